@@ -1,0 +1,151 @@
+/*
+ * backend: one MCP server process and its whole process tree, from spawn to the end.
+ *
+ * A backend knows nothing of JSON or of its front end.  It writes lines to the server's
+ * stdin, frames the server's stdout into lines for its owner (through a framer_sink),
+ * and runs the teardown as a state machine on libev timers:
+ *
+ *   STARTING --exec ok--> RUNNING --backend_end()--> CLOSING (stdin closed once flushed)
+ *   CLOSING --eof-grace--> TERMINATING (SIGTERM + SIGCONT to the tree)
+ *   TERMINATING --term-grace--> KILLING (SIGKILL to the tree, repeated until it is empty)
+ *   RUNNING --server exits or closes stdout--> TERMINATING at once for what is left
+ *   any --tree empty, child reaped, stdout at EOF--> DONE
+ *
+ * "The tree" is what proctree.h defines: the server, its process group, everything that
+ * carries its MCPMUX_SESSION cookie, and all their descendants (mcpmux is a subreaper, so
+ * daemonised descendants stay findable).  Tree scans of all backends that are ending are
+ * batched: one /proc walk per loop turn.  docs/lifecycle.md describes the table.
+ *
+ * Ownership: the owner creates a backend with backend_spawn() and frees it with
+ * backend_free(), which is allowed only from (or after) its on_done hook; on_done is
+ * called from the loop, never from inside a backend_*() call.
+ */
+#ifndef MCPMUX_BACKEND_H
+#define MCPMUX_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <ev.h>
+#define HASH_FUNCTION HASH_FNV
+#include <uthash.h>
+
+#include "mcpmux/framer.h"
+#include "mcpmux/wbuf.h"
+
+enum backend_state {
+	BACKEND_STARTING,
+	BACKEND_RUNNING,
+	BACKEND_CLOSING,
+	BACKEND_TERMINATING,
+	BACKEND_KILLING,
+	BACKEND_DONE,
+};
+
+enum backend_escalation {
+	BACKEND_ESC_NONE, /* the tree ended without mcpmux closing or signalling anything */
+	BACKEND_ESC_EOF,
+	BACKEND_ESC_TERM,
+	BACKEND_ESC_KILL,
+};
+
+struct backend;
+
+struct backend_hooks {
+	/* The server's process exited (b->wstatus), or could not be executed (b->exec_errno). */
+	void (*on_exit)(struct backend *b, void *owner);
+	/* Teardown complete: tree gone, pipes closed.  The owner may free b now. */
+	void (*on_done)(struct backend *b, void *owner);
+	/* The server's stdin queue went from full to below its mark. */
+	void (*on_writable)(struct backend *b, void *owner);
+};
+
+struct backend_config {
+	char *const *argv;  /* the command; argv[0] is looked up in PATH */
+	const char *cookie; /* MCPMUX_SESSION for the tree */
+	double eof_grace;   /* seconds */
+	double term_grace;  /* seconds */
+	size_t max_message; /* framer bound for the server's stdout */
+	size_t max_queue;   /* stdin queue mark */
+	bool claim_orphans; /* cookie-less orphans of mcpmux count as this tree's */
+};
+
+struct backend {
+	struct ev_loop *loop;
+	enum backend_state state;
+	enum backend_escalation escalation;
+	pid_t pid;
+	int wstatus;	/* wait status once reaped, -1 before */
+	int exec_errno; /* errno of a failed exec, 0 otherwise */
+	bool reaped;
+	bool tree_empty; /* as of the last scan after the child was reaped */
+	bool out_eof;
+	bool claim_orphans;
+	bool exited_by_itself; /* the teardown began with the server's own exit */
+	int pending_signal;    /* for the rest of the tree, at the next batched scan */
+	double eof_grace;
+	double term_grace;
+	ev_tstamp t_start; /* spawn time */
+	ev_tstamp t_end;   /* teardown start */
+	ev_tstamp t_done;
+
+	int in_fd, out_fd, status_fd;
+	ev_io in_w, out_w, status_w;
+	ev_timer grace_w;
+	bool out_paused;
+	struct wbuf inq;
+	struct framer outf;
+
+	const struct framer_sink *sink;
+	const struct backend_hooks *hooks;
+	void *owner;
+	char cookie[129];
+
+	/* module bookkeeping */
+	struct backend *next_ending, *prev_ending;
+	bool on_ending_list;
+	struct backend *next_done;
+	bool done_queued;
+	UT_hash_handle hh; /* the table of live backends by pid */
+};
+
+/*
+ * Set up the module for a loop: the one child watcher (pid 0) that reaps everything,
+ * and the per-turn scan.  Call once, with the default loop, before any spawn.
+ */
+void backend_module_init(struct ev_loop *loop);
+void backend_module_release(void);
+
+/*
+ * Start a server.  Returns the backend in STARTING state, or NULL with errno set when
+ * pipes or fork failed (EMFILE, EAGAIN, ENOMEM).  An exec failure is reported later,
+ * through on_exit with exec_errno set.
+ */
+struct backend *backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
+			      const struct framer_sink *sink, const struct backend_hooks *hooks,
+			      void *owner);
+/*
+ * Send one line (a "\n" is added) to the server's stdin.  0, or -1 with errno EPIPE
+ * (stdin is closed: the server is ending or gone) or ENOMEM.
+ */
+int backend_send(struct backend *b, const char *line, size_t len);
+bool backend_stdin_full(const struct backend *b);
+/* Stop or resume reading the server's stdout (backpressure from the client side). */
+void backend_pause(struct backend *b, bool paused);
+/*
+ * Begin the teardown (no-op once begun).  grace_ms >= 0 replaces both grace periods
+ * when it is shorter.
+ */
+void backend_end(struct backend *b, double grace_ms);
+bool backend_is_ending(const struct backend *b);
+/* Milliseconds the teardown took (DONE) or has taken so far. */
+double backend_end_ms(const struct backend *b);
+const char *backend_escalation_name(enum backend_escalation e);
+/* Free a backend in DONE state (or NULL). */
+void backend_free(struct backend *b);
+/* Exit status as a shell reports it: code, or 128 + signal; 127/126 for exec failure. */
+int backend_exit_code(const struct backend *b);
+
+#endif

@@ -1,0 +1,34 @@
+/*
+ * cli: command-line options shared by the subcommands, and their usage texts.
+ */
+#ifndef MCPMUX_CLI_H
+#define MCPMUX_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define EXIT_USAGE    2
+#define EXIT_NOEXEC   126
+#define EXIT_NOTFOUND 127
+
+struct mcpmux_options {
+	double eof_grace_ms;
+	double term_grace_ms;
+	const char *end_method;
+	size_t max_message;
+	size_t max_queue;
+	size_t max_sessions;
+	double idle_timeout_s;
+	const char *listen;
+	char **command; /* NULL-terminated; points into argv */
+};
+
+void cli_defaults(struct mcpmux_options *o);
+/*
+ * Parse the options of wrap (serve = false) or serve, up to and including "--" and the
+ * command.  Prints the problem and returns -1 on a usage error; 1 if --help was printed.
+ */
+int cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve);
+void cli_usage(void);
+
+#endif

@@ -1,0 +1,58 @@
+/*
+ * framer: newline-delimited message framing (MCP's stdio transport), in one direction.
+ *
+ * Bytes go in with framer_feed() in any chunking; complete lines come out through the
+ * sink, without their "\n" and without a "\r" just before it.  Empty lines are skipped.
+ * A line that lies whole inside the fed chunk is handed out as a pointer into that chunk
+ * (no copy); only the partial line at the end of a chunk is copied into the framer's
+ * buffer.  Pointers handed to the sink are valid only during the call.
+ *
+ * A line longer than `max` bytes is not buffered: its first `max` bytes go to
+ * sink->big_begin(), every later byte of it to sink->big_more() as it arrives, and its end
+ * to sink->big_end() with the line's full length.  The buffer that held a big line is
+ * released once that line has been delivered, so a framer that is idle holds no memory
+ * beyond FRAMER_KEEP bytes.
+ *
+ * The framer is pure: it knows nothing of file descriptors, JSON or the event loop.
+ */
+#ifndef MCPMUX_FRAMER_H
+#define MCPMUX_FRAMER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define FRAMER_MAX_DEFAULT ((size_t)64 << 20)
+#define FRAMER_KEEP	   ((size_t)64 << 10) /* buffer capacity kept between lines */
+
+struct framer_sink {
+	void (*line)(void *ctx, const char *line, size_t len);
+	void (*big_begin)(void *ctx, const char *head, size_t len);
+	void (*big_more)(void *ctx, const char *more, size_t len);
+	void (*big_end)(void *ctx, size_t total);
+};
+
+struct framer {
+	char *buf;	/* partial line; NULL when none is buffered and nothing is kept */
+	size_t len;	/* bytes of the partial line in buf */
+	size_t cap;	/* bytes allocated for buf */
+	size_t max;	/* longest line delivered whole */
+	size_t big_len; /* bytes of the current over-long line so far */
+	bool is_big;	/* inside an over-long (or unbufferable) line: skipping to "\n" */
+};
+
+void framer_init(struct framer *f, size_t max);
+/* Release all memory; the framer can be fed again afterwards. */
+void framer_release(struct framer *f);
+/*
+ * Feed bytes.  Returns 0, or -1 with errno ENOMEM if a partial line could not be
+ * buffered (that line is then dropped up to its end and reported to sink->big_*()
+ * as if it had been over-long, so the caller still answers it).
+ */
+int framer_feed(struct framer *f, const char *data, size_t len, const struct framer_sink *sink,
+		void *ctx);
+/* End of input: deliver a last line that had no "\n", if any. */
+void framer_finish(struct framer *f, const struct framer_sink *sink, void *ctx);
+/* Bytes of an unfinished line held (or skipped, for an over-long one). */
+size_t framer_pending(const struct framer *f);
+
+#endif

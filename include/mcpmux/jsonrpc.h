@@ -1,0 +1,127 @@
+/*
+ * jsonrpc: message inspection on yajl's streaming parser.
+ *
+ * jsonrpc_scan() validates one whole line with one yajl_parse() call and learns what
+ * routing needs, through yajl's callbacks, without building a tree: the kind of message,
+ * its id (as canonical JSON text, so that it can be written back verbatim), its method,
+ * and for a batch the same for each element.  It also picks up the few members of
+ * `params` that mcpmux itself acts on (graceMs, session, reason).
+ *
+ * A scanner is reusable: results stay valid until the next scan or jsonrpc_release().
+ * All strings in a result point into the scanner's arena and are not NUL-terminated.
+ */
+#ifndef MCPMUX_JSONRPC_H
+#define MCPMUX_JSONRPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <yajl/yajl_parse.h>
+
+#define JSONRPC_MAX_DEPTH 512  /* deeper JSON is refused like invalid JSON */
+#define JSONRPC_MAX_ITEMS 1024 /* batch elements described; the rest are validated only */
+
+enum jsonrpc_kind {
+	JSONRPC_INVALID_JSON,	 /* not JSON (or too deep): -32700 */
+	JSONRPC_INVALID_REQUEST, /* JSON, but not a JSON-RPC message: -32600 */
+	JSONRPC_REQUEST,
+	JSONRPC_NOTIFICATION,
+	JSONRPC_RESPONSE,
+	JSONRPC_ERROR,
+	JSONRPC_BATCH,
+};
+
+/* A slice of the scanner's arena. */
+struct jsonrpc_str {
+	uint32_t off;
+	uint32_t len;
+};
+
+struct jsonrpc_item {
+	enum jsonrpc_kind kind;
+	bool has_id;	       /* id present and of a valid type (string, number, null) */
+	struct jsonrpc_str id; /* canonical JSON text: "abc" (quoted, escaped), 42, null */
+	bool has_method;
+	struct jsonrpc_str method; /* the method string, unescaped */
+	/* internal: which members were seen */
+	unsigned seen;
+	bool bad;
+};
+
+struct jsonrpc_params {
+	bool has_grace_ms;
+	double grace_ms;
+	bool has_session;
+	struct jsonrpc_str session;
+	bool has_reason;
+	struct jsonrpc_str reason;
+};
+
+struct jsonrpc_scanner {
+	yajl_handle h;		    /* reused across valid lines; re-created after an error */
+	enum jsonrpc_kind kind;	    /* result: the message's kind (BATCH for an array) */
+	struct jsonrpc_item one;    /* result: the message, when not a batch */
+	struct jsonrpc_item *items; /* result: batch elements, up to JSONRPC_MAX_ITEMS */
+	size_t n_items;
+	size_t n_elements;	      /* result: all batch elements, described or not */
+	struct jsonrpc_params params; /* result: for a single request/notification */
+	char *arena;
+	size_t arena_len;
+	size_t arena_cap;
+	const char *error;  /* result: why a line was invalid (static text) */
+	bool top_container; /* result: the line is a JSON object or array */
+
+	/* parse state */
+	int depth;
+	int n_values; /* top-level values on this line */
+	bool is_batch;
+	struct jsonrpc_item *cur; /* the message being filled, NULL between elements */
+	int key;		  /* message-level member the next value belongs to */
+	bool in_params;		  /* inside a params object of a single message */
+	int params_key;
+	bool arena_failed;
+};
+
+void jsonrpc_init(struct jsonrpc_scanner *s);
+void jsonrpc_release(struct jsonrpc_scanner *s);
+
+/* Scan one line (without its "\n").  Returns the kind (also in s->kind). */
+enum jsonrpc_kind jsonrpc_scan(struct jsonrpc_scanner *s, const char *line, size_t len);
+
+/* The string a slice names (not NUL-terminated). */
+static inline const char *
+jsonrpc_str(const struct jsonrpc_scanner *s, struct jsonrpc_str str)
+{
+	return s->arena + str.off;
+}
+
+/* Does the message's method equal `name`? */
+bool jsonrpc_method_is(const struct jsonrpc_scanner *s, const struct jsonrpc_item *it,
+		       const char *name);
+
+/* The name used for a kind in the traffic log: "request", "response", ... */
+const char *jsonrpc_kind_name(enum jsonrpc_kind kind);
+
+/*
+ * idscan: find the top-level "id" of a JSON object seen only in part, fed in pieces
+ * (an over-long message whose body is skipped without being buffered).  Linear in the
+ * bytes fed, constant memory.
+ */
+struct jsonrpc_idscan {
+	int depth;
+	bool in_string, escape, is_key;
+	bool want_value; /* the last depth-1 key was "id" */
+	bool capturing;
+	int key_match; /* bytes of "id" matched so far, -1 for no match */
+	char id[128];
+	size_t id_len;
+	bool found, overflow;
+};
+
+void jsonrpc_idscan_init(struct jsonrpc_idscan *sc);
+void jsonrpc_idscan_feed(struct jsonrpc_idscan *sc, const char *p, size_t len);
+/* The id's JSON text, or NULL if none was seen (or it was not a string or number). */
+const char *jsonrpc_idscan_id(const struct jsonrpc_idscan *sc, size_t *len);
+
+#endif

@@ -1,0 +1,74 @@
+/*
+ * proctree: find and signal the whole process tree of a backend.
+ *
+ * proctree_scan() takes a snapshot of every descendant of one process (mcpmux itself),
+ * walking /proc/PID/task/TID/children from it, with each descendant's parent, process
+ * group, start time, state, and the value of MCPMUX_SESSION in its environment.  Because
+ * mcpmux is a child subreaper, a descendant that daemonises (double fork, setsid) is
+ * re-parented to mcpmux and stays in this snapshot.
+ *
+ * A backend's tree, given its pid, its process group and its cookie, is every process of
+ * the snapshot that is the backend, is in its process group, carries its cookie, or
+ * descends from such a process.  Zombies are not members (they are already dead).  A
+ * process that carries another cookie belongs to another backend, so the process-group
+ * rule does not apply to it (a pid, and so a group id, may be reused by a new backend).
+ *
+ * The /proc root is a parameter so that unit tests can run on a fake tree.
+ */
+#ifndef MCPMUX_PROCTREE_H
+#define MCPMUX_PROCTREE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define PROCTREE_COOKIE_ENV "MCPMUX_SESSION"
+#define PROCTREE_COOKIE_MAX 128
+
+struct proc_info {
+	pid_t pid;
+	pid_t ppid;
+	pid_t pgid;
+	unsigned long long start;	      /* start time, clock ticks since boot */
+	char state;			      /* from /proc/PID/stat: R, S, Z, ... */
+	size_t parent;			      /* index of the parent in the snapshot, or SIZE_MAX */
+	char cookie[PROCTREE_COOKIE_MAX + 1]; /* "" when none */
+};
+
+struct proctree {
+	struct proc_info *v;
+	size_t n;
+	size_t cap;
+};
+
+struct proctree_match {
+	pid_t pid;	    /* the backend's pid (0: already reaped) */
+	pid_t pgid;	    /* its process group (0: none) */
+	const char *cookie; /* its MCPMUX_SESSION value (NULL: none) */
+	/*
+	 * Also claim orphans: descendants that no longer link to any backend (they left
+	 * the group, dropped the cookie and were re-parented to mcpmux).  is_backend(pid)
+	 * tells which children of mcpmux are live backends, never orphans.  Wrap mode,
+	 * where every descendant of mcpmux comes from its backend, sets it.
+	 */
+	bool (*is_backend)(pid_t pid);
+};
+
+void proctree_init(struct proctree *t);
+void proctree_release(struct proctree *t);
+/* Snapshot the descendants of `root` under `proc_root` ("/proc").  0 or -1 (errno). */
+int proctree_scan(struct proctree *t, const char *proc_root, pid_t root);
+/* Is snapshot entry i a live member of the tree m describes? */
+bool proctree_is_member(const struct proctree *t, size_t i, const struct proctree_match *m);
+/* Live members of m's tree in the snapshot. */
+size_t proctree_count(const struct proctree *t, const struct proctree_match *m);
+/*
+ * Send sig to every live member of m's tree, then SIGCONT when sig is SIGTERM (a stopped
+ * process does not act on SIGTERM).  Each pid is checked against its start time through
+ * a pidfd first, so a pid reused since the snapshot is never signalled.  Returns the
+ * number of processes signalled.
+ */
+size_t proctree_signal(const struct proctree *t, const struct proctree_match *m,
+		       const char *proc_root, int sig);
+
+#endif

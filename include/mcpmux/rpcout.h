@@ -1,0 +1,55 @@
+/*
+ * rpcout: what mcpmux itself writes: JSON-RPC error responses, results, events, and the
+ * JSON string escaping they need.  Pure: formats into memory, does no I/O.
+ *
+ * struct sbuf is a growable byte string.  Appends never fail visibly: on allocation
+ * failure the buffer is marked failed and later appends do nothing; check sbuf.failed
+ * once at the end.  sbuf_release() frees; sbuf_reset() empties but keeps (up to
+ * SBUF_KEEP bytes of) memory for reuse.
+ */
+#ifndef MCPMUX_RPCOUT_H
+#define MCPMUX_RPCOUT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define SBUF_KEEP ((size_t)16 << 10)
+
+struct sbuf {
+	char *buf;
+	size_t len;
+	size_t cap;
+	bool failed;
+};
+
+void sbuf_reset(struct sbuf *b);
+void sbuf_release(struct sbuf *b);
+void sbuf_add(struct sbuf *b, const char *p, size_t len);
+void sbuf_adds(struct sbuf *b, const char *s);
+void sbuf_addf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Append p as a JSON string (quoted, escaped; invalid UTF-8 becomes U+FFFD). */
+void sbuf_add_json_string(struct sbuf *b, const char *p, size_t len);
+
+/*
+ * Escape p as a JSON string into out, which must hold 6 * len + 2 bytes.
+ * Returns the bytes written.
+ */
+size_t rpcout_escape_into(char *out, const char *p, size_t len);
+
+/* Standard JSON-RPC error codes that mcpmux produces. */
+#define RPC_PARSE_ERROR	    (-32700)
+#define RPC_INVALID_REQUEST (-32600)
+#define RPC_SERVER_ERROR    (-32000)
+
+/*
+ * {"jsonrpc":"2.0","id":ID,"error":{"code":C,"message":"MSG"}}
+ * id is JSON text (e.g. "\"abc\"" or "7"); NULL means null.  No "\n".
+ */
+void rpcout_error(struct sbuf *b, const char *id, size_t id_len, int code, const char *msg);
+
+/* The "exit" value of a wait status: {"code":N} or {"signal":"SIGKILL"}; null if < 0. */
+void rpcout_exit(struct sbuf *b, int wstatus);
+/* A signal's name without a number: "SIGTERM"; "SIG<n>" for others. */
+const char *rpcout_signame(int sig, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,58 @@
+/*
+ * wbuf: the unsent bytes for one non-blocking file descriptor, as a FIFO of chunks.
+ *
+ * Small appends share 16 KiB chunks; a big message gets one chunk of its own size, so
+ * it is copied once.  A chunk is freed as soon as it has been written: an empty wbuf
+ * holds no memory.  wbuf_append() copies; the caller keeps its bytes.
+ *
+ * `high` is the backpressure mark: once wbuf_len() reaches it, wbuf_full() is true and
+ * the producers of this wbuf stop reading (their own input then stays in the kernel's
+ * pipe).  A single message larger than `high` is still taken whole: the bound on one
+ * message is the framer's.
+ */
+#ifndef MCPMUX_WBUF_H
+#define MCPMUX_WBUF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define WBUF_CHUNK    ((size_t)16 << 10)
+#define WBUF_HIGH_DEF ((size_t)16 << 20)
+
+struct wchunk;
+
+struct wbuf {
+	struct wchunk *head;
+	struct wchunk *tail;
+	size_t len;  /* unsent bytes */
+	size_t high; /* backpressure mark */
+};
+
+void wbuf_init(struct wbuf *q, size_t high);
+/* Free every chunk; the wbuf is empty and usable again. */
+void wbuf_release(struct wbuf *q);
+/* Queue bytes.  0, or -1 (ENOMEM) with nothing queued. */
+int wbuf_append(struct wbuf *q, const void *p, size_t len);
+/*
+ * Send `len` bytes and then `len2` more (either may be 0) as one unit: written directly
+ * when nothing is queued, the unwritten rest queued.  0 on success; -1 on a write error
+ * other than EAGAIN (errno set, nothing queued) or ENOMEM.
+ */
+int wbuf_send(struct wbuf *q, int fd, const void *p, size_t len, const void *p2, size_t len2);
+/* Write queued bytes until done or EAGAIN.  0, or -1 on a write error (errno set). */
+int wbuf_flush(struct wbuf *q, int fd);
+
+static inline size_t
+wbuf_len(const struct wbuf *q)
+{
+	return q->len;
+}
+
+static inline bool
+wbuf_full(const struct wbuf *q)
+{
+	return q->len >= q->high;
+}
+
+#endif

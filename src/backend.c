@@ -1,0 +1,659 @@
+/*
+ * backend: spawn a server, relay its pipes, and tear down its whole process tree.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "mcpmux/backend.h"
+#include "mcpmux/diag.h"
+#include "mcpmux/proctree.h"
+#include "mcpmux/sys.h"
+
+#define READ_BUDGET   ((size_t)256 << 10) /* bytes per callback: fairness between sessions */
+#define KILL_RESCAN_S 0.05		  /* KILLING: re-scan and re-kill interval */
+#define PROC_ROOT     "/proc"
+
+/* Module state: process-wide by nature (SIGCHLD, /proc). */
+static struct ev_loop *mod_loop;
+static ev_child child_w;	    /* pid 0: every child that libev reaps */
+static ev_prepare turn_w;	    /* per loop turn: batched scan, deferred on_done */
+static struct backend *by_pid;	    /* uthash: backends whose child is not yet reaped */
+static struct backend *ending_head; /* backends in CLOSING, TERMINATING or KILLING */
+static struct backend *done_head;   /* DONE, on_done not yet called */
+static bool scan_wanted;
+static struct proctree snapshot;
+static char scratch[64 << 10];
+
+static void backend_on_child(struct ev_loop *loop, ev_child *w, int revents);
+static void backend_on_turn(struct ev_loop *loop, ev_prepare *w, int revents);
+static void backend_on_stdout(struct ev_loop *loop, ev_io *w, int revents);
+static void backend_on_stdin(struct ev_loop *loop, ev_io *w, int revents);
+static void backend_on_status(struct ev_loop *loop, ev_io *w, int revents);
+static void backend_on_grace(struct ev_loop *loop, ev_timer *w, int revents);
+static void backend_step(struct backend *b);
+
+void
+backend_module_init(struct ev_loop *loop)
+{
+	mod_loop = loop;
+	ev_child_init(&child_w, backend_on_child, 0, 0);
+	ev_child_start(loop, &child_w);
+	ev_unref(loop);
+	ev_prepare_init(&turn_w, backend_on_turn);
+	ev_prepare_start(loop, &turn_w);
+	ev_unref(loop);
+	proctree_init(&snapshot);
+}
+
+void
+backend_module_release(void)
+{
+	if (mod_loop != NULL) {
+		ev_ref(mod_loop);
+		ev_child_stop(mod_loop, &child_w);
+		ev_ref(mod_loop);
+		ev_prepare_stop(mod_loop, &turn_w);
+		mod_loop = NULL;
+	}
+	proctree_release(&snapshot);
+}
+
+static void
+ending_add(struct backend *b)
+{
+	if (b->on_ending_list) {
+		return;
+	}
+	b->on_ending_list = true;
+	b->prev_ending = NULL;
+	b->next_ending = ending_head;
+	if (ending_head != NULL) {
+		ending_head->prev_ending = b;
+	}
+	ending_head = b;
+}
+
+static void
+ending_remove(struct backend *b)
+{
+	if (!b->on_ending_list) {
+		return;
+	}
+	if (b->prev_ending != NULL) {
+		b->prev_ending->next_ending = b->next_ending;
+	} else {
+		ending_head = b->next_ending;
+	}
+	if (b->next_ending != NULL) {
+		b->next_ending->prev_ending = b->prev_ending;
+	}
+	b->on_ending_list = false;
+}
+
+/* ---- spawning ---- */
+
+/* In the child, between fork and exec.  Never returns. */
+static void __attribute__((noreturn)) child_exec(char *const *argv, const char *cookie,
+						 pid_t parent, int in_fd, int out_fd, int status_fd)
+{
+	struct sigaction sa;
+	sigset_t empty;
+	int err;
+
+	/* Dispositions back to default: SIG_IGN (mcpmux ignores SIGPIPE) survives exec. */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	for (int sig = 1; sig < NSIG; sig++) {
+		(void)sigaction(sig, &sa, NULL);
+	}
+	(void)setpgid(0, 0);
+	/* A SIGKILLed mcpmux takes its direct child with it. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != parent) {
+		_exit(1);
+	}
+	if (dup2(in_fd, STDIN_FILENO) == -1 || dup2(out_fd, STDOUT_FILENO) == -1 ||
+	    setenv(PROCTREE_COOKIE_ENV, cookie, 1) == -1) {
+		err = errno;
+	} else {
+		/* libev may have left signals blocked: the server gets an empty mask. */
+		sigemptyset(&empty);
+		(void)sigprocmask(SIG_SETMASK, &empty, NULL);
+		execvp(argv[0], argv);
+		err = errno;
+	}
+	if (write(status_fd, &err, sizeof(err)) == -1) {
+		_exit(126);
+	}
+	_exit(err == ENOENT ? 127 : 126);
+}
+
+struct backend *
+backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
+	      const struct framer_sink *sink, const struct backend_hooks *hooks, void *owner)
+{
+	int pin[2] = { -1, -1 }, pout[2] = { -1, -1 }, pstat[2] = { -1, -1 };
+	struct backend *b = calloc(1, sizeof(*b));
+	sigset_t all, old;
+	int err;
+
+	if (b == NULL) {
+		return NULL;
+	}
+	if (pipe2(pin, O_CLOEXEC) == -1 || pipe2(pout, O_CLOEXEC) == -1 ||
+	    pipe2(pstat, O_CLOEXEC) == -1) {
+		goto fail;
+	}
+	(void)snprintf(b->cookie, sizeof(b->cookie), "%s", cfg->cookie);
+	/* Block every signal across fork: no handler may run in the child before exec. */
+	sigfillset(&all);
+	(void)sigprocmask(SIG_SETMASK, &all, &old);
+	pid_t parent = getpid();
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		child_exec(cfg->argv, b->cookie, parent, pin[0], pout[1], pstat[1]);
+	}
+	err = errno;
+	(void)sigprocmask(SIG_SETMASK, &old, NULL);
+	if (pid == -1) {
+		errno = err;
+		goto fail;
+	}
+	(void)setpgid(pid, pid); /* also in the child: whichever runs first */
+	sys_close(&pin[0]);
+	sys_close(&pout[1]);
+	sys_close(&pstat[1]);
+
+	b->loop = loop;
+	b->state = BACKEND_STARTING;
+	b->pid = pid;
+	b->wstatus = -1;
+	b->claim_orphans = cfg->claim_orphans;
+	b->eof_grace = cfg->eof_grace;
+	b->term_grace = cfg->term_grace;
+	b->t_start = ev_now(loop);
+	b->in_fd = pin[1];
+	b->out_fd = pout[0];
+	b->status_fd = pstat[0];
+	b->sink = sink;
+	b->hooks = hooks;
+	b->owner = owner;
+	wbuf_init(&b->inq, cfg->max_queue);
+	framer_init(&b->outf, cfg->max_message);
+	(void)sys_set_nonblock(b->in_fd, 1);
+	(void)sys_set_nonblock(b->out_fd, 1);
+	(void)sys_set_nonblock(b->status_fd, 1);
+	ev_io_init(&b->in_w, backend_on_stdin, b->in_fd, EV_WRITE);
+	ev_io_init(&b->out_w, backend_on_stdout, b->out_fd, EV_READ);
+	ev_io_init(&b->status_w, backend_on_status, b->status_fd, EV_READ);
+	ev_init(&b->grace_w, backend_on_grace);
+	ev_io_start(loop, &b->out_w);
+	ev_io_start(loop, &b->status_w);
+	HASH_ADD(hh, by_pid, pid, sizeof(pid_t), b);
+	diag_info("started '%s' as pid %d (session %s)", cfg->argv[0], (int)pid, b->cookie);
+	return b;
+fail:
+	err = errno;
+	sys_close(&pin[0]);
+	sys_close(&pin[1]);
+	sys_close(&pout[0]);
+	sys_close(&pout[1]);
+	sys_close(&pstat[0]);
+	sys_close(&pstat[1]);
+	free(b);
+	errno = err;
+	return NULL;
+}
+
+/* ---- the pipes ---- */
+
+static void
+close_stdin(struct backend *b)
+{
+	if (b->in_fd >= 0) {
+		ev_io_stop(b->loop, &b->in_w);
+		sys_close(&b->in_fd);
+	}
+	wbuf_release(&b->inq);
+}
+
+static void
+close_stdout(struct backend *b)
+{
+	if (b->out_fd >= 0) {
+		ev_io_stop(b->loop, &b->out_w);
+		sys_close(&b->out_fd);
+		framer_finish(&b->outf, b->sink, b->owner);
+	}
+	b->out_eof = true;
+}
+
+/* Read the exec status pipe: EOF means exec succeeded, an int is exec's errno. */
+static void
+read_status(struct backend *b)
+{
+	int err;
+	ssize_t n;
+
+	if (b->status_fd < 0) {
+		return;
+	}
+	n = sys_read(b->status_fd, &err, sizeof(err));
+	if (n == -1 && errno == EAGAIN) {
+		return;
+	}
+	ev_io_stop(b->loop, &b->status_w);
+	sys_close(&b->status_fd);
+	if (n == (ssize_t)sizeof(err)) {
+		b->exec_errno = err;
+	} else if (b->state == BACKEND_STARTING) {
+		b->state = BACKEND_RUNNING;
+	}
+}
+
+static void
+backend_on_status(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct backend *b = container_of(w, struct backend, status_w);
+
+	(void)loop;
+	(void)revents;
+	read_status(b);
+}
+
+int
+backend_send(struct backend *b, const char *line, size_t len)
+{
+	if (b->in_fd < 0 || b->state >= BACKEND_CLOSING) {
+		errno = EPIPE;
+		return -1;
+	}
+	bool was_empty = wbuf_len(&b->inq) == 0;
+
+	if (wbuf_send(&b->inq, b->in_fd, line, len, "\n", 1) == -1) {
+		if (errno == EPIPE) {
+			/* The server closed its stdin: nothing more can reach it. */
+			close_stdin(b);
+			errno = EPIPE;
+		}
+		return -1;
+	}
+	if (was_empty && wbuf_len(&b->inq) > 0) {
+		ev_io_start(b->loop, &b->in_w);
+	}
+	return 0;
+}
+
+bool
+backend_stdin_full(const struct backend *b)
+{
+	return wbuf_full(&b->inq);
+}
+
+static void
+backend_on_stdin(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct backend *b = container_of(w, struct backend, in_w);
+	bool was_full = wbuf_full(&b->inq);
+
+	(void)loop;
+	(void)revents;
+	if (wbuf_flush(&b->inq, b->in_fd) == -1) {
+		close_stdin(b);
+	} else if (wbuf_len(&b->inq) == 0) {
+		ev_io_stop(b->loop, &b->in_w);
+		if (b->state >= BACKEND_CLOSING) {
+			/* Everything the client sent before the end is delivered: now EOF. */
+			close_stdin(b);
+		}
+	}
+	if (was_full && !wbuf_full(&b->inq) && b->state < BACKEND_CLOSING &&
+	    b->hooks->on_writable != NULL) {
+		b->hooks->on_writable(b, b->owner);
+	}
+}
+
+void
+backend_pause(struct backend *b, bool paused)
+{
+	if (b->out_paused == paused) {
+		return;
+	}
+	b->out_paused = paused;
+	if (b->out_fd < 0) {
+		return;
+	}
+	if (paused) {
+		ev_io_stop(b->loop, &b->out_w);
+	} else {
+		ev_io_start(b->loop, &b->out_w);
+	}
+}
+
+static void
+backend_on_stdout(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct backend *b = container_of(w, struct backend, out_w);
+	size_t budget = READ_BUDGET;
+
+	(void)loop;
+	(void)revents;
+	while (budget > 0 && !b->out_paused && b->out_fd >= 0) {
+		ssize_t n = sys_read(b->out_fd, scratch, SYS_MIN(sizeof(scratch), budget));
+
+		if (n > 0) {
+			(void)framer_feed(&b->outf, scratch, (size_t)n, b->sink, b->owner);
+			budget -= (size_t)n;
+		} else if (n == 0 || errno != EAGAIN) {
+			close_stdout(b);
+			backend_step(b);
+			return;
+		} else {
+			break;
+		}
+	}
+}
+
+/* ---- the teardown ---- */
+
+static void
+arm_grace(struct backend *b, double seconds)
+{
+	ev_timer_stop(b->loop, &b->grace_w);
+	ev_timer_set(&b->grace_w, seconds, 0.);
+	ev_timer_start(b->loop, &b->grace_w);
+}
+
+static bool
+is_live_backend(pid_t pid)
+{
+	struct backend *b;
+
+	HASH_FIND(hh, by_pid, &pid, sizeof(pid_t), b);
+	return b != NULL;
+}
+
+static struct proctree_match
+backend_match(const struct backend *b)
+{
+	struct proctree_match m = {
+		.pid = b->reaped ? 0 : b->pid,
+		.pgid = b->pid,
+		.cookie = b->cookie,
+		.is_backend = b->claim_orphans ? is_live_backend : NULL,
+	};
+
+	return m;
+}
+
+/*
+ * Signal the whole tree.  The process group is signalled at once; the rest of the tree
+ * (processes that left the group) at this turn's batched scan.
+ */
+static void
+signal_tree(struct backend *b, int sig)
+{
+	if (!b->reaped) {
+		/* While the leader is unreaped its group id cannot be reused. */
+		(void)kill(-b->pid, sig);
+		if (sig == SIGTERM) {
+			(void)kill(-b->pid, SIGCONT);
+		}
+	}
+	b->pending_signal = sig;
+	scan_wanted = true;
+}
+
+static void
+enter_done(struct backend *b)
+{
+	b->state = BACKEND_DONE;
+	b->t_done = ev_now(b->loop);
+	ev_timer_stop(b->loop, &b->grace_w);
+	close_stdin(b);
+	close_stdout(b);
+	ending_remove(b);
+	if (!b->done_queued) {
+		b->done_queued = true;
+		b->next_done = done_head;
+		done_head = b;
+	}
+}
+
+/* Re-evaluate after any event: can the teardown finish? */
+static void
+backend_step(struct backend *b)
+{
+	if (b->state == BACKEND_DONE) {
+		return;
+	}
+	if (b->state < BACKEND_CLOSING && b->out_eof && !b->reaped) {
+		/* Stdout closed while the server runs: it can no longer answer.  End it. */
+		backend_end(b, -1);
+		return;
+	}
+	if (b->reaped && b->tree_empty && b->state == BACKEND_KILLING && !b->out_eof) {
+		/* Nothing of the tree is left, yet stdout is held open: stop waiting for it. */
+		close_stdout(b);
+	}
+	if (b->reaped && b->tree_empty && b->out_eof) {
+		enter_done(b);
+	}
+}
+
+static void
+begin_teardown(struct backend *b, enum backend_state state)
+{
+	b->state = state;
+	b->t_end = ev_now(b->loop);
+	ending_add(b);
+	scan_wanted = true;
+}
+
+void
+backend_end(struct backend *b, double grace_ms)
+{
+	if (b->state >= BACKEND_CLOSING) {
+		return;
+	}
+	if (grace_ms >= 0) {
+		b->eof_grace = SYS_MIN(b->eof_grace, grace_ms / 1000.);
+		b->term_grace = SYS_MIN(b->term_grace, grace_ms / 1000.);
+	}
+	begin_teardown(b, BACKEND_CLOSING);
+	b->escalation = BACKEND_ESC_EOF;
+	if (wbuf_len(&b->inq) == 0) {
+		close_stdin(b);
+	}
+	arm_grace(b, b->eof_grace);
+}
+
+bool
+backend_is_ending(const struct backend *b)
+{
+	return b->state >= BACKEND_CLOSING;
+}
+
+static void
+backend_on_grace(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct backend *b = container_of(w, struct backend, grace_w);
+
+	(void)loop;
+	(void)revents;
+	switch (b->state) {
+	case BACKEND_CLOSING:
+		close_stdin(b);
+		b->state = BACKEND_TERMINATING;
+		b->escalation = BACKEND_ESC_TERM;
+		signal_tree(b, SIGTERM);
+		arm_grace(b, b->term_grace);
+		break;
+	case BACKEND_TERMINATING:
+		b->state = BACKEND_KILLING;
+		b->escalation = BACKEND_ESC_KILL;
+		/* fall through */
+	case BACKEND_KILLING:
+		signal_tree(b, SIGKILL);
+		arm_grace(b, KILL_RESCAN_S);
+		break;
+	case BACKEND_STARTING:
+	case BACKEND_RUNNING:
+	case BACKEND_DONE:
+		BUG("grace timer in state %d", (int)b->state);
+	}
+	scan_wanted = true;
+}
+
+/* The server's own process exited (or could not be executed). */
+static void
+child_exited(struct backend *b, int wstatus)
+{
+	b->reaped = true;
+	b->wstatus = wstatus;
+	HASH_DEL(by_pid, b);
+	read_status(b);
+	if (b->state < BACKEND_CLOSING) {
+		/* Exited by itself: what is left of its tree goes at once. */
+		b->exited_by_itself = true;
+		close_stdin(b);
+		begin_teardown(b, BACKEND_TERMINATING);
+		b->escalation = BACKEND_ESC_NONE;
+		arm_grace(b, b->term_grace);
+	}
+	scan_wanted = true;
+	if (b->hooks->on_exit != NULL) {
+		b->hooks->on_exit(b, b->owner);
+	}
+}
+
+static void
+backend_on_child(struct ev_loop *loop, ev_child *w, int revents)
+{
+	struct backend *b;
+	pid_t pid = w->rpid;
+
+	(void)loop;
+	(void)revents;
+	HASH_FIND(hh, by_pid, &pid, sizeof(pid_t), b);
+	if (b != NULL) {
+		child_exited(b, w->rstatus);
+	}
+	/* Any child: a re-parented descendant may have been the last of a tree. */
+	scan_wanted = true;
+}
+
+/* Once per loop turn: one /proc walk for every backend that is ending. */
+static void
+scan_ending(void)
+{
+	if (proctree_scan(&snapshot, PROC_ROOT, getpid()) == -1) {
+		diag_warn_errno("cannot scan the process trees");
+		return;
+	}
+	for (struct backend *b = ending_head, *next; b != NULL; b = next) {
+		struct proctree_match m = backend_match(b);
+		size_t n = proctree_count(&snapshot, &m);
+
+		next = b->next_ending;
+		if (b->exited_by_itself && b->escalation == BACKEND_ESC_NONE && n > 0) {
+			/* Leftovers of a server that exited: SIGTERM them now. */
+			b->escalation = BACKEND_ESC_TERM;
+			b->pending_signal = SIGTERM;
+		}
+		if (b->pending_signal != 0 && n > 0) {
+			size_t k = proctree_signal(&snapshot, &m, PROC_ROOT, b->pending_signal);
+
+			diag_info("session %s: %s to %zu process(es)", b->cookie,
+				  strsignal(b->pending_signal), k);
+		}
+		b->pending_signal = 0;
+		b->tree_empty = b->reaped && n == 0;
+		backend_step(b);
+	}
+}
+
+static void
+backend_on_turn(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+	if (scan_wanted && ending_head != NULL) {
+		scan_wanted = false;
+		scan_ending();
+	}
+	/* on_done may free the backend: unlink first. */
+	while (done_head != NULL) {
+		struct backend *b = done_head;
+
+		done_head = b->next_done;
+		b->done_queued = false;
+		diag_info("session %s: ended (%s, %.0f ms)", b->cookie,
+			  backend_escalation_name(b->escalation), backend_end_ms(b));
+		b->hooks->on_done(b, b->owner);
+	}
+}
+
+double
+backend_end_ms(const struct backend *b)
+{
+	if (b->t_end == 0) {
+		return 0;
+	}
+	ev_tstamp end = b->state == BACKEND_DONE ? b->t_done : ev_now(b->loop);
+
+	return (end - b->t_end) * 1000.;
+}
+
+const char *
+backend_escalation_name(enum backend_escalation e)
+{
+	switch (e) {
+	case BACKEND_ESC_NONE:
+		return "none";
+	case BACKEND_ESC_EOF:
+		return "eof";
+	case BACKEND_ESC_TERM:
+		return "term";
+	case BACKEND_ESC_KILL:
+		return "kill";
+	}
+	return "none";
+}
+
+int
+backend_exit_code(const struct backend *b)
+{
+	if (b->exec_errno != 0) {
+		return b->exec_errno == ENOENT ? 127 : 126;
+	}
+	if (b->wstatus < 0) {
+		return 1;
+	}
+	if (WIFSIGNALED(b->wstatus)) {
+		return 128 + WTERMSIG(b->wstatus);
+	}
+	return WEXITSTATUS(b->wstatus);
+}
+
+void
+backend_free(struct backend *b)
+{
+	if (b == NULL) {
+		return;
+	}
+	if (b->state != BACKEND_DONE || b->done_queued) {
+		BUG("backend_free() of a backend that is not done");
+	}
+	framer_release(&b->outf);
+	wbuf_release(&b->inq);
+	free(b);
+}

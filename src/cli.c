@@ -1,0 +1,215 @@
+/*
+ * cli: option parsing for wrap and serve.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mcpmux/cli.h"
+#include "mcpmux/diag.h"
+#include "mcpmux/framer.h"
+#include "mcpmux/wbuf.h"
+
+enum {
+	OPT_EOF_GRACE = 256,
+	OPT_TERM_GRACE,
+	OPT_END_METHOD,
+	OPT_MAX_MESSAGE,
+	OPT_MAX_QUEUE,
+	OPT_MAX_SESSIONS,
+	OPT_IDLE_TIMEOUT,
+	OPT_LISTEN,
+};
+
+static const char usage_text[] =
+	"usage: mcpmux [OPTIONS] -- COMMAND [ARG...]          wrap one MCP stdio server\n"
+	"       mcpmux demo                                   show a run, its end and its teardown\n"
+	"       mcpmux --version | --help\n"
+	"\n"
+	"options:\n"
+	"  --eof-grace MS       after closing the server's stdin, wait this long (2000)\n"
+	"  --term-grace MS      after SIGTERM to the tree, wait this long before SIGKILL (2000)\n"
+	"  --end-method NAME    JSON-RPC method that ends a run (mcpmux/endRun)\n"
+	"  --max-message BYTES  largest message in either direction (64M)\n"
+	"  --max-queue BYTES    unsent bytes per direction before backpressure (16M)\n"
+	"  --idle-timeout S     end the run after S seconds without traffic (0: never)\n"
+	"  -q, -v               fewer, or more, of mcpmux's own messages on stderr\n"
+	"\n"
+	"The server runs with MCPMUX_SESSION=<id> in its environment.  When the run ends\n"
+	"(stdin EOF, the end-of-run message, SIGTERM/SIGINT/SIGHUP, the server's own exit,\n"
+	"or the idle timeout) mcpmux closes its stdin, then sends SIGTERM, then SIGKILL to\n"
+	"its whole process tree.  mcpmux exits with the server's status.\n";
+
+void
+cli_usage(void)
+{
+	fputs(usage_text, stdout);
+}
+
+void
+cli_defaults(struct mcpmux_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->eof_grace_ms = 2000;
+	o->term_grace_ms = 2000;
+	o->end_method = "mcpmux/endRun";
+	o->max_message = FRAMER_MAX_DEFAULT;
+	o->max_queue = WBUF_HIGH_DEF;
+	o->max_sessions = 1024;
+}
+
+/* A non-negative integer with an optional K, M or G (binary) suffix. */
+static int
+parse_size(const char *opt, const char *s, size_t min, size_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (end == s || errno != 0 || s[0] == '-') {
+		goto bad;
+	}
+	switch (*end) {
+	case 'k':
+	case 'K':
+		v <<= 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		v <<= 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		v <<= 30;
+		end++;
+		break;
+	default:
+		break;
+	}
+	if (*end == 'i' && end[1] == 'B') {
+		end += 2;
+	} else if (*end == 'B') {
+		end++;
+	}
+	if (*end != '\0' || v < min || v > SIZE_MAX / 2) {
+		goto bad;
+	}
+	*out = (size_t)v;
+	return 0;
+bad:
+	return diag_error("invalid value '%s' for %s (expected a number of bytes >= %zu, such as "
+			  "65536 or 64M)",
+			  s, opt, min);
+}
+
+static int
+parse_number(const char *opt, const char *s, const char *unit, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (end == s || *end != '\0' || errno != 0 || !(v >= 0) || v > 1e9) {
+		return diag_error("invalid value '%s' for %s (expected a number of %s >= 0)", s,
+				  opt, unit);
+	}
+	*out = v;
+	return 0;
+}
+
+int
+cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
+{
+	static const struct option longopts[] = {
+		{ "eof-grace", required_argument, NULL, OPT_EOF_GRACE },
+		{ "term-grace", required_argument, NULL, OPT_TERM_GRACE },
+		{ "end-method", required_argument, NULL, OPT_END_METHOD },
+		{ "max-message", required_argument, NULL, OPT_MAX_MESSAGE },
+		{ "max-queue", required_argument, NULL, OPT_MAX_QUEUE },
+		{ "max-sessions", required_argument, NULL, OPT_MAX_SESSIONS },
+		{ "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
+		{ "listen", required_argument, NULL, OPT_LISTEN },
+		{ "help", no_argument, NULL, 'h' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c, rc = 0;
+
+	optind = 1;
+	opterr = 0;
+	/* "+": stop at the first non-option, the command. */
+	while ((c = getopt_long(argc, argv, "+:hqv", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_EOF_GRACE:
+			rc = parse_number("--eof-grace", optarg, "milliseconds", &o->eof_grace_ms);
+			break;
+		case OPT_TERM_GRACE:
+			rc = parse_number("--term-grace", optarg, "milliseconds",
+					  &o->term_grace_ms);
+			break;
+		case OPT_END_METHOD:
+			if (optarg[0] == '\0' || strlen(optarg) > 255) {
+				rc = diag_error("invalid --end-method '%s' (1 to 255 characters)",
+						optarg);
+			}
+			o->end_method = optarg;
+			break;
+		case OPT_MAX_MESSAGE:
+			rc = parse_size("--max-message", optarg, 64, &o->max_message);
+			break;
+		case OPT_MAX_QUEUE:
+			rc = parse_size("--max-queue", optarg, 1024, &o->max_queue);
+			break;
+		case OPT_MAX_SESSIONS:
+			if (!serve) {
+				goto not_here;
+			}
+			rc = parse_size("--max-sessions", optarg, 1, &o->max_sessions);
+			break;
+		case OPT_IDLE_TIMEOUT:
+			rc = parse_number("--idle-timeout", optarg, "seconds", &o->idle_timeout_s);
+			break;
+		case OPT_LISTEN:
+			if (!serve) {
+				goto not_here;
+			}
+			o->listen = optarg;
+			break;
+		case 'h':
+			cli_usage();
+			return 1;
+		case 'q':
+			diag_set_level(DIAG_QUIET);
+			break;
+		case 'v':
+			diag_set_level(DIAG_VERBOSE);
+			break;
+		case ':':
+			return diag_error("option '%s' needs a value (see mcpmux --help)",
+					  argv[optind - 1]);
+		default:
+			return diag_error("unknown option '%s' (see mcpmux --help)",
+					  argv[optind - 1]);
+		}
+		if (rc == -1) {
+			return -1;
+		}
+	}
+	if (optind >= argc) {
+		return diag_error("no server command given (usage: mcpmux [OPTIONS] -- COMMAND "
+				  "[ARG...])");
+	}
+	o->command = argv + optind;
+	return 0;
+not_here:
+	return diag_error("option '%s' belongs to 'mcpmux serve' (see mcpmux --help)",
+			  argv[optind - 1]);
+}

@@ -1,0 +1,235 @@
+/*
+ * cmd_demo: `mcpmux demo`.  Plays an agent session against a misbehaving fixture server
+ * (it ignores SIGTERM and leaves a daemonised grandchild behind), through mcpmux wrap
+ * mode, ends the run, and shows that nothing of the server's tree is left.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "mcpmux/cmd.h"
+#include "mcpmux/diag.h"
+#include "mcpmux/proctree.h"
+#include "mcpmux/sys.h"
+
+#ifndef MCPMUX_DEMO_FIXTURE
+#define MCPMUX_DEMO_FIXTURE "mcp-fixture"
+#endif
+
+#define DEMO_TIMEOUT_MS 10000
+
+struct demo {
+	pid_t pid;
+	int to, from;
+	char buf[1 << 16];
+	size_t len;
+};
+
+static void
+show(const char *arrow, const char *line, size_t len)
+{
+	if (len > 150) {
+		printf("  %s %.*s ... (%zu bytes)\n", arrow, 150, line, len);
+	} else {
+		printf("  %s %.*s\n", arrow, (int)len, line);
+	}
+	fflush(stdout);
+}
+
+static int
+demo_send(struct demo *d, const char *line)
+{
+	show("client -> server", line, strlen(line));
+	if (sys_write_all(d->to, line, strlen(line)) == -1 || sys_write_all(d->to, "\n", 1) == -1) {
+		return diag_error_errno("demo: cannot write to mcpmux");
+	}
+	return 0;
+}
+
+/* Read lines until one contains `want`; the line is left in d->buf.  -1 on timeout. */
+static int
+demo_expect(struct demo *d, const char *want)
+{
+	for (;;) {
+		char *nl = memchr(d->buf, '\n', d->len);
+
+		if (nl != NULL) {
+			*nl = '\0';
+			size_t n = (size_t)(nl - d->buf);
+
+			show("server -> client", d->buf, n);
+			bool hit = strstr(d->buf, want) != NULL;
+
+			if (hit) {
+				return (int)n;
+			}
+			memmove(d->buf, nl + 1, d->len - n - 1);
+			d->len -= n + 1;
+			continue;
+		}
+		struct pollfd pfd = { .fd = d->from, .events = POLLIN };
+
+		if (poll(&pfd, 1, DEMO_TIMEOUT_MS) <= 0) {
+			return diag_error("demo: no answer containing '%s' within %d ms", want,
+					  DEMO_TIMEOUT_MS);
+		}
+		ssize_t r = sys_read(d->from, d->buf + d->len, sizeof(d->buf) - 1 - d->len);
+
+		if (r <= 0) {
+			return diag_error("demo: mcpmux closed its stdout early");
+		}
+		d->len += (size_t)r;
+	}
+}
+
+static void
+demo_consume(struct demo *d, int n)
+{
+	size_t used = (size_t)n + 1;
+
+	memmove(d->buf, d->buf + used, d->len - used);
+	d->len -= used;
+}
+
+/* Processes anywhere on the system whose environment carries MCPMUX_SESSION=id. */
+static int
+count_cookie(const char *id)
+{
+	char want[PROCTREE_COOKIE_MAX + 32], path[300], env[1 << 15];
+	int n = 0;
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+
+	(void)snprintf(want, sizeof(want), "%s=%s", PROCTREE_COOKIE_ENV, id);
+	while (d != NULL && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] < '1' || de->d_name[0] > '9') {
+			continue;
+		}
+		(void)snprintf(path, sizeof(path), "/proc/%s/environ", de->d_name);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+		if (fd == -1) {
+			continue;
+		}
+		ssize_t r = sys_read(fd, env, sizeof(env) - 1);
+
+		sys_close(&fd);
+		for (ssize_t i = 0; r > 0 && i < r; i += (ssize_t)strlen(env + i) + 1) {
+			env[r] = '\0';
+			if (strcmp(env + i, want) == 0) {
+				n++;
+				break;
+			}
+		}
+	}
+	if (d != NULL) {
+		closedir(d);
+	}
+	return n;
+}
+
+int
+cmd_demo(int argc, char **argv)
+{
+	const char *fixture =
+		argc >= 3 && strcmp(argv[1], "--fixture") == 0 ? argv[2] : MCPMUX_DEMO_FIXTURE;
+	int in[2], out[2], status;
+	struct demo d = { 0 };
+
+	if (access(fixture, X_OK) != 0) {
+		diag_error("demo: the fixture server '%s' is not there (build the project first, "
+			   "or give its path with: mcpmux demo --fixture PATH)",
+			   fixture);
+		return 1;
+	}
+	if (pipe2(in, O_CLOEXEC) == -1 || pipe2(out, O_CLOEXEC) == -1) {
+		return diag_error_errno("demo: cannot create pipes") + 2;
+	}
+	printf("mcpmux demo: an agent run against a server that ignores SIGTERM and leaves a\n"
+	       "daemonised grandchild behind (the leak mcpmux exists to stop).\n\n"
+	       "$ mcpmux --eof-grace 500 --term-grace 500 -- %s --ignore-sigterm "
+	       "--daemonize-grandchild\n\n",
+	       fixture);
+	fflush(stdout);
+	d.pid = fork();
+	if (d.pid == 0) {
+		const char *args[] = { "mcpmux",
+				       "--eof-grace",
+				       "500",
+				       "--term-grace",
+				       "500",
+				       "--",
+				       fixture,
+				       "--ignore-sigterm",
+				       "--daemonize-grandchild",
+				       NULL };
+
+		(void)dup2(in[0], STDIN_FILENO);
+		(void)dup2(out[1], STDOUT_FILENO);
+		execv("/proc/self/exe", (char *const *)(uintptr_t)args);
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	d.to = in[1];
+	d.from = out[0];
+	if (d.pid == -1) {
+		return diag_error_errno("demo: cannot fork") + 2;
+	}
+
+	int n, rc = 1;
+	char session[PROCTREE_COOKIE_MAX + 1] = "";
+
+	if (demo_send(&d, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{"
+			  "\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{"
+			  "\"name\":\"demo\",\"version\":\"1\"}}}") == -1 ||
+	    (n = demo_expect(&d, "\"id\":1")) < 0) {
+		goto out;
+	}
+	demo_consume(&d, n);
+	if (demo_send(&d, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}") == -1 ||
+	    demo_send(&d,
+		      "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{"
+		      "\"name\":\"echo\",\"arguments\":{\"text\":\"hello through mcpmux\"}}}") ==
+		    -1 ||
+	    (n = demo_expect(&d, "\"id\":2")) < 0) {
+		goto out;
+	}
+	demo_consume(&d, n);
+	printf("\nthe run is over: the agent sends the end-of-run request\n\n");
+	if (demo_send(&d, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"mcpmux/endRun\",\"params\":{"
+			  "\"reason\":\"demo finished\"}}") == -1 ||
+	    (n = demo_expect(&d, "\"id\":3")) < 0) {
+		goto out;
+	}
+	const char *sp = strstr(d.buf, "\"session\":\"");
+
+	if (sp != NULL) {
+		sp += strlen("\"session\":\"");
+		size_t k = strcspn(sp, "\"");
+
+		(void)snprintf(session, sizeof(session), "%.*s",
+			       (int)SYS_MIN(k, sizeof(session) - 1), sp);
+	}
+	demo_consume(&d, n);
+	int left = session[0] ? count_cookie(session) : -1;
+
+	printf("\nprocesses still carrying MCPMUX_SESSION=%s: %d\n", session, left);
+	rc = left == 0 ? 0 : 1;
+out:
+	sys_close(&d.to);
+	while (waitpid(d.pid, &status, 0) == -1 && errno == EINTR) {
+	}
+	sys_close(&d.from);
+	printf("mcpmux exited with status %d\n%s\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+	       rc == 0 ? "demo: OK, nothing was leaked" : "demo: FAILED");
+	return rc;
+}

@@ -1,0 +1,527 @@
+/*
+ * cmd_wrap: the drop-in command.  The client's stdio on one side, one server run at a
+ * time on the other; the end-of-run message ends a run and the next message starts one.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "mcpmux/cmd.h"
+#include "mcpmux/diag.h"
+#include "mcpmux/framer.h"
+#include "mcpmux/jsonrpc.h"
+#include "mcpmux/proctree.h"
+#include "mcpmux/rpcout.h"
+#include "mcpmux/session.h"
+#include "mcpmux/sys.h"
+#include "mcpmux/wbuf.h"
+
+#define READ_BUDGET ((size_t)256 << 10)
+
+struct wrap_run {
+	struct session *s;
+	struct wrap_run *next;
+};
+
+struct wrap {
+	struct ev_loop *loop;
+	const struct mcpmux_options *opt;
+	struct session_config scfg;
+	ev_io in_w, out_w;
+	ev_signal term_w, int_w, hup_w;
+	ev_timer drain_w;
+	struct framer inf;
+	struct wbuf outq;
+	struct jsonrpc_scanner scan;
+	struct jsonrpc_idscan big_id;
+	struct sbuf tmp;
+	struct session *cur;   /* the run that new messages go to, NULL after an end */
+	struct wrap_run *runs; /* every run not yet done */
+	bool in_eof;	       /* the client closed stdin */
+	bool out_dead;	       /* the client's stdout is gone */
+	bool shutting_down;    /* no new runs: exit once every run is done */
+	bool paused;	       /* server output paused: the client is not reading */
+	int exit_code;
+	uint64_t exit_seq; /* the run whose status exit_code is */
+	int in_flags, out_flags;
+	char scratch[64 << 10];
+};
+
+static void wrap_on_line(void *ctx, const char *line, size_t len);
+static void wrap_on_big_begin(void *ctx, const char *head, size_t len);
+static void wrap_on_big_more(void *ctx, const char *more, size_t len);
+static void wrap_on_big_end(void *ctx, size_t total);
+static void wrap_deliver(struct session *s, const char *line, size_t len, void *owner);
+static void wrap_on_exit(struct session *s, void *owner);
+static void wrap_on_idle(struct session *s, void *owner);
+static void wrap_on_done(struct session *s, void *owner);
+static void shutdown_all(struct wrap *w, const char *why);
+
+static const struct framer_sink client_sink = {
+	.line = wrap_on_line,
+	.big_begin = wrap_on_big_begin,
+	.big_more = wrap_on_big_more,
+	.big_end = wrap_on_big_end,
+};
+
+static const struct session_hooks wrap_hooks = {
+	.deliver = wrap_deliver,
+	.on_exit = wrap_on_exit,
+	.on_idle = wrap_on_idle,
+	.on_done = wrap_on_done,
+};
+
+/* ---- to the client ---- */
+
+static void
+update_pause(struct wrap *w)
+{
+	bool full = wbuf_full(&w->outq);
+
+	if (full == w->paused) {
+		return;
+	}
+	w->paused = full;
+	for (struct wrap_run *r = w->runs; r != NULL; r = r->next) {
+		session_pause(r->s, full);
+	}
+}
+
+static void
+client_gone(struct wrap *w)
+{
+	if (w->out_dead) {
+		return;
+	}
+	w->out_dead = true;
+	ev_io_stop(w->loop, &w->out_w);
+	wbuf_release(&w->outq);
+	update_pause(w);
+	shutdown_all(w, "the client closed its stdout");
+}
+
+static void
+send_line(struct wrap *w, const char *line, size_t len)
+{
+	bool was_empty = wbuf_len(&w->outq) == 0;
+
+	if (w->out_dead) {
+		return;
+	}
+	if (wbuf_send(&w->outq, STDOUT_FILENO, line, len, "\n", 1) == -1) {
+		if (errno == ENOMEM) {
+			diag_error("out of memory: a message for the client was lost");
+			return;
+		}
+		client_gone(w);
+		return;
+	}
+	if (was_empty && wbuf_len(&w->outq) > 0) {
+		ev_io_start(w->loop, &w->out_w);
+	}
+	update_pause(w);
+}
+
+static void
+wrap_on_writable(struct ev_loop *loop, ev_io *iow, int revents)
+{
+	struct wrap *w = container_of(iow, struct wrap, out_w);
+
+	(void)revents;
+	if (wbuf_flush(&w->outq, STDOUT_FILENO) == -1) {
+		client_gone(w);
+	} else if (wbuf_len(&w->outq) == 0) {
+		ev_io_stop(loop, iow);
+	}
+	update_pause(w);
+	if (w->shutting_down && w->runs == NULL && wbuf_len(&w->outq) == 0) {
+		ev_break(loop, EVBREAK_ALL);
+	}
+}
+
+static void
+answer_error(struct wrap *w, const char *id, size_t id_len, int code, const char *text)
+{
+	sbuf_reset(&w->tmp);
+	rpcout_error(&w->tmp, id, id_len, code, text);
+	if (!w->tmp.failed) {
+		send_line(w, w->tmp.buf, w->tmp.len);
+	}
+}
+
+static void
+wrap_deliver(struct session *s, const char *line, size_t len, void *owner)
+{
+	(void)s;
+	send_line(owner, line, len);
+}
+
+/* ---- runs ---- */
+
+static void
+maybe_finish(struct wrap *w)
+{
+	if (!w->shutting_down || w->runs != NULL) {
+		return;
+	}
+	if (wbuf_len(&w->outq) == 0 || w->out_dead) {
+		ev_break(w->loop, EVBREAK_ALL);
+		return;
+	}
+	/* A client that does not read what is left gets eof-grace to do so. */
+	if (!ev_is_active(&w->drain_w)) {
+		ev_timer_set(&w->drain_w, w->scfg.eof_grace, 0.);
+		ev_timer_start(w->loop, &w->drain_w);
+	}
+}
+
+static void
+wrap_on_drain_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct wrap *w = container_of(t, struct wrap, drain_w);
+
+	(void)revents;
+	diag_warn("the client did not read its last %zu bytes: exiting without them",
+		  wbuf_len(&w->outq));
+	ev_break(loop, EVBREAK_ALL);
+}
+
+/* End everything and exit once it is all gone. */
+static void
+shutdown_all(struct wrap *w, const char *why)
+{
+	if (!w->shutting_down) {
+		diag_info("%s: ending", why);
+	}
+	w->shutting_down = true;
+	ev_io_stop(w->loop, &w->in_w);
+	w->cur = NULL;
+	for (struct wrap_run *r = w->runs; r != NULL; r = r->next) {
+		if (!r->s->end_requested) {
+			session_end(r->s, -1, NULL, 0);
+		}
+	}
+	maybe_finish(w);
+}
+
+static struct session *
+start_run(struct wrap *w)
+{
+	char id[37];
+	struct wrap_run *r = malloc(sizeof(*r));
+
+	if (r == NULL) {
+		return NULL;
+	}
+	session_new_id(id);
+	r->s = session_new(w->loop, id, &w->scfg, &wrap_hooks, w);
+	if (r->s == NULL) {
+		int err = errno;
+
+		free(r);
+		errno = err;
+		return NULL;
+	}
+	r->next = w->runs;
+	w->runs = r;
+	if (w->paused) {
+		session_pause(r->s, true);
+	}
+	return r->s;
+}
+
+static void
+wrap_on_exit(struct session *s, void *owner)
+{
+	struct wrap *w = owner;
+	const struct backend *b = s->backend;
+
+	if (b->exec_errno != 0) {
+		diag_error("cannot run '%s': %s (%s)", w->opt->command[0], strerror(b->exec_errno),
+			   b->exec_errno == ENOENT ? "check the command name and PATH"
+						   : "check that it is an executable file");
+	}
+	if (!s->end_requested) {
+		/* The server exited by itself: like tini, mcpmux goes with it. */
+		shutdown_all(w, "the server exited");
+	}
+}
+
+static void
+wrap_on_idle(struct session *s, void *owner)
+{
+	(void)s;
+	shutdown_all(owner, "idle timeout");
+}
+
+static void
+wrap_on_done(struct session *s, void *owner)
+{
+	struct wrap *w = owner;
+
+	if (s->seq >= w->exit_seq) {
+		w->exit_seq = s->seq;
+		w->exit_code = backend_exit_code(s->backend);
+	}
+	for (struct wrap_run **rp = &w->runs; *rp != NULL; rp = &(*rp)->next) {
+		if ((*rp)->s == s) {
+			struct wrap_run *r = *rp;
+
+			*rp = r->next;
+			free(r);
+			break;
+		}
+	}
+	if (w->cur == s) {
+		w->cur = NULL;
+	}
+	session_free(s);
+	maybe_finish(w);
+}
+
+/* ---- from the client ---- */
+
+static void
+end_of_run(struct wrap *w, const struct jsonrpc_item *it)
+{
+	const char *id = it->kind == JSONRPC_REQUEST ? jsonrpc_str(&w->scan, it->id) : NULL;
+	double grace = w->scan.params.has_grace_ms ? w->scan.params.grace_ms : -1;
+
+	if (w->cur == NULL) {
+		/* Nothing is running. */
+		if (id != NULL) {
+			sbuf_reset(&w->tmp);
+			sbuf_adds(&w->tmp, "{\"jsonrpc\":\"2.0\",\"id\":");
+			sbuf_add(&w->tmp, id, it->id.len);
+			sbuf_adds(&w->tmp,
+				  ",\"result\":{\"session\":null,\"pid\":null,\"exit\":null,"
+				  "\"escalation\":\"none\",\"ms\":0}}");
+			if (!w->tmp.failed) {
+				send_line(w, w->tmp.buf, w->tmp.len);
+			}
+		}
+		return;
+	}
+	diag_info("session %s: end of run requested", w->cur->id);
+	session_end(w->cur, grace, id, id ? it->id.len : 0);
+	w->cur = NULL;
+}
+
+static void
+wrap_on_line(void *ctx, const char *line, size_t len)
+{
+	struct wrap *w = ctx;
+	enum jsonrpc_kind kind = jsonrpc_scan(&w->scan, line, len);
+	const struct jsonrpc_item *it = &w->scan.one;
+
+	if (kind == JSONRPC_INVALID_JSON) {
+		answer_error(w, NULL, 0, RPC_PARSE_ERROR, "Parse error: not valid JSON");
+		return;
+	}
+	if (kind == JSONRPC_INVALID_REQUEST) {
+		answer_error(w, it->has_id ? jsonrpc_str(&w->scan, it->id) : NULL, it->id.len,
+			     RPC_INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message");
+		return;
+	}
+	if ((kind == JSONRPC_REQUEST || kind == JSONRPC_NOTIFICATION) &&
+	    jsonrpc_method_is(&w->scan, it, w->opt->end_method)) {
+		end_of_run(w, it);
+		return;
+	}
+	if (w->shutting_down) {
+		return;
+	}
+	if (w->cur == NULL && (w->cur = start_run(w)) == NULL) {
+		char text[160];
+
+		(void)snprintf(text, sizeof(text), "cannot start the server: %s", strerror(errno));
+		diag_error("%s", text);
+		if (kind == JSONRPC_REQUEST) {
+			answer_error(w, jsonrpc_str(&w->scan, it->id), it->id.len, RPC_SERVER_ERROR,
+				     text);
+		}
+		return;
+	}
+	session_from_client(w->cur, line, len, &w->scan);
+}
+
+static void
+wrap_on_big_begin(void *ctx, const char *head, size_t len)
+{
+	struct wrap *w = ctx;
+
+	jsonrpc_idscan_init(&w->big_id);
+	jsonrpc_idscan_feed(&w->big_id, head, len);
+}
+
+static void
+wrap_on_big_more(void *ctx, const char *more, size_t len)
+{
+	struct wrap *w = ctx;
+
+	jsonrpc_idscan_feed(&w->big_id, more, len);
+}
+
+static void
+wrap_on_big_end(void *ctx, size_t total)
+{
+	struct wrap *w = ctx;
+	size_t id_len = 0;
+	const char *id = jsonrpc_idscan_id(&w->big_id, &id_len);
+	char text[160];
+
+	(void)snprintf(text, sizeof(text),
+		       "Invalid Request: message too large (%zu bytes, the limit is %zu)", total,
+		       w->opt->max_message);
+	answer_error(w, id, id_len, RPC_INVALID_REQUEST, text);
+}
+
+static void
+wrap_on_readable(struct ev_loop *loop, ev_io *iow, int revents)
+{
+	struct wrap *w = container_of(iow, struct wrap, in_w);
+	size_t budget = READ_BUDGET;
+
+	(void)revents;
+	while (budget > 0 && ev_is_active(iow)) {
+		ssize_t n = sys_read(STDIN_FILENO, w->scratch, SYS_MIN(sizeof(w->scratch), budget));
+
+		if (n > 0) {
+			(void)framer_feed(&w->inf, w->scratch, (size_t)n, &client_sink, w);
+			budget -= (size_t)n;
+			continue;
+		}
+		if (n == -1 && errno == EAGAIN) {
+			break;
+		}
+		if (n == -1) {
+			diag_warn_errno("cannot read stdin");
+		}
+		framer_finish(&w->inf, &client_sink, w);
+		ev_io_stop(loop, iow);
+		w->in_eof = true;
+		shutdown_all(w, "the client closed stdin");
+		break;
+	}
+}
+
+static void
+wrap_on_signal(struct ev_loop *loop, ev_signal *sw, int revents)
+{
+	struct wrap *w = sw->data;
+
+	(void)loop;
+	(void)revents;
+	shutdown_all(w, strsignal(sw->signum));
+}
+
+/* ---- main ---- */
+
+int
+cmd_wrap(const struct mcpmux_options *o)
+{
+	struct ev_loop *loop = EV_DEFAULT;
+	struct wrap *w = calloc(1, sizeof(*w));
+
+	if (w == NULL || loop == NULL) {
+		free(w);
+		return diag_error("cannot start: out of memory") + 2;
+	}
+	w->loop = loop;
+	w->opt = o;
+	w->scfg = (struct session_config){
+		.argv = o->command,
+		.eof_grace = o->eof_grace_ms / 1000.,
+		.term_grace = o->term_grace_ms / 1000.,
+		.idle_timeout = o->idle_timeout_s,
+		.max_message = o->max_message,
+		.max_queue = o->max_queue,
+		.claim_orphans = true,
+	};
+	framer_init(&w->inf, o->max_message);
+	wbuf_init(&w->outq, o->max_queue);
+	jsonrpc_init(&w->scan);
+	backend_module_init(loop);
+
+	/* Our ends of the client's pipes are non-blocking; the flags are put back at exit. */
+	w->in_flags = fcntl(STDIN_FILENO, F_GETFL);
+	w->out_flags = fcntl(STDOUT_FILENO, F_GETFL);
+	(void)sys_set_nonblock(STDIN_FILENO, 1);
+	(void)sys_set_nonblock(STDOUT_FILENO, 1);
+	ev_io_init(&w->in_w, wrap_on_readable, STDIN_FILENO, EV_READ);
+	ev_io_init(&w->out_w, wrap_on_writable, STDOUT_FILENO, EV_WRITE);
+	ev_init(&w->drain_w, wrap_on_drain_timeout);
+	ev_signal_init(&w->term_w, wrap_on_signal, SIGTERM);
+	ev_signal_init(&w->int_w, wrap_on_signal, SIGINT);
+	ev_signal_init(&w->hup_w, wrap_on_signal, SIGHUP);
+	w->term_w.data = w->int_w.data = w->hup_w.data = w;
+	ev_signal_start(loop, &w->term_w);
+	ev_signal_start(loop, &w->int_w);
+	ev_signal_start(loop, &w->hup_w);
+	ev_unref(loop);
+	ev_unref(loop);
+	ev_unref(loop);
+
+	/* Wrap mode starts its server at launch. */
+	w->cur = start_run(w);
+	if (w->cur == NULL) {
+		diag_error_errno("cannot start '%s'", o->command[0]);
+		w->exit_code = 1;
+	} else {
+		ev_io_start(loop, &w->in_w);
+		ev_run(loop, 0);
+	}
+
+	int code = w->exit_code;
+
+	/* Every run is done; anything of ours still alive is an orphan nobody claimed. */
+	struct proctree left;
+
+	proctree_init(&left);
+	if (proctree_scan(&left, "/proc", getpid()) == 0 && left.n > 0) {
+		for (size_t i = 0; i < left.n; i++) {
+			if (left.v[i].state != 'Z') {
+				(void)kill(left.v[i].pid, SIGKILL);
+			}
+		}
+		diag_info("killed %zu leftover process(es)", left.n);
+	}
+	proctree_release(&left);
+
+	ev_ref(loop);
+	ev_ref(loop);
+	ev_ref(loop);
+	ev_signal_stop(loop, &w->term_w);
+	ev_signal_stop(loop, &w->int_w);
+	ev_signal_stop(loop, &w->hup_w);
+	ev_io_stop(loop, &w->in_w);
+	ev_io_stop(loop, &w->out_w);
+	ev_timer_stop(loop, &w->drain_w);
+	while (w->runs != NULL) {
+		/* Only when the loop could not run at all. */
+		struct wrap_run *r = w->runs;
+
+		w->runs = r->next;
+		free(r);
+	}
+	backend_module_release();
+	session_module_release();
+	if (w->in_flags != -1) {
+		(void)fcntl(STDIN_FILENO, F_SETFL, w->in_flags);
+	}
+	if (w->out_flags != -1) {
+		(void)fcntl(STDOUT_FILENO, F_SETFL, w->out_flags);
+	}
+	framer_release(&w->inf);
+	wbuf_release(&w->outq);
+	jsonrpc_release(&w->scan);
+	sbuf_release(&w->tmp);
+	free(w);
+	return code;
+}

@@ -1,0 +1,188 @@
+/*
+ * framer: newline-delimited framing with a hard per-line bound.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mcpmux/framer.h"
+#include "mcpmux/sys.h"
+
+void
+framer_init(struct framer *f, size_t max)
+{
+	memset(f, 0, sizeof(*f));
+	f->max = max;
+}
+
+void
+framer_release(struct framer *f)
+{
+	free(f->buf);
+	f->buf = NULL;
+	f->len = 0;
+	f->cap = 0;
+	f->big_len = 0;
+	f->is_big = false;
+}
+
+/* Give back a buffer that grew for a big line. */
+static void
+framer_trim(struct framer *f)
+{
+	if (f->cap > FRAMER_KEEP) {
+		free(f->buf);
+		f->buf = NULL;
+		f->cap = 0;
+	}
+}
+
+static int
+framer_append(struct framer *f, const char *p, size_t n)
+{
+	size_t need = f->len + n;
+
+	if (need > f->cap) {
+		size_t cap = f->cap ? f->cap : 256;
+
+		while (cap < need) {
+			cap *= 2;
+		}
+		/* Never more than the bound plus the one "\r" that may precede "\n". */
+		cap = SYS_MIN(cap, f->max + 1);
+		char *nb = realloc(f->buf, cap);
+
+		if (nb == NULL) {
+			return -1;
+		}
+		f->buf = nb;
+		f->cap = cap;
+	}
+	memcpy(f->buf + f->len, p, n);
+	f->len += n;
+	return 0;
+}
+
+/* Deliver one complete line (its "\n" already removed). */
+static void
+framer_deliver(const struct framer *f, const char *p, size_t n, const struct framer_sink *sink,
+	       void *ctx)
+{
+	if (n > 0 && p[n - 1] == '\r') {
+		n--;
+	}
+	if (n == 0) {
+		return;
+	}
+	if (n <= f->max) {
+		sink->line(ctx, p, n);
+		return;
+	}
+	sink->big_begin(ctx, p, f->max);
+	sink->big_more(ctx, p + f->max, n - f->max);
+	sink->big_end(ctx, n);
+}
+
+/*
+ * Switch the current line to "big" mode: hand out what was buffered as its head and
+ * forget the buffer; from now on bytes pass through to big_more() until the line ends.
+ */
+static void
+framer_go_big(struct framer *f, const struct framer_sink *sink, void *ctx)
+{
+	size_t head = SYS_MIN(f->len, f->max);
+
+	sink->big_begin(ctx, f->buf ? f->buf : "", head);
+	if (f->len > head) {
+		sink->big_more(ctx, f->buf + head, f->len - head);
+	}
+	f->is_big = true;
+	f->big_len = f->len;
+	f->len = 0;
+	framer_trim(f);
+}
+
+/* Bytes of a big line: a chunk, or the part before its "\n" when at_end. */
+static void
+framer_big_bytes(struct framer *f, const char *p, size_t n, bool at_end,
+		 const struct framer_sink *sink, void *ctx)
+{
+	if (at_end && n > 0 && p[n - 1] == '\r') {
+		n--;
+	}
+	if (n > 0) {
+		f->big_len += n;
+		sink->big_more(ctx, p, n);
+	}
+	if (at_end) {
+		sink->big_end(ctx, f->big_len);
+		f->is_big = false;
+		f->big_len = 0;
+	}
+}
+
+int
+framer_feed(struct framer *f, const char *data, size_t len, const struct framer_sink *sink,
+	    void *ctx)
+{
+	const char *p = data, *end = data + len;
+	int rc = 0;
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = (size_t)((nl ? nl : end) - p);
+
+		if (!f->is_big && f->len == 0 && nl != NULL) {
+			/* The whole line is in this chunk: no copy. */
+			framer_deliver(f, p, n, sink, ctx);
+			p = nl + 1;
+			continue;
+		}
+		if (!f->is_big) {
+			size_t fit = SYS_MIN(n, f->max + 1 - f->len);
+
+			if (framer_append(f, p, fit) == -1) {
+				/* Out of memory: drop this line, reported as over-long. */
+				rc = -1;
+				fit = 0;
+				framer_go_big(f, sink, ctx);
+			} else if (fit < n) {
+				framer_go_big(f, sink, ctx);
+			} else if (nl != NULL) {
+				framer_deliver(f, f->buf, f->len, sink, ctx);
+				f->len = 0;
+				framer_trim(f);
+			}
+			p += fit;
+			n -= fit;
+		}
+		if (f->is_big) {
+			framer_big_bytes(f, p, n, nl != NULL, sink, ctx);
+		}
+		if (nl == NULL) {
+			break;
+		}
+		p = nl + 1;
+	}
+	if (rc == -1) {
+		errno = ENOMEM;
+	}
+	return rc;
+}
+
+void
+framer_finish(struct framer *f, const struct framer_sink *sink, void *ctx)
+{
+	if (f->is_big) {
+		sink->big_end(ctx, f->big_len);
+	} else if (f->len > 0) {
+		framer_deliver(f, f->buf, f->len, sink, ctx);
+	}
+	framer_release(f);
+}
+
+size_t
+framer_pending(const struct framer *f)
+{
+	return f->is_big ? f->big_len : f->len;
+}

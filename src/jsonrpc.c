@@ -1,0 +1,616 @@
+/*
+ * jsonrpc: JSON-RPC message inspection with yajl callbacks, no tree.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "mcpmux/jsonrpc.h"
+#include "mcpmux/rpcout.h"
+
+enum {
+	KEY_NONE,
+	KEY_JSONRPC,
+	KEY_ID,
+	KEY_METHOD,
+	KEY_PARAMS,
+	KEY_RESULT,
+	KEY_ERROR,
+	KEY_OTHER,
+};
+
+enum {
+	SEEN_JSONRPC = 1u << 0,
+	SEEN_ID = 1u << 1,
+	SEEN_METHOD = 1u << 2,
+	SEEN_RESULT = 1u << 3,
+	SEEN_ERROR = 1u << 4,
+};
+
+enum {
+	PKEY_NONE,
+	PKEY_GRACE_MS,
+	PKEY_SESSION,
+	PKEY_REASON,
+};
+
+enum value_type {
+	V_NULL,
+	V_BOOL,
+	V_NUMBER,
+	V_STRING,
+	V_MAP,
+	V_ARRAY,
+};
+
+#define ARENA_KEEP ((size_t)64 << 10)
+
+static struct jsonrpc_item spare_item; /* batch elements beyond JSONRPC_MAX_ITEMS */
+
+static bool
+key_is(const unsigned char *k, size_t len, const char *name)
+{
+	return strlen(name) == len && memcmp(k, name, len) == 0;
+}
+
+static int
+msg_key(const unsigned char *k, size_t len)
+{
+	if (key_is(k, len, "jsonrpc")) {
+		return KEY_JSONRPC;
+	}
+	if (key_is(k, len, "id")) {
+		return KEY_ID;
+	}
+	if (key_is(k, len, "method")) {
+		return KEY_METHOD;
+	}
+	if (key_is(k, len, "params")) {
+		return KEY_PARAMS;
+	}
+	if (key_is(k, len, "result")) {
+		return KEY_RESULT;
+	}
+	if (key_is(k, len, "error")) {
+		return KEY_ERROR;
+	}
+	return KEY_OTHER;
+}
+
+static int
+params_key(const unsigned char *k, size_t len)
+{
+	if (key_is(k, len, "graceMs")) {
+		return PKEY_GRACE_MS;
+	}
+	if (key_is(k, len, "session")) {
+		return PKEY_SESSION;
+	}
+	if (key_is(k, len, "reason")) {
+		return PKEY_REASON;
+	}
+	return PKEY_NONE;
+}
+
+/* Copy bytes into the arena; on failure the scan is answered as invalid. */
+static struct jsonrpc_str
+arena_put(struct jsonrpc_scanner *s, const char *p, size_t len, bool as_json_string)
+{
+	struct jsonrpc_str str = { 0, 0 };
+	size_t need = as_json_string ? len * 6 + 2 : len;
+
+	if (s->arena_len + need > s->arena_cap) {
+		size_t cap = s->arena_cap ? s->arena_cap : 256;
+
+		while (cap < s->arena_len + need) {
+			cap *= 2;
+		}
+		char *na = cap > UINT32_MAX ? NULL : realloc(s->arena, cap);
+
+		if (na == NULL) {
+			s->arena_failed = true;
+			return str;
+		}
+		s->arena = na;
+		s->arena_cap = cap;
+	}
+	str.off = (uint32_t)s->arena_len;
+	if (as_json_string) {
+		str.len = (uint32_t)rpcout_escape_into(s->arena + s->arena_len, p, len);
+	} else {
+		memcpy(s->arena + s->arena_len, p, len);
+		str.len = (uint32_t)len;
+	}
+	s->arena_len += str.len;
+	return str;
+}
+
+static void
+item_reset(struct jsonrpc_item *it)
+{
+	memset(it, 0, sizeof(*it));
+	it->kind = JSONRPC_INVALID_REQUEST;
+}
+
+static void
+item_finish(struct jsonrpc_item *it)
+{
+	bool has_result = it->seen & SEEN_RESULT, has_error = it->seen & SEEN_ERROR;
+
+	it->kind = JSONRPC_INVALID_REQUEST;
+	if (it->bad || !(it->seen & SEEN_JSONRPC)) {
+		return;
+	}
+	if (it->has_method) {
+		if (has_result || has_error) {
+			return;
+		}
+		it->kind = it->has_id ? JSONRPC_REQUEST : JSONRPC_NOTIFICATION;
+		return;
+	}
+	if (!it->has_id || has_result == has_error) {
+		return;
+	}
+	it->kind = has_result ? JSONRPC_RESPONSE : JSONRPC_ERROR;
+}
+
+/* A value at message level, for the member named by s->key. */
+static void
+msg_value(struct jsonrpc_scanner *s, enum value_type t, const unsigned char *p, size_t len)
+{
+	struct jsonrpc_item *it = s->cur;
+	int key = s->key;
+
+	s->key = KEY_NONE;
+	switch (key) {
+	case KEY_JSONRPC:
+		if (t == V_STRING && key_is(p, len, "2.0")) {
+			it->seen |= SEEN_JSONRPC;
+		} else {
+			it->bad = true;
+		}
+		break;
+	case KEY_ID:
+		it->seen |= SEEN_ID;
+		if (t == V_STRING) {
+			it->id = arena_put(s, (const char *)p, len, true);
+			it->has_id = true;
+		} else if (t == V_NUMBER) {
+			it->id = arena_put(s, (const char *)p, len, false);
+			it->has_id = true;
+		} else if (t == V_NULL) {
+			it->id = arena_put(s, "null", 4, false);
+			it->has_id = true;
+			it->bad = it->bad || it->has_method;
+		} else {
+			it->bad = true;
+		}
+		break;
+	case KEY_METHOD:
+		if (t == V_STRING) {
+			it->method = arena_put(s, (const char *)p, len, false);
+			it->has_method = true;
+			/* A request's id must not be null. */
+			it->bad = it->bad || (it->has_id && it->id.len == 4 &&
+					      memcmp(s->arena + it->id.off, "null", 4) == 0);
+		} else {
+			it->bad = true;
+		}
+		break;
+	case KEY_PARAMS:
+		if (t != V_MAP && t != V_ARRAY) {
+			it->bad = true;
+		}
+		break;
+	case KEY_RESULT:
+		it->seen |= SEEN_RESULT;
+		break;
+	case KEY_ERROR:
+		it->seen |= SEEN_ERROR;
+		if (t != V_MAP) {
+			it->bad = true;
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+params_value(struct jsonrpc_scanner *s, enum value_type t, const unsigned char *p, size_t len)
+{
+	int key = s->params_key;
+
+	s->params_key = PKEY_NONE;
+	if (key == PKEY_GRACE_MS && t == V_NUMBER && len < 32) {
+		char num[32];
+
+		memcpy(num, p, len);
+		num[len] = '\0';
+		s->params.grace_ms = strtod(num, NULL);
+		s->params.has_grace_ms = true;
+	} else if (key == PKEY_SESSION && t == V_STRING) {
+		s->params.session = arena_put(s, (const char *)p, len, false);
+		s->params.has_session = true;
+	} else if (key == PKEY_REASON && t == V_STRING) {
+		s->params.reason = arena_put(s, (const char *)p, len, false);
+		s->params.has_reason = true;
+	}
+}
+
+static int
+msg_depth(const struct jsonrpc_scanner *s)
+{
+	return s->is_batch ? 2 : 1;
+}
+
+/* Any value: scalars, and containers at the moment they open (before depth++). */
+static int
+on_value(struct jsonrpc_scanner *s, enum value_type t, const unsigned char *p, size_t len)
+{
+	if (s->depth == 0) {
+		if (++s->n_values > 1) {
+			s->error = "more than one JSON value on a line";
+			return 0;
+		}
+		s->is_batch = t == V_ARRAY;
+		s->top_container = t == V_ARRAY || t == V_MAP;
+		if (t == V_MAP) {
+			s->cur = &s->one;
+			item_reset(s->cur);
+		}
+		return 1;
+	}
+	if (s->is_batch && s->depth == 1) {
+		struct jsonrpc_item *it = &spare_item;
+
+		s->n_elements++;
+		if (s->n_items < JSONRPC_MAX_ITEMS) {
+			it = &s->items[s->n_items++];
+		}
+		item_reset(it);
+		if (t == V_MAP) {
+			s->cur = it;
+		}
+		return 1;
+	}
+	if (s->cur != NULL && s->depth == msg_depth(s)) {
+		if (t == V_MAP && s->key == KEY_PARAMS && !s->is_batch) {
+			s->in_params = true;
+		}
+		msg_value(s, t, p, len);
+		return 1;
+	}
+	if (s->in_params && s->depth == 2) {
+		params_value(s, t, p, len);
+	}
+	return 1;
+}
+
+static int
+open_container(struct jsonrpc_scanner *s, enum value_type t)
+{
+	if (!on_value(s, t, NULL, 0)) {
+		return 0;
+	}
+	if (++s->depth > JSONRPC_MAX_DEPTH) {
+		s->error = "JSON nested too deeply";
+		return 0;
+	}
+	return 1;
+}
+
+static void
+close_container(struct jsonrpc_scanner *s)
+{
+	s->depth--;
+	if (s->in_params && s->depth == 1) {
+		s->in_params = false;
+	}
+	if (s->cur != NULL && s->depth == msg_depth(s) - 1) {
+		item_finish(s->cur);
+		s->cur = NULL;
+	}
+}
+
+static int
+cb_null(void *ctx)
+{
+	return on_value(ctx, V_NULL, NULL, 0);
+}
+
+static int
+cb_boolean(void *ctx, int b)
+{
+	(void)b;
+	return on_value(ctx, V_BOOL, NULL, 0);
+}
+
+static int
+cb_number(void *ctx, const char *p, size_t len)
+{
+	return on_value(ctx, V_NUMBER, (const unsigned char *)p, len);
+}
+
+static int
+cb_string(void *ctx, const unsigned char *p, size_t len)
+{
+	return on_value(ctx, V_STRING, p, len);
+}
+
+static int
+cb_start_map(void *ctx)
+{
+	return open_container(ctx, V_MAP);
+}
+
+static int
+cb_map_key(void *ctx, const unsigned char *k, size_t len)
+{
+	struct jsonrpc_scanner *s = ctx;
+
+	if (s->cur != NULL && s->depth == msg_depth(s)) {
+		s->key = msg_key(k, len);
+	} else if (s->in_params && s->depth == 2) {
+		s->params_key = params_key(k, len);
+	}
+	return 1;
+}
+
+static int
+cb_end(void *ctx)
+{
+	close_container(ctx);
+	return 1;
+}
+
+static int
+cb_start_array(void *ctx)
+{
+	return open_container(ctx, V_ARRAY);
+}
+
+static const yajl_callbacks scan_callbacks = {
+	.yajl_null = cb_null,
+	.yajl_boolean = cb_boolean,
+	.yajl_number = cb_number,
+	.yajl_string = cb_string,
+	.yajl_start_map = cb_start_map,
+	.yajl_map_key = cb_map_key,
+	.yajl_end_map = cb_end,
+	.yajl_start_array = cb_start_array,
+	.yajl_end_array = cb_end,
+};
+
+void
+jsonrpc_init(struct jsonrpc_scanner *s)
+{
+	memset(s, 0, sizeof(*s));
+}
+
+void
+jsonrpc_release(struct jsonrpc_scanner *s)
+{
+	if (s->h != NULL) {
+		yajl_free(s->h);
+	}
+	free(s->items);
+	free(s->arena);
+	jsonrpc_init(s);
+}
+
+static void
+scan_reset(struct jsonrpc_scanner *s)
+{
+	if (s->arena_cap > ARENA_KEEP) {
+		free(s->arena);
+		s->arena = NULL;
+		s->arena_cap = 0;
+	}
+	s->arena_len = 0;
+	s->arena_failed = false;
+	s->kind = JSONRPC_INVALID_JSON;
+	item_reset(&s->one);
+	s->n_items = 0;
+	s->n_elements = 0;
+	memset(&s->params, 0, sizeof(s->params));
+	s->error = NULL;
+	s->depth = 0;
+	s->n_values = 0;
+	s->is_batch = false;
+	s->top_container = false;
+	s->cur = NULL;
+	s->key = KEY_NONE;
+	s->in_params = false;
+	s->params_key = PKEY_NONE;
+}
+
+enum jsonrpc_kind
+jsonrpc_scan(struct jsonrpc_scanner *s, const char *line, size_t len)
+{
+	scan_reset(s);
+	if (s->items == NULL) {
+		s->items = calloc(JSONRPC_MAX_ITEMS, sizeof(*s->items));
+	}
+	if (s->h == NULL) {
+		s->h = yajl_alloc(&scan_callbacks, NULL, s);
+		if (s->h != NULL) {
+			(void)yajl_config(s->h, yajl_allow_multiple_values, 1);
+		}
+	}
+	if (s->h == NULL || s->items == NULL) {
+		s->error = "out of memory";
+		return s->kind = JSONRPC_INVALID_JSON;
+	}
+	yajl_status st = yajl_parse(s->h, (const unsigned char *)line, len);
+
+	if (st == yajl_status_ok) {
+		st = yajl_complete_parse(s->h);
+	}
+	if (st != yajl_status_ok || s->n_values != 1) {
+		/* yajl has no reset: a handle that saw an error is replaced. */
+		yajl_free(s->h);
+		s->h = NULL;
+		if (s->error == NULL) {
+			s->error = "not valid JSON";
+		}
+		return s->kind = JSONRPC_INVALID_JSON;
+	}
+	if (s->arena_failed) {
+		s->error = "out of memory";
+		return s->kind = JSONRPC_INVALID_JSON;
+	}
+	if (s->is_batch) {
+		s->kind = s->n_elements > 0 ? JSONRPC_BATCH : JSONRPC_INVALID_REQUEST;
+		if (s->n_elements == 0) {
+			s->error = "empty batch";
+		}
+	} else {
+		s->kind = s->one.kind;
+		if (s->kind == JSONRPC_INVALID_REQUEST) {
+			s->error = "not a JSON-RPC 2.0 message";
+		}
+	}
+	return s->kind;
+}
+
+bool
+jsonrpc_method_is(const struct jsonrpc_scanner *s, const struct jsonrpc_item *it, const char *name)
+{
+	return it->has_method && strlen(name) == it->method.len &&
+	       memcmp(s->arena + it->method.off, name, it->method.len) == 0;
+}
+
+const char *
+jsonrpc_kind_name(enum jsonrpc_kind kind)
+{
+	switch (kind) {
+	case JSONRPC_REQUEST:
+		return "request";
+	case JSONRPC_NOTIFICATION:
+		return "notification";
+	case JSONRPC_RESPONSE:
+		return "response";
+	case JSONRPC_ERROR:
+		return "error";
+	case JSONRPC_BATCH:
+		return "batch";
+	case JSONRPC_INVALID_JSON:
+	case JSONRPC_INVALID_REQUEST:
+		break;
+	}
+	return "invalid";
+}
+
+/* ---- idscan ---- */
+
+void
+jsonrpc_idscan_init(struct jsonrpc_idscan *sc)
+{
+	memset(sc, 0, sizeof(*sc));
+}
+
+static void
+idscan_capture(struct jsonrpc_idscan *sc, char c)
+{
+	if (sc->id_len < sizeof(sc->id)) {
+		sc->id[sc->id_len++] = c;
+	} else {
+		sc->overflow = true;
+	}
+}
+
+void
+jsonrpc_idscan_feed(struct jsonrpc_idscan *sc, const char *p, size_t len)
+{
+	for (size_t i = 0; i < len && !sc->found; i++) {
+		char c = p[i];
+
+		if (sc->in_string) {
+			if (sc->capturing) {
+				idscan_capture(sc, c);
+			}
+			if (sc->escape) {
+				sc->escape = false;
+				sc->key_match = -1;
+			} else if (c == '\\') {
+				sc->escape = true;
+			} else if (c == '"') {
+				sc->in_string = false;
+				if (sc->capturing) {
+					sc->found = true;
+				} else if (sc->is_key) {
+					sc->want_value = sc->key_match == 2;
+				}
+				sc->is_key = false;
+			} else if (sc->is_key && sc->key_match >= 0) {
+				sc->key_match = (sc->key_match < 2 && c == "id"[sc->key_match])
+							? sc->key_match + 1
+							: -1;
+			}
+			continue;
+		}
+		if (sc->capturing) {
+			/* A bare scalar (number, null, ...) ends at a delimiter. */
+			if (c == ',' || c == '}' || c == ']' || c == ' ' || c == '\t' ||
+			    c == '\r' || c == '\n') {
+				sc->found = true;
+				break;
+			}
+			idscan_capture(sc, c);
+			continue;
+		}
+		switch (c) {
+		case '{':
+		case '[':
+			sc->depth++;
+			sc->want_value = false;
+			sc->is_key = sc->depth == 1 && c == '{';
+			break;
+		case '}':
+		case ']':
+			sc->depth--;
+			break;
+		case ',':
+			sc->is_key = sc->depth == 1;
+			sc->want_value = false;
+			break;
+		case ':':
+			break;
+		case '"':
+			sc->in_string = true;
+			if (sc->depth == 1 && sc->want_value) {
+				sc->capturing = true;
+				idscan_capture(sc, c);
+			} else if (sc->depth == 1 && sc->is_key) {
+				sc->key_match = 0;
+			} else {
+				sc->is_key = false;
+			}
+			break;
+		case ' ':
+		case '\t':
+		case '\r':
+		case '\n':
+			break;
+		default:
+			if (sc->depth == 1 && sc->want_value) {
+				sc->capturing = true;
+				idscan_capture(sc, c);
+			}
+			break;
+		}
+	}
+}
+
+const char *
+jsonrpc_idscan_id(const struct jsonrpc_idscan *sc, size_t *len)
+{
+	bool ok = sc->id_len > 0 && !sc->overflow && (sc->found || !sc->in_string);
+
+	if (!ok || sc->id[0] == 't' || sc->id[0] == 'f' || sc->id[0] == 'n' ||
+	    (sc->id[0] == '"' && (sc->id_len < 2 || sc->id[sc->id_len - 1] != '"'))) {
+		return NULL;
+	}
+	*len = sc->id_len;
+	return sc->id;
+}

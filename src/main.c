@@ -1,0 +1,45 @@
+/*
+ * mcpmux: process set-up and subcommand dispatch.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+
+#include "mcpmux/cli.h"
+#include "mcpmux/cmd.h"
+#include "mcpmux/diag.h"
+#include "mcpmux/sys.h"
+
+int
+main(int argc, char **argv)
+{
+	struct mcpmux_options opt;
+	int rc;
+
+	if (sys_sanitize_stdio() == -1) {
+		return 1;
+	}
+	/* A peer that goes away is an EPIPE on that stream, not the end of mcpmux. */
+	(void)signal(SIGPIPE, SIG_IGN);
+
+	if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
+		printf("mcpmux %s\n", MCPMUX_VERSION);
+		return 0;
+	}
+	if (argc >= 2 && strcmp(argv[1], "demo") == 0) {
+		return cmd_demo(argc - 1, argv + 1);
+	}
+	cli_defaults(&opt);
+	rc = cli_parse(&opt, argc, argv, false);
+	if (rc != 0) {
+		return rc == 1 ? 0 : EXIT_USAGE;
+	}
+	/* Descendants that daemonise are re-parented to us, not to init: we can find them. */
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1) {
+		diag_warn_errno("cannot become a child subreaper (daemonised descendants of the "
+				"server may escape teardown)");
+	}
+	return cmd_wrap(&opt);
+}

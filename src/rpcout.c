@@ -1,0 +1,235 @@
+/*
+ * rpcout: JSON text that mcpmux writes itself.
+ */
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "mcpmux/rpcout.h"
+
+static bool
+sbuf_grow(struct sbuf *b, size_t more)
+{
+	if (b->failed) {
+		return false;
+	}
+	if (b->len + more + 1 <= b->cap) {
+		return true;
+	}
+	size_t cap = b->cap ? b->cap : 256;
+
+	while (cap < b->len + more + 1) {
+		cap *= 2;
+	}
+	char *nb = realloc(b->buf, cap);
+
+	if (nb == NULL) {
+		b->failed = true;
+		return false;
+	}
+	b->buf = nb;
+	b->cap = cap;
+	return true;
+}
+
+void
+sbuf_reset(struct sbuf *b)
+{
+	if (b->cap > SBUF_KEEP) {
+		sbuf_release(b);
+	}
+	b->len = 0;
+	b->failed = false;
+}
+
+void
+sbuf_release(struct sbuf *b)
+{
+	free(b->buf);
+	b->buf = NULL;
+	b->len = 0;
+	b->cap = 0;
+	b->failed = false;
+}
+
+void
+sbuf_add(struct sbuf *b, const char *p, size_t len)
+{
+	if (sbuf_grow(b, len)) {
+		memcpy(b->buf + b->len, p, len);
+		b->len += len;
+		b->buf[b->len] = '\0';
+	}
+}
+
+void
+sbuf_adds(struct sbuf *b, const char *s)
+{
+	sbuf_add(b, s, strlen(s));
+}
+
+void
+sbuf_addf(struct sbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0 || !sbuf_grow(b, (size_t)n)) {
+		b->failed = true;
+		return;
+	}
+	va_start(ap, fmt);
+	(void)vsnprintf(b->buf + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+}
+
+void
+sbuf_add_json_string(struct sbuf *b, const char *p, size_t len)
+{
+	if (sbuf_grow(b, len * 6 + 2)) {
+		b->len += rpcout_escape_into(b->buf + b->len, p, len);
+		b->buf[b->len] = '\0';
+	}
+}
+
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 if it is not valid. */
+static size_t
+utf8_seq(const unsigned char *p, size_t len)
+{
+	unsigned char c = p[0];
+	size_t n;
+	uint32_t cp;
+
+	if (c < 0x80) {
+		return 1;
+	} else if (c >= 0xc2 && c <= 0xdf) {
+		n = 2;
+		cp = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		n = 3;
+		cp = c & 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4;
+		cp = c & 0x07;
+	} else {
+		return 0;
+	}
+	if (len < n) {
+		return 0;
+	}
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80) {
+			return 0;
+		}
+		cp = (cp << 6) | (p[i] & 0x3f);
+	}
+	if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+	    (n == 4 && (cp < 0x10000 || cp > 0x10ffff))) {
+		return 0;
+	}
+	return n;
+}
+
+size_t
+rpcout_escape_into(char *out, const char *in, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)in;
+	char *o = out;
+
+	*o++ = '"';
+	for (size_t i = 0; i < len;) {
+		unsigned char c = p[i];
+
+		if (c == '"' || c == '\\') {
+			*o++ = '\\';
+			*o++ = (char)c;
+			i++;
+		} else if (c == '\n') {
+			*o++ = '\\';
+			*o++ = 'n';
+			i++;
+		} else if (c == '\t') {
+			*o++ = '\\';
+			*o++ = 't';
+			i++;
+		} else if (c == '\r') {
+			*o++ = '\\';
+			*o++ = 'r';
+			i++;
+		} else if (c < 0x20 || c == 0x7f) {
+			memcpy(o, "\\u00", 4);
+			o[4] = hex[c >> 4];
+			o[5] = hex[c & 15];
+			o += 6;
+			i++;
+		} else if (c < 0x80) {
+			*o++ = (char)c;
+			i++;
+		} else {
+			size_t n = utf8_seq(p + i, len - i);
+
+			if (n == 0) {
+				memcpy(o, "\\ufffd", 6);
+				o += 6;
+				i++;
+			} else {
+				memcpy(o, p + i, n);
+				o += n;
+				i += n;
+			}
+		}
+	}
+	*o++ = '"';
+	return (size_t)(o - out);
+}
+
+void
+rpcout_error(struct sbuf *b, const char *id, size_t id_len, int code, const char *msg)
+{
+	sbuf_adds(b, "{\"jsonrpc\":\"2.0\",\"id\":");
+	if (id != NULL) {
+		sbuf_add(b, id, id_len);
+	} else {
+		sbuf_adds(b, "null");
+	}
+	sbuf_addf(b, ",\"error\":{\"code\":%d,\"message\":", code);
+	sbuf_add_json_string(b, msg, strlen(msg));
+	sbuf_adds(b, "}}");
+}
+
+const char *
+rpcout_signame(int sig, char *buf, size_t len)
+{
+	const char *abbrev = sigabbrev_np(sig);
+
+	if (abbrev != NULL) {
+		(void)snprintf(buf, len, "SIG%s", abbrev);
+	} else {
+		(void)snprintf(buf, len, "SIG%d", sig);
+	}
+	return buf;
+}
+
+void
+rpcout_exit(struct sbuf *b, int wstatus)
+{
+	char name[32];
+
+	if (wstatus < 0) {
+		sbuf_adds(b, "null");
+	} else if (WIFSIGNALED(wstatus)) {
+		sbuf_addf(b, "{\"signal\":\"%s\"}",
+			  rpcout_signame(WTERMSIG(wstatus), name, sizeof(name)));
+	} else {
+		sbuf_addf(b, "{\"code\":%d}", WEXITSTATUS(wstatus));
+	}
+}

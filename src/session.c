@@ -1,0 +1,438 @@
+/*
+ * session: one run of a server: requests in flight, bounds, idle timer, end of run.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include <uuid/uuid.h>
+
+#include "mcpmux/diag.h"
+#include "mcpmux/session.h"
+#include "mcpmux/sys.h"
+
+struct pending {
+	UT_hash_handle hh;
+	ev_tstamp t;
+	size_t id_len;
+	char id[];
+};
+
+static uint64_t session_seq;
+static struct jsonrpc_scanner out_scan; /* server lines: scanned one at a time */
+static struct sbuf msg;			/* mcpmux's own answers, built one at a time */
+
+static void session_on_line(void *ctx, const char *line, size_t len);
+static void session_on_big_begin(void *ctx, const char *head, size_t len);
+static void session_on_big_more(void *ctx, const char *more, size_t len);
+static void session_on_big_end(void *ctx, size_t total);
+static void session_on_exit(struct backend *b, void *owner);
+static void session_on_done(struct backend *b, void *owner);
+static void session_on_idle(struct ev_loop *loop, ev_timer *w, int revents);
+
+static const struct framer_sink server_sink = {
+	.line = session_on_line,
+	.big_begin = session_on_big_begin,
+	.big_more = session_on_big_more,
+	.big_end = session_on_big_end,
+};
+
+static const struct backend_hooks backend_hooks = {
+	.on_exit = session_on_exit,
+	.on_done = session_on_done,
+};
+
+void
+session_new_id(char out[37])
+{
+	uuid_t u;
+
+	uuid_generate(u);
+	uuid_unparse_lower(u, out);
+}
+
+bool
+session_id_valid(const char *id, size_t len)
+{
+	if (len == 0 || len > SESSION_ID_MAX) {
+		return false;
+	}
+	for (size_t i = 0; i < len; i++) {
+		char c = id[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == ':' || c == '@' || c == '-')) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* ---- requests in flight ---- */
+
+static void
+pending_add(struct session *s, const char *id, size_t len)
+{
+	struct pending *p;
+
+	HASH_FIND(hh, s->pending, id, len, p);
+	if (p != NULL) {
+		return; /* a reused id: one answer is owed either way */
+	}
+	p = malloc(sizeof(*p) + len);
+	if (p == NULL) {
+		return; /* untracked: it gets no error if the server dies */
+	}
+	p->t = ev_now(s->loop);
+	p->id_len = len;
+	memcpy(p->id, id, len);
+	HASH_ADD_KEYPTR(hh, s->pending, p->id, p->id_len, p);
+	s->n_pending++;
+}
+
+static void
+pending_remove(struct session *s, const char *id, size_t len)
+{
+	struct pending *p;
+
+	HASH_FIND(hh, s->pending, id, len, p);
+	if (p != NULL) {
+		HASH_DEL(s->pending, p);
+		free(p);
+		s->n_pending--;
+	}
+}
+
+/* Answer a client request with a JSON-RPC error, from mcpmux. */
+static void
+answer_error(struct session *s, const char *id, size_t id_len, int code, const char *text)
+{
+	sbuf_reset(&msg);
+	rpcout_error(&msg, id, id_len, code, text);
+	if (!msg.failed) {
+		s->hooks->deliver(s, msg.buf, msg.len, s->owner);
+	}
+}
+
+/* ---- client to server ---- */
+
+static void
+item_refused(struct session *s, const struct jsonrpc_scanner *scan, const struct jsonrpc_item *it,
+	     const char *why)
+{
+	if (it->kind == JSONRPC_REQUEST) {
+		answer_error(s, jsonrpc_str(scan, it->id), it->id.len, RPC_SERVER_ERROR, why);
+	} else {
+		diag_warn("session %s: %s: dropped a client %s", s->id, why,
+			  jsonrpc_kind_name(it->kind));
+	}
+}
+
+void
+session_from_client(struct session *s, const char *line, size_t len,
+		    const struct jsonrpc_scanner *scan)
+{
+	const struct jsonrpc_item *items = scan->kind == JSONRPC_BATCH ? scan->items : &scan->one;
+	size_t n = scan->kind == JSONRPC_BATCH ? scan->n_items : 1;
+	const char *why = NULL;
+
+	s->last_activity = ev_now(s->loop);
+	if (s->backend == NULL || backend_is_ending(s->backend) || s->backend->in_fd < 0) {
+		why = "the server's run is ending";
+	} else if (backend_stdin_full(s->backend)) {
+		why = "server is not reading its input";
+	} else if (s->n_pending + n > SESSION_MAX_PENDING) {
+		why = "too many requests in flight";
+	}
+	if (why == NULL && backend_send(s->backend, line, len) == -1) {
+		why = errno == EPIPE ? "the server closed its input" : "out of memory";
+	}
+	if (why != NULL) {
+		for (size_t i = 0; i < n; i++) {
+			item_refused(s, scan, &items[i], why);
+		}
+		return;
+	}
+	s->stats.bytes_in += len + 1;
+	s->stats.msgs_in++;
+	for (size_t i = 0; i < n; i++) {
+		if (items[i].kind == JSONRPC_REQUEST) {
+			pending_add(s, jsonrpc_str(scan, items[i].id), items[i].id.len);
+		}
+	}
+}
+
+/* ---- server to client ---- */
+
+static void
+session_on_line(void *ctx, const char *line, size_t len)
+{
+	struct session *s = ctx;
+	enum jsonrpc_kind kind = jsonrpc_scan(&out_scan, line, len);
+
+	s->last_activity = ev_now(s->loop);
+	if (kind == JSONRPC_INVALID_JSON || !out_scan.top_container) {
+		/* A banner or a debug print on stdout: it would break the client. */
+		diag_warn("session %s: server wrote a line that is not JSON-RPC (not forwarded): "
+			  "%.*s",
+			  s->id, (int)SYS_MIN(len, 300), line);
+		return;
+	}
+	if (kind == JSONRPC_RESPONSE || kind == JSONRPC_ERROR) {
+		pending_remove(s, jsonrpc_str(&out_scan, out_scan.one.id), out_scan.one.id.len);
+	} else if (kind == JSONRPC_BATCH) {
+		for (size_t i = 0; i < out_scan.n_items; i++) {
+			const struct jsonrpc_item *it = &out_scan.items[i];
+
+			if (it->kind == JSONRPC_RESPONSE || it->kind == JSONRPC_ERROR) {
+				pending_remove(s, jsonrpc_str(&out_scan, it->id), it->id.len);
+			}
+		}
+	}
+	s->stats.bytes_out += len + 1;
+	s->stats.msgs_out++;
+	s->hooks->deliver(s, line, len, s->owner);
+}
+
+static void
+session_on_big_begin(void *ctx, const char *head, size_t len)
+{
+	struct session *s = ctx;
+
+	jsonrpc_idscan_init(&s->big_id);
+	jsonrpc_idscan_feed(&s->big_id, head, len);
+}
+
+static void
+session_on_big_more(void *ctx, const char *more, size_t len)
+{
+	struct session *s = ctx;
+
+	jsonrpc_idscan_feed(&s->big_id, more, len);
+}
+
+static void
+session_on_big_end(void *ctx, size_t total)
+{
+	struct session *s = ctx;
+	size_t id_len = 0;
+	const char *id = jsonrpc_idscan_id(&s->big_id, &id_len);
+	char text[160];
+
+	s->last_activity = ev_now(s->loop);
+	(void)snprintf(text, sizeof(text),
+		       "server message too large (%zu bytes, the limit is %zu: see --max-message)",
+		       total, s->cfg->max_message);
+	diag_warn("session %s: %s; not forwarded", s->id, text);
+	if (id == NULL) {
+		return;
+	}
+	struct pending *p;
+
+	HASH_FIND(hh, s->pending, id, id_len, p);
+	if (p != NULL) {
+		answer_error(s, id, id_len, RPC_SERVER_ERROR, text);
+		pending_remove(s, id, id_len);
+	}
+}
+
+/* ---- lifecycle ---- */
+
+struct session *
+session_new(struct ev_loop *loop, const char *id, const struct session_config *cfg,
+	    const struct session_hooks *hooks, void *owner)
+{
+	struct session *s = calloc(1, sizeof(*s));
+
+	if (s == NULL) {
+		return NULL;
+	}
+	(void)snprintf(s->id, sizeof(s->id), "%s", id);
+	s->loop = loop;
+	s->cfg = cfg;
+	s->hooks = hooks;
+	s->owner = owner;
+	s->seq = ++session_seq;
+	s->started = s->last_activity = ev_now(loop);
+
+	struct backend_config bc = {
+		.argv = cfg->argv,
+		.cookie = s->id,
+		.eof_grace = cfg->eof_grace,
+		.term_grace = cfg->term_grace,
+		.max_message = cfg->max_message,
+		.max_queue = cfg->max_queue,
+		.claim_orphans = cfg->claim_orphans,
+	};
+
+	s->backend = backend_spawn(loop, &bc, &server_sink, &backend_hooks, s);
+	if (s->backend == NULL) {
+		int err = errno;
+
+		free(s);
+		errno = err;
+		return NULL;
+	}
+	ev_init(&s->idle_w, session_on_idle);
+	if (cfg->idle_timeout > 0) {
+		ev_timer_set(&s->idle_w, cfg->idle_timeout, 0.);
+		ev_timer_start(loop, &s->idle_w);
+	}
+	return s;
+}
+
+static void
+session_on_idle(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct session *s = container_of(w, struct session, idle_w);
+	ev_tstamp due = s->last_activity + s->cfg->idle_timeout;
+
+	(void)revents;
+	if (s->n_pending > 0 || due > ev_now(loop)) {
+		/* Busy, or traffic since the timer was set: look again later (ev.pod strategy 3).
+		 */
+		ev_timer_set(w, s->n_pending > 0 ? s->cfg->idle_timeout : due - ev_now(loop), 0.);
+		ev_timer_start(loop, w);
+		return;
+	}
+	diag_info("session %s: idle for %g s: ending it", s->id, s->cfg->idle_timeout);
+	session_end(s, -1, NULL, 0);
+	if (s->hooks->on_idle != NULL) {
+		s->hooks->on_idle(s, s->owner);
+	}
+}
+
+void
+session_end(struct session *s, double grace_ms, const char *reply_id, size_t reply_id_len)
+{
+	if (reply_id != NULL) {
+		struct sbuf *nr = realloc(s->replies, (s->n_replies + 1) * sizeof(*nr));
+
+		if (nr != NULL) {
+			s->replies = nr;
+			memset(&nr[s->n_replies], 0, sizeof(*nr));
+			sbuf_add(&nr[s->n_replies], reply_id, reply_id_len);
+			s->n_replies++;
+		}
+	}
+	s->end_requested = true;
+	ev_timer_stop(s->loop, &s->idle_w);
+	backend_end(s->backend, grace_ms);
+}
+
+void
+session_pause(struct session *s, bool paused)
+{
+	s->paused = paused;
+	if (s->backend != NULL) {
+		backend_pause(s->backend, paused);
+	}
+}
+
+static void
+session_on_exit(struct backend *b, void *owner)
+{
+	struct session *s = owner;
+
+	(void)b;
+	if (s->hooks->on_exit != NULL) {
+		s->hooks->on_exit(s, s->owner);
+	}
+}
+
+/* Why requests in flight will never be answered, for their -32000 errors. */
+static void
+exit_text(const struct backend *b, char *buf, size_t len)
+{
+	char name[32];
+
+	if (b->exec_errno != 0) {
+		(void)snprintf(buf, len, "server could not be started: %s",
+			       strerror(b->exec_errno));
+	} else if (b->wstatus >= 0 && WIFSIGNALED(b->wstatus)) {
+		(void)snprintf(buf, len, "server exited before answering (killed by %s)",
+			       rpcout_signame(WTERMSIG(b->wstatus), name, sizeof(name)));
+	} else if (b->wstatus >= 0) {
+		(void)snprintf(buf, len, "server exited before answering (exit code %d)",
+			       WEXITSTATUS(b->wstatus));
+	} else {
+		(void)snprintf(buf, len, "server ended before answering");
+	}
+}
+
+void
+session_result(const struct session *s, struct sbuf *b)
+{
+	const struct backend *be = s->backend;
+
+	sbuf_adds(b, "{\"session\":");
+	sbuf_add_json_string(b, s->id, strlen(s->id));
+	sbuf_addf(b, ",\"pid\":%d,\"exit\":", (int)be->pid);
+	rpcout_exit(b, be->exec_errno != 0 ? -1 : be->wstatus);
+	sbuf_addf(b, ",\"escalation\":\"%s\",\"ms\":%.0f}", backend_escalation_name(be->escalation),
+		  backend_end_ms(be));
+}
+
+static void
+session_on_done(struct backend *b, void *owner)
+{
+	struct session *s = owner;
+	struct pending *p, *tmp;
+	char text[160];
+
+	exit_text(b, text, sizeof(text));
+	HASH_ITER (hh, s->pending, p, tmp) {
+		answer_error(s, p->id, p->id_len, RPC_SERVER_ERROR, text);
+		HASH_DEL(s->pending, p);
+		free(p);
+	}
+	s->n_pending = 0;
+	for (size_t i = 0; i < s->n_replies; i++) {
+		sbuf_reset(&msg);
+		sbuf_adds(&msg, "{\"jsonrpc\":\"2.0\",\"id\":");
+		sbuf_add(&msg, s->replies[i].buf, s->replies[i].len);
+		sbuf_adds(&msg, ",\"result\":");
+		session_result(s, &msg);
+		sbuf_adds(&msg, "}");
+		if (!msg.failed) {
+			s->hooks->deliver(s, msg.buf, msg.len, s->owner);
+		}
+	}
+	s->hooks->on_done(s, s->owner);
+}
+
+bool
+session_is_done(const struct session *s)
+{
+	return s->backend == NULL || s->backend->state == BACKEND_DONE;
+}
+
+void
+session_free(struct session *s)
+{
+	struct pending *p, *tmp;
+
+	if (s == NULL) {
+		return;
+	}
+	ev_timer_stop(s->loop, &s->idle_w);
+	HASH_ITER (hh, s->pending, p, tmp) {
+		HASH_DEL(s->pending, p);
+		free(p);
+	}
+	for (size_t i = 0; i < s->n_replies; i++) {
+		sbuf_release(&s->replies[i]);
+	}
+	free(s->replies);
+	backend_free(s->backend);
+	free(s);
+}
+
+void
+session_module_release(void)
+{
+	jsonrpc_release(&out_scan);
+	sbuf_release(&msg);
+}

@@ -1,0 +1,192 @@
+/*
+ * wbuf: bounded FIFO of unsent bytes.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include "mcpmux/sys.h"
+#include "mcpmux/wbuf.h"
+
+#define WBUF_IOV 64
+
+struct wchunk {
+	struct wchunk *next;
+	size_t off; /* first unsent byte */
+	size_t len; /* bytes filled */
+	size_t cap;
+	char data[];
+};
+
+void
+wbuf_init(struct wbuf *q, size_t high)
+{
+	memset(q, 0, sizeof(*q));
+	q->high = high;
+}
+
+void
+wbuf_release(struct wbuf *q)
+{
+	struct wchunk *c = q->head;
+
+	while (c != NULL) {
+		struct wchunk *next = c->next;
+
+		free(c);
+		c = next;
+	}
+	q->head = q->tail = NULL;
+	q->len = 0;
+}
+
+/*
+ * Queue the bytes of iov[0..n).  At most one allocation, made before anything is
+ * copied, so a failure queues nothing.
+ */
+static int
+wbuf_appendv(struct wbuf *q, const struct iovec *iov, int n)
+{
+	struct wchunk *t = q->tail;
+	size_t room = t ? t->cap - t->len : 0, total = 0;
+	struct wchunk *c = NULL;
+
+	for (int i = 0; i < n; i++) {
+		total += iov[i].iov_len;
+	}
+	if (total == 0) {
+		return 0;
+	}
+	if (total > room) {
+		size_t cap = SYS_MAX(total - room, WBUF_CHUNK);
+
+		c = malloc(sizeof(*c) + cap);
+		if (c == NULL) {
+			errno = ENOMEM;
+			return -1;
+		}
+		c->next = NULL;
+		c->off = 0;
+		c->len = 0;
+		c->cap = cap;
+	}
+	for (int i = 0; i < n; i++) {
+		const char *p = iov[i].iov_base;
+		size_t len = iov[i].iov_len;
+		size_t k = SYS_MIN(len, room);
+
+		if (k > 0) {
+			memcpy(t->data + t->len, p, k);
+			t->len += k;
+			room -= k;
+		}
+		if (len > k) {
+			memcpy(c->data + c->len, p + k, len - k);
+			c->len += len - k;
+		}
+	}
+	if (c != NULL) {
+		if (t != NULL) {
+			t->next = c;
+		} else {
+			q->head = c;
+		}
+		q->tail = c;
+	}
+	q->len += total;
+	return 0;
+}
+
+int
+wbuf_append(struct wbuf *q, const void *p, size_t len)
+{
+	struct iovec iov = { .iov_base = (void *)(uintptr_t)p, .iov_len = len };
+
+	return wbuf_appendv(q, &iov, 1);
+}
+
+/* Forget `n` written bytes from the front. */
+static void
+wbuf_consume(struct wbuf *q, size_t n)
+{
+	q->len -= n;
+	while (n > 0) {
+		struct wchunk *c = q->head;
+		size_t avail = c->len - c->off;
+
+		if (n < avail) {
+			c->off += n;
+			return;
+		}
+		n -= avail;
+		q->head = c->next;
+		free(c);
+	}
+	if (q->head == NULL) {
+		q->tail = NULL;
+	} else if (q->head->off == q->head->len) {
+		/* An empty chunk at the tail keeps its room for the next append. */
+		q->head->off = q->head->len = 0;
+	}
+}
+
+int
+wbuf_flush(struct wbuf *q, int fd)
+{
+	while (q->len > 0) {
+		struct iovec iov[WBUF_IOV];
+		int n = 0;
+
+		for (struct wchunk *c = q->head; c != NULL && n < WBUF_IOV; c = c->next) {
+			if (c->len > c->off) {
+				iov[n].iov_base = c->data + c->off;
+				iov[n].iov_len = c->len - c->off;
+				n++;
+			}
+		}
+		ssize_t w = sys_writev(fd, iov, n);
+
+		if (w == -1) {
+			return errno == EAGAIN ? 0 : -1;
+		}
+		wbuf_consume(q, (size_t)w);
+	}
+	if (q->head != NULL) {
+		/* Drained: give the memory back. */
+		wbuf_release(q);
+	}
+	return 0;
+}
+
+int
+wbuf_send(struct wbuf *q, int fd, const void *p, size_t len, const void *p2, size_t len2)
+{
+	struct iovec iov[2] = {
+		{ .iov_base = (void *)(uintptr_t)p, .iov_len = len },
+		{ .iov_base = (void *)(uintptr_t)p2, .iov_len = len2 },
+	};
+	size_t done = 0;
+
+	if (q->len == 0) {
+		ssize_t w = sys_writev(fd, iov, 2);
+
+		if (w == -1 && errno != EAGAIN) {
+			return -1;
+		}
+		done = w > 0 ? (size_t)w : 0;
+	}
+	/* Queue what the kernel did not take. */
+	if (done >= len) {
+		iov[0].iov_len = 0;
+		done -= len;
+		iov[1].iov_base = (char *)iov[1].iov_base + done;
+		iov[1].iov_len -= done;
+	} else {
+		iov[0].iov_base = (char *)iov[0].iov_base + done;
+		iov[0].iov_len -= done;
+	}
+	return wbuf_appendv(q, iov, 2);
+}
