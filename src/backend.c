@@ -14,6 +14,7 @@
 #include "mcpmux/backend.h"
 #include "mcpmux/diag.h"
 #include "mcpmux/proctree.h"
+#include "mcpmux/rpcout.h"
 #include "mcpmux/sys.h"
 
 #define READ_BUDGET   ((size_t)256 << 10) /* bytes per callback: fairness between sessions */
@@ -570,9 +571,10 @@ scan_ending(void)
 		}
 		if (b->pending_signal != 0 && n > 0) {
 			size_t k = proctree_signal(&snapshot, &m, PROC_ROOT, b->pending_signal);
+			char name[32];
 
 			diag_info("session %s: %s to %zu process(es)", b->cookie,
-				  strsignal(b->pending_signal), k);
+				  rpcout_signame(b->pending_signal, name, sizeof(name)), k);
 		}
 		b->pending_signal = 0;
 		b->tree_empty = b->reaped && n == 0;

@@ -13,6 +13,7 @@
 #include <ev.h>
 
 #include "mcpmux/cmd.h"
+#include "mcpmux/conn.h"
 #include "mcpmux/diag.h"
 #include "mcpmux/framer.h"
 #include "mcpmux/jsonrpc.h"
@@ -22,10 +23,12 @@
 #include "mcpmux/sys.h"
 #include "mcpmux/wbuf.h"
 
-#define READ_BUDGET ((size_t)256 << 10)
+struct wrap;
 
 struct wrap_run {
+	struct wrap *w;
 	struct session *s;
+	struct conn_source out; /* its lines to the client */
 	struct wrap_run *next;
 };
 
@@ -33,16 +36,15 @@ struct wrap {
 	struct ev_loop *loop;
 	const struct mcpmux_options *opt;
 	struct session_config scfg;
-	ev_io in_w, out_w;
+	struct conn client;
 	ev_signal term_w, int_w, hup_w;
 	ev_timer drain_w;
-	struct framer inf;
-	struct wbuf outq;
 	struct jsonrpc_scanner scan;
 	struct jsonrpc_idscan big_id;
 	struct sbuf tmp;
 	struct session *cur;   /* the run that new messages go to, NULL after an end */
-	struct wrap_run *runs; /* every run not yet done */
+	struct wrap_run *runs; /* every run, until it is done and its output is written */
+	size_t n_live;	       /* runs not yet done */
 	bool in_eof;	       /* the client closed stdin */
 	bool out_dead;	       /* the client's stdout is gone */
 	bool shutting_down;    /* no new runs: exit once every run is done */
@@ -62,6 +64,7 @@ static void wrap_on_exit(struct session *s, void *owner);
 static void wrap_on_idle(struct session *s, void *owner);
 static void wrap_on_done(struct session *s, void *owner);
 static void shutdown_all(struct wrap *w, const char *why);
+static void maybe_finish(struct wrap *w);
 
 static const struct framer_sink client_sink = {
 	.line = wrap_on_line,
@@ -80,70 +83,70 @@ static const struct session_hooks wrap_hooks = {
 /* ---- to the client ---- */
 
 static void
-update_pause(struct wrap *w)
+wrap_on_eof(struct conn *c, void *ctx)
 {
-	bool full = wbuf_full(&w->outq);
-
-	if (full == w->paused) {
-		return;
-	}
-	w->paused = full;
-	for (struct wrap_run *r = w->runs; r != NULL; r = r->next) {
-		session_pause(r->s, full);
-	}
+	(void)c;
+	shutdown_all(ctx, "the client closed stdin");
 }
 
 static void
-client_gone(struct wrap *w)
+wrap_on_gone(struct conn *c, void *ctx)
 {
-	if (w->out_dead) {
-		return;
+	struct wrap *w = ctx;
+
+	(void)c;
+	/* Nobody reads what the servers say: no point in pausing them. */
+	for (struct wrap_run *r = w->runs; r != NULL; r = r->next) {
+		if (r->s != NULL) {
+			session_pause(r->s, false);
+		}
 	}
-	w->out_dead = true;
-	ev_io_stop(w->loop, &w->out_w);
-	wbuf_release(&w->outq);
-	update_pause(w);
 	shutdown_all(w, "the client closed its stdout");
 }
 
 static void
-send_line(struct wrap *w, const char *line, size_t len)
+wrap_on_source_writable(struct conn *c, struct conn_source *src, void *ctx)
 {
-	bool was_empty = wbuf_len(&w->outq) == 0;
+	struct wrap_run *r = container_of(src, struct wrap_run, out);
 
-	if (w->out_dead) {
-		return;
+	(void)c;
+	(void)ctx;
+	if (r->s != NULL) {
+		session_pause(r->s, false);
 	}
-	if (wbuf_send(&w->outq, STDOUT_FILENO, line, len, "\n", 1) == -1) {
-		if (errno == ENOMEM) {
-			diag_error("out of memory: a message for the client was lost");
-			return;
+}
+
+/* Free the runs that are done and whose output has all been written. */
+static void
+reap_runs(struct wrap *w)
+{
+	for (struct wrap_run **rp = &w->runs; *rp != NULL;) {
+		struct wrap_run *r = *rp;
+
+		if (r->s == NULL && wbuf_len(&r->out.q) == 0 && w->client.cur != &r->out) {
+			*rp = r->next;
+			conn_source_detach(&w->client, &r->out);
+			free(r);
+		} else {
+			rp = &r->next;
 		}
-		client_gone(w);
-		return;
 	}
-	if (was_empty && wbuf_len(&w->outq) > 0) {
-		ev_io_start(w->loop, &w->out_w);
-	}
-	update_pause(w);
 }
 
 static void
-wrap_on_writable(struct ev_loop *loop, ev_io *iow, int revents)
+wrap_on_drained(struct conn *c, void *ctx)
 {
-	struct wrap *w = container_of(iow, struct wrap, out_w);
-
-	(void)revents;
-	if (wbuf_flush(&w->outq, STDOUT_FILENO) == -1) {
-		client_gone(w);
-	} else if (wbuf_len(&w->outq) == 0) {
-		ev_io_stop(loop, iow);
-	}
-	update_pause(w);
-	if (w->shutting_down && w->runs == NULL && wbuf_len(&w->outq) == 0) {
-		ev_break(loop, EVBREAK_ALL);
-	}
+	(void)c;
+	reap_runs(ctx);
+	maybe_finish(ctx);
 }
+
+static const struct conn_hooks client_hooks = {
+	.on_eof = wrap_on_eof,
+	.on_gone = wrap_on_gone,
+	.on_source_writable = wrap_on_source_writable,
+	.on_drained = wrap_on_drained,
+};
 
 static void
 answer_error(struct wrap *w, const char *id, size_t id_len, int code, const char *text)
@@ -151,15 +154,22 @@ answer_error(struct wrap *w, const char *id, size_t id_len, int code, const char
 	sbuf_reset(&w->tmp);
 	rpcout_error(&w->tmp, id, id_len, code, text);
 	if (!w->tmp.failed) {
-		send_line(w, w->tmp.buf, w->tmp.len);
+		(void)conn_send_line(&w->client, &w->client.self, w->tmp.buf, w->tmp.len);
 	}
 }
 
 static void
 wrap_deliver(struct session *s, const char *line, size_t len, void *owner)
 {
-	(void)s;
-	send_line(owner, line, len);
+	struct wrap_run *r = owner;
+	struct wrap *w = r->w;
+
+	if (conn_send_line(&w->client, &r->out, line, len) == -1 && errno == ENOMEM) {
+		diag_error("session %s: out of memory: a message for the client was lost", s->id);
+	}
+	if (conn_source_full(&r->out)) {
+		session_pause(s, true);
+	}
 }
 
 /* ---- runs ---- */
@@ -167,10 +177,10 @@ wrap_deliver(struct session *s, const char *line, size_t len, void *owner)
 static void
 maybe_finish(struct wrap *w)
 {
-	if (!w->shutting_down || w->runs != NULL) {
+	if (!w->shutting_down || w->n_live > 0) {
 		return;
 	}
-	if (wbuf_len(&w->outq) == 0 || w->out_dead) {
+	if (conn_queued(&w->client) == 0 || w->client.out_dead) {
 		ev_break(w->loop, EVBREAK_ALL);
 		return;
 	}
@@ -188,7 +198,7 @@ wrap_on_drain_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 
 	(void)revents;
 	diag_warn("the client did not read its last %zu bytes: exiting without them",
-		  wbuf_len(&w->outq));
+		  conn_queued(&w->client));
 	ev_break(loop, EVBREAK_ALL);
 }
 
@@ -200,10 +210,10 @@ shutdown_all(struct wrap *w, const char *why)
 		diag_info("%s: ending", why);
 	}
 	w->shutting_down = true;
-	ev_io_stop(w->loop, &w->in_w);
+	conn_read(&w->client, false);
 	w->cur = NULL;
 	for (struct wrap_run *r = w->runs; r != NULL; r = r->next) {
-		if (!r->s->end_requested) {
+		if (r->s != NULL && !r->s->end_requested) {
 			session_end(r->s, -1, NULL, 0);
 		}
 	}
@@ -220,7 +230,9 @@ start_run(struct wrap *w)
 		return NULL;
 	}
 	session_new_id(id);
-	r->s = session_new(w->loop, id, &w->scfg, &wrap_hooks, w);
+	r->w = w;
+	conn_source_init(&r->out, w->opt->max_queue);
+	r->s = session_new(w->loop, id, &w->scfg, &wrap_hooks, r);
 	if (r->s == NULL) {
 		int err = errno;
 
@@ -230,16 +242,14 @@ start_run(struct wrap *w)
 	}
 	r->next = w->runs;
 	w->runs = r;
-	if (w->paused) {
-		session_pause(r->s, true);
-	}
+	w->n_live++;
 	return r->s;
 }
 
 static void
 wrap_on_exit(struct session *s, void *owner)
 {
-	struct wrap *w = owner;
+	struct wrap *w = ((struct wrap_run *)owner)->w;
 	const struct backend *b = s->backend;
 
 	if (b->exec_errno != 0) {
@@ -257,31 +267,25 @@ static void
 wrap_on_idle(struct session *s, void *owner)
 {
 	(void)s;
-	shutdown_all(owner, "idle timeout");
+	shutdown_all(((struct wrap_run *)owner)->w, "idle timeout");
 }
 
 static void
 wrap_on_done(struct session *s, void *owner)
 {
-	struct wrap *w = owner;
+	struct wrap *w = ((struct wrap_run *)owner)->w;
 
 	if (s->seq >= w->exit_seq) {
 		w->exit_seq = s->seq;
 		w->exit_code = backend_exit_code(s->backend);
 	}
-	for (struct wrap_run **rp = &w->runs; *rp != NULL; rp = &(*rp)->next) {
-		if ((*rp)->s == s) {
-			struct wrap_run *r = *rp;
-
-			*rp = r->next;
-			free(r);
-			break;
-		}
-	}
+	((struct wrap_run *)owner)->s = NULL;
+	w->n_live--;
 	if (w->cur == s) {
 		w->cur = NULL;
 	}
 	session_free(s);
+	reap_runs(w);
 	maybe_finish(w);
 }
 
@@ -303,7 +307,8 @@ end_of_run(struct wrap *w, const struct jsonrpc_item *it)
 				  ",\"result\":{\"session\":null,\"pid\":null,\"exit\":null,"
 				  "\"escalation\":\"none\",\"ms\":0}}");
 			if (!w->tmp.failed) {
-				send_line(w, w->tmp.buf, w->tmp.len);
+				(void)conn_send_line(&w->client, &w->client.self, w->tmp.buf,
+						     w->tmp.len);
 			}
 		}
 		return;
@@ -383,35 +388,6 @@ wrap_on_big_end(void *ctx, size_t total)
 }
 
 static void
-wrap_on_readable(struct ev_loop *loop, ev_io *iow, int revents)
-{
-	struct wrap *w = container_of(iow, struct wrap, in_w);
-	size_t budget = READ_BUDGET;
-
-	(void)revents;
-	while (budget > 0 && ev_is_active(iow)) {
-		ssize_t n = sys_read(STDIN_FILENO, w->scratch, SYS_MIN(sizeof(w->scratch), budget));
-
-		if (n > 0) {
-			(void)framer_feed(&w->inf, w->scratch, (size_t)n, &client_sink, w);
-			budget -= (size_t)n;
-			continue;
-		}
-		if (n == -1 && errno == EAGAIN) {
-			break;
-		}
-		if (n == -1) {
-			diag_warn_errno("cannot read stdin");
-		}
-		framer_finish(&w->inf, &client_sink, w);
-		ev_io_stop(loop, iow);
-		w->in_eof = true;
-		shutdown_all(w, "the client closed stdin");
-		break;
-	}
-}
-
-static void
 wrap_on_signal(struct ev_loop *loop, ev_signal *sw, int revents)
 {
 	struct wrap *w = sw->data;
@@ -444,8 +420,8 @@ cmd_wrap(const struct mcpmux_options *o)
 		.max_queue = o->max_queue,
 		.claim_orphans = true,
 	};
-	framer_init(&w->inf, o->max_message);
-	wbuf_init(&w->outq, o->max_queue);
+	conn_init(&w->client, loop, STDIN_FILENO, STDOUT_FILENO, o->max_message, o->max_queue,
+		  &client_sink, &client_hooks, w);
 	jsonrpc_init(&w->scan);
 	backend_module_init(loop);
 
@@ -454,8 +430,6 @@ cmd_wrap(const struct mcpmux_options *o)
 	w->out_flags = fcntl(STDOUT_FILENO, F_GETFL);
 	(void)sys_set_nonblock(STDIN_FILENO, 1);
 	(void)sys_set_nonblock(STDOUT_FILENO, 1);
-	ev_io_init(&w->in_w, wrap_on_readable, STDIN_FILENO, EV_READ);
-	ev_io_init(&w->out_w, wrap_on_writable, STDOUT_FILENO, EV_WRITE);
 	ev_init(&w->drain_w, wrap_on_drain_timeout);
 	ev_signal_init(&w->term_w, wrap_on_signal, SIGTERM);
 	ev_signal_init(&w->int_w, wrap_on_signal, SIGINT);
@@ -474,7 +448,7 @@ cmd_wrap(const struct mcpmux_options *o)
 		diag_error_errno("cannot start '%s'", o->command[0]);
 		w->exit_code = 1;
 	} else {
-		ev_io_start(loop, &w->in_w);
+		conn_read(&w->client, true);
 		ev_run(loop, 0);
 	}
 
@@ -500,16 +474,17 @@ cmd_wrap(const struct mcpmux_options *o)
 	ev_signal_stop(loop, &w->term_w);
 	ev_signal_stop(loop, &w->int_w);
 	ev_signal_stop(loop, &w->hup_w);
-	ev_io_stop(loop, &w->in_w);
-	ev_io_stop(loop, &w->out_w);
 	ev_timer_stop(loop, &w->drain_w);
 	while (w->runs != NULL) {
 		/* Only when the loop could not run at all. */
 		struct wrap_run *r = w->runs;
 
 		w->runs = r->next;
+		conn_source_detach(&w->client, &r->out);
+		session_free(r->s);
 		free(r);
 	}
+	conn_release(&w->client);
 	backend_module_release();
 	session_module_release();
 	if (w->in_flags != -1) {
@@ -518,8 +493,6 @@ cmd_wrap(const struct mcpmux_options *o)
 	if (w->out_flags != -1) {
 		(void)fcntl(STDOUT_FILENO, F_SETFL, w->out_flags);
 	}
-	framer_release(&w->inf);
-	wbuf_release(&w->outq);
 	jsonrpc_release(&w->scan);
 	sbuf_release(&w->tmp);
 	free(w);

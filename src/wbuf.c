@@ -47,7 +47,7 @@ wbuf_release(struct wbuf *q)
  * Queue the bytes of iov[0..n).  At most one allocation, made before anything is
  * copied, so a failure queues nothing.
  */
-static int
+int
 wbuf_appendv(struct wbuf *q, const struct iovec *iov, int n)
 {
 	struct wchunk *t = q->tail;
@@ -131,6 +131,72 @@ wbuf_consume(struct wbuf *q, size_t n)
 		/* An empty chunk at the tail keeps its room for the next append. */
 		q->head->off = q->head->len = 0;
 	}
+}
+
+ssize_t
+wbuf_write_upto(struct wbuf *q, int fd, size_t max)
+{
+	struct iovec iov[WBUF_IOV];
+	size_t want = 0;
+	int n = 0;
+
+	for (struct wchunk *c = q->head; c != NULL && n < WBUF_IOV && want < max; c = c->next) {
+		size_t avail = SYS_MIN(c->len - c->off, max - want);
+
+		if (avail > 0) {
+			iov[n].iov_base = c->data + c->off;
+			iov[n].iov_len = avail;
+			want += avail;
+			n++;
+		}
+	}
+	if (n == 0) {
+		return 0;
+	}
+	ssize_t w = sys_writev(fd, iov, n);
+
+	if (w == -1) {
+		return errno == EAGAIN ? 0 : -1;
+	}
+	wbuf_consume(q, (size_t)w);
+	if (q->len == 0 && q->head != NULL) {
+		wbuf_release(q);
+	}
+	return w;
+}
+
+size_t
+wbuf_line_cut(const struct wbuf *q, size_t quantum)
+{
+	size_t seen = 0, cut = 0;
+
+	for (const struct wchunk *c = q->head; c != NULL; c = c->next) {
+		const char *p = c->data + c->off, *nl;
+		size_t avail = c->len - c->off, from = 0;
+
+		if (seen < quantum) {
+			/* The last line end within the quantum. */
+			size_t span = SYS_MIN(avail, quantum - seen);
+
+			nl = memrchr(p, '\n', span);
+			if (nl != NULL) {
+				cut = seen + (size_t)(nl - p) + 1;
+			}
+			from = span;
+		}
+		if (from < avail || seen >= quantum) {
+			if (cut > 0) {
+				return cut;
+			}
+			/* The first line is longer than the quantum: up to its end. */
+			nl = memchr(p + from, '\n', avail - from);
+			if (nl != NULL) {
+				return seen + (size_t)(nl - p) + 1;
+			}
+		}
+		seen += avail;
+	}
+	return cut > 0 ? cut : q->len;
 }
 
 int

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #define WBUF_CHUNK    ((size_t)16 << 10)
 #define WBUF_HIGH_DEF ((size_t)16 << 20)
@@ -42,6 +43,20 @@ int wbuf_append(struct wbuf *q, const void *p, size_t len);
 int wbuf_send(struct wbuf *q, int fd, const void *p, size_t len, const void *p2, size_t len2);
 /* Write queued bytes until done or EAGAIN.  0, or -1 on a write error (errno set). */
 int wbuf_flush(struct wbuf *q, int fd);
+/* Queue bytes given as an iovec array (at most one allocation; all or nothing). */
+int wbuf_appendv(struct wbuf *q, const struct iovec *iov, int n);
+/*
+ * Write at most `max` queued bytes.  Returns the bytes written (0 on EAGAIN), or -1 on a
+ * write error (errno set).
+ */
+ssize_t wbuf_write_upto(struct wbuf *q, int fd, size_t max);
+/*
+ * Where to stop a turn of writing from this queue, for fairness between queues that share
+ * one fd: the end of the last whole line within the first `quantum` bytes, or, when the
+ * first line is longer than that, the end of that line.  The queue holds whole lines only
+ * ("\n"-terminated).  0 for an empty queue.
+ */
+size_t wbuf_line_cut(const struct wbuf *q, size_t quantum);
 
 static inline size_t
 wbuf_len(const struct wbuf *q)

@@ -1,0 +1,101 @@
+/*
+ * conn: the client side of mcpmux, one instance per client stream: stdin/stdout in wrap
+ * and serve mode, one accepted socket per connection with --listen, the socket in
+ * connect mode.
+ *
+ * Input is read (with a per-callback budget, for fairness) and framed into lines for a
+ * framer_sink.  Output comes from any number of sources (a session, or mcpmux itself),
+ * each with its own queue of whole lines; the writer serves them round robin, a quantum
+ * of whole lines at a time, so one source that floods cannot delay another's answer by
+ * more than a quantum.  A line is written at once when nothing is queued; only what the
+ * kernel refuses is queued.  A source whose queue reaches its mark is "full": its
+ * producer should pause until hooks->on_source_writable().
+ *
+ * Ownership: the owner embeds the conn and its sources and keeps them alive until
+ * conn_release() / conn_source_detach().  The conn never closes the fds it was given.
+ */
+#ifndef MCPMUX_CONN_H
+#define MCPMUX_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/uio.h>
+
+#include <ev.h>
+
+#include "mcpmux/framer.h"
+#include "mcpmux/wbuf.h"
+
+#define CONN_QUANTUM ((size_t)64 << 10)
+
+struct conn;
+
+struct conn_source {
+	struct wbuf q;
+	struct conn_source *next; /* in the ready list */
+	bool ready;
+	bool was_full;
+};
+
+struct conn_hooks {
+	/* The client closed its side (or reading failed).  Input is over. */
+	void (*on_eof)(struct conn *c, void *ctx);
+	/* Writing to the client failed (EPIPE, ECONNRESET): output is over. */
+	void (*on_gone)(struct conn *c, void *ctx);
+	/* src's queue went from full to below its mark. */
+	void (*on_source_writable)(struct conn *c, struct conn_source *src, void *ctx);
+	/* Everything queued has been written (optional). */
+	void (*on_drained)(struct conn *c, void *ctx);
+};
+
+struct conn {
+	struct ev_loop *loop;
+	int in_fd, out_fd;
+	ev_io in_w, out_w;
+	struct framer inf;
+	const struct framer_sink *sink;
+	const struct conn_hooks *hooks;
+	void *ctx;
+	struct conn_source self; /* mcpmux's own lines to this client */
+	struct conn_source *ready_head, *ready_tail;
+	struct conn_source *cur; /* the source whose turn is being written */
+	size_t cut_left;	 /* bytes left in cur's turn (it ends on a line end) */
+	size_t queued;		 /* bytes queued over all sources */
+	bool in_eof;
+	bool out_dead;
+	bool in_paused;
+};
+
+void conn_init(struct conn *c, struct ev_loop *loop, int in_fd, int out_fd, size_t max_message,
+	       size_t max_queue, const struct framer_sink *sink, const struct conn_hooks *hooks,
+	       void *ctx);
+/* Start (or resume) and stop reading the client's input. */
+void conn_read(struct conn *c, bool on);
+/* Stop everything and free the buffers; the sources must have been detached. */
+void conn_release(struct conn *c);
+
+void conn_source_init(struct conn_source *src, size_t high);
+/* Forget a source (its unsent lines are dropped); it may be attached to another conn. */
+void conn_source_detach(struct conn *c, struct conn_source *src);
+
+/*
+ * Send one line: the iovecs hold the line's bytes, "\n" included.  0, or -1: ENOMEM
+ * (nothing queued) or EPIPE (the client is gone; the line is dropped).
+ */
+int conn_send(struct conn *c, struct conn_source *src, const struct iovec *iov, int n);
+/* The common case: line + "\n". */
+int conn_send_line(struct conn *c, struct conn_source *src, const char *line, size_t len);
+
+static inline bool
+conn_source_full(const struct conn_source *src)
+{
+	return wbuf_full(&src->q);
+}
+
+static inline size_t
+conn_queued(const struct conn *c)
+{
+	return c->queued;
+}
+
+#endif

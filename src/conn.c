@@ -1,0 +1,304 @@
+/*
+ * conn: a client stream: framed input, fair output from many sources.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mcpmux/conn.h"
+#include "mcpmux/diag.h"
+#include "mcpmux/sys.h"
+
+#define READ_BUDGET ((size_t)256 << 10)
+
+static char scratch[64 << 10];
+
+static void conn_on_readable(struct ev_loop *loop, ev_io *w, int revents);
+static void conn_on_writable(struct ev_loop *loop, ev_io *w, int revents);
+
+void
+conn_init(struct conn *c, struct ev_loop *loop, int in_fd, int out_fd, size_t max_message,
+	  size_t max_queue, const struct framer_sink *sink, const struct conn_hooks *hooks,
+	  void *ctx)
+{
+	memset(c, 0, sizeof(*c));
+	c->loop = loop;
+	c->in_fd = in_fd;
+	c->out_fd = out_fd;
+	c->sink = sink;
+	c->hooks = hooks;
+	c->ctx = ctx;
+	framer_init(&c->inf, max_message);
+	conn_source_init(&c->self, max_queue);
+	ev_io_init(&c->in_w, conn_on_readable, in_fd, EV_READ);
+	ev_io_init(&c->out_w, conn_on_writable, out_fd, EV_WRITE);
+	c->in_paused = true;
+}
+
+void
+conn_read(struct conn *c, bool on)
+{
+	c->in_paused = !on;
+	if (on && !c->in_eof) {
+		ev_io_start(c->loop, &c->in_w);
+	} else {
+		ev_io_stop(c->loop, &c->in_w);
+	}
+}
+
+void
+conn_source_init(struct conn_source *src, size_t high)
+{
+	memset(src, 0, sizeof(*src));
+	wbuf_init(&src->q, high);
+}
+
+static void
+ready_push(struct conn *c, struct conn_source *src)
+{
+	if (src->ready || src == c->cur) {
+		return;
+	}
+	src->ready = true;
+	src->next = NULL;
+	if (c->ready_tail != NULL) {
+		c->ready_tail->next = src;
+	} else {
+		c->ready_head = src;
+	}
+	c->ready_tail = src;
+}
+
+static struct conn_source *
+ready_pop(struct conn *c)
+{
+	struct conn_source *src = c->ready_head;
+
+	if (src != NULL) {
+		c->ready_head = src->next;
+		if (c->ready_head == NULL) {
+			c->ready_tail = NULL;
+		}
+		src->ready = false;
+		src->next = NULL;
+	}
+	return src;
+}
+
+void
+conn_source_detach(struct conn *c, struct conn_source *src)
+{
+	struct conn_source **pp = &c->ready_head, *prev = NULL;
+
+	while (*pp != NULL) {
+		if (*pp == src) {
+			*pp = src->next;
+			if (c->ready_tail == src) {
+				c->ready_tail = prev;
+			}
+			break;
+		}
+		prev = *pp;
+		pp = &(*pp)->next;
+	}
+	src->ready = false;
+	src->next = NULL;
+	if (c->cur == src) {
+		/*
+		 * Its turn was cut mid-line: the client's stream cannot be resynchronised
+		 * (a partial line is already out).  Only a closing conn detaches such a source.
+		 */
+		c->cur = NULL;
+		c->cut_left = 0;
+	}
+	c->queued -= wbuf_len(&src->q);
+	wbuf_release(&src->q);
+	src->was_full = false;
+}
+
+static void
+conn_gone(struct conn *c)
+{
+	if (c->out_dead) {
+		return;
+	}
+	c->out_dead = true;
+	ev_io_stop(c->loop, &c->out_w);
+	if (c->hooks->on_gone != NULL) {
+		c->hooks->on_gone(c, c->ctx);
+	}
+}
+
+/* A source's queue shrank: tell its producer when it is no longer full. */
+static void
+check_writable(struct conn *c, struct conn_source *src)
+{
+	if (src->was_full && !wbuf_full(&src->q)) {
+		src->was_full = false;
+		if (c->hooks->on_source_writable != NULL) {
+			c->hooks->on_source_writable(c, src, c->ctx);
+		}
+	}
+}
+
+/* Write turns until everything is written or the fd would block. */
+static void
+conn_flush(struct conn *c)
+{
+	while (!c->out_dead) {
+		if (c->cur == NULL) {
+			c->cur = ready_pop(c);
+			if (c->cur == NULL) {
+				break;
+			}
+			c->cut_left = wbuf_line_cut(&c->cur->q, CONN_QUANTUM);
+		}
+		struct conn_source *src = c->cur;
+		ssize_t w = wbuf_write_upto(&src->q, c->out_fd, c->cut_left);
+
+		if (w == -1) {
+			conn_gone(c);
+			return;
+		}
+		c->queued -= (size_t)w;
+		c->cut_left -= (size_t)w;
+		check_writable(c, src);
+		if (c->cut_left > 0) {
+			break; /* EAGAIN (or a short write): the rest when writable */
+		}
+		c->cur = NULL;
+		if (wbuf_len(&src->q) > 0) {
+			ready_push(c, src);
+		}
+	}
+	if (c->queued > 0 && !c->out_dead) {
+		ev_io_start(c->loop, &c->out_w);
+	} else {
+		ev_io_stop(c->loop, &c->out_w);
+		if (c->queued == 0 && c->hooks->on_drained != NULL) {
+			c->hooks->on_drained(c, c->ctx);
+		}
+	}
+}
+
+static void
+conn_on_writable(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	conn_flush(container_of(w, struct conn, out_w));
+}
+
+int
+conn_send(struct conn *c, struct conn_source *src, const struct iovec *iov, int n)
+{
+	size_t total = 0, done = 0;
+
+	if (c->out_dead) {
+		errno = EPIPE;
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		total += iov[i].iov_len;
+	}
+	if (c->queued == 0) {
+		/* Nothing queued anywhere: write at once, queue only the rest. */
+		ssize_t w = sys_writev(c->out_fd, iov, n);
+
+		if (w == -1 && errno != EAGAIN) {
+			conn_gone(c);
+			errno = EPIPE;
+			return -1;
+		}
+		done = w > 0 ? (size_t)w : 0;
+		if (done == total) {
+			return 0;
+		}
+	}
+	struct iovec rest[8];
+	int k = 0;
+	size_t skip = done;
+
+	for (int i = 0; i < n && k < 8; i++) {
+		if (skip >= iov[i].iov_len) {
+			skip -= iov[i].iov_len;
+			continue;
+		}
+		rest[k].iov_base = (char *)iov[i].iov_base + skip;
+		rest[k].iov_len = iov[i].iov_len - skip;
+		skip = 0;
+		k++;
+	}
+	if (wbuf_appendv(&src->q, rest, k) == -1) {
+		if (done > 0) {
+			/* Half a line is out: the stream is broken beyond repair. */
+			conn_gone(c);
+		}
+		return -1;
+	}
+	c->queued += total - done;
+	if (done > 0) {
+		/* This line's head is written: its tail goes first. */
+		c->cur = src;
+		c->cut_left = total - done;
+	} else {
+		ready_push(c, src);
+	}
+	if (wbuf_full(&src->q)) {
+		src->was_full = true;
+	}
+	ev_io_start(c->loop, &c->out_w);
+	return 0;
+}
+
+int
+conn_send_line(struct conn *c, struct conn_source *src, const char *line, size_t len)
+{
+	struct iovec iov[2] = {
+		{ .iov_base = (void *)(uintptr_t)line, .iov_len = len },
+		{ .iov_base = (void *)(uintptr_t) "\n", .iov_len = 1 },
+	};
+
+	return conn_send(c, src, iov, 2);
+}
+
+static void
+conn_on_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct conn *c = container_of(w, struct conn, in_w);
+	size_t budget = READ_BUDGET;
+
+	(void)revents;
+	while (budget > 0 && !c->in_paused && !c->in_eof) {
+		ssize_t n = sys_read(c->in_fd, scratch, SYS_MIN(sizeof(scratch), budget));
+
+		if (n > 0) {
+			(void)framer_feed(&c->inf, scratch, (size_t)n, c->sink, c->ctx);
+			budget -= (size_t)n;
+			continue;
+		}
+		if (n == -1 && errno == EAGAIN) {
+			break;
+		}
+		if (n == -1 && errno != ECONNRESET) {
+			diag_warn_errno("cannot read from the client");
+		}
+		c->in_eof = true;
+		ev_io_stop(loop, w);
+		framer_finish(&c->inf, c->sink, c->ctx);
+		c->hooks->on_eof(c, c->ctx);
+		return;
+	}
+}
+
+void
+conn_release(struct conn *c)
+{
+	ev_io_stop(c->loop, &c->in_w);
+	ev_io_stop(c->loop, &c->out_w);
+	framer_release(&c->inf);
+	conn_source_detach(c, &c->self);
+	c->ready_head = c->ready_tail = c->cur = NULL;
+	c->queued = 0;
+}
