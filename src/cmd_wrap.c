@@ -28,7 +28,7 @@ struct wrap;
 struct wrap_run {
 	struct wrap *w;
 	struct session *s;
-	struct conn_source out; /* its lines to the client */
+	struct conn_source *out; /* its lines to the client */
 	struct wrap_run *next;
 };
 
@@ -43,7 +43,7 @@ struct wrap {
 	struct jsonrpc_idscan big_id;
 	struct sbuf tmp;
 	struct session *cur;   /* the run that new messages go to, NULL after an end */
-	struct wrap_run *runs; /* every run, until it is done and its output is written */
+	struct wrap_run *runs; /* every run not yet done */
 	size_t n_live;	       /* runs not yet done */
 	bool in_eof;	       /* the client closed stdin */
 	bool out_dead;	       /* the client's stdout is gone */
@@ -97,9 +97,7 @@ wrap_on_gone(struct conn *c, void *ctx)
 	(void)c;
 	/* Nobody reads what the servers say: no point in pausing them. */
 	for (struct wrap_run *r = w->runs; r != NULL; r = r->next) {
-		if (r->s != NULL) {
-			session_pause(r->s, false);
-		}
+		session_pause(r->s, false);
 	}
 	shutdown_all(w, "the client closed its stdout");
 }
@@ -107,37 +105,17 @@ wrap_on_gone(struct conn *c, void *ctx)
 static void
 wrap_on_source_writable(struct conn *c, struct conn_source *src, void *ctx)
 {
-	struct wrap_run *r = container_of(src, struct wrap_run, out);
+	struct wrap_run *r = src->owner;
 
 	(void)c;
 	(void)ctx;
-	if (r->s != NULL) {
-		session_pause(r->s, false);
-	}
-}
-
-/* Free the runs that are done and whose output has all been written. */
-static void
-reap_runs(struct wrap *w)
-{
-	for (struct wrap_run **rp = &w->runs; *rp != NULL;) {
-		struct wrap_run *r = *rp;
-
-		if (r->s == NULL && wbuf_len(&r->out.q) == 0 && w->client.cur != &r->out) {
-			*rp = r->next;
-			conn_source_detach(&w->client, &r->out);
-			free(r);
-		} else {
-			rp = &r->next;
-		}
-	}
+	session_pause(r->s, false);
 }
 
 static void
 wrap_on_drained(struct conn *c, void *ctx)
 {
 	(void)c;
-	reap_runs(ctx);
 	maybe_finish(ctx);
 }
 
@@ -164,10 +142,10 @@ wrap_deliver(struct session *s, const char *line, size_t len, void *owner)
 	struct wrap_run *r = owner;
 	struct wrap *w = r->w;
 
-	if (conn_send_line(&w->client, &r->out, line, len) == -1 && errno == ENOMEM) {
+	if (conn_send_line(&w->client, r->out, line, len) == -1 && errno == ENOMEM) {
 		diag_error("session %s: out of memory: a message for the client was lost", s->id);
 	}
-	if (conn_source_full(&r->out)) {
+	if (conn_source_full(r->out)) {
 		session_pause(s, true);
 	}
 }
@@ -213,7 +191,7 @@ shutdown_all(struct wrap *w, const char *why)
 	conn_read(&w->client, false);
 	w->cur = NULL;
 	for (struct wrap_run *r = w->runs; r != NULL; r = r->next) {
-		if (r->s != NULL && !r->s->end_requested) {
+		if (!r->s->end_requested) {
 			session_end(r->s, -1, NULL, 0);
 		}
 	}
@@ -231,11 +209,15 @@ start_run(struct wrap *w)
 	}
 	session_new_id(id);
 	r->w = w;
-	conn_source_init(&r->out, w->opt->max_queue);
-	r->s = session_new(w->loop, id, &w->scfg, &wrap_hooks, r);
+	r->out = conn_source_new(w->opt->max_queue);
+	if (r->out != NULL) {
+		r->out->owner = r;
+	}
+	r->s = r->out != NULL ? session_new(w->loop, id, &w->scfg, &wrap_hooks, r) : NULL;
 	if (r->s == NULL) {
-		int err = errno;
+		int err = r->out != NULL ? errno : ENOMEM;
 
+		conn_source_retire(&w->client, r->out);
 		free(r);
 		errno = err;
 		return NULL;
@@ -279,13 +261,22 @@ wrap_on_done(struct session *s, void *owner)
 		w->exit_seq = s->seq;
 		w->exit_code = backend_exit_code(s->backend);
 	}
-	((struct wrap_run *)owner)->s = NULL;
+	for (struct wrap_run **rp = &w->runs; *rp != NULL; rp = &(*rp)->next) {
+		if (*rp == owner) {
+			struct wrap_run *r = *rp;
+
+			*rp = r->next;
+			/* Its last lines are still written; the conn frees the queue after. */
+			conn_source_retire(&w->client, r->out);
+			free(r);
+			break;
+		}
+	}
 	w->n_live--;
 	if (w->cur == s) {
 		w->cur = NULL;
 	}
 	session_free(s);
-	reap_runs(w);
 	maybe_finish(w);
 }
 
@@ -480,8 +471,7 @@ cmd_wrap(const struct mcpmux_options *o)
 		struct wrap_run *r = w->runs;
 
 		w->runs = r->next;
-		conn_source_detach(&w->client, &r->out);
-		session_free(r->s);
+		conn_source_retire(&w->client, r->out);
 		free(r);
 	}
 	conn_release(&w->client);

@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -16,6 +17,8 @@ static char scratch[64 << 10];
 
 static void conn_on_readable(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_on_writable(struct ev_loop *loop, ev_io *w, int revents);
+static void conn_gone(struct conn *c);
+static void source_init(struct conn_source *src, size_t high);
 
 void
 conn_init(struct conn *c, struct ev_loop *loop, int in_fd, int out_fd, size_t max_message,
@@ -30,7 +33,7 @@ conn_init(struct conn *c, struct ev_loop *loop, int in_fd, int out_fd, size_t ma
 	c->hooks = hooks;
 	c->ctx = ctx;
 	framer_init(&c->inf, max_message);
-	conn_source_init(&c->self, max_queue);
+	source_init(&c->self, max_queue);
 	ev_io_init(&c->in_w, conn_on_readable, in_fd, EV_READ);
 	ev_io_init(&c->out_w, conn_on_writable, out_fd, EV_WRITE);
 	c->in_paused = true;
@@ -47,11 +50,29 @@ conn_read(struct conn *c, bool on)
 	}
 }
 
-void
-conn_source_init(struct conn_source *src, size_t high)
+static void
+source_init(struct conn_source *src, size_t high)
 {
 	memset(src, 0, sizeof(*src));
 	wbuf_init(&src->q, high);
+}
+
+struct conn_source *
+conn_source_new(size_t high)
+{
+	struct conn_source *src = malloc(sizeof(*src));
+
+	if (src != NULL) {
+		source_init(src, high);
+	}
+	return src;
+}
+
+static void
+source_free(struct conn_source *src)
+{
+	wbuf_release(&src->q);
+	free(src);
 }
 
 static void
@@ -87,34 +108,32 @@ ready_pop(struct conn *c)
 }
 
 void
-conn_source_detach(struct conn *c, struct conn_source *src)
+conn_source_retire(struct conn *c, struct conn_source *src)
 {
-	struct conn_source **pp = &c->ready_head, *prev = NULL;
+	if (src == NULL) {
+		return;
+	}
+	src->retired = true;
+	if (c->out_dead && src != c->cur) {
+		/* Nobody will write it: unlink and free now. */
+		struct conn_source **pp = &c->ready_head, *prev = NULL;
 
-	while (*pp != NULL) {
-		if (*pp == src) {
-			*pp = src->next;
-			if (c->ready_tail == src) {
-				c->ready_tail = prev;
+		for (; *pp != NULL; prev = *pp, pp = &(*pp)->next) {
+			if (*pp == src) {
+				*pp = src->next;
+				if (c->ready_tail == src) {
+					c->ready_tail = prev;
+				}
+				break;
 			}
-			break;
 		}
-		prev = *pp;
-		pp = &(*pp)->next;
+		c->queued -= wbuf_len(&src->q);
+		source_free(src);
+		return;
 	}
-	src->ready = false;
-	src->next = NULL;
-	if (c->cur == src) {
-		/*
-		 * Its turn was cut mid-line: the client's stream cannot be resynchronised
-		 * (a partial line is already out).  Only a closing conn detaches such a source.
-		 */
-		c->cur = NULL;
-		c->cut_left = 0;
+	if (wbuf_len(&src->q) == 0 && src != c->cur && !src->ready) {
+		source_free(src);
 	}
-	c->queued -= wbuf_len(&src->q);
-	wbuf_release(&src->q);
-	src->was_full = false;
 }
 
 static void
@@ -134,7 +153,7 @@ conn_gone(struct conn *c)
 static void
 check_writable(struct conn *c, struct conn_source *src)
 {
-	if (src->was_full && !wbuf_full(&src->q)) {
+	if (src->was_full && !wbuf_full(&src->q) && !src->retired) {
 		src->was_full = false;
 		if (c->hooks->on_source_writable != NULL) {
 			c->hooks->on_source_writable(c, src, c->ctx);
@@ -170,6 +189,8 @@ conn_flush(struct conn *c)
 		c->cur = NULL;
 		if (wbuf_len(&src->q) > 0) {
 			ready_push(c, src);
+		} else if (src->retired) {
+			source_free(src);
 		}
 	}
 	if (c->queued > 0 && !c->out_dead) {
@@ -298,7 +319,18 @@ conn_release(struct conn *c)
 	ev_io_stop(c->loop, &c->in_w);
 	ev_io_stop(c->loop, &c->out_w);
 	framer_release(&c->inf);
-	conn_source_detach(c, &c->self);
-	c->ready_head = c->ready_tail = c->cur = NULL;
+	if (c->cur != NULL && c->cur->retired) {
+		source_free(c->cur);
+	}
+	while (c->ready_head != NULL) {
+		struct conn_source *src = ready_pop(c);
+
+		if (src->retired) {
+			source_free(src);
+		}
+	}
+	wbuf_release(&c->self.q);
+	c->cur = NULL;
 	c->queued = 0;
+	c->out_dead = true; /* sources retired later are freed at once */
 }

@@ -31,8 +31,14 @@ main(int argc, char **argv)
 	if (argc >= 2 && strcmp(argv[1], "demo") == 0) {
 		return cmd_demo(argc - 1, argv + 1);
 	}
+	bool serve = argc >= 2 && strcmp(argv[1], "serve") == 0;
+
+	if (serve) {
+		argc--;
+		argv++;
+	}
 	cli_defaults(&opt);
-	rc = cli_parse(&opt, argc, argv, false);
+	rc = cli_parse(&opt, argc, argv, serve);
 	if (rc != 0) {
 		return rc == 1 ? 0 : EXIT_USAGE;
 	}
@@ -41,5 +47,5 @@ main(int argc, char **argv)
 		diag_warn_errno("cannot become a child subreaper (daemonised descendants of the "
 				"server may escape teardown)");
 	}
-	return cmd_wrap(&opt);
+	return serve ? cmd_serve(&opt) : cmd_wrap(&opt);
 }

@@ -363,16 +363,24 @@ exit_text(const struct backend *b, char *buf, size_t len)
 }
 
 void
-session_result(const struct session *s, struct sbuf *b)
+session_end_fields(const struct session *s, struct sbuf *b)
 {
 	const struct backend *be = s->backend;
 
+	sbuf_addf(b, "\"pid\":%d,\"exit\":", (int)be->pid);
+	rpcout_exit(b, be->exec_errno != 0 ? -1 : be->wstatus);
+	sbuf_addf(b, ",\"escalation\":\"%s\",\"ms\":%.0f", backend_escalation_name(be->escalation),
+		  backend_end_ms(be));
+}
+
+void
+session_result(const struct session *s, struct sbuf *b)
+{
 	sbuf_adds(b, "{\"session\":");
 	sbuf_add_json_string(b, s->id, strlen(s->id));
-	sbuf_addf(b, ",\"pid\":%d,\"exit\":", (int)be->pid);
-	rpcout_exit(b, be->exec_errno != 0 ? -1 : be->wstatus);
-	sbuf_addf(b, ",\"escalation\":\"%s\",\"ms\":%.0f}", backend_escalation_name(be->escalation),
-		  backend_end_ms(be));
+	sbuf_adds(b, ",");
+	session_end_fields(s, b);
+	sbuf_adds(b, "}");
 }
 
 static void

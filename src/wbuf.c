@@ -256,3 +256,17 @@ wbuf_send(struct wbuf *q, int fd, const void *p, size_t len, const void *p2, siz
 	}
 	return wbuf_appendv(q, iov, 2);
 }
+
+size_t
+wbuf_peek(const struct wbuf *q, void *out, size_t len)
+{
+	size_t got = 0;
+
+	for (const struct wchunk *c = q->head; c != NULL && got < len; c = c->next) {
+		size_t n = SYS_MIN(c->len - c->off, len - got);
+
+		memcpy((char *)out + got, c->data + c->off, n);
+		got += n;
+	}
+	return got;
+}

@@ -8,6 +8,8 @@
 
 /* mcpmux [OPTIONS] -- COMMAND: one client on stdio, one server at a time. */
 int cmd_wrap(const struct mcpmux_options *o);
+/* mcpmux serve [OPTIONS] -- COMMAND: one server per session ID, envelopes on stdio or a socket. */
+int cmd_serve(const struct mcpmux_options *o);
 /* mcpmux demo: drive a wrapped fixture server as a client would, and show the teardown. */
 int cmd_demo(int argc, char **argv);
 

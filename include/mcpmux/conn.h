@@ -11,8 +11,9 @@
  * kernel refuses is queued.  A source whose queue reaches its mark is "full": its
  * producer should pause until hooks->on_source_writable().
  *
- * Ownership: the owner embeds the conn and its sources and keeps them alive until
- * conn_release() / conn_source_detach().  The conn never closes the fds it was given.
+ * Ownership: the owner embeds the conn.  Sources are made by conn_source_new(); their
+ * producer hands each back with conn_source_retire(), after which the conn writes what is
+ * left in it and frees it.  The conn never closes the fds it was given.
  */
 #ifndef MCPMUX_CONN_H
 #define MCPMUX_CONN_H
@@ -35,6 +36,8 @@ struct conn_source {
 	struct conn_source *next; /* in the ready list */
 	bool ready;
 	bool was_full;
+	bool retired; /* its producer is gone: freed by the conn once written */
+	void *owner;  /* the producer's, for on_source_writable */
 };
 
 struct conn_hooks {
@@ -71,12 +74,16 @@ void conn_init(struct conn *c, struct ev_loop *loop, int in_fd, int out_fd, size
 	       void *ctx);
 /* Start (or resume) and stop reading the client's input. */
 void conn_read(struct conn *c, bool on);
-/* Stop everything and free the buffers; the sources must have been detached. */
+/* Stop everything; free the buffers and every retired source (all must be retired). */
 void conn_release(struct conn *c);
 
-void conn_source_init(struct conn_source *src, size_t high);
-/* Forget a source (its unsent lines are dropped); it may be attached to another conn. */
-void conn_source_detach(struct conn *c, struct conn_source *src);
+/* A new source whose queue is full at `high` bytes; NULL when out of memory. */
+struct conn_source *conn_source_new(size_t high);
+/*
+ * The producer is done with src: the conn writes its queued lines, in order, and then
+ * frees it (at once if it is empty).  on_source_writable is not called for it again.
+ */
+void conn_source_retire(struct conn *c, struct conn_source *src);
 
 /*
  * Send one line: the iovecs hold the line's bytes, "\n" included.  0, or -1: ENOMEM

@@ -104,6 +104,8 @@ void session_end(struct session *s, double grace_ms, const char *reply_id, size_
 void session_pause(struct session *s, bool paused);
 /* The end-of-run result object, {"session":...,"escalation":...}, into b. */
 void session_result(const struct session *s, struct sbuf *b);
+/* The same without "session" and braces: "pid":N,"exit":...,"escalation":"...","ms":N */
+void session_end_fields(const struct session *s, struct sbuf *b);
 bool session_is_done(const struct session *s);
 void session_free(struct session *s);
 /* Free the module's shared scratch memory (at exit, for leak checkers). */

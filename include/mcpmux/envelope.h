@@ -1,0 +1,44 @@
+/*
+ * envelope: serve mode's wire format, one JSON object per line:
+ *
+ *   {"session":"run-42","message":{...any JSON-RPC message or batch...}}
+ *   {"session":"run-42","keep":true}
+ *   {"message":{...}}                  (no session: addressed to mcpmux itself)
+ *
+ * envelope_parse() finds the members by a single structural pass over the line (strings,
+ * escapes, nesting), so that the message can be forwarded as the exact bytes it arrived
+ * as: yajl's callbacks do not report byte offsets.  The message itself is validated by
+ * the caller with one jsonrpc_scan() of its span; members mcpmux does not know are
+ * validated here.  All pointers point into the line.
+ */
+#ifndef MCPMUX_ENVELOPE_H
+#define MCPMUX_ENVELOPE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct envelope {
+	bool has_session;
+	const char *session; /* raw bytes between the quotes (a valid id has no escapes) */
+	size_t session_len;
+	bool session_is_string;
+	bool has_message;
+	const char *message; /* the message's JSON text, exactly as received */
+	size_t message_len;
+	bool has_keep;
+	bool keep;
+	bool has_event;	   /* an "event" member (mcpmux -> client direction) */
+	const char *event; /* its raw string bytes */
+	size_t event_len;
+	const char *error; /* why the line is not a valid envelope */
+};
+
+enum envelope_status {
+	ENVELOPE_OK,
+	ENVELOPE_NOT_JSON, /* -32700 */
+	ENVELOPE_INVALID,  /* -32600: JSON, but not an envelope */
+};
+
+enum envelope_status envelope_parse(struct envelope *e, const char *line, size_t len);
+
+#endif

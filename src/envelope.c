@@ -1,0 +1,214 @@
+/*
+ * envelope: a structural pass over one envelope line.
+ */
+#include <string.h>
+
+#include <yajl/yajl_parse.h>
+
+#include "mcpmux/envelope.h"
+
+struct cursor {
+	const char *p, *end;
+};
+
+static void
+skip_ws(struct cursor *c)
+{
+	while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\r' || *c->p == '\n')) {
+		c->p++;
+	}
+}
+
+/* At a '"': move past the closing quote.  false if the string does not end. */
+static bool
+skip_string(struct cursor *c)
+{
+	c->p++;
+	while (c->p < c->end) {
+		const char *q = c->p;
+
+		/* Jump to the next quote or backslash. */
+		while (q < c->end && *q != '"' && *q != '\\') {
+			q++;
+		}
+		if (q >= c->end) {
+			break;
+		}
+		if (*q == '"') {
+			c->p = q + 1;
+			return true;
+		}
+		c->p = q + 2; /* a backslash and the character it escapes */
+	}
+	c->p = c->end;
+	return false;
+}
+
+/* Skip one JSON value; its content is validated later (by yajl). */
+static bool
+skip_value(struct cursor *c)
+{
+	int depth = 0;
+
+	do {
+		skip_ws(c);
+		if (c->p >= c->end) {
+			return false;
+		}
+		switch (*c->p) {
+		case '"':
+			if (!skip_string(c)) {
+				return false;
+			}
+			break;
+		case '{':
+		case '[':
+			depth++;
+			c->p++;
+			break;
+		case '}':
+		case ']':
+			if (depth == 0) {
+				return false;
+			}
+			depth--;
+			c->p++;
+			break;
+		case '\0':
+			return false;
+		default:
+			/* Scalars, commas and colons inside containers. */
+			while (c->p < c->end && *c->p != '\0' && !strchr("\"{}[]", *c->p) &&
+			       !(depth == 0 && (*c->p == ',' || *c->p == ' ' || *c->p == '\t' ||
+						*c->p == '\r' || *c->p == '\n'))) {
+				c->p++;
+			}
+			break;
+		}
+	} while (depth > 0 && c->p < c->end);
+	return depth == 0;
+}
+
+static bool
+key_is(const char *k, size_t len, const char *name)
+{
+	return strlen(name) == len && memcmp(k, name, len) == 0;
+}
+
+/* Is span one valid JSON value?  (For members mcpmux does not interpret.) */
+static bool
+valid_json(const char *p, size_t len)
+{
+	yajl_handle h = yajl_alloc(NULL, NULL, NULL);
+	bool ok;
+
+	if (h == NULL) {
+		return false;
+	}
+	ok = yajl_parse(h, (const unsigned char *)p, len) == yajl_status_ok &&
+	     yajl_complete_parse(h) == yajl_status_ok;
+	yajl_free(h);
+	return ok;
+}
+
+enum envelope_status
+envelope_parse(struct envelope *e, const char *line, size_t len)
+{
+	struct cursor c = { line, line + len };
+
+	memset(e, 0, sizeof(*e));
+	skip_ws(&c);
+	if (c.p >= c.end || *c.p != '{') {
+		/* A non-object may still be valid JSON: tell the two apart. */
+		if (valid_json(line, len)) {
+			e->error = "Invalid Request: an envelope is a JSON object";
+			return ENVELOPE_INVALID;
+		}
+		goto not_json;
+	}
+	c.p++;
+	skip_ws(&c);
+	if (c.p < c.end && *c.p == '}') {
+		c.p++;
+		goto tail;
+	}
+	for (;;) {
+		skip_ws(&c);
+		if (c.p >= c.end || *c.p != '"') {
+			goto not_json;
+		}
+		const char *k = c.p + 1;
+
+		if (!skip_string(&c)) {
+			goto not_json;
+		}
+		size_t klen = (size_t)(c.p - 1 - k);
+
+		skip_ws(&c);
+		if (c.p >= c.end || *c.p != ':') {
+			goto not_json;
+		}
+		c.p++;
+		skip_ws(&c);
+		const char *v = c.p;
+
+		if (!skip_value(&c)) {
+			goto not_json;
+		}
+		size_t vlen = (size_t)(c.p - v);
+
+		if (key_is(k, klen, "message")) {
+			e->has_message = true;
+			e->message = v;
+			e->message_len = vlen;
+		} else if (key_is(k, klen, "session") || key_is(k, klen, "event")) {
+			bool is_string = vlen >= 2 && v[0] == '"';
+
+			if (!valid_json(v, vlen)) {
+				goto not_json;
+			}
+			if (key_is(k, klen, "session")) {
+				e->has_session = true;
+				e->session_is_string = is_string;
+				e->session = is_string ? v + 1 : v;
+				e->session_len = is_string ? vlen - 2 : vlen;
+			} else if (is_string) {
+				e->has_event = true;
+				e->event = v + 1;
+				e->event_len = vlen - 2;
+			}
+		} else if (key_is(k, klen, "keep")) {
+			e->has_keep = true;
+			if (vlen == 4 && memcmp(v, "true", 4) == 0) {
+				e->keep = true;
+			} else if (!(vlen == 5 && memcmp(v, "false", 5) == 0)) {
+				if (!valid_json(v, vlen)) {
+					goto not_json;
+				}
+				e->error = "Invalid Request: \"keep\" must be true or false";
+				return ENVELOPE_INVALID;
+			}
+		} else if (!valid_json(v, vlen)) {
+			goto not_json;
+		}
+		skip_ws(&c);
+		if (c.p < c.end && *c.p == ',') {
+			c.p++;
+			continue;
+		}
+		if (c.p < c.end && *c.p == '}') {
+			c.p++;
+			break;
+		}
+		goto not_json;
+	}
+tail:
+	skip_ws(&c);
+	if (c.p != c.end) {
+		goto not_json;
+	}
+	return ENVELOPE_OK;
+not_json:
+	e->error = "Parse error: not valid JSON";
+	return ENVELOPE_NOT_JSON;
+}

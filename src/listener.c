@@ -1,0 +1,167 @@
+/*
+ * listener: the Unix socket of `mcpmux serve --listen`.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "mcpmux/diag.h"
+#include "mcpmux/listener.h"
+#include "mcpmux/sys.h"
+
+static int
+make_addr(struct sockaddr_un *sa, const char *path)
+{
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sa->sun_path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(sa->sun_path, path, strlen(path));
+	return 0;
+}
+
+int
+listener_connect(const char *path)
+{
+	struct sockaddr_un sa;
+	int fd;
+
+	if (make_addr(&sa, path) == -1) {
+		return -1;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		return -1;
+	}
+	while (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1) {
+		if (errno != EINTR) {
+			int err = errno;
+
+			sys_close(&fd);
+			errno = err;
+			return -1;
+		}
+	}
+	(void)sys_set_nonblock(fd, 1);
+	return fd;
+}
+
+static void
+listener_on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct listener *l = container_of(w, struct listener, accept_w);
+
+	(void)loop;
+	(void)revents;
+	for (int i = 0; i < 64; i++) {
+		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd == -1) {
+			if (errno == EINTR || errno == ECONNABORTED) {
+				continue;
+			}
+			if ((errno == EMFILE || errno == ENFILE) && l->spare >= 0) {
+				/* Out of descriptors: accept with the spare, refuse, keep it. */
+				sys_close(&l->spare);
+				fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+				sys_close(&fd);
+				l->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+				diag_warn(
+					"refused a connection: out of file descriptors (raise the "
+					"limit with ulimit -n)");
+				continue;
+			}
+			if (errno != EAGAIN) {
+				diag_warn_errno("cannot accept a connection on '%s'", l->path);
+			}
+			return;
+		}
+		struct ucred cred;
+		socklen_t len = sizeof(cred);
+
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1 ||
+		    cred.uid != getuid()) {
+			diag_warn(
+				"refused a connection from uid %d on '%s' (only uid %d may connect)",
+				len == sizeof(cred) ? (int)cred.uid : -1, l->path, (int)getuid());
+			sys_close(&fd);
+			continue;
+		}
+		l->on_conn(fd, l->ctx);
+	}
+}
+
+int
+listener_open(struct listener *l, struct ev_loop *loop, const char *path,
+	      void (*on_conn)(int fd, void *ctx), void *ctx)
+{
+	struct sockaddr_un sa;
+	struct stat st;
+	mode_t old;
+
+	memset(l, 0, sizeof(*l));
+	l->fd = l->spare = -1;
+	if (make_addr(&sa, path) == -1) {
+		return diag_error("socket path '%s' is too long (at most %zu bytes)", path,
+				  sizeof(sa.sun_path) - 1);
+	}
+	(void)snprintf(l->path, sizeof(l->path), "%s", path);
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			return diag_error("'%s' exists and is not a socket (remove it or choose "
+					  "another path)",
+					  path);
+		}
+		int probe = listener_connect(path);
+
+		if (probe >= 0) {
+			sys_close(&probe);
+			return diag_error("another server is listening on '%s' (stop it, or "
+					  "choose another path)",
+					  path);
+		}
+		/* Nobody listens: a stale file from a process that died. */
+		if (unlink(path) == -1) {
+			return diag_error_errno("cannot remove the stale socket '%s'", path);
+		}
+	}
+	l->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (l->fd == -1) {
+		return diag_error_errno("cannot create a socket");
+	}
+	old = umask(0177);
+	int rc = bind(l->fd, (struct sockaddr *)&sa, sizeof(sa));
+
+	umask(old);
+	if (rc == -1 || chmod(path, 0600) == -1 || listen(l->fd, 512) == -1) {
+		diag_error_errno("cannot listen on '%s'", path);
+		sys_close(&l->fd);
+		return -1;
+	}
+	l->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	l->loop = loop;
+	l->on_conn = on_conn;
+	l->ctx = ctx;
+	ev_io_init(&l->accept_w, listener_on_accept, l->fd, EV_READ);
+	ev_io_start(loop, &l->accept_w);
+	return 0;
+}
+
+void
+listener_close(struct listener *l)
+{
+	if (l->fd < 0) {
+		return;
+	}
+	ev_io_stop(l->loop, &l->accept_w);
+	sys_close(&l->fd);
+	sys_close(&l->spare);
+	(void)unlink(l->path);
+}
