@@ -51,6 +51,7 @@ struct sconn {
 	int fd;		/* the socket, -1 for stdio */
 	size_t n_owned; /* entries whose owner this is */
 	bool closed;	/* input over: owned sessions are ending or detached */
+	bool dead;	/* unlinked at the next loop turn, then freed */
 	struct sconn *next;
 };
 
@@ -65,6 +66,7 @@ struct serve {
 	bool listening;
 	bool shutting_down;
 	ev_signal term_w, int_w, hup_w;
+	ev_prepare reap_w; /* frees dead connections, outside their callbacks */
 	struct jsonrpc_scanner scan;
 	struct sbuf tmp;
 	ev_tstamp started;
@@ -760,29 +762,50 @@ sconn_free(struct sconn *sc)
 	free(sc);
 }
 
-/* A connection goes once its input is over, it owns nothing and its output is written. */
+/*
+ * A connection goes once its input is over, it owns nothing and its output is written.
+ * It is freed at the next loop turn: its own callbacks may be on the stack.
+ */
 static void
 sconn_maybe_free(struct sconn *sc)
 {
-	if (sc->fd < 0 || !sc->closed || sc->n_owned > 0 ||
+	if (sc->fd < 0 || !sc->closed || sc->n_owned > 0 || sc->dead ||
 	    (conn_queued(&sc->c) > 0 && !sc->c.out_dead)) {
 		return;
 	}
-	sconn_free(sc);
+	sc->dead = true;
+	conn_read(&sc->c, false);
+	ev_prepare_start(sc->sv->loop, &sc->sv->reap_w);
+}
+
+static void
+serve_on_reap(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	struct serve *sv = container_of(w, struct serve, reap_w);
+
+	(void)revents;
+	ev_prepare_stop(loop, w);
+	for (struct sconn *sc = sv->conns, *next; sc != NULL; sc = next) {
+		next = sc->next;
+		if (sc->dead) {
+			sconn_free(sc);
+		}
+	}
 }
 
 static void
 sconn_on_eof(struct conn *c, void *ctx)
 {
 	struct sconn *sc = ctx;
+	struct serve *sv = sc->sv;
 
 	(void)c;
 	if (sc->fd < 0) {
 		/* stdio: the client is gone; every session goes, then mcpmux. */
-		sc->sv->shutting_down = true;
+		sv->shutting_down = true;
 	}
-	sconn_close_input(sc);
-	serve_maybe_exit(sc->sv);
+	sconn_close_input(sc); /* may free sc */
+	serve_maybe_exit(sv);
 }
 
 static void
@@ -930,6 +953,7 @@ cmd_serve(const struct mcpmux_options *o)
 	};
 	jsonrpc_init(&sv->scan);
 	backend_module_init(loop);
+	ev_prepare_init(&sv->reap_w, serve_on_reap);
 
 	int in_flags = fcntl(STDIN_FILENO, F_GETFL), out_flags = fcntl(STDOUT_FILENO, F_GETFL);
 
@@ -959,6 +983,7 @@ cmd_serve(const struct mcpmux_options *o)
 	ev_signal_stop(loop, &sv->term_w);
 	ev_signal_stop(loop, &sv->int_w);
 	ev_signal_stop(loop, &sv->hup_w);
+	ev_prepare_stop(loop, &sv->reap_w);
 out:
 	if (sv->listening) {
 		listener_close(&sv->lst);

@@ -2,6 +2,7 @@
  * mcpmux: process set-up and subcommand dispatch.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,6 +31,12 @@ main(int argc, char **argv)
 	}
 	if (argc >= 2 && strcmp(argv[1], "demo") == 0) {
 		return cmd_demo(argc - 1, argv + 1);
+	}
+	if (argc >= 2 && strcmp(argv[1], "connect") == 0) {
+		return cmd_connect(argc - 1, argv + 1);
+	}
+	if (argc >= 2 && strcmp(argv[1], "ctl") == 0) {
+		return cmd_ctl(argc - 1, argv + 1);
 	}
 	bool serve = argc >= 2 && strcmp(argv[1], "serve") == 0;
 

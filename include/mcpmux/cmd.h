@@ -10,6 +10,10 @@
 int cmd_wrap(const struct mcpmux_options *o);
 /* mcpmux serve [OPTIONS] -- COMMAND: one server per session ID, envelopes on stdio or a socket. */
 int cmd_serve(const struct mcpmux_options *o);
+/* mcpmux connect [--session ID] [--keep] PATH: plain MCP stdio <-> one session of a serve. */
+int cmd_connect(int argc, char **argv);
+/* mcpmux ctl PATH (list | stats | end SESSION): look at and steer a running serve. */
+int cmd_ctl(int argc, char **argv);
 /* mcpmux demo: drive a wrapped fixture server as a client would, and show the teardown. */
 int cmd_demo(int argc, char **argv);
 

@@ -1,0 +1,426 @@
+/*
+ * cmd_connect: `mcpmux connect [--session ID] [--keep] PATH`.  Plain MCP stdio on one
+ * side, one session's envelopes on a serve socket on the other, so that any MCP client
+ * config can point at a shared `mcpmux serve --listen`.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ev.h>
+#include <yajl/yajl_tree.h>
+
+#include "mcpmux/cli.h"
+#include "mcpmux/cmd.h"
+#include "mcpmux/conn.h"
+#include "mcpmux/diag.h"
+#include "mcpmux/envelope.h"
+#include "mcpmux/framer.h"
+#include "mcpmux/listener.h"
+#include "mcpmux/rpcout.h"
+#include "mcpmux/session.h"
+#include "mcpmux/sys.h"
+
+struct cconn {
+	struct ev_loop *loop;
+	struct conn client; /* stdin/stdout */
+	struct conn server; /* the socket */
+	int fd;
+	char id[SESSION_ID_MAX + 1];
+	size_t id_len;
+	const char *end_method;
+	bool keep;
+	bool ending;	    /* stdin is over; waiting for the session's end */
+	bool done;	    /* the session ended (or, with --keep, stdin is over) */
+	int exit_code;
+	struct sbuf tmp;
+};
+
+static void
+connect_usage(void)
+{
+	fputs("usage: mcpmux connect [--session ID] [--keep] [--end-method NAME] PATH\n"
+	      "\n"
+	      "Relay plain MCP stdio to one session of `mcpmux serve --listen PATH`.\n"
+	      "  --session ID       the session ID (default: a fresh UUID)\n"
+	      "  --keep             keep the session when this connection ends (stdin EOF\n"
+	      "                     then leaves it running; another connect can take it over)\n"
+	      "  --end-method NAME  the end-of-run method the server uses (mcpmux/endRun)\n"
+	      "Exit status: the server's, like the wrapped command's (code, or 128+signal).\n",
+	      stdout);
+}
+
+/* The exit status an "ended" event describes: its code, or 128 + its signal. */
+static int
+ended_status(const char *line, size_t len)
+{
+	char buf[1024], err[128];
+	yajl_val root, v;
+	int code = 0;
+
+	if (len >= sizeof(buf)) {
+		return 1;
+	}
+	memcpy(buf, line, len);
+	buf[len] = '\0';
+	root = yajl_tree_parse(buf, err, sizeof(err));
+	const char *pcode[] = { "exit", "code", NULL }, *psig[] = { "exit", "signal", NULL };
+
+	if ((v = yajl_tree_get(root, pcode, yajl_t_number)) != NULL && YAJL_IS_INTEGER(v)) {
+		code = (int)YAJL_GET_INTEGER(v);
+	} else if ((v = yajl_tree_get(root, psig, yajl_t_string)) != NULL) {
+		const char *want = YAJL_GET_STRING(v);
+		char name[32];
+
+		code = 1;
+		for (int sig = 1; want != NULL && sig < NSIG; sig++) {
+			if (strcmp(rpcout_signame(sig, name, sizeof(name)), want) == 0) {
+				code = 128 + sig;
+				break;
+			}
+		}
+	} else {
+		code = 1; /* the server could not be started */
+	}
+	yajl_tree_free(root);
+	return code;
+}
+
+/* Exit once the session is over and everything queued has been written. */
+static void
+maybe_exit(struct cconn *cc)
+{
+	if (cc->done && (conn_queued(&cc->client) == 0 || cc->client.out_dead) &&
+	    (conn_queued(&cc->server) == 0 || cc->server.out_dead)) {
+		ev_break(cc->loop, EVBREAK_ALL);
+	}
+}
+
+static void
+on_drained(struct conn *c, void *ctx)
+{
+	(void)c;
+	maybe_exit(ctx);
+}
+
+/* ---- client (stdin) to server (socket) ---- */
+
+static void
+send_envelope(struct cconn *cc, const char *msg, size_t len)
+{
+	struct iovec iov[5] = {
+		{ .iov_base = (void *)(uintptr_t) "{\"session\":\"", .iov_len = 12 },
+		{ .iov_base = cc->id, .iov_len = cc->id_len },
+		{ .iov_base = (void *)(uintptr_t) "\",\"message\":", .iov_len = 12 },
+		{ .iov_base = (void *)(uintptr_t)msg, .iov_len = len },
+		{ .iov_base = (void *)(uintptr_t) "}\n", .iov_len = 2 },
+	};
+
+	if (conn_send(&cc->server, &cc->server.self, iov, 5) == -1 && errno == ENOMEM) {
+		diag_error("out of memory: a message for the server was lost");
+	}
+	if (conn_source_full(&cc->server.self)) {
+		conn_read(&cc->client, false); /* the socket is slow: stop reading stdin */
+	}
+}
+
+static void
+client_on_line(void *ctx, const char *line, size_t len)
+{
+	send_envelope(ctx, line, len);
+}
+
+static void
+client_on_big_begin(void *ctx, const char *head, size_t len)
+{
+	(void)ctx;
+	(void)head;
+	(void)len;
+}
+
+static void
+client_on_big_more(void *ctx, const char *more, size_t len)
+{
+	(void)ctx;
+	(void)more;
+	(void)len;
+}
+
+static void
+client_on_big_end(void *ctx, size_t total)
+{
+	struct cconn *cc = ctx;
+	char text[160];
+
+	(void)snprintf(text, sizeof(text), "Invalid Request: message too large (%zu bytes)",
+		       total);
+	sbuf_reset(&cc->tmp);
+	rpcout_error(&cc->tmp, NULL, 0, RPC_INVALID_REQUEST, text);
+	(void)conn_send_line(&cc->client, &cc->client.self, cc->tmp.buf, cc->tmp.len);
+}
+
+static const struct framer_sink client_sink = {
+	.line = client_on_line,
+	.big_begin = client_on_big_begin,
+	.big_more = client_on_big_more,
+	.big_end = client_on_big_end,
+};
+
+static void
+client_on_eof(struct conn *c, void *ctx)
+{
+	struct cconn *cc = ctx;
+	char msg[300];
+
+	(void)c;
+	cc->ending = true;
+	if (cc->keep) {
+		/* The session stays with serve; this connection goes once its lines are sent. */
+		cc->done = true;
+		maybe_exit(cc);
+		return;
+	}
+	(void)snprintf(msg, sizeof(msg),
+		       "{\"jsonrpc\":\"2.0\",\"method\":\"%s\",\"params\":{\"reason\":\"the "
+		       "client closed its input\"}}",
+		       cc->end_method);
+	send_envelope(cc, msg, strlen(msg));
+}
+
+static void
+client_on_gone(struct conn *c, void *ctx)
+{
+	client_on_eof(c, ctx);
+}
+
+static void
+client_on_writable(struct conn *c, struct conn_source *src, void *ctx)
+{
+	struct cconn *cc = ctx;
+
+	(void)c;
+	(void)src;
+	conn_read(&cc->server, true);
+}
+
+static const struct conn_hooks client_hooks = {
+	.on_eof = client_on_eof,
+	.on_gone = client_on_gone,
+	.on_source_writable = client_on_writable,
+	.on_drained = on_drained,
+};
+
+/* ---- server (socket) to client (stdout) ---- */
+
+static void
+server_on_line(void *ctx, const char *line, size_t len)
+{
+	struct cconn *cc = ctx;
+	struct envelope env;
+
+	if (envelope_parse(&env, line, len) != ENVELOPE_OK) {
+		diag_warn("serve sent a line that is not an envelope: %.*s", (int)SYS_MIN(len, 200),
+			  line);
+		return;
+	}
+	if (!env.has_session || env.session_len != cc->id_len ||
+	    memcmp(env.session, cc->id, cc->id_len) != 0) {
+		if (!env.has_session) {
+			diag_warn("serve: %.*s", (int)SYS_MIN(len, 300), line);
+		}
+		return;
+	}
+	if (env.has_message) {
+		if (conn_send_line(&cc->client, &cc->client.self, env.message, env.message_len) ==
+			    -1 &&
+		    errno == ENOMEM) {
+			diag_error("out of memory: a message for the client was lost");
+		}
+		if (conn_source_full(&cc->client.self)) {
+			conn_read(&cc->server, false); /* stdout is slow: stop reading the socket */
+		}
+	} else if (env.has_event && env.event_len == 5 && memcmp(env.event, "ended", 5) == 0) {
+		cc->exit_code = ended_status(line, len);
+		diag_info("session %s ended: %.*s", cc->id, (int)len, line);
+		cc->done = true;
+		conn_read(&cc->client, false);
+		maybe_exit(cc);
+	}
+}
+
+static void
+server_on_big_end(void *ctx, size_t total)
+{
+	(void)ctx;
+	diag_error("serve sent a line of %zu bytes, over --max-message: dropped", total);
+}
+
+static const struct framer_sink server_sink = {
+	.line = server_on_line,
+	.big_begin = client_on_big_begin,
+	.big_more = client_on_big_more,
+	.big_end = server_on_big_end,
+};
+
+static void
+server_on_eof(struct conn *c, void *ctx)
+{
+	struct cconn *cc = ctx;
+
+	(void)c;
+	diag_error("the serve socket closed before the session ended");
+	cc->exit_code = 1;
+	ev_break(cc->loop, EVBREAK_ALL);
+}
+
+static void
+server_on_writable(struct conn *c, struct conn_source *src, void *ctx)
+{
+	struct cconn *cc = ctx;
+
+	(void)c;
+	(void)src;
+	if (!cc->ending) {
+		conn_read(&cc->client, true);
+	}
+}
+
+static const struct conn_hooks server_hooks = {
+	.on_eof = server_on_eof,
+	.on_gone = server_on_eof,
+	.on_source_writable = server_on_writable,
+	.on_drained = on_drained,
+};
+
+static void
+connect_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct cconn *cc = w->data;
+
+	(void)loop;
+	(void)revents;
+	if (!cc->ending) {
+		conn_read(&cc->client, false);
+		client_on_eof(&cc->client, cc);
+	}
+}
+
+int
+cmd_connect(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "session", required_argument, NULL, 's' },
+		{ "keep", no_argument, NULL, 'k' },
+		{ "end-method", required_argument, NULL, 'e' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct cconn cc = { .end_method = "mcpmux/endRun", .fd = -1 };
+	const char *id = NULL;
+	int c;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+:hqv", longopts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			id = optarg;
+			break;
+		case 'k':
+			cc.keep = true;
+			break;
+		case 'e':
+			cc.end_method = optarg;
+			break;
+		case 'h':
+			connect_usage();
+			return 0;
+		case 'q':
+			diag_set_level(DIAG_QUIET);
+			break;
+		case 'v':
+			diag_set_level(DIAG_VERBOSE);
+			break;
+		default:
+			diag_error("bad option '%s' (see mcpmux connect --help)", argv[optind - 1]);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		diag_error("connect needs one socket path (usage: mcpmux connect [--session ID] "
+			   "[--keep] PATH)");
+		return EXIT_USAGE;
+	}
+	if (id != NULL && !session_id_valid(id, strlen(id))) {
+		diag_error("invalid session ID '%s' (1 to 128 characters of A-Z a-z 0-9 . _ : @ -)",
+			   id);
+		return EXIT_USAGE;
+	}
+	if (strlen(cc.end_method) > 200 || strpbrk(cc.end_method, "\"\\") != NULL) {
+		diag_error("invalid --end-method '%s'", cc.end_method);
+		return EXIT_USAGE;
+	}
+	if (id == NULL) {
+		char fresh[37];
+
+		session_new_id(fresh);
+		(void)snprintf(cc.id, sizeof(cc.id), "%s", fresh);
+	} else {
+		(void)snprintf(cc.id, sizeof(cc.id), "%s", id);
+	}
+	cc.id_len = strlen(cc.id);
+	cc.fd = listener_connect(argv[optind]);
+	if (cc.fd == -1) {
+		diag_error_errno("cannot connect to '%s' (is `mcpmux serve --listen %s` running?)",
+				 argv[optind], argv[optind]);
+		return 1;
+	}
+
+	struct ev_loop *loop = EV_DEFAULT;
+	ev_signal term_w, int_w, hup_w;
+	int in_flags = fcntl(STDIN_FILENO, F_GETFL), out_flags = fcntl(STDOUT_FILENO, F_GETFL);
+
+	cc.loop = loop;
+	(void)sys_set_nonblock(STDIN_FILENO, 1);
+	(void)sys_set_nonblock(STDOUT_FILENO, 1);
+	conn_init(&cc.client, loop, STDIN_FILENO, STDOUT_FILENO, FRAMER_MAX_DEFAULT, WBUF_HIGH_DEF,
+		  &client_sink, &client_hooks, &cc);
+	conn_init(&cc.server, loop, cc.fd, cc.fd, FRAMER_MAX_DEFAULT + 4096, WBUF_HIGH_DEF,
+		  &server_sink, &server_hooks, &cc);
+	if (cc.keep) {
+		sbuf_addf(&cc.tmp, "{\"session\":\"%s\",\"keep\":true}", cc.id);
+		(void)conn_send_line(&cc.server, &cc.server.self, cc.tmp.buf, cc.tmp.len);
+	}
+	ev_signal_init(&term_w, connect_on_signal, SIGTERM);
+	ev_signal_init(&int_w, connect_on_signal, SIGINT);
+	ev_signal_init(&hup_w, connect_on_signal, SIGHUP);
+	term_w.data = int_w.data = hup_w.data = &cc;
+	ev_signal_start(loop, &term_w);
+	ev_signal_start(loop, &int_w);
+	ev_signal_start(loop, &hup_w);
+	conn_read(&cc.client, true);
+	conn_read(&cc.server, true);
+	ev_run(loop, 0);
+
+	ev_signal_stop(loop, &term_w);
+	ev_signal_stop(loop, &int_w);
+	ev_signal_stop(loop, &hup_w);
+	conn_release(&cc.client);
+	conn_release(&cc.server);
+	sys_close(&cc.fd);
+	sbuf_release(&cc.tmp);
+	if (in_flags != -1) {
+		(void)fcntl(STDIN_FILENO, F_SETFL, in_flags);
+	}
+	if (out_flags != -1) {
+		(void)fcntl(STDOUT_FILENO, F_SETFL, out_flags);
+	}
+	return cc.exit_code;
+}
