@@ -24,6 +24,7 @@ framer_release(struct framer *f)
 	f->cap = 0;
 	f->big_len = 0;
 	f->is_big = false;
+	f->big_cr = false;
 }
 
 /* Give back a buffer that grew for a big line. */
@@ -107,8 +108,15 @@ static void
 framer_big_bytes(struct framer *f, const char *p, size_t n, bool at_end,
 		 const struct framer_sink *sink, void *ctx)
 {
-	if (at_end && n > 0 && p[n - 1] == '\r') {
+	/* A CR at the end of a chunk may be the first half of a CRLF: hold it back. */
+	if (f->big_cr && (n > 0 || !at_end)) {
+		f->big_len++;
+		sink->big_more(ctx, "\r", 1);
+	}
+	f->big_cr = false;
+	if (n > 0 && p[n - 1] == '\r') {
 		n--;
+		f->big_cr = !at_end;
 	}
 	if (n > 0) {
 		f->big_len += n;
@@ -174,6 +182,7 @@ void
 framer_finish(struct framer *f, const struct framer_sink *sink, void *ctx)
 {
 	if (f->is_big) {
+		/* A held-back CR at the very end is dropped, as for any last line. */
 		sink->big_end(ctx, f->big_len);
 	} else if (f->len > 0) {
 		framer_deliver(f, f->buf, f->len, sink, ctx);

@@ -1,6 +1,7 @@
 /*
  * jsonrpc: JSON-RPC message inspection with yajl callbacks, no tree.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -424,6 +425,60 @@ scan_reset(struct jsonrpc_scanner *s)
 	s->params_key = PKEY_NONE;
 }
 
+/*
+ * Strict UTF-8 (RFC 3629): yajl checks only the byte structure of a sequence, so it lets
+ * overlong forms, UTF-16 surrogates and code points past U+10FFFF through.  ASCII runs
+ * are skipped eight bytes at a time.
+ */
+static bool
+utf8_valid(const unsigned char *p, size_t len)
+{
+	const unsigned char *end = p + len;
+
+	while (p < end) {
+		uint64_t w;
+
+		if ((size_t)(end - p) >= 8) {
+			memcpy(&w, p, 8);
+			if ((w & UINT64_C(0x8080808080808080)) == 0) {
+				p += 8;
+				continue;
+			}
+		}
+		if (*p < 0x80) {
+			p++;
+			continue;
+		}
+		unsigned char c = *p;
+		size_t n;
+		unsigned char lo = 0x80, hi = 0xbf;
+
+		if (c >= 0xc2 && c <= 0xdf) {
+			n = 1;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			n = 2;
+			lo = c == 0xe0 ? 0xa0 : 0x80;
+			hi = c == 0xed ? 0x9f : 0xbf;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			n = 3;
+			lo = c == 0xf0 ? 0x90 : 0x80;
+			hi = c == 0xf4 ? 0x8f : 0xbf;
+		} else {
+			return false;
+		}
+		if ((size_t)(end - p) <= n || p[1] < lo || p[1] > hi) {
+			return false;
+		}
+		for (size_t i = 2; i <= n; i++) {
+			if (p[i] < 0x80 || p[i] > 0xbf) {
+				return false;
+			}
+		}
+		p += n + 1;
+	}
+	return true;
+}
+
 enum jsonrpc_kind
 jsonrpc_scan(struct jsonrpc_scanner *s, const char *line, size_t len)
 {
@@ -439,6 +494,10 @@ jsonrpc_scan(struct jsonrpc_scanner *s, const char *line, size_t len)
 	}
 	if (s->h == NULL || s->items == NULL) {
 		s->error = "out of memory";
+		return s->kind = JSONRPC_INVALID_JSON;
+	}
+	if (!utf8_valid((const unsigned char *)line, len)) {
+		s->error = "not valid UTF-8";
 		return s->kind = JSONRPC_INVALID_JSON;
 	}
 	yajl_status st = yajl_parse(s->h, (const unsigned char *)line, len);

@@ -100,7 +100,12 @@ read_cookie(const char *proc_root, pid_t pid, char *out)
 	if (fd == -1) {
 		return;
 	}
-	/* Entries are NUL-terminated; an entry cut by the buffer is carried over. */
+	/*
+	 * Entries are NUL-terminated; an entry cut by the buffer is carried over, and one
+	 * longer than the whole buffer is skipped to its end (it is not ours).
+	 */
+	bool skip = false;
+
 	for (;;) {
 		ssize_t n = sys_read(fd, buf + keep, sizeof(buf) - keep);
 
@@ -109,6 +114,16 @@ read_cookie(const char *proc_root, pid_t pid, char *out)
 		}
 		size_t len = keep + (size_t)n, at = 0;
 
+		if (skip) {
+			char *nul = memchr(buf, '\0', len);
+
+			if (nul == NULL) {
+				keep = 0;
+				continue;
+			}
+			at = (size_t)(nul - buf) + 1;
+			skip = false;
+		}
 		while (at < len) {
 			char *nul = memchr(buf + at, '\0', len - at);
 
@@ -128,7 +143,8 @@ read_cookie(const char *proc_root, pid_t pid, char *out)
 		}
 		keep = len - at;
 		if (keep == sizeof(buf)) {
-			keep = 0; /* an entry longer than the buffer: not ours */
+			keep = 0;
+			skip = true;
 		} else {
 			memmove(buf, buf + at, keep);
 		}
@@ -160,11 +176,61 @@ tree_push(struct proctree *t, const char *proc_root, pid_t pid, size_t parent)
 	return 0;
 }
 
+/*
+ * Append the pids listed in one task's children file ("1 2 3 "), read in pieces: a
+ * process may have more children than one buffer holds, and a pid cut by the buffer
+ * is carried over to the next read.
+ */
+static int
+scan_children_file(struct proctree *t, const char *proc_root, const char *path, size_t self)
+{
+	char buf[4096];
+	size_t keep = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int rc = 0;
+
+	if (fd == -1) {
+		return 0;
+	}
+	for (;;) {
+		ssize_t n = sys_read(fd, buf + keep, sizeof(buf) - 1 - keep);
+		bool eof = n <= 0;
+		size_t len = keep + (eof ? 0 : (size_t)n), at = 0;
+
+		while (rc == 0 && at < len) {
+			size_t start = at;
+			long child = 0;
+
+			while (at < len && buf[at] >= '0' && buf[at] <= '9') {
+				child = child < INT_MAX ? child * 10 + (buf[at] - '0') : child;
+				at++;
+			}
+			if (at == len && !eof) {
+				at = start; /* cut by the buffer: carry it over */
+				break;
+			}
+			if (at > start && child > 0 && child <= INT_MAX) {
+				rc = tree_push(t, proc_root, (pid_t)child, self);
+			}
+			if (at == start) {
+				at++; /* a separator */
+			}
+		}
+		if (eof || rc != 0) {
+			break;
+		}
+		keep = len - at;
+		memmove(buf, buf + at, keep);
+	}
+	sys_close(&fd);
+	return rc;
+}
+
 /* Append the children of pid (all its threads' children lists). */
 static int
 scan_children(struct proctree *t, const char *proc_root, pid_t pid, size_t self)
 {
-	char path[PATH_MAX], buf[4096];
+	char path[PATH_MAX];
 	struct dirent *de;
 	DIR *d;
 	int rc = 0;
@@ -180,19 +246,7 @@ scan_children(struct proctree *t, const char *proc_root, pid_t pid, size_t self)
 		}
 		(void)snprintf(path, sizeof(path), "%s/%d/task/%s/children", proc_root, (int)pid,
 			       de->d_name);
-		if (read_file(path, buf, sizeof(buf)) <= 0) {
-			continue;
-		}
-		for (char *p = buf, *q; *p != '\0'; p = q) {
-			long child = strtol(p, &q, 10);
-
-			if (q == p) {
-				break;
-			}
-			if (child > 0 && child <= INT_MAX) {
-				rc = tree_push(t, proc_root, (pid_t)child, self);
-			}
-		}
+		rc = scan_children_file(t, proc_root, path, self);
 	}
 	closedir(d);
 	return rc;

@@ -38,6 +38,7 @@ struct framer {
 	size_t max;	/* longest line delivered whole */
 	size_t big_len; /* bytes of the current over-long line so far */
 	bool is_big;	/* inside an over-long (or unbufferable) line: skipping to "\n" */
+	bool big_cr;	/* a big line's chunk ended in "\r", not yet passed on */
 };
 
 void framer_init(struct framer *f, size_t max);

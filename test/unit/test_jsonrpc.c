@@ -1,0 +1,758 @@
+/*
+ * Unit tests for jsonrpc: jsonrpc_scan() on a golden table, batches, nesting limits,
+ * recovery after invalid lines, params pick-up, and jsonrpc_idscan on pieces.
+ *
+ * To keep the JSON readable, lines and ids in the tables write ' for " (see q()); a
+ * literal quote inside a JSON string is then written \' (that is, \" after q()).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h> /* needs the four headers above */
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mcpmux/jsonrpc.h"
+
+/* s with every ' turned into ", into out (which holds cap bytes). */
+static char *
+q(char *out, size_t cap, const char *s)
+{
+	size_t len = strlen(s);
+
+	assert_true(len < cap);
+	for (size_t i = 0; i <= len; i++) {
+		out[i] = s[i] == '\'' ? '"' : s[i];
+	}
+	return out;
+}
+
+/* Does the slice hold exactly `want` (NULL: the slice must be absent)? */
+static void
+assert_str(const struct jsonrpc_scanner *s, bool has, struct jsonrpc_str str, const char *want,
+	   const char *what, const char *line)
+{
+	if (want == NULL) {
+		if (has) {
+			fail_msg("%s: unexpected %s %.*s", line, what, (int)str.len,
+				 jsonrpc_str(s, str));
+		}
+		return;
+	}
+	char w[512];
+
+	q(w, sizeof(w), want);
+	if (!has || str.len != strlen(w) || memcmp(jsonrpc_str(s, str), w, str.len) != 0) {
+		fail_msg("%s: %s is %.*s, want %s", line, what, has ? (int)str.len : 6,
+			 has ? jsonrpc_str(s, str) : "(none)", w);
+	}
+}
+
+static void
+assert_item(const struct jsonrpc_scanner *s, const struct jsonrpc_item *it, enum jsonrpc_kind kind,
+	    const char *id, const char *method, const char *line)
+{
+	if (it->kind != kind) {
+		fail_msg("%s: kind %s (%d), want %s (%d)", line, jsonrpc_kind_name(it->kind),
+			 (int)it->kind, jsonrpc_kind_name(kind), (int)kind);
+	}
+	assert_str(s, it->has_id, it->id, id, "id", line);
+	assert_str(s, it->has_method, it->method, method, "method", line);
+}
+
+/* ---- golden table ---- */
+
+struct scan_case {
+	const char *line;
+	enum jsonrpc_kind kind;
+	bool top_container;
+	const char *id;	    /* canonical id text (with ' for "), NULL: none */
+	const char *method; /* NULL: none */
+};
+
+static const struct scan_case golden[] = {
+	/* valid messages */
+	{ "{'jsonrpc':'2.0','id':1,'method':'tools/list'}", JSONRPC_REQUEST, true, "1",
+	  "tools/list" },
+	{ "{'method':'tools/call','params':{'name':'x','arguments':{'id':[9]}},'id':'abc',"
+	  "'jsonrpc':'2.0'}",
+	  JSONRPC_REQUEST, true, "'abc'", "tools/call" },
+	{ "{'jsonrpc':'2.0','method':'notifications/initialized'}", JSONRPC_NOTIFICATION, true,
+	  NULL, "notifications/initialized" },
+	{ "{'jsonrpc':'2.0','method':'n','params':[1,2]}", JSONRPC_NOTIFICATION, true, NULL, "n" },
+	{ "  {'jsonrpc' : '2.0' , 'method' : 'spaced'}  ", JSONRPC_NOTIFICATION, true, NULL,
+	  "spaced" },
+	{ "{'jsonrpc':'2.0','id':2,'result':{'tools':[],'id':5,'method':'x'}}", JSONRPC_RESPONSE,
+	  true, "2", NULL },
+	{ "{'jsonrpc':'2.0','id':'r','result':null}", JSONRPC_RESPONSE, true, "'r'", NULL },
+	{ "{'jsonrpc':'2.0','id':3,'error':{'code':-32601,'message':'nope'}}", JSONRPC_ERROR, true,
+	  "3", NULL },
+	{ "{'jsonrpc':'2.0','id':null,'error':{'code':-32700,'message':'Parse error'}}",
+	  JSONRPC_ERROR, true, "null", NULL },
+	{ "{'jsonrpc':'2.0','method':'m','extra':{'id':9,'method':'z'}}", JSONRPC_NOTIFICATION,
+	  true, NULL, "m" },
+	/* ids: strings re-escaped canonically, numbers as their raw text */
+	{ "{'jsonrpc':'2.0','id':'\\u0041','method':'m'}", JSONRPC_REQUEST, true, "'A'", "m" },
+	{ "{'jsonrpc':'2.0','id':'a\\'b\\\\c\\/d\\n','method':'m'}", JSONRPC_REQUEST, true,
+	  "'a\\'b\\\\c/d\\n'", "m" },
+	{ "{'jsonrpc':'2.0','id':'\\u0001\\u00e9\\ud83d\\ude00','method':'m'}", JSONRPC_REQUEST,
+	  true, "'\\u0001\xc3\xa9\xf0\x9f\x98\x80'", "m" },
+	{ "{'jsonrpc':'2.0','id':'','method':'m'}", JSONRPC_REQUEST, true, "''", "m" },
+	{ "{'jsonrpc':'2.0','id':1.5e3,'method':'m'}", JSONRPC_REQUEST, true, "1.5e3", "m" },
+	{ "{'jsonrpc':'2.0','id':-7,'result':0}", JSONRPC_RESPONSE, true, "-7", NULL },
+	{ "{'jsonrpc':'2.0','id':12345678901234567890123,'result':0}", JSONRPC_RESPONSE, true,
+	  "12345678901234567890123", NULL },
+	{ "{'jsonrpc':'2.0','id':1E+2,'result':0}", JSONRPC_RESPONSE, true, "1E+2", NULL },
+	{ "{'jsonrpc':'2.0','method':'m\\u00e9\\t'}", JSONRPC_NOTIFICATION, true, NULL,
+	  "m\xc3\xa9\t" },
+	/* JSON, but not JSON-RPC 2.0 */
+	{ "{'jsonrpc':'2.0','id':null,'method':'m'}", JSONRPC_INVALID_REQUEST, true, "null", "m" },
+	{ "{'jsonrpc':'2.0','method':'m','id':null}", JSONRPC_INVALID_REQUEST, true, "null", "m" },
+	{ "{'jsonrpc':'2.0','id':true,'method':'m'}", JSONRPC_INVALID_REQUEST, true, NULL, "m" },
+	{ "{'jsonrpc':'2.0','id':{'a':1},'method':'m'}", JSONRPC_INVALID_REQUEST, true, NULL, "m" },
+	{ "{'jsonrpc':'2.0','id':[1],'result':1}", JSONRPC_INVALID_REQUEST, true, NULL, NULL },
+	{ "{'id':1,'method':'m'}", JSONRPC_INVALID_REQUEST, true, "1", "m" },
+	{ "{'jsonrpc':'1.0','id':1,'method':'m'}", JSONRPC_INVALID_REQUEST, true, "1", "m" },
+	{ "{'jsonrpc':2.0,'id':1,'method':'m'}", JSONRPC_INVALID_REQUEST, true, "1", "m" },
+	{ "{'jsonrpc':'2.0','id':1,'method':5}", JSONRPC_INVALID_REQUEST, true, "1", NULL },
+	{ "{'jsonrpc':'2.0','id':1,'method':null}", JSONRPC_INVALID_REQUEST, true, "1", NULL },
+	{ "{'jsonrpc':'2.0','id':1,'result':1,'error':{'code':1,'message':'m'}}",
+	  JSONRPC_INVALID_REQUEST, true, "1", NULL },
+	{ "{'jsonrpc':'2.0','result':1}", JSONRPC_INVALID_REQUEST, true, NULL, NULL },
+	{ "{'jsonrpc':'2.0','id':1}", JSONRPC_INVALID_REQUEST, true, "1", NULL },
+	{ "{'jsonrpc':'2.0','id':1,'error':'bad'}", JSONRPC_INVALID_REQUEST, true, "1", NULL },
+	{ "{'jsonrpc':'2.0','id':1,'method':'m','result':1}", JSONRPC_INVALID_REQUEST, true, "1",
+	  "m" },
+	{ "{'jsonrpc':'2.0','method':'m','params':5}", JSONRPC_INVALID_REQUEST, true, NULL, "m" },
+	{ "{'jsonrpc':'2.0','method':'m','params':'s'}", JSONRPC_INVALID_REQUEST, true, NULL, "m" },
+	{ "{'jsonrpc':'2.0','method':'m','params':null}", JSONRPC_INVALID_REQUEST, true, NULL,
+	  "m" },
+	{ "{}", JSONRPC_INVALID_REQUEST, true, NULL, NULL },
+	{ "[]", JSONRPC_INVALID_REQUEST, true, NULL, NULL },
+	{ "42", JSONRPC_INVALID_REQUEST, false, NULL, NULL },
+	{ "'str'", JSONRPC_INVALID_REQUEST, false, NULL, NULL },
+	{ "null", JSONRPC_INVALID_REQUEST, false, NULL, NULL },
+	{ "true", JSONRPC_INVALID_REQUEST, false, NULL, NULL },
+	/* not JSON */
+	{ "not json", JSONRPC_INVALID_JSON, false, NULL, NULL },
+	{ "", JSONRPC_INVALID_JSON, false, NULL, NULL },
+	{ "   ", JSONRPC_INVALID_JSON, false, NULL, NULL },
+	{ "{} {}", JSONRPC_INVALID_JSON, false, NULL, NULL },
+	{ "1 2", JSONRPC_INVALID_JSON, false, NULL, NULL },
+	{ "{'jsonrpc':'2.0','method':'m'} x", JSONRPC_INVALID_JSON, false, NULL, NULL },
+	{ "{'jsonrpc':'2.0','method':'m'},", JSONRPC_INVALID_JSON, false, NULL, NULL },
+	{ "{'jsonrpc':'2.0'", JSONRPC_INVALID_JSON, false, NULL, NULL },
+	{ "{'jsonrpc':'2.0','method':'m\xff'}", JSONRPC_INVALID_JSON, false, NULL, NULL },
+	{ "{'jsonrpc':'2.0','method':'m','id':1,}", JSONRPC_INVALID_JSON, false, NULL, NULL },
+	{ "{'jsonrpc':'2.0','method':'m','id':01}", JSONRPC_INVALID_JSON, false, NULL, NULL },
+	{ "{jsonrpc:'2.0'}", JSONRPC_INVALID_JSON, false, NULL, NULL },
+};
+
+static void
+check_scan(struct jsonrpc_scanner *s, const struct scan_case *c)
+{
+	char line[512];
+	enum jsonrpc_kind kind;
+
+	q(line, sizeof(line), c->line);
+	kind = jsonrpc_scan(s, line, strlen(line));
+
+	if (kind != c->kind || s->kind != c->kind) {
+		fail_msg("%s: kind %d (%s), want %d", line, (int)kind, s->error ? s->error : "",
+			 (int)c->kind);
+	}
+	if (c->kind == JSONRPC_INVALID_JSON) {
+		assert_non_null(s->error);
+		return;
+	}
+	if (c->kind == JSONRPC_INVALID_REQUEST) {
+		assert_non_null(s->error);
+	} else {
+		assert_null(s->error);
+	}
+	if (s->top_container != c->top_container) {
+		fail_msg("%s: top_container %d", line, (int)s->top_container);
+	}
+	if (line[strspn(line, " ")] == '{') {
+		assert_item(s, &s->one, c->kind, c->id, c->method, line);
+	}
+}
+
+/* ---- fixtures: every test gets a fresh scanner, released even when it fails ---- */
+
+static int
+scanner_setup(void **state)
+{
+	struct jsonrpc_scanner *s = malloc(sizeof(*s));
+
+	if (s == NULL) {
+		return -1;
+	}
+	jsonrpc_init(s);
+	*state = s;
+	return 0;
+}
+
+static int
+scanner_teardown(void **state)
+{
+	jsonrpc_release(*state);
+	free(*state);
+	return 0;
+}
+
+/* Scan a line written with ' for ", into the buffer line. */
+static enum jsonrpc_kind
+scan_q(struct jsonrpc_scanner *s, char *line, size_t cap, const char *text)
+{
+	q(line, cap, text);
+	return jsonrpc_scan(s, line, strlen(line));
+}
+
+/* One scanner for the whole table: valid and invalid lines alternate. */
+static void
+test_golden_one_scanner(void **state)
+{
+	for (size_t i = 0; i < sizeof(golden) / sizeof(golden[0]); i++) {
+		check_scan(*state, &golden[i]);
+	}
+}
+
+/* The same in reverse order, each line twice in a row. */
+static void
+test_golden_reverse_twice(void **state)
+{
+	for (size_t i = sizeof(golden) / sizeof(golden[0]); i-- > 0;) {
+		check_scan(*state, &golden[i]);
+		check_scan(*state, &golden[i]);
+	}
+}
+
+/* A control character (here NUL) raw inside a string is not JSON. */
+static void
+test_raw_nul_in_string(void **state)
+{
+	static const char line[] = "{\"jsonrpc\":\"2.0\",\"method\":\"a\0b\"}";
+
+	assert_int_equal(jsonrpc_scan(*state, line, sizeof(line) - 1), JSONRPC_INVALID_JSON);
+}
+
+/*
+ * Invalid UTF-8 that has the right byte structure: overlong forms, UTF-16 surrogates,
+ * code points above U+10FFFF.  JSON text must be UTF-8 (RFC 8259), so each line is
+ * invalid JSON, like a line with a lone 0xff byte.
+ */
+static void
+test_structured_invalid_utf8(void **state)
+{
+	static const char *const lines[] = {
+		"{\"jsonrpc\":\"2.0\",\"method\":\"\xc0\xaf\"}",	 /* overlong '/' */
+		"{\"jsonrpc\":\"2.0\",\"method\":\"\xe0\x80\xaf\"}",	 /* overlong, 3 bytes */
+		"{\"jsonrpc\":\"2.0\",\"method\":\"\xed\xa0\x80\"}",	 /* surrogate D800 */
+		"{\"jsonrpc\":\"2.0\",\"method\":\"\xf4\x90\x80\x80\"}", /* U+110000 */
+		"{\"jsonrpc\":\"2.0\",\"method\":\"\xf5\x80\x80\x80\"}", /* 0xf5 lead byte */
+	};
+
+	size_t accepted = 0;
+
+	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+		enum jsonrpc_kind kind = jsonrpc_scan(*state, lines[i], strlen(lines[i]));
+
+		if (kind != JSONRPC_INVALID_JSON) {
+			print_error("line %zu: kind %s, want invalid JSON\n", i,
+				    jsonrpc_kind_name(kind));
+			accepted++;
+		}
+	}
+	assert_int_equal(accepted, 0);
+}
+
+/*
+ * Two requests whose string ids differ only in invalid UTF-8 bytes must not get the
+ * same canonical id (the id is what routes a response back to its request).
+ */
+static void
+test_distinct_ids_stay_distinct(void **state)
+{
+	static const char a[] = "{\"jsonrpc\":\"2.0\",\"id\":\"\xc0\xaf\",\"method\":\"m\"}";
+	static const char b[] = "{\"jsonrpc\":\"2.0\",\"id\":\"\xc0\xb0\",\"method\":\"m\"}";
+	struct jsonrpc_scanner *s = *state;
+	char id_a[64];
+	size_t len_a;
+
+	if (jsonrpc_scan(s, a, strlen(a)) != JSONRPC_REQUEST) {
+		return; /* refused as invalid JSON: nothing to confuse */
+	}
+	len_a = s->one.id.len;
+	assert_true(len_a < sizeof(id_a));
+	memcpy(id_a, jsonrpc_str(s, s->one.id), len_a);
+	assert_int_equal(jsonrpc_scan(s, b, strlen(b)), JSONRPC_REQUEST);
+	if (s->one.id.len == len_a && memcmp(jsonrpc_str(s, s->one.id), id_a, len_a) == 0) {
+		fail_msg("ids \"\\xc0\\xaf\" and \"\\xc0\\xb0\" both canonicalise to %.*s",
+			 (int)len_a, id_a);
+	}
+}
+
+/* The scanner recovers after each kind of failure. */
+static void
+test_recovers_after_invalid(void **state)
+{
+	static const char *const bad[] = { "{", "{} {}", "[1,", "\"\xff\"", "}", "nul", "[[[" };
+	struct jsonrpc_scanner *s = *state;
+	char good[128];
+
+	q(good, sizeof(good), "{'jsonrpc':'2.0','id':'x','method':'ping'}");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(jsonrpc_scan(s, bad[i], strlen(bad[i])), JSONRPC_INVALID_JSON);
+		assert_non_null(s->error);
+		assert_int_equal(jsonrpc_scan(s, good, strlen(good)), JSONRPC_REQUEST);
+		assert_null(s->error);
+		assert_item(s, &s->one, JSONRPC_REQUEST, "'x'", "ping", good);
+	}
+	/* Many lines on one reused parser handle. */
+	for (int i = 0; i < 100; i++) {
+		assert_int_equal(jsonrpc_scan(s, good, strlen(good)), JSONRPC_REQUEST);
+		assert_int_equal(jsonrpc_scan(s, "7", 1), JSONRPC_INVALID_REQUEST);
+	}
+}
+
+/* ---- batches ---- */
+
+struct batch_item {
+	enum jsonrpc_kind kind;
+	const char *id;
+	const char *method;
+};
+
+static void
+test_batch_mixed(void **state)
+{
+	static const struct batch_item want[] = {
+		{ JSONRPC_REQUEST, "1", "a" },		 { JSONRPC_NOTIFICATION, NULL, "b" },
+		{ JSONRPC_RESPONSE, "'r'", NULL },	 { JSONRPC_ERROR, "2", NULL },
+		{ JSONRPC_INVALID_REQUEST, NULL, NULL }, { JSONRPC_INVALID_REQUEST, NULL, NULL },
+		{ JSONRPC_INVALID_REQUEST, NULL, NULL }, { JSONRPC_INVALID_REQUEST, "3", "c" },
+		{ JSONRPC_ERROR, "null", NULL },
+	};
+	struct jsonrpc_scanner *s = *state;
+	char line[1024];
+
+	assert_int_equal(scan_q(s, line, sizeof(line),
+				"[{'jsonrpc':'2.0','id':1,'method':'a','params':{'graceMs':5}},"
+				"{'jsonrpc':'2.0','method':'b'},"
+				"{'jsonrpc':'2.0','id':'r','result':{'id':4}},"
+				"{'jsonrpc':'2.0','id':2,'error':{'code':1,'message':'m'}},"
+				"5,"
+				"{'foo':1},"
+				"[{'jsonrpc':'2.0','method':'nested'}],"
+				"{'jsonrpc':'1.0','id':3,'method':'c'},"
+				"{'jsonrpc':'2.0','id':null,'error':{'code':1,'message':'m'}}]"),
+			 JSONRPC_BATCH);
+	assert_null(s->error);
+	assert_true(s->top_container);
+	assert_int_equal(s->n_elements, 9);
+	assert_int_equal(s->n_items, 9);
+	for (size_t i = 0; i < 9; i++) {
+		assert_item(s, &s->items[i], want[i].kind, want[i].id, want[i].method, line);
+	}
+	/* params are picked up for a single message only, not inside a batch */
+	assert_false(s->params.has_grace_ms);
+	assert_true(jsonrpc_method_is(s, &s->items[0], "a"));
+	assert_true(jsonrpc_method_is(s, &s->items[1], "b"));
+	assert_false(jsonrpc_method_is(s, &s->items[2], "a"));
+}
+
+static void
+test_batch_of_scalars(void **state)
+{
+	struct jsonrpc_scanner *s = *state;
+
+	assert_int_equal(jsonrpc_scan(s, "[1]", 3), JSONRPC_BATCH);
+	assert_int_equal(s->n_elements, 1);
+	assert_int_equal(s->n_items, 1);
+	assert_int_equal(s->items[0].kind, JSONRPC_INVALID_REQUEST);
+	assert_false(s->items[0].has_id);
+
+	assert_int_equal(jsonrpc_scan(s, "[null, \"x\", [], {}]", 19), JSONRPC_BATCH);
+	assert_int_equal(s->n_elements, 4);
+	assert_int_equal(s->n_items, 4);
+	for (size_t i = 0; i < 4; i++) {
+		assert_int_equal(s->items[i].kind, JSONRPC_INVALID_REQUEST);
+	}
+
+	assert_int_equal(jsonrpc_scan(s, "[]", 2), JSONRPC_INVALID_REQUEST);
+	assert_int_equal(s->n_elements, 0);
+	assert_int_equal(s->n_items, 0);
+	assert_true(s->top_container);
+	assert_non_null(s->error);
+}
+
+/* A batch longer than JSONRPC_MAX_ITEMS: all counted, the first ones described. */
+static void
+test_batch_cap(void **state)
+{
+	struct jsonrpc_scanner *s = *state;
+	const int n = 2000;
+	size_t cap = (size_t)n * 64 + 2, len = 0;
+	char *line = malloc(cap);
+
+	assert_non_null(line);
+	line[len++] = '[';
+	for (int i = 0; i < n; i++) {
+		len += (size_t)snprintf(line + len, cap - len,
+					"{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"n\"}", i);
+		line[len++] = i + 1 < n ? ',' : ']';
+	}
+	enum jsonrpc_kind kind = jsonrpc_scan(s, line, len);
+
+	free(line);
+	assert_int_equal(kind, JSONRPC_BATCH);
+	assert_int_equal(s->n_elements, 2000);
+	assert_int_equal(s->n_items, JSONRPC_MAX_ITEMS);
+	assert_item(s, &s->items[0], JSONRPC_REQUEST, "0", "n", "batch[0]");
+	assert_item(s, &s->items[JSONRPC_MAX_ITEMS - 1], JSONRPC_REQUEST, "1023", "n",
+		    "batch[1023]");
+
+	/* The scanner is then as good as new for a small line. */
+	assert_int_equal(jsonrpc_scan(s, "[5]", 3), JSONRPC_BATCH);
+	assert_int_equal(s->n_elements, 1);
+	assert_int_equal(s->n_items, 1);
+}
+
+/* ---- nesting ---- */
+
+/* Scan a request whose params hold `arrays` nested arrays: its depth is arrays + 2. */
+static enum jsonrpc_kind
+scan_nested(struct jsonrpc_scanner *s, size_t arrays)
+{
+	static const char head[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"deep\",\"params\":[";
+	size_t n = sizeof(head) - 1;
+	char *line = malloc(n + 2 * arrays + 2);
+
+	assert_non_null(line);
+	memcpy(line, head, n);
+	memset(line + n, '[', arrays);
+	n += arrays;
+	memset(line + n, ']', arrays);
+	n += arrays;
+	memcpy(line + n, "]}", 2);
+	n += 2;
+	enum jsonrpc_kind kind = jsonrpc_scan(s, line, n);
+
+	free(line);
+	return kind;
+}
+
+static void
+test_nesting_limit(void **state)
+{
+	struct jsonrpc_scanner *s = *state;
+	const size_t huge = 100000;
+
+	/* exactly JSONRPC_MAX_DEPTH (512) levels */
+	assert_int_equal(scan_nested(s, JSONRPC_MAX_DEPTH - 2), JSONRPC_REQUEST);
+	assert_item(s, &s->one, JSONRPC_REQUEST, "1", "deep", "512 levels");
+	/* one more */
+	assert_int_equal(scan_nested(s, JSONRPC_MAX_DEPTH - 1), JSONRPC_INVALID_JSON);
+	assert_non_null(s->error);
+
+	/* A bare array of 100000 levels is refused too. */
+	char *arr = malloc(2 * huge);
+
+	assert_non_null(arr);
+	memset(arr, '[', huge);
+	memset(arr + huge, ']', huge);
+	enum jsonrpc_kind kind = jsonrpc_scan(s, arr, 2 * huge);
+
+	free(arr);
+	assert_int_equal(kind, JSONRPC_INVALID_JSON);
+
+	/* and the scanner still works */
+	assert_int_equal(scan_nested(s, 10), JSONRPC_REQUEST);
+}
+
+/* ---- long strings: the arena grows past what it keeps, then shrinks back ---- */
+
+static void
+test_long_strings(void **state)
+{
+	struct jsonrpc_scanner *s = *state;
+	const size_t n = 100000;
+	size_t cap = 2 * n + 128, len = 0;
+	char *line = malloc(cap);
+
+	assert_non_null(line);
+	/* an id of n/2 escaped quotes and n/2 'x' */
+	len += (size_t)snprintf(line, cap, "{\"jsonrpc\":\"2.0\",\"id\":\"");
+	for (size_t i = 0; i < n / 2; i++) {
+		line[len++] = '\\';
+		line[len++] = '"';
+	}
+	memset(line + len, 'x', n / 2);
+	len += n / 2;
+	len += (size_t)snprintf(line + len, cap - len, "\",\"method\":\"m\"}");
+	enum jsonrpc_kind kind = jsonrpc_scan(s, line, len);
+
+	free(line);
+	assert_int_equal(kind, JSONRPC_REQUEST);
+	/* canonical: the same escaped text, with its quotes */
+	assert_int_equal(s->one.id.len, n + n / 2 + 2);
+	const char *id = jsonrpc_str(s, s->one.id);
+
+	assert_memory_equal(id, "\"\\\"\\\"", 5);
+	assert_memory_equal(id + n + n / 2 - 2, "xxx\"", 4);
+	assert_true(s->arena_cap > n);
+
+	/* the next small line does not keep the big arena */
+	assert_int_equal(jsonrpc_scan(s, "[1]", 3), JSONRPC_BATCH);
+	assert_true(s->arena_cap <= (size_t)64 << 10);
+}
+
+/* ---- params, method_is, kind_name ---- */
+
+static void
+test_end_run_params(void **state)
+{
+	struct jsonrpc_scanner *s = *state;
+	char line[512];
+
+	assert_int_equal(scan_q(s, line, sizeof(line),
+				"{'jsonrpc':'2.0','method':'mcpmux/endRun','params':{'other':"
+				"{'graceMs':9,'session':'no'},'graceMs':1500,'session':'s-1',"
+				"'list':['reason'],'reason':'done \\'now\\''}}"),
+			 JSONRPC_NOTIFICATION);
+	assert_true(jsonrpc_method_is(s, &s->one, "mcpmux/endRun"));
+	assert_true(s->params.has_grace_ms);
+	assert_true(s->params.grace_ms == 1500.0);
+	assert_str(s, s->params.has_session, s->params.session, "s-1", "session", line);
+	assert_str(s, s->params.has_reason, s->params.reason, "done 'now'", "reason", line);
+
+	/* Wrong types are ignored, and nothing carries over from the previous scan. */
+	assert_int_equal(scan_q(s, line, sizeof(line),
+				"{'jsonrpc':'2.0','method':'mcpmux/endRun','params':{'graceMs':'5',"
+				"'session':7,'reason':null}}"),
+			 JSONRPC_NOTIFICATION);
+	assert_false(s->params.has_grace_ms);
+	assert_false(s->params.has_session);
+	assert_false(s->params.has_reason);
+
+	/* Members of other objects than params are not params. */
+	assert_int_equal(scan_q(s, line, sizeof(line),
+				"{'jsonrpc':'2.0','method':'m','x':{'graceMs':5},"
+				"'params':[{'graceMs':6}]}"),
+			 JSONRPC_NOTIFICATION);
+	assert_false(s->params.has_grace_ms);
+
+	assert_int_equal(scan_q(s, line, sizeof(line),
+				"{'jsonrpc':'2.0','id':4,'method':'mcpmux/endRun',"
+				"'params':{'graceMs':2.5e2}}"),
+			 JSONRPC_REQUEST);
+	assert_true(s->params.has_grace_ms);
+	assert_true(s->params.grace_ms == 250.0);
+	assert_false(s->params.has_session);
+}
+
+static void
+test_method_is(void **state)
+{
+	struct jsonrpc_scanner *s = *state;
+	char line[128];
+
+	assert_int_equal(
+		scan_q(s, line, sizeof(line), "{'jsonrpc':'2.0','method':'mcpmux/endRun'}"),
+		JSONRPC_NOTIFICATION);
+	assert_true(jsonrpc_method_is(s, &s->one, "mcpmux/endRun"));
+	assert_false(jsonrpc_method_is(s, &s->one, "mcpmux/endRu"));
+	assert_false(jsonrpc_method_is(s, &s->one, "mcpmux/endRunX"));
+	assert_false(jsonrpc_method_is(s, &s->one, ""));
+
+	assert_int_equal(scan_q(s, line, sizeof(line), "{'jsonrpc':'2.0','id':1,'result':{}}"),
+			 JSONRPC_RESPONSE);
+	assert_false(jsonrpc_method_is(s, &s->one, ""));
+	assert_false(jsonrpc_method_is(s, &s->one, "mcpmux/endRun"));
+
+	assert_int_equal(scan_q(s, line, sizeof(line), "{'jsonrpc':'2.0','method':''}"),
+			 JSONRPC_NOTIFICATION);
+	assert_true(jsonrpc_method_is(s, &s->one, ""));
+	assert_false(jsonrpc_method_is(s, &s->one, "x"));
+}
+
+static void
+test_kind_name(void **state)
+{
+	(void)state;
+	assert_string_equal(jsonrpc_kind_name(JSONRPC_INVALID_JSON), "invalid");
+	assert_string_equal(jsonrpc_kind_name(JSONRPC_INVALID_REQUEST), "invalid");
+	assert_string_equal(jsonrpc_kind_name(JSONRPC_REQUEST), "request");
+	assert_string_equal(jsonrpc_kind_name(JSONRPC_NOTIFICATION), "notification");
+	assert_string_equal(jsonrpc_kind_name(JSONRPC_RESPONSE), "response");
+	assert_string_equal(jsonrpc_kind_name(JSONRPC_ERROR), "error");
+	assert_string_equal(jsonrpc_kind_name(JSONRPC_BATCH), "batch");
+}
+
+/* A scanner that was never used, or only failed, releases cleanly and can be reused. */
+static void
+test_release_unused(void **state)
+{
+	struct jsonrpc_scanner *s = *state;
+
+	jsonrpc_release(s);
+	assert_int_equal(jsonrpc_scan(s, "{", 1), JSONRPC_INVALID_JSON);
+	jsonrpc_release(s);
+	assert_null(s->h);
+	assert_null(s->arena);
+	assert_null(s->items);
+	assert_int_equal(jsonrpc_scan(s, "[{}]", 4), JSONRPC_BATCH);
+}
+
+/* ---- idscan ---- */
+
+struct idscan_case {
+	const char *in;
+	const char *id; /* NULL: no id */
+};
+
+static const struct idscan_case idscan_golden[] = {
+	{ "{'jsonrpc':'2.0','id':42,'result':'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+	  "42" },
+	{ "{'jsonrpc':'2.0','id':'a\\'b','result':1}", "'a\\'b'" },
+	{ "{'result':{'id':9,'x':[1,{'id':8}]},'id':7}", "7" },
+	{ "{'result':['id',{'id':8}],'id':'last'}", "'last'" },
+	{ "{'jsonrpc':'2.0','result':{'id':3}}", NULL },
+	{ "{'idx':1,'i':2,'xid':3,'result':0}", NULL },
+	{ "{'idx':1,'id':5}", "5" },
+	{ "{'a':'id','id':3}", "3" },
+	{ "{'a':'\\'id\\'','b':1}", NULL },
+	{ "{ 'id' : -1.5e3 , 'x':1}", "-1.5e3" },
+	{ "{\t'id':\r\n0}", "0" },
+	{ "{'id':null,'result':1}", NULL },
+	{ "{'id':true,'result':1}", NULL },
+	{ "{'id':false}", NULL },
+	{ "{'id':{'id':1}}", NULL },
+	{ "{'id':'x'", "'x'" },
+	{ "{'id':'xy", NULL },
+	{ "{'id':42}", "42" },
+	{ "[{'id':1}]", NULL },
+	{ "{'a':'{[','id':1}", "1" },
+	{ "{'a':'\\\\','id':2}", "2" },
+	{ "{'a':{'b':'}'},'id':3}", "3" },
+};
+
+static void
+check_idscan(const char *in_q, const char *want_q, size_t piece)
+{
+	char in[256], want[256];
+	size_t len, id_len = 0;
+	struct jsonrpc_idscan sc;
+
+	q(in, sizeof(in), in_q);
+	len = strlen(in);
+	jsonrpc_idscan_init(&sc);
+	for (size_t at = 0; at < len; at += piece) {
+		jsonrpc_idscan_feed(&sc, in + at, len - at < piece ? len - at : piece);
+	}
+	const char *id = jsonrpc_idscan_id(&sc, &id_len);
+
+	if (want_q == NULL) {
+		if (id != NULL) {
+			fail_msg("%s (pieces of %zu): id %.*s, want none", in, piece, (int)id_len,
+				 id);
+		}
+		return;
+	}
+	q(want, sizeof(want), want_q);
+	if (id == NULL || id_len != strlen(want) || memcmp(id, want, id_len) != 0) {
+		fail_msg("%s (pieces of %zu): id %.*s, want %s", in, piece, id ? (int)id_len : 6,
+			 id ? id : "(none)", want);
+	}
+}
+
+static void
+test_idscan_every_piece_size(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(idscan_golden) / sizeof(idscan_golden[0]); i++) {
+		for (size_t piece = 1; piece <= 16; piece++) {
+			check_idscan(idscan_golden[i].in, idscan_golden[i].id, piece);
+		}
+		check_idscan(idscan_golden[i].in, idscan_golden[i].id, 1000);
+	}
+}
+
+/* An id of `n` bytes of JSON text (quotes included), then a result. */
+static void
+check_idscan_len(size_t n, bool want_found)
+{
+	char in[512];
+	size_t len = 0, id_len = 0;
+	struct jsonrpc_idscan sc;
+
+	assert_true(n >= 2 && n < 300);
+	len += (size_t)snprintf(in, sizeof(in), "{\"id\":\"");
+	memset(in + len, 'k', n - 2);
+	len += n - 2;
+	len += (size_t)snprintf(in + len, sizeof(in) - len, "\",\"result\":\"zzz\"}");
+	jsonrpc_idscan_init(&sc);
+	jsonrpc_idscan_feed(&sc, in, len);
+	const char *id = jsonrpc_idscan_id(&sc, &id_len);
+
+	if (!want_found) {
+		assert_null(id);
+		return;
+	}
+	assert_non_null(id);
+	assert_int_equal(id_len, n);
+	assert_memory_equal(id, in + 6, n);
+}
+
+static void
+test_idscan_long_id(void **state)
+{
+	(void)state;
+	check_idscan_len(2, true);
+	check_idscan_len(127, true);
+	check_idscan_len(128, true); /* fills id[128] exactly */
+	check_idscan_len(129, false);
+	check_idscan_len(200, false);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_golden_one_scanner, scanner_setup,
+						scanner_teardown),
+		cmocka_unit_test_setup_teardown(test_golden_reverse_twice, scanner_setup,
+						scanner_teardown),
+		cmocka_unit_test_setup_teardown(test_raw_nul_in_string, scanner_setup,
+						scanner_teardown),
+		cmocka_unit_test_setup_teardown(test_structured_invalid_utf8, scanner_setup,
+						scanner_teardown),
+		cmocka_unit_test_setup_teardown(test_distinct_ids_stay_distinct, scanner_setup,
+						scanner_teardown),
+		cmocka_unit_test_setup_teardown(test_recovers_after_invalid, scanner_setup,
+						scanner_teardown),
+		cmocka_unit_test_setup_teardown(test_batch_mixed, scanner_setup, scanner_teardown),
+		cmocka_unit_test_setup_teardown(test_batch_of_scalars, scanner_setup,
+						scanner_teardown),
+		cmocka_unit_test_setup_teardown(test_batch_cap, scanner_setup, scanner_teardown),
+		cmocka_unit_test_setup_teardown(test_nesting_limit, scanner_setup,
+						scanner_teardown),
+		cmocka_unit_test_setup_teardown(test_long_strings, scanner_setup, scanner_teardown),
+		cmocka_unit_test_setup_teardown(test_end_run_params, scanner_setup,
+						scanner_teardown),
+		cmocka_unit_test_setup_teardown(test_method_is, scanner_setup, scanner_teardown),
+		cmocka_unit_test(test_kind_name),
+		cmocka_unit_test_setup_teardown(test_release_unused, scanner_setup,
+						scanner_teardown),
+		cmocka_unit_test(test_idscan_every_piece_size),
+		cmocka_unit_test(test_idscan_long_id),
+	};
+
+	return cmocka_run_group_tests_name("jsonrpc", tests, NULL, NULL);
+}

@@ -1,0 +1,873 @@
+/*
+ * Unit tests for proctree: proctree_scan() and membership on a fake /proc tree built
+ * in a temporary directory, then proctree_scan()/proctree_count()/proctree_signal() on
+ * the real /proc with children of the test process itself.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h> /* needs the four headers above */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "mcpmux/proctree.h"
+
+/* ---- a fake /proc ---- */
+
+struct fake_proc {
+	pid_t pid;
+	pid_t ppid;
+	pid_t pgid;
+	char state;
+	const char *comm;
+	const char *cookie;	 /* MCPMUX_SESSION value; NULL: not set */
+	size_t env_pad;		 /* bytes of other variables before the cookie */
+	const char *tasks[2];	 /* thread ids (NULL: just the pid) */
+	const char *children[2]; /* each task's children file */
+};
+
+struct fake_root {
+	char dir[PATH_MAX];
+	struct proctree t;
+};
+
+static int
+root_setup(void **state)
+{
+	struct fake_root *r = calloc(1, sizeof(*r));
+	const char *tmp = getenv("TMPDIR");
+
+	if (r == NULL) {
+		return -1;
+	}
+	(void)snprintf(r->dir, sizeof(r->dir), "%s/mcpmux-proctree-XXXXXX",
+		       tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
+	if (mkdtemp(r->dir) == NULL) {
+		free(r);
+		return -1;
+	}
+	proctree_init(&r->t);
+	*state = r;
+	return 0;
+}
+
+static int
+remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static int
+root_teardown(void **state)
+{
+	struct fake_root *r = *state;
+	int rc = nftw(r->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+
+	proctree_release(&r->t);
+	free(r);
+	return rc;
+}
+
+static void
+write_file(const char *path, const char *data, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, data, len), (ssize_t)len);
+	assert_int_equal(close(fd), 0);
+}
+
+static void
+make_dir(const char *base, const char *sub)
+{
+	char path[PATH_MAX + 16];
+
+	(void)snprintf(path, sizeof(path), "%s%s", base, sub);
+	if (mkdir(path, 0755) == -1) {
+		assert_int_equal(errno, EEXIST);
+	}
+}
+
+/* The start time the fake stat file gives a pid. */
+static unsigned long long
+start_of(pid_t pid)
+{
+	return 1000000ull + (unsigned long long)pid * 7;
+}
+
+/*
+ * The environment: entries of padding ("P=ppp...", at most 101 bytes each) filling
+ * exactly env_pad bytes, then the cookie (if any), then TAIL=1.
+ */
+static void
+write_environ(const char *path, const struct fake_proc *p)
+{
+	char *env = malloc(p->env_pad + 512);
+	size_t len = 0;
+
+	assert_non_null(env);
+	while (len < p->env_pad) {
+		size_t body = p->env_pad - len - 1 > 100 ? 100 : p->env_pad - len - 1;
+
+		for (size_t k = 0; k < body; k++) {
+			env[len + k] = k == 0 ? 'P' : k == 1 ? '=' : 'p';
+		}
+		len += body;
+		env[len++] = '\0';
+	}
+	if (p->cookie != NULL) {
+		len += (size_t)sprintf(env + len, "%s=%s", PROCTREE_COOKIE_ENV, p->cookie) + 1;
+	}
+	len += (size_t)sprintf(env + len, "TAIL=1") + 1;
+	write_file(path, env, len);
+	free(env);
+}
+
+static void
+add_proc(const char *root, const struct fake_proc *p)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 64], line[512];
+	int n;
+
+	(void)snprintf(dir, sizeof(dir), "%s/%d", root, (int)p->pid);
+	make_dir(dir, "");
+	make_dir(dir, "/task");
+	n = snprintf(line, sizeof(line),
+		     "%d (%s) %c %d %d %d 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 %llu 123456 789 "
+		     "18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 17 3 0 0 0 0 0\n",
+		     (int)p->pid, p->comm ? p->comm : "proc", p->state ? p->state : 'S',
+		     (int)p->ppid, (int)p->pgid, (int)p->pgid, start_of(p->pid));
+	(void)snprintf(path, sizeof(path), "%s/stat", dir);
+	write_file(path, line, (size_t)n);
+	(void)snprintf(path, sizeof(path), "%s/environ", dir);
+	write_environ(path, p);
+	for (int i = 0; i < 2; i++) {
+		char tid[32];
+
+		if (i > 0 && p->tasks[i] == NULL) {
+			break;
+		}
+		(void)snprintf(tid, sizeof(tid), "%s", p->tasks[i] ? p->tasks[i] : "");
+		if (tid[0] == '\0') {
+			(void)snprintf(tid, sizeof(tid), "%d", (int)p->pid);
+		}
+		(void)snprintf(path, sizeof(path), "%s/task/%s", dir, tid);
+		make_dir(path, "");
+		(void)snprintf(path, sizeof(path), "%s/task/%s/children", dir, tid);
+		write_file(path, p->children[i] ? p->children[i] : "",
+			   p->children[i] ? strlen(p->children[i]) : 0);
+	}
+}
+
+/* mcpmux itself: only its task/<pid>/children file is read. */
+static void
+add_root(const char *root, pid_t pid, const char *children)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 64];
+
+	(void)snprintf(dir, sizeof(dir), "%s/%d", root, (int)pid);
+	make_dir(dir, "");
+	make_dir(dir, "/task");
+	(void)snprintf(path, sizeof(path), "%s/task/%d", dir, (int)pid);
+	make_dir(path, "");
+	(void)snprintf(path, sizeof(path), "%s/task/%d/children", dir, (int)pid);
+	write_file(path, children, strlen(children));
+}
+
+static size_t
+find(const struct proctree *t, pid_t pid)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		if (t->v[i].pid == pid) {
+			return i;
+		}
+	}
+	return SIZE_MAX;
+}
+
+/* ---- the fake tree ---- */
+
+#define ROOT 50
+
+/*
+ * mcpmux (50)
+ * |- 100 backend A, group 100, cookie A; two threads, one child listed by each
+ * |  |- 101 in group 100, cookie A, a comm with spaces and parentheses
+ * |  |  `- 103 setsid grandchild: group 103, cookie A
+ * |  `- 102 zombie in group 100
+ * |- 200 backend B, group 200, cookie B
+ * |  `- 201 cookie B, but in group 100 (the group id of a reused pid)
+ * |- 300 orphan: group 300, no cookie (its backend is gone)
+ * |  `- 301 group 300, no cookie
+ * |- 400 daemon re-parented to mcpmux, still in group 100, no cookie
+ * |- 500 daemon re-parented to mcpmux, setsid (group 500), cookie A after 20000 bytes of
+ * |  |   other environment
+ * |  `- 501 group 500, no cookie
+ * `- 999 listed, but gone before it could be read
+ */
+static const struct fake_proc tree[] = {
+	{ 100, ROOT, 100, 'S', "backend A", "A", 0, { "100", "105" }, { "101", "102 " } },
+	{ 101, 100, 100, 'S', "x) (y z) ) w", "A", 0, { NULL }, { "103\n" } },
+	{ 102, 100, 100, 'Z', "dead", NULL, 0, { NULL }, { NULL } },
+	{ 103, 101, 103, 'S', "setsid", "A", 0, { NULL }, { NULL } },
+	{ 200, ROOT, 200, 'S', "backend B", "B", 0, { NULL }, { "201 " } },
+	{ 201, 200, 100, 'R', "reused", "B", 0, { NULL }, { NULL } },
+	{ 300, ROOT, 300, 'S', "orphan", NULL, 0, { NULL }, { "301" } },
+	{ 301, 300, 300, 'D', "orphan child", NULL, 0, { NULL }, { NULL } },
+	{ 400, ROOT, 100, 'S', "kept the group", NULL, 0, { NULL }, { NULL } },
+	{ 500, ROOT, 500, 'T', "long environ", "A", 20000, { NULL }, { "501" } },
+	{ 501, 500, 500, 'S', "under long", NULL, 0, { NULL }, { NULL } },
+};
+
+#define N_TREE (sizeof(tree) / sizeof(tree[0]))
+
+static void
+build_tree(const char *root)
+{
+	add_root(root, ROOT, "100 200 300 400 500 999 ");
+	for (size_t i = 0; i < N_TREE; i++) {
+		add_proc(root, &tree[i]);
+	}
+}
+
+static bool
+backends_100_200(pid_t pid)
+{
+	return pid == 100 || pid == 200;
+}
+
+static bool
+everyone_is_a_backend(pid_t pid)
+{
+	(void)pid;
+	return true;
+}
+
+static void
+test_fake_scan(void **state)
+{
+	struct fake_root *r = *state;
+	struct proctree *t = &r->t;
+
+	build_tree(r->dir);
+	assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
+	assert_int_equal(t->n, N_TREE);
+
+	/* The children of mcpmux come first, in the order of its children file. */
+	assert_int_equal(t->v[0].pid, 100);
+	assert_int_equal(t->v[1].pid, 200);
+	assert_int_equal(t->v[2].pid, 300);
+	assert_int_equal(t->v[3].pid, 400);
+	assert_int_equal(t->v[4].pid, 500);
+	for (size_t k = 0; k < N_TREE; k++) {
+		const struct fake_proc *p = &tree[k];
+		size_t i = find(t, p->pid);
+
+		assert_true(i != SIZE_MAX);
+		const struct proc_info *pi = &t->v[i];
+
+		assert_int_equal(pi->ppid, p->ppid);
+		assert_int_equal(pi->pgid, p->pgid);
+		assert_int_equal(pi->state, p->state);
+		assert_int_equal(pi->start, start_of(p->pid));
+		assert_string_equal(pi->cookie, p->cookie ? p->cookie : "");
+		if (p->ppid == ROOT) {
+			assert_int_equal(pi->parent, SIZE_MAX);
+		} else {
+			/* breadth first: the parent's entry comes before */
+			assert_true(pi->parent < i);
+			assert_int_equal(t->v[pi->parent].pid, p->ppid);
+		}
+	}
+	assert_int_equal(find(t, 999), SIZE_MAX);
+	assert_int_equal(find(t, 105), SIZE_MAX); /* a thread, not a process */
+
+	/* A second scan replaces the first. */
+	assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
+	assert_int_equal(t->n, N_TREE);
+	/* A subtree. */
+	assert_int_equal(proctree_scan(t, r->dir, 100), 0);
+	assert_int_equal(t->n, 3);
+	assert_true(find(t, 103) != SIZE_MAX);
+	/* A pid that has no /proc entry at all: empty, not an error. */
+	assert_int_equal(proctree_scan(t, r->dir, 4242), 0);
+	assert_int_equal(t->n, 0);
+}
+
+/* Which entries of the fake tree are members of each match. */
+struct member_row {
+	pid_t pid;
+	bool a;		  /* backend A */
+	bool a_orphans;	  /* backend A, with is_backend (wrap mode) */
+	bool b;		  /* backend B */
+	bool a_no_cookie; /* A known only by pid and group */
+};
+
+static const struct member_row members[] = {
+	{ 100, true, true, false, true },    { 101, true, true, false, true },
+	{ 102, false, false, false, false }, /* zombie */
+	{ 103, true, true, false, true },    /* setsid, but cookie A and under 101 */
+	{ 200, false, false, true, false },  { 201, false, false, true, false }, /* cookie B */
+	{ 300, false, true, false, false },					 /* orphan */
+	{ 301, false, true, false, false }, /* orphan's child */
+	{ 400, true, true, false, true },   /* group 100 */
+	{ 500, true, true, false, false },  /* cookie A only */
+	{ 501, true, true, false, false },  /* under 500 */
+};
+
+static void
+check_members(const struct proctree *t, const struct proctree_match *m, size_t column)
+{
+	size_t want_count = 0;
+
+	for (size_t k = 0; k < sizeof(members) / sizeof(members[0]); k++) {
+		const struct member_row *row = &members[k];
+		bool want = column == 0	  ? row->a
+			    : column == 1 ? row->a_orphans
+			    : column == 2 ? row->b
+					  : row->a_no_cookie;
+		size_t i = find(t, row->pid);
+
+		assert_true(i != SIZE_MAX);
+		if (proctree_is_member(t, i, m) != want) {
+			fail_msg("pid %d: member %d, want %d (column %zu)", (int)row->pid, !want,
+				 want, column);
+		}
+		want_count += want;
+	}
+	assert_int_equal(proctree_count(t, m), want_count);
+}
+
+static void
+test_fake_membership(void **state)
+{
+	struct fake_root *r = *state;
+	struct proctree *t = &r->t;
+	const struct proctree_match a = { 100, 100, "A", NULL };
+	const struct proctree_match a_wrap = { 100, 100, "A", backends_100_200 };
+	const struct proctree_match b = { 200, 200, "B", NULL };
+	const struct proctree_match a_no_cookie = { 100, 100, NULL, NULL };
+
+	build_tree(r->dir);
+	assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
+	check_members(t, &a, 0);
+	check_members(t, &a_wrap, 1);
+	check_members(t, &b, 2);
+	check_members(t, &a_no_cookie, 3);
+	assert_int_equal(proctree_count(t, &a), 6);
+	assert_int_equal(proctree_count(t, &a_wrap), 8);
+	assert_int_equal(proctree_count(t, &b), 2);
+	assert_int_equal(proctree_count(t, &a_no_cookie), 4);
+}
+
+static void
+test_fake_membership_variants(void **state)
+{
+	struct fake_root *r = *state;
+	struct proctree *t = &r->t;
+
+	build_tree(r->dir);
+	assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
+
+	/* A reaped backend (pid 0): its group and cookie still find the rest. */
+	const struct proctree_match reaped = { 0, 100, "A", NULL };
+
+	assert_int_equal(proctree_count(t, &reaped), 6);
+
+	/* By cookie alone: 400 (group only) is left out. */
+	const struct proctree_match cookie_only = { 0, 0, "A", NULL };
+
+	assert_int_equal(proctree_count(t, &cookie_only), 5);
+	assert_false(proctree_is_member(t, find(t, 400), &cookie_only));
+
+	/* An empty cookie matches nothing by cookie. */
+	const struct proctree_match empty_cookie = { 0, 0, "", NULL };
+
+	assert_int_equal(proctree_count(t, &empty_cookie), 0);
+
+	/* Nothing to go by: no members. */
+	const struct proctree_match nothing = { 0, 0, NULL, NULL };
+
+	assert_int_equal(proctree_count(t, &nothing), 0);
+
+	/* is_backend says 300 is a live backend: it is not an orphan. */
+	const struct proctree_match all_backends = { 100, 100, "A", everyone_is_a_backend };
+
+	assert_int_equal(proctree_count(t, &all_backends), 6);
+	assert_false(proctree_is_member(t, find(t, 300), &all_backends));
+
+	/* B by pid only: 201 carries a cookie, but descends from the backend itself. */
+	const struct proctree_match b_pid = { 200, 0, NULL, NULL };
+
+	assert_int_equal(proctree_count(t, &b_pid), 2);
+	assert_true(proctree_is_member(t, find(t, 201), &b_pid));
+}
+
+/* ---- the environ reader ---- */
+
+/* A flat tree: mcpmux (1) with one child per environment shape. */
+static void
+test_fake_cookies(void **state)
+{
+	static const struct {
+		pid_t pid;
+		const char *env; /* '|' stands for NUL */
+		const char *want;
+	} rows[] = {
+		{ 10, "A=1|MCPMUX_SESSION=abc|B=2|", "abc" },
+		{ 11, "MCPMUX_SESSION=first|MCPMUX_SESSION=second|", "first" },
+		{ 12, "XMCPMUX_SESSION=no|MCPMUX_SESSION_OLD=no|MCPMUX_SESSIONS=no|", "" },
+		{ 13, "MCPMUX_SESSION=|", "" },
+		{ 14, "", "" },
+		{ 15, "mcpmux_session=lower|", "" },
+	};
+	struct fake_root *r = *state;
+	struct proctree *t = &r->t;
+	char children[256] = "";
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct fake_proc p = { rows[i].pid, 1, rows[i].pid, 'S',     "env",
+				       NULL,	    0, { NULL },    { NULL } };
+		char path[PATH_MAX + 32], env[256];
+		size_t len = strlen(rows[i].env);
+
+		add_proc(r->dir, &p);
+		memcpy(env, rows[i].env, len);
+		for (size_t k = 0; k < len; k++) {
+			env[k] = env[k] == '|' ? '\0' : env[k];
+		}
+		(void)snprintf(path, sizeof(path), "%s/%d/environ", r->dir, (int)rows[i].pid);
+		write_file(path, env, len);
+		(void)snprintf(children + strlen(children), sizeof(children) - strlen(children),
+			       "%d ", (int)rows[i].pid);
+	}
+	add_root(r->dir, 1, children);
+	assert_int_equal(proctree_scan(t, r->dir, 1), 0);
+	assert_int_equal(t->n, sizeof(rows) / sizeof(rows[0]));
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		size_t k = find(t, rows[i].pid);
+
+		assert_true(k != SIZE_MAX);
+		if (strcmp(t->v[k].cookie, rows[i].want) != 0) {
+			fail_msg("pid %d: cookie \"%s\", want \"%s\"", (int)rows[i].pid,
+				 t->v[k].cookie, rows[i].want);
+		}
+	}
+}
+
+/* Cookies at awkward places of a long environment; cookie length limits. */
+static void
+test_fake_cookie_lengths_and_offsets(void **state)
+{
+	struct fake_root *r = *state;
+	struct proctree *t = &r->t;
+	char max_cookie[PROCTREE_COOKIE_MAX + 2];
+	static const size_t pads[] = { 8100, 8170, 8175, 8180, 8191, 8192, 8193, 16384, 50000 };
+	char children[512] = "";
+
+	memset(max_cookie, 'm', sizeof(max_cookie));
+	max_cookie[PROCTREE_COOKIE_MAX] = '\0';
+	/* pids 10..18: the cookie entry starting around the reader's 8192-byte buffer */
+	for (size_t i = 0; i < sizeof(pads) / sizeof(pads[0]); i++) {
+		struct fake_proc p = { (pid_t)(10 + i), 1,	 1,	   'S',	    "pad",
+				       "padded-cookie", pads[i], { NULL }, { NULL } };
+
+		add_proc(r->dir, &p);
+		(void)snprintf(children + strlen(children), sizeof(children) - strlen(children),
+			       "%d ", (int)p.pid);
+	}
+	/* pid 30: a cookie of exactly PROCTREE_COOKIE_MAX bytes, after padding */
+	struct fake_proc longest = { 30, 1, 1, 'S', "max", max_cookie, 9000, { NULL }, { NULL } };
+
+	add_proc(r->dir, &longest);
+	/* pid 31: one byte more is not a cookie */
+	max_cookie[PROCTREE_COOKIE_MAX] = 'm';
+	max_cookie[PROCTREE_COOKIE_MAX + 1] = '\0';
+	struct fake_proc too_long = { 31, 1, 1, 'S', "max+1", max_cookie, 0, { NULL }, { NULL } };
+
+	add_proc(r->dir, &too_long);
+	(void)snprintf(children + strlen(children), sizeof(children) - strlen(children), "30 31");
+	add_root(r->dir, 1, children);
+
+	assert_int_equal(proctree_scan(t, r->dir, 1), 0);
+	assert_int_equal(t->n, sizeof(pads) / sizeof(pads[0]) + 2);
+	for (size_t i = 0; i < sizeof(pads) / sizeof(pads[0]); i++) {
+		size_t k = find(t, (pid_t)(10 + i));
+
+		assert_true(k != SIZE_MAX);
+		if (strcmp(t->v[k].cookie, "padded-cookie") != 0) {
+			fail_msg("cookie after %zu bytes: \"%s\"", pads[i], t->v[k].cookie);
+		}
+	}
+	max_cookie[PROCTREE_COOKIE_MAX] = '\0';
+	assert_string_equal(t->v[find(t, 30)].cookie, max_cookie);
+	assert_string_equal(t->v[find(t, 31)].cookie, "");
+}
+
+/*
+ * One environment variable longer than the reader's buffer (8192 bytes), whose bytes
+ * from offset 8192 on happen to read "MCPMUX_SESSION=evil".  That is the middle of
+ * another variable's value, not a cookie: the process has no cookie.
+ */
+static void
+test_fake_cookie_inside_long_entry(void **state)
+{
+	struct fake_root *r = *state;
+	struct proctree *t = &r->t;
+	struct fake_proc p = { 10, 1, 10, 'S', "long", NULL, 0, { NULL }, { NULL } };
+	static const char tail[] = "MCPMUX_SESSION=evil";
+	size_t len = 8192 + sizeof(tail) + 7;
+	char *env = malloc(len);
+	char path[PATH_MAX + 32];
+
+	assert_non_null(env);
+	add_proc(r->dir, &p);
+	memcpy(env, "X=", 2);
+	memset(env + 2, 'a', 8190);
+	memcpy(env + 8192, tail, sizeof(tail)); /* with its NUL */
+	memcpy(env + 8192 + sizeof(tail), "TAIL=1", 7);
+	(void)snprintf(path, sizeof(path), "%s/10/environ", r->dir);
+	write_file(path, env, len);
+	free(env);
+	add_root(r->dir, 1, "10");
+
+	assert_int_equal(proctree_scan(t, r->dir, 1), 0);
+	assert_int_equal(t->n, 1);
+	assert_string_equal(t->v[0].cookie, "");
+}
+
+/* Malformed stat files are skipped, not fatal. */
+static void
+test_fake_bad_stat(void **state)
+{
+	struct fake_root *r = *state;
+	struct proctree *t = &r->t;
+	static const char *const bad[] = { "", "12 noparen S 1 1 1", "13 (short) S 1" };
+	char path[PATH_MAX + 32];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct fake_proc p = {
+			(pid_t)(12 + i), 1, 1, 'S', "x", NULL, 0, { NULL }, { NULL }
+		};
+
+		add_proc(r->dir, &p);
+		(void)snprintf(path, sizeof(path), "%s/%d/stat", r->dir, (int)p.pid);
+		write_file(path, bad[i], strlen(bad[i]));
+	}
+	struct fake_proc good = { 20, 1, 20, 'S', "good", NULL, 0, { NULL }, { NULL } };
+
+	add_proc(r->dir, &good);
+	add_root(r->dir, 1, "12 13 14 20");
+	assert_int_equal(proctree_scan(t, r->dir, 1), 0);
+	assert_int_equal(t->n, 1);
+	assert_int_equal(t->v[0].pid, 20);
+}
+
+/* A wide tree: more entries than the initial capacity. */
+static void
+test_fake_wide(void **state)
+{
+	struct fake_root *r = *state;
+	struct proctree *t = &r->t;
+	char children[4096] = "";
+
+	for (int i = 0; i < 300; i++) {
+		struct fake_proc p = { 1000 + i, 1,	   1000 + i, 'S', "w", i % 2 ? "odd" : NULL,
+				       0,	 { NULL }, { NULL } };
+
+		add_proc(r->dir, &p);
+		(void)snprintf(children + strlen(children), sizeof(children) - strlen(children),
+			       "%d ", 1000 + i);
+	}
+	add_root(r->dir, 1, children);
+	assert_int_equal(proctree_scan(t, r->dir, 1), 0);
+	assert_int_equal(t->n, 300);
+	for (int i = 0; i < 300; i++) {
+		assert_int_equal(t->v[i].pid, 1000 + i);
+	}
+
+	const struct proctree_match odd = { 0, 0, "odd", NULL };
+
+	assert_int_equal(proctree_count(t, &odd), 150);
+}
+
+/*
+ * A children file longer than 4 KiB (1001 children, 7002 bytes).  Every listed child
+ * must be found, and nothing else: in particular no "pid" made of the first digits of a
+ * number cut by a buffer boundary (here 10058, the start of 100584, exists as an
+ * unrelated process; a snapshot holding it as a child would get it signalled).
+ */
+static void
+test_fake_many_children(void **state)
+{
+	struct fake_root *r = *state;
+	struct proctree *t = &r->t;
+	size_t cap = 8192, len = 0;
+	char *children = malloc(cap);
+
+	assert_non_null(children);
+	len += (size_t)snprintf(children, cap, "7 ");
+	struct fake_proc first = { 7, 1, 7, 'S', "first", NULL, 0, { NULL }, { NULL } };
+
+	add_proc(r->dir, &first);
+	for (int i = 0; i < 1000; i++) {
+		struct fake_proc p = { 100000 + i, 1, 100000 + i, 'S',	   "many",
+				       NULL,	   0, { NULL },	  { NULL } };
+
+		add_proc(r->dir, &p);
+		len += (size_t)snprintf(children + len, cap - len, "%d ", 100000 + i);
+	}
+	struct fake_proc unrelated = { 10058, 999, 10058,    'S',     "unrelated",
+				       NULL,  0,   { NULL }, { NULL } };
+
+	add_proc(r->dir, &unrelated);
+	add_root(r->dir, 1, children);
+	free(children);
+
+	assert_int_equal(proctree_scan(t, r->dir, 1), 0);
+	size_t bogus = find(t, 10058);
+
+	if (bogus != SIZE_MAX) {
+		fail_msg("pid 10058 (a prefix of 100584 cut at byte 4095) is in the snapshot as "
+			 "a child of the root; %zu entries",
+			 t->n);
+	}
+	assert_int_equal(t->n, 1001);
+	assert_true(find(t, 100999) != SIZE_MAX);
+}
+
+/* ---- the real /proc ---- */
+
+struct real_fixture {
+	pid_t pids[3]; /* started by the test, killed and reaped by the teardown if still there */
+	int was_subreaper;
+};
+
+static int
+real_setup(void **state)
+{
+	struct real_fixture *f = calloc(1, sizeof(*f));
+
+	if (f == NULL) {
+		return -1;
+	}
+	(void)prctl(PR_GET_CHILD_SUBREAPER, &f->was_subreaper);
+	/* Become a subreaper, so that a grandchild whose parent dies is ours to reap. */
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1) {
+		free(f);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+static void
+reap(struct real_fixture *f, size_t i)
+{
+	if (f->pids[i] > 0) {
+		(void)kill(f->pids[i], SIGKILL);
+		(void)waitpid(f->pids[i], NULL, 0);
+		f->pids[i] = 0;
+	}
+}
+
+static int
+real_teardown(void **state)
+{
+	struct real_fixture *f = *state;
+
+	/* the child before the grandchild, so that the grandchild is re-parented to us */
+	for (size_t i = 0; i < 3; i++) {
+		reap(f, i);
+	}
+	(void)prctl(PR_SET_CHILD_SUBREAPER, f->was_subreaper);
+	free(f);
+	return 0;
+}
+
+/* A child that execs sleep with MCPMUX_SESSION set; returns once the exec is done. */
+static pid_t
+spawn_sleeper(const char *cookie)
+{
+	char env0[64];
+	char *const argv[] = { (char *)(uintptr_t) "sleep", (char *)(uintptr_t) "1000", NULL };
+	char *const envp[] = { env0, NULL };
+	int fds[2];
+	char err;
+
+	(void)snprintf(env0, sizeof(env0), "%s=%s", PROCTREE_COOKIE_ENV, cookie);
+	assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+	pid_t pid = fork();
+
+	assert_true(pid != -1);
+	if (pid == 0) {
+		close(fds[0]);
+		execve("/bin/sleep", argv, envp);
+		execve("/usr/bin/sleep", argv, envp);
+		err = 1;
+		ssize_t w = write(fds[1], &err, 1);
+
+		_exit(w == 1 ? 127 : 126);
+	}
+	close(fds[1]);
+	/* EOF: the write end was closed by exec (O_CLOEXEC). */
+	ssize_t n = read(fds[0], &err, 1);
+
+	close(fds[0]);
+	assert_int_equal(n, 0);
+	return pid;
+}
+
+/* A child in its own process group that forks a grandchild; both pause(). */
+static pid_t
+spawn_parent_of_one(pid_t *grandchild)
+{
+	int fds[2];
+
+	assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+	pid_t pid = fork();
+
+	assert_true(pid != -1);
+	if (pid == 0) {
+		close(fds[0]);
+		(void)setpgid(0, 0);
+		pid_t g = fork();
+
+		if (g == 0) {
+			pid_t self = getpid();
+
+			if (write(fds[1], &self, sizeof(self)) != sizeof(self)) {
+				_exit(126);
+			}
+			for (;;) {
+				pause();
+			}
+		}
+		close(fds[1]);
+		for (;;) {
+			pause();
+		}
+	}
+	close(fds[1]);
+	assert_int_equal(read(fds[0], grandchild, sizeof(*grandchild)), sizeof(*grandchild));
+	close(fds[0]);
+	return pid;
+}
+
+static void
+test_real_proc(void **state)
+{
+	struct real_fixture *f = *state;
+	struct proctree t;
+	pid_t sleeper, parent, grandchild;
+	size_t i_sleeper, i_parent, i_grand;
+
+	proctree_init(&t);
+	sleeper = f->pids[0] = spawn_sleeper("unit-real");
+	parent = f->pids[1] = spawn_parent_of_one(&grandchild);
+	f->pids[2] = grandchild;
+
+	assert_int_equal(proctree_scan(&t, "/proc", getpid()), 0);
+	assert_int_equal(t.n, 3);
+	i_sleeper = find(&t, sleeper);
+	i_parent = find(&t, parent);
+	i_grand = find(&t, grandchild);
+	assert_true(i_sleeper != SIZE_MAX && i_parent != SIZE_MAX && i_grand != SIZE_MAX);
+	assert_int_equal(t.v[i_sleeper].parent, SIZE_MAX);
+	assert_int_equal(t.v[i_sleeper].ppid, getpid());
+	assert_int_equal(t.v[i_parent].parent, SIZE_MAX);
+	assert_int_equal(t.v[i_parent].ppid, getpid());
+	assert_int_equal(t.v[i_grand].parent, i_parent);
+	assert_int_equal(t.v[i_grand].ppid, parent);
+	assert_int_equal(t.v[i_parent].pgid, parent);
+	assert_int_equal(t.v[i_grand].pgid, parent);
+	assert_string_equal(t.v[i_sleeper].cookie, "unit-real");
+	assert_string_equal(t.v[i_parent].cookie, "");
+	assert_true(t.v[i_parent].start > 0);
+
+	const struct proctree_match m_sleeper = { sleeper, 0, "unit-real", NULL };
+	const struct proctree_match m_cookie = { 0, 0, "unit-real", NULL };
+	const struct proctree_match m_parent = { parent, parent, NULL, NULL };
+
+	assert_int_equal(proctree_count(&t, &m_sleeper), 1);
+	assert_int_equal(proctree_count(&t, &m_cookie), 1);
+	assert_int_equal(proctree_count(&t, &m_parent), 2);
+	assert_true(proctree_is_member(&t, i_grand, &m_parent));
+	assert_false(proctree_is_member(&t, i_sleeper, &m_parent));
+
+	/* The parent dies: its child is re-parented to us and is still in its group. */
+	reap(f, 1);
+	assert_int_equal(proctree_scan(&t, "/proc", getpid()), 0);
+	assert_int_equal(t.n, 2);
+	i_grand = find(&t, grandchild);
+	assert_true(i_grand != SIZE_MAX);
+	assert_int_equal(t.v[i_grand].parent, SIZE_MAX);
+	assert_int_equal(t.v[i_grand].ppid, getpid());
+
+	const struct proctree_match m_gone = { 0, parent, NULL, NULL };
+
+	assert_int_equal(proctree_count(&t, &m_gone), 1);
+
+	/* proctree_signal reaches exactly that one process. */
+	assert_int_equal(proctree_signal(&t, &m_gone, "/proc", SIGKILL), 1);
+	int st = 0;
+
+	assert_int_equal(waitpid(grandchild, &st, 0), grandchild);
+	f->pids[2] = 0;
+	assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	assert_int_equal(kill(sleeper, 0), 0); /* untouched */
+
+	/* SIGTERM is followed by SIGCONT, so a stopped process also ends. */
+	assert_int_equal(kill(sleeper, SIGSTOP), 0);
+	assert_int_equal(waitpid(sleeper, &st, WUNTRACED), sleeper);
+	assert_true(WIFSTOPPED(st));
+	assert_int_equal(proctree_scan(&t, "/proc", getpid()), 0);
+	assert_int_equal(proctree_signal(&t, &m_cookie, "/proc", SIGTERM), 1);
+	assert_int_equal(waitpid(sleeper, &st, 0), sleeper);
+	f->pids[0] = 0;
+	assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM);
+
+	/* A snapshot entry whose process is gone is not signalled. */
+	assert_int_equal(proctree_signal(&t, &m_cookie, "/proc", SIGTERM), 0);
+	proctree_release(&t);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_fake_scan, root_setup, root_teardown),
+		cmocka_unit_test_setup_teardown(test_fake_membership, root_setup, root_teardown),
+		cmocka_unit_test_setup_teardown(test_fake_membership_variants, root_setup,
+						root_teardown),
+		cmocka_unit_test_setup_teardown(test_fake_cookies, root_setup, root_teardown),
+		cmocka_unit_test_setup_teardown(test_fake_cookie_lengths_and_offsets, root_setup,
+						root_teardown),
+		cmocka_unit_test_setup_teardown(test_fake_cookie_inside_long_entry, root_setup,
+						root_teardown),
+		cmocka_unit_test_setup_teardown(test_fake_bad_stat, root_setup, root_teardown),
+		cmocka_unit_test_setup_teardown(test_fake_wide, root_setup, root_teardown),
+		cmocka_unit_test_setup_teardown(test_fake_many_children, root_setup, root_teardown),
+		cmocka_unit_test_setup_teardown(test_real_proc, real_setup, real_teardown),
+	};
+
+	return cmocka_run_group_tests_name("proctree", tests, NULL, NULL);
+}
