@@ -35,8 +35,8 @@ struct cconn {
 	size_t id_len;
 	const char *end_method;
 	bool keep;
-	bool ending;	    /* stdin is over; waiting for the session's end */
-	bool done;	    /* the session ended (or, with --keep, stdin is over) */
+	bool ending; /* stdin is over; waiting for the session's end */
+	bool done;   /* the session ended (or, with --keep, stdin is over) */
 	int exit_code;
 	struct sbuf tmp;
 };
@@ -157,8 +157,7 @@ client_on_big_end(void *ctx, size_t total)
 	struct cconn *cc = ctx;
 	char text[160];
 
-	(void)snprintf(text, sizeof(text), "Invalid Request: message too large (%zu bytes)",
-		       total);
+	(void)snprintf(text, sizeof(text), "Invalid Request: message too large (%zu bytes)", total);
 	sbuf_reset(&cc->tmp);
 	rpcout_error(&cc->tmp, NULL, 0, RPC_INVALID_REQUEST, text);
 	(void)conn_send_line(&cc->client, &cc->client.self, cc->tmp.buf, cc->tmp.len);

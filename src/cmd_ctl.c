@@ -156,7 +156,8 @@ static void
 print_end(yajl_val r)
 {
 	const char *code[] = { "exit", "code", NULL }, *sig[] = { "exit", "signal", NULL };
-	yajl_val c = yajl_tree_get(r, code, yajl_t_number), s = yajl_tree_get(r, sig, yajl_t_string);
+	yajl_val c = yajl_tree_get(r, code, yajl_t_number),
+		 s = yajl_tree_get(r, sig, yajl_t_string);
 	const char *esc = str(r, "escalation");
 
 	if (strcmp(esc, "none") == 0 && c == NULL && s == NULL) {
@@ -223,8 +224,8 @@ cmd_ctl(int argc, char **argv)
 	}
 	char err[256];
 	yajl_val root = yajl_tree_parse(reply, err, sizeof(err));
-	const char *rpath[] = { "message", "result", NULL }, *epath[] = { "message", "error",
-									    "message", NULL };
+	const char *rpath[] = { "message", "result", NULL },
+		   *epath[] = { "message", "error", "message", NULL };
 	yajl_val result = yajl_tree_get(root, rpath, yajl_t_object);
 
 	rc = 0;

@@ -2,8 +2,8 @@
  * mcpmux: process set-up and subcommand dispatch.
  */
 #include <errno.h>
-#include <stdbool.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
