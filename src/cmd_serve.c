@@ -43,6 +43,7 @@ struct entry {
 	struct conn_source *out; /* its lines to the owner, NULL without one */
 	struct waiter *waiters;
 	bool kept;
+	bool exited; /* the server exited: its output is read to its end */
 };
 
 struct sconn {
@@ -80,6 +81,7 @@ static void serve_on_big_more(void *ctx, const char *more, size_t len);
 static void serve_on_big_end(void *ctx, size_t total);
 static void serve_deliver(struct session *s, const char *line, size_t len, void *owner);
 static void serve_on_done(struct session *s, void *owner);
+static void serve_on_exit(struct session *s, void *owner);
 static void sconn_maybe_free(struct sconn *sc);
 static void serve_maybe_exit(struct serve *sv);
 
@@ -92,6 +94,8 @@ static const struct framer_sink serve_sink = {
 
 static const struct session_hooks serve_hooks = {
 	.deliver = serve_deliver,
+	.on_exit = serve_on_exit,
+	.on_idle = serve_on_exit,
 	.on_done = serve_on_done,
 };
 
@@ -233,6 +237,42 @@ entry_new(struct serve *sv, const char *id, size_t len)
 }
 
 /*
+ * Read the server's output or let it wait in its pipe.  With an owner: read while its
+ * queue has room.  Without one (a kept session between connections): wait for the next
+ * owner, unless the run is over (the server exited, or the session is ending), when
+ * what is left is read, and dropped with a warning, so that the teardown can finish.
+ */
+static void
+entry_sync_pause(struct entry *e)
+{
+	if (e->s == NULL) {
+		return;
+	}
+	if (e->owner != NULL) {
+		session_pause(e->s, conn_source_full(e->out));
+	} else {
+		session_pause(e->s, !e->exited && !e->s->end_requested);
+	}
+}
+
+static void
+entry_end(struct entry *e, double grace_ms, const char *reply_id, size_t reply_id_len)
+{
+	session_end(e->s, grace_ms, reply_id, reply_id_len);
+	entry_sync_pause(e);
+}
+
+static void
+serve_on_exit(struct session *s, void *owner)
+{
+	struct entry *e = owner;
+
+	(void)s;
+	e->exited = true;
+	entry_sync_pause(e);
+}
+
+/*
  * Give the entry to connection sc (NULL: none; a kept session waits for one).  Lines
  * already queued for the old owner are still written to it.  -1 when out of memory.
  */
@@ -263,10 +303,7 @@ entry_set_owner(struct entry *e, struct sconn *sc)
 	if (sc != NULL) {
 		sc->n_owned++;
 	}
-	if (e->s != NULL) {
-		/* Without a connection the server's output waits in its pipe. */
-		session_pause(e->s, sc == NULL);
-	}
+	entry_sync_pause(e);
 	return 0;
 }
 
@@ -510,7 +547,7 @@ control(struct sconn *sc, const struct envelope *env)
 				w->next = e->waiters;
 				e->waiters = w;
 			}
-			session_end(e->s, p->has_grace_ms ? p->grace_ms : -1, NULL, 0);
+			entry_end(e, p->has_grace_ms ? p->grace_ms : -1, NULL, 0);
 			return;
 		}
 	} else {
@@ -590,7 +627,7 @@ handle_message(struct sconn *sc, struct entry *e, const struct envelope *env)
 		}
 		const struct jsonrpc_params *p = &sv->scan.params;
 
-		session_end(e->s, p->has_grace_ms ? p->grace_ms : -1, id, id ? it->id.len : 0);
+		entry_end(e, p->has_grace_ms ? p->grace_ms : -1, id, id ? it->id.len : 0);
 		return;
 	}
 	if (e == NULL) {
@@ -723,7 +760,7 @@ sconn_close_input(struct sconn *sc)
 			(void)entry_set_owner(e, NULL); /* kept: waits for another connection */
 		} else if (e->s != NULL) {
 			if (!e->s->end_requested) {
-				session_end(e->s, -1, NULL, 0);
+				entry_end(e, -1, NULL, 0);
 			}
 		} else {
 			entry_free(e);
@@ -915,7 +952,7 @@ serve_shutdown(struct serve *sv, const char *why)
 		if (e->s == NULL) {
 			entry_free(e);
 		} else if (!e->s->end_requested) {
-			session_end(e->s, -1, NULL, 0);
+			entry_end(e, -1, NULL, 0);
 		}
 	}
 	serve_maybe_exit(sv);
