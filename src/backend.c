@@ -17,8 +17,8 @@
 #include "mcpmux/rpcout.h"
 #include "mcpmux/sys.h"
 
-#define READ_BUDGET   ((size_t)256 << 10) /* bytes per callback: fairness between sessions */
-#define KILL_RESCAN_S 0.05		  /* KILLING: re-scan and re-kill interval */
+#define READ_BUDGET   ((size_t)64 << 10) /* bytes per callback: fairness between sessions */
+#define KILL_RESCAN_S 0.05		 /* KILLING: re-scan and re-kill interval */
 #define PROC_ROOT     "/proc"
 
 /* Module state: process-wide by nature (SIGCHLD, /proc). */

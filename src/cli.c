@@ -25,11 +25,15 @@ enum {
 };
 
 static const char usage_text[] =
-	"usage: mcpmux [OPTIONS] -- COMMAND [ARG...]          wrap one MCP stdio server\n"
-	"       mcpmux demo                                   show a run, its end and its teardown\n"
+	"usage: mcpmux [OPTIONS] -- COMMAND [ARG...]             wrap one MCP stdio server\n"
+	"       mcpmux serve [OPTIONS] [--listen PATH] -- COMMAND [ARG...]\n"
+	"                                                        one server per session ID\n"
+	"       mcpmux connect [--session ID] [--keep] PATH      MCP stdio <-> a serve socket\n"
+	"       mcpmux ctl PATH (list | stats | end SESSION)     look at and steer a serve\n"
+	"       mcpmux demo                                      a run, its end, its teardown\n"
 	"       mcpmux --version | --help\n"
 	"\n"
-	"options:\n"
+	"options of wrap and serve:\n"
 	"  --eof-grace MS       after closing the server's stdin, wait this long (2000)\n"
 	"  --term-grace MS      after SIGTERM to the tree, wait this long before SIGKILL (2000)\n"
 	"  --end-method NAME    JSON-RPC method that ends a run (mcpmux/endRun)\n"
@@ -37,11 +41,15 @@ static const char usage_text[] =
 	"  --max-queue BYTES    unsent bytes per direction before backpressure (16M)\n"
 	"  --idle-timeout S     end the run after S seconds without traffic (0: never)\n"
 	"  -q, -v               fewer, or more, of mcpmux's own messages on stderr\n"
+	"options of serve:\n"
+	"  --max-sessions N     concurrent sessions; more are refused (1024)\n"
+	"  --listen PATH        serve on a Unix socket (0600) instead of stdin/stdout\n"
 	"\n"
 	"The server runs with MCPMUX_SESSION=<id> in its environment.  When the run ends\n"
 	"(stdin EOF, the end-of-run message, SIGTERM/SIGINT/SIGHUP, the server's own exit,\n"
 	"or the idle timeout) mcpmux closes its stdin, then sends SIGTERM, then SIGKILL to\n"
-	"its whole process tree.  mcpmux exits with the server's status.\n";
+	"its whole process tree.  In wrap mode mcpmux exits with the server's status.\n"
+	"Each subcommand takes --help.\n";
 
 void
 cli_usage(void)

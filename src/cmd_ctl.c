@@ -119,12 +119,12 @@ print_list(yajl_val result)
 {
 	const char *path[] = { "sessions", NULL };
 	yajl_val arr = yajl_tree_get(result, path, yajl_t_array);
-	size_t n = arr != NULL ? YAJL_GET_ARRAY(arr)->len : 0;
+	size_t n = YAJL_IS_ARRAY(arr) ? arr->u.array.len : 0;
 
 	printf("%-36s %8s %-8s %9s %9s %9s %9s %s\n", "SESSION", "PID", "STATE", "AGE", "IDLE",
 	       "MSGS IN", "MSGS OUT", "FLAGS");
 	for (size_t i = 0; i < n; i++) {
-		yajl_val s = YAJL_GET_ARRAY(arr)->values[i];
+		yajl_val s = arr->u.array.values[i];
 		const char *pidp[] = { "pid", NULL };
 		yajl_val pid = yajl_tree_get(s, pidp, yajl_t_number);
 

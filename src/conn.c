@@ -237,7 +237,7 @@ conn_send(struct conn *c, struct conn_source *src, const struct iovec *iov, int 
 			return 0;
 		}
 	}
-	struct iovec rest[8];
+	struct iovec rest[8] = { { 0 } };
 	int k = 0;
 	size_t skip = done;
 

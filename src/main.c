@@ -2,6 +2,7 @@
  * mcpmux: process set-up and subcommand dispatch.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -49,6 +50,14 @@ main(int argc, char **argv)
 	if (rc != 0) {
 		return rc == 1 ? 0 : EXIT_USAGE;
 	}
+	/*
+	 * A fixed mmap threshold: buffers of big messages are mapped and unmapped, so their
+	 * memory goes back to the system when they are freed (glibc's dynamic threshold would
+	 * rise after the first big free and keep later ones on the heap), and the heap's top
+	 * is trimmed early.
+	 */
+	(void)mallopt(M_MMAP_THRESHOLD, 128 << 10);
+	(void)mallopt(M_TRIM_THRESHOLD, 256 << 10);
 	/* Descendants that daemonise are re-parented to us, not to init: we can find them. */
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1) {
 		diag_warn_errno("cannot become a child subreaper (daemonised descendants of the "

@@ -368,7 +368,8 @@ session_end_fields(const struct session *s, struct sbuf *b)
 	const struct backend *be = s->backend;
 
 	sbuf_addf(b, "\"pid\":%d,\"exit\":", (int)be->pid);
-	rpcout_exit(b, be->exec_errno != 0 ? -1 : be->wstatus);
+	/* A command that could not be executed exits 127 or 126, as in a shell. */
+	rpcout_exit(b, be->exec_errno != 0 ? backend_exit_code(be) << 8 : be->wstatus);
 	sbuf_addf(b, ",\"escalation\":\"%s\",\"ms\":%.0f", backend_escalation_name(be->escalation),
 		  backend_end_ms(be));
 }

@@ -27,7 +27,7 @@
 #include "mcpmux/framer.h"
 #include "mcpmux/wbuf.h"
 
-#define CONN_QUANTUM ((size_t)64 << 10)
+#define CONN_QUANTUM ((size_t)16 << 10)
 
 struct conn;
 

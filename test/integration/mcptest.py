@@ -1,0 +1,343 @@
+"""
+Integration-test harness: drives the real mcpmux binary against the fixture server.
+
+Every process a test starts is tracked and reaped at the end of the test, and every
+descendant is found by a tag in its environment (MCPMUX_TEST_TAG, inherited through
+mcpmux by the servers and their children), so a test can assert that nothing it started
+is left, and clean up after a failure without touching anything else on the machine.
+
+Waits are bounded: a line is awaited with select() and a deadline; a process's end with
+waitpid() polled against a deadline.  Where no event exists to wait for (a grandchild
+that is not our child disappearing from /proc), /proc is polled every few milliseconds
+up to a deadline.
+
+Binaries come from the environment: MCPMUX (the binary under test) and MCP_FIXTURE.
+MCPMUX_TEST_TIMEOUT_MULTIPLIER stretches every deadline (slow machines, valgrind).
+"""
+
+import errno
+import json
+import os
+import select
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+import uuid
+
+MCPMUX = os.environ.get("MCPMUX", "mcpmux")
+FIXTURE = os.environ.get("MCP_FIXTURE", "mcp-fixture")
+SLOW = float(os.environ.get("MCPMUX_TEST_TIMEOUT_MULTIPLIER", "1"))
+SANITIZED = bool(os.environ.get("MCPMUX_TEST_SANITIZED"))
+TAG = "MCPMUX_TEST_TAG"
+
+
+def deadline(seconds):
+    return time.monotonic() + seconds * SLOW
+
+
+def req(id_, method, params=None):
+    m = {"jsonrpc": "2.0", "id": id_, "method": method}
+    if params is not None:
+        m["params"] = params
+    return m
+
+
+def note(method, params=None):
+    m = {"jsonrpc": "2.0", "method": method}
+    if params is not None:
+        m["params"] = params
+    return m
+
+
+def call(id_, tool, **args):
+    return req(id_, "tools/call", {"name": tool, "arguments": args})
+
+
+def initialize(id_=0):
+    return req(id_, "initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
+                                   "clientInfo": {"name": "mcptest", "version": "1"}})
+
+
+def encode(msg):
+    if isinstance(msg, (bytes, bytearray)):
+        return bytes(msg)
+    return json.dumps(msg, separators=(",", ":")).encode() + b"\n"
+
+
+def proc_environ(pid):
+    try:
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return None
+
+
+def proc_state(pid):
+    """The state letter of a process, None when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return chr(stat[stat.rindex(b")") + 2])
+
+
+def alive(pid):
+    """A process that exists and is not a zombie."""
+    s = proc_state(pid)
+    return s is not None and s not in "ZX"
+
+
+def all_pids():
+    return [int(d) for d in os.listdir("/proc") if d.isdigit()]
+
+
+def pids_with_env(entry):
+    """Live processes whose environment holds entry (b"NAME=value")."""
+    found = []
+    for pid in all_pids():
+        env = proc_environ(pid)
+        if env is not None and entry in env and alive(pid):
+            found.append(pid)
+    return found
+
+
+def wait_until(pred, seconds, what):
+    end = deadline(seconds)
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > end:
+            raise AssertionError("timed out after %.1f s waiting for %s" % (seconds * SLOW, what))
+        time.sleep(0.005)
+
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def rss_anon_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    return 0
+
+
+def vm_hwm_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Proc:
+    """A process under test with line-oriented, deadline-bounded pipes."""
+
+    def __init__(self, argv, env=None, stdin=True, stdout=True):
+        self.argv = argv
+        self.err_file = tempfile.TemporaryFile()
+        self.p = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
+                                  stderr=self.err_file, env=env, bufsize=0)
+        self.pid = self.p.pid
+        self.buf = b""  # received, not yet taken: self.buf[self.pos:]
+        self.pos = 0
+        self.eof = False
+        if stdout:
+            os.set_blocking(self.p.stdout.fileno(), False)
+
+    # -- input --
+    def send(self, *msgs):
+        data = b"".join(encode(m) for m in msgs)
+        self.write(data)
+
+    def write(self, data, seconds=10):
+        """Write all of data, with a deadline (the reader may apply backpressure)."""
+        fd = self.p.stdin.fileno()
+        os.set_blocking(fd, False)
+        end = deadline(seconds)
+        view = memoryview(data)
+        while view:
+            if time.monotonic() > end:
+                raise AssertionError("write to %s stalled" % self.argv[0])
+            _, w, _ = select.select([], [fd], [], 0.05)
+            if not w:
+                continue
+            try:
+                n = os.write(fd, view)
+            except BlockingIOError:
+                continue
+            view = view[n:]
+
+    def close_stdin(self):
+        if self.p.stdin and not self.p.stdin.closed:
+            self.p.stdin.close()
+
+    # -- output --
+    def _fill(self, end):
+        fd = self.p.stdout.fileno()
+        remaining = end - time.monotonic()
+        if remaining <= 0:
+            return False
+        r, _, _ = select.select([fd], [], [], remaining)
+        if not r:
+            return False
+        try:
+            chunk = os.read(fd, 1 << 20)
+        except BlockingIOError:
+            return True
+        if not chunk:
+            self.eof = True
+            return False
+        self.buf += chunk
+        return True
+
+    def line(self, seconds=10):
+        """The next line of stdout (without "\\n"); AssertionError on timeout or EOF."""
+        end = deadline(seconds)
+        while True:
+            i = self.buf.find(b"\n", self.pos)
+            if i >= 0:
+                out, self.pos = self.buf[self.pos:i], i + 1
+                if self.pos == len(self.buf):
+                    self.buf, self.pos = b"", 0
+                return out
+            if self.pos:
+                self.buf, self.pos = self.buf[self.pos:], 0
+            if self.eof:
+                raise AssertionError("EOF on stdout of %s (pending %r)" % (
+                    self.argv[0], self.buf[self.pos:self.pos + 200]))
+            if not self._fill(end) and not self.eof and time.monotonic() >= end:
+                raise AssertionError("no line from %s within %.1f s; stderr:\n%s" % (
+                    self.argv[0], seconds * SLOW, self.stderr()[-2000:]))
+
+    def msg(self, seconds=10):
+        raw = self.line(seconds)
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise AssertionError("not JSON from %s: %r" % (self.argv[0], raw[:300]))
+
+    def read_to_eof(self, seconds=10):
+        end = deadline(seconds)
+        while not self.eof:
+            if not self._fill(end) and not self.eof and time.monotonic() >= end:
+                raise AssertionError("no EOF from %s" % self.argv[0])
+        out, self.buf, self.pos = self.buf[self.pos:], b"", 0
+        return out
+
+    def no_output(self, seconds):
+        """Assert nothing arrives on stdout for this long (a negative check)."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not self.eof:
+            if len(self.buf) > self.pos:
+                break
+            self._fill(end)
+        if len(self.buf) > self.pos:
+            raise AssertionError("unexpected output: %r" % self.buf[self.pos:self.pos + 300])
+
+    def has_line(self, seconds=0.0):
+        """Is a line ready (waiting at most this long for one)?"""
+        end = time.monotonic() + seconds
+        while self.buf.find(b"\n", self.pos) < 0:
+            if self.eof or not self._fill(end):
+                return False
+        return True
+
+    def stderr(self):
+        self.err_file.seek(0)
+        return self.err_file.read().decode(errors="replace")
+
+    # -- the end --
+    def wait(self, seconds=10):
+        try:
+            return self.p.wait(timeout=seconds * SLOW)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("%s did not exit within %.1f s; stderr:\n%s" % (
+                self.argv[0], seconds * SLOW, self.stderr()[-2000:]))
+
+    def kill(self):
+        if self.p.returncode is None:
+            try:
+                self.p.kill()
+            except ProcessLookupError:
+                pass
+            self.p.wait()
+        for f in (self.p.stdin, self.p.stdout):
+            if f and not f.closed:
+                try:
+                    f.close()
+                except OSError:
+                    pass
+        self.err_file.close()
+
+
+class Case(unittest.TestCase):
+    """A test case whose processes all carry one tag, and are all gone after it."""
+
+    def setUp(self):
+        self.tag = uuid.uuid4().hex
+        self.procs = []
+        self.tmp = tempfile.TemporaryDirectory(prefix="mcpmux-test-")
+        self.env = dict(os.environ)
+        self.env[TAG] = self.tag
+        self.env.pop("MCPMUX_LOG", None)
+
+    def tearDown(self):
+        for p in self.procs:
+            p.kill()
+        left = self.tagged()
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.tmp.cleanup()
+        if left and not getattr(self, "leftovers_expected", False):
+            self.fail("processes left behind by the test: %r" % left)
+
+    def tagged(self):
+        return pids_with_env(("%s=%s" % (TAG, self.tag)).encode())
+
+    def start(self, argv, **kw):
+        p = Proc(argv, env=kw.pop("env", self.env), **kw)
+        self.procs.append(p)
+        return p
+
+    def wrap(self, *fixture_args, opts=(), command=None):
+        """mcpmux [opts] -- mcp-fixture [fixture_args]"""
+        cmd = command if command is not None else [FIXTURE] + list(fixture_args)
+        return self.start([MCPMUX] + list(opts) + ["--"] + cmd)
+
+    def serve(self, *fixture_args, opts=(), command=None):
+        cmd = command if command is not None else [FIXTURE] + list(fixture_args)
+        return self.start([MCPMUX, "serve"] + list(opts) + ["--"] + cmd)
+
+    def assert_no_leftovers(self, seconds=2, what="processes of the test"):
+        """Every process started by this test, except mcpmux and the harness, is gone."""
+        keep = {p.pid for p in self.procs}
+        wait_until(lambda: not [p for p in self.tagged() if p not in keep], seconds,
+                   "%s to be gone (left: %r)" % (what, [p for p in self.tagged() if p not in keep]))
+
+    def cookie_pids(self, session):
+        return pids_with_env(("MCPMUX_SESSION=%s" % session).encode())
+
+    def assert_response(self, m, id_):
+        self.assertEqual(m.get("id"), id_, m)
+        self.assertIn("result", m, m)
+        return m["result"]
+
+    def assert_error(self, m, id_, code):
+        self.assertEqual(m.get("id"), id_, m)
+        self.assertIn("error", m, m)
+        self.assertEqual(m["error"]["code"], code, m)
+        return m["error"]
+
+
+def main():
+    unittest.main(verbosity=2)

@@ -1,0 +1,296 @@
+"""Serve mode over stdio: one backend per session ID, envelopes, events, control."""
+
+import json
+import time
+
+from mcptest import (Case, alive, call, deadline, initialize, main, note, req, vm_hwm_kib,
+                     wait_until)
+
+FAST = ["--eof-grace", "300", "--term-grace", "300"]
+
+
+def env(session, message):
+    return {"session": session, "message": message}
+
+
+class Mux:
+    """Envelope-level client of one serve process: sorts what arrives by session."""
+
+    def __init__(self, p):
+        self.p = p
+        self.inbox = []
+
+    def send(self, session, *msgs):
+        self.p.send(*[env(session, m) for m in msgs])
+
+    def control(self, id_, method, params=None):
+        self.p.send({"message": req(id_, method, params)})
+        return self.take(lambda e: "session" not in e and e.get("message", {}).get("id") == id_)
+
+    def take(self, pred, seconds=10):
+        """The first envelope (already received or next to arrive) matching pred."""
+        end = deadline(seconds)
+        while True:
+            for i, e in enumerate(self.inbox):
+                if pred(e):
+                    return self.inbox.pop(i)
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError("no matching envelope; inbox: %r" % self.inbox[-5:])
+            self.inbox.append(self.p.msg(remaining))
+
+    def msg(self, session, seconds=10):
+        return self.take(lambda e: e.get("session") == session and "message" in e,
+                         seconds)["message"]
+
+    def event(self, session, name, seconds=10):
+        return self.take(lambda e: e.get("session") == session and e.get("event") == name,
+                         seconds)
+
+
+class Sessions(Case):
+    def test_hundred_concurrent_sessions(self):
+        """Each session has its own backend and gets only its own responses."""
+        m = Mux(self.serve(opts=FAST))
+        ids = ["s-%d" % i for i in range(100)]
+        for s in ids:
+            m.send(s, initialize(1), call(2, "env"))
+        pids = {}
+        for s in ids:
+            started = m.event(s, "started")
+            self.assertEqual(m.msg(s)["id"], 1)
+            e = m.msg(s)["result"]["structuredContent"]
+            self.assertEqual(e["session"], s)
+            self.assertEqual(e["pid"], started["pid"])
+            pids[s] = e["pid"]
+        self.assertEqual(len(set(pids.values())), 100)
+        # interleaved traffic: each answer carries its own session's text
+        for s in ids:
+            m.send(s, call(3, "echo", text="for " + s))
+        for s in ids:
+            r = m.msg(s)
+            self.assertEqual(r["result"]["content"][0]["text"], "for " + s)
+        stats = m.control(9, "mcpmux/stats")["message"]["result"]
+        self.assertEqual(stats["sessions"], 100)
+        lst = m.control(10, "mcpmux/list")["message"]["result"]
+        self.assertEqual(sorted(x["session"] for x in lst["sessions"]), sorted(ids))
+        # one session's end-of-run leaves the others working
+        m.send("s-7", req(4, "mcpmux/endRun"))
+        r = m.msg("s-7")
+        self.assertEqual(r["id"], 4)
+        self.assertEqual(r["result"]["escalation"], "eof")
+        ended = m.event("s-7", "ended")
+        self.assertEqual(ended["pid"], pids["s-7"])
+        self.assertEqual(ended["escalation"], "eof")
+        self.assertFalse(alive(pids["s-7"]))
+        for s in ids:
+            if s != "s-7":
+                m.send(s, req(5, "ping"))
+                self.assertEqual(m.msg(s)["id"], 5)
+                self.assertTrue(alive(pids[s]))
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(15), 0)
+        self.assert_no_leftovers(0)
+
+    def test_stubborn_session_does_not_delay_others(self):
+        # every session of this serve misbehaves; "slow" is ended while "fast" works
+        m = Mux(self.serve("--ignore-sigterm", "--daemonize-grandchild",
+                           opts=["--eof-grace", "500", "--term-grace", "500"]))
+        m.send("slow", req(1, "ping"))
+        m.send("fast", req(1, "ping"))
+        m.msg("slow")
+        m.msg("fast")
+        t0 = time.monotonic()
+        m.send("slow", req(2, "mcpmux/endRun"))
+        worst = 0.0
+        for i in range(50):
+            t = time.monotonic()
+            m.send("fast", req(10 + i, "ping"))
+            self.assertEqual(m.msg("fast")["id"], 10 + i)
+            worst = max(worst, time.monotonic() - t)
+        self.assertLess(time.monotonic() - t0, 0.9, "50 round trips during the teardown")
+        r = m.msg("slow", 5)
+        self.assertEqual(r["result"]["escalation"], "kill")
+        self.assertEqual(m.event("slow", "ended")["escalation"], "kill")
+        self.assertLess(worst, 0.25)
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(10), 0)
+        self.assert_no_leftovers(0)
+
+    def test_control_end_run(self):
+        m = Mux(self.serve(opts=FAST))
+        m.send("a", req(1, "ping"))
+        pid = m.event("a", "started")["pid"]
+        m.msg("a")
+        r = m.control(2, "mcpmux/endRun", {"session": "a"})["message"]
+        self.assertEqual(r["result"]["session"], "a")
+        self.assertEqual(r["result"]["pid"], pid)
+        self.assertFalse(alive(pid))
+        r = m.control(3, "mcpmux/endRun", {"session": "nope"})["message"]
+        self.assertEqual(r["result"], {"session": "nope", "pid": None, "exit": None,
+                                       "escalation": "none", "ms": 0})
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+
+    def test_max_sessions(self):
+        m = Mux(self.serve(opts=FAST + ["--max-sessions", "2"]))
+        m.send("a", req(1, "ping"))
+        m.send("b", req(1, "ping"))
+        m.msg("a")
+        m.msg("b")
+        m.send("c", req(7, "ping"))
+        err = m.msg("c")
+        self.assertEqual(err["id"], 7)
+        self.assertEqual(err["error"]["code"], -32000)
+        self.assertIn("max-sessions", err["error"]["message"])
+        m.send("a", req(2, "ping"))
+        self.assertEqual(m.msg("a")["id"], 2)
+        m.send("b", req(2, "mcpmux/endRun"))
+        m.msg("b")
+        m.send("c", req(8, "ping"))
+        self.assertEqual(m.msg("c")["id"], 8)
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+        self.assert_no_leftovers(0)
+
+    def test_idle_timeout_per_session(self):
+        m = Mux(self.serve("--daemonize-grandchild", opts=FAST + ["--idle-timeout", "1"]))
+        m.send("quiet", req(1, "ping"))
+        m.send("busy", req(1, "ping"))
+        m.msg("quiet")
+        m.msg("busy")
+        t0 = time.monotonic()
+        i = 2
+        while True:
+            m.send("busy", req(i, "ping"))
+            self.assertEqual(m.msg("busy")["id"], i)
+            i += 1
+            done = [e for e in m.inbox if e.get("session") == "quiet"
+                    and e.get("event") == "ended"]
+            if done:
+                break
+            self.assertLess(time.monotonic() - t0, 5)
+            time.sleep(0.05)
+        self.assertGreater(time.monotonic() - t0, 0.9)
+        m.send("busy", req(i, "ping"))
+        self.assertEqual(m.msg("busy")["id"], i)
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+        self.assert_no_leftovers(0)
+
+    def test_eof_ends_everything(self):
+        m = Mux(self.serve("--daemonize-grandchild", "--ignore-sigterm", opts=FAST))
+        for s in ("a", "b", "c"):
+            m.send(s, req(1, "ping"))
+        for s in ("a", "b", "c"):
+            m.msg(s)
+        m.p.close_stdin()
+        for s in ("a", "b", "c"):
+            self.assertEqual(m.event(s, "ended")["escalation"], "kill")
+        self.assertEqual(m.p.wait(5), 0)
+        self.assert_no_leftovers(0)
+
+
+class Routing(Case):
+    def test_server_requests_and_client_responses(self):
+        m = Mux(self.serve())
+        m.send("a", initialize(1))
+        m.msg("a")
+        m.send("a", call(2, "ask"))
+        ask = m.msg("a")
+        self.assertEqual(ask["method"], "sampling/createMessage")
+        m.send("a", {"jsonrpc": "2.0", "id": ask["id"], "result": {"v": "from a"}})
+        self.assertIn("from a", m.msg("a")["result"]["content"][0]["text"])
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+
+    def test_batch(self):
+        m = Mux(self.serve(command=["cat"]))
+        batch = [req(1, "x"), req(2, "y")]
+        m.send("a", batch)
+        self.assertEqual(m.msg("a"), batch)
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+
+    def test_bad_envelopes(self):
+        m = Mux(self.serve())
+        m.p.write(b"not json\n")
+        self.assertEqual(m.take(lambda e: "error" in e)["error"]["code"], -32700)
+        for bad in ({"session": "", "message": req(1, "ping")},
+                    {"session": "x" * 129, "message": req(1, "ping")},
+                    {"session": "a b", "message": req(1, "ping")},
+                    {"session": 5, "message": req(1, "ping")},
+                    {"session": "a/b", "message": req(1, "ping")},
+                    {"session": "ok"},
+                    [1, 2]):
+            m.p.send(bad)
+            e = m.take(lambda e: "error" in e and "session" not in e)
+            self.assertEqual(e["error"]["code"], -32600, bad)
+        stats = m.control(1, "mcpmux/stats")["message"]["result"]
+        self.assertEqual(stats["started"], 0)
+        m.p.write(b'{"session":"ok","message":{"jsonrpc":"2.0","id":3}}\n')
+        err = m.msg("ok")
+        self.assertEqual(err["error"]["code"], -32600)
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+
+    def test_missing_command_is_an_error_for_the_session(self):
+        m = Mux(self.serve(command=["/nonexistent/server"]))
+        m.send("a", req(1, "ping"))
+        err = m.msg("a")
+        self.assertEqual(err["id"], 1)
+        self.assertEqual(err["error"]["code"], -32000)
+        ended = m.event("a", "ended")
+        self.assertEqual(ended["exit"], {"code": 127})
+        m.send("b", req(1, "ping"))
+        m.msg("b")
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+
+
+class Flood(Case):
+    def test_flooding_session_does_not_starve_another(self):
+        """One backend floods as fast as it can; another session's round trips stay
+        within a small factor of their unloaded latency, and memory stays bounded."""
+        m = Mux(self.serve("--flood=0", opts=FAST + ["--max-queue", "1000000"]))
+        quiet = Mux(self.serve(opts=FAST))  # the unloaded baseline, same machine, same run
+
+        def round_trips(mux, s, n):
+            lat = []
+            prefix = ('{"session":"%s","message":' % s).encode()
+            for i in range(n):
+                t = time.monotonic()
+                mux.send(s, req(100 + i, "ping"))
+                while True:  # skip the flood's lines without parsing them
+                    line = mux.p.line()
+                    if line.startswith(prefix):
+                        self.assertEqual(json.loads(line)["message"]["id"], 100 + i)
+                        break
+                lat.append(time.monotonic() - t)
+            lat.sort()
+            return lat[len(lat) // 2]
+
+        quiet.send("rt", req(1, "ping"))
+        quiet.msg("rt")
+        base = round_trips(quiet, "rt", 200)
+        m.send("rt", req(1, "ping"))
+        m.msg("rt")
+        m.send("flood", initialize(1))  # the flood starts after initialize
+        m.take(lambda e: e.get("session") == "flood" and "message" in e
+               and e["message"].get("method") == "notifications/message")
+        loaded = round_trips(m, "rt", 200)
+        hwm = vm_hwm_kib(m.p.pid)
+        print("round trip median: unloaded %.0f us, beside a flood %.0f us (x%.1f); "
+              "peak RSS %d KiB" % (base * 1e6, loaded * 1e6, loaded / base, hwm))
+        self.assertLess(loaded, max(20 * base, 0.010))
+        self.assertLess(hwm, 64 * 1024)
+        m.p.close_stdin()
+        quiet.p.close_stdin()
+        m.p.read_to_eof(20)
+        self.assertEqual(m.p.wait(10), 0)
+        self.assertEqual(quiet.p.wait(10), 0)
+        self.assert_no_leftovers(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,453 @@
+"""Wrap mode: mcpmux -- COMMAND, against the fixture server."""
+
+import json
+import os
+import signal
+import stat
+import time
+import unittest
+
+from mcptest import (Case, FIXTURE, MCPMUX, SANITIZED, alive, call, deadline, fd_count, initialize, main,
+                     note, req, rss_anon_kib, vm_hwm_kib, wait_until)
+
+FAST = ["--eof-grace", "300", "--term-grace", "300"]
+
+
+def env_of(p, id_):
+    """The fixture's process facts, from its env tool."""
+    p.send(call(id_, "env"))
+    m = p.msg()
+    assert m.get("id") == id_, m
+    return m["result"]["structuredContent"]
+
+
+def grandchild_pid(p):
+    for line in wait_until(lambda: [l for l in p.stderr().splitlines()
+                                    if "mcp-fixture: grandchild" in l], 5, "the grandchild's pid"):
+        return int(line.split()[-1])
+
+
+class Passthrough(Case):
+    def test_same_bytes_as_direct(self):
+        """The client sees exactly the bytes the server wrote, and vice versa."""
+        msgs = [initialize(1), note("notifications/initialized"), req(2, "tools/list"),
+                call("x", "echo", text="h\u00e9llo \"w\"\n\\"), req(3, "ping")]
+        direct = self.start([FIXTURE])
+        direct.send(*msgs)
+        want = [direct.line() for _ in range(4)]
+        direct.close_stdin()
+        self.assertEqual(direct.wait(), 0)
+
+        w = self.wrap()
+        w.send(*msgs)
+        got = [w.line() for _ in range(4)]
+        self.assertEqual(got, want)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        self.assert_no_leftovers()
+
+    def test_crlf_and_empty_lines(self):
+        w = self.wrap()
+        w.write(b"\r\n\n" + json.dumps(req(1, "ping")).encode() + b"\r\n\n")
+        self.assertEqual(w.msg(), {"jsonrpc": "2.0", "id": 1, "result": {}})
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+
+    def test_many_messages_in_one_write_and_split_writes(self):
+        w = self.wrap()
+        data = b"".join(json.dumps(req(i, "ping")).encode() + b"\n" for i in range(200))
+        w.write(data[:7])
+        w.write(data[7:5000])
+        w.write(data[5000:])
+        ids = [w.msg()["id"] for _ in range(200)]
+        self.assertEqual(ids, list(range(200)))
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+
+    def test_sampling_request_from_server(self):
+        """Server-to-client requests and the client's responses are routed both ways."""
+        w = self.wrap()
+        w.send(initialize(1))
+        w.msg()
+        w.send(call(2, "ask"))
+        ask = w.msg()
+        self.assertEqual(ask["method"], "sampling/createMessage")
+        w.send({"jsonrpc": "2.0", "id": ask["id"], "result": {"role": "assistant", "n": 42}})
+        r = self.assert_response(w.msg(), 2)
+        self.assertIn('"n":42', r["content"][0]["text"])
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+
+    def test_stderr_passes_through(self):
+        w = self.wrap("--stderr-chatter")
+        w.send(req(1, "ping"))
+        w.msg()
+        w.close_stdin()
+        w.wait()
+        self.assertIn("mcp-fixture: got", w.stderr())
+
+    def test_backend_environment_and_signal_state(self):
+        """Own process group, default signal dispositions, nothing blocked, the cookie."""
+        w = self.wrap()
+        e = env_of(w, 1)
+        self.assertEqual(e["pgid"], e["pid"])
+        self.assertEqual(e["ppid"], w.pid)
+        self.assertEqual(int(e["sigblk"], 16), 0)
+        self.assertEqual(int(e["sigign"], 16), 0)
+        self.assertRegex(e["session"], r"^[0-9a-f-]{36}$")
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+
+
+class EndOfRun(Case):
+    def test_stubborn_tree_gone_within_graces(self):
+        """SIGTERM ignored, a setsid() grandchild: all gone within eof+term grace + 0.5 s."""
+        w = self.wrap("--ignore-sigterm", "--daemonize-grandchild", opts=FAST)
+        e = env_of(w, 1)
+        gc = grandchild_pid(w)
+        self.assertTrue(alive(gc))
+        self.assertNotEqual(os.getsid(gc), e["sid"])
+        t0 = time.monotonic()
+        w.send(req(2, "mcpmux/endRun", {"reason": "test"}))
+        r = self.assert_response(w.msg(5), 2)
+        elapsed = time.monotonic() - t0
+        self.assertEqual(r["escalation"], "kill")  # for the grandchild
+        self.assertEqual(r["exit"], {"code": 0})  # the backend itself exits at EOF
+        self.assertEqual(r["pid"], e["pid"])
+        self.assertEqual(r["session"], e["session"])
+        self.assertLess(elapsed, 0.3 + 0.3 + 0.5)
+        self.assertFalse(alive(gc))
+        self.assertFalse(alive(e["pid"]))
+        self.assertEqual(self.cookie_pids(e["session"]), [])
+        self.assert_no_leftovers(0)
+        # mcpmux stays up; the next message starts a fresh run
+        e2 = env_of(w, 3)
+        self.assertNotEqual(e2["pid"], e["pid"])
+        self.assertNotEqual(e2["session"], e["session"])
+        w.close_stdin()
+        w.wait()
+        self.assert_no_leftovers()
+
+    def test_end_notification_is_not_forwarded(self):
+        w = self.wrap("--stderr-chatter")
+        e = env_of(w, 1)
+        w.send(note("mcpmux/endRun"))
+        wait_until(lambda: not alive(e["pid"]), 3, "the backend to exit")
+        self.assertNotIn("mcpmux/endRun", w.stderr())
+        w.send(req(2, "ping"))
+        self.assertEqual(w.msg()["id"], 2)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+
+    def test_escalation_eof_and_term(self):
+        w = self.wrap(opts=FAST)
+        w.send(req(1, "ping"))
+        w.msg()
+        w.send(req(2, "mcpmux/endRun"))
+        r = self.assert_response(w.msg(), 2)
+        self.assertEqual(r["escalation"], "eof")
+        self.assertEqual(r["exit"], {"code": 0})
+        w.close_stdin()
+        w.wait()
+
+        w = self.wrap("--ignore-eof", opts=FAST)
+        w.send(req(1, "ping"))
+        w.msg()
+        w.send(req(2, "mcpmux/endRun"))
+        r = self.assert_response(w.msg(), 2)
+        self.assertEqual(r["escalation"], "term")
+        self.assertEqual(r["exit"], {"signal": "SIGTERM"})
+        w.close_stdin()
+        w.wait()
+
+    def test_grace_ms_shortens_this_teardown(self):
+        w = self.wrap("--ignore-sigterm", "--ignore-eof")  # default graces: 2 s + 2 s
+        w.send(req(1, "ping"))
+        w.msg()
+        t0 = time.monotonic()
+        w.send(req(2, "mcpmux/endRun", {"graceMs": 100}))
+        r = self.assert_response(w.msg(), 2)
+        self.assertEqual(r["escalation"], "kill")
+        self.assertLess(time.monotonic() - t0, 1.0)
+        w.close_stdin()
+        w.wait()
+
+    def test_custom_end_method(self):
+        w = self.wrap(opts=["--end-method", "cron/done"])
+        w.send(req(1, "ping"))
+        w.msg()
+        w.send(req(2, "cron/done"))
+        self.assertEqual(self.assert_response(w.msg(), 2)["escalation"], "eof")
+        w.send(req(3, "mcpmux/endRun"))  # an ordinary method now: forwarded
+        self.assert_error(w.msg(), 3, -32601)
+        w.close_stdin()
+        w.wait()
+
+    def test_orphan_without_cookie_found_by_ancestry(self):
+        """A grandchild that cleared its environment is still part of the tree."""
+        w = self.wrap("--clear-env-grandchild", "--ignore-sigterm", opts=FAST)
+        e = env_of(w, 1)
+        gc = grandchild_pid(w)
+        self.assertTrue(alive(gc))
+        w.send(req(2, "mcpmux/endRun"))
+        self.assert_response(w.msg(5), 2)
+        self.assertFalse(alive(gc))
+        self.assertFalse(alive(e["pid"]))
+        w.close_stdin()
+        w.wait()
+
+    def test_hundred_runs_back_to_back(self):
+        w = self.wrap("--daemonize-grandchild", opts=["--eof-grace", "50"])
+        pids = set()
+        fds = None
+        for i in range(100):
+            w.send(initialize(3 * i), call(3 * i + 1, "env"))
+            w.msg()
+            pids.add(w.msg()["result"]["structuredContent"]["pid"])
+            w.send(req(3 * i + 2, "mcpmux/endRun"))
+            # the backend exits at EOF; its daemonised grandchild needs SIGTERM
+            self.assertEqual(self.assert_response(w.msg(), 3 * i + 2)["escalation"], "term")
+            if i == 0:
+                fds = fd_count(w.pid)
+        self.assertEqual(len(pids), 100)
+        self.assertEqual(fd_count(w.pid), fds)
+        self.assert_no_leftovers(0)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+
+
+class Teardown(Case):
+    def test_stdin_eof(self):
+        w = self.wrap("--daemonize-grandchild", "--exit-code=5", opts=FAST)
+        e = env_of(w, 1)
+        gc = grandchild_pid(w)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 5)
+        self.assertFalse(alive(gc))
+        self.assertEqual(self.cookie_pids(e["session"]), [])
+        self.assert_no_leftovers(0)
+
+    def test_sigterm_to_mcpmux(self):
+        """Teardown on a signal; mcpmux exits with the backend's status."""
+        for sig, args, status in ((signal.SIGTERM, ["--exit-code=4", "--ignore-sigterm"], 4),
+                                  (signal.SIGINT, ["--ignore-eof"], 128 + signal.SIGTERM),
+                                  (signal.SIGHUP, ["--ignore-eof", "--ignore-sigterm"],
+                                   128 + signal.SIGKILL)):
+            w = self.wrap("--daemonize-grandchild", *args, opts=FAST)
+            e = env_of(w, 1)
+            gc = grandchild_pid(w)
+            w.p.send_signal(sig)
+            self.assertEqual(w.wait(), status)
+            self.assertFalse(alive(gc))
+            self.assertEqual(self.cookie_pids(e["session"]), [])
+            self.assert_no_leftovers(0)
+
+    def test_sigkill_to_mcpmux_takes_direct_backend(self):
+        w = self.wrap("--ignore-sigterm", "--ignore-eof")
+        e = env_of(w, 1)
+        w.p.send_signal(signal.SIGKILL)
+        w.wait()
+        t0 = time.monotonic()
+        wait_until(lambda: not alive(e["pid"]), 1, "the backend to die with mcpmux")
+        self.assertLess(time.monotonic() - t0, 1.0)
+
+    def test_idle_timeout(self):
+        """A client that leaves its run open and silent: torn down, then mcpmux exits."""
+        w = self.wrap("--daemonize-grandchild", "--ignore-sigterm",
+                      opts=FAST + ["--idle-timeout", "1"])
+        e = env_of(w, 1)
+        gc = grandchild_pid(w)
+        t0 = time.monotonic()
+        w.wait(1 + 0.6 + 2)
+        self.assertGreater(time.monotonic() - t0, 0.9)
+        self.assertFalse(alive(gc))
+        self.assertFalse(alive(e["pid"]))
+        self.assert_no_leftovers(0)
+
+    def test_idle_timer_waits_for_requests_in_flight(self):
+        w = self.wrap(opts=FAST + ["--idle-timeout", "1"])
+        w.send(call(1, "sleep", ms=1500))
+        self.assertEqual(self.assert_response(w.msg(3), 1)["content"][0]["text"], "slept")
+        w.wait(3)
+
+    def test_backend_exits_by_itself(self):
+        w = self.wrap("--setsid-child", opts=FAST)
+        e = env_of(w, 1)
+        w.send(call(2, "sleep", ms=5000), call(3, "exit", code=9))
+        errs = {w.msg()["id"]: None for _ in range(2)}
+        self.assertEqual(set(errs), {2, 3})
+        self.assertEqual(w.wait(), 9)
+        self.assertFalse(alive(e["pid"]))
+        self.assert_no_leftovers(0)
+
+
+class Failures(Case):
+    def test_crash_mid_request(self):
+        w = self.wrap()
+        w.send(initialize(1))
+        w.msg()
+        w.send(call(7, "crash"))
+        err = self.assert_error(w.msg(), 7, -32000)
+        self.assertIn("SIGSEGV", err["message"])
+        self.assertEqual(w.wait(), 128 + signal.SIGSEGV)
+
+    def test_exit_codes(self):
+        w = self.start([MCPMUX, "--", "/nonexistent/mcp-server"])
+        self.assertEqual(w.wait(), 127)
+        self.assertIn("/nonexistent/mcp-server", w.stderr())
+        path = os.path.join(self.tmp.name, "not-executable")
+        with open(path, "w") as f:
+            f.write("#!/bin/sh\n")
+        os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+        w = self.start([MCPMUX, "--", path])
+        self.assertEqual(w.wait(), 126)
+        w = self.wrap("--exit-code=3")
+        w.close_stdin()
+        self.assertEqual(w.wait(), 3)
+        w = self.wrap()
+        w.send(call(1, "signal", sig=signal.SIGUSR1))
+        self.assert_error(w.msg(), 1, -32000)
+        self.assertEqual(w.wait(), 128 + signal.SIGUSR1)
+        w = self.start([MCPMUX, "--no-such-option", "--", FIXTURE])
+        self.assertEqual(w.wait(), 2)
+        w = self.start([MCPMUX])
+        self.assertEqual(w.wait(), 2)
+
+    def test_bad_lines_answered_and_not_forwarded(self):
+        w = self.wrap("--stderr-chatter")
+        w.write(b"this is not json\n")
+        self.assert_error(w.msg(), None, -32700)
+        w.write(b'{"id": 4, "method": "x"}\n')  # no "jsonrpc"
+        self.assert_error(w.msg(), 4, -32600)
+        w.write(b'[1,2]\n')
+        w.write(b'{"jsonrpc":"2.0","id":5,"method":"m\xc0\xaf"}\n')  # invalid UTF-8
+        w.write(b'{"jsonrpc":"2.0","id":6,"method":"a\x00b"}\n')  # NUL byte
+        w.write(b"[" * 600 + b"]" * 600 + b"\n")  # nested too deep
+        got = [w.msg() for _ in range(4)]
+        self.assertTrue(all("error" in m for m in got), got)
+        w.send(req(9, "ping"))
+        self.assertEqual(w.msg(), {"jsonrpc": "2.0", "id": 9, "result": {}})
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        self.assertNotIn("not json", w.stderr().split("mcp-fixture: got")[-1])
+
+    def test_client_message_over_max(self):
+        w = self.wrap(opts=["--max-message", "1000"])
+        big = call(5, "echo", text="x" * 5000)
+        w.send(big)
+        self.assert_error(w.msg(), 5, -32600)
+        w.send(call(6, "echo", text="ok"))
+        self.assertEqual(self.assert_response(w.msg(), 6)["content"][0]["text"], "ok")
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+
+    def test_server_message_over_max(self):
+        w = self.wrap(opts=["--max-message", "1000"])
+        w.send(call(5, "huge", bytes=5000))
+        self.assert_error(w.msg(), 5, -32000)
+        w.send(call(6, "echo", text="ok"))
+        self.assertEqual(self.assert_response(w.msg(), 6)["content"][0]["text"], "ok")
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+
+    def test_stdout_noise_kept_off_the_client(self):
+        w = self.wrap("--stdout-noise")
+        w.send(initialize(1), req(2, "ping"))
+        self.assertEqual(w.msg()["id"], 1)
+        self.assertEqual(w.msg()["id"], 2)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        self.assertIn("fixture noise", w.stderr())
+
+
+class BigMessages(Case):
+    def test_20mb_result_intact(self):
+        w = self.wrap()
+        w.send(call(1, "huge", bytes=20_000_000))
+        line = w.line(30)
+        self.assertEqual(len(line), len(b'{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":""}]}}') + 20_000_000)
+        m = json.loads(line)
+        self.assertEqual(m["result"]["content"][0]["text"], "x" * 20_000_000)
+        w.send(req(2, "ping"))
+        self.assertEqual(w.msg()["id"], 2)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+
+    def test_20mb_request_intact(self):
+        w = self.wrap()
+        text = "y" * 20_000_000
+        w.send(call(1, "echo", text=text))
+        m = w.msg(30)
+        self.assertEqual(m["result"]["content"][0]["text"], text)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+
+    @unittest.skipIf(SANITIZED, "a sanitizer's allocator keeps freed memory")
+    def test_memory_shrinks_back_after_big_message(self):
+        w = self.wrap()
+        w.send(call(1, "huge", bytes=20_000_000))
+        w.line(30)
+        w.send(req(2, "ping"))
+        w.msg()
+        wait_until(lambda: rss_anon_kib(w.pid) < 20_000, 5,
+                   "mcpmux's private memory to fall back under 20 MB")
+        w.close_stdin()
+        w.wait()
+
+
+class Backpressure(Case):
+    def test_client_that_stops_reading(self):
+        """A flooding server and a client that reads nothing: memory stays bounded, and
+        once the client reads again every message arrives, in order, none lost."""
+        n = 200_000
+        w = self.wrap("--flood=%d" % n, opts=["--max-queue", "1000000"])
+        w.send(initialize(1))
+        # wait for the flood to stall against the full queue and pipes: the peak
+        # RSS stops growing for half a second
+        last = [-1, time.monotonic()]
+
+        def stalled():
+            now = vm_hwm_kib(w.pid)
+            if now != last[0]:
+                last[0], last[1] = now, time.monotonic()
+                return False
+            return time.monotonic() - last[1] > 0.5
+        wait_until(stalled, 20, "the flood to stall")
+        hwm = vm_hwm_kib(w.pid)
+        seq = 1
+        got_init = False
+        while seq <= n:
+            m = w.msg(30)
+            if m.get("id") == 1:
+                got_init = True
+                continue
+            self.assertEqual(m["params"]["data"].split()[1], str(seq))
+            seq += 1
+        self.assertTrue(got_init or w.msg()["id"] == 1)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        # 200,000 x 200 B = 40 MB went through a 1 MB queue
+        self.assertLess(hwm, 64 * 1024, "mcpmux's peak RSS %d KiB" % hwm)
+
+    def test_server_that_stops_reading(self):
+        w = self.wrap("--stop-reading-after=1", opts=["--max-queue", "100000"] + FAST)
+        w.send(req(1, "ping"))
+        self.assertEqual(w.msg()["id"], 1)
+        pad = "p" * 10000
+        i = 2
+        err = None
+        end = deadline(20)
+        while err is None:
+            w.send(call(i, "echo", text=pad))
+            i += 1
+            if w.has_line(0.001):
+                err = w.msg()
+            self.assertLess(time.monotonic(), end)
+        self.assertEqual(err["error"]["code"], -32000)
+        self.assertIn("not reading", err["error"]["message"])
+        w.close_stdin()
+        w.wait(10)
+
+
+if __name__ == "__main__":
+    main()
