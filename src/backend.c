@@ -37,6 +37,7 @@ static void backend_on_turn(struct ev_loop *loop, ev_prepare *w, int revents);
 static void backend_on_stdout(struct ev_loop *loop, ev_io *w, int revents);
 static void backend_on_stdin(struct ev_loop *loop, ev_io *w, int revents);
 static void backend_on_status(struct ev_loop *loop, ev_io *w, int revents);
+static void backend_on_stderr(struct ev_loop *loop, ev_io *w, int revents);
 static void backend_on_grace(struct ev_loop *loop, ev_timer *w, int revents);
 static void backend_step(struct backend *b);
 
@@ -101,8 +102,9 @@ ending_remove(struct backend *b)
 /* ---- spawning ---- */
 
 /* In the child, between fork and exec.  Never returns. */
-static void __attribute__((noreturn)) child_exec(char *const *argv, const char *cookie,
-						 pid_t parent, int in_fd, int out_fd, int status_fd)
+static void __attribute__((noreturn))
+child_exec(char *const *argv, const char *cookie, pid_t parent, int in_fd, int out_fd, int err_fd,
+	   int status_fd)
 {
 	struct sigaction sa;
 	sigset_t empty;
@@ -120,6 +122,7 @@ static void __attribute__((noreturn)) child_exec(char *const *argv, const char *
 		_exit(1);
 	}
 	if (dup2(in_fd, STDIN_FILENO) == -1 || dup2(out_fd, STDOUT_FILENO) == -1 ||
+	    (err_fd >= 0 && dup2(err_fd, STDERR_FILENO) == -1) ||
 	    setenv(PROCTREE_COOKIE_ENV, cookie, 1) == -1) {
 		err = errno;
 	} else {
@@ -140,6 +143,7 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	      const struct framer_sink *sink, const struct backend_hooks *hooks, void *owner)
 {
 	int pin[2] = { -1, -1 }, pout[2] = { -1, -1 }, pstat[2] = { -1, -1 };
+	int perr[2] = { -1, -1 };
 	struct backend *b = calloc(1, sizeof(*b));
 	sigset_t all, old;
 	int err;
@@ -148,7 +152,8 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 		return NULL;
 	}
 	if (pipe2(pin, O_CLOEXEC) == -1 || pipe2(pout, O_CLOEXEC) == -1 ||
-	    pipe2(pstat, O_CLOEXEC) == -1) {
+	    pipe2(pstat, O_CLOEXEC) == -1 ||
+	    (cfg->capture_stderr && pipe2(perr, O_CLOEXEC) == -1)) {
 		goto fail;
 	}
 	(void)snprintf(b->cookie, sizeof(b->cookie), "%s", cfg->cookie);
@@ -159,7 +164,7 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	pid_t pid = fork();
 
 	if (pid == 0) {
-		child_exec(cfg->argv, b->cookie, parent, pin[0], pout[1], pstat[1]);
+		child_exec(cfg->argv, b->cookie, parent, pin[0], pout[1], perr[1], pstat[1]);
 	}
 	err = errno;
 	(void)sigprocmask(SIG_SETMASK, &old, NULL);
@@ -171,6 +176,7 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	sys_close(&pin[0]);
 	sys_close(&pout[1]);
 	sys_close(&pstat[1]);
+	sys_close(&perr[1]);
 
 	b->loop = loop;
 	b->state = BACKEND_STARTING;
@@ -183,6 +189,7 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	b->in_fd = pin[1];
 	b->out_fd = pout[0];
 	b->status_fd = pstat[0];
+	b->err_fd = perr[0];
 	b->sink = sink;
 	b->hooks = hooks;
 	b->owner = owner;
@@ -197,6 +204,11 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	ev_init(&b->grace_w, backend_on_grace);
 	ev_io_start(loop, &b->out_w);
 	ev_io_start(loop, &b->status_w);
+	if (b->err_fd >= 0) {
+		(void)sys_set_nonblock(b->err_fd, 1);
+		ev_io_init(&b->err_w, backend_on_stderr, b->err_fd, EV_READ);
+		ev_io_start(loop, &b->err_w);
+	}
 	HASH_ADD(hh, by_pid, pid, sizeof(pid_t), b);
 	diag_info("started '%s' as pid %d (session %s)", cfg->argv[0], (int)pid, b->cookie);
 	return b;
@@ -208,6 +220,8 @@ fail:
 	sys_close(&pout[1]);
 	sys_close(&pstat[0]);
 	sys_close(&pstat[1]);
+	sys_close(&perr[0]);
+	sys_close(&perr[1]);
 	free(b);
 	errno = err;
 	return NULL;
@@ -362,6 +376,42 @@ backend_on_stdout(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
+/*
+ * The server's stderr, when captured: passed on to mcpmux's stderr as it comes, and to
+ * the owner.  Until EOF, or until the backend is done (then what is readable is read and
+ * the pipe closed: a leftover writer cannot exist once the tree is gone).
+ */
+static void
+read_stderr(struct backend *b, bool to_eof)
+{
+	char buf[16384];
+
+	for (int i = 0; b->err_fd >= 0 && (to_eof || i < 16); i++) {
+		ssize_t n = sys_read(b->err_fd, buf, sizeof(buf));
+
+		if (n > 0) {
+			(void)sys_write_all(STDERR_FILENO, buf, (size_t)n);
+			if (b->hooks->on_stderr != NULL) {
+				b->hooks->on_stderr(b, b->owner, buf, (size_t)n);
+			}
+			continue;
+		}
+		if (n == -1 && errno == EAGAIN && !to_eof) {
+			return;
+		}
+		ev_io_stop(b->loop, &b->err_w);
+		sys_close(&b->err_fd);
+	}
+}
+
+static void
+backend_on_stderr(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	read_stderr(container_of(w, struct backend, err_w), false);
+}
+
 /* ---- the teardown ---- */
 
 static void
@@ -420,6 +470,7 @@ enter_done(struct backend *b)
 	ev_timer_stop(b->loop, &b->grace_w);
 	close_stdin(b);
 	close_stdout(b);
+	read_stderr(b, true);
 	ending_remove(b);
 	if (!b->done_queued) {
 		b->done_queued = true;

@@ -11,6 +11,7 @@
 #include "mcpmux/cli.h"
 #include "mcpmux/diag.h"
 #include "mcpmux/framer.h"
+#include "mcpmux/tlog.h"
 #include "mcpmux/wbuf.h"
 
 enum {
@@ -22,6 +23,8 @@ enum {
 	OPT_MAX_SESSIONS,
 	OPT_IDLE_TIMEOUT,
 	OPT_LISTEN,
+	OPT_LOG,
+	OPT_LOG_BODIES,
 };
 
 static const char usage_text[] =
@@ -40,6 +43,9 @@ static const char usage_text[] =
 	"  --max-message BYTES  largest message in either direction (64M)\n"
 	"  --max-queue BYTES    unsent bytes per direction before backpressure (16M)\n"
 	"  --idle-timeout S     end the run after S seconds without traffic (0: never)\n"
+	"  --log FILE           traffic log, one JSON line per message ('-': stderr;\n"
+	"                       default: $MCPMUX_LOG); SIGUSR1 reopens it\n"
+	"  --log-bodies WHAT    message bodies in the log: full, none, or a byte count\n"
 	"  -q, -v               fewer, or more, of mcpmux's own messages on stderr\n"
 	"options of serve:\n"
 	"  --max-sessions N     concurrent sessions; more are refused (1024)\n"
@@ -67,6 +73,10 @@ cli_defaults(struct mcpmux_options *o)
 	o->max_message = FRAMER_MAX_DEFAULT;
 	o->max_queue = WBUF_HIGH_DEF;
 	o->max_sessions = 1024;
+	o->log_bodies = TLOG_BODIES_FULL;
+	const char *env = getenv("MCPMUX_LOG");
+
+	o->log_path = env != NULL && env[0] != '\0' ? env : NULL;
 }
 
 /* A non-negative integer with an optional K, M or G (binary) suffix. */
@@ -144,6 +154,8 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 		{ "max-sessions", required_argument, NULL, OPT_MAX_SESSIONS },
 		{ "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
 		{ "listen", required_argument, NULL, OPT_LISTEN },
+		{ "log", required_argument, NULL, OPT_LOG },
+		{ "log-bodies", required_argument, NULL, OPT_LOG_BODIES },
 		{ "help", no_argument, NULL, 'h' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -190,6 +202,22 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 				goto not_here;
 			}
 			o->listen = optarg;
+			break;
+		case OPT_LOG:
+			if (optarg[0] == '\0') {
+				rc = diag_error("--log needs a file name ('-' for stderr)");
+			}
+			o->log_path = optarg;
+			break;
+		case OPT_LOG_BODIES:
+			if (strcmp(optarg, "full") == 0) {
+				o->log_bodies = TLOG_BODIES_FULL;
+			} else if (strcmp(optarg, "none") == 0) {
+				o->log_bodies = 0;
+			} else {
+				rc = parse_size("--log-bodies (full, none, or a size)", optarg, 1,
+						&o->log_bodies);
+			}
 			break;
 		case 'h':
 			cli_usage();

@@ -21,6 +21,7 @@
 #include "mcpmux/rpcout.h"
 #include "mcpmux/session.h"
 #include "mcpmux/sys.h"
+#include "mcpmux/tlog.h"
 
 struct serve;
 struct sconn;
@@ -69,6 +70,7 @@ struct serve {
 	ev_signal term_w, int_w, hup_w;
 	ev_prepare reap_w; /* frees dead connections, outside their callbacks */
 	struct jsonrpc_scanner scan;
+	struct jsonrpc_scanner log_scan; /* mcpmux's own messages, for the traffic log */
 	struct sbuf tmp;
 	ev_tstamp started;
 	uint64_t n_started, n_ended, n_refused;
@@ -82,6 +84,8 @@ static void serve_on_big_end(void *ctx, size_t total);
 static void serve_deliver(struct session *s, const char *line, size_t len, void *owner);
 static void serve_on_done(struct session *s, void *owner);
 static void serve_on_exit(struct session *s, void *owner);
+static void log_own(struct serve *sv, const char *sid, const struct session *s, const char *m,
+		    size_t len);
 static void sconn_maybe_free(struct sconn *sc);
 static void serve_maybe_exit(struct serve *sv);
 
@@ -181,6 +185,7 @@ send_error(struct sconn *sc, struct entry *e, const char *sid, size_t sid_len, c
 		sbuf_adds(b, ",\"message\":");
 		rpcout_error(b, id, id_len, code, text);
 		if (!b->failed) {
+			log_own(sc->sv, e->id, e->s, b->buf + 11, b->len - 11);
 			send_entry(e, b->buf, b->len);
 		}
 		return;
@@ -192,9 +197,30 @@ send_error(struct sconn *sc, struct entry *e, const char *sid, size_t sid_len, c
 		sbuf_adds(b, ",");
 	}
 	sbuf_adds(b, "\"message\":");
+	size_t at = b->len;
+
 	rpcout_error(b, id, id_len, code, text);
+	if (sid != NULL && !b->failed) {
+		char sbuf_id[SESSION_ID_MAX + 1];
+
+		(void)snprintf(sbuf_id, sizeof(sbuf_id), "%.*s", (int)sid_len, sid);
+		log_own(sc->sv, sbuf_id, e != NULL ? e->s : NULL, b->buf + at, b->len - at);
+	}
 	sbuf_adds(b, "}");
 	send_own(sc, b);
+}
+
+/* A message of mcpmux's own for a session, into the traffic log. */
+static void
+log_own(struct serve *sv, const char *sid, const struct session *s, const char *m, size_t len)
+{
+	if (!tlog_enabled) {
+		return;
+	}
+	struct jsonrpc_scanner *scan = &sv->log_scan;
+
+	(void)jsonrpc_scan(scan, m, len);
+	tlog_message(sid, s != NULL ? s->backend->pid : 0, TLOG_OUT, scan, m, len, 0);
 }
 
 /* An envelope too broken to name a session: {"error":{...}}. */
@@ -379,6 +405,12 @@ entry_start(struct sconn *sc, struct entry *e, const struct jsonrpc_item *it)
 			"too many sessions (%zu running; see --max-sessions): session refused",
 			sv->n_live);
 		diag_warn("session %s: %s", e->id, text);
+		if (tlog_enabled) {
+			sbuf_reset(&sv->tmp);
+			sbuf_adds(&sv->tmp, "\"reason\":");
+			sbuf_add_json_string(&sv->tmp, text, strlen(text));
+			tlog_event(e->id, 0, "refused", sv->tmp.buf, sv->tmp.len);
+		}
 		goto refuse;
 	}
 	e->s = session_new(sv->loop, e->id, &sv->scfg, &serve_hooks, e);
@@ -547,6 +579,7 @@ control(struct sconn *sc, const struct envelope *env)
 				w->next = e->waiters;
 				e->waiters = w;
 			}
+			session_log_end_request(e->s, &sv->scan);
 			entry_end(e, p->has_grace_ms ? p->grace_ms : -1, NULL, 0);
 			return;
 		}
@@ -587,6 +620,22 @@ handle_keep(struct sconn *sc, struct entry **ep, const struct envelope *env)
 	send_entry(e, sv->tmp.buf, sv->tmp.len);
 }
 
+/* A client message that mcpmux answers itself, into the traffic log. */
+static void
+log_in(struct serve *sv, const struct envelope *env, const struct entry *e,
+       const struct jsonrpc_scanner *scan)
+{
+	char sid[SESSION_ID_MAX + 1];
+
+	if (!tlog_enabled) {
+		return;
+	}
+	(void)snprintf(sid, sizeof(sid), "%.*s", (int)env->session_len, env->session);
+	tlog_message(sid, e != NULL && e->s != NULL ? e->s->backend->pid : 0, TLOG_IN, scan,
+		     env->message, env->message_len, -1);
+	(void)sv;
+}
+
 static void
 handle_message(struct sconn *sc, struct entry *e, const struct envelope *env)
 {
@@ -595,6 +644,9 @@ handle_message(struct sconn *sc, struct entry *e, const struct envelope *env)
 	const struct jsonrpc_item *it = &sv->scan.one;
 	const char *id = it->has_id ? jsonrpc_str(&sv->scan, it->id) : NULL;
 
+	if (kind == JSONRPC_INVALID_JSON || kind == JSONRPC_INVALID_REQUEST) {
+		log_in(sv, env, e, kind == JSONRPC_INVALID_JSON ? NULL : &sv->scan);
+	}
 	if (kind == JSONRPC_INVALID_JSON) {
 		send_error(sc, e, env->session, env->session_len, NULL, 0, RPC_PARSE_ERROR,
 			   "Parse error: the message is not valid JSON");
@@ -627,6 +679,7 @@ handle_message(struct sconn *sc, struct entry *e, const struct envelope *env)
 		}
 		const struct jsonrpc_params *p = &sv->scan.params;
 
+		session_log_end_request(e->s, &sv->scan);
 		entry_end(e, p->has_grace_ms ? p->grace_ms : -1, id, id ? it->id.len : 0);
 		return;
 	}
@@ -989,11 +1042,16 @@ cmd_serve(const struct mcpmux_options *o)
 		.max_queue = o->max_queue,
 	};
 	jsonrpc_init(&sv->scan);
+	jsonrpc_init(&sv->log_scan);
 	backend_module_init(loop);
 	ev_prepare_init(&sv->reap_w, serve_on_reap);
 
 	int in_flags = fcntl(STDIN_FILENO, F_GETFL), out_flags = fcntl(STDOUT_FILENO, F_GETFL);
 
+	if (o->log_path != NULL && tlog_open(loop, o->log_path, o->log_bodies) == -1) {
+		rc = 1;
+		goto out;
+	}
 	if (o->listen != NULL) {
 		if (listener_open(&sv->lst, loop, o->listen, serve_on_accept, sv) == -1) {
 			rc = 1;
@@ -1038,6 +1096,7 @@ out:
 	while (sv->conns != NULL) {
 		sconn_free(sv->conns);
 	}
+	tlog_close();
 	backend_module_release();
 	session_module_release();
 	if (in_flags != -1) {
@@ -1047,6 +1106,7 @@ out:
 		(void)fcntl(STDOUT_FILENO, F_SETFL, out_flags);
 	}
 	jsonrpc_release(&sv->scan);
+	jsonrpc_release(&sv->log_scan);
 	sbuf_release(&sv->tmp);
 	free(sv);
 	return rc;

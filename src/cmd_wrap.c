@@ -21,6 +21,7 @@
 #include "mcpmux/rpcout.h"
 #include "mcpmux/session.h"
 #include "mcpmux/sys.h"
+#include "mcpmux/tlog.h"
 #include "mcpmux/wbuf.h"
 
 struct wrap;
@@ -126,14 +127,47 @@ static const struct conn_hooks client_hooks = {
 	.on_drained = wrap_on_drained,
 };
 
+/* The current run's ID and server pid, for the traffic log. */
+static const char *
+cur_id(const struct wrap *w, pid_t *pid)
+{
+	*pid = w->cur != NULL ? w->cur->backend->pid : 0;
+	return w->cur != NULL ? w->cur->id : NULL;
+}
+
+static void
+send_own(struct wrap *w)
+{
+	if (w->tmp.failed) {
+		diag_error("out of memory: a message from mcpmux was lost");
+		return;
+	}
+	if (tlog_enabled) {
+		pid_t pid;
+		const char *id = cur_id(w, &pid);
+
+		(void)jsonrpc_scan(&w->scan, w->tmp.buf, w->tmp.len);
+		tlog_message(id, pid, TLOG_OUT, &w->scan, w->tmp.buf, w->tmp.len, 0);
+	}
+	(void)conn_send_line(&w->client, &w->client.self, w->tmp.buf, w->tmp.len);
+}
+
 static void
 answer_error(struct wrap *w, const char *id, size_t id_len, int code, const char *text)
 {
 	sbuf_reset(&w->tmp);
 	rpcout_error(&w->tmp, id, id_len, code, text);
-	if (!w->tmp.failed) {
-		(void)conn_send_line(&w->client, &w->client.self, w->tmp.buf, w->tmp.len);
-	}
+	send_own(w);
+}
+
+/* A client line that mcpmux answers itself, into the traffic log. */
+static void
+log_in(struct wrap *w, const char *line, size_t len, bool scanned)
+{
+	pid_t pid;
+	const char *id = cur_id(w, &pid);
+
+	tlog_message(id, pid, TLOG_IN, scanned ? &w->scan : NULL, line, len, -1);
 }
 
 static void
@@ -297,14 +331,12 @@ end_of_run(struct wrap *w, const struct jsonrpc_item *it)
 			sbuf_adds(&w->tmp,
 				  ",\"result\":{\"session\":null,\"pid\":null,\"exit\":null,"
 				  "\"escalation\":\"none\",\"ms\":0}}");
-			if (!w->tmp.failed) {
-				(void)conn_send_line(&w->client, &w->client.self, w->tmp.buf,
-						     w->tmp.len);
-			}
+			send_own(w);
 		}
 		return;
 	}
 	diag_info("session %s: end of run requested", w->cur->id);
+	session_log_end_request(w->cur, &w->scan);
 	session_end(w->cur, grace, id, id ? it->id.len : 0);
 	w->cur = NULL;
 }
@@ -317,10 +349,12 @@ wrap_on_line(void *ctx, const char *line, size_t len)
 	const struct jsonrpc_item *it = &w->scan.one;
 
 	if (kind == JSONRPC_INVALID_JSON) {
+		log_in(w, line, len, false);
 		answer_error(w, NULL, 0, RPC_PARSE_ERROR, "Parse error: not valid JSON");
 		return;
 	}
 	if (kind == JSONRPC_INVALID_REQUEST) {
+		log_in(w, line, len, true);
 		answer_error(w, it->has_id ? jsonrpc_str(&w->scan, it->id) : NULL, it->id.len,
 			     RPC_INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message");
 		return;
@@ -338,6 +372,7 @@ wrap_on_line(void *ctx, const char *line, size_t len)
 
 		(void)snprintf(text, sizeof(text), "cannot start the server: %s", strerror(errno));
 		diag_error("%s", text);
+		log_in(w, line, len, true);
 		if (kind == JSONRPC_REQUEST) {
 			answer_error(w, jsonrpc_str(&w->scan, it->id), it->id.len, RPC_SERVER_ERROR,
 				     text);
@@ -375,6 +410,12 @@ wrap_on_big_end(void *ctx, size_t total)
 	(void)snprintf(text, sizeof(text),
 		       "Invalid Request: message too large (%zu bytes, the limit is %zu)", total,
 		       w->opt->max_message);
+	if (tlog_enabled) {
+		pid_t pid;
+		const char *sid = cur_id(w, &pid);
+
+		tlog_oversize(sid, pid, TLOG_IN, total);
+	}
 	answer_error(w, id, id_len, RPC_INVALID_REQUEST, text);
 }
 
@@ -434,8 +475,9 @@ cmd_wrap(const struct mcpmux_options *o)
 	ev_unref(loop);
 
 	/* Wrap mode starts its server at launch. */
-	w->cur = start_run(w);
-	if (w->cur == NULL) {
+	if (o->log_path != NULL && tlog_open(loop, o->log_path, o->log_bodies) == -1) {
+		w->exit_code = 1;
+	} else if ((w->cur = start_run(w)) == NULL) {
 		diag_error_errno("cannot start '%s'", o->command[0]);
 		w->exit_code = 1;
 	} else {
@@ -474,6 +516,7 @@ cmd_wrap(const struct mcpmux_options *o)
 		conn_source_retire(&w->client, r->out);
 		free(r);
 	}
+	tlog_close();
 	conn_release(&w->client);
 	backend_module_release();
 	session_module_release();

@@ -36,6 +36,9 @@ main(int argc, char **argv)
 	if (argc >= 2 && strcmp(argv[1], "connect") == 0) {
 		return cmd_connect(argc - 1, argv + 1);
 	}
+	if (argc >= 2 && strcmp(argv[1], "log") == 0) {
+		return cmd_log(argc - 1, argv + 1);
+	}
 	if (argc >= 2 && strcmp(argv[1], "ctl") == 0) {
 		return cmd_ctl(argc - 1, argv + 1);
 	}

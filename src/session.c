@@ -12,6 +12,7 @@
 #include "mcpmux/diag.h"
 #include "mcpmux/session.h"
 #include "mcpmux/sys.h"
+#include "mcpmux/tlog.h"
 
 struct pending {
 	UT_hash_handle hh;
@@ -31,6 +32,7 @@ static void session_on_big_end(void *ctx, size_t total);
 static void session_on_exit(struct backend *b, void *owner);
 static void session_on_done(struct backend *b, void *owner);
 static void session_on_idle(struct ev_loop *loop, ev_timer *w, int revents);
+static void session_on_stderr(struct backend *b, void *owner, const char *data, size_t len);
 
 static const struct framer_sink server_sink = {
 	.line = session_on_line,
@@ -42,6 +44,7 @@ static const struct framer_sink server_sink = {
 static const struct backend_hooks backend_hooks = {
 	.on_exit = session_on_exit,
 	.on_done = session_on_done,
+	.on_stderr = session_on_stderr,
 };
 
 void
@@ -92,28 +95,99 @@ pending_add(struct session *s, const char *id, size_t len)
 	s->n_pending++;
 }
 
-static void
+/* Forget a request that was answered; returns ms since it was sent, -1 if unknown. */
+static double
 pending_remove(struct session *s, const char *id, size_t len)
 {
 	struct pending *p;
+	double ms = -1;
 
 	HASH_FIND(hh, s->pending, id, len, p);
 	if (p != NULL) {
+		ms = (ev_now(s->loop) - p->t) * 1000.;
 		HASH_DEL(s->pending, p);
 		free(p);
 		s->n_pending--;
 	}
+	return ms;
+}
+
+/*
+ * Server-to-client requests, for the latency of the client's answers in the traffic log.
+ * Bounded: a server that never gets answers cannot grow the table past the limit.
+ */
+static void
+srv_pending_add(struct session *s, const char *id, size_t len)
+{
+	struct pending *p;
+
+	HASH_FIND(hh, s->srv_pending, id, len, p);
+	if (p != NULL || s->n_srv_pending >= SESSION_MAX_PENDING ||
+	    (p = malloc(sizeof(*p) + len)) == NULL) {
+		return;
+	}
+	p->t = ev_now(s->loop);
+	p->id_len = len;
+	memcpy(p->id, id, len);
+	HASH_ADD_KEYPTR(hh, s->srv_pending, p->id, p->id_len, p);
+	s->n_srv_pending++;
+}
+
+static double
+srv_pending_remove(struct session *s, const char *id, size_t len)
+{
+	struct pending *p;
+	double ms = -1;
+
+	HASH_FIND(hh, s->srv_pending, id, len, p);
+	if (p != NULL) {
+		ms = (ev_now(s->loop) - p->t) * 1000.;
+		HASH_DEL(s->srv_pending, p);
+		free(p);
+		s->n_srv_pending--;
+	}
+	return ms;
+}
+
+static void
+pending_free_all(struct pending **table)
+{
+	struct pending *p, *tmp;
+
+	HASH_ITER (hh, *table, p, tmp) {
+		HASH_DEL(*table, p);
+		free(p);
+	}
+}
+
+static pid_t
+session_pid(const struct session *s)
+{
+	return s->backend != NULL ? s->backend->pid : 0;
+}
+
+/* A message of mcpmux's own to the client, in msg. */
+static void
+deliver_own(struct session *s, double ms)
+{
+	if (msg.failed) {
+		return;
+	}
+	if (tlog_enabled) {
+		(void)jsonrpc_scan(&out_scan, msg.buf, msg.len);
+		tlog_message(s->id, session_pid(s), TLOG_OUT, &out_scan, msg.buf, msg.len, ms);
+	}
+	s->hooks->deliver(s, msg.buf, msg.len, s->owner);
 }
 
 /* Answer a client request with a JSON-RPC error, from mcpmux. */
 static void
-answer_error(struct session *s, const char *id, size_t id_len, int code, const char *text)
+answer_error(struct session *s, const char *id, size_t id_len, int code, const char *text,
+	     double ms)
 {
 	sbuf_reset(&msg);
 	rpcout_error(&msg, id, id_len, code, text);
-	if (!msg.failed) {
-		s->hooks->deliver(s, msg.buf, msg.len, s->owner);
-	}
+	deliver_own(s, ms);
 }
 
 /* ---- client to server ---- */
@@ -123,7 +197,7 @@ item_refused(struct session *s, const struct jsonrpc_scanner *scan, const struct
 	     const char *why)
 {
 	if (it->kind == JSONRPC_REQUEST) {
-		answer_error(s, jsonrpc_str(scan, it->id), it->id.len, RPC_SERVER_ERROR, why);
+		answer_error(s, jsonrpc_str(scan, it->id), it->id.len, RPC_SERVER_ERROR, why, 0);
 	} else {
 		diag_warn("session %s: %s: dropped a client %s", s->id, why,
 			  jsonrpc_kind_name(it->kind));
@@ -139,6 +213,15 @@ session_from_client(struct session *s, const char *line, size_t len,
 	const char *why = NULL;
 
 	s->last_activity = ev_now(s->loop);
+	if (tlog_enabled) {
+		double ms = -1;
+
+		if (scan->kind == JSONRPC_RESPONSE || scan->kind == JSONRPC_ERROR) {
+			ms = srv_pending_remove(s, jsonrpc_str(scan, scan->one.id),
+						scan->one.id.len);
+		}
+		tlog_message(s->id, session_pid(s), TLOG_IN, scan, line, len, ms);
+	}
 	if (s->backend == NULL || backend_is_ending(s->backend) || s->backend->in_fd < 0) {
 		why = "the server's run is ending";
 	} else if (backend_stdin_full(s->backend)) {
@@ -175,13 +258,21 @@ session_on_line(void *ctx, const char *line, size_t len)
 	s->last_activity = ev_now(s->loop);
 	if (kind == JSONRPC_INVALID_JSON || !out_scan.top_container) {
 		/* A banner or a debug print on stdout: it would break the client. */
+		if (tlog_enabled) {
+			tlog_message(s->id, session_pid(s), TLOG_OUT, NULL, line, len, -1);
+		}
 		diag_warn("session %s: server wrote a line that is not JSON-RPC (not forwarded): "
 			  "%.*s",
 			  s->id, (int)SYS_MIN(len, 300), line);
 		return;
 	}
+	double ms = -1;
+
 	if (kind == JSONRPC_RESPONSE || kind == JSONRPC_ERROR) {
-		pending_remove(s, jsonrpc_str(&out_scan, out_scan.one.id), out_scan.one.id.len);
+		ms = pending_remove(s, jsonrpc_str(&out_scan, out_scan.one.id),
+				    out_scan.one.id.len);
+	} else if (kind == JSONRPC_REQUEST && tlog_enabled) {
+		srv_pending_add(s, jsonrpc_str(&out_scan, out_scan.one.id), out_scan.one.id.len);
 	} else if (kind == JSONRPC_BATCH) {
 		for (size_t i = 0; i < out_scan.n_items; i++) {
 			const struct jsonrpc_item *it = &out_scan.items[i];
@@ -190,6 +281,9 @@ session_on_line(void *ctx, const char *line, size_t len)
 				pending_remove(s, jsonrpc_str(&out_scan, it->id), it->id.len);
 			}
 		}
+	}
+	if (tlog_enabled) {
+		tlog_message(s->id, session_pid(s), TLOG_OUT, &out_scan, line, len, ms);
 	}
 	s->stats.bytes_out += len + 1;
 	s->stats.msgs_out++;
@@ -226,6 +320,7 @@ session_on_big_end(void *ctx, size_t total)
 		       "server message too large (%zu bytes, the limit is %zu: see --max-message)",
 		       total, s->cfg->max_message);
 	diag_warn("session %s: %s; not forwarded", s->id, text);
+	tlog_oversize(s->id, session_pid(s), TLOG_OUT, total);
 	if (id == NULL) {
 		return;
 	}
@@ -233,8 +328,9 @@ session_on_big_end(void *ctx, size_t total)
 
 	HASH_FIND(hh, s->pending, id, id_len, p);
 	if (p != NULL) {
-		answer_error(s, id, id_len, RPC_SERVER_ERROR, text);
-		pending_remove(s, id, id_len);
+		double ms = pending_remove(s, id, id_len);
+
+		answer_error(s, id, id_len, RPC_SERVER_ERROR, text, ms);
 	}
 }
 
@@ -265,6 +361,7 @@ session_new(struct ev_loop *loop, const char *id, const struct session_config *c
 		.max_message = cfg->max_message,
 		.max_queue = cfg->max_queue,
 		.claim_orphans = cfg->claim_orphans,
+		.capture_stderr = tlog_enabled,
 	};
 
 	s->backend = backend_spawn(loop, &bc, &server_sink, &backend_hooks, s);
@@ -275,6 +372,7 @@ session_new(struct ev_loop *loop, const char *id, const struct session_config *c
 		errno = err;
 		return NULL;
 	}
+	tlog_event(s->id, s->backend->pid, "started", NULL, 0);
 	ev_init(&s->idle_w, session_on_idle);
 	if (cfg->idle_timeout > 0) {
 		ev_timer_set(&s->idle_w, cfg->idle_timeout, 0.);
@@ -298,6 +396,12 @@ session_on_idle(struct ev_loop *loop, ev_timer *w, int revents)
 		return;
 	}
 	diag_info("session %s: idle for %g s: ending it", s->id, s->cfg->idle_timeout);
+	if (tlog_enabled) {
+		char f[64];
+		int n = snprintf(f, sizeof(f), "\"idle_s\":%g", s->cfg->idle_timeout);
+
+		tlog_event(s->id, session_pid(s), "timeout", f, (size_t)n);
+	}
 	session_end(s, -1, NULL, 0);
 	if (s->hooks->on_idle != NULL) {
 		s->hooks->on_idle(s, s->owner);
@@ -320,6 +424,35 @@ session_end(struct session *s, double grace_ms, const char *reply_id, size_t rep
 	s->end_requested = true;
 	ev_timer_stop(s->loop, &s->idle_w);
 	backend_end(s->backend, grace_ms);
+}
+
+void
+session_log_end_request(const struct session *s, const struct jsonrpc_scanner *scan)
+{
+	struct sbuf *f = &msg;
+	const struct jsonrpc_item *it = &scan->one;
+
+	if (!tlog_enabled) {
+		return;
+	}
+	sbuf_reset(f);
+	sbuf_adds(f, "\"method\":");
+	sbuf_add_json_string(f, jsonrpc_str(scan, it->method), it->method.len);
+	if (it->has_id) {
+		sbuf_adds(f, ",\"id\":");
+		sbuf_add(f, jsonrpc_str(scan, it->id), it->id.len);
+	}
+	if (scan->params.has_reason) {
+		sbuf_adds(f, ",\"reason\":");
+		sbuf_add_json_string(f, jsonrpc_str(scan, scan->params.reason),
+				     scan->params.reason.len);
+	}
+	if (scan->params.has_grace_ms) {
+		sbuf_addf(f, ",\"graceMs\":%g", scan->params.grace_ms);
+	}
+	if (!f->failed) {
+		tlog_event(s->id, session_pid(s), "end-requested", f->buf, f->len);
+	}
 }
 
 void
@@ -391,10 +524,15 @@ session_on_done(struct backend *b, void *owner)
 	struct pending *p, *tmp;
 	char text[160];
 
+	if (s->err_line.len > 0) {
+		tlog_stderr(s->id, b->pid, s->err_line.buf, s->err_line.len);
+		sbuf_release(&s->err_line);
+	}
 	exit_text(b, text, sizeof(text));
 	HASH_ITER (hh, s->pending, p, tmp) {
-		answer_error(s, p->id, p->id_len, RPC_SERVER_ERROR, text);
 		HASH_DEL(s->pending, p);
+		answer_error(s, p->id, p->id_len, RPC_SERVER_ERROR, text,
+			     (ev_now(s->loop) - p->t) * 1000.);
 		free(p);
 	}
 	s->n_pending = 0;
@@ -405,11 +543,50 @@ session_on_done(struct backend *b, void *owner)
 		sbuf_adds(&msg, ",\"result\":");
 		session_result(s, &msg);
 		sbuf_adds(&msg, "}");
-		if (!msg.failed) {
-			s->hooks->deliver(s, msg.buf, msg.len, s->owner);
+		deliver_own(s, -1);
+	}
+	if (tlog_enabled) {
+		sbuf_reset(&msg);
+		session_end_fields(s, &msg);
+		/* after "pid":N, which the record's head already has */
+		const char *f = memchr(msg.buf, ',', msg.len);
+
+		if (!msg.failed && f != NULL) {
+			tlog_event(s->id, b->pid, "ended", f + 1,
+				   msg.len - (size_t)(f + 1 - msg.buf));
 		}
 	}
 	s->hooks->on_done(s, s->owner);
+}
+
+/* The server's stderr, a line at a time, into the traffic log (long lines are cut). */
+static void
+session_on_stderr(struct backend *b, void *owner, const char *data, size_t len)
+{
+	struct session *s = owner;
+
+	while (len > 0) {
+		const char *nl = memchr(data, '\n', len);
+		size_t n = nl != NULL ? (size_t)(nl - data) : len;
+		size_t room = SESSION_STDERR_LINE - s->err_line.len;
+
+		if (n > room) {
+			n = room;
+			nl = NULL;
+		}
+		sbuf_add(&s->err_line, data, n);
+		data += n + (nl != NULL);
+		len -= n + (nl != NULL);
+		if (nl != NULL || s->err_line.len == SESSION_STDERR_LINE) {
+			size_t l = s->err_line.len;
+
+			if (l > 0 && s->err_line.buf[l - 1] == '\r') {
+				l--;
+			}
+			tlog_stderr(s->id, b->pid, s->err_line.buf, l);
+			sbuf_reset(&s->err_line);
+		}
+	}
 }
 
 bool
@@ -421,16 +598,13 @@ session_is_done(const struct session *s)
 void
 session_free(struct session *s)
 {
-	struct pending *p, *tmp;
-
 	if (s == NULL) {
 		return;
 	}
 	ev_timer_stop(s->loop, &s->idle_w);
-	HASH_ITER (hh, s->pending, p, tmp) {
-		HASH_DEL(s->pending, p);
-		free(p);
-	}
+	pending_free_all(&s->pending);
+	pending_free_all(&s->srv_pending);
+	sbuf_release(&s->err_line);
 	for (size_t i = 0; i < s->n_replies; i++) {
 		sbuf_release(&s->replies[i]);
 	}

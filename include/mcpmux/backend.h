@@ -60,6 +60,8 @@ struct backend_hooks {
 	void (*on_done)(struct backend *b, void *owner);
 	/* The server's stdin queue went from full to below its mark. */
 	void (*on_writable)(struct backend *b, void *owner);
+	/* Bytes the server wrote on stderr (only with capture_stderr), already passed on. */
+	void (*on_stderr)(struct backend *b, void *owner, const char *data, size_t len);
 };
 
 struct backend_config {
@@ -70,6 +72,11 @@ struct backend_config {
 	size_t max_message; /* framer bound for the server's stdout */
 	size_t max_queue;   /* stdin queue mark */
 	bool claim_orphans; /* cookie-less orphans of mcpmux count as this tree's */
+	/*
+	 * Read the server's stderr through a pipe (copying it to mcpmux's stderr and to
+	 * hooks->on_stderr) instead of letting it inherit mcpmux's: for the traffic log.
+	 */
+	bool capture_stderr;
 };
 
 struct backend {
@@ -91,8 +98,8 @@ struct backend {
 	ev_tstamp t_end;   /* teardown start */
 	ev_tstamp t_done;
 
-	int in_fd, out_fd, status_fd;
-	ev_io in_w, out_w, status_w;
+	int in_fd, out_fd, status_fd, err_fd;
+	ev_io in_w, out_w, status_w, err_w;
 	ev_timer grace_w;
 	bool out_paused;
 	struct wbuf inq;

@@ -20,6 +20,8 @@ struct mcpmux_options {
 	size_t max_sessions;
 	double idle_timeout_s;
 	const char *listen;
+	const char *log_path; /* --log, or MCPMUX_LOG; NULL for none */
+	size_t log_bodies;    /* TLOG_BODIES_FULL, 0 (none), or bytes kept of each body */
 	char **command; /* NULL-terminated; points into argv */
 };
 

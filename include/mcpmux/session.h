@@ -25,6 +25,7 @@
 
 #define SESSION_ID_MAX	    128
 #define SESSION_MAX_PENDING 65536 /* client requests in flight per session */
+#define SESSION_STDERR_LINE ((size_t)16 << 10) /* longer stderr lines are logged in parts */
 
 struct session;
 
@@ -65,6 +66,9 @@ struct session {
 	void *owner;
 	uint64_t seq;		 /* creation order */
 	struct pending *pending; /* uthash: client requests in flight */
+	struct pending *srv_pending; /* uthash: server requests in flight (traffic log only) */
+	size_t n_srv_pending;
+	struct sbuf err_line; /* the server's stderr line being assembled (traffic log) */
 	size_t n_pending;
 	bool end_requested;   /* by the client (end-of-run) or the front end */
 	bool paused;	      /* the client is not reading: server stdout paused */
@@ -100,6 +104,8 @@ void session_from_client(struct session *s, const char *line, size_t len,
  * when the teardown is complete.  grace_ms < 0: the configured grace periods.
  */
 void session_end(struct session *s, double grace_ms, const char *reply_id, size_t reply_id_len);
+/* Record an end-of-run message (scanned by scan) in the traffic log. */
+void session_log_end_request(const struct session *s, const struct jsonrpc_scanner *scan);
 /* Stop or resume reading the server's output (the client's queue is full). */
 void session_pause(struct session *s, bool paused);
 /* The end-of-run result object, {"session":...,"escalation":...}, into b. */

@@ -1,0 +1,58 @@
+/*
+ * tlog: the traffic log, one JSON object per line (docs/traffic-log.md).
+ *
+ *   {"ts":"2026-11-24T10:00:00.123456Z","session":"run-42","pid":4242,"dir":"in",
+ *    "kind":"request","id":1,"method":"tools/call","bytes":312,"msg":{...}}
+ *
+ * One log per process (a module, like diag).  Records are built in memory and written
+ * once per event-loop turn (and whenever 64 KiB are waiting), with plain appending
+ * write()s: a record is never split by another writer's.  A log that cannot be written
+ * never stops the traffic: the failure is reported once on stderr, the records of that
+ * turn are dropped, and writing is tried again the next turn.  SIGUSR1 reopens the file
+ * (after logrotate has renamed it).
+ */
+#ifndef MCPMUX_TLOG_H
+#define MCPMUX_TLOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <ev.h>
+
+#include "mcpmux/jsonrpc.h"
+
+#define TLOG_BODIES_FULL ((size_t)-1)
+
+enum tlog_dir {
+	TLOG_IN,  /* client to server */
+	TLOG_OUT, /* server (or mcpmux) to client */
+};
+
+extern bool tlog_enabled;
+
+/*
+ * Open the log: path "-" is stderr.  bodies: TLOG_BODIES_FULL, 0 (none), or the number
+ * of bytes of each body to keep.  0, or -1 after saying why on stderr.
+ */
+int tlog_open(struct ev_loop *loop, const char *path, size_t bodies);
+/* Write what is buffered and close (at exit). */
+void tlog_close(void);
+/* Write what is buffered now. */
+void tlog_flush(void);
+
+/*
+ * A message, as scanned by scan (kind, id, method come from it; scan may be NULL for a
+ * line that is known to be invalid).  ms < 0: no latency.  session may be NULL.
+ */
+void tlog_message(const char *session, pid_t pid, enum tlog_dir dir,
+		  const struct jsonrpc_scanner *scan, const char *line, size_t len, double ms);
+/* An over-long message: only its size is known. */
+void tlog_oversize(const char *session, pid_t pid, enum tlog_dir dir, size_t bytes);
+/* An event; fields are extra members as JSON text ("\"exit\":..."), or NULL. */
+void tlog_event(const char *session, pid_t pid, const char *event, const char *fields,
+		size_t fields_len);
+/* A line the server wrote on stderr. */
+void tlog_stderr(const char *session, pid_t pid, const char *text, size_t len);
+
+#endif

@@ -1,0 +1,793 @@
+/*
+ * mcpmux log show | stats: read a traffic log (docs/traffic-log.md).
+ *
+ * Both read one record at a time: memory is bounded by the longest record, the requests
+ * still waiting for their response (to name a response's method), and, for stats, one
+ * histogram per method and a few counters per session.  A last line cut short (a log
+ * being written) is reported and skipped; with --follow, show waits for the rest.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <yajl/yajl_tree.h>
+
+#define HASH_FUNCTION HASH_FNV
+#include <uthash.h>
+
+#include "mcpmux/cli.h"
+#include "mcpmux/cmd.h"
+#include "mcpmux/diag.h"
+#include "mcpmux/sys.h"
+
+#define MAX_METHODS  10000 /* beyond: counted under "(other)" */
+#define MAX_SESSIONS 1000000
+#define HIST_BUCKETS 400 /* log-scale latency buckets, 5% wide, from 1 µs */
+#define HIST_BASE    1.05
+#define HIST_MIN_MS  0.001
+
+struct opts {
+	const char *file;
+	const char *session; /* prefix */
+	const char *method;
+	bool follow;
+	bool color;
+};
+
+/* ---- reading records ---- */
+
+struct reader {
+	FILE *f;
+	const char *name;
+	char *line;
+	size_t cap;
+	bool follow;
+	unsigned long lineno;
+	unsigned long bad;
+};
+
+/* The next record, parsed; NULL at the end.  Lines that are not JSON objects are skipped. */
+static yajl_val
+next_record(struct reader *r)
+{
+	for (;;) {
+		errno = 0;
+		ssize_t n = getline(&r->line, &r->cap, r->f);
+
+		if (n == -1) {
+			if (errno != 0 && errno != EINTR) {
+				diag_error_errno("%s: read error", r->name);
+				return NULL;
+			}
+			if (!r->follow) {
+				return NULL;
+			}
+			clearerr(r->f);
+			struct timespec ts = { 0, 100 * 1000 * 1000 };
+
+			(void)nanosleep(&ts, NULL);
+			continue;
+		}
+		if (n == 0 || r->line[n - 1] != '\n') {
+			if (r->follow) {
+				/* A record being written: wait for its end. */
+				(void)fseeko(r->f, -(off_t)n, SEEK_CUR);
+				struct timespec ts = { 0, 100 * 1000 * 1000 };
+
+				(void)nanosleep(&ts, NULL);
+				continue;
+			}
+			diag_warn(
+				"%s:%lu: the last line is cut short (a log still being written?): "
+				"skipped",
+				r->name, r->lineno + 1);
+			return NULL;
+		}
+		r->lineno++;
+		r->line[n - 1] = '\0';
+		yajl_val v = yajl_tree_parse(r->line, NULL, 0);
+
+		if (v != NULL && YAJL_IS_OBJECT(v)) {
+			return v;
+		}
+		yajl_tree_free(v);
+		if (r->bad++ == 0) {
+			diag_warn("%s:%lu: not a traffic log record: skipped", r->name, r->lineno);
+		}
+	}
+}
+
+static yajl_val
+get(yajl_val v, const char *key)
+{
+	const char *path[] = { key, NULL };
+
+	return yajl_tree_get(v, path, yajl_t_any);
+}
+
+static const char *
+get_str(yajl_val v, const char *key)
+{
+	yajl_val s = get(v, key);
+
+	return YAJL_IS_STRING(s) ? YAJL_GET_STRING(s) : NULL;
+}
+
+static bool
+get_num(yajl_val v, const char *key, double *out)
+{
+	yajl_val n = get(v, key);
+
+	if (!YAJL_IS_NUMBER(n)) {
+		return false;
+	}
+	*out = YAJL_GET_DOUBLE(n);
+	return true;
+}
+
+/* An id as text: 7, "abc" (quoted), or "" when absent. */
+static void
+id_text(yajl_val id, char *buf, size_t len)
+{
+	if (YAJL_IS_STRING(id)) {
+		(void)snprintf(buf, len, "\"%s\"", YAJL_GET_STRING(id));
+	} else if (YAJL_IS_NUMBER(id)) {
+		(void)snprintf(buf, len, "%s", YAJL_GET_NUMBER(id));
+	} else if (YAJL_IS_NULL(id)) {
+		(void)snprintf(buf, len, "null");
+	} else {
+		buf[0] = '\0';
+	}
+}
+
+/* ---- requests waiting for their response: (session, direction, id) -> method ---- */
+
+struct waiting {
+	UT_hash_handle hh;
+	char *method;
+	size_t key_len;
+	char key[];
+};
+
+static struct waiting *waiting;
+static size_t n_waiting;
+
+static size_t
+waiting_key(char *buf, size_t len, const char *session, bool from_client, const char *id)
+{
+	int n = snprintf(buf, len, "%s%c%s", session ? session : "", from_client ? '>' : '<', id);
+
+	return n < 0 ? 0 : SYS_MIN((size_t)n, len - 1);
+}
+
+static void
+waiting_put(const char *session, bool from_client, const char *id, const char *method)
+{
+	char key[512];
+	size_t kl = waiting_key(key, sizeof(key), session, from_client, id);
+	struct waiting *w;
+
+	HASH_FIND(hh, waiting, key, kl, w);
+	if (w != NULL || n_waiting >= 1000000 || (w = malloc(sizeof(*w) + kl)) == NULL) {
+		return;
+	}
+	w->method = strdup(method);
+	if (w->method == NULL) {
+		free(w);
+		return;
+	}
+	w->key_len = kl;
+	memcpy(w->key, key, kl);
+	HASH_ADD_KEYPTR(hh, waiting, w->key, w->key_len, w);
+	n_waiting++;
+}
+
+/* The method of the request a response answers (malloc'd, caller frees), or NULL. */
+static char *
+waiting_take(const char *session, bool request_from_client, const char *id)
+{
+	char key[512];
+	size_t kl = waiting_key(key, sizeof(key), session, request_from_client, id);
+	struct waiting *w;
+
+	HASH_FIND(hh, waiting, key, kl, w);
+	if (w == NULL) {
+		return NULL;
+	}
+	char *m = w->method;
+
+	HASH_DEL(waiting, w);
+	free(w);
+	n_waiting--;
+	return m;
+}
+
+static void
+waiting_free(void)
+{
+	struct waiting *w, *tmp;
+
+	HASH_ITER (hh, waiting, w, tmp) {
+		HASH_DEL(waiting, w);
+		free(w->method);
+		free(w);
+	}
+	n_waiting = 0;
+}
+
+/*
+ * Learn the method of a message record: its own, or for a response that of the request
+ * it answers.  Returns a malloc'd string or NULL.
+ */
+static char *
+record_method(yajl_val rec, const char *session, bool in)
+{
+	const char *kind = get_str(rec, "kind");
+	const char *method = get_str(rec, "method");
+	char id[256];
+
+	id_text(get(rec, "id"), id, sizeof(id));
+	if (kind == NULL) {
+		return NULL;
+	}
+	if (strcmp(kind, "request") == 0 && method != NULL) {
+		waiting_put(session, in, id, method);
+		return strdup(method);
+	}
+	if ((strcmp(kind, "response") == 0 || strcmp(kind, "error") == 0) && id[0] != '\0') {
+		/* a response travels the other way from its request */
+		return waiting_take(session, !in, id);
+	}
+	return method != NULL ? strdup(method) : NULL;
+}
+
+/* An end-of-run request is logged as an event: remember its id for its answer. */
+static void
+note_end_request(yajl_val rec, const char *session)
+{
+	const char *method = get_str(rec, "method");
+	char id[256];
+
+	id_text(get(rec, "id"), id, sizeof(id));
+	if (method != NULL && id[0] != '\0') {
+		waiting_put(session, true, id, method);
+	}
+}
+
+/* ---- show ---- */
+
+#define C_RESET "\033[0m"
+#define C_DIM	"\033[2m"
+#define C_RED	"\033[31m"
+#define C_IN	"\033[36m"
+#define C_OUT	"\033[32m"
+#define C_EVENT "\033[33m"
+
+static void
+human_bytes(double b, char *buf, size_t len)
+{
+	if (b < 10000) {
+		(void)snprintf(buf, len, "%.0f B", b);
+	} else if (b < 10000 * 1024.) {
+		(void)snprintf(buf, len, "%.0f KiB", b / 1024);
+	} else {
+		(void)snprintf(buf, len, "%.1f MiB", b / 1048576);
+	}
+}
+
+static bool
+session_matches(const struct opts *o, const char *session)
+{
+	return o->session == NULL ||
+	       (session != NULL && strncmp(session, o->session, strlen(o->session)) == 0);
+}
+
+static void
+show_record(const struct opts *o, yajl_val rec)
+{
+	const char *ts = get_str(rec, "ts");
+	const char *session = get_str(rec, "session");
+	const char *dir = get_str(rec, "dir");
+	const char *event = get_str(rec, "event");
+	char when[16] = "", sess[9] = "-       ", size[32] = "", lat[32] = "";
+	double v;
+
+	if (!session_matches(o, session)) {
+		return;
+	}
+	if (ts != NULL && strlen(ts) >= 23) {
+		(void)snprintf(when, sizeof(when), "%.12s", ts + 11);
+	}
+	if (session != NULL) {
+		(void)snprintf(sess, sizeof(sess), "%-8.8s", session);
+	}
+	if (event != NULL) {
+		char detail[256] = "";
+
+		if (strcmp(event, "end-requested") == 0) {
+			note_end_request(rec, session);
+		}
+		if (o->method != NULL) {
+			return;
+		}
+		if (strcmp(event, "stderr") == 0) {
+			const char *t = get_str(rec, "text");
+
+			(void)snprintf(detail, sizeof(detail), "%s", t ? t : "");
+		} else if (strcmp(event, "ended") == 0) {
+			yajl_val ex = get(rec, "exit");
+			const char *esc = get_str(rec, "escalation");
+			double code, ms = 0;
+			const char *sig = NULL;
+
+			(void)get_num(rec, "ms", &ms);
+			if (YAJL_IS_OBJECT(ex) && get_num(ex, "code", &code)) {
+				(void)snprintf(detail, sizeof(detail),
+					       "exit %.0f, escalation %s, %.0f ms", code,
+					       esc ? esc : "?", ms);
+			} else if (YAJL_IS_OBJECT(ex) && (sig = get_str(ex, "signal")) != NULL) {
+				(void)snprintf(detail, sizeof(detail), "%s, escalation %s, %.0f ms",
+					       sig, esc ? esc : "?", ms);
+			} else {
+				(void)snprintf(detail, sizeof(detail), "escalation %s, %.0f ms",
+					       esc ? esc : "?", ms);
+			}
+		} else if (strcmp(event, "end-requested") == 0) {
+			const char *reason = get_str(rec, "reason");
+
+			(void)snprintf(detail, sizeof(detail), "%s", reason ? reason : "");
+		} else if (get_num(rec, "pid", &v)) {
+			(void)snprintf(detail, sizeof(detail), "pid %.0f", v);
+		}
+		printf("%s %s%s  %s  %s %-13s %s%s\n", when, o->color ? C_DIM : "", sess,
+		       o->color ? C_RESET : "", o->color ? C_EVENT "*" C_RESET : "*", event, detail,
+		       "");
+		return;
+	}
+	if (dir == NULL) {
+		return;
+	}
+	bool in = strcmp(dir, "in") == 0;
+	const char *kind = get_str(rec, "kind");
+	char *method = record_method(rec, session, in);
+	char id[256], what[512];
+
+	if (o->method != NULL && (method == NULL || strcmp(method, o->method) != 0)) {
+		free(method);
+		return;
+	}
+	id_text(get(rec, "id"), id, sizeof(id));
+	bool is_err = kind != NULL && strcmp(kind, "error") == 0;
+	bool invalid = kind != NULL && strcmp(kind, "invalid") == 0;
+
+	if (invalid) {
+		(void)snprintf(what, sizeof(what), "(not JSON-RPC)");
+	} else if (kind != NULL && strcmp(kind, "batch") == 0) {
+		(void)snprintf(what, sizeof(what), "[batch]");
+	} else if (kind != NULL && (strcmp(kind, "response") == 0 || is_err)) {
+		(void)snprintf(what, sizeof(what), "#%s %s", id, method ? method : "");
+	} else if (id[0] != '\0') {
+		(void)snprintf(what, sizeof(what), "%s #%s", method ? method : "?", id);
+	} else {
+		(void)snprintf(what, sizeof(what), "%s", method ? method : "?");
+	}
+	if (get_num(rec, "bytes", &v)) {
+		human_bytes(v, size, sizeof(size));
+	}
+	if (get_num(rec, "ms", &v)) {
+		(void)snprintf(lat, sizeof(lat), "%.1f ms", v);
+	}
+	const char *arrow = in ? "->" : "<-";
+	const char *col = o->color ? (in ? C_IN : C_OUT) : "";
+
+	printf("%s %s%s%s  %s%s%s %-40s %10s %10s%s%s%s\n", when, o->color ? C_DIM : "", sess,
+	       o->color ? C_RESET : "", col, arrow, o->color ? C_RESET : "", what, lat, size,
+	       (is_err || invalid) && o->color ? C_RED : "",
+	       is_err ? "  ERROR" : (invalid ? "  INVALID" : ""),
+	       (is_err || invalid) && o->color ? C_RESET : "");
+	free(method);
+}
+
+/* ---- stats ---- */
+
+struct hist {
+	uint32_t b[HIST_BUCKETS];
+	uint64_t n;
+	double max;
+};
+
+struct mstat {
+	UT_hash_handle hh;
+	uint64_t count, errors;
+	struct hist lat;
+	char name[];
+};
+
+struct sstat {
+	UT_hash_handle hh;
+	char *first_ts, *last_ts;
+	uint64_t msgs, bytes, errors;
+	char ended[96];
+	char id[];
+};
+
+static void
+hist_add(struct hist *h, double ms)
+{
+	int i = 0;
+
+	if (ms > HIST_MIN_MS) {
+		i = (int)(log(ms / HIST_MIN_MS) / log(HIST_BASE)) + 1;
+	}
+	if (i >= HIST_BUCKETS) {
+		i = HIST_BUCKETS - 1;
+	}
+	h->b[i]++;
+	h->n++;
+	if (ms > h->max) {
+		h->max = ms;
+	}
+}
+
+/* The upper edge of the bucket holding the p-th quantile (5% precision). */
+static double
+hist_quantile(const struct hist *h, double p)
+{
+	uint64_t want = (uint64_t)ceil(p * (double)h->n), seen = 0;
+
+	if (want == 0) {
+		want = 1;
+	}
+	for (int i = 0; i < HIST_BUCKETS; i++) {
+		seen += h->b[i];
+		if (seen >= want) {
+			double edge = i == 0 ? HIST_MIN_MS : HIST_MIN_MS * pow(HIST_BASE, i);
+
+			return edge < h->max ? edge : h->max;
+		}
+	}
+	return h->max;
+}
+
+static struct mstat *
+mstat_get(struct mstat **table, size_t *n, const char *name)
+{
+	struct mstat *m;
+	size_t len = strlen(name);
+
+	HASH_FIND(hh, *table, name, len, m);
+	if (m != NULL) {
+		return m;
+	}
+	if (*n >= MAX_METHODS && strcmp(name, "(other)") != 0) {
+		return mstat_get(table, n, "(other)");
+	}
+	m = calloc(1, sizeof(*m) + len + 1);
+	if (m == NULL) {
+		return NULL;
+	}
+	memcpy(m->name, name, len + 1);
+	HASH_ADD_KEYPTR(hh, *table, m->name, len, m);
+	(*n)++;
+	return m;
+}
+
+static struct sstat *
+sstat_get(struct sstat **table, size_t *n, const char *id)
+{
+	struct sstat *s;
+	size_t len = strlen(id);
+
+	HASH_FIND(hh, *table, id, len, s);
+	if (s != NULL || *n >= MAX_SESSIONS) {
+		return s;
+	}
+	s = calloc(1, sizeof(*s) + len + 1);
+	if (s == NULL) {
+		return NULL;
+	}
+	memcpy(s->id, id, len + 1);
+	HASH_ADD_KEYPTR(hh, *table, s->id, len, s);
+	(*n)++;
+	return s;
+}
+
+static int
+by_name(struct mstat *a, struct mstat *b)
+{
+	return strcmp(a->name, b->name);
+}
+
+static double
+ts_seconds(const char *ts)
+{
+	struct tm tm;
+	const char *rest;
+
+	if (ts == NULL) {
+		return 0;
+	}
+	memset(&tm, 0, sizeof(tm));
+	rest = strptime(ts, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (rest == NULL) {
+		return 0;
+	}
+	return (double)timegm(&tm) + (rest[0] == '.' ? strtod(rest, NULL) : 0);
+}
+
+static void
+print_method_row(const char *name, uint64_t count, uint64_t errors, const struct hist *h)
+{
+	if (h->n > 0) {
+		printf("%-32s %8llu %7llu %9.2f %9.2f %9.2f %9.2f\n", name,
+		       (unsigned long long)count, (unsigned long long)errors, hist_quantile(h, .5),
+		       hist_quantile(h, .9), hist_quantile(h, .99), h->max);
+	} else {
+		printf("%-32s %8llu %7llu %9s %9s %9s %9s\n", name, (unsigned long long)count,
+		       (unsigned long long)errors, "-", "-", "-", "-");
+	}
+}
+
+static int
+run_stats(const struct opts *o, struct reader *r)
+{
+	struct mstat *methods = NULL, *m, *tmp;
+	struct sstat *sessions = NULL, *s, *stmp;
+	size_t n_methods = 0, n_sessions = 0;
+	struct hist all = { 0 };
+	uint64_t total = 0, total_err = 0, total_bytes = 0, records = 0;
+	yajl_val rec;
+
+	while ((rec = next_record(r)) != NULL) {
+		const char *session = get_str(rec, "session");
+		const char *event = get_str(rec, "event");
+		const char *dir = get_str(rec, "dir");
+		const char *ts = get_str(rec, "ts");
+
+		records++;
+		if (!session_matches(o, session)) {
+			yajl_tree_free(rec);
+			continue;
+		}
+		s = session != NULL ? sstat_get(&sessions, &n_sessions, session) : NULL;
+		if (s != NULL && ts != NULL) {
+			if (s->first_ts == NULL) {
+				s->first_ts = strdup(ts);
+			}
+			free(s->last_ts);
+			s->last_ts = strdup(ts);
+		}
+		if (event != NULL) {
+			if (strcmp(event, "end-requested") == 0) {
+				note_end_request(rec, session);
+			}
+			if (s != NULL && strcmp(event, "ended") == 0) {
+				const char *esc = get_str(rec, "escalation");
+				yajl_val ex = get(rec, "exit");
+				const char *sig = YAJL_IS_OBJECT(ex) ? get_str(ex, "signal") : NULL;
+				double code;
+
+				if (sig != NULL) {
+					(void)snprintf(s->ended, sizeof(s->ended), "%s (%s)",
+						       esc ? esc : "?", sig);
+				} else if (YAJL_IS_OBJECT(ex) && get_num(ex, "code", &code)) {
+					(void)snprintf(s->ended, sizeof(s->ended), "%s (exit %.0f)",
+						       esc ? esc : "?", code);
+				} else {
+					(void)snprintf(s->ended, sizeof(s->ended), "%s",
+						       esc ? esc : "?");
+				}
+			}
+			yajl_tree_free(rec);
+			continue;
+		}
+		if (dir == NULL) {
+			yajl_tree_free(rec);
+			continue;
+		}
+		bool in = strcmp(dir, "in") == 0;
+		const char *kind = get_str(rec, "kind");
+		char *method = record_method(rec, session, in);
+		bool is_err = kind != NULL && strcmp(kind, "error") == 0;
+		bool answer = kind != NULL && (strcmp(kind, "response") == 0 || is_err);
+		double bytes = 0, ms;
+
+		(void)get_num(rec, "bytes", &bytes);
+		if (o->method != NULL && (method == NULL || strcmp(method, o->method) != 0)) {
+			free(method);
+			yajl_tree_free(rec);
+			continue;
+		}
+		total++;
+		total_bytes += (uint64_t)bytes;
+		if (s != NULL) {
+			s->msgs++;
+			s->bytes += (uint64_t)bytes;
+			s->errors += is_err;
+		}
+		/* A method's count is its requests and notifications; errors and latency come
+		 * from the answers. */
+		m = mstat_get(&methods, &n_methods,
+			      method != NULL
+				      ? method
+				      : (kind && strcmp(kind, "invalid") == 0 ? "(invalid)"
+									      : "(unknown)"));
+		if (m != NULL) {
+			if (!answer) {
+				m->count++;
+			}
+			if (is_err) {
+				m->errors++;
+				total_err++;
+			}
+			if (answer && get_num(rec, "ms", &ms)) {
+				hist_add(&m->lat, ms);
+				hist_add(&all, ms);
+			}
+		}
+		free(method);
+		yajl_tree_free(rec);
+	}
+
+	HASH_SORT(methods, by_name);
+	printf("%-32s %8s %7s %9s %9s %9s %9s\n", "METHOD", "COUNT", "ERRORS", "P50 MS", "P90 MS",
+	       "P99 MS", "MAX MS");
+	HASH_ITER (hh, methods, m, tmp) {
+		print_method_row(m->name, m->count, m->errors, &m->lat);
+	}
+	print_method_row("(all)", total, total_err, &all);
+	printf("\n%-36s %9s %8s %10s %6s  %s\n", "SESSION", "DURATION", "MSGS", "BYTES", "ERRORS",
+	       "ENDED");
+	HASH_ITER (hh, sessions, s, stmp) {
+		char b[32];
+
+		human_bytes((double)s->bytes, b, sizeof(b));
+		printf("%-36s %8.1fs %8llu %10s %6llu  %s\n", s->id,
+		       ts_seconds(s->last_ts) - ts_seconds(s->first_ts),
+		       (unsigned long long)s->msgs, b, (unsigned long long)s->errors,
+		       s->ended[0] ? s->ended : "(running)");
+	}
+	char tb[32];
+
+	human_bytes((double)total_bytes, tb, sizeof(tb));
+	printf("\n%llu records, %llu messages (%s), %llu errors, %zu sessions, %zu methods\n",
+	       (unsigned long long)records, (unsigned long long)total, tb,
+	       (unsigned long long)total_err, n_sessions, n_methods);
+
+	HASH_ITER (hh, methods, m, tmp) {
+		HASH_DEL(methods, m);
+		free(m);
+	}
+	HASH_ITER (hh, sessions, s, stmp) {
+		HASH_DEL(sessions, s);
+		free(s->first_ts);
+		free(s->last_ts);
+		free(s);
+	}
+	return 0;
+}
+
+/* ---- command ---- */
+
+static void
+log_usage(void)
+{
+	fputs("usage: mcpmux log show [--session PREFIX] [--method NAME] [--follow] [--color "
+	      "WHEN] [FILE]\n"
+	      "       mcpmux log stats [--session PREFIX] [--method NAME] [FILE]\n"
+	      "\n"
+	      "Read a traffic log written by --log (FILE '-' or none: stdin).\n"
+	      "show   a timeline, one line a message: time, session, direction, method or id,\n"
+	      "       latency, size, error marker; colour on a terminal (--color "
+	      "auto|always|never)\n"
+	      "stats  per method: count, errors, latency p50/p90/p99/max; per session:\n"
+	      "       duration, messages, bytes, how it ended; totals\n",
+	      stdout);
+}
+
+int
+cmd_log(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "session", required_argument, NULL, 's' },
+		{ "method", required_argument, NULL, 'm' },
+		{ "follow", no_argument, NULL, 'f' },
+		{ "color", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct opts o = { 0 };
+	const char *color = "auto";
+	int c;
+
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		log_usage();
+		return argc < 2 ? EXIT_USAGE : 0;
+	}
+	bool show = strcmp(argv[1], "show") == 0;
+
+	if (!show && strcmp(argv[1], "stats") != 0) {
+		diag_error("unknown log command '%s' (show or stats; see mcpmux log --help)",
+			   argv[1]);
+		return EXIT_USAGE;
+	}
+	argc--;
+	argv++;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":fh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			o.session = optarg;
+			break;
+		case 'm':
+			o.method = optarg;
+			break;
+		case 'f':
+			o.follow = true;
+			break;
+		case 'c':
+			color = optarg;
+			break;
+		case 'h':
+			log_usage();
+			return 0;
+		default:
+			diag_error("bad option '%s' (see mcpmux log --help)", argv[optind - 1]);
+			return EXIT_USAGE;
+		}
+	}
+	if (argc - optind > 1 || (o.follow && !show)) {
+		diag_error("usage: mcpmux log (show | stats) [OPTIONS] [FILE]");
+		return EXIT_USAGE;
+	}
+	o.file = optind < argc ? argv[optind] : "-";
+	if (strcmp(color, "always") == 0) {
+		o.color = true;
+	} else if (strcmp(color, "auto") == 0) {
+		o.color = isatty(STDOUT_FILENO) && getenv("NO_COLOR") == NULL;
+	} else if (strcmp(color, "never") != 0) {
+		diag_error("--color takes auto, always or never");
+		return EXIT_USAGE;
+	}
+
+	struct reader r = { .name = o.file, .follow = o.follow };
+
+	if (strcmp(o.file, "-") == 0) {
+		r.f = stdin;
+		r.name = "(stdin)";
+	} else if ((r.f = fopen(o.file, "re")) == NULL) {
+		diag_error_errno("cannot open the log '%s'", o.file);
+		return 1;
+	}
+	int rc = 0;
+
+	if (show) {
+		yajl_val rec;
+
+		while ((rec = next_record(&r)) != NULL) {
+			show_record(&o, rec);
+			yajl_tree_free(rec);
+			if (o.follow) {
+				(void)fflush(stdout);
+			}
+		}
+	} else {
+		rc = run_stats(&o, &r);
+	}
+	if (fflush(stdout) == EOF && errno != EPIPE) {
+		diag_error_errno("cannot write the output");
+		rc = 1;
+	}
+	waiting_free();
+	free(r.line);
+	if (r.f != stdin) {
+		(void)fclose(r.f);
+	}
+	return rc;
+}

@@ -1,0 +1,220 @@
+"""The traffic log (--log) and its reader (mcpmux log show | stats)."""
+
+import json
+import os
+import signal
+import stat
+import subprocess
+
+from mcptest import (Case, FIXTURE, MCPMUX, call, initialize, main, note, req, wait_until)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LOGS = os.path.join(HERE, "logs")
+FAST = ["--eof-grace", "200", "--term-grace", "200"]
+
+
+def records(path):
+    with open(path, "rb") as f:
+        return [json.loads(line) for line in f]
+
+
+def messages(recs, direction):
+    return [r for r in recs if r.get("dir") == direction]
+
+
+class Writing(Case):
+    def test_a_session_logged_once_each_way(self):
+        log = os.path.join(self.tmp.name, "t.log")
+        w = self.wrap("--stderr-chatter", "--stdout-noise", opts=FAST + ["--log", log])
+        sent = [initialize(1), note("notifications/initialized"),
+                call(2, "echo", text="h\u00e9llo"), call(3, "ask")]
+        w.send(*sent)
+        got = [w.msg(), w.msg()]
+        ask = w.msg()
+        answer = {"jsonrpc": "2.0", "id": ask["id"], "result": {"x": [1, 2.50, "\u2603"]}}
+        w.send(answer)
+        got.append(w.msg())
+        w.write(b"not json\n")
+        got.append(w.msg())
+        w.send(req(4, "mcpmux/endRun", {"reason": "test over"}))
+        end = w.msg()
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        self.assertEqual(stat.S_IMODE(os.stat(log).st_mode), 0o600)
+        recs = records(log)
+        session = end["result"]["session"]
+        pid = end["result"]["pid"]
+        for r in recs:
+            self.assertRegex(r["ts"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+            self.assertEqual(r["session"], session)
+            self.assertEqual(r["pid"], pid)
+        ins = messages(recs, "in")
+        # every client message once, in order, bodies embedded exactly as sent
+        self.assertEqual([r["msg"] for r in ins[:4]], sent)
+        self.assertEqual(ins[4]["msg"], answer)
+        self.assertEqual([r["kind"] for r in ins],
+                         ["request", "notification", "request", "request", "response",
+                          "invalid"])
+        self.assertEqual(ins[5]["msg"], "not json")
+        self.assertEqual([r.get("method") for r in ins[:4]],
+                         ["initialize", "notifications/initialized", "tools/call",
+                          "tools/call"])
+        self.assertEqual([r.get("id") for r in ins[:5]], [1, None, 2, 3, ask["id"]])
+        self.assertGreaterEqual(ins[4]["ms"], 0)  # the client's answer to a server request
+        with open(log, "rb") as f:
+            raw = f.read()
+        self.assertIn(json.dumps(answer["result"], separators=(",", ":")).encode()[:10], raw)
+        # every server message once; responses carry latency
+        outs = messages(recs, "out")
+        responses = [r for r in outs if r["kind"] in ("response", "error")]
+        self.assertEqual([r["id"] for r in responses], [1, 2, 3, None, 4])
+        for r in responses[:3]:
+            self.assertGreaterEqual(r["ms"], 0)
+        self.assertEqual(responses[0]["msg"], got[0])
+        self.assertEqual(responses[3]["msg"], got[3])
+        noise = [r for r in outs if r["kind"] == "invalid"]
+        self.assertTrue(noise and all(isinstance(r["msg"], str) for r in noise))
+        server_req = [r for r in outs if r["kind"] == "request"]
+        self.assertEqual(server_req[0]["method"], "sampling/createMessage")
+        events = [r["event"] for r in recs if "event" in r]
+        self.assertEqual(events[0], "started")
+        self.assertIn("stderr", events)
+        self.assertIn("end-requested", events)
+        self.assertEqual(events[-1], "ended")
+        ended = recs[-1]
+        self.assertEqual(ended["escalation"], "eof")
+        self.assertEqual(ended["exit"], {"code": 0})
+        endreq = [r for r in recs if r.get("event") == "end-requested"][0]
+        self.assertEqual(endreq["reason"], "test over")
+        self.assertNotIn("mcpmux/endRun", [r.get("method") for r in ins])
+        self.assertIn("mcp-fixture: got", "".join(
+            r["text"] for r in recs if r.get("event") == "stderr"))
+        # stderr still reaches mcpmux's own stderr
+        self.assertIn("mcp-fixture: got", w.stderr())
+
+    def test_bodies_cut_and_none(self):
+        log = os.path.join(self.tmp.name, "t.log")
+        w = self.wrap(opts=["--log", log, "--log-bodies", "20"])
+        w.send(call(1, "echo", text="\u00e9" * 40))
+        w.msg()
+        w.close_stdin()
+        w.wait()
+        for r in messages(records(log), "in") + messages(records(log), "out"):
+            self.assertTrue(r["truncated"])
+            self.assertIsInstance(r["msg"], str)
+            self.assertLessEqual(len(r["msg"].encode()), 20)
+            self.assertGreater(r["bytes"], 20)
+        log2 = os.path.join(self.tmp.name, "t2.log")
+        w = self.wrap(opts=["--log", log2, "--log-bodies", "none"])
+        w.send(req(1, "ping"))
+        w.msg()
+        w.close_stdin()
+        w.wait()
+        self.assertTrue(all("msg" not in r for r in records(log2)))
+
+    def test_env_variable_and_serve(self):
+        log = os.path.join(self.tmp.name, "serve.log")
+        self.env["MCPMUX_LOG"] = log
+        p = self.serve(opts=FAST)
+        p.send({"session": "a", "message": req(1, "ping")},
+               {"session": "b", "message": req(1, "ping")})
+        p.msg(), p.msg(), p.msg(), p.msg()
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        recs = records(log)
+        for s in ("a", "b"):
+            mine = [r for r in recs if r["session"] == s]
+            self.assertEqual([r.get("event") or r["dir"] for r in mine],
+                             ["started", "in", "out", "ended"])
+
+    def test_reopen_on_sigusr1(self):
+        log = os.path.join(self.tmp.name, "t.log")
+        w = self.wrap(opts=["--log", log])
+        for i in range(50):
+            w.send(req(i, "ping"))
+            w.msg()
+        os.rename(log, log + ".1")
+        w.p.send_signal(signal.SIGUSR1)
+        for i in range(50, 100):
+            w.send(req(i, "ping"))
+            w.msg()
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        self.assertTrue(os.path.exists(log))
+        ids = [r["id"] for path in (log + ".1", log) for r in messages(records(path), "in")]
+        self.assertEqual(ids, list(range(100)))  # nothing lost, nothing twice
+
+    def test_unwritable_log_does_not_stop_traffic(self):
+        w = self.wrap(opts=["--log", "/dev/full"])
+        for i in range(20):
+            w.send(req(i, "ping"))
+            self.assertEqual(w.msg()["id"], i)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        self.assertEqual(w.stderr().count("traffic log"), 1, w.stderr())
+
+    def test_log_that_cannot_be_opened(self):
+        w = self.wrap(opts=["--log", "/nonexistent/dir/t.log"])
+        self.assertEqual(w.wait(), 1)
+        self.assertIn("/nonexistent/dir/t.log", w.stderr())
+
+
+class Reading(Case):
+    def run_log(self, *args, stdin=None):
+        p = subprocess.run([MCPMUX, "log"] + list(args), input=stdin, capture_output=True,
+                           timeout=60, env=self.env)
+        return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+    def golden(self, name):
+        with open(os.path.join(LOGS, name)) as f:
+            return f.read()
+
+    def test_show_and_stats_golden(self):
+        fixed = os.path.join(LOGS, "fixed.log")
+        for args, name in ((["show", "--color", "never"], "show.golden"),
+                           (["show", "--color", "never", "--session", "other"],
+                            "show-session.golden"),
+                           (["show", "--color", "never", "--method", "tools/call"],
+                            "show-method.golden"),
+                           (["stats"], "stats.golden")):
+            rc, out, err = self.run_log(*args, fixed)
+            self.assertEqual(rc, 0)
+            self.assertEqual(out, self.golden(name), name)
+            self.assertIn("cut short", err)  # the fixed log's last line is truncated
+
+    def test_stdin_and_colour(self):
+        with open(os.path.join(LOGS, "fixed.log"), "rb") as f:
+            data = f.read()
+        rc, out, _ = self.run_log("show", "--color", "never", stdin=data)
+        self.assertEqual(out, self.golden("show.golden"))
+        rc, out, _ = self.run_log("show", "--color", "always", "-", stdin=data)
+        self.assertIn("\033[31m", out)
+
+    def test_million_lines_bounded_memory(self):
+        path = os.path.join(self.tmp.name, "big.log")
+        line = ('{"ts":"2026-11-24T10:00:00.%06dZ","session":"s%d","pid":1,"dir":"%s",'
+                '"kind":"%s","id":%d,%s"bytes":60,"msg":{"jsonrpc":"2.0","id":%d}}\n')
+        with open(path, "w") as f:
+            for i in range(500_000):
+                f.write(line % (i % 1000000, i % 100, "in", "request", i,
+                                '"method":"m%d",' % (i % 7), i))
+                f.write(line % (i % 1000000, i % 100, "out", "response", i, '"ms":1.5,', i))
+        # wait4: the peak RSS of this one child (a sanitizer's quarantine of freed
+        # memory is kept small so that what is measured is mcpmux's own use)
+        env = dict(self.env)
+        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=1"
+        p = subprocess.Popen([MCPMUX, "log", "stats", path], stdout=subprocess.PIPE, env=env)
+        out = p.stdout.read().decode()
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        p.stdout.close()
+        self.assertEqual(p.returncode, 0)
+        self.assertIn("1000000 messages", out)
+        self.assertIn("m6 ", out)
+        print("log stats over 1,000,000 lines: peak RSS %d KiB" % usage.ru_maxrss)
+        self.assertLess(usage.ru_maxrss, 32 * 1024 if not os.environ.get("MCPMUX_TEST_SANITIZED")
+                        else 128 * 1024)
+
+
+if __name__ == "__main__":
+    main()
