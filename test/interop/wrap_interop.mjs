@@ -4,7 +4,10 @@
 // once THROUGH a wrapper command (mcpmux), and the normalized results of every
 // step must be identical.
 //
-// Usage: node wrap_interop.mjs MCPMUX_BINARY
+// Usage: node wrap_interop.mjs MCPMUX_BINARY [serve]
+//   serve: instead of wrapping, run `MCPMUX serve --listen SOCKET -- <server>` and
+//   give the client `MCPMUX connect SOCKET` as its server command; closing the
+//   client must end that session's server (the serve process itself stays up).
 //   env INTEROP_DUMP=out.json: also write both runs' normalized step values
 //   env INTEROP_TIMEOUT_MS=N: global timeout (default 60000)
 //   The wrapper is started as:  MCPMUX_BINARY -- <node> <server-everything> stdio
@@ -189,7 +192,7 @@ function errorValue(e) {
 // returns a string describing what is wrong with a single run's value (sanity
 // checks, so that two equally broken runs do not pass), or null.
 
-async function runScenario(label, transportParams) {
+async function runScenario(label, transportParams, serveRoot) {
   const results = [];
   const record = (step, value, check) => results.push({ step, value, check });
   const errors = [];
@@ -295,6 +298,8 @@ async function runScenario(label, transportParams) {
     // Refresh the list: the wrapper's own children exist by now.
     const procs = transport.procs ?? [];
     if (transport.pid) procs.push(...track(transport.pid));
+    const serverProcs = serveRoot ? processTree(serveRoot).filter((p) => p.pid !== serveRoot) : [];
+    if (serveRoot) track(serveRoot);
     await client.close();
     const deadline = Date.now() + 3000;
     let left = stillAlive(procs);
@@ -302,7 +307,14 @@ async function runScenario(label, transportParams) {
       await new Promise((r) => setTimeout(r, 50));
       left = stillAlive(procs);
     }
-    return { leftoverProcesses: left.length };
+    // Through a serve: the session's server is a child of the serve process.
+    if (serveRoot && serverProcs.length === 0) throw new Error('no server process under the serve');
+    let serverLeft = stillAlive(serverProcs);
+    while (serverLeft.length && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+      serverLeft = stillAlive(serverLeft);
+    }
+    return { leftoverProcesses: left.length + serverLeft.length };
   }, (v) => (v.leftoverProcesses ? `${label}: ${v.leftoverProcesses} process(es) still running after close` : null));
 
   // Notifications the client got besides progress (e.g. list_changed), and
@@ -358,11 +370,30 @@ async function main() {
   // through environment variables; the server sees the same in both runs.
   const env = { ...process.env };
   const direct = await runScenario('direct', { command: process.execPath, args: [serverPath, 'stdio'], env });
-  const wrapped = await runScenario('wrapped', {
-    command: path.resolve(wrapper),
-    args: ['--', process.execPath, serverPath, 'stdio'],
-    env,
-  });
+  let wrapped;
+  if (process.argv[3] === 'serve') {
+    const { spawn } = await import('node:child_process');
+    const os = await import('node:os');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mcpmux-interop-'));
+    const sock = path.join(dir, 'serve.sock');
+    const serve = spawn(path.resolve(wrapper), ['serve', '--listen', sock, '--', process.execPath, serverPath, 'stdio'],
+      { env, stdio: ['ignore', 'ignore', 'inherit'] });
+    track(serve.pid);
+    const until = Date.now() + 10_000;
+    while (!fs.existsSync(sock) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    wrapped = await runScenario('wrapped', { command: path.resolve(wrapper), args: ['connect', sock], env }, serve.pid);
+    const exited = new Promise((r) => serve.once('exit', (code, sig) => r({ code, sig })));
+    serve.kill('SIGTERM');
+    const st = await exited;
+    report('serve exits 0 on SIGTERM', st.code === 0 ? null : `exit ${st.code} ${st.sig ?? ''}`);
+    fs.rmSync(dir, { recursive: true, force: true });
+  } else {
+    wrapped = await runScenario('wrapped', {
+      command: path.resolve(wrapper),
+      args: ['--', process.execPath, serverPath, 'stdio'],
+      env,
+    });
+  }
 
   // INTEROP_DUMP=file.json writes both runs' normalized values, for debugging.
   if (process.env.INTEROP_DUMP) {
