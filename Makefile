@@ -4,7 +4,7 @@
 BUILD_DEV := build/dev
 BUILD_REL := build/release
 
-.PHONY: all deps demo check build release clean format lint
+.PHONY: all deps demo check build release clean format lint valgrind
 
 all: build
 
@@ -26,6 +26,21 @@ demo: release
 # Build with AddressSanitizer + UndefinedBehaviorSanitizer and run every test.
 check: build
 	ctest --preset dev
+
+# The wrap and serve integration tests with mcpmux under valgrind (a build without
+# sanitizers): any memory error or leak makes mcpmux exit 99, which fails the test.
+VALGRIND := valgrind -q --leak-check=full --show-leak-kinds=definite,indirect \
+	--errors-for-leak-kinds=definite,indirect --error-exitcode=99
+valgrind: deps
+	cmake -S . -B build/valgrind -DCMAKE_BUILD_TYPE=Debug -DMCPMUX_SANITIZE= >/dev/null
+	cmake --build build/valgrind -j2
+	cd test/integration && MCPMUX=$(CURDIR)/build/valgrind/mcpmux \
+		MCP_FIXTURE=$(CURDIR)/build/valgrind/fixtures/mcp-fixture \
+		MCPMUX_WRAPPER="$(VALGRIND)" MCPMUX_TEST_TIMEOUT_MULTIPLIER=5 \
+		python3 -B -m unittest test_wrap.Passthrough test_wrap.Failures \
+		test_wrap.BigMessages test_wrap.Teardown.test_stdin_eof \
+		test_wrap.EndOfRun.test_end_notification_is_not_forwarded \
+		test_serve.Routing test_log.Writing.test_a_session_logged_once_each_way
 
 format:
 	clang-format -i src/*.c include/mcpmux/*.h fixtures/*.c test/*/*.c test/*/*.h

@@ -13,6 +13,8 @@ up to a deadline.
 
 Binaries come from the environment: MCPMUX (the binary under test) and MCP_FIXTURE.
 MCPMUX_TEST_TIMEOUT_MULTIPLIER stretches every deadline (slow machines, valgrind).
+MCPMUX_WRAPPER (e.g. "valgrind -q --leak-check=full --error-exitcode=99") is put in
+front of every mcpmux command line; mcpmux keeps its pid (valgrind runs it in place).
 """
 
 import errno
@@ -29,6 +31,7 @@ import uuid
 MCPMUX = os.environ.get("MCPMUX", "mcpmux")
 FIXTURE = os.environ.get("MCP_FIXTURE", "mcp-fixture")
 SLOW = float(os.environ.get("MCPMUX_TEST_TIMEOUT_MULTIPLIER", "1"))
+WRAPPER = os.environ.get("MCPMUX_WRAPPER", "").split()
 SANITIZED = bool(os.environ.get("MCPMUX_TEST_SANITIZED"))
 TAG = "MCPMUX_TEST_TAG"
 
@@ -305,6 +308,8 @@ class Case(unittest.TestCase):
         return pids_with_env(("%s=%s" % (TAG, self.tag)).encode())
 
     def start(self, argv, **kw):
+        if argv and argv[0] == MCPMUX:
+            argv = WRAPPER + list(argv)
         p = Proc(argv, env=kw.pop("env", self.env), **kw)
         self.procs.append(p)
         return p

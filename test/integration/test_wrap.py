@@ -7,7 +7,7 @@ import stat
 import time
 import unittest
 
-from mcptest import (Case, FIXTURE, MCPMUX, SANITIZED, alive, call, deadline, fd_count, initialize, main,
+from mcptest import (Case, FIXTURE, MCPMUX, SANITIZED, WRAPPER, alive, call, deadline, fd_count, initialize, main,
                      note, req, rss_anon_kib, vm_hwm_kib, wait_until)
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
@@ -93,7 +93,8 @@ class Passthrough(Case):
         self.assertEqual(e["pgid"], e["pid"])
         self.assertEqual(e["ppid"], w.pid)
         self.assertEqual(int(e["sigblk"], 16), 0)
-        self.assertEqual(int(e["sigign"], 16), 0)
+        # (signals 32 and 33 belong to the C library's threads, or to valgrind)
+        self.assertEqual(int(e["sigign"], 16) & ~(3 << 31), 0)
         self.assertRegex(e["session"], r"^[0-9a-f-]{36}$")
         w.close_stdin()
         self.assertEqual(w.wait(), 0)
@@ -382,7 +383,7 @@ class BigMessages(Case):
         w.close_stdin()
         self.assertEqual(w.wait(), 0)
 
-    @unittest.skipIf(SANITIZED, "a sanitizer's allocator keeps freed memory")
+    @unittest.skipIf(SANITIZED or WRAPPER, "a sanitizer's or valgrind's allocator")
     def test_memory_shrinks_back_after_big_message(self):
         w = self.wrap()
         w.send(call(1, "huge", bytes=20_000_000))
