@@ -224,12 +224,12 @@ cmd_ctl(int argc, char **argv)
 	}
 	char err[256];
 	yajl_val root = yajl_tree_parse(reply, err, sizeof(err));
-	const char *rpath[] = { "message", "result", NULL },
-		   *epath[] = { "message", "error", "message", NULL };
+	const char *rpath[] = { "message", "result", NULL };
 	yajl_val result = yajl_tree_get(root, rpath, yajl_t_object);
 
 	rc = 0;
 	if (result == NULL) {
+		const char *epath[] = { "message", "error", "message", NULL };
 		yajl_val e = yajl_tree_get(root, epath, yajl_t_string);
 
 		diag_error("serve answered with an error: %s", e ? YAJL_GET_STRING(e) : reply);

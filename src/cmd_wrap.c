@@ -46,14 +46,10 @@ struct wrap {
 	struct session *cur;   /* the run that new messages go to, NULL after an end */
 	struct wrap_run *runs; /* every run not yet done */
 	size_t n_live;	       /* runs not yet done */
-	bool in_eof;	       /* the client closed stdin */
-	bool out_dead;	       /* the client's stdout is gone */
 	bool shutting_down;    /* no new runs: exit once every run is done */
-	bool paused;	       /* server output paused: the client is not reading */
 	int exit_code;
 	uint64_t exit_seq; /* the run whose status exit_code is */
 	int in_flags, out_flags;
-	char scratch[64 << 10];
 };
 
 static void wrap_on_line(void *ctx, const char *line, size_t len);

@@ -154,7 +154,7 @@ framer_feed(struct framer *f, const char *data, size_t len, const struct framer_
 				rc = -1;
 				fit = 0;
 				framer_go_big(f, sink, ctx);
-			} else if (fit < n) {
+			} else if (fit < n) { // cppcheck-suppress knownConditionTrueFalse
 				framer_go_big(f, sink, ctx);
 			} else if (nl != NULL) {
 				framer_deliver(f, f->buf, f->len, sink, ctx);

@@ -83,7 +83,7 @@ wbuf_appendv(struct wbuf *q, const struct iovec *iov, int n)
 			t->len += k;
 			room -= k;
 		}
-		if (len > k) {
+		if (len > k) { // cppcheck-suppress knownConditionTrueFalse
 			memcpy(c->data + c->len, p + k, len - k);
 			c->len += len - k;
 		}
