@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -136,12 +137,31 @@ listener_open(struct listener *l, struct ev_loop *loop, const char *path,
 	if (l->fd == -1) {
 		return diag_error_errno("cannot create a socket");
 	}
+	/*
+	 * Bind and listen under a temporary name, then rename into place: the socket file
+	 * appears only once connections are accepted, so a client that waits for the file
+	 * never gets ECONNREFUSED.
+	 */
+	struct sockaddr_un tmp;
+	char tmp_path[sizeof(tmp.sun_path)];
+	int n = snprintf(tmp_path, sizeof(tmp_path), "%s.%d.tmp", path, (int)getpid());
+	bool renamed = n > 0 && (size_t)n < sizeof(tmp_path) && make_addr(&tmp, tmp_path) == 0;
+
+	if (!renamed) {
+		tmp = sa;
+		(void)snprintf(tmp_path, sizeof(tmp_path), "%s", path);
+	}
+	(void)unlink(tmp_path);
 	old = umask(0177);
-	int rc = bind(l->fd, (struct sockaddr *)&sa, sizeof(sa));
+	int rc = bind(l->fd, (struct sockaddr *)&tmp, sizeof(tmp));
 
 	umask(old);
-	if (rc == -1 || chmod(path, 0600) == -1 || listen(l->fd, 512) == -1) {
+	if (rc == -1 || chmod(tmp_path, 0600) == -1 || listen(l->fd, 512) == -1 ||
+	    (renamed && rename(tmp_path, path) == -1)) {
 		diag_error_errno("cannot listen on '%s'", path);
+		if (rc == 0) {
+			(void)unlink(tmp_path);
+		}
 		sys_close(&l->fd);
 		return -1;
 	}
