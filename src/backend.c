@@ -551,7 +551,7 @@ backend_on_grace(struct ev_loop *loop, ev_timer *w, int revents)
 	case BACKEND_TERMINATING:
 		b->state = BACKEND_KILLING;
 		b->escalation = BACKEND_ESC_KILL;
-		/* fall through */
+		__attribute__((fallthrough));
 	case BACKEND_KILLING:
 		signal_tree(b, SIGKILL);
 		arm_grace(b, KILL_RESCAN_S);

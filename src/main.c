@@ -42,6 +42,9 @@ main(int argc, char **argv)
 	if (argc >= 2 && strcmp(argv[1], "ctl") == 0) {
 		return cmd_ctl(argc - 1, argv + 1);
 	}
+	if (argc >= 2 && strcmp(argv[1], "config") == 0) {
+		return cmd_config(argc - 1, argv + 1);
+	}
 	bool serve = argc >= 2 && strcmp(argv[1], "serve") == 0;
 
 	if (serve) {

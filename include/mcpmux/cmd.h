@@ -14,6 +14,8 @@ int cmd_serve(const struct mcpmux_options *o);
 int cmd_connect(int argc, char **argv);
 /* mcpmux ctl PATH (list | stats | end SESSION): look at and steer a running serve. */
 int cmd_ctl(int argc, char **argv);
+/* mcpmux config (wrap | unwrap) FILE: route a client config's servers through mcpmux. */
+int cmd_config(int argc, char **argv);
 /* mcpmux log (show | stats) [FILE]: read a traffic log. */
 int cmd_log(int argc, char **argv);
 /* mcpmux demo: drive a wrapped fixture server as a client would, and show the teardown. */

@@ -1,0 +1,562 @@
+/*
+ * cmd_config: `mcpmux config (wrap | unwrap) FILE [OPTIONS]`: read a client config, have
+ * config.c rewrite it, and print it, print a summary (--dry-run), or replace the file
+ * (--in-place): a backup FILE.bak first (an existing one is kept), then a temporary file
+ * in the same directory with the original's mode and owner, fsync, rename over the
+ * original (through a symlink, to its target), fsync of the directory.  On any error
+ * the file is left as it was.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mcpmux/cli.h"
+#include "mcpmux/cmd.h"
+#include "mcpmux/config.h"
+#include "mcpmux/diag.h"
+#include "mcpmux/rpcout.h"
+#include "mcpmux/sys.h"
+
+#define CONFIG_MAX_SIZE ((size_t)64 << 20)
+
+struct config_args {
+	enum config_op op;
+	const char *file;
+	bool in_place;
+	bool dry_run;
+	const char *log_dir; /* as given */
+	struct config_opts o;
+};
+
+static void
+config_usage(void)
+{
+	fputs("usage: mcpmux config wrap FILE [OPTIONS]     route FILE's stdio servers through mcpmux\n"
+	      "       mcpmux config unwrap FILE [OPTIONS]   put them back as they were\n"
+	      "\n"
+	      "FILE is an MCP client's config: \"mcpServers\" (Claude Desktop, Claude Code's\n"
+	      ".mcp.json, Cursor, Windsurf), \"servers\" (VS Code's mcp.json) or \"mcp\":\n"
+	      "{\"servers\"} (OpenClaw); '-' reads stdin.  The result goes to stdout unless\n"
+	      "--in-place.  Remote (url) servers are left alone; wrapping twice changes nothing.\n"
+	      "  -i, --in-place     replace FILE (atomically), after a backup FILE.bak (an\n"
+	      "                     existing FILE.bak is kept)\n"
+	      "  -n, --dry-run      print what would change, one line per server; write nothing\n"
+	      "  --mcpmux PATH      the mcpmux command to write (default: this binary's path)\n"
+	      "options of wrap, written into each wrapped server's command line:\n"
+	      "  --log-dir DIR      traffic log per server: --log DIR/<name>.jsonl\n"
+	      "  --eof-grace MS     --eof-grace MS\n"
+	      "  --term-grace MS    --term-grace MS\n"
+	      "Exit status: 0 done, 1 the file is unusable (nothing written), 2 usage.\n",
+	      stdout);
+}
+
+static int
+usage_error(const char *what, const char *arg)
+{
+	diag_error("%s%s%s (see mcpmux config --help)", what, arg ? " " : "", arg ? arg : "");
+	return -1;
+}
+
+static bool
+valid_ms(const char *s)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	return end != s && *end == '\0' && errno == 0 && v >= 0 && v <= 1e9;
+}
+
+/* argv[0] is "config".  0, 1 for --help, -1 on a usage error (printed). */
+static int
+parse_args(struct config_args *a, int argc, char **argv)
+{
+	const char *pos[3] = { NULL, NULL, NULL };
+	int npos = 0;
+	bool opts_done = false;
+
+	for (int i = 1; i < argc; i++) {
+		const char *arg = argv[i], *value = NULL, *eq;
+		const char **target = NULL;
+		size_t name_len;
+
+		if (opts_done || arg[0] != '-' || strcmp(arg, "-") == 0) {
+			if (npos < 3) {
+				pos[npos] = arg;
+			}
+			npos++;
+			continue;
+		}
+		if (strcmp(arg, "--") == 0) {
+			opts_done = true;
+			continue;
+		}
+		if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+			config_usage();
+			return 1;
+		}
+		if (strcmp(arg, "-i") == 0 || strcmp(arg, "--in-place") == 0) {
+			a->in_place = true;
+			continue;
+		}
+		if (strcmp(arg, "-n") == 0 || strcmp(arg, "--dry-run") == 0) {
+			a->dry_run = true;
+			continue;
+		}
+		eq = strchr(arg, '=');
+		name_len = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
+		if (name_len == 9 && strncmp(arg, "--log-dir", 9) == 0) {
+			target = &a->log_dir;
+		} else if (name_len == 11 && strncmp(arg, "--eof-grace", 11) == 0) {
+			target = &a->o.eof_grace;
+		} else if (name_len == 12 && strncmp(arg, "--term-grace", 12) == 0) {
+			target = &a->o.term_grace;
+		} else if (name_len == 8 && strncmp(arg, "--mcpmux", 8) == 0) {
+			target = &a->o.mcpmux;
+		} else {
+			return usage_error("unknown option", arg);
+		}
+		if (eq != NULL) {
+			value = eq + 1;
+		} else if (i + 1 < argc) {
+			value = argv[++i];
+		} else {
+			return usage_error("missing value for", arg);
+		}
+		if (value[0] == '\0') {
+			return usage_error("empty value for", arg);
+		}
+		*target = value;
+	}
+	if (npos < 1) {
+		return usage_error("usage: mcpmux config (wrap | unwrap) FILE [OPTIONS]", NULL);
+	}
+	if (strcmp(pos[0], "wrap") == 0) {
+		a->op = CONFIG_WRAP;
+	} else if (strcmp(pos[0], "unwrap") == 0) {
+		a->op = CONFIG_UNWRAP;
+	} else {
+		return usage_error("unknown config command (expected wrap or unwrap):", pos[0]);
+	}
+	if (npos != 2) {
+		return usage_error(npos < 2 ? "no FILE given" : "more than one FILE given", NULL);
+	}
+	a->file = pos[1];
+	if (a->op == CONFIG_UNWRAP &&
+	    (a->log_dir != NULL || a->o.eof_grace != NULL || a->o.term_grace != NULL)) {
+		return usage_error("--log-dir, --eof-grace and --term-grace are options of wrap",
+				   NULL);
+	}
+	if (a->o.eof_grace != NULL && !valid_ms(a->o.eof_grace)) {
+		return usage_error("invalid --eof-grace (milliseconds >= 0):", a->o.eof_grace);
+	}
+	if (a->o.term_grace != NULL && !valid_ms(a->o.term_grace)) {
+		return usage_error("invalid --term-grace (milliseconds >= 0):", a->o.term_grace);
+	}
+	if (a->in_place && strcmp(a->file, "-") == 0) {
+		return usage_error("--in-place needs a FILE, not stdin", NULL);
+	}
+	return 0;
+}
+
+/* The absolute path of this binary, for wrapped entries.  malloc'd, or NULL. */
+static char *
+self_path(void)
+{
+	char buf[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+
+	if (n <= 0) {
+		diag_error_errno("cannot find the path of this mcpmux binary in /proc/self/exe "
+				 "(give it with --mcpmux PATH)");
+		return NULL;
+	}
+	buf[n] = '\0';
+	return strdup(buf);
+}
+
+/* DIR made absolute against the working directory (a client starts servers elsewhere). */
+static char *
+absolute_dir(const char *dir)
+{
+	struct sbuf b = { 0 };
+	size_t len = strlen(dir);
+	struct stat st;
+
+	if (dir[0] != '/') {
+		char cwd[PATH_MAX];
+
+		if (getcwd(cwd, sizeof(cwd)) == NULL) {
+			diag_error_errno("cannot find the working directory for --log-dir '%s'",
+					 dir);
+			return NULL;
+		}
+		sbuf_adds(&b, cwd);
+		if (strcmp(cwd, "/") != 0) {
+			sbuf_adds(&b, "/");
+		}
+		while (len > 2 && dir[0] == '.' && dir[1] == '/') {
+			dir += 2;
+			len -= 2;
+		}
+	}
+	while (len > 1 && dir[len - 1] == '/') {
+		len--;
+	}
+	if (!(len == 1 && dir[0] == '.') || b.len == 0) {
+		sbuf_add(&b, dir, len);
+	} else if (b.len > 1) {
+		b.buf[--b.len] = '\0'; /* "cwd/" + "." -> "cwd" */
+	}
+	if (b.failed) {
+		sbuf_release(&b);
+		diag_error("out of memory");
+		return NULL;
+	}
+	if (stat(b.buf, &st) == -1 || !S_ISDIR(st.st_mode)) {
+		diag_warn("log directory '%s' does not exist yet; the wrapped servers' logs go "
+			  "there once it does",
+			  b.buf);
+	}
+	return b.buf;
+}
+
+/* Read all of fd.  0 with *out (malloc'd, NUL-terminated), or -1 after printing why. */
+static int
+read_all(int fd, const char *name, char **out, size_t *len)
+{
+	struct sbuf b = { 0 };
+	char buf[65536];
+
+	for (;;) {
+		ssize_t n = sys_read(fd, buf, sizeof(buf));
+
+		if (n == -1 && errno == EAGAIN) {
+			struct pollfd p = { .fd = fd, .events = POLLIN };
+
+			if (poll(&p, 1, -1) == -1 && errno != EINTR) {
+				break;
+			}
+			continue;
+		}
+		if (n == -1) {
+			break;
+		}
+		if (n == 0) {
+			*out = b.buf != NULL ? b.buf : strdup("");
+			*len = b.len;
+			if (*out == NULL) {
+				return diag_error("out of memory");
+			}
+			return 0;
+		}
+		if (b.len + (size_t)n > CONFIG_MAX_SIZE) {
+			sbuf_release(&b);
+			return diag_error("%s: too large for a config file (over %zu MiB)", name,
+					  CONFIG_MAX_SIZE >> 20);
+		}
+		sbuf_add(&b, buf, (size_t)n);
+		if (b.failed) {
+			sbuf_release(&b);
+			return diag_error("%s: out of memory", name);
+		}
+	}
+	diag_error_errno("%s: cannot read", name);
+	sbuf_release(&b);
+	return -1;
+}
+
+/* Write all of buf to fd, waiting when it is non-blocking and full. */
+static int
+write_fd(int fd, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n == -1 && errno == EAGAIN) {
+			struct pollfd p = { .fd = fd, .events = POLLOUT };
+
+			if (poll(&p, 1, -1) == -1 && errno != EINTR) {
+				return -1;
+			}
+			continue;
+		}
+		if (n == -1 && errno == EINTR) {
+			continue;
+		}
+		if (n <= 0) {
+			if (n == 0) {
+				errno = ENOSPC;
+			}
+			return -1;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int
+fsync_close(int *fd)
+{
+	int rc = 0;
+
+	while (fsync(*fd) == -1) {
+		if (errno != EINTR) {
+			rc = -1;
+			break;
+		}
+	}
+	/* close() reports a deferred write error (NFS): that fails the write too. */
+	if (close(*fd) == -1 && errno != EINTR) {
+		rc = -1;
+	}
+	*fd = -1;
+	return rc;
+}
+
+/* FILE.bak with the original bytes and mode, unless it exists.  1 made, 0 kept, -1. */
+static int
+write_backup(const char *file, const struct stat *st, const char *text, size_t len)
+{
+	struct sbuf bak = { 0 };
+	int fd, rc = 1;
+
+	sbuf_addf(&bak, "%s.bak", file);
+	if (bak.failed) {
+		return diag_error("out of memory");
+	}
+	fd = open(bak.buf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+		  st->st_mode & 0777);
+	if (fd == -1 && errno == EEXIST) {
+		rc = 0;
+	} else if (fd == -1) {
+		rc = diag_error_errno("cannot create the backup '%s' (nothing written)", bak.buf);
+	} else if (fchmod(fd, st->st_mode & 0777) == -1 || write_fd(fd, text, len) == -1 ||
+		   fsync_close(&fd) == -1) {
+		rc = diag_error_errno("cannot write the backup '%s' (nothing written)", bak.buf);
+		if (fd != -1) {
+			sys_close(&fd);
+		}
+		(void)unlink(bak.buf);
+	}
+	sbuf_release(&bak);
+	return rc;
+}
+
+static bool
+same_file_state(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/*
+ * Replace the file `target` (a real path, no symlink) with text: a temporary file next to
+ * it, with its mode and owner, synced, renamed over it, and the directory synced.
+ */
+static int
+replace_file(const char *file, const char *target, const struct stat *st, const char *text,
+	     size_t len)
+{
+	struct sbuf tmp = { 0 };
+	const char *slash = strrchr(target, '/'); /* target is absolute */
+	size_t dir_len = slash != NULL ? (size_t)(slash - target) : 0;
+	struct stat now;
+	int fd, dfd, rc = -1;
+
+	sbuf_add(&tmp, target, dir_len);
+	sbuf_addf(&tmp, "/.%s.mcpmux-XXXXXX", slash != NULL ? slash + 1 : target);
+	if (tmp.failed) {
+		return diag_error("out of memory");
+	}
+	fd = mkostemp(tmp.buf, O_CLOEXEC);
+	if (fd == -1) {
+		diag_error_errno("cannot create a temporary file next to '%s' (nothing written)",
+				 file);
+		goto out;
+	}
+	if (fchmod(fd, st->st_mode & 07777) == -1) {
+		diag_error_errno("cannot set the mode of '%s'", tmp.buf);
+		goto fail;
+	}
+	if ((st->st_uid != geteuid() || st->st_gid != getegid()) &&
+	    fchown(fd, st->st_uid, st->st_gid) == -1) {
+		diag_warn_errno("cannot give the new '%s' its owner %u:%u back", file,
+				(unsigned)st->st_uid, (unsigned)st->st_gid);
+	}
+	if (write_fd(fd, text, len) == -1 || fsync_close(&fd) == -1) {
+		diag_error_errno("cannot write '%s' (nothing written)", tmp.buf);
+		goto fail;
+	}
+	/* Someone (the client itself) changed the file since it was read: do not clobber. */
+	if (stat(target, &now) == -1 || !same_file_state(st, &now)) {
+		diag_error("'%s' changed while it was being rewritten (nothing written; try again)",
+			   file);
+		goto fail;
+	}
+	if (rename(tmp.buf, target) == -1) {
+		diag_error_errno("cannot replace '%s' (nothing written)", file);
+		goto fail;
+	}
+	rc = 0;
+	tmp.buf[dir_len > 0 ? dir_len : 1] = '\0'; /* its directory ("/" for "/x") */
+	dfd = open(tmp.buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd != -1) {
+		/* The rename is durable once the directory is; a failure here loses nothing. */
+		while (fsync(dfd) == -1 && errno == EINTR) {
+		}
+		sys_close(&dfd);
+	}
+	goto out;
+fail:
+	if (fd != -1) {
+		sys_close(&fd);
+	}
+	(void)unlink(tmp.buf);
+out:
+	sbuf_release(&tmp);
+	return rc;
+}
+
+static void
+print_summary(const struct config_args *a, const struct config_result *r)
+{
+	const char *verb = a->op == CONFIG_WRAP ? "wrap" : "unwrap";
+
+	for (size_t i = 0; i < r->n_entries; i++) {
+		const struct config_entry *e = &r->entries[i];
+
+		if (e->verdict == CONFIG_CHANGED) {
+			printf("%-6s %s: %s -> %s\n", verb, e->name, e->before, e->after);
+		} else {
+			printf("%-6s %s: %s\n", "skip", e->name, e->why);
+		}
+	}
+	if (r->n_entries == 0) {
+		printf("no servers in %s\n", a->file);
+	}
+}
+
+static int
+run(struct config_args *a)
+{
+	bool from_stdin = strcmp(a->file, "-") == 0;
+	const char *name = from_stdin ? "<stdin>" : a->file;
+	struct config_result r;
+	struct stat st;
+	char *text = NULL, *target = NULL;
+	size_t len;
+	int fd = STDIN_FILENO, rc = 1, made;
+
+	if (!from_stdin) {
+		fd = open(a->file, O_RDONLY | O_CLOEXEC);
+		if (fd == -1) {
+			diag_error_errno("%s: cannot open", name);
+			return 1;
+		}
+	}
+	if (fstat(fd, &st) == -1) {
+		diag_error_errno("%s: cannot stat", name);
+	} else if (S_ISDIR(st.st_mode)) {
+		diag_error("%s: is a directory, not a config file", name);
+	} else if (a->in_place && !S_ISREG(st.st_mode)) {
+		diag_error("%s: not a regular file: cannot replace it --in-place", name);
+	} else if (read_all(fd, name, &text, &len) == 0) {
+		rc = 0;
+	}
+	if (!from_stdin) {
+		sys_close(&fd);
+	}
+	if (rc != 0) {
+		return 1;
+	}
+	if (config_rewrite(a->op, text, len, &a->o, &r) == -1) {
+		if (r.line > 0) {
+			diag_error("%s:%zu:%zu: %s", name, r.line, r.col, r.error);
+		} else {
+			diag_error("%s: %s", name, r.error);
+		}
+		rc = 1;
+		goto out;
+	}
+	if (a->dry_run) {
+		print_summary(a, &r);
+		if (fflush(stdout) == EOF) {
+			diag_error_errno("cannot write to stdout");
+			rc = 1;
+		}
+		goto out;
+	}
+	if (!a->in_place) {
+		if (write_fd(STDOUT_FILENO, r.text, r.len) == -1) {
+			diag_error_errno("cannot write to stdout");
+			rc = 1;
+		}
+		goto out;
+	}
+	if (r.n_changed == 0) {
+		fprintf(stderr, "mcpmux: %s: no server to %s; file left as it was\n", name,
+			a->op == CONFIG_WRAP ? "wrap" : "unwrap");
+		goto out;
+	}
+	/* Write through a symlink to its target, so that the link stays a link. */
+	target = realpath(a->file, NULL);
+	if (target == NULL) {
+		diag_error_errno("%s: cannot resolve its path", name);
+		rc = 1;
+		goto out;
+	}
+	made = write_backup(a->file, &st, text, len);
+	if (made == -1 || replace_file(a->file, target, &st, r.text, r.len) == -1) {
+		rc = 1;
+		goto out;
+	}
+	fprintf(stderr, "mcpmux: %s: %s %zu of %zu server%s; backup in %s.bak%s\n", name,
+		a->op == CONFIG_WRAP ? "wrapped" : "unwrapped", r.n_changed, r.n_entries,
+		r.n_entries == 1 ? "" : "s", a->file, made == 0 ? " (an older one, kept)" : "");
+out:
+	config_result_release(&r);
+	free(target);
+	free(text);
+	return rc;
+}
+
+int
+cmd_config(int argc, char **argv)
+{
+	struct config_args a = { 0 };
+	char *self = NULL, *log_dir = NULL;
+	int rc = parse_args(&a, argc, argv);
+
+	if (rc != 0) {
+		return rc == 1 ? 0 : EXIT_USAGE;
+	}
+	if (a.o.mcpmux == NULL) {
+		self = self_path();
+		if (self == NULL) {
+			return 1;
+		}
+		a.o.mcpmux = self;
+	}
+	if (a.log_dir != NULL) {
+		log_dir = absolute_dir(a.log_dir);
+		if (log_dir == NULL) {
+			free(self);
+			return 1;
+		}
+		a.o.log_dir = log_dir;
+	}
+	rc = run(&a);
+	free(log_dir);
+	free(self);
+	return rc;
+}
