@@ -4,7 +4,7 @@
 BUILD_DEV := build/dev
 BUILD_REL := build/release
 
-.PHONY: all deps demo check build release clean format lint valgrind
+.PHONY: all deps demo check build release clean format lint valgrind bench fuzz soak
 
 all: build
 
@@ -22,6 +22,12 @@ release: deps
 # Build (optimised) and run the demo: a wrapped fixture server, an end of run, no leak.
 demo: release
 	$(BUILD_REL)/mcpmux demo --fixture $(BUILD_REL)/fixtures/mcp-fixture
+
+# Build (optimised) and run the benchmark matrix against its baselines: a table of medians
+# and a pass/fail line per number of the contract (about 8 minutes; BENCH_ARGS=--quick for
+# a smoke run).  docs/performance.md describes the method.
+bench: release
+	python3 bench/run --build $(BUILD_REL) $(BENCH_ARGS)
 
 # Build with AddressSanitizer + UndefinedBehaviorSanitizer and run every test.
 check: build
@@ -42,11 +48,49 @@ valgrind: deps
 		test_wrap.EndOfRun.test_end_notification_is_not_forwarded \
 		test_serve.Routing test_log.Writing.test_a_session_logged_once_each_way
 
+# Fuzz every target with libFuzzer (clang, ASan + UBSan, coverage of the core library) for
+# FUZZ_SECONDS each, from its seed corpus, its regressions and what earlier runs found
+# (build/fuzz/corpus/); a crash is saved to build/fuzz/artifacts/ and stops the run.
+# (-Werror is off there: clang warns where gcc does not, e.g. fall-through comments.)
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= framer jsonrpc envelope config
+FUZZ_BUILD ?= build/fuzz
+fuzz: deps
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS=-O1 \
+		-DMCPMUX_SANITIZE=address,undefined,fuzzer-no-link -DMCPMUX_FUZZ=ON \
+		-DMCPMUX_WERROR=OFF >/dev/null
+	cmake --build $(FUZZ_BUILD) -j2 --target $(addprefix fuzz_,$(FUZZ_TARGETS))
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		art=$(FUZZ_BUILD)/artifacts/$$t; log=$(FUZZ_BUILD)/fuzz_$$t.log; \
+		mkdir -p $(FUZZ_BUILD)/corpus/$$t $$art; \
+		regs=test/fuzz/regressions/$$t; [ -d $$regs ] || regs=; \
+		echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
+		rc=0; $(FUZZ_BUILD)/test/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) \
+			-max_len=8192 -dict=test/fuzz/json.dict -print_final_stats=1 \
+			-artifact_prefix=$$art/ $(FUZZ_BUILD)/corpus/$$t test/fuzz/corpus/$$t $$regs \
+			>$$log 2>&1 || rc=$$?; \
+		grep -E "^stat::(number_of_exec|average_exec|new_units|peak_rss)" $$log || true; \
+		if [ $$rc -ne 0 ]; then \
+			grep -E "invariant|ERROR|runtime error|written to|error" $$log | head -5; \
+			echo "fuzz_$$t: failed (exit $$rc); its log: $$log"; exit 1; \
+		fi; \
+	done
+
+# Soak: MCPMUX_SOAK_CYCLES (10000) start/run/end cycles with misbehaving servers against
+# the release build; prints the cycles, leftovers, fds and memory (docs/reliability.md).
+MCPMUX_SOAK_CYCLES ?= 10000
+soak: release
+	cd test/integration && MCPMUX=$(CURDIR)/$(BUILD_REL)/mcpmux \
+		MCP_FIXTURE=$(CURDIR)/$(BUILD_REL)/fixtures/mcp-fixture \
+		MCPMUX_SOAK_CYCLES=$(MCPMUX_SOAK_CYCLES) python3 -B test_soak.py -v
+
 format:
-	clang-format -i src/*.c include/mcpmux/*.h fixtures/*.c test/*/*.c test/*/*.h
+	clang-format -i src/*.c include/mcpmux/*.h fixtures/*.c test/*/*.c test/*/*.h \
+		bench/*.c bench/*.h
 
 lint:
-	clang-format --dry-run --Werror src/*.c include/mcpmux/*.h fixtures/*.c test/*/*.c test/*/*.h
+	clang-format --dry-run --Werror src/*.c include/mcpmux/*.h fixtures/*.c test/*/*.c test/*/*.h \
+		bench/*.c bench/*.h
 	cppcheck --quiet --enable=warning,style,performance,portability --std=c11 \
 		--inline-suppr --error-exitcode=1 -D_GNU_SOURCE -I include src fixtures
 

@@ -1,0 +1,266 @@
+/*
+ * relay_yajl: the relay-yajl baseline.  Like relay, but frames both directions by
+ * newline and validates every complete line with one yajl_parse call before forwarding
+ * it: the limit for a proxy that must not forward invalid JSON.
+ *
+ *   relay_yajl -- COMMAND [ARG...]
+ *
+ * Lines are validated where they were read (a line split across reads is completed in
+ * the same buffer, never re-parsed); the valid lines of one read leave with one write.
+ * An invalid line is dropped.  Exits with the command's status once its stdout is at EOF.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <yajl/yajl_parse.h>
+
+#include "bench.h"
+
+#define PROG	   "relay_yajl"
+#define READ_CHUNK ((size_t)256 << 10)
+
+struct dir {
+	int src, dst;
+	bool src_eof;
+	char *in; /* read buffer: [0, len) holds bytes, [0, scanned) has no '\n' */
+	size_t len, cap, scanned;
+	char *out; /* what dst did not take yet */
+	size_t out_off, out_len, out_cap;
+	yajl_handle h;
+	unsigned long long dropped;
+};
+
+static bool
+line_valid(struct dir *d, const char *p, size_t n)
+{
+	yajl_status st;
+
+	if (d->h == NULL) {
+		d->h = yajl_alloc(NULL, NULL, NULL);
+		if (d->h == NULL) {
+			return false;
+		}
+		(void)yajl_config(d->h, yajl_allow_multiple_values, 1);
+	}
+	st = yajl_parse(d->h, (const unsigned char *)p, n);
+	if (st == yajl_status_ok) {
+		st = yajl_complete_parse(d->h);
+	}
+	if (st != yajl_status_ok) {
+		/* yajl has no reset: a handle that saw an error is replaced. */
+		yajl_free(d->h);
+		d->h = NULL;
+		return false;
+	}
+	return true;
+}
+
+/* Send [p, p+n) to dst; keep what it does not take (then reading src pauses). */
+static void
+emit(struct dir *d, const char *p, size_t n)
+{
+	if (n == 0) {
+		return;
+	}
+	if (d->out_len == 0) {
+		ssize_t w = write(d->dst, p, n);
+
+		if (w == -1 && errno != EAGAIN && errno != EINTR) {
+			d->src_eof = true; /* the reader is gone */
+			return;
+		}
+		if (w > 0) {
+			p += w;
+			n -= (size_t)w;
+		}
+		if (n == 0) {
+			return;
+		}
+	}
+	if (d->out_off + d->out_len + n > d->out_cap) {
+		if (d->out_len > 0) {
+			memmove(d->out, d->out + d->out_off, d->out_len);
+		}
+		d->out_off = 0;
+		if (d->out_len + n > d->out_cap) {
+			size_t cap = d->out_cap ? d->out_cap : READ_CHUNK;
+
+			while (cap < d->out_len + n) {
+				cap *= 2;
+			}
+			d->out = realloc(d->out, cap);
+			if (d->out == NULL) {
+				bench_die(PROG, "cannot grow an output buffer");
+			}
+			d->out_cap = cap;
+		}
+	}
+	memcpy(d->out + d->out_off + d->out_len, p, n);
+	d->out_len += n;
+}
+
+static void
+flush_pending(struct dir *d)
+{
+	ssize_t w = write(d->dst, d->out + d->out_off, d->out_len);
+
+	if (w == -1 && errno != EAGAIN && errno != EINTR) {
+		d->out_len = 0;
+		d->src_eof = true;
+		return;
+	}
+	if (w > 0) {
+		d->out_off += (size_t)w;
+		d->out_len -= (size_t)w;
+	}
+	if (d->out_len == 0) {
+		d->out_off = 0;
+	}
+}
+
+/* One read; validate the complete lines; forward the valid ones. */
+static void
+pump(struct dir *d)
+{
+	if (d->cap - d->len < READ_CHUNK) {
+		size_t cap = d->cap ? d->cap * 2 : READ_CHUNK * 2;
+
+		d->in = realloc(d->in, cap);
+		if (d->in == NULL) {
+			bench_die(PROG, "cannot grow a read buffer");
+		}
+		d->cap = cap;
+	}
+	ssize_t n = read(d->src, d->in + d->len, d->cap - d->len);
+
+	if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR)) {
+		d->src_eof = true;
+		return;
+	}
+	if (n <= 0) {
+		return;
+	}
+	d->len += (size_t)n;
+
+	size_t start = 0, run = 0;
+	const char *nl;
+
+	while ((nl = memchr(d->in + d->scanned, '\n', d->len - d->scanned)) != NULL) {
+		size_t end = (size_t)(nl - d->in);
+
+		if (end > start && !line_valid(d, d->in + start, end - start)) {
+			emit(d, d->in + run, start - run);
+			run = end + 1;
+			d->dropped++;
+		}
+		start = end + 1;
+		d->scanned = start;
+	}
+	emit(d, d->in + run, start - run);
+	d->scanned = d->len;
+	if (start > 0) {
+		memmove(d->in, d->in + start, d->len - start);
+		d->len -= start;
+		d->scanned -= start;
+	}
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: " PROG " -- COMMAND [ARG...]\n");
+	exit(2);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct dir d[2];
+	int to_child, from_child, status;
+	pid_t pid;
+
+	if (argc < 3 || strcmp(argv[1], "--") != 0) {
+		usage();
+	}
+	(void)signal(SIGPIPE, SIG_IGN);
+	pid = bench_spawn(argv + 2, &to_child, &from_child);
+	if (pid == -1) {
+		bench_die(PROG, argv[2]);
+	}
+	memset(d, 0, sizeof(d));
+	d[0].src = STDIN_FILENO;
+	d[0].dst = to_child;
+	d[1].src = from_child;
+	d[1].dst = STDOUT_FILENO;
+	for (int k = 0; k < 2; k++) {
+		bench_set_nonblock(d[k].src, 1);
+		bench_set_nonblock(d[k].dst, 1);
+	}
+	while (!d[1].src_eof || d[1].out_len > 0) {
+		struct pollfd p[2];
+		int np = 0, which[2];
+
+		for (int k = 0; k < 2; k++) {
+			if (d[k].out_len > 0) {
+				p[np] = (struct pollfd){ .fd = d[k].dst, .events = POLLOUT };
+			} else if (!d[k].src_eof) {
+				p[np] = (struct pollfd){ .fd = d[k].src, .events = POLLIN };
+			} else {
+				continue;
+			}
+			which[np++] = k;
+		}
+		if (np == 0) {
+			break;
+		}
+		if (poll(p, (nfds_t)np, -1) == -1) {
+			if (errno == EINTR) {
+				continue;
+			}
+			bench_die(PROG, "poll");
+		}
+		for (int j = 0; j < np; j++) {
+			struct dir *x = &d[which[j]];
+
+			if (p[j].revents == 0) {
+				continue;
+			}
+			if (x->out_len > 0) {
+				flush_pending(x);
+			} else {
+				pump(x);
+			}
+			if (x->src_eof && x->out_len == 0 && x->dst != STDOUT_FILENO &&
+			    x->dst >= 0) {
+				close(x->dst);
+				x->dst = -1;
+			}
+		}
+	}
+	close(STDOUT_FILENO);
+	while (waitpid(pid, &status, 0) == -1 && errno == EINTR) {
+	}
+	for (int k = 0; k < 2; k++) {
+		if (d[k].dropped > 0) {
+			fprintf(stderr, PROG ": dropped %llu invalid line(s) %s\n", d[k].dropped,
+				k == 0 ? "from the client" : "from the server");
+		}
+		if (d[k].h != NULL) {
+			yajl_free(d[k].h);
+		}
+		free(d[k].in);
+		free(d[k].out);
+	}
+	if (WIFSIGNALED(status)) {
+		return 128 + WTERMSIG(status);
+	}
+	return WEXITSTATUS(status);
+}
