@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +37,6 @@ static void backend_on_child(struct ev_loop *loop, ev_child *w, int revents);
 static void backend_on_turn(struct ev_loop *loop, ev_prepare *w, int revents);
 static void backend_on_stdout(struct ev_loop *loop, ev_io *w, int revents);
 static void backend_on_stdin(struct ev_loop *loop, ev_io *w, int revents);
-static void backend_on_status(struct ev_loop *loop, ev_io *w, int revents);
 static void backend_on_stderr(struct ev_loop *loop, ev_io *w, int revents);
 static void backend_on_grace(struct ev_loop *loop, ev_timer *w, int revents);
 static void backend_step(struct backend *b);
@@ -101,11 +101,27 @@ ending_remove(struct backend *b)
 
 /* ---- spawning ---- */
 
-/* In the child, between fork and exec.  Never returns. */
-static void __attribute__((noreturn))
-child_exec(char *const *argv, const char *cookie, pid_t parent, int in_fd, int out_fd, int err_fd,
-	   int status_fd)
+/*
+ * Spawning is clone(CLONE_VM | CLONE_VFORK), as posix_spawn() does it: no copy of
+ * mcpmux's page tables, and mcpmux resumes only once the child has exec'd or failed, so
+ * the child reports an exec failure by writing into shared memory (no status pipe).
+ * The child runs on a stack of its own; one is enough, since spawns never overlap.
+ */
+struct spawn_args {
+	char *const *argv;
+	char *const *envp;
+	pid_t parent;
+	int in_fd, out_fd, err_fd;
+	volatile int err; /* the child's errno when it could not exec */
+};
+
+static char child_stack[64 << 10] __attribute__((aligned(64)));
+
+/* In the child, until exec.  Never returns. */
+__attribute__((no_sanitize_address)) static int
+child_main(void *arg)
 {
+	struct spawn_args *a = arg;
 	struct sigaction sa;
 	sigset_t empty;
 	int err;
@@ -118,31 +134,54 @@ child_exec(char *const *argv, const char *cookie, pid_t parent, int in_fd, int o
 	}
 	(void)setpgid(0, 0);
 	/* A SIGKILLed mcpmux takes its direct child with it. */
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != parent) {
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != a->parent) {
+		a->err = EAGAIN;
 		_exit(1);
 	}
-	if (dup2(in_fd, STDIN_FILENO) == -1 || dup2(out_fd, STDOUT_FILENO) == -1 ||
-	    (err_fd >= 0 && dup2(err_fd, STDERR_FILENO) == -1) ||
-	    setenv(PROCTREE_COOKIE_ENV, cookie, 1) == -1) {
+	if (dup2(a->in_fd, STDIN_FILENO) == -1 || dup2(a->out_fd, STDOUT_FILENO) == -1 ||
+	    (a->err_fd >= 0 && dup2(a->err_fd, STDERR_FILENO) == -1)) {
 		err = errno;
 	} else {
 		/* libev may have left signals blocked: the server gets an empty mask. */
 		sigemptyset(&empty);
 		(void)sigprocmask(SIG_SETMASK, &empty, NULL);
-		execvp(argv[0], argv);
+		execvpe(a->argv[0], a->argv, a->envp);
 		err = errno;
 	}
-	if (write(status_fd, &err, sizeof(err)) == -1) {
-		_exit(126);
-	}
+	a->err = err != 0 ? err : ENOEXEC;
 	_exit(err == ENOENT ? 127 : 126);
+}
+
+/* mcpmux's environment with MCPMUX_SESSION=cookie in place of any inherited one. */
+static char **
+child_env(char *entry)
+{
+	static const char key[] = PROCTREE_COOKIE_ENV "=";
+	size_t n = 0, k = 0;
+
+	while (environ[n] != NULL) {
+		n++;
+	}
+	char **env = malloc((n + 2) * sizeof(*env));
+
+	if (env == NULL) {
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (strncmp(environ[i], key, sizeof(key) - 1) != 0) {
+			env[k++] = environ[i];
+		}
+	}
+	env[k++] = entry;
+	env[k] = NULL;
+	return env;
 }
 
 struct backend *
 backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	      const struct framer_sink *sink, const struct backend_hooks *hooks, void *owner)
 {
-	int pin[2] = { -1, -1 }, pout[2] = { -1, -1 }, pstat[2] = { -1, -1 };
+	int pin[2] = { -1, -1 }, pout[2] = { -1, -1 };
 	int perr[2] = { -1, -1 };
 	struct backend *b = calloc(1, sizeof(*b));
 	sigset_t all, old;
@@ -152,22 +191,35 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 		return NULL;
 	}
 	if (pipe2(pin, O_CLOEXEC) == -1 || pipe2(pout, O_CLOEXEC) == -1 ||
-	    pipe2(pstat, O_CLOEXEC) == -1 ||
 	    (cfg->capture_stderr && pipe2(perr, O_CLOEXEC) == -1)) {
 		goto fail;
 	}
 	(void)snprintf(b->cookie, sizeof(b->cookie), "%s", cfg->cookie);
-	/* Block every signal across fork: no handler may run in the child before exec. */
+	char entry[sizeof(PROCTREE_COOKIE_ENV) + sizeof(b->cookie)];
+
+	(void)snprintf(entry, sizeof(entry), "%s=%s", PROCTREE_COOKIE_ENV, b->cookie);
+	char **envp = child_env(entry);
+
+	if (envp == NULL) {
+		goto fail;
+	}
+	struct spawn_args args = {
+		.argv = cfg->argv,
+		.envp = envp,
+		.parent = getpid(),
+		.in_fd = pin[0],
+		.out_fd = pout[1],
+		.err_fd = perr[1],
+	};
+	/* Block every signal across the spawn: no handler may run in the child. */
 	sigfillset(&all);
 	(void)sigprocmask(SIG_SETMASK, &all, &old);
-	pid_t parent = getpid();
-	pid_t pid = fork();
+	pid_t pid = clone(child_main, child_stack + sizeof(child_stack),
+			  CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
 
-	if (pid == 0) {
-		child_exec(cfg->argv, b->cookie, parent, pin[0], pout[1], perr[1], pstat[1]);
-	}
 	err = errno;
 	(void)sigprocmask(SIG_SETMASK, &old, NULL);
+	free(envp);
 	if (pid == -1) {
 		errno = err;
 		goto fail;
@@ -175,11 +227,11 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	(void)setpgid(pid, pid); /* also in the child: whichever runs first */
 	sys_close(&pin[0]);
 	sys_close(&pout[1]);
-	sys_close(&pstat[1]);
 	sys_close(&perr[1]);
 
 	b->loop = loop;
-	b->state = BACKEND_STARTING;
+	b->state = BACKEND_RUNNING;
+	b->exec_errno = args.err;
 	b->pid = pid;
 	b->wstatus = -1;
 	b->claim_orphans = cfg->claim_orphans;
@@ -188,7 +240,6 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	b->t_start = ev_now(loop);
 	b->in_fd = pin[1];
 	b->out_fd = pout[0];
-	b->status_fd = pstat[0];
 	b->err_fd = perr[0];
 	b->sink = sink;
 	b->hooks = hooks;
@@ -197,13 +248,10 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	framer_init(&b->outf, cfg->max_message);
 	(void)sys_set_nonblock(b->in_fd, 1);
 	(void)sys_set_nonblock(b->out_fd, 1);
-	(void)sys_set_nonblock(b->status_fd, 1);
 	ev_io_init(&b->in_w, backend_on_stdin, b->in_fd, EV_WRITE);
 	ev_io_init(&b->out_w, backend_on_stdout, b->out_fd, EV_READ);
-	ev_io_init(&b->status_w, backend_on_status, b->status_fd, EV_READ);
 	ev_init(&b->grace_w, backend_on_grace);
 	ev_io_start(loop, &b->out_w);
-	ev_io_start(loop, &b->status_w);
 	if (b->err_fd >= 0) {
 		(void)sys_set_nonblock(b->err_fd, 1);
 		ev_io_init(&b->err_w, backend_on_stderr, b->err_fd, EV_READ);
@@ -218,8 +266,6 @@ fail:
 	sys_close(&pin[1]);
 	sys_close(&pout[0]);
 	sys_close(&pout[1]);
-	sys_close(&pstat[0]);
-	sys_close(&pstat[1]);
 	sys_close(&perr[0]);
 	sys_close(&perr[1]);
 	free(b);
@@ -248,39 +294,6 @@ close_stdout(struct backend *b)
 		framer_finish(&b->outf, b->sink, b->owner);
 	}
 	b->out_eof = true;
-}
-
-/* Read the exec status pipe: EOF means exec succeeded, an int is exec's errno. */
-static void
-read_status(struct backend *b)
-{
-	int err;
-	ssize_t n;
-
-	if (b->status_fd < 0) {
-		return;
-	}
-	n = sys_read(b->status_fd, &err, sizeof(err));
-	if (n == -1 && errno == EAGAIN) {
-		return;
-	}
-	ev_io_stop(b->loop, &b->status_w);
-	sys_close(&b->status_fd);
-	if (n == (ssize_t)sizeof(err)) {
-		b->exec_errno = err;
-	} else if (b->state == BACKEND_STARTING) {
-		b->state = BACKEND_RUNNING;
-	}
-}
-
-static void
-backend_on_status(struct ev_loop *loop, ev_io *w, int revents)
-{
-	struct backend *b = container_of(w, struct backend, status_w);
-
-	(void)loop;
-	(void)revents;
-	read_status(b);
 }
 
 int
@@ -361,11 +374,15 @@ backend_on_stdout(struct ev_loop *loop, ev_io *w, int revents)
 	(void)loop;
 	(void)revents;
 	while (budget > 0 && !b->out_paused && b->out_fd >= 0) {
-		ssize_t n = sys_read(b->out_fd, scratch, SYS_MIN(sizeof(scratch), budget));
+		size_t want = SYS_MIN(sizeof(scratch), budget);
+		ssize_t n = sys_read(b->out_fd, scratch, want);
 
 		if (n > 0) {
 			(void)framer_feed(&b->outf, scratch, (size_t)n, b->sink, b->owner);
 			budget -= (size_t)n;
+			if ((size_t)n < want) {
+				break; /* drained: no read just to hear EAGAIN */
+			}
 		} else if (n == 0 || errno != EAGAIN) {
 			close_stdout(b);
 			backend_step(b);
@@ -556,7 +573,6 @@ backend_on_grace(struct ev_loop *loop, ev_timer *w, int revents)
 		signal_tree(b, SIGKILL);
 		arm_grace(b, KILL_RESCAN_S);
 		break;
-	case BACKEND_STARTING:
 	case BACKEND_RUNNING:
 	case BACKEND_DONE:
 		BUG("grace timer in state %d", (int)b->state);
@@ -571,7 +587,6 @@ child_exited(struct backend *b, int wstatus)
 	b->reaped = true;
 	b->wstatus = wstatus;
 	HASH_DEL(by_pid, b);
-	read_status(b);
 	if (b->state < BACKEND_CLOSING) {
 		/* Exited by itself: what is left of its tree goes at once. */
 		b->exited_by_itself = true;

@@ -292,11 +292,15 @@ conn_on_readable(struct ev_loop *loop, ev_io *w, int revents)
 
 	(void)revents;
 	while (budget > 0 && !c->in_paused && !c->in_eof) {
-		ssize_t n = sys_read(c->in_fd, scratch, SYS_MIN(sizeof(scratch), budget));
+		size_t want = SYS_MIN(sizeof(scratch), budget);
+		ssize_t n = sys_read(c->in_fd, scratch, want);
 
 		if (n > 0) {
 			(void)framer_feed(&c->inf, scratch, (size_t)n, c->sink, c->ctx);
 			budget -= (size_t)n;
+			if ((size_t)n < want) {
+				break; /* drained: no read just to hear EAGAIN */
+			}
 			continue;
 		}
 		if (n == -1 && errno == EAGAIN) {

@@ -5,7 +5,7 @@
  * stdin, frames the server's stdout into lines for its owner (through a framer_sink),
  * and runs the teardown as a state machine on libev timers:
  *
- *   STARTING --exec ok--> RUNNING --backend_end()--> CLOSING (stdin closed once flushed)
+ *   RUNNING --backend_end()--> CLOSING (stdin closed once flushed)
  *   CLOSING --eof-grace--> TERMINATING (SIGTERM + SIGCONT to the tree)
  *   TERMINATING --term-grace--> KILLING (SIGKILL to the tree, repeated until it is empty)
  *   RUNNING --server exits or closes stdout--> TERMINATING at once for what is left
@@ -36,7 +36,6 @@
 #include "mcpmux/wbuf.h"
 
 enum backend_state {
-	BACKEND_STARTING,
 	BACKEND_RUNNING,
 	BACKEND_CLOSING,
 	BACKEND_TERMINATING,
@@ -98,8 +97,8 @@ struct backend {
 	ev_tstamp t_end;   /* teardown start */
 	ev_tstamp t_done;
 
-	int in_fd, out_fd, status_fd, err_fd;
-	ev_io in_w, out_w, status_w, err_w;
+	int in_fd, out_fd, err_fd;
+	ev_io in_w, out_w, err_w;
 	ev_timer grace_w;
 	bool out_paused;
 	struct wbuf inq;
@@ -126,9 +125,9 @@ void backend_module_init(struct ev_loop *loop);
 void backend_module_release(void);
 
 /*
- * Start a server.  Returns the backend in STARTING state, or NULL with errno set when
- * pipes or fork failed (EMFILE, EAGAIN, ENOMEM).  An exec failure is reported later,
- * through on_exit with exec_errno set.
+ * Start a server.  Returns the backend in RUNNING state, or NULL with errno set when
+ * pipes or clone failed (EMFILE, EAGAIN, ENOMEM).  An exec failure is in exec_errno at
+ * once; the child exits 127 or 126 and is reaped (on_exit) like any server.
  */
 struct backend *backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 			      const struct framer_sink *sink, const struct backend_hooks *hooks,
