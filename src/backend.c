@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,13 +19,18 @@
 #include "mcpmux/rpcout.h"
 #include "mcpmux/sys.h"
 
-#define READ_BUDGET   ((size_t)64 << 10) /* bytes per callback: fairness between sessions */
-#define KILL_RESCAN_S 0.05		 /* KILLING: re-scan and re-kill interval */
+#define READ_BUDGET ((size_t)256 << 10)
+#define PIPE_SMALL  (64 << 10) /* Linux's default pipe size */
+#define PIPE_BIG                                                                                 \
+	(1 << 20) /* while big messages flow */ /* bytes per callback: fairness between sessions \
+						 */
+#define KILL_RESCAN_S 0.05			/* KILLING: re-scan and re-kill interval */
 #define PROC_ROOT     "/proc"
 
 /* Module state: process-wide by nature (SIGCHLD, /proc). */
 static struct ev_loop *mod_loop;
 static ev_child child_w;	    /* pid 0: every child that libev reaps */
+static ev_timer trim_w;		    /* hands memory back after big messages, once idle */
 static ev_prepare turn_w;	    /* per loop turn: batched scan, deferred on_done */
 static struct backend *by_pid;	    /* uthash: backends whose child is not yet reaped */
 static struct backend *ending_head; /* backends in CLOSING, TERMINATING or KILLING */
@@ -35,6 +41,7 @@ static char scratch[64 << 10];
 
 static void backend_on_child(struct ev_loop *loop, ev_child *w, int revents);
 static void backend_on_turn(struct ev_loop *loop, ev_prepare *w, int revents);
+static void backend_on_trim(struct ev_loop *loop, ev_timer *w, int revents);
 static void backend_on_stdout(struct ev_loop *loop, ev_io *w, int revents);
 static void backend_on_stdin(struct ev_loop *loop, ev_io *w, int revents);
 static void backend_on_stderr(struct ev_loop *loop, ev_io *w, int revents);
@@ -48,6 +55,8 @@ backend_module_init(struct ev_loop *loop)
 	ev_child_init(&child_w, backend_on_child, 0, 0);
 	ev_child_start(loop, &child_w);
 	ev_unref(loop);
+	ev_init(&trim_w, backend_on_trim);
+	trim_w.repeat = 1.;
 	ev_prepare_init(&turn_w, backend_on_turn);
 	ev_prepare_start(loop, &turn_w);
 	ev_unref(loop);
@@ -62,6 +71,10 @@ backend_module_release(void)
 		ev_child_stop(mod_loop, &child_w);
 		ev_ref(mod_loop);
 		ev_prepare_stop(mod_loop, &turn_w);
+		if (ev_is_active(&trim_w)) {
+			ev_ref(mod_loop);
+			ev_timer_stop(mod_loop, &trim_w);
+		}
 		mod_loop = NULL;
 	}
 	proctree_release(&snapshot);
@@ -275,6 +288,27 @@ fail:
 
 /* ---- the pipes ---- */
 
+/*
+ * While big messages flow, the server's pipes are enlarged (F_SETPIPE_SZ): a 1 MiB
+ * message then crosses in a few reads and writes instead of sixteen of each.  They go
+ * back to the default size once mcpmux has been idle (backend_on_trim).  Failures are
+ * harmless (a system limit on pipe memory): the pipe keeps its size.
+ */
+static void
+pipes_resize(struct backend *b, int size)
+{
+	if (b->out_fd >= 0) {
+		(void)fcntl(b->out_fd, F_SETPIPE_SZ, size);
+	}
+	if (b->in_fd >= 0) {
+		(void)fcntl(b->in_fd, F_SETPIPE_SZ, size);
+	}
+	b->pipes_big = size > PIPE_SMALL;
+	if (b->pipes_big) {
+		sys_big_alloc = true;
+	}
+}
+
 static void
 close_stdin(struct backend *b)
 {
@@ -304,6 +338,10 @@ backend_send(struct backend *b, const char *line, size_t len)
 		return -1;
 	}
 	bool was_empty = wbuf_len(&b->inq) == 0;
+
+	if (!b->pipes_big && len > PIPE_SMALL) {
+		pipes_resize(b, PIPE_BIG);
+	}
 
 	if (wbuf_send(&b->inq, b->in_fd, line, len, "\n", 1) == -1) {
 		if (errno == EPIPE) {
@@ -380,6 +418,9 @@ backend_on_stdout(struct ev_loop *loop, ev_io *w, int revents)
 		if (n > 0) {
 			(void)framer_feed(&b->outf, scratch, (size_t)n, b->sink, b->owner);
 			budget -= (size_t)n;
+			if (!b->pipes_big && framer_pending(&b->outf) > PIPE_SMALL) {
+				pipes_resize(b, PIPE_BIG);
+			}
 			if ((size_t)n < want) {
 				break; /* drained: no read just to hear EAGAIN */
 			}
@@ -658,6 +699,16 @@ backend_on_turn(struct ev_loop *loop, ev_prepare *w, int revents)
 		scan_wanted = false;
 		scan_ending();
 	}
+	if (sys_big_alloc) {
+		/* Big buffers were allocated: give memory back a second after the last one. */
+		sys_big_alloc = false;
+		if (!ev_is_active(&trim_w)) {
+			ev_timer_again(loop, &trim_w);
+			ev_unref(loop); /* never what keeps the loop running */
+		} else {
+			ev_timer_again(loop, &trim_w);
+		}
+	}
 	/* on_done may free the backend: unlink first. */
 	while (done_head != NULL) {
 		struct backend *b = done_head;
@@ -668,6 +719,23 @@ backend_on_turn(struct ev_loop *loop, ev_prepare *w, int revents)
 			  backend_escalation_name(b->escalation), backend_end_ms(b));
 		b->hooks->on_done(b, b->owner);
 	}
+}
+
+static void
+backend_on_trim(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct backend *b, *tmp;
+
+	(void)revents;
+	ev_ref(loop);
+	ev_timer_stop(loop, w);
+	HASH_ITER (hh, by_pid, b, tmp) {
+		if (b->pipes_big) {
+			pipes_resize(b, PIPE_SMALL);
+			b->pipes_big = false;
+		}
+	}
+	(void)malloc_trim(0);
 }
 
 double

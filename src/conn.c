@@ -2,6 +2,7 @@
  * conn: a client stream: framed input, fair output from many sources.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,9 @@
 #include "mcpmux/diag.h"
 #include "mcpmux/sys.h"
 
-#define READ_BUDGET ((size_t)256 << 10)
+#define READ_BUDGET	((size_t)256 << 10)
+#define CONN_PIPE_SMALL ((size_t)64 << 10)
+#define CONN_PIPE_BIG	(1 << 20)
 
 static char scratch[64 << 10];
 
@@ -222,6 +225,11 @@ conn_send(struct conn *c, struct conn_source *src, const struct iovec *iov, int 
 	}
 	for (int i = 0; i < n; i++) {
 		total += iov[i].iov_len;
+	}
+	if (!c->out_big && total > CONN_PIPE_SMALL) {
+		/* Big messages: a bigger pipe to the client, if it is one (kept for good). */
+		c->out_big = true;
+		(void)fcntl(c->out_fd, F_SETPIPE_SZ, CONN_PIPE_BIG);
 	}
 	if (c->queued == 0) {
 		/* Nothing queued anywhere: write at once, queue only the rest. */

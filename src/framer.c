@@ -58,6 +58,9 @@ framer_append(struct framer *f, const char *p, size_t n)
 		}
 		f->buf = nb;
 		f->cap = cap;
+		if (cap > FRAMER_KEEP) {
+			sys_big_alloc = true;
+		}
 	}
 	memcpy(f->buf + f->len, p, n);
 	f->len += n;

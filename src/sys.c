@@ -101,6 +101,8 @@ sys_sanitize_stdio(void)
 	return 0;
 }
 
+bool sys_big_alloc;
+
 uint64_t
 sys_now_ns(void)
 {

@@ -72,6 +72,9 @@ wbuf_appendv(struct wbuf *q, const struct iovec *iov, int n)
 		c->off = 0;
 		c->len = 0;
 		c->cap = cap;
+		if (cap > 4 * WBUF_CHUNK) {
+			sys_big_alloc = true;
+		}
 	}
 	for (int i = 0; i < n; i++) {
 		const char *p = iov[i].iov_base;

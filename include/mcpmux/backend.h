@@ -101,6 +101,7 @@ struct backend {
 	ev_io in_w, out_w, err_w;
 	ev_timer grace_w;
 	bool out_paused;
+	bool pipes_big; /* enlarged while big messages flow */
 	struct wbuf inq;
 	struct framer outf;
 

@@ -67,6 +67,7 @@ struct conn {
 	bool in_eof;
 	bool out_dead;
 	bool in_paused;
+	bool out_big; /* the output pipe was enlarged for big messages */
 };
 
 void conn_init(struct conn *c, struct ev_loop *loop, int in_fd, int out_fd, size_t max_message,
