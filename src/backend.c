@@ -6,6 +6,7 @@
 #include <malloc.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -343,6 +344,26 @@ backend_send(struct backend *b, const char *line, size_t len)
 		pipes_resize(b, PIPE_BIG);
 	}
 
+	/*
+	 * One write per loop turn: the first line of a turn is written at once (a lone
+	 * request pays no delay), later ones are queued and go out together when the pipe
+	 * is writable, one writev for a whole read's worth of messages.
+	 */
+	unsigned int turn = ev_iteration(b->loop);
+
+	if (was_empty && b->write_turn == turn && len < WBUF_CHUNK) {
+		struct iovec iov[2] = {
+			{ .iov_base = (void *)(uintptr_t)line, .iov_len = len },
+			{ .iov_base = (void *)(uintptr_t) "\n", .iov_len = 1 },
+		};
+
+		if (wbuf_appendv(&b->inq, iov, 2) == -1) {
+			return -1;
+		}
+		ev_io_start(b->loop, &b->in_w);
+		return 0;
+	}
+	b->write_turn = turn;
 	if (wbuf_send(&b->inq, b->in_fd, line, len, "\n", 1) == -1) {
 		if (errno == EPIPE) {
 			/* The server closed its stdin: nothing more can reach it. */

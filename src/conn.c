@@ -231,8 +231,12 @@ conn_send(struct conn *c, struct conn_source *src, const struct iovec *iov, int 
 		c->out_big = true;
 		(void)fcntl(c->out_fd, F_SETPIPE_SZ, CONN_PIPE_BIG);
 	}
-	if (c->queued == 0) {
+	/* The first line of a loop turn is written at once; later ones go out together. */
+	unsigned int turn = ev_iteration(c->loop);
+
+	if (c->queued == 0 && (c->write_turn != turn || total >= WBUF_CHUNK)) {
 		/* Nothing queued anywhere: write at once, queue only the rest. */
+		c->write_turn = turn;
 		ssize_t w = sys_writev(c->out_fd, iov, n);
 
 		if (w == -1 && errno != EAGAIN) {

@@ -101,7 +101,8 @@ struct backend {
 	ev_io in_w, out_w, err_w;
 	ev_timer grace_w;
 	bool out_paused;
-	bool pipes_big; /* enlarged while big messages flow */
+	bool pipes_big;		 /* enlarged while big messages flow */
+	unsigned int write_turn; /* loop iteration of the last direct write to stdin */
 	struct wbuf inq;
 	struct framer outf;
 

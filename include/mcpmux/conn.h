@@ -67,7 +67,8 @@ struct conn {
 	bool in_eof;
 	bool out_dead;
 	bool in_paused;
-	bool out_big; /* the output pipe was enlarged for big messages */
+	bool out_big;		 /* the output pipe was enlarged for big messages */
+	unsigned int write_turn; /* loop iteration of the last direct write */
 };
 
 void conn_init(struct conn *c, struct ev_loop *loop, int in_fd, int out_fd, size_t max_message,
