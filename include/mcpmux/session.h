@@ -24,7 +24,7 @@
 #include "mcpmux/rpcout.h"
 
 #define SESSION_ID_MAX	    128
-#define SESSION_MAX_PENDING 65536 /* client requests in flight per session */
+#define SESSION_MAX_PENDING 65536	       /* client requests in flight per session */
 #define SESSION_STDERR_LINE ((size_t)16 << 10) /* longer stderr lines are logged in parts */
 
 struct session;
@@ -64,8 +64,8 @@ struct session {
 	const struct session_config *cfg;
 	const struct session_hooks *hooks;
 	void *owner;
-	uint64_t seq;		 /* creation order */
-	struct pending *pending; /* uthash: client requests in flight */
+	uint64_t seq;		     /* creation order */
+	struct pending *pending;     /* uthash: client requests in flight */
 	struct pending *srv_pending; /* uthash: server requests in flight (traffic log only) */
 	size_t n_srv_pending;
 	struct sbuf err_line; /* the server's stderr line being assembled (traffic log) */
