@@ -60,6 +60,22 @@ static const char usage_text[] =
 	"its whole process tree.  In wrap mode mcpmux exits with the server's status.\n"
 	"Each subcommand takes --help.\n";
 
+static void
+cli_serve_usage(void)
+{
+	fputs("usage: mcpmux serve [OPTIONS] [--listen PATH] -- COMMAND [ARG...]\n"
+	      "\n"
+	      "One COMMAND per session ID, behind the envelope protocol (docs/protocol.md):\n"
+	      "{\"session\":\"ID\",\"message\":{...}} lines on stdin/stdout, or on every\n"
+	      "connection to the Unix socket PATH.  Each session ends, process tree and all,\n"
+	      "with its own end-of-run; stdin EOF (or SIGTERM with --listen) ends them all.\n"
+	      "\n"
+	      "options: the options of wrap mode (see mcpmux --help), and\n"
+	      "  --max-sessions N     concurrent sessions; more are refused (1024)\n"
+	      "  --listen PATH        serve on a Unix socket (0600) instead of stdin/stdout\n",
+	      stdout);
+}
+
 void
 cli_usage(void)
 {
@@ -223,7 +239,11 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 			}
 			break;
 		case 'h':
-			cli_usage();
+			if (serve) {
+				cli_serve_usage();
+			} else {
+				cli_usage();
+			}
 			return 1;
 		case 'q':
 			diag_set_level(DIAG_QUIET);

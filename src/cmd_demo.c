@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "mcpmux/cli.h"
 #include "mcpmux/cmd.h"
 #include "mcpmux/diag.h"
 #include "mcpmux/proctree.h"
@@ -139,10 +141,22 @@ count_cookie(const char *id)
 int
 cmd_demo(int argc, char **argv)
 {
-	const char *fixture =
-		argc >= 3 && strcmp(argv[1], "--fixture") == 0 ? argv[2] : MCPMUX_DEMO_FIXTURE;
+	const char *fixture = MCPMUX_DEMO_FIXTURE;
 	int in[2], out[2], status;
 	struct demo d = { 0 };
+
+	if (argc >= 3 && strcmp(argv[1], "--fixture") == 0) {
+		fixture = argv[2];
+	} else if (argc >= 2) {
+		bool help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
+
+		fputs("usage: mcpmux demo [--fixture PATH]\n"
+		      "\n"
+		      "Run the fixture MCP server through mcpmux as an agent would: a session, an\n"
+		      "end-of-run, and a check that nothing of the server's process tree is left.\n",
+		      help ? stdout : stderr);
+		return help ? 0 : EXIT_USAGE;
+	}
 
 	if (access(fixture, X_OK) != 0) {
 		diag_error("demo: the fixture server '%s' is not there (build the project first, "

@@ -1,0 +1,43 @@
+"""The command line: --help of every subcommand, --version, usage errors."""
+
+import re
+import subprocess
+
+from mcptest import Case, MCPMUX, main
+
+
+class Cli(Case):
+    def run_mcpmux(self, *args):
+        p = subprocess.run([MCPMUX] + list(args), capture_output=True, timeout=30,
+                           env=self.env)
+        return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+    def test_help_of_every_subcommand(self):
+        for sub, want in (([], "usage: mcpmux [OPTIONS] -- COMMAND"),
+                          (["serve"], "usage: mcpmux serve"),
+                          (["connect"], "usage: mcpmux connect"),
+                          (["ctl"], "usage: mcpmux ctl"),
+                          (["log"], "usage: mcpmux log"),
+                          (["config"], "usage: mcpmux config"),
+                          (["demo"], "usage: mcpmux demo")):
+            rc, out, err = self.run_mcpmux(*sub, "--help")
+            self.assertEqual(rc, 0, sub)
+            self.assertIn(want, out, sub)
+            self.assertEqual(err, "", sub)
+
+    def test_version(self):
+        rc, out, _ = self.run_mcpmux("--version")
+        self.assertEqual(rc, 0)
+        self.assertRegex(out, r"^mcpmux \d+\.\d+\.\d+\n$")
+
+    def test_usage_errors_exit_2(self):
+        for args in (["--bogus", "--", "true"], [], ["--eof-grace", "x", "--", "true"],
+                     ["--max-sessions", "3", "--", "true"], ["log", "bogus"],
+                     ["demo", "--bogus"], ["ctl"], ["serve", "--listen"]):
+            rc, _, err = self.run_mcpmux(*args)
+            self.assertEqual(rc, 2, args)
+            self.assertTrue(re.search(r"mcpmux", err), (args, err))
+
+
+if __name__ == "__main__":
+    main()
