@@ -238,6 +238,14 @@ params_value(struct jsonrpc_scanner *s, enum value_type t, const unsigned char *
 	}
 }
 
+/*
+ * The deepest level whose scalars and keys are read: a batch element's members and a
+ * message's params members (level 2).
+ */
+#define DEPTH_READ 2
+
+static const yajl_callbacks scan_callbacks;
+
 static int
 msg_depth(const struct jsonrpc_scanner *s)
 {
@@ -297,12 +305,24 @@ open_container(struct jsonrpc_scanner *s, enum value_type t)
 		s->error = "JSON nested too deeply";
 		return 0;
 	}
+	if (s->depth == DEPTH_READ + 1) {
+		/* Nothing below is read: yajl then only validates (no callbacks, no
+		 * decoding of escaped strings, the bulk of a payload's cost). */
+		s->cb.yajl_null = NULL;
+		s->cb.yajl_boolean = NULL;
+		s->cb.yajl_number = NULL;
+		s->cb.yajl_string = NULL;
+		s->cb.yajl_map_key = NULL;
+	}
 	return 1;
 }
 
 static void
 close_container(struct jsonrpc_scanner *s)
 {
+	if (s->depth == DEPTH_READ + 1) {
+		s->cb = scan_callbacks;
+	}
 	s->depth--;
 	if (s->in_params && s->depth == 1) {
 		s->in_params = false;
@@ -409,6 +429,7 @@ scan_reset(struct jsonrpc_scanner *s)
 	}
 	s->arena_len = 0;
 	s->arena_failed = false;
+	s->cb = scan_callbacks;
 	s->kind = JSONRPC_INVALID_JSON;
 	item_reset(&s->one);
 	s->n_items = 0;
@@ -487,7 +508,7 @@ jsonrpc_scan(struct jsonrpc_scanner *s, const char *line, size_t len)
 		s->items = calloc(JSONRPC_MAX_ITEMS, sizeof(*s->items));
 	}
 	if (s->h == NULL) {
-		s->h = yajl_alloc(&scan_callbacks, NULL, s);
+		s->h = yajl_alloc(&s->cb, NULL, s);
 		if (s->h != NULL) {
 			(void)yajl_config(s->h, yajl_allow_multiple_values, 1);
 		}

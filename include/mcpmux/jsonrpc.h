@@ -60,6 +60,7 @@ struct jsonrpc_params {
 
 struct jsonrpc_scanner {
 	yajl_handle h;		    /* reused across valid lines; re-created after an error */
+	yajl_callbacks cb;	    /* the handle's; scalars off below the levels read */
 	enum jsonrpc_kind kind;	    /* result: the message's kind (BATCH for an array) */
 	struct jsonrpc_item one;    /* result: the message, when not a batch */
 	struct jsonrpc_item *items; /* result: batch elements, up to JSONRPC_MAX_ITEMS */
