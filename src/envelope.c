@@ -6,6 +6,7 @@
 #include <yajl/yajl_parse.h>
 
 #include "mcpmux/envelope.h"
+#include "mcpmux/jsonrpc.h"
 
 struct cursor {
 	const char *p, *end;
@@ -95,10 +96,16 @@ key_is(const char *k, size_t len, const char *name)
 	return strlen(name) == len && memcmp(k, name, len) == 0;
 }
 
-/* Is span one valid JSON value?  (For members mcpmux does not interpret.) */
+/*
+ * Is span one valid JSON value?  (For members mcpmux does not interpret.)  The whole line
+ * has passed jsonrpc_text_ok(), so a string without a backslash is valid as it is.
+ */
 static bool
 valid_json(const char *p, size_t len)
 {
+	if (len >= 2 && p[0] == '"' && memchr(p, '\\', len) == NULL) {
+		return true;
+	}
 	yajl_handle h = yajl_alloc(NULL, NULL, NULL);
 	bool ok;
 
@@ -117,6 +124,9 @@ envelope_parse(struct envelope *e, const char *line, size_t len)
 	struct cursor c = { line, line + len };
 
 	memset(e, 0, sizeof(*e));
+	if (!jsonrpc_text_ok(line, len)) {
+		goto not_json;
+	}
 	skip_ws(&c);
 	if (c.p >= c.end || *c.p != '{') {
 		/* A non-object may still be valid JSON: tell the two apart. */
@@ -144,6 +154,10 @@ envelope_parse(struct envelope *e, const char *line, size_t len)
 		}
 		size_t klen = (size_t)(c.p - 1 - k);
 
+		if (memchr(k, '\\', klen) != NULL && !valid_json(k - 1, klen + 2)) {
+			goto not_json; /* a bad escape in a key */
+		}
+
 		skip_ws(&c);
 		if (c.p >= c.end || *c.p != ':') {
 			goto not_json;
@@ -157,6 +171,12 @@ envelope_parse(struct envelope *e, const char *line, size_t len)
 		}
 		size_t vlen = (size_t)(c.p - v);
 
+		if (key_is(k, klen, "message") && e->has_message &&
+		    !valid_json(e->message, e->message_len)) {
+			/* A repeated member: the last one counts (as in most JSON parsers), but
+			 * the line must still be JSON, the earlier one included. */
+			goto not_json;
+		}
 		if (key_is(k, klen, "message")) {
 			e->has_message = true;
 			e->message = v;

@@ -99,7 +99,7 @@ arena_put(struct jsonrpc_scanner *s, const char *p, size_t len, bool as_json_str
 	struct jsonrpc_str str = { 0, 0 };
 	size_t need = as_json_string ? len * 6 + 2 : len;
 
-	if (s->arena_len + need > s->arena_cap) {
+	if (s->arena_len + need > s->arena_cap || s->arena == NULL) {
 		size_t cap = s->arena_cap ? s->arena_cap : 256;
 
 		while (cap < s->arena_len + need) {
@@ -261,6 +261,8 @@ on_value(struct jsonrpc_scanner *s, enum value_type t, const unsigned char *p, s
 			s->error = "more than one JSON value on a line";
 			return 0;
 		}
+		/* A container's end is noted when it closes; a scalar's is checked apart. */
+		s->end = SIZE_MAX;
 		s->is_batch = t == V_ARRAY;
 		s->top_container = t == V_ARRAY || t == V_MAP;
 		if (t == V_MAP) {
@@ -324,6 +326,9 @@ close_container(struct jsonrpc_scanner *s)
 		s->cb = scan_callbacks;
 	}
 	s->depth--;
+	if (s->depth == 0) {
+		s->end = yajl_get_bytes_consumed(s->h);
+	}
 	if (s->in_params && s->depth == 1) {
 		s->in_params = false;
 	}
@@ -437,6 +442,7 @@ scan_reset(struct jsonrpc_scanner *s)
 	memset(&s->params, 0, sizeof(s->params));
 	s->error = NULL;
 	s->depth = 0;
+	s->end = 0;
 	s->n_values = 0;
 	s->is_batch = false;
 	s->top_container = false;
@@ -447,24 +453,35 @@ scan_reset(struct jsonrpc_scanner *s)
 }
 
 /*
- * Strict UTF-8 (RFC 3629): yajl checks only the byte structure of a sequence, so it lets
- * overlong forms, UTF-16 surrogates and code points past U+10FFFF through.  ASCII runs
- * are skipped eight bytes at a time.
+ * Bytes no JSON text may hold anywhere, which yajl lets through: control characters
+ * other than tab and CR (yajl takes vertical tab and form feed as white space), and
+ * invalid UTF-8 by RFC 3629 (yajl checks only the byte structure of a sequence, so it
+ * lets overlong forms, UTF-16 surrogates and code points past U+10FFFF through).  Runs
+ * of printable ASCII are skipped eight bytes at a time.
  */
-static bool
-utf8_valid(const unsigned char *p, size_t len)
+bool
+jsonrpc_text_ok(const char *text, size_t len)
 {
-	const unsigned char *end = p + len;
+	const unsigned char *p = (const unsigned char *)text, *end = p + len;
 
 	while (p < end) {
 		uint64_t w;
 
 		if ((size_t)(end - p) >= 8) {
 			memcpy(&w, p, 8);
-			if ((w & UINT64_C(0x8080808080808080)) == 0) {
+			/* no byte >= 0x80, no byte < 0x20 */
+			if (((w | (w - UINT64_C(0x2020202020202020))) &
+			     UINT64_C(0x8080808080808080)) == 0) {
 				p += 8;
 				continue;
 			}
+		}
+		if (*p < 0x20) {
+			if (*p != '\t' && *p != '\r') {
+				return false;
+			}
+			p++;
+			continue;
 		}
 		if (*p < 0x80) {
 			p++;
@@ -500,6 +517,23 @@ utf8_valid(const unsigned char *p, size_t len)
 	return true;
 }
 
+/*
+ * A line whose value is a scalar (never a JSON-RPC message, so rare): yajl tells where a
+ * number ends only at the end of input, so the line is checked again, alone.
+ */
+static bool
+scalar_alone(const char *line, size_t len)
+{
+	yajl_handle h = yajl_alloc(NULL, NULL, NULL);
+	bool ok = h != NULL && yajl_parse(h, (const unsigned char *)line, len) == yajl_status_ok &&
+		  yajl_complete_parse(h) == yajl_status_ok;
+
+	if (h != NULL) {
+		yajl_free(h);
+	}
+	return ok;
+}
+
 enum jsonrpc_kind
 jsonrpc_scan(struct jsonrpc_scanner *s, const char *line, size_t len)
 {
@@ -517,14 +551,28 @@ jsonrpc_scan(struct jsonrpc_scanner *s, const char *line, size_t len)
 		s->error = "out of memory";
 		return s->kind = JSONRPC_INVALID_JSON;
 	}
-	if (!utf8_valid((const unsigned char *)line, len)) {
-		s->error = "not valid UTF-8";
+	if (!jsonrpc_text_ok(line, len)) {
+		s->error = "not valid JSON text (a control character, or invalid UTF-8)";
 		return s->kind = JSONRPC_INVALID_JSON;
 	}
 	yajl_status st = yajl_parse(s->h, (const unsigned char *)line, len);
 
 	if (st == yajl_status_ok) {
 		st = yajl_complete_parse(s->h);
+	}
+	/*
+	 * yajl (with allow_multiple_values) takes a token cut short at the end as the start of
+	 * a next value and says nothing: after the value, only white space may follow.
+	 */
+	if (st == yajl_status_ok && s->end == SIZE_MAX && !scalar_alone(line, len)) {
+		s->error = "not valid JSON: something after the value";
+		st = yajl_status_error;
+	}
+	for (size_t i = s->end; st == yajl_status_ok && i < len; i++) {
+		if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r') {
+			s->error = "not valid JSON: something after the value";
+			st = yajl_status_error;
+		}
 	}
 	if (st != yajl_status_ok || s->n_values != 1) {
 		/* yajl has no reset: a handle that saw an error is replaced. */
@@ -689,6 +737,10 @@ jsonrpc_idscan_id(const struct jsonrpc_idscan *sc, size_t *len)
 
 	if (!ok || sc->id[0] == 't' || sc->id[0] == 'f' || sc->id[0] == 'n' ||
 	    (sc->id[0] == '"' && (sc->id_len < 2 || sc->id[sc->id_len - 1] != '"'))) {
+		return NULL;
+	}
+	/* What is written back must be a valid JSON string or number. */
+	if (!jsonrpc_text_ok(sc->id, sc->id_len) || !scalar_alone(sc->id, sc->id_len)) {
 		return NULL;
 	}
 	*len = sc->id_len;

@@ -75,6 +75,7 @@ struct jsonrpc_scanner {
 
 	/* parse state */
 	int depth;
+	size_t end;   /* offset just past the top-level value */
 	int n_values; /* top-level values on this line */
 	bool is_batch;
 	struct jsonrpc_item *cur; /* the message being filled, NULL between elements */
@@ -90,11 +91,17 @@ void jsonrpc_release(struct jsonrpc_scanner *s);
 /* Scan one line (without its "\n").  Returns the kind (also in s->kind). */
 enum jsonrpc_kind jsonrpc_scan(struct jsonrpc_scanner *s, const char *line, size_t len);
 
+/*
+ * Could these bytes be JSON text, as far as yajl does not check: no control character
+ * but tab and CR, and strictly valid UTF-8.
+ */
+bool jsonrpc_text_ok(const char *text, size_t len);
+
 /* The string a slice names (not NUL-terminated). */
 static inline const char *
 jsonrpc_str(const struct jsonrpc_scanner *s, struct jsonrpc_str str)
 {
-	return s->arena + str.off;
+	return s->arena != NULL ? s->arena + str.off : "";
 }
 
 /* Does the message's method equal `name`? */
