@@ -153,6 +153,31 @@ tlog_close(void)
 	tlog_enabled = false;
 }
 
+/* Decimal digits of v, at least `width` of them (zero-padded). */
+static void
+add_uint(struct sbuf *b, unsigned long long v, int width)
+{
+	char d[24];
+	int n = 0;
+
+	do {
+		d[sizeof(d) - 1 - n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v > 0 || n < width);
+	sbuf_add(b, d + sizeof(d) - n, (size_t)n);
+}
+
+/* Milliseconds with three decimals, without printf (it is the hot path of the log). */
+static void
+add_ms(struct sbuf *b, double ms)
+{
+	unsigned long long us = (unsigned long long)(ms * 1000. + .5);
+
+	add_uint(b, us / 1000, 1);
+	sbuf_add(b, ".", 1);
+	add_uint(b, us % 1000, 3);
+}
+
 /* {"ts":"...","session":"...","pid":N, */
 static void
 record_head(const char *session, pid_t pid)
@@ -168,14 +193,19 @@ record_head(const char *session, pid_t pid)
 		(void)strftime(L.ts_head, sizeof(L.ts_head), "%Y-%m-%dT%H:%M:%S", &tm);
 		L.ts_sec = ts.tv_sec;
 	}
-	sbuf_addf(b, "{\"ts\":\"%s.%06ldZ\",\"session\":", L.ts_head, ts.tv_nsec / 1000);
+	sbuf_adds(b, "{\"ts\":\"");
+	sbuf_adds(b, L.ts_head);
+	sbuf_add(b, ".", 1);
+	add_uint(b, (unsigned long long)ts.tv_nsec / 1000, 6);
+	sbuf_adds(b, "Z\",\"session\":");
 	if (session != NULL) {
 		sbuf_add_json_string(b, session, strlen(session));
 	} else {
 		sbuf_adds(b, "null");
 	}
 	if (pid > 0) {
-		sbuf_addf(b, ",\"pid\":%d", (int)pid);
+		sbuf_adds(b, ",\"pid\":");
+		add_uint(b, (unsigned long long)pid, 1);
 	} else {
 		sbuf_adds(b, ",\"pid\":null");
 	}
@@ -235,8 +265,10 @@ tlog_message(const char *session, pid_t pid, enum tlog_dir dir, const struct jso
 		return;
 	}
 	record_head(session, pid);
-	sbuf_addf(b, ",\"dir\":\"%s\",\"kind\":\"%s\"", dir == TLOG_IN ? "in" : "out",
-		  kind_names[kind]);
+	sbuf_adds(b,
+		  dir == TLOG_IN ? ",\"dir\":\"in\",\"kind\":\"" : ",\"dir\":\"out\",\"kind\":\"");
+	sbuf_adds(b, kind_names[kind]);
+	sbuf_add(b, "\"", 1);
 	if (kind != JSONRPC_BATCH && kind != JSONRPC_INVALID_JSON && scan->one.has_id) {
 		sbuf_adds(b, ",\"id\":");
 		sbuf_add(b, jsonrpc_str(scan, scan->one.id), scan->one.id.len);
@@ -246,9 +278,11 @@ tlog_message(const char *session, pid_t pid, enum tlog_dir dir, const struct jso
 		sbuf_add_json_string(b, jsonrpc_str(scan, scan->one.method), scan->one.method.len);
 	}
 	if (ms >= 0) {
-		sbuf_addf(b, ",\"ms\":%.3f", ms);
+		sbuf_adds(b, ",\"ms\":");
+		add_ms(b, ms);
 	}
-	sbuf_addf(b, ",\"bytes\":%zu", len);
+	sbuf_adds(b, ",\"bytes\":");
+	add_uint(b, len, 1);
 	record_body(line, len, kind != JSONRPC_INVALID_JSON);
 	record_end();
 }
