@@ -555,6 +555,12 @@ enter_done(struct backend *b)
 		b->done_queued = true;
 		b->next_done = done_head;
 		done_head = b;
+		/*
+		 * on_done runs from the turn watcher, never from inside this call.  Feed it rather
+		 * than wait for the next turn: the watchers just stopped may have been the last
+		 * that kept the loop running (wrap after the client's EOF).
+		 */
+		ev_feed_event(b->loop, &turn_w, EV_CUSTOM);
 	}
 }
 

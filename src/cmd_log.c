@@ -639,7 +639,8 @@ run_stats(const struct opts *o, struct reader *r)
 	printf("%-32s %8s %7s %9s %9s %9s %9s\n", "METHOD", "COUNT", "ERRORS", "P50 MS", "P90 MS",
 	       "P99 MS", "MAX MS");
 	HASH_ITER (hh, methods, m, tmp) {
-		// cppcheck-suppress [uninitvar,ctuuninitvar] ; uthash iteration, filled by mstat_get()
+		// cppcheck-suppress [uninitvar,ctuuninitvar] ; uthash iteration, filled by
+		// mstat_get()
 		print_method_row(m->name, m->count, m->errors, &m->lat);
 	}
 	print_method_row("(all)", total, total_err, &all);

@@ -18,6 +18,7 @@
 #include "mcpmux/envelope.h"
 #include "mcpmux/jsonrpc.h"
 #include "mcpmux/listener.h"
+#include "mcpmux/proctree.h"
 #include "mcpmux/rpcout.h"
 #include "mcpmux/session.h"
 #include "mcpmux/sys.h"
@@ -68,7 +69,7 @@ struct serve {
 	bool listening;
 	bool shutting_down;
 	ev_signal term_w, int_w, hup_w;
-	ev_prepare reap_w; /* frees dead connections, outside their callbacks */
+	ev_idle reap_w; /* frees dead connections, outside their callbacks */
 	struct jsonrpc_scanner scan;
 	struct jsonrpc_scanner log_scan; /* mcpmux's own messages, for the traffic log */
 	struct sbuf tmp;
@@ -865,16 +866,18 @@ sconn_maybe_free(struct sconn *sc)
 	}
 	sc->dead = true;
 	conn_read(&sc->c, false);
-	ev_prepare_start(sc->sv->loop, &sc->sv->reap_w);
+	/* An idle watcher, not a prepare: this may run inside a prepare callback (a
+	 * session's on_done), and a prepare started there would wait for the next event. */
+	ev_idle_start(sc->sv->loop, &sc->sv->reap_w);
 }
 
 static void
-serve_on_reap(struct ev_loop *loop, ev_prepare *w, int revents)
+serve_on_reap(struct ev_loop *loop, ev_idle *w, int revents)
 {
 	struct serve *sv = container_of(w, struct serve, reap_w);
 
 	(void)revents;
-	ev_prepare_stop(loop, w);
+	ev_idle_stop(loop, w);
 	for (struct sconn *sc = sv->conns, *next; sc != NULL; sc = next) {
 		next = sc->next;
 		if (sc->dead) {
@@ -974,6 +977,27 @@ serve_on_accept(int fd, void *ctx)
 
 /* ---- the whole ---- */
 
+/* Every session is done: a descendant still alive is an orphan no session could claim. */
+static void
+kill_orphans(void)
+{
+	struct proctree left;
+	size_t n = 0;
+
+	proctree_init(&left);
+	if (proctree_scan(&left, "/proc", getpid()) == 0) {
+		for (size_t i = 0; i < left.n; i++) {
+			if (left.v[i].state != 'Z' && kill(left.v[i].pid, SIGKILL) == 0) {
+				n++;
+			}
+		}
+	}
+	if (n > 0) {
+		diag_info("killed %zu leftover process(es) that no session claimed", n);
+	}
+	proctree_release(&left);
+}
+
 static void
 serve_maybe_exit(struct serve *sv)
 {
@@ -1044,7 +1068,7 @@ cmd_serve(const struct mcpmux_options *o)
 	jsonrpc_init(&sv->scan);
 	jsonrpc_init(&sv->log_scan);
 	backend_module_init(loop);
-	ev_prepare_init(&sv->reap_w, serve_on_reap);
+	ev_idle_init(&sv->reap_w, serve_on_reap);
 
 	int in_flags = fcntl(STDIN_FILENO, F_GETFL), out_flags = fcntl(STDOUT_FILENO, F_GETFL);
 
@@ -1075,10 +1099,11 @@ cmd_serve(const struct mcpmux_options *o)
 	ev_signal_start(loop, &sv->int_w);
 	ev_signal_start(loop, &sv->hup_w);
 	ev_run(loop, 0);
+	kill_orphans();
 	ev_signal_stop(loop, &sv->term_w);
 	ev_signal_stop(loop, &sv->int_w);
 	ev_signal_stop(loop, &sv->hup_w);
-	ev_prepare_stop(loop, &sv->reap_w);
+	ev_idle_stop(loop, &sv->reap_w);
 out:
 	if (sv->listening) {
 		listener_close(&sv->lst);

@@ -97,13 +97,24 @@ key_is(const char *k, size_t len, const char *name)
 }
 
 /*
+ * The inside of a string that is valid as it is: only a backslash, a tab or a CR needs a
+ * closer look (jsonrpc_text_ok() lets tab and CR through, for white space).
+ */
+static bool
+plain_string(const char *p, size_t len)
+{
+	return memchr(p, '\\', len) == NULL && memchr(p, '\t', len) == NULL &&
+	       memchr(p, '\r', len) == NULL;
+}
+
+/*
  * Is span one valid JSON value?  (For members mcpmux does not interpret.)  The whole line
  * has passed jsonrpc_text_ok(), so a string without a backslash is valid as it is.
  */
 static bool
 valid_json(const char *p, size_t len)
 {
-	if (len >= 2 && p[0] == '"' && memchr(p, '\\', len) == NULL) {
+	if (len >= 2 && p[0] == '"' && plain_string(p + 1, len - 2)) {
 		return true;
 	}
 	yajl_handle h = yajl_alloc(NULL, NULL, NULL);
@@ -154,8 +165,8 @@ envelope_parse(struct envelope *e, const char *line, size_t len)
 		}
 		size_t klen = (size_t)(c.p - 1 - k);
 
-		if (memchr(k, '\\', klen) != NULL && !valid_json(k - 1, klen + 2)) {
-			goto not_json; /* a bad escape in a key */
+		if (!plain_string(k, klen) && !valid_json(k - 1, klen + 2)) {
+			goto not_json; /* a bad escape, a tab or a CR in a key */
 		}
 
 		skip_ws(&c);

@@ -1,6 +1,7 @@
 /*
  * jsonrpc: JSON-RPC message inspection with yajl callbacks, no tree.
  */
+#include <ctype.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -261,8 +262,12 @@ on_value(struct jsonrpc_scanner *s, enum value_type t, const unsigned char *p, s
 			s->error = "more than one JSON value on a line";
 			return 0;
 		}
-		/* A container's end is noted when it closes; a scalar's is checked apart. */
-		s->end = SIZE_MAX;
+		/*
+		 * A container's end is noted when it closes, a scalar's now: inside
+		 * yajl_parse(), just past it.  (A number that ends the line is reported only by
+		 * yajl_complete_parse(), and nothing follows it.)
+		 */
+		s->end = t == V_MAP || t == V_ARRAY ? SIZE_MAX : yajl_get_bytes_consumed(s->h);
 		s->is_batch = t == V_ARRAY;
 		s->top_container = t == V_ARRAY || t == V_MAP;
 		if (t == V_MAP) {
@@ -442,7 +447,7 @@ scan_reset(struct jsonrpc_scanner *s)
 	memset(&s->params, 0, sizeof(s->params));
 	s->error = NULL;
 	s->depth = 0;
-	s->end = 0;
+	s->end = SIZE_MAX;
 	s->n_values = 0;
 	s->is_batch = false;
 	s->top_container = false;
@@ -517,23 +522,6 @@ jsonrpc_text_ok(const char *text, size_t len)
 	return true;
 }
 
-/*
- * A line whose value is a scalar (never a JSON-RPC message, so rare): yajl tells where a
- * number ends only at the end of input, so the line is checked again, alone.
- */
-static bool
-scalar_alone(const char *line, size_t len)
-{
-	yajl_handle h = yajl_alloc(NULL, NULL, NULL);
-	bool ok = h != NULL && yajl_parse(h, (const unsigned char *)line, len) == yajl_status_ok &&
-		  yajl_complete_parse(h) == yajl_status_ok;
-
-	if (h != NULL) {
-		yajl_free(h);
-	}
-	return ok;
-}
-
 enum jsonrpc_kind
 jsonrpc_scan(struct jsonrpc_scanner *s, const char *line, size_t len)
 {
@@ -556,6 +544,8 @@ jsonrpc_scan(struct jsonrpc_scanner *s, const char *line, size_t len)
 		return s->kind = JSONRPC_INVALID_JSON;
 	}
 	yajl_status st = yajl_parse(s->h, (const unsigned char *)line, len);
+	/* Where the value ended inside this line (SIZE_MAX: at its end, or not at all). */
+	size_t end = s->end;
 
 	if (st == yajl_status_ok) {
 		st = yajl_complete_parse(s->h);
@@ -564,11 +554,7 @@ jsonrpc_scan(struct jsonrpc_scanner *s, const char *line, size_t len)
 	 * yajl (with allow_multiple_values) takes a token cut short at the end as the start of
 	 * a next value and says nothing: after the value, only white space may follow.
 	 */
-	if (st == yajl_status_ok && s->end == SIZE_MAX && !scalar_alone(line, len)) {
-		s->error = "not valid JSON: something after the value";
-		st = yajl_status_error;
-	}
-	for (size_t i = s->end; st == yajl_status_ok && i < len; i++) {
+	for (size_t i = end; st == yajl_status_ok && i < len; i++) {
 		if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r') {
 			s->error = "not valid JSON: something after the value";
 			st = yajl_status_error;
@@ -730,6 +716,68 @@ jsonrpc_idscan_feed(struct jsonrpc_idscan *sc, const char *p, size_t len)
 	}
 }
 
+/* RFC 8259 grammar of a number, and of a string (its escapes), for idscan's ids. */
+static bool
+json_number(const char *p, size_t len)
+{
+	size_t i = p[0] == '-', d;
+
+	if (i < len && p[i] == '0') {
+		i++;
+	} else {
+		for (d = i; i < len && p[i] >= '0' && p[i] <= '9'; i++) {
+		}
+		if (i == d) {
+			return false;
+		}
+	}
+	if (i < len && p[i] == '.') {
+		for (d = ++i; i < len && p[i] >= '0' && p[i] <= '9'; i++) {
+		}
+		if (i == d) {
+			return false;
+		}
+	}
+	if (i < len && (p[i] == 'e' || p[i] == 'E')) {
+		i += i + 1 < len && (p[i + 1] == '+' || p[i + 1] == '-') ? 2 : 1;
+		for (d = i; i < len && p[i] >= '0' && p[i] <= '9'; i++) {
+		}
+		if (i == d) {
+			return false;
+		}
+	}
+	return i == len;
+}
+
+static bool
+json_string(const char *p, size_t len)
+{
+	if (len < 2 || p[len - 1] != '"') {
+		return false;
+	}
+	for (size_t i = 1; i < len - 1; i++) {
+		if (p[i] == '"' || (unsigned char)p[i] < 0x20) {
+			return false; /* an unescaped quote, tab or CR */
+		}
+		if (p[i] != '\\') {
+			continue;
+		}
+		char c = p[++i];
+
+		if (c == 'u') {
+			for (size_t k = 1; k <= 4; k++) {
+				if (i + k >= len - 1 || !isxdigit((unsigned char)p[i + k])) {
+					return false;
+				}
+			}
+			i += 4;
+		} else if (i >= len - 1 || c == '\0' || strchr("\"\\/bfnrt", c) == NULL) {
+			return false;
+		}
+	}
+	return true;
+}
+
 const char *
 jsonrpc_idscan_id(const struct jsonrpc_idscan *sc, size_t *len)
 {
@@ -740,7 +788,9 @@ jsonrpc_idscan_id(const struct jsonrpc_idscan *sc, size_t *len)
 		return NULL;
 	}
 	/* What is written back must be a valid JSON string or number. */
-	if (!jsonrpc_text_ok(sc->id, sc->id_len) || !scalar_alone(sc->id, sc->id_len)) {
+	if (!jsonrpc_text_ok(sc->id, sc->id_len) ||
+	    !(sc->id[0] == '"' ? json_string(sc->id, sc->id_len)
+			       : json_number(sc->id, sc->id_len))) {
 		return NULL;
 	}
 	*len = sc->id_len;
