@@ -1,0 +1,436 @@
+/*
+ * faultshim: an LD_PRELOAD library that makes system calls fail the way the kernel may,
+ * so that the integration tests can check that mcpmux copes.
+ *
+ *   LD_PRELOAD=faultshim.so FAULT_EINTR=200 FAULT_SHORT=300 mcpmux -- server
+ *
+ * Controlled by the environment (read once, at load):
+ *
+ *   FAULT_SEED=N          seed of the generator (1); the same seed gives the same sequence
+ *                         of decisions for the same sequence of calls
+ *   FAULT_EINTR=P         read, readv, write, writev: fail with EINTR before doing anything,
+ *                         P times in 1000
+ *   FAULT_SHORT=P         the same calls: move fewer bytes than asked (1 .. n-1, uniformly),
+ *                         P times in 1000, for transfers of at least FAULT_SHORT_MIN bytes
+ *   FAULT_SHORT_MIN=N     (16) smaller transfers are never cut: a pipe never splits a
+ *                         write of at most PIPE_BUF bytes that a reader asks for whole
+ *   FAULT_FORK_FAIL=N,..  the Nth process creation (from 1) fails with EAGAIN: calls of
+ *                         fork(), clone() and posix_spawn[p]() are counted together
+ *                         (vfork() is not interposed: its child would return through
+ *                         the shim's stack frame)
+ *   FAULT_PIPE2_FAIL=N,.. the Nth call of pipe2() fails with EMFILE
+ *   FAULT_ACCEPT4_FAIL=N,.. the Nth call of accept4() fails with EMFILE
+ *   FAULT_LOG=PATH        at exit, append one line of counters to PATH:
+ *                         "pid=P reads=R writes=W eintr=E short_reads=S short_writes=T
+ *                          spawn=F pipe2=I accept4=A failed=X"
+ *
+ * I/O faults apply to pipes and sockets only: libev's eventfd and /proc files are left
+ * alone (an eventfd read is never short; a regular file is not what is under test).
+ * Faults apply in the process that loaded the library, never in its children: the
+ * constructor removes LD_PRELOAD from the environment, and a forked child (before its
+ * exec) sees the parent's pid recorded and passes every call through.
+ *
+ * With AddressSanitizer (gcc's shared runtime), the library must not be sanitized itself,
+ * and ASAN_OPTIONS must hold verify_asan_link_order=0: the runtime otherwise insists on
+ * being first in the link map.  Calls then go shim -> ASan's interceptor -> libc.
+ */
+#define _GNU_SOURCE /* clone(), RTLD_NEXT */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define MAX_NTH 16
+#define MAX_IOV 1024
+
+struct nth {
+	unsigned long at[MAX_NTH]; /* call numbers that fail, from 1 */
+	size_t n;
+	unsigned long calls;
+};
+
+static struct {
+	bool ready;
+	pid_t owner;
+	uint64_t rng;
+	unsigned eintr, shorts; /* per mille */
+	size_t short_min;
+	struct nth fork, pipe2, accept4;
+	int log_fd;
+	unsigned long reads, writes, n_eintr, n_short_reads, n_short_writes, n_failed;
+} F = { .log_fd = -1, .short_min = 16 };
+
+static ssize_t (*real_read)(int, void *, size_t);
+static ssize_t (*real_readv)(int, const struct iovec *, int);
+static ssize_t (*real_write)(int, const void *, size_t);
+static ssize_t (*real_writev)(int, const struct iovec *, int);
+static pid_t (*real_fork)(void);
+static int (*real_clone)(int (*)(void *), void *, int, void *, ...);
+static int (*real_posix_spawn)(pid_t *, const char *, const posix_spawn_file_actions_t *,
+			       const posix_spawnattr_t *, char *const[], char *const[]);
+static int (*real_posix_spawnp)(pid_t *, const char *, const posix_spawn_file_actions_t *,
+				const posix_spawnattr_t *, char *const[], char *const[]);
+static int (*real_pipe2)(int[2], int);
+static int (*real_accept4)(int, __SOCKADDR_ARG, socklen_t *__restrict, int);
+
+static unsigned long
+env_num(const char *name, unsigned long dflt)
+{
+	const char *v = getenv(name);
+
+	return v != NULL && *v != '\0' ? strtoul(v, NULL, 10) : dflt;
+}
+
+static void
+env_nth(const char *name, struct nth *n)
+{
+	const char *v = getenv(name);
+
+	while (v != NULL && *v != '\0' && n->n < MAX_NTH) {
+		char *end;
+		unsigned long k = strtoul(v, &end, 10);
+
+		if (end == v) {
+			break;
+		}
+		n->at[n->n++] = k;
+		v = *end == ',' ? end + 1 : end;
+	}
+}
+
+static bool
+nth_fails(struct nth *n)
+{
+	n->calls++;
+	for (size_t i = 0; i < n->n; i++) {
+		if (n->at[i] == n->calls) {
+			F.n_failed++;
+			return true;
+		}
+	}
+	return false;
+}
+
+static void *
+next_symbol(const char *name)
+{
+	void *p = dlsym(RTLD_NEXT, name);
+
+	if (p == NULL) {
+		static const char msg[] = "faultshim: a symbol is missing\n";
+
+		(void)syscall(SYS_write, 2, msg, sizeof(msg) - 1);
+		abort();
+	}
+	return p;
+}
+
+static void
+resolve(void)
+{
+	if (real_read != NULL) {
+		return;
+	}
+	*(void **)&real_readv = next_symbol("readv");
+	*(void **)&real_write = next_symbol("write");
+	*(void **)&real_writev = next_symbol("writev");
+	*(void **)&real_fork = next_symbol("fork");
+	*(void **)&real_clone = next_symbol("clone");
+	*(void **)&real_posix_spawn = next_symbol("posix_spawn");
+	*(void **)&real_posix_spawnp = next_symbol("posix_spawnp");
+	*(void **)&real_pipe2 = next_symbol("pipe2");
+	*(void **)&real_accept4 = next_symbol("accept4");
+	*(void **)&real_read = next_symbol("read");
+}
+
+__attribute__((constructor)) static void
+faultshim_init(void)
+{
+	const char *log = getenv("FAULT_LOG");
+
+	resolve();
+	F.owner = getpid();
+	F.rng = env_num("FAULT_SEED", 1) * 0x9e3779b97f4a7c15u + 1;
+	F.eintr = (unsigned)env_num("FAULT_EINTR", 0);
+	F.shorts = (unsigned)env_num("FAULT_SHORT", 0);
+	F.short_min = env_num("FAULT_SHORT_MIN", 16);
+	F.short_min = F.short_min < 2 ? 2 : F.short_min;
+	env_nth("FAULT_FORK_FAIL", &F.fork);
+	env_nth("FAULT_PIPE2_FAIL", &F.pipe2);
+	env_nth("FAULT_ACCEPT4_FAIL", &F.accept4);
+	if (log != NULL && *log != '\0') {
+		F.log_fd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	}
+	/* The servers mcpmux starts are not under test. */
+	(void)unsetenv("LD_PRELOAD");
+	F.ready = true;
+}
+
+__attribute__((destructor)) static void
+faultshim_fini(void)
+{
+	char line[320];
+	int n;
+
+	if (F.log_fd < 0 || getpid() != F.owner) {
+		return;
+	}
+	n = snprintf(line, sizeof(line),
+		     "pid=%d reads=%lu writes=%lu eintr=%lu short_reads=%lu short_writes=%lu "
+		     "spawn=%lu pipe2=%lu accept4=%lu failed=%lu\n",
+		     (int)F.owner, F.reads, F.writes, F.n_eintr, F.n_short_reads, F.n_short_writes,
+		     F.fork.calls, F.pipe2.calls, F.accept4.calls, F.n_failed);
+	if (n > 0) {
+		(void)syscall(SYS_write, F.log_fd, line, (size_t)n);
+	}
+	(void)syscall(SYS_close, F.log_fd);
+}
+
+static uint64_t
+next_rand(void)
+{
+	uint64_t x = F.rng;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	F.rng = x;
+	return x * 0x2545f4914f6cdd1du;
+}
+
+/* Is this call subject to faults: our process, a pipe or a socket? */
+static bool
+in_scope(int fd)
+{
+	struct stat st;
+
+	if (!F.ready || getpid() != F.owner || (F.eintr == 0 && F.shorts == 0)) {
+		return false;
+	}
+	return fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
+}
+
+static bool
+chance(unsigned per_mille)
+{
+	return per_mille > 0 && next_rand() % 1000 < per_mille;
+}
+
+/* How many of len bytes to move: len, or fewer for a short transfer. */
+static size_t
+cut(size_t len, unsigned long *counter)
+{
+	if (len >= F.short_min && chance(F.shorts)) {
+		(*counter)++;
+		return 1 + (size_t)(next_rand() % (len - 1));
+	}
+	return len;
+}
+
+static bool
+interrupted(void)
+{
+	if (chance(F.eintr)) {
+		F.n_eintr++;
+		errno = EINTR;
+		return true;
+	}
+	return false;
+}
+
+/* The first iovecs of iov that hold `want` bytes, the last one cut. */
+static int
+cut_iov(const struct iovec *iov, int iovcnt, size_t want, struct iovec *out)
+{
+	int n = 0;
+
+	for (int i = 0; i < iovcnt && want > 0 && n < MAX_IOV; i++) {
+		out[n] = iov[i];
+		if (out[n].iov_len > want) {
+			out[n].iov_len = want;
+		}
+		want -= out[n].iov_len;
+		n++;
+	}
+	return n;
+}
+
+static size_t
+iov_total(const struct iovec *iov, int iovcnt)
+{
+	size_t t = 0;
+
+	for (int i = 0; i < iovcnt; i++) {
+		t += iov[i].iov_len;
+	}
+	return t;
+}
+
+ssize_t
+read(int fd, void *buf, size_t len)
+{
+	resolve();
+	if (!in_scope(fd)) {
+		return real_read(fd, buf, len);
+	}
+	F.reads++;
+	if (interrupted()) {
+		return -1;
+	}
+	return real_read(fd, buf, cut(len, &F.n_short_reads));
+}
+
+ssize_t
+write(int fd, const void *buf, size_t len)
+{
+	resolve();
+	if (!in_scope(fd)) {
+		return real_write(fd, buf, len);
+	}
+	F.writes++;
+	if (interrupted()) {
+		return -1;
+	}
+	return real_write(fd, buf, cut(len, &F.n_short_writes));
+}
+
+ssize_t
+readv(int fd, const struct iovec *iov, int iovcnt)
+{
+	struct iovec part[MAX_IOV];
+	size_t total, want;
+
+	resolve();
+	if (!in_scope(fd) || iovcnt > MAX_IOV) {
+		return real_readv(fd, iov, iovcnt);
+	}
+	F.reads++;
+	if (interrupted()) {
+		return -1;
+	}
+	total = iov_total(iov, iovcnt);
+	want = cut(total, &F.n_short_reads);
+	if (want == total) {
+		return real_readv(fd, iov, iovcnt);
+	}
+	return real_readv(fd, part, cut_iov(iov, iovcnt, want, part));
+}
+
+ssize_t
+writev(int fd, const struct iovec *iov, int iovcnt)
+{
+	struct iovec part[MAX_IOV];
+	size_t total, want;
+
+	resolve();
+	if (!in_scope(fd) || iovcnt > MAX_IOV) {
+		return real_writev(fd, iov, iovcnt);
+	}
+	F.writes++;
+	if (interrupted()) {
+		return -1;
+	}
+	total = iov_total(iov, iovcnt);
+	want = cut(total, &F.n_short_writes);
+	if (want == total) {
+		return real_writev(fd, iov, iovcnt);
+	}
+	return real_writev(fd, part, cut_iov(iov, iovcnt, want, part));
+}
+
+/* Should this process creation fail? */
+static bool
+spawn_fails(void)
+{
+	resolve();
+	return F.ready && getpid() == F.owner && nth_fails(&F.fork);
+}
+
+pid_t
+fork(void)
+{
+	if (spawn_fails()) {
+		errno = EAGAIN;
+		return -1;
+	}
+	return real_fork();
+}
+
+/* glibc's wrapper: the optional arguments are read only when the flags use them. */
+int
+clone(int (*fn)(void *), void *stack, int flags, void *arg, ...)
+{
+	const int want_ptid = CLONE_PARENT_SETTID | CLONE_PIDFD | CLONE_SETTLS |
+			      CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID;
+	const int want_tls = CLONE_SETTLS | CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID;
+	const int want_ctid = CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID;
+	void *ptid = NULL, *tls = NULL, *ctid = NULL;
+	va_list ap;
+
+	va_start(ap, arg);
+	if (flags & want_ptid) {
+		ptid = va_arg(ap, void *);
+	}
+	if (flags & want_tls) {
+		tls = va_arg(ap, void *);
+	}
+	if (flags & want_ctid) {
+		ctid = va_arg(ap, void *);
+	}
+	va_end(ap);
+	if (spawn_fails()) {
+		errno = EAGAIN;
+		return -1;
+	}
+	return real_clone(fn, stack, flags, arg, ptid, tls, ctid);
+}
+
+int
+posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+	    const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+	return spawn_fails() ? EAGAIN : real_posix_spawn(pid, path, fa, attr, argv, envp);
+}
+
+int
+posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
+	     const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+	return spawn_fails() ? EAGAIN : real_posix_spawnp(pid, file, fa, attr, argv, envp);
+}
+
+int
+pipe2(int fds[2], int flags)
+{
+	resolve();
+	if (F.ready && getpid() == F.owner && nth_fails(&F.pipe2)) {
+		errno = EMFILE;
+		return -1;
+	}
+	return real_pipe2(fds, flags);
+}
+
+/* glibc's own prototype: a transparent union of the sockaddr pointer types. */
+int
+accept4(int fd, __SOCKADDR_ARG addr, socklen_t *__restrict len, int flags)
+{
+	resolve();
+	if (F.ready && getpid() == F.owner && nth_fails(&F.accept4)) {
+		errno = EMFILE;
+		return -1;
+	}
+	return real_accept4(fd, addr, len, flags);
+}

@@ -1,0 +1,195 @@
+/*
+ * Fuzz target: envelope_parse(), and what serve does with its result.
+ *
+ * The input is one line (skipped if it holds a newline: framing never hands one out).
+ * Checked:
+ *
+ *   - every span it returns (session, message, event) lies inside the line;
+ *   - a line that is JSON (yajl's verdict, in strict UTF-8) is never called "not JSON":
+ *     an object is an envelope (OK) unless a "keep" is not a boolean, anything else is
+ *     INVALID;
+ *   - for such a line, the spans mean what the tree says: the message span is valid JSON
+ *     and equal to the tree's "message" (the last one), "session" and "keep" likewise;
+ *   - serve forwards the message span once jsonrpc_scan() takes it: an envelope that is OK
+ *     and whose message (if any) scans as JSON must be JSON as a whole line, so that no
+ *     byte of a broken line reaches a backend or earns anything but -32700.
+ */
+#include <yajl/yajl_tree.h>
+
+#include "fuzz.h"
+
+#include "mcpmux/envelope.h"
+#include "mcpmux/jsonrpc.h"
+
+static bool
+inside(const char *line, size_t len, const char *p, size_t n)
+{
+	return p >= line && p <= line + len && n <= (size_t)(line + len - p);
+}
+
+/* Do two trees hold the same value?  (Member order matters: spans are byte-exact.) */
+static bool
+val_equal(yajl_val a, yajl_val b, int limit)
+{
+	if (limit <= 0) {
+		return true;
+	}
+	if (a == NULL || b == NULL) {
+		return a == b;
+	}
+	if (a->type != b->type) {
+		return false;
+	}
+	switch (a->type) {
+	case yajl_t_string:
+		return strcmp(a->u.string, b->u.string) == 0;
+	case yajl_t_number:
+		return strcmp(a->u.number.r, b->u.number.r) == 0;
+	case yajl_t_object:
+		if (a->u.object.len != b->u.object.len) {
+			return false;
+		}
+		for (size_t i = 0; i < a->u.object.len; i++) {
+			if (strcmp(a->u.object.keys[i], b->u.object.keys[i]) != 0 ||
+			    !val_equal(a->u.object.values[i], b->u.object.values[i], limit - 1)) {
+				return false;
+			}
+		}
+		return true;
+	case yajl_t_array:
+		if (a->u.array.len != b->u.array.len) {
+			return false;
+		}
+		for (size_t i = 0; i < a->u.array.len; i++) {
+			if (!val_equal(a->u.array.values[i], b->u.array.values[i], limit - 1)) {
+				return false;
+			}
+		}
+		return true;
+	default:
+		return true;
+	}
+}
+
+static yajl_val
+parse_span(const char *p, size_t n)
+{
+	char *copy = fuzz_strndup(p, n);
+	yajl_val v = yajl_tree_parse(copy, NULL, 0);
+
+	free(copy);
+	return v;
+}
+
+/* The envelope of a line that is valid JSON, checked against its tree. */
+static void
+check_valid(const char *line, size_t len, enum envelope_status st, const struct envelope *e)
+{
+	char *copy = fuzz_strndup(line, len);
+	yajl_val top = yajl_tree_parse(copy, NULL, 0), message = NULL, session = NULL, keep = NULL;
+	bool keep_bad = false;
+
+	FUZZ_CHECK(top != NULL, "yajl_tree_parse refused valid JSON");
+	FUZZ_CHECK(st != ENVELOPE_NOT_JSON, "valid JSON called not JSON");
+	if (!YAJL_IS_OBJECT(top)) {
+		FUZZ_CHECK(st == ENVELOPE_INVALID, "a non-object accepted as an envelope");
+		goto out;
+	}
+	for (size_t i = 0; i < top->u.object.len; i++) {
+		const char *k = top->u.object.keys[i];
+		yajl_val v = top->u.object.values[i];
+
+		if (strcmp(k, "message") == 0) {
+			message = v;
+		} else if (strcmp(k, "session") == 0) {
+			session = v;
+		} else if (strcmp(k, "keep") == 0) {
+			keep = v;
+			keep_bad = keep_bad || !(YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v));
+		}
+	}
+	/* Keys with escapes ("mess\u0061ge") are other members to envelope_parse. */
+	bool escaped_keys = memchr(line, '\\', len) != NULL;
+
+	if (escaped_keys) {
+		goto out;
+	}
+	FUZZ_CHECK(st == (keep_bad ? ENVELOPE_INVALID : ENVELOPE_OK), "status %d, keep_bad %d",
+		   (int)st, keep_bad);
+	if (st != ENVELOPE_OK) {
+		goto out;
+	}
+	FUZZ_CHECK(e->has_message == (message != NULL), "has_message");
+	if (message != NULL) {
+		FUZZ_CHECK(fuzz_yajl_valid(e->message, e->message_len),
+			   "message span of a valid line is not JSON");
+		yajl_val got = parse_span(e->message, e->message_len);
+
+		FUZZ_CHECK(got != NULL && val_equal(got, message, 600),
+			   "the message span is not the line's message");
+		yajl_tree_free(got);
+	}
+	FUZZ_CHECK(e->has_session == (session != NULL), "has_session");
+	if (session != NULL) {
+		FUZZ_CHECK(e->session_is_string == YAJL_IS_STRING(session), "session_is_string");
+		if (YAJL_IS_STRING(session)) {
+			FUZZ_CHECK(strlen(session->u.string) == e->session_len &&
+					   memcmp(session->u.string, e->session, e->session_len) ==
+						   0,
+				   "session differs");
+		}
+	}
+	FUZZ_CHECK(e->has_keep == (keep != NULL), "has_keep");
+	FUZZ_CHECK(keep == NULL || e->keep == YAJL_IS_TRUE(keep), "keep");
+out:
+	yajl_tree_free(top);
+	free(copy);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	const char *line = (const char *)data;
+	struct envelope e;
+
+	if (memchr(data, '\n', size) != NULL) {
+		return 0; /* framed lines never hold a newline (see fuzz_framer) */
+	}
+	enum envelope_status st = envelope_parse(&e, line, size);
+
+	FUZZ_CHECK(st == ENVELOPE_OK || st == ENVELOPE_NOT_JSON || st == ENVELOPE_INVALID,
+		   "status %d", (int)st);
+	FUZZ_CHECK(st == ENVELOPE_OK || e.error != NULL, "no reason for a refused envelope");
+	if (e.has_message) {
+		/* May be empty ("message": ,): jsonrpc_scan() then answers -32700. */
+		FUZZ_CHECK(inside(line, size, e.message, e.message_len), "message span outside");
+	}
+	if (e.has_session) {
+		FUZZ_CHECK(inside(line, size, e.session, e.session_len), "session span outside");
+	}
+	if (e.has_event) {
+		FUZZ_CHECK(inside(line, size, e.event, e.event_len), "event span outside");
+	}
+
+	/* JSON text is UTF-8 (RFC 8259): strictly so, which yajl alone does not check. */
+	bool valid =
+		fuzz_yajl_valid(line, size) && fuzz_utf8_strict((const unsigned char *)line, size);
+
+	if (valid) {
+		check_valid(line, size, st, &e);
+	}
+	if (st == ENVELOPE_OK && e.has_message) {
+		/* What serve does next: one scan of the span, forwarded unless INVALID_JSON. */
+		struct jsonrpc_scanner s;
+
+		jsonrpc_init(&s);
+		enum jsonrpc_kind kind = jsonrpc_scan(&s, e.message, e.message_len);
+
+		jsonrpc_release(&s);
+		FUZZ_CHECK(kind == JSONRPC_INVALID_JSON || valid,
+			   "an envelope that is not JSON passes with a valid message");
+	} else if (st == ENVELOPE_OK) {
+		FUZZ_CHECK(valid, "an envelope that is not JSON accepted without a message");
+	}
+	return 0;
+}

@@ -1,0 +1,476 @@
+/*
+ * Fuzz target: jsonrpc_scan() and idscan.
+ *
+ * The input is one line (skipped if it holds a newline: framing never hands one out).
+ * jsonrpc_scan() is checked against oracles that share no code with it:
+ *
+ *   - validity: strict UTF-8 (fuzz.h) and yajl's default verdict on the exact bytes, with
+ *     nesting deeper than JSONRPC_MAX_DEPTH refused;
+ *   - meaning: the same line parsed into a tree (yajl_tree_parse) and classified by the
+ *     JSON-RPC 2.0 rules member by member: kind, id (its canonical text must parse back to
+ *     the same string or number), method, batch elements, and the params mcpmux acts on;
+ *   - repeatability: the same scanner gives the same answer again, after another line and
+ *     after an invalid one.
+ *
+ * idscan gets the line in three chunkings and must give the same answer each time.  What
+ * it returns is written by mcpmux, unchecked, into an error response as the "id": it must
+ * be one valid JSON string or number, and for a valid object with one top-level "id" it
+ * must be that id.
+ */
+#include <math.h>
+
+#include <yajl/yajl_tree.h>
+
+#include "fuzz.h"
+
+#include "mcpmux/jsonrpc.h"
+
+/* ---- the tree oracle ---- */
+
+struct want_item {
+	enum jsonrpc_kind kind;
+	bool has_id;
+	yajl_val id; /* the id value (string or number), NULL for null or none */
+	bool has_method;
+	const char *method;
+};
+
+struct want_params {
+	bool has_grace_ms, has_session, has_reason;
+	double grace_ms;
+	const char *session, *reason;
+};
+
+static bool
+is_str(yajl_val v, const char *s)
+{
+	return YAJL_IS_STRING(v) && strcmp(v->u.string, s) == 0;
+}
+
+/* Classify one batch element or message, member by member in order. */
+static void
+classify(yajl_val v, struct want_item *w)
+{
+	bool seen_jsonrpc = false, has_result = false, has_error = false, bad = false;
+	bool id_null = false;
+
+	memset(w, 0, sizeof(*w));
+	w->kind = JSONRPC_INVALID_REQUEST;
+	if (!YAJL_IS_OBJECT(v)) {
+		return;
+	}
+	for (size_t i = 0; i < v->u.object.len; i++) {
+		const char *k = v->u.object.keys[i];
+		yajl_val m = v->u.object.values[i];
+
+		if (strcmp(k, "jsonrpc") == 0) {
+			if (is_str(m, "2.0")) {
+				seen_jsonrpc = true;
+			} else {
+				bad = true;
+			}
+		} else if (strcmp(k, "id") == 0) {
+			if (YAJL_IS_STRING(m) || YAJL_IS_NUMBER(m)) {
+				w->has_id = true;
+				w->id = m;
+				id_null = false;
+			} else if (YAJL_IS_NULL(m)) {
+				w->has_id = true;
+				w->id = NULL;
+				id_null = true;
+				bad = bad || w->has_method; /* a request's id must not be null */
+			} else {
+				bad = true;
+			}
+		} else if (strcmp(k, "method") == 0) {
+			if (YAJL_IS_STRING(m)) {
+				w->has_method = true;
+				w->method = m->u.string;
+				bad = bad || (w->has_id && id_null);
+			} else {
+				bad = true;
+			}
+		} else if (strcmp(k, "params") == 0) {
+			bad = bad || !(YAJL_IS_OBJECT(m) || YAJL_IS_ARRAY(m));
+		} else if (strcmp(k, "result") == 0) {
+			has_result = true;
+		} else if (strcmp(k, "error") == 0) {
+			has_error = true;
+			bad = bad || !YAJL_IS_OBJECT(m);
+		}
+	}
+	if (bad || !seen_jsonrpc) {
+		return;
+	}
+	if (w->has_method) {
+		if (!has_result && !has_error) {
+			w->kind = w->has_id ? JSONRPC_REQUEST : JSONRPC_NOTIFICATION;
+		}
+		return;
+	}
+	if (w->has_id && has_result != has_error) {
+		w->kind = has_result ? JSONRPC_RESPONSE : JSONRPC_ERROR;
+	}
+}
+
+static void
+want_params(yajl_val top, struct want_params *p)
+{
+	memset(p, 0, sizeof(*p));
+	for (size_t i = 0; YAJL_IS_OBJECT(top) && i < top->u.object.len; i++) {
+		yajl_val v = top->u.object.values[i];
+
+		if (strcmp(top->u.object.keys[i], "params") != 0 || !YAJL_IS_OBJECT(v)) {
+			continue;
+		}
+		for (size_t k = 0; k < v->u.object.len; k++) {
+			const char *key = v->u.object.keys[k];
+			yajl_val m = v->u.object.values[k];
+
+			if (strcmp(key, "graceMs") == 0 && YAJL_IS_NUMBER(m) &&
+			    strlen(m->u.number.r) < 32) {
+				p->has_grace_ms = true;
+				p->grace_ms = strtod(m->u.number.r, NULL);
+			} else if (strcmp(key, "session") == 0 && YAJL_IS_STRING(m)) {
+				p->has_session = true;
+				p->session = m->u.string;
+			} else if (strcmp(key, "reason") == 0 && YAJL_IS_STRING(m)) {
+				p->has_reason = true;
+				p->reason = m->u.string;
+			}
+		}
+	}
+}
+
+/* Nesting depth of containers, counted up to `limit`. */
+static int
+depth_of(yajl_val v, int limit)
+{
+	int d = 0;
+
+	if (limit <= 0 || !(YAJL_IS_OBJECT(v) || YAJL_IS_ARRAY(v))) {
+		return 0;
+	}
+	size_t n = YAJL_IS_OBJECT(v) ? v->u.object.len : v->u.array.len;
+	yajl_val *vals = YAJL_IS_OBJECT(v) ? v->u.object.values : v->u.array.values;
+
+	for (size_t i = 0; i < n && d < limit - 1; i++) {
+		int c = depth_of(vals[i], limit - 1);
+
+		d = c > d ? c : d;
+	}
+	return d + 1;
+}
+
+/* ---- checks of one scan result against the oracle ---- */
+
+static void
+check_str(const struct jsonrpc_scanner *s, struct jsonrpc_str str)
+{
+	FUZZ_CHECK((size_t)str.off + str.len <= s->arena_len, "slice %u+%u past the arena (%zu)",
+		   str.off, str.len, s->arena_len);
+}
+
+/* The id's canonical text parses back to the value the tree holds. */
+static void
+check_id(const struct jsonrpc_scanner *s, const struct jsonrpc_item *it, yajl_val want)
+{
+	const char *text = jsonrpc_str(s, it->id);
+
+	check_str(s, it->id);
+	FUZZ_CHECK(fuzz_yajl_valid(text, it->id.len), "id text %.*s is not JSON", (int)it->id.len,
+		   text);
+	FUZZ_CHECK(fuzz_utf8_strict((const unsigned char *)text, it->id.len),
+		   "id text is not UTF-8");
+	char *copy = fuzz_strndup(text, it->id.len);
+	yajl_val got = yajl_tree_parse(copy, NULL, 0);
+
+	FUZZ_CHECK(got != NULL, "id text %s does not parse", copy);
+	if (want == NULL) {
+		FUZZ_CHECK(YAJL_IS_NULL(got), "id %s, want null", copy);
+	} else if (YAJL_IS_STRING(want) && !fuzz_utf8_strict((const unsigned char *)want->u.string,
+							     strlen(want->u.string))) {
+		/*
+		 * An unpaired surrogate escape: yajl decodes "\udc00" to three bytes that
+		 * are not UTF-8 (and "\ud800" to "?"), and mcpmux writes invalid UTF-8 back
+		 * as U+FFFD.  Such an id cannot come back verbatim (docs/reliability.md).
+		 */
+		FUZZ_CHECK(YAJL_IS_STRING(got), "id %s, want a string", copy);
+	} else if (YAJL_IS_STRING(want)) {
+		FUZZ_CHECK(YAJL_IS_STRING(got) && strcmp(got->u.string, want->u.string) == 0,
+			   "id %s, want the string \"%s\"", copy, want->u.string);
+	} else {
+		FUZZ_CHECK(YAJL_IS_NUMBER(got) && strcmp(got->u.number.r, want->u.number.r) == 0,
+			   "id %s, want the number %s", copy, want->u.number.r);
+	}
+	yajl_tree_free(got);
+	free(copy);
+}
+
+static void
+check_item(const struct jsonrpc_scanner *s, const struct jsonrpc_item *it,
+	   const struct want_item *w)
+{
+	FUZZ_CHECK(it->kind == w->kind, "kind %d, the oracle says %d", (int)it->kind, (int)w->kind);
+	if (w->kind == JSONRPC_INVALID_REQUEST) {
+		return; /* what was collected of an invalid message is not used but for its id */
+	}
+	FUZZ_CHECK(it->has_id == w->has_id, "has_id %d, want %d", it->has_id, w->has_id);
+	if (it->has_id) {
+		check_id(s, it, w->id);
+	}
+	FUZZ_CHECK(it->has_method == w->has_method, "has_method %d, want %d", it->has_method,
+		   w->has_method);
+	if (it->has_method) {
+		check_str(s, it->method);
+		FUZZ_CHECK(strlen(w->method) == it->method.len &&
+				   memcmp(jsonrpc_str(s, it->method), w->method, it->method.len) ==
+					   0,
+			   "method differs from the oracle's \"%s\"", w->method);
+		FUZZ_CHECK(jsonrpc_method_is(s, it, w->method), "jsonrpc_method_is() disagrees");
+	}
+}
+
+static bool
+same_double(double a, double b)
+{
+	return a == b || (isnan(a) && isnan(b));
+}
+
+static void
+check_params(const struct jsonrpc_scanner *s, const struct want_params *p)
+{
+	const struct jsonrpc_params *g = &s->params;
+
+	FUZZ_CHECK(g->has_grace_ms == p->has_grace_ms, "has_grace_ms %d, want %d", g->has_grace_ms,
+		   p->has_grace_ms);
+	FUZZ_CHECK(!p->has_grace_ms || same_double(g->grace_ms, p->grace_ms), "graceMs %g, want %g",
+		   g->grace_ms, p->grace_ms);
+	FUZZ_CHECK(g->has_session == p->has_session, "has_session");
+	if (p->has_session) {
+		check_str(s, g->session);
+		FUZZ_CHECK(strlen(p->session) == g->session.len &&
+				   memcmp(jsonrpc_str(s, g->session), p->session, g->session.len) ==
+					   0,
+			   "params.session differs");
+	}
+	FUZZ_CHECK(g->has_reason == p->has_reason, "has_reason");
+	if (p->has_reason) {
+		check_str(s, g->reason);
+		FUZZ_CHECK(strlen(p->reason) == g->reason.len &&
+				   memcmp(jsonrpc_str(s, g->reason), p->reason, g->reason.len) == 0,
+			   "params.reason differs");
+	}
+}
+
+/* The scanner's answer for a line, checked against every oracle. */
+static void
+check_scan(struct jsonrpc_scanner *s, const char *line, size_t len)
+{
+	enum jsonrpc_kind kind = jsonrpc_scan(s, line, len);
+	bool utf8 = fuzz_utf8_strict((const unsigned char *)line, len);
+	bool valid = utf8 && fuzz_yajl_valid(line, len);
+
+	FUZZ_CHECK(kind == s->kind, "returned kind differs from s->kind");
+	FUZZ_CHECK(s->arena_len <= s->arena_cap, "arena overrun");
+	FUZZ_CHECK(kind != JSONRPC_INVALID_JSON || !valid || s->error != NULL,
+		   "no reason for an invalid line");
+	if (!valid) {
+		FUZZ_CHECK(kind == JSONRPC_INVALID_JSON, "kind %d for a line that is not JSON%s",
+			   (int)kind, utf8 ? "" : " (not strict UTF-8)");
+		return;
+	}
+	/* yajl_tree strings end at a NUL: compare meanings only for lines without \u0000. */
+	char *copy = fuzz_strndup(line, len);
+	char err[128];
+	yajl_val top = yajl_tree_parse(copy, err, sizeof(err));
+
+	FUZZ_CHECK(top != NULL, "yajl_tree_parse refused what yajl_parse took: %s", err);
+	if (depth_of(top, JSONRPC_MAX_DEPTH + 2) > JSONRPC_MAX_DEPTH) {
+		FUZZ_CHECK(kind == JSONRPC_INVALID_JSON, "kind %d for JSON nested over %d",
+			   (int)kind, JSONRPC_MAX_DEPTH);
+		goto out;
+	}
+	FUZZ_CHECK(kind != JSONRPC_INVALID_JSON, "valid JSON refused: %s",
+		   s->error ? s->error : "?");
+	FUZZ_CHECK(s->top_container == (YAJL_IS_OBJECT(top) || YAJL_IS_ARRAY(top)),
+		   "top_container");
+	if (memmem(line, len, "\\u0000", 6) != NULL) {
+		goto out;
+	}
+	if (YAJL_IS_ARRAY(top)) {
+		size_t n = top->u.array.len;
+
+		FUZZ_CHECK(kind == (n > 0 ? JSONRPC_BATCH : JSONRPC_INVALID_REQUEST),
+			   "kind %d for an array of %zu", (int)kind, n);
+		FUZZ_CHECK(s->n_elements == n, "n_elements %zu, want %zu", s->n_elements, n);
+		FUZZ_CHECK(s->n_items == (n < JSONRPC_MAX_ITEMS ? n : JSONRPC_MAX_ITEMS),
+			   "n_items %zu of %zu", s->n_items, n);
+		for (size_t i = 0; i < s->n_items; i++) {
+			struct want_item w;
+
+			classify(top->u.array.values[i], &w);
+			check_item(s, &s->items[i], &w);
+		}
+	} else {
+		struct want_item w;
+		struct want_params p;
+
+		classify(top, &w);
+		FUZZ_CHECK(kind == w.kind, "kind %d, the oracle says %d", (int)kind, (int)w.kind);
+		check_item(s, &s->one, &w);
+		want_params(top, &p);
+		check_params(s, &p);
+	}
+out:
+	yajl_tree_free(top);
+	free(copy);
+}
+
+/* ---- idscan ---- */
+
+struct idscan_result {
+	bool found;
+	char id[sizeof(((struct jsonrpc_idscan *)0)->id)];
+	size_t len;
+};
+
+static void
+idscan_run(const char *line, size_t len, int how, uint64_t seed, struct idscan_result *r)
+{
+	struct jsonrpc_idscan sc;
+	size_t fed = 0;
+
+	jsonrpc_idscan_init(&sc);
+	while (fed < len) {
+		size_t n = len - fed;
+
+		if (how == 1) {
+			n = 1;
+		} else if (how == 2) {
+			n = (size_t)(fuzz_rand(&seed) % 9);
+			n = n > len - fed ? len - fed : n;
+		}
+		jsonrpc_idscan_feed(&sc, line + fed, n);
+		fed += n;
+		FUZZ_CHECK(sc.id_len <= sizeof(sc.id), "idscan id_len %zu", sc.id_len);
+	}
+	const char *id = jsonrpc_idscan_id(&sc, &r->len);
+
+	r->found = id != NULL;
+	if (id != NULL) {
+		FUZZ_CHECK(r->len > 0 && r->len <= sizeof(r->id), "idscan length %zu", r->len);
+		memcpy(r->id, id, r->len);
+	} else {
+		r->len = 0;
+	}
+}
+
+/* The top-level "id" of a valid object line, when there is exactly one. */
+static yajl_val
+single_top_id(yajl_val top)
+{
+	yajl_val id = NULL;
+	int n = 0;
+
+	for (size_t i = 0; YAJL_IS_OBJECT(top) && i < top->u.object.len; i++) {
+		if (strcmp(top->u.object.keys[i], "id") == 0) {
+			id = top->u.object.values[i];
+			n++;
+		}
+	}
+	return n == 1 ? id : NULL;
+}
+
+static void
+check_idscan(const char *line, size_t len, uint64_t seed)
+{
+	struct idscan_result r[3];
+
+	for (int how = 0; how < 3; how++) {
+		idscan_run(line, len, how, seed, &r[how]);
+	}
+	for (int how = 1; how < 3; how++) {
+		FUZZ_CHECK(r[how].found == r[0].found && r[how].len == r[0].len &&
+				   memcmp(r[how].id, r[0].id, r[0].len) == 0,
+			   "idscan depends on the chunking (%d)", how);
+	}
+	if (r[0].found) {
+		/* It goes into {"jsonrpc":"2.0","id":<here>,"error":...} as it is. */
+		char c = r[0].id[0];
+
+		FUZZ_CHECK(c == '"' || c == '-' || (c >= '0' && c <= '9'),
+			   "idscan id %.*s is neither a string nor a number", (int)r[0].len,
+			   r[0].id);
+		FUZZ_CHECK(fuzz_yajl_valid(r[0].id, r[0].len) &&
+				   fuzz_utf8_strict((const unsigned char *)r[0].id, r[0].len),
+			   "idscan id %.*s is not valid JSON", (int)r[0].len, r[0].id);
+	}
+	/* A valid object (strict UTF-8), keys without escapes: the id is the one idscan finds. */
+	if (memchr(line, '\\', len) != NULL || !fuzz_yajl_valid(line, len) ||
+	    !fuzz_utf8_strict((const unsigned char *)line, len)) {
+		return;
+	}
+	char *copy = fuzz_strndup(line, len);
+	yajl_val top = yajl_tree_parse(copy, NULL, 0);
+	yajl_val id = single_top_id(top);
+
+	if (YAJL_IS_OBJECT(top) && id != NULL && (YAJL_IS_NUMBER(id) || YAJL_IS_STRING(id))) {
+		size_t want =
+			YAJL_IS_NUMBER(id) ? strlen(id->u.number.r) : strlen(id->u.string) + 2;
+
+		if (want <= sizeof(r[0].id)) {
+			FUZZ_CHECK(r[0].found, "idscan missed the id");
+			if (YAJL_IS_NUMBER(id)) {
+				FUZZ_CHECK(r[0].len == want &&
+						   memcmp(r[0].id, id->u.number.r, want) == 0,
+					   "idscan id %.*s, want %s", (int)r[0].len, r[0].id,
+					   id->u.number.r);
+			} else {
+				FUZZ_CHECK(r[0].len == want &&
+						   memcmp(r[0].id + 1, id->u.string, want - 2) == 0,
+					   "idscan id %.*s, want \"%s\"", (int)r[0].len, r[0].id,
+					   id->u.string);
+			}
+		}
+	} else if (YAJL_IS_OBJECT(top) && id == NULL && single_top_id(top) == NULL) {
+		bool any = false;
+
+		for (size_t i = 0; i < top->u.object.len; i++) {
+			any = any || strcmp(top->u.object.keys[i], "id") == 0;
+		}
+		FUZZ_CHECK(any || !r[0].found, "idscan found %.*s in an object without an id",
+			   (int)r[0].len, r[0].id);
+	}
+	yajl_tree_free(top);
+	free(copy);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static const char ping[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}";
+	const char *line = (const char *)data;
+	struct jsonrpc_scanner s;
+	uint64_t seed = size;
+
+	if (memchr(data, '\n', size) != NULL) {
+		return 0; /* framed lines never hold a newline (see fuzz_framer) */
+	}
+	for (size_t i = 0; i < size && i < 8; i++) {
+		seed = seed << 8 | data[i];
+	}
+	jsonrpc_init(&s);
+	check_scan(&s, line, size);
+	enum jsonrpc_kind first = s.kind;
+
+	check_scan(&s, line, size);
+	FUZZ_CHECK(s.kind == first, "a second scan of the same line differs");
+	FUZZ_CHECK(jsonrpc_scan(&s, ping, sizeof(ping) - 1) == JSONRPC_REQUEST,
+		   "a ping after the line is not a request");
+	check_scan(&s, line, size);
+	jsonrpc_release(&s);
+
+	check_idscan(line, size, seed);
+	return 0;
+}

@@ -1,0 +1,461 @@
+"""
+Fault injection: mcpmux under system calls that fail the way the kernel may.
+
+The shim (test/fault/faultshim.c, LD_PRELOADed into mcpmux only, never into its servers)
+makes read/write/readv/writev on pipes and sockets fail with EINTR and move fewer bytes
+than asked, at random from a fixed seed, and process creation (fork, clone, posix_spawn),
+pipe2() or accept4() fail on their Nth call.  Its counters (FAULT_LOG) show that the faults did happen: a test whose faults
+were not injected fails rather than passes.
+
+What each test would catch if mcpmux's handling were removed:
+
+- Interrupted: an EINTR taken for an error (a run torn down early, a lost line) or a short
+  write not continued (bytes lost or reordered) changes the client's bytes;
+- ClientGone: without SIGPIPE ignored and EPIPE handled, mcpmux dies of SIGPIPE or never
+  tears down a server whose client has vanished;
+- SpawnFails: a failed spawn that is not answered leaves a request unanswered; one that
+  leaks its pipes changes mcpmux's fd count; wrap must exit 1 with the reason;
+- StdoutClosed: a server that closes stdout but keeps running would otherwise leave the
+  requests in flight unanswered forever;
+- LastWords: a run whose last events come together must still report its end and status;
+- HalfClose: responses written after the client's EOF must still arrive, and then the
+  stream must end (EOF), not hang.
+"""
+
+import json
+import os
+import select
+import signal
+import socket
+import time
+import unittest
+
+from mcptest import (FIXTURE, MCPMUX, SANITIZED, WRAPPER, Case, alive, call, deadline, fd_count,
+                     initialize, main, req, wait_until)
+
+SHIM = os.environ.get("MCPMUX_FAULTSHIM") or os.path.join(
+    os.path.dirname(os.path.abspath(MCPMUX)), "test", "fault", "faultshim.so")
+GRACE = ["--eof-grace", "300", "--term-grace", "200"]
+BIG = 1 << 20  # the 1 MiB echo
+
+
+def shim_missing():
+    return not os.path.exists(SHIM) or bool(WRAPPER)
+
+
+def normalized(m):
+    """An end-of-run result, or an event, without what differs from run to run."""
+    r = m.get("result", m)
+    for k in ("session", "pid", "ms"):
+        if k in r:
+            r[k] = "*"
+    return m
+
+
+needs_shim = unittest.skipIf(shim_missing(),
+                             "no fault shim (MCPMUX_FAULTSHIM), or mcpmux under a wrapper")
+
+
+class Faults(Case):
+    def setUp(self):
+        super().setUp()
+        self.log = os.path.join(self.tmp.name, "faults.log")
+
+    def shim_env(self, **faults):
+        env = dict(self.env, LD_PRELOAD=SHIM, FAULT_LOG=self.log)
+        env.update({"FAULT_" + k.upper(): str(v) for k, v in faults.items()})
+        # gcc's ASan runtime insists on coming first in the link map; the shim comes first.
+        env["ASAN_OPTIONS"] = ":".join(x for x in (env.get("ASAN_OPTIONS", ""),
+                                                   "verify_asan_link_order=0") if x)
+        return env
+
+    def mcpmux(self, argv, env=None, **kw):
+        return self.start([MCPMUX] + argv, env=env or self.env, **kw)
+
+    def counters(self, pid):
+        """The shim's counters for process pid (written when it exits)."""
+        with open(self.log) as f:
+            for line in f:
+                fields = dict(kv.split("=") for kv in line.split())
+                if int(fields["pid"]) == pid:
+                    return {k: int(v) for k, v in fields.items()}
+        self.fail("no fault counters for pid %d" % pid)
+
+    def assert_clean_stderr(self, p):
+        err = p.stderr()
+        for bad in ("AddressSanitizer", "runtime error", "LeakSanitizer", "BUG"):
+            self.assertNotIn(bad, err)
+
+
+@needs_shim
+class Interrupted(Faults):
+    """Random EINTR and short reads and writes: the client sees the same bytes."""
+
+    FAULTS = dict(seed=7, eintr=200, short=300)
+
+    def wrap_session(self, env):
+        msgs = [initialize(0)]
+        for i in range(1, 51):
+            msgs.append(call(i, "echo", text="x" * BIG if i == 25 else "echo %d \u00e9" % i))
+        msgs.append(req(99, "mcpmux/endRun", {"reason": "faults"}))
+        p = self.mcpmux(GRACE + ["--", FIXTURE], env=env)
+        p.send(*msgs)
+        p.close_stdin()
+        out = p.read_to_eof(60)
+        status = p.wait(30)
+        self.assert_clean_stderr(p)
+        lines = out.split(b"\n")
+        self.assertEqual(lines[-1], b"")
+        self.assertEqual(len(lines), 53, "every answer, then EOF")
+        end = normalized(json.loads(lines[-2]))
+        return p, lines[:-2], end, status
+
+    def test_wrap_session_same_bytes(self):
+        _, want, want_end, want_status = self.wrap_session(self.env)
+        p, got, got_end, status = self.wrap_session(self.shim_env(**self.FAULTS))
+        self.assertEqual(len(got), len(want))
+        for i, (g, w) in enumerate(zip(got, want)):
+            self.assertEqual(g, w, "line %d differs (%d bytes, want %d)" % (i, len(g), len(w)))
+        self.assertEqual(got_end, want_end)
+        self.assertEqual(status, want_status)
+        c = self.counters(p.pid)
+        print("\nfaults in wrap: %(reads)d reads, %(writes)d writes: %(eintr)d EINTR, "
+              "%(short_reads)d short reads, %(short_writes)d short writes" % c)
+        self.assertGreater(c["eintr"], 0, c)
+        self.assertGreater(c["short_reads"], 0, c)
+        self.assertGreater(c["short_writes"], 0, c)
+        self.assert_no_leftovers()
+
+    def serve_session(self, env):
+        p = self.mcpmux(["serve"] + GRACE + ["--", FIXTURE], env=env)
+        for s in ("a", "b"):
+            p.send({"session": s, "message": initialize(0)})
+        for i in range(1, 26):
+            for s in ("a", "b"):
+                text = "x" * BIG if (i, s) == (13, "a") else "%s %d" % (s, i)
+                p.send({"session": s, "message": call(i, "echo", text=text)})
+        for s in ("a", "b"):
+            p.send({"session": s, "message": req(99, "mcpmux/endRun")})
+        p.close_stdin()
+        out = p.read_to_eof(60)
+        status = p.wait(30)
+        self.assert_clean_stderr(p)
+        per = {"a": [], "b": []}
+        for line in out.split(b"\n")[:-1]:
+            e = json.loads(line)
+            session = e["session"]
+            if "event" in e:
+                normalized(e)
+            elif e["message"].get("id") == 99:
+                normalized(e["message"])
+            per[session].append(json.dumps(e, sort_keys=True))
+        return p, per, status
+
+    def test_serve_sessions_same_messages(self):
+        _, want, want_status = self.serve_session(self.env)
+        p, got, status = self.serve_session(self.shim_env(**self.FAULTS))
+        for s in ("a", "b"):
+            self.assertEqual(len(got[s]), 1 + 1 + 25 + 1 + 1, s)
+            self.assertEqual(got[s], want[s], s)
+        self.assertEqual(status, want_status)
+        c = self.counters(p.pid)
+        print("\nfaults in serve: %(reads)d reads, %(writes)d writes: %(eintr)d EINTR, "
+              "%(short_reads)d short reads, %(short_writes)d short writes" % c)
+        self.assertGreater(c["eintr"], 0, c)
+        self.assertGreater(c["short_reads"], 0, c)
+        self.assertGreater(c["short_writes"], 0, c)
+        self.assert_no_leftovers()
+
+
+class ClientGone(Faults):
+    """The client closes its end while mcpmux writes a large response to it."""
+
+    def huge_then_vanish(self, p, serve=False):
+        """Ask for 20 MB, read a little of it, close the read end.  The server's pid."""
+        huge = call(2, "huge", bytes=20_000_000)
+        if serve:
+            pid = self.serve_pid(p)
+            p.send({"session": "a", "message": huge})
+        else:
+            pid = self.wrap_pid(p)
+            p.send(huge)
+        fd = p.p.stdout.fileno()
+        wait_until(lambda: select.select([fd], [], [], 0.05)[0], 10, "the response to begin")
+        self.assertTrue(os.read(fd, 1000))
+        p.p.stdout.close()  # stdin stays open: EPIPE is the only news
+        return pid
+
+    def wrap_pid(self, p):
+        p.send(call(1, "env"))
+        return p.msg()["result"]["structuredContent"]["pid"]
+
+    def serve_pid(self, p):
+        p.send({"session": "a", "message": call(1, "env")})
+        while True:
+            e = p.msg()
+            if e.get("message", {}).get("id") == 1:
+                return e["message"]["result"]["structuredContent"]["pid"]
+
+    def test_wrap_tears_down_on_epipe(self):
+        p = self.mcpmux(GRACE + ["--", FIXTURE])
+        pid = self.huge_then_vanish(p)
+        # the server finishes its write into mcpmux (which drains it), sees EOF, exits 0
+        self.assertEqual(p.wait(10), 0)
+        self.assertFalse(alive(pid))
+        self.assert_clean_stderr(p)
+        self.assert_no_leftovers()
+
+    def test_wrap_stubborn_server_on_epipe(self):
+        """Even a server that ignores EOF and SIGTERM is gone, by SIGKILL, within the graces."""
+        p = self.mcpmux(GRACE + ["--", FIXTURE, "--ignore-sigterm", "--ignore-eof"])
+        pid = self.huge_then_vanish(p)
+        t0 = time.monotonic()
+        self.assertEqual(p.wait(10), 128 + signal.SIGKILL)
+        self.assertLess(time.monotonic() - t0, (0.3 + 0.2 + 1.5) * (3 if SANITIZED else 1))
+        self.assertFalse(alive(pid))
+        self.assert_clean_stderr(p)
+        self.assert_no_leftovers()
+
+    def test_serve_on_stdio_ends_everything_on_epipe(self):
+        p = self.mcpmux(["serve"] + GRACE + ["--", FIXTURE])
+        pid = self.huge_then_vanish(p, serve=True)
+        self.assertEqual(p.wait(10), 0)
+        self.assertFalse(alive(pid))
+        self.assert_clean_stderr(p)
+        self.assert_no_leftovers()
+
+
+@needs_shim
+class SpawnFails(Faults):
+    """EMFILE from pipe2() and EAGAIN from clone()/fork() when a server is started."""
+
+    def test_wrap_cannot_start(self):
+        for faults, reason in ((dict(pipe2_fail=2), "Too many open files"),
+                               (dict(fork_fail=1), "Resource temporarily unavailable")):
+            p = self.mcpmux(["--", FIXTURE], env=self.shim_env(**faults))
+            p.close_stdin()
+            self.assertEqual(p.wait(), 1, faults)
+            err = p.stderr()
+            self.assertIn(reason, err)
+            self.assertIn(FIXTURE, err)
+            self.assertEqual(self.counters(p.pid)["failed"], 1)
+            self.assert_clean_stderr(p)
+        self.assert_no_leftovers()
+
+    def test_wrap_next_run_cannot_start(self):
+        """The run after an end-of-run fails to start: an error, then the next one starts."""
+        # the second run's spawn: its process, or its second pipe (the first is closed again)
+        for faults in (dict(fork_fail=2), dict(pipe2_fail=self.pipe2_per_spawn() + 2)):
+            p = self.mcpmux(GRACE + ["--", FIXTURE], env=self.shim_env(**faults))
+            p.send(req(1, "ping"))
+            self.assertEqual(p.msg()["id"], 1)
+            p.send(req(2, "mcpmux/endRun"))
+            self.assertEqual(p.msg()["id"], 2)
+            fds = fd_count(p.pid)
+            p.send(req(3, "ping"))
+            err = self.assert_error(p.msg(), 3, -32000)
+            self.assertIn("cannot start the server", err["message"])
+            self.assertEqual(fd_count(p.pid), fds, "a failed start leaks no descriptor")
+            p.send(req(4, "ping"))
+            self.assertEqual(p.msg(), {"jsonrpc": "2.0", "id": 4, "result": {}})
+            p.close_stdin()
+            self.assertEqual(p.wait(), 0)
+            self.assertEqual(self.counters(p.pid)["failed"], 1)
+            self.assert_clean_stderr(p)
+        self.assert_no_leftovers()
+
+    def pipe2_per_spawn(self):
+        """How many pipe2() calls one spawn makes (3, or 4 with a traffic log)."""
+        p = self.mcpmux(["serve", "--", FIXTURE], env=self.shim_env())
+        p.send({"session": "x", "message": req(1, "ping")})
+        p.msg()
+        p.msg()
+        p.close_stdin()
+        p.wait()
+        return self.counters(p.pid)["pipe2"]
+
+    def serve_one_fails(self, faults, reason):
+        p = self.mcpmux(["serve"] + GRACE + ["--", FIXTURE], env=self.shim_env(**faults))
+        p.send({"message": req(0, "mcpmux/stats")})
+        self.assertIn("result", p.msg()["message"])
+        fds = fd_count(p.pid)
+        p.send({"session": "a", "message": req(1, "ping")})
+        self.assertEqual(p.msg()["event"], "started")
+        self.assertEqual(p.msg()["message"]["id"], 1)
+        p.send({"session": "b", "message": req(1, "ping")})
+        e = p.msg()
+        self.assertEqual(e["session"], "b")
+        self.assert_error(e["message"], 1, -32000)
+        self.assertIn(reason, e["message"]["error"]["message"])
+        p.send({"session": "a", "message": req(2, "ping")})  # the other session is fine
+        self.assertEqual(p.msg(), {"session": "a", "message": {"jsonrpc": "2.0", "id": 2,
+                                                              "result": {}}})
+        p.send({"session": "b", "message": req(2, "ping")})  # and b starts on its next message
+        self.assertEqual(p.msg()["event"], "started")
+        self.assertEqual(p.msg()["message"]["id"], 2)
+        for s in ("a", "b"):
+            p.send({"session": s, "message": req(3, "mcpmux/endRun")})
+        ended = [p.msg() for _ in range(4)]
+        self.assertEqual(sorted(e["session"] for e in ended if e.get("event") == "ended"),
+                         ["a", "b"])
+        wait_until(lambda: fd_count(p.pid) == fds, 2, "serve's fds back to %d" % fds)
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertEqual(self.counters(p.pid)["failed"], 1)
+        self.assert_clean_stderr(p)
+        self.assert_no_leftovers()
+
+    def test_serve_pipe2_fails(self):
+        # the second pipe of session b's spawn: the first one must be closed again
+        self.serve_one_fails(dict(pipe2_fail=self.pipe2_per_spawn() + 2), "Too many open files")
+
+    def test_serve_fork_fails(self):
+        self.serve_one_fails(dict(fork_fail=2), "Resource temporarily unavailable")
+
+    def test_serve_accept4_fails(self):
+        """Out of descriptors at accept: that connection is refused, the next one served."""
+        path = os.path.join(self.tmp.name, "s")
+        p = self.start([MCPMUX, "serve", "--listen", path] + GRACE + ["--", FIXTURE],
+                       env=self.shim_env(accept4_fail=1), stdin=False)
+        wait_until(lambda: os.path.exists(path), 5, "the socket")
+        c1 = socket.socket(socket.AF_UNIX)
+        c1.settimeout(10 * (3 if SANITIZED else 1))
+        c1.connect(path)
+        self.assertEqual(c1.recv(100), b"", "the first connection is closed")
+        c1.close()
+        c2 = socket.socket(socket.AF_UNIX)
+        c2.settimeout(10)
+        c2.connect(path)
+        c2.sendall(json.dumps({"session": "a", "message": req(1, "ping")}).encode() + b"\n")
+        f = c2.makefile("rb")
+        self.assertEqual(json.loads(f.readline())["event"], "started")
+        self.assertEqual(json.loads(f.readline())["message"]["id"], 1)
+        c2.close()
+        f.close()
+        p.p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(), 0)
+        self.assertIn("out of file descriptors", p.stderr())
+        self.assertEqual(self.counters(p.pid)["failed"], 1)
+        self.assert_clean_stderr(p)
+        self.assert_no_leftovers()
+
+
+class StdoutClosed(Faults):
+    """A server that closes its stdout and keeps running: requests in flight get -32000."""
+
+    def test_wrap(self):
+        p = self.mcpmux(GRACE + ["--", FIXTURE, "--stdout-close"])
+        p.send(initialize(1), req(2, "ping"), call(3, "sleep", ms=50))
+        self.assertEqual(p.msg()["id"], 1)
+        for id_ in (2, 3):
+            self.assert_error(p.msg(), id_, -32000)
+        self.assertEqual(p.wait(), 0)  # its stdin closed, the server exits 0
+        self.assert_no_leftovers()
+
+    def test_wrap_server_ignores_eof(self):
+        p = self.mcpmux(GRACE + ["--", FIXTURE, "--stdout-close", "--ignore-eof"])
+        p.send(initialize(1), req(2, "ping"))
+        self.assertEqual(p.msg()["id"], 1)
+        self.assert_error(p.msg(), 2, -32000)
+        self.assertEqual(p.wait(), 128 + signal.SIGTERM)
+        self.assert_no_leftovers()
+
+    def test_serve(self):
+        p = self.mcpmux(["serve"] + GRACE + ["--", FIXTURE, "--stdout-close", "--ignore-eof"])
+        p.send({"session": "a", "message": initialize(1)},
+               {"session": "a", "message": req(2, "ping")})
+        started = p.msg()
+        self.assertEqual(p.msg()["message"]["id"], 1)
+        self.assert_error(p.msg()["message"], 2, -32000)
+        ended = p.msg()
+        self.assertEqual((ended["event"], ended["pid"], ended["escalation"]),
+                         ("ended", started["pid"], "term"))
+        self.assertFalse(alive(started["pid"]))
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assert_no_leftovers()
+
+
+class LastWords(Faults):
+    """
+    A server that writes its last answer and exits at once, after the client's EOF: the
+    answer, the end of its stdout and its exit reach mcpmux together, in whatever order
+    the loop sees them.  Nothing else is left to wake the loop, yet the end-of-run result
+    must be written and mcpmux must exit with the server's status.  (A race: repeated.)
+    """
+
+    SERVER = ["sh", "-c", 'read line; echo \'{"jsonrpc":"2.0","id":1,"result":{}}\'; exit 3']
+
+    def test_wrap_end_result_and_status_after_eof(self):
+        for i in range(20):
+            p = self.mcpmux(GRACE + ["--"] + self.SERVER)
+            p.send(req(1, "ping"), req(99, "mcpmux/endRun"))
+            p.close_stdin()
+            out = [json.loads(l) for l in p.read_to_eof(10).splitlines()]
+            self.assertEqual([m["id"] for m in out], [1, 99], "run %d" % i)
+            self.assertEqual(out[1]["result"]["exit"], {"code": 3})
+            self.assertEqual(p.wait(), 3, "run %d" % i)
+            p.kill()
+        self.assert_no_leftovers()
+
+
+class HalfClose(Faults):
+    """The client ends its input while answers are still coming: all arrive, then EOF."""
+
+    N = 10
+
+    def test_wrap(self):
+        p = self.mcpmux(["--eof-grace", "5000", "--", FIXTURE])
+        p.send(*[call(i, "sleep", ms=30) for i in range(self.N)])
+        p.close_stdin()
+        out = p.read_to_eof(20)
+        self.assertEqual([json.loads(l)["id"] for l in out.splitlines()], list(range(self.N)))
+        self.assertEqual(p.wait(), 0)
+        self.assert_no_leftovers()
+
+    def test_serve_stdio(self):
+        p = self.mcpmux(["serve", "--eof-grace", "5000", "--", FIXTURE])
+        p.send(*[{"session": "h", "message": call(i, "sleep", ms=30)} for i in range(self.N)])
+        p.close_stdin()
+        got = [json.loads(l) for l in p.read_to_eof(20).splitlines()]
+        self.assertEqual([e["message"]["id"] for e in got if "message" in e], list(range(self.N)))
+        self.assertEqual(got[-1]["event"], "ended")
+        self.assertEqual(p.wait(), 0)
+        self.assert_no_leftovers()
+
+    def test_serve_socket_shutdown_wr(self):
+        """shutdown(SHUT_WR) on a connection: its answers, its ended event, then EOF."""
+        path = os.path.join(self.tmp.name, "s")
+        p = self.start([MCPMUX, "serve", "--listen", path, "--eof-grace", "5000", "--",
+                        FIXTURE], stdin=False)
+        wait_until(lambda: os.path.exists(path), 5, "the socket")
+        fds = fd_count(p.pid)
+        c = socket.socket(socket.AF_UNIX)
+        self.addCleanup(c.close)
+        c.connect(path)
+        c.sendall(b"".join(json.dumps({"session": "h", "message": call(i, "sleep", ms=30)})
+                           .encode() + b"\n" for i in range(self.N)))
+        c.shutdown(socket.SHUT_WR)
+        buf, end = b"", deadline(10)
+        c.settimeout(0.1)
+        while time.monotonic() < end:
+            try:
+                chunk = c.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                break
+            buf += chunk
+        else:
+            self.fail("no EOF on the connection after its session ended; got %r" % buf[-300:])
+        got = [json.loads(l) for l in buf.splitlines()]
+        self.assertEqual([e["message"]["id"] for e in got if "message" in e], list(range(self.N)))
+        self.assertEqual(got[-1]["event"], "ended")
+        wait_until(lambda: fd_count(p.pid) == fds, 2, "the connection's descriptor closed")
+        p.p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(), 0)
+        self.assert_no_leftovers()
+
+
+if __name__ == "__main__":
+    main()
