@@ -442,8 +442,8 @@ backend_on_stdout(struct ev_loop *loop, ev_io *w, int revents)
 			if (!b->pipes_big && framer_pending(&b->outf) > PIPE_SMALL) {
 				pipes_resize(b, PIPE_BIG);
 			}
-			if ((size_t)n < want) {
-				break; /* drained: no read just to hear EAGAIN */
+			if ((size_t)n < want) { // cppcheck-suppress knownConditionTrueFalse
+				break;		/* drained: no read just to hear EAGAIN */
 			}
 		} else if (n == 0 || errno != EAGAIN) {
 			close_stdout(b);
@@ -757,6 +757,7 @@ backend_on_trim(struct ev_loop *loop, ev_timer *w, int revents)
 	ev_ref(loop);
 	ev_timer_stop(loop, w);
 	HASH_ITER (hh, by_pid, b, tmp) {
+		// cppcheck-suppress uninitvar ; uthash iteration over calloc()ed backends
 		if (b->pipes_big) {
 			pipes_resize(b, PIPE_SMALL);
 			b->pipes_big = false;

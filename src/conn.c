@@ -310,8 +310,8 @@ conn_on_readable(struct ev_loop *loop, ev_io *w, int revents)
 		if (n > 0) {
 			(void)framer_feed(&c->inf, scratch, (size_t)n, c->sink, c->ctx);
 			budget -= (size_t)n;
-			if ((size_t)n < want) {
-				break; /* drained: no read just to hear EAGAIN */
+			if ((size_t)n < want) { // cppcheck-suppress knownConditionTrueFalse
+				break;		/* drained: no read just to hear EAGAIN */
 			}
 			continue;
 		}
