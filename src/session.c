@@ -589,12 +589,6 @@ session_on_stderr(struct backend *b, void *owner, const char *data, size_t len)
 	}
 }
 
-bool
-session_is_done(const struct session *s)
-{
-	return s->backend == NULL || s->backend->state == BACKEND_DONE;
-}
-
 void
 session_free(struct session *s)
 {

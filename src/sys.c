@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "mcpmux/sys.h"
@@ -102,25 +101,3 @@ sys_sanitize_stdio(void)
 }
 
 bool sys_big_alloc;
-
-uint64_t
-sys_now_ns(void)
-{
-	struct timespec ts;
-
-	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-void
-sys_wall_iso(char *buf, size_t len)
-{
-	struct timespec ts;
-	struct tm tm;
-	char head[24];
-
-	(void)clock_gettime(CLOCK_REALTIME, &ts);
-	(void)gmtime_r(&ts.tv_sec, &tm);
-	(void)strftime(head, sizeof(head), "%Y-%m-%dT%H:%M:%S", &tm);
-	(void)snprintf(buf, len, "%s.%06ldZ", head, ts.tv_nsec / 1000);
-}

@@ -112,7 +112,6 @@ void session_pause(struct session *s, bool paused);
 void session_result(const struct session *s, struct sbuf *b);
 /* The same without "session" and braces: "pid":N,"exit":...,"escalation":"...","ms":N */
 void session_end_fields(const struct session *s, struct sbuf *b);
-bool session_is_done(const struct session *s);
 void session_free(struct session *s);
 /* Free the module's shared scratch memory (at exit, for leak checkers). */
 void session_module_release(void);

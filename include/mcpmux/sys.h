@@ -32,14 +32,10 @@ int sys_write_all(int fd, const void *buf, size_t len);
 void sys_close(int *fd);
 /* Make fds 0, 1 and 2 valid (open /dev/null where one is closed). */
 int sys_sanitize_stdio(void);
-/* Monotonic clock in nanoseconds. */
-uint64_t sys_now_ns(void);
 /*
  * Set when a buffer grew past 64 KiB for a big message: the event loop hands freed
  * memory back to the system once mcpmux has been idle for a second (malloc_trim).
  */
 extern bool sys_big_alloc;
-/* Wall clock as "2026-11-24T10:00:00.123456Z" into buf (at least 28 bytes). */
-void sys_wall_iso(char *buf, size_t len);
 
 #endif
