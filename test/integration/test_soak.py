@@ -31,7 +31,7 @@ import signal
 import socket
 import time
 
-from mcptest import (FIXTURE, MCPMUX, SANITIZED, Case, call, deadline, fd_count, initialize, main,
+from mcptest import (FIXTURE, alive, MCPMUX, SANITIZED, Case, call, deadline, fd_count, initialize, main,
                      pids_with_env, req, rss_anon_kib, wait_until)
 
 CYCLES = int(os.environ.get("MCPMUX_SOAK_CYCLES", "200"))
@@ -86,21 +86,12 @@ def chooser_script(path, select):
 
 
 def children(pid):
-    """Pids of the children of pid (every thread's), with their state letters."""
+    """Pids of the children of pid (every thread's)."""
     out = []
     for tid in os.listdir("/proc/%d/task" % pid):
         with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
             out += [int(c) for c in f.read().split()]
     return out
-
-
-def pid_alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return chr(stat[stat.rindex(b")") + 2]) not in "ZX"
 
 
 class Soak(Case):
@@ -114,9 +105,9 @@ class Soak(Case):
         self.grandchildren.update(int(m) for m in GRANDCHILD.findall(p.stderr()))
 
     def assert_nothing_left(self, what):
-        wait_until(lambda: not [g for g in self.grandchildren if pid_alive(g)], 5,
+        wait_until(lambda: not [g for g in self.grandchildren if alive(g)], 5,
                    "%s: every grandchild gone (left: %r)" % (
-                       what, [g for g in self.grandchildren if pid_alive(g)]))
+                       what, [g for g in self.grandchildren if alive(g)]))
         self.assert_no_leftovers(5, what)
 
     def check_end(self, kind, escalation, exit_, what, want=None, count=True):
@@ -374,9 +365,9 @@ class ServeOrphans(Case):
         m.close_stdin()
         self.assertEqual(m.wait(), 0)
         try:
-            wait_until(lambda: not pid_alive(gc), 2, "the orphan to go when serve exits")
+            wait_until(lambda: not alive(gc), 2, "the orphan to go when serve exits")
         finally:
-            if pid_alive(gc):
+            if alive(gc):
                 os.kill(gc, signal.SIGKILL)
 
 
