@@ -431,6 +431,12 @@ on_line(const char *p, size_t len, uint64_t now)
 	}
 }
 
+/*
+ * oneway: the sender makes more as soon as the pipe takes what it had, so a step that
+ * just wrote everything must not then sleep waiting only for input.
+ */
+static bool producing;
+
 /* One poll: write what is pending, read once, handle the complete lines. */
 static void
 io_step(int timeout_ms)
@@ -439,6 +445,9 @@ io_step(int timeout_ms)
 	nfds_t np = 0;
 
 	flush_out();
+	if (producing && !pending_out()) {
+		timeout_ms = 0; /* the pipe took it all: the caller has more to send */
+	}
 	if (!child_eof) {
 		p[np++] = (struct pollfd){ .fd = from_fd, .events = POLLIN };
 	}
@@ -529,6 +538,8 @@ oneway_phase(double secs)
 	uint64_t deadline = bench_now_ns() + (uint64_t)(secs * 1e9);
 	size_t since_sync = 0;
 
+	producing = true;
+
 	while (bench_now_ns() < deadline) {
 		if (!pending_out()) {
 			if (opt.sync_every > 0 && since_sync >= opt.sync_every) {
@@ -544,6 +555,7 @@ oneway_phase(double secs)
 		}
 		io_step(100);
 	}
+	producing = false;
 	oneway_sync();
 }
 
@@ -551,6 +563,9 @@ oneway_phase(double secs)
 static void
 oneway_sync(void)
 {
+	bool was_producing = producing;
+
+	producing = false;
 	while (pending_out()) {
 		io_step(100);
 	}
@@ -564,6 +579,7 @@ oneway_sync(void)
 		fail("notifications lost: the server saw %llu of %llu",
 		     (unsigned long long)count_value - 1, (unsigned long long)n_sent_notes);
 	}
+	producing = was_producing;
 }
 
 static void

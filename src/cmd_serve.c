@@ -1066,6 +1066,7 @@ cmd_serve(const struct mcpmux_options *o)
 		.max_queue = o->max_queue,
 	};
 	jsonrpc_init(&sv->scan);
+	sv->scan.params_method = o->end_method; /* the only params mcpmux reads */
 	jsonrpc_init(&sv->log_scan);
 	backend_module_init(loop);
 	ev_idle_init(&sv->reap_w, serve_on_reap);

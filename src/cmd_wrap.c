@@ -451,6 +451,7 @@ cmd_wrap(const struct mcpmux_options *o)
 	conn_init(&w->client, loop, STDIN_FILENO, STDOUT_FILENO, o->max_message, o->max_queue,
 		  &client_sink, &client_hooks, w);
 	jsonrpc_init(&w->scan);
+	w->scan.params_method = o->end_method; /* the only params mcpmux reads */
 	backend_module_init(loop);
 
 	/* Our ends of the client's pipes are non-blocking; the flags are put back at exit. */

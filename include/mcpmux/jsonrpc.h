@@ -5,7 +5,8 @@
  * routing needs, through yajl's callbacks, without building a tree: the kind of message,
  * its id (as canonical JSON text, so that it can be written back verbatim), its method,
  * and for a batch the same for each element.  It also picks up the few members of
- * `params` that mcpmux itself acts on (graceMs, session, reason).
+ * `params` that mcpmux itself acts on (graceMs, session, reason), of every single message
+ * or only of one method (params_method).
  *
  * A scanner is reusable: results stay valid until the next scan or jsonrpc_release().
  * All strings in a result point into the scanner's arena and are not NUL-terminated.
@@ -67,6 +68,7 @@ struct jsonrpc_scanner {
 	size_t n_items;
 	size_t n_elements;	      /* result: all batch elements, described or not */
 	struct jsonrpc_params params; /* result: for a single request/notification */
+	const char *params_method;    /* read params only for this method (NULL: for any) */
 	char *arena;
 	size_t arena_len;
 	size_t arena_cap;
@@ -81,6 +83,7 @@ struct jsonrpc_scanner {
 	struct jsonrpc_item *cur; /* the message being filled, NULL between elements */
 	int key;		  /* message-level member the next value belongs to */
 	bool in_params;		  /* inside a params object of a single message */
+	int mute_depth;		  /* callbacks for scalars and keys off from here (0: on) */
 	int params_key;
 	bool arena_failed;
 };

@@ -327,6 +327,46 @@ out:
 	free(copy);
 }
 
+/*
+ * Reading params only for one method (what mcpmux does) changes nothing else: the same
+ * kind, id and method as a scan that reads every params object.
+ */
+static void
+check_params_method(struct jsonrpc_scanner *all, const char *line, size_t len)
+{
+	struct jsonrpc_scanner one;
+
+	jsonrpc_init(&one);
+	one.params_method = "m";
+	(void)jsonrpc_scan(all, line, len);
+	(void)jsonrpc_scan(&one, line, len);
+	FUZZ_CHECK(one.kind == all->kind, "kind %d with params_method, %d without", (int)one.kind,
+		   (int)all->kind);
+	if (one.kind != JSONRPC_INVALID_JSON && one.kind != JSONRPC_BATCH) {
+		const struct jsonrpc_item *a = &all->one, *b = &one.one;
+
+		FUZZ_CHECK(a->kind == b->kind && a->has_id == b->has_id &&
+				   a->has_method == b->has_method,
+			   "the message reads differently with params_method");
+		FUZZ_CHECK(!a->has_id || (a->id.len == b->id.len &&
+					  memcmp(jsonrpc_str(all, a->id), jsonrpc_str(&one, b->id),
+						 a->id.len) == 0),
+			   "id differs with params_method");
+		FUZZ_CHECK(!a->has_method ||
+				   (a->method.len == b->method.len &&
+				    memcmp(jsonrpc_str(all, a->method),
+					   jsonrpc_str(&one, b->method), a->method.len) == 0),
+			   "method differs with params_method");
+		if (jsonrpc_method_is(&one, b, "m")) {
+			FUZZ_CHECK(one.params.has_grace_ms == all->params.has_grace_ms &&
+					   one.params.has_session == all->params.has_session &&
+					   one.params.has_reason == all->params.has_reason,
+				   "params of the wanted method differ");
+		}
+	}
+	jsonrpc_release(&one);
+}
+
 /* ---- idscan ---- */
 
 struct idscan_result {
@@ -469,6 +509,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(jsonrpc_scan(&s, ping, sizeof(ping) - 1) == JSONRPC_REQUEST,
 		   "a ping after the line is not a request");
 	check_scan(&s, line, size);
+	check_params_method(&s, line, size);
 	jsonrpc_release(&s);
 
 	check_idscan(line, size, seed);

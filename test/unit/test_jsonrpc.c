@@ -557,6 +557,92 @@ test_end_run_params(void **state)
 	assert_false(s->params.has_session);
 }
 
+/* With params_method set, params are read for that method only (or while it is unknown). */
+static void
+test_params_method(void **state)
+{
+	struct jsonrpc_scanner *s = *state;
+	char line[512];
+
+	s->params_method = "mcpmux/endRun";
+	assert_int_equal(scan_q(s, line, sizeof(line),
+				"{'jsonrpc':'2.0','method':'tools/call','params':{'graceMs':5,"
+				"'session':'x','reason':'y'}}"),
+			 JSONRPC_NOTIFICATION);
+	assert_false(s->params.has_grace_ms);
+	assert_false(s->params.has_session);
+	assert_false(s->params.has_reason);
+
+	assert_int_equal(scan_q(s, line, sizeof(line),
+				"{'jsonrpc':'2.0','method':'mcpmux/endRun','params':{'graceMs':5,"
+				"'session':'x','reason':'y'}}"),
+			 JSONRPC_NOTIFICATION);
+	assert_true(s->params.has_grace_ms && s->params.grace_ms == 5.0);
+	assert_str(s, s->params.has_session, s->params.session, "x", "session", line);
+	assert_str(s, s->params.has_reason, s->params.reason, "y", "reason", line);
+
+	/* params before the method: read, since the method is not known yet. */
+	assert_int_equal(scan_q(s, line, sizeof(line),
+				"{'jsonrpc':'2.0','params':{'graceMs':7},'id':1,"
+				"'method':'mcpmux/endRun'}"),
+			 JSONRPC_REQUEST);
+	assert_true(s->params.has_grace_ms && s->params.grace_ms == 7.0);
+
+	/* Skipped params are still validated, and the message still classified. */
+	assert_int_equal(scan_q(s, line, sizeof(line),
+				"{'jsonrpc':'2.0','method':'m','params':{'a':[1,{'b':'\\u00e9'}],"
+				"'c':tru}}"),
+			 JSONRPC_INVALID_JSON);
+	assert_int_equal(scan_q(s, line, sizeof(line),
+				"{'jsonrpc':'2.0','id':'r','method':'m','params':{'a':{'id':9}},"
+				"'x':1}"),
+			 JSONRPC_REQUEST);
+	assert_str(s, s->one.has_id, s->one.id, "\"r\"", "id", line);
+	s->params_method = NULL;
+}
+
+/*
+ * Text checks go 64 and 16 bytes at a time where they can: a bad byte must be found at
+ * every offset of a long line, and a good line of every length must pass.
+ */
+static void
+test_text_ok_every_offset(void **state)
+{
+	static const char *const bad[] = { "\x01",     "\x1f",	       "\x0b", "\x80",
+					   "\xc0\xaf", "\xed\xa0\x80", "\xff" };
+	char buf[300];
+
+	(void)state;
+	for (size_t len = 0; len <= 200; len++) {
+		memset(buf, 'a', len);
+		assert_true(jsonrpc_text_ok(buf, len));
+		if (len >= 2) {
+			memcpy(buf + len - 2, "\xc3\xa9", 2); /* é at the very end */
+			assert_true(jsonrpc_text_ok(buf, len));
+		}
+	}
+	for (size_t b = 0; b < sizeof(bad) / sizeof(bad[0]); b++) {
+		size_t n = strlen(bad[b]);
+
+		for (size_t at = 0; at + n <= 200; at++) {
+			memset(buf, 'a', 200);
+			buf[at] = '\t'; /* tab and CR are allowed anywhere */
+			memcpy(buf + at, bad[b], n);
+			if (at > 0) {
+				buf[at - 1] = '\r';
+			}
+			if (jsonrpc_text_ok(buf, 200)) {
+				fail_msg("bad byte %zu not found at offset %zu", b, at);
+			}
+		}
+	}
+	memset(buf, 'a', 200);
+	buf[100] = '\t';
+	buf[150] = '\r';
+	buf[199] = 0x7f; /* DEL is not a control character for JSON */
+	assert_true(jsonrpc_text_ok(buf, 200));
+}
+
 static void
 test_method_is(void **state)
 {
@@ -746,6 +832,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_long_strings, scanner_setup, scanner_teardown),
 		cmocka_unit_test_setup_teardown(test_end_run_params, scanner_setup,
 						scanner_teardown),
+		cmocka_unit_test_setup_teardown(test_params_method, scanner_setup,
+						scanner_teardown),
+		cmocka_unit_test(test_text_ok_every_offset),
 		cmocka_unit_test_setup_teardown(test_method_is, scanner_setup, scanner_teardown),
 		cmocka_unit_test(test_kind_name),
 		cmocka_unit_test_setup_teardown(test_release_unused, scanner_setup,
