@@ -25,8 +25,8 @@
  *   --idle-rss MS     after the traffic, wait MS and report the command's RssAnon
  *
  * Prints one JSON line; throughput and oneway runs include cpu_ms, the CPU time (user and
- * system) the command itself used during the measured part.  Exit status 0 only when the
- * run was verified.
+ * system) the command itself used during the measured part, and user_ms, its user part.
+ * Exit status 0 only when the run was verified.
  */
 #include <errno.h>
 #include <signal.h>
@@ -83,7 +83,7 @@ static bool stop_sending;
 static uint64_t t_warm_end, t_end;
 static uint64_t base_resp, base_bytes, t_base, stop_resp, stop_bytes, t_stop;
 static bool have_base, have_stop;
-static double cpu_base, cpu_stop;
+static double cpu_base, cpu_stop, user_base, user_stop;
 
 static char *tmpl; /* rtt: the request, with a fixed-width id */
 static size_t tmpl_len, tmpl_id_off;
@@ -190,9 +190,12 @@ pending_out(void)
 	return q_len > 0 || ext_len > 0;
 }
 
-/* CPU time (user + system, all threads) the command has used so far, in ms. */
+/*
+ * CPU time (user + system, all threads) the command has used so far, in ms; *user_ms
+ * gets the user part.
+ */
 static double
-child_cpu_ms(void)
+child_cpu_ms(double *user_ms)
 {
 	char path[64], buf[1024];
 	unsigned long long ut = 0, st = 0;
@@ -215,6 +218,7 @@ child_cpu_ms(void)
 	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2) {
 		return -1;
 	}
+	*user_ms = (double)ut * 1000. / (double)sysconf(_SC_CLK_TCK);
 	return (double)(ut + st) * 1000. / (double)sysconf(_SC_CLK_TCK);
 }
 
@@ -381,13 +385,13 @@ on_response(uint64_t id, size_t len, uint64_t now)
 		base_resp = n_resp;
 		base_bytes = resp_bytes;
 		t_base = now;
-		cpu_base = child_cpu_ms();
+		cpu_base = child_cpu_ms(&user_base);
 	} else if (have_base && !have_stop && now >= t_end) {
 		have_stop = true;
 		stop_resp = n_resp;
 		stop_bytes = resp_bytes;
 		t_stop = now;
-		cpu_stop = child_cpu_ms();
+		cpu_stop = child_cpu_ms(&user_stop);
 		stop_sending = true;
 	}
 	if (!stop_sending) {
@@ -689,9 +693,9 @@ main(int argc, char **argv)
 		oneway_phase(opt.warmup);
 		sent0 = n_sent_notes;
 		t0 = bench_now_ns();
-		cpu_base = child_cpu_ms();
+		cpu_base = child_cpu_ms(&user_base);
 		oneway_phase(opt.duration);
-		cpu_stop = child_cpu_ms();
+		cpu_stop = child_cpu_ms(&user_stop);
 		break;
 	}
 	t1 = bench_now_ns();
@@ -761,7 +765,8 @@ main(int argc, char **argv)
 	}
 	}
 	if (opt.mode != RTT && cpu_base >= 0 && cpu_stop >= 0) {
-		printf(",\"cpu_ms\":%.0f", cpu_stop - cpu_base);
+		printf(",\"cpu_ms\":%.0f,\"user_ms\":%.0f", cpu_stop - cpu_base,
+		       user_stop - user_base);
 	}
 	if (rss >= 0) {
 		printf(",\"rss_anon_kib\":%ld", rss);

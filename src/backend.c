@@ -36,6 +36,7 @@ static ev_prepare turn_w;	    /* per loop turn: batched scan, deferred on_done *
 static struct backend *by_pid;	    /* uthash: backends whose child is not yet reaped */
 static struct backend *ending_head; /* backends in CLOSING, TERMINATING or KILLING */
 static struct backend *done_head;   /* DONE, on_done not yet called */
+static struct backend *dirty_head;  /* lines queued for stdin this turn, not yet written */
 static bool scan_wanted;
 static struct proctree snapshot;
 static char scratch[64 << 10];
@@ -338,42 +339,37 @@ backend_send(struct backend *b, const char *line, size_t len)
 		errno = EPIPE;
 		return -1;
 	}
-	bool was_empty = wbuf_len(&b->inq) == 0;
-
 	if (!b->pipes_big && len > PIPE_SMALL) {
 		pipes_resize(b, PIPE_BIG);
 	}
-
-	/*
-	 * One write per loop turn: the first line of a turn is written at once (a lone
-	 * request pays no delay), later ones are queued and go out together when the pipe
-	 * is writable, one writev for a whole read's worth of messages.
-	 */
-	unsigned int turn = ev_iteration(b->loop);
-
-	if (was_empty && b->write_turn == turn && len < WBUF_CHUNK) {
-		struct iovec iov[2] = {
-			{ .iov_base = (void *)(uintptr_t)line, .iov_len = len },
-			{ .iov_base = (void *)(uintptr_t) "\n", .iov_len = 1 },
-		};
-
-		if (wbuf_appendv(&b->inq, iov, 2) == -1) {
+	if (wbuf_len(&b->inq) == 0 && len >= WBUF_CHUNK) {
+		/* A big line with nothing before it: written at once from where it was read. */
+		if (wbuf_send(&b->inq, b->in_fd, line, len, "\n", 1) == -1) {
+			if (errno == EPIPE) {
+				/* The server closed its stdin: nothing more can reach it. */
+				close_stdin(b);
+				errno = EPIPE;
+			}
 			return -1;
 		}
-		ev_io_start(b->loop, &b->in_w);
+		if (wbuf_len(&b->inq) > 0) {
+			ev_io_start(b->loop, &b->in_w);
+		}
 		return 0;
 	}
-	b->write_turn = turn;
-	if (wbuf_send(&b->inq, b->in_fd, line, len, "\n", 1) == -1) {
-		if (errno == EPIPE) {
-			/* The server closed its stdin: nothing more can reach it. */
-			close_stdin(b);
-			errno = EPIPE;
-		}
+
+	/*
+	 * Other lines are queued, and written once per loop turn just before the loop waits
+	 * (backend_on_turn): one writev for a whole read's worth of messages, while a lone
+	 * request still leaves as soon as the read that brought it is handled.
+	 */
+	if (wbuf_append_line(&b->inq, line, len) == -1) {
 		return -1;
 	}
-	if (was_empty && wbuf_len(&b->inq) > 0) {
-		ev_io_start(b->loop, &b->in_w);
+	if (!b->dirty && !ev_is_active(&b->in_w)) {
+		b->dirty = true;
+		b->next_dirty = dirty_head;
+		dirty_head = b;
 	}
 	return 0;
 }
@@ -384,14 +380,15 @@ backend_stdin_full(const struct backend *b)
 	return wbuf_full(&b->inq);
 }
 
+/* Write what stdin's queue holds, as far as the pipe takes it. */
 static void
-backend_on_stdin(struct ev_loop *loop, ev_io *w, int revents)
+stdin_flush(struct backend *b)
 {
-	struct backend *b = container_of(w, struct backend, in_w);
 	bool was_full = wbuf_full(&b->inq);
 
-	(void)loop;
-	(void)revents;
+	if (b->in_fd < 0) {
+		return;
+	}
 	if (wbuf_flush(&b->inq, b->in_fd) == -1) {
 		close_stdin(b);
 	} else if (wbuf_len(&b->inq) == 0) {
@@ -400,10 +397,35 @@ backend_on_stdin(struct ev_loop *loop, ev_io *w, int revents)
 			/* Everything the client sent before the end is delivered: now EOF. */
 			close_stdin(b);
 		}
+	} else {
+		ev_io_start(b->loop, &b->in_w); /* the rest when the pipe has room */
 	}
 	if (was_full && !wbuf_full(&b->inq) && b->state < BACKEND_CLOSING &&
 	    b->hooks->on_writable != NULL) {
 		b->hooks->on_writable(b, b->owner);
+	}
+}
+
+static void
+backend_on_stdin(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	stdin_flush(container_of(w, struct backend, in_w));
+}
+
+static void
+dirty_flush(void)
+{
+	while (dirty_head != NULL) {
+		struct backend *b = dirty_head;
+
+		dirty_head = b->next_dirty;
+		b->dirty = false;
+		b->next_dirty = NULL;
+		if (!ev_is_active(&b->in_w)) {
+			stdin_flush(b);
+		}
 	}
 }
 
@@ -608,6 +630,8 @@ backend_end(struct backend *b, double grace_ms)
 	b->escalation = BACKEND_ESC_EOF;
 	if (wbuf_len(&b->inq) == 0) {
 		close_stdin(b);
+	} else if (b->in_fd >= 0) {
+		ev_io_start(b->loop, &b->in_w); /* EOF once the queue is written */
 	}
 	arm_grace(b, b->eof_grace);
 }
@@ -722,6 +746,7 @@ backend_on_turn(struct ev_loop *loop, ev_prepare *w, int revents)
 	(void)loop;
 	(void)w;
 	(void)revents;
+	dirty_flush();
 	if (scan_wanted && ending_head != NULL) {
 		scan_wanted = false;
 		scan_ending();
@@ -816,6 +841,12 @@ backend_free(struct backend *b)
 	}
 	if (b->state != BACKEND_DONE || b->done_queued) {
 		BUG("backend_free() of a backend that is not done");
+	}
+	for (struct backend **pp = &dirty_head; *pp != NULL; pp = &(*pp)->next_dirty) {
+		if (*pp == b) {
+			*pp = b->next_dirty;
+			break;
+		}
 	}
 	framer_release(&b->outf);
 	wbuf_release(&b->inq);

@@ -61,25 +61,24 @@ key_is(const unsigned char *k, size_t len, const char *name)
 static int
 msg_key(const unsigned char *k, size_t len)
 {
-	if (key_is(k, len, "jsonrpc")) {
-		return KEY_JSONRPC;
+	switch (len) {
+	case 2:
+		return memcmp(k, "id", 2) == 0 ? KEY_ID : KEY_OTHER;
+	case 5:
+		return memcmp(k, "error", 5) == 0 ? KEY_ERROR : KEY_OTHER;
+	case 6:
+		if (memcmp(k, "method", 6) == 0) {
+			return KEY_METHOD;
+		}
+		if (memcmp(k, "params", 6) == 0) {
+			return KEY_PARAMS;
+		}
+		return memcmp(k, "result", 6) == 0 ? KEY_RESULT : KEY_OTHER;
+	case 7:
+		return memcmp(k, "jsonrpc", 7) == 0 ? KEY_JSONRPC : KEY_OTHER;
+	default:
+		return KEY_OTHER;
 	}
-	if (key_is(k, len, "id")) {
-		return KEY_ID;
-	}
-	if (key_is(k, len, "method")) {
-		return KEY_METHOD;
-	}
-	if (key_is(k, len, "params")) {
-		return KEY_PARAMS;
-	}
-	if (key_is(k, len, "result")) {
-		return KEY_RESULT;
-	}
-	if (key_is(k, len, "error")) {
-		return KEY_ERROR;
-	}
-	return KEY_OTHER;
 }
 
 static int
@@ -261,6 +260,15 @@ msg_depth(const struct jsonrpc_scanner *s)
 static int
 on_value(struct jsonrpc_scanner *s, enum value_type t, const unsigned char *p, size_t len)
 {
+	if (s->cur != NULL && s->depth == msg_depth(s)) {
+		/* A member of a message: the common case, first. */
+		if (t == V_MAP && s->key == KEY_PARAMS && !s->is_batch) {
+			s->in_params = s->params_method == NULL || !s->cur->has_method ||
+				       jsonrpc_method_is(s, s->cur, s->params_method);
+		}
+		msg_value(s, t, p, len);
+		return 1;
+	}
 	if (s->depth == 0) {
 		if (++s->n_values > 1) {
 			s->error = "more than one JSON value on a line";
@@ -275,8 +283,7 @@ on_value(struct jsonrpc_scanner *s, enum value_type t, const unsigned char *p, s
 		s->is_batch = t == V_ARRAY;
 		s->top_container = t == V_ARRAY || t == V_MAP;
 		if (t == V_MAP) {
-			s->cur = &s->one;
-			item_reset(s->cur);
+			s->cur = &s->one; /* reset by scan_reset() */
 		}
 		return 1;
 	}
@@ -291,14 +298,6 @@ on_value(struct jsonrpc_scanner *s, enum value_type t, const unsigned char *p, s
 		if (t == V_MAP) {
 			s->cur = it;
 		}
-		return 1;
-	}
-	if (s->cur != NULL && s->depth == msg_depth(s)) {
-		if (t == V_MAP && s->key == KEY_PARAMS && !s->is_batch) {
-			s->in_params = s->params_method == NULL || !s->cur->has_method ||
-				       jsonrpc_method_is(s, s->cur, s->params_method);
-		}
-		msg_value(s, t, p, len);
 		return 1;
 	}
 	if (s->in_params && s->depth == 2) {
@@ -333,7 +332,11 @@ static void
 close_container(struct jsonrpc_scanner *s)
 {
 	if (s->depth == s->mute_depth) {
-		s->cb = scan_callbacks;
+		s->cb.yajl_null = scan_callbacks.yajl_null;
+		s->cb.yajl_boolean = scan_callbacks.yajl_boolean;
+		s->cb.yajl_number = scan_callbacks.yajl_number;
+		s->cb.yajl_string = scan_callbacks.yajl_string;
+		s->cb.yajl_map_key = scan_callbacks.yajl_map_key;
 		s->mute_depth = 0;
 	}
 	s->depth--;
@@ -362,16 +365,29 @@ cb_boolean(void *ctx, int b)
 	return on_value(ctx, V_BOOL, NULL, 0);
 }
 
+/* A message's members are most scalars: straight to msg_value(). */
 static int
 cb_number(void *ctx, const char *p, size_t len)
 {
-	return on_value(ctx, V_NUMBER, (const unsigned char *)p, len);
+	struct jsonrpc_scanner *s = ctx;
+
+	if (s->cur != NULL && s->depth == msg_depth(s)) {
+		msg_value(s, V_NUMBER, (const unsigned char *)p, len);
+		return 1;
+	}
+	return on_value(s, V_NUMBER, (const unsigned char *)p, len);
 }
 
 static int
 cb_string(void *ctx, const unsigned char *p, size_t len)
 {
-	return on_value(ctx, V_STRING, p, len);
+	struct jsonrpc_scanner *s = ctx;
+
+	if (s->cur != NULL && s->depth == msg_depth(s)) {
+		msg_value(s, V_STRING, p, len);
+		return 1;
+	}
+	return on_value(s, V_STRING, p, len);
 }
 
 static int
@@ -496,6 +512,14 @@ ascii_run(const unsigned char *p, size_t len)
 		if (bad != 0) {
 			return i + (size_t)__builtin_ctz((unsigned)bad);
 		}
+	}
+	if (i < len && len >= 16) {
+		/* The last 16 bytes, overlapping what was checked: all of the tail at once. */
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + len - 16));
+		int bad = _mm_movemask_epi8(_mm_cmplt_epi8(v, space));
+
+		/* (what precedes i is printable, so the first bad byte is at or past it) */
+		return bad == 0 ? len : len - 16 + (size_t)__builtin_ctz((unsigned)bad);
 	}
 #endif
 	for (; i + 8 <= len; i += 8) {
@@ -635,8 +659,18 @@ jsonrpc_scan(struct jsonrpc_scanner *s, const char *line, size_t len)
 bool
 jsonrpc_method_is(const struct jsonrpc_scanner *s, const struct jsonrpc_item *it, const char *name)
 {
-	return it->has_method && strlen(name) == it->method.len &&
-	       memcmp(s->arena + it->method.off, name, it->method.len) == 0;
+	if (!it->has_method) {
+		return false;
+	}
+	/* No strlen(): most methods differ from `name` in their first bytes. */
+	const char *m = s->arena + it->method.off;
+
+	for (size_t i = 0; i < it->method.len; i++) {
+		if (name[i] == '\0' || name[i] != m[i]) {
+			return false;
+		}
+	}
+	return name[it->method.len] == '\0';
 }
 
 const char *

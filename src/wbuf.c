@@ -104,6 +104,27 @@ wbuf_appendv(struct wbuf *q, const struct iovec *iov, int n)
 }
 
 int
+wbuf_append_line(struct wbuf *q, const char *line, size_t len)
+{
+	struct wchunk *t = q->tail;
+
+	if (t != NULL && t->cap - t->len > len) {
+		/* The common case, a small message: it fits where the last one ended. */
+		memcpy(t->data + t->len, line, len);
+		t->data[t->len + len] = '\n';
+		t->len += len + 1;
+		q->len += len + 1;
+		return 0;
+	}
+	struct iovec iov[2] = {
+		{ .iov_base = (void *)(uintptr_t)line, .iov_len = len },
+		{ .iov_base = (void *)(uintptr_t) "\n", .iov_len = 1 },
+	};
+
+	return wbuf_appendv(q, iov, 2);
+}
+
+int
 wbuf_append(struct wbuf *q, const void *p, size_t len)
 {
 	struct iovec iov = { .iov_base = (void *)(uintptr_t)p, .iov_len = len };

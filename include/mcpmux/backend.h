@@ -101,8 +101,9 @@ struct backend {
 	ev_io in_w, out_w, err_w;
 	ev_timer grace_w;
 	bool out_paused;
-	bool pipes_big;		 /* enlarged while big messages flow */
-	unsigned int write_turn; /* loop iteration of the last direct write to stdin */
+	bool pipes_big; /* enlarged while big messages flow */
+	bool dirty;	/* lines queued for stdin this turn (backend_on_turn) */
+	struct backend *next_dirty;
 	struct wbuf inq;
 	struct framer outf;
 

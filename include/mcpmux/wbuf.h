@@ -45,6 +45,8 @@ int wbuf_send(struct wbuf *q, int fd, const void *p, size_t len, const void *p2,
 int wbuf_flush(struct wbuf *q, int fd);
 /* Queue bytes given as an iovec array (at most one allocation; all or nothing). */
 int wbuf_appendv(struct wbuf *q, const struct iovec *iov, int n);
+/* Queue a line and its "\n" (the same as wbuf_appendv() of the two). */
+int wbuf_append_line(struct wbuf *q, const char *line, size_t len);
 /*
  * Write at most `max` queued bytes.  Returns the bytes written (0 on EAGAIN), or -1 on a
  * write error (errno set).

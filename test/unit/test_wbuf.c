@@ -381,6 +381,50 @@ test_appendv_and_peek(void **state)
 	wbuf_release(&q);
 }
 
+/* Lines of every size up to two chunks, across chunk ends: each whole, "\n"-ended. */
+static void
+test_append_line(void **state)
+{
+	struct wbuf q;
+	static char line[2 * WBUF_CHUNK + 10], out[64 * WBUF_CHUNK];
+	size_t want = 0, sizes[] = { 0,
+				     1,
+				     199,
+				     WBUF_CHUNK - 2,
+				     WBUF_CHUNK - 1,
+				     WBUF_CHUNK,
+				     WBUF_CHUNK + 1,
+				     200,
+				     sizeof(line),
+				     3 };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(line); i++) {
+		line[i] = (char)('a' + i % 26);
+	}
+	wbuf_init(&q, WBUF_HIGH_DEF);
+	for (int round = 0; round < 3; round++) {
+		for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+			assert_int_equal(wbuf_append_line(&q, line, sizes[k]), 0);
+			want += sizes[k] + 1;
+		}
+	}
+	assert_int_equal(wbuf_len(&q), want);
+	assert_true(want <= sizeof(out));
+	assert_int_equal(wbuf_peek(&q, out, sizeof(out)), want);
+
+	size_t at = 0;
+
+	for (int round = 0; round < 3; round++) {
+		for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+			assert_memory_equal(out + at, line, sizes[k]);
+			assert_int_equal(out[at + sizes[k]], '\n');
+			at += sizes[k] + 1;
+		}
+	}
+	wbuf_release(&q);
+}
+
 static void
 test_write_upto(void **state)
 {
@@ -560,6 +604,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_flush_to_closed_pipe, pipe_setup,
 						pipe_teardown),
 		cmocka_unit_test(test_appendv_and_peek),
+		cmocka_unit_test(test_append_line),
 		cmocka_unit_test_setup_teardown(test_write_upto, pipe_setup, pipe_teardown),
 		cmocka_unit_test(test_line_cut_simple),
 		cmocka_unit_test_setup_teardown(test_line_cut_across_chunks, pipe_setup,
