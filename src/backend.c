@@ -393,6 +393,7 @@ stdin_flush(struct backend *b)
 		close_stdin(b);
 	} else if (wbuf_len(&b->inq) == 0) {
 		ev_io_stop(b->loop, &b->in_w);
+		wbuf_release(&b->inq); /* an idle session holds no queue memory */
 		if (b->state >= BACKEND_CLOSING) {
 			/* Everything the client sent before the end is delivered: now EOF. */
 			close_stdin(b);

@@ -61,7 +61,8 @@ wbuf_appendv(struct wbuf *q, const struct iovec *iov, int n)
 		return 0;
 	}
 	if (total > room) {
-		size_t cap = SYS_MAX(total - room, WBUF_CHUNK);
+		/* A queue starts small (most hold one message at a time), then grows by chunks. */
+		size_t cap = SYS_MAX(total - room, q->head == NULL ? WBUF_FIRST : WBUF_CHUNK);
 
 		c = malloc(sizeof(*c) + cap);
 		if (c == NULL) {

@@ -18,6 +18,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#define WBUF_FIRST    ((size_t)1 << 10) /* the first chunk of an empty queue */
 #define WBUF_CHUNK    ((size_t)16 << 10)
 #define WBUF_HIGH_DEF ((size_t)16 << 20)
 
