@@ -49,6 +49,7 @@ static void backend_on_stdin(struct ev_loop *loop, ev_io *w, int revents);
 static void backend_on_stderr(struct ev_loop *loop, ev_io *w, int revents);
 static void backend_on_grace(struct ev_loop *loop, ev_timer *w, int revents);
 static void backend_step(struct backend *b);
+static void backend_chunk_done(void);
 
 void
 backend_module_init(struct ev_loop *loop)
@@ -59,6 +60,7 @@ backend_module_init(struct ev_loop *loop)
 	ev_unref(loop);
 	ev_init(&trim_w, backend_on_trim);
 	trim_w.repeat = 1.;
+	sys_chunk_done = backend_chunk_done;
 	ev_prepare_init(&turn_w, backend_on_turn);
 	ev_prepare_start(loop, &turn_w);
 	ev_unref(loop);
@@ -318,6 +320,8 @@ close_stdin(struct backend *b)
 		ev_io_stop(b->loop, &b->in_w);
 		sys_close(&b->in_fd);
 	}
+	b->span = NULL;
+	b->span_len = 0;
 	wbuf_release(&b->inq);
 }
 
@@ -332,6 +336,34 @@ close_stdout(struct backend *b)
 	b->out_eof = true;
 }
 
+static void
+dirty_add(struct backend *b)
+{
+	if (!b->dirty) {
+		b->dirty = true;
+		b->next_dirty = dirty_head;
+		dirty_head = b;
+	}
+}
+
+/* Queue a copy of the span: its read chunk is about to be reused. */
+static int
+span_keep(struct backend *b)
+{
+	int rc = 0;
+
+	if (b->span_len > 0) {
+		rc = wbuf_append(&b->inq, b->span, b->span_len);
+		if (rc == -1) {
+			diag_error("session %s: out of memory: %zu bytes for the server were lost",
+				   b->cookie, b->span_len);
+		}
+		b->span = NULL;
+		b->span_len = 0;
+	}
+	return rc;
+}
+
 int
 backend_send(struct backend *b, const char *line, size_t len)
 {
@@ -341,6 +373,33 @@ backend_send(struct backend *b, const char *line, size_t len)
 	}
 	if (!b->pipes_big && len > PIPE_SMALL) {
 		pipes_resize(b, PIPE_BIG);
+	}
+
+	/*
+	 * Lines are written once per read, or once per loop turn, just before the loop waits
+	 * (dirty_flush()): one writev for a whole read's worth of messages, while a lone
+	 * request still leaves as soon as the read that brought it is handled.  Consecutive
+	 * lines of the read chunk, with their newlines, are held by reference (the span) and
+	 * written from where they were read; the rest is copied into the queue.
+	 */
+	uintptr_t at = (uintptr_t)line;
+
+	if (sys_chunk_lo != NULL && at >= (uintptr_t)sys_chunk_lo &&
+	    at + len < (uintptr_t)sys_chunk_hi && line[len] == '\n') {
+		if (b->span_len > 0 && line == b->span + b->span_len) {
+			b->span_len += len + 1;
+			return 0;
+		}
+		if (span_keep(b) == -1) {
+			return -1;
+		}
+		b->span = line;
+		b->span_len = len + 1;
+		dirty_add(b);
+		return 0;
+	}
+	if (span_keep(b) == -1) {
+		return -1;
 	}
 	if (wbuf_len(&b->inq) == 0 && len >= WBUF_CHUNK) {
 		/* A big line with nothing before it: written at once from where it was read. */
@@ -357,20 +416,10 @@ backend_send(struct backend *b, const char *line, size_t len)
 		}
 		return 0;
 	}
-
-	/*
-	 * Other lines are queued, and written once per loop turn just before the loop waits
-	 * (backend_on_turn): one writev for a whole read's worth of messages, while a lone
-	 * request still leaves as soon as the read that brought it is handled.
-	 */
 	if (wbuf_append_line(&b->inq, line, len) == -1) {
 		return -1;
 	}
-	if (!b->dirty && !ev_is_active(&b->in_w)) {
-		b->dirty = true;
-		b->next_dirty = dirty_head;
-		dirty_head = b;
-	}
+	dirty_add(b);
 	return 0;
 }
 
@@ -424,10 +473,46 @@ dirty_flush(void)
 		dirty_head = b->next_dirty;
 		b->dirty = false;
 		b->next_dirty = NULL;
+		if (b->span_len > 0 && b->in_fd >= 0 && !ev_is_active(&b->in_w) &&
+		    wbuf_len(&b->inq) > 0 && wbuf_flush(&b->inq, b->in_fd) == -1) {
+			close_stdin(b);
+			continue;
+		}
+		if (b->span_len > 0 && b->in_fd >= 0 && wbuf_len(&b->inq) == 0) {
+			/* Straight from the read chunk; only what the pipe does not take is copied.
+			 */
+			int rc = wbuf_send(&b->inq, b->in_fd, b->span, b->span_len, NULL, 0);
+
+			b->span = NULL;
+			b->span_len = 0;
+			if (rc == -1) {
+				if (errno == ENOMEM) {
+					diag_error(
+						"session %s: out of memory: bytes for the server "
+						"were lost",
+						b->cookie);
+				}
+				close_stdin(b);
+				continue;
+			}
+			if (wbuf_len(&b->inq) > 0) {
+				ev_io_start(b->loop,
+					    &b->in_w); /* the rest when the pipe has room */
+				continue;
+			}
+		}
+		(void)span_keep(b);
 		if (!ev_is_active(&b->in_w)) {
 			stdin_flush(b);
 		}
 	}
+}
+
+/* The read chunk is done: write what came from it (sys_chunk_done). */
+static void
+backend_chunk_done(void)
+{
+	dirty_flush();
 }
 
 void
@@ -629,6 +714,7 @@ backend_end(struct backend *b, double grace_ms)
 	}
 	begin_teardown(b, BACKEND_CLOSING);
 	b->escalation = BACKEND_ESC_EOF;
+	(void)span_keep(b);
 	if (wbuf_len(&b->inq) == 0) {
 		close_stdin(b);
 	} else if (b->in_fd >= 0) {

@@ -308,7 +308,13 @@ conn_on_readable(struct ev_loop *loop, ev_io *w, int revents)
 		ssize_t n = sys_read(c->in_fd, scratch, want);
 
 		if (n > 0) {
+			sys_chunk_lo = scratch;
+			sys_chunk_hi = scratch + n;
 			(void)framer_feed(&c->inf, scratch, (size_t)n, c->sink, c->ctx);
+			sys_chunk_lo = sys_chunk_hi = NULL;
+			if (sys_chunk_done != NULL) {
+				sys_chunk_done();
+			}
 			budget -= (size_t)n;
 			if ((size_t)n < want) { // cppcheck-suppress knownConditionTrueFalse
 				break;		/* drained: no read just to hear EAGAIN */

@@ -101,3 +101,5 @@ sys_sanitize_stdio(void)
 }
 
 bool sys_big_alloc;
+const char *sys_chunk_lo, *sys_chunk_hi;
+void (*sys_chunk_done)(void);

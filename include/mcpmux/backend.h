@@ -102,8 +102,10 @@ struct backend {
 	ev_timer grace_w;
 	bool out_paused;
 	bool pipes_big; /* enlarged while big messages flow */
-	bool dirty;	/* lines queued for stdin this turn (backend_on_turn) */
+	bool dirty;	/* lines for stdin not yet written (backend_on_turn) */
 	struct backend *next_dirty;
+	const char *span; /* lines for stdin after the queue, still in the read chunk */
+	size_t span_len;
 	struct wbuf inq;
 	struct framer outf;
 

@@ -64,6 +64,43 @@ class Passthrough(Case):
         w.close_stdin()
         self.assertEqual(w.wait(), 0)
 
+    def test_server_gets_exact_lines_whatever_the_reads(self):
+        """Each valid line reaches the server once, in order, ending in one "\n", however
+        the client's bytes are cut: lines whole in a read or across reads, CRLF, a line
+        longer than a read, refused lines in between."""
+        import random
+        valid = [json.dumps(note("n/%d" % i, {"pad": "x" * (i * 37 % 300)})).encode()
+                 for i in range(400)]
+        valid[123] = json.dumps(note("big", {"pad": "y" * 150000})).encode()
+        data, want = b"", b""
+        for i, line in enumerate(valid):
+            end = b"\r\n" if i % 7 == 3 else b"\n"
+            data += line + end
+            want += line + b"\n"
+            if i % 50 == 25:
+                data += b"not json\n" + b"\n"
+        rng = random.Random(7)
+        for cuts in ("whole", "small", "random"):
+            with self.subTest(cuts=cuts):
+                out = os.path.join(self.tmp.name, "got-" + cuts)
+                # (not exec: the shell keeps stdout open, or mcpmux would end a server
+                # that can no longer answer)
+                p = self.start([MCPMUX, "--", "sh", "-c", 'cat > "$0"', out])
+                if cuts == "whole":
+                    p.write(data)
+                else:
+                    at = 0
+                    while at < len(data):
+                        n = rng.randint(1, 300) if cuts == "small" else rng.randint(1, 70000)
+                        p.write(data[at:at + n])
+                        at += n
+                p.close_stdin()
+                self.assertEqual(p.wait(30), 0, p.stderr())
+                with open(out, "rb") as f:
+                    got = f.read()
+                self.assertEqual(len(got), len(want), p.stderr()[-2000:])
+                self.assertTrue(got == want, "the server got other bytes than the valid lines")
+
     def test_sampling_request_from_server(self):
         """Server-to-client requests and the client's responses are routed both ways."""
         w = self.wrap()
