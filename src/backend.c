@@ -680,8 +680,19 @@ backend_step(struct backend *b)
 		return;
 	}
 	if (b->state < BACKEND_CLOSING && b->out_eof && !b->reaped) {
-		/* Stdout closed while the server runs: it can no longer answer.  End it. */
+		/*
+		 * Stdout closed while the server runs: it can no longer answer.  End it.  If
+		 * its stdout closed because it is exiting (a crash: the kernel closes a
+		 * process's files before it reports the exit), this is the server's own exit:
+		 * reported as such, and what it leaves behind is signalled at once.
+		 */
+		bool exiting = proctree_exiting(PROC_ROOT, b->pid);
+
 		backend_end(b, -1);
+		if (exiting) {
+			b->exited_by_itself = true;
+			b->escalation = BACKEND_ESC_NONE;
+		}
 		return;
 	}
 	if (b->reaped && b->tree_empty && b->state == BACKEND_KILLING && !b->out_eof) {
@@ -809,7 +820,8 @@ scan_ending(void)
 		size_t n = proctree_count(&snapshot, &m);
 
 		next = b->next_ending;
-		if (b->exited_by_itself && b->escalation == BACKEND_ESC_NONE && n > 0) {
+		if (b->exited_by_itself && b->reaped && b->escalation == BACKEND_ESC_NONE &&
+		    n > 0) {
 			/* Leftovers of a server that exited: SIGTERM them now. */
 			b->escalation = BACKEND_ESC_TERM;
 			b->pending_signal = SIGTERM;

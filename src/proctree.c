@@ -85,6 +85,28 @@ read_stat(const char *proc_root, pid_t pid, struct proc_info *pi)
 	return 0;
 }
 
+#define PF_EXITING 0x00000004u /* the kernel's task flag: in do_exit() */
+
+bool
+proctree_exiting(const char *proc_root, pid_t pid)
+{
+	char path[PATH_MAX], buf[1024];
+	unsigned int flags = 0;
+	char state;
+
+	(void)snprintf(path, sizeof(path), "%s/%d/stat", proc_root, (int)pid);
+	if (read_file(path, buf, sizeof(buf)) <= 0) {
+		return false;
+	}
+	char *p = strrchr(buf, ')');
+
+	/* Fields 3 (state) and 9 (flags), after the command name in parentheses. */
+	if (p == NULL || sscanf(p + 1, " %c %*d %*d %*d %*d %*d %u", &state, &flags) != 2) {
+		return false;
+	}
+	return state == 'Z' || state == 'X' || (flags & PF_EXITING) != 0;
+}
+
 /* The MCPMUX_SESSION value from /proc/PID/environ, "" when absent or unreadable. */
 static void
 read_cookie(const char *proc_root, pid_t pid, char *out)

@@ -70,5 +70,10 @@ size_t proctree_count(const struct proctree *t, const struct proctree_match *m);
  */
 size_t proctree_signal(const struct proctree *t, const struct proctree_match *m,
 		       const char *proc_root, int sig);
+/*
+ * Is process pid on its way out: a zombie, or past the start of exit (PF_EXITING, set
+ * before the kernel closes its files)?  False when it cannot be read.
+ */
+bool proctree_exiting(const char *proc_root, pid_t pid);
 
 #endif

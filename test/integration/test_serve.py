@@ -191,6 +191,40 @@ class Sessions(Case):
         self.assert_no_leftovers(0)
 
 
+class Crashes(Case):
+    def test_crash_is_the_servers_own_exit(self):
+        """A server that crashes closes its stdout before its exit is reported: the
+        teardown is still the server's own exit, escalation "none", every time."""
+        m = Mux(self.serve(opts=FAST))
+        ids = ["c-%d" % i for i in range(20)]
+        for s in ids:
+            m.send(s, initialize(1))
+        for s in ids:
+            m.msg(s)
+            m.send(s, call(2, "crash"))
+        for s in ids:
+            self.assert_error(m.msg(s), 2, -32000)
+            ended = m.event(s, "ended")
+            self.assertEqual((ended["exit"], ended["escalation"]),
+                             ({"signal": "SIGSEGV"}, "none"), s)
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+
+    def test_crash_leftovers_still_signalled(self):
+        """What a crashed server leaves behind gets SIGTERM at once (escalation "term")."""
+        m = Mux(self.serve("--daemonize-grandchild", opts=FAST))
+        m.send("a", initialize(1))
+        m.msg("a")
+        m.send("a", call(2, "crash"))
+        self.assert_error(m.msg("a"), 2, -32000)
+        ended = m.event("a", "ended")
+        self.assertEqual((ended["exit"], ended["escalation"]), ({"signal": "SIGSEGV"}, "term"))
+        self.assertLess(ended["ms"], 250)
+        self.assert_no_leftovers(0)
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+
+
 class Routing(Case):
     def test_server_requests_and_client_responses(self):
         m = Mux(self.serve())

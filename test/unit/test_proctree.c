@@ -581,6 +581,45 @@ test_fake_bad_stat(void **state)
 	assert_int_equal(t->v[0].pid, 20);
 }
 
+/* proctree_exiting(): a zombie, a process past PF_EXITING, and not the others. */
+static void
+test_fake_exiting(void **state)
+{
+	struct fake_root *r = *state;
+	static const struct {
+		pid_t pid;
+		const char *stat; /* NULL: no such process */
+		bool exiting;
+	} rows[] = {
+		{ 30, "30 (srv) S 1 30 30 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 5", false },
+		{ 31, "31 (srv) Z 1 31 31 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 5", true },
+		{ 32, "32 (srv) X 1 32 32 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 5", true },
+		{ 33, "33 (srv) R 1 33 33 0 -1 4194564 0 0 0 0 0 0 0 0 20 0 1 0 5", true },
+		{ 34, "34 (a (b) c) S 1 34 34 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 5", false },
+		{ 35, "35 (a) Z) R 1 35 35 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 5", false },
+		{ 36, "36 (short) S 1", false },
+		{ 37, NULL, false },
+	};
+	char path[PATH_MAX + 32];
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		if (rows[i].stat != NULL) {
+			struct fake_proc p = { rows[i].pid, 1, rows[i].pid, 'S',     "srv",
+					       NULL,	    0, { NULL },    { NULL } };
+
+			add_proc(r->dir, &p);
+			(void)snprintf(path, sizeof(path), "%s/%d/stat", r->dir, (int)p.pid);
+			write_file(path, rows[i].stat, strlen(rows[i].stat));
+		}
+		if (proctree_exiting(r->dir, rows[i].pid) != rows[i].exiting) {
+			fail_msg("pid %d: exiting should be %d", (int)rows[i].pid,
+				 (int)rows[i].exiting);
+		}
+	}
+	/* This process is neither. */
+	assert_false(proctree_exiting("/proc", getpid()));
+}
+
 /* A wide tree: more entries than the initial capacity. */
 static void
 test_fake_wide(void **state)
@@ -864,6 +903,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_fake_cookie_inside_long_entry, root_setup,
 						root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_bad_stat, root_setup, root_teardown),
+		cmocka_unit_test_setup_teardown(test_fake_exiting, root_setup, root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_wide, root_setup, root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_many_children, root_setup, root_teardown),
 		cmocka_unit_test_setup_teardown(test_real_proc, real_setup, real_teardown),
