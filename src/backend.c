@@ -50,6 +50,7 @@ static void backend_on_stderr(struct ev_loop *loop, ev_io *w, int revents);
 static void backend_on_grace(struct ev_loop *loop, ev_timer *w, int revents);
 static void backend_step(struct backend *b);
 static void backend_chunk_done(void);
+static void input_broken(struct backend *b);
 
 void
 backend_module_init(struct ev_loop *loop)
@@ -354,10 +355,6 @@ span_keep(struct backend *b)
 
 	if (b->span_len > 0) {
 		rc = wbuf_append(&b->inq, b->span, b->span_len);
-		if (rc == -1) {
-			diag_error("session %s: out of memory: %zu bytes for the server were lost",
-				   b->cookie, b->span_len);
-		}
 		b->span = NULL;
 		b->span_len = 0;
 	}
@@ -391,6 +388,8 @@ backend_send(struct backend *b, const char *line, size_t len)
 			return 0;
 		}
 		if (span_keep(b) == -1) {
+			input_broken(b);
+			errno = ENOMEM;
 			return -1;
 		}
 		b->span = line;
@@ -399,16 +398,23 @@ backend_send(struct backend *b, const char *line, size_t len)
 		return 0;
 	}
 	if (span_keep(b) == -1) {
+		input_broken(b);
+		errno = ENOMEM;
 		return -1;
 	}
 	if (wbuf_len(&b->inq) == 0 && len >= WBUF_CHUNK) {
 		/* A big line with nothing before it: written at once from where it was read. */
 		if (wbuf_send(&b->inq, b->in_fd, line, len, "\n", 1) == -1) {
-			if (errno == EPIPE) {
+			int err = errno;
+
+			if (err == EPIPE) {
 				/* The server closed its stdin: nothing more can reach it. */
 				close_stdin(b);
-				errno = EPIPE;
+			} else {
+				input_broken(
+					b); /* perhaps half a line written: the stream is broken */
 			}
+			errno = err;
 			return -1;
 		}
 		if (wbuf_len(&b->inq) > 0) {
@@ -429,18 +435,51 @@ backend_stdin_full(const struct backend *b)
 	return wbuf_full(&b->inq);
 }
 
-/* Write what stdin's queue holds, as far as the pipe takes it. */
+/*
+ * The server's stdin can take nothing more: it closed it (EPIPE), or memory ran out with
+ * lines for it unqueued.  What it was sent but did not get is lost, so the run cannot go
+ * on: it ends, and its requests in flight are answered when the teardown is done.
+ */
+static void
+input_broken(struct backend *b)
+{
+	if (errno == ENOMEM) {
+		diag_error("session %s: out of memory: lines for the server were lost: ending it",
+			   b->cookie);
+	} else if (errno == EPIPE) {
+		diag_warn("session %s: the server closed its input: ending it", b->cookie);
+	} else {
+		diag_warn_errno("session %s: cannot write to the server: ending it", b->cookie);
+	}
+	close_stdin(b);
+	if (b->state < BACKEND_CLOSING) {
+		backend_end(b, -1);
+	}
+}
+
+/* Write stdin's queue, then the span, as far as the pipe takes them. */
 static void
 stdin_flush(struct backend *b)
 {
 	bool was_full = wbuf_full(&b->inq);
+	int rc;
 
 	if (b->in_fd < 0) {
 		return;
 	}
-	if (wbuf_flush(&b->inq, b->in_fd) == -1) {
-		close_stdin(b);
-	} else if (wbuf_len(&b->inq) == 0) {
+	if (b->span_len > 0) {
+		/* Straight from the read chunk; only what the pipe does not take is copied. */
+		rc = wbuf_send_after(&b->inq, b->in_fd, b->span, b->span_len);
+		b->span = NULL;
+		b->span_len = 0;
+	} else {
+		rc = wbuf_flush(&b->inq, b->in_fd);
+	}
+	if (rc == -1) {
+		input_broken(b);
+		return;
+	}
+	if (wbuf_len(&b->inq) == 0) {
 		ev_io_stop(b->loop, &b->in_w);
 		wbuf_release(&b->inq); /* an idle session holds no queue memory */
 		if (b->state >= BACKEND_CLOSING) {
@@ -464,6 +503,7 @@ backend_on_stdin(struct ev_loop *loop, ev_io *w, int revents)
 	stdin_flush(container_of(w, struct backend, in_w));
 }
 
+/* Write what backends got this read or this turn: one writev each. */
 static void
 dirty_flush(void)
 {
@@ -473,37 +513,11 @@ dirty_flush(void)
 		dirty_head = b->next_dirty;
 		b->dirty = false;
 		b->next_dirty = NULL;
-		if (b->span_len > 0 && b->in_fd >= 0 && !ev_is_active(&b->in_w) &&
-		    wbuf_len(&b->inq) > 0 && wbuf_flush(&b->inq, b->in_fd) == -1) {
-			close_stdin(b);
-			continue;
-		}
-		if (b->span_len > 0 && b->in_fd >= 0 && wbuf_len(&b->inq) == 0) {
-			/* Straight from the read chunk; only what the pipe does not take is copied.
-			 */
-			int rc = wbuf_send(&b->inq, b->in_fd, b->span, b->span_len, NULL, 0);
-
-			b->span = NULL;
-			b->span_len = 0;
-			if (rc == -1) {
-				if (errno == ENOMEM) {
-					diag_error(
-						"session %s: out of memory: bytes for the server "
-						"were lost",
-						b->cookie);
-				}
-				close_stdin(b);
-				continue;
-			}
-			if (wbuf_len(&b->inq) > 0) {
-				ev_io_start(b->loop,
-					    &b->in_w); /* the rest when the pipe has room */
-				continue;
-			}
-		}
-		(void)span_keep(b);
 		if (!ev_is_active(&b->in_w)) {
 			stdin_flush(b);
+		} else if (span_keep(b) == -1) {
+			/* The pipe is full and its watcher writes the queue: the span joins it. */
+			input_broken(b);
 		}
 	}
 }
@@ -725,7 +739,9 @@ backend_end(struct backend *b, double grace_ms)
 	}
 	begin_teardown(b, BACKEND_CLOSING);
 	b->escalation = BACKEND_ESC_EOF;
-	(void)span_keep(b);
+	if (span_keep(b) == -1) {
+		diag_error("session %s: out of memory: lines for the server were lost", b->cookie);
+	}
 	if (wbuf_len(&b->inq) == 0) {
 		close_stdin(b);
 	} else if (b->in_fd >= 0) {
@@ -783,6 +799,10 @@ child_exited(struct backend *b, int wstatus)
 		close_stdin(b);
 		begin_teardown(b, BACKEND_TERMINATING);
 		b->escalation = BACKEND_ESC_NONE;
+		arm_grace(b, b->term_grace);
+	} else if (b->state == BACKEND_CLOSING && b->exited_by_itself) {
+		/* Its exit began the teardown (a crash): on as for any exit, not an EOF. */
+		b->state = BACKEND_TERMINATING;
 		arm_grace(b, b->term_grace);
 	}
 	scan_wanted = true;

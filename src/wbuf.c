@@ -225,6 +225,54 @@ wbuf_line_cut(const struct wbuf *q, size_t quantum)
 }
 
 int
+wbuf_send_after(struct wbuf *q, int fd, const void *p, size_t len)
+{
+	struct iovec iov[WBUF_IOV + 1];
+	size_t queued = 0, done = 0;
+	int n = 0;
+	bool all = true; /* every queued byte is in iov: p may follow in the same writev */
+
+	for (struct wchunk *c = q->head; c != NULL; c = c->next) {
+		if (c->len == c->off) {
+			continue;
+		}
+		if (n == WBUF_IOV) {
+			all = false;
+			break;
+		}
+		iov[n].iov_base = c->data + c->off;
+		iov[n].iov_len = c->len - c->off;
+		queued += iov[n].iov_len;
+		n++;
+	}
+	if (all && len > 0) {
+		iov[n].iov_base = (void *)(uintptr_t)p;
+		iov[n].iov_len = len;
+		n++;
+	}
+	if (n > 0) {
+		ssize_t w = sys_writev(fd, iov, n);
+
+		if (w == -1 && errno != EAGAIN) {
+			return -1;
+		}
+		if (w > 0) {
+			size_t from_q = SYS_MIN((size_t)w, queued);
+
+			wbuf_consume(q, from_q);
+			done = (size_t)w - from_q;
+		}
+	}
+	if (done < len) {
+		return wbuf_append(q, (const char *)p + done, len - done);
+	}
+	if (q->len == 0 && q->head != NULL) {
+		wbuf_release(q); /* drained: give the memory back */
+	}
+	return 0;
+}
+
+int
 wbuf_flush(struct wbuf *q, int fd)
 {
 	while (q->len > 0) {
@@ -273,8 +321,10 @@ wbuf_send(struct wbuf *q, int fd, const void *p, size_t len, const void *p2, siz
 	if (done >= len) {
 		iov[0].iov_len = 0;
 		done -= len;
-		iov[1].iov_base = (char *)iov[1].iov_base + done;
-		iov[1].iov_len -= done;
+		if (done > 0) {
+			iov[1].iov_base = (char *)iov[1].iov_base + done;
+			iov[1].iov_len -= done;
+		}
 	} else {
 		iov[0].iov_base = (char *)iov[0].iov_base + done;
 		iov[0].iov_len -= done;

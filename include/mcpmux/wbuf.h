@@ -42,6 +42,12 @@ int wbuf_append(struct wbuf *q, const void *p, size_t len);
  * other than EAGAIN (errno set, nothing queued) or ENOMEM.
  */
 int wbuf_send(struct wbuf *q, int fd, const void *p, size_t len, const void *p2, size_t len2);
+/*
+ * Write the queue and then p[0..len) with one writev, as far as the fd takes them, and
+ * queue what is left of p: the queued bytes always go first.  0 on success; -1 on a write
+ * error other than EAGAIN (errno set, nothing queued) or ENOMEM.
+ */
+int wbuf_send_after(struct wbuf *q, int fd, const void *p, size_t len);
 /* Write queued bytes until done or EAGAIN.  0, or -1 on a write error (errno set). */
 int wbuf_flush(struct wbuf *q, int fd);
 /* Queue bytes given as an iovec array (at most one allocation; all or nothing). */

@@ -329,6 +329,30 @@ class Failures(Case):
         self.assertIn("SIGSEGV", err["message"])
         self.assertEqual(w.wait(), 128 + signal.SIGSEGV)
 
+    def test_server_that_closes_its_input(self):
+        """A server that closes its stdin and runs on cannot get what it is sent: the run
+        ends, and the request that could not reach it gets an error, within the graces."""
+        w = self.start([MCPMUX] + FAST + ["--", "sh", "-c", "exec <&-; exec sleep 30"])
+        def server_sleeps():  # it has closed its stdin once it runs sleep
+            with open("/proc/%d/task/%d/children" % (w.pid, w.pid)) as f:
+                kids = f.read().split()
+            for pid in kids:
+                try:
+                    with open("/proc/%s/comm" % pid) as f:
+                        if f.read().strip() == "sleep":
+                            return True
+                except OSError:
+                    pass
+            return False
+
+        wait_until(server_sleeps, 5, "the server to close its stdin")
+        t0 = time.monotonic()
+        w.send(req(1, "ping"))
+        self.assert_error(w.msg(5), 1, -32000)
+        self.assertLess(time.monotonic() - t0, 2.5)
+        self.assertEqual(w.wait(), 128 + signal.SIGTERM)
+        self.assert_no_leftovers(0)
+
     def test_exit_codes(self):
         w = self.start([MCPMUX, "--", "/nonexistent/mcp-server"])
         self.assertEqual(w.wait(), 127)

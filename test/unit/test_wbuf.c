@@ -221,6 +221,58 @@ test_send_queues_when_pipe_full(void **state)
 	pump_and_compare(f);
 }
 
+/* wbuf_send_after: the queue, then the bytes, in one writev; the rest queued in order. */
+static void
+test_send_after(void **state)
+{
+	struct pipe_fixture *f = *state;
+	static char big[200000];
+
+	for (size_t i = 0; i < sizeof(big); i++) {
+		big[i] = (char)('A' + i % 23);
+	}
+	/* Nothing queued: written at once. */
+	assert_int_equal(wbuf_send_after(&f->q, f->wfd, "one\n", 4), 0);
+	bytes_add(&f->want, "one\n", 4);
+	assert_null(f->q.head);
+	assert_int_equal(drain(f, SIZE_MAX), 4);
+
+	/* Something queued and room in the pipe: both leave, the queue first. */
+	assert_int_equal(wbuf_append(&f->q, "two\n", 4), 0);
+	bytes_add(&f->want, "two\n", 4);
+	assert_int_equal(wbuf_send_after(&f->q, f->wfd, "three\n", 6), 0);
+	bytes_add(&f->want, "three\n", 6);
+	assert_int_equal(wbuf_len(&f->q), 0);
+	assert_null(f->q.head);
+	assert_int_equal(drain(f, SIZE_MAX), 10);
+
+	/* A full pipe: all of it is queued behind what was there. */
+	size_t filler = fill_pipe(f);
+
+	assert_true(filler > 0);
+	assert_int_equal(wbuf_append(&f->q, "four\n", 5), 0);
+	bytes_add(&f->want, "four\n", 5);
+	assert_int_equal(wbuf_send_after(&f->q, f->wfd, "five\n", 5), 0);
+	bytes_add(&f->want, "five\n", 5);
+	assert_int_equal(wbuf_len(&f->q), 10);
+
+	/* More than the pipe takes: the pipe gets the queue and a part, the rest is queued. */
+	assert_int_equal(drain(f, SIZE_MAX), filler);
+	assert_int_equal(wbuf_send_after(&f->q, f->wfd, big, sizeof(big)), 0);
+	bytes_add(&f->want, big, sizeof(big));
+	assert_true(wbuf_len(&f->q) > 0 && wbuf_len(&f->q) < sizeof(big));
+
+	/* A closed reader: an error, and nothing queued for it. */
+	pump_and_compare(f);
+	(void)signal(SIGPIPE, SIG_IGN);
+	sys_close(&f->rfd);
+	size_t before = wbuf_len(&f->q);
+
+	assert_int_equal(wbuf_send_after(&f->q, f->wfd, "six\n", 4), -1);
+	assert_int_equal(errno, EPIPE);
+	assert_int_equal(wbuf_len(&f->q), before);
+}
+
 /* An empty pipe takes part of a 1 MiB message; wbuf_send queues exactly the rest. */
 static void
 test_send_partial_write(void **state)
@@ -598,6 +650,7 @@ main(void)
 						pipe_teardown),
 		cmocka_unit_test_setup_teardown(test_send_queues_when_pipe_full, pipe_setup,
 						pipe_teardown),
+		cmocka_unit_test_setup_teardown(test_send_after, pipe_setup, pipe_teardown),
 		cmocka_unit_test_setup_teardown(test_send_partial_write, pipe_setup, pipe_teardown),
 		cmocka_unit_test_setup_teardown(test_end_to_end_stream, pipe_setup, pipe_teardown),
 		cmocka_unit_test(test_full_at_high_mark),
