@@ -561,32 +561,12 @@ jsonrpc_text_ok(const char *text, size_t len)
 			p++;
 			continue;
 		}
-		unsigned char c = *p;
-		size_t n;
-		unsigned char lo = 0x80, hi = 0xbf;
+		size_t n = rpcout_utf8_len(p, (size_t)(end - p));
 
-		if (c >= 0xc2 && c <= 0xdf) {
-			n = 1;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			n = 2;
-			lo = c == 0xe0 ? 0xa0 : 0x80;
-			hi = c == 0xed ? 0x9f : 0xbf;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			n = 3;
-			lo = c == 0xf0 ? 0x90 : 0x80;
-			hi = c == 0xf4 ? 0x8f : 0xbf;
-		} else {
+		if (n == 0) {
 			return false;
 		}
-		if ((size_t)(end - p) <= n || p[1] < lo || p[1] > hi) {
-			return false;
-		}
-		for (size_t i = 2; i <= n; i++) {
-			if (p[i] < 0x80 || p[i] > 0xbf) {
-				return false;
-			}
-		}
-		p += n + 1;
+		p += n;
 	}
 	return true;
 }

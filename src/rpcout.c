@@ -100,9 +100,8 @@ sbuf_add_json_string(struct sbuf *b, const char *p, size_t len)
 	}
 }
 
-/* Length of the valid UTF-8 sequence at p (1..4), or 0 if it is not valid. */
-static size_t
-utf8_seq(const unsigned char *p, size_t len)
+size_t
+rpcout_utf8_len(const unsigned char *p, size_t len)
 {
 	unsigned char c = p[0];
 	size_t n;
@@ -175,7 +174,7 @@ rpcout_escape_into(char *out, const char *in, size_t len)
 			*o++ = (char)c;
 			i++;
 		} else {
-			size_t n = utf8_seq(p + i, len - i);
+			size_t n = rpcout_utf8_len(p + i, len - i);
 
 			if (n == 0) {
 				memcpy(o, "\\ufffd", 6);

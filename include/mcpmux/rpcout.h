@@ -36,6 +36,12 @@ void sbuf_add_json_string(struct sbuf *b, const char *p, size_t len);
  */
 size_t rpcout_escape_into(char *out, const char *p, size_t len);
 
+/*
+ * Length of the valid UTF-8 sequence at p (1..4), or 0 if it is not valid by RFC 3629
+ * (cut short, overlong, a UTF-16 surrogate, past U+10FFFF).  len >= 1.
+ */
+size_t rpcout_utf8_len(const unsigned char *p, size_t len);
+
 /* Standard JSON-RPC error codes that mcpmux produces. */
 #define RPC_PARSE_ERROR	    (-32700)
 #define RPC_INVALID_REQUEST (-32600)
