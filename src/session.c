@@ -75,78 +75,56 @@ session_id_valid(const char *id, size_t len)
 
 /* ---- requests in flight ---- */
 
-static void
-pending_add(struct session *s, const char *id, size_t len)
-{
-	struct pending *p;
-
-	HASH_FIND(hh, s->pending, id, len, p);
-	if (p != NULL) {
-		return; /* a reused id: one answer is owed either way */
-	}
-	p = malloc(sizeof(*p) + len);
-	if (p == NULL) {
-		return; /* untracked: it gets no error if the server dies */
-	}
-	p->t = ev_now(s->loop);
-	p->id_len = len;
-	memcpy(p->id, id, len);
-	HASH_ADD_KEYPTR(hh, s->pending, p->id, p->id_len, p);
-	s->n_pending++;
-}
-
-/* Forget a request that was answered; returns ms since it was sent, -1 if unknown. */
-static double
-pending_remove(struct session *s, const char *id, size_t len)
-{
-	struct pending *p;
-	double ms = -1;
-
-	HASH_FIND(hh, s->pending, id, len, p);
-	if (p != NULL) {
-		ms = (ev_now(s->loop) - p->t) * 1000.;
-		HASH_DEL(s->pending, p);
-		free(p);
-		s->n_pending--;
-	}
-	return ms;
-}
-
 /*
- * Server-to-client requests, for the latency of the client's answers in the traffic log.
- * Bounded: a server that never gets answers cannot grow the table past the limit.
+ * A table of request ids, each with the time it was seen: the client's requests in flight
+ * (answered with an error if the server dies; their latency for the traffic log) and the
+ * server's (the latency of the client's answers).  Bounded: at SESSION_MAX_PENDING, or
+ * when memory runs out, an id goes untracked.  A reused id is kept once: one answer is
+ * owed either way.
  */
 static void
-srv_pending_add(struct session *s, const char *id, size_t len)
+ids_add(struct session *s, struct pending **table, size_t *n, const char *id, size_t len)
 {
 	struct pending *p;
 
-	HASH_FIND(hh, s->srv_pending, id, len, p);
-	if (p != NULL || s->n_srv_pending >= SESSION_MAX_PENDING ||
-	    (p = malloc(sizeof(*p) + len)) == NULL) {
+	HASH_FIND(hh, *table, id, len, p);
+	if (p != NULL || *n >= SESSION_MAX_PENDING || (p = malloc(sizeof(*p) + len)) == NULL) {
 		return;
 	}
 	p->t = ev_now(s->loop);
 	p->id_len = len;
 	memcpy(p->id, id, len);
-	HASH_ADD_KEYPTR(hh, s->srv_pending, p->id, p->id_len, p);
-	s->n_srv_pending++;
+	HASH_ADD_KEYPTR(hh, *table, p->id, p->id_len, p);
+	(*n)++;
 }
 
+/* Forget an id that was answered; returns ms since it was seen, -1 if unknown. */
 static double
-srv_pending_remove(struct session *s, const char *id, size_t len)
+ids_remove(struct session *s, struct pending **table, size_t *n, const char *id, size_t len)
 {
 	struct pending *p;
 	double ms = -1;
 
-	HASH_FIND(hh, s->srv_pending, id, len, p);
+	HASH_FIND(hh, *table, id, len, p);
 	if (p != NULL) {
 		ms = (ev_now(s->loop) - p->t) * 1000.;
-		HASH_DEL(s->srv_pending, p);
+		HASH_DEL(*table, p);
 		free(p);
-		s->n_srv_pending--;
+		(*n)--;
 	}
 	return ms;
+}
+
+static void
+pending_add(struct session *s, const char *id, size_t len)
+{
+	ids_add(s, &s->pending, &s->n_pending, id, len);
+}
+
+static double
+pending_remove(struct session *s, const char *id, size_t len)
+{
+	return ids_remove(s, &s->pending, &s->n_pending, id, len);
 }
 
 static void
@@ -217,8 +195,8 @@ session_from_client(struct session *s, const char *line, size_t len,
 		double ms = -1;
 
 		if (scan->kind == JSONRPC_RESPONSE || scan->kind == JSONRPC_ERROR) {
-			ms = srv_pending_remove(s, jsonrpc_str(scan, scan->one.id),
-						scan->one.id.len);
+			ms = ids_remove(s, &s->srv_pending, &s->n_srv_pending,
+					jsonrpc_str(scan, scan->one.id), scan->one.id.len);
 		}
 		tlog_message(s->id, session_pid(s), TLOG_IN, scan, line, len, ms);
 	}
@@ -272,7 +250,8 @@ session_on_line(void *ctx, const char *line, size_t len)
 		ms = pending_remove(s, jsonrpc_str(&out_scan, out_scan.one.id),
 				    out_scan.one.id.len);
 	} else if (kind == JSONRPC_REQUEST && tlog_enabled) {
-		srv_pending_add(s, jsonrpc_str(&out_scan, out_scan.one.id), out_scan.one.id.len);
+		ids_add(s, &s->srv_pending, &s->n_srv_pending,
+			jsonrpc_str(&out_scan, out_scan.one.id), out_scan.one.id.len);
 	} else if (kind == JSONRPC_BATCH) {
 		for (size_t i = 0; i < out_scan.n_items; i++) {
 			const struct jsonrpc_item *it = &out_scan.items[i];
