@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -99,6 +100,20 @@ bench_spawn(char *const *argv, int *to_child, int *from_child)
 	*to_child = in[1];
 	*from_child = out[0];
 	return pid;
+}
+
+/* Reap child pid; its exit status as a shell reports it (128 + N for signal N). */
+static inline int
+bench_wait(pid_t pid)
+{
+	int status;
+
+	while (waitpid(pid, &status, 0) == -1) {
+		if (errno != EINTR) {
+			return -1;
+		}
+	}
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 /* Write all of iov to fd, waiting with poll() when the fd is non-blocking and full. */

@@ -606,7 +606,7 @@ main(int argc, char **argv)
 		"\"mcpmux-bench\",\"version\":\"1\"}}}";
 	static const char initialized[] =
 		"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}";
-	int i, status;
+	int i;
 	long rss = -1;
 
 	if (argc < 2) {
@@ -718,9 +718,7 @@ main(int argc, char **argv)
 		last_progress = bench_now_ns();
 		io_step(1000);
 	}
-	while (waitpid(child, &status, 0) == -1 && errno == EINTR) {
-	}
-	int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	int code = bench_wait(child);
 
 	printf("{\"mode\":\"%s\",\"size\":%zu", argv[1], opt.size);
 	switch (opt.mode) {

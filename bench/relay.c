@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -92,7 +91,7 @@ int
 main(int argc, char **argv)
 {
 	struct dir d[2];
-	int to_child, from_child, status, i;
+	int to_child, from_child, i;
 	pid_t pid;
 
 	for (i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
@@ -166,12 +165,9 @@ main(int argc, char **argv)
 		}
 	}
 	close(STDOUT_FILENO);
-	while (waitpid(pid, &status, 0) == -1 && errno == EINTR) {
-	}
+	int code = bench_wait(pid);
+
 	free(d[0].buf);
 	free(d[1].buf);
-	if (WIFSIGNALED(status)) {
-		return 128 + WTERMSIG(status);
-	}
-	return WEXITSTATUS(status);
+	return code;
 }

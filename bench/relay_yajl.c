@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <yajl/yajl_parse.h>
@@ -184,7 +183,7 @@ int
 main(int argc, char **argv)
 {
 	struct dir d[2];
-	int to_child, from_child, status;
+	int to_child, from_child;
 	pid_t pid;
 
 	if (argc < 3 || strcmp(argv[1], "--") != 0) {
@@ -246,8 +245,8 @@ main(int argc, char **argv)
 		}
 	}
 	close(STDOUT_FILENO);
-	while (waitpid(pid, &status, 0) == -1 && errno == EINTR) {
-	}
+	int code = bench_wait(pid);
+
 	for (int k = 0; k < 2; k++) {
 		if (d[k].dropped > 0) {
 			fprintf(stderr, PROG ": dropped %llu invalid line(s) %s\n", d[k].dropped,
@@ -259,8 +258,5 @@ main(int argc, char **argv)
 		free(d[k].in);
 		free(d[k].out);
 	}
-	if (WIFSIGNALED(status)) {
-		return 128 + WTERMSIG(status);
-	}
-	return WEXITSTATUS(status);
+	return code;
 }

@@ -198,7 +198,7 @@ main(int argc, char **argv)
 {
 	size_t n = 1000;
 	bool end_eof = false;
-	int idle_ms = 1000, i, status;
+	int idle_ms = 1000, i;
 	char line[512];
 
 	for (i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
@@ -293,8 +293,7 @@ main(int argc, char **argv)
 	while (!mux_eof) {
 		io_round(1000);
 	}
-	while (waitpid(mux_pid, &status, 0) == -1 && errno == EINTR) {
-	}
+	int code = bench_wait(mux_pid);
 
 	double start_s = (double)(t1 - t0) / 1e9;
 
@@ -305,8 +304,7 @@ main(int argc, char **argv)
 	       n, end_eof ? "eof" : "control", start_s, (double)n / start_s, rss0, rss1,
 	       (double)(rss1 - rss0) * 1024. / (double)n,
 	       pss0 >= 0 && pss1 >= 0 ? (double)(pss1 - pss0) * 1024. / (double)n : -1.,
-	       (double)(t3 - t2) / 1e6, n_started, n_errors,
-	       WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+	       (double)(t3 - t2) / 1e6, n_started, n_errors, code);
 	free(in);
 	free(out);
 	return n_errors > 0 || n_started != n;
