@@ -49,7 +49,7 @@ static void backend_on_stdin(struct ev_loop *loop, ev_io *w, int revents);
 static void backend_on_stderr(struct ev_loop *loop, ev_io *w, int revents);
 static void backend_on_grace(struct ev_loop *loop, ev_timer *w, int revents);
 static void backend_step(struct backend *b);
-static void backend_chunk_done(void);
+static void dirty_flush(void);
 static void input_broken(struct backend *b);
 
 void
@@ -61,7 +61,7 @@ backend_module_init(struct ev_loop *loop)
 	ev_unref(loop);
 	ev_init(&trim_w, backend_on_trim);
 	trim_w.repeat = 1.;
-	sys_chunk_done = backend_chunk_done;
+	sys_chunk_done = dirty_flush; /* a read chunk is done: write what came from it */
 	ev_prepare_init(&turn_w, backend_on_turn);
 	ev_prepare_start(loop, &turn_w);
 	ev_unref(loop);
@@ -520,13 +520,6 @@ dirty_flush(void)
 			input_broken(b);
 		}
 	}
-}
-
-/* The read chunk is done: write what came from it (sys_chunk_done). */
-static void
-backend_chunk_done(void)
-{
-	dirty_flush();
 }
 
 void

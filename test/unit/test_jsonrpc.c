@@ -626,10 +626,9 @@ test_text_ok_every_offset(void **state)
 
 		for (size_t at = 0; at + n <= 200; at++) {
 			memset(buf, 'a', 200);
-			buf[at] = '\t'; /* tab and CR are allowed anywhere */
 			memcpy(buf + at, bad[b], n);
 			if (at > 0) {
-				buf[at - 1] = '\r';
+				buf[at - 1] = '\r'; /* allowed anywhere, like tab */
 			}
 			if (jsonrpc_text_ok(buf, 200)) {
 				fail_msg("bad byte %zu not found at offset %zu", b, at);
