@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <malloc.h>
 #include <sched.h>
 #include <signal.h>
@@ -10,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,13 +22,12 @@
 #include "mcpmux/proctree.h"
 #include "mcpmux/rpcout.h"
 #include "mcpmux/sys.h"
+#include "mcpmux/tlog.h"
 
-#define READ_BUDGET ((size_t)256 << 10)
-#define PIPE_SMALL  (64 << 10) /* Linux's default pipe size */
-#define PIPE_BIG                                                                                 \
-	(1 << 20) /* while big messages flow */ /* bytes per callback: fairness between sessions \
-						 */
-#define KILL_RESCAN_S 0.05			/* KILLING: re-scan and re-kill interval */
+#define READ_BUDGET   ((size_t)256 << 10) /* bytes per callback: fairness between sessions */
+#define PIPE_SMALL    (64 << 10)	  /* Linux's default pipe size */
+#define PIPE_BIG      (1 << 20)		  /* while big messages flow */
+#define KILL_RESCAN_S 0.05		  /* KILLING: re-scan and re-kill interval */
 #define PROC_ROOT     "/proc"
 
 /* Module state: process-wide by nature (SIGCHLD, /proc). */
@@ -40,6 +42,7 @@ static struct backend *dirty_head;  /* lines queued for stdin this turn, not yet
 static bool scan_wanted;
 static struct proctree snapshot;
 static char scratch[64 << 10];
+static char owner_env[sizeof(PROCTREE_OWNER_ENV) + 48]; /* MCPMUX_OWNER=PID:START */
 
 static void backend_on_child(struct ev_loop *loop, ev_child *w, int revents);
 static void backend_on_turn(struct ev_loop *loop, ev_prepare *w, int revents);
@@ -48,9 +51,12 @@ static void backend_on_stdout(struct ev_loop *loop, ev_io *w, int revents);
 static void backend_on_stdin(struct ev_loop *loop, ev_io *w, int revents);
 static void backend_on_stderr(struct ev_loop *loop, ev_io *w, int revents);
 static void backend_on_grace(struct ev_loop *loop, ev_timer *w, int revents);
+static void backend_on_stall(struct ev_loop *loop, ev_timer *w, int revents);
+static void backend_on_err_room(struct errout_waiter *w);
 static void backend_step(struct backend *b);
 static void dirty_flush(void);
 static void input_broken(struct backend *b);
+static void spawn_stack_free(void);
 
 void
 backend_module_init(struct ev_loop *loop)
@@ -66,6 +72,19 @@ backend_module_init(struct ev_loop *loop)
 	ev_prepare_start(loop, &turn_w);
 	ev_unref(loop);
 	proctree_init(&snapshot);
+	proctree_spare(true);
+
+	unsigned long long start = 0;
+
+	(void)proctree_start_time(PROC_ROOT, getpid(), &start);
+	(void)snprintf(owner_env, sizeof(owner_env), "%s=%d:%llu", PROCTREE_OWNER_ENV,
+		       (int)getpid(), start);
+}
+
+const char *
+backend_owner(void)
+{
+	return owner_env + sizeof(PROCTREE_OWNER_ENV);
 }
 
 void
@@ -83,6 +102,8 @@ backend_module_release(void)
 		mod_loop = NULL;
 	}
 	proctree_release(&snapshot);
+	proctree_spare(false);
+	spawn_stack_free();
 }
 
 static void
@@ -123,17 +144,78 @@ ending_remove(struct backend *b)
  * Spawning is clone(CLONE_VM | CLONE_VFORK), as posix_spawn() does it: no copy of
  * mcpmux's page tables, and mcpmux resumes only once the child has exec'd or failed, so
  * the child reports an exec failure by writing into shared memory (no status pipe).
- * The child runs on a stack of its own; one is enough, since spawns never overlap.
+ * posix_spawn() itself cannot be used: it has no way to set the parent-death signal.
+ *
+ * The child runs on a stack of its own, mapped with a guard page below it and sized to
+ * what exec needs there: glibc's execvpe() puts a copy of argv on the stack when it
+ * falls back to running a file without "#!" through /bin/sh (8 bytes an argument), and a
+ * path buffer of at most PATH_MAX + NAME_MAX.  An overrun hits the guard page and kills
+ * the child alone (it is a process of its own, not a thread), never mcpmux's memory.
+ * One stack is kept and grown when needed: spawns never overlap.
  */
 struct spawn_args {
 	char *const *argv;
 	char *const *envp;
 	pid_t parent;
 	int in_fd, out_fd, err_fd;
+	bool restore_nofile;
+	struct rlimit nofile;
 	volatile int err; /* the child's errno when it could not exec */
 };
 
-static char child_stack[64 << 10] __attribute__((aligned(64)));
+#define STACK_BASE ((size_t)64 << 10)
+
+static void *stack_map; /* guard page + stack */
+static size_t stack_map_len;
+static size_t stack_page;
+
+static void
+spawn_stack_free(void)
+{
+	if (stack_map != NULL) {
+		(void)munmap(stack_map, stack_map_len);
+		stack_map = NULL;
+		stack_map_len = 0;
+	}
+}
+
+/* The top of a stack for a child running argv; NULL with errno set. */
+static char *
+spawn_stack(char *const *argv)
+{
+	size_t argc = 0;
+
+	if (stack_page == 0) {
+		long pg = sysconf(_SC_PAGESIZE);
+
+		stack_page = pg > 0 ? (size_t)pg : 4096;
+	}
+	while (argv[argc] != NULL) {
+		argc++;
+	}
+	size_t need = STACK_BASE + (argc + 3) * sizeof(char *) + PATH_MAX + NAME_MAX;
+	size_t len = (need + stack_page - 1) / stack_page * stack_page + stack_page;
+
+	if (len > stack_map_len) {
+		spawn_stack_free();
+		void *m = mmap(NULL, len, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+
+		if (m == MAP_FAILED) {
+			return NULL;
+		}
+		if (mprotect(m, stack_page, PROT_NONE) == -1) {
+			int err = errno;
+
+			(void)munmap(m, len);
+			errno = err;
+			return NULL;
+		}
+		stack_map = m;
+		stack_map_len = len;
+	}
+	return (char *)stack_map + stack_map_len;
+}
 
 /* In the child, until exec.  Never returns. */
 __attribute__((no_sanitize_address)) static int
@@ -156,6 +238,10 @@ child_main(void *arg)
 		a->err = EAGAIN;
 		_exit(1);
 	}
+	/* The descriptor limit of a direct run (mcpmux raised its own). */
+	if (a->restore_nofile) {
+		(void)setrlimit(RLIMIT_NOFILE, &a->nofile);
+	}
 	if (dup2(a->in_fd, STDIN_FILENO) == -1 || dup2(a->out_fd, STDOUT_FILENO) == -1 ||
 	    (a->err_fd >= 0 && dup2(a->err_fd, STDERR_FILENO) == -1)) {
 		err = errno;
@@ -170,27 +256,35 @@ child_main(void *arg)
 	_exit(err == ENOENT ? 127 : 126);
 }
 
-/* mcpmux's environment with MCPMUX_SESSION=cookie in place of any inherited one. */
+/*
+ * mcpmux's environment with MCPMUX_SESSION=cookie and MCPMUX_OWNER in place of any
+ * inherited ones (a server of an mcpmux under mcpmux belongs to the inner one).
+ */
 static char **
 child_env(char *entry)
 {
 	static const char key[] = PROCTREE_COOKIE_ENV "=";
+	static const char okey[] = PROCTREE_OWNER_ENV "=";
 	size_t n = 0, k = 0;
 
 	while (environ[n] != NULL) {
 		n++;
 	}
-	char **env = malloc((n + 2) * sizeof(*env));
+	char **env = malloc((n + 3) * sizeof(*env));
 
 	if (env == NULL) {
 		return NULL;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (strncmp(environ[i], key, sizeof(key) - 1) != 0) {
+		if (strncmp(environ[i], key, sizeof(key) - 1) != 0 &&
+		    strncmp(environ[i], okey, sizeof(okey) - 1) != 0) {
 			env[k++] = environ[i];
 		}
 	}
 	env[k++] = entry;
+	if (owner_env[0] != '\0') {
+		env[k++] = owner_env;
+	}
 	env[k] = NULL;
 	return env;
 }
@@ -216,6 +310,11 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	char entry[sizeof(PROCTREE_COOKIE_ENV) + sizeof(b->cookie)];
 
 	(void)snprintf(entry, sizeof(entry), "%s=%s", PROCTREE_COOKIE_ENV, b->cookie);
+	char *stack = spawn_stack(cfg->argv);
+
+	if (stack == NULL) {
+		goto fail;
+	}
 	char **envp = child_env(entry);
 
 	if (envp == NULL) {
@@ -229,11 +328,12 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 		.out_fd = pout[1],
 		.err_fd = perr[1],
 	};
+
+	args.restore_nofile = sys_nofile_original(&args.nofile);
 	/* Block every signal across the spawn: no handler may run in the child. */
 	sigfillset(&all);
 	(void)sigprocmask(SIG_SETMASK, &all, &old);
-	pid_t pid = clone(child_main, child_stack + sizeof(child_stack),
-			  CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+	pid_t pid = clone(child_main, stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
 
 	err = errno;
 	(void)sigprocmask(SIG_SETMASK, &old, NULL);
@@ -255,13 +355,16 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	b->claim_orphans = cfg->claim_orphans;
 	b->eof_grace = cfg->eof_grace;
 	b->term_grace = cfg->term_grace;
-	b->t_start = ev_now(loop);
+	b->stall_timeout = cfg->stall_timeout;
+	b->kill_deadline = cfg->kill_deadline;
+	b->t_start = sys_mono();
 	b->in_fd = pin[1];
 	b->out_fd = pout[0];
 	b->err_fd = perr[0];
 	b->sink = sink;
 	b->hooks = hooks;
 	b->owner = owner;
+	b->err_wait.on_room = backend_on_err_room;
 	wbuf_init(&b->inq, cfg->max_queue);
 	framer_init(&b->outf, cfg->max_message);
 	(void)sys_set_nonblock(b->in_fd, 1);
@@ -269,6 +372,7 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	ev_io_init(&b->in_w, backend_on_stdin, b->in_fd, EV_WRITE);
 	ev_io_init(&b->out_w, backend_on_stdout, b->out_fd, EV_READ);
 	ev_init(&b->grace_w, backend_on_grace);
+	ev_init(&b->stall_w, backend_on_stall);
 	ev_io_start(loop, &b->out_w);
 	if (b->err_fd >= 0) {
 		(void)sys_set_nonblock(b->err_fd, 1);
@@ -314,6 +418,44 @@ pipes_resize(struct backend *b, int size)
 	}
 }
 
+/*
+ * Tell the owner when the stdin queue reaches its mark, and when it goes below it: while
+ * it is full, the owner holds the client's input (the server sets the pace).
+ */
+static void
+input_level(struct backend *b)
+{
+	bool full = b->in_fd >= 0 && b->state < BACKEND_CLOSING && wbuf_full(&b->inq);
+
+	if (full != b->in_full) {
+		b->in_full = full;
+		if (b->hooks->on_input_full != NULL) {
+			b->hooks->on_input_full(b, b->owner, full);
+		}
+	}
+}
+
+/*
+ * The stall watch: while lines wait in the stdin queue, the server must take some of
+ * them within stall-timeout.  `progress`: the pipe took bytes just now.
+ */
+static void
+stall_watch(struct backend *b, bool progress)
+{
+	if (wbuf_len(&b->inq) == 0 || b->in_fd < 0 || b->state >= BACKEND_CLOSING ||
+	    b->stall_timeout <= 0) {
+		ev_timer_stop(b->loop, &b->stall_w);
+		return;
+	}
+	if (!ev_is_active(&b->stall_w)) {
+		b->in_since = sys_mono(); /* the queue was empty until now */
+		ev_timer_set(&b->stall_w, b->stall_timeout, 0.);
+		ev_timer_start(b->loop, &b->stall_w);
+	} else if (progress) {
+		b->in_since = sys_mono(); /* backend_on_stall() looks again at expiry */
+	}
+}
+
 static void
 close_stdin(struct backend *b)
 {
@@ -321,9 +463,11 @@ close_stdin(struct backend *b)
 		ev_io_stop(b->loop, &b->in_w);
 		sys_close(&b->in_fd);
 	}
+	ev_timer_stop(b->loop, &b->stall_w);
 	b->span = NULL;
 	b->span_len = 0;
 	wbuf_release(&b->inq);
+	input_level(b);
 }
 
 static void
@@ -388,6 +532,7 @@ backend_send(struct backend *b, const char *line, size_t len)
 			return 0;
 		}
 		if (span_keep(b) == -1) {
+			errno = ENOMEM;
 			input_broken(b);
 			errno = ENOMEM;
 			return -1;
@@ -395,9 +540,11 @@ backend_send(struct backend *b, const char *line, size_t len)
 		b->span = line;
 		b->span_len = len + 1;
 		dirty_add(b);
+		input_level(b);
 		return 0;
 	}
 	if (span_keep(b) == -1) {
+		errno = ENOMEM;
 		input_broken(b);
 		errno = ENOMEM;
 		return -1;
@@ -407,25 +554,27 @@ backend_send(struct backend *b, const char *line, size_t len)
 		if (wbuf_send(&b->inq, b->in_fd, line, len, "\n", 1) == -1) {
 			int err = errno;
 
-			if (err == EPIPE) {
-				/* The server closed its stdin: nothing more can reach it. */
-				close_stdin(b);
-			} else {
-				input_broken(
-					b); /* perhaps half a line written: the stream is broken */
-			}
+			/*
+			 * EPIPE: the server closed its stdin, nothing more can reach it.  Anything
+			 * else: perhaps half a line was written, the stream is broken.  Either way
+			 * the run ends, so that its requests in flight are answered.
+			 */
+			input_broken(b);
 			errno = err;
 			return -1;
 		}
+		stall_watch(b, wbuf_len(&b->inq) < len + 1);
 		if (wbuf_len(&b->inq) > 0) {
 			ev_io_start(b->loop, &b->in_w);
 		}
+		input_level(b);
 		return 0;
 	}
 	if (wbuf_append_line(&b->inq, line, len) == -1) {
 		return -1;
 	}
 	dirty_add(b);
+	input_level(b);
 	return 0;
 }
 
@@ -461,12 +610,13 @@ input_broken(struct backend *b)
 static void
 stdin_flush(struct backend *b)
 {
-	bool was_full = wbuf_full(&b->inq);
 	int rc;
 
 	if (b->in_fd < 0) {
 		return;
 	}
+	size_t before = wbuf_len(&b->inq) + b->span_len;
+
 	if (b->span_len > 0) {
 		/* Straight from the read chunk; only what the pipe does not take is copied. */
 		rc = wbuf_send_after(&b->inq, b->in_fd, b->span, b->span_len);
@@ -479,6 +629,7 @@ stdin_flush(struct backend *b)
 		input_broken(b);
 		return;
 	}
+	stall_watch(b, wbuf_len(&b->inq) < before);
 	if (wbuf_len(&b->inq) == 0) {
 		ev_io_stop(b->loop, &b->in_w);
 		wbuf_release(&b->inq); /* an idle session holds no queue memory */
@@ -489,10 +640,7 @@ stdin_flush(struct backend *b)
 	} else {
 		ev_io_start(b->loop, &b->in_w); /* the rest when the pipe has room */
 	}
-	if (was_full && !wbuf_full(&b->inq) && b->state < BACKEND_CLOSING &&
-	    b->hooks->on_writable != NULL) {
-		b->hooks->on_writable(b, b->owner);
-	}
+	input_level(b);
 }
 
 static void
@@ -501,6 +649,37 @@ backend_on_stdin(struct ev_loop *loop, ev_io *w, int revents)
 	(void)loop;
 	(void)revents;
 	stdin_flush(container_of(w, struct backend, in_w));
+}
+
+/*
+ * stall-timeout without the server taking a byte of its input: it is stuck (or reads
+ * only when it is answered, which nobody does while its input waits).  Its queue is
+ * dropped and its run ended; its requests in flight and queued get errors that say so.
+ */
+static void
+backend_on_stall(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct backend *b = container_of(w, struct backend, stall_w);
+	double idle = sys_mono() - b->in_since;
+
+	(void)revents;
+	if (wbuf_len(&b->inq) == 0 || b->in_fd < 0 || b->state >= BACKEND_CLOSING) {
+		return;
+	}
+	if (idle < b->stall_timeout) {
+		ev_timer_set(w, b->stall_timeout - idle, 0.);
+		ev_timer_start(loop, w);
+		return;
+	}
+	diag_warn("session %s: the server has not read its input for %g s (%zu bytes wait): "
+		  "ending its run (see --stall-timeout)",
+		  b->cookie, b->stall_timeout, wbuf_len(&b->inq));
+	b->stalled = true;
+	if (b->hooks->on_stall != NULL) {
+		b->hooks->on_stall(b, b->owner);
+	}
+	close_stdin(b);
+	backend_end(b, -1);
 }
 
 /* Write what backends got this read or this turn: one writev each. */
@@ -517,7 +696,10 @@ dirty_flush(void)
 			stdin_flush(b);
 		} else if (span_keep(b) == -1) {
 			/* The pipe is full and its watcher writes the queue: the span joins it. */
+			errno = ENOMEM;
 			input_broken(b);
+		} else {
+			input_level(b);
 		}
 	}
 }
@@ -571,29 +753,44 @@ backend_on_stdout(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 /*
- * The server's stderr, when captured: passed on to mcpmux's stderr as it comes, and to
- * the owner.  Until EOF, or until the backend is done (then what is readable is read and
- * the pipe closed: a leftover writer cannot exist once the tree is gone).
+ * The server's stderr, when captured: relayed to mcpmux's stderr as it comes, and to the
+ * owner.  While mcpmux's stderr is full, the pipe is not read (the server waits, as it
+ * would on a direct pipe), and errout calls back once there is room.  At the end (the
+ * backend is done) what is in the pipe is read and the pipe closed: a leftover writer
+ * cannot exist once the tree is gone, and a writer outside it must not hold the end up.
  */
 static void
-read_stderr(struct backend *b, bool to_eof)
+read_stderr(struct backend *b, bool at_end)
 {
 	char buf[16384];
 
-	for (int i = 0; b->err_fd >= 0 && (to_eof || i < 16); i++) {
-		ssize_t n = sys_read(b->err_fd, buf, sizeof(buf));
+	for (int i = 0; b->err_fd >= 0 && (at_end || i < 16); i++) {
+		size_t want = sizeof(buf);
+
+		if (!at_end) {
+			size_t room = errout_room();
+
+			if (room == 0) {
+				ev_io_stop(b->loop, &b->err_w);
+				errout_wait(&b->err_wait);
+				return;
+			}
+			want = SYS_MIN(want, room);
+		}
+		ssize_t n = sys_read(b->err_fd, buf, want);
 
 		if (n > 0) {
-			(void)sys_write_all(STDERR_FILENO, buf, (size_t)n);
+			errout_relay(buf, (size_t)n);
 			if (b->hooks->on_stderr != NULL) {
 				b->hooks->on_stderr(b, b->owner, buf, (size_t)n);
 			}
 			continue;
 		}
-		if (n == -1 && errno == EAGAIN && !to_eof) {
+		if (n == -1 && errno == EAGAIN && !at_end) {
 			return;
 		}
 		ev_io_stop(b->loop, &b->err_w);
+		errout_cancel(&b->err_wait);
 		sys_close(&b->err_fd);
 	}
 }
@@ -604,6 +801,16 @@ backend_on_stderr(struct ev_loop *loop, ev_io *w, int revents)
 	(void)loop;
 	(void)revents;
 	read_stderr(container_of(w, struct backend, err_w), false);
+}
+
+static void
+backend_on_err_room(struct errout_waiter *w)
+{
+	struct backend *b = container_of(w, struct backend, err_wait);
+
+	if (b->err_fd >= 0) {
+		ev_io_start(b->loop, &b->err_w);
+	}
 }
 
 /* ---- the teardown ---- */
@@ -660,8 +867,9 @@ static void
 enter_done(struct backend *b)
 {
 	b->state = BACKEND_DONE;
-	b->t_done = ev_now(b->loop);
+	b->t_done = sys_mono();
 	ev_timer_stop(b->loop, &b->grace_w);
+	ev_timer_stop(b->loop, &b->stall_w);
 	close_stdin(b);
 	close_stdout(b);
 	read_stderr(b, true);
@@ -715,7 +923,7 @@ static void
 begin_teardown(struct backend *b, enum backend_state state)
 {
 	b->state = state;
-	b->t_end = ev_now(b->loop);
+	b->t_end = sys_mono();
 	ending_add(b);
 	scan_wanted = true;
 }
@@ -732,9 +940,11 @@ backend_end(struct backend *b, double grace_ms)
 	}
 	begin_teardown(b, BACKEND_CLOSING);
 	b->escalation = BACKEND_ESC_EOF;
+	ev_timer_stop(b->loop, &b->stall_w); /* eof-grace bounds the rest */
 	if (span_keep(b) == -1) {
 		diag_error("session %s: out of memory: lines for the server were lost", b->cookie);
 	}
+	input_level(b); /* the client is no longer held back by this server */
 	if (wbuf_len(&b->inq) == 0) {
 		close_stdin(b);
 	} else if (b->in_fd >= 0) {
@@ -767,6 +977,7 @@ backend_on_grace(struct ev_loop *loop, ev_timer *w, int revents)
 	case BACKEND_TERMINATING:
 		b->state = BACKEND_KILLING;
 		b->escalation = BACKEND_ESC_KILL;
+		b->t_kill = sys_mono();
 		__attribute__((fallthrough));
 	case BACKEND_KILLING:
 		signal_tree(b, SIGKILL);
@@ -820,17 +1031,68 @@ backend_on_child(struct ev_loop *loop, ev_child *w, int revents)
 	scan_wanted = true;
 }
 
+/*
+ * KILLING for kill-deadline and the tree is still not empty: processes mcpmux cannot end
+ * (another uid, uninterruptible sleep, EPERM).  The run ends as "abandoned", with their
+ * pids, rather than never: no end-of-run reply, no `ended`, a wrap that never exits
+ * would be worse.  The pids are said on stderr and given to the owner (b->left).
+ */
+static void
+abandon(struct backend *b, const struct proctree_match *m)
+{
+	char list[256];
+	size_t len = 0;
+
+	b->n_left = 0;
+	for (size_t i = 0; i < snapshot.n; i++) {
+		if (!proctree_is_member(&snapshot, i, m)) {
+			continue;
+		}
+		if (b->n_left < BACKEND_LEFT_MAX) {
+			b->left[b->n_left++] = snapshot.v[i].pid;
+		}
+		if (len < sizeof(list) - 16) {
+			int n = snprintf(list + len, sizeof(list) - len, "%s%d", len ? " " : "",
+					 (int)snapshot.v[i].pid);
+
+			len += n > 0 ? (size_t)n : 0;
+		}
+	}
+	if (!b->reaped && b->n_left == 0) {
+		b->left[b->n_left++] = b->pid;
+	}
+	diag_error("session %s: %zu process(es) would not die within %g s of SIGKILL: %s%s "
+		   "(abandoned; they may be of another user, or in uninterruptible sleep)",
+		   b->cookie, b->n_left, b->kill_deadline, len > 0 ? list : "",
+		   snapshot.incomplete ? " and processes /proc could not show" : "");
+	b->escalation = BACKEND_ESC_ABANDONED;
+	if (!b->reaped) {
+		HASH_DEL(by_pid, b); /* reaped later by the pid-0 watcher, whoever it was */
+	}
+	enter_done(b);
+}
+
 /* Once per loop turn: one /proc walk for every backend that is ending. */
 static void
 scan_ending(void)
 {
-	if (proctree_scan(&snapshot, PROC_ROOT, getpid()) == -1) {
-		diag_warn_errno("cannot scan the process trees");
-		return;
+	static bool warned_scan, warned_signal;
+
+	if (proctree_scan(&snapshot, PROC_ROOT, getpid()) == -1 || snapshot.incomplete) {
+		if (!warned_scan) {
+			errno = snapshot.error;
+			diag_warn_errno("cannot read every process of the trees from /proc (retrying; "
+					"trees are not taken as gone meanwhile)");
+			warned_scan = true;
+		}
+		if (ending_head != NULL) {
+			scan_wanted = true; /* again next turn, or at the next rescan timer */
+		}
 	}
 	for (struct backend *b = ending_head, *next; b != NULL; b = next) {
 		struct proctree_match m = backend_match(b);
 		size_t n = proctree_count(&snapshot, &m);
+		size_t left = proctree_left(&snapshot, &m);
 
 		next = b->next_ending;
 		if (b->exited_by_itself && b->reaped && b->escalation == BACKEND_ESC_NONE &&
@@ -840,14 +1102,27 @@ scan_ending(void)
 			b->pending_signal = SIGTERM;
 		}
 		if (b->pending_signal != 0 && n > 0) {
-			size_t k = proctree_signal(&snapshot, &m, PROC_ROOT, b->pending_signal);
+			size_t failed = 0;
+			size_t k = proctree_signal(&snapshot, &m, PROC_ROOT, b->pending_signal,
+						   &failed);
 			char name[32];
 
 			diag_info("session %s: %s to %zu process(es)", b->cookie,
 				  rpcout_signame(b->pending_signal, name, sizeof(name)), k);
+			if (failed > 0 && !warned_signal) {
+				diag_warn("session %s: %zu process(es) of the tree could not be "
+					  "signalled (retrying)",
+					  b->cookie, failed);
+				warned_signal = true;
+			}
 		}
 		b->pending_signal = 0;
-		b->tree_empty = b->reaped && n == 0;
+		b->tree_empty = b->reaped && left == 0;
+		if (b->state == BACKEND_KILLING && left > 0 &&
+		    sys_mono() - b->t_kill >= b->kill_deadline) {
+			abandon(b, &m);
+			continue;
+		}
 		backend_step(b);
 	}
 }
@@ -883,6 +1158,8 @@ backend_on_turn(struct ev_loop *loop, ev_prepare *w, int revents)
 			  backend_escalation_name(b->escalation), backend_end_ms(b));
 		b->hooks->on_done(b, b->owner);
 	}
+	/* What this turn logged is on disk before the loop sleeps. */
+	tlog_flush();
 }
 
 static void
@@ -909,7 +1186,7 @@ backend_end_ms(const struct backend *b)
 	if (b->t_end == 0) {
 		return 0;
 	}
-	ev_tstamp end = b->state == BACKEND_DONE ? b->t_done : ev_now(b->loop);
+	double end = b->state == BACKEND_DONE ? b->t_done : sys_mono();
 
 	return (end - b->t_end) * 1000.;
 }
@@ -926,6 +1203,8 @@ backend_escalation_name(enum backend_escalation e)
 		return "term";
 	case BACKEND_ESC_KILL:
 		return "kill";
+	case BACKEND_ESC_ABANDONED:
+		return "abandoned";
 	}
 	return "none";
 }
@@ -960,7 +1239,28 @@ backend_free(struct backend *b)
 			break;
 		}
 	}
+	ev_timer_stop(b->loop, &b->stall_w);
+	errout_cancel(&b->err_wait);
 	framer_release(&b->outf);
 	wbuf_release(&b->inq);
 	free(b);
+}
+
+size_t
+backend_kill_leftovers(void)
+{
+	struct proctree left;
+	size_t n = 0;
+
+	proctree_init(&left);
+	if (proctree_scan(&left, PROC_ROOT, getpid()) == 0) {
+		for (size_t i = 0; i < left.n; i++) {
+			if (left.v[i].state != 'Z' && left.v[i].state != 'X' &&
+			    proctree_signal_one(&left, i, PROC_ROOT, SIGKILL) == PROCTREE_SENT) {
+				n++;
+			}
+		}
+	}
+	proctree_release(&left);
+	return n;
 }

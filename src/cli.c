@@ -11,6 +11,7 @@
 #include "mcpmux/cli.h"
 #include "mcpmux/diag.h"
 #include "mcpmux/framer.h"
+#include "mcpmux/sys.h"
 #include "mcpmux/tlog.h"
 #include "mcpmux/wbuf.h"
 
@@ -25,6 +26,8 @@ enum {
 	OPT_LISTEN,
 	OPT_LOG,
 	OPT_LOG_BODIES,
+	OPT_STALL_TIMEOUT,
+	OPT_KILL_DEADLINE,
 };
 
 static const char usage_text[] =
@@ -46,6 +49,9 @@ static const char usage_text[] =
 	"  --max-message BYTES  largest message in either direction (64M)\n"
 	"  --max-queue BYTES    unsent bytes per direction before backpressure (16M)\n"
 	"  --idle-timeout S     end the run after S seconds without traffic (0: never)\n"
+	"  --stall-timeout S    end a run whose server takes none of its waiting input for\n"
+	"                       S seconds (30; 0: never)\n"
+	"  --kill-deadline MS   after SIGKILL, give up on a tree that will not die (5000)\n"
 	"  --log FILE           traffic log, one JSON line per message ('-': stderr;\n"
 	"                       default: $MCPMUX_LOG); SIGUSR1 reopens it\n"
 	"  --log-bodies WHAT    message bodies in the log: full, none, or a byte count\n"
@@ -91,7 +97,12 @@ cli_defaults(struct mcpmux_options *o)
 	o->end_method = "mcpmux/endRun";
 	o->max_message = FRAMER_MAX_DEFAULT;
 	o->max_queue = WBUF_HIGH_DEF;
-	o->max_sessions = 1024;
+	o->stall_timeout_s = 30;
+	o->kill_deadline_ms = 5000;
+	/* Each session takes three descriptors (four with a log): keep some for the rest. */
+	size_t nofile = sys_nofile_limit();
+
+	o->max_sessions = nofile > 256 ? SYS_MIN((size_t)1024, (nofile - 64) / 4) : 48;
 	o->log_bodies = TLOG_BODIES_FULL;
 	const char *env = getenv("MCPMUX_LOG");
 
@@ -110,24 +121,30 @@ parse_size(const char *opt, const char *s, size_t min, size_t *out)
 	if (end == s || errno != 0 || s[0] == '-') {
 		goto bad;
 	}
+	unsigned shift = 0;
+
 	switch (*end) {
 	case 'k':
 	case 'K':
-		v <<= 10;
-		end++;
+		shift = 10;
 		break;
 	case 'm':
 	case 'M':
-		v <<= 20;
-		end++;
+		shift = 20;
 		break;
 	case 'g':
 	case 'G':
-		v <<= 30;
-		end++;
+		shift = 30;
 		break;
 	default:
 		break;
+	}
+	if (shift > 0) {
+		if (v > (SIZE_MAX / 2) >> shift) {
+			goto bad; /* would overflow */
+		}
+		v <<= shift;
+		end++;
 	}
 	if (*end == 'i' && end[1] == 'B') {
 		end += 2;
@@ -175,6 +192,8 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 		{ "listen", required_argument, NULL, OPT_LISTEN },
 		{ "log", required_argument, NULL, OPT_LOG },
 		{ "log-bodies", required_argument, NULL, OPT_LOG_BODIES },
+		{ "stall-timeout", required_argument, NULL, OPT_STALL_TIMEOUT },
+		{ "kill-deadline", required_argument, NULL, OPT_KILL_DEADLINE },
 		{ "help", no_argument, NULL, 'h' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -215,6 +234,14 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 			break;
 		case OPT_IDLE_TIMEOUT:
 			rc = parse_number("--idle-timeout", optarg, "seconds", &o->idle_timeout_s);
+			break;
+		case OPT_STALL_TIMEOUT:
+			rc = parse_number("--stall-timeout", optarg, "seconds",
+					  &o->stall_timeout_s);
+			break;
+		case OPT_KILL_DEADLINE:
+			rc = parse_number("--kill-deadline", optarg, "milliseconds",
+					  &o->kill_deadline_ms);
 			break;
 		case OPT_LISTEN:
 			if (!serve) {

@@ -16,6 +16,7 @@
 #include "mcpmux/conn.h"
 #include "mcpmux/diag.h"
 #include "mcpmux/envelope.h"
+#include "mcpmux/errout.h"
 #include "mcpmux/jsonrpc.h"
 #include "mcpmux/listener.h"
 #include "mcpmux/proctree.h"
@@ -46,6 +47,11 @@ struct entry {
 	struct waiter *waiters;
 	bool kept;
 	bool exited; /* the server exited: its output is read to its end */
+	/*
+	 * The connection whose input this session holds because its server's input queue is
+	 * full (counted in that connection's n_full), NULL when it holds none.
+	 */
+	struct sconn *holding;
 };
 
 struct sconn {
@@ -53,6 +59,7 @@ struct sconn {
 	struct conn c;
 	int fd;		/* the socket, -1 for stdio */
 	size_t n_owned; /* entries whose owner this is */
+	size_t n_full;	/* of them, sessions whose server's input is full: input held */
 	bool closed;	/* input over: owned sessions are ending or detached */
 	bool dead;	/* unlinked at the next loop turn, then freed */
 	struct sconn *next;
@@ -76,6 +83,8 @@ struct serve {
 	ev_tstamp started;
 	uint64_t n_started, n_ended, n_refused;
 	struct session_stats done_stats; /* totals of ended sessions */
+	int in_fd, out_fd; /* our own descriptions of stdin and stdout (sys_stdio_open) */
+	bool in_shared, out_shared;
 };
 
 static void serve_on_line(void *ctx, const char *line, size_t len);
@@ -89,6 +98,7 @@ static void log_own(struct serve *sv, const char *sid, const struct session *s, 
 		    size_t len);
 static void sconn_maybe_free(struct sconn *sc);
 static void serve_maybe_exit(struct serve *sv);
+static void serve_on_input_full(struct session *s, void *owner, bool full);
 
 static const struct framer_sink serve_sink = {
 	.line = serve_on_line,
@@ -101,6 +111,7 @@ static const struct session_hooks serve_hooks = {
 	.deliver = serve_deliver,
 	.on_exit = serve_on_exit,
 	.on_idle = serve_on_exit,
+	.on_input_full = serve_on_input_full,
 	.on_done = serve_on_done,
 };
 
@@ -282,6 +293,35 @@ entry_sync_pause(struct entry *e)
 	}
 }
 
+/*
+ * A session whose server's input is full holds its owner's input (only that
+ * connection: the others go on).  Kept in step with ownership and the session's state.
+ */
+static void
+entry_sync_hold(struct entry *e)
+{
+	struct sconn *want = e->s != NULL && e->s->input_full ? e->owner : NULL;
+
+	if (want == e->holding) {
+		return;
+	}
+	if (e->holding != NULL && --e->holding->n_full == 0) {
+		conn_hold(&e->holding->c, CONN_HOLD_SERVER, false);
+	}
+	e->holding = want;
+	if (want != NULL && want->n_full++ == 0) {
+		conn_hold(&want->c, CONN_HOLD_SERVER, true);
+	}
+}
+
+static void
+serve_on_input_full(struct session *s, void *owner, bool full)
+{
+	(void)s;
+	(void)full;
+	entry_sync_hold(owner);
+}
+
 static void
 entry_end(struct entry *e, double grace_ms, const char *reply_id, size_t reply_id_len)
 {
@@ -320,6 +360,7 @@ entry_set_owner(struct entry *e, struct sconn *sc)
 		conn_source_retire(&old->c, e->out);
 		old->n_owned--;
 		e->owner = NULL;
+		entry_sync_hold(e); /* before old may go */
 		sconn_maybe_free(old);
 	}
 	e->owner = sc;
@@ -331,6 +372,7 @@ entry_set_owner(struct entry *e, struct sconn *sc)
 		sc->n_owned++;
 	}
 	entry_sync_pause(e);
+	entry_sync_hold(e);
 	return 0;
 }
 
@@ -977,27 +1019,6 @@ serve_on_accept(int fd, void *ctx)
 
 /* ---- the whole ---- */
 
-/* Every session is done: a descendant still alive is an orphan no session could claim. */
-static void
-kill_orphans(void)
-{
-	struct proctree left;
-	size_t n = 0;
-
-	proctree_init(&left);
-	if (proctree_scan(&left, "/proc", getpid()) == 0) {
-		for (size_t i = 0; i < left.n; i++) {
-			if (left.v[i].state != 'Z' && kill(left.v[i].pid, SIGKILL) == 0) {
-				n++;
-			}
-		}
-	}
-	if (n > 0) {
-		diag_info("killed %zu leftover process(es) that no session claimed", n);
-	}
-	proctree_release(&left);
-}
-
 static void
 serve_maybe_exit(struct serve *sv)
 {
@@ -1062,16 +1083,18 @@ cmd_serve(const struct mcpmux_options *o)
 		.eof_grace = o->eof_grace_ms / 1000.,
 		.term_grace = o->term_grace_ms / 1000.,
 		.idle_timeout = o->idle_timeout_s,
+		.stall_timeout = o->stall_timeout_s,
+		.kill_deadline = o->kill_deadline_ms / 1000.,
 		.max_message = o->max_message,
 		.max_queue = o->max_queue,
 	};
+	sv->in_fd = sv->out_fd = -1;
 	jsonrpc_init(&sv->scan);
 	sv->scan.params_method = o->end_method; /* the only params mcpmux reads */
 	jsonrpc_init(&sv->log_scan);
 	backend_module_init(loop);
+	(void)errout_start(loop);
 	ev_idle_init(&sv->reap_w, serve_on_reap);
-
-	int in_flags = fcntl(STDIN_FILENO, F_GETFL), out_flags = fcntl(STDOUT_FILENO, F_GETFL);
 
 	if (o->log_path != NULL && tlog_open(loop, o->log_path, o->log_bodies) == -1) {
 		rc = 1;
@@ -1085,9 +1108,15 @@ cmd_serve(const struct mcpmux_options *o)
 		sv->listening = true;
 		diag_info("listening on '%s'", o->listen);
 	} else {
-		(void)sys_set_nonblock(STDIN_FILENO, 1);
-		(void)sys_set_nonblock(STDOUT_FILENO, 1);
-		if (sconn_new(sv, STDIN_FILENO, STDOUT_FILENO, -1) == NULL) {
+		/* Descriptions of our own: the servers share stderr, maybe the same file. */
+		sv->in_fd = sys_stdio_open(STDIN_FILENO, &sv->in_shared);
+		sv->out_fd = sys_stdio_open(STDOUT_FILENO, &sv->out_shared);
+		if (sv->in_fd == -1 || sv->out_fd == -1) {
+			rc = diag_error_errno("cannot use stdin and stdout");
+			rc = 1;
+			goto out;
+		}
+		if (sconn_new(sv, sv->in_fd, sv->out_fd, -1) == NULL) {
 			rc = diag_error("cannot start: out of memory") + 2;
 			goto out;
 		}
@@ -1100,7 +1129,11 @@ cmd_serve(const struct mcpmux_options *o)
 	ev_signal_start(loop, &sv->int_w);
 	ev_signal_start(loop, &sv->hup_w);
 	ev_run(loop, 0);
-	kill_orphans();
+	size_t killed = backend_kill_leftovers();
+
+	if (killed > 0) {
+		diag_info("killed %zu leftover process(es) that no session claimed", killed);
+	}
 	ev_signal_stop(loop, &sv->term_w);
 	ev_signal_stop(loop, &sv->int_w);
 	ev_signal_stop(loop, &sv->hup_w);
@@ -1123,14 +1156,11 @@ out:
 		sconn_free(sv->conns);
 	}
 	tlog_close();
+	errout_stop(sys_mono() + sv->scfg.eof_grace);
 	backend_module_release();
 	session_module_release();
-	if (in_flags != -1) {
-		(void)fcntl(STDIN_FILENO, F_SETFL, in_flags);
-	}
-	if (out_flags != -1) {
-		(void)fcntl(STDOUT_FILENO, F_SETFL, out_flags);
-	}
+	sys_stdio_close(sv->in_fd, STDIN_FILENO, sv->in_shared);
+	sys_stdio_close(sv->out_fd, STDOUT_FILENO, sv->out_shared);
 	jsonrpc_release(&sv->scan);
 	jsonrpc_release(&sv->log_scan);
 	sbuf_release(&sv->tmp);

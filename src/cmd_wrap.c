@@ -15,6 +15,7 @@
 #include "mcpmux/cmd.h"
 #include "mcpmux/conn.h"
 #include "mcpmux/diag.h"
+#include "mcpmux/errout.h"
 #include "mcpmux/framer.h"
 #include "mcpmux/jsonrpc.h"
 #include "mcpmux/proctree.h"
@@ -49,7 +50,16 @@ struct wrap {
 	bool shutting_down;    /* no new runs: exit once every run is done */
 	int exit_code;
 	uint64_t exit_seq; /* the run whose status exit_code is */
-	int in_flags, out_flags;
+	int in_fd, out_fd; /* our own descriptions of stdin and stdout (sys_stdio_open) */
+	bool in_shared, out_shared;
+	/*
+	 * Client lines that wait for an ended run's last replies (the -32000 errors of its
+	 * requests in flight, its end-of-run result): a new run's first message must not
+	 * overtake them.  Client input is held meanwhile, so this holds at most what one
+	 * read brought.
+	 */
+	struct sbuf held;
+	size_t held_off;
 };
 
 static void wrap_on_line(void *ctx, const char *line, size_t len);
@@ -62,6 +72,10 @@ static void wrap_on_idle(struct session *s, void *owner);
 static void wrap_on_done(struct session *s, void *owner);
 static void shutdown_all(struct wrap *w, const char *why);
 static void maybe_finish(struct wrap *w);
+static void wrap_on_input_full(struct session *s, void *owner, bool full);
+static void wrap_on_stall(struct session *s, void *owner);
+static void handle_line(struct wrap *w, const char *line, size_t len);
+static void replay_held(struct wrap *w);
 
 static const struct framer_sink client_sink = {
 	.line = wrap_on_line,
@@ -74,6 +88,8 @@ static const struct session_hooks wrap_hooks = {
 	.deliver = wrap_deliver,
 	.on_exit = wrap_on_exit,
 	.on_idle = wrap_on_idle,
+	.on_input_full = wrap_on_input_full,
+	.on_stall = wrap_on_stall,
 	.on_done = wrap_on_done,
 };
 
@@ -106,7 +122,9 @@ wrap_on_source_writable(struct conn *c, struct conn_source *src, void *ctx)
 
 	(void)c;
 	(void)ctx;
-	session_pause(r->s, false);
+	if (r != NULL) { /* NULL: mcpmux's own answers (conn.self) */
+		session_pause(r->s, false);
+	}
 }
 
 static void
@@ -220,6 +238,8 @@ shutdown_all(struct wrap *w, const char *why)
 	w->shutting_down = true;
 	conn_read(&w->client, false);
 	w->cur = NULL;
+	sbuf_release(&w->held); /* messages for a run that will never start */
+	w->held_off = 0;
 	for (struct wrap_run *r = w->runs; r != NULL; r = r->next) {
 		if (!r->s->end_requested) {
 			session_end(r->s, -1, NULL, 0);
@@ -307,7 +327,67 @@ wrap_on_done(struct session *s, void *owner)
 		w->cur = NULL;
 	}
 	session_free(s);
+	replay_held(w);
 	maybe_finish(w);
+}
+
+/* The server's input queue is full: hold the client back (it sets the pace). */
+static void
+wrap_on_input_full(struct session *s, void *owner, bool full)
+{
+	struct wrap *w = ((struct wrap_run *)owner)->w;
+
+	(void)s;
+	conn_hold(&w->client, CONN_HOLD_SERVER, full);
+}
+
+/* A stuck server's run is ending: the next message starts a fresh one. */
+static void
+wrap_on_stall(struct session *s, void *owner)
+{
+	struct wrap *w = ((struct wrap_run *)owner)->w;
+
+	if (w->cur == s) {
+		w->cur = NULL;
+	}
+}
+
+/* Does a run that ended still owe the client replies (its requests, its end result)? */
+static bool
+ended_run_owes(const struct wrap *w)
+{
+	for (const struct wrap_run *r = w->runs; r != NULL; r = r->next) {
+		if (r->s != w->cur && (r->s->n_pending > 0 || r->s->n_replies > 0)) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Must a client line wait (see struct wrap's held)? */
+static bool
+must_hold(const struct wrap *w)
+{
+	return w->cur == NULL && !w->shutting_down && ended_run_owes(w);
+}
+
+/* The lines held for a new run, now that the ended runs' replies are out. */
+static void
+replay_held(struct wrap *w)
+{
+	while (w->held_off < w->held.len && !w->shutting_down && !must_hold(w)) {
+		const char *p = w->held.buf + w->held_off;
+		const char *nl = memchr(p, '\n', w->held.len - w->held_off);
+		size_t len = (size_t)(nl - p);
+
+		w->held_off += len + 1;
+		handle_line(w, p, len);
+	}
+	if (w->held_off >= w->held.len || w->shutting_down) {
+		sbuf_release(&w->held);
+		w->held_off = 0;
+		conn_hold(&w->client, CONN_HOLD_ORDER, false);
+	}
 }
 
 /* ---- from the client ---- */
@@ -341,6 +421,25 @@ static void
 wrap_on_line(void *ctx, const char *line, size_t len)
 {
 	struct wrap *w = ctx;
+
+	if (w->held_off < w->held.len || must_hold(w)) {
+		/* In order behind the ended run's last replies: all lines wait, whatever they are. */
+		sbuf_add(&w->held, line, len);
+		sbuf_add(&w->held, "\n", 1);
+		if (w->held.failed) {
+			diag_error("out of memory: a message from the client was lost");
+			sbuf_release(&w->held);
+			w->held_off = 0;
+		}
+		conn_hold(&w->client, CONN_HOLD_ORDER, true);
+		return;
+	}
+	handle_line(w, line, len);
+}
+
+static void
+handle_line(struct wrap *w, const char *line, size_t len)
+{
 	enum jsonrpc_kind kind = jsonrpc_scan(&w->scan, line, len);
 	const struct jsonrpc_item *it = &w->scan.one;
 
@@ -444,21 +543,32 @@ cmd_wrap(const struct mcpmux_options *o)
 		.eof_grace = o->eof_grace_ms / 1000.,
 		.term_grace = o->term_grace_ms / 1000.,
 		.idle_timeout = o->idle_timeout_s,
+		.stall_timeout = o->stall_timeout_s,
+		.kill_deadline = o->kill_deadline_ms / 1000.,
 		.max_message = o->max_message,
 		.max_queue = o->max_queue,
 		.claim_orphans = true,
 	};
-	conn_init(&w->client, loop, STDIN_FILENO, STDOUT_FILENO, o->max_message, o->max_queue,
+	/*
+	 * Non-blocking I/O on descriptions of our own: the server shares the client's
+	 * stderr, which may be the same file as stdout (2>&1, a terminal), and must see its
+	 * flags as a direct run would.
+	 */
+	w->in_fd = sys_stdio_open(STDIN_FILENO, &w->in_shared);
+	w->out_fd = sys_stdio_open(STDOUT_FILENO, &w->out_shared);
+	if (w->in_fd == -1 || w->out_fd == -1) {
+		diag_error_errno("cannot use stdin and stdout");
+		sys_stdio_close(w->in_fd, STDIN_FILENO, w->in_shared);
+		sys_stdio_close(w->out_fd, STDOUT_FILENO, w->out_shared);
+		free(w);
+		return 1;
+	}
+	conn_init(&w->client, loop, w->in_fd, w->out_fd, o->max_message, o->max_queue,
 		  &client_sink, &client_hooks, w);
 	jsonrpc_init(&w->scan);
 	w->scan.params_method = o->end_method; /* the only params mcpmux reads */
 	backend_module_init(loop);
-
-	/* Our ends of the client's pipes are non-blocking; the flags are put back at exit. */
-	w->in_flags = fcntl(STDIN_FILENO, F_GETFL);
-	w->out_flags = fcntl(STDOUT_FILENO, F_GETFL);
-	(void)sys_set_nonblock(STDIN_FILENO, 1);
-	(void)sys_set_nonblock(STDOUT_FILENO, 1);
+	(void)errout_start(loop);
 	ev_init(&w->drain_w, wrap_on_drain_timeout);
 	ev_signal_init(&w->term_w, wrap_on_signal, SIGTERM);
 	ev_signal_init(&w->int_w, wrap_on_signal, SIGINT);
@@ -485,18 +595,11 @@ cmd_wrap(const struct mcpmux_options *o)
 	int code = w->exit_code;
 
 	/* Every run is done; anything of ours still alive is an orphan nobody claimed. */
-	struct proctree left;
+	size_t killed = backend_kill_leftovers();
 
-	proctree_init(&left);
-	if (proctree_scan(&left, "/proc", getpid()) == 0 && left.n > 0) {
-		for (size_t i = 0; i < left.n; i++) {
-			if (left.v[i].state != 'Z') {
-				(void)kill(left.v[i].pid, SIGKILL);
-			}
-		}
-		diag_info("killed %zu leftover process(es)", left.n);
+	if (killed > 0) {
+		diag_info("killed %zu leftover process(es)", killed);
 	}
-	proctree_release(&left);
 
 	ev_ref(loop);
 	ev_ref(loop);
@@ -515,16 +618,15 @@ cmd_wrap(const struct mcpmux_options *o)
 	}
 	tlog_close();
 	conn_release(&w->client);
+	/* What mcpmux still has to say on stderr gets the client's eof-grace, too. */
+	errout_stop(sys_mono() + w->scfg.eof_grace);
 	backend_module_release();
 	session_module_release();
-	if (w->in_flags != -1) {
-		(void)fcntl(STDIN_FILENO, F_SETFL, w->in_flags);
-	}
-	if (w->out_flags != -1) {
-		(void)fcntl(STDOUT_FILENO, F_SETFL, w->out_flags);
-	}
+	sys_stdio_close(w->in_fd, STDIN_FILENO, w->in_shared);
+	sys_stdio_close(w->out_fd, STDOUT_FILENO, w->out_shared);
 	jsonrpc_release(&w->scan);
 	sbuf_release(&w->tmp);
+	sbuf_release(&w->held);
 	free(w);
 	return code;
 }

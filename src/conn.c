@@ -39,17 +39,41 @@ conn_init(struct conn *c, struct ev_loop *loop, int in_fd, int out_fd, size_t ma
 	source_init(&c->self, max_queue);
 	ev_io_init(&c->in_w, conn_on_readable, in_fd, EV_READ);
 	ev_io_init(&c->out_w, conn_on_writable, out_fd, EV_WRITE);
-	c->in_paused = true;
+	c->max_queue = max_queue;
+	c->hold = CONN_HOLD_OWNER;
+}
+
+void
+conn_hold(struct conn *c, unsigned reason, bool on)
+{
+	c->hold = on ? c->hold | reason : c->hold & ~reason;
+	if (c->hold == 0 && !c->in_eof && c->in_fd >= 0) {
+		ev_io_start(c->loop, &c->in_w);
+	} else {
+		ev_io_stop(c->loop, &c->in_w);
+	}
 }
 
 void
 conn_read(struct conn *c, bool on)
 {
-	c->in_paused = !on;
-	if (on && !c->in_eof) {
-		ev_io_start(c->loop, &c->in_w);
-	} else {
-		ev_io_stop(c->loop, &c->in_w);
+	conn_hold(c, CONN_HOLD_OWNER, !on);
+}
+
+/* What is queued for the client holds its input back (see conn.h). */
+static void
+output_hold_check(struct conn *c)
+{
+	if (c->out_dead) {
+		if (c->hold & CONN_HOLD_OUTPUT) {
+			conn_hold(c, CONN_HOLD_OUTPUT, false);
+		}
+	} else if (c->queued >= c->max_queue) {
+		if (!(c->hold & CONN_HOLD_OUTPUT)) {
+			conn_hold(c, CONN_HOLD_OUTPUT, true);
+		}
+	} else if ((c->hold & CONN_HOLD_OUTPUT) && c->queued <= c->max_queue / 2) {
+		conn_hold(c, CONN_HOLD_OUTPUT, false);
 	}
 }
 
@@ -147,6 +171,7 @@ conn_gone(struct conn *c)
 	}
 	c->out_dead = true;
 	ev_io_stop(c->loop, &c->out_w);
+	output_hold_check(c);
 	if (c->hooks->on_gone != NULL) {
 		c->hooks->on_gone(c, c->ctx);
 	}
@@ -196,6 +221,7 @@ conn_flush(struct conn *c)
 			source_free(src);
 		}
 	}
+	output_hold_check(c);
 	if (c->queued > 0 && !c->out_dead) {
 		ev_io_start(c->loop, &c->out_w);
 	} else {
@@ -281,6 +307,7 @@ conn_send(struct conn *c, struct conn_source *src, const struct iovec *iov, int 
 	if (wbuf_full(&src->q)) {
 		src->was_full = true;
 	}
+	output_hold_check(c);
 	ev_io_start(c->loop, &c->out_w);
 	return 0;
 }
@@ -303,7 +330,7 @@ conn_on_readable(struct ev_loop *loop, ev_io *w, int revents)
 	size_t budget = READ_BUDGET;
 
 	(void)revents;
-	while (budget > 0 && !c->in_paused && !c->in_eof) {
+	while (budget > 0 && c->hold == 0 && !c->in_eof) {
 		size_t want = SYS_MIN(sizeof(scratch), budget);
 		ssize_t n = sys_read(c->in_fd, scratch, want);
 

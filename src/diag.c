@@ -11,7 +11,120 @@
 #include "mcpmux/diag.h"
 #include "mcpmux/sys.h"
 
+#define DIAG_KEYS	64 /* call sites whose repeats are being counted */
+#define DIAG_WINDOW 1.0 /* seconds */
+#define DIAG_LINE	1024
+
 static enum diag_level diag_level = DIAG_NORMAL;
+static const struct diag_sink *diag_sink;
+
+/* A call site that printed in the last second, and what it has not printed since. */
+static struct diag_key {
+	const char *fmt;
+	double last; /* when it last printed */
+	unsigned long suppressed;
+	size_t text_len;
+	char text[DIAG_LINE]; /* the last suppressed line, "\n" excluded */
+} keys[DIAG_KEYS];
+
+void
+diag_set_sink(const struct diag_sink *sink)
+{
+	diag_sink = sink;
+}
+
+static void
+put_line(const char *line, size_t len)
+{
+	if (diag_sink != NULL) {
+		diag_sink->write(line, len);
+		return;
+	}
+	/* Diagnostics are best effort: a stderr that cannot be written is not an error. */
+	if (write(STDERR_FILENO, line, len) == -1) {
+		return;
+	}
+}
+
+/* The count of a key's suppressed lines, with the last of them. */
+static void
+put_summary(struct diag_key *k)
+{
+	char line[DIAG_LINE + 64];
+	int n = snprintf(line, sizeof(line), "%.*s (and %lu more like it)\n", (int)k->text_len,
+			 k->text, k->suppressed - 1);
+
+	if (n > 0) {
+		put_line(line, SYS_MIN((size_t)n, sizeof(line)));
+	}
+	k->suppressed = 0;
+}
+
+bool
+diag_tick(double now)
+{
+	bool pending = false;
+
+	for (size_t i = 0; i < DIAG_KEYS; i++) {
+		struct diag_key *k = &keys[i];
+
+		if (k->fmt == NULL || k->suppressed == 0) {
+			continue;
+		}
+		if (now - k->last >= DIAG_WINDOW) {
+			put_summary(k);
+			k->last = now;
+		} else {
+			pending = true;
+		}
+	}
+	return pending;
+}
+
+/*
+ * May a line from call site fmt be printed now?  If not, it is kept as the key's last
+ * line and counted.
+ */
+static bool
+may_print(const char *fmt, const char *line, size_t len)
+{
+	double now = sys_mono();
+	struct diag_key *free_k = NULL, *old_k = NULL;
+
+	for (size_t i = 0; i < DIAG_KEYS; i++) {
+		struct diag_key *k = &keys[i];
+
+		if (k->fmt == fmt) {
+			if (now - k->last < DIAG_WINDOW) {
+				if (k->suppressed++ == 0 && diag_sink != NULL &&
+				    diag_sink->suppressing != NULL) {
+					diag_sink->suppressing();
+				}
+				k->text_len = SYS_MIN(len, sizeof(k->text));
+				memcpy(k->text, line, k->text_len);
+				return false;
+			}
+			if (k->suppressed > 0) {
+				put_summary(k);
+			}
+			k->last = now;
+			return true;
+		}
+		if (k->fmt == NULL || (k->suppressed == 0 && now - k->last >= DIAG_WINDOW)) {
+			free_k = free_k != NULL ? free_k : k;
+		} else if (k->suppressed == 0 && (old_k == NULL || k->last < old_k->last)) {
+			old_k = k;
+		}
+	}
+	struct diag_key *k = free_k != NULL ? free_k : old_k;
+
+	if (k != NULL) {
+		k->fmt = fmt;
+		k->last = now;
+		k->suppressed = 0;
+	}
+	return true; /* every key busy counting: print (cannot happen with few call sites) */
+}
 
 void
 diag_set_level(enum diag_level level)
@@ -25,10 +138,10 @@ diag_get_level(void)
 	return diag_level;
 }
 
-static void __attribute__((format(printf, 3, 0)))
-diag_emit(const char *prefix, int errnum, const char *fmt, va_list ap)
+static void __attribute__((format(printf, 4, 0)))
+diag_emit(const char *prefix, bool limited, int errnum, const char *fmt, va_list ap)
 {
-	char line[1024];
+	char line[DIAG_LINE];
 	size_t len;
 	int n;
 
@@ -40,25 +153,26 @@ diag_emit(const char *prefix, int errnum, const char *fmt, va_list ap)
 		n = snprintf(line + len, sizeof(line) - 1 - len, ": %s", strerror(errnum));
 		len = n < 0 ? len : SYS_MIN(len + (size_t)n, sizeof(line) - 2);
 	}
-	line[len++] = '\n';
-	/* Diagnostics are best effort: a stderr that cannot be written is not an error. */
-	if (write(STDERR_FILENO, line, len) == -1) {
+	if (limited && !may_print(fmt, line, len)) {
 		return;
 	}
+	line[len++] = '\n';
+	put_line(line, len);
 }
 
-#define DIAG_BODY(errnum)                       \
-	do {                                    \
-		va_list ap;                     \
-		va_start(ap, fmt);              \
-		diag_emit("", errnum, fmt, ap); \
-		va_end(ap);                     \
+/* -v's lifecycle lines are what the user asked for: never summed up. */
+#define DIAG_BODY(errnum, limited)                       \
+	do {                                             \
+		va_list ap;                              \
+		va_start(ap, fmt);                       \
+		diag_emit("", limited, errnum, fmt, ap); \
+		va_end(ap);                              \
 	} while (0)
 
 int
 diag_error(const char *fmt, ...)
 {
-	DIAG_BODY(0);
+	DIAG_BODY(0, true);
 	return -1;
 }
 
@@ -67,7 +181,7 @@ diag_error_errno(const char *fmt, ...)
 {
 	int errnum = errno;
 
-	DIAG_BODY(errnum);
+	DIAG_BODY(errnum, true);
 	errno = errnum;
 	return -1;
 }
@@ -76,7 +190,7 @@ void
 diag_warn(const char *fmt, ...)
 {
 	if (diag_level >= DIAG_NORMAL) {
-		DIAG_BODY(0);
+		DIAG_BODY(0, true);
 	}
 }
 
@@ -86,7 +200,7 @@ diag_warn_errno(const char *fmt, ...)
 	int errnum = errno;
 
 	if (diag_level >= DIAG_NORMAL) {
-		DIAG_BODY(errnum);
+		DIAG_BODY(errnum, true);
 	}
 	errno = errnum;
 }
@@ -95,7 +209,7 @@ void
 diag_info(const char *fmt, ...)
 {
 	if (diag_level >= DIAG_VERBOSE) {
-		DIAG_BODY(0);
+		DIAG_BODY(0, false);
 	}
 }
 
@@ -106,8 +220,9 @@ diag_bug(const char *file, int line, const char *fmt, ...)
 	va_list ap;
 
 	(void)snprintf(where, sizeof(where), "BUG at %s:%d: ", file, line);
+	diag_sink = NULL; /* straight out: abort() follows */
 	va_start(ap, fmt);
-	diag_emit(where, 0, fmt, ap);
+	diag_emit(where, false, 0, fmt, ap);
 	va_end(ap);
 	abort();
 }

@@ -3,6 +3,7 @@
  */
 #include <ctype.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +38,7 @@ enum {
 	PKEY_GRACE_MS,
 	PKEY_SESSION,
 	PKEY_REASON,
+	PKEY_REQUEST_ID,
 };
 
 enum value_type {
@@ -92,6 +94,9 @@ params_key(const unsigned char *k, size_t len)
 	}
 	if (key_is(k, len, "reason")) {
 		return PKEY_REASON;
+	}
+	if (key_is(k, len, "requestId")) {
+		return PKEY_REQUEST_ID;
 	}
 	return PKEY_NONE;
 }
@@ -239,6 +244,9 @@ params_value(struct jsonrpc_scanner *s, enum value_type t, const unsigned char *
 	} else if (key == PKEY_REASON && t == V_STRING) {
 		s->params.reason = arena_put(s, (const char *)p, len, false);
 		s->params.has_reason = true;
+	} else if (key == PKEY_REQUEST_ID && (t == V_STRING || t == V_NUMBER)) {
+		s->params.request_id = arena_put(s, (const char *)p, len, t == V_STRING);
+		s->params.has_request_id = true;
 	}
 }
 
@@ -264,7 +272,8 @@ on_value(struct jsonrpc_scanner *s, enum value_type t, const unsigned char *p, s
 		/* A member of a message: the common case, first. */
 		if (t == V_MAP && s->key == KEY_PARAMS && !s->is_batch) {
 			s->in_params = s->params_method == NULL || !s->cur->has_method ||
-				       jsonrpc_method_is(s, s->cur, s->params_method);
+				       jsonrpc_method_is(s, s->cur, s->params_method) ||
+				       jsonrpc_method_is(s, s->cur, JSONRPC_CANCELLED);
 		}
 		msg_value(s, t, p, len);
 		return 1;
@@ -651,6 +660,228 @@ jsonrpc_method_is(const struct jsonrpc_scanner *s, const struct jsonrpc_item *it
 		}
 	}
 	return name[it->method.len] == '\0';
+}
+
+/* ---- id keys ---- */
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9') {
+		return c - '0';
+	}
+	if (c >= 'a' && c <= 'f') {
+		return c - 'a' + 10;
+	}
+	if (c >= 'A' && c <= 'F') {
+		return c - 'A' + 10;
+	}
+	return -1;
+}
+
+static int
+hex4(const char *p)
+{
+	int v = 0;
+
+	for (int i = 0; i < 4; i++) {
+		int h = hexval(p[i]);
+
+		if (h < 0) {
+			return -1;
+		}
+		v = v * 16 + h;
+	}
+	return v;
+}
+
+/* Code point cp as UTF-8 (a lone surrogate too: keys only need to be distinct). */
+static size_t
+put_utf8(char *out, unsigned long cp)
+{
+	if (cp < 0x80) {
+		out[0] = (char)cp;
+		return 1;
+	}
+	if (cp < 0x800) {
+		out[0] = (char)(0xc0 | (cp >> 6));
+		out[1] = (char)(0x80 | (cp & 0x3f));
+		return 2;
+	}
+	if (cp < 0x10000) {
+		out[0] = (char)(0xe0 | (cp >> 12));
+		out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+		out[2] = (char)(0x80 | (cp & 0x3f));
+		return 3;
+	}
+	out[0] = (char)(0xf0 | (cp >> 18));
+	out[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+	out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+	out[3] = (char)(0x80 | (cp & 0x3f));
+	return 4;
+}
+
+/* "..." with escapes -> 's' and the characters it stands for. */
+static size_t
+string_key(const char *p, size_t len, char *out)
+{
+	size_t o = 0;
+
+	if (len < 2 || p[len - 1] != '"') {
+		return 0;
+	}
+	out[o++] = 's';
+	for (size_t i = 1; i < len - 1; i++) {
+		if (p[i] != '\\') {
+			out[o++] = p[i];
+			continue;
+		}
+		if (++i >= len - 1) {
+			return 0;
+		}
+		switch (p[i]) {
+		case '"':
+		case '\\':
+		case '/':
+			out[o++] = p[i];
+			break;
+		case 'b':
+			out[o++] = '\b';
+			break;
+		case 'f':
+			out[o++] = '\f';
+			break;
+		case 'n':
+			out[o++] = '\n';
+			break;
+		case 'r':
+			out[o++] = '\r';
+			break;
+		case 't':
+			out[o++] = '\t';
+			break;
+		case 'u': {
+			int hi = i + 4 < len - 1 ? hex4(p + i + 1) : -1;
+			unsigned long cp;
+
+			if (hi < 0) {
+				return 0;
+			}
+			i += 4;
+			cp = (unsigned long)hi;
+			if (hi >= 0xd800 && hi < 0xdc00 && i + 6 < len - 1 && p[i + 1] == '\\' &&
+			    p[i + 2] == 'u') {
+				int lo = hex4(p + i + 3);
+
+				if (lo >= 0xdc00 && lo < 0xe000) {
+					cp = 0x10000 + (((unsigned long)hi - 0xd800) << 10) +
+					     ((unsigned long)lo - 0xdc00);
+					i += 6;
+				}
+			}
+			o += put_utf8(out + o, cp);
+			break;
+		}
+		default:
+			return 0;
+		}
+	}
+	return o;
+}
+
+/* A number -> 'n', its sign, its significant digits, 'e' and the exponent of the last. */
+static size_t
+number_key(const char *p, size_t len, char *out)
+{
+	const long long cap = 1000000000000000LL;
+	size_t i = 0, o = 0, first = 0, n_digits;
+	long long exp = 0, frac = 0;
+	bool neg = false;
+	char *digits;
+
+	if (i < len && p[i] == '-') {
+		neg = true;
+		i++;
+	}
+	out[o++] = 'n';
+	o += neg; /* the sign's place; filled in once the number is known not to be 0 */
+	digits = out + o;
+	n_digits = 0;
+	if (i >= len || p[i] < '0' || p[i] > '9') {
+		return 0;
+	}
+	for (; i < len && p[i] >= '0' && p[i] <= '9'; i++) {
+		digits[n_digits++] = p[i];
+	}
+	if (i < len && p[i] == '.') {
+		size_t from = ++i;
+
+		for (; i < len && p[i] >= '0' && p[i] <= '9'; i++) {
+			digits[n_digits++] = p[i];
+		}
+		if (i == from) {
+			return 0;
+		}
+		frac = (long long)(i - from);
+	}
+	if (i < len && (p[i] == 'e' || p[i] == 'E')) {
+		bool eneg = false;
+		size_t from;
+
+		i++;
+		if (i < len && (p[i] == '+' || p[i] == '-')) {
+			eneg = p[i] == '-';
+			i++;
+		}
+		for (from = i; i < len && p[i] >= '0' && p[i] <= '9'; i++) {
+			exp = exp < cap ? exp * 10 + (p[i] - '0') : cap;
+		}
+		if (i == from) {
+			return 0;
+		}
+		exp = eneg ? -exp : exp;
+	}
+	if (i != len) {
+		return 0;
+	}
+	/* Significant digits only: no leading zeros, no trailing ones (into the exponent). */
+	while (first < n_digits && digits[first] == '0') {
+		first++;
+	}
+	if (first == n_digits) {
+		out[0] = 'n';
+		out[1] = '0';
+		return 2; /* zero, whatever its sign or form */
+	}
+	exp -= frac;
+	while (digits[n_digits - 1] == '0') {
+		n_digits--;
+		exp++;
+	}
+	memmove(digits, digits + first, n_digits - first);
+	n_digits -= first;
+	if (neg) {
+		out[1] = '-';
+	}
+	o += n_digits;
+	o += (size_t)sprintf(out + o, "e%lld", exp);
+	return o;
+}
+
+size_t
+jsonrpc_id_key(const char *id, size_t len, char *out)
+{
+	if (len == 0) {
+		return 0;
+	}
+	if (id[0] == '"') {
+		return string_key(id, len, out);
+	}
+	if (len == 4 && memcmp(id, "null", 4) == 0) {
+		out[0] = 'z';
+		return 1;
+	}
+	return number_key(id, len, out);
 }
 
 const char *

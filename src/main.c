@@ -51,10 +51,19 @@ main(int argc, char **argv)
 		argc--;
 		argv++;
 	}
+	/* Many sessions need many descriptors; servers get the original limit back. */
+	sys_raise_nofile();
 	cli_defaults(&opt);
 	rc = cli_parse(&opt, argc, argv, serve);
 	if (rc != 0) {
 		return rc == 1 ? 0 : EXIT_USAGE;
+	}
+	/*
+	 * SIGUSR1 reopens the traffic log.  Without one it means nothing, and a fleet-wide
+	 * `pkill -USR1 mcpmux` for log rotation must not kill unlogged instances.
+	 */
+	if (opt.log_path == NULL) {
+		(void)signal(SIGUSR1, SIG_IGN);
 	}
 	/*
 	 * Buffers of big messages come from the heap and are reused while big messages flow

@@ -10,11 +10,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "mcpmux/proctree.h"
 #include "mcpmux/sys.h"
+
+#define PROCTREE_MAX ((size_t)1 << 22) /* more entries than pid_max allows */
+
+static int spare_fd = -1; /* closed to make room when the descriptor table is full */
 
 void
 proctree_init(struct proctree *t)
@@ -29,11 +34,63 @@ proctree_release(struct proctree *t)
 	proctree_init(t);
 }
 
-/* Read a small file whole into buf (NUL-terminated).  Bytes read, or -1. */
+void
+proctree_spare(bool keep)
+{
+	if (keep && spare_fd < 0) {
+		spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	} else if (!keep) {
+		sys_close(&spare_fd);
+	}
+}
+
+/* Exited: the only failures that say so. */
+static bool
+is_gone(int err)
+{
+	return err == ENOENT || err == ESRCH;
+}
+
+/*
+ * open(2), and once more after closing the spare descriptor when the table is full.  The
+ * spare is taken back afterwards (by the caller's proctree_spare(true), at the next walk).
+ */
+static int
+open_retry(const char *path, int flags)
+{
+	int fd = open(path, flags);
+
+	if (fd == -1 && (errno == EMFILE || errno == ENFILE) && spare_fd >= 0) {
+		sys_close(&spare_fd);
+		fd = open(path, flags);
+	}
+	return fd;
+}
+
+static DIR *
+opendir_retry(const char *path)
+{
+	int fd = open_retry(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d;
+
+	if (fd == -1) {
+		return NULL;
+	}
+	d = fdopendir(fd);
+	if (d == NULL) {
+		int err = errno;
+
+		(void)close(fd);
+		errno = err;
+	}
+	return d;
+}
+
+/* Read a small file whole into buf (NUL-terminated).  Bytes read, or -1 (errno). */
 static ssize_t
 read_file(const char *path, char *buf, size_t len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open_retry(path, O_RDONLY | O_CLOEXEC);
 	size_t got = 0;
 
 	if (fd == -1) {
@@ -42,10 +99,14 @@ read_file(const char *path, char *buf, size_t len)
 	while (got + 1 < len) {
 		ssize_t n = sys_read(fd, buf + got, len - 1 - got);
 
-		if (n <= 0) {
-			if (n == -1) {
-				got = 0;
-			}
+		if (n == -1) {
+			int err = errno;
+
+			sys_close(&fd);
+			errno = err;
+			return -1;
+		}
+		if (n == 0) {
 			break;
 		}
 		got += (size_t)n;
@@ -55,7 +116,11 @@ read_file(const char *path, char *buf, size_t len)
 	return (ssize_t)got;
 }
 
-/* Parse /proc/PID/stat: state, ppid, pgid and start time.  0 or -1. */
+/*
+ * Parse /proc/PID/stat: state, ppid, pgid and start time.  0, or -1 with errno: ENOENT
+ * or ESRCH when the process is gone, EINVAL for a file that makes no sense, or the error
+ * of the read.
+ */
 static int
 read_stat(const char *proc_root, pid_t pid, struct proc_info *pi)
 {
@@ -63,18 +128,22 @@ read_stat(const char *proc_root, pid_t pid, struct proc_info *pi)
 	unsigned long long start = 0;
 	int ppid, pgid, n = 0;
 	char state;
+	ssize_t got;
 
 	(void)snprintf(path, sizeof(path), "%s/%d/stat", proc_root, (int)pid);
-	if (read_file(path, buf, sizeof(buf)) <= 0) {
+	got = read_file(path, buf, sizeof(buf));
+	if (got == -1) {
 		return -1;
 	}
 	/* The command name may hold spaces and parentheses: parse after the last ')'. */
 	char *p = strrchr(buf, ')');
 
-	if (p == NULL || sscanf(p + 1,
-				" %c %d %d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d "
-				"%*d %*d %*d %*d %*d %llu%n",
-				&state, &ppid, &pgid, &start, &n) < 4) {
+	if (got == 0 || p == NULL ||
+	    sscanf(p + 1,
+		   " %c %d %d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d "
+		   "%*d %*d %*d %*d %*d %llu%n",
+		   &state, &ppid, &pgid, &start, &n) < 4) {
+		errno = EINVAL;
 		return -1;
 	}
 	pi->pid = pid;
@@ -82,6 +151,19 @@ read_stat(const char *proc_root, pid_t pid, struct proc_info *pi)
 	pi->ppid = ppid;
 	pi->pgid = pgid;
 	pi->start = start;
+	pi->unknown = false;
+	return 0;
+}
+
+int
+proctree_start_time(const char *proc_root, pid_t pid, unsigned long long *start)
+{
+	struct proc_info pi;
+
+	if (read_stat(proc_root, pid, &pi) == -1) {
+		return -1;
+	}
+	*start = pi.start;
 	return 0;
 }
 
@@ -107,8 +189,12 @@ proctree_exiting(const char *proc_root, pid_t pid)
 	return state == 'Z' || state == 'X' || (flags & PF_EXITING) != 0;
 }
 
-/* The MCPMUX_SESSION value from /proc/PID/environ, "" when absent or unreadable. */
-static void
+/*
+ * The MCPMUX_SESSION value from /proc/PID/environ into out ("" when absent).  0, or -1
+ * when the environment could not be read for another reason than the process being
+ * gone (out is then "" and means "unknown").
+ */
+static int
 read_cookie(const char *proc_root, pid_t pid, char *out)
 {
 	static const char key[] = PROCTREE_COOKIE_ENV "=";
@@ -118,20 +204,24 @@ read_cookie(const char *proc_root, pid_t pid, char *out)
 
 	out[0] = '\0';
 	(void)snprintf(path, sizeof(path), "%s/%d/environ", proc_root, (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = open_retry(path, O_RDONLY | O_CLOEXEC);
 	if (fd == -1) {
-		return;
+		return is_gone(errno) ? 0 : -1;
 	}
 	/*
 	 * Entries are NUL-terminated; an entry cut by the buffer is carried over, and one
 	 * longer than the whole buffer is skipped to its end (it is not ours).
 	 */
 	bool skip = false;
+	int rc = 0;
 
 	for (;;) {
 		ssize_t n = sys_read(fd, buf + keep, sizeof(buf) - keep);
 
 		if (n <= 0) {
+			if (n == -1 && !is_gone(errno)) {
+				rc = -1;
+			}
 			break;
 		}
 		size_t len = keep + (size_t)n, at = 0;
@@ -159,7 +249,7 @@ read_cookie(const char *proc_root, pid_t pid, char *out)
 				memcpy(out, buf + at + sizeof(key) - 1, elen - (sizeof(key) - 1));
 				out[elen - (sizeof(key) - 1)] = '\0';
 				sys_close(&fd);
-				return;
+				return 0;
 			}
 			at += elen + 1;
 		}
@@ -172,28 +262,58 @@ read_cookie(const char *proc_root, pid_t pid, char *out)
 		}
 	}
 	sys_close(&fd);
+	return rc;
 }
 
-static int
-tree_push(struct proctree *t, const char *proc_root, pid_t pid, size_t parent)
+static void
+mark_incomplete(struct proctree *t, int err)
+{
+	if (!t->incomplete) {
+		t->incomplete = true;
+		t->error = err;
+	}
+}
+
+static struct proc_info *
+tree_slot(struct proctree *t)
 {
 	if (t->n == t->cap) {
 		size_t cap = t->cap ? t->cap * 2 : 64;
 		struct proc_info *nv = realloc(t->v, cap * sizeof(*nv));
 
 		if (nv == NULL) {
-			return -1;
+			return NULL;
 		}
 		t->v = nv;
 		t->cap = cap;
 	}
-	struct proc_info *pi = &t->v[t->n];
+	return &t->v[t->n];
+}
 
+/* Add pid, a child of entry `parent` (SIZE_MAX: of the root).  0, or -1 (ENOMEM). */
+static int
+tree_push(struct proctree *t, const char *proc_root, pid_t pid, pid_t ppid, size_t parent)
+{
+	struct proc_info *pi = tree_slot(t);
+
+	if (pi == NULL) {
+		return -1;
+	}
+	memset(pi, 0, sizeof(*pi));
 	if (read_stat(proc_root, pid, pi) == -1) {
-		return 0; /* gone since its parent listed it */
+		if (is_gone(errno)) {
+			return 0; /* gone since its parent listed it */
+		}
+		/* There, but unreadable: kept, with what is known of it. */
+		pi->pid = pid;
+		pi->ppid = ppid;
+		pi->state = '?';
+		pi->unknown = true;
 	}
 	pi->parent = parent;
-	read_cookie(proc_root, pid, pi->cookie);
+	if (read_cookie(proc_root, pid, pi->cookie) == -1) {
+		pi->cookie_unknown = true;
+	}
 	t->n++;
 	return 0;
 }
@@ -201,17 +321,35 @@ tree_push(struct proctree *t, const char *proc_root, pid_t pid, size_t parent)
 /*
  * Append the pids listed in one task's children file ("1 2 3 "), read in pieces: a
  * process may have more children than one buffer holds, and a pid cut by the buffer
- * is carried over to the next read.
+ * is carried over to the next read.  -1 only for ENOMEM; a file that cannot be read
+ * marks the snapshot incomplete (or, when the kernel has no such files, switches to
+ * the whole-/proc walk).
  */
 static int
-scan_children_file(struct proctree *t, const char *proc_root, const char *path, size_t self)
+scan_children_file(struct proctree *t, const char *proc_root, const char *path, pid_t ppid,
+		   size_t self)
 {
 	char buf[4096];
 	size_t keep = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open_retry(path, O_RDONLY | O_CLOEXEC);
 	int rc = 0;
 
 	if (fd == -1) {
+		int err = errno;
+		char task[PATH_MAX];
+		struct stat st;
+		const char *slash = strrchr(path, '/');
+
+		if (!is_gone(err)) {
+			mark_incomplete(t, err);
+		} else if (slash != NULL && (size_t)(slash - path) < sizeof(task)) {
+			/* The task is there but has no children file: a kernel without them. */
+			memcpy(task, path, (size_t)(slash - path));
+			task[slash - path] = '\0';
+			if (stat(task, &st) == 0) {
+				t->walk_all = true;
+			}
+		}
 		return 0;
 	}
 	for (;;) {
@@ -219,6 +357,9 @@ scan_children_file(struct proctree *t, const char *proc_root, const char *path, 
 		bool eof = n <= 0;
 		size_t len = keep + (eof ? 0 : (size_t)n), at = 0;
 
+		if (n == -1 && !is_gone(errno)) {
+			mark_incomplete(t, errno);
+		}
 		while (rc == 0 && at < len) {
 			size_t start = at;
 			long child = 0;
@@ -232,7 +373,7 @@ scan_children_file(struct proctree *t, const char *proc_root, const char *path, 
 				break;
 			}
 			if (at > start && child > 0 && child <= INT_MAX) {
-				rc = tree_push(t, proc_root, (pid_t)child, self);
+				rc = tree_push(t, proc_root, (pid_t)child, ppid, self);
 			}
 			if (at == start) {
 				at++; /* a separator */
@@ -258,34 +399,152 @@ scan_children(struct proctree *t, const char *proc_root, pid_t pid, size_t self)
 	int rc = 0;
 
 	(void)snprintf(path, sizeof(path), "%s/%d/task", proc_root, (int)pid);
-	d = opendir(path);
+	d = opendir_retry(path);
 	if (d == NULL) {
-		return 0; /* exited */
+		if (!is_gone(errno)) {
+			mark_incomplete(t, errno);
+		}
+		return 0;
 	}
-	while (rc == 0 && (de = readdir(d)) != NULL) {
+	while (rc == 0 && !t->walk_all && (de = readdir(d)) != NULL) {
 		if (de->d_name[0] < '0' || de->d_name[0] > '9') {
 			continue;
 		}
 		(void)snprintf(path, sizeof(path), "%s/%d/task/%s/children", proc_root, (int)pid,
 			       de->d_name);
-		rc = scan_children_file(t, proc_root, path, self);
+		rc = scan_children_file(t, proc_root, path, pid, self);
 	}
 	closedir(d);
+	return rc;
+}
+
+static int
+cmp_ppid(const void *a, const void *b)
+{
+	const struct proc_info *x = a, *y = b;
+
+	return (x->ppid > y->ppid) - (x->ppid < y->ppid);
+}
+
+/*
+ * Without children files: read every /proc/PID/stat, then take the descendants of root,
+ * breadth first, by their parent pids.
+ */
+static int
+scan_all(struct proctree *t, const char *proc_root, pid_t root)
+{
+	struct proctree all;
+	struct dirent *de;
+	DIR *d = opendir_retry(proc_root);
+	int rc = 0;
+
+	if (d == NULL) {
+		mark_incomplete(t, errno);
+		return 0;
+	}
+	proctree_init(&all);
+	while ((de = readdir(d)) != NULL) {
+		/* (entries start with parent 0: "not taken" in the walk below) */
+		char *end;
+		long pid = strtol(de->d_name, &end, 10);
+
+		if (*end != '\0' || pid <= 0 || pid > INT_MAX) {
+			continue;
+		}
+		struct proc_info *pi = tree_slot(&all);
+
+		if (pi == NULL) {
+			rc = -1;
+			break;
+		}
+		memset(pi, 0, sizeof(*pi));
+		if (read_stat(proc_root, (pid_t)pid, pi) == -1) {
+			if (!is_gone(errno)) {
+				/* Whose child it is cannot be told: it may be one of ours. */
+				mark_incomplete(t, errno);
+			}
+			continue;
+		}
+		all.n++;
+	}
+	closedir(d);
+	if (rc == 0 && all.n > 0) {
+		qsort(all.v, all.n, sizeof(*all.v), cmp_ppid);
+	}
+	/* Breadth first from root: entry k's children are the run of all.v with ppid. */
+	for (size_t k = SIZE_MAX; rc == 0; k = k == SIZE_MAX ? 0 : k + 1) {
+		if (k != SIZE_MAX && k >= t->n) {
+			break;
+		}
+		pid_t ppid = k == SIZE_MAX ? root : t->v[k].pid;
+		size_t lo = 0, hi = all.n;
+
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+
+			if (all.v[mid].ppid < ppid) {
+				lo = mid + 1;
+			} else {
+				hi = mid;
+			}
+		}
+		for (size_t i = lo; i < all.n && all.v[i].ppid == ppid && rc == 0; i++) {
+			struct proc_info *pi;
+
+			if (all.v[i].parent != 0) {
+				continue; /* taken already: a loop of reused pids */
+			}
+			all.v[i].parent = 1;
+			if ((pi = tree_slot(t)) == NULL) {
+				rc = -1;
+				break;
+			}
+			*pi = all.v[i];
+			pi->parent = k;
+			if (read_cookie(proc_root, pi->pid, pi->cookie) == -1) {
+				pi->cookie_unknown = true;
+			}
+			t->n++;
+		}
+	}
+	proctree_release(&all);
 	return rc;
 }
 
 int
 proctree_scan(struct proctree *t, const char *proc_root, pid_t root)
 {
+	int rc;
+
+	proctree_spare(true);
 	t->n = 0;
-	if (scan_children(t, proc_root, root, SIZE_MAX) == -1) {
-		return -1;
-	}
-	/* Breadth first: every entry's parent comes before it. */
-	for (size_t i = 0; i < t->n; i++) {
-		if (scan_children(t, proc_root, t->v[i].pid, i) == -1) {
-			return -1;
+	t->incomplete = false;
+	t->error = 0;
+	if (!t->walk_all) {
+		rc = scan_children(t, proc_root, root, SIZE_MAX);
+		/* Breadth first: every entry's parent comes before it. */
+		for (size_t i = 0; rc == 0 && i < t->n && !t->walk_all; i++) {
+			if (t->n > PROCTREE_MAX) {
+				/* Only pids reused while the walk ran could make it this long. */
+				mark_incomplete(t, EAGAIN);
+				break;
+			}
+			rc = scan_children(t, proc_root, t->v[i].pid, i);
 		}
+		if (rc == 0 && t->walk_all) {
+			/* The kernel has no children files: the long way, from now on. */
+			t->n = 0;
+			t->incomplete = false;
+		}
+	}
+	if (t->walk_all) {
+		rc = scan_all(t, proc_root, root);
+	}
+	proctree_spare(true);
+	if (rc == -1) {
+		errno = ENOMEM;
+		mark_incomplete(t, ENOMEM);
+		return -1;
 	}
 	return 0;
 }
@@ -302,18 +561,16 @@ proc_matches(const struct proc_info *pi, const struct proctree_match *m)
 	bool foreign = pi->cookie[0] != '\0' && !has_cookie(pi, m);
 
 	return (m->pid > 0 && pi->pid == m->pid) || has_cookie(pi, m) ||
-	       (m->pgid > 0 && pi->pgid == m->pgid && !foreign);
+	       (!pi->unknown && m->pgid > 0 && pi->pgid == m->pgid && !foreign);
 }
 
-bool
-proctree_is_member(const struct proctree *t, size_t i, const struct proctree_match *m)
+/* Membership whatever the state: zombies and unknown entries included. */
+static bool
+member_any(const struct proctree *t, size_t i, const struct proctree_match *m)
 {
 	bool foreign = false;
 	size_t top = i;
 
-	if (t->v[i].state == 'Z' || t->v[i].state == 'X') {
-		return false;
-	}
 	for (size_t k = i; k != SIZE_MAX; k = t->v[k].parent) {
 		if (proc_matches(&t->v[k], m)) {
 			return true;
@@ -323,6 +580,18 @@ proctree_is_member(const struct proctree *t, size_t i, const struct proctree_mat
 	}
 	/* An orphan: no cookie on its line, and its top is a child of mcpmux but no backend. */
 	return m->is_backend != NULL && !foreign && !m->is_backend(t->v[top].pid);
+}
+
+static bool
+is_dead(const struct proc_info *pi)
+{
+	return pi->state == 'Z' || pi->state == 'X';
+}
+
+bool
+proctree_is_member(const struct proctree *t, size_t i, const struct proctree_match *m)
+{
+	return !is_dead(&t->v[i]) && member_any(t, i, m);
 }
 
 size_t
@@ -336,46 +605,95 @@ proctree_count(const struct proctree *t, const struct proctree_match *m)
 	return n;
 }
 
-/* Signal one process if it is still the one the snapshot saw.  true if signalled. */
-static bool
-signal_verified(const char *proc_root, const struct proc_info *pi, int sig)
+size_t
+proctree_left(const struct proctree *t, const struct proctree_match *m)
 {
+	size_t n = t->incomplete;
+
+	for (size_t i = 0; i < t->n; i++) {
+		const struct proc_info *pi = &t->v[i];
+
+		if (member_any(t, i, m)) {
+			n++;
+		} else if (pi->parent == SIZE_MAX && m->is_backend == NULL &&
+			   (pi->unknown || pi->cookie_unknown) &&
+			   !(m->pid > 0 && pi->pid == m->pid)) {
+			/* A child of the root that no rule can attribute: it may be ours. */
+			n++;
+		}
+	}
+	return n;
+}
+
+enum proctree_sig
+proctree_signal_one(const struct proctree *t, size_t i, const char *proc_root, int sig)
+{
+	const struct proc_info *pi = &t->v[i];
 	struct proc_info now;
 	int pfd = (int)syscall(SYS_pidfd_open, pi->pid, 0);
+	int err;
 
 	if (pfd == -1) {
-		if (errno != ENOSYS) {
-			return false; /* ESRCH: gone */
+		if (errno == ESRCH) {
+			return PROCTREE_GONE;
 		}
-		/* No pidfds: a plain kill, guarded by the start time. */
-		if (read_stat(proc_root, pi->pid, &now) == -1 || now.start != pi->start) {
-			return false;
+		/* No pidfd (ENOSYS, EMFILE, ...): a plain kill, guarded by the start time. */
+		if (read_stat(proc_root, pi->pid, &now) == -1) {
+			return is_gone(errno) ? PROCTREE_GONE : PROCTREE_FAILED;
 		}
-		return kill(pi->pid, sig) == 0;
+		if (!pi->unknown && now.start != pi->start) {
+			return PROCTREE_GONE;
+		}
+		if (kill(pi->pid, sig) == 0) {
+			return PROCTREE_SENT;
+		}
+		return errno == ESRCH ? PROCTREE_GONE : PROCTREE_FAILED;
 	}
-	bool ok = read_stat(proc_root, pi->pid, &now) == 0 && now.start == pi->start &&
-		  syscall(SYS_pidfd_send_signal, pfd, sig, NULL, 0) == 0;
+	/* The pidfd pins the process: if its start time is the snapshot's, it is that one. */
+	if (read_stat(proc_root, pi->pid, &now) == -1) {
+		err = errno;
+		sys_close(&pfd);
+		return is_gone(err) ? PROCTREE_GONE : PROCTREE_FAILED;
+	}
+	if (!pi->unknown && now.start != pi->start) {
+		sys_close(&pfd);
+		return PROCTREE_GONE;
+	}
+	enum proctree_sig r = PROCTREE_SENT;
 
+	if (syscall(SYS_pidfd_send_signal, pfd, sig, NULL, 0) == -1) {
+		r = errno == ESRCH ? PROCTREE_GONE : PROCTREE_FAILED;
+	}
 	sys_close(&pfd);
-	return ok;
+	return r;
 }
 
 size_t
 proctree_signal(const struct proctree *t, const struct proctree_match *m, const char *proc_root,
-		int sig)
+		int sig, size_t *n_failed)
 {
-	size_t n = 0;
+	size_t n = 0, failed = 0;
 
 	for (size_t i = 0; i < t->n; i++) {
 		if (!proctree_is_member(t, i, m)) {
 			continue;
 		}
-		if (signal_verified(proc_root, &t->v[i], sig)) {
+		switch (proctree_signal_one(t, i, proc_root, sig)) {
+		case PROCTREE_SENT:
 			n++;
 			if (sig == SIGTERM) {
-				(void)signal_verified(proc_root, &t->v[i], SIGCONT);
+				(void)proctree_signal_one(t, i, proc_root, SIGCONT);
 			}
+			break;
+		case PROCTREE_FAILED:
+			failed++;
+			break;
+		case PROCTREE_GONE:
+			break;
 		}
+	}
+	if (n_failed != NULL) {
+		*n_failed = failed;
 	}
 	return n;
 }

@@ -14,12 +14,21 @@
 #include "mcpmux/sys.h"
 #include "mcpmux/tlog.h"
 
+/* An id in flight: its key (by JSON value), then its JSON text as first seen. */
 struct pending {
 	UT_hash_handle hh;
-	ev_tstamp t;
+	double t;	/* when the first of them was seen */
+	uint32_t count; /* requests in flight with this id */
+	uint32_t key_len;
 	size_t id_len;
-	char id[];
+	char data[]; /* key, then id text */
 };
+
+static inline const char *
+pending_id(const struct pending *p)
+{
+	return p->data + p->key_len;
+}
 
 static uint64_t session_seq;
 static struct jsonrpc_scanner out_scan; /* server lines: scanned one at a time */
@@ -33,6 +42,8 @@ static void session_on_exit(struct backend *b, void *owner);
 static void session_on_done(struct backend *b, void *owner);
 static void session_on_idle(struct ev_loop *loop, ev_timer *w, int revents);
 static void session_on_stderr(struct backend *b, void *owner, const char *data, size_t len);
+static void session_on_input_full(struct backend *b, void *owner, bool full);
+static void session_on_stall(struct backend *b, void *owner);
 
 static const struct framer_sink server_sink = {
 	.line = session_on_line,
@@ -44,6 +55,8 @@ static const struct framer_sink server_sink = {
 static const struct backend_hooks backend_hooks = {
 	.on_exit = session_on_exit,
 	.on_done = session_on_done,
+	.on_input_full = session_on_input_full,
+	.on_stall = session_on_stall,
 	.on_stderr = session_on_stderr,
 };
 
@@ -78,39 +91,84 @@ session_id_valid(const char *id, size_t len)
 /*
  * A table of request ids, each with the time it was seen: the client's requests in flight
  * (answered with an error if the server dies; their latency for the traffic log) and the
- * server's (the latency of the client's answers).  Bounded: at SESSION_MAX_PENDING, or
- * when memory runs out, an id goes untracked.  A reused id is kept once: one answer is
- * owed either way.
+ * server's (the latency of the client's answers).  Ids are keyed by JSON value, the way
+ * clients match them.  Bounded: at SESSION_MAX_PENDING, or when memory runs out, an id
+ * goes untracked.  An id in flight twice is counted twice: two answers are owed.
  */
+static char *key_buf;
+static size_t key_cap;
+
+/* The key of id text (see jsonrpc_id_key()) in key_buf; 0 when there is none. */
+static size_t
+id_key(const char *id, size_t len)
+{
+	if (key_cap < JSONRPC_KEY_MAX(len)) {
+		size_t cap = SYS_MAX(JSONRPC_KEY_MAX(len), 256);
+		char *nb = realloc(key_buf, cap);
+
+		if (nb == NULL) {
+			return 0;
+		}
+		key_buf = nb;
+		key_cap = cap;
+	}
+	return jsonrpc_id_key(id, len, key_buf);
+}
+
 static void
-ids_add(struct session *s, struct pending **table, size_t *n, const char *id, size_t len)
+ids_add(struct pending **table, size_t *n, const char *id, size_t len)
 {
 	struct pending *p;
+	size_t klen = id_key(id, len);
 
-	HASH_FIND(hh, *table, id, len, p);
-	if (p != NULL || *n >= SESSION_MAX_PENDING || (p = malloc(sizeof(*p) + len)) == NULL) {
+	if (klen == 0 || *n >= SESSION_MAX_PENDING) {
 		return;
 	}
-	p->t = ev_now(s->loop);
+	HASH_FIND(hh, *table, key_buf, klen, p);
+	if (p != NULL) {
+		p->count++;
+		(*n)++;
+		return;
+	}
+	if ((p = malloc(sizeof(*p) + klen + len)) == NULL) {
+		return;
+	}
+	p->t = sys_mono();
+	p->count = 1;
+	p->key_len = (uint32_t)klen;
 	p->id_len = len;
-	memcpy(p->id, id, len);
-	HASH_ADD_KEYPTR(hh, *table, p->id, p->id_len, p);
+	memcpy(p->data, key_buf, klen);
+	memcpy(p->data + klen, id, len);
+	HASH_ADD_KEYPTR(hh, *table, p->data, klen, p);
 	(*n)++;
 }
 
-/* Forget an id that was answered; returns ms since it was seen, -1 if unknown. */
-static double
-ids_remove(struct session *s, struct pending **table, size_t *n, const char *id, size_t len)
+static struct pending *
+ids_find(struct pending *table, const char *id, size_t len)
 {
-	struct pending *p;
+	struct pending *p = NULL;
+	size_t klen = id_key(id, len);
+
+	if (klen > 0) {
+		HASH_FIND(hh, table, key_buf, klen, p);
+	}
+	return p;
+}
+
+/* Forget one request with this id (answered, or cancelled); ms since it was seen, or -1. */
+static double
+ids_remove(struct pending **table, size_t *n, const char *id, size_t len)
+{
+	struct pending *p = ids_find(*table, id, len);
 	double ms = -1;
 
-	HASH_FIND(hh, *table, id, len, p);
 	if (p != NULL) {
-		ms = (ev_now(s->loop) - p->t) * 1000.;
-		HASH_DEL(*table, p);
-		free(p);
+		ms = (sys_mono() - p->t) * 1000.;
 		(*n)--;
+		if (--p->count == 0) {
+			HASH_DEL(*table, p);
+			free(p);
+		}
 	}
 	return ms;
 }
@@ -118,13 +176,13 @@ ids_remove(struct session *s, struct pending **table, size_t *n, const char *id,
 static void
 pending_add(struct session *s, const char *id, size_t len)
 {
-	ids_add(s, &s->pending, &s->n_pending, id, len);
+	ids_add(&s->pending, &s->n_pending, id, len);
 }
 
 static double
 pending_remove(struct session *s, const char *id, size_t len)
 {
-	return ids_remove(s, &s->pending, &s->n_pending, id, len);
+	return ids_remove(&s->pending, &s->n_pending, id, len);
 }
 
 static void
@@ -135,6 +193,20 @@ pending_free_all(struct pending **table)
 	HASH_ITER (hh, *table, p, tmp) {
 		HASH_DEL(*table, p);
 		free(p);
+	}
+}
+
+/*
+ * notifications/cancelled: the request it names will not be answered (MCP: the receiver
+ * of a cancellation does not respond), so it is no longer in flight.
+ */
+static void
+note_cancel(struct pending **table, size_t *n, const struct jsonrpc_scanner *scan)
+{
+	if (scan->kind == JSONRPC_NOTIFICATION && scan->params.has_request_id &&
+	    jsonrpc_method_is(scan, &scan->one, JSONRPC_CANCELLED)) {
+		(void)ids_remove(table, n, jsonrpc_str(scan, scan->params.request_id),
+				 scan->params.request_id.len);
 	}
 }
 
@@ -190,20 +262,20 @@ session_from_client(struct session *s, const char *line, size_t len,
 	size_t n = scan->kind == JSONRPC_BATCH ? scan->n_items : 1;
 	const char *why = NULL;
 
-	s->last_activity = ev_now(s->loop);
+	s->last_activity = sys_mono();
 	if (tlog_enabled) {
 		double ms = -1;
 
 		if (scan->kind == JSONRPC_RESPONSE || scan->kind == JSONRPC_ERROR) {
-			ms = ids_remove(s, &s->srv_pending, &s->n_srv_pending,
+			ms = ids_remove(&s->srv_pending, &s->n_srv_pending,
 					jsonrpc_str(scan, scan->one.id), scan->one.id.len);
 		}
 		tlog_message(s->id, session_pid(s), TLOG_IN, scan, line, len, ms);
 	}
 	if (s->backend == NULL || backend_is_ending(s->backend) || s->backend->in_fd < 0) {
-		why = "the server's run is ending";
-	} else if (backend_stdin_full(s->backend)) {
-		why = "server is not reading its input";
+		why = s->backend != NULL && s->backend->stalled
+			      ? "the server stopped reading its input: its run is ending"
+			      : "the server's run is ending";
 	} else if (s->n_pending + n > SESSION_MAX_PENDING) {
 		why = "too many requests in flight";
 	}
@@ -223,6 +295,7 @@ session_from_client(struct session *s, const char *line, size_t len,
 			pending_add(s, jsonrpc_str(scan, items[i].id), items[i].id.len);
 		}
 	}
+	note_cancel(&s->pending, &s->n_pending, scan);
 }
 
 /* ---- server to client ---- */
@@ -233,7 +306,7 @@ session_on_line(void *ctx, const char *line, size_t len)
 	struct session *s = ctx;
 	enum jsonrpc_kind kind = jsonrpc_scan(&out_scan, line, len);
 
-	s->last_activity = ev_now(s->loop);
+	s->last_activity = sys_mono();
 	if (kind == JSONRPC_INVALID_JSON || !out_scan.top_container) {
 		/* A banner or a debug print on stdout: it would break the client. */
 		if (tlog_enabled) {
@@ -250,8 +323,10 @@ session_on_line(void *ctx, const char *line, size_t len)
 		ms = pending_remove(s, jsonrpc_str(&out_scan, out_scan.one.id),
 				    out_scan.one.id.len);
 	} else if (kind == JSONRPC_REQUEST && tlog_enabled) {
-		ids_add(s, &s->srv_pending, &s->n_srv_pending,
-			jsonrpc_str(&out_scan, out_scan.one.id), out_scan.one.id.len);
+		ids_add(&s->srv_pending, &s->n_srv_pending, jsonrpc_str(&out_scan, out_scan.one.id),
+			out_scan.one.id.len);
+	} else if (kind == JSONRPC_NOTIFICATION) {
+		note_cancel(&s->srv_pending, &s->n_srv_pending, &out_scan);
 	} else if (kind == JSONRPC_BATCH) {
 		for (size_t i = 0; i < out_scan.n_items; i++) {
 			const struct jsonrpc_item *it = &out_scan.items[i];
@@ -294,7 +369,7 @@ session_on_big_end(void *ctx, size_t total)
 	const char *id = jsonrpc_idscan_id(&s->big_id, &id_len);
 	char text[160];
 
-	s->last_activity = ev_now(s->loop);
+	s->last_activity = sys_mono();
 	(void)snprintf(text, sizeof(text),
 		       "server message too large (%zu bytes, the limit is %zu: see --max-message)",
 		       total, s->cfg->max_message);
@@ -303,13 +378,17 @@ session_on_big_end(void *ctx, size_t total)
 	if (id == NULL) {
 		return;
 	}
-	struct pending *p;
+	struct pending *p = ids_find(s->pending, id, id_len);
 
-	HASH_FIND(hh, s->pending, id, id_len, p);
 	if (p != NULL) {
+		/* The answer carries the id as the request wrote it (the same value). */
+		char idtext[sizeof(s->big_id.id)];
+		size_t n = SYS_MIN(p->id_len, sizeof(idtext));
+
+		memcpy(idtext, pending_id(p), n);
 		double ms = pending_remove(s, id, id_len);
 
-		answer_error(s, id, id_len, RPC_SERVER_ERROR, text, ms);
+		answer_error(s, idtext, n, RPC_SERVER_ERROR, text, ms);
 	}
 }
 
@@ -330,7 +409,8 @@ session_new(struct ev_loop *loop, const char *id, const struct session_config *c
 	s->hooks = hooks;
 	s->owner = owner;
 	s->seq = ++session_seq;
-	s->started = s->last_activity = ev_now(loop);
+	s->started = s->last_activity = sys_mono();
+	out_scan.params_method = JSONRPC_CANCELLED; /* the only server params mcpmux reads */
 
 	struct backend_config bc = {
 		.argv = cfg->argv,
@@ -339,6 +419,8 @@ session_new(struct ev_loop *loop, const char *id, const struct session_config *c
 		.term_grace = cfg->term_grace,
 		.max_message = cfg->max_message,
 		.max_queue = cfg->max_queue,
+		.stall_timeout = cfg->stall_timeout,
+		.kill_deadline = cfg->kill_deadline,
 		.claim_orphans = cfg->claim_orphans,
 		.capture_stderr = tlog_enabled,
 	};
@@ -364,13 +446,12 @@ static void
 session_on_idle(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct session *s = container_of(w, struct session, idle_w);
-	ev_tstamp due = s->last_activity + s->cfg->idle_timeout;
+	double now = sys_mono(), due = s->last_activity + s->cfg->idle_timeout;
 
 	(void)revents;
-	if (s->n_pending > 0 || due > ev_now(loop)) {
-		/* Busy, or traffic since the timer was set: look again later (ev.pod strategy 3).
-		 */
-		ev_timer_set(w, s->n_pending > 0 ? s->cfg->idle_timeout : due - ev_now(loop), 0.);
+	if (s->n_pending > 0 || due > now) {
+		/* Busy, or traffic since the timer was set: look again later (ev.pod strategy 3). */
+		ev_timer_set(w, s->n_pending > 0 ? s->cfg->idle_timeout : due - now, 0.);
 		ev_timer_start(loop, w);
 		return;
 	}
@@ -434,6 +515,36 @@ session_log_end_request(const struct session *s, const struct jsonrpc_scanner *s
 	}
 }
 
+static void
+session_on_input_full(struct backend *b, void *owner, bool full)
+{
+	struct session *s = owner;
+
+	(void)b;
+	s->input_full = full;
+	if (s->hooks->on_input_full != NULL) {
+		s->hooks->on_input_full(s, s->owner, full);
+	}
+}
+
+static void
+session_on_stall(struct backend *b, void *owner)
+{
+	struct session *s = owner;
+
+	if (tlog_enabled) {
+		char f[64];
+		int n = snprintf(f, sizeof(f), "\"stall_s\":%g", b->stall_timeout);
+
+		tlog_event(s->id, session_pid(s), "stalled", f, (size_t)n);
+	}
+	s->end_requested = true;
+	ev_timer_stop(s->loop, &s->idle_w);
+	if (s->hooks->on_stall != NULL) {
+		s->hooks->on_stall(s, s->owner);
+	}
+}
+
 void
 session_pause(struct session *s, bool paused)
 {
@@ -460,7 +571,14 @@ exit_text(const struct backend *b, char *buf, size_t len)
 {
 	char name[32];
 
-	if (b->exec_errno != 0) {
+	if (b->stalled) {
+		(void)snprintf(buf, len,
+			       "the server stopped reading its input (none taken for %g s): its run "
+			       "was ended",
+			       b->stall_timeout);
+	} else if (b->escalation == BACKEND_ESC_ABANDONED && !b->reaped) {
+		(void)snprintf(buf, len, "the server could not be ended (it would not die)");
+	} else if (b->exec_errno != 0) {
 		(void)snprintf(buf, len, "server could not be started: %s",
 			       strerror(b->exec_errno));
 	} else if (b->wstatus >= 0 && WIFSIGNALED(b->wstatus)) {
@@ -484,6 +602,13 @@ session_end_fields(const struct session *s, struct sbuf *b)
 	rpcout_exit(b, be->exec_errno != 0 ? backend_exit_code(be) << 8 : be->wstatus);
 	sbuf_addf(b, ",\"escalation\":\"%s\",\"ms\":%.0f", backend_escalation_name(be->escalation),
 		  backend_end_ms(be));
+	if (be->escalation == BACKEND_ESC_ABANDONED) {
+		sbuf_adds(b, ",\"abandoned\":[");
+		for (size_t i = 0; i < be->n_left; i++) {
+			sbuf_addf(b, "%s%d", i > 0 ? "," : "", (int)be->left[i]);
+		}
+		sbuf_adds(b, "]");
+	}
 }
 
 void
@@ -510,8 +635,10 @@ session_on_done(struct backend *b, void *owner)
 	exit_text(b, text, sizeof(text));
 	HASH_ITER (hh, s->pending, p, tmp) {
 		HASH_DEL(s->pending, p);
-		answer_error(s, p->id, p->id_len, RPC_SERVER_ERROR, text,
-			     (ev_now(s->loop) - p->t) * 1000.);
+		for (uint32_t k = 0; k < p->count; k++) {
+			answer_error(s, pending_id(p), p->id_len, RPC_SERVER_ERROR, text,
+				     (sys_mono() - p->t) * 1000.);
+		}
 		free(p);
 	}
 	s->n_pending = 0;
@@ -591,4 +718,7 @@ session_module_release(void)
 {
 	jsonrpc_release(&out_scan);
 	sbuf_release(&msg);
+	free(key_buf);
+	key_buf = NULL;
+	key_cap = 0;
 }

@@ -3,8 +3,11 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mcpmux/sys.h"
@@ -21,13 +24,23 @@ sys_set_nonblock(int fd, int on)
 	return fcntl(fd, F_SETFL, flags);
 }
 
+/* Stdio sockets shared with other processes: MSG_DONTWAIT instead of O_NONBLOCK. */
+static bool stdio_dontwait[3];
+static int stdio_saved_flags[3] = { -1, -1, -1 };
+
+static bool
+is_dontwait(int fd)
+{
+	return fd >= 0 && fd <= 2 && stdio_dontwait[fd];
+}
+
 ssize_t
 sys_read(int fd, void *buf, size_t len)
 {
 	ssize_t n;
 
 	do {
-		n = read(fd, buf, len);
+		n = is_dontwait(fd) ? recv(fd, buf, len, MSG_DONTWAIT) : read(fd, buf, len);
 	} while (n == -1 && errno == EINTR);
 	return n;
 }
@@ -37,6 +50,15 @@ sys_writev(int fd, const struct iovec *iov, int iovcnt)
 {
 	ssize_t n;
 
+	if (is_dontwait(fd)) {
+		struct msghdr mh = { .msg_iov = (struct iovec *)(uintptr_t)iov,
+				     .msg_iovlen = (size_t)iovcnt };
+
+		do {
+			n = sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+		} while (n == -1 && errno == EINTR);
+		return n;
+	}
 	do {
 		n = writev(fd, iov, iovcnt);
 	} while (n == -1 && errno == EINTR);
@@ -98,6 +120,124 @@ sys_sanitize_stdio(void)
 		}
 	}
 	return 0;
+}
+
+int
+sys_stdio_open(int fd, bool *shared)
+{
+	struct stat st;
+
+	*shared = false;
+	if (fd < 0 || fd > 2 || fstat(fd, &st) == -1) {
+		if (fd < 0 || fd > 2) {
+			errno = EBADF;
+		}
+		return -1;
+	}
+	if (S_ISSOCK(st.st_mode)) {
+		stdio_dontwait[fd] = true;
+		return fd;
+	}
+	if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) {
+		return fd; /* never blocks; and epoll takes it as always ready */
+	}
+	if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)) {
+		char path[32];
+
+		(void)snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		int nfd = open(path, (fd == STDIN_FILENO ? O_RDONLY : O_WRONLY) | O_NONBLOCK |
+					     O_CLOEXEC | O_NOCTTY);
+
+		if (nfd >= 0) {
+			return nfd;
+		}
+		/*
+		 * No /proc, or a pipe of another user, or (for output) a pipe whose reader is
+		 * gone (ENXIO): the shared description it must be.
+		 */
+	}
+	int flags = fcntl(fd, F_GETFL);
+
+	if (flags == -1 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) == -1) {
+		return -1;
+	}
+	stdio_saved_flags[fd] = flags;
+	*shared = true;
+	return fd;
+}
+
+void
+sys_stdio_close(int fd, int stdio_fd, bool shared)
+{
+	if (fd < 0) {
+		return;
+	}
+	if (fd != stdio_fd) {
+		(void)close(fd);
+		return;
+	}
+	if (shared && stdio_fd >= 0 && stdio_fd <= 2 && stdio_saved_flags[stdio_fd] != -1) {
+		(void)fcntl(stdio_fd, F_SETFL, stdio_saved_flags[stdio_fd]);
+		stdio_saved_flags[stdio_fd] = -1;
+	}
+	if (stdio_fd >= 0 && stdio_fd <= 2) {
+		stdio_dontwait[stdio_fd] = false;
+	}
+}
+
+#define NOFILE_CAP ((rlim_t)1 << 20) /* far beyond what mcpmux needs */
+
+static struct rlimit nofile_orig;
+static bool nofile_raised;
+
+void
+sys_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
+		return;
+	}
+	rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > NOFILE_CAP ? NOFILE_CAP
+									       : rl.rlim_max;
+
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+		struct rlimit nrl = { .rlim_cur = want, .rlim_max = rl.rlim_max };
+
+		if (setrlimit(RLIMIT_NOFILE, &nrl) == 0) {
+			nofile_orig = rl;
+			nofile_raised = true;
+		}
+	}
+}
+
+bool
+sys_nofile_original(struct rlimit *rl)
+{
+	if (nofile_raised) {
+		*rl = nofile_orig;
+	}
+	return nofile_raised;
+}
+
+size_t
+sys_nofile_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY) {
+		return 1024;
+	}
+	return (size_t)rl.rlim_cur;
+}
+
+double
+sys_mono(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 bool sys_big_alloc;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "mcpmux/diag.h"
+#include "mcpmux/errout.h"
 #include "mcpmux/rpcout.h"
 #include "mcpmux/sys.h"
 #include "mcpmux/tlog.h"
@@ -71,7 +72,10 @@ tlog_flush(void)
 	if (L.buf.len == 0) {
 		return;
 	}
-	if (L.fd < 0 || sys_write_all(L.fd, L.buf.buf, L.buf.len) == -1) {
+	if (L.path == NULL) {
+		/* On stderr: never blocking the loop, dropped and counted when stderr is full. */
+		errout_lines(L.buf.buf, L.buf.len);
+	} else if (L.fd < 0 || sys_write_all(L.fd, L.buf.buf, L.buf.len) == -1) {
 		if (!L.failing) {
 			diag_warn_errno("traffic log %s: cannot write (records are dropped until "
 					"it can be written again)",
@@ -124,6 +128,7 @@ tlog_open(struct ev_loop *loop, const char *path, size_t bodies)
 					path);
 	}
 	ev_prepare_init(&L.flush_w, tlog_on_prepare);
+	ev_set_priority(&L.flush_w, EV_MINPRI); /* after every other prepare that logs */
 	ev_prepare_start(loop, &L.flush_w);
 	ev_unref(loop);
 	if (L.path != NULL) {

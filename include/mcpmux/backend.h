@@ -6,10 +6,13 @@
  * and runs the teardown as a state machine on libev timers:
  *
  *   RUNNING --backend_end()--> CLOSING (stdin closed once flushed)
+ *   RUNNING --stdin queue stuck for stall-timeout--> CLOSING (queue dropped, stdin closed)
  *   CLOSING --eof-grace--> TERMINATING (SIGTERM + SIGCONT to the tree)
  *   TERMINATING --term-grace--> KILLING (SIGKILL to the tree, repeated until it is empty)
  *   RUNNING --server exits or closes stdout--> TERMINATING at once for what is left
  *   any --tree empty, child reaped, stdout at EOF--> DONE
+ *   KILLING --kill-deadline, tree not empty--> DONE, escalation "abandoned" (the pids
+ *            that would not die are listed: another uid, D state, EPERM)
  *
  * "The tree" is what proctree.h defines: the server, its process group, everything that
  * carries its MCPMUX_SESSION cookie, and all their descendants (mcpmux is a subreaper, so
@@ -32,6 +35,7 @@
 #define HASH_FUNCTION HASH_FNV
 #include <uthash.h>
 
+#include "mcpmux/errout.h"
 #include "mcpmux/framer.h"
 #include "mcpmux/wbuf.h"
 
@@ -48,7 +52,10 @@ enum backend_escalation {
 	BACKEND_ESC_EOF,
 	BACKEND_ESC_TERM,
 	BACKEND_ESC_KILL,
+	BACKEND_ESC_ABANDONED, /* processes that would not die were left behind */
 };
+
+#define BACKEND_LEFT_MAX 64 /* pids of an abandoned tree that are listed */
 
 struct backend;
 
@@ -57,8 +64,13 @@ struct backend_hooks {
 	void (*on_exit)(struct backend *b, void *owner);
 	/* Teardown complete: tree gone, pipes closed.  The owner may free b now. */
 	void (*on_done)(struct backend *b, void *owner);
-	/* The server's stdin queue went from full to below its mark. */
-	void (*on_writable)(struct backend *b, void *owner);
+	/*
+	 * The server's stdin queue reached its mark (full), or went below it again: the
+	 * owner holds the client's input while it is full.
+	 */
+	void (*on_input_full)(struct backend *b, void *owner, bool full);
+	/* The server accepted no input for stall-timeout while input waited: it is ending. */
+	void (*on_stall)(struct backend *b, void *owner);
 	/* Bytes the server wrote on stderr (only with capture_stderr), already passed on. */
 	void (*on_stderr)(struct backend *b, void *owner, const char *data, size_t len);
 };
@@ -70,6 +82,8 @@ struct backend_config {
 	double term_grace;  /* seconds */
 	size_t max_message; /* framer bound for the server's stdout */
 	size_t max_queue;   /* stdin queue mark */
+	double stall_timeout; /* seconds without progress on stdin before the end (0: never) */
+	double kill_deadline; /* seconds of KILLING before an unkillable tree is abandoned */
 	bool claim_orphans; /* cookie-less orphans of mcpmux count as this tree's */
 	/*
 	 * Read the server's stderr through a pipe (copying it to mcpmux's stderr and to
@@ -91,15 +105,25 @@ struct backend {
 	bool claim_orphans;
 	bool exited_by_itself; /* the teardown began with the server's own exit */
 	int pending_signal;    /* for the rest of the tree, at the next batched scan */
+	bool stalled;	       /* ended because it read nothing for stall-timeout */
+	bool in_full;	       /* the stdin queue is at its mark (as last told the owner) */
 	double eof_grace;
 	double term_grace;
-	ev_tstamp t_start; /* spawn time */
-	ev_tstamp t_end;   /* teardown start */
-	ev_tstamp t_done;
+	double stall_timeout;
+	double kill_deadline;
+	double t_start; /* spawn time (sys_mono()) */
+	double t_end;	/* teardown start */
+	double t_done;
+	double t_kill;	 /* KILLING since */
+	double in_since; /* the stdin queue's last progress (or start) */
+	size_t n_left;	 /* abandoned: pids that would not die */
+	pid_t left[BACKEND_LEFT_MAX];
 
 	int in_fd, out_fd, err_fd;
 	ev_io in_w, out_w, err_w;
 	ev_timer grace_w;
+	ev_timer stall_w;
+	struct errout_waiter err_wait; /* mcpmux's stderr is full: reading stderr waits */
 	bool out_paused;
 	bool pipes_big; /* enlarged while big messages flow */
 	bool dirty;	/* lines for stdin not yet written (backend_on_turn) */
@@ -158,5 +182,13 @@ const char *backend_escalation_name(enum backend_escalation e);
 void backend_free(struct backend *b);
 /* Exit status as a shell reports it: code, or 128 + signal; 127/126 for exec failure. */
 int backend_exit_code(const struct backend *b);
+/*
+ * At exit, once every backend is done: SIGKILL whatever descendant of mcpmux is still
+ * alive (an orphan no tree claimed), through the same verified path as every signal.
+ * Returns the number of processes killed.
+ */
+size_t backend_kill_leftovers(void);
+/* "PID:STARTTIME" of this mcpmux, as MCPMUX_OWNER gives it to every server. */
+const char *backend_owner(void);
 
 #endif

@@ -11,6 +11,14 @@
  * kernel refuses is queued.  A source whose queue reaches its mark is "full": its
  * producer should pause until hooks->on_source_writable().
  *
+ * Input is read only while nothing holds it.  Each reason to hold is a bit: the owner's
+ * (conn_read()), a server whose input queue is full (the front end's, CONN_HOLD_SERVER),
+ * messages waiting for an earlier run's last replies (CONN_HOLD_ORDER), and the conn's
+ * own: when all it has queued for the client reaches max_queue, a client that writes
+ * without reading is not read either (CONN_HOLD_OUTPUT), until half of it is written.
+ * A held conn leaves the client's bytes in the kernel's buffer: the client is held back
+ * as a direct pipe would hold it, and nothing is lost.
+ *
  * Ownership: the owner embeds the conn.  Sources are made by conn_source_new(); their
  * producer hands each back with conn_source_retire(), after which the conn writes what is
  * left in it and frees it.  The conn never closes the fds it was given.
@@ -28,6 +36,11 @@
 #include "mcpmux/wbuf.h"
 
 #define CONN_QUANTUM ((size_t)16 << 10)
+
+#define CONN_HOLD_OWNER	 (1u << 0)
+#define CONN_HOLD_OUTPUT (1u << 1)
+#define CONN_HOLD_SERVER (1u << 2)
+#define CONN_HOLD_ORDER	 (1u << 3)
 
 struct conn;
 
@@ -64,9 +77,10 @@ struct conn {
 	struct conn_source *cur; /* the source whose turn is being written */
 	size_t cut_left;	 /* bytes left in cur's turn (it ends on a line end) */
 	size_t queued;		 /* bytes queued over all sources */
+	size_t max_queue;	 /* CONN_HOLD_OUTPUT at this many queued bytes */
+	unsigned hold;		 /* CONN_HOLD_* bits: input is read only when 0 */
 	bool in_eof;
 	bool out_dead;
-	bool in_paused;
 	bool out_big;		 /* the output pipe was enlarged for big messages */
 	unsigned int write_turn; /* loop iteration of the last direct write */
 };
@@ -74,8 +88,10 @@ struct conn {
 void conn_init(struct conn *c, struct ev_loop *loop, int in_fd, int out_fd, size_t max_message,
 	       size_t max_queue, const struct framer_sink *sink, const struct conn_hooks *hooks,
 	       void *ctx);
-/* Start (or resume) and stop reading the client's input. */
+/* Start (or resume) and stop reading the client's input: the owner's hold. */
 void conn_read(struct conn *c, bool on);
+/* Set or clear one reason (CONN_HOLD_*) to hold the input. */
+void conn_hold(struct conn *c, unsigned reason, bool on);
 /* Stop everything; free the buffers and every retired source (all must be retired). */
 void conn_release(struct conn *c);
 

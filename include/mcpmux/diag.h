@@ -4,9 +4,20 @@
  *
  * Each message is written with one write(2), so lines from mcpmux and from a backend
  * that shares the same stderr do not interleave within a line.
+ *
+ * Diagnostics never flood: a message from the same call site (the same format string)
+ * within a second of the last one it printed is counted, not printed, and the count is
+ * printed with the last such message once the second is over ("... (and 41 more like
+ * it)"): at most a line a second per condition.
+ *
+ * While the event loop runs, lines go to a sink (errout.h) that never blocks; before and
+ * after, they are written directly.
  */
 #ifndef MCPMUX_DIAG_H
 #define MCPMUX_DIAG_H
+
+#include <stdbool.h>
+#include <stddef.h>
 
 enum diag_level {
 	DIAG_QUIET,   /* -q: errors only */
@@ -14,7 +25,19 @@ enum diag_level {
 	DIAG_VERBOSE, /* -v: also lifecycle information */
 };
 
+struct diag_sink {
+	void (*write)(const char *line, size_t len); /* a whole line, "\n" included */
+	void (*suppressing)(void); /* a count is pending: call diag_tick() each second */
+};
+
 void diag_set_level(enum diag_level level);
+/* Where lines go (NULL: straight to fd 2). */
+void diag_set_sink(const struct diag_sink *sink);
+/*
+ * Print the counts of repeated messages whose second is over, as of `now` (sys_mono()).
+ * Returns true while counts are pending (call again a second later).
+ */
+bool diag_tick(double now);
 enum diag_level diag_get_level(void);
 
 /* Print an error; returns -1 so that `return diag_error(...)` reads naturally. */

@@ -6,7 +6,7 @@
  * its id (as canonical JSON text, so that it can be written back verbatim), its method,
  * and for a batch the same for each element.  It also picks up the few members of
  * `params` that mcpmux itself acts on (graceMs, session, reason), of every single message
- * or only of one method (params_method).
+ * or only of one method (params_method), and the requestId of notifications/cancelled.
  *
  * A scanner is reusable: results stay valid until the next scan or jsonrpc_release().
  * All strings in a result point into the scanner's arena and are not NUL-terminated.
@@ -50,7 +50,11 @@ struct jsonrpc_item {
 	bool bad;
 };
 
+#define JSONRPC_CANCELLED "notifications/cancelled"
+
 struct jsonrpc_params {
+	bool has_request_id; /* notifications/cancelled: the id it cancels */
+	struct jsonrpc_str request_id; /* canonical JSON text, like an id */
 	bool has_grace_ms;
 	double grace_ms;
 	bool has_session;
@@ -110,6 +114,18 @@ jsonrpc_str(const struct jsonrpc_scanner *s, struct jsonrpc_str str)
 /* Does the message's method equal `name`? */
 bool jsonrpc_method_is(const struct jsonrpc_scanner *s, const struct jsonrpc_item *it,
 		       const char *name);
+
+/*
+ * The key under which an id is matched: ids are matched by JSON value, the way clients
+ * match them.  `id` is an id's JSON text (a string, with any escapes, or a number, or
+ * null).  Numbers of equal value get equal keys (1, 1.0, 1e0, 10e-1; -0 and 0), a string
+ * is compared by the characters its escapes stand for ("a" and "\u0061"), and a string
+ * never equals a number ("1" and 1 differ).  Exponents beyond 10^15 in magnitude are
+ * taken as equal.  Writes at most JSONRPC_KEY_MAX(len) bytes to out and returns the
+ * key's length, or 0 when id is not a JSON string, number or null.
+ */
+#define JSONRPC_KEY_MAX(len) ((len) + 32)
+size_t jsonrpc_id_key(const char *id, size_t len, char *out);
 
 /* The name used for a kind in the traffic log: "request", "response", ... */
 const char *jsonrpc_kind_name(enum jsonrpc_kind kind);

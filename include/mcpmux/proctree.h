@@ -9,9 +9,21 @@
  *
  * A backend's tree, given its pid, its process group and its cookie, is every process of
  * the snapshot that is the backend, is in its process group, carries its cookie, or
- * descends from such a process.  Zombies are not members (they are already dead).  A
- * process that carries another cookie belongs to another backend, so the process-group
- * rule does not apply to it (a pid, and so a group id, may be reused by a new backend).
+ * descends from such a process.  A process that carries another cookie belongs to
+ * another backend, so the process-group rule does not apply to it (a pid, and so a group
+ * id, may be reused by a new backend).  Zombies are members, but not live ones: they
+ * cannot be signalled, and a tree is not empty while one is left (a process that forks
+ * and exits between two reads of the walk must not let its child escape: its zombie
+ * keeps the tree from being called empty until the next walk finds the child).
+ *
+ * Nothing that could not be read is taken as gone.  Only ENOENT and ESRCH mean a process
+ * has exited; any other failure (EMFILE, EACCES, hidepid, a malformed file) leaves the
+ * process in the snapshot as "unknown" (what could not be read stays unset) or, when a
+ * whole subtree could not be listed, marks the snapshot incomplete.  proctree_left()
+ * counts them, so that an error never makes a tree look empty.  A kernel without
+ * /proc/PID/task/TID/children files is walked through every /proc/PID/stat instead.
+ * Before the walk gives up on EMFILE or ENFILE, it closes a spare descriptor it keeps
+ * for that (proctree_spare()) and tries again.
  *
  * The /proc root is a parameter so that unit tests can run on a fake tree.
  */
@@ -23,6 +35,7 @@
 #include <sys/types.h>
 
 #define PROCTREE_COOKIE_ENV "MCPMUX_SESSION"
+#define PROCTREE_OWNER_ENV  "MCPMUX_OWNER" /* "PID:STARTTIME" of the mcpmux that started it */
 #define PROCTREE_COOKIE_MAX 128
 
 struct proc_info {
@@ -30,7 +43,9 @@ struct proc_info {
 	pid_t ppid;
 	pid_t pgid;
 	unsigned long long start;	      /* start time, clock ticks since boot */
-	char state;			      /* from /proc/PID/stat: R, S, Z, ... */
+	char state;			      /* from /proc/PID/stat: R, S, Z, ...; '?' unknown */
+	bool unknown;			      /* stat could not be read: pgid, start unknown */
+	bool cookie_unknown;		      /* environ could not be read */
 	size_t parent;			      /* index of the parent in the snapshot, or SIZE_MAX */
 	char cookie[PROCTREE_COOKIE_MAX + 1]; /* "" when none */
 };
@@ -39,6 +54,16 @@ struct proctree {
 	struct proc_info *v;
 	size_t n;
 	size_t cap;
+	bool incomplete; /* a subtree could not be listed: there may be more */
+	int error;	 /* errno of the first failure that made it so */
+	bool walk_all;	 /* no children files: walk every /proc/PID/stat */
+};
+
+/* The outcome of one verified signal. */
+enum proctree_sig {
+	PROCTREE_SENT,
+	PROCTREE_GONE,	 /* exited, or the pid is another process now */
+	PROCTREE_FAILED, /* could not be signalled or verified (EPERM, EMFILE, ...) */
 };
 
 struct proctree_match {
@@ -56,20 +81,40 @@ struct proctree_match {
 
 void proctree_init(struct proctree *t);
 void proctree_release(struct proctree *t);
-/* Snapshot the descendants of `root` under `proc_root` ("/proc").  0 or -1 (errno). */
+/*
+ * Keep (or, with false, close) the spare descriptor the walk falls back on when the
+ * descriptor table is full.
+ */
+void proctree_spare(bool keep);
+/*
+ * Snapshot the descendants of `root` under `proc_root` ("/proc").  0, or -1 (errno) when
+ * nothing could be read at all; a partial failure gives 0 with t->incomplete set.
+ */
 int proctree_scan(struct proctree *t, const char *proc_root, pid_t root);
-/* Is snapshot entry i a live member of the tree m describes? */
+/* Is snapshot entry i a live (not zombie) member of the tree m describes? */
 bool proctree_is_member(const struct proctree *t, size_t i, const struct proctree_match *m);
 /* Live members of m's tree in the snapshot. */
 size_t proctree_count(const struct proctree *t, const struct proctree_match *m);
 /*
+ * What keeps m's tree from being empty: its members, zombies and unknown ones included,
+ * plus one for a snapshot that is incomplete, or that holds an unknown child of the
+ * walk's root that no match could claim (when m claims no orphans).  0 means gone.
+ */
+size_t proctree_left(const struct proctree *t, const struct proctree_match *m);
+/*
  * Send sig to every live member of m's tree, then SIGCONT when sig is SIGTERM (a stopped
  * process does not act on SIGTERM).  Each pid is checked against its start time through
  * a pidfd first, so a pid reused since the snapshot is never signalled.  Returns the
- * number of processes signalled.
+ * number of processes signalled; *n_failed (may be NULL) gets the number that could not
+ * be signalled or verified.
  */
 size_t proctree_signal(const struct proctree *t, const struct proctree_match *m,
-		       const char *proc_root, int sig);
+		       const char *proc_root, int sig, size_t *n_failed);
+/* Signal entry i if it is still the process the snapshot saw. */
+enum proctree_sig proctree_signal_one(const struct proctree *t, size_t i, const char *proc_root,
+				      int sig);
+/* The start time of pid (clock ticks since boot).  0, or -1 with errno. */
+int proctree_start_time(const char *proc_root, pid_t pid, unsigned long long *start);
 /*
  * Is process pid on its way out: a zombie, or past the start of exit (PF_EXITING, set
  * before the kernel closes its files)?  False when it cannot be read.

@@ -3,8 +3,13 @@
  *
  * A session owns its backend and the JSON-RPC bookkeeping around it: the client's
  * requests in flight (answered with -32000 errors if the server dies before it answers
- * them), the bounds on what the server is sent, the idle timer, the end-of-run replies,
- * and its counters.  It knows nothing of how its front end frames lines for the client:
+ * them), the idle timer, the end-of-run replies, and its counters.  Ids are matched by
+ * JSON value (jsonrpc_id_key()); a request cancelled with notifications/cancelled is no
+ * longer in flight; two requests in flight with one id are both owed an answer.
+ *
+ * The session never refuses a message because its server is slow: the backend tells,
+ * through hooks->on_input_full(), when the server's input queue is at --max-queue, and
+ * the front end holds the client's input until it is not.  It knows nothing of how its front end frames lines for the client:
  * everything for the client goes through hooks->deliver().
  *
  * Ownership: the front end creates sessions with session_new() and frees them with
@@ -36,6 +41,10 @@ struct session_hooks {
 	void (*on_exit)(struct session *s, void *owner);
 	/* --idle-timeout expired; the session's teardown has begun. */
 	void (*on_idle)(struct session *s, void *owner);
+	/* The server's input queue is at its mark (full), or no longer (see above). */
+	void (*on_input_full)(struct session *s, void *owner, bool full);
+	/* The server took no input for --stall-timeout: its run is ending (end_requested). */
+	void (*on_stall)(struct session *s, void *owner);
 	/* Teardown complete (everything delivered); the front end may free s now. */
 	void (*on_done)(struct session *s, void *owner);
 };
@@ -45,6 +54,8 @@ struct session_config {
 	double eof_grace;    /* seconds */
 	double term_grace;   /* seconds */
 	double idle_timeout; /* seconds, 0 for none */
+	double stall_timeout;
+	double kill_deadline;
 	size_t max_message;
 	size_t max_queue;
 	bool claim_orphans; /* see struct backend_config */
@@ -68,6 +79,7 @@ struct session {
 	struct pending *pending;     /* uthash: client requests in flight */
 	struct pending *srv_pending; /* uthash: server requests in flight (traffic log only) */
 	size_t n_srv_pending;
+	bool input_full; /* the server's input queue is at its mark */
 	struct sbuf err_line; /* the server's stderr line being assembled (traffic log) */
 	size_t n_pending;
 	bool end_requested;   /* by the client (end-of-run) or the front end */
@@ -75,8 +87,8 @@ struct session {
 	struct sbuf *replies; /* end-of-run request ids awaiting the result */
 	size_t n_replies;
 	ev_timer idle_w;
-	ev_tstamp last_activity;
-	ev_tstamp started;
+	double last_activity; /* sys_mono() */
+	double started;
 	struct session_stats stats;
 	struct jsonrpc_idscan big_id; /* over-long server message: its id */
 };

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -24,6 +25,11 @@
 /* clang-format on */
 
 int sys_set_nonblock(int fd, int on);
+/*
+ * sys_read() and sys_writev() on a socket that is registered with sys_stdio_open() use
+ * recv()/sendmsg() with MSG_DONTWAIT: non-blocking without touching the O_NONBLOCK flag
+ * of a file description that other processes share.
+ */
 ssize_t sys_read(int fd, void *buf, size_t len);
 ssize_t sys_writev(int fd, const struct iovec *iov, int iovcnt);
 /* Write all of buf to a blocking fd (short writes continued); -1 on error. */
@@ -32,6 +38,39 @@ int sys_write_all(int fd, const void *buf, size_t len);
 void sys_close(int *fd);
 /* Make fds 0, 1 and 2 valid (open /dev/null where one is closed). */
 int sys_sanitize_stdio(void);
+
+/*
+ * A non-blocking descriptor for stdio fd `fd` (0, 1 or 2) that changes nothing another
+ * process sees.  O_NONBLOCK is a flag of the open file description, which the client,
+ * the server (its stderr is mcpmux's) and a terminal share: setting it on fd 1 when
+ * 2>&1 makes the server's stderr non-blocking too.  So:
+ *
+ *   - a pipe, FIFO or terminal is opened again through /proc/self/fd (a description of
+ *     mcpmux's own, O_NONBLOCK and close-on-exec): the returned fd differs from `fd`;
+ *   - a socket cannot be opened again: `fd` itself is returned and registered, so that
+ *     sys_read()/sys_writev() on it use MSG_DONTWAIT;
+ *   - a regular file or block device never blocks: `fd` itself, flags untouched.
+ *
+ * When none of that works (no /proc), O_NONBLOCK is set on `fd` itself as a last
+ * resort and *shared is set: the caller puts the flags back with sys_stdio_close().
+ * Returns the fd to use, or -1 with errno set.
+ */
+int sys_stdio_open(int fd, bool *shared);
+/* Undo sys_stdio_open(): close a private fd, or restore the flags of a shared one. */
+void sys_stdio_close(int fd, int stdio_fd, bool shared);
+
+/*
+ * Raise RLIMIT_NOFILE's soft limit to its hard limit (a server of many sessions needs
+ * descriptors), remembering the original for children: sys_nofile_original() is what a
+ * server must get back before exec, so that it runs with the limits of a direct run.
+ */
+void sys_raise_nofile(void);
+bool sys_nofile_original(struct rlimit *rl);
+/* The soft limit now in effect. */
+size_t sys_nofile_limit(void);
+
+/* Monotonic time in seconds: for every deadline and duration (the wall clock may jump). */
+double sys_mono(void);
 /*
  * Set when a buffer grew past 64 KiB for a big message: the event loop hands freed
  * memory back to the system once mcpmux has been idle for a second (malloc_trim).

@@ -141,12 +141,14 @@ def vm_hwm_kib(pid):
 class Proc:
     """A process under test with line-oriented, deadline-bounded pipes."""
 
-    def __init__(self, argv, env=None, stdin=True, stdout=True):
+    def __init__(self, argv, env=None, stdin=True, stdout=True, stderr=None, **popen):
+        """stderr: a file descriptor or file to use instead of a temporary file."""
         self.argv = argv
         self.err_file = tempfile.TemporaryFile()
         self.p = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                                   stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
-                                  stderr=self.err_file, env=env, bufsize=0)
+                                  stderr=self.err_file if stderr is None else stderr, env=env,
+                                  bufsize=0, **popen)
         self.pid = self.p.pid
         self.buf = b""  # received, not yet taken: self.buf[self.pos:]
         self.pos = 0

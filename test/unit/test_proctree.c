@@ -554,7 +554,10 @@ test_fake_cookie_inside_long_entry(void **state)
 	assert_string_equal(t->v[0].cookie, "");
 }
 
-/* Malformed stat files are skipped, not fatal. */
+/*
+ * Malformed stat files are not fatal, and not "gone" either: the process is kept as
+ * unknown, and it keeps any tree it might belong to from being called empty.
+ */
 static void
 test_fake_bad_stat(void **state)
 {
@@ -577,8 +580,26 @@ test_fake_bad_stat(void **state)
 	add_proc(r->dir, &good);
 	add_root(r->dir, 1, "12 13 14 20");
 	assert_int_equal(proctree_scan(t, r->dir, 1), 0);
-	assert_int_equal(t->n, 1);
-	assert_int_equal(t->v[0].pid, 20);
+	assert_int_equal(t->n, 4);
+	assert_false(t->incomplete);
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(t->v[i].pid, (pid_t)(12 + i));
+		assert_true(t->v[i].unknown);
+		assert_int_equal(t->v[i].state, '?');
+	}
+	assert_int_equal(t->v[3].pid, 20);
+	assert_false(t->v[3].unknown);
+
+	/* A tree known by group 20 has one member, and three processes nobody can claim. */
+	const struct proctree_match g20 = { 0, 20, NULL, NULL };
+
+	assert_int_equal(proctree_count(t, &g20), 1);
+	assert_int_equal(proctree_left(t, &g20), 4);
+	/* Unknown processes match no group, but a pid still matches. */
+	const struct proctree_match p12 = { 12, 0, NULL, NULL };
+
+	assert_true(proctree_is_member(t, 0, &p12)); /* state unknown: taken as alive */
+	assert_int_equal(proctree_left(t, &p12), 3);
 }
 
 /* proctree_exiting(): a zombie, a process past PF_EXITING, and not the others. */
@@ -866,7 +887,7 @@ test_real_proc(void **state)
 	assert_int_equal(proctree_count(&t, &m_gone), 1);
 
 	/* proctree_signal reaches exactly that one process. */
-	assert_int_equal(proctree_signal(&t, &m_gone, "/proc", SIGKILL), 1);
+	assert_int_equal(proctree_signal(&t, &m_gone, "/proc", SIGKILL, NULL), 1);
 	int st = 0;
 
 	assert_int_equal(waitpid(grandchild, &st, 0), grandchild);
@@ -879,13 +900,13 @@ test_real_proc(void **state)
 	assert_int_equal(waitpid(sleeper, &st, WUNTRACED), sleeper);
 	assert_true(WIFSTOPPED(st));
 	assert_int_equal(proctree_scan(&t, "/proc", getpid()), 0);
-	assert_int_equal(proctree_signal(&t, &m_cookie, "/proc", SIGTERM), 1);
+	assert_int_equal(proctree_signal(&t, &m_cookie, "/proc", SIGTERM, NULL), 1);
 	assert_int_equal(waitpid(sleeper, &st, 0), sleeper);
 	f->pids[0] = 0;
 	assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM);
 
 	/* A snapshot entry whose process is gone is not signalled. */
-	assert_int_equal(proctree_signal(&t, &m_cookie, "/proc", SIGTERM), 0);
+	assert_int_equal(proctree_signal(&t, &m_cookie, "/proc", SIGTERM, NULL), 0);
 	proctree_release(&t);
 }
 

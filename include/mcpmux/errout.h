@@ -1,0 +1,60 @@
+/*
+ * errout: mcpmux's stderr, written without ever blocking the event loop.
+ *
+ * Two kinds of bytes go to stderr, and a host that pipes stderr and reads it lazily must
+ * freeze neither the sessions nor their timers:
+ *
+ *   - mcpmux's own diagnostics (diag.h; server stdout noise is one of them) go through a
+ *     bounded queue.  When it is full a line is dropped and counted, and once the queue
+ *     has drained "mcpmux: N lines of stderr dropped" says so.
+ *   - the server's own stderr, relayed when mcpmux reads it through a pipe (with a
+ *     traffic log), is never dropped: its reader asks errout_room() before reading the
+ *     server's pipe and stops while there is none, which holds the server back as a
+ *     direct pipe would.  errout calls a waiter back once there is room again.
+ *
+ * Writes go to a description of stderr of mcpmux's own (sys_stdio_open()), so the
+ * server's stderr, which is the same pipe or terminal, keeps its flags.  Before
+ * errout_start() and after errout_stop(), diagnostics are written directly (blocking),
+ * which is right for start-up errors and the last words at exit.
+ *
+ * One per process (a module, like diag and tlog).
+ */
+#ifndef MCPMUX_ERROUT_H
+#define MCPMUX_ERROUT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <ev.h>
+
+#define ERROUT_MAX ((size_t)64 << 10)
+
+struct errout_waiter {
+	struct errout_waiter *next;
+	bool waiting;
+	void (*on_room)(struct errout_waiter *w); /* called from the loop */
+};
+
+/* Take over stderr for the loop.  0, or -1 (stderr then stays with direct writes). */
+int errout_start(struct ev_loop *loop);
+/*
+ * Write what is queued, waiting at most until `deadline` (sys_mono() seconds) for a
+ * reader, then drop the rest and give stderr back to direct writes.
+ */
+void errout_stop(double deadline);
+/*
+ * Whole lines of mcpmux's own (diagnostics, a traffic log on stderr): queued, or dropped
+ * and counted when the queue is full.
+ */
+void errout_lines(const char *p, size_t len);
+/* Bytes the relay may read now (0: wait). */
+size_t errout_room(void);
+/* Relay bytes of a server's stderr (never dropped; the caller respects errout_room()). */
+void errout_relay(const char *p, size_t len);
+/* Call w->on_room once there is room; a waiter already waiting stays queued once. */
+void errout_wait(struct errout_waiter *w);
+void errout_cancel(struct errout_waiter *w);
+/* Nothing is waiting to be written. */
+bool errout_drained(void);
+
+#endif

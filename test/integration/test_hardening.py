@@ -1,0 +1,432 @@
+"""Failure paths: a slow or stuck server, a client that does not read, a stderr nobody
+reads, shared file descriptions, cancelled and oddly written request ids, the order of
+replies across runs.  Each test provokes one condition and asserts what the client, the
+server and the process table see."""
+
+import json
+import os
+import pty
+import select
+import signal
+import threading
+import time
+import tty
+import unittest
+
+from mcptest import (Case, FIXTURE, MCPMUX, SANITIZED, WRAPPER, call, deadline, encode,
+                     initialize, main, note, req, rss_anon_kib, vm_hwm_kib, wait_until)
+
+FAST = ["--eof-grace", "300", "--term-grace", "300"]
+END = note("mcpmux/endRun")
+
+
+def text_of(m):
+    return m["result"]["content"][0]["text"]
+
+
+def env_of(p, id_):
+    p.send(call(id_, "env"))
+    m = p.msg()
+    assert m.get("id") == id_, m
+    return m["result"]["structuredContent"]
+
+
+class Writer(threading.Thread):
+    """Writes data to fd with blocking writes, so that it is held back as a client is."""
+
+    def __init__(self, fd, data):
+        super().__init__(daemon=True)
+        self.fd, self.data, self.done, self.error = fd, data, 0, None
+
+    def run(self):
+        os.set_blocking(self.fd, True)
+        view = memoryview(self.data)
+        try:
+            while self.done < len(view):
+                self.done += os.write(self.fd, view[self.done:self.done + 65536])
+        except OSError as e:
+            self.error = e
+
+
+def wait_stalled(w, what, seconds=20):
+    """Wait until a Writer has made no progress for half a second."""
+    last = [-1, time.monotonic()]
+
+    def stalled():
+        if w.done != last[0]:
+            last[0], last[1] = w.done, time.monotonic()
+            return False
+        return time.monotonic() - last[1] > 0.5
+    wait_until(stalled, seconds, what)
+
+
+class SlowServer(Case):
+    """A server that reads slower than its client writes holds the client back."""
+
+    N = 2000
+
+    def flood(self, n):
+        pad = "x" * 1000
+        return b"".join(encode(note("notifications/progress", {"i": i, "pad": pad}))
+                        for i in range(n))
+
+    def test_wrap_every_notification_reaches_a_slow_server(self):
+        w = self.wrap("--slow-reader=1", opts=["--max-queue", "64K"])
+        w.send(initialize(0))
+        self.assertEqual(w.msg()["id"], 0)
+        w.write(self.flood(self.N), seconds=120)
+        w.send(call(1, "stats"))
+        m = w.msg(60)
+        # initialize, every notification, and this call
+        self.assertEqual(int(text_of(m)), self.N + 2)
+        self.assertNotIn("dropped", w.stderr())
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        if not SANITIZED and not WRAPPER:
+            self.assertLess(vm_hwm_kib(w.pid) if w.p.returncode is None else 0, 32 * 1024)
+
+    def test_serve_every_notification_reaches_a_slow_server(self):
+        s = self.serve("--slow-reader=1", opts=["--max-queue", "64K"])
+        env = lambda m: encode({"session": "slow", "message": m})
+        s.write(env(initialize(0)))
+        self.assertEqual(s.msg()["event"], "started")
+        self.assertEqual(s.msg()["message"]["id"], 0)
+        pad = "x" * 1000
+        s.write(b"".join(env(note("notifications/progress", {"i": i, "pad": pad}))
+                         for i in range(self.N)), seconds=120)
+        s.write(env(call(1, "stats")))
+        m = s.msg(60)
+        self.assertEqual(int(text_of(m["message"])), self.N + 2)
+        self.assertNotIn("dropped", s.stderr())
+        s.close_stdin()
+        self.assertEqual(s.msg()["event"], "ended")
+        self.assertEqual(s.wait(), 0)
+
+    def test_serve_slow_session_holds_only_its_connection(self):
+        """Connection A floods a slow server; connection B's session is answered meanwhile."""
+        import socket
+        path = os.path.join(self.tmp.name, "s.sock")
+        s = self.serve("--slow-reader=5", opts=["--listen", path, "--max-queue", "16K"] + FAST,
+                       )
+        wait_until(lambda: os.path.exists(path), 10, "the socket")
+        a = socket.socket(socket.AF_UNIX)
+        a.connect(path)
+        b = socket.socket(socket.AF_UNIX)
+        b.connect(path)
+        pad = "x" * 1000
+        data = b"".join(encode({"session": "a", "message": note("n", {"i": i, "pad": pad})})
+                        for i in range(600))
+        wa = Writer(a.fileno(), data)
+        wa.start()
+        wait_stalled(wa, "connection A to be held back")
+        self.assertLess(wa.done, len(data))
+        b.sendall(encode({"session": "b", "message": req(1, "ping")}))
+        buf = b""
+        end = deadline(10)
+        while b'"id":1' not in buf:
+            r, _, _ = select.select([b], [], [], max(0, end - time.monotonic()))
+            self.assertTrue(r, "connection B was not answered while A is held: %r" % buf)
+            buf += b.recv(65536)
+        a.close()
+        b.close()
+        s.p.send_signal(signal.SIGTERM)
+        self.assertEqual(s.wait(10), 0)
+
+
+class Stall(Case):
+    """A server that accepts no input at all while input waits."""
+
+    def test_wrap_stuck_server_is_ended_and_every_request_answered(self):
+        w = self.wrap("--stop-reading-after=2",
+                      opts=["--max-queue", "16K", "--stall-timeout", "1"] + FAST)
+        w.send(initialize(0))
+        self.assertEqual(w.msg()["id"], 0)
+        n = 80
+        pad = "p" * 4000
+        data = b"".join(encode(call(i, "echo", text=pad)) for i in range(1, n + 1))
+        wr = Writer(w.p.stdin.fileno(), data)
+        wr.start()
+        # Each stall ends a run and lets the client go on; the last requests sit in the
+        # pipe of a server that does not read them, which no longer holds the client
+        # back: the client ends that run itself.
+        wr.join(60)
+        self.assertFalse(wr.is_alive(), "the client was held back for good")
+        self.assertIsNone(wr.error)
+        w.send(END)
+        replies = {}
+        stalled_text = None
+        while len(replies) < n:
+            m = w.msg(30)
+            self.assertNotIn(m["id"], replies, "two replies for one request")
+            replies[m["id"]] = m
+            if "error" in m and stalled_text is None:
+                stalled_text = m["error"]["message"]
+        self.assertEqual(sorted(replies), list(range(1, n + 1)))
+        self.assertIsNotNone(stalled_text)
+        self.assertIn("stopped reading its input", stalled_text)
+        self.assertTrue(all(m["error"]["code"] == -32000 for m in replies.values()
+                            if "error" in m))
+        self.assertIn("has not read its input for 1 s", w.stderr())
+        w.close_stdin()
+        w.wait(10)
+        self.assert_no_leftovers()
+
+
+class OutputThrottlesInput(Case):
+    """A client that writes without reading what mcpmux answers it."""
+
+    def test_unread_answers_hold_the_client_and_none_is_lost(self):
+        env = dict(self.env)
+        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=1"
+        w = self.start([MCPMUX, "--max-queue", "1M", "--", "sleep", "100"], env=env)
+        wait_until(lambda: len(self.tagged()) >= 2, 10, "the server")
+        base = rss_anon_kib(w.pid)
+        lines = 300000
+        wr = Writer(w.p.stdin.fileno(), b"x\n" * lines)
+        wr.start()
+        wait_stalled(wr, "the client to be held back")
+        self.assertLess(wr.done, lines * 2, "nothing held the client back")
+        grown = rss_anon_kib(w.pid) - base
+        # the queue, plus one read's worth and the allocator's slack
+        self.assertLess(grown, 1024 + (8 * 1024 if SANITIZED or WRAPPER else 2048),
+                        "mcpmux grew by %d KiB" % grown)
+        want = json.dumps({"jsonrpc": "2.0", "id": None, "error": {
+            "code": -32700, "message": "Parse error: not valid JSON"}},
+            separators=(",", ":")).encode()
+        for i in range(lines):
+            got = w.line(30)
+            if got != want:
+                self.fail("answer %d: %r" % (i, got))
+        wr.join(10)
+        self.assertEqual(wr.done, lines * 2)
+        w.close_stdin()
+        w.wait(10)
+
+
+class UnreadStderr(Case):
+    """A host that pipes mcpmux's stderr and does not read it."""
+
+    def run_unread(self, opts, fixture):
+        r, wfd = os.pipe()
+        try:
+            w = self.start([MCPMUX] + opts + FAST + ["--", FIXTURE] + fixture, stderr=wfd)
+        finally:
+            os.close(wfd)
+        w.send(initialize(0))
+        self.assertEqual(w.msg()["id"], 0)
+        # enough noise and chatter to fill the stderr pipe many times over
+        for i in range(1, 3001):
+            w.send(req(i, "ping"))
+        for i in range(1, 3001):
+            self.assertEqual(w.msg(30)["id"], i)
+        t0 = time.monotonic()
+        w.p.send_signal(signal.SIGTERM)
+        code = w.wait(10)
+        took = time.monotonic() - t0
+        os.close(r)
+        return code, took
+
+    # The fixture exits on EOF, which comes before SIGTERM: status 0, within the graces.
+    def test_noise_on_unread_stderr_never_freezes_the_loop(self):
+        code, took = self.run_unread([], ["--stdout-noise"])
+        self.assertEqual(code, 0)
+        self.assertLess(took, 3 * (5 if SANITIZED or WRAPPER else 1))
+
+    def test_relayed_server_stderr_on_unread_stderr_never_freezes_the_loop(self):
+        log = os.path.join(self.tmp.name, "log")
+        code, took = self.run_unread(["--log", log], ["--stdout-noise", "--stderr-chatter"])
+        self.assertEqual(code, 0)
+        self.assertLess(took, 3 * (5 if SANITIZED or WRAPPER else 1))
+
+    def test_traffic_log_on_unread_stderr_never_freezes_the_loop(self):
+        code, took = self.run_unread(["--log", "-"], [])
+        self.assertEqual(code, 0)
+        self.assertLess(took, 3 * (5 if SANITIZED or WRAPPER else 1))
+
+    def test_repeated_noise_is_summed_up(self):
+        w = self.wrap("--stdout-noise", opts=FAST)
+        w.send(initialize(0))
+        self.assertEqual(w.msg()["id"], 0)
+        for i in range(1, 2001):
+            w.send(req(i, "ping"))
+        for i in range(1, 2001):
+            self.assertEqual(w.msg(30)["id"], i)
+        w.close_stdin()
+        self.assertEqual(w.wait(10), 0)
+        err = w.stderr()
+        # 2002 noise lines: the first, then counts, at most one line a second
+        self.assertLess(err.count("not JSON-RPC"), 30)
+        self.assertIn("more like it)", err)
+        counted = sum(int(l.rsplit("(and ", 1)[1].split()[0]) + 1
+                      for l in err.splitlines() if "more like it)" in l)
+        plain = sum(1 for l in err.splitlines()
+                    if "not JSON-RPC" in l and "more like it)" not in l)
+        self.assertEqual(counted + plain, 2002)
+
+    def test_dropped_lines_are_counted_once_the_reader_is_back(self):
+        r, wfd = os.pipe()
+        try:
+            w = self.start([MCPMUX, "--log", "-"] + FAST + ["--", FIXTURE], stderr=wfd)
+        finally:
+            os.close(wfd)
+        w.send(initialize(0))
+        self.assertEqual(w.msg()["id"], 0)
+        for i in range(1, 2001):
+            w.send(req(i, "ping"))
+        for i in range(1, 2001):
+            self.assertEqual(w.msg(30)["id"], i)
+        os.set_blocking(r, False)
+        got = b""
+        end = deadline(10)
+        while b"lines of stderr dropped" not in got:
+            rd, _, _ = select.select([r], [], [], max(0, end - time.monotonic()))
+            self.assertTrue(rd, "no count of dropped lines: %r" % got[-300:])
+            got += os.read(r, 1 << 20)
+        n = int(got.split(b" lines of stderr dropped")[0].rsplit(b"mcpmux: ", 1)[1])
+        self.assertGreater(n, 0)
+        # what was not dropped is whole records, and what was dropped is counted
+        records = [l for l in got.split(b"\n") if l.startswith(b'{"ts"')]
+        for rec in records:
+            json.loads(rec)
+        self.assertEqual(len(records) + n, 1 + 2 * 2001 + 0, (len(records), n))
+        w.close_stdin()
+        self.assertEqual(w.wait(10), 0)
+        os.close(r)
+
+
+class SharedDescriptions(Case):
+    """The server sees its file descriptors as a direct run would."""
+
+    def flags_with_2to1(self, argv):
+        p = self.start(argv, stderr=subprocess_stdout())
+        p.send(initialize(0))
+        self.assertEqual(p.msg()["id"], 0)
+        e = env_of(p, 1)
+        p.close_stdin()
+        p.wait(10)
+        return [e["nonblock0"], e["nonblock1"], e["nonblock2"]]
+
+    def test_2to1(self):
+        direct = self.flags_with_2to1([FIXTURE])
+        through = self.flags_with_2to1([MCPMUX, "--", FIXTURE])
+        self.assertEqual(direct, [0, 0, 0])
+        self.assertEqual(through, direct)
+
+    def test_terminal(self):
+        master, slave = pty.openpty()
+        tty.setraw(slave)
+        try:
+            p = self.start(WRAPPER + [MCPMUX, "--", FIXTURE] if False else [MCPMUX, "--", FIXTURE],
+                           stdin=False, stdout=False, stderr=slave,
+                           pass_fds=(), preexec_fn=None) if False else None
+        finally:
+            pass
+        import subprocess
+        proc = subprocess.Popen(WRAPPER + [MCPMUX, "--", FIXTURE], stdin=slave, stdout=slave,
+                                stderr=slave, env=self.env, start_new_session=True)
+        os.close(slave)
+        try:
+            os.write(master, encode(initialize(0)) + encode(call(1, "env")))
+            buf = b""
+            end = deadline(10)
+            while b'"nonblock2"' not in buf or not buf.rstrip().endswith(b"}"):
+                r, _, _ = select.select([master], [], [], max(0, end - time.monotonic()))
+                self.assertTrue(r, "no answer on the terminal: %r" % buf)
+                buf += os.read(master, 65536)
+            line = [l for l in buf.split(b"\n") if b'"nonblock2"' in l][0]
+            e = json.loads(line.strip())["result"]["structuredContent"]
+            self.assertEqual([e["nonblock0"], e["nonblock1"], e["nonblock2"]], [0, 0, 0])
+            os.write(master, b"\x04")  # raw mode: no EOF from ^D; end the run instead
+            os.write(master, encode(END))
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            os.close(master)
+
+
+def subprocess_stdout():
+    import subprocess
+    return subprocess.STDOUT
+
+
+class RequestIds(Case):
+    def test_cancelled_request_is_no_longer_in_flight(self):
+        """notifications/cancelled: no answer is owed, the idle timeout may fire."""
+        w = self.wrap(opts=["--idle-timeout", "1"] + FAST)
+        w.send(initialize(0))
+        self.assertEqual(w.msg()["id"], 0)
+        w.send(call(5, "sleep", ms=20000))
+        w.send(note("notifications/cancelled", {"requestId": 5, "reason": "timed out"}))
+        w.wait(8)  # the idle timeout ended it, the server's sleep notwithstanding
+        rest = w.read_to_eof(5)
+        self.assertNotIn(b'"id":5', rest)
+
+    def test_ids_are_matched_by_value(self):
+        """A server that writes 1.0 back as 1 (as JavaScript does) answered request 1.0."""
+        w = self.wrap("--id-style=js", opts=FAST)
+        w.write(b'{"jsonrpc":"2.0","id":1.0,"method":"ping"}\n')
+        self.assertEqual(w.msg(), {"jsonrpc": "2.0", "id": 1, "result": {}})
+        w.write(b'{"jsonrpc":"2.0","id":2e0,"method":"tools/call","params":{"name":"crash"}}\n')
+        rest = [json.loads(l) for l in w.read_to_eof(10).splitlines()]
+        self.assertEqual(len(rest), 1, rest)
+        self.assertEqual(rest[0]["id"], 2)  # the request's own text, 2e0
+        self.assertEqual(rest[0]["error"]["code"], -32000)
+        w.wait(10)
+
+    def test_escaped_id_of_an_oversize_answer(self):
+        """The id of a response too large to forward is decoded before it is matched."""
+        w = self.wrap("--id-style=escaped", opts=["--max-message", "10000"] + FAST)
+        w.send(call("ab", "huge", bytes=20000))
+        m = w.msg(10)
+        self.assertEqual(m["id"], "ab")
+        self.assertEqual(m["error"]["code"], -32000)
+        self.assertIn("too large", m["error"]["message"])
+        w.close_stdin()
+        self.assertEqual(w.wait(10), 0)
+
+    def test_one_id_twice_in_flight_gets_two_answers(self):
+        w = self.wrap(opts=FAST)
+        w.send(call(7, "sleep", ms=20000), call(7, "sleep", ms=20000), END)
+        a, b = w.msg(10), w.msg(10)
+        self.assertEqual((a["id"], b["id"]), (7, 7))
+        self.assertEqual((a["error"]["code"], b["error"]["code"]), (-32000, -32000))
+        w.close_stdin()
+        w.wait(10)
+
+
+class RunOrder(Case):
+    def test_next_run_waits_for_the_last_runs_replies(self):
+        """A client that restarts its ids after an end-of-run gets the old run's error
+        first, then the new run's answer: never the old error as the new answer."""
+        w = self.wrap(opts=FAST)
+        w.send(initialize(0))
+        self.assertEqual(w.msg()["id"], 0)
+        w.send(call(1, "sleep", ms=20000), END, req(1, "ping"))
+        first, second = w.msg(10), w.msg(10)
+        self.assertEqual(first["id"], 1)
+        self.assertEqual(first["error"]["code"], -32000, first)
+        self.assertEqual(second, {"jsonrpc": "2.0", "id": 1, "result": {}})
+        w.close_stdin()
+        self.assertEqual(w.wait(10), 0)
+
+    def test_end_notification_with_nothing_owed_starts_the_next_run_at_once(self):
+        w = self.wrap("--ignore-eof", "--ignore-sigterm",
+                      opts=["--eof-grace", "5000", "--term-grace", "5000"])
+        pid = env_of(w, 1)["pid"]
+        w.send(END, req(2, "ping"))
+        t0 = time.monotonic()
+        self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 2, "result": {}})
+        self.assertLess(time.monotonic() - t0, 4)  # not after the old run's 10 s teardown
+        self.assertNotEqual(env_of(w, 3)["pid"], pid)
+        w.p.send_signal(signal.SIGKILL)
+        w.wait()
+        for p in self.tagged():
+            os.kill(p, signal.SIGKILL)
+        self.leftovers_expected = True
+
+
+if __name__ == "__main__":
+    main()
