@@ -38,7 +38,8 @@ check: build
 VALGRIND := valgrind -q --leak-check=full --show-leak-kinds=definite,indirect \
 	--errors-for-leak-kinds=definite,indirect --error-exitcode=99
 valgrind: deps
-	cmake -S . -B build/valgrind -DCMAKE_BUILD_TYPE=Debug -DMCPMUX_SANITIZE= >/dev/null
+	cmake -S . -B build/valgrind -DCMAKE_BUILD_TYPE=Debug -DMCPMUX_SANITIZE= \
+		-DMCPMUX_WERROR=ON >/dev/null
 	cmake --build build/valgrind -j2
 	cd test/integration && MCPMUX=$(CURDIR)/build/valgrind/mcpmux \
 		MCP_FIXTURE=$(CURDIR)/build/valgrind/fixtures/mcp-fixture \
