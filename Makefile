@@ -21,10 +21,11 @@ release:
 	cmake --build --preset release -j2
 
 # Set up, build (optimised) and run the demo: a wrapped fixture server, an end of run, no
-# leak.
+# leak.  mcpmux finds the fixture beside itself in the build tree, as an installed mcpmux
+# finds its helper.
 demo: deps
 	@$(MAKE) --no-print-directory release
-	$(BUILD_REL)/mcpmux demo --fixture $(BUILD_REL)/fixtures/mcp-fixture
+	$(BUILD_REL)/mcpmux demo
 
 # Build (optimised) and run the benchmark matrix against its baselines: a table of medians
 # and a pass/fail line per number of the contract (about 8 minutes; BENCH_ARGS=--quick for
