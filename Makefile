@@ -5,7 +5,7 @@
 BUILD_DEV := build/dev
 BUILD_REL := build/release
 
-.PHONY: all deps demo check build release clean format lint valgrind bench fuzz soak
+.PHONY: all deps demo check build release clean format lint valgrind bench fuzz soak packaging
 
 all: build
 
@@ -37,6 +37,12 @@ bench: release
 check: deps
 	@$(MAKE) --no-print-directory build
 	ctest --preset dev
+
+# Build as packagers do, each from a clean copy of the tree, and fail on any warning:
+# Release, a distribution's flags, and without the tests (no cmocka), which is then
+# installed and its demo run.  Also checks that only deps, demo and check install.
+packaging:
+	.ci/packaging
 
 # The wrap and serve integration tests with mcpmux under valgrind (a build without
 # sanitizers): any memory error or leak makes mcpmux exit 99, which fails the test.
