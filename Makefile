@@ -1,27 +1,31 @@
 # A thin wrapper over CMake presets.  `make demo` and `make check` set up everything
-# they need on a fresh Debian machine.
+# they need on a fresh Debian machine; they and `make deps` are the only targets that
+# install anything (apt-get, npm ci).  Every other target builds with what is there.
 
 BUILD_DEV := build/dev
 BUILD_REL := build/release
 
-.PHONY: all deps demo check build release clean format lint valgrind bench fuzz soak
+.PHONY: all deps demo check build release clean format lint valgrind bench fuzz soak packaging
 
 all: build
 
 deps:
 	@.ci/deps
 
-build: deps
+build:
 	cmake --preset dev >/dev/null
 	cmake --build --preset dev -j2
 
-release: deps
+release:
 	cmake --preset release >/dev/null
 	cmake --build --preset release -j2
 
-# Build (optimised) and run the demo: a wrapped fixture server, an end of run, no leak.
-demo: release
-	$(BUILD_REL)/mcpmux demo --fixture $(BUILD_REL)/fixtures/mcp-fixture
+# Set up, build (optimised) and run the demo: a wrapped fixture server, an end of run, no
+# leak.  mcpmux finds the fixture beside itself in the build tree, as an installed mcpmux
+# finds its helper.
+demo: deps
+	@$(MAKE) --no-print-directory release
+	$(BUILD_REL)/mcpmux demo
 
 # Build (optimised) and run the benchmark matrix against its baselines: a table of medians
 # and a pass/fail line per number of the contract (about 8 minutes; BENCH_ARGS=--quick for
@@ -29,16 +33,24 @@ demo: release
 bench: release
 	python3 bench/run --build $(BUILD_REL) $(BENCH_ARGS)
 
-# Build with AddressSanitizer + UndefinedBehaviorSanitizer and run every test.
-check: build
+# Set up, build with AddressSanitizer + UndefinedBehaviorSanitizer and run every test.
+check: deps
+	@$(MAKE) --no-print-directory build
 	ctest --preset dev
+
+# Build as packagers do, each from a clean copy of the tree, and fail on any warning:
+# Release, a distribution's flags, and without the tests (no cmocka), which is then
+# installed and its demo run.  Also checks that only deps, demo and check install.
+packaging:
+	.ci/packaging
 
 # The wrap and serve integration tests with mcpmux under valgrind (a build without
 # sanitizers): any memory error or leak makes mcpmux exit 99, which fails the test.
 VALGRIND := valgrind -q --leak-check=full --show-leak-kinds=definite,indirect \
 	--errors-for-leak-kinds=definite,indirect --error-exitcode=99
-valgrind: deps
-	cmake -S . -B build/valgrind -DCMAKE_BUILD_TYPE=Debug -DMCPMUX_SANITIZE= >/dev/null
+valgrind:
+	cmake -S . -B build/valgrind -DCMAKE_BUILD_TYPE=Debug -DMCPMUX_SANITIZE= \
+		-DMCPMUX_WERROR=ON >/dev/null
 	cmake --build build/valgrind -j2
 	cd test/integration && MCPMUX=$(CURDIR)/build/valgrind/mcpmux \
 		MCP_FIXTURE=$(CURDIR)/build/valgrind/fixtures/mcp-fixture \
@@ -55,7 +67,7 @@ valgrind: deps
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= framer jsonrpc envelope config
 FUZZ_BUILD ?= build/fuzz
-fuzz: deps
+fuzz:
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS=-O1 \
 		-DMCPMUX_SANITIZE=address,undefined,fuzzer-no-link -DMCPMUX_FUZZ=ON \
 		-DMCPMUX_WERROR=OFF >/dev/null

@@ -2,10 +2,16 @@
  * cmd_demo: `mcpmux demo`.  Plays an agent session against a misbehaving fixture server
  * (it ignores SIGTERM and leaves a daemonised grandchild behind), through mcpmux wrap
  * mode, ends the run, and shows that nothing of the server's tree is left.
+ *
+ * The fixture server is installed as a helper program; it is looked for relative to the
+ * running binary (/proc/self/exe), never at a path of the build: installed, in
+ * MCPMUX_HELPER_DIR (e.g. ../libexec/mcpmux, set by the build from the install layout);
+ * in a build tree, in fixtures/ beside the binary.  --fixture PATH overrides both.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -22,9 +28,10 @@
 #include "mcpmux/proctree.h"
 #include "mcpmux/sys.h"
 
-#ifndef MCPMUX_DEMO_FIXTURE
-#define MCPMUX_DEMO_FIXTURE "mcp-fixture"
+#ifndef MCPMUX_HELPER_DIR
+#define MCPMUX_HELPER_DIR "../libexec/mcpmux"
 #endif
+#define DEMO_FIXTURE "mcp-fixture"
 
 #define DEMO_TIMEOUT_MS 10000
 
@@ -138,10 +145,56 @@ count_cookie(const char *id)
 	return n;
 }
 
+/*
+ * The fixture server beside the running binary: the installed helper, else the build
+ * tree's.  0 with its path in buf; -1 with the installed helper's path in buf, for the
+ * message (only its relative part when the binary's own path cannot be read).
+ */
+static int
+demo_find_fixture(char *buf, size_t cap)
+{
+	static const char *const rel[] = { MCPMUX_HELPER_DIR "/" DEMO_FIXTURE,
+					   "fixtures/" DEMO_FIXTURE };
+	char exe[PATH_MAX], path[PATH_MAX + 64];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	char *slash;
+
+	(void)snprintf(buf, cap, "%s", rel[0]);
+	if (n <= 0) {
+		return -1;
+	}
+	exe[n] = '\0';
+	slash = strrchr(exe, '/');
+	if (slash == NULL) {
+		return -1;
+	}
+	*slash = '\0';
+	for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+		int k = snprintf(path, sizeof(path), "%s/%s", exe, rel[i]);
+
+		if (k < 0 || (size_t)k >= sizeof(path)) {
+			continue;
+		}
+		if (i == 0) {
+			(void)snprintf(buf, cap, "%s", path);
+		}
+		if (access(path, X_OK) == 0) {
+			/* Shown in the demo's command line: without the "..". */
+			char *real = realpath(path, NULL);
+
+			(void)snprintf(buf, cap, "%s", real != NULL ? real : path);
+			free(real);
+			return 0;
+		}
+	}
+	return -1;
+}
+
 int
 cmd_demo(int argc, char **argv)
 {
-	const char *fixture = MCPMUX_DEMO_FIXTURE;
+	char found[PATH_MAX + 64];
+	const char *fixture = NULL;
 	int in[2], out[2], status;
 	struct demo d = { 0 };
 
@@ -158,9 +211,17 @@ cmd_demo(int argc, char **argv)
 		return help ? 0 : EXIT_USAGE;
 	}
 
-	if (access(fixture, X_OK) != 0) {
-		diag_error("demo: the fixture server '%s' is not there (build the project first, "
-			   "or give its path with: mcpmux demo --fixture PATH)",
+	if (fixture == NULL && demo_find_fixture(found, sizeof(found)) == -1) {
+		diag_error("demo: the demo's server '%s' is not there (install mcpmux with its "
+			   "helper programs, or give a server's path: mcpmux demo --fixture PATH)",
+			   found);
+		return 1;
+	}
+	if (fixture == NULL) {
+		fixture = found;
+	} else if (access(fixture, X_OK) != 0) {
+		diag_error("demo: the fixture server '%s' is not there (give the path of a built "
+			   "mcp-fixture with: mcpmux demo --fixture PATH)",
 			   fixture);
 		return 1;
 	}

@@ -46,13 +46,18 @@ wbuf_release(struct wbuf *q)
 /*
  * Queue the bytes of iov[0..n).  At most one allocation, made before anything is
  * copied, so a failure queues nothing.
+ *
+ * The two cases are kept apart on purpose: when everything fits in the tail's room no
+ * chunk is allocated and nothing but the tail is written to; otherwise the tail takes
+ * what fits in its room and the new chunk the rest.  (One loop for both, writing "the
+ * rest" to a chunk that is NULL when there is no rest, left the compiler a path on which
+ * a NULL chunk was written to: it could not know that the rest is then always empty.)
  */
 int
 wbuf_appendv(struct wbuf *q, const struct iovec *iov, int n)
 {
 	struct wchunk *t = q->tail;
-	size_t room = t ? t->cap - t->len : 0, total = 0;
-	struct wchunk *c = NULL;
+	size_t room = t != NULL ? t->cap - t->len : 0, total = 0;
 
 	for (int i = 0; i < n; i++) {
 		total += iov[i].iov_len;
@@ -60,46 +65,54 @@ wbuf_appendv(struct wbuf *q, const struct iovec *iov, int n)
 	if (total == 0) {
 		return 0;
 	}
-	if (total > room) {
-		/* A queue starts small (most hold one message at a time), then grows by chunks. */
-		size_t cap = SYS_MAX(total - room, q->head == NULL ? WBUF_FIRST : WBUF_CHUNK);
+	if (t != NULL && total <= room) {
+		for (int i = 0; i < n; i++) {
+			if (iov[i].iov_len > 0) {
+				memcpy(t->data + t->len, iov[i].iov_base, iov[i].iov_len);
+				t->len += iov[i].iov_len;
+			}
+		}
+		q->len += total;
+		return 0;
+	}
 
-		c = malloc(sizeof(*c) + cap);
-		if (c == NULL) {
-			errno = ENOMEM;
-			return -1;
-		}
-		c->next = NULL;
-		c->off = 0;
-		c->len = 0;
-		c->cap = cap;
-		if (cap > 4 * WBUF_CHUNK) {
-			sys_big_alloc = true;
-		}
+	/* A queue starts small (most hold one message at a time), then grows by chunks. */
+	size_t cap = SYS_MAX(total - room, q->head == NULL ? WBUF_FIRST : WBUF_CHUNK);
+	struct wchunk *c = malloc(sizeof(*c) + cap);
+
+	if (c == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	c->next = NULL;
+	c->off = 0;
+	c->len = 0;
+	c->cap = cap;
+	if (cap > 4 * WBUF_CHUNK) {
+		sys_big_alloc = true;
 	}
 	for (int i = 0; i < n; i++) {
 		const char *p = iov[i].iov_base;
 		size_t len = iov[i].iov_len;
-		size_t k = SYS_MIN(len, room);
+		size_t k = SYS_MIN(len, room); /* room > 0 only when there is a tail */
+		size_t rest = len - k;
 
 		if (k > 0) {
 			memcpy(t->data + t->len, p, k);
 			t->len += k;
 			room -= k;
 		}
-		if (len > k) { // cppcheck-suppress knownConditionTrueFalse
-			memcpy(c->data + c->len, p + k, len - k);
-			c->len += len - k;
+		if (rest > 0) {
+			memcpy(c->data + c->len, p + k, rest);
+			c->len += rest;
 		}
 	}
-	if (c != NULL) {
-		if (t != NULL) {
-			t->next = c;
-		} else {
-			q->head = c;
-		}
-		q->tail = c;
+	if (t != NULL) {
+		t->next = c;
+	} else {
+		q->head = c;
 	}
+	q->tail = c;
 	q->len += total;
 	return 0;
 }

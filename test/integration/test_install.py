@@ -1,6 +1,11 @@
 """Installation: `cmake --install` of the build into a DESTDIR and a prefix gives a mcpmux
 that runs and reports the version of project() in CMakeLists.txt, a man page that man
-renders without a warning, the documentation, and a bash completion that completes."""
+renders without a warning, the documentation, and a bash completion that completes.
+
+The demo: an installed `mcpmux demo` runs the helper installed beside it (the fixture
+server, in libexec/mcpmux), with no path of the build in either program and neither the
+build tree nor the source tree in its PATH or working directory; without the helper it
+says what is missing.  A build tree's mcpmux finds the fixture beside itself."""
 
 import os
 import re
@@ -9,12 +14,13 @@ import subprocess
 import tempfile
 import unittest
 
-from mcptest import MCPMUX, SLOW, main
+from mcptest import MCPMUX, SLOW, Case, main
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.normpath(os.path.join(HERE, "..", ".."))
 BUILD = os.path.dirname(os.path.realpath(MCPMUX))
 PREFIX = "/opt/mcpmux"
+HELPER = os.path.join("libexec", "mcpmux", "mcp-fixture")
 
 
 def project_version():
@@ -24,27 +30,38 @@ def project_version():
     return m.group(1)
 
 
+INSTALL = None  # the DESTDIR, a TemporaryDirectory
+ROOT = None  # DESTDIR + PREFIX
+
+
+def setUpModule():
+    global INSTALL, ROOT
+    if not os.path.exists(os.path.join(BUILD, "cmake_install.cmake")):
+        raise unittest.SkipTest("%s is not a CMake build directory" % BUILD)
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        raise unittest.SkipTest("cmake is not in PATH")
+    INSTALL = tempfile.TemporaryDirectory(prefix="mcpmux-install-")
+    env = dict(os.environ, DESTDIR=INSTALL.name)
+    p = subprocess.run([cmake, "--install", BUILD, "--prefix", PREFIX], env=env,
+                       capture_output=True, timeout=120 * SLOW)
+    if p.returncode != 0:
+        INSTALL.cleanup()
+        raise AssertionError("cmake --install failed:\n%s%s" % (
+            p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")))
+    ROOT = os.path.realpath(INSTALL.name) + PREFIX
+
+
+def tearDownModule():
+    if INSTALL is not None:
+        INSTALL.cleanup()
+
+
 class Install(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not os.path.exists(os.path.join(BUILD, "cmake_install.cmake")):
-            raise unittest.SkipTest("%s is not a CMake build directory" % BUILD)
-        cmake = shutil.which("cmake")
-        if cmake is None:
-            raise unittest.SkipTest("cmake is not in PATH")
-        cls.tmp = tempfile.TemporaryDirectory(prefix="mcpmux-install-")
-        env = dict(os.environ, DESTDIR=cls.tmp.name)
-        p = subprocess.run([cmake, "--install", BUILD, "--prefix", PREFIX], env=env,
-                           capture_output=True, timeout=120 * SLOW)
-        if p.returncode != 0:
-            cls.tmp.cleanup()
-            raise AssertionError("cmake --install failed:\n%s%s" % (
-                p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")))
-        cls.root = cls.tmp.name + PREFIX
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.tmp.cleanup()
+        cls.tmp = INSTALL
+        cls.root = ROOT
 
     def path(self, *parts):
         return os.path.join(self.root, *parts)
@@ -84,7 +101,8 @@ class Install(unittest.TestCase):
         out = p.stdout.decode()
         for word in ("SYNOPSIS", "mcpmux serve", "mcpmux connect", "mcpmux ctl", "mcpmux log",
                      "mcpmux config", "--in-place", "--eof-grace", "--log-bodies",
-                     "MCPMUX_SESSION", "EXIT STATUS", "mcpmux %s" % project_version()):
+                     "MCPMUX_SESSION", "EXIT STATUS", "mcpmux %s" % project_version(),
+                     "../" + HELPER):
             self.assertIn(word, out)
 
     def test_documentation(self):
@@ -106,6 +124,59 @@ class Install(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(p.stdout.decode().splitlines(),
                          ["wrap unwrap", "connect config", "complete -F _mcpmux mcpmux"])
+
+
+class Demo(Case):
+    """`mcpmux demo`, installed and in the build tree."""
+
+    def run_demo(self, binary, cwd, path="/usr/bin:/bin"):
+        env = dict(self.env, PATH=path)
+        p = subprocess.run([binary, "demo"], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=60 * SLOW)
+        return p, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+
+    def assert_demo_ok(self, p, out, err, server):
+        self.assertEqual(p.returncode, 0, out + err)
+        self.assertIn("-- %s --ignore-sigterm --daemonize-grandchild" % server, out)
+        self.assertIn('server -> client {"jsonrpc":"2.0","id":2,"result":{"content":[{"type":'
+                      '"text","text":"hello through mcpmux"}]}}', out)
+        self.assertIn('"escalation":"kill"', out)  # it ignores SIGTERM
+        self.assertRegex(out, r"processes still carrying MCPMUX_SESSION=[0-9a-f-]{36}: 0\n")
+        self.assertIn("mcpmux exited with status 0", out)
+        self.assertIn("demo: OK, nothing was leaked", out)
+        self.assert_no_leftovers(what="the demo's server and its grandchild")
+
+    def test_installed_programs_hold_no_build_path(self):
+        """No path of the build is written into what is installed (grep -c finds 0)."""
+        for rel in (os.path.join("bin", "mcpmux"), HELPER):
+            with open(os.path.join(ROOT, rel), "rb") as f:
+                data = f.read()
+            lines = sum(1 for line in data.split(b"\n") if BUILD.encode() in line)
+            self.assertEqual(lines, 0, "grep -c %s %s: %d" % (BUILD, rel, lines))
+
+    def test_installed_demo_runs_the_installed_helper(self):
+        """Run from elsewhere, with a PATH that holds neither the build nor the source."""
+        helper = os.path.join(ROOT, HELPER)
+        self.assertTrue(os.access(helper, os.X_OK), "%s is not installed" % HELPER)
+        p, out, err = self.run_demo(os.path.join(ROOT, "bin", "mcpmux"), cwd=self.tmp.name)
+        self.assert_demo_ok(p, out, err, helper)
+
+    def test_installed_demo_without_its_helper(self):
+        """A mcpmux copied alone: the demo says where it looked and what to do."""
+        bindir = os.path.join(self.tmp.name, "bin")
+        os.mkdir(bindir)
+        binary = shutil.copy(os.path.join(ROOT, "bin", "mcpmux"), bindir)
+        p, out, err = self.run_demo(binary, cwd=self.tmp.name)
+        self.assertEqual(p.returncode, 1, out + err)
+        self.assertIn("mcpmux: demo: the demo's server '%s/../%s' is not there" % (
+            bindir, HELPER), err)
+        self.assertIn("mcpmux demo --fixture PATH", err)
+        self.assertEqual(out, "")
+
+    def test_build_tree_demo_finds_the_fixture_beside_it(self):
+        build_mcpmux = os.path.join(BUILD, "mcpmux")
+        p, out, err = self.run_demo(build_mcpmux, cwd="/")
+        self.assert_demo_ok(p, out, err, os.path.join(BUILD, "fixtures", "mcp-fixture"))
 
 
 if __name__ == "__main__":

@@ -99,8 +99,10 @@ static void
 make_dir(const char *base, const char *sub)
 {
 	char path[PATH_MAX + 16];
+	int n = snprintf(path, sizeof(path), "%s%s", base, sub);
 
-	(void)snprintf(path, sizeof(path), "%s%s", base, sub);
+	/* A cut path would make the wrong directory. */
+	assert_true(n >= 0 && (size_t)n < sizeof(path));
 	if (mkdir(path, 0755) == -1) {
 		assert_int_equal(errno, EEXIST);
 	}
