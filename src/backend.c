@@ -1076,13 +1076,16 @@ abandon(struct backend *b, const struct proctree_match *m)
 static void
 scan_ending(void)
 {
-	static bool warned_scan, warned_signal;
+	static bool warned_signal;
 
 	if (proctree_scan(&snapshot, PROC_ROOT, getpid()) == -1 || snapshot.incomplete) {
+		static bool warned_scan;
+
 		if (!warned_scan) {
 			errno = snapshot.error;
-			diag_warn_errno("cannot read every process of the trees from /proc (retrying; "
-					"trees are not taken as gone meanwhile)");
+			diag_warn_errno(
+				"cannot read every process of the trees from /proc (retrying; "
+				"trees are not taken as gone meanwhile)");
 			warned_scan = true;
 		}
 		if (ending_head != NULL) {

@@ -57,7 +57,8 @@ static const char usage_text[] =
 	"  --log-bodies WHAT    message bodies in the log: full, none, or a byte count\n"
 	"  -q, -v               fewer, or more, of mcpmux's own messages on stderr\n"
 	"options of serve:\n"
-	"  --max-sessions N     concurrent sessions; more are refused (1024)\n"
+	"  --max-sessions N     concurrent sessions; more are refused (1024, or fewer with\n"
+	"                       a low descriptor limit)\n"
 	"  --listen PATH        serve on a Unix socket (0600) instead of stdin/stdout\n"
 	"\n"
 	"The server runs with MCPMUX_SESSION=<id> in its environment.  When the run ends\n"
@@ -77,7 +78,8 @@ cli_serve_usage(void)
 	      "with its own end-of-run; stdin EOF (or SIGTERM with --listen) ends them all.\n"
 	      "\n"
 	      "options: the options of wrap mode (see mcpmux --help), and\n"
-	      "  --max-sessions N     concurrent sessions; more are refused (1024)\n"
+	      "  --max-sessions N     concurrent sessions; more are refused (1024, or fewer with\n"
+	      "                       a low descriptor limit)\n"
 	      "  --listen PATH        serve on a Unix socket (0600) instead of stdin/stdout\n",
 	      stdout);
 }

@@ -21,6 +21,7 @@
 #include "mcpmux/diag.h"
 #include "mcpmux/envelope.h"
 #include "mcpmux/framer.h"
+#include "mcpmux/jsonrpc.h"
 #include "mcpmux/listener.h"
 #include "mcpmux/rpcout.h"
 #include "mcpmux/session.h"
@@ -39,6 +40,9 @@ struct cconn {
 	bool done;   /* the session ended (or, with --keep, stdin is over) */
 	int exit_code;
 	struct sbuf tmp;
+	struct jsonrpc_scanner scan;
+	int in_fd, out_fd; /* our own descriptions of stdin and stdout */
+	bool in_shared, out_shared;
 };
 
 static void
@@ -132,7 +136,19 @@ send_envelope(struct cconn *cc, const char *msg, size_t len)
 static void
 client_on_line(void *ctx, const char *line, size_t len)
 {
-	send_envelope(ctx, line, len);
+	struct cconn *cc = ctx;
+
+	/*
+	 * A line goes into its envelope as one JSON value, or not at all: `{...},"session":"x"`
+	 * would otherwise add members to the envelope and reach another session.
+	 */
+	if (jsonrpc_scan(&cc->scan, line, len) == JSONRPC_INVALID_JSON) {
+		sbuf_reset(&cc->tmp);
+		rpcout_error(&cc->tmp, NULL, 0, RPC_PARSE_ERROR, "Parse error: not valid JSON");
+		(void)conn_send_line(&cc->client, &cc->client.self, cc->tmp.buf, cc->tmp.len);
+		return;
+	}
+	send_envelope(cc, line, len);
 }
 
 static void
@@ -381,15 +397,31 @@ cmd_connect(int argc, char **argv)
 				 argv[optind], argv[optind]);
 		return 1;
 	}
+	long peer;
+
+	if (!listener_peer_is_us(cc.fd, &peer)) {
+		diag_error("'%s' is served by uid %ld, not by this user (uid %d): not connecting "
+			   "(what the session says would go to another user)",
+			   argv[optind], peer, (int)getuid());
+		sys_close(&cc.fd);
+		return 1;
+	}
 
 	struct ev_loop *loop = EV_DEFAULT;
 	ev_signal term_w, int_w, hup_w;
-	int in_flags = fcntl(STDIN_FILENO, F_GETFL), out_flags = fcntl(STDOUT_FILENO, F_GETFL);
 
 	cc.loop = loop;
-	(void)sys_set_nonblock(STDIN_FILENO, 1);
-	(void)sys_set_nonblock(STDOUT_FILENO, 1);
-	conn_init(&cc.client, loop, STDIN_FILENO, STDOUT_FILENO, FRAMER_MAX_DEFAULT, WBUF_HIGH_DEF,
+	cc.in_fd = sys_stdio_open(STDIN_FILENO, &cc.in_shared);
+	cc.out_fd = sys_stdio_open(STDOUT_FILENO, &cc.out_shared);
+	if (cc.in_fd == -1 || cc.out_fd == -1) {
+		diag_error_errno("cannot use stdin and stdout");
+		sys_stdio_close(cc.in_fd, STDIN_FILENO, cc.in_shared);
+		sys_close(&cc.fd);
+		return 1;
+	}
+	jsonrpc_init(&cc.scan);
+	cc.scan.params_method = cc.end_method; /* no params are read but that method's */
+	conn_init(&cc.client, loop, cc.in_fd, cc.out_fd, FRAMER_MAX_DEFAULT, WBUF_HIGH_DEF,
 		  &client_sink, &client_hooks, &cc);
 	conn_init(&cc.server, loop, cc.fd, cc.fd, FRAMER_MAX_DEFAULT + 4096, WBUF_HIGH_DEF,
 		  &server_sink, &server_hooks, &cc);
@@ -415,11 +447,8 @@ cmd_connect(int argc, char **argv)
 	conn_release(&cc.server);
 	sys_close(&cc.fd);
 	sbuf_release(&cc.tmp);
-	if (in_flags != -1) {
-		(void)fcntl(STDIN_FILENO, F_SETFL, in_flags);
-	}
-	if (out_flags != -1) {
-		(void)fcntl(STDOUT_FILENO, F_SETFL, out_flags);
-	}
+	jsonrpc_release(&cc.scan);
+	sys_stdio_close(cc.in_fd, STDIN_FILENO, cc.in_shared);
+	sys_stdio_close(cc.out_fd, STDOUT_FILENO, cc.out_shared);
 	return cc.exit_code;
 }

@@ -1112,7 +1112,7 @@ cmd_serve(const struct mcpmux_options *o)
 		sv->in_fd = sys_stdio_open(STDIN_FILENO, &sv->in_shared);
 		sv->out_fd = sys_stdio_open(STDOUT_FILENO, &sv->out_shared);
 		if (sv->in_fd == -1 || sv->out_fd == -1) {
-			rc = diag_error_errno("cannot use stdin and stdout");
+			(void)diag_error_errno("cannot use stdin and stdout");
 			rc = 1;
 			goto out;
 		}

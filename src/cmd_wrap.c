@@ -343,7 +343,7 @@ wrap_on_input_full(struct session *s, void *owner, bool full)
 
 /* A stuck server's run is ending: the next message starts a fresh one. */
 static void
-wrap_on_stall(struct session *s, void *owner)
+wrap_on_stall(struct session *s, void *owner) // cppcheck-suppress constParameter ; a hook
 {
 	struct wrap *w = ((struct wrap_run *)owner)->w;
 
@@ -423,7 +423,8 @@ wrap_on_line(void *ctx, const char *line, size_t len)
 	struct wrap *w = ctx;
 
 	if (w->held_off < w->held.len || must_hold(w)) {
-		/* In order behind the ended run's last replies: all lines wait, whatever they are. */
+		/* In order behind the ended run's last replies: all lines wait, whatever they are.
+		 */
 		sbuf_add(&w->held, line, len);
 		sbuf_add(&w->held, "\n", 1);
 		if (w->held.failed) {
@@ -563,8 +564,8 @@ cmd_wrap(const struct mcpmux_options *o)
 		free(w);
 		return 1;
 	}
-	conn_init(&w->client, loop, w->in_fd, w->out_fd, o->max_message, o->max_queue,
-		  &client_sink, &client_hooks, w);
+	conn_init(&w->client, loop, w->in_fd, w->out_fd, o->max_message, o->max_queue, &client_sink,
+		  &client_hooks, w);
 	jsonrpc_init(&w->scan);
 	w->scan.params_method = o->end_method; /* the only params mcpmux reads */
 	backend_module_init(loop);

@@ -11,9 +11,9 @@
 #include "mcpmux/diag.h"
 #include "mcpmux/sys.h"
 
-#define DIAG_KEYS	64 /* call sites whose repeats are being counted */
+#define DIAG_KEYS   64	/* call sites whose repeats are being counted */
 #define DIAG_WINDOW 1.0 /* seconds */
-#define DIAG_LINE	1024
+#define DIAG_LINE   1024
 
 static enum diag_level diag_level = DIAG_NORMAL;
 static const struct diag_sink *diag_sink;

@@ -71,9 +71,10 @@ flush(void)
 	}
 	if (wbuf_len(&E.q) == 0 && E.dropped > 0) {
 		char line[128];
-		int n = snprintf(line, sizeof(line),
-				 "mcpmux: %lu lines of stderr dropped (stderr was not read in time)\n",
-				 E.dropped);
+		int n = snprintf(
+			line, sizeof(line),
+			"mcpmux: %lu lines of stderr dropped (stderr was not read in time)\n",
+			E.dropped);
 
 		E.dropped = 0;
 		if (n > 0 && wbuf_append(&E.q, line, (size_t)n) == 0) {

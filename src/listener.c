@@ -3,8 +3,13 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -54,6 +59,82 @@ listener_connect(const char *path)
 	return fd;
 }
 
+bool
+listener_peer_is_us(int fd, long *uid_out)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1 || len != sizeof(cred)) {
+		if (uid_out != NULL) {
+			*uid_out = -1;
+		}
+		return false;
+	}
+	if (uid_out != NULL) {
+		*uid_out = (long)cred.uid;
+	}
+	return cred.uid == getuid();
+}
+
+/*
+ * The lock of a socket path: an abstract socket named for its canonical form (the real
+ * path of its directory, and its name), hashed when that is too long for a name.
+ * The fd, or -1: EADDRINUSE when another process holds it.
+ */
+static int
+path_lock(const char *path)
+{
+	char dir[PATH_MAX], canon[PATH_MAX * 2], copy1[PATH_MAX], copy2[PATH_MAX];
+	struct sockaddr_un sa;
+
+	(void)snprintf(copy1, sizeof(copy1), "%s", path);
+	(void)snprintf(copy2, sizeof(copy2), "%s", path);
+	if (realpath(dirname(copy1), dir) == NULL) {
+		return -1;
+	}
+	int n = snprintf(canon, sizeof(canon), "%s/%s", dir, basename(copy2));
+
+	if (n < 0) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	/* sun_path[0] = '\0': the abstract namespace. */
+	static const char prefix[] = "mcpmux-listen:";
+	size_t room = sizeof(sa.sun_path) - 1 - (sizeof(prefix) - 1);
+	size_t len;
+
+	memcpy(sa.sun_path + 1, prefix, sizeof(prefix) - 1);
+	if ((size_t)n <= room) {
+		memcpy(sa.sun_path + sizeof(prefix), canon, (size_t)n);
+		len = sizeof(prefix) + (size_t)n;
+	} else {
+		uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+
+		for (int i = 0; i < n; i++) {
+			h = (h ^ (unsigned char)canon[i]) * 1099511628211ULL;
+		}
+		len = sizeof(prefix) + (size_t)snprintf(sa.sun_path + sizeof(prefix), room,
+							"#%016llx", (unsigned long long)h);
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd == -1) {
+		return -1;
+	}
+	if (bind(fd, (struct sockaddr *)&sa,
+		 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) == -1) {
+		int err = errno;
+
+		sys_close(&fd);
+		errno = err;
+		return -1;
+	}
+	return fd;
+}
+
 static void
 listener_on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -84,14 +165,12 @@ listener_on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			}
 			return;
 		}
-		struct ucred cred;
-		socklen_t len = sizeof(cred);
+		long uid;
 
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1 ||
-		    cred.uid != getuid()) {
+		if (!listener_peer_is_us(fd, &uid)) {
 			diag_warn(
-				"refused a connection from uid %d on '%s' (only uid %d may connect)",
-				len == sizeof(cred) ? (int)cred.uid : -1, l->path, (int)getuid());
+				"refused a connection from uid %ld on '%s' (only uid %d may connect)",
+				uid, l->path, (int)getuid());
 			sys_close(&fd);
 			continue;
 		}
@@ -108,12 +187,22 @@ listener_open(struct listener *l, struct ev_loop *loop, const char *path,
 	mode_t old;
 
 	memset(l, 0, sizeof(*l));
-	l->fd = l->spare = -1;
+	l->fd = l->spare = l->lock_fd = -1;
 	if (make_addr(&sa, path) == -1) {
 		return diag_error("socket path '%s' is too long (at most %zu bytes)", path,
 				  sizeof(sa.sun_path) - 1);
 	}
 	(void)snprintf(l->path, sizeof(l->path), "%s", path);
+	l->lock_fd = path_lock(path);
+	if (l->lock_fd == -1) {
+		if (errno == EADDRINUSE) {
+			return diag_error("another mcpmux serve is listening on '%s' (stop it, or "
+					  "choose another path)",
+					  path);
+		}
+		return diag_error_errno("cannot listen on '%s' (check that its directory exists)",
+					path);
+	}
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
 			return diag_error("'%s' exists and is not a socket (remove it or choose "
@@ -124,17 +213,20 @@ listener_open(struct listener *l, struct ev_loop *loop, const char *path,
 
 		if (probe >= 0) {
 			sys_close(&probe);
+			sys_close(&l->lock_fd);
 			return diag_error("another server is listening on '%s' (stop it, or "
 					  "choose another path)",
 					  path);
 		}
 		/* Nobody listens: a stale file from a process that died. */
 		if (unlink(path) == -1) {
+			sys_close(&l->lock_fd);
 			return diag_error_errno("cannot remove the stale socket '%s'", path);
 		}
 	}
 	l->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (l->fd == -1) {
+		sys_close(&l->lock_fd);
 		return diag_error_errno("cannot create a socket");
 	}
 	/*
@@ -163,7 +255,12 @@ listener_open(struct listener *l, struct ev_loop *loop, const char *path,
 			(void)unlink(tmp_path);
 		}
 		sys_close(&l->fd);
+		sys_close(&l->lock_fd);
 		return -1;
+	}
+	if (lstat(path, &st) == 0) {
+		l->dev = st.st_dev;
+		l->ino = st.st_ino;
 	}
 	l->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	l->loop = loop;
@@ -180,8 +277,14 @@ listener_close(struct listener *l)
 	if (l->fd < 0) {
 		return;
 	}
+	struct stat st;
+
 	ev_io_stop(l->loop, &l->accept_w);
 	sys_close(&l->fd);
 	sys_close(&l->spare);
-	(void)unlink(l->path);
+	/* Only our own socket file: another server may have put its own there since. */
+	if (lstat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino) {
+		(void)unlink(l->path);
+	}
+	sys_close(&l->lock_fd);
 }

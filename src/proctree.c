@@ -19,7 +19,11 @@
 
 #define PROCTREE_MAX ((size_t)1 << 22) /* more entries than pid_max allows */
 
-static int spare_fd = -1; /* closed to make room when the descriptor table is full */
+/*
+ * Closed to make room when the descriptor table is full: a walk holds two descriptors
+ * at a time (a task directory and a file in it).
+ */
+static int spare_fd[2] = { -1, -1 };
 
 void
 proctree_init(struct proctree *t)
@@ -37,10 +41,12 @@ proctree_release(struct proctree *t)
 void
 proctree_spare(bool keep)
 {
-	if (keep && spare_fd < 0) {
-		spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	} else if (!keep) {
-		sys_close(&spare_fd);
+	for (int i = 0; i < 2; i++) {
+		if (keep && spare_fd[i] < 0) {
+			spare_fd[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		} else if (!keep) {
+			sys_close(&spare_fd[i]);
+		}
 	}
 }
 
@@ -60,9 +66,11 @@ open_retry(const char *path, int flags)
 {
 	int fd = open(path, flags);
 
-	if (fd == -1 && (errno == EMFILE || errno == ENFILE) && spare_fd >= 0) {
-		sys_close(&spare_fd);
-		fd = open(path, flags);
+	for (int i = 0; i < 2 && fd == -1 && (errno == EMFILE || errno == ENFILE); i++) {
+		if (spare_fd[i] >= 0) {
+			sys_close(&spare_fd[i]);
+			fd = open(path, flags);
+		}
 	}
 	return fd;
 }
@@ -631,7 +639,6 @@ proctree_signal_one(const struct proctree *t, size_t i, const char *proc_root, i
 	const struct proc_info *pi = &t->v[i];
 	struct proc_info now;
 	int pfd = (int)syscall(SYS_pidfd_open, pi->pid, 0);
-	int err;
 
 	if (pfd == -1) {
 		if (errno == ESRCH) {
@@ -651,7 +658,8 @@ proctree_signal_one(const struct proctree *t, size_t i, const char *proc_root, i
 	}
 	/* The pidfd pins the process: if its start time is the snapshot's, it is that one. */
 	if (read_stat(proc_root, pi->pid, &now) == -1) {
-		err = errno;
+		int err = errno;
+
 		sys_close(&pfd);
 		return is_gone(err) ? PROCTREE_GONE : PROCTREE_FAILED;
 	}

@@ -450,7 +450,8 @@ session_on_idle(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)revents;
 	if (s->n_pending > 0 || due > now) {
-		/* Busy, or traffic since the timer was set: look again later (ev.pod strategy 3). */
+		/* Busy, or traffic since the timer was set: look again later (ev.pod strategy 3).
+		 */
 		ev_timer_set(w, s->n_pending > 0 ? s->cfg->idle_timeout : due - now, 0.);
 		ev_timer_start(loop, w);
 		return;
@@ -572,10 +573,11 @@ exit_text(const struct backend *b, char *buf, size_t len)
 	char name[32];
 
 	if (b->stalled) {
-		(void)snprintf(buf, len,
-			       "the server stopped reading its input (none taken for %g s): its run "
-			       "was ended",
-			       b->stall_timeout);
+		(void)snprintf(
+			buf, len,
+			"the server stopped reading its input (none taken for %g s): its run "
+			"was ended",
+			b->stall_timeout);
 	} else if (b->escalation == BACKEND_ESC_ABANDONED && !b->reaped) {
 		(void)snprintf(buf, len, "the server could not be ended (it would not die)");
 	} else if (b->exec_errno != 0) {

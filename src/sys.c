@@ -198,8 +198,8 @@ sys_raise_nofile(void)
 	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
 		return;
 	}
-	rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > NOFILE_CAP ? NOFILE_CAP
-									       : rl.rlim_max;
+	rlim_t want =
+		rl.rlim_max == RLIM_INFINITY || rl.rlim_max > NOFILE_CAP ? NOFILE_CAP : rl.rlim_max;
 
 	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
 		struct rlimit nrl = { .rlim_cur = want, .rlim_max = rl.rlim_max };

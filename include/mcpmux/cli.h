@@ -19,7 +19,7 @@ struct mcpmux_options {
 	size_t max_queue;
 	size_t max_sessions;
 	double idle_timeout_s;
-	double stall_timeout_s; /* a server that takes no input this long while some waits */
+	double stall_timeout_s;	 /* a server that takes no input this long while some waits */
 	double kill_deadline_ms; /* after SIGKILL: then the tree is abandoned */
 	const char *listen;
 	const char *log_path; /* --log, or MCPMUX_LOG; NULL for none */

@@ -53,7 +53,7 @@ struct jsonrpc_item {
 #define JSONRPC_CANCELLED "notifications/cancelled"
 
 struct jsonrpc_params {
-	bool has_request_id; /* notifications/cancelled: the id it cancels */
+	bool has_request_id;	       /* notifications/cancelled: the id it cancels */
 	struct jsonrpc_str request_id; /* canonical JSON text, like an id */
 	bool has_grace_ms;
 	double grace_ms;

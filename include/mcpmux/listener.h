@@ -3,9 +3,19 @@
  * is replaced, a live one refused; peers of another uid are refused (SO_PEERCRED).
  * EMFILE on accept does not spin: a spare descriptor is given up to accept and close
  * the connection, with a warning.
+ *
+ * Binding is exclusive: two `serve --listen` on one path at once, exactly one wins.  The
+ * winner holds a lock for the path for as long as it listens: an abstract-namespace
+ * socket named for the path's canonical form, which the kernel releases when the process
+ * dies however it dies (no lock file to go stale).  At exit the socket file is removed
+ * only if it is still the one this listener made (same device and inode): a socket that
+ * another server put there since is left alone.
  */
 #ifndef MCPMUX_LISTENER_H
 #define MCPMUX_LISTENER_H
+
+#include <stdbool.h>
+#include <sys/types.h>
 
 #include <ev.h>
 
@@ -14,6 +24,9 @@ struct listener {
 	int fd;
 	int spare;
 	ev_io accept_w;
+	int lock_fd; /* the path's abstract lock */
+	dev_t dev;   /* the socket file made, as lstat() saw it */
+	ino_t ino;
 	char path[108];
 	/* A new connection: a non-blocking, close-on-exec socket now owned by the callee. */
 	void (*on_conn)(int fd, void *ctx);
@@ -28,5 +41,10 @@ void listener_close(struct listener *l);
 
 /* Connect to a serve socket (blocking connect, then non-blocking).  fd or -1 (errno). */
 int listener_connect(const char *path);
+/*
+ * Is the peer of a connected socket the same user as this process?  With uid_out (may be
+ * NULL) set to the peer's uid, or -1 when it cannot be told.
+ */
+bool listener_peer_is_us(int fd, long *uid_out);
 
 #endif

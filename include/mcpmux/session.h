@@ -9,8 +9,8 @@
  *
  * The session never refuses a message because its server is slow: the backend tells,
  * through hooks->on_input_full(), when the server's input queue is at --max-queue, and
- * the front end holds the client's input until it is not.  It knows nothing of how its front end frames lines for the client:
- * everything for the client goes through hooks->deliver().
+ * the front end holds the client's input until it is not.  It knows nothing of how its front end
+ * frames lines for the client: everything for the client goes through hooks->deliver().
  *
  * Ownership: the front end creates sessions with session_new() and frees them with
  * session_free() once hooks->on_done() has been called (from the loop).
@@ -79,7 +79,7 @@ struct session {
 	struct pending *pending;     /* uthash: client requests in flight */
 	struct pending *srv_pending; /* uthash: server requests in flight (traffic log only) */
 	size_t n_srv_pending;
-	bool input_full; /* the server's input queue is at its mark */
+	bool input_full;      /* the server's input queue is at its mark */
 	struct sbuf err_line; /* the server's stderr line being assembled (traffic log) */
 	size_t n_pending;
 	bool end_requested;   /* by the client (end-of-run) or the front end */

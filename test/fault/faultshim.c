@@ -20,6 +20,13 @@
  *                         the shim's stack frame)
  *   FAULT_PIPE2_FAIL=N,.. the Nth call of pipe2() fails with EMFILE
  *   FAULT_ACCEPT4_FAIL=N,.. the Nth call of accept4() fails with EMFILE
+ *   FAULT_PROC_ERRNO=E    opening /proc/PID/task or a file under it fails with errno E (a
+ *   FAULT_PROC_MS=T       number), for T milliseconds from the first such open (as with a
+ *                         full descriptor table, or hidepid)
+ *   FAULT_NOKILL=COMM     processes whose /proc/PID/comm is COMM cannot be signalled:
+ *                         kill() and pidfd_send_signal (through syscall()) fail with EPERM
+ *                         for them, as for a process of another user; kill() of a process
+ *                         group signals the group's other members one by one
  *   FAULT_LOG=PATH        at exit, append one line of counters to PATH:
  *                         "pid=P reads=R writes=W eintr=E short_reads=S short_writes=T
  *                          spawn=F pipe2=I accept4=A failed=X"
@@ -35,10 +42,12 @@
  * being first in the link map.  Calls then go shim -> ASan's interceptor -> libc.
  */
 #define _GNU_SOURCE /* clone(), RTLD_NEXT */
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -51,6 +60,7 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_NTH 16
@@ -85,6 +95,13 @@ static int (*real_posix_spawnp)(pid_t *, const char *, const posix_spawn_file_ac
 				const posix_spawnattr_t *, char *const[], char *const[]);
 static int (*real_pipe2)(int[2], int);
 static int (*real_accept4)(int, __SOCKADDR_ARG, socklen_t *__restrict, int);
+static int (*real_kill)(pid_t, int);
+static long (*real_syscall)(long, ...);
+static char nokill[32]; /* FAULT_NOKILL */
+static int (*real_open)(const char *, int, ...);
+static int proc_errno;		  /* FAULT_PROC_ERRNO */
+static long proc_ms;		  /* FAULT_PROC_MS */
+static struct timespec proc_from; /* the window's start, 0: not yet */
 
 static unsigned long
 env_num(const char *name, unsigned long dflt)
@@ -153,6 +170,9 @@ resolve(void)
 	*(void **)&real_posix_spawnp = next_symbol("posix_spawnp");
 	*(void **)&real_pipe2 = next_symbol("pipe2");
 	*(void **)&real_accept4 = next_symbol("accept4");
+	*(void **)&real_kill = next_symbol("kill");
+	*(void **)&real_syscall = next_symbol("syscall");
+	*(void **)&real_open = next_symbol("open");
 	*(void **)&real_read = next_symbol("read");
 }
 
@@ -171,6 +191,11 @@ faultshim_init(void)
 	env_nth("FAULT_FORK_FAIL", &F.fork);
 	env_nth("FAULT_PIPE2_FAIL", &F.pipe2);
 	env_nth("FAULT_ACCEPT4_FAIL", &F.accept4);
+	proc_errno = (int)env_num("FAULT_PROC_ERRNO", 0);
+	proc_ms = (long)env_num("FAULT_PROC_MS", 0);
+	if (getenv("FAULT_NOKILL") != NULL) {
+		(void)snprintf(nokill, sizeof(nokill), "%s", getenv("FAULT_NOKILL"));
+	}
 	if (log != NULL && *log != '\0') {
 		F.log_fd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 	}
@@ -433,4 +458,196 @@ accept4(int fd, __SOCKADDR_ARG addr, socklen_t *__restrict len, int flags)
 		return -1;
 	}
 	return real_accept4(fd, addr, len, flags);
+}
+
+/* ---- processes that cannot be signalled (FAULT_NOKILL) ---- */
+
+static bool
+nokill_on(void)
+{
+	return F.ready && getpid() == F.owner && nokill[0] != '\0';
+}
+
+/* Is pid a process that FAULT_NOKILL protects? */
+static bool
+protected_pid(pid_t pid)
+{
+	char path[64], comm[64];
+	int fd;
+	ssize_t n;
+
+	(void)snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1) {
+		return false;
+	}
+	n = real_read(fd, comm, sizeof(comm) - 1);
+	(void)close(fd);
+	if (n <= 0) {
+		return false;
+	}
+	comm[n] = '\0';
+	comm[strcspn(comm, "\n")] = '\0';
+	return strcmp(comm, nokill) == 0;
+}
+
+/* The process group of pid, or -1. */
+static pid_t
+pgid_of(pid_t pid)
+{
+	char path[64], buf[512];
+	int fd, pgid = -1;
+	ssize_t n;
+
+	(void)snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1) {
+		return -1;
+	}
+	n = real_read(fd, buf, sizeof(buf) - 1);
+	(void)close(fd);
+	if (n <= 0) {
+		return -1;
+	}
+	buf[n] = '\0';
+	char *p = strrchr(buf, ')');
+
+	if (p == NULL || sscanf(p + 1, " %*c %*d %d", &pgid) != 1) {
+		return -1;
+	}
+	return (pid_t)pgid;
+}
+
+int
+kill(pid_t pid, int sig)
+{
+	resolve();
+	if (!nokill_on() || sig == 0) {
+		return real_kill(pid, sig);
+	}
+	if (pid > 0) {
+		if (protected_pid(pid)) {
+			errno = EPERM;
+			return -1;
+		}
+		return real_kill(pid, sig);
+	}
+	if (pid < -1) {
+		/* A group: each member but the protected ones. */
+		DIR *d = opendir("/proc");
+		struct dirent *de;
+		int sent = 0, refused = 0;
+
+		if (d == NULL) {
+			return real_kill(pid, sig);
+		}
+		while ((de = readdir(d)) != NULL) {
+			pid_t p = (pid_t)atoi(de->d_name);
+
+			if (p <= 0 || pgid_of(p) != -pid) {
+				continue;
+			}
+			if (protected_pid(p)) {
+				refused++;
+			} else if (real_kill(p, sig) == 0) {
+				sent++;
+			}
+		}
+		closedir(d);
+		if (sent > 0) {
+			return 0;
+		}
+		errno = refused > 0 ? EPERM : ESRCH;
+		return -1;
+	}
+	return real_kill(pid, sig);
+}
+
+/* The pid a pidfd refers to, from /proc/self/fdinfo, or -1. */
+static pid_t
+pidfd_pid(long fd)
+{
+	char path[64], buf[1024];
+	int f;
+	ssize_t n;
+
+	(void)snprintf(path, sizeof(path), "/proc/self/fdinfo/%ld", fd);
+	f = open(path, O_RDONLY | O_CLOEXEC);
+	if (f == -1) {
+		return -1;
+	}
+	n = real_read(f, buf, sizeof(buf) - 1);
+	(void)close(f);
+	if (n <= 0) {
+		return -1;
+	}
+	buf[n] = '\0';
+	char *p = strstr(buf, "Pid:");
+
+	return p != NULL ? (pid_t)atoi(p + 4) : -1;
+}
+
+long
+syscall(long number, ...)
+{
+	va_list ap;
+	long a[6];
+
+	va_start(ap, number);
+	for (int i = 0; i < 6; i++) {
+		a[i] = va_arg(ap, long);
+	}
+	va_end(ap);
+	resolve();
+	if (number == SYS_pidfd_send_signal && nokill_on() && a[1] != 0 &&
+	    protected_pid(pidfd_pid(a[0]))) {
+		errno = EPERM;
+		return -1;
+	}
+	return real_syscall(number, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
+/* ---- /proc that cannot be read (FAULT_PROC_ERRNO, FAULT_PROC_MS) ---- */
+
+static bool
+proc_fails(const char *path)
+{
+	struct timespec now;
+
+	if (proc_errno == 0 || !F.ready || getpid() != F.owner || strncmp(path, "/proc/", 6) != 0 ||
+	    strstr(path, "/task") == NULL) {
+		return false;
+	}
+	(void)clock_gettime(CLOCK_MONOTONIC, &now);
+	if (proc_from.tv_sec == 0 && proc_from.tv_nsec == 0) {
+		proc_from = now;
+	}
+	long ms = (now.tv_sec - proc_from.tv_sec) * 1000 +
+		  (now.tv_nsec - proc_from.tv_nsec) / 1000000;
+
+	if (ms < proc_ms) {
+		F.n_failed++;
+		return true;
+	}
+	return false;
+}
+
+int
+open(const char *path, int flags, ...)
+{
+	mode_t mode = 0;
+
+	if (flags & (O_CREAT | O_TMPFILE)) {
+		va_list ap;
+
+		va_start(ap, flags);
+		mode = va_arg(ap, mode_t);
+		va_end(ap);
+	}
+	resolve();
+	if (proc_fails(path)) {
+		errno = proc_errno;
+		return -1;
+	}
+	return real_open(path, flags, mode);
 }

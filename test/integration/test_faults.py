@@ -22,6 +22,7 @@ What each test would catch if mcpmux's handling were removed:
   stream must end (EOF), not hang.
 """
 
+import errno
 import json
 import os
 import select
@@ -31,7 +32,7 @@ import time
 import unittest
 
 from mcptest import (FIXTURE, MCPMUX, SANITIZED, WRAPPER, Case, alive, call, deadline, fd_count,
-                     initialize, main, req, wait_until)
+                     initialize, main, note, req, wait_until)
 
 SHIM = os.environ.get("MCPMUX_FAULTSHIM") or os.path.join(
     os.path.dirname(os.path.abspath(MCPMUX)), "test", "fault", "faultshim.so")
@@ -455,6 +456,81 @@ class HalfClose(Faults):
         p.p.send_signal(signal.SIGTERM)
         self.assertEqual(p.wait(), 0)
         self.assert_no_leftovers()
+
+
+@needs_shim
+class Unkillable(Faults):
+    """A process mcpmux cannot end (another user's, EPERM): the run ends as abandoned."""
+
+    ARGS = ["--eof-grace", "100", "--term-grace", "100", "--kill-deadline", "500"]
+
+    def test_wrap_end_of_run_reports_abandoned_pids(self):
+        p = self.mcpmux(self.ARGS + ["--", FIXTURE, "--ignore-sigterm", "--ignore-eof"],
+                        env=self.shim_env(nokill="mcp-fixture"))
+        p.send(call(1, "env"))
+        pid = p.msg()["result"]["structuredContent"]["pid"]
+        t0 = time.monotonic()
+        p.send(req(2, "mcpmux/endRun"))
+        r = p.msg(10)["result"]
+        took = time.monotonic() - t0
+        self.assertEqual(r["escalation"], "abandoned")
+        self.assertEqual(r["abandoned"], [pid])
+        self.assertIsNone(r["exit"])
+        self.assertGreater(took, 0.6)  # after SIGKILL and the deadline, not before
+        self.assertTrue(alive(pid), "it was reported abandoned, not gone")
+        self.assertIn("would not die", p.stderr())
+        os.kill(pid, signal.SIGKILL)
+        p.close_stdin()
+        self.assertEqual(p.wait(10), 1)
+
+    def test_serve_ended_event_lists_abandoned_pids(self):
+        s = self.mcpmux(["serve"] + self.ARGS + ["--", FIXTURE, "--ignore-sigterm", "--ignore-eof"],
+                        env=self.shim_env(nokill="mcp-fixture"))
+        env = lambda m: {"session": "u", "message": m}
+        s.send(env(call(1, "env")))
+        self.assertEqual(s.msg()["event"], "started")
+        pid = s.msg()["message"]["result"]["structuredContent"]["pid"]
+        s.send(env(note("mcpmux/endRun")))
+        ev = s.msg(10)
+        self.assertEqual(ev["event"], "ended")
+        self.assertEqual(ev["escalation"], "abandoned")
+        self.assertEqual(ev["abandoned"], [pid])
+        # the session left the table: a new message starts a new one
+        s.send(env(req(2, "ping")))
+        self.assertEqual(s.msg()["event"], "started")
+        self.assertEqual(s.msg()["message"]["id"], 2)
+        os.kill(pid, signal.SIGKILL)
+        s.close_stdin()
+        self.assertEqual(s.wait(10), 0)
+
+
+@needs_shim
+class ProcErrors(Faults):
+    """/proc that cannot be read for a while (EACCES as with hidepid, EMFILE as with a full
+    descriptor table): the tree is not taken as gone, its grandchild is still found."""
+
+    def run_with(self, err):
+        s = self.mcpmux(["serve"] + GRACE + ["--", FIXTURE, "--daemonize-grandchild"],
+                        env=self.shim_env(proc_errno=err, proc_ms=600))
+        env = lambda m: {"session": "p", "message": m}
+        s.send(env(req(0, "ping")))
+        self.assertEqual(s.msg()["event"], "started")
+        self.assertEqual(s.msg()["message"]["id"], 0)
+        gc = int(wait_until(lambda: [l for l in s.stderr().splitlines()
+                                     if "grandchild" in l], 5, "the grandchild")[0].split()[-1])
+        s.send(env(note("mcpmux/endRun")))
+        ev = s.msg(10)
+        self.assertEqual(ev["event"], "ended")
+        self.assertFalse(alive(gc), "ended was reported while the grandchild lived")
+        self.assertIn("cannot read every process", s.stderr())
+        s.close_stdin()
+        self.assertEqual(s.wait(10), 0)
+
+    def test_eacces(self):
+        self.run_with(errno.EACCES)
+
+    def test_emfile(self):
+        self.run_with(errno.EMFILE)
 
 
 if __name__ == "__main__":

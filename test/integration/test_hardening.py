@@ -13,7 +13,7 @@ import time
 import tty
 import unittest
 
-from mcptest import (Case, FIXTURE, MCPMUX, SANITIZED, WRAPPER, call, deadline, encode,
+from mcptest import (Case, FIXTURE, MCPMUX, SANITIZED, WRAPPER, alive, call, deadline, encode,
                      initialize, main, note, req, rss_anon_kib, vm_hwm_kib, wait_until)
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
@@ -426,6 +426,117 @@ class RunOrder(Case):
         for p in self.tagged():
             os.kill(p, signal.SIGKILL)
         self.leftovers_expected = True
+
+
+
+class ServerInput(Case):
+    def test_epipe_on_a_big_write_ends_the_run(self):
+        """A server that closed its stdin: a request too big for the pipe fails with
+        EPIPE on the direct write path, and the run ends with an answer for it."""
+        w = self.wrap("--stdin-close", opts=FAST)
+        w.send(initialize(0))
+        self.assertEqual(w.msg()["id"], 0)
+        w.send(call(1, "echo", text="b" * 300000))
+        m = w.msg(10)
+        self.assertEqual(m["id"], 1)
+        self.assertEqual(m["error"]["code"], -32000)
+        # the server ran on (it only closed stdin): SIGTERM ended it, as a shell reports
+        self.assertEqual(w.wait(10), 143)
+        self.assertIn("closed its input", w.stderr())
+        self.assert_no_leftovers()
+
+
+class Spawning(Case):
+    def test_ten_thousand_arguments_to_a_script_without_shebang(self):
+        """glibc runs a file without "#!" through /bin/sh with a copy of argv on the
+        child's stack: a stack sized to the arguments, not mcpmux's memory, takes it."""
+        script = os.path.join(self.tmp.name, "server")
+        with open(script, "w") as f:
+            f.write('exec "$MCP_FIXTURE_PATH"\n')
+        os.chmod(script, 0o755)
+        self.env["MCP_FIXTURE_PATH"] = os.path.abspath(FIXTURE)
+        for n in (10000, 30000):
+            w = self.start([MCPMUX] + FAST + ["--", script] + ["arg%d" % i for i in range(n)])
+            w.send(req(1, "ping"))
+            self.assertEqual(w.msg(20), {"jsonrpc": "2.0", "id": 1, "result": {}})
+            w.close_stdin()
+            self.assertEqual(w.wait(10), 0)
+
+
+class Environment(Case):
+    def test_server_carries_its_owner_and_the_original_descriptor_limit(self):
+        import resource
+        w = self.start([MCPMUX] + FAST + ["--", FIXTURE],
+                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE,
+                                                             (256, 4096)))
+        e = env_of(w, 1)
+        with open("/proc/%d/stat" % w.pid) as f:
+            start = f.read().rsplit(")", 1)[1].split()[19]
+        self.assertEqual(e["owner"], "%d:%s" % (w.pid, start))
+        self.assertEqual(e["nofile"], 256, "the server gets a direct run's limit")
+        with open("/proc/%d/limits" % w.pid) as f:
+            soft = [l.split()[3] for l in f if l.startswith("Max open files")][0]
+        self.assertEqual(soft, "4096", "mcpmux raised its own")
+        w.close_stdin()
+        self.assertEqual(w.wait(10), 0)
+
+    def test_sigusr1_without_a_log_is_ignored(self):
+        w = self.wrap(opts=FAST)
+        self.assertEqual(env_of(w, 1)["session"] != "", True)
+        w.p.send_signal(signal.SIGUSR1)
+        w.send(req(2, "ping"))
+        self.assertEqual(w.msg(), {"jsonrpc": "2.0", "id": 2, "result": {}})
+        w.close_stdin()
+        self.assertEqual(w.wait(10), 0)
+
+    def test_size_options_that_overflow_are_usage_errors(self):
+        for opt, value in (("--max-message", "18014398509481985K"),
+                           ("--max-queue", "99999999999999999999"),
+                           ("--max-message", "17179869184G")):
+            w = self.start([MCPMUX, opt, value, "--", FIXTURE])
+            self.assertEqual(w.wait(10), 2, (opt, value))
+            self.assertIn("invalid value", w.stderr())
+
+
+class TrafficLogTiming(Case):
+    def test_a_record_is_on_disk_before_the_loop_sleeps(self):
+        """The `ended` record of a session ended by its idle timeout is written without
+        waiting for another event (`log show --follow` must not lag an idle period)."""
+        log = os.path.join(self.tmp.name, "log")
+        s = self.serve(opts=["--idle-timeout", "1", "--log", log] + FAST)
+        s.send({"session": "idle", "message": req(1, "ping")})
+        self.assertEqual(s.msg()["event"], "started")
+        self.assertEqual(s.msg()["message"]["id"], 1)
+        ev = s.msg(10)
+        self.assertEqual(ev["event"], "ended")
+
+        def ended_logged():
+            with open(log) as f:
+                return any('"event":"ended"' in l for l in f)
+        wait_until(ended_logged, 2, "the ended record in the log, with mcpmux idle")
+        s.close_stdin()
+        self.assertEqual(s.wait(10), 0)
+
+
+FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+class Clock(Case):
+    @unittest.skipIf(not os.path.exists(FAKETIME) or WRAPPER,
+                     "libfaketime is not installed (Debian package faketime), or a wrapper")
+    def test_wall_clock_jumping_back_does_not_stretch_the_idle_timeout(self):
+        stamp = os.path.join(self.tmp.name, "stamp")
+        with open(stamp, "w") as f:
+            f.write("+0\n")
+        env = dict(self.env, LD_PRELOAD=FAKETIME, FAKETIME_TIMESTAMP_FILE=stamp,
+                   FAKETIME_NO_CACHE="1", FAKETIME_DONT_FAKE_MONOTONIC="1")
+        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+        w = self.start([MCPMUX, "--idle-timeout", "1"] + FAST + ["--", FIXTURE], env=env)
+        w.send(req(1, "ping"))
+        self.assertEqual(w.msg()["id"], 1)
+        with open(stamp, "w") as f:
+            f.write("-3600\n")  # the wall clock goes back an hour
+        self.assertEqual(w.wait(8), 0)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from mcptest import (Case, MCPMUX, Proc, alive, call, initialize, main, req, wai
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
 
 
-class Listen(Case):
+class ListenHelpers:
     def listen(self, *fixture_args, opts=()):
         self.path = os.path.join(self.tmp.name, "mux.sock")
         p = self.serve(*fixture_args, opts=list(opts) + FAST + ["--listen", self.path])
@@ -29,6 +29,8 @@ class Listen(Case):
         out = p.read_to_eof()
         return p.wait(), out.decode()
 
+
+class Listen(ListenHelpers, Case):
     def test_socket_mode_and_connect(self):
         srv = self.listen()
         self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o600)
@@ -151,6 +153,77 @@ class Listen(Case):
         self.assertEqual(rc, 0)
         srv.p.send_signal(signal.SIGTERM)
         self.assertEqual(srv.wait(), 0)
+
+
+class ListenHardening(ListenHelpers, Case):
+    def test_two_servers_on_one_path_exactly_one_wins(self):
+        path = os.path.join(self.tmp.name, "race.sock")
+        for round_ in range(10):
+            a = self.serve(opts=FAST + ["--listen", path])
+            b = self.serve(opts=FAST + ["--listen", path])
+            loser = wait_until(lambda: [p for p in (a, b) if p.p.poll() is not None], 10,
+                               "one of the two to give up")
+            self.assertEqual(len(loser), 1, "round %d: both gave up" % round_)
+            loser = loser[0]
+            winner = b if loser is a else a
+            self.assertEqual(loser.wait(), 1)
+            self.assertIn("listening on", loser.stderr())
+            wait_until(lambda: os.path.exists(path), 5, "the socket")
+            c = socket.socket(socket.AF_UNIX)
+            c.connect(path)  # the winner's socket is the one in place
+            c.close()
+            winner.p.send_signal(signal.SIGTERM)
+            self.assertEqual(winner.wait(), 0)
+            self.assertFalse(os.path.exists(path))
+
+    def test_exit_leaves_another_socket_alone(self):
+        """The socket file is removed at exit only if it is still the one serve made."""
+        a = self.listen()
+        os.unlink(self.path)
+        other = socket.socket(socket.AF_UNIX)
+        other.bind(self.path)
+        other.listen()
+        ino = os.stat(self.path).st_ino
+        a.p.send_signal(signal.SIGTERM)
+        self.assertEqual(a.wait(), 0)
+        self.assertTrue(os.path.exists(self.path), "serve removed a socket that was not its own")
+        self.assertEqual(os.stat(self.path).st_ino, ino)
+        other.close()
+
+    def test_a_server_whose_socket_was_removed_still_holds_the_path(self):
+        a = self.listen()
+        os.unlink(self.path)
+        b = self.serve(opts=FAST + ["--listen", self.path])
+        self.assertEqual(b.wait(10), 1)
+        self.assertIn("another mcpmux serve is listening", b.stderr())
+        a.p.send_signal(signal.SIGTERM)
+        self.assertEqual(a.wait(), 0)
+
+    def test_connect_refuses_a_server_of_another_user(self):
+        self.path = os.path.join(self.tmp.name, "other.sock")
+        os.chmod(self.tmp.name, 0o777)
+        code = ("import socket,os,time\n"
+                "s=socket.socket(socket.AF_UNIX); s.bind(%r); os.chmod(%r,0o777); s.listen()\n"
+                "c,_=s.accept(); time.sleep(30)\n" % (self.path, self.path))
+        self.start(["python3", "-c", code], stdin=False, stdout=False,
+                   preexec_fn=lambda: (os.setgid(65534), os.setuid(65534)))
+        wait_until(lambda: os.path.exists(self.path), 5, "the other user's socket")
+        c = self.connect("--session", "x")
+        self.assertEqual(c.wait(10), 1)
+        self.assertIn("uid 65534", c.stderr())
+
+    def test_connect_puts_each_line_in_its_envelope_as_one_value(self):
+        self.listen()
+        c = self.connect("--session", "a")
+        c.write(b'{"jsonrpc":"2.0","id":1,"method":"ping"},"session":"b"\n')
+        m = c.msg()
+        self.assertEqual(m["error"]["code"], -32700)
+        c.send(req(2, "ping"))
+        self.assertEqual(c.msg(), {"jsonrpc": "2.0", "id": 2, "result": {}})
+        rc, out = self.ctl("list", as_json=True)
+        self.assertEqual([x["session"] for x in json.loads(out)["sessions"]], ["a"])
+        c.close_stdin()
+        self.assertEqual(c.wait(), 0)
 
 
 if __name__ == "__main__":

@@ -326,5 +326,30 @@ class Flood(Case):
         self.assert_no_leftovers(0)
 
 
+class Slots(Case):
+    def test_an_end_of_run_reply_means_the_slot_is_free(self):
+        """With --max-sessions 1, the session after an answered end-of-run (in-band or by
+        control) is never refused."""
+        s = self.serve(opts=["--max-sessions", "1", "--eof-grace", "300", "--term-grace", "300"])
+        env = lambda sid, m: {"session": sid, "message": m}
+        for i, sid in enumerate(("a", "b", "c", "d", "e")):
+            s.send(env(sid, req(10 * i, "ping")))
+            while True:
+                m = s.msg()
+                if m.get("session") == sid:
+                    break
+            self.assertEqual(m.get("event"), "started", m)
+            self.assertEqual(s.msg()["message"]["id"], 10 * i)
+            if i % 2 == 0:
+                # in-band: the reply, then at once the next session's first message
+                s.send(env(sid, req(10 * i + 1, "mcpmux/endRun")))
+            else:
+                s.send({"message": req(10 * i + 1, "mcpmux/endRun", {"session": sid})})
+            while s.msg().get("message", {}).get("id") != 10 * i + 1:
+                pass
+        s.close_stdin()
+        self.assertEqual(s.wait(10), 0)
+
+
 if __name__ == "__main__":
     main()

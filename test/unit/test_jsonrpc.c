@@ -806,10 +806,122 @@ test_idscan_long_id(void **state)
 	check_idscan_len(200, false);
 }
 
+/* notifications/cancelled: its requestId, as canonical id text, whatever params_method. */
+static void
+test_cancel_request_id(void **state)
+{
+	struct jsonrpc_scanner *s = *state;
+	char line[512];
+
+	s->params_method = "mcpmux/endRun";
+	assert_int_equal(scan_q(s, line, sizeof(line),
+				"{'jsonrpc':'2.0','method':'notifications/cancelled','params':"
+				"{'requestId':'a\\u0062','reason':'timeout'}}"),
+			 JSONRPC_NOTIFICATION);
+	assert_str(s, s->params.has_request_id, s->params.request_id, "\"ab\"", "requestId", line);
+	assert_str(s, s->params.has_reason, s->params.reason, "timeout", "reason", line);
+	assert_int_equal(scan_q(s, line, sizeof(line),
+				"{'params':{'requestId':1.50},'jsonrpc':'2.0',"
+				"'method':'notifications/cancelled'}"),
+			 JSONRPC_NOTIFICATION);
+	assert_str(s, s->params.has_request_id, s->params.request_id, "1.50", "requestId", line);
+	/* Another method's requestId is not read. */
+	assert_int_equal(scan_q(s, line, sizeof(line),
+				"{'jsonrpc':'2.0','method':'notifications/progress','params':"
+				"{'requestId':3}}"),
+			 JSONRPC_NOTIFICATION);
+	assert_false(s->params.has_request_id);
+	s->params_method = NULL;
+}
+
+static size_t
+key_of(const char *id, char *out)
+{
+	return jsonrpc_id_key(id, strlen(id), out);
+}
+
+/* Ids are keyed by JSON value. */
+static void
+test_id_keys(void **state)
+{
+	static const char *const same[][6] = {
+		{ "1", "1.0", "1e0", "10e-1", "0.1e1", "1.000E+0" },
+		{ "0", "-0", "0.0", "0e5", "-0.0e-3", "0E0" },
+		{ "-12", "-12.0", "-1.2e1", "-120e-1", "-0.12E2", "-1200e-2" },
+		{ "123456789012345678901234567890", "1.23456789012345678901234567890e29",
+		  "123456789012345678901234567890.0", "12345678901234567890123456789e1",
+		  "12345678901234567890123456789000e-2", "123456789012345678901234567890e0" },
+		{ "\"ab\"", "\"a\\u0062\"", "\"\\u0061\\u0062\"", "\"\\u0061b\"", "\"ab\"",
+		  "\"ab\"" },
+		{ "\"\\ud83d\\ude00\"", "\"\xf0\x9f\x98\x80\"", "\"\\uD83D\\uDE00\"",
+		  "\"\xf0\x9f\x98\x80\"", "\"\xf0\x9f\x98\x80\"", "\"\xf0\x9f\x98\x80\"" },
+		{ "\"a/b\"", "\"a\\/b\"", "\"a\\u002fb\"", "\"a/b\"", "\"a/b\"", "\"a/b\"" },
+	};
+	static const char *const different[] = {
+		"1",
+		"\"1\"",
+		"2",
+		"-1",
+		"1e1",
+		"0.1",
+		"12345678901234567890123456789",
+		"123456789012345678901234567890",
+		"null",
+		"\"\"",
+		"\"a\"",
+		"\"A\"",
+		"\"a \"",
+		"\"\\ud83d\"",
+		"\"\\ude00\"",
+	};
+	char a[256], b[256];
+
+	(void)state;
+	for (size_t r = 0; r < sizeof(same) / sizeof(same[0]); r++) {
+		size_t la = key_of(same[r][0], a);
+
+		assert_true(la > 0);
+		for (size_t c = 1; c < 6; c++) {
+			size_t lb = key_of(same[r][c], b);
+
+			if (la != lb || memcmp(a, b, la) != 0) {
+				fail_msg("%s and %s should be one id", same[r][0], same[r][c]);
+			}
+		}
+	}
+	for (size_t i = 0; i < sizeof(different) / sizeof(different[0]); i++) {
+		size_t li = key_of(different[i], a);
+
+		assert_true(li > 0);
+		for (size_t j = i + 1; j < sizeof(different) / sizeof(different[0]); j++) {
+			size_t lj = key_of(different[j], b);
+
+			if (li == lj && memcmp(a, b, li) == 0) {
+				fail_msg("%s and %s should be two ids", different[i], different[j]);
+			}
+		}
+	}
+	/* Not ids: no key. */
+	static const char *const bad[] = { "",	      "01x",	   "1.",   ".5", "1e", "\"a",
+					   "\"\\x\"", "\"\\u12\"", "true", "-",	 "+1" };
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (key_of(bad[i], a) != 0) {
+			fail_msg("%s should have no key", bad[i]);
+		}
+	}
+	/* Huge exponents are capped, never overflow. */
+	assert_true(key_of("1e999999999999999999999999", a) > 0);
+	assert_true(key_of("-1e-999999999999999999999999", a) > 0);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_cancel_request_id, scanner_setup,
+						scanner_teardown),
+		cmocka_unit_test(test_id_keys),
 		cmocka_unit_test_setup_teardown(test_golden_one_scanner, scanner_setup,
 						scanner_teardown),
 		cmocka_unit_test_setup_teardown(test_golden_reverse_twice, scanner_setup,

@@ -604,6 +604,104 @@ test_fake_bad_stat(void **state)
 	assert_int_equal(proctree_left(t, &p12), 3);
 }
 
+/* A zombie is no live member, but it keeps its tree from being called empty. */
+static void
+test_fake_zombie_keeps_tree(void **state)
+{
+	struct fake_root *r = *state;
+	struct proctree *t = &r->t;
+	const struct fake_proc z = { 100, ROOT, 100, 'Z', "gone", NULL, 0, { NULL }, { NULL } };
+	const struct proctree_match reaped = { 0, 100, "A", NULL };
+
+	add_root(r->dir, ROOT, "100 ");
+	add_proc(r->dir, &z);
+	assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
+	assert_int_equal(t->n, 1);
+	assert_int_equal(proctree_count(t, &reaped), 0);
+	assert_int_equal(proctree_left(t, &reaped), 1);
+	/* Nor is it signalled. */
+	assert_int_equal(proctree_signal(t, &reaped, r->dir, SIGKILL, NULL), 0);
+}
+
+/* A process whose children cannot be listed: the snapshot is incomplete, never "empty". */
+static void
+test_fake_unlistable_task(void **state)
+{
+	struct fake_root *r = *state;
+	struct proctree *t = &r->t;
+	const struct fake_proc p = { 100, ROOT, 100, 'S', "x", "A", 0, { NULL }, { NULL } };
+	const struct proctree_match other = { 0, 999, "B", NULL };
+	char path[PATH_MAX + 32];
+
+	add_root(r->dir, ROOT, "100 ");
+	add_proc(r->dir, &p);
+	/* task/ is a file now: opendir() fails with ENOTDIR, not ENOENT */
+	(void)snprintf(path, sizeof(path), "%s/100/task/100/children", r->dir);
+	assert_int_equal(unlink(path), 0);
+	(void)snprintf(path, sizeof(path), "%s/100/task/100", r->dir);
+	assert_int_equal(rmdir(path), 0);
+	(void)snprintf(path, sizeof(path), "%s/100/task", r->dir);
+	assert_int_equal(rmdir(path), 0);
+	write_file(path, "", 0);
+	assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
+	assert_true(t->incomplete);
+	assert_int_equal(t->error, ENOTDIR);
+	assert_int_equal(t->n, 1);
+	/* Whatever the match, the tree is not known to be empty. */
+	assert_int_equal(proctree_left(t, &other), 1);
+}
+
+static int
+remove_children_file(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	if (strcmp(path + ftw->base, "children") == 0) {
+		return unlink(path);
+	}
+	return 0;
+}
+
+/* A kernel without children files: every stat file is read, and the same tree found. */
+static void
+test_fake_walk_all(void **state)
+{
+	struct fake_root *r = *state;
+	struct proctree *t = &r->t;
+	const struct proctree_match a = { 100, 100, "A", NULL };
+	const struct proctree_match a_wrap = { 100, 100, "A", backends_100_200 };
+	const struct proctree_match b = { 200, 200, "B", NULL };
+	/* someone else's process, in the same /proc, is not walked */
+	const struct fake_proc stranger = { 7, 1, 7, 'S', "init's", "A", 0, { NULL }, { NULL } };
+
+	build_tree(r->dir);
+	add_proc(r->dir, &stranger);
+	assert_int_equal(nftw(r->dir, remove_children_file, 16, FTW_PHYS), 0);
+	assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
+	assert_true(t->walk_all);
+	assert_false(t->incomplete);
+	assert_int_equal(t->n, N_TREE);
+	assert_int_equal(find(t, 7), SIZE_MAX);
+	for (size_t k = 0; k < N_TREE; k++) {
+		size_t i = find(t, tree[k].pid);
+
+		assert_true(i != SIZE_MAX);
+		if (tree[k].ppid == ROOT) {
+			assert_int_equal(t->v[i].parent, SIZE_MAX);
+		} else {
+			assert_true(t->v[i].parent < i);
+			assert_int_equal(t->v[t->v[i].parent].pid, tree[k].ppid);
+		}
+		assert_string_equal(t->v[i].cookie, tree[k].cookie ? tree[k].cookie : "");
+	}
+	check_members(t, &a, 0);
+	check_members(t, &a_wrap, 1);
+	check_members(t, &b, 2);
+	/* It stays in that mode: a second scan gives the same. */
+	assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
+	assert_int_equal(t->n, N_TREE);
+}
+
 /* proctree_exiting(): a zombie, a process past PF_EXITING, and not the others. */
 static void
 test_fake_exiting(void **state)
@@ -926,6 +1024,11 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_fake_cookie_inside_long_entry, root_setup,
 						root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_bad_stat, root_setup, root_teardown),
+		cmocka_unit_test_setup_teardown(test_fake_zombie_keeps_tree, root_setup,
+						root_teardown),
+		cmocka_unit_test_setup_teardown(test_fake_unlistable_task, root_setup,
+						root_teardown),
+		cmocka_unit_test_setup_teardown(test_fake_walk_all, root_setup, root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_exiting, root_setup, root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_wide, root_setup, root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_many_children, root_setup, root_teardown),
