@@ -58,7 +58,11 @@ valgrind:
 		python3 -B -m unittest test_wrap.Passthrough test_wrap.Failures \
 		test_wrap.BigMessages test_wrap.Teardown.test_stdin_eof \
 		test_wrap.EndOfRun.test_end_notification_is_not_forwarded \
-		test_serve.Routing test_log.Writing.test_a_session_logged_once_each_way
+		test_serve.Routing test_log.Writing.test_a_session_logged_once_each_way \
+		test_hardening.RequestIds test_hardening.RunOrder test_hardening.Stall \
+		test_hardening.SlowServer.test_wrap_every_notification_reaches_a_slow_server \
+		test_hardening.UnreadStderr.test_repeated_noise_is_summed_up \
+		test_hardening.ServerInput test_listen.ListenHardening
 
 # Fuzz every target with libFuzzer (clang, ASan + UBSan, coverage of the core library) for
 # FUZZ_SECONDS each, from its seed corpus, its regressions and what earlier runs found

@@ -1096,6 +1096,14 @@ cmd_serve(const struct mcpmux_options *o)
 	(void)errout_start(loop);
 	ev_idle_init(&sv->reap_w, serve_on_reap);
 
+	/* Signals first: once the socket is there, a client may already want us to stop. */
+	ev_signal_init(&sv->term_w, serve_on_signal, SIGTERM);
+	ev_signal_init(&sv->int_w, serve_on_signal, SIGINT);
+	ev_signal_init(&sv->hup_w, serve_on_signal, SIGHUP);
+	sv->term_w.data = sv->int_w.data = sv->hup_w.data = sv;
+	ev_signal_start(loop, &sv->term_w);
+	ev_signal_start(loop, &sv->int_w);
+	ev_signal_start(loop, &sv->hup_w);
 	if (o->log_path != NULL && tlog_open(loop, o->log_path, o->log_bodies) == -1) {
 		rc = 1;
 		goto out;
@@ -1121,24 +1129,17 @@ cmd_serve(const struct mcpmux_options *o)
 			goto out;
 		}
 	}
-	ev_signal_init(&sv->term_w, serve_on_signal, SIGTERM);
-	ev_signal_init(&sv->int_w, serve_on_signal, SIGINT);
-	ev_signal_init(&sv->hup_w, serve_on_signal, SIGHUP);
-	sv->term_w.data = sv->int_w.data = sv->hup_w.data = sv;
-	ev_signal_start(loop, &sv->term_w);
-	ev_signal_start(loop, &sv->int_w);
-	ev_signal_start(loop, &sv->hup_w);
 	ev_run(loop, 0);
 	size_t killed = backend_kill_leftovers();
 
 	if (killed > 0) {
 		diag_info("killed %zu leftover process(es) that no session claimed", killed);
 	}
+out:
 	ev_signal_stop(loop, &sv->term_w);
 	ev_signal_stop(loop, &sv->int_w);
 	ev_signal_stop(loop, &sv->hup_w);
 	ev_idle_stop(loop, &sv->reap_w);
-out:
 	if (sv->listening) {
 		listener_close(&sv->lst);
 	}
