@@ -19,6 +19,7 @@
 
 #include "mcpmux/backend.h"
 #include "mcpmux/diag.h"
+#include "mcpmux/keeper.h"
 #include "mcpmux/proctree.h"
 #include "mcpmux/rpcout.h"
 #include "mcpmux/sys.h"
@@ -43,6 +44,8 @@ static bool scan_wanted;
 static struct proctree snapshot;
 static char scratch[64 << 10];
 static char owner_env[sizeof(PROCTREE_OWNER_ENV) + 48]; /* MCPMUX_OWNER=PID:START */
+static char inst_cgroup[CGROUP_PATH_MAX];		/* "" when there is none */
+static unsigned long long leaf_seq;
 
 static void backend_on_child(struct ev_loop *loop, ev_child *w, int revents);
 static void backend_on_turn(struct ev_loop *loop, ev_prepare *w, int revents);
@@ -79,6 +82,21 @@ backend_module_init(struct ev_loop *loop)
 	(void)proctree_start_time(PROC_ROOT, getpid(), &start);
 	(void)snprintf(owner_env, sizeof(owner_env), "%s=%d:%llu", PROCTREE_OWNER_ENV,
 		       (int)getpid(), start);
+
+	/* A cgroup of our own where one is delegated (MCPMUX_CGROUP=off: never). */
+	const char *want = getenv("MCPMUX_CGROUP");
+
+	inst_cgroup[0] = '\0';
+	if (want != NULL && strcmp(want, "off") == 0) {
+		diag_info("cgroup: off (MCPMUX_CGROUP=off)");
+	} else if (cgroup_instance_make(inst_cgroup, sizeof(inst_cgroup), getpid()) == 0) {
+		keeper_cgroup(inst_cgroup);
+		diag_info("cgroup: %s", inst_cgroup);
+	} else {
+		inst_cgroup[0] = '\0';
+		diag_info("cgroup: none usable here (%s): the process walk alone finds trees",
+			  strerror(errno));
+	}
 }
 
 const char *
@@ -104,6 +122,10 @@ backend_module_release(void)
 	proctree_release(&snapshot);
 	proctree_spare(false);
 	spawn_stack_free();
+	if (inst_cgroup[0] != '\0') {
+		(void)cgroup_remove(inst_cgroup);
+		inst_cgroup[0] = '\0';
+	}
 }
 
 static void
@@ -160,7 +182,8 @@ struct spawn_args {
 	int in_fd, out_fd, err_fd;
 	bool restore_nofile;
 	struct rlimit nofile;
-	volatile int err; /* the child's errno when it could not exec */
+	const char *cg_procs; /* the leaf's cgroup.procs, NULL without one */
+	volatile int err;     /* the child's errno when it could not exec */
 };
 
 #define STACK_BASE ((size_t)64 << 10)
@@ -237,6 +260,15 @@ child_main(void *arg)
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != a->parent) {
 		a->err = EAGAIN;
 		_exit(1);
+	}
+	/* Into its own cgroup leaf, before anything it starts can escape it. */
+	if (a->cg_procs != NULL) {
+		int fd = open(a->cg_procs, O_WRONLY | O_CLOEXEC);
+
+		if (fd >= 0) {
+			(void)write(fd, "0", 1);
+			(void)close(fd);
+		}
 	}
 	/* The descriptor limit of a direct run (mcpmux raised its own). */
 	if (a->restore_nofile) {
@@ -330,6 +362,16 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	};
 
 	args.restore_nofile = sys_nofile_original(&args.nofile);
+
+	char cg_procs[CGROUP_PATH_MAX + 16];
+
+	if (inst_cgroup[0] != '\0' &&
+	    cgroup_leaf_make(inst_cgroup, ++leaf_seq, b->cgroup, sizeof(b->cgroup)) == 0) {
+		(void)snprintf(cg_procs, sizeof(cg_procs), "%s/cgroup.procs", b->cgroup);
+		args.cg_procs = cg_procs;
+	} else {
+		b->cgroup[0] = '\0';
+	}
 	/* Block every signal across the spawn: no handler may run in the child. */
 	sigfillset(&all);
 	(void)sigprocmask(SIG_SETMASK, &all, &old);
@@ -384,6 +426,9 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	return b;
 fail:
 	err = errno;
+	if (b->cgroup[0] != '\0') {
+		(void)cgroup_remove(b->cgroup);
+	}
 	sys_close(&pin[0]);
 	sys_close(&pin[1]);
 	sys_close(&pout[0]);
@@ -859,6 +904,9 @@ signal_tree(struct backend *b, int sig)
 			(void)kill(-b->pid, SIGCONT);
 		}
 	}
+	if (sig == SIGKILL && b->cgroup[0] != '\0') {
+		(void)cgroup_kill(b->cgroup); /* exact: whatever left the group and the cookie */
+	}
 	b->pending_signal = sig;
 	scan_wanted = true;
 }
@@ -874,6 +922,9 @@ enter_done(struct backend *b)
 	close_stdout(b);
 	read_stderr(b, true);
 	ending_remove(b);
+	if (b->cgroup[0] != '\0' && cgroup_remove(b->cgroup) == 0) {
+		b->cgroup[0] = '\0';
+	}
 	if (!b->done_queued) {
 		b->done_queued = true;
 		b->next_done = done_head;
@@ -940,6 +991,7 @@ backend_end(struct backend *b, double grace_ms)
 	}
 	begin_teardown(b, BACKEND_CLOSING);
 	b->escalation = BACKEND_ESC_EOF;
+	diag_info("session %s: teardown begins (closing the server's stdin)", b->cookie);
 	ev_timer_stop(b->loop, &b->stall_w); /* eof-grace bounds the rest */
 	if (span_keep(b) == -1) {
 		diag_error("session %s: out of memory: lines for the server were lost", b->cookie);
@@ -1120,8 +1172,11 @@ scan_ending(void)
 			}
 		}
 		b->pending_signal = 0;
-		b->tree_empty = b->reaped && left == 0;
-		if (b->state == BACKEND_KILLING && left > 0 &&
+		/* With a cgroup, the tree is empty only when the cgroup is too (-1: unknown). */
+		int populated = b->cgroup[0] != '\0' ? cgroup_populated(b->cgroup) : 0;
+
+		b->tree_empty = b->reaped && left == 0 && populated == 0;
+		if (b->state == BACKEND_KILLING && (left > 0 || populated != 0) &&
 		    sys_mono() - b->t_kill >= b->kill_deadline) {
 			abandon(b, &m);
 			continue;

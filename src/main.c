@@ -12,13 +12,15 @@
 #include "mcpmux/cli.h"
 #include "mcpmux/cmd.h"
 #include "mcpmux/diag.h"
+#include "mcpmux/keeper.h"
 #include "mcpmux/sys.h"
 
 int
 main(int argc, char **argv)
 {
 	struct mcpmux_options opt;
-	int rc;
+	int argc0 = argc, rc;
+	char **argv0 = argv;
 
 	if (sys_sanitize_stdio() == -1) {
 		return 1;
@@ -73,10 +75,20 @@ main(int argc, char **argv)
 	 */
 	(void)mallopt(M_MMAP_THRESHOLD, 32 << 20);
 	(void)mallopt(M_TRIM_THRESHOLD, 64 << 20);
+	/*
+	 * The keeper first (it must not be our descendant): it ends what we started if we are
+	 * killed before we can (docs/lifecycle.md).
+	 */
+	if (keeper_start(opt.term_grace_ms / 1000., argc0, argv0) == -1) {
+		diag_warn_errno("cannot start the keeper (if mcpmux is killed, what its servers "
+				"started may survive it)");
+	}
 	/* Descendants that daemonise are re-parented to us, not to init: we can find them. */
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1) {
 		diag_warn_errno("cannot become a child subreaper (daemonised descendants of the "
 				"server may escape teardown)");
 	}
-	return serve ? cmd_serve(&opt) : cmd_wrap(&opt);
+	rc = serve ? cmd_serve(&opt) : cmd_wrap(&opt);
+	keeper_done();
+	return rc;
 }

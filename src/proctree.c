@@ -203,9 +203,8 @@ proctree_exiting(const char *proc_root, pid_t pid)
  * gone (out is then "" and means "unknown").
  */
 static int
-read_cookie(const char *proc_root, pid_t pid, char *out)
+read_env(const char *proc_root, pid_t pid, const char *key, size_t key_len, char *out)
 {
-	static const char key[] = PROCTREE_COOKIE_ENV "=";
 	char path[PATH_MAX], buf[8192];
 	size_t keep = 0;
 	int fd;
@@ -252,10 +251,10 @@ read_cookie(const char *proc_root, pid_t pid, char *out)
 			}
 			size_t elen = (size_t)(nul - (buf + at));
 
-			if (elen > sizeof(key) - 1 && memcmp(buf + at, key, sizeof(key) - 1) == 0 &&
-			    elen - (sizeof(key) - 1) <= PROCTREE_COOKIE_MAX) {
-				memcpy(out, buf + at + sizeof(key) - 1, elen - (sizeof(key) - 1));
-				out[elen - (sizeof(key) - 1)] = '\0';
+			if (elen > key_len && memcmp(buf + at, key, key_len) == 0 &&
+			    elen - key_len <= PROCTREE_COOKIE_MAX) {
+				memcpy(out, buf + at + key_len, elen - key_len);
+				out[elen - key_len] = '\0';
 				sys_close(&fd);
 				return 0;
 			}
@@ -271,6 +270,14 @@ read_cookie(const char *proc_root, pid_t pid, char *out)
 	}
 	sys_close(&fd);
 	return rc;
+}
+
+static int
+read_cookie(const char *proc_root, pid_t pid, char *out)
+{
+	static const char key[] = PROCTREE_COOKIE_ENV "=";
+
+	return read_env(proc_root, pid, key, sizeof(key) - 1, out);
 }
 
 static void
@@ -554,6 +561,63 @@ proctree_scan(struct proctree *t, const char *proc_root, pid_t root)
 		mark_incomplete(t, ENOMEM);
 		return -1;
 	}
+	return 0;
+}
+
+int
+proctree_scan_env(struct proctree *t, const char *proc_root, const char *key, const char *value)
+{
+	char k[64], v[PROCTREE_COOKIE_MAX + 1];
+	int klen = snprintf(k, sizeof(k), "%s=", key);
+	struct dirent *de;
+	DIR *d;
+
+	t->n = 0;
+	t->incomplete = false;
+	t->error = 0;
+	if (klen < 0 || (size_t)klen >= sizeof(k)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if ((d = opendir_retry(proc_root)) == NULL) {
+		mark_incomplete(t, errno);
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL) {
+		char *end;
+		long pid = strtol(de->d_name, &end, 10);
+
+		if (*end != '\0' || pid <= 0 || pid > INT_MAX || (pid_t)pid == getpid()) {
+			continue;
+		}
+		if (read_env(proc_root, (pid_t)pid, k, (size_t)klen, v) == -1) {
+			mark_incomplete(t, errno);
+			continue;
+		}
+		if (strcmp(v, value) != 0) {
+			continue;
+		}
+		struct proc_info *pi = tree_slot(t);
+
+		if (pi == NULL) {
+			closedir(d);
+			errno = ENOMEM;
+			return -1;
+		}
+		memset(pi, 0, sizeof(*pi));
+		if (read_stat(proc_root, (pid_t)pid, pi) == -1) {
+			if (is_gone(errno)) {
+				continue;
+			}
+			pi->pid = (pid_t)pid;
+			pi->state = '?';
+			pi->unknown = true;
+		}
+		pi->parent = SIZE_MAX;
+		(void)read_cookie(proc_root, (pid_t)pid, pi->cookie);
+		t->n++;
+	}
+	closedir(d);
 	return 0;
 }
 

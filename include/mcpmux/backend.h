@@ -35,6 +35,7 @@
 #define HASH_FUNCTION HASH_FNV
 #include <uthash.h>
 
+#include "mcpmux/cgroup.h"
 #include "mcpmux/errout.h"
 #include "mcpmux/framer.h"
 #include "mcpmux/wbuf.h"
@@ -137,6 +138,7 @@ struct backend {
 	const struct backend_hooks *hooks;
 	void *owner;
 	char cookie[129];
+	char cgroup[CGROUP_PATH_MAX]; /* its leaf cgroup, "" without one (cgroup.h) */
 
 	/* module bookkeeping */
 	struct backend *next_ending, *prev_ending;

@@ -91,6 +91,13 @@ void proctree_spare(bool keep);
  * nothing could be read at all; a partial failure gives 0 with t->incomplete set.
  */
 int proctree_scan(struct proctree *t, const char *proc_root, pid_t root);
+/*
+ * Every process under proc_root (not only descendants) whose environment holds
+ * KEY=value, each as an entry without a parent; the caller's own process excepted.
+ * 0, or -1 (errno) when /proc could not be listed.
+ */
+int proctree_scan_env(struct proctree *t, const char *proc_root, const char *key,
+		      const char *value);
 /* Is snapshot entry i a live (not zombie) member of the tree m describes? */
 bool proctree_is_member(const struct proctree *t, size_t i, const struct proctree_match *m);
 /* Live members of m's tree in the snapshot. */

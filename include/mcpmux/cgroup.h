@@ -1,0 +1,41 @@
+/*
+ * cgroup: a cgroup v2 subtree of mcpmux's own, where one can be made.
+ *
+ * A cgroup holds every process started in it and every descendant, whatever they do
+ * (double fork, setsid, a cleared environment): it is the exact answer to "the whole
+ * tree", and `cgroup.kill` ends all of it at once.  mcpmux can use one only where its
+ * own cgroup is delegated to it and writable (as root, or a systemd unit with
+ * Delegate=yes): then it makes an instance cgroup under its own ("mcpmux.PID"), a leaf
+ * per server ("s.N") that the server joins before it execs, kills a leaf at the SIGKILL
+ * step of a teardown, counts a tree as empty only when its leaf is unpopulated too, and
+ * removes the leaves and the instance cgroup when they are empty.  Elsewhere nothing
+ * changes: the process walk (proctree.h) finds the tree by pid, group and cookie.
+ *
+ * Plain file operations on cgroupfs; no event loop.  The cgroupfs mount and the process's
+ * own cgroup come from /proc/self/mountinfo and /proc/self/cgroup.
+ */
+#ifndef MCPMUX_CGROUP_H
+#define MCPMUX_CGROUP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define CGROUP_PATH_MAX 512
+
+/*
+ * Make the instance cgroup for process pid under the caller's own v2 cgroup, into out.
+ * 0, or -1 (errno) when there is no usable cgroup v2 here: no cgroup2 mount, not
+ * writable, no cgroup.kill (kernels before 5.14).
+ */
+int cgroup_instance_make(char *out, size_t len, pid_t pid);
+/* A leaf for a server under the instance cgroup: out = inst/s.N.  0 or -1 (errno). */
+int cgroup_leaf_make(const char *inst, unsigned long long n, char *out, size_t len);
+/* Kill every process in dir and below (cgroup.kill).  0 or -1 (errno). */
+int cgroup_kill(const char *dir);
+/* 1 when dir (or a cgroup below it) holds a process, 0 when not, -1 (errno) unknown. */
+int cgroup_populated(const char *dir);
+/* Remove an empty leaf (or instance and its empty leaves).  0 or -1 (errno). */
+int cgroup_remove(const char *dir);
+
+#endif

@@ -1,0 +1,47 @@
+/*
+ * keeper: what ends a run when mcpmux itself cannot.
+ *
+ * A SIGKILLed (or OOM-killed, or crashed) mcpmux runs no teardown: its servers' direct
+ * children die with it (parent-death signal), but what they started, a launcher's real
+ * server or a daemonised grandchild, would live on.  So every wrap and serve starts a
+ * keeper first: a small process (a fork of mcpmux, named "mcpmux-keeper", in a session
+ * of its own so that a hangup or a signal to mcpmux's process group misses it, holding
+ * none of mcpmux's descriptors but a pipe) that waits for the pipe to end.  mcpmux writes
+ * to it what it cannot find from /proc alone (its cgroup, the containers its servers
+ * run), and "done" just before it exits normally.  When the pipe ends without "done",
+ * mcpmux is gone, and the keeper ends what carried it: the instance cgroup, if there is
+ * one, with cgroup.kill; every process whose MCPMUX_OWNER names this mcpmux (SIGTERM and
+ * SIGCONT, then SIGKILL after --term-grace; pids checked against their start times); and
+ * the containers (kill, then rm -f).  Then it exits.
+ *
+ * The keeper is started before mcpmux becomes a subreaper, by a double fork, so that it
+ * is not mcpmux's descendant: no tree walk of mcpmux's ever counts or signals it.
+ */
+#ifndef MCPMUX_KEEPER_H
+#define MCPMUX_KEEPER_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+/*
+ * Start the keeper for this process.  argv is main()'s (the keeper shows its own command
+ * line in it).  0, or -1 (errno): mcpmux then runs without one, and says so.
+ */
+int keeper_start(double term_grace, int argc, char **argv);
+/* The instance cgroup to kill if mcpmux dies. */
+void keeper_cgroup(const char *dir);
+/* A container that a server runs in (cidfile: where its engine writes its id). */
+void keeper_container(const char *engine, const char *cidfile);
+/* That container is gone. */
+void keeper_container_gone(const char *cidfile);
+/* mcpmux is exiting normally: the keeper exits without touching anything. */
+void keeper_done(void);
+
+/*
+ * The keeper's work, run in the keeper process when mcpmux is gone (exposed for tests):
+ * end every process whose MCPMUX_OWNER is `owner`, TERM then KILL after term_grace
+ * seconds, and report on stderr.  Returns the number of processes that would not die.
+ */
+size_t keeper_end_owned(const char *proc_root, const char *owner, double term_grace);
+
+#endif

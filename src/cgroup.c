@@ -1,0 +1,221 @@
+/*
+ * cgroup: the instance cgroup and a leaf per server, on cgroup v2.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mcpmux/cgroup.h"
+#include "mcpmux/sys.h"
+
+/* Read a small file whole (NUL-terminated).  Bytes, or -1. */
+static ssize_t
+slurp(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	size_t got = 0;
+
+	if (fd == -1) {
+		return -1;
+	}
+	while (got + 1 < len) {
+		ssize_t n = sys_read(fd, buf + got, len - 1 - got);
+
+		if (n <= 0) {
+			if (n == -1) {
+				int err = errno;
+
+				sys_close(&fd);
+				errno = err;
+				return -1;
+			}
+			break;
+		}
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	sys_close(&fd);
+	return (ssize_t)got;
+}
+
+static int
+write_str(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	size_t len = strlen(s);
+	ssize_t n;
+
+	if (fd == -1) {
+		return -1;
+	}
+	do {
+		n = write(fd, s, len);
+	} while (n == -1 && errno == EINTR);
+	int err = errno;
+
+	sys_close(&fd);
+	if (n != (ssize_t)len) {
+		errno = n == -1 ? err : EIO;
+		return -1;
+	}
+	return 0;
+}
+
+/* Where cgroup2 is mounted, from /proc/self/mountinfo. */
+static int
+cgroup2_mount(char *out, size_t len)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[4096];
+	int rc = -1;
+
+	if (f == NULL) {
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [FIELDS...] - FSTYPE SOURCE SUPER */
+		char root[1024], mnt[1024];
+		const char *dash = strstr(line, " - ");
+
+		if (dash == NULL || strncmp(dash + 3, "cgroup2 ", 8) != 0 ||
+		    sscanf(line, "%*s %*s %*s %1023s %1023s", root, mnt) != 2 ||
+		    strcmp(root, "/") != 0) {
+			continue;
+		}
+		if ((size_t)snprintf(out, len, "%s", mnt) < len) {
+			rc = 0;
+		}
+		break;
+	}
+	fclose(f);
+	if (rc == -1) {
+		errno = ENOENT;
+	}
+	return rc;
+}
+
+int
+cgroup_instance_make(char *out, size_t len, pid_t pid)
+{
+	char mnt[1024], own[2048], dir[CGROUP_PATH_MAX];
+	const char *rel = NULL;
+
+	if (cgroup2_mount(mnt, sizeof(mnt)) == -1 ||
+	    slurp("/proc/self/cgroup", own, sizeof(own)) <= 0) {
+		return -1;
+	}
+	/* The v2 line is "0::/path". */
+	for (char *l = own; l != NULL && *l != '\0';) {
+		char *nl = strchr(l, '\n');
+
+		if (nl != NULL) {
+			*nl = '\0';
+		}
+		if (strncmp(l, "0::", 3) == 0) {
+			rel = l + 3;
+			break;
+		}
+		l = nl != NULL ? nl + 1 : NULL;
+	}
+	if (rel == NULL) {
+		errno = ENOENT;
+		return -1;
+	}
+	int n = snprintf(dir, sizeof(dir), "%s%s", mnt, strcmp(rel, "/") == 0 ? "" : rel);
+	char probe[CGROUP_PATH_MAX + 32];
+
+	if (n < 0 || (size_t)n >= sizeof(dir)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	/*
+	 * Delegated to us: our own cgroup.procs writable (moving a process needs write access
+	 * to the common ancestor of where it is and where it goes).
+	 */
+	(void)snprintf(probe, sizeof(probe), "%s/cgroup.procs", dir);
+	if (access(probe, W_OK) == -1) {
+		return -1;
+	}
+	n = snprintf(out, len, "%s/mcpmux.%d", dir, (int)pid);
+	if (n < 0 || (size_t)n >= len || (size_t)n + 32 >= CGROUP_PATH_MAX) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	if (mkdir(out, 0755) == -1 && errno != EEXIST) {
+		return -1;
+	}
+	(void)snprintf(probe, sizeof(probe), "%s/cgroup.kill", out);
+	if (access(probe, W_OK) == -1) {
+		int err = errno;
+
+		(void)rmdir(out);
+		errno = err;
+		return -1;
+	}
+	return 0;
+}
+
+int
+cgroup_leaf_make(const char *inst, unsigned long long n, char *out, size_t len)
+{
+	int k = snprintf(out, len, "%s/s.%llu", inst, n);
+
+	if (k < 0 || (size_t)k >= len) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return mkdir(out, 0755) == -1 && errno != EEXIST ? -1 : 0;
+}
+
+int
+cgroup_kill(const char *dir)
+{
+	char path[CGROUP_PATH_MAX + 16];
+
+	(void)snprintf(path, sizeof(path), "%s/cgroup.kill", dir);
+	return write_str(path, "1");
+}
+
+int
+cgroup_populated(const char *dir)
+{
+	char path[CGROUP_PATH_MAX + 16], buf[256];
+
+	(void)snprintf(path, sizeof(path), "%s/cgroup.events", dir);
+	if (slurp(path, buf, sizeof(buf)) == -1) {
+		return -1;
+	}
+	const char *p = strstr(buf, "populated ");
+
+	if (p == NULL) {
+		errno = EINVAL;
+		return -1;
+	}
+	return p[10] == '1';
+}
+
+int
+cgroup_remove(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char sub[CGROUP_PATH_MAX + 256];
+
+	if (d == NULL) {
+		return errno == ENOENT ? 0 : -1;
+	}
+	/* Leaves first: a cgroup with children cannot be removed. */
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_type == DT_DIR && de->d_name[0] != '.') {
+			(void)snprintf(sub, sizeof(sub), "%s/%s", dir, de->d_name);
+			(void)rmdir(sub);
+		}
+	}
+	closedir(d);
+	return rmdir(dir) == -1 && errno != ENOENT ? -1 : 0;
+}

@@ -1,0 +1,169 @@
+"""Nothing escapes: when mcpmux itself is SIGKILLed (as clients do on timeouts and at
+exit, as the OOM killer does), every process of every session it ran ends within
+eof-grace + term-grace + 1 s, through its keeper; with a cgroup where one can be made
+(as root here), and with the cookie alone (MCPMUX_CGROUP=off)."""
+
+import os
+import signal
+import time
+
+from mcptest import (Case, FIXTURE, MCPMUX, SLOW, alive, call, main, note, pids_with_env, req,
+                     wait_until)
+
+GRACES = ["--eof-grace", "300", "--term-grace", "300"]
+BOUND = 0.3 + 0.3 + 1.0
+
+
+def comm(pid):
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def zombies():
+    n = 0
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d, "rb") as f:
+                    st = f.read()
+                n += st[st.rindex(b")") + 2:st.rindex(b")") + 3] == b"Z"
+            except OSError:
+                pass
+    return n
+
+
+class Sigkill(Case):
+    SERVERS = {
+        # a launcher that execs nothing: the server is the shell's child
+        "launcher": ["sh", "-c", FIXTURE + " --ignore-eof; true"],
+        # a setsid() daemonised grandchild
+        "daemon": [FIXTURE, "--daemonize-grandchild"],
+        # both, and deaf to SIGTERM and EOF
+        "stubborn": ["sh", "-c", FIXTURE + " --ignore-sigterm --ignore-eof "
+                     "--daemonize-grandchild; true"],
+    }
+
+    def session_of(self, p, id_, envelope=None):
+        msg = call(id_, "env")
+        p.send(msg if envelope is None else {"session": envelope, "message": msg})
+        while True:
+            m = p.msg()
+            m = m.get("message", m)
+            if m.get("id") == id_:
+                return m["result"]["structuredContent"]["session"]
+
+    def assert_all_gone_after_kill(self, p, sessions, t0=None):
+        t0 = time.monotonic() if t0 is None else t0
+        p.p.send_signal(signal.SIGKILL)
+        p.wait()
+        wait_until(lambda: not any(self.cookie_pids(s) for s in sessions) and
+                   not self.tagged(), BOUND + 1,
+                   "every process of the sessions, and the keeper, to be gone")
+        took = time.monotonic() - t0
+        self.assertLess(took, BOUND * SLOW + 0.5, "took %.2f s" % took)
+
+    def in_teardown(self, p):
+        """Wait until a teardown has begun (-v says so)."""
+        wait_until(lambda: "teardown begins" in p.stderr(), 5, "the teardown to begin")
+
+    def check_wrap(self, kind, during_teardown=False):
+        verbose = ["-v"] if during_teardown else []
+        p = self.start([MCPMUX] + verbose + GRACES + ["--"] + self.SERVERS[kind])
+        s = self.session_of(p, 1)
+        if kind != "launcher":
+            wait_until(lambda: len(self.cookie_pids(s)) >= 2, 5, "the grandchild")
+        if during_teardown:
+            p.send(note("mcpmux/endRun"))
+            self.in_teardown(p)
+        self.assert_all_gone_after_kill(p, [s])
+
+    def check_serve(self, kind, during_teardown=False):
+        verbose = ["-v"] if during_teardown else []
+        p = self.start([MCPMUX, "serve"] + verbose + GRACES + ["--"] + self.SERVERS[kind])
+        sessions = []
+        for name in ("one", "two"):
+            sessions.append(self.session_of(p, 1, envelope=name))
+        if kind != "launcher":
+            for s in sessions:
+                wait_until(lambda: len(self.cookie_pids(s)) >= 2, 5, "the grandchild")
+        if during_teardown:
+            p.send({"session": "one", "message": note("mcpmux/endRun")})
+            self.in_teardown(p)
+        self.assert_all_gone_after_kill(p, sessions)
+
+    def test_wrap_launcher(self):
+        self.check_wrap("launcher")
+
+    def test_wrap_daemon(self):
+        self.check_wrap("daemon")
+
+    def test_wrap_stubborn(self):
+        self.check_wrap("stubborn")
+
+    def test_wrap_stubborn_during_teardown(self):
+        self.check_wrap("stubborn", during_teardown=True)
+
+    def test_serve_launcher(self):
+        self.check_serve("launcher")
+
+    def test_serve_daemon(self):
+        self.check_serve("daemon")
+
+    def test_serve_stubborn(self):
+        self.check_serve("stubborn")
+
+    def test_serve_stubborn_during_teardown(self):
+        self.check_serve("stubborn", during_teardown=True)
+
+    def test_a_hundred_cycles_leave_nothing(self):
+        before = zombies()
+        for i in range(100):
+            kind = ("launcher", "daemon", "stubborn")[i % 3]
+            if i % 2:
+                self.check_wrap(kind, during_teardown=i % 4 == 1)
+            else:
+                self.check_serve(kind, during_teardown=i % 4 == 2)
+            for p in self.procs:
+                p.kill()
+            self.procs = []
+        wait_until(lambda: zombies() <= before, 5, "no more zombies than before")
+
+
+class SigkillWithoutCgroup(Sigkill):
+    """The same, with the cookie alone: the keeper finds the processes by MCPMUX_OWNER."""
+
+    def setUp(self):
+        super().setUp()
+        self.env["MCPMUX_CGROUP"] = "off"
+
+    test_a_hundred_cycles_leave_nothing = None
+
+
+class Owner(Case):
+    def test_keeper_is_not_a_descendant_and_goes_with_a_normal_exit(self):
+        p = self.start([MCPMUX] + GRACES + ["--", FIXTURE])
+        p.send(req(1, "ping"))
+        self.assertEqual(p.msg()["id"], 1)
+        keepers = wait_until(lambda: [q for q in self.tagged() if comm(q) == "mcpmux-keeper"],
+                             5, "the keeper")
+        self.assertEqual(len(keepers), 1)
+        with open("/proc/%d/cmdline" % keepers[0], "rb") as f:
+            self.assertEqual(f.read().rstrip(b"\0"), b"mcpmux-keeper for %d" % p.pid)
+        with open("/proc/%d/stat" % keepers[0]) as f:
+            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        self.assertNotEqual(ppid, p.pid)
+        # it holds none of the client's pipes
+        fds = [os.readlink("/proc/%d/fd/%s" % (keepers[0], fd))
+               for fd in os.listdir("/proc/%d/fd" % keepers[0])]
+        self.assertNotIn(os.readlink("/proc/%d/fd/1" % p.pid), fds)
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        wait_until(lambda: not alive(keepers[0]), 5, "the keeper to exit with mcpmux")
+        self.assertNotIn("keeper:", p.stderr())
+
+
+if __name__ == "__main__":
+    main()
