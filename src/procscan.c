@@ -472,6 +472,10 @@ parse_mode(struct procscan_proc *p)
 		k++;
 	}
 	if (k == nw) {
+		/* Renamed, or started as another name (exec -a): its exe or comm says mcpmux. */
+		if (strcmp(p->exe, "mcpmux") != 0 && strcmp(p->comm, "mcpmux") != 0) {
+			return PROCSCAN_NONE;
+		}
 		k = 0;
 	}
 	if (k + 1 >= nw || word_in(w[k + 1], tool_words)) {

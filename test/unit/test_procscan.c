@@ -250,6 +250,14 @@ build_machine(const char *d)
 		  "/usr/bin/valgrind.bin|-q|/x/mcpmux|--|srv2", NULL },
 		{ 640, 700, 640, 'S', 1000, 9001, 1, "srv2", "/usr/bin/srv2", "srv2",
 		  "MCPMUX_SESSION=v1|MCPMUX_OWNER=700:9000" },
+		/* owned by something that is no mcpmux at all by its looks */
+		{ 730, 100, 730, 'S', 1000, 9700, 1, "sleep", "/usr/bin/sleep", "sleep|1000",
+		  NULL },
+		{ 740, 730, 740, 'S', 1000, 9701, 1, "srv5", "/usr/bin/srv5", "srv5",
+		  "MCPMUX_SESSION=x1|MCPMUX_OWNER=730:9700" },
+		/* started under another name: exe and comm say mcpmux */
+		{ 750, 100, 750, 'S', 1000, 9800, 1, "mcpmux", "/usr/bin/mcpmux", "mux|--|srv6",
+		  NULL },
 		/* owned by a zombie mcpmux */
 		{ 710, 100, 710, 'Z', 1000, 9100, 0, "mcpmux", NULL, NULL, NULL },
 		{ 650, 1, 650, 'S', 1000, 9101, 1, "srv3", "/usr/bin/srv3", "srv3",
@@ -311,6 +319,12 @@ test_instances(void **state)
 	assert_int_equal(vg->mode, PROCSCAN_WRAP);
 	assert_int_equal(procscan_words(vg, w, 8), 5);
 	assert_string_equal(w[vg->cmd_at], "srv2");
+
+	assert_int_equal(proc(s, 730)->mode, PROCSCAN_OTHER);
+	assert_int_equal(proc(s, 730)->cmd_at, SIZE_MAX);
+	assert_int_equal(s->g[group_of(s, "x1")].owner_state, PROCSCAN_LIVE);
+	assert_int_equal(proc(s, 750)->mode, PROCSCAN_WRAP);
+	assert_int_equal(proc(s, 750)->cmd_at, 2);
 
 	/* tools, the scanner, zombies, other programs */
 	assert_int_equal(proc(s, 400)->mode, PROCSCAN_NONE);
