@@ -35,8 +35,8 @@
 #define KILL_ROUND_MS	      100		 /* sweep: re-scan and re-kill interval */
 #define CONTAINER_POLL_MS     100		 /* sweep: how often a container's state is read */
 #define JSON_WORDS_MAX	      512		 /* words of a command line in --json */
-#define TERM_GRACE_DEFAULT    2000.
-#define KILL_DEADLINE_DEFAULT 5000.
+#define TERM_GRACE_DEFAULT    2000.0
+#define KILL_DEADLINE_DEFAULT 5000.0
 
 enum {
 	OPT_JSON = 256,
@@ -133,14 +133,14 @@ static void
 proc_command(const struct procscan_proc *pr, size_t from, char *out, size_t cap)
 {
 	const char *w[64];
-	size_t n = procscan_words(pr, w, 64);
+	size_t n = SYS_MIN(procscan_words(pr, w, 64), (size_t)64);
 
-	n = n < 64 ? n : 64;
-	if (n == 0 || from >= n) {
-		(void)snprintf(out, cap, "[%s]", pr->comm);
-		return;
+	/* cppcheck-suppress knownConditionTrueFalse ; it takes procscan_words() to return 0 */
+	if (from < n) {
+		join_words(w, from, n, out, cap);
+	} else {
+		(void)snprintf(out, cap, "[%s]", pr->comm); /* no command line: a kernel thread */
 	}
-	join_words(w, from, n, out, cap);
 }
 
 static void
@@ -574,9 +574,8 @@ static void
 json_words(struct sbuf *b, const struct procscan_proc *pr, size_t from)
 {
 	const char *w[JSON_WORDS_MAX];
-	size_t n = procscan_words(pr, w, JSON_WORDS_MAX);
+	size_t n = SYS_MIN(procscan_words(pr, w, JSON_WORDS_MAX), (size_t)JSON_WORDS_MAX);
 
-	n = n < JSON_WORDS_MAX ? n : JSON_WORDS_MAX;
 	sbuf_adds(b, "[");
 	for (size_t i = from; i < n; i++) {
 		sbuf_adds(b, i > from ? "," : "");
@@ -984,10 +983,10 @@ ps_tables(const struct ps *p)
 		}
 	}
 	bool failed = it.failed || st.failed || ot.failed || ct.failed;
-	bool any = false;
 
 	if (!failed) {
 		const struct table *order[] = { &it, &st, &ot, &ct };
+		bool any = false;
 		static const char *const title[] = { NULL, NULL, "orphans (their mcpmux is gone):",
 						     "containers:" };
 

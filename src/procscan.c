@@ -395,17 +395,19 @@ is_live(const struct procscan_proc *p)
 size_t
 procscan_words(const struct procscan_proc *p, const char **words, size_t cap)
 {
-	size_t n = 0;
+	size_t n = 0, at = 0;
 
-	for (size_t at = 0; p->argv != NULL && at < p->argv_len;) {
+	if (p->argv == NULL) {
+		return 0;
+	}
+	while (at < p->argv_len) {
 		const char *w = p->argv + at;
-		size_t len = strnlen(w, p->argv_len - at);
 
 		if (n < cap) {
 			words[n] = w;
 		}
 		n++;
-		at += len + 1;
+		at += strnlen(w, p->argv_len - at) + 1;
 	}
 	return n;
 }
@@ -463,10 +465,9 @@ static enum procscan_mode
 parse_mode(struct procscan_proc *p)
 {
 	const char *w[MAX_WORDS];
-	size_t nw = procscan_words(p, w, MAX_WORDS), k = 0, j;
+	size_t nw = SYS_MIN(procscan_words(p, w, MAX_WORDS), (size_t)MAX_WORDS), k = 0, j;
 	enum procscan_mode mode;
 
-	nw = nw < MAX_WORDS ? nw : MAX_WORDS;
 	/* mcpmux run through another program (valgrind): its own words start at its name. */
 	while (k < nw && strcmp(base_name(w[k]), "mcpmux") != 0) {
 		k++;
@@ -749,7 +750,6 @@ read_clock(struct procscan *s, const char *root)
 int
 procscan_read(struct procscan *s, const char *proc_root, uid_t uid, bool all, pid_t self)
 {
-	struct dirent *de;
 	DIR *d;
 	int rc = 0;
 
@@ -762,7 +762,8 @@ procscan_read(struct procscan *s, const char *proc_root, uid_t uid, bool all, pi
 	}
 	for (;;) {
 		errno = 0;
-		de = readdir(d);
+		const struct dirent *de = readdir(d);
+
 		if (de == NULL) {
 			rc = errno != 0 ? -1 : 0;
 			break;
