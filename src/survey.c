@@ -356,7 +356,21 @@ survey_run(char *const *argv, int timeout_ms, struct survey_run *r)
 	}
 	sys_close(&out[0]);
 	sys_close(&err[0]);
-	while (waitpid(pid, &r->status, 0) == -1 && errno == EINTR) {
+	/* Its output is closed; it may still linger: wait for it up to the same deadline. */
+	for (;;) {
+		pid_t w = waitpid(pid, &r->status, killed ? 0 : WNOHANG);
+
+		if (w == pid || (w == -1 && errno != EINTR)) {
+			break;
+		}
+		if (w == 0 && procscan_now_ms() >= deadline) {
+			(void)kill(pid, SIGKILL);
+			killed = true;
+		} else if (w == 0) {
+			struct timespec ts = { 0, 5 * 1000000L };
+
+			(void)nanosleep(&ts, NULL);
+		}
 	}
 	if (killed) {
 		sbuf_adds(&r->err, "no answer within the time limit");
