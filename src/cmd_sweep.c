@@ -22,15 +22,13 @@
 #define KILL_ROUND_MS	  100 /* re-scan and re-kill interval */
 #define CONTAINER_POLL_MS 100 /* how often a container's state is read */
 
-/* ---- sweep ---- */
-
 enum escalation {
 	ESC_NONE,      /* not signalled yet */
 	ESC_GONE,      /* gone before the first signal */
 	ESC_TERM,      /* ended after SIGTERM */
 	ESC_KILL,      /* SIGKILL was needed */
 	ESC_RM,	       /* a container that was not running: removed */
-	ESC_FAILED,    /* could not be signalled (removed) */
+	ESC_FAILED,    /* could not be signalled (a container: removed) */
 	ESC_ABANDONED, /* still there after the kill deadline */
 };
 
@@ -81,9 +79,12 @@ has_victim(const struct victims *vs, pid_t pid, unsigned long long start)
 	return false;
 }
 
-/* Add the carriers of group g (not yet victims) to vs.  -1 when memory runs out. */
+/*
+ * Add the carriers of group g (not yet victims) to vs; say so of those on this sweep's
+ * own line when warn.  -1 when memory runs out.
+ */
 static int
-add_victims(struct victims *vs, const struct survey *p, size_t g)
+add_victims(struct victims *vs, const struct survey *p, size_t g, bool warn)
 {
 	const struct procscan *s = &p->scan;
 
@@ -94,6 +95,9 @@ add_victims(struct victims *vs, const struct survey *p, size_t g)
 			continue;
 		}
 		if (c->is_self_line) {
+			if (!warn) {
+				continue;
+			}
 			diag_warn("pid %d (session '%s') is an ancestor of this sweep: left alone",
 				  (int)c->pid, c->session);
 			continue;
@@ -177,7 +181,7 @@ rescan(struct survey *p, const struct key *keys, size_t n_keys, struct victims *
 		size_t g = procscan_find_orphans(&p->scan, keys[k].owner, keys[k].session,
 						 keys[k].uid);
 
-		if (g != SIZE_MAX && add_victims(vs, p, g) == -1) {
+		if (g != SIZE_MAX && add_victims(vs, p, g, false) == -1) {
 			return -1;
 		}
 	}
@@ -521,7 +525,7 @@ cmd_sweep(int argc, char **argv)
 		(void)snprintf(k->session, sizeof(k->session), "%s", p.scan.g[g].session);
 		(void)snprintf(k->owner, sizeof(k->owner), "%s", p.scan.g[g].owner);
 		k->uid = p.scan.g[g].uid;
-		rc = add_victims(&vs, &p, g);
+		rc = add_victims(&vs, &p, g, true);
 	}
 	for (size_t e = 0; rc == 0 && e < 2; e++) {
 		for (size_t k = 0; k < p.engines[e].n; k++) {

@@ -319,6 +319,21 @@ class Ladder(PsCase):
         self.assertRegex(out, r"(?m)^\s*%d\s.*\sabandoned\s" % p.pid)
         self.assertEqual(p.wait(), -signal.SIGKILL)
 
+    def test_own_line_is_left_alone(self):
+        """A sweep started from inside an orphaned tree ends the rest of it, not its parent."""
+        dead = self.dead_owner()
+        sess = self.session("self")
+        other = self.spawn(["sleep", "1000"], sess, dead)
+        env = dict(self.env, MCPMUX_SESSION=sess, MCPMUX_OWNER=dead)
+        p = subprocess.run(["sh", "-c", '"$0" sweep --session "$1"; echo "rc=$?"', MCPMUX,
+                            sess], env=env, capture_output=True, timeout=60 * SLOW)
+        out, err = p.stdout.decode(), p.stderr.decode()
+        self.assertIn("rc=0", out, err)  # sh outlived the sweep
+        self.assertIn("is an ancestor of this sweep: left alone", err)
+        self.assertEqual(err.count("is an ancestor of this sweep"), 1, err)
+        self.assertRegex(out, r"(?m)^\s*%d\s" % other.pid)
+        self.assertFalse(alive(other.pid))
+
     def test_older_than(self):
         dead = self.dead_owner()
         old = self.spawn(["sleep", "1000"], self.session("old"), dead)
