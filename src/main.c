@@ -47,6 +47,12 @@ main(int argc, char **argv)
 	if (argc >= 2 && strcmp(argv[1], "config") == 0) {
 		return cmd_config(argc - 1, argv + 1);
 	}
+	if (argc >= 2 && strcmp(argv[1], "ps") == 0) {
+		return cmd_ps(argc - 1, argv + 1);
+	}
+	if (argc >= 2 && strcmp(argv[1], "sweep") == 0) {
+		return cmd_sweep(argc - 1, argv + 1);
+	}
 	bool serve = argc >= 2 && strcmp(argv[1], "serve") == 0;
 
 	if (serve) {

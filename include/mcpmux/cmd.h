@@ -18,6 +18,10 @@ int cmd_ctl(int argc, char **argv);
 int cmd_config(int argc, char **argv);
 /* mcpmux log (show | stats) [FILE]: read a traffic log. */
 int cmd_log(int argc, char **argv);
+/* mcpmux ps [--json]: running instances, their sessions, orphans and labelled containers. */
+int cmd_ps(int argc, char **argv);
+/* mcpmux sweep [--dry-run] [--older-than D]: end the orphans of instances that are gone. */
+int cmd_sweep(int argc, char **argv);
 /* mcpmux demo: drive a wrapped fixture server as a client would, and show the teardown. */
 int cmd_demo(int argc, char **argv);
 

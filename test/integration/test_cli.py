@@ -19,7 +19,9 @@ class Cli(Case):
                           (["ctl"], "usage: mcpmux ctl"),
                           (["log"], "usage: mcpmux log"),
                           (["config"], "usage: mcpmux config"),
-                          (["demo"], "usage: mcpmux demo")):
+                          (["demo"], "usage: mcpmux demo"),
+                          (["ps"], "usage: mcpmux ps"),
+                          (["sweep"], "usage: mcpmux sweep")):
             rc, out, err = self.run_mcpmux(*sub, "--help")
             self.assertEqual(rc, 0, sub)
             self.assertIn(want, out, sub)

@@ -118,12 +118,15 @@ class Install(unittest.TestCase):
             self.skipTest("bash is not installed")
         script = ('source "$1"; COMP_WORDS=(mcpmux config ""); COMP_CWORD=2; _mcpmux; '
                   'echo "${COMPREPLY[*]}"; COMP_WORDS=(mcpmux co); COMP_CWORD=1; _mcpmux; '
-                  'echo "${COMPREPLY[*]}"; complete -p mcpmux')
+                  'echo "${COMPREPLY[*]}"; COMP_WORDS=(mcpmux sw); COMP_CWORD=1; _mcpmux; '
+                  'echo "${COMPREPLY[*]}"; COMP_WORDS=(mcpmux sweep --o); COMP_CWORD=2; '
+                  '_mcpmux; echo "${COMPREPLY[*]}"; complete -p mcpmux')
         p = subprocess.run([bash, "--norc", "-c", script, "bash", comp], capture_output=True,
                            timeout=30 * SLOW)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(p.stdout.decode().splitlines(),
-                         ["wrap unwrap", "connect config", "complete -F _mcpmux mcpmux"])
+                         ["wrap unwrap", "connect config", "sweep", "--older-than",
+                          "complete -F _mcpmux mcpmux"])
 
 
 class Demo(Case):

@@ -1,0 +1,138 @@
+/*
+ * container: server commands that run a container (docker run, podman run), and the
+ * command lines of what mcpmux does to such a container.  Pure: it reads argv arrays
+ * and engine output and builds argv arrays; it runs nothing.
+ *
+ * container_detect() decides whether a server command is a foreground container run
+ * that mcpmux manages:
+ *
+ *   [env [-i] [-u NAME] [NAME=value...] [--]] (docker|podman) [GLOBAL OPTIONS]
+ *           [container] run [RUN OPTIONS] IMAGE [ARG...]
+ *
+ * argv[0] (or the word after an env launcher) is matched by its basename.  The global
+ * options before `run` are the ones docker and podman document (-H, --context,
+ * --log-level, --remote, --url, --root, ...); one it does not know makes the command a
+ * container run that mcpmux does not manage, as does a detached run (-d, --detach: not
+ * a stdio server) or a command that sets mcpmux's own labels.  The run options are
+ * read up to the image, so that an argument of the container's command is never taken
+ * for one of them.
+ *
+ * container_run_argv() builds the command mcpmux runs instead: the same words, with
+ * `--label mcpmux.owner=OWNER --label mcpmux.session=ID [--label mcpmux.boot=BOOT]
+ * [--cidfile PATH]` inserted right after `run`.  Labels add up, so the command's own
+ * labels are kept; a command with its own --cidfile keeps it, and mcpmux reads that one
+ * (container_run.cidfile).  The helper commands (kill, rm, inspect) are built from the
+ * words before `run` (launcher, engine, global options), so they reach the same engine
+ * the same way; `mcpmux ps` and `sweep`, which have no run command, use the engine's
+ * name alone as that prefix.
+ *
+ * Every argv returned is one malloc'd block, NULL-terminated: free() it once.  Words
+ * copied from the caller's arrays are borrowed (they point into them, so those must
+ * outlive the result); words mcpmux adds live inside the block.  NULL with errno
+ * ENOMEM when memory runs out.
+ */
+#ifndef MCPMUX_CONTAINER_H
+#define MCPMUX_CONTAINER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define CONTAINER_LABEL_OWNER	"mcpmux.owner"
+#define CONTAINER_LABEL_SESSION "mcpmux.session"
+#define CONTAINER_LABEL_BOOT	"mcpmux.boot"
+#define CONTAINER_ID_MAX	128
+#define CONTAINER_NAME_MAX	256
+#define CONTAINER_LABEL_MAX	256
+
+enum container_engine {
+	CONTAINER_DOCKER,
+	CONTAINER_PODMAN,
+};
+
+enum container_kind {
+	CONTAINER_PLAIN,     /* not a container run: run it as it is */
+	CONTAINER_MANAGED,   /* a foreground run: labels and a cidfile go in (run_argv) */
+	CONTAINER_UNMANAGED, /* a container run mcpmux leaves alone (why): run it as it is */
+};
+
+struct container_run {
+	enum container_engine engine;
+	size_t engine_at;    /* argv index of the engine's binary (after a launcher) */
+	size_t prefix_len;   /* words before `run` or `container run`: the helpers' prefix */
+	size_t run_at;	     /* argv index of `run` */
+	size_t image_at;     /* argv index of the image */
+	const char *cidfile; /* the command's own --cidfile (borrowed from argv), or NULL */
+	const char *name;    /* its --name (borrowed), or NULL */
+	bool is_interactive; /* -i: stdin is attached (without it the server reads EOF) */
+	bool has_tty;	     /* -t: a terminal mangles the JSON-RPC lines (CR LF) */
+	bool has_rm;	     /* --rm: the engine removes the container when it exits */
+	const char *why;     /* CONTAINER_UNMANAGED: why, a static string */
+};
+
+/* The labels mcpmux puts on a container it starts.  boot may be NULL (left out). */
+struct container_labels {
+	const char *owner;   /* "PID:STARTTIME" of the mcpmux instance */
+	const char *session; /* the session ID */
+	const char *boot;    /* the boot ID (/proc/sys/kernel/random/boot_id), or NULL */
+};
+
+/* Classify argv (NULL-terminated).  *r is filled for MANAGED and UNMANAGED. */
+enum container_kind container_detect(char *const *argv, struct container_run *r);
+
+/*
+ * The run command with mcpmux's labels and, unless the command has its own, --cidfile
+ * cidfile inserted after `run`.  r must come from container_detect() on the same argv
+ * with the result CONTAINER_MANAGED.
+ */
+char **container_run_argv(char *const *argv, const struct container_run *r,
+			  const struct container_labels *labels, const char *cidfile);
+
+/*
+ * Helpers, each `PREFIX container VERB ...` with the n first words of prefix (for a run:
+ * argv and r->prefix_len; without one: the engine's name, n = 1).  id is a container's
+ * ID or name; sig a signal name without "SIG" ("TERM", "KILL").
+ *   kill:    PREFIX container kill --signal SIG ID
+ *   rm:      PREFIX container rm -f ID
+ *   inspect: PREFIX container inspect --format {{.State.Status}} ID
+ *            (prints the state; exits non-zero with "no such container" once it is gone)
+ *   list:    PREFIX container ls -a --no-trunc --filter label=mcpmux.owner --format F
+ *            (F: json for podman, {{json .}} for docker; read with container_parse_list())
+ */
+char **container_kill_argv(char *const *prefix, size_t n, const char *sig, const char *id);
+char **container_rm_argv(char *const *prefix, size_t n, const char *id);
+char **container_inspect_argv(char *const *prefix, size_t n, const char *id);
+char **container_list_argv(char *const *prefix, size_t n, enum container_engine engine);
+
+/* The engine's usual binary name: "docker" or "podman". */
+const char *container_engine_name(enum container_engine engine);
+
+/* One container of a listing, with mcpmux's labels ("" where absent). */
+struct container_info {
+	enum container_engine engine;
+	char id[CONTAINER_ID_MAX + 1];
+	char name[CONTAINER_NAME_MAX + 1];
+	char image[CONTAINER_NAME_MAX + 1];
+	char state[32]; /* running, exited, created, paused, ... */
+	char owner[CONTAINER_LABEL_MAX + 1];
+	char session[CONTAINER_LABEL_MAX + 1];
+	char boot[CONTAINER_LABEL_MAX + 1];
+	long long created; /* Unix time, seconds; -1 when unknown */
+};
+
+/*
+ * Parse the output of container_list_argv()'s command (text need not be NUL-terminated):
+ * podman's JSON array, or docker's one JSON object a line.  Entries without an
+ * mcpmux.owner label are skipped.  On success *out (malloc'd, free() it; NULL when
+ * empty) holds *n entries and 0 is returned; -1 with errno EINVAL when the text is not
+ * such a listing, ENOMEM when memory runs out.
+ */
+int container_parse_list(enum container_engine engine, const char *text, size_t len,
+			 struct container_info **out, size_t *n);
+
+/*
+ * Does the stderr of a failed inspect, kill or rm say that the container does not
+ * exist (any more)?  Other failures (an engine that cannot be reached) are not "gone".
+ */
+bool container_gone_message(const char *text, size_t len);
+
+#endif

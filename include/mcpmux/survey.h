@@ -1,0 +1,128 @@
+/*
+ * survey: what `mcpmux ps` and `mcpmux sweep` share: their options, one look at the
+ * machine (the /proc scan of procscan, the boot ID, and the listing of each container
+ * engine that is installed), the verdict on a labelled container's owner, the runner of
+ * engine commands, and the aligned tables and short formats they print.
+ *
+ * survey_read() fills a struct survey; everything in it stays valid until
+ * survey_release().  A container engine whose binary is not found is skipped silently;
+ * one that fails to answer is reported once on stderr (a warning) and in
+ * survey_engine.error.  Blocking calls, no event loop: front ends of layer 4.
+ */
+#ifndef MCPMUX_SURVEY_H
+#define MCPMUX_SURVEY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "mcpmux/container.h"
+#include "mcpmux/procscan.h"
+#include "mcpmux/rpcout.h"
+
+#define SURVEY_PROC_ROOT	 "/proc"
+#define SURVEY_ENGINE_TIMEOUT_MS 30000 /* one engine command (a listing, a kill) */
+#define SURVEY_ENGINES		 2     /* podman, docker */
+
+struct survey_opts {
+	bool json, dry_run;
+	double older_than_s; /* 0: any age */
+	const char *session; /* a glob(7) pattern, NULL: any */
+	double term_grace_ms, kill_deadline_ms;
+};
+
+/* One engine's listing of the containers labelled mcpmux.owner. */
+struct survey_engine {
+	enum container_engine kind;
+	bool present;	 /* its binary was found */
+	bool listed;	 /* and it answered */
+	char error[256]; /* why it did not */
+	struct container_info *v;
+	size_t n;
+};
+
+enum survey_owner {
+	SURVEY_OWNED,	  /* its mcpmux lives */
+	SURVEY_ORPHAN,	  /* its mcpmux is gone */
+	SURVEY_ELSEWHERE, /* labelled on another boot or machine: not judged */
+	SURVEY_UNKNOWN,	  /* the owner could not be read */
+};
+
+struct survey {
+	struct survey_opts o;
+	struct procscan scan;
+	uid_t uid;
+	bool all_users;		      /* root: the scan read every user's processes */
+	char boot[PROCSCAN_BOOT_MAX]; /* "" when unknown */
+	struct survey_engine engines[SURVEY_ENGINES];
+};
+
+/*
+ * The options of ps (sweep = false) or sweep, from argv[1] on (argv[0] is the
+ * subcommand).  0 to go on, 1 after --help was printed, -1 after a usage error.
+ */
+int survey_parse(struct survey_opts *o, int argc, char **argv, bool sweep);
+/* Scan /proc and list the containers.  0, or -1 after an error message. */
+int survey_read(struct survey *sv);
+void survey_release(struct survey *sv);
+
+bool survey_session_selected(const struct survey_opts *o, const char *session);
+/* Warn about carriers whose owner could not be read (own_only: this user's); any? */
+bool survey_report_unknown(const struct survey *sv, bool own_only);
+enum survey_owner survey_container_owner(const struct survey *sv, const struct container_info *c,
+					 int *err);
+const char *survey_owner_name(enum survey_owner o);
+/* Seconds since the container was created, -1 when unknown. */
+double survey_container_age(const struct container_info *c);
+
+/* ---- engine commands ---- */
+
+struct survey_run {
+	int status;	 /* wait status; -1 when it could not run or was killed */
+	int spawn_errno; /* why it could not run */
+	struct sbuf out, err;
+};
+
+/*
+ * Run argv with stdin on /dev/null and stdout and stderr captured, for at most
+ * timeout_ms (then SIGKILL), with default signal dispositions and without mcpmux's
+ * cookies in its environment.  0 when it ran (see r->status), -1 when it could not be
+ * started (r->spawn_errno; ENOENT: no such program).  survey_run_release() always.
+ */
+int survey_run(char *const *argv, int timeout_ms, struct survey_run *r);
+void survey_run_release(struct survey_run *r);
+bool survey_run_ok(const struct survey_run *r);
+/* Why a run failed, in one line: its stderr's first line, or its status. */
+void survey_run_failure(const struct survey_run *r, char *out, size_t cap);
+/* The engine's binary name as a one-word prefix for container_*_argv(). */
+char **survey_engine_prefix(enum container_engine e);
+
+/* ---- text ---- */
+
+/* The first line of text (not NUL-terminated), control characters as spaces. */
+void survey_first_line(const char *text, size_t len, char *out, size_t cap);
+/* Words [from...] of a process's command line, or "[comm]" when it has none. */
+void survey_command(const struct procscan_proc *pr, size_t from, char *out, size_t cap);
+/* 42s, 5m03s, 2h05m, 3d04h; "-" when negative (unknown). */
+void survey_fmt_age(double s, char *out, size_t cap);
+/* 812K, 45.2M, 1.5G. */
+void survey_fmt_kib(unsigned long long kib, char *out, size_t cap);
+const char *survey_user(uid_t uid, char *buf, size_t cap);
+
+/* An aligned table: one header, rows of ncol strings (copied), printed like ps(1). */
+#define SURVEY_TABLE_MAX_COLS 12
+
+struct survey_table {
+	size_t ncol;
+	const char *const *head;
+	const char *align; /* one letter a column: 'r' right-aligned, 'l' left */
+	char **cells;	   /* nrows * ncol strings */
+	size_t nrows, cap;
+	bool failed; /* out of memory: rows were lost */
+};
+
+void survey_table_row(struct survey_table *t, const char *const *cols);
+void survey_table_print(const struct survey_table *t);
+void survey_table_release(struct survey_table *t);
+
+#endif

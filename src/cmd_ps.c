@@ -1,0 +1,506 @@
+/*
+ * cmd_ps: `mcpmux ps [--json]`: the running mcpmux instances of this user (of every
+ * user for root), their sessions, the orphans of instances that are gone, and the
+ * containers labelled by mcpmux, as aligned tables or one JSON object (docs/ps.md).
+ * Everything comes from survey_read(): /proc and the engines' listings, no daemon.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mcpmux/cli.h"
+#include "mcpmux/cmd.h"
+#include "mcpmux/diag.h"
+#include "mcpmux/survey.h"
+#include "mcpmux/sys.h"
+
+#define JSON_WORDS_MAX 512 /* words of a command line in --json */
+
+static const char *
+mode_name(enum procscan_mode m)
+{
+	return m == PROCSCAN_WRAP ? "wrap" : m == PROCSCAN_SERVE ? "serve" : "?";
+}
+
+/* ---- ps: JSON ---- */
+
+static void
+json_str(struct sbuf *b, const char *s)
+{
+	sbuf_add_json_string(b, s, strlen(s));
+}
+
+static void
+json_words(struct sbuf *b, const struct procscan_proc *pr, size_t from)
+{
+	const char *w[JSON_WORDS_MAX];
+	size_t n = SYS_MIN(procscan_words(pr, w, JSON_WORDS_MAX), (size_t)JSON_WORDS_MAX);
+
+	sbuf_adds(b, "[");
+	for (size_t i = from; i < n; i++) {
+		sbuf_adds(b, i > from ? "," : "");
+		json_str(b, w[i]);
+	}
+	sbuf_adds(b, "]");
+}
+
+static void
+json_age(struct sbuf *b, double age)
+{
+	if (age < 0) {
+		sbuf_adds(b, "null");
+	} else {
+		sbuf_addf(b, "%.1f", age);
+	}
+}
+
+static void
+json_pids(struct sbuf *b, const struct procscan *s, size_t g)
+{
+	bool first = true;
+
+	sbuf_adds(b, "[");
+	for (size_t i = 0; i < s->n; i++) {
+		if (s->v[i].read_errno == 0 && s->v[i].state != 'Z' && s->v[i].state != 'X' &&
+		    procscan_in_tree(s, g, i)) {
+			sbuf_addf(b, "%s%d", first ? "" : ",", (int)s->v[i].pid);
+			first = false;
+		}
+	}
+	sbuf_adds(b, "]");
+}
+
+static const char *
+proc_state_name(char state)
+{
+	return state == 'T' || state == 't' ? "stopped" : "running";
+}
+
+static void
+json_session(struct sbuf *b, const struct survey *p, size_t g)
+{
+	const struct procscan *s = &p->scan;
+	const struct procscan_group *x = &s->g[g];
+	const struct procscan_proc *top = &s->v[x->top];
+
+	sbuf_adds(b, "{\"session\":");
+	json_str(b, x->session);
+	if (x->has_server) {
+		sbuf_addf(b, ",\"server_pid\":%d", (int)top->pid);
+	} else {
+		sbuf_adds(b, ",\"server_pid\":null");
+	}
+	sbuf_addf(b, ",\"tree\":%zu,\"pids\":", x->n_tree);
+	json_pids(b, s, g);
+	sbuf_adds(b, ",\"state\":");
+	json_str(b, proc_state_name(top->state));
+	sbuf_adds(b, ",\"ending\":null,\"suspended\":null,\"idle_s\":null,\"age_s\":");
+	json_age(b, procscan_age(s, x->top));
+	sbuf_addf(b, ",\"rss_kib\":%llu,\"command\":", x->rss_kib);
+	json_words(b, top, 0);
+	sbuf_adds(b, ",\"containers\":[");
+	bool first = true;
+
+	for (size_t e = 0; e < 2; e++) {
+		const struct survey_engine *en = &p->engines[e];
+		char owner[64];
+
+		(void)snprintf(owner, sizeof(owner), "%d:%llu", (int)s->v[x->instance].pid,
+			       s->v[x->instance].start);
+		for (size_t k = 0; k < en->n; k++) {
+			if (strcmp(en->v[k].owner, owner) == 0 &&
+			    strcmp(en->v[k].session, x->session) == 0) {
+				sbuf_adds(b, first ? "" : ",");
+				json_str(b, en->v[k].id);
+				first = false;
+			}
+		}
+	}
+	sbuf_adds(b, "]}");
+}
+
+static void
+json_instance(struct sbuf *b, const struct survey *p, size_t i)
+{
+	const struct procscan *s = &p->scan;
+	const struct procscan_proc *pr = &s->v[i];
+	char user[64];
+	bool first = true;
+
+	sbuf_addf(b, "{\"pid\":%d,\"start_ticks\":%llu,\"mode\":", (int)pr->pid, pr->start);
+	if (pr->mode == PROCSCAN_OTHER) {
+		sbuf_adds(b, "null");
+	} else {
+		json_str(b, mode_name(pr->mode));
+	}
+	sbuf_addf(b, ",\"uid\":%u,\"user\":", (unsigned)pr->uid);
+	json_str(b, survey_user(pr->uid, user, sizeof(user)));
+	sbuf_adds(b, ",\"age_s\":");
+	json_age(b, procscan_age(s, i));
+	sbuf_addf(b, ",\"rss_kib\":%llu,\"argv\":", pr->rss_kib);
+	json_words(b, pr, 0);
+	sbuf_adds(b, ",\"command\":");
+	if (pr->cmd_at != SIZE_MAX) {
+		json_words(b, pr, pr->cmd_at);
+	} else {
+		sbuf_adds(b, "null");
+	}
+	sbuf_adds(b, ",\"listen\":");
+	if (pr->listen != NULL) {
+		json_str(b, pr->listen);
+	} else {
+		sbuf_adds(b, "null");
+	}
+	sbuf_addf(b, ",\"client\":{\"pid\":%d,\"argv\":", (int)pr->ppid);
+	if (pr->parent != SIZE_MAX && s->v[pr->parent].argv != NULL) {
+		json_words(b, &s->v[pr->parent], 0);
+	} else {
+		sbuf_adds(b, "null");
+	}
+	sbuf_adds(b, ",\"comm\":");
+	if (pr->parent != SIZE_MAX) {
+		json_str(b, s->v[pr->parent].comm);
+	} else {
+		sbuf_adds(b, "null");
+	}
+	sbuf_adds(b, "},\"sessions\":[");
+	for (size_t g = 0; g < s->n_groups; g++) {
+		if (s->g[g].instance == i && survey_session_selected(&p->o, s->g[g].session)) {
+			sbuf_adds(b, first ? "" : ",");
+			json_session(b, p, g);
+			first = false;
+		}
+	}
+	sbuf_adds(b, "]}");
+}
+
+static void
+json_orphan(struct sbuf *b, const struct survey *p, size_t g)
+{
+	const struct procscan *s = &p->scan;
+	const struct procscan_group *x = &s->g[g];
+	const struct procscan_proc *top = &s->v[x->top];
+	char user[64];
+	bool first = true;
+
+	sbuf_adds(b, "{\"session\":");
+	json_str(b, x->session);
+	sbuf_adds(b, ",\"owner\":");
+	if (x->owner[0] != '\0') {
+		json_str(b, x->owner);
+	} else {
+		sbuf_adds(b, "null");
+	}
+	sbuf_addf(b, ",\"uid\":%u,\"user\":", (unsigned)x->uid);
+	json_str(b, survey_user(x->uid, user, sizeof(user)));
+	sbuf_addf(b, ",\"pid\":%d,\"carriers\":[", (int)top->pid);
+	for (size_t i = 0; i < s->n; i++) {
+		if (s->v[i].group == g) {
+			sbuf_addf(b, "%s%d", first ? "" : ",", (int)s->v[i].pid);
+			first = false;
+		}
+	}
+	sbuf_addf(b, "],\"tree\":%zu,\"pids\":", x->n_tree);
+	json_pids(b, s, g);
+	sbuf_adds(b, ",\"state\":");
+	json_str(b, proc_state_name(top->state));
+	sbuf_adds(b, ",\"age_s\":");
+	json_age(b, procscan_age(s, x->top));
+	sbuf_addf(b, ",\"rss_kib\":%llu,\"command\":", x->rss_kib);
+	json_words(b, top, 0);
+	sbuf_adds(b, "}");
+}
+
+static void
+json_container(struct sbuf *b, const struct survey *p, const struct container_info *c)
+{
+	int err;
+
+	sbuf_adds(b, "{\"engine\":");
+	json_str(b, container_engine_name(c->engine));
+	sbuf_adds(b, ",\"id\":");
+	json_str(b, c->id);
+	sbuf_adds(b, ",\"name\":");
+	json_str(b, c->name);
+	sbuf_adds(b, ",\"image\":");
+	json_str(b, c->image);
+	sbuf_adds(b, ",\"session\":");
+	json_str(b, c->session);
+	sbuf_adds(b, ",\"owner\":");
+	json_str(b, c->owner);
+	sbuf_adds(b, ",\"owner_state\":");
+	json_str(b, survey_owner_name(survey_container_owner(p, c, &err)));
+	sbuf_adds(b, ",\"state\":");
+	json_str(b, c->state);
+	sbuf_adds(b, ",\"age_s\":");
+	json_age(b, survey_container_age(c));
+	sbuf_adds(b, "}");
+}
+
+static int
+ps_json(const struct survey *p)
+{
+	const struct procscan *s = &p->scan;
+	struct sbuf b = { 0 };
+	bool first = true;
+
+	sbuf_adds(&b, "{\"instances\":[");
+	for (size_t i = 0; i < s->n; i++) {
+		if (s->v[i].mode != PROCSCAN_NONE) {
+			sbuf_adds(&b, first ? "" : ",");
+			json_instance(&b, p, i);
+			first = false;
+		}
+	}
+	sbuf_adds(&b, "],\"orphans\":[");
+	first = true;
+	for (size_t g = 0; g < s->n_groups; g++) {
+		if (s->g[g].owner_state == PROCSCAN_GONE &&
+		    survey_session_selected(&p->o, s->g[g].session)) {
+			sbuf_adds(&b, first ? "" : ",");
+			json_orphan(&b, p, g);
+			first = false;
+		}
+	}
+	sbuf_adds(&b, "],\"unknown\":[");
+	first = true;
+	for (size_t g = 0; g < s->n_groups; g++) {
+		const struct procscan_group *x = &s->g[g];
+
+		if (x->owner_state == PROCSCAN_UNKNOWN &&
+		    survey_session_selected(&p->o, x->session)) {
+			sbuf_adds(&b, first ? "{\"session\":" : ",{\"session\":");
+			json_str(&b, x->session);
+			sbuf_adds(&b, ",\"owner\":");
+			json_str(&b, x->owner);
+			sbuf_addf(&b, ",\"pid\":%d,\"error\":", (int)s->v[x->top].pid);
+			json_str(&b, strerror(x->owner_errno));
+			sbuf_adds(&b, "}");
+			first = false;
+		}
+	}
+	sbuf_adds(&b, "],\"containers\":[");
+	first = true;
+	for (size_t e = 0; e < 2; e++) {
+		for (size_t k = 0; k < p->engines[e].n; k++) {
+			if (survey_session_selected(&p->o, p->engines[e].v[k].session)) {
+				sbuf_adds(&b, first ? "" : ",");
+				json_container(&b, p, &p->engines[e].v[k]);
+				first = false;
+			}
+		}
+	}
+	sbuf_adds(&b, "],\"engines\":[");
+	first = true;
+	for (size_t e = 0; e < 2; e++) {
+		const struct survey_engine *en = &p->engines[e];
+
+		if (!en->present) {
+			continue;
+		}
+		sbuf_adds(&b, first ? "{\"engine\":" : ",{\"engine\":");
+		json_str(&b, container_engine_name(en->kind));
+		sbuf_adds(&b, en->listed ? ",\"listed\":true,\"error\":null}"
+					 : ",\"listed\":false,\"error\":");
+		if (!en->listed) {
+			json_str(&b, en->error);
+			sbuf_adds(&b, "}");
+		}
+		first = false;
+	}
+	sbuf_adds(&b, "]}\n");
+	if (b.failed) {
+		sbuf_release(&b);
+		return diag_error("out of memory");
+	}
+	int rc = sys_write_all(STDOUT_FILENO, b.buf, b.len);
+
+	sbuf_release(&b);
+	return rc == -1 ? diag_error_errno("cannot write to stdout") : 0;
+}
+
+/* ---- ps: tables ---- */
+
+static size_t
+count_sessions(const struct survey *p, size_t i)
+{
+	size_t n = 0;
+
+	for (size_t g = 0; g < p->scan.n_groups; g++) {
+		n += p->scan.g[g].instance == i;
+	}
+	return n;
+}
+
+static bool
+ps_tables(const struct survey *p)
+{
+	static const char *const ihead[] = { "MCPMUX", "USER",	   "MODE",   "AGE",
+					     "RSS",    "SESSIONS", "CLIENT", "COMMAND" };
+	static const char *const shead[] = { "SESSION", "MCPMUX", "SERVER",    "TREE",
+					     "STATE",	"ENDING", "SUSPENDED", "IDLE",
+					     "AGE",	"RSS",	  "COMMAND" };
+	static const char *const ohead[] = { "SESSION", "OWNER", "USER", "PID",
+					     "TREE",	"AGE",	 "RSS",	 "COMMAND" };
+	static const char *const chead[] = { "ENGINE", "CONTAINER", "NAME", "SESSION",
+					     "OWNER",  "STATE",	    "AGE",  "IMAGE" };
+	const struct procscan *s = &p->scan;
+	struct survey_table it = { 8, ihead, "rllrrrll", NULL, 0, 0, false };
+	struct survey_table st = { 11, shead, "lrrrllllrrl", NULL, 0, 0, false };
+	struct survey_table ot = { 8, ohead, "lllrrrrl", NULL, 0, 0, false };
+	struct survey_table ct = { 8, chead, "llllllrl", NULL, 0, 0, false };
+	char a[32], b[32], c[32], d[32], e[32], f[32], user[64], client[160], cmd[512];
+
+	for (size_t i = 0; i < s->n; i++) {
+		const struct procscan_proc *pr = &s->v[i];
+
+		if (pr->mode == PROCSCAN_NONE) {
+			continue;
+		}
+		(void)snprintf(a, sizeof(a), "%d", (int)pr->pid);
+		survey_fmt_age(procscan_age(s, i), b, sizeof(b));
+		survey_fmt_kib(pr->rss_kib, c, sizeof(c));
+		(void)snprintf(d, sizeof(d), "%zu", count_sessions(p, i));
+		if (pr->parent != SIZE_MAX) {
+			char line[128];
+
+			survey_command(&s->v[pr->parent], 0, line, sizeof(line));
+			(void)snprintf(client, sizeof(client), "%d %.40s%s", (int)pr->ppid, line,
+				       strlen(line) > 40 ? "..." : "");
+		} else {
+			(void)snprintf(client, sizeof(client), "%d", (int)pr->ppid);
+		}
+		if (pr->cmd_at != SIZE_MAX) {
+			survey_command(pr, pr->cmd_at, cmd, sizeof(cmd));
+		} else {
+			(void)snprintf(cmd, sizeof(cmd), "-");
+		}
+		const char *row[] = { a,
+				      survey_user(pr->uid, user, sizeof(user)),
+				      mode_name(pr->mode),
+				      b,
+				      c,
+				      d,
+				      client,
+				      cmd };
+
+		survey_table_row(&it, row);
+	}
+	for (size_t g = 0; g < s->n_groups; g++) {
+		const struct procscan_group *x = &s->g[g];
+		const struct procscan_proc *top = &s->v[x->top];
+
+		if (!survey_session_selected(&p->o, x->session) ||
+		    x->owner_state == PROCSCAN_UNKNOWN) {
+			continue;
+		}
+		survey_fmt_age(procscan_age(s, x->top), b, sizeof(b));
+		survey_fmt_kib(x->rss_kib, c, sizeof(c));
+		(void)snprintf(d, sizeof(d), "%zu", x->n_tree);
+		(void)snprintf(e, sizeof(e), "%d", (int)top->pid);
+		survey_command(top, 0, cmd, sizeof(cmd));
+		if (x->owner_state == PROCSCAN_LIVE) {
+			(void)snprintf(a, sizeof(a), "%d", (int)s->v[x->instance].pid);
+			(void)snprintf(f, sizeof(f), "%s", x->has_server ? e : "-");
+			const char *row[] = { x->session, a,   f,   d, proc_state_name(top->state),
+					      "-",	  "-", "-", b, c,
+					      cmd };
+
+			survey_table_row(&st, row);
+		} else {
+			char owner[PROCSCAN_OWNER_MAX + 16];
+
+			(void)snprintf(owner, sizeof(owner), "%s",
+				       x->owner[0] != '\0' ? x->owner : "(older mcpmux)");
+			const char *row[] = {
+				x->session, owner, survey_user(x->uid, user, sizeof(user)), e, d, b,
+				c,	    cmd
+			};
+
+			survey_table_row(&ot, row);
+		}
+	}
+	for (size_t en = 0; en < 2; en++) {
+		for (size_t k = 0; k < p->engines[en].n; k++) {
+			const struct container_info *ci = &p->engines[en].v[k];
+			int err;
+
+			if (!survey_session_selected(&p->o, ci->session)) {
+				continue;
+			}
+			(void)snprintf(a, sizeof(a), "%.12s", ci->id);
+			(void)snprintf(cmd, sizeof(cmd), "%s (%s)", ci->owner,
+				       survey_owner_name(survey_container_owner(p, ci, &err)));
+			survey_fmt_age(survey_container_age(ci), b, sizeof(b));
+			const char *row[] = { container_engine_name(ci->engine),
+					      a,
+					      ci->name[0] ? ci->name : "-",
+					      ci->session[0] ? ci->session : "-",
+					      cmd,
+					      ci->state,
+					      b,
+					      ci->image[0] ? ci->image : "-" };
+
+			survey_table_row(&ct, row);
+		}
+	}
+	bool failed = it.failed || st.failed || ot.failed || ct.failed;
+
+	if (!failed) {
+		const struct survey_table *order[] = { &it, &st, &ot, &ct };
+		bool any = false;
+		static const char *const title[] = { NULL, NULL, "orphans (their mcpmux is gone):",
+						     "containers:" };
+
+		for (size_t k = 0; k < 4; k++) {
+			if (order[k]->nrows == 0) {
+				continue;
+			}
+			if (any) {
+				fputs("\n", stdout);
+			}
+			if (title[k] != NULL) {
+				printf("%s\n", title[k]);
+			}
+			survey_table_print(order[k]);
+			any = true;
+		}
+		if (!any) {
+			printf("no mcpmux instance, and no orphan\n");
+		}
+	}
+	survey_table_release(&it);
+	survey_table_release(&st);
+	survey_table_release(&ot);
+	survey_table_release(&ct);
+	if (failed) {
+		diag_error("out of memory");
+	}
+	return !failed;
+}
+
+int
+cmd_ps(int argc, char **argv)
+{
+	struct survey p;
+	int rc;
+
+	memset(&p, 0, sizeof(p));
+	rc = survey_parse(&p.o, argc, argv, false);
+	if (rc != 0) {
+		return rc == 1 ? 0 : EXIT_USAGE;
+	}
+	if (survey_read(&p) == -1) {
+		survey_release(&p);
+		return 1;
+	}
+	if (p.o.json) {
+		rc = ps_json(&p) == 0 ? 0 : 1;
+	} else {
+		(void)survey_report_unknown(&p, false);
+		rc = ps_tables(&p) ? 0 : 1;
+	}
+	survey_release(&p);
+	return rc;
+}

@@ -1,0 +1,573 @@
+/*
+ * cmd_sweep: `mcpmux sweep [--dry-run] [--older-than D]`: end the orphans, processes
+ * and containers whose mcpmux is gone, with the teardown ladder, and say what it ended.
+ * It signals only processes of this user that carry the cookie of a selected orphan
+ * session, never this command or one of its ancestors, each through a pidfd after a
+ * start-time check; containers only when labelled with an owner that is gone.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mcpmux/cli.h"
+#include "mcpmux/cmd.h"
+#include "mcpmux/diag.h"
+#include "mcpmux/survey.h"
+#include "mcpmux/sys.h"
+
+#define KILL_ROUND_MS	  100 /* re-scan and re-kill interval */
+#define CONTAINER_POLL_MS 100 /* how often a container's state is read */
+
+enum escalation {
+	ESC_NONE,      /* not signalled yet */
+	ESC_GONE,      /* gone before the first signal */
+	ESC_TERM,      /* ended after SIGTERM */
+	ESC_KILL,      /* SIGKILL was needed */
+	ESC_RM,	       /* a container that was not running: removed */
+	ESC_FAILED,    /* could not be signalled (a container: removed) */
+	ESC_ABANDONED, /* still there after the kill deadline */
+};
+
+static const char *const esc_name[] = {
+	"none", "gone", "term", "kill", "rm", "failed", "abandoned"
+};
+
+struct victim {
+	struct procscan_target t;
+	enum escalation esc;
+	int err; /* ESC_FAILED: why */
+	char session[PROCTREE_COOKIE_MAX + 1];
+	char owner[PROCSCAN_OWNER_MAX + 1];
+	uid_t uid;
+	char command[256];
+};
+
+struct victims {
+	struct victim *v;
+	size_t n, cap;
+};
+
+/* A selected orphan group's key, to find its carriers again in later scans. */
+struct key {
+	char session[PROCTREE_COOKIE_MAX + 1];
+	char owner[PROCSCAN_OWNER_MAX + 1];
+	uid_t uid;
+};
+
+static bool
+group_selected(const struct survey *p, size_t g)
+{
+	const struct procscan_group *x = &p->scan.g[g];
+
+	return x->owner_state == PROCSCAN_GONE && x->uid == p->uid &&
+	       survey_session_selected(&p->o, x->session) &&
+	       (p->o.older_than_s <= 0 || procscan_age(&p->scan, x->top) > p->o.older_than_s);
+}
+
+static bool
+has_victim(const struct victims *vs, pid_t pid, unsigned long long start)
+{
+	for (size_t i = 0; i < vs->n; i++) {
+		if (vs->v[i].t.pid == pid && vs->v[i].t.start == start) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Add the carriers of group g (not yet victims) to vs; say so of those on this sweep's
+ * own line when warn.  -1 when memory runs out.
+ */
+static int
+add_victims(struct victims *vs, const struct survey *p, size_t g, bool warn)
+{
+	const struct procscan *s = &p->scan;
+
+	for (size_t i = 0; i < s->n; i++) {
+		const struct procscan_proc *c = &s->v[i];
+
+		if (c->group != g || c->uid != p->uid || has_victim(vs, c->pid, c->start)) {
+			continue;
+		}
+		if (c->is_self_line) {
+			if (!warn) {
+				continue;
+			}
+			diag_warn("pid %d (session '%s') is an ancestor of this sweep: left alone",
+				  (int)c->pid, c->session);
+			continue;
+		}
+		if (vs->n == vs->cap) {
+			size_t cap = vs->cap ? vs->cap * 2 : 16;
+			struct victim *nv = realloc(vs->v, cap * sizeof(*nv));
+
+			if (nv == NULL) {
+				return -1;
+			}
+			vs->v = nv;
+			vs->cap = cap;
+		}
+		struct victim *v = &vs->v[vs->n++];
+
+		memset(v, 0, sizeof(*v));
+		procscan_target_init(&v->t, c->pid, c->start);
+		(void)snprintf(v->session, sizeof(v->session), "%s", c->session);
+		(void)snprintf(v->owner, sizeof(v->owner), "%s", c->owner);
+		v->uid = c->uid;
+		survey_command(c, 0, v->command, sizeof(v->command));
+	}
+	return 0;
+}
+
+static void
+signal_victim(struct victim *v, int sig)
+{
+	if (v->t.is_gone || v->esc == ESC_FAILED) {
+		return;
+	}
+	int rc = procscan_signal(SURVEY_PROC_ROOT, &v->t, sig);
+
+	if (rc == 1) {
+		v->esc = sig == SIGKILL ? ESC_KILL : v->esc == ESC_NONE ? ESC_TERM : v->esc;
+	} else if (rc == 0) {
+		v->esc = v->esc == ESC_NONE ? ESC_GONE : v->esc;
+	} else {
+		v->esc = ESC_FAILED;
+		v->err = errno;
+	}
+}
+
+static size_t
+wait_victims(struct victims *vs, long long deadline)
+{
+	struct procscan_target *t = calloc(vs->n ? vs->n : 1, sizeof(*t));
+	size_t left = 0;
+
+	if (t == NULL) {
+		/* One at a time, then. */
+		for (size_t i = 0; i < vs->n; i++) {
+			left += procscan_wait(SURVEY_PROC_ROOT, &vs->v[i].t, 1, deadline);
+		}
+		return left;
+	}
+	for (size_t i = 0; i < vs->n; i++) {
+		t[i] = vs->v[i].t;
+		if (vs->v[i].esc == ESC_FAILED) {
+			t[i].is_gone = true; /* not ours to wait for */
+		}
+	}
+	left = procscan_wait(SURVEY_PROC_ROOT, t, vs->n, deadline);
+	for (size_t i = 0; i < vs->n; i++) {
+		vs->v[i].t.is_gone = vs->v[i].esc == ESC_FAILED ? vs->v[i].t.is_gone : t[i].is_gone;
+		vs->v[i].t.state = t[i].state;
+	}
+	free(t);
+	return left;
+}
+
+/* Re-scan and add the selected groups' carriers that appeared since (forked). */
+static int
+rescan(struct survey *p, const struct key *keys, size_t n_keys, struct victims *vs)
+{
+	if (procscan_read(&p->scan, SURVEY_PROC_ROOT, p->uid, false, getpid()) == -1) {
+		return -1;
+	}
+	for (size_t k = 0; k < n_keys; k++) {
+		size_t g = procscan_find_orphans(&p->scan, keys[k].owner, keys[k].session,
+						 keys[k].uid);
+
+		if (g != SIZE_MAX && add_victims(vs, p, g, false) == -1) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static size_t
+live_victims(const struct victims *vs)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < vs->n; i++) {
+		n += !vs->v[i].t.is_gone && vs->v[i].esc != ESC_FAILED;
+	}
+	return n;
+}
+
+/* The process ladder: SIGTERM + SIGCONT, grace, SIGKILL rounds until gone or deadline. */
+static void
+end_processes(struct survey *p, const struct key *keys, size_t n_keys, struct victims *vs)
+{
+	for (size_t i = 0; i < vs->n; i++) {
+		signal_victim(&vs->v[i], SIGTERM);
+	}
+	(void)wait_victims(vs, procscan_now_ms() + (long long)p->o.term_grace_ms);
+	long long deadline = procscan_now_ms() + (long long)p->o.kill_deadline_ms;
+
+	/* Anything forked during the grace is found by the re-scan and killed with the rest. */
+	for (;;) {
+		if (rescan(p, keys, n_keys, vs) == -1) {
+			diag_warn_errno("cannot read the processes again");
+		}
+		if (live_victims(vs) == 0) {
+			break;
+		}
+		for (size_t i = 0; i < vs->n; i++) {
+			signal_victim(&vs->v[i], SIGKILL);
+		}
+		long long now = procscan_now_ms();
+
+		if (now >= deadline) {
+			break;
+		}
+		(void)wait_victims(vs, SYS_MIN(deadline, now + KILL_ROUND_MS));
+	}
+	for (size_t i = 0; i < vs->n; i++) {
+		if (!vs->v[i].t.is_gone && vs->v[i].esc != ESC_FAILED) {
+			vs->v[i].esc = ESC_ABANDONED;
+		}
+	}
+}
+
+/* A selected container and how its ladder went. */
+struct cvictim {
+	const struct container_info *c;
+	enum escalation esc;
+	bool is_gone, is_running;
+	char error[256];
+};
+
+static bool
+container_running(const char *state)
+{
+	return strcmp(state, "running") == 0 || strcmp(state, "paused") == 0 ||
+	       strcmp(state, "restarting") == 0 || strcmp(state, "stopping") == 0;
+}
+
+/* Run one helper; false (with error set) when it failed for a reason other than "gone". */
+static bool
+helper(struct cvictim *cv, char **argv, struct survey_run *r, bool *gone)
+{
+	*gone = false;
+	if (argv == NULL) {
+		(void)snprintf(cv->error, sizeof(cv->error), "%s", strerror(errno));
+		memset(r, 0, sizeof(*r));
+		return false;
+	}
+	int rc = survey_run(argv, SURVEY_ENGINE_TIMEOUT_MS, r);
+
+	free(argv);
+	if (rc == 0 && survey_run_ok(r)) {
+		return true;
+	}
+	if (rc == 0 && container_gone_message(r->err.buf != NULL ? r->err.buf : "", r->err.len)) {
+		*gone = true;
+		return true;
+	}
+	survey_run_failure(r, cv->error, sizeof(cv->error));
+	return false;
+}
+
+/* Read a container's state: updates is_running / is_gone. */
+static void
+inspect(struct cvictim *cv)
+{
+	struct survey_run r;
+	bool gone;
+
+	if (cv->is_gone) {
+		return;
+	}
+	if (helper(cv, container_inspect_argv(survey_engine_prefix(cv->c->engine), 1, cv->c->id),
+		   &r, &gone)) {
+		char state[64];
+
+		cv->is_gone = gone;
+		if (gone && cv->esc == ESC_RM) {
+			cv->esc = ESC_GONE; /* it went by itself (--rm) */
+		}
+		survey_first_line(r.out.buf != NULL ? r.out.buf : "", r.out.len, state,
+				  sizeof(state));
+		cv->is_running = !gone && container_running(state);
+	}
+	survey_run_release(&r);
+}
+
+static void
+kill_container(struct cvictim *cv, const char *sig)
+{
+	struct survey_run r;
+	bool gone;
+
+	if (cv->is_gone || !cv->is_running) {
+		return;
+	}
+	if (helper(cv, container_kill_argv(survey_engine_prefix(cv->c->engine), 1, sig, cv->c->id),
+		   &r, &gone)) {
+		cv->is_gone = gone;
+		cv->esc = strcmp(sig, "KILL") == 0 ? ESC_KILL : ESC_TERM;
+	}
+	survey_run_release(&r);
+}
+
+/* Poll the running ones until none runs or the deadline passes. */
+static void
+wait_containers(struct cvictim *cv, size_t n, long long deadline)
+{
+	for (;;) {
+		bool any = false;
+
+		for (size_t i = 0; i < n; i++) {
+			if (cv[i].is_running && !cv[i].is_gone) {
+				inspect(&cv[i]);
+				any = any || (cv[i].is_running && !cv[i].is_gone);
+			}
+		}
+		long long now = procscan_now_ms();
+
+		if (!any || now >= deadline) {
+			return;
+		}
+		struct timespec ts = { 0, (long)SYS_MIN(CONTAINER_POLL_MS, deadline - now) *
+						  1000000L };
+
+		while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+		}
+	}
+}
+
+/* The container ladder: kill TERM, grace, kill KILL, deadline, rm -f. */
+static void
+end_containers(const struct survey *p, struct cvictim *cv, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		cv[i].is_running = container_running(cv[i].c->state);
+		cv[i].esc = ESC_RM;
+		kill_container(&cv[i], "TERM");
+	}
+	wait_containers(cv, n, procscan_now_ms() + (long long)p->o.term_grace_ms);
+	for (size_t i = 0; i < n; i++) {
+		kill_container(&cv[i], "KILL");
+	}
+	wait_containers(cv, n, procscan_now_ms() + (long long)p->o.kill_deadline_ms);
+	for (size_t i = 0; i < n; i++) {
+		struct survey_run r;
+		bool gone;
+
+		if (cv[i].is_gone) {
+			continue;
+		}
+		if (cv[i].is_running) {
+			(void)snprintf(cv[i].error, sizeof(cv[i].error),
+				       "still running %.0f ms after kill --signal KILL",
+				       p->o.kill_deadline_ms);
+			cv[i].esc = ESC_ABANDONED;
+			continue;
+		}
+		if (!helper(&cv[i],
+			    container_rm_argv(survey_engine_prefix(cv[i].c->engine), 1,
+					      cv[i].c->id),
+			    &r, &gone)) {
+			cv[i].esc = ESC_FAILED;
+		}
+		survey_run_release(&r);
+		if (cv[i].esc != ESC_FAILED) {
+			inspect(&cv[i]);
+			if (!cv[i].is_gone) {
+				if (cv[i].error[0] == '\0') {
+					(void)snprintf(cv[i].error, sizeof(cv[i].error),
+						       "still there after rm -f");
+				}
+				cv[i].esc = ESC_FAILED;
+			}
+		}
+	}
+}
+
+static void
+state_words(char state, char *out, size_t cap)
+{
+	const char *what = state == 'D'	  ? ", uninterruptible sleep"
+			   : state == 'T' ? ", stopped"
+			   : state == 't' ? ", traced"
+					  : "";
+
+	(void)snprintf(out, cap, "state %c%s", state ? state : '?', what);
+}
+
+static int
+sweep_report(const struct survey *p, const struct victims *vs, const struct cvictim *cv, size_t ncv)
+{
+	static const char *const phead[] = { "PID", "SESSION", "OWNER", "ESCALATION", "COMMAND" };
+	static const char *const chead[] = { "ENGINE", "CONTAINER",  "SESSION",
+					     "OWNER",  "ESCALATION", "NAME" };
+	struct survey_table pt = { 5, phead, "rllll", NULL, 0, 0, false };
+	struct survey_table ct = { 6, chead, "llllll", NULL, 0, 0, false };
+	size_t p_ended = 0, p_failed = 0, c_ended = 0, c_failed = 0;
+	char pid[32], id[32], why[128];
+
+	for (size_t i = 0; i < vs->n; i++) {
+		const struct victim *v = &vs->v[i];
+
+		(void)snprintf(pid, sizeof(pid), "%d", (int)v->t.pid);
+		const char *row[] = { pid, v->session, v->owner[0] ? v->owner : "-",
+				      p->o.dry_run ? "-" : esc_name[v->esc], v->command };
+
+		survey_table_row(&pt, row);
+		if (v->esc == ESC_FAILED) {
+			diag_error("cannot signal pid %d (session '%s', '%s'): %s", (int)v->t.pid,
+				   v->session, v->command, strerror(v->err));
+			p_failed++;
+		} else if (v->esc == ESC_ABANDONED) {
+			state_words(v->t.state, why, sizeof(why));
+			diag_error("pid %d (session '%s', '%s') would not die: still there %.0f ms "
+				   "after SIGKILL (%s)",
+				   (int)v->t.pid, v->session, v->command, p->o.kill_deadline_ms,
+				   why);
+			p_failed++;
+		} else {
+			p_ended++;
+		}
+	}
+	for (size_t i = 0; i < ncv; i++) {
+		const struct container_info *c = cv[i].c;
+
+		(void)snprintf(id, sizeof(id), "%.12s", c->id);
+		const char *row[] = {
+			container_engine_name(c->engine),	  id,
+			c->session[0] ? c->session : "-",	  c->owner,
+			p->o.dry_run ? "-" : esc_name[cv[i].esc], c->name[0] ? c->name : "-"
+		};
+
+		survey_table_row(&ct, row);
+		if (cv[i].esc == ESC_FAILED || cv[i].esc == ESC_ABANDONED) {
+			diag_error("cannot end %s container %.12s (session '%s'): %s",
+				   container_engine_name(c->engine), c->id, c->session,
+				   cv[i].error);
+			c_failed++;
+		} else {
+			c_ended++;
+		}
+	}
+	if (!pt.failed && pt.nrows > 0) {
+		if (p->o.dry_run) {
+			printf("would end:\n");
+		}
+		survey_table_print(&pt);
+	}
+	if (!ct.failed && ct.nrows > 0) {
+		if (pt.nrows > 0) {
+			fputs("\n", stdout);
+		}
+		if (p->o.dry_run && pt.nrows == 0) {
+			printf("would end:\n");
+		}
+		survey_table_print(&ct);
+	}
+	if (vs->n == 0 && ncv == 0) {
+		printf("no orphans to end\n");
+	} else if (!p->o.dry_run) {
+		printf("\nended %zu process(es) and %zu container(s)", p_ended, c_ended);
+		if (p_failed + c_failed > 0) {
+			printf("; %zu process(es) and %zu container(s) could not be ended",
+			       p_failed, c_failed);
+		}
+		printf("\n");
+	}
+	bool oom = pt.failed || ct.failed;
+
+	survey_table_release(&pt);
+	survey_table_release(&ct);
+	if (oom) {
+		diag_error("out of memory");
+		return 1;
+	}
+	return p_failed + c_failed > 0 ? 1 : 0;
+}
+
+int
+cmd_sweep(int argc, char **argv)
+{
+	struct victims vs = { NULL, 0, 0 };
+	struct cvictim *cv = NULL;
+	struct key *keys = NULL;
+	size_t n_keys = 0, ncv = 0;
+	struct survey p;
+	int rc;
+
+	memset(&p, 0, sizeof(p));
+	rc = survey_parse(&p.o, argc, argv, true);
+	if (rc != 0) {
+		return rc == 1 ? 0 : EXIT_USAGE;
+	}
+	/* Only this user's processes, even for root: sweep never ends another user's. */
+	if (survey_read(&p) == -1) {
+		survey_release(&p);
+		return 1;
+	}
+	bool unknown = survey_report_unknown(&p, true);
+	keys = calloc(p.scan.n_groups ? p.scan.n_groups : 1, sizeof(*keys));
+	size_t n_ctr = p.engines[0].n + p.engines[1].n;
+
+	cv = calloc(n_ctr ? n_ctr : 1, sizeof(*cv));
+	rc = keys == NULL || cv == NULL ? -1 : 0;
+	for (size_t g = 0; rc == 0 && g < p.scan.n_groups; g++) {
+		if (!group_selected(&p, g)) {
+			continue;
+		}
+		struct key *k = &keys[n_keys++];
+
+		(void)snprintf(k->session, sizeof(k->session), "%s", p.scan.g[g].session);
+		(void)snprintf(k->owner, sizeof(k->owner), "%s", p.scan.g[g].owner);
+		k->uid = p.scan.g[g].uid;
+		rc = add_victims(&vs, &p, g, true);
+	}
+	for (size_t e = 0; rc == 0 && e < 2; e++) {
+		for (size_t k = 0; k < p.engines[e].n; k++) {
+			const struct container_info *c = &p.engines[e].v[k];
+			double age = survey_container_age(c);
+			int err;
+
+			enum survey_owner owner = survey_container_owner(&p, c, &err);
+
+			if (!survey_session_selected(&p.o, c->session)) {
+				continue;
+			}
+			if (owner == SURVEY_UNKNOWN) {
+				diag_warn(
+					"cannot tell whether mcpmux %s, the owner of %s container "
+					"%.12s, is alive: %s (left alone)",
+					c->owner, container_engine_name(c->engine), c->id,
+					strerror(err));
+				unknown = true;
+			} else if (owner == SURVEY_ORPHAN &&
+				   (p.o.older_than_s <= 0 || age > p.o.older_than_s)) {
+				cv[ncv++].c = c;
+			}
+		}
+	}
+	if (rc == -1) {
+		diag_error("out of memory");
+		rc = 1;
+	} else {
+		if (!p.o.dry_run) {
+			end_processes(&p, keys, n_keys, &vs);
+			end_containers(&p, cv, ncv);
+		}
+		rc = sweep_report(&p, &vs, cv, ncv);
+		rc = rc != 0 || unknown ? 1 : 0;
+	}
+	for (size_t i = 0; i < vs.n; i++) {
+		procscan_target_release(&vs.v[i].t);
+	}
+	free(vs.v);
+	free(keys);
+	free(cv);
+	survey_release(&p);
+	return rc;
+}

@@ -1,0 +1,802 @@
+/*
+ * container: recognise `docker run` / `podman run` server commands, insert mcpmux's
+ * labels and cidfile, build the helper commands of the teardown ladder, and read the
+ * engines' listings.  It runs nothing: see container.h for the contract.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <yajl/yajl_tree.h>
+
+#include "mcpmux/container.h"
+
+/* ---- detection ---- */
+
+static const char *
+base_name(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash != NULL ? slash + 1 : path;
+}
+
+static bool
+in_list(const char *word, size_t len, const char *const *list)
+{
+	for (size_t i = 0; list[i] != NULL; i++) {
+		if (strlen(list[i]) == len && memcmp(list[i], word, len) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* NAME=value with a shell-style NAME: an assignment of env(1). */
+static bool
+is_assignment(const char *w)
+{
+	const char *eq = strchr(w, '=');
+
+	if (eq == NULL || eq == w || (w[0] >= '0' && w[0] <= '9')) {
+		return false;
+	}
+	for (const char *p = w; p < eq; p++) {
+		bool ok = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+			  (*p >= '0' && *p <= '9') || *p == '_';
+
+		if (!ok) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * Skip an env(1) launcher: `env [-i] [-u NAME] [--unset=NAME] [NAME=value...] [--]`.
+ * Returns the index of the command after it, or 0 when argv[0] is no env we read (an
+ * option such as -S or -C changes what the rest means: such a command is left alone).
+ */
+static size_t
+skip_env(char *const *argv)
+{
+	size_t i = 1;
+	bool options = true;
+
+	while (argv[i] != NULL) {
+		const char *w = argv[i];
+
+		if (options && strcmp(w, "--") == 0) {
+			options = false;
+			i++;
+		} else if (options && (strcmp(w, "-i") == 0 || strcmp(w, "-") == 0 ||
+				       strcmp(w, "--ignore-environment") == 0)) {
+			i++;
+		} else if (options && (strcmp(w, "-u") == 0 || strcmp(w, "--unset") == 0)) {
+			if (argv[i + 1] == NULL) {
+				return 0;
+			}
+			i += 2;
+		} else if (options &&
+			   (strncmp(w, "--unset=", 8) == 0 || (strncmp(w, "-u", 2) == 0 && w[2]))) {
+			i++;
+		} else if (options && w[0] == '-') {
+			return 0;
+		} else if (is_assignment(w)) {
+			options = false;
+			i++;
+		} else {
+			return i;
+		}
+	}
+	return 0;
+}
+
+/* Global options of each engine: those that take a value, and flags. */
+static const char *const docker_global_value[] = {
+	"--config",    "-c",	      "--context", "-H",       "--host", "-l",
+	"--log-level", "--tlscacert", "--tlscert", "--tlskey", NULL,
+};
+static const char *const docker_global_flag[] = {
+	"-D", "--debug", "--tls", "--tlsverify", NULL,
+};
+static const char *const podman_global_value[] = {
+	"--cdi-spec-dir",
+	"--cgroup-manager",
+	"--config",
+	"--conmon",
+	"--connection",
+	"-c",
+	"--db-backend",
+	"--events-backend",
+	"--hooks-dir",
+	"--identity",
+	"--imagestore",
+	"--log-level",
+	"--module",
+	"--network-cmd-path",
+	"--network-config-dir",
+	"--out",
+	"--root",
+	"--runroot",
+	"--runtime",
+	"--runtime-flag",
+	"--ssh",
+	"--storage-driver",
+	"--storage-opt",
+	"--tmpdir",
+	"--url",
+	"--volumepath",
+	NULL,
+};
+static const char *const podman_global_flag[] = {
+	"--remote", "-r", "--syslog", "--noout", "--transient-store", "--debug", "-D", NULL,
+};
+
+/*
+ * Run options that take no value (everything else long takes one).  Short options:
+ * flags and those with a value; any other letter is not known.
+ */
+static const char *const run_flags[] = {
+	"--detach",
+	"--disable-content-trust",
+	"--env-host",
+	"--help",
+	"--http-proxy",
+	"--init",
+	"--interactive",
+	"--no-healthcheck",
+	"--no-hosts",
+	"--oom-kill-disable",
+	"--passwd",
+	"--privileged",
+	"--publish-all",
+	"--quiet",
+	"--read-only",
+	"--read-only-tmpfs",
+	"--replace",
+	"--rm",
+	"--rmi",
+	"--rootfs",
+	"--sig-proxy",
+	"--tls-verify",
+	"--tty",
+	"--unsetenv-all",
+	"--use-api-socket",
+	NULL,
+};
+#define RUN_SHORT_FLAGS	 "diPqt"
+#define RUN_SHORT_VALUES "acehlmpuvw"
+
+/* Go's strconv.ParseBool, which both engines' flag parsers use: 1, t, true, 0, f, false. */
+static int
+parse_bool(const char *s)
+{
+	static const char *const yes[] = { "1", "t", "T", "true", "TRUE", "True", NULL };
+	static const char *const no[] = { "0", "f", "F", "false", "FALSE", "False", NULL };
+
+	if (in_list(s, strlen(s), yes)) {
+		return 1;
+	}
+	if (in_list(s, strlen(s), no)) {
+		return 0;
+	}
+	return -1;
+}
+
+static bool
+is_mcpmux_label(const char *kv)
+{
+	return strncmp(kv, "mcpmux.", 7) == 0;
+}
+
+/*
+ * Read the run options from argv[i], up to the image.  Returns CONTAINER_MANAGED with
+ * r->image_at set, or why the run is not managed in r->why.
+ */
+static enum container_kind
+read_run_options(char *const *argv, size_t i, struct container_run *r)
+{
+	bool detach = false;
+
+	for (; argv[i] != NULL; i++) {
+		const char *w = argv[i], *value = NULL;
+
+		if (strcmp(w, "--") == 0) {
+			i++;
+			break;
+		}
+		if (w[0] != '-' || w[1] == '\0') {
+			break; /* the image */
+		}
+		if (w[1] == '-') {
+			const char *eq = strchr(w, '=');
+			size_t nlen = eq != NULL ? (size_t)(eq - w) : strlen(w);
+			bool flag = in_list(w, nlen, run_flags);
+
+			if (eq != NULL) {
+				value = eq + 1;
+			} else if (!flag) {
+				value = argv[++i];
+				if (value == NULL) {
+					r->why = "an option of the run has no value";
+					return CONTAINER_UNMANAGED;
+				}
+			}
+			int b = flag ? (value != NULL ? parse_bool(value) : 1) : -1;
+
+			if (flag && b == -1) {
+				r->why = "a flag of the run has a value that is not true or false";
+				return CONTAINER_UNMANAGED;
+			}
+			if (nlen == 8 && strncmp(w, "--detach", nlen) == 0) {
+				detach = b == 1;
+			} else if (nlen == 13 && strncmp(w, "--interactive", nlen) == 0) {
+				r->is_interactive = b == 1;
+			} else if (nlen == 5 && strncmp(w, "--tty", nlen) == 0) {
+				r->has_tty = b == 1;
+			} else if (nlen == 4 && strncmp(w, "--rm", nlen) == 0) {
+				r->has_rm = b == 1;
+			} else if (nlen == 9 && strncmp(w, "--cidfile", nlen) == 0) {
+				r->cidfile = value;
+			} else if (nlen == 6 && strncmp(w, "--name", nlen) == 0) {
+				r->name = value;
+			} else if (nlen == 7 && strncmp(w, "--label", nlen) == 0 &&
+				   is_mcpmux_label(value)) {
+				r->why = "the command sets mcpmux's own labels";
+				return CONTAINER_UNMANAGED;
+			}
+			continue;
+		}
+		/* A cluster of short options: flags, then at most one that takes a value. */
+		for (const char *p = w + 1; *p != '\0'; p++) {
+			if (strchr(RUN_SHORT_FLAGS, *p) != NULL) {
+				detach = detach || *p == 'd';
+				r->is_interactive = r->is_interactive || *p == 'i';
+				r->has_tty = r->has_tty || *p == 't';
+				continue;
+			}
+			if (strchr(RUN_SHORT_VALUES, *p) == NULL) {
+				r->why = "a short option of the run that mcpmux does not know";
+				return CONTAINER_UNMANAGED;
+			}
+			value = p[1] != '\0' ? p + 1 : argv[++i];
+			if (value == NULL) {
+				r->why = "an option of the run has no value";
+				return CONTAINER_UNMANAGED;
+			}
+			if (*p == 'l' && is_mcpmux_label(value)) {
+				r->why = "the command sets mcpmux's own labels";
+				return CONTAINER_UNMANAGED;
+			}
+			break;
+		}
+	}
+	if (detach) {
+		r->why = "a detached run (-d) is not a stdio server";
+		return CONTAINER_UNMANAGED;
+	}
+	if (argv[i] == NULL) {
+		r->why = "the run names no image";
+		return CONTAINER_UNMANAGED;
+	}
+	r->image_at = i;
+	return CONTAINER_MANAGED;
+}
+
+enum container_kind
+container_detect(char *const *argv, struct container_run *r)
+{
+	const char *const *gvalue, *const *gflag;
+	size_t i = 0;
+
+	memset(r, 0, sizeof(*r));
+	if (argv == NULL || argv[0] == NULL) {
+		return CONTAINER_PLAIN;
+	}
+	if (strcmp(base_name(argv[0]), "env") == 0) {
+		i = skip_env(argv);
+		if (i == 0) {
+			return CONTAINER_PLAIN;
+		}
+	}
+	const char *engine = base_name(argv[i]);
+
+	if (strcmp(engine, "docker") == 0) {
+		r->engine = CONTAINER_DOCKER;
+		gvalue = docker_global_value;
+		gflag = docker_global_flag;
+	} else if (strcmp(engine, "podman") == 0) {
+		r->engine = CONTAINER_PODMAN;
+		gvalue = podman_global_value;
+		gflag = podman_global_flag;
+	} else {
+		return CONTAINER_PLAIN;
+	}
+	r->engine_at = i++;
+	/* Global options up to the subcommand. */
+	for (; argv[i] != NULL && argv[i][0] == '-'; i++) {
+		const char *w = argv[i], *eq = strchr(w, '=');
+		size_t nlen = eq != NULL ? (size_t)(eq - w) : strlen(w);
+
+		if (in_list(w, nlen, gflag)) {
+			if (eq != NULL && parse_bool(eq + 1) == -1) {
+				r->why = "a global flag has a value that is not true or false";
+				return CONTAINER_UNMANAGED;
+			}
+			continue;
+		}
+		if (in_list(w, nlen, gvalue)) {
+			if (eq == NULL && argv[++i] == NULL) {
+				return CONTAINER_PLAIN;
+			}
+			continue;
+		}
+		/* -Hhost, -ccontext: a short value option with its value attached. */
+		char shortopt[3] = { w[0], w[1], '\0' };
+
+		if (w[1] != '-' && w[1] != '\0' && w[2] != '\0' && in_list(shortopt, 2, gvalue)) {
+			continue;
+		}
+		r->why = "an option before 'run' that mcpmux does not know";
+		return CONTAINER_UNMANAGED;
+	}
+	if (argv[i] == NULL) {
+		return CONTAINER_PLAIN;
+	}
+	r->prefix_len = i;
+	if (strcmp(argv[i], "container") == 0) {
+		i++;
+	}
+	if (argv[i] == NULL || strcmp(argv[i], "run") != 0) {
+		return CONTAINER_PLAIN; /* exec, start, compose, ...: not a run */
+	}
+	r->run_at = i;
+	return read_run_options(argv, i + 1, r);
+}
+
+/* ---- building command lines ---- */
+
+/*
+ * One block: n_words + 1 pointers, then the bytes of `extra` added words.  The caller
+ * fills the pointers; add_word() copies a string into the tail.
+ */
+struct argv_block {
+	char **v;
+	size_t n;    /* words set */
+	char *tail;  /* next free byte for copied words */
+	char *limit; /* end of the block */
+};
+
+static int
+block_init(struct argv_block *b, size_t n_words, size_t extra_bytes)
+{
+	size_t head = (n_words + 1) * sizeof(char *);
+
+	b->v = malloc(head + extra_bytes);
+	if (b->v == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	b->n = 0;
+	b->tail = (char *)b->v + head;
+	b->limit = b->tail + extra_bytes;
+	return 0;
+}
+
+static void
+block_borrow(struct argv_block *b, const char *w)
+{
+	b->v[b->n++] = (char *)(uintptr_t)w;
+}
+
+/* Copy the concatenation of a and b (b may be NULL) into the block as one word. */
+static void
+block_copy(struct argv_block *blk, const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = b != NULL ? strlen(b) : 0;
+	char *w = blk->tail;
+
+	memcpy(w, a, la);
+	if (lb > 0) {
+		memcpy(w + la, b, lb);
+	}
+	w[la + lb] = '\0';
+	blk->tail += la + lb + 1;
+	blk->v[blk->n++] = w;
+}
+
+static char **
+block_done(struct argv_block *b)
+{
+	b->v[b->n] = NULL;
+	return b->v;
+}
+
+static size_t
+label_bytes(const char *key, const char *value)
+{
+	return value != NULL ? strlen(key) + 1 + strlen(value) + 1 : 0;
+}
+
+char **
+container_run_argv(char *const *argv, const struct container_run *r,
+		   const struct container_labels *labels, const char *cidfile)
+{
+	static const char k_owner[] = CONTAINER_LABEL_OWNER "=",
+			  k_session[] = CONTAINER_LABEL_SESSION "=",
+			  k_boot[] = CONTAINER_LABEL_BOOT "=";
+	bool add_cidfile = r->cidfile == NULL && cidfile != NULL;
+	size_t n = 0, extra;
+	struct argv_block b;
+
+	while (argv[n] != NULL) {
+		n++;
+	}
+	extra = label_bytes(CONTAINER_LABEL_OWNER, labels->owner) +
+		label_bytes(CONTAINER_LABEL_SESSION, labels->session) +
+		label_bytes(CONTAINER_LABEL_BOOT, labels->boot);
+	if (block_init(&b, n + 8, extra) == -1) {
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		block_borrow(&b, argv[i]);
+		if (i != r->run_at) {
+			continue;
+		}
+		if (labels->owner != NULL) {
+			block_borrow(&b, "--label");
+			block_copy(&b, k_owner, labels->owner);
+		}
+		if (labels->session != NULL) {
+			block_borrow(&b, "--label");
+			block_copy(&b, k_session, labels->session);
+		}
+		if (labels->boot != NULL) {
+			block_borrow(&b, "--label");
+			block_copy(&b, k_boot, labels->boot);
+		}
+		if (add_cidfile) {
+			block_borrow(&b, "--cidfile");
+			block_borrow(&b, cidfile);
+		}
+	}
+	return block_done(&b);
+}
+
+/* PREFIX container WORDS... (borrowed), then copied (copied may be NULL). */
+static char **
+helper_argv(char *const *prefix, size_t n, const char *const *words, const char *copied_a,
+	    const char *copied_b)
+{
+	size_t nw = 0;
+	struct argv_block b;
+
+	while (words[nw] != NULL) {
+		nw++;
+	}
+	size_t extra =
+		copied_a != NULL ? strlen(copied_a) + (copied_b ? strlen(copied_b) : 0) + 1 : 0;
+
+	if (block_init(&b, n + 1 + nw + 1, extra) == -1) {
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		block_borrow(&b, prefix[i]);
+	}
+	block_borrow(&b, "container");
+	for (size_t i = 0; i < nw; i++) {
+		block_borrow(&b, words[i]);
+	}
+	if (copied_a != NULL) {
+		block_copy(&b, copied_a, copied_b);
+	}
+	return block_done(&b);
+}
+
+char **
+container_kill_argv(char *const *prefix, size_t n, const char *sig, const char *id)
+{
+	const char *words[] = { "kill", "--signal", sig, NULL };
+
+	return helper_argv(prefix, n, words, id, NULL);
+}
+
+char **
+container_rm_argv(char *const *prefix, size_t n, const char *id)
+{
+	const char *words[] = { "rm", "-f", NULL };
+
+	return helper_argv(prefix, n, words, id, NULL);
+}
+
+char **
+container_inspect_argv(char *const *prefix, size_t n, const char *id)
+{
+	const char *words[] = { "inspect", "--format", "{{.State.Status}}", NULL };
+
+	return helper_argv(prefix, n, words, id, NULL);
+}
+
+char **
+container_list_argv(char *const *prefix, size_t n, enum container_engine engine)
+{
+	const char *words[] = { "ls",
+				"-a",
+				"--no-trunc",
+				"--filter",
+				"label=" CONTAINER_LABEL_OWNER,
+				"--format",
+				engine == CONTAINER_PODMAN ? "json" : "{{json .}}",
+				NULL };
+
+	return helper_argv(prefix, n, words, NULL, NULL);
+}
+
+const char *
+container_engine_name(enum container_engine engine)
+{
+	return engine == CONTAINER_PODMAN ? "podman" : "docker";
+}
+
+/* ---- reading listings ---- */
+
+static yajl_val
+member(yajl_val obj, const char *key)
+{
+	const char *path[] = { key, NULL };
+
+	return yajl_tree_get(obj, path, yajl_t_any);
+}
+
+static void
+copy_str(char *out, size_t cap, const char *s, size_t len)
+{
+	len = len < cap - 1 ? len : cap - 1;
+	memcpy(out, s, len);
+	out[len] = '\0';
+}
+
+static void
+copy_member(char *out, size_t cap, yajl_val obj, const char *key)
+{
+	const char *str = YAJL_GET_STRING(member(obj, key));
+
+	if (str != NULL) {
+		copy_str(out, cap, str, strlen(str));
+	} else {
+		out[0] = '\0';
+	}
+}
+
+/* docker's Labels: "k=v,k=v" (values with commas cannot be told apart; ours have none). */
+static void
+docker_label(const char *labels, const char *key, char *out, size_t cap)
+{
+	size_t klen = strlen(key);
+
+	out[0] = '\0';
+	for (const char *p = labels; p != NULL && *p != '\0';) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+
+		if (len > klen && memcmp(p, key, klen) == 0 && p[klen] == '=') {
+			copy_str(out, cap, p + klen + 1, len - klen - 1);
+			return;
+		}
+		p = comma != NULL ? comma + 1 : NULL;
+	}
+}
+
+/* docker's CreatedAt: "2024-05-01 12:34:56 +0000 UTC" (Go's time.Time.String()). */
+static long long
+docker_time(const char *s)
+{
+	struct tm tm;
+	int y, mo, d, h, mi, sec, off, n = 0;
+	char sign;
+
+	if (sscanf(s, "%d-%d-%d %d:%d:%d %c%4d%n", &y, &mo, &d, &h, &mi, &sec, &sign, &off, &n) !=
+		    8 ||
+	    (sign != '+' && sign != '-')) {
+		return -1;
+	}
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	time_t t = timegm(&tm);
+
+	if (t == (time_t)-1) {
+		return -1;
+	}
+	long long offset = (off / 100) * 3600LL + (off % 100) * 60LL;
+
+	return (long long)t - (sign == '+' ? offset : -offset);
+}
+
+static void
+fill_podman(struct container_info *c, yajl_val o)
+{
+	yajl_val names = member(o, "Names"), labels = member(o, "Labels"),
+		 created = member(o, "Created");
+
+	copy_member(c->id, sizeof(c->id), o, "Id");
+	const char *first = YAJL_IS_ARRAY(names) && names->u.array.len > 0
+				    ? YAJL_GET_STRING(names->u.array.values[0])
+				    : NULL;
+
+	if (first != NULL) {
+		copy_str(c->name, sizeof(c->name), first, strlen(first));
+	}
+	copy_member(c->image, sizeof(c->image), o, "Image");
+	copy_member(c->state, sizeof(c->state), o, "State");
+	if (YAJL_IS_OBJECT(labels)) {
+		copy_member(c->owner, sizeof(c->owner), labels, CONTAINER_LABEL_OWNER);
+		copy_member(c->session, sizeof(c->session), labels, CONTAINER_LABEL_SESSION);
+		copy_member(c->boot, sizeof(c->boot), labels, CONTAINER_LABEL_BOOT);
+	}
+	c->created = YAJL_IS_INTEGER(created) ? YAJL_GET_INTEGER(created) : -1;
+}
+
+static void
+fill_docker(struct container_info *c, yajl_val o)
+{
+	yajl_val labels = member(o, "Labels"), created = member(o, "CreatedAt");
+
+	copy_member(c->id, sizeof(c->id), o, "ID");
+	copy_member(c->name, sizeof(c->name), o, "Names");
+	/* "a,b" when a container has several names: the first. */
+	char *comma = strchr(c->name, ',');
+
+	if (comma != NULL) {
+		*comma = '\0';
+	}
+	copy_member(c->image, sizeof(c->image), o, "Image");
+	copy_member(c->state, sizeof(c->state), o, "State");
+	const char *ltext = YAJL_GET_STRING(labels), *ctext = YAJL_GET_STRING(created);
+
+	if (ltext != NULL) {
+		docker_label(ltext, CONTAINER_LABEL_OWNER, c->owner, sizeof(c->owner));
+		docker_label(ltext, CONTAINER_LABEL_SESSION, c->session, sizeof(c->session));
+		docker_label(ltext, CONTAINER_LABEL_BOOT, c->boot, sizeof(c->boot));
+	}
+	c->created = ctext != NULL ? docker_time(ctext) : -1;
+}
+
+struct list_out {
+	struct container_info *v;
+	size_t n, cap;
+};
+
+/* Add one object of a listing; 0, or -1 (ENOMEM, EINVAL). */
+static int
+add_entry(struct list_out *l, enum container_engine engine, yajl_val o)
+{
+	if (!YAJL_IS_OBJECT(o)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (l->n == l->cap) {
+		size_t cap = l->cap != 0 ? l->cap * 2 : 8;
+		struct container_info *nv = realloc(l->v, cap * sizeof(*nv));
+
+		if (nv == NULL) {
+			errno = ENOMEM;
+			return -1;
+		}
+		l->v = nv;
+		l->cap = cap;
+	}
+	struct container_info *c = &l->v[l->n];
+
+	memset(c, 0, sizeof(*c));
+	c->engine = engine;
+	if (engine == CONTAINER_PODMAN) {
+		fill_podman(c, o);
+	} else {
+		fill_docker(c, o);
+	}
+	if (c->owner[0] != '\0' && c->id[0] != '\0') {
+		l->n++;
+	}
+	return 0;
+}
+
+/* Parse one JSON text (NUL-terminated) into v; NULL with errno EINVAL or ENOMEM. */
+static yajl_val
+parse_json(const char *text)
+{
+	char err[128];
+	yajl_val v = yajl_tree_parse(text, err, sizeof(err));
+
+	if (v == NULL) {
+		errno = strstr(err, "memory") != NULL ? ENOMEM : EINVAL;
+	}
+	return v;
+}
+
+int
+container_parse_list(enum container_engine engine, const char *text, size_t len,
+		     struct container_info **out, size_t *n)
+{
+	struct list_out l = { NULL, 0, 0 };
+	char *copy = malloc(len + 1);
+	int rc = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (copy == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	memcpy(copy, text, len);
+	copy[len] = '\0';
+	if (memchr(copy, '\0', len) != NULL) {
+		free(copy);
+		errno = EINVAL;
+		return -1;
+	}
+	/* podman: one array (or nothing at all); docker: one object a line. */
+	char *p = copy + strspn(copy, " \t\r\n");
+
+	if (*p == '[' || engine == CONTAINER_PODMAN) {
+		yajl_val arr = *p != '\0' ? parse_json(p) : NULL;
+
+		if (*p != '\0' && !YAJL_IS_ARRAY(arr)) {
+			errno = arr == NULL ? errno : EINVAL;
+			rc = -1;
+		}
+		for (size_t i = 0; rc == 0 && arr != NULL && i < arr->u.array.len; i++) {
+			rc = add_entry(&l, engine, arr->u.array.values[i]);
+		}
+		yajl_tree_free(arr);
+	} else {
+		for (char *line = p; rc == 0 && line != NULL && *line != '\0';) {
+			char *nl = strchr(line, '\n');
+
+			if (nl != NULL) {
+				*nl = '\0';
+			}
+			if (line[strspn(line, " \t\r")] != '\0') {
+				yajl_val o = parse_json(line);
+
+				rc = o != NULL ? add_entry(&l, engine, o) : -1;
+				yajl_tree_free(o);
+			}
+			line = nl != NULL ? nl + 1 : NULL;
+		}
+	}
+	free(copy);
+	if (rc == -1) {
+		int err = errno;
+
+		free(l.v);
+		errno = err;
+		return -1;
+	}
+	*out = l.v;
+	*n = l.n;
+	return 0;
+}
+
+bool
+container_gone_message(const char *text, size_t len)
+{
+	static const char needle[] = "no such container";
+	size_t nl = sizeof(needle) - 1;
+
+	for (size_t i = 0; i + nl <= len; i++) {
+		if (strncasecmp(text + i, needle, nl) == 0) {
+			return true;
+		}
+	}
+	return false;
+}

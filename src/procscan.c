@@ -1,0 +1,1058 @@
+/*
+ * procscan: mcpmux instances, their sessions and orphans from a whole-/proc scan, and
+ * the verified signals and pidfd waits of sweep.  It does not decide what to end (the
+ * caller selects groups) and never signals a process it was not handed.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mcpmux/procscan.h"
+#include "mcpmux/sys.h"
+
+#define MAX_DEPTH 4096 /* ancestor walks: longer is a cycle of reused pids */
+#define MAX_WORDS 256  /* words of a command line looked at for the mode */
+
+void
+procscan_init(struct procscan *s)
+{
+	memset(s, 0, sizeof(*s));
+}
+
+static void
+free_procs(struct procscan *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		free(s->v[i].argv);
+	}
+	s->n = 0;
+}
+
+void
+procscan_release(struct procscan *s)
+{
+	free_procs(s);
+	free(s->v);
+	free(s->g);
+	procscan_init(s);
+}
+
+/* ---- reading /proc ---- */
+
+static bool
+vanished(int err)
+{
+	return err == ENOENT || err == ESRCH;
+}
+
+/* Read a file whole (up to cap - 1 bytes) into buf, NUL-terminated.  0, or -1 (errno). */
+static int
+read_small(const char *path, char *buf, size_t cap, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	size_t got = 0;
+
+	if (fd == -1) {
+		return -1;
+	}
+	while (got + 1 < cap) {
+		ssize_t n = sys_read(fd, buf + got, cap - 1 - got);
+
+		if (n == -1) {
+			int err = errno;
+
+			sys_close(&fd);
+			errno = err;
+			return -1;
+		}
+		if (n == 0) {
+			break;
+		}
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	sys_close(&fd);
+	if (len != NULL) {
+		*len = got;
+	}
+	return 0;
+}
+
+/* /proc/PID/stat: comm, state, ppid, pgid, start time.  0, or -1 (errno; EINVAL). */
+static int
+read_stat(const char *root, pid_t pid, struct procscan_proc *p)
+{
+	char path[PATH_MAX], buf[1024];
+	unsigned long long start = 0;
+	int ppid = 0, pgid = 0;
+	char state = '?';
+
+	(void)snprintf(path, sizeof(path), "%s/%d/stat", root, (int)pid);
+	if (read_small(path, buf, sizeof(buf), NULL) == -1) {
+		return -1;
+	}
+	/* The command name may hold spaces and parentheses: parse after the last ')'. */
+	char *open_paren = strchr(buf, '('), *close_paren = strrchr(buf, ')');
+
+	if (open_paren == NULL || close_paren == NULL || close_paren < open_paren ||
+	    sscanf(close_paren + 1,
+		   " %c %d %d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d "
+		   "%llu",
+		   &state, &ppid, &pgid, &start) != 4) {
+		errno = EINVAL;
+		return -1;
+	}
+	size_t clen = (size_t)(close_paren - open_paren - 1);
+
+	clen = clen < sizeof(p->comm) - 1 ? clen : sizeof(p->comm) - 1;
+	memcpy(p->comm, open_paren + 1, clen);
+	p->comm[clen] = '\0';
+	p->pid = pid;
+	p->state = state;
+	p->ppid = ppid;
+	p->pgid = pgid;
+	p->start = start;
+	return 0;
+}
+
+/* /proc/PID/status: the real uid and VmRSS.  0, or -1 (errno; EINVAL). */
+static int
+read_status(const char *root, pid_t pid, struct procscan_proc *p)
+{
+	char path[PATH_MAX], buf[8192];
+	unsigned long uid;
+	unsigned long long rss = 0;
+
+	(void)snprintf(path, sizeof(path), "%s/%d/status", root, (int)pid);
+	if (read_small(path, buf, sizeof(buf), NULL) == -1) {
+		return -1;
+	}
+	char *u = strstr(buf, "\nUid:");
+
+	if (u == NULL || sscanf(u + 5, "%lu", &uid) != 1) {
+		errno = EINVAL;
+		return -1;
+	}
+	char *r = strstr(buf, "\nVmRSS:");
+
+	if (r != NULL && sscanf(r + 7, "%llu", &rss) != 1) {
+		rss = 0;
+	}
+	p->uid = (uid_t)uid;
+	p->rss_kib = rss; /* kernel threads and zombies have none */
+	return 0;
+}
+
+/* /proc/PID/cmdline, cut at PROCSCAN_ARGV_MAX.  0 (argv may stay NULL), or -1 (errno). */
+static int
+read_cmdline(const char *root, pid_t pid, struct procscan_proc *p)
+{
+	char path[PATH_MAX], buf[PROCSCAN_ARGV_MAX + 1];
+	size_t len = 0;
+
+	(void)snprintf(path, sizeof(path), "%s/%d/cmdline", root, (int)pid);
+	if (read_small(path, buf, sizeof(buf), &len) == -1) {
+		return vanished(errno) ? -1 : 0;
+	}
+	if (len == 0) {
+		return 0;
+	}
+	if (buf[len - 1] != '\0') {
+		buf[len++] = '\0'; /* cut, or a process that rewrote its arguments */
+	}
+	p->argv = malloc(len);
+	if (p->argv == NULL) {
+		return -1;
+	}
+	memcpy(p->argv, buf, len);
+	p->argv_len = len;
+	return 0;
+}
+
+static const char *
+base_name(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash != NULL ? slash + 1 : path;
+}
+
+static void
+read_exe(const char *root, pid_t pid, struct procscan_proc *p)
+{
+	static const char deleted[] = " (deleted)";
+	char path[PATH_MAX], target[PATH_MAX];
+	ssize_t n;
+
+	p->exe[0] = '\0';
+	(void)snprintf(path, sizeof(path), "%s/%d/exe", root, (int)pid);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n <= 0) {
+		return; /* a kernel thread, another user's process: unknown */
+	}
+	target[n] = '\0';
+	size_t len = (size_t)n, dl = sizeof(deleted) - 1;
+
+	/* A binary replaced while it runs (a rebuild, an upgrade) reads "PATH (deleted)". */
+	if (len > dl && strcmp(target + len - dl, deleted) == 0) {
+		target[len - dl] = '\0';
+	}
+	(void)snprintf(p->exe, sizeof(p->exe), "%s", base_name(target));
+}
+
+/* If the entry [e, e + len) is KEY=value with a value that fits, copy it to out. */
+static void
+match_entry(const char *e, size_t len, const char *key, char *out, size_t cap)
+{
+	size_t kl = strlen(key);
+
+	if (len > kl && memcmp(e, key, kl) == 0 && e[kl] == '=' && len - kl - 1 < cap) {
+		memcpy(out, e + kl + 1, len - kl - 1);
+		out[len - kl - 1] = '\0';
+	}
+}
+
+/*
+ * MCPMUX_SESSION and MCPMUX_OWNER from /proc/PID/environ.  0 (absent or unreadable:
+ * ""), or -1 when the process vanished.  Entries are NUL-terminated; an entry cut by
+ * the buffer is carried over, and one longer than the whole buffer is skipped (neither
+ * of ours is that long).
+ */
+static int
+read_environ(const char *root, pid_t pid, struct procscan_proc *p)
+{
+	char path[PATH_MAX], buf[8192];
+	size_t keep = 0;
+	bool skip = false;
+	int fd;
+
+	p->session[0] = '\0';
+	p->owner[0] = '\0';
+	(void)snprintf(path, sizeof(path), "%s/%d/environ", root, (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1) {
+		return vanished(errno) ? -1 : 0;
+	}
+	for (;;) {
+		ssize_t n = sys_read(fd, buf + keep, sizeof(buf) - keep);
+
+		if (n == -1) {
+			int err = errno;
+
+			sys_close(&fd);
+			errno = err;
+			return vanished(err) ? -1 : 0;
+		}
+		if (n == 0) {
+			break;
+		}
+		size_t len = keep + (size_t)n, at = 0;
+
+		if (skip) {
+			char *nul = memchr(buf, '\0', len);
+
+			if (nul == NULL) {
+				keep = 0;
+				continue;
+			}
+			at = (size_t)(nul - buf) + 1;
+			skip = false;
+		}
+		while (at < len) {
+			char *nul = memchr(buf + at, '\0', len - at);
+
+			if (nul == NULL) {
+				break;
+			}
+			size_t elen = (size_t)(nul - (buf + at));
+
+			match_entry(buf + at, elen, PROCTREE_COOKIE_ENV, p->session,
+				    sizeof(p->session));
+			match_entry(buf + at, elen, PROCSCAN_OWNER_ENV, p->owner, sizeof(p->owner));
+			at += elen + 1;
+		}
+		keep = len - at;
+		if (keep == sizeof(buf)) {
+			keep = 0;
+			skip = true;
+		} else {
+			memmove(buf, buf + at, keep);
+		}
+	}
+	sys_close(&fd);
+	return 0;
+}
+
+static struct procscan_proc *
+push_proc(struct procscan *s)
+{
+	if (s->n == s->cap) {
+		size_t cap = s->cap != 0 ? s->cap * 2 : 256;
+		struct procscan_proc *nv = realloc(s->v, cap * sizeof(*nv));
+
+		if (nv == NULL) {
+			return NULL;
+		}
+		s->v = nv;
+		s->cap = cap;
+	}
+	struct procscan_proc *p = &s->v[s->n];
+
+	memset(p, 0, sizeof(*p));
+	p->parent = SIZE_MAX;
+	p->group = SIZE_MAX;
+	p->cmd_at = SIZE_MAX;
+	return p;
+}
+
+/*
+ * Read one process into a new entry.  0 (kept, or vanished and dropped), -1 (ENOMEM).
+ * An error other than ENOENT/ESRCH on stat or status keeps the entry with read_errno.
+ */
+static int
+read_proc(struct procscan *s, const char *root, pid_t pid, uid_t uid, bool all)
+{
+	struct procscan_proc *p = push_proc(s);
+
+	if (p == NULL) {
+		return -1;
+	}
+	p->pid = pid;
+	if (read_stat(root, pid, p) == -1 || read_status(root, pid, p) == -1) {
+		if (vanished(errno)) {
+			return 0;
+		}
+		p->read_errno = errno;
+		p->state = '?';
+		s->n++;
+		return 0;
+	}
+	if ((all || p->uid == uid) && p->state != 'Z' && p->state != 'X') {
+		if (read_cmdline(root, pid, p) == -1) {
+			int err = errno;
+
+			free(p->argv);
+			p->argv = NULL;
+			return vanished(err) ? 0 : -1;
+		}
+		read_exe(root, pid, p);
+		if (read_environ(root, pid, p) == -1) {
+			free(p->argv);
+			p->argv = NULL;
+			return 0;
+		}
+		p->is_read = true;
+	}
+	s->n++;
+	return 0;
+}
+
+static int
+by_pid(const void *a, const void *b)
+{
+	const struct procscan_proc *x = a, *y = b;
+
+	return (x->pid > y->pid) - (x->pid < y->pid);
+}
+
+size_t
+procscan_find(const struct procscan *s, pid_t pid)
+{
+	size_t lo = 0, hi = s->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (s->v[mid].pid == pid) {
+			return mid;
+		}
+		if (s->v[mid].pid < pid) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
+		}
+	}
+	return SIZE_MAX;
+}
+
+static bool
+is_live(const struct procscan_proc *p)
+{
+	return p->read_errno == 0 && p->state != 'Z' && p->state != 'X';
+}
+
+size_t
+procscan_words(const struct procscan_proc *p, const char **words, size_t cap)
+{
+	size_t n = 0, at = 0;
+
+	if (p->argv == NULL) {
+		return 0;
+	}
+	while (at < p->argv_len) {
+		const char *w = p->argv + at;
+
+		if (n < cap) {
+			words[n] = w;
+		}
+		n++;
+		at += strnlen(w, p->argv_len - at) + 1;
+	}
+	return n;
+}
+
+/* ---- sorting out ---- */
+
+static const char *const tool_words[] = {
+	"connect", "ctl",    "log",	  "config", "demo", "ps",
+	"sweep",   "--help", "--version", "-h",	    "help", NULL,
+};
+
+/* Options of wrap and serve that take a value as the next word. */
+static const char *const value_options[] = {
+	"--eof-grace",
+	"--term-grace",
+	"--end-method",
+	"--max-message",
+	"--max-queue",
+	"--max-sessions",
+	"--idle-timeout",
+	"--idle-suspend",
+	"--listen",
+	"--log",
+	"--log-bodies",
+	"--max-servers",
+	"--pool",
+	"--stall-timeout",
+	"--kill-deadline",
+	"--http",
+	"--auth-token-file",
+	"--allow-origin",
+	NULL,
+};
+
+static bool
+word_in(const char *w, const char *const *list)
+{
+	for (size_t i = 0; list[i] != NULL; i++) {
+		if (strcmp(w, list[i]) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool
+looks_like_mcpmux(const struct procscan_proc *p)
+{
+	return strcmp(p->exe, "mcpmux") == 0 || strcmp(p->comm, "mcpmux") == 0 ||
+	       (p->argv != NULL && strcmp(base_name(p->argv), "mcpmux") == 0);
+}
+
+/* Wrap, serve or neither, from the command line; sets cmd_at and listen. */
+static enum procscan_mode
+parse_mode(struct procscan_proc *p)
+{
+	const char *w[MAX_WORDS];
+	size_t nw = SYS_MIN(procscan_words(p, w, MAX_WORDS), (size_t)MAX_WORDS), k = 0, j;
+	enum procscan_mode mode;
+
+	/* mcpmux run through another program (valgrind): its own words start at its name. */
+	while (k < nw && strcmp(base_name(w[k]), "mcpmux") != 0) {
+		k++;
+	}
+	if (k == nw) {
+		/* Renamed, or started as another name (exec -a): its exe or comm says mcpmux. */
+		if (strcmp(p->exe, "mcpmux") != 0 && strcmp(p->comm, "mcpmux") != 0) {
+			return PROCSCAN_NONE;
+		}
+		k = 0;
+	}
+	if (k + 1 >= nw || word_in(w[k + 1], tool_words)) {
+		return PROCSCAN_NONE;
+	}
+	mode = strcmp(w[k + 1], "serve") == 0 ? PROCSCAN_SERVE : PROCSCAN_WRAP;
+	for (j = mode == PROCSCAN_SERVE ? k + 2 : k + 1; j < nw; j++) {
+		if (strcmp(w[j], "--") == 0) {
+			j++;
+			break;
+		}
+		if (w[j][0] != '-' || w[j][1] == '\0') {
+			break;
+		}
+		if (strncmp(w[j], "--listen=", 9) == 0) {
+			p->listen = w[j] + 9;
+		} else if (strchr(w[j], '=') == NULL && word_in(w[j], value_options)) {
+			if (strcmp(w[j], "--listen") == 0 && j + 1 < nw) {
+				p->listen = w[j + 1];
+			}
+			j++;
+		}
+	}
+	p->cmd_at = j < nw ? j : SIZE_MAX;
+	return mode;
+}
+
+int
+procscan_parse_owner(const char *text, pid_t *pid, unsigned long long *start)
+{
+	char *end;
+	unsigned long long v, st;
+
+	if (text[0] < '0' || text[0] > '9') {
+		return -1;
+	}
+	errno = 0;
+	v = strtoull(text, &end, 10);
+	if (errno != 0 || *end != ':' || v == 0 || v > INT_MAX || end[1] < '0' || end[1] > '9') {
+		return -1;
+	}
+	st = strtoull(end + 1, &end, 10);
+	if (errno != 0 || *end != '\0') {
+		return -1;
+	}
+	*pid = (pid_t)v;
+	*start = st;
+	return 0;
+}
+
+enum procscan_owner
+procscan_owner_state(const struct procscan *s, const char *proc_root, const char *owner, int *err)
+{
+	struct procscan_proc now;
+	unsigned long long start;
+	pid_t pid;
+
+	*err = 0;
+	if (procscan_parse_owner(owner, &pid, &start) == -1) {
+		*err = EINVAL;
+		return PROCSCAN_UNKNOWN;
+	}
+	size_t j = procscan_find(s, pid);
+
+	if (j != SIZE_MAX && s->v[j].read_errno != 0) {
+		*err = s->v[j].read_errno;
+		return PROCSCAN_UNKNOWN;
+	}
+	if (j != SIZE_MAX) {
+		return is_live(&s->v[j]) && s->v[j].start == start ? PROCSCAN_LIVE : PROCSCAN_GONE;
+	}
+	/* Not in the scan: it exited during it, or never was (another machine's pid). */
+	memset(&now, 0, sizeof(now));
+	if (read_stat(proc_root, pid, &now) == -1) {
+		if (vanished(errno)) {
+			return PROCSCAN_GONE;
+		}
+		*err = errno;
+		return PROCSCAN_UNKNOWN;
+	}
+	return now.start == start && is_live(&now) ? PROCSCAN_LIVE : PROCSCAN_GONE;
+}
+
+static size_t
+find_group(struct procscan *s, enum procscan_owner state, size_t instance, const char *session,
+	   const char *owner, uid_t uid)
+{
+	for (size_t g = 0; g < s->n_groups; g++) {
+		const struct procscan_group *x = &s->g[g];
+
+		if (x->owner_state == state && strcmp(x->session, session) == 0 &&
+		    (state == PROCSCAN_LIVE ? x->instance == instance
+					    : strcmp(x->owner, owner) == 0 && x->uid == uid)) {
+			return g;
+		}
+	}
+	if (s->n_groups == s->cap_groups) {
+		size_t cap = s->cap_groups != 0 ? s->cap_groups * 2 : 16;
+		struct procscan_group *ng = realloc(s->g, cap * sizeof(*ng));
+
+		if (ng == NULL) {
+			return SIZE_MAX;
+		}
+		s->g = ng;
+		s->cap_groups = cap;
+	}
+	struct procscan_group *x = &s->g[s->n_groups];
+
+	memset(x, 0, sizeof(*x));
+	x->owner_state = state;
+	x->instance = state == PROCSCAN_LIVE ? instance : SIZE_MAX;
+	(void)snprintf(x->session, sizeof(x->session), "%s", session);
+	(void)snprintf(x->owner, sizeof(x->owner), "%s", owner);
+	x->uid = uid;
+	x->top = SIZE_MAX;
+	return s->n_groups++;
+}
+
+/* Mark the instances: by their look and command line, then those named by owners. */
+static void
+find_instances(struct procscan *s, pid_t self)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		struct procscan_proc *p = &s->v[i];
+
+		if (is_live(p) && p->is_read && p->pid != self && looks_like_mcpmux(p)) {
+			p->mode = parse_mode(p);
+		}
+	}
+	for (size_t i = 0; i < s->n; i++) {
+		const struct procscan_proc *c = &s->v[i];
+		unsigned long long start;
+		pid_t pid;
+
+		if (!is_live(c) || c->session[0] == '\0' ||
+		    procscan_parse_owner(c->owner, &pid, &start) == -1) {
+			continue;
+		}
+		size_t j = procscan_find(s, pid);
+
+		if (j == SIZE_MAX || !is_live(&s->v[j]) || s->v[j].start != start || pid == self ||
+		    s->v[j].mode != PROCSCAN_NONE) {
+			continue;
+		}
+		s->v[j].mode = parse_mode(&s->v[j]);
+		if (s->v[j].mode == PROCSCAN_NONE) {
+			s->v[j].mode = PROCSCAN_OTHER;
+		}
+	}
+}
+
+/* The nearest ancestor of v[i] that is an instance, SIZE_MAX when none. */
+static size_t
+instance_above(const struct procscan *s, size_t i)
+{
+	size_t k = s->v[i].parent;
+
+	for (int depth = 0; k != SIZE_MAX && depth < MAX_DEPTH; depth++) {
+		if (s->v[k].mode != PROCSCAN_NONE && is_live(&s->v[k])) {
+			return k;
+		}
+		k = s->v[k].parent;
+	}
+	return SIZE_MAX;
+}
+
+/* Put every carrier into its group.  0, or -1 (ENOMEM). */
+static int
+group_carriers(struct procscan *s, const char *root, pid_t self)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		struct procscan_proc *c = &s->v[i];
+		enum procscan_owner state = PROCSCAN_GONE;
+		size_t instance = SIZE_MAX;
+		unsigned long long start;
+		pid_t opid;
+		int err = 0;
+
+		if (!is_live(c) || !c->is_read || c->session[0] == '\0' || c->pid == self) {
+			continue;
+		}
+		if (procscan_parse_owner(c->owner, &opid, &start) == 0) {
+			state = procscan_owner_state(s, root, c->owner, &err);
+			if (state == PROCSCAN_LIVE) {
+				instance = procscan_find(s, opid);
+				if (instance == SIZE_MAX) {
+					/* It started after the scan's listing: not shown. */
+					continue;
+				}
+			}
+		} else {
+			/* An older mcpmux (no owner, or one that does not parse). */
+			instance = instance_above(s, i);
+			state = instance != SIZE_MAX ? PROCSCAN_LIVE : PROCSCAN_GONE;
+		}
+		size_t g = find_group(s, state, instance, c->session, c->owner, c->uid);
+
+		if (g == SIZE_MAX) {
+			return -1;
+		}
+		c->group = g;
+		s->g[g].owner_errno = err;
+		s->g[g].n_carriers++;
+	}
+	return 0;
+}
+
+/* Choose each group's top process, and count its tree and memory. */
+static void
+measure_groups(struct procscan *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		const struct procscan_proc *c = &s->v[i];
+
+		if (c->group == SIZE_MAX) {
+			continue;
+		}
+		struct procscan_group *g = &s->g[c->group];
+		bool server = g->instance != SIZE_MAX && c->ppid == s->v[g->instance].pid &&
+			      c->pgid == c->pid;
+
+		if (g->top == SIZE_MAX || (server && !g->has_server) ||
+		    (server == g->has_server && c->start < s->v[g->top].start)) {
+			g->top = i;
+			g->has_server = server;
+		}
+	}
+	/* Each live process counts once in every group found on its line of ancestors. */
+	for (size_t i = 0; i < s->n; i++) {
+		size_t seen[8], n_seen = 0, k = i;
+
+		if (!is_live(&s->v[i])) {
+			continue;
+		}
+		for (int depth = 0; k != SIZE_MAX && depth < MAX_DEPTH; depth++) {
+			size_t g = s->v[k].group;
+			bool dup = false;
+
+			for (size_t x = 0; x < n_seen; x++) {
+				dup = dup || seen[x] == g;
+			}
+			if (g != SIZE_MAX && !dup) {
+				s->g[g].n_tree++;
+				s->g[g].rss_kib += s->v[i].rss_kib;
+				if (n_seen < sizeof(seen) / sizeof(seen[0])) {
+					seen[n_seen++] = g;
+				}
+			}
+			k = s->v[k].parent;
+		}
+	}
+}
+
+static void
+read_clock(struct procscan *s, const char *root)
+{
+	char path[PATH_MAX], buf[128];
+
+	s->hz = sysconf(_SC_CLK_TCK);
+	if (s->hz <= 0) {
+		s->hz = 100;
+	}
+	s->uptime_s = -1;
+	(void)snprintf(path, sizeof(path), "%s/uptime", root);
+	if (read_small(path, buf, sizeof(buf), NULL) == 0 &&
+	    sscanf(buf, "%lf", &s->uptime_s) != 1) {
+		s->uptime_s = -1;
+	}
+}
+
+int
+procscan_read(struct procscan *s, const char *proc_root, uid_t uid, bool all, pid_t self)
+{
+	DIR *d;
+	int rc = 0;
+
+	free_procs(s);
+	s->n_groups = 0;
+	read_clock(s, proc_root);
+	d = opendir(proc_root);
+	if (d == NULL) {
+		return -1;
+	}
+	for (;;) {
+		errno = 0;
+		const struct dirent *de = readdir(d);
+
+		if (de == NULL) {
+			rc = errno != 0 ? -1 : 0;
+			break;
+		}
+		char *end;
+		long pid = strtol(de->d_name, &end, 10);
+
+		if (de->d_name[0] < '1' || de->d_name[0] > '9' || *end != '\0' || pid > INT_MAX) {
+			continue;
+		}
+		if (read_proc(s, proc_root, (pid_t)pid, uid, all) == -1) {
+			rc = -1;
+			break;
+		}
+	}
+	int err = errno;
+
+	closedir(d);
+	if (rc == -1) {
+		errno = err;
+		return -1;
+	}
+	qsort(s->v, s->n, sizeof(*s->v), by_pid);
+	for (size_t i = 0; i < s->n; i++) {
+		s->v[i].parent = procscan_find(s, s->v[i].ppid);
+	}
+	size_t k = procscan_find(s, self);
+
+	for (int depth = 0; k != SIZE_MAX && depth < MAX_DEPTH; depth++) {
+		s->v[k].is_self_line = true;
+		k = s->v[k].parent;
+	}
+	find_instances(s, self);
+	if (group_carriers(s, proc_root, self) == -1) {
+		errno = ENOMEM;
+		return -1;
+	}
+	measure_groups(s);
+	return 0;
+}
+
+bool
+procscan_in_tree(const struct procscan *s, size_t g, size_t i)
+{
+	size_t k = i;
+
+	for (int depth = 0; k != SIZE_MAX && depth < MAX_DEPTH; depth++) {
+		if (s->v[k].group == g) {
+			return true;
+		}
+		k = s->v[k].parent;
+	}
+	return false;
+}
+
+double
+procscan_age(const struct procscan *s, size_t i)
+{
+	double age = s->uptime_s - (double)s->v[i].start / (double)s->hz;
+
+	return s->uptime_s < 0 ? -1 : age > 0 ? age : 0;
+}
+
+size_t
+procscan_find_orphans(const struct procscan *s, const char *owner, const char *session, uid_t uid)
+{
+	for (size_t g = 0; g < s->n_groups; g++) {
+		const struct procscan_group *x = &s->g[g];
+
+		if (x->owner_state == PROCSCAN_GONE && x->uid == uid &&
+		    strcmp(x->owner, owner) == 0 && strcmp(x->session, session) == 0) {
+			return g;
+		}
+	}
+	return SIZE_MAX;
+}
+
+int
+procscan_parse_duration(const char *text, double *seconds)
+{
+	char *end;
+	double v, unit = 1;
+
+	if (text[0] < '0' || text[0] > '9') {
+		if (text[0] != '.') {
+			return -1;
+		}
+	}
+	errno = 0;
+	v = strtod(text, &end);
+	if (end == text || errno != 0) {
+		return -1;
+	}
+	switch (*end) {
+	case '\0':
+		break;
+	case 's':
+		end++;
+		break;
+	case 'm':
+		unit = 60;
+		end++;
+		break;
+	case 'h':
+		unit = 3600;
+		end++;
+		break;
+	case 'd':
+		unit = 86400;
+		end++;
+		break;
+	default:
+		return -1;
+	}
+	if (*end != '\0' || !isfinite(v) || !(v > 0) || v * unit > 1e10) {
+		return -1;
+	}
+	*seconds = v * unit;
+	return 0;
+}
+
+int
+procscan_boot_id(const char *proc_root, char out[PROCSCAN_BOOT_MAX])
+{
+	char path[PATH_MAX];
+	size_t len = 0;
+
+	(void)snprintf(path, sizeof(path), "%s/sys/kernel/random/boot_id", proc_root);
+	if (read_small(path, out, PROCSCAN_BOOT_MAX, &len) == -1) {
+		return -1;
+	}
+	while (len > 0 && (out[len - 1] == '\n' || out[len - 1] == ' ')) {
+		out[--len] = '\0';
+	}
+	if (len == 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- the ladder ---- */
+
+void
+procscan_target_init(struct procscan_target *t, pid_t pid, unsigned long long start)
+{
+	memset(t, 0, sizeof(*t));
+	t->pid = pid;
+	t->start = start;
+	t->pidfd = -1;
+}
+
+void
+procscan_target_release(struct procscan_target *t)
+{
+	sys_close(&t->pidfd);
+}
+
+/* Is t still the process that was scanned?  1 yes, 0 gone, -1 unknown (errno). */
+static int
+still_there(const char *root, struct procscan_target *t)
+{
+	struct procscan_proc now;
+
+	memset(&now, 0, sizeof(now));
+	if (read_stat(root, t->pid, &now) == -1) {
+		if (vanished(errno)) {
+			t->is_gone = true;
+			return 0;
+		}
+		return -1;
+	}
+	t->state = now.state;
+	if (now.start != t->start || now.state == 'Z' || now.state == 'X') {
+		t->is_gone = true; /* reaped and the pid reused, or dead and not yet reaped */
+		return 0;
+	}
+	return 1;
+}
+
+static int
+send_one(struct procscan_target *t, int sig)
+{
+	long rc = t->pidfd >= 0 ? syscall(SYS_pidfd_send_signal, t->pidfd, sig, NULL, 0)
+				: (long)kill(t->pid, sig);
+
+	if (rc == -1 && errno == ESRCH) {
+		t->is_gone = true;
+		return 0;
+	}
+	return rc == -1 ? -1 : 1;
+}
+
+int
+procscan_signal(const char *proc_root, struct procscan_target *t, int sig)
+{
+	if (t->is_gone) {
+		return 0;
+	}
+	/*
+	 * The pidfd is opened before the identity check: if the check then sees the start
+	 * time scanned, the pidfd refers to that very process, whatever happens to the pid.
+	 */
+	if (t->pidfd == -1 && !t->no_pidfd) {
+		t->pidfd = (int)syscall(SYS_pidfd_open, t->pid, 0);
+		if (t->pidfd == -1) {
+			if (errno == ESRCH) {
+				t->is_gone = true;
+				return 0;
+			}
+			if (errno != ENOSYS) {
+				return -1;
+			}
+			t->no_pidfd = true; /* before Linux 5.3: kill(), right after the check */
+		}
+	}
+	int rc = still_there(proc_root, t);
+
+	if (rc != 1) {
+		return rc;
+	}
+	rc = send_one(t, sig);
+	if (rc == 1 && sig == SIGTERM) {
+		(void)send_one(t, SIGCONT); /* a stopped process does not act on SIGTERM */
+	}
+	return rc;
+}
+
+long long
+procscan_now_ms(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+size_t
+procscan_wait(const char *proc_root, struct procscan_target *t, size_t n, long long deadline_ms)
+{
+	struct pollfd *fds = calloc(n > 0 ? n : 1, sizeof(*fds));
+	size_t *which = calloc(n > 0 ? n : 1, sizeof(*which));
+	size_t left;
+
+	for (;;) {
+		size_t nfds = 0;
+		bool by_proc = fds == NULL || which == NULL;
+
+		left = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (t[i].is_gone) {
+				continue;
+			}
+			if (t[i].pidfd < 0 || fds == NULL || which == NULL) {
+				/* No pidfd to wait on: look in /proc (unknown counts as there). */
+				if (still_there(proc_root, &t[i]) == 0) {
+					continue;
+				}
+				by_proc = true;
+			} else {
+				fds[nfds].fd = t[i].pidfd;
+				fds[nfds].events = POLLIN;
+				fds[nfds].revents = 0;
+				which[nfds++] = i;
+			}
+			left++;
+		}
+		long long now = procscan_now_ms();
+
+		if (left == 0 || now >= deadline_ms) {
+			break;
+		}
+		long long wait = deadline_ms - now;
+
+		if (by_proc && wait > 10) {
+			wait = 10;
+		}
+		int rc = poll(nfds > 0 ? fds : NULL, (nfds_t)nfds, (int)SYS_MIN(wait, INT_MAX));
+
+		if (rc == -1 && errno != EINTR) {
+			break;
+		}
+		for (size_t k = 0; rc > 0 && k < nfds; k++) {
+			if (fds[k].revents != 0) {
+				t[which[k]].is_gone = true; /* POLLIN: it has exited */
+			}
+		}
+	}
+	free(fds);
+	free(which);
+	return left;
+}

@@ -1,0 +1,680 @@
+/*
+ * survey: the look at the machine that `mcpmux ps` and `mcpmux sweep` share: their
+ * options, the /proc scan and the container engines' listings, the engine command
+ * runner, and the tables they print.  See survey.h.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <getopt.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mcpmux/diag.h"
+#include "mcpmux/survey.h"
+#include "mcpmux/sys.h"
+
+#define ENGINE_OUTPUT_MAX     ((size_t)16 << 20) /* bytes of an engine's output kept */
+#define TERM_GRACE_DEFAULT    2000.0
+#define KILL_DEADLINE_DEFAULT 5000.0
+
+enum {
+	OPT_JSON = 256,
+	OPT_DRY_RUN,
+	OPT_OLDER_THAN,
+	OPT_SESSION,
+	OPT_TERM_GRACE,
+	OPT_KILL_DEADLINE,
+};
+
+/* ---- small helpers ---- */
+
+void
+survey_release(struct survey *p)
+{
+	procscan_release(&p->scan);
+	for (size_t e = 0; e < 2; e++) {
+		free(p->engines[e].v);
+	}
+}
+
+/* The first line of text, without control characters, into out. */
+void
+survey_first_line(const char *text, size_t len, char *out, size_t cap)
+{
+	size_t k = 0;
+
+	while (len > 0 && (*text == '\n' || *text == '\r' || *text == ' ')) {
+		text++;
+		len--;
+	}
+	for (size_t i = 0; i < len && text[i] != '\n' && k + 1 < cap; i++) {
+		out[k++] = (unsigned char)text[i] < 0x20 ? ' ' : text[i];
+	}
+	while (k > 0 && out[k - 1] == ' ') {
+		k--;
+	}
+	out[k] = '\0';
+}
+
+/* Words [from, n) of a command line joined by spaces, control bytes as '?'. */
+static void
+join_words(const char *const *w, size_t from, size_t n, char *out, size_t cap)
+{
+	size_t k = 0;
+
+	out[0] = '\0';
+	for (size_t i = from; i < n && k + 1 < cap; i++) {
+		if (i > from) {
+			out[k++] = ' ';
+		}
+		for (const char *c = w[i]; *c != '\0' && k + 1 < cap; c++) {
+			out[k++] = (unsigned char)*c < 0x20 || *c == 0x7f ? '?' : *c;
+		}
+	}
+	out[k] = '\0';
+}
+
+/* A process's command line for a table: its words, or [comm] when unknown. */
+void
+survey_command(const struct procscan_proc *pr, size_t from, char *out, size_t cap)
+{
+	const char *w[64];
+	size_t n = SYS_MIN(procscan_words(pr, w, 64), (size_t)64);
+
+	/* cppcheck-suppress knownConditionTrueFalse ; it takes procscan_words() to return 0 */
+	if (from < n) {
+		join_words(w, from, n, out, cap);
+	} else {
+		(void)snprintf(out, cap, "[%s]", pr->comm); /* no command line: a kernel thread */
+	}
+}
+
+void
+survey_fmt_age(double s, char *out, size_t cap)
+{
+	long long t = (long long)s;
+
+	if (s < 0) {
+		(void)snprintf(out, cap, "-");
+	} else if (t < 60) {
+		(void)snprintf(out, cap, "%llds", t);
+	} else if (t < 3600) {
+		(void)snprintf(out, cap, "%lldm%02llds", t / 60, t % 60);
+	} else if (t < 86400) {
+		(void)snprintf(out, cap, "%lldh%02lldm", t / 3600, t % 3600 / 60);
+	} else {
+		(void)snprintf(out, cap, "%lldd%02lldh", t / 86400, t % 86400 / 3600);
+	}
+}
+
+void
+survey_fmt_kib(unsigned long long kib, char *out, size_t cap)
+{
+	if (kib < 1024) {
+		(void)snprintf(out, cap, "%lluK", kib);
+	} else if (kib < 1024 * 1024) {
+		(void)snprintf(out, cap, "%.1fM", (double)kib / 1024);
+	} else {
+		(void)snprintf(out, cap, "%.1fG", (double)kib / (1024 * 1024));
+	}
+}
+
+const char *
+survey_user(uid_t uid, char *buf, size_t cap)
+{
+	const struct passwd *pw = getpwuid(uid);
+
+	if (pw != NULL) {
+		(void)snprintf(buf, cap, "%s", pw->pw_name);
+	} else {
+		(void)snprintf(buf, cap, "%u", (unsigned)uid);
+	}
+	return buf;
+}
+
+/* ---- an aligned table ---- */
+
+void
+survey_table_row(struct survey_table *t, const char *const *cols)
+{
+	if (t->failed) {
+		return;
+	}
+	if (t->nrows == t->cap) {
+		size_t cap = t->cap != 0 ? t->cap * 2 : 16;
+		char **nc = realloc(t->cells, cap * t->ncol * sizeof(*nc));
+
+		if (nc == NULL) {
+			t->failed = true;
+			return;
+		}
+		t->cells = nc;
+		t->cap = cap;
+	}
+	for (size_t c = 0; c < t->ncol; c++) {
+		t->cells[t->nrows * t->ncol + c] = strdup(cols[c] != NULL ? cols[c] : "-");
+		t->failed = t->failed || t->cells[t->nrows * t->ncol + c] == NULL;
+	}
+	t->nrows++;
+}
+
+/* Columns on a terminal: UTF-8 continuation bytes take none. */
+static size_t
+text_width(const char *s)
+{
+	size_t w = 0;
+
+	for (; *s != '\0'; s++) {
+		w += ((unsigned char)*s & 0xc0) != 0x80;
+	}
+	return w;
+}
+
+static void
+table_print_row(const struct survey_table *t, const char *const *cols, const size_t *width)
+{
+	for (size_t c = 0; c < t->ncol; c++) {
+		size_t pad = width[c] - text_width(cols[c]);
+		bool last = c + 1 == t->ncol;
+
+		if (t->align[c] == 'r') {
+			printf("%*s%s", (int)pad, "", cols[c]);
+		} else {
+			printf("%s%*s", cols[c], last ? 0 : (int)pad, "");
+		}
+		fputs(last ? "\n" : "  ", stdout);
+	}
+}
+
+void
+survey_table_print(const struct survey_table *t)
+{
+	size_t width[SURVEY_TABLE_MAX_COLS];
+
+	for (size_t c = 0; c < t->ncol; c++) {
+		width[c] = text_width(t->head[c]);
+		for (size_t r = 0; r < t->nrows; r++) {
+			width[c] = SYS_MAX(width[c], text_width(t->cells[r * t->ncol + c]));
+		}
+	}
+	table_print_row(t, t->head, width);
+	for (size_t r = 0; r < t->nrows; r++) {
+		table_print_row(t, (const char *const *)(t->cells + r * t->ncol), width);
+	}
+}
+
+void
+survey_table_release(struct survey_table *t)
+{
+	for (size_t i = 0; i < t->nrows * t->ncol; i++) {
+		free(t->cells[i]);
+	}
+	free(t->cells);
+	t->cells = NULL;
+	t->nrows = t->cap = 0;
+}
+
+/* ---- running an engine's command ---- */
+
+void
+survey_run_release(struct survey_run *r)
+{
+	sbuf_release(&r->out);
+	sbuf_release(&r->err);
+}
+
+/*
+ * The environment without MCPMUX_SESSION and MCPMUX_OWNER (malloc'd array, strings
+ * borrowed), so that an engine command run by a sweep from inside a server's tree is
+ * not itself a carrier of that tree, for a re-scan to find and kill.
+ */
+static char **
+env_without_cookies(void)
+{
+	size_t n = 0, k = 0;
+
+	while (environ[n] != NULL) {
+		n++;
+	}
+	char **env = malloc((n + 1) * sizeof(*env));
+
+	if (env == NULL) {
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (strncmp(environ[i], PROCTREE_COOKIE_ENV "=", sizeof(PROCTREE_COOKIE_ENV)) !=
+			    0 &&
+		    strncmp(environ[i], PROCSCAN_OWNER_ENV "=", sizeof(PROCSCAN_OWNER_ENV)) != 0) {
+			env[k++] = environ[i];
+		}
+	}
+	env[k] = NULL;
+	return env;
+}
+
+/*
+ * Run argv with stdin on /dev/null, its stdout and stderr captured (up to
+ * ENGINE_OUTPUT_MAX each), for at most timeout_ms; killed after that.  0 when it ran
+ * (see r->status), -1 when it could not be started (r->spawn_errno).
+ */
+int
+survey_run(char *const *argv, int timeout_ms, struct survey_run *r)
+{
+	int out[2] = { -1, -1 }, err[2] = { -1, -1 };
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t dflt, empty;
+	pid_t pid;
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	r->status = -1;
+	if (pipe2(out, O_CLOEXEC) == -1 || pipe2(err, O_CLOEXEC) == -1) {
+		r->spawn_errno = errno;
+		sys_close(&out[0]);
+		sys_close(&out[1]);
+		return -1;
+	}
+	/* The child gets default signal dispositions (mcpmux ignores SIGPIPE) and mask. */
+	sigemptyset(&empty);
+	sigfillset(&dflt);
+	sigdelset(&dflt, SIGKILL);
+	sigdelset(&dflt, SIGSTOP);
+	rc = posix_spawn_file_actions_init(&fa);
+	if (rc == 0) {
+		rc = posix_spawnattr_init(&attr);
+		if (rc != 0) {
+			(void)posix_spawn_file_actions_destroy(&fa);
+		}
+	}
+	if (rc == 0) {
+		(void)posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+		(void)posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
+		(void)posix_spawn_file_actions_adddup2(&fa, err[1], STDERR_FILENO);
+		(void)posix_spawnattr_setsigdefault(&attr, &dflt);
+		(void)posix_spawnattr_setsigmask(&attr, &empty);
+		(void)posix_spawnattr_setflags(&attr,
+					       POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+		char **envp = env_without_cookies();
+
+		rc = envp == NULL ? ENOMEM : posix_spawnp(&pid, argv[0], &fa, &attr, argv, envp);
+		free(envp);
+		(void)posix_spawn_file_actions_destroy(&fa);
+		(void)posix_spawnattr_destroy(&attr);
+	}
+	sys_close(&out[1]);
+	sys_close(&err[1]);
+	if (rc != 0) {
+		r->spawn_errno = rc;
+		sys_close(&out[0]);
+		sys_close(&err[0]);
+		return -1;
+	}
+	long long deadline = procscan_now_ms() + timeout_ms;
+	bool killed = false;
+
+	while (out[0] >= 0 || err[0] >= 0) {
+		struct pollfd pf[2] = { { out[0], POLLIN, 0 }, { err[0], POLLIN, 0 } };
+		long long left = deadline - procscan_now_ms();
+
+		if (left <= 0) {
+			(void)kill(pid, SIGKILL);
+			killed = true;
+			break;
+		}
+		int n = poll(pf, 2, (int)left);
+
+		if (n == -1 && errno != EINTR) {
+			break;
+		}
+		for (int k = 0; n > 0 && k < 2; k++) {
+			int *fd = k == 0 ? &out[0] : &err[0];
+			struct sbuf *b = k == 0 ? &r->out : &r->err;
+			char buf[16384];
+
+			if (pf[k].revents == 0) {
+				continue;
+			}
+			ssize_t got = sys_read(*fd, buf, sizeof(buf));
+
+			if (got <= 0) {
+				sys_close(fd);
+			} else if (b->len + (size_t)got <= ENGINE_OUTPUT_MAX) {
+				sbuf_add(b, buf, (size_t)got);
+			}
+		}
+	}
+	sys_close(&out[0]);
+	sys_close(&err[0]);
+	/* Its output is closed; it may still linger: wait for it up to the same deadline. */
+	for (;;) {
+		pid_t w = waitpid(pid, &r->status, killed ? 0 : WNOHANG);
+
+		if (w == pid || (w == -1 && errno != EINTR)) {
+			break;
+		}
+		if (w == 0 && procscan_now_ms() >= deadline) {
+			(void)kill(pid, SIGKILL);
+			killed = true;
+		} else if (w == 0) {
+			struct timespec ts = { 0, 5 * 1000000L };
+
+			(void)nanosleep(&ts, NULL);
+		}
+	}
+	if (killed) {
+		sbuf_adds(&r->err, "no answer within the time limit");
+		r->status = -1;
+	}
+	return 0;
+}
+
+static char *engine_names[2][2] = {
+	{ (char *)(uintptr_t) "docker", NULL },
+	{ (char *)(uintptr_t) "podman", NULL },
+};
+
+char **
+survey_engine_prefix(enum container_engine e)
+{
+	return engine_names[e == CONTAINER_PODMAN ? 1 : 0];
+}
+
+/* Describe a failed engine command in out: its stderr's first line, or its status. */
+void
+survey_run_failure(const struct survey_run *r, char *out, size_t cap)
+{
+	survey_first_line(r->err.buf != NULL ? r->err.buf : "", r->err.len, out, cap);
+	if (out[0] == '\0') {
+		if (r->status == -1) {
+			(void)snprintf(out, cap, "%s", strerror(r->spawn_errno));
+		} else if (WIFEXITED(r->status)) {
+			(void)snprintf(out, cap, "exit status %d", WEXITSTATUS(r->status));
+		} else {
+			(void)snprintf(out, cap, "killed by signal %d", WTERMSIG(r->status));
+		}
+	}
+}
+
+bool
+survey_run_ok(const struct survey_run *r)
+{
+	return r->status != -1 && WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0;
+}
+
+/* List each engine's containers labelled mcpmux.owner; an engine not installed is skipped. */
+static void
+list_containers(struct survey *p)
+{
+	for (size_t e = 0; e < 2; e++) {
+		struct survey_engine *en = &p->engines[e];
+		struct survey_run r;
+
+		en->kind = e == 0 ? CONTAINER_PODMAN : CONTAINER_DOCKER;
+		char **argv = container_list_argv(survey_engine_prefix(en->kind), 1, en->kind);
+
+		if (argv == NULL) {
+			(void)snprintf(en->error, sizeof(en->error), "%s", strerror(errno));
+			en->present = true;
+			continue;
+		}
+		if (survey_run(argv, SURVEY_ENGINE_TIMEOUT_MS, &r) == -1 &&
+		    r.spawn_errno == ENOENT) {
+			free(argv);
+			survey_run_release(&r);
+			continue;
+		}
+		free(argv);
+		en->present = true;
+		if (!survey_run_ok(&r)) {
+			survey_run_failure(&r, en->error, sizeof(en->error));
+		} else if (container_parse_list(en->kind, r.out.buf != NULL ? r.out.buf : "",
+						r.out.len, &en->v, &en->n) == -1) {
+			(void)snprintf(en->error, sizeof(en->error), "cannot read its listing: %s",
+				       strerror(errno));
+		} else {
+			en->listed = true;
+		}
+		survey_run_release(&r);
+		if (!en->listed) {
+			diag_warn("cannot list the containers of %s: %s (they are left out)",
+				  container_engine_name(en->kind), en->error);
+		}
+	}
+	/* `docker` may be podman under another name: keep each container once. */
+	struct survey_engine *pd = &p->engines[0], *dk = &p->engines[1];
+
+	for (size_t i = 0; i < dk->n;) {
+		bool dup = false;
+
+		for (size_t k = 0; k < pd->n && !dup; k++) {
+			dup = strcmp(pd->v[k].id, dk->v[i].id) == 0;
+		}
+		if (dup) {
+			dk->v[i] = dk->v[--dk->n];
+		} else {
+			i++;
+		}
+	}
+}
+
+enum survey_owner
+survey_container_owner(const struct survey *p, const struct container_info *c, int *err)
+{
+	*err = 0;
+	if (c->boot[0] != '\0' && p->boot[0] != '\0' && strcmp(c->boot, p->boot) != 0) {
+		return SURVEY_ELSEWHERE;
+	}
+	switch (procscan_owner_state(&p->scan, SURVEY_PROC_ROOT, c->owner, err)) {
+	case PROCSCAN_LIVE:
+		return SURVEY_OWNED;
+	case PROCSCAN_GONE:
+		return SURVEY_ORPHAN;
+	default:
+		return SURVEY_UNKNOWN;
+	}
+}
+
+const char *
+survey_owner_name(enum survey_owner o)
+{
+	static const char *const names[] = { "owned", "orphan", "elsewhere", "unknown" };
+
+	return names[o];
+}
+
+double
+survey_container_age(const struct container_info *c)
+{
+	return c->created >= 0 ? (double)(time(NULL) - c->created) : -1;
+}
+
+int
+survey_read(struct survey *p)
+{
+	p->uid = getuid();
+	p->all_users = p->uid == 0;
+	procscan_init(&p->scan);
+	if (procscan_read(&p->scan, SURVEY_PROC_ROOT, p->uid, p->all_users, getpid()) == -1) {
+		return diag_error_errno("cannot read the processes in %s", SURVEY_PROC_ROOT);
+	}
+	if (procscan_boot_id(SURVEY_PROC_ROOT, p->boot) == -1) {
+		p->boot[0] = '\0';
+	}
+	list_containers(p);
+	return 0;
+}
+
+bool
+survey_session_selected(const struct survey_opts *o, const char *session)
+{
+	return o->session == NULL || fnmatch(o->session, session, 0) == 0;
+}
+
+/* Report the carriers whose owner could not be read (own_only: of this user); any? */
+bool
+survey_report_unknown(const struct survey *p, bool own_only)
+{
+	bool any = false;
+
+	for (size_t g = 0; g < p->scan.n_groups; g++) {
+		const struct procscan_group *x = &p->scan.g[g];
+
+		if (x->owner_state == PROCSCAN_UNKNOWN &&
+		    survey_session_selected(&p->o, x->session) && (!own_only || x->uid == p->uid)) {
+			diag_warn(
+				"cannot tell whether mcpmux %s, the owner of pid %d (session '%s'), "
+				"is alive: %s (left alone)",
+				x->owner, (int)p->scan.v[x->top].pid, x->session,
+				strerror(x->owner_errno));
+			any = true;
+		}
+	}
+	return any;
+}
+
+/* ---- options ---- */
+
+static int
+parse_ms(const char *opt, const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (end == s || *end != '\0' || errno != 0 || !(v >= 0) || v > 1e9) {
+		return diag_error("invalid value '%s' for %s (expected a number of milliseconds "
+				  ">= 0)",
+				  s, opt);
+	}
+	*out = v;
+	return 0;
+}
+
+static void
+ps_usage(bool sweep)
+{
+	if (sweep) {
+		fputs("usage: mcpmux sweep [--dry-run] [--older-than DURATION] [--session PATTERN]\n"
+		      "                    [--term-grace MS] [--kill-deadline MS] [-q]\n"
+		      "\n"
+		      "End the orphans: processes with MCPMUX_SESSION whose mcpmux is gone, and\n"
+		      "containers labelled mcpmux.owner whose mcpmux is gone.  Processes get\n"
+		      "SIGTERM (and SIGCONT), then SIGKILL after --term-grace (2000); containers\n"
+		      "`kill --signal TERM`, then KILL, then `rm -f`.  Only this user's processes\n"
+		      "carrying the cookie are touched.\n"
+		      "\n"
+		      "  --dry-run             list what would be ended, end nothing\n"
+		      "  --older-than D        only orphans started more than D ago (90s, 10m, 2h, 1d)\n"
+		      "  --session PATTERN     only sessions whose ID matches PATTERN (glob)\n"
+		      "  --term-grace MS       after SIGTERM, wait this long before SIGKILL (2000)\n"
+		      "  --kill-deadline MS    after SIGKILL, give up on a process after MS (5000)\n"
+		      "  -q                    no notes about container engines\n"
+		      "Exit status: 0, or 1 when something could not be ended.\n",
+		      stdout);
+	} else {
+		fputs("usage: mcpmux ps [--json] [--session PATTERN] [-q]\n"
+		      "\n"
+		      "The running mcpmux instances of this user (of every user for root), their\n"
+		      "sessions, the orphans of instances that are gone, and the containers\n"
+		      "labelled by mcpmux.  From /proc and the container engines' listings.\n"
+		      "\n"
+		      "  --json                one JSON object (docs/ps.md describes it)\n"
+		      "  --session PATTERN     only sessions whose ID matches PATTERN (glob)\n"
+		      "  -q                    no notes about container engines\n",
+		      stdout);
+	}
+}
+
+/* 0 to go on, 1 after --help, -1 on a usage error. */
+int
+survey_parse(struct survey_opts *o, int argc, char **argv, bool sweep)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+		{ "older-than", required_argument, NULL, OPT_OLDER_THAN },
+		{ "session", required_argument, NULL, OPT_SESSION },
+		{ "term-grace", required_argument, NULL, OPT_TERM_GRACE },
+		{ "kill-deadline", required_argument, NULL, OPT_KILL_DEADLINE },
+		{ "help", no_argument, NULL, 'h' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *sub = sweep ? "sweep" : "ps";
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->term_grace_ms = TERM_GRACE_DEFAULT;
+	o->kill_deadline_ms = KILL_DEADLINE_DEFAULT;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":hq", longopts, NULL)) != -1) {
+		bool sweep_only = c == OPT_DRY_RUN || c == OPT_OLDER_THAN || c == OPT_TERM_GRACE ||
+				  c == OPT_KILL_DEADLINE;
+
+		if ((sweep_only && !sweep) || (c == OPT_JSON && sweep)) {
+			return diag_error(
+				"option '%s' does not belong to 'mcpmux %s' (see mcpmux %s "
+				"--help)",
+				argv[optind - 1], sub, sub);
+		}
+		switch (c) {
+		case OPT_JSON:
+			o->json = true;
+			break;
+		case OPT_DRY_RUN:
+			o->dry_run = true;
+			break;
+		case OPT_OLDER_THAN:
+			if (procscan_parse_duration(optarg, &o->older_than_s) == -1) {
+				return diag_error(
+					"invalid duration '%s' for --older-than (a number "
+					"with s, m, h or d, such as 90s, 10m or 1d)",
+					optarg);
+			}
+			break;
+		case OPT_SESSION:
+			o->session = optarg;
+			break;
+		case OPT_TERM_GRACE:
+			if (parse_ms("--term-grace", optarg, &o->term_grace_ms) == -1) {
+				return -1;
+			}
+			break;
+		case OPT_KILL_DEADLINE:
+			if (parse_ms("--kill-deadline", optarg, &o->kill_deadline_ms) == -1) {
+				return -1;
+			}
+			break;
+		case 'h':
+			ps_usage(sweep);
+			return 1;
+		case 'q':
+			diag_set_level(DIAG_QUIET);
+			break;
+		case ':':
+			return diag_error("option '%s' needs a value (see mcpmux %s --help)",
+					  argv[optind - 1], sub);
+		default:
+			return diag_error("unknown option '%s' (see mcpmux %s --help)",
+					  argv[optind - 1], sub);
+		}
+	}
+	if (optind < argc) {
+		return diag_error("unexpected argument '%s' (see mcpmux %s --help)", argv[optind],
+				  sub);
+	}
+	return 0;
+}

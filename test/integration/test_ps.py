@@ -1,0 +1,436 @@
+"""
+`mcpmux ps` and `mcpmux sweep` against a machine set up on purpose: orphans (a cookie
+and MCPMUX_OWNER naming a dead pid:starttime, one with a setsid grandchild, one of an
+older mcpmux without MCPMUX_OWNER), a carrier whose owner lives, a real serve instance
+and its server, a process without a cookie, and an orphan of another user (uid 65534).
+
+Every session ID starts with the test's tag, and every sweep that ends something is
+limited to them (--session TAG-*): the machine is shared, and other people's orphans
+are not this test's to end.  The container case needs podman (podman_env.py).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import time
+import unittest
+
+import podman_env
+from mcptest import (Case, FIXTURE, MCPMUX, SLOW, alive, initialize, main, proc_environ,
+                     proc_state, wait_until)
+
+NOBODY = 65534
+AS_ROOT = os.geteuid() == 0
+
+
+def start_ticks(pid):
+    """Field 22 of /proc/PID/stat: the start time in clock ticks since boot."""
+    with open("/proc/%d/stat" % pid, "rb") as f:
+        stat = f.read()
+    return int(stat[stat.rindex(b")") + 2:].split()[19])
+
+
+def age_s(pid):
+    with open("/proc/uptime") as f:
+        uptime = float(f.read().split()[0])
+    return uptime - start_ticks(pid) / os.sysconf("SC_CLK_TCK")
+
+
+def become_nobody():
+    os.setgid(NOBODY)
+    os.setgroups([])
+    os.setuid(NOBODY)
+
+
+class PsCase(Case):
+    """Processes made on purpose, each killed and reaped after the test."""
+
+    def setUp(self):
+        super().setUp()
+        self.extra = []
+
+    def tearDown(self):
+        for p in self.extra:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+        # Carriers made on purpose that are not our children (setsid grandchildren).
+        for pid in self.tagged():
+            env = proc_environ(pid) or []
+            if any(e.startswith(("MCPMUX_SESSION=%s-" % self.tag).encode()) for e in env):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        wait_until(lambda: not [p for p in self.tagged()
+                                if p not in {q.pid for q in self.procs}], 5,
+                   "the test's processes to be gone")
+        super().tearDown()
+
+    def session(self, name):
+        return "%s-%s" % (self.tag, name)
+
+    def spawn(self, argv, session=None, owner=None, nobody=False):
+        env = dict(self.env)
+        if session is not None:
+            env["MCPMUX_SESSION"] = session
+        if owner is not None:
+            env["MCPMUX_OWNER"] = owner
+        p = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             preexec_fn=become_nobody if nobody else None)
+        self.extra.append(p)
+        # exec done: the environment is the new one
+        wait_until(lambda: session is None or
+                   ("MCPMUX_SESSION=%s" % session).encode() in (proc_environ(p.pid) or []),
+                   5, "pid %d to exec" % p.pid)
+        return p
+
+    def dead_owner(self):
+        """pid:starttime of a process that has exited (and been reaped)."""
+        p = subprocess.Popen(["sleep", "1000"], env=self.env)
+        owner = "%d:%d" % (p.pid, start_ticks(p.pid))
+        p.kill()
+        p.wait()
+        return owner
+
+    def carriers(self, session):
+        """Live pids with MCPMUX_SESSION=session."""
+        return self.cookie_pids(session)
+
+    def mcpmux(self, *args, nobody=False, timeout=60):
+        p = subprocess.run([MCPMUX] + list(args), capture_output=True, env=self.env,
+                           timeout=timeout * SLOW, preexec_fn=become_nobody if nobody else None)
+        return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+    def ps_json(self, *args, nobody=False):
+        rc, out, err = self.mcpmux("ps", "--json", *args, nobody=nobody)
+        self.assertEqual(rc, 0, err)
+        return json.loads(out)
+
+    def ours(self, entries):
+        return [e for e in entries if e.get("session", "").startswith(self.tag)]
+
+
+class Machine(PsCase):
+    """The whole set: what ps lists, what sweep ends, and what both leave alone."""
+
+    def setUp(self):
+        super().setUp()
+        dead = self.dead_owner()
+        self.dead = dead
+        # orphans
+        self.o1 = self.spawn(["sh", "-c", "setsid sleep 1000 </dev/null >/dev/null 2>&1 & "
+                              "exec sleep 1000"], self.session("o1"), dead)
+        self.o1_pids = wait_until(lambda: sorted(self.carriers(self.session("o1")))
+                                  if len(self.carriers(self.session("o1"))) == 2 else None,
+                                  5, "the setsid grandchild")
+        self.o2 = self.spawn(["sleep", "1000"], self.session("o2"), dead)
+        self.legacy = self.spawn(["sleep", "1000"], self.session("legacy"))
+        # alive: a carrier whose owner lives, a real serve session, no cookie at all
+        self.owner = self.spawn(["sleep", "1000"])
+        self.owned = self.spawn(["sleep", "1000"], self.session("live"),
+                                "%d:%d" % (self.owner.pid, start_ticks(self.owner.pid)))
+        self.serve = self.start([MCPMUX, "serve", "--", FIXTURE])
+        self.serve.send({"session": self.session("srv"), "message": initialize(1)})
+        self.assertEqual(self.reply()["id"], 1)
+        self.server = wait_until(lambda: self.carriers(self.session("srv")), 5, "the server")[0]
+        self.plain = self.spawn(["sleep", "1000"])
+        # another user's orphan
+        self.theirs = None
+        if AS_ROOT:
+            self.theirs = self.spawn(["sleep", "1000"], self.session("nobody"), dead,
+                                     nobody=True)
+        self.orphan_pids = self.o1_pids + [self.o2.pid, self.legacy.pid]
+        self.alive_pids = [self.owner.pid, self.owned.pid, self.server, self.plain.pid,
+                           self.serve.pid] + ([self.theirs.pid] if self.theirs else [])
+
+    def reply(self):
+        """The next message from serve's session, past its events."""
+        while True:
+            m = self.serve.msg()
+            if "message" in m:
+                return m["message"]
+
+    def tearDown(self):
+        if self.serve.p.returncode is None:
+            self.serve.close_stdin()
+            self.serve.wait()
+        super().tearDown()
+
+    def assert_alive(self, pids):
+        for pid in pids:
+            self.assertTrue(alive(pid), "pid %d should be alive" % pid)
+
+    def assert_gone(self, pids):
+        for pid in pids:
+            self.assertFalse(alive(pid), "pid %d should be gone" % pid)
+
+    def test_ps_json_lists_exactly_the_orphans_and_sessions(self):
+        j = self.ps_json()
+        self.assertEqual(set(j), {"instances", "orphans", "unknown", "containers", "engines"})
+        orphans = {o["session"]: o for o in self.ours(j["orphans"])}
+        want = {self.session("o1"), self.session("o2"), self.session("legacy")}
+        if AS_ROOT:
+            want.add(self.session("nobody"))
+        self.assertEqual(set(orphans), want)
+        o1 = orphans[self.session("o1")]
+        self.assertEqual(o1["owner"], self.dead)
+        self.assertEqual(o1["pid"], self.o1.pid)
+        self.assertEqual(o1["tree"], 2)
+        self.assertEqual(sorted(o1["pids"]), self.o1_pids)
+        self.assertEqual(sorted(o1["carriers"]), self.o1_pids)
+        self.assertEqual(o1["uid"], os.getuid())
+        self.assertEqual(o1["command"], ["sleep", "1000"])
+        self.assertGreater(o1["rss_kib"], 0)
+        self.assertIsNone(orphans[self.session("legacy")]["owner"])
+        if AS_ROOT:
+            self.assertEqual(orphans[self.session("nobody")]["uid"], NOBODY)
+        self.assertEqual(self.ours(j["unknown"]), [])
+
+        instances = {i["pid"]: i for i in j["instances"]}
+        # the live owner: an instance because a carrier names it; its command line says no mode
+        owner = instances[self.owner.pid]
+        self.assertIsNone(owner["mode"])
+        [live] = owner["sessions"]
+        self.assertEqual(live["session"], self.session("live"))
+        self.assertEqual(live["pids"], [self.owned.pid])
+        # the real serve instance
+        serve = instances[self.serve.pid]
+        self.assertEqual(serve["mode"], "serve")
+        self.assertEqual(serve["command"], [FIXTURE])
+        self.assertEqual(serve["client"]["pid"], os.getpid())
+        self.assertIsNone(serve["listen"])
+        [srv] = [s for s in serve["sessions"] if s["session"] == self.session("srv")]
+        self.assertEqual(srv["server_pid"], self.server)
+        self.assertEqual(srv["tree"], 1)
+        self.assertEqual(srv["state"], "running")
+        for field in ("ending", "suspended", "idle_s"):
+            self.assertIn(field, srv)
+            self.assertIsNone(srv[field])
+        self.assertGreaterEqual(srv["age_s"], 0)
+        # never listed: the process without a cookie, ps itself
+        listed = set(instances)
+        for group in j["orphans"]:
+            listed.update(group["pids"])
+        self.assertNotIn(self.plain.pid, listed)
+        for i in j["instances"]:
+            self.assertNotIn("ps", i["argv"][1:2])
+
+    def test_ps_table(self):
+        rc, out, err = self.mcpmux("ps")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("orphans (their mcpmux is gone):", out)
+        lines = out.splitlines()
+        header = [l for l in lines if l.startswith("SESSION ") and "OWNER" in l][0]
+        row = [l for l in lines if l.startswith(self.session("o1"))][0]
+        # aligned: each column starts where its header does
+        self.assertEqual(row.index(self.dead), header.index("OWNER"))
+        self.assertIn(" sleep 1000", row)
+        srv = [l for l in lines if l.startswith(self.session("srv"))][0]
+        self.assertIn(" %d " % self.serve.pid, srv)
+        self.assertIn(" running ", srv)
+        self.assertNotIn(self.session("live") + " ", "\n".join(
+            lines[lines.index("orphans (their mcpmux is gone):"):]))
+        # --session narrows
+        rc, out, _ = self.mcpmux("ps", "--session", self.session("o2"))
+        self.assertIn(self.session("o2"), out)
+        self.assertNotIn(self.session("o1"), out)
+
+    @unittest.skipUnless(AS_ROOT, "needs root to run as another user")
+    def test_another_user_sees_only_their_own(self):
+        j = self.ps_json(nobody=True)
+        self.assertEqual([o["session"] for o in self.ours(j["orphans"])],
+                         [self.session("nobody")])
+        self.assertNotIn(self.serve.pid, [i["pid"] for i in j["instances"]])
+        # their sweep ends their orphan, and nothing of root's
+        rc, out, err = self.mcpmux("sweep", "--session", self.tag + "-*", nobody=True)
+        self.assertEqual(rc, 0, err)
+        self.assertIn(self.session("nobody"), out)
+        self.assert_gone([self.theirs.pid])
+        self.assert_alive(self.orphan_pids + self.alive_pids[:-1])
+
+    def test_sweep_dry_run_touches_nothing(self):
+        rc, out, err = self.mcpmux("sweep", "--dry-run", "--session", self.tag + "-*")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("would end:", out)
+        for pid in self.orphan_pids:
+            self.assertRegex(out, r"(?m)^\s*%d\s" % pid)
+        for pid in self.alive_pids:
+            self.assertNotRegex(out, r"(?m)^\s*%d\s" % pid)
+        # unfiltered, it lists ours too, and still ends nothing
+        rc, out, err = self.mcpmux("sweep", "--dry-run")
+        self.assertEqual(rc, 0, err)
+        self.assertIn(self.session("o2"), out)
+        self.assertNotIn(self.session("live"), out)
+        self.assertNotIn(self.session("srv"), out)
+        self.assertNotIn(self.session("nobody"), out)
+        self.assert_alive(self.orphan_pids + self.alive_pids)
+
+    def test_sweep_ends_exactly_the_orphans(self):
+        rc, out, err = self.mcpmux("sweep", "--session", self.tag + "-*")
+        self.assertEqual(rc, 0, err)
+        self.assert_gone(self.orphan_pids)
+        self.assert_alive(self.alive_pids)
+        for pid in self.orphan_pids:
+            self.assertRegex(out, r"(?m)^\s*%d\s+%s-\S+\s+\S+\s+term\s" % (pid, self.tag))
+        self.assertIn("ended 4 process(es)", out)
+        # the serve session still answers
+        self.serve.send({"session": self.session("srv"), "message": initialize(2)})
+        self.assertEqual(self.reply()["id"], 2)
+        # nothing left to end
+        rc, out, _ = self.mcpmux("sweep", "--session", self.tag + "-*")
+        self.assertEqual(rc, 0)
+        self.assertIn("no orphans to end", out)
+
+
+class Ladder(PsCase):
+    def test_sigterm_ignored_gets_sigkill(self):
+        dead = self.dead_owner()
+        p = self.spawn(["sh", "-c", "trap '' TERM; exec sleep 1000"], self.session("stub"),
+                       dead)
+        t0 = time.monotonic()
+        rc, out, err = self.mcpmux("sweep", "--term-grace", "300", "--session",
+                                   self.session("stub"))
+        took = time.monotonic() - t0
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"(?m)^\s*%d\s.*\skill\s" % p.pid)
+        self.assertFalse(alive(p.pid))
+        self.assertGreaterEqual(took, 0.3)
+        self.assertEqual(p.wait(), -signal.SIGKILL)
+
+    def test_stopped_orphan_ends_on_sigterm(self):
+        p = self.spawn(["sleep", "1000"], self.session("stopped"), self.dead_owner())
+        os.kill(p.pid, signal.SIGSTOP)
+        wait_until(lambda: proc_state(p.pid) == "T", 5, "the orphan to stop")
+        rc, out, err = self.mcpmux("sweep", "--session", self.session("stopped"))
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(p.wait(), -signal.SIGTERM)
+
+    def test_one_that_would_not_die_in_time_is_reported(self):
+        p = self.spawn(["sh", "-c", "trap '' TERM; exec sleep 1000"], self.session("late"),
+                       self.dead_owner())
+        rc, out, err = self.mcpmux("sweep", "--term-grace", "0", "--kill-deadline", "0",
+                                   "--session", self.session("late"))
+        self.assertEqual(rc, 1, (out, err))
+        self.assertIn("pid %d (session '%s'" % (p.pid, self.session("late")), err)
+        self.assertIn("would not die", err)
+        self.assertRegex(out, r"(?m)^\s*%d\s.*\sabandoned\s" % p.pid)
+        self.assertEqual(p.wait(), -signal.SIGKILL)
+
+    def test_own_line_is_left_alone(self):
+        """A sweep started from inside an orphaned tree ends the rest of it, not its parent."""
+        dead = self.dead_owner()
+        sess = self.session("self")
+        other = self.spawn(["sleep", "1000"], sess, dead)
+        env = dict(self.env, MCPMUX_SESSION=sess, MCPMUX_OWNER=dead)
+        p = subprocess.run(["sh", "-c", '"$0" sweep --session "$1"; echo "rc=$?"', MCPMUX,
+                            sess], env=env, capture_output=True, timeout=60 * SLOW)
+        out, err = p.stdout.decode(), p.stderr.decode()
+        self.assertIn("rc=0", out, err)  # sh outlived the sweep
+        self.assertIn("is an ancestor of this sweep: left alone", err)
+        self.assertEqual(err.count("is an ancestor of this sweep"), 1, err)
+        self.assertRegex(out, r"(?m)^\s*%d\s" % other.pid)
+        self.assertFalse(alive(other.pid))
+
+    def test_older_than(self):
+        dead = self.dead_owner()
+        old = self.spawn(["sleep", "1000"], self.session("old"), dead)
+        wait_until(lambda: age_s(old.pid) > 1.5, 10, "the first orphan to age")
+        young = self.spawn(["sleep", "1000"], self.session("young"), dead)
+        rc, out, err = self.mcpmux("sweep", "--dry-run", "--older-than", "1h",
+                                   "--session", self.tag + "-*")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("no orphans to end", out)
+        rc, out, err = self.mcpmux("sweep", "--older-than", "1s", "--session",
+                                   self.tag + "-*")
+        self.assertEqual(rc, 0, err)
+        self.assertIn(self.session("old"), out)
+        self.assertNotIn(self.session("young"), out)
+        self.assertFalse(alive(old.pid))
+        self.assertTrue(alive(young.pid))
+
+    def test_usage(self):
+        for args in (["sweep", "--older-than", "10x"], ["sweep", "--older-than", "0"],
+                     ["sweep", "--json"], ["ps", "--dry-run"], ["ps", "extra"],
+                     ["sweep", "--term-grace", "-1"], ["sweep", "--session"],
+                     ["ps", "--bogus"]):
+            rc, out, err = self.mcpmux(*args)
+            self.assertEqual(rc, 2, (args, out, err))
+            self.assertIn("mcpmux: ", err, args)
+        for sub in ("ps", "sweep"):
+            rc, out, err = self.mcpmux(sub, "--help")
+            self.assertEqual(rc, 0)
+            self.assertIn("usage: mcpmux %s" % sub, out)
+
+
+PODMAN = podman_env.unavailable()
+
+
+@unittest.skipIf(PODMAN is not None, PODMAN or "")
+class Containers(PsCase):
+    """A container labelled mcpmux.owner whose owner is gone, and one whose owner lives."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pod = podman_env.PodmanEnv(FIXTURE)
+        try:
+            cls.pod.setup()
+        except BaseException:
+            cls.pod.cleanup()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pod.cleanup()
+
+    def setUp(self):
+        super().setUp()
+        self.env.update({k: v for k, v in self.pod.env.items()
+                         if k.startswith("CONTAINERS_")})
+
+    def tearDown(self):
+        ids = self.pod.containers()
+        if ids:
+            self.pod.podman("rm", "-f", "-t", "0", *ids, check=False)
+        super().tearDown()
+
+    def detached(self, session, owner):
+        """A container that stays up after stdin EOF (the fixture's --ignore-eof)."""
+        out = self.pod.podman("run", "-d", "--label", self.pod.label(), "--label",
+                              "mcpmux.owner=" + owner, "--label", "mcpmux.session=" + session,
+                              self.pod.image, "/mcp-fixture", "--ignore-eof").stdout
+        return out.strip()
+
+    def test_orphaned_container_listed_and_swept(self):
+        owner = self.spawn(["sleep", "1000"])
+        live_owner = "%d:%d" % (owner.pid, start_ticks(owner.pid))
+        orphan = self.detached(self.session("c-orphan"), self.dead_owner())
+        owned = self.detached(self.session("c-owned"), live_owner)
+
+        j = self.ps_json("--session", self.tag + "-*")
+        by_id = {c["id"]: c for c in j["containers"]}
+        self.assertEqual(set(by_id), {orphan, owned})
+        self.assertEqual(by_id[orphan]["owner_state"], "orphan")
+        self.assertEqual(by_id[owned]["owner_state"], "owned")
+        self.assertEqual(by_id[orphan]["engine"], "podman")
+        self.assertEqual(by_id[orphan]["state"], "running")
+        self.assertEqual(by_id[orphan]["session"], self.session("c-orphan"))
+
+        rc, out, err = self.mcpmux("sweep", "--dry-run", "--session", self.tag + "-*")
+        self.assertEqual(rc, 0, err)
+        self.assertIn(orphan[:12], out)
+        self.assertNotIn(owned[:12], out)
+        self.assertEqual(len(self.pod.containers("status=running")), 2)
+
+        # PID 1 of a container ignores SIGTERM by default: the ladder goes on to KILL and rm.
+        rc, out, err = self.mcpmux("sweep", "--term-grace", "500", "--session",
+                                   self.tag + "-*")
+        self.assertEqual(rc, 0, (out, err))
+        self.assertRegex(out, r"(?m)^podman\s+%s\s.*\skill\s" % orphan[:12])
+        self.assertEqual(self.pod.containers(), [owned])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,463 @@
+/*
+ * Unit tests for container: which server commands are container runs mcpmux manages,
+ * the run command with its labels and cidfile, the helpers of the teardown ladder, and
+ * the engines' listings.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h> /* needs the four headers above */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mcpmux/container.h"
+
+#define W(s) ((char *)(uintptr_t)(s))
+
+/* argv as one string of words separated by single spaces (no word holds a space). */
+static char *
+joined(char *const *v)
+{
+	static char buf[2048];
+	size_t len = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; v[i] != NULL; i++) {
+		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s%s", i ? " " : "", v[i]);
+	}
+	return buf;
+}
+
+/* Split a command line at spaces into a NULL-terminated argv (static storage). */
+static char **
+words(const char *line)
+{
+	static char store[2048];
+	static char *v[64];
+	size_t n = 0;
+
+	(void)snprintf(store, sizeof(store), "%s", line);
+	for (char *tok = strtok(store, " "); tok != NULL && n < 63; tok = strtok(NULL, " ")) {
+		v[n++] = tok;
+	}
+	v[n] = NULL;
+	return v;
+}
+
+struct detect_case {
+	const char *line;
+	enum container_kind kind;
+	enum container_engine engine;
+	size_t prefix_len, run_at, image_at;
+};
+
+static void
+test_detect_table(void **state)
+{
+	static const struct detect_case cases[] = {
+		/* plain commands */
+		{ "npx -y @modelcontextprotocol/server-everything", CONTAINER_PLAIN, 0, 0, 0, 0 },
+		{ "docker", CONTAINER_PLAIN, 0, 0, 0, 0 },
+		{ "dockerd --foo", CONTAINER_PLAIN, 0, 0, 0, 0 },
+		{ "/usr/bin/mydocker run -i img", CONTAINER_PLAIN, 0, 0, 0, 0 },
+		{ "docker exec -i ctr server", CONTAINER_PLAIN, 0, 0, 0, 0 },
+		{ "podman ps -a", CONTAINER_PLAIN, 0, 0, 0, 0 },
+		{ "docker compose run -i svc", CONTAINER_PLAIN, 0, 0, 0, 0 },
+		{ "docker container ls", CONTAINER_PLAIN, 0, 0, 0, 0 },
+		{ "docker --log-level", CONTAINER_PLAIN, 0, 0, 0, 0 },
+		{ "env FOO=1", CONTAINER_PLAIN, 0, 0, 0, 0 },
+		{ "env -S docker_run_-i_img", CONTAINER_PLAIN, 0, 0, 0, 0 },
+		{ "env -C /tmp podman run -i img", CONTAINER_PLAIN, 0, 0, 0, 0 },
+		{ "env FOO=1 node server.js", CONTAINER_PLAIN, 0, 0, 0, 0 },
+		{ "sudo podman run -i img", CONTAINER_PLAIN, 0, 0, 0, 0 },
+		/* foreground runs */
+		{ "podman run -i --rm img", CONTAINER_MANAGED, CONTAINER_PODMAN, 1, 1, 4 },
+		{ "/usr/bin/docker run -i img server -d", CONTAINER_MANAGED, CONTAINER_DOCKER, 1, 1,
+		  3 },
+		{ "docker container run -i img", CONTAINER_MANAGED, CONTAINER_DOCKER, 1, 2, 4 },
+		{ "podman container run --rm -i img", CONTAINER_MANAGED, CONTAINER_PODMAN, 1, 2,
+		  5 },
+		{ "docker run -i -- img -d", CONTAINER_MANAGED, CONTAINER_DOCKER, 1, 1, 4 },
+		{ "docker run --detach=false -i img", CONTAINER_MANAGED, CONTAINER_DOCKER, 1, 1,
+		  4 },
+		{ "docker run --detach-keys ctrl-x -i img", CONTAINER_MANAGED, CONTAINER_DOCKER, 1,
+		  1, 5 },
+		{ "docker run -h myhost -i img", CONTAINER_MANAGED, CONTAINER_DOCKER, 1, 1, 5 },
+		{ "docker run -eA=1 -e B=2 -p 80:80 -v /a:/b -w /w -u 1000 -i img",
+		  CONTAINER_MANAGED, CONTAINER_DOCKER, 1, 1, 14 },
+		{ "docker run --env=A=1 --network none --init -i img", CONTAINER_MANAGED,
+		  CONTAINER_DOCKER, 1, 1, 7 },
+		{ "podman run --label a=b -l c=d --label=e=f -i img", CONTAINER_MANAGED,
+		  CONTAINER_PODMAN, 1, 1, 8 },
+		{ "podman run -i --rm=true --tty=false img", CONTAINER_MANAGED, CONTAINER_PODMAN, 1,
+		  1, 5 },
+		/* global options before run */
+		{ "docker --log-level debug -H tcp://h:2375 --context x run -i img",
+		  CONTAINER_MANAGED, CONTAINER_DOCKER, 7, 7, 9 },
+		{ "docker -Htcp://h --log-level=warn -D run -i img", CONTAINER_MANAGED,
+		  CONTAINER_DOCKER, 4, 4, 6 },
+		{ "docker --tls --tlscacert /ca container run -i img", CONTAINER_MANAGED,
+		  CONTAINER_DOCKER, 4, 5, 7 },
+		{ "podman --remote --url unix:///run/p.sock run -i img", CONTAINER_MANAGED,
+		  CONTAINER_PODMAN, 4, 4, 6 },
+		{ "podman --root /r --runroot /rr --log-level info run -i img", CONTAINER_MANAGED,
+		  CONTAINER_PODMAN, 7, 7, 9 },
+		{ "podman -r --remote=true -c conn run -i img", CONTAINER_MANAGED, CONTAINER_PODMAN,
+		  5, 5, 7 },
+		/* launchers */
+		{ "env FOO=1 podman run -i img", CONTAINER_MANAGED, CONTAINER_PODMAN, 3, 3, 5 },
+		{ "/usr/bin/env -i PATH=/usr/bin docker run -i img", CONTAINER_MANAGED,
+		  CONTAINER_DOCKER, 4, 4, 6 },
+		{ "env -u X --unset=Y -uZ -- A=1 docker run -i img", CONTAINER_MANAGED,
+		  CONTAINER_DOCKER, 8, 8, 10 },
+		{ "env DOCKER_HOST=tcp://h docker -H tcp://h run -i img", CONTAINER_MANAGED,
+		  CONTAINER_DOCKER, 5, 5, 7 },
+		/* container runs mcpmux leaves alone */
+		{ "docker run -d img", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 1, 1, 0 },
+		{ "docker run --detach img", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 1, 1, 0 },
+		{ "docker run --detach=true img", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 1, 1, 0 },
+		{ "podman run -dit img", CONTAINER_UNMANAGED, CONTAINER_PODMAN, 1, 1, 0 },
+		{ "podman run -itd img", CONTAINER_UNMANAGED, CONTAINER_PODMAN, 1, 1, 0 },
+		{ "docker --frobnicate run -i img", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 0, 0,
+		  0 },
+		{ "docker --debug=maybe run -i img", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 0, 0,
+		  0 },
+		{ "docker run --label mcpmux.owner=1:2 -i img", CONTAINER_UNMANAGED,
+		  CONTAINER_DOCKER, 1, 1, 0 },
+		{ "docker run -l mcpmux.session=x img", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 1, 1,
+		  0 },
+		{ "docker run -lmcpmux.owner=1:2 img", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 1, 1,
+		  0 },
+		{ "docker run --label=mcpmux.owner=1:2 img", CONTAINER_UNMANAGED, CONTAINER_DOCKER,
+		  1, 1, 0 },
+		{ "docker run -i", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 1, 1, 0 },
+		{ "docker run --name", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 1, 1, 0 },
+		{ "docker run -Z img", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 1, 1, 0 },
+		{ "docker run --rm=maybe img", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 1, 1, 0 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct detect_case *c = &cases[i];
+		struct container_run r;
+		char **argv = words(c->line);
+		enum container_kind kind = container_detect(argv, &r);
+
+		if (kind != c->kind) {
+			fail_msg("'%s': kind %d, expected %d (why: %s)", c->line, (int)kind,
+				 (int)c->kind, r.why ? r.why : "-");
+		}
+		if (kind == CONTAINER_PLAIN) {
+			continue;
+		}
+		if (r.engine != c->engine) {
+			fail_msg("'%s': engine %d", c->line, (int)r.engine);
+		}
+		if (kind == CONTAINER_UNMANAGED) {
+			if (r.why == NULL || r.why[0] == '\0') {
+				fail_msg("'%s': unmanaged without a reason", c->line);
+			}
+			if (c->run_at != 0 && r.run_at != c->run_at) {
+				fail_msg("'%s': run at %zu", c->line, r.run_at);
+			}
+			continue;
+		}
+		if (r.prefix_len != c->prefix_len || r.run_at != c->run_at ||
+		    r.image_at != c->image_at) {
+			fail_msg("'%s': prefix %zu run %zu image %zu, expected %zu %zu %zu",
+				 c->line, r.prefix_len, r.run_at, r.image_at, c->prefix_len,
+				 c->run_at, c->image_at);
+		}
+		assert_string_equal(argv[r.run_at], "run");
+		assert_null(r.why);
+	}
+}
+
+static void
+test_detect_details(void **state)
+{
+	struct container_run r;
+	char **argv;
+
+	(void)state;
+	argv = words("docker run -e A=1 --name srv -v /a:/b --cidfile /tmp/c -i img -e X");
+	assert_int_equal(container_detect(argv, &r), CONTAINER_MANAGED);
+	assert_string_equal(r.name, "srv");
+	assert_string_equal(r.cidfile, "/tmp/c");
+	assert_true(r.cidfile == argv[9]); /* borrowed */
+	assert_true(r.is_interactive);
+	assert_false(r.has_tty);
+	assert_false(r.has_rm);
+	assert_int_equal(r.image_at, 11);
+	assert_int_equal(r.engine_at, 0);
+
+	argv = words("docker run --name=srv --cidfile=/x -eA=1 -it --rm img");
+	assert_int_equal(container_detect(argv, &r), CONTAINER_MANAGED);
+	assert_string_equal(r.name, "srv");
+	assert_string_equal(r.cidfile, "/x");
+	assert_true(r.is_interactive);
+	assert_true(r.has_tty);
+	assert_true(r.has_rm);
+
+	/* Without -i the server's stdin is not connected: detected, for a warning. */
+	argv = words("podman run --rm img");
+	assert_int_equal(container_detect(argv, &r), CONTAINER_MANAGED);
+	assert_false(r.is_interactive);
+	assert_null(r.cidfile);
+	assert_null(r.name);
+
+	argv = words("env A=1 B=2 podman --log-level info run --interactive=true img");
+	assert_int_equal(container_detect(argv, &r), CONTAINER_MANAGED);
+	assert_int_equal(r.engine_at, 3);
+	assert_true(r.is_interactive);
+
+	argv = words("docker run -d img");
+	assert_int_equal(container_detect(argv, &r), CONTAINER_UNMANAGED);
+	assert_non_null(strstr(r.why, "detached"));
+
+	char *none[] = { NULL };
+
+	assert_int_equal(container_detect(none, &r), CONTAINER_PLAIN);
+	assert_int_equal(container_detect(NULL, &r), CONTAINER_PLAIN);
+}
+
+static void
+test_run_argv(void **state)
+{
+	struct container_run r;
+	const struct container_labels all = { "42:1000", "s1", "b-1" };
+	const struct container_labels two = { "42:1000", "run-42", NULL };
+	char **argv, **out;
+
+	(void)state;
+	argv = words("podman run -i --rm img a b");
+	assert_int_equal(container_detect(argv, &r), CONTAINER_MANAGED);
+	out = container_run_argv(argv, &r, &all, "/run/x/cid");
+	assert_non_null(out);
+	assert_string_equal(joined(out), "podman run --label mcpmux.owner=42:1000 --label "
+					 "mcpmux.session=s1 --label mcpmux.boot=b-1 --cidfile "
+					 "/run/x/cid -i --rm img a b");
+	assert_true(out[0] == argv[0]); /* borrowed */
+	assert_true(out[14] == argv[6]);
+	free(out);
+
+	/* Its own cidfile stays, and no second one goes in; its labels stay. */
+	argv = words("docker run --cidfile /mine -l a=b -i img");
+	assert_int_equal(container_detect(argv, &r), CONTAINER_MANAGED);
+	out = container_run_argv(argv, &r, &two, "/run/x/cid");
+	assert_non_null(out);
+	assert_string_equal(joined(out), "docker run --label mcpmux.owner=42:1000 --label "
+					 "mcpmux.session=run-42 --cidfile /mine -l a=b -i img");
+	free(out);
+
+	/* After a launcher and global options: right after `run`. */
+	argv = words("env A=1 docker --log-level warn container run -i img x");
+	assert_int_equal(container_detect(argv, &r), CONTAINER_MANAGED);
+	out = container_run_argv(argv, &r, &two, "/c");
+	assert_non_null(out);
+	assert_string_equal(joined(out), "env A=1 docker --log-level warn container run --label "
+					 "mcpmux.owner=42:1000 --label mcpmux.session=run-42 "
+					 "--cidfile /c -i img x");
+	free(out);
+
+	/* No cidfile asked for. */
+	argv = words("podman run -i img");
+	assert_int_equal(container_detect(argv, &r), CONTAINER_MANAGED);
+	out = container_run_argv(argv, &r, &two, NULL);
+	assert_non_null(out);
+	assert_string_equal(joined(out), "podman run --label mcpmux.owner=42:1000 --label "
+					 "mcpmux.session=run-42 -i img");
+	free(out);
+}
+
+static void
+test_helpers(void **state)
+{
+	struct container_run r;
+	char **argv, **out;
+	char *podman[] = { W("podman"), NULL };
+	char *docker[] = { W("docker"), NULL };
+
+	(void)state;
+	argv = words("env A=1 docker -H tcp://h run -i img");
+	assert_int_equal(container_detect(argv, &r), CONTAINER_MANAGED);
+	assert_int_equal(r.prefix_len, 5);
+
+	out = container_kill_argv(argv, r.prefix_len, "TERM", "0123abcd");
+	assert_non_null(out);
+	assert_string_equal(joined(out),
+			    "env A=1 docker -H tcp://h container kill --signal TERM 0123abcd");
+	free(out);
+	out = container_rm_argv(argv, r.prefix_len, "0123abcd");
+	assert_non_null(out);
+	assert_string_equal(joined(out), "env A=1 docker -H tcp://h container rm -f 0123abcd");
+	free(out);
+	out = container_inspect_argv(argv, r.prefix_len, "srv");
+	assert_non_null(out);
+	assert_string_equal(joined(out), "env A=1 docker -H tcp://h container inspect --format "
+					 "{{.State.Status}} srv");
+	free(out);
+
+	/* `docker container run`: the prefix stops before `container`. */
+	argv = words("docker container run -i img");
+	assert_int_equal(container_detect(argv, &r), CONTAINER_MANAGED);
+	out = container_kill_argv(argv, r.prefix_len, "KILL", "c1");
+	assert_non_null(out);
+	assert_string_equal(joined(out), "docker container kill --signal KILL c1");
+	free(out);
+
+	out = container_list_argv(podman, 1, CONTAINER_PODMAN);
+	assert_non_null(out);
+	assert_string_equal(joined(out), "podman container ls -a --no-trunc --filter "
+					 "label=mcpmux.owner --format json");
+	free(out);
+	out = container_list_argv(docker, 1, CONTAINER_DOCKER);
+	assert_non_null(out);
+	assert_string_equal(joined(out), "docker container ls -a --no-trunc --filter "
+					 "label=mcpmux.owner --format {{json .}}");
+	free(out);
+	assert_string_equal(container_engine_name(CONTAINER_PODMAN), "podman");
+	assert_string_equal(container_engine_name(CONTAINER_DOCKER), "docker");
+}
+
+/* podman 4.3's `ps -a --format json`, trimmed. */
+static const char podman_list[] =
+	"[\n  {\n    \"AutoRemove\": false,\n    \"Command\": [\"/mcp-fixture\", \"--ignore-eof\"],\n"
+	"    \"CreatedAt\": \"Less than a second ago\",\n"
+	"    \"Id\": \"363428eb3af4df650241f868ba74eab50ce1bdb179e06900e786e868b335e5d4\",\n"
+	"    \"Image\": \"localhost/mcpmux-fixture:test\",\n"
+	"    \"Labels\": {\"mcpmux.owner\": \"4242:123456\", \"mcpmux.session\": \"s1\", "
+	"\"mcpmux.boot\": \"b-1\"},\n"
+	"    \"Names\": [\"pexp1\"], \"Pid\": 21206, \"StartedAt\": 1796416118,\n"
+	"    \"State\": \"running\", \"Status\": \"Up\", \"Created\": 1796416118\n  },\n"
+	"  {\"Id\": \"ffff\", \"Names\": [\"other\"], \"Labels\": null, \"State\": \"exited\", "
+	"\"Created\": 5},\n"
+	"  {\"Id\": \"eeee\", \"Names\": [], \"Labels\": {\"mcpmux.owner\": \"1:2\"}, "
+	"\"State\": \"exited\"}\n"
+	"]\n";
+
+static void
+test_parse_podman(void **state)
+{
+	struct container_info *v;
+	size_t n;
+
+	(void)state;
+	assert_int_equal(
+		container_parse_list(CONTAINER_PODMAN, podman_list, strlen(podman_list), &v, &n),
+		0);
+	assert_int_equal(n, 2); /* the one without mcpmux.owner is left out */
+	assert_int_equal(v[0].engine, CONTAINER_PODMAN);
+	assert_string_equal(v[0].id,
+			    "363428eb3af4df650241f868ba74eab50ce1bdb179e06900e786e868b335e5d4");
+	assert_string_equal(v[0].name, "pexp1");
+	assert_string_equal(v[0].image, "localhost/mcpmux-fixture:test");
+	assert_string_equal(v[0].state, "running");
+	assert_string_equal(v[0].owner, "4242:123456");
+	assert_string_equal(v[0].session, "s1");
+	assert_string_equal(v[0].boot, "b-1");
+	assert_int_equal(v[0].created, 1796416118);
+	assert_string_equal(v[1].id, "eeee");
+	assert_string_equal(v[1].name, "");
+	assert_string_equal(v[1].session, "");
+	assert_int_equal(v[1].created, -1);
+	free(v);
+
+	assert_int_equal(container_parse_list(CONTAINER_PODMAN, "[]\n", 3, &v, &n), 0);
+	assert_int_equal(n, 0);
+	assert_null(v);
+	assert_int_equal(container_parse_list(CONTAINER_PODMAN, "", 0, &v, &n), 0);
+	assert_int_equal(n, 0);
+
+	errno = 0;
+	assert_int_equal(container_parse_list(CONTAINER_PODMAN, "{\"Id\":\"x\"}", 10, &v, &n), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(container_parse_list(CONTAINER_PODMAN, "[{\"Id\":", 7, &v, &n), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(container_parse_list(CONTAINER_PODMAN, "[1,2]", 5, &v, &n), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(container_parse_list(CONTAINER_PODMAN, "[]\0x", 4, &v, &n), -1);
+	assert_int_equal(errno, EINVAL);
+}
+
+/* docker's `ps -a --no-trunc --format '{{json .}}'`: one object a line. */
+static const char docker_list[] =
+	"{\"Command\":\"\\\"/mcp-fixture\\\"\",\"CreatedAt\":\"2024-05-01 12:34:56 +0000 UTC\","
+	"\"ID\":\"abc123\",\"Image\":\"mcp/fetch\",\"Labels\":\"a=b,mcpmux.owner=42:1000,"
+	"mcpmux.session=s1\",\"Names\":\"srv,alias\",\"State\":\"running\"}\n"
+	"\r\n"
+	"{\"CreatedAt\":\"2024-05-01 14:34:56 +0200 CEST\",\"ID\":\"def456\",\"Labels\":"
+	"\"mcpmux.boot=b-2,mcpmux.owner=7:8\",\"Names\":\"x\",\"State\":\"exited\"}\n"
+	"{\"ID\":\"nolabel\",\"Labels\":\"\",\"Names\":\"y\",\"State\":\"exited\"}\n";
+
+static void
+test_parse_docker(void **state)
+{
+	struct container_info *v;
+	size_t n;
+
+	(void)state;
+	assert_int_equal(
+		container_parse_list(CONTAINER_DOCKER, docker_list, strlen(docker_list), &v, &n),
+		0);
+	assert_int_equal(n, 2);
+	assert_string_equal(v[0].id, "abc123");
+	assert_string_equal(v[0].name, "srv");
+	assert_string_equal(v[0].image, "mcp/fetch");
+	assert_string_equal(v[0].owner, "42:1000");
+	assert_string_equal(v[0].session, "s1");
+	assert_string_equal(v[0].boot, "");
+	assert_string_equal(v[0].state, "running");
+	assert_int_equal(v[0].created, 1714566896);
+	assert_string_equal(v[1].owner, "7:8");
+	assert_string_equal(v[1].boot, "b-2");
+	assert_int_equal(v[1].created, 1714566896); /* the same instant, two hours east */
+	free(v);
+
+	assert_int_equal(container_parse_list(CONTAINER_DOCKER, "\n", 1, &v, &n), 0);
+	assert_int_equal(n, 0);
+	errno = 0;
+	assert_int_equal(container_parse_list(CONTAINER_DOCKER, "Cannot connect", 14, &v, &n), -1);
+	assert_int_equal(errno, EINVAL);
+}
+
+static void
+test_gone_message(void **state)
+{
+	static const char *const gone[] = {
+		"Error: No such container: abc",
+		"Error: inspecting object: no such container nonexist",
+		"Error: no container with name or ID \"pexp1\" found: no such container",
+	};
+	static const char *const not_gone[] = {
+		"Cannot connect to the Docker daemon at unix:///var/run/docker.sock.",
+		"Error: permission denied",
+		"",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(gone) / sizeof(gone[0]); i++) {
+		assert_true(container_gone_message(gone[i], strlen(gone[i])));
+	}
+	for (size_t i = 0; i < sizeof(not_gone) / sizeof(not_gone[0]); i++) {
+		assert_false(container_gone_message(not_gone[i], strlen(not_gone[i])));
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_detect_table), cmocka_unit_test(test_detect_details),
+		cmocka_unit_test(test_run_argv),     cmocka_unit_test(test_helpers),
+		cmocka_unit_test(test_parse_podman), cmocka_unit_test(test_parse_docker),
+		cmocka_unit_test(test_gone_message),
+	};
+
+	return cmocka_run_group_tests_name("container", tests, NULL, NULL);
+}
