@@ -7,6 +7,7 @@
 #include <malloc.h>
 #include <sched.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,8 +19,10 @@
 #include <unistd.h>
 
 #include "mcpmux/backend.h"
+#include "mcpmux/container.h"
 #include "mcpmux/diag.h"
 #include "mcpmux/keeper.h"
+#include "mcpmux/procscan.h"
 #include "mcpmux/proctree.h"
 #include "mcpmux/rpcout.h"
 #include "mcpmux/sys.h"
@@ -46,6 +49,44 @@ static char scratch[64 << 10];
 static char owner_env[sizeof(PROCTREE_OWNER_ENV) + 48]; /* MCPMUX_OWNER=PID:START */
 static char inst_cgroup[CGROUP_PATH_MAX];		/* "" when there is none */
 static unsigned long long leaf_seq;
+static char boot_id[PROCSCAN_BOOT_MAX]; /* the mcpmux.boot label, "" unknown */
+static struct backend_ctr *ctr_head;	/* backends that run a container */
+static unsigned long long ctr_seq;
+
+#define CTR_RETRY_S  0.2  /* between two looks at a container that is not gone yet */
+#define CTR_HELPER_S 30.0 /* an engine command that takes longer is killed */
+
+enum ctr_helper {
+	CTR_NONE,
+	CTR_KILL,
+	CTR_RM,
+	CTR_INSPECT,
+};
+
+/* A backend's container: the engine's view of the server, and the ladder's steps. */
+struct backend_ctr {
+	struct backend *b;
+	struct backend_ctr *next;
+	struct container_run run;
+	char *const *argv; /* the command as given (borrowed from the config) */
+	char **run_argv;   /* what runs: labels and --cidfile added (container_run_argv) */
+	char cidfile[PATH_MAX];
+	bool own_cidfile;
+	char cid[CONTAINER_ID_MAX + 1];
+	bool sent_term, sent_kill, sent_rm;
+	bool kill_done; /* the engine's kill --signal KILL (or rm -f) has run */
+	bool gone;	/* the engine says it does not exist (or it was never created) */
+	pid_t helper;
+	enum ctr_helper what;
+	int err_fd; /* the helper's stderr */
+	double helper_since;
+	ev_timer retry_w;
+};
+
+static void ctr_step(struct backend *b);
+static bool ctr_spares(const struct backend *b);
+static bool ctr_reaped(pid_t pid, int st);
+static void backend_on_ctr_retry(struct ev_loop *loop, ev_timer *w, int revents);
 
 static void backend_on_child(struct ev_loop *loop, ev_child *w, int revents);
 static void backend_on_turn(struct ev_loop *loop, ev_prepare *w, int revents);
@@ -57,6 +98,8 @@ static void backend_on_grace(struct ev_loop *loop, ev_timer *w, int revents);
 static void backend_on_stall(struct ev_loop *loop, ev_timer *w, int revents);
 static void backend_on_err_room(struct errout_waiter *w);
 static void backend_step(struct backend *b);
+static void ctr_free(struct backend_ctr *c);
+static int ctr_prepare(struct backend *b, char *const *argv);
 static void dirty_flush(void);
 static void input_broken(struct backend *b);
 static void spawn_stack_free(void);
@@ -82,6 +125,9 @@ backend_module_init(struct ev_loop *loop)
 	(void)proctree_start_time(PROC_ROOT, getpid(), &start);
 	(void)snprintf(owner_env, sizeof(owner_env), "%s=%d:%llu", PROCTREE_OWNER_ENV,
 		       (int)getpid(), start);
+	if (procscan_boot_id(PROC_ROOT, boot_id) == -1) {
+		boot_id[0] = '\0';
+	}
 
 	/* A cgroup of our own where one is delegated (MCPMUX_CGROUP=off: never). */
 	const char *want = getenv("MCPMUX_CGROUP");
@@ -321,6 +367,85 @@ child_env(char *entry)
 	return env;
 }
 
+static void
+ctr_free(struct backend_ctr *c)
+{
+	if (c == NULL) {
+		return;
+	}
+	for (struct backend_ctr **pp = &ctr_head; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	}
+	if (c->b != NULL && c->b->loop != NULL) {
+		ev_timer_stop(c->b->loop, &c->retry_w);
+	}
+	sys_close(&c->err_fd);
+	/* A helper still running is reaped by the pid-0 watcher; nobody waits for it. */
+	free(c->run_argv);
+	free(c);
+}
+
+/*
+ * A container run gets labels and a cidfile (container.h): b->ctr, whose run_argv is
+ * what runs.  A command that is not one, or one mcpmux leaves alone (said once), runs as
+ * it is.  -1 only when memory runs out.
+ */
+static int
+ctr_prepare(struct backend *b, char *const *argv)
+{
+	struct container_run run;
+	enum container_kind kind = container_detect(argv, &run);
+	char dir[PATH_MAX];
+
+	if (kind == CONTAINER_UNMANAGED) {
+		diag_warn("session %s: a container run mcpmux does not manage (%s): it runs as "
+			  "it is, and only the engine's command is torn down",
+			  b->cookie, run.why);
+		return 0;
+	}
+	if (kind != CONTAINER_MANAGED) {
+		return 0;
+	}
+	struct backend_ctr *c = calloc(1, sizeof(*c));
+
+	if (c == NULL) {
+		return -1;
+	}
+	c->b = b;
+	c->run = run;
+	c->argv = argv;
+	c->err_fd = -1;
+	if (run.cidfile != NULL) {
+		(void)snprintf(c->cidfile, sizeof(c->cidfile), "%s", run.cidfile);
+	} else if (sys_runtime_dir("cid", dir, sizeof(dir)) == 0 &&
+		   snprintf(c->cidfile, sizeof(c->cidfile), "%.3900s/%d.%llu.cid", dir,
+			    (int)getpid(), ++ctr_seq) < (int)sizeof(c->cidfile)) {
+		(void)unlink(c->cidfile); /* the engines refuse an existing one */
+		c->own_cidfile = true;
+	} else {
+		c->cidfile[0] = '\0';
+		diag_warn_errno("session %s: no directory for the container's id file (the "
+				"labels still find it)",
+				b->cookie);
+	}
+	struct container_labels labels = {
+		.owner = backend_owner(),
+		.session = b->cookie,
+		.boot = boot_id[0] != '\0' ? boot_id : NULL,
+	};
+
+	c->run_argv = container_run_argv(argv, &run, &labels, c->own_cidfile ? c->cidfile : NULL);
+	if (c->run_argv == NULL) {
+		free(c);
+		return -1;
+	}
+	b->ctr = c;
+	return 0;
+}
+
 struct backend *
 backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	      const struct framer_sink *sink, const struct backend_hooks *hooks, void *owner)
@@ -342,7 +467,15 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	char entry[sizeof(PROCTREE_COOKIE_ENV) + sizeof(b->cookie)];
 
 	(void)snprintf(entry, sizeof(entry), "%s=%s", PROCTREE_COOKIE_ENV, b->cookie);
-	char *stack = spawn_stack(cfg->argv);
+	char *const *argv = cfg->argv;
+
+	if (ctr_prepare(b, cfg->argv) == -1) {
+		goto fail;
+	}
+	if (b->ctr != NULL) {
+		argv = b->ctr->run_argv;
+	}
+	char *stack = spawn_stack(argv);
 
 	if (stack == NULL) {
 		goto fail;
@@ -353,7 +486,7 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 		goto fail;
 	}
 	struct spawn_args args = {
-		.argv = cfg->argv,
+		.argv = argv,
 		.envp = envp,
 		.parent = getpid(),
 		.in_fd = pin[0],
@@ -422,6 +555,14 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 		ev_io_start(loop, &b->err_w);
 	}
 	HASH_ADD(hh, by_pid, pid, sizeof(pid_t), b);
+	if (b->ctr != NULL) {
+		struct backend_ctr *c = b->ctr;
+
+		c->next = ctr_head;
+		ctr_head = c;
+		ev_init(&c->retry_w, backend_on_ctr_retry);
+		keeper_container(c->argv, c->run.prefix_len, c->cidfile);
+	}
 	diag_info("started '%s' as pid %d (session %s)", cfg->argv[0], (int)pid, b->cookie);
 	return b;
 fail:
@@ -429,6 +570,7 @@ fail:
 	if (b->cgroup[0] != '\0') {
 		(void)cgroup_remove(b->cgroup);
 	}
+	ctr_free(b->ctr);
 	sys_close(&pin[0]);
 	sys_close(&pin[1]);
 	sys_close(&pout[0]);
@@ -868,13 +1010,28 @@ arm_grace(struct backend *b, double seconds)
 	ev_timer_start(b->loop, &b->grace_w);
 }
 
+/* A live server, or one of the engine commands mcpmux runs: never an orphan to claim. */
 static bool
 is_live_backend(pid_t pid)
 {
 	struct backend *b;
 
 	HASH_FIND(hh, by_pid, &pid, sizeof(pid_t), b);
-	return b != NULL;
+	if (b != NULL) {
+		return true;
+	}
+	for (const struct backend_ctr *c = ctr_head; c != NULL; c = c->next) {
+		if (c->helper == pid) {
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool
+spare_monitor(const struct proc_info *pi)
+{
+	return container_is_monitor(pi->comm);
 }
 
 static struct proctree_match
@@ -885,6 +1042,7 @@ backend_match(const struct backend *b)
 		.pgid = b->pid,
 		.cookie = b->cookie,
 		.is_backend = b->claim_orphans ? is_live_backend : NULL,
+		.spare = ctr_spares(b) ? spare_monitor : NULL,
 	};
 
 	return m;
@@ -904,7 +1062,7 @@ signal_tree(struct backend *b, int sig)
 			(void)kill(-b->pid, SIGCONT);
 		}
 	}
-	if (sig == SIGKILL && b->cgroup[0] != '\0') {
+	if (sig == SIGKILL && b->cgroup[0] != '\0' && !ctr_spares(b)) {
 		(void)cgroup_kill(b->cgroup); /* exact: whatever left the group and the cookie */
 	}
 	b->pending_signal = sig;
@@ -924,6 +1082,15 @@ enter_done(struct backend *b)
 	ending_remove(b);
 	if (b->cgroup[0] != '\0' && cgroup_remove(b->cgroup) == 0) {
 		b->cgroup[0] = '\0';
+	}
+	if (b->ctr != NULL) {
+		ev_timer_stop(b->loop, &b->ctr->retry_w);
+		if (b->ctr->gone) {
+			keeper_container_gone(b->ctr->cidfile);
+			if (b->ctr->own_cidfile) {
+				(void)unlink(b->ctr->cidfile);
+			}
+		}
 	}
 	if (!b->done_queued) {
 		b->done_queued = true;
@@ -965,7 +1132,8 @@ backend_step(struct backend *b)
 		/* Nothing of the tree is left, yet stdout is held open: stop waiting for it. */
 		close_stdout(b);
 	}
-	if (b->reaped && b->tree_empty && b->out_eof) {
+	ctr_step(b);
+	if (b->reaped && b->tree_empty && b->out_eof && (b->ctr == NULL || b->ctr->gone)) {
 		enter_done(b);
 	}
 }
@@ -1039,6 +1207,7 @@ backend_on_grace(struct ev_loop *loop, ev_timer *w, int revents)
 	case BACKEND_DONE:
 		BUG("grace timer in state %d", (int)b->state);
 	}
+	ctr_step(b);
 	scan_wanted = true;
 }
 
@@ -1075,6 +1244,9 @@ backend_on_child(struct ev_loop *loop, ev_child *w, int revents)
 
 	(void)loop;
 	(void)revents;
+	if (ctr_reaped(pid, w->rstatus)) {
+		return;
+	}
 	HASH_FIND(hh, by_pid, &pid, sizeof(pid_t), b);
 	if (b != NULL) {
 		child_exited(b, w->rstatus);
@@ -1113,10 +1285,12 @@ abandon(struct backend *b, const struct proctree_match *m)
 	if (!b->reaped && b->n_left == 0) {
 		b->left[b->n_left++] = b->pid;
 	}
-	diag_error("session %s: %zu process(es) would not die within %g s of SIGKILL: %s%s "
+	diag_error("session %s: %zu process(es) would not die within %g s of SIGKILL: %s%s%s%s "
 		   "(abandoned; they may be of another user, or in uninterruptible sleep)",
 		   b->cookie, b->n_left, b->kill_deadline, len > 0 ? list : "",
-		   snapshot.incomplete ? " and processes /proc could not show" : "");
+		   snapshot.incomplete ? " and processes /proc could not show" : "",
+		   b->ctr != NULL && !b->ctr->gone ? ", and container " : "",
+		   b->ctr != NULL && !b->ctr->gone ? b->ctr->cid : "");
 	b->escalation = BACKEND_ESC_ABANDONED;
 	if (!b->reaped) {
 		HASH_DEL(by_pid, b); /* reaped later by the pid-0 watcher, whoever it was */
@@ -1176,13 +1350,253 @@ scan_ending(void)
 		int populated = b->cgroup[0] != '\0' ? cgroup_populated(b->cgroup) : 0;
 
 		b->tree_empty = b->reaped && left == 0 && populated == 0;
-		if (b->state == BACKEND_KILLING && (left > 0 || populated != 0) &&
+		bool ctr_left = b->ctr != NULL && !b->ctr->gone;
+
+		if (b->state == BACKEND_KILLING && (left > 0 || populated != 0 || ctr_left) &&
 		    sys_mono() - b->t_kill >= b->kill_deadline) {
 			abandon(b, &m);
 			continue;
 		}
 		backend_step(b);
 	}
+}
+
+/* ---- containers ---- */
+
+/* The environment of an engine command: mcpmux's, without the cookies (it is no server). */
+static char **
+helper_env(void)
+{
+	static const char key[] = PROCTREE_COOKIE_ENV "=", okey[] = PROCTREE_OWNER_ENV "=";
+	size_t n = 0, k = 0;
+
+	while (environ[n] != NULL) {
+		n++;
+	}
+	char **env = malloc((n + 1) * sizeof(*env));
+
+	if (env == NULL) {
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (strncmp(environ[i], key, sizeof(key) - 1) != 0 &&
+		    strncmp(environ[i], okey, sizeof(okey) - 1) != 0) {
+			env[k++] = environ[i];
+		}
+	}
+	env[k] = NULL;
+	return env;
+}
+
+/* Run one engine command for c (argv malloc'd by container.h, freed here). */
+static void
+ctr_helper(struct backend_ctr *c, char **argv, enum ctr_helper what)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none, all;
+	int p[2] = { -1, -1 };
+	char **env = NULL;
+	pid_t pid = -1;
+	int rc = -1;
+
+	if (argv == NULL || pipe2(p, O_CLOEXEC | O_NONBLOCK) == -1 ||
+	    (env = helper_env()) == NULL) {
+		goto out;
+	}
+	sigemptyset(&none);
+	sigfillset(&all);
+	if (posix_spawn_file_actions_init(&fa) != 0) {
+		goto out;
+	}
+	if (posix_spawnattr_init(&attr) != 0) {
+		posix_spawn_file_actions_destroy(&fa);
+		goto out;
+	}
+	(void)posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+	(void)posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+	(void)posix_spawn_file_actions_adddup2(&fa, p[1], STDERR_FILENO);
+	(void)posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+						      POSIX_SPAWN_SETPGROUP);
+	(void)posix_spawnattr_setsigmask(&attr, &none);
+	(void)posix_spawnattr_setsigdefault(&attr, &all);
+	(void)posix_spawnattr_setpgroup(&attr, 0);
+	rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv, env);
+	posix_spawnattr_destroy(&attr);
+	posix_spawn_file_actions_destroy(&fa);
+out:
+	sys_close(&p[1]);
+	free(env);
+	if (rc != 0) {
+		sys_close(&p[0]);
+		diag_warn("session %s: cannot run '%s' for its container: %s", c->b->cookie,
+			  argv != NULL ? argv[0] : "?", strerror(rc > 0 ? rc : errno));
+		free(argv);
+		/* Try again later: the kill deadline bounds it. */
+		ev_timer_set(&c->retry_w, CTR_RETRY_S, 0.);
+		ev_timer_start(c->b->loop, &c->retry_w);
+		return;
+	}
+	free(argv);
+	c->helper = pid;
+	c->what = what;
+	c->err_fd = p[0];
+	c->helper_since = sys_mono();
+	/* A hung engine command is killed (the retry timer doubles as its watchdog). */
+	ev_timer_set(&c->retry_w, CTR_HELPER_S, 0.);
+	ev_timer_start(c->b->loop, &c->retry_w);
+}
+
+/*
+ * While the engine has not yet killed the container, its monitor (and the container under
+ * it) is spared from mcpmux's own signals: the engine must stop it first (container.h).
+ * Not for ever: one second into KILLING, everything is fair game.
+ */
+static bool
+ctr_spares(const struct backend *b)
+{
+	const struct backend_ctr *c = b->ctr;
+
+	return c != NULL && !c->gone && !c->kill_done &&
+	       !(b->state == BACKEND_KILLING && sys_mono() - b->t_kill >= 1.0);
+}
+
+/* The container's id, from its cidfile once the engine has written it. */
+static void
+ctr_read_cid(struct backend_ctr *c)
+{
+	char buf[CONTAINER_ID_MAX + 2];
+	int fd;
+	ssize_t n;
+
+	if (c->cid[0] != '\0' || c->cidfile[0] == '\0' ||
+	    (fd = open(c->cidfile, O_RDONLY | O_CLOEXEC)) == -1) {
+		return;
+	}
+	n = sys_read(fd, buf, sizeof(buf) - 1);
+	sys_close(&fd);
+	if (n > 0) {
+		buf[n] = '\0';
+		buf[strcspn(buf, "\r\n \t")] = '\0';
+		buf[CONTAINER_ID_MAX] = '\0';
+		memcpy(c->cid, buf, strlen(buf) + 1);
+	}
+}
+
+/*
+ * The next step of the container's ladder, if any: it follows the backend's state.  One
+ * engine command at a time; each one's end calls this again.
+ */
+static void
+ctr_step(struct backend *b)
+{
+	struct backend_ctr *c = b->ctr;
+	char *const *pre;
+
+	if (c == NULL || c->gone || c->helper != 0 || b->state == BACKEND_RUNNING ||
+	    ev_is_active(&c->retry_w)) {
+		return;
+	}
+	pre = c->argv;
+	ctr_read_cid(c);
+	const char *id = c->cid[0] != '\0' ? c->cid : c->run.name;
+
+	if (id == NULL) {
+		/* No id yet: the engine has not created it, and will not once the CLI is gone. */
+		if (b->reaped && b->tree_empty) {
+			c->gone = true;
+		}
+		return;
+	}
+	if (b->state >= BACKEND_TERMINATING && !c->sent_term) {
+		c->sent_term = true;
+		ctr_helper(c, container_kill_argv(pre, c->run.prefix_len, "TERM", id), CTR_KILL);
+	} else if (b->state >= BACKEND_KILLING && !c->sent_kill) {
+		c->sent_kill = true;
+		ctr_helper(c, container_kill_argv(pre, c->run.prefix_len, "KILL", id), CTR_KILL);
+	} else if ((b->reaped && b->tree_empty) || b->state >= BACKEND_KILLING) {
+		/* The run is over: is the container gone (--rm), or must it be removed? */
+		ctr_helper(c, container_inspect_argv(pre, c->run.prefix_len, id), CTR_INSPECT);
+	}
+}
+
+/* An engine command ended with wait status st. */
+static void
+ctr_helper_done(struct backend_ctr *c, int st)
+{
+	struct backend *b = c->b;
+	char err[1024];
+	ssize_t n = c->err_fd >= 0 ? sys_read(c->err_fd, err, sizeof(err) - 1) : -1;
+	bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+	bool gone = !ok && n > 0 && container_gone_message(err, (size_t)n);
+	enum ctr_helper what = c->what;
+
+	sys_close(&c->err_fd);
+	c->helper = 0;
+	c->what = CTR_NONE;
+	ev_timer_stop(b->loop, &c->retry_w);
+	if ((what == CTR_KILL && c->sent_kill) || what == CTR_RM) {
+		c->kill_done = true;
+		scan_wanted = true; /* what was spared may be signalled now */
+	}
+	if (gone) {
+		c->gone = true;
+	} else if (what == CTR_RM && ok) {
+		c->gone = true;
+	} else if (what == CTR_INSPECT && ok) {
+		/* Still there (exited, or not yet removed by --rm): remove it, once. */
+		if (!c->sent_rm) {
+			c->sent_rm = true;
+			ctr_helper(c,
+				   container_rm_argv(c->argv, c->run.prefix_len,
+						     c->cid[0] != '\0' ? c->cid : c->run.name),
+				   CTR_RM);
+			return;
+		}
+		ev_timer_set(&c->retry_w, CTR_RETRY_S, 0.);
+		ev_timer_start(b->loop, &c->retry_w);
+	} else if (!ok && what != CTR_KILL) {
+		/* The engine could not tell (not reachable?): ask again a little later. */
+		if (n > 0) {
+			err[n] = '\0';
+			diag_warn("session %s: the container engine: %.*s", b->cookie,
+				  (int)strcspn(err, "\n"), err);
+		}
+		ev_timer_set(&c->retry_w, CTR_RETRY_S, 0.);
+		ev_timer_start(b->loop, &c->retry_w);
+	}
+	if (c->gone) {
+		diag_info("session %s: container %.12s is gone", b->cookie, c->cid);
+	}
+	ctr_step(b);
+	backend_step(b);
+}
+
+static void
+backend_on_ctr_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct backend_ctr *c = container_of(w, struct backend_ctr, retry_w);
+
+	(void)loop;
+	(void)revents;
+	if (c->helper != 0 && sys_mono() - c->helper_since >= CTR_HELPER_S) {
+		(void)kill(c->helper, SIGKILL); /* its end comes through the child watcher */
+		return;
+	}
+	ctr_step(c->b);
+}
+
+/* Is pid one of the engine commands?  Then its end is handled here. */
+static bool
+ctr_reaped(pid_t pid, int st)
+{
+	for (struct backend_ctr *c = ctr_head; c != NULL; c = c->next) {
+		if (c->helper == pid) {
+			ctr_helper_done(c, st);
+			return true;
+		}
+	}
+	return false;
 }
 
 static void
@@ -1299,6 +1713,7 @@ backend_free(struct backend *b)
 	}
 	ev_timer_stop(b->loop, &b->stall_w);
 	errout_cancel(&b->err_wait);
+	ctr_free(b->ctr);
 	framer_release(&b->outf);
 	wbuf_release(&b->inq);
 	free(b);

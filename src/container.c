@@ -188,10 +188,21 @@ parse_bool(const char *s)
 	return -1;
 }
 
+/* One of the labels mcpmux sets (owner, session, boot): a command may not set them. */
 static bool
 is_mcpmux_label(const char *kv)
 {
-	return strncmp(kv, "mcpmux.", 7) == 0;
+	static const char *const ours[] = { CONTAINER_LABEL_OWNER, CONTAINER_LABEL_SESSION,
+					    CONTAINER_LABEL_BOOT };
+
+	for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++) {
+		size_t n = strlen(ours[i]);
+
+		if (strncmp(kv, ours[i], n) == 0 && (kv[n] == '=' || kv[n] == '\0')) {
+			return true;
+		}
+	}
+	return false;
 }
 
 /*
@@ -785,6 +796,12 @@ container_parse_list(enum container_engine engine, const char *text, size_t len,
 	*out = l.v;
 	*n = l.n;
 	return 0;
+}
+
+bool
+container_is_monitor(const char *comm)
+{
+	return strcmp(comm, "conmon") == 0;
 }
 
 bool

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "mcpmux/cgroup.h"
+#include "mcpmux/container.h"
 #include "mcpmux/diag.h"
 #include "mcpmux/keeper.h"
 #include "mcpmux/proctree.h"
@@ -24,6 +25,9 @@
 #define KEEPER_KILL_S 1.0  /* after SIGKILL, how long it looks */
 
 static int keeper_fd = -1; /* mcpmux's end of the pipe */
+static int ack_fd = -1;	   /* EOF on it when the keeper has exited */
+
+#define KEEPER_EXIT_WAIT_MS 1000 /* at a normal exit, how long to wait for the keeper */
 
 /* ---- in mcpmux ---- */
 
@@ -55,12 +59,32 @@ keeper_cgroup(const char *dir)
 }
 
 void
-keeper_container(const char *engine, const char *cidfile)
+keeper_container(char *const *prefix, size_t n, const char *cidfile)
 {
-	char line[1024];
+	char line[2048];
+	size_t len = 0;
+	int k = snprintf(line, sizeof(line), "C\t%s\t", cidfile);
 
-	if (strpbrk(engine, "\t\n") == NULL &&
-	    (size_t)snprintf(line, sizeof(line), "C\t%s\t%s\n", cidfile, engine) < sizeof(line)) {
+	if (k < 0 || (size_t)k >= sizeof(line)) {
+		return;
+	}
+	len = (size_t)k;
+	for (size_t i = 0; i < n; i++) {
+		/* Words are separated by US (0x1f); a word that holds one (or a line end) cannot
+		 * go. */
+		if (strpbrk(prefix[i], "\t\n\x1f") != NULL) {
+			return;
+		}
+		k = snprintf(line + len, sizeof(line) - len, "%s%s", i > 0 ? "\x1f" : "",
+			     prefix[i]);
+		if (k < 0 || (size_t)k >= sizeof(line) - len) {
+			return;
+		}
+		len += (size_t)k;
+	}
+	if (len + 2 <= sizeof(line)) {
+		line[len++] = '\n';
+		line[len] = '\0';
 		tell(line);
 	}
 }
@@ -82,13 +106,21 @@ keeper_done(void)
 		tell("X\n");
 		sys_close(&keeper_fd);
 	}
+	if (ack_fd >= 0) {
+		/* Gone with us: nothing of this instance is left when mcpmux has exited. */
+		struct pollfd p = { .fd = ack_fd, .events = POLLIN };
+
+		while (poll(&p, 1, KEEPER_EXIT_WAIT_MS) == -1 && errno == EINTR) {
+		}
+		sys_close(&ack_fd);
+	}
 }
 
 /* ---- in the keeper ---- */
 
 struct ctr {
 	char cidfile[512];
-	char engine[256];
+	char prefix[1024]; /* words separated by 0x1f */
 	bool live;
 };
 
@@ -179,15 +211,15 @@ keeper_end_owned(const char *proc_root, const char *owner, double term_grace)
 	return left;
 }
 
-/* Run an engine command (kill, rm) and wait for it, at most `seconds`. */
-static void
+/* Run an engine command and wait for it, at most `seconds`: its exit code, or -1. */
+static int
 run_engine(char *const argv[], double seconds)
 {
 	pid_t pid = fork();
 	int st;
 
 	if (pid == -1) {
-		return;
+		return -1;
 	}
 	if (pid == 0) {
 		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -195,6 +227,7 @@ run_engine(char *const argv[], double seconds)
 		if (null >= 0) {
 			(void)dup2(null, STDIN_FILENO);
 			(void)dup2(null, STDOUT_FILENO);
+			(void)dup2(null, STDERR_FILENO);
 		}
 		execvp(argv[0], argv);
 		_exit(127);
@@ -202,13 +235,16 @@ run_engine(char *const argv[], double seconds)
 	for (double until = now_s() + seconds;;) {
 		pid_t r = waitpid(pid, &st, WNOHANG);
 
-		if (r == pid || (r == -1 && errno != EINTR)) {
-			return;
+		if (r == pid) {
+			return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+		}
+		if (r == -1 && errno != EINTR) {
+			return -1;
 		}
 		if (now_s() >= until) {
 			(void)kill(pid, SIGKILL);
 			(void)waitpid(pid, &st, 0);
-			return;
+			return -1;
 		}
 		nap(KEEPER_POLL_S);
 	}
@@ -217,30 +253,53 @@ run_engine(char *const argv[], double seconds)
 static void
 end_container(const struct ctr *c, double term_grace)
 {
-	char cid[256];
+	char cid[CONTAINER_ID_MAX + 1], words[sizeof(c->prefix)];
+	char *prefix[32];
+	size_t n = 0;
 	int fd = open(c->cidfile, O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd >= 0 ? read(fd, cid, sizeof(cid) - 1) : -1;
+	ssize_t got = fd >= 0 ? read(fd, cid, sizeof(cid) - 1) : -1;
 
 	if (fd >= 0) {
 		(void)close(fd);
 	}
-	if (n <= 0) {
+	if (got <= 0) {
 		return; /* never created */
 	}
-	cid[n] = '\0';
+	cid[got] = '\0';
 	cid[strcspn(cid, "\r\n")] = '\0';
-	char engine[sizeof(c->engine)];
+	memcpy(words, c->prefix, sizeof(words));
+	for (char *w = words; w != NULL && n < sizeof(prefix) / sizeof(prefix[0]);) {
+		char *sep = strchr(w, '\x1f');
 
-	memcpy(engine, c->engine, sizeof(engine));
-	char a_kill[] = "kill", a_sig[] = "--signal", a_term[] = "TERM", a_rm[] = "rm",
-	     a_f[] = "-f";
-	char *term[] = { engine, a_kill, a_sig, a_term, cid, NULL };
-	char *rm[] = { engine, a_rm, a_f, cid, NULL };
+		if (sep != NULL) {
+			*sep = '\0';
+		}
+		prefix[n++] = w;
+		w = sep != NULL ? sep + 1 : NULL;
+	}
+	char **term = container_kill_argv(prefix, n, "TERM", cid);
+	char **kill9 = container_kill_argv(prefix, n, "KILL", cid);
+	char **look = container_inspect_argv(prefix, n, cid);
+	char **rm = container_rm_argv(prefix, n, cid);
 
-	run_engine(term, term_grace + 1);
-	run_engine(rm, 10);
+	/* The ladder, through the engine: TERM, the grace while it is there, KILL, rm -f. */
+	if (term != NULL && look != NULL && kill9 != NULL && rm != NULL) {
+		(void)run_engine(term, 10);
+		for (double until = now_s() + term_grace;
+		     now_s() < until && run_engine(look, 10) == 0;) {
+			nap(0.1);
+		}
+		if (run_engine(look, 10) == 0) {
+			(void)run_engine(kill9, 10);
+			(void)run_engine(rm, 10);
+		}
+	}
+	free(term);
+	free(kill9);
+	free(look);
+	free(rm);
 	(void)unlink(c->cidfile);
-	diag_warn("keeper: removed container %.12s (%s)", cid, engine);
+	diag_warn("keeper: removed container %.12s (%s)", cid, prefix[0]);
 }
 
 static _Noreturn void
@@ -272,7 +331,8 @@ keeper_main(int fd, const char *owner, double term_grace)
 			     *f2 = f1 != NULL ? strchr(f1 + 1, '\t') : NULL;
 
 			if (line[0] == 'X') {
-				done = true;
+				done = true; /* mcpmux ends normally: nothing to do */
+				break;
 			} else if (line[0] == 'G' && f1 != NULL) {
 				(void)snprintf(cg, sizeof(cg), "%s", f1 + 1);
 			} else if (line[0] == 'C' && f2 != NULL) {
@@ -283,8 +343,8 @@ keeper_main(int fd, const char *owner, double term_grace)
 					ctrs = nc;
 					(void)snprintf(ctrs[n_ctr].cidfile,
 						       sizeof(ctrs[n_ctr].cidfile), "%s", f1 + 1);
-					(void)snprintf(ctrs[n_ctr].engine,
-						       sizeof(ctrs[n_ctr].engine), "%s", f2 + 1);
+					(void)snprintf(ctrs[n_ctr].prefix,
+						       sizeof(ctrs[n_ctr].prefix), "%s", f2 + 1);
 					ctrs[n_ctr++].live = true;
 				}
 			} else if (line[0] == 'D' && f1 != NULL) {
@@ -297,6 +357,9 @@ keeper_main(int fd, const char *owner, double term_grace)
 			}
 			line = nl + 1;
 		}
+		if (done) {
+			break;
+		}
 		len -= (size_t)(line - buf);
 		memmove(buf, line, len);
 		if (len == sizeof(buf) - 1) {
@@ -304,7 +367,14 @@ keeper_main(int fd, const char *owner, double term_grace)
 		}
 	}
 	if (!done) {
-		/* SIGTERM first to what carries the owner, SIGKILL after the grace... */
+		/*
+		 * Containers first, through their engines: their monitors carry the owner too,
+		 * and must live until the engine has stopped them (container.h).
+		 */
+		for (size_t i = 0; i < n_ctr; i++) {
+			end_container(&ctrs[i], term_grace);
+		}
+		/* SIGTERM to what carries the owner, SIGKILL after the grace... */
 		(void)keeper_end_owned(PROC_ROOT, owner, term_grace);
 		if (cg[0] != '\0') {
 			/* ...then, where there is one, the cgroup: whatever dropped its cookie. */
@@ -313,9 +383,6 @@ keeper_main(int fd, const char *owner, double term_grace)
 			     cgroup_populated(cg) == 1 && now_s() < until;) {
 				nap(KEEPER_POLL_S);
 			}
-		}
-		for (size_t i = 0; i < n_ctr; i++) {
-			end_container(&ctrs[i], term_grace);
 		}
 	}
 	if (cg[0] != '\0') {
@@ -348,7 +415,7 @@ retitle(int argc, char **argv, pid_t owner_pid)
 int
 keeper_start(double term_grace, int argc, char **argv)
 {
-	int p[2];
+	int p[2], ack[2];
 	pid_t self = getpid(), mid;
 	unsigned long long start = 0;
 	char owner[64];
@@ -360,12 +427,22 @@ keeper_start(double term_grace, int argc, char **argv)
 	if (pipe2(p, O_CLOEXEC) == -1) {
 		return -1;
 	}
+	if (pipe2(ack, O_CLOEXEC) == -1) {
+		int err = errno;
+
+		(void)close(p[0]);
+		(void)close(p[1]);
+		errno = err;
+		return -1;
+	}
 	mid = fork();
 	if (mid == -1) {
 		int err = errno;
 
 		(void)close(p[0]);
 		(void)close(p[1]);
+		(void)close(ack[0]);
+		(void)close(ack[1]);
 		errno = err;
 		return -1;
 	}
@@ -401,10 +478,17 @@ keeper_start(double term_grace, int argc, char **argv)
 				(void)dup2(null, STDERR_FILENO);
 			}
 		}
+		/* fd 3: the pipe from mcpmux; fd 4: the end whose closing tells mcpmux we are gone
+		 */
+		int keep = fcntl(ack[1], F_DUPFD_CLOEXEC, 10);
+
 		if (p[0] != 3) {
 			(void)dup2(p[0], 3);
 		}
-		(void)close_range(4, ~0U, 0);
+		if (keep >= 0) {
+			(void)dup2(keep, 4);
+		}
+		(void)close_range(5, ~0U, 0);
 		struct sigaction sa = { .sa_handler = SIG_DFL };
 
 		for (int sig = 1; sig < NSIG; sig++) {
@@ -423,16 +507,19 @@ keeper_start(double term_grace, int argc, char **argv)
 		keeper_main(3, owner, term_grace);
 	}
 	(void)close(p[0]);
+	(void)close(ack[1]);
 	int st;
 
 	while (waitpid(mid, &st, 0) == -1 && errno == EINTR) {
 	}
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		(void)close(p[1]);
+		(void)close(ack[0]);
 		errno = EAGAIN;
 		return -1;
 	}
 	keeper_fd = p[1];
+	ack_fd = ack[0];
 	(void)sys_set_nonblock(keeper_fd, 1);
 	return 0;
 }

@@ -456,6 +456,10 @@ word_in(const char *w, const char *const *list)
 static bool
 looks_like_mcpmux(const struct procscan_proc *p)
 {
+	/* An instance's keeper (keeper.h) is a fork of mcpmux, not an instance. */
+	if (strcmp(p->comm, "mcpmux-keeper") == 0) {
+		return false;
+	}
 	return strcmp(p->exe, "mcpmux") == 0 || strcmp(p->comm, "mcpmux") == 0 ||
 	       (p->argv != NULL && strcmp(base_name(p->argv), "mcpmux") == 0);
 }

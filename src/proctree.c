@@ -145,6 +145,7 @@ read_stat(const char *proc_root, pid_t pid, struct proc_info *pi)
 	}
 	/* The command name may hold spaces and parentheses: parse after the last ')'. */
 	char *p = strrchr(buf, ')');
+	char *open_paren = strchr(buf, '(');
 
 	if (got == 0 || p == NULL ||
 	    sscanf(p + 1,
@@ -160,6 +161,13 @@ read_stat(const char *proc_root, pid_t pid, struct proc_info *pi)
 	pi->pgid = pgid;
 	pi->start = start;
 	pi->unknown = false;
+	pi->comm[0] = '\0';
+	if (open_paren != NULL && open_paren < p) {
+		size_t clen = SYS_MIN((size_t)(p - open_paren - 1), sizeof(pi->comm) - 1);
+
+		memcpy(pi->comm, open_paren + 1, clen);
+		pi->comm[clen] = '\0';
+	}
 	return 0;
 }
 
@@ -740,6 +748,21 @@ proctree_signal_one(const struct proctree *t, size_t i, const char *proc_root, i
 	return r;
 }
 
+/* Is entry i, or an ancestor of it in the snapshot, one that m spares? */
+static bool
+is_spared(const struct proctree *t, size_t i, const struct proctree_match *m)
+{
+	if (m->spare == NULL) {
+		return false;
+	}
+	for (size_t k = i; k != SIZE_MAX; k = t->v[k].parent) {
+		if (m->spare(&t->v[k])) {
+			return true;
+		}
+	}
+	return false;
+}
+
 size_t
 proctree_signal(const struct proctree *t, const struct proctree_match *m, const char *proc_root,
 		int sig, size_t *n_failed)
@@ -747,7 +770,7 @@ proctree_signal(const struct proctree *t, const struct proctree_match *m, const 
 	size_t n = 0, failed = 0;
 
 	for (size_t i = 0; i < t->n; i++) {
-		if (!proctree_is_member(t, i, m)) {
+		if (!proctree_is_member(t, i, m) || is_spared(t, i, m)) {
 			continue;
 		}
 		switch (proctree_signal_one(t, i, proc_root, sig)) {

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -229,6 +230,58 @@ sys_nofile_limit(void)
 		return 1024;
 	}
 	return (size_t)rl.rlim_cur;
+}
+
+/* mkdir 0700 if missing; then it must be our own private directory. */
+static int
+private_dir(const char *path)
+{
+	struct stat st;
+
+	if (mkdir(path, 0700) == -1 && errno != EEXIST) {
+		return -1;
+	}
+	if (lstat(path, &st) == -1) {
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode) || st.st_uid != getuid() || (st.st_mode & 0077) != 0) {
+		errno = EPERM;
+		return -1;
+	}
+	return 0;
+}
+
+int
+sys_runtime_dir(const char *sub, char *out, size_t len)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	int n;
+
+	if (xdg != NULL && xdg[0] == '/') {
+		n = snprintf(out, len, "%s/mcpmux", xdg);
+	} else {
+		n = snprintf(out, len, "/tmp/mcpmux-%u", (unsigned)getuid());
+	}
+	if (n < 0 || (size_t)n >= len) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	if (private_dir(out) == -1) {
+		return -1;
+	}
+	if (sub != NULL) {
+		size_t at = (size_t)n;
+
+		n = snprintf(out + at, len - at, "/%s", sub);
+		if (n < 0 || (size_t)n >= len - at) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		if (private_dir(out) == -1) {
+			return -1;
+		}
+	}
+	return 0;
 }
 
 double

@@ -14,6 +14,13 @@
  *   KILLING --kill-deadline, tree not empty--> DONE, escalation "abandoned" (the pids
  *            that would not die are listed: another uid, D state, EPERM)
  *
+ * A server command that runs a container (`docker run`, `podman run`: container.h) gets
+ * mcpmux's labels and a --cidfile, and its teardown reaches the container through the
+ * engine: `kill --signal TERM` on entering TERMINATING, `kill --signal KILL` on entering
+ * KILLING, then `rm -f` once the run is over if the container is still there; DONE
+ * waits until the engine says the container is gone.  The engine's commands run as
+ * helper processes of mcpmux, one at a time, without the cookies.
+ *
  * "The tree" is what proctree.h defines: the server, its process group, everything that
  * carries its MCPMUX_SESSION cookie, and all their descendants (mcpmux is a subreaper, so
  * daemonised descendants stay findable).  Tree scans of all backends that are ending are
@@ -59,6 +66,7 @@ enum backend_escalation {
 #define BACKEND_LEFT_MAX 64 /* pids of an abandoned tree that are listed */
 
 struct backend;
+struct backend_ctr;
 
 struct backend_hooks {
 	/* The server's process exited (b->wstatus), or could not be executed (b->exec_errno). */
@@ -139,6 +147,7 @@ struct backend {
 	void *owner;
 	char cookie[129];
 	char cgroup[CGROUP_PATH_MAX]; /* its leaf cgroup, "" without one (cgroup.h) */
+	struct backend_ctr *ctr;      /* its container, NULL when it runs none */
 
 	/* module bookkeeping */
 	struct backend *next_ending, *prev_ending;

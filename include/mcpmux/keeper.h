@@ -30,8 +30,11 @@
 int keeper_start(double term_grace, int argc, char **argv);
 /* The instance cgroup to kill if mcpmux dies. */
 void keeper_cgroup(const char *dir);
-/* A container that a server runs in (cidfile: where its engine writes its id). */
-void keeper_container(const char *engine, const char *cidfile);
+/*
+ * A container that a server runs in: prefix[0..n) are the words that reach its engine
+ * (launcher, engine, global options: container.h), cidfile where the engine writes its id.
+ */
+void keeper_container(char *const *prefix, size_t n, const char *cidfile);
 /* That container is gone. */
 void keeper_container_gone(const char *cidfile);
 /* mcpmux is exiting normally: the keeper exits without touching anything. */

@@ -46,6 +46,7 @@ struct proc_info {
 	char state;			      /* from /proc/PID/stat: R, S, Z, ...; '?' unknown */
 	bool unknown;			      /* stat could not be read: pgid, start unknown */
 	bool cookie_unknown;		      /* environ could not be read */
+	char comm[16];			      /* its command name, "" unknown */
 	size_t parent;			      /* index of the parent in the snapshot, or SIZE_MAX */
 	char cookie[PROCTREE_COOKIE_MAX + 1]; /* "" when none */
 };
@@ -77,6 +78,12 @@ struct proctree_match {
 	 * where every descendant of mcpmux comes from its backend, sets it.
 	 */
 	bool (*is_backend)(pid_t pid);
+	/*
+	 * Optional: processes not to signal, with their descendants (they are still members,
+	 * and still keep the tree from being empty).  A container engine's monitor and the
+	 * container under it are the engine's to stop first.
+	 */
+	bool (*spare)(const struct proc_info *pi);
 };
 
 void proctree_init(struct proctree *t);

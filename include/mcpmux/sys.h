@@ -69,6 +69,15 @@ bool sys_nofile_original(struct rlimit *rl);
 /* The soft limit now in effect. */
 size_t sys_nofile_limit(void);
 
+/*
+ * mcpmux's directory for files of this user's running instances (container id files,
+ * pool locks): $XDG_RUNTIME_DIR/mcpmux when XDG_RUNTIME_DIR is set, else /tmp/mcpmux-UID;
+ * created 0700 if missing, and refused unless it is a directory of this user that no
+ * one else can write (not a symlink).  `sub`, if not NULL, is a subdirectory made the
+ * same way.  0, or -1 with errno (EPERM: not ours or not private).
+ */
+int sys_runtime_dir(const char *sub, char *out, size_t len);
+
 /* Monotonic time in seconds: for every deadline and duration (the wall clock may jump). */
 double sys_mono(void);
 /*

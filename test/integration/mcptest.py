@@ -118,6 +118,18 @@ def wait_until(pred, seconds, what):
         time.sleep(0.005)
 
 
+def keeper_of(pid):
+    """The mcpmux pid a keeper process is for (docs/lifecycle.md), or None."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            words = f.read().rstrip(b"\0").split()
+    except OSError:
+        return None
+    if len(words) == 3 and words[:2] == [b"mcpmux-keeper", b"for"]:
+        return int(words[2])
+    return None
+
+
 def fd_count(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
@@ -296,6 +308,12 @@ class Case(unittest.TestCase):
     def tearDown(self):
         for p in self.procs:
             p.kill()
+        # A killed mcpmux's keeper ends what it started, then goes: let it.
+        try:
+            wait_until(lambda: not [q for q in self.tagged() if keeper_of(q) is not None], 10,
+                       "the keepers of killed instances to finish")
+        except AssertionError:
+            pass
         left = self.tagged()
         for pid in left:
             try:
@@ -326,10 +344,13 @@ class Case(unittest.TestCase):
         return self.start([MCPMUX, "serve"] + list(opts) + ["--"] + cmd)
 
     def assert_no_leftovers(self, seconds=2, what="processes of the test"):
-        """Every process started by this test, except mcpmux and the harness, is gone."""
-        keep = {p.pid for p in self.procs}
-        wait_until(lambda: not [p for p in self.tagged() if p not in keep], seconds,
-                   "%s to be gone (left: %r)" % (what, [p for p in self.tagged() if p not in keep]))
+        """Every process started by this test, except mcpmux, its keeper and the harness, is
+        gone."""
+        keep = {p.pid for p in self.procs if p.p.poll() is None}
+
+        def left():
+            return [p for p in self.tagged() if p not in keep and keeper_of(p) not in keep]
+        wait_until(lambda: not left(), seconds, "%s to be gone (left: %r)" % (what, left()))
 
     def cookie_pids(self, session):
         return pids_with_env(("MCPMUX_SESSION=%s" % session).encode())

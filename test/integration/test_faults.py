@@ -228,11 +228,15 @@ class ClientGone(Faults):
 
 @needs_shim
 class SpawnFails(Faults):
-    """EMFILE from pipe2() and EAGAIN from clone()/fork() when a server is started."""
+    """EMFILE from pipe2() and EAGAIN from clone()/fork() when a server is started.
+    (Wrap and serve first start their keeper: a fork and two pipes, counted first.)"""
+
+    KEEPER_FORKS, KEEPER_PIPES = 1, 2
 
     def test_wrap_cannot_start(self):
-        for faults, reason in ((dict(pipe2_fail=2), "Too many open files"),
-                               (dict(fork_fail=1), "Resource temporarily unavailable")):
+        for faults, reason in ((dict(pipe2_fail=self.KEEPER_PIPES + 2), "Too many open files"),
+                               (dict(fork_fail=self.KEEPER_FORKS + 1),
+                                "Resource temporarily unavailable")):
             p = self.mcpmux(["--", FIXTURE], env=self.shim_env(**faults))
             p.close_stdin()
             self.assertEqual(p.wait(), 1, faults)
@@ -246,7 +250,8 @@ class SpawnFails(Faults):
     def test_wrap_next_run_cannot_start(self):
         """The run after an end-of-run fails to start: an error, then the next one starts."""
         # the second run's spawn: its process, or its second pipe (the first is closed again)
-        for faults in (dict(fork_fail=2), dict(pipe2_fail=self.pipe2_per_spawn() + 2)):
+        for faults in (dict(fork_fail=self.KEEPER_FORKS + 2),
+                       dict(pipe2_fail=self.pipe2_per_spawn() + 2)):
             p = self.mcpmux(GRACE + ["--", FIXTURE], env=self.shim_env(**faults))
             p.send(req(1, "ping"))
             self.assertEqual(p.msg()["id"], 1)
@@ -266,7 +271,8 @@ class SpawnFails(Faults):
         self.assert_no_leftovers()
 
     def pipe2_per_spawn(self):
-        """How many pipe2() calls one spawn makes (3, or 4 with a traffic log)."""
+        """How many pipe2() calls a serve with one spawn makes (the keeper's, and the
+        spawn's: 2, or 3 with a traffic log)."""
         p = self.mcpmux(["serve", "--", FIXTURE], env=self.shim_env())
         p.send({"session": "x", "message": req(1, "ping")})
         p.msg()
@@ -311,7 +317,8 @@ class SpawnFails(Faults):
         self.serve_one_fails(dict(pipe2_fail=self.pipe2_per_spawn() + 2), "Too many open files")
 
     def test_serve_fork_fails(self):
-        self.serve_one_fails(dict(fork_fail=2), "Resource temporarily unavailable")
+        self.serve_one_fails(dict(fork_fail=self.KEEPER_FORKS + 2),
+                             "Resource temporarily unavailable")
 
     def test_serve_accept4_fails(self):
         """Out of descriptors at accept: that connection is refused, the next one served."""
@@ -460,9 +467,15 @@ class HalfClose(Faults):
 
 @needs_shim
 class Unkillable(Faults):
-    """A process mcpmux cannot end (another user's, EPERM): the run ends as abandoned."""
+    """A process mcpmux cannot end (another user's, EPERM): the run ends as abandoned.
+    (Without a cgroup: cgroup.kill does not go through the signals the shim refuses.)"""
 
     ARGS = ["--eof-grace", "100", "--term-grace", "100", "--kill-deadline", "500"]
+
+    def shim_env(self, **faults):
+        env = super().shim_env(**faults)
+        env["MCPMUX_CGROUP"] = "off"
+        return env
 
     def test_wrap_end_of_run_reports_abandoned_pids(self):
         p = self.mcpmux(self.ARGS + ["--", FIXTURE, "--ignore-sigterm", "--ignore-eof"],

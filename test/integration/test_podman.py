@@ -10,7 +10,10 @@ import time
 import unittest
 
 import podman_env
-from mcptest import Case, FIXTURE, initialize, main, wait_until
+import os
+import signal
+
+from mcptest import Case, FIXTURE, MCPMUX, call, initialize, main, note, req, wait_until
 
 REASON = podman_env.unavailable()
 
@@ -85,6 +88,103 @@ class Podman(Case):
         p.close_stdin()
         self.assertEqual(p.wait(seconds=60), 0)
         wait_until(lambda: self.pod.containers() == [], 10, "the container to be removed")
+
+
+@unittest.skipIf(REASON is not None, REASON or "")
+class PodmanTeardown(Podman):
+    """mcpmux's ladder reaches the container: a server that ignores EOF and SIGTERM in a
+    real container is gone when the end-of-run result comes, and gone after a SIGKILL
+    of mcpmux too."""
+
+    STUBBORN = ["/mcp-fixture", "--ignore-sigterm", "--ignore-eof"]
+    GRACES = ["-v", "--eof-grace", "500", "--term-grace", "500"]
+
+    test_initialize_over_stdio_and_gone_after_eof = None
+    test_startup_time = None
+    test_labels_are_visible_to_a_label_filter = None
+
+    def pids_of_container(self, cid):
+        """Processes of a container: its monitor (the id on its command line) and those in
+        its cgroups (the id in their cgroup paths)."""
+        found = []
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open("/proc/%s/cmdline" % d, "rb") as f:
+                    cmd = f.read()
+                with open("/proc/%s/cgroup" % d, "rb") as f:
+                    cg = f.read()
+                with open("/proc/%s/stat" % d, "rb") as f:
+                    st = f.read()
+            except OSError:
+                continue
+            if st[st.rindex(b")") + 2:st.rindex(b")") + 3] in b"ZX":
+                continue
+            if cid.encode() in cmd or cid.encode() in cg:
+                found.append(int(d))
+        return found
+
+    def wrapped(self, mode=()):
+        argv = ([MCPMUX] + list(mode) + self.GRACES + ["--"] + self.pod.run_argv() +
+                [self.pod.image] + self.STUBBORN)
+        return self.start(argv)
+
+    def test_end_of_run_ends_the_container(self):
+        p = self.wrapped()
+        p.send(initialize(1), call(2, "env"))
+        self.assertEqual(p.msg(60)["id"], 1)
+        session = p.msg(60)["result"]["structuredContent"]["session"]
+        labels = self.pod.podman("ps", "-a", "--filter", "label=" + self.pod.label(),
+                                 "--format", "{{.Labels}}").stdout
+        with open("/proc/%d/stat" % p.pid) as f:
+            start = f.read().rsplit(")", 1)[1].split()[19]
+        self.assertIn("mcpmux.owner:%d:%s" % (p.pid, start), labels)
+        self.assertIn("mcpmux.session:%s" % session, labels)
+        self.assertEqual(len(self.pod.containers("status=running")), 1)
+        cid = self.pod.containers()[0]
+        self.assertTrue(self.pids_of_container(cid))
+        t0 = time.monotonic()
+        p.send(req(3, "mcpmux/endRun"))
+        r = p.msg(60)["result"]
+        took = time.monotonic() - t0
+        self.assertEqual(r["escalation"], "kill", (r, p.stderr()))
+        self.assertEqual(self.pod.containers(), [], "the result came before the container went")
+        wait_until(lambda: not self.pids_of_container(cid), 5, "the container's processes")
+        p.close_stdin()
+        self.assertIn(p.wait(60), (137, 143))  # podman's own status, killed or TERMed
+        print("\nend of run of a stubborn container: %.0f ms" % (took * 1000))
+
+    def test_sigkill_to_mcpmux_ends_the_container(self):
+        p = self.wrapped()
+        p.send(initialize(1))
+        self.assertEqual(p.msg(60)["id"], 1)
+        self.assertEqual(len(self.pod.containers("status=running")), 1)
+        cid = self.pod.containers()[0]
+        t0 = time.monotonic()
+        p.p.send_signal(signal.SIGKILL)
+        p.wait()
+        try:
+            wait_until(lambda: self.pod.containers() == [], 30,
+                       "the keeper to remove the container")
+        except AssertionError:
+            print(p.stderr())
+            raise
+        wait_until(lambda: not self.pids_of_container(cid), 5, "the container's processes")
+        print("\ncontainer gone %.0f ms after SIGKILL of mcpmux" % ((time.monotonic() - t0) * 1000))
+        wait_until(lambda: not self.tagged(), 10, "the keeper to exit")
+
+    def test_serve_session_in_a_container(self):
+        p = self.wrapped(mode=["serve"])
+        p.send({"session": "c1", "message": initialize(1)})
+        self.assertEqual(p.msg(60)["event"], "started")
+        self.assertEqual(p.msg(60)["message"]["id"], 1)
+        p.send({"session": "c1", "message": note("mcpmux/endRun")})
+        ev = p.msg(60)
+        self.assertEqual((ev["event"], ev["escalation"]), ("ended", "kill"))
+        self.assertEqual(self.pod.containers(), [])
+        p.close_stdin()
+        self.assertEqual(p.wait(60), 0)
 
 
 if __name__ == "__main__":

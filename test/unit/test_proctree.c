@@ -363,10 +363,10 @@ test_fake_membership(void **state)
 {
 	struct fake_root *r = *state;
 	struct proctree *t = &r->t;
-	const struct proctree_match a = { 100, 100, "A", NULL };
-	const struct proctree_match a_wrap = { 100, 100, "A", backends_100_200 };
-	const struct proctree_match b = { 200, 200, "B", NULL };
-	const struct proctree_match a_no_cookie = { 100, 100, NULL, NULL };
+	const struct proctree_match a = { 100, 100, "A", NULL, NULL };
+	const struct proctree_match a_wrap = { 100, 100, "A", backends_100_200, NULL };
+	const struct proctree_match b = { 200, 200, "B", NULL, NULL };
+	const struct proctree_match a_no_cookie = { 100, 100, NULL, NULL, NULL };
 
 	build_tree(r->dir);
 	assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
@@ -390,34 +390,34 @@ test_fake_membership_variants(void **state)
 	assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
 
 	/* A reaped backend (pid 0): its group and cookie still find the rest. */
-	const struct proctree_match reaped = { 0, 100, "A", NULL };
+	const struct proctree_match reaped = { 0, 100, "A", NULL, NULL };
 
 	assert_int_equal(proctree_count(t, &reaped), 6);
 
 	/* By cookie alone: 400 (group only) is left out. */
-	const struct proctree_match cookie_only = { 0, 0, "A", NULL };
+	const struct proctree_match cookie_only = { 0, 0, "A", NULL, NULL };
 
 	assert_int_equal(proctree_count(t, &cookie_only), 5);
 	assert_false(proctree_is_member(t, find(t, 400), &cookie_only));
 
 	/* An empty cookie matches nothing by cookie. */
-	const struct proctree_match empty_cookie = { 0, 0, "", NULL };
+	const struct proctree_match empty_cookie = { 0, 0, "", NULL, NULL };
 
 	assert_int_equal(proctree_count(t, &empty_cookie), 0);
 
 	/* Nothing to go by: no members. */
-	const struct proctree_match nothing = { 0, 0, NULL, NULL };
+	const struct proctree_match nothing = { 0, 0, NULL, NULL, NULL };
 
 	assert_int_equal(proctree_count(t, &nothing), 0);
 
 	/* is_backend says 300 is a live backend: it is not an orphan. */
-	const struct proctree_match all_backends = { 100, 100, "A", everyone_is_a_backend };
+	const struct proctree_match all_backends = { 100, 100, "A", everyone_is_a_backend, NULL };
 
 	assert_int_equal(proctree_count(t, &all_backends), 6);
 	assert_false(proctree_is_member(t, find(t, 300), &all_backends));
 
 	/* B by pid only: 201 carries a cookie, but descends from the backend itself. */
-	const struct proctree_match b_pid = { 200, 0, NULL, NULL };
+	const struct proctree_match b_pid = { 200, 0, NULL, NULL, NULL };
 
 	assert_int_equal(proctree_count(t, &b_pid), 2);
 	assert_true(proctree_is_member(t, find(t, 201), &b_pid));
@@ -593,12 +593,12 @@ test_fake_bad_stat(void **state)
 	assert_false(t->v[3].unknown);
 
 	/* A tree known by group 20 has one member, and three processes nobody can claim. */
-	const struct proctree_match g20 = { 0, 20, NULL, NULL };
+	const struct proctree_match g20 = { 0, 20, NULL, NULL, NULL };
 
 	assert_int_equal(proctree_count(t, &g20), 1);
 	assert_int_equal(proctree_left(t, &g20), 4);
 	/* Unknown processes match no group, but a pid still matches. */
-	const struct proctree_match p12 = { 12, 0, NULL, NULL };
+	const struct proctree_match p12 = { 12, 0, NULL, NULL, NULL };
 
 	assert_true(proctree_is_member(t, 0, &p12)); /* state unknown: taken as alive */
 	assert_int_equal(proctree_left(t, &p12), 3);
@@ -611,7 +611,7 @@ test_fake_zombie_keeps_tree(void **state)
 	struct fake_root *r = *state;
 	struct proctree *t = &r->t;
 	const struct fake_proc z = { 100, ROOT, 100, 'Z', "gone", NULL, 0, { NULL }, { NULL } };
-	const struct proctree_match reaped = { 0, 100, "A", NULL };
+	const struct proctree_match reaped = { 0, 100, "A", NULL, NULL };
 
 	add_root(r->dir, ROOT, "100 ");
 	add_proc(r->dir, &z);
@@ -630,7 +630,7 @@ test_fake_unlistable_task(void **state)
 	struct fake_root *r = *state;
 	struct proctree *t = &r->t;
 	const struct fake_proc p = { 100, ROOT, 100, 'S', "x", "A", 0, { NULL }, { NULL } };
-	const struct proctree_match other = { 0, 999, "B", NULL };
+	const struct proctree_match other = { 0, 999, "B", NULL, NULL };
 	char path[PATH_MAX + 32];
 
 	add_root(r->dir, ROOT, "100 ");
@@ -668,9 +668,9 @@ test_fake_walk_all(void **state)
 {
 	struct fake_root *r = *state;
 	struct proctree *t = &r->t;
-	const struct proctree_match a = { 100, 100, "A", NULL };
-	const struct proctree_match a_wrap = { 100, 100, "A", backends_100_200 };
-	const struct proctree_match b = { 200, 200, "B", NULL };
+	const struct proctree_match a = { 100, 100, "A", NULL, NULL };
+	const struct proctree_match a_wrap = { 100, 100, "A", backends_100_200, NULL };
+	const struct proctree_match b = { 200, 200, "B", NULL, NULL };
 	/* someone else's process, in the same /proc, is not walked */
 	const struct fake_proc stranger = { 7, 1, 7, 'S', "init's", "A", 0, { NULL }, { NULL } };
 
@@ -764,7 +764,7 @@ test_fake_wide(void **state)
 		assert_int_equal(t->v[i].pid, 1000 + i);
 	}
 
-	const struct proctree_match odd = { 0, 0, "odd", NULL };
+	const struct proctree_match odd = { 0, 0, "odd", NULL, NULL };
 
 	assert_int_equal(proctree_count(t, &odd), 150);
 }
@@ -963,9 +963,9 @@ test_real_proc(void **state)
 	assert_string_equal(t.v[i_parent].cookie, "");
 	assert_true(t.v[i_parent].start > 0);
 
-	const struct proctree_match m_sleeper = { sleeper, 0, "unit-real", NULL };
-	const struct proctree_match m_cookie = { 0, 0, "unit-real", NULL };
-	const struct proctree_match m_parent = { parent, parent, NULL, NULL };
+	const struct proctree_match m_sleeper = { sleeper, 0, "unit-real", NULL, NULL };
+	const struct proctree_match m_cookie = { 0, 0, "unit-real", NULL, NULL };
+	const struct proctree_match m_parent = { parent, parent, NULL, NULL, NULL };
 
 	assert_int_equal(proctree_count(&t, &m_sleeper), 1);
 	assert_int_equal(proctree_count(&t, &m_cookie), 1);
@@ -982,7 +982,7 @@ test_real_proc(void **state)
 	assert_int_equal(t.v[i_grand].parent, SIZE_MAX);
 	assert_int_equal(t.v[i_grand].ppid, getpid());
 
-	const struct proctree_match m_gone = { 0, parent, NULL, NULL };
+	const struct proctree_match m_gone = { 0, parent, NULL, NULL, NULL };
 
 	assert_int_equal(proctree_count(&t, &m_gone), 1);
 
