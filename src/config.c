@@ -934,6 +934,28 @@ wanted(struct rewrite *rw, const struct json5_member *m, const char *val[N_OPTS]
 	return 0;
 }
 
+/* Between a key and its value, only white space and the colon? */
+static bool
+plain_colon(const struct rewrite *rw, size_t key_end, size_t val_start)
+{
+	size_t c = json5_skip(rw->text, val_start, key_end, false);
+
+	return c < val_start && rw->text[c] == ':' && white(rw, c + 1, val_start);
+}
+
+/*
+ * Is args_m where wrap puts an "args" it adds: just before "command", with no comment
+ * around its colon or its comma?  Unwrap removes such an "args" when it is left empty.
+ */
+static bool
+removable_args(const struct rewrite *rw, const struct json5_member *args_m,
+	       const struct json5_member *cmd_m)
+{
+	return args_m->index + 1 == cmd_m->index && args_m->comma != JSON5_NONE &&
+	       plain_colon(rw, args_m->key_end, args_m->val.start) &&
+	       white(rw, args_m->val.end, args_m->comma);
+}
+
 /* The text of "args": [...], to go just before the "command" member cmd_m of entry e. */
 static void
 args_member(const struct rewrite *rw, const struct json5_node *e, const struct json5_member *cmd_m,
@@ -1030,7 +1052,7 @@ wrap_fresh(struct rewrite *rw, const struct json5_member *m, const struct json5_
 	}
 	/* What unwrap cannot tell apart: see config_entry.inexact. */
 	if (rc == 0 && args != NULL && args->n == 0 && white(rw, args->start + 1, args->end - 1) &&
-	    (args->end - args->start > 2 || args_m->index + 1 == cmd_m->index)) {
+	    (args->end - args->start > 2 || removable_args(rw, args_m, cmd_m))) {
 		rw->r->entries[rw->r->n_entries - 1].inexact = true;
 	}
 	sbuf_release(&before);
@@ -1175,25 +1197,55 @@ rewrap(struct rewrite *rw, const struct json5_member *m, const struct json5_memb
 	return rc;
 }
 
-/* Where the last comment in [a, b) ends (a when there is none). */
+/* Where the last comment in [a, b) ends, its line break included (a when none is). */
 static size_t
 last_comment_end(const struct rewrite *rw, size_t a, size_t b)
 {
+	const char *t = rw->text;
 	size_t end = a, p = a;
 
-	while ((p = json5_skip(rw->text, b, p, false)) < b) {
-		if (rw->text[p + 1] == '/') {
-			while (p < b && rw->text[p] != '\n' && rw->text[p] != '\r') {
+	while ((p = json5_skip(t, b, p, false)) < b) {
+		if (t[p + 1] == '/') {
+			/* A line comment ends with its line terminator, which stays with it. */
+			while (p < b && t[p] != '\n' && t[p] != '\r' &&
+			       !(b - p >= 3 && memcmp(t + p, "\xe2\x80", 2) == 0 &&
+				 (t[p + 2] == '\xa8' || t[p + 2] == '\xa9'))) {
 				p++;
 			}
+			p += p < b && t[p] == '\r' && p + 1 < b && t[p + 1] == '\n' ? 2
+			     : p < b && (t[p] == '\n' || t[p] == '\r')		    ? 1
+			     : p < b						    ? 3
+										    : 0;
 		} else {
-			const char *close = memmem(rw->text + p + 2, b - p - 2, "*/", 2);
+			const char *close = memmem(t + p + 2, b - p - 2, "*/", 2);
 
-			p = close != NULL ? (size_t)(close - rw->text) + 2 : b;
+			p = close != NULL ? (size_t)(close - t) + 2 : b;
 		}
 		end = p;
 	}
 	return end;
+}
+
+/*
+ * Remove an item of args and its comma, and with `space` the white space after the
+ * comma.  A comment between the item and its comma stays.
+ */
+static int
+remove_item(struct rewrite *rw, const struct json5_member *it, bool space)
+{
+	size_t after;
+
+	if (it->comma == JSON5_NONE) {
+		return edit_remove(rw, it->val.start, it->val.end);
+	}
+	after = space ? json5_skip(rw->text, rw->len, it->comma + 1, false) : it->comma + 1;
+	if (white(rw, it->val.end, it->comma)) {
+		return edit_remove(rw, it->val.start, after);
+	}
+	if (edit_remove(rw, it->val.start, it->val.end) == -1) {
+		return -1;
+	}
+	return edit_remove(rw, it->comma, after);
 }
 
 /* Unwrap an entry that runs mcpmux as a wrapper: the server's command goes back. */
@@ -1205,7 +1257,7 @@ unwrap_entry(struct rewrite *rw, const struct json5_member *m, const struct json
 	const struct json5_node *args = args_m != NULL ? &args_m->val : NULL;
 	size_t opt_end, k = args != NULL ? wrapped_command_index(args, &opt_end) : SIZE_MAX;
 	struct sbuf b = { 0 }, before = { 0 }, after = { 0 };
-	int rc;
+	int rc = 0;
 
 	if (k == SIZE_MAX) {
 		return skip(rw, m, "runs mcpmux, but not as a wrapped server", NULL);
@@ -1223,40 +1275,41 @@ unwrap_entry(struct rewrite *rw, const struct json5_member *m, const struct json
 	}
 	if (k + 1 < args->n) {
 		/* Each of mcpmux's items goes with its comma and the white space after it. */
-		for (size_t i = 0; i <= k; i++) {
-			size_t next = json5_skip(rw->text, rw->len, args->m[i].comma + 1, false);
-
-			if (edit_remove(rw, args->m[i].val.start, next) == -1) {
-				return -1;
-			}
+		for (size_t i = 0; i <= k && rc == 0; i++) {
+			rc = remove_item(rw, &args->m[i], true);
 		}
-		return 0;
+		return rc;
 	}
 	/* Nothing stays in args. */
 	size_t in_start = args->start + 1, in_end = args->end - 1;
-	size_t last_end =
-		args->m[k].comma != JSON5_NONE ? args->m[k].comma + 1 : args->m[k].val.end;
+	const struct json5_member *last = &args->m[k];
+	size_t last_end = last->comma != JSON5_NONE ? last->comma + 1 : last->val.end;
 	bool empty = white(rw, in_start, args->m[0].val.start) && white(rw, last_end, in_end);
 
-	for (size_t i = 0; i < k && empty; i++) {
-		empty = white(rw, args->m[i].comma + 1, args->m[i + 1].val.start);
+	for (size_t i = 0; i <= k && empty; i++) {
+		const struct json5_member *it = &args->m[i];
+
+		empty = (it->comma == JSON5_NONE || white(rw, it->val.end, it->comma)) &&
+			(i == k || white(rw, it->comma + 1, args->m[i + 1].val.start));
 	}
-	if (empty && args_m->index + 1 == cmd_m->index) {
-		/* An "args" that wrap added, just before "command": it goes. */
+	/*
+	 * An "args" that wrap added sits just before "command": it goes, unless a comment
+	 * sits in it or around its colon or comma.
+	 */
+	if (empty && removable_args(rw, args_m, cmd_m)) {
 		return edit_remove(rw, args_m->key_start,
 				   json5_skip(rw->text, rw->len, args_m->comma + 1, false));
 	}
 	if (empty) {
 		return edit_remove(rw, in_start, in_end);
 	}
-	/* Comments stay, and the white space up to the first item goes. */
+	/* Comments stay, and the white space from the last one to the first item goes. */
 	rc = edit_remove(rw, last_comment_end(rw, in_start, args->m[0].val.start),
 			 args->m[0].val.start);
-	for (size_t i = 0; i < k && rc == 0; i++) {
-		rc = edit_remove(rw, args->m[i].val.start,
-				 json5_skip(rw->text, rw->len, args->m[i].comma + 1, false));
+	for (size_t i = 0; i <= k && rc == 0; i++) {
+		rc = remove_item(rw, &args->m[i], i < k);
 	}
-	return rc == 0 ? edit_remove(rw, args->m[k].val.start, last_end) : -1;
+	return rc;
 }
 
 static int

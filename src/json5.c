@@ -741,9 +741,12 @@ static int parse_value(struct parser *p, struct json5_node *n, int role);
 static int
 parse_key(struct parser *p, struct json5_node *obj, struct json5_member *m)
 {
-	char c = p->t[p->pos];
+	char c = p->pos < p->len ? p->t[p->pos] : '\0';
 
 	m->key_start = p->pos;
+	if (p->pos >= p->len) {
+		return expected(p, "a key or '}'");
+	}
 	if (c == '"' || c == '\'') {
 		m->key_quote = c;
 		obj->quotes[c == '\'']++;

@@ -815,6 +815,20 @@ test_unwrap_keeps_comments(void **state)
 	expect_text(CONFIG_UNWRAP,
 		    "{servers: {s: {command: 'mcpmux', args: [ /* all */ '--', 'srv' ]}}}", &plain,
 		    "{servers: {s: {command: 'srv', args: [ /* all */ ]}}}");
+	/* A line comment keeps the line break that ends it. */
+	expect_text(CONFIG_UNWRAP,
+		    "{servers: {s: {command: 'mcpmux', args: [ // own\n  '--', 'srv' ]}}}", &plain,
+		    "{servers: {s: {command: 'srv', args: [ // own\n ]}}}");
+	expect_text(CONFIG_UNWRAP,
+		    "{servers: {s: {command: 'mcpmux', args: [ // own\r\n'--', 'srv']}}}", &plain,
+		    "{servers: {s: {command: 'srv', args: [ // own\r\n]}}}");
+	/* A comment between an item and its comma. */
+	expect_text(CONFIG_UNWRAP,
+		    "{servers: {s: {command: 'mcpmux', args: ['--' /* c */ , 'srv', 'a']}}}",
+		    &plain, "{servers: {s: {command: 'srv', args: [ /* c */ 'a']}}}");
+	/* An "args" just before "command" with a comment at its colon stays, empty. */
+	expect_text(CONFIG_UNWRAP, "{servers: {s: {args /* c */: ['--', 'x'], command: 'mcpmux'}}}",
+		    &plain, "{servers: {s: {args /* c */: [], command: 'x'}}}");
 }
 
 /* ---- options ---- */

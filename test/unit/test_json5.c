@@ -201,6 +201,11 @@ test_refusals(void **state)
 	refused("   // nothing\n", 14, "expected a value");
 	refused("{", 1, "expected a key or '}', found the end of the file");
 	refused("{a}", 2, "expected ':' after the key, found '}'");
+	refused("{a:1,", 5, "expected a key or '}', found the end of the file");
+	refused("{a:1, ", 6, "expected a key or '}', found the end of the file");
+	refused("[1,", 3, "expected a value, found the end of the file");
+	refused("{a", 2, "expected ':' after the key, found the end of the file");
+	refused("{a:", 3, "expected a value, found the end of the file");
 	refused("{a:}", 3, "expected a value, found '}'");
 	refused("{a:1 b:2}", 5, "expected ',' or '}' after the member, found 'b'");
 	refused("[1 2]", 3, "expected ',' or ']' after the item, found '2'");
