@@ -732,8 +732,21 @@ run(struct config_args *a)
 		rc = 1;
 		goto out;
 	}
-	fprintf(stderr, "mcpmux: %s: %s %zu of %zu server%s; backup in %s.bak%s\n", name,
-		a->op == CONFIG_WRAP ? "wrapped" : "unwrapped", r.n_changed, r.n_entries,
+	size_t n_updated = 0;
+
+	for (size_t i = 0; i < r.n_entries; i++) {
+		n_updated += r.entries[i].verdict == CONFIG_UPDATED;
+	}
+	if (n_updated == 0) {
+		fprintf(stderr, "mcpmux: %s: %s %zu", name,
+			a->op == CONFIG_WRAP ? "wrapped" : "unwrapped", r.n_changed);
+	} else if (n_updated == r.n_changed) {
+		fprintf(stderr, "mcpmux: %s: updated %zu", name, n_updated);
+	} else {
+		fprintf(stderr, "mcpmux: %s: wrapped %zu and updated %zu", name,
+			r.n_changed - n_updated, n_updated);
+	}
+	fprintf(stderr, " of %zu server%s; backup in %s.bak%s\n", r.n_entries,
 		r.n_entries == 1 ? "" : "s", a->file, made == 0 ? " (an older one, kept)" : "");
 out:
 	config_result_release(&r);
