@@ -1197,6 +1197,25 @@ rewrap(struct rewrite *rw, const struct json5_member *m, const struct json5_memb
 	return rc;
 }
 
+/* Just past the line terminator that ends the line comment at p (b if none does). */
+static size_t
+past_line_end(const char *t, size_t b, size_t p)
+{
+	for (; p < b; p++) {
+		if (t[p] == '\n') {
+			return p + 1;
+		}
+		if (t[p] == '\r') {
+			return p + 1 < b && t[p + 1] == '\n' ? p + 2 : p + 1;
+		}
+		if (b - p >= 3 && memcmp(t + p, "\xe2\x80", 2) == 0 &&
+		    (t[p + 2] == '\xa8' || t[p + 2] == '\xa9')) {
+			return p + 3; /* U+2028, U+2029 */
+		}
+	}
+	return b;
+}
+
 /* Where the last comment in [a, b) ends, its line break included (a when none is). */
 static size_t
 last_comment_end(const struct rewrite *rw, size_t a, size_t b)
@@ -1206,16 +1225,8 @@ last_comment_end(const struct rewrite *rw, size_t a, size_t b)
 
 	while ((p = json5_skip(t, b, p, false)) < b) {
 		if (t[p + 1] == '/') {
-			/* A line comment ends with its line terminator, which stays with it. */
-			while (p < b && t[p] != '\n' && t[p] != '\r' &&
-			       !(b - p >= 3 && memcmp(t + p, "\xe2\x80", 2) == 0 &&
-				 (t[p + 2] == '\xa8' || t[p + 2] == '\xa9'))) {
-				p++;
-			}
-			p += p < b && t[p] == '\r' && p + 1 < b && t[p + 1] == '\n' ? 2
-			     : p < b && (t[p] == '\n' || t[p] == '\r')		    ? 1
-			     : p < b						    ? 3
-										    : 0;
+			/* A line comment's line break stays with it. */
+			p = past_line_end(t, b, p);
 		} else {
 			const char *close = memmem(t + p + 2, b - p - 2, "*/", 2);
 

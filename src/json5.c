@@ -719,7 +719,7 @@ node_release(struct json5_node *n)
 }
 
 static int
-append(struct parser *p, struct json5_node *c, struct json5_member *m)
+append(struct parser *p, struct json5_node *c, const struct json5_member *m)
 {
 	if (c->n == c->cap) {
 		size_t cap = c->cap ? c->cap * 2 : 4;
