@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "mcpmux/config.h"
+#include "mcpmux/diag.h"
 #include "mcpmux/json5.h"
 #include "mcpmux/rpcout.h"
 
@@ -77,10 +78,11 @@ struct rewrite {
 	struct json5_doc doc;
 	const struct json5_node *ref_args; /* a non-empty "args": its layout is copied */
 	const char *nl;			   /* the file's line end */
-	char indent[17];		   /* one level of indentation, from the first */
+	char indent[17];		   /* one indentation step: the first line's */
 	struct edit *edits;
 	size_t n_edits, cap_edits;
 	struct config_result *r;
+	size_t cap_entries; /* of r->entries */
 };
 
 /* ---- errors ---- */
@@ -436,13 +438,17 @@ entry_new(struct rewrite *rw, const struct json5_member *m, enum config_verdict 
 	struct config_result *r = rw->r;
 	struct config_entry *e;
 	struct sbuf name = { 0 };
-	/* A config holds a handful of servers: one realloc each is fine. */
-	struct config_entry *ne = realloc(r->entries, (r->n_entries + 1) * sizeof(*ne));
 
-	if (ne == NULL) {
-		return NULL;
+	if (r->n_entries == rw->cap_entries) {
+		size_t cap = rw->cap_entries ? rw->cap_entries * 2 : 8;
+		struct config_entry *ne = realloc(r->entries, cap * sizeof(*ne));
+
+		if (ne == NULL) {
+			return NULL;
+		}
+		r->entries = ne;
+		rw->cap_entries = cap;
 	}
-	r->entries = ne;
 	config_shell_quote(&name, m->key, m->klen);
 	if (name.failed || name.buf == NULL) {
 		sbuf_release(&name);
@@ -611,16 +617,25 @@ edit_cmp(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-/* Where input offset p lands in the output (edits sorted). */
+/*
+ * Where input offset p lands in the output: p moved by the edits that start before it
+ * (sorted; shift[i] is what edits 0..i-1 add, which may wrap around below zero).
+ */
 static size_t
-out_offset(const struct rewrite *rw, size_t p)
+out_offset(const struct rewrite *rw, const size_t *shift, size_t p)
 {
-	size_t q = p;
+	size_t lo = 0, hi = rw->n_edits;
 
-	for (size_t i = 0; i < rw->n_edits && rw->edits[i].start < p; i++) {
-		q = q + rw->edits[i].len - (rw->edits[i].end - rw->edits[i].start);
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (rw->edits[mid].start < p) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
+		}
 	}
-	return q;
+	return p + shift[lo];
 }
 
 static int
@@ -634,7 +649,7 @@ apply_edits(struct rewrite *rw)
 		const struct edit *e = &rw->edits[i];
 
 		if (e->start < at || e->end < e->start || e->end > rw->len) {
-			abort(); /* edits of different spans never overlap */
+			BUG("overlapping edits: %zu-%zu after %zu", e->start, e->end, at);
 		}
 		sbuf_add(&out, rw->text + at, e->start - at);
 		if (e->len > 0) {
@@ -647,14 +662,27 @@ apply_edits(struct rewrite *rw)
 		sbuf_release(&out);
 		return nomem(rw);
 	}
-	rw->r->text = out.buf;
-	rw->r->len = out.len;
+	size_t *shift = malloc((rw->n_edits + 1) * sizeof(*shift));
+
+	if (shift == NULL) {
+		sbuf_release(&out);
+		return nomem(rw);
+	}
+	shift[0] = 0;
+	for (size_t i = 0; i < rw->n_edits; i++) {
+		const struct edit *e = &rw->edits[i];
+
+		shift[i + 1] = shift[i] + e->len - (e->end - e->start);
+	}
 	for (size_t i = 0; i < rw->r->n_entries; i++) {
 		struct config_entry *ce = &rw->r->entries[i];
 
-		ce->out_start = out_offset(rw, ce->start);
-		ce->out_end = out_offset(rw, ce->end);
+		ce->out_start = out_offset(rw, shift, ce->start);
+		ce->out_end = out_offset(rw, shift, ce->end);
 	}
+	free(shift);
+	rw->r->text = out.buf;
+	rw->r->len = out.len;
 	return 0;
 }
 
@@ -699,11 +727,14 @@ indent_len(const struct rewrite *rw, size_t ls)
 	return w;
 }
 
-/* Is off the first thing on its line? */
+/* Is off the first thing on its line?  (Only its indentation is looked at.) */
 static bool
 starts_line(const struct rewrite *rw, size_t off)
 {
-	return blanks(rw, line_start(rw, off), off);
+	while (off > 0 && (rw->text[off - 1] == ' ' || rw->text[off - 1] == '\t')) {
+		off--;
+	}
+	return off == 0 || rw->text[off - 1] == '\n' || rw->text[off - 1] == '\r';
 }
 
 /* The line break that ends the line before the line starting at ls. */
@@ -781,7 +812,7 @@ static void
 items_add(struct items *it, const char *s, size_t len, char quote)
 {
 	if (it->n == MAX_NEW_ITEMS) {
-		abort(); /* sized for every option */
+		BUG("more than %d new items", MAX_NEW_ITEMS);
 	}
 	it->off[it->n++] = it->text.len;
 	if (quote != 0) {
