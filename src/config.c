@@ -826,6 +826,10 @@ items_add(struct items *it, const char *s, size_t len, char quote)
 static void
 add_item(struct sbuf *b, const struct items *it, size_t i)
 {
+	if (it->text.failed) {
+		b->failed = true; /* the items are not all there */
+		return;
+	}
 	sbuf_add(b, it->text.buf + it->off[i], it->off[i + 1] - it->off[i]);
 }
 
