@@ -2,15 +2,17 @@
  * cmd_config: `mcpmux config (wrap | unwrap) FILE [OPTIONS]`: read a client config, have
  * config.c rewrite it, and print it, print a summary (--dry-run), or replace the file
  * (--in-place): a backup FILE.bak first (an existing one is kept), then a temporary file
- * in the same directory with the original's mode and owner, fsync, rename over the
- * original (through a symlink, to its target), fsync of the directory.  On any error
- * the file is left as it was.
+ * in the same directory, both with the original's owner, group and mode, fsync, rename
+ * over the original (through a symlink, to its target), fsync of the directory.  On any
+ * error the file is left as it was.  It also finds the mcpmux path that wrapped entries
+ * name: the one the user would type (see self_path()).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,18 +43,27 @@ config_usage(void)
 	fputs("usage: mcpmux config wrap FILE [OPTIONS]     route FILE's stdio servers through mcpmux\n"
 	      "       mcpmux config unwrap FILE [OPTIONS]   put them back as they were\n"
 	      "\n"
-	      "FILE is an MCP client's config: \"mcpServers\" (Claude Desktop, Claude Code's\n"
-	      ".mcp.json, Cursor, Windsurf), \"servers\" (VS Code's mcp.json) or \"mcp\":\n"
-	      "{\"servers\"} (OpenClaw); '-' reads stdin.  The result goes to stdout unless\n"
-	      "--in-place.  Remote (url) servers are left alone; wrapping twice changes nothing.\n"
+	      "FILE is an MCP client's config, in JSON or JSON5 (comments, unquoted keys,\n"
+	      "trailing commas...): \"mcpServers\" (Claude Desktop, Claude Code's .mcp.json,\n"
+	      "Cursor, Windsurf), \"servers\" (VS Code's mcp.json) or \"mcp\": {\"servers\"}\n"
+	      "(OpenClaw); '-' reads stdin.  Only the \"command\" and \"args\" of the servers\n"
+	      "that change are rewritten; every other byte is kept.  Remote (url) servers are\n"
+	      "left alone.  A server already wrapped gets the options given (and the command,\n"
+	      "with --mcpmux) and keeps its others: wrapping twice changes nothing.  The\n"
+	      "result goes to stdout unless --in-place.\n"
 	      "  -i, --in-place     replace FILE (atomically), after a backup FILE.bak (an\n"
-	      "                     existing FILE.bak is kept)\n"
+	      "                     existing FILE.bak is kept); owner, group and mode kept\n"
 	      "  -n, --dry-run      print what would change, one line per server; write nothing\n"
-	      "  --mcpmux PATH      the mcpmux command to write (default: this binary's path)\n"
+	      "  --mcpmux PATH      the mcpmux command to write (default: this mcpmux as found\n"
+	      "                     on PATH, else by the path it was started with)\n"
 	      "options of wrap, written into each wrapped server's command line:\n"
 	      "  --log-dir DIR      traffic log per server: --log DIR/<name>.jsonl\n"
 	      "  --eof-grace MS     --eof-grace MS\n"
 	      "  --term-grace MS    --term-grace MS\n"
+	      "  --idle-timeout S   --idle-timeout S: end a run after S idle seconds\n"
+	      "  --idle-suspend S   --idle-suspend S: stop an idle server, keep the client\n"
+	      "  --max-servers N    --max-servers N: live servers of the pool at most\n"
+	      "  --pool NAME        --pool NAME (1 to 64 of A-Z a-z 0-9 . _ -)\n"
 	      "Exit status: 0 done, 1 the file is unusable (nothing written), 2 usage.\n",
 	      stdout);
 }
@@ -64,8 +75,9 @@ usage_error(const char *what, const char *arg)
 	return -1;
 }
 
+/* A number of milliseconds or seconds, as mcpmux's own options take it. */
 static bool
-valid_ms(const char *s)
+valid_number(const char *s)
 {
 	char *end;
 	double v;
@@ -73,6 +85,30 @@ valid_ms(const char *s)
 	errno = 0;
 	v = strtod(s, &end);
 	return end != s && *end == '\0' && errno == 0 && v >= 0 && v <= 1e9;
+}
+
+/* A positive integer in decimal digits. */
+static bool
+valid_count(const char *s)
+{
+	char *end;
+	unsigned long v;
+
+	if (s[0] < '0' || s[0] > '9') {
+		return false;
+	}
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	return *end == '\0' && errno == 0 && v >= 1 && v <= INT32_MAX;
+}
+
+/* A pool name: 1 to 64 characters of [A-Za-z0-9._-]. */
+static bool
+valid_pool(const char *s)
+{
+	size_t n = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-");
+
+	return n >= 1 && n <= 64 && s[n] == '\0';
 }
 
 /* argv[0] is "config".  0, 1 for --help, -1 on a usage error (printed). */
@@ -119,8 +155,17 @@ parse_args(struct config_args *a, int argc, char **argv)
 			target = &a->o.eof_grace;
 		} else if (name_len == 12 && strncmp(arg, "--term-grace", 12) == 0) {
 			target = &a->o.term_grace;
+		} else if (name_len == 14 && strncmp(arg, "--idle-timeout", 14) == 0) {
+			target = &a->o.idle_timeout;
+		} else if (name_len == 14 && strncmp(arg, "--idle-suspend", 14) == 0) {
+			target = &a->o.idle_suspend;
+		} else if (name_len == 13 && strncmp(arg, "--max-servers", 13) == 0) {
+			target = &a->o.max_servers;
+		} else if (name_len == 6 && strncmp(arg, "--pool", 6) == 0) {
+			target = &a->o.pool;
 		} else if (name_len == 8 && strncmp(arg, "--mcpmux", 8) == 0) {
 			target = &a->o.mcpmux;
+			a->o.set_command = true;
 		} else {
 			return usage_error("unknown option", arg);
 		}
@@ -151,15 +196,31 @@ parse_args(struct config_args *a, int argc, char **argv)
 	}
 	a->file = pos[1];
 	if (a->op == CONFIG_UNWRAP &&
-	    (a->log_dir != NULL || a->o.eof_grace != NULL || a->o.term_grace != NULL)) {
-		return usage_error("--log-dir, --eof-grace and --term-grace are options of wrap",
+	    (a->log_dir != NULL || a->o.eof_grace != NULL || a->o.term_grace != NULL ||
+	     a->o.idle_timeout != NULL || a->o.idle_suspend != NULL || a->o.max_servers != NULL ||
+	     a->o.pool != NULL)) {
+		return usage_error("--log-dir, --eof-grace, --term-grace, --idle-timeout, "
+				   "--idle-suspend, --max-servers and --pool are options of wrap",
 				   NULL);
 	}
-	if (a->o.eof_grace != NULL && !valid_ms(a->o.eof_grace)) {
+	if (a->o.eof_grace != NULL && !valid_number(a->o.eof_grace)) {
 		return usage_error("invalid --eof-grace (milliseconds >= 0):", a->o.eof_grace);
 	}
-	if (a->o.term_grace != NULL && !valid_ms(a->o.term_grace)) {
+	if (a->o.term_grace != NULL && !valid_number(a->o.term_grace)) {
 		return usage_error("invalid --term-grace (milliseconds >= 0):", a->o.term_grace);
+	}
+	if (a->o.idle_timeout != NULL && !valid_number(a->o.idle_timeout)) {
+		return usage_error("invalid --idle-timeout (seconds >= 0):", a->o.idle_timeout);
+	}
+	if (a->o.idle_suspend != NULL && !valid_number(a->o.idle_suspend)) {
+		return usage_error("invalid --idle-suspend (seconds >= 0):", a->o.idle_suspend);
+	}
+	if (a->o.max_servers != NULL && !valid_count(a->o.max_servers)) {
+		return usage_error("invalid --max-servers (a whole number >= 1):",
+				   a->o.max_servers);
+	}
+	if (a->o.pool != NULL && !valid_pool(a->o.pool)) {
+		return usage_error("invalid --pool (1 to 64 of A-Z a-z 0-9 . _ -):", a->o.pool);
 	}
 	if (a->in_place && strcmp(a->file, "-") == 0) {
 		return usage_error("--in-place needs a FILE, not stdin", NULL);
@@ -167,20 +228,158 @@ parse_args(struct config_args *a, int argc, char **argv)
 	return 0;
 }
 
-/* The absolute path of this binary, for wrapped entries.  malloc'd, or NULL. */
+/* Is path the very file self is (device and inode)? */
+static bool
+is_self(const char *path, const struct stat *self)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == self->st_dev &&
+	       st.st_ino == self->st_ino;
+}
+
+/* argv[0] of this process (main() keeps it to itself): malloc'd, or NULL. */
+static char *
+argv0(void)
+{
+	char buf[PATH_MAX + 1];
+	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd == -1) {
+		return NULL;
+	}
+	n = sys_read(fd, buf, sizeof(buf) - 1);
+	sys_close(&fd);
+	if (n <= 0) {
+		return NULL;
+	}
+	buf[n] = '\0';
+	return strdup(buf);
+}
+
+/* The first PATH entry (absolute) that holds an "mcpmux" that is self.  malloc'd or NULL. */
+static char *
+self_on_path(const struct stat *self)
+{
+	const char *p = getenv("PATH");
+
+	while (p != NULL && *p != '\0') {
+		size_t len = strcspn(p, ":");
+
+		/* A relative entry would give a path that means nothing to a client. */
+		if (len > 0 && p[0] == '/') {
+			struct sbuf b = { 0 };
+			size_t dlen = len;
+
+			while (dlen > 1 && p[dlen - 1] == '/') {
+				dlen--;
+			}
+			sbuf_add(&b, p, dlen);
+			sbuf_adds(&b, dlen == 1 ? "mcpmux" : "/mcpmux");
+			if (!b.failed && is_self(b.buf, self) && access(b.buf, X_OK) == 0) {
+				return b.buf;
+			}
+			sbuf_release(&b);
+		}
+		p += len;
+		p += *p == ':';
+	}
+	return NULL;
+}
+
+/*
+ * Clean an absolute path in place, as its text alone allows: no "//", no "." component,
+ * and "dir/.." taken away.  (That may name another file when dir is a symlink: the
+ * caller checks the result.)
+ */
+static void
+clean_path(char *p)
+{
+	char *out = p, *in = p;
+
+	while (*in != '\0') {
+		size_t len;
+
+		while (*in == '/') {
+			in++;
+		}
+		len = strcspn(in, "/");
+		if (len == 1 && in[0] == '.') {
+			in += len;
+		} else if (len == 2 && in[0] == '.' && in[1] == '.') {
+			while (out > p && *--out != '/') {
+			}
+			in += len;
+		} else if (len > 0) {
+			*out++ = '/';
+			memmove(out, in, len);
+			out += len;
+			in += len;
+		}
+	}
+	if (out == p) {
+		*out++ = '/';
+	}
+	*out = '\0';
+}
+
+/*
+ * The path of this mcpmux, for wrapped entries: the one its user would type.  That is
+ * the first "mcpmux" on PATH that is this very file: a Homebrew, nix or /opt install
+ * runs through a symlink that stays when an upgrade removes the versioned file behind
+ * it, so the symlink is the path to write, not its target.  Else argv[0] made absolute,
+ * when it holds a slash and is this file; else /proc/self/exe.  No symlink is resolved.
+ * malloc'd, or NULL after saying why.
+ */
 static char *
 self_path(void)
 {
-	char buf[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+	char exe[PATH_MAX], *path, *a0;
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	struct stat self;
 
 	if (n <= 0) {
 		diag_error_errno("cannot find the path of this mcpmux binary in /proc/self/exe "
 				 "(give it with --mcpmux PATH)");
 		return NULL;
 	}
-	buf[n] = '\0';
-	return strdup(buf);
+	exe[n] = '\0';
+	if (stat(exe, &self) == -1 && stat("/proc/self/exe", &self) == -1) {
+		return strdup(exe);
+	}
+	if ((path = self_on_path(&self)) != NULL) {
+		return path;
+	}
+	a0 = argv0();
+	if (a0 != NULL && strchr(a0, '/') != NULL) {
+		struct sbuf b = { 0 };
+		char cwd[PATH_MAX];
+
+		if (a0[0] != '/' && getcwd(cwd, sizeof(cwd)) != NULL) {
+			sbuf_adds(&b, cwd);
+			sbuf_adds(&b, "/");
+		}
+		sbuf_adds(&b, a0);
+		if (!b.failed && b.buf[0] == '/' && is_self(b.buf, &self)) {
+			char *clean = strdup(b.buf);
+
+			if (clean != NULL) {
+				clean_path(clean);
+			}
+			if (clean != NULL && is_self(clean, &self)) {
+				sbuf_release(&b);
+				b.buf = clean;
+			} else {
+				free(clean);
+			}
+			free(a0);
+			return b.buf;
+		}
+		sbuf_release(&b);
+	}
+	free(a0);
+	return strdup(exe);
 }
 
 /* DIR made absolute against the working directory (a client starts servers elsewhere). */
@@ -323,7 +522,23 @@ fsync_close(int *fd)
 	return rc;
 }
 
-/* FILE.bak with the original bytes and mode, unless it exists.  1 made, 0 kept, -1. */
+/*
+ * Give fd the owner and group of st (when they are not ours), then its mode: in that
+ * order, since a change of owner clears the set-user-ID and set-group-ID bits.  Only
+ * root may give a file away: for others a failure to is a warning, not an error.
+ */
+static int
+copy_owner_mode(int fd, const struct stat *st, const char *what)
+{
+	if ((st->st_uid != geteuid() || st->st_gid != getegid()) &&
+	    fchown(fd, st->st_uid, st->st_gid) == -1) {
+		diag_warn_errno("cannot give %s the owner %u:%u of the original", what,
+				(unsigned)st->st_uid, (unsigned)st->st_gid);
+	}
+	return fchmod(fd, st->st_mode & 07777);
+}
+
+/* FILE.bak with the original bytes, owner and mode, unless it exists.  1 made, 0 kept, -1. */
 static int
 write_backup(const char *file, const struct stat *st, const char *text, size_t len)
 {
@@ -334,13 +549,13 @@ write_backup(const char *file, const struct stat *st, const char *text, size_t l
 	if (bak.failed) {
 		return diag_error("out of memory");
 	}
-	fd = open(bak.buf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-		  st->st_mode & 0777);
+	/* Readable by its owner alone until it has the original's owner and mode. */
+	fd = open(bak.buf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd == -1 && errno == EEXIST) {
 		rc = 0;
 	} else if (fd == -1) {
 		rc = diag_error_errno("cannot create the backup '%s' (nothing written)", bak.buf);
-	} else if (fchmod(fd, st->st_mode & 0777) == -1 || write_fd(fd, text, len) == -1 ||
+	} else if (copy_owner_mode(fd, st, bak.buf) == -1 || write_fd(fd, text, len) == -1 ||
 		   fsync_close(&fd) == -1) {
 		rc = diag_error_errno("cannot write the backup '%s' (nothing written)", bak.buf);
 		if (fd != -1) {
@@ -384,14 +599,9 @@ replace_file(const char *file, const char *target, const struct stat *st, const 
 				 file);
 		goto out;
 	}
-	if (fchmod(fd, st->st_mode & 07777) == -1) {
+	if (copy_owner_mode(fd, st, file) == -1) {
 		diag_error_errno("cannot set the mode of '%s'", tmp.buf);
 		goto fail;
-	}
-	if ((st->st_uid != geteuid() || st->st_gid != getegid()) &&
-	    fchown(fd, st->st_uid, st->st_gid) == -1) {
-		diag_warn_errno("cannot give the new '%s' its owner %u:%u back", file,
-				(unsigned)st->st_uid, (unsigned)st->st_gid);
 	}
 	if (write_fd(fd, text, len) == -1 || fsync_close(&fd) == -1) {
 		diag_error_errno("cannot write '%s' (nothing written)", tmp.buf);
@@ -435,8 +645,10 @@ print_summary(const struct config_args *a, const struct config_result *r)
 	for (size_t i = 0; i < r->n_entries; i++) {
 		const struct config_entry *e = &r->entries[i];
 
-		if (e->verdict == CONFIG_CHANGED) {
-			printf("%-6s %s: %s -> %s\n", verb, e->name, e->before, e->after);
+		if (e->verdict != CONFIG_SKIPPED) {
+			printf("%-6s %s: %s -> %s\n",
+			       e->verdict == CONFIG_UPDATED ? "update" : verb, e->name, e->before,
+			       e->after);
 		} else {
 			printf("%-6s %s: %s\n", "skip", e->name, e->why);
 		}
@@ -520,8 +732,21 @@ run(struct config_args *a)
 		rc = 1;
 		goto out;
 	}
-	fprintf(stderr, "mcpmux: %s: %s %zu of %zu server%s; backup in %s.bak%s\n", name,
-		a->op == CONFIG_WRAP ? "wrapped" : "unwrapped", r.n_changed, r.n_entries,
+	size_t n_updated = 0;
+
+	for (size_t i = 0; i < r.n_entries; i++) {
+		n_updated += r.entries[i].verdict == CONFIG_UPDATED;
+	}
+	if (n_updated == 0) {
+		fprintf(stderr, "mcpmux: %s: %s %zu", name,
+			a->op == CONFIG_WRAP ? "wrapped" : "unwrapped", r.n_changed);
+	} else if (n_updated == r.n_changed) {
+		fprintf(stderr, "mcpmux: %s: updated %zu", name, n_updated);
+	} else {
+		fprintf(stderr, "mcpmux: %s: wrapped %zu and updated %zu", name,
+			r.n_changed - n_updated, n_updated);
+	}
+	fprintf(stderr, " of %zu server%s; backup in %s.bak%s\n", r.n_entries,
 		r.n_entries == 1 ? "" : "s", a->file, made == 0 ? " (an older one, kept)" : "");
 out:
 	config_result_release(&r);

@@ -1,7 +1,8 @@
 /*
- * config: parse a client config into a small ordered tree that remembers where each value
- * was (yajl's callbacks), rewrite its server entries in place, generate the new text with
- * yajl_gen, and lay it out the way the input was laid out.
+ * config: find the servers of a client config in its JSON5 parse (json5.c) and rewrite
+ * them as edits of the text: each edit replaces one span of the input, and the output is
+ * the input with its edits applied.  New text takes its style from the text around it.
+ * Nothing here reads or writes files (cmd_config.c does).
  */
 #include <stdarg.h>
 #include <stdint.h>
@@ -9,374 +10,93 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <yajl/yajl_gen.h>
-#include <yajl/yajl_parse.h>
-
 #include "mcpmux/config.h"
+#include "mcpmux/diag.h"
+#include "mcpmux/json5.h"
 #include "mcpmux/rpcout.h"
 
-enum node_type {
-	N_NULL,
-	N_FALSE,
-	N_TRUE,
-	N_NUMBER,
-	N_STRING,
-	N_OBJECT,
-	N_ARRAY,
+/* What the parse keeps, and so what each kept node is (json5_keep_fn roles). */
+enum role {
+	R_DROP,
+	R_ROOT,
+	R_MCP,	    /* the top-level "mcp" */
+	R_LOCATION, /* "mcpServers", "servers", "mcp"."servers" */
+	R_ENTRY,    /* one server */
+	R_MEMBER,   /* a member of a server's entry */
+	R_ARGS,	    /* its "args" */
+	R_ITEM,	    /* an item of "args" */
 };
 
-struct member;
-
-struct node {
-	enum node_type type;
-	size_t off;	  /* offset of the value's last byte in the parsed text */
-	char *s;	  /* string bytes or number text, NUL-terminated */
-	size_t len;	  /* their length (a string may hold NUL bytes) */
-	struct member *m; /* object members, array items (key NULL) */
-	size_t n, cap;
+/* The options config wrap writes, in the order it writes them. */
+enum {
+	OPT_LOG,
+	OPT_EOF_GRACE,
+	OPT_TERM_GRACE,
+	OPT_IDLE_TIMEOUT,
+	OPT_IDLE_SUSPEND,
+	OPT_MAX_SERVERS,
+	OPT_POOL,
+	N_OPTS,
 };
 
-struct member {
-	char *key;
-	size_t klen;
-	struct node *val;
+static const char *const opt_names[N_OPTS] = {
+	"--log",	  "--eof-grace",   "--term-grace", "--idle-timeout",
+	"--idle-suspend", "--max-servers", "--pool",
 };
 
-/* ---- tree ---- */
+/* Every option of wrap mode that takes a value, and those that do not. */
+static const char *const value_opts[] = {
+	"--eof-grace",	 "--term-grace",    "--end-method",    "--log",		 "--log-bodies",
+	"--max-message", "--max-queue",	    "--idle-timeout",  "--idle-suspend", "--max-servers",
+	"--pool",	 "--stall-timeout", "--kill-deadline",
+};
+static const char *const flag_opts[] = { "-q", "-v", "--quiet", "--verbose" };
+static const char *const subcommands[] = { "serve", "connect", "ctl", "log", "config", "demo" };
 
-static void
-node_free(struct node *n)
-{
-	if (n == NULL) {
-		return;
-	}
-	for (size_t i = 0; i < n->n; i++) {
-		free(n->m[i].key);
-		node_free(n->m[i].val);
-	}
-	free(n->m);
-	free(n->s);
-	free(n);
-}
+/* Items of "args" that a rewrite writes: 2 per option, "--" and the command. */
+#define MAX_NEW_ITEMS (2 * N_OPTS + 2)
 
-static char *
-memdup0(const char *p, size_t len)
-{
-	char *s = malloc(len + 1);
-
-	if (s != NULL) {
-		memcpy(s, p, len);
-		s[len] = '\0';
-	}
-	return s;
-}
-
-static struct node *
-node_string(const char *p, size_t len, size_t off)
-{
-	struct node *n = calloc(1, sizeof(*n));
-
-	if (n == NULL) {
-		return NULL;
-	}
-	n->type = N_STRING;
-	n->off = off;
-	n->len = len;
-	n->s = memdup0(p, len);
-	if (n->s == NULL) {
-		free(n);
-		return NULL;
-	}
-	return n;
-}
-
-/* Room for `extra` more members.  0 or -1. */
-static int
-node_reserve(struct node *c, size_t extra)
-{
-	size_t cap = c->cap ? c->cap : 4;
-	struct member *m;
-
-	if (c->n + extra <= c->cap) {
-		return 0;
-	}
-	while (cap < c->n + extra) {
-		cap *= 2;
-	}
-	m = realloc(c->m, cap * sizeof(*m));
-	if (m == NULL) {
-		return -1;
-	}
-	c->m = m;
-	c->cap = cap;
-	return 0;
-}
-
-/* Insert (key, val) at index i (i <= n); the member takes both.  0 or -1 (never when room
- * was reserved). */
-static int
-node_insert(struct node *c, size_t i, char *key, size_t klen, struct node *val)
-{
-	if (node_reserve(c, 1) == -1) {
-		return -1;
-	}
-	memmove(c->m + i + 1, c->m + i, (c->n - i) * sizeof(*c->m));
-	c->m[i] = (struct member){ .key = key, .klen = klen, .val = val };
-	c->n++;
-	return 0;
-}
-
-static void
-node_remove(struct node *c, size_t i)
-{
-	free(c->m[i].key);
-	node_free(c->m[i].val);
-	memmove(c->m + i, c->m + i + 1, (c->n - i - 1) * sizeof(*c->m));
-	c->n--;
-}
-
-/* The index of member `key` of an object (the last one: JSON.parse keeps the last). */
-static size_t
-node_find(const struct node *obj, const char *key)
-{
-	size_t klen = strlen(key);
-
-	for (size_t i = obj->n; i-- > 0;) {
-		if (obj->m[i].klen == klen && memcmp(obj->m[i].key, key, klen) == 0) {
-			return i;
-		}
-	}
-	return SIZE_MAX;
-}
-
-static struct node *
-node_get(const struct node *obj, const char *key)
-{
-	size_t i = node_find(obj, key);
-
-	return i == SIZE_MAX ? NULL : obj->m[i].val;
-}
-
-static const char *
-type_name(enum node_type t)
-{
-	switch (t) {
-	case N_NULL:
-		return "null";
-	case N_FALSE:
-	case N_TRUE:
-		return "a boolean";
-	case N_NUMBER:
-		return "a number";
-	case N_STRING:
-		return "a string";
-	case N_OBJECT:
-		return "an object";
-	case N_ARRAY:
-		return "an array";
-	}
-	return "?";
-}
-
-static bool
-is_string(const struct node *n, const char *s)
-{
-	return n != NULL && n->type == N_STRING && n->len == strlen(s) && strcmp(n->s, s) == 0;
-}
-
-static bool
-all_strings(const struct node *a)
-{
-	for (size_t i = 0; i < a->n; i++) {
-		if (a->m[i].val->type != N_STRING) {
-			return false;
-		}
-	}
-	return true;
-}
-
-/* ---- parse ---- */
-
-struct parser {
-	yajl_handle h;
-	struct node *root;
-	struct node *stack[CONFIG_MAX_DEPTH];
-	size_t depth;
-	char *key; /* the key of the next member */
-	size_t klen;
-	size_t end; /* the offset just after the top-level object or array */
-	bool nomem, too_deep;
+struct edit {
+	size_t start, end; /* the span of the input replaced */
+	char *text;	   /* by this (owned) */
+	size_t len;
+	size_t seq; /* order of making, to keep the sort stable */
 };
 
-static struct node *
-p_new(struct parser *p, enum node_type type)
-{
-	struct node *n = calloc(1, sizeof(*n));
-	size_t consumed = yajl_get_bytes_consumed(p->h);
-
-	if (n == NULL) {
-		p->nomem = true;
-		return NULL;
-	}
-	n->type = type;
-	n->off = consumed > 0 ? consumed - 1 : 0;
-	return n;
-}
-
-static int
-p_add(struct parser *p, struct node *n)
-{
-	if (n == NULL) {
-		return 0;
-	}
-	if (p->depth == 0) {
-		p->root = n;
-		return 1;
-	}
-	struct node *c = p->stack[p->depth - 1];
-
-	if (node_insert(c, c->n, p->key, p->klen, n) == -1) {
-		node_free(n);
-		p->nomem = true;
-		return 0;
-	}
-	p->key = NULL;
-	return 1;
-}
-
-static int
-p_null(void *ctx)
-{
-	struct parser *p = ctx;
-
-	return p_add(p, p_new(p, N_NULL));
-}
-
-static int
-p_bool(void *ctx, int v)
-{
-	struct parser *p = ctx;
-
-	return p_add(p, p_new(p, v ? N_TRUE : N_FALSE));
-}
-
-static int
-p_text(struct parser *p, enum node_type type, const char *s, size_t len)
-{
-	struct node *n = p_new(p, type);
-
-	if (n == NULL) {
-		return 0;
-	}
-	n->len = len;
-	n->s = memdup0(s, len);
-	if (n->s == NULL) {
-		free(n);
-		p->nomem = true;
-		return 0;
-	}
-	return p_add(p, n);
-}
-
-static int
-p_number(void *ctx, const char *s, size_t len)
-{
-	return p_text(ctx, N_NUMBER, s, len);
-}
-
-static int
-p_string(void *ctx, const unsigned char *s, size_t len)
-{
-	return p_text(ctx, N_STRING, (const char *)s, len);
-}
-
-static int
-p_open(struct parser *p, enum node_type type)
-{
-	if (p->depth == CONFIG_MAX_DEPTH) {
-		p->too_deep = true;
-		return 0;
-	}
-	struct node *n = p_new(p, type);
-
-	if (n == NULL || !p_add(p, n)) {
-		return 0;
-	}
-	p->stack[p->depth++] = n;
-	return 1;
-}
-
-static int
-p_start_map(void *ctx)
-{
-	return p_open(ctx, N_OBJECT);
-}
-
-static int
-p_start_array(void *ctx)
-{
-	return p_open(ctx, N_ARRAY);
-}
-
-static int
-p_close(void *ctx)
-{
-	struct parser *p = ctx;
-
-	if (--p->depth == 0) {
-		p->end = yajl_get_bytes_consumed(p->h);
-	}
-	return 1;
-}
-
-static int
-p_key(void *ctx, const unsigned char *s, size_t len)
-{
-	struct parser *p = ctx;
-
-	free(p->key);
-	p->key = memdup0((const char *)s, len);
-	p->klen = len;
-	if (p->key == NULL) {
-		p->nomem = true;
-		return 0;
-	}
-	return 1;
-}
-
-static const yajl_callbacks parse_callbacks = {
-	.yajl_null = p_null,
-	.yajl_boolean = p_bool,
-	.yajl_number = p_number,
-	.yajl_string = p_string,
-	.yajl_start_map = p_start_map,
-	.yajl_map_key = p_key,
-	.yajl_end_map = p_close,
-	.yajl_start_array = p_start_array,
-	.yajl_end_array = p_close,
+/* New items of an array, each a literal (or a moved token) in text, at off[i]. */
+struct items {
+	struct sbuf text;
+	size_t off[MAX_NEW_ITEMS + 1];
+	size_t n;
 };
-
-/* ---- errors and positions ---- */
 
 struct rewrite {
 	enum config_op op;
 	const struct config_opts *o;
-	const char *text; /* the input (after a byte-order mark) */
+	const char *text;
 	size_t len;
-	size_t base; /* the byte-order mark's length, for columns on line 1 */
+	struct json5_doc doc;
+	const struct json5_node *ref_args; /* a non-empty "args": its layout is copied */
+	const char *nl;			   /* the file's line end */
+	char indent[17];		   /* one indentation step: the first line's */
+	struct edit *edits;
+	size_t n_edits, cap_edits;
 	struct config_result *r;
+	size_t cap_entries; /* of r->entries */
 };
 
-static void
-position(const char *text, size_t len, size_t off, size_t *line, size_t *col)
+/* ---- errors ---- */
+
+void
+config_position(const char *text, size_t len, size_t off, size_t *line, size_t *col)
 {
 	size_t l = 1, c = 1;
 
 	for (size_t i = 0; i < off && i < len; i++) {
-		if (text[i] == '\n') {
+		if (text[i] == '\n' || (text[i] == '\r' && (i + 1 >= len || text[i + 1] != '\n'))) {
 			l++;
 			c = 1;
-		} else {
+		} else if (text[i] != '\r') {
 			c++;
 		}
 	}
@@ -384,234 +104,130 @@ position(const char *text, size_t len, size_t off, size_t *line, size_t *col)
 	*col = c;
 }
 
-/* A character of a number or of a bare word (true, null, NaN...). */
-static bool
-is_word(char c)
-{
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	       c == '+' || c == '-' || c == '.';
-}
-
-/*
- * Where the token at `off` begins: yajl reports an error somewhere inside the token it
- * could not take (inside a string, for one).  Strings do not span lines, so the line is
- * scanned from its start for the string that holds `off`; a word or number is followed
- * back to its first character.
- */
-static size_t
-token_start(const char *text, size_t len, size_t off)
-{
-	size_t line = off, str = SIZE_MAX;
-	bool esc = false;
-
-	if (off >= len) {
-		return off;
-	}
-	while (line > 0 && text[line - 1] != '\n') {
-		line--;
-	}
-	for (size_t i = line; i < off; i++) {
-		if (str == SIZE_MAX) {
-			str = text[i] == '"' ? i : SIZE_MAX;
-		} else if (esc) {
-			esc = false;
-		} else if (text[i] == '\\') {
-			esc = true;
-		} else if (text[i] == '"') {
-			str = SIZE_MAX;
-		}
-	}
-	if (str != SIZE_MAX) {
-		return str;
-	}
-	while (off > line && is_word(text[off]) && is_word(text[off - 1])) {
-		off--;
-	}
-	return off;
-}
-
-static void
-set_position(struct rewrite *rw, size_t off)
-{
-	position(rw->text, rw->len, off, &rw->r->line, &rw->r->col);
-	if (rw->r->line == 1) {
-		rw->r->col += rw->base;
-	}
-}
-
+/* An error at off (JSON5_NONE: nowhere in particular).  Returns -1. */
 static int __attribute__((format(printf, 3, 4)))
-fail(struct rewrite *rw, const struct node *at, const char *fmt, ...)
+fail(struct rewrite *rw, size_t off, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
 	(void)vsnprintf(rw->r->error, sizeof(rw->r->error), fmt, ap);
 	va_end(ap);
-	if (at != NULL) {
-		/* A value's recorded offset is its last byte: report where it begins. */
-		set_position(rw, token_start(rw->text, rw->len, at->off));
+	if (off != JSON5_NONE) {
+		config_position(rw->text, rw->len, off, &rw->r->line, &rw->r->col);
 	}
-	return -1;
-}
-
-static int
-fail_at(struct rewrite *rw, size_t off, const char *msg)
-{
-	(void)snprintf(rw->r->error, sizeof(rw->r->error), "%s", msg);
-	set_position(rw, off);
 	return -1;
 }
 
 static int
 nomem(struct rewrite *rw)
 {
-	(void)snprintf(rw->r->error, sizeof(rw->r->error), "out of memory");
 	rw->r->line = rw->r->col = 0;
+	(void)snprintf(rw->r->error, sizeof(rw->r->error), "out of memory");
 	return -1;
 }
 
-/* yajl's message without its "parse error: " prefix and trailing newline. */
-static void
-yajl_reason(yajl_handle h, char *out, size_t size)
-{
-	unsigned char *e = yajl_get_error(h, 0, NULL, 0);
-	const char *s = e != NULL ? (const char *)e : "invalid JSON";
-	const char *colon = strstr(s, "error: ");
-	size_t len;
-
-	if (colon != NULL) {
-		s = colon + strlen("error: ");
-	}
-	len = strcspn(s, "\n");
-	while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '.')) {
-		len--;
-	}
-	(void)snprintf(out, size, "%.*s", (int)len, s);
-	if (e != NULL) {
-		yajl_free_error(h, e);
-	}
-}
+/* ---- the tree ---- */
 
 static bool
-is_ws(char c)
+key_is(const char *key, size_t klen, const char *s)
 {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-/*
- * yajl takes a vertical tab and a form feed for white space; RFC 8259 does not, and
- * neither do the clients' parsers.  The offset of the first one outside a string, or
- * SIZE_MAX.
- */
-static size_t
-find_bad_space(const char *text, size_t len)
-{
-	bool in_str = false, esc = false;
-
-	for (size_t i = 0; i < len; i++) {
-		char c = text[i];
-
-		if (in_str) {
-			if (esc) {
-				esc = false;
-			} else if (c == '\\') {
-				esc = true;
-			} else if (c == '"' || c == '\n') {
-				in_str = false;
-			}
-		} else if (c == '"') {
-			in_str = true;
-		} else if (c == '\v' || c == '\f') {
-			return i;
-		}
-	}
-	return SIZE_MAX;
+	return key != NULL && klen == strlen(s) && memcmp(key, s, klen) == 0;
 }
 
 static int
-parse(struct rewrite *rw, struct node **root)
+keep(void *ctx, int parent, const char *key, size_t klen)
 {
-	struct parser p = { 0 };
-	yajl_status st;
-	int rc = 0;
-	size_t bad = find_bad_space(rw->text, rw->len);
-
-	if (bad != SIZE_MAX) {
-		return fail_at(rw, bad,
-			       "invalid JSON: a vertical tab or form feed between tokens (JSON "
-			       "allows only spaces, tabs and line breaks)");
-	}
-	p.h = yajl_alloc(&parse_callbacks, NULL, &p);
-	if (p.h == NULL) {
-		return nomem(rw);
-	}
-	st = yajl_parse(p.h, (const unsigned char *)rw->text, rw->len);
-	size_t off = yajl_get_bytes_consumed(p.h);
-
-	if (st == yajl_status_ok) {
-		st = yajl_complete_parse(p.h);
-		off = rw->len; /* only "premature EOF" is found here: the end */
-	} else {
-		off = token_start(rw->text, rw->len, off > 0 ? off - 1 : 0);
-	}
-	if (p.nomem) {
-		rc = nomem(rw);
-	} else if (p.too_deep) {
-		char msg[80];
-
-		(void)snprintf(msg, sizeof(msg), "nested deeper than %d levels", CONFIG_MAX_DEPTH);
-		rc = fail_at(rw, off, msg);
-	} else if (st != yajl_status_ok) {
-		char why[200], msg[240];
-		size_t prev = off;
-
-		yajl_reason(p.h, why, sizeof(why));
-		while (prev > 0 && is_ws(rw->text[prev - 1])) {
-			prev--;
+	(void)ctx;
+	switch (parent) {
+	case R_ROOT:
+		if (key_is(key, klen, "mcpServers") || key_is(key, klen, "servers")) {
+			return R_LOCATION;
 		}
-		if (off < rw->len && (rw->text[off] == '}' || rw->text[off] == ']') && prev > 0 &&
-		    rw->text[prev - 1] == ',') {
-			(void)snprintf(msg, sizeof(msg),
-				       "invalid JSON: trailing commas are not supported");
-			off = prev - 1;
-		} else if (strcmp(why, "premature EOF") == 0) {
-			(void)snprintf(msg, sizeof(msg), "invalid JSON: unexpected end of file");
-		} else {
-			(void)snprintf(msg, sizeof(msg), "invalid JSON: %s", why);
+		return key_is(key, klen, "mcp") ? R_MCP : R_DROP;
+	case R_MCP:
+		return key_is(key, klen, "servers") ? R_LOCATION : R_DROP;
+	case R_LOCATION:
+		return key != NULL ? R_ENTRY : R_DROP;
+	case R_ENTRY:
+		if (key == NULL) {
+			return R_DROP;
 		}
-		rc = fail_at(rw, off, msg);
-	} else if (p.root->type == N_OBJECT || p.root->type == N_ARRAY) {
-		/* yajl takes an unterminated string after the value for the end of input. */
-		for (size_t i = p.end; i < rw->len && rc == 0; i++) {
-			if (!is_ws(rw->text[i])) {
-				rc = fail_at(rw, i, "invalid JSON: trailing garbage");
-			}
+		return key_is(key, klen, "args") ? R_ARGS : R_MEMBER;
+	case R_ARGS:
+		return R_ITEM;
+	default:
+		return R_DROP;
+	}
+}
+
+/* The member `key` of a kept object (the last one: JSON.parse keeps the last). */
+static const struct json5_member *
+member_get(const struct json5_node *obj, const char *key)
+{
+	if (obj == NULL || obj->type != JSON5_OBJECT) {
+		return NULL;
+	}
+	for (size_t i = obj->n; i-- > 0;) {
+		if (key_is(obj->m[i].key, obj->m[i].klen, key)) {
+			return &obj->m[i];
 		}
 	}
-	yajl_free(p.h);
-	free(p.key);
-	if (rc == -1) {
-		node_free(p.root);
-		return -1;
+	return NULL;
+}
+
+static const struct json5_node *
+value_get(const struct json5_node *obj, const char *key)
+{
+	const struct json5_member *m = member_get(obj, key);
+
+	return m != NULL ? &m->val : NULL;
+}
+
+static const char *
+type_name(enum json5_type t)
+{
+	switch (t) {
+	case JSON5_NULL:
+		return "null";
+	case JSON5_BOOL:
+		return "a boolean";
+	case JSON5_NUMBER:
+		return "a number";
+	case JSON5_STRING:
+		return "a string";
+	case JSON5_OBJECT:
+		return "an object";
+	case JSON5_ARRAY:
+		return "an array";
 	}
-	*root = p.root;
-	return 0;
+	return "?";
+}
+
+static bool
+is_string(const struct json5_node *n, const char *s)
+{
+	return n != NULL && n->type == JSON5_STRING && key_is(n->str, n->len, s);
+}
+
+static bool
+all_strings(const struct json5_node *a)
+{
+	for (size_t i = 0; i < a->n; i++) {
+		if (a->m[i].val.type != JSON5_STRING) {
+			return false;
+		}
+	}
+	return true;
 }
 
 /* ---- what the entries say ---- */
-
-static const char *const value_opts[] = {
-	"--eof-grace",	"--term-grace",	 "--end-method", "--log",
-	"--log-bodies", "--max-message", "--max-queue",	 "--idle-timeout",
-};
-static const char *const flag_opts[] = { "-q", "-v", "--quiet", "--verbose" };
-static const char *const subcommands[] = { "serve", "connect", "ctl", "log", "config", "demo" };
 
 static bool
 in_list(const char *s, size_t len, const char *const *list, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		if (strlen(list[i]) == len && memcmp(list[i], s, len) == 0) {
+		if (key_is(s, len, list[i])) {
 			return true;
 		}
 	}
@@ -622,16 +238,17 @@ in_list(const char *s, size_t len, const char *const *list, size_t n)
 
 /*
  * The index in a wrapped entry's args of the server's command: mcpmux's wrap options,
- * then "--" (or nothing, as getopt allows), then the command.  SIZE_MAX when the args
- * are not that.
+ * then "--" (or nothing, as getopt allows), then the command; *opt_end is where the
+ * options end (the "--", or the command).  SIZE_MAX when the args are not that.
  */
 static size_t
-wrapped_command_index(const struct node *args)
+wrapped_command_index(const struct json5_node *args, size_t *opt_end)
 {
 	for (size_t i = 0; i < args->n; i++) {
-		const char *a = args->m[i].val->s;
-		size_t len = args->m[i].val->len, name;
+		const char *a = args->m[i].val.str;
+		size_t len = args->m[i].val.len, name;
 
+		*opt_end = i;
 		if (strlen(a) != len) {
 			return SIZE_MAX; /* a NUL inside: nothing mcpmux writes */
 		}
@@ -723,11 +340,66 @@ config_shell_quote(struct sbuf *b, const char *s, size_t len)
 	sbuf_adds(b, "'");
 }
 
+void
+config_literal(struct sbuf *b, const char *s, size_t len, char quote)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	sbuf_add(b, &quote, 1);
+	for (size_t i = 0; i < len;) {
+		unsigned char c = (unsigned char)s[i];
+		const char *esc = NULL;
+		size_t n;
+
+		switch (c) {
+		case '\b':
+			esc = "\\b";
+			break;
+		case '\f':
+			esc = "\\f";
+			break;
+		case '\n':
+			esc = "\\n";
+			break;
+		case '\r':
+			esc = "\\r";
+			break;
+		case '\t':
+			esc = "\\t";
+			break;
+		case '\\':
+			esc = "\\\\";
+			break;
+		default:
+			break;
+		}
+		if (esc != NULL) {
+			sbuf_adds(b, esc);
+			i++;
+		} else if (c == (unsigned char)quote) {
+			sbuf_adds(b, quote == '"' ? "\\\"" : "\\'");
+			i++;
+		} else if (c < 0x20) {
+			char u[7] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15], '\0' };
+
+			sbuf_adds(b, u);
+			i++;
+		} else if ((n = rpcout_utf8_len((const unsigned char *)s + i, len - i)) > 0) {
+			sbuf_add(b, s + i, n);
+			i += n;
+		} else {
+			sbuf_adds(b, "\xef\xbf\xbd");
+			i++;
+		}
+	}
+	sbuf_add(b, &quote, 1);
+}
+
 /* Is the command of an entry an mcpmux binary (and not a string with a NUL inside)? */
 static bool
-runs_mcpmux(const struct node *cmd, const char *self)
+runs_mcpmux(const struct json5_node *cmd, const char *self)
 {
-	return strlen(cmd->s) == cmd->len && config_is_mcpmux(cmd->s, self);
+	return strlen(cmd->str) == cmd->len && config_is_mcpmux(cmd->str, self);
 }
 
 /* A value for a message line: control characters (a terminal's escapes) shown as '?'. */
@@ -741,45 +413,55 @@ add_display(struct sbuf *b, const char *s, size_t len)
 	}
 }
 
-/* "cmd arg..." for the summary: the command, then the items of args from `from`. */
-static char *
-command_line(const struct node *cmd, const struct node *args, size_t from)
+/* Append s to a command line of the summary. */
+static void
+line_add(struct sbuf *b, const char *s, size_t len)
 {
-	struct sbuf b = { 0 };
+	if (b->len > 0) {
+		sbuf_adds(b, " ");
+	}
+	config_shell_quote(b, s, len);
+}
 
-	config_shell_quote(&b, cmd->s, cmd->len);
-	for (size_t i = from; args != NULL && i < args->n; i++) {
-		sbuf_adds(&b, " ");
-		config_shell_quote(&b, args->m[i].val->s, args->m[i].val->len);
+/* Append items [from, to) of args. */
+static void
+line_add_items(struct sbuf *b, const struct json5_node *args, size_t from, size_t to)
+{
+	for (size_t i = from; args != NULL && i < to && i < args->n; i++) {
+		line_add(b, args->m[i].val.str, args->m[i].val.len);
 	}
-	if (b.failed) {
-		sbuf_release(&b);
-		return NULL;
-	}
-	return b.buf != NULL ? b.buf : memdup0("", 0);
 }
 
 static struct config_entry *
-entry_new(struct rewrite *rw, const struct member *m, enum config_verdict v)
+entry_new(struct rewrite *rw, const struct json5_member *m, enum config_verdict v)
 {
 	struct config_result *r = rw->r;
 	struct config_entry *e;
 	struct sbuf name = { 0 };
-	/* A config holds a handful of servers: one realloc each is fine. */
-	struct config_entry *ne = realloc(r->entries, (r->n_entries + 1) * sizeof(*ne));
 
-	if (ne == NULL) {
-		return NULL;
+	if (r->n_entries == rw->cap_entries) {
+		size_t cap = rw->cap_entries ? rw->cap_entries * 2 : 8;
+		struct config_entry *ne = realloc(r->entries, cap * sizeof(*ne));
+
+		if (ne == NULL) {
+			return NULL;
+		}
+		r->entries = ne;
+		rw->cap_entries = cap;
 	}
-	r->entries = ne;
 	config_shell_quote(&name, m->key, m->klen);
 	if (name.failed || name.buf == NULL) {
 		sbuf_release(&name);
 		return NULL;
 	}
 	e = &r->entries[r->n_entries++];
-	*e = (struct config_entry){ .verdict = v, .name = name.buf };
-	if (v == CONFIG_CHANGED) {
+	*e = (struct config_entry){
+		.verdict = v,
+		.name = name.buf,
+		.start = m->val.start,
+		.end = m->val.end,
+	};
+	if (v != CONFIG_SKIPPED) {
 		r->n_changed++;
 	}
 	return e;
@@ -787,7 +469,8 @@ entry_new(struct rewrite *rw, const struct member *m, enum config_verdict v)
 
 /* Record a skipped server: why, and a value from the entry to show after it (or NULL). */
 static int
-skip(struct rewrite *rw, const struct member *m, const char *why_text, const struct node *show)
+skip(struct rewrite *rw, const struct json5_member *m, const char *why_text,
+     const struct json5_node *show)
 {
 	struct config_entry *e = entry_new(rw, m, CONFIG_SKIPPED);
 	struct sbuf why = { 0 };
@@ -797,7 +480,7 @@ skip(struct rewrite *rw, const struct member *m, const char *why_text, const str
 	}
 	sbuf_adds(&why, why_text);
 	if (show != NULL) {
-		add_display(&why, show->s, show->len);
+		add_display(&why, show->str, show->len);
 		sbuf_adds(&why, ")");
 	}
 	if (why.failed) {
@@ -808,14 +491,34 @@ skip(struct rewrite *rw, const struct member *m, const char *why_text, const str
 	return 0;
 }
 
+/* A changed entry, with its command lines before and after (both taken over). */
+static int
+describe(struct rewrite *rw, const struct json5_member *m, enum config_verdict v,
+	 struct sbuf *before, struct sbuf *after)
+{
+	struct config_entry *ce = before->failed || after->failed ? NULL : entry_new(rw, m, v);
+
+	if (ce == NULL) {
+		sbuf_release(before);
+		sbuf_release(after);
+		return nomem(rw);
+	}
+	ce->before = before->buf;
+	ce->after = after->buf;
+	memset(before, 0, sizeof(*before));
+	memset(after, 0, sizeof(*after));
+	return 0;
+}
+
 /*
- * Look at a server entry.  1: a stdio server, with *cmd_i and *args_i (SIZE_MAX when it
- * has none) set; 0: skipped (recorded); -1: an error.
+ * Look at a server entry.  1: a stdio server, with *cmd and *args (NULL when it has
+ * none) set; 0: skipped (recorded); -1: an error.
  */
 static int
-classify(struct rewrite *rw, const struct member *m, size_t *cmd_i, size_t *args_i)
+classify(struct rewrite *rw, const struct json5_member *m, const struct json5_member **cmd_m,
+	 const struct json5_member **args_m)
 {
-	const struct node *e = m->val, *cmd, *type, *url, *args;
+	const struct json5_node *e = &m->val, *cmd, *type, *url, *args;
 	struct sbuf name = { 0 };
 	int rc;
 
@@ -823,65 +526,408 @@ classify(struct rewrite *rw, const struct member *m, size_t *cmd_i, size_t *args
 	if (name.failed) {
 		return nomem(rw);
 	}
-	if (e->type != N_OBJECT) {
-		rc = fail(rw, e, "server %s is %s, expected an object", name.buf,
+	if (e->type != JSON5_OBJECT) {
+		rc = fail(rw, e->start, "server %s is %s, expected an object", name.buf,
 			  type_name(e->type));
 		sbuf_release(&name);
 		return rc;
 	}
-	*cmd_i = node_find(e, "command");
-	*args_i = node_find(e, "args");
-	cmd = *cmd_i != SIZE_MAX ? e->m[*cmd_i].val : NULL;
-	args = *args_i != SIZE_MAX ? e->m[*args_i].val : NULL;
-	type = node_get(e, "type");
-	url = node_get(e, "url");
-	if (url == NULL || url->type != N_STRING) {
-		url = node_get(e, "serverUrl");
+	*cmd_m = member_get(e, "command");
+	*args_m = member_get(e, "args");
+	cmd = *cmd_m != NULL ? &(*cmd_m)->val : NULL;
+	args = *args_m != NULL ? &(*args_m)->val : NULL;
+	type = value_get(e, "type");
+	url = value_get(e, "url");
+	if (url == NULL || url->type != JSON5_STRING) {
+		url = value_get(e, "serverUrl");
 	}
 	rc = 1;
-	if (cmd != NULL && cmd->type != N_STRING) {
-		rc = fail(rw, cmd, "server %s: \"command\" is %s, expected a string", name.buf,
-			  type_name(cmd->type));
-	} else if ((type != NULL && type->type == N_STRING && !is_string(type, "stdio")) ||
+	if (cmd != NULL && cmd->type != JSON5_STRING) {
+		rc = fail(rw, cmd->start, "server %s: \"command\" is %s, expected a string",
+			  name.buf, type_name(cmd->type));
+	} else if ((type != NULL && type->type == JSON5_STRING && !is_string(type, "stdio")) ||
 		   cmd == NULL) {
-		if (url != NULL && url->type == N_STRING) {
+		if (url != NULL && url->type == JSON5_STRING) {
 			rc = skip(rw, m, "remote (", url);
-		} else if (type != NULL && type->type == N_STRING && !is_string(type, "stdio")) {
+		} else if (type != NULL && type->type == JSON5_STRING &&
+			   !is_string(type, "stdio")) {
 			rc = skip(rw, m, "remote (type ", type);
 		} else {
 			rc = skip(rw, m, "no \"command\"", NULL);
 		}
-	} else if (args != NULL && (args->type != N_ARRAY || !all_strings(args))) {
-		rc = fail(rw, args, "server %s: \"args\" must be an array of strings", name.buf);
+	} else if (args != NULL && (args->type != JSON5_ARRAY || !all_strings(args))) {
+		rc = fail(rw, args->start, "server %s: \"args\" must be an array of strings",
+			  name.buf);
 	}
 	sbuf_release(&name);
 	return rc;
 }
 
-static int
-push_string(struct node *a, const char *s, size_t len)
-{
-	struct node *n = node_string(s, len, a->off);
+/* ---- edits ---- */
 
-	if (n == NULL || node_insert(a, a->n, NULL, 0, n) == -1) {
-		node_free(n);
-		return -1;
+/* Replace [start, end) with the bytes of b (taken over; b is left empty). */
+static int
+edit(struct rewrite *rw, size_t start, size_t end, struct sbuf *b)
+{
+	struct edit *e;
+
+	if (b->failed) {
+		sbuf_release(b);
+		return nomem(rw);
 	}
+	if (rw->n_edits == rw->cap_edits) {
+		size_t cap = rw->cap_edits ? rw->cap_edits * 2 : 16;
+
+		e = realloc(rw->edits, cap * sizeof(*e));
+		if (e == NULL) {
+			sbuf_release(b);
+			return nomem(rw);
+		}
+		rw->edits = e;
+		rw->cap_edits = cap;
+	}
+	rw->edits[rw->n_edits] = (struct edit){
+		.start = start,
+		.end = end,
+		.text = b->buf,
+		.len = b->len,
+		.seq = rw->n_edits,
+	};
+	rw->n_edits++;
+	memset(b, 0, sizeof(*b));
 	return 0;
 }
 
 static int
-push_opt(struct node *a, const char *opt, const char *value)
+edit_remove(struct rewrite *rw, size_t start, size_t end)
 {
-	if (value == NULL) {
-		return 0;
-	}
-	return push_string(a, opt, strlen(opt)) == -1 ? -1 : push_string(a, value, strlen(value));
+	struct sbuf none = { 0 };
+
+	return start == end ? 0 : edit(rw, start, end, &none);
 }
 
-/* The "--log" value of server `name`: LOG_DIR/<name>.jsonl. */
+static int
+edit_cmp(const void *a, const void *b)
+{
+	const struct edit *x = a, *y = b;
+
+	if (x->start != y->start) {
+		return x->start < y->start ? -1 : 1;
+	}
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/*
+ * Where input offset p lands in the output: p moved by the edits that start before it
+ * (sorted; shift[i] is what edits 0..i-1 add, which may wrap around below zero).
+ */
+static size_t
+out_offset(const struct rewrite *rw, const size_t *shift, size_t p)
+{
+	size_t lo = 0, hi = rw->n_edits;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (rw->edits[mid].start < p) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
+		}
+	}
+	return p + shift[lo];
+}
+
+static int
+apply_edits(struct rewrite *rw)
+{
+	struct sbuf out = { 0 };
+	size_t at = 0;
+
+	qsort(rw->edits, rw->n_edits, sizeof(*rw->edits), edit_cmp);
+	for (size_t i = 0; i < rw->n_edits; i++) {
+		const struct edit *e = &rw->edits[i];
+
+		if (e->start < at || e->end < e->start || e->end > rw->len) {
+			BUG("overlapping edits: %zu-%zu after %zu", e->start, e->end, at);
+		}
+		sbuf_add(&out, rw->text + at, e->start - at);
+		if (e->len > 0) {
+			sbuf_add(&out, e->text, e->len);
+		}
+		at = e->end;
+	}
+	sbuf_add(&out, rw->text + at, rw->len - at);
+	if (out.failed || out.buf == NULL) {
+		sbuf_release(&out);
+		return nomem(rw);
+	}
+	size_t *shift = malloc((rw->n_edits + 1) * sizeof(*shift));
+
+	if (shift == NULL) {
+		sbuf_release(&out);
+		return nomem(rw);
+	}
+	shift[0] = 0;
+	for (size_t i = 0; i < rw->n_edits; i++) {
+		const struct edit *e = &rw->edits[i];
+
+		shift[i + 1] = shift[i] + e->len - (e->end - e->start);
+	}
+	for (size_t i = 0; i < rw->r->n_entries; i++) {
+		struct config_entry *ce = &rw->r->entries[i];
+
+		ce->out_start = out_offset(rw, shift, ce->start);
+		ce->out_end = out_offset(rw, shift, ce->end);
+	}
+	free(shift);
+	rw->r->text = out.buf;
+	rw->r->len = out.len;
+	return 0;
+}
+
+/* ---- style ---- */
+
+/* Only spaces and tabs in [a, b)? */
+static bool
+blanks(const struct rewrite *rw, size_t a, size_t b)
+{
+	for (size_t i = a; i < b; i++) {
+		if (rw->text[i] != ' ' && rw->text[i] != '\t') {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Only white space (no comment) in [a, b)? */
+static bool
+white(const struct rewrite *rw, size_t a, size_t b)
+{
+	return json5_skip(rw->text, b, a, false) == b;
+}
+
+static size_t
+line_start(const struct rewrite *rw, size_t off)
+{
+	while (off > 0 && rw->text[off - 1] != '\n' && rw->text[off - 1] != '\r') {
+		off--;
+	}
+	return off;
+}
+
+static size_t
+indent_len(const struct rewrite *rw, size_t ls)
+{
+	size_t w = 0;
+
+	while (ls + w < rw->len && (rw->text[ls + w] == ' ' || rw->text[ls + w] == '\t')) {
+		w++;
+	}
+	return w;
+}
+
+/* Is off the first thing on its line?  (Only its indentation is looked at.) */
+static bool
+starts_line(const struct rewrite *rw, size_t off)
+{
+	while (off > 0 && (rw->text[off - 1] == ' ' || rw->text[off - 1] == '\t')) {
+		off--;
+	}
+	return off == 0 || rw->text[off - 1] == '\n' || rw->text[off - 1] == '\r';
+}
+
+/* The line break that ends the line before the line starting at ls. */
+static const char *
+nl_before(const struct rewrite *rw, size_t ls)
+{
+	if (ls >= 2 && rw->text[ls - 2] == '\r' && rw->text[ls - 1] == '\n') {
+		return "\r\n";
+	}
+	if (ls >= 1 && rw->text[ls - 1] == '\r') {
+		return "\r";
+	}
+	return ls >= 1 ? "\n" : rw->nl;
+}
+
+/* A line break and the indentation of the line of off (which starts its line). */
+static void
+add_newline_like(struct sbuf *b, const struct rewrite *rw, size_t off)
+{
+	size_t ls = line_start(rw, off);
+
+	sbuf_adds(b, nl_before(rw, ls));
+	sbuf_add(b, rw->text + ls, off - ls);
+}
+
+/*
+ * What goes after a comma on one line in entry e: what its members have there, or, when
+ * none shows it, a space unless the file is written without spaces (cmd_m's colon).
+ */
+static void
+inline_sep(const struct rewrite *rw, const struct json5_node *e, const struct json5_member *cmd_m,
+	   struct sbuf *b)
+{
+	for (size_t i = 0; i < e->n; i++) {
+		const struct json5_member *m = &e->m[i];
+
+		if (m->index > 0 && !starts_line(rw, m->key_start) &&
+		    blanks(rw, m->lead, m->key_start)) {
+			sbuf_add(b, rw->text + m->lead, m->key_start - m->lead);
+			return;
+		}
+	}
+	sbuf_adds(b, memchr(rw->text + cmd_m->key_end, ' ', cmd_m->val.start - cmd_m->key_end)
+			     ? " "
+			     : "");
+}
+
+/* What goes after each comma between items of the non-empty array a. */
+static void
+item_sep(const struct rewrite *rw, const struct json5_node *e, const struct json5_member *cmd_m,
+	 const struct json5_node *a, struct sbuf *b)
+{
+	size_t first = a->m[0].key_start;
+
+	if (starts_line(rw, first)) {
+		add_newline_like(b, rw, first);
+	} else if (a->n >= 2 && blanks(rw, a->m[1].lead, a->m[1].key_start)) {
+		sbuf_add(b, rw->text + a->m[1].lead, a->m[1].key_start - a->m[1].lead);
+	} else {
+		inline_sep(rw, e, cmd_m, b);
+	}
+}
+
+/* Append what another sbuf holds (which may be nothing at all). */
+static void
+add_sbuf(struct sbuf *b, const struct sbuf *from)
+{
+	if (from->len > 0) {
+		sbuf_add(b, from->buf, from->len);
+	}
+	b->failed |= from->failed;
+}
+
+static void
+items_add(struct items *it, const char *s, size_t len, char quote)
+{
+	if (it->n == MAX_NEW_ITEMS) {
+		BUG("more than %d new items", MAX_NEW_ITEMS);
+	}
+	it->off[it->n++] = it->text.len;
+	if (quote != 0) {
+		config_literal(&it->text, s, len, quote);
+	} else {
+		sbuf_add(&it->text, s, len);
+	}
+	it->off[it->n] = it->text.len;
+}
+
+static void
+add_item(struct sbuf *b, const struct items *it, size_t i)
+{
+	if (it->text.failed) {
+		b->failed = true; /* the items are not all there */
+		return;
+	}
+	sbuf_add(b, it->text.buf + it->off[i], it->off[i + 1] - it->off[i]);
+}
+
+/* Each item, then a comma and sep: text to go just before an item of an array. */
+static void
+join_before(struct sbuf *b, const struct items *it, const struct sbuf *sep)
+{
+	for (size_t i = 0; i < it->n; i++) {
+		add_item(b, it, i);
+		sbuf_adds(b, ",");
+		add_sbuf(b, sep);
+	}
+}
+
+/*
+ * The items of an array that has none yet, whose interior is [w_start, w_end): all of
+ * its new interior when that is white space (*replace set), or else the text to put
+ * before what is there (a comment).  The array belongs to the member whose key is at
+ * key_off, in entry e: one item a line, indented one level deeper than that member, or
+ * all on one line, as the other "args" of the file are, or else as the entry is.
+ */
+static void
+fill_empty(const struct rewrite *rw, const struct json5_node *e, const struct json5_member *cmd_m,
+	   size_t key_off, size_t w_start, size_t w_end, const struct items *it, struct sbuf *b,
+	   bool *replace)
+{
+	const struct json5_node *ref = rw->ref_args;
+	bool multi =
+		starts_line(rw, key_off) && (ref == NULL || starts_line(rw, ref->m[0].key_start));
+
+	*replace = white(rw, w_start, w_end);
+	if (multi) {
+		size_t ls = line_start(rw, key_off), il = indent_len(rw, ls);
+		size_t els = line_start(rw, e->start), eil = indent_len(rw, els);
+		bool trailing = ref != NULL ? ref->trailing_comma
+					    : rw->doc.n_multi_trailing * 2 > rw->doc.n_multi;
+
+		for (size_t i = 0; i < it->n; i++) {
+			sbuf_adds(b, nl_before(rw, ls));
+			sbuf_add(b, rw->text + ls, il);
+			/* One level: what this member has more than its entry's line. */
+			if (il > eil && memcmp(rw->text + els, rw->text + ls, eil) == 0) {
+				sbuf_add(b, rw->text + ls + eil, il - eil);
+			} else {
+				sbuf_adds(b, rw->indent);
+			}
+			add_item(b, it, i);
+			if (i + 1 < it->n || trailing) {
+				sbuf_adds(b, ",");
+			}
+		}
+		if (*replace) {
+			sbuf_adds(b, nl_before(rw, ls));
+			sbuf_add(b, rw->text + ls, il);
+		}
+		return;
+	}
+	struct sbuf sep = { 0 };
+	size_t pad = 0;
+
+	if (ref != NULL && !starts_line(rw, ref->m[0].key_start)) {
+		if (blanks(rw, ref->start + 1, ref->m[0].key_start)) {
+			pad = ref->m[0].key_start - ref->start - 1;
+		}
+		item_sep(rw, e, cmd_m, ref, &sep);
+	} else {
+		inline_sep(rw, e, cmd_m, &sep);
+	}
+	sbuf_add(b, ref != NULL ? rw->text + ref->start + 1 : "", pad);
+	for (size_t i = 0; i < it->n; i++) {
+		if (i > 0) {
+			sbuf_adds(b, ",");
+			add_sbuf(b, &sep);
+		}
+		add_item(b, it, i);
+	}
+	if (*replace) {
+		sbuf_add(b, ref != NULL ? rw->text + ref->start + 1 : "", pad);
+	}
+	b->failed |= sep.failed;
+	sbuf_release(&sep);
+}
+
+/* The quotes of new strings in entry e: those most of its strings have. */
+static char
+entry_quote(const struct json5_node *e, const struct json5_node *cmd)
+{
+	if (e->quotes[0] != e->quotes[1]) {
+		return e->quotes[1] > e->quotes[0] ? '\'' : '"';
+	}
+	return cmd->quote;
+}
+
+/* ---- wrap and unwrap ---- */
+
+/* The "--log" value of server m: LOG_DIR/<name>.jsonl. */
 static char *
-log_path(const char *dir, const struct member *m)
+log_path(const char *dir, const struct json5_member *m)
 {
 	char *base = config_log_name(m->key, m->klen);
 	struct sbuf b = { 0 };
@@ -903,365 +949,485 @@ log_path(const char *dir, const struct member *m)
 	return b.buf;
 }
 
-/* [--log FILE] [--eof-grace MS] [--term-grace MS] -- COMMAND, with room for `extra` more. */
-static struct node *
-wrapped_args(const struct config_opts *o, const struct member *m, const struct node *cmd,
-	     size_t extra)
-{
-	struct node *a = calloc(1, sizeof(*a));
-	char *path = NULL;
-
-	if (a == NULL) {
-		return NULL;
-	}
-	a->type = N_ARRAY;
-	a->off = cmd->off;
-	if (o->log_dir != NULL && (path = log_path(o->log_dir, m)) == NULL) {
-		goto fail;
-	}
-	if (push_opt(a, "--log", path) == -1 || push_opt(a, "--eof-grace", o->eof_grace) == -1 ||
-	    push_opt(a, "--term-grace", o->term_grace) == -1 || push_string(a, "--", 2) == -1 ||
-	    push_string(a, cmd->s, cmd->len) == -1 || node_reserve(a, extra) == -1) {
-		goto fail;
-	}
-	free(path);
-	return a;
-fail:
-	free(path);
-	node_free(a);
-	return NULL;
-}
-
+/* The values of the options asked for, by OPT_*; NULL where not.  *log: owned. */
 static int
-wrap_entry(struct rewrite *rw, struct member *m)
+wanted(struct rewrite *rw, const struct json5_member *m, const char *val[N_OPTS], char **log)
 {
 	const struct config_opts *o = rw->o;
-	struct node *e = m->val, *cmd, *old, *a;
-	size_t ci, ai;
-	int rc = classify(rw, m, &ci, &ai);
-	struct config_entry *ce;
-	char *mcpmux, *key = NULL;
 
-	if (rc != 1) {
-		return rc;
-	}
-	cmd = e->m[ci].val;
-	old = ai != SIZE_MAX ? e->m[ai].val : NULL;
-	if (runs_mcpmux(cmd, o->mcpmux)) {
-		return skip(rw, m, "already runs through mcpmux", NULL);
-	}
-	ce = entry_new(rw, m, CONFIG_CHANGED);
-	if (ce == NULL || (ce->before = command_line(cmd, old, 0)) == NULL) {
+	*log = NULL;
+	if (o->log_dir != NULL && (*log = log_path(o->log_dir, m)) == NULL) {
 		return nomem(rw);
 	}
-	a = wrapped_args(o, m, cmd, old != NULL ? old->n : 0);
-	mcpmux = memdup0(o->mcpmux, strlen(o->mcpmux));
-	if (old == NULL) {
-		key = memdup0("args", 4);
-	}
-	if (a == NULL || mcpmux == NULL ||
-	    (old == NULL && (key == NULL || node_reserve(e, 1) == -1))) {
-		node_free(a);
-		free(mcpmux);
-		free(key);
-		return nomem(rw);
-	}
-	/* Nothing fails from here on: the room is reserved. */
-	if (old != NULL) {
-		for (size_t i = 0; i < old->n; i++) {
-			a->m[a->n++] = old->m[i];
-		}
-		old->n = 0;
-		node_free(old);
-		e->m[ai].val = a;
-	} else {
-		/* No "args" before: it goes just before "command", which tells unwrap. */
-		(void)node_insert(e, ci, key, 4, a);
-	}
-	free(cmd->s);
-	cmd->s = mcpmux;
-	cmd->len = strlen(mcpmux);
-	ce->after = command_line(cmd, a, 0);
-	return ce->after == NULL ? nomem(rw) : 0;
-}
-
-static int
-unwrap_entry(struct rewrite *rw, struct member *m)
-{
-	struct node *e = m->val, *cmd, *args;
-	struct config_entry *ce;
-	size_t ci, ai, k;
-	int rc = classify(rw, m, &ci, &ai);
-
-	if (rc != 1) {
-		return rc;
-	}
-	cmd = e->m[ci].val;
-	if (!runs_mcpmux(cmd, rw->o->mcpmux)) {
-		return skip(rw, m, "not wrapped", NULL);
-	}
-	args = ai != SIZE_MAX ? e->m[ai].val : NULL;
-	k = args != NULL ? wrapped_command_index(args) : SIZE_MAX;
-	if (k == SIZE_MAX) {
-		return skip(rw, m, "runs mcpmux, but not as a wrapped server", NULL);
-	}
-	ce = entry_new(rw, m, CONFIG_CHANGED);
-	if (ce == NULL) {
-		return nomem(rw);
-	}
-	ce->before = command_line(cmd, args, 0);
-	ce->after = command_line(args->m[k].val, args, k + 1);
-	if (ce->before == NULL || ce->after == NULL) {
-		return nomem(rw);
-	}
-	/* The server's command goes back to "command"; what follows it stays in "args". */
-	free(cmd->s);
-	cmd->s = args->m[k].val->s;
-	cmd->len = args->m[k].val->len;
-	args->m[k].val->s = NULL;
-	for (size_t i = 0; i <= k; i++) {
-		node_free(args->m[i].val);
-	}
-	memmove(args->m, args->m + k + 1, (args->n - k - 1) * sizeof(*args->m));
-	args->n -= k + 1;
-	/* An "args" that wrap added sits just before "command"; it goes if it is empty. */
-	if (args->n == 0 && ai + 1 == ci) {
-		node_remove(e, ai);
-	}
+	val[OPT_LOG] = *log;
+	val[OPT_EOF_GRACE] = o->eof_grace;
+	val[OPT_TERM_GRACE] = o->term_grace;
+	val[OPT_IDLE_TIMEOUT] = o->idle_timeout;
+	val[OPT_IDLE_SUSPEND] = o->idle_suspend;
+	val[OPT_MAX_SERVERS] = o->max_servers;
+	val[OPT_POOL] = o->pool;
 	return 0;
 }
 
-/* ---- style, comments, generation ---- */
-
-void
-config_detect_style(const char *in, size_t len, struct config_style *s)
+/* Between a key and its value, only white space and the colon? */
+static bool
+plain_colon(const struct rewrite *rw, size_t key_end, size_t val_start)
 {
-	const char *p = in, *nl;
-	size_t n = len, a = 0, b;
+	size_t c = json5_skip(rw->text, val_start, key_end, false);
 
-	memset(s, 0, sizeof(*s));
-	if (n >= 3 && memcmp(p, "\xef\xbb\xbf", 3) == 0) {
-		s->bom = true;
-		p += 3;
-		n -= 3;
-	}
-	nl = memchr(p, '\n', n);
-	s->crlf = nl != NULL && nl > p && nl[-1] == '\r';
-	s->final_eol = n > 0 && p[n - 1] == '\n';
-	while (a < n && is_ws(p[a])) {
-		a++;
-	}
-	b = n;
-	while (b > a && is_ws(p[b - 1])) {
-		b--;
-	}
-	s->one_line = memchr(p + a, '\n', b - a) == NULL;
-	strcpy(s->indent, "  ");
-	for (size_t i = a; i < b; i++) {
-		if (p[i] != '\n' || (p[i + 1] != ' ' && p[i + 1] != '\t')) {
-			continue;
-		}
-		size_t w = 0;
-
-		while (w < sizeof(s->indent) - 1 && i + 1 + w < b && p[i + 1 + w] == p[i + 1]) {
-			s->indent[w] = p[i + 1];
-			w++;
-		}
-		s->indent[w] = '\0';
-		break;
-	}
+	return c < val_start && rw->text[c] == ':' && white(rw, c + 1, val_start);
 }
 
-bool
-config_find_comment(const char *in, size_t len, size_t *line, size_t *col)
+/*
+ * Is args_m where wrap puts an "args" it adds: just before "command", with no comment
+ * around its colon or its comma?  Unwrap removes such an "args" when it is left empty.
+ */
+static bool
+removable_args(const struct rewrite *rw, const struct json5_member *args_m,
+	       const struct json5_member *cmd_m)
 {
-	bool in_str = false, esc = false;
-	size_t l = 1, c = 1;
-
-	for (size_t i = 0; i < len; i++) {
-		char ch = in[i];
-
-		if (in_str) {
-			if (esc) {
-				esc = false;
-			} else if (ch == '\\') {
-				esc = true;
-			} else if (ch == '"' || ch == '\n') {
-				in_str = false; /* a line break ends even a broken string */
-			}
-		} else if (ch == '"') {
-			in_str = true;
-		} else if (ch == '/' && i + 1 < len && (in[i + 1] == '/' || in[i + 1] == '*')) {
-			*line = l;
-			*col = c;
-			return true;
-		}
-		if (ch == '\n') {
-			l++;
-			c = 1;
-		} else {
-			c++;
-		}
-	}
-	return false;
+	return args_m->index + 1 == cmd_m->index && args_m->comma != JSON5_NONE &&
+	       plain_colon(rw, args_m->key_end, args_m->val.start) &&
+	       white(rw, args_m->val.end, args_m->comma);
 }
 
-static yajl_gen_status
-gen_node(yajl_gen g, const struct node *n)
-{
-	yajl_gen_status st;
-
-	switch (n->type) {
-	case N_NULL:
-		return yajl_gen_null(g);
-	case N_FALSE:
-	case N_TRUE:
-		return yajl_gen_bool(g, n->type == N_TRUE);
-	case N_NUMBER:
-		return yajl_gen_number(g, n->s, n->len);
-	case N_STRING:
-		return yajl_gen_string(g, (const unsigned char *)n->s, n->len);
-	case N_OBJECT:
-	case N_ARRAY:
-		break;
-	}
-	st = n->type == N_OBJECT ? yajl_gen_map_open(g) : yajl_gen_array_open(g);
-	for (size_t i = 0; i < n->n && st == yajl_gen_status_ok; i++) {
-		if (n->type == N_OBJECT) {
-			st = yajl_gen_string(g, (const unsigned char *)n->m[i].key, n->m[i].klen);
-		}
-		if (st == yajl_gen_status_ok) {
-			st = gen_node(g, n->m[i].val);
-		}
-	}
-	if (st == yajl_gen_status_ok) {
-		st = n->type == N_OBJECT ? yajl_gen_map_close(g) : yajl_gen_array_close(g);
-	}
-	return st;
-}
-
+/* The text of "args": [...], to go just before the "command" member cmd_m of entry e. */
 static void
-newline(struct sbuf *b, const struct config_style *st, size_t depth)
+args_member(const struct rewrite *rw, const struct json5_node *e, const struct json5_member *cmd_m,
+	    const struct items *it, struct sbuf *b)
 {
-	sbuf_adds(b, st->crlf ? "\r\n" : "\n");
-	for (size_t i = 0; i < depth; i++) {
-		sbuf_adds(b, st->indent);
+	size_t colon = cmd_m->key_end, vs = cmd_m->val.start,
+	       c = json5_skip(rw->text, vs, colon, false);
+	bool replace;
+
+	if (cmd_m->key_quote != 0) {
+		sbuf_add(b, &cmd_m->key_quote, 1);
+		sbuf_adds(b, "args");
+		sbuf_add(b, &cmd_m->key_quote, 1);
+	} else {
+		sbuf_adds(b, "args");
+	}
+	/* The colon as the command's is written, unless a comment or a line break is in it. */
+	if (c < vs && rw->text[c] == ':' && blanks(rw, colon, c) && blanks(rw, c + 1, vs)) {
+		sbuf_add(b, rw->text + colon, vs - colon);
+	} else {
+		sbuf_adds(b, ": ");
+	}
+	sbuf_adds(b, "[");
+	fill_empty(rw, e, cmd_m, cmd_m->key_start, 0, 0, it, b, &replace);
+	sbuf_adds(b, "],");
+	/* Then what separates members: the command's own separator if it follows a comma. */
+	if (starts_line(rw, cmd_m->key_start)) {
+		add_newline_like(b, rw, cmd_m->key_start);
+	} else if (cmd_m->index > 0 && blanks(rw, cmd_m->lead, cmd_m->key_start)) {
+		sbuf_add(b, rw->text + cmd_m->lead, cmd_m->key_start - cmd_m->lead);
+	} else {
+		inline_sep(rw, e, cmd_m, b);
 	}
 }
 
 /*
- * Lay out yajl's compact text as JSON.stringify(value, null, indent) does: "{}" and "[]"
- * when empty, one member or item a line, ": " after keys, and lower-case hex digits in
- * "\u001b" (yajl writes upper case; JSON.stringify and Python write lower case).
+ * Wrap a stdio server: its command's text moves into args after mcpmux's options and
+ * "--", and mcpmux becomes the command.
  */
-static void
-layout(struct sbuf *b, const char *j, size_t n, const struct config_style *st)
+static int
+wrap_fresh(struct rewrite *rw, const struct json5_member *m, const struct json5_member *cmd_m,
+	   const struct json5_member *args_m)
 {
-	bool in_str = false, esc = false, pretty = !st->one_line;
-	size_t depth = 0, hex = 0;
+	const struct json5_node *e = &m->val, *cmd = &cmd_m->val;
+	const struct json5_node *args = args_m != NULL ? &args_m->val : NULL;
+	const char *val[N_OPTS];
+	char *log, q = entry_quote(e, cmd);
+	struct items it = { 0 };
+	struct sbuf b = { 0 }, sep = { 0 }, before = { 0 }, after = { 0 };
+	bool replace = false;
+	int rc;
 
-	if (st->bom) {
-		sbuf_adds(b, "\xef\xbb\xbf");
+	if (wanted(rw, m, val, &log) == -1) {
+		return -1;
 	}
-	for (size_t i = 0; i < n; i++) {
-		char c = j[i];
+	line_add(&before, cmd->str, cmd->len);
+	line_add_items(&before, args, 0, SIZE_MAX);
+	line_add(&after, rw->o->mcpmux, strlen(rw->o->mcpmux));
+	for (size_t i = 0; i < N_OPTS; i++) {
+		if (val[i] != NULL) {
+			items_add(&it, opt_names[i], strlen(opt_names[i]), q);
+			items_add(&it, val[i], strlen(val[i]), q);
+			line_add(&after, opt_names[i], strlen(opt_names[i]));
+			line_add(&after, val[i], strlen(val[i]));
+		}
+	}
+	items_add(&it, "--", 2, q);
+	items_add(&it, rw->text + cmd->start, cmd->end - cmd->start, 0);
+	line_add(&after, "--", 2);
+	line_add(&after, cmd->str, cmd->len);
+	line_add_items(&after, args, 0, SIZE_MAX);
+	if (args != NULL && args->n > 0) {
+		item_sep(rw, e, cmd_m, args, &sep);
+		join_before(&b, &it, &sep);
+		rc = edit(rw, args->m[0].key_start, args->m[0].key_start, &b);
+	} else if (args != NULL) {
+		fill_empty(rw, e, cmd_m, args_m->key_start, args->start + 1, args->end - 1, &it, &b,
+			   &replace);
+		rc = edit(rw, args->start + 1, replace ? args->end - 1 : args->start + 1, &b);
+	} else {
+		/* No "args" before: one goes just before "command", which tells unwrap. */
+		args_member(rw, e, cmd_m, &it, &b);
+		rc = edit(rw, cmd_m->key_start, cmd_m->key_start, &b);
+	}
+	if (rc == 0) {
+		config_literal(&b, rw->o->mcpmux, strlen(rw->o->mcpmux), q);
+		rc = edit(rw, cmd->start, cmd->end, &b);
+	}
+	if (rc == 0 && (it.text.failed || sep.failed)) {
+		rc = nomem(rw);
+	}
+	if (rc == 0) {
+		rc = describe(rw, m, CONFIG_CHANGED, &before, &after);
+	}
+	/* What unwrap cannot tell apart: see config_entry.inexact. */
+	if (rc == 0 && args != NULL && args->n == 0 && white(rw, args->start + 1, args->end - 1) &&
+	    (args->end - args->start > 2 || removable_args(rw, args_m, cmd_m))) {
+		rw->r->entries[rw->r->n_entries - 1].inexact = true;
+	}
+	sbuf_release(&before);
+	sbuf_release(&after);
+	sbuf_release(&sep);
+	sbuf_release(&it.text);
+	free(log);
+	return rc;
+}
 
-		if (in_str) {
-			if (hex > 0) {
-				hex--;
-				c = c >= 'A' && c <= 'F' ? (char)(c - 'A' + 'a') : c;
-			} else if (esc) {
-				esc = false;
-				hex = c == 'u' ? 4 : 0;
-			} else if (c == '\\') {
-				esc = true;
-			} else if (c == '"') {
-				in_str = false;
+/* Where the option `name` of a wrapped entry's args has its value (the last one counts,
+ * as with getopt): the index of the item, *inline_val when it is "--name=VALUE". */
+static size_t
+find_option(const struct json5_node *args, size_t opt_end, const char *name, bool *inline_val)
+{
+	size_t hit = SIZE_MAX;
+
+	for (size_t i = 0; i < opt_end; i++) {
+		const struct json5_node *a = &args->m[i].val;
+		size_t nl = strcspn(a->str, "=");
+
+		if (nl < a->len) {
+			if (key_is(a->str, nl, name)) {
+				hit = i;
+				*inline_val = true;
 			}
-			sbuf_add(b, &c, 1);
+		} else if (IN_LIST(a->str, a->len, value_opts)) {
+			if (key_is(a->str, a->len, name)) {
+				hit = i + 1;
+				*inline_val = false;
+			}
+			i++;
+		}
+	}
+	return hit;
+}
+
+/*
+ * An entry already wrapped: set the options asked for (a value replaced where the option
+ * is there, the option added before "--" where not), and the command with set_command.
+ */
+static int
+rewrap(struct rewrite *rw, const struct json5_member *m, const struct json5_member *cmd_m,
+       const struct json5_member *args_m)
+{
+	const struct json5_node *e = &m->val, *cmd = &cmd_m->val;
+	const struct json5_node *args = args_m != NULL ? &args_m->val : NULL;
+	size_t opt_end, k = args != NULL ? wrapped_command_index(args, &opt_end) : SIZE_MAX;
+	const char *val[N_OPTS];
+	char *log, *now[N_OPTS] = { NULL }, q = entry_quote(e, cmd);
+	size_t at[N_OPTS], n_now = 0, added[N_OPTS], n_added = 0;
+	struct items it = { 0 };
+	struct sbuf b = { 0 }, sep = { 0 }, before = { 0 }, after = { 0 };
+	const char *command = cmd->str;
+	int rc = 0;
+
+	if (k == SIZE_MAX) {
+		return skip(rw, m, "already runs through mcpmux", NULL);
+	}
+	if (wanted(rw, m, val, &log) == -1) {
+		return -1;
+	}
+	if (rw->o->set_command && !is_string(cmd, rw->o->mcpmux)) {
+		command = rw->o->mcpmux;
+		config_literal(&b, command, strlen(command), q);
+		rc = edit(rw, cmd->start, cmd->end, &b);
+	}
+	for (size_t o = 0; o < N_OPTS && rc == 0; o++) {
+		size_t name = strlen(opt_names[o]), hit;
+		bool inline_val = false;
+		struct sbuf v = { 0 };
+
+		if (val[o] == NULL) {
 			continue;
 		}
-		if (c == '"') {
-			in_str = true;
-		}
-		if (!pretty) {
-			sbuf_add(b, &c, 1);
+		hit = find_option(args, opt_end, opt_names[o], &inline_val);
+		if (hit == SIZE_MAX) {
+			items_add(&it, opt_names[o], name, q);
+			items_add(&it, val[o], strlen(val[o]), q);
+			added[n_added++] = o;
 			continue;
 		}
-		switch (c) {
-		case '{':
-		case '[':
-			sbuf_add(b, &c, 1);
-			if (i + 1 < n && (j[i + 1] == '}' || j[i + 1] == ']')) {
-				sbuf_add(b, &j[++i], 1);
-			} else {
-				newline(b, st, ++depth);
-			}
-			break;
-		case '}':
-		case ']':
-			newline(b, st, --depth);
-			sbuf_add(b, &c, 1);
-			break;
-		case ',':
-			sbuf_add(b, &c, 1);
-			newline(b, st, depth);
-			break;
-		case ':':
-			sbuf_adds(b, ": ");
-			break;
-		default:
-			sbuf_add(b, &c, 1);
-			break;
+		const struct json5_node *a = &args->m[hit].val;
+
+		if (inline_val) {
+			sbuf_addf(&v, "%s=", opt_names[o]);
+		}
+		sbuf_adds(&v, val[o]);
+		if (v.failed) {
+			sbuf_release(&v);
+			rc = nomem(rw);
+		} else if (key_is(a->str, a->len, v.buf)) {
+			sbuf_release(&v);
+		} else {
+			config_literal(&b, v.buf, v.len, q);
+			at[n_now] = hit;
+			now[n_now++] = v.buf;
+			rc = edit(rw, a->start, a->end, &b);
 		}
 	}
-	if (st->final_eol) {
-		sbuf_adds(b, st->crlf ? "\r\n" : "\n");
+	if (rc == 0 && it.n > 0) {
+		item_sep(rw, e, cmd_m, args, &sep);
+		join_before(&b, &it, &sep);
+		rc = edit(rw, args->m[opt_end].key_start, args->m[opt_end].key_start, &b);
 	}
+	if (rc == 0 && (it.text.failed || sep.failed)) {
+		rc = nomem(rw);
+	}
+	if (rc == 0 && command == cmd->str && n_now == 0 && it.n == 0) {
+		rc = skip(rw, m, "already runs through mcpmux", NULL);
+	} else if (rc == 0) {
+		line_add(&before, cmd->str, cmd->len);
+		line_add_items(&before, args, 0, SIZE_MAX);
+		line_add(&after, command, strlen(command));
+		for (size_t i = 0; i < args->n; i++) {
+			const struct json5_node *a = &args->m[i].val;
+			const char *s = a->str;
+			size_t len = a->len;
+
+			for (size_t j = 0; j < n_now; j++) {
+				if (at[j] == i) {
+					s = now[j];
+					len = strlen(now[j]);
+				}
+			}
+			for (size_t j = 0; i == opt_end && j < n_added; j++) {
+				line_add(&after, opt_names[added[j]], strlen(opt_names[added[j]]));
+				line_add(&after, val[added[j]], strlen(val[added[j]]));
+			}
+			line_add(&after, s, len);
+		}
+		rc = describe(rw, m, CONFIG_UPDATED, &before, &after);
+	}
+	for (size_t j = 0; j < n_now; j++) {
+		free(now[j]);
+	}
+	sbuf_release(&before);
+	sbuf_release(&after);
+	sbuf_release(&sep);
+	sbuf_release(&it.text);
+	free(log);
+	return rc;
+}
+
+/* Just past the line terminator that ends the line comment at p (b if none does). */
+static size_t
+past_line_end(const char *t, size_t b, size_t p)
+{
+	for (; p < b; p++) {
+		if (t[p] == '\n') {
+			return p + 1;
+		}
+		if (t[p] == '\r') {
+			return p + 1 < b && t[p + 1] == '\n' ? p + 2 : p + 1;
+		}
+		if (b - p >= 3 && memcmp(t + p, "\xe2\x80", 2) == 0 &&
+		    (t[p + 2] == '\xa8' || t[p + 2] == '\xa9')) {
+			return p + 3; /* U+2028, U+2029 */
+		}
+	}
+	return b;
+}
+
+/* Where the last comment in [a, b) ends, its line break included (a when none is). */
+static size_t
+last_comment_end(const struct rewrite *rw, size_t a, size_t b)
+{
+	const char *t = rw->text;
+	size_t end = a, p = a;
+
+	while ((p = json5_skip(t, b, p, false)) < b) {
+		if (t[p + 1] == '/') {
+			/* A line comment's line break stays with it. */
+			p = past_line_end(t, b, p);
+		} else {
+			const char *close = memmem(t + p + 2, b - p - 2, "*/", 2);
+
+			p = close != NULL ? (size_t)(close - t) + 2 : b;
+		}
+		end = p;
+	}
+	return end;
+}
+
+/*
+ * Remove an item of args and its comma, and with `space` the white space after the
+ * comma.  A comment between the item and its comma stays.
+ */
+static int
+remove_item(struct rewrite *rw, const struct json5_member *it, bool space)
+{
+	size_t after;
+
+	if (it->comma == JSON5_NONE) {
+		return edit_remove(rw, it->val.start, it->val.end);
+	}
+	after = space ? json5_skip(rw->text, rw->len, it->comma + 1, false) : it->comma + 1;
+	if (white(rw, it->val.end, it->comma)) {
+		return edit_remove(rw, it->val.start, after);
+	}
+	if (edit_remove(rw, it->val.start, it->val.end) == -1) {
+		return -1;
+	}
+	return edit_remove(rw, it->comma, after);
+}
+
+/* Unwrap an entry that runs mcpmux as a wrapper: the server's command goes back. */
+static int
+unwrap_entry(struct rewrite *rw, const struct json5_member *m, const struct json5_member *cmd_m,
+	     const struct json5_member *args_m)
+{
+	const struct json5_node *cmd = &cmd_m->val;
+	const struct json5_node *args = args_m != NULL ? &args_m->val : NULL;
+	size_t opt_end, k = args != NULL ? wrapped_command_index(args, &opt_end) : SIZE_MAX;
+	struct sbuf b = { 0 }, before = { 0 }, after = { 0 };
+	int rc = 0;
+
+	if (k == SIZE_MAX) {
+		return skip(rw, m, "runs mcpmux, but not as a wrapped server", NULL);
+	}
+	line_add(&before, cmd->str, cmd->len);
+	line_add_items(&before, args, 0, SIZE_MAX);
+	line_add_items(&after, args, k, SIZE_MAX);
+	if (describe(rw, m, CONFIG_CHANGED, &before, &after) == -1) {
+		return -1;
+	}
+	/* The server's command goes back to "command", as the text it was. */
+	sbuf_add(&b, rw->text + args->m[k].val.start, args->m[k].val.end - args->m[k].val.start);
+	if (edit(rw, cmd->start, cmd->end, &b) == -1) {
+		return -1;
+	}
+	if (k + 1 < args->n) {
+		/* Each of mcpmux's items goes with its comma and the white space after it. */
+		for (size_t i = 0; i <= k && rc == 0; i++) {
+			rc = remove_item(rw, &args->m[i], true);
+		}
+		return rc;
+	}
+	/* Nothing stays in args. */
+	size_t in_start = args->start + 1, in_end = args->end - 1;
+	const struct json5_member *last = &args->m[k];
+	size_t last_end = last->comma != JSON5_NONE ? last->comma + 1 : last->val.end;
+	bool empty = white(rw, in_start, args->m[0].val.start) && white(rw, last_end, in_end);
+
+	for (size_t i = 0; i <= k && empty; i++) {
+		const struct json5_member *it = &args->m[i];
+
+		empty = (it->comma == JSON5_NONE || white(rw, it->val.end, it->comma)) &&
+			(i == k || white(rw, it->comma + 1, args->m[i + 1].val.start));
+	}
+	/*
+	 * An "args" that wrap added sits just before "command": it goes, unless a comment
+	 * sits in it or around its colon or comma.
+	 */
+	if (empty && removable_args(rw, args_m, cmd_m)) {
+		return edit_remove(rw, args_m->key_start,
+				   json5_skip(rw->text, rw->len, args_m->comma + 1, false));
+	}
+	if (empty) {
+		return edit_remove(rw, in_start, in_end);
+	}
+	/* Comments stay, and the white space from the last one to the first item goes. */
+	rc = edit_remove(rw, last_comment_end(rw, in_start, args->m[0].val.start),
+			 args->m[0].val.start);
+	for (size_t i = 0; i <= k && rc == 0; i++) {
+		rc = remove_item(rw, &args->m[i], i < k);
+	}
+	return rc;
 }
 
 static int
-generate(struct rewrite *rw, const struct node *root, const struct config_style *st)
+rewrite_entry(struct rewrite *rw, const struct json5_member *m)
 {
-	yajl_gen g = yajl_gen_alloc(NULL);
-	const unsigned char *buf;
-	size_t len;
-	struct sbuf out = { 0 };
+	const struct json5_member *cmd_m, *args_m;
+	int rc = classify(rw, m, &cmd_m, &args_m);
 
-	if (g == NULL) {
-		return nomem(rw);
+	if (rc != 1) {
+		return rc;
 	}
-	if (gen_node(g, root) != yajl_gen_status_ok ||
-	    yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok) {
-		yajl_gen_free(g);
-		return nomem(rw); /* the tree is valid: only memory can fail */
+	if (rw->op == CONFIG_WRAP) {
+		if (runs_mcpmux(&cmd_m->val, rw->o->mcpmux)) {
+			return rewrap(rw, m, cmd_m, args_m);
+		}
+		return wrap_fresh(rw, m, cmd_m, args_m);
 	}
-	layout(&out, (const char *)buf, len, st);
-	yajl_gen_free(g);
-	if (out.failed || out.buf == NULL) {
-		sbuf_release(&out);
-		return nomem(rw);
+	if (!runs_mcpmux(&cmd_m->val, rw->o->mcpmux)) {
+		return skip(rw, m, "not wrapped", NULL);
 	}
-	rw->r->text = out.buf;
-	rw->r->len = out.len;
-	return 0;
+	return unwrap_entry(rw, m, cmd_m, args_m);
 }
 
 /* ---- the whole ---- */
 
-/* Rewrite the servers of one location (an object of name -> entry). */
-static int
-rewrite_servers(struct rewrite *rw, struct node *servers)
+/* The file's line end, and one level of indentation (from the first indented line). */
+static void
+file_style(struct rewrite *rw)
 {
-	for (size_t i = 0; i < servers->n; i++) {
-		struct member *m = &servers->m[i];
-		int rc = rw->op == CONFIG_WRAP ? wrap_entry(rw, m) : unwrap_entry(rw, m);
+	const char *t = rw->text;
+	size_t n = rw->len;
 
-		if (rc == -1) {
-			return -1;
+	rw->nl = "\n";
+	for (size_t i = 0; i < n; i++) {
+		if (t[i] == '\r') {
+			rw->nl = i + 1 < n && t[i + 1] == '\n' ? "\r\n" : "\r";
+			break;
+		}
+		if (t[i] == '\n') {
+			break;
 		}
 	}
-	return 0;
+	strcpy(rw->indent, "  ");
+	for (size_t i = 0; i + 1 < n; i++) {
+		if (t[i] != '\n' || (t[i + 1] != ' ' && t[i + 1] != '\t')) {
+			continue;
+		}
+		size_t w = 0;
+
+		while (w < sizeof(rw->indent) - 1 && i + 1 + w < n && t[i + 1 + w] == t[i + 1]) {
+			rw->indent[w] = t[i + 1];
+			w++;
+		}
+		rw->indent[w] = '\0';
+		break;
+	}
+}
+
+/* The first non-empty "args" of a stdio server, whose layout new ones copy. */
+static const struct json5_node *
+find_ref_args(const struct json5_node *const loc[3])
+{
+	for (size_t l = 0; l < 3; l++) {
+		for (size_t i = 0; loc[l] != NULL && i < loc[l]->n; i++) {
+			const struct json5_node *a = value_get(&loc[l]->m[i].val, "args");
+
+			if (a != NULL && a->type == JSON5_ARRAY && a->n > 0) {
+				return a;
+			}
+		}
+	}
+	return NULL;
 }
 
 int
@@ -1269,68 +1435,79 @@ config_rewrite(enum config_op op, const char *in, size_t len, const struct confi
 	       struct config_result *r)
 {
 	struct rewrite rw = { .op = op, .o = o, .text = in, .len = len, .r = r };
-	struct config_style st;
-	struct node *root = NULL, *loc[3] = { NULL, NULL, NULL }, *mcp;
+	struct json5_error err;
+	const struct json5_node *root, *loc[3] = { NULL, NULL, NULL }, *mcp;
 	static const char *const loc_name[3] = { "mcpServers", "servers", "mcp.servers" };
-	size_t line, col;
 	int rc = -1;
 
 	memset(r, 0, sizeof(*r));
-	config_detect_style(in, len, &st);
-	if (st.bom) {
-		rw.text += 3;
-		rw.len -= 3;
-		rw.base = 3;
+	file_style(&rw);
+	if (json5_parse(in, len, CONFIG_MAX_DEPTH, keep, NULL, R_ROOT, &rw.doc, &err) == -1) {
+		if (err.nomem) {
+			return nomem(&rw);
+		}
+		r->syntax = true;
+		return fail(&rw, err.off, "neither JSON nor JSON5: %s", err.msg);
 	}
-	if (config_find_comment(rw.text, rw.len, &line, &col)) {
-		(void)snprintf(r->error, sizeof(r->error),
-			       "comments are not supported (the rewritten file could not keep "
-			       "them); remove them and try again");
-		r->line = line;
-		r->col = col + (line == 1 ? rw.base : 0);
-		return -1;
-	}
-	if (parse(&rw, &root) == -1) {
-		return -1;
-	}
-	if (root->type != N_OBJECT) {
-		rc = fail(&rw, root, "the top level is %s, expected an object",
+	root = &rw.doc.root;
+	if (root->type != JSON5_OBJECT) {
+		rc = fail(&rw, root->start, "the top level is %s, expected an object",
 			  type_name(root->type));
 		goto out;
 	}
-	loc[0] = node_get(root, "mcpServers");
-	loc[1] = node_get(root, "servers");
-	mcp = node_get(root, "mcp");
-	if (mcp != NULL && mcp->type == N_OBJECT) {
-		loc[2] = node_get(mcp, "servers");
-	}
+	loc[0] = value_get(root, "mcpServers");
+	loc[1] = value_get(root, "servers");
+	mcp = value_get(root, "mcp");
+	loc[2] = value_get(mcp, "servers");
 	for (size_t i = 0; i < 3; i++) {
-		if (loc[i] != NULL && loc[i]->type != N_OBJECT) {
-			rc = fail(&rw, loc[i], "\"%s\" is %s, expected an object of servers",
+		if (loc[i] != NULL && loc[i]->type != JSON5_OBJECT) {
+			rc = fail(&rw, loc[i]->start, "\"%s\" is %s, expected an object of servers",
 				  loc_name[i], type_name(loc[i]->type));
 			goto out;
 		}
 	}
 	if (loc[0] == NULL && loc[1] == NULL && loc[2] == NULL) {
-		rc = fail(&rw, NULL,
+		rc = fail(&rw, JSON5_NONE,
 			  "no MCP servers found (expected a top-level \"mcpServers\" or "
 			  "\"servers\" object, or \"mcp\": {\"servers\": ...})");
 		goto out;
 	}
-	for (size_t i = 0; i < 3; i++) {
-		if (loc[i] != NULL && rewrite_servers(&rw, loc[i]) == -1) {
-			goto out;
+	rw.ref_args = find_ref_args(loc);
+	for (size_t l = 0; l < 3; l++) {
+		for (size_t i = 0; loc[l] != NULL && i < loc[l]->n; i++) {
+			if (rewrite_entry(&rw, &loc[l]->m[i]) == -1) {
+				goto out;
+			}
 		}
 	}
 	if (r->n_changed == 0) {
-		r->text = memdup0(in, len);
+		r->text = malloc(len + 1);
+		if (r->text == NULL) {
+			rc = nomem(&rw);
+			goto out;
+		}
+		memcpy(r->text, in, len);
+		r->text[len] = '\0';
 		r->len = len;
-		rc = r->text == NULL ? nomem(&rw) : 0;
+		for (size_t i = 0; i < r->n_entries; i++) {
+			r->entries[i].out_start = r->entries[i].start;
+			r->entries[i].out_end = r->entries[i].end;
+		}
+		rc = 0;
 	} else {
-		rc = generate(&rw, root, &st);
+		rc = apply_edits(&rw);
 	}
 out:
-	node_free(root);
+	for (size_t i = 0; i < rw.n_edits; i++) {
+		free(rw.edits[i].text);
+	}
+	free(rw.edits);
+	json5_doc_release(&rw.doc);
+	if (rc == -1) {
+		free(r->text);
+		r->text = NULL;
+		r->len = 0;
+	}
 	return rc;
 }
 

@@ -1,18 +1,26 @@
-"""mcpmux config: wrap and unwrap of real-shaped client configs (configs/), --in-place and
-its backup, --dry-run, refusals of broken files, and a wrapped entry started the way its
-client starts it."""
+"""mcpmux config: wrap and unwrap of real-shaped client configs (configs/), in JSON and in
+JSON5, --in-place with its backup, owner and mode, --dry-run, the options written into
+wrapped entries and re-wrapping with others, the mcpmux path written (a symlinked install),
+refusals of broken files, and a wrapped entry started the way its client starts it."""
 
 import json
 import os
+import shutil
 import stat
 import subprocess
+import unittest
 
+import json5read
 from mcptest import (Case, FIXTURE, MCPMUX, SLOW, call, initialize, main, proc_environ)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIGS = os.path.join(HERE, "configs")
 BROKEN = os.path.join(CONFIGS, "broken")
-MCPMUX_PATH = os.path.realpath(MCPMUX)
+WRAPPED = os.path.join(CONFIGS, "wrapped")
+# The path wrapped entries hold: the one mcpmux was started by, made absolute (the tests
+# start it by its path, and no mcpmux on PATH is this one).
+MCPMUX_PATH = os.path.abspath(MCPMUX)
+MCPMUX_REAL = os.path.realpath(MCPMUX)
 # The fixture exits at once on EOF; a generous grace keeps a loaded machine from turning
 # that into a SIGTERM (status 143), and costs nothing when it does exit.
 GRACE = ["--eof-grace", str(int(5000 * SLOW)), "--term-grace", "1000"]
@@ -25,7 +33,14 @@ CLIENTS = {
     "windsurf-mcp_config.json": ("mcpServers",),
     "vscode-mcp.json": ("servers",),
     "openclaw.json": ("mcp", "servers"),
+    # JSON with comments and trailing commas, as VS Code takes it in mcp.json
+    "vscode-mcp-jsonc.json": ("servers",),
+    # OpenClaw's ~/.openclaw/openclaw.json as it is usually written: JSON5
+    "openclaw-json5.json": ("mcp", "servers"),
+    # saved by Notepad: a byte-order mark and CRLF
+    "claude_desktop_config-notepad.json": ("mcpServers",),
 }
+JSON5_CLIENTS = ("vscode-mcp-jsonc.json", "openclaw-json5.json")
 
 
 def read(path):
@@ -37,6 +52,13 @@ def write(path, data, mode=0o644):
     with open(path, "wb") as f:
         f.write(data)
     os.chmod(path, mode)
+
+
+def load(data):
+    """A config's value: JSON5 (and so JSON) with comments, a byte-order mark..."""
+    if isinstance(data, bytes):
+        data = data.decode("utf-8")
+    return json5read.loads(data)
 
 
 def servers(doc, where):
@@ -91,7 +113,7 @@ class Files(Case):
         for name, where in CLIENTS.items():
             with self.subTest(client=name):
                 path = os.path.join(CONFIGS, name)
-                b_doc, a_doc = json.loads(read(path)), json.loads(self.wrap_ok(path))
+                b_doc, a_doc = load(read(path)), load(self.wrap_ok(path))
                 b_srv, a_srv = servers(b_doc, where), servers(a_doc, where)
                 self.assertEqual(list(b_srv), list(a_srv))
                 n_stdio = 0
@@ -123,7 +145,7 @@ class Files(Case):
         path = os.path.join(CONFIGS, "openclaw.json")
         out = self.wrap_ok(path, "--log-dir", logs, "--eof-grace", "500", "--term-grace=700",
                            "--mcpmux", "/opt/mcpmux/bin/mcpmux")
-        srv = json.loads(out)["mcp"]["servers"]
+        srv = load(out)["mcp"]["servers"]
         self.assertEqual(srv["browser"]["command"], "/opt/mcpmux/bin/mcpmux")
         self.assertEqual(srv["browser"]["args"],
                          ["--log", os.path.join(logs, "browser.jsonl"), "--eof-grace", "500",
@@ -133,7 +155,7 @@ class Files(Case):
         for rel in ("logs", "./logs/"):
             rc, out, err = config("wrap", path, "--log-dir", rel, cwd=self.tmp.name)
             self.assertEqual(rc, 0, err)
-            args = json.loads(out)["mcp"]["servers"]["memory"]["args"]
+            args = load(out)["mcp"]["servers"]["memory"]["args"]
             self.assertEqual(args[:2], ["--log", os.path.join(os.path.realpath(logs),
                                                               "memory.jsonl")])
 
@@ -199,13 +221,16 @@ class Files(Case):
         self.assertEqual(read(link + ".bak"), read(os.path.join(CONFIGS, "cursor-mcp.json")))
 
     def test_broken_files(self):
-        """A message naming the file and the line, exit 1, the file untouched, no backup."""
+        """A message naming the file, line and column, exit 1, the file untouched, no backup."""
         cases = [
-            ("invalid.json", ":7:5: invalid JSON: "),
-            ("wrong-type.json", ":7:"),
-            ("command-not-string.json", ":4:"),
-            ("comments.json", ":2:2: comments are not supported"),
-            ("trailing-comma.json", ":5:28: invalid JSON: trailing commas are not supported"),
+            ("invalid.json", ":7:5: neither JSON nor JSON5: expected ',' or '}' after the "
+             "member, found '\"'"),
+            ("unquoted-value.json", ":4:16: neither JSON nor JSON5: expected a value, found "
+             "'npx'"),
+            ("unterminated-comment.json", ":3:5: neither JSON nor JSON5: unterminated comment"),
+            ("wrong-type.json", ":7:12: server bad is a string, expected an object"),
+            ("command-not-string.json", ":4:18: server fs: \"command\" is an array, expected a "
+             "string"),
             ("no-servers.json", ": no MCP servers found"),
         ]
         for name, what in cases:
@@ -224,10 +249,159 @@ class Files(Case):
                     self.assertEqual(read(path), orig)
                     self.assertEqual(os.stat(path).st_mtime_ns, mtime)
                     self.assertEqual(os.listdir(d), [name])
-        _, _, err = config("wrap", os.path.join(BROKEN, "wrong-type.json"))
-        self.assertIn("server bad is a string, expected an object", err)
-        _, _, err = config("wrap", os.path.join(BROKEN, "command-not-string.json"))
-        self.assertIn("server fs: \"command\" is an array, expected a string", err)
+
+    def test_json5_wrapped_as_by_hand(self):
+        """JSON5 and commented configs: only command and args change, in the file's own
+        style, every comment kept; the result is what the golden file holds."""
+        for name in JSON5_CLIENTS:
+            with self.subTest(client=name):
+                path = os.path.join(CONFIGS, name)
+                orig = read(path)
+                out = self.wrap_ok(path, "--mcpmux", "/usr/local/bin/mcpmux",
+                                   "--idle-timeout", "600")
+                self.assertEqual(out, read(os.path.join(WRAPPED, name)))
+                self.assertEqual(json5read.comments(out.decode()),
+                                 json5read.comments(orig.decode()))
+                self.assertGreater(len(json5read.comments(orig.decode())), 3)
+                # Line by line: the lines that differ are those of command and args.
+                a, b = orig.decode().splitlines(), out.decode().splitlines()
+                changed = [line for line in a if line not in b]
+                self.assertTrue(changed)
+                for line in changed:
+                    self.assertRegex(line, r"command|args|\[|\]|'-y'|\"run\"")
+                self.assertEqual(self.unwrap_ok("-", input=out), orig)
+
+    def test_options_of_a_newer_mcpmux(self):
+        """--idle-timeout, --idle-suspend, --max-servers, --pool go into every wrapped
+        entry; wrapping again with other values sets them, keeping the rest."""
+        path = self.copy("openclaw-json5.json")
+        orig = read(path)
+        rc, _, err = config("wrap", "-i", path, "--idle-suspend", "300", "--max-servers=4",
+                            "--pool", "browsers.v1", "--idle-timeout", "0.5",
+                            "--eof-grace", "500")
+        self.assertEqual(rc, 0, err)
+        srv = load(read(path))["mcp"]["servers"]
+        self.assertEqual(srv["browser"]["args"],
+                         ["--eof-grace", "500", "--idle-timeout", "0.5", "--idle-suspend", "300",
+                          "--max-servers", "4", "--pool", "browsers.v1", "--", "lightpanda",
+                          "mcp", "--host", "127.0.0.1"])
+        wrapped = read(path)
+        # A different idle-suspend: that value changes, nothing else.
+        rc, out, err = config("wrap", path, "-n", "--idle-suspend", "60")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("update browser: %s --eof-grace 500 --idle-timeout 0.5 --idle-suspend 300 "
+                      "--max-servers 4 --pool browsers.v1 -- lightpanda mcp --host 127.0.0.1 -> "
+                      "%s --eof-grace 500 --idle-timeout 0.5 --idle-suspend 60 --max-servers 4 "
+                      "--pool browsers.v1 -- lightpanda mcp --host 127.0.0.1"
+                      % (MCPMUX_PATH, MCPMUX_PATH), out.decode())
+        rc, _, err = config("wrap", "-i", path, "--idle-suspend", "60")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("updated 3 of 4 servers", err)
+        # The same as wrapping the original with the options as they now are.
+        self.assertEqual(read(path), self.wrap_ok(
+            "-", "--idle-suspend", "60", "--max-servers=4", "--pool", "browsers.v1",
+            "--idle-timeout", "0.5", "--eof-grace", "500", input=orig))
+        # An option not there yet goes before "--"; the same options again change nothing.
+        rc, _, err = config("wrap", "-i", path, "--term-grace", "100", "--idle-suspend", "60")
+        self.assertEqual(rc, 0, err)
+        srv = load(read(path))["mcp"]["servers"]
+        self.assertEqual(srv["notes"]["args"][-4:],
+                         ["--term-grace", "100", "--", "/opt/mcp/bin/notes-server"])
+        mtime = os.stat(path).st_mtime_ns
+        rc, _, err = config("wrap", "-i", path, "--term-grace", "100")
+        self.assertIn("no server to wrap", err)
+        self.assertEqual(os.stat(path).st_mtime_ns, mtime)
+        # Unwrap: the original, whatever the options became.
+        rc, _, err = config("unwrap", "-i", path)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(read(path), orig)
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to give files away")
+    def test_in_place_keeps_owner_group_and_mode(self):
+        """The backup and the new file have the original's owner, group and mode."""
+        path = self.copy("openclaw-json5.json", mode=0o640)
+        os.chown(path, 65534, 65534)
+        orig = read(path)
+        rc, _, err = config("wrap", "--in-place", path)
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("warning", err)
+        for f in (path, path + ".bak"):
+            with self.subTest(file=f):
+                st = os.stat(f)
+                self.assertEqual((st.st_uid, st.st_gid), (65534, 65534))
+                self.assertEqual(stat.S_IMODE(st.st_mode), 0o640)
+        self.assertEqual(read(path + ".bak"), orig)
+        # And back: the same again, the backup kept.
+        rc, _, err = config("unwrap", "--in-place", path)
+        self.assertEqual(rc, 0, err)
+        st = os.stat(path)
+        self.assertEqual((st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)), (65534, 65534, 0o640))
+        self.assertEqual(read(path), orig)
+
+    def test_mcpmux_path_of_a_symlinked_install(self):
+        """The entry holds the path a user types: the symlink on PATH that survives an
+        upgrade, not the versioned file it points to."""
+        root = self.tmp.name
+        versioned = os.path.join(root, "Cellar", "mcpmux", "1.2.3", "bin")
+        bindir = os.path.join(root, "bin")
+        os.makedirs(versioned)
+        os.makedirs(bindir)
+        real = os.path.join(versioned, "mcpmux")
+        shutil.copy2(MCPMUX_REAL, real)
+        link = os.path.join(bindir, "mcpmux")
+        os.symlink("../Cellar/mcpmux/1.2.3/bin/mcpmux", link)
+        # Another mcpmux earlier on PATH that is not this one is passed over.
+        other = os.path.join(root, "other")
+        os.makedirs(other)
+        write(os.path.join(other, "mcpmux"), b"#!/bin/sh\nexit 0\n", 0o755)
+        path = self.copy("cursor-mcp.json")
+
+        def entry_command(argv, path_env, cwd=None):
+            env = dict(os.environ, PATH=path_env)
+            p = subprocess.run(argv + ["config", "wrap", path], env=env, cwd=cwd,
+                               capture_output=True, timeout=30 * SLOW)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            return load(p.stdout)["mcpServers"]["github"]["command"]
+
+        # Started by name, found on PATH: the symlink.
+        self.assertEqual(entry_command(["mcpmux"], "relative/dir:%s/:/usr/bin:/bin" % bindir),
+                         link)
+        # Started by its versioned path: still the symlink on PATH, past the other mcpmux.
+        search = "relative/dir:%s:%s/:/usr/bin:/bin" % (other, bindir)
+        self.assertEqual(entry_command([real], search), link)
+        # Not on PATH: the path it was started by, made absolute and clean.
+        self.assertEqual(entry_command([real], "/usr/bin:/bin"), real)
+        self.assertEqual(entry_command(["./bin/../bin/mcpmux"], "/usr/bin:/bin", cwd=root),
+                         link)
+        # Neither: /proc/self/exe.
+        p = subprocess.run(["bash", "-c", 'exec -a mcpmux "$0" config wrap "$1"', real, path],
+                           env=dict(os.environ, PATH="/usr/bin:/bin"), capture_output=True,
+                           timeout=30 * SLOW)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(load(p.stdout)["mcpServers"]["github"]["command"], real)
+        # --mcpmux says otherwise.
+        rc, out, err = config("wrap", path, "--mcpmux", "mcpmux")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(load(out)["mcpServers"]["github"]["command"], "mcpmux")
+
+    def test_rewrap_after_an_upgrade(self):
+        """Entries written with an older install's path get the new one with --mcpmux."""
+        path = self.copy("claude-code.mcp.json")
+        old = "/opt/homebrew/Cellar/mcpmux/0.1.0/bin/mcpmux"
+        rc, _, err = config("wrap", "-i", path, "--mcpmux", old)
+        self.assertEqual(rc, 0, err)
+        # Plain wrap: already wrapped, left alone.
+        rc, out, err = config("wrap", path, "-n")
+        self.assertIn("skip   airtable: already runs through mcpmux", out.decode())
+        rc, out, err = config("wrap", "-i", path, "--mcpmux", "/opt/homebrew/bin/mcpmux")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("updated 2 of 4 servers", err)
+        doc = load(read(path))["mcpServers"]
+        self.assertEqual(doc["airtable"]["command"], "/opt/homebrew/bin/mcpmux")
+        self.assertEqual(doc["airtable"]["args"], ["--", "npx", "-y", "airtable-mcp-server"])
+        rc, _, err = config("unwrap", "-i", path)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(read(path), read(os.path.join(CONFIGS, "claude-code.mcp.json")))
 
     def test_unreadable_files(self):
         missing = os.path.join(self.tmp.name, "missing.json")
@@ -263,7 +437,13 @@ class Files(Case):
         for args in ([], ["frob", path], ["wrap"], ["wrap", path, path], ["wrap", path, "--bogus"],
                      ["unwrap", path, "--log-dir", "/tmp"], ["wrap", path, "--eof-grace", "soon"],
                      ["wrap", path, "--term-grace", "-1"], ["wrap", "-", "--in-place"],
-                     ["wrap", path, "--mcpmux"]):
+                     ["wrap", path, "--mcpmux"], ["wrap", path, "--idle-suspend", "-1"],
+                     ["wrap", path, "--idle-suspend", "soon"], ["wrap", path, "--idle-timeout=x"],
+                     ["wrap", path, "--max-servers", "0"], ["wrap", path, "--max-servers", "1.5"],
+                     ["wrap", path, "--max-servers", "+2"], ["wrap", path, "--pool", "a b"],
+                     ["wrap", path, "--pool", "p" * 65], ["wrap", path, "--pool", "x/y"],
+                     ["wrap", path, "--pool="], ["unwrap", path, "--pool", "p"],
+                     ["unwrap", path, "--idle-suspend", "1"], ["unwrap", path, "--max-servers", "2"]):
             with self.subTest(args=args):
                 rc, out, err = config(*args)
                 self.assertEqual(rc, 2, err)
@@ -272,6 +452,15 @@ class Files(Case):
         rc, out, _ = config("--help")
         self.assertEqual(rc, 0)
         self.assertIn(b"usage: mcpmux config wrap FILE", out)
+        for opt in (b"--idle-suspend S", b"--idle-timeout S", b"--max-servers N", b"--pool NAME",
+                    b"JSON5"):
+            self.assertIn(opt, out)
+        # The edges of what is valid.
+        for args in (["--idle-suspend", "0"], ["--max-servers", "1"], ["--pool", "p" * 64],
+                     ["--pool", "A-z_0.9"], ["--idle-timeout", "1e3"]):
+            with self.subTest(args=args):
+                rc, out, err = config("wrap", path, *args)
+                self.assertEqual(rc, 0, err)
 
 
 class WrappedRun(Case):
@@ -279,7 +468,7 @@ class WrappedRun(Case):
 
     def entry_config(self, name, where, extra_opts=()):
         """The client's file with its first stdio server made the fixture, wrapped."""
-        doc = json.loads(read(os.path.join(CONFIGS, name)))
+        doc = load(read(os.path.join(CONFIGS, name)))
         srv = servers(doc, where)
         sname = next(k for k, v in srv.items() if is_stdio(v))
         entry = srv[sname]
@@ -292,7 +481,7 @@ class WrappedRun(Case):
         write(path, (json.dumps(doc, indent=2) + "\n").encode())
         rc, out, err = config("wrap", path, *GRACE, *extra_opts)
         self.assertEqual(rc, 0, err)
-        return sname, servers(json.loads(out), where)[sname]
+        return sname, servers(load(out), where)[sname]
 
     def start_entry(self, entry):
         env = dict(self.env)
@@ -326,7 +515,7 @@ class WrappedRun(Case):
                 self.assertIn(("CONFIG_TEST_VAR=from-%s" % name).encode(), env)
                 # The fixture's parent is mcpmux, the process the client started.
                 self.assertEqual(facts["ppid"], p.pid)
-                self.assertEqual(os.path.realpath("/proc/%d/exe" % p.pid), MCPMUX_PATH)
+                self.assertEqual(os.path.realpath("/proc/%d/exe" % p.pid), MCPMUX_REAL)
                 p.close_stdin()
                 self.assertEqual(p.wait(), 0)
                 self.assert_no_leftovers()

@@ -1,7 +1,9 @@
 /*
- * Unit tests for config: wrap and unwrap of each client's shape, byte-exact round trips in
- * JSON.stringify's layout, idempotence, what is skipped, the wrapped form unwrap accepts,
- * numbers and strings, style detection, comments, and every refusal with its position.
+ * Unit tests for config: wrap and unwrap of each client's shape, in JSON and in JSON5,
+ * byte-exact round trips, idempotence, what is skipped, the wrapped form unwrap accepts,
+ * re-wrapping with other options, the style of inserted text (quotes, indentation, one
+ * line or several, trailing commas, line ends), comments in every position, the spans of
+ * the entries, and every refusal with its position.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,9 +23,6 @@
 #define MCPMUX "/usr/local/bin/mcpmux"
 
 static const struct config_opts plain = { .mcpmux = MCPMUX };
-
-/* Style of a string literal (its length without the final NUL). */
-#define STYLE(lit, s) config_detect_style(lit, sizeof(lit) - 1, s)
 
 /* Rewrite, expecting success; the caller releases r. */
 static void
@@ -471,7 +470,7 @@ test_log_dir(void **state)
 static void
 test_numbers_and_strings(void **state)
 {
-	/* Numbers keep their text; strings are re-escaped the way JSON.stringify does. */
+	/* Numbers and strings outside what changes keep their text. */
 	static const char in[] =
 		"{\n"
 		"  \"mcpServers\": {\n"
@@ -503,41 +502,22 @@ test_numbers_and_strings(void **state)
 	assert_string_equal(u.text, in);
 	config_result_release(&u);
 	config_result_release(&w);
-	/* Escapes JSON.stringify would not write come back in its form (same value). */
-	ok(CONFIG_WRAP, "{\"servers\":{\"s\":{\"command\":\"\\u00e9\\/\"}}}", &plain, &w);
-	assert_non_null(strstr(w.text, "\"\xc3\xa9/\""));
-	config_result_release(&w);
+	/* The command moves as the text it was: its escapes stay as they were written. */
+	round_trip("{\"servers\":{\"s\":{\"command\":\"\\u00e9\\/\"}}}", &plain,
+		   "{\"servers\":{\"s\":{\"args\":[\"--\",\"\\u00e9\\/\"],\"command\":\"" MCPMUX
+		   "\"}}}");
 	/* A NUL inside a string survives. */
 	ok(CONFIG_WRAP, "{\"servers\":{\"s\":{\"command\":\"a\\u0000b\"}}}", &plain, &w);
 	assert_non_null(memmem(w.text, w.len, "\"a\\u0000b\"", 10));
 	config_result_release(&w);
 }
 
-/* ---- style ---- */
+/* ---- layout: kept, and followed by what is inserted ---- */
 
 static void
-test_style(void **state)
+test_line_ends_and_bom(void **state)
 {
-	struct config_style s;
-
 	(void)state;
-	STYLE("{\n\t\"a\": 1\n}\n", &s);
-	assert_string_equal(s.indent, "\t");
-	assert_true(s.final_eol);
-	assert_false(s.crlf || s.one_line || s.bom);
-	STYLE("{\r\n    \"a\": 1\r\n}", &s);
-	assert_string_equal(s.indent, "    ");
-	assert_true(s.crlf);
-	assert_false(s.final_eol);
-	STYLE("\xef\xbb\xbf{\"a\": [1, 2]}\n", &s);
-	assert_true(s.bom && s.one_line && s.final_eol);
-	STYLE("{\n\"a\": 1\n}", &s);
-	assert_string_equal(s.indent, "  ");
-	assert_false(s.one_line);
-	STYLE("", &s);
-	assert_string_equal(s.indent, "  ");
-
-	/* Layout follows: CRLF, a byte-order mark, one line. */
 	round_trip("{\r\n  \"servers\": {\r\n    \"s\": {\r\n      \"command\": \"x\",\r\n      "
 		   "\"args\": [\r\n        \"a\"\r\n      ]\r\n    }\r\n  }\r\n}\r\n",
 		   &plain,
@@ -548,28 +528,446 @@ test_style(void **state)
 		   &plain,
 		   "\xef\xbb\xbf{\"servers\":{\"s\":{\"command\":\"" MCPMUX "\",\"args\":[\"--\","
 		   "\"x\",\"a\"]}}}\n");
+	/* Lone CRs (old Mac files): the inserted lines end with CR too. */
+	round_trip("{\r  \"servers\": {\r    \"s\": {\r      \"command\": \"x\"\r    }\r  }\r}\r",
+		   &plain,
+		   "{\r  \"servers\": {\r    \"s\": {\r      \"args\": [\r        \"--\",\r        "
+		   "\"x\"\r      ],\r      \"command\": \"" MCPMUX "\"\r    }\r  }\r}\r");
 }
 
-/* ---- comments and refusals ---- */
-
+/* A layout JSON.stringify does not write is kept as it is (the old generator did not). */
 static void
-test_comments(void **state)
+test_layout_kept(void **state)
 {
-	size_t line = 0, col = 0;
+	static const char in[] =
+		"{\n"
+		"  \"mcpServers\": {\n"
+		"    \"fs\": { \"command\": \"npx\", \"args\": [\"-y\", \"pkg\"] },\n"
+		"    \"b\": {\n"
+		"      \"command\": \"b\",\n"
+		"      \"args\": [],\n"
+		"      \"env\": { \"K\": \"v\" }\n"
+		"    }\n"
+		"  },\n"
+		"  \"n\": [1,2,   3], \"x\": \"\\u00e9\"\n"
+		"}";
+	static const char wrapped[] = "{\n"
+				      "  \"mcpServers\": {\n"
+				      "    \"fs\": { \"command\": \"" MCPMUX
+				      "\", \"args\": [\"--\", \"npx\", \"-y\", \"pkg\"] },\n"
+				      "    \"b\": {\n"
+				      "      \"command\": \"" MCPMUX "\",\n"
+				      "      \"args\": [\"--\", \"b\"],\n"
+				      "      \"env\": { \"K\": \"v\" }\n"
+				      "    }\n"
+				      "  },\n"
+				      "  \"n\": [1,2,   3], \"x\": \"\\u00e9\"\n"
+				      "}";
 
 	(void)state;
-	assert_false(config_find_comment("{\"u\": \"http://x/*y*/\"}", 22, &line, &col));
-	assert_false(config_find_comment("{\"a\\\"//\": 1}", 12, &line, &col));
-	assert_true(config_find_comment("{\n  \"a\": 1 // one\n}", 19, &line, &col));
-	assert_int_equal(line, 2);
-	assert_int_equal(col, 10);
-	assert_true(config_find_comment("/* c */{}", 9, &line, &col));
-	assert_int_equal(line, 1);
-	assert_int_equal(col, 1);
-	refused(CONFIG_WRAP, "{\n  \"servers\": {\n    // off\n  }\n}\n", 3, 5,
-		"comments are not supported");
-	refused(CONFIG_UNWRAP, "{\"servers\": {} /* x */}", 1, 16, "comments are not supported");
+	round_trip(in, &plain, wrapped);
 }
+
+/* An agent gateway's config in JSON5: comments, unquoted keys, single quotes, commas. */
+static const char openclaw5[] =
+	"// ~/.openclaw/openclaw.json\n"
+	"{\n"
+	"  agents: {\n"
+	"    defaults: {\n"
+	"      workspace: '~/.openclaw/workspace',\n"
+	"      model: { primary: 'anthropic/claude-sonnet-4-5' },\n"
+	"    },\n"
+	"  },\n"
+	"  mcp: {\n"
+	"    servers: {\n"
+	"      // the headless browser of the scheduled runs\n"
+	"      browser: {\n"
+	"        command: 'lightpanda', // on PATH\n"
+	"        args: ['mcp'],\n"
+	"        env: { LIGHTPANDA_DISABLE_TELEMETRY: 'true' },\n"
+	"      },\n"
+	"      memory: {\n"
+	"        command: 'npx',\n"
+	"        args: [\n"
+	"          '-y',\n"
+	"          '@modelcontextprotocol/server-memory',\n"
+	"        ],\n"
+	"      },\n"
+	"      files: {\n"
+	"        command: '/opt/mcp/files',\n"
+	"      },\n"
+	"      search: { url: 'https://search.example.com/mcp' }, /* remote */\n"
+	"    },\n"
+	"  },\n"
+	"  cron: { enabled: true, maxConcurrentRuns: 0x2, backoff: .5, },\n"
+	"}\n";
+
+static const char openclaw5_wrapped[] =
+	"// ~/.openclaw/openclaw.json\n"
+	"{\n"
+	"  agents: {\n"
+	"    defaults: {\n"
+	"      workspace: '~/.openclaw/workspace',\n"
+	"      model: { primary: 'anthropic/claude-sonnet-4-5' },\n"
+	"    },\n"
+	"  },\n"
+	"  mcp: {\n"
+	"    servers: {\n"
+	"      // the headless browser of the scheduled runs\n"
+	"      browser: {\n"
+	"        command: '" MCPMUX "', // on PATH\n"
+	"        args: ['--idle-timeout', '600', '--', 'lightpanda', 'mcp'],\n"
+	"        env: { LIGHTPANDA_DISABLE_TELEMETRY: 'true' },\n"
+	"      },\n"
+	"      memory: {\n"
+	"        command: '" MCPMUX "',\n"
+	"        args: [\n"
+	"          '--idle-timeout',\n"
+	"          '600',\n"
+	"          '--',\n"
+	"          'npx',\n"
+	"          '-y',\n"
+	"          '@modelcontextprotocol/server-memory',\n"
+	"        ],\n"
+	"      },\n"
+	"      files: {\n"
+	"        args: ['--idle-timeout', '600', '--', '/opt/mcp/files'],\n"
+	"        command: '" MCPMUX "',\n"
+	"      },\n"
+	"      search: { url: 'https://search.example.com/mcp' }, /* remote */\n"
+	"    },\n"
+	"  },\n"
+	"  cron: { enabled: true, maxConcurrentRuns: 0x2, backoff: .5, },\n"
+	"}\n";
+
+static void
+test_json5_gateway(void **state)
+{
+	const struct config_opts o = { .mcpmux = MCPMUX, .idle_timeout = "600" };
+	struct config_result r;
+
+	(void)state;
+	round_trip(openclaw5, &o, openclaw5_wrapped);
+	ok(CONFIG_WRAP, openclaw5, &o, &r);
+	assert_int_equal(r.n_changed, 3);
+	assert_int_equal(r.n_entries, 4);
+	assert_string_equal(r.entries[0].after, MCPMUX " --idle-timeout 600 -- lightpanda mcp");
+	assert_string_equal(r.entries[3].why, "remote (https://search.example.com/mcp)");
+	for (size_t i = 0; i < r.n_entries; i++) {
+		assert_false(r.entries[i].inexact);
+	}
+	config_result_release(&r);
+}
+
+/* Inserted strings take the entry's quotes; an inserted key, the command key's. */
+static void
+test_quotes(void **state)
+{
+	const struct config_opts o = { .mcpmux = "/opt/it's \"here\"/mcpmux" };
+
+	(void)state;
+	/* Most strings of the entry are single-quoted; the command stays as it was. */
+	round_trip("{servers: {s: {command: \"x\", args: ['a', 'b']}}}", &plain,
+		   "{servers: {s: {command: '" MCPMUX "', args: ['--', \"x\", 'a', 'b']}}}");
+	/* A tie: the command's quotes. */
+	round_trip("{servers: {s: {command: 'x', env: {A: \"1\"}}}}", &plain,
+		   "{servers: {s: {args: ['--', 'x'], command: '" MCPMUX "', env: {A: \"1\"}}}}");
+	round_trip("{'servers': {'s': {'command': 'x'}}}", &plain,
+		   "{'servers': {'s': {'args': ['--', 'x'], 'command': '" MCPMUX "'}}}");
+	/* Escapes for each kind of quote. */
+	expect_text(CONFIG_WRAP, "{servers: {s: {command: 'x'}}}", &o,
+		    "{servers: {s: {args: ['--', 'x'], command: '/opt/it\\'s \"here\"/mcpmux'}}}");
+	expect_text(CONFIG_WRAP, "{\"servers\": {\"s\": {\"command\": \"x\"}}}", &o,
+		    "{\"servers\": {\"s\": {\"args\": [\"--\", \"x\"], \"command\": \"/opt/it's "
+		    "\\\"here\\\"/mcpmux\"}}}");
+}
+
+/* One item a line or one line, indentation, trailing commas, padding, as around. */
+static void
+test_inserted_layout(void **state)
+{
+	(void)state;
+	/* Tabs; every multi-line container ends with a comma: so does the new array. */
+	round_trip(
+		"{\n\tservers: {\n\t\ts: {\n\t\t\tcommand: 'x',\n\t\t\targs: [],\n\t\t},\n\t},\n}\n",
+		&plain,
+		"{\n\tservers: {\n\t\ts: {\n\t\t\tcommand: '" MCPMUX
+		"',\n\t\t\targs: [\n\t\t\t\t'--',\n\t\t\t\t'x',\n\t\t\t],\n\t\t},\n\t},\n}\n");
+	/* Four spaces, no trailing commas, another server's args on one line with padding. */
+	round_trip("{\n    \"servers\": {\n        \"a\": {\n            \"command\": \"a\",\n"
+		   "            \"args\": [ \"-y\",  \"p\" ]\n        },\n        \"b\": {\n"
+		   "            \"command\": \"b\"\n        }\n    }\n}\n",
+		   &plain,
+		   "{\n    \"servers\": {\n        \"a\": {\n            \"command\": \"" MCPMUX
+		   "\",\n            \"args\": [ \"--\",  \"a\",  \"-y\",  \"p\" ]\n        },\n"
+		   "        \"b\": {\n            \"args\": [ \"--\",  \"b\" ],\n            "
+		   "\"command\": \"" MCPMUX "\"\n        }\n    }\n}\n");
+	/* The other server's args one item a line, at its own depth. */
+	round_trip(
+		"{\n  \"servers\": {\n    \"a\": {\n      \"command\": \"a\",\n      \"args\": "
+		"[\n        \"-y\"\n      ]\n    },\n    \"b\": {\"command\": \"b\"},\n    \"c\": "
+		"{\n      \"env\": {},\n      \"command\": \"c\"\n    }\n  }\n}",
+		&plain,
+		"{\n  \"servers\": {\n    \"a\": {\n      \"command\": \"" MCPMUX
+		"\",\n      \"args\": [\n        \"--\",\n        \"a\",\n        \"-y\"\n      "
+		"]\n    },\n    \"b\": {\"args\": [\"--\", \"b\"], \"command\": \"" MCPMUX
+		"\"},\n    \"c\": {\n      \"env\": {},\n      \"args\": [\n        \"--\",\n  "
+		"      \"c\"\n      ],\n      \"command\": \"" MCPMUX "\"\n    }\n  }\n}");
+	/* The colon as the command's is written; compact entries stay compact. */
+	round_trip("{servers:{s:{command : 'x',env:{}}}}", &plain,
+		   "{servers:{s:{args : ['--','x'],command : '" MCPMUX "',env:{}}}}");
+}
+
+/* What unwrap cannot tell apart comes back meaning the same, and is flagged. */
+static void
+test_inexact(void **state)
+{
+	static const struct {
+		const char *in, *back;
+		bool inexact;
+	} cases[] = {
+		{ "{\"servers\":{\"s\":{\"args\":[],\"command\":\"x\"}}}",
+		  "{\"servers\":{\"s\":{\"command\":\"x\"}}}", true },
+		{ "{\"servers\":{\"s\":{\"command\":\"x\",\"args\":[ ]}}}",
+		  "{\"servers\":{\"s\":{\"command\":\"x\",\"args\":[]}}}", true },
+		{ "{\"servers\":{\"s\":{\"args\":[ ],\"command\":\"x\"}}}",
+		  "{\"servers\":{\"s\":{\"command\":\"x\"}}}", true },
+		{ "{\"servers\":{\"s\":{\"command\":\"x\",\"args\":[]}}}", NULL, false },
+		{ "{\"servers\":{\"s\":{\"command\":\"x\",\"args\":[ /* none */ ]}}}", NULL,
+		  false },
+		{ "{\"servers\":{\"s\":{\"args\":[/* none */],\"command\":\"x\"}}}", NULL, false },
+		{ "{servers:{s:{args:[\n// none\n],command:'x'}}}", NULL, false },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config_result w, u;
+
+		ok(CONFIG_WRAP, cases[i].in, &plain, &w);
+		assert_int_equal(w.n_changed, 1);
+		assert_int_equal(w.entries[0].inexact, cases[i].inexact);
+		ok(CONFIG_UNWRAP, w.text, &plain, &u);
+		assert_string_equal(u.text, cases[i].back != NULL ? cases[i].back : cases[i].in);
+		config_result_release(&u);
+		config_result_release(&w);
+	}
+	/* A comment in an empty args: the items go before it. */
+	expect_text(CONFIG_WRAP,
+		    "{\"servers\":{\"s\":{\"command\":\"x\",\"args\":[ /* none */ ]}}}", &plain,
+		    "{\"servers\":{\"s\":{\"command\":\"" MCPMUX
+		    "\",\"args\":[\"--\",\"x\" /* none */ ]}}}");
+}
+
+/* Comments anywhere in and around an entry stay where they are, byte for byte. */
+static void
+test_comments_kept(void **state)
+{
+	static const char in[] =
+		"{\n"
+		"  /* a */ \"mcpServers\" /* b */ : /* c */ {\n"
+		"    // d\n"
+		"    \"s\" /* e */ : /* f */ {\n"
+		"      /* g */ \"command\" /* h */ : /* i */ \"npx\" /* j */ , // k\n"
+		"      \"args\" /* l */ : /* m */ [ /* n */ \"-y\" /* o */ , /* p */ \"pkg\" /* q "
+		"*/ ] /* r */ // s\n"
+		"      /* t */\n"
+		"    }, /* u */\n"
+		"    \"t\": { /* g */ \"command\" /* h */ : /* i */ \"x\" }\n"
+		"  } // v\n"
+		"} /* w */";
+	static const char wrapped[] =
+		"{\n"
+		"  /* a */ \"mcpServers\" /* b */ : /* c */ {\n"
+		"    // d\n"
+		"    \"s\" /* e */ : /* f */ {\n"
+		"      /* g */ \"command\" /* h */ : /* i */ \"" MCPMUX "\" /* j */ , // k\n"
+		"      \"args\" /* l */ : /* m */ [ /* n */ \"--\", \"npx\", \"-y\" /* o */ , /* p */ "
+		"\"pkg\" /* q */ ] /* r */ // s\n"
+		"      /* t */\n"
+		"    }, /* u */\n"
+		"    \"t\": { /* g */ \"args\": [\"--\", \"x\"], \"command\" /* h */ : /* i */ \"" MCPMUX
+		"\" }\n"
+		"  } // v\n"
+		"} /* w */";
+
+	(void)state;
+	round_trip(in, &plain, wrapped);
+}
+
+/* Hand-written wraps with comments among mcpmux's items: the comments stay. */
+static void
+test_unwrap_keeps_comments(void **state)
+{
+	(void)state;
+	expect_text(CONFIG_UNWRAP,
+		    "{\"servers\": {\"s\": {\"command\": \"mcpmux\", \"args\": [\n"
+		    "  // mcpmux's own\n"
+		    "  \"--log\", \"/tmp/s.jsonl\", // log it\n"
+		    "  \"--\",\n"
+		    "  \"srv\", \"a\"\n"
+		    "]}}}",
+		    &plain,
+		    "{\"servers\": {\"s\": {\"command\": \"srv\", \"args\": [\n"
+		    "  // mcpmux's own\n"
+		    "  // log it\n"
+		    "  \"a\"\n"
+		    "]}}}");
+	expect_text(CONFIG_UNWRAP,
+		    "{servers: {s: {command: 'mcpmux', args: [ /* all */ '--', 'srv' ]}}}", &plain,
+		    "{servers: {s: {command: 'srv', args: [ /* all */ ]}}}");
+	/* A line comment keeps the line break that ends it. */
+	expect_text(CONFIG_UNWRAP,
+		    "{servers: {s: {command: 'mcpmux', args: [ // own\n  '--', 'srv' ]}}}", &plain,
+		    "{servers: {s: {command: 'srv', args: [ // own\n ]}}}");
+	expect_text(CONFIG_UNWRAP,
+		    "{servers: {s: {command: 'mcpmux', args: [ // own\r\n'--', 'srv']}}}", &plain,
+		    "{servers: {s: {command: 'srv', args: [ // own\r\n]}}}");
+	/* A comment between an item and its comma. */
+	expect_text(CONFIG_UNWRAP,
+		    "{servers: {s: {command: 'mcpmux', args: ['--' /* c */ , 'srv', 'a']}}}",
+		    &plain, "{servers: {s: {command: 'srv', args: [ /* c */ 'a']}}}");
+	/* An "args" just before "command" with a comment at its colon stays, empty. */
+	expect_text(CONFIG_UNWRAP, "{servers: {s: {args /* c */: ['--', 'x'], command: 'mcpmux'}}}",
+		    &plain, "{servers: {s: {args /* c */: [], command: 'x'}}}");
+}
+
+/* ---- options ---- */
+
+static void
+test_all_options(void **state)
+{
+	const struct config_opts o = {
+		.mcpmux = MCPMUX,
+		.log_dir = "/var/log/mcp",
+		.eof_grace = "1",
+		.term_grace = "2",
+		.idle_timeout = "3",
+		.idle_suspend = "4",
+		.max_servers = "5",
+		.pool = "browsers",
+	};
+
+	(void)state;
+	round_trip("{\"servers\":{\"b\":{\"command\":\"x\",\"args\":[\"a\"]}}}", &o,
+		   "{\"servers\":{\"b\":{\"command\":\"" MCPMUX "\",\"args\":[\"--log\","
+		   "\"/var/log/mcp/b.jsonl\",\"--eof-grace\",\"1\",\"--term-grace\",\"2\","
+		   "\"--idle-timeout\",\"3\",\"--idle-suspend\",\"4\",\"--max-servers\",\"5\","
+		   "\"--pool\",\"browsers\",\"--\",\"x\",\"a\"]}}}");
+}
+
+/* Wrapping a wrapped entry sets the options given, and keeps the others. */
+static void
+test_rewrap(void **state)
+{
+	const struct config_opts o = { .mcpmux = MCPMUX, .eof_grace = "700", .idle_suspend = "60" };
+	const struct config_opts pool = { .mcpmux = MCPMUX, .pool = "p" };
+	const struct config_opts same = { .mcpmux = MCPMUX, .eof_grace = "500" };
+	const struct config_opts cmd = { .mcpmux = MCPMUX, .set_command = true };
+	static const char wrapped[] =
+		"{\"servers\": {\"s\": {\"command\": \"/opt/mcpmux\", \"args\": [\"-q\", "
+		"\"--eof-grace\", \"500\", \"--\", \"x\", \"-y\"]}}}";
+	struct config_result r, u;
+
+	(void)state;
+	ok(CONFIG_WRAP, wrapped, &o, &r);
+	assert_string_equal(r.text,
+			    "{\"servers\": {\"s\": {\"command\": \"/opt/mcpmux\", \"args\": "
+			    "[\"-q\", \"--eof-grace\", \"700\", \"--idle-suspend\", \"60\", "
+			    "\"--\", \"x\", \"-y\"]}}}");
+	assert_int_equal(r.n_changed, 1);
+	assert_int_equal(r.entries[0].verdict, CONFIG_UPDATED);
+	assert_string_equal(r.entries[0].before, "/opt/mcpmux -q --eof-grace 500 -- x -y");
+	assert_string_equal(r.entries[0].after,
+			    "/opt/mcpmux -q --eof-grace 700 --idle-suspend 60 -- x -y");
+	/* Again: nothing to do. */
+	expect_text(CONFIG_WRAP, r.text, &o, r.text);
+	ok(CONFIG_UNWRAP, r.text, &plain, &u);
+	assert_string_equal(u.text,
+			    "{\"servers\": {\"s\": {\"command\": \"x\", \"args\": [\"-y\"]}}}");
+	config_result_release(&u);
+	config_result_release(&r);
+	/* The same values, or none given: left alone. */
+	ok(CONFIG_WRAP, wrapped, &same, &r);
+	assert_int_equal(r.n_changed, 0);
+	assert_string_equal(r.entries[0].why, "already runs through mcpmux");
+	config_result_release(&r);
+	expect_text(CONFIG_WRAP, wrapped, &plain, wrapped);
+	/* --name=VALUE keeps its form; without "--" new options go before the command. */
+	expect_text(CONFIG_WRAP,
+		    "{servers: {s: {command: 'mcpmux', args: ['--eof-grace=5', 'x']}}}", &o,
+		    "{servers: {s: {command: 'mcpmux', args: ['--eof-grace=700', '--idle-suspend', "
+		    "'60', 'x']}}}");
+	/* The last of repeated options is the one mcpmux uses, and the one set. */
+	expect_text(CONFIG_WRAP,
+		    "{servers: {s: {command: 'mcpmux', args: ['--pool', 'a', '--pool', 'b', '--', "
+		    "'x']}}}",
+		    &pool,
+		    "{servers: {s: {command: 'mcpmux', args: ['--pool', 'a', '--pool', 'p', '--', "
+		    "'x']}}}");
+	/* One item a line: new ones at the items' indentation. */
+	expect_text(CONFIG_WRAP,
+		    "{\n  \"servers\": {\n    \"s\": {\n      \"command\": \"mcpmux\",\n      "
+		    "\"args\": [\n        \"--\",\n        \"x\"\n      ]\n    }\n  }\n}\n",
+		    &pool,
+		    "{\n  \"servers\": {\n    \"s\": {\n      \"command\": \"mcpmux\",\n      "
+		    "\"args\": [\n        \"--pool\",\n        \"p\",\n        \"--\",\n        "
+		    "\"x\"\n      ]\n    }\n  }\n}\n");
+	/* With --mcpmux, the command too: an older install's path is replaced. */
+	ok(CONFIG_WRAP, wrapped, &cmd, &r);
+	assert_string_equal(r.text,
+			    "{\"servers\": {\"s\": {\"command\": \"" MCPMUX
+			    "\", \"args\": [\"-q\", \"--eof-grace\", \"500\", \"--\", \"x\", "
+			    "\"-y\"]}}}");
+	assert_int_equal(r.entries[0].verdict, CONFIG_UPDATED);
+	config_result_release(&r);
+	/* A wrap with options mcpmux does not know: not ours to change. */
+	ok(CONFIG_WRAP, "{servers: {s: {command: 'mcpmux', args: ['--frob', '--', 'x']}}}", &o, &r);
+	assert_int_equal(r.n_changed, 0);
+	assert_string_equal(r.entries[0].why, "already runs through mcpmux");
+	config_result_release(&r);
+	/* Options of a newer mcpmux are known to unwrap. */
+	expect_text(
+		CONFIG_UNWRAP,
+		"{servers: {s: {command: 'mcpmux', args: ['--idle-suspend', '1', '--max-servers', "
+		"'2', '--pool=a', '--stall-timeout', '3', '--kill-deadline', '4', '--', 'x']}}}",
+		&plain, "{servers: {s: {command: 'x', args: []}}}");
+}
+
+/* Each entry's span in the input and the output; nothing else moves. */
+static void
+test_entry_spans(void **state)
+{
+	static const char in[] =
+		"{\"servers\": {\"a\": {\"command\": \"x\"}, \"r\": {\"url\": \"u\"}, "
+		"\"b\": {\"command\": \"y\", \"args\": []}}, \"z\": 1}";
+	struct config_result r;
+
+	(void)state;
+	ok(CONFIG_WRAP, in, &plain, &r);
+	assert_int_equal(r.n_entries, 3);
+	for (size_t i = 0; i < r.n_entries; i++) {
+		const struct config_entry *e = &r.entries[i];
+
+		assert_int_equal(in[e->start], '{');
+		assert_int_equal(in[e->end - 1], '}');
+		assert_int_equal(r.text[e->out_start], '{');
+		assert_int_equal(r.text[e->out_end - 1], '}');
+	}
+	assert_memory_equal(r.text + r.entries[0].out_start,
+			    "{\"args\": [\"--\", \"x\"], \"command\": \"" MCPMUX "\"}",
+			    r.entries[0].out_end - r.entries[0].out_start);
+	/* The skipped entry, and what lies between entries, are as they were. */
+	assert_int_equal(r.entries[1].out_end - r.entries[1].out_start,
+			 r.entries[1].end - r.entries[1].start);
+	assert_memory_equal(r.text + r.entries[1].out_start, in + r.entries[1].start,
+			    r.entries[1].end - r.entries[1].start);
+	assert_memory_equal(r.text, in, r.entries[0].start);
+	assert_int_equal(r.entries[0].out_start, r.entries[0].start);
+	assert_string_equal(r.text + r.entries[2].out_end, in + r.entries[2].end);
+	config_result_release(&r);
+}
+
+/* ---- refusals ---- */
 
 /* {"servers":{},"x":[[...]]} with `arrays` nested arrays. */
 static void
@@ -594,37 +992,52 @@ test_refusals(void **state)
 	struct config_result r;
 
 	(void)state;
-	refused(CONFIG_WRAP, "{\n  \"servers\": {\n    \"a\": x\n  }\n}", 3, 10, "invalid JSON");
-	refused(CONFIG_WRAP, "{\n  \"servers\": {\n    \"a\": {},\n  }\n}", 3, 12,
-		"trailing commas are not supported");
-	refused(CONFIG_WRAP, "{\"servers\": {} \"b\": 1}", 1, 16, "invalid JSON");
-	refused(CONFIG_WRAP, "{\"servers\": {\"a\": tru}}", 1, 19, "invalid JSON");
-	refused(CONFIG_WRAP, "{\"servers\": {", 1, 14, "unexpected end of file");
-	refused(CONFIG_WRAP, "", 1, 1, "unexpected end of file");
-	refused(CONFIG_WRAP, "{} {}", 1, 0, "trailing garbage");
-	refused(CONFIG_WRAP, "{\"servers\": {}}\n \"", 2, 2, "trailing garbage");
-	refused(CONFIG_WRAP, "{\"servers\": {}}\"abc", 1, 16, "trailing garbage");
-	refused(CONFIG_WRAP, "{\"servers\": {\"a\": \"\xff\"}}", 1, 0, "invalid JSON");
-	refused(CONFIG_WRAP, "{\"servers\": {}}\v", 1, 16, "vertical tab or form feed");
-	refused(CONFIG_WRAP, "{\"servers\":\f{}}", 1, 12, "vertical tab or form feed");
-	expect_text(CONFIG_WRAP, "{\"servers\": {\"a\": {\"url\": \"\\f\"}}}", &plain,
-		    "{\"servers\": {\"a\": {\"url\": \"\\f\"}}}");
+	refused(CONFIG_WRAP, "{\n  \"servers\": {\n    \"a\": x\n  }\n}", 3, 10,
+		"neither JSON nor JSON5: expected a value, found 'x'");
+	refused(CONFIG_WRAP, "{\"servers\": {} \"b\": 1}", 1, 16,
+		"expected ',' or '}' after the member, found '\"'");
+	refused(CONFIG_WRAP, "{\"servers\": {\"a\": tru}}", 1, 19, "found 'tru'");
+	refused(CONFIG_WRAP, "{\"servers\": {", 1, 14, "found the end of the file");
+	refused(CONFIG_WRAP, "", 1, 1, "expected a value, found the end of the file");
+	refused(CONFIG_WRAP, "{} {}", 1, 4, "expected nothing more after the value");
+	refused(CONFIG_WRAP, "{\"servers\": {}}\n \"", 2, 2, "expected nothing more");
+	refused(CONFIG_WRAP, "{\"servers\": {}}\"abc", 1, 16, "expected nothing more");
+	refused(CONFIG_WRAP, "{\"servers\": {\"a\": \"\xff\"}}", 1, 20, "invalid UTF-8");
+	refused(CONFIG_WRAP, "{\n  servers: {}, /* open\n}", 2, 16, "unterminated comment");
+	refused(CONFIG_WRAP, "{\r\n  servers: {a: 'b\r\n'}}", 2, 18, "line break in a string");
+	refused(CONFIG_UNWRAP, "{servers: {}, 'x': 01}", 1, 20, "invalid number '01'");
 	refused(CONFIG_WRAP, "[1]", 1, 1, "the top level is an array, expected an object");
 	refused(CONFIG_WRAP, "{\"other\": 1}", 0, 0, "no MCP servers found");
 	refused(CONFIG_WRAP, "{\"mcp\": {\"x\": 1}}", 0, 0, "no MCP servers found");
 	refused(CONFIG_WRAP, "{\n\"mcpServers\": []\n}", 2, 15,
 		"\"mcpServers\" is an array, expected an object of servers");
 	refused(CONFIG_WRAP, "{\"mcp\": {\"servers\": 7}}", 1, 21, "\"mcp.servers\" is a number");
-	refused(CONFIG_WRAP, "{\"servers\": {\n  \"a\": \"npx foo\"\n}}", 2, 0,
+	refused(CONFIG_WRAP, "{\"servers\": {\n  \"a\": \"npx foo\"\n}}", 2, 8,
 		"server a is a string, expected an object");
-	refused(CONFIG_UNWRAP, "{\"servers\": {\n  \"my s\": {\n    \"command\": [\"x\"]}}}", 3, 0,
+	refused(CONFIG_UNWRAP, "{\"servers\": {\n  \"my s\": {\n    \"command\": [\"x\"]}}}", 3, 16,
 		"server 'my s': \"command\" is an array, expected a string");
 	refused(CONFIG_WRAP, "{\"servers\": {\"a\": {\"command\": \"x\",\n \"args\": \"-y\"}}}", 2,
-		0, "server a: \"args\" must be an array of strings");
-	refused(CONFIG_WRAP, "{\"servers\": {\"a\": {\"command\": \"x\", \"args\": [1]}}}", 1, 0,
+		10, "server a: \"args\" must be an array of strings");
+	refused(CONFIG_WRAP, "{servers: {a: {command: 'x', args: [1]}}}", 1, 36,
 		"\"args\" must be an array of strings");
 	/* A byte-order mark shifts the columns of line 1. */
 	refused(CONFIG_WRAP, "\xef\xbb\xbf{\"mcpServers\": 1}", 1, 19, "is a number");
+
+	/* Only syntax errors are syntax errors. */
+	assert_int_equal(config_rewrite(CONFIG_WRAP, "{", 1, &plain, &r), -1);
+	assert_true(r.syntax);
+	config_result_release(&r);
+	assert_int_equal(config_rewrite(CONFIG_WRAP, "[]", 2, &plain, &r), -1);
+	assert_false(r.syntax);
+	config_result_release(&r);
+
+	/* What JSON refuses and JSON5 takes. */
+	expect_text(CONFIG_WRAP, "{\"servers\": {}}\v", &plain, "{\"servers\": {}}\v");
+	expect_text(CONFIG_WRAP, "{\"servers\":\f{}}", &plain, "{\"servers\":\f{}}");
+	expect_text(CONFIG_WRAP, "{\"servers\": {\"a\": {},},}", &plain,
+		    "{\"servers\": {\"a\": {},},}");
+	expect_text(CONFIG_WRAP, "{\"servers\": {\"a\": {\"url\": \"\\f\"}}}", &plain,
+		    "{\"servers\": {\"a\": {\"url\": \"\\f\"}}}");
 
 	/* CONFIG_MAX_DEPTH levels are fine (the top object is one), one more is refused. */
 	deep_config(deep, sizeof(deep), CONFIG_MAX_DEPTH - 1);
@@ -668,6 +1081,37 @@ test_helpers(void **state)
 	config_shell_quote(&b, "a\nb", 3);
 	assert_string_equal(b.buf, "plain/path-1.0 'it'\\''s $x' '' 'a?b'");
 	sbuf_release(&b);
+
+	config_literal(&b, "a\"b'c\\\n\x01\x1f\xff\xc3\xa9\x7f", 13, '"');
+	assert_string_equal(b.buf, "\"a\\\"b'c\\\\\\n\\u0001\\u001f\xef\xbf\xbd\xc3\xa9\x7f\"");
+	sbuf_release(&b);
+	config_literal(&b, "a\"b'c\b\f\r\t", 9, '\'');
+	assert_string_equal(b.buf, "'a\"b\\'c\\b\\f\\r\\t'");
+	sbuf_release(&b);
+	config_literal(&b, "", 0, '"');
+	assert_string_equal(b.buf, "\"\"");
+	sbuf_release(&b);
+}
+
+static void
+test_position(void **state)
+{
+	static const char t[] = "ab\r\ncd\ref\ngh";
+	size_t line, col;
+
+	(void)state;
+	config_position(t, sizeof(t) - 1, 1, &line, &col);
+	assert_int_equal(line, 1);
+	assert_int_equal(col, 2);
+	config_position(t, sizeof(t) - 1, 5, &line, &col); /* d */
+	assert_int_equal(line, 2);
+	assert_int_equal(col, 2);
+	config_position(t, sizeof(t) - 1, 7, &line, &col); /* e, after a lone CR */
+	assert_int_equal(line, 3);
+	assert_int_equal(col, 1);
+	config_position(t, sizeof(t) - 1, 11, &line, &col); /* h */
+	assert_int_equal(line, 4);
+	assert_int_equal(col, 2);
 }
 
 int
@@ -686,10 +1130,20 @@ main(void)
 		cmocka_unit_test(test_unwrap_forms),
 		cmocka_unit_test(test_log_dir),
 		cmocka_unit_test(test_numbers_and_strings),
-		cmocka_unit_test(test_style),
-		cmocka_unit_test(test_comments),
+		cmocka_unit_test(test_line_ends_and_bom),
+		cmocka_unit_test(test_layout_kept),
+		cmocka_unit_test(test_json5_gateway),
+		cmocka_unit_test(test_quotes),
+		cmocka_unit_test(test_inserted_layout),
+		cmocka_unit_test(test_inexact),
+		cmocka_unit_test(test_comments_kept),
+		cmocka_unit_test(test_unwrap_keeps_comments),
+		cmocka_unit_test(test_all_options),
+		cmocka_unit_test(test_rewrap),
+		cmocka_unit_test(test_entry_spans),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_helpers),
+		cmocka_unit_test(test_position),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
