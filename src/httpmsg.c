@@ -308,7 +308,7 @@ struct sse_out {
 static void
 sse_put(struct sse_out *o, const char *p, size_t n)
 {
-	if (o->p != NULL) {
+	if (o->p != NULL && n > 0) {
 		memcpy(o->p + o->len, p, n);
 	}
 	o->len += n;
