@@ -123,7 +123,11 @@ struct hconn {
 	bool is_reject;
 	bool is_loopback;
 	socklen_t peer_len;
-	struct sockaddr_storage peer;
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+	} peer; /* AF_UNIX (unnamed) for a Unix socket */
 };
 
 struct hlistener {
@@ -424,7 +428,7 @@ rq_build(struct hconn *c)
 	r->version = 10 * c->p.http_major + c->p.http_minor;
 	r->headers = rq->hdr;
 	r->n_headers = rq->n_offs;
-	r->peer = (const struct sockaddr *)&c->peer;
+	r->peer = &c->peer.sa;
 	r->peer_len = c->peer_len;
 	r->peer_is_loopback = c->is_loopback;
 	rq->head_only = r->method == HTTP_REQ_HEAD;
@@ -1236,6 +1240,16 @@ static const char reject_503[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Ty
 				 "Content-Length: 20\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
 				 "Service Unavailable\n";
 
+/* Refuse a connection that cannot even linger: the answer, if the socket takes it. */
+static void
+reject_now(int fd)
+{
+	ssize_t w = write(fd, reject_503, sizeof(reject_503) - 1);
+
+	(void)w; /* refused either way */
+	sys_close(&fd);
+}
+
 static void
 conn_adopt(struct http_server *s, int fd, const struct sockaddr *sa, socklen_t sa_len)
 {
@@ -1246,8 +1260,7 @@ conn_adopt(struct http_server *s, int fd, const struct sockaddr *sa, socklen_t s
 		s->st.rejected++;
 		if (s->n_rejects >= REJECT_LINGER) {
 			/* Too many to linger over: the answer, and close. */
-			(void)write(fd, reject_503, sizeof(reject_503) - 1);
-			sys_close(&fd);
+			reject_now(fd);
 			return;
 		}
 	}
@@ -1265,16 +1278,15 @@ conn_adopt(struct http_server *s, int fd, const struct sockaddr *sa, socklen_t s
 	wbuf_init(&c->out, s->lim.max_queue);
 	ev_io_init(&c->io_w, conn_on_io, fd, EV_READ);
 	ev_timer_init(&c->timer_w, conn_on_timer, 0., 0.);
-	if (sa != NULL && sa_len <= (socklen_t)sizeof(c->peer)) {
+	if (sa != NULL && sa->sa_family != AF_UNIX && sa_len <= (socklen_t)sizeof(c->peer)) {
 		memcpy(&c->peer, sa, sa_len);
 		c->peer_len = sa_len;
 	} else {
-		c->peer.ss_family = AF_UNIX;
+		c->peer.sa.sa_family = AF_UNIX;
 		c->peer_len = (socklen_t)sizeof(sa_family_t);
 	}
-	c->is_loopback =
-		httpmsg_sockaddr_is_loopback((const struct sockaddr *)&c->peer, c->peer_len);
-	if (c->peer.ss_family == AF_INET || c->peer.ss_family == AF_INET6) {
+	c->is_loopback = httpmsg_sockaddr_is_loopback(&c->peer.sa, c->peer_len);
+	if (c->peer.sa.sa_family == AF_INET || c->peer.sa.sa_family == AF_INET6) {
 		int one = 1;
 
 		/* Responses leave whole: Nagle would only delay the last segment. */
@@ -1321,8 +1333,7 @@ server_on_accept(struct ev_loop *loop, ev_io *w, int revents)
 				sys_close(&s->spare);
 				fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 				if (fd >= 0) {
-					(void)write(fd, reject_503, sizeof(reject_503) - 1);
-					sys_close(&fd);
+					reject_now(fd);
 				}
 				s->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
 				s->st.accepted++;

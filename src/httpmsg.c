@@ -222,6 +222,21 @@ httpmsg_status_bodiless(int status)
 	return (status >= 100 && status < 200) || status == 204 || status == 304;
 }
 
+/* Write sep, then v in exactly `digits` decimal digits; returns the end. */
+static char *
+put_num(char *o, const char *sep, int v, int digits)
+{
+	size_t n = strlen(sep);
+
+	memcpy(o, sep, n);
+	o += n;
+	for (int i = digits - 1; i >= 0; i--) {
+		o[i] = (char)('0' + v % 10);
+		v /= 10;
+	}
+	return o + digits;
+}
+
 void
 httpmsg_date(char out[HTTPMSG_DATE_LEN + 1], time_t t)
 {
@@ -237,12 +252,17 @@ httpmsg_date(char out[HTTPMSG_DATE_LEN + 1], time_t t)
 		tm.tm_mday = 1;
 		tm.tm_wday = 4;
 	}
-	char tmp[64];
+	char *o = out;
 
-	(void)snprintf(tmp, sizeof(tmp), "%s, %02d %s %04d %02d:%02d:%02d GMT",
-		       days[tm.tm_wday % 7], tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900,
-		       tm.tm_hour, tm.tm_min, tm.tm_sec);
-	memcpy(out, tmp, HTTPMSG_DATE_LEN);
+	memcpy(o, days[tm.tm_wday % 7], 3);
+	o = put_num(o + 3, ", ", tm.tm_mday, 2);
+	*o++ = ' ';
+	memcpy(o, months[tm.tm_mon % 12], 3);
+	o = put_num(o + 3, " ", tm.tm_year + 1900, 4);
+	o = put_num(o, " ", tm.tm_hour, 2);
+	o = put_num(o, ":", tm.tm_min, 2);
+	o = put_num(o, ":", tm.tm_sec, 2);
+	memcpy(o, " GMT", 4);
 	out[HTTPMSG_DATE_LEN] = '\0';
 }
 
@@ -533,6 +553,50 @@ host_is_loopback(const char *h, size_t n)
 	return parts == 4;
 }
 
+/*
+ * Whether v is a loopback host, with an optional ":port" after it: "localhost:8080",
+ * "127.0.0.1", "[::1]:80".  With origin, v may also end in one "/".
+ */
+static bool
+authority_is_loopback(const char *h, const char *end, bool origin)
+{
+	const char *hend;
+
+	if (h < end && *h == '[') {
+		const char *rb = memchr(h, ']', (size_t)(end - h));
+
+		if (rb == NULL || !host_is_loopback(h + 1, (size_t)(rb - h - 1))) {
+			return false;
+		}
+		hend = rb + 1;
+	} else {
+		hend = h;
+		while (hend < end && *hend != ':' && *hend != '/') {
+			hend++;
+		}
+		if (!host_is_loopback(h, (size_t)(hend - h))) {
+			return false;
+		}
+	}
+	if (hend < end && *hend == ':') {
+		const char *d = ++hend;
+
+		while (hend < end && *hend >= '0' && *hend <= '9') {
+			hend++;
+		}
+		if (hend == d || hend - d > 5) {
+			return false;
+		}
+	}
+	return hend == end || (origin && hend + 1 == end && *hend == '/');
+}
+
+bool
+httpmsg_host_is_loopback(const char *v, size_t len)
+{
+	return authority_is_loopback(v, v + len, false);
+}
+
 bool
 httpmsg_origin_is_loopback(const char *v, size_t len)
 {
@@ -545,40 +609,7 @@ httpmsg_origin_is_loopback(const char *v, size_t len)
 	} else {
 		return false;
 	}
-	const char *h = v + skip, *end = v + len, *hend;
-
-	if (*h == '[') {
-		const char *rb = memchr(h, ']', (size_t)(end - h));
-
-		if (rb == NULL) {
-			return false;
-		}
-		hend = rb + 1;
-		if (!host_is_loopback(h + 1, (size_t)(rb - h - 1))) {
-			return false;
-		}
-	} else {
-		hend = h;
-		while (hend < end && *hend != ':' && *hend != '/') {
-			hend++;
-		}
-		if (!host_is_loopback(h, (size_t)(hend - h))) {
-			return false;
-		}
-	}
-	/* What may follow: nothing, or ":port" (digits), then nothing or "/". */
-	if (hend < end && *hend == ':') {
-		hend++;
-		const char *d = hend;
-
-		while (hend < end && *hend >= '0' && *hend <= '9') {
-			hend++;
-		}
-		if (hend == d || hend - d > 5) {
-			return false;
-		}
-	}
-	return hend == end || (hend + 1 == end && *hend == '/');
+	return authority_is_loopback(v + skip, v + len, true);
 }
 
 bool

@@ -112,6 +112,12 @@ bool httpmsg_bearer_ok(const char *v, size_t len, const char *token, size_t toke
  */
 bool httpmsg_origin_is_loopback(const char *v, size_t len);
 
+/*
+ * Whether a Host value names a loopback host ("localhost:8080", "127.0.0.1", "[::1]:80"):
+ * what a request that came through DNS rebinding does not carry.
+ */
+bool httpmsg_host_is_loopback(const char *v, size_t len);
+
 /* Whether a socket address is loopback (127/8, ::1, ::ffff:127/104) or a Unix socket. */
 bool httpmsg_sockaddr_is_loopback(const struct sockaddr *sa, socklen_t len);
 

@@ -238,6 +238,14 @@ test_origins(void **state)
 	assert_false(httpmsg_origin_is_loopback(S("http://localhost:")));
 	assert_false(httpmsg_origin_is_loopback(S("http://localhost:80x")));
 	assert_false(httpmsg_origin_is_loopback(S("http://")));
+
+	assert_true(httpmsg_host_is_loopback(S("localhost:8080")));
+	assert_true(httpmsg_host_is_loopback(S("127.0.0.1")));
+	assert_true(httpmsg_host_is_loopback(S("[::1]:80")));
+	assert_false(httpmsg_host_is_loopback(S("localhost:8080/")));
+	assert_false(httpmsg_host_is_loopback(S("evil.example:8080")));
+	assert_false(httpmsg_host_is_loopback(S("")));
+	assert_false(httpmsg_host_is_loopback(S("127.0.0.1:")));
 }
 
 static void
