@@ -825,6 +825,17 @@ dispatch(struct hconn *c)
 	c->in_dispatch = false;
 }
 
+static bool
+only_line_ends(const char *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (p[i] != '\r' && p[i] != '\n') {
+			return false;
+		}
+	}
+	return true;
+}
+
 /*
  * Parse data; a complete request is dispatched.  Returns the bytes consumed: fewer than
  * len when a request ended before the data did, or the connection died or is closing.
@@ -832,7 +843,8 @@ dispatch(struct hconn *c)
 static size_t
 conn_feed(struct hconn *c, const char *data, size_t len)
 {
-	if (c->state == CS_IDLE) {
+	if (c->state == CS_IDLE && !only_line_ends(data, len)) {
+		/* A request starts (empty lines before one are skipped, not timed). */
 		c->state = CS_HEAD;
 		c->t_head = ev_now(c->s->loop);
 	}
@@ -1633,6 +1645,17 @@ http_req_data(const struct http_req *rq)
 	return rq->data;
 }
 
+/* build_head() failed: EINVAL leaves the exchange as it was; ENOMEM breaks it. */
+static int
+head_failed(struct hconn *c)
+{
+	if (errno == ENOMEM) {
+		conn_kill(c);
+		errno = ENOMEM;
+	}
+	return -1;
+}
+
 int
 http_respond(struct http_req *rq, int status, const struct http_field *fields, size_t n_fields,
 	     const void *body, size_t len)
@@ -1657,7 +1680,7 @@ http_respond(struct http_req *rq, int status, const struct http_field *fields, s
 	}
 	if (build_head(c, status, fields, n_fields, bodiless ? NULL : framing, buf, sizeof(buf),
 		       &head, &hl) == -1) {
-		return -1;
+		return head_failed(c);
 	}
 	struct iovec iov[2] = {
 		{ .iov_base = head, .iov_len = hl },
@@ -1702,7 +1725,7 @@ http_stream_begin(struct http_req *rq, int status, const struct http_field *fiel
 		       rq->chunked ? "Transfer-Encoding: chunked" : NULL, buf, sizeof(buf), &head,
 		       &hl) == -1) {
 		c->close_after = was_closing; /* nothing was sent */
-		return -1;
+		return head_failed(c);
 	}
 	int rc = conn_write_raw(c, head, hl);
 

@@ -459,15 +459,22 @@ class Timeouts(Base):
 
     def test_a_silent_connection_is_closed_without_an_answer(self):
         with self.srv.connect() as s:
-            self.assertTrue(closed(s, 5))
+            self.assertEqual(Reader(s, 5).rest(), b"")
 
     def test_an_idle_keepalive_connection_is_closed(self):
         with self.srv.connect() as s:
             s.sendall(get(b"/info"))
             rd = Reader(s)
             self.assertEqual(read_response(s, rd)[0], 200)
-            self.assertEqual(rd.buf, b"")
-            self.assertTrue(closed(s, 5))
+            self.assertEqual(rd.buf + Reader(s, 5).rest(), b"")
+
+    def test_empty_lines_after_a_request_are_not_a_request(self):
+        with self.srv.connect() as s:
+            rd = Reader(s)
+            s.sendall(post(b"/echo", b"x") + b"\r\n")
+            self.assertEqual(read_response(s, rd)[2], b"x")
+            # Closed by the idle timeout, without a 408 for the empty line.
+            self.assertEqual(rd.buf + Reader(s, 5).rest(), b"")
 
     def test_a_slow_handler_is_not_timed_out(self):
         with self.srv.connect() as s:
