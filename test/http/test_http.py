@@ -13,6 +13,7 @@ stretches every deadline.
 
 import json
 import os
+import random
 import select
 import signal
 import socket
@@ -616,6 +617,50 @@ class ConnectionLimit(Base):
                 s.close()
         st = self.srv.wait_stats(lambda st: st["conns"] == 1, what="the closes")
         self.assertGreaterEqual(st["rejected"], 1)  # /stats may have been refused too
+
+
+class Mutations(Base):
+    args = ("--max-body", 4096, "--max-head", 1024, "--max-headers", 8)
+    seeds = [
+        post(b"/echo", b"hello"),
+        get(b"/info?x", b"X-A: b\r\nAccept: */*\r\n"),
+        b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        get(b"/sse?2&3"),
+        get(b"/chunked?2") + post(b"/echo", b"two"),
+        b"POST /echo HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc",
+    ]
+
+    def test_mutated_requests_get_answers_or_a_close(self):
+        """Each of 2,000 seeded mutations is sent, then the client closes its side: what
+        comes back must be nothing or whole HTTP/1.1 responses, and the server must end
+        with nothing open (and no leak: tearDown checks the exit status)."""
+        rnd = random.Random(20261204)
+        statuses = set()
+        for i in range(2000):
+            raw = bytearray(rnd.choice(self.seeds))
+            for _ in range(rnd.randint(1, 4)):
+                pos = rnd.randrange(len(raw) + 1)
+                op = rnd.randrange(4)
+                if op == 0 and raw:
+                    raw[pos % len(raw)] = rnd.randrange(256)
+                elif op == 1:
+                    raw[pos:pos] = bytes([rnd.choice(b"\r\n :;0aZ\x00\x7f\t")])
+                elif op == 2 and raw:
+                    del raw[pos % len(raw)]
+                else:
+                    raw[pos:pos] = raw[:rnd.randrange(len(raw) + 1)]
+            with self.subTest(i=i, raw=bytes(raw)), self.srv.connect() as s:
+                s.sendall(bytes(raw))
+                s.shutdown(socket.SHUT_WR)
+                rd = Reader(s)
+                rd.buf = rd.rest()
+                rd.eof = True
+                while rd.buf:
+                    status, h, _ = read_response(None, rd)
+                    statuses.add(status)
+        self.assertTrue({200, 400}.issubset(statuses), statuses)
+        self.srv.wait_stats(lambda st: st["conns"] == 1 and st["exchanges"] == 1,
+                            what="every connection closed")
 
 
 class Listeners(unittest.TestCase):
