@@ -1014,6 +1014,16 @@ conn_read(struct hconn *c)
 
 /* ---- watchers ---- */
 
+/* The earlier of a and base + t (t <= 0: no such deadline). */
+static void
+deadline_min(ev_tstamp *d, enum timer_why *why, ev_tstamp base, double t, enum timer_why w)
+{
+	if (t > 0 && (*why == TW_NONE || base + t < *d)) {
+		*d = base + t;
+		*why = w;
+	}
+}
+
 static ev_tstamp
 conn_deadline(const struct hconn *c, enum timer_why *why)
 {
@@ -1023,38 +1033,29 @@ conn_deadline(const struct hconn *c, enum timer_why *why)
 	*why = TW_NONE;
 	switch (c->state) {
 	case CS_IDLE:
-		d = c->t_idle + (c->n_served == 0 ? lim->head_timeout : lim->idle_timeout);
-		*why = TW_IDLE;
+		deadline_min(&d, why, c->t_idle,
+			     c->n_served == 0 ? lim->head_timeout : lim->idle_timeout, TW_IDLE);
 		break;
 	case CS_HEAD:
-		d = c->t_head + lim->head_timeout;
-		*why = TW_HEAD;
+		deadline_min(&d, why, c->t_head, lim->head_timeout, TW_HEAD);
 		break;
 	case CS_BODY:
-		d = c->t_body + lim->body_timeout;
-		*why = TW_BODY;
+		deadline_min(&d, why, c->t_body, lim->body_timeout, TW_BODY);
 		break;
 	case CS_EXCHANGE:
 		if (c->rq != NULL && c->rq->is_sse && c->rq->state == RQ_STREAM &&
-		    lim->sse_keepalive > 0 && wbuf_len(&c->out) == 0) {
-			d = c->t_out + lim->sse_keepalive;
-			*why = TW_KEEPALIVE;
+		    wbuf_len(&c->out) == 0) {
+			deadline_min(&d, why, c->t_out, lim->sse_keepalive, TW_KEEPALIVE);
 		}
 		break;
 	case CS_CLOSING:
 		if (c->shut) {
-			d = c->t_shut + LINGER_TIME;
-			*why = TW_LINGER;
+			deadline_min(&d, why, c->t_shut, LINGER_TIME, TW_LINGER);
 		}
 		break;
 	}
 	if (wbuf_len(&c->out) > 0) {
-		ev_tstamp w = c->t_write + lim->write_timeout;
-
-		if (*why == TW_NONE || w < d) {
-			d = w;
-			*why = TW_WRITE;
-		}
+		deadline_min(&d, why, c->t_write, lim->write_timeout, TW_WRITE);
 	}
 	return d;
 }

@@ -67,8 +67,9 @@
 /* At most this many listening sockets per server. */
 #define HTTP_LISTENERS_MAX 8
 
+/* Bounds of a server.  A timeout of 0 is off. */
 struct http_limits {
-	size_t max_head;      /* request line and header fields, bytes */
+	size_t max_head;      /* target and header fields, bytes */
 	size_t max_headers;   /* header fields */
 	size_t max_body;      /* request body, bytes (mcpmux: --max-message) */
 	size_t max_conns;     /* open connections; more get 503 */
@@ -77,7 +78,7 @@ struct http_limits {
 	double body_timeout;  /* s from the end of the head to the end of the body */
 	double idle_timeout;  /* s a keep-alive connection may wait for its next request */
 	double write_timeout; /* s with bytes waiting and none taken: the client is gone */
-	double sse_keepalive; /* s of silence on an SSE stream before a comment line; 0: off */
+	double sse_keepalive; /* s of silence on an SSE stream before a comment line */
 };
 
 /* 16 KiB head, 100 fields, 64 MiB body, 1024 connections, 1 MiB queue, 10/60/60/30/15 s. */
