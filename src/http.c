@@ -1541,11 +1541,8 @@ http_server_stats(const struct http_server *s, struct http_stats *st)
 }
 
 void
-http_server_free(struct http_server *s)
+http_server_close_listeners(struct http_server *s)
 {
-	if (s == NULL) {
-		return;
-	}
 	for (size_t i = 0; i < s->n_lst; i++) {
 		struct hlistener *l = &s->lst[i];
 
@@ -1556,6 +1553,16 @@ http_server_free(struct http_server *s)
 			sys_close(&l->fd);
 		}
 	}
+	s->n_lst = 0;
+}
+
+void
+http_server_free(struct http_server *s)
+{
+	if (s == NULL) {
+		return;
+	}
+	http_server_close_listeners(s);
 	for (struct hconn *c = s->conns; c != NULL; c = c->next) {
 		conn_kill(c);
 	}

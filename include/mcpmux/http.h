@@ -166,6 +166,11 @@ bool http_server_is_loopback(const struct http_server *s);
 /* The local port of the first TCP listener (for port 0), or 0. */
 int http_server_port(const struct http_server *s);
 void http_server_stats(const struct http_server *s, struct http_stats *st);
+/*
+ * Stop accepting: every listener is closed (a Unix socket's file removed); open
+ * connections go on.  For a shutdown that lets streams finish.
+ */
+void http_server_close_listeners(struct http_server *s);
 /* Close everything (on_close() for open exchanges) and free s.  NULL is a no-op. */
 void http_server_free(struct http_server *s);
 

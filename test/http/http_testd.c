@@ -22,6 +22,7 @@
  *   /flood                an SSE stream that never ends: data whenever the queue allows
  *   /chunked?N            N chunks "chunk I\n" through http_stream_send, then the end
  *   /close                200 with "Connection: close"
+ *   /stop-listening       200 "stopped", after closing the listeners
  *   /stats                200, JSON: the layer's counters, producers alive, open fds, RSS
  *   anything else         404
  */
@@ -288,6 +289,9 @@ on_request(struct http_req *rq, void *ctx)
 		static const struct http_field f[] = { { "Connection", "close" } };
 
 		(void)http_respond(rq, 200, f, 1, "bye\n", 4);
+	} else if (path_is(r, "/stop-listening")) {
+		http_server_close_listeners(srv);
+		text(rq, 200, "stopped\n");
 	} else if (path_is(r, "/stats")) {
 		serve_stats(rq);
 	} else {

@@ -601,6 +601,18 @@ class Concurrency(Base):
         self.srv.wait_stats(lambda st: st["conns"] == 1, what="the closes")
 
 
+class StopListening(Base):
+    def test_open_connections_go_on_after_the_listeners_close(self):
+        with self.srv.connect() as s:
+            rd = Reader(s)
+            s.sendall(get(b"/stop-listening"))
+            self.assertEqual(read_response(s, rd)[2], b"stopped\n")
+            with self.assertRaises(ConnectionRefusedError):
+                self.srv.connect().close()
+            s.sendall(post(b"/echo", b"still here"))
+            self.assertEqual(read_response(s, rd)[2], b"still here")
+
+
 class ConnectionLimit(Base):
     args = ("--max-conns", 3)
 
