@@ -981,8 +981,7 @@ conn_read(struct hconn *c)
 		ssize_t n = sys_read(c->fd, scratch, want);
 
 		if (n == 0 || (n == -1 && errno != EAGAIN)) {
-			/* The client is gone, or closed its side: either way, nothing more to do.
-			 */
+			/* The client is gone, or has closed its side: nothing more to do. */
 			conn_kill(c);
 			return;
 		}
@@ -1014,7 +1013,7 @@ conn_read(struct hconn *c)
 
 /* ---- watchers ---- */
 
-/* The earlier of a and base + t (t <= 0: no such deadline). */
+/* Make *d the earlier of *d and base + t, for reason w (t <= 0: no such deadline). */
 static void
 deadline_min(ev_tstamp *d, enum timer_why *why, ev_tstamp base, double t, enum timer_why w)
 {
