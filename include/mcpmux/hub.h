@@ -1,0 +1,176 @@
+/*
+ * hub: the sessions of a `mcpmux serve`, whatever door they come in by.
+ *
+ * The hub keeps the table of sessions by ID, starts their servers (session.h), counts
+ * them against --max-sessions, ends them, keeps the totals, and answers the control
+ * methods (mcpmux/list, mcpmux/stats, and mcpmux/endRun with params.session).  It does
+ * not know how a client speaks: each client is a port, a door with a small set of
+ * operations (struct hub_port_ops).  The envelope front end (cmd_serve.c) makes one port
+ * per connection, which owns many sessions; the Streamable HTTP front end (front_http.c)
+ * makes one port per HTTP session.  A session is the same object seen through either.
+ *
+ * Ownership.  An entry (a session ID) is owned by at most one port at a time; a port
+ * attaches what it needs for the entry (a queue) in ops->attach() and gives it back in
+ * ops->detach().  A kept session may have no port between connections, and its server's
+ * output then waits in its pipe.  The hub frees an entry when its session is done (or
+ * when it never started and no port wants it); ports learn of it through ops->detach()
+ * and the `ended` event.
+ *
+ * Flow control.  A port says when its queue for an entry is at its mark (ops->full());
+ * the hub then pauses that session's server output, and hub_port_writable() resumes it.
+ * When a session's server input is at its mark, the hub holds the input of the port that
+ * owns the session (ops->hold()), and releases it when no session of that port is full.
+ *
+ * Every function is called from the loop; none exits the process.
+ */
+#ifndef MCPMUX_HUB_H
+#define MCPMUX_HUB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ev.h>
+#define HASH_FUNCTION HASH_FNV
+#include <uthash.h>
+
+#include "mcpmux/cli.h"
+#include "mcpmux/jsonrpc.h"
+#include "mcpmux/rpcout.h"
+#include "mcpmux/session.h"
+
+struct hub;
+struct hub_entry;
+struct hub_port;
+
+struct hub_port_ops {
+	/* e is now this port's: make its queue.  0, or -1 when out of memory. */
+	int (*attach)(struct hub_port *p, struct hub_entry *e);
+	/* e leaves this port (another takes it over, or it ends): give its queue back. */
+	void (*detach)(struct hub_port *p, struct hub_entry *e);
+	/* A JSON-RPC message for the client in session e: the server's, or mcpmux's own. */
+	void (*message)(struct hub_port *p, struct hub_entry *e, const char *msg, size_t len);
+	/*
+	 * An event or an error of session e, as JSON members that start with ','
+	 * (",\"event\":\"started\",\"pid\":42"; ",\"error\":{...}" for a refusal without id).
+	 */
+	void (*event)(struct hub_port *p, struct hub_entry *e, const char *fields, size_t len);
+	/* The answer (a whole JSON-RPC message) to a control request this port made. */
+	void (*reply)(struct hub_port *p, const char *msg, size_t len);
+	/* Is this port's queue for e at its mark? */
+	bool (*full)(struct hub_port *p, const struct hub_entry *e);
+	/* Hold (true) or release the port's input: a server it feeds is not keeping up. */
+	void (*hold)(struct hub_port *p, bool on);
+};
+
+struct hub_port {
+	const struct hub_port_ops *ops;
+	size_t n_owned; /* entries it owns */
+	size_t n_full;	/* of them, sessions whose server's input is full */
+	char peer[64];	/* who is behind it, for mcpmux/list ("" when nothing to say) */
+};
+
+/* A control endRun waiting for a session's teardown. */
+struct hub_waiter {
+	struct hub_waiter *next;
+	struct hub_port *port;
+	struct sbuf id;
+};
+
+struct hub_entry {
+	UT_hash_handle hh;
+	char id[SESSION_ID_MAX + 1];
+	size_t id_len;
+	struct hub *hub;
+	struct session *s;	/* NULL until started */
+	struct hub_port *owner; /* NULL while a kept session has no port */
+	void *port_data;	/* the owner's, for this entry */
+	struct hub_waiter *waiters;
+	struct hub_port *holding; /* the port whose input this session holds, or NULL */
+	bool kept;
+	bool exited; /* the server exited: its output is read to its end */
+};
+
+struct hub {
+	struct ev_loop *loop;
+	const struct mcpmux_options *opt;
+	struct session_config scfg;
+	struct hub_entry *table;
+	size_t n_live; /* entries with a session */
+	bool shutting_down;
+	double started;
+	uint64_t n_started, n_ended, n_refused;
+	struct session_stats done_stats; /* totals of ended sessions */
+	size_t n_ports;			 /* for mcpmux/stats */
+	struct jsonrpc_scanner log_scan; /* mcpmux's own messages, for the traffic log */
+	struct sbuf tmp;
+	/* Called when the hub is shutting down and its last session is done (optional). */
+	void (*on_empty)(struct hub *h, void *ctx);
+	void *ctx;
+};
+
+void hub_init(struct hub *h, struct ev_loop *loop, const struct mcpmux_options *o);
+/* At exit: free what is left (sessions that never left RUNNING only if the loop died). */
+void hub_release(struct hub *h);
+
+struct hub_entry *hub_find(struct hub *h, const char *id, size_t len);
+/* A new entry, owned by nobody, not started.  NULL when out of memory. */
+struct hub_entry *hub_entry_new(struct hub *h, const char *id, size_t len);
+/* Free an entry that has no session (one that never started). */
+void hub_entry_free(struct hub_entry *e);
+/* Give e to port p (NULL: none).  0, or -1 when out of memory (e keeps its owner). */
+int hub_set_owner(struct hub_entry *e, struct hub_port *p);
+
+/*
+ * Start e's server.  req_id (JSON text, may be NULL) is the request that asked: a refusal
+ * (--max-sessions, a spawn that failed, shutting down) is answered to it through e's
+ * owner, or as an event without one.  true when started.  An entry refused and not kept
+ * is freed (so e must not be used after false unless kept).
+ */
+bool hub_start(struct hub_entry *e, const char *req_id, size_t req_id_len);
+/* A client message for a started e, scanned by scan. */
+void hub_from_client(struct hub_entry *e, const char *msg, size_t len,
+		     const struct jsonrpc_scanner *scan);
+/*
+ * End e's run (the end-of-run message, a DELETE, the port going away).  reply_id (JSON
+ * text, may be NULL) is answered in the session when the teardown is complete, after the
+ * session has left the table; scan, if not NULL, is the message, for the traffic log.
+ */
+void hub_end(struct hub_entry *e, double grace_ms, const char *reply_id, size_t reply_id_len,
+	     const struct jsonrpc_scanner *scan);
+/*
+ * A control request (a message for mcpmux itself) from port p, scanned by scan.  The
+ * answer goes to ops->reply(), at once or, for an endRun, once the teardown is done.
+ */
+void hub_control(struct hub *h, struct hub_port *p, const struct jsonrpc_scanner *scan);
+/* An answer of mcpmux's own to a request of session sid (e may be NULL): a JSON-RPC error. */
+void hub_error(struct hub *h, struct hub_port *p, struct hub_entry *e, const char *id,
+	       size_t id_len, int code, const char *text);
+/* The end-of-run result for a session ID that runs nothing, into b. */
+void hub_none_result(struct sbuf *b, const char *sid, size_t sid_len);
+
+/*
+ * Port p's queue for e went below its mark: resume e's server output.  Call it from the
+ * port's queue callback.
+ */
+void hub_port_writable(struct hub_entry *e);
+/*
+ * Port p's input is over.  Its sessions end, except kept ones when `keep_kept`, which
+ * wait for another port.  The sessions that end stay p's until they are done (their last
+ * output and their `ended` event go to p); ops->detach() says when each one leaves.
+ */
+void hub_port_closed(struct hub *h, struct hub_port *p, bool keep_kept);
+/* Port p is going away (it owns nothing): forget the control requests it is waiting for. */
+void hub_port_forget(struct hub *h, struct hub_port *p);
+/* Port p can no longer write: its sessions' output is read and dropped, never held. */
+void hub_port_gone(struct hub *h, struct hub_port *p);
+/* End every session and start nothing more; on_empty once the last one is done. */
+void hub_shutdown(struct hub *h);
+/* Is the hub shutting down with no session left? */
+bool hub_is_empty(const struct hub *h);
+
+/* A message of mcpmux's own in session e (or sid), into the traffic log. */
+void hub_log_own(struct hub *h, const char *sid, const struct session *s, const char *m,
+		 size_t len);
+
+#endif

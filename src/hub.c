@@ -1,0 +1,626 @@
+/*
+ * hub: serve's session table, control methods and events, shared by its front ends.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mcpmux/diag.h"
+#include "mcpmux/hub.h"
+#include "mcpmux/sys.h"
+#include "mcpmux/tlog.h"
+
+static void hub_on_deliver(struct session *s, const char *line, size_t len, void *owner);
+static void hub_on_exit(struct session *s, void *owner);
+static void hub_on_input_full(struct session *s, void *owner, bool full);
+static void hub_on_done(struct session *s, void *owner);
+
+static const struct session_hooks hub_hooks = {
+	.deliver = hub_on_deliver,
+	.on_exit = hub_on_exit,
+	.on_idle = hub_on_exit,
+	.on_input_full = hub_on_input_full,
+	.on_done = hub_on_done,
+};
+
+void
+hub_init(struct hub *h, struct ev_loop *loop, const struct mcpmux_options *o)
+{
+	memset(h, 0, sizeof(*h));
+	h->loop = loop;
+	h->opt = o;
+	h->started = sys_mono();
+	h->scfg = (struct session_config){
+		.argv = o->command,
+		.eof_grace = o->eof_grace_ms / 1000.,
+		.term_grace = o->term_grace_ms / 1000.,
+		.idle_timeout = o->idle_timeout_s,
+		.stall_timeout = o->stall_timeout_s,
+		.kill_deadline = o->kill_deadline_ms / 1000.,
+		.max_message = o->max_message,
+		.max_queue = o->max_queue,
+	};
+	jsonrpc_init(&h->log_scan);
+}
+
+void
+hub_release(struct hub *h)
+{
+	while (h->table != NULL) {
+		struct hub_entry *e = h->table;
+
+		if (e->s != NULL) {
+			/* Only when the loop could not run: a session never left RUNNING. */
+			HASH_DEL(h->table, e);
+			continue;
+		}
+		hub_entry_free(e);
+	}
+	jsonrpc_release(&h->log_scan);
+	sbuf_release(&h->tmp);
+}
+
+/* ---- what goes to a port ---- */
+
+void
+hub_log_own(struct hub *h, const char *sid, const struct session *s, const char *m, size_t len)
+{
+	if (!tlog_enabled) {
+		return;
+	}
+	(void)jsonrpc_scan(&h->log_scan, m, len);
+	tlog_message(sid, s != NULL ? s->backend->pid : 0, TLOG_OUT, &h->log_scan, m, len, 0);
+}
+
+/* An event of e, to its owner (nobody to tell without one). */
+static void
+send_event(struct hub_entry *e, const char *fields, size_t len)
+{
+	if (e->owner != NULL) {
+		e->owner->ops->event(e->owner, e, fields, len);
+	}
+}
+
+void
+hub_error(struct hub *h, struct hub_port *p, struct hub_entry *e, const char *id, size_t id_len,
+	  int code, const char *text)
+{
+	struct sbuf *b = &h->tmp;
+
+	sbuf_reset(b);
+	rpcout_error(b, id, id_len, code, text);
+	if (b->failed) {
+		diag_error("out of memory: a message from mcpmux was lost");
+		return;
+	}
+	if (e != NULL && e->owner == p) {
+		hub_log_own(h, e->id, e->s, b->buf, b->len);
+		p->ops->message(p, e, b->buf, b->len);
+	} else {
+		p->ops->reply(p, b->buf, b->len);
+	}
+}
+
+/* ---- entries ---- */
+
+struct hub_entry *
+hub_find(struct hub *h, const char *id, size_t len)
+{
+	struct hub_entry *e;
+
+	HASH_FIND(hh, h->table, id, len, e);
+	return e;
+}
+
+struct hub_entry *
+hub_entry_new(struct hub *h, const char *id, size_t len)
+{
+	struct hub_entry *e = calloc(1, sizeof(*e));
+
+	if (e == NULL) {
+		return NULL;
+	}
+	memcpy(e->id, id, len);
+	e->id_len = len;
+	e->hub = h;
+	HASH_ADD(hh, h->table, id, len, e);
+	return e;
+}
+
+/*
+ * Read the server's output or let it wait in its pipe.  With an owner: read while its
+ * queue has room.  Without one (a kept session between ports): wait for the next owner,
+ * unless the run is over (the server exited, or the session is ending), when what is
+ * left is read, and dropped with a warning, so that the teardown can finish.
+ */
+static void
+sync_pause(struct hub_entry *e)
+{
+	if (e->s == NULL) {
+		return;
+	}
+	if (e->owner != NULL) {
+		session_pause(e->s, e->owner->ops->full(e->owner, e));
+	} else {
+		session_pause(e->s, !e->exited && !e->s->end_requested);
+	}
+}
+
+/* A session whose server's input is full holds its owner's input, and no other port's. */
+static void
+sync_hold(struct hub_entry *e)
+{
+	struct hub_port *want = e->s != NULL && e->s->input_full ? e->owner : NULL;
+
+	if (want == e->holding) {
+		return;
+	}
+	if (e->holding != NULL && --e->holding->n_full == 0) {
+		e->holding->ops->hold(e->holding, false);
+	}
+	e->holding = want;
+	if (want != NULL && want->n_full++ == 0) {
+		want->ops->hold(want, true);
+	}
+}
+
+int
+hub_set_owner(struct hub_entry *e, struct hub_port *p)
+{
+	if (e->owner == p) {
+		return 0;
+	}
+	void *old_data = e->port_data;
+	struct hub_port *old = e->owner;
+
+	if (p != NULL) {
+		e->port_data = NULL;
+		if (p->ops->attach(p, e) == -1) {
+			e->port_data = old_data;
+			return -1;
+		}
+	} else {
+		e->port_data = NULL;
+	}
+	void *new_data = e->port_data;
+
+	if (old != NULL) {
+		/* The old owner gives its queue back (it writes what is in it, then frees it). */
+		old->n_owned--;
+		e->owner = NULL;
+		sync_hold(e);
+		e->port_data = old_data;
+		old->ops->detach(old, e);
+	}
+	e->owner = p;
+	e->port_data = new_data;
+	if (p != NULL) {
+		p->n_owned++;
+	}
+	sync_pause(e);
+	sync_hold(e);
+	return 0;
+}
+
+void
+hub_entry_free(struct hub_entry *e)
+{
+	struct hub *h = e->hub;
+
+	(void)hub_set_owner(e, NULL);
+	while (e->waiters != NULL) {
+		struct hub_waiter *w = e->waiters;
+
+		e->waiters = w->next;
+		sbuf_release(&w->id);
+		free(w);
+	}
+	HASH_DEL(h->table, e);
+	free(e);
+}
+
+void
+hub_port_writable(struct hub_entry *e)
+{
+	if (e->s != NULL) {
+		session_pause(e->s, false);
+	}
+}
+
+/* ---- the session's hooks ---- */
+
+static void
+hub_on_deliver(struct session *s, const char *line, size_t len, void *owner)
+{
+	struct hub_entry *e = owner;
+
+	if (e->owner == NULL) {
+		diag_warn("session %s: no client: a line for it was dropped: %.*s", e->id,
+			  (int)SYS_MIN(len, 200), line);
+		return;
+	}
+	e->owner->ops->message(e->owner, e, line, len);
+	if (e->owner->ops->full(e->owner, e)) {
+		session_pause(s, true);
+	}
+}
+
+static void
+hub_on_exit(struct session *s, void *owner)
+{
+	struct hub_entry *e = owner;
+
+	(void)s;
+	e->exited = true;
+	sync_pause(e);
+}
+
+static void
+hub_on_input_full(struct session *s, void *owner, bool full)
+{
+	(void)s;
+	(void)full;
+	sync_hold(owner);
+}
+
+static void
+stats_add(struct session_stats *to, const struct session_stats *from)
+{
+	to->bytes_in += from->bytes_in;
+	to->bytes_out += from->bytes_out;
+	to->msgs_in += from->msgs_in;
+	to->msgs_out += from->msgs_out;
+}
+
+/*
+ * The run is over.  The session leaves the table and the count first, so that every
+ * answer that says so (`ended`, the end-of-run results) means that its slot is free.
+ */
+static void
+hub_on_done(struct session *s, void *owner)
+{
+	struct hub_entry *e = owner;
+	struct hub *h = e->hub;
+	struct sbuf *b = &h->tmp;
+	struct hub_waiter *waiters = e->waiters;
+
+	HASH_DEL(h->table, e);
+	h->n_live--;
+	h->n_ended++;
+	stats_add(&h->done_stats, &s->stats);
+	e->waiters = NULL;
+
+	sbuf_reset(b);
+	sbuf_adds(b, ",\"event\":\"ended\",");
+	session_end_fields(s, b);
+	if (!b->failed) {
+		send_event(e, b->buf, b->len);
+	}
+	while (waiters != NULL) {
+		struct hub_waiter *w = waiters;
+
+		waiters = w->next;
+		sbuf_reset(b);
+		sbuf_adds(b, "{\"jsonrpc\":\"2.0\",\"id\":");
+		sbuf_add(b, w->id.buf, w->id.len);
+		sbuf_adds(b, ",\"result\":");
+		session_result(s, b);
+		sbuf_adds(b, "}");
+		if (!b->failed) {
+			w->port->ops->reply(w->port, b->buf, b->len);
+		}
+		sbuf_release(&w->id);
+		free(w);
+	}
+	session_free(s);
+	e->s = NULL;
+	(void)hub_set_owner(e, NULL);
+	free(e);
+	if (hub_is_empty(h) && h->on_empty != NULL) {
+		h->on_empty(h, h->ctx);
+	}
+}
+
+/* ---- starting and ending ---- */
+
+bool
+hub_start(struct hub_entry *e, const char *req_id, size_t req_id_len)
+{
+	struct hub *h = e->hub;
+	char text[200];
+
+	if (h->shutting_down) {
+		(void)snprintf(text, sizeof(text), "mcpmux is shutting down");
+		goto refuse;
+	}
+	if (h->n_live >= h->opt->max_sessions) {
+		h->n_refused++;
+		(void)snprintf(
+			text, sizeof(text),
+			"too many sessions (%zu running; see --max-sessions): session refused",
+			h->n_live);
+		diag_warn("session %s: %s", e->id, text);
+		if (tlog_enabled) {
+			sbuf_reset(&h->tmp);
+			sbuf_adds(&h->tmp, "\"reason\":");
+			sbuf_add_json_string(&h->tmp, text, strlen(text));
+			tlog_event(e->id, 0, "refused", h->tmp.buf, h->tmp.len);
+		}
+		goto refuse;
+	}
+	e->s = session_new(h->loop, e->id, &h->scfg, &hub_hooks, e);
+	if (e->s == NULL) {
+		(void)snprintf(text, sizeof(text), "cannot start the server: %s", strerror(errno));
+		diag_error("session %s: %s", e->id, text);
+		goto refuse;
+	}
+	h->n_live++;
+	h->n_started++;
+	sync_pause(e);
+	sbuf_reset(&h->tmp);
+	sbuf_addf(&h->tmp, ",\"event\":\"started\",\"pid\":%d", (int)e->s->backend->pid);
+	send_event(e, h->tmp.buf, h->tmp.len);
+	return true;
+refuse:
+	if (req_id != NULL && e->owner != NULL) {
+		hub_error(h, e->owner, e, req_id, req_id_len, RPC_SERVER_ERROR, text);
+	} else {
+		sbuf_reset(&h->tmp);
+		sbuf_adds(&h->tmp, ",\"error\":{\"code\":-32000,\"message\":");
+		sbuf_add_json_string(&h->tmp, text, strlen(text));
+		sbuf_adds(&h->tmp, "}");
+		send_event(e, h->tmp.buf, h->tmp.len);
+	}
+	if (!e->kept) {
+		hub_entry_free(e);
+	}
+	return false;
+}
+
+void
+hub_from_client(struct hub_entry *e, const char *msg, size_t len,
+		const struct jsonrpc_scanner *scan)
+{
+	session_from_client(e->s, msg, len, scan);
+}
+
+void
+hub_end(struct hub_entry *e, double grace_ms, const char *reply_id, size_t reply_id_len,
+	const struct jsonrpc_scanner *scan)
+{
+	if (scan != NULL) {
+		session_log_end_request(e->s, scan);
+	}
+	session_end(e->s, grace_ms, reply_id, reply_id_len);
+	sync_pause(e);
+}
+
+/* ---- control ---- */
+
+static void
+control_list(struct hub *h, struct sbuf *r)
+{
+	double now = sys_mono();
+	bool first = true;
+
+	sbuf_adds(r, "{\"sessions\":[");
+	for (struct hub_entry *e = h->table; e != NULL; e = e->hh.next) {
+		const struct session *s = e->s;
+
+		sbuf_adds(r, first ? "{\"session\":" : ",{\"session\":");
+		first = false;
+		sbuf_add_json_string(r, e->id, e->id_len);
+		if (s == NULL) {
+			sbuf_adds(r, ",\"state\":\"not started\",\"pid\":null");
+		} else {
+			sbuf_addf(r,
+				  ",\"state\":\"%s\",\"pid\":%d,\"age_s\":%.3f,\"idle_s\":%.3f,"
+				  "\"pending\":%zu,\"in\":{\"bytes\":%llu,\"messages\":%llu},"
+				  "\"out\":{\"bytes\":%llu,\"messages\":%llu}",
+				  backend_is_ending(s->backend) ? "ending" : "running",
+				  (int)s->backend->pid, now - s->started, now - s->last_activity,
+				  s->n_pending, (unsigned long long)s->stats.bytes_in,
+				  (unsigned long long)s->stats.msgs_in,
+				  (unsigned long long)s->stats.bytes_out,
+				  (unsigned long long)s->stats.msgs_out);
+		}
+		sbuf_addf(r, ",\"kept\":%s,\"connected\":%s", e->kept ? "true" : "false",
+			  e->owner != NULL ? "true" : "false");
+		if (e->owner != NULL && e->owner->peer[0] != '\0') {
+			sbuf_adds(r, ",\"peer\":");
+			sbuf_add_json_string(r, e->owner->peer, strlen(e->owner->peer));
+		}
+		sbuf_adds(r, "}");
+	}
+	sbuf_adds(r, "]}");
+}
+
+static void
+control_stats(struct hub *h, struct sbuf *r)
+{
+	struct session_stats t = h->done_stats;
+	size_t n_kept = 0;
+
+	for (struct hub_entry *e = h->table; e != NULL; e = e->hh.next) {
+		if (e->s != NULL) {
+			stats_add(&t, &e->s->stats);
+		}
+		n_kept += e->kept;
+	}
+	sbuf_addf(r,
+		  "{\"sessions\":%zu,\"max_sessions\":%zu,\"kept\":%zu,\"connections\":%zu,"
+		  "\"started\":%llu,\"ended\":%llu,\"refused\":%llu,\"uptime_s\":%.3f,"
+		  "\"in\":{\"bytes\":%llu,\"messages\":%llu},\"out\":{\"bytes\":%llu,"
+		  "\"messages\":%llu}}",
+		  h->n_live, h->opt->max_sessions, n_kept, h->n_ports,
+		  (unsigned long long)h->n_started, (unsigned long long)h->n_ended,
+		  (unsigned long long)h->n_refused, sys_mono() - h->started,
+		  (unsigned long long)t.bytes_in, (unsigned long long)t.msgs_in,
+		  (unsigned long long)t.bytes_out, (unsigned long long)t.msgs_out);
+}
+
+void
+hub_none_result(struct sbuf *r, const char *sid, size_t sid_len)
+{
+	sbuf_adds(r, "{\"session\":");
+	if (sid != NULL) {
+		sbuf_add_json_string(r, sid, sid_len);
+	} else {
+		sbuf_adds(r, "null");
+	}
+	sbuf_adds(r, ",\"pid\":null,\"exit\":null,\"escalation\":\"none\",\"ms\":0}");
+}
+
+static void
+reply_result(struct hub *h, struct hub_port *p, const char *id, size_t id_len,
+	     const struct sbuf *result)
+{
+	struct sbuf *b = &h->tmp;
+
+	sbuf_reset(b);
+	sbuf_adds(b, "{\"jsonrpc\":\"2.0\",\"id\":");
+	sbuf_add(b, id, id_len);
+	sbuf_adds(b, ",\"result\":");
+	sbuf_add(b, result->buf, result->len);
+	sbuf_adds(b, "}");
+	if (b->failed) {
+		diag_error("out of memory: a message from mcpmux was lost");
+		return;
+	}
+	p->ops->reply(p, b->buf, b->len);
+}
+
+void
+hub_control(struct hub *h, struct hub_port *p, const struct jsonrpc_scanner *scan)
+{
+	const struct jsonrpc_item *it = &scan->one;
+	const char *id = it->has_id ? jsonrpc_str(scan, it->id) : NULL;
+	struct sbuf r = { 0 };
+
+	if (scan->kind == JSONRPC_INVALID_JSON) {
+		hub_error(h, p, NULL, NULL, 0, RPC_PARSE_ERROR, "Parse error: not valid JSON");
+		return;
+	}
+	if (scan->kind != JSONRPC_REQUEST && scan->kind != JSONRPC_NOTIFICATION) {
+		hub_error(h, p, NULL, id, it->id.len, RPC_INVALID_REQUEST,
+			  "Invalid Request: mcpmux itself takes requests (mcpmux/list, "
+			  "mcpmux/stats, mcpmux/endRun)");
+		return;
+	}
+	if (jsonrpc_method_is(scan, it, "mcpmux/list")) {
+		control_list(h, &r);
+	} else if (jsonrpc_method_is(scan, it, "mcpmux/stats")) {
+		control_stats(h, &r);
+	} else if (jsonrpc_method_is(scan, it, h->opt->end_method)) {
+		const struct jsonrpc_params *pa = &scan->params;
+		struct hub_entry *e = pa->has_session ? hub_find(h, jsonrpc_str(scan, pa->session),
+								 pa->session.len)
+						      : NULL;
+
+		if (!pa->has_session) {
+			hub_error(h, p, NULL, id, it->id.len, -32602,
+				  "Invalid params: params.session names the session to end");
+			return;
+		}
+		if (e == NULL || e->s == NULL) {
+			hub_none_result(&r, jsonrpc_str(scan, pa->session), pa->session.len);
+		} else {
+			struct hub_waiter *w = id != NULL ? calloc(1, sizeof(*w)) : NULL;
+
+			if (w != NULL) {
+				w->port = p;
+				sbuf_add(&w->id, id, it->id.len);
+				w->next = e->waiters;
+				e->waiters = w;
+			}
+			hub_end(e, pa->has_grace_ms ? pa->grace_ms : -1, NULL, 0, scan);
+			return;
+		}
+	} else {
+		if (id != NULL) {
+			hub_error(h, p, NULL, id, it->id.len, -32601,
+				  "Method not found (mcpmux takes mcpmux/list, mcpmux/stats, "
+				  "mcpmux/endRun)");
+		}
+		sbuf_release(&r);
+		return;
+	}
+	if (id != NULL) {
+		reply_result(h, p, id, it->id.len, &r);
+	}
+	sbuf_release(&r);
+}
+
+/* ---- ports coming and going, and the end ---- */
+
+void
+hub_port_closed(struct hub *h, struct hub_port *p, bool keep_kept)
+{
+	for (struct hub_entry *e = h->table, *next; e != NULL; e = next) {
+		next = e->hh.next;
+		if (e->owner != p) {
+			continue;
+		}
+		if (e->kept && keep_kept) {
+			(void)hub_set_owner(e, NULL); /* kept: waits for another port */
+		} else if (e->s != NULL) {
+			if (!e->s->end_requested) {
+				hub_end(e, -1, NULL, 0, NULL);
+			}
+		} else {
+			hub_entry_free(e);
+		}
+	}
+}
+
+void
+hub_port_forget(struct hub *h, struct hub_port *p)
+{
+	for (struct hub_entry *e = h->table; e != NULL; e = e->hh.next) {
+		for (struct hub_waiter **wp = &e->waiters; *wp != NULL;) {
+			struct hub_waiter *w = *wp;
+
+			if (w->port == p) {
+				*wp = w->next;
+				sbuf_release(&w->id);
+				free(w);
+			} else {
+				wp = &w->next;
+			}
+		}
+	}
+}
+
+void
+hub_port_gone(struct hub *h, struct hub_port *p)
+{
+	for (struct hub_entry *e = h->table; e != NULL; e = e->hh.next) {
+		if (e->owner == p && e->s != NULL) {
+			session_pause(e->s, false); /* nobody reads: no point in holding it */
+		}
+	}
+}
+
+void
+hub_shutdown(struct hub *h)
+{
+	h->shutting_down = true;
+	for (struct hub_entry *e = h->table, *next; e != NULL; e = next) {
+		next = e->hh.next;
+		if (e->s == NULL) {
+			hub_entry_free(e);
+		} else if (!e->s->end_requested) {
+			hub_end(e, -1, NULL, 0, NULL);
+		}
+	}
+	if (hub_is_empty(h) && h->on_empty != NULL) {
+		h->on_empty(h, h->ctx);
+	}
+}
+
+bool
+hub_is_empty(const struct hub *h)
+{
+	return h->shutting_down && h->n_live == 0;
+}
