@@ -555,7 +555,7 @@ hub_control(struct hub *h, struct hub_port *p, const struct jsonrpc_scanner *sca
 /* ---- ports coming and going, and the end ---- */
 
 void
-hub_port_closed(struct hub *h, struct hub_port *p, bool keep_kept)
+hub_port_closed(struct hub *h, const struct hub_port *p, bool keep_kept)
 {
 	for (struct hub_entry *e = h->table, *next; e != NULL; e = next) {
 		next = e->hh.next;
@@ -575,7 +575,7 @@ hub_port_closed(struct hub *h, struct hub_port *p, bool keep_kept)
 }
 
 void
-hub_port_forget(struct hub *h, struct hub_port *p)
+hub_port_forget(struct hub *h, const struct hub_port *p)
 {
 	for (struct hub_entry *e = h->table; e != NULL; e = e->hh.next) {
 		for (struct hub_waiter **wp = &e->waiters; *wp != NULL;) {
@@ -593,7 +593,7 @@ hub_port_forget(struct hub *h, struct hub_port *p)
 }
 
 void
-hub_port_gone(struct hub *h, struct hub_port *p)
+hub_port_gone(struct hub *h, const struct hub_port *p)
 {
 	for (struct hub_entry *e = h->table; e != NULL; e = e->hh.next) {
 		if (e->owner == p && e->s != NULL) {

@@ -159,11 +159,11 @@ void hub_port_writable(struct hub_entry *e);
  * wait for another port.  The sessions that end stay p's until they are done (their last
  * output and their `ended` event go to p); ops->detach() says when each one leaves.
  */
-void hub_port_closed(struct hub *h, struct hub_port *p, bool keep_kept);
+void hub_port_closed(struct hub *h, const struct hub_port *p, bool keep_kept);
 /* Port p is going away (it owns nothing): forget the control requests it is waiting for. */
-void hub_port_forget(struct hub *h, struct hub_port *p);
+void hub_port_forget(struct hub *h, const struct hub_port *p);
 /* Port p can no longer write: its sessions' output is read and dropped, never held. */
-void hub_port_gone(struct hub *h, struct hub_port *p);
+void hub_port_gone(struct hub *h, const struct hub_port *p);
 /* End every session and start nothing more; on_empty once the last one is done. */
 void hub_shutdown(struct hub *h);
 /* Is the hub shutting down with no session left? */
