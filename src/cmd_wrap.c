@@ -22,6 +22,7 @@
 #include "mcpmux/proctree.h"
 #include "mcpmux/rpcout.h"
 #include "mcpmux/session.h"
+#include "mcpmux/status.h"
 #include "mcpmux/sys.h"
 #include "mcpmux/tlog.h"
 #include "mcpmux/wbuf.h"
@@ -576,6 +577,7 @@ cmd_wrap(const struct mcpmux_options *o)
 	backend_module_init(loop);
 	(void)errout_start(loop);
 	w->scfg.pool = w->pool = pool_open_for(loop, o);
+	status_open(loop, "wrap");
 	ev_init(&w->drain_w, wrap_on_drain_timeout);
 	ev_signal_init(&w->term_w, wrap_on_signal, SIGTERM);
 	ev_signal_init(&w->int_w, wrap_on_signal, SIGINT);
@@ -623,6 +625,7 @@ cmd_wrap(const struct mcpmux_options *o)
 		conn_source_retire(&w->client, r->out);
 		free(r);
 	}
+	status_close();
 	tlog_close();
 	conn_release(&w->client);
 	/* What mcpmux still has to say on stderr gets the client's eof-grace, too. */

@@ -8,6 +8,7 @@
 
 #include "mcpmux/diag.h"
 #include "mcpmux/hub.h"
+#include "mcpmux/status.h"
 #include "mcpmux/sys.h"
 #include "mcpmux/tlog.h"
 
@@ -47,6 +48,7 @@ hub_init(struct hub *h, struct ev_loop *loop, const struct mcpmux_options *o)
 		.max_queue = o->max_queue,
 	};
 	h->scfg.pool = pool_open_for(loop, o);
+	status_open(loop, "serve");
 	jsonrpc_init(&h->log_scan);
 }
 
@@ -63,6 +65,7 @@ hub_release(struct hub *h)
 		}
 		hub_entry_free(e);
 	}
+	status_close();
 	pool_close(h->scfg.pool);
 	h->scfg.pool = NULL;
 	jsonrpc_release(&h->log_scan);

@@ -11,6 +11,7 @@
 
 #include "mcpmux/diag.h"
 #include "mcpmux/session.h"
+#include "mcpmux/status.h"
 #include "mcpmux/sys.h"
 #include "mcpmux/tlog.h"
 
@@ -31,6 +32,7 @@ pending_id(const struct pending *p)
 }
 
 static uint64_t session_seq;
+static struct session *live_head;	 /* every session not yet freed */
 static struct jsonrpc_scanner out_scan;	 /* server lines: scanned one at a time */
 static struct jsonrpc_scanner held_scan; /* client lines that waited: scanned again */
 static struct sbuf msg;			 /* mcpmux's own answers, built one at a time */
@@ -230,6 +232,12 @@ busy_sync(struct session *s)
 		s->busy = busy;
 		pool_busy(s->slot, busy);
 	}
+}
+
+const struct session *
+session_first(void)
+{
+	return live_head;
 }
 
 pid_t
@@ -456,6 +464,7 @@ session_from_client(struct session *s, const char *line, size_t len,
 	bool answer = scan->kind == JSONRPC_RESPONSE || scan->kind == JSONRPC_ERROR;
 
 	s->last_activity = sys_mono();
+	status_note(false);
 	if (tlog_enabled) {
 		double ms = -1;
 
@@ -546,6 +555,7 @@ resume_finished(struct session *s)
 
 	s->resuming = false;
 	s->n_resumes++;
+	status_note(true);
 	diag_info("session %s: resumed in %.0f ms", s->id, ms);
 	log_event_ms(s, "resumed", "ms", ms);
 	if (s->hooks->on_resumed != NULL) {
@@ -692,6 +702,7 @@ session_on_line(void *ctx, const char *line, size_t len)
 	enum jsonrpc_kind kind = jsonrpc_scan(&out_scan, line, len);
 
 	s->last_activity = sys_mono();
+	status_note(false);
 	if (kind != JSONRPC_INVALID_JSON && replay_answer(s, line, len)) {
 		return; /* an answer to the handshake's replay: mcpmux's own */
 	}
@@ -823,6 +834,7 @@ spawn_now(struct session *s)
 	}
 	tlog_event(s->id, s->backend->pid, "started", NULL, 0);
 	arm_suspend(s, s->cfg->idle_suspend);
+	status_note(true);
 	return 0;
 }
 
@@ -855,6 +867,7 @@ start_server(struct session *s)
 				  "suspended",
 				  s->id);
 			s->state = SESSION_WAITING;
+			status_note(true);
 			return 0;
 		}
 	}
@@ -927,6 +940,12 @@ session_new(struct ev_loop *loop, const char *id, const struct session_config *c
 		ev_timer_set(&s->idle_w, cfg->idle_timeout, 0.);
 		ev_timer_start(loop, &s->idle_w);
 	}
+	s->next_live = live_head;
+	if (live_head != NULL) {
+		live_head->prev_live = s;
+	}
+	live_head = s;
+	status_note(true);
 	return s;
 }
 
@@ -1003,6 +1022,7 @@ session_suspend(struct session *s, const char *why)
 	s->suspend_why = why;
 	ev_timer_stop(s->loop, &s->suspend_w);
 	backend_end(s->backend, -1);
+	status_note(true);
 	return true;
 }
 
@@ -1031,6 +1051,7 @@ session_end(struct session *s, double grace_ms, const char *reply_id, size_t rep
 		}
 	}
 	s->end_requested = true;
+	status_note(true);
 	ev_timer_stop(s->loop, &s->idle_w);
 	ev_timer_stop(s->loop, &s->suspend_w);
 	if (s->backend != NULL) {
@@ -1094,6 +1115,7 @@ session_on_stall(struct backend *b, void *owner)
 		tlog_event(s->id, session_pid(s), "stalled", f, (size_t)n);
 	}
 	s->end_requested = true;
+	status_note(true);
 	ev_timer_stop(s->loop, &s->idle_w);
 	if (s->hooks->on_stall != NULL) {
 		s->hooks->on_stall(s, s->owner);
@@ -1244,6 +1266,7 @@ suspended(struct session *s)
 	s->slot = NULL;
 	s->state = SESSION_SUSPENDED;
 	s->n_suspends++;
+	status_note(true);
 	/* The gone server's requests: an answer to one will be dropped. */
 	pending_free_all(&s->srv_pending);
 	s->n_srv_pending = 0;
@@ -1354,6 +1377,15 @@ session_free(struct session *s)
 	if (s == NULL) {
 		return;
 	}
+	if (s->prev_live != NULL) {
+		s->prev_live->next_live = s->next_live;
+	} else if (live_head == s) {
+		live_head = s->next_live;
+	}
+	if (s->next_live != NULL) {
+		s->next_live->prev_live = s->prev_live;
+	}
+	status_note(true);
 	ev_timer_stop(s->loop, &s->idle_w);
 	ev_timer_stop(s->loop, &s->suspend_w);
 	ev_timer_stop(s->loop, &s->done_w);

@@ -146,7 +146,8 @@ struct session {
 	double last_activity; /* sys_mono() */
 	double started;
 	struct session_stats stats;
-	struct jsonrpc_idscan big_id; /* over-long server message: its id */
+	struct jsonrpc_idscan big_id;	       /* over-long server message: its id */
+	struct session *prev_live, *next_live; /* every session of the process (status.h) */
 };
 
 /* A fresh session ID (a UUID from libuuid) into out[37]. */
@@ -163,6 +164,8 @@ bool session_id_valid(const char *id, size_t len);
  */
 struct session *session_new(struct ev_loop *loop, const char *id, const struct session_config *cfg,
 			    const struct session_hooks *hooks, void *owner, struct handshake *hs);
+/* The first of every session not yet freed (then s->next_live), NULL for none. */
+const struct session *session_first(void);
 /* "running", "ending", "suspending", "suspended", "resuming", "waiting". */
 const char *session_state_name(const struct session *s);
 /* The pid of the current server, 0 when there is none. */
