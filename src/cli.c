@@ -262,7 +262,8 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 			break;
 		case OPT_POOL:
 			if (optarg[0] == '\0' || strlen(optarg) > 200) {
-				rc = diag_error("invalid --pool '%s' (1 to 200 characters)", optarg);
+				rc = diag_error("invalid --pool '%s' (1 to 200 characters)",
+						optarg);
 			}
 			o->pool = optarg;
 			break;
