@@ -340,7 +340,7 @@ show_record(const struct opts *o, yajl_val rec)
 
 			(void)snprintf(detail, sizeof(detail), "%s", t ? t : "");
 		} else if (strcmp(event, "ended") == 0 || strcmp(event, "suspended") == 0) {
-			/* [reason, ][exit, ]escalation E, N ms; "reason, no server running"
+			/* [reason, ][exit, ]escalation E, N ms; "[reason, ]no server running"
 			 * for the end of a suspended session */
 			const char *esc = get_str(rec, "escalation");
 			const char *reason = get_str(rec, "reason");
@@ -349,10 +349,9 @@ show_record(const struct opts *o, yajl_val rec)
 
 			(void)get_num(rec, "ms", &ms);
 			exit_of(rec, ex, sizeof(ex));
-			if (reason != NULL && ex[0] == '\0' && esc != NULL &&
-			    strcmp(esc, "none") == 0) {
-				(void)snprintf(detail, sizeof(detail), "%s, no server running",
-					       reason);
+			if (ex[0] == '\0' && esc != NULL && strcmp(esc, "none") == 0) {
+				(void)snprintf(detail, sizeof(detail), "%s%sno server running",
+					       reason ? reason : "", reason ? ", " : "");
 			} else {
 				(void)snprintf(detail, sizeof(detail),
 					       "%s%s%s%sescalation %s, %.0f ms",
@@ -568,7 +567,8 @@ print_method_row(const char *name, uint64_t count, uint64_t errors, const struct
 /*
  * How a session ended, from its `ended` record: the reason, then in parentheses the
  * escalation (unless none) and the exit: "end-of-run (eof, exit 0)", "crash (SIGSEGV)".
- * A log written before `reason` existed: "eof (exit 0)", "kill (SIGKILL)".
+ * A log written before `reason` existed: "eof (exit 0)", "kill (SIGKILL)", and
+ * "none (no server running)" for a session that ended while suspended.
  */
 static void
 ended_text(yajl_val rec, char *buf, size_t len)
@@ -578,12 +578,18 @@ ended_text(yajl_val rec, char *buf, size_t len)
 	char ex[64];
 
 	exit_of(rec, ex, sizeof(ex));
+	bool show_esc = esc != NULL && strcmp(esc, "none") != 0;
+
 	if (reason == NULL) {
-		(void)snprintf(buf, len, "%s%s%s%s", esc ? esc : "?", ex[0] ? " (" : "", ex,
-			       ex[0] ? ")" : "");
+		if (ex[0] != '\0') {
+			(void)snprintf(buf, len, "%s (%s)", esc ? esc : "?", ex);
+		} else if (esc != NULL && !show_esc) {
+			(void)snprintf(buf, len, "%s (no server running)", esc);
+		} else {
+			(void)snprintf(buf, len, "%s", esc ? esc : "?");
+		}
 		return;
 	}
-	bool show_esc = esc != NULL && strcmp(esc, "none") != 0;
 
 	if (!show_esc && ex[0] == '\0') {
 		(void)snprintf(buf, len, "%s", reason);

@@ -283,6 +283,12 @@ class Reading(Case):
             rec("14.000000", "sess-g", 700, event="started"),
             rec("14.012000", "sess-g", 700, event="ended", exit={"code": 0}, escalation="eof",
                 ms=12),
+            # and one that ended while suspended
+            rec("15.000000", "sess-h", 800, event="started"),
+            rec("15.500000", "sess-h", 800, event="suspended", exit={"code": 0},
+                escalation="eof", ms=3, reason="idle"),
+            rec("16.000000", "sess-h", None, event="ended", exit=None, escalation="none",
+                ms=0),
         ]
         path = os.path.join(self.tmp.name, "s.log")
         with open(path, "w") as f:
@@ -307,6 +313,8 @@ class Reading(Case):
             "10:00:11.500 sess-e      * suspended     idle, exit 0, escalation eof, 3 ms",
             "10:00:13.004 sess-f      * ended         end-of-run, exit 0, escalation eof, 4 ms",
             "10:00:14.012 sess-g      * ended         exit 0, escalation eof, 12 ms",
+            "10:00:15.500 sess-h      * suspended     idle, exit 0, escalation eof, 3 ms",
+            "10:00:16.000 sess-h      * ended         no server running",
         ])
 
         rc, out, err = self.run_log("stats", path)
@@ -329,14 +337,16 @@ class Reading(Case):
             "       0  end-of-run (eof, exit 0)",
             "sess-g                                    0.0s        0        0 B      0     0"
             "       0  eof (exit 0)",
+            "sess-h                                    1.0s        0        0 B      0     1"
+            "       0  none (no server running)",
         ]))
         self.assertTrue(out.endswith(
-            "\n\n29 records, 7 messages (350 B), 1 errors, 7 sessions, 3 methods, "
-            "5 suspends, 1 resumes\n"), out)
+            "\n\n32 records, 7 messages (350 B), 1 errors, 8 sessions, 3 methods, "
+            "6 suspends, 1 resumes\n"), out)
         # one session: its own counts
         rc, out, _ = self.run_log("stats", "--session", "sess-d", path)
         self.assertTrue(out.endswith(
-            "\n\n29 records, 0 messages (0 B), 0 errors, 1 sessions, 0 methods, "
+            "\n\n32 records, 0 messages (0 B), 0 errors, 1 sessions, 0 methods, "
             "1 suspends, 0 resumes\n"), out)
 
     def test_stdin_and_colour(self):
