@@ -222,8 +222,10 @@ export function endpointCommand(spec, port, backend) {
 // endpoint to exit, then SIGKILLs the group and every process still carrying
 // the tag, and reports what it had to kill.
 export class Endpoint {
-  constructor(spec, { backend = [process.execPath, paths.everything, 'stdio'], mcpPath = '/mcp', label } = {}) {
+  // wrap: a prefix for the endpoint's argv (e.g. taskset -c 0), which must exec it.
+  constructor(spec, { backend = [process.execPath, paths.everything, 'stdio'], mcpPath = '/mcp', label, wrap = [] } = {}) {
     this.spec = spec;
+    this.wrap = wrap;
     this.backend = backend;
     this.mcpPath = mcpPath;
     this.label = label ?? describeEndpoint(spec);
@@ -239,7 +241,9 @@ export class Endpoint {
       return this;
     }
     this.port = await freePort();
-    const { argv, env } = endpointCommand(this.spec, this.port, this.backend);
+    const cmd = endpointCommand(this.spec, this.port, this.backend);
+    const argv = [...this.wrap, ...cmd.argv];
+    const { env } = cmd;
     this.argv = argv;
     this.child = spawn(argv[0], argv.slice(1), {
       env: { ...process.env, ...env, MCPMUX_INTEROP_TAG: this.tag },
