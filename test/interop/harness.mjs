@@ -222,10 +222,14 @@ export function endpointCommand(spec, port, backend) {
 // endpoint to exit, then SIGKILLs the group and every process still carrying
 // the tag, and reports what it had to kill.
 export class Endpoint {
-  // wrap: a prefix for the endpoint's argv (e.g. taskset -c 0), which must exec it.
-  constructor(spec, { backend = [process.execPath, paths.everything, 'stdio'], mcpPath = '/mcp', label, wrap = [] } = {}) {
+  // wrap: a prefix for the endpoint's argv (e.g. taskset -c 0), which must exec it;
+  // env: more environment for the endpoint (and so for its backends).
+  constructor(spec, {
+    backend = [process.execPath, paths.everything, 'stdio'], mcpPath = '/mcp', label, wrap = [], env = {},
+  } = {}) {
     this.spec = spec;
     this.wrap = wrap;
+    this.env = env;
     this.backend = backend;
     this.mcpPath = mcpPath;
     this.label = label ?? describeEndpoint(spec);
@@ -246,7 +250,7 @@ export class Endpoint {
     const { env } = cmd;
     this.argv = argv;
     this.child = spawn(argv[0], argv.slice(1), {
-      env: { ...process.env, ...env, MCPMUX_INTEROP_TAG: this.tag },
+      env: { ...process.env, ...env, ...this.env, MCPMUX_INTEROP_TAG: this.tag },
       stdio: ['ignore', 'ignore', 'pipe'],
       detached: true,
     });
