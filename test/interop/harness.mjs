@@ -244,6 +244,20 @@ export class Endpoint {
       this.url = this.spec.url;
       return this;
     }
+    // The port was free when freePort() looked; a test running beside this one
+    // may take it first.  An endpoint that says so is started again, on another.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.startOnce(readyMs);
+      } catch (e) {
+        if (attempt >= 3 || !this.exit || !/EADDRINUSE|in use/i.test(this.stderr)) throw e;
+        this.stderr = '';
+        this.exit = null;
+      }
+    }
+  }
+
+  async startOnce(readyMs) {
     this.port = await freePort();
     const cmd = endpointCommand(this.spec, this.port, this.backend);
     const argv = [...this.wrap, ...cmd.argv];
