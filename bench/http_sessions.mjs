@@ -327,15 +327,18 @@ async function main() {
 
   const fmt = (v, d = 0) => (Number.isFinite(v) ? v.toFixed(d) : '-');
   const col = (group, name, key) => results[group][name].filter((v) => !v.error).map((v) => v[key]);
-  const table = (title, group, key, unit, base, digits = 0, better = 'higher') => {
+  // base2: a second ratio column (the round trips: to supergateway as well).
+  const table = (title, group, key, unit, base, digits = 0, better = 'higher', base2 = null) => {
     if (!results[group]) return;
-    console.log(`\n${title} (${unit}; median of ${o.rounds}, [min-max]; ratio to ${base})`);
+    console.log(`\n${title} (${unit}; median of ${o.rounds}, [min-max]; ratio to ${base}${base2 ? `, to ${base2}` : ''})`);
     const baseMed = median(col(group, base, key));
+    const base2Med = base2 ? median(col(group, base2, key)) : NaN;
     for (const name of Object.keys(results[group])) {
       const xs = col(group, name, key);
       const med = median(xs);
       const ratio = med / baseMed;
-      console.log(`  ${name.padEnd(16)} ${fmt(med, digits).padStart(10)}  [${fmt(Math.min(...xs), digits)}-${fmt(Math.max(...xs), digits)}]  ${fmt(ratio, 2)}x${name === base ? ' (base)' : ''}  n=${xs.length}`);
+      const second = base2 ? `  ${fmt(med / base2Med, 2)}x` : '';
+      console.log(`  ${name.padEnd(16)} ${fmt(med, digits).padStart(10)}  [${fmt(Math.min(...xs), digits)}-${fmt(Math.max(...xs), digits)}]  ${fmt(ratio, 2)}x${second}${name === base ? ' (base)' : ''}  n=${xs.length}`);
     }
     if (better) console.log(`  (${better} is better)`);
   };
@@ -343,8 +346,8 @@ async function main() {
   table('memory per idle session: tree RSS growth / sessions', 'memory', 'rssPerSession', 'KiB', 'supergateway', 0, 'lower');
   table('memory per idle session: tree PSS growth / sessions', 'memory', 'pssPerSession', 'KiB', 'supergateway', 0, 'lower');
   table('memory per idle session: whole tree RSS / sessions', 'memory', 'rssTotalPerSession', 'KiB', 'supergateway', 0, 'lower');
-  table('round trip, 1 KiB tools/call echo, keep-alive: median', 'rtt', 'p50us', 'µs', 'everything-http', 0, 'lower');
-  table('round trip, 1 KiB tools/call echo, keep-alive: 99th percentile', 'rtt', 'p99us', 'µs', 'everything-http', 0, 'lower');
+  table('round trip, 1 KiB tools/call echo, keep-alive: median', 'rtt', 'p50us', 'µs', 'everything-http', 0, 'lower', 'supergateway');
+  table('round trip, 1 KiB tools/call echo, keep-alive: 99th percentile', 'rtt', 'p99us', 'µs', 'everything-http', 0, 'lower', 'supergateway');
   if (o.json) fs.writeFileSync(o.json, JSON.stringify({ options: o, results }, null, 2));
   if (failures) console.log(`\n${failures} measurement(s) failed (see the "#" lines)`);
   process.exit(failures ? 1 : 0);
