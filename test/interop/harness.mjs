@@ -47,7 +47,7 @@ export function skip(reason) {
 export function mcpmuxHasHttp(mcpmux) {
   const r = spawnSync(mcpmux, ['serve', '--help'], { encoding: 'utf8', timeout: 10_000 });
   if (r.error) throw new Error(`cannot run ${mcpmux}: ${r.error.message}`);
-  return /(^|\s)--http\b/.test(`${r.stdout}\n${r.stderr}`);
+  return /(^|\s)--http(?![\w-])/.test(`${r.stdout}\n${r.stderr}`);
 }
 
 // A port that was free a moment ago on 127.0.0.1 (the kernel's choice).
