@@ -432,6 +432,21 @@ class Pool(Base):
         self.assertEqual(b.wait(), 0)
         self.assertNotIn("its pool is full", b.stderr())
 
+    def test_no_pool_directory_the_server_starts_anyway(self):
+        """A pool that cannot keep its files never stops a server: it starts uncounted,
+        and mcpmux says so."""
+        blocked = os.path.join(self.tmp.name, "not-a-dir")
+        with open(blocked, "w") as f:
+            f.write("a file where the runtime directory would go\n")
+        self.env["XDG_RUNTIME_DIR"] = blocked
+        p = self.wrap(opts=FAST + ["--max-servers", "1"])
+        p.send(initialize(1), call(2, "echo", text="anyway"))
+        self.assert_response(p.msg(), 1)
+        self.assertEqual(p.msg()["result"]["content"][0]["text"], "anyway")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertIn("--max-servers is not kept", p.stderr())
+
     def test_serve_caps_its_sessions(self):
         log = os.path.join(self.tmp.name, "serve.log")
         p = self.serve(opts=FAST + ["--max-servers", "2", "--log", log])
