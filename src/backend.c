@@ -1481,8 +1481,14 @@ scan_ending(void)
 			}
 		}
 		b->pending_signal = 0;
-		/* With a cgroup, the tree is empty only when the cgroup is too (-1: unknown). */
-		int populated = b->cgroup[0] != '\0' ? cgroup_populated(b->cgroup) : 0;
+		/*
+		 * With a cgroup, the tree is empty only when the cgroup is too (-1: unknown).
+		 * Read only when the walk found nothing left: a file read per ending backend
+		 * per scan would make a thousand teardowns quadratic.
+		 */
+		int populated = b->cgroup[0] == '\0'	 ? 0
+				: b->reaped && left == 0 ? cgroup_populated(b->cgroup)
+							 : 1;
 
 		b->tree_empty = b->reaped && left == 0 && populated == 0;
 		bool ctr_left = b->ctr != NULL && !b->ctr->gone;

@@ -550,12 +550,14 @@ sconn_on_drained(struct conn *c, void *ctx)
 {
 	struct sconn *sc = ctx;
 
+	struct serve *sv = sc->sv;
+
 	(void)c;
 	if (sc->fd >= 0) {
-		sconn_maybe_free(sc);
-	} else {
-		serve_maybe_exit(sc->sv);
+		sconn_maybe_free(sc); /* may free sc */
 	}
+	/* The last output of a shutdown may go out after the last session is done. */
+	serve_maybe_exit(sv);
 }
 
 static const struct conn_hooks sconn_hooks = {

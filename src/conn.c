@@ -20,6 +20,7 @@ static char scratch[64 << 10];
 
 static void conn_on_readable(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_on_writable(struct ev_loop *loop, ev_io *w, int revents);
+static void conn_on_flush(struct ev_loop *loop, ev_prepare *w, int revents);
 static void conn_gone(struct conn *c);
 static void source_init(struct conn_source *src, size_t high);
 
@@ -39,6 +40,8 @@ conn_init(struct conn *c, struct ev_loop *loop, int in_fd, int out_fd, size_t ma
 	source_init(&c->self, max_queue);
 	ev_io_init(&c->in_w, conn_on_readable, in_fd, EV_READ);
 	ev_io_init(&c->out_w, conn_on_writable, out_fd, EV_WRITE);
+	ev_prepare_init(&c->flush_w, conn_on_flush);
+	ev_set_priority(&c->flush_w, EV_MINPRI); /* after every other callback of the turn */
 	c->max_queue = max_queue;
 	c->hold = CONN_HOLD_OWNER;
 }
@@ -164,6 +167,15 @@ conn_source_retire(struct conn *c, struct conn_source *src)
 }
 
 static void
+flush_cancel(struct conn *c)
+{
+	if (c->flush_fed) {
+		(void)ev_clear_pending(c->loop, &c->flush_w);
+		c->flush_fed = false;
+	}
+}
+
+static void
 conn_gone(struct conn *c)
 {
 	if (c->out_dead) {
@@ -171,6 +183,7 @@ conn_gone(struct conn *c)
 	}
 	c->out_dead = true;
 	ev_io_stop(c->loop, &c->out_w);
+	flush_cancel(c);
 	output_hold_check(c);
 	if (c->hooks->on_gone != NULL) {
 		c->hooks->on_gone(c, c->ctx);
@@ -240,6 +253,25 @@ conn_on_writable(struct ev_loop *loop, ev_io *w, int revents)
 	conn_flush(container_of(w, struct conn, out_w));
 }
 
+/*
+ * The lines queued during a loop turn go out together once every other callback of the
+ * turn has run: an event fed to flush_w, which has the lowest priority, so that it comes
+ * after the reads that queue lines (and also when lines are queued from a prepare
+ * callback, where a prepare watcher started would wait for the next event).  The write
+ * watcher is started only when the client's pipe is full.  (Started for every batch, it
+ * cost an epoll_ctl to add it and one to remove it, and a loop turn between.)
+ */
+static void
+conn_on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	struct conn *c = container_of(w, struct conn, flush_w);
+
+	(void)loop;
+	(void)revents;
+	c->flush_fed = false;
+	conn_flush(c);
+}
+
 int
 conn_send(struct conn *c, struct conn_source *src, const struct iovec *iov, int n)
 {
@@ -257,12 +289,11 @@ conn_send(struct conn *c, struct conn_source *src, const struct iovec *iov, int 
 		c->out_big = true;
 		(void)fcntl(c->out_fd, F_SETPIPE_SZ, CONN_PIPE_BIG);
 	}
-	/* The first line of a loop turn is written at once; later ones go out together. */
-	unsigned int turn = ev_iteration(c->loop);
-
-	if (c->queued == 0 && (c->write_turn != turn || total >= WBUF_CHUNK)) {
-		/* Nothing queued anywhere: write at once, queue only the rest. */
-		c->write_turn = turn;
+	/*
+	 * Lines go out together, in one write at the end of the loop turn (conn_on_flush());
+	 * only a big one with nothing queued before it is written at once, from where it is.
+	 */
+	if (c->queued == 0 && total >= WBUF_CHUNK) {
 		ssize_t w = sys_writev(c->out_fd, iov, n);
 
 		if (w == -1 && errno != EAGAIN) {
@@ -308,7 +339,10 @@ conn_send(struct conn *c, struct conn_source *src, const struct iovec *iov, int 
 		src->was_full = true;
 	}
 	output_hold_check(c);
-	ev_io_start(c->loop, &c->out_w);
+	if (!ev_is_active(&c->out_w) && !c->flush_fed) {
+		c->flush_fed = true; /* while writable, flushed this turn */
+		ev_feed_event(c->loop, &c->flush_w, EV_CUSTOM);
+	}
 	return 0;
 }
 
@@ -367,6 +401,7 @@ conn_release(struct conn *c)
 {
 	ev_io_stop(c->loop, &c->in_w);
 	ev_io_stop(c->loop, &c->out_w);
+	flush_cancel(c);
 	framer_release(&c->inf);
 	if (c->cur != NULL && c->cur->retired) {
 		source_free(c->cur);

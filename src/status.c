@@ -14,7 +14,8 @@
 #include "mcpmux/status.h"
 #include "mcpmux/sys.h"
 
-#define STATUS_EVERY_S 1.0 /* traffic updates "last" at most this often */
+#define STATUS_EVERY_S 1.0  /* traffic updates "last" at most this often */
+#define STATUS_SOON_S  0.05 /* a change of state is written this soon (one write for many) */
 
 static struct {
 	struct ev_loop *loop;
@@ -96,10 +97,18 @@ status_note(bool now)
 	if (st.fd < 0) {
 		return;
 	}
-	if (now) {
+	/*
+	 * Batched: a thousand sessions starting at once make one write, not a thousand
+	 * writes of a thousand lines each.
+	 */
+	double due = now ? STATUS_SOON_S : STATUS_EVERY_S;
+
+	if (!ev_is_active(&st.w)) {
+		ev_timer_set(&st.w, due, 0.);
+		ev_timer_start(st.loop, &st.w);
+	} else if (now && ev_timer_remaining(st.loop, &st.w) > STATUS_SOON_S) {
 		ev_timer_stop(st.loop, &st.w);
-		status_write();
-	} else if (!ev_is_active(&st.w)) {
+		ev_timer_set(&st.w, due, 0.);
 		ev_timer_start(st.loop, &st.w);
 	}
 }

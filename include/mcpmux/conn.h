@@ -68,6 +68,8 @@ struct conn {
 	struct ev_loop *loop;
 	int in_fd, out_fd;
 	ev_io in_w, out_w;
+	ev_prepare flush_w; /* fed (never started): lines queued in this loop turn go out */
+	bool flush_fed;
 	struct framer inf;
 	const struct framer_sink *sink;
 	const struct conn_hooks *hooks;
@@ -81,8 +83,7 @@ struct conn {
 	unsigned hold;		 /* CONN_HOLD_* bits: input is read only when 0 */
 	bool in_eof;
 	bool out_dead;
-	bool out_big;		 /* the output pipe was enlarged for big messages */
-	unsigned int write_turn; /* loop iteration of the last direct write */
+	bool out_big; /* the output pipe was enlarged for big messages */
 };
 
 void conn_init(struct conn *c, struct ev_loop *loop, int in_fd, int out_fd, size_t max_message,

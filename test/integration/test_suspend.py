@@ -270,7 +270,8 @@ class ResumeFailures(Base):
             err = self.assert_error(p.msg(), id_, -32000)
             self.assertIn(expect, err["message"])
         self.wait_suspended(pid1, "the failed server to be gone")
-        failed = events(log, "resume-failed")
+        # the log is written once per loop turn: perhaps just after the answers went out
+        failed = wait_until(lambda: events(log, "resume-failed"), 5, "resume-failed logged")
         self.assertEqual(len(failed), 1)
         self.assertIn(expect, failed[0]["reason"])
         # the next message tries again, with a server that behaves
