@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "mcpmux/diag.h"
 #include "mcpmux/hub.h"
@@ -273,6 +274,31 @@ stats_add(struct session_stats *to, const struct session_stats *from)
 	to->msgs_out += from->msgs_out;
 }
 
+static enum hub_exit_kind
+exit_kind(const struct backend *b)
+{
+	if (b->exec_errno != 0) {
+		return HUB_EXIT_NOEXEC;
+	}
+	if (b->wstatus < 0) {
+		return HUB_EXIT_UNKNOWN;
+	}
+	if (WIFSIGNALED(b->wstatus)) {
+		return HUB_EXIT_SIGNAL;
+	}
+	return WEXITSTATUS(b->wstatus) == 0 ? HUB_EXIT_ZERO : HUB_EXIT_NONZERO;
+}
+
+const char *
+hub_exit_kind_name(enum hub_exit_kind k)
+{
+	static const char *const names[HUB_EXIT_KINDS] = {
+		"zero", "nonzero", "signal", "noexec", "unknown",
+	};
+
+	return (unsigned)k < HUB_EXIT_KINDS ? names[k] : "unknown";
+}
+
 /*
  * The run is over.  The session leaves the table and the count first, so that every
  * answer that says so (`ended`, the end-of-run results) means that its slot is free.
@@ -289,6 +315,10 @@ hub_on_done(struct session *s, void *owner)
 	h->n_live--;
 	h->n_ended++;
 	stats_add(&h->done_stats, &s->stats);
+	if ((unsigned)s->backend->escalation <= BACKEND_ESC_ABANDONED) {
+		h->n_escalation[s->backend->escalation]++;
+	}
+	h->n_exit[exit_kind(s->backend)]++;
 	e->waiters = NULL;
 
 	sbuf_reset(b);
@@ -436,16 +466,25 @@ control_list(struct hub *h, struct sbuf *r)
 	sbuf_adds(r, "]}");
 }
 
+void
+hub_totals(const struct hub *h, struct session_stats *t)
+{
+	*t = h->done_stats;
+	for (const struct hub_entry *e = h->table; e != NULL; e = e->hh.next) {
+		if (e->s != NULL) {
+			stats_add(t, &e->s->stats);
+		}
+	}
+}
+
 static void
 control_stats(struct hub *h, struct sbuf *r)
 {
-	struct session_stats t = h->done_stats;
+	struct session_stats t;
 	size_t n_kept = 0;
 
+	hub_totals(h, &t);
 	for (struct hub_entry *e = h->table; e != NULL; e = e->hh.next) {
-		if (e->s != NULL) {
-			stats_add(&t, &e->s->stats);
-		}
 		n_kept += e->kept;
 	}
 	sbuf_addf(r,
