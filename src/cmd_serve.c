@@ -731,10 +731,11 @@ passed_sockets(struct serve *sv, struct activation *act)
 				for (int k = i; k < n; k++) {
 					(void)close(fds[k]);
 				}
-				return diag_error("with --http systemd and --listen systemd, each "
-						  "socket needs FileDescriptorName=http or =listen in "
-						  "its unit ('%s' is neither)",
-						  name != NULL ? name : "");
+				return diag_error(
+					"with --http systemd and --listen systemd, each "
+					"socket needs FileDescriptorName=http or =listen in "
+					"its unit ('%s' is neither)",
+					name != NULL ? name : "");
 			}
 		}
 		if (to_http && act->n_http < HTTP_LISTENERS_MAX) {
@@ -797,10 +798,10 @@ cmd_serve(const struct mcpmux_options *o)
 		goto out;
 	}
 	if (o->listen != NULL) {
-		int lrc = act.n_env > 0 ? listener_open_fd(&sv->lst, loop, act.env[0],
-							   serve_on_accept, sv)
-					: listener_open(&sv->lst, loop, o->listen,
-							serve_on_accept, sv);
+		int lrc =
+			act.n_env > 0
+				? listener_open_fd(&sv->lst, loop, act.env[0], serve_on_accept, sv)
+				: listener_open(&sv->lst, loop, o->listen, serve_on_accept, sv);
 
 		if (lrc == -1) {
 			rc = 1;

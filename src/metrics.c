@@ -73,8 +73,7 @@ metrics_f64(struct sbuf *b, const char *name, const char *labels, double v)
 }
 
 void
-metrics_hist_write(struct sbuf *b, const char *name, const char *help,
-		   const struct metrics_hist *h)
+metrics_hist_write(struct sbuf *b, const char *name, const char *help, const struct metrics_hist *h)
 {
 	uint64_t cum = 0;
 

@@ -24,7 +24,7 @@ struct mcpmux_options {
 	double idle_timeout_s;
 	double stall_timeout_s;	 /* a server that takes no input this long while some waits */
 	double kill_deadline_ms; /* after SIGKILL: then the tree is abandoned */
-	const char *listen;	  /* --listen PATH, or "systemd" for the passed sockets */
+	const char *listen;	 /* --listen PATH, or "systemd" for the passed sockets */
 	const char *http[CLI_HTTP_MAX]; /* --http [ADDR:]PORT, a socket path, or "systemd" */
 	size_t n_http;
 	const char *http_path; /* --http-path: the MCP endpoint (/mcp) */

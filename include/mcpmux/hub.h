@@ -110,10 +110,10 @@ struct hub {
 	bool shutting_down;
 	double started;
 	uint64_t n_started, n_ended, n_refused;
-	struct session_stats done_stats; /* totals of ended sessions */
+	struct session_stats done_stats;		  /* totals of ended sessions */
 	uint64_t n_escalation[BACKEND_ESC_ABANDONED + 1]; /* ended sessions, by escalation */
 	uint64_t n_exit[HUB_EXIT_KINDS];		  /* ended sessions, by how */
-	size_t n_ports;			 /* for mcpmux/stats */
+	size_t n_ports;					  /* for mcpmux/stats */
 	struct jsonrpc_scanner log_scan; /* mcpmux's own messages, for the traffic log */
 	struct sbuf tmp;
 	/* Called when the hub is shutting down and its last session is done (optional). */

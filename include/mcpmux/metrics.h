@@ -21,7 +21,7 @@ extern const double metrics_bounds[METRICS_BUCKETS];
 
 struct metrics_hist {
 	uint64_t count;
-	double sum;			    /* seconds */
+	double sum;			  /* seconds */
 	uint64_t bucket[METRICS_BUCKETS]; /* observations <= bound i and > bound i-1 */
 };
 
