@@ -34,6 +34,9 @@ enum {
 	OPT_METRICS,
 	OPT_AUTH_TOKEN_FILE,
 	OPT_ALLOW_ORIGIN,
+	OPT_IDLE_SUSPEND,
+	OPT_MAX_SERVERS,
+	OPT_POOL,
 };
 
 static const char usage_text[] =
@@ -61,6 +64,14 @@ static const char usage_text[] =
 	"  --max-message BYTES  largest message in either direction (64M)\n"
 	"  --max-queue BYTES    unsent bytes per direction before backpressure (16M)\n"
 	"  --idle-timeout S     end the run after S seconds without traffic (0: never)\n"
+	"  --idle-suspend S     after S idle seconds end the server but keep the client; its\n"
+	"                       next message starts a fresh server, replaying the handshake\n"
+	"                       (0: never).  Wrong for servers that keep state of their own\n"
+	"                       (a browser, an open transaction): it is lost\n"
+	"  --max-servers N      at most N live servers of this command (or --pool) across\n"
+	"                       the user's mcpmux instances: the least recently active idle\n"
+	"                       one is suspended first (0: no cap)\n"
+	"  --pool NAME          the pool --max-servers counts in (default: the command line)\n"
 	"  --stall-timeout S    end a run whose server takes none of its waiting input for\n"
 	"                       S seconds (30; 0: never)\n"
 	"  --kill-deadline MS   after SIGKILL, give up on a tree that will not die (5000)\n"
@@ -311,6 +322,9 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 		{ "metrics", no_argument, NULL, OPT_METRICS },
 		{ "auth-token-file", required_argument, NULL, OPT_AUTH_TOKEN_FILE },
 		{ "allow-origin", required_argument, NULL, OPT_ALLOW_ORIGIN },
+		{ "idle-suspend", required_argument, NULL, OPT_IDLE_SUSPEND },
+		{ "max-servers", required_argument, NULL, OPT_MAX_SERVERS },
+		{ "pool", required_argument, NULL, OPT_POOL },
 		{ "help", no_argument, NULL, 'h' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -351,6 +365,18 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 			break;
 		case OPT_IDLE_TIMEOUT:
 			rc = parse_number("--idle-timeout", optarg, "seconds", &o->idle_timeout_s);
+			break;
+		case OPT_IDLE_SUSPEND:
+			rc = parse_number("--idle-suspend", optarg, "seconds", &o->idle_suspend_s);
+			break;
+		case OPT_MAX_SERVERS:
+			rc = parse_size("--max-servers", optarg, 0, &o->max_servers);
+			break;
+		case OPT_POOL:
+			if (optarg[0] == '\0' || strlen(optarg) > 200) {
+				rc = diag_error("invalid --pool '%s' (1 to 200 characters)", optarg);
+			}
+			o->pool = optarg;
 			break;
 		case OPT_STALL_TIMEOUT:
 			rc = parse_number("--stall-timeout", optarg, "seconds",

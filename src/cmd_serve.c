@@ -287,7 +287,7 @@ log_in(const struct envelope *env, const struct hub_entry *e, const struct jsonr
 		return;
 	}
 	(void)snprintf(sid, sizeof(sid), "%.*s", (int)env->session_len, env->session);
-	tlog_message(sid, e != NULL && e->s != NULL ? e->s->backend->pid : 0, TLOG_IN, scan,
+	tlog_message(sid, e != NULL && e->s != NULL ? session_pid(e->s) : 0, TLOG_IN, scan,
 		     env->message, env->message_len, -1);
 }
 

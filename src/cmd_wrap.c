@@ -60,6 +60,8 @@ struct wrap {
 	 */
 	struct sbuf held;
 	size_t held_off;
+	/* The client's handshake, for a run whose first message is not initialize. */
+	struct handshake hs;
 };
 
 static void wrap_on_line(void *ctx, const char *line, size_t len);
@@ -145,7 +147,7 @@ static const struct conn_hooks client_hooks = {
 static const char *
 cur_id(const struct wrap *w, pid_t *pid)
 {
-	*pid = w->cur != NULL ? w->cur->backend->pid : 0;
+	*pid = w->cur != NULL ? session_pid(w->cur) : 0;
 	return w->cur != NULL ? w->cur->id : NULL;
 }
 
@@ -263,7 +265,7 @@ start_run(struct wrap *w)
 	if (r->out != NULL) {
 		r->out->owner = r;
 	}
-	r->s = r->out != NULL ? session_new(w->loop, id, &w->scfg, &wrap_hooks, r) : NULL;
+	r->s = r->out != NULL ? session_new(w->loop, id, &w->scfg, &wrap_hooks, r, &w->hs) : NULL;
 	if (r->s == NULL) {
 		int err = r->out != NULL ? errno : ENOMEM;
 
@@ -309,7 +311,7 @@ wrap_on_done(struct session *s, void *owner)
 
 	if (s->seq >= w->exit_seq) {
 		w->exit_seq = s->seq;
-		w->exit_code = backend_exit_code(s->backend);
+		w->exit_code = session_exit_code(s);
 	}
 	for (struct wrap_run **rp = &w->runs; *rp != NULL; rp = &(*rp)->next) {
 		if (*rp == owner) {
@@ -544,6 +546,7 @@ cmd_wrap(const struct mcpmux_options *o)
 		.eof_grace = o->eof_grace_ms / 1000.,
 		.term_grace = o->term_grace_ms / 1000.,
 		.idle_timeout = o->idle_timeout_s,
+		.idle_suspend = o->idle_suspend_s,
 		.stall_timeout = o->stall_timeout_s,
 		.kill_deadline = o->kill_deadline_ms / 1000.,
 		.max_message = o->max_message,
@@ -628,6 +631,7 @@ cmd_wrap(const struct mcpmux_options *o)
 	jsonrpc_release(&w->scan);
 	sbuf_release(&w->tmp);
 	sbuf_release(&w->held);
+	handshake_release(&w->hs);
 	free(w);
 	return code;
 }

@@ -1509,12 +1509,13 @@ handle_delete(struct front_http *fh, struct http_req *rq, struct hx_session *hs,
 	http_req_set_data(rq, pd);
 	if (!hs->ending) {
 		hs->ending = true;
-		if (tlog_enabled && hs->e->s != NULL) {
+		if (tlog_enabled) {
 			static const char f[] = "\"method\":\"DELETE\"";
 
-			tlog_event(hs->id, hs->e->s->backend->pid, "end-requested", f,
+			tlog_event(hs->id, session_pid(hs->e->s), "end-requested", f,
 				   sizeof(f) - 1);
 		}
+		session_set_end_reason(hs->e->s, "delete");
 		hub_end(hs->e, -1, NULL, 0, NULL);
 	}
 }

@@ -16,12 +16,16 @@ static void hub_on_deliver(struct session *s, const char *line, size_t len, void
 static void hub_on_exit(struct session *s, void *owner);
 static void hub_on_input_full(struct session *s, void *owner, bool full);
 static void hub_on_done(struct session *s, void *owner);
+static void hub_on_suspended(struct session *s, void *owner);
+static void hub_on_resumed(struct session *s, void *owner, double ms);
 
 static const struct session_hooks hub_hooks = {
 	.deliver = hub_on_deliver,
 	.on_exit = hub_on_exit,
 	.on_idle = hub_on_exit,
 	.on_input_full = hub_on_input_full,
+	.on_suspended = hub_on_suspended,
+	.on_resumed = hub_on_resumed,
 	.on_done = hub_on_done,
 };
 
@@ -37,6 +41,7 @@ hub_init(struct hub *h, struct ev_loop *loop, const struct mcpmux_options *o)
 		.eof_grace = o->eof_grace_ms / 1000.,
 		.term_grace = o->term_grace_ms / 1000.,
 		.idle_timeout = o->idle_timeout_s,
+		.idle_suspend = o->idle_suspend_s,
 		.stall_timeout = o->stall_timeout_s,
 		.kill_deadline = o->kill_deadline_ms / 1000.,
 		.max_message = o->max_message,
@@ -71,7 +76,7 @@ hub_log_own(struct hub *h, const char *sid, const struct session *s, const char 
 		return;
 	}
 	(void)jsonrpc_scan(&h->log_scan, m, len);
-	tlog_message(sid, s != NULL ? s->backend->pid : 0, TLOG_OUT, &h->log_scan, m, len, 0);
+	tlog_message(sid, s != NULL ? session_pid(s) : 0, TLOG_OUT, &h->log_scan, m, len, 0);
 }
 
 /* An event of e, to its owner (nobody to tell without one). */
@@ -257,6 +262,47 @@ hub_on_exit(struct session *s, void *owner)
 	sync_pause(e);
 }
 
+static enum hub_exit_kind
+exit_kind(int wstatus, bool noexec)
+{
+	if (noexec) {
+		return HUB_EXIT_NOEXEC;
+	}
+	if (wstatus < 0) {
+		return HUB_EXIT_UNKNOWN;
+	}
+	if (WIFSIGNALED(wstatus)) {
+		return HUB_EXIT_SIGNAL;
+	}
+	return WEXITSTATUS(wstatus) == 0 ? HUB_EXIT_ZERO : HUB_EXIT_NONZERO;
+}
+
+static void
+hub_on_suspended(struct session *s, void *owner)
+{
+	struct hub_entry *e = owner;
+	struct sbuf *b = &e->hub->tmp;
+
+	e->hub->n_exit[exit_kind(s->last_exit, false)]++;
+	sbuf_reset(b);
+	sbuf_adds(b, ",\"event\":\"suspended\",\"reason\":");
+	sbuf_add_json_string(b, s->suspend_why, strlen(s->suspend_why));
+	if (!b->failed) {
+		send_event(e, b->buf, b->len);
+	}
+}
+
+static void
+hub_on_resumed(struct session *s, void *owner, double ms)
+{
+	struct hub_entry *e = owner;
+	struct sbuf *b = &e->hub->tmp;
+
+	sbuf_reset(b);
+	sbuf_addf(b, ",\"event\":\"resumed\",\"pid\":%d,\"ms\":%.0f", (int)session_pid(s), ms);
+	send_event(e, b->buf, b->len);
+}
+
 static void
 hub_on_input_full(struct session *s, void *owner, bool full)
 {
@@ -272,21 +318,6 @@ stats_add(struct session_stats *to, const struct session_stats *from)
 	to->bytes_out += from->bytes_out;
 	to->msgs_in += from->msgs_in;
 	to->msgs_out += from->msgs_out;
-}
-
-static enum hub_exit_kind
-exit_kind(const struct backend *b)
-{
-	if (b->exec_errno != 0) {
-		return HUB_EXIT_NOEXEC;
-	}
-	if (b->wstatus < 0) {
-		return HUB_EXIT_UNKNOWN;
-	}
-	if (WIFSIGNALED(b->wstatus)) {
-		return HUB_EXIT_SIGNAL;
-	}
-	return WEXITSTATUS(b->wstatus) == 0 ? HUB_EXIT_ZERO : HUB_EXIT_NONZERO;
 }
 
 const char *
@@ -315,10 +346,15 @@ hub_on_done(struct session *s, void *owner)
 	h->n_live--;
 	h->n_ended++;
 	stats_add(&h->done_stats, &s->stats);
-	if ((unsigned)s->backend->escalation <= BACKEND_ESC_ABANDONED) {
-		h->n_escalation[s->backend->escalation]++;
+	if (s->backend == NULL) {
+		/* Ended while suspended: its last server's exit was counted then. */
+		h->n_escalation[BACKEND_ESC_NONE]++;
+	} else {
+		if ((unsigned)s->backend->escalation <= BACKEND_ESC_ABANDONED) {
+			h->n_escalation[s->backend->escalation]++;
+		}
+		h->n_exit[exit_kind(s->backend->wstatus, s->backend->exec_errno != 0)]++;
 	}
-	h->n_exit[exit_kind(s->backend)]++;
 	e->waiters = NULL;
 
 	sbuf_reset(b);
@@ -379,7 +415,7 @@ hub_start(struct hub_entry *e, const char *req_id, size_t req_id_len)
 		}
 		goto refuse;
 	}
-	e->s = session_new(h->loop, e->id, &h->scfg, &hub_hooks, e);
+	e->s = session_new(h->loop, e->id, &h->scfg, &hub_hooks, e, NULL);
 	if (e->s == NULL) {
 		(void)snprintf(text, sizeof(text), "cannot start the server: %s", strerror(errno));
 		diag_error("session %s: %s", e->id, text);
@@ -389,7 +425,7 @@ hub_start(struct hub_entry *e, const char *req_id, size_t req_id_len)
 	h->n_started++;
 	sync_pause(e);
 	sbuf_reset(&h->tmp);
-	sbuf_addf(&h->tmp, ",\"event\":\"started\",\"pid\":%d", (int)e->s->backend->pid);
+	sbuf_addf(&h->tmp, ",\"event\":\"started\",\"pid\":%d", (int)session_pid(e->s));
 	send_event(e, h->tmp.buf, h->tmp.len);
 	return true;
 refuse:
@@ -444,12 +480,17 @@ control_list(struct hub *h, struct sbuf *r)
 		if (s == NULL) {
 			sbuf_adds(r, ",\"state\":\"not started\",\"pid\":null");
 		} else {
+			sbuf_addf(r, ",\"state\":\"%s\",\"pid\":", session_state_name(s));
+			if (session_pid(s) > 0) {
+				sbuf_addf(r, "%d", (int)session_pid(s));
+			} else {
+				sbuf_adds(r, "null");
+			}
 			sbuf_addf(r,
-				  ",\"state\":\"%s\",\"pid\":%d,\"age_s\":%.3f,\"idle_s\":%.3f,"
+				  ",\"age_s\":%.3f,\"idle_s\":%.3f,\"suspends\":%lu,\"resumes\":%lu,"
 				  "\"pending\":%zu,\"in\":{\"bytes\":%llu,\"messages\":%llu},"
 				  "\"out\":{\"bytes\":%llu,\"messages\":%llu}",
-				  backend_is_ending(s->backend) ? "ending" : "running",
-				  (int)s->backend->pid, now - s->started, now - s->last_activity,
+				  now - s->started, now - s->last_activity, s->n_suspends, s->n_resumes,
 				  s->n_pending, (unsigned long long)s->stats.bytes_in,
 				  (unsigned long long)s->stats.msgs_in,
 				  (unsigned long long)s->stats.bytes_out,

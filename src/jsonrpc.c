@@ -662,6 +662,111 @@ jsonrpc_method_is(const struct jsonrpc_scanner *s, const struct jsonrpc_item *it
 	return name[it->method.len] == '\0';
 }
 
+/* ---- member spans ---- */
+
+static const char *
+span_ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) {
+		p++;
+	}
+	return p;
+}
+
+/* Past the string that starts at p (a '"'), or NULL. */
+static const char *
+span_string(const char *p, const char *end)
+{
+	for (p++; p < end; p++) {
+		if (*p == '\\') {
+			p++;
+		} else if (*p == '"') {
+			return p + 1;
+		}
+	}
+	return NULL;
+}
+
+/* Past the value that starts at p, or NULL. */
+static const char *
+span_value(const char *p, const char *end)
+{
+	int depth = 0;
+
+	do {
+		p = span_ws(p, end);
+		if (p >= end) {
+			return NULL;
+		}
+		if (*p == '"') {
+			if ((p = span_string(p, end)) == NULL) {
+				return NULL;
+			}
+		} else if (*p == '{' || *p == '[') {
+			depth++;
+			p++;
+		} else if (*p == '}' || *p == ']') {
+			if (depth == 0) {
+				return NULL;
+			}
+			depth--;
+			p++;
+		} else {
+			while (p < end && !strchr("\"{}[],: \t\r\n", *p)) {
+				p++;
+			}
+			if (depth > 0 && p < end && (*p == ',' || *p == ':')) {
+				p++;
+			}
+		}
+	} while (depth > 0);
+	return p;
+}
+
+bool
+jsonrpc_member(const char *json, size_t len, const char *key, const char **val, size_t *vlen)
+{
+	const char *p = json, *end = json + len;
+	size_t klen = strlen(key);
+
+	p = span_ws(p, end);
+	if (p >= end || *p != '{') {
+		return false;
+	}
+	p++;
+	for (;;) {
+		p = span_ws(p, end);
+		if (p >= end || *p != '"') {
+			return false;
+		}
+		const char *k = p + 1, *kend = span_string(p, end);
+
+		if (kend == NULL) {
+			return false;
+		}
+		p = span_ws(kend, end);
+		if (p >= end || *p != ':') {
+			return false;
+		}
+		p = span_ws(p + 1, end);
+		const char *v = p, *vend = span_value(p, end);
+
+		if (vend == NULL) {
+			return false;
+		}
+		if ((size_t)(kend - 1 - k) == klen && memcmp(k, key, klen) == 0) {
+			*val = v;
+			*vlen = (size_t)(vend - v);
+			return true;
+		}
+		p = span_ws(vend, end);
+		if (p >= end || *p != ',') {
+			return false;
+		}
+		p++;
+	}
+}
+
 /* ---- id keys ---- */
 
 static int

@@ -32,8 +32,9 @@ pending_id(const struct pending *p)
 }
 
 static uint64_t session_seq;
-static struct jsonrpc_scanner out_scan; /* server lines: scanned one at a time */
-static struct sbuf msg;			/* mcpmux's own answers, built one at a time */
+static struct jsonrpc_scanner out_scan;	 /* server lines: scanned one at a time */
+static struct jsonrpc_scanner held_scan; /* client lines that waited: scanned again */
+static struct sbuf msg;			 /* mcpmux's own answers, built one at a time */
 
 static void session_on_line(void *ctx, const char *line, size_t len);
 static void session_on_big_begin(void *ctx, const char *head, size_t len);
@@ -45,6 +46,14 @@ static void session_on_idle(struct ev_loop *loop, ev_timer *w, int revents);
 static void session_on_stderr(struct backend *b, void *owner, const char *data, size_t len);
 static void session_on_input_full(struct backend *b, void *owner, bool full);
 static void session_on_stall(struct backend *b, void *owner);
+static void session_on_suspend_timer(struct ev_loop *loop, ev_timer *w, int revents);
+static void session_on_done_timer(struct ev_loop *loop, ev_timer *w, int revents);
+static int session_spawn(struct session *s);
+static void resume_start(struct session *s);
+static void replay_start(struct session *s);
+static void replay_fail(struct session *s, const char *why);
+static void held_answer(struct session *s, const char *why);
+static void run_done(struct session *s);
 
 static const struct framer_sink server_sink = {
 	.line = session_on_line,
@@ -211,10 +220,41 @@ note_cancel(struct pending **table, size_t *n, const struct jsonrpc_scanner *sca
 	}
 }
 
-static pid_t
+pid_t
 session_pid(const struct session *s)
 {
 	return s->backend != NULL ? s->backend->pid : 0;
+}
+
+const char *
+session_state_name(const struct session *s)
+{
+	switch (s->state) {
+	case SESSION_SUSPENDING:
+		return s->end_requested ? "ending" : "suspending";
+	case SESSION_SUSPENDED:
+		return s->end_requested ? "ending" : "suspended";
+	case SESSION_RESUMING:
+		return s->end_requested ? "ending" : "resuming";
+	case SESSION_RUNNING:
+		break;
+	}
+	return s->backend != NULL && backend_is_ending(s->backend) ? "ending" : "running";
+}
+
+int
+session_exit_code(const struct session *s)
+{
+	/* Suspended: its last server was ended by mcpmux, not by a failure of its own. */
+	return s->backend != NULL ? backend_exit_code(s->backend) : 0;
+}
+
+void
+session_set_end_reason(struct session *s, const char *reason)
+{
+	if (s->end_reason == NULL) {
+		s->end_reason = reason;
+	}
 }
 
 /* A message of mcpmux's own to the client, in msg. */
@@ -255,24 +295,92 @@ item_refused(struct session *s, const struct jsonrpc_scanner *scan, const struct
 	}
 }
 
-void
-session_from_client(struct session *s, const char *line, size_t len,
-		    const struct jsonrpc_scanner *scan)
+/*
+ * Keep a client line until a server can take it (SUSPENDING, RESUMING).  Past
+ * --max-queue of them, the client is held back (hooks->on_input_full).
+ */
+static void
+hold_line(struct session *s, const char *line, size_t len)
+{
+	sbuf_add(&s->held, line, len);
+	sbuf_add(&s->held, "\n", 1);
+	if (s->held.failed) {
+		diag_error("session %s: out of memory: a message from the client was lost", s->id);
+		sbuf_release(&s->held);
+		s->held_off = 0;
+		return;
+	}
+	if (!s->held_full && s->held.len - s->held_off >= s->cfg->max_queue &&
+	    s->hooks->on_input_full != NULL) {
+		s->held_full = true;
+		s->hooks->on_input_full(s, s->owner, true);
+	}
+}
+
+static void
+held_release(struct session *s)
+{
+	sbuf_release(&s->held);
+	s->held_off = 0;
+	if (s->held_full) {
+		s->held_full = false;
+		if (!s->input_full && s->hooks->on_input_full != NULL) {
+			s->hooks->on_input_full(s, s->owner, false);
+		}
+	}
+}
+
+static void forward(struct session *s, const char *line, size_t len,
+		    const struct jsonrpc_scanner *scan);
+
+/* The lines that waited, now that a server runs: forwarded in order. */
+static void
+held_flush(struct session *s)
+{
+	while (s->held_off < s->held.len && s->state == SESSION_RUNNING) {
+		const char *p = s->held.buf + s->held_off;
+		const char *nl = memchr(p, '\n', s->held.len - s->held_off);
+		size_t len = (size_t)(nl - p);
+
+		s->held_off += len + 1;
+		(void)jsonrpc_scan(&held_scan, p, len);
+		forward(s, p, len, &held_scan);
+	}
+	if (s->held_off >= s->held.len) {
+		held_release(s);
+	}
+}
+
+/* The lines that waited will not be sent: their requests get `why`. */
+static void
+held_answer(struct session *s, const char *why)
+{
+	while (s->held_off < s->held.len) {
+		const char *p = s->held.buf + s->held_off;
+		const char *nl = memchr(p, '\n', s->held.len - s->held_off);
+		size_t len = (size_t)(nl - p);
+
+		s->held_off += len + 1;
+		(void)jsonrpc_scan(&held_scan, p, len);
+		const struct jsonrpc_item *items =
+			held_scan.kind == JSONRPC_BATCH ? held_scan.items : &held_scan.one;
+		size_t n = held_scan.kind == JSONRPC_BATCH ? held_scan.n_items : 1;
+
+		for (size_t i = 0; i < n; i++) {
+			item_refused(s, &held_scan, &items[i], why);
+		}
+	}
+	held_release(s);
+}
+
+/* Send a line to the running server (or answer it when it cannot be). */
+static void
+forward(struct session *s, const char *line, size_t len, const struct jsonrpc_scanner *scan)
 {
 	const struct jsonrpc_item *items = scan->kind == JSONRPC_BATCH ? scan->items : &scan->one;
 	size_t n = scan->kind == JSONRPC_BATCH ? scan->n_items : 1;
 	const char *why = NULL;
 
-	s->last_activity = sys_mono();
-	if (tlog_enabled) {
-		double ms = -1;
-
-		if (scan->kind == JSONRPC_RESPONSE || scan->kind == JSONRPC_ERROR) {
-			ms = ids_remove(&s->srv_pending, &s->n_srv_pending,
-					jsonrpc_str(scan, scan->one.id), scan->one.id.len);
-		}
-		tlog_message(s->id, session_pid(s), TLOG_IN, scan, line, len, ms);
-	}
 	if (s->backend == NULL || backend_is_ending(s->backend) || s->backend->in_fd < 0) {
 		why = s->backend != NULL && s->backend->stalled
 			      ? "the server stopped reading its input: its run is ending"
@@ -289,6 +397,8 @@ session_from_client(struct session *s, const char *line, size_t len,
 		}
 		return;
 	}
+	s->fresh = false;
+	handshake_observe_client(s->hs, scan, line, len);
 	s->stats.bytes_in += len + 1;
 	s->stats.msgs_in++;
 	for (size_t i = 0; i < n; i++) {
@@ -297,6 +407,235 @@ session_from_client(struct session *s, const char *line, size_t len,
 		}
 	}
 	note_cancel(&s->pending, &s->n_pending, scan);
+}
+
+void
+session_from_client(struct session *s, const char *line, size_t len,
+		    const struct jsonrpc_scanner *scan)
+{
+	bool answer = scan->kind == JSONRPC_RESPONSE || scan->kind == JSONRPC_ERROR;
+
+	s->last_activity = sys_mono();
+	if (tlog_enabled) {
+		double ms = -1;
+
+		if (answer) {
+			ms = ids_remove(&s->srv_pending, &s->n_srv_pending,
+					jsonrpc_str(scan, scan->one.id), scan->one.id.len);
+		}
+		tlog_message(s->id, session_pid(s), TLOG_IN, scan, line, len, ms);
+	} else if (answer) {
+		(void)ids_remove(&s->srv_pending, &s->n_srv_pending, jsonrpc_str(scan, scan->one.id),
+				 scan->one.id.len);
+	}
+	switch (s->state) {
+	case SESSION_SUSPENDED:
+	case SESSION_SUSPENDING:
+		if (answer) {
+			/* Its request came from a server that is gone or going: nobody waits. */
+			diag_warn("session %s: an answer for a server that was suspended: dropped",
+				  s->id);
+			return;
+		}
+		hold_line(s, line, len);
+		if (s->state == SESSION_SUSPENDED && !s->end_requested) {
+			resume_start(s);
+		}
+		return;
+	case SESSION_RESUMING:
+		if (answer) {
+			break; /* the fresh server may be waiting for it (roots/list, ...) */
+		}
+		hold_line(s, line, len);
+		return;
+	case SESSION_RUNNING:
+		if (s->fresh && s->backend != NULL && !backend_is_ending(s->backend) &&
+		    handshake_ready(s->hs) &&
+		    !(scan->kind == JSONRPC_REQUEST &&
+		      jsonrpc_method_is(scan, &scan->one, "initialize"))) {
+			/* A server that never heard the client's handshake: it hears it first. */
+			hold_line(s, line, len);
+			s->t_resume = sys_mono();
+			replay_start(s);
+			return;
+		}
+		break;
+	}
+	forward(s, line, len, scan);
+}
+
+/* ---- suspend and resume ---- */
+
+static void
+log_event_ms(const struct session *s, const char *event, const char *key, double v)
+{
+	if (tlog_enabled) {
+		char f[64];
+		int n = snprintf(f, sizeof(f), "\"%s\":%.0f", key, v);
+
+		tlog_event(s->id, session_pid(s), event, f, (size_t)n);
+	}
+}
+
+/* A server for a suspended session, and the handshake replayed to it. */
+static void
+resume_start(struct session *s)
+{
+	s->t_resume = sys_mono();
+	s->resuming = true;
+	if (session_spawn(s) == -1) {
+		char why[160];
+
+		(void)snprintf(why, sizeof(why), "the server could not be restarted: %s",
+			       strerror(errno));
+		diag_error("session %s: %s", s->id, why);
+		held_answer(s, why);
+		return;
+	}
+	diag_info("session %s: resuming (pid %d)", s->id, (int)s->backend->pid);
+	if (handshake_ready(s->hs)) {
+		replay_start(s);
+	} else {
+		/* No handshake to replay (the client never initialized): on as it is. */
+		s->state = SESSION_RUNNING;
+		held_flush(s);
+	}
+}
+
+static bool
+send_replay(struct session *s, const struct sbuf *b)
+{
+	if (b->failed || backend_send(s->backend, b->buf, b->len) == -1) {
+		replay_fail(s, "the restarted server could not be sent the handshake");
+		return false;
+	}
+	return true;
+}
+
+static void
+replay_start(struct session *s)
+{
+	struct sbuf b = { 0 };
+
+	s->state = SESSION_RESUMING;
+	s->replay_wait = 0;
+	handshake_replay_init(s->hs, &b, s->replay_id, sizeof(s->replay_id));
+	(void)send_replay(s, &b);
+	sbuf_release(&b);
+}
+
+/* Every replayed request is answered: the fresh server takes over. */
+static void
+replay_done(struct session *s)
+{
+	double ms = (sys_mono() - s->t_resume) * 1000.;
+
+	s->state = SESSION_RUNNING;
+	s->fresh = false;
+	if (s->resuming) {
+		s->resuming = false;
+		s->n_resumes++;
+		diag_info("session %s: resumed in %.0f ms", s->id, ms);
+		log_event_ms(s, "resumed", "ms", ms);
+		if (s->hooks->on_resumed != NULL) {
+			s->hooks->on_resumed(s, s->owner, ms);
+		}
+	} else {
+		diag_info("session %s: the client's handshake replayed to the server in %.0f ms",
+			  s->id, ms);
+		log_event_ms(s, "replayed", "ms", ms);
+	}
+	held_flush(s);
+}
+
+/* The replayed initialize was accepted: the rest of the replay. */
+static void
+replay_rest(struct session *s)
+{
+	struct sbuf b = { 0 };
+	bool is_request;
+	char id[64];
+
+	s->replay_id[0] = '\0';
+	for (size_t k = 0;; k++) {
+		sbuf_reset(&b);
+		if (!handshake_replay_next(s->hs, k, &b, &is_request, id, sizeof(id))) {
+			break;
+		}
+		if (!send_replay(s, &b)) {
+			sbuf_release(&b);
+			return;
+		}
+		s->replay_wait += is_request;
+	}
+	sbuf_release(&b);
+	if (s->replay_wait == 0) {
+		replay_done(s);
+	}
+}
+
+/*
+ * The fresh server cannot take the session over: the waiting requests get why, and the
+ * session is suspended again (the next message tries again).
+ */
+static void
+replay_fail(struct session *s, const char *why)
+{
+	diag_warn("session %s: %s", s->id, why);
+	if (tlog_enabled) {
+		sbuf_reset(&msg);
+		sbuf_adds(&msg, "\"reason\":");
+		sbuf_add_json_string(&msg, why, strlen(why));
+		if (!msg.failed) {
+			tlog_event(s->id, session_pid(s), "resume-failed", msg.buf, msg.len);
+		}
+	}
+	(void)snprintf(s->resume_why, sizeof(s->resume_why), "%s", why);
+	held_answer(s, s->resume_why);
+	s->replay_id[0] = '\0';
+	s->replay_wait = 0;
+	s->state = SESSION_SUSPENDING;
+	s->suspend_why = "resume-failed";
+	if (s->backend != NULL) {
+		backend_end(s->backend, -1);
+	}
+}
+
+/* A server line while RESUMING, or an answer to a replayed request: true when consumed. */
+static bool
+replay_answer(struct session *s, const char *line, size_t len)
+{
+	const struct jsonrpc_item *it = &out_scan.one;
+	const char *id = jsonrpc_str(&out_scan, it->id);
+
+	if ((out_scan.kind != JSONRPC_RESPONSE && out_scan.kind != JSONRPC_ERROR) ||
+	    !handshake_is_replay_id(id, it->id.len)) {
+		return false;
+	}
+	if (s->state != SESSION_RESUMING) {
+		return true; /* late: dropped */
+	}
+	if (s->replay_id[0] != '\0' && strlen(s->replay_id) == it->id.len &&
+	    memcmp(s->replay_id, id, it->id.len) == 0) {
+		char why[256];
+		const char *bad =
+			handshake_check_init(s->hs, &out_scan, line, len, why, sizeof(why));
+
+		if (bad != NULL) {
+			replay_fail(s, bad);
+		} else {
+			replay_rest(s);
+		}
+		return true;
+	}
+	if (out_scan.kind == JSONRPC_ERROR) {
+		diag_warn("session %s: the restarted server refused a replayed request: %.*s", s->id,
+			  (int)SYS_MIN(len, 200), line);
+	}
+	if (s->replay_id[0] == '\0' && s->replay_wait > 0 && --s->replay_wait == 0) {
+		replay_done(s);
+	}
+	return true;
 }
 
 /* ---- server to client ---- */
@@ -308,6 +647,9 @@ session_on_line(void *ctx, const char *line, size_t len)
 	enum jsonrpc_kind kind = jsonrpc_scan(&out_scan, line, len);
 
 	s->last_activity = sys_mono();
+	if (kind != JSONRPC_INVALID_JSON && replay_answer(s, line, len)) {
+		return; /* an answer to the handshake's replay: mcpmux's own */
+	}
 	if (kind == JSONRPC_INVALID_JSON || !out_scan.top_container) {
 		/* A banner or a debug print on stdout: it would break the client. */
 		if (tlog_enabled) {
@@ -326,7 +668,8 @@ session_on_line(void *ctx, const char *line, size_t len)
 		if (ms >= 0) {
 			metrics_hist_observe(&metrics_latency, ms / 1000.);
 		}
-	} else if (kind == JSONRPC_REQUEST && tlog_enabled) {
+	} else if (kind == JSONRPC_REQUEST) {
+		/* Tracked always: a server waiting for an answer is not idle (--idle-suspend). */
 		ids_add(&s->srv_pending, &s->n_srv_pending, jsonrpc_str(&out_scan, out_scan.one.id),
 			out_scan.one.id.len);
 	} else if (kind == JSONRPC_NOTIFICATION) {
@@ -339,6 +682,9 @@ session_on_line(void *ctx, const char *line, size_t len)
 				pending_remove(s, jsonrpc_str(&out_scan, it->id), it->id.len);
 			}
 		}
+	}
+	if (kind == JSONRPC_RESPONSE) {
+		handshake_observe_server(s->hs, &out_scan, line, len);
 	}
 	if (tlog_enabled) {
 		tlog_message(s->id, session_pid(s), TLOG_OUT, &out_scan, line, len, ms);
@@ -398,24 +744,11 @@ session_on_big_end(void *ctx, size_t total)
 
 /* ---- lifecycle ---- */
 
-struct session *
-session_new(struct ev_loop *loop, const char *id, const struct session_config *cfg,
-	    const struct session_hooks *hooks, void *owner)
+/* Start a server for s (at creation, and to resume).  0, or -1 with errno set. */
+static int
+session_spawn(struct session *s)
 {
-	struct session *s = calloc(1, sizeof(*s));
-
-	if (s == NULL) {
-		return NULL;
-	}
-	(void)snprintf(s->id, sizeof(s->id), "%s", id);
-	s->loop = loop;
-	s->cfg = cfg;
-	s->hooks = hooks;
-	s->owner = owner;
-	s->seq = ++session_seq;
-	s->started = s->last_activity = sys_mono();
-	out_scan.params_method = JSONRPC_CANCELLED; /* the only server params mcpmux reads */
-
+	const struct session_config *cfg = s->cfg;
 	struct backend_config bc = {
 		.argv = cfg->argv,
 		.cookie = s->id,
@@ -429,20 +762,64 @@ session_new(struct ev_loop *loop, const char *id, const struct session_config *c
 		.capture_stderr = tlog_enabled,
 	};
 
-	s->backend = backend_spawn(loop, &bc, &server_sink, &backend_hooks, s);
+	s->backend = backend_spawn(s->loop, &bc, &server_sink, &backend_hooks, s);
 	if (s->backend == NULL) {
+		return -1;
+	}
+	s->fresh = true;
+	if (s->paused) {
+		backend_pause(s->backend, true);
+	}
+	tlog_event(s->id, s->backend->pid, "started", NULL, 0);
+	return 0;
+}
+
+static void
+arm_suspend(struct session *s, double seconds)
+{
+	if (s->cfg->idle_suspend > 0) {
+		ev_timer_stop(s->loop, &s->suspend_w);
+		ev_timer_set(&s->suspend_w, seconds, 0.);
+		ev_timer_start(s->loop, &s->suspend_w);
+	}
+}
+
+struct session *
+session_new(struct ev_loop *loop, const char *id, const struct session_config *cfg,
+	    const struct session_hooks *hooks, void *owner, struct handshake *hs)
+{
+	struct session *s = calloc(1, sizeof(*s));
+
+	if (s == NULL) {
+		return NULL;
+	}
+	(void)snprintf(s->id, sizeof(s->id), "%s", id);
+	s->loop = loop;
+	s->cfg = cfg;
+	s->hooks = hooks;
+	s->owner = owner;
+	s->seq = ++session_seq;
+	s->last_exit = -1;
+	s->started = s->last_activity = sys_mono();
+	handshake_init(&s->own_hs);
+	s->hs = hs != NULL ? hs : &s->own_hs;
+	out_scan.params_method = JSONRPC_CANCELLED; /* the only server params mcpmux reads */
+	held_scan.params_method = JSONRPC_CANCELLED;
+	if (session_spawn(s) == -1) {
 		int err = errno;
 
 		free(s);
 		errno = err;
 		return NULL;
 	}
-	tlog_event(s->id, s->backend->pid, "started", NULL, 0);
 	ev_init(&s->idle_w, session_on_idle);
+	ev_init(&s->suspend_w, session_on_suspend_timer);
+	ev_init(&s->done_w, session_on_done_timer);
 	if (cfg->idle_timeout > 0) {
 		ev_timer_set(&s->idle_w, cfg->idle_timeout, 0.);
 		ev_timer_start(loop, &s->idle_w);
 	}
+	arm_suspend(s, cfg->idle_suspend);
 	return s;
 }
 
@@ -451,12 +828,12 @@ session_on_idle(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct session *s = container_of(w, struct session, idle_w);
 	double now = sys_mono(), due = s->last_activity + s->cfg->idle_timeout;
+	bool busy = s->n_pending > 0 || s->state == SESSION_RESUMING;
 
 	(void)revents;
-	if (s->n_pending > 0 || due > now) {
-		/* Busy, or traffic since the timer was set: look again later (ev.pod strategy 3).
-		 */
-		ev_timer_set(w, s->n_pending > 0 ? s->cfg->idle_timeout : due - now, 0.);
+	if (busy || due > now) {
+		/* Busy, or traffic since the timer was set: look again later (ev.pod strategy 3). */
+		ev_timer_set(w, busy ? s->cfg->idle_timeout : due - now, 0.);
 		ev_timer_start(loop, w);
 		return;
 	}
@@ -467,10 +844,69 @@ session_on_idle(struct ev_loop *loop, ev_timer *w, int revents)
 
 		tlog_event(s->id, session_pid(s), "timeout", f, (size_t)n);
 	}
+	session_set_end_reason(s, "idle-timeout");
 	session_end(s, -1, NULL, 0);
 	if (s->hooks->on_idle != NULL) {
 		s->hooks->on_idle(s, s->owner);
 	}
+}
+
+/*
+ * --idle-suspend: that long with no traffic either way and nothing in flight (either
+ * way), the server's tree is ended with the usual ladder; the session stays.
+ */
+static void
+session_on_suspend_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct session *s = container_of(w, struct session, suspend_w);
+	double now = sys_mono(), due = s->last_activity + s->cfg->idle_suspend;
+
+	(void)loop;
+	(void)revents;
+	if (s->state != SESSION_RUNNING || s->end_requested || s->backend == NULL ||
+	    backend_is_ending(s->backend)) {
+		return; /* armed again when it runs again */
+	}
+	if (!session_is_idle(s) || due > now) {
+		arm_suspend(s, due > now ? due - now : s->cfg->idle_suspend);
+		return;
+	}
+	diag_info("session %s: idle for %g s: suspending it (its server ends; the next message "
+		  "starts another)",
+		  s->id, s->cfg->idle_suspend);
+	(void)session_suspend(s, "idle");
+}
+
+bool
+session_is_idle(const struct session *s)
+{
+	return s->state == SESSION_RUNNING && !s->end_requested && s->backend != NULL &&
+	       !backend_is_ending(s->backend) && s->n_pending == 0 && s->n_srv_pending == 0 &&
+	       s->held_off >= s->held.len;
+}
+
+bool
+session_suspend(struct session *s, const char *why)
+{
+	if (!session_is_idle(s)) {
+		return false;
+	}
+	s->state = SESSION_SUSPENDING;
+	s->suspend_why = why;
+	ev_timer_stop(s->loop, &s->suspend_w);
+	backend_end(s->backend, -1);
+	return true;
+}
+
+/* An end with no server to end (a suspended session): done from the loop. */
+static void
+session_on_done_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct session *s = container_of(w, struct session, done_w);
+
+	(void)loop;
+	(void)revents;
+	run_done(s);
 }
 
 void
@@ -488,7 +924,13 @@ session_end(struct session *s, double grace_ms, const char *reply_id, size_t rep
 	}
 	s->end_requested = true;
 	ev_timer_stop(s->loop, &s->idle_w);
-	backend_end(s->backend, grace_ms);
+	ev_timer_stop(s->loop, &s->suspend_w);
+	if (s->backend != NULL) {
+		backend_end(s->backend, grace_ms);
+	} else if (!ev_is_active(&s->done_w)) {
+		ev_timer_set(&s->done_w, 0., 0.);
+		ev_timer_start(s->loop, &s->done_w);
+	}
 }
 
 void
@@ -559,12 +1001,31 @@ session_pause(struct session *s, bool paused)
 	}
 }
 
+static void exit_text(const struct backend *b, char *buf, size_t len);
+
 static void
 session_on_exit(struct backend *b, void *owner)
 {
 	struct session *s = owner;
 
-	(void)b;
+	if (s->state == SESSION_RESUMING && !s->end_requested) {
+		char text[160], why[256];
+
+		if (b->exec_errno != 0) {
+			(void)snprintf(why, sizeof(why), "the server could not be restarted: %s",
+				       strerror(b->exec_errno));
+		} else {
+			exit_text(b, text, sizeof(text));
+			(void)snprintf(why, sizeof(why),
+				       "the restarted server ended during the handshake replay (%s)",
+				       text);
+		}
+		replay_fail(s, why);
+		return;
+	}
+	if (s->state != SESSION_RUNNING) {
+		return; /* a server ending for a suspend: expected */
+	}
 	if (s->hooks->on_exit != NULL) {
 		s->hooks->on_exit(s, s->owner);
 	}
@@ -603,6 +1064,11 @@ session_end_fields(const struct session *s, struct sbuf *b)
 {
 	const struct backend *be = s->backend;
 
+	if (be == NULL) {
+		/* Suspended: its last server's end was reported then (the `suspended` event). */
+		sbuf_adds(b, "\"pid\":null,\"exit\":null,\"escalation\":\"none\",\"ms\":0");
+		return;
+	}
 	sbuf_addf(b, "\"pid\":%d,\"exit\":", (int)be->pid);
 	/* A command that could not be executed exits 127 or 126, as in a shell. */
 	rpcout_exit(b, be->exec_errno != 0 ? backend_exit_code(be) << 8 : be->wstatus);
@@ -627,18 +1093,68 @@ session_result(const struct session *s, struct sbuf *b)
 	sbuf_adds(b, "}");
 }
 
+/* The traffic log's record of a server's end (event "ended" or "suspended"). */
 static void
-session_on_done(struct backend *b, void *owner)
+log_end(const struct session *s, const char *event, const char *reason)
 {
-	struct session *s = owner;
+	if (!tlog_enabled) {
+		return;
+	}
+	sbuf_reset(&msg);
+	session_end_fields(s, &msg);
+	/* after "pid":N, which the record's head already has */
+	const char *f = memchr(msg.buf, ',', msg.len);
+
+	if (reason != NULL) {
+		sbuf_adds(&msg, ",\"reason\":");
+		sbuf_add_json_string(&msg, reason, strlen(reason));
+	}
+	if (!msg.failed && f != NULL) {
+		tlog_event(s->id, session_pid(s), event, f + 1, msg.len - (size_t)(f + 1 - msg.buf));
+	}
+}
+
+/* The server of a session that stays (SUSPENDING, or a failed replay) is gone. */
+static void
+suspended(struct session *s)
+{
+	struct backend *b = s->backend;
+
+	log_end(s, "suspended", s->suspend_why);
+	s->last_exit = b->exec_errno != 0 ? backend_exit_code(b) << 8 : b->wstatus;
+	if (b->escalation == BACKEND_ESC_ABANDONED) {
+		diag_error("session %s: suspended, but %zu of its server's processes would not die",
+			   s->id, b->n_left);
+	} else {
+		diag_info("session %s: suspended (its server's tree is gone)", s->id);
+	}
+	backend_free(b);
+	s->backend = NULL;
+	s->state = SESSION_SUSPENDED;
+	s->n_suspends++;
+	/* The gone server's requests: an answer to one will be dropped. */
+	pending_free_all(&s->srv_pending);
+	s->n_srv_pending = 0;
+	if (s->hooks->on_suspended != NULL) {
+		s->hooks->on_suspended(s, s->owner);
+	}
+	if (s->held_off < s->held.len && !s->end_requested) {
+		resume_start(s); /* messages came while it was ending */
+	}
+}
+
+/* The run is over: everything owed to the client, then hooks->on_done. */
+static void
+run_done(struct session *s)
+{
 	struct pending *p, *tmp;
 	char text[160];
 
-	if (s->err_line.len > 0) {
-		tlog_stderr(s->id, b->pid, s->err_line.buf, s->err_line.len);
-		sbuf_release(&s->err_line);
+	if (s->backend != NULL) {
+		exit_text(s->backend, text, sizeof(text));
+	} else {
+		(void)snprintf(text, sizeof(text), "the run ended");
 	}
-	exit_text(b, text, sizeof(text));
 	HASH_ITER (hh, s->pending, p, tmp) {
 		HASH_DEL(s->pending, p);
 		for (uint32_t k = 0; k < p->count; k++) {
@@ -648,6 +1164,7 @@ session_on_done(struct backend *b, void *owner)
 		free(p);
 	}
 	s->n_pending = 0;
+	held_answer(s, "the run ended before the server was restarted");
 	for (size_t i = 0; i < s->n_replies; i++) {
 		sbuf_reset(&msg);
 		sbuf_adds(&msg, "{\"jsonrpc\":\"2.0\",\"id\":");
@@ -657,18 +1174,34 @@ session_on_done(struct backend *b, void *owner)
 		sbuf_adds(&msg, "}");
 		deliver_own(s, -1);
 	}
-	if (tlog_enabled) {
-		sbuf_reset(&msg);
-		session_end_fields(s, &msg);
-		/* after "pid":N, which the record's head already has */
-		const char *f = memchr(msg.buf, ',', msg.len);
-
-		if (!msg.failed && f != NULL) {
-			tlog_event(s->id, b->pid, "ended", f + 1,
-				   msg.len - (size_t)(f + 1 - msg.buf));
-		}
-	}
+	log_end(s, "ended", s->end_reason);
 	s->hooks->on_done(s, s->owner);
+}
+
+static void
+session_on_done(struct backend *b, void *owner)
+{
+	struct session *s = owner;
+
+	if (s->err_line.len > 0) {
+		tlog_stderr(s->id, b->pid, s->err_line.buf, s->err_line.len);
+		sbuf_release(&s->err_line);
+	}
+	if (!s->end_requested && s->state != SESSION_RUNNING) {
+		suspended(s);
+		return;
+	}
+	if (b->exec_errno != 0) {
+		session_set_end_reason(s, "exec-failed");
+	} else if (b->stalled) {
+		session_set_end_reason(s, "stall");
+	} else if (b->exited_by_itself) {
+		session_set_end_reason(
+			s, b->wstatus >= 0 && WIFEXITED(b->wstatus) && WEXITSTATUS(b->wstatus) == 0
+				   ? "exit"
+				   : "crash");
+	}
+	run_done(s);
 }
 
 /* The server's stderr, a line at a time, into the traffic log (long lines are cut). */
@@ -708,6 +1241,10 @@ session_free(struct session *s)
 		return;
 	}
 	ev_timer_stop(s->loop, &s->idle_w);
+	ev_timer_stop(s->loop, &s->suspend_w);
+	ev_timer_stop(s->loop, &s->done_w);
+	sbuf_release(&s->held);
+	handshake_release(&s->own_hs);
 	pending_free_all(&s->pending);
 	pending_free_all(&s->srv_pending);
 	sbuf_release(&s->err_line);
@@ -723,6 +1260,7 @@ void
 session_module_release(void)
 {
 	jsonrpc_release(&out_scan);
+	jsonrpc_release(&held_scan);
 	sbuf_release(&msg);
 	free(key_buf);
 	key_buf = NULL;

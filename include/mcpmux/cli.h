@@ -22,6 +22,9 @@ struct mcpmux_options {
 	size_t max_queue;
 	size_t max_sessions;
 	double idle_timeout_s;
+	double idle_suspend_s;	 /* end an idle server but keep its client (0: never) */
+	size_t max_servers;	 /* live servers across the pool's instances (0: no cap) */
+	const char *pool;	 /* --pool, NULL: the command line names the pool */
 	double stall_timeout_s;	 /* a server that takes no input this long while some waits */
 	double kill_deadline_ms; /* after SIGKILL: then the tree is abandoned */
 	const char *listen;	 /* --listen PATH, or "systemd" for the passed sockets */

@@ -12,6 +12,21 @@
  * the front end holds the client's input until it is not.  It knows nothing of how its front end
  * frames lines for the client: everything for the client goes through hooks->deliver().
  *
+ * Suspend and resume (--idle-suspend): after that long with no traffic either way and
+ * nothing in flight, the session ends its server's tree with the normal ladder but stays,
+ * SUSPENDED, with its client.  The next client message starts a fresh server, replays
+ * the client's handshake to it (handshake.h), and is forwarded once the replay is done;
+ * messages that come meanwhile wait, in order (their client is held back past
+ * --max-queue).  A replay that fails answers the waiting requests with errors that say
+ * why, and the session is SUSPENDED again: the next message tries again.  The same
+ * replay is made for a server that has not seen the client's handshake when the first
+ * message it is sent is not `initialize` (wrap mode's next run after an end-of-run).
+ *
+ *   RUNNING --idle-suspend--> SUSPENDING --server done--> SUSPENDED
+ *   SUSPENDED --client message--> RESUMING (fresh server, replay) --replay done--> RUNNING
+ *   RESUMING --replay refused, or the server dies--> SUSPENDING / SUSPENDED
+ *   any --session_end()--> ... on_done
+ *
  * Ownership: the front end creates sessions with session_new() and frees them with
  * session_free() once hooks->on_done() has been called (from the loop).
  */
@@ -25,6 +40,7 @@
 #include <ev.h>
 
 #include "mcpmux/backend.h"
+#include "mcpmux/handshake.h"
 #include "mcpmux/jsonrpc.h"
 #include "mcpmux/rpcout.h"
 
@@ -33,6 +49,13 @@
 #define SESSION_STDERR_LINE ((size_t)16 << 10) /* longer stderr lines are logged in parts */
 
 struct session;
+
+enum session_state {
+	SESSION_RUNNING,
+	SESSION_SUSPENDING, /* the server's tree is being ended for --idle-suspend */
+	SESSION_SUSPENDED,  /* no server; the next client message resumes it */
+	SESSION_RESUMING,   /* a fresh server is hearing the handshake again */
+};
 
 struct session_hooks {
 	/* A line (no "\n") for the client: a server message or one of mcpmux's answers. */
@@ -45,6 +68,10 @@ struct session_hooks {
 	void (*on_input_full)(struct session *s, void *owner, bool full);
 	/* The server took no input for --stall-timeout: its run is ending (end_requested). */
 	void (*on_stall)(struct session *s, void *owner);
+	/* The session's server was ended for --idle-suspend; the session stays (optional). */
+	void (*on_suspended)(struct session *s, void *owner);
+	/* A fresh server took over after the handshake replay, ms after it was asked for. */
+	void (*on_resumed)(struct session *s, void *owner, double ms);
 	/* Teardown complete (everything delivered); the front end may free s now. */
 	void (*on_done)(struct session *s, void *owner);
 };
@@ -54,6 +81,7 @@ struct session_config {
 	double eof_grace;    /* seconds */
 	double term_grace;   /* seconds */
 	double idle_timeout; /* seconds, 0 for none */
+	double idle_suspend; /* seconds, 0 for none */
 	double stall_timeout;
 	double kill_deadline;
 	size_t max_message;
@@ -71,7 +99,24 @@ struct pending;
 struct session {
 	char id[SESSION_ID_MAX + 1];
 	struct ev_loop *loop;
-	struct backend *backend;
+	enum session_state state;
+	struct backend *backend; /* NULL while SUSPENDED */
+	bool fresh;		 /* the server has seen no client message yet */
+	struct handshake *hs;	 /* what a fresh server must hear again */
+	struct handshake own_hs; /* hs, unless the front end keeps one across sessions */
+	struct sbuf held;	 /* client lines waiting for a server (SUSPENDING, RESUMING) */
+	size_t held_off;
+	bool held_full;		     /* the client is held back for them */
+	char replay_id[64];	     /* the replayed initialize's id, "" once answered */
+	size_t replay_wait;	     /* other replayed requests not yet answered */
+	double t_resume;	     /* when the resume (or the replay) was asked for */
+	bool resuming;		     /* the replay is a resume from SUSPENDED */
+	const char *resume_failed;   /* why the last replay failed, for the waiting lines */
+	char resume_why[256];
+	int last_exit;		     /* wait status of the last server that ended, -1 none */
+	const char *end_reason;	     /* why the run ended: the traffic log's ended.reason */
+	const char *suspend_why;     /* "idle", "pool", "resume-failed" */
+	unsigned long n_suspends, n_resumes;
 	const struct session_config *cfg;
 	const struct session_hooks *hooks;
 	void *owner;
@@ -87,6 +132,8 @@ struct session {
 	struct sbuf *replies; /* end-of-run request ids awaiting the result */
 	size_t n_replies;
 	ev_timer idle_w;
+	ev_timer suspend_w;
+	ev_timer done_w; /* an end with no server: on_done from the loop */
 	double last_activity; /* sys_mono() */
 	double started;
 	struct session_stats stats;
@@ -101,10 +148,31 @@ bool session_id_valid(const char *id, size_t len);
 /*
  * Create a session and start its server.  NULL with errno set when the server could
  * not be started at all (fork or pipe failure); an exec failure comes later, as
- * on_exit with s->backend->exec_errno set.
+ * on_exit with s->backend->exec_errno set.  hs (borrowed, may be NULL) is a handshake
+ * record that outlives the session (wrap mode keeps one across runs); NULL: the
+ * session keeps its own.
  */
 struct session *session_new(struct ev_loop *loop, const char *id, const struct session_config *cfg,
-			    const struct session_hooks *hooks, void *owner);
+			    const struct session_hooks *hooks, void *owner, struct handshake *hs);
+/* "running", "ending", "suspending", "suspended", "resuming". */
+const char *session_state_name(const struct session *s);
+/* The pid of the current server, 0 when there is none. */
+pid_t session_pid(const struct session *s);
+/* Running, its server idle (nothing in flight either way, nothing held)? */
+bool session_is_idle(const struct session *s);
+/*
+ * Suspend an idle session now (why: a static text for the log, "idle", "pool").  False
+ * when it is not idle (session_is_idle()).
+ */
+bool session_suspend(struct session *s, const char *why);
+/* The exit code its server's end means (as a shell's $?); 0 when suspended. */
+int session_exit_code(const struct session *s);
+/*
+ * Why the run ends, for the traffic log's `ended` (a static text: "end-of-run",
+ * "client-eof", "idle-timeout", "signal", "stall", "exit", "crash", "delete", ...).  The
+ * first reason given is kept.
+ */
+void session_set_end_reason(struct session *s, const char *reason);
 /*
  * A message from the client, already scanned (scan describes line).  Forwarded to the
  * server, or answered by mcpmux (the server is ending, or not reading its input).
