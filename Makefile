@@ -69,7 +69,7 @@ valgrind:
 # (build/fuzz/corpus/); a crash is saved to build/fuzz/artifacts/ and stops the run.
 # (-Werror is off there: clang warns where gcc does not, e.g. fall-through comments.)
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= framer jsonrpc envelope config container httpmsg
+FUZZ_TARGETS ?= framer jsonrpc envelope config container httpmsg jsonspan
 FUZZ_BUILD ?= build/fuzz
 fuzz:
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS=-O1 \

@@ -1161,8 +1161,11 @@ post_forward(struct front_http *fh, struct hx_session *hs, struct http_req *rq, 
 	} else {
 		hub_from_client(hs->e, line, r->body_len, sc);
 	}
-	if (hs->gone || st->done) {
-		return; /* cannot happen: the hub lets go from the loop */
+	if (hs->gone) {
+		/* Not expected (the hub lets go from the loop), but never leave it unanswered. */
+		http_req_set_data(rq, NULL);
+		respond_error(fh, rq, 404, -32001, "Session not found: it has ended", NULL);
+		return;
 	}
 	stream_attach(st, rq, -1);
 }
@@ -1921,7 +1924,7 @@ hx_on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 				continue;
 			}
 			if (!st->done && now - st->since >= keep) {
-				if (st->unsent != NULL || !st->answered) {
+				if (st->unsent != NULL || (!st->answered && !st->is_get)) {
 					diag_warn(
 						"session %s: HTTP stream %u not resumed for %g s: "
 						"forgotten%s",

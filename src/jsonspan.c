@@ -9,10 +9,17 @@ struct cur {
 	const char *p, *end;
 };
 
+/* White space as yajl takes it: JSON's four, and \v and \f. */
+static bool
+is_ws(char ch)
+{
+	return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == '\v' || ch == '\f';
+}
+
 static void
 skip_ws(struct cur *c)
 {
-	while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\r' || *c->p == '\n')) {
+	while (c->p < c->end && is_ws(*c->p)) {
 		c->p++;
 	}
 }
@@ -75,8 +82,8 @@ skip_value(struct cur *c)
 			/* A number, true, false or null: up to what cannot be part of it. */
 			const char *start = c->p;
 
-			while (c->p < c->end && *c->p != '\0' &&
-			       strchr("\"{}[],: \t\r\n", *c->p) == NULL) {
+			while (c->p < c->end && *c->p != '\0' && !is_ws(*c->p) &&
+			       strchr("\"{}[],:", *c->p) == NULL) {
 				c->p++;
 			}
 			if (c->p == start) {
