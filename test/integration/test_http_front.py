@@ -788,22 +788,33 @@ class Metrics(HttpCase):
 
 # What systemd does for a socket unit: the socket on fd 3, LISTEN_FDS, and LISTEN_PID set
 # to the pid of the process that will read them (exec keeps the pid).
+# argv: FD[,FD...] NAMES|- COMMAND...: the fds moved to 3, 4, ... (out of the way first).
 LAUNCHER = ("import os, sys\n"
-            "fd = int(sys.argv[1])\n"
-            "if fd != 3:\n"
-            "    os.dup2(fd, 3)\n"
-            "    os.close(fd)\n"
-            "os.set_inheritable(3, True)\n"
+            "fds = [int(f) for f in sys.argv[1].split(',')]\n"
+            "high = [100 + i for i in range(len(fds))]\n"
+            "for f, h in zip(fds, high):\n"
+            "    os.dup2(f, h)\n"
+            "    os.close(f)\n"
+            "for i, h in enumerate(high):\n"
+            "    os.dup2(h, 3 + i)\n"
+            "    os.close(h)\n"
+            "    os.set_inheritable(3 + i, True)\n"
             "os.environ['LISTEN_PID'] = str(os.getpid())\n"
-            "os.environ['LISTEN_FDS'] = '1'\n"
-            "os.execvp(sys.argv[2], sys.argv[2:])\n")
+            "os.environ['LISTEN_FDS'] = str(len(fds))\n"
+            "if sys.argv[2] != '-':\n"
+            "    os.environ['LISTEN_FDNAMES'] = sys.argv[2]\n"
+            "os.execvp(sys.argv[3], sys.argv[3:])\n")
 
 
 class SocketActivation(HttpCase):
-    def activate(self, sock, opts):
-        """mcpmux serve with sock as fd 3, through the launcher; a harness Proc."""
-        cmd = [sys.executable, "-c", LAUNCHER, str(sock.fileno()), MCPMUX, "serve"] + FAST
-        return self.start(cmd + list(opts) + ["--", FIXTURE], pass_fds=(sock.fileno(),))
+    def activate(self, socks, opts, names="-"):
+        """mcpmux serve with socks on fd 3 on, through the launcher; a harness Proc."""
+        if not isinstance(socks, (list, tuple)):
+            socks = [socks]
+        fds = [s.fileno() for s in socks]
+        cmd = [sys.executable, "-c", LAUNCHER, ",".join(map(str, fds)), names, MCPMUX,
+               "serve"] + FAST
+        return self.start(cmd + list(opts) + ["--", FIXTURE], pass_fds=fds)
 
     def test_http_on_an_inherited_socket(self):
         ls = socket.socket()
@@ -849,6 +860,40 @@ class SocketActivation(HttpCase):
         p.p.send_signal(signal.SIGTERM)
         self.assertEqual(p.wait(10), 0, p.stderr())
         self.assertTrue(os.path.exists(path), "the unit's socket file stays")
+
+    def test_both_doors_named_as_in_the_contrib_units(self):
+        hs = socket.socket()
+        hs.bind(("127.0.0.1", 0))
+        hs.listen(16)
+        self.port = hs.getsockname()[1]
+        path = os.path.join(self.tmp.name, "env.sock")
+        es = socket.socket(socket.AF_UNIX)
+        es.bind(path)
+        es.listen(16)
+        # systemd passes them in any order: the names say which door each is.
+        p = self.activate([es, hs], ["--http", "systemd", "--listen", "systemd"],
+                          names="listen:http")
+        hs.close()
+        es.close()
+        sid = self.session()
+        c = self.start([MCPMUX, "ctl", "--json", path, "list"])
+        out = c.read_to_eof()
+        self.assertEqual(c.wait(), 0, c.stderr())
+        self.assertIn(sid, [s["session"] for s in json.loads(out)["sessions"]])
+        p.p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(10), 0, p.stderr())
+        # Unnamed sockets with both doors asked for: refused, with what to do.
+        a = socket.socket()
+        a.bind(("127.0.0.1", 0))
+        a.listen(1)
+        b = socket.socket()
+        b.bind(("127.0.0.1", 0))
+        b.listen(1)
+        p = self.activate([a, b], ["--http", "systemd", "--listen", "systemd"])
+        a.close()
+        b.close()
+        self.assertEqual(p.wait(10), 1)
+        self.assertIn("FileDescriptorName", p.stderr())
 
     def test_systemd_without_sockets_is_an_error(self):
         p = self.serve(opts=["--http", "systemd"])
