@@ -93,6 +93,7 @@ static void backend_on_turn(struct ev_loop *loop, ev_prepare *w, int revents);
 static void backend_on_trim(struct ev_loop *loop, ev_timer *w, int revents);
 static void backend_on_stdout(struct ev_loop *loop, ev_io *w, int revents);
 static void backend_on_stdin(struct ev_loop *loop, ev_io *w, int revents);
+static void backend_on_stdin_gone(struct ev_loop *loop, ev_io *w, int revents);
 static void backend_on_stderr(struct ev_loop *loop, ev_io *w, int revents);
 static void backend_on_grace(struct ev_loop *loop, ev_timer *w, int revents);
 static void backend_on_stall(struct ev_loop *loop, ev_timer *w, int revents);
@@ -312,7 +313,10 @@ child_main(void *arg)
 		int fd = open(a->cg_procs, O_WRONLY | O_CLOEXEC);
 
 		if (fd >= 0) {
-			(void)write(fd, "0", 1);
+			/* Unchecked: outside the leaf, the walk still finds the tree by pid. */
+			ssize_t w = write(fd, "0", 1);
+
+			(void)w;
 			(void)close(fd);
 		}
 	}
@@ -545,6 +549,9 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	(void)sys_set_nonblock(b->in_fd, 1);
 	(void)sys_set_nonblock(b->out_fd, 1);
 	ev_io_init(&b->in_w, backend_on_stdin, b->in_fd, EV_WRITE);
+	/* The write end of a pipe is never readable: EV_READ fires only when the reader is gone. */
+	ev_io_init(&b->in_gone_w, backend_on_stdin_gone, b->in_fd, EV_READ);
+	ev_io_start(loop, &b->in_gone_w);
 	ev_io_init(&b->out_w, backend_on_stdout, b->out_fd, EV_READ);
 	ev_init(&b->grace_w, backend_on_grace);
 	ev_init(&b->stall_w, backend_on_stall);
@@ -648,6 +655,7 @@ close_stdin(struct backend *b)
 {
 	if (b->in_fd >= 0) {
 		ev_io_stop(b->loop, &b->in_w);
+		ev_io_stop(b->loop, &b->in_gone_w);
 		sys_close(&b->in_fd);
 	}
 	ev_timer_stop(b->loop, &b->stall_w);
@@ -828,6 +836,21 @@ stdin_flush(struct backend *b)
 		ev_io_start(b->loop, &b->in_w); /* the rest when the pipe has room */
 	}
 	input_level(b);
+}
+
+/*
+ * The server closed its stdin (EPOLLERR on the pipe's write end) while it runs: nothing
+ * sent to it can arrive, and a request already in its pipe would wait for ever.
+ */
+static void
+backend_on_stdin_gone(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct backend *b = container_of(w, struct backend, in_gone_w);
+
+	(void)revents;
+	ev_io_stop(loop, w);
+	b->in_gone = true;
+	backend_step(b);
 }
 
 static void
@@ -1112,15 +1135,19 @@ backend_step(struct backend *b)
 	if (b->state == BACKEND_DONE) {
 		return;
 	}
-	if (b->state < BACKEND_CLOSING && b->out_eof && !b->reaped) {
+	if (b->state < BACKEND_CLOSING && (b->out_eof || b->in_gone) && !b->reaped) {
 		/*
-		 * Stdout closed while the server runs: it can no longer answer.  End it.  If
-		 * its stdout closed because it is exiting (a crash: the kernel closes a
-		 * process's files before it reports the exit), this is the server's own exit:
-		 * reported as such, and what it leaves behind is signalled at once.
+		 * Stdout (or stdin) closed while the server runs: it can no longer answer (or
+		 * hear).  End it.  If it closed because the server is exiting (a crash: the
+		 * kernel closes a process's files before it reports the exit), this is the
+		 * server's own exit: reported as such, and what it leaves behind is signalled
+		 * at once.
 		 */
 		bool exiting = proctree_exiting(PROC_ROOT, b->pid);
 
+		if (!exiting && !b->out_eof) {
+			diag_warn("session %s: the server closed its input: ending it", b->cookie);
+		}
 		backend_end(b, -1);
 		if (exiting) {
 			b->exited_by_itself = true;

@@ -373,8 +373,12 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 			rc = parse_size("--max-servers", optarg, 0, &o->max_servers);
 			break;
 		case OPT_POOL:
-			if (optarg[0] == '\0' || strlen(optarg) > 200) {
-				rc = diag_error("invalid --pool '%s' (1 to 200 characters)", optarg);
+			if (optarg[0] == '\0' || strlen(optarg) > 64 ||
+			    strspn(optarg, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+					   "0123456789._-") != strlen(optarg)) {
+				rc = diag_error(
+					"invalid --pool '%s' (1 to 64 of A-Z a-z 0-9 . _ -)",
+					optarg);
 			}
 			o->pool = optarg;
 			break;

@@ -18,9 +18,11 @@
 #include "mcpmux/errout.h"
 #include "mcpmux/framer.h"
 #include "mcpmux/jsonrpc.h"
+#include "mcpmux/pool.h"
 #include "mcpmux/proctree.h"
 #include "mcpmux/rpcout.h"
 #include "mcpmux/session.h"
+#include "mcpmux/status.h"
 #include "mcpmux/sys.h"
 #include "mcpmux/tlog.h"
 #include "mcpmux/wbuf.h"
@@ -62,6 +64,7 @@ struct wrap {
 	size_t held_off;
 	/* The client's handshake, for a run whose first message is not initialize. */
 	struct handshake hs;
+	struct pool *pool; /* --max-servers */
 };
 
 static void wrap_on_line(void *ctx, const char *line, size_t len);
@@ -573,6 +576,8 @@ cmd_wrap(const struct mcpmux_options *o)
 	w->scan.params_method = o->end_method; /* the only params mcpmux reads */
 	backend_module_init(loop);
 	(void)errout_start(loop);
+	w->scfg.pool = w->pool = pool_open_for(loop, o);
+	status_open(loop, "wrap");
 	ev_init(&w->drain_w, wrap_on_drain_timeout);
 	ev_signal_init(&w->term_w, wrap_on_signal, SIGTERM);
 	ev_signal_init(&w->int_w, wrap_on_signal, SIGINT);
@@ -620,6 +625,7 @@ cmd_wrap(const struct mcpmux_options *o)
 		conn_source_retire(&w->client, r->out);
 		free(r);
 	}
+	status_close();
 	tlog_close();
 	conn_release(&w->client);
 	/* What mcpmux still has to say on stderr gets the client's eof-grace, too. */
@@ -632,6 +638,7 @@ cmd_wrap(const struct mcpmux_options *o)
 	sbuf_release(&w->tmp);
 	sbuf_release(&w->held);
 	handshake_release(&w->hs);
+	pool_close(w->pool);
 	free(w);
 	return code;
 }

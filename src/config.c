@@ -1361,7 +1361,7 @@ unwrap_entry(struct rewrite *rw, const struct json5_member *m, const struct json
 static int
 rewrite_entry(struct rewrite *rw, const struct json5_member *m)
 {
-	const struct json5_member *cmd_m, *args_m;
+	const struct json5_member *cmd_m = NULL, *args_m = NULL;
 	int rc = classify(rw, m, &cmd_m, &args_m);
 
 	if (rc != 1) {

@@ -113,8 +113,8 @@ unsubscribe(struct handshake *hs, const char *params, size_t plen)
 }
 
 void
-handshake_observe_client(struct handshake *hs, const struct jsonrpc_scanner *scan,
-			 const char *line, size_t len)
+handshake_observe_client(struct handshake *hs, const struct jsonrpc_scanner *scan, const char *line,
+			 size_t len)
 {
 	const struct jsonrpc_item *it = &scan->one;
 	const char *p;
@@ -131,9 +131,9 @@ handshake_observe_client(struct handshake *hs, const struct jsonrpc_scanner *sca
 	}
 	if (jsonrpc_method_is(scan, it, "initialize")) {
 		char key[JSONRPC_KEY_MAX(64)];
-		size_t klen = it->id.len <= 64 ? jsonrpc_id_key(jsonrpc_str(scan, it->id),
-								 it->id.len, key)
-						  : 0;
+		size_t klen = it->id.len <= 64
+				      ? jsonrpc_id_key(jsonrpc_str(scan, it->id), it->id.len, key)
+				      : 0;
 
 		/* A new initialize: a new protocol session, set up again by the client. */
 		params_of(line, len, &p, &plen);
@@ -158,8 +158,8 @@ handshake_observe_client(struct handshake *hs, const struct jsonrpc_scanner *sca
 }
 
 void
-handshake_observe_server(struct handshake *hs, const struct jsonrpc_scanner *scan,
-			 const char *line, size_t len)
+handshake_observe_server(struct handshake *hs, const struct jsonrpc_scanner *scan, const char *line,
+			 size_t len)
 {
 	char key[JSONRPC_KEY_MAX(64)];
 	const char *result, *v;
@@ -294,7 +294,8 @@ handshake_replay_next(struct handshake *hs, size_t k, struct sbuf *b, bool *is_r
 {
 	if (hs->initialized) {
 		if (k == 0) {
-			sbuf_adds(b, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}");
+			sbuf_adds(b,
+				  "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}");
 			*is_request = false;
 			return true;
 		}

@@ -9,6 +9,7 @@
 
 #include "mcpmux/diag.h"
 #include "mcpmux/hub.h"
+#include "mcpmux/status.h"
 #include "mcpmux/sys.h"
 #include "mcpmux/tlog.h"
 
@@ -47,6 +48,8 @@ hub_init(struct hub *h, struct ev_loop *loop, const struct mcpmux_options *o)
 		.max_message = o->max_message,
 		.max_queue = o->max_queue,
 	};
+	h->scfg.pool = pool_open_for(loop, o);
+	status_open(loop, "serve");
 	jsonrpc_init(&h->log_scan);
 }
 
@@ -63,6 +66,9 @@ hub_release(struct hub *h)
 		}
 		hub_entry_free(e);
 	}
+	status_close();
+	pool_close(h->scfg.pool);
+	h->scfg.pool = NULL;
 	jsonrpc_release(&h->log_scan);
 	sbuf_release(&h->tmp);
 }
@@ -486,15 +492,16 @@ control_list(struct hub *h, struct sbuf *r)
 			} else {
 				sbuf_adds(r, "null");
 			}
-			sbuf_addf(r,
-				  ",\"age_s\":%.3f,\"idle_s\":%.3f,\"suspends\":%lu,\"resumes\":%lu,"
-				  "\"pending\":%zu,\"in\":{\"bytes\":%llu,\"messages\":%llu},"
-				  "\"out\":{\"bytes\":%llu,\"messages\":%llu}",
-				  now - s->started, now - s->last_activity, s->n_suspends, s->n_resumes,
-				  s->n_pending, (unsigned long long)s->stats.bytes_in,
-				  (unsigned long long)s->stats.msgs_in,
-				  (unsigned long long)s->stats.bytes_out,
-				  (unsigned long long)s->stats.msgs_out);
+			sbuf_addf(
+				r,
+				",\"age_s\":%.3f,\"idle_s\":%.3f,\"suspends\":%lu,\"resumes\":%lu,"
+				"\"pending\":%zu,\"in\":{\"bytes\":%llu,\"messages\":%llu},"
+				"\"out\":{\"bytes\":%llu,\"messages\":%llu}",
+				now - s->started, now - s->last_activity, s->n_suspends,
+				s->n_resumes, s->n_pending, (unsigned long long)s->stats.bytes_in,
+				(unsigned long long)s->stats.msgs_in,
+				(unsigned long long)s->stats.bytes_out,
+				(unsigned long long)s->stats.msgs_out);
 		}
 		sbuf_addf(r, ",\"kept\":%s,\"connected\":%s", e->kept ? "true" : "false",
 			  e->owner != NULL ? "true" : "false");
@@ -538,6 +545,19 @@ control_stats(struct hub *h, struct sbuf *r)
 		  (unsigned long long)h->n_refused, sys_mono() - h->started,
 		  (unsigned long long)t.bytes_in, (unsigned long long)t.msgs_in,
 		  (unsigned long long)t.bytes_out, (unsigned long long)t.msgs_out);
+	if (h->scfg.pool != NULL) {
+		struct pool_info pi;
+
+		pool_info(h->scfg.pool, &pi);
+		if (r->failed || r->len == 0) {
+			return;
+		}
+		r->len--; /* the closing brace */
+		sbuf_adds(r, ",\"pool\":{\"name\":");
+		sbuf_add_json_string(r, pi.name, strlen(pi.name));
+		sbuf_addf(r, ",\"max\":%zu,\"live\":%zu,\"over\":%s}}", pi.max, pi.live,
+			  pi.over ? "true" : "false");
+	}
 }
 
 void

@@ -208,7 +208,12 @@ read_exe(const char *root, pid_t pid, struct procscan_proc *p)
 	if (len > dl && strcmp(target + len - dl, deleted) == 0) {
 		target[len - dl] = '\0';
 	}
-	(void)snprintf(p->exe, sizeof(p->exe), "%s", base_name(target));
+	/* Cut to fit, as the kernel's comm is: a name, not a path. */
+	const char *base = base_name(target);
+	size_t bl = strnlen(base, sizeof(p->exe) - 1);
+
+	memcpy(p->exe, base, bl);
+	p->exe[bl] = '\0';
 }
 
 /* If the entry [e, e + len) is KEY=value with a value that fits, copy it to out. */

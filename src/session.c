@@ -12,6 +12,7 @@
 #include "mcpmux/diag.h"
 #include "mcpmux/metrics.h"
 #include "mcpmux/session.h"
+#include "mcpmux/status.h"
 #include "mcpmux/sys.h"
 #include "mcpmux/tlog.h"
 
@@ -32,6 +33,7 @@ pending_id(const struct pending *p)
 }
 
 static uint64_t session_seq;
+static struct session *live_head;	 /* every session not yet freed */
 static struct jsonrpc_scanner out_scan;	 /* server lines: scanned one at a time */
 static struct jsonrpc_scanner held_scan; /* client lines that waited: scanned again */
 static struct sbuf msg;			 /* mcpmux's own answers, built one at a time */
@@ -48,8 +50,9 @@ static void session_on_input_full(struct backend *b, void *owner, bool full);
 static void session_on_stall(struct backend *b, void *owner);
 static void session_on_suspend_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void session_on_done_timer(struct ev_loop *loop, ev_timer *w, int revents);
-static int session_spawn(struct session *s);
 static void resume_start(struct session *s);
+static int start_server(struct session *s);
+static void arm_suspend(struct session *s, double seconds);
 static void replay_start(struct session *s);
 static void replay_fail(struct session *s, const char *why);
 static void held_answer(struct session *s, const char *why);
@@ -220,6 +223,24 @@ note_cancel(struct pending **table, size_t *n, const struct jsonrpc_scanner *sca
 	}
 }
 
+/* Tell the pool when the server turns busy (something in flight) or idle. */
+static void
+busy_sync(struct session *s)
+{
+	bool busy = s->n_pending > 0 || s->n_srv_pending > 0;
+
+	if (s->slot != NULL && busy != s->busy) {
+		s->busy = busy;
+		pool_busy(s->slot, busy);
+	}
+}
+
+const struct session *
+session_first(void)
+{
+	return live_head;
+}
+
 pid_t
 session_pid(const struct session *s)
 {
@@ -236,6 +257,8 @@ session_state_name(const struct session *s)
 		return s->end_requested ? "ending" : "suspended";
 	case SESSION_RESUMING:
 		return s->end_requested ? "ending" : "resuming";
+	case SESSION_WAITING:
+		return s->end_requested ? "ending" : "waiting";
 	case SESSION_RUNNING:
 		break;
 	}
@@ -333,6 +356,21 @@ held_release(struct session *s)
 static void forward(struct session *s, const char *line, size_t len,
 		    const struct jsonrpc_scanner *scan);
 
+/*
+ * Must the handshake be replayed before this line?  A fresh server hears it first,
+ * unless the line is the client's own initialize.
+ */
+static bool
+needs_replay(const struct session *s, const struct jsonrpc_scanner *scan)
+{
+	return s->fresh && s->backend != NULL && !backend_is_ending(s->backend) &&
+	       handshake_ready(s->hs) &&
+	       !(scan->kind == JSONRPC_REQUEST &&
+		 jsonrpc_method_is(scan, &scan->one, "initialize"));
+}
+
+static void resume_finished(struct session *s);
+
 /* The lines that waited, now that a server runs: forwarded in order. */
 static void
 held_flush(struct session *s)
@@ -342,8 +380,18 @@ held_flush(struct session *s)
 		const char *nl = memchr(p, '\n', s->held.len - s->held_off);
 		size_t len = (size_t)(nl - p);
 
-		s->held_off += len + 1;
 		(void)jsonrpc_scan(&held_scan, p, len);
+		if (needs_replay(s, &held_scan)) {
+			if (!s->resuming) {
+				s->t_resume = sys_mono();
+			}
+			replay_start(s); /* the line waits on, for the replay's end */
+			return;
+		}
+		if (s->resuming) {
+			resume_finished(s); /* nothing to replay */
+		}
+		s->held_off += len + 1;
 		forward(s, p, len, &held_scan);
 	}
 	if (s->held_off >= s->held.len) {
@@ -407,6 +455,7 @@ forward(struct session *s, const char *line, size_t len, const struct jsonrpc_sc
 		}
 	}
 	note_cancel(&s->pending, &s->n_pending, scan);
+	busy_sync(s);
 }
 
 void
@@ -416,6 +465,7 @@ session_from_client(struct session *s, const char *line, size_t len,
 	bool answer = scan->kind == JSONRPC_RESPONSE || scan->kind == JSONRPC_ERROR;
 
 	s->last_activity = sys_mono();
+	status_note(false);
 	if (tlog_enabled) {
 		double ms = -1;
 
@@ -425,12 +475,13 @@ session_from_client(struct session *s, const char *line, size_t len,
 		}
 		tlog_message(s->id, session_pid(s), TLOG_IN, scan, line, len, ms);
 	} else if (answer) {
-		(void)ids_remove(&s->srv_pending, &s->n_srv_pending, jsonrpc_str(scan, scan->one.id),
-				 scan->one.id.len);
+		(void)ids_remove(&s->srv_pending, &s->n_srv_pending,
+				 jsonrpc_str(scan, scan->one.id), scan->one.id.len);
 	}
 	switch (s->state) {
 	case SESSION_SUSPENDED:
 	case SESSION_SUSPENDING:
+	case SESSION_WAITING:
 		if (answer) {
 			/* Its request came from a server that is gone or going: nobody waits. */
 			diag_warn("session %s: an answer for a server that was suspended: dropped",
@@ -449,10 +500,7 @@ session_from_client(struct session *s, const char *line, size_t len,
 		hold_line(s, line, len);
 		return;
 	case SESSION_RUNNING:
-		if (s->fresh && s->backend != NULL && !backend_is_ending(s->backend) &&
-		    handshake_ready(s->hs) &&
-		    !(scan->kind == JSONRPC_REQUEST &&
-		      jsonrpc_method_is(scan, &scan->one, "initialize"))) {
+		if (needs_replay(s, scan)) {
 			/* A server that never heard the client's handshake: it hears it first. */
 			hold_line(s, line, len);
 			s->t_resume = sys_mono();
@@ -462,6 +510,7 @@ session_from_client(struct session *s, const char *line, size_t len,
 		break;
 	}
 	forward(s, line, len, scan);
+	busy_sync(s); /* an answer to the server's request */
 }
 
 /* ---- suspend and resume ---- */
@@ -477,28 +526,41 @@ log_event_ms(const struct session *s, const char *event, const char *key, double
 	}
 }
 
-/* A server for a suspended session, and the handshake replayed to it. */
+/* A server for a suspended session (the handshake is replayed to it: held_flush()). */
 static void
 resume_start(struct session *s)
 {
 	s->t_resume = sys_mono();
 	s->resuming = true;
-	if (session_spawn(s) == -1) {
+	if (start_server(s) == -1) {
 		char why[160];
 
 		(void)snprintf(why, sizeof(why), "the server could not be restarted: %s",
 			       strerror(errno));
 		diag_error("session %s: %s", s->id, why);
+		s->resuming = false;
 		held_answer(s, why);
 		return;
 	}
-	diag_info("session %s: resuming (pid %d)", s->id, (int)s->backend->pid);
-	if (handshake_ready(s->hs)) {
-		replay_start(s);
-	} else {
-		/* No handshake to replay (the client never initialized): on as it is. */
-		s->state = SESSION_RUNNING;
+	if (s->state == SESSION_RUNNING) {
+		diag_info("session %s: resuming (pid %d)", s->id, (int)s->backend->pid);
 		held_flush(s);
+	}
+}
+
+/* The fresh server took the session over. */
+static void
+resume_finished(struct session *s)
+{
+	double ms = (sys_mono() - s->t_resume) * 1000.;
+
+	s->resuming = false;
+	s->n_resumes++;
+	status_note(true);
+	diag_info("session %s: resumed in %.0f ms", s->id, ms);
+	log_event_ms(s, "resumed", "ms", ms);
+	if (s->hooks->on_resumed != NULL) {
+		s->hooks->on_resumed(s, s->owner, ms);
 	}
 }
 
@@ -533,13 +595,7 @@ replay_done(struct session *s)
 	s->state = SESSION_RUNNING;
 	s->fresh = false;
 	if (s->resuming) {
-		s->resuming = false;
-		s->n_resumes++;
-		diag_info("session %s: resumed in %.0f ms", s->id, ms);
-		log_event_ms(s, "resumed", "ms", ms);
-		if (s->hooks->on_resumed != NULL) {
-			s->hooks->on_resumed(s, s->owner, ms);
-		}
+		resume_finished(s);
 	} else {
 		diag_info("session %s: the client's handshake replayed to the server in %.0f ms",
 			  s->id, ms);
@@ -629,8 +685,8 @@ replay_answer(struct session *s, const char *line, size_t len)
 		return true;
 	}
 	if (out_scan.kind == JSONRPC_ERROR) {
-		diag_warn("session %s: the restarted server refused a replayed request: %.*s", s->id,
-			  (int)SYS_MIN(len, 200), line);
+		diag_warn("session %s: the restarted server refused a replayed request: %.*s",
+			  s->id, (int)SYS_MIN(len, 200), line);
 	}
 	if (s->replay_id[0] == '\0' && s->replay_wait > 0 && --s->replay_wait == 0) {
 		replay_done(s);
@@ -647,6 +703,7 @@ session_on_line(void *ctx, const char *line, size_t len)
 	enum jsonrpc_kind kind = jsonrpc_scan(&out_scan, line, len);
 
 	s->last_activity = sys_mono();
+	status_note(false);
 	if (kind != JSONRPC_INVALID_JSON && replay_answer(s, line, len)) {
 		return; /* an answer to the handshake's replay: mcpmux's own */
 	}
@@ -683,6 +740,7 @@ session_on_line(void *ctx, const char *line, size_t len)
 			}
 		}
 	}
+	busy_sync(s);
 	if (kind == JSONRPC_RESPONSE) {
 		handshake_observe_server(s->hs, &out_scan, line, len);
 	}
@@ -738,15 +796,16 @@ session_on_big_end(void *ctx, size_t total)
 		memcpy(idtext, pending_id(p), n);
 		double ms = pending_remove(s, id, id_len);
 
+		busy_sync(s);
 		answer_error(s, idtext, n, RPC_SERVER_ERROR, text, ms);
 	}
 }
 
 /* ---- lifecycle ---- */
 
-/* Start a server for s (at creation, and to resume).  0, or -1 with errno set. */
+/* Start a server for s now.  0, or -1 with errno set. */
 static int
-session_spawn(struct session *s)
+spawn_now(struct session *s)
 {
 	const struct session_config *cfg = s->cfg;
 	struct backend_config bc = {
@@ -764,14 +823,80 @@ session_spawn(struct session *s)
 
 	s->backend = backend_spawn(s->loop, &bc, &server_sink, &backend_hooks, s);
 	if (s->backend == NULL) {
+		int err = errno;
+
+		pool_release(s->slot);
+		s->slot = NULL;
+		errno = err;
 		return -1;
 	}
+	s->state = SESSION_RUNNING;
 	s->fresh = true;
+	s->busy = false;
 	if (s->paused) {
 		backend_pause(s->backend, true);
 	}
 	tlog_event(s->id, s->backend->pid, "started", NULL, 0);
+	arm_suspend(s, s->cfg->idle_suspend);
+	status_note(true);
 	return 0;
+}
+
+static bool
+slot_suspend(void *ctx)
+{
+	return session_suspend(ctx, "pool");
+}
+
+static void slot_granted(struct pool_slot *slot, void *ctx);
+
+static const struct pool_slot_ops slot_ops = {
+	.granted = slot_granted,
+	.suspend = slot_suspend,
+};
+
+/*
+ * Start a server for s (at creation, and to resume): now, or once its pool grants a
+ * slot (then s is WAITING).  0, or -1 with errno set.
+ */
+static int
+start_server(struct session *s)
+{
+	if (s->cfg->pool != NULL && s->slot == NULL) {
+		bool granted;
+
+		s->slot = pool_want(s->cfg->pool, &slot_ops, s, &granted);
+		if (!granted) {
+			diag_info("session %s: its pool is full: waiting for an idle server to be "
+				  "suspended",
+				  s->id);
+			s->state = SESSION_WAITING;
+			status_note(true);
+			return 0;
+		}
+	}
+	return spawn_now(s);
+}
+
+static void
+slot_granted(struct pool_slot *slot, void *ctx)
+{
+	struct session *s = ctx;
+
+	(void)slot;
+	if (spawn_now(s) == -1) {
+		char why[160];
+
+		(void)snprintf(why, sizeof(why), "the server could not be started: %s",
+			       strerror(errno));
+		diag_error("session %s: %s", s->id, why);
+		s->state = SESSION_SUSPENDED; /* the next message tries again */
+		s->resuming = false;
+		held_answer(s, why);
+		return;
+	}
+	diag_info("session %s: its pool has room: started (pid %d)", s->id, (int)s->backend->pid);
+	held_flush(s);
 }
 
 static void
@@ -805,21 +930,26 @@ session_new(struct ev_loop *loop, const char *id, const struct session_config *c
 	s->hs = hs != NULL ? hs : &s->own_hs;
 	out_scan.params_method = JSONRPC_CANCELLED; /* the only server params mcpmux reads */
 	held_scan.params_method = JSONRPC_CANCELLED;
-	if (session_spawn(s) == -1) {
+	ev_init(&s->idle_w, session_on_idle);
+	ev_init(&s->suspend_w, session_on_suspend_timer);
+	ev_init(&s->done_w, session_on_done_timer);
+	if (start_server(s) == -1) {
 		int err = errno;
 
 		free(s);
 		errno = err;
 		return NULL;
 	}
-	ev_init(&s->idle_w, session_on_idle);
-	ev_init(&s->suspend_w, session_on_suspend_timer);
-	ev_init(&s->done_w, session_on_done_timer);
 	if (cfg->idle_timeout > 0) {
 		ev_timer_set(&s->idle_w, cfg->idle_timeout, 0.);
 		ev_timer_start(loop, &s->idle_w);
 	}
-	arm_suspend(s, cfg->idle_suspend);
+	s->next_live = live_head;
+	if (live_head != NULL) {
+		live_head->prev_live = s;
+	}
+	live_head = s;
+	status_note(true);
 	return s;
 }
 
@@ -832,7 +962,8 @@ session_on_idle(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)revents;
 	if (busy || due > now) {
-		/* Busy, or traffic since the timer was set: look again later (ev.pod strategy 3). */
+		/* Busy, or traffic since the timer was set: look again later (ev.pod strategy 3).
+		 */
 		ev_timer_set(w, busy ? s->cfg->idle_timeout : due - now, 0.);
 		ev_timer_start(loop, w);
 		return;
@@ -895,6 +1026,7 @@ session_suspend(struct session *s, const char *why)
 	s->suspend_why = why;
 	ev_timer_stop(s->loop, &s->suspend_w);
 	backend_end(s->backend, -1);
+	status_note(true);
 	return true;
 }
 
@@ -923,6 +1055,7 @@ session_end(struct session *s, double grace_ms, const char *reply_id, size_t rep
 		}
 	}
 	s->end_requested = true;
+	status_note(true);
 	ev_timer_stop(s->loop, &s->idle_w);
 	ev_timer_stop(s->loop, &s->suspend_w);
 	if (s->backend != NULL) {
@@ -986,6 +1119,7 @@ session_on_stall(struct backend *b, void *owner)
 		tlog_event(s->id, session_pid(s), "stalled", f, (size_t)n);
 	}
 	s->end_requested = true;
+	status_note(true);
 	ev_timer_stop(s->loop, &s->idle_w);
 	if (s->hooks->on_stall != NULL) {
 		s->hooks->on_stall(s, s->owner);
@@ -1016,9 +1150,10 @@ session_on_exit(struct backend *b, void *owner)
 				       strerror(b->exec_errno));
 		} else {
 			exit_text(b, text, sizeof(text));
-			(void)snprintf(why, sizeof(why),
-				       "the restarted server ended during the handshake replay (%s)",
-				       text);
+			(void)snprintf(
+				why, sizeof(why),
+				"the restarted server ended during the handshake replay (%s)",
+				text);
 		}
 		replay_fail(s, why);
 		return;
@@ -1110,7 +1245,8 @@ log_end(const struct session *s, const char *event, const char *reason)
 		sbuf_add_json_string(&msg, reason, strlen(reason));
 	}
 	if (!msg.failed && f != NULL) {
-		tlog_event(s->id, session_pid(s), event, f + 1, msg.len - (size_t)(f + 1 - msg.buf));
+		tlog_event(s->id, session_pid(s), event, f + 1,
+			   msg.len - (size_t)(f + 1 - msg.buf));
 	}
 }
 
@@ -1130,8 +1266,11 @@ suspended(struct session *s)
 	}
 	backend_free(b);
 	s->backend = NULL;
+	pool_release(s->slot);
+	s->slot = NULL;
 	s->state = SESSION_SUSPENDED;
 	s->n_suspends++;
+	status_note(true);
 	/* The gone server's requests: an answer to one will be dropped. */
 	pending_free_all(&s->srv_pending);
 	s->n_srv_pending = 0;
@@ -1175,6 +1314,8 @@ run_done(struct session *s)
 		deliver_own(s, -1);
 	}
 	log_end(s, "ended", s->end_reason);
+	pool_release(s->slot); /* its server is gone (or never came) */
+	s->slot = NULL;
 	s->hooks->on_done(s, s->owner);
 }
 
@@ -1196,10 +1337,10 @@ session_on_done(struct backend *b, void *owner)
 	} else if (b->stalled) {
 		session_set_end_reason(s, "stall");
 	} else if (b->exited_by_itself) {
-		session_set_end_reason(
-			s, b->wstatus >= 0 && WIFEXITED(b->wstatus) && WEXITSTATUS(b->wstatus) == 0
-				   ? "exit"
-				   : "crash");
+		session_set_end_reason(s, b->wstatus >= 0 && WIFEXITED(b->wstatus) &&
+							  WEXITSTATUS(b->wstatus) == 0
+						  ? "exit"
+						  : "crash");
 	}
 	run_done(s);
 }
@@ -1240,11 +1381,21 @@ session_free(struct session *s)
 	if (s == NULL) {
 		return;
 	}
+	if (s->prev_live != NULL) {
+		s->prev_live->next_live = s->next_live;
+	} else if (live_head == s) {
+		live_head = s->next_live;
+	}
+	if (s->next_live != NULL) {
+		s->next_live->prev_live = s->prev_live;
+	}
+	status_note(true);
 	ev_timer_stop(s->loop, &s->idle_w);
 	ev_timer_stop(s->loop, &s->suspend_w);
 	ev_timer_stop(s->loop, &s->done_w);
 	sbuf_release(&s->held);
 	handshake_release(&s->own_hs);
+	pool_release(s->slot);
 	pending_free_all(&s->pending);
 	pending_free_all(&s->srv_pending);
 	sbuf_release(&s->err_line);

@@ -130,6 +130,8 @@ struct backend {
 
 	int in_fd, out_fd, err_fd;
 	ev_io in_w, out_w, err_w;
+	ev_io in_gone_w; /* the server closed its stdin (see backend_on_stdin_gone()) */
+	bool in_gone;
 	ev_timer grace_w;
 	ev_timer stall_w;
 	struct errout_waiter err_wait; /* mcpmux's stderr is full: reading stderr waits */

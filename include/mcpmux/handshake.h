@@ -31,14 +31,14 @@
 #define HANDSHAKE_ID   "mcpmux-replay" /* ids of replayed requests: "mcpmux-replay-N" */
 
 struct handshake_sub {
-	char *uri;	/* the subscribed URI's JSON text */
+	char *uri; /* the subscribed URI's JSON text */
 	size_t uri_len;
 	char *params; /* the request's params, JSON text */
 	size_t params_len;
 };
 
 struct handshake {
-	bool have_init;	       /* the client's initialize was seen */
+	bool have_init;		 /* the client's initialize was seen */
 	struct sbuf init_params; /* its params (JSON text) */
 	struct sbuf init_key;	 /* its id's key (jsonrpc_id_key()), to see its answer */
 	bool have_result;	 /* the first server's answer to it was seen */

@@ -133,8 +133,7 @@ size_t jsonrpc_id_key(const char *id, size_t len, char *out);
  * For text that has been validated already (jsonrpc_scan()); keys are compared as
  * written (a key spelled with escapes is not found).
  */
-bool jsonrpc_member(const char *json, size_t len, const char *key, const char **val,
-		    size_t *vlen);
+bool jsonrpc_member(const char *json, size_t len, const char *key, const char **val, size_t *vlen);
 
 /* The name used for a kind in the traffic log: "request", "response", ... */
 const char *jsonrpc_kind_name(enum jsonrpc_kind kind);

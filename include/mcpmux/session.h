@@ -21,10 +21,14 @@
  * why, and the session is SUSPENDED again: the next message tries again.  The same
  * replay is made for a server that has not seen the client's handshake when the first
  * message it is sent is not `initialize` (wrap mode's next run after an end-of-run).
+ * With a pool (--max-servers), a server starts only once the pool grants it a slot
+ * (pool.h): meanwhile the session is WAITING, its client's lines held as above; an idle
+ * session gives its slot up when the pool asks (session_suspend(s, "pool")).
  *
  *   RUNNING --idle-suspend--> SUSPENDING --server done--> SUSPENDED
  *   SUSPENDED --client message--> RESUMING (fresh server, replay) --replay done--> RUNNING
  *   RESUMING --replay refused, or the server dies--> SUSPENDING / SUSPENDED
+ *   (new) or SUSPENDED --pool full--> WAITING --slot granted--> RUNNING / RESUMING
  *   any --session_end()--> ... on_done
  *
  * Ownership: the front end creates sessions with session_new() and frees them with
@@ -42,6 +46,7 @@
 #include "mcpmux/backend.h"
 #include "mcpmux/handshake.h"
 #include "mcpmux/jsonrpc.h"
+#include "mcpmux/pool.h"
 #include "mcpmux/rpcout.h"
 
 #define SESSION_ID_MAX	    128
@@ -55,6 +60,7 @@ enum session_state {
 	SESSION_SUSPENDING, /* the server's tree is being ended for --idle-suspend */
 	SESSION_SUSPENDED,  /* no server; the next client message resumes it */
 	SESSION_RESUMING,   /* a fresh server is hearing the handshake again */
+	SESSION_WAITING,    /* for a slot in its pool (--max-servers) before its server starts */
 };
 
 struct session_hooks {
@@ -87,6 +93,7 @@ struct session_config {
 	size_t max_message;
 	size_t max_queue;
 	bool claim_orphans; /* see struct backend_config */
+	struct pool *pool;  /* --max-servers, NULL for none */
 };
 
 struct session_stats {
@@ -106,16 +113,16 @@ struct session {
 	struct handshake own_hs; /* hs, unless the front end keeps one across sessions */
 	struct sbuf held;	 /* client lines waiting for a server (SUSPENDING, RESUMING) */
 	size_t held_off;
-	bool held_full;		     /* the client is held back for them */
-	char replay_id[64];	     /* the replayed initialize's id, "" once answered */
-	size_t replay_wait;	     /* other replayed requests not yet answered */
-	double t_resume;	     /* when the resume (or the replay) was asked for */
-	bool resuming;		     /* the replay is a resume from SUSPENDED */
-	const char *resume_failed;   /* why the last replay failed, for the waiting lines */
+	bool held_full;		   /* the client is held back for them */
+	char replay_id[64];	   /* the replayed initialize's id, "" once answered */
+	size_t replay_wait;	   /* other replayed requests not yet answered */
+	double t_resume;	   /* when the resume (or the replay) was asked for */
+	bool resuming;		   /* the replay is a resume from SUSPENDED */
+	const char *resume_failed; /* why the last replay failed, for the waiting lines */
 	char resume_why[256];
-	int last_exit;		     /* wait status of the last server that ended, -1 none */
-	const char *end_reason;	     /* why the run ended: the traffic log's ended.reason */
-	const char *suspend_why;     /* "idle", "pool", "resume-failed" */
+	int last_exit;		 /* wait status of the last server that ended, -1 none */
+	const char *end_reason;	 /* why the run ended: the traffic log's ended.reason */
+	const char *suspend_why; /* "idle", "pool", "resume-failed" */
 	unsigned long n_suspends, n_resumes;
 	const struct session_config *cfg;
 	const struct session_hooks *hooks;
@@ -124,8 +131,10 @@ struct session {
 	struct pending *pending;     /* uthash: client requests in flight */
 	struct pending *srv_pending; /* uthash: server requests in flight (traffic log only) */
 	size_t n_srv_pending;
-	bool input_full;      /* the server's input queue is at its mark */
-	struct sbuf err_line; /* the server's stderr line being assembled (traffic log) */
+	bool input_full;	/* the server's input queue is at its mark */
+	struct pool_slot *slot; /* its server's place in the pool (cfg->pool) */
+	bool busy;		/* as last told to the pool */
+	struct sbuf err_line;	/* the server's stderr line being assembled (traffic log) */
 	size_t n_pending;
 	bool end_requested;   /* by the client (end-of-run) or the front end */
 	bool paused;	      /* the client is not reading: server stdout paused */
@@ -133,11 +142,12 @@ struct session {
 	size_t n_replies;
 	ev_timer idle_w;
 	ev_timer suspend_w;
-	ev_timer done_w; /* an end with no server: on_done from the loop */
+	ev_timer done_w;      /* an end with no server: on_done from the loop */
 	double last_activity; /* sys_mono() */
 	double started;
 	struct session_stats stats;
-	struct jsonrpc_idscan big_id; /* over-long server message: its id */
+	struct jsonrpc_idscan big_id;	       /* over-long server message: its id */
+	struct session *prev_live, *next_live; /* every session of the process (status.h) */
 };
 
 /* A fresh session ID (a UUID from libuuid) into out[37]. */
@@ -154,7 +164,9 @@ bool session_id_valid(const char *id, size_t len);
  */
 struct session *session_new(struct ev_loop *loop, const char *id, const struct session_config *cfg,
 			    const struct session_hooks *hooks, void *owner, struct handshake *hs);
-/* "running", "ending", "suspending", "suspended", "resuming". */
+/* The first of every session not yet freed (then s->next_live), NULL for none. */
+const struct session *session_first(void);
+/* "running", "ending", "suspending", "suspended", "resuming", "waiting". */
 const char *session_state_name(const struct session *s);
 /* The pid of the current server, 0 when there is none. */
 pid_t session_pid(const struct session *s);

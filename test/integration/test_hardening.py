@@ -446,6 +446,19 @@ class ServerInput(Case):
         self.assert_no_leftovers()
 
 
+    def test_a_server_that_closes_its_stdin_is_ended(self):
+        """A request already written into the server's pipe when it closes its stdin would
+        wait for ever: the closed pipe is seen at once, and the run ends with an answer."""
+        w = self.wrap("--stdin-close", opts=FAST)
+        w.send(initialize(0), call(1, "echo", text="never read"))  # one write: both in the pipe
+        self.assertEqual(w.msg()["id"], 0)
+        err = w.msg(10)
+        self.assertEqual((err["id"], err["error"]["code"]), (1, -32000))
+        self.assertEqual(w.wait(10), 143)
+        self.assertIn("the server closed its input", w.stderr())
+        self.assert_no_leftovers()
+
+
 class Spawning(Case):
     def test_ten_thousand_arguments_to_a_script_without_shebang(self):
         """glibc runs a file without "#!" through /bin/sh with a copy of argv on the

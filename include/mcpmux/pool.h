@@ -1,0 +1,76 @@
+/*
+ * pool: at most N live servers of one command across a user's mcpmux instances.
+ *
+ * No daemon: a directory per pool under the runtime directory (sys_runtime_dir(),
+ * "pools/<hash of the name>", 0700), and in it one file per live server ("s.PID.SEQ"),
+ * held with an exclusive flock() by the instance that runs it for as long as it runs.
+ * A file whose lock can be taken belongs to a dead instance: it is not counted, and it
+ * is removed by whoever sees it, so nothing goes stale.  The file says whether its server
+ * is busy (requests in flight either way) or idle, and since when ("idle NS", the
+ * CLOCK_MONOTONIC nanoseconds of its last answer).
+ *
+ * An instance that wants one more server (pool_want()) takes the directory's lock
+ * (never waiting for it: a held lock is tried again on the next tick), counts the live
+ * files, and if the pool is full asks the least recently active idle server's instance
+ * to suspend it: an "a.PID.SEQ" file, then SIGUSR2 sent through a pidfd opened before
+ * the lock was seen held (so the signal cannot reach a recycled pid).  It waits, looking
+ * every POOL_TICK_S, until a slot is free (bounded by the wait given to pool_open(); then
+ * it starts anyway).  When every server is busy it starts at once, over the cap, marks
+ * the pool "over", and the pool shrinks back as soon as one is idle (pool_busy()).
+ *
+ * A failure of the pool's files (no runtime directory, EMFILE, ENOSPC) never stops a
+ * server from starting: the cap is not kept then, and mcpmux says so.
+ */
+#ifndef MCPMUX_POOL_H
+#define MCPMUX_POOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <ev.h>
+
+#define POOL_TICK_S 0.02
+
+struct pool;
+struct pool_slot;
+
+struct pool_slot_ops {
+	/* The slot a pool_want() waited for is granted: start the server. */
+	void (*granted)(struct pool_slot *slot, void *ctx);
+	/* Another server needs this one's slot: suspend it if it is idle (true if so). */
+	bool (*suspend)(void *ctx);
+};
+
+/*
+ * The pool `name` (any text: a --pool name, or the command line), capped at max live
+ * servers; a wait for a slot lasts at most wait_s.  NULL (said why) when its directory
+ * cannot be used: mcpmux runs without the cap then.
+ */
+struct pool *pool_open(struct ev_loop *loop, const char *name, size_t max, double wait_s);
+/* The pool of wrap's or serve's options (--max-servers, --pool); NULL for none. */
+struct mcpmux_options;
+struct pool *pool_open_for(struct ev_loop *loop, const struct mcpmux_options *o);
+void pool_close(struct pool *p);
+/* The pool name for a command line: its words joined by spaces, into out. */
+void pool_name_of(char *const *argv, char *out, size_t size);
+
+/*
+ * A slot for one more server.  *granted is true when it may start now; else
+ * ops->granted() comes later, from the loop.  NULL only when out of memory (start
+ * anyway: the cap is not kept for it).
+ */
+struct pool_slot *pool_want(struct pool *p, const struct pool_slot_ops *ops, void *ctx,
+			    bool *granted);
+/* The slot's server is busy (something in flight), or idle since now. */
+void pool_busy(struct pool_slot *s, bool busy);
+/* The slot's server is gone (or the wait is given up): the slot is free. */
+void pool_release(struct pool_slot *s);
+
+struct pool_info {
+	const char *name;
+	size_t max, live; /* live: this pool's servers across all its instances */
+	bool over;	  /* started over the cap, every server busy */
+};
+void pool_info(struct pool *p, struct pool_info *out);
+
+#endif

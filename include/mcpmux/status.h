@@ -1,0 +1,34 @@
+/*
+ * status: what `mcpmux ps` cannot read from /proc, in a file per running instance.
+ *
+ * A suspended session has no server process, and the idle time and state of a session
+ * live only in mcpmux's memory.  So each wrap and serve keeps a small file,
+ * $XDG_RUNTIME_DIR/mcpmux/instances/PID (else /tmp/mcpmux-UID/instances/PID), 0600,
+ * held under an exclusive flock() for as long as the instance runs: a file whose lock can
+ * be taken is a dead instance's, and is ignored (and removed) by its readers.
+ *
+ * Content, one JSON object a line: first {"mcpmux":PID,"mode":"wrap"|"serve"}, then one
+ * line per session: {"session":ID,"state":"running"|"ending"|"suspending"|"suspended"|
+ * "resuming"|"waiting","pid":N|null,"started":T,"last":T,"suspends":N,"resumes":N}, where
+ * T is CLOCK_MONOTONIC seconds (the reader's clock too: age = now - started, idle = now -
+ * last).  The file is rewritten at once when a session changes state, and at most once a
+ * second for traffic; a reader may see a torn last line and skips it.
+ *
+ * A failure to make or write the file costs only what ps shows: mcpmux runs on, says so
+ * once.
+ */
+#ifndef MCPMUX_STATUS_H
+#define MCPMUX_STATUS_H
+
+#include <stdbool.h>
+
+#include <ev.h>
+
+/* Start keeping this instance's file (mode: "wrap" or "serve"). */
+void status_open(struct ev_loop *loop, const char *mode);
+/* A session changed state (now: write at once), or saw traffic (within a second). */
+void status_note(bool now);
+/* Remove the file (at exit). */
+void status_close(void);
+
+#endif

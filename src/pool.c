@@ -1,0 +1,608 @@
+/*
+ * pool: the --max-servers cap, kept between instances with files and locks (pool.h).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mcpmux/cli.h"
+#include "mcpmux/diag.h"
+#include "mcpmux/pool.h"
+#include "mcpmux/sys.h"
+
+#define STATE_LEN 26 /* "idle  %019llu\n": every state is written whole, at offset 0 */
+
+struct pool_slot {
+	struct pool *pool;
+	const struct pool_slot_ops *ops;
+	void *ctx;
+	unsigned long long seq;
+	int fd;	      /* the locked file; -1 while waiting, or when it could not be made */
+	bool waiting; /* pool_want() not yet granted */
+	double t_want;
+	struct pool_slot *next;
+};
+
+struct pool {
+	struct ev_loop *loop;
+	int dir_fd;
+	DIR *dir;
+	char name[256];
+	size_t max;
+	double wait_s;
+	pid_t pid;
+	unsigned long long seq;
+	struct pool_slot *slots;
+	bool shrink_wanted; /* over the cap: a server went idle, ask the least recent one */
+	ev_timer tick_w;
+	ev_timer self_w; /* asks made to this very instance, handled from the loop */
+	ev_signal usr2_w;
+};
+
+/* What a look at the pool's directory found. */
+struct census {
+	size_t live;	  /* live slots (their instance holds the lock) */
+	size_t pending;	  /* asked to suspend, or suspending: a slot will be free */
+	bool have_victim; /* the least recently active idle slot not yet asked */
+	pid_t victim_pid;
+	unsigned long long victim_seq, victim_ns;
+};
+
+static unsigned long long
+mono_ns(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (unsigned long long)ts.tv_sec * 1000000000ULL + (unsigned long long)ts.tv_nsec;
+}
+
+void
+pool_name_of(char *const *argv, char *out, size_t size)
+{
+	size_t at = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; argv[i] != NULL && at + 1 < size; i++) {
+		int n = snprintf(out + at, size - at, "%s%s", i > 0 ? " " : "", argv[i]);
+
+		if (n < 0) {
+			break;
+		}
+		at += (size_t)n;
+	}
+}
+
+static void
+slot_file(char *buf, size_t size, char kind, pid_t pid, unsigned long long seq)
+{
+	(void)snprintf(buf, size, "%c.%d.%llu", kind, (int)pid, seq);
+}
+
+/* ---- the directory lock ---- */
+
+static bool
+dir_lock(struct pool *p)
+{
+	if (flock(p->dir_fd, LOCK_EX | LOCK_NB) == 0) {
+		return true;
+	}
+	if (errno != EWOULDBLOCK && errno != EINTR) {
+		diag_warn_errno("pool %s: cannot lock its directory", p->name);
+	}
+	return false;
+}
+
+static void
+dir_unlock(const struct pool *p)
+{
+	(void)flock(p->dir_fd, LOCK_UN);
+}
+
+/* ---- looking ---- */
+
+static bool
+exists(const struct pool *p, const char *name)
+{
+	return faccessat(p->dir_fd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/* One "s." file: is it live, and what does it say? */
+static void
+census_one(struct pool *p, const char *name, struct census *c)
+{
+	int pid;
+	unsigned long long seq, ns;
+	char state[STATE_LEN + 1], word[8] = "", ask[64];
+
+	if (sscanf(name, "s.%d.%llu", &pid, &seq) != 2) {
+		return;
+	}
+	int fd = openat(p->dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+
+	if (fd == -1) {
+		return; /* gone meanwhile */
+	}
+	slot_file(ask, sizeof(ask), 'a', pid, seq);
+	if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
+		/* Nobody holds it: its instance died.  Not counted, and cleared away. */
+		(void)unlinkat(p->dir_fd, name, 0);
+		(void)unlinkat(p->dir_fd, ask, 0);
+		(void)close(fd);
+		return;
+	}
+	c->live++;
+	ssize_t n = pread(fd, state, STATE_LEN, 0);
+
+	(void)close(fd);
+	state[n > 0 ? n : 0] = '\0';
+	if (sscanf(state, "%7s %llu", word, &ns) != 2 || strcmp(word, "going") == 0) {
+		if (strcmp(word, "going") == 0) {
+			c->pending++;
+		}
+		return;
+	}
+	if (strcmp(word, "idle") != 0) {
+		return; /* busy, or torn: not a candidate */
+	}
+	if (exists(p, ask)) {
+		c->pending++;
+	} else if (!c->have_victim || ns < c->victim_ns) {
+		c->have_victim = true;
+		c->victim_pid = pid;
+		c->victim_seq = seq;
+		c->victim_ns = ns;
+	}
+}
+
+static void
+census(struct pool *p, struct census *c)
+{
+	const struct dirent *d;
+
+	memset(c, 0, sizeof(*c));
+	rewinddir(p->dir);
+	while ((d = readdir(p->dir)) != NULL) {
+		if (d->d_name[0] == 's' && d->d_name[1] == '.') {
+			census_one(p, d->d_name, c);
+		}
+	}
+}
+
+/* ---- asking ---- */
+
+/* Is the slot file still locked by its instance (so pid is alive and is that instance)? */
+static bool
+held(const struct pool *p, pid_t pid, unsigned long long seq)
+{
+	char name[64];
+
+	slot_file(name, sizeof(name), 's', pid, seq);
+	int fd = openat(p->dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	bool locked = false;
+
+	if (fd >= 0) {
+		locked = flock(fd, LOCK_SH | LOCK_NB) == -1 && errno == EWOULDBLOCK;
+		(void)close(fd);
+	}
+	return locked;
+}
+
+static void
+ask(struct pool *p, pid_t pid, unsigned long long seq)
+{
+	char name[64];
+
+	slot_file(name, sizeof(name), 'a', pid, seq);
+	int fd = openat(p->dir_fd, name, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+	if (fd == -1) {
+		diag_warn_errno("pool %s: cannot ask for an idle server's slot", p->name);
+		return;
+	}
+	(void)close(fd);
+	if (pid == p->pid) {
+		ev_timer_start(p->loop, &p->self_w);
+		return;
+	}
+	/* The pidfd first: if the lock is then seen held, the pidfd is that instance. */
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+
+	if (pidfd == -1 && errno != ENOSYS) {
+		return; /* gone */
+	}
+	if (held(p, pid, (unsigned long long)seq)) {
+		long rc = pidfd >= 0 ? syscall(SYS_pidfd_send_signal, pidfd, SIGUSR2, NULL, 0)
+				     : kill(pid, SIGUSR2);
+
+		if (rc == -1 && errno != ESRCH) {
+			diag_warn_errno("pool %s: cannot ask process %d for a slot", p->name,
+					(int)pid);
+		}
+	}
+	if (pidfd >= 0) {
+		(void)close(pidfd);
+	}
+}
+
+static void
+write_state(struct pool_slot *s, const char *word)
+{
+	char state[STATE_LEN + 1];
+
+	if (s->fd < 0) {
+		return;
+	}
+	(void)snprintf(state, sizeof(state), "%-5.5s %019llu\n", word, mono_ns());
+	if (pwrite(s->fd, state, STATE_LEN, 0) != STATE_LEN) {
+		diag_warn_errno("pool %s: cannot record a server's state", s->pool->name);
+	}
+}
+
+/* Asks for this instance's slots (SIGUSR2, or one of its own): suspend those servers. */
+static void
+answer_asks(struct pool *p)
+{
+	unsigned long long asked[64];
+	size_t n = 0;
+	char name[64];
+
+	for (struct pool_slot *s = p->slots; s != NULL && n < 64; s = s->next) {
+		slot_file(name, sizeof(name), 'a', p->pid, s->seq);
+		if (s->fd >= 0 && unlinkat(p->dir_fd, name, 0) == 0) {
+			asked[n++] = s->seq;
+		}
+	}
+	/* ops->suspend() may change the list: each slot is looked up again. */
+	for (size_t i = 0; i < n; i++) {
+		for (struct pool_slot *s = p->slots; s != NULL; s = s->next) {
+			if (s->seq == asked[i] && s->fd >= 0) {
+				if (s->ops->suspend(s->ctx)) {
+					write_state(s, "going");
+				}
+				break;
+			}
+		}
+	}
+}
+
+static void
+pool_on_usr2(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	answer_asks(w->data);
+}
+
+static void
+pool_on_self(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	answer_asks(w->data);
+}
+
+/* ---- granting ---- */
+
+static void
+grant(struct pool_slot *s, bool over, const struct census *c)
+{
+	struct pool *p = s->pool;
+	char name[64];
+
+	s->seq = ++p->seq;
+	slot_file(name, sizeof(name), 's', p->pid, s->seq);
+	s->fd = openat(p->dir_fd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (s->fd >= 0 && flock(s->fd, LOCK_EX | LOCK_NB) == -1) {
+		sys_close(&s->fd);
+		(void)unlinkat(p->dir_fd, name, 0);
+	}
+	if (s->fd < 0) {
+		diag_warn_errno("pool %s: cannot count a server in (it starts, uncounted)",
+				p->name);
+	}
+	s->waiting = false;
+	write_state(s, "idle");
+	if (over) {
+		int fd = openat(p->dir_fd, "over", O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+				0600);
+
+		if (fd >= 0) {
+			(void)close(fd);
+		}
+		diag_warn("pool %s: %zu of %zu servers live, none idle: one more starts (the "
+			  "pool shrinks back as soon as one is idle)",
+			  p->name, c->live, p->max);
+	} else if (c->live + 1 <= p->max) {
+		(void)unlinkat(p->dir_fd, "over", 0);
+	}
+}
+
+/* Try to grant a waiting slot: true when granted. */
+static bool
+try_grant(struct pool_slot *s)
+{
+	struct pool *p = s->pool;
+	struct census c;
+
+	if (!dir_lock(p)) {
+		if (sys_mono() - s->t_want < p->wait_s) {
+			return false;
+		}
+		memset(&c, 0, sizeof(c));
+		grant(s, false, &c); /* the lock is stuck: start, uncounted as it were */
+		return true;
+	}
+	census(p, &c);
+	bool ok = true;
+
+	if (c.live < p->max) {
+		grant(s, false, &c);
+	} else if (sys_mono() - s->t_want >= p->wait_s) {
+		diag_warn("pool %s: no server's slot came free in %g s", p->name, p->wait_s);
+		grant(s, true, &c);
+	} else if (c.have_victim) {
+		ask(p, c.victim_pid, c.victim_seq);
+		ok = false;
+	} else if (c.pending > 0) {
+		ok = false; /* a slot is on its way */
+	} else {
+		grant(s, true, &c); /* every server is busy */
+	}
+	dir_unlock(p);
+	return ok;
+}
+
+/* Over the cap and a server went idle: ask the least recently active one to go. */
+static bool
+shrink(struct pool *p)
+{
+	struct census c;
+
+	if (!dir_lock(p)) {
+		return false;
+	}
+	census(p, &c);
+	if (c.live <= p->max) {
+		(void)unlinkat(p->dir_fd, "over", 0);
+	} else if (c.have_victim && c.pending < c.live - p->max) {
+		ask(p, c.victim_pid, c.victim_seq);
+	}
+	dir_unlock(p);
+	return true;
+}
+
+static void
+pool_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct pool *p = w->data;
+	bool waiting = false;
+
+	(void)revents;
+	for (struct pool_slot *s = p->slots; s != NULL; s = s->next) {
+		if (s->waiting) {
+			if (try_grant(s)) {
+				s->ops->granted(s, s->ctx); /* may release s: look no further */
+				return;			    /* the next tick goes on */
+			}
+			waiting = true;
+		}
+	}
+	if (p->shrink_wanted && shrink(p)) {
+		p->shrink_wanted = false;
+	}
+	if (!waiting && !p->shrink_wanted) {
+		ev_timer_stop(loop, w);
+	}
+}
+
+struct pool_slot *
+pool_want(struct pool *p, const struct pool_slot_ops *ops, void *ctx, bool *granted)
+{
+	struct pool_slot *s = calloc(1, sizeof(*s));
+
+	*granted = true;
+	if (s == NULL) {
+		return NULL;
+	}
+	s->pool = p;
+	s->ops = ops;
+	s->ctx = ctx;
+	s->fd = -1;
+	s->waiting = true;
+	s->t_want = sys_mono();
+	s->next = p->slots;
+	p->slots = s;
+	/* Behind others of this instance that wait already: their turn first. */
+	for (const struct pool_slot *o = s->next; o != NULL; o = o->next) {
+		if (o->waiting) {
+			*granted = false;
+			return s;
+		}
+	}
+	*granted = try_grant(s);
+	if (!*granted) {
+		ev_timer_again(p->loop, &p->tick_w);
+	}
+	return s;
+}
+
+void
+pool_busy(struct pool_slot *s, bool busy)
+{
+	struct pool *p = s->pool;
+
+	write_state(s, busy ? "busy" : "idle");
+	if (!busy && faccessat(p->dir_fd, "over", F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+		p->shrink_wanted = true;
+		ev_timer_again(p->loop, &p->tick_w);
+	}
+}
+
+void
+pool_release(struct pool_slot *s)
+{
+	struct pool *p;
+	char name[64];
+
+	if (s == NULL) {
+		return;
+	}
+	p = s->pool;
+	if (s->fd >= 0) {
+		slot_file(name, sizeof(name), 's', p->pid, s->seq);
+		(void)unlinkat(p->dir_fd, name, 0);
+		slot_file(name, sizeof(name), 'a', p->pid, s->seq);
+		(void)unlinkat(p->dir_fd, name, 0);
+		sys_close(&s->fd); /* the lock goes with it */
+	}
+	for (struct pool_slot **pp = &p->slots; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == s) {
+			*pp = s->next;
+			break;
+		}
+	}
+	free(s);
+}
+
+void
+pool_info(struct pool *p, struct pool_info *out)
+{
+	struct census c;
+
+	census(p, &c);
+	out->name = p->name;
+	out->max = p->max;
+	out->live = c.live;
+	out->over = c.live > p->max;
+}
+
+/* ---- opening ---- */
+
+static uint64_t
+fnv1a(const char *s)
+{
+	uint64_t h = 14695981039346656037ULL;
+
+	for (; *s != '\0'; s++) {
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	}
+	return h;
+}
+
+struct pool *
+pool_open(struct ev_loop *loop, const char *name, size_t max, double wait_s)
+{
+	char path[PATH_MAX] = "";
+	struct stat st;
+	struct pool *p = calloc(1, sizeof(*p));
+	size_t at;
+
+	if (p == NULL) {
+		diag_error("pool %s: out of memory: --max-servers is not kept", name);
+		return NULL;
+	}
+	p->dir_fd = -1;
+	(void)snprintf(p->name, sizeof(p->name), "%s", name);
+	if (sys_runtime_dir("pools", path, sizeof(path)) == -1) {
+		goto fail;
+	}
+	at = strlen(path);
+	(void)snprintf(path + at, sizeof(path) - at, "/%016" PRIx64, fnv1a(name));
+	if (mkdir(path, 0700) == -1 && errno != EEXIST) {
+		goto fail;
+	}
+	p->dir_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (p->dir_fd == -1 || fstat(p->dir_fd, &st) == -1) {
+		goto fail;
+	}
+	if (st.st_uid != getuid() || (st.st_mode & 077) != 0) {
+		errno = EPERM;
+		goto fail;
+	}
+	int dup_fd = fcntl(p->dir_fd, F_DUPFD_CLOEXEC, 0);
+
+	if (dup_fd == -1 || (p->dir = fdopendir(dup_fd)) == NULL) {
+		if (dup_fd >= 0) {
+			(void)close(dup_fd);
+		}
+		goto fail;
+	}
+	/* The pool's name, for `mcpmux ps`. */
+	int fd = openat(p->dir_fd, "name", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+			0600);
+
+	if (fd >= 0) {
+		char line[sizeof(p->name) + 1];
+		int n = snprintf(line, sizeof(line), "%s\n", p->name);
+
+		(void)sys_write_all(fd, line, (size_t)n);
+		(void)close(fd);
+	}
+	p->loop = loop;
+	p->max = max;
+	p->wait_s = wait_s;
+	p->pid = getpid();
+	ev_init(&p->tick_w, pool_on_tick);
+	p->tick_w.repeat = POOL_TICK_S;
+	p->tick_w.data = p;
+	ev_timer_init(&p->self_w, pool_on_self, 0., 0.);
+	p->self_w.data = p;
+	ev_signal_init(&p->usr2_w, pool_on_usr2, SIGUSR2);
+	p->usr2_w.data = p;
+	ev_signal_start(loop, &p->usr2_w);
+	ev_unref(loop); /* a watcher that must not keep the loop running */
+	return p;
+fail:
+	diag_warn_errno("pool %s: cannot use its directory %s: --max-servers is not kept", name,
+			path);
+	sys_close(&p->dir_fd);
+	free(p);
+	return NULL;
+}
+
+struct pool *
+pool_open_for(struct ev_loop *loop, const struct mcpmux_options *o)
+{
+	char name[256];
+
+	if (o->max_servers == 0) {
+		return NULL;
+	}
+	if (o->pool != NULL) {
+		(void)snprintf(name, sizeof(name), "%s", o->pool);
+	} else {
+		pool_name_of(o->command, name, sizeof(name));
+	}
+	/* Long enough for an idle server's whole teardown ladder. */
+	return pool_open(loop, name, o->max_servers,
+			 (o->eof_grace_ms + o->term_grace_ms + o->kill_deadline_ms) / 1000. + 1);
+}
+
+void
+pool_close(struct pool *p)
+{
+	if (p == NULL) {
+		return;
+	}
+	while (p->slots != NULL) {
+		pool_release(p->slots);
+	}
+	ev_timer_stop(p->loop, &p->tick_w);
+	ev_timer_stop(p->loop, &p->self_w);
+	ev_ref(p->loop);
+	ev_signal_stop(p->loop, &p->usr2_w);
+	closedir(p->dir);
+	sys_close(&p->dir_fd);
+	free(p);
+}
