@@ -2081,7 +2081,7 @@ front_http_listen(struct front_http *fh, const int *fds, size_t n_fds)
 		diag_warn("serving MCP over HTTP at %s on %.*s", fh->path, (int)urls.len, urls.buf);
 	}
 	sbuf_release(&urls);
-	if (o->idle_timeout_s <= 0) {
+	if (o->idle_timeout_s <= 0 && o->idle_suspend_s <= 0) {
 		diag_warn("HTTP sessions that are never deleted keep their servers until mcpmux "
 			  "exits (give --idle-timeout S to end idle ones)");
 	}
