@@ -15,6 +15,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -229,7 +230,8 @@ struct spawn_args {
 	int in_fd, out_fd, err_fd;
 	bool restore_nofile;
 	struct rlimit nofile;
-	const char *cg_procs; /* the leaf's cgroup.procs, NULL without one */
+	const char *cg_procs; /* the leaf's cgroup.procs, NULL without one (or born in it) */
+	int err_pipe;	      /* the child's mm is a copy (clone3): err goes here too, or -1 */
 	volatile int err;     /* the child's errno when it could not exec */
 };
 
@@ -287,6 +289,19 @@ spawn_stack(char *const *argv)
 	return (char *)stack_map + stack_map_len;
 }
 
+/* The child could not exec: tell mcpmux why, and exit. */
+__attribute__((no_sanitize_address, noreturn)) static void
+child_fail(struct spawn_args *a, int err, int code)
+{
+	a->err = err;
+	if (a->err_pipe >= 0) {
+		ssize_t w = write(a->err_pipe, &err, sizeof(err));
+
+		(void)w; /* nothing to do about it: the exit status still says 126 or 127 */
+	}
+	_exit(code);
+}
+
 /* In the child, until exec.  Never returns. */
 __attribute__((no_sanitize_address)) static int
 child_main(void *arg)
@@ -305,8 +320,7 @@ child_main(void *arg)
 	(void)setpgid(0, 0);
 	/* A SIGKILLed mcpmux takes its direct child with it. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != a->parent) {
-		a->err = EAGAIN;
-		_exit(1);
+		child_fail(a, EAGAIN, 1);
 	}
 	/* Into its own cgroup leaf, before anything it starts can escape it. */
 	if (a->cg_procs != NULL) {
@@ -334,8 +348,84 @@ child_main(void *arg)
 		execvpe(a->argv[0], a->argv, a->envp);
 		err = errno;
 	}
-	a->err = err != 0 ? err : ENOEXEC;
-	_exit(err == ENOENT ? 127 : 126);
+	err = err != 0 ? err : ENOEXEC;
+	child_fail(a, err, err == ENOENT ? 127 : 126);
+}
+
+static bool no_clone3; /* clone3() with CLONE_INTO_CGROUP failed once: not again */
+
+/* The kernel's struct clone_args up to its cgroup member (CLONE_ARGS_SIZE_VER2, 88 bytes);
+ * <linux/sched.h> would clash with <sched.h>. */
+struct spawn_clone_args {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+	uint64_t set_tid, set_tid_size, cgroup;
+};
+#define SPAWN_CLONE_INTO_CGROUP 0x200000000ULL
+
+/*
+ * Start the child in its cgroup leaf from birth: clone3() with CLONE_INTO_CGROUP.
+ * Moving a running process into a cgroup (writing cgroup.procs) waits for an RCU grace
+ * period, milliseconds per spawn; a process born there costs nothing more.  The child's
+ * memory is a copy (CLONE_VFORK without CLONE_VM: a C function cannot return on a stack
+ * of its own after a raw clone3), so its exec errno comes back through a pipe.  The pid,
+ * -1 (errno) when the spawn failed, or -2 when this way is not available (then the
+ * caller spawns as before, and the child joins its leaf itself).
+ */
+static pid_t
+spawn_in_cgroup(struct spawn_args *a, const char *leaf)
+{
+	struct spawn_clone_args ca;
+	int ep[2], cg_fd, err = 0;
+	pid_t pid;
+
+	if (no_clone3) {
+		return -1;
+	}
+	cg_fd = open(leaf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (cg_fd == -1) {
+		return -2;
+	}
+	if (pipe2(ep, O_CLOEXEC) == -1) {
+		(void)close(cg_fd);
+		return -2;
+	}
+	memset(&ca, 0, sizeof(ca));
+	ca.flags = CLONE_VFORK | SPAWN_CLONE_INTO_CGROUP;
+	ca.exit_signal = SIGCHLD;
+	ca.cgroup = (uint64_t)cg_fd;
+	a->err_pipe = ep[1];
+	const char *procs = a->cg_procs;
+
+	a->cg_procs = NULL; /* born in it */
+	pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+	if (pid == 0) {
+		(void)child_main(a); /* never returns */
+	}
+	err = errno;
+	(void)close(ep[1]);
+	(void)close(cg_fd);
+	a->err_pipe = -1;
+	if (pid == -1) {
+		a->cg_procs = procs;
+		(void)close(ep[0]);
+		if (err == ENOSYS || err == E2BIG || err == EINVAL || err == EPERM ||
+		    err == EOPNOTSUPP) {
+			no_clone3 = true; /* an old kernel, a seccomp filter: the old way */
+			return -2;
+		}
+		errno = err; /* EAGAIN, ENOMEM: the old way would fail the same */
+		return -1;
+	}
+	/* The child has exec'd (EOF) or failed (its errno): CLONE_VFORK waited for it. */
+	int child_err = 0;
+	ssize_t n;
+
+	do {
+		n = read(ep[0], &child_err, sizeof(child_err));
+	} while (n == -1 && errno == EINTR);
+	(void)close(ep[0]);
+	a->err = n == (ssize_t)sizeof(child_err) ? child_err : 0;
+	return pid;
 }
 
 /*
@@ -509,11 +599,18 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	} else {
 		b->cgroup[0] = '\0';
 	}
+	args.err_pipe = -1;
 	/* Block every signal across the spawn: no handler may run in the child. */
 	sigfillset(&all);
 	(void)sigprocmask(SIG_SETMASK, &all, &old);
-	pid_t pid = clone(child_main, stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+	pid_t pid = -2;
 
+	if (args.cg_procs != NULL) {
+		pid = spawn_in_cgroup(&args, b->cgroup);
+	}
+	if (pid == -2) {
+		pid = clone(child_main, stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+	}
 	err = errno;
 	(void)sigprocmask(SIG_SETMASK, &old, NULL);
 	free(envp);

@@ -145,6 +145,26 @@ id_text(yajl_val id, char *buf, size_t len)
 	}
 }
 
+/*
+ * How a server's run ended, from an `ended` or `suspended` record's exit: "exit 0",
+ * "SIGKILL", or "" (exit null: no server was running).
+ */
+static void
+exit_of(yajl_val rec, char *buf, size_t len)
+{
+	yajl_val ex = get(rec, "exit");
+	const char *sig = YAJL_IS_OBJECT(ex) ? get_str(ex, "signal") : NULL;
+	double code;
+
+	if (sig != NULL) {
+		(void)snprintf(buf, len, "%s", sig);
+	} else if (YAJL_IS_OBJECT(ex) && get_num(ex, "code", &code)) {
+		(void)snprintf(buf, len, "exit %.0f", code);
+	} else {
+		buf[0] = '\0';
+	}
+}
+
 /* ---- requests waiting for their response: (session, direction, id) -> method ---- */
 
 struct waiting {
@@ -319,24 +339,32 @@ show_record(const struct opts *o, yajl_val rec)
 			const char *t = get_str(rec, "text");
 
 			(void)snprintf(detail, sizeof(detail), "%s", t ? t : "");
-		} else if (strcmp(event, "ended") == 0) {
-			yajl_val ex = get(rec, "exit");
+		} else if (strcmp(event, "ended") == 0 || strcmp(event, "suspended") == 0) {
+			/* [reason, ][exit, ]escalation E, N ms; "[reason, ]no server running"
+			 * for the end of a suspended session */
 			const char *esc = get_str(rec, "escalation");
-			double code, ms = 0;
-			const char *sig = NULL;
+			const char *reason = get_str(rec, "reason");
+			char ex[64];
+			double ms = 0;
 
 			(void)get_num(rec, "ms", &ms);
-			if (YAJL_IS_OBJECT(ex) && get_num(ex, "code", &code)) {
-				(void)snprintf(detail, sizeof(detail),
-					       "exit %.0f, escalation %s, %.0f ms", code,
-					       esc ? esc : "?", ms);
-			} else if (YAJL_IS_OBJECT(ex) && (sig = get_str(ex, "signal")) != NULL) {
-				(void)snprintf(detail, sizeof(detail), "%s, escalation %s, %.0f ms",
-					       sig, esc ? esc : "?", ms);
+			exit_of(rec, ex, sizeof(ex));
+			if (ex[0] == '\0' && esc != NULL && strcmp(esc, "none") == 0) {
+				(void)snprintf(detail, sizeof(detail), "%s%sno server running",
+					       reason ? reason : "", reason ? ", " : "");
 			} else {
-				(void)snprintf(detail, sizeof(detail), "escalation %s, %.0f ms",
-					       esc ? esc : "?", ms);
+				(void)snprintf(detail, sizeof(detail),
+					       "%s%s%s%sescalation %s, %.0f ms",
+					       reason ? reason : "", reason ? ", " : "", ex,
+					       ex[0] ? ", " : "", esc ? esc : "?", ms);
 			}
+		} else if ((strcmp(event, "resumed") == 0 || strcmp(event, "replayed") == 0) &&
+			   get_num(rec, "ms", &v)) {
+			(void)snprintf(detail, sizeof(detail), "in %.0f ms", v);
+		} else if (strcmp(event, "resume-failed") == 0) {
+			const char *reason = get_str(rec, "reason");
+
+			(void)snprintf(detail, sizeof(detail), "%s", reason ? reason : "");
 		} else if (strcmp(event, "end-requested") == 0) {
 			const char *reason = get_str(rec, "reason");
 
@@ -412,6 +440,8 @@ struct sstat {
 	UT_hash_handle hh;
 	char *first_ts, *last_ts;
 	uint64_t msgs, bytes, errors;
+	uint64_t suspends, resumes;
+	bool suspended; /* its last record so far is a `suspended` event */
 	char ended[96];
 	char id[];
 };
@@ -534,6 +564,41 @@ print_method_row(const char *name, uint64_t count, uint64_t errors, const struct
 	}
 }
 
+/*
+ * How a session ended, from its `ended` record: the reason, then in parentheses the
+ * escalation (unless none) and the exit: "end-of-run (eof, exit 0)", "crash (SIGSEGV)".
+ * A log written before `reason` existed: "eof (exit 0)", "kill (SIGKILL)", and
+ * "none (no server running)" for a session that ended while suspended.
+ */
+static void
+ended_text(yajl_val rec, char *buf, size_t len)
+{
+	const char *reason = get_str(rec, "reason");
+	const char *esc = get_str(rec, "escalation");
+	char ex[64];
+
+	exit_of(rec, ex, sizeof(ex));
+	bool show_esc = esc != NULL && strcmp(esc, "none") != 0;
+
+	if (reason == NULL) {
+		if (ex[0] != '\0') {
+			(void)snprintf(buf, len, "%s (%s)", esc ? esc : "?", ex);
+		} else if (esc != NULL && !show_esc) {
+			(void)snprintf(buf, len, "%s (no server running)", esc);
+		} else {
+			(void)snprintf(buf, len, "%s", esc ? esc : "?");
+		}
+		return;
+	}
+
+	if (!show_esc && ex[0] == '\0') {
+		(void)snprintf(buf, len, "%s", reason);
+	} else {
+		(void)snprintf(buf, len, "%s (%s%s%s)", reason, show_esc ? esc : "",
+			       show_esc && ex[0] ? ", " : "", ex);
+	}
+}
+
 static int
 run_stats(const struct opts *o, struct reader *r)
 {
@@ -542,6 +607,7 @@ run_stats(const struct opts *o, struct reader *r)
 	size_t n_methods = 0, n_sessions = 0;
 	struct hist all = { 0 };
 	uint64_t total = 0, total_err = 0, total_bytes = 0, records = 0;
+	uint64_t total_susp = 0, total_resumes = 0;
 	yajl_val rec;
 
 	while ((rec = next_record(r)) != NULL) {
@@ -567,25 +633,21 @@ run_stats(const struct opts *o, struct reader *r)
 			if (strcmp(event, "end-requested") == 0) {
 				note_end_request(rec, session);
 			}
-			if (s != NULL && strcmp(event, "ended") == 0) {
-				const char *esc = get_str(rec, "escalation");
-				yajl_val ex = get(rec, "exit");
-				const char *sig = YAJL_IS_OBJECT(ex) ? get_str(ex, "signal") : NULL;
-				double code;
-
-				if (sig != NULL) {
-					(void)snprintf(s->ended, sizeof(s->ended), "%s (%s)",
-						       esc ? esc : "?", sig);
-				} else if (YAJL_IS_OBJECT(ex) && get_num(ex, "code", &code)) {
-					(void)snprintf(s->ended, sizeof(s->ended), "%s (exit %.0f)",
-						       esc ? esc : "?", code);
-				} else {
-					(void)snprintf(s->ended, sizeof(s->ended), "%s",
-						       esc ? esc : "?");
+			if (s != NULL) {
+				s->suspended = strcmp(event, "suspended") == 0;
+				s->suspends += s->suspended;
+				s->resumes += strcmp(event, "resumed") == 0;
+				total_susp += s->suspended;
+				total_resumes += strcmp(event, "resumed") == 0;
+				if (strcmp(event, "ended") == 0) {
+					ended_text(rec, s->ended, sizeof(s->ended));
 				}
 			}
 			yajl_tree_free(rec);
 			continue;
+		}
+		if (s != NULL) {
+			s->suspended = false;
 		}
 		if (dir == NULL) {
 			yajl_tree_free(rec);
@@ -644,24 +706,27 @@ run_stats(const struct opts *o, struct reader *r)
 		print_method_row(m->name, m->count, m->errors, &m->lat);
 	}
 	print_method_row("(all)", total, total_err, &all);
-	printf("\n%-36s %9s %8s %10s %6s  %s\n", "SESSION", "DURATION", "MSGS", "BYTES", "ERRORS",
-	       "ENDED");
+	printf("\n%-36s %9s %8s %10s %6s %5s %7s  %s\n", "SESSION", "DURATION", "MSGS", "BYTES",
+	       "ERRORS", "SUSP", "RESUMES", "ENDED");
 	HASH_ITER (hh, sessions, s, stmp) {
 		char b[32];
 
 		// cppcheck-suppress uninitvar ; uthash iteration, filled by sstat_get()
 		human_bytes((double)s->bytes, b, sizeof(b));
-		printf("%-36s %8.1fs %8llu %10s %6llu  %s\n", s->id,
+		printf("%-36s %8.1fs %8llu %10s %6llu %5llu %7llu  %s\n", s->id,
 		       ts_seconds(s->last_ts) - ts_seconds(s->first_ts),
 		       (unsigned long long)s->msgs, b, (unsigned long long)s->errors,
-		       s->ended[0] ? s->ended : "(running)");
+		       (unsigned long long)s->suspends, (unsigned long long)s->resumes,
+		       s->ended[0] ? s->ended : (s->suspended ? "suspended" : "(running)"));
 	}
 	char tb[32];
 
 	human_bytes((double)total_bytes, tb, sizeof(tb));
-	printf("\n%llu records, %llu messages (%s), %llu errors, %zu sessions, %zu methods\n",
+	printf("\n%llu records, %llu messages (%s), %llu errors, %zu sessions, %zu methods, "
+	       "%llu suspends, %llu resumes\n",
 	       (unsigned long long)records, (unsigned long long)total, tb,
-	       (unsigned long long)total_err, n_sessions, n_methods);
+	       (unsigned long long)total_err, n_sessions, n_methods, (unsigned long long)total_susp,
+	       (unsigned long long)total_resumes);
 
 	HASH_ITER (hh, methods, m, tmp) {
 		HASH_DEL(methods, m);
@@ -690,7 +755,8 @@ log_usage(void)
 	      "       latency, size, error marker; colour on a terminal (--color "
 	      "auto|always|never)\n"
 	      "stats  per method: count, errors, latency p50/p90/p99/max; per session:\n"
-	      "       duration, messages, bytes, how it ended; totals\n",
+	      "       duration, messages, bytes, errors, suspends and resumes (--idle-suspend),\n"
+	      "       how it ended; totals\n",
 	      stdout);
 }
 

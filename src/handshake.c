@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <yajl/yajl_tree.h>
+
 #include "mcpmux/handshake.h"
 
 void
@@ -17,7 +19,7 @@ static void
 subs_clear(struct handshake *hs)
 {
 	for (size_t i = 0; i < hs->n_subs; i++) {
-		free(hs->subs[i].uri);
+		free(hs->subs[i].uri_key);
 		free(hs->subs[i].params);
 	}
 	free(hs->subs);
@@ -54,61 +56,90 @@ params_of(const char *line, size_t len, const char **p, size_t *plen)
 	}
 }
 
-static void
-subscribe(struct handshake *hs, const char *params, size_t plen)
+/*
+ * The key of params.uri, by value (a malloc'd jsonrpc_id_key()), or NULL when there is
+ * no such member or it is not a string.
+ */
+static char *
+uri_key(const char *params, size_t plen, size_t *klen)
 {
 	const char *uri;
 	size_t ulen;
+	char *key;
 
-	if (!jsonrpc_member(params, plen, "uri", &uri, &ulen)) {
+	if (!jsonrpc_member(params, plen, "uri", &uri, &ulen) || ulen < 2 || uri[0] != '"' ||
+	    (key = malloc(JSONRPC_KEY_MAX(ulen))) == NULL) {
+		return NULL;
+	}
+	*klen = jsonrpc_id_key(uri, ulen, key);
+	if (*klen == 0) {
+		free(key);
+		return NULL;
+	}
+	return key;
+}
+
+/* The subscription to the URI of key k, or n_subs. */
+static size_t
+sub_find(const struct handshake *hs, const char *k, size_t klen)
+{
+	size_t i = 0;
+
+	while (i < hs->n_subs &&
+	       (hs->subs[i].uri_key_len != klen || memcmp(hs->subs[i].uri_key, k, klen) != 0)) {
+		i++;
+	}
+	return i;
+}
+
+static void
+subscribe(struct handshake *hs, const char *params, size_t plen)
+{
+	size_t klen;
+	char *k = uri_key(params, plen, &klen);
+
+	if (k == NULL) {
 		return;
 	}
-	for (size_t i = 0; i < hs->n_subs; i++) {
-		if (hs->subs[i].uri_len == ulen && memcmp(hs->subs[i].uri, uri, ulen) == 0) {
-			return; /* subscribed already */
-		}
-	}
-	if (hs->n_subs >= HANDSHAKE_SUBS) {
+	if (sub_find(hs, k, klen) < hs->n_subs || hs->n_subs >= HANDSHAKE_SUBS) {
+		free(k); /* subscribed already, or too many */
 		return;
 	}
 	struct handshake_sub *ns = realloc(hs->subs, (hs->n_subs + 1) * sizeof(*ns));
+	char *pc = malloc(plen);
 
-	if (ns == NULL) {
+	if (ns != NULL) {
+		hs->subs = ns;
+	}
+	if (ns == NULL || pc == NULL) {
+		free(k);
+		free(pc);
 		return;
 	}
-	hs->subs = ns;
-	struct handshake_sub *s = &hs->subs[hs->n_subs];
-
-	s->uri = malloc(ulen);
-	s->params = malloc(plen);
-	if (s->uri == NULL || s->params == NULL) {
-		free(s->uri);
-		free(s->params);
-		return;
-	}
-	memcpy(s->uri, uri, ulen);
-	s->uri_len = ulen;
-	memcpy(s->params, params, plen);
-	s->params_len = plen;
-	hs->n_subs++;
+	memcpy(pc, params, plen);
+	hs->subs[hs->n_subs++] = (struct handshake_sub){
+		.uri_key = k, .uri_key_len = klen, .params = pc, .params_len = plen
+	};
 }
 
 static void
 unsubscribe(struct handshake *hs, const char *params, size_t plen)
 {
-	const char *uri;
-	size_t ulen;
+	size_t klen;
+	char *k = uri_key(params, plen, &klen);
 
-	if (!jsonrpc_member(params, plen, "uri", &uri, &ulen)) {
+	if (k == NULL) {
 		return;
 	}
-	for (size_t i = 0; i < hs->n_subs; i++) {
-		if (hs->subs[i].uri_len == ulen && memcmp(hs->subs[i].uri, uri, ulen) == 0) {
-			free(hs->subs[i].uri);
-			free(hs->subs[i].params);
-			hs->subs[i] = hs->subs[--hs->n_subs];
-			return;
-		}
+	size_t i = sub_find(hs, k, klen);
+
+	free(k);
+	if (i < hs->n_subs) {
+		free(hs->subs[i].uri_key);
+		free(hs->subs[i].params);
+		/* The others keep their order: they are replayed as they were made. */
+		memmove(&hs->subs[i], &hs->subs[i + 1], (hs->n_subs - i - 1) * sizeof(*hs->subs));
+		hs->n_subs--;
 	}
 }
 
@@ -208,54 +239,140 @@ handshake_replay_init(struct handshake *hs, struct sbuf *b, char *id, size_t id_
 	sbuf_adds(b, "}");
 }
 
-/* JSON text without the white space outside strings: two layouts of one value compare equal. */
-static size_t
-squeeze(const char *p, size_t len, char *out)
+/* ---- comparing the fresh server's answer ---- */
+
+static bool same_value(yajl_val a, yajl_val b);
+
+/* Two JSON numbers of one value (1 and 1.0 and 1e0), compared as jsonrpc_id_key() does. */
+static bool
+same_number(const char *a, const char *b)
 {
-	size_t o = 0;
-	bool in_str = false;
+	size_t al = strlen(a), bl = strlen(b);
+	char ka[JSONRPC_KEY_MAX(64)], kb[JSONRPC_KEY_MAX(64)];
 
-	for (size_t i = 0; i < len; i++) {
-		char c = p[i];
-
-		if (in_str) {
-			out[o++] = c;
-			if (c == '\\' && i + 1 < len) {
-				out[o++] = p[++i];
-			} else if (c == '"') {
-				in_str = false;
-			}
-		} else if (c == '"') {
-			in_str = true;
-			out[o++] = c;
-		} else if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
-			out[o++] = c;
-		}
+	if (al > 64 || bl > 64) {
+		return al == bl && memcmp(a, b, al) == 0;
 	}
-	return o;
+	al = jsonrpc_id_key(a, al, ka);
+	bl = jsonrpc_id_key(b, bl, kb);
+	return al > 0 && al == bl && memcmp(ka, kb, al) == 0;
 }
 
 static bool
+same_object(yajl_val a, yajl_val b)
+{
+	if (a->u.object.len != b->u.object.len) {
+		return false;
+	}
+	for (size_t i = 0; i < a->u.object.len; i++) {
+		size_t j = 0;
+
+		while (j < b->u.object.len &&
+		       strcmp(a->u.object.keys[i], b->u.object.keys[j]) != 0) {
+			j++;
+		}
+		if (j == b->u.object.len ||
+		    !same_value(a->u.object.values[i], b->u.object.values[j])) {
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool
+same_value(yajl_val a, yajl_val b)
+{
+	if (a == NULL || b == NULL || a->type != b->type) {
+		return a == b;
+	}
+	switch (a->type) {
+	case yajl_t_string:
+		return strcmp(a->u.string, b->u.string) == 0;
+	case yajl_t_number:
+		return same_number(a->u.number.r, b->u.number.r);
+	case yajl_t_object:
+		return same_object(a, b);
+	case yajl_t_array:
+		if (a->u.array.len != b->u.array.len) {
+			return false;
+		}
+		for (size_t i = 0; i < a->u.array.len; i++) {
+			if (!same_value(a->u.array.values[i], b->u.array.values[i])) {
+				return false;
+			}
+		}
+		return true;
+	default: /* true, false, null */
+		return true;
+	}
+}
+
+/* JSON text as a NUL-terminated string, parsed (NULL when it is no JSON). */
+static yajl_val
+parse(const char *p, size_t len)
+{
+	char *z = malloc(len + 1);
+	yajl_val v = NULL;
+
+	if (z != NULL) {
+		memcpy(z, p, len);
+		z[len] = '\0';
+		v = yajl_tree_parse(z, NULL, 0);
+		free(z);
+	}
+	return v;
+}
+
+/*
+ * Two JSON texts (or absences: len 0) of one value: white space, the order of an object's
+ * members, the escapes of strings and the spelling of numbers aside.
+ */
+static bool
 same_json(const char *a, size_t alen, const char *b, size_t blen)
 {
-	char *x = malloc(alen + 1), *y = malloc(blen + 1);
-	bool same = false;
-
-	if (x != NULL && y != NULL) {
-		size_t xl = squeeze(a, alen, x), yl = squeeze(b, blen, y);
-
-		same = xl == yl && memcmp(x, y, xl) == 0;
+	if (alen == 0 || blen == 0) {
+		return alen == blen;
 	}
-	free(x);
-	free(y);
+	yajl_val x = parse(a, alen), y = parse(b, blen);
+	bool same = x != NULL && y != NULL && same_value(x, y);
+
+	yajl_tree_free(x);
+	yajl_tree_free(y);
 	return same;
+}
+
+/* A member of the object json as JSON text: len 0 when it is absent. */
+static void
+member_or_none(const char *json, size_t len, const char *key, const char **v, size_t *vlen)
+{
+	if (!jsonrpc_member(json, len, key, v, vlen)) {
+		*v = "";
+		*vlen = 0;
+	}
+}
+
+/* At most max bytes of p, not cutting a UTF-8 sequence; the quotes of a string dropped. */
+static int
+shown(const char **p, size_t len, size_t max)
+{
+	if (len >= 2 && (*p)[0] == '"' && (*p)[len - 1] == '"') {
+		(*p)++;
+		len -= 2;
+	}
+	if (len > max) {
+		len = max;
+		while (len > 0 && ((unsigned char)(*p)[len] & 0xc0) == 0x80) {
+			len--;
+		}
+	}
+	return (int)len;
 }
 
 const char *
 handshake_check_init(const struct handshake *hs, const struct jsonrpc_scanner *scan,
 		     const char *line, size_t len, char *why, size_t why_size)
 {
-	const char *result, *v;
+	const char *result, *v, *was = hs->proto.len > 0 ? hs->proto.buf : "";
 	size_t rlen, vlen;
 
 	if (scan->kind == JSONRPC_ERROR) {
@@ -263,26 +380,30 @@ handshake_check_init(const struct handshake *hs, const struct jsonrpc_scanner *s
 		size_t elen = 0, mlen = 0;
 
 		if (jsonrpc_member(line, len, "error", &err, &elen)) {
-			(void)jsonrpc_member(err, elen, "message", &msg, &mlen);
+			member_or_none(err, elen, "message", &msg, &mlen);
 		}
+		int n = shown(&msg, mlen, 200);
+
 		(void)snprintf(why, why_size, "the restarted server refused initialize: %.*s",
-			       (int)(mlen > 200 ? 200 : mlen), msg);
+			       n > 0 ? n : 12, n > 0 ? msg : "(no message)");
 		return why;
 	}
 	if (!jsonrpc_member(line, len, "result", &result, &rlen)) {
 		return "the restarted server answered initialize without a result";
 	}
-	if (!jsonrpc_member(result, rlen, "protocolVersion", &v, &vlen) ||
-	    !same_json(v, vlen, hs->proto.buf, hs->proto.len)) {
+	member_or_none(result, rlen, "protocolVersion", &v, &vlen);
+	if (!same_json(v, vlen, hs->proto.buf, hs->proto.len)) {
+		int n = shown(&v, vlen, 40), m = shown(&was, hs->proto.len, 40);
+
 		(void)snprintf(why, why_size,
 			       "the restarted server's protocol version differs from the first "
 			       "one's (%.*s, was %.*s)",
-			       (int)(vlen > 40 ? 40 : vlen), v,
-			       (int)(hs->proto.len > 40 ? 40 : hs->proto.len), hs->proto.buf);
+			       n > 0 ? n : 4, n > 0 ? v : "none", m > 0 ? m : 4,
+			       m > 0 ? was : "none");
 		return why;
 	}
-	if (!jsonrpc_member(result, rlen, "capabilities", &v, &vlen) ||
-	    !same_json(v, vlen, hs->caps.buf, hs->caps.len)) {
+	member_or_none(result, rlen, "capabilities", &v, &vlen);
+	if (!same_json(v, vlen, hs->caps.buf, hs->caps.len)) {
 		return "the restarted server's capabilities differ from the first one's";
 	}
 	return NULL;
@@ -333,6 +454,16 @@ bool
 handshake_is_replay_id(const char *id, size_t len)
 {
 	static const char prefix[] = "\"" HANDSHAKE_ID "-";
+	const size_t n = sizeof(prefix) - 1;
 
-	return len > sizeof(prefix) - 1 && memcmp(id, prefix, sizeof(prefix) - 1) == 0;
+	/* "mcpmux-replay-N": the prefix, digits, the closing quote */
+	if (len < n + 2 || memcmp(id, prefix, n) != 0 || id[len - 1] != '"') {
+		return false;
+	}
+	for (size_t i = n; i < len - 1; i++) {
+		if (id[i] < '0' || id[i] > '9') {
+			return false;
+		}
+	}
+	return true;
 }

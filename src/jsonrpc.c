@@ -679,6 +679,9 @@ span_string(const char *p, const char *end)
 {
 	for (p++; p < end; p++) {
 		if (*p == '\\') {
+			if (end - p < 2) {
+				return NULL; /* cut after a backslash: not a pointer past the end */
+			}
 			p++;
 		} else if (*p == '"') {
 			return p + 1;
@@ -712,7 +715,8 @@ span_value(const char *p, const char *end)
 			depth--;
 			p++;
 		} else {
-			while (p < end && !strchr("\"{}[],: \t\r\n", *p)) {
+			/* (a NUL is no delimiter: strchr() would find the terminator) */
+			while (p < end && (*p == '\0' || !strchr("\"{}[],: \t\r\n", *p))) {
 				p++;
 			}
 			if (depth > 0 && p < end && (*p == ',' || *p == ':')) {

@@ -31,8 +31,8 @@
 #define HANDSHAKE_ID   "mcpmux-replay" /* ids of replayed requests: "mcpmux-replay-N" */
 
 struct handshake_sub {
-	char *uri; /* the subscribed URI's JSON text */
-	size_t uri_len;
+	char *uri_key; /* the subscribed URI by value (jsonrpc_id_key(): escapes decoded) */
+	size_t uri_key_len;
 	char *params; /* the request's params, JSON text */
 	size_t params_len;
 };
@@ -55,7 +55,11 @@ struct handshake {
 void handshake_init(struct handshake *hs);
 void handshake_release(struct handshake *hs);
 
-/* A message the client sent to the server (scan describes line). */
+/*
+ * A message the client sent to the server (scan describes line).  A subscription is
+ * known by its URI's value: "a/b" and "a\/b" are one URI; a URI that is not a string
+ * is not recorded.  Subscriptions are replayed in the order they were made.
+ */
 void handshake_observe_client(struct handshake *hs, const struct jsonrpc_scanner *scan,
 			      const char *line, size_t len);
 /* A message the server sent (scan describes line): the first answer to initialize. */
@@ -71,7 +75,9 @@ bool handshake_ready(const struct handshake *hs);
 void handshake_replay_init(struct handshake *hs, struct sbuf *b, char *id, size_t id_size);
 /*
  * Check a fresh server's answer (line, a response or error with the replay's id) to the
- * replayed initialize.  NULL when it may go on; else why not (a static text, or one
+ * replayed initialize: its protocolVersion and capabilities must be the first server's,
+ * compared as JSON values (white space, key order and escapes aside; a member absent
+ * from both is the same).  NULL when it may go on; else why not (a static text, or one
  * written into why).
  */
 const char *handshake_check_init(const struct handshake *hs, const struct jsonrpc_scanner *scan,
@@ -83,7 +89,7 @@ const char *handshake_check_init(const struct handshake *hs, const struct jsonrp
  */
 bool handshake_replay_next(struct handshake *hs, size_t k, struct sbuf *b, bool *is_request,
 			   char *id, size_t id_size);
-/* Is this id (JSON text) one of the replay's? */
+/* Is this id (canonical JSON text, as jsonrpc_scan() gives it) one of the replay's? */
 bool handshake_is_replay_id(const char *id, size_t len);
 
 #endif

@@ -15,7 +15,8 @@
  *   FAULT_SHORT_MIN=N     (16) smaller transfers are never cut: a pipe never splits a
  *                         write of at most PIPE_BUF bytes that a reader asks for whole
  *   FAULT_FORK_FAIL=N,..  the Nth process creation (from 1) fails with EAGAIN: calls of
- *                         fork(), clone() and posix_spawn[p]() are counted together
+ *                         fork(), clone(), clone3 (through syscall()) and
+ *                         posix_spawn[p]() are counted together
  *                         (vfork() is not interposed: its child would return through
  *                         the shim's stack frame)
  *   FAULT_PIPE2_FAIL=N,.. the Nth call of pipe2() fails with EMFILE
@@ -599,6 +600,10 @@ syscall(long number, ...)
 	}
 	va_end(ap);
 	resolve();
+	if (number == SYS_clone3 && spawn_fails()) {
+		errno = EAGAIN; /* a process creation like fork() and clone() */
+		return -1;
+	}
 	if (number == SYS_pidfd_send_signal && nokill_on() && a[1] != 0 &&
 	    protected_pid(pidfd_pid(a[0]))) {
 		errno = EPERM;

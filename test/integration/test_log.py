@@ -22,6 +22,13 @@ def messages(recs, direction):
     return [r for r in recs if r.get("dir") == direction]
 
 
+def run_log(env, *args, stdin=None):
+    """mcpmux log ARGS: (exit status, stdout, stderr)."""
+    p = subprocess.run([MCPMUX, "log"] + list(args), input=stdin, capture_output=True,
+                       timeout=60, env=env)
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
 class Writing(Case):
     def test_a_session_logged_once_each_way(self):
         log = os.path.join(self.tmp.name, "t.log")
@@ -127,6 +134,40 @@ class Writing(Case):
             self.assertEqual([r.get("event") or r["dir"] for r in mine],
                              ["started", "in", "out", "ended"])
 
+    def test_suspend_and_resume_logged(self):
+        """--idle-suspend: the suspend and the resume are events, and log show and stats
+        report them."""
+        log = os.path.join(self.tmp.name, "t.log")
+        w = self.wrap(opts=FAST + ["--idle-suspend", "0.3", "--log", log])
+        w.send(initialize(1), note("notifications/initialized"))
+        w.msg()
+        wait_until(lambda: any(r.get("event") == "suspended" for r in records(log)), 10,
+                   "the suspend to be logged")
+        w.send(call(2, "handshake"))
+        hs = w.msg()["result"]["structuredContent"]
+        self.assertTrue(hs["initialized"])
+        self.assertEqual(hs["firstMethod"], "initialize")  # replayed before the call
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        recs = records(log)
+        events = [r for r in recs if "event" in r]
+        self.assertEqual([r["event"] for r in events],
+                         ["started", "suspended", "started", "resumed", "ended"])
+        susp = events[1]
+        self.assertEqual((susp["reason"], susp["escalation"], susp["exit"]),
+                         ("idle", "eof", {"code": 0}))
+        self.assertEqual(events[3]["pid"], hs["pid"])
+        rc, out, _ = run_log(self.env, "show", "--color", "never", log)
+        self.assertEqual(rc, 0)
+        self.assertRegex(out, r"\* suspended     idle, exit 0, escalation eof, \d+ ms\n")
+        self.assertRegex(out, r"\* resumed       in \d+ ms\n")
+        rc, out, _ = run_log(self.env, "stats", log)
+        self.assertEqual(rc, 0)
+        row = [l for l in out.splitlines() if l.startswith(susp["session"])][0]
+        self.assertEqual(row.split()[6:8], ["1", "1"])  # SUSP, RESUMES
+        self.assertRegex(row, r"  (\S+ \()?eof(, | \()exit 0\)$")
+        self.assertIn(", 1 suspends, 1 resumes\n", out)
+
     def test_reopen_on_sigusr1(self):
         log = os.path.join(self.tmp.name, "t.log")
         w = self.wrap(opts=["--log", log])
@@ -161,9 +202,7 @@ class Writing(Case):
 
 class Reading(Case):
     def run_log(self, *args, stdin=None):
-        p = subprocess.run([MCPMUX, "log"] + list(args), input=stdin, capture_output=True,
-                           timeout=60, env=self.env)
-        return p.returncode, p.stdout.decode(), p.stderr.decode()
+        return run_log(self.env, *args, stdin=stdin)
 
     def golden(self, name):
         with open(os.path.join(LOGS, name)) as f:
@@ -181,6 +220,134 @@ class Reading(Case):
             self.assertEqual(rc, 0)
             self.assertEqual(out, self.golden(name), name)
             self.assertIn("cut short", err)  # the fixed log's last line is truncated
+
+    def test_suspend_events_and_end_reasons(self):
+        """Suspend, resume and replay events shown readably; stats says how each session
+        ended (the `ended` record's reason, else its escalation), counts suspends and
+        resumes, and calls a session whose last record is `suspended` suspended."""
+        def rec(ts, session, pid, **kw):
+            r = {"ts": "2026-11-24T10:00:%sZ" % ts, "session": session, "pid": pid}
+            r.update(kw)
+            return r
+
+        def msg(ts, session, pid, d, kind, id_, method=None, ms=None):
+            kw = {"dir": d, "kind": kind, "id": id_}
+            if method:
+                kw["method"] = method
+            if ms is not None:
+                kw["ms"] = ms
+            kw["bytes"] = 50
+            return rec(ts, session, pid, **kw)
+
+        differ = "the restarted server's capabilities differ from the first one's"
+        log = [
+            rec("00.000000", "sess-a", 100, event="started"),
+            msg("00.001000", "sess-a", 100, "in", "request", 1, "initialize"),
+            msg("00.011000", "sess-a", 100, "out", "response", 1, ms=10),
+            rec("01.000000", "sess-a", 100, event="suspended", exit={"code": 0},
+                escalation="eof", ms=12, reason="idle"),
+            msg("02.000000", "sess-a", None, "in", "request", 2, "tools/call"),
+            rec("02.010000", "sess-a", 101, event="started"),
+            rec("02.085000", "sess-a", 101, event="resumed", ms=85),
+            msg("02.090000", "sess-a", 101, "out", "response", 2, ms=5),
+            rec("03.000000", "sess-a", 101, event="suspended", exit={"signal": "SIGTERM"},
+                escalation="term", ms=2003, reason="pool"),
+            msg("04.000000", "sess-a", None, "in", "request", 3, "tools/call"),
+            rec("04.010000", "sess-a", 102, event="started"),
+            rec("04.020000", "sess-a", 102, event="resume-failed", reason=differ),
+            msg("04.020500", "sess-a", 102, "out", "error", 3, ms=20),
+            rec("04.030000", "sess-a", 102, event="suspended", exit={"code": 0},
+                escalation="eof", ms=9, reason="resume-failed"),
+            # the end of a suspended session: no server to end
+            rec("05.000000", "sess-a", None, event="ended", exit=None, escalation="none",
+                ms=0, reason="end-of-run"),
+            rec("06.000000", "sess-b", 200, event="started"),
+            rec("06.500000", "sess-b", 200, event="ended", exit={"signal": "SIGSEGV"},
+                escalation="none", ms=0, reason="crash"),
+            rec("07.000000", "sess-c", 300, event="started"),
+            rec("07.100000", "sess-c", 300, event="replayed", ms=40),
+            rec("09.000000", "sess-c", 300, event="ended", exit={"signal": "SIGTERM"},
+                escalation="term", ms=2001, reason="idle-timeout"),
+            rec("10.000000", "sess-d", 400, event="started"),
+            rec("10.500000", "sess-d", 400, event="suspended", exit={"code": 0},
+                escalation="eof", ms=3, reason="idle"),
+            # suspended, then a message: resuming when the log ends
+            rec("11.000000", "sess-e", 500, event="started"),
+            rec("11.500000", "sess-e", 500, event="suspended", exit={"code": 0},
+                escalation="eof", ms=3, reason="idle"),
+            msg("12.000000", "sess-e", None, "in", "request", 1, "ping"),
+            rec("13.000000", "sess-f", 600, event="started"),
+            rec("13.004000", "sess-f", 600, event="ended", exit={"code": 0}, escalation="eof",
+                ms=4, reason="end-of-run"),
+            # a log written before `reason` existed
+            rec("14.000000", "sess-g", 700, event="started"),
+            rec("14.012000", "sess-g", 700, event="ended", exit={"code": 0}, escalation="eof",
+                ms=12),
+            # and one that ended while suspended
+            rec("15.000000", "sess-h", 800, event="started"),
+            rec("15.500000", "sess-h", 800, event="suspended", exit={"code": 0},
+                escalation="eof", ms=3, reason="idle"),
+            rec("16.000000", "sess-h", None, event="ended", exit=None, escalation="none",
+                ms=0),
+        ]
+        path = os.path.join(self.tmp.name, "s.log")
+        with open(path, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in log)
+
+        rc, out, err = self.run_log("show", "--color", "never", path)
+        self.assertEqual((rc, err), (0, ""))
+        events = [l for l in out.splitlines() if "  * " in l and "* started " not in l]
+        self.assertEqual(events, [
+            "10:00:01.000 sess-a      * suspended     idle, exit 0, escalation eof, 12 ms",
+            "10:00:02.085 sess-a      * resumed       in 85 ms",
+            "10:00:03.000 sess-a      * suspended     pool, SIGTERM, escalation term, 2003 ms",
+            "10:00:04.020 sess-a      * resume-failed " + differ,
+            "10:00:04.030 sess-a      * suspended     resume-failed, exit 0, escalation eof, "
+            "9 ms",
+            "10:00:05.000 sess-a      * ended         end-of-run, no server running",
+            "10:00:06.500 sess-b      * ended         crash, SIGSEGV, escalation none, 0 ms",
+            "10:00:07.100 sess-c      * replayed      in 40 ms",
+            "10:00:09.000 sess-c      * ended         idle-timeout, SIGTERM, escalation term, "
+            "2001 ms",
+            "10:00:10.500 sess-d      * suspended     idle, exit 0, escalation eof, 3 ms",
+            "10:00:11.500 sess-e      * suspended     idle, exit 0, escalation eof, 3 ms",
+            "10:00:13.004 sess-f      * ended         end-of-run, exit 0, escalation eof, 4 ms",
+            "10:00:14.012 sess-g      * ended         exit 0, escalation eof, 12 ms",
+            "10:00:15.500 sess-h      * suspended     idle, exit 0, escalation eof, 3 ms",
+            "10:00:16.000 sess-h      * ended         no server running",
+        ])
+
+        rc, out, err = self.run_log("stats", path)
+        self.assertEqual((rc, err), (0, ""))
+        sessions = out.split("\n\n")[1]
+        self.assertEqual(sessions, "\n".join([
+            "SESSION                               DURATION     MSGS      BYTES ERRORS  SUSP"
+            " RESUMES  ENDED",
+            "sess-a                                    5.0s        6      300 B      1     3"
+            "       1  end-of-run",
+            "sess-b                                    0.5s        0        0 B      0     0"
+            "       0  crash (SIGSEGV)",
+            "sess-c                                    2.0s        0        0 B      0     0"
+            "       0  idle-timeout (term, SIGTERM)",
+            "sess-d                                    0.5s        0        0 B      0     1"
+            "       0  suspended",
+            "sess-e                                    1.0s        1       50 B      0     1"
+            "       0  (running)",
+            "sess-f                                    0.0s        0        0 B      0     0"
+            "       0  end-of-run (eof, exit 0)",
+            "sess-g                                    0.0s        0        0 B      0     0"
+            "       0  eof (exit 0)",
+            "sess-h                                    1.0s        0        0 B      0     1"
+            "       0  none (no server running)",
+        ]))
+        self.assertTrue(out.endswith(
+            "\n\n32 records, 7 messages (350 B), 1 errors, 8 sessions, 3 methods, "
+            "6 suspends, 1 resumes\n"), out)
+        # one session: its own counts
+        rc, out, _ = self.run_log("stats", "--session", "sess-d", path)
+        self.assertTrue(out.endswith(
+            "\n\n32 records, 0 messages (0 B), 0 errors, 1 sessions, 0 methods, "
+            "1 suspends, 0 resumes\n"), out)
 
     def test_stdin_and_colour(self):
         with open(os.path.join(LOGS, "fixed.log"), "rb") as f:
