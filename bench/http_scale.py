@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """
-http_sessions: session scale through one `mcpmux serve --http`, the HTTP door's
+http_scale: session scale through one `mcpmux serve --http`, the HTTP door's
 counterpart of bench/sessions.c (the envelope door).
 
-  http_sessions.py [--n N] [--get] [--idle-ms MS] [--clients K] -- MCPMUX serve [OPTIONS] -- BACKEND...
+  http_scale.py [--n N] [--get] [--idle-ms MS] [--clients K] -- MCPMUX serve [OPTIONS] -- BACKEND...
 
 1. Starts the serve command with `--http 127.0.0.1:0` added, reads its port from
    stderr, and reads its memory (RssAnon, Pss_Anon) with no session.
@@ -178,7 +178,7 @@ def main():
     mux.terminate()
     code = mux.wait(30)
     print(json.dumps({
-        "tool": "http_sessions", "n": a.n, "get_streams": a.get, "clients": a.clients,
+        "tool": "http_scale", "n": a.n, "get_streams": a.get, "clients": a.clients,
         "start_s": round(t1 - t0, 4), "start_per_s": round(a.n / (t1 - t0), 1),
         "rss_anon_kib_before": rss0, "rss_anon_kib_idle": rss1,
         "rss_per_session_b": round((rss1 - rss0) * 1024 / a.n),
