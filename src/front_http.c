@@ -1682,6 +1682,9 @@ metrics_write(struct front_http *fh, struct sbuf *b)
 	metrics_u64(b, "mcpmux_sessions", NULL, h->n_live);
 	metrics_head(b, "mcpmux_http_sessions", "gauge", "Of them, HTTP sessions.");
 	metrics_u64(b, "mcpmux_http_sessions", NULL, fh->n_sessions);
+	metrics_head(b, "mcpmux_http_sessions_started_total", "counter",
+		     "Of them, HTTP sessions started.");
+	metrics_u64(b, "mcpmux_http_sessions_started_total", NULL, fh->n_http_sessions);
 	metrics_head(b, "mcpmux_sessions_started_total", "counter", "Sessions started.");
 	metrics_u64(b, "mcpmux_sessions_started_total", NULL, h->n_started);
 	metrics_head(b, "mcpmux_sessions_refused_total", "counter",

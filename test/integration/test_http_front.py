@@ -768,6 +768,7 @@ class Metrics(HttpCase):
         self.assertEqual(m["mcpmux_sessions"], 1)
         self.assertEqual(m["mcpmux_http_sessions"], 0)
         self.assertEqual(m["mcpmux_sessions_started_total"], 2)
+        self.assertEqual(m["mcpmux_http_sessions_started_total"], 1)
         self.assertEqual(m['mcpmux_sessions_ended_total{escalation="eof"}'], 1)
         self.assertEqual(m['mcpmux_backend_exits_total{how="zero"}'], 1)
         self.assertGreaterEqual(m['mcpmux_messages_total{dir="in"}'], 4)
