@@ -480,6 +480,8 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 	o->command = argv + optind;
 	return 0;
 not_here:
+	/* After "--opt VALUE", optind is past the value: name the option, not the value. */
 	return diag_error("option '%s' belongs to 'mcpmux serve' (see mcpmux --help)",
-			  argv[optind - 1]);
+			  optind >= 2 && argv[optind - 1][0] != '-' ? argv[optind - 2]
+								    : argv[optind - 1]);
 }

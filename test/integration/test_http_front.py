@@ -490,10 +490,20 @@ class Refusals(HttpCase):
         # /healthz needs nothing
         self.assertEqual(self.request("GET", path="/healthz").status, 200)
 
-    def test_beyond_loopback_needs_a_token(self):
+    def test_option_errors(self):
         p = self.serve(opts=["--http", "0.0.0.0:0"])
         self.assertEqual(p.wait(), 2)
         self.assertIn("--auth-token-file", p.stderr())
+        for opts, says in ((["--http-path", "/x"], "add --http"),
+                           (["--http", "0", "--http-path", "mcp"], "--http-path"),
+                           (["--http", "0", "--allow-origin", "app.example"], "--allow-origin"),
+                           (["--http", "0"] * 9, "at most 8")):
+            p = self.serve(opts=opts)
+            self.assertEqual(p.wait(), 2, opts)
+            self.assertIn(says, p.stderr())
+        p = self.start([MCPMUX, "--http", "8080", "--", FIXTURE])
+        self.assertEqual(p.wait(), 2)
+        self.assertIn("'--http' belongs to 'mcpmux serve'", p.stderr())
         p = self.serve(opts=["--metrics"])
         self.assertEqual(p.wait(), 2)
         p = self.serve(opts=["--http", "nonsense:port:x"])
