@@ -1451,17 +1451,28 @@ handle_get(struct front_http *fh, struct http_req *rq, struct hx_session *hs, bo
 			if (st->num != num || st->is_json) {
 				continue;
 			}
-			if (st->rq != NULL) {
-				respond_error(fh, rq, 409, RPC_SERVER_ERROR,
-					      "Conflict: that stream is already connected", NULL);
-				return;
-			}
 			if (seq > st->seq) {
 				respond_error(fh, rq, 400, RPC_SERVER_ERROR,
 					      "Bad Request: Last-Event-ID names an event that was "
 					      "never sent",
 					      NULL);
 				return;
+			}
+			if (st->rq != NULL) {
+				/*
+				 * Still connected as far as mcpmux knows: most likely a connection
+				 * that died unnoticed (a client that slept: nothing tells a server
+				 * of a half-open connection but a write that fails minutes later).
+				 * The resume takes the stream over, and the old answer ends.
+				 */
+				struct http_req *old = st->rq;
+
+				st->rq = NULL;
+				http_req_set_data(old, NULL);
+				(void)http_stream_end(old);
+				diag_info("session %s: stream %u resumed on a new connection while "
+					  "its old one was open: that one is ended",
+					  hs->id, (unsigned)num);
 			}
 			if (st->head != NULL && st->head->seq > seq + 1) {
 				diag_warn("session %s: stream %u resumed after event %llu, but "

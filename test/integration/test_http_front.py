@@ -571,16 +571,37 @@ class Resume(HttpCase):
         sid = self.session()
         g = self.get_stream(sid)
         prime = g.event()
-        # the stream is connected: 409; an id that does not parse: 400; from the future: 400
-        r = self.request("GET", headers={"Mcp-Session-Id": sid, "Accept": "text/event-stream",
-                                         "Last-Event-ID": prime["id"]})
-        self.assertEqual(r.status, 409)
+        # an id that does not parse, or from the future: 400
         for bad in ("nonsense", "1:", ":1", "0:0", "%s:99" % prime["id"].split(":")[0]):
             r = self.request("GET", headers={"Mcp-Session-Id": sid,
                                              "Accept": "text/event-stream",
                                              "Last-Event-ID": bad})
-            self.assertIn(r.status, (400, 409), bad)
+            self.assertEqual(r.status, 400, bad)
+        # a plain second GET: 409
+        r = self.request("GET", headers={"Mcp-Session-Id": sid, "Accept": "text/event-stream"})
+        self.assertEqual(r.status, 409)
+        # a resume of the connected stream takes it over (its old connection, likely dead
+        # unnoticed, is ended), and what follows goes to the new one
+        g2 = self.get_stream(sid, last=prime["id"])
+        self.assertEqual(g2.status, 200)
+        self.assertIsNone(g.event(5), "the old connection's stream ends")
         g.close()
+        self.assertEqual(g2.event()["data"], "")
+        # With two requests in flight, a log message goes to the GET stream.
+        # (The fixture handles one line at a time; `ask` stays in flight, unanswered.)
+        slow = self.open("POST", tool(1, "ask"), {"Mcp-Session-Id": sid})
+        ask, _ = slow.message()
+        self.assertEqual(ask["method"], "sampling/createMessage")
+        self.assertEqual(self.call(sid, tool(2, "progress", steps=0))[-1]["id"], 2)
+        m, ev = g2.message()
+        self.assertEqual(m["method"], "notifications/message")
+        self.assertEqual(ev["id"].split(":")[0], prime["id"].split(":")[0])
+        self.assertEqual(self.post({"jsonrpc": "2.0", "id": ask["id"], "result": {
+            "role": "assistant", "model": "m", "content": {"type": "text", "text": "ok"}}},
+            sid).status, 202)
+        self.assertEqual(slow.message()[0]["id"], 1)
+        slow.close()
+        g2.close()
         # An unknown (forgotten) stream: the GET stream, as without Last-Event-ID.
         g2 = self.get_stream(sid, last="999:3")
         self.assertIn(g2.status, (200, 409))
