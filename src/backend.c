@@ -357,9 +357,13 @@ static bool no_clone3; /* clone3() with CLONE_INTO_CGROUP failed once: not again
 /* The kernel's struct clone_args up to its cgroup member (CLONE_ARGS_SIZE_VER2, 88 bytes);
  * <linux/sched.h> would clash with <sched.h>. */
 struct spawn_clone_args {
-	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
-	uint64_t set_tid, set_tid_size, cgroup;
+	uint64_t flags;
+	uint64_t unused[3]; /* pidfd, child_tid, parent_tid */
+	uint64_t exit_signal;
+	uint64_t unused2[5]; /* stack, stack_size, tls, set_tid, set_tid_size */
+	uint64_t cgroup;
 };
+_Static_assert(sizeof(struct spawn_clone_args) == 88, "CLONE_ARGS_SIZE_VER2");
 #define SPAWN_CLONE_INTO_CGROUP 0x200000000ULL
 
 /*
@@ -1148,10 +1152,17 @@ is_live_backend(pid_t pid)
 	return false;
 }
 
+/*
+ * While the engine stops a container, nothing of its run is signalled by mcpmux: not the
+ * monitor (conmon, which must outlive its container to clean it up), and not the engine's
+ * command either, which removes a --rm container once it stops (a SIGKILL in the middle
+ * leaves a container half removed, listed but unknown to its own store).
+ */
 static bool
-spare_monitor(const struct proc_info *pi)
+spare_all(const struct proc_info *pi)
 {
-	return container_is_monitor(pi->comm);
+	(void)pi;
+	return true;
 }
 
 static struct proctree_match
@@ -1162,7 +1173,7 @@ backend_match(const struct backend *b)
 		.pgid = b->pid,
 		.cookie = b->cookie,
 		.is_backend = b->claim_orphans ? is_live_backend : NULL,
-		.spare = ctr_spares(b) ? spare_monitor : NULL,
+		.spare = ctr_spares(b) ? spare_all : NULL,
 	};
 
 	return m;
@@ -1175,7 +1186,7 @@ backend_match(const struct backend *b)
 static void
 signal_tree(struct backend *b, int sig)
 {
-	if (!b->reaped) {
+	if (!b->reaped && !ctr_spares(b)) {
 		/* While the leader is unreaped its group id cannot be reused. */
 		(void)kill(-b->pid, sig);
 		if (sig == SIGTERM) {
@@ -1572,9 +1583,10 @@ out:
 }
 
 /*
- * While the engine has not yet killed the container, its monitor (and the container under
- * it) is spared from mcpmux's own signals: the engine must stop it first (container.h).
- * Not for ever: one second into KILLING, everything is fair game.
+ * While the engine has not yet killed the container, the run's processes (the engine's
+ * command, its monitor, the container under it) are spared from mcpmux's own signals: the
+ * engine must stop it first (container.h, spare_all()).  Not for ever: half the kill
+ * deadline (at least a second) into KILLING, everything is fair game.
  */
 static bool
 ctr_spares(const struct backend *b)
@@ -1582,7 +1594,8 @@ ctr_spares(const struct backend *b)
 	const struct backend_ctr *c = b->ctr;
 
 	return c != NULL && !c->gone && !c->kill_done &&
-	       !(b->state == BACKEND_KILLING && sys_mono() - b->t_kill >= 1.0);
+	       !(b->state == BACKEND_KILLING &&
+		 sys_mono() - b->t_kill >= SYS_MAX(1.0, b->kill_deadline / 2));
 }
 
 /* The container's id, from its cidfile once the engine has written it. */
@@ -1685,6 +1698,18 @@ ctr_helper_done(struct backend_ctr *c, int st)
 			err[n] = '\0';
 			diag_warn("session %s: the container engine: %.*s", b->cookie,
 				  (int)strcspn(err, "\n"), err);
+		}
+		if (what == CTR_INSPECT && n > 0 && !c->sent_rm && b->state >= BACKEND_KILLING) {
+			/*
+			 * It answers, but not about the container: one half removed (its
+			 * store lost it, its list did not).  rm -f clears what is left.
+			 */
+			c->sent_rm = true;
+			ctr_helper(c,
+				   container_rm_argv(c->argv, c->run.prefix_len,
+						     c->cid[0] != '\0' ? c->cid : c->run.name),
+				   CTR_RM);
+			return;
 		}
 		ev_timer_set(&c->retry_w, CTR_RETRY_S, 0.);
 		ev_timer_start(b->loop, &c->retry_w);

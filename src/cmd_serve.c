@@ -656,6 +656,7 @@ serve_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	(void)loop;
 	(void)revents;
+	((struct serve *)w->data)->hub.shutdown_reason = "signal";
 	serve_shutdown(w->data, strsignal(w->signum));
 }
 

@@ -75,7 +75,7 @@ static void wrap_deliver(struct session *s, const char *line, size_t len, void *
 static void wrap_on_exit(struct session *s, void *owner);
 static void wrap_on_idle(struct session *s, void *owner);
 static void wrap_on_done(struct session *s, void *owner);
-static void shutdown_all(struct wrap *w, const char *why);
+static void shutdown_all(struct wrap *w, const char *why, const char *reason);
 static void maybe_finish(struct wrap *w);
 static void wrap_on_input_full(struct session *s, void *owner, bool full);
 static void wrap_on_stall(struct session *s, void *owner);
@@ -104,7 +104,7 @@ static void
 wrap_on_eof(struct conn *c, void *ctx)
 {
 	(void)c;
-	shutdown_all(ctx, "the client closed stdin");
+	shutdown_all(ctx, "the client closed stdin", "client-eof");
 }
 
 static void
@@ -117,7 +117,7 @@ wrap_on_gone(struct conn *c, void *ctx)
 	for (struct wrap_run *r = w->runs; r != NULL; r = r->next) {
 		session_pause(r->s, false);
 	}
-	shutdown_all(w, "the client closed its stdout");
+	shutdown_all(w, "the client closed its stdout", "client-gone");
 }
 
 static void
@@ -235,7 +235,7 @@ wrap_on_drain_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* End everything and exit once it is all gone. */
 static void
-shutdown_all(struct wrap *w, const char *why)
+shutdown_all(struct wrap *w, const char *why, const char *reason)
 {
 	if (!w->shutting_down) {
 		diag_info("%s: ending", why);
@@ -247,6 +247,9 @@ shutdown_all(struct wrap *w, const char *why)
 	w->held_off = 0;
 	for (struct wrap_run *r = w->runs; r != NULL; r = r->next) {
 		if (!r->s->end_requested) {
+			if (reason != NULL) {
+				session_set_end_reason(r->s, reason);
+			}
 			session_end(r->s, -1, NULL, 0);
 		}
 	}
@@ -296,7 +299,7 @@ wrap_on_exit(struct session *s, void *owner)
 	}
 	if (!s->end_requested) {
 		/* The server exited by itself: like tini, mcpmux goes with it. */
-		shutdown_all(w, "the server exited");
+		shutdown_all(w, "the server exited", NULL);
 	}
 }
 
@@ -304,7 +307,7 @@ static void
 wrap_on_idle(struct session *s, void *owner)
 {
 	(void)s;
-	shutdown_all(((struct wrap_run *)owner)->w, "idle timeout");
+	shutdown_all(((struct wrap_run *)owner)->w, "idle timeout", "idle-timeout");
 }
 
 static void
@@ -418,6 +421,7 @@ end_of_run(struct wrap *w, const struct jsonrpc_item *it)
 	}
 	diag_info("session %s: end of run requested", w->cur->id);
 	session_log_end_request(w->cur, &w->scan);
+	session_set_end_reason(w->cur, "end-of-run");
 	session_end(w->cur, grace, id, id ? it->id.len : 0);
 	w->cur = NULL;
 }
@@ -527,7 +531,7 @@ wrap_on_signal(struct ev_loop *loop, ev_signal *sw, int revents)
 
 	(void)loop;
 	(void)revents;
-	shutdown_all(w, strsignal(sw->signum));
+	shutdown_all(w, strsignal(sw->signum), "signal");
 }
 
 /* ---- main ---- */

@@ -799,12 +799,6 @@ container_parse_list(enum container_engine engine, const char *text, size_t len,
 }
 
 bool
-container_is_monitor(const char *comm)
-{
-	return strcmp(comm, "conmon") == 0;
-}
-
-bool
 container_gone_message(const char *text, size_t len)
 {
 	static const char needle[] = "no such container";

@@ -464,6 +464,8 @@ hub_end(struct hub_entry *e, double grace_ms, const char *reply_id, size_t reply
 	if (scan != NULL) {
 		session_log_end_request(e->s, scan);
 	}
+	/* The first reason given is kept: a shutdown's, or else the message's or the port's. */
+	session_set_end_reason(e->s, scan != NULL ? "end-of-run" : "client-eof");
 	session_end(e->s, grace_ms, reply_id, reply_id_len);
 	sync_pause(e);
 }
@@ -711,6 +713,8 @@ hub_shutdown(struct hub *h)
 		if (e->s == NULL) {
 			hub_entry_free(e);
 		} else if (!e->s->end_requested) {
+			session_set_end_reason(e->s, h->shutdown_reason != NULL ? h->shutdown_reason
+										: "shutdown");
 			hub_end(e, -1, NULL, 0, NULL);
 		}
 	}

@@ -123,7 +123,7 @@ census_one(struct pool *p, const char *name, struct census *c)
 {
 	int pid;
 	unsigned long long seq, ns;
-	char state[STATE_LEN + 1], word[8] = "", ask[64];
+	char state[STATE_LEN + 1], word[8] = "", ask_name[64];
 
 	if (sscanf(name, "s.%d.%llu", &pid, &seq) != 2) {
 		return;
@@ -133,11 +133,11 @@ census_one(struct pool *p, const char *name, struct census *c)
 	if (fd == -1) {
 		return; /* gone meanwhile */
 	}
-	slot_file(ask, sizeof(ask), 'a', pid, seq);
+	slot_file(ask_name, sizeof(ask_name), 'a', pid, seq);
 	if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
 		/* Nobody holds it: its instance died.  Not counted, and cleared away. */
 		(void)unlinkat(p->dir_fd, name, 0);
-		(void)unlinkat(p->dir_fd, ask, 0);
+		(void)unlinkat(p->dir_fd, ask_name, 0);
 		(void)close(fd);
 		return;
 	}
@@ -155,7 +155,7 @@ census_one(struct pool *p, const char *name, struct census *c)
 	if (strcmp(word, "idle") != 0) {
 		return; /* busy, or torn: not a candidate */
 	}
-	if (exists(p, ask)) {
+	if (exists(p, ask_name)) {
 		c->pending++;
 	} else if (!c->have_victim || ns < c->victim_ns) {
 		c->have_victim = true;
@@ -453,13 +453,14 @@ void
 pool_release(struct pool_slot *s)
 {
 	struct pool *p;
-	char name[64];
 
 	if (s == NULL) {
 		return;
 	}
 	p = s->pool;
 	if (s->fd >= 0) {
+		char name[64];
+
 		slot_file(name, sizeof(name), 's', p->pid, s->seq);
 		(void)unlinkat(p->dir_fd, name, 0);
 		slot_file(name, sizeof(name), 'a', p->pid, s->seq);

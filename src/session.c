@@ -129,7 +129,7 @@ id_key(const char *id, size_t len)
 }
 
 static void
-ids_add(struct pending **table, size_t *n, const char *id, size_t len)
+ids_add(struct pending **table, size_t *n, const char *id, size_t len, double t)
 {
 	struct pending *p;
 	size_t klen = id_key(id, len);
@@ -146,7 +146,7 @@ ids_add(struct pending **table, size_t *n, const char *id, size_t len)
 	if ((p = malloc(sizeof(*p) + klen + len)) == NULL) {
 		return;
 	}
-	p->t = sys_mono();
+	p->t = t;
 	p->count = 1;
 	p->key_len = (uint32_t)klen;
 	p->id_len = len;
@@ -186,10 +186,11 @@ ids_remove(struct pending **table, size_t *n, const char *id, size_t len)
 	return ms;
 }
 
+/* A client request in flight, received at t (sys_mono()). */
 static void
-pending_add(struct session *s, const char *id, size_t len)
+pending_add(struct session *s, const char *id, size_t len, double t)
 {
-	ids_add(&s->pending, &s->n_pending, id, len);
+	ids_add(&s->pending, &s->n_pending, id, len, t);
 }
 
 static double
@@ -306,12 +307,14 @@ answer_error(struct session *s, const char *id, size_t id_len, int code, const c
 
 /* ---- client to server ---- */
 
+/* A client message that cannot reach a server, received at t: its request gets why. */
 static void
 item_refused(struct session *s, const struct jsonrpc_scanner *scan, const struct jsonrpc_item *it,
-	     const char *why)
+	     const char *why, double t)
 {
 	if (it->kind == JSONRPC_REQUEST) {
-		answer_error(s, jsonrpc_str(scan, it->id), it->id.len, RPC_SERVER_ERROR, why, 0);
+		answer_error(s, jsonrpc_str(scan, it->id), it->id.len, RPC_SERVER_ERROR, why,
+			     (sys_mono() - t) * 1000.);
 	} else {
 		diag_warn("session %s: %s: dropped a client %s", s->id, why,
 			  jsonrpc_kind_name(it->kind));
@@ -325,6 +328,9 @@ item_refused(struct session *s, const struct jsonrpc_scanner *scan, const struct
 static void
 hold_line(struct session *s, const char *line, size_t len)
 {
+	double t = sys_mono(); /* its answer's latency counts from now */
+
+	sbuf_add(&s->held, (const char *)&t, sizeof(t));
 	sbuf_add(&s->held, line, len);
 	sbuf_add(&s->held, "\n", 1);
 	if (s->held.failed) {
@@ -354,7 +360,20 @@ held_release(struct session *s)
 }
 
 static void forward(struct session *s, const char *line, size_t len,
-		    const struct jsonrpc_scanner *scan);
+		    const struct jsonrpc_scanner *scan, double t);
+
+/* The next held line (not consumed: s->held_off += HELD_SIZE(len) does that). */
+#define HELD_SIZE(len) (sizeof(double) + (len) + 1)
+static const char *
+held_next(const struct session *s, size_t *len, double *t)
+{
+	const char *p = s->held.buf + s->held_off;
+
+	memcpy(t, p, sizeof(*t));
+	p += sizeof(*t);
+	*len = (size_t)((const char *)memchr(p, '\n', s->held.len - s->held_off - sizeof(*t)) - p);
+	return p;
+}
 
 /*
  * Must the handshake be replayed before this line?  A fresh server hears it first,
@@ -376,9 +395,9 @@ static void
 held_flush(struct session *s)
 {
 	while (s->held_off < s->held.len && s->state == SESSION_RUNNING) {
-		const char *p = s->held.buf + s->held_off;
-		const char *nl = memchr(p, '\n', s->held.len - s->held_off);
-		size_t len = (size_t)(nl - p);
+		size_t len;
+		double t;
+		const char *p = held_next(s, &len, &t);
 
 		(void)jsonrpc_scan(&held_scan, p, len);
 		if (needs_replay(s, &held_scan)) {
@@ -391,8 +410,8 @@ held_flush(struct session *s)
 		if (s->resuming) {
 			resume_finished(s); /* nothing to replay */
 		}
-		s->held_off += len + 1;
-		forward(s, p, len, &held_scan);
+		s->held_off += HELD_SIZE(len);
+		forward(s, p, len, &held_scan, t);
 	}
 	if (s->held_off >= s->held.len) {
 		held_release(s);
@@ -404,18 +423,18 @@ static void
 held_answer(struct session *s, const char *why)
 {
 	while (s->held_off < s->held.len) {
-		const char *p = s->held.buf + s->held_off;
-		const char *nl = memchr(p, '\n', s->held.len - s->held_off);
-		size_t len = (size_t)(nl - p);
+		size_t len;
+		double t;
+		const char *p = held_next(s, &len, &t);
 
-		s->held_off += len + 1;
+		s->held_off += HELD_SIZE(len);
 		(void)jsonrpc_scan(&held_scan, p, len);
 		const struct jsonrpc_item *items =
 			held_scan.kind == JSONRPC_BATCH ? held_scan.items : &held_scan.one;
 		size_t n = held_scan.kind == JSONRPC_BATCH ? held_scan.n_items : 1;
 
 		for (size_t i = 0; i < n; i++) {
-			item_refused(s, &held_scan, &items[i], why);
+			item_refused(s, &held_scan, &items[i], why, t);
 		}
 	}
 	held_release(s);
@@ -423,7 +442,8 @@ held_answer(struct session *s, const char *why)
 
 /* Send a line to the running server (or answer it when it cannot be). */
 static void
-forward(struct session *s, const char *line, size_t len, const struct jsonrpc_scanner *scan)
+forward(struct session *s, const char *line, size_t len, const struct jsonrpc_scanner *scan,
+	double t)
 {
 	const struct jsonrpc_item *items = scan->kind == JSONRPC_BATCH ? scan->items : &scan->one;
 	size_t n = scan->kind == JSONRPC_BATCH ? scan->n_items : 1;
@@ -441,7 +461,7 @@ forward(struct session *s, const char *line, size_t len, const struct jsonrpc_sc
 	}
 	if (why != NULL) {
 		for (size_t i = 0; i < n; i++) {
-			item_refused(s, scan, &items[i], why);
+			item_refused(s, scan, &items[i], why, t);
 		}
 		return;
 	}
@@ -451,7 +471,7 @@ forward(struct session *s, const char *line, size_t len, const struct jsonrpc_sc
 	s->stats.msgs_in++;
 	for (size_t i = 0; i < n; i++) {
 		if (items[i].kind == JSONRPC_REQUEST) {
-			pending_add(s, jsonrpc_str(scan, items[i].id), items[i].id.len);
+			pending_add(s, jsonrpc_str(scan, items[i].id), items[i].id.len, t);
 		}
 	}
 	note_cancel(&s->pending, &s->n_pending, scan);
@@ -509,7 +529,7 @@ session_from_client(struct session *s, const char *line, size_t len,
 		}
 		break;
 	}
-	forward(s, line, len, scan);
+	forward(s, line, len, scan, s->last_activity);
 	busy_sync(s); /* an answer to the server's request */
 }
 
@@ -665,8 +685,9 @@ replay_answer(struct session *s, const char *line, size_t len)
 	const char *id = jsonrpc_str(&out_scan, it->id);
 
 	if ((out_scan.kind != JSONRPC_RESPONSE && out_scan.kind != JSONRPC_ERROR) ||
-	    !handshake_is_replay_id(id, it->id.len)) {
-		return false;
+	    !handshake_is_replay_id(id, it->id.len) ||
+	    ids_find(s->pending, id, it->id.len) != NULL) {
+		return false; /* (a client that used such an id itself gets its answer) */
 	}
 	if (s->state != SESSION_RESUMING) {
 		return true; /* late: dropped */
@@ -728,7 +749,7 @@ session_on_line(void *ctx, const char *line, size_t len)
 	} else if (kind == JSONRPC_REQUEST) {
 		/* Tracked always: a server waiting for an answer is not idle (--idle-suspend). */
 		ids_add(&s->srv_pending, &s->n_srv_pending, jsonrpc_str(&out_scan, out_scan.one.id),
-			out_scan.one.id.len);
+			out_scan.one.id.len, sys_mono());
 	} else if (kind == JSONRPC_NOTIFICATION) {
 		note_cancel(&s->srv_pending, &s->n_srv_pending, &out_scan);
 	} else if (kind == JSONRPC_BATCH) {
@@ -1135,7 +1156,21 @@ session_pause(struct session *s, bool paused)
 	}
 }
 
-static void exit_text(const struct backend *b, char *buf, size_t len);
+/* "exit code N" or "killed by SIGNAME" for a wait status. */
+static void
+status_text(int wstatus, char *buf, size_t len)
+{
+	if (wstatus >= 0 && WIFSIGNALED(wstatus)) {
+		char name[32];
+
+		(void)snprintf(buf, len, "killed by %s",
+			       rpcout_signame(WTERMSIG(wstatus), name, sizeof(name)));
+	} else if (wstatus >= 0) {
+		(void)snprintf(buf, len, "exit code %d", WEXITSTATUS(wstatus));
+	} else {
+		(void)snprintf(buf, len, "status unknown");
+	}
+}
 
 static void
 session_on_exit(struct backend *b, void *owner)
@@ -1143,13 +1178,15 @@ session_on_exit(struct backend *b, void *owner)
 	struct session *s = owner;
 
 	if (s->state == SESSION_RESUMING && !s->end_requested) {
-		char text[160], why[256];
+		char why[256];
 
 		if (b->exec_errno != 0) {
 			(void)snprintf(why, sizeof(why), "the server could not be restarted: %s",
 				       strerror(b->exec_errno));
 		} else {
-			exit_text(b, text, sizeof(text));
+			char text[48];
+
+			status_text(b->wstatus, text, sizeof(text));
 			(void)snprintf(
 				why, sizeof(why),
 				"the restarted server ended during the handshake replay (%s)",
@@ -1170,8 +1207,6 @@ session_on_exit(struct backend *b, void *owner)
 static void
 exit_text(const struct backend *b, char *buf, size_t len)
 {
-	char name[32];
-
 	if (b->stalled) {
 		(void)snprintf(
 			buf, len,
@@ -1183,12 +1218,11 @@ exit_text(const struct backend *b, char *buf, size_t len)
 	} else if (b->exec_errno != 0) {
 		(void)snprintf(buf, len, "server could not be started: %s",
 			       strerror(b->exec_errno));
-	} else if (b->wstatus >= 0 && WIFSIGNALED(b->wstatus)) {
-		(void)snprintf(buf, len, "server exited before answering (killed by %s)",
-			       rpcout_signame(WTERMSIG(b->wstatus), name, sizeof(name)));
 	} else if (b->wstatus >= 0) {
-		(void)snprintf(buf, len, "server exited before answering (exit code %d)",
-			       WEXITSTATUS(b->wstatus));
+		char st[48];
+
+		status_text(b->wstatus, st, sizeof(st));
+		(void)snprintf(buf, len, "server exited before answering (%s)", st);
 	} else {
 		(void)snprintf(buf, len, "server ended before answering");
 	}

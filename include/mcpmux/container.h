@@ -103,15 +103,6 @@ char **container_rm_argv(char *const *prefix, size_t n, const char *id);
 char **container_inspect_argv(char *const *prefix, size_t n, const char *id);
 char **container_list_argv(char *const *prefix, size_t n, enum container_engine engine);
 
-/*
- * Is a process of this command name an engine's container monitor (podman's conmon)?
- * Such a process is a descendant of the run command, carries its environment, and is
- * the parent of the container's processes: it must outlive the engine's own kill and
- * removal of the container, or the container's processes are orphaned and the engine
- * can no longer stop them.
- */
-bool container_is_monitor(const char *comm);
-
 /* The engine's usual binary name: "docker" or "podman". */
 const char *container_engine_name(enum container_engine engine);
 

@@ -116,6 +116,8 @@ struct hub {
 	size_t n_ports;					  /* for mcpmux/stats */
 	struct jsonrpc_scanner log_scan; /* mcpmux's own messages, for the traffic log */
 	struct sbuf tmp;
+	/* Why hub_shutdown() ends the sessions ("signal"; default "shutdown"), for the log. */
+	const char *shutdown_reason;
 	/* Called when the hub is shutting down and its last session is done (optional). */
 	void (*on_empty)(struct hub *h, void *ctx);
 	void *ctx;

@@ -1,0 +1,474 @@
+"""Clients that never end their runs: --idle-suspend, the handshake replay, --max-servers.
+
+Each test drives mcpmux against the fixture server and asserts what the client gets (bytes,
+ids, errors), which server processes exist, and what the traffic log says."""
+
+import json
+import os
+import random
+import shutil
+import signal
+import time
+
+from mcptest import (FIXTURE, MCPMUX, Case, alive, call, deadline, initialize, main, note, req,
+                     rss_anon_kib, wait_until)
+from test_serve import Mux
+
+FAST = ["--eof-grace", "300", "--term-grace", "300"]
+SUSPEND = ["--idle-suspend", "0.4"]
+END = note("mcpmux/endRun")
+
+
+def comm(pid):
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def structured(m):
+    assert "result" in m, m
+    return m["result"]["structuredContent"]
+
+
+def log_records(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def events(path, name):
+    return [r for r in log_records(path) if r.get("event") == name]
+
+
+class Base(Case):
+    def servers(self):
+        """The test's live server processes (the fixture; not mcpmux, not its keeper)."""
+        return [p for p in self.tagged() if comm(p) == "mcp-fixture" and alive(p)]
+
+    def setup_session(self, send, recv, level="warning"):
+        """initialize, initialized, a log level and subscriptions: what a replay must carry."""
+        send(initialize(1))
+        self.assert_response(recv(), 1)
+        send(note("notifications/initialized"))
+        send(req(2, "logging/setLevel", {"level": level}))
+        send(req(3, "resources/subscribe", {"uri": "fixture://a"}))
+        send(req(4, "resources/subscribe", {"uri": "fixture://b"}))
+        send(req(5, "resources/unsubscribe", {"uri": "fixture://a"}))
+        for i in (2, 3, 4, 5):
+            self.assert_response(recv(), i)
+
+    def pid_of(self, send, recv, id_):
+        send(call(id_, "env"))
+        m = recv()
+        self.assertEqual(m.get("id"), id_, m)
+        return structured(m)["pid"]
+
+    def wait_suspended(self, pid, what="the idle server to be suspended", log=None, n=1):
+        """The server is gone; with a traffic log, also until mcpmux recorded the n-th
+        suspend (the reap comes first, then the teardown's end)."""
+        wait_until(lambda: not alive(pid) and not self.servers(), 10, what)
+        if log is not None:
+            wait_until(lambda: len(events(log, "suspended")) >= n, 5, what + " (logged)")
+
+
+class WrapSuspend(Base):
+    def setUp(self):
+        super().setUp()
+        self.log = os.path.join(self.tmp.name, "traffic.log")
+
+    def start_wrap(self, *fixture_args, opts=()):
+        return self.wrap("--strict-handshake", *fixture_args,
+                         opts=FAST + SUSPEND + ["--log", self.log] + list(opts))
+
+    def test_resume_replays_the_handshake_to_a_fresh_server(self):
+        p = self.start_wrap()
+        self.setup_session(p.send, p.msg)
+        p.send(call(6, "spawn", count=2))
+        children = [int(x) for x in p.msg()["result"]["content"][0]["text"].split()]
+        self.assertEqual(len(children), 2)
+        pid1 = self.pid_of(p.send, p.msg, 7)
+        # idle: the server and its whole tree go; mcpmux and the client stay
+        wait_until(lambda: not alive(pid1) and not any(alive(c) for c in children), 10,
+                   "the suspended server's tree to be gone")
+        self.assertIsNone(p.p.poll())
+        self.assertEqual(self.servers(), [])
+        # the next call starts a fresh server that heard the whole handshake first
+        p.send(call(8, "handshake"))
+        m = p.msg()
+        self.assertEqual(m.get("id"), 8, m)  # nothing of the replay reached the client
+        hs = structured(m)
+        self.assertNotEqual(hs["pid"], pid1)
+        self.assertTrue(hs["initializeSeen"])
+        self.assertTrue(hs["initialized"])
+        self.assertEqual(hs["firstMethod"], "initialize")
+        self.assertEqual(hs["clientName"], "mcptest")
+        self.assertEqual(hs["protocolVersion"], "2025-06-18")
+        self.assertEqual(hs["level"], "warning")
+        self.assertEqual(hs["subscriptions"], ["fixture://b"])
+        # subscriptions hold on the fresh server: updates come
+        p.send(call(9, "notify", uri="fixture://b"))
+        got = [p.msg(), p.msg()]
+        self.assertIn({"jsonrpc": "2.0", "method": "notifications/resources/updated",
+                       "params": {"uri": "fixture://b"}}, got)
+        self.assertEqual(sorted(m.get("id", -1) for m in got), [-1, 9])
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assert_no_leftovers()
+        sus = events(self.log, "suspended")
+        self.assertEqual([(e["reason"], e["pid"]) for e in sus], [("idle", pid1)])
+        res = events(self.log, "resumed")
+        self.assertEqual(len(res), 1)
+        self.assertEqual(res[0]["pid"], hs["pid"])
+        self.assertGreater(res[0]["ms"], 0)
+        ended = events(self.log, "ended")
+        self.assertEqual([e["reason"] for e in ended], ["client-eof"])
+
+    def test_the_server_is_suspended_again_and_again(self):
+        p = self.start_wrap()
+        self.setup_session(p.send, p.msg)
+        pids = []
+        for i in range(3):
+            pid = self.pid_of(p.send, p.msg, 10 + i)
+            self.assertNotIn(pid, pids)
+            pids.append(pid)
+            self.wait_suspended(pid, log=self.log, n=i + 1)
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertEqual(len(events(self.log, "suspended")), 3)
+        self.assertEqual(len(events(self.log, "resumed")), 2)
+
+    def test_a_request_in_flight_is_never_suspended(self):
+        p = self.start_wrap()
+        self.setup_session(p.send, p.msg)
+        pid = self.pid_of(p.send, p.msg, 6)
+        p.send(call(7, "sleep", ms=1500))  # well past --idle-suspend
+        self.assert_response(p.msg(), 7)
+        self.assertEqual(self.pid_of(p.send, p.msg, 8), pid)
+        self.assertEqual(events(self.log, "suspended"), [])
+
+    def test_a_server_request_in_flight_is_never_suspended(self):
+        p = self.start_wrap()
+        self.setup_session(p.send, p.msg)
+        pid = self.pid_of(p.send, p.msg, 6)
+        p.send(call(7, "ask"))
+        ask = p.msg()
+        self.assertEqual(ask.get("method"), "sampling/createMessage", ask)
+        p.no_output(1.2)  # the server waits for its answer, unsuspended
+        self.assertTrue(alive(pid))
+        p.send({"jsonrpc": "2.0", "id": ask["id"], "result": {"role": "assistant",
+                "content": {"type": "text", "text": "late"}, "model": "m"}})
+        self.assert_response(p.msg(), 7)
+        self.assertEqual(self.pid_of(p.send, p.msg, 8), pid)
+
+    def test_idle_timeout_still_ends_everything(self):
+        p = self.start_wrap(opts=["--idle-timeout", "1.5"])
+        self.setup_session(p.send, p.msg)
+        pid = self.pid_of(p.send, p.msg, 6)
+        self.wait_suspended(pid)
+        self.assertIsNone(p.p.poll())  # suspended, still there
+        self.assertEqual(p.wait(10), 0)  # then the idle timeout ends mcpmux
+        self.assert_no_leftovers()
+        self.assertEqual([e["reason"] for e in events(self.log, "ended")], ["idle-timeout"])
+
+    def test_end_of_run_while_suspended(self):
+        p = self.start_wrap()
+        self.setup_session(p.send, p.msg)
+        pid = self.pid_of(p.send, p.msg, 6)
+        self.wait_suspended(pid, log=self.log)
+        p.send(req(7, "mcpmux/endRun"))
+        r = self.assert_response(p.msg(), 7)
+        self.assertEqual((r["pid"], r["exit"], r["escalation"]), (None, None, "none"))
+        # the next run hears the handshake too
+        p.send(call(8, "handshake"))
+        hs = structured(p.msg())
+        self.assertTrue(hs["initialized"])
+        self.assertEqual(hs["firstMethod"], "initialize")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertEqual([e["reason"] for e in events(self.log, "ended")],
+                         ["end-of-run", "client-eof"])
+
+    def test_many_messages_racing_the_suspend(self):
+        """Calls sent around the moment the server is suspended are all answered, in order."""
+        p = self.wrap(opts=FAST + ["--idle-suspend", "0.1"])
+        self.setup_session(p.send, p.msg)
+        rnd = random.Random(7)
+        for i in range(30):
+            time.sleep(rnd.uniform(0.05, 0.25))  # the point of the test: arrival times
+            p.send(call(100 + 2 * i, "echo", text="a%d" % i),
+                   call(101 + 2 * i, "echo", text="b%d" % i))
+            for k, t in ((100 + 2 * i, "a%d" % i), (101 + 2 * i, "b%d" % i)):
+                m = p.msg()
+                self.assertEqual(m.get("id"), k, m)
+                self.assertEqual(m["result"]["content"][0]["text"], t)
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assert_no_leftovers()
+
+
+class NextRun(Base):
+    """After an end-of-run, the next run's server hears the handshake before anything else."""
+
+    def test_first_message_not_initialize(self):
+        log = os.path.join(self.tmp.name, "t.log")
+        p = self.wrap("--strict-handshake", opts=FAST + ["--log", log])
+        self.setup_session(p.send, p.msg)
+        pid1 = self.pid_of(p.send, p.msg, 6)
+        p.send(req(7, "mcpmux/endRun"))
+        self.assert_response(p.msg(), 7)
+        # a strict server refuses anything before initialize: this one was initialized
+        p.send(call(8, "handshake"))
+        hs = structured(p.msg())
+        self.assertNotEqual(hs["pid"], pid1)
+        self.assertEqual(hs["firstMethod"], "initialize")
+        self.assertTrue(hs["initialized"])
+        self.assertEqual(hs["level"], "warning")
+        self.assertEqual(hs["subscriptions"], ["fixture://b"])
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertEqual(len(events(log, "replayed")), 1)
+
+    def test_first_message_initialize_is_not_replayed(self):
+        log = os.path.join(self.tmp.name, "t.log")
+        p = self.wrap("--strict-handshake", opts=FAST + ["--log", log])
+        self.setup_session(p.send, p.msg)
+        p.send(req(7, "mcpmux/endRun"))
+        self.assert_response(p.msg(), 7)
+        p.send(req(8, "initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
+                                     "clientInfo": {"name": "second", "version": "2"}}))
+        self.assert_response(p.msg(), 8)
+        p.send(call(9, "handshake"))
+        hs = structured(p.msg())
+        self.assertEqual(hs["clientName"], "second")
+        self.assertIsNone(hs["level"])
+        self.assertEqual(hs["subscriptions"], [])
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertEqual(events(log, "replayed"), [])
+
+
+class ResumeFailures(Base):
+    """A fresh server that cannot take the session over: the waiting requests get errors that
+    say why, the event is logged, and the next message tries again."""
+
+    def fail_then_recover(self, mode, expect, fixture=None):
+        log = os.path.join(self.tmp.name, "t.log")
+        behave = os.path.join(self.tmp.name, "behave")
+        cmd = [fixture or FIXTURE, "--behave-file=" + behave]
+        p = self.wrap(opts=FAST + SUSPEND + ["--log", log], command=cmd)
+        self.setup_session(p.send, p.msg)
+        pid1 = self.pid_of(p.send, p.msg, 6)
+        self.wait_suspended(pid1, log=log)
+        if mode is not None:
+            with open(behave, "w") as f:
+                f.write(mode + "\n")
+        else:
+            os.chmod(fixture, 0o644)
+        p.send(call(7, "echo", text="x"), call(8, "echo", text="y"))
+        for id_ in (7, 8):
+            err = self.assert_error(p.msg(), id_, -32000)
+            self.assertIn(expect, err["message"])
+        self.wait_suspended(pid1, "the failed server to be gone")
+        failed = events(log, "resume-failed")
+        self.assertEqual(len(failed), 1)
+        self.assertIn(expect, failed[0]["reason"])
+        # the next message tries again, with a server that behaves
+        if mode is not None:
+            os.unlink(behave)
+        else:
+            os.chmod(fixture, 0o755)
+        p.send(call(9, "echo", text="z"))
+        m = p.msg()
+        self.assertEqual(m["result"]["content"][0]["text"], "z")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assert_no_leftovers()
+
+    def test_fresh_server_exits_at_once(self):
+        self.fail_then_recover("exit", "ended during the handshake replay (exit code 3)")
+
+    def test_fresh_server_cannot_be_executed(self):
+        copy = os.path.join(self.tmp.name, "fixture-copy")
+        shutil.copy(FIXTURE, copy)
+        os.chmod(copy, 0o755)
+        self.fail_then_recover(None, "the server could not be restarted: Permission denied",
+                               fixture=copy)
+
+    def test_initialize_errors(self):
+        self.fail_then_recover("init-error", "refused initialize: initialize refused")
+
+    def test_capabilities_change(self):
+        self.fail_then_recover("caps", "capabilities differ from the first one's")
+
+    def test_protocol_version_changes(self):
+        self.fail_then_recover("protocol", "protocol version differs")
+
+    def test_crash_during_replay(self):
+        self.fail_then_recover("crash-init", "ended during the handshake replay (killed by SIGSEGV)")
+
+
+class ServeSuspend(Base):
+    def test_events_states_and_a_message_racing_the_suspend(self):
+        # --ignore-eof: the suspend's teardown waits the eof grace, long enough to be seen
+        p = self.serve("--ignore-eof", opts=["--eof-grace", "1500", "--term-grace", "300"]
+                       + SUSPEND)
+        m = Mux(p)
+        s = "sus-1"
+        self.setup_session(lambda x: m.send(s, x), lambda: m.msg(s))
+        pid1 = m.event(s, "started")["pid"]
+
+        def state():
+            lst = m.control(50, "mcpmux/list")["message"]["result"]["sessions"]
+            return [x for x in lst if x["session"] == s][0]
+        wait_until(lambda: state()["state"] == "suspending", 5, "the suspend to begin")
+        # a message while the server is being ended: it waits, then a fresh one answers
+        m.send(s, call(6, "env"))
+        env = structured(m.msg(s, 15))
+        self.assertNotEqual(env["pid"], pid1)
+        self.assertFalse(alive(pid1))
+        ev = m.event(s, "suspended")
+        self.assertEqual(ev["reason"], "idle")
+        ev = m.event(s, "resumed")
+        self.assertEqual(ev["pid"], env["pid"])
+        self.assertGreater(ev["ms"], 0)
+        st = state()
+        self.assertEqual((st["state"], st["pid"], st["suspends"], st["resumes"]),
+                         ("running", env["pid"], 1, 1))
+        wait_until(lambda: state()["state"] == "suspending", 5, "the next suspend")
+        wait_until(lambda: state()["state"] == "suspended", 5, "the suspend to complete")
+        self.assertIsNone(state()["pid"])
+        p.close_stdin()
+        self.assertEqual(p.wait(10), 0)
+        self.assert_no_leftovers()
+
+
+class Pool(Base):
+    """--max-servers: a client that leaks one wrapper per run keeps at most N servers."""
+
+    def setUp(self):
+        super().setUp()
+        self.env["XDG_RUNTIME_DIR"] = self.tmp.name  # a pool directory of the test's own
+
+    def pool_files(self):
+        d = os.path.join(self.tmp.name, "mcpmux", "pools")
+        return [f for sub in os.listdir(d) for f in os.listdir(os.path.join(d, sub))
+                if f.startswith("s.")]
+
+    def most_at_once(self, logs):
+        """The most servers alive at once, from the traffic logs: each server from its
+        `started` (after the spawn) to its `suspended` or `ended` (after it was reaped)."""
+        edges = []
+        for path in logs:
+            for r in log_records(path):
+                if r.get("event") == "started":
+                    edges.append((r["ts"], 1))
+                elif r.get("event") in ("suspended", "ended") and r.get("pid"):
+                    edges.append((r["ts"], -1))
+        live = most = 0
+        for _, d in sorted(edges, key=lambda e: (e[0], e[1])):  # an end before a start
+            live += d
+            most = max(most, live)
+        return most
+
+    def test_leaking_client_keeps_two_servers(self):
+        ps, logs = [], []
+        for i in range(20):
+            logs.append(os.path.join(self.tmp.name, "w%d.log" % i))
+            p = self.wrap(opts=FAST + ["--max-servers", "2", "--log", logs[-1]])
+            p.send(initialize(1))
+            self.assert_response(p.msg(), 1)
+            p.send(note("notifications/initialized"), call(2, "echo", text="run %d" % i))
+            self.assertEqual(p.msg()["result"]["content"][0]["text"], "run %d" % i)
+            self.assertLessEqual(len(self.servers()), 2)
+            ps.append(p)  # neither ended nor closed: leaked
+        for i, p in enumerate(ps):
+            p.send(call(3, "echo", text="again %d" % i))
+            m = p.msg(15)
+            self.assertEqual(m.get("id"), 3, m)
+            self.assertEqual(m["result"]["content"][0]["text"], "again %d" % i)
+            self.assertLessEqual(len(self.servers()), 2)
+        for p in ps:
+            p.close_stdin()
+        for p in ps:
+            self.assertEqual(p.wait(), 0)
+        self.assert_no_leftovers()
+        self.assertEqual(self.pool_files(), [])
+        most = self.most_at_once(logs)
+        print("most servers alive at once: %d" % most)
+        self.assertLessEqual(most, 3)  # 2, and 1 more only while all are busy
+
+    def test_all_busy_one_more_starts_then_the_pool_shrinks(self):
+        a = self.wrap(opts=FAST + ["--max-servers", "2", "--pool", "p"])
+        b = self.wrap(opts=FAST + ["--max-servers", "2", "--pool", "p"])
+        for p in (a, b):
+            p.send(initialize(1))
+            self.assert_response(p.msg(), 1)
+            p.send(call(2, "sleep", ms=2500))
+        wait_until(lambda: len(self.servers()) == 2, 5, "two busy servers")
+        c = self.wrap(opts=FAST + ["--max-servers", "2", "--pool", "p", "-v"])
+        c.send(initialize(1))
+        self.assert_response(c.msg(), 1)  # at once: nobody idle to wait for
+        self.assertEqual(len(self.servers()), 3)
+        for p in (a, b):
+            self.assert_response(p.msg(), 2)
+        # once one is idle, the pool is back to two
+        wait_until(lambda: len(self.servers()) == 2, 10, "the pool to shrink back to 2")
+        for p in (a, b, c):
+            p.close_stdin()
+            self.assertEqual(p.wait(), 0)
+        self.assertIn("none idle: one more starts", c.stderr())
+
+    def test_a_killed_instance_holds_no_slot(self):
+        a = self.wrap(opts=FAST + ["--max-servers", "1"])
+        a.send(initialize(1))
+        self.assert_response(a.msg(), 1)
+        self.assertEqual(len(self.pool_files()), 1)
+        a.kill()
+        wait_until(lambda: not self.servers(), 10, "the killed instance's server to be ended")
+        b = self.wrap(opts=FAST + ["--max-servers", "1", "-v"])
+        b.send(initialize(1))
+        self.assert_response(b.msg(), 1)
+        self.assertEqual(len(self.pool_files()), 1)  # b's; a's is gone
+        b.close_stdin()
+        self.assertEqual(b.wait(), 0)
+        self.assertNotIn("its pool is full", b.stderr())
+
+    def test_serve_caps_its_sessions(self):
+        p = self.serve(opts=FAST + ["--max-servers", "2"])
+        m = Mux(p)
+        sessions = ["s%d" % i for i in range(5)]
+        for s in sessions:
+            m.send(s, initialize(1))
+            self.assert_response(m.msg(s), 1)
+            self.assertLessEqual(len(self.servers()), 2)
+        for s in sessions:
+            m.send(s, call(2, "echo", text=s))
+            self.assertEqual(m.msg(s)["result"]["content"][0]["text"], s)
+        stats = m.control(9, "mcpmux/stats")["message"]["result"]
+        self.assertEqual((stats["pool"]["max"], stats["pool"]["over"]), (2, False))
+        self.assertLessEqual(stats["pool"]["live"], 2)
+        states = [x["state"] for x in m.control(10, "mcpmux/list")["message"]["result"]
+                  ["sessions"]]
+        self.assertEqual(sorted(states).count("suspended"), 3)
+        p.close_stdin()
+        self.assertEqual(p.wait(10), 0)
+        self.assert_no_leftovers()
+
+
+class Memory(Base):
+    def test_a_suspended_wrapper_is_small(self):
+        p = self.wrap(opts=FAST + SUSPEND)
+        self.setup_session(p.send, p.msg)
+        pid = self.pid_of(p.send, p.msg, 6)
+        self.wait_suspended(pid)
+        kib = rss_anon_kib(p.pid)
+        print("suspended wrapper: RssAnon %d KiB" % kib)
+        if not os.environ.get("MCPMUX_TEST_SANITIZED"):
+            self.assertLessEqual(kib, 512)
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+
+
+if __name__ == "__main__":
+    main()
