@@ -1897,6 +1897,7 @@ hx_on_work(struct ev_loop *loop, ev_idle *w, int revents)
 		}
 		if (hs->end_soon && !hs->ending && hs->e != NULL) {
 			hs->ending = true;
+			session_set_end_reason(hs->e->s, "init-error");
 			hub_end(hs->e, -1, NULL, 0, NULL);
 		}
 		hs->end_soon = false;
