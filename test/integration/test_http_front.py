@@ -371,6 +371,25 @@ class Transport(HttpCase):
         wait_until(lambda: self.post(INITIALIZED, sid).status == 404, 5, "the session to end")
 
 
+    def test_an_initialize_answered_with_an_error_ends_the_session(self):
+        behave = os.path.join(self.tmp.name, "behave")
+        log = os.path.join(self.tmp.name, "traffic.jsonl")
+        with open(behave, "w") as f:
+            f.write("init-error\n")
+        self.http("--behave-file=" + behave, opts=["--log", log])
+        r = self.post(init_msg(1))
+        self.assertEqual(r.status, 200)
+        self.assertIn("error", r.messages()[-1])
+        sid = r.headers["mcp-session-id"]
+        wait_until(lambda: self.post(INITIALIZED, sid).status == 404, 5, "the session to end")
+
+        def ended():
+            with open(log) as f:
+                return [json.loads(line) for line in f if '"ended"' in line]
+        ev = wait_until(ended, 5, "the ended event in the log")[0]
+        self.assertEqual((ev["session"], ev["reason"]), (sid, "init-error"))
+
+
 class Refusals(HttpCase):
     def test_status_codes(self):
         self.http(opts=["--max-message", "4096", "--metrics"])
