@@ -62,7 +62,10 @@ valgrind:
 		test_hardening.RequestIds test_hardening.RunOrder test_hardening.Stall \
 		test_hardening.SlowServer.test_wrap_every_notification_reaches_a_slow_server \
 		test_hardening.UnreadStderr.test_repeated_noise_is_summed_up \
-		test_hardening.ServerInput test_listen.ListenHardening
+		test_hardening.ServerInput test_listen.ListenHardening \
+		test_http_front.Transport.test_delete_answers_when_the_tree_is_gone \
+		test_http_front.Sessions.test_sigterm_ends_every_session_and_stream \
+		test_http_front.Sessions.test_ctl_lists_http_sessions_with_their_peer
 
 # Fuzz every target with libFuzzer (clang, ASan + UBSan, coverage of the core library) for
 # FUZZ_SECONDS each, from its seed corpus, its regressions and what earlier runs found
