@@ -315,23 +315,34 @@ key_of(const char *id, size_t len, size_t *key_len)
 	return k;
 }
 
-static bool
-key_eq(const char *k, size_t klen, const char *id, size_t len)
+/*
+ * The key of an id's JSON text, for comparisons: in buf when it fits, else malloc'd
+ * (key_done() frees that).  NULL when the text is no id (or memory ran out).
+ */
+static char *
+key_tmp(const char *id, size_t len, char *buf, size_t cap, size_t *key_len)
 {
-	char buf[256];
-	char *tmp = JSONRPC_KEY_MAX(len) <= sizeof(buf) ? buf : malloc(JSONRPC_KEY_MAX(len));
-	bool eq = false;
+	char *k = JSONRPC_KEY_MAX(len) <= cap ? buf : malloc(JSONRPC_KEY_MAX(len));
 
-	if (tmp == NULL) {
-		return false;
+	if (k == NULL) {
+		return NULL;
 	}
-	size_t n = jsonrpc_id_key(id, len, tmp);
+	*key_len = jsonrpc_id_key(id, len, k);
+	if (*key_len == 0) {
+		if (k != buf) {
+			free(k);
+		}
+		return NULL;
+	}
+	return k;
+}
 
-	eq = n > 0 && n == klen && memcmp(tmp, k, n) == 0;
-	if (tmp != buf) {
-		free(tmp);
+static void
+key_done(char *k, const char *buf)
+{
+	if (k != buf) {
+		free(k);
 	}
-	return eq;
 }
 
 static void
@@ -701,16 +712,35 @@ stream_detach(struct hx_stream *st)
 
 /* ---- where the server's messages go ---- */
 
+/* The oldest running request stream whose id (or progress token) has this JSON text. */
+static struct hx_stream *
+stream_by_key(struct hx_session *hs, const char *text, size_t len, bool by_token)
+{
+	char buf[256];
+	size_t klen;
+	char *k = key_tmp(text, len, buf, sizeof(buf), &klen);
+	struct hx_stream *st;
+
+	if (k == NULL) {
+		return NULL;
+	}
+	for (st = hs->streams; st != NULL; st = st->next) {
+		const char *sk = by_token ? st->tok : st->key;
+		size_t sl = by_token ? st->tok_len : st->key_len;
+
+		if (sk != NULL && !st->answered && !st->done && (!by_token || !st->is_json) &&
+		    sl == klen && memcmp(sk, k, klen) == 0) {
+			break;
+		}
+	}
+	key_done(k, buf);
+	return st;
+}
+
 static struct hx_stream *
 stream_for_response(struct hx_session *hs, const char *id, size_t len)
 {
-	for (struct hx_stream *st = hs->streams; st != NULL; st = st->next) {
-		if (st->key != NULL && !st->answered && !st->done &&
-		    key_eq(st->key, st->key_len, id, len)) {
-			return st;
-		}
-	}
-	return NULL;
+	return stream_by_key(hs, id, len, false);
 }
 
 static struct hx_stream *
@@ -722,13 +752,7 @@ stream_for_progress(struct hx_session *hs, const char *msg, size_t len)
 	if (!jsonspan_find(msg, len, path, 2, &tok)) {
 		return NULL;
 	}
-	for (struct hx_stream *st = hs->streams; st != NULL; st = st->next) {
-		if (st->tok != NULL && !st->answered && !st->done && !st->is_json &&
-		    key_eq(st->tok, st->tok_len, tok.p, tok.len)) {
-			return st;
-		}
-	}
-	return NULL;
+	return stream_by_key(hs, tok.p, tok.len, true);
 }
 
 /* A message tied to no request: the rules of docs/http.md, "which stream carries them". */
