@@ -568,6 +568,20 @@ class Resume(HttpCase):
         # The session lived on.
         self.assertEqual(self.call(sid, tool(2, "echo", text="x"))[0]["id"], 2)
 
+    def test_a_json_answer_whose_client_went_goes_to_the_get_stream(self):
+        self.http()
+        sid = self.session()
+        c = self.conn()
+        c.request("POST", "/mcp", body=json.dumps(tool(4, "sleep", ms=1000)), headers={
+            "Content-Type": "application/json", "Accept": "application/json",
+            "Mcp-Session-Id": sid})
+        c.close()  # gone before its answer, which cannot be resumed
+        g = self.get_stream(sid)
+        self.assertEqual(g.event()["data"], "")
+        m, _ = g.message()
+        self.assertEqual(m["id"], 4)
+        g.close()
+
     def test_resume_of_a_finished_stream_replays_what_followed(self):
         self.http()
         sid = self.session()
