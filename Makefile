@@ -62,14 +62,17 @@ valgrind:
 		test_hardening.RequestIds test_hardening.RunOrder test_hardening.Stall \
 		test_hardening.SlowServer.test_wrap_every_notification_reaches_a_slow_server \
 		test_hardening.UnreadStderr.test_repeated_noise_is_summed_up \
-		test_hardening.ServerInput test_listen.ListenHardening
+		test_hardening.ServerInput test_listen.ListenHardening \
+		test_http_front.Transport.test_delete_answers_when_the_tree_is_gone \
+		test_http_front.Sessions.test_sigterm_ends_every_session_and_stream \
+		test_http_front.Sessions.test_ctl_lists_http_sessions_with_their_peer
 
 # Fuzz every target with libFuzzer (clang, ASan + UBSan, coverage of the core library) for
 # FUZZ_SECONDS each, from its seed corpus, its regressions and what earlier runs found
 # (build/fuzz/corpus/); a crash is saved to build/fuzz/artifacts/ and stops the run.
 # (-Werror is off there: clang warns where gcc does not, e.g. fall-through comments.)
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= framer jsonrpc envelope config container httpmsg
+FUZZ_TARGETS ?= framer jsonrpc envelope config container httpmsg jsonspan
 FUZZ_BUILD ?= build/fuzz
 fuzz:
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS=-O1 \

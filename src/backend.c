@@ -383,7 +383,7 @@ spawn_in_cgroup(struct spawn_args *a, const char *leaf)
 	pid_t pid;
 
 	if (no_clone3) {
-		return -1;
+		return -2; /* found missing before: the old way, every time */
 	}
 	cg_fd = open(leaf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (cg_fd == -1) {

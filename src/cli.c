@@ -11,6 +11,7 @@
 #include "mcpmux/cli.h"
 #include "mcpmux/diag.h"
 #include "mcpmux/framer.h"
+#include "mcpmux/httpmsg.h"
 #include "mcpmux/sys.h"
 #include "mcpmux/tlog.h"
 #include "mcpmux/wbuf.h"
@@ -28,6 +29,11 @@ enum {
 	OPT_LOG_BODIES,
 	OPT_STALL_TIMEOUT,
 	OPT_KILL_DEADLINE,
+	OPT_HTTP,
+	OPT_HTTP_PATH,
+	OPT_METRICS,
+	OPT_AUTH_TOKEN_FILE,
+	OPT_ALLOW_ORIGIN,
 	OPT_IDLE_SUSPEND,
 	OPT_MAX_SERVERS,
 	OPT_POOL,
@@ -37,6 +43,9 @@ static const char usage_text[] =
 	"usage: mcpmux [OPTIONS] -- COMMAND [ARG...]             wrap one MCP stdio server\n"
 	"       mcpmux serve [OPTIONS] [--listen PATH] -- COMMAND [ARG...]\n"
 	"                                                        one server per session ID\n"
+	"       mcpmux serve [OPTIONS] --http [ADDR:]PORT -- COMMAND [ARG...]\n"
+	"                                                        the same over MCP's\n"
+	"                                                        Streamable HTTP\n"
 	"       mcpmux connect [--session ID] [--keep] PATH      MCP stdio <-> a serve socket\n"
 	"       mcpmux ctl PATH (list | stats | end SESSION)     look at and steer a serve\n"
 	"       mcpmux log (show | stats) [FILE]                 read a traffic log\n"
@@ -74,6 +83,8 @@ static const char usage_text[] =
 	"  --max-sessions N     concurrent sessions; more are refused (1024, or fewer with\n"
 	"                       a low descriptor limit)\n"
 	"  --listen PATH        serve on a Unix socket (0600) instead of stdin/stdout\n"
+	"  --http [ADDR:]PORT   serve MCP's Streamable HTTP transport (loopback unless ADDR\n"
+	"                       says otherwise; or a socket path); see mcpmux serve --help\n"
 	"\n"
 	"The server runs with MCPMUX_SESSION=<id> in its environment.  When the run ends\n"
 	"(stdin EOF, the end-of-run message, SIGTERM/SIGINT/SIGHUP, the server's own exit,\n"
@@ -94,7 +105,23 @@ cli_serve_usage(void)
 	      "options: the options of wrap mode (see mcpmux --help), and\n"
 	      "  --max-sessions N     concurrent sessions; more are refused (1024, or fewer with\n"
 	      "                       a low descriptor limit)\n"
-	      "  --listen PATH        serve on a Unix socket (0600) instead of stdin/stdout\n",
+	      "  --listen PATH        serve on a Unix socket (0600) instead of stdin/stdout\n"
+	      "                       ('systemd': the socket that systemd passed)\n"
+	      "\n"
+	      "Streamable HTTP (MCP's HTTP transport; docs/http.md):\n"
+	      "  --http [ADDR:]PORT   serve HTTP on ADDR:PORT (ADDR: 127.0.0.1 unless given;\n"
+	      "                       [::1]:PORT for IPv6; PORT 0: any free port), or on a Unix\n"
+	      "                       socket PATH (one with a '/'), or on the sockets systemd\n"
+	      "                       passed ('systemd'); repeatable.  One server per HTTP\n"
+	      "                       session; DELETE ends it, process tree and all\n"
+	      "  --http-path PATH     the MCP endpoint (/mcp)\n"
+	      "  --metrics            also serve /metrics (Prometheus) and /healthz\n"
+	      "  --auth-token-file F  require \"Authorization: Bearer <the token in F>\";\n"
+	      "                       needed to listen beyond loopback\n"
+	      "  --allow-origin O     accept requests from browser origin O (exact, such as\n"
+	      "                       https://app.example; repeatable); loopback origins are\n"
+	      "                       always accepted\n"
+	      "Without --idle-timeout, an HTTP session that is never deleted keeps its server.\n",
 	      stdout);
 }
 
@@ -194,6 +221,86 @@ parse_number(const char *opt, const char *s, const char *unit, double *out)
 	return 0;
 }
 
+static int
+parse_http(struct mcpmux_options *o, const char *v)
+{
+	struct httpmsg_addr a;
+
+	if (o->n_http == CLI_HTTP_MAX) {
+		return diag_error("too many --http options (at most %d)", CLI_HTTP_MAX);
+	}
+	if (strcmp(v, "systemd") != 0 && httpmsg_parse_addr(v, &a) == -1) {
+		return diag_error("invalid value '%s' for --http (give PORT, ADDR:PORT, "
+				  "[IPV6]:PORT, a socket path with a '/', or systemd)",
+				  v);
+	}
+	o->http[o->n_http++] = v;
+	return 0;
+}
+
+static int
+parse_http_path(const char *v)
+{
+	size_t n = strlen(v);
+
+	if (n < 1 || n > 255 || v[0] != '/' || strchr(v, '?') != NULL || strchr(v, '#') != NULL) {
+		goto bad;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if ((unsigned char)v[i] <= ' ' || (unsigned char)v[i] >= 0x7f) {
+			goto bad;
+		}
+	}
+	return 0;
+bad:
+	return diag_error("invalid value '%s' for --http-path (a path such as /mcp: a '/' and "
+			  "up to 255 visible characters, no '?' or '#')",
+			  v);
+}
+
+static int
+parse_origin(struct mcpmux_options *o, const char *v)
+{
+	size_t n = strlen(v);
+
+	if (o->n_allow_origin == CLI_ORIGIN_MAX) {
+		return diag_error("too many --allow-origin options (at most %d)", CLI_ORIGIN_MAX);
+	}
+	if (n == 0 || n > 255 || !httpmsg_value_ok(v, n) || strchr(v, ' ') != NULL ||
+	    (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0)) {
+		return diag_error("invalid value '%s' for --allow-origin (an origin as browsers "
+				  "send it, such as https://app.example or http://host:8080)",
+				  v);
+	}
+	o->allow_origin[o->n_allow_origin++] = v;
+	return 0;
+}
+
+/* The HTTP options that only mean something with --http. */
+static int
+check_http(const struct mcpmux_options *o)
+{
+	const char *orphan = NULL;
+
+	if (o->n_http > 0) {
+		return 0;
+	}
+	if (o->metrics) {
+		orphan = "--metrics";
+	} else if (o->http_path != NULL) {
+		orphan = "--http-path";
+	} else if (o->auth_token_file != NULL) {
+		orphan = "--auth-token-file";
+	} else if (o->n_allow_origin > 0) {
+		orphan = "--allow-origin";
+	}
+	if (orphan != NULL) {
+		return diag_error("%s belongs to the HTTP front end (add --http [ADDR:]PORT)",
+				  orphan);
+	}
+	return 0;
+}
+
 int
 cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 {
@@ -210,6 +317,11 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 		{ "log-bodies", required_argument, NULL, OPT_LOG_BODIES },
 		{ "stall-timeout", required_argument, NULL, OPT_STALL_TIMEOUT },
 		{ "kill-deadline", required_argument, NULL, OPT_KILL_DEADLINE },
+		{ "http", required_argument, NULL, OPT_HTTP },
+		{ "http-path", required_argument, NULL, OPT_HTTP_PATH },
+		{ "metrics", no_argument, NULL, OPT_METRICS },
+		{ "auth-token-file", required_argument, NULL, OPT_AUTH_TOKEN_FILE },
+		{ "allow-origin", required_argument, NULL, OPT_ALLOW_ORIGIN },
 		{ "idle-suspend", required_argument, NULL, OPT_IDLE_SUSPEND },
 		{ "max-servers", required_argument, NULL, OPT_MAX_SERVERS },
 		{ "pool", required_argument, NULL, OPT_POOL },
@@ -284,6 +396,40 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 			}
 			o->listen = optarg;
 			break;
+		case OPT_HTTP:
+			if (!serve) {
+				goto not_here;
+			}
+			rc = parse_http(o, optarg);
+			break;
+		case OPT_HTTP_PATH:
+			if (!serve) {
+				goto not_here;
+			}
+			rc = parse_http_path(optarg);
+			o->http_path = optarg;
+			break;
+		case OPT_METRICS:
+			if (!serve) {
+				goto not_here;
+			}
+			o->metrics = true;
+			break;
+		case OPT_AUTH_TOKEN_FILE:
+			if (!serve) {
+				goto not_here;
+			}
+			if (optarg[0] == '\0') {
+				rc = diag_error("--auth-token-file needs a file name");
+			}
+			o->auth_token_file = optarg;
+			break;
+		case OPT_ALLOW_ORIGIN:
+			if (!serve) {
+				goto not_here;
+			}
+			rc = parse_origin(o, optarg);
+			break;
 		case OPT_LOG:
 			if (optarg[0] == '\0') {
 				rc = diag_error("--log needs a file name ('-' for stderr)");
@@ -324,6 +470,9 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 			return -1;
 		}
 	}
+	if (serve && check_http(o) == -1) {
+		return -1;
+	}
 	if (optind >= argc) {
 		return diag_error("no server command given (usage: mcpmux [OPTIONS] -- COMMAND "
 				  "[ARG...])");
@@ -331,6 +480,8 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 	o->command = argv + optind;
 	return 0;
 not_here:
+	/* After "--opt VALUE", optind is past the value: name the option, not the value. */
 	return diag_error("option '%s' belongs to 'mcpmux serve' (see mcpmux --help)",
-			  argv[optind - 1]);
+			  optind >= 2 && argv[optind - 1][0] != '-' ? argv[optind - 2]
+								    : argv[optind - 1]);
 }

@@ -2,7 +2,9 @@
  * cmd_serve: the envelope front end of `mcpmux serve`: one backend per session ID, over
  * stdio or on every connection to a Unix socket.  Sessions, control methods and events
  * live in the hub (hub.h); each connection is a port of it.  docs/protocol.md is the
- * contract of the envelope protocol.
+ * contract of the envelope protocol.  It is also serve's main: with --http it starts the
+ * Streamable HTTP front end (front_http.h) on the same hub, and it takes the sockets
+ * systemd passes (socket activation) for either door.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +21,8 @@
 #include "mcpmux/diag.h"
 #include "mcpmux/envelope.h"
 #include "mcpmux/errout.h"
+#include "mcpmux/front_http.h"
+#include "mcpmux/http.h"
 #include "mcpmux/hub.h"
 #include "mcpmux/jsonrpc.h"
 #include "mcpmux/listener.h"
@@ -47,6 +51,8 @@ struct serve {
 	struct sconn *conns;
 	struct listener lst;
 	bool listening;
+	struct front_http *http; /* with --http */
+	bool http_drained;	 /* shutting down: its last answers are written */
 	ev_signal term_w, int_w, hup_w;
 	ev_idle reap_w; /* frees dead connections, outside their callbacks */
 	struct jsonrpc_scanner scan;
@@ -602,7 +608,7 @@ serve_on_accept(int fd, void *ctx)
 static void
 serve_maybe_exit(struct serve *sv)
 {
-	if (!hub_is_empty(&sv->hub)) {
+	if (!hub_is_empty(&sv->hub) || (sv->http != NULL && !sv->http_drained)) {
 		return;
 	}
 	for (struct sconn *sc = sv->conns; sc != NULL; sc = sc->next) {
@@ -621,12 +627,24 @@ serve_on_empty(struct hub *h, void *ctx)
 }
 
 static void
+serve_on_http_drained(void *ctx)
+{
+	struct serve *sv = ctx;
+
+	sv->http_drained = true;
+	serve_maybe_exit(sv);
+}
+
+static void
 serve_shutdown(struct serve *sv, const char *why)
 {
 	diag_info("%s: ending every session", why);
 	if (sv->listening) {
 		listener_close(&sv->lst);
 		sv->listening = false;
+	}
+	if (sv->http != NULL) {
+		front_http_shutdown(sv->http, serve_on_http_drained, sv);
 	}
 	for (struct sconn *sc = sv->conns; sc != NULL; sc = sc->next) {
 		conn_read(&sc->c, false);
@@ -644,11 +662,105 @@ serve_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	serve_shutdown(w->data, strsignal(w->signum));
 }
 
+/* The sockets systemd passed (LISTEN_FDS), sorted by door. */
+struct activation {
+	int http[HTTP_LISTENERS_MAX];
+	size_t n_http;
+	int env[1];
+	size_t n_env;
+};
+
+static bool
+wants_passed(const struct mcpmux_options *o, bool *for_http)
+{
+	*for_http = false;
+	for (size_t i = 0; i < o->n_http; i++) {
+		*for_http = *for_http || strcmp(o->http[i], "systemd") == 0;
+	}
+	return *for_http || (o->listen != NULL && strcmp(o->listen, "systemd") == 0);
+}
+
+/*
+ * `--http systemd` and `--listen systemd`: the sockets of the socket unit.  With both,
+ * each socket's FileDescriptorName= says its door ("http", or "listen"/"envelope");
+ * with one, every socket is that door's.  0, or -1 after saying why.
+ */
+static int
+passed_sockets(struct serve *sv, struct activation *act)
+{
+	const struct mcpmux_options *o = sv->opt;
+	bool for_http, for_env;
+	int fds[HTTP_LISTENERS_MAX + 1];
+	char names[512] = "";
+	const char *nm = getenv("LISTEN_FDNAMES");
+
+	memset(act, 0, sizeof(*act));
+	if (!wants_passed(o, &for_http)) {
+		return 0;
+	}
+	for_env = o->listen != NULL && strcmp(o->listen, "systemd") == 0;
+	if (nm != NULL) {
+		(void)snprintf(names, sizeof(names), "%s", nm);
+	}
+	int n = http_listen_fds(fds, HTTP_LISTENERS_MAX + 1);
+
+	if (n < 0) {
+		return diag_error("LISTEN_PID or LISTEN_FDS is malformed (start mcpmux from its "
+				  "socket unit, or without 'systemd' addresses)");
+	}
+	if (n == 0) {
+		return diag_error("'systemd' was given as an address, but no socket was passed "
+				  "(start mcpmux from its socket unit, which sets LISTEN_FDS)");
+	}
+	if (n > HTTP_LISTENERS_MAX + 1) {
+		for (int i = HTTP_LISTENERS_MAX + 1; i < n; i++) {
+			(void)close(3 + i);
+		}
+		n = HTTP_LISTENERS_MAX + 1;
+		diag_warn("more sockets were passed than mcpmux takes: the rest were closed");
+	}
+	char *save = NULL, *name = strtok_r(names, ":", &save);
+
+	for (int i = 0; i < n; i++, name = name != NULL ? strtok_r(NULL, ":", &save) : NULL) {
+		bool to_http = for_http;
+
+		if (for_http && for_env) {
+			if (name != NULL && strcmp(name, "http") == 0) {
+				to_http = true;
+			} else if (name != NULL &&
+				   (strcmp(name, "listen") == 0 || strcmp(name, "envelope") == 0)) {
+				to_http = false;
+			} else {
+				for (int k = i; k < n; k++) {
+					(void)close(fds[k]);
+				}
+				return diag_error(
+					"with --http systemd and --listen systemd, each "
+					"socket needs FileDescriptorName=http or =listen in "
+					"its unit ('%s' is neither)",
+					name != NULL ? name : "");
+			}
+		}
+		if (to_http && act->n_http < HTTP_LISTENERS_MAX) {
+			act->http[act->n_http++] = fds[i];
+		} else if (!to_http && act->n_env == 0) {
+			act->env[act->n_env++] = fds[i];
+		} else {
+			(void)close(fds[i]);
+			diag_warn("socket %d that systemd passed is one too many for its door: "
+				  "closed",
+				  fds[i]);
+		}
+	}
+	return 0;
+}
+
 int
 cmd_serve(const struct mcpmux_options *o)
 {
 	struct ev_loop *loop = EV_DEFAULT;
 	struct serve *sv = calloc(1, sizeof(*sv));
+	struct activation act = { .n_http = 0 };
 	int rc = 0;
 
 	if (sv == NULL || loop == NULL) {
@@ -679,14 +791,43 @@ cmd_serve(const struct mcpmux_options *o)
 		rc = 1;
 		goto out;
 	}
+	if (passed_sockets(sv, &act) == -1) {
+		rc = 1;
+		goto out;
+	}
+	if (o->listen != NULL && strcmp(o->listen, "systemd") == 0 && act.n_env == 0) {
+		(void)diag_error("--listen systemd: no socket for the envelope door was passed");
+		rc = 1;
+		goto out;
+	}
 	if (o->listen != NULL) {
-		if (listener_open(&sv->lst, loop, o->listen, serve_on_accept, sv) == -1) {
+		int lrc =
+			act.n_env > 0
+				? listener_open_fd(&sv->lst, loop, act.env[0], serve_on_accept, sv)
+				: listener_open(&sv->lst, loop, o->listen, serve_on_accept, sv);
+
+		if (lrc == -1) {
 			rc = 1;
 			goto out;
 		}
+		act.n_env = 0; /* the listener's now */
 		sv->listening = true;
-		diag_info("listening on '%s'", o->listen);
-	} else {
+		diag_info("listening on '%s'", sv->lst.path);
+	}
+	if (o->n_http > 0) {
+		int hrc = -1;
+
+		sv->http = front_http_new(loop, &sv->hub, o);
+		if (sv->http != NULL) {
+			hrc = front_http_listen(sv->http, act.http, act.n_http);
+		}
+		act.n_http = 0; /* the front end's now (closed with it) */
+		if (hrc < 0) {
+			rc = hrc == -2 ? EXIT_USAGE : 1;
+			goto out;
+		}
+	}
+	if (o->listen == NULL && o->n_http == 0) {
 		/* Descriptions of our own: the servers share stderr, maybe the same file. */
 		sv->in_fd = sys_stdio_open(STDIN_FILENO, &sv->in_shared);
 		sv->out_fd = sys_stdio_open(STDOUT_FILENO, &sv->out_shared);
@@ -701,6 +842,8 @@ cmd_serve(const struct mcpmux_options *o)
 		}
 	}
 	ev_run(loop, 0);
+	front_http_free(sv->http);
+	sv->http = NULL;
 	size_t killed = backend_kill_leftovers();
 
 	if (killed > 0) {
@@ -713,6 +856,13 @@ out:
 	ev_idle_stop(loop, &sv->reap_w);
 	if (sv->listening) {
 		listener_close(&sv->lst);
+	}
+	front_http_free(sv->http);
+	for (size_t i = 0; i < act.n_env; i++) {
+		sys_close(&act.env[i]);
+	}
+	for (size_t i = 0; i < act.n_http; i++) {
+		sys_close(&act.http[i]);
 	}
 	hub_release(&sv->hub);
 	while (sv->conns != NULL) {

@@ -1511,22 +1511,39 @@ http_server_is_loopback(const struct http_server *s)
 	return true;
 }
 
+size_t
+http_server_n_listeners(const struct http_server *s)
+{
+	return s->n_lst;
+}
+
+int
+http_server_port_of(const struct http_server *s, size_t i)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (i >= s->n_lst || s->lst[i].is_unix ||
+	    getsockname(s->lst[i].fd, (struct sockaddr *)&ss, &sl) == -1) {
+		return 0;
+	}
+	if (ss.ss_family == AF_INET) {
+		return ntohs(((struct sockaddr_in *)(void *)&ss)->sin_port);
+	}
+	if (ss.ss_family == AF_INET6) {
+		return ntohs(((struct sockaddr_in6 *)(void *)&ss)->sin6_port);
+	}
+	return 0;
+}
+
 int
 http_server_port(const struct http_server *s)
 {
 	for (size_t i = 0; i < s->n_lst; i++) {
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
+		int port = http_server_port_of(s, i);
 
-		if (s->lst[i].is_unix ||
-		    getsockname(s->lst[i].fd, (struct sockaddr *)&ss, &sl) == -1) {
-			continue;
-		}
-		if (ss.ss_family == AF_INET) {
-			return ntohs(((struct sockaddr_in *)(void *)&ss)->sin_port);
-		}
-		if (ss.ss_family == AF_INET6) {
-			return ntohs(((struct sockaddr_in6 *)(void *)&ss)->sin6_port);
+		if (port != 0) {
+			return port;
 		}
 	}
 	return 0;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "mcpmux/diag.h"
 #include "mcpmux/hub.h"
@@ -267,12 +268,28 @@ hub_on_exit(struct session *s, void *owner)
 	sync_pause(e);
 }
 
+static enum hub_exit_kind
+exit_kind(int wstatus, bool noexec)
+{
+	if (noexec) {
+		return HUB_EXIT_NOEXEC;
+	}
+	if (wstatus < 0) {
+		return HUB_EXIT_UNKNOWN;
+	}
+	if (WIFSIGNALED(wstatus)) {
+		return HUB_EXIT_SIGNAL;
+	}
+	return WEXITSTATUS(wstatus) == 0 ? HUB_EXIT_ZERO : HUB_EXIT_NONZERO;
+}
+
 static void
 hub_on_suspended(struct session *s, void *owner)
 {
 	struct hub_entry *e = owner;
 	struct sbuf *b = &e->hub->tmp;
 
+	e->hub->n_exit[exit_kind(s->last_exit, false)]++;
 	sbuf_reset(b);
 	sbuf_adds(b, ",\"event\":\"suspended\",\"reason\":");
 	sbuf_add_json_string(b, s->suspend_why, strlen(s->suspend_why));
@@ -309,6 +326,16 @@ stats_add(struct session_stats *to, const struct session_stats *from)
 	to->msgs_out += from->msgs_out;
 }
 
+const char *
+hub_exit_kind_name(enum hub_exit_kind k)
+{
+	static const char *const names[HUB_EXIT_KINDS] = {
+		"zero", "nonzero", "signal", "noexec", "unknown",
+	};
+
+	return (unsigned)k < HUB_EXIT_KINDS ? names[k] : "unknown";
+}
+
 /*
  * The run is over.  The session leaves the table and the count first, so that every
  * answer that says so (`ended`, the end-of-run results) means that its slot is free.
@@ -325,6 +352,15 @@ hub_on_done(struct session *s, void *owner)
 	h->n_live--;
 	h->n_ended++;
 	stats_add(&h->done_stats, &s->stats);
+	if (s->backend == NULL) {
+		/* Ended while suspended: its last server's exit was counted then. */
+		h->n_escalation[BACKEND_ESC_NONE]++;
+	} else {
+		if ((unsigned)s->backend->escalation <= BACKEND_ESC_ABANDONED) {
+			h->n_escalation[s->backend->escalation]++;
+		}
+		h->n_exit[exit_kind(s->backend->wstatus, s->backend->exec_errno != 0)]++;
+	}
 	e->waiters = NULL;
 
 	sbuf_reset(b);
@@ -480,16 +516,25 @@ control_list(struct hub *h, struct sbuf *r)
 	sbuf_adds(r, "]}");
 }
 
+void
+hub_totals(const struct hub *h, struct session_stats *t)
+{
+	*t = h->done_stats;
+	for (const struct hub_entry *e = h->table; e != NULL; e = e->hh.next) {
+		if (e->s != NULL) {
+			stats_add(t, &e->s->stats);
+		}
+	}
+}
+
 static void
 control_stats(struct hub *h, struct sbuf *r)
 {
-	struct session_stats t = h->done_stats;
+	struct session_stats t;
 	size_t n_kept = 0;
 
+	hub_totals(h, &t);
 	for (struct hub_entry *e = h->table; e != NULL; e = e->hh.next) {
-		if (e->s != NULL) {
-			stats_add(&t, &e->s->stats);
-		}
 		n_kept += e->kept;
 	}
 	sbuf_addf(r,

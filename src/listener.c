@@ -271,6 +271,47 @@ listener_open(struct listener *l, struct ev_loop *loop, const char *path,
 	return 0;
 }
 
+int
+listener_open_fd(struct listener *l, struct ev_loop *loop, int fd,
+		 void (*on_conn)(int fd, void *ctx), void *ctx)
+{
+	struct sockaddr_un sa;
+	socklen_t sl = sizeof(sa);
+	int acc = 0;
+	socklen_t al = sizeof(acc);
+
+	memset(l, 0, sizeof(*l));
+	l->fd = l->spare = l->lock_fd = -1;
+	if (getsockname(fd, (struct sockaddr *)&sa, &sl) == -1 || sa.sun_family != AF_UNIX ||
+	    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &al) == -1 || acc == 0) {
+		return diag_error("descriptor %d is not a listening Unix socket (check the socket "
+				  "unit: ListenStream= with a path)",
+				  fd);
+	}
+	if (sys_set_nonblock(fd, 1) == -1 || fcntl(fd, F_SETFD, FD_CLOEXEC) == -1) {
+		return diag_error_errno("cannot set up descriptor %d", fd);
+	}
+	/* The path, for messages only: dev and ino stay 0, so the file is never removed. */
+	size_t n = sl > offsetof(struct sockaddr_un, sun_path)
+			   ? SYS_MIN((size_t)sl - offsetof(struct sockaddr_un, sun_path),
+				     sizeof(l->path) - 1)
+			   : 0;
+
+	memcpy(l->path, sa.sun_path, n);
+	l->path[n] = '\0';
+	if (l->path[0] == '\0') {
+		(void)snprintf(l->path, sizeof(l->path), "(descriptor %d)", fd);
+	}
+	l->fd = fd;
+	l->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	l->loop = loop;
+	l->on_conn = on_conn;
+	l->ctx = ctx;
+	ev_io_init(&l->accept_w, listener_on_accept, l->fd, EV_READ);
+	ev_io_start(loop, &l->accept_w);
+	return 0;
+}
+
 void
 listener_close(struct listener *l)
 {
@@ -283,7 +324,8 @@ listener_close(struct listener *l)
 	sys_close(&l->fd);
 	sys_close(&l->spare);
 	/* Only our own socket file: another server may have put its own there since. */
-	if (lstat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino) {
+	if ((l->dev != 0 || l->ino != 0) && lstat(l->path, &st) == 0 && st.st_dev == l->dev &&
+	    st.st_ino == l->ino) {
 		(void)unlink(l->path);
 	}
 	sys_close(&l->lock_fd);

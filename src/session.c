@@ -10,6 +10,7 @@
 #include <uuid/uuid.h>
 
 #include "mcpmux/diag.h"
+#include "mcpmux/metrics.h"
 #include "mcpmux/session.h"
 #include "mcpmux/status.h"
 #include "mcpmux/sys.h"
@@ -742,6 +743,9 @@ session_on_line(void *ctx, const char *line, size_t len)
 	if (kind == JSONRPC_RESPONSE || kind == JSONRPC_ERROR) {
 		ms = pending_remove(s, jsonrpc_str(&out_scan, out_scan.one.id),
 				    out_scan.one.id.len);
+		if (ms >= 0) {
+			metrics_hist_observe(&metrics_latency, ms / 1000.);
+		}
 	} else if (kind == JSONRPC_REQUEST) {
 		/* Tracked always: a server waiting for an answer is not idle (--idle-suspend). */
 		ids_add(&s->srv_pending, &s->n_srv_pending, jsonrpc_str(&out_scan, out_scan.one.id),

@@ -11,6 +11,9 @@
 #define EXIT_NOEXEC   126
 #define EXIT_NOTFOUND 127
 
+#define CLI_HTTP_MAX   8  /* --http given at most this often */
+#define CLI_ORIGIN_MAX 32 /* --allow-origin given at most this often */
+
 struct mcpmux_options {
 	double eof_grace_ms;
 	double term_grace_ms;
@@ -24,7 +27,14 @@ struct mcpmux_options {
 	const char *pool;	 /* --pool, NULL: the command line names the pool */
 	double stall_timeout_s;	 /* a server that takes no input this long while some waits */
 	double kill_deadline_ms; /* after SIGKILL: then the tree is abandoned */
-	const char *listen;
+	const char *listen;	 /* --listen PATH, or "systemd" for the passed sockets */
+	const char *http[CLI_HTTP_MAX]; /* --http [ADDR:]PORT, a socket path, or "systemd" */
+	size_t n_http;
+	const char *http_path; /* --http-path: the MCP endpoint (/mcp) */
+	bool metrics;	       /* --metrics: /metrics and /healthz */
+	const char *auth_token_file;
+	const char *allow_origin[CLI_ORIGIN_MAX];
+	size_t n_allow_origin;
 	const char *log_path; /* --log, or MCPMUX_LOG; NULL for none */
 	size_t log_bodies;    /* TLOG_BODIES_FULL, 0 (none), or bytes kept of each body */
 	char **command;	      /* NULL-terminated; points into argv */

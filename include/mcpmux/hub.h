@@ -91,6 +91,16 @@ struct hub_entry {
 	bool exited; /* the server exited: its output is read to its end */
 };
 
+/* How a session's server ended, for /metrics. */
+enum hub_exit_kind {
+	HUB_EXIT_ZERO,	  /* exit code 0 */
+	HUB_EXIT_NONZERO, /* another exit code */
+	HUB_EXIT_SIGNAL,  /* killed by a signal (the teardown's, or its own) */
+	HUB_EXIT_NOEXEC,  /* the command could not be executed */
+	HUB_EXIT_UNKNOWN, /* never reaped (an abandoned tree) */
+	HUB_EXIT_KINDS,
+};
+
 struct hub {
 	struct ev_loop *loop;
 	const struct mcpmux_options *opt;
@@ -100,8 +110,10 @@ struct hub {
 	bool shutting_down;
 	double started;
 	uint64_t n_started, n_ended, n_refused;
-	struct session_stats done_stats; /* totals of ended sessions */
-	size_t n_ports;			 /* for mcpmux/stats */
+	struct session_stats done_stats;		  /* totals of ended sessions */
+	uint64_t n_escalation[BACKEND_ESC_ABANDONED + 1]; /* ended sessions, by escalation */
+	uint64_t n_exit[HUB_EXIT_KINDS];		  /* ended sessions, by how */
+	size_t n_ports;					  /* for mcpmux/stats */
 	struct jsonrpc_scanner log_scan; /* mcpmux's own messages, for the traffic log */
 	struct sbuf tmp;
 	/* Why hub_shutdown() ends the sessions ("signal"; default "shutdown"), for the log. */
@@ -170,6 +182,11 @@ void hub_port_gone(struct hub *h, const struct hub_port *p);
 void hub_shutdown(struct hub *h);
 /* Is the hub shutting down with no session left? */
 bool hub_is_empty(const struct hub *h);
+
+/* The totals of every session, ended and running, into *t. */
+void hub_totals(const struct hub *h, struct session_stats *t);
+/* The name of an exit kind, for a label: "zero", "nonzero", "signal", ... */
+const char *hub_exit_kind_name(enum hub_exit_kind k);
 
 /* A message of mcpmux's own in session e (or sid), into the traffic log. */
 void hub_log_own(struct hub *h, const char *sid, const struct session *s, const char *m,

@@ -36,6 +36,12 @@ struct listener {
 /* Bind, listen, start accepting.  0, or -1 after printing why. */
 int listener_open(struct listener *l, struct ev_loop *loop, const char *path,
 		  void (*on_conn)(int fd, void *ctx), void *ctx);
+/*
+ * Accept on fd, a listening Unix stream socket that systemd passed (socket activation):
+ * owned from now on, never removed (its unit owns the file).  0, or -1 after saying why.
+ */
+int listener_open_fd(struct listener *l, struct ev_loop *loop, int fd,
+		     void (*on_conn)(int fd, void *ctx), void *ctx);
 /* Stop accepting, close, and remove the socket file. */
 void listener_close(struct listener *l);
 

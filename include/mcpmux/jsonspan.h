@@ -1,0 +1,37 @@
+/*
+ * jsonspan: one member of a JSON text, found by its path of object keys without parsing
+ * the rest: a single structural pass (strings, escapes, nesting) that skips every value
+ * it does not need.  For the few members the HTTP front end routes by (a request's
+ * params._meta.progressToken, a progress notification's params.progressToken, the
+ * protocolVersion of an initialize request and of its result) in messages that yajl has
+ * already validated.  On any other input it fails or finds something, but never reads
+ * outside [p, p + len).
+ *
+ * Keys are compared as their raw bytes: a key written with escapes ("\u0069d") does not
+ * match.  Pointers in results point into the text.  Pure: no allocation, no state.
+ */
+#ifndef MCPMUX_JSONSPAN_H
+#define MCPMUX_JSONSPAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define JSONSPAN_PATH_MAX 8
+
+struct jsonspan {
+	const char *p; /* the value's JSON text: "abc" with its quotes, 42, {...} */
+	size_t len;
+};
+
+/*
+ * The value at path[0].path[1]...path[n-1] of the object p holds, into *out.  false when
+ * the text is not an object, a step is missing or not an object, or n is 0 or over
+ * JSONSPAN_PATH_MAX.  The first member of a name wins.
+ */
+bool jsonspan_find(const char *p, size_t len, const char *const *path, size_t n,
+		   struct jsonspan *out);
+
+/* Whether v is a JSON string with no escapes; its bytes (without quotes) into *s, *n. */
+bool jsonspan_plain_string(const struct jsonspan *v, const char **s, size_t *n);
+
+#endif

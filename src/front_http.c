@@ -1,0 +1,2200 @@
+/*
+ * front_http: MCP's Streamable HTTP transport in front of the hub's sessions.
+ *
+ * A session here is a hub port (struct hx_session) with its streams.  A stream is what
+ * carries messages to the client: the SSE response of a POSTed request, or the session's
+ * GET stream.  Every message the server sends goes to exactly one stream, by the rules
+ * of docs/http.md: a response to the stream of its request, a progress notification to
+ * the stream of its token, anything else to the only request in flight, else the open
+ * GET stream, else the oldest request in flight, else it waits for the first stream to
+ * open.  A stream keeps its events (numbered "<stream>:<seq>") so that a client whose
+ * connection broke can resume it with GET and Last-Event-ID: events not yet written wait
+ * there (nothing is dropped: a full queue pauses the server), events written stay for a
+ * replay within bounds (a request's stream: all of it while it runs and for
+ * HX_LINGER_S after; the GET stream: its last HX_GET_REPLAY bytes).
+ *
+ * It does not parse HTTP (http.c does), start or end servers (the hub does), or keep
+ * requests in flight (the session does): it maps the transport's rules onto them.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+
+#include "mcpmux/diag.h"
+#include "mcpmux/front_http.h"
+#include "mcpmux/http.h"
+#include "mcpmux/httpmsg.h"
+#include "mcpmux/jsonspan.h"
+#include "mcpmux/metrics.h"
+#include "mcpmux/sys.h"
+#include "mcpmux/tlog.h"
+
+#define HX_PATH_DEFAULT "/mcp"
+#define HX_RETRY_MS	1000		   /* the priming event's retry: a reconnection after 1 s */
+#define HX_GET_REPLAY	((size_t)64 << 10) /* written events the GET stream keeps */
+#define HX_LINGER_S	10.0		   /* a finished request stream is kept for a resume */
+#define HX_LINGER_MAX	((size_t)1 << 20)  /* ... up to this many bytes per session */
+#define HX_DETACHED_S	300.0 /* a stream nobody resumes is forgotten (no idle timeout) */
+#define HX_TOKEN_MAX	4096
+#define HX_FIELDS_MAX	12
+#define HX_CONNS_MIN	1024
+#define HX_VERSION_MAX	32
+
+/* What the data of an http_req is. */
+enum hx_kind {
+	HX_STREAM,  /* a stream (struct hx_stream) */
+	HX_HELD,    /* a POST waiting for the server's input to drain (struct hx_pending) */
+	HX_DELETE,  /* a DELETE waiting for the end of its session (struct hx_pending) */
+	HX_SERVICE, /* a POST being handled (not yet a stream) */
+};
+
+struct hx_event {
+	struct hx_event *next;
+	uint64_t seq;
+	size_t len;
+	char data[];
+};
+
+struct hx_session;
+
+struct hx_stream {
+	enum hx_kind kind; /* HX_STREAM: first, so that http_req_data() tells the kind */
+	struct hx_stream *next;
+	struct hx_session *hs;
+	struct http_req *rq; /* the exchange that carries it; NULL while detached */
+	uint32_t num;
+	uint64_t seq; /* events numbered so far */
+	bool is_get;
+	bool is_json;  /* answered with one application/json body */
+	bool answered; /* its response is among its events */
+	bool done;     /* ended on a connection: kept for a resume until it lingers out */
+	double since;  /* detached or done since (sys_mono()) */
+	struct hx_event *head, *tail;
+	struct hx_event *unsent; /* the first event not written yet, or NULL */
+	size_t kept;		 /* bytes of written events kept for a replay */
+	size_t key_len, tok_len;
+	char *key;	  /* the request's id, as jsonrpc_id_key() makes it */
+	char *tok;	  /* its progress token, likewise */
+	char id_text[64]; /* the request's id as JSON text, for the log (cut) */
+};
+
+struct hx_pending {
+	enum hx_kind kind; /* HX_HELD or HX_DELETE */
+	struct hx_pending *next;
+	struct hx_session *hs;
+	struct http_req *rq;
+};
+
+struct hx_session {
+	struct hub_port port;
+	struct front_http *fh;
+	struct hub_entry *e; /* NULL once the hub let the session go */
+	struct hx_session *next, *prev;
+	char id[40];
+	struct hx_stream *streams; /* oldest first */
+	struct hx_stream *get;	   /* the GET stream, once opened */
+	struct hx_stream *init;	   /* the initialize request's, until it is answered */
+	struct hx_event *orphans, *orphans_tail; /* messages no stream could take yet */
+	size_t unsent;				 /* bytes waiting in streams and orphans */
+	size_t lingering;			 /* bytes kept by done streams */
+	uint32_t n_streams;			 /* stream numbers given out */
+	struct hx_pending *held, *held_tail;	 /* POSTs waiting for the server's input */
+	struct hx_pending *deletes;		 /* DELETEs waiting for the end */
+	struct sbuf result;			 /* the end-of-run result, once known */
+	char version[HX_VERSION_MAX];		 /* the protocol version in use */
+	bool holding;				 /* the server's input is full */
+	bool was_full;				 /* full() said so last */
+	bool ending;				 /* its end was asked for (DELETE, end-of-run) */
+	bool end_soon;				 /* end it at the next turn (initialize failed) */
+	bool gone;				 /* let go by the hub: freed at the next turn */
+};
+
+struct front_http {
+	struct ev_loop *loop;
+	struct hub *hub;
+	const struct mcpmux_options *opt;
+	struct http_server *srv;
+	struct http_limits lim;
+	struct jsonrpc_scanner scan;  /* bodies from clients */
+	struct jsonrpc_scanner oscan; /* messages to clients, for routing */
+	char *token;
+	size_t token_len;
+	const char *path;
+	size_t path_len;
+	bool loopback_only; /* every listener is loopback: Host must be too */
+	struct hx_session *sessions;
+	size_t n_sessions;
+	ev_idle work_w;	  /* frees let-go sessions, runs held POSTs, ends failed ones */
+	ev_timer sweep_w; /* forgets lingering and abandoned streams */
+	ev_timer drain_w; /* at shutdown: waits for the last answers to be written */
+	bool work_queued;
+	bool shutting_down;
+	void (*on_drained)(void *ctx);
+	void *drained_ctx;
+	struct sbuf tmp;
+	char *line; /* a body with line breaks, made one line */
+	size_t line_cap;
+	uint64_t n_http_sessions; /* started over HTTP */
+};
+
+struct hx_fields {
+	struct http_field f[HX_FIELDS_MAX];
+	size_t n;
+};
+
+static void hx_on_request(struct http_req *rq, void *ctx);
+static void hx_on_writable(struct http_req *rq, void *ctx);
+static void hx_on_close(struct http_req *rq, void *ctx);
+
+static const struct http_handler hx_handler = {
+	.on_request = hx_on_request,
+	.on_writable = hx_on_writable,
+	.on_close = hx_on_close,
+};
+
+static const char *const hx_versions[] = {
+	"2024-10-07", "2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25",
+};
+
+static enum hx_kind hx_service_tag = HX_SERVICE;
+
+/* ---- small helpers ---- */
+
+static void
+fields_add(struct hx_fields *fs, const char *name, const char *value)
+{
+	if (fs->n < HX_FIELDS_MAX) {
+		fs->f[fs->n++] = (struct http_field){ name, value };
+	}
+}
+
+/* CORS: a request that came with an Origin (it passed the checks) may read the answer. */
+static void
+fields_cors(struct hx_fields *fs, const struct http_req *rq)
+{
+	const char *origin = http_req_header(rq, "Origin", NULL);
+
+	if (origin != NULL) {
+		fields_add(fs, "Access-Control-Allow-Origin", origin);
+		fields_add(fs, "Access-Control-Expose-Headers", "Mcp-Session-Id");
+		fields_add(fs, "Vary", "Origin");
+	}
+}
+
+static void
+work_schedule(struct front_http *fh)
+{
+	if (!fh->work_queued) {
+		fh->work_queued = true;
+		ev_idle_start(fh->loop, &fh->work_w);
+	}
+}
+
+static void
+sweep_schedule(struct front_http *fh)
+{
+	if (!ev_is_active(&fh->sweep_w)) {
+		ev_timer_set(&fh->sweep_w, 1.0, 1.0);
+		ev_timer_start(fh->loop, &fh->sweep_w);
+	}
+}
+
+/* An answer of the transport's own: a JSON-RPC error without an id (docs/http.md). */
+static void
+respond_error(struct front_http *fh, struct http_req *rq, int status, int code, const char *text,
+	      const struct hx_fields *extra)
+{
+	struct hx_fields fs = { .n = 0 };
+	struct sbuf *b = &fh->tmp;
+
+	if (extra != NULL) {
+		fs = *extra;
+	}
+	fields_add(&fs, "Content-Type", "application/json");
+	fields_cors(&fs, rq);
+	sbuf_reset(b);
+	rpcout_error(b, NULL, 0, code, text);
+	if (b->failed) {
+		(void)http_respond(rq, 503, NULL, 0, NULL, 0);
+		return;
+	}
+	if (http_respond(rq, status, fs.f, fs.n, b->buf, b->len) == -1 && errno == EINVAL) {
+		(void)http_respond(rq, 500, NULL, 0, NULL, 0);
+	}
+}
+
+static bool
+value_is(const char *v, size_t len, const char *s)
+{
+	return strlen(s) == len && memcmp(v, s, len) == 0;
+}
+
+/* "application/json", in any case, with parameters or not. */
+static bool
+ctype_is_json(const char *v, size_t len)
+{
+	static const char want[] = "application/json";
+	size_t n = sizeof(want) - 1;
+
+	if (len < n || strncasecmp(v, want, n) != 0) {
+		return false;
+	}
+	return len == n || v[n] == ';' || v[n] == ' ' || v[n] == '\t';
+}
+
+/* A protocol version as the transport spells them: YYYY-MM-DD. */
+static bool
+version_form(const char *v, size_t len)
+{
+	if (len != 10 || v[4] != '-' || v[7] != '-') {
+		return false;
+	}
+	for (size_t i = 0; i < len; i++) {
+		if (i != 4 && i != 7 && (v[i] < '0' || v[i] > '9')) {
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool
+version_supported(const struct hx_session *hs, const char *v, size_t len)
+{
+	for (size_t i = 0; i < sizeof(hx_versions) / sizeof(hx_versions[0]); i++) {
+		if (value_is(v, len, hx_versions[i])) {
+			return true;
+		}
+	}
+	/* Whatever the session's server agreed to speak: mcpmux relays it, it need not know it. */
+	return hs != NULL && hs->version[0] != '\0' && value_is(v, len, hs->version);
+}
+
+/* Priming events (an empty data field) only for clients of 2025-11-25 or later. */
+static bool
+version_primes(const struct hx_session *hs)
+{
+	return version_form(hs->version, strlen(hs->version)) &&
+	       strcmp(hs->version, "2025-11-25") >= 0;
+}
+
+static void
+set_version(struct hx_session *hs, const struct jsonspan *v)
+{
+	const char *s;
+	size_t n;
+
+	if (jsonspan_plain_string(v, &s, &n) && n < sizeof(hs->version) && httpmsg_value_ok(s, n)) {
+		memcpy(hs->version, s, n);
+		hs->version[n] = '\0';
+	}
+}
+
+/* The key of an id's JSON text (jsonrpc_id_key()), malloc'd; NULL when it has none. */
+static char *
+key_of(const char *id, size_t len, size_t *key_len)
+{
+	char *k = malloc(JSONRPC_KEY_MAX(len));
+
+	if (k == NULL) {
+		return NULL;
+	}
+	*key_len = jsonrpc_id_key(id, len, k);
+	if (*key_len == 0) {
+		free(k);
+		return NULL;
+	}
+	return k;
+}
+
+/*
+ * The key of an id's JSON text, for comparisons: in buf when it fits, else malloc'd
+ * (key_done() frees that).  NULL when the text is no id (or memory ran out).
+ */
+static char *
+key_tmp(const char *id, size_t len, char *buf, size_t cap, size_t *key_len)
+{
+	char *k = JSONRPC_KEY_MAX(len) <= cap ? buf : malloc(JSONRPC_KEY_MAX(len));
+
+	if (k == NULL) {
+		return NULL;
+	}
+	*key_len = jsonrpc_id_key(id, len, k);
+	if (*key_len == 0) {
+		if (k != buf) {
+			free(k);
+		}
+		return NULL;
+	}
+	return k;
+}
+
+static void
+key_done(char *k, const char *buf)
+{
+	if (k != buf) {
+		free(k);
+	}
+}
+
+static void
+peer_text(char *out, size_t len, const struct http_request *r)
+{
+	char addr[INET6_ADDRSTRLEN] = "?";
+
+	if (r->peer->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)r->peer;
+
+		(void)inet_ntop(AF_INET, &in->sin_addr, addr, sizeof(addr));
+		(void)snprintf(out, len, "http %s:%u", addr, (unsigned)ntohs(in->sin_port));
+	} else if (r->peer->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)r->peer;
+
+		(void)inet_ntop(AF_INET6, &in6->sin6_addr, addr, sizeof(addr));
+		(void)snprintf(out, len, "http [%s]:%u", addr, (unsigned)ntohs(in6->sin6_port));
+	} else {
+		(void)snprintf(out, len, "http unix");
+	}
+}
+
+/* ---- events and streams ---- */
+
+static struct hx_event *
+event_new(const char *data, size_t len)
+{
+	struct hx_event *ev = malloc(sizeof(*ev) + len);
+
+	if (ev == NULL) {
+		return NULL;
+	}
+	ev->next = NULL;
+	ev->seq = 0;
+	ev->len = len;
+	memcpy(ev->data, data, len);
+	if (len > ((size_t)256 << 10)) {
+		sys_big_alloc = true; /* given back once mcpmux is idle */
+	}
+	return ev;
+}
+
+static void
+events_free(struct hx_event *ev)
+{
+	while (ev != NULL) {
+		struct hx_event *next = ev->next;
+
+		free(ev);
+		ev = next;
+	}
+}
+
+static struct hx_stream *
+stream_new(struct hx_session *hs, bool is_get)
+{
+	struct hx_stream *st = calloc(1, sizeof(*st));
+
+	if (st == NULL) {
+		return NULL;
+	}
+	st->kind = HX_STREAM;
+	st->hs = hs;
+	st->is_get = is_get;
+	st->num = ++hs->n_streams;
+	/* Appended: the list stays oldest first. */
+	struct hx_stream **pp = &hs->streams;
+
+	while (*pp != NULL) {
+		pp = &(*pp)->next;
+	}
+	*pp = st;
+	return st;
+}
+
+/* Unlink and free a stream (it carries no exchange). */
+static void
+stream_free(struct hx_stream *st)
+{
+	struct hx_session *hs = st->hs;
+
+	for (struct hx_stream **pp = &hs->streams; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == st) {
+			*pp = st->next;
+			break;
+		}
+	}
+	if (hs->get == st) {
+		hs->get = NULL;
+	}
+	if (hs->init == st) {
+		hs->init = NULL;
+	}
+	for (struct hx_event *ev = st->unsent; ev != NULL; ev = ev->next) {
+		hs->unsent -= ev->len;
+	}
+	if (st->done) {
+		hs->lingering -= st->kept;
+	}
+	if (st->rq != NULL) {
+		http_req_set_data(st->rq, NULL);
+	}
+	events_free(st->head);
+	free(st->key);
+	free(st->tok);
+	free(st);
+}
+
+static void
+event_id(char *out, size_t len, const struct hx_stream *st, uint64_t seq)
+{
+	(void)snprintf(out, len, "%u:%llu", (unsigned)st->num, (unsigned long long)seq);
+}
+
+/* Drop the oldest written events beyond what the stream may keep. */
+static void
+stream_trim(struct hx_stream *st)
+{
+	size_t max = st->is_get ? HX_GET_REPLAY : st->hs->fh->opt->max_queue;
+
+	while (st->kept > max && st->head != NULL && st->head != st->unsent) {
+		struct hx_event *ev = st->head;
+
+		st->head = ev->next;
+		if (st->head == NULL) {
+			st->tail = NULL;
+		}
+		st->kept -= ev->len;
+		free(ev);
+	}
+}
+
+static bool
+hxs_full(const struct hx_session *hs)
+{
+	if (hs->unsent >= hs->fh->opt->max_queue) {
+		return true;
+	}
+	for (const struct hx_stream *st = hs->streams; st != NULL; st = st->next) {
+		if (st->rq != NULL && !st->is_json && http_stream_full(st->rq)) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* After the queues shrank: let the server's output flow again. */
+static void
+hxs_check_writable(struct hx_session *hs)
+{
+	if (hs->was_full && hs->e != NULL && !hxs_full(hs)) {
+		hs->was_full = false;
+		hub_port_writable(hs->e);
+	}
+}
+
+static void stream_finish(struct hx_stream *st);
+
+/* A stream's response, as one JSON body: the exchange is over. */
+static void
+stream_answer_json(struct hx_stream *st)
+{
+	struct hx_session *hs = st->hs;
+	struct http_req *rq = st->rq;
+	struct hx_event *ev = st->unsent;
+	struct hx_fields fs = { .n = 0 };
+
+	fields_add(&fs, "Content-Type", "application/json");
+	fields_add(&fs, "Mcp-Session-Id", hs->id);
+	fields_cors(&fs, rq);
+	st->rq = NULL;
+	http_req_set_data(rq, NULL);
+	(void)http_respond(rq, 200, fs.f, fs.n, ev->data, ev->len);
+	stream_free(st);
+}
+
+/* Write what the stream has not written yet; end it once its response is out. */
+static void
+stream_flush(struct hx_stream *st)
+{
+	struct hx_session *hs = st->hs;
+	char id[48];
+
+	if (st->rq == NULL) {
+		return;
+	}
+	if (st->is_json) {
+		if (st->answered && st->unsent != NULL) {
+			stream_answer_json(st);
+			hxs_check_writable(hs);
+		}
+		return;
+	}
+	while (st->unsent != NULL) {
+		struct hx_event *ev = st->unsent;
+
+		event_id(id, sizeof(id), st, ev->seq);
+		if (http_sse_message(st->rq, id, ev->data, ev->len) == -1) {
+			return; /* the connection broke: on_close detaches the stream */
+		}
+		st->unsent = ev->next;
+		hs->unsent -= ev->len;
+		st->kept += ev->len;
+	}
+	stream_trim(st);
+	if (st->answered && !st->is_get) {
+		stream_finish(st);
+	}
+	hxs_check_writable(hs);
+}
+
+/* Queue a message on a stream (and write it, when the stream has a connection). */
+static void
+stream_push(struct hx_stream *st, struct hx_event *ev)
+{
+	struct hx_session *hs = st->hs;
+
+	ev->seq = ++st->seq;
+	if (st->tail != NULL) {
+		st->tail->next = ev;
+	} else {
+		st->head = ev;
+	}
+	st->tail = ev;
+	if (st->unsent == NULL) {
+		st->unsent = ev;
+	}
+	hs->unsent += ev->len;
+	stream_flush(st);
+}
+
+/* The stream takes the messages that were waiting for a stream to open. */
+static void
+stream_adopt_orphans(struct hx_stream *st)
+{
+	struct hx_session *hs = st->hs;
+	struct hx_event *ev = hs->orphans;
+
+	if (st->is_json) {
+		return;
+	}
+	hs->orphans = hs->orphans_tail = NULL;
+	while (ev != NULL) {
+		struct hx_event *next = ev->next;
+
+		ev->next = NULL;
+		hs->unsent -= ev->len; /* stream_push counts it again */
+		stream_push(st, ev);
+		ev = next;
+	}
+}
+
+/*
+ * A request stream whose response went out: end its exchange, keep it for a resume
+ * (within the session's bound: this may free st, and older finished streams).
+ */
+static void
+stream_finish(struct hx_stream *st)
+{
+	struct hx_session *hs = st->hs;
+	struct http_req *rq = st->rq;
+
+	st->rq = NULL;
+	if (rq != NULL) {
+		http_req_set_data(rq, NULL);
+		(void)http_stream_end(rq);
+	}
+	if (st->kept == 0) {
+		stream_free(st);
+		return;
+	}
+	st->done = true;
+	st->since = sys_mono();
+	hs->lingering += st->kept;
+	/* Bounded per session: the oldest finished streams go first. */
+	for (struct hx_stream *o = hs->streams, *next; o != NULL && hs->lingering > HX_LINGER_MAX;
+	     o = next) {
+		next = o->next;
+		if (o->done) {
+			stream_free(o);
+		}
+	}
+	sweep_schedule(hs->fh);
+}
+
+/*
+ * Give a stream an exchange: the SSE head (with the session's ID), the priming event
+ * for clients that take one, then what waits.  For a JSON stream, the answer when it is
+ * there.  replay_after >= 0: events after that number are written again first (a resume).
+ */
+static void
+stream_attach(struct hx_stream *st, struct http_req *rq, long long replay_after)
+{
+	struct hx_session *hs = st->hs;
+	struct hx_fields fs = { .n = 0 };
+	char id[48];
+
+	st->rq = rq;
+	http_req_set_data(rq, st);
+	if (st->is_json) {
+		stream_flush(st);
+		return;
+	}
+	fields_add(&fs, "Mcp-Session-Id", hs->id);
+	fields_cors(&fs, rq);
+	if (http_sse_begin(rq, fs.f, fs.n) == -1) {
+		if (errno == EINVAL) {
+			st->rq = NULL;
+			http_req_set_data(rq, NULL);
+			(void)http_respond(rq, 500, NULL, 0, NULL, 0);
+		}
+		return; /* broken: on_close follows */
+	}
+	if (version_primes(hs)) {
+		struct httpmsg_sse prime = { .id = id,
+					     .retry_ms = HX_RETRY_MS,
+					     .has_data = true,
+					     .data = "",
+					     .data_len = 0 };
+
+		/* Its id says how far the client has the stream: a resume from it loses nothing. */
+		uint64_t seen = replay_after >= 0    ? (uint64_t)replay_after
+				: st->unsent != NULL ? st->unsent->seq - 1
+						     : st->seq;
+
+		event_id(id, sizeof(id), st, seen);
+		if (http_sse_send(rq, &prime) == -1) {
+			return;
+		}
+	}
+	if (replay_after >= 0) {
+		for (struct hx_event *ev = st->head; ev != NULL && ev != st->unsent;
+		     ev = ev->next) {
+			if (ev->seq <= (uint64_t)replay_after) {
+				continue;
+			}
+			event_id(id, sizeof(id), st, ev->seq);
+			if (http_sse_message(rq, id, ev->data, ev->len) == -1) {
+				return;
+			}
+		}
+	}
+	if (st->done) {
+		/* A finished stream, resumed: everything after the client's event is out. */
+		hs->lingering -= st->kept;
+		st->done = false;
+		stream_finish(st);
+		return;
+	}
+	stream_adopt_orphans(st);
+	stream_flush(st);
+}
+
+/* The stream's connection went away: keep the stream for a resume. */
+static void
+stream_detach(struct hx_stream *st)
+{
+	st->rq = NULL;
+	st->since = sys_mono();
+	if (st->is_json) {
+		/* Cannot be resumed: its response, when it comes, goes to another stream. */
+		stream_free(st);
+		return;
+	}
+	sweep_schedule(st->hs->fh);
+}
+
+/* ---- where the server's messages go ---- */
+
+/* The oldest running request stream whose id (or progress token) has this JSON text. */
+static struct hx_stream *
+stream_by_key(struct hx_session *hs, const char *text, size_t len, bool by_token)
+{
+	char buf[256];
+	size_t klen;
+	char *k = key_tmp(text, len, buf, sizeof(buf), &klen);
+	struct hx_stream *st;
+
+	if (k == NULL) {
+		return NULL;
+	}
+	for (st = hs->streams; st != NULL; st = st->next) {
+		const char *sk = by_token ? st->tok : st->key;
+		size_t sl = by_token ? st->tok_len : st->key_len;
+
+		if (sk != NULL && !st->answered && !st->done && (!by_token || !st->is_json) &&
+		    sl == klen && memcmp(sk, k, klen) == 0) {
+			break;
+		}
+	}
+	key_done(k, buf);
+	return st;
+}
+
+static struct hx_stream *
+stream_for_response(struct hx_session *hs, const char *id, size_t len)
+{
+	return stream_by_key(hs, id, len, false);
+}
+
+static struct hx_stream *
+stream_for_progress(struct hx_session *hs, const char *msg, size_t len)
+{
+	static const char *const path[] = { "params", "progressToken" };
+	struct jsonspan tok;
+
+	if (!jsonspan_find(msg, len, path, 2, &tok)) {
+		return NULL;
+	}
+	return stream_by_key(hs, tok.p, tok.len, true);
+}
+
+/* A message tied to no request: the rules of docs/http.md, "which stream carries them". */
+static struct hx_stream *
+stream_for_other(struct hx_session *hs)
+{
+	struct hx_stream *only = NULL, *oldest = NULL;
+	size_t n = 0;
+
+	for (struct hx_stream *st = hs->streams; st != NULL; st = st->next) {
+		if (st->is_get || st->is_json || st->answered || st->done || st->key == NULL) {
+			continue;
+		}
+		n++;
+		only = st;
+		if (oldest == NULL) {
+			oldest = st;
+		}
+	}
+	if (n == 1) {
+		return only;
+	}
+	if (hs->get != NULL && hs->get->rq != NULL) {
+		return hs->get;
+	}
+	return oldest;
+}
+
+static void
+route(struct hx_session *hs, const char *msg, size_t len)
+{
+	struct front_http *fh = hs->fh;
+	struct jsonrpc_scanner *sc = &fh->oscan;
+	enum jsonrpc_kind kind = jsonrpc_scan(sc, msg, len);
+	struct hx_stream *st = NULL;
+	struct hx_event *ev = event_new(msg, len);
+
+	if (ev == NULL) {
+		diag_error("session %s: out of memory: a message for the HTTP client was lost",
+			   hs->id);
+		return;
+	}
+	if ((kind == JSONRPC_RESPONSE || kind == JSONRPC_ERROR) && sc->one.has_id) {
+		st = stream_for_response(hs, jsonrpc_str(sc, sc->one.id), sc->one.id.len);
+		if (st != NULL) {
+			st->answered = true;
+			if (st == hs->init) {
+				static const char *const path[] = { "result", "protocolVersion" };
+				struct jsonspan v;
+
+				if (kind == JSONRPC_RESPONSE &&
+				    jsonspan_find(msg, len, path, 2, &v)) {
+					set_version(hs, &v);
+				} else if (kind == JSONRPC_ERROR) {
+					/* No session without an initialized server. */
+					hs->end_soon = true;
+					work_schedule(fh);
+				}
+				hs->init = NULL;
+			}
+		}
+	} else if (kind == JSONRPC_NOTIFICATION && sc->one.has_method &&
+		   jsonrpc_method_is(sc, &sc->one, "notifications/progress")) {
+		st = stream_for_progress(hs, msg, len);
+	}
+	if (st == NULL) {
+		st = stream_for_other(hs);
+	}
+	if (st == NULL) {
+		/* No stream at all: it waits for the first one to open (full: pauses the server).
+		 */
+		if (hs->orphans_tail != NULL) {
+			hs->orphans_tail->next = ev;
+		} else {
+			hs->orphans = ev;
+		}
+		hs->orphans_tail = ev;
+		hs->unsent += len;
+		return;
+	}
+	stream_push(st, ev);
+}
+
+/* ---- the hub's view: a port per session ---- */
+
+static struct hx_session *
+hs_of(struct hub_port *p)
+{
+	return container_of(p, struct hx_session, port);
+}
+
+static int
+port_attach(struct hub_port *p, struct hub_entry *e)
+{
+	struct hx_session *hs = hs_of(p);
+
+	hs->e = e;
+	e->port_data = hs;
+	return 0;
+}
+
+static void hxs_let_go(struct hx_session *hs);
+
+static void
+port_detach(struct hub_port *p, struct hub_entry *e)
+{
+	struct hx_session *hs = hs_of(p);
+
+	e->port_data = NULL;
+	hs->e = NULL;
+	hxs_let_go(hs);
+}
+
+static void
+port_message(struct hub_port *p, struct hub_entry *e, const char *msg, size_t len)
+{
+	(void)e;
+	route(hs_of(p), msg, len);
+}
+
+static void
+port_event(struct hub_port *p, struct hub_entry *e, const char *fields, size_t len)
+{
+	struct hx_session *hs = hs_of(p);
+	static const char ended[] = ",\"event\":\"ended\",";
+	size_t n = sizeof(ended) - 1;
+
+	(void)e;
+	if (len > n && memcmp(fields, ended, n) == 0) {
+		/* The end-of-run result, for DELETE: {"session":...,"pid":...,...}. */
+		sbuf_reset(&hs->result);
+		sbuf_adds(&hs->result, "{\"session\":");
+		sbuf_add_json_string(&hs->result, hs->id, strlen(hs->id));
+		sbuf_adds(&hs->result, ",");
+		sbuf_add(&hs->result, fields + n, len - n);
+		sbuf_adds(&hs->result, "}");
+	}
+}
+
+static void
+port_reply(struct hub_port *p, const char *msg, size_t len)
+{
+	/* An HTTP session makes no control requests. */
+	(void)p;
+	(void)msg;
+	(void)len;
+}
+
+static bool
+port_full(struct hub_port *p, const struct hub_entry *e)
+{
+	struct hx_session *hs = hs_of(p);
+
+	(void)e;
+	hs->was_full = hxs_full(hs);
+	return hs->was_full;
+}
+
+static void
+port_hold(struct hub_port *p, bool on)
+{
+	struct hx_session *hs = hs_of(p);
+
+	hs->holding = on;
+	if (!on && hs->held != NULL) {
+		work_schedule(hs->fh);
+	}
+}
+
+static const struct hub_port_ops hx_ops = {
+	.attach = port_attach,
+	.detach = port_detach,
+	.message = port_message,
+	.event = port_event,
+	.reply = port_reply,
+	.full = port_full,
+	.hold = port_hold,
+};
+
+/* The HTTP session with this ID, if it is one of ours and still running. */
+static struct hx_session *
+hxs_find(struct front_http *fh, const char *id, size_t len)
+{
+	struct hub_entry *e = hub_find(fh->hub, id, len);
+
+	if (e == NULL || e->owner == NULL || e->owner->ops != &hx_ops) {
+		return NULL;
+	}
+	struct hx_session *hs = hs_of(e->owner);
+
+	return hs->gone ? NULL : hs;
+}
+
+static struct hx_session *
+hxs_new(struct front_http *fh)
+{
+	struct hx_session *hs = calloc(1, sizeof(*hs));
+
+	if (hs == NULL) {
+		return NULL;
+	}
+	hs->port.ops = &hx_ops;
+	hs->fh = fh;
+	hs->next = fh->sessions;
+	if (fh->sessions != NULL) {
+		fh->sessions->prev = hs;
+	}
+	fh->sessions = hs;
+	fh->n_sessions++;
+	return hs;
+}
+
+static void
+pending_answer(struct front_http *fh, struct hx_pending *pd)
+{
+	struct hx_session *hs = pd->hs;
+
+	http_req_set_data(pd->rq, NULL);
+	if (pd->kind == HX_DELETE) {
+		struct hx_fields fs = { .n = 0 };
+		struct sbuf *b = &fh->tmp;
+
+		fields_add(&fs, "Content-Type", "application/json");
+		fields_cors(&fs, pd->rq);
+		sbuf_reset(b);
+		if (hs->result.len > 0 && !hs->result.failed) {
+			sbuf_add(b, hs->result.buf, hs->result.len);
+		} else {
+			hub_none_result(b, hs->id, strlen(hs->id));
+		}
+		(void)http_respond(pd->rq, 200, fs.f, fs.n, b->buf, b->len);
+	} else {
+		respond_error(fh, pd->rq, 404, -32001, "Session not found: it has ended", NULL);
+	}
+}
+
+/*
+ * The hub let the session go (its run is over, or it never started): answer what waits
+ * for it, end the streams that have a connection, and free it at the next turn.
+ */
+static void
+hxs_let_go(struct hx_session *hs)
+{
+	struct front_http *fh = hs->fh;
+
+	if (hs->gone) {
+		return;
+	}
+	hs->gone = true;
+	while (hs->deletes != NULL) {
+		struct hx_pending *pd = hs->deletes;
+
+		hs->deletes = pd->next;
+		pending_answer(fh, pd);
+		free(pd);
+	}
+	while (hs->held != NULL) {
+		struct hx_pending *pd = hs->held;
+
+		hs->held = pd->next;
+		pending_answer(fh, pd);
+		free(pd);
+	}
+	hs->held_tail = NULL;
+	for (struct hx_stream *st = hs->streams; st != NULL; st = st->next) {
+		struct http_req *rq = st->rq;
+
+		if (rq == NULL) {
+			continue;
+		}
+		st->rq = NULL;
+		http_req_set_data(rq, NULL);
+		if (st->is_json) {
+			respond_error(fh, rq, 404, -32001, "Session not found: it has ended", NULL);
+		} else {
+			(void)http_stream_end(rq);
+		}
+	}
+	work_schedule(fh);
+}
+
+static void
+hxs_free(struct hx_session *hs)
+{
+	struct front_http *fh = hs->fh;
+
+	while (hs->streams != NULL) {
+		stream_free(hs->streams);
+	}
+	events_free(hs->orphans);
+	sbuf_release(&hs->result);
+	if (hs->prev != NULL) {
+		hs->prev->next = hs->next;
+	} else {
+		fh->sessions = hs->next;
+	}
+	if (hs->next != NULL) {
+		hs->next->prev = hs->prev;
+	}
+	fh->n_sessions--;
+	free(hs);
+}
+
+/* ---- requests ---- */
+
+/* The client's message as one line: a body with line breaks (pretty JSON) is joined. */
+static const char *
+body_line(struct front_http *fh, const char *body, size_t len)
+{
+	if (memchr(body, '\n', len) == NULL && memchr(body, '\r', len) == NULL) {
+		return body;
+	}
+	if (fh->line_cap < len) {
+		char *nb = realloc(fh->line, len);
+
+		if (nb == NULL) {
+			return NULL;
+		}
+		fh->line = nb;
+		fh->line_cap = len;
+	}
+	/* Valid JSON has line breaks only between tokens: white space either way. */
+	for (size_t i = 0; i < len; i++) {
+		fh->line[i] = body[i] == '\n' || body[i] == '\r' ? ' ' : body[i];
+	}
+	return fh->line;
+}
+
+/* A stream for a request about to be forwarded, with its id and progress token. */
+static struct hx_stream *
+request_stream(struct hx_session *hs, const struct jsonrpc_scanner *sc, const char *body,
+	       size_t len, bool is_json)
+{
+	static const char *const tok_path[] = { "params", "_meta", "progressToken" };
+	struct hx_stream *st = stream_new(hs, false);
+	const struct jsonrpc_item *it = &sc->one;
+	struct jsonspan tok;
+
+	if (st == NULL) {
+		return NULL;
+	}
+	st->is_json = is_json;
+	st->key = key_of(jsonrpc_str(sc, it->id), it->id.len, &st->key_len);
+	if (st->key == NULL) {
+		stream_free(st);
+		return NULL;
+	}
+	(void)snprintf(st->id_text, sizeof(st->id_text), "%.*s",
+		       (int)SYS_MIN(it->id.len, sizeof(st->id_text) - 1), jsonrpc_str(sc, it->id));
+	if (jsonspan_find(body, len, tok_path, 3, &tok)) {
+		st->tok = key_of(tok.p, tok.len, &st->tok_len);
+	}
+	return st;
+}
+
+/* notifications/cancelled: the request it names gets no answer; its stream ends. */
+static void
+cancel_stream(struct hx_session *hs, const struct jsonrpc_scanner *sc)
+{
+	if (!sc->params.has_request_id) {
+		return;
+	}
+	struct hx_stream *st = stream_for_response(hs, jsonrpc_str(sc, sc->params.request_id),
+						   sc->params.request_id.len);
+
+	if (st == NULL) {
+		return;
+	}
+	if (st->rq != NULL) {
+		struct http_req *rq = st->rq;
+
+		st->rq = NULL;
+		http_req_set_data(rq, NULL);
+		if (st->is_json) {
+			(void)http_respond(rq, 204, NULL, 0, NULL, 0);
+		} else {
+			(void)http_stream_end(rq);
+		}
+	}
+	stream_free(st);
+	hxs_check_writable(hs);
+}
+
+/* A POST of a session that runs, its body scanned into fh->scan: forward it, answer it. */
+static void
+post_forward(struct front_http *fh, struct hx_session *hs, struct http_req *rq, bool is_json)
+{
+	const struct http_request *r = http_req_request(rq);
+	struct jsonrpc_scanner *sc = &fh->scan;
+	const struct jsonrpc_item *it = &sc->one;
+	const char *line = body_line(fh, r->body, r->body_len);
+	bool is_end = jsonrpc_method_is(sc, it, fh->opt->end_method);
+
+	if (line == NULL) {
+		respond_error(fh, rq, 503, RPC_SERVER_ERROR, "out of memory", NULL);
+		return;
+	}
+	peer_text(hs->port.peer, sizeof(hs->port.peer), r);
+	if (sc->kind != JSONRPC_REQUEST) {
+		struct hx_fields fs = { .n = 0 };
+
+		if (is_end) {
+			if (!hs->ending) {
+				hs->ending = true;
+				hub_end(hs->e, sc->params.has_grace_ms ? sc->params.grace_ms : -1,
+					NULL, 0, sc);
+			}
+		} else {
+			hub_from_client(hs->e, line, r->body_len, sc);
+			if (jsonrpc_method_is(sc, it, JSONRPC_CANCELLED)) {
+				cancel_stream(hs, sc);
+			}
+		}
+		fields_add(&fs, "Mcp-Session-Id", hs->id);
+		fields_cors(&fs, rq);
+		(void)http_respond(rq, 202, fs.f, fs.n, NULL, 0);
+		return;
+	}
+	struct hx_stream *st = request_stream(hs, sc, line, r->body_len, is_json);
+
+	if (st == NULL) {
+		respond_error(fh, rq, 503, RPC_SERVER_ERROR, "out of memory", NULL);
+		return;
+	}
+	http_req_set_data(rq, &hx_service_tag);
+	if (is_end) {
+		hs->ending = true;
+		hub_end(hs->e, sc->params.has_grace_ms ? sc->params.grace_ms : -1,
+			jsonrpc_str(sc, it->id), it->id.len, sc);
+	} else {
+		hub_from_client(hs->e, line, r->body_len, sc);
+	}
+	if (hs->gone) {
+		/* Not expected (the hub lets go from the loop), but never leave it unanswered. */
+		http_req_set_data(rq, NULL);
+		respond_error(fh, rq, 404, -32001, "Session not found: it has ended", NULL);
+		return;
+	}
+	stream_attach(st, rq, -1);
+}
+
+/* What the client accepts for a POST: SSE (true), JSON only (false); -1: neither. */
+static int
+post_accepts(const struct http_req *rq)
+{
+	size_t n;
+	const char *v = http_req_header(rq, "Accept", &n);
+
+	if (v == NULL) {
+		return 1;
+	}
+	if (httpmsg_accept_q(v, n, "text/event-stream") > 0) {
+		return 1;
+	}
+	return httpmsg_accept_q(v, n, "application/json") > 0 ? 0 : -1;
+}
+
+/* Scan the body of a POST into fh->scan; false after answering a bad one. */
+static bool
+post_scan(struct front_http *fh, struct http_req *rq)
+{
+	const struct http_request *r = http_req_request(rq);
+	enum jsonrpc_kind kind;
+
+	if (r->body_len == 0) {
+		respond_error(fh, rq, 400, RPC_PARSE_ERROR, "Parse error: the body is empty", NULL);
+		return false;
+	}
+	const char *line = body_line(fh, r->body, r->body_len);
+
+	if (line == NULL) {
+		respond_error(fh, rq, 503, RPC_SERVER_ERROR, "out of memory", NULL);
+		return false;
+	}
+	kind = jsonrpc_scan(&fh->scan, line, r->body_len);
+	if (kind == JSONRPC_INVALID_JSON) {
+		respond_error(fh, rq, 400, RPC_PARSE_ERROR,
+			      "Parse error: the body is not valid JSON", NULL);
+		return false;
+	}
+	if (kind == JSONRPC_BATCH) {
+		respond_error(fh, rq, 400, RPC_INVALID_REQUEST,
+			      "Invalid Request: batches are not part of MCP over HTTP (send one "
+			      "message per POST)",
+			      NULL);
+		return false;
+	}
+	if (kind == JSONRPC_INVALID_REQUEST) {
+		respond_error(fh, rq, 400, RPC_INVALID_REQUEST,
+			      "Invalid Request: not a JSON-RPC 2.0 message", NULL);
+		return false;
+	}
+	return true;
+}
+
+static void
+post_hold(struct front_http *fh, struct hx_session *hs, struct http_req *rq)
+{
+	struct hx_pending *pd = calloc(1, sizeof(*pd));
+
+	if (pd == NULL) {
+		respond_error(fh, rq, 503, RPC_SERVER_ERROR, "out of memory", NULL);
+		return;
+	}
+	pd->kind = HX_HELD;
+	pd->hs = hs;
+	pd->rq = rq;
+	if (hs->held_tail != NULL) {
+		hs->held_tail->next = pd;
+	} else {
+		hs->held = pd;
+	}
+	hs->held_tail = pd;
+	http_req_set_data(rq, pd);
+	if (!hs->holding) {
+		work_schedule(fh); /* behind others that wait: they go first, in order */
+	}
+}
+
+/* A POST with initialize and no session: a new session, and its server. */
+static void
+post_initialize(struct front_http *fh, struct http_req *rq, bool is_json)
+{
+	static const char *const ver_path[] = { "params", "protocolVersion" };
+	const struct http_request *r = http_req_request(rq);
+	struct jsonrpc_scanner *sc = &fh->scan;
+	const struct jsonrpc_item *it = &sc->one;
+	struct hub *h = fh->hub;
+	struct hx_fields fs = { .n = 0 };
+	struct jsonspan v;
+
+	if (fh->shutting_down || h->shutting_down) {
+		fields_add(&fs, "Retry-After", "1");
+		respond_error(fh, rq, 503, RPC_SERVER_ERROR, "mcpmux is shutting down", &fs);
+		return;
+	}
+	const char *line = body_line(fh, r->body, r->body_len);
+	struct hx_session *hs = line != NULL ? hxs_new(fh) : NULL;
+
+	if (hs == NULL) {
+		respond_error(fh, rq, 503, RPC_SERVER_ERROR, "out of memory", NULL);
+		return;
+	}
+	session_new_id(hs->id);
+	if (jsonspan_find(line, r->body_len, ver_path, 2, &v)) {
+		set_version(hs, &v); /* the client's, until the server's answer says */
+	}
+	peer_text(hs->port.peer, sizeof(hs->port.peer), r);
+	struct hub_entry *e = hub_entry_new(h, hs->id, strlen(hs->id));
+
+	if (e == NULL || hub_set_owner(e, &hs->port) == -1) {
+		if (e != NULL) {
+			hub_entry_free(e);
+		}
+		hxs_free(hs);
+		respond_error(fh, rq, 503, RPC_SERVER_ERROR, "out of memory", NULL);
+		return;
+	}
+	struct hx_stream *st = request_stream(hs, sc, line, r->body_len, is_json);
+	uint64_t refused = h->n_refused;
+
+	if (st == NULL) {
+		hub_entry_free(e); /* lets hs go */
+		respond_error(fh, rq, 503, RPC_SERVER_ERROR, "out of memory", NULL);
+		return;
+	}
+	hs->init = st;
+	if (!hub_start(e, jsonrpc_str(sc, it->id), it->id.len)) {
+		/* Refused: its error (with the request's id) waits in the stream. */
+		const struct hx_event *ev = st->head;
+		// cppcheck-suppress knownConditionTrueFalse ; hub_start() counts a refusal
+		int status = h->n_refused > refused || h->shutting_down ? 503 : 500;
+
+		fields_add(&fs, "Content-Type", "application/json");
+		if (status == 503) {
+			fields_add(&fs, "Retry-After", "1");
+		}
+		fields_cors(&fs, rq);
+		if (ev != NULL) {
+			(void)http_respond(rq, status, fs.f, fs.n, ev->data, ev->len);
+		} else {
+			(void)http_respond(rq, status, fs.f, fs.n, NULL, 0);
+		}
+		return; /* hs was let go */
+	}
+	fh->n_http_sessions++;
+	diag_info("session %s: started over HTTP for %s", hs->id, hs->port.peer);
+	http_req_set_data(rq, &hx_service_tag);
+	hub_from_client(e, line, r->body_len, sc);
+	if (!hs->gone) {
+		stream_attach(st, rq, -1);
+	}
+}
+
+static void
+handle_post(struct front_http *fh, struct http_req *rq, struct hx_session *hs, bool has_sid)
+{
+	size_t n;
+	const char *ct = http_req_header(rq, "Content-Type", &n);
+	int accepts;
+
+	if (ct == NULL || !ctype_is_json(ct, n)) {
+		respond_error(fh, rq, 415, RPC_SERVER_ERROR,
+			      "Unsupported Media Type: the body must be application/json", NULL);
+		return;
+	}
+	accepts = post_accepts(rq);
+	if (accepts < 0) {
+		respond_error(fh, rq, 406, RPC_SERVER_ERROR,
+			      "Not Acceptable: accept application/json and text/event-stream",
+			      NULL);
+		return;
+	}
+	if (!post_scan(fh, rq)) {
+		return;
+	}
+	const struct jsonrpc_item *it = &fh->scan.one;
+	bool is_init =
+		fh->scan.kind == JSONRPC_REQUEST && jsonrpc_method_is(&fh->scan, it, "initialize");
+
+	if (is_init) {
+		if (has_sid) {
+			respond_error(fh, rq, 400, RPC_INVALID_REQUEST,
+				      "Bad Request: initialize starts a session: send it without "
+				      "Mcp-Session-Id",
+				      NULL);
+			return;
+		}
+		post_initialize(fh, rq, accepts == 0);
+		return;
+	}
+	if (!has_sid) {
+		respond_error(fh, rq, 400, RPC_SERVER_ERROR,
+			      "Bad Request: Mcp-Session-Id header is required (initialize first)",
+			      NULL);
+		return;
+	}
+	if (hs == NULL) {
+		respond_error(fh, rq, 404, -32001, "Session not found", NULL);
+		return;
+	}
+	if (hs->holding || hs->held != NULL) {
+		/* The server is not taking its input: this POST waits, and so does its answer. */
+		post_hold(fh, hs, rq);
+		return;
+	}
+	post_forward(fh, hs, rq, accepts == 0);
+}
+
+/* "<stream>:<seq>" */
+static bool
+parse_event_id(const char *v, size_t len, uint32_t *num, unsigned long long *seq)
+{
+	char buf[48], *end;
+
+	if (len == 0 || len >= sizeof(buf)) {
+		return false;
+	}
+	memcpy(buf, v, len);
+	buf[len] = '\0';
+	if (buf[0] < '0' || buf[0] > '9') {
+		return false;
+	}
+	errno = 0;
+	unsigned long n = strtoul(buf, &end, 10);
+
+	if (errno != 0 || *end != ':' || n == 0 || n > UINT32_MAX || end[1] < '0' || end[1] > '9') {
+		return false;
+	}
+	*seq = strtoull(end + 1, &end, 10);
+	if (errno != 0 || *end != '\0') {
+		return false;
+	}
+	*num = (uint32_t)n;
+	return true;
+}
+
+static void
+handle_get(struct front_http *fh, struct http_req *rq, struct hx_session *hs, bool has_sid)
+{
+	size_t n;
+	const char *accept = http_req_header(rq, "Accept", &n);
+	const char *last;
+
+	if (accept != NULL && httpmsg_accept_q(accept, n, "text/event-stream") == 0) {
+		respond_error(fh, rq, 406, RPC_SERVER_ERROR,
+			      "Not Acceptable: the GET stream is text/event-stream", NULL);
+		return;
+	}
+	if (!has_sid) {
+		respond_error(fh, rq, 400, RPC_SERVER_ERROR,
+			      "Bad Request: Mcp-Session-Id header is required (initialize first)",
+			      NULL);
+		return;
+	}
+	if (hs == NULL) {
+		respond_error(fh, rq, 404, -32001, "Session not found", NULL);
+		return;
+	}
+	peer_text(hs->port.peer, sizeof(hs->port.peer), http_req_request(rq));
+	if (httpmsg_count(http_req_request(rq)->headers, http_req_request(rq)->n_headers,
+			  "Last-Event-ID") > 1) {
+		respond_error(fh, rq, 400, RPC_SERVER_ERROR,
+			      "Bad Request: more than one Last-Event-ID", NULL);
+		return;
+	}
+	last = http_req_header(rq, "Last-Event-ID", &n);
+	if (last != NULL) {
+		uint32_t num;
+		unsigned long long seq;
+
+		if (!parse_event_id(last, n, &num, &seq)) {
+			respond_error(fh, rq, 400, RPC_SERVER_ERROR,
+				      "Bad Request: Last-Event-ID is not one of this session's "
+				      "event IDs",
+				      NULL);
+			return;
+		}
+		for (struct hx_stream *st = hs->streams; st != NULL; st = st->next) {
+			if (st->num != num || st->is_json) {
+				continue;
+			}
+			if (seq > st->seq) {
+				respond_error(fh, rq, 400, RPC_SERVER_ERROR,
+					      "Bad Request: Last-Event-ID names an event that was "
+					      "never sent",
+					      NULL);
+				return;
+			}
+			if (st->rq != NULL) {
+				/*
+				 * Still connected as far as mcpmux knows: most likely a connection
+				 * that died unnoticed (a client that slept: nothing tells a server
+				 * of a half-open connection but a write that fails minutes later).
+				 * The resume takes the stream over, and the old answer ends.
+				 */
+				struct http_req *old = st->rq;
+
+				st->rq = NULL;
+				http_req_set_data(old, NULL);
+				(void)http_stream_end(old);
+				diag_info("session %s: stream %u resumed on a new connection while "
+					  "its old one was open: that one is ended",
+					  hs->id, (unsigned)num);
+			}
+			if (st->head != NULL && st->head->seq > seq + 1) {
+				diag_warn("session %s: stream %u resumed after event %llu, but "
+					  "events up to %llu are no longer kept",
+					  hs->id, (unsigned)num, seq,
+					  (unsigned long long)st->head->seq - 1);
+			}
+			stream_attach(st, rq, (long long)seq);
+			return;
+		}
+		/* A stream that ended and was forgotten: nothing of it can still come. */
+	}
+	if (hs->get != NULL && hs->get->rq != NULL) {
+		respond_error(fh, rq, 409, RPC_SERVER_ERROR,
+			      "Conflict: only one GET stream per session", NULL);
+		return;
+	}
+	if (hs->get == NULL && (hs->get = stream_new(hs, true)) == NULL) {
+		respond_error(fh, rq, 503, RPC_SERVER_ERROR, "out of memory", NULL);
+		return;
+	}
+	stream_attach(hs->get, rq, -1);
+}
+
+static void
+handle_delete(struct front_http *fh, struct http_req *rq, struct hx_session *hs, bool has_sid)
+{
+	struct hx_pending *pd;
+
+	if (!has_sid) {
+		respond_error(fh, rq, 400, RPC_SERVER_ERROR,
+			      "Bad Request: Mcp-Session-Id header is required", NULL);
+		return;
+	}
+	if (hs == NULL) {
+		respond_error(fh, rq, 404, -32001, "Session not found", NULL);
+		return;
+	}
+	if ((pd = calloc(1, sizeof(*pd))) == NULL) {
+		respond_error(fh, rq, 503, RPC_SERVER_ERROR, "out of memory", NULL);
+		return;
+	}
+	pd->kind = HX_DELETE;
+	pd->hs = hs;
+	pd->rq = rq;
+	pd->next = hs->deletes;
+	hs->deletes = pd;
+	http_req_set_data(rq, pd);
+	if (!hs->ending) {
+		hs->ending = true;
+		if (tlog_enabled) {
+			static const char f[] = "\"method\":\"DELETE\"";
+
+			tlog_event(hs->id, session_pid(hs->e->s), "end-requested", f,
+				   sizeof(f) - 1);
+		}
+		session_set_end_reason(hs->e->s, "delete");
+		hub_end(hs->e, -1, NULL, 0, NULL);
+	}
+}
+
+static void
+handle_options(struct front_http *fh, struct http_req *rq)
+{
+	struct hx_fields fs = { .n = 0 };
+
+	(void)fh;
+	fields_add(&fs, "Allow", "GET, POST, DELETE, OPTIONS");
+	if (http_req_header(rq, "Origin", NULL) != NULL) {
+		fields_add(&fs, "Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
+		fields_add(&fs, "Access-Control-Allow-Headers",
+			   "Content-Type, Accept, Authorization, Mcp-Session-Id, "
+			   "MCP-Protocol-Version, Last-Event-ID");
+		fields_add(&fs, "Access-Control-Max-Age", "600");
+		fields_cors(&fs, rq);
+	}
+	(void)http_respond(rq, 204, fs.f, fs.n, NULL, 0);
+}
+
+/*
+ * Host, Origin and the token: DNS rebinding and strangers (docs/http.md, "Checks").
+ * false after answering.
+ */
+static bool
+check_access(struct front_http *fh, struct http_req *rq)
+{
+	size_t n;
+	const char *v;
+
+	if (fh->loopback_only) {
+		v = http_req_header(rq, "Host", &n);
+		if (v == NULL || !httpmsg_host_is_loopback(v, n)) {
+			respond_error(fh, rq, 403, RPC_SERVER_ERROR,
+				      "Forbidden: Host is not a loopback name (DNS rebinding?)",
+				      NULL);
+			return false;
+		}
+	}
+	v = http_req_header(rq, "Origin", &n);
+	if (v != NULL && !httpmsg_origin_is_loopback(v, n)) {
+		bool ok = false;
+
+		for (size_t i = 0; i < fh->opt->n_allow_origin && !ok; i++) {
+			ok = value_is(v, n, fh->opt->allow_origin[i]);
+		}
+		if (!ok) {
+			/* Not echoed: the answer must not let that origin read it. */
+			struct hx_fields fs = { .n = 0 };
+			struct sbuf *b = &fh->tmp;
+
+			fields_add(&fs, "Content-Type", "application/json");
+			sbuf_reset(b);
+			rpcout_error(b, NULL, 0, RPC_SERVER_ERROR,
+				     "Forbidden: Origin not allowed (see --allow-origin)");
+			(void)http_respond(rq, 403, fs.f, fs.n, b->buf, b->len);
+			return false;
+		}
+	}
+	if (fh->token != NULL) {
+		v = http_req_header(rq, "Authorization", &n);
+		if (v == NULL || !httpmsg_bearer_ok(v, n, fh->token, fh->token_len)) {
+			struct hx_fields fs = { .n = 0 };
+
+			fields_add(&fs, "WWW-Authenticate", "Bearer realm=\"mcpmux\"");
+			respond_error(fh, rq, 401, RPC_SERVER_ERROR,
+				      v == NULL ? "Unauthorized: a bearer token is required"
+						: "Unauthorized: wrong bearer token",
+				      &fs);
+			return false;
+		}
+	}
+	return true;
+}
+
+static void
+handle_mcp(struct front_http *fh, struct http_req *rq)
+{
+	const struct http_request *r = http_req_request(rq);
+	struct hx_session *hs = NULL;
+	size_t sid_len = 0, ver_len = 0;
+	const char *sid, *ver;
+
+	if (!check_access(fh, rq)) {
+		return;
+	}
+	switch (r->method) {
+	case HTTP_REQ_POST:
+	case HTTP_REQ_GET:
+	case HTTP_REQ_DELETE:
+		break;
+	case HTTP_REQ_OPTIONS:
+		handle_options(fh, rq);
+		return;
+	default: {
+		struct hx_fields fs = { .n = 0 };
+
+		fields_add(&fs, "Allow", "GET, POST, DELETE, OPTIONS");
+		respond_error(fh, rq, 405, RPC_SERVER_ERROR, "Method Not Allowed", &fs);
+		return;
+	}
+	}
+	if (httpmsg_count(r->headers, r->n_headers, "Mcp-Session-Id") > 1 ||
+	    httpmsg_count(r->headers, r->n_headers, "MCP-Protocol-Version") > 1) {
+		respond_error(fh, rq, 400, RPC_SERVER_ERROR,
+			      "Bad Request: Mcp-Session-Id or MCP-Protocol-Version given twice",
+			      NULL);
+		return;
+	}
+	sid = http_req_header(rq, "Mcp-Session-Id", &sid_len);
+	if (sid != NULL) {
+		bool ok = sid_len >= 1 && sid_len <= SESSION_ID_MAX;
+
+		for (size_t i = 0; ok && i < sid_len; i++) {
+			ok = sid[i] > 0x20 && sid[i] < 0x7f;
+		}
+		if (!ok) {
+			respond_error(fh, rq, 400, RPC_SERVER_ERROR,
+				      "Bad Request: Mcp-Session-Id is not 1 to 128 visible "
+				      "characters",
+				      NULL);
+			return;
+		}
+		hs = hxs_find(fh, sid, sid_len);
+	}
+	ver = http_req_header(rq, "MCP-Protocol-Version", &ver_len);
+	if (ver != NULL && !version_supported(hs, ver, ver_len)) {
+		char text[160];
+
+		(void)snprintf(text, sizeof(text),
+			       "Bad Request: unsupported MCP-Protocol-Version '%.*s' (supported: "
+			       "2024-11-05 to 2025-11-25, and the session's own)",
+			       (int)SYS_MIN(ver_len, 32), ver);
+		respond_error(fh, rq, 400, RPC_SERVER_ERROR, text, NULL);
+		return;
+	}
+	if (r->method == HTTP_REQ_POST) {
+		handle_post(fh, rq, hs, sid != NULL);
+	} else if (r->method == HTTP_REQ_GET) {
+		handle_get(fh, rq, hs, sid != NULL);
+	} else {
+		handle_delete(fh, rq, hs, sid != NULL);
+	}
+}
+
+/* ---- /metrics and /healthz ---- */
+
+static void
+metrics_write(struct front_http *fh, struct sbuf *b)
+{
+	const struct hub *h = fh->hub;
+	struct session_stats t;
+	struct http_stats hst;
+	char lab[64];
+
+	hub_totals(h, &t);
+	http_server_stats(fh->srv, &hst);
+	metrics_head(b, "mcpmux_sessions", "gauge", "Sessions running now (every door).");
+	metrics_u64(b, "mcpmux_sessions", NULL, h->n_live);
+	metrics_head(b, "mcpmux_http_sessions", "gauge", "Of them, HTTP sessions.");
+	metrics_u64(b, "mcpmux_http_sessions", NULL, fh->n_sessions);
+	metrics_head(b, "mcpmux_http_sessions_started_total", "counter",
+		     "Of them, HTTP sessions started.");
+	metrics_u64(b, "mcpmux_http_sessions_started_total", NULL, fh->n_http_sessions);
+	metrics_head(b, "mcpmux_sessions_started_total", "counter", "Sessions started.");
+	metrics_u64(b, "mcpmux_sessions_started_total", NULL, h->n_started);
+	metrics_head(b, "mcpmux_sessions_refused_total", "counter",
+		     "Sessions refused (over --max-sessions).");
+	metrics_u64(b, "mcpmux_sessions_refused_total", NULL, h->n_refused);
+	metrics_head(b, "mcpmux_sessions_ended_total", "counter",
+		     "Sessions ended, by how far the teardown had to go.");
+	for (int i = BACKEND_ESC_NONE; i <= BACKEND_ESC_ABANDONED; i++) {
+		(void)snprintf(lab, sizeof(lab), "escalation=\"%s\"",
+			       backend_escalation_name((enum backend_escalation)i));
+		metrics_u64(b, "mcpmux_sessions_ended_total", lab, h->n_escalation[i]);
+	}
+	metrics_head(b, "mcpmux_backend_exits_total", "counter",
+		     "Servers ended, by how their process ended.");
+	for (int i = 0; i < HUB_EXIT_KINDS; i++) {
+		(void)snprintf(lab, sizeof(lab), "how=\"%s\"",
+			       hub_exit_kind_name((enum hub_exit_kind)i));
+		metrics_u64(b, "mcpmux_backend_exits_total", lab, h->n_exit[i]);
+	}
+	metrics_head(b, "mcpmux_messages_total", "counter",
+		     "JSON-RPC messages: in, client to server; out, server to client.");
+	metrics_u64(b, "mcpmux_messages_total", "dir=\"in\"", t.msgs_in);
+	metrics_u64(b, "mcpmux_messages_total", "dir=\"out\"", t.msgs_out);
+	metrics_head(b, "mcpmux_bytes_total", "counter", "Bytes of those messages.");
+	metrics_u64(b, "mcpmux_bytes_total", "dir=\"in\"", t.bytes_in);
+	metrics_u64(b, "mcpmux_bytes_total", "dir=\"out\"", t.bytes_out);
+	metrics_hist_write(b, "mcpmux_request_duration_seconds",
+			   "Time from a client's request to its server's response.",
+			   &metrics_latency);
+	metrics_head(b, "mcpmux_http_connections", "gauge", "HTTP connections open now.");
+	metrics_u64(b, "mcpmux_http_connections", NULL, hst.conns);
+	metrics_head(b, "mcpmux_http_connections_total", "counter", "HTTP connections accepted.");
+	metrics_u64(b, "mcpmux_http_connections_total", NULL, hst.accepted);
+	metrics_head(b, "mcpmux_http_rejected_total", "counter",
+		     "HTTP connections refused (too many, or out of descriptors).");
+	metrics_u64(b, "mcpmux_http_rejected_total", NULL, hst.rejected);
+	metrics_head(b, "mcpmux_http_requests_total", "counter", "HTTP requests handled.");
+	metrics_u64(b, "mcpmux_http_requests_total", NULL, hst.requests);
+	metrics_head(b, "mcpmux_http_errors_total", "counter",
+		     "HTTP requests refused by the HTTP layer (malformed, too large, ...).");
+	metrics_u64(b, "mcpmux_http_errors_total", NULL, hst.errors);
+	metrics_head(b, "mcpmux_http_timeouts_total", "counter",
+		     "HTTP connections closed by a timeout.");
+	metrics_u64(b, "mcpmux_http_timeouts_total", NULL, hst.timeouts);
+	metrics_head(b, "mcpmux_http_streams", "gauge", "HTTP exchanges open now (streams).");
+	metrics_u64(b, "mcpmux_http_streams", NULL, hst.exchanges);
+	metrics_head(b, "mcpmux_http_queued_bytes", "gauge",
+		     "Bytes waiting to be written to HTTP clients.");
+	metrics_u64(b, "mcpmux_http_queued_bytes", NULL, hst.queued);
+	metrics_head(b, "mcpmux_uptime_seconds", "gauge", "Seconds since mcpmux started.");
+	metrics_f64(b, "mcpmux_uptime_seconds", NULL, sys_mono() - h->started);
+}
+
+static void
+handle_service(struct front_http *fh, struct http_req *rq, bool is_metrics)
+{
+	const struct http_request *r = http_req_request(rq);
+	struct hx_fields fs = { .n = 0 };
+
+	if (r->method != HTTP_REQ_GET && r->method != HTTP_REQ_HEAD) {
+		fields_add(&fs, "Allow", "GET, HEAD");
+		respond_error(fh, rq, 405, RPC_SERVER_ERROR, "Method Not Allowed", &fs);
+		return;
+	}
+	if (!is_metrics) {
+		/* For load balancers and watchdogs: no session state, no token. */
+		bool up = !fh->shutting_down && !fh->hub->shutting_down;
+
+		fields_add(&fs, "Content-Type", "text/plain; charset=utf-8");
+		fields_add(&fs, "Cache-Control", "no-store");
+		(void)http_respond(rq, up ? 200 : 503, fs.f, fs.n, up ? "ok\n" : "shutting down\n",
+				   up ? 3 : 14);
+		return;
+	}
+	if (!check_access(fh, rq)) {
+		return;
+	}
+	struct sbuf b = { 0 };
+
+	metrics_write(fh, &b);
+	if (b.failed) {
+		sbuf_release(&b);
+		respond_error(fh, rq, 503, RPC_SERVER_ERROR, "out of memory", NULL);
+		return;
+	}
+	fields_add(&fs, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+	fields_add(&fs, "Cache-Control", "no-store");
+	(void)http_respond(rq, 200, fs.f, fs.n, b.buf, b.len);
+	sbuf_release(&b);
+}
+
+/* ---- the layer's callbacks ---- */
+
+static bool
+path_is(const struct http_request *r, const char *p, size_t len)
+{
+	return r->path_len == len && memcmp(r->path, p, len) == 0;
+}
+
+static void
+hx_on_request(struct http_req *rq, void *ctx)
+{
+	struct front_http *fh = ctx;
+	const struct http_request *r = http_req_request(rq);
+
+	if (path_is(r, fh->path, fh->path_len)) {
+		handle_mcp(fh, rq);
+	} else if (fh->opt->metrics && path_is(r, "/metrics", 8)) {
+		handle_service(fh, rq, true);
+	} else if (fh->opt->metrics && path_is(r, "/healthz", 8)) {
+		handle_service(fh, rq, false);
+	} else {
+		char text[128];
+
+		(void)snprintf(text, sizeof(text), "Not Found: the MCP endpoint is %s", fh->path);
+		respond_error(fh, rq, 404, RPC_SERVER_ERROR, text, NULL);
+	}
+}
+
+static void
+hx_on_writable(struct http_req *rq, void *ctx)
+{
+	enum hx_kind *k = http_req_data(rq);
+
+	(void)ctx;
+	if (k != NULL && *k == HX_STREAM) {
+		hxs_check_writable(((struct hx_stream *)(void *)k)->hs);
+	}
+}
+
+static void
+pending_unlink(struct hx_pending **list, struct hx_pending **tail, struct hx_pending *pd)
+{
+	struct hx_pending *prev = NULL;
+
+	for (struct hx_pending **pp = list; *pp != NULL; prev = *pp, pp = &(*pp)->next) {
+		if (*pp == pd) {
+			*pp = pd->next;
+			if (tail != NULL && *tail == pd) {
+				*tail = prev;
+			}
+			return;
+		}
+	}
+}
+
+static void
+hx_on_close(struct http_req *rq, void *ctx)
+{
+	enum hx_kind *k = http_req_data(rq);
+
+	(void)ctx;
+	if (k == NULL) {
+		return;
+	}
+	switch (*k) {
+	case HX_STREAM: {
+		struct hx_stream *st = (struct hx_stream *)(void *)k;
+		struct hx_session *hs = st->hs;
+
+		stream_detach(st);
+		hxs_check_writable(hs);
+		break;
+	}
+	case HX_HELD: {
+		struct hx_pending *pd = (struct hx_pending *)(void *)k;
+
+		pending_unlink(&pd->hs->held, &pd->hs->held_tail, pd);
+		free(pd);
+		break;
+	}
+	case HX_DELETE: {
+		struct hx_pending *pd = (struct hx_pending *)(void *)k;
+
+		pending_unlink(&pd->hs->deletes, NULL, pd);
+		free(pd);
+		break;
+	}
+	case HX_SERVICE:
+		break;
+	}
+}
+
+/* ---- per-turn work and the sweep ---- */
+
+static void
+hx_on_work(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	struct front_http *fh = container_of(w, struct front_http, work_w);
+
+	(void)revents;
+	ev_idle_stop(loop, w);
+	fh->work_queued = false;
+	for (struct hx_session *hs = fh->sessions, *next; hs != NULL; hs = next) {
+		next = hs->next;
+		if (hs->gone) {
+			hxs_free(hs);
+			continue;
+		}
+		if (hs->end_soon && !hs->ending && hs->e != NULL) {
+			hs->ending = true;
+			session_set_end_reason(hs->e->s, "init-error");
+			hub_end(hs->e, -1, NULL, 0, NULL);
+		}
+		hs->end_soon = false;
+		while (hs->held != NULL && !hs->holding && !hs->gone) {
+			struct hx_pending *pd = hs->held;
+			struct http_req *rq = pd->rq;
+
+			hs->held = pd->next;
+			if (hs->held == NULL) {
+				hs->held_tail = NULL;
+			}
+			free(pd);
+			http_req_set_data(rq, NULL);
+			/* Scanned again: the scanner has seen other bodies since. */
+			if (post_scan(fh, rq)) {
+				post_forward(fh, hs, rq, post_accepts(rq) == 0);
+			}
+		}
+	}
+}
+
+static void
+hx_on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct front_http *fh = container_of(w, struct front_http, sweep_w);
+	double now = sys_mono();
+	double keep = fh->opt->idle_timeout_s > 0 ? fh->opt->idle_timeout_s : HX_DETACHED_S;
+	bool more = false;
+
+	(void)revents;
+	for (struct hx_session *hs = fh->sessions; hs != NULL; hs = hs->next) {
+		for (struct hx_stream *st = hs->streams, *next; st != NULL; st = next) {
+			next = st->next;
+			if (st->rq != NULL || hs->gone) {
+				continue;
+			}
+			if (st->done && now - st->since >= HX_LINGER_S) {
+				stream_free(st);
+				continue;
+			}
+			if (!st->done && now - st->since >= keep) {
+				if (st->unsent != NULL || (!st->answered && !st->is_get)) {
+					diag_warn(
+						"session %s: HTTP stream %u not resumed for %g s: "
+						"forgotten%s",
+						hs->id, (unsigned)st->num, keep,
+						st->unsent != NULL
+							? ", with messages it had not delivered"
+							: "");
+					if (tlog_enabled) {
+						char f[128];
+						int n = snprintf(f, sizeof(f),
+								 "\"stream\":%u,\"request\":%s",
+								 (unsigned)st->num,
+								 st->id_text[0] ? st->id_text
+										: "null");
+
+						tlog_event(hs->id, 0, "timeout", f,
+							   (size_t)SYS_MIN(n, (int)sizeof(f) - 1));
+					}
+				}
+				stream_free(st);
+				hxs_check_writable(hs);
+				continue;
+			}
+			more = true;
+		}
+	}
+	if (!more) {
+		ev_timer_stop(loop, w);
+	}
+}
+
+/* ---- the whole ---- */
+
+static int
+read_token(struct front_http *fh, const char *path)
+{
+	char buf[HX_TOKEN_MAX + 2];
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	ssize_t n;
+
+	if (fd == -1) {
+		return diag_error_errno("cannot read the token file '%s'", path);
+	}
+	if (fstat(fd, &st) == 0 && (st.st_mode & 077) != 0) {
+		diag_warn("the token file '%s' can be read by others (chmod 600 it)", path);
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	sys_close(&fd);
+	if (n < 0) {
+		return diag_error_errno("cannot read the token file '%s'", path);
+	}
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
+			 buf[n - 1] == '\t')) {
+		n--;
+	}
+	if (n == 0 || n > HX_TOKEN_MAX) {
+		return diag_error("the token file '%s' holds no token, or one over %d bytes (put "
+				  "the token on its first line)",
+				  path, HX_TOKEN_MAX);
+	}
+	for (ssize_t i = 0; i < n; i++) {
+		if (buf[i] <= ' ' || buf[i] >= 0x7f) {
+			return diag_error("the token in '%s' has a character that a bearer token "
+					  "cannot hold (visible ASCII only, one line)",
+					  path);
+		}
+	}
+	fh->token = malloc((size_t)n);
+	if (fh->token == NULL) {
+		return diag_error("cannot start: out of memory");
+	}
+	memcpy(fh->token, buf, (size_t)n);
+	fh->token_len = (size_t)n;
+	return 0;
+}
+
+struct front_http *
+front_http_new(struct ev_loop *loop, struct hub *h, const struct mcpmux_options *o)
+{
+	struct front_http *fh = calloc(1, sizeof(*fh));
+
+	if (fh == NULL) {
+		(void)diag_error("cannot start: out of memory");
+		return NULL;
+	}
+	fh->loop = loop;
+	fh->hub = h;
+	fh->opt = o;
+	fh->path = o->http_path != NULL ? o->http_path : HX_PATH_DEFAULT;
+	fh->path_len = strlen(fh->path);
+	jsonrpc_init(&fh->scan);
+	jsonrpc_init(&fh->oscan);
+	fh->oscan.params_method = "notifications/progress";
+	ev_idle_init(&fh->work_w, hx_on_work);
+	ev_timer_init(&fh->sweep_w, hx_on_sweep, 1.0, 1.0);
+	http_limits_init(&fh->lim);
+	fh->lim.max_body = o->max_message;
+	fh->lim.max_queue = o->max_queue;
+	fh->lim.write_timeout = o->stall_timeout_s;
+	/* A session may hold a GET stream and a request or two: room for all of them. */
+	fh->lim.max_conns = SYS_MAX((size_t)HX_CONNS_MIN, 2 * o->max_sessions);
+	if (o->auth_token_file != NULL && read_token(fh, o->auth_token_file) == -1) {
+		front_http_free(fh);
+		return NULL;
+	}
+	fh->srv = http_server_new(loop, &fh->lim, &hx_handler, fh);
+	if (fh->srv == NULL) {
+		(void)diag_error("cannot start: out of memory");
+		front_http_free(fh);
+		return NULL;
+	}
+	return fh;
+}
+
+int
+front_http_listen(struct front_http *fh, const int *fds, size_t n_fds)
+{
+	const struct mcpmux_options *o = fh->opt;
+	struct sbuf urls = { 0 };
+
+	for (size_t i = 0; i < o->n_http; i++) {
+		if (strcmp(o->http[i], "systemd") == 0) {
+			if (n_fds == 0) {
+				return diag_error("--http systemd: no socket was passed (start "
+						  "mcpmux from its socket unit, with LISTEN_FDS)");
+			}
+			for (size_t k = 0; k < n_fds; k++) {
+				if (http_server_listen_fd(fh->srv, fds[k]) == -1) {
+					return -1;
+				}
+			}
+			n_fds = 0; /* taken once */
+		} else if (http_server_listen(fh->srv, o->http[i]) == -1) {
+			return -1;
+		}
+	}
+	fh->loopback_only = http_server_is_loopback(fh->srv);
+	if (!fh->loopback_only && fh->token == NULL) {
+		return diag_error("--http listens beyond loopback: give --auth-token-file (anyone "
+				  "who can reach the port could run the server's commands)") -
+		       1;
+	}
+	for (size_t i = 0; i < http_server_n_listeners(fh->srv); i++) {
+		int port = http_server_port_of(fh->srv, i);
+
+		if (port != 0) {
+			sbuf_addf(&urls, "%sport %d", i > 0 ? ", " : "", port);
+		} else {
+			sbuf_addf(&urls, "%sa Unix socket", i > 0 ? ", " : "");
+		}
+	}
+	if (!urls.failed && urls.len > 0) {
+		diag_warn("serving MCP over HTTP at %s on %.*s", fh->path, (int)urls.len, urls.buf);
+	}
+	sbuf_release(&urls);
+	if (o->idle_timeout_s <= 0 && o->idle_suspend_s <= 0) {
+		diag_warn("HTTP sessions that are never deleted keep their servers until mcpmux "
+			  "exits (give --idle-timeout S to end idle ones)");
+	}
+	return 0;
+}
+
+static void
+hx_on_drain(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct front_http *fh = container_of(w, struct front_http, drain_w);
+
+	(void)loop;
+	(void)revents;
+	if (hub_is_empty(fh->hub) && front_http_drained(fh)) {
+		ev_timer_stop(fh->loop, w);
+		if (fh->on_drained != NULL) {
+			fh->on_drained(fh->drained_ctx);
+		}
+	}
+}
+
+void
+front_http_shutdown(struct front_http *fh, void (*on_drained)(void *ctx), void *ctx)
+{
+	if (fh->shutting_down) {
+		return;
+	}
+	fh->shutting_down = true;
+	fh->on_drained = on_drained;
+	fh->drained_ctx = ctx;
+	http_server_close_listeners(fh->srv);
+	/* Polled: the layer has no event for "everything written"; a stalled client is
+	 * closed by its write_timeout, so this ends. */
+	ev_timer_init(&fh->drain_w, hx_on_drain, 0.02, 0.02);
+	ev_timer_start(fh->loop, &fh->drain_w);
+}
+
+bool
+front_http_drained(const struct front_http *fh)
+{
+	struct http_stats st;
+
+	http_server_stats(fh->srv, &st);
+	return st.queued == 0;
+}
+
+void
+front_http_free(struct front_http *fh)
+{
+	if (fh == NULL) {
+		return;
+	}
+	ev_idle_stop(fh->loop, &fh->work_w);
+	ev_timer_stop(fh->loop, &fh->sweep_w);
+	if (fh->shutting_down) {
+		ev_timer_stop(fh->loop, &fh->drain_w);
+	}
+	/* Sessions first: the server's free calls on_close for what is still open. */
+	for (struct hx_session *hs = fh->sessions; hs != NULL; hs = hs->next) {
+		if (hs->e != NULL) {
+			hs->e->port_data = NULL;
+			hs->e->owner = NULL; /* the loop is over: the hub is released next */
+			hs->e = NULL;
+		}
+		hxs_let_go(hs);
+	}
+	http_server_free(fh->srv);
+	while (fh->sessions != NULL) {
+		hxs_free(fh->sessions);
+	}
+	jsonrpc_release(&fh->scan);
+	jsonrpc_release(&fh->oscan);
+	sbuf_release(&fh->tmp);
+	free(fh->line);
+	free(fh->token);
+	free(fh);
+}

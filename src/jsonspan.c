@@ -1,0 +1,172 @@
+/*
+ * jsonspan: the span of one member of a JSON text, by a structural pass.
+ */
+#include <string.h>
+
+#include "mcpmux/jsonspan.h"
+
+struct cur {
+	const char *p, *end;
+};
+
+/* White space as yajl takes it: JSON's four, and \v and \f. */
+static bool
+is_ws(char ch)
+{
+	return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == '\v' || ch == '\f';
+}
+
+static void
+skip_ws(struct cur *c)
+{
+	while (c->p < c->end && is_ws(*c->p)) {
+		c->p++;
+	}
+}
+
+/* At a '"': past the closing quote.  false when the string does not end. */
+static bool
+skip_string(struct cur *c)
+{
+	const char *q = c->p + 1;
+
+	while (q < c->end) {
+		if (*q == '"') {
+			c->p = q + 1;
+			return true;
+		}
+		q += *q == '\\' ? 2 : 1;
+	}
+	c->p = c->end;
+	return false;
+}
+
+/* One value (a scalar, or a container and everything in it). */
+static bool
+skip_value(struct cur *c)
+{
+	size_t depth = 0;
+
+	do {
+		skip_ws(c);
+		if (c->p >= c->end) {
+			return false;
+		}
+		switch (*c->p) {
+		case '"':
+			if (!skip_string(c)) {
+				return false;
+			}
+			break;
+		case '{':
+		case '[':
+			depth++;
+			c->p++;
+			break;
+		case '}':
+		case ']':
+			if (depth == 0) {
+				return false;
+			}
+			depth--;
+			c->p++;
+			break;
+		case ',':
+		case ':':
+			if (depth == 0) {
+				return false;
+			}
+			c->p++;
+			break;
+		default: {
+			/* A number, true, false or null: up to what cannot be part of it. */
+			const char *start = c->p;
+
+			while (c->p < c->end && *c->p != '\0' && !is_ws(*c->p) &&
+			       strchr("\"{}[],:", *c->p) == NULL) {
+				c->p++;
+			}
+			if (c->p == start) {
+				return false; /* a NUL: not JSON */
+			}
+			break;
+		}
+		}
+	} while (depth > 0);
+	return true;
+}
+
+bool
+jsonspan_find(const char *p, size_t len, const char *const *path, size_t n, struct jsonspan *out)
+{
+	struct cur c = { p, p + len };
+	size_t step = 0;
+
+	if (n == 0 || n > JSONSPAN_PATH_MAX) {
+		return false;
+	}
+	for (;;) {
+		/* At the value of step's parent: it must be an object. */
+		skip_ws(&c);
+		if (c.p >= c.end || *c.p != '{') {
+			return false;
+		}
+		c.p++;
+		size_t want = strlen(path[step]);
+		bool found = false;
+
+		for (;;) {
+			skip_ws(&c);
+			if (c.p >= c.end || *c.p != '"') {
+				return false; /* '}' (not there) or not JSON */
+			}
+			const char *k = c.p + 1;
+
+			if (!skip_string(&c)) {
+				return false;
+			}
+			size_t klen = (size_t)(c.p - 1 - k);
+
+			skip_ws(&c);
+			if (c.p >= c.end || *c.p != ':') {
+				return false;
+			}
+			c.p++;
+			skip_ws(&c);
+			if (klen == want && memcmp(k, path[step], want) == 0) {
+				found = true;
+				break;
+			}
+			if (!skip_value(&c)) {
+				return false;
+			}
+			skip_ws(&c);
+			if (c.p >= c.end || *c.p != ',') {
+				return false;
+			}
+			c.p++;
+		}
+		if (found && ++step == n) {
+			const char *v = c.p;
+
+			if (!skip_value(&c)) {
+				return false;
+			}
+			out->p = v;
+			out->len = (size_t)(c.p - v);
+			return true;
+		}
+	}
+}
+
+bool
+jsonspan_plain_string(const struct jsonspan *v, const char **s, size_t *n)
+{
+	if (v->len < 2 || v->p[0] != '"' || v->p[v->len - 1] != '"' ||
+	    memchr(v->p + 1, '\\', v->len - 2) != NULL) {
+		return false;
+	}
+	*s = v->p + 1;
+	*n = v->len - 2;
+	return true;
+}

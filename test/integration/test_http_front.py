@@ -1,0 +1,970 @@
+"""serve --http: the Streamable HTTP front end (docs/http.md), over http.client and raw
+sockets.  Every status code and header rule, streams and their resumption, sessions and
+their end, metrics, socket activation.  Every wait has a deadline; every process is
+reaped (the harness's Case)."""
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from mcptest import (Case, FIXTURE, MCPMUX, SLOW, alive, deadline, main, wait_until)
+
+FAST = ["--eof-grace", "300", "--term-grace", "300"]
+ACCEPT_BOTH = "application/json, text/event-stream"
+
+
+def init_msg(id_=0, version="2025-11-25"):
+    return {"jsonrpc": "2.0", "id": id_, "method": "initialize",
+            "params": {"protocolVersion": version, "capabilities": {},
+                       "clientInfo": {"name": "test_http_front", "version": "1"}}}
+
+
+def tool(id_, name, meta=None, **args):
+    params = {"name": name, "arguments": args}
+    if meta is not None:
+        params["_meta"] = meta
+    return {"jsonrpc": "2.0", "id": id_, "method": "tools/call", "params": params}
+
+
+INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+
+
+class Resp:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers  # lower-case names
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def events(self):
+        return parse_sse(self.body)
+
+    def messages(self):
+        return [json.loads(e["data"]) for e in self.events() if e.get("data")]
+
+    def __repr__(self):
+        return "Resp(%d, %r, %r)" % (self.status, self.headers, self.body[:300])
+
+
+def parse_sse(raw):
+    out = []
+    for block in raw.decode().split("\n\n"):
+        if not block.strip():
+            continue
+        ev = {}
+        for line in block.split("\n"):
+            if line.startswith(":"):
+                ev.setdefault("comment", line)
+                continue
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "data":
+                ev["data"] = ev["data"] + "\n" + value if "data" in ev else value
+            else:
+                ev[name] = value
+        out.append(ev)
+    return [e for e in out if set(e) != {"comment"}]
+
+
+class Stream:
+    """An SSE response read event by event, with a deadline on each read."""
+
+    def __init__(self, conn, resp):
+        self.conn = conn
+        self.resp = resp
+        self.status = resp.status
+        self.headers = {k.lower(): v for k, v in resp.getheaders()}
+
+    def event(self, seconds=10):
+        """The next event (comments skipped), or None at the end of the stream."""
+        self.conn.sock.settimeout(seconds * SLOW)
+        ev = {}
+        while True:
+            line = self.resp.readline()
+            if not line:
+                return None
+            line = line.decode().rstrip("\r\n")
+            if line == "":
+                if ev:
+                    return ev
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "data":
+                ev["data"] = ev["data"] + "\n" + value if "data" in ev else value
+            else:
+                ev[name] = value
+
+    def message(self, seconds=10):
+        """The next event that carries a message, decoded."""
+        while True:
+            ev = self.event(seconds)
+            if ev is None:
+                raise AssertionError("the stream ended without a message")
+            if ev.get("data"):
+                return json.loads(ev["data"]), ev
+
+    def close(self):
+        self.conn.close()
+
+
+class HttpCase(Case):
+    def http(self, *fixture_args, opts=(), command=None, addr="127.0.0.1:0", fast=True):
+        """mcpmux serve --http ADDR [opts] -- fixture; self.port is its port."""
+        o = ["--http", addr] + (FAST if fast else []) + list(opts)
+        p = self.serve(*fixture_args, opts=o, command=command)
+        m = wait_until(lambda: re.search(r"on port (\d+)", p.stderr()) or
+                       (p.p.poll() is not None and "exited"), 10, "mcpmux to listen")
+        if m == "exited":
+            raise AssertionError("mcpmux exited: %s" % p.stderr())
+        self.port = int(m.group(1))
+        self.srv = p
+        return p
+
+    def conn(self, seconds=10):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=seconds * SLOW)
+
+    def request(self, method, body=None, headers=None, path="/mcp", seconds=10):
+        h = {}
+        if body is not None and not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+            h["Content-Type"] = "application/json"
+            h["Accept"] = ACCEPT_BOTH
+        h.update(headers or {})
+        h = {k: v for k, v in h.items() if v is not None}
+        c = self.conn(seconds)
+        try:
+            c.request(method, path, body=body, headers=h)
+            r = c.getresponse()
+            data = r.read()
+            return Resp(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
+        finally:
+            c.close()
+
+    def post(self, msg, sid=None, headers=None, **kw):
+        h = {"Mcp-Session-Id": sid} if sid else {}
+        h.update(headers or {})
+        return self.request("POST", msg, h, **kw)
+
+    def open(self, method, body=None, headers=None, path="/mcp"):
+        """A request whose answer is read as a stream."""
+        h = {}
+        if body is not None:
+            body = json.dumps(body)
+            h["Content-Type"] = "application/json"
+            h["Accept"] = ACCEPT_BOTH
+        h.update(headers or {})
+        c = self.conn()
+        c.request(method, path, body=body, headers=h)
+        return Stream(c, c.getresponse())
+
+    def get_stream(self, sid, last=None):
+        h = {"Mcp-Session-Id": sid, "Accept": "text/event-stream"}
+        if last is not None:
+            h["Last-Event-ID"] = last
+        return self.open("GET", headers=h)
+
+    def session(self, version="2025-11-25"):
+        """A new session, initialized: its ID."""
+        r = self.post(init_msg(0, version))
+        self.assertEqual(r.status, 200, r)
+        sid = r.headers["mcp-session-id"]
+        self.assertEqual(self.post(INITIALIZED, sid).status, 202)
+        return sid
+
+    def call(self, sid, msg):
+        """A request whose SSE answer ends with its response: the messages."""
+        r = self.post(msg, sid)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.headers["content-type"], "text/event-stream")
+        return r.messages()
+
+    def delete(self, sid, seconds=10):
+        return self.request("DELETE", headers={"Mcp-Session-Id": sid}, seconds=seconds)
+
+    def metrics(self):
+        r = self.request("GET", path="/metrics")
+        self.assertEqual(r.status, 200, r)
+        self.assertTrue(r.headers["content-type"].startswith("text/plain; version=0.0.4"))
+        out = {}
+        for line in r.body.decode().splitlines():
+            if line.startswith("#") or not line:
+                continue
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+        return out
+
+    def stop(self):
+        self.srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(self.srv.wait(15), 0, self.srv.stderr())
+
+
+class Transport(HttpCase):
+    def test_initialize_opens_a_session_with_a_fresh_uuid(self):
+        self.http()
+        r = self.post(init_msg(7))
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.headers["content-type"], "text/event-stream")
+        sid = r.headers["mcp-session-id"]
+        self.assertRegex(sid, r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-"
+                              r"[0-9a-f]{12}$")
+        evs = r.events()
+        # The priming event first (2025-11-25): an id, a retry, empty data.
+        self.assertEqual(evs[0].get("data"), "")
+        self.assertIn("id", evs[0])
+        self.assertEqual(evs[0].get("retry"), "1000")
+        msgs = r.messages()
+        self.assertEqual(len(msgs), 1)
+        self.assertEqual(msgs[0]["id"], 7)
+        self.assertEqual(msgs[0]["result"]["protocolVersion"], "2025-11-25")
+        # Every event has an id of its stream.
+        self.assertTrue(all(re.match(r"^\d+:\d+$", e["id"]) for e in evs))
+        env = self.call(sid, tool(1, "env"))[0]["result"]["structuredContent"]
+        self.assertEqual(env["session"], sid)
+        r2 = self.post(init_msg(0))
+        self.assertNotEqual(r2.headers["mcp-session-id"], sid)
+
+    def test_no_priming_event_before_2025_11_25(self):
+        self.http()
+        r = self.post(init_msg(0, "2025-06-18"))
+        self.assertEqual(r.status, 200)
+        evs = r.events()
+        self.assertTrue(all(e.get("data") for e in evs), evs)
+        sid = r.headers["mcp-session-id"]
+        r = self.post(tool(1, "echo", text="x"), sid,
+                      headers={"MCP-Protocol-Version": "2025-06-18"})
+        self.assertTrue(all(e.get("data") for e in r.events()), r)
+
+    def test_json_only_client_gets_one_json_body(self):
+        self.http()
+        r = self.post(init_msg(3), headers={"Accept": "application/json"})
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.headers["content-type"], "application/json")
+        self.assertEqual(r.json()["id"], 3)
+        sid = r.headers["mcp-session-id"]
+        r = self.post(tool(4, "progress", meta={"progressToken": "t"}, steps=2), sid,
+                      headers={"Accept": "application/json"})
+        self.assertEqual(r.json(), {"jsonrpc": "2.0", "id": 4, "result": {
+            "content": [{"type": "text", "text": "progressed"}]}})
+        # What went nowhere meanwhile (the progress and the log) waits for a stream.
+        g = self.get_stream(sid)
+        got = [g.message()[0]["method"] for _ in range(3)]
+        self.assertEqual(got, ["notifications/progress"] * 2 + ["notifications/message"])
+        g.close()
+
+    def test_notifications_and_responses_get_202(self):
+        self.http()
+        sid = self.session()
+        r = self.post({"jsonrpc": "2.0", "method": "notifications/roots/list_changed"}, sid)
+        self.assertEqual(r.status, 202)
+        self.assertEqual(r.body, b"")
+        r = self.post({"jsonrpc": "2.0", "id": "nobody-asked", "result": {}}, sid)
+        self.assertEqual(r.status, 202)
+
+    def test_a_pretty_printed_body_reaches_the_server_as_one_line(self):
+        self.http()
+        sid = self.session()
+        body = json.dumps(tool(5, "echo", text="a\nb"), indent=2)
+        r = self.request("POST", body, {"Mcp-Session-Id": sid, "Content-Type":
+                                        "application/json", "Accept": ACCEPT_BOTH})
+        self.assertEqual(r.messages()[0]["result"]["content"][0]["text"], "a\nb")
+
+    def test_progress_and_log_go_on_the_request_stream(self):
+        self.http()
+        sid = self.session()
+        g = self.get_stream(sid)
+        msgs = self.call(sid, tool(9, "progress", meta={"progressToken": 77}, steps=3))
+        self.assertEqual([m.get("method") for m in msgs],
+                         ["notifications/progress"] * 3 + ["notifications/message", None])
+        self.assertEqual([m["params"]["progress"] for m in msgs[:3]], [1, 2, 3])
+        self.assertEqual(msgs[-1]["id"], 9)
+        g.close()
+
+    def test_a_server_request_is_answered_over_post(self):
+        self.http()
+        sid = self.session()
+        s = self.open("POST", tool(2, "ask"), {"Mcp-Session-Id": sid})
+        self.assertEqual(s.status, 200)
+        ask, _ = s.message()
+        self.assertEqual(ask["method"], "sampling/createMessage")
+        r = self.post({"jsonrpc": "2.0", "id": ask["id"], "result": {
+            "role": "assistant", "model": "m", "content": {"type": "text", "text": "yes"}}},
+            sid)
+        self.assertEqual(r.status, 202)
+        done, _ = s.message()
+        self.assertEqual(done["id"], 2)
+        self.assertIn("result", done)
+        self.assertIsNone(s.event(5), "the stream ends after its response")
+        s.close()
+
+    def test_concurrent_requests_each_get_their_own_stream(self):
+        self.http()
+        sid = self.session()
+        streams = [self.open("POST", tool(100 + i, "sleep", ms=200 - 50 * i),
+                             {"Mcp-Session-Id": sid}) for i in range(3)]
+        for i, s in enumerate(streams):
+            m, ev = s.message()
+            self.assertEqual(m["id"], 100 + i)
+            s.close()
+
+    def test_messages_with_no_request_wait_for_the_get_stream(self):
+        # The fixture floods right after initialize: no request is in flight then.
+        self.http("--flood", "5")
+        sid = self.session()
+        g = self.get_stream(sid)
+        self.assertEqual(g.status, 200)
+        self.assertEqual(g.headers["mcp-session-id"], sid)
+        for i in range(5):
+            m, _ = g.message()
+            self.assertTrue(m["params"]["data"].startswith("flood %d " % (i + 1)), m)
+        # One GET stream per session.
+        r = self.request("GET", headers={"Mcp-Session-Id": sid, "Accept": "text/event-stream"})
+        self.assertEqual(r.status, 409)
+        g.close()
+
+    def test_delete_answers_when_the_tree_is_gone(self):
+        self.http("--daemonize-grandchild")
+        sid = self.session()
+        wait_until(lambda: len(self.cookie_pids(sid)) >= 2, 5, "the server and its grandchild")
+        g = self.get_stream(sid)
+        self.assertEqual(g.event()["data"], "")  # its priming event
+        r = self.delete(sid)
+        self.assertEqual(r.status, 200)
+        res = r.json()
+        self.assertEqual(res["session"], sid)
+        self.assertIn(res["escalation"], ("eof", "term", "kill"))
+        self.assertEqual(self.cookie_pids(sid), [], "nothing of the tree may be left")
+        # Its GET stream ends; the session is unknown from now on.
+        self.assertIsNone(g.event(5))
+        g.close()
+        self.assertEqual(self.post(tool(1, "env"), sid).status, 404)
+        self.assertEqual(self.delete(sid).status, 404)
+        self.stop()
+        self.assert_no_leftovers(0)
+
+    def test_end_method_over_post(self):
+        self.http()
+        sid = self.session()
+        msgs = self.call(sid, {"jsonrpc": "2.0", "id": 5, "method": "mcpmux/endRun"})
+        self.assertEqual(msgs[-1]["id"], 5)
+        self.assertEqual(msgs[-1]["result"]["session"], sid)
+        self.assertEqual(self.post(tool(1, "env"), sid).status, 404)
+
+    def test_an_initialize_the_server_refuses_ends_the_session(self):
+        self.http("--crash-after", "0")
+        r = self.post(init_msg(1))
+        self.assertEqual(r.status, 200)
+        m = r.messages()
+        self.assertEqual(m[-1]["error"]["code"], -32000)
+        sid = r.headers["mcp-session-id"]
+        wait_until(lambda: self.post(INITIALIZED, sid).status == 404, 5, "the session to end")
+
+
+    def test_an_initialize_answered_with_an_error_ends_the_session(self):
+        behave = os.path.join(self.tmp.name, "behave")
+        log = os.path.join(self.tmp.name, "traffic.jsonl")
+        with open(behave, "w") as f:
+            f.write("init-error\n")
+        self.http("--behave-file=" + behave, opts=["--log", log])
+        r = self.post(init_msg(1))
+        self.assertEqual(r.status, 200)
+        self.assertIn("error", r.messages()[-1])
+        sid = r.headers["mcp-session-id"]
+        wait_until(lambda: self.post(INITIALIZED, sid).status == 404, 5, "the session to end")
+
+        def ended():
+            with open(log) as f:
+                return [json.loads(line) for line in f if '"ended"' in line]
+        ev = wait_until(ended, 5, "the ended event in the log")[0]
+        self.assertEqual((ev["session"], ev["reason"]), (sid, "init-error"))
+
+
+class Refusals(HttpCase):
+    def test_status_codes(self):
+        self.http(opts=["--max-message", "4096", "--metrics"])
+        sid = self.session()
+        base = {"Mcp-Session-Id": sid}
+
+        def err(r, status, code=None):
+            self.assertEqual(r.status, status, r)
+            self.assertEqual(r.headers.get("content-type"), "application/json", r)
+            body = r.json()
+            self.assertIsNone(body["id"])
+            if code is not None:
+                self.assertEqual(body["error"]["code"], code, r)
+            return body["error"]["message"]
+
+        # 400: no session ID, twice, malformed; initialize with one; bad bodies
+        err(self.post(tool(1, "env")), 400)
+        err(self.post(tool(1, "env"), headers={"Mcp-Session-Id": "a b"}), 400)
+        err(self.post(tool(1, "env"), headers={"Mcp-Session-Id": "x" * 129}), 400)
+        c = self.conn()
+        c.putrequest("POST", "/mcp")
+        c.putheader("Content-Type", "application/json")
+        c.putheader("Mcp-Session-Id", sid)
+        c.putheader("Mcp-Session-Id", sid)
+        body = json.dumps(tool(1, "env")).encode()
+        c.putheader("Content-Length", str(len(body)))
+        c.endheaders(body)
+        r = c.getresponse()
+        self.assertEqual(r.status, 400)
+        r.read()
+        c.close()
+        err(self.post(init_msg(1), sid), 400)
+        h = dict(base, **{"Content-Type": "application/json", "Accept": ACCEPT_BOTH})
+        err(self.request("POST", b"{not json", h), 400, -32700)
+        err(self.request("POST", b"", h), 400, -32700)
+        err(self.request("POST", b'{"hello":1}', h), 400, -32600)
+        err(self.request("POST", b'[{"jsonrpc":"2.0","method":"x"}]', h), 400, -32600)
+        err(self.request("POST", b'{"jsonrpc":"2.0","id":1,"method":"x"}\x00', h), 400)
+        # MCP-Protocol-Version
+        self.assertEqual(self.post(tool(1, "env"), sid, {
+            "MCP-Protocol-Version": "2025-06-18"}).status, 200)
+        self.assertEqual(self.post(tool(1, "env"), sid, {
+            "MCP-Protocol-Version": "2025-03-26"}).status, 200)
+        self.assertIn("1999-01-01", err(self.post(tool(1, "env"), sid, {
+            "MCP-Protocol-Version": "1999-01-01"}), 400))
+        # 404: unknown session, other paths
+        err(self.post(tool(1, "env"), "5f0e2a5c-0000-4000-8000-000000000000"), 404, -32001)
+        err(self.request("GET", path="/elsewhere"), 404)
+        # 405 with Allow
+        r = self.request("PUT", b"{}", base)
+        err(r, 405)
+        self.assertEqual(r.headers["allow"], "GET, POST, DELETE, OPTIONS")
+        r = self.request("POST", b"x", path="/metrics")
+        self.assertEqual(r.status, 405)
+        # 406: accepts neither; a GET that does not accept SSE
+        err(self.post(tool(1, "env"), sid, {"Accept": "text/html"}), 406)
+        err(self.request("GET", headers=dict(base, Accept="application/json")), 406)
+        # 415
+        err(self.request("POST", json.dumps(tool(1, "env")),
+                         dict(base, **{"Content-Type": "text/plain"})), 415)
+        err(self.request("POST", json.dumps(tool(1, "env")),
+                         dict(base, **{"Content-Type": "application/jsonx"})), 415)
+        self.assertEqual(self.request("POST", json.dumps(tool(1, "env")), dict(base, **{
+            "Content-Type": "Application/JSON; charset=utf-8"})).status, 200)
+        # 413 over --max-message, from the layer
+        r = self.request("POST", json.dumps(tool(1, "echo", text="x" * 5000)), h)
+        self.assertEqual(r.status, 413)
+        # ... and the server is fine after all of it
+        self.assertEqual(self.call(sid, tool(2, "echo", text="ok"))[0]["id"], 2)
+
+    def test_host_origin_and_preflight(self):
+        self.http(opts=["--allow-origin", "https://app.example"])
+        r = self.post(init_msg(0), headers={"Host": "evil.example.com:80"})
+        self.assertEqual(r.status, 403)
+        r = self.post(init_msg(0), headers={"Host": "evil.example.com",
+                                            "Origin": "http://evil.example.com"})
+        self.assertEqual(r.status, 403)
+        r = self.post(init_msg(0), headers={"Origin": "http://evil.example.com"})
+        self.assertEqual(r.status, 403)
+        self.assertNotIn("access-control-allow-origin", r.headers)
+        r = self.post(init_msg(0), headers={"Origin": "https://app.example.evil"})
+        self.assertEqual(r.status, 403)
+        for host in ("localhost:%d" % self.port, "127.0.0.1", "[::1]:1"):
+            r = self.post(init_msg(0), headers={"Host": host,
+                                                "Origin": "http://localhost:%d" % self.port})
+            self.assertEqual(r.status, 200, host)
+            self.assertEqual(r.headers["access-control-allow-origin"],
+                             "http://localhost:%d" % self.port)
+        r = self.post(init_msg(0), headers={"Origin": "https://app.example"})
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.headers["access-control-allow-origin"], "https://app.example")
+        self.assertIn("Mcp-Session-Id", r.headers["access-control-expose-headers"])
+        r = self.request("OPTIONS", headers={"Origin": "https://app.example",
+                                             "Access-Control-Request-Method": "POST"})
+        self.assertEqual(r.status, 204)
+        self.assertEqual(r.headers["access-control-allow-origin"], "https://app.example")
+        self.assertIn("Mcp-Session-Id", r.headers["access-control-allow-headers"])
+        self.assertIn("DELETE", r.headers["access-control-allow-methods"])
+        r = self.request("OPTIONS", headers={"Origin": "https://other.example"})
+        self.assertEqual(r.status, 403)
+
+    def test_bearer_token(self):
+        tok = os.path.join(self.tmp.name, "token")
+        with open(tok, "w") as f:
+            f.write("s3cret-token\n")
+        os.chmod(tok, 0o600)
+        self.http(opts=["--auth-token-file", tok, "--metrics"])
+        for auth in (None, "Bearer wrong-token!", "Basic czNjcmV0LXRva2Vu", "Bearer s3cret-toke"):
+            r = self.post(init_msg(0), headers={"Authorization": auth})
+            self.assertEqual(r.status, 401, auth)
+            self.assertTrue(r.headers["www-authenticate"].startswith("Bearer"), r)
+        r = self.post(init_msg(0), headers={"Authorization": "bearer s3cret-token"})
+        self.assertEqual(r.status, 200)
+        self.assertEqual(self.request("GET", path="/metrics").status, 401)
+        self.assertEqual(self.request("GET", path="/metrics", headers={
+            "Authorization": "Bearer s3cret-token"}).status, 200)
+        # /healthz needs nothing
+        self.assertEqual(self.request("GET", path="/healthz").status, 200)
+
+    def test_option_errors(self):
+        p = self.serve(opts=["--http", "0.0.0.0:0"])
+        self.assertEqual(p.wait(), 2)
+        self.assertIn("--auth-token-file", p.stderr())
+        for opts, says in ((["--http-path", "/x"], "add --http"),
+                           (["--http", "0", "--http-path", "mcp"], "--http-path"),
+                           (["--http", "0", "--allow-origin", "app.example"], "--allow-origin"),
+                           (["--http", "0"] * 9, "at most 8")):
+            p = self.serve(opts=opts)
+            self.assertEqual(p.wait(), 2, opts)
+            self.assertIn(says, p.stderr())
+        p = self.start([MCPMUX, "--http", "8080", "--", FIXTURE])
+        self.assertEqual(p.wait(), 2)
+        self.assertIn("'--http' belongs to 'mcpmux serve'", p.stderr())
+        p = self.serve(opts=["--metrics"])
+        self.assertEqual(p.wait(), 2)
+        p = self.serve(opts=["--http", "nonsense:port:x"])
+        self.assertEqual(p.wait(), 2)
+        p = self.serve(opts=["--http", "0", "--auth-token-file",
+                             os.path.join(self.tmp.name, "missing")])
+        self.assertEqual(p.wait(), 1)
+        self.assertIn("missing", p.stderr())
+
+    def test_malformed_http_and_a_vanished_client_leave_the_server_working(self):
+        self.http()
+        sid = self.session()
+        for junk in (b"GARBAGE\r\n\r\n", b"POST /mcp HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+                     b"POST /mcp HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n{",
+                     b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"):
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=5 * SLOW)
+            s.sendall(junk)
+            if junk.endswith(b"{"):
+                s.close()  # gone mid-body
+                continue
+            data = s.recv(4096)
+            self.assertTrue(data.startswith(b"HTTP/1.1 400"), data)
+            s.close()
+        self.assertEqual(self.call(sid, tool(1, "echo", text="still"))[0]["id"], 1)
+
+
+class Resume(HttpCase):
+    def test_a_client_that_vanishes_mid_stream_resumes_with_last_event_id(self):
+        self.http()
+        sid = self.session()
+        s = self.open("POST", tool(1, "sleep", ms=400), {"Mcp-Session-Id": sid})
+        prime = s.event()
+        self.assertEqual(prime["data"], "")
+        s.close()  # gone before the answer
+        time.sleep(0.6 * SLOW)  # the answer arrives meanwhile, into the stream
+        g = self.get_stream(sid, last=prime["id"])
+        self.assertEqual(g.status, 200)
+        m, ev = g.message()
+        self.assertEqual(m["id"], 1)
+        self.assertEqual(ev["id"].split(":")[0], prime["id"].split(":")[0])
+        self.assertIsNone(g.event(5), "a resumed request stream ends after its response")
+        g.close()
+        # The session lived on.
+        self.assertEqual(self.call(sid, tool(2, "echo", text="x"))[0]["id"], 2)
+
+    def test_a_json_answer_whose_client_went_goes_to_the_get_stream(self):
+        self.http()
+        sid = self.session()
+        c = self.conn()
+        c.request("POST", "/mcp", body=json.dumps(tool(4, "sleep", ms=1000)), headers={
+            "Content-Type": "application/json", "Accept": "application/json",
+            "Mcp-Session-Id": sid})
+        c.close()  # gone before its answer, which cannot be resumed
+        g = self.get_stream(sid)
+        self.assertEqual(g.event()["data"], "")
+        m, _ = g.message()
+        self.assertEqual(m["id"], 4)
+        g.close()
+
+    def test_resume_of_a_finished_stream_replays_what_followed(self):
+        self.http()
+        sid = self.session()
+        r = self.post(tool(3, "progress", meta={"progressToken": "p"}, steps=2), sid)
+        evs = [e for e in r.events() if e.get("data")]
+        # As if the connection broke after the first progress notification.
+        g = self.get_stream(sid, last=evs[0]["id"])
+        got = []
+        while True:
+            ev = g.event(5)
+            if ev is None:
+                break
+            if ev.get("data"):
+                got.append(ev["id"])
+        self.assertEqual(got, [e["id"] for e in evs[1:]])
+        g.close()
+
+    def test_resume_rules(self):
+        self.http()
+        sid = self.session()
+        g = self.get_stream(sid)
+        prime = g.event()
+        # an id that does not parse, or from the future: 400
+        for bad in ("nonsense", "1:", ":1", "0:0", "%s:99" % prime["id"].split(":")[0]):
+            r = self.request("GET", headers={"Mcp-Session-Id": sid,
+                                             "Accept": "text/event-stream",
+                                             "Last-Event-ID": bad})
+            self.assertEqual(r.status, 400, bad)
+        # a plain second GET: 409
+        r = self.request("GET", headers={"Mcp-Session-Id": sid, "Accept": "text/event-stream"})
+        self.assertEqual(r.status, 409)
+        # a resume of the connected stream takes it over (its old connection, likely dead
+        # unnoticed, is ended), and what follows goes to the new one
+        g2 = self.get_stream(sid, last=prime["id"])
+        self.assertEqual(g2.status, 200)
+        self.assertIsNone(g.event(5), "the old connection's stream ends")
+        g.close()
+        self.assertEqual(g2.event()["data"], "")
+        # With two requests in flight, a log message goes to the GET stream.
+        # (The fixture handles one line at a time; `ask` stays in flight, unanswered.)
+        slow = self.open("POST", tool(1, "ask"), {"Mcp-Session-Id": sid})
+        ask, _ = slow.message()
+        self.assertEqual(ask["method"], "sampling/createMessage")
+        self.assertEqual(self.call(sid, tool(2, "progress", steps=0))[-1]["id"], 2)
+        m, ev = g2.message()
+        self.assertEqual(m["method"], "notifications/message")
+        self.assertEqual(ev["id"].split(":")[0], prime["id"].split(":")[0])
+        self.assertEqual(self.post({"jsonrpc": "2.0", "id": ask["id"], "result": {
+            "role": "assistant", "model": "m", "content": {"type": "text", "text": "ok"}}},
+            sid).status, 202)
+        self.assertEqual(slow.message()[0]["id"], 1)
+        slow.close()
+        g2.close()
+        # An unknown (forgotten) stream: the GET stream, as without Last-Event-ID.
+        g2 = self.get_stream(sid, last="999:3")
+        self.assertIn(g2.status, (200, 409))
+        g2.close()
+
+
+class Sessions(HttpCase):
+    def test_idle_timeout_ends_an_http_session(self):
+        self.http(opts=["--idle-timeout", "1"])
+        sid = self.session()
+        pid = self.call(sid, tool(1, "env"))[0]["result"]["structuredContent"]["pid"]
+        g = self.get_stream(sid)
+        self.assertEqual(g.event()["data"], "")  # its priming event
+        self.assertIsNone(g.event(10), "the GET stream ends with the session")
+        g.close()
+        wait_until(lambda: not alive(pid), 5, "the server to end")
+        self.assertEqual(self.post(tool(2, "env"), sid).status, 404)
+
+    def test_ctl_lists_http_sessions_with_their_peer(self):
+        path = os.path.join(self.tmp.name, "mux.sock")
+        self.http(opts=["--listen", path])
+        sid = self.session()
+        p = self.start([MCPMUX, "ctl", "--json", path, "list"])
+        out = p.read_to_eof()
+        self.assertEqual(p.wait(), 0)
+        sessions = json.loads(out)["sessions"]
+        mine = [s for s in sessions if s["session"] == sid]
+        self.assertEqual(len(mine), 1, sessions)
+        self.assertRegex(mine[0]["peer"], r"^http 127\.0\.0\.1:\d+$")
+        self.assertEqual(mine[0]["state"], "running")
+        # ctl end works on an HTTP session too
+        p = self.start([MCPMUX, "ctl", path, "end", sid])
+        p.read_to_eof()
+        self.assertEqual(p.wait(), 0)
+        self.assertEqual(self.post(tool(2, "env"), sid).status, 404)
+        self.stop()
+
+    def test_an_envelope_client_cannot_take_an_http_session(self):
+        path = os.path.join(self.tmp.name, "mux.sock")
+        self.http(opts=["--listen", path])
+        sid = self.session()
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(path)
+        s.settimeout(10 * SLOW)
+        f = s.makefile("rwb", buffering=0)
+        f.write(json.dumps({"session": sid, "message": tool(1, "env")}).encode() + b"\n")
+        m = json.loads(f.readline())
+        self.assertIn("another connection", m["message"]["error"]["message"])
+        s.close()
+        # ... nor does an HTTP client get an envelope session by naming it.
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(path)
+        s.settimeout(10 * SLOW)
+        f = s.makefile("rwb", buffering=0)
+        f.write(json.dumps({"session": "env-one", "message": tool(1, "env")}).encode() + b"\n")
+        json.loads(f.readline())
+        self.assertEqual(self.post(tool(2, "env"), "env-one").status, 404)
+        s.close()
+
+    def test_a_hundred_concurrent_sessions(self):
+        n = 100
+        self.http(opts=["--max-sessions", str(n + 10)])
+        sids = [None] * n
+        pids = [None] * n
+        errors = []
+
+        def one(i):
+            try:
+                sids[i] = self.session()
+                env = self.call(sids[i], tool(1, "env"))[0]["result"]["structuredContent"]
+                self.assertEqual(env["session"], sids[i])
+                pids[i] = env["pid"]
+            except Exception as e:  # noqa: BLE001 (reported below)
+                errors.append(repr(e))
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60 * SLOW)
+        self.assertEqual(errors, [])
+        self.assertEqual(len(set(pids)), n, "one server per session")
+        self.assertTrue(all(alive(p) for p in pids))
+        results = [None] * n
+
+        def end(i):
+            try:
+                results[i] = self.delete(sids[i], seconds=30)
+            except Exception as e:  # noqa: BLE001
+                errors.append(repr(e))
+        threads = [threading.Thread(target=end, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60 * SLOW)
+        self.assertEqual(errors, [])
+        self.assertTrue(all(r.status == 200 and r.json()["session"] == sids[i]
+                            for i, r in enumerate(results)))
+        self.assertEqual([p for p in pids if alive(p)], [])
+        self.assert_no_leftovers(5)
+        self.stop()
+
+    def test_over_max_sessions_is_503(self):
+        self.http(opts=["--max-sessions", "1"])
+        self.session()
+        r = self.post(init_msg(4))
+        self.assertEqual(r.status, 503)
+        self.assertEqual(r.headers["retry-after"], "1")
+        self.assertEqual(r.json()["id"], 4)
+        self.assertIn("max-sessions", r.json()["error"]["message"])
+
+    def test_sigterm_ends_every_session_and_stream(self):
+        self.http()
+        sids = [self.session() for _ in range(3)]
+        g = self.get_stream(sids[0])
+        g.event()
+        self.srv.p.send_signal(signal.SIGTERM)
+        self.assertIsNone(g.event(10))
+        g.close()
+        self.assertEqual(self.srv.wait(10), 0)
+        self.assert_no_leftovers(0)
+
+
+class FlowControl(HttpCase):
+    def test_posts_wait_while_the_server_does_not_read(self):
+        # The server stops reading after 3 lines; its queue is 1 KiB; stall ends it.
+        self.http("--stop-reading-after", "3",
+                  opts=["--max-queue", "1024", "--stall-timeout", "2"])
+        sid = self.session()  # initialize, initialized: 2 lines
+        big = {"jsonrpc": "2.0", "method": "notifications/message",
+               "params": {"data": "x" * 60000}}
+        # Fill the pipe and the queue; then a request waits for its answer.
+        t0 = time.monotonic()
+        held = None
+        for i in range(200):
+            c = self.conn(1)
+            c.request("POST", "/mcp", body=json.dumps(big), headers={
+                "Content-Type": "application/json", "Accept": ACCEPT_BOTH,
+                "Mcp-Session-Id": sid})
+            try:
+                r = c.getresponse()
+                self.assertEqual(r.status, 202)
+                r.read()
+                c.close()
+            except socket.timeout:
+                held = c
+                break
+        self.assertIsNotNone(held, "a POST must be held once the server's input is full")
+        # It is answered (with the end of the stalled run) after --stall-timeout.
+        held.sock.settimeout(10 * SLOW)
+        r = held.getresponse()
+        self.assertIn(r.status, (202, 404))
+        r.read()
+        held.close()
+        self.assertGreater(time.monotonic() - t0, 1.5)
+
+    def test_a_client_that_does_not_read_pauses_the_server(self):
+        self.http("--flood", "0", opts=["--max-queue", "65536", "--metrics"])
+        sid = self.session()
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=5 * SLOW)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(("GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
+                   "Mcp-Session-Id: %s\r\n\r\n" % sid).encode())
+        s.recv(100)
+
+        def out_bytes():
+            return self.metrics()['mcpmux_bytes_total{dir="out"}']
+        time.sleep(1 * SLOW)
+        a = out_bytes()
+        time.sleep(0.5 * SLOW)
+        b = out_bytes()
+        self.assertLess(b - a, 200000, "the server must be paused, not read on")
+        m = self.metrics()
+        self.assertLess(m["mcpmux_http_queued_bytes"], 3 * 65536 + 100000)
+        s.close()
+
+
+class Metrics(HttpCase):
+    def test_metrics_count_both_doors(self):
+        path = os.path.join(self.tmp.name, "mux.sock")
+        self.http(opts=["--listen", path, "--metrics"])
+        m0 = self.metrics()
+        self.assertEqual(m0["mcpmux_sessions"], 0)
+        sid = self.session()
+        self.call(sid, tool(1, "echo", text="x"))
+        self.assertEqual(self.delete(sid).status, 200)
+        # an envelope session through the socket
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(path)
+        s.settimeout(10 * SLOW)
+        f = s.makefile("rwb", buffering=0)
+        f.write(json.dumps({"session": "env-1", "message": init_msg(1)}).encode() + b"\n")
+        while "message" not in json.loads(f.readline()):
+            pass
+        m = self.metrics()
+        self.assertEqual(m["mcpmux_sessions"], 1)
+        self.assertEqual(m["mcpmux_http_sessions"], 0)
+        self.assertEqual(m["mcpmux_sessions_started_total"], 2)
+        self.assertEqual(m["mcpmux_http_sessions_started_total"], 1)
+        self.assertEqual(m['mcpmux_sessions_ended_total{escalation="eof"}'], 1)
+        self.assertEqual(m['mcpmux_backend_exits_total{how="zero"}'], 1)
+        self.assertGreaterEqual(m['mcpmux_messages_total{dir="in"}'], 4)
+        self.assertGreaterEqual(m['mcpmux_messages_total{dir="out"}'], 3)
+        self.assertGreater(m['mcpmux_bytes_total{dir="out"}'], 100)
+        self.assertEqual(m["mcpmux_request_duration_seconds_count"], 3)
+        self.assertEqual(m['mcpmux_request_duration_seconds_bucket{le="+Inf"}'], 3)
+        buckets = [v for k, v in m.items() if k.startswith("mcpmux_request_duration_seconds_"
+                                                            "bucket")]
+        self.assertEqual(buckets, sorted(buckets), "cumulative")
+        self.assertGreater(m["mcpmux_http_requests_total"], 4)
+        f.close()
+        s.close()
+        wait_until(lambda: self.metrics()["mcpmux_sessions"] == 0, 5, "the envelope session")
+        r = self.request("GET", path="/healthz")
+        self.assertEqual((r.status, r.body), (200, b"ok\n"))
+
+
+# What systemd does for a socket unit: the socket on fd 3, LISTEN_FDS, and LISTEN_PID set
+# to the pid of the process that will read them (exec keeps the pid).
+# argv: FD[,FD...] NAMES|- COMMAND...: the fds moved to 3, 4, ... (out of the way first).
+LAUNCHER = ("import os, sys\n"
+            "fds = [int(f) for f in sys.argv[1].split(',')]\n"
+            "high = [100 + i for i in range(len(fds))]\n"
+            "for f, h in zip(fds, high):\n"
+            "    os.dup2(f, h)\n"
+            "    os.close(f)\n"
+            "for i, h in enumerate(high):\n"
+            "    os.dup2(h, 3 + i)\n"
+            "    os.close(h)\n"
+            "    os.set_inheritable(3 + i, True)\n"
+            "os.environ['LISTEN_PID'] = str(os.getpid())\n"
+            "os.environ['LISTEN_FDS'] = str(len(fds))\n"
+            "if sys.argv[2] != '-':\n"
+            "    os.environ['LISTEN_FDNAMES'] = sys.argv[2]\n"
+            "os.execvp(sys.argv[3], sys.argv[3:])\n")
+
+
+class SocketActivation(HttpCase):
+    def activate(self, socks, opts, names="-"):
+        """mcpmux serve with socks on fd 3 on, through the launcher; a harness Proc."""
+        if not isinstance(socks, (list, tuple)):
+            socks = [socks]
+        fds = [s.fileno() for s in socks]
+        cmd = [sys.executable, "-c", LAUNCHER, ",".join(map(str, fds)), names, MCPMUX,
+               "serve"] + FAST
+        return self.start(cmd + list(opts) + ["--", FIXTURE], pass_fds=fds)
+
+    def test_http_on_an_inherited_socket(self):
+        ls = socket.socket()
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(16)
+        self.port = ls.getsockname()[1]
+        ino = os.fstat(ls.fileno()).st_ino
+        p = self.activate(ls, ["--http", "systemd", "--metrics"])
+        ls.close()  # only mcpmux holds it now
+        sid = self.session()
+        self.assertEqual(self.call(sid, tool(1, "echo", text="hi"))[0]["result"]["content"][0]
+                         ["text"], "hi")
+        # The server does not inherit the listening socket.
+        pid = self.call(sid, tool(2, "env"))[0]["result"]["structuredContent"]["pid"]
+        links = [os.readlink("/proc/%d/fd/%s" % (pid, f)) for f in os.listdir("/proc/%d/fd"
+                                                                            % pid)]
+        self.assertNotIn("socket:[%d]" % ino, links)
+        self.assertEqual(self.delete(sid).status, 200)
+        p.p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(10), 0, p.stderr())
+        self.assert_no_leftovers(0)
+
+    def test_envelopes_on_an_inherited_unix_socket(self):
+        path = os.path.join(self.tmp.name, "act.sock")
+        ls = socket.socket(socket.AF_UNIX)
+        ls.bind(path)
+        ls.listen(16)
+        p = self.activate(ls, ["--listen", "systemd"])
+        ls.close()
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(path)
+        s.settimeout(10 * SLOW)
+        f = s.makefile("rwb", buffering=0)
+        f.write(json.dumps({"session": "a", "message": tool(1, "echo", text="e")}).encode()
+                + b"\n")
+        while True:
+            m = json.loads(f.readline())
+            if "message" in m:
+                break
+        self.assertEqual(m["message"]["result"]["content"][0]["text"], "e")
+        f.close()
+        s.close()
+        p.p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(10), 0, p.stderr())
+        self.assertTrue(os.path.exists(path), "the unit's socket file stays")
+
+    def test_both_doors_named_as_in_the_contrib_units(self):
+        hs = socket.socket()
+        hs.bind(("127.0.0.1", 0))
+        hs.listen(16)
+        self.port = hs.getsockname()[1]
+        path = os.path.join(self.tmp.name, "env.sock")
+        es = socket.socket(socket.AF_UNIX)
+        es.bind(path)
+        es.listen(16)
+        # systemd passes them in any order: the names say which door each is.
+        p = self.activate([es, hs], ["--http", "systemd", "--listen", "systemd"],
+                          names="listen:http")
+        hs.close()
+        es.close()
+        sid = self.session()
+        c = self.start([MCPMUX, "ctl", "--json", path, "list"])
+        out = c.read_to_eof()
+        self.assertEqual(c.wait(), 0, c.stderr())
+        self.assertIn(sid, [s["session"] for s in json.loads(out)["sessions"]])
+        p.p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(10), 0, p.stderr())
+        # Unnamed sockets with both doors asked for: refused, with what to do.
+        a = socket.socket()
+        a.bind(("127.0.0.1", 0))
+        a.listen(1)
+        b = socket.socket()
+        b.bind(("127.0.0.1", 0))
+        b.listen(1)
+        p = self.activate([a, b], ["--http", "systemd", "--listen", "systemd"])
+        a.close()
+        b.close()
+        self.assertEqual(p.wait(10), 1)
+        self.assertIn("FileDescriptorName", p.stderr())
+
+    def test_systemd_without_sockets_is_an_error(self):
+        p = self.serve(opts=["--http", "systemd"])
+        self.assertEqual(p.wait(), 1)
+        self.assertIn("LISTEN_FDS", p.stderr())
+
+
+if __name__ == "__main__":
+    main()
