@@ -2,7 +2,9 @@
  * cmd_ps: `mcpmux ps [--json]`: the running mcpmux instances of this user (of every
  * user for root), their sessions, the orphans of instances that are gone, and the
  * containers labelled by mcpmux, as aligned tables or one JSON object (docs/ps.md).
- * Everything comes from survey_read(): /proc and the engines' listings, no daemon.
+ * Everything comes from survey_read(), /proc and the engines' listings, and from
+ * survey_read_status(), what each running instance keeps in its status file (states,
+ * idle times, the sessions without a server): no daemon.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,28 +79,92 @@ proc_state_name(char state)
 	return state == 'T' || state == 't' ? "stopped" : "running";
 }
 
+/*
+ * A session's state: its instance's word, except that a server /proc shows stopped is
+ * "stopped" (/proc has the last word on processes); without the instance's word, what
+ * /proc shows of its top process.
+ */
+static const char *
+session_state(const struct procscan_proc *top, const struct survey_status *st)
+{
+	if (top != NULL && (st == NULL || strcmp(st->state, "running") == 0)) {
+		return proc_state_name(top->state);
+	}
+	return st != NULL ? st->state : "running";
+}
+
 static void
-json_session(struct sbuf *b, const struct survey *p, size_t g)
+json_count(struct sbuf *b, const char *name, const struct survey_status *st, unsigned long long n)
+{
+	if (st != NULL) {
+		sbuf_addf(b, ",\"%s\":%llu", name, n);
+	} else {
+		sbuf_addf(b, ",\"%s\":null", name);
+	}
+}
+
+static void
+json_bool(struct sbuf *b, const char *name, const struct survey_status *st, const char *state)
+{
+	sbuf_addf(b, ",\"%s\":%s", name,
+		  st == NULL			  ? "null"
+		  : strcmp(st->state, state) == 0 ? "true"
+						  : "false");
+}
+
+/*
+ * A session of instance i: group g (its processes), what the instance says of it (st),
+ * or both.  g is SIZE_MAX for a session without a process (suspended, waiting).
+ */
+static void
+json_session(struct sbuf *b, const struct survey *p, size_t i, size_t g,
+	     const struct survey_status *st)
 {
 	const struct procscan *s = &p->scan;
-	const struct procscan_group *x = &s->g[g];
-	const struct procscan_proc *top = &s->v[x->top];
+	const struct procscan_group *x = g != SIZE_MAX ? &s->g[g] : NULL;
+	const struct procscan_proc *top = x != NULL ? &s->v[x->top] : NULL;
+	const struct procscan_proc *in = &s->v[i];
+	const char *session = x != NULL ? x->session : st != NULL ? st->session : "";
 
 	sbuf_adds(b, "{\"session\":");
-	json_str(b, x->session);
-	if (x->has_server) {
+	json_str(b, session);
+	if (x != NULL && x->has_server) {
 		sbuf_addf(b, ",\"server_pid\":%d", (int)top->pid);
 	} else {
 		sbuf_adds(b, ",\"server_pid\":null");
 	}
-	sbuf_addf(b, ",\"tree\":%zu,\"pids\":", x->n_tree);
-	json_pids(b, s, g);
+	sbuf_addf(b, ",\"tree\":%zu,\"pids\":", x != NULL ? x->n_tree : 0);
+	if (x != NULL) {
+		json_pids(b, s, g);
+	} else {
+		sbuf_adds(b, "[]");
+	}
 	sbuf_adds(b, ",\"state\":");
-	json_str(b, proc_state_name(top->state));
-	sbuf_adds(b, ",\"ending\":null,\"suspended\":null,\"idle_s\":null,\"age_s\":");
-	json_age(b, procscan_age(s, x->top));
-	sbuf_addf(b, ",\"rss_kib\":%llu,\"command\":", x->rss_kib);
-	json_words(b, top, 0);
+	json_str(b, session_state(top, st));
+	sbuf_adds(b, ",\"proc_state\":");
+	if (top != NULL) {
+		json_str(b, proc_state_name(top->state));
+	} else {
+		sbuf_adds(b, "null");
+	}
+	json_bool(b, "ending", st, "ending");
+	json_bool(b, "suspended", st, "suspended");
+	sbuf_adds(b, ",\"idle_s\":");
+	json_age(b, st != NULL ? st->idle_s : -1);
+	sbuf_adds(b, ",\"age_s\":");
+	json_age(b, x != NULL ? procscan_age(s, x->top) : -1);
+	sbuf_adds(b, ",\"session_age_s\":");
+	json_age(b, st != NULL ? st->age_s : -1);
+	json_count(b, "suspends", st, st != NULL ? st->suspends : 0);
+	json_count(b, "resumes", st, st != NULL ? st->resumes : 0);
+	sbuf_addf(b, ",\"rss_kib\":%llu,\"command\":", x != NULL ? x->rss_kib : 0);
+	if (top != NULL) {
+		json_words(b, top, 0);
+	} else if (in->cmd_at != SIZE_MAX) {
+		json_words(b, in, in->cmd_at); /* what a resume would start */
+	} else {
+		sbuf_adds(b, "null");
+	}
 	sbuf_adds(b, ",\"containers\":[");
 	bool first = true;
 
@@ -106,11 +172,10 @@ json_session(struct sbuf *b, const struct survey *p, size_t g)
 		const struct survey_engine *en = &p->engines[e];
 		char owner[64];
 
-		(void)snprintf(owner, sizeof(owner), "%d:%llu", (int)s->v[x->instance].pid,
-			       s->v[x->instance].start);
+		(void)snprintf(owner, sizeof(owner), "%d:%llu", (int)in->pid, in->start);
 		for (size_t k = 0; k < en->n; k++) {
 			if (strcmp(en->v[k].owner, owner) == 0 &&
-			    strcmp(en->v[k].session, x->session) == 0) {
+			    strcmp(en->v[k].session, session) == 0) {
 				sbuf_adds(b, first ? "" : ",");
 				json_str(b, en->v[k].id);
 				first = false;
@@ -168,7 +233,17 @@ json_instance(struct sbuf *b, const struct survey *p, size_t i)
 	for (size_t g = 0; g < s->n_groups; g++) {
 		if (s->g[g].instance == i && survey_session_selected(&p->o, s->g[g].session)) {
 			sbuf_adds(b, first ? "" : ",");
-			json_session(b, p, g);
+			json_session(b, p, i, g, survey_group_status(p, g));
+			first = false;
+		}
+	}
+	for (size_t k = 0; k < p->n_st; k++) {
+		const struct survey_status *st = &p->st[k];
+
+		if (st->instance == i && st->group == SIZE_MAX &&
+		    survey_session_selected(&p->o, st->session)) {
+			sbuf_adds(b, first ? "" : ",");
+			json_session(b, p, i, SIZE_MAX, st);
 			first = false;
 		}
 	}
@@ -330,7 +405,63 @@ count_sessions(const struct survey *p, size_t i)
 	for (size_t g = 0; g < p->scan.n_groups; g++) {
 		n += p->scan.g[g].instance == i;
 	}
+	for (size_t k = 0; k < p->n_st; k++) {
+		n += p->st[k].instance == i && p->st[k].group == SIZE_MAX;
+	}
 	return n;
+}
+
+/* A row of the sessions' table: see json_session(). */
+static void
+session_row(struct survey_table *t, const struct survey *p, size_t i, size_t g,
+	    const struct survey_status *st)
+{
+	const struct procscan *s = &p->scan;
+	const struct procscan_group *x = g != SIZE_MAX ? &s->g[g] : NULL;
+	const struct procscan_proc *top = x != NULL ? &s->v[x->top] : NULL;
+	const struct procscan_proc *in = &s->v[i];
+	char mcpmux[32], server[32], tree[32], idle[32], age[32], sr[64], rss[32], cmd[512];
+
+	(void)snprintf(mcpmux, sizeof(mcpmux), "%d", (int)in->pid);
+	if (x != NULL && x->has_server) {
+		(void)snprintf(server, sizeof(server), "%d", (int)top->pid);
+	} else {
+		(void)snprintf(server, sizeof(server), "-");
+	}
+	(void)snprintf(tree, sizeof(tree), "%zu", x != NULL ? x->n_tree : 0);
+	survey_fmt_age(st != NULL ? st->idle_s : -1, idle, sizeof(idle));
+	/* The session's age when its instance tells, else its server's. */
+	survey_fmt_age(st != NULL  ? st->age_s
+		       : x != NULL ? procscan_age(s, x->top)
+				   : -1,
+		       age, sizeof(age));
+	if (st != NULL) {
+		(void)snprintf(sr, sizeof(sr), "%llu/%llu", st->suspends, st->resumes);
+	} else {
+		(void)snprintf(sr, sizeof(sr), "-");
+	}
+	survey_fmt_kib(x != NULL ? x->rss_kib : 0, rss, sizeof(rss));
+	if (top != NULL) {
+		survey_command(top, 0, cmd, sizeof(cmd));
+	} else if (in->cmd_at != SIZE_MAX) {
+		survey_command(in, in->cmd_at, cmd, sizeof(cmd));
+	} else {
+		(void)snprintf(cmd, sizeof(cmd), "-");
+	}
+	const char *row[] = { x != NULL	   ? x->session
+			      : st != NULL ? st->session
+					   : "-",
+			      mcpmux,
+			      server,
+			      tree,
+			      session_state(top, st),
+			      idle,
+			      age,
+			      sr,
+			      rss,
+			      cmd };
+
+	survey_table_row(t, row);
 }
 
 static bool
@@ -338,19 +469,18 @@ ps_tables(const struct survey *p)
 {
 	static const char *const ihead[] = { "MCPMUX", "USER",	   "MODE",   "AGE",
 					     "RSS",    "SESSIONS", "CLIENT", "COMMAND" };
-	static const char *const shead[] = { "SESSION", "MCPMUX", "SERVER",    "TREE",
-					     "STATE",	"ENDING", "SUSPENDED", "IDLE",
-					     "AGE",	"RSS",	  "COMMAND" };
+	static const char *const shead[] = { "SESSION", "MCPMUX", "SERVER",   "TREE", "STATE",
+					     "IDLE",	"AGE",	  "SUSP/RES", "RSS",  "COMMAND" };
 	static const char *const ohead[] = { "SESSION", "OWNER", "USER", "PID",
 					     "TREE",	"AGE",	 "RSS",	 "COMMAND" };
 	static const char *const chead[] = { "ENGINE", "CONTAINER", "NAME", "SESSION",
 					     "OWNER",  "STATE",	    "AGE",  "IMAGE" };
 	const struct procscan *s = &p->scan;
 	struct survey_table it = { 8, ihead, "rllrrrll", NULL, 0, 0, false };
-	struct survey_table st = { 11, shead, "lrrrllllrrl", NULL, 0, 0, false };
+	struct survey_table st = { 10, shead, "lrrrlrrrrl", NULL, 0, 0, false };
 	struct survey_table ot = { 8, ohead, "lllrrrrl", NULL, 0, 0, false };
 	struct survey_table ct = { 8, chead, "llllllrl", NULL, 0, 0, false };
-	char a[32], b[32], c[32], d[32], e[32], f[32], user[64], client[160], cmd[512];
+	char a[32], b[32], c[32], d[32], e[32], user[64], client[160], cmd[512];
 
 	for (size_t i = 0; i < s->n; i++) {
 		const struct procscan_proc *pr = &s->v[i];
@@ -387,12 +517,30 @@ ps_tables(const struct survey *p)
 
 		survey_table_row(&it, row);
 	}
+	for (size_t i = 0; i < s->n; i++) {
+		if (s->v[i].mode == PROCSCAN_NONE) {
+			continue;
+		}
+		for (size_t g = 0; g < s->n_groups; g++) {
+			if (s->g[g].instance == i && s->g[g].owner_state == PROCSCAN_LIVE &&
+			    survey_session_selected(&p->o, s->g[g].session)) {
+				session_row(&st, p, i, g, survey_group_status(p, g));
+			}
+		}
+		for (size_t k = 0; k < p->n_st; k++) {
+			if (p->st[k].instance == i && p->st[k].group == SIZE_MAX &&
+			    survey_session_selected(&p->o, p->st[k].session)) {
+				session_row(&st, p, i, SIZE_MAX, &p->st[k]);
+			}
+		}
+	}
 	for (size_t g = 0; g < s->n_groups; g++) {
 		const struct procscan_group *x = &s->g[g];
 		const struct procscan_proc *top = &s->v[x->top];
+		char owner[PROCSCAN_OWNER_MAX + 16];
 
 		if (!survey_session_selected(&p->o, x->session) ||
-		    x->owner_state == PROCSCAN_UNKNOWN) {
+		    x->owner_state != PROCSCAN_GONE) {
 			continue;
 		}
 		survey_fmt_age(procscan_age(s, x->top), b, sizeof(b));
@@ -400,26 +548,13 @@ ps_tables(const struct survey *p)
 		(void)snprintf(d, sizeof(d), "%zu", x->n_tree);
 		(void)snprintf(e, sizeof(e), "%d", (int)top->pid);
 		survey_command(top, 0, cmd, sizeof(cmd));
-		if (x->owner_state == PROCSCAN_LIVE) {
-			(void)snprintf(a, sizeof(a), "%d", (int)s->v[x->instance].pid);
-			(void)snprintf(f, sizeof(f), "%s", x->has_server ? e : "-");
-			const char *row[] = { x->session, a,   f,   d, proc_state_name(top->state),
-					      "-",	  "-", "-", b, c,
-					      cmd };
+		(void)snprintf(owner, sizeof(owner), "%s",
+			       x->owner[0] != '\0' ? x->owner : "(older mcpmux)");
+		const char *row[] = { x->session, owner, survey_user(x->uid, user, sizeof(user)),
+				      e,	  d,	 b,
+				      c,	  cmd };
 
-			survey_table_row(&st, row);
-		} else {
-			char owner[PROCSCAN_OWNER_MAX + 16];
-
-			(void)snprintf(owner, sizeof(owner), "%s",
-				       x->owner[0] != '\0' ? x->owner : "(older mcpmux)");
-			const char *row[] = {
-				x->session, owner, survey_user(x->uid, user, sizeof(user)), e, d, b,
-				c,	    cmd
-			};
-
-			survey_table_row(&ot, row);
-		}
+		survey_table_row(&ot, row);
 	}
 	for (size_t en = 0; en < 2; en++) {
 		for (size_t k = 0; k < p->engines[en].n; k++) {
@@ -491,7 +626,7 @@ cmd_ps(int argc, char **argv)
 	if (rc != 0) {
 		return rc == 1 ? 0 : EXIT_USAGE;
 	}
-	if (survey_read(&p) == -1) {
+	if (survey_read(&p) == -1 || survey_read_status(&p) == -1) {
 		survey_release(&p);
 		return 1;
 	}

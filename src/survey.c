@@ -1,12 +1,15 @@
 /*
  * survey: the look at the machine that `mcpmux ps` and `mcpmux sweep` share: their
- * options, the /proc scan and the container engines' listings, the engine command
- * runner, and the tables they print.  See survey.h.
+ * options, the /proc scan and the container engines' listings, the running instances'
+ * status files, the engine command runner, and the tables they print.  See survey.h.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <getopt.h>
+#include <limits.h>
+#include <math.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -15,11 +18,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <yajl/yajl_tree.h>
+
 #include "mcpmux/diag.h"
+#include "mcpmux/session.h"
 #include "mcpmux/survey.h"
 #include "mcpmux/sys.h"
 
@@ -45,6 +53,11 @@ survey_release(struct survey *p)
 	for (size_t e = 0; e < 2; e++) {
 		free(p->engines[e].v);
 	}
+	free(p->st);
+	free(p->group_st);
+	p->st = NULL;
+	p->group_st = NULL;
+	p->n_st = p->cap_st = 0;
 }
 
 /* The first line of text, without control characters, into out. */
@@ -543,6 +556,579 @@ survey_report_unknown(const struct survey *p, bool own_only)
 	return any;
 }
 
+/* ---- the instances' status files (status.h) ---- */
+
+static const char *const status_states[] = { "running",	  "ending",   "suspending",
+					     "suspended", "resuming", "waiting" };
+
+/* Directory path under at, without following a symlink, if it is private to uid. */
+static int
+open_private_dir(int at, const char *path, uid_t uid)
+{
+	struct stat st;
+	int fd = openat(at, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd == -1) {
+		return -1;
+	}
+	if (fstat(fd, &st) == -1) {
+		int err = errno;
+
+		sys_close(&fd);
+		errno = err;
+		return -1;
+	}
+	if (st.st_uid != uid || (st.st_mode & 0077) != 0) {
+		sys_close(&fd);
+		errno = EPERM;
+		return -1;
+	}
+	return fd;
+}
+
+/* Up to max bytes of fd from its start into b.  0, or -1 with errno. */
+static int
+pread_all(int fd, struct sbuf *b, size_t max)
+{
+	char chunk[16384];
+
+	sbuf_reset(b);
+	while (b->len < max) {
+		ssize_t n = pread(fd, chunk, SYS_MIN(sizeof(chunk), max - b->len), (off_t)b->len);
+
+		if (n == -1 && errno == EINTR) {
+			continue;
+		}
+		if (n <= 0) {
+			return (int)n;
+		}
+		sbuf_add(b, chunk, (size_t)n);
+		if (b->failed) {
+			errno = ENOMEM;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static bool
+same_bytes(const struct sbuf *a, const struct sbuf *b)
+{
+	return a->len == b->len && (a->len == 0 || memcmp(a->buf, b->buf, a->len) == 0);
+}
+
+int
+survey_status_load(const char *dir, pid_t pid, uid_t uid, struct sbuf *out)
+{
+	struct sbuf again = { 0 };
+	int dfd, ifd, fd = -1, rc = -1;
+	char name[32];
+	struct stat st;
+
+	sbuf_reset(out);
+	dfd = open_private_dir(AT_FDCWD, dir, uid);
+	if (dfd == -1) {
+		return errno == ENOENT ? SURVEY_STATUS_NONE : -1;
+	}
+	ifd = open_private_dir(dfd, "instances", uid);
+	sys_close(&dfd);
+	if (ifd == -1) {
+		return errno == ENOENT ? SURVEY_STATUS_NONE : -1;
+	}
+	(void)snprintf(name, sizeof(name), "%d", (int)pid);
+	/* O_NONBLOCK: a FIFO planted there does not block the open (then it is refused). */
+	fd = openat(ifd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	sys_close(&ifd);
+	if (fd == -1) {
+		return errno == ENOENT ? SURVEY_STATUS_NONE : -1;
+	}
+	if (fstat(fd, &st) == -1) {
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_uid != uid || (st.st_mode & 0022) != 0) {
+		errno = EPERM;
+		goto out;
+	}
+	/* Its instance holds it under LOCK_EX while it runs: a lock we can take is free. */
+	if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
+		(void)flock(fd, LOCK_UN);
+		rc = SURVEY_STATUS_STALE;
+		goto out;
+	}
+	if (errno != EWOULDBLOCK || pread_all(fd, out, SURVEY_STATUS_MAX_BYTES) == -1) {
+		goto out;
+	}
+	/*
+	 * The instance rewrites the file in place (pwrite, then ftruncate): a read during a
+	 * rewrite can see a mix of two versions.  Read until two reads agree.
+	 */
+	for (int k = 1; k < SURVEY_STATUS_READS; k++) {
+		if (pread_all(fd, &again, SURVEY_STATUS_MAX_BYTES) == -1) {
+			goto out;
+		}
+		if (same_bytes(out, &again)) {
+			break;
+		}
+		struct sbuf t = *out;
+
+		*out = again;
+		again = t;
+	}
+	rc = SURVEY_STATUS_READ;
+out:
+	if (rc == -1) {
+		int err = errno;
+
+		sbuf_release(&again);
+		sys_close(&fd);
+		errno = err;
+		return -1;
+	}
+	sbuf_release(&again);
+	sys_close(&fd);
+	return rc;
+}
+
+static yajl_val
+member(yajl_val v, const char *key, yajl_type type)
+{
+	const char *path[] = { key, NULL };
+
+	return yajl_tree_get(v, path, type);
+}
+
+/* A count: an integer >= 0. */
+static bool
+get_count(yajl_val v, const char *key, unsigned long long *out)
+{
+	yajl_val n = member(v, key, yajl_t_number);
+
+	if (n == NULL || !YAJL_IS_INTEGER(n) || YAJL_GET_INTEGER(n) < 0) {
+		return false;
+	}
+	*out = (unsigned long long)YAJL_GET_INTEGER(n);
+	return true;
+}
+
+/* A CLOCK_MONOTONIC time, as seconds before now (>= 0). */
+static bool
+get_since(yajl_val v, const char *key, double now, double *out)
+{
+	yajl_val n = member(v, key, yajl_t_number);
+
+	if (n == NULL || !YAJL_IS_DOUBLE(n) || !isfinite(YAJL_GET_DOUBLE(n))) {
+		return false;
+	}
+	*out = SYS_MAX(now - YAJL_GET_DOUBLE(n), 0.);
+	return true;
+}
+
+/* One session line into *o; false when it is not one. */
+static bool
+parse_session(yajl_val v, double now, struct survey_status *o)
+{
+	const char *id = YAJL_GET_STRING(member(v, "session", yajl_t_string));
+	const char *state = YAJL_GET_STRING(member(v, "state", yajl_t_string));
+	yajl_val pid = member(v, "pid", yajl_t_any);
+	bool known = false;
+
+	if (id == NULL || state == NULL || pid == NULL || strlen(id) > PROCTREE_COOKIE_MAX ||
+	    !session_id_valid(id, strlen(id))) {
+		return false;
+	}
+	for (size_t k = 0; k < sizeof(status_states) / sizeof(status_states[0]); k++) {
+		known = known || strcmp(state, status_states[k]) == 0;
+	}
+	if (!known) {
+		return false;
+	}
+	if (YAJL_IS_NULL(pid)) {
+		o->pid = 0;
+	} else if (YAJL_IS_INTEGER(pid) && YAJL_GET_INTEGER(pid) > 0 &&
+		   YAJL_GET_INTEGER(pid) <= INT_MAX) {
+		o->pid = (pid_t)YAJL_GET_INTEGER(pid);
+	} else {
+		return false;
+	}
+	(void)snprintf(o->session, sizeof(o->session), "%s", id);
+	(void)snprintf(o->state, sizeof(o->state), "%s", state);
+	o->instance = o->group = SIZE_MAX;
+	return get_since(v, "started", now, &o->age_s) && get_since(v, "last", now, &o->idle_s) &&
+	       get_count(v, "suspends", &o->suspends) && get_count(v, "resumes", &o->resumes);
+}
+
+/* One line as a JSON value (yajl_tree_free() it), NULL when it is not one. */
+static yajl_val
+parse_line(const char *l, size_t len)
+{
+	char line[SURVEY_STATUS_LINE_MAX + 1];
+
+	if (len > SURVEY_STATUS_LINE_MAX || memchr(l, '\0', len) != NULL) {
+		return NULL;
+	}
+	memcpy(line, l, len);
+	line[len] = '\0';
+	return yajl_tree_parse(line, NULL, 0);
+}
+
+struct status_key {
+	const char *session;
+	size_t at;
+};
+
+static int
+status_key_cmp(const void *a, const void *b)
+{
+	const struct status_key *x = a, *y = b;
+	int c = strcmp(x->session, y->session);
+
+	return c != 0 ? c : x->at < y->at ? -1 : x->at > y->at;
+}
+
+/* Keep the first line of each session in v[from, *n), in their order.  -1: ENOMEM. */
+static int
+drop_repeats(struct survey_status *v, size_t from, size_t *n)
+{
+	size_t m = *n - from, k = from;
+	struct status_key *keys;
+	bool *drop;
+
+	if (m < 2) {
+		return 0;
+	}
+	keys = malloc(m * sizeof(*keys));
+	drop = calloc(m, sizeof(*drop));
+	if (keys == NULL || drop == NULL) {
+		free(keys);
+		free(drop);
+		errno = ENOMEM;
+		return -1;
+	}
+	for (size_t i = 0; i < m; i++) {
+		keys[i].session = v[from + i].session;
+		keys[i].at = i;
+	}
+	qsort(keys, m, sizeof(*keys), status_key_cmp);
+	for (size_t i = 1; i < m; i++) {
+		drop[keys[i].at] = strcmp(keys[i].session, keys[i - 1].session) == 0;
+	}
+	for (size_t i = 0; i < m; i++) {
+		if (!drop[i]) {
+			v[k++] = v[from + i];
+		}
+	}
+	*n = k;
+	free(keys);
+	free(drop);
+	return 0;
+}
+
+int
+survey_status_parse(const char *buf, size_t len, pid_t pid, double now, struct survey_status **v,
+		    size_t *n, size_t *cap, bool *cut)
+{
+	size_t at = 0, from = *n;
+	bool header = false;
+
+	*cut = false;
+	while (at < len) {
+		const char *l = buf + at, *nl = memchr(l, '\n', len - at);
+
+		if (nl == NULL) {
+			break; /* torn: being written */
+		}
+		size_t ll = (size_t)(nl - l);
+		yajl_val root = parse_line(l, ll);
+
+		at += ll + 1;
+		if (!header) {
+			yajl_val me = root != NULL ? member(root, "mcpmux", yajl_t_number) : NULL;
+
+			header = me != NULL && YAJL_IS_INTEGER(me) && YAJL_GET_INTEGER(me) == pid;
+			yajl_tree_free(root);
+			if (!header) {
+				break;
+			}
+			continue;
+		}
+		if (*n - from == SURVEY_STATUS_MAX_SESSIONS) {
+			yajl_tree_free(root);
+			*cut = true;
+			break;
+		}
+		if (*n == *cap) {
+			size_t nc = *cap != 0 ? *cap * 2 : 16;
+			struct survey_status *nv = realloc(*v, nc * sizeof(*nv));
+
+			if (nv == NULL) {
+				yajl_tree_free(root);
+				*n = from;
+				errno = ENOMEM;
+				return -1;
+			}
+			*v = nv;
+			*cap = nc;
+		}
+		if (root != NULL && parse_session(root, now, &(*v)[*n])) {
+			(*n)++;
+		}
+		yajl_tree_free(root);
+	}
+	if (!header) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (drop_repeats(*v, from, n) == -1) {
+		*n = from;
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * mcpmux's runtime directory as instance pr made it (sys_runtime_dir()): from the
+ * XDG_RUNTIME_DIR of its environment, else /tmp/mcpmux-UID.  -1 when its environment
+ * cannot be read.
+ */
+static int
+instance_runtime_dir(const struct procscan_proc *pr, char *out, size_t cap)
+{
+	static const char key[] = "XDG_RUNTIME_DIR=";
+	char path[64], buf[8192], xdg[PATH_MAX] = "";
+	size_t keep = 0;
+	bool skip = false;
+	int fd, n;
+
+	(void)snprintf(path, sizeof(path), "%s/%d/environ", SURVEY_PROC_ROOT, (int)pr->pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1) {
+		return -1;
+	}
+	for (;;) {
+		ssize_t got = sys_read(fd, buf + keep, sizeof(buf) - keep);
+		size_t len, at = 0;
+
+		if (got <= 0) {
+			sys_close(&fd);
+			if (got == -1) {
+				return -1;
+			}
+			break;
+		}
+		len = keep + (size_t)got;
+		while (at < len) {
+			const char *e = buf + at, *nul = memchr(e, '\0', len - at);
+
+			if (nul == NULL) {
+				break;
+			}
+			size_t elen = (size_t)(nul - e);
+
+			if (!skip && elen >= sizeof(key) - 1 &&
+			    elen - (sizeof(key) - 1) < sizeof(xdg) &&
+			    memcmp(e, key, sizeof(key) - 1) == 0) {
+				memcpy(xdg, e + sizeof(key) - 1, elen - (sizeof(key) - 1));
+				xdg[elen - (sizeof(key) - 1)] = '\0';
+			}
+			skip = false;
+			at += elen + 1;
+		}
+		keep = len - at;
+		if (keep == sizeof(buf)) {
+			keep = 0; /* an entry longer than the buffer: not the one we look for */
+			skip = true;
+		} else {
+			memmove(buf, buf + at, keep);
+		}
+	}
+	if (xdg[0] == '/') {
+		n = snprintf(out, cap, "%s/mcpmux", xdg);
+	} else {
+		n = snprintf(out, cap, "/tmp/mcpmux-%u", (unsigned)pr->uid);
+	}
+	return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
+static int
+instance_key_cmp(const void *a, const void *b)
+{
+	const struct survey_status *x = a, *y = b;
+
+	return x->instance != y->instance ? (x->instance < y->instance ? -1 : 1)
+					  : strcmp(x->session, y->session);
+}
+
+/* Match each session that has processes with its group. */
+static int
+match_groups(struct survey *p)
+{
+	const struct procscan *s = &p->scan;
+	struct survey_status *sorted;
+
+	p->group_st = malloc((s->n_groups != 0 ? s->n_groups : 1) * sizeof(*p->group_st));
+	sorted = malloc((p->n_st != 0 ? p->n_st : 1) * sizeof(*sorted));
+	if (p->group_st == NULL || sorted == NULL) {
+		free(sorted);
+		return -1;
+	}
+	/* Sorted copies, each with its index in st in .group. */
+	for (size_t k = 0; k < p->n_st; k++) {
+		sorted[k] = p->st[k];
+		sorted[k].group = k;
+	}
+	qsort(sorted, p->n_st, sizeof(*sorted), instance_key_cmp);
+	for (size_t g = 0; g < s->n_groups; g++) {
+		const struct procscan_group *x = &s->g[g];
+		struct survey_status key = { 0 };
+		const struct survey_status *hit;
+
+		p->group_st[g] = SIZE_MAX;
+		if (x->owner_state != PROCSCAN_LIVE || p->n_st == 0) {
+			continue;
+		}
+		key.instance = x->instance;
+		(void)snprintf(key.session, sizeof(key.session), "%s", x->session);
+		hit = bsearch(&key, sorted, p->n_st, sizeof(*sorted), instance_key_cmp);
+		if (hit != NULL) {
+			p->group_st[g] = hit->group;
+			p->st[hit->group].group = g;
+		}
+	}
+	free(sorted);
+	return 0;
+}
+
+int
+survey_read_status(struct survey *p)
+{
+	const struct procscan *s = &p->scan;
+	struct sbuf buf = { 0 };
+	bool oom = false;
+
+	for (size_t i = 0; i < s->n; i++) {
+		const struct procscan_proc *pr = &s->v[i];
+		size_t from = p->n_st;
+		char dir[PATH_MAX];
+		bool cut = false;
+		int rc;
+
+		if (pr->mode == PROCSCAN_NONE || instance_runtime_dir(pr, dir, sizeof(dir)) == -1) {
+			continue;
+		}
+		rc = survey_status_load(dir, pr->pid, pr->uid, &buf);
+		if (rc == -1 && errno == ENOMEM) {
+			oom = true;
+			break;
+		}
+		if (rc == -1) {
+			diag_warn_errno("cannot read the status of mcpmux %d in %s/instances (its "
+					"sessions' states are left out)",
+					(int)pr->pid, dir);
+		}
+		if (rc != SURVEY_STATUS_READ) {
+			continue;
+		}
+		if (survey_status_parse(buf.buf != NULL ? buf.buf : "", buf.len, pr->pid,
+					sys_mono(), &p->st, &p->n_st, &p->cap_st, &cut) == -1) {
+			if (errno == ENOMEM) {
+				oom = true;
+				break;
+			}
+			continue; /* not the file of this pid, or being written: nothing known */
+		}
+		if (cut || buf.len >= SURVEY_STATUS_MAX_BYTES) {
+			diag_warn("mcpmux %d has more sessions than ps reads of it (%d, %zu "
+				  "bytes): the others are shown without their states",
+				  (int)pr->pid, SURVEY_STATUS_MAX_SESSIONS,
+				  SURVEY_STATUS_MAX_BYTES);
+		}
+		for (size_t k = from; k < p->n_st; k++) {
+			p->st[k].instance = i;
+		}
+	}
+	sbuf_release(&buf);
+	if (oom || match_groups(p) == -1) {
+		return diag_error("out of memory");
+	}
+	return 0;
+}
+
+const struct survey_status *
+survey_group_status(const struct survey *p, size_t g)
+{
+	return p->group_st != NULL && p->group_st[g] != SIZE_MAX ? &p->st[p->group_st[g]] : NULL;
+}
+
+/* Is pid certainly gone (not even a zombie)? */
+static bool
+pid_gone(pid_t pid)
+{
+	return kill(pid, 0) == -1 && errno == ESRCH;
+}
+
+size_t
+survey_sweep_status(void)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	char dir[PATH_MAX];
+	uid_t uid = getuid();
+	size_t n = 0;
+	int dfd, ifd;
+	DIR *d;
+
+	if (xdg != NULL && xdg[0] == '/') {
+		(void)snprintf(dir, sizeof(dir), "%s/mcpmux", xdg);
+	} else {
+		(void)snprintf(dir, sizeof(dir), "/tmp/mcpmux-%u", (unsigned)uid);
+	}
+	dfd = open_private_dir(AT_FDCWD, dir, uid);
+	ifd = dfd != -1 ? open_private_dir(dfd, "instances", uid) : -1;
+	sys_close(&dfd);
+	d = ifd != -1 ? fdopendir(ifd) : NULL;
+	if (d == NULL) {
+		if (errno != ENOENT) {
+			diag_warn_errno("cannot look for the status files of instances that are "
+					"gone in %s/instances",
+					dir);
+		}
+		sys_close(&ifd);
+		return 0;
+	}
+	for (const struct dirent *e; (e = readdir(d)) != NULL;) {
+		char *end;
+		long pid;
+		struct stat st;
+		int fd;
+
+		errno = 0;
+		pid = strtol(e->d_name, &end, 10);
+		/*
+		 * A live pid may be an instance that has made its file but not yet locked it:
+		 * only the files of pids that are gone are taken, under their lock.
+		 */
+		if (e->d_name[0] < '1' || e->d_name[0] > '9' || *end != '\0' || errno != 0 ||
+		    pid > INT_MAX || !pid_gone((pid_t)pid)) {
+			continue;
+		}
+		fd = openat(dirfd(d), e->d_name,
+			    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+		if (fd == -1) {
+			continue;
+		}
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == uid &&
+		    flock(fd, LOCK_EX | LOCK_NB) == 0 && pid_gone((pid_t)pid)) {
+			if (unlinkat(dirfd(d), e->d_name, 0) == 0) {
+				n++;
+			} else if (errno != ENOENT) {
+				diag_warn_errno("cannot remove %s/instances/%s", dir, e->d_name);
+			}
+		}
+		sys_close(&fd);
+	}
+	(void)closedir(d);
+	return n;
+}
+
 /* ---- options ---- */
 
 static int
@@ -588,7 +1174,8 @@ ps_usage(bool sweep)
 		      "\n"
 		      "The running mcpmux instances of this user (of every user for root), their\n"
 		      "sessions, the orphans of instances that are gone, and the containers\n"
-		      "labelled by mcpmux.  From /proc and the container engines' listings.\n"
+		      "labelled by mcpmux.  From /proc, the container engines' listings, and\n"
+		      "the status files the running instances keep (states, idle times).\n"
 		      "\n"
 		      "  --json                one JSON object (docs/ps.md describes it)\n"
 		      "  --session PATTERN     only sessions whose ID matches PATTERN (glob)\n"

@@ -5,8 +5,10 @@
  * engine commands, and the aligned tables and short formats they print.
  *
  * survey_read() fills a struct survey; everything in it stays valid until
- * survey_release().  A container engine whose binary is not found is skipped silently;
- * one that fails to answer is reported once on stderr (a warning) and in
+ * survey_release().  survey_read_status() adds what only the running instances know, from
+ * their status files (status.h), for ps; survey_sweep_status() removes the files of
+ * instances that are gone, for sweep.  A container engine whose binary is not found is skipped
+ * silently; one that fails to answer is reported once on stderr (a warning) and in
  * survey_engine.error.  Blocking calls, no event loop: front ends of layer 4.
  */
 #ifndef MCPMUX_SURVEY_H
@@ -23,6 +25,12 @@
 #define SURVEY_PROC_ROOT	 "/proc"
 #define SURVEY_ENGINE_TIMEOUT_MS 30000 /* one engine command (a listing, a kill) */
 #define SURVEY_ENGINES		 2     /* podman, docker */
+
+/* Bounds on reading one instance's status file (status.h). */
+#define SURVEY_STATUS_MAX_BYTES	   ((size_t)4 << 20) /* more is left unread */
+#define SURVEY_STATUS_MAX_SESSIONS 16384	     /* session lines kept */
+#define SURVEY_STATUS_LINE_MAX	   1024		     /* a longer line is skipped */
+#define SURVEY_STATUS_READS	   4		     /* reads to get the same bytes twice */
 
 struct survey_opts {
 	bool json, dry_run;
@@ -48,6 +56,18 @@ enum survey_owner {
 	SURVEY_UNKNOWN,	  /* the owner could not be read */
 };
 
+/* One session as its running instance tells it (a line of its status file). */
+struct survey_status {
+	size_t instance; /* index of the instance in scan.v */
+	size_t group;	 /* the session's group in the scan (it has processes), SIZE_MAX */
+	char session[PROCTREE_COOKIE_MAX + 1];
+	char state[12]; /* "running", "ending", "suspending", "suspended", "resuming", "waiting" */
+	pid_t pid;	/* the server's pid by the instance, 0 none: /proc has the last word */
+	double age_s;	/* since the session began */
+	double idle_s;	/* since its last message either way (up to a second more) */
+	unsigned long long suspends, resumes;
+};
+
 struct survey {
 	struct survey_opts o;
 	struct procscan scan;
@@ -55,6 +75,10 @@ struct survey {
 	bool all_users;		      /* root: the scan read every user's processes */
 	char boot[PROCSCAN_BOOT_MAX]; /* "" when unknown */
 	struct survey_engine engines[SURVEY_ENGINES];
+	/* survey_read_status(): */
+	struct survey_status *st; /* grouped by instance, in each in the file's order */
+	size_t n_st, cap_st;
+	size_t *group_st; /* per scan group: its index in st, SIZE_MAX */
 };
 
 /*
@@ -65,6 +89,48 @@ int survey_parse(struct survey_opts *o, int argc, char **argv, bool sweep);
 /* Scan /proc and list the containers.  0, or -1 after an error message. */
 int survey_read(struct survey *sv);
 void survey_release(struct survey *sv);
+
+/*
+ * Read the status file of every live instance (docs/ps.md): a file that is not held
+ * under its lock is a dead instance's and is ignored, as is one that is not a regular
+ * file of the instance's user, not in a private directory, or whose first line names
+ * another pid.  Then match each session with its group in the scan.  0, or -1 after an
+ * error message (out of memory); a file that cannot be read costs only its fields.
+ */
+int survey_read_status(struct survey *sv);
+/* What group g's instance says of it, NULL when it says nothing. */
+const struct survey_status *survey_group_status(const struct survey *sv, size_t g);
+
+enum survey_status_file {
+	SURVEY_STATUS_NONE,  /* no such file */
+	SURVEY_STATUS_STALE, /* its lock is free: the instance is gone */
+	SURVEY_STATUS_READ,  /* held by a live instance, and read */
+};
+
+/*
+ * The status file of instance pid of user uid in mcpmux's runtime directory dir (its
+ * "instances/PID", opened without following symlinks), read into out (at most
+ * SURVEY_STATUS_MAX_BYTES, read again until two reads agree, or SURVEY_STATUS_READS
+ * times).  -1 with errno: EPERM (not a regular file of uid, or a directory others can
+ * write), ELOOP (a symlink), or what open or read said.
+ */
+int survey_status_load(const char *dir, pid_t pid, uid_t uid, struct sbuf *out);
+/*
+ * Parse a status file of instance pid: its session lines into *v (appended, *n and *cap
+ * updated, instance and group set to SIZE_MAX), ages from now (CLOCK_MONOTONIC seconds).
+ * A line that is torn (no newline), too long, malformed, or of a session already seen
+ * is skipped; lines past SURVEY_STATUS_MAX_SESSIONS are not read (*cut).  0; -1 with
+ * errno EINVAL when the first line does not name pid (the whole file is ignored),
+ * ENOMEM.
+ */
+int survey_status_parse(const char *buf, size_t len, pid_t pid, double now,
+			struct survey_status **v, size_t *n, size_t *cap, bool *cut);
+/*
+ * sweep: remove the status files that this user's instances left behind (killed, so
+ * not removed at exit), in the runtime directory of this process's environment: those
+ * whose lock is free and whose pid is gone.  Returns how many were removed.
+ */
+size_t survey_sweep_status(void);
 
 bool survey_session_selected(const struct survey_opts *o, const char *session);
 /* Warn about carriers whose owner could not be read (own_only: this user's); any? */

@@ -9,6 +9,7 @@ limited to them (--session TAG-*): the machine is shared, and other people's orp
 are not this test's to end.  The container case needs podman (podman_env.py).
 """
 
+import fcntl
 import json
 import os
 import signal
@@ -17,8 +18,8 @@ import time
 import unittest
 
 import podman_env
-from mcptest import (Case, FIXTURE, MCPMUX, SLOW, alive, initialize, main, proc_environ,
-                     proc_state, wait_until)
+from mcptest import (Case, FIXTURE, MCPMUX, SLOW, alive, call, initialize, main, proc_environ,
+                     proc_state, req, wait_until)
 
 NOBODY = 65534
 AS_ROOT = os.geteuid() == 0
@@ -29,6 +30,15 @@ def start_ticks(pid):
     with open("/proc/%d/stat" % pid, "rb") as f:
         stat = f.read()
     return int(stat[stat.rindex(b")") + 2:].split()[19])
+
+
+def proc_ppid(pid):
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(b")") + 2:].split()[1])
 
 
 def age_s(pid):
@@ -196,6 +206,11 @@ class Machine(PsCase):
         [live] = owner["sessions"]
         self.assertEqual(live["session"], self.session("live"))
         self.assertEqual(live["pids"], [self.owned.pid])
+        # no status file: what only a running mcpmux knows is null
+        for field in ("ending", "suspended", "idle_s", "session_age_s", "suspends", "resumes"):
+            self.assertIn(field, live)
+            self.assertIsNone(live[field])
+        self.assertEqual((live["state"], live["proc_state"]), ("running", "running"))
         # the real serve instance
         serve = instances[self.serve.pid]
         self.assertEqual(serve["mode"], "serve")
@@ -206,9 +221,11 @@ class Machine(PsCase):
         self.assertEqual(srv["server_pid"], self.server)
         self.assertEqual(srv["tree"], 1)
         self.assertEqual(srv["state"], "running")
-        for field in ("ending", "suspended", "idle_s"):
-            self.assertIn(field, srv)
-            self.assertIsNone(srv[field])
+        # what the instance says (its status file, found through its XDG_RUNTIME_DIR)
+        self.assertEqual((srv["ending"], srv["suspended"]), (False, False))
+        self.assertEqual((srv["suspends"], srv["resumes"]), (0, 0))
+        self.assertGreaterEqual(srv["idle_s"], 0)
+        self.assertGreaterEqual(srv["session_age_s"], srv["idle_s"])
         self.assertGreaterEqual(srv["age_s"], 0)
         # never listed: the process without a cookie, ps itself
         listed = set(instances)
@@ -363,6 +380,304 @@ class Ladder(PsCase):
             rc, out, err = self.mcpmux(sub, "--help")
             self.assertEqual(rc, 0)
             self.assertIn("usage: mcpmux %s" % sub, out)
+
+
+class Status(PsCase):
+    """What only a running instance knows, from its status file: states, idle times,
+    suspend and resume counts, and sessions without a server.  mcpmux and ps run with a
+    private XDG_RUNTIME_DIR, where the test also writes files of its own."""
+
+    def setUp(self):
+        super().setUp()
+        self.xdg = os.path.join(self.tmp.name, "run")
+        os.mkdir(self.xdg, 0o700)
+        self.env["XDG_RUNTIME_DIR"] = self.xdg
+        self.instances = os.path.join(self.xdg, "mcpmux", "instances")
+
+    def tearDown(self):
+        # mcpmux ends its servers before PsCase looks for leftovers
+        for p in self.procs:
+            if p.p.returncode is None:
+                p.close_stdin()
+                try:
+                    p.wait()
+                except AssertionError:
+                    p.kill()
+        super().tearDown()
+
+    def status_file(self, pid):
+        return os.path.join(self.instances, str(pid))
+
+    def instance(self, j, pid):
+        [i] = [i for i in j["instances"] if i["pid"] == pid]
+        return i
+
+    def sessions(self, pid, *args):
+        return {s["session"]: s for s in self.instance(self.ps_json(*args), pid)["sessions"]}
+
+    def only_session(self, pid):
+        """The one session of wrap instance pid, with the monotonic time ps ran at."""
+        t0 = time.monotonic()
+        sessions = self.sessions(pid)
+        t1 = time.monotonic()
+        self.assertEqual(len(sessions), 1, sessions)
+        return list(sessions.values())[0], t0, t1
+
+    def server_of(self, pid):
+        return wait_until(lambda: [p for p in self.tagged() if proc_ppid(p) == pid and
+                                   any(e.startswith(b"MCPMUX_SESSION=")
+                                       for e in proc_environ(p) or [])],
+                          5, "the server of %d" % pid)[0]
+
+    def test_wrap_suspended_session_is_listed(self):
+        t_start = time.monotonic()
+        w = self.wrap(opts=["--idle-suspend", "0.3"])
+        t_sent = time.monotonic()
+        w.send(initialize(1))
+        self.assertEqual(w.msg()["id"], 1)
+        t_answer = time.monotonic()
+        server = self.server_of(w.pid)
+        wait_until(lambda: not alive(server), 10, "the idle server to be suspended")
+        s = wait_until(lambda: (lambda s: s if s["state"] == "suspended" else None)(
+            self.only_session(w.pid)[0]), 5, "ps to show the session suspended")
+        s, t0, t1 = self.only_session(w.pid)
+        self.assertEqual(s["state"], "suspended")
+        self.assertIsNone(s["server_pid"])
+        self.assertIsNone(s["proc_state"])
+        self.assertIs(s["suspended"], True)
+        self.assertIs(s["ending"], False)
+        self.assertEqual(s["suspends"], 1)
+        self.assertEqual(s["resumes"], 0)
+        self.assertEqual(s["tree"], 0)
+        self.assertEqual(s["pids"], [])
+        self.assertEqual(s["rss_kib"], 0)
+        self.assertIsNone(s["age_s"])  # no process to take it from
+        self.assertEqual(s["command"], [FIXTURE])
+        self.assertEqual(s["containers"], [])
+        # idle since the answer to initialize: at least the suspend delay, and no more
+        # than the time since the request was sent (0.1: the file's rounding, ps's own)
+        self.assertGreaterEqual(s["idle_s"], 0.3 - 0.1)
+        self.assertGreaterEqual(s["idle_s"], t0 - t_answer - 0.1)
+        self.assertLessEqual(s["idle_s"], t1 - t_sent + 0.1)
+        self.assertGreaterEqual(s["session_age_s"], s["idle_s"])
+        self.assertLessEqual(s["session_age_s"], t1 - t_start + 0.1)
+        self.assertEqual(self.instance(self.ps_json(), w.pid)["mode"], "wrap")
+        # the table: no server, the state, the counts
+        rc, out, err = self.mcpmux("ps")
+        self.assertEqual(rc, 0, err)
+        lines = out.splitlines()
+        header = [l for l in lines if l.startswith("SESSION ") and "MCPMUX" in l][0]
+        row = [l for l in lines if l.startswith(s["session"])][0]
+        self.assertEqual(row.split()[:5], [s["session"], str(w.pid), "-", "0", "suspended"])
+        self.assertIn(" 1/0 ", row)
+        self.assertEqual(row.index(" suspended") + 1, header.index("STATE"))
+        self.assertRegex([l for l in lines if l.lstrip().startswith(str(w.pid))][0],
+                         r"^\s*%d\s+\S+\s+wrap\s+\S+\s+\S+\s+1\s" % w.pid)
+        # the next message resumes it: a new server, counted
+        w.send(req(2, "tools/list"))
+        self.assertEqual(w.msg()["id"], 2)
+        s2 = self.only_session(w.pid)[0]
+        self.assertEqual(s2["session"], s["session"])
+        self.assertIn(s2["state"], ("running", "suspending", "suspended"))
+        self.assertEqual(s2["resumes"], 1)
+        if s2["state"] == "running":
+            self.assertEqual(s2["suspends"], 1)
+            self.assertEqual(s2["server_pid"], self.server_of(w.pid))
+
+    def test_running_session_idle_grows(self):
+        w = self.wrap()
+        w.send(initialize(1))
+        self.assertEqual(w.msg()["id"], 1)
+        server = self.server_of(w.pid)
+        first, _, _ = self.only_session(w.pid)
+        self.assertEqual(first["state"], "running")
+        self.assertEqual(first["proc_state"], "running")
+        self.assertEqual(first["server_pid"], server)
+        self.assertIs(first["ending"], False)
+        self.assertIs(first["suspended"], False)
+        self.assertEqual((first["suspends"], first["resumes"]), (0, 0))
+        self.assertEqual(first["tree"], 1)
+        self.assertGreaterEqual(first["idle_s"], 0)
+        self.assertGreaterEqual(first["session_age_s"], first["idle_s"])
+        # ps finds the file where the instance made it (its XDG_RUNTIME_DIR), not its own
+        env = {k: v for k, v in self.env.items() if k != "XDG_RUNTIME_DIR"}
+        p = subprocess.run([MCPMUX, "ps", "--json"], env=env, capture_output=True,
+                           timeout=60 * SLOW)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        [s] = self.instance(json.loads(p.stdout), w.pid)["sessions"]
+        self.assertEqual((s["state"], s["suspends"]), ("running", 0))
+        time.sleep(1.2)
+        later, _, _ = self.only_session(w.pid)
+        self.assertEqual(later["state"], "running")
+        self.assertGreaterEqual(later["idle_s"] - first["idle_s"], 1.0)
+        self.assertGreaterEqual(later["session_age_s"] - first["session_age_s"], 1.0)
+        # traffic: the file says so within a second
+        w.send(req(2, "tools/list"))
+        self.assertEqual(w.msg()["id"], 2)
+        wait_until(lambda: self.only_session(w.pid)[0]["idle_s"] < later["idle_s"] - 0.5,
+                   3, "the idle time to restart after traffic")
+        # a stopped server: /proc has the last word on processes
+        os.kill(server, signal.SIGSTOP)
+        try:
+            wait_until(lambda: proc_state(server) == "T", 5, "the server to stop")
+            s, _, _ = self.only_session(w.pid)
+            self.assertEqual((s["state"], s["proc_state"]), ("stopped", "stopped"))
+        finally:
+            os.kill(server, signal.SIGCONT)
+
+    def test_serve_one_session_suspended_one_busy(self):
+        serve = self.serve(opts=["--idle-suspend", "0.5"])
+        busy, idle = self.session("busy"), self.session("idle")
+
+        def reply(session):
+            while True:
+                m = serve.msg()
+                if m.get("session") == session and "message" in m:
+                    return m["message"]
+        for sid in (busy, idle):
+            serve.send({"session": sid, "message": initialize(1)})
+            self.assertEqual(reply(sid)["id"], 1)
+        # a request in flight: not idle, never suspended while it lasts
+        serve.send({"session": busy, "message": call(2, "sleep", ms=int(30000 * SLOW))})
+        wait_until(lambda: self.sessions(serve.pid)[idle]["state"] == "suspended", 10,
+                   "the idle session to be suspended")
+        ss = self.sessions(serve.pid)
+        self.assertEqual(set(ss), {busy, idle})
+        b, i = ss[busy], ss[idle]
+        self.assertEqual(b["state"], "running")
+        self.assertIsNotNone(b["server_pid"])
+        self.assertTrue(alive(b["server_pid"]))
+        self.assertEqual(b["tree"], 1)
+        self.assertEqual((b["suspends"], b["resumes"]), (0, 0))
+        self.assertIs(b["suspended"], False)
+        self.assertEqual(i["state"], "suspended")
+        self.assertIs(i["suspended"], True)
+        self.assertIsNone(i["server_pid"])
+        self.assertEqual((i["tree"], i["pids"], i["rss_kib"]), (0, [], 0))
+        self.assertEqual((i["suspends"], i["resumes"]), (1, 0))
+        self.assertGreaterEqual(i["idle_s"], 0.4)
+        self.assertEqual(self.cookie_pids(idle), [])
+        # --session narrows to the suspended one, in the table too
+        self.assertEqual(set(self.sessions(serve.pid, "--session", idle)), {idle})
+        rc, out, err = self.mcpmux("ps", "--session", idle)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"(?m)^%s\s+%d\s+-\s+0\s+suspended\s" % (idle, serve.pid))
+        self.assertNotIn(busy, out)
+        self.assertRegex(out, r"(?m)^\s*%d\s+\S+\s+serve\s+\S+\s+\S+\s+2\s" % serve.pid)
+
+    def write_status(self, pid, lines, lock=False):
+        """A status file of the test's own; with lock, held (an fd to close) as a live
+        instance holds its own."""
+        os.makedirs(self.instances, mode=0o700, exist_ok=True)
+        os.chmod(os.path.dirname(self.instances), 0o700)
+        fd = os.open(self.status_file(pid), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(fd, "".join(json.dumps(l, separators=(",", ":")) + "\n"
+                             for l in lines).encode())
+        if lock:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        os.close(fd)
+        return None
+
+    def test_stale_status_file_is_ignored(self):
+        # An instance without a status file: a carrier names it.  Its "file" is written
+        # by the test, with a session that has no process and made-up pids.
+        owner = self.spawn(["sleep", "1000"])
+        live = self.session("live")
+        self.spawn(["sleep", "1000"], live, "%d:%d" % (owner.pid, start_ticks(owner.pid)))
+        ghost = self.session("ghost")
+        lines = [{"mcpmux": owner.pid, "mode": "serve"},
+                 {"session": live, "state": "ending", "pid": 999999, "started": 1.0,
+                  "last": 2.0, "suspends": 2, "resumes": 2},
+                 {"session": ghost, "state": "suspended", "pid": None, "started": 1.0,
+                  "last": 2.0, "suspends": 5, "resumes": 4}]
+        self.write_status(owner.pid, lines)
+        # and the file of a dead instance (its pid is gone)
+        dead = int(self.dead_owner().split(":")[0])
+        self.write_status(dead, [{"mcpmux": dead, "mode": "wrap"}] + lines[1:])
+
+        # unlocked: a dead instance's, whatever it says
+        ss = self.sessions(owner.pid)
+        self.assertEqual(set(ss), {live})
+        self.assertEqual(ss[live]["state"], "running")
+        for field in ("ending", "suspended", "idle_s", "session_age_s", "suspends", "resumes"):
+            self.assertIsNone(ss[live][field], field)
+        rc, out, err = self.mcpmux("ps")
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn(ghost, out)
+        self.assertEqual(err.count("status"), 0, err)
+        # ps removes nothing, nor does sweep --dry-run
+        rc, _, err = self.mcpmux("sweep", "--dry-run", "--session", self.tag + "-*")
+        self.assertEqual(rc, 0, err)
+        self.assertTrue(os.path.exists(self.status_file(owner.pid)))
+        self.assertTrue(os.path.exists(self.status_file(dead)))
+
+        # the same file held under its lock: read, and the session without a process listed
+        fd = self.write_status(owner.pid, lines, lock=True)
+        try:
+            ss = self.sessions(owner.pid)
+            self.assertEqual(set(ss), {live, ghost})
+            self.assertEqual(ss[live]["state"], "ending")
+            self.assertEqual(ss[live]["pids"], [p for p in self.carriers(live)])
+            self.assertIsNone(ss[live]["server_pid"])  # the made-up pid is not taken
+            self.assertEqual((ss[ghost]["state"], ss[ghost]["server_pid"]), ("suspended", None))
+            self.assertEqual((ss[ghost]["suspends"], ss[ghost]["resumes"]), (5, 4))
+            self.assertIsNone(ss[ghost]["command"])  # the owner's command line says none
+            # another pid in its first line: not this instance's file
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps({"mcpmux": owner.pid + 1}) + "\n").encode(), 0)
+            self.assertEqual(set(self.sessions(owner.pid)), {live})
+        finally:
+            os.close(fd)
+
+        # a symlink to a held file is not followed
+        elsewhere = os.path.join(self.xdg, "elsewhere")
+        fd = os.open(elsewhere, os.O_RDWR | os.O_CREAT, 0o600)
+        os.write(fd, "".join(json.dumps(l) + "\n" for l in lines).encode())
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            os.unlink(self.status_file(owner.pid))
+            os.symlink(elsewhere, self.status_file(owner.pid))
+            rc, out, err = self.mcpmux("ps", "--json")
+            self.assertEqual(rc, 0, err)
+            self.assertEqual(set(s["session"] for s in
+                                 self.instance(json.loads(out), owner.pid)["sessions"]),
+                             {live})
+            self.assertIn("cannot read the status of mcpmux %d" % owner.pid, err)
+        finally:
+            os.close(fd)
+        os.unlink(self.status_file(owner.pid))
+        self.write_status(owner.pid, lines)
+
+        # sweep removes the dead instance's file, not the one of a pid that lives
+        rc, out, err = self.mcpmux("sweep", "--session", self.tag + "-*")
+        self.assertEqual(rc, 0, err)
+        self.assertFalse(os.path.exists(self.status_file(dead)))
+        self.assertTrue(os.path.exists(self.status_file(owner.pid)))
+
+    def test_killed_instance_leaves_a_file_for_sweep(self):
+        w = self.wrap()
+        w.send(initialize(1))
+        self.assertEqual(w.msg()["id"], 1)
+        server = self.server_of(w.pid)
+        self.assertTrue(os.path.exists(self.status_file(w.pid)))
+        w.p.kill()
+        w.p.wait()
+        wait_until(lambda: not alive(server), 10, "the keeper to end the server")
+        self.assertTrue(os.path.exists(self.status_file(w.pid)))
+        self.assertNotIn(w.pid, [i["pid"] for i in self.ps_json()["instances"]])
+        self.assertTrue(os.path.exists(self.status_file(w.pid)))
+        rc, out, err = self.mcpmux("sweep", "--session", self.tag + "-*")
+        self.assertEqual(rc, 0, err)
+        self.assertFalse(os.path.exists(self.status_file(w.pid)))
+        # a clean exit removes its own
+        w2 = self.wrap()
+        w2.send(initialize(1))
+        self.assertEqual(w2.msg()["id"], 1)
+        self.assertTrue(os.path.exists(self.status_file(w2.pid)))
+        w2.close_stdin()
+        w2.wait()
+        self.assertFalse(os.path.exists(self.status_file(w2.pid)))
 
 
 PODMAN = podman_env.unavailable()
