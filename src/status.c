@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mcpmux/diag.h"
@@ -79,10 +81,26 @@ status_open(struct ev_loop *loop, const char *mode)
 				"shows less)");
 		return;
 	}
-	st.fd = open(st.path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (st.fd == -1 || flock(st.fd, LOCK_EX | LOCK_NB) == -1) {
+	/*
+	 * A reader (ps, sweep) holds the lock for microseconds: a few tries.  The file is
+	 * checked to be the one at the path once locked (a sweep may remove a dead pid's file
+	 * between the open and the lock: then it is made again).
+	 */
+	for (int tries = 0; tries < 20 && st.fd < 0; tries++) {
+		struct stat a, b;
+
+		st.fd = open(st.path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (st.fd == -1) {
+			break;
+		}
+		if (flock(st.fd, LOCK_EX | LOCK_NB) == -1 || fstat(st.fd, &a) == -1 ||
+		    stat(st.path, &b) == -1 || a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+			sys_close(&st.fd);
+			(void)nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+		}
+	}
+	if (st.fd < 0) {
 		diag_warn_errno("cannot keep %s (mcpmux ps shows less)", st.path);
-		sys_close(&st.fd);
 		return;
 	}
 	st.loop = loop;
