@@ -242,6 +242,20 @@ session_first(void)
 	return live_head;
 }
 
+static void
+live_unlink(struct session *s)
+{
+	if (s->prev_live != NULL) {
+		s->prev_live->next_live = s->next_live;
+	} else if (live_head == s) {
+		live_head = s->next_live;
+	}
+	if (s->next_live != NULL) {
+		s->next_live->prev_live = s->prev_live;
+	}
+	s->prev_live = s->next_live = NULL;
+}
+
 pid_t
 session_pid(const struct session *s)
 {
@@ -954,9 +968,16 @@ session_new(struct ev_loop *loop, const char *id, const struct session_config *c
 	ev_init(&s->idle_w, session_on_idle);
 	ev_init(&s->suspend_w, session_on_suspend_timer);
 	ev_init(&s->done_w, session_on_done_timer);
+	/* Listed first: the status file written when the server starts shows it. */
+	s->next_live = live_head;
+	if (live_head != NULL) {
+		live_head->prev_live = s;
+	}
+	live_head = s;
 	if (start_server(s) == -1) {
 		int err = errno;
 
+		live_unlink(s);
 		free(s);
 		errno = err;
 		return NULL;
@@ -965,12 +986,6 @@ session_new(struct ev_loop *loop, const char *id, const struct session_config *c
 		ev_timer_set(&s->idle_w, cfg->idle_timeout, 0.);
 		ev_timer_start(loop, &s->idle_w);
 	}
-	s->next_live = live_head;
-	if (live_head != NULL) {
-		live_head->prev_live = s;
-	}
-	live_head = s;
-	status_note(true);
 	return s;
 }
 
@@ -1415,14 +1430,7 @@ session_free(struct session *s)
 	if (s == NULL) {
 		return;
 	}
-	if (s->prev_live != NULL) {
-		s->prev_live->next_live = s->next_live;
-	} else if (live_head == s) {
-		live_head = s->next_live;
-	}
-	if (s->next_live != NULL) {
-		s->next_live->prev_live = s->prev_live;
-	}
+	live_unlink(s);
 	status_note(true);
 	ev_timer_stop(s->loop, &s->idle_w);
 	ev_timer_stop(s->loop, &s->suspend_w);

@@ -26,7 +26,8 @@ static struct {
 	char path[PATH_MAX];
 	ev_timer w;
 	struct sbuf buf;
-	bool failed; /* said once */
+	bool failed;	   /* said once */
+	double last_write; /* sys_mono() */
 } st = { .fd = -1 };
 
 static void
@@ -34,6 +35,8 @@ status_write(void)
 {
 	struct sbuf *b = &st.buf;
 
+	ev_timer_stop(st.loop, &st.w);
+	st.last_write = sys_mono();
 	sbuf_reset(b);
 	sbuf_addf(b, "{\"mcpmux\":%d,\"mode\":\"%s\"}\n", (int)getpid(), st.mode);
 	for (const struct session *s = session_first(); s != NULL; s = s->next_live) {
@@ -107,6 +110,7 @@ status_open(struct ev_loop *loop, const char *mode)
 	st.mode = mode;
 	ev_timer_init(&st.w, status_on_timer, STATUS_EVERY_S, 0.);
 	status_write();
+	st.last_write = 0; /* the first session's start is not held back by this write */
 }
 
 void
@@ -116,15 +120,24 @@ status_note(bool now)
 		return;
 	}
 	/*
-	 * Batched: a thousand sessions starting at once make one write, not a thousand
-	 * writes of a thousand lines each.
+	 * A change after a quiet while is written at once; the changes that follow it within
+	 * STATUS_SOON_S (traffic: STATUS_EVERY_S) make one write at its end: a thousand
+	 * sessions starting at once make a few writes, not a thousand writes of a thousand
+	 * lines each, and a flood of messages one write a second.
 	 */
-	double due = now ? STATUS_SOON_S : STATUS_EVERY_S;
+	double every = now ? STATUS_SOON_S : STATUS_EVERY_S;
+	double since = sys_mono() - st.last_write;
+
+	if (!ev_is_active(&st.w) && since >= every) {
+		status_write();
+		return;
+	}
+	double due = SYS_MAX(0., every - since);
 
 	if (!ev_is_active(&st.w)) {
 		ev_timer_set(&st.w, due, 0.);
 		ev_timer_start(st.loop, &st.w);
-	} else if (now && ev_timer_remaining(st.loop, &st.w) > STATUS_SOON_S) {
+	} else if (now && ev_timer_remaining(st.loop, &st.w) > due) {
 		ev_timer_stop(st.loop, &st.w);
 		ev_timer_set(&st.w, due, 0.);
 		ev_timer_start(st.loop, &st.w);
