@@ -366,20 +366,56 @@ struct spawn_clone_args {
 _Static_assert(sizeof(struct spawn_clone_args) == 88, "CLONE_ARGS_SIZE_VER2");
 #define SPAWN_CLONE_INTO_CGROUP 0x200000000ULL
 
+#if defined(__x86_64__)
+/*
+ * clone3(args, size) with CLONE_VM: the child starts on the stack args names, where no
+ * C function of ours has a frame to return to, so it calls fn(arg) from here and exits
+ * with its value (it never does: child_main() execs or _exits).  The parent gets the pid
+ * or -errno, as the kernel returns them.  As glibc's own clone wrappers do it.
+ */
+__attribute__((naked, noinline)) static long
+clone3_vm(struct spawn_clone_args *args __attribute__((unused)),
+	  size_t size __attribute__((unused)), int (*fn)(void *) __attribute__((unused)),
+	  void *arg __attribute__((unused)))
+{
+	__asm__ volatile("mov %rdx, %r8\n\t" /* fn and arg survive the syscall */
+			 "mov %rcx, %r9\n\t"
+			 "mov $435, %eax\n\t" /* SYS_clone3 */
+			 "syscall\n\t"
+			 "test %rax, %rax\n\t"
+			 "jnz 1f\n\t"
+			 "xor %ebp, %ebp\n\t" /* the child: no frame above this one */
+			 "and $-16, %rsp\n\t"
+			 "mov %r9, %rdi\n\t"
+			 "call *%r8\n\t"
+			 "mov %eax, %edi\n\t"
+			 "mov $60, %eax\n\t" /* SYS_exit */
+			 "syscall\n\t"
+			 "hlt\n"
+			 "1:\n\t"
+			 "ret");
+}
+#define SPAWN_CLONE_VM 1
+#else
+#define SPAWN_CLONE_VM 0
+#endif
+
 /*
  * Start the child in its cgroup leaf from birth: clone3() with CLONE_INTO_CGROUP.
  * Moving a running process into a cgroup (writing cgroup.procs) waits for an RCU grace
- * period, milliseconds per spawn; a process born there costs nothing more.  The child's
- * memory is a copy (CLONE_VFORK without CLONE_VM: a C function cannot return on a stack
- * of its own after a raw clone3), so its exec errno comes back through a pipe.  The pid,
- * -1 (errno) when the spawn failed, or -2 when this way is not available (then the
- * caller spawns as before, and the child joins its leaf itself).
+ * period, milliseconds per spawn; a process born there costs nothing more.  On x86-64 the
+ * child shares mcpmux's memory until it execs (CLONE_VM | CLONE_VFORK, on the spawn
+ * stack, through clone3_vm()), as with clone() below; elsewhere its memory is a copy (a
+ * C function cannot return on a stack of its own after a raw clone3), and its exec errno
+ * comes back through a pipe.  The pid, -1 (errno) when the spawn failed, or -2 when this
+ * way is not available (then the caller spawns as before, and the child joins its leaf
+ * itself).
  */
 static pid_t
-spawn_in_cgroup(struct spawn_args *a, const char *leaf)
+spawn_in_cgroup(struct spawn_args *a, const char *leaf, char *stack)
 {
 	struct spawn_clone_args ca;
-	int ep[2], cg_fd, err = 0;
+	int ep[2] = { -1, -1 }, cg_fd, err = 0;
 	pid_t pid;
 
 	if (no_clone3) {
@@ -389,7 +425,7 @@ spawn_in_cgroup(struct spawn_args *a, const char *leaf)
 	if (cg_fd == -1) {
 		return -2;
 	}
-	if (pipe2(ep, O_CLOEXEC) == -1) {
+	if (!SPAWN_CLONE_VM && pipe2(ep, O_CLOEXEC) == -1) {
 		(void)close(cg_fd);
 		return -2;
 	}
@@ -401,17 +437,34 @@ spawn_in_cgroup(struct spawn_args *a, const char *leaf)
 	const char *procs = a->cg_procs;
 
 	a->cg_procs = NULL; /* born in it */
+#if SPAWN_CLONE_VM
+	char *base = (char *)stack_map + stack_page; /* above the guard page */
+
+	ca.flags |= CLONE_VM;
+	ca.unused2[0] = (uint64_t)(uintptr_t)base;	     /* stack */
+	ca.unused2[1] = (uint64_t)(stack - base);	     /* stack_size */
+	long rc = clone3_vm(&ca, sizeof(ca), child_main, a); /* child_main never returns */
+
+	pid = rc < 0 ? -1 : (pid_t)rc;
+	err = rc < 0 ? (int)-rc : 0;
+#else
+	(void)stack;
 	pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
 	if (pid == 0) {
 		(void)child_main(a); /* never returns */
 	}
 	err = errno;
-	(void)close(ep[1]);
+#endif
+	if (ep[1] >= 0) {
+		(void)close(ep[1]);
+	}
 	(void)close(cg_fd);
 	a->err_pipe = -1;
 	if (pid == -1) {
 		a->cg_procs = procs;
-		(void)close(ep[0]);
+		if (ep[0] >= 0) {
+			(void)close(ep[0]);
+		}
 		if (err == ENOSYS || err == E2BIG || err == EINVAL || err == EPERM ||
 		    err == EOPNOTSUPP) {
 			no_clone3 = true; /* an old kernel, a seccomp filter: the old way */
@@ -419,6 +472,9 @@ spawn_in_cgroup(struct spawn_args *a, const char *leaf)
 		}
 		errno = err; /* EAGAIN, ENOMEM: the old way would fail the same */
 		return -1;
+	}
+	if (ep[0] < 0) {
+		return pid; /* CLONE_VM: the child wrote a->err itself */
 	}
 	/* The child has exec'd (EOF) or failed (its errno): CLONE_VFORK waited for it. */
 	int child_err = 0;
@@ -610,7 +666,7 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	pid_t pid = -2;
 
 	if (args.cg_procs != NULL) {
-		pid = spawn_in_cgroup(&args, b->cgroup);
+		pid = spawn_in_cgroup(&args, b->cgroup, stack);
 	}
 	if (pid == -2) {
 		pid = clone(child_main, stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
