@@ -499,7 +499,7 @@ session_from_client(struct session *s, const char *line, size_t len,
 	bool answer = scan->kind == JSONRPC_RESPONSE || scan->kind == JSONRPC_ERROR;
 
 	s->last_activity = sys_mono();
-	status_note(false);
+	status_traffic(s->last_activity);
 	if (tlog_enabled) {
 		double ms = -1;
 
@@ -590,7 +590,7 @@ resume_finished(struct session *s)
 
 	s->resuming = false;
 	s->n_resumes++;
-	status_note(true);
+	status_changed();
 	diag_info("session %s: resumed in %.0f ms", s->id, ms);
 	log_event_ms(s, "resumed", "ms", ms);
 	if (s->hooks->on_resumed != NULL) {
@@ -738,7 +738,7 @@ session_on_line(void *ctx, const char *line, size_t len)
 	enum jsonrpc_kind kind = jsonrpc_scan(&out_scan, line, len);
 
 	s->last_activity = sys_mono();
-	status_note(false);
+	status_traffic(s->last_activity);
 	if (kind != JSONRPC_INVALID_JSON && replay_answer(s, line, len)) {
 		return; /* an answer to the handshake's replay: mcpmux's own */
 	}
@@ -873,7 +873,7 @@ spawn_now(struct session *s)
 	}
 	tlog_event(s->id, s->backend->pid, "started", NULL, 0);
 	arm_suspend(s, s->cfg->idle_suspend);
-	status_note(true);
+	status_changed();
 	return 0;
 }
 
@@ -906,7 +906,7 @@ start_server(struct session *s)
 				  "suspended",
 				  s->id);
 			s->state = SESSION_WAITING;
-			status_note(true);
+			status_changed();
 			return 0;
 		}
 	}
@@ -1062,7 +1062,7 @@ session_suspend(struct session *s, const char *why)
 	s->suspend_why = why;
 	ev_timer_stop(s->loop, &s->suspend_w);
 	backend_end(s->backend, -1);
-	status_note(true);
+	status_changed();
 	return true;
 }
 
@@ -1091,7 +1091,7 @@ session_end(struct session *s, double grace_ms, const char *reply_id, size_t rep
 		}
 	}
 	s->end_requested = true;
-	status_note(true);
+	status_changed();
 	ev_timer_stop(s->loop, &s->idle_w);
 	ev_timer_stop(s->loop, &s->suspend_w);
 	if (s->backend != NULL) {
@@ -1155,7 +1155,7 @@ session_on_stall(struct backend *b, void *owner)
 		tlog_event(s->id, session_pid(s), "stalled", f, (size_t)n);
 	}
 	s->end_requested = true;
-	status_note(true);
+	status_changed();
 	ev_timer_stop(s->loop, &s->idle_w);
 	if (s->hooks->on_stall != NULL) {
 		s->hooks->on_stall(s, s->owner);
@@ -1319,7 +1319,7 @@ suspended(struct session *s)
 	s->slot = NULL;
 	s->state = SESSION_SUSPENDED;
 	s->n_suspends++;
-	status_note(true);
+	status_changed();
 	/* The gone server's requests: an answer to one will be dropped. */
 	pending_free_all(&s->srv_pending);
 	s->n_srv_pending = 0;
@@ -1431,7 +1431,7 @@ session_free(struct session *s)
 		return;
 	}
 	live_unlink(s);
-	status_note(true);
+	status_changed();
 	ev_timer_stop(s->loop, &s->idle_w);
 	ev_timer_stop(s->loop, &s->suspend_w);
 	ev_timer_stop(s->loop, &s->done_w);

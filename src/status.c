@@ -114,33 +114,41 @@ status_open(struct ev_loop *loop, const char *mode)
 }
 
 void
-status_note(bool now)
+status_changed(void)
 {
 	if (st.fd < 0) {
 		return;
 	}
 	/*
 	 * A change after a quiet while is written at once; the changes that follow it within
-	 * STATUS_SOON_S (traffic: STATUS_EVERY_S) make one write at its end: a thousand
-	 * sessions starting at once make a few writes, not a thousand writes of a thousand
-	 * lines each, and a flood of messages one write a second.
+	 * STATUS_SOON_S make one write at its end: a thousand sessions starting at once make
+	 * a few writes, not a thousand writes of a thousand lines each.
 	 */
-	double every = now ? STATUS_SOON_S : STATUS_EVERY_S;
 	double since = sys_mono() - st.last_write;
 
-	if (!ev_is_active(&st.w) && since >= every) {
+	if (!ev_is_active(&st.w) && since >= STATUS_SOON_S) {
 		status_write();
 		return;
 	}
-	double due = SYS_MAX(0., every - since);
+	double due = SYS_MAX(0., STATUS_SOON_S - since);
 
 	if (!ev_is_active(&st.w)) {
 		ev_timer_set(&st.w, due, 0.);
 		ev_timer_start(st.loop, &st.w);
-	} else if (now && ev_timer_remaining(st.loop, &st.w) > due) {
-		ev_timer_stop(st.loop, &st.w);
-		ev_timer_set(&st.w, due, 0.);
-		ev_timer_start(st.loop, &st.w);
+	}
+}
+
+void
+status_traffic(double now)
+{
+	/*
+	 * No timer for traffic: an armed timer gives every wait of the loop a timeout, which
+	 * the kernel charges on each one.  Traffic after a quiet second is written at once;
+	 * within the second it goes out with the next write, so that an idle time read by ps
+	 * is late by at most a second.
+	 */
+	if (st.fd >= 0 && now - st.last_write >= STATUS_EVERY_S && !ev_is_active(&st.w)) {
+		status_write();
 	}
 }
 

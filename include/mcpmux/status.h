@@ -12,8 +12,9 @@
  * "resuming"|"waiting","pid":N|null,"started":T,"last":T,"suspends":N,"resumes":N}, where
  * T is CLOCK_MONOTONIC seconds (the reader's clock too: age = now - started, idle = now -
  * last).  The file is rewritten when a session changes state (at once after a quiet
- * while; else at most every 50 ms, one write for all the changes of that time), and at
- * most once a second for traffic; a reader may see a torn last line and skips it.
+ * while; else at most every 50 ms, one write for all the changes of that time), and for
+ * traffic at most once a second, without a timer (a session's "last" may be late by up to
+ * a second); a reader may see a torn last line and skips it.
  *
  * A failure to make or write the file costs only what ps shows: mcpmux runs on, says so
  * once.
@@ -27,8 +28,10 @@
 
 /* Start keeping this instance's file (mode: "wrap" or "serve"). */
 void status_open(struct ev_loop *loop, const char *mode);
-/* A session changed state (now: written within 50 ms), or saw traffic (within a second). */
-void status_note(bool now);
+/* A session changed state: written within 50 ms. */
+void status_changed(void);
+/* A session saw traffic at now (sys_mono()): "last" is written within about a second. */
+void status_traffic(double now);
 /* Remove the file (at exit). */
 void status_close(void);
 
