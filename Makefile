@@ -29,9 +29,16 @@ demo: deps
 
 # Build (optimised) and run the benchmark matrix against its baselines: a table of medians
 # and a pass/fail line per number of the contract (about 8 minutes; BENCH_ARGS=--quick for
-# a smoke run).  docs/performance.md describes the method.
+# a smoke run); then the Streamable HTTP endpoints side by side, mcpmux serve --http and
+# supergateway (about 6 minutes; BENCH_HTTP_ARGS=--rounds 1 for a smoke run).
+# docs/performance.md describes the method.
 bench: release
 	python3 bench/run --build $(BUILD_REL) $(BENCH_ARGS)
+	@if command -v node >/dev/null 2>&1 && [ -d test/interop/node_modules/supergateway ]; then \
+		node bench/http_sessions.mjs --mcpmux $(BUILD_REL)/mcpmux $(BENCH_HTTP_ARGS); \
+	else \
+		echo "bench: the Streamable HTTP comparison needs node and 'npm ci' in test/interop (make deps)"; \
+	fi
 
 # Set up, build with AddressSanitizer + UndefinedBehaviorSanitizer and run every test.
 check: deps

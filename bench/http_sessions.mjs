@@ -200,18 +200,29 @@ function rssKiBOf(procs) {
   return sum;
 }
 
+function rssAnonKiB(pid) {
+  try {
+    const m = /RssAnon:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
 async function measureMemory(ep, o) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: o.concurrency });
   try {
     await closeSession(agent, ep.url, await openSession(agent, ep.url, ep.echo));
     await sleep(1000);
     const t0 = processTree(ep.pid);
+    const own0 = rssAnonKiB(ep.pid);
     const rss0 = rssKiBOf(t0);
     const pss0 = pssKiB(t0);
     await pool(o.idle, o.concurrency, async () => { await openSession(agent, ep.url, ep.echo); });
     agent.destroy(); // idle sessions hold no connection
     await sleep(1000);
     const t1 = processTree(ep.pid);
+    const own1 = rssAnonKiB(ep.pid);
     const rss1 = rssKiBOf(t1);
     const pss1 = pssKiB(t1);
     return {
@@ -219,6 +230,7 @@ async function measureMemory(ep, o) {
       rssTotalPerSession: rss1 / o.idle,
       rssPerSession: (rss1 - rss0) / o.idle,
       pssPerSession: (pss1 - pss0) / o.idle,
+      ownPerSession: (own1 - own0) / o.idle, // the endpoint's own process: no backend in it
     };
   } finally {
     agent.destroy();
@@ -346,6 +358,7 @@ async function main() {
   table('memory per idle session: tree RSS growth / sessions', 'memory', 'rssPerSession', 'KiB', 'supergateway', 0, 'lower');
   table('memory per idle session: tree PSS growth / sessions', 'memory', 'pssPerSession', 'KiB', 'supergateway', 0, 'lower');
   table('memory per idle session: whole tree RSS / sessions', 'memory', 'rssTotalPerSession', 'KiB', 'supergateway', 0, 'lower');
+  table('memory per idle session: the endpoint process itself, RssAnon growth / sessions', 'memory', 'ownPerSession', 'KiB', 'supergateway', 1, 'lower');
   table('round trip, 1 KiB tools/call echo, keep-alive: median', 'rtt', 'p50us', 'µs', 'everything-http', 0, 'lower', 'supergateway');
   table('round trip, 1 KiB tools/call echo, keep-alive: 99th percentile', 'rtt', 'p99us', 'µs', 'everything-http', 0, 'lower', 'supergateway');
   if (o.json) fs.writeFileSync(o.json, JSON.stringify({ options: o, results }, null, 2));
