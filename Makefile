@@ -37,7 +37,7 @@ bench: release
 	@if command -v node >/dev/null 2>&1 && [ -d test/interop/node_modules/supergateway ]; then \
 		node bench/http_sessions.mjs --mcpmux $(BUILD_REL)/mcpmux $(BENCH_HTTP_ARGS); \
 	else \
-		echo "bench: the Streamable HTTP comparison needs node and 'npm ci' in test/interop (make deps)"; \
+		echo "bench: the Streamable HTTP comparison needs node and test/interop's packages (make deps)"; \
 	fi
 
 # Set up, build with AddressSanitizer + UndefinedBehaviorSanitizer and run every test.
