@@ -39,6 +39,7 @@
 static struct ev_loop *mod_loop;
 static ev_child child_w;	    /* pid 0: every child that libev reaps */
 static ev_timer trim_w;		    /* hands memory back after big messages, once idle */
+static ev_check clock_w;	    /* sys_turn_mono, at each turn's wake-up */
 static ev_prepare turn_w;	    /* per loop turn: batched scan, deferred on_done */
 static struct backend *by_pid;	    /* uthash: backends whose child is not yet reaped */
 static struct backend *ending_head; /* backends in CLOSING, TERMINATING or KILLING */
@@ -106,6 +107,15 @@ static void dirty_flush(void);
 static void input_broken(struct backend *b);
 static void spawn_stack_free(void);
 
+static void
+backend_on_clock(struct ev_loop *loop, ev_check *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+	sys_turn_mono = sys_mono();
+}
+
 void
 backend_module_init(struct ev_loop *loop)
 {
@@ -119,6 +129,12 @@ backend_module_init(struct ev_loop *loop)
 	ev_prepare_init(&turn_w, backend_on_turn);
 	ev_prepare_start(loop, &turn_w);
 	ev_unref(loop);
+	/* First of every turn's callbacks: the clock of the turn (sys_now()). */
+	ev_check_init(&clock_w, backend_on_clock);
+	ev_set_priority(&clock_w, EV_MAXPRI);
+	ev_check_start(loop, &clock_w);
+	ev_unref(loop);
+	sys_turn_mono = sys_mono();
 	proctree_init(&snapshot);
 	proctree_spare(true);
 
@@ -161,6 +177,9 @@ backend_module_release(void)
 		ev_child_stop(mod_loop, &child_w);
 		ev_ref(mod_loop);
 		ev_prepare_stop(mod_loop, &turn_w);
+		ev_ref(mod_loop);
+		ev_check_stop(mod_loop, &clock_w);
+		sys_turn_mono = 0;
 		if (ev_is_active(&trim_w)) {
 			ev_ref(mod_loop);
 			ev_timer_stop(mod_loop, &trim_w);

@@ -284,6 +284,8 @@ sys_runtime_dir(const char *sub, char *out, size_t len)
 	return 0;
 }
 
+double sys_turn_mono;
+
 double
 sys_mono(void)
 {

@@ -81,6 +81,17 @@ int sys_runtime_dir(const char *sub, char *out, size_t len);
 /* Monotonic time in seconds: for every deadline and duration (the wall clock may jump). */
 double sys_mono(void);
 /*
+ * sys_mono() as of this loop turn's wake-up, for the per-message time stamps (a clock read
+ * per message costs more than the rest of a small message's bookkeeping): kept by the
+ * backend module's check watcher; sys_mono() itself while no loop keeps it.
+ */
+extern double sys_turn_mono;
+static inline double
+sys_now(void)
+{
+	return sys_turn_mono > 0 ? sys_turn_mono : sys_mono();
+}
+/*
  * Set when a buffer grew past 64 KiB for a big message: the event loop hands freed
  * memory back to the system once mcpmux has been idle for a second (malloc_trim).
  */
