@@ -70,6 +70,7 @@ struct conn {
 	ev_io in_w, out_w;
 	ev_prepare flush_w; /* fed (never started): lines queued in this loop turn go out */
 	bool flush_fed;
+	unsigned int write_turn; /* loop iteration of the last direct write */
 	struct framer inf;
 	const struct framer_sink *sink;
 	const struct conn_hooks *hooks;
