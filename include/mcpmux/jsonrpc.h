@@ -127,14 +127,6 @@ bool jsonrpc_method_is(const struct jsonrpc_scanner *s, const struct jsonrpc_ite
 #define JSONRPC_KEY_MAX(len) ((len) + 32)
 size_t jsonrpc_id_key(const char *id, size_t len, char *out);
 
-/*
- * The value of member `key` of the JSON object `json` (top level), as a span of json:
- * true with *val and *vlen set, false when json is not an object or has no such member.
- * For text that has been validated already (jsonrpc_scan()); keys are compared as
- * written (a key spelled with escapes is not found).
- */
-bool jsonrpc_member(const char *json, size_t len, const char *key, const char **val, size_t *vlen);
-
 /* The name used for a kind in the traffic log: "request", "response", ... */
 const char *jsonrpc_kind_name(enum jsonrpc_kind kind);
 

@@ -139,14 +139,170 @@ test_prefixes(void **state)
 	}
 }
 
+/* s with every ' turned into ", into out (which holds cap bytes). */
+static char *
+q(char *out, size_t cap, const char *s)
+{
+	size_t len = strlen(s);
+
+	assert_true(len < cap);
+	for (size_t i = 0; i <= len; i++) {
+		out[i] = s[i] == '\'' ? '"' : s[i];
+	}
+	return out;
+}
+
+static bool
+member1(const char *json, size_t len, const char *key, const char **v, size_t *vlen)
+{
+	const char *const path[1] = { key };
+	struct jsonspan s;
+
+	if (!jsonspan_find(json, len, path, 1, &s)) {
+		return false;
+	}
+	*v = s.p;
+	*vlen = s.len;
+	return true;
+}
+
+/* ---- one-step paths, as handshake.c uses them ---- */
+
+/* The member key of json (after q()) is want (after q()), or absent when want is NULL. */
+static void
+assert_member(const char *json, const char *key, const char *want)
+{
+	char j[512], w[512];
+	const char *v = NULL;
+	size_t vlen = 0;
+	size_t len = strlen(q(j, sizeof(j), json));
+	bool found = member1(j, len, key, &v, &vlen);
+
+	if (want == NULL) {
+		if (found) {
+			fail_msg("%s: %s should be absent, got %.*s", j, key, (int)vlen, v);
+		}
+		return;
+	}
+	q(w, sizeof(w), want);
+	if (!found) {
+		fail_msg("%s: %s not found", j, key);
+	}
+	if (vlen != strlen(w) || memcmp(v, w, vlen) != 0) {
+		fail_msg("%s: %s is %.*s, want %s", j, key, (int)vlen, v, w);
+	}
+	/* A span of json itself. */
+	assert_true(v >= j && v + vlen <= j + len);
+}
+
+static void
+test_member(void **state)
+{
+	static const char *const table[][3] = {
+		/* json, key, value (NULL: absent) */
+		{ "{'a':1,'b':2}", "a", "1" },
+		{ "{'a':1,'b':2}", "b", "2" },
+		{ "{'a':1,'b':2}", "c", NULL },
+		{ "{}", "a", NULL },
+		{ "{ }", "a", NULL },
+		{ "{'a':-1.5e+3}", "a", "-1.5e+3" },
+		{ "{'a':true,'b':false,'c':null}", "b", "false" },
+		{ "{'a':true,'b':false,'c':null}", "c", "null" },
+		{ "{'a':'x','b':'y'}", "b", "'y'" },
+		/* nested objects and arrays: their members are not the object's */
+		{ "{'a':{'b':{'c':1}},'c':2}", "c", "2" },
+		{ "{'a':{'b':{'c':1}},'c':2}", "a", "{'b':{'c':1}}" },
+		{ "{'a':{'b':{'c':1}},'c':2}", "b", NULL },
+		{ "{'a':[1,[2,{'b':3}],{}],'b':[]}", "a", "[1,[2,{'b':3}],{}]" },
+		{ "{'a':[1,[2,{'b':3}],{}],'b':[]}", "b", "[]" },
+		{ "{'a':[{'k':'v'}]}", "k", NULL },
+		{ "{'x':[[[]]],'y':{'z':[{}]}}", "y", "{'z':[{}]}" },
+		/* strings with escaped quotes, braces, brackets, colons and commas */
+		{ "{'a':'q\\'}{','b':1}", "b", "1" },
+		{ "{'a':'q\\'}{','b':1}", "a", "'q\\'}{'" },
+		{ "{'a':'q\\',:}]','b':1}", "b", "1" },
+		{ "{'a':{'s':'}]:,\\'\\\\'},'b':'\\\\'}", "a", "{'s':'}]:,\\'\\\\'}" },
+		{ "{'a':{'s':'}]:,\\'\\\\'},'b':'\\\\'}", "b", "'\\\\'" },
+		{ "{'a':'\\u0022','b':'c'}", "b", "'c'" },
+		/* a key that looks like the one sought, inside another key or a value */
+		{ "{'xa':1,'a\\'':2,'v':'a','a':3}", "a", "3" },
+		{ "{'ab':1}", "a", NULL },
+		{ "{'a':1}", "ab", NULL },
+		{ "{'':5}", "", "5" },
+		/* keys are compared as written */
+		{ "{'\\u0061':1}", "a", NULL },
+		/* white space everywhere */
+		{ " \t{ 'a' :\t[ 1 , { } ] ,\r 'b' : 'x' } ", "a", "[ 1 , { } ]" },
+		{ " \t{ 'a' :\t[ 1 , { } ] ,\r 'b' : 'x' } ", "b", "'x'" },
+		{ "{ 'a' : 1 }", "a", "1" },
+		{ "{'a' : true }", "a", "true" },
+		/* the first of two members of one name */
+		{ "{'a':1,'a':2}", "a", "1" },
+		/* not an object */
+		{ "[{'a':1}]", "a", NULL },
+		{ "'a'", "a", NULL },
+		{ "1", "a", NULL },
+		{ "null", "a", NULL },
+		{ "", "a", NULL },
+		{ "   ", "a", NULL },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+		assert_member(table[i][0], table[i][1], table[i][2]);
+	}
+}
+
+/* Cut short anywhere, the text yields no member past its end and no read beyond it. */
+static void
+test_member_cut_short(void **state)
+{
+	char j[128];
+	const char *v;
+	size_t vlen;
+	size_t len = strlen(q(j, sizeof(j), "{'a':{'b':'x\\'y'},'c':[1,'\\\\'],'d':true}"));
+
+	(void)state;
+	for (size_t cut = 0; cut <= len; cut++) {
+		char *copy = malloc(cut + 1); /* exactly cut bytes: ASan sees any overread */
+
+		assert_non_null(copy);
+		memcpy(copy, j, cut);
+		if (member1(copy, cut, "d", &v, &vlen)) {
+			assert_true(v >= copy && v + vlen <= copy + cut);
+		}
+		(void)member1(copy, cut, "zz", &v, &vlen);
+		free(copy);
+	}
+	assert_true(member1(j, len, "d", &v, &vlen));
+	assert_int_equal(vlen, 4);
+}
+
+/* A NUL byte, inside a string or (in text that was not validated) outside one. */
+static void
+test_member_nul(void **state)
+{
+	static const char a[] = "{\"a\":\"x\0y\",\"b\":2}";
+	static const char b[] = "{\"a\":[1\0],\"b\":2}";
+	const char *v;
+	size_t vlen;
+
+	(void)state;
+	assert_true(member1(a, sizeof(a) - 1, "b", &v, &vlen));
+	assert_int_equal(vlen, 1);
+	assert_int_equal(v[0], '2');
+	/* no endless loop */
+	(void)member1(b, sizeof(b) - 1, "b", &v, &vlen);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_found),
-		cmocka_unit_test(test_not_found),
-		cmocka_unit_test(test_plain_string),
-		cmocka_unit_test(test_prefixes),
+		cmocka_unit_test(test_found),	     cmocka_unit_test(test_not_found),
+		cmocka_unit_test(test_plain_string), cmocka_unit_test(test_prefixes),
+		cmocka_unit_test(test_member),	     cmocka_unit_test(test_member_cut_short),
+		cmocka_unit_test(test_member_nul),
 	};
 
 	return cmocka_run_group_tests_name("jsonspan", tests, NULL, NULL);
