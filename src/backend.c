@@ -508,8 +508,9 @@ spawn_in_cgroup(struct spawn_args *a, const char *leaf, char *stack)
 }
 
 /*
- * mcpmux's environment with MCPMUX_SESSION=cookie and MCPMUX_OWNER in place of any
- * inherited ones (a server of an mcpmux under mcpmux belongs to the inner one).
+ * mcpmux's environment without any MCPMUX_SESSION and MCPMUX_OWNER (a server of an mcpmux
+ * under mcpmux belongs to the inner one; an engine command is no server), then entry
+ * and this mcpmux's MCPMUX_OWNER when entry is not NULL.  malloc'd (the strings are not).
  */
 static char **
 child_env(char *entry)
@@ -532,9 +533,11 @@ child_env(char *entry)
 			env[k++] = environ[i];
 		}
 	}
-	env[k++] = entry;
-	if (owner_env[0] != '\0') {
-		env[k++] = owner_env;
+	if (entry != NULL) {
+		env[k++] = entry;
+		if (owner_env[0] != '\0') {
+			env[k++] = owner_env;
+		}
 	}
 	env[k] = NULL;
 	return env;
@@ -1579,31 +1582,6 @@ scan_ending(void)
 
 /* ---- containers ---- */
 
-/* The environment of an engine command: mcpmux's, without the cookies (it is no server). */
-static char **
-helper_env(void)
-{
-	static const char key[] = PROCTREE_COOKIE_ENV "=", okey[] = PROCTREE_OWNER_ENV "=";
-	size_t n = 0, k = 0;
-
-	while (environ[n] != NULL) {
-		n++;
-	}
-	char **env = malloc((n + 1) * sizeof(*env));
-
-	if (env == NULL) {
-		return NULL;
-	}
-	for (size_t i = 0; i < n; i++) {
-		if (strncmp(environ[i], key, sizeof(key) - 1) != 0 &&
-		    strncmp(environ[i], okey, sizeof(okey) - 1) != 0) {
-			env[k++] = environ[i];
-		}
-	}
-	env[k] = NULL;
-	return env;
-}
-
 /* Run one engine command for c (argv malloc'd by container.h, freed here). */
 static void
 ctr_helper(struct backend_ctr *c, char **argv, enum ctr_helper what)
@@ -1617,7 +1595,7 @@ ctr_helper(struct backend_ctr *c, char **argv, enum ctr_helper what)
 	int rc = -1;
 
 	if (argv == NULL || pipe2(p, O_CLOEXEC | O_NONBLOCK) == -1 ||
-	    (env = helper_env()) == NULL) {
+	    (env = child_env(NULL)) == NULL) {
 		goto out;
 	}
 	sigemptyset(&none);
