@@ -548,18 +548,8 @@ cmd_wrap(const struct mcpmux_options *o)
 	}
 	w->loop = loop;
 	w->opt = o;
-	w->scfg = (struct session_config){
-		.argv = o->command,
-		.eof_grace = o->eof_grace_ms / 1000.,
-		.term_grace = o->term_grace_ms / 1000.,
-		.idle_timeout = o->idle_timeout_s,
-		.idle_suspend = o->idle_suspend_s,
-		.stall_timeout = o->stall_timeout_s,
-		.kill_deadline = o->kill_deadline_ms / 1000.,
-		.max_message = o->max_message,
-		.max_queue = o->max_queue,
-		.claim_orphans = true,
-	};
+	session_config_init(&w->scfg, o);
+	w->scfg.claim_orphans = true; /* every descendant is the one server's */
 	/*
 	 * Non-blocking I/O on descriptions of our own: the server shares the client's
 	 * stderr, which may be the same file as stdout (2>&1, a terminal), and must see its

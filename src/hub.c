@@ -37,17 +37,7 @@ hub_init(struct hub *h, struct ev_loop *loop, const struct mcpmux_options *o)
 	h->loop = loop;
 	h->opt = o;
 	h->started = sys_mono();
-	h->scfg = (struct session_config){
-		.argv = o->command,
-		.eof_grace = o->eof_grace_ms / 1000.,
-		.term_grace = o->term_grace_ms / 1000.,
-		.idle_timeout = o->idle_timeout_s,
-		.idle_suspend = o->idle_suspend_s,
-		.stall_timeout = o->stall_timeout_s,
-		.kill_deadline = o->kill_deadline_ms / 1000.,
-		.max_message = o->max_message,
-		.max_queue = o->max_queue,
-	};
+	session_config_init(&h->scfg, o);
 	h->scfg.pool = pool_open_for(loop, o);
 	status_open(loop, "serve");
 	jsonrpc_init(&h->log_scan);

@@ -9,6 +9,7 @@
 
 #include <uuid/uuid.h>
 
+#include "mcpmux/cli.h"
 #include "mcpmux/diag.h"
 #include "mcpmux/metrics.h"
 #include "mcpmux/session.h"
@@ -110,6 +111,22 @@ static const struct backend_hooks backend_hooks = {
 	.on_stall = session_on_stall,
 	.on_stderr = session_on_stderr,
 };
+
+void
+session_config_init(struct session_config *c, const struct mcpmux_options *o)
+{
+	*c = (struct session_config){
+		.argv = o->command,
+		.eof_grace = o->eof_grace_ms / 1000.,
+		.term_grace = o->term_grace_ms / 1000.,
+		.idle_timeout = o->idle_timeout_s,
+		.idle_suspend = o->idle_suspend_s,
+		.stall_timeout = o->stall_timeout_s,
+		.kill_deadline = o->kill_deadline_ms / 1000.,
+		.max_message = o->max_message,
+		.max_queue = o->max_queue,
+	};
+}
 
 void
 session_new_id(char out[37])

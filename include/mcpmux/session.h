@@ -150,6 +150,10 @@ struct session {
 	struct session *prev_live, *next_live; /* every session of the process (status.h) */
 };
 
+struct mcpmux_options;
+/* The session settings of wrap's or serve's options (claim_orphans and pool not set). */
+void session_config_init(struct session_config *c, const struct mcpmux_options *o);
+
 /* A fresh session ID (a UUID from libuuid) into out[37]. */
 void session_new_id(char out[37]);
 /* Is id a valid session ID (1..128 of [A-Za-z0-9._:@-])? */
