@@ -118,6 +118,15 @@ def wait_until(pred, seconds, what):
         time.sleep(0.005)
 
 
+def comm(pid):
+    """A process's name (/proc/PID/comm), None when it is gone."""
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
 def keeper_of(pid):
     """The mcpmux pid a keeper process is for (docs/lifecycle.md), or None."""
     try:
@@ -127,14 +136,8 @@ def keeper_of(pid):
         return None
     if len(words) == 3 and words[:2] == [b"mcpmux-keeper", b"for"]:
         return int(words[2])
-    try:
-        # under valgrind the command line is valgrind's: the name still says keeper
-        with open("/proc/%d/comm" % pid) as f:
-            if f.read().strip() == "mcpmux-keeper":
-                return -1
-    except OSError:
-        pass
-    return None
+    # under valgrind the command line is valgrind's: the name still says keeper
+    return -1 if comm(pid) == "mcpmux-keeper" else None
 
 
 def fd_count(pid):

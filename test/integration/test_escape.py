@@ -7,19 +7,10 @@ import os
 import signal
 import time
 
-from mcptest import (Case, FIXTURE, MCPMUX, SLOW, alive, call, main, note, pids_with_env, req,
-                     wait_until)
+from mcptest import FIXTURE, MCPMUX, SLOW, Case, alive, call, comm, main, note, req, wait_until
 
 GRACES = ["--eof-grace", "300", "--term-grace", "300"]
 BOUND = 0.3 + 0.3 + 1.0
-
-
-def comm(pid):
-    try:
-        with open("/proc/%d/comm" % pid) as f:
-            return f.read().strip()
-    except OSError:
-        return None
 
 
 def stat_of(pid):

@@ -7,24 +7,15 @@ import json
 import os
 import random
 import shutil
-import signal
 import time
 
-from mcptest import (FIXTURE, MCPMUX, Case, alive, call, deadline, initialize, main, note, req,
-                     rss_anon_kib, wait_until)
+from mcptest import (FIXTURE, Case, alive, call, comm, initialize, main, note, req, rss_anon_kib,
+                     wait_until)
 from test_serve import Mux
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
 SUSPEND = ["--idle-suspend", "0.4"]
 END = note("mcpmux/endRun")
-
-
-def comm(pid):
-    try:
-        with open("/proc/%d/comm" % pid) as f:
-            return f.read().strip()
-    except OSError:
-        return None
 
 
 def structured(m):
