@@ -391,6 +391,23 @@ item_refused(struct session *s, const struct jsonrpc_scanner *scan, const struct
 }
 
 /*
+ * The client is held back while the server's input queue, or the lines held for a server
+ * to come, are at --max-queue: s->input_full, told through hooks->on_input_full().
+ */
+static void
+input_sync(struct session *s)
+{
+	bool full = s->server_full || s->held_full;
+
+	if (full != s->input_full) {
+		s->input_full = full;
+		if (s->hooks->on_input_full != NULL) {
+			s->hooks->on_input_full(s, s->owner, full);
+		}
+	}
+}
+
+/*
  * Keep a client line until a server can take it (SUSPENDING, RESUMING).  Past
  * --max-queue of them, the client is held back (hooks->on_input_full).
  */
@@ -408,10 +425,9 @@ hold_line(struct session *s, const char *line, size_t len)
 		s->held_off = 0;
 		return;
 	}
-	if (!s->held_full && s->held.len - s->held_off >= s->cfg->max_queue &&
-	    s->hooks->on_input_full != NULL) {
+	if (!s->held_full && s->held.len - s->held_off >= s->cfg->max_queue) {
 		s->held_full = true;
-		s->hooks->on_input_full(s, s->owner, true);
+		input_sync(s);
 	}
 }
 
@@ -422,9 +438,7 @@ held_release(struct session *s)
 	s->held_off = 0;
 	if (s->held_full) {
 		s->held_full = false;
-		if (!s->input_full && s->hooks->on_input_full != NULL) {
-			s->hooks->on_input_full(s, s->owner, false);
-		}
+		input_sync(s);
 	}
 }
 
@@ -1192,10 +1206,8 @@ session_on_input_full(struct backend *b, void *owner, bool full)
 	struct session *s = owner;
 
 	(void)b;
-	s->input_full = full;
-	if (s->hooks->on_input_full != NULL) {
-		s->hooks->on_input_full(s, s->owner, full);
-	}
+	s->server_full = full;
+	input_sync(s);
 }
 
 static void
@@ -1370,6 +1382,8 @@ suspended(struct session *s)
 	}
 	backend_free(b);
 	s->backend = NULL;
+	s->server_full = false; /* no server, no queue */
+	input_sync(s);
 	pool_release(s->slot);
 	s->slot = NULL;
 	s->state = SESSION_SUSPENDED;

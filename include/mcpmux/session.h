@@ -131,7 +131,8 @@ struct session {
 	struct pending *pending;     /* uthash: client requests in flight */
 	struct pending *srv_pending; /* uthash: server requests in flight (traffic log only) */
 	size_t n_srv_pending;
-	bool input_full;	/* the server's input queue is at its mark */
+	bool server_full;	/* the server's input queue is at its mark */
+	bool input_full;	/* that, or the held lines: the client is held back */
 	struct pool_slot *slot; /* its server's place in the pool (cfg->pool) */
 	bool busy;		/* as last told to the pool */
 	struct sbuf err_line;	/* the server's stderr line being assembled (traffic log) */

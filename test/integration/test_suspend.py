@@ -6,11 +6,16 @@ ids, errors), which server processes exist, and what the traffic log says."""
 import json
 import os
 import random
+import select
 import shutil
+import signal
+import socket
 import time
 
-from mcptest import (FIXTURE, Case, alive, call, comm, initialize, main, note, req, rss_anon_kib,
+from mcptest import (FIXTURE, Case, alive, call, comm, deadline, encode, initialize, main, note,
+                     req, rss_anon_kib,
                      wait_until)
+from test_hardening import Writer, wait_stalled
 from test_serve import Mux
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
@@ -332,6 +337,89 @@ class ServeSuspend(Base):
         self.assertIsNone(state()["pid"])
         p.close_stdin()
         self.assertEqual(p.wait(10), 0)
+        self.assert_no_leftovers()
+
+
+class HeldLines(Base):
+    """Lines that wait for a server being resumed are bounded by --max-queue: past it, the
+    client is held back (wrap: its stdin; serve: its connection), and nothing is lost."""
+
+    N = 1500
+
+    def flood(self, wrap_in_envelope):
+        pad = "x" * 1000
+        return b"".join(encode(wrap_in_envelope(note("notifications/progress",
+                                                      {"i": i, "pad": pad})))
+                        for i in range(self.N))
+
+    def suspend_then_slow_resume(self, behave):
+        wait_until(lambda: self.servers(), 10, "the server")
+        wait_until(lambda: not self.servers(), 10, "the idle server to be suspended")
+        with open(behave, "w") as f:
+            f.write("slow-init=4000\n")
+
+    def test_wrap(self):
+        behave = os.path.join(self.tmp.name, "behave")
+        p = self.wrap(opts=FAST + SUSPEND + ["--max-queue", "16K"],
+                      command=[FIXTURE, "--behave-file=" + behave])
+        p.send(initialize(1))
+        self.assert_response(p.msg(), 1)
+        p.send(note("notifications/initialized"))
+        self.suspend_then_slow_resume(behave)
+        data = self.flood(lambda m: m)
+        w = Writer(p.p.stdin.fileno(), data)
+        w.start()
+        wait_stalled(w, "the client to be held back while the server resumes")
+        self.assertLess(w.done, len(data), "nothing held the client back")
+        w.join(60)
+        self.assertIsNone(w.error)
+        p.send(call(9, "stats"))
+        # the replayed initialize and initialized, every notification, this call
+        self.assertEqual(p.msg(30)["result"]["content"][0]["text"], str(self.N + 3))
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assert_no_leftovers()
+
+    def test_serve_connection(self):
+        behave = os.path.join(self.tmp.name, "behave")
+        path = os.path.join(self.tmp.name, "s.sock")
+        s = self.serve(opts=["--listen", path, "--max-queue", "16K"] + FAST + SUSPEND,
+                       command=[FIXTURE, "--behave-file=" + behave])
+        wait_until(lambda: os.path.exists(path), 10, "the socket")
+        a = socket.socket(socket.AF_UNIX)
+        a.connect(path)
+        env = lambda m: {"session": "h", "message": m}
+        buf = [b""]
+
+        def answer(id_, seconds=30):
+            end = deadline(seconds)
+            while True:
+                while b"\n" in buf[0]:
+                    line, buf[0] = buf[0].split(b"\n", 1)
+                    m = json.loads(line).get("message", {})
+                    if m.get("id") == id_:
+                        return m
+                r, _, _ = select.select([a], [], [], max(0, end - time.monotonic()))
+                self.assertTrue(r, "no answer %r" % id_)
+                got = a.recv(65536)
+                self.assertTrue(got, "the connection was closed")
+                buf[0] += got
+        a.sendall(encode(env(initialize(1))))
+        self.assert_response(answer(1), 1)
+        a.sendall(encode(env(note("notifications/initialized"))))
+        self.suspend_then_slow_resume(behave)
+        data = self.flood(env)
+        w = Writer(a.fileno(), data)
+        w.start()
+        wait_stalled(w, "the connection to be held back while the server resumes")
+        self.assertLess(w.done, len(data), "nothing held the connection back")
+        w.join(60)
+        self.assertIsNone(w.error)
+        a.sendall(encode(env(call(9, "stats"))))
+        self.assertEqual(answer(9)["result"]["content"][0]["text"], str(self.N + 3))
+        a.close()
+        s.p.send_signal(signal.SIGTERM)
+        self.assertEqual(s.wait(10), 0)
         self.assert_no_leftovers()
 
 
