@@ -487,6 +487,9 @@ spawn_in_cgroup(struct spawn_args *a, const char *leaf, char *stack)
 		if (err == ENOSYS || err == E2BIG || err == EINVAL || err == EPERM ||
 		    err == EOPNOTSUPP) {
 			no_clone3 = true; /* an old kernel, a seccomp filter: the old way */
+			diag_info("cgroup: clone3() into a cgroup is refused here (%s): servers "
+				  "join their leaf after the spawn",
+				  strerror(err));
 			return -2;
 		}
 		errno = err; /* EAGAIN, ENOMEM: the old way would fail the same */

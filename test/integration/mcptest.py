@@ -307,6 +307,8 @@ class Proc:
 class Case(unittest.TestCase):
     """A test case whose processes all carry one tag, and are all gone after it."""
 
+    prefix = []  # a command that runs mcpmux (start() puts it in front)
+
     def setUp(self):
         self.tag = uuid.uuid4().hex
         self.procs = []
@@ -339,7 +341,7 @@ class Case(unittest.TestCase):
 
     def start(self, argv, **kw):
         if argv and argv[0] == MCPMUX:
-            argv = WRAPPER + list(argv)
+            argv = self.prefix + WRAPPER + list(argv)
         p = Proc(argv, env=kw.pop("env", self.env), **kw)
         self.procs.append(p)
         return p

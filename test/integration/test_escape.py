@@ -146,6 +146,41 @@ class SigkillWithoutCgroup(Sigkill):
     test_a_hundred_cycles_leave_nothing = None
 
 
+class WithoutClone3(Sigkill):
+    """The same where clone3() fails with ENOSYS, as under a container runtime's seccomp
+    profile that predates it: servers are spawned the old way and join their cgroup leaf
+    themselves, and nothing escapes either."""
+
+    def setUp(self):
+        super().setUp()
+        self.prefix = [os.environ["MCPMUX_NOCLONE3"]]
+
+    test_a_hundred_cycles_leave_nothing = None
+
+    def cgroup_of(self, pid):
+        with open("/proc/%d/cgroup" % pid) as f:
+            return f.read().strip().rsplit("::", 1)[-1]
+
+    def test_every_server_is_in_its_leaf(self):
+        p = self.start([MCPMUX, "-v"] + GRACES + ["--", FIXTURE])
+        leaves = []
+        for run in range(3):
+            p.send(call(1, "env"))
+            pid = p.msg()["result"]["structuredContent"]["pid"]
+            if "cgroup: none usable here" in p.stderr():
+                self.skipTest("no cgroup can be made here: " + p.stderr())
+            leaves.append(self.cgroup_of(pid))
+            self.assertRegex(leaves[-1], r"/mcpmux\.%d/s\.\d+$" % p.pid)
+            p.send(note("mcpmux/endRun"))
+            wait_until(lambda: not alive(pid), 5, "the run's server to end")
+        self.assertEqual(len(set(leaves)), 3, leaves)
+        self.assertEqual(p.stderr().count("clone3() into a cgroup is refused here"), 1,
+                         p.stderr())
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assert_no_leftovers()
+
+
 class Owner(Case):
     def test_keeper_is_not_a_descendant_and_goes_with_a_normal_exit(self):
         p = self.start([MCPMUX] + GRACES + ["--", FIXTURE])
