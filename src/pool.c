@@ -294,6 +294,11 @@ pool_on_self(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---- granting ---- */
 
+/*
+ * Count a server in (its slot file, locked for as long as it lives).  c: the census taken
+ * under the directory's lock, which also sets or clears the "over" marker; NULL when the
+ * lock could not be had.
+ */
 static void
 grant(struct pool_slot *s, bool over, const struct census *c)
 {
@@ -313,6 +318,9 @@ grant(struct pool_slot *s, bool over, const struct census *c)
 	}
 	s->waiting = false;
 	write_state(s, "idle");
+	if (c == NULL) {
+		return; /* the directory is not locked: the shared marker is left alone */
+	}
 	if (over) {
 		int fd = openat(p->dir_fd, "over", O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
 				0600);
@@ -339,8 +347,7 @@ try_grant(struct pool_slot *s)
 		if (sys_mono() - s->t_want < p->wait_s) {
 			return false;
 		}
-		memset(&c, 0, sizeof(c));
-		grant(s, false, &c); /* the lock is stuck: start, uncounted as it were */
+		grant(s, false, NULL); /* the lock is stuck: start, uncounted as it were */
 		return true;
 	}
 	census(p, &c);
