@@ -15,8 +15,11 @@
 #include "mcpmux/rpcout.h"
 #include "mcpmux/sys.h"
 #include "mcpmux/tlog.h"
+#include "mcpmux/wbuf.h"
 
 #define TLOG_FLUSH_AT ((size_t)64 << 10)
+/* A log that is a pipe, a FIFO, a socket or a terminal: the most it may hold unsent. */
+#define TLOG_STREAM_MAX ((size_t)1 << 20)
 
 bool tlog_enabled;
 
@@ -27,6 +30,15 @@ static struct {
 	size_t bodies;
 	struct sbuf buf;
 	bool failing; /* the last write failed (reported once) */
+	/*
+	 * Not a regular file (a FIFO, a pipe, a socket, a terminal): it is written without
+	 * blocking, what its reader has not taken yet waits in `pending` (up to
+	 * TLOG_STREAM_MAX), and records past that are dropped whole and counted.
+	 */
+	bool stream;
+	struct wbuf pending;
+	ev_io pending_w;
+	unsigned long long dropped; /* records, since it was last said */
 	ev_prepare flush_w;
 	ev_signal reopen_w;
 	time_t ts_sec; /* the second that ts_head holds */
@@ -43,27 +55,151 @@ static const char *const kind_names[] = {
 static int
 open_file(void)
 {
+	struct stat st, err_st;
+	int flags = O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+
+	L.stream = false;
 	if (L.path == NULL) {
 		L.fd = STDERR_FILENO;
 		return 0;
 	}
+	/*
+	 * A FIFO is opened for reading too, so that the open neither waits for a reader nor
+	 * fails without one: records wait (up to the bound) until one comes.
+	 */
+	if (stat(L.path, &st) == 0 && S_ISFIFO(st.st_mode)) {
+		flags = (flags & ~O_WRONLY) | O_RDWR;
+	}
 	/* 0600 whatever the umask: the log holds everything the agent and server said. */
-	int fd = open(L.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+	int fd = open(L.path, flags, 0600);
 
-	if (fd == -1) {
+	if (fd == -1 || fstat(fd, &st) == -1) {
+		if (fd != -1) {
+			int err = errno;
+
+			(void)close(fd);
+			errno = err;
+		}
 		return -1;
 	}
+	if (!S_ISREG(st.st_mode) && fstat(STDERR_FILENO, &err_st) == 0 &&
+	    st.st_dev == err_st.st_dev && st.st_ino == err_st.st_ino) {
+		/* /dev/stderr and the like: the same as --log -, through errout. */
+		(void)close(fd);
+		L.fd = STDERR_FILENO;
+		return 0;
+	}
+	L.stream = !S_ISREG(st.st_mode);
 	L.fd = fd;
 	return 0;
+}
+
+/* The watcher that writes what waits; it never keeps the loop (or mcpmux) from ending. */
+static void
+pending_watch(bool on)
+{
+	if (on && !ev_is_active(&L.pending_w)) {
+		ev_io_start(L.loop, &L.pending_w);
+		ev_unref(L.loop);
+	} else if (!on && ev_is_active(&L.pending_w)) {
+		ev_ref(L.loop);
+		ev_io_stop(L.loop, &L.pending_w);
+	}
 }
 
 static void
 close_file(void)
 {
+	if (L.loop != NULL) {
+		pending_watch(false);
+	}
+	wbuf_release(&L.pending);
 	if (L.fd > STDERR_FILENO) {
 		sys_close(&L.fd);
 	}
 	L.fd = -1;
+}
+
+/* The number of records (lines) in p[0..len). */
+static unsigned long long
+count_lines(const char *p, size_t len)
+{
+	unsigned long long n = 0;
+	const char *end = p + len, *nl;
+
+	while (p < end && (nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+		n++;
+		p = nl + 1;
+	}
+	return n;
+}
+
+static void
+stream_failed(void)
+{
+	if (!L.failing) {
+		diag_warn_errno("traffic log %s: cannot write (records are dropped until it can "
+				"be written again)",
+				L.path);
+		L.failing = true;
+	}
+	pending_watch(false);
+	wbuf_release(&L.pending);
+}
+
+/* After the reader took what waited: say how many records could not wait. */
+static void
+stream_drained(void)
+{
+	pending_watch(false);
+	wbuf_release(&L.pending);
+	if (L.dropped > 0) {
+		diag_warn("traffic log %s: %llu records dropped (its reader did not keep up)",
+			  L.path, L.dropped);
+		L.dropped = 0;
+	}
+	if (L.failing) {
+		diag_warn("traffic log %s: writing again", L.path);
+		L.failing = false;
+	}
+}
+
+static void
+tlog_on_pending(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+	if (wbuf_flush(&L.pending, L.fd) == -1) {
+		stream_failed();
+	} else if (wbuf_len(&L.pending) == 0) {
+		stream_drained();
+	}
+}
+
+/* A log that is not a regular file: never a blocking write. */
+static void
+stream_write(void)
+{
+	if (L.fd < 0) {
+		L.dropped += count_lines(L.buf.buf, L.buf.len);
+		return;
+	}
+	if (wbuf_len(&L.pending) > 0) {
+		if (wbuf_len(&L.pending) + L.buf.len > TLOG_STREAM_MAX ||
+		    wbuf_append(&L.pending, L.buf.buf, L.buf.len) == -1) {
+			L.dropped += count_lines(L.buf.buf, L.buf.len);
+		}
+		return; /* its watcher writes it */
+	}
+	if (wbuf_send(&L.pending, L.fd, L.buf.buf, L.buf.len, NULL, 0) == -1) {
+		L.dropped += count_lines(L.buf.buf, L.buf.len);
+		stream_failed();
+	} else if (wbuf_len(&L.pending) > 0) {
+		pending_watch(true);
+	} else if (L.dropped > 0 || L.failing) {
+		stream_drained();
+	}
 }
 
 void
@@ -72,9 +208,11 @@ tlog_flush(void)
 	if (L.buf.len == 0) {
 		return;
 	}
-	if (L.path == NULL) {
+	if (L.path == NULL || L.fd == STDERR_FILENO) {
 		/* On stderr: never blocking the loop, dropped and counted when stderr is full. */
 		errout_lines(L.buf.buf, L.buf.len);
+	} else if (L.stream) {
+		stream_write();
 	} else if (L.fd < 0 || sys_write_all(L.fd, L.buf.buf, L.buf.len) == -1) {
 		if (!L.failing) {
 			diag_warn_errno("traffic log %s: cannot write (records are dropped until "
@@ -108,10 +246,14 @@ tlog_on_usr1(struct ev_loop *loop, ev_signal *w, int revents)
 	(void)w;
 	(void)revents;
 	tlog_flush();
+	if (L.stream) {
+		return; /* not a file that logrotate renames: nothing to reopen */
+	}
 	close_file();
 	if (open_file() == -1) {
 		diag_warn_errno("traffic log %s: cannot reopen", L.path);
 	} else {
+		ev_io_set(&L.pending_w, L.fd, EV_WRITE);
 		diag_info("traffic log %s: reopened", L.path);
 	}
 }
@@ -122,11 +264,13 @@ tlog_open(struct ev_loop *loop, const char *path, size_t bodies)
 	L.loop = loop;
 	L.path = strcmp(path, "-") == 0 ? NULL : path;
 	L.bodies = bodies;
+	wbuf_init(&L.pending, TLOG_STREAM_MAX);
 	if (open_file() == -1) {
 		return diag_error_errno("cannot open the traffic log '%s' (check the directory "
 					"exists and is writable, or use --log -)",
 					path);
 	}
+	ev_io_init(&L.pending_w, tlog_on_pending, L.fd, EV_WRITE);
 	ev_prepare_init(&L.flush_w, tlog_on_prepare);
 	ev_set_priority(&L.flush_w, EV_MINPRI); /* after every other prepare that logs */
 	ev_prepare_start(loop, &L.flush_w);
@@ -152,6 +296,13 @@ tlog_close(void)
 	if (L.path != NULL) {
 		ev_ref(L.loop);
 		ev_signal_stop(L.loop, &L.reopen_w);
+	}
+	if (L.stream && wbuf_len(&L.pending) > 0 && wbuf_flush(&L.pending, L.fd) == 0 &&
+	    wbuf_len(&L.pending) > 0) {
+		/* At exit nothing waits for a reader that does not read. */
+		diag_warn("traffic log %s: %zu bytes of records not written at exit (its reader "
+			  "did not keep up)",
+			  L.path, wbuf_len(&L.pending));
 	}
 	close_file();
 	sbuf_release(&L.buf);

@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import select
 import signal
 import stat
 import subprocess
@@ -193,6 +195,41 @@ class Writing(Case):
         w.close_stdin()
         self.assertEqual(w.wait(), 0)
         self.assertEqual(w.stderr().count("traffic log"), 1, w.stderr())
+
+    def test_fifo_nobody_reads_never_stops_traffic(self):
+        """A log that is a FIFO (or a pipe, a socket, a terminal) is written without
+        blocking: records wait up to a bound for its reader, then are dropped whole and
+        counted; the traffic never waits for it."""
+        fifo = os.path.join(self.tmp.name, "log.fifo")
+        os.mkfifo(fifo)
+        w = self.wrap(opts=["--log", fifo])  # no reader yet: the open must not wait
+        pad = "x" * 8000
+        n = 300  # two records of 8 KB each: far more than the pipe and the bound hold
+        for i in range(n):
+            w.send(call(i, "echo", text=pad))
+            self.assertEqual(w.msg()["id"], i)
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        data = b""
+        while "records dropped" not in w.stderr():
+            r, _, _ = select.select([fd], [], [], 10)
+            self.assertTrue(r, "the log's reader got nothing: " + w.stderr())
+            data += os.read(fd, 1 << 20)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        while True:  # what mcpmux wrote before it exited; then EOF (no writer left)
+            got = os.read(fd, 1 << 20)
+            if not got:
+                break
+            data += got
+        os.close(fd)
+        self.assertTrue(data.endswith(b"\n"))
+        recs = [json.loads(line) for line in data.splitlines()]  # whole records only
+        ids = [r["id"] for r in messages(recs, "in")]
+        self.assertEqual(ids, sorted(ids))
+        self.assertEqual(ids[:5], list(range(5)))  # the first ones waited for the reader
+        self.assertLess(len(ids), n)
+        dropped = int(re.search(r"(\d+) records dropped", w.stderr()).group(1))
+        self.assertGreaterEqual(len(recs) + dropped, 2 * n)
 
     def test_log_that_cannot_be_opened(self):
         w = self.wrap(opts=["--log", "/nonexistent/dir/t.log"])
