@@ -1514,6 +1514,24 @@ abandon(struct backend *b, const struct proctree_match *m)
 	enter_done(b);
 }
 
+/*
+ * Can a walk tell anything this turn?  A tree is found empty only once its server is
+ * reaped; before that, a walk only signals (pending_signal) or checks the kill deadline
+ * (KILLING).  A thousand sessions told to end at once walk nothing until their servers
+ * exit; the events that make a walk useful ask for one again (scan_wanted).
+ */
+static bool
+scan_useful(void)
+{
+	for (const struct backend *b = ending_head; b != NULL; b = b->next_ending) {
+		if (b->reaped || b->pending_signal != 0 || b->state == BACKEND_KILLING ||
+		    b->ctr != NULL) {
+			return true;
+		}
+	}
+	return false;
+}
+
 /* Once per loop turn: one /proc walk for every backend that is ending. */
 static void
 scan_ending(void)
@@ -1564,12 +1582,23 @@ scan_ending(void)
 		b->pending_signal = 0;
 		/*
 		 * With a cgroup, the tree is empty only when the cgroup is too (-1: unknown).
-		 * Read only when the walk found nothing left: a file read per ending backend
-		 * per scan would make a thousand teardowns quadratic.
+		 * Asked only when the walk found nothing left (a file read per ending backend
+		 * per scan would make a thousand teardowns quadratic), and by removing the
+		 * leaf: the kernel removes only a cgroup that holds no process, so one rmdir
+		 * both answers and cleans up; cgroup.events is read only when it failed.
 		 */
-		int populated = b->cgroup[0] == '\0'	 ? 0
-				: b->reaped && left == 0 ? cgroup_populated(b->cgroup)
-							 : 1;
+		int populated = 1;
+
+		if (b->cgroup[0] == '\0') {
+			populated = 0;
+		} else if (b->reaped && left == 0) {
+			if (cgroup_remove(b->cgroup) == 0) {
+				b->cgroup[0] = '\0';
+				populated = 0;
+			} else {
+				populated = cgroup_populated(b->cgroup);
+			}
+		}
 
 		b->tree_empty = b->reaped && left == 0 && populated == 0;
 		bool ctr_left = b->ctr != NULL && !b->ctr->gone;
@@ -1819,7 +1848,9 @@ backend_on_turn(struct ev_loop *loop, ev_prepare *w, int revents)
 	dirty_flush();
 	if (scan_wanted && ending_head != NULL) {
 		scan_wanted = false;
-		scan_ending();
+		if (scan_useful()) {
+			scan_ending();
+		}
 	}
 	if (sys_big_alloc) {
 		/* Big buffers were allocated: give memory back a second after the last one. */

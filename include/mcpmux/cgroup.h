@@ -35,7 +35,10 @@ int cgroup_leaf_make(const char *inst, unsigned long long n, char *out, size_t l
 int cgroup_kill(const char *dir);
 /* 1 when dir (or a cgroup below it) holds a process, 0 when not, -1 (errno) unknown. */
 int cgroup_populated(const char *dir);
-/* Remove an empty leaf (or instance and its empty leaves).  0 or -1 (errno). */
+/*
+ * Remove an empty leaf (or instance and its empty leaves).  0, or -1 (errno; EBUSY: a
+ * process is still in it, or in a cgroup below it that is not empty).
+ */
 int cgroup_remove(const char *dir);
 
 #endif
