@@ -78,9 +78,22 @@ sbuf_addf(struct sbuf *b, const char *fmt, ...)
 	va_list ap;
 	int n;
 
+	if (b->failed) {
+		return;
+	}
+	/* Formatted once where it fits (the common case), twice where it does not. */
+	size_t room = b->buf != NULL ? b->cap - b->len : 0;
+
 	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
+	n = vsnprintf(room > 0 ? b->buf + b->len : NULL, room, fmt, ap);
 	va_end(ap);
+	if (n >= 0 && (size_t)n < room) {
+		b->len += (size_t)n;
+		return;
+	}
+	if (room > 0) {
+		b->buf[b->len] = '\0'; /* what was cut short is not the string's */
+	}
 	if (n < 0 || !sbuf_grow(b, (size_t)n)) {
 		b->failed = true;
 		return;
@@ -89,6 +102,33 @@ sbuf_addf(struct sbuf *b, const char *fmt, ...)
 	(void)vsnprintf(b->buf + b->len, (size_t)n + 1, fmt, ap);
 	va_end(ap);
 	b->len += (size_t)n;
+}
+
+void
+sbuf_add_uint(struct sbuf *b, unsigned long long v, int width)
+{
+	char d[24];
+	int n = 0;
+
+	do {
+		d[sizeof(d) - 1 - n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while ((v > 0 || n < width) && n < (int)sizeof(d));
+	sbuf_add(b, d + sizeof(d) - n, (size_t)n);
+}
+
+void
+sbuf_add_milli(struct sbuf *b, double v)
+{
+	if (!(v >= 0 && v < 1e15)) {
+		sbuf_addf(b, "%.3f", v); /* negative, huge, NaN: the slow way */
+		return;
+	}
+	unsigned long long m = (unsigned long long)(v * 1000. + .5);
+
+	sbuf_add_uint(b, m / 1000, 1);
+	sbuf_add(b, ".", 1);
+	sbuf_add_uint(b, m % 1000, 3);
 }
 
 void

@@ -309,31 +309,6 @@ tlog_close(void)
 	tlog_enabled = false;
 }
 
-/* Decimal digits of v, at least `width` of them (zero-padded). */
-static void
-add_uint(struct sbuf *b, unsigned long long v, int width)
-{
-	char d[24];
-	int n = 0;
-
-	do {
-		d[sizeof(d) - 1 - n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v > 0 || n < width);
-	sbuf_add(b, d + sizeof(d) - n, (size_t)n);
-}
-
-/* Milliseconds with three decimals, without printf (it is the hot path of the log). */
-static void
-add_ms(struct sbuf *b, double ms)
-{
-	unsigned long long us = (unsigned long long)(ms * 1000. + .5);
-
-	add_uint(b, us / 1000, 1);
-	sbuf_add(b, ".", 1);
-	add_uint(b, us % 1000, 3);
-}
-
 /* {"ts":"...","session":"...","pid":N, */
 static void
 record_head(const char *session, pid_t pid)
@@ -352,7 +327,7 @@ record_head(const char *session, pid_t pid)
 	sbuf_adds(b, "{\"ts\":\"");
 	sbuf_adds(b, L.ts_head);
 	sbuf_add(b, ".", 1);
-	add_uint(b, (unsigned long long)ts.tv_nsec / 1000, 6);
+	sbuf_add_uint(b, (unsigned long long)ts.tv_nsec / 1000, 6);
 	sbuf_adds(b, "Z\",\"session\":");
 	if (session != NULL) {
 		sbuf_add_json_string(b, session, strlen(session));
@@ -361,7 +336,7 @@ record_head(const char *session, pid_t pid)
 	}
 	if (pid > 0) {
 		sbuf_adds(b, ",\"pid\":");
-		add_uint(b, (unsigned long long)pid, 1);
+		sbuf_add_uint(b, (unsigned long long)pid, 1);
 	} else {
 		sbuf_adds(b, ",\"pid\":null");
 	}
@@ -435,10 +410,10 @@ tlog_message(const char *session, pid_t pid, enum tlog_dir dir, const struct jso
 	}
 	if (ms >= 0) {
 		sbuf_adds(b, ",\"ms\":");
-		add_ms(b, ms);
+		sbuf_add_milli(b, ms);
 	}
 	sbuf_adds(b, ",\"bytes\":");
-	add_uint(b, len, 1);
+	sbuf_add_uint(b, len, 1);
 	record_body(line, len, kind != JSONRPC_INVALID_JSON);
 	record_end();
 }

@@ -27,6 +27,10 @@ void sbuf_release(struct sbuf *b);
 void sbuf_add(struct sbuf *b, const char *p, size_t len);
 void sbuf_adds(struct sbuf *b, const char *s);
 void sbuf_addf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Decimal digits of v, at least `width` of them (zero-padded); no printf. */
+void sbuf_add_uint(struct sbuf *b, unsigned long long v, int width);
+/* v with three decimals, as "%.3f" writes it (within a rounding of the last digit). */
+void sbuf_add_milli(struct sbuf *b, double v);
 /* Append p as a JSON string (quoted, escaped; invalid UTF-8 becomes U+FFFD). */
 void sbuf_add_json_string(struct sbuf *b, const char *p, size_t len);
 

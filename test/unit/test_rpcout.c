@@ -507,6 +507,54 @@ test_sbuf_basics(void **state)
 	assert_int_equal(b->buf[b->len], '\0');
 }
 
+/* A format that is cut short where it does not fit is formatted again, whole. */
+static void
+test_sbuf_addf_at_the_edge(void **state)
+{
+	struct sbuf *b = *state;
+	char want[600];
+
+	for (size_t pre = 240; pre < 260; pre++) {
+		sbuf_reset(b);
+		memset(want, 'a', pre);
+		sbuf_add(b, want, pre);
+		sbuf_addf(b, "<%s|%d>", "0123456789", 12345);
+		(void)snprintf(want + pre, sizeof(want) - pre, "<%s|%d>", "0123456789", 12345);
+		assert_int_equal(b->len, strlen(want));
+		assert_memory_equal(b->buf, want, b->len + 1);
+	}
+}
+
+/* The printf-free number writers agree with printf. */
+static void
+test_sbuf_numbers(void **state)
+{
+	struct sbuf *b = *state;
+	char want[64];
+	static const unsigned long long ints[] = { 0, 1, 9, 10, 99, 4242, 18446744073709551615ULL };
+	static const double millis[] = {
+		0,	    0.0004,	    0.0005,	     0.25, 1,	41.7, 999.9996,
+		123456.789, 1733350000.123, 1733350000.9999, -1.5, 1e20
+	};
+
+	for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+		sbuf_reset(b);
+		sbuf_add_uint(b, ints[i], 1);
+		(void)snprintf(want, sizeof(want), "%llu", ints[i]);
+		assert_sbuf(b, want);
+		sbuf_reset(b);
+		sbuf_add_uint(b, ints[i] % 1000000, 6);
+		(void)snprintf(want, sizeof(want), "%06llu", ints[i] % 1000000);
+		assert_sbuf(b, want);
+	}
+	for (size_t i = 0; i < sizeof(millis) / sizeof(millis[0]); i++) {
+		sbuf_reset(b);
+		sbuf_add_milli(b, millis[i]);
+		(void)snprintf(want, sizeof(want), "%.3f", millis[i]);
+		assert_sbuf(b, want);
+	}
+}
+
 static void
 test_sbuf_reset_keeps_small_memory(void **state)
 {
@@ -548,6 +596,9 @@ main(void)
 						sbuf_teardown),
 		cmocka_unit_test(test_signame),
 		cmocka_unit_test_setup_teardown(test_sbuf_basics, sbuf_setup, sbuf_teardown),
+		cmocka_unit_test_setup_teardown(test_sbuf_addf_at_the_edge, sbuf_setup,
+						sbuf_teardown),
+		cmocka_unit_test_setup_teardown(test_sbuf_numbers, sbuf_setup, sbuf_teardown),
 		cmocka_unit_test_setup_teardown(test_sbuf_reset_keeps_small_memory, sbuf_setup,
 						sbuf_teardown),
 	};
