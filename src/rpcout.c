@@ -107,13 +107,30 @@ sbuf_addf(struct sbuf *b, const char *fmt, ...)
 void
 sbuf_add_uint(struct sbuf *b, unsigned long long v, int width)
 {
+	static const char pairs[] = "00010203040506070809101112131415161718192021222324"
+				    "25262728293031323334353637383940414243444546474849"
+				    "50515253545556575859606162636465666768697071727374"
+				    "75767778798081828384858687888990919293949596979899";
 	char d[24];
 	int n = 0;
 
-	do {
-		d[sizeof(d) - 1 - n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while ((v > 0 || n < width) && n < (int)sizeof(d));
+	/* Two digits a step: the traffic log writes a few numbers per record. */
+	while (v >= 100) {
+		unsigned k = (unsigned)(v % 100) * 2;
+
+		v /= 100;
+		d[sizeof(d) - 1 - n++] = pairs[k + 1];
+		d[sizeof(d) - 1 - n++] = pairs[k];
+	}
+	if (v >= 10) {
+		d[sizeof(d) - 1 - n++] = pairs[v * 2 + 1];
+		d[sizeof(d) - 1 - n++] = pairs[v * 2];
+	} else {
+		d[sizeof(d) - 1 - n++] = (char)('0' + v);
+	}
+	while (n < width && n < (int)sizeof(d)) {
+		d[sizeof(d) - 1 - n++] = '0';
+	}
 	sbuf_add(b, d + sizeof(d) - n, (size_t)n);
 }
 

@@ -23,6 +23,18 @@
 
 bool tlog_enabled;
 
+/*
+ * A string's JSON text, kept from the record before: most records repeat their session
+ * and their method, and escaping is the dearest part of a record without a body.
+ */
+#define ESC_CACHE_RAW 128
+struct esc_cache {
+	size_t raw_len; /* SIZE_MAX: nothing kept */
+	size_t out_len;
+	char raw[ESC_CACHE_RAW];
+	char out[ESC_CACHE_RAW * 6 + 2];
+};
+
 static struct {
 	struct ev_loop *loop;
 	const char *path; /* NULL for stderr */
@@ -43,7 +55,25 @@ static struct {
 	ev_signal reopen_w;
 	time_t ts_sec; /* the second that ts_head holds */
 	char ts_head[24];
-} L = { .fd = -1 };
+	struct esc_cache session, method;
+} L = { .fd = -1, .session = { .raw_len = SIZE_MAX }, .method = { .raw_len = SIZE_MAX } };
+
+static void
+add_json_string_kept(struct sbuf *b, struct esc_cache *c, const char *p, size_t len)
+{
+	if (len != c->raw_len || memcmp(p, c->raw, len) != 0) {
+		if (len > sizeof(c->raw)) {
+			sbuf_add_json_string(b, p, len);
+			return;
+		}
+		c->out_len = rpcout_escape_into(c->out, p, len);
+		memcpy(c->raw, p, len);
+		c->raw_len = len;
+	}
+	sbuf_add(b, c->out, c->out_len);
+}
+
+#define ADD_LIT(b, lit) sbuf_add((b), "" lit, sizeof(lit) - 1)
 
 static const char *const kind_names[] = {
 	[JSONRPC_INVALID_JSON] = "invalid", [JSONRPC_INVALID_REQUEST] = "invalid",
@@ -324,21 +354,21 @@ record_head(const char *session, pid_t pid)
 		(void)strftime(L.ts_head, sizeof(L.ts_head), "%Y-%m-%dT%H:%M:%S", &tm);
 		L.ts_sec = ts.tv_sec;
 	}
-	sbuf_adds(b, "{\"ts\":\"");
-	sbuf_adds(b, L.ts_head);
+	ADD_LIT(b, "{\"ts\":\"");
+	sbuf_add(b, L.ts_head, 19); /* YYYY-MM-DDTHH:MM:SS */
 	sbuf_add(b, ".", 1);
 	sbuf_add_uint(b, (unsigned long long)ts.tv_nsec / 1000, 6);
-	sbuf_adds(b, "Z\",\"session\":");
+	ADD_LIT(b, "Z\",\"session\":");
 	if (session != NULL) {
-		sbuf_add_json_string(b, session, strlen(session));
+		add_json_string_kept(b, &L.session, session, strlen(session));
 	} else {
-		sbuf_adds(b, "null");
+		ADD_LIT(b, "null");
 	}
 	if (pid > 0) {
-		sbuf_adds(b, ",\"pid\":");
+		ADD_LIT(b, ",\"pid\":");
 		sbuf_add_uint(b, (unsigned long long)pid, 1);
 	} else {
-		sbuf_adds(b, ",\"pid\":null");
+		ADD_LIT(b, ",\"pid\":null");
 	}
 }
 
@@ -396,23 +426,27 @@ tlog_message(const char *session, pid_t pid, enum tlog_dir dir, const struct jso
 		return;
 	}
 	record_head(session, pid);
-	sbuf_adds(b,
-		  dir == TLOG_IN ? ",\"dir\":\"in\",\"kind\":\"" : ",\"dir\":\"out\",\"kind\":\"");
+	if (dir == TLOG_IN) {
+		ADD_LIT(b, ",\"dir\":\"in\",\"kind\":\"");
+	} else {
+		ADD_LIT(b, ",\"dir\":\"out\",\"kind\":\"");
+	}
 	sbuf_adds(b, kind_names[kind]);
 	sbuf_add(b, "\"", 1);
 	if (kind != JSONRPC_BATCH && kind != JSONRPC_INVALID_JSON && scan->one.has_id) {
-		sbuf_adds(b, ",\"id\":");
+		ADD_LIT(b, ",\"id\":");
 		sbuf_add(b, jsonrpc_str(scan, scan->one.id), scan->one.id.len);
 	}
 	if (kind != JSONRPC_BATCH && kind != JSONRPC_INVALID_JSON && scan->one.has_method) {
-		sbuf_adds(b, ",\"method\":");
-		sbuf_add_json_string(b, jsonrpc_str(scan, scan->one.method), scan->one.method.len);
+		ADD_LIT(b, ",\"method\":");
+		add_json_string_kept(b, &L.method, jsonrpc_str(scan, scan->one.method),
+				     scan->one.method.len);
 	}
 	if (ms >= 0) {
-		sbuf_adds(b, ",\"ms\":");
+		ADD_LIT(b, ",\"ms\":");
 		sbuf_add_milli(b, ms);
 	}
-	sbuf_adds(b, ",\"bytes\":");
+	ADD_LIT(b, ",\"bytes\":");
 	sbuf_add_uint(b, len, 1);
 	record_body(line, len, kind != JSONRPC_INVALID_JSON);
 	record_end();

@@ -136,6 +136,28 @@ class Writing(Case):
             self.assertEqual([r.get("event") or r["dir"] for r in mine],
                              ["started", "in", "out", "ended"])
 
+    def test_sessions_and_methods_interleaved(self):
+        """Records of several sessions and methods, interleaved: each names its own (the
+        log keeps the JSON text of the last session and method it wrote)."""
+        log = os.path.join(self.tmp.name, "serve.log")
+        p = self.serve(opts=FAST + ["--log", log, "--log-bodies", "none"])
+        names = ["a", "b.c", "L" * 128]  # the longest session ID there may be
+        methods = ["ping", "x/\"odd\"\\\u00e9" + "m" * 200, "ping", "tools/list"]
+        sent = []
+        for i in range(12):
+            s, m = names[i % 3], methods[i % 4]
+            p.send({"session": s, "message": note(m) if "odd" in m else req(i, m)})
+            sent.append((s, m))
+        p.send(*({"session": s, "message": note("mcpmux/endRun")} for s in names))
+        ended = 0
+        while ended < 3:
+            ended += p.msg().get("event") == "ended"
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        got = [(r["session"], r["method"]) for r in messages(records(log), "in")
+               if r["method"] != "mcpmux/endRun"]
+        self.assertEqual(got, sent)
+
     def test_suspend_and_resume_logged(self):
         """--idle-suspend: the suspend and the resume are events, and log show and stats
         report them."""
