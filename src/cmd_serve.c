@@ -295,7 +295,7 @@ static void
 handle_message(struct sconn *sc, struct hub_entry *e, const struct envelope *env)
 {
 	struct serve *sv = sc->sv;
-	enum jsonrpc_kind kind = jsonrpc_scan(&sv->scan, env->message, env->message_len);
+	enum jsonrpc_kind kind = jsonrpc_scan_checked(&sv->scan, env->message, env->message_len);
 	const struct jsonrpc_item *it = &sv->scan.one;
 	const char *id = it->has_id ? jsonrpc_str(&sv->scan, it->id) : NULL;
 
@@ -359,7 +359,7 @@ control(struct sconn *sc, const struct envelope *env)
 {
 	struct serve *sv = sc->sv;
 
-	(void)jsonrpc_scan(&sv->scan, env->message, env->message_len);
+	(void)jsonrpc_scan_checked(&sv->scan, env->message, env->message_len);
 	hub_control(&sv->hub, &sc->port, &sv->scan);
 }
 

@@ -26,24 +26,35 @@ skip_string(struct cursor *c)
 {
 	c->p++;
 	while (c->p < c->end) {
-		const char *q = c->p;
+		/* The next quote; it closes the string unless a backslash comes before it. */
+		const char *q = memchr(c->p, '"', (size_t)(c->end - c->p));
+		const char *bs;
 
-		/* Jump to the next quote or backslash. */
-		while (q < c->end && *q != '"' && *q != '\\') {
-			q++;
-		}
-		if (q >= c->end) {
+		if (q == NULL) {
 			break;
 		}
-		if (*q == '"') {
+		bs = memchr(c->p, '\\', (size_t)(q - c->p));
+		if (bs == NULL) {
 			c->p = q + 1;
 			return true;
 		}
-		c->p = q + 2; /* a backslash and the character it escapes */
+		c->p = bs + 2; /* a backslash and the character it escapes */
 	}
 	c->p = c->end;
 	return false;
 }
+
+/*
+ * Bytes that end a run of scalars, commas and colons inside a container: a string, a
+ * container's edge, NUL.  At the top level, a comma and white space too (stop_top).
+ */
+static const unsigned char stop_in[256] = {
+	['"'] = 1, ['{'] = 1, ['}'] = 1, ['['] = 1, [']'] = 1, ['\0'] = 1,
+};
+static const unsigned char stop_top[256] = {
+	['"'] = 1, ['{'] = 1, ['}'] = 1,  ['['] = 1,  [']'] = 1,  ['\0'] = 1,
+	[','] = 1, [' '] = 1, ['\t'] = 1, ['\r'] = 1, ['\n'] = 1,
+};
 
 /* Skip one JSON value; its content is validated later (by yajl). */
 static bool
@@ -77,14 +88,15 @@ skip_value(struct cursor *c)
 			break;
 		case '\0':
 			return false;
-		default:
+		default: {
 			/* Scalars, commas and colons inside containers. */
-			while (c->p < c->end && *c->p != '\0' && !strchr("\"{}[]", *c->p) &&
-			       !(depth == 0 && (*c->p == ',' || *c->p == ' ' || *c->p == '\t' ||
-						*c->p == '\r' || *c->p == '\n'))) {
+			const unsigned char *stop = depth == 0 ? stop_top : stop_in;
+
+			while (c->p < c->end && !stop[(unsigned char)*c->p]) {
 				c->p++;
 			}
 			break;
+		}
 		}
 	} while (depth > 0 && c->p < c->end);
 	return depth == 0;

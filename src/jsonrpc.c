@@ -580,8 +580,23 @@ jsonrpc_text_ok(const char *text, size_t len)
 	return true;
 }
 
+static enum jsonrpc_kind scan(struct jsonrpc_scanner *s, const char *line, size_t len,
+			      bool text_checked);
+
 enum jsonrpc_kind
 jsonrpc_scan(struct jsonrpc_scanner *s, const char *line, size_t len)
+{
+	return scan(s, line, len, false);
+}
+
+enum jsonrpc_kind
+jsonrpc_scan_checked(struct jsonrpc_scanner *s, const char *line, size_t len)
+{
+	return scan(s, line, len, true);
+}
+
+static enum jsonrpc_kind
+scan(struct jsonrpc_scanner *s, const char *line, size_t len, bool text_checked)
 {
 	scan_reset(s);
 	if (s->items == NULL) {
@@ -597,7 +612,7 @@ jsonrpc_scan(struct jsonrpc_scanner *s, const char *line, size_t len)
 		s->error = "out of memory";
 		return s->kind = JSONRPC_INVALID_JSON;
 	}
-	if (!jsonrpc_text_ok(line, len)) {
+	if (!text_checked && !jsonrpc_text_ok(line, len)) {
 		s->error = "not valid JSON text (a control character, or invalid UTF-8)";
 		return s->kind = JSONRPC_INVALID_JSON;
 	}

@@ -39,6 +39,10 @@ enum envelope_status {
 	ENVELOPE_INVALID,  /* -32600: JSON, but not an envelope */
 };
 
+/*
+ * A line that parses (ENVELOPE_OK) passed jsonrpc_text_ok() whole: its message may be
+ * scanned with jsonrpc_scan_checked().
+ */
 enum envelope_status envelope_parse(struct envelope *e, const char *line, size_t len);
 
 #endif

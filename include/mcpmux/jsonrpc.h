@@ -97,6 +97,11 @@ void jsonrpc_release(struct jsonrpc_scanner *s);
 
 /* Scan one line (without its "\n").  Returns the kind (also in s->kind). */
 enum jsonrpc_kind jsonrpc_scan(struct jsonrpc_scanner *s, const char *line, size_t len);
+/*
+ * The same for text known to pass jsonrpc_text_ok() (a value within a line that passed
+ * it whole, such as an envelope's message): that pass is not made twice.
+ */
+enum jsonrpc_kind jsonrpc_scan_checked(struct jsonrpc_scanner *s, const char *line, size_t len);
 
 /*
  * Could these bytes be JSON text, as far as yajl does not check: no control character

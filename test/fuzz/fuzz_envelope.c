@@ -10,9 +10,10 @@
  *     INVALID;
  *   - for such a line, the spans mean what the tree says: the message span is valid JSON
  *     and equal to the tree's "message" (the last one), "session" and "keep" likewise;
- *   - serve forwards the message span once jsonrpc_scan() takes it: an envelope that is OK
- *     and whose message (if any) scans as JSON must be JSON as a whole line, so that no
- *     byte of a broken line reaches a backend or earns anything but -32700.
+ *   - serve forwards the message span once jsonrpc_scan_checked() takes it (which answers
+ *     as jsonrpc_scan() does): an envelope that is OK and whose message (if any) scans as
+ *     JSON must be JSON as a whole line, so that no byte of a broken line reaches a
+ *     backend or earns anything but -32700.
  */
 #include <yajl/yajl_tree.h>
 
@@ -179,13 +180,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_valid(line, size, st, &e);
 	}
 	if (st == ENVELOPE_OK && e.has_message) {
-		/* What serve does next: one scan of the span, forwarded unless INVALID_JSON. */
+		/*
+		 * What serve does next: one scan of the span, forwarded unless INVALID_JSON,
+		 * without the text pass the whole line had (jsonrpc_scan_checked()), which
+		 * must answer as the full scan does.
+		 */
 		struct jsonrpc_scanner s;
 
 		jsonrpc_init(&s);
-		enum jsonrpc_kind kind = jsonrpc_scan(&s, e.message, e.message_len);
+		enum jsonrpc_kind kind = jsonrpc_scan_checked(&s, e.message, e.message_len);
+		enum jsonrpc_kind full = jsonrpc_scan(&s, e.message, e.message_len);
 
 		jsonrpc_release(&s);
+		FUZZ_CHECK(kind == full, "the checked scan says %d, the full one %d", (int)kind,
+			   (int)full);
 		FUZZ_CHECK(kind == JSONRPC_INVALID_JSON || valid,
 			   "an envelope that is not JSON passes with a valid message");
 	} else if (st == ENVELOPE_OK) {
