@@ -879,7 +879,23 @@ number_key(const char *p, size_t len, char *out)
 		out[1] = '-';
 	}
 	o += n_digits;
-	o += (size_t)sprintf(out + o, "e%lld", exp);
+	/* "e%lld" without printf: ids are keyed twice a round trip. */
+	char d[24];
+	int k = 0;
+	unsigned long long u =
+		exp < 0 ? (unsigned long long)(-(exp + 1)) + 1 : (unsigned long long)exp;
+
+	out[o++] = 'e';
+	if (exp < 0) {
+		out[o++] = '-';
+	}
+	do {
+		d[k++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u > 0);
+	while (k > 0) {
+		out[o++] = d[--k];
+	}
 	return o;
 }
 

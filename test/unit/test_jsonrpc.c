@@ -874,9 +874,25 @@ test_id_keys(void **state)
 		"\"\\ud83d\"",
 		"\"\\ude00\"",
 	};
+	static const char *const keys[][2] = {
+		{ "10", "n1e1" },
+		{ "123", "n123e0" },
+		{ "0.5", "n5e-1" },
+		{ "-12", "n-12e0" },
+		{ "0", "n0" },
+		{ "-1.5e-3", "n-15e-4" },
+		{ "1e99999999999999999999", "n1e1000000000000000" },
+		{ "1e-99999999999999999999", "n1e-1000000000000000" },
+	};
 	char a[256], b[256];
 
 	(void)state;
+	for (size_t g = 0; g < sizeof(keys) / sizeof(keys[0]); g++) {
+		size_t n = key_of(keys[g][0], a);
+
+		a[n] = '\0';
+		assert_string_equal(a, keys[g][1]);
+	}
 	for (size_t r = 0; r < sizeof(same) / sizeof(same[0]); r++) {
 		size_t la = key_of(same[r][0], a);
 
