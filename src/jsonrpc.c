@@ -660,23 +660,6 @@ scan(struct jsonrpc_scanner *s, const char *line, size_t len, bool text_checked)
 	return s->kind;
 }
 
-bool
-jsonrpc_method_is(const struct jsonrpc_scanner *s, const struct jsonrpc_item *it, const char *name)
-{
-	if (!it->has_method) {
-		return false;
-	}
-	/* No strlen(): most methods differ from `name` in their first bytes. */
-	const char *m = s->arena + it->method.off;
-
-	for (size_t i = 0; i < it->method.len; i++) {
-		if (name[i] == '\0' || name[i] != m[i]) {
-			return false;
-		}
-	}
-	return name[it->method.len] == '\0';
-}
-
 /* ---- id keys ---- */
 
 static int

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <yajl/yajl_parse.h>
 
@@ -116,9 +117,18 @@ jsonrpc_str(const struct jsonrpc_scanner *s, struct jsonrpc_str str)
 	return s->arena != NULL ? s->arena + str.off : "";
 }
 
-/* Does the message's method equal `name`? */
-bool jsonrpc_method_is(const struct jsonrpc_scanner *s, const struct jsonrpc_item *it,
-		       const char *name);
+/*
+ * Does the message's method equal `name`?  Inline: with a literal name the length is known
+ * at compile time, and most methods differ from it in length.
+ */
+static inline bool
+jsonrpc_method_is(const struct jsonrpc_scanner *s, const struct jsonrpc_item *it, const char *name)
+{
+	size_t n = strlen(name);
+
+	return it->has_method && it->method.len == n &&
+	       memcmp(jsonrpc_str(s, it->method), name, n) == 0;
+}
 
 /*
  * The key under which an id is matched: ids are matched by JSON value, the way clients
