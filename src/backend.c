@@ -124,7 +124,7 @@ backend_module_init(struct ev_loop *loop)
 	ev_child_start(loop, &child_w);
 	ev_unref(loop);
 	ev_init(&trim_w, backend_on_trim);
-	trim_w.repeat = .5; /* well within the contract's "idle 1 s" */
+	trim_w.repeat = .5;	      /* well within the contract's "idle 1 s" */
 	sys_chunk_done = dirty_flush; /* a read chunk is done: write what came from it */
 	ev_prepare_init(&turn_w, backend_on_turn);
 	ev_prepare_start(loop, &turn_w);
