@@ -14,6 +14,8 @@
  *                         P times in 1000, for transfers of at least FAULT_SHORT_MIN bytes
  *   FAULT_SHORT_MIN=N     (16) smaller transfers are never cut: a pipe never splits a
  *                         write of at most PIPE_BUF bytes that a reader asks for whole
+ *   FAULT_SHORT_FIRST=N   the first N transfers that may be cut are cut, reads and writes
+ *                         each (0): a test that needs some is not left to chance
  *   FAULT_FORK_FAIL=N,..  the Nth process creation (from 1) fails with EAGAIN: calls of
  *                         fork(), clone(), clone3 (through syscall()) and
  *                         posix_spawn[p]() are counted together
@@ -79,6 +81,7 @@ static struct {
 	uint64_t rng;
 	unsigned eintr, shorts; /* per mille */
 	size_t short_min;
+	unsigned long short_first;
 	struct nth fork, pipe2, accept4;
 	int log_fd;
 	unsigned long reads, writes, n_eintr, n_short_reads, n_short_writes, n_failed;
@@ -189,6 +192,7 @@ faultshim_init(void)
 	F.shorts = (unsigned)env_num("FAULT_SHORT", 0);
 	F.short_min = env_num("FAULT_SHORT_MIN", 16);
 	F.short_min = F.short_min < 2 ? 2 : F.short_min;
+	F.short_first = env_num("FAULT_SHORT_FIRST", 0);
 	env_nth("FAULT_FORK_FAIL", &F.fork);
 	env_nth("FAULT_PIPE2_FAIL", &F.pipe2);
 	env_nth("FAULT_ACCEPT4_FAIL", &F.accept4);
@@ -259,7 +263,7 @@ chance(unsigned per_mille)
 static size_t
 cut(size_t len, unsigned long *counter)
 {
-	if (len >= F.short_min && chance(F.shorts)) {
+	if (len >= F.short_min && (*counter < F.short_first || chance(F.shorts))) {
 		(*counter)++;
 		return 1 + (size_t)(next_rand() % (len - 1));
 	}
