@@ -231,11 +231,14 @@ class Writing(Case):
             w.send(call(i, "echo", text=pad))
             self.assertEqual(w.msg()["id"], i)
         fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-        data = b""
-        while "records dropped" not in w.stderr():
-            r, _, _ = select.select([fd], [], [], 10)
-            self.assertTrue(r, "the log's reader got nothing: " + w.stderr())
-            data += os.read(fd, 1 << 20)
+        data = [b""]
+
+        def drained():  # read what is there; done once mcpmux has said what it dropped
+            if select.select([fd], [], [], 0.05)[0]:
+                data[0] += os.read(fd, 1 << 20)
+            return "records dropped" in w.stderr()
+        wait_until(drained, 20, "the count of dropped records once the reader caught up")
+        data = data[0]
         w.close_stdin()
         self.assertEqual(w.wait(), 0)
         while True:  # what mcpmux wrote before it exited; then EOF (no writer left)
