@@ -13,36 +13,6 @@
 #include "mcpmux/cgroup.h"
 #include "mcpmux/sys.h"
 
-/* Read a small file whole (NUL-terminated).  Bytes, or -1. */
-static ssize_t
-slurp(const char *path, char *buf, size_t len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	size_t got = 0;
-
-	if (fd == -1) {
-		return -1;
-	}
-	while (got + 1 < len) {
-		ssize_t n = sys_read(fd, buf + got, len - 1 - got);
-
-		if (n <= 0) {
-			if (n == -1) {
-				int err = errno;
-
-				sys_close(&fd);
-				errno = err;
-				return -1;
-			}
-			break;
-		}
-		got += (size_t)n;
-	}
-	buf[got] = '\0';
-	sys_close(&fd);
-	return (ssize_t)got;
-}
-
 static int
 write_str(const char *path, const char *s)
 {
@@ -106,7 +76,7 @@ cgroup_instance_make(char *out, size_t len, pid_t pid)
 	const char *rel = NULL;
 
 	if (cgroup2_mount(mnt, sizeof(mnt)) == -1 ||
-	    slurp("/proc/self/cgroup", own, sizeof(own)) <= 0) {
+	    sys_read_small("/proc/self/cgroup", own, sizeof(own)) <= 0) {
 		return -1;
 	}
 	/* The v2 line is "0::/path". */
@@ -187,7 +157,7 @@ cgroup_populated(const char *dir)
 	char path[CGROUP_PATH_MAX + 16], buf[256];
 
 	(void)snprintf(path, sizeof(path), "%s/cgroup.events", dir);
-	if (slurp(path, buf, sizeof(buf)) == -1) {
+	if (sys_read_small(path, buf, sizeof(buf)) == -1) {
 		return -1;
 	}
 	const char *p = strstr(buf, "populated ");

@@ -56,39 +56,6 @@ vanished(int err)
 	return err == ENOENT || err == ESRCH;
 }
 
-/* Read a file whole (up to cap - 1 bytes) into buf, NUL-terminated.  0, or -1 (errno). */
-static int
-read_small(const char *path, char *buf, size_t cap, size_t *len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	size_t got = 0;
-
-	if (fd == -1) {
-		return -1;
-	}
-	while (got + 1 < cap) {
-		ssize_t n = sys_read(fd, buf + got, cap - 1 - got);
-
-		if (n == -1) {
-			int err = errno;
-
-			sys_close(&fd);
-			errno = err;
-			return -1;
-		}
-		if (n == 0) {
-			break;
-		}
-		got += (size_t)n;
-	}
-	buf[got] = '\0';
-	sys_close(&fd);
-	if (len != NULL) {
-		*len = got;
-	}
-	return 0;
-}
-
 /* /proc/PID/stat: comm, state, ppid, pgid, start time.  0, or -1 (errno; EINVAL). */
 static int
 read_stat(const char *root, pid_t pid, struct procscan_proc *p)
@@ -99,7 +66,7 @@ read_stat(const char *root, pid_t pid, struct procscan_proc *p)
 	char state = '?';
 
 	(void)snprintf(path, sizeof(path), "%s/%d/stat", root, (int)pid);
-	if (read_small(path, buf, sizeof(buf), NULL) == -1) {
+	if (sys_read_small(path, buf, sizeof(buf)) == -1) {
 		return -1;
 	}
 	/* The command name may hold spaces and parentheses: parse after the last ')'. */
@@ -135,7 +102,7 @@ read_status(const char *root, pid_t pid, struct procscan_proc *p)
 	unsigned long long rss = 0;
 
 	(void)snprintf(path, sizeof(path), "%s/%d/status", root, (int)pid);
-	if (read_small(path, buf, sizeof(buf), NULL) == -1) {
+	if (sys_read_small(path, buf, sizeof(buf)) == -1) {
 		return -1;
 	}
 	char *u = strstr(buf, "\nUid:");
@@ -159,12 +126,14 @@ static int
 read_cmdline(const char *root, pid_t pid, struct procscan_proc *p)
 {
 	char path[PATH_MAX], buf[PROCSCAN_ARGV_MAX + 1];
-	size_t len = 0;
-
 	(void)snprintf(path, sizeof(path), "%s/%d/cmdline", root, (int)pid);
-	if (read_small(path, buf, sizeof(buf), &len) == -1) {
+	ssize_t got = sys_read_small(path, buf, sizeof(buf));
+
+	if (got == -1) {
 		return vanished(errno) ? -1 : 0;
 	}
+	size_t len = (size_t)got;
+
 	if (len == 0) {
 		return 0;
 	}
@@ -750,8 +719,7 @@ read_clock(struct procscan *s, const char *root)
 	}
 	s->uptime_s = -1;
 	(void)snprintf(path, sizeof(path), "%s/uptime", root);
-	if (read_small(path, buf, sizeof(buf), NULL) == 0 &&
-	    sscanf(buf, "%lf", &s->uptime_s) != 1) {
+	if (sys_read_small(path, buf, sizeof(buf)) >= 0 && sscanf(buf, "%lf", &s->uptime_s) != 1) {
 		s->uptime_s = -1;
 	}
 }
@@ -898,12 +866,14 @@ int
 procscan_boot_id(const char *proc_root, char out[PROCSCAN_BOOT_MAX])
 {
 	char path[PATH_MAX];
-	size_t len = 0;
-
 	(void)snprintf(path, sizeof(path), "%s/sys/kernel/random/boot_id", proc_root);
-	if (read_small(path, out, PROCSCAN_BOOT_MAX, &len) == -1) {
+	ssize_t got = sys_read_small(path, out, PROCSCAN_BOOT_MAX);
+
+	if (got == -1) {
 		return -1;
 	}
+	size_t len = (size_t)got;
+
 	while (len > 0 && (out[len - 1] == '\n' || out[len - 1] == ' ')) {
 		out[--len] = '\0';
 	}

@@ -98,30 +98,7 @@ opendir_retry(const char *path)
 static ssize_t
 read_file(const char *path, char *buf, size_t len)
 {
-	int fd = open_retry(path, O_RDONLY | O_CLOEXEC);
-	size_t got = 0;
-
-	if (fd == -1) {
-		return -1;
-	}
-	while (got + 1 < len) {
-		ssize_t n = sys_read(fd, buf + got, len - 1 - got);
-
-		if (n == -1) {
-			int err = errno;
-
-			sys_close(&fd);
-			errno = err;
-			return -1;
-		}
-		if (n == 0) {
-			break;
-		}
-		got += (size_t)n;
-	}
-	buf[got] = '\0';
-	sys_close(&fd);
-	return (ssize_t)got;
+	return sys_read_small_fd(open_retry(path, O_RDONLY | O_CLOEXEC), buf, len);
 }
 
 /*

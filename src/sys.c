@@ -90,6 +90,40 @@ sys_write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+ssize_t
+sys_read_small_fd(int fd, char *buf, size_t cap)
+{
+	size_t got = 0;
+
+	if (fd == -1) {
+		return -1;
+	}
+	while (got + 1 < cap) {
+		ssize_t n = sys_read(fd, buf + got, cap - 1 - got);
+
+		if (n == -1) {
+			int err = errno;
+
+			sys_close(&fd);
+			errno = err;
+			return -1;
+		}
+		if (n == 0) {
+			break;
+		}
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	sys_close(&fd);
+	return (ssize_t)got;
+}
+
+ssize_t
+sys_read_small(const char *path, char *buf, size_t cap)
+{
+	return sys_read_small_fd(open(path, O_RDONLY | O_CLOEXEC), buf, cap);
+}
+
 void
 sys_close(int *fd)
 {

@@ -34,6 +34,13 @@ ssize_t sys_read(int fd, void *buf, size_t len);
 ssize_t sys_writev(int fd, const struct iovec *iov, int iovcnt);
 /* Write all of buf to a blocking fd (short writes continued); -1 on error. */
 int sys_write_all(int fd, const void *buf, size_t len);
+/*
+ * Read a small file whole (a /proc or cgroup file): up to cap - 1 bytes into buf,
+ * NUL-terminated.  Bytes read, or -1 (errno).  sys_read_small_fd() reads an fd the caller
+ * opened, and closes it either way.
+ */
+ssize_t sys_read_small(const char *path, char *buf, size_t cap);
+ssize_t sys_read_small_fd(int fd, char *buf, size_t cap);
 /* close(2) that leaves EINTR alone (on Linux the fd is gone either way). */
 void sys_close(int *fd);
 /* Make fds 0, 1 and 2 valid (open /dev/null where one is closed). */
