@@ -7,6 +7,7 @@
 
 #include "mcpmux/envelope.h"
 #include "mcpmux/jsonrpc.h"
+#include "mcpmux/jsonspan.h"
 
 struct cursor {
 	const char *p, *end;
@@ -20,86 +21,17 @@ skip_ws(struct cursor *c)
 	}
 }
 
-/* At a '"': move past the closing quote.  false if the string does not end. */
-static bool
-skip_string(struct cursor *c)
-{
-	c->p++;
-	while (c->p < c->end) {
-		/* The next quote; it closes the string unless a backslash comes before it. */
-		const char *q = memchr(c->p, '"', (size_t)(c->end - c->p));
-		const char *bs;
-
-		if (q == NULL) {
-			break;
-		}
-		bs = memchr(c->p, '\\', (size_t)(q - c->p));
-		if (bs == NULL) {
-			c->p = q + 1;
-			return true;
-		}
-		c->p = bs + 2; /* a backslash and the character it escapes */
-	}
-	c->p = c->end;
-	return false;
-}
-
-/*
- * Bytes that end a run of scalars, commas and colons inside a container: a string, a
- * container's edge, NUL.  At the top level, a comma and white space too (stop_top).
- */
-static const unsigned char stop_in[256] = {
-	['"'] = 1, ['{'] = 1, ['}'] = 1, ['['] = 1, [']'] = 1, ['\0'] = 1,
-};
-static const unsigned char stop_top[256] = {
-	['"'] = 1, ['{'] = 1, ['}'] = 1,  ['['] = 1,  [']'] = 1,  ['\0'] = 1,
-	[','] = 1, [' '] = 1, ['\t'] = 1, ['\r'] = 1, ['\n'] = 1,
-};
-
-/* Skip one JSON value; its content is validated later (by yajl). */
+/* Past the value at c->p (jsonspan's structural pass); false when it does not end. */
 static bool
 skip_value(struct cursor *c)
 {
-	int depth = 0;
+	const char *past = jsonspan_skip(c->p, c->end);
 
-	do {
-		skip_ws(c);
-		if (c->p >= c->end) {
-			return false;
-		}
-		switch (*c->p) {
-		case '"':
-			if (!skip_string(c)) {
-				return false;
-			}
-			break;
-		case '{':
-		case '[':
-			depth++;
-			c->p++;
-			break;
-		case '}':
-		case ']':
-			if (depth == 0) {
-				return false;
-			}
-			depth--;
-			c->p++;
-			break;
-		case '\0':
-			return false;
-		default: {
-			/* Scalars, commas and colons inside containers. */
-			const unsigned char *stop = depth == 0 ? stop_top : stop_in;
-
-			while (c->p < c->end && !stop[(unsigned char)*c->p]) {
-				c->p++;
-			}
-			break;
-		}
-		}
-	} while (depth > 0 && c->p < c->end);
-	return depth == 0;
+	if (past == NULL) {
+		return false;
+	}
+	c->p = past;
+	return true;
 }
 
 static bool
@@ -172,7 +104,7 @@ envelope_parse(struct envelope *e, const char *line, size_t len)
 		}
 		const char *k = c.p + 1;
 
-		if (!skip_string(&c)) {
+		if (!skip_value(&c)) {
 			goto not_json;
 		}
 		size_t klen = (size_t)(c.p - 1 - k);

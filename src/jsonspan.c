@@ -28,18 +28,31 @@ skip_ws(struct cur *c)
 static bool
 skip_string(struct cur *c)
 {
-	const char *q = c->p + 1;
+	c->p++;
+	while (c->p < c->end) {
+		/* The next quote closes the string unless a backslash comes before it. */
+		const char *q = memchr(c->p, '"', (size_t)(c->end - c->p));
+		const char *bs;
 
-	while (q < c->end) {
-		if (*q == '"') {
+		if (q == NULL) {
+			break;
+		}
+		bs = memchr(c->p, '\\', (size_t)(q - c->p));
+		if (bs == NULL) {
 			c->p = q + 1;
 			return true;
 		}
-		q += *q == '\\' ? 2 : 1;
+		c->p = bs + 2; /* a backslash and the character it escapes */
 	}
 	c->p = c->end;
 	return false;
 }
+
+/* The bytes that end a number, true, false or null: structure, white space, NUL. */
+static const unsigned char scalar_end[256] = {
+	['"'] = 1,  ['{'] = 1, ['}'] = 1,  ['['] = 1,  [']'] = 1,  [','] = 1,  [':'] = 1,
+	['\0'] = 1, [' '] = 1, ['\t'] = 1, ['\r'] = 1, ['\n'] = 1, ['\v'] = 1, ['\f'] = 1,
+};
 
 /* One value (a scalar, or a container and everything in it). */
 static bool
@@ -82,8 +95,7 @@ skip_value(struct cur *c)
 			/* A number, true, false or null: up to what cannot be part of it. */
 			const char *start = c->p;
 
-			while (c->p < c->end && *c->p != '\0' && !is_ws(*c->p) &&
-			       strchr("\"{}[],:", *c->p) == NULL) {
+			while (c->p < c->end && !scalar_end[(unsigned char)*c->p]) {
 				c->p++;
 			}
 			if (c->p == start) {
@@ -94,6 +106,14 @@ skip_value(struct cur *c)
 		}
 	} while (depth > 0);
 	return true;
+}
+
+const char *
+jsonspan_skip(const char *p, const char *end)
+{
+	struct cur c = { p, end };
+
+	return skip_value(&c) ? c.p : NULL;
 }
 
 bool

@@ -31,6 +31,12 @@ struct jsonspan {
 bool jsonspan_find(const char *p, size_t len, const char *const *path, size_t n,
 		   struct jsonspan *out);
 
+/*
+ * Past the one value at p (after any white space), by the same structural pass: where it
+ * ends, or NULL when it does not end before `end` or is not a value's start.
+ */
+const char *jsonspan_skip(const char *p, const char *end);
+
 /* Whether v is a JSON string with no escapes; its bytes (without quotes) into *s, *n. */
 bool jsonspan_plain_string(const struct jsonspan *v, const char **s, size_t *n);
 
