@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "mcpmux/proctree.h"
+#include "tmpdir.h"
 
 /* ---- a fake /proc ---- */
 
@@ -49,14 +50,11 @@ static int
 root_setup(void **state)
 {
 	struct fake_root *r = calloc(1, sizeof(*r));
-	const char *tmp = getenv("TMPDIR");
 
 	if (r == NULL) {
 		return -1;
 	}
-	(void)snprintf(r->dir, sizeof(r->dir), "%s/mcpmux-proctree-XXXXXX",
-		       tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
-	if (mkdtemp(r->dir) == NULL) {
+	if (tmpdir_make(r->dir, sizeof(r->dir), "proctree") == -1) {
 		free(r);
 		return -1;
 	}
@@ -66,33 +64,14 @@ root_setup(void **state)
 }
 
 static int
-remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static int
 root_teardown(void **state)
 {
 	struct fake_root *r = *state;
-	int rc = nftw(r->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	int rc = tmpdir_remove(r->dir);
 
 	proctree_release(&r->t);
 	free(r);
 	return rc;
-}
-
-static void
-write_file(const char *path, const char *data, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, data, len), (ssize_t)len);
-	assert_int_equal(close(fd), 0);
 }
 
 static void

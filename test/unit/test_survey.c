@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "mcpmux/survey.h"
+#include "tmpdir.h"
 
 #define NOW 1000.0
 
@@ -260,14 +261,11 @@ static int
 dir_setup(void **state)
 {
 	struct dir *d = calloc(1, sizeof(*d));
-	const char *tmp = getenv("TMPDIR");
 
 	if (d == NULL) {
 		return -1;
 	}
-	(void)snprintf(d->root, sizeof(d->root), "%s/mcpmux-survey-XXXXXX",
-		       tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
-	if (mkdtemp(d->root) == NULL) {
+	if (tmpdir_make(d->root, sizeof(d->root), "survey") == -1) {
 		free(d);
 		return -1;
 	}
@@ -281,20 +279,11 @@ dir_setup(void **state)
 }
 
 static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static int
 dir_teardown(void **state)
 {
 	struct dir *d = *state;
 
-	(void)nftw(d->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	(void)tmpdir_remove(d->root);
 	free(d);
 	return 0;
 }

@@ -1,0 +1,53 @@
+/*
+ * tmpdir: a scratch directory for the unit tests that read a fake /proc or runtime
+ * directory (test_proctree, test_procscan, test_survey).  Include after cmocka.h.
+ */
+#ifndef MCPMUX_TEST_TMPDIR_H
+#define MCPMUX_TEST_TMPDIR_H
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Make $TMPDIR/mcpmux-NAME-XXXXXX (or under /tmp) into dir.  0, or -1. */
+static inline int
+tmpdir_make(char *dir, size_t len, const char *name)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	(void)snprintf(dir, len, "%s/mcpmux-%s-XXXXXX",
+		       tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp", name);
+	return mkdtemp(dir) != NULL ? 0 : -1;
+}
+
+static inline int
+tmpdir_remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+/* Remove dir and everything in it.  0, or -1. */
+static inline int
+tmpdir_remove(const char *dir)
+{
+	return nftw(dir, tmpdir_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Write a file whole (the test fails if it cannot). */
+static inline void
+write_file(const char *path, const char *data, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, data, len), (ssize_t)len);
+	assert_int_equal(close(fd), 0);
+}
+
+#endif
