@@ -149,3 +149,44 @@ class PodmanEnv:
                 shutil.rmtree(self.dir, ignore_errors=True)
                 self.dir = None
             self.env = None
+
+
+class PodmanCase:
+    """Mixin for a test case class that runs real containers (put it before the Case base):
+    one image for the class, the engine's settings in each test's environment, and every
+    container the test left removed after it (returned by remove_leftovers())."""
+
+    FIXTURE = None  # the fixture binary to put in the image (set by the test module)
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.pod = PodmanEnv(cls.FIXTURE)
+        try:
+            cls.pod.setup()
+        except BaseException:
+            cls.pod.cleanup()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pod.cleanup()
+        super().tearDownClass()
+
+    def setUp(self):
+        super().setUp()
+        self.env.update({k: v for k, v in self.pod.env.items()
+                         if k.startswith("CONTAINERS_")})
+
+    def remove_leftovers(self):
+        """Remove the containers still there; their ids."""
+        ids = self.pod.containers()
+        if ids:
+            self.pod.podman("rm", "-f", "-t", "0", *ids, check=False)
+        return ids
+
+    def tearDown(self):
+        try:
+            self.remove_leftovers()
+        finally:
+            super().tearDown()

@@ -19,30 +19,12 @@ REASON = podman_env.unavailable()
 
 
 @unittest.skipIf(REASON is not None, REASON or "")
-class Podman(Case):
-    @classmethod
-    def setUpClass(cls):
-        cls.pod = podman_env.PodmanEnv(FIXTURE)
-        try:
-            cls.pod.setup()
-        except BaseException:
-            cls.pod.cleanup()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.pod.cleanup()
-
-    def setUp(self):
-        super().setUp()
-        self.env.update({k: v for k, v in self.pod.env.items()
-                         if k.startswith("CONTAINERS_")})
+class Podman(podman_env.PodmanCase, Case):
+    FIXTURE = FIXTURE
 
     def tearDown(self):
         try:
-            ids = self.pod.containers()
-            if ids:
-                self.pod.podman("rm", "-f", "-t", "0", *ids, check=False)
+            ids = self.remove_leftovers()
         finally:
             super().tearDown()
         self.assertEqual(ids, [], "containers left behind by the test")

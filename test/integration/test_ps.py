@@ -685,32 +685,10 @@ PODMAN = podman_env.unavailable()
 
 
 @unittest.skipIf(PODMAN is not None, PODMAN or "")
-class Containers(PsCase):
+class Containers(podman_env.PodmanCase, PsCase):
     """A container labelled mcpmux.owner whose owner is gone, and one whose owner lives."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.pod = podman_env.PodmanEnv(FIXTURE)
-        try:
-            cls.pod.setup()
-        except BaseException:
-            cls.pod.cleanup()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.pod.cleanup()
-
-    def setUp(self):
-        super().setUp()
-        self.env.update({k: v for k, v in self.pod.env.items()
-                         if k.startswith("CONTAINERS_")})
-
-    def tearDown(self):
-        ids = self.pod.containers()
-        if ids:
-            self.pod.podman("rm", "-f", "-t", "0", *ids, check=False)
-        super().tearDown()
+    FIXTURE = FIXTURE
 
     def detached(self, session, owner):
         """A container that stays up after stdin EOF (the fixture's --ignore-eof)."""
