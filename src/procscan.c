@@ -197,74 +197,33 @@ match_entry(const char *e, size_t len, const char *key, char *out, size_t cap)
 	}
 }
 
+static bool
+environ_entry(const char *e, size_t len, void *ctx)
+{
+	struct procscan_proc *p = ctx;
+
+	match_entry(e, len, PROCTREE_COOKIE_ENV, p->session, sizeof(p->session));
+	match_entry(e, len, PROCSCAN_OWNER_ENV, p->owner, sizeof(p->owner));
+	return false; /* both may come, in any order */
+}
+
 /*
  * MCPMUX_SESSION and MCPMUX_OWNER from /proc/PID/environ.  0 (absent or unreadable:
- * ""), or -1 when the process vanished.  Entries are NUL-terminated; an entry cut by
- * the buffer is carried over, and one longer than the whole buffer is skipped (neither
- * of ours is that long).
+ * ""), or -1 when the process vanished.
  */
 static int
 read_environ(const char *root, pid_t pid, struct procscan_proc *p)
 {
-	char path[PATH_MAX], buf[8192];
-	size_t keep = 0;
-	bool skip = false;
+	char path[PATH_MAX];
 	int fd;
 
 	p->session[0] = '\0';
 	p->owner[0] = '\0';
 	(void)snprintf(path, sizeof(path), "%s/%d/environ", root, (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd == -1) {
+	if (fd == -1 || proctree_environ_each(fd, environ_entry, p) == -1) {
 		return vanished(errno) ? -1 : 0;
 	}
-	for (;;) {
-		ssize_t n = sys_read(fd, buf + keep, sizeof(buf) - keep);
-
-		if (n == -1) {
-			int err = errno;
-
-			sys_close(&fd);
-			errno = err;
-			return vanished(err) ? -1 : 0;
-		}
-		if (n == 0) {
-			break;
-		}
-		size_t len = keep + (size_t)n, at = 0;
-
-		if (skip) {
-			char *nul = memchr(buf, '\0', len);
-
-			if (nul == NULL) {
-				keep = 0;
-				continue;
-			}
-			at = (size_t)(nul - buf) + 1;
-			skip = false;
-		}
-		while (at < len) {
-			char *nul = memchr(buf + at, '\0', len - at);
-
-			if (nul == NULL) {
-				break;
-			}
-			size_t elen = (size_t)(nul - (buf + at));
-
-			match_entry(buf + at, elen, PROCTREE_COOKIE_ENV, p->session,
-				    sizeof(p->session));
-			match_entry(buf + at, elen, PROCSCAN_OWNER_ENV, p->owner, sizeof(p->owner));
-			at += elen + 1;
-		}
-		keep = len - at;
-		if (keep == sizeof(buf)) {
-			keep = 0;
-			skip = true;
-		} else {
-			memmove(buf, buf + at, keep);
-		}
-	}
-	sys_close(&fd);
 	return 0;
 }
 

@@ -187,33 +187,25 @@ proctree_exiting(const char *proc_root, pid_t pid)
  * when the environment could not be read for another reason than the process being
  * gone (out is then "" and means "unknown").
  */
-static int
-read_env(const char *proc_root, pid_t pid, const char *key, size_t key_len, char *out)
+int
+proctree_environ_each(int fd, bool (*fn)(const char *e, size_t len, void *ctx), void *ctx)
 {
-	char path[PATH_MAX], buf[8192];
+	char buf[8192];
 	size_t keep = 0;
-	int fd;
-
-	out[0] = '\0';
-	(void)snprintf(path, sizeof(path), "%s/%d/environ", proc_root, (int)pid);
-	fd = open_retry(path, O_RDONLY | O_CLOEXEC);
-	if (fd == -1) {
-		return is_gone(errno) ? 0 : -1;
-	}
-	/*
-	 * Entries are NUL-terminated; an entry cut by the buffer is carried over, and one
-	 * longer than the whole buffer is skipped to its end (it is not ours).
-	 */
+	/* An entry cut by the buffer is carried over; one longer than it is skipped. */
 	bool skip = false;
-	int rc = 0;
 
 	for (;;) {
 		ssize_t n = sys_read(fd, buf + keep, sizeof(buf) - keep);
 
-		if (n <= 0) {
-			if (n == -1 && !is_gone(errno)) {
-				rc = -1;
-			}
+		if (n == -1) {
+			int err = errno;
+
+			sys_close(&fd);
+			errno = err;
+			return -1;
+		}
+		if (n == 0) {
 			break;
 		}
 		size_t len = keep + (size_t)n, at = 0;
@@ -236,10 +228,7 @@ read_env(const char *proc_root, pid_t pid, const char *key, size_t key_len, char
 			}
 			size_t elen = (size_t)(nul - (buf + at));
 
-			if (elen > key_len && memcmp(buf + at, key, key_len) == 0 &&
-			    elen - key_len <= PROCTREE_COOKIE_MAX) {
-				memcpy(out, buf + at + key_len, elen - key_len);
-				out[elen - key_len] = '\0';
+			if (fn(buf + at, elen, ctx)) {
 				sys_close(&fd);
 				return 0;
 			}
@@ -254,7 +243,46 @@ read_env(const char *proc_root, pid_t pid, const char *key, size_t key_len, char
 		}
 	}
 	sys_close(&fd);
-	return rc;
+	return 0;
+}
+
+struct env_want {
+	const char *key; /* "KEY=" */
+	size_t key_len;
+	char *out; /* PROCTREE_COOKIE_MAX + 1 bytes */
+};
+
+static bool
+env_match(const char *e, size_t len, void *ctx)
+{
+	struct env_want *w = ctx;
+
+	if (len > w->key_len && memcmp(e, w->key, w->key_len) == 0 &&
+	    len - w->key_len <= PROCTREE_COOKIE_MAX) {
+		memcpy(w->out, e + w->key_len, len - w->key_len);
+		w->out[len - w->key_len] = '\0';
+		return true;
+	}
+	return false;
+}
+
+static int
+read_env(const char *proc_root, pid_t pid, const char *key, size_t key_len, char *out)
+{
+	char path[PATH_MAX];
+	struct env_want w = { key, key_len, out };
+	int fd;
+
+	out[0] = '\0';
+	(void)snprintf(path, sizeof(path), "%s/%d/environ", proc_root, (int)pid);
+	fd = open_retry(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1) {
+		return is_gone(errno) ? 0 : -1;
+	}
+	if (proctree_environ_each(fd, env_match, &w) == -1) {
+		return is_gone(errno) ? 0 : -1;
+	}
+	return 0;
 }
 
 static int

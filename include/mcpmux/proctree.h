@@ -130,6 +130,12 @@ enum proctree_sig proctree_signal_one(const struct proctree *t, size_t i, const 
 /* The start time of pid (clock ticks since boot).  0, or -1 with errno. */
 int proctree_start_time(const char *proc_root, pid_t pid, unsigned long long *start);
 /*
+ * Each entry ("KEY=VALUE", not NUL-terminated) of /proc/PID/environ, read from fd, given
+ * to fn until it returns true; an entry longer than 8 KiB is skipped (none of mcpmux's
+ * is).  Closes fd.  0, or -1 (errno) when a read failed.
+ */
+int proctree_environ_each(int fd, bool (*fn)(const char *e, size_t len, void *ctx), void *ctx);
+/*
  * Is process pid on its way out: a zombie, or past the start of exit (PF_EXITING, set
  * before the kernel closes its files)?  False when it cannot be read.
  */
