@@ -67,7 +67,8 @@ valgrind:
 		test_wrap.EndOfRun.test_end_notification_is_not_forwarded \
 		test_serve.Routing test_log.Writing.test_a_session_logged_once_each_way \
 		test_log.Writing.test_fifo_nobody_reads_never_stops_traffic \
-		test_log.Writing.test_sessions_and_methods_interleaved test_suspend.HeldLines \
+		test_log.Writing.test_sessions_and_methods_interleaved \
+		test_log.Writing.test_reopen_on_sigusr1 test_suspend.HeldLines \
 		test_hardening.RequestIds test_hardening.RunOrder test_hardening.Stall \
 		test_hardening.SlowServer.test_wrap_every_notification_reaches_a_slow_server \
 		test_hardening.UnreadStderr.test_repeated_noise_is_summed_up \

@@ -11,7 +11,7 @@
 
 #include "mcpmux/rpcout.h"
 
-static bool
+bool
 sbuf_grow(struct sbuf *b, size_t more)
 {
 	if (b->failed) {
@@ -39,7 +39,13 @@ sbuf_grow(struct sbuf *b, size_t more)
 void
 sbuf_reset(struct sbuf *b)
 {
-	if (b->cap > SBUF_KEEP) {
+	sbuf_reset_keep(b, SBUF_KEEP);
+}
+
+void
+sbuf_reset_keep(struct sbuf *b, size_t keep)
+{
+	if (b->cap > keep) {
 		sbuf_release(b);
 	}
 	b->len = 0;
@@ -54,22 +60,6 @@ sbuf_release(struct sbuf *b)
 	b->len = 0;
 	b->cap = 0;
 	b->failed = false;
-}
-
-void
-sbuf_add(struct sbuf *b, const char *p, size_t len)
-{
-	if (sbuf_grow(b, len)) {
-		memcpy(b->buf + b->len, p, len);
-		b->len += len;
-		b->buf[b->len] = '\0';
-	}
-}
-
-void
-sbuf_adds(struct sbuf *b, const char *s)
-{
-	sbuf_add(b, s, strlen(s));
 }
 
 void

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
 #define SBUF_KEEP ((size_t)16 << 10)
 
@@ -23,9 +24,29 @@ struct sbuf {
 };
 
 void sbuf_reset(struct sbuf *b);
+/* Empty b, keeping up to keep bytes of its memory (a buffer that is filled again and again). */
+void sbuf_reset_keep(struct sbuf *b, size_t keep);
 void sbuf_release(struct sbuf *b);
-void sbuf_add(struct sbuf *b, const char *p, size_t len);
-void sbuf_adds(struct sbuf *b, const char *s);
+/* Room for more bytes (and a NUL); false if the buffer failed. */
+bool sbuf_grow(struct sbuf *b, size_t more);
+
+/* Inline: records are made of many short appends, most of them literals. */
+static inline void
+sbuf_add(struct sbuf *b, const char *p, size_t len)
+{
+	if ((!b->failed && b->len + len < b->cap) || sbuf_grow(b, len)) {
+		memcpy(b->buf + b->len, p, len);
+		b->len += len;
+		b->buf[b->len] = '\0';
+	}
+}
+
+static inline void
+sbuf_adds(struct sbuf *b, const char *s)
+{
+	sbuf_add(b, s, strlen(s));
+}
+
 void sbuf_addf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Decimal digits of v, at least `width` of them (zero-padded); no printf. */
 void sbuf_add_uint(struct sbuf *b, unsigned long long v, int width);
