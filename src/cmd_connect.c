@@ -238,7 +238,7 @@ server_on_line(void *ctx, const char *line, size_t len)
 	struct cconn *cc = ctx;
 	struct envelope env;
 
-	if (envelope_parse(&env, line, len) != ENVELOPE_OK) {
+	if (envelope_parse(&env, line, len, NULL) != ENVELOPE_OK) {
 		diag_warn("serve sent a line that is not an envelope: %.*s", (int)SYS_MIN(len, 200),
 			  line);
 		return;

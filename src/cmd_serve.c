@@ -295,7 +295,9 @@ static void
 handle_message(struct sconn *sc, struct hub_entry *e, const struct envelope *env)
 {
 	struct serve *sv = sc->sv;
-	enum jsonrpc_kind kind = jsonrpc_scan_checked(&sv->scan, env->message, env->message_len);
+	enum jsonrpc_kind kind =
+		env->scanned ? sv->scan.kind
+			     : jsonrpc_scan_checked(&sv->scan, env->message, env->message_len);
 	const struct jsonrpc_item *it = &sv->scan.one;
 	const char *id = it->has_id ? jsonrpc_str(&sv->scan, it->id) : NULL;
 
@@ -359,7 +361,9 @@ control(struct sconn *sc, const struct envelope *env)
 {
 	struct serve *sv = sc->sv;
 
-	(void)jsonrpc_scan_checked(&sv->scan, env->message, env->message_len);
+	if (!env->scanned) {
+		(void)jsonrpc_scan_checked(&sv->scan, env->message, env->message_len);
+	}
 	hub_control(&sv->hub, &sc->port, &sv->scan);
 }
 
@@ -369,7 +373,7 @@ serve_on_line(void *ctx, const char *line, size_t len)
 	struct sconn *sc = ctx;
 	struct serve *sv = sc->sv;
 	struct envelope env;
-	enum envelope_status st = envelope_parse(&env, line, len);
+	enum envelope_status st = envelope_parse(&env, line, len, &sv->scan);
 
 	if (st != ENVELOPE_OK) {
 		send_envelope_error(sc,

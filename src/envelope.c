@@ -73,8 +73,34 @@ valid_json(const char *p, size_t len)
 	return ok;
 }
 
+static bool
+is_ws(char ch)
+{
+	return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n';
+}
+
+/*
+ * The message's value starts at v and is the envelope's last member: where it ends (the
+ * line's closing brace and white space taken off), or NULL if the line ends otherwise.
+ */
+static const char *
+last_member_end(const char *v, const char *end)
+{
+	while (end > v && is_ws(end[-1])) {
+		end--;
+	}
+	if (end == v || end[-1] != '}') {
+		return NULL;
+	}
+	end--;
+	while (end > v && is_ws(end[-1])) {
+		end--;
+	}
+	return end > v ? end : NULL;
+}
+
 enum envelope_status
-envelope_parse(struct envelope *e, const char *line, size_t len)
+envelope_parse(struct envelope *e, const char *line, size_t len, struct jsonrpc_scanner *scan)
 {
 	struct cursor c = { line, line + len };
 
@@ -121,6 +147,24 @@ envelope_parse(struct envelope *e, const char *line, size_t len)
 		skip_ws(&c);
 		const char *v = c.p;
 
+		if (scan != NULL && !e->has_message && key_is(k, klen, "message")) {
+			/*
+			 * Most likely the last member: if what runs from here to the closing
+			 * brace is one JSON value, it is the message (a member after it
+			 * would make that span no JSON value), and the line is done.
+			 */
+			const char *vend = last_member_end(v, c.end);
+
+			if (vend != NULL && jsonrpc_scan_checked(scan, v, (size_t)(vend - v)) !=
+						    JSONRPC_INVALID_JSON) {
+				e->has_message = true;
+				e->message = v;
+				e->message_len = (size_t)(vend - v);
+				e->scanned = true;
+				return ENVELOPE_OK;
+			}
+			scan = NULL; /* the structural pass, as without a scanner */
+		}
 		if (!skip_value(&c)) {
 			goto not_json;
 		}

@@ -10,12 +10,21 @@
  * as: yajl's callbacks do not report byte offsets.  The message itself is validated by
  * the caller with one jsonrpc_scan() of its span; members mcpmux does not know are
  * validated here.  All pointers point into the line.
+ *
+ * Given a scanner, the usual envelope, whose "message" is its last member, costs one
+ * pass fewer: the message's span is taken to run to the line's closing brace, and if
+ * jsonrpc_scan_checked() finds one JSON value there, the message is that value and it is
+ * scanned already (e->scanned).  Otherwise (another member follows, or the message is
+ * not JSON) the line takes the structural pass, and the result is the same as without a
+ * scanner.
  */
 #ifndef MCPMUX_ENVELOPE_H
 #define MCPMUX_ENVELOPE_H
 
 #include <stdbool.h>
 #include <stddef.h>
+
+#include "mcpmux/jsonrpc.h"
 
 struct envelope {
 	bool has_session;
@@ -31,6 +40,8 @@ struct envelope {
 	const char *event; /* its raw string bytes */
 	size_t event_len;
 	const char *error; /* why the line is not a valid envelope */
+	bool scanned;	   /* the message is scanned into the scanner given (its kind is not
+			      JSONRPC_INVALID_JSON) */
 };
 
 enum envelope_status {
@@ -41,8 +52,9 @@ enum envelope_status {
 
 /*
  * A line that parses (ENVELOPE_OK) passed jsonrpc_text_ok() whole: its message may be
- * scanned with jsonrpc_scan_checked().
+ * scanned with jsonrpc_scan_checked().  scan may be NULL (no scan ahead).
  */
-enum envelope_status envelope_parse(struct envelope *e, const char *line, size_t len);
+enum envelope_status envelope_parse(struct envelope *e, const char *line, size_t len,
+				    struct jsonrpc_scanner *scan);
 
 #endif

@@ -156,7 +156,46 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (memchr(data, '\n', size) != NULL) {
 		return 0; /* framed lines never hold a newline (see fuzz_framer) */
 	}
-	enum envelope_status st = envelope_parse(&e, line, size);
+	enum envelope_status st = envelope_parse(&e, line, size, NULL);
+
+	/*
+	 * With a scanner (serve's way: the last member's span scanned ahead), every verdict
+	 * and span must be the same as without, and the scan ahead must be the scan serve
+	 * would have made of that span.
+	 */
+	{
+		struct jsonrpc_scanner ahead, again;
+		struct envelope f;
+
+		jsonrpc_init(&ahead);
+		enum envelope_status st2 = envelope_parse(&f, line, size, &ahead);
+
+		FUZZ_CHECK(st2 == st, "with a scanner %d, without %d", (int)st2, (int)st);
+		FUZZ_CHECK(f.has_message == e.has_message && f.message == e.message &&
+				   f.message_len == e.message_len,
+			   "the message span differs with a scanner");
+		FUZZ_CHECK(f.has_session == e.has_session && f.session == e.session &&
+				   f.session_len == e.session_len &&
+				   f.session_is_string == e.session_is_string,
+			   "the session differs with a scanner");
+		FUZZ_CHECK(f.has_keep == e.has_keep && f.keep == e.keep &&
+				   f.has_event == e.has_event && f.event == e.event &&
+				   f.event_len == e.event_len,
+			   "keep or event differs with a scanner");
+		FUZZ_CHECK((f.error == NULL) == (e.error == NULL) &&
+				   (f.error == NULL || strcmp(f.error, e.error) == 0),
+			   "the reason differs with a scanner");
+		FUZZ_CHECK(!f.scanned || st2 == ENVELOPE_OK, "scanned, yet not OK");
+		if (f.scanned) {
+			jsonrpc_init(&again);
+			FUZZ_CHECK(ahead.kind != JSONRPC_INVALID_JSON, "scanned as invalid JSON");
+			FUZZ_CHECK(jsonrpc_scan_checked(&again, e.message, e.message_len) ==
+					   ahead.kind,
+				   "the scan ahead differs from a scan of the span");
+			jsonrpc_release(&again);
+		}
+		jsonrpc_release(&ahead);
+	}
 
 	FUZZ_CHECK(st == ENVELOPE_OK || st == ENVELOPE_NOT_JSON || st == ENVELOPE_INVALID,
 		   "status %d", (int)st);
