@@ -1872,7 +1872,8 @@ backend_on_turn(struct ev_loop *loop, ev_prepare *w, int revents)
 			  backend_escalation_name(b->escalation), backend_end_ms(b));
 		b->hooks->on_done(b, b->owner);
 	}
-	/* What this turn logged is on disk before the loop sleeps. */
+	/* What this turn logged leaves mcpmux's buffer (for the file, or its writer) before
+	 * the loop sleeps. */
 	tlog_flush();
 }
 

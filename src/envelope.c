@@ -147,11 +147,14 @@ envelope_parse(struct envelope *e, const char *line, size_t len, struct jsonrpc_
 		skip_ws(&c);
 		const char *v = c.p;
 
-		if (scan != NULL && !e->has_message && key_is(k, klen, "message")) {
+		if (scan != NULL && e->has_session && !e->has_message &&
+		    key_is(k, klen, "message")) {
 			/*
-			 * Most likely the last member: if what runs from here to the closing
-			 * brace is one JSON value, it is the message (a member after it
-			 * would make that span no JSON value), and the line is done.
+			 * After the session (the order connect and most clients write), most
+			 * likely the last member: if what runs from here to the closing brace
+			 * is one JSON value, it is the message (a member after it would make
+			 * that span no JSON value), and the line is done.  (Another order
+			 * takes the structural pass at once: a failed try costs a scan.)
 			 */
 			const char *vend = last_member_end(v, c.end);
 
@@ -200,7 +203,9 @@ envelope_parse(struct envelope *e, const char *line, size_t len, struct jsonrpc_
 			e->has_keep = true;
 			if (vlen == 4 && memcmp(v, "true", 4) == 0) {
 				e->keep = true;
-			} else if (!(vlen == 5 && memcmp(v, "false", 5) == 0)) {
+			} else if (vlen == 5 && memcmp(v, "false", 5) == 0) {
+				e->keep = false; /* (a repeated member: the last one counts) */
+			} else {
 				if (!valid_json(v, vlen)) {
 					goto not_json;
 				}

@@ -67,8 +67,7 @@ static struct {
 	time_t ts_sec; /* the second that ts_head holds */
 	char ts_head[24];
 	struct esc_cache session, method;
-	size_t rec_start; /* where the record being built starts in buf */
-	bool reopen;	  /* SIGUSR1 came: reopen once the writer is idle */
+	bool reopen; /* SIGUSR1 came: reopen once the writer is idle */
 } L = { .fd = -1, .session = { .raw_len = SIZE_MAX }, .method = { .raw_len = SIZE_MAX } };
 
 /*
@@ -100,6 +99,8 @@ static struct {
 	bool last_ok; /* the last write succeeded */
 	ev_async done_w;
 } W = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .fd = -1 };
+
+static void writer_end(void);
 
 static void
 add_json_string_kept(struct sbuf *b, struct esc_cache *c, const char *p, size_t len)
@@ -337,7 +338,11 @@ file_turn(void)
 	}
 	if (L.reopen) {
 		reopen_file();
-		if (L.stream || L.fd < 0) { /* no longer a regular file, or none */
+		if (L.stream || L.fd == STDERR_FILENO) {
+			/* No longer a regular file: the loop's ways, which never block, from now
+			 * on. */
+			writer_end();
+			tlog_flush();
 			return;
 		}
 	}
@@ -435,8 +440,10 @@ writer_start(void)
 	if (pthread_condattr_init(&ca) != 0) {
 		return false;
 	}
-	(void)pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	rc = pthread_cond_init(&W.cv, &ca);
+	rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* writer_stop()'s deadline */
+	if (rc == 0) {
+		rc = pthread_cond_init(&W.cv, &ca);
+	}
 	(void)pthread_condattr_destroy(&ca);
 	if (rc != 0) {
 		return false;
@@ -458,28 +465,10 @@ writer_start(void)
 	return true;
 }
 
-/*
- * At exit: the records still waiting are written, within a deadline (a file system that
- * hangs does not keep mcpmux from exiting).  False if the writer did not finish.
- */
-static bool
-writer_stop(double deadline_s)
+/* Stop an idle writer (after it was told to quit, it exits at once) and free its buffer. */
+static void
+writer_end(void)
 {
-	struct timespec until;
-	bool stuck = false;
-
-	(void)clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += (time_t)deadline_s;
-	for (int pass = 0; pass < 2 && !stuck; pass++) {
-		(void)pthread_mutex_lock(&W.mu);
-		while (W.busy && !stuck) {
-			stuck = pthread_cond_timedwait(&W.cv, &W.mu, &until) == ETIMEDOUT && W.busy;
-		}
-		(void)pthread_mutex_unlock(&W.mu);
-		if (!stuck) {
-			file_turn(); /* the report, then what waits (first pass) */
-		}
-	}
 	(void)pthread_mutex_lock(&W.mu);
 	W.quit = true; /* (and no more wake-ups) */
 	(void)pthread_cond_signal(&W.cv);
@@ -487,16 +476,59 @@ writer_stop(double deadline_s)
 	ev_ref(L.loop);
 	ev_async_stop(L.loop, &W.done_w);
 	W.running = false;
-	if (stuck) {
-		diag_warn("traffic log %s: %zu bytes of records not written at exit (the file "
-			  "did not take them within %.0f s)",
-			  L.path, W.work.len + L.buf.len, deadline_s);
-		(void)pthread_detach(W.th);
-		return false;
-	}
 	(void)pthread_join(W.th, NULL);
 	sbuf_release(&W.work);
-	return true;
+}
+
+/*
+ * At exit: the records still waiting are written, within a deadline (a file system that
+ * hangs does not keep mcpmux from exiting, as long as the writer's wait can be killed).
+ * False if the writer did not finish.
+ */
+static bool
+writer_stop(double deadline_s)
+{
+	struct timespec until;
+	bool stuck = false;
+	size_t left = 0;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += (time_t)deadline_s;
+	while (W.running) {
+		(void)pthread_mutex_lock(&W.mu);
+		while (W.busy && !stuck) {
+			stuck = pthread_cond_timedwait(&W.cv, &W.mu, &until) == ETIMEDOUT && W.busy;
+		}
+		left = stuck ? W.work.len : 0;
+		(void)pthread_mutex_unlock(&W.mu);
+		if (stuck) {
+			break;
+		}
+		bool last = L.buf.len == 0 && !L.reopen;
+
+		file_turn(); /* the last write's report; then what waits, handed over */
+		if (last) {
+			break;
+		}
+	}
+	if (!W.running) {
+		return true; /* ended by a reopen that found no regular file */
+	}
+	if (!stuck) {
+		writer_end();
+		return true;
+	}
+	(void)pthread_mutex_lock(&W.mu);
+	W.quit = true;
+	(void)pthread_mutex_unlock(&W.mu);
+	ev_ref(L.loop);
+	ev_async_stop(L.loop, &W.done_w);
+	W.running = false;
+	diag_warn("traffic log %s: %zu bytes of records not written at exit (the file did not "
+		  "take them within %.0f s)",
+		  L.path, left + L.buf.len, deadline_s);
+	(void)pthread_detach(W.th);
+	return false;
 }
 
 void
@@ -612,14 +644,27 @@ tlog_close(void)
 	tlog_enabled = false;
 }
 
-/* {"ts":"...","session":"...","pid":N, */
-static void
+/*
+ * {"ts":"...","session":"...","pid":N,  -- or false, and the record is dropped (counted):
+ * the writer is busy and TLOG_BEHIND_MAX bytes of records wait already.
+ */
+static bool
 record_head(const char *session, pid_t pid)
 {
 	struct timespec ts;
 	struct sbuf *b = &L.buf;
 
-	L.rec_start = b->len;
+	if (W.running && b->len >= TLOG_BEHIND_MAX) {
+		bool busy;
+
+		(void)pthread_mutex_lock(&W.mu);
+		busy = W.busy;
+		(void)pthread_mutex_unlock(&W.mu);
+		if (busy) {
+			L.dropped++;
+			return false;
+		}
+	}
 	(void)clock_gettime(CLOCK_REALTIME, &ts);
 	if (ts.tv_sec != L.ts_sec || L.ts_head[0] == '\0') {
 		struct tm tm;
@@ -644,6 +689,7 @@ record_head(const char *session, pid_t pid)
 	} else {
 		ADD_LIT(b, ",\"pid\":null");
 	}
+	return true;
 }
 
 static void
@@ -652,11 +698,6 @@ record_end(void)
 	sbuf_adds(&L.buf, "}\n");
 	if (L.buf.len >= TLOG_FLUSH_AT) {
 		tlog_flush();
-		if (L.buf.len > TLOG_BEHIND_MAX && L.rec_start > 0) {
-			/* The writer is that far behind: this record cannot wait. */
-			L.buf.len = L.rec_start;
-			L.dropped++;
-		}
 	}
 }
 
@@ -704,7 +745,9 @@ tlog_message(const char *session, pid_t pid, enum tlog_dir dir, const struct jso
 	if (!tlog_enabled) {
 		return;
 	}
-	record_head(session, pid);
+	if (!record_head(session, pid)) {
+		return;
+	}
 	if (dir == TLOG_IN) {
 		ADD_LIT(b, ",\"dir\":\"in\",\"kind\":\"");
 	} else {
@@ -737,7 +780,9 @@ tlog_oversize(const char *session, pid_t pid, enum tlog_dir dir, size_t bytes)
 	if (!tlog_enabled) {
 		return;
 	}
-	record_head(session, pid);
+	if (!record_head(session, pid)) {
+		return;
+	}
 	sbuf_addf(&L.buf, ",\"dir\":\"%s\",\"kind\":\"invalid\",\"bytes\":%zu,\"oversize\":true",
 		  dir == TLOG_IN ? "in" : "out", bytes);
 	record_end();
@@ -749,7 +794,9 @@ tlog_event(const char *session, pid_t pid, const char *event, const char *fields
 	if (!tlog_enabled) {
 		return;
 	}
-	record_head(session, pid);
+	if (!record_head(session, pid)) {
+		return;
+	}
 	sbuf_addf(&L.buf, ",\"event\":\"%s\"", event);
 	if (fields != NULL && fields_len > 0) {
 		sbuf_adds(&L.buf, ",");
@@ -764,7 +811,9 @@ tlog_stderr(const char *session, pid_t pid, const char *text, size_t len)
 	if (!tlog_enabled) {
 		return;
 	}
-	record_head(session, pid);
+	if (!record_head(session, pid)) {
+		return;
+	}
 	sbuf_adds(&L.buf, ",\"event\":\"stderr\",\"text\":");
 	sbuf_add_json_string(&L.buf, text, len);
 	record_end();

@@ -11,8 +11,8 @@
  * the caller with one jsonrpc_scan() of its span; members mcpmux does not know are
  * validated here.  All pointers point into the line.
  *
- * Given a scanner, the usual envelope, whose "message" is its last member, costs one
- * pass fewer: the message's span is taken to run to the line's closing brace, and if
+ * Given a scanner, the usual envelope, whose "message" comes last, after "session",
+ * costs one pass fewer: the message's span is taken to run to the line's closing brace, and if
  * jsonrpc_scan_checked() finds one JSON value there, the message is that value and it is
  * scanned already (e->scanned).  Otherwise (another member follows, or the message is
  * not JSON) the line takes the structural pass, and the result is the same as without a

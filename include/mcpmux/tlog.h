@@ -9,7 +9,9 @@
  * appending write()s: a record is never split by another writer's.  A regular file is
  * written by a thread of the log's own where mcpmux may use more than one CPU, so that
  * the loop never waits for the file system; records wait for it up to 16 MiB, past that
- * they are dropped whole and counted.  (On one CPU the loop writes the file itself.)  A
+ * they are dropped whole and counted.  (Records handed to it and not yet written are lost
+ * if mcpmux is killed; on one CPU, or once a reopen finds no regular file, the loop writes
+ * the file itself.)  A
  * FIFO, pipe, socket or terminal is written without blocking, and stderr through errout.
  * A log that cannot be written never stops the traffic: the failure is reported once on
  * stderr, the records of that turn are dropped, and writing is tried again the next

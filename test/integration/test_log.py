@@ -256,6 +256,45 @@ class Writing(Case):
         dropped = int(re.search(r"(\d+) records dropped", w.stderr()).group(1))
         self.assertGreaterEqual(len(recs) + dropped, 2 * n)
 
+    def test_reopen_that_finds_a_fifo(self):
+        """SIGUSR1 after the log's path became a FIFO: from then on the log is written the
+        FIFO's way (records wait for the reader, then are dropped whole and counted), not
+        by the regular file's writer, whose writes would fail on a full pipe."""
+        log = os.path.join(self.tmp.name, "t.log")
+        w = self.wrap(opts=["-v", "--log", log])
+        w.send(req(0, "ping"))
+        self.assertEqual(w.msg()["id"], 0)
+        os.rename(log, log + ".1")
+        os.mkfifo(log)
+        fd = os.open(log, os.O_RDONLY | os.O_NONBLOCK)  # a reader, who reads nothing yet
+        w.p.send_signal(signal.SIGUSR1)
+        wait_until(lambda: "reopened" in w.stderr(), 10, "the log reopened")
+        pad = "x" * 8000
+        n = 300  # far more than the pipe and the bound hold
+        for i in range(1, n + 1):
+            w.send(call(i, "echo", text=pad))
+            self.assertEqual(w.msg()["id"], i)
+        data = [b""]
+
+        def drained():
+            if select.select([fd], [], [], 0.05)[0]:
+                data[0] += os.read(fd, 1 << 20)
+            return "records dropped" in w.stderr()
+        wait_until(drained, 20, "the count of dropped records once the reader caught up")
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        while True:
+            got = os.read(fd, 1 << 20)
+            if not got:
+                break
+            data[0] += got
+        os.close(fd)
+        self.assertNotIn("cannot write", w.stderr())
+        recs = [json.loads(line) for line in data[0].splitlines()]  # whole records only
+        ids = [r["id"] for r in messages(recs, "in")]
+        self.assertEqual(ids, sorted(ids))
+        self.assertEqual([r["id"] for r in messages(records(log + ".1"), "in")], [0])
+
     def test_log_that_cannot_be_opened(self):
         w = self.wrap(opts=["--log", "/nonexistent/dir/t.log"])
         self.assertEqual(w.wait(), 1)
