@@ -3,8 +3,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -23,14 +21,11 @@
 /* A log that is a pipe, a FIFO, a socket or a terminal: the most it may hold unsent. */
 #define TLOG_STREAM_MAX ((size_t)1 << 20)
 /*
- * A regular file: the most records may hold while its writer is still busy with the
- * records before (and then a record, however big, that came while nothing waited).
+ * The memory the buffer of records keeps for the next turn (a turn's records fit; a big
+ * message's record is given back).  At sbuf's default it was freed and grown again, from
+ * 256 bytes, every turn.
  */
-#define TLOG_BEHIND_MAX ((size_t)16 << 20)
-/* The memory a buffer of records keeps for the next turn; a bigger one is given back. */
 #define TLOG_KEEP ((size_t)128 << 10)
-/* At exit, how long the records still waiting for a regular file may take (seconds). */
-#define TLOG_EXIT_WAIT 10.0
 
 bool tlog_enabled;
 
@@ -67,40 +62,7 @@ static struct {
 	time_t ts_sec; /* the second that ts_head holds */
 	char ts_head[24];
 	struct esc_cache session, method;
-	bool reopen; /* SIGUSR1 came: reopen once the writer is idle */
 } L = { .fd = -1, .session = { .raw_len = SIZE_MAX }, .method = { .raw_len = SIZE_MAX } };
-
-/*
- * The writer of a log that is a regular file: a thread of its own, so that the loop never
- * waits for the file system (a page cache under writeback, a slow or network disk), and
- * the copy into the page cache runs beside the traffic.  Only where mcpmux may use more
- * than one CPU: on one, the writer could only take turns with the loop, and each turn's
- * wake-up would cost more than the write it saves (the loop writes the file there).  Once
- * a turn the loop hands its records over by swapping buffers, never by copying them; while
- * the writer is busy, records wait in L.buf (up to TLOG_BEHIND_MAX, past that they are
- * dropped whole and counted) and the writer wakes the loop when it is done.  The writer
- * only writes: it never allocates, frees, or calls anything that takes a lock but mu, so
- * a child started by clone() or fork() meanwhile inherits no lock it could need.
- */
-static struct {
-	bool running;
-	pthread_t th;
-	pthread_mutex_t mu;
-	pthread_cond_t cv; /* to the writer: work or quit; to the loop at exit: done */
-	/* under mu: */
-	struct sbuf work; /* the records being written (the writer's while busy) */
-	int fd;
-	bool busy;
-	bool quit;
-	bool wake;    /* the loop waits for this write: ev_async_send() when it is done */
-	int done;     /* writes finished since the loop last looked */
-	int failures; /* of them, those that failed; err is the last one's errno */
-	int err;
-	bool last_ok; /* the last write succeeded */
-	ev_async done_w;
-} W = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .fd = -1 };
-
-static void writer_end(void);
 
 static void
 add_json_string_kept(struct sbuf *b, struct esc_cache *c, const char *p, size_t len)
@@ -276,269 +238,10 @@ stream_write(void)
 	}
 }
 
-/* The loop's side of a regular file's writer. */
-
-static void
-writer_report(int done, int failures, int err, bool last_ok)
-{
-	if (failures > 0) {
-		if (!L.failing) {
-			errno = err;
-			diag_warn_errno("traffic log %s: cannot write (records are dropped until "
-					"it can be written again)",
-					L.path);
-			L.failing = true;
-		}
-	} else if (done > 0 && last_ok && L.failing) {
-		diag_warn("traffic log %s: writing again", L.path);
-		L.failing = false;
-	}
-}
-
-static void
-reopen_file(void)
-{
-	L.reopen = false;
-	close_file();
-	if (open_file() == -1) {
-		diag_warn_errno("traffic log %s: cannot reopen", L.path);
-	} else {
-		ev_io_set(&L.pending_w, L.fd, EV_WRITE);
-		diag_info("traffic log %s: reopened", L.path);
-	}
-}
-
-/*
- * Hand the records over to the writer if it is idle (and reopen the file first if that
- * waits); if it is busy, they wait, and the writer wakes the loop when it is done.
- */
-static void
-file_turn(void)
-{
-	int done, failures, err;
-	bool busy, last_ok;
-
-	(void)pthread_mutex_lock(&W.mu);
-	busy = W.busy;
-	done = W.done;
-	failures = W.failures;
-	err = W.err;
-	last_ok = W.last_ok;
-	W.done = W.failures = 0;
-	if (busy && (L.buf.len > 0 || L.reopen)) {
-		W.wake = true;
-	}
-	if (!busy && W.work.cap > TLOG_KEEP) {
-		sbuf_release(&W.work); /* the writer's while it is busy only */
-	}
-	(void)pthread_mutex_unlock(&W.mu);
-	writer_report(done, failures, err, last_ok);
-	if (busy) {
-		return;
-	}
-	if (L.reopen) {
-		reopen_file();
-		if (L.stream || L.fd == STDERR_FILENO) {
-			/* No longer a regular file: the loop's ways, which never block, from now
-			 * on. */
-			writer_end();
-			tlog_flush();
-			return;
-		}
-	}
-	if (L.buf.len == 0) {
-		return;
-	}
-	if (L.fd < 0) { /* it could not be reopened */
-		writer_report(1, 1, EBADF, false);
-		sbuf_reset_keep(&L.buf, TLOG_KEEP);
-		return;
-	}
-	(void)pthread_mutex_lock(&W.mu);
-	struct sbuf spare = W.work;
-
-	W.work = L.buf;
-	W.fd = L.fd;
-	W.busy = true;
-	W.wake = W.work.cap > TLOG_KEEP; /* to give the memory back once it is written */
-	(void)pthread_cond_signal(&W.cv);
-	(void)pthread_mutex_unlock(&W.mu);
-	L.buf = spare; /* empty: given back by the writer */
-	sbuf_reset_keep(&L.buf, TLOG_KEEP);
-	if (L.dropped > 0) {
-		diag_warn("traffic log %s: %llu records dropped (the file did not keep up)", L.path,
-			  L.dropped);
-		L.dropped = 0;
-	}
-}
-
-static void *
-writer_main(void *arg)
-{
-	(void)arg;
-	(void)pthread_mutex_lock(&W.mu);
-	for (;;) {
-		while (!W.busy && !W.quit) {
-			(void)pthread_cond_wait(&W.cv, &W.mu);
-		}
-		if (!W.busy) {
-			break; /* told to quit, and nothing is left */
-		}
-		int fd = W.fd;
-		const char *p = W.work.buf;
-		size_t len = W.work.len;
-
-		(void)pthread_mutex_unlock(&W.mu);
-		int rc = sys_write_all(fd, p, len);
-		int err = errno;
-
-		(void)pthread_mutex_lock(&W.mu);
-		W.work.len = 0;
-		W.done++;
-		W.last_ok = rc == 0;
-		if (rc == -1) {
-			W.failures++;
-			W.err = err;
-		}
-		W.busy = false;
-		(void)pthread_cond_broadcast(&W.cv);
-		if (W.wake && !W.quit) {
-			ev_async_send(L.loop, &W.done_w);
-		}
-		W.wake = false;
-	}
-	(void)pthread_mutex_unlock(&W.mu);
-	return NULL;
-}
-
-static void
-tlog_on_written(struct ev_loop *loop, ev_async *w, int revents)
-{
-	(void)loop;
-	(void)w;
-	(void)revents;
-	file_turn();
-}
-
-/* The CPUs mcpmux may run on: a writer on the loop's only CPU would only take turns. */
-static int
-cpus_allowed(void)
-{
-	cpu_set_t set;
-
-	return sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
-}
-
-/* Start the writer; false if it cannot be (then the loop writes, as it waits). */
-static bool
-writer_start(void)
-{
-	pthread_condattr_t ca;
-	sigset_t all, old;
-	int rc;
-
-	if (pthread_condattr_init(&ca) != 0) {
-		return false;
-	}
-	rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* writer_stop()'s deadline */
-	if (rc == 0) {
-		rc = pthread_cond_init(&W.cv, &ca);
-	}
-	(void)pthread_condattr_destroy(&ca);
-	if (rc != 0) {
-		return false;
-	}
-	/* Signals are the loop's: the writer is born with all of them blocked. */
-	(void)sigfillset(&all);
-	(void)pthread_sigmask(SIG_SETMASK, &all, &old);
-	rc = pthread_create(&W.th, NULL, writer_main, NULL);
-	(void)pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (rc != 0) {
-		diag_info("traffic log %s: no writer thread (%s): the loop writes the file", L.path,
-			  strerror(rc));
-		return false;
-	}
-	ev_async_init(&W.done_w, tlog_on_written);
-	ev_async_start(L.loop, &W.done_w);
-	ev_unref(L.loop);
-	W.running = true;
-	return true;
-}
-
-/* Stop an idle writer (after it was told to quit, it exits at once) and free its buffer. */
-static void
-writer_end(void)
-{
-	(void)pthread_mutex_lock(&W.mu);
-	W.quit = true; /* (and no more wake-ups) */
-	(void)pthread_cond_signal(&W.cv);
-	(void)pthread_mutex_unlock(&W.mu);
-	ev_ref(L.loop);
-	ev_async_stop(L.loop, &W.done_w);
-	W.running = false;
-	(void)pthread_join(W.th, NULL);
-	sbuf_release(&W.work);
-}
-
-/*
- * At exit: the records still waiting are written, within a deadline (a file system that
- * hangs does not keep mcpmux from exiting, as long as the writer's wait can be killed).
- * False if the writer did not finish.
- */
-static bool
-writer_stop(double deadline_s)
-{
-	struct timespec until;
-	bool stuck = false;
-	size_t left = 0;
-
-	(void)clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += (time_t)deadline_s;
-	while (W.running) {
-		(void)pthread_mutex_lock(&W.mu);
-		while (W.busy && !stuck) {
-			stuck = pthread_cond_timedwait(&W.cv, &W.mu, &until) == ETIMEDOUT && W.busy;
-		}
-		left = stuck ? W.work.len : 0;
-		(void)pthread_mutex_unlock(&W.mu);
-		if (stuck) {
-			break;
-		}
-		bool last = L.buf.len == 0 && !L.reopen;
-
-		file_turn(); /* the last write's report; then what waits, handed over */
-		if (last) {
-			break;
-		}
-	}
-	if (!W.running) {
-		return true; /* ended by a reopen that found no regular file */
-	}
-	if (!stuck) {
-		writer_end();
-		return true;
-	}
-	(void)pthread_mutex_lock(&W.mu);
-	W.quit = true;
-	(void)pthread_mutex_unlock(&W.mu);
-	ev_ref(L.loop);
-	ev_async_stop(L.loop, &W.done_w);
-	W.running = false;
-	diag_warn("traffic log %s: %zu bytes of records not written at exit (the file did not "
-		  "take them within %.0f s)",
-		  L.path, left + L.buf.len, deadline_s);
-	(void)pthread_detach(W.th);
-	return false;
-}
-
 void
 tlog_flush(void)
 {
 	if (L.buf.len == 0) {
-		return;
-	}
-	if (W.running) {
-		file_turn();
 		return;
 	}
 	if (L.path == NULL || L.fd == STDERR_FILENO) {
@@ -579,12 +282,13 @@ tlog_on_usr1(struct ev_loop *loop, ev_signal *w, int revents)
 	if (L.stream) {
 		return; /* not a file that logrotate renames: nothing to reopen */
 	}
-	if (W.running) {
-		L.reopen = true; /* once the writer is done with the old file */
-		file_turn();
-		return;
+	close_file();
+	if (open_file() == -1) {
+		diag_warn_errno("traffic log %s: cannot reopen", L.path);
+	} else {
+		ev_io_set(&L.pending_w, L.fd, EV_WRITE);
+		diag_info("traffic log %s: reopened", L.path);
 	}
-	reopen_file();
 }
 
 int
@@ -600,9 +304,6 @@ tlog_open(struct ev_loop *loop, const char *path, size_t bodies)
 					path);
 	}
 	ev_io_init(&L.pending_w, tlog_on_pending, L.fd, EV_WRITE);
-	if (L.path != NULL && !L.stream && L.fd != STDERR_FILENO && cpus_allowed() > 1) {
-		(void)writer_start();
-	}
 	ev_prepare_init(&L.flush_w, tlog_on_prepare);
 	ev_set_priority(&L.flush_w, EV_MINPRI); /* after every other prepare that logs */
 	ev_prepare_start(loop, &L.flush_w);
@@ -623,9 +324,6 @@ tlog_close(void)
 		return;
 	}
 	tlog_flush();
-	if (W.running && !writer_stop(TLOG_EXIT_WAIT)) {
-		L.fd = -1; /* the writer may still be in a write to it: left to the exit */
-	}
 	ev_ref(L.loop);
 	ev_prepare_stop(L.loop, &L.flush_w);
 	if (L.path != NULL) {
@@ -644,27 +342,13 @@ tlog_close(void)
 	tlog_enabled = false;
 }
 
-/*
- * {"ts":"...","session":"...","pid":N,  -- or false, and the record is dropped (counted):
- * the writer is busy and TLOG_BEHIND_MAX bytes of records wait already.
- */
-static bool
+/* {"ts":"...","session":"...","pid":N, */
+static void
 record_head(const char *session, pid_t pid)
 {
 	struct timespec ts;
 	struct sbuf *b = &L.buf;
 
-	if (W.running && b->len >= TLOG_BEHIND_MAX) {
-		bool busy;
-
-		(void)pthread_mutex_lock(&W.mu);
-		busy = W.busy;
-		(void)pthread_mutex_unlock(&W.mu);
-		if (busy) {
-			L.dropped++;
-			return false;
-		}
-	}
 	(void)clock_gettime(CLOCK_REALTIME, &ts);
 	if (ts.tv_sec != L.ts_sec || L.ts_head[0] == '\0') {
 		struct tm tm;
@@ -689,7 +373,6 @@ record_head(const char *session, pid_t pid)
 	} else {
 		ADD_LIT(b, ",\"pid\":null");
 	}
-	return true;
 }
 
 static void
@@ -745,9 +428,7 @@ tlog_message(const char *session, pid_t pid, enum tlog_dir dir, const struct jso
 	if (!tlog_enabled) {
 		return;
 	}
-	if (!record_head(session, pid)) {
-		return;
-	}
+	record_head(session, pid);
 	if (dir == TLOG_IN) {
 		ADD_LIT(b, ",\"dir\":\"in\",\"kind\":\"");
 	} else {
@@ -780,9 +461,7 @@ tlog_oversize(const char *session, pid_t pid, enum tlog_dir dir, size_t bytes)
 	if (!tlog_enabled) {
 		return;
 	}
-	if (!record_head(session, pid)) {
-		return;
-	}
+	record_head(session, pid);
 	sbuf_addf(&L.buf, ",\"dir\":\"%s\",\"kind\":\"invalid\",\"bytes\":%zu,\"oversize\":true",
 		  dir == TLOG_IN ? "in" : "out", bytes);
 	record_end();
@@ -794,9 +473,7 @@ tlog_event(const char *session, pid_t pid, const char *event, const char *fields
 	if (!tlog_enabled) {
 		return;
 	}
-	if (!record_head(session, pid)) {
-		return;
-	}
+	record_head(session, pid);
 	sbuf_addf(&L.buf, ",\"event\":\"%s\"", event);
 	if (fields != NULL && fields_len > 0) {
 		sbuf_adds(&L.buf, ",");
@@ -811,9 +488,7 @@ tlog_stderr(const char *session, pid_t pid, const char *text, size_t len)
 	if (!tlog_enabled) {
 		return;
 	}
-	if (!record_head(session, pid)) {
-		return;
-	}
+	record_head(session, pid);
 	sbuf_adds(&L.buf, ",\"event\":\"stderr\",\"text\":");
 	sbuf_add_json_string(&L.buf, text, len);
 	record_end();

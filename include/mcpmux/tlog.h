@@ -4,18 +4,12 @@
  *   {"ts":"2026-11-24T10:00:00.123456Z","session":"run-42","pid":4242,"dir":"in",
  *    "kind":"request","id":1,"method":"tools/call","bytes":312,"msg":{...}}
  *
- * One log per process (a module, like diag).  Records are built in memory and handed on
- * once per event-loop turn (and whenever 64 KiB are waiting), to be written with plain
- * appending write()s: a record is never split by another writer's.  A regular file is
- * written by a thread of the log's own where mcpmux may use more than one CPU, so that
- * the loop never waits for the file system; records wait for it up to 16 MiB, past that
- * they are dropped whole and counted.  (Records handed to it and not yet written are lost
- * if mcpmux is killed; on one CPU, or once a reopen finds no regular file, the loop writes
- * the file itself.)  A
- * FIFO, pipe, socket or terminal is written without blocking, and stderr through errout.
- * A log that cannot be written never stops the traffic: the failure is reported once on
- * stderr, the records of that turn are dropped, and writing is tried again the next
- * turn.  SIGUSR1 reopens the file (after logrotate has renamed it).
+ * One log per process (a module, like diag).  Records are built in memory and written
+ * once per event-loop turn (and whenever 64 KiB are waiting), with plain appending
+ * write()s: a record is never split by another writer's.  A log that cannot be written
+ * never stops the traffic: the failure is reported once on stderr, the records of that
+ * turn are dropped, and writing is tried again the next turn.  SIGUSR1 reopens the file
+ * (after logrotate has renamed it).
  */
 #ifndef MCPMUX_TLOG_H
 #define MCPMUX_TLOG_H

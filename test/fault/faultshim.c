@@ -30,8 +30,6 @@
  *                         kill() and pidfd_send_signal (through syscall()) fail with EPERM
  *                         for them, as for a process of another user; kill() of a process
  *                         group signals the group's other members one by one
- *   FAULT_FILE_MS=T       write() to a regular file waits T milliseconds first, as on a
- *                         file system under heavy writeback or a stalled network mount
  *   FAULT_LOG=PATH        at exit, append one line of counters to PATH:
  *                         "pid=P reads=R writes=W eintr=E short_reads=S short_writes=T
  *                          spawn=F pipe2=I accept4=A failed=X"
@@ -87,7 +85,6 @@ static struct {
 	struct nth fork, pipe2, accept4;
 	int log_fd;
 	unsigned long reads, writes, n_eintr, n_short_reads, n_short_writes, n_failed;
-	long file_ms; /* FAULT_FILE_MS (read-only once set: any thread may look) */
 } F = { .log_fd = -1, .short_min = 16 };
 
 static ssize_t (*real_read)(int, void *, size_t);
@@ -196,7 +193,6 @@ faultshim_init(void)
 	F.short_min = env_num("FAULT_SHORT_MIN", 16);
 	F.short_min = F.short_min < 2 ? 2 : F.short_min;
 	F.short_first = env_num("FAULT_SHORT_FIRST", 0);
-	F.file_ms = (long)env_num("FAULT_FILE_MS", 0);
 	env_nth("FAULT_FORK_FAIL", &F.fork);
 	env_nth("FAULT_PIPE2_FAIL", &F.pipe2);
 	env_nth("FAULT_ACCEPT4_FAIL", &F.accept4);
@@ -327,26 +323,10 @@ read(int fd, void *buf, size_t len)
 	return real_read(fd, buf, cut(len, &F.n_short_reads));
 }
 
-/* FAULT_FILE_MS: a write to a regular file is slow. */
-static void
-slow_file(int fd)
-{
-	struct stat st;
-
-	if (F.ready && F.file_ms > 0 && getpid() == F.owner && fstat(fd, &st) == 0 &&
-	    S_ISREG(st.st_mode)) {
-		struct timespec t = { F.file_ms / 1000, (F.file_ms % 1000) * 1000000 };
-
-		while (nanosleep(&t, &t) == -1 && errno == EINTR) {
-		}
-	}
-}
-
 ssize_t
 write(int fd, const void *buf, size_t len)
 {
 	resolve();
-	slow_file(fd);
 	if (!in_scope(fd)) {
 		return real_write(fd, buf, len);
 	}
