@@ -48,10 +48,7 @@ listener_connect(const char *path)
 	}
 	while (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1) {
 		if (errno != EINTR) {
-			int err = errno;
-
 			sys_close(&fd);
-			errno = err;
 			return -1;
 		}
 	}
@@ -126,10 +123,7 @@ path_lock(const char *path)
 	}
 	if (bind(fd, (struct sockaddr *)&sa,
 		 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) == -1) {
-		int err = errno;
-
 		sys_close(&fd);
-		errno = err;
 		return -1;
 	}
 	return fd;

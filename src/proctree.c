@@ -199,10 +199,7 @@ proctree_environ_each(int fd, bool (*fn)(const char *e, size_t len, void *ctx), 
 		ssize_t n = sys_read(fd, buf + keep, sizeof(buf) - keep);
 
 		if (n == -1) {
-			int err = errno;
-
 			sys_close(&fd);
-			errno = err;
 			return -1;
 		}
 		if (n == 0) {

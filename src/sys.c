@@ -102,10 +102,7 @@ sys_read_small_fd(int fd, char *buf, size_t cap)
 		ssize_t n = sys_read(fd, buf + got, cap - 1 - got);
 
 		if (n == -1) {
-			int err = errno;
-
 			sys_close(&fd);
-			errno = err;
 			return -1;
 		}
 		if (n == 0) {
@@ -128,8 +125,11 @@ void
 sys_close(int *fd)
 {
 	if (*fd >= 0) {
+		int err = errno; /* the error a caller is about to report survives the close */
+
 		(void)close(*fd);
 		*fd = -1;
+		errno = err;
 	}
 }
 

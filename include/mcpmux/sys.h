@@ -41,7 +41,10 @@ int sys_write_all(int fd, const void *buf, size_t len);
  */
 ssize_t sys_read_small(const char *path, char *buf, size_t cap);
 ssize_t sys_read_small_fd(int fd, char *buf, size_t cap);
-/* close(2) that leaves EINTR alone (on Linux the fd is gone either way). */
+/*
+ * close(2) that leaves EINTR alone (on Linux the fd is gone either way), sets *fd to -1,
+ * and keeps errno: a failure path may close before it reports.
+ */
 void sys_close(int *fd);
 /* Make fds 0, 1 and 2 valid (open /dev/null where one is closed). */
 int sys_sanitize_stdio(void);

@@ -642,6 +642,27 @@ test_line_cut_small_lines(void **state)
 	wbuf_release(&q);
 }
 
+/* sys_close() (the wbuf tests' closer) closes, marks the fd closed, and keeps errno. */
+static void
+test_sys_close_keeps_errno(void **state)
+{
+	int p[2];
+
+	(void)state;
+	assert_int_equal(pipe(p), 0);
+	int was = p[0];
+
+	errno = ENOSPC;
+	sys_close(&p[0]);
+	assert_int_equal(errno, ENOSPC);
+	assert_int_equal(p[0], -1);
+	assert_int_equal(fcntl(was, F_GETFD), -1); /* closed (nothing opened since) */
+	errno = EPIPE;
+	sys_close(&p[0]); /* already closed: nothing happens */
+	assert_int_equal(errno, EPIPE);
+	sys_close(&p[1]);
+}
+
 int
 main(void)
 {
@@ -654,6 +675,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_send_partial_write, pipe_setup, pipe_teardown),
 		cmocka_unit_test_setup_teardown(test_end_to_end_stream, pipe_setup, pipe_teardown),
 		cmocka_unit_test(test_full_at_high_mark),
+		cmocka_unit_test(test_sys_close_keeps_errno),
 		cmocka_unit_test_setup_teardown(test_flush_to_closed_pipe, pipe_setup,
 						pipe_teardown),
 		cmocka_unit_test(test_appendv_and_peek),
