@@ -10,21 +10,6 @@
 #include "mcpmux/handshake.h"
 #include "mcpmux/jsonspan.h"
 
-/* The value of member key of the object json (jsonspan.h), as a span of json. */
-static bool
-member(const char *json, size_t len, const char *key, const char **val, size_t *vlen)
-{
-	const char *const path[1] = { key };
-	struct jsonspan v;
-
-	if (!jsonspan_find(json, len, path, 1, &v)) {
-		return false;
-	}
-	*val = v.p;
-	*vlen = v.len;
-	return true;
-}
-
 void
 handshake_init(struct handshake *hs)
 {
@@ -66,7 +51,7 @@ set(struct sbuf *b, const char *p, size_t len)
 static void
 params_of(const char *line, size_t len, const char **p, size_t *plen)
 {
-	if (!member(line, len, "params", p, plen)) {
+	if (!jsonspan_member(line, len, "params", p, plen)) {
 		*p = "{}";
 		*plen = 2;
 	}
@@ -83,7 +68,7 @@ uri_key(const char *params, size_t plen, size_t *klen)
 	size_t ulen;
 	char *key;
 
-	if (!member(params, plen, "uri", &uri, &ulen) || ulen < 2 || uri[0] != '"' ||
+	if (!jsonspan_member(params, plen, "uri", &uri, &ulen) || ulen < 2 || uri[0] != '"' ||
 	    (key = malloc(JSONRPC_KEY_MAX(ulen))) == NULL) {
 		return NULL;
 	}
@@ -218,15 +203,15 @@ handshake_observe_server(struct handshake *hs, const struct jsonrpc_scanner *sca
 	}
 	klen = jsonrpc_id_key(jsonrpc_str(scan, scan->one.id), scan->one.id.len, key);
 	if (klen != hs->init_key.len || memcmp(key, hs->init_key.buf, klen) != 0 ||
-	    !member(line, len, "result", &result, &rlen)) {
+	    !jsonspan_member(line, len, "result", &result, &rlen)) {
 		return;
 	}
 	sbuf_reset(&hs->proto);
 	sbuf_reset(&hs->caps);
-	if (member(result, rlen, "protocolVersion", &v, &vlen)) {
+	if (jsonspan_member(result, rlen, "protocolVersion", &v, &vlen)) {
 		sbuf_add(&hs->proto, v, vlen);
 	}
-	if (member(result, rlen, "capabilities", &v, &vlen)) {
+	if (jsonspan_member(result, rlen, "capabilities", &v, &vlen)) {
 		sbuf_add(&hs->caps, v, vlen);
 	}
 	hs->have_result = !hs->proto.failed && !hs->caps.failed;
@@ -361,7 +346,7 @@ same_json(const char *a, size_t alen, const char *b, size_t blen)
 static void
 member_or_none(const char *json, size_t len, const char *key, const char **v, size_t *vlen)
 {
-	if (!member(json, len, key, v, vlen)) {
+	if (!jsonspan_member(json, len, key, v, vlen)) {
 		*v = "";
 		*vlen = 0;
 	}
@@ -395,7 +380,7 @@ handshake_check_init(const struct handshake *hs, const struct jsonrpc_scanner *s
 		const char *err = "", *msg = "";
 		size_t elen = 0, mlen = 0;
 
-		if (member(line, len, "error", &err, &elen)) {
+		if (jsonspan_member(line, len, "error", &err, &elen)) {
 			member_or_none(err, elen, "message", &msg, &mlen);
 		}
 		int n = shown(&msg, mlen, 200);
@@ -404,7 +389,7 @@ handshake_check_init(const struct handshake *hs, const struct jsonrpc_scanner *s
 			       n > 0 ? n : 12, n > 0 ? msg : "(no message)");
 		return why;
 	}
-	if (!member(line, len, "result", &result, &rlen)) {
+	if (!jsonspan_member(line, len, "result", &result, &rlen)) {
 		return "the restarted server answered initialize without a result";
 	}
 	member_or_none(result, rlen, "protocolVersion", &v, &vlen);

@@ -190,3 +190,17 @@ jsonspan_plain_string(const struct jsonspan *v, const char **s, size_t *n)
 	*n = v->len - 2;
 	return true;
 }
+
+bool
+jsonspan_member(const char *json, size_t len, const char *key, const char **val, size_t *vlen)
+{
+	const char *const path[1] = { key };
+	struct jsonspan v;
+
+	if (!jsonspan_find(json, len, path, 1, &v)) {
+		return false;
+	}
+	*val = v.p;
+	*vlen = v.len;
+	return true;
+}

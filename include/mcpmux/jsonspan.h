@@ -31,6 +31,9 @@ struct jsonspan {
 bool jsonspan_find(const char *p, size_t len, const char *const *path, size_t n,
 		   struct jsonspan *out);
 
+/* jsonspan_find() of one step: the member key of the object json, as *val, *vlen. */
+bool jsonspan_member(const char *json, size_t len, const char *key, const char **val, size_t *vlen);
+
 /*
  * Past the one value at p (after any white space), by the same structural pass: where it
  * ends, or NULL when it does not end before `end` or is not a value's start.

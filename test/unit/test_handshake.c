@@ -20,6 +20,8 @@
 
 #include "mcpmux/handshake.h"
 
+#include "quote.h"
+
 struct fix {
 	struct jsonrpc_scanner scan;
 	struct handshake hs;
@@ -50,19 +52,6 @@ teardown(void **state)
 	sbuf_release(&f->b);
 	free(f);
 	return 0;
-}
-
-/* s with every ' turned into ", into out (which holds cap bytes). */
-static char *
-q(char *out, size_t cap, const char *s)
-{
-	size_t len = strlen(s);
-
-	assert_true(len < cap);
-	for (size_t i = 0; i <= len; i++) {
-		out[i] = s[i] == '\'' ? '"' : s[i];
-	}
-	return out;
 }
 
 /* Scan line (after q()); it must be valid JSON-RPC.  Returns the line's length. */

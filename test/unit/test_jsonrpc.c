@@ -19,18 +19,7 @@
 
 #include "mcpmux/jsonrpc.h"
 
-/* s with every ' turned into ", into out (which holds cap bytes). */
-static char *
-q(char *out, size_t cap, const char *s)
-{
-	size_t len = strlen(s);
-
-	assert_true(len < cap);
-	for (size_t i = 0; i <= len; i++) {
-		out[i] = s[i] == '\'' ? '"' : s[i];
-	}
-	return out;
-}
+#include "quote.h"
 
 /* Does the slice hold exactly `want` (NULL: the slice must be absent)? */
 static void

@@ -17,6 +17,8 @@
 
 #include "mcpmux/jsonspan.h"
 
+#include "quote.h"
+
 static bool
 find(const char *json, const char *a, const char *b, const char *c, char *out, size_t cap)
 {
@@ -139,33 +141,6 @@ test_prefixes(void **state)
 	}
 }
 
-/* s with every ' turned into ", into out (which holds cap bytes). */
-static char *
-q(char *out, size_t cap, const char *s)
-{
-	size_t len = strlen(s);
-
-	assert_true(len < cap);
-	for (size_t i = 0; i <= len; i++) {
-		out[i] = s[i] == '\'' ? '"' : s[i];
-	}
-	return out;
-}
-
-static bool
-member1(const char *json, size_t len, const char *key, const char **v, size_t *vlen)
-{
-	const char *const path[1] = { key };
-	struct jsonspan s;
-
-	if (!jsonspan_find(json, len, path, 1, &s)) {
-		return false;
-	}
-	*v = s.p;
-	*vlen = s.len;
-	return true;
-}
-
 /* ---- one-step paths, as handshake.c uses them ---- */
 
 /* The member key of json (after q()) is want (after q()), or absent when want is NULL. */
@@ -176,7 +151,7 @@ assert_member(const char *json, const char *key, const char *want)
 	const char *v = NULL;
 	size_t vlen = 0;
 	size_t len = strlen(q(j, sizeof(j), json));
-	bool found = member1(j, len, key, &v, &vlen);
+	bool found = jsonspan_member(j, len, key, &v, &vlen);
 
 	if (want == NULL) {
 		if (found) {
@@ -268,13 +243,13 @@ test_member_cut_short(void **state)
 
 		assert_non_null(copy);
 		memcpy(copy, j, cut);
-		if (member1(copy, cut, "d", &v, &vlen)) {
+		if (jsonspan_member(copy, cut, "d", &v, &vlen)) {
 			assert_true(v >= copy && v + vlen <= copy + cut);
 		}
-		(void)member1(copy, cut, "zz", &v, &vlen);
+		(void)jsonspan_member(copy, cut, "zz", &v, &vlen);
 		free(copy);
 	}
-	assert_true(member1(j, len, "d", &v, &vlen));
+	assert_true(jsonspan_member(j, len, "d", &v, &vlen));
 	assert_int_equal(vlen, 4);
 }
 
@@ -288,11 +263,11 @@ test_member_nul(void **state)
 	size_t vlen = 0;
 
 	(void)state;
-	assert_true(member1(a, sizeof(a) - 1, "b", &v, &vlen));
+	assert_true(jsonspan_member(a, sizeof(a) - 1, "b", &v, &vlen));
 	assert_int_equal(vlen, 1);
 	assert_memory_equal(v, "2", 1);
 	/* no endless loop */
-	(void)member1(b, sizeof(b) - 1, "b", &v, &vlen);
+	(void)jsonspan_member(b, sizeof(b) - 1, "b", &v, &vlen);
 }
 
 int
