@@ -231,6 +231,7 @@ class Writing(Case):
             w.send(call(i, "echo", text=pad))
             self.assertEqual(w.msg()["id"], i)
         fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        self.addCleanup(os.close, fd)
         data = [b""]
 
         def drained():  # read what is there; done once mcpmux has said what it dropped
@@ -246,7 +247,6 @@ class Writing(Case):
             if not got:
                 break
             data += got
-        os.close(fd)
         self.assertTrue(data.endswith(b"\n"))
         recs = [json.loads(line) for line in data.splitlines()]  # whole records only
         ids = [r["id"] for r in messages(recs, "in")]
@@ -267,6 +267,7 @@ class Writing(Case):
         os.rename(log, log + ".1")
         os.mkfifo(log)
         fd = os.open(log, os.O_RDONLY | os.O_NONBLOCK)  # a reader, who reads nothing yet
+        self.addCleanup(os.close, fd)
         w.p.send_signal(signal.SIGUSR1)
         wait_until(lambda: "reopened" in w.stderr(), 10, "the log reopened")
         pad = "x" * 8000
@@ -288,7 +289,6 @@ class Writing(Case):
             if not got:
                 break
             data[0] += got
-        os.close(fd)
         self.assertNotIn("cannot write", w.stderr())
         recs = [json.loads(line) for line in data[0].splitlines()]  # whole records only
         ids = [r["id"] for r in messages(recs, "in")]
