@@ -85,7 +85,8 @@ FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= framer jsonrpc envelope config container httpmsg jsonspan
 FUZZ_BUILD ?= build/fuzz
 fuzz:
-	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS=-O1 \
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug \
+		-DCMAKE_C_FLAGS=-O1 -DCMAKE_CXX_FLAGS=-O1 \
 		-DMCPMUX_SANITIZE=address,undefined,fuzzer-no-link -DMCPMUX_FUZZ=ON \
 		-DMCPMUX_WERROR=OFF >/dev/null
 	cmake --build $(FUZZ_BUILD) -j2 --target $(addprefix fuzz_,$(FUZZ_TARGETS))
@@ -114,11 +115,11 @@ soak: release
 		MCPMUX_SOAK_CYCLES=$(MCPMUX_SOAK_CYCLES) python3 -B test_soak.py -v
 
 format:
-	clang-format -i src/*.c include/mcpmux/*.h fixtures/*.c test/*/*.c test/*/*.h \
+	clang-format -i src/*.c src/*.cc include/mcpmux/*.h fixtures/*.c test/*/*.c test/*/*.h \
 		bench/*.c bench/*.h
 
 lint:
-	clang-format --dry-run --Werror src/*.c include/mcpmux/*.h fixtures/*.c test/*/*.c test/*/*.h \
+	clang-format --dry-run --Werror src/*.c src/*.cc include/mcpmux/*.h fixtures/*.c test/*/*.c test/*/*.h \
 		bench/*.c bench/*.h
 	cppcheck --quiet --enable=warning,style,performance,portability --std=c11 \
 		--inline-suppr --error-exitcode=1 -D_GNU_SOURCE -I include src fixtures

@@ -288,7 +288,8 @@ on_value(struct jsonrpc_scanner *s, enum value_type t, const unsigned char *p, s
 		 * yajl_parse(), just past it.  (A number that ends the line is reported only by
 		 * yajl_complete_parse(), and nothing follows it.)
 		 */
-		s->end = t == V_MAP || t == V_ARRAY ? SIZE_MAX : yajl_get_bytes_consumed(s->h);
+		s->end = t == V_MAP || t == V_ARRAY || s->fast ? SIZE_MAX
+							       : yajl_get_bytes_consumed(s->h);
 		s->is_batch = t == V_ARRAY;
 		s->top_container = t == V_ARRAY || t == V_MAP;
 		if (t == V_MAP) {
@@ -349,7 +350,7 @@ close_container(struct jsonrpc_scanner *s)
 		s->mute_depth = 0;
 	}
 	s->depth--;
-	if (s->depth == 0) {
+	if (s->depth == 0 && !s->fast) {
 		s->end = yajl_get_bytes_consumed(s->h);
 	}
 	if (s->in_params && s->depth == 1) {
@@ -455,6 +456,7 @@ jsonrpc_release(struct jsonrpc_scanner *s)
 	if (s->h != NULL) {
 		yajl_free(s->h);
 	}
+	jsonsimd_free(s->simd);
 	free(s->items);
 	free(s->arena);
 	jsonrpc_init(s);
@@ -482,6 +484,7 @@ scan_reset(struct jsonrpc_scanner *s)
 	s->n_values = 0;
 	s->is_batch = false;
 	s->top_container = false;
+	s->by_simd = false;
 	s->cur = NULL;
 	s->key = KEY_NONE;
 	s->in_params = false;
@@ -582,6 +585,7 @@ jsonrpc_text_ok(const char *text, size_t len)
 
 static enum jsonrpc_kind scan(struct jsonrpc_scanner *s, const char *line, size_t len,
 			      bool text_checked);
+static enum jsonrpc_kind classify(struct jsonrpc_scanner *s);
 
 enum jsonrpc_kind
 jsonrpc_scan(struct jsonrpc_scanner *s, const char *line, size_t len)
@@ -601,6 +605,24 @@ scan(struct jsonrpc_scanner *s, const char *line, size_t len, bool text_checked)
 	scan_reset(s);
 	if (s->items == NULL) {
 		s->items = calloc(JSONRPC_MAX_ITEMS, sizeof(*s->items));
+		if (s->items == NULL) {
+			s->error = "out of memory";
+			return s->kind = JSONRPC_INVALID_JSON;
+		}
+	}
+	if (s->simd == NULL && !s->yajl_only && len <= JSONSIMD_MAX_LEN) {
+		s->simd = jsonsimd_new(JSONRPC_MAX_DEPTH); /* NULL: yajl alone, this time */
+	}
+	if (s->simd != NULL && !s->yajl_only) {
+		s->fast = true;
+		enum jsonsimd_result r = jsonsimd_feed(s->simd, line, len, &s->cb, s);
+
+		s->fast = false;
+		if (r == JSONSIMD_DONE) {
+			s->by_simd = true;
+			return classify(s);
+		}
+		scan_reset(s); /* yajl decides, from the start */
 	}
 	if (s->h == NULL) {
 		s->h = yajl_alloc(&s->cb, NULL, s);
@@ -608,7 +630,7 @@ scan(struct jsonrpc_scanner *s, const char *line, size_t len, bool text_checked)
 			(void)yajl_config(s->h, yajl_allow_multiple_values, 1);
 		}
 	}
-	if (s->h == NULL || s->items == NULL) {
+	if (s->h == NULL) {
 		s->error = "out of memory";
 		return s->kind = JSONRPC_INVALID_JSON;
 	}
@@ -642,6 +664,13 @@ scan(struct jsonrpc_scanner *s, const char *line, size_t len, bool text_checked)
 		}
 		return s->kind = JSONRPC_INVALID_JSON;
 	}
+	return classify(s);
+}
+
+/* The result of a scan that found one valid JSON value. */
+static enum jsonrpc_kind
+classify(struct jsonrpc_scanner *s)
+{
 	if (s->arena_failed) {
 		s->error = "out of memory";
 		return s->kind = JSONRPC_INVALID_JSON;

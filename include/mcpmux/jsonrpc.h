@@ -1,12 +1,16 @@
 /*
- * jsonrpc: message inspection on yajl's streaming parser.
+ * jsonrpc: message inspection with yajl's callbacks.
  *
- * jsonrpc_scan() validates one whole line with one yajl_parse() call and learns what
- * routing needs, through yajl's callbacks, without building a tree: the kind of message,
- * its id (as canonical JSON text, so that it can be written back verbatim), its method,
- * and for a batch the same for each element.  It also picks up the few members of
- * `params` that mcpmux itself acts on (graceMs, session, reason), of every single message
- * or only of one method (params_method), and the requestId of notifications/cancelled.
+ * jsonrpc_scan() validates one whole line and learns what routing needs, through yajl's
+ * callbacks, without building a tree: the kind of message, its id (as canonical JSON
+ * text, so that it can be written back verbatim), its method, and for a batch the same
+ * for each element.  It also picks up the few members of `params` that mcpmux itself acts
+ * on (graceMs, session, reason), of every single message or only of one method
+ * (params_method), and the requestId of notifications/cancelled.
+ *
+ * The callbacks are fed by jsonsimd (simdjson's validation) when it is sure to give
+ * yajl's events, and by one yajl_parse() call otherwise: the verdict and every result
+ * are the same either way (fuzz_jsonrpc compares the two).
  *
  * A scanner is reusable: results stay valid until the next scan or jsonrpc_release().
  * All strings in a result point into the scanner's arena and are not NUL-terminated.
@@ -20,6 +24,8 @@
 #include <string.h>
 
 #include <yajl/yajl_parse.h>
+
+#include "mcpmux/jsonsimd.h"
 
 #define JSONRPC_MAX_DEPTH 512  /* deeper JSON is refused like invalid JSON */
 #define JSONRPC_MAX_ITEMS 1024 /* batch elements described; the rest are validated only */
@@ -74,13 +80,17 @@ struct jsonrpc_scanner {
 	size_t n_elements;	      /* result: all batch elements, described or not */
 	struct jsonrpc_params params; /* result: for a single request/notification */
 	const char *params_method;    /* read params only for this method (NULL: for any) */
+	bool yajl_only;		      /* never the simdjson path (tests compare the two) */
+	struct jsonsimd *simd;	      /* the fast path, made at the first scan */
 	char *arena;
 	size_t arena_len;
 	size_t arena_cap;
 	const char *error;  /* result: why a line was invalid (static text) */
 	bool top_container; /* result: the line is a JSON object or array */
+	bool by_simd;	    /* result: judged on the simdjson path (for the tests) */
 
 	/* parse state */
+	bool fast; /* the events come from jsonsimd, not from s->h */
 	int depth;
 	size_t end;   /* offset just past the top-level value */
 	int n_values; /* top-level values on this line */

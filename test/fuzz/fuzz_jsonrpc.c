@@ -10,7 +10,10 @@
  *     JSON-RPC 2.0 rules member by member: kind, id (its canonical text must parse back to
  *     the same string or number), method, batch elements, and the params mcpmux acts on;
  *   - repeatability: the same scanner gives the same answer again, after another line and
- *     after an invalid one.
+ *     after an invalid one;
+ *   - one judge: the simdjson path (jsonsimd) and yajl alone give the same verdict, error
+ *     and every result field, byte for byte, with params read for every method and for
+ *     one.
  *
  * idscan gets the line in three chunkings and must give the same answer each time.  What
  * it returns is written by mcpmux, unchecked, into an error response as the "id": it must
@@ -367,6 +370,75 @@ check_params_method(struct jsonrpc_scanner *all, const char *line, size_t len)
 	jsonrpc_release(&one);
 }
 
+/* ---- the simdjson path against yajl alone ---- */
+
+static bool
+same_str(const struct jsonrpc_scanner *a, struct jsonrpc_str x, const struct jsonrpc_scanner *b,
+	 struct jsonrpc_str y)
+{
+	return x.len == y.len && memcmp(jsonrpc_str(a, x), jsonrpc_str(b, y), x.len) == 0;
+}
+
+static void
+same_item(const struct jsonrpc_scanner *a, const struct jsonrpc_item *x,
+	  const struct jsonrpc_scanner *b, const struct jsonrpc_item *y)
+{
+	FUZZ_CHECK(x->kind == y->kind, "item kind %d with simdjson, %d with yajl", (int)x->kind,
+		   (int)y->kind);
+	FUZZ_CHECK(x->has_id == y->has_id && (!x->has_id || same_str(a, x->id, b, y->id)),
+		   "item id differs: %.*s with simdjson, %.*s with yajl", (int)x->id.len,
+		   jsonrpc_str(a, x->id), (int)y->id.len, jsonrpc_str(b, y->id));
+	FUZZ_CHECK(x->has_method == y->has_method &&
+			   (!x->has_method || same_str(a, x->method, b, y->method)),
+		   "item method differs");
+	FUZZ_CHECK(x->seen == y->seen && x->bad == y->bad, "item members seen differ");
+}
+
+static void
+check_one_judge(const char *line, size_t len, const char *params_method)
+{
+	struct jsonrpc_scanner a, b;
+
+	jsonrpc_init(&a);
+	jsonrpc_init(&b);
+	a.params_method = b.params_method = params_method;
+	b.yajl_only = true;
+	enum jsonrpc_kind ka = jsonrpc_scan(&a, line, len), kb = jsonrpc_scan(&b, line, len);
+
+	FUZZ_CHECK(b.simd == NULL, "yajl_only made a simdjson parser");
+	FUZZ_CHECK(ka == kb, "kind %d with simdjson, %d with yajl", (int)ka, (int)kb);
+	FUZZ_CHECK((a.error == NULL) == (b.error == NULL) &&
+			   (a.error == NULL || strcmp(a.error, b.error) == 0),
+		   "error \"%s\" with simdjson, \"%s\" with yajl", a.error ? a.error : "",
+		   b.error ? b.error : "");
+	if (ka != JSONRPC_INVALID_JSON) {
+		FUZZ_CHECK(a.top_container == b.top_container, "top_container differs");
+		FUZZ_CHECK(a.n_items == b.n_items && a.n_elements == b.n_elements,
+			   "batch sizes differ");
+		same_item(&a, &a.one, &b, &b.one);
+		for (size_t i = 0; i < a.n_items && i < b.n_items; i++) {
+			same_item(&a, &a.items[i], &b, &b.items[i]);
+		}
+		const struct jsonrpc_params *p = &a.params, *q = &b.params;
+
+		FUZZ_CHECK(p->has_grace_ms == q->has_grace_ms &&
+				   (!p->has_grace_ms || same_double(p->grace_ms, q->grace_ms)),
+			   "graceMs differs");
+		FUZZ_CHECK(p->has_session == q->has_session &&
+				   (!p->has_session || same_str(&a, p->session, &b, q->session)),
+			   "params.session differs");
+		FUZZ_CHECK(p->has_reason == q->has_reason &&
+				   (!p->has_reason || same_str(&a, p->reason, &b, q->reason)),
+			   "params.reason differs");
+		FUZZ_CHECK(p->has_request_id == q->has_request_id &&
+				   (!p->has_request_id ||
+				    same_str(&a, p->request_id, &b, q->request_id)),
+			   "params.requestId differs");
+	}
+	jsonrpc_release(&a);
+	jsonrpc_release(&b);
+}
+
 /* ---- idscan ---- */
 
 struct idscan_result {
@@ -511,6 +583,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_scan(&s, line, size);
 	check_params_method(&s, line, size);
 	jsonrpc_release(&s);
+	check_one_judge(line, size, NULL);
+	check_one_judge(line, size, JSONRPC_CANCELLED);
 
 	check_idscan(line, size, seed);
 	return 0;

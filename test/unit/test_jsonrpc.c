@@ -222,6 +222,87 @@ test_golden_reverse_twice(void **state)
 	}
 }
 
+/*
+ * The simdjson path takes what it can give exactly as yajl would, and leaves the rest to
+ * yajl: each line gets the same results from a scanner that uses yajl alone, and is
+ * judged on the path expected.
+ */
+static void
+test_simd_or_yajl(void **state)
+{
+	static const struct {
+		const char *line;
+		const char *params_method;
+		bool by_simd;
+		enum jsonrpc_kind kind;
+		const char *id;
+	} cases[] = {
+		{ "{'jsonrpc':'2.0','id':1,'method':'ping'}", NULL, true, JSONRPC_REQUEST, "1" },
+		{ "{'jsonrpc':'2.0','id':'a\\u00e9','method':'p'}", NULL, true, JSONRPC_REQUEST,
+		  "'a\xc3\xa9'" },
+		{ "{'jsonrpc':'2.0','id':-12,'result':{'x':1.5}}", NULL, true, JSONRPC_RESPONSE,
+		  "-12" },
+		{ "{'jsonrpc':'2.0','id':18446744073709551615,'result':1}", NULL, true,
+		  JSONRPC_RESPONSE, "18446744073709551615" },
+		{ "{'jsonrpc':'2.0','id':0,'method':'m'}", NULL, true, JSONRPC_REQUEST, "0" },
+		/* simdjson reads -0 as 0, and keeps no text of a fraction or exponent */
+		{ "{'jsonrpc':'2.0','id':-0,'method':'m'}", NULL, false, JSONRPC_REQUEST, "-0" },
+		{ "{'jsonrpc':'2.0','id':1.50,'method':'m'}", NULL, false, JSONRPC_REQUEST,
+		  "1.50" },
+		{ "{'jsonrpc':'2.0','id':2E0,'method':'m'}", NULL, false, JSONRPC_REQUEST, "2E0" },
+		/* ... unless nothing reads it: params of another method are not looked into */
+		{ "{'jsonrpc':'2.0','method':'m','params':{'graceMs':1.5}}", NULL, false,
+		  JSONRPC_NOTIFICATION, NULL },
+		{ "{'jsonrpc':'2.0','method':'m','params':{'graceMs':1.5}}", "x", true,
+		  JSONRPC_NOTIFICATION, NULL },
+		/* what simdjson refuses, yajl judges: out-of-range numbers are JSON */
+		{ "{'jsonrpc':'2.0','id':1e400,'method':'m'}", NULL, false, JSONRPC_REQUEST,
+		  "1e400" },
+		{ "{'jsonrpc':'2.0','id':18446744073709551616,'method':'m'}", NULL, false,
+		  JSONRPC_REQUEST, "18446744073709551616" },
+		{ "{'jsonrpc':'2.0','id':1,'method':'m',}", NULL, false, JSONRPC_INVALID_JSON,
+		  NULL },
+		{ "[{'jsonrpc':'2.0','method':'m'},{'jsonrpc':'2.0','id':'b','result':null}]", NULL,
+		  true, JSONRPC_BATCH, NULL },
+		{ " 7 ", NULL, true, JSONRPC_INVALID_REQUEST, NULL },
+	};
+	struct jsonrpc_scanner *s = *state, y;
+	char line[512];
+
+	jsonrpc_init(&y);
+	y.yajl_only = true;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		s->params_method = y.params_method = cases[i].params_method;
+		q(line, sizeof(line), cases[i].line);
+		enum jsonrpc_kind kind = jsonrpc_scan(s, line, strlen(line));
+
+		if (kind != cases[i].kind || s->by_simd != cases[i].by_simd) {
+			fail_msg("%s: kind %d, by_simd %d", line, (int)kind, (int)s->by_simd);
+		}
+		assert_int_equal(jsonrpc_scan(&y, line, strlen(line)), kind);
+		assert_false(y.by_simd);
+		if (kind != JSONRPC_BATCH && kind != JSONRPC_INVALID_JSON) {
+			assert_str(s, s->one.has_id, s->one.id, cases[i].id, "id", line);
+			assert_str(&y, y.one.has_id, y.one.id, cases[i].id, "id (yajl)", line);
+			assert_int_equal(s->params.has_grace_ms, y.params.has_grace_ms);
+		}
+	}
+	/* Past JSONSIMD_MAX_LEN, yajl alone. */
+	size_t n = JSONSIMD_MAX_LEN + 1;
+	char *big = malloc(n);
+
+	assert_non_null(big);
+	memset(big, ' ', n);
+	memcpy(big, "{\"jsonrpc\":\"2.0\",\"method\":\"m\"}", 30);
+	assert_int_equal(jsonrpc_scan(s, big, n), JSONRPC_NOTIFICATION);
+	assert_false(s->by_simd);
+	assert_int_equal(jsonrpc_scan(s, big, n - 1), JSONRPC_NOTIFICATION);
+	assert_true(s->by_simd);
+	free(big);
+	jsonrpc_release(&y);
+	s->params_method = NULL;
+}
+
 /* A control character (here NUL) raw inside a string is not JSON. */
 static void
 test_raw_nul_in_string(void **state)
@@ -446,9 +527,11 @@ test_nesting_limit(void **state)
 	/* exactly JSONRPC_MAX_DEPTH (512) levels */
 	assert_int_equal(scan_nested(s, JSONRPC_MAX_DEPTH - 2), JSONRPC_REQUEST);
 	assert_item(s, &s->one, JSONRPC_REQUEST, "1", "deep", "512 levels");
+	assert_true(s->by_simd); /* simdjson's depth bound is the same */
 	/* one more */
 	assert_int_equal(scan_nested(s, JSONRPC_MAX_DEPTH - 1), JSONRPC_INVALID_JSON);
 	assert_non_null(s->error);
+	assert_false(s->by_simd);
 
 	/* A bare array of 100000 levels is refused too. */
 	char *arr = malloc(2 * huge);
@@ -931,6 +1014,7 @@ main(void)
 						scanner_teardown),
 		cmocka_unit_test_setup_teardown(test_golden_reverse_twice, scanner_setup,
 						scanner_teardown),
+		cmocka_unit_test_setup_teardown(test_simd_or_yajl, scanner_setup, scanner_teardown),
 		cmocka_unit_test_setup_teardown(test_raw_nul_in_string, scanner_setup,
 						scanner_teardown),
 		cmocka_unit_test_setup_teardown(test_structured_invalid_utf8, scanner_setup,
