@@ -139,6 +139,7 @@ replay(const struct jsonsimd *j, element e, const yajl_callbacks *cb, void *ctx)
 			simdjson::dom::array a = e.get_array().value_unsafe();
 
 			for (element x : a) {
+				// cppcheck-suppress useStlAlgorithm
 				if (!replay(j, x, cb, ctx)) {
 					return false;
 				}
