@@ -22,6 +22,7 @@
 #include "mcpmux/backend.h"
 #include "mcpmux/container.h"
 #include "mcpmux/diag.h"
+#include "mcpmux/jsonrpc.h"
 #include "mcpmux/keeper.h"
 #include "mcpmux/procscan.h"
 #include "mcpmux/proctree.h"
@@ -1892,6 +1893,7 @@ backend_on_trim(struct ev_loop *loop, ev_timer *w, int revents)
 			b->pipes_big = false;
 		}
 	}
+	jsonrpc_trim();
 	(void)malloc_trim(0);
 }
 

@@ -13,6 +13,7 @@
 
 #include "mcpmux/jsonrpc.h"
 #include "mcpmux/rpcout.h"
+#include "mcpmux/sys.h"
 
 enum {
 	KEY_NONE,
@@ -51,6 +52,11 @@ enum value_type {
 };
 
 #define ARENA_KEEP ((size_t)64 << 10)
+/* simdjson's buffers are kept for lines up to this long; longer, until jsonrpc_trim(). */
+#define SIMD_KEEP ((size_t)16 << 10)
+
+/* Scanners whose simdjson buffers grew past SIMD_KEEP (linked by next_big). */
+static struct jsonrpc_scanner *big_head;
 
 static struct jsonrpc_item spare_item; /* batch elements beyond JSONRPC_MAX_ITEMS */
 
@@ -456,6 +462,12 @@ jsonrpc_release(struct jsonrpc_scanner *s)
 	if (s->h != NULL) {
 		yajl_free(s->h);
 	}
+	for (struct jsonrpc_scanner **p = &big_head; *p != NULL; p = &(*p)->next_big) {
+		if (*p == s) {
+			*p = s->next_big;
+			break;
+		}
+	}
 	jsonsimd_free(s->simd);
 	free(s->items);
 	free(s->arena);
@@ -610,10 +622,23 @@ scan(struct jsonrpc_scanner *s, const char *line, size_t len, bool text_checked)
 			return s->kind = JSONRPC_INVALID_JSON;
 		}
 	}
-	if (s->simd == NULL && !s->yajl_only && len <= JSONSIMD_MAX_LEN) {
+	/*
+	 * simdjson takes "\n" for white space; the yajl path refuses it (a line never holds
+	 * one): such a text is yajl's to judge.
+	 */
+	bool try_simd = !s->yajl_only && len <= JSONSIMD_MAX_LEN && memchr(line, '\n', len) == NULL;
+
+	if (try_simd && s->simd == NULL) {
 		s->simd = jsonsimd_new(JSONRPC_MAX_DEPTH); /* NULL: yajl alone, this time */
 	}
-	if (s->simd != NULL && !s->yajl_only) {
+	if (try_simd && s->simd != NULL) {
+		if (len > SIMD_KEEP && !s->simd_big) {
+			/* Its buffers grow to this line: given back by jsonrpc_trim(). */
+			s->simd_big = true;
+			s->next_big = big_head;
+			big_head = s;
+			sys_big_alloc = true;
+		}
 		s->fast = true;
 		enum jsonsimd_result r = jsonsimd_feed(s->simd, line, len, &s->cb, s);
 
@@ -665,6 +690,20 @@ scan(struct jsonrpc_scanner *s, const char *line, size_t len, bool text_checked)
 		return s->kind = JSONRPC_INVALID_JSON;
 	}
 	return classify(s);
+}
+
+void
+jsonrpc_trim(void)
+{
+	while (big_head != NULL) {
+		struct jsonrpc_scanner *s = big_head;
+
+		big_head = s->next_big;
+		s->next_big = NULL;
+		s->simd_big = false;
+		jsonsimd_free(s->simd);
+		s->simd = NULL; /* made again, small, by the next scan */
+	}
 }
 
 /* The result of a scan that found one valid JSON value. */

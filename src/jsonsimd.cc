@@ -20,8 +20,10 @@ struct jsonsimd {
 	simdjson::dom::parser parser;
 	const char *text; /* the text being fed: for -0 */
 	size_t len;
+	int has_minus_zero; /* does the text hold "-0"? -1: not looked yet (once a feed) */
 
-	explicit jsonsimd(size_t max_capacity) : parser(max_capacity), text(nullptr), len(0)
+	explicit jsonsimd(size_t max_capacity)
+	    : parser(max_capacity), text(nullptr), len(0), has_minus_zero(-1)
 	{
 	}
 };
@@ -80,7 +82,7 @@ print_u64(uint64_t v, bool negative, char *out)
 }
 
 bool
-number(const struct jsonsimd *j, element e, const yajl_callbacks *cb, void *ctx)
+number(struct jsonsimd *j, element e, const yajl_callbacks *cb, void *ctx)
 {
 	char buf[24];
 	size_t n;
@@ -91,9 +93,18 @@ number(const struct jsonsimd *j, element e, const yajl_callbacks *cb, void *ctx)
 	if (e.type() == element_type::INT64) {
 		int64_t v = e.get_int64().value_unsafe();
 
-		/* simdjson reads "-0" as the integer 0: its text is not known then. */
-		if (v == 0 && memmem(j->text, j->len, "-0", 2) != nullptr) {
-			return false;
+		/*
+		 * simdjson reads "-0" as the integer 0: its text is not known then, unless
+		 * the text holds no "-0" at all.  Looked up once a feed: a line of many zeros
+		 * must not cost a pass over the line for each.
+		 */
+		if (v == 0) {
+			if (j->has_minus_zero < 0) {
+				j->has_minus_zero = memmem(j->text, j->len, "-0", 2) != nullptr;
+			}
+			if (j->has_minus_zero != 0) {
+				return false;
+			}
 		}
 		n = v < 0 ? print_u64(0 - static_cast<uint64_t>(v), true, buf)
 			  : print_u64(static_cast<uint64_t>(v), false, buf);
@@ -106,7 +117,7 @@ number(const struct jsonsimd *j, element e, const yajl_callbacks *cb, void *ctx)
 }
 
 bool
-replay(const struct jsonsimd *j, element e, const yajl_callbacks *cb, void *ctx)
+replay(struct jsonsimd *j, element e, const yajl_callbacks *cb, void *ctx)
 {
 	switch (e.type()) {
 	case element_type::OBJECT: {
@@ -185,5 +196,6 @@ jsonsimd_feed(struct jsonsimd *j, const char *text, size_t len, const yajl_callb
 	}
 	j->text = text;
 	j->len = len;
+	j->has_minus_zero = -1;
 	return replay(j, r.value_unsafe(), cb, ctx) ? JSONSIMD_DONE : JSONSIMD_UNSURE;
 }

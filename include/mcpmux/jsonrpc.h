@@ -82,6 +82,8 @@ struct jsonrpc_scanner {
 	const char *params_method;    /* read params only for this method (NULL: for any) */
 	bool yajl_only;		      /* never the simdjson path (tests compare the two) */
 	struct jsonsimd *simd;	      /* the fast path, made at the first scan */
+	bool simd_big;		      /* its buffers grew for a long line (on a list) */
+	struct jsonrpc_scanner *next_big;
 	char *arena;
 	size_t arena_len;
 	size_t arena_cap;
@@ -113,6 +115,13 @@ enum jsonrpc_kind jsonrpc_scan(struct jsonrpc_scanner *s, const char *line, size
  * it whole, such as an envelope's message): that pass is not made twice.
  */
 enum jsonrpc_kind jsonrpc_scan_checked(struct jsonrpc_scanner *s, const char *line, size_t len);
+
+/*
+ * Give back the simdjson buffers that grew for long lines (over 16 KiB), of every
+ * scanner: called once mcpmux has been idle (a scan sets sys_big_alloc when they grow).
+ * The next scan makes them again, small.
+ */
+void jsonrpc_trim(void);
 
 /*
  * Could these bytes be JSON text, as far as yajl does not check: no control character

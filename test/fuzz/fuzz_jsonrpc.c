@@ -394,49 +394,66 @@ same_item(const struct jsonrpc_scanner *a, const struct jsonrpc_item *x,
 	FUZZ_CHECK(x->seen == y->seen && x->bad == y->bad, "item members seen differ");
 }
 
+/* Scanner a (the simdjson path, where it is sure) against b (yajl alone). */
 static void
-check_one_judge(const char *line, size_t len, const char *params_method)
+judge_pair(struct jsonrpc_scanner *a, struct jsonrpc_scanner *b, const char *line, size_t len,
+	   const char *params_method)
 {
-	struct jsonrpc_scanner a, b;
+	a->params_method = b->params_method = params_method;
+	enum jsonrpc_kind ka = jsonrpc_scan(a, line, len), kb = jsonrpc_scan(b, line, len);
 
-	jsonrpc_init(&a);
-	jsonrpc_init(&b);
-	a.params_method = b.params_method = params_method;
-	b.yajl_only = true;
-	enum jsonrpc_kind ka = jsonrpc_scan(&a, line, len), kb = jsonrpc_scan(&b, line, len);
-
-	FUZZ_CHECK(b.simd == NULL, "yajl_only made a simdjson parser");
+	FUZZ_CHECK(b->simd == NULL, "yajl_only made a simdjson parser");
 	FUZZ_CHECK(ka == kb, "kind %d with simdjson, %d with yajl", (int)ka, (int)kb);
-	FUZZ_CHECK((a.error == NULL) == (b.error == NULL) &&
-			   (a.error == NULL || strcmp(a.error, b.error) == 0),
-		   "error \"%s\" with simdjson, \"%s\" with yajl", a.error ? a.error : "",
-		   b.error ? b.error : "");
+	FUZZ_CHECK((a->error == NULL) == (b->error == NULL) &&
+			   (a->error == NULL || strcmp(a->error, b->error) == 0),
+		   "error \"%s\" with simdjson, \"%s\" with yajl", a->error ? a->error : "",
+		   b->error ? b->error : "");
 	if (ka != JSONRPC_INVALID_JSON) {
-		FUZZ_CHECK(a.top_container == b.top_container, "top_container differs");
-		FUZZ_CHECK(a.n_items == b.n_items && a.n_elements == b.n_elements,
+		FUZZ_CHECK(a->top_container == b->top_container, "top_container differs");
+		FUZZ_CHECK(a->n_items == b->n_items && a->n_elements == b->n_elements,
 			   "batch sizes differ");
-		same_item(&a, &a.one, &b, &b.one);
-		for (size_t i = 0; i < a.n_items && i < b.n_items; i++) {
-			same_item(&a, &a.items[i], &b, &b.items[i]);
+		same_item(a, &a->one, b, &b->one);
+		for (size_t i = 0; i < a->n_items && i < b->n_items; i++) {
+			same_item(a, &a->items[i], b, &b->items[i]);
 		}
-		const struct jsonrpc_params *p = &a.params, *q = &b.params;
+		const struct jsonrpc_params *p = &a->params, *q = &b->params;
 
 		FUZZ_CHECK(p->has_grace_ms == q->has_grace_ms &&
 				   (!p->has_grace_ms || same_double(p->grace_ms, q->grace_ms)),
 			   "graceMs differs");
 		FUZZ_CHECK(p->has_session == q->has_session &&
-				   (!p->has_session || same_str(&a, p->session, &b, q->session)),
+				   (!p->has_session || same_str(a, p->session, b, q->session)),
 			   "params.session differs");
 		FUZZ_CHECK(p->has_reason == q->has_reason &&
-				   (!p->has_reason || same_str(&a, p->reason, &b, q->reason)),
+				   (!p->has_reason || same_str(a, p->reason, b, q->reason)),
 			   "params.reason differs");
 		FUZZ_CHECK(p->has_request_id == q->has_request_id &&
 				   (!p->has_request_id ||
-				    same_str(&a, p->request_id, &b, q->request_id)),
+				    same_str(a, p->request_id, b, q->request_id)),
 			   "params.requestId differs");
 	}
-	jsonrpc_release(&a);
-	jsonrpc_release(&b);
+}
+
+/*
+ * One pair of scanners for every input (as mcpmux keeps one per stream), so that what a
+ * line leaves in a scanner can show in the next one's results.
+ */
+static void
+check_one_judge(const char *line, size_t len, const char *params_method)
+{
+	static struct jsonrpc_scanner pairs[2][2];
+	static bool ready;
+
+	if (!ready) {
+		for (int i = 0; i < 2; i++) {
+			jsonrpc_init(&pairs[i][0]);
+			jsonrpc_init(&pairs[i][1]);
+			pairs[i][1].yajl_only = true;
+		}
+		ready = true;
+	}
+	judge_pair(&pairs[params_method != NULL][0], &pairs[params_method != NULL][1], line, len,
+		   params_method);
 }
 
 /* ---- idscan ---- */

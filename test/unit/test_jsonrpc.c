@@ -265,6 +265,10 @@ test_simd_or_yajl(void **state)
 		{ "[{'jsonrpc':'2.0','method':'m'},{'jsonrpc':'2.0','id':'b','result':null}]", NULL,
 		  true, JSONRPC_BATCH, NULL },
 		{ " 7 ", NULL, true, JSONRPC_INVALID_REQUEST, NULL },
+		/* a 0 is read as 0 when no "-0" is anywhere in the line (looked up once) */
+		{ "[0,0,0,{'jsonrpc':'2.0','id':0,'result':0}]", NULL, true, JSONRPC_BATCH, NULL },
+		{ "{'jsonrpc':'2.0','id':0,'method':'m','params':{'x':'-0'}}", NULL, false,
+		  JSONRPC_REQUEST, "0" },
 	};
 	struct jsonrpc_scanner *s = *state, y;
 	char line[512];
@@ -301,6 +305,51 @@ test_simd_or_yajl(void **state)
 	free(big);
 	jsonrpc_release(&y);
 	s->params_method = NULL;
+}
+
+/*
+ * simdjson's buffers grown for a long line are given back by jsonrpc_trim(), and made
+ * again at the next scan; a scanner released before the trim is off the trim's list.
+ */
+static void
+test_simd_trim(void **state)
+{
+	struct jsonrpc_scanner *s = *state, gone;
+	size_t n = 20 << 10;
+	char *line = malloc(n);
+
+	assert_non_null(line);
+	memset(line, ' ', n);
+	memcpy(line, "{\"jsonrpc\":\"2.0\",\"method\":\"m\"}", 30);
+	assert_int_equal(jsonrpc_scan(s, line, 30), JSONRPC_NOTIFICATION);
+	assert_true(s->by_simd);
+	assert_false(s->simd_big); /* a short line: kept */
+
+	jsonrpc_init(&gone);
+	assert_int_equal(jsonrpc_scan(&gone, line, n), JSONRPC_NOTIFICATION);
+	assert_true(gone.simd_big);
+	jsonrpc_release(&gone);
+	memset(&gone, 0xa5, sizeof(gone)); /* a trim that still saw it would crash */
+
+	assert_int_equal(jsonrpc_scan(s, line, n), JSONRPC_NOTIFICATION);
+	assert_true(s->by_simd);
+	assert_true(s->simd_big);
+	assert_non_null(s->simd);
+	jsonrpc_trim();
+	assert_null(s->simd);
+	assert_false(s->simd_big);
+	jsonrpc_trim(); /* nothing left to do */
+
+	assert_int_equal(jsonrpc_scan(s, line, 30), JSONRPC_NOTIFICATION);
+	assert_true(s->by_simd);
+	assert_non_null(s->simd);
+	assert_false(s->simd_big);
+
+	/* A "\n" (never in a line) is the yajl path's to judge: it refuses it. */
+	line[40] = '\n';
+	assert_int_equal(jsonrpc_scan(s, line, 100), JSONRPC_INVALID_JSON);
+	assert_false(s->by_simd);
+	free(line);
 }
 
 /* A control character (here NUL) raw inside a string is not JSON. */
@@ -1015,6 +1064,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_golden_reverse_twice, scanner_setup,
 						scanner_teardown),
 		cmocka_unit_test_setup_teardown(test_simd_or_yajl, scanner_setup, scanner_teardown),
+		cmocka_unit_test_setup_teardown(test_simd_trim, scanner_setup, scanner_teardown),
 		cmocka_unit_test_setup_teardown(test_raw_nul_in_string, scanner_setup,
 						scanner_teardown),
 		cmocka_unit_test_setup_teardown(test_structured_invalid_utf8, scanner_setup,
