@@ -12,6 +12,7 @@
 #endif
 
 #include "mcpmux/jsonrpc.h"
+#include "mcpmux/jsonsimd.h"
 #include "mcpmux/rpcout.h"
 #include "mcpmux/sys.h"
 
@@ -632,12 +633,15 @@ scan(struct jsonrpc_scanner *s, const char *line, size_t len, bool text_checked)
 		s->simd = jsonsimd_new(JSONRPC_MAX_DEPTH); /* NULL: yajl alone, this time */
 	}
 	if (try_simd && s->simd != NULL) {
-		if (len > SIMD_KEEP && !s->simd_big) {
-			/* Its buffers grow to this line: given back by jsonrpc_trim(). */
-			s->simd_big = true;
-			s->next_big = big_head;
-			big_head = s;
+		if (len > SIMD_KEEP) {
+			/* Its buffers grow to this line: given back by jsonrpc_trim() once
+			 * mcpmux has been idle since the last such line. */
 			sys_big_alloc = true;
+			if (!s->simd_big) {
+				s->simd_big = true;
+				s->next_big = big_head;
+				big_head = s;
+			}
 		}
 		s->fast = true;
 		enum jsonsimd_result r = jsonsimd_feed(s->simd, line, len, &s->cb, s);

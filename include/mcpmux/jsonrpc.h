@@ -25,7 +25,7 @@
 
 #include <yajl/yajl_parse.h>
 
-#include "mcpmux/jsonsimd.h"
+struct jsonsimd; /* the fast path (jsonsimd.h) */
 
 #define JSONRPC_MAX_DEPTH 512  /* deeper JSON is refused like invalid JSON */
 #define JSONRPC_MAX_ITEMS 1024 /* batch elements described; the rest are validated only */

@@ -18,6 +18,8 @@
 #include <string.h>
 
 #include "mcpmux/jsonrpc.h"
+#include "mcpmux/jsonsimd.h"
+#include "mcpmux/sys.h"
 
 #include "quote.h"
 
@@ -331,10 +333,17 @@ test_simd_trim(void **state)
 	jsonrpc_release(&gone);
 	memset(&gone, 0xa5, sizeof(gone)); /* a trim that still saw it would crash */
 
+	/* Every long line asks for the idle trim again, not only the first. */
+	sys_big_alloc = false;
 	assert_int_equal(jsonrpc_scan(s, line, n), JSONRPC_NOTIFICATION);
 	assert_true(s->by_simd);
 	assert_true(s->simd_big);
 	assert_non_null(s->simd);
+	assert_true(sys_big_alloc);
+	sys_big_alloc = false;
+	assert_int_equal(jsonrpc_scan(s, line, n), JSONRPC_NOTIFICATION);
+	assert_true(sys_big_alloc);
+	sys_big_alloc = false;
 	jsonrpc_trim();
 	assert_null(s->simd);
 	assert_false(s->simd_big);
