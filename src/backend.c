@@ -48,7 +48,6 @@ static struct backend *done_head;   /* DONE, on_done not yet called */
 static struct backend *dirty_head;  /* lines queued for stdin this turn, not yet written */
 static bool scan_wanted;
 static struct proctree snapshot;
-static char scratch[64 << 10];
 static char owner_env[sizeof(PROCTREE_OWNER_ENV) + 48]; /* MCPMUX_OWNER=PID:START */
 static char inst_cgroup[CGROUP_PATH_MAX];		/* "" when there is none */
 static unsigned long long leaf_seq;
@@ -1122,12 +1121,14 @@ backend_on_stdout(struct ev_loop *loop, ev_io *w, int revents)
 
 	(void)loop;
 	(void)revents;
-	while (budget > 0 && !b->out_paused && b->out_fd >= 0) {
-		size_t want = SYS_MIN(sizeof(scratch), budget);
-		ssize_t n = sys_read(b->out_fd, scratch, want);
+	while (budget > 0 && !b->out_paused && b->out_fd >= 0 && !sys_scratch_busy) {
+		size_t want = SYS_MIN(SYS_SCRATCH_SIZE, budget);
+		ssize_t n = sys_read(b->out_fd, sys_scratch, want);
 
 		if (n > 0) {
-			(void)framer_feed(&b->outf, scratch, (size_t)n, b->sink, b->owner);
+			sys_scratch_busy = true;
+			(void)framer_feed(&b->outf, sys_scratch, (size_t)n, b->sink, b->owner);
+			sys_scratch_busy = false;
 			budget -= (size_t)n;
 			if (!b->pipes_big && framer_pending(&b->outf) > PIPE_SMALL) {
 				pipes_resize(b, PIPE_BIG);

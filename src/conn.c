@@ -16,7 +16,6 @@
 #define CONN_PIPE_SMALL ((size_t)64 << 10)
 #define CONN_PIPE_BIG	(1 << 20)
 
-static char scratch[64 << 10];
 
 static void conn_on_readable(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_on_writable(struct ev_loop *loop, ev_io *w, int revents);
@@ -370,18 +369,20 @@ conn_on_readable(struct ev_loop *loop, ev_io *w, int revents)
 	size_t budget = READ_BUDGET;
 
 	(void)revents;
-	while (budget > 0 && c->hold == 0 && !c->in_eof) {
-		size_t want = SYS_MIN(sizeof(scratch), budget);
-		ssize_t n = sys_read(c->in_fd, scratch, want);
+	while (budget > 0 && c->hold == 0 && !c->in_eof && !sys_scratch_busy) {
+		size_t want = SYS_MIN(SYS_SCRATCH_SIZE, budget);
+		ssize_t n = sys_read(c->in_fd, sys_scratch, want);
 
 		if (n > 0) {
-			sys_chunk_lo = scratch;
-			sys_chunk_hi = scratch + n;
-			(void)framer_feed(&c->inf, scratch, (size_t)n, c->sink, c->ctx);
+			sys_chunk_lo = sys_scratch;
+			sys_chunk_hi = sys_scratch + n;
+			sys_scratch_busy = true;
+			(void)framer_feed(&c->inf, sys_scratch, (size_t)n, c->sink, c->ctx);
 			sys_chunk_lo = sys_chunk_hi = NULL;
 			if (sys_chunk_done != NULL) {
 				sys_chunk_done();
 			}
+			sys_scratch_busy = false;
 			budget -= (size_t)n;
 			if ((size_t)n < want) { // cppcheck-suppress knownConditionTrueFalse
 				break;		/* drained: no read just to hear EAGAIN */

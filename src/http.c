@@ -1,7 +1,8 @@
 /*
  * http: HTTP/1.1 server connections on libev, parsed by nodejs/http-parser.
  *
- * A connection reads into one loop-wide scratch buffer and feeds the parser from it;
+ * A connection reads into the loop's one read buffer (sys_scratch) and feeds the parser
+ * from it;
  * what a request needs to outlive the read (target, header fields, body) is copied into
  * that request's own storage, and bytes that follow a complete request while its
  * exchange is open are held (up to HTTP_HOLD_MAX).  An idle keep-alive connection holds
@@ -43,7 +44,6 @@
 #define SSE_KEEPALIVE ": keepalive\n\n"
 #define SEND_IOV_MAX  18 /* a chunk's head, 16 pieces and its end */
 
-static char scratch[64 << 10];
 
 enum conn_state {
 	CS_IDLE,     /* waiting for a request (keep-alive, or just accepted) */
@@ -937,8 +937,8 @@ hold_room(const struct hconn *c)
 static void
 conn_read_discard(struct hconn *c)
 {
-	for (;;) {
-		ssize_t n = sys_read(c->fd, scratch, sizeof(scratch));
+	while (!sys_scratch_busy) {
+		ssize_t n = sys_read(c->fd, sys_scratch, SYS_SCRATCH_SIZE);
 
 		if (n > 0) {
 			c->s->st.bytes_in += (size_t)n;
@@ -963,7 +963,7 @@ conn_read(struct hconn *c)
 	struct http_server *s = c->s;
 	size_t budget = READ_BUDGET;
 
-	while (budget > 0 && !c->dead) {
+	while (budget > 0 && !c->dead && !sys_scratch_busy) {
 		if (c->state == CS_CLOSING) {
 			conn_read_discard(c);
 			return;
@@ -973,12 +973,12 @@ conn_read(struct hconn *c)
 			continue;
 		}
 		bool direct = can_parse(c) && c->hold == NULL;
-		size_t want = direct ? sizeof(scratch) : SYS_MIN(sizeof(scratch), hold_room(c));
+		size_t want = direct ? SYS_SCRATCH_SIZE : SYS_MIN(SYS_SCRATCH_SIZE, hold_room(c));
 
 		if (want == 0) {
 			break; /* the read-ahead is full: reading waits for the exchange */
 		}
-		ssize_t n = sys_read(c->fd, scratch, want);
+		ssize_t n = sys_read(c->fd, sys_scratch, want);
 
 		if (n == 0 || (n == -1 && errno != EAGAIN)) {
 			/* The client is gone, or has closed its side: nothing more to do. */
@@ -991,14 +991,16 @@ conn_read(struct hconn *c)
 		s->st.bytes_in += (size_t)n;
 		budget -= (size_t)n;
 		if (direct) {
-			size_t k = conn_feed(c, scratch, (size_t)n);
+			sys_scratch_busy = true;
+			size_t k = conn_feed(c, sys_scratch, (size_t)n);
 
+			sys_scratch_busy = false;
 			if (!c->dead && c->state != CS_CLOSING && k < (size_t)n &&
-			    hold_add(c, scratch + k, (size_t)n - k) == -1) {
+			    hold_add(c, sys_scratch + k, (size_t)n - k) == -1) {
 				conn_kill(c);
 				return;
 			}
-		} else if (hold_add(c, scratch, (size_t)n) == -1) {
+		} else if (hold_add(c, sys_scratch, (size_t)n) == -1) {
 			conn_kill(c);
 			return;
 		}

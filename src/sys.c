@@ -332,3 +332,5 @@ sys_mono(void)
 bool sys_big_alloc;
 const char *sys_chunk_lo, *sys_chunk_hi;
 void (*sys_chunk_done)(void);
+char sys_scratch[SYS_SCRATCH_SIZE];
+bool sys_scratch_busy;

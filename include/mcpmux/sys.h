@@ -115,5 +115,16 @@ extern bool sys_big_alloc;
  */
 extern const char *sys_chunk_lo, *sys_chunk_hi;
 extern void (*sys_chunk_done)(void);
+/*
+ * The one read buffer of the event loop's stream readers (the client's stdin or socket,
+ * the server's stdout, HTTP connections).  A reader fills it only from its own watcher
+ * callback and hands the chunk out in full before it returns: every consumer copies what
+ * it keeps (or holds it until sys_chunk_done()), and no consumer reads a stream in turn.
+ * So one buffer serves them all, and one 64 KiB is resident instead of one per reader.
+ * sys_scratch_busy is set while a chunk is handed out; a read that finds it set is a bug.
+ */
+#define SYS_SCRATCH_SIZE ((size_t)64 << 10)
+extern char sys_scratch[SYS_SCRATCH_SIZE];
+extern bool sys_scratch_busy;
 
 #endif
