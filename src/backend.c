@@ -32,7 +32,9 @@
 
 #define READ_BUDGET   ((size_t)256 << 10) /* bytes per callback: fairness between sessions */
 #define PIPE_SMALL    (64 << 10)	  /* Linux's default pipe size */
-#define PIPE_BIG      (1 << 20)		  /* while big messages flow */
+#define PIPE_BIG      (1 << 20)		  /* while long messages flow */
+#define PIPE_LONG     (8 << 10)		  /* a line this long enlarges the pipes */
+#define PIPE_BIG_MAX  8			  /* servers with enlarged pipes at once */
 #define KILL_RESCAN_S 0.05		  /* KILLING: re-scan and re-kill interval */
 #define PROC_ROOT     "/proc"
 
@@ -774,23 +776,38 @@ fail:
 /* ---- the pipes ---- */
 
 /*
- * While big messages flow, the server's pipes are enlarged (F_SETPIPE_SZ): a 1 MiB
- * message then crosses in a few reads and writes instead of sixteen of each.  They go
- * back to the default size once mcpmux has been idle (backend_on_trim).  Failures are
- * harmless (a system limit on pipe memory): the pipe keeps its size.
+ * While long messages flow (a line of PIPE_LONG or more either way), the server's pipes
+ * are enlarged (F_SETPIPE_SZ): a 1 MiB message then crosses in a few reads and writes
+ * instead of sixteen of each, and a stream of 16 KiB ones wakes each side a sixteenth as
+ * often.  They go back to the default size once mcpmux has been idle (backend_on_trim).
+ * Pipe memory counts against the user's pipe-user-pages-soft (64 MiB by default), and
+ * past it the kernel gives every new pipe of that user two pages; so at most
+ * PIPE_BIG_MAX servers (16 MiB) have enlarged pipes at once, and the others keep the
+ * default.  Failures are harmless (a system limit on pipe memory): the pipe keeps its size.
  */
+static unsigned int pipes_big_n;
+
 static void
 pipes_resize(struct backend *b, int size)
 {
+	bool big = size > PIPE_SMALL;
+
+	if (big == b->pipes_big || (big && pipes_big_n >= PIPE_BIG_MAX)) {
+		return;
+	}
 	if (b->out_fd >= 0) {
 		(void)fcntl(b->out_fd, F_SETPIPE_SZ, size);
 	}
 	if (b->in_fd >= 0) {
 		(void)fcntl(b->in_fd, F_SETPIPE_SZ, size);
 	}
-	b->pipes_big = size > PIPE_SMALL;
-	if (b->pipes_big) {
+	b->pipes_big = big;
+	if (big) {
+		pipes_big_n++;
 		sys_big_alloc = true;
+	} else {
+		pipes_big_n--;
+		framer_longest_reset(&b->outf);
 	}
 }
 
@@ -889,7 +906,7 @@ backend_send(struct backend *b, const char *line, size_t len)
 		errno = EPIPE;
 		return -1;
 	}
-	if (!b->pipes_big && len > PIPE_SMALL) {
+	if (!b->pipes_big && len >= PIPE_LONG) {
 		pipes_resize(b, PIPE_BIG);
 	}
 
@@ -1130,7 +1147,7 @@ backend_on_stdout(struct ev_loop *loop, ev_io *w, int revents)
 			(void)framer_feed(&b->outf, sys_scratch, (size_t)n, b->sink, b->owner);
 			sys_scratch_busy = false;
 			budget -= (size_t)n;
-			if (!b->pipes_big && framer_pending(&b->outf) > PIPE_SMALL) {
+			if (!b->pipes_big && framer_longest(&b->outf) >= PIPE_LONG) {
 				pipes_resize(b, PIPE_BIG);
 			}
 			if ((size_t)n < want) { // cppcheck-suppress knownConditionTrueFalse
@@ -1889,10 +1906,7 @@ backend_on_trim(struct ev_loop *loop, ev_timer *w, int revents)
 	ev_timer_stop(loop, w);
 	HASH_ITER (hh, by_pid, b, tmp) {
 		// cppcheck-suppress uninitvar ; uthash iteration over calloc()ed backends
-		if (b->pipes_big) {
-			pipes_resize(b, PIPE_SMALL);
-			b->pipes_big = false;
-		}
+		pipes_resize(b, PIPE_SMALL);
 	}
 	jsonrpc_trim();
 	(void)malloc_trim(0);
@@ -1959,6 +1973,7 @@ backend_free(struct backend *b)
 	}
 	ev_timer_stop(b->loop, &b->stall_w);
 	errout_cancel(&b->err_wait);
+	pipes_resize(b, PIPE_SMALL); /* gives its share of the budget back */
 	ctr_free(b->ctr);
 	framer_release(&b->outf);
 	wbuf_release(&b->inq);

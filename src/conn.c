@@ -12,10 +12,9 @@
 #include "mcpmux/diag.h"
 #include "mcpmux/sys.h"
 
-#define READ_BUDGET	((size_t)256 << 10)
-#define CONN_PIPE_SMALL ((size_t)64 << 10)
-#define CONN_PIPE_BIG	(1 << 20)
-
+#define READ_BUDGET    ((size_t)256 << 10)
+#define CONN_PIPE_LONG ((size_t)8 << 10) /* a line this long enlarges the pipe */
+#define CONN_PIPE_BIG  (1 << 20)
 
 static void conn_on_readable(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_on_writable(struct ev_loop *loop, ev_io *w, int revents);
@@ -283,8 +282,11 @@ conn_send(struct conn *c, struct conn_source *src, const struct iovec *iov, int 
 	for (int i = 0; i < n; i++) {
 		total += iov[i].iov_len;
 	}
-	if (!c->out_big && total > CONN_PIPE_SMALL) {
-		/* Big messages: a bigger pipe to the client, if it is one (kept for good). */
+	if (!c->out_big && total >= CONN_PIPE_LONG) {
+		/*
+		 * Long messages: a bigger pipe to the client, if it is one (kept for good: a
+		 * client has one pair of pipes, outside the servers' budget of big ones).
+		 */
 		c->out_big = true;
 		(void)fcntl(c->out_fd, F_SETPIPE_SZ, CONN_PIPE_BIG);
 	}
@@ -383,6 +385,11 @@ conn_on_readable(struct ev_loop *loop, ev_io *w, int revents)
 				sys_chunk_done();
 			}
 			sys_scratch_busy = false;
+			if (!c->in_big && framer_longest(&c->inf) >= CONN_PIPE_LONG) {
+				/* Long messages: the client's pipe too (failure is harmless). */
+				c->in_big = true;
+				(void)fcntl(c->in_fd, F_SETPIPE_SZ, CONN_PIPE_BIG);
+			}
 			budget -= (size_t)n;
 			if ((size_t)n < want) { // cppcheck-suppress knownConditionTrueFalse
 				break;		/* drained: no read just to hear EAGAIN */

@@ -142,7 +142,11 @@ framer_feed(struct framer *f, const char *data, size_t len, const struct framer_
 	while (p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t n = (size_t)((nl ? nl : end) - p);
+		size_t so_far = n + (f->is_big ? f->big_len : f->len);
 
+		if (so_far > f->longest) {
+			f->longest = so_far;
+		}
 		if (!f->is_big && f->len == 0 && nl != NULL) {
 			/* The whole line is in this chunk: no copy. */
 			framer_deliver(f, p, n, sink, ctx);
@@ -197,4 +201,16 @@ size_t
 framer_pending(const struct framer *f)
 {
 	return f->is_big ? f->big_len : f->len;
+}
+
+size_t
+framer_longest(const struct framer *f)
+{
+	return f->longest;
+}
+
+void
+framer_longest_reset(struct framer *f)
+{
+	f->longest = 0;
 }

@@ -44,7 +44,6 @@
 #define SSE_KEEPALIVE ": keepalive\n\n"
 #define SEND_IOV_MAX  18 /* a chunk's head, 16 pieces and its end */
 
-
 enum conn_state {
 	CS_IDLE,     /* waiting for a request (keep-alive, or just accepted) */
 	CS_HEAD,     /* reading a request's head */

@@ -84,7 +84,8 @@ struct conn {
 	unsigned hold;		 /* CONN_HOLD_* bits: input is read only when 0 */
 	bool in_eof;
 	bool out_dead;
-	bool out_big; /* the output pipe was enlarged for big messages */
+	bool in_big;  /* the input pipe was enlarged for long messages */
+	bool out_big; /* the output pipe was enlarged for long messages */
 };
 
 void conn_init(struct conn *c, struct ev_loop *loop, int in_fd, int out_fd, size_t max_message,

@@ -39,6 +39,7 @@ struct framer {
 	size_t big_len; /* bytes of the current over-long line so far */
 	bool is_big;	/* inside an over-long (or unbufferable) line: skipping to "\n" */
 	bool big_cr;	/* a big line's chunk ended in "\r", not yet passed on */
+	size_t longest; /* the longest line seen so far, whole or in part (framer_longest) */
 };
 
 void framer_init(struct framer *f, size_t max);
@@ -55,5 +56,11 @@ int framer_feed(struct framer *f, const char *data, size_t len, const struct fra
 void framer_finish(struct framer *f, const struct framer_sink *sink, void *ctx);
 /* Bytes of an unfinished line held (or skipped, for an over-long one). */
 size_t framer_pending(const struct framer *f);
+/*
+ * The longest line fed since framer_init() or the last reset, counting an unfinished
+ * one's bytes so far (a reader sizes its pipe by it).
+ */
+size_t framer_longest(const struct framer *f);
+void framer_longest_reset(struct framer *f);
 
 #endif

@@ -1,6 +1,8 @@
 """Serve mode over stdio: one backend per session ID, envelopes, events, control."""
 
+import fcntl
 import json
+import os
 import time
 
 from mcptest import (FIXTURE, MCPMUX, Case, alive, call, deadline, initialize, main, note, req,
@@ -354,6 +356,50 @@ class Slots(Case):
                 pass
         s.close_stdin()
         self.assertEqual(s.wait(10), 0)
+
+
+def pipe_size(pid, fd):
+    f = os.open("/proc/%d/fd/%d" % (pid, fd), os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        return fcntl.fcntl(f, getattr(fcntl, "F_GETPIPE_SZ", 1032))
+    finally:
+        os.close(f)
+
+
+class Pipes(Case):
+    def test_enlarged_pipes_have_a_budget(self):
+        """Long lines enlarge a server's pipes, for at most 8 servers at once; a server
+        that ends gives its share back."""
+        m = Mux(self.serve(opts=FAST))
+        ids = ["p-%d" % i for i in range(10)]
+        pids = {}
+        for s in ids:
+            m.send(s, call(1, "env"))
+            pids[s] = m.msg(s)["result"]["structuredContent"]["pid"]
+        # All in one write, and looked at as soon as answered: well before the idle trim.
+        m.p.send(*[env(s, msg) for s in ids
+                   for msg in (note("notifications/message", {"pad": "z" * 9000}),
+                               req(2, "ping"))])
+        for s in ids:
+            m.msg(s)
+        big = [s for s in ids if pipe_size(pids[s], 0) == 1 << 20]
+        small = [s for s in ids if pipe_size(pids[s], 0) == 64 << 10]
+        self.assertEqual(len(big), 8, big)
+        self.assertEqual(len(small), 2, small)
+        for s in big:
+            self.assertEqual(pipe_size(pids[s], 1), 1 << 20)
+        for i, s in enumerate(big[:2]):
+            r = m.control(10 + i, "mcpmux/endRun", {"session": s})["message"]
+            self.assertEqual(r["result"]["pid"], pids[s])
+        m.p.send(*[env(s, msg) for s in small
+                   for msg in (note("notifications/message", {"pad": "z" * 9000}),
+                               req(3, "ping"))])
+        for s in small:
+            m.msg(s)
+        for s in small:
+            self.assertEqual(pipe_size(pids[s], 0), 1 << 20)
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Wrap mode: mcpmux -- COMMAND, against the fixture server."""
 
+import fcntl
 import json
 import os
 import signal
@@ -458,6 +459,55 @@ class BigMessages(Case):
                    "mcpmux's private memory to fall back under 20 MB")
         w.close_stdin()
         w.wait()
+
+
+F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
+PIPE_DEFAULT, PIPE_BIG = 64 << 10, 1 << 20
+
+
+def pipe_size(fd, pid=None):
+    """The capacity of a pipe: our own fd, or another process's (through /proc)."""
+    if pid is None:
+        return fcntl.fcntl(fd, F_GETPIPE_SZ)
+    f = os.open("/proc/%d/fd/%d" % (pid, fd), os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        return fcntl.fcntl(f, F_GETPIPE_SZ)
+    finally:
+        os.close(f)
+
+
+class Pipes(Case):
+    def test_long_lines_enlarge_the_pipes_until_idle(self):
+        """A line of 8 KiB or more either way enlarges the server's pipes to 1 MiB until
+        mcpmux has been idle, and the client's pipe in that direction for good."""
+        w = self.wrap()
+        pid = env_of(w, 1)["pid"]
+
+        def sizes():
+            return (pipe_size(0, pid), pipe_size(1, pid), pipe_size(w.p.stdin.fileno()),
+                    pipe_size(w.p.stdout.fileno()))
+        w.send(call(2, "echo", text="x" * 4000))
+        w.msg()
+        self.assertEqual(sizes(), (PIPE_DEFAULT,) * 4)
+        # A short request, a long answer: the server's pipes, and the client's output.
+        # (The server's are enlarged once the answer has been read and passed on, and
+        # kept for half a second of idleness: looked for as soon as the answer comes.)
+        w.send(call(3, "huge", bytes=9000))
+        self.assertEqual(len(w.msg()["result"]["content"][0]["text"]), 9000)
+        wait_until(lambda: sizes() == (PIPE_BIG, PIPE_BIG, PIPE_DEFAULT, PIPE_BIG), 5,
+                   "the server's pipes and the client's output to be enlarged")
+        wait_until(lambda: sizes() == (PIPE_DEFAULT, PIPE_DEFAULT, PIPE_DEFAULT, PIPE_BIG), 5,
+                   "the server's pipes to shrink back once idle")
+        # Short lines again: the pipes stay as they are (the long line was forgotten).
+        w.send(req(4, "ping"))
+        w.msg()
+        self.assertEqual(sizes(), (PIPE_DEFAULT, PIPE_DEFAULT, PIPE_DEFAULT, PIPE_BIG))
+        # A long notification from the client: the server's pipes and the client's input.
+        w.send(note("notifications/message", {"pad": "y" * 9000}), req(5, "ping"))
+        w.msg()
+        self.assertEqual(sizes(), (PIPE_BIG, PIPE_BIG, PIPE_BIG, PIPE_BIG))
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
 
 
 class Backpressure(Case):

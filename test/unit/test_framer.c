@@ -619,6 +619,52 @@ test_overlong_content_every_chunking(void **state)
 	}
 }
 
+/*
+ * framer_longest(): the longest line so far, an unfinished one counted by its bytes so
+ * far, under every chunking and for a line over the bound too; reset forgets it.
+ */
+static void
+test_longest(void **state)
+{
+	char in[3 + 301 + 3];
+
+	(void)state;
+	memcpy(in, "ab\n", 3);
+	memset(in + 3, 'x', 300);
+	in[303] = '\n';
+	memcpy(in + 304, "cd\n", 3);
+	for (size_t max = 100; max <= 1000; max += 900) {
+		for (size_t step = 1; step <= 64; step++) {
+			struct transcript tr = { 0 };
+			struct framer f;
+
+			framer_init(&f, max);
+			assert_int_equal(framer_longest(&f), 0);
+			for (size_t at = 0; at < sizeof(in); at += step) {
+				size_t n = sizeof(in) - at < step ? sizeof(in) - at : step;
+
+				assert_int_equal(framer_feed(&f, in + at, n, &tr_sink, &tr), 0);
+				if (at + n <= 3) {
+					assert_int_equal(framer_longest(&f),
+							 at + n < 2 ? at + n : 2);
+				} else if (at + n <= 303) {
+					/* inside the long line: its bytes so far, or "ab" */
+					assert_int_equal(framer_longest(&f),
+							 at + n - 3 > 2 ? at + n - 3 : 2);
+				} else {
+					assert_int_equal(framer_longest(&f), 300);
+				}
+			}
+			framer_longest_reset(&f);
+			assert_int_equal(framer_longest(&f), 0);
+			assert_int_equal(framer_feed(&f, BYTES("cd\n"), &tr_sink, &tr), 0);
+			assert_int_equal(framer_longest(&f), 2);
+			framer_release(&f);
+			tr_free(&tr);
+		}
+	}
+}
+
 int
 main(void)
 {
@@ -631,6 +677,7 @@ main(void)
 		cmocka_unit_test(test_pending_values),
 		cmocka_unit_test(test_feed_after_finish),
 		cmocka_unit_test(test_overlong_content_every_chunking),
+		cmocka_unit_test(test_longest),
 	};
 
 	return cmocka_run_group_tests_name("framer", tests, NULL, NULL);
