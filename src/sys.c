@@ -90,6 +90,43 @@ sys_write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+int
+sys_writev_all(int fd, struct iovec *iov, int n)
+{
+	for (;;) {
+		while (n > 0 && iov->iov_len == 0) {
+			iov++;
+			n--;
+		}
+		if (n == 0) {
+			return 0;
+		}
+		ssize_t w = writev(fd, iov, n);
+
+		if (w == -1) {
+			if (errno == EINTR) {
+				continue;
+			}
+			return -1;
+		}
+		if (w == 0) {
+			errno = ENOSPC;
+			return -1;
+		}
+		for (size_t left = (size_t)w; left > 0;) {
+			size_t k = SYS_MIN(left, iov->iov_len);
+
+			iov->iov_base = (char *)iov->iov_base + k;
+			iov->iov_len -= k;
+			left -= k;
+			if (iov->iov_len == 0) {
+				iov++;
+				n--;
+			}
+		}
+	}
+}
+
 ssize_t
 sys_read_small_fd(int fd, char *buf, size_t cap)
 {

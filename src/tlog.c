@@ -4,9 +4,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,6 +28,12 @@
  * 256 bytes, every turn.
  */
 #define TLOG_KEEP ((size_t)128 << 10)
+/*
+ * A body at least this long, in a log that is a regular file, is not copied into the
+ * buffer: the buffer (the records before it and this one's head), the body from where
+ * it is, and the record's end go out in one writev.
+ */
+#define TLOG_DIRECT ((size_t)16 << 10)
 
 bool tlog_enabled;
 
@@ -238,6 +246,29 @@ stream_write(void)
 	}
 }
 
+/* A log that is a regular file: written at once, whole. */
+static bool
+is_file(void)
+{
+	return L.path != NULL && L.fd != STDERR_FILENO && !L.stream;
+}
+
+static void
+file_write(struct iovec *iov, int n)
+{
+	if (L.fd < 0 || sys_writev_all(L.fd, iov, n) == -1) {
+		if (!L.failing) {
+			diag_warn_errno("traffic log %s: cannot write (records are dropped until "
+					"it can be written again)",
+					L.path);
+			L.failing = true;
+		}
+	} else if (L.failing) {
+		diag_warn("traffic log %s: writing again", L.path);
+		L.failing = false;
+	}
+}
+
 void
 tlog_flush(void)
 {
@@ -249,16 +280,10 @@ tlog_flush(void)
 		errout_lines(L.buf.buf, L.buf.len);
 	} else if (L.stream) {
 		stream_write();
-	} else if (L.fd < 0 || sys_write_all(L.fd, L.buf.buf, L.buf.len) == -1) {
-		if (!L.failing) {
-			diag_warn_errno("traffic log %s: cannot write (records are dropped until "
-					"it can be written again)",
-					L.path ? L.path : "(stderr)");
-			L.failing = true;
-		}
-	} else if (L.failing) {
-		diag_warn("traffic log %s: writing again", L.path ? L.path : "(stderr)");
-		L.failing = false;
+	} else {
+		struct iovec v = { .iov_base = L.buf.buf, .iov_len = L.buf.len };
+
+		file_write(&v, 1);
 	}
 	sbuf_reset_keep(&L.buf, TLOG_KEEP);
 }
@@ -397,13 +422,14 @@ utf8_cut(const char *p, size_t len, size_t n)
 	return n;
 }
 
-static void
+/* The record's body; true if that ended (and wrote) the record too. */
+static bool
 record_body(const char *line, size_t len, bool valid)
 {
 	struct sbuf *b = &L.buf;
 
 	if (L.bodies == 0) {
-		return;
+		return false;
 	}
 	if (len > L.bodies) {
 		sbuf_adds(b, ",\"msg\":");
@@ -411,11 +437,23 @@ record_body(const char *line, size_t len, bool valid)
 		sbuf_adds(b, ",\"truncated\":true");
 	} else if (valid) {
 		sbuf_adds(b, ",\"msg\":");
+		if (len >= TLOG_DIRECT && is_file() && !b->failed) {
+			struct iovec v[3] = {
+				{ .iov_base = b->buf, .iov_len = b->len },
+				{ .iov_base = (void *)(uintptr_t)line, .iov_len = len },
+				{ .iov_base = (void *)(uintptr_t) "}\n", .iov_len = 2 },
+			};
+
+			file_write(v, 3);
+			sbuf_reset_keep(b, TLOG_KEEP);
+			return true;
+		}
 		sbuf_add(b, line, len);
 	} else {
 		sbuf_adds(b, ",\"msg\":");
 		sbuf_add_json_string(b, line, len);
 	}
+	return false;
 }
 
 void
@@ -451,8 +489,9 @@ tlog_message(const char *session, pid_t pid, enum tlog_dir dir, const struct jso
 	}
 	ADD_LIT(b, ",\"bytes\":");
 	sbuf_add_uint(b, len, 1);
-	record_body(line, len, kind != JSONRPC_INVALID_JSON);
-	record_end();
+	if (!record_body(line, len, kind != JSONRPC_INVALID_JSON)) {
+		record_end();
+	}
 }
 
 void

@@ -34,6 +34,8 @@ ssize_t sys_read(int fd, void *buf, size_t len);
 ssize_t sys_writev(int fd, const struct iovec *iov, int iovcnt);
 /* Write all of buf to a blocking fd (short writes continued); -1 on error. */
 int sys_write_all(int fd, const void *buf, size_t len);
+/* The same for n pieces; iov is consumed (its entries are advanced past what was written). */
+int sys_writev_all(int fd, struct iovec *iov, int n);
 /*
  * Read a small file whole (a /proc or cgroup file): up to cap - 1 bytes into buf,
  * NUL-terminated.  Bytes read, or -1 (errno).  sys_read_small_fd() reads an fd the caller

@@ -121,6 +121,27 @@ class Writing(Case):
         w.wait()
         self.assertTrue(all("msg" not in r for r in records(log2)))
 
+    def test_long_bodies_whole_and_in_order(self):
+        """Bodies of 16 KiB and more go out from where they are, between short records:
+        every record whole, in order, its body the exact message."""
+        log = os.path.join(self.tmp.name, "t.log")
+        w = self.wrap(opts=["--log", log])
+        sent = [req(1, "ping"), call(2, "echo", text="a" * 20000), req(3, "ping"),
+                call(4, "echo", text="\u00e9" * 30000), call(5, "huge", bytes=100000),
+                note("notifications/message", {"pad": "b" * 16384}), req(6, "ping")]
+        w.send(*sent)
+        got = [w.msg(30) for _ in range(6)]
+        self.assertEqual([m["id"] for m in got], [1, 2, 3, 4, 5, 6])
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        recs = records(log)
+        ins, outs = messages(recs, "in"), messages(recs, "out")
+        self.assertEqual([r["msg"] for r in ins], sent)
+        self.assertEqual([r["bytes"] for r in ins],
+                         [len(json.dumps(m, separators=(",", ":")).encode()) for m in sent])
+        self.assertEqual([r["msg"] for r in outs], got)
+        self.assertEqual(len(outs[4]["msg"]["result"]["content"][0]["text"]), 100000)
+
     def test_env_variable_and_serve(self):
         log = os.path.join(self.tmp.name, "serve.log")
         self.env["MCPMUX_LOG"] = log

@@ -1,7 +1,8 @@
 /*
  * Unit tests for wbuf: direct and queued sends through a real pipe, the exact byte
  * stream end to end, the backpressure mark, memory after a drain, write errors, and the
- * pure helpers (appendv, peek, write_upto, line_cut).
+ * pure helpers (appendv, peek, write_upto, line_cut); and sys_writev_all(), the log's
+ * blocking gather write, through partial writes.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "mcpmux/sys.h"
@@ -663,6 +666,90 @@ test_sys_close_keeps_errno(void **state)
 	sys_close(&p[1]);
 }
 
+static void
+on_alarm(int sig)
+{
+	(void)sig;
+}
+
+/*
+ * sys_writev_all() through a 4 KiB pipe that a child drains slowly, while a timer's
+ * signal (no SA_RESTART) cuts the blocked writes short: every short write is continued
+ * at the right byte, EINTR is retried, empty pieces are passed over, and the pieces are
+ * consumed.
+ */
+static void
+test_writev_all_partial(void **state)
+{
+	struct sigaction sa = { .sa_handler = on_alarm }, old_sa;
+	struct itimerval tick = { .it_interval = { 0, 500 }, .it_value = { 0, 500 } }, off = { 0 };
+
+	static char data[70000 + 1 + 150000];
+	int fds[2];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(data); i++) {
+		data[i] = (char)(i * 31 + i / 251);
+	}
+	assert_int_equal(pipe(fds), 0);
+	(void)fcntl(fds[1], F_SETPIPE_SZ, 4096);
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		size_t got = 0;
+		char buf[1000];
+		ssize_t n;
+
+		(void)close(fds[1]);
+		while ((n = read(fds[0], buf, sizeof(buf))) > 0) {
+			(void)usleep(50);
+			if (got + (size_t)n > sizeof(data) ||
+			    memcmp(buf, data + got, (size_t)n) != 0) {
+				_exit(1);
+			}
+			got += (size_t)n;
+		}
+		_exit(got == sizeof(data) ? 0 : 2);
+	}
+	(void)close(fds[0]);
+	struct iovec v[5] = {
+		{ .iov_base = data, .iov_len = 70000 },
+		{ .iov_base = data, .iov_len = 0 },
+		{ .iov_base = data + 70000, .iov_len = 1 },
+		{ .iov_base = data + 70001, .iov_len = 150000 },
+		{ .iov_base = data, .iov_len = 0 },
+	};
+
+	assert_int_equal(sigaction(SIGALRM, &sa, &old_sa), 0);
+	assert_int_equal(setitimer(ITIMER_REAL, &tick, NULL), 0);
+	int rc = sys_writev_all(fds[1], v, 5);
+
+	(void)setitimer(ITIMER_REAL, &off, NULL);
+	(void)sigaction(SIGALRM, &old_sa, NULL);
+	assert_int_equal(rc, 0);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(v[i].iov_len, 0);
+	}
+	(void)close(fds[1]);
+	int status;
+
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+
+	/* A reader that is gone: EPIPE, not a loop. */
+	assert_int_equal(pipe(fds), 0);
+	(void)close(fds[0]);
+	struct iovec one = { .iov_base = data, .iov_len = 10 };
+	void (*old)(int) = signal(SIGPIPE, SIG_IGN);
+
+	assert_int_equal(sys_writev_all(fds[1], &one, 1), -1);
+	assert_int_equal(errno, EPIPE);
+	(void)signal(SIGPIPE, old);
+	(void)close(fds[1]);
+}
+
 int
 main(void)
 {
@@ -685,6 +772,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_line_cut_across_chunks, pipe_setup,
 						pipe_teardown),
 		cmocka_unit_test(test_line_cut_small_lines),
+		cmocka_unit_test(test_writev_all_partial),
 	};
 
 	return cmocka_run_group_tests_name("wbuf", tests, NULL, NULL);
