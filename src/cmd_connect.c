@@ -142,7 +142,7 @@ client_on_line(void *ctx, const char *line, size_t len)
 	 * A line goes into its envelope as one JSON value, or not at all: `{...},"session":"x"`
 	 * would otherwise add members to the envelope and reach another session.
 	 */
-	if (jsonrpc_scan(&cc->scan, line, len) == JSONRPC_INVALID_JSON) {
+	if (jsonrpc_scan_line(&cc->scan, line, len) == JSONRPC_INVALID_JSON) {
 		sbuf_reset(&cc->tmp);
 		rpcout_error(&cc->tmp, NULL, 0, RPC_PARSE_ERROR, "Parse error: not valid JSON");
 		(void)conn_send_line(&cc->client, &cc->client.self, cc->tmp.buf, cc->tmp.len);

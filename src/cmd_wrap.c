@@ -450,7 +450,7 @@ wrap_on_line(void *ctx, const char *line, size_t len)
 static void
 handle_line(struct wrap *w, const char *line, size_t len)
 {
-	enum jsonrpc_kind kind = jsonrpc_scan(&w->scan, line, len);
+	enum jsonrpc_kind kind = jsonrpc_scan_line(&w->scan, line, len);
 	const struct jsonrpc_item *it = &w->scan.one;
 
 	if (kind == JSONRPC_INVALID_JSON) {

@@ -596,24 +596,37 @@ jsonrpc_text_ok(const char *text, size_t len)
 	return true;
 }
 
+/* What the caller knows of the text it passes. */
+enum text_known {
+	TEXT_ANY,     /* nothing */
+	TEXT_NO_NL,   /* it holds no "\n" (a framed line) */
+	TEXT_CHECKED, /* it passed jsonrpc_text_ok() (so it holds no "\n" either) */
+};
+
 static enum jsonrpc_kind scan(struct jsonrpc_scanner *s, const char *line, size_t len,
-			      bool text_checked);
+			      enum text_known known);
 static enum jsonrpc_kind classify(struct jsonrpc_scanner *s);
 
 enum jsonrpc_kind
 jsonrpc_scan(struct jsonrpc_scanner *s, const char *line, size_t len)
 {
-	return scan(s, line, len, false);
+	return scan(s, line, len, TEXT_ANY);
+}
+
+enum jsonrpc_kind
+jsonrpc_scan_line(struct jsonrpc_scanner *s, const char *line, size_t len)
+{
+	return scan(s, line, len, TEXT_NO_NL);
 }
 
 enum jsonrpc_kind
 jsonrpc_scan_checked(struct jsonrpc_scanner *s, const char *line, size_t len)
 {
-	return scan(s, line, len, true);
+	return scan(s, line, len, TEXT_CHECKED);
 }
 
 static enum jsonrpc_kind
-scan(struct jsonrpc_scanner *s, const char *line, size_t len, bool text_checked)
+scan(struct jsonrpc_scanner *s, const char *line, size_t len, enum text_known known)
 {
 	scan_reset(s);
 	if (s->items == NULL) {
@@ -627,7 +640,8 @@ scan(struct jsonrpc_scanner *s, const char *line, size_t len, bool text_checked)
 	 * simdjson takes "\n" for white space; the yajl path refuses it (a line never holds
 	 * one): such a text is yajl's to judge.
 	 */
-	bool try_simd = !s->yajl_only && len <= JSONSIMD_MAX_LEN && memchr(line, '\n', len) == NULL;
+	bool try_simd = !s->yajl_only && len <= JSONSIMD_MAX_LEN &&
+			(known != TEXT_ANY || memchr(line, '\n', len) == NULL);
 
 	if (try_simd && s->simd == NULL) {
 		s->simd = jsonsimd_new(JSONRPC_MAX_DEPTH); /* NULL: yajl alone, this time */
@@ -663,7 +677,7 @@ scan(struct jsonrpc_scanner *s, const char *line, size_t len, bool text_checked)
 		s->error = "out of memory";
 		return s->kind = JSONRPC_INVALID_JSON;
 	}
-	if (!text_checked && !jsonrpc_text_ok(line, len)) {
+	if (known != TEXT_CHECKED && !jsonrpc_text_ok(line, len)) {
 		s->error = "not valid JSON text (a control character, or invalid UTF-8)";
 		return s->kind = JSONRPC_INVALID_JSON;
 	}

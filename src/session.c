@@ -804,7 +804,7 @@ static void
 session_on_line(void *ctx, const char *line, size_t len)
 {
 	struct session *s = ctx;
-	enum jsonrpc_kind kind = jsonrpc_scan(&out_scan, line, len);
+	enum jsonrpc_kind kind = jsonrpc_scan_line(&out_scan, line, len);
 
 	s->last_activity = sys_now();
 	status_traffic(s->last_activity);

@@ -108,8 +108,10 @@ struct jsonrpc_scanner {
 void jsonrpc_init(struct jsonrpc_scanner *s);
 void jsonrpc_release(struct jsonrpc_scanner *s);
 
-/* Scan one line (without its "\n").  Returns the kind (also in s->kind). */
+/* Scan one text (a line without its "\n", an HTTP body).  Returns the kind (also in s->kind). */
 enum jsonrpc_kind jsonrpc_scan(struct jsonrpc_scanner *s, const char *line, size_t len);
+/* The same for a line as the framer hands it out, which holds no "\n" (not looked for). */
+enum jsonrpc_kind jsonrpc_scan_line(struct jsonrpc_scanner *s, const char *line, size_t len);
 /*
  * The same for text known to pass jsonrpc_text_ok() (a value within a line that passed
  * it whole, such as an envelope's message): that pass is not made twice.

@@ -358,6 +358,12 @@ test_simd_trim(void **state)
 	line[40] = '\n';
 	assert_int_equal(jsonrpc_scan(s, line, 100), JSONRPC_INVALID_JSON);
 	assert_false(s->by_simd);
+	line[40] = ' ';
+	/* A framed line is not searched for one, and a line without takes the simdjson path. */
+	assert_int_equal(jsonrpc_scan_line(s, line, 100), JSONRPC_NOTIFICATION);
+	assert_true(s->by_simd);
+	assert_int_equal(jsonrpc_scan_checked(s, line, 100), JSONRPC_NOTIFICATION);
+	assert_true(s->by_simd);
 	free(line);
 }
 
