@@ -63,9 +63,11 @@ valgrind:
 		MCP_FIXTURE=$(CURDIR)/build/valgrind/fixtures/mcp-fixture \
 		MCPMUX_WRAPPER="$(VALGRIND)" MCPMUX_TEST_TIMEOUT_MULTIPLIER=5 \
 		python3 -B -m unittest test_wrap.Passthrough test_wrap.Failures \
-		test_wrap.BigMessages test_wrap.Pipes test_serve.Pipes test_wrap.Teardown.test_stdin_eof \
+		test_wrap.BigMessages test_wrap.Pipes test_serve.Pipes test_serve.SameId \
+		test_wrap.Teardown.test_stdin_eof \
 		test_wrap.EndOfRun.test_end_notification_is_not_forwarded \
 		test_serve.Routing test_log.Writing.test_a_session_logged_once_each_way \
+		test_log.Writing.test_long_bodies_whole_and_in_order \
 		test_log.Writing.test_fifo_nobody_reads_never_stops_traffic \
 		test_log.Writing.test_sessions_and_methods_interleaved \
 		test_log.Writing.test_reopen_on_sigusr1 test_suspend.HeldLines \

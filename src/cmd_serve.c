@@ -373,7 +373,7 @@ serve_on_line(void *ctx, const char *line, size_t len)
 	struct sconn *sc = ctx;
 	struct serve *sv = sc->sv;
 	struct envelope env;
-	enum envelope_status st = envelope_parse(&env, line, len, &sv->scan);
+	enum envelope_status st = envelope_parse_line(&env, line, len, &sv->scan);
 
 	if (st != ENVELOPE_OK) {
 		send_envelope_error(sc,
@@ -392,7 +392,12 @@ serve_on_line(void *ctx, const char *line, size_t len)
 		control(sc, &env);
 		return;
 	}
-	if (!env.session_is_string || !session_id_valid(env.session, env.session_len)) {
+	/* Every session in the table has a valid ID: one found needs no second look. */
+	struct hub_entry *e =
+		env.session_is_string ? hub_find(&sv->hub, env.session, env.session_len) : NULL;
+
+	if (e == NULL &&
+	    (!env.session_is_string || !session_id_valid(env.session, env.session_len))) {
 		send_envelope_error(
 			sc, RPC_INVALID_REQUEST,
 			"invalid session ID (1 to 128 characters of A-Z a-z 0-9 . _ : @ -)");
@@ -403,7 +408,6 @@ serve_on_line(void *ctx, const char *line, size_t len)
 				    "an envelope with a session needs \"message\" or \"keep\"");
 		return;
 	}
-	struct hub_entry *e = hub_find(&sv->hub, env.session, env.session_len);
 
 	if (e != NULL && e->owner != &sc->port) {
 		if (e->kept || e->owner == NULL) {

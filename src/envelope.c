@@ -13,7 +13,7 @@ struct cursor {
 	const char *p, *end;
 };
 
-static void
+static inline void
 skip_ws(struct cursor *c)
 {
 	while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\r' || *c->p == '\n')) {
@@ -99,12 +99,114 @@ last_member_end(const char *v, const char *end)
 	return end > v ? end : NULL;
 }
 
-enum envelope_status
-envelope_parse(struct envelope *e, const char *line, size_t len, struct jsonrpc_scanner *scan)
+static enum envelope_status parse(struct envelope *e, const char *line, size_t len,
+				  struct jsonrpc_scanner *scan);
+
+/* Past white space and then the byte ch, or false. */
+static inline bool
+eat_ch(struct cursor *c, char ch)
+{
+	skip_ws(c);
+	if (c->p < c->end && *c->p == ch) {
+		c->p++;
+		return true;
+	}
+	return false;
+}
+
+/* Past white space and then the n bytes of lit (a key with its quotes), or false. */
+static inline bool
+eat_lit(struct cursor *c, const char *lit, size_t n)
+{
+	skip_ws(c);
+	if ((size_t)(c->end - c->p) < n || memcmp(c->p, lit, n) != 0) {
+		return false;
+	}
+	c->p += n;
+	return true;
+}
+
+/*
+ * The envelope as connect and most clients write it, {"session":"ID","message":...},
+ * read without the structural pass: its own bytes are matched and text-checked here, the
+ * message is left to the scanner (which checks its text itself), and whatever follows it
+ * can only be white space and the closing brace.  Anything else (another member, a
+ * session that is not a plain string, a message that does not scan): NULL, and the line
+ * takes the general way.  The result is the same either way (fuzz_envelope).
+ */
+static bool
+parse_usual(struct envelope *e, const char *line, size_t len, struct jsonrpc_scanner *scan,
+	    bool framed, bool *scanned_bad)
 {
 	struct cursor c = { line, line + len };
 
+	if (!eat_ch(&c, '{') || !eat_lit(&c, "\"session\"", 9) || !eat_ch(&c, ':') ||
+	    !eat_ch(&c, '"')) {
+		return false;
+	}
+	const char *sid = c.p, *q = memchr(sid, '"', (size_t)(c.end - sid));
+
+	if (q == NULL || !plain_string(sid, (size_t)(q - sid))) {
+		return false; /* escapes, a tab or a CR: the general way judges it */
+	}
+	c.p = q + 1;
+	if (!eat_ch(&c, ',') || !eat_lit(&c, "\"message\"", 9) || !eat_ch(&c, ':')) {
+		return false;
+	}
+	skip_ws(&c);
+	const char *v = c.p, *vend = last_member_end(v, c.end);
+
+	if (vend == NULL || !jsonrpc_text_ok(line, (size_t)(v - line)) ||
+	    !jsonrpc_text_ok(vend, (size_t)(c.end - vend))) {
+		return false;
+	}
+	if ((framed ? jsonrpc_scan_line(scan, v, (size_t)(vend - v))
+		    : jsonrpc_scan(scan, v, (size_t)(vend - v))) == JSONRPC_INVALID_JSON) {
+		*scanned_bad = true; /* no second try at it */
+		return false;
+	}
+	e->has_session = true;
+	e->session_is_string = true;
+	e->session = sid;
+	e->session_len = (size_t)(q - sid);
+	e->has_message = true;
+	e->message = v;
+	e->message_len = (size_t)(vend - v);
+	e->scanned = true;
+	return true;
+}
+
+static enum envelope_status
+parse_any(struct envelope *e, const char *line, size_t len, struct jsonrpc_scanner *scan,
+	  bool framed)
+{
+	bool scanned_bad = false;
+
 	memset(e, 0, sizeof(*e));
+	if (scan != NULL && parse_usual(e, line, len, scan, framed, &scanned_bad)) {
+		return ENVELOPE_OK;
+	}
+	memset(e, 0, sizeof(*e));
+	return parse(e, line, len, scanned_bad ? NULL : scan);
+}
+
+enum envelope_status
+envelope_parse(struct envelope *e, const char *line, size_t len, struct jsonrpc_scanner *scan)
+{
+	return parse_any(e, line, len, scan, false);
+}
+
+enum envelope_status
+envelope_parse_line(struct envelope *e, const char *line, size_t len, struct jsonrpc_scanner *scan)
+{
+	return parse_any(e, line, len, scan, true);
+}
+
+static enum envelope_status
+parse(struct envelope *e, const char *line, size_t len, struct jsonrpc_scanner *scan)
+{
+	struct cursor c = { line, line + len };
+
 	if (!jsonrpc_text_ok(line, len)) {
 		goto not_json;
 	}

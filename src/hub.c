@@ -43,6 +43,16 @@ hub_init(struct hub *h, struct ev_loop *loop, const struct mcpmux_options *o)
 	jsonrpc_init(&h->log_scan);
 }
 
+/* Out of the table (and out of hub_find()'s memory of the last one found). */
+static void
+hub_unlink(struct hub *h, struct hub_entry *e)
+{
+	HASH_DEL(h->table, e);
+	if (h->last == e) {
+		h->last = NULL;
+	}
+}
+
 void
 hub_release(struct hub *h)
 {
@@ -51,7 +61,7 @@ hub_release(struct hub *h)
 
 		if (e->s != NULL) {
 			/* Only when the loop could not run: a session never left RUNNING. */
-			HASH_DEL(h->table, e);
+			hub_unlink(h, e);
 			continue;
 		}
 		hub_entry_free(e);
@@ -109,9 +119,16 @@ hub_error(struct hub *h, struct hub_port *p, struct hub_entry *e, const char *id
 struct hub_entry *
 hub_find(struct hub *h, const char *id, size_t len)
 {
-	struct hub_entry *e;
+	struct hub_entry *e = h->last;
 
+	/* Lines come in runs for one session: the last one found is looked at first. */
+	if (e != NULL && e->id_len == len && memcmp(e->id, id, len) == 0) {
+		return e;
+	}
 	HASH_FIND(hh, h->table, id, len, e);
+	if (e != NULL) {
+		h->last = e;
+	}
 	return e;
 }
 
@@ -218,7 +235,7 @@ hub_entry_free(struct hub_entry *e)
 		sbuf_release(&w->id);
 		free(w);
 	}
-	HASH_DEL(h->table, e);
+	hub_unlink(h, e);
 	free(e);
 }
 
@@ -338,7 +355,7 @@ hub_on_done(struct session *s, void *owner)
 	struct sbuf *b = &h->tmp;
 	struct hub_waiter *waiters = e->waiters;
 
-	HASH_DEL(h->table, e);
+	hub_unlink(h, e);
 	h->n_live--;
 	h->n_ended++;
 	stats_add(&h->done_stats, &s->stats);

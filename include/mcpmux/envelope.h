@@ -11,12 +11,14 @@
  * the caller with one jsonrpc_scan() of its span; members mcpmux does not know are
  * validated here.  All pointers point into the line.
  *
- * Given a scanner, the usual envelope, whose "message" comes last, after "session",
- * costs one pass fewer: the message's span is taken to run to the line's closing brace, and if
- * jsonrpc_scan_checked() finds one JSON value there, the message is that value and it is
- * scanned already (e->scanned).  Otherwise (another member follows, or the message is
- * not JSON) the line takes the structural pass, and the result is the same as without a
- * scanner.
+ * Given a scanner, the usual envelope, {"session":"ID","message":...} with white space
+ * anywhere, is read without the structural pass nor the text pass over the message (the
+ * scanner checks the message's text as it validates it).  More generally, an envelope
+ * whose "message" comes last, after "session", costs one pass fewer: the message's span is taken to
+ * run to the line's closing brace, and if jsonrpc_scan_checked() finds one JSON value there, the
+ * message is that value and it is scanned already (e->scanned).  Otherwise (another member follows,
+ * or the message is not JSON) the line takes the structural pass, and the result is the same as
+ * without a scanner.
  */
 #ifndef MCPMUX_ENVELOPE_H
 #define MCPMUX_ENVELOPE_H
@@ -56,5 +58,8 @@ enum envelope_status {
  */
 enum envelope_status envelope_parse(struct envelope *e, const char *line, size_t len,
 				    struct jsonrpc_scanner *scan);
+/* The same for a line as the framer hands it out, which holds no "\n" (not looked for). */
+enum envelope_status envelope_parse_line(struct envelope *e, const char *line, size_t len,
+					 struct jsonrpc_scanner *scan);
 
 #endif

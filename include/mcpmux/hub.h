@@ -106,7 +106,8 @@ struct hub {
 	const struct mcpmux_options *opt;
 	struct session_config scfg;
 	struct hub_entry *table;
-	size_t n_live; /* entries with a session */
+	struct hub_entry *last; /* the entry hub_find() found last (NULL: none) */
+	size_t n_live;		/* entries with a session */
 	bool shutting_down;
 	double started;
 	uint64_t n_started, n_ended, n_refused;

@@ -333,6 +333,34 @@ class Flood(Case):
         self.assert_no_leftovers(0)
 
 
+class SameId(Case):
+    def test_an_id_used_again_after_its_run_ended(self):
+        """An ID whose run ended (in-band, by control, or by the server's exit) starts a
+        fresh run when used again, with nothing of the old one: the session last looked
+        up is forgotten with it."""
+        m = Mux(self.serve(opts=FAST))
+        pids = []
+        for i, how in enumerate(("in-band", "control", "exit")):
+            m.send("again", call(10 * i, "env"))
+            pid = m.msg("again")["result"]["structuredContent"]["pid"]
+            self.assertNotIn(pid, pids)
+            pids.append(pid)
+            if how == "in-band":
+                m.send("again", req(10 * i + 1, "mcpmux/endRun"))
+                self.assertEqual(m.msg("again")["id"], 10 * i + 1)
+            elif how == "control":
+                r = m.control(10 * i + 1, "mcpmux/endRun", {"session": "again"})["message"]
+                self.assertEqual(r["result"]["pid"], pid)
+            else:
+                m.send("again", call(10 * i + 1, "exit", code=0))
+                m.event("again", "ended")
+            wait_until(lambda: not alive(pid), 5, "the run's server to be gone")
+            m.send("other", req(100 + i, "ping"))  # another session in between
+            self.assertEqual(m.msg("other")["id"], 100 + i)
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+
+
 class Slots(Case):
     def test_an_end_of_run_reply_means_the_slot_is_free(self):
         """With --max-sessions 1, the session after an answered end-of-run (in-band or by

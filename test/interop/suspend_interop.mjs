@@ -45,6 +45,9 @@ function serverOf(mcpmuxPid) {
   return kids.length === 1 ? kids[0] : null;
 }
 
+// mcpmux's stderr in the scenario running last: said when the harness itself fails.
+let lastStderr = () => '';
+
 async function scenario(mcpmux, suspend, logFile) {
   const steps = [];
   const record = (name, value) => steps.push({ name, value: toJSON(value) });
@@ -55,6 +58,7 @@ async function scenario(mcpmux, suspend, logFile) {
   const transport = new StdioClientTransport({ command: mcpmux, args, env: { ...process.env }, stderr: 'pipe' });
   let stderr = '';
   transport.stderr?.on('data', (d) => { stderr += d.toString(); });
+  lastStderr = () => stderr;
   const client = new Client({ name: 'mcpmux-suspend-test', version: '1.0.0' }, { capabilities: { sampling: {} } });
   client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => { updates.push(n.params.uri); });
   client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => { logLevels.push(n.params.level); });
@@ -150,6 +154,9 @@ async function main() {
 }
 
 main().catch((e) => {
-  console.log(`not ok harness: ${e?.stack ?? e}\n0 passed, 1 failed`);
+  const err = lastStderr().trim();
+  console.log(`not ok harness: ${e?.stack ?? e}`);
+  if (err) console.log(`# mcpmux stderr:\n# ${err.split('\n').slice(-10).join('\n# ')}`);
+  console.log('0 passed, 1 failed');
   process.exit(1);
 });
