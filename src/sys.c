@@ -69,25 +69,9 @@ sys_writev(int fd, const struct iovec *iov, int iovcnt)
 int
 sys_write_all(int fd, const void *buf, size_t len)
 {
-	const char *p = buf;
+	struct iovec v = { .iov_base = (void *)(uintptr_t)buf, .iov_len = len };
 
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n == -1) {
-			if (errno == EINTR) {
-				continue;
-			}
-			return -1;
-		}
-		if (n == 0) {
-			errno = ENOSPC;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return sys_writev_all(fd, &v, 1);
 }
 
 int
