@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +44,41 @@ struct cconn {
 	struct jsonrpc_scanner scan;
 	int in_fd, out_fd; /* our own descriptions of stdin and stdout */
 	bool in_shared, out_shared;
+	ev_prepare turn_w; /* arms trim_w when a turn grew a big buffer */
+	ev_timer trim_w;
 };
+
+/*
+ * Memory grown for a big message (the framers' and the scanner's buffers, the heap glibc
+ * keeps) is given back once connect has been idle for half a second, as wrap and serve
+ * do (backend_on_trim()).  Neither watcher keeps the loop running.
+ */
+static void
+connect_on_turn(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	struct cconn *cc = w->data;
+
+	(void)revents;
+	if (sys_big_alloc) {
+		sys_big_alloc = false;
+		if (!ev_is_active(&cc->trim_w)) {
+			ev_timer_again(loop, &cc->trim_w);
+			ev_unref(loop);
+		} else {
+			ev_timer_again(loop, &cc->trim_w);
+		}
+	}
+}
+
+static void
+connect_on_trim(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)revents;
+	ev_ref(loop);
+	ev_timer_stop(loop, w);
+	jsonrpc_trim();
+	(void)malloc_trim(0);
+}
 
 static void
 connect_usage(void)
@@ -436,10 +471,22 @@ cmd_connect(int argc, char **argv)
 	ev_signal_start(loop, &term_w);
 	ev_signal_start(loop, &int_w);
 	ev_signal_start(loop, &hup_w);
+	ev_prepare_init(&cc.turn_w, connect_on_turn);
+	cc.turn_w.data = &cc;
+	ev_prepare_start(loop, &cc.turn_w);
+	ev_unref(loop);
+	ev_init(&cc.trim_w, connect_on_trim);
+	cc.trim_w.repeat = .5;
 	conn_read(&cc.client, true);
 	conn_read(&cc.server, true);
 	ev_run(loop, 0);
 
+	if (ev_is_active(&cc.trim_w)) {
+		ev_ref(loop);
+		ev_timer_stop(loop, &cc.trim_w);
+	}
+	ev_ref(loop);
+	ev_prepare_stop(loop, &cc.turn_w);
 	ev_signal_stop(loop, &term_w);
 	ev_signal_stop(loop, &int_w);
 	ev_signal_stop(loop, &hup_w);

@@ -7,8 +7,10 @@ import socket
 import stat
 import subprocess
 import time
+import unittest
 
-from mcptest import (Case, MCPMUX, Proc, alive, call, initialize, main, req, wait_until)
+from mcptest import (SANITIZED, WRAPPER, Case, MCPMUX, Proc, alive, call, initialize, main, req,
+                     rss_anon_kib, wait_until)
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
 
@@ -222,6 +224,22 @@ class ListenHardening(ListenHelpers, Case):
         self.assertEqual(c.msg(), {"jsonrpc": "2.0", "id": 2, "result": {}})
         rc, out = self.ctl("list", as_json=True)
         self.assertEqual([x["session"] for x in json.loads(out)["sessions"]], ["a"])
+        c.close_stdin()
+        self.assertEqual(c.wait(), 0)
+
+    @unittest.skipIf(SANITIZED or WRAPPER, "a sanitizer's or valgrind's allocator")
+    def test_connect_memory_shrinks_back_after_big_messages(self):
+        """Idle after 1 MiB messages both ways, connect gives the memory back."""
+        self.listen()
+        c = self.connect("--session", "big")
+        text = "z" * (1 << 20)
+        for i in range(3):
+            c.send(call(i, "echo", text=text))
+            self.assertEqual(c.msg(30)["result"]["content"][0]["text"], text)
+        c.send(req(9, "ping"))
+        c.msg()
+        wait_until(lambda: rss_anon_kib(c.pid) < 1024, 5,
+                   "connect's private memory to fall back under 1 MiB")
         c.close_stdin()
         self.assertEqual(c.wait(), 0)
 
