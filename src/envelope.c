@@ -131,7 +131,7 @@ eat_lit(struct cursor *c, const char *lit, size_t n)
  * read without the structural pass: its own bytes are matched and text-checked here, the
  * message is left to the scanner (which checks its text itself), and whatever follows it
  * can only be white space and the closing brace.  Anything else (another member, a
- * session that is not a plain string, a message that does not scan): NULL, and the line
+ * session that is not a plain string, a message that does not scan): false, and the line
  * takes the general way.  The result is the same either way (fuzz_envelope).
  */
 static bool

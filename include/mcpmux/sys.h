@@ -123,7 +123,8 @@ extern void (*sys_chunk_done)(void);
  * callback and hands the chunk out in full before it returns: every consumer copies what
  * it keeps (or holds it until sys_chunk_done()), and no consumer reads a stream in turn.
  * So one buffer serves them all, and one 64 KiB is resident instead of one per reader.
- * sys_scratch_busy is set while a chunk is handed out; a read that finds it set is a bug.
+ * sys_scratch_busy is set while a chunk is handed out: a reader that finds it set (no
+ * path does today) leaves its read to the next loop turn rather than overwrite the chunk.
  */
 #define SYS_SCRATCH_SIZE ((size_t)64 << 10)
 extern char sys_scratch[SYS_SCRATCH_SIZE];

@@ -6,7 +6,11 @@
  *
  * One log per process (a module, like diag).  Records are built in memory and written
  * once per event-loop turn (and whenever 64 KiB are waiting), with plain appending
- * write()s: a record is never split by another writer's.  A log that cannot be written
+ * write()s: a record is never split by another writer's.  In a regular file, a record
+ * whose body is 16 KiB or more goes out at once, the records before it with it, its body
+ * from where the message is.  A FIFO, pipe, socket or terminal is written without
+ * blocking (what its reader has not taken waits, up to 1 MiB; past that records are
+ * dropped whole and counted), stderr through errout.  A log that cannot be written
  * never stops the traffic: the failure is reported once on stderr, the records of that
  * turn are dropped, and writing is tried again the next turn.  SIGUSR1 reopens the file
  * (after logrotate has renamed it).
