@@ -4,6 +4,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,4 +197,44 @@ cgroup_remove(const char *dir)
 	}
 	closedir(d);
 	return rmdir(dir) == -1 && errno != ENOENT ? -1 : 0;
+}
+
+size_t
+cgroup_sweep_stale(const char *inst)
+{
+	char parent[CGROUP_PATH_MAX], dir[CGROUP_PATH_MAX + 256];
+	const char *base = strrchr(inst, '/');
+	size_t gone = 0;
+	DIR *d;
+	struct dirent *de;
+
+	if (base == NULL || (size_t)(base - inst) >= sizeof(parent)) {
+		return 0;
+	}
+	memcpy(parent, inst, (size_t)(base - inst));
+	parent[base - inst] = '\0';
+	if ((d = opendir(parent)) == NULL) {
+		return 0;
+	}
+	while ((de = readdir(d)) != NULL) {
+		const char *n = de->d_name;
+		char *end;
+
+		if (de->d_type != DT_DIR || strncmp(n, "mcpmux.", 7) != 0 || n[7] < '1' ||
+		    n[7] > '9' || strcmp(n, base + 1) == 0) {
+			continue;
+		}
+		errno = 0;
+		long pid = strtol(n + 7, &end, 10);
+
+		/* Its owner is no process here (ESRCH; EPERM: another user's, alive). */
+		if (*end != '\0' || errno != 0 || pid <= 0 || pid > INT32_MAX ||
+		    kill((pid_t)pid, 0) == 0 || errno != ESRCH) {
+			continue;
+		}
+		(void)snprintf(dir, sizeof(dir), "%s/%s", parent, n);
+		gone += cgroup_remove(dir) == 0;
+	}
+	closedir(d);
+	return gone;
 }

@@ -40,5 +40,12 @@ int cgroup_populated(const char *dir);
  * process is still in it, or in a cgroup below it that is not empty).
  */
 int cgroup_remove(const char *dir);
+/*
+ * Remove what instances that are gone left next to inst: the empty "mcpmux.N" cgroups
+ * (and their empty leaves) beside it whose N is no process here, as after an mcpmux and
+ * its keeper were both SIGKILLed.  A cgroup that still holds a process stays (the kernel
+ * refuses, and `mcpmux sweep` ends such orphans by their cookie).  How many went.
+ */
+size_t cgroup_sweep_stale(const char *inst);
 
 #endif

@@ -5,6 +5,7 @@ eof-grace + term-grace + 1 s, through its keeper; with a cgroup where one can be
 
 import os
 import signal
+import subprocess
 import time
 
 from mcptest import FIXTURE, MCPMUX, SLOW, Case, alive, call, comm, main, note, req, wait_until
@@ -202,6 +203,70 @@ class Owner(Case):
         self.assertEqual(p.wait(), 0)
         wait_until(lambda: not alive(keepers[0]), 5, "the keeper to exit with mcpmux")
         self.assertNotIn("keeper:", p.stderr())
+
+
+def own_cgroup():
+    """This process's cgroup v2 directory, or None."""
+    mnt = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields, _, rest = line.partition(" - ")
+            words = fields.split()
+            if rest.startswith("cgroup2 ") and words[3] == "/":
+                mnt = words[4]
+                break
+    with open("/proc/self/cgroup") as f:
+        rel = next((l.strip()[3:] for l in f if l.startswith("0::")), None)
+    if mnt is None or rel is None:
+        return None
+    return mnt + ("" if rel == "/" else rel)
+
+
+class LeftCgroups(Case):
+    """The cgroups of an mcpmux whose keeper was SIGKILLed with it stay behind: the next
+    mcpmux removes them, when empty and their mcpmux is gone, and nothing else."""
+
+    def test_empty_cgroups_of_gone_instances_are_removed_at_start(self):
+        parent = own_cgroup()
+        if parent is None or not os.access(os.path.join(parent, "cgroup.procs"), os.W_OK):
+            self.skipTest("no cgroup v2 of our own to make cgroups in")
+        gone = []
+        for _ in range(2):
+            q = subprocess.Popen(["true"])
+            q.wait()
+            gone.append(q.pid)
+        stale = os.path.join(parent, "mcpmux.%d" % gone[0])   # empty, owner gone
+        busy = os.path.join(parent, "mcpmux.%d" % gone[1])    # owner gone, a process in it
+        kept = os.path.join(parent, "mcpmux.%d" % os.getpid())  # owner alive
+        made = [stale, stale + "/s.1", stale + "/s.2", busy, busy + "/s.1", kept]
+        sleeper = None
+        try:
+            for d in made:
+                os.mkdir(d)
+            sleeper = subprocess.Popen(["sleep", "60"], env=self.env)
+            with open(busy + "/s.1/cgroup.procs", "w") as f:
+                f.write(str(sleeper.pid))
+            p = self.start([MCPMUX, "-v"] + GRACES + ["--", FIXTURE])
+            p.send(req(1, "ping"))
+            self.assertEqual(p.msg()["id"], 1)
+            if "cgroup: none usable here" in p.stderr():
+                self.skipTest("no cgroup can be made here: " + p.stderr())
+            # (by this mcpmux, or by one of another test that started meanwhile)
+            self.assertFalse(os.path.exists(stale), p.stderr())
+            self.assertTrue(os.path.isdir(busy + "/s.1"))
+            self.assertTrue(os.path.isdir(kept))
+            self.assertTrue(alive(sleeper.pid), "a process of a left cgroup was touched")
+            p.close_stdin()
+            self.assertEqual(p.wait(), 0)
+        finally:
+            if sleeper is not None:
+                sleeper.kill()
+                sleeper.wait()
+            for d in reversed(made):
+                try:
+                    os.rmdir(d)
+                except FileNotFoundError:
+                    pass
 
 
 if __name__ == "__main__":
