@@ -3,7 +3,12 @@
  * COMMAND with posix_spawn and pipes, sends each an initialize request, waits for every
  * answer; then closes every stdin at once and reaps them all.
  *
- *   spawn_bare [--n N] -- COMMAND [ARG...]
+ *   spawn_bare [--n N] [--leaves] -- COMMAND [ARG...]
+ *
+ * --leaves: each copy starts in a cgroup of its own, as mcpmux starts a server: a new
+ * cgroup v2 leaf (under one made for this run in our own, delegated, cgroup), clone3()
+ * with CLONE_INTO_CGROUP, and the leaf removed after the reap.  The price of the leaf
+ * alone, with no proxy.
  *
  * Prints one JSON line: the start rate (sessions per second until all answered
  * initialize) and the time from the EOFs to the last reap.
@@ -15,8 +20,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <linux/sched.h>
 
 #include "bench.h"
 
@@ -31,6 +40,108 @@ struct child {
 	int in, out;
 	bool answered;
 };
+
+static char cg_run[4096]; /* --leaves: the cgroup made for this run, "" without */
+
+/* Our own cgroup v2 directory, where we may make cgroups: 0, or -1. */
+static int
+own_cgroup(char *out, size_t len)
+{
+	char line[4096], mnt[2048] = "", rel[4096] = "";
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+
+	if (f == NULL) {
+		return -1;
+	}
+	while (mnt[0] == '\0' && fgets(line, sizeof(line), f) != NULL) {
+		char root[1024], dir[1024];
+		const char *dash = strstr(line, " - ");
+
+		if (dash != NULL && strncmp(dash + 3, "cgroup2 ", 8) == 0 &&
+		    sscanf(line, "%*s %*s %*s %1023s %1023s", root, dir) == 2 &&
+		    strcmp(root, "/") == 0) {
+			(void)snprintf(mnt, sizeof(mnt), "%s", dir);
+		}
+	}
+	fclose(f);
+	f = fopen("/proc/self/cgroup", "re");
+	if (f == NULL) {
+		return -1;
+	}
+	while (rel[0] == '\0' && fgets(line, sizeof(line), f) != NULL) {
+		if (strncmp(line, "0::", 3) == 0) {
+			line[strcspn(line, "\n")] = '\0';
+			(void)snprintf(rel, sizeof(rel), "%s",
+				       strcmp(line + 3, "/") == 0 ? "" : line + 3);
+			(void)snprintf(rel + strlen(rel), sizeof(rel) - strlen(rel), "/");
+		}
+	}
+	fclose(f);
+	if (mnt[0] == '\0' || rel[0] == '\0') {
+		return -1;
+	}
+	return (size_t)snprintf(out, len, "%s%sspawn_bare.%d", mnt, rel, (int)getpid()) < len ? 0
+											      : -1;
+}
+
+/* Start argv in a new leaf k, with pipes, as bench_spawn() does; the pid, or -1. */
+static pid_t
+spawn_in_leaf(char *const *argv, size_t k, int *to_child, int *from_child)
+{
+	char leaf[4200];
+	int in[2], out[2], cg;
+	struct clone_args ca;
+
+	(void)snprintf(leaf, sizeof(leaf), "%s/s.%zu", cg_run, k);
+	if (mkdir(leaf, 0755) == -1 ||
+	    (cg = open(leaf, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+		return -1;
+	}
+	if (pipe2(in, O_CLOEXEC) == -1) {
+		close(cg);
+		return -1;
+	}
+	if (pipe2(out, O_CLOEXEC) == -1) {
+		close(cg);
+		close(in[0]);
+		close(in[1]);
+		return -1;
+	}
+	memset(&ca, 0, sizeof(ca));
+	/* Its memory a copy (this process is small), waited for until it execs, as a spawn. */
+	ca.flags = CLONE_VFORK | CLONE_INTO_CGROUP;
+	ca.exit_signal = SIGCHLD;
+	ca.cgroup = (uint64_t)cg;
+	long pid = syscall(SYS_clone3, &ca, sizeof(ca));
+
+	if (pid == -1) {
+		return -1;
+	}
+	if (pid == 0) {
+		(void)dup2(in[0], STDIN_FILENO);
+		(void)dup2(out[1], STDOUT_FILENO);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	close(cg);
+	close(in[0]);
+	close(out[1]);
+	*to_child = in[1];
+	*from_child = out[0];
+	return (pid_t)pid;
+}
+
+/* After the reap: the leaf of child k goes (mcpmux removes a server's leaf when it ends). */
+static void
+leaf_remove(size_t k)
+{
+	char leaf[4200];
+
+	(void)snprintf(leaf, sizeof(leaf), "%s/s.%zu", cg_run, k);
+	if (rmdir(leaf) == -1) {
+		bench_die(PROG, "rmdir of a leaf");
+	}
+}
 
 /* Read what is ready; a child has answered once a '\n' arrives. */
 static int
@@ -63,21 +174,27 @@ collect(int ep, struct child *c, int timeout_ms)
 int
 main(int argc, char **argv)
 {
-	size_t n = 1000, answered = 0, reaped = 0;
+	size_t n = 1000, answered = 0, reaped = 0, hint = 0;
 	int i, ep;
+	bool leaves = false;
 	struct child *c;
 
 	for (i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
 		if (strcmp(argv[i], "--n") == 0 && i + 1 < argc) {
 			n = strtoull(argv[++i], NULL, 10);
+		} else if (strcmp(argv[i], "--leaves") == 0) {
+			leaves = true;
 		} else {
-			fprintf(stderr, "usage: " PROG " [--n N] -- COMMAND [ARG...]\n");
+			fprintf(stderr, "usage: " PROG " [--n N] [--leaves] -- COMMAND [ARG...]\n");
 			return 2;
 		}
 	}
 	if (i + 1 >= argc || n == 0) {
-		fprintf(stderr, "usage: " PROG " [--n N] -- COMMAND [ARG...]\n");
+		fprintf(stderr, "usage: " PROG " [--n N] [--leaves] -- COMMAND [ARG...]\n");
 		return 2;
+	}
+	if (leaves && (own_cgroup(cg_run, sizeof(cg_run)) == -1 || mkdir(cg_run, 0755) == -1)) {
+		bench_die(PROG, "--leaves: no cgroup v2 of our own to make leaves in");
 	}
 	(void)signal(SIGPIPE, SIG_IGN);
 	bench_raise_nofile();
@@ -92,7 +209,8 @@ main(int argc, char **argv)
 	for (size_t k = 0; k < n; k++) {
 		struct epoll_event ev = { .events = EPOLLIN, .data.u32 = (uint32_t)k };
 
-		c[k].pid = bench_spawn(argv + i + 1, &c[k].in, &c[k].out);
+		c[k].pid = leaves ? spawn_in_leaf(argv + i + 1, k, &c[k].in, &c[k].out)
+				  : bench_spawn(argv + i + 1, &c[k].in, &c[k].out);
 		if (c[k].pid == -1) {
 			bench_die(PROG, argv[i + 1]);
 		}
@@ -127,18 +245,32 @@ main(int argc, char **argv)
 			}
 			bench_die(PROG, "waitpid");
 		}
+		/* Its leaf, looked for from the last one found (they end nearly in order). */
+		for (size_t j = 0; leaves && j < n; j++) {
+			size_t k = (hint + j) % n;
+
+			if (c[k].pid == p) {
+				leaf_remove(k);
+				hint = k + 1;
+				break;
+			}
+		}
 		reaped++;
 	}
 	uint64_t t2 = bench_now_ns();
+
+	if (leaves && rmdir(cg_run) == -1) {
+		bench_die(PROG, "rmdir");
+	}
 
 	for (size_t k = 0; k < n; k++) {
 		close(c[k].out);
 	}
 	double start_s = (double)(t1 - t0) / 1e9, end_ms = (double)(t2 - t1) / 1e6;
 
-	printf("{\"tool\":\"spawn_bare\",\"n\":%zu,\"start_s\":%.4f,\"start_per_s\":%.1f,"
-	       "\"end_ms\":%.2f}\n",
-	       n, start_s, (double)n / start_s, end_ms);
+	printf("{\"tool\":\"spawn_bare\",\"n\":%zu,\"leaves\":%s,\"start_s\":%.4f,"
+	       "\"start_per_s\":%.1f,\"end_ms\":%.2f}\n",
+	       n, leaves ? "true" : "false", start_s, (double)n / start_s, end_ms);
 	free(c);
 	close(ep);
 	return 0;
