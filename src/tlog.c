@@ -69,7 +69,14 @@ static struct {
 	ev_signal reopen_w;
 	time_t ts_sec; /* the second that ts_head holds */
 	char ts_head[24];
+	/* The wall clock of this loop turn (sys_turn_mono), read at its first record. */
+	double turn_mono;
+	char ts_txt[36]; /* {"ts":"YYYY-MM-DDTHH:MM:SS.uuuuuuZ", */
+	size_t ts_len;
 	struct esc_cache session, method;
+	pid_t pid;	  /* the pid that pid_txt holds, 0 for none */
+	char pid_txt[32]; /* ,"pid":N */
+	size_t pid_len;
 } L = { .fd = -1, .session = { .raw_len = SIZE_MAX }, .method = { .raw_len = SIZE_MAX } };
 
 static void
@@ -89,11 +96,18 @@ add_json_string_kept(struct sbuf *b, struct esc_cache *c, const char *p, size_t 
 
 #define ADD_LIT(b, lit) sbuf_add((b), "" lit, sizeof(lit) - 1)
 
-static const char *const kind_names[] = {
-	[JSONRPC_INVALID_JSON] = "invalid", [JSONRPC_INVALID_REQUEST] = "invalid",
-	[JSONRPC_REQUEST] = "request",	    [JSONRPC_NOTIFICATION] = "notification",
-	[JSONRPC_RESPONSE] = "response",    [JSONRPC_ERROR] = "error",
-	[JSONRPC_BATCH] = "batch",
+#define KIND(name)                        \
+	{                                 \
+		"" name, sizeof(name) - 1 \
+	}
+static const struct {
+	const char *s;
+	size_t n;
+} kinds[] = {
+	[JSONRPC_INVALID_JSON] = KIND("invalid"), [JSONRPC_INVALID_REQUEST] = KIND("invalid"),
+	[JSONRPC_REQUEST] = KIND("request"),	  [JSONRPC_NOTIFICATION] = KIND("notification"),
+	[JSONRPC_RESPONSE] = KIND("response"),	  [JSONRPC_ERROR] = KIND("error"),
+	[JSONRPC_BATCH] = KIND("batch"),
 };
 
 static int
@@ -371,39 +385,58 @@ tlog_close(void)
 static void
 record_head(const char *session, pid_t pid)
 {
-	struct timespec ts;
 	struct sbuf *b = &L.buf;
 
-	(void)clock_gettime(CLOCK_REALTIME, &ts);
-	if (ts.tv_sec != L.ts_sec || L.ts_head[0] == '\0') {
-		struct tm tm;
+	/*
+	 * The messages of one loop turn were read at its wake-up: they share its time (as
+	 * their "ms" does), read and written out once: {"ts":"YYYY-MM-DDTHH:MM:SS.uuuuuuZ",
+	 */
+	if (sys_turn_mono <= 0 || sys_turn_mono != L.turn_mono) {
+		struct timespec ts;
+		char *o = L.ts_txt;
+		unsigned long us;
 
-		(void)gmtime_r(&ts.tv_sec, &tm);
-		(void)strftime(L.ts_head, sizeof(L.ts_head), "%Y-%m-%dT%H:%M:%S", &tm);
-		L.ts_sec = ts.tv_sec;
+		(void)clock_gettime(CLOCK_REALTIME, &ts);
+		L.turn_mono = sys_turn_mono;
+		if (ts.tv_sec != L.ts_sec || L.ts_head[0] == '\0') {
+			struct tm tm;
+
+			(void)gmtime_r(&ts.tv_sec, &tm);
+			(void)strftime(L.ts_head, sizeof(L.ts_head), "%Y-%m-%dT%H:%M:%S", &tm);
+			L.ts_sec = ts.tv_sec;
+		}
+		memcpy(o, "{\"ts\":\"", 7);
+		memcpy(o + 7, L.ts_head, 19); /* YYYY-MM-DDTHH:MM:SS */
+		o[26] = '.';
+		us = (unsigned long)ts.tv_nsec / 1000;
+		for (int i = 32; i > 26; i--, us /= 10) {
+			o[i] = (char)('0' + us % 10);
+		}
+		memcpy(o + 33, "Z\",", 3);
+		L.ts_len = 36;
 	}
-	ADD_LIT(b, "{\"ts\":\"");
-	sbuf_add(b, L.ts_head, 19); /* YYYY-MM-DDTHH:MM:SS */
-	sbuf_add(b, ".", 1);
-	sbuf_add_uint(b, (unsigned long long)ts.tv_nsec / 1000, 6);
-	ADD_LIT(b, "Z\",\"session\":");
+	sbuf_add(b, L.ts_txt, L.ts_len);
+	ADD_LIT(b, "\"session\":");
 	if (session != NULL) {
 		add_json_string_kept(b, &L.session, session, strlen(session));
 	} else {
 		ADD_LIT(b, "null");
 	}
-	if (pid > 0) {
-		ADD_LIT(b, ",\"pid\":");
-		sbuf_add_uint(b, (unsigned long long)pid, 1);
-	} else {
+	if (pid <= 0) {
 		ADD_LIT(b, ",\"pid\":null");
+		return;
 	}
+	if (pid != L.pid) {
+		L.pid_len = (size_t)snprintf(L.pid_txt, sizeof(L.pid_txt), ",\"pid\":%d", (int)pid);
+		L.pid = pid;
+	}
+	sbuf_add(b, L.pid_txt, L.pid_len);
 }
 
 static void
 record_end(void)
 {
-	sbuf_adds(&L.buf, "}\n");
+	ADD_LIT(&L.buf, "}\n");
 	if (L.buf.len >= TLOG_FLUSH_AT) {
 		tlog_flush();
 	}
@@ -472,7 +505,7 @@ tlog_message(const char *session, pid_t pid, enum tlog_dir dir, const struct jso
 	} else {
 		ADD_LIT(b, ",\"dir\":\"out\",\"kind\":\"");
 	}
-	sbuf_adds(b, kind_names[kind]);
+	sbuf_add(b, kinds[kind].s, kinds[kind].n);
 	sbuf_add(b, "\"", 1);
 	if (kind != JSONRPC_BATCH && kind != JSONRPC_INVALID_JSON && scan->one.has_id) {
 		ADD_LIT(b, ",\"id\":");

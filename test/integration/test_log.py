@@ -7,6 +7,7 @@ import select
 import signal
 import stat
 import subprocess
+import time
 
 from mcptest import (Case, FIXTURE, MCPMUX, call, initialize, main, note, req, wait_until)
 
@@ -32,6 +33,25 @@ def run_log(env, *args, stdin=None):
 
 
 class Writing(Case):
+    def test_messages_of_one_read_share_their_time(self):
+        """A record's ts is its loop turn's: the lines of one write (one read) share it,
+        a message of a later turn does not."""
+        log = os.path.join(self.tmp.name, "t.log")
+        w = self.wrap(opts=FAST + ["--log", log, "--log-bodies", "none"])
+        w.send(req(1, "ping"))
+        self.assertEqual(w.msg()["id"], 1)
+        time.sleep(0.002)  # a later turn, at least 2 ms on (not a synchronisation)
+        w.send(*[note("notifications/n%d" % i) for i in range(20)])  # one pipe write
+        w.send(req(2, "ping"))
+        self.assertEqual(w.msg()["id"], 2)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        ins = messages(records(log), "in")
+        self.assertEqual([r.get("method") for r in ins[1:21]],
+                         ["notifications/n%d" % i for i in range(20)])
+        self.assertEqual(len({r["ts"] for r in ins[1:21]}), 1, ins[1:21])
+        self.assertLess(ins[0]["ts"], ins[1]["ts"])
+
     def test_a_session_logged_once_each_way(self):
         log = os.path.join(self.tmp.name, "t.log")
         w = self.wrap("--stderr-chatter", "--stdout-noise", opts=FAST + ["--log", log])
