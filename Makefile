@@ -5,7 +5,7 @@
 BUILD_DEV := build/dev
 BUILD_REL := build/release
 
-.PHONY: all deps demo check build release clean format lint valgrind bench fuzz soak packaging
+.PHONY: all deps demo check build release memory clean format lint valgrind bench fuzz soak packaging
 
 all: build
 
@@ -44,6 +44,16 @@ bench: release
 check: deps
 	@$(MAKE) --no-print-directory build
 	ctest --preset dev
+
+# The memory tests that the sanitized and valgrind runs skip (their allocators keep freed
+# memory back), on the release build: mcpmux gives memory back after big messages.
+memory: release
+	cd test/integration && MCPMUX=$(CURDIR)/$(BUILD_REL)/mcpmux \
+		MCP_FIXTURE=$(CURDIR)/$(BUILD_REL)/fixtures/mcp-fixture \
+		python3 -B -m unittest \
+		test_wrap.BigMessages.test_memory_shrinks_back_after_big_message \
+		test_listen.ListenHardening.test_connect_memory_shrinks_back_after_big_messages \
+		test_hardening.SlowServer.test_wrap_every_notification_reaches_a_slow_server
 
 # Build as packagers do, each from a clean copy of the tree, and fail on any warning:
 # Release, a distribution's flags, and without the tests (no cmocka), which is then
