@@ -360,11 +360,9 @@ conn_send_line(struct conn *c, struct conn_source *src, const char *line, size_t
 		{ .iov_base = (void *)(uintptr_t)line, .iov_len = len },
 		{ .iov_base = (void *)(uintptr_t) "\n", .iov_len = 1 },
 	};
-	uintptr_t at = (uintptr_t)line;
 
-	/* A line read with its newline (in the chunk being handed out): one piece. */
-	if (sys_chunk_lo != NULL && at >= (uintptr_t)sys_chunk_lo &&
-	    at + len < (uintptr_t)sys_chunk_hi && line[len] == '\n') {
+	/* A line read with its newline (the client's, or a server's): one piece. */
+	if (sys_line_in_chunk(line, len)) {
 		iov[0].iov_len = len + 1;
 		return conn_send(c, src, iov, 1);
 	}

@@ -129,5 +129,18 @@ extern void (*sys_chunk_done)(void);
 #define SYS_SCRATCH_SIZE ((size_t)64 << 10)
 extern char sys_scratch[SYS_SCRATCH_SIZE];
 extern bool sys_scratch_busy;
+/*
+ * Is line (len bytes) in the chunk being handed out, its newline right behind it?  Then
+ * line and newline can be written as one piece.  (A line of the chunk is handed out only
+ * with its newline there; a line from anywhere else is not in sys_scratch.)
+ */
+static inline bool
+sys_line_in_chunk(const char *line, size_t len)
+{
+	uintptr_t at = (uintptr_t)line, lo = (uintptr_t)sys_scratch;
+
+	return sys_scratch_busy && at >= lo && at + len < lo + SYS_SCRATCH_SIZE &&
+	       line[len] == '\n';
+}
 
 #endif
