@@ -141,6 +141,17 @@ cgroup_leaf_make(const char *inst, unsigned long long n, char *out, size_t len)
 		errno = ENAMETOOLONG;
 		return -1;
 	}
+	if (mkdir(out, 0755) == 0 || errno == EEXIST) {
+		return 0;
+	}
+	/*
+	 * The instance cgroup is gone: removed while empty by another mcpmux that took it for
+	 * a gone instance's (cgroup_sweep_stale(), across pid namespaces).  Made again: it held
+	 * no process, so nothing escaped meanwhile, and the keeper knows it by its path.
+	 */
+	if (errno != ENOENT || (mkdir(inst, 0755) == -1 && errno != EEXIST)) {
+		return -1;
+	}
 	return mkdir(out, 0755) == -1 && errno != EEXIST ? -1 : 0;
 }
 

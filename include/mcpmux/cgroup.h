@@ -29,7 +29,10 @@
  * writable, no cgroup.kill (kernels before 5.14).
  */
 int cgroup_instance_make(char *out, size_t len, pid_t pid);
-/* A leaf for a server under the instance cgroup: out = inst/s.N.  0 or -1 (errno). */
+/*
+ * A leaf for a server under the instance cgroup: out = inst/s.N (the instance cgroup is
+ * made again if an empty one was removed meanwhile).  0 or -1 (errno).
+ */
 int cgroup_leaf_make(const char *inst, unsigned long long n, char *out, size_t len);
 /* Kill every process in dir and below (cgroup.kill).  0 or -1 (errno). */
 int cgroup_kill(const char *dir);
@@ -44,7 +47,9 @@ int cgroup_remove(const char *dir);
  * Remove what instances that are gone left next to inst: the empty "mcpmux.N" cgroups
  * (and their empty leaves) beside it whose N is no process here, as after an mcpmux and
  * its keeper were both SIGKILLed.  A cgroup that still holds a process stays (the kernel
- * refuses, and `mcpmux sweep` ends such orphans by their cookie).  How many went.
+ * refuses, and `mcpmux sweep` ends such orphans by their cookie).  How many went.  (An
+ * instance of another pid namespace in the same cgroup looks gone from here: its empty
+ * cgroup may go, and cgroup_leaf_make() makes it again.)
  */
 size_t cgroup_sweep_stale(const char *inst);
 

@@ -3,6 +3,7 @@ exit, as the OOM killer does), every process of every session it ran ends within
 eof-grace + term-grace + 1 s, through its keeper; with a cgroup where one can be made
 (as root here), and with the cookie alone (MCPMUX_CGROUP=off)."""
 
+import errno
 import os
 import signal
 import subprocess
@@ -222,22 +223,40 @@ def own_cgroup():
     return mnt + ("" if rel == "/" else rel)
 
 
+def rmdir_once_empty(d, seconds=5):
+    """Remove cgroup d (gone already is fine), waiting while the kernel says it is busy:
+    a reaped process leaves its cgroup a moment after the reap."""
+    def gone():
+        try:
+            os.rmdir(d)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            if e.errno != errno.EBUSY:
+                raise
+            return False
+        return True
+    wait_until(gone, seconds, "cgroup %s to be removed" % d)
+
+
 class LeftCgroups(Case):
     """The cgroups of an mcpmux whose keeper was SIGKILLed with it stay behind: the next
     mcpmux removes them, when empty and their mcpmux is gone, and nothing else."""
 
-    def test_empty_cgroups_of_gone_instances_are_removed_at_start(self):
-        parent = own_cgroup()
-        if parent is None or not os.access(os.path.join(parent, "cgroup.procs"), os.W_OK):
+    def setUp(self):
+        super().setUp()
+        self.parent = own_cgroup()
+        if self.parent is None or not os.access(os.path.join(self.parent, "cgroup.procs"),
+                                                os.W_OK):
             self.skipTest("no cgroup v2 of our own to make cgroups in")
-        gone = []
-        for _ in range(2):
-            q = subprocess.Popen(["true"])
-            q.wait()
-            gone.append(q.pid)
-        stale = os.path.join(parent, "mcpmux.%d" % gone[0])   # empty, owner gone
-        busy = os.path.join(parent, "mcpmux.%d" % gone[1])    # owner gone, a process in it
-        kept = os.path.join(parent, "mcpmux.%d" % os.getpid())  # owner alive
+
+    def test_empty_cgroups_of_gone_instances_are_removed_at_start(self):
+        # Named after processes alive while the cgroups are made (so that no mcpmux of
+        # another test takes them meanwhile), which then go.
+        owners = [subprocess.Popen(["sleep", "60"], env=self.env) for _ in range(2)]
+        stale = os.path.join(self.parent, "mcpmux.%d" % owners[0].pid)  # empty
+        busy = os.path.join(self.parent, "mcpmux.%d" % owners[1].pid)   # a process in it
+        kept = os.path.join(self.parent, "mcpmux.%d" % os.getpid())     # owner alive
         made = [stale, stale + "/s.1", stale + "/s.2", busy, busy + "/s.1", kept]
         sleeper = None
         try:
@@ -246,6 +265,9 @@ class LeftCgroups(Case):
             sleeper = subprocess.Popen(["sleep", "60"], env=self.env)
             with open(busy + "/s.1/cgroup.procs", "w") as f:
                 f.write(str(sleeper.pid))
+            for o in owners:
+                o.kill()
+                o.wait()
             p = self.start([MCPMUX, "-v"] + GRACES + ["--", FIXTURE])
             p.send(req(1, "ping"))
             self.assertEqual(p.msg()["id"], 1)
@@ -259,15 +281,39 @@ class LeftCgroups(Case):
             p.close_stdin()
             self.assertEqual(p.wait(), 0)
         finally:
+            for o in owners:
+                o.kill()
+                o.wait()
             if sleeper is not None:
                 sleeper.kill()
                 sleeper.wait()
             for d in reversed(made):
-                try:
-                    os.rmdir(d)
-                except FileNotFoundError:
-                    pass
+                rmdir_once_empty(d)
 
+    def test_a_removed_instance_cgroup_is_made_again(self):
+        """An mcpmux of another pid namespace in the same cgroup sees this one's pid as
+        gone and may remove its cgroup while it is empty: the next server's leaf makes it
+        again, and the server is born in it."""
+        p = self.start([MCPMUX] + GRACES + ["--", FIXTURE])
+        inst = os.path.join(self.parent, "mcpmux.%d" % p.pid)
+        leaves = []
+        for run in range(2):
+            p.send(call(1, "env"))
+            pid = p.msg()["result"]["structuredContent"]["pid"]
+            with open("/proc/%d/cgroup" % pid) as f:
+                leaves.append(f.read().strip().rsplit("::", 1)[-1])
+            p.send(note("mcpmux/endRun"))
+            wait_until(lambda: not alive(pid), 5, "the run's server to end")
+            if run == 0:
+                # what another instance's sweep does: every empty cgroup, then the instance
+                wait_until(lambda: not os.path.exists(os.path.join(inst, "s.1")), 5,
+                           "the first leaf to be removed")
+                rmdir_once_empty(inst)
+        self.assertRegex(leaves[0], r"/mcpmux\.%d/s\.1$" % p.pid)
+        self.assertRegex(leaves[1], r"/mcpmux\.%d/s\.2$" % p.pid)
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertFalse(os.path.exists(inst))
 
 if __name__ == "__main__":
     main()
