@@ -14,6 +14,7 @@
  * initialize) and the time from the EOFs to the last reap.
  */
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -23,9 +24,8 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
-
-#include <linux/sched.h>
 
 #include "bench.h"
 
@@ -84,38 +84,55 @@ own_cgroup(char *out, size_t len)
 											      : -1;
 }
 
-/* Start argv in a new leaf k, with pipes, as bench_spawn() does; the pid, or -1. */
+/* The kernel's struct clone_args up to its cgroup member (as src/backend.c has it: older
+ * <linux/sched.h> lack it). */
+struct leaf_clone_args {
+	uint64_t flags;
+	uint64_t unused[3]; /* pidfd, child_tid, parent_tid */
+	uint64_t exit_signal;
+	uint64_t unused2[5]; /* stack, stack_size, tls, set_tid, set_tid_size */
+	uint64_t cgroup;
+};
+#define LEAF_CLONE_VFORK       0x4000ULL
+#define LEAF_CLONE_INTO_CGROUP 0x200000000ULL
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+
+static size_t leaves_made; /* s.0 .. s.(leaves_made - 1) */
+
+static void
+leaf_path(char *out, size_t len, size_t k)
+{
+	(void)snprintf(out, len, "%s/s.%zu", cg_run, k);
+}
+
+/* Start argv in a new leaf k, with pipes, as bench_spawn() does; its pid (or no return). */
 static pid_t
 spawn_in_leaf(char *const *argv, size_t k, int *to_child, int *from_child)
 {
 	char leaf[4200];
 	int in[2], out[2], cg;
-	struct clone_args ca;
+	struct leaf_clone_args ca;
 
-	(void)snprintf(leaf, sizeof(leaf), "%s/s.%zu", cg_run, k);
-	if (mkdir(leaf, 0755) == -1 ||
-	    (cg = open(leaf, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
-		return -1;
+	leaf_path(leaf, sizeof(leaf), k);
+	if (mkdir(leaf, 0755) == -1) {
+		bench_die(PROG, "mkdir of a leaf");
 	}
-	if (pipe2(in, O_CLOEXEC) == -1) {
-		close(cg);
-		return -1;
-	}
-	if (pipe2(out, O_CLOEXEC) == -1) {
-		close(cg);
-		close(in[0]);
-		close(in[1]);
-		return -1;
+	leaves_made = k + 1;
+	if ((cg = open(leaf, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1 ||
+	    pipe2(in, O_CLOEXEC) == -1 || pipe2(out, O_CLOEXEC) == -1) {
+		bench_die(PROG, "a leaf's descriptors");
 	}
 	memset(&ca, 0, sizeof(ca));
 	/* Its memory a copy (this process is small), waited for until it execs, as a spawn. */
-	ca.flags = CLONE_VFORK | CLONE_INTO_CGROUP;
+	ca.flags = LEAF_CLONE_VFORK | LEAF_CLONE_INTO_CGROUP;
 	ca.exit_signal = SIGCHLD;
 	ca.cgroup = (uint64_t)cg;
 	long pid = syscall(SYS_clone3, &ca, sizeof(ca));
 
 	if (pid == -1) {
-		return -1;
+		bench_die(PROG, "clone3() into a cgroup");
 	}
 	if (pid == 0) {
 		(void)dup2(in[0], STDIN_FILENO);
@@ -131,16 +148,60 @@ spawn_in_leaf(char *const *argv, size_t k, int *to_child, int *from_child)
 	return (pid_t)pid;
 }
 
-/* After the reap: the leaf of child k goes (mcpmux removes a server's leaf when it ends). */
-static void
+/*
+ * After the reap: the leaf of child k goes (mcpmux removes a server's leaf when it ends).
+ * false while the kernel still counts the reaped child in it (EBUSY for a moment).
+ */
+static bool
 leaf_remove(size_t k)
 {
 	char leaf[4200];
 
-	(void)snprintf(leaf, sizeof(leaf), "%s/s.%zu", cg_run, k);
-	if (rmdir(leaf) == -1) {
+	leaf_path(leaf, sizeof(leaf), k);
+	if (rmdir(leaf) == 0 || errno == ENOENT) {
+		return true;
+	}
+	if (errno != EBUSY) {
 		bench_die(PROG, "rmdir of a leaf");
 	}
+	return false;
+}
+
+/* At any exit: what is left in the leaves is killed, the leaves and the run's cgroup go. */
+static void
+leaves_cleanup(void)
+{
+	char path[4200];
+	int fd;
+
+	if (cg_run[0] == '\0') {
+		return;
+	}
+	(void)snprintf(path, sizeof(path), "%s/cgroup.kill", cg_run);
+	if ((fd = open(path, O_WRONLY | O_CLOEXEC)) >= 0) {
+		ssize_t w = write(fd, "1", 1);
+
+		(void)w;
+		close(fd);
+	}
+	for (int tries = 0; tries < 2000; tries++) {
+		bool all = true;
+
+		while (waitpid(-1, NULL, WNOHANG) > 0) {
+		}
+		for (size_t k = 0; k < leaves_made; k++) {
+			leaf_path(path, sizeof(path), k);
+			all = (rmdir(path) == 0 || errno == ENOENT) && all;
+		}
+		if (all && (rmdir(cg_run) == 0 || errno == ENOENT)) {
+			cg_run[0] = '\0';
+			return;
+		}
+		struct timespec ms = { 0, 1000000 };
+
+		(void)nanosleep(&ms, NULL);
+	}
+	fprintf(stderr, PROG ": could not remove %s\n", cg_run);
 }
 
 /* Read what is ready; a child has answered once a '\n' arrives. */
@@ -194,7 +255,11 @@ main(int argc, char **argv)
 		return 2;
 	}
 	if (leaves && (own_cgroup(cg_run, sizeof(cg_run)) == -1 || mkdir(cg_run, 0755) == -1)) {
+		cg_run[0] = '\0';
 		bench_die(PROG, "--leaves: no cgroup v2 of our own to make leaves in");
+	}
+	if (leaves && atexit(leaves_cleanup) != 0) {
+		bench_die(PROG, "atexit");
 	}
 	(void)signal(SIGPIPE, SIG_IGN);
 	bench_raise_nofile();
@@ -250,18 +315,29 @@ main(int argc, char **argv)
 			size_t k = (hint + j) % n;
 
 			if (c[k].pid == p) {
-				leaf_remove(k);
+				c[k].pid = leaf_remove(k) ? 0 : -1; /* -1: its leaf is left */
 				hint = k + 1;
 				break;
 			}
 		}
 		reaped++;
 	}
+	/* The leaves the kernel was not done with at the reap: again, until they go. */
+	for (size_t k = 0, tries = 0; leaves && k < n;) {
+		if (c[k].pid != -1 || leaf_remove(k)) {
+			k++;
+		} else if (++tries > 100000) {
+			bench_die(PROG, "a leaf stays busy");
+		} else {
+			sched_yield();
+		}
+	}
 	uint64_t t2 = bench_now_ns();
 
 	if (leaves && rmdir(cg_run) == -1) {
 		bench_die(PROG, "rmdir");
 	}
+	cg_run[0] = '\0';
 
 	for (size_t k = 0; k < n; k++) {
 		close(c[k].out);
