@@ -36,6 +36,7 @@
 #define PIPE_LONG     (8 << 10)		  /* a line this long enlarges the pipes */
 #define PIPE_BIG_MAX  8			  /* servers with enlarged pipes at once */
 #define KILL_RESCAN_S 0.05		  /* KILLING: re-scan and re-kill interval */
+#define LEAF_RESCAN_S 0.01		  /* a reaped tree whose leaf still counts a process */
 #define PROC_ROOT     "/proc"
 
 /* Module state: process-wide by nature (SIGCHLD, /proc). */
@@ -44,6 +45,7 @@ static ev_child child_w;	    /* pid 0: every child that libev reaps */
 static ev_timer trim_w;		    /* hands memory back after big messages, once idle */
 static ev_check clock_w;	    /* sys_turn_mono, at each turn's wake-up */
 static ev_prepare turn_w;	    /* per loop turn: batched scan, deferred on_done */
+static ev_timer leaf_w;		    /* scans again for leaves that were still populated */
 static struct backend *by_pid;	    /* uthash: backends whose child is not yet reaped */
 static struct backend *ending_head; /* backends in CLOSING, TERMINATING or KILLING */
 static struct backend *done_head;   /* DONE, on_done not yet called */
@@ -110,6 +112,15 @@ static void input_broken(struct backend *b);
 static void spawn_stack_free(void);
 
 static void
+backend_on_leaf(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+	scan_wanted = true; /* the scan runs in this turn's prepare */
+}
+
+static void
 backend_on_clock(struct ev_loop *loop, ev_check *w, int revents)
 {
 	(void)loop;
@@ -126,6 +137,7 @@ backend_module_init(struct ev_loop *loop)
 	ev_child_start(loop, &child_w);
 	ev_unref(loop);
 	ev_init(&trim_w, backend_on_trim);
+	ev_timer_init(&leaf_w, backend_on_leaf, LEAF_RESCAN_S, 0.);
 	trim_w.repeat = .5;	      /* well within the contract's "idle 1 s" */
 	sys_chunk_done = dirty_flush; /* a read chunk is done: write what came from it */
 	ev_prepare_init(&turn_w, backend_on_turn);
@@ -193,6 +205,7 @@ backend_module_release(void)
 			ev_ref(mod_loop);
 			ev_timer_stop(mod_loop, &trim_w);
 		}
+		ev_timer_stop(mod_loop, &leaf_w);
 		mod_loop = NULL;
 	}
 	proctree_release(&snapshot);
@@ -1623,6 +1636,15 @@ scan_ending(void)
 				populated = 0;
 			} else {
 				populated = cgroup_populated(b->cgroup);
+			}
+			/*
+			 * Nothing left that the walk sees, yet the leaf counts a process: on some
+			 * kernels a reaped process leaves its cgroup a moment after the reap.
+			 * Look again soon: no event would say when, and the next grace step
+			 * would signal a tree that is gone and report it as such.
+			 */
+			if (populated == 1 && !ev_is_active(&leaf_w)) {
+				ev_timer_start(mod_loop, &leaf_w);
 			}
 		}
 

@@ -30,6 +30,10 @@
  *                         kill() and pidfd_send_signal (through syscall()) fail with EPERM
  *                         for them, as for a process of another user; kill() of a process
  *                         group signals the group's other members one by one
+ *   FAULT_LEAF_BUSY_MS=T  a server's cgroup leaf (".../mcpmux.PID/s.N") stays busy for T
+ *                         milliseconds from the first rmdir() of it: rmdir() fails with
+ *                         EBUSY and its cgroup.events reads "populated 1", as on kernels
+ *                         where a reaped process leaves its cgroup a moment after the reap
  *   FAULT_LOG=PATH        at exit, append one line of counters to PATH:
  *                         "pid=P reads=R writes=W eintr=E short_reads=S short_writes=T
  *                          spawn=F pipe2=I accept4=A failed=X"
@@ -106,6 +110,14 @@ static int (*real_open)(const char *, int, ...);
 static int proc_errno;		  /* FAULT_PROC_ERRNO */
 static long proc_ms;		  /* FAULT_PROC_MS */
 static struct timespec proc_from; /* the window's start, 0: not yet */
+static long leaf_busy_ms;	  /* FAULT_LEAF_BUSY_MS */
+static int (*real_rmdir)(const char *);
+#define MAX_LEAVES 64
+static struct {
+	char path[256];
+	struct timespec from;
+} leaves[MAX_LEAVES];
+static size_t n_leaves;
 
 static unsigned long
 env_num(const char *name, unsigned long dflt)
@@ -177,6 +189,7 @@ resolve(void)
 	*(void **)&real_kill = next_symbol("kill");
 	*(void **)&real_syscall = next_symbol("syscall");
 	*(void **)&real_open = next_symbol("open");
+	*(void **)&real_rmdir = next_symbol("rmdir");
 	*(void **)&real_read = next_symbol("read");
 }
 
@@ -198,6 +211,7 @@ faultshim_init(void)
 	env_nth("FAULT_ACCEPT4_FAIL", &F.accept4);
 	proc_errno = (int)env_num("FAULT_PROC_ERRNO", 0);
 	proc_ms = (long)env_num("FAULT_PROC_MS", 0);
+	leaf_busy_ms = (long)env_num("FAULT_LEAF_BUSY_MS", 0);
 	if (getenv("FAULT_NOKILL") != NULL) {
 		(void)snprintf(nokill, sizeof(nokill), "%s", getenv("FAULT_NOKILL"));
 	}
@@ -641,6 +655,77 @@ proc_fails(const char *path)
 	return false;
 }
 
+/* ---- cgroup leaves that stay busy after the reap (FAULT_LEAF_BUSY_MS) ---- */
+
+/* Is dir (len bytes) a server's leaf: ".../mcpmux.N/s.M"? */
+static bool
+is_leaf(const char *dir, size_t len)
+{
+	const char *last = memrchr(dir, '/', len);
+
+	return last != NULL && len - (size_t)(last - dir) > 3 && strncmp(last, "/s.", 3) == 0 &&
+	       memmem(dir, (size_t)(last - dir), "/mcpmux.", 8) != NULL;
+}
+
+/* Is the leaf dir (len bytes) busy now?  start: its window begins now if not yet. */
+static bool
+leaf_busy(const char *dir, size_t len, bool start)
+{
+	struct timespec now;
+	size_t i;
+
+	if (leaf_busy_ms == 0 || !F.ready || getpid() != F.owner || len >= sizeof(leaves[0].path) ||
+	    !is_leaf(dir, len)) {
+		return false;
+	}
+	(void)clock_gettime(CLOCK_MONOTONIC, &now);
+	for (i = 0; i < n_leaves; i++) {
+		if (strlen(leaves[i].path) == len && memcmp(leaves[i].path, dir, len) == 0) {
+			break;
+		}
+	}
+	if (i == n_leaves) {
+		if (!start || n_leaves == MAX_LEAVES) {
+			return false;
+		}
+		memcpy(leaves[i].path, dir, len);
+		leaves[i].path[len] = '\0';
+		leaves[i].from = now;
+		n_leaves++;
+	}
+	long ms = (now.tv_sec - leaves[i].from.tv_sec) * 1000 +
+		  (now.tv_nsec - leaves[i].from.tv_nsec) / 1000000;
+
+	return ms < leaf_busy_ms;
+}
+
+int
+rmdir(const char *path)
+{
+	resolve();
+	if (leaf_busy(path, strlen(path), true)) {
+		F.n_failed++;
+		errno = EBUSY;
+		return -1;
+	}
+	return real_rmdir(path);
+}
+
+/* A descriptor that reads "populated 1" (a memfd), or -1. */
+static int
+populated_fd(void)
+{
+	static const char text[] = "populated 1\nfrozen 0\n";
+	int fd = (int)syscall(SYS_memfd_create, "cgroup.events", 0x0001U /* MFD_CLOEXEC */);
+
+	if (fd >= 0 && (real_write(fd, text, sizeof(text) - 1) != (ssize_t)sizeof(text) - 1 ||
+			lseek(fd, 0, SEEK_SET) != 0)) {
+		(void)close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
 int
 open(const char *path, int flags, ...)
 {
@@ -657,6 +742,12 @@ open(const char *path, int flags, ...)
 	if (proc_fails(path)) {
 		errno = proc_errno;
 		return -1;
+	}
+	size_t len = strlen(path);
+
+	if (len > 14 && strcmp(path + len - 14, "/cgroup.events") == 0 &&
+	    leaf_busy(path, len - 14, false)) {
+		return populated_fd();
 	}
 	return real_open(path, flags, mode);
 }

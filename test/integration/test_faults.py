@@ -532,6 +532,30 @@ class Unkillable(Faults):
 
 
 @needs_shim
+class LeafBusy(Faults):
+    """A cgroup leaf the kernel still counts a reaped server in, for a moment (as some
+    kernels do): the end waits for the leaf to empty, looking again soon, not for the
+    next grace, and is reported as the EOF end it was."""
+
+    def test_wrap_end_of_run_waits_for_the_leaf_not_the_grace(self):
+        p = self.mcpmux(["-v", "--eof-grace", "3000", "--term-grace", "1000", "--",
+                         FIXTURE], env=self.shim_env(leaf_busy_ms=400))
+        p.send(call(1, "env"))
+        self.assertEqual(p.msg()["id"], 1)
+        if "cgroup: none usable here" in p.stderr() or "cgroup: off" in p.stderr():
+            self.skipTest("no cgroup can be made here")
+        t0 = time.monotonic()
+        p.send(req(2, "mcpmux/endRun"))
+        r = p.msg(10)["result"]
+        took = time.monotonic() - t0
+        self.assertEqual(r["escalation"], "eof", r)
+        self.assertGreaterEqual(r["ms"], 350, r)  # not before the leaf was empty
+        self.assertLess(took, 2.0 * (3 if SANITIZED else 1), r)  # nor at eof-grace
+        p.close_stdin()
+        self.assertEqual(p.wait(10), 0)
+
+
+@needs_shim
 class ProcErrors(Faults):
     """/proc that cannot be read for a while (EACCES as with hidepid, EMFILE as with a full
     descriptor table): the tree is not taken as gone, its grandchild is still found."""
