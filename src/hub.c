@@ -232,7 +232,6 @@ hub_entry_free(struct hub_entry *e)
 		struct hub_waiter *w = e->waiters;
 
 		e->waiters = w->next;
-		sbuf_release(&w->id);
 		free(w);
 	}
 	hub_unlink(h, e);
@@ -382,14 +381,13 @@ hub_on_done(struct session *s, void *owner)
 		waiters = w->next;
 		sbuf_reset(b);
 		sbuf_adds(b, "{\"jsonrpc\":\"2.0\",\"id\":");
-		sbuf_add(b, w->id.buf, w->id.len);
+		sbuf_add(b, w->id, w->id_len);
 		sbuf_adds(b, ",\"result\":");
 		session_result(s, b);
 		sbuf_adds(b, "}");
 		if (!b->failed) {
 			w->port->ops->reply(w->port, b->buf, b->len);
 		}
-		sbuf_release(&w->id);
 		free(w);
 	}
 	session_free(s);
@@ -635,11 +633,13 @@ hub_control(struct hub *h, struct hub_port *p, const struct jsonrpc_scanner *sca
 		if (e == NULL || e->s == NULL) {
 			hub_none_result(&r, jsonrpc_str(scan, pa->session), pa->session.len);
 		} else {
-			struct hub_waiter *w = id != NULL ? calloc(1, sizeof(*w)) : NULL;
+			/* One allocation, the id in it. */
+			struct hub_waiter *w = id != NULL ? malloc(sizeof(*w) + it->id.len) : NULL;
 
 			if (w != NULL) {
 				w->port = p;
-				sbuf_add(&w->id, id, it->id.len);
+				w->id_len = it->id.len;
+				memcpy(w->id, id, it->id.len);
 				w->next = e->waiters;
 				e->waiters = w;
 			}
@@ -692,7 +692,6 @@ hub_port_forget(struct hub *h, const struct hub_port *p)
 
 			if (w->port == p) {
 				*wp = w->next;
-				sbuf_release(&w->id);
 				free(w);
 			} else {
 				wp = &w->next;

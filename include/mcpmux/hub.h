@@ -74,7 +74,8 @@ struct hub_port {
 struct hub_waiter {
 	struct hub_waiter *next;
 	struct hub_port *port;
-	struct sbuf id;
+	size_t id_len;
+	char id[]; /* the request's id, as JSON text */
 };
 
 struct hub_entry {
