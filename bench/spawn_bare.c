@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "mcpmux/clone3.h"
 
 #define PROG "spawn_bare"
 
@@ -84,17 +85,7 @@ own_cgroup(char *out, size_t len)
 											      : -1;
 }
 
-/* The kernel's struct clone_args up to its cgroup member (as src/backend.c has it: older
- * <linux/sched.h> lack it). */
-struct leaf_clone_args {
-	uint64_t flags;
-	uint64_t unused[3]; /* pidfd, child_tid, parent_tid */
-	uint64_t exit_signal;
-	uint64_t unused2[5]; /* stack, stack_size, tls, set_tid, set_tid_size */
-	uint64_t cgroup;
-};
-#define LEAF_CLONE_VFORK       0x4000ULL
-#define LEAF_CLONE_INTO_CGROUP 0x200000000ULL
+#define LEAF_CLONE_VFORK 0x4000ULL
 #ifndef SYS_clone3
 #define SYS_clone3 435
 #endif
@@ -113,7 +104,7 @@ spawn_in_leaf(char *const *argv, size_t k, int *to_child, int *from_child)
 {
 	char leaf[4200];
 	int in[2], out[2], cg;
-	struct leaf_clone_args ca;
+	struct spawn_clone_args ca;
 
 	leaf_path(leaf, sizeof(leaf), k);
 	if (mkdir(leaf, 0755) == -1) {
@@ -126,7 +117,7 @@ spawn_in_leaf(char *const *argv, size_t k, int *to_child, int *from_child)
 	}
 	memset(&ca, 0, sizeof(ca));
 	/* Its memory a copy (this process is small), waited for until it execs, as a spawn. */
-	ca.flags = LEAF_CLONE_VFORK | LEAF_CLONE_INTO_CGROUP;
+	ca.flags = LEAF_CLONE_VFORK | SPAWN_CLONE_INTO_CGROUP;
 	ca.exit_signal = SIGCHLD;
 	ca.cgroup = (uint64_t)cg;
 	long pid = syscall(SYS_clone3, &ca, sizeof(ca));

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "mcpmux/backend.h"
+#include "mcpmux/clone3.h"
 #include "mcpmux/container.h"
 #include "mcpmux/diag.h"
 #include "mcpmux/jsonrpc.h"
@@ -394,18 +395,6 @@ child_main(void *arg)
 }
 
 static bool no_clone3; /* clone3() with CLONE_INTO_CGROUP failed once: not again */
-
-/* The kernel's struct clone_args up to its cgroup member (CLONE_ARGS_SIZE_VER2, 88 bytes);
- * <linux/sched.h> would clash with <sched.h>. */
-struct spawn_clone_args {
-	uint64_t flags;
-	uint64_t unused[3]; /* pidfd, child_tid, parent_tid */
-	uint64_t exit_signal;
-	uint64_t unused2[5]; /* stack, stack_size, tls, set_tid, set_tid_size */
-	uint64_t cgroup;
-};
-_Static_assert(sizeof(struct spawn_clone_args) == 88, "CLONE_ARGS_SIZE_VER2");
-#define SPAWN_CLONE_INTO_CGROUP 0x200000000ULL
 
 #if defined(__x86_64__)
 /*
