@@ -37,7 +37,8 @@
 #define PIPE_LONG     (8 << 10)		  /* a line this long enlarges the pipes */
 #define PIPE_BIG_MAX  8			  /* servers with enlarged pipes at once */
 #define KILL_RESCAN_S 0.05		  /* KILLING: re-scan and re-kill interval */
-#define LEAF_RESCAN_S 0.01		  /* a reaped tree whose leaf still counts a process */
+#define LEAF_RESCAN_S 0.01		  /* a reaped tree whose leaf still counts a process, */
+#define LEAF_SETTLE_S 0.5		  /* ...for this long after the reap */
 #define PROC_ROOT     "/proc"
 
 /* Module state: process-wide by nature (SIGCHLD, /proc). */
@@ -1460,6 +1461,7 @@ static void
 child_exited(struct backend *b, int wstatus)
 {
 	b->reaped = true;
+	b->t_reaped = sys_mono();
 	b->wstatus = wstatus;
 	HASH_DEL(by_pid, b);
 	if (b->state < BACKEND_CLOSING) {
@@ -1629,10 +1631,14 @@ scan_ending(void)
 			/*
 			 * Nothing left that the walk sees, yet the leaf counts a process: on some
 			 * kernels a reaped process leaves its cgroup a moment after the reap.
-			 * Look again soon: no event would say when, and the next grace step
-			 * would signal a tree that is gone and report it as such.
+			 * Look again soon, for a while: no event would say when, and the next
+			 * grace step would signal a tree that is gone and report it as such.
+			 * Past that while it is a process that escaped the walk (a cleared
+			 * environment, a new session): the grace steps and cgroup.kill end it,
+			 * without a /proc walk every 10 ms until then.
 			 */
-			if (populated == 1 && !ev_is_active(&leaf_w)) {
+			if (populated == 1 && sys_mono() - b->t_reaped < LEAF_SETTLE_S &&
+			    !ev_is_active(&leaf_w)) {
 				ev_timer_start(mod_loop, &leaf_w);
 			}
 		}

@@ -120,8 +120,9 @@ struct backend {
 	double term_grace;
 	double stall_timeout;
 	double kill_deadline;
-	double t_start; /* spawn time (sys_mono()) */
-	double t_end;	/* teardown start */
+	double t_start;	 /* spawn time (sys_mono()) */
+	double t_reaped; /* when the child was reaped */
+	double t_end;	 /* teardown start */
 	double t_done;
 	double t_kill;	 /* KILLING since */
 	double in_since; /* the stdin queue's last progress (or start) */
