@@ -554,6 +554,26 @@ class LeafBusy(Faults):
         p.close_stdin()
         self.assertEqual(p.wait(10), 0)
 
+    def test_a_leaf_busy_past_half_a_second_is_left_to_the_grace_steps(self):
+        """Past half a second after the reap, what holds the leaf is taken for a process
+        that escaped the walk: no more quick looks (a /proc walk each), the next look is
+        the grace step's.  Here the leaf empties at 1.5 s, and the end comes at the
+        eof-grace (3 s), as a SIGTERM step."""
+        p = self.mcpmux(["-v", "--eof-grace", "3000", "--term-grace", "1000", "--",
+                         FIXTURE], env=self.shim_env(leaf_busy_ms=1500))
+        p.send(call(1, "env"))
+        self.assertEqual(p.msg()["id"], 1)
+        if "cgroup: none usable here" in p.stderr() or "cgroup: off" in p.stderr():
+            self.skipTest("no cgroup can be made here")
+        t0 = time.monotonic()
+        p.send(req(2, "mcpmux/endRun"))
+        r = p.msg(15)["result"]
+        took = time.monotonic() - t0
+        self.assertEqual(r["escalation"], "term", r)
+        self.assertGreaterEqual(took, 2.8, r)
+        p.close_stdin()
+        self.assertEqual(p.wait(10), 0)
+
 
 @needs_shim
 class ProcErrors(Faults):
