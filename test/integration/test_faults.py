@@ -537,30 +537,11 @@ class LeafBusy(Faults):
     kernels do): the end waits for the leaf to empty, looking again soon, not for the
     next grace, and is reported as the EOF end it was."""
 
-    def test_wrap_end_of_run_waits_for_the_leaf_not_the_grace(self):
+    def end_with_busy_leaf(self, busy_ms):
+        """A wrap run ended by mcpmux/endRun while its leaf stays busy for busy_ms after
+        the first rmdir: (the end-of-run result, seconds it took)."""
         p = self.mcpmux(["-v", "--eof-grace", "3000", "--term-grace", "1000", "--",
-                         FIXTURE], env=self.shim_env(leaf_busy_ms=400))
-        p.send(call(1, "env"))
-        self.assertEqual(p.msg()["id"], 1)
-        if "cgroup: none usable here" in p.stderr() or "cgroup: off" in p.stderr():
-            self.skipTest("no cgroup can be made here")
-        t0 = time.monotonic()
-        p.send(req(2, "mcpmux/endRun"))
-        r = p.msg(10)["result"]
-        took = time.monotonic() - t0
-        self.assertEqual(r["escalation"], "eof", r)
-        self.assertGreaterEqual(r["ms"], 350, r)  # not before the leaf was empty
-        self.assertLess(took, 2.0 * (3 if SANITIZED else 1), r)  # nor at eof-grace
-        p.close_stdin()
-        self.assertEqual(p.wait(10), 0)
-
-    def test_a_leaf_busy_past_half_a_second_is_left_to_the_grace_steps(self):
-        """Past half a second after the reap, what holds the leaf is taken for a process
-        that escaped the walk: no more quick looks (a /proc walk each), the next look is
-        the grace step's.  Here the leaf empties at 1.5 s, and the end comes at the
-        eof-grace (3 s), as a SIGTERM step."""
-        p = self.mcpmux(["-v", "--eof-grace", "3000", "--term-grace", "1000", "--",
-                         FIXTURE], env=self.shim_env(leaf_busy_ms=1500))
+                         FIXTURE], env=self.shim_env(leaf_busy_ms=busy_ms))
         p.send(call(1, "env"))
         self.assertEqual(p.msg()["id"], 1)
         if "cgroup: none usable here" in p.stderr() or "cgroup: off" in p.stderr():
@@ -569,10 +550,24 @@ class LeafBusy(Faults):
         p.send(req(2, "mcpmux/endRun"))
         r = p.msg(15)["result"]
         took = time.monotonic() - t0
-        self.assertEqual(r["escalation"], "term", r)
-        self.assertGreaterEqual(took, 2.8, r)
         p.close_stdin()
         self.assertEqual(p.wait(10), 0)
+        return r, took
+
+    def test_wrap_end_of_run_waits_for_the_leaf_not_the_grace(self):
+        r, took = self.end_with_busy_leaf(400)
+        self.assertEqual(r["escalation"], "eof", r)
+        self.assertGreaterEqual(r["ms"], 350, r)  # not before the leaf was empty
+        self.assertLess(took, 2.0 * (3 if SANITIZED else 1), r)  # nor at eof-grace
+
+    def test_a_leaf_busy_past_half_a_second_is_left_to_the_grace_steps(self):
+        """Past half a second after the reap, what holds the leaf is taken for a process
+        that escaped the walk: no more quick looks (a /proc walk each), the next look is
+        the grace step's.  Here the leaf empties at 1.5 s, and the end comes at the
+        eof-grace (3 s), as a SIGTERM step."""
+        r, took = self.end_with_busy_leaf(1500)
+        self.assertEqual(r["escalation"], "term", r)
+        self.assertGreaterEqual(took, 2.8, r)
 
 
 @needs_shim
