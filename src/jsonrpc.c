@@ -815,7 +815,13 @@ string_key(const char *p, size_t len, char *out)
 		return 0;
 	}
 	out[o++] = 's';
-	for (size_t i = 1; i < len - 1; i++) {
+	/* Up to the first escape, the characters are the text's: one copy. */
+	const char *esc = memchr(p + 1, '\\', len - 2);
+	size_t i = esc == NULL ? len - 1 : (size_t)(esc - p);
+
+	memcpy(out + o, p + 1, i - 1);
+	o += i - 1;
+	for (; i < len - 1; i++) {
 		if (p[i] != '\\') {
 			out[o++] = p[i];
 			continue;

@@ -184,6 +184,19 @@ rpcout_utf8_len(const unsigned char *p, size_t len)
 	return n;
 }
 
+/* The bytes a JSON string holds as they are: printable ASCII but '"' and '\\'. */
+static const unsigned char escape_plain[256] = {
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
 size_t
 rpcout_escape_into(char *out, const char *in, size_t len)
 {
@@ -193,6 +206,20 @@ rpcout_escape_into(char *out, const char *in, size_t len)
 
 	*o++ = '"';
 	for (size_t i = 0; i < len;) {
+		/* The bytes that stand for themselves, most of a string: found, then copied. */
+		size_t run = i;
+
+		while (run < len && escape_plain[p[run]]) {
+			run++;
+		}
+		if (run > i) {
+			memcpy(o, p + i, run - i);
+			o += run - i;
+			i = run;
+			if (i == len) {
+				break;
+			}
+		}
 		unsigned char c = p[i];
 
 		if (c == '"' || c == '\\') {
@@ -216,9 +243,6 @@ rpcout_escape_into(char *out, const char *in, size_t len)
 			o[4] = hex[c >> 4];
 			o[5] = hex[c & 15];
 			o += 6;
-			i++;
-		} else if (c < 0x80) {
-			*o++ = (char)c;
 			i++;
 		} else {
 			size_t n = rpcout_utf8_len(p + i, len - i);

@@ -992,6 +992,9 @@ test_id_keys(void **state)
 		{ "\"\\ud83d\\ude00\"", "\"\xf0\x9f\x98\x80\"", "\"\\uD83D\\uDE00\"",
 		  "\"\xf0\x9f\x98\x80\"", "\"\xf0\x9f\x98\x80\"", "\"\xf0\x9f\x98\x80\"" },
 		{ "\"a/b\"", "\"a\\/b\"", "\"a\\u002fb\"", "\"a/b\"", "\"a/b\"", "\"a/b\"" },
+		/* an escape as the last character, after a run of plain ones */
+		{ "\"xy\\\"\"", "\"\\u0078y\\\"\"", "\"xy\\u0022\"", "\"x\\u0079\\u0022\"",
+		  "\"xy\\\"\"", "\"xy\\\"\"" },
 	};
 	static const char *const different[] = {
 		"1",
