@@ -6,8 +6,9 @@
  *   spawn_bare [--n N] [--leaves] -- COMMAND [ARG...]
  *
  * --leaves: each copy starts in a cgroup of its own, as mcpmux starts a server: a new
- * cgroup v2 leaf (under one made for this run in our own, delegated, cgroup), clone3()
- * with CLONE_INTO_CGROUP, and the leaf removed after the reap.  The price of the leaf
+ * cgroup v2 leaf under an instance cgroup made for this run (mcpmux's cgroup module
+ * makes and removes both), clone3() with CLONE_INTO_CGROUP, and the leaf removed after
+ * the reap.  The price of the leaf
  * alone, with no proxy.
  *
  * Prints one JSON line: the start rate (sessions per second until all answered
@@ -21,13 +22,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "bench.h"
+#include "mcpmux/cgroup.h"
 #include "mcpmux/clone3.h"
 
 #define PROG "spawn_bare"
@@ -42,75 +43,25 @@ struct child {
 	bool answered;
 };
 
-static char cg_run[4096]; /* --leaves: the cgroup made for this run, "" without */
-
-/* Our own cgroup v2 directory, where we may make cgroups: 0, or -1. */
-static int
-own_cgroup(char *out, size_t len)
-{
-	char line[4096], mnt[2048] = "", rel[4096] = "";
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-
-	if (f == NULL) {
-		return -1;
-	}
-	while (mnt[0] == '\0' && fgets(line, sizeof(line), f) != NULL) {
-		char root[1024], dir[1024];
-		const char *dash = strstr(line, " - ");
-
-		if (dash != NULL && strncmp(dash + 3, "cgroup2 ", 8) == 0 &&
-		    sscanf(line, "%*s %*s %*s %1023s %1023s", root, dir) == 2 &&
-		    strcmp(root, "/") == 0) {
-			(void)snprintf(mnt, sizeof(mnt), "%s", dir);
-		}
-	}
-	fclose(f);
-	f = fopen("/proc/self/cgroup", "re");
-	if (f == NULL) {
-		return -1;
-	}
-	while (rel[0] == '\0' && fgets(line, sizeof(line), f) != NULL) {
-		if (strncmp(line, "0::", 3) == 0) {
-			line[strcspn(line, "\n")] = '\0';
-			(void)snprintf(rel, sizeof(rel), "%s",
-				       strcmp(line + 3, "/") == 0 ? "" : line + 3);
-			(void)snprintf(rel + strlen(rel), sizeof(rel) - strlen(rel), "/");
-		}
-	}
-	fclose(f);
-	if (mnt[0] == '\0' || rel[0] == '\0') {
-		return -1;
-	}
-	return (size_t)snprintf(out, len, "%s%sspawn_bare.%d", mnt, rel, (int)getpid()) < len ? 0
-											      : -1;
-}
+/* --leaves: this run's instance cgroup, made as mcpmux makes its own; "" without. */
+static char cg_run[CGROUP_PATH_MAX];
 
 #define LEAF_CLONE_VFORK 0x4000ULL
 #ifndef SYS_clone3
 #define SYS_clone3 435
 #endif
 
-static size_t leaves_made; /* s.0 .. s.(leaves_made - 1) */
-
-static void
-leaf_path(char *out, size_t len, size_t k)
-{
-	(void)snprintf(out, len, "%s/s.%zu", cg_run, k);
-}
-
 /* Start argv in a new leaf k, with pipes, as bench_spawn() does; its pid (or no return). */
 static pid_t
 spawn_in_leaf(char *const *argv, size_t k, int *to_child, int *from_child)
 {
-	char leaf[4200];
+	char leaf[CGROUP_PATH_MAX + 32];
 	int in[2], out[2], cg;
 	struct spawn_clone_args ca;
 
-	leaf_path(leaf, sizeof(leaf), k);
-	if (mkdir(leaf, 0755) == -1) {
+	if (cgroup_leaf_make(cg_run, k, leaf, sizeof(leaf)) == -1) {
 		bench_die(PROG, "mkdir of a leaf");
 	}
-	leaves_made = k + 1;
 	if ((cg = open(leaf, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1 ||
 	    pipe2(in, O_CLOEXEC) == -1 || pipe2(out, O_CLOEXEC) == -1) {
 		bench_die(PROG, "a leaf's descriptors");
@@ -140,16 +91,16 @@ spawn_in_leaf(char *const *argv, size_t k, int *to_child, int *from_child)
 }
 
 /*
- * After the reap: the leaf of child k goes (mcpmux removes a server's leaf when it ends).
- * false while the kernel still counts the reaped child in it (EBUSY for a moment).
+ * After the reap: the leaf of child k goes, as mcpmux removes a server's leaf when it
+ * ends.  false while the kernel still counts the reaped child in it (EBUSY for a moment).
  */
 static bool
 leaf_remove(size_t k)
 {
-	char leaf[4200];
+	char leaf[CGROUP_PATH_MAX + 32];
 
-	leaf_path(leaf, sizeof(leaf), k);
-	if (rmdir(leaf) == 0 || errno == ENOENT) {
+	(void)snprintf(leaf, sizeof(leaf), "%s/s.%zu", cg_run, k);
+	if (cgroup_remove(leaf) == 0) {
 		return true;
 	}
 	if (errno != EBUSY) {
@@ -162,29 +113,14 @@ leaf_remove(size_t k)
 static void
 leaves_cleanup(void)
 {
-	char path[4200];
-	int fd;
-
 	if (cg_run[0] == '\0') {
 		return;
 	}
-	(void)snprintf(path, sizeof(path), "%s/cgroup.kill", cg_run);
-	if ((fd = open(path, O_WRONLY | O_CLOEXEC)) >= 0) {
-		ssize_t w = write(fd, "1", 1);
-
-		(void)w;
-		close(fd);
-	}
+	(void)cgroup_kill(cg_run);
 	for (int tries = 0; tries < 2000; tries++) {
-		bool all = true;
-
 		while (waitpid(-1, NULL, WNOHANG) > 0) {
 		}
-		for (size_t k = 0; k < leaves_made; k++) {
-			leaf_path(path, sizeof(path), k);
-			all = (rmdir(path) == 0 || errno == ENOENT) && all;
-		}
-		if (all && (rmdir(cg_run) == 0 || errno == ENOENT)) {
+		if (cgroup_remove(cg_run) == 0) {
 			cg_run[0] = '\0';
 			return;
 		}
@@ -245,7 +181,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "usage: " PROG " [--n N] [--leaves] -- COMMAND [ARG...]\n");
 		return 2;
 	}
-	if (leaves && (own_cgroup(cg_run, sizeof(cg_run)) == -1 || mkdir(cg_run, 0755) == -1)) {
+	if (leaves && cgroup_instance_make(cg_run, sizeof(cg_run), getpid()) == -1) {
 		cg_run[0] = '\0';
 		bench_die(PROG, "--leaves: no cgroup v2 of our own to make leaves in");
 	}
