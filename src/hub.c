@@ -642,6 +642,12 @@ hub_control(struct hub *h, struct hub_port *p, const struct jsonrpc_scanner *sca
 				memcpy(w->id, id, it->id.len);
 				w->next = e->waiters;
 				e->waiters = w;
+			} else if (id != NULL) {
+				/* The end goes on; its result could not be awaited: said now. */
+				hub_error(
+					h, p, NULL, id, it->id.len, -32603,
+					"Internal error: out of memory (the run is ended, but its "
+					"result cannot be sent)");
 			}
 			hub_end(e, pa->has_grace_ms ? pa->grace_ms : -1, NULL, 0, scan);
 			return;
