@@ -77,6 +77,21 @@ static struct {
 	pid_t pid;	  /* the pid that pid_txt holds, 0 for none */
 	char pid_txt[32]; /* ,"pid":N */
 	size_t pid_len;
+	/*
+	 * The head of the last message's record, from {"ts" to its kind: the messages of a
+	 * turn mostly share it whole (one session, one server, one way), and it is copied
+	 * at once instead of being put together again from its seven parts.
+	 */
+	struct {
+		double turn; /* the turn it was made in; 0: none */
+		pid_t pid;
+		enum tlog_dir dir;
+		enum jsonrpc_kind kind;
+		size_t session_len; /* SIZE_MAX: a null session */
+		char session[ESC_CACHE_RAW];
+		size_t len;
+		char txt[36 + 10 + ESC_CACHE_RAW * 6 + 2 + 32 + 40];
+	} head;
 } L = { .fd = -1, .session = { .raw_len = SIZE_MAX }, .method = { .raw_len = SIZE_MAX } };
 
 static void
@@ -489,6 +504,49 @@ record_body(const char *line, size_t len, bool valid)
 	return false;
 }
 
+/* {"ts":"...","session":"...","pid":N,"dir":"in","kind":"request" */
+static void
+message_head(const char *session, pid_t pid, enum tlog_dir dir, enum jsonrpc_kind kind)
+{
+	struct sbuf *b = &L.buf;
+	size_t slen = session != NULL ? strlen(session) : SIZE_MAX;
+
+	if (sys_turn_mono > 0 && L.head.turn == sys_turn_mono && L.head.pid == pid &&
+	    L.head.dir == dir && L.head.kind == kind && L.head.session_len == slen &&
+	    (session == NULL || memcmp(L.head.session, session, slen) == 0)) {
+		sbuf_add(b, L.head.txt, L.head.len);
+		return;
+	}
+
+	size_t start = b->len;
+
+	record_head(session, pid);
+	if (dir == TLOG_IN) {
+		ADD_LIT(b, ",\"dir\":\"in\",\"kind\":\"");
+	} else {
+		ADD_LIT(b, ",\"dir\":\"out\",\"kind\":\"");
+	}
+	sbuf_add(b, kinds[kind].s, kinds[kind].n);
+	sbuf_add(b, "\"", 1);
+
+	size_t n = b->len - start;
+
+	L.head.turn = 0;
+	if (sys_turn_mono > 0 && !b->failed && n <= sizeof(L.head.txt) &&
+	    (session == NULL || slen <= sizeof(L.head.session))) {
+		memcpy(L.head.txt, b->buf + start, n);
+		L.head.len = n;
+		if (session != NULL) {
+			memcpy(L.head.session, session, slen);
+		}
+		L.head.session_len = slen;
+		L.head.pid = pid;
+		L.head.dir = dir;
+		L.head.kind = kind;
+		L.head.turn = sys_turn_mono;
+	}
+}
+
 void
 tlog_message(const char *session, pid_t pid, enum tlog_dir dir, const struct jsonrpc_scanner *scan,
 	     const char *line, size_t len, double ms)
@@ -499,14 +557,7 @@ tlog_message(const char *session, pid_t pid, enum tlog_dir dir, const struct jso
 	if (!tlog_enabled) {
 		return;
 	}
-	record_head(session, pid);
-	if (dir == TLOG_IN) {
-		ADD_LIT(b, ",\"dir\":\"in\",\"kind\":\"");
-	} else {
-		ADD_LIT(b, ",\"dir\":\"out\",\"kind\":\"");
-	}
-	sbuf_add(b, kinds[kind].s, kinds[kind].n);
-	sbuf_add(b, "\"", 1);
+	message_head(session, pid, dir, kind);
 	if (kind != JSONRPC_BATCH && kind != JSONRPC_INVALID_JSON && scan->one.has_id) {
 		ADD_LIT(b, ",\"id\":");
 		sbuf_add(b, jsonrpc_str(scan, scan->one.id), scan->one.id.len);
