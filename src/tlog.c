@@ -367,6 +367,8 @@ tlog_open(struct ev_loop *loop, const char *path, size_t bodies)
 		ev_signal_start(loop, &L.reopen_w);
 		ev_unref(loop);
 	}
+	L.turn_mono = 0; /* nothing of a log before is reused: its time, its last head */
+	L.head.turn = 0;
 	tlog_enabled = true;
 	return 0;
 }
@@ -393,6 +395,8 @@ tlog_close(void)
 	}
 	close_file();
 	sbuf_release(&L.buf);
+	L.turn_mono = 0;
+	L.head.turn = 0;
 	tlog_enabled = false;
 }
 
