@@ -3,7 +3,11 @@
  * newline and validates every complete line with one yajl_parse call before forwarding
  * it: the limit for a proxy that must not forward invalid JSON.
  *
- *   relay_yajl -- COMMAND [ARG...]
+ *   relay_yajl [--libev] -- COMMAND [ARG...]
+ *
+ * It waits with poll(2).  --libev: the same relay waits in libev's loop instead (an
+ * ev_io watcher a direction, on libev's default backend, epoll on Linux), as mcpmux
+ * does: the price of the event loop alone, with the same work around it.
  *
  * Lines are validated where they were read (a line split across reads is completed in
  * the same buffer, never re-parsed); the valid lines of one read leave with one write.
@@ -18,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <ev.h>
 
 #include <yajl/yajl_parse.h>
 
@@ -175,35 +181,32 @@ pump(struct dir *d)
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: " PROG " -- COMMAND [ARG...]\n");
+	fprintf(stderr, "usage: " PROG " [--libev] -- COMMAND [ARG...]\n");
 	exit(2);
 }
 
-int
-main(int argc, char **argv)
-{
-	struct dir d[2];
-	int to_child, from_child;
-	pid_t pid;
+static struct dir d[2];
 
-	if (argc < 3 || strcmp(argv[1], "--") != 0) {
-		usage();
+static bool
+done(void)
+{
+	return d[1].src_eof && d[1].out_len == 0;
+}
+
+/* After x's work: a source at EOF whose data all went closes its destination. */
+static void
+settle(struct dir *x)
+{
+	if (x->src_eof && x->out_len == 0 && x->dst != STDOUT_FILENO && x->dst >= 0) {
+		close(x->dst);
+		x->dst = -1;
 	}
-	(void)signal(SIGPIPE, SIG_IGN);
-	pid = bench_spawn(argv + 2, &to_child, &from_child);
-	if (pid == -1) {
-		bench_die(PROG, argv[2]);
-	}
-	memset(d, 0, sizeof(d));
-	d[0].src = STDIN_FILENO;
-	d[0].dst = to_child;
-	d[1].src = from_child;
-	d[1].dst = STDOUT_FILENO;
-	for (int k = 0; k < 2; k++) {
-		bench_set_nonblock(d[k].src, 1);
-		bench_set_nonblock(d[k].dst, 1);
-	}
-	while (!d[1].src_eof || d[1].out_len > 0) {
+}
+
+static void
+run_poll(void)
+{
+	while (!done()) {
 		struct pollfd p[2];
 		int np = 0, which[2];
 
@@ -237,12 +240,98 @@ main(int argc, char **argv)
 			} else {
 				pump(x);
 			}
-			if (x->src_eof && x->out_len == 0 && x->dst != STDOUT_FILENO &&
-			    x->dst >= 0) {
-				close(x->dst);
-				x->dst = -1;
-			}
+			settle(x);
 		}
+	}
+}
+
+static ev_io read_w[2], write_w[2];
+
+/* Watch what direction k waits for: its destination to drain, or its source. */
+static void
+watch(struct ev_loop *loop, int k)
+{
+	if (d[k].out_len > 0) {
+		ev_io_stop(loop, &read_w[k]);
+		ev_io_start(loop, &write_w[k]);
+	} else {
+		ev_io_stop(loop, &write_w[k]);
+		if (d[k].src_eof) {
+			ev_io_stop(loop, &read_w[k]);
+		} else {
+			ev_io_start(loop, &read_w[k]);
+		}
+	}
+	settle(&d[k]);
+	if (done()) {
+		ev_break(loop, EVBREAK_ALL);
+	}
+}
+
+static void
+on_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)revents;
+	pump(&d[w - read_w]);
+	watch(loop, (int)(w - read_w));
+}
+
+static void
+on_writable(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)revents;
+	flush_pending(&d[w - write_w]);
+	watch(loop, (int)(w - write_w));
+}
+
+static void
+run_libev(void)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+
+	if (loop == NULL) {
+		bench_die(PROG, "ev_loop_new");
+	}
+	for (int k = 0; k < 2; k++) {
+		ev_io_init(&read_w[k], on_readable, d[k].src, EV_READ);
+		ev_io_init(&write_w[k], on_writable, d[k].dst, EV_WRITE);
+		ev_io_start(loop, &read_w[k]);
+	}
+	ev_run(loop, 0);
+	ev_loop_destroy(loop);
+}
+
+int
+main(int argc, char **argv)
+{
+	int to_child, from_child, a = 1;
+	bool libev = false;
+	pid_t pid;
+
+	if (argc > a && strcmp(argv[a], "--libev") == 0) {
+		libev = true;
+		a++;
+	}
+	if (argc < a + 2 || strcmp(argv[a], "--") != 0) {
+		usage();
+	}
+	(void)signal(SIGPIPE, SIG_IGN);
+	pid = bench_spawn(argv + a + 1, &to_child, &from_child);
+	if (pid == -1) {
+		bench_die(PROG, argv[a + 1]);
+	}
+	d[0].src = STDIN_FILENO;
+	d[0].dst = to_child;
+	d[1].src = from_child;
+	d[1].dst = STDOUT_FILENO;
+	for (int k = 0; k < 2; k++) {
+		bench_set_nonblock(d[k].src, 1);
+		bench_set_nonblock(d[k].dst, 1);
+	}
+	if (libev) {
+		run_libev();
+	} else {
+		run_poll();
 	}
 	close(STDOUT_FILENO);
 	int code = bench_wait(pid);
