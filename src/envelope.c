@@ -3,6 +3,10 @@
  */
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <yajl/yajl_parse.h>
 
 #include "mcpmux/envelope.h"
@@ -16,7 +20,9 @@ struct cursor {
 static inline void
 skip_ws(struct cursor *c)
 {
-	while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\r' || *c->p == '\n')) {
+	/* Most envelopes have no white space between their tokens: one test says so. */
+	while (c->p < c->end && (unsigned char)*c->p <= ' ' &&
+	       (*c->p == ' ' || *c->p == '\t' || *c->p == '\r' || *c->p == '\n')) {
 		c->p++;
 	}
 }
@@ -127,6 +133,41 @@ eat_lit(struct cursor *c, const char *lit, size_t n)
 }
 
 /*
+ * Where a session id of ASCII without a backslash or a control character ends: the first
+ * byte in [p, end) that is a quote, a backslash, below the space or not ASCII (end if
+ * none).
+ * Such an id is its own JSON text, and valid as it is.
+ */
+static const char *
+plain_id_end(const char *p, const char *end)
+{
+#if defined(__SSE2__)
+	const __m128i space = _mm_set1_epi8(0x20), quote = _mm_set1_epi8('"'),
+		      backslash = _mm_set1_epi8('\\');
+
+	for (; end - p >= 16; p += 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+		/* Signed: bytes past 0x7f are below the space too. */
+		int stop = _mm_movemask_epi8(_mm_or_si128(
+			_mm_cmplt_epi8(v, space),
+			_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash))));
+
+		if (stop != 0) {
+			return p + __builtin_ctz((unsigned)stop);
+		}
+	}
+#endif
+	for (; p < end; p++) {
+		unsigned char ch = (unsigned char)*p;
+
+		if (ch < 0x20 || ch >= 0x80 || ch == '"' || ch == '\\') {
+			break;
+		}
+	}
+	return p;
+}
+
+/*
  * The envelope as connect and most clients write it, {"session":"ID","message":...},
  * read without the structural pass: its own bytes are matched and text-checked here, the
  * message is left to the scanner (which checks its text itself), and whatever follows it
@@ -144,10 +185,10 @@ parse_usual(struct envelope *e, const char *line, size_t len, struct jsonrpc_sca
 	    !eat_ch(&c, '"')) {
 		return false;
 	}
-	const char *sid = c.p, *q = memchr(sid, '"', (size_t)(c.end - sid));
+	const char *sid = c.p, *q = plain_id_end(sid, c.end);
 
-	if (q == NULL || !plain_string(sid, (size_t)(q - sid))) {
-		return false; /* escapes, a tab or a CR: the general way judges it */
+	if (q == c.end || *q != '"') {
+		return false; /* escapes, control characters, UTF-8: the general way judges it */
 	}
 	c.p = q + 1;
 	if (!eat_ch(&c, ',') || !eat_lit(&c, "\"message\"", 9) || !eat_ch(&c, ':')) {
@@ -156,8 +197,13 @@ parse_usual(struct envelope *e, const char *line, size_t len, struct jsonrpc_sca
 	skip_ws(&c);
 	const char *v = c.p, *vend = last_member_end(v, c.end);
 
-	if (vend == NULL || !jsonrpc_text_ok(line, (size_t)(v - line)) ||
-	    !jsonrpc_text_ok(vend, (size_t)(c.end - vend))) {
+	/*
+	 * Around the message, only the bytes matched above: its own text, white space and a
+	 * session id of ASCII without a control character.  The text pass could refuse none
+	 * of them but a "\n", which a framed line cannot hold.
+	 */
+	if (vend == NULL || (!framed && (!jsonrpc_text_ok(line, (size_t)(v - line)) ||
+					 !jsonrpc_text_ok(vend, (size_t)(c.end - vend))))) {
 		return false;
 	}
 	if ((framed ? jsonrpc_scan_line(scan, v, (size_t)(vend - v))
