@@ -133,7 +133,7 @@ eat_lit(struct cursor *c, const char *lit, size_t n)
 }
 
 /*
- * Where a session id of ASCII without a backslash or a control character ends: the first
+ * Where a session id of ASCII from the space up, without a backslash, ends: the first
  * byte in [p, end) that is a quote, a backslash, below the space or not ASCII (end if
  * none).
  * Such an id is its own JSON text, and valid as it is.
@@ -199,8 +199,8 @@ parse_usual(struct envelope *e, const char *line, size_t len, struct jsonrpc_sca
 
 	/*
 	 * Around the message, only the bytes matched above: its own text, white space and a
-	 * session id of ASCII without a control character.  The text pass could refuse none
-	 * of them but a "\n", which a framed line cannot hold.
+	 * session id of ASCII from the space up.  The text pass could refuse none of them but
+	 * a "\n", which a framed line cannot hold.
 	 */
 	if (vend == NULL || (!framed && (!jsonrpc_text_ok(line, (size_t)(v - line)) ||
 					 !jsonrpc_text_ok(vend, (size_t)(c.end - vend))))) {

@@ -53,7 +53,8 @@ enum envelope_status {
 };
 
 /*
- * A line that parses (ENVELOPE_OK) passed jsonrpc_text_ok() whole: its message may be
+ * A line that parses (ENVELOPE_OK) would pass jsonrpc_text_ok() whole (a framed line's
+ * own bytes around a scanned message are not run through it again): its message may be
  * scanned with jsonrpc_scan_checked().  scan may be NULL (no scan ahead).
  */
 enum envelope_status envelope_parse(struct envelope *e, const char *line, size_t len,
