@@ -1,6 +1,7 @@
 /*
  * backend: spawn a server, relay its pipes, and tear down its whole process tree.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -112,6 +113,8 @@ static int ctr_prepare(struct backend *b, char *const *argv);
 static void dirty_flush(void);
 static void input_broken(struct backend *b);
 static void spawn_stack_free(void);
+static void fd_slots_init(void);
+static void fd_slots_release(void);
 
 static void
 backend_on_leaf(struct ev_loop *loop, ev_timer *w, int revents)
@@ -153,6 +156,7 @@ backend_module_init(struct ev_loop *loop)
 	sys_turn_mono = sys_mono();
 	proctree_init(&snapshot);
 	proctree_spare(true);
+	fd_slots_init();
 
 	unsigned long long start = 0;
 
@@ -213,6 +217,7 @@ backend_module_release(void)
 	proctree_release(&snapshot);
 	proctree_spare(false);
 	spawn_stack_free();
+	fd_slots_release();
 	if (inst_cgroup[0] != '\0') {
 		(void)cgroup_remove(inst_cgroup);
 		inst_cgroup[0] = '\0';
@@ -275,6 +280,7 @@ struct spawn_args {
 	struct rlimit nofile;
 	const char *cg_procs; /* the leaf's cgroup.procs, NULL without one (or born in it) */
 	int err_pipe;	      /* the child's mm is a copy (clone3): err goes here too, or -1 */
+	int fd_top;	      /* the table is shared (CLONE_FILES): the child keeps fds below */
 	volatile int err;     /* the child's errno when it could not exec */
 };
 
@@ -332,6 +338,121 @@ spawn_stack(char *const *argv)
 	return (char *)stack_map + stack_map_len;
 }
 
+/*
+ * The child's descriptor table.  A child with a copy of mcpmux's table (what fork() and
+ * posix_spawn() give) holds a reference to every pipe of every session until exec closes
+ * them all again: the thousandth server's start paid for two thousand closes.  So the
+ * child shares mcpmux's table (CLONE_FILES; mcpmux waits for its exec, CLONE_VFORK), and
+ * its first act is close_range(fd_top, ~0U, CLOSE_RANGE_UNSHARE): a table of its own that
+ * holds the descriptors below fd_top alone.  Those are the ones mcpmux inherited (they go
+ * on to the server, as in a direct run), the few it opened before its first server, and
+ * three slots, where mcpmux puts the server's pipe ends for the spawn and /dev/null
+ * back after it.  fd_top is 0 where this cannot be done (no /proc, no close_range()):
+ * the child then gets a copy of the whole table, as before.
+ */
+static int fd_slot[3] = { -1, -1, -1 };
+static int fd_null = -1; /* what a slot holds between two spawns */
+static int fd_top;
+
+static void fd_slots_clear(void);
+
+static void
+fd_slots_release(void)
+{
+	for (size_t i = 0; i < 3; i++) {
+		sys_close(&fd_slot[i]);
+	}
+	sys_close(&fd_null);
+	fd_top = 0;
+}
+
+/* The slots, and fd_top above every descriptor open now (inherited ones included). */
+static void
+fd_slots_init(void)
+{
+	DIR *d = NULL;
+	long top = -1;
+
+	fd_top = 0;
+	if (close_range(~0U, ~0U, CLOSE_RANGE_UNSHARE) == -1) {
+		return; /* before Linux 5.9, or refused: the child copies the table */
+	}
+	fd_null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	for (size_t i = 0; i < 3 && fd_null >= 0; i++) {
+		fd_slot[i] = fcntl(fd_null, F_DUPFD_CLOEXEC, 3);
+		if (fd_slot[i] == -1) {
+			goto fail;
+		}
+	}
+	d = fd_null >= 0 ? opendir("/proc/self/fd") : NULL;
+	if (d == NULL) {
+		goto fail;
+	}
+	for (struct dirent *e; (e = readdir(d)) != NULL;) {
+		char *end;
+		long fd = strtol(e->d_name, &end, 10);
+
+		if (e->d_name[0] != '.' && *end == '\0' && fd != dirfd(d) && fd > top) {
+			top = fd;
+		}
+	}
+	(void)closedir(d);
+	if (top < fd_slot[2] || top >= INT_MAX) {
+		goto fail;
+	}
+	fd_top = (int)top + 1;
+	return;
+fail:
+	diag_info("spawn: servers get a copy of mcpmux's descriptor table (%s)", strerror(errno));
+	fd_slots_release();
+}
+
+/*
+ * For a spawn: the server's pipe ends into the slots (a->in_fd and the rest then name
+ * the slots).  false (errno) leaves a as it was, to be spawned with a copy of the table.
+ */
+static bool
+fd_slots_fill(struct spawn_args *a)
+{
+	int *fd[3] = { &a->in_fd, &a->out_fd, &a->err_fd };
+
+	if (fd_top == 0) {
+		return false;
+	}
+	for (size_t i = 0; i < 3; i++) {
+		if (*fd[i] >= 0 && dup3(*fd[i], fd_slot[i], O_CLOEXEC) == -1) {
+			int err = errno;
+
+			fd_slots_clear();
+			errno = err;
+			return false;
+		}
+	}
+	for (size_t i = 0; i < 3; i++) {
+		if (*fd[i] >= 0) {
+			*fd[i] = fd_slot[i];
+		}
+	}
+	return true;
+}
+
+/*
+ * After the spawn, in mcpmux: /dev/null back into the slots, so that no slot keeps a
+ * server's pipe open.  A slot that cannot be refilled is closed, and the slots are given
+ * up (its number may then be taken by anything: the child would copy it).
+ */
+static void
+fd_slots_clear(void)
+{
+	for (size_t i = 0; i < 3 && fd_top > 0; i++) {
+		if (dup3(fd_null, fd_slot[i], O_CLOEXEC) == -1) {
+			diag_warn_errno("spawn: a descriptor slot cannot be reset (servers get a "
+					"copy of mcpmux's descriptor table from now on)");
+			fd_slots_release();
+		}
+	}
+}
+
 /* The child could not exec: tell mcpmux why, and exit. */
 __attribute__((no_sanitize_address, noreturn)) static void
 child_fail(struct spawn_args *a, int err, int code)
@@ -354,6 +475,10 @@ child_main(void *arg)
 	sigset_t empty;
 	int err;
 
+	/* A table of its own, before anything opens or closes a descriptor: fd_slots_init(). */
+	if (a->fd_top > 0 && close_range((unsigned int)a->fd_top, ~0U, CLOSE_RANGE_UNSHARE) == -1) {
+		child_fail(a, errno, 126);
+	}
 	/* Dispositions back to default: SIG_IGN (mcpmux ignores SIGPIPE) survives exec. */
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_DFL;
@@ -395,7 +520,7 @@ child_main(void *arg)
 	child_fail(a, err, err == ENOENT ? 127 : 126);
 }
 
-static bool no_clone3; /* clone3() with CLONE_INTO_CGROUP failed once: not again */
+static bool no_clone3; /* clone3() was refused once: not again */
 
 #if defined(__x86_64__)
 /*
@@ -432,46 +557,55 @@ clone3_vm(struct spawn_clone_args *args __attribute__((unused)),
 #endif
 
 /*
- * Start the child in its cgroup leaf from birth: clone3() with CLONE_INTO_CGROUP.
- * Moving a running process into a cgroup (writing cgroup.procs) waits for an RCU grace
- * period, milliseconds per spawn; a process born there costs nothing more.  On x86-64 the
- * child shares mcpmux's memory until it execs (CLONE_VM | CLONE_VFORK, on the spawn
- * stack, through clone3_vm()), as with clone() below; elsewhere its memory is a copy (a
- * C function cannot return on a stack of its own after a raw clone3), and its exec errno
- * comes back through a pipe.  The pid, -1 (errno) when the spawn failed, or -2 when this
- * way is not available (then the caller spawns as before, and the child joins its leaf
- * itself).
+ * Start the child with clone3(): in its cgroup leaf from birth (CLONE_INTO_CGROUP) when
+ * leaf is not NULL, sharing mcpmux's descriptor table until its first act (CLONE_FILES,
+ * fd_slots_init()) when a->fd_top is not 0.  Moving a running process into a cgroup
+ * (writing cgroup.procs) waits for an RCU grace period, milliseconds per spawn; a process
+ * born there costs nothing more.  On x86-64 the child shares mcpmux's memory until it
+ * execs (CLONE_VM | CLONE_VFORK, on the spawn stack, through clone3_vm()), as with clone()
+ * below; elsewhere its memory is a copy (a C function cannot return on a stack of its own
+ * after a raw clone3), its descriptor table too, and its exec errno comes back through a
+ * pipe.  The pid, -1 (errno) when the spawn failed, or -2 when this way is not available
+ * (then the caller spawns with clone(), which valgrind runs only without CLONE_FILES, and
+ * the child joins its leaf itself).
  */
 static pid_t
-spawn_in_cgroup(struct spawn_args *a, const char *leaf, char *stack)
+spawn_clone3(struct spawn_args *a, const char *leaf, char *stack)
 {
 	struct spawn_clone_args ca;
-	int ep[2] = { -1, -1 }, cg_fd, err = 0;
+	int ep[2] = { -1, -1 }, cg_fd = -1, err = 0;
 	pid_t pid;
 
 	if (no_clone3) {
 		return -2; /* found missing before: the old way, every time */
 	}
-	cg_fd = open(leaf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (cg_fd == -1) {
+	if (leaf != NULL && (cg_fd = open(leaf, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
 		return -2;
 	}
+	if (!SPAWN_CLONE_VM) {
+		a->fd_top = 0; /* the status pipe is above it: the child copies the table */
+	}
 	if (!SPAWN_CLONE_VM && pipe2(ep, O_CLOEXEC) == -1) {
-		(void)close(cg_fd);
+		sys_close(&cg_fd);
 		return -2;
 	}
 	memset(&ca, 0, sizeof(ca));
-	ca.flags = CLONE_VFORK | SPAWN_CLONE_INTO_CGROUP;
+	ca.flags = CLONE_VFORK;
 	ca.exit_signal = SIGCHLD;
-	ca.cgroup = (uint64_t)cg_fd;
+	if (cg_fd >= 0) {
+		ca.flags |= SPAWN_CLONE_INTO_CGROUP;
+		ca.cgroup = (uint64_t)cg_fd;
+	}
 	a->err_pipe = ep[1];
 	const char *procs = a->cg_procs;
 
-	a->cg_procs = NULL; /* born in it */
+	if (cg_fd >= 0) {
+		a->cg_procs = NULL; /* born in it */
+	}
 #if SPAWN_CLONE_VM
 	char *base = (char *)stack_map + stack_page; /* above the guard page */
 
-	ca.flags |= CLONE_VM;
+	ca.flags |= CLONE_VM | (a->fd_top > 0 ? CLONE_FILES : 0);
 	ca.unused2[0] = (uint64_t)(uintptr_t)base;	     /* stack */
 	ca.unused2[1] = (uint64_t)(stack - base);	     /* stack_size */
 	long rc = clone3_vm(&ca, sizeof(ca), child_main, a); /* child_main never returns */
@@ -489,7 +623,7 @@ spawn_in_cgroup(struct spawn_args *a, const char *leaf, char *stack)
 	if (ep[1] >= 0) {
 		(void)close(ep[1]);
 	}
-	(void)close(cg_fd);
+	sys_close(&cg_fd);
 	a->err_pipe = -1;
 	if (pid == -1) {
 		a->cg_procs = procs;
@@ -499,8 +633,9 @@ spawn_in_cgroup(struct spawn_args *a, const char *leaf, char *stack)
 		if (err == ENOSYS || err == E2BIG || err == EINVAL || err == EPERM ||
 		    err == EOPNOTSUPP) {
 			no_clone3 = true; /* an old kernel, a seccomp filter: the old way */
-			diag_info("cgroup: clone3() into a cgroup is refused here (%s): servers "
-				  "join their leaf after the spawn",
+			diag_info("spawn: clone3() is refused here (%s): servers are started "
+				  "with clone(), with a copy of mcpmux's descriptor table, and "
+				  "join their cgroup leaf themselves",
 				  strerror(err));
 			return -2;
 		}
@@ -697,19 +832,27 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 		b->cgroup[0] = '\0';
 	}
 	args.err_pipe = -1;
+	/* The table is shared through clone3() only: see spawn_clone3(). */
+	bool slots = SPAWN_CLONE_VM && !no_clone3 && fd_slots_fill(&args);
+
+	args.fd_top = slots ? fd_top : 0;
 	/* Block every signal across the spawn: no handler may run in the child. */
 	sigfillset(&all);
 	(void)sigprocmask(SIG_SETMASK, &all, &old);
 	pid_t pid = -2;
 
-	if (args.cg_procs != NULL) {
-		pid = spawn_in_cgroup(&args, b->cgroup, stack);
+	if (args.cg_procs != NULL || slots) {
+		pid = spawn_clone3(&args, args.cg_procs != NULL ? b->cgroup : NULL, stack);
 	}
 	if (pid == -2) {
+		args.fd_top = 0;
 		pid = clone(child_main, stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
 	}
 	err = errno;
 	(void)sigprocmask(SIG_SETMASK, &old, NULL);
+	if (slots) {
+		fd_slots_clear();
+	}
 	free(envp);
 	if (pid == -1) {
 		errno = err;

@@ -22,6 +22,10 @@
  *                         (vfork() is not interposed: its child would return through
  *                         the shim's stack frame)
  *   FAULT_PIPE2_FAIL=N,.. the Nth call of pipe2() fails with EMFILE
+ *   FAULT_NO_CLOSE_RANGE=1 close_range() fails with ENOSYS, as before Linux 5.9: mcpmux
+ *                         then starts its servers with clone(), which the shim sees,
+ *                         where it would start them with an inline clone3() that it
+ *                         cannot see
  *   FAULT_ACCEPT4_FAIL=N,.. the Nth call of accept4() fails with EMFILE
  *   FAULT_PROC_ERRNO=E    opening /proc/PID/task or a file under it fails with errno E (a
  *   FAULT_PROC_MS=T       number), for T milliseconds from the first such open (as with a
@@ -87,6 +91,7 @@ static struct {
 	size_t short_min;
 	unsigned long short_first;
 	struct nth fork, pipe2, accept4;
+	bool no_close_range; /* FAULT_NO_CLOSE_RANGE */
 	int log_fd;
 	unsigned long reads, writes, n_eintr, n_short_reads, n_short_writes, n_failed;
 } F = { .log_fd = -1, .short_min = 16 };
@@ -112,6 +117,7 @@ static long proc_ms;		  /* FAULT_PROC_MS */
 static struct timespec proc_from; /* the window's start, 0: not yet */
 static long leaf_busy_ms;	  /* FAULT_LEAF_BUSY_MS */
 static int (*real_rmdir)(const char *);
+static int (*real_close_range)(unsigned int, unsigned int, int);
 #define MAX_LEAVES 64
 static struct {
 	char path[256];
@@ -190,6 +196,7 @@ resolve(void)
 	*(void **)&real_syscall = next_symbol("syscall");
 	*(void **)&real_open = next_symbol("open");
 	*(void **)&real_rmdir = next_symbol("rmdir");
+	*(void **)&real_close_range = next_symbol("close_range");
 	*(void **)&real_read = next_symbol("read");
 }
 
@@ -209,6 +216,7 @@ faultshim_init(void)
 	env_nth("FAULT_FORK_FAIL", &F.fork);
 	env_nth("FAULT_PIPE2_FAIL", &F.pipe2);
 	env_nth("FAULT_ACCEPT4_FAIL", &F.accept4);
+	F.no_close_range = env_num("FAULT_NO_CLOSE_RANGE", 0) != 0;
 	proc_errno = (int)env_num("FAULT_PROC_ERRNO", 0);
 	proc_ms = (long)env_num("FAULT_PROC_MS", 0);
 	leaf_busy_ms = (long)env_num("FAULT_LEAF_BUSY_MS", 0);
@@ -411,6 +419,17 @@ fork(void)
 		return -1;
 	}
 	return real_fork();
+}
+
+int
+close_range(unsigned int first, unsigned int last, int flags)
+{
+	resolve();
+	if (F.ready && getpid() == F.owner && F.no_close_range) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return real_close_range(first, last, flags);
 }
 
 /* glibc's wrapper: the optional arguments are read only when the flags use them. */

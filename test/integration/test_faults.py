@@ -235,11 +235,13 @@ class SpawnFails(Faults):
     KEEPER_FORKS, KEEPER_PIPES = 1, 2
 
     def shim_env(self, **faults):
-        # Without a cgroup leaf: a server born in one is cloned by an inline system call
-        # (clone3 with CLONE_VM), which no preloaded library sees.  Its failure takes the
-        # same path as clone()'s.
+        # Without a cgroup leaf, and without close_range() (so without sharing mcpmux's
+        # descriptor table with the child): otherwise a server is cloned by an inline
+        # system call (clone3 with CLONE_VM), which no preloaded library sees.  Its
+        # failure takes the same path as clone()'s.
         env = super().shim_env(**faults)
         env["MCPMUX_CGROUP"] = "off"
+        env["FAULT_NO_CLOSE_RANGE"] = "1"
         return env
 
     def test_wrap_cannot_start(self):

@@ -312,15 +312,74 @@ class SharedDescriptions(Case):
         self.assertEqual(direct, [0, 0, 0])
         self.assertEqual(through, direct)
 
+    def inherited(self):
+        """Two pipes' read ends for a child to inherit: one at a low number, one at 300."""
+        r1, w1 = os.pipe()
+        r2, w2 = os.pipe()
+        high = os.dup2(r2, 300, inheritable=False)
+        for fd in (r2, w1, w2):
+            os.close(fd)
+        self.addCleanup(os.close, r1)
+        self.addCleanup(os.close, high)
+        return (r1, high)
+
+    def fds_of(self, argv, pass_fds, sessions=None):
+        """The descriptors the fixture was started with: one list, or one a session.
+        Through mcpmux, every server must also end at its stdin's EOF: nothing of
+        mcpmux keeps a server's stdin open after the spawn."""
+        if argv[0] == MCPMUX and sessions is None:
+            argv = [MCPMUX, "-v"] + argv[1:]
+        p = self.start(argv, pass_fds=pass_fds)
+        if sessions is None:
+            p.send(initialize(0))
+            self.assertEqual(p.msg()["id"], 0)
+            fds = [env_of(p, 1)["fds"]]
+        else:
+            for s in sessions:
+                p.send({"session": s, "message": initialize(0)})
+            fds = []
+            for s in sessions:
+                p.send({"session": s, "message": call(1, "env")})
+            while len(fds) < len(sessions):
+                m = p.msg()
+                if m.get("message", {}).get("id") == 1:
+                    fds.append(m["message"]["result"]["structuredContent"]["fds"])
+        p.close_stdin()
+        rest = p.read_to_eof()
+        self.assertEqual(p.wait(10), 0)
+        if argv[0] == MCPMUX and sessions is None:
+            self.assertIn("ended (eof,", p.stderr())
+        elif argv[0] == MCPMUX:
+            ended = [json.loads(l) for l in rest.splitlines() if b'"ended"' in l]
+            self.assertEqual(sorted(e["session"] for e in ended), sorted(sessions))
+            self.assertEqual({e["escalation"] for e in ended}, {"eof"}, ended)
+        return fds
+
+    def test_descriptors(self):
+        """The server starts with fds 0-2 and what mcpmux inherited, low or high, as in a
+        direct run: none of mcpmux's own, none of another session's pipes."""
+        fds = self.inherited()
+        direct = self.fds_of([FIXTURE], fds)
+        self.assertEqual(direct, ["0,1,2,%d,300" % fds[0]])
+        self.assertEqual(self.fds_of([MCPMUX, "--", FIXTURE], fds), direct)
+        log = os.path.join(self.tmp.name, "t.jsonl")
+        self.assertEqual(self.fds_of([MCPMUX, "--log", log, "--", FIXTURE], fds), direct)
+        self.assertEqual(self.fds_of([MCPMUX, "serve", "--", FIXTURE], fds, ["a", "b", "c"]),
+                         direct * 3)
+        self.assertEqual(self.fds_of([MCPMUX, "serve", "--log", log, "--", FIXTURE], fds,
+                                     ["a", "b"]), direct * 2)
+
+    def test_descriptors_without_cgroup(self):
+        """The same through the spawn without a cgroup leaf (clone(), not clone3())."""
+        fds = self.inherited()
+        direct = self.fds_of([FIXTURE], fds)
+        self.env = dict(self.env, MCPMUX_CGROUP="off")
+        self.assertEqual(self.fds_of([MCPMUX, "serve", "--", FIXTURE], fds, ["a", "b"]),
+                         direct * 2)
+
     def test_terminal(self):
         master, slave = pty.openpty()
         tty.setraw(slave)
-        try:
-            p = self.start(WRAPPER + [MCPMUX, "--", FIXTURE] if False else [MCPMUX, "--", FIXTURE],
-                           stdin=False, stdout=False, stderr=slave,
-                           pass_fds=(), preexec_fn=None) if False else None
-        finally:
-            pass
         import subprocess
         proc = subprocess.Popen(WRAPPER + [MCPMUX, "--", FIXTURE], stdin=slave, stdout=slave,
                                 stderr=slave, env=self.env, start_new_session=True)
