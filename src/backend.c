@@ -42,6 +42,13 @@
 #define LEAF_SETTLE_S 0.5		  /* ...for this long after the reap */
 #define PROC_ROOT     "/proc"
 
+/* clone3() with CLONE_VM, through clone3_vm(): on x86-64. */
+#if defined(__x86_64__)
+#define SPAWN_CLONE_VM 1
+#else
+#define SPAWN_CLONE_VM 0
+#endif
+
 /* Module state: process-wide by nature (SIGCHLD, /proc). */
 static struct ev_loop *mod_loop;
 static ev_child child_w;	    /* pid 0: every child that libev reaps */
@@ -156,7 +163,9 @@ backend_module_init(struct ev_loop *loop)
 	sys_turn_mono = sys_mono();
 	proctree_init(&snapshot);
 	proctree_spare(true);
-	fd_slots_init();
+	if (SPAWN_CLONE_VM) {
+		fd_slots_init(); /* the table is shared through clone3_vm() only */
+	}
 
 	unsigned long long start = 0;
 
@@ -372,11 +381,14 @@ fd_slots_init(void)
 {
 	DIR *d = NULL;
 	long top = -1;
+	const char *why;
 
 	fd_top = 0;
+	why = "close_range()"; /* before Linux 5.9, or refused */
 	if (close_range(~0U, ~0U, CLOSE_RANGE_UNSHARE) == -1) {
-		return; /* before Linux 5.9, or refused: the child copies the table */
+		goto fail;
 	}
+	why = "/dev/null";
 	fd_null = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	for (size_t i = 0; i < 3 && fd_null >= 0; i++) {
 		fd_slot[i] = fcntl(fd_null, F_DUPFD_CLOEXEC, 3);
@@ -384,6 +396,7 @@ fd_slots_init(void)
 			goto fail;
 		}
 	}
+	why = "/proc/self/fd";
 	d = fd_null >= 0 ? opendir("/proc/self/fd") : NULL;
 	if (d == NULL) {
 		goto fail;
@@ -398,12 +411,17 @@ fd_slots_init(void)
 	}
 	(void)closedir(d);
 	if (top < fd_slot[2] || top >= INT_MAX) {
+		errno = ERANGE;
 		goto fail;
 	}
 	fd_top = (int)top + 1;
+	diag_info("spawn: servers share mcpmux's descriptor table until they unshare it, "
+		  "keeping descriptors 0-%d",
+		  fd_top - 1);
 	return;
 fail:
-	diag_info("spawn: servers get a copy of mcpmux's descriptor table (%s)", strerror(errno));
+	diag_info("spawn: servers get a copy of mcpmux's descriptor table (%s: %s)", why,
+		  strerror(errno));
 	fd_slots_release();
 }
 
@@ -522,7 +540,7 @@ child_main(void *arg)
 
 static bool no_clone3; /* clone3() was refused once: not again */
 
-#if defined(__x86_64__)
+#if SPAWN_CLONE_VM
 /*
  * clone3(args, size) with CLONE_VM: the child starts on the stack args names, where no
  * C function of ours has a frame to return to, so it calls fn(arg) from here and exits
@@ -551,9 +569,6 @@ clone3_vm(struct spawn_clone_args *args __attribute__((unused)),
 			 "1:\n\t"
 			 "ret");
 }
-#define SPAWN_CLONE_VM 1
-#else
-#define SPAWN_CLONE_VM 0
 #endif
 
 /*
@@ -581,9 +596,6 @@ spawn_clone3(struct spawn_args *a, const char *leaf, char *stack)
 	}
 	if (leaf != NULL && (cg_fd = open(leaf, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
 		return -2;
-	}
-	if (!SPAWN_CLONE_VM) {
-		a->fd_top = 0; /* the status pipe is above it: the child copies the table */
 	}
 	if (!SPAWN_CLONE_VM && pipe2(ep, O_CLOEXEC) == -1) {
 		sys_close(&cg_fd);

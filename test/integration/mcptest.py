@@ -144,6 +144,17 @@ def fd_count(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
+def fd_links(pid):
+    """{fd: what it names} of process pid ("pipe:[N]" for a pipe)."""
+    out = {}
+    for f in os.listdir("/proc/%d/fd" % pid):
+        try:
+            out[int(f)] = os.readlink("/proc/%d/fd/%s" % (pid, f))
+        except OSError:
+            pass  # closed meanwhile
+    return out
+
+
 def rss_anon_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -354,6 +365,16 @@ class Case(unittest.TestCase):
     def serve(self, *fixture_args, opts=(), command=None):
         cmd = command if command is not None else [FIXTURE] + list(fixture_args)
         return self.start([MCPMUX, "serve"] + list(opts) + ["--"] + cmd)
+
+    def assert_pipes_held_once(self, mux, servers):
+        """Each pipe on a server's fds 0-2 is held by mcpmux exactly once (its own end):
+        nothing else of mcpmux keeps a server's pipe open."""
+        held = list(fd_links(mux).values())
+        for pid in servers:
+            for fd, what in fd_links(pid).items():
+                if fd <= 2 and what.startswith("pipe:"):
+                    self.assertEqual(held.count(what), 1, "server %d's fd %d (%s) in mcpmux: %r"
+                                     % (pid, fd, what, held))
 
     def assert_no_leftovers(self, seconds=2, what="processes of the test"):
         """Every process started by this test, except mcpmux, its keeper and the harness, is

@@ -173,6 +173,7 @@ class WithoutClone3(Sigkill):
             # spawned by clone(), with a copy of mcpmux's descriptor table: still only
             # its own pipes and what mcpmux inherited (0-2 here)
             self.assertEqual(env["fds"], "0,1,2")
+            self.assert_pipes_held_once(p.pid, [pid])
             if "cgroup: none usable here" in p.stderr():
                 self.skipTest("no cgroup can be made here: " + p.stderr())
             leaves.append(self.cgroup_of(pid))

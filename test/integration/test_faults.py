@@ -15,6 +15,9 @@ What each test would catch if mcpmux's handling were removed:
   tears down a server whose client has vanished;
 - SpawnFails: a failed spawn that is not answered leaves a request unanswered; one that
   leaks its pipes changes mcpmux's fd count; wrap must exit 1 with the reason;
+- Clone3Fails: the same for clone3() (which the shim cannot see: a seccomp filter fails
+  it), and a failed spawn that leaves a copy of its pipes in a slot changes what mcpmux's
+  descriptors name;
 - StdoutClosed: a server that closes stdout but keeps running would otherwise leave the
   requests in flight unanswered forever;
 - LastWords: a run whose last events come together must still report its end and status;
@@ -32,7 +35,7 @@ import time
 import unittest
 
 from mcptest import (FIXTURE, MCPMUX, SANITIZED, WRAPPER, Case, alive, call, deadline, fd_count,
-                     initialize, main, note, req, wait_until)
+                     fd_links, initialize, main, note, req, wait_until)
 
 SHIM = os.environ.get("MCPMUX_FAULTSHIM") or os.path.join(
     os.path.dirname(os.path.abspath(MCPMUX)), "test", "fault", "faultshim.so")
@@ -356,6 +359,38 @@ class SpawnFails(Faults):
         self.assertIn("out of file descriptors", p.stderr())
         self.assertEqual(self.counters(p.pid)["failed"], 1)
         self.assert_clean_stderr(p)
+        self.assert_no_leftovers()
+
+
+class Clone3Fails(Case):
+    """EAGAIN from clone3(), the spawn mcpmux uses for every server here (into a cgroup
+    leaf, sharing its descriptor table until the child unshares it): the session gets
+    -32000, and nothing of the failed spawn is kept (its pipes, the slots' copies)."""
+
+    def setUp(self):
+        super().setUp()
+        if WRAPPER:
+            self.skipTest("valgrind has no clone3()")
+        self.prefix = [os.environ["MCPMUX_NOCLONE3"], "--errno", str(errno.EAGAIN)]
+
+    def test_serve_spawn_fails(self):
+        p = self.start([MCPMUX, "serve", "-v", "--", FIXTURE])
+        p.send({"message": req(0, "mcpmux/stats")})
+        self.assertIn("result", p.msg()["message"])
+        before = sorted(fd_links(p.pid).values())
+        for s in ("a", "b", "a"):
+            p.send({"session": s, "message": req(1, "ping")})
+            e = p.msg()
+            self.assertEqual(e["session"], s)
+            self.assert_error(e["message"], 1, -32000)
+            self.assertIn("Resource temporarily unavailable", e["message"]["error"]["message"])
+            self.assertEqual(sorted(fd_links(p.pid).values()), before)
+        p.send({"message": req(2, "mcpmux/stats")})  # serve itself is fine
+        self.assertIn("result", p.msg()["message"])
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertIn("spawn: servers share mcpmux's descriptor table", p.stderr())
+        self.assertNotIn("refused", p.stderr())  # EAGAIN is a failure, not a refusal
         self.assert_no_leftovers()
 
 
