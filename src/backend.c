@@ -845,7 +845,7 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	}
 	args.err_pipe = -1;
 	/* The table is shared through clone3() only: see spawn_clone3(). */
-	bool slots = SPAWN_CLONE_VM && !no_clone3 && fd_slots_fill(&args);
+	bool slots = !no_clone3 && fd_slots_fill(&args); /* fd_top is 0 but on x86-64 */
 
 	args.fd_top = slots ? fd_top : 0;
 	/* Block every signal across the spawn: no handler may run in the child. */
