@@ -356,8 +356,8 @@ spawn_stack(char *const *argv)
  * holds the descriptors below fd_top alone.  Those are the ones mcpmux inherited (they go
  * on to the server, as in a direct run), the few it opened before its first server, and
  * three slots, where mcpmux puts the server's pipe ends for the spawn and /dev/null
- * back after it.  fd_top is 0 where this cannot be done (no /proc, no close_range()):
- * the child then gets a copy of the whole table, as before.
+ * back after it.  fd_top is 0 where this cannot be done (not x86-64, no close_range(),
+ * no /proc): the child then gets a copy of the whole table, as before.
  */
 static int fd_slot[3] = { -1, -1, -1 };
 static int fd_null = -1; /* what a slot holds between two spawns */
