@@ -247,6 +247,20 @@ class SpawnFails(Faults):
         env["FAULT_NO_CLOSE_RANGE"] = "1"
         return env
 
+    def test_without_close_range_the_table_is_copied(self):
+        """Without close_range() (Linux before 5.9) a server gets a copy of mcpmux's
+        descriptor table, -v says so and why, and the server runs as usual."""
+        p = self.mcpmux(["-v", "--", FIXTURE], env=self.shim_env())
+        p.send(initialize(0))
+        self.assertEqual(p.msg()["id"], 0)
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        err = p.stderr()
+        self.assertIn("spawn: servers get a copy of mcpmux's descriptor table "
+                      "(close_range(): Function not implemented)", err)
+        self.assertNotIn("servers share", err)
+        self.assert_no_leftovers()
+
     def test_wrap_cannot_start(self):
         for faults, reason in ((dict(pipe2_fail=self.KEEPER_PIPES + 2), "Too many open files"),
                                (dict(fork_fail=self.KEEPER_FORKS + 1),
