@@ -107,15 +107,47 @@ def pids_with_env(entry):
     return found
 
 
-def wait_until(pred, seconds, what):
+def wait_until(pred, seconds, what, explain=None):
+    """pred()'s first true value within the deadline; explain(): more words on a timeout."""
     end = deadline(seconds)
     while True:
         v = pred()
         if v:
             return v
         if time.monotonic() > end:
-            raise AssertionError("timed out after %.1f s waiting for %s" % (seconds * SLOW, what))
+            raise AssertionError("timed out after %.1f s waiting for %s%s" % (
+                seconds * SLOW, what, "\n" + explain() if explain else ""))
         time.sleep(0.005)
+
+
+def proc_state(pid):
+    """What process pid and its threads are doing (state, wait channel, system call,
+    kernel stack where readable), and its children: for a message on a timeout."""
+    def read(path):
+        try:
+            with open(path) as f:
+                return f.read().strip()
+        except OSError as e:
+            return "(%s)" % e.strerror
+    lines = []
+    try:
+        tids = sorted(int(t) for t in os.listdir("/proc/%d/task" % pid))
+    except OSError:
+        return "process %d: gone" % pid
+    for tid in tids:
+        t = "/proc/%d/task/%d/" % (pid, tid)
+        stat = read(t + "stat")
+        state = stat.rsplit(")", 1)[1].split()[0] if ")" in stat else stat
+        lines.append("%d/%d %s state %s wchan %s syscall %s" % (
+            pid, tid, read(t + "comm"), state, read(t + "wchan"), read(t + "syscall")))
+        stack = read(t + "stack")
+        if stack and not stack.startswith("("):
+            lines.extend("    " + l for l in stack.splitlines()[:12])
+        kids = read(t + "children").split()
+        if kids and not kids[0].startswith("("):
+            lines.append("    children: " + " ".join("%s (%s)" % (k, comm(int(k)))
+                                                    for k in kids))
+    return "\n".join(lines)
 
 
 def comm(pid):

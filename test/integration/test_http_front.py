@@ -14,7 +14,8 @@ import sys
 import threading
 import time
 
-from mcptest import (Case, FIXTURE, MCPMUX, SLOW, alive, deadline, main, wait_until)
+from mcptest import (Case, FIXTURE, MCPMUX, SLOW, alive, deadline, main, proc_state,
+                     wait_until)
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
 ACCEPT_BOTH = "application/json, text/event-stream"
@@ -125,7 +126,8 @@ class HttpCase(Case):
         o = ["--http", addr] + (FAST if fast else []) + list(opts)
         p = self.serve(*fixture_args, opts=o, command=command)
         m = wait_until(lambda: re.search(r"on port (\d+)", p.stderr()) or
-                       (p.p.poll() is not None and "exited"), 10, "mcpmux to listen")
+                       (p.p.poll() is not None and "exited"), 10, "mcpmux to listen",
+                       lambda: "stderr:\n%s\n%s" % (p.stderr()[-2000:], proc_state(p.pid)))
         if m == "exited":
             raise AssertionError("mcpmux exited: %s" % p.stderr())
         self.port = int(m.group(1))
