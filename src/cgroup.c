@@ -113,13 +113,25 @@ cgroup_instance_make(char *out, size_t len, pid_t pid)
 	if (access(probe, W_OK) == -1) {
 		return -1;
 	}
-	n = snprintf(out, len, "%s/mcpmux.%d", dir, (int)pid);
-	if (n < 0 || (size_t)n >= len || (size_t)n + 32 >= CGROUP_PATH_MAX) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	if (mkdir(out, 0755) == -1 && errno != EEXIST) {
-		return -1;
+	/*
+	 * A cgroup of this name that is there already is another instance's, never ours to
+	 * share: one of another pid namespace with the same pid, or a killed one of ours whose
+	 * keeper still ends its trees (and kills all of its cgroup when done).  Taken, the
+	 * name gets a suffix: "mcpmux.PID.K".
+	 */
+	for (unsigned k = 1;; k++) {
+		n = k == 1 ? snprintf(out, len, "%s/mcpmux.%d", dir, (int)pid)
+			   : snprintf(out, len, "%s/mcpmux.%d.%u", dir, (int)pid, k);
+		if (n < 0 || (size_t)n >= len || (size_t)n + 32 >= CGROUP_PATH_MAX) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		if (mkdir(out, 0755) == 0) {
+			break;
+		}
+		if (errno != EEXIST || k == 64) {
+			return -1;
+		}
 	}
 	(void)snprintf(probe, sizeof(probe), "%s/cgroup.kill", out);
 	if (access(probe, W_OK) == -1) {
@@ -141,18 +153,20 @@ cgroup_leaf_make(const char *inst, unsigned long long n, char *out, size_t len)
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	if (mkdir(out, 0755) == 0 || errno == EEXIST) {
+	/* A leaf that is there already is not this server's: never joined (EEXIST). */
+	if (mkdir(out, 0755) == 0) {
 		return 0;
 	}
 	/*
 	 * The instance cgroup is gone: removed while empty by another mcpmux that took it for
 	 * a gone instance's (cgroup_sweep_stale(), across pid namespaces).  Made again: it held
-	 * no process, so nothing escaped meanwhile, and the keeper knows it by its path.
+	 * no process, so nothing escaped meanwhile, and the keeper knows it by its path.  Made
+	 * again by another instance meanwhile (EEXIST), it is that one's now.
 	 */
-	if (errno != ENOENT || (mkdir(inst, 0755) == -1 && errno != EEXIST)) {
+	if (errno != ENOENT || mkdir(inst, 0755) == -1) {
 		return -1;
 	}
-	return mkdir(out, 0755) == -1 && errno != EEXIST ? -1 : 0;
+	return mkdir(out, 0755) == -1 ? -1 : 0;
 }
 
 int
@@ -182,32 +196,52 @@ cgroup_populated(const char *dir)
 	return p[10] == '1';
 }
 
-int
-cgroup_remove(const char *dir)
-{
-	DIR *d;
-	struct dirent *de;
-	char sub[CGROUP_PATH_MAX + 256];
+/* Nested mcpmux instances (a server that is an mcpmux) nest their cgroups this deep. */
+#define REMOVE_DEPTH_MAX 32
 
+/* Remove the empty cgroup name in the directory at at, and the empty ones below it. */
+static int
+remove_at(int at, const char *name, int depth)
+{
 	/*
 	 * The kernel removes only a cgroup that holds no process and no cgroup (EBUSY
 	 * otherwise): a leaf, the common case, goes in one call.
 	 */
-	if (rmdir(dir) == 0 || errno == ENOENT) {
+	if (unlinkat(at, name, AT_REMOVEDIR) == 0 || errno == ENOENT) {
 		return 0;
 	}
-	if (errno != EBUSY || (d = opendir(dir)) == NULL) {
-		return errno == ENOENT ? 0 : -1;
+	if (errno != EBUSY || depth >= REMOVE_DEPTH_MAX) {
+		return -1;
 	}
-	/* Leaves first: a cgroup with children cannot be removed. */
+	int fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+
+	if (d == NULL) {
+		int err = errno;
+
+		if (fd >= 0) {
+			(void)close(fd);
+		}
+		return err == ENOENT ? 0 : (errno = err, -1);
+	}
+	/*
+	 * Children first, depth first: a cgroup with children cannot be removed (a nested
+	 * mcpmux's instance and leaves under one of ours).
+	 */
 	while ((de = readdir(d)) != NULL) {
 		if (de->d_type == DT_DIR && de->d_name[0] != '.') {
-			(void)snprintf(sub, sizeof(sub), "%s/%s", dir, de->d_name);
-			(void)rmdir(sub);
+			(void)remove_at(dirfd(d), de->d_name, depth + 1);
 		}
 	}
 	closedir(d);
-	return rmdir(dir) == -1 && errno != ENOENT ? -1 : 0;
+	return unlinkat(at, name, AT_REMOVEDIR) == -1 && errno != ENOENT ? -1 : 0;
+}
+
+int
+cgroup_remove(const char *dir)
+{
+	return remove_at(AT_FDCWD, dir, 0);
 }
 
 size_t
@@ -238,7 +272,14 @@ cgroup_sweep_stale(const char *inst)
 		errno = 0;
 		long pid = strtol(n + 7, &end, 10);
 
-		/* Its owner is no process here (ESRCH; EPERM: another user's, alive). */
+		/* "mcpmux.PID" or "mcpmux.PID.K"; its owner is no process here (ESRCH; EPERM:
+		 * another user's, alive). */
+		if (*end == '.' && end[1] >= '1' && end[1] <= '9' && errno == 0) {
+			char *k_end;
+
+			(void)strtoul(end + 1, &k_end, 10);
+			end = *k_end == '\0' && errno == 0 ? k_end : end;
+		}
 		if (*end != '\0' || errno != 0 || pid <= 0 || pid > INT32_MAX ||
 		    kill((pid_t)pid, 0) == 0 || errno != ESRCH) {
 			continue;

@@ -24,14 +24,17 @@
 #define CGROUP_PATH_MAX 512
 
 /*
- * Make the instance cgroup for process pid under the caller's own v2 cgroup, into out.
- * 0, or -1 (errno) when there is no usable cgroup v2 here: no cgroup2 mount, not
- * writable, no cgroup.kill (kernels before 5.14).
+ * Make the instance cgroup for process pid under the caller's own v2 cgroup, into out:
+ * "mcpmux.PID", or "mcpmux.PID.K" when that name is taken (by an instance of another pid
+ * namespace, or by a killed one whose keeper still works in it): a cgroup that is there
+ * already is never shared.  0, or -1 (errno) when there is no usable cgroup v2 here: no
+ * cgroup2 mount, not writable, no cgroup.kill (kernels before 5.14).
  */
 int cgroup_instance_make(char *out, size_t len, pid_t pid);
 /*
- * A leaf for a server under the instance cgroup: out = inst/s.N (the instance cgroup is
- * made again if an empty one was removed meanwhile).  0 or -1 (errno).
+ * A leaf for a server under the instance cgroup: out = inst/s.N, new (the instance
+ * cgroup is made again if an empty one was removed meanwhile).  0 or -1 (errno; EEXIST:
+ * the name is another's).
  */
 int cgroup_leaf_make(const char *inst, unsigned long long n, char *out, size_t len);
 /* Kill every process in dir and below (cgroup.kill).  0 or -1 (errno). */
@@ -39,12 +42,13 @@ int cgroup_kill(const char *dir);
 /* 1 when dir (or a cgroup below it) holds a process, 0 when not, -1 (errno) unknown. */
 int cgroup_populated(const char *dir);
 /*
- * Remove an empty leaf (or instance and its empty leaves).  0, or -1 (errno; EBUSY: a
- * process is still in it, or in a cgroup below it that is not empty).
+ * Remove an empty leaf (or instance and its empty leaves), and the empty cgroups below
+ * it, depth first (a nested mcpmux's).  0, or -1 (errno; EBUSY: a process is still in
+ * it, or in a cgroup below it that is not empty).
  */
 int cgroup_remove(const char *dir);
 /*
- * Remove what instances that are gone left next to inst: the empty "mcpmux.N" cgroups
+ * Remove what instances that are gone left next to inst: the empty "mcpmux.N[.K]" cgroups
  * (and their empty leaves) beside it whose N is no process here, as after an mcpmux and
  * its keeper were both SIGKILLed.  A cgroup that still holds a process stays (the kernel
  * refuses, and `mcpmux sweep` ends such orphans by their cookie).  How many went.  (An

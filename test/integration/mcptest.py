@@ -120,7 +120,7 @@ def wait_until(pred, seconds, what, explain=None):
         time.sleep(0.005)
 
 
-def proc_state(pid):
+def proc_report(pid):
     """What process pid and its threads are doing (state, wait channel, system call,
     kernel stack where readable), and its children: for a message on a timeout."""
     def read(path):

@@ -211,16 +211,20 @@ class Owner(Case):
         self.assertNotIn("keeper:", p.stderr())
 
 
-def own_cgroup():
-    """This process's cgroup v2 directory, or None."""
-    mnt = None
+def own_cgroup_root():
+    """Where cgroup v2 is mounted, or None."""
     with open("/proc/self/mountinfo") as f:
         for line in f:
             fields, _, rest = line.partition(" - ")
             words = fields.split()
             if rest.startswith("cgroup2 ") and words[3] == "/":
-                mnt = words[4]
-                break
+                return words[4]
+    return None
+
+
+def own_cgroup():
+    """This process's cgroup v2 directory, or None."""
+    mnt = own_cgroup_root()
     with open("/proc/self/cgroup") as f:
         rel = next((l.strip()[3:] for l in f if l.startswith("0::")), None)
     if mnt is None or rel is None:
@@ -293,6 +297,69 @@ class LeftCgroups(Case):
                 sleeper.kill()
                 sleeper.wait()
             for d in reversed(made):
+                rmdir_once_empty(d)
+
+    def test_a_taken_name_is_never_shared(self):
+        """A cgroup named after mcpmux's pid that is there already is another instance's
+        (one of another pid namespace with the same pid, or a killed one whose keeper
+        still works in it): mcpmux makes one of its own, and the other's processes are
+        never touched, even in a leaf named like its own first one."""
+        sleeper = subprocess.Popen(["sleep", "60"], env=self.env)
+        made = []
+        # The shell makes mcpmux.$$ (its pid, mcpmux's after the exec) with a process in
+        # s.1, the name of mcpmux's first leaf.
+        script = ('d="$1/mcpmux.$$"; mkdir "$d" "$d/s.1" && echo "$2" > "$d/s.1/cgroup.procs"'
+                  ' && shift 2 && exec "$@"')
+        try:
+            p = self.start(["sh", "-c", script, "sh", self.parent, str(sleeper.pid), MCPMUX,
+                            "-v"] + GRACES + ["--", FIXTURE])
+            taken = os.path.join(self.parent, "mcpmux.%d" % p.pid)
+            made = [taken, taken + "/s.1"]
+            p.send(call(1, "env"))
+            pid = p.msg()["result"]["structuredContent"]["pid"]
+            if "cgroup: none usable here" in p.stderr():
+                self.skipTest("no cgroup can be made here: " + p.stderr())
+            with open("/proc/%d/cgroup" % pid) as f:
+                leaf = f.read().strip().rsplit("::", 1)[-1]
+            self.assertRegex(leaf, r"/mcpmux\.%d\.2/s\.1$" % p.pid)
+            p.send(note("mcpmux/endRun"))
+            wait_until(lambda: "ended" in p.stderr(), 5, "the run to end")
+            self.assertFalse(alive(pid))
+            self.assertRegex(p.stderr(), r"ended \(eof", "the run ended at its EOF")
+            self.assertTrue(alive(sleeper.pid), "a process of another's cgroup was killed")
+            p.close_stdin()
+            self.assertEqual(p.wait(), 0)
+            self.assertFalse(os.path.exists(os.path.join(self.parent,
+                                                         "mcpmux.%d.2" % p.pid)))
+            self.assertTrue(os.path.isdir(taken + "/s.1"), "another's cgroup was removed")
+        finally:
+            sleeper.kill()
+            sleeper.wait()
+            for d in reversed(made):
+                rmdir_once_empty(d)
+
+    def test_cgroups_nested_in_a_leaf_go_with_it(self):
+        """A server that is an mcpmux itself makes its cgroups inside its leaf; killed, it
+        leaves them behind, empty: the leaf is removed with all of them."""
+        p = self.start([MCPMUX, "-v"] + GRACES + ["--", FIXTURE])
+        p.send(call(1, "env"))
+        pid = p.msg()["result"]["structuredContent"]["pid"]
+        if "cgroup: none usable here" in p.stderr():
+            self.skipTest("no cgroup can be made here: " + p.stderr())
+        with open("/proc/%d/cgroup" % pid) as f:
+            leaf = own_cgroup_root() + f.read().strip().rsplit("::", 1)[-1]
+        nested = [leaf + "/mcpmux.7", leaf + "/mcpmux.7/s.1", leaf + "/mcpmux.7/s.1/mcpmux.9",
+                  leaf + "/mcpmux.7/s.2"]
+        for d in nested:
+            os.mkdir(d)
+        try:
+            p.send(note("mcpmux/endRun"))
+            wait_until(lambda: not os.path.exists(leaf), 5, "the leaf to be removed")
+            self.assertFalse(alive(pid))
+            p.close_stdin()
+            self.assertEqual(p.wait(), 0)
+        finally:
+            for d in reversed(nested):
                 rmdir_once_empty(d)
 
     def test_a_removed_instance_cgroup_is_made_again(self):

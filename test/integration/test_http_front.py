@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 
-from mcptest import (Case, FIXTURE, MCPMUX, SLOW, alive, deadline, main, proc_state,
+from mcptest import (Case, FIXTURE, MCPMUX, SLOW, alive, deadline, main, proc_report,
                      wait_until)
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
@@ -127,7 +127,8 @@ class HttpCase(Case):
         p = self.serve(*fixture_args, opts=o, command=command)
         m = wait_until(lambda: re.search(r"on port (\d+)", p.stderr()) or
                        (p.p.poll() is not None and "exited"), 10, "mcpmux to listen",
-                       lambda: "stderr:\n%s\n%s" % (p.stderr()[-2000:], proc_state(p.pid)))
+                       lambda: "stderr:\n%s\n%s" % (p.stderr()[-2000:],
+                                                     proc_report(p.pid)))
         if m == "exited":
             raise AssertionError("mcpmux exited: %s" % p.stderr())
         self.port = int(m.group(1))
