@@ -249,6 +249,19 @@ push_proc(struct procscan *s)
 	return p;
 }
 
+/* The scanner's pid namespace, from its own entry under root; "" when unreadable. */
+static void
+read_pidns(struct procscan *s, const char *root, pid_t self)
+{
+	char path[64];
+
+	s->pidns[0] = '\0';
+	(void)snprintf(path, sizeof(path), "%s/%d/ns/pid", root, (int)self);
+	ssize_t n = readlink(path, s->pidns, sizeof(s->pidns) - 1);
+
+	s->pidns[n > 0 ? n : 0] = '\0';
+}
+
 /*
  * Read one process into a new entry.  0 (kept, or vanished and dropped), -1 (ENOMEM).
  * An error other than ENOENT/ESRCH on stat or status keeps the entry with read_errno.
@@ -286,6 +299,18 @@ read_proc(struct procscan *s, const char *root, pid_t pid, uid_t uid, bool all)
 			return 0;
 		}
 		p->is_read = true;
+		if (p->session[0] != '\0' && s->pidns[0] != '\0') {
+			char path[64], ns[sizeof(s->pidns)];
+
+			(void)snprintf(path, sizeof(path), "%s/%d/ns/pid", root, (int)pid);
+			ssize_t n = readlink(path, ns, sizeof(ns) - 1);
+
+			/* Unreadable: taken for the scanner's, as before namespaces. */
+			if (n > 0) {
+				ns[n] = '\0';
+				p->other_pidns = strcmp(ns, s->pidns) != 0;
+			}
+		}
 	}
 	s->n++;
 	return 0;
@@ -497,6 +522,14 @@ procscan_owner_state(const struct procscan *s, const char *proc_root, const char
 	return now.start == start && is_live(&now) ? PROCSCAN_LIVE : PROCSCAN_GONE;
 }
 
+const char *
+procscan_unknown_why(const struct procscan_group *g)
+{
+	return g->other_pidns ? "it runs in another pid namespace (a container's?), whose pids its "
+				"owner's is one of"
+			      : strerror(g->owner_errno);
+}
+
 static size_t
 find_group(struct procscan *s, enum procscan_owner state, size_t instance, const char *session,
 	   const char *owner, uid_t uid)
@@ -595,7 +628,14 @@ group_carriers(struct procscan *s, const char *root, pid_t self)
 		if (!is_live(c) || !c->is_read || c->session[0] == '\0' || c->pid == self) {
 			continue;
 		}
-		if (procscan_parse_owner(c->owner, &opid, &start) == 0) {
+		if (c->other_pidns) {
+			/*
+			 * Its owner's pid is of its own pid namespace (a container's): here it
+			 * names another process or none, and the owner cannot be judged.  Left
+			 * alone.
+			 */
+			state = PROCSCAN_UNKNOWN;
+		} else if (procscan_parse_owner(c->owner, &opid, &start) == 0) {
 			state = procscan_owner_state(s, root, c->owner, &err);
 			if (state == PROCSCAN_LIVE) {
 				instance = procscan_find(s, opid);
@@ -616,6 +656,7 @@ group_carriers(struct procscan *s, const char *root, pid_t self)
 		}
 		c->group = g;
 		s->g[g].owner_errno = err;
+		s->g[g].other_pidns = c->other_pidns;
 		s->g[g].n_carriers++;
 	}
 	return 0;
@@ -692,6 +733,7 @@ procscan_read(struct procscan *s, const char *proc_root, uid_t uid, bool all, pi
 	free_procs(s);
 	s->n_groups = 0;
 	read_clock(s, proc_root);
+	read_pidns(s, proc_root, self);
 	d = opendir(proc_root);
 	if (d == NULL) {
 		return -1;

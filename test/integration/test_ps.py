@@ -12,6 +12,7 @@ are not this test's to end.  The container case needs podman (podman_env.py).
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -300,6 +301,34 @@ class Machine(PsCase):
         rc, out, _ = self.mcpmux("sweep", "--session", self.tag + "-*")
         self.assertEqual(rc, 0)
         self.assertIn("no orphans to end", out)
+
+
+class PidNamespaces(PsCase):
+    def test_a_carrier_in_another_pid_namespace_is_left_alone(self):
+        """A session's owner is PID:START in its own pid namespace (a container's): from
+        here that pid is another process or none.  Its carriers are neither owned nor
+        orphans: ps lists them as unknown and sweep leaves them alone."""
+        if shutil.which("unshare") is None or os.geteuid() != 0:
+            self.skipTest("needs unshare(1) and root for a pid namespace")
+        session = self.session("ns")
+        owner = self.dead_owner()  # gone here: without the check, an orphan
+        p = subprocess.Popen(["unshare", "--pid", "--fork", "env", "MCPMUX_SESSION=" + session,
+                              "MCPMUX_OWNER=" + owner, "sleep", "1000"], env=self.env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        self.extra.append(p)
+        pids = wait_until(lambda: self.carriers(session), 5, "the carrier to exec")
+        self.assertEqual(len(pids), 1)
+        with open("/proc/%d/status" % pids[0]) as f:
+            nspid = [l.split()[1:] for l in f if l.startswith("NSpid:")][0]
+        self.assertEqual(nspid[-1], "1", "the carrier runs in a pid namespace of its own")
+        unknown = self.ours(self.ps_json("--session", session)["unknown"])
+        self.assertEqual([(u["pid"], u["owner"]) for u in unknown], [(pids[0], owner)])
+        self.assertIn("another pid namespace", unknown[0]["error"])
+        rc, out, err = self.mcpmux("sweep", "--session", session)
+        self.assertEqual(rc, 1, "an owner that cannot be judged makes sweep say so")
+        self.assertIn("no orphans to end", out)
+        self.assertIn("another pid namespace", err)
+        self.assertTrue(alive(pids[0]), "sweep ended a session it cannot judge")
 
 
 class Ladder(PsCase):
