@@ -339,6 +339,9 @@ on_header_field(http_parser *p, const char *at, size_t len)
 	struct http_req *rq = c->rq;
 	size_t max = c->s->lim.max_head;
 
+	if (c->state == CS_BODY) {
+		return 0; /* a chunked body's trailer: discarded (the head was built already) */
+	}
 	if (target_finish(c) == -1) {
 		return -1;
 	}
@@ -374,6 +377,9 @@ on_header_value(http_parser *p, const char *at, size_t len)
 	struct http_req *rq = c->rq;
 	size_t max = c->s->lim.max_head;
 
+	if (c->state == CS_BODY) {
+		return 0; /* a trailer's */
+	}
 	if (!rq->in_value) {
 		struct field_off *f = &rq->offs[rq->n_offs - 1];
 

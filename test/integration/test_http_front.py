@@ -283,6 +283,35 @@ class Transport(HttpCase):
                                         "application/json", "Accept": ACCEPT_BOTH})
         self.assertEqual(r.messages()[0]["result"]["content"][0]["text"], "a\nb")
 
+    def test_a_chunked_body_with_trailer_fields(self):
+        """Trailer fields after a chunked body are discarded: the head the handler reads
+        (Host, the session, the token) is the one before the body."""
+        self.http()
+        sid = self.session()
+        for trailer in ("X-T: 1\r\n", "X-T: " + "v" * 3000 + "\r\nX-U: 2\r\n"):
+            body = json.dumps(tool(6, "echo", text="chunked")).encode()
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=10 * SLOW)
+            s.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                      b"application/json\r\nAccept: application/json\r\nMcp-Session-Id: " +
+                      sid.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                      b"%x\r\n" % len(body) + body + b"\r\n0\r\n" + trailer.encode() +
+                      b"\r\n")
+            f = s.makefile("rb")
+            self.assertEqual(f.readline(), b"HTTP/1.1 200 OK\r\n")
+            length = None
+            while True:
+                line = f.readline()
+                if line == b"\r\n":
+                    break
+                name, _, value = line.decode().partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+            answer = json.loads(f.read(length))
+            self.assertEqual(answer["result"]["content"][0]["text"], "chunked")
+            f.close()
+            s.close()
+        self.assertIsNone(self.srv.p.poll(), self.srv.stderr())
+
     def test_progress_and_log_go_on_the_request_stream(self):
         self.http()
         sid = self.session()
