@@ -581,7 +581,11 @@ stream_adopt_orphans(struct hx_stream *st)
 	struct hx_session *hs = st->hs;
 	struct hx_event *ev = hs->orphans;
 
-	if (st->is_json) {
+	/*
+	 * Not for a request stream that has its answer (resumed after it): it ends with the
+	 * answer's write, and may be freed then (stream_finish()).  They wait for the next.
+	 */
+	if (st->is_json || (st->answered && !st->is_get)) {
 		return;
 	}
 	hs->orphans = hs->orphans_tail = NULL;

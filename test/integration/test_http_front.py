@@ -600,6 +600,32 @@ class Resume(HttpCase):
         # The session lived on.
         self.assertEqual(self.call(sid, tool(2, "echo", text="x"))[0]["id"], 2)
 
+    def test_a_resumed_answered_stream_takes_no_waiting_messages(self):
+        """Messages that wait for a stream (no request running, no GET stream) are not
+        for a request stream resumed after its answer: it ends with that answer, and they
+        go to the next GET stream, every one of them."""
+        self.http()
+        sid = self.session()
+        s = self.open("POST", tool(1, "sleep", ms=300), {"Mcp-Session-Id": sid})
+        prime = s.event()
+        s.close()  # gone before the answer, which goes into the stream
+        # Two log messages while no stream can take them: each request is JSON-only.
+        for id_ in (2, 3):
+            r = self.post(tool(id_, "progress", steps=1), sid,
+                          headers={"Accept": "application/json"})
+            self.assertEqual(r.json()["id"], id_)
+        g = self.get_stream(sid, last=prime["id"])
+        m, _ = g.message()
+        self.assertEqual(m["id"], 1)
+        self.assertIsNone(g.event(5), "a resumed request stream ends after its response")
+        g.close()
+        g = self.get_stream(sid)
+        self.assertEqual(g.event()["data"], "")
+        for _ in range(2):
+            m, _ = g.message(5)
+            self.assertEqual(m["method"], "notifications/message")
+        g.close()
+
     def test_a_json_answer_whose_client_went_goes_to_the_get_stream(self):
         self.http()
         sid = self.session()
