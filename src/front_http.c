@@ -85,6 +85,8 @@ struct hx_stream {
 	char *key;	  /* the request's id, as jsonrpc_id_key() makes it */
 	char *tok;	  /* its progress token, likewise */
 	char id_text[64]; /* the request's id as JSON text, for the log (cut) */
+	char *id;	  /* the request's id as JSON text, whole (for a cancellation) */
+	size_t id_len;
 };
 
 struct hx_pending {
@@ -448,6 +450,7 @@ stream_free(struct hx_stream *st)
 	events_free(st->head);
 	free(st->key);
 	free(st->tok);
+	free(st->id);
 	free(st);
 }
 
@@ -1100,10 +1103,13 @@ request_stream(struct hx_session *hs, const struct jsonrpc_scanner *sc, const ch
 	}
 	st->is_json = is_json;
 	st->key = key_of(jsonrpc_str(sc, it->id), it->id.len, &st->key_len);
-	if (st->key == NULL) {
+	st->id = malloc(it->id.len);
+	if (st->key == NULL || st->id == NULL) {
 		stream_free(st);
 		return NULL;
 	}
+	memcpy(st->id, jsonrpc_str(sc, it->id), it->id.len);
+	st->id_len = it->id.len;
 	(void)snprintf(st->id_text, sizeof(st->id_text), "%.*s",
 		       (int)SYS_MIN(it->id.len, sizeof(st->id_text) - 1), jsonrpc_str(sc, it->id));
 	if (jsonspan_find(body, len, tok_path, 3, &tok)) {
@@ -1947,6 +1953,36 @@ hx_on_work(struct ev_loop *loop, ev_idle *w, int revents)
 	}
 }
 
+/*
+ * A request whose stream is forgotten has no client any more to take its answer: the
+ * server is told, as a client that gives up tells it (notifications/cancelled), and the
+ * session no longer counts it in flight, so that --idle-timeout can end a session whose
+ * client vanished while a call ran (a call that never ends would keep it for ever).
+ */
+static void
+cancel_abandoned(struct front_http *fh, struct hx_session *hs, const struct hx_stream *st)
+{
+	static const char head[] = "{\"jsonrpc\":\"2.0\",\"method\":\"" JSONRPC_CANCELLED
+				   "\",\"params\":{\"requestId\":";
+	static const char tail[] = ",\"reason\":\"mcpmux: the HTTP client did not come back for "
+				   "the answer\"}}";
+	struct sbuf b = { 0 };
+
+	if (hs->e == NULL || hs->gone) {
+		return;
+	}
+	sbuf_add(&b, head, sizeof(head) - 1);
+	sbuf_add(&b, st->id, st->id_len);
+	sbuf_add(&b, tail, sizeof(tail) - 1);
+	if (b.failed || jsonrpc_scan(&fh->scan, b.buf, b.len) != JSONRPC_NOTIFICATION) {
+		diag_error("session %s: out of memory: request %s stays in flight", hs->id,
+			   st->id_text);
+	} else {
+		hub_from_client(hs->e, b.buf, b.len, &fh->scan);
+	}
+	sbuf_release(&b);
+}
+
 static void
 hx_on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -1967,14 +2003,17 @@ hx_on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 				continue;
 			}
 			if (!st->done && now - st->since >= keep) {
-				if (st->unsent != NULL || (!st->answered && !st->is_get)) {
+				bool running = !st->answered && !st->is_get;
+
+				if (st->unsent != NULL || running) {
 					diag_warn(
 						"session %s: HTTP stream %u not resumed for %g s: "
-						"forgotten%s",
+						"forgotten%s%s",
 						hs->id, (unsigned)st->num, keep,
 						st->unsent != NULL
 							? ", with messages it had not delivered"
-							: "");
+							: "",
+						running ? "; its request is cancelled" : "");
 					if (tlog_enabled) {
 						char f[128];
 						int n = snprintf(f, sizeof(f),
@@ -1986,6 +2025,9 @@ hx_on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 						tlog_event(hs->id, 0, "timeout", f,
 							   (size_t)SYS_MIN(n, (int)sizeof(f) - 1));
 					}
+				}
+				if (running) {
+					cancel_abandoned(fh, hs, st);
 				}
 				stream_free(st);
 				hxs_check_writable(hs);

@@ -711,6 +711,30 @@ class Sessions(HttpCase):
         wait_until(lambda: not alive(pid), 5, "the server to end")
         self.assertEqual(self.post(tool(2, "env"), sid).status, 404)
 
+    def test_a_call_whose_client_vanished_does_not_hold_the_session(self):
+        """A client that goes during a call that never ends, and never resumes its stream:
+        when the stream is forgotten (--idle-timeout after it went), the call is cancelled
+        on the client's behalf, and the idle session ends with its server."""
+        log = os.path.join(self.tmp.name, "log")
+        self.http(opts=["--idle-timeout", "1", "--log", log])
+        sid = self.session()
+        pid = self.call(sid, tool(1, "env"))[0]["result"]["structuredContent"]["pid"]
+        s = self.open("POST", tool(2, "sleep", ms=600000), {"Mcp-Session-Id": sid})
+        self.assertEqual(s.event()["data"], "")
+        s.close()
+        wait_until(lambda: not alive(pid), 8, "the server to end",
+                   lambda: self.srv.stderr())
+        self.assertRegex(self.srv.stderr(), r"stream \d+ not resumed for 1 s: forgotten; its "
+                                            r"request is cancelled")
+        self.assertEqual(self.post(tool(3, "env"), sid).status, 404)
+        with open(log) as f:
+            recs = [json.loads(l) for l in f]
+        cancels = [r for r in recs if r.get("method") == "notifications/cancelled"]
+        self.assertEqual(len(cancels), 1, cancels)
+        self.assertEqual(cancels[0]["dir"], "in")
+        ended = [r for r in recs if r.get("event") == "ended"]
+        self.assertEqual([e.get("reason") for e in ended], ["idle-timeout"])
+
     def test_ctl_lists_http_sessions_with_their_peer(self):
         path = os.path.join(self.tmp.name, "mux.sock")
         self.http(opts=["--listen", path])
