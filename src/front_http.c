@@ -105,6 +105,8 @@ struct hx_session {
 	struct hx_stream *streams; /* oldest first */
 	struct hx_stream *get;	   /* the GET stream, once opened */
 	struct hx_stream *init;	   /* the initialize request's, until it is answered */
+	char *init_key;		   /* its id's key once that stream is gone, until answered */
+	size_t init_key_len;
 	struct hx_event *orphans, *orphans_tail; /* messages no stream could take yet */
 	size_t unsent;				 /* bytes waiting in streams and orphans */
 	size_t lingering;			 /* bytes kept by done streams */
@@ -436,7 +438,12 @@ stream_free(struct hx_stream *st)
 		hs->get = NULL;
 	}
 	if (hs->init == st) {
+		/* Its answer still says whether the session lives (a JSON client that went). */
 		hs->init = NULL;
+		free(hs->init_key);
+		hs->init_key = st->key;
+		hs->init_key_len = st->key_len;
+		st->key = NULL;
 	}
 	for (struct hx_event *ev = st->unsent; ev != NULL; ev = ev->next) {
 		hs->unsent -= ev->len;
@@ -804,22 +811,35 @@ route(struct hx_session *hs, const char *msg, size_t len)
 	}
 	if ((kind == JSONRPC_RESPONSE || kind == JSONRPC_ERROR) && sc->one.has_id) {
 		st = stream_for_response(hs, jsonrpc_str(sc, sc->one.id), sc->one.id.len);
+		bool is_init = st != NULL && st == hs->init;
+
+		if (st == NULL && hs->init_key != NULL) {
+			char buf[256];
+			size_t klen;
+			char *k = key_tmp(jsonrpc_str(sc, sc->one.id), sc->one.id.len, buf,
+					  sizeof(buf), &klen);
+
+			is_init = k != NULL && klen == hs->init_key_len &&
+				  memcmp(k, hs->init_key, klen) == 0;
+			key_done(k, buf);
+		}
 		if (st != NULL) {
 			st->answered = true;
-			if (st == hs->init) {
-				static const char *const path[] = { "result", "protocolVersion" };
-				struct jsonspan v;
+		}
+		if (is_init) {
+			static const char *const path[] = { "result", "protocolVersion" };
+			struct jsonspan v;
 
-				if (kind == JSONRPC_RESPONSE &&
-				    jsonspan_find(msg, len, path, 2, &v)) {
-					set_version(hs, &v);
-				} else if (kind == JSONRPC_ERROR) {
-					/* No session without an initialized server. */
-					hs->end_soon = true;
-					work_schedule(fh);
-				}
-				hs->init = NULL;
+			if (kind == JSONRPC_RESPONSE && jsonspan_find(msg, len, path, 2, &v)) {
+				set_version(hs, &v);
+			} else if (kind == JSONRPC_ERROR) {
+				/* No session without an initialized server. */
+				hs->end_soon = true;
+				work_schedule(fh);
 			}
+			hs->init = NULL;
+			free(hs->init_key);
+			hs->init_key = NULL;
 		}
 	} else if (kind == JSONRPC_NOTIFICATION && sc->one.has_method &&
 		   jsonrpc_method_is(sc, &sc->one, "notifications/progress")) {
@@ -1050,6 +1070,7 @@ hxs_free(struct hx_session *hs)
 		stream_free(hs->streams);
 	}
 	events_free(hs->orphans);
+	free(hs->init_key);
 	sbuf_release(&hs->result);
 	if (hs->prev != NULL) {
 		hs->prev->next = hs->next;

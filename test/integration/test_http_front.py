@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 
-from mcptest import (Case, FIXTURE, MCPMUX, SLOW, alive, deadline, main, proc_report,
+from mcptest import (Case, FIXTURE, MCPMUX, SLOW, alive, comm, deadline, main, proc_report,
                      wait_until)
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
@@ -420,6 +420,25 @@ class Transport(HttpCase):
                 return [json.loads(line) for line in f if '"ended"' in line]
         ev = wait_until(ended, 5, "the ended event in the log")[0]
         self.assertEqual((ev["session"], ev["reason"]), (sid, "init-error"))
+
+
+    def test_an_initialize_refused_after_a_json_client_went_ends_the_session(self):
+        """The client accepts JSON only and goes before the server refuses initialize: it
+        never learnt the session's ID (nobody can DELETE it), and the session ends as if
+        it had stayed."""
+        behave = os.path.join(self.tmp.name, "behave")
+        with open(behave, "w") as f:
+            f.write("init-error=600\n")
+        self.http("--behave-file=" + behave, opts=["--metrics"])
+        c = self.conn()
+        c.request("POST", "/mcp", body=json.dumps(init_msg(1)), headers={
+            "Content-Type": "application/json", "Accept": "application/json"})
+        wait_until(lambda: self.metrics()["mcpmux_sessions"] == 1, 5, "the session")
+        c.close()  # gone before the answer
+        wait_until(lambda: self.metrics()["mcpmux_sessions"] == 0, 5, "the session to end",
+                   lambda: self.srv.stderr())
+        wait_until(lambda: not [p for p in self.tagged() if comm(p) == "mcp-fixture"], 5,
+                   "the server to be gone")
 
 
 class Refusals(HttpCase):
