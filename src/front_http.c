@@ -38,16 +38,18 @@
 #include "mcpmux/sys.h"
 #include "mcpmux/tlog.h"
 
-#define HX_PATH_DEFAULT "/mcp"
-#define HX_RETRY_MS	1000		   /* the priming event's retry: a reconnection after 1 s */
-#define HX_GET_REPLAY	((size_t)64 << 10) /* written events the GET stream keeps */
-#define HX_LINGER_S	10.0		   /* a finished request stream is kept for a resume */
-#define HX_LINGER_MAX	((size_t)1 << 20)  /* ... up to this many bytes per session */
-#define HX_DETACHED_S	300.0 /* a stream nobody resumes is forgotten (no idle timeout) */
-#define HX_TOKEN_MAX	4096
-#define HX_FIELDS_MAX	12
-#define HX_CONNS_MIN	1024
-#define HX_VERSION_MAX	32
+#define HX_PATH_DEFAULT	 "/mcp"
+#define HX_RETRY_MS	 1000 /* the priming event's retry: a reconnection after 1 s */
+#define HX_GET_REPLAY	 ((size_t)64 << 10) /* written events the GET stream keeps */
+#define HX_LINGER_S	 10.0		    /* a finished request stream is kept for a resume */
+#define HX_LINGER_MAX	 ((size_t)1 << 20)  /* ... up to this many bytes per session */
+#define HX_DETACHED_S	 300.0 /* a stream nobody resumes is forgotten (no idle timeout) */
+#define HX_WRITE_TIMEOUT 30.0  /* a client that takes nothing, with --stall-timeout 0 */
+#define HX_DRAIN_S	 5.0   /* at shutdown, the last answers' time to be taken */
+#define HX_TOKEN_MAX	 4096
+#define HX_FIELDS_MAX	 12
+#define HX_CONNS_MIN	 1024
+#define HX_VERSION_MAX	 32
 
 /* What the data of an http_req is. */
 enum hx_kind {
@@ -137,9 +139,10 @@ struct front_http {
 	bool loopback_only; /* every listener is loopback: Host must be too */
 	struct hx_session *sessions;
 	size_t n_sessions;
-	ev_idle work_w;	  /* frees let-go sessions, runs held POSTs, ends failed ones */
-	ev_timer sweep_w; /* forgets lingering and abandoned streams */
-	ev_timer drain_w; /* at shutdown: waits for the last answers to be written */
+	ev_idle work_w;	    /* frees let-go sessions, runs held POSTs, ends failed ones */
+	ev_timer sweep_w;   /* forgets lingering and abandoned streams */
+	ev_timer drain_w;   /* at shutdown: waits for the last answers to be written */
+	double drain_since; /* sys_mono() when the sessions had all ended; 0 before */
 	bool work_queued;
 	bool shutting_down;
 	void (*on_drained)(void *ctx);
@@ -2130,7 +2133,11 @@ front_http_new(struct ev_loop *loop, struct hub *h, const struct mcpmux_options 
 	http_limits_init(&fh->lim);
 	fh->lim.max_body = o->max_message;
 	fh->lim.max_queue = o->max_queue;
-	fh->lim.write_timeout = o->stall_timeout_s;
+	/*
+	 * --stall-timeout 0 lets a slow server take its time; a client that takes nothing
+	 * still loses its connection, or it would hold its bytes (and a shutdown) for ever.
+	 */
+	fh->lim.write_timeout = o->stall_timeout_s > 0 ? o->stall_timeout_s : HX_WRITE_TIMEOUT;
 	/* A session may hold a GET stream and a request or two: room for all of them. */
 	fh->lim.max_conns = SYS_MAX((size_t)HX_CONNS_MIN, 2 * o->max_sessions);
 	if (o->auth_token_file != NULL && read_token(fh, o->auth_token_file) == -1) {
@@ -2201,11 +2208,29 @@ hx_on_drain(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
-	if (hub_is_empty(fh->hub) && front_http_drained(fh)) {
-		ev_timer_stop(fh->loop, w);
-		if (fh->on_drained != NULL) {
-			fh->on_drained(fh->drained_ctx);
+	if (!hub_is_empty(fh->hub)) {
+		return;
+	}
+	double now = sys_mono();
+
+	if (fh->drain_since == 0) {
+		fh->drain_since = now;
+	}
+	if (!front_http_drained(fh)) {
+		/* A client that reads, but slowly, would hold the exit as long as it likes. */
+		if (now - fh->drain_since < HX_DRAIN_S) {
+			return;
 		}
+		struct http_stats st;
+
+		http_server_stats(fh->srv, &st);
+		diag_warn("HTTP clients took not all of their last answers within %g s: %zu bytes "
+			  "are dropped",
+			  HX_DRAIN_S, st.queued);
+	}
+	ev_timer_stop(fh->loop, w);
+	if (fh->on_drained != NULL) {
+		fh->on_drained(fh->drained_ctx);
 	}
 }
 
@@ -2219,8 +2244,8 @@ front_http_shutdown(struct front_http *fh, void (*on_drained)(void *ctx), void *
 	fh->on_drained = on_drained;
 	fh->drained_ctx = ctx;
 	http_server_close_listeners(fh->srv);
-	/* Polled: the layer has no event for "everything written"; a stalled client is
-	 * closed by its write_timeout, so this ends. */
+	/* Polled: the layer has no event for "everything written".  Bounded: HX_DRAIN_S once
+	 * the sessions have ended. */
 	ev_timer_init(&fh->drain_w, hx_on_drain, 0.02, 0.02);
 	ev_timer_start(fh->loop, &fh->drain_w);
 }

@@ -858,6 +858,32 @@ class Sessions(HttpCase):
         self.assert_no_leftovers(0)
 
 
+    def test_sigterm_with_a_client_that_reads_nothing_ends_in_bounded_time(self):
+        """--stall-timeout 0 (no stall limit for servers) and a client that stops reading a
+        big answer: at SIGTERM the last answers get 5 s to be taken, then mcpmux exits."""
+        self.http(opts=["--stall-timeout", "0", "--metrics"])
+        sid = self.session()
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(10 * SLOW)
+        s.connect(("127.0.0.1", self.port))
+        body = json.dumps(tool(1, "huge", bytes=32 << 20))
+        s.sendall(("POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+                   "\r\nAccept: %s\r\nMcp-Session-Id: %s\r\nContent-Length: %d\r\n\r\n%s" %
+                   (ACCEPT_BOTH, sid, len(body), body)).encode())
+        self.assertTrue(s.recv(100).startswith(b"HTTP/1.1 200"))
+        # ... and nothing more is read.
+        wait_until(lambda: self.metrics()["mcpmux_http_queued_bytes"] > 1 << 20, 10,
+                   "the answer to wait for the client")
+        t0 = time.monotonic()
+        self.srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(self.srv.wait(15), 0)
+        self.assertLess(time.monotonic() - t0, 10 * SLOW)
+        self.assertRegex(self.srv.stderr(), r"HTTP clients took not all of their last answers "
+                                            r"within 5 s: \d+ bytes are dropped")
+        s.close()
+        self.assert_no_leftovers(0)
+
 class FlowControl(HttpCase):
     def test_posts_wait_while_the_server_does_not_read(self):
         # The server stops reading after 3 lines; its queue is 1 KiB; stall ends it.
