@@ -1414,7 +1414,8 @@ is_live_backend(pid_t pid)
 			return true;
 		}
 	}
-	return false;
+	/* mcpmux as pid 1 (a container's entry point) is its own keeper's parent. */
+	return pid == keeper_pid_live();
 }
 
 /*

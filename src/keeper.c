@@ -26,6 +26,7 @@
 
 static int keeper_fd = -1; /* mcpmux's end of the pipe */
 static int ack_fd = -1;	   /* EOF on it when the keeper has exited */
+static pid_t keeper_pid;   /* its pid, as the middle child told it; 0 unknown */
 
 #define KEEPER_EXIT_WAIT_MS 1000 /* at a normal exit, how long to wait for the keeper */
 
@@ -97,6 +98,18 @@ keeper_container_gone(const char *cidfile)
 	if ((size_t)snprintf(line, sizeof(line), "D\t%s\n", cidfile) < sizeof(line)) {
 		tell(line);
 	}
+}
+
+pid_t
+keeper_pid_live(void)
+{
+	struct pollfd p = { .fd = ack_fd, .events = POLLIN };
+
+	/* EOF (or an error) on the pipe: the keeper has exited, and its pid may be reused. */
+	if (ack_fd < 0 || keeper_pid <= 0 || poll(&p, 1, 0) != 0) {
+		return 0;
+	}
+	return keeper_pid;
 }
 
 void
@@ -454,6 +467,14 @@ keeper_start(double term_grace, int argc, char **argv)
 		pid_t k = fork();
 
 		if (k != 0) {
+			/*
+			 * Its pid for mcpmux (a pipe's buffer takes it at once): where mcpmux is
+			 * pid 1, the keeper comes back to it as an orphan, and must not be taken
+			 * for one of a server's.
+			 */
+			if (k > 0 && write(ack[1], &k, sizeof(k)) != (ssize_t)sizeof(k)) {
+				_exit(1);
+			}
 			_exit(k == -1);
 		}
 		(void)setsid();
@@ -520,6 +541,11 @@ keeper_start(double term_grace, int argc, char **argv)
 	}
 	keeper_fd = p[1];
 	ack_fd = ack[0];
+	/* Written before the middle child exited, which was waited for. */
+	(void)sys_set_nonblock(ack_fd, 1);
+	if (read(ack_fd, &keeper_pid, sizeof(keeper_pid)) != (ssize_t)sizeof(keeper_pid)) {
+		keeper_pid = 0;
+	}
 	(void)sys_set_nonblock(keeper_fd, 1);
 	return 0;
 }

@@ -37,6 +37,8 @@ void keeper_cgroup(const char *dir);
 void keeper_container(char *const *prefix, size_t n, const char *cidfile);
 /* That container is gone. */
 void keeper_container_gone(const char *cidfile);
+/* The keeper's pid while it runs; 0 when it is gone or unknown. */
+pid_t keeper_pid_live(void);
 /* mcpmux is exiting normally: the keeper exits without touching anything. */
 void keeper_done(void);
 

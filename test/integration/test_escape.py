@@ -5,6 +5,7 @@ eof-grace + term-grace + 1 s, through its keeper; with a cgroup where one can be
 
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -210,6 +211,26 @@ class Owner(Case):
         wait_until(lambda: not alive(keepers[0]), 5, "the keeper to exit with mcpmux")
         self.assertNotIn("keeper:", p.stderr())
 
+
+    def test_as_pid_1_the_keeper_is_no_orphan_of_a_run(self):
+        """mcpmux as pid 1 of a pid namespace (a container's entry point): the keeper's
+        double fork brings it back to mcpmux, which must not take it for an orphan of a
+        server's and end it with the run."""
+        if shutil.which("unshare") is None or os.geteuid() != 0:
+            self.skipTest("needs unshare(1) and root for a pid namespace")
+        p = self.start(["unshare", "--pid", "--fork", "--mount-proc", MCPMUX, "-v"] + GRACES +
+                       ["--", FIXTURE])
+        p.send(call(1, "env"))
+        self.assertEqual(p.msg()["result"]["structuredContent"]["ppid"], 1, "mcpmux is pid 1")
+        keepers = wait_until(lambda: [q for q in self.tagged() if comm(q) == "mcpmux-keeper"],
+                             5, "the keeper")
+        p.send(req(2, "mcpmux/endRun"))
+        res = p.msg()["result"]
+        self.assertEqual(res["escalation"], "eof", res)
+        self.assertTrue(alive(keepers[0]), "the keeper was ended with the run")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        wait_until(lambda: not alive(keepers[0]), 5, "the keeper to exit with mcpmux")
 
 def own_cgroup_root():
     """Where cgroup v2 is mounted, or None."""
