@@ -233,6 +233,9 @@ backend_module_release(void)
 	}
 }
 
+/* Backends not done whose tree takes mcpmux's cookie-less orphans (wrap's runs). */
+static unsigned n_claimers;
+
 static void
 ending_add(struct backend *b)
 {
@@ -881,6 +884,7 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	b->pid = pid;
 	b->wstatus = -1;
 	b->claim_orphans = cfg->claim_orphans;
+	n_claimers += b->claim_orphans;
 	b->eof_grace = cfg->eof_grace;
 	b->term_grace = cfg->term_grace;
 	b->stall_timeout = cfg->stall_timeout;
@@ -1438,7 +1442,14 @@ backend_match(const struct backend *b)
 		.pid = b->reaped ? 0 : b->pid,
 		.pgid = b->pid,
 		.cookie = b->cookie,
-		.is_backend = b->claim_orphans ? is_live_backend : NULL,
+		/*
+		 * Orphans are claimed only by the one run there is: while runs overlap (one
+		 * ending, the next begun) a cookie-less orphan could be either's, and a live
+		 * run's must not be ended with the other.  What it leaves meanwhile goes with
+		 * a later run's end, or at exit (and its cgroup leaf holds it, where there is
+		 * one).
+		 */
+		.is_backend = b->claim_orphans && n_claimers == 1 ? is_live_backend : NULL,
 		.spare = ctr_spares(b) ? spare_all : NULL,
 	};
 
@@ -1469,6 +1480,7 @@ signal_tree(struct backend *b, int sig)
 static void
 enter_done(struct backend *b)
 {
+	n_claimers -= b->claim_orphans;
 	b->state = BACKEND_DONE;
 	b->t_done = sys_mono();
 	ev_timer_stop(b->loop, &b->grace_w);

@@ -235,6 +235,27 @@ class EndOfRun(Case):
         w.close_stdin()
         w.wait()
 
+    def test_an_ending_run_spares_the_orphans_while_the_next_one_runs(self):
+        """Runs overlap (the first ends slowly, the next has begun): a cookie-less orphan
+        could be either's, and the next run's live one is not ended with the first run
+        (here without a cgroup, where ancestry is all there is).  Nothing is left at exit."""
+        self.env["MCPMUX_CGROUP"] = "off"
+        w = self.wrap("--clear-env-grandchild", "--ignore-eof", "--ignore-sigterm",
+                      opts=["-v", "--eof-grace", "300", "--term-grace", "300"])
+        first = env_of(w, 1)["pid"]
+        w.send(note("mcpmux/endRun"))
+        second = env_of(w, 2)["pid"]
+        orphans = wait_until(lambda: [int(l.split()[-1]) for l in w.stderr().splitlines()
+                                      if "mcp-fixture: grandchild" in l][1:], 5,
+                             "the second run's grandchild")
+        wait_until(lambda: "ended (kill" in w.stderr(), 5, "the first run to end")
+        self.assertFalse(alive(first))
+        self.assertTrue(alive(second))
+        self.assertTrue(alive(orphans[0]), "the running run's orphan was ended")
+        w.close_stdin()
+        self.assertEqual(w.wait(), 128 + 9, "the second server, deaf to EOF and SIGTERM")
+        self.assert_no_leftovers(0)
+
     def test_hundred_runs_back_to_back(self):
         w = self.wrap("--daemonize-grandchild", opts=["--eof-grace", "50"])
         pids = set()
