@@ -53,6 +53,7 @@ memory: release
 		python3 -B -m unittest \
 		test_wrap.BigMessages.test_memory_shrinks_back_after_big_message \
 		test_listen.ListenHardening.test_connect_memory_shrinks_back_after_big_messages \
+		test_http_front.Sessions.test_memory_shrinks_back_after_a_pretty_printed_body_and_a_huge_id \
 		test_hardening.SlowServer.test_wrap_every_notification_reaches_a_slow_server
 
 # Build as packagers do, each from a clean copy of the tree, and fail on any warning:

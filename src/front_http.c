@@ -1112,6 +1112,17 @@ body_line(struct front_http *fh, const char *body, size_t len)
 	return fh->line;
 }
 
+/* A body is handled: the copy of one that was big is not kept. */
+static void
+line_trim(struct front_http *fh)
+{
+	if (fh->line_cap > ((size_t)64 << 10)) {
+		free(fh->line);
+		fh->line = NULL;
+		fh->line_cap = 0;
+	}
+}
+
 /* A stream for a request about to be forwarded, with its id and progress token. */
 static struct hx_stream *
 request_stream(struct hx_session *hs, const struct jsonrpc_scanner *sc, const char *body,
@@ -1728,6 +1739,7 @@ handle_mcp(struct front_http *fh, struct http_req *rq)
 	}
 	if (r->method == HTTP_REQ_POST) {
 		handle_post(fh, rq, hs, sid != NULL);
+		line_trim(fh);
 	} else if (r->method == HTTP_REQ_GET) {
 		handle_get(fh, rq, hs, sid != NULL);
 	} else {
@@ -1973,6 +1985,7 @@ hx_on_work(struct ev_loop *loop, ev_idle *w, int revents)
 			if (post_scan(fh, rq)) {
 				post_forward(fh, hs, rq, post_accepts(rq) == 0);
 			}
+			line_trim(fh);
 		}
 	}
 }

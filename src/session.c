@@ -183,6 +183,17 @@ id_key(const char *id, size_t len)
 	return jsonrpc_id_key(id, len, key_buf);
 }
 
+/* The key is used: a buffer grown for a huge id is not kept (ids are mostly short). */
+static void
+id_key_done(void)
+{
+	if (key_cap > 4096) {
+		free(key_buf);
+		key_buf = NULL;
+		key_cap = 0;
+	}
+}
+
 static void
 ids_add(struct pending **table, size_t *n, const char *id, size_t len, double t)
 {
@@ -190,15 +201,18 @@ ids_add(struct pending **table, size_t *n, const char *id, size_t len, double t)
 	size_t klen = id_key(id, len);
 
 	if (klen == 0 || *n >= SESSION_MAX_PENDING) {
+		id_key_done();
 		return;
 	}
 	HASH_FIND(hh, *table, key_buf, klen, p);
 	if (p != NULL) {
 		p->count++;
 		(*n)++;
+		id_key_done();
 		return;
 	}
 	if ((p = pending_alloc(klen + len)) == NULL) {
+		id_key_done();
 		return;
 	}
 	p->t = t;
@@ -209,6 +223,7 @@ ids_add(struct pending **table, size_t *n, const char *id, size_t len, double t)
 	memcpy(p->data + klen, id, len);
 	HASH_ADD_KEYPTR(hh, *table, p->data, klen, p);
 	(*n)++;
+	id_key_done();
 }
 
 static struct pending *
@@ -220,6 +235,7 @@ ids_find(struct pending *table, const char *id, size_t len)
 	if (klen > 0) {
 		HASH_FIND(hh, table, key_buf, klen, p);
 	}
+	id_key_done();
 	return p;
 }
 

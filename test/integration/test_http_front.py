@@ -13,9 +13,10 @@ import subprocess
 import sys
 import threading
 import time
+import unittest
 
-from mcptest import (Case, FIXTURE, MCPMUX, SLOW, alive, comm, deadline, main, proc_report,
-                     wait_until)
+from mcptest import (Case, FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, alive, comm, deadline,
+                     main, proc_report, rss_anon_kib, wait_until)
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
 ACCEPT_BOTH = "application/json, text/event-stream"
@@ -883,6 +884,26 @@ class Sessions(HttpCase):
                                             r"within 5 s: \d+ bytes are dropped")
         s.close()
         self.assert_no_leftovers(0)
+
+    @unittest.skipIf(SANITIZED or WRAPPER, "a sanitizer's or valgrind's allocator")
+    def test_memory_shrinks_back_after_a_pretty_printed_body_and_a_huge_id(self):
+        """A body with line breaks is copied onto one line, and a request's id is keyed in
+        a buffer: neither keeps the size of the biggest one."""
+        self.http(opts=["--max-message", "64M"])
+        sid = self.session()
+        text = "p" * (12 << 20)
+        body = json.dumps({"jsonrpc": "2.0", "method": "notifications/message",
+                           "params": {"data": text}}, indent=1)
+        r = self.request("POST", body, {"Mcp-Session-Id": sid, "Content-Type":
+                                        "application/json", "Accept": ACCEPT_BOTH})
+        self.assertEqual(r.status, 202)
+        big_id = "i" * (12 << 20)
+        r = self.post(tool(big_id, "echo", text="x"), sid, seconds=30)
+        self.assertEqual(r.messages()[-1]["id"], big_id)
+        self.assertEqual(self.call(sid, tool(2, "echo", text="x"))[-1]["id"], 2)
+        wait_until(lambda: rss_anon_kib(self.srv.pid) < 12_000, 5,
+                   "mcpmux's private memory to fall back under 12 MB",
+                   lambda: "RssAnon %d KiB" % rss_anon_kib(self.srv.pid))
 
 class FlowControl(HttpCase):
     def test_posts_wait_while_the_server_does_not_read(self):
