@@ -1555,9 +1555,18 @@ handle_get(struct front_http *fh, struct http_req *rq, struct hx_session *hs, bo
 		/* A stream that ended and was forgotten: nothing of it can still come. */
 	}
 	if (hs->get != NULL && hs->get->rq != NULL) {
-		respond_error(fh, rq, 409, RPC_SERVER_ERROR,
-			      "Conflict: only one GET stream per session", NULL);
-		return;
+		if (!http_req_gone(hs->get->rq)) {
+			respond_error(fh, rq, 409, RPC_SERVER_ERROR,
+				      "Conflict: only one GET stream per session", NULL);
+			return;
+		}
+		/* Closed by its client, and the layer has not said so yet: detached now. */
+		struct http_req *old = hs->get->rq;
+
+		hs->get->rq = NULL;
+		hs->get->since = sys_mono();
+		http_req_set_data(old, NULL);
+		(void)http_stream_end(old);
 	}
 	if (hs->get == NULL && (hs->get = stream_new(hs, true)) == NULL) {
 		respond_error(fh, rq, 503, RPC_SERVER_ERROR, "out of memory", NULL);

@@ -1845,6 +1845,21 @@ http_stream_end(struct http_req *rq)
 }
 
 bool
+http_req_gone(const struct http_req *rq)
+{
+	const struct hconn *c = rq->c;
+	char b;
+
+	if (c->dead) {
+		return true;
+	}
+	/* The peer's FIN (or RST) may wait unread behind this turn's other events. */
+	ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	return n == 0 || (n == -1 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+bool
 http_stream_full(const struct http_req *rq)
 {
 	return wbuf_len(&rq->c->out) >= rq->c->s->lim.max_queue;

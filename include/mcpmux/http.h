@@ -230,5 +230,10 @@ int http_sse_send(struct http_req *rq, const struct httpmsg_sse *ev);
  * line breaks (a JSON-RPC message) is written without a copy when the socket takes it.
  */
 int http_sse_message(struct http_req *rq, const char *id, const char *data, size_t len);
+/*
+ * The exchange's connection is gone, or its peer closed it (seen without reading:
+ * pipelined bytes are left where they are), though on_close has not been called yet.
+ */
+bool http_req_gone(const struct http_req *rq);
 
 #endif

@@ -646,6 +646,35 @@ class Resume(HttpCase):
             self.assertEqual(m["method"], "notifications/message")
         g.close()
 
+    def test_a_get_stream_reopened_right_after_its_close(self):
+        """A client that closes its GET stream and opens another at once gets it, not a
+        409 for a connection it closed (whose end mcpmux may not have read yet)."""
+        self.http()
+        sid = self.session()
+
+        def get():
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=10 * SLOW)
+            s.sendall(("GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream"
+                       "\r\nMcp-Session-Id: %s\r\n\r\n" % sid).encode())
+            head = b""
+            while b"\r\n" not in head:
+                data = s.recv(4096)
+                if not data:
+                    break
+                head += data
+            return s, head.split(b"\r\n")[0]
+        statuses = []
+        g, _ = get()
+        for _ in range(50):
+            g.close()
+            g, status = get()
+            statuses.append(status.decode())
+        self.assertEqual(statuses, ["HTTP/1.1 200 OK"] * 50)
+        # the last one is the session's GET stream: a second one is refused
+        r = self.request("GET", headers={"Mcp-Session-Id": sid, "Accept": "text/event-stream"})
+        self.assertEqual(r.status, 409)
+        g.close()
+
     def test_a_json_answer_whose_client_went_goes_to_the_get_stream(self):
         self.http()
         sid = self.session()
