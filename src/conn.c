@@ -174,18 +174,42 @@ flush_cancel(struct conn *c)
 }
 
 static void
+conn_dead(struct conn *c)
+{
+	c->out_dead = true;
+	ev_io_stop(c->loop, &c->out_w);
+	flush_cancel(c);
+	output_hold_check(c);
+}
+
+/* The client's output failed, found by a watcher of ours: the owner is told now. */
+static void
 conn_gone(struct conn *c)
 {
 	if (c->out_dead) {
 		return;
 	}
-	c->out_dead = true;
-	ev_io_stop(c->loop, &c->out_w);
-	flush_cancel(c);
-	output_hold_check(c);
+	conn_dead(c);
 	if (c->hooks->on_gone != NULL) {
 		c->hooks->on_gone(c, c->ctx);
 	}
+}
+
+/*
+ * The same, found by conn_send(): the owner is told later in the turn (flush_w), not
+ * from inside its own call, where it may be in the middle of a session's start or of a
+ * delivery, holding what on_gone would free.
+ */
+static void
+conn_gone_later(struct conn *c)
+{
+	if (c->out_dead) {
+		return;
+	}
+	conn_dead(c);
+	c->gone_pending = true;
+	c->flush_fed = true;
+	ev_feed_event(c->loop, &c->flush_w, EV_CUSTOM);
 }
 
 /* A source's queue shrank: tell its producer when it is no longer full. */
@@ -267,6 +291,13 @@ conn_on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
 	(void)loop;
 	(void)revents;
 	c->flush_fed = false;
+	if (c->gone_pending) {
+		c->gone_pending = false;
+		if (c->hooks->on_gone != NULL) {
+			c->hooks->on_gone(c, c->ctx);
+		}
+		return;
+	}
 	conn_flush(c);
 }
 
@@ -304,7 +335,7 @@ conn_send(struct conn *c, struct conn_source *src, const struct iovec *iov, int 
 		ssize_t w = sys_writev(c->out_fd, iov, n);
 
 		if (w == -1 && errno != EAGAIN) {
-			conn_gone(c);
+			conn_gone_later(c);
 			errno = EPIPE;
 			return -1;
 		}
@@ -330,7 +361,7 @@ conn_send(struct conn *c, struct conn_source *src, const struct iovec *iov, int 
 	if (wbuf_appendv(&src->q, rest, k) == -1) {
 		if (done > 0) {
 			/* Half a line is out: the stream is broken beyond repair. */
-			conn_gone(c);
+			conn_gone_later(c);
 		}
 		return -1;
 	}

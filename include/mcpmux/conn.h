@@ -56,7 +56,10 @@ struct conn_source {
 struct conn_hooks {
 	/* The client closed its side (or reading failed).  Input is over. */
 	void (*on_eof)(struct conn *c, void *ctx);
-	/* Writing to the client failed (EPIPE, ECONNRESET): output is over. */
+	/*
+	 * Writing to the client failed (EPIPE, ECONNRESET): output is over.  Never called
+	 * from inside conn_send(): a failure there is told at the end of the loop turn.
+	 */
 	void (*on_gone)(struct conn *c, void *ctx);
 	/* src's queue went from full to below its mark. */
 	void (*on_source_writable)(struct conn *c, struct conn_source *src, void *ctx);
@@ -84,8 +87,9 @@ struct conn {
 	unsigned hold;		 /* CONN_HOLD_* bits: input is read only when 0 */
 	bool in_eof;
 	bool out_dead;
-	bool in_big;  /* the input pipe was enlarged for long messages */
-	bool out_big; /* the output pipe was enlarged for long messages */
+	bool gone_pending; /* on_gone is due at flush_w (the output failed in conn_send()) */
+	bool in_big;	   /* the input pipe was enlarged for long messages */
+	bool out_big;	   /* the output pipe was enlarged for long messages */
 };
 
 void conn_init(struct conn *c, struct ev_loop *loop, int in_fd, int out_fd, size_t max_message,

@@ -178,6 +178,31 @@ class ListenHardening(ListenHelpers, Case):
             self.assertEqual(winner.wait(), 0)
             self.assertFalse(os.path.exists(path))
 
+    def test_a_refused_client_already_gone_takes_nothing_down(self):
+        """A new session refused (--max-sessions) for a client that has already closed:
+        the refusal's write fails inside the session's start, and the client's end is
+        handled after it, not in the middle (the entry was freed twice)."""
+        srv = self.listen(opts=["--max-sessions", "1"])
+        a = self.connect("--session", "a")
+        a.send(initialize(1))
+        self.assertEqual(a.msg()["id"], 1)
+        for i in range(5):
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(self.path)
+            s.sendall((json.dumps({"session": "x%d" % i, "message": initialize(1)}) +
+                       "\n").encode())
+            s.close()  # gone before the refusal is written
+        rc, out = self.ctl("stats", as_json=True)
+        self.assertEqual(rc, 0)
+        self.assertGreaterEqual(json.loads(out)["refused"], 1, out)
+        self.assertIsNone(srv.p.poll(), srv.stderr())
+        a.send(req(2, "ping"))
+        self.assertEqual(a.msg(), {"jsonrpc": "2.0", "id": 2, "result": {}})
+        a.close_stdin()
+        self.assertEqual(a.wait(), 0)
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0, srv.stderr())
+
     def test_exit_leaves_another_socket_alone(self):
         """The socket file is removed at exit only if it is still the one serve made."""
         a = self.listen()
