@@ -199,6 +199,12 @@ cgroup_populated(const char *dir)
 /* Nested mcpmux instances (a server that is an mcpmux) nest their cgroups this deep. */
 #define REMOVE_DEPTH_MAX 32
 
+static int
+rmdir_at(int at, const char *name)
+{
+	return at == AT_FDCWD ? rmdir(name) : unlinkat(at, name, AT_REMOVEDIR);
+}
+
 /* Remove the empty cgroup name in the directory at at, and the empty ones below it. */
 static int
 remove_at(int at, const char *name, int depth)
@@ -207,7 +213,7 @@ remove_at(int at, const char *name, int depth)
 	 * The kernel removes only a cgroup that holds no process and no cgroup (EBUSY
 	 * otherwise): a leaf, the common case, goes in one call.
 	 */
-	if (unlinkat(at, name, AT_REMOVEDIR) == 0 || errno == ENOENT) {
+	if (rmdir_at(at, name) == 0 || errno == ENOENT) {
 		return 0;
 	}
 	if (errno != EBUSY || depth >= REMOVE_DEPTH_MAX) {
@@ -235,7 +241,7 @@ remove_at(int at, const char *name, int depth)
 		}
 	}
 	closedir(d);
-	return unlinkat(at, name, AT_REMOVEDIR) == -1 && errno != ENOENT ? -1 : 0;
+	return rmdir_at(at, name) == -1 && errno != ENOENT ? -1 : 0;
 }
 
 int
