@@ -1004,6 +1004,13 @@ slot_granted(struct pool_slot *slot, void *ctx)
 	struct session *s = ctx;
 
 	(void)slot;
+	if (s->end_requested || s->state != SESSION_WAITING) {
+		/* Ended while it waited (session_end() gave the slot back; or about to): no
+		 * server for it. */
+		pool_release(s->slot);
+		s->slot = NULL;
+		return;
+	}
 	if (spawn_now(s) == -1) {
 		char why[160];
 
@@ -1181,9 +1188,17 @@ session_end(struct session *s, double grace_ms, const char *reply_id, size_t rep
 	ev_timer_stop(s->loop, &s->suspend_w);
 	if (s->backend != NULL) {
 		backend_end(s->backend, grace_ms);
-	} else if (!ev_is_active(&s->done_w)) {
-		ev_timer_set(&s->done_w, 0., 0.);
-		ev_timer_start(s->loop, &s->done_w);
+	} else {
+		if (s->state == SESSION_WAITING) {
+			/* The wait is given up: the slot is another's now, and none is granted
+			 * to this session any more. */
+			pool_release(s->slot);
+			s->slot = NULL;
+		}
+		if (!ev_is_active(&s->done_w)) {
+			ev_timer_set(&s->done_w, 0., 0.);
+			ev_timer_start(s->loop, &s->done_w);
+		}
 	}
 }
 
