@@ -44,6 +44,9 @@ struct sconn {
 	struct sconn *next;
 };
 
+/* Once every session has ended, how long clients get to take their last lines. */
+#define SERVE_DRAIN_S 5.0
+
 struct serve {
 	struct ev_loop *loop;
 	const struct mcpmux_options *opt;
@@ -54,7 +57,8 @@ struct serve {
 	struct front_http *http; /* with --http */
 	bool http_drained;	 /* shutting down: its last answers are written */
 	ev_signal term_w, int_w, hup_w;
-	ev_idle reap_w; /* frees dead connections, outside their callbacks */
+	ev_idle reap_w;	  /* frees dead connections, outside their callbacks */
+	ev_timer drain_w; /* every session ended: the clients' last lines get SERVE_DRAIN_S */
 	struct jsonrpc_scanner scan;
 	struct sbuf tmp;
 	int in_fd, out_fd; /* our own descriptions of stdin and stdout (sys_stdio_open) */
@@ -613,18 +617,47 @@ serve_on_accept(int fd, void *ctx)
 
 /* ---- the whole ---- */
 
+/* Unwritten bytes of the clients that are still there. */
+static size_t
+serve_queued(const struct serve *sv)
+{
+	size_t n = 0;
+
+	for (const struct sconn *sc = sv->conns; sc != NULL; sc = sc->next) {
+		if (!sc->c.out_dead) {
+			n += conn_queued(&sc->c);
+		}
+	}
+	return n;
+}
+
 static void
 serve_maybe_exit(struct serve *sv)
 {
 	if (!hub_is_empty(&sv->hub) || (sv->http != NULL && !sv->http_drained)) {
 		return;
 	}
-	for (struct sconn *sc = sv->conns; sc != NULL; sc = sc->next) {
-		if (conn_queued(&sc->c) > 0 && !sc->c.out_dead) {
-			return; /* still writing: its on_drained calls again */
+	if (serve_queued(sv) > 0) {
+		/* Still writing: its on_drained calls again; a client that does not read
+		 * holds the exit for SERVE_DRAIN_S at most. */
+		if (!ev_is_active(&sv->drain_w)) {
+			ev_timer_start(sv->loop, &sv->drain_w);
 		}
+		return;
 	}
+	ev_timer_stop(sv->loop, &sv->drain_w);
 	ev_break(sv->loop, EVBREAK_ALL);
+}
+
+static void
+serve_on_drain_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct serve *sv = container_of(w, struct serve, drain_w);
+
+	(void)revents;
+	diag_warn("clients took not all of their last lines within %g s: %zu bytes are dropped",
+		  SERVE_DRAIN_S, serve_queued(sv));
+	ev_break(loop, EVBREAK_ALL);
 }
 
 static void
@@ -786,6 +819,7 @@ cmd_serve(const struct mcpmux_options *o)
 	backend_module_init(loop);
 	(void)errout_start(loop);
 	ev_idle_init(&sv->reap_w, serve_on_reap);
+	ev_timer_init(&sv->drain_w, serve_on_drain_timeout, SERVE_DRAIN_S, 0.);
 
 	/* Signals first: once the socket is there, a client may already want us to stop. */
 	ev_signal_init(&sv->term_w, serve_on_signal, SIGTERM);
@@ -862,6 +896,7 @@ out:
 	ev_signal_stop(loop, &sv->int_w);
 	ev_signal_stop(loop, &sv->hup_w);
 	ev_idle_stop(loop, &sv->reap_w);
+	ev_timer_stop(loop, &sv->drain_w);
 	if (sv->listening) {
 		listener_close(&sv->lst);
 	}

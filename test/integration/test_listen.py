@@ -203,6 +203,28 @@ class ListenHardening(ListenHelpers, Case):
         srv.p.send_signal(signal.SIGTERM)
         self.assertEqual(srv.wait(), 0, srv.stderr())
 
+    def test_sigterm_with_a_client_that_reads_nothing_ends_in_bounded_time(self):
+        """Every session ends at SIGTERM; a client that reads none of its last lines holds
+        the exit 5 s at most, and what it did not take is dropped with a warning."""
+        srv = self.listen()
+        s = socket.socket(socket.AF_UNIX)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(self.path)
+        s.sendall(b"".join((json.dumps({"session": "a", "message": m}) + "\n").encode()
+                           for m in [initialize(1)] + [call(10 + i, "huge", bytes=1 << 20)
+                                                       for i in range(4)]))
+        # The four answers come from the server, and wait for the client.
+        wait_until(lambda: json.loads(self.ctl("stats", as_json=True)[1])["out"]["bytes"] >=
+                   4 << 20, 10, "the answers to be read from the server")
+        t0 = time.monotonic()
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(15), 0)
+        self.assertLess(time.monotonic() - t0, 10)
+        self.assertRegex(srv.stderr(), r"clients took not all of their last lines within 5 s: "
+                                       r"\d+ bytes are dropped")
+        s.close()
+        self.assert_no_leftovers(0)
+
     def test_exit_leaves_another_socket_alone(self):
         """The socket file is removed at exit only if it is still the one serve made."""
         a = self.listen()
