@@ -39,6 +39,7 @@ struct cconn {
 	bool keep;
 	bool ending; /* stdin is over; waiting for the session's end */
 	bool done;   /* the session ended (or, with --keep, stdin is over) */
+	bool sent;   /* a line of the client went to the session */
 	int exit_code;
 	struct sbuf tmp;
 	struct jsonrpc_scanner scan;
@@ -94,9 +95,15 @@ connect_usage(void)
 	      stdout);
 }
 
-/* The exit status an "ended" event describes: its code, or 128 + its signal. */
+/* The id of connect's own end-of-run request, as JSON text. */
+#define END_ID "\"mcpmux-connect-end\""
+
+/*
+ * The exit status an "ended" event (or, under "result", an end-of-run result)
+ * describes: its code, or 128 + its signal.
+ */
 static int
-ended_status(const char *line, size_t len)
+ended_status(const char *line, size_t len, bool in_result)
 {
 	char buf[1024], err[128];
 	yajl_val root, v;
@@ -108,11 +115,14 @@ ended_status(const char *line, size_t len)
 	memcpy(buf, line, len);
 	buf[len] = '\0';
 	root = yajl_tree_parse(buf, err, sizeof(err));
-	const char *pcode[] = { "exit", "code", NULL }, *psig[] = { "exit", "signal", NULL };
+	const char *pcode[] = { "result", "exit", "code", NULL };
+	const char *psig[] = { "result", "exit", "signal", NULL };
+	const char **code_path = in_result ? pcode : pcode + 1;
+	const char **sig_path = in_result ? psig : psig + 1;
 
-	if ((v = yajl_tree_get(root, pcode, yajl_t_number)) != NULL && YAJL_IS_INTEGER(v)) {
+	if ((v = yajl_tree_get(root, code_path, yajl_t_number)) != NULL && YAJL_IS_INTEGER(v)) {
 		code = (int)YAJL_GET_INTEGER(v);
-	} else if ((v = yajl_tree_get(root, psig, yajl_t_string)) != NULL) {
+	} else if ((v = yajl_tree_get(root, sig_path, yajl_t_string)) != NULL) {
 		const char *want = YAJL_GET_STRING(v);
 		char name[32];
 
@@ -183,6 +193,7 @@ client_on_line(void *ctx, const char *line, size_t len)
 		(void)conn_send_line(&cc->client, &cc->client.self, cc->tmp.buf, cc->tmp.len);
 		return;
 	}
+	cc->sent = true;
 	send_envelope(cc, line, len);
 }
 
@@ -229,15 +240,22 @@ client_on_eof(struct conn *c, void *ctx)
 
 	(void)c;
 	cc->ending = true;
-	if (cc->keep) {
-		/* The session stays with serve; this connection goes once its lines are sent. */
+	if (cc->keep || !cc->sent) {
+		/*
+		 * Kept: the session stays with serve; this connection goes once its lines are
+		 * sent.  Nothing sent: there is no session of ours to end.
+		 */
 		cc->done = true;
 		maybe_exit(cc);
 		return;
 	}
+	/*
+	 * A request: its answer ends the wait even where no "ended" event can come (a
+	 * session that never started: the result comes at once; one that is another's).
+	 */
 	(void)snprintf(msg, sizeof(msg),
-		       "{\"jsonrpc\":\"2.0\",\"method\":\"%s\",\"params\":{\"reason\":\"the "
-		       "client closed its input\"}}",
+		       "{\"jsonrpc\":\"2.0\",\"id\":" END_ID ",\"method\":\"%s\",\"params\":{"
+		       "\"reason\":\"the client closed its input\"}}",
 		       cc->end_method);
 	send_envelope(cc, msg, strlen(msg));
 }
@@ -267,6 +285,44 @@ static const struct conn_hooks client_hooks = {
 
 /* ---- server (socket) to client (stdout) ---- */
 
+/*
+ * The answer to connect's own end-of-run request: the session's end, as its "ended" event
+ * says it (the result), or the end refused (an error with its id, or serve's -32000 for
+ * a session of another connection, which has no id).  Not the client's: not written out.
+ */
+static bool
+is_end_answer(struct cconn *cc, const struct envelope *env)
+{
+	enum jsonrpc_kind kind = jsonrpc_scan(&cc->scan, env->message, env->message_len);
+	const struct jsonrpc_item *it = &cc->scan.one;
+
+	if (kind != JSONRPC_RESPONSE && kind != JSONRPC_ERROR) {
+		return false;
+	}
+	bool ours = it->has_id && it->id.len == strlen(END_ID) &&
+		    memcmp(jsonrpc_str(&cc->scan, it->id), END_ID, it->id.len) == 0;
+	bool refused =
+		kind == JSONRPC_ERROR && it->has_id && it->id.len == 4 &&
+		memcmp(jsonrpc_str(&cc->scan, it->id), "null", 4) == 0 &&
+		memmem(env->message, env->message_len, "belongs to another connection", 29) != NULL;
+
+	if (!ours && !refused) {
+		return false;
+	}
+	if (kind == JSONRPC_RESPONSE) {
+		cc->exit_code = ended_status(env->message, env->message_len, true);
+		diag_info("session %s ended: %.*s", cc->id, (int)env->message_len, env->message);
+	} else {
+		cc->exit_code = 1;
+		diag_error("the session's end was refused: %.*s",
+			   (int)SYS_MIN(env->message_len, 300), env->message);
+	}
+	cc->done = true;
+	conn_read(&cc->client, false);
+	maybe_exit(cc);
+	return true;
+}
+
 static void
 server_on_line(void *ctx, const char *line, size_t len)
 {
@@ -285,6 +341,9 @@ server_on_line(void *ctx, const char *line, size_t len)
 		}
 		return;
 	}
+	if (env.has_message && cc->ending && !cc->done && is_end_answer(cc, &env)) {
+		return;
+	}
 	if (env.has_message) {
 		if (conn_send_line(&cc->client, &cc->client.self, env.message, env.message_len) ==
 			    -1 &&
@@ -295,7 +354,7 @@ server_on_line(void *ctx, const char *line, size_t len)
 			conn_read(&cc->server, false); /* stdout is slow: stop reading the socket */
 		}
 	} else if (env.has_event && env.event_len == 5 && memcmp(env.event, "ended", 5) == 0) {
-		cc->exit_code = ended_status(line, len);
+		cc->exit_code = ended_status(line, len, false);
 		diag_info("session %s ended: %.*s", cc->id, (int)len, line);
 		cc->done = true;
 		conn_read(&cc->client, false);
@@ -352,12 +411,16 @@ connect_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	struct cconn *cc = w->data;
 
-	(void)loop;
 	(void)revents;
 	if (!cc->ending) {
 		conn_read(&cc->client, false);
 		client_on_eof(&cc->client, cc);
+		return;
 	}
+	/* A second signal: no more waiting for the session's end. */
+	diag_warn("%s again: exiting without waiting for the session's end", strsignal(w->signum));
+	cc->exit_code = 128 + w->signum;
+	ev_break(loop, EVBREAK_ALL);
 }
 
 int

@@ -225,6 +225,39 @@ class ListenHardening(ListenHelpers, Case):
         s.close()
         self.assert_no_leftovers(0)
 
+    def test_connect_never_waits_for_an_end_that_cannot_come(self):
+        """connect with nothing on stdin has no session to end; a session of another
+        connection cannot be ended from this one (refused: exit 1); and a second signal
+        ends the wait for an end that takes long."""
+        self.path = os.path.join(self.tmp.name, "mux.sock")
+        srv = self.serve("--ignore-eof", opts=FAST + ["--eof-grace", "30000", "--listen",
+                                                      self.path])
+        wait_until(lambda: os.path.exists(self.path), 5, "the socket")
+        c = self.connect("--session", "empty")
+        c.close_stdin()
+        self.assertEqual(c.wait(5), 0)
+        a = self.connect("--session", "dup")
+        a.send(initialize(1))
+        self.assertEqual(a.msg()["id"], 1)
+        b = self.connect("--session", "dup")
+        b.send(req(2, "ping"))
+        self.assertIn("another connection", b.msg()["error"]["message"])
+        b.close_stdin()
+        self.assertEqual(b.wait(5), 1)
+        self.assertIn("the session's end was refused", b.stderr())
+        # a's server ignores its EOF: its end takes --eof-grace, 30 s
+        a.p.send_signal(signal.SIGTERM)  # the first: asks for the end, and waits for it
+        wait_until(lambda: "ending" in self.ctl("list")[1], 5, "the session's end to begin")
+        self.assertIsNone(a.p.poll(), "the first signal only asks for the end")
+        a.p.send_signal(signal.SIGTERM)
+        self.assertEqual(a.wait(5), 128 + signal.SIGTERM)
+        self.assertIn("again: exiting without waiting", a.stderr())
+        self.assertIn("dup", self.ctl("list")[1], "the session still ends, in serve")
+        # Not 30 s more: serve is killed, and its keeper ends the server at once.
+        srv.kill()
+        srv.wait()
+        self.assert_no_leftovers(5)
+
     def test_exit_leaves_another_socket_alone(self):
         """The socket file is removed at exit only if it is still the one serve made."""
         a = self.listen()
