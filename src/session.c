@@ -713,6 +713,8 @@ replay_done(struct session *s)
 
 	s->state = SESSION_RUNNING;
 	s->fresh = false;
+	/* Its idle timer may have come and gone during a slow replay: it counts from now. */
+	arm_suspend(s, s->cfg->idle_suspend);
 	if (s->resuming) {
 		resume_finished(s);
 	} else {

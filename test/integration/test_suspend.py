@@ -340,6 +340,29 @@ class ServeSuspend(Base):
         self.assert_no_leftovers()
 
 
+class SlowReplay(Base):
+    def test_a_resume_slower_than_the_idle_period_is_suspended_again(self):
+        """The idle timer may fire while the resumed server replays the handshake: it
+        counts again from the replay's end, and the idle server is suspended again."""
+        behave = os.path.join(self.tmp.name, "behave")
+        p = self.serve(opts=FAST + ["--idle-suspend", "0.5"],
+                       command=[FIXTURE, "--behave-file=" + behave])
+        m = Mux(p)
+        m.send("r", initialize(1))
+        self.assert_response(m.msg("r"), 1)
+        m.send("r", note("notifications/initialized"))
+        self.assertEqual(m.event("r", "suspended")["reason"], "idle")
+        with open(behave, "w") as f:
+            f.write("slow-init=1500\n")  # three idle periods
+        m.send("r", call(2, "echo", text="again"))
+        self.assertGreater(m.event("r", "resumed", 10)["ms"], 1000)
+        self.assertEqual(m.msg("r")["result"]["content"][0]["text"], "again")
+        self.assertEqual(m.event("r", "suspended", 5)["reason"], "idle")
+        wait_until(lambda: not self.servers(), 5, "the server to be gone")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+
+
 class HeldLines(Base):
     """Lines that wait for a server being resumed are bounded by --max-queue: past it, the
     client is held back (wrap: its stdin; serve: its connection), and nothing is lost."""
