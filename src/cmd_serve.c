@@ -266,6 +266,15 @@ handle_keep(struct sconn *sc, struct hub_entry **ep, const struct envelope *env)
 	struct serve *sv = sc->sv;
 	struct hub_entry *e = *ep;
 
+	/*
+	 * A kept session that has not started yet holds no server, but an entry: as many of
+	 * them as --max-sessions at most, or a client could grow mcpmux without bound.
+	 */
+	if (e == NULL && hub_n_unstarted(&sv->hub) >= sv->opt->max_sessions) {
+		send_error(sc, env->session, env->session_len, NULL, 0, RPC_SERVER_ERROR,
+			   "too many kept sessions that have not started (--max-sessions)");
+		return;
+	}
 	if (e == NULL &&
 	    (e = *ep = hub_entry_new(&sv->hub, env->session, env->session_len)) == NULL) {
 		send_envelope_error(sc, RPC_SERVER_ERROR, "out of memory");

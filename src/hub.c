@@ -735,6 +735,12 @@ hub_shutdown(struct hub *h)
 	}
 }
 
+size_t
+hub_n_unstarted(const struct hub *h)
+{
+	return HASH_COUNT(h->table) - h->n_live;
+}
+
 bool
 hub_is_empty(const struct hub *h)
 {

@@ -182,6 +182,8 @@ void hub_port_forget(struct hub *h, const struct hub_port *p);
 void hub_port_gone(struct hub *h, const struct hub_port *p);
 /* End every session and start nothing more; on_empty once the last one is done. */
 void hub_shutdown(struct hub *h);
+/* Entries without a session: kept ones that have not started. */
+size_t hub_n_unstarted(const struct hub *h);
 /* Is the hub shutting down with no session left? */
 bool hub_is_empty(const struct hub *h);
 

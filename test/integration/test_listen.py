@@ -258,6 +258,29 @@ class ListenHardening(ListenHelpers, Case):
         srv.wait()
         self.assert_no_leftovers(5)
 
+    def test_kept_sessions_that_never_start_are_bounded(self):
+        """{"session":ID,"keep":true} for new IDs makes entries with no server: as many as
+        --max-sessions, no more (a client could otherwise grow mcpmux without bound)."""
+        srv = self.listen(opts=["--max-sessions", "3"])
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(10)
+        s.connect(self.path)
+        s.sendall(b"".join((json.dumps({"session": "k%d" % i, "keep": True}) + "\n").encode()
+                           for i in range(8)))
+        f = s.makefile("rb")
+        got = [json.loads(f.readline()) for _ in range(8)]
+        self.assertEqual([g["session"] for g in got if g.get("event") == "kept"],
+                         ["k0", "k1", "k2"])
+        refused = [g for g in got if "message" in g]
+        self.assertEqual(len(refused), 5)
+        self.assertIn("too many kept sessions", refused[0]["message"]["error"]["message"])
+        rc, out = self.ctl("stats", as_json=True)
+        self.assertEqual(json.loads(out)["kept"], 3)
+        f.close()
+        s.close()
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+
     def test_exit_leaves_another_socket_alone(self):
         """The socket file is removed at exit only if it is still the one serve made."""
         a = self.listen()
