@@ -58,7 +58,9 @@ struct serve {
 	bool http_drained;	 /* shutting down: its last answers are written */
 	ev_signal term_w, int_w, hup_w;
 	ev_idle reap_w;	  /* frees dead connections, outside their callbacks */
-	ev_timer drain_w; /* every session ended: the clients' last lines get SERVE_DRAIN_S */
+	ev_timer drain_w; /* after a signal, every session ended: the clients' last lines get
+			     SERVE_DRAIN_S */
+	bool signalled;	  /* SIGTERM, SIGINT or SIGHUP asked for the exit */
 	struct jsonrpc_scanner scan;
 	struct sbuf tmp;
 	int in_fd, out_fd; /* our own descriptions of stdin and stdout (sys_stdio_open) */
@@ -647,9 +649,12 @@ serve_maybe_exit(struct serve *sv)
 		return;
 	}
 	if (serve_queued(sv) > 0) {
-		/* Still writing: its on_drained calls again; a client that does not read
-		 * holds the exit for SERVE_DRAIN_S at most. */
-		if (!ev_is_active(&sv->drain_w)) {
+		/*
+		 * Still writing: its on_drained calls again.  After a signal, a client that
+		 * does not read holds the exit SERVE_DRAIN_S at most; after stdin's EOF the
+		 * reader of stdout takes its time, as a pipeline's does.
+		 */
+		if (sv->signalled && !ev_is_active(&sv->drain_w)) {
 			ev_timer_start(sv->loop, &sv->drain_w);
 		}
 		return;
@@ -709,6 +714,7 @@ serve_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	(void)loop;
 	(void)revents;
 	((struct serve *)w->data)->hub.shutdown_reason = "signal";
+	((struct serve *)w->data)->signalled = true;
 	serve_shutdown(w->data, strsignal(w->signum));
 }
 

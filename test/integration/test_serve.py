@@ -193,6 +193,23 @@ class Sessions(Case):
         self.assert_no_leftovers(0)
 
 
+class SlowReader(Case):
+    def test_after_stdin_eof_a_slow_reader_gets_all_of_it(self):
+        """stdin's EOF ends every session; the reader of stdout may take its time, as in
+        any pipeline (only a signal bounds the wait for it)."""
+        p = self.serve(opts=FAST)
+        p.send({"session": "s", "message": initialize(1)},
+               {"session": "s", "message": call(2, "huge", bytes=3 << 20)})
+        p.close_stdin()
+        time.sleep(6)  # a reader that pauses longer than the bound after a signal (5 s)
+        lines = [json.loads(l) for l in p.read_to_eof(20).splitlines()]
+        self.assertEqual(p.wait(), 0, p.stderr())
+        answer = [l["message"] for l in lines if l.get("message", {}).get("id") == 2][0]
+        self.assertEqual(len(answer["result"]["content"][0]["text"]), 3 << 20)
+        self.assertEqual([l["event"] for l in lines if "event" in l], ["started", "ended"])
+        self.assertNotIn("dropped", p.stderr())
+
+
 class Crashes(Case):
     def test_crash_is_the_servers_own_exit(self):
         """A server that crashes closes its stdout before its exit is reported: the
