@@ -118,6 +118,26 @@ read_status(const char *root, pid_t pid, struct procscan_proc *p)
 	}
 	p->uid = (uid_t)uid;
 	p->rss_kib = rss; /* kernel threads and zombies have none */
+	/* "NSpid:\t4242\t1": its pid here, then in each pid namespace below, its own last. */
+	p->ns_pid = p->pid;
+	char *ns = strstr(buf, "\nNSpid:");
+
+	if (ns != NULL) {
+		char *end = strchr(ns + 1, '\n');
+		char *last = end != NULL ? end : ns + strlen(ns);
+
+		while (last > ns && (last[-1] == ' ' || last[-1] == '\t')) {
+			last--;
+		}
+		while (last > ns && last[-1] >= '0' && last[-1] <= '9') {
+			last--;
+		}
+		long v = strtol(last, NULL, 10);
+
+		if (v > 0 && v <= INT_MAX) {
+			p->ns_pid = (pid_t)v;
+		}
+	}
 	return 0;
 }
 
@@ -249,19 +269,6 @@ push_proc(struct procscan *s)
 	return p;
 }
 
-/* The scanner's pid namespace, from its own entry under root; "" when unreadable. */
-static void
-read_pidns(struct procscan *s, const char *root, pid_t self)
-{
-	char path[64];
-
-	s->pidns[0] = '\0';
-	(void)snprintf(path, sizeof(path), "%s/%d/ns/pid", root, (int)self);
-	ssize_t n = readlink(path, s->pidns, sizeof(s->pidns) - 1);
-
-	s->pidns[n > 0 ? n : 0] = '\0';
-}
-
 /*
  * Read one process into a new entry.  0 (kept, or vanished and dropped), -1 (ENOMEM).
  * An error other than ENOENT/ESRCH on stat or status keeps the entry with read_errno.
@@ -299,18 +306,6 @@ read_proc(struct procscan *s, const char *root, pid_t pid, uid_t uid, bool all)
 			return 0;
 		}
 		p->is_read = true;
-		if (p->session[0] != '\0' && s->pidns[0] != '\0') {
-			char path[64], ns[sizeof(s->pidns)];
-
-			(void)snprintf(path, sizeof(path), "%s/%d/ns/pid", root, (int)pid);
-			ssize_t n = readlink(path, ns, sizeof(ns) - 1);
-
-			/* Unreadable: taken for the scanner's, as before namespaces. */
-			if (n > 0) {
-				ns[n] = '\0';
-				p->other_pidns = strcmp(ns, s->pidns) != 0;
-			}
-		}
 	}
 	s->n++;
 	return 0;
@@ -489,6 +484,25 @@ procscan_parse_owner(const char *text, pid_t *pid, unsigned long long *start)
 	return 0;
 }
 
+/*
+ * The owner pid:start of an mcpmux in a pid namespace below this one (a container's, whose
+ * carriers name it by its own pid there): the live process of that start time that is
+ * that pid in its namespace.  Its index, or SIZE_MAX.  (A start time is the same seen from
+ * any pid namespace.)
+ */
+static size_t
+owner_nested(const struct procscan *s, pid_t pid, unsigned long long start)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		const struct procscan_proc *p = &s->v[i];
+
+		if (p->start == start && p->ns_pid == pid && p->pid != pid && is_live(p)) {
+			return i;
+		}
+	}
+	return SIZE_MAX;
+}
+
 enum procscan_owner
 procscan_owner_state(const struct procscan *s, const char *proc_root, const char *owner, int *err)
 {
@@ -507,8 +521,14 @@ procscan_owner_state(const struct procscan *s, const char *proc_root, const char
 		*err = s->v[j].read_errno;
 		return PROCSCAN_UNKNOWN;
 	}
+	if (j != SIZE_MAX && is_live(&s->v[j]) && s->v[j].start == start) {
+		return PROCSCAN_LIVE;
+	}
+	if (owner_nested(s, pid, start) != SIZE_MAX) {
+		return PROCSCAN_LIVE;
+	}
 	if (j != SIZE_MAX) {
-		return is_live(&s->v[j]) && s->v[j].start == start ? PROCSCAN_LIVE : PROCSCAN_GONE;
+		return PROCSCAN_GONE;
 	}
 	/* Not in the scan: it exited during it, or never was (another machine's pid). */
 	memset(&now, 0, sizeof(now));
@@ -520,14 +540,6 @@ procscan_owner_state(const struct procscan *s, const char *proc_root, const char
 		return PROCSCAN_UNKNOWN;
 	}
 	return now.start == start && is_live(&now) ? PROCSCAN_LIVE : PROCSCAN_GONE;
-}
-
-const char *
-procscan_unknown_why(const struct procscan_group *g)
-{
-	return g->other_pidns ? "it runs in another pid namespace (a container's?), whose pids its "
-				"owner's is one of"
-			      : strerror(g->owner_errno);
 }
 
 static size_t
@@ -587,8 +599,11 @@ find_instances(struct procscan *s, pid_t self)
 		}
 		size_t j = procscan_find(s, pid);
 
-		if (j == SIZE_MAX || !is_live(&s->v[j]) || s->v[j].start != start || pid == self ||
-		    s->v[j].mode != PROCSCAN_NONE) {
+		if (j == SIZE_MAX || !is_live(&s->v[j]) || s->v[j].start != start) {
+			j = owner_nested(s, pid,
+					 start); /* an mcpmux in a container, seen from here */
+		}
+		if (j == SIZE_MAX || s->v[j].pid == self || s->v[j].mode != PROCSCAN_NONE) {
 			continue;
 		}
 		s->v[j].mode = parse_mode(&s->v[j]);
@@ -628,17 +643,13 @@ group_carriers(struct procscan *s, const char *root, pid_t self)
 		if (!is_live(c) || !c->is_read || c->session[0] == '\0' || c->pid == self) {
 			continue;
 		}
-		if (c->other_pidns) {
-			/*
-			 * Its owner's pid is of its own pid namespace (a container's): here it
-			 * names another process or none, and the owner cannot be judged.  Left
-			 * alone.
-			 */
-			state = PROCSCAN_UNKNOWN;
-		} else if (procscan_parse_owner(c->owner, &opid, &start) == 0) {
+		if (procscan_parse_owner(c->owner, &opid, &start) == 0) {
 			state = procscan_owner_state(s, root, c->owner, &err);
 			if (state == PROCSCAN_LIVE) {
 				instance = procscan_find(s, opid);
+				if (instance == SIZE_MAX || s->v[instance].start != start) {
+					instance = owner_nested(s, opid, start);
+				}
 				if (instance == SIZE_MAX) {
 					/* It started after the scan's listing: not shown. */
 					continue;
@@ -656,7 +667,6 @@ group_carriers(struct procscan *s, const char *root, pid_t self)
 		}
 		c->group = g;
 		s->g[g].owner_errno = err;
-		s->g[g].other_pidns = c->other_pidns;
 		s->g[g].n_carriers++;
 	}
 	return 0;
@@ -733,7 +743,6 @@ procscan_read(struct procscan *s, const char *proc_root, uid_t uid, bool all, pi
 	free_procs(s);
 	s->n_groups = 0;
 	read_clock(s, proc_root);
-	read_pidns(s, proc_root, self);
 	d = opendir(proc_root);
 	if (d == NULL) {
 		return -1;
