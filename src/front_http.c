@@ -76,10 +76,12 @@ struct hx_stream {
 	uint32_t num;
 	uint64_t seq; /* events numbered so far */
 	bool is_get;
-	bool is_json;  /* answered with one application/json body */
-	bool answered; /* its response is among its events */
-	bool done;     /* ended on a connection: kept for a resume until it lingers out */
-	double since;  /* detached or done since (sys_mono()) */
+	bool is_json;	/* answered with one application/json body */
+	bool json_gone; /* is_json, and its connection went before the answer: only kept to
+			   cancel its request when forgotten (the answer goes by rule 3) */
+	bool answered;	/* its response is among its events */
+	bool done;	/* ended on a connection: kept for a resume until it lingers out */
+	double since;	/* detached or done since (sys_mono()) */
 	struct hx_event *head, *tail;
 	struct hx_event *unsent; /* the first event not written yet, or NULL */
 	size_t kept;		 /* bytes of written events kept for a replay */
@@ -720,9 +722,15 @@ stream_detach(struct hx_stream *st)
 	st->rq = NULL;
 	st->since = sys_mono();
 	if (st->is_json) {
-		/* Cannot be resumed: its response, when it comes, goes to another stream. */
-		stream_free(st);
-		return;
+		/*
+		 * Cannot be resumed: its response, when it comes, goes to another stream.  A
+		 * request still running is remembered, to be cancelled if it is forgotten.
+		 */
+		if (st->answered) {
+			stream_free(st);
+			return;
+		}
+		st->json_gone = true;
 	}
 	sweep_schedule(st->hs->fh);
 }
@@ -814,6 +822,12 @@ route(struct hx_session *hs, const char *msg, size_t len)
 	}
 	if ((kind == JSONRPC_RESPONSE || kind == JSONRPC_ERROR) && sc->one.has_id) {
 		st = stream_for_response(hs, jsonrpc_str(sc, sc->one.id), sc->one.id.len);
+		if (st != NULL && st->json_gone) {
+			/* Its client went: the answer goes by rule 3 (the initialize's key stays).
+			 */
+			stream_free(st);
+			st = NULL;
+		}
 		bool is_init = st != NULL && st == hs->init;
 
 		if (st == NULL && hs->init_key != NULL) {

@@ -764,13 +764,29 @@ class Sessions(HttpCase):
         """A client that goes during a call that never ends, and never resumes its stream:
         when the stream is forgotten (--idle-timeout after it went), the call is cancelled
         on the client's behalf, and the idle session ends with its server."""
+        self.vanish_during_a_call(json_only=False)
+
+    def test_a_json_call_whose_client_vanished_does_not_hold_the_session(self):
+        """The same for a client that accepts only JSON: its request cannot be resumed (its
+        answer would go to the GET stream), and it is cancelled when forgotten."""
+        self.vanish_during_a_call(json_only=True)
+
+    def vanish_during_a_call(self, json_only):
         log = os.path.join(self.tmp.name, "log")
         self.http(opts=["--idle-timeout", "1", "--log", log])
         sid = self.session()
         pid = self.call(sid, tool(1, "env"))[0]["result"]["structuredContent"]["pid"]
-        s = self.open("POST", tool(2, "sleep", ms=600000), {"Mcp-Session-Id": sid})
-        self.assertEqual(s.event()["data"], "")
-        s.close()
+        if json_only:
+            c = self.conn()
+            c.request("POST", "/mcp", body=json.dumps(tool(2, "sleep", ms=600000)), headers={
+                "Content-Type": "application/json", "Accept": "application/json",
+                "Mcp-Session-Id": sid})
+            wait_until(lambda: "\"sleep\"" in open(log).read(), 5, "the call to go out")
+            c.close()
+        else:
+            s = self.open("POST", tool(2, "sleep", ms=600000), {"Mcp-Session-Id": sid})
+            self.assertEqual(s.event()["data"], "")
+            s.close()
         wait_until(lambda: not alive(pid), 8, "the server to end",
                    lambda: self.srv.stderr())
         self.assertRegex(self.srv.stderr(), r"stream \d+ not resumed for 1 s: forgotten; its "
