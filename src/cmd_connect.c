@@ -306,6 +306,9 @@ is_end_answer(struct cconn *cc, const struct envelope *env)
 		memcmp(jsonrpc_str(&cc->scan, it->id), "null", 4) == 0 &&
 		memmem(env->message, env->message_len, "belongs to another connection", 29) != NULL;
 
+	if (cc->done) {
+		return ours; /* the session ended first (its "ended" event): not the client's */
+	}
 	if (!ours && !refused) {
 		return false;
 	}
@@ -341,7 +344,7 @@ server_on_line(void *ctx, const char *line, size_t len)
 		}
 		return;
 	}
-	if (env.has_message && cc->ending && !cc->done && is_end_answer(cc, &env)) {
+	if (env.has_message && cc->ending && is_end_answer(cc, &env)) {
 		return;
 	}
 	if (env.has_message) {
