@@ -19,6 +19,7 @@ static void hub_on_input_full(struct session *s, void *owner, bool full);
 static void hub_on_done(struct session *s, void *owner);
 static void hub_on_suspended(struct session *s, void *owner);
 static void hub_on_resumed(struct session *s, void *owner, double ms);
+static void hub_on_started(struct session *s, void *owner);
 
 static const struct session_hooks hub_hooks = {
 	.deliver = hub_on_deliver,
@@ -27,6 +28,7 @@ static const struct session_hooks hub_hooks = {
 	.on_input_full = hub_on_input_full,
 	.on_suspended = hub_on_suspended,
 	.on_resumed = hub_on_resumed,
+	.on_started = hub_on_started,
 	.on_done = hub_on_done,
 };
 
@@ -315,6 +317,24 @@ hub_on_resumed(struct session *s, void *owner, double ms)
 	send_event(e, b->buf, b->len);
 }
 
+/* "started" when the server is spawned: at once, or once its pool granted a slot. */
+static void
+send_started(struct hub_entry *e)
+{
+	struct sbuf *b = &e->hub->tmp;
+
+	sbuf_reset(b);
+	sbuf_addf(b, ",\"event\":\"started\",\"pid\":%d", (int)session_pid(e->s));
+	send_event(e, b->buf, b->len);
+}
+
+static void
+hub_on_started(struct session *s, void *owner)
+{
+	(void)s;
+	send_started(owner);
+}
+
 static void
 hub_on_input_full(struct session *s, void *owner, bool full)
 {
@@ -435,9 +455,9 @@ hub_start(struct hub_entry *e, const char *req_id, size_t req_id_len)
 	h->n_live++;
 	h->n_started++;
 	sync_pause(e);
-	sbuf_reset(&h->tmp);
-	sbuf_addf(&h->tmp, ",\"event\":\"started\",\"pid\":%d", (int)session_pid(e->s));
-	send_event(e, h->tmp.buf, h->tmp.len);
+	if (session_pid(e->s) > 0) {
+		send_started(e); /* else when its pool grants it a slot (hub_on_started()) */
+	}
 	return true;
 refuse:
 	if (req_id != NULL && e->owner != NULL) {

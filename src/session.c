@@ -1025,6 +1025,9 @@ slot_granted(struct pool_slot *slot, void *ctx)
 		return;
 	}
 	diag_info("session %s: its pool has room: started (pid %d)", s->id, (int)s->backend->pid);
+	if (!s->resuming && s->hooks->on_started != NULL) {
+		s->hooks->on_started(s, s->owner);
+	}
 	held_flush(s);
 }
 

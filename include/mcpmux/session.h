@@ -76,6 +76,8 @@ struct session_hooks {
 	void (*on_stall)(struct session *s, void *owner);
 	/* The session's server was ended for --idle-suspend; the session stays (optional). */
 	void (*on_suspended)(struct session *s, void *owner);
+	/* The session's first server started late: its pool granted a slot (optional). */
+	void (*on_started)(struct session *s, void *owner);
 	/* A fresh server took over after the handshake replay, ms after it was asked for. */
 	void (*on_resumed)(struct session *s, void *owner, double ms);
 	/* Teardown complete (everything delivered); the front end may free s now. */

@@ -535,6 +535,23 @@ class Pool(Base):
         self.assertEqual(b.wait(), 0)
         self.assertNotIn("its pool is full", b.stderr())
 
+    def test_started_comes_when_the_server_does(self):
+        """A session whose pool is full waits for a slot: its "started" event comes when its
+        server is spawned, with that server's pid (not before, with none)."""
+        a = Mux(self.serve(opts=FAST + ["--max-servers", "1"]))
+        a.send("v", initialize(1))
+        self.assert_response(a.msg("v"), 1)
+        b = Mux(self.serve(opts=FAST + ["--max-servers", "1", "-v"]))
+        b.send("s", initialize(1), call(2, "env"))
+        self.assert_response(b.msg("s", 15), 1)
+        pid = structured(b.msg("s"))["pid"]
+        self.assertIn("its pool is full", b.p.stderr())
+        self.assertEqual(b.event("s", "started")["pid"], pid)
+        self.assertEqual(a.event("v", "suspended")["reason"], "pool")
+        for m in (a, b):
+            m.p.close_stdin()
+            self.assertEqual(m.p.wait(10), 0)
+
     def test_no_pool_directory_the_server_starts_anyway(self):
         """A pool that cannot keep its files never stops a server: it starts uncounted,
         and mcpmux says so."""
