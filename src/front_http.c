@@ -112,18 +112,19 @@ struct hx_session {
 	char *init_key;		   /* its id's key once that stream is gone, until answered */
 	size_t init_key_len;
 	struct hx_event *orphans, *orphans_tail; /* messages no stream could take yet */
-	size_t unsent;				 /* bytes waiting in streams and orphans */
-	size_t lingering;			 /* bytes kept by done streams */
-	uint32_t n_streams;			 /* stream numbers given out */
-	struct hx_pending *held, *held_tail;	 /* POSTs waiting for the server's input */
-	struct hx_pending *deletes;		 /* DELETEs waiting for the end */
-	struct sbuf result;			 /* the end-of-run result, once known */
-	char version[HX_VERSION_MAX];		 /* the protocol version in use */
-	bool holding;				 /* the server's input is full */
-	bool was_full;				 /* full() said so last */
-	bool ending;				 /* its end was asked for (DELETE, end-of-run) */
-	bool end_soon;				 /* end it at the next turn (initialize failed) */
-	bool gone;				 /* let go by the hub: freed at the next turn */
+	uint64_t dropped;   /* of them, dropped for a JSON-only client (orphans_relieve()) */
+	size_t unsent;	    /* bytes waiting in streams and orphans */
+	size_t lingering;   /* bytes kept by done streams */
+	uint32_t n_streams; /* stream numbers given out */
+	struct hx_pending *held, *held_tail; /* POSTs waiting for the server's input */
+	struct hx_pending *deletes;	     /* DELETEs waiting for the end */
+	struct sbuf result;		     /* the end-of-run result, once known */
+	char version[HX_VERSION_MAX];	     /* the protocol version in use */
+	bool holding;			     /* the server's input is full */
+	bool was_full;			     /* full() said so last */
+	bool ending;			     /* its end was asked for (DELETE, end-of-run) */
+	bool end_soon;			     /* end it at the next turn (initialize failed) */
+	bool gone;			     /* let go by the hub: freed at the next turn */
 };
 
 struct front_http {
@@ -806,6 +807,51 @@ stream_for_other(struct hx_session *hs)
 	return oldest;
 }
 
+/*
+ * Messages for no stream at their bound pause the server's output, until a stream opens
+ * to take them.  A client that accepts only JSON and has no GET stream open never opens
+ * one, and the answer it waits for is behind them: that wait would never end.  Then the
+ * oldest go (to half the bound), counted and said: they had no way to that client.
+ */
+static void
+orphans_relieve(struct hx_session *hs, bool json_waits)
+{
+	if (hs->unsent < hs->fh->opt->max_queue || (hs->get != NULL && hs->get->rq != NULL)) {
+		return;
+	}
+	for (const struct hx_stream *st = hs->streams; st != NULL; st = st->next) {
+		json_waits = json_waits || (st->is_json && st->rq != NULL && !st->answered);
+	}
+	if (!json_waits) {
+		return;
+	}
+	size_t n = 0, bytes = 0;
+
+	while (hs->orphans != NULL && hs->unsent > hs->fh->opt->max_queue / 2) {
+		struct hx_event *ev = hs->orphans;
+
+		hs->orphans = ev->next;
+		hs->unsent -= ev->len;
+		bytes += ev->len;
+		n++;
+		free(ev);
+	}
+	if (hs->orphans == NULL) {
+		hs->orphans_tail = NULL;
+	}
+	hs->dropped += n;
+	diag_warn("session %s: %zu message(s) of the server (%zu bytes) dropped: they had no "
+		  "stream to go to (the client accepts only JSON and has no GET stream open), and "
+		  "its answer waits behind them",
+		  hs->id, n, bytes);
+	if (tlog_enabled) {
+		char f[64];
+		int k = snprintf(f, sizeof(f), "\"dropped\":%zu,\"bytes\":%zu", n, bytes);
+
+		tlog_event(hs->id, 0, "dropped", f, (size_t)k);
+	}
+}
+
 static void
 route(struct hx_session *hs, const char *msg, size_t len)
 {
@@ -875,6 +921,7 @@ route(struct hx_session *hs, const char *msg, size_t len)
 		}
 		hs->orphans_tail = ev;
 		hs->unsent += len;
+		orphans_relieve(hs, false);
 		return;
 	}
 	stream_push(st, ev);
@@ -1249,6 +1296,11 @@ post_forward(struct front_http *fh, struct hx_session *hs, struct http_req *rq, 
 		http_req_set_data(rq, NULL);
 		respond_error(fh, rq, 404, -32001, "Session not found: it has ended", NULL);
 		return;
+	}
+	if (is_json) {
+		/* Its answer may be behind messages that no stream of this client can take. */
+		orphans_relieve(hs, true);
+		hxs_check_writable(hs);
 	}
 	stream_attach(st, rq, -1);
 }

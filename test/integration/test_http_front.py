@@ -983,6 +983,30 @@ class FlowControl(HttpCase):
         held.close()
         self.assertGreater(time.monotonic() - t0, 1.5)
 
+    def test_a_json_only_client_is_not_held_by_messages_it_cannot_take(self):
+        """A client that accepts only JSON and opens no GET stream, and a server that sends
+        notifications: they have no stream to go to, and at --max-queue they pause the
+        server's output, with the client's next answer behind them.  The oldest go (said,
+        and logged), and the answer comes."""
+        log = os.path.join(self.tmp.name, "log")
+        self.http("--flood=5000", opts=["--max-queue", "256K", "--log", log,
+                                        "--log-bodies", "none"])
+        r = self.post(init_msg(1), headers={"Accept": "application/json"})
+        sid = r.headers["mcp-session-id"]
+        self.assertEqual(self.post(INITIALIZED, sid).status, 202)
+        def logged():
+            with open(log) as f:
+                return f.read().count('"notifications/message"')
+        # about 900 of them (290 bytes each) fill the 256 KiB
+        wait_until(lambda: logged() >= 800, 10, "the flood to fill the queue")
+        r = self.post(tool(2, "echo", text="through"), sid,
+                      headers={"Accept": "application/json"}, seconds=20)
+        self.assertEqual(r.json()["result"]["content"][0]["text"], "through")
+        self.assertRegex(self.srv.stderr(), r"message\(s\) of the server \(\d+ bytes\) dropped: "
+                                            r"they had no stream to go to")
+        with open(log) as f:
+            self.assertIn('"event":"dropped"', f.read())
+
     def test_a_client_that_does_not_read_pauses_the_server(self):
         self.http("--flood", "0", opts=["--max-queue", "65536", "--metrics"])
         sid = self.session()
