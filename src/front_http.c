@@ -816,7 +816,8 @@ stream_for_other(struct hx_session *hs)
 static void
 orphans_relieve(struct hx_session *hs, bool json_waits)
 {
-	if (hs->unsent < hs->fh->opt->max_queue || (hs->get != NULL && hs->get->rq != NULL)) {
+	/* A GET stream, even one between connections, takes them (a resume loses nothing). */
+	if (hs->unsent < hs->fh->opt->max_queue || hs->get != NULL) {
 		return;
 	}
 	for (const struct hx_stream *st = hs->streams; st != NULL; st = st->next) {
@@ -838,6 +839,9 @@ orphans_relieve(struct hx_session *hs, bool json_waits)
 	}
 	if (hs->orphans == NULL) {
 		hs->orphans_tail = NULL;
+	}
+	if (n == 0) {
+		return; /* what holds the server is in streams, for their clients */
 	}
 	hs->dropped += n;
 	diag_warn("session %s: %zu message(s) of the server (%zu bytes) dropped: they had no "

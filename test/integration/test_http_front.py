@@ -1007,6 +1007,35 @@ class FlowControl(HttpCase):
         with open(log) as f:
             self.assertIn('"event":"dropped"', f.read())
 
+    def test_a_get_stream_between_connections_loses_nothing(self):
+        """The same JSON-only client with a GET stream that is between two connections (it
+        closed, and comes back after the retry time): what waits for it past --max-queue
+        holds the server back, and nothing is dropped."""
+        self.http(opts=["--max-queue", "32K"])
+        r = self.post(init_msg(1), headers={"Accept": "application/json"})
+        sid = r.headers["mcp-session-id"]
+        self.assertEqual(self.post(INITIALIZED, sid).status, 202)
+        g = self.get_stream(sid)
+        prime = g.event()
+        g.close()
+        res = {}
+
+        def call():
+            res["r"] = self.post(tool(2, "progress", meta={"progressToken": "p"}, steps=1000),
+                                 sid, headers={"Accept": "application/json"}, seconds=20)
+        t = threading.Thread(target=call)
+        t.start()
+        time.sleep(1.0)  # the client's retry time (the priming event's is 1 s)
+        g = self.get_stream(sid, last=prime["id"])
+        n = 0
+        while n < 1000:
+            m, _ = g.message(10)
+            n += m.get("method") == "notifications/progress"
+        g.close()
+        t.join(30)
+        self.assertEqual(res["r"].json()["id"], 2)
+        self.assertNotIn("dropped", self.srv.stderr())
+
     def test_a_client_that_does_not_read_pauses_the_server(self):
         self.http("--flood", "0", opts=["--max-queue", "65536", "--metrics"])
         sid = self.session()
