@@ -350,7 +350,7 @@ ps_json(const struct survey *p)
 			sbuf_adds(&b, ",\"owner\":");
 			json_str(&b, x->owner);
 			sbuf_addf(&b, ",\"pid\":%d,\"error\":", (int)s->v[x->top].pid);
-			json_str(&b, strerror(x->owner_errno));
+			json_str(&b, procscan_unknown_why(x));
 			sbuf_adds(&b, "}");
 			first = false;
 		}

@@ -269,6 +269,18 @@ push_proc(struct procscan *s)
 	return p;
 }
 
+/* A namespace link of pid ("pid", "time") into out; "" when unreadable. */
+static void
+ns_link(const char *root, pid_t pid, const char *ns, char *out, size_t len)
+{
+	char path[64];
+
+	(void)snprintf(path, sizeof(path), "%s/%d/ns/%s", root, (int)pid, ns);
+	ssize_t n = readlink(path, out, len - 1);
+
+	out[n > 0 ? n : 0] = '\0';
+}
+
 /*
  * Read one process into a new entry.  0 (kept, or vanished and dropped), -1 (ENOMEM).
  * An error other than ENOENT/ESRCH on stat or status keeps the entry with read_errno.
@@ -306,6 +318,15 @@ read_proc(struct procscan *s, const char *root, pid_t pid, uid_t uid, bool all)
 			return 0;
 		}
 		p->is_read = true;
+		if (p->session[0] != '\0' && p->ns_pid != p->pid) {
+			/* A carrier in a pid namespace below: which one, and its clock. */
+			char tns[sizeof(s->timens)];
+
+			ns_link(root, pid, "pid", p->pidns, sizeof(p->pidns));
+			ns_link(root, pid, "time", tns, sizeof(tns));
+			p->other_time = tns[0] != '\0' && s->timens[0] != '\0' &&
+					strcmp(tns, s->timens) != 0;
+		}
 	}
 	s->n++;
 	return 0;
@@ -485,18 +506,28 @@ procscan_parse_owner(const char *text, pid_t *pid, unsigned long long *start)
 }
 
 /*
- * The owner pid:start of an mcpmux in a pid namespace below this one (a container's, whose
- * carriers name it by its own pid there): the live process of that start time that is
- * that pid in its namespace.  Its index, or SIZE_MAX.  (A start time is the same seen from
- * any pid namespace.)
+ * The owner pid:start, named by carrier c, of an mcpmux in a pid namespace below this one
+ * (a container's, whose carriers name it by its pid there): the live process of c's pid
+ * namespace with that start time (the same seen from any pid namespace) that is that pid
+ * there.  Its index, or SIZE_MAX.
  */
 static size_t
-owner_nested(const struct procscan *s, pid_t pid, unsigned long long start)
+owner_nested(const struct procscan *s, const char *root, pid_t pid, unsigned long long start,
+	     const struct procscan_proc *c)
 {
+	char ns[sizeof(c->pidns)];
+
+	if (c->pidns[0] == '\0') {
+		return SIZE_MAX;
+	}
 	for (size_t i = 0; i < s->n; i++) {
 		const struct procscan_proc *p = &s->v[i];
 
-		if (p->start == start && p->ns_pid == pid && p->pid != pid && is_live(p)) {
+		if (p->start != start || p->ns_pid != pid || p->pid == pid || !is_live(p)) {
+			continue;
+		}
+		ns_link(root, p->pid, "pid", ns, sizeof(ns));
+		if (strcmp(ns, c->pidns) == 0) {
 			return i;
 		}
 	}
@@ -521,14 +552,8 @@ procscan_owner_state(const struct procscan *s, const char *proc_root, const char
 		*err = s->v[j].read_errno;
 		return PROCSCAN_UNKNOWN;
 	}
-	if (j != SIZE_MAX && is_live(&s->v[j]) && s->v[j].start == start) {
-		return PROCSCAN_LIVE;
-	}
-	if (owner_nested(s, pid, start) != SIZE_MAX) {
-		return PROCSCAN_LIVE;
-	}
 	if (j != SIZE_MAX) {
-		return PROCSCAN_GONE;
+		return is_live(&s->v[j]) && s->v[j].start == start ? PROCSCAN_LIVE : PROCSCAN_GONE;
 	}
 	/* Not in the scan: it exited during it, or never was (another machine's pid). */
 	memset(&now, 0, sizeof(now));
@@ -540,6 +565,13 @@ procscan_owner_state(const struct procscan *s, const char *proc_root, const char
 		return PROCSCAN_UNKNOWN;
 	}
 	return now.start == start && is_live(&now) ? PROCSCAN_LIVE : PROCSCAN_GONE;
+}
+
+const char *
+procscan_unknown_why(const struct procscan_group *g)
+{
+	return g->other_time ? "it runs in another time namespace, where start times differ"
+			     : strerror(g->owner_errno);
 }
 
 static size_t
@@ -579,7 +611,7 @@ find_group(struct procscan *s, enum procscan_owner state, size_t instance, const
 
 /* Mark the instances: by their look and command line, then those named by owners. */
 static void
-find_instances(struct procscan *s, pid_t self)
+find_instances(struct procscan *s, const char *root, pid_t self)
 {
 	for (size_t i = 0; i < s->n; i++) {
 		struct procscan_proc *p = &s->v[i];
@@ -600,8 +632,7 @@ find_instances(struct procscan *s, pid_t self)
 		size_t j = procscan_find(s, pid);
 
 		if (j == SIZE_MAX || !is_live(&s->v[j]) || s->v[j].start != start) {
-			j = owner_nested(s, pid,
-					 start); /* an mcpmux in a container, seen from here */
+			j = owner_nested(s, root, pid, start, c); /* an mcpmux in a container */
 		}
 		if (j == SIZE_MAX || s->v[j].pid == self || s->v[j].mode != PROCSCAN_NONE) {
 			continue;
@@ -643,13 +674,18 @@ group_carriers(struct procscan *s, const char *root, pid_t self)
 		if (!is_live(c) || !c->is_read || c->session[0] == '\0' || c->pid == self) {
 			continue;
 		}
-		if (procscan_parse_owner(c->owner, &opid, &start) == 0) {
+		if (c->other_time) {
+			/* Its owner's start time was read in another time namespace. */
+			state = PROCSCAN_UNKNOWN;
+		} else if (procscan_parse_owner(c->owner, &opid, &start) == 0) {
 			state = procscan_owner_state(s, root, c->owner, &err);
+			instance = state == PROCSCAN_LIVE ? procscan_find(s, opid) : SIZE_MAX;
+			if (state == PROCSCAN_GONE &&
+			    (instance = owner_nested(s, root, opid, start, c)) != SIZE_MAX) {
+				state = PROCSCAN_LIVE; /* an mcpmux in a container, seen from here
+							*/
+			}
 			if (state == PROCSCAN_LIVE) {
-				instance = procscan_find(s, opid);
-				if (instance == SIZE_MAX || s->v[instance].start != start) {
-					instance = owner_nested(s, opid, start);
-				}
 				if (instance == SIZE_MAX) {
 					/* It started after the scan's listing: not shown. */
 					continue;
@@ -667,6 +703,7 @@ group_carriers(struct procscan *s, const char *root, pid_t self)
 		}
 		c->group = g;
 		s->g[g].owner_errno = err;
+		s->g[g].other_time = c->other_time;
 		s->g[g].n_carriers++;
 	}
 	return 0;
@@ -743,6 +780,7 @@ procscan_read(struct procscan *s, const char *proc_root, uid_t uid, bool all, pi
 	free_procs(s);
 	s->n_groups = 0;
 	read_clock(s, proc_root);
+	ns_link(proc_root, self, "time", s->timens, sizeof(s->timens));
 	d = opendir(proc_root);
 	if (d == NULL) {
 		return -1;
@@ -783,7 +821,7 @@ procscan_read(struct procscan *s, const char *proc_root, uid_t uid, bool all, pi
 		s->v[k].is_self_line = true;
 		k = s->v[k].parent;
 	}
-	find_instances(s, self);
+	find_instances(s, proc_root, self);
 	if (group_carriers(s, proc_root, self) == -1) {
 		errno = ENOMEM;
 		return -1;

@@ -549,7 +549,7 @@ survey_report_unknown(const struct survey *p, bool own_only)
 				"cannot tell whether mcpmux %s, the owner of pid %d (session '%s'), "
 				"is alive: %s (left alone)",
 				x->owner, (int)p->scan.v[x->top].pid, x->session,
-				strerror(x->owner_errno));
+				procscan_unknown_why(x));
 			any = true;
 		}
 	}

@@ -69,7 +69,9 @@ struct procscan_proc {
 	char exe[64];	 /* basename of the exe link, "" unreadable */
 	char session[PROCTREE_COOKIE_MAX + 1]; /* MCPMUX_SESSION, "" none */
 	char owner[PROCSCAN_OWNER_MAX + 1];    /* MCPMUX_OWNER, "" none */
-	pid_t ns_pid; /* its pid in its own pid namespace (NSpid's last), as it sees itself */
+	pid_t ns_pid;	 /* its pid in its own pid namespace (NSpid's last), as it sees itself */
+	char pidns[32];	 /* a carrier in a pid namespace below: its ns/pid link; "" else */
+	bool other_time; /* a carrier in a time namespace not the scanner's: start times differ */
 	/* Sorted out by procscan_read(): */
 	size_t parent;		 /* index of the parent, SIZE_MAX when not in the scan */
 	enum procscan_mode mode; /* instances */
@@ -82,6 +84,7 @@ struct procscan_proc {
 struct procscan_group {
 	enum procscan_owner owner_state;
 	int owner_errno; /* PROCSCAN_UNKNOWN: why the owner could not be read */
+	bool other_time; /* PROCSCAN_UNKNOWN: its carriers' start times are not comparable */
 	size_t instance; /* PROCSCAN_LIVE: index of the instance, else SIZE_MAX */
 	char session[PROCTREE_COOKIE_MAX + 1];
 	char owner[PROCSCAN_OWNER_MAX + 1]; /* "" for carriers of older mcpmux */
@@ -99,6 +102,7 @@ struct procscan {
 	struct procscan_group *g;
 	size_t n_groups, cap_groups;
 	double uptime_s; /* /proc/uptime when read */
+	char timens[32]; /* the scanner's time namespace (its ns/time link), "" unknown */
 	long hz;	 /* clock ticks per second */
 };
 
@@ -144,6 +148,8 @@ size_t procscan_find_orphans(const struct procscan *s, const char *owner, const 
 /* "90", "90s", "10m", "1.5h", "2d" -> seconds (> 0).  0, or -1 when malformed. */
 int procscan_parse_duration(const char *text, double *seconds);
 
+/* Why a PROCSCAN_UNKNOWN group's owner could not be judged, in words. */
+const char *procscan_unknown_why(const struct procscan_group *g);
 /* The boot ID (/proc/sys/kernel/random/boot_id) into out.  0, or -1 with errno. */
 int procscan_boot_id(const char *proc_root, char out[PROCSCAN_BOOT_MAX]);
 

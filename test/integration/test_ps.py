@@ -353,6 +353,29 @@ class PidNamespaces(PsCase):
         wait_until(lambda: not alive(pids[0]), 5, "the orphan to be ended")
 
 
+    def test_a_carrier_in_another_time_namespace_is_left_alone(self):
+        """Start times read in another time namespace are not comparable: such a carrier's
+        owner cannot be judged, and sweep leaves it alone (and says so)."""
+        session = self.session("time")
+        owner = self.dead_owner()  # gone, if its start time could be trusted
+        p = subprocess.Popen(["unshare", "--pid", "--fork", "--time", "--boottime", "100000",
+                              "env", "MCPMUX_SESSION=" + session, "MCPMUX_OWNER=" + owner,
+                              "sleep", "1000"], env=self.env, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.extra.append(p)
+        pids = wait_until(lambda: self.carriers(session) or p.poll() is not None, 5,
+                          "the carrier to exec")
+        if p.poll() is not None:
+            self.skipTest("no time namespace here: %s" % p.stderr.read().decode())
+        unknown = self.ours(self.ps_json("--session", session)["unknown"])
+        self.assertEqual([u["pid"] for u in unknown], pids)
+        self.assertIn("another time namespace", unknown[0]["error"])
+        rc, out, err = self.mcpmux("sweep", "--session", session)
+        self.assertEqual(rc, 1, "an owner that cannot be judged makes sweep say so")
+        self.assertIn("another time namespace", err)
+        self.assertTrue(alive(pids[0]), "sweep ended a session it cannot judge")
+
+
 class Ladder(PsCase):
     def test_sigterm_ignored_gets_sigkill(self):
         dead = self.dead_owner()
