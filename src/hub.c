@@ -20,6 +20,7 @@ static void hub_on_done(struct session *s, void *owner);
 static void hub_on_suspended(struct session *s, void *owner);
 static void hub_on_resumed(struct session *s, void *owner, double ms);
 static void hub_on_started(struct session *s, void *owner);
+static void send_started(struct hub_entry *e);
 
 static const struct session_hooks hub_hooks = {
 	.deliver = hub_on_deliver,
@@ -312,6 +313,11 @@ hub_on_resumed(struct session *s, void *owner, double ms)
 	struct hub_entry *e = owner;
 	struct sbuf *b = &e->hub->tmp;
 
+	if (!e->started) {
+		/* Its first server never came (a spawn that failed after its pool's grant). */
+		send_started(e);
+		return;
+	}
 	sbuf_reset(b);
 	sbuf_addf(b, ",\"event\":\"resumed\",\"pid\":%d,\"ms\":%.0f", (int)session_pid(s), ms);
 	send_event(e, b->buf, b->len);
@@ -323,6 +329,7 @@ send_started(struct hub_entry *e)
 {
 	struct sbuf *b = &e->hub->tmp;
 
+	e->started = true;
 	sbuf_reset(b);
 	sbuf_addf(b, ",\"event\":\"started\",\"pid\":%d", (int)session_pid(e->s));
 	send_event(e, b->buf, b->len);

@@ -89,7 +89,8 @@ struct hub_entry {
 	struct hub_waiter *waiters;
 	struct hub_port *holding; /* the port whose input this session holds, or NULL */
 	bool kept;
-	bool exited; /* the server exited: its output is read to its end */
+	bool exited;  /* the server exited: its output is read to its end */
+	bool started; /* its "started" event went out */
 };
 
 /* How a session's server ended, for /metrics. */

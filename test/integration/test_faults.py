@@ -298,6 +298,31 @@ class SpawnFails(Faults):
             self.assert_clean_stderr(p)
         self.assert_no_leftovers()
 
+    def test_a_pool_grant_whose_spawn_fails(self):
+        """A session waits for its pool's slot; when it is granted, the spawn fails: the
+        waiting request gets -32000, and the next message starts the server, announced
+        as started (its first server), not as resumed."""
+        from test_serve import Mux
+        self.env["XDG_RUNTIME_DIR"] = self.tmp.name  # a pool of the test's own
+        a = Mux(self.mcpmux(["serve", "--max-servers", "1"] + GRACE + ["--", FIXTURE]))
+        a.send("v", initialize(1))
+        self.assertEqual(a.msg("v")["id"], 1)
+        b = Mux(self.mcpmux(["serve", "--max-servers", "1"] + GRACE + ["--", FIXTURE],
+                            env=self.shim_env(fork_fail=self.KEEPER_FORKS + 1)))
+        b.send("s", initialize(1))
+        err = b.msg("s", 15)
+        self.assert_error(err, 1, -32000)
+        self.assertIn("could not be started", err["error"]["message"])
+        b.send("s", initialize(2))
+        started = b.event("s", "started")
+        self.assertEqual(b.msg("s")["id"], 2)
+        self.assertGreater(started["pid"], 0)
+        self.assertFalse([e for e in b.inbox if e.get("event") == "resumed"], b.inbox)
+        for m in (a, b):
+            m.p.close_stdin()
+            self.assertEqual(m.p.wait(10), 0)
+        self.assert_no_leftovers()
+
     def pipe2_per_spawn(self):
         """How many pipe2() calls a serve with one spawn makes (the keeper's, and the
         spawn's: 2, or 3 with a traffic log)."""
