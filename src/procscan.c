@@ -679,13 +679,12 @@ group_carriers(struct procscan *s, const char *root, pid_t self)
 			state = PROCSCAN_UNKNOWN;
 		} else if (procscan_parse_owner(c->owner, &opid, &start) == 0) {
 			state = procscan_owner_state(s, root, c->owner, &err);
-			instance = state == PROCSCAN_LIVE ? procscan_find(s, opid) : SIZE_MAX;
-			if (state == PROCSCAN_GONE &&
-			    (instance = owner_nested(s, root, opid, start, c)) != SIZE_MAX) {
-				state = PROCSCAN_LIVE; /* an mcpmux in a container, seen from here
-							*/
-			}
-			if (state == PROCSCAN_LIVE) {
+			if (state == PROCSCAN_GONE) {
+				/* Gone here; maybe an mcpmux in a container, seen from here. */
+				instance = owner_nested(s, root, opid, start, c);
+				state = instance != SIZE_MAX ? PROCSCAN_LIVE : PROCSCAN_GONE;
+			} else if (state == PROCSCAN_LIVE) {
+				instance = procscan_find(s, opid);
 				if (instance == SIZE_MAX) {
 					/* It started after the scan's listing: not shown. */
 					continue;
