@@ -530,40 +530,62 @@ fsync_close(int *fd)
 static int
 copy_owner_mode(int fd, const struct stat *st, const char *what)
 {
-	if ((st->st_uid != geteuid() || st->st_gid != getegid()) &&
-	    fchown(fd, st->st_uid, st->st_gid) == -1) {
+	struct stat now;
+
+	/*
+	 * What the new file got (a set-group-ID directory gives it the directory's group),
+	 * not what this process is.  A member of the file's group who does not own it may
+	 * still give the new file that group: the group alone, when the owner cannot be.
+	 */
+	if (fstat(fd, &now) == 0 && (now.st_uid != st->st_uid || now.st_gid != st->st_gid) &&
+	    fchown(fd, st->st_uid, st->st_gid) == -1 &&
+	    (now.st_gid == st->st_gid || fchown(fd, (uid_t)-1, st->st_gid) == -1 ||
+	     now.st_uid != st->st_uid)) {
 		diag_warn_errno("cannot give %s the owner %u:%u of the original", what,
 				(unsigned)st->st_uid, (unsigned)st->st_gid);
 	}
 	return fchmod(fd, st->st_mode & 07777);
 }
 
-/* FILE.bak with the original bytes, owner and mode, unless it exists.  1 made, 0 kept, -1. */
+/*
+ * bak (FILE.bak) with the original bytes, owner and mode, unless it exists.  Whole or not
+ * at all: written to a temporary file beside it, synced, then linked to its name (which
+ * fails if the name is taken).  1 made, 0 kept, -1.
+ */
 static int
-write_backup(const char *file, const struct stat *st, const char *text, size_t len)
+write_backup(const char *bak, const struct stat *st, const char *text, size_t len)
 {
-	struct sbuf bak = { 0 };
-	int fd, rc = 1;
+	struct sbuf tmp = { 0 };
+	int fd, rc = -1;
 
-	sbuf_addf(&bak, "%s.bak", file);
-	if (bak.failed) {
+	sbuf_addf(&tmp, "%s.mcpmux-XXXXXX", bak);
+	if (tmp.failed) {
 		return diag_error("out of memory");
 	}
 	/* Readable by its owner alone until it has the original's owner and mode. */
-	fd = open(bak.buf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd == -1 && errno == EEXIST) {
-		rc = 0;
-	} else if (fd == -1) {
-		rc = diag_error_errno("cannot create the backup '%s' (nothing written)", bak.buf);
-	} else if (copy_owner_mode(fd, st, bak.buf) == -1 || write_fd(fd, text, len) == -1 ||
-		   fsync_close(&fd) == -1) {
-		rc = diag_error_errno("cannot write the backup '%s' (nothing written)", bak.buf);
-		if (fd != -1) {
-			sys_close(&fd);
-		}
-		(void)unlink(bak.buf);
+	fd = mkostemp(tmp.buf, O_CLOEXEC);
+	if (fd == -1) {
+		diag_error_errno("cannot create the backup '%s' (nothing written)", bak);
+		sbuf_release(&tmp);
+		return -1;
 	}
-	sbuf_release(&bak);
+	if (copy_owner_mode(fd, st, bak) == -1 || write_fd(fd, text, len) == -1 ||
+	    fsync_close(&fd) == -1) {
+		diag_error_errno("cannot write the backup '%s' (nothing written)", bak);
+	} else if (link(tmp.buf, bak) == 0 ||
+		   (errno != EEXIST &&
+		    renameat2(AT_FDCWD, tmp.buf, AT_FDCWD, bak, RENAME_NOREPLACE) == 0)) {
+		rc = 1; /* (a file system without hard links: renamed, without replacing) */
+	} else if (errno == EEXIST) {
+		rc = 0; /* an older one: never overwritten */
+	} else {
+		diag_error_errno("cannot create the backup '%s' (nothing written)", bak);
+	}
+	if (fd != -1) {
+		sys_close(&fd);
+	}
+	(void)unlink(tmp.buf); /* after a rename, nothing there */
+	sbuf_release(&tmp);
 	return rc;
 }
 
@@ -666,6 +688,7 @@ run(struct config_args *a)
 	struct config_result r;
 	struct stat st;
 	char *text = NULL, *target = NULL;
+	struct sbuf bak = { 0 };
 	size_t len;
 	int fd = STDIN_FILENO, rc = 1, made;
 
@@ -727,8 +750,20 @@ run(struct config_args *a)
 		rc = 1;
 		goto out;
 	}
-	made = write_backup(a->file, &st, text, len);
+	/*
+	 * The backup goes beside the file itself, through a symlink too: `mv TARGET.bak
+	 * TARGET` then restores it and the link stays a link.
+	 */
+	sbuf_addf(&bak, "%s.bak", target);
+	if (bak.failed) {
+		rc = diag_error("out of memory") + 2;
+		goto out;
+	}
+	made = write_backup(bak.buf, &st, text, len);
 	if (made == -1 || replace_file(a->file, target, &st, r.text, r.len) == -1) {
+		if (made == 1) {
+			(void)unlink(bak.buf); /* nothing was written: no backup of it either */
+		}
 		rc = 1;
 		goto out;
 	}
@@ -746,9 +781,10 @@ run(struct config_args *a)
 		fprintf(stderr, "mcpmux: %s: wrapped %zu and updated %zu", name,
 			r.n_changed - n_updated, n_updated);
 	}
-	fprintf(stderr, " of %zu server%s; backup in %s.bak%s\n", r.n_entries,
-		r.n_entries == 1 ? "" : "s", a->file, made == 0 ? " (an older one, kept)" : "");
+	fprintf(stderr, " of %zu server%s; backup in %s%s\n", r.n_entries,
+		r.n_entries == 1 ? "" : "s", bak.buf, made == 0 ? " (an older one, kept)" : "");
 out:
+	sbuf_release(&bak);
 	config_result_release(&r);
 	free(target);
 	free(text);

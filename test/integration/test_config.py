@@ -71,10 +71,10 @@ def is_stdio(entry):
     return isinstance(entry.get("command"), str) and entry.get("type", "stdio") == "stdio"
 
 
-def config(*args, input=None, cwd=None):
+def config(*args, input=None, cwd=None, preexec_fn=None):
     """Run `mcpmux config ARGS`: (exit status, stdout bytes, stderr text)."""
     p = subprocess.run([MCPMUX, "config"] + list(args), input=input, capture_output=True,
-                       cwd=cwd, timeout=30 * SLOW)
+                       cwd=cwd, timeout=30 * SLOW, preexec_fn=preexec_fn)
     return p.returncode, p.stdout, p.stderr.decode(errors="replace")
 
 
@@ -218,7 +218,56 @@ class Files(Case):
         self.assertTrue(os.path.islink(link))
         self.assertEqual(stat.S_IMODE(os.stat(real).st_mode), 0o600)
         self.assertIn(MCPMUX_PATH.encode(), read(real))
-        self.assertEqual(read(link + ".bak"), read(os.path.join(CONFIGS, "cursor-mcp.json")))
+        # The backup is beside the file itself: its documented undo keeps the link a link.
+        self.assertFalse(os.path.exists(link + ".bak"))
+        self.assertEqual(read(real + ".bak"), read(os.path.join(CONFIGS, "cursor-mcp.json")))
+        self.assertIn("backup in %s.bak" % os.path.realpath(real), err)
+        os.rename(real + ".bak", real)
+        self.assertTrue(os.path.islink(link))
+        self.assertEqual(read(link), read(os.path.join(CONFIGS, "cursor-mcp.json")))
+
+    def test_a_rewrite_that_fails_leaves_no_backup(self):
+        """The file cannot be replaced (here: a mount point, as a read-only bind mount of
+        a config is): nothing is written, and no backup of a rewrite that did not happen
+        stays to be kept, older, by the next run."""
+        path = self.copy("cursor-mcp.json")
+        if subprocess.run(["mount", "--bind", path, path], capture_output=True).returncode:
+            self.skipTest("cannot bind-mount a file here")
+        try:
+            rc, _, err = config("wrap", "--in-place", path)
+        finally:
+            subprocess.run(["umount", path], capture_output=True)
+        self.assertEqual(rc, 1)
+        self.assertIn("cannot replace", err)
+        self.assertEqual(sorted(os.listdir(self.tmp.name)), ["cursor-mcp.json"])
+        rc, _, err = config("wrap", "--in-place", path)
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("an older one", err)
+
+    def test_in_place_keeps_the_group_in_a_set_group_id_directory(self):
+        """A new file takes a set-group-ID directory's group: the rewrite gives it the
+        original's group again (here as its owner, not root)."""
+        if os.geteuid() != 0:
+            self.skipTest("root prepares the files of another user")
+        os.chmod(self.tmp.name, 0o755)  # nobody reaches the directory
+        d = os.path.join(self.tmp.name, "sgid")
+        os.mkdir(d)
+        os.chown(d, 65534, 0)
+        os.chmod(d, 0o2777)
+        path = os.path.join(d, "cursor-mcp.json")
+        write(path, read(os.path.join(CONFIGS, "cursor-mcp.json")), 0o640)
+        os.chown(path, 65534, 65534)
+
+        def nobody():
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+        rc, _, err = config("wrap", "--in-place", path, preexec_fn=nobody)
+        self.assertEqual(rc, 0, err)
+        for f in (path, path + ".bak"):
+            st = os.stat(f)
+            self.assertEqual((st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)),
+                             (65534, 65534, 0o640), f)
 
     def test_broken_files(self):
         """A message naming the file, line and column, exit 1, the file untouched, no backup."""
