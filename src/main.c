@@ -27,6 +27,13 @@ main(int argc, char **argv)
 	}
 	/* A peer that goes away is an EPIPE on that stream, not the end of mcpmux. */
 	(void)signal(SIGPIPE, SIG_IGN);
+	/*
+	 * SIGUSR1 reopens the traffic log (its watcher, once the log is open); otherwise it
+	 * means nothing, and a fleet-wide `pkill -USR1 mcpmux` for log rotation must kill no
+	 * mcpmux: not one without a log, not `connect` or `log`, not one still starting.
+	 * (Servers get every signal's default back before their exec.)
+	 */
+	(void)signal(SIGUSR1, SIG_IGN);
 
 	if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
 		printf("mcpmux %s\n", MCPMUX_VERSION);
@@ -65,13 +72,6 @@ main(int argc, char **argv)
 	rc = cli_parse(&opt, argc, argv, serve);
 	if (rc != 0) {
 		return rc == 1 ? 0 : EXIT_USAGE;
-	}
-	/*
-	 * SIGUSR1 reopens the traffic log.  Without one it means nothing, and a fleet-wide
-	 * `pkill -USR1 mcpmux` for log rotation must not kill unlogged instances.
-	 */
-	if (opt.log_path == NULL) {
-		(void)signal(SIGUSR1, SIG_IGN);
 	}
 	/*
 	 * Buffers of big messages come from the heap and are reused while big messages flow

@@ -250,6 +250,39 @@ class Writing(Case):
         ids = [r["id"] for path in (log + ".1", log) for r in messages(records(path), "in")]
         self.assertEqual(ids, list(range(100)))  # nothing lost, nothing twice
 
+    def test_sigusr1_kills_no_mcpmux(self):
+        """`pkill -USR1 mcpmux` after a rotation reaches every mcpmux: the reader of the
+        log and a connect bridge go on (they have no log to reopen)."""
+        log = os.path.join(self.tmp.name, "t.log")
+        w = self.wrap(opts=["--log", log])
+        w.send(req(1, "ping"))
+        self.assertEqual(w.msg()["id"], 1)
+        reader = self.start([MCPMUX, "log", "show", "--follow", "--color", "never", log])
+
+        def pings(n):
+            seen = 0
+            while seen < n:
+                seen += "ping" in reader.line().decode()
+        pings(1)
+        path = os.path.join(self.tmp.name, "mux.sock")
+        srv = self.serve(opts=["--listen", path])
+        wait_until(lambda: os.path.exists(path), 5, "the socket")
+        c = self.start([MCPMUX, "connect", "--session", "u", path])
+        c.send(req(1, "ping"))
+        self.assertEqual(c.msg()["id"], 1)
+        for p in (reader, c):
+            p.p.send_signal(signal.SIGUSR1)
+        w.send(req(2, "ping"))
+        self.assertEqual(w.msg()["id"], 2)
+        pings(1)  # the second ping's line, after the signal
+        c.send(req(2, "ping"))
+        self.assertEqual(c.msg()["id"], 2)
+        c.close_stdin()
+        self.assertEqual(c.wait(), 0)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        self.assertIsNone(reader.p.poll())
+
     def test_unwritable_log_does_not_stop_traffic(self):
         w = self.wrap(opts=["--log", "/dev/full"])
         for i in range(20):
