@@ -55,7 +55,8 @@ static struct {
 	int fd;
 	size_t bodies;
 	struct sbuf buf;
-	bool failing; /* the last write failed (reported once) */
+	bool failing;  /* the last write failed (reported once) */
+	bool mid_line; /* a failed write left part of a record: the file ends mid-line */
 	/*
 	 * Not a regular file (a FIFO, a pipe, a socket, a terminal): it is written without
 	 * blocking, what its reader has not taken yet waits in `pending` (up to
@@ -285,7 +286,32 @@ is_file(void)
 static void
 file_write(struct iovec *iov, int n)
 {
-	if (L.fd < 0 || sys_writev_all(L.fd, iov, n) == -1) {
+	size_t total = 0, left = 0;
+	int rc = -1;
+	bool tried = false;
+
+	for (int i = 0; i < n; i++) {
+		total += iov[i].iov_len;
+	}
+	if (L.fd >= 0 && L.mid_line) {
+		/* After a record cut by a failed write, a line end of its own: the cut record
+		 * is one bad line, and the next one is whole. */
+		struct iovec nl = { .iov_base = (void *)(uintptr_t) "\n", .iov_len = 1 };
+
+		L.mid_line = sys_writev_all(L.fd, &nl, 1) == -1;
+	}
+	if (L.fd >= 0 && !L.mid_line) {
+		tried = true;
+		rc = sys_writev_all(L.fd, iov, n);
+		for (int i = 0; i < n; i++) {
+			left += iov[i].iov_len; /* what sys_writev_all() did not take */
+		}
+	}
+	if (rc == -1 && tried && left < total) {
+		/* Part of a record went (ENOSPC): the next batch ends its line first. */
+		L.mid_line = true;
+	}
+	if (rc == -1) {
 		if (!L.failing) {
 			diag_warn_errno("traffic log %s: cannot write (records are dropped until "
 					"it can be written again)",

@@ -250,6 +250,51 @@ class Writing(Case):
         ids = [r["id"] for path in (log + ".1", log) for r in messages(records(path), "in")]
         self.assertEqual(ids, list(range(100)))  # nothing lost, nothing twice
 
+    def test_a_full_file_system_cuts_one_record_and_no_other(self):
+        """A write that fails half way (ENOSPC) leaves part of a record: once there is room
+        again, the next records start on a line of their own (the cut one is one bad line,
+        and nothing after it is lost)."""
+        mnt = os.path.join(self.tmp.name, "mnt")
+        os.mkdir(mnt)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", mnt],
+                          capture_output=True).returncode != 0:
+            self.skipTest("cannot mount a small tmpfs here")
+        try:
+            self.fill_cut_and_read(mnt)
+        finally:
+            subprocess.run(["umount", "-l", mnt], capture_output=True)
+
+    def fill_cut_and_read(self, mnt):
+        filler = os.path.join(mnt, "filler")
+        with open(filler, "wb") as f:
+            f.write(b"x" * 40000)
+        log = os.path.join(mnt, "t.log")
+        w = self.wrap(opts=["--log", log])
+        i = 0
+        while "No space left" not in w.stderr():
+            w.send(call(i, "echo", text="y" * 3000))
+            self.assertEqual(w.msg()["id"], i)
+            i += 1
+            self.assertLess(i, 100, "the log never filled the file system")
+        os.unlink(filler)  # room again
+        for j in range(100, 103):
+            w.send(call(j, "echo", text="after"))
+            self.assertEqual(w.msg()["id"], j)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        with open(log, "rb") as f:
+            lines = f.read().split(b"\n")
+        self.assertEqual(lines[-1], b"", "the log ends with a whole line")
+        good, bad = [], 0
+        for line in lines[:-1]:
+            try:
+                good.append(json.loads(line))
+            except ValueError:
+                bad += 1
+        self.assertLessEqual(bad, 1)
+        after = [r["id"] for r in good if r.get("id") in (100, 101, 102)]
+        self.assertEqual(sorted(after), [100, 100, 101, 101, 102, 102], "in and out each")
+
     def test_sigusr1_kills_no_mcpmux(self):
         """`pkill -USR1 mcpmux` after a rotation reaches every mcpmux: the reader of the
         log and a connect bridge go on (they have no log to reopen)."""
