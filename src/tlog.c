@@ -55,8 +55,9 @@ static struct {
 	int fd;
 	size_t bodies;
 	struct sbuf buf;
-	bool failing;  /* the last write failed (reported once) */
-	bool mid_line; /* a failed write left part of a record: the file ends mid-line */
+	bool failing;	 /* the last write failed (reported once) */
+	bool mid_line;	 /* a failed write left part of a record: the file ends mid-line */
+	double reopen_t; /* when the path was last (re)opened after SIGUSR1 (sys_mono()) */
 	/*
 	 * Not a regular file (a FIFO, a pipe, a socket, a terminal): it is written without
 	 * blocking, what its reader has not taken yet waits in `pending` (up to
@@ -324,11 +325,29 @@ file_write(struct iovec *iov, int n)
 	}
 }
 
+/* Open the log's path again (SIGUSR1; or a reopen that failed, at most once a second). */
+static void
+reopen(void)
+{
+	L.reopen_t = sys_mono();
+	if (open_file() == -1) {
+		diag_warn_errno("traffic log %s: cannot reopen (records are dropped; tried again "
+				"every second)",
+				L.path);
+	} else {
+		ev_io_set(&L.pending_w, L.fd, EV_WRITE);
+		diag_info("traffic log %s: reopened", L.path);
+	}
+}
+
 void
 tlog_flush(void)
 {
 	if (L.buf.len == 0) {
 		return;
+	}
+	if (L.path != NULL && L.fd < 0 && L.loop != NULL && sys_mono() - L.reopen_t >= 1.) {
+		reopen(); /* a reopen that failed (EMFILE, ENOSPC for the new file's inode) */
 	}
 	if (L.path == NULL || L.fd == STDERR_FILENO) {
 		/* On stderr: never blocking the loop, dropped and counted when stderr is full. */
@@ -363,12 +382,7 @@ tlog_on_usr1(struct ev_loop *loop, ev_signal *w, int revents)
 		return; /* not a file that logrotate renames: nothing to reopen */
 	}
 	close_file();
-	if (open_file() == -1) {
-		diag_warn_errno("traffic log %s: cannot reopen", L.path);
-	} else {
-		ev_io_set(&L.pending_w, L.fd, EV_WRITE);
-		diag_info("traffic log %s: reopened", L.path);
-	}
+	reopen();
 }
 
 int

@@ -295,6 +295,37 @@ class Writing(Case):
         after = [r["id"] for r in good if r.get("id") in (100, 101, 102)]
         self.assertEqual(sorted(after), [100, 100, 101, 101, 102, 102], "in and out each")
 
+    def test_a_reopen_that_fails_is_tried_again(self):
+        """SIGUSR1 after a rotation, and the new file cannot be made (no inode left): the
+        records are dropped, said once, and the open is tried again every second: once it
+        can be made, records go to it."""
+        mnt = os.path.join(self.tmp.name, "mnt")
+        os.mkdir(mnt)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,nr_inodes=3", "tmpfs", mnt],
+                          capture_output=True).returncode != 0:
+            self.skipTest("cannot mount a small tmpfs here")
+        try:
+            log = os.path.join(mnt, "t.log")
+            w = self.wrap(opts=["--log", log])
+            w.send(req(1, "ping"))
+            self.assertEqual(w.msg()["id"], 1)
+            os.rename(log, log + ".1")
+            open(os.path.join(mnt, "other"), "w").close()  # the last free inode
+            w.p.send_signal(signal.SIGUSR1)
+            wait_until(lambda: "cannot reopen" in w.stderr(), 5, "the failed reopen")
+            w.send(req(2, "ping"))
+            self.assertEqual(w.msg()["id"], 2)
+            os.unlink(os.path.join(mnt, "other"))  # room again
+            time.sleep(1.1)  # the next try is a second after the last
+            for i in (3, 4):
+                w.send(req(i, "ping"))
+                self.assertEqual(w.msg()["id"], i)
+            w.close_stdin()
+            self.assertEqual(w.wait(), 0)
+            self.assertEqual([r["id"] for r in messages(records(log), "in")], [3, 4])
+        finally:
+            subprocess.run(["umount", "-l", mnt], capture_output=True)
+
     def test_sigusr1_kills_no_mcpmux(self):
         """`pkill -USR1 mcpmux` after a rotation reaches every mcpmux: the reader of the
         log and a connect bridge go on (they have no log to reopen)."""
