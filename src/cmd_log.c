@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,6 +51,33 @@ struct reader {
 	unsigned long lineno;
 	unsigned long bad;
 };
+
+/* Nested deeper than any record mcpmux writes? */
+static bool
+too_deep(const char *p, size_t len)
+{
+	bool in_string = false;
+	int depth = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		char c = p[i];
+
+		if (in_string) {
+			if (c == '\\') {
+				i++;
+			} else if (c == '"') {
+				in_string = false;
+			}
+		} else if (c == '"') {
+			in_string = true;
+		} else if ((c == '{' || c == '[') && ++depth > 1024) {
+			return true;
+		} else if (c == '}' || c == ']') {
+			depth--;
+		}
+	}
+	return false;
+}
 
 /* The next record, parsed; NULL at the end.  Lines that are not JSON objects are skipped. */
 static yajl_val
@@ -90,7 +118,10 @@ next_record(struct reader *r)
 		}
 		r->lineno++;
 		r->line[n - 1] = '\0';
-		yajl_val v = yajl_tree_parse(r->line, NULL, 0);
+		/* Not one of mcpmux's (it refuses messages nested deeper than 512): yajl's tree
+		 * would recurse as deep, on the stack. */
+		yajl_val v =
+			too_deep(r->line, (size_t)n - 1) ? NULL : yajl_tree_parse(r->line, NULL, 0);
 
 		if (v != NULL && YAJL_IS_OBJECT(v)) {
 			return v;
@@ -834,6 +865,12 @@ cmd_log(int argc, char **argv)
 	} else if ((r.f = fopen(o.file, "re")) == NULL) {
 		diag_error_errno("cannot open the log '%s'", o.file);
 		return 1;
+	}
+	struct stat st;
+
+	/* A pipe ends with its writer: --follow waits for more of a file only. */
+	if (r.follow && (fstat(fileno(r.f), &st) == -1 || !S_ISREG(st.st_mode))) {
+		r.follow = false;
 	}
 	int rc = 0;
 

@@ -608,6 +608,32 @@ class Reading(Case):
         rc, out, _ = self.run_log("show", "--color", "always", "-", stdin=data)
         self.assertIn("\033[31m", out)
 
+    def test_follow_on_a_pipe_ends_with_it(self):
+        """--follow waits for more of a file; a pipe's end is the end."""
+        with open(os.path.join(LOGS, "fixed.log"), "rb") as f:
+            data = f.read()
+        rc, out, _ = self.run_log("show", "--follow", "--color", "never", "-", stdin=data)
+        self.assertEqual(rc, 0)
+        self.assertEqual(out, self.golden("show.golden"))
+
+    def test_a_line_nested_deeper_than_any_record_is_skipped(self):
+        """Not a record mcpmux could write (it refuses messages nested deeper than 512):
+        skipped like any bad line, without a parse as deep as the line."""
+        with open(os.path.join(LOGS, "fixed.log"), "rb") as f:
+            data = f.read()
+        deep = b"[" * 300000 + b"]" * 300000 + b"\n"
+        import resource
+
+        def small_stack():  # as deep a line as a stack of 1 MiB could not free
+            resource.setrlimit(resource.RLIMIT_STACK, (1 << 20, 1 << 20))
+        p = subprocess.run([MCPMUX, "log", "show", "--color", "never"], input=deep + data,
+                           capture_output=True, timeout=60, env=self.env,
+                           preexec_fn=small_stack)
+        rc, out, err = p.returncode, p.stdout.decode(), p.stderr.decode()
+        self.assertEqual(rc, 0, err[-500:])
+        self.assertEqual(out, self.golden("show.golden"))
+        self.assertIn(":1: not a traffic log record: skipped", err)
+
     def test_million_lines_bounded_memory(self):
         path = os.path.join(self.tmp.name, "big.log")
         line = ('{"ts":"2026-11-24T10:00:00.%06dZ","session":"s%d","pid":1,"dir":"%s",'
