@@ -225,7 +225,8 @@ send_error(struct sconn *sc, const char *sid, size_t sid_len, const char *id, si
 	size_t at = b->len;
 
 	rpcout_error(b, id, id_len, code, text);
-	if (sid != NULL && !b->failed) {
+	/* Not into the log of a session that exists: it is another connection's. */
+	if (sid != NULL && !b->failed && hub_find(&sc->sv->hub, sid, sid_len) == NULL) {
 		char sbuf_id[SESSION_ID_MAX + 1];
 
 		(void)snprintf(sbuf_id, sizeof(sbuf_id), "%.*s", (int)sid_len, sid);

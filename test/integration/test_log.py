@@ -359,6 +359,28 @@ class Writing(Case):
         self.assertEqual(w.wait(), 0)
         self.assertIsNone(reader.p.poll())
 
+    def test_a_refusal_to_another_connection_is_not_in_the_owners_session(self):
+        """A connection that writes to a session another owns is refused; that refusal is
+        not the owner's traffic, and its session's records do not show it."""
+        log = os.path.join(self.tmp.name, "t.log")
+        path = os.path.join(self.tmp.name, "mux.sock")
+        srv = self.serve(opts=["--listen", path, "--log", log])
+        wait_until(lambda: os.path.exists(path), 5, "the socket")
+        a = self.start([MCPMUX, "connect", "--session", "x", path])
+        a.send(req(1, "ping"))
+        self.assertEqual(a.msg()["id"], 1)
+        b = self.start([MCPMUX, "connect", "--session", "x", path])
+        b.send(req(7, "ping"))
+        self.assertIn("another connection", b.msg()["error"]["message"])
+        b.close_stdin()
+        b.wait()
+        a.close_stdin()
+        self.assertEqual(a.wait(), 0)
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        errors = [r for r in records(log) if r.get("session") == "x" and r.get("kind") == "error"]
+        self.assertEqual(errors, [])
+
     def test_unwritable_log_does_not_stop_traffic(self):
         w = self.wrap(opts=["--log", "/dev/full"])
         for i in range(20):
