@@ -254,13 +254,17 @@ class Writing(Case):
         """A write that fails half way (ENOSPC) leaves part of a record: once there is room
         again, the next records start on a line of their own (the cut one is one bad line,
         and nothing after it is lost)."""
+        self.on_small_tmpfs("size=64k", self.fill_cut_and_read)
+
+    def on_small_tmpfs(self, options, run):
+        """run(mount point) on a tmpfs of its own (mount -o options), unmounted after."""
         mnt = os.path.join(self.tmp.name, "mnt")
         os.mkdir(mnt)
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", mnt],
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", mnt],
                           capture_output=True).returncode != 0:
             self.skipTest("cannot mount a small tmpfs here")
         try:
-            self.fill_cut_and_read(mnt)
+            run(mnt)
         finally:
             subprocess.run(["umount", "-l", mnt], capture_output=True)
 
@@ -299,32 +303,27 @@ class Writing(Case):
         """SIGUSR1 after a rotation, and the new file cannot be made (no inode left): the
         records are dropped, said once, and the open is tried again every second: once it
         can be made, records go to it."""
-        mnt = os.path.join(self.tmp.name, "mnt")
-        os.mkdir(mnt)
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,nr_inodes=3", "tmpfs", mnt],
-                          capture_output=True).returncode != 0:
-            self.skipTest("cannot mount a small tmpfs here")
-        try:
-            log = os.path.join(mnt, "t.log")
-            w = self.wrap(opts=["--log", log])
-            w.send(req(1, "ping"))
-            self.assertEqual(w.msg()["id"], 1)
-            os.rename(log, log + ".1")
-            open(os.path.join(mnt, "other"), "w").close()  # the last free inode
-            w.p.send_signal(signal.SIGUSR1)
-            wait_until(lambda: "cannot reopen" in w.stderr(), 5, "the failed reopen")
-            w.send(req(2, "ping"))
-            self.assertEqual(w.msg()["id"], 2)
-            os.unlink(os.path.join(mnt, "other"))  # room again
-            time.sleep(1.1)  # the next try is a second after the last
-            for i in (3, 4):
-                w.send(req(i, "ping"))
-                self.assertEqual(w.msg()["id"], i)
-            w.close_stdin()
-            self.assertEqual(w.wait(), 0)
-            self.assertEqual([r["id"] for r in messages(records(log), "in")], [3, 4])
-        finally:
-            subprocess.run(["umount", "-l", mnt], capture_output=True)
+        self.on_small_tmpfs("size=1m,nr_inodes=3", self.reopen_without_an_inode)
+
+    def reopen_without_an_inode(self, mnt):
+        log = os.path.join(mnt, "t.log")
+        w = self.wrap(opts=["--log", log])
+        w.send(req(1, "ping"))
+        self.assertEqual(w.msg()["id"], 1)
+        os.rename(log, log + ".1")
+        open(os.path.join(mnt, "other"), "w").close()  # the last free inode
+        w.p.send_signal(signal.SIGUSR1)
+        wait_until(lambda: "cannot reopen" in w.stderr(), 5, "the failed reopen")
+        w.send(req(2, "ping"))
+        self.assertEqual(w.msg()["id"], 2)
+        os.unlink(os.path.join(mnt, "other"))  # room again
+        time.sleep(1.1)  # the next try is a second after the last
+        for i in (3, 4):
+            w.send(req(i, "ping"))
+            self.assertEqual(w.msg()["id"], i)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        self.assertEqual([r["id"] for r in messages(records(log), "in")], [3, 4])
 
     def test_sigusr1_kills_no_mcpmux(self):
         """`pkill -USR1 mcpmux` after a rotation reaches every mcpmux: the reader of the
