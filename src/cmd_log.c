@@ -887,6 +887,10 @@ cmd_log(int argc, char **argv)
 	} else {
 		rc = run_stats(&o, &r);
 	}
+	if (r.bad > 1) {
+		diag_warn("%s: %lu lines in all were not traffic log records (skipped)", r.name,
+			  r.bad);
+	}
 	if (fflush(stdout) == EOF && errno != EPIPE) {
 		diag_error_errno("cannot write the output");
 		rc = 1;

@@ -1499,6 +1499,25 @@ session_on_done(struct backend *b, void *owner)
 	run_done(s);
 }
 
+/* The bytes at the end of p[0..len) that begin a UTF-8 character it does not finish. */
+static size_t
+utf8_tail(const char *p, size_t len)
+{
+	size_t k = 0;
+
+	/* Back over up to 3 continuation bytes to the character's first byte. */
+	while (k < 3 && k < len && ((unsigned char)p[len - 1 - k] & 0xC0) == 0x80) {
+		k++;
+	}
+	if (k == len) {
+		return 0;
+	}
+	unsigned char lead = (unsigned char)p[len - 1 - k];
+	size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+
+	return need > k + 1 ? k + 1 : 0;
+}
+
 /* The server's stderr, a line at a time, into the traffic log (long lines are cut). */
 static void
 session_on_stderr(struct backend *b, void *owner, const char *data, size_t len)
@@ -1518,13 +1537,23 @@ session_on_stderr(struct backend *b, void *owner, const char *data, size_t len)
 		data += n + (nl != NULL);
 		len -= n + (nl != NULL);
 		if (nl != NULL || s->err_line.len == SESSION_STDERR_LINE) {
-			size_t l = s->err_line.len;
+			size_t l = s->err_line.len, keep = 0;
 
-			if (l > 0 && s->err_line.buf[l - 1] == '\r') {
+			if (nl == NULL) {
+				/* A part of a long line: cut between two UTF-8 characters. */
+				keep = utf8_tail(s->err_line.buf, l);
+				l -= keep;
+			} else if (l > 0 && s->err_line.buf[l - 1] == '\r') {
 				l--;
 			}
 			tlog_stderr(s->id, b->pid, s->err_line.buf, l);
-			sbuf_reset(&s->err_line);
+			if (keep == 0) {
+				sbuf_reset(&s->err_line);
+			} else {
+				/* The start of a character: the next part begins with it. */
+				memmove(s->err_line.buf, s->err_line.buf + l, keep);
+				s->err_line.len = keep;
+			}
 		}
 	}
 }

@@ -380,6 +380,23 @@ class Writing(Case):
         errors = [r for r in records(log) if r.get("session") == "x" and r.get("kind") == "error"]
         self.assertEqual(errors, [])
 
+    def test_a_long_stderr_line_is_cut_between_characters(self):
+        """A server's stderr line longer than 16 KiB is logged in parts, each cut between
+        two UTF-8 characters: no part ends or starts inside one (a U+FFFD in its text)."""
+        log = os.path.join(self.tmp.name, "t.log")
+        w = self.wrap("--stderr-chatter", opts=["--log", log])
+        methods = ["x" * pad + "\u20ac" * 6000 for pad in range(3)]
+        for i, m in enumerate(methods):
+            w.write((json.dumps(req(i, m), ensure_ascii=False) + "\n").encode())
+            self.assertEqual(w.msg()["id"], i)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        parts = [r["text"] for r in records(log) if r.get("event") == "stderr"]
+        self.assertTrue(all("\ufffd" not in t for t in parts), "a character was cut")
+        joined = "".join(parts)
+        for m in methods:
+            self.assertIn("got " + m, joined)
+
     def test_unwritable_log_does_not_stop_traffic(self):
         w = self.wrap(opts=["--log", "/dev/full"])
         for i in range(20):
@@ -654,6 +671,16 @@ class Reading(Case):
         self.assertEqual(rc, 0, err[-500:])
         self.assertEqual(out, self.golden("show.golden"))
         self.assertIn(":1: not a traffic log record: skipped", err)
+
+    def test_every_bad_line_is_counted(self):
+        """The first line that is not a record is named; how many there were in all is
+        said at the end."""
+        with open(os.path.join(LOGS, "fixed.log"), "rb") as f:
+            data = f.read()
+        rc, out, err = self.run_log("stats", stdin=b"junk\n" + data + b"junk\njunk\n")
+        self.assertEqual(rc, 0)
+        self.assertIn(":1: not a traffic log record: skipped", err)
+        self.assertIn(": 3 lines in all were not traffic log records (skipped)", err)
 
     def test_million_lines_bounded_memory(self):
         path = os.path.join(self.tmp.name, "big.log")
