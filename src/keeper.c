@@ -473,7 +473,7 @@ keeper_start(double term_grace, int argc, char **argv)
 			 * for one of a server's.
 			 */
 			if (k > 0 && write(ack[1], &k, sizeof(k)) != (ssize_t)sizeof(k)) {
-				_exit(1);
+				_exit(0); /* the keeper runs: mcpmux just does not know its pid */
 			}
 			_exit(k == -1);
 		}
