@@ -538,11 +538,13 @@ copy_owner_mode(int fd, const struct stat *st, const char *what)
 	 * still give the new file that group: the group alone, when the owner cannot be.
 	 */
 	if (fstat(fd, &now) == 0 && (now.st_uid != st->st_uid || now.st_gid != st->st_gid) &&
-	    fchown(fd, st->st_uid, st->st_gid) == -1 &&
-	    (now.st_gid == st->st_gid || fchown(fd, (uid_t)-1, st->st_gid) == -1 ||
-	     now.st_uid != st->st_uid)) {
-		diag_warn_errno("cannot give %s the owner %u:%u of the original", what,
-				(unsigned)st->st_uid, (unsigned)st->st_gid);
+	    fchown(fd, st->st_uid, st->st_gid) == -1) {
+		bool group = now.st_gid == st->st_gid || fchown(fd, (uid_t)-1, st->st_gid) == 0;
+
+		if (!group || now.st_uid != st->st_uid) {
+			diag_warn_errno("cannot give %s the owner %u:%u of the original", what,
+					(unsigned)st->st_uid, (unsigned)st->st_gid);
+		}
 	}
 	return fchmod(fd, st->st_mode & 07777);
 }
