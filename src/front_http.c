@@ -86,10 +86,9 @@ struct hx_stream {
 	struct hx_event *unsent; /* the first event not written yet, or NULL */
 	size_t kept;		 /* bytes of written events kept for a replay */
 	size_t key_len, tok_len;
-	char *key;	  /* the request's id, as jsonrpc_id_key() makes it */
-	char *tok;	  /* its progress token, likewise */
-	char id_text[64]; /* the request's id as JSON text, for the log (cut) */
-	char *id;	  /* the request's id as JSON text, whole (for a cancellation) */
+	char *key; /* the request's id, as jsonrpc_id_key() makes it */
+	char *tok; /* its progress token, likewise */
+	char *id;  /* the request's id as JSON text, whole (for a cancellation) */
 	size_t id_len;
 };
 
@@ -112,19 +111,18 @@ struct hx_session {
 	char *init_key;		   /* its id's key once that stream is gone, until answered */
 	size_t init_key_len;
 	struct hx_event *orphans, *orphans_tail; /* messages no stream could take yet */
-	uint64_t dropped;   /* of them, dropped for a JSON-only client (orphans_relieve()) */
-	size_t unsent;	    /* bytes waiting in streams and orphans */
-	size_t lingering;   /* bytes kept by done streams */
-	uint32_t n_streams; /* stream numbers given out */
-	struct hx_pending *held, *held_tail; /* POSTs waiting for the server's input */
-	struct hx_pending *deletes;	     /* DELETEs waiting for the end */
-	struct sbuf result;		     /* the end-of-run result, once known */
-	char version[HX_VERSION_MAX];	     /* the protocol version in use */
-	bool holding;			     /* the server's input is full */
-	bool was_full;			     /* full() said so last */
-	bool ending;			     /* its end was asked for (DELETE, end-of-run) */
-	bool end_soon;			     /* end it at the next turn (initialize failed) */
-	bool gone;			     /* let go by the hub: freed at the next turn */
+	size_t unsent;				 /* bytes waiting in streams and orphans */
+	size_t lingering;			 /* bytes kept by done streams */
+	uint32_t n_streams;			 /* stream numbers given out */
+	struct hx_pending *held, *held_tail;	 /* POSTs waiting for the server's input */
+	struct hx_pending *deletes;		 /* DELETEs waiting for the end */
+	struct sbuf result;			 /* the end-of-run result, once known */
+	char version[HX_VERSION_MAX];		 /* the protocol version in use */
+	bool holding;				 /* the server's input is full */
+	bool was_full;				 /* full() said so last */
+	bool ending;				 /* its end was asked for (DELETE, end-of-run) */
+	bool end_soon;				 /* end it at the next turn (initialize failed) */
+	bool gone;				 /* let go by the hub: freed at the next turn */
 };
 
 struct front_http {
@@ -843,7 +841,6 @@ orphans_relieve(struct hx_session *hs, bool json_waits)
 	if (n == 0) {
 		return; /* what holds the server is in streams, for their clients */
 	}
-	hs->dropped += n;
 	diag_warn("session %s: %zu message(s) of the server (%zu bytes) dropped: they had no "
 		  "stream to go to (the client accepts only JSON and has no GET stream open), and "
 		  "its answer waits behind them",
@@ -1210,8 +1207,6 @@ request_stream(struct hx_session *hs, const struct jsonrpc_scanner *sc, const ch
 	}
 	memcpy(st->id, jsonrpc_str(sc, it->id), it->id.len);
 	st->id_len = it->id.len;
-	(void)snprintf(st->id_text, sizeof(st->id_text), "%.*s",
-		       (int)SYS_MIN(it->id.len, sizeof(st->id_text) - 1), jsonrpc_str(sc, it->id));
 	if (jsonspan_find(body, len, tok_path, 3, &tok)) {
 		st->tok = key_of(tok.p, tok.len, &st->tok_len);
 	}
@@ -2091,8 +2086,8 @@ cancel_abandoned(struct front_http *fh, struct hx_session *hs, const struct hx_s
 	sbuf_add(&b, st->id, st->id_len);
 	sbuf_add(&b, tail, sizeof(tail) - 1);
 	if (b.failed || jsonrpc_scan(&fh->scan, b.buf, b.len) != JSONRPC_NOTIFICATION) {
-		diag_error("session %s: out of memory: request %s stays in flight", hs->id,
-			   st->id_text);
+		diag_error("session %s: out of memory: request %.*s stays in flight", hs->id,
+			   (int)SYS_MIN(st->id_len, 200), st->id);
 	} else {
 		hub_from_client(hs->e, b.buf, b.len, &fh->scan);
 	}
@@ -2131,15 +2126,21 @@ hx_on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 							: "",
 						running ? "; its request is cancelled" : "");
 					if (tlog_enabled) {
-						char f[128];
-						int n = snprintf(f, sizeof(f),
-								 "\"stream\":%u,\"request\":%s",
-								 (unsigned)st->num,
-								 st->id_text[0] ? st->id_text
-										: "null");
+						/* The id whole: a record is valid JSON. */
+						struct sbuf f = { 0 };
 
-						tlog_event(hs->id, 0, "timeout", f,
-							   (size_t)SYS_MIN(n, (int)sizeof(f) - 1));
+						sbuf_addf(&f, "\"stream\":%u,\"request\":",
+							  (unsigned)st->num);
+						if (st->id != NULL) {
+							sbuf_add(&f, st->id, st->id_len);
+						} else {
+							sbuf_adds(&f, "null");
+						}
+						if (!f.failed) {
+							tlog_event(hs->id, 0, "timeout", f.buf,
+								   f.len);
+						}
+						sbuf_release(&f);
 					}
 				}
 				if (running) {
