@@ -218,7 +218,8 @@ class Owner(Case):
         server's and end it with the run."""
         if shutil.which("unshare") is None or os.geteuid() != 0:
             self.skipTest("needs unshare(1) and root for a pid namespace")
-        p = self.start(["unshare", "--pid", "--fork", "--mount-proc", MCPMUX, "-v"] + GRACES +
+        p = self.start(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", MCPMUX,
+                        "-v"] + GRACES +
                        ["--", FIXTURE])
         p.send(call(1, "env"))
         self.assertEqual(p.msg()["result"]["structuredContent"]["ppid"], 1, "mcpmux is pid 1")

@@ -315,7 +315,8 @@ class PidNamespaces(PsCase):
 
     def test_a_live_mcpmux_in_a_container_owns_its_sessions(self):
         session = self.session("ctr")
-        p = self.start(["unshare", "--pid", "--fork", "--mount-proc", MCPMUX, "serve", "-q",
+        p = self.start(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", MCPMUX,
+                        "serve", "-q",
                         "--", FIXTURE])
         p.send({"session": session, "message": initialize(1)})
         while "message" not in p.msg():
@@ -338,7 +339,8 @@ class PidNamespaces(PsCase):
     def test_a_sandboxed_server_of_a_gone_mcpmux_is_an_orphan(self):
         session = self.session("box")
         owner = self.dead_owner()  # an mcpmux of this namespace that is gone
-        p = subprocess.Popen(["unshare", "--pid", "--fork", "env", "MCPMUX_SESSION=" + session,
+        p = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "env",
+                              "MCPMUX_SESSION=" + session,
                               "MCPMUX_OWNER=" + owner, "sleep", "1000"], env=self.env,
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         self.extra.append(p)
@@ -358,7 +360,8 @@ class PidNamespaces(PsCase):
         owner cannot be judged, and sweep leaves it alone (and says so)."""
         session = self.session("time")
         owner = self.dead_owner()  # gone, if its start time could be trusted
-        p = subprocess.Popen(["unshare", "--pid", "--fork", "--time", "--boottime", "100000",
+        p = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "--time",
+                              "--boottime", "100000",
                               "env", "MCPMUX_SESSION=" + session, "MCPMUX_OWNER=" + owner,
                               "sleep", "1000"], env=self.env, stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
