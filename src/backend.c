@@ -63,7 +63,9 @@ static struct backend *dirty_head;  /* lines queued for stdin this turn, not yet
 static bool scan_wanted;
 static struct proctree snapshot;
 static char owner_env[sizeof(PROCTREE_OWNER_ENV) + 48]; /* MCPMUX_OWNER=PID:START */
-static char inst_cgroup[CGROUP_PATH_MAX];		/* "" when there is none */
+/* MCPMUX_OUTER=... for servers, when this mcpmux is in a session's tree ("" otherwise) */
+static char outer_env[sizeof(PROCTREE_OUTER_ENV) + PROCTREE_OUTER_MAX + 1];
+static char inst_cgroup[CGROUP_PATH_MAX]; /* "" when there is none */
 static unsigned long long leaf_seq;
 static char boot_id[PROCSCAN_BOOT_MAX]; /* the mcpmux.boot label, "" unknown */
 static struct backend_ctr *ctr_head;	/* backends that run a container */
@@ -141,6 +143,53 @@ backend_on_clock(struct ev_loop *loop, ev_check *w, int revents)
 	sys_turn_mono = sys_mono();
 }
 
+/* One "SESSION,OWNER" entry is a session ID (no space, no comma) and an owner. */
+static bool
+outer_entry_ok(const char *session, const char *owner)
+{
+	return session != NULL && owner != NULL && session[0] != '\0' && owner[0] != '\0' &&
+	       strlen(session) <= PROCTREE_COOKIE_MAX && strlen(owner) <= PROCTREE_OWNER_MAX &&
+	       strpbrk(session, " ,") == NULL && strpbrk(owner, " ,") == NULL;
+}
+
+/*
+ * When this mcpmux runs in a session's tree (it has MCPMUX_SESSION and MCPMUX_OWNER), its
+ * servers carry that session, and the ones it is nested in, in MCPMUX_OUTER: an outer
+ * mcpmux then ends them with its own tree, and its keeper with its own processes, even
+ * when this one was killed before it could.  Innermost first; what does not fit in
+ * PROCTREE_OUTER_MAX is the outermost, and is left out.
+ */
+static void
+outer_make(void)
+{
+	const char *session = getenv(PROCTREE_COOKIE_ENV), *owner = getenv(PROCTREE_OWNER_ENV);
+	const char *up = getenv(PROCTREE_OUTER_ENV);
+	size_t at = (size_t)snprintf(outer_env, sizeof(outer_env), "%s=", PROCTREE_OUTER_ENV);
+	size_t first = at;
+
+	if (outer_entry_ok(session, owner)) {
+		at += (size_t)snprintf(outer_env + at, sizeof(outer_env) - at, "%s,%s", session,
+				       owner);
+	}
+	while (at > first && up != NULL && *up != '\0') {
+		size_t len = strcspn(up, " ");
+
+		if (len > 0 && memchr(up, ',', len) != NULL) {
+			if (at + 1 + len > first + PROCTREE_OUTER_MAX) {
+				break;
+			}
+			outer_env[at++] = ' ';
+			memcpy(outer_env + at, up, len);
+			at += len;
+			outer_env[at] = '\0';
+		}
+		up += len + (up[len] == ' ');
+	}
+	if (at == first) {
+		outer_env[0] = '\0';
+	}
+}
+
 void
 backend_module_init(struct ev_loop *loop)
 {
@@ -172,6 +221,8 @@ backend_module_init(struct ev_loop *loop)
 	(void)proctree_start_time(PROC_ROOT, getpid(), &start);
 	(void)snprintf(owner_env, sizeof(owner_env), "%s=%d:%llu", PROCTREE_OWNER_ENV,
 		       (int)getpid(), start);
+	snapshot.self_owner = backend_owner();
+	outer_make();
 	if (procscan_boot_id(PROC_ROOT, boot_id) == -1) {
 		boot_id[0] = '\0';
 	}
@@ -673,28 +724,31 @@ spawn_clone3(struct spawn_args *a, const char *leaf, char *stack)
 }
 
 /*
- * mcpmux's environment without any MCPMUX_SESSION and MCPMUX_OWNER (a server of an mcpmux
- * under mcpmux belongs to the inner one; an engine command is no server), then entry
- * and this mcpmux's MCPMUX_OWNER when entry is not NULL.  malloc'd (the strings are not).
+ * mcpmux's environment without any MCPMUX_SESSION, MCPMUX_OWNER and MCPMUX_OUTER (a
+ * server of an mcpmux under mcpmux belongs to the inner one first; an engine command is
+ * no server), then entry, this mcpmux's MCPMUX_OWNER and, when this mcpmux is itself in
+ * a session's tree, MCPMUX_OUTER, when entry is not NULL.  malloc'd (the strings are not).
  */
 static char **
 child_env(char *entry)
 {
 	static const char key[] = PROCTREE_COOKIE_ENV "=";
 	static const char okey[] = PROCTREE_OWNER_ENV "=";
+	static const char nkey[] = PROCTREE_OUTER_ENV "=";
 	size_t n = 0, k = 0;
 
 	while (environ[n] != NULL) {
 		n++;
 	}
-	char **env = malloc((n + 3) * sizeof(*env));
+	char **env = malloc((n + 4) * sizeof(*env));
 
 	if (env == NULL) {
 		return NULL;
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (strncmp(environ[i], key, sizeof(key) - 1) != 0 &&
-		    strncmp(environ[i], okey, sizeof(okey) - 1) != 0) {
+		    strncmp(environ[i], okey, sizeof(okey) - 1) != 0 &&
+		    strncmp(environ[i], nkey, sizeof(nkey) - 1) != 0) {
 			env[k++] = environ[i];
 		}
 	}
@@ -702,6 +756,9 @@ child_env(char *entry)
 		env[k++] = entry;
 		if (owner_env[0] != '\0') {
 			env[k++] = owner_env;
+		}
+		if (outer_env[0] != '\0') {
+			env[k++] = outer_env;
 		}
 	}
 	env[k] = NULL;
@@ -1451,6 +1508,7 @@ backend_match(const struct backend *b)
 		 */
 		.is_backend = b->claim_orphans && n_claimers == 1 ? is_live_backend : NULL,
 		.spare = ctr_spares(b) ? spare_all : NULL,
+		.owner = owner_env[0] != '\0' ? backend_owner() : NULL,
 	};
 
 	return m;

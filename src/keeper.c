@@ -191,20 +191,17 @@ keeper_end_owned(const char *proc_root, const char *owner, double term_grace)
 
 	proctree_init(&t);
 	(void)proc_root;
-	if (proctree_scan_env(&t, PROC_ROOT, PROCTREE_OWNER_ENV, owner) == 0 &&
-	    (first = live_count(&t)) > 0) {
+	if (proctree_scan_owned(&t, PROC_ROOT, owner) == 0 && (first = live_count(&t)) > 0) {
 		(void)signal_all(&t, SIGTERM);
 		for (double until = now_s() + term_grace; now_s() < until;) {
 			nap(KEEPER_POLL_S);
-			if (proctree_scan_env(&t, PROC_ROOT, PROCTREE_OWNER_ENV, owner) == 0 &&
-			    live_count(&t) == 0) {
+			if (proctree_scan_owned(&t, PROC_ROOT, owner) == 0 && live_count(&t) == 0) {
 				break;
 			}
 		}
 		/* What is left, and what forked meanwhile: SIGKILL until none, for a while. */
 		for (double until = now_s() + KEEPER_KILL_S;;) {
-			if (proctree_scan_env(&t, PROC_ROOT, PROCTREE_OWNER_ENV, owner) == 0 &&
-			    live_count(&t) == 0) {
+			if (proctree_scan_owned(&t, PROC_ROOT, owner) == 0 && live_count(&t) == 0) {
 				break;
 			}
 			(void)signal_all(&t, SIGKILL);

@@ -35,6 +35,7 @@ void
 proctree_release(struct proctree *t)
 {
 	free(t->v);
+	free(t->str);
 	proctree_init(t);
 }
 
@@ -182,11 +183,6 @@ proctree_exiting(const char *proc_root, pid_t pid)
 	return state == 'Z' || state == 'X' || (flags & PF_EXITING) != 0;
 }
 
-/*
- * The MCPMUX_SESSION value from /proc/PID/environ into out ("" when absent).  0, or -1
- * when the environment could not be read for another reason than the process being
- * gone (out is then "" and means "unknown").
- */
 int
 proctree_environ_each(int fd, bool (*fn)(const char *e, size_t len, void *ctx), void *ctx)
 {
@@ -243,51 +239,150 @@ proctree_environ_each(int fd, bool (*fn)(const char *e, size_t len, void *ctx), 
 	return 0;
 }
 
-struct env_want {
-	const char *key; /* "KEY=" */
-	size_t key_len;
-	char *out; /* PROCTREE_COOKIE_MAX + 1 bytes */
+/* What a walk takes from /proc/PID/environ: the first of each of these entries. */
+enum { GOT_COOKIE = 1, GOT_OWNER = 2, GOT_OUTER = 4 };
+
+struct env_ids {
+	char cookie[PROCTREE_COOKIE_MAX + 1];
+	char owner[PROCTREE_OWNER_MAX + 1];
+	char outer[PROCTREE_OUTER_MAX + 1];
+	unsigned got;		/* GOT_*: which were seen (kept, or too long to be) */
+	const char *self_owner; /* stop at cookie and owner when the owner is this */
 };
 
 static bool
-env_match(const char *e, size_t len, void *ctx)
+env_take(const char *e, size_t len, void *ctx)
 {
-	struct env_want *w = ctx;
+	static const struct {
+		const char *key;
+		size_t key_len, off, max;
+		unsigned bit;
+	} keys[] = {
+		{ PROCTREE_COOKIE_ENV "=", sizeof(PROCTREE_COOKIE_ENV),
+		  offsetof(struct env_ids, cookie), PROCTREE_COOKIE_MAX, GOT_COOKIE },
+		{ PROCTREE_OWNER_ENV "=", sizeof(PROCTREE_OWNER_ENV),
+		  offsetof(struct env_ids, owner), PROCTREE_OWNER_MAX, GOT_OWNER },
+		{ PROCTREE_OUTER_ENV "=", sizeof(PROCTREE_OUTER_ENV),
+		  offsetof(struct env_ids, outer), PROCTREE_OUTER_MAX, GOT_OUTER },
+	};
+	struct env_ids *w = ctx;
 
-	if (len > w->key_len && memcmp(e, w->key, w->key_len) == 0 &&
-	    len - w->key_len <= PROCTREE_COOKIE_MAX) {
-		memcpy(w->out, e + w->key_len, len - w->key_len);
-		w->out[len - w->key_len] = '\0';
+	for (unsigned k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+		if ((w->got & keys[k].bit) != 0 || len < keys[k].key_len ||
+		    memcmp(e, keys[k].key, keys[k].key_len) != 0) {
+			continue;
+		}
+		w->got |= keys[k].bit;
+		/* A value longer than mcpmux ever writes is none of mcpmux's. */
+		if (len - keys[k].key_len <= keys[k].max) {
+			char *out = (char *)w + keys[k].off;
+
+			memcpy(out, e + keys[k].key_len, len - keys[k].key_len);
+			out[len - keys[k].key_len] = '\0';
+		}
+		break;
+	}
+	if (w->got == (GOT_COOKIE | GOT_OWNER | GOT_OUTER)) {
 		return true;
 	}
-	return false;
+	/* A process this mcpmux started: its MCPMUX_OUTER cannot name one of our sessions. */
+	return (w->got & (GOT_COOKIE | GOT_OWNER)) == (GOT_COOKIE | GOT_OWNER) &&
+	       w->self_owner != NULL && w->cookie[0] != '\0' &&
+	       strcmp(w->owner, w->self_owner) == 0;
 }
 
 static int
-read_env(const char *proc_root, pid_t pid, const char *key, size_t key_len, char *out)
+read_env(const char *proc_root, pid_t pid, struct env_ids *w, const char *self_owner)
 {
 	char path[PATH_MAX];
-	struct env_want w = { key, key_len, out };
 	int fd;
 
-	out[0] = '\0';
+	w->cookie[0] = w->owner[0] = w->outer[0] = '\0';
+	w->got = 0;
+	w->self_owner = self_owner;
 	(void)snprintf(path, sizeof(path), "%s/%d/environ", proc_root, (int)pid);
 	fd = open_retry(path, O_RDONLY | O_CLOEXEC);
 	if (fd == -1) {
 		return is_gone(errno) ? 0 : -1;
 	}
-	if (proctree_environ_each(fd, env_match, &w) == -1) {
+	if (proctree_environ_each(fd, env_take, w) == -1) {
+		w->cookie[0] = w->owner[0] = w->outer[0] = '\0';
 		return is_gone(errno) ? 0 : -1;
 	}
 	return 0;
 }
 
-static int
-read_cookie(const char *proc_root, pid_t pid, char *out)
+/* Keep an MCPMUX_OUTER value with the snapshot: 1 + its offset, or 0 (ENOMEM). */
+static size_t
+str_keep(struct proctree *t, const char *s)
 {
-	static const char key[] = PROCTREE_COOKIE_ENV "=";
+	size_t len = strlen(s) + 1;
 
-	return read_env(proc_root, pid, key, sizeof(key) - 1, out);
+	if (t->str_cap - t->str_len < len) {
+		size_t cap = t->str_cap ? t->str_cap : 256;
+
+		while (cap - t->str_len < len) {
+			cap *= 2;
+		}
+		char *ns = realloc(t->str, cap);
+
+		if (ns == NULL) {
+			return 0;
+		}
+		t->str = ns;
+		t->str_cap = cap;
+	}
+	memcpy(t->str + t->str_len, s, len);
+	t->str_len += len;
+	return t->str_len - len + 1;
+}
+
+static void mark_incomplete(struct proctree *t, int err);
+
+/* pi's cookie, owner and outer sessions, from its environment. */
+static void
+read_ids(struct proctree *t, const char *proc_root, struct proc_info *pi)
+{
+	struct env_ids w;
+
+	if (read_env(proc_root, pi->pid, &w, t->self_owner) == -1) {
+		pi->cookie_unknown = true;
+		return;
+	}
+	memcpy(pi->cookie, w.cookie, sizeof(pi->cookie));
+	memcpy(pi->owner, w.owner, sizeof(pi->owner));
+	if (w.outer[0] != '\0' && (pi->outer = str_keep(t, w.outer)) == 0) {
+		/* Which trees it belongs to cannot be told: the snapshot is not whole. */
+		pi->cookie_unknown = true;
+		mark_incomplete(t, ENOMEM);
+	}
+}
+
+const char *
+proctree_outer(const struct proctree *t, size_t i)
+{
+	return t->v[i].outer == 0 ? "" : t->str + t->v[i].outer - 1;
+}
+
+bool
+proctree_outer_names(const char *outer, const char *session, const char *owner)
+{
+	size_t sl = session != NULL ? strlen(session) : 0, ol = owner != NULL ? strlen(owner) : 0;
+
+	for (const char *p = outer; *p != '\0';) {
+		const char *end = p + strcspn(p, " ");
+		const char *comma = memchr(p, ',', (size_t)(end - p));
+
+		if (comma != NULL &&
+		    (session == NULL ||
+		     ((size_t)(comma - p) == sl && memcmp(p, session, sl) == 0)) &&
+		    (owner == NULL ||
+		     ((size_t)(end - comma - 1) == ol && memcmp(comma + 1, owner, ol) == 0))) {
+			return true;
+		}
+		p = *end == ' ' ? end + 1 : end;
+	}
+	return false;
 }
 
 static void
@@ -336,9 +431,7 @@ tree_push(struct proctree *t, const char *proc_root, pid_t pid, pid_t ppid, size
 		pi->unknown = true;
 	}
 	pi->parent = parent;
-	if (read_cookie(proc_root, pid, pi->cookie) == -1) {
-		pi->cookie_unknown = true;
-	}
+	read_ids(t, proc_root, pi);
 	t->n++;
 	return 0;
 }
@@ -526,9 +619,7 @@ scan_all(struct proctree *t, const char *proc_root, pid_t root)
 			}
 			*pi = all.v[i];
 			pi->parent = k;
-			if (read_cookie(proc_root, pi->pid, pi->cookie) == -1) {
-				pi->cookie_unknown = true;
-			}
+			read_ids(t, proc_root, pi);
 			t->n++;
 		}
 	}
@@ -543,6 +634,7 @@ proctree_scan(struct proctree *t, const char *proc_root, pid_t root)
 
 	proctree_spare(true);
 	t->n = 0;
+	t->str_len = 0;
 	t->incomplete = false;
 	t->error = 0;
 	if (!t->walk_all) {
@@ -575,20 +667,16 @@ proctree_scan(struct proctree *t, const char *proc_root, pid_t root)
 }
 
 int
-proctree_scan_env(struct proctree *t, const char *proc_root, const char *key, const char *value)
+proctree_scan_owned(struct proctree *t, const char *proc_root, const char *owner)
 {
-	char k[64], v[PROCTREE_COOKIE_MAX + 1];
-	int klen = snprintf(k, sizeof(k), "%s=", key);
 	struct dirent *de;
 	DIR *d;
+	struct env_ids w;
 
 	t->n = 0;
+	t->str_len = 0;
 	t->incomplete = false;
 	t->error = 0;
-	if (klen < 0 || (size_t)klen >= sizeof(k)) {
-		errno = EINVAL;
-		return -1;
-	}
 	if ((d = opendir_retry(proc_root)) == NULL) {
 		mark_incomplete(t, errno);
 		return -1;
@@ -600,11 +688,11 @@ proctree_scan_env(struct proctree *t, const char *proc_root, const char *key, co
 		if (*end != '\0' || pid <= 0 || pid > INT_MAX || (pid_t)pid == getpid()) {
 			continue;
 		}
-		if (read_env(proc_root, (pid_t)pid, k, (size_t)klen, v) == -1) {
+		if (read_env(proc_root, (pid_t)pid, &w, owner) == -1) {
 			mark_incomplete(t, errno);
 			continue;
 		}
-		if (strcmp(v, value) != 0) {
+		if (strcmp(w.owner, owner) != 0 && !proctree_outer_names(w.outer, NULL, owner)) {
 			continue;
 		}
 		struct proc_info *pi = tree_slot(t);
@@ -624,25 +712,38 @@ proctree_scan_env(struct proctree *t, const char *proc_root, const char *key, co
 			pi->unknown = true;
 		}
 		pi->parent = SIZE_MAX;
-		(void)read_cookie(proc_root, (pid_t)pid, pi->cookie);
+		memcpy(pi->cookie, w.cookie, sizeof(pi->cookie));
+		memcpy(pi->owner, w.owner, sizeof(pi->owner));
 		t->n++;
 	}
 	closedir(d);
 	return 0;
 }
 
+/*
+ * Does pi carry m's cookie, as a process this mcpmux started (or of an mcpmux that does
+ * not say), or name m's session among the sessions it is nested in?
+ */
 static bool
-has_cookie(const struct proc_info *pi, const struct proctree_match *m)
+has_cookie(const struct proctree *t, const struct proc_info *pi, const struct proctree_match *m)
 {
-	return m->cookie != NULL && m->cookie[0] != '\0' && strcmp(pi->cookie, m->cookie) == 0;
+	if (m->cookie == NULL || m->cookie[0] == '\0') {
+		return false;
+	}
+	if (strcmp(pi->cookie, m->cookie) == 0 &&
+	    (m->owner == NULL || pi->owner[0] == '\0' || strcmp(pi->owner, m->owner) == 0)) {
+		return true;
+	}
+	return pi->outer != 0 && proctree_outer_names(t->str + pi->outer - 1, m->cookie, m->owner);
 }
 
 static bool
-proc_matches(const struct proc_info *pi, const struct proctree_match *m)
+proc_matches(const struct proctree *t, const struct proc_info *pi, const struct proctree_match *m)
 {
-	bool foreign = pi->cookie[0] != '\0' && !has_cookie(pi, m);
+	bool ours = has_cookie(t, pi, m);
+	bool foreign = pi->cookie[0] != '\0' && !ours;
 
-	return (m->pid > 0 && pi->pid == m->pid) || has_cookie(pi, m) ||
+	return (m->pid > 0 && pi->pid == m->pid) || ours ||
 	       (!pi->unknown && m->pgid > 0 && pi->pgid == m->pgid && !foreign);
 }
 
@@ -654,7 +755,7 @@ member_any(const struct proctree *t, size_t i, const struct proctree_match *m)
 	size_t top = i;
 
 	for (size_t k = i; k != SIZE_MAX; k = t->v[k].parent) {
-		if (proc_matches(&t->v[k], m)) {
+		if (proc_matches(t, &t->v[k], m)) {
 			return true;
 		}
 		foreign = foreign || t->v[k].cookie[0] != '\0';

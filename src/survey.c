@@ -247,7 +247,7 @@ survey_run_release(struct survey_run *r)
 }
 
 /*
- * The environment without MCPMUX_SESSION and MCPMUX_OWNER (malloc'd array, strings
+ * The environment without MCPMUX_SESSION, MCPMUX_OWNER and MCPMUX_OUTER (malloc'd array, strings
  * borrowed), so that an engine command run by a sweep from inside a server's tree is
  * not itself a carrier of that tree, for a re-scan to find and kill.
  */
@@ -267,7 +267,8 @@ env_without_cookies(void)
 	for (size_t i = 0; i < n; i++) {
 		if (strncmp(environ[i], PROCTREE_COOKIE_ENV "=", sizeof(PROCTREE_COOKIE_ENV)) !=
 			    0 &&
-		    strncmp(environ[i], PROCSCAN_OWNER_ENV "=", sizeof(PROCSCAN_OWNER_ENV)) != 0) {
+		    strncmp(environ[i], PROCSCAN_OWNER_ENV "=", sizeof(PROCSCAN_OWNER_ENV)) != 0 &&
+		    strncmp(environ[i], PROCTREE_OUTER_ENV "=", sizeof(PROCTREE_OUTER_ENV)) != 0) {
 			env[k++] = environ[i];
 		}
 	}

@@ -11,7 +11,13 @@
  * the snapshot that is the backend, is in its process group, carries its cookie, or
  * descends from such a process.  A process that carries another cookie belongs to
  * another backend, so the process-group rule does not apply to it (a pid, and so a group
- * id, may be reused by a new backend).  Zombies are members, but not live ones: they
+ * id, may be reused by a new backend).  With the match's owner set, the cookie counts
+ * only on a process that this mcpmux started (its MCPMUX_OWNER, where it has one): the
+ * server of a nested mcpmux may carry a session ID that is one of ours.  A process of a
+ * nested mcpmux's tree (`mcpmux -- mcpmux -- server`) carries the inner session's cookie;
+ * its MCPMUX_OUTER names the outer session, and makes it a member of that one too, so
+ * that it goes with the outer tree even when the inner mcpmux was killed before it could
+ * end its own.  Zombies are members, but not live ones: they
  * cannot be signalled, and a tree is not empty while one is left (a process that forks
  * and exits between two reads of the walk must not let its child escape: its zombie
  * keeps the tree from being called empty until the next walk finds the child).
@@ -37,6 +43,15 @@
 #define PROCTREE_COOKIE_ENV "MCPMUX_SESSION"
 #define PROCTREE_OWNER_ENV  "MCPMUX_OWNER" /* "PID:STARTTIME" of the mcpmux that started it */
 #define PROCTREE_COOKIE_MAX 128
+#define PROCTREE_OWNER_MAX  64
+/*
+ * The sessions of the mcpmux instances a server is nested in, innermost first: entries
+ * "SESSION,OWNER" separated by spaces (a session ID has neither).  mcpmux gives it to a
+ * server when mcpmux is itself in a session's tree, and keeps it to PROCTREE_OUTER_MAX
+ * bytes by leaving out the outermost entries.
+ */
+#define PROCTREE_OUTER_ENV "MCPMUX_OUTER"
+#define PROCTREE_OUTER_MAX 1024
 
 struct proc_info {
 	pid_t pid;
@@ -49,6 +64,8 @@ struct proc_info {
 	char comm[16];			      /* its command name, "" unknown */
 	size_t parent;			      /* index of the parent in the snapshot, or SIZE_MAX */
 	char cookie[PROCTREE_COOKIE_MAX + 1]; /* "" when none */
+	char owner[PROCTREE_OWNER_MAX + 1];   /* MCPMUX_OWNER, "" when none */
+	size_t outer; /* MCPMUX_OUTER: 1 + its offset in the tree's strings; 0 when none */
 };
 
 struct proctree {
@@ -58,6 +75,15 @@ struct proctree {
 	bool incomplete; /* a subtree could not be listed: there may be more */
 	int error;	 /* errno of the first failure that made it so */
 	bool walk_all;	 /* no children files: walk every /proc/PID/stat */
+	char *str;	 /* the entries' MCPMUX_OUTER values, NUL-terminated */
+	size_t str_len, str_cap;
+	/*
+	 * Set by the caller (NULL: none): this mcpmux's MCPMUX_OWNER.  A process it started
+	 * is read only up to its cookie and owner: its MCPMUX_OUTER names the sessions this
+	 * mcpmux is nested in, never one of its own, and reading on costs a read per
+	 * process per walk.
+	 */
+	const char *self_owner;
 };
 
 /* The outcome of one verified signal. */
@@ -84,6 +110,8 @@ struct proctree_match {
 	 * container under it are the engine's to stop first.
 	 */
 	bool (*spare)(const struct proc_info *pi);
+	/* This mcpmux's MCPMUX_OWNER value (NULL: the cookie alone decides). */
+	const char *owner;
 };
 
 void proctree_init(struct proctree *t);
@@ -99,12 +127,19 @@ void proctree_spare(bool keep);
  */
 int proctree_scan(struct proctree *t, const char *proc_root, pid_t root);
 /*
- * Every process under proc_root (not only descendants) whose environment holds
- * KEY=value, each as an entry without a parent; the caller's own process excepted.
- * 0, or -1 (errno) when /proc could not be listed.
+ * Every process under proc_root (not only descendants) that the mcpmux `owner` started:
+ * its MCPMUX_OWNER is owner, or its MCPMUX_OUTER names owner.  Each is an entry without
+ * a parent; the caller's own process excepted.  0, or -1 (errno) when /proc could not be
+ * listed.
  */
-int proctree_scan_env(struct proctree *t, const char *proc_root, const char *key,
-		      const char *value);
+int proctree_scan_owned(struct proctree *t, const char *proc_root, const char *owner);
+/* Entry i's MCPMUX_OUTER value ("" when none). */
+const char *proctree_outer(const struct proctree *t, size_t i);
+/*
+ * Does an MCPMUX_OUTER value name session (NULL: any) of owner (NULL: any)?  At least
+ * one of the two is given.
+ */
+bool proctree_outer_names(const char *outer, const char *session, const char *owner);
 /* Is snapshot entry i a live (not zombie) member of the tree m describes? */
 bool proctree_is_member(const struct proctree *t, size_t i, const struct proctree_match *m);
 /* Live members of m's tree in the snapshot. */

@@ -32,6 +32,17 @@ def zombies_of(seen):
     return [pid for pid, start in seen.items() if stat_of(pid) == ("Z", start)]
 
 
+def session_of(p, id_, envelope=None):
+    """The MCPMUX_SESSION of the server behind p (the env tool's answer)."""
+    msg = call(id_, "env")
+    p.send(msg if envelope is None else {"session": envelope, "message": msg})
+    while True:
+        m = p.msg()
+        m = m.get("message", m)
+        if m.get("id") == id_:
+            return m["result"]["structuredContent"]["session"]
+
+
 class Sigkill(Case):
     SERVERS = {
         # a launcher that execs nothing: the server is the shell's child
@@ -44,13 +55,7 @@ class Sigkill(Case):
     }
 
     def session_of(self, p, id_, envelope=None):
-        msg = call(id_, "env")
-        p.send(msg if envelope is None else {"session": envelope, "message": msg})
-        while True:
-            m = p.msg()
-            m = m.get("message", m)
-            if m.get("id") == id_:
-                return m["result"]["structuredContent"]["session"]
+        return session_of(p, id_, envelope)
 
     def assert_all_gone_after_kill(self, p, sessions, t0=None):
         t0 = time.monotonic() if t0 is None else t0
@@ -187,6 +192,71 @@ class WithoutClone3(Sigkill):
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
         self.assert_no_leftovers()
+
+
+class Nested(Case):
+    """mcpmux as the server of another mcpmux (`mcpmux -- mcpmux -- server`), without a
+    cgroup: the inner one's servers carry MCPMUX_OUTER, which names the outer session
+    and instance, so the outer mcpmux, or its keeper, ends them with its own tree, even
+    when it has killed the inner mcpmux (and the inner keeper) before that one could."""
+
+    # the inner mcpmux takes far longer to end its server than the outer one waits
+    INNER = [MCPMUX, "--eof-grace", "300", "--term-grace", "5000", "--"]
+    STUBBORN = ["sh", "-c", FIXTURE + " --ignore-sigterm --ignore-eof --daemonize-grandchild; "
+                "true"]
+
+    def setUp(self):
+        super().setUp()
+        self.env["MCPMUX_CGROUP"] = "off"
+
+    def start_nested(self):
+        p = self.start([MCPMUX] + GRACES + ["--"] + self.INNER + self.STUBBORN)
+        s = session_of(p, 1)  # the inner session's cookie
+        wait_until(lambda: len(self.cookie_pids(s)) >= 3, 5, "the server and its grandchild")
+        return p, s
+
+    def test_a_sigkilled_outer_mcpmux_ends_the_inner_trees(self):
+        p, s = self.start_nested()
+        p.p.send_signal(signal.SIGKILL)
+        p.wait()
+        wait_until(lambda: not self.cookie_pids(s) and not self.tagged(), BOUND + 1,
+                   "the inner session's processes, the inner mcpmux and both keepers to be gone")
+
+    def test_an_outer_run_that_ends_first_ends_the_inner_trees(self):
+        p, s = self.start_nested()
+        p.send(note("mcpmux/endRun"))
+        p.close_stdin()
+        self.assertEqual(p.wait(BOUND + 5), 128 + signal.SIGKILL)  # the inner mcpmux's status
+        wait_until(lambda: not self.tagged(), 2, "every process of the nested run to be gone")
+
+    def test_a_nested_session_with_one_of_our_ids_is_not_ours(self):
+        """serve's session A runs another serve, which has a session B of its own: ending
+        the outer B leaves the inner B alone."""
+        sock = os.path.join(self.tmp.name, "inner.sock")
+        script = ('if [ "$MCPMUX_SESSION" = A ]; then '
+                  'exec "$0" serve --listen "$1" -- "$2" --daemonize-grandchild; fi; exec "$2"')
+        p = self.start([MCPMUX, "serve"] + GRACES + ["--", "sh", "-c", script, MCPMUX, sock,
+                                                     FIXTURE])
+        p.send({"session": "A", "message": req(1, "ping")})
+        wait_until(lambda: os.path.exists(sock), 5, "the inner serve to listen")
+        c = self.start([MCPMUX, "connect", "--session", "B", sock])
+        self.assertEqual(session_of(c, 1), "B")
+        wait_until(lambda: len(self.cookie_pids("B")) >= 2, 5, "the inner B's grandchild")
+        inner_b = set(self.cookie_pids("B"))
+        self.assertEqual(session_of(p, 2, envelope="B"), "B")
+        outer_b = set(self.cookie_pids("B")) - inner_b
+        self.assertTrue(outer_b)
+        p.send({"session": "B", "message": note("mcpmux/endRun")})
+        while True:
+            m = p.msg()
+            if m.get("session") == "B" and m.get("event") == "ended":
+                break
+        self.assertEqual(set(self.cookie_pids("B")), inner_b, "the inner B must live on")
+        c.close_stdin()
+        c.wait()
+        p.close_stdin()
+        p.wait(BOUND + 5)
+        wait_until(lambda: not self.tagged(), 5, "every process of both serves to be gone")
 
 
 class Owner(Case):

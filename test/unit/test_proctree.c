@@ -342,10 +342,10 @@ test_fake_membership(void **state)
 {
 	struct fake_root *r = *state;
 	struct proctree *t = &r->t;
-	const struct proctree_match a = { 100, 100, "A", NULL, NULL };
-	const struct proctree_match a_wrap = { 100, 100, "A", backends_100_200, NULL };
-	const struct proctree_match b = { 200, 200, "B", NULL, NULL };
-	const struct proctree_match a_no_cookie = { 100, 100, NULL, NULL, NULL };
+	const struct proctree_match a = { 100, 100, "A", NULL, NULL, NULL };
+	const struct proctree_match a_wrap = { 100, 100, "A", backends_100_200, NULL, NULL };
+	const struct proctree_match b = { 200, 200, "B", NULL, NULL, NULL };
+	const struct proctree_match a_no_cookie = { 100, 100, NULL, NULL, NULL, NULL };
 
 	build_tree(r->dir);
 	assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
@@ -369,34 +369,35 @@ test_fake_membership_variants(void **state)
 	assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
 
 	/* A reaped backend (pid 0): its group and cookie still find the rest. */
-	const struct proctree_match reaped = { 0, 100, "A", NULL, NULL };
+	const struct proctree_match reaped = { 0, 100, "A", NULL, NULL, NULL };
 
 	assert_int_equal(proctree_count(t, &reaped), 6);
 
 	/* By cookie alone: 400 (group only) is left out. */
-	const struct proctree_match cookie_only = { 0, 0, "A", NULL, NULL };
+	const struct proctree_match cookie_only = { 0, 0, "A", NULL, NULL, NULL };
 
 	assert_int_equal(proctree_count(t, &cookie_only), 5);
 	assert_false(proctree_is_member(t, find(t, 400), &cookie_only));
 
 	/* An empty cookie matches nothing by cookie. */
-	const struct proctree_match empty_cookie = { 0, 0, "", NULL, NULL };
+	const struct proctree_match empty_cookie = { 0, 0, "", NULL, NULL, NULL };
 
 	assert_int_equal(proctree_count(t, &empty_cookie), 0);
 
 	/* Nothing to go by: no members. */
-	const struct proctree_match nothing = { 0, 0, NULL, NULL, NULL };
+	const struct proctree_match nothing = { 0, 0, NULL, NULL, NULL, NULL };
 
 	assert_int_equal(proctree_count(t, &nothing), 0);
 
 	/* is_backend says 300 is a live backend: it is not an orphan. */
-	const struct proctree_match all_backends = { 100, 100, "A", everyone_is_a_backend, NULL };
+	const struct proctree_match all_backends = { 100,  100, "A", everyone_is_a_backend,
+						     NULL, NULL };
 
 	assert_int_equal(proctree_count(t, &all_backends), 6);
 	assert_false(proctree_is_member(t, find(t, 300), &all_backends));
 
 	/* B by pid only: 201 carries a cookie, but descends from the backend itself. */
-	const struct proctree_match b_pid = { 200, 0, NULL, NULL, NULL };
+	const struct proctree_match b_pid = { 200, 0, NULL, NULL, NULL, NULL };
 
 	assert_int_equal(proctree_count(t, &b_pid), 2);
 	assert_true(proctree_is_member(t, find(t, 201), &b_pid));
@@ -452,6 +453,140 @@ test_fake_cookies(void **state)
 				 t->v[k].cookie, rows[i].want);
 		}
 	}
+}
+
+/* A child of the fake root whose environ is env ('|' stands for NUL). */
+static void
+add_env_proc(const char *root, pid_t pid, pid_t ppid, const char *children, const char *env)
+{
+	struct fake_proc p = { pid, ppid, pid, 'S', "env", NULL, 0, { NULL }, { children } };
+	char path[PATH_MAX + 32], buf[512];
+	size_t len = strlen(env);
+
+	assert_true(len < sizeof(buf));
+	add_proc(root, &p);
+	for (size_t k = 0; k < len; k++) {
+		buf[k] = env[k] == '|' ? '\0' : env[k];
+	}
+	(void)snprintf(path, sizeof(path), "%s/%d/environ", root, (int)pid);
+	write_file(path, buf, len);
+}
+
+/*
+ * mcpmux "1:100" (pid 1), an mcpmux nested in its session A, and a server of that one
+ * whose session ID is B, like one of the outer mcpmux's own:
+ *
+ * 1
+ * |- 10 backend A: an mcpmux
+ * |  `- 11 its server: session B of mcpmux 10:200, nested in A
+ * |- 12 that server's daemon, re-parented: nested in A (and in X of another mcpmux)
+ * |- 13 two levels down: nested in mid of 10:200, which is nested in A
+ * |- 20 backend B
+ * |- 21 cookie B of an mcpmux that did not say its owner
+ * `- 30 nested in a session A of another mcpmux (2:2)
+ */
+static void
+build_nested(const char *root)
+{
+	add_root(root, 1, "10 12 13 20 21 30 ");
+	add_env_proc(root, 10, 1, "11", "MCPMUX_SESSION=A|MCPMUX_OWNER=1:100|");
+	add_env_proc(root, 11, 10, NULL,
+		     "MCPMUX_SESSION=B|MCPMUX_OWNER=10:200|MCPMUX_OUTER=A,1:100|");
+	add_env_proc(root, 12, 1, NULL,
+		     "MCPMUX_OUTER=A,1:100 X,9:9|P=1|MCPMUX_SESSION=in|MCPMUX_OWNER=10:200|");
+	add_env_proc(root, 13, 1, NULL,
+		     "MCPMUX_SESSION=deep|MCPMUX_OWNER=77:1|MCPMUX_OUTER=mid,10:200 A,1:100|");
+	add_env_proc(root, 20, 1, NULL, "MCPMUX_SESSION=B|MCPMUX_OWNER=1:100|");
+	add_env_proc(root, 21, 1, NULL, "MCPMUX_SESSION=B|");
+	add_env_proc(root, 30, 1, NULL, "MCPMUX_SESSION=x|MCPMUX_OWNER=1:100|MCPMUX_OUTER=A,2:2|");
+}
+
+static void
+check_set(const struct proctree *t, const struct proctree_match *m, const char *name,
+	  const pid_t *want, size_t n_want)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		bool in = false;
+
+		for (size_t k = 0; k < n_want; k++) {
+			in = in || want[k] == t->v[i].pid;
+		}
+		if (proctree_is_member(t, i, m) != in) {
+			fail_msg("%s: pid %d member %d, want %d", name, (int)t->v[i].pid, !in, in);
+		}
+	}
+	assert_int_equal(proctree_count(t, m), n_want);
+}
+
+static void
+test_fake_nested(void **state)
+{
+	struct fake_root *r = *state;
+	struct proctree *t = &r->t;
+	const struct proctree_match a = { 10, 10, "A", NULL, NULL, "1:100" };
+	const struct proctree_match b = { 20, 20, "B", NULL, NULL, "1:100" };
+	const struct proctree_match a_any = { 10, 10, "A", NULL, NULL, NULL };
+	const struct proctree_match b_any = { 20, 20, "B", NULL, NULL, NULL };
+	static const pid_t want_a[] = { 10, 11, 12, 13 }, want_b[] = { 20, 21 };
+	static const pid_t want_a_any[] = { 10, 11, 12, 13, 30 }, want_b_any[] = { 11, 20, 21 };
+
+	build_nested(r->dir);
+	assert_int_equal(proctree_scan(t, r->dir, 1), 0);
+	assert_int_equal(t->n, 7);
+	assert_string_equal(proctree_outer(t, find(t, 12)), "A,1:100 X,9:9");
+	assert_string_equal(proctree_outer(t, find(t, 20)), "");
+	assert_string_equal(t->v[find(t, 12)].cookie, "in");
+	assert_string_equal(t->v[find(t, 12)].owner, "10:200");
+	/* The daemon, re-parented away from its mcpmux, goes with A by MCPMUX_OUTER. */
+	check_set(t, &a, "A", want_a, 4);
+	/* Session B of the nested mcpmux is not this mcpmux's B. */
+	check_set(t, &b, "B", want_b, 2);
+	/* Without the owner, the cookie alone decides (and names the wrong 11 for B). */
+	check_set(t, &a_any, "A, any owner", want_a_any, 5);
+	check_set(t, &b_any, "B, any owner", want_b_any, 3);
+
+	/*
+	 * Told its own owner, the walk stops reading a process this mcpmux started at its
+	 * cookie and owner (30's MCPMUX_OUTER, after them, is not read); the members of
+	 * this mcpmux's sessions are the same.
+	 */
+	t->self_owner = "1:100";
+	assert_int_equal(proctree_scan(t, r->dir, 1), 0);
+	assert_string_equal(proctree_outer(t, find(t, 30)), "");
+	assert_string_equal(proctree_outer(t, find(t, 11)), "A,1:100");
+	assert_string_equal(proctree_outer(t, find(t, 12)), "A,1:100 X,9:9");
+	check_set(t, &a, "A, reading less", want_a, 4);
+	check_set(t, &b, "B, reading less", want_b, 2);
+	t->self_owner = NULL;
+
+	/* The keeper's scan: by MCPMUX_OWNER, or named in MCPMUX_OUTER. */
+	assert_int_equal(proctree_scan_owned(t, r->dir, "1:100"), 0);
+	assert_int_equal(t->n, 6); /* 10, 11, 12, 13, 20, 30 */
+	assert_true(find(t, 11) != SIZE_MAX && find(t, 21) == SIZE_MAX);
+	assert_int_equal(proctree_scan_owned(t, r->dir, "10:200"), 0);
+	assert_int_equal(t->n, 3); /* 11, 12, 13 */
+	assert_true(find(t, 11) != SIZE_MAX && find(t, 12) != SIZE_MAX && find(t, 13) != SIZE_MAX);
+	assert_int_equal(proctree_scan_owned(t, r->dir, "1:10"), 0);
+	assert_int_equal(t->n, 0); /* a prefix of an owner is no owner */
+}
+
+static void
+test_outer_names(void **state)
+{
+	(void)state;
+	assert_true(proctree_outer_names("A,1:2", "A", "1:2"));
+	assert_true(proctree_outer_names("A,1:2", "A", NULL));
+	assert_true(proctree_outer_names("A,1:2", NULL, "1:2"));
+	assert_true(proctree_outer_names("x,3:4 A,1:2", "A", "1:2"));
+	assert_false(proctree_outer_names("A,1:2", "A", "1:22"));
+	assert_false(proctree_outer_names("A,1:22", "A", "1:2"));
+	assert_false(proctree_outer_names("AA,1:2", "A", NULL));
+	assert_false(proctree_outer_names("A,1:2", "AA", NULL));
+	assert_false(proctree_outer_names("A 1:2", "A", NULL)); /* no comma: no entry */
+	assert_false(proctree_outer_names("x,A 1:2", "A", "1:2"));
+	assert_false(proctree_outer_names("", "A", NULL));
+	assert_true(proctree_outer_names("  A,1:2 ", "A", "1:2"));
+	assert_false(proctree_outer_names("A,1:2,3", "A", "1:2"));
 }
 
 /* Cookies at awkward places of a long environment; cookie length limits. */
@@ -572,12 +707,12 @@ test_fake_bad_stat(void **state)
 	assert_false(t->v[3].unknown);
 
 	/* A tree known by group 20 has one member, and three processes nobody can claim. */
-	const struct proctree_match g20 = { 0, 20, NULL, NULL, NULL };
+	const struct proctree_match g20 = { 0, 20, NULL, NULL, NULL, NULL };
 
 	assert_int_equal(proctree_count(t, &g20), 1);
 	assert_int_equal(proctree_left(t, &g20), 4);
 	/* Unknown processes match no group, but a pid still matches. */
-	const struct proctree_match p12 = { 12, 0, NULL, NULL, NULL };
+	const struct proctree_match p12 = { 12, 0, NULL, NULL, NULL, NULL };
 
 	assert_true(proctree_is_member(t, 0, &p12)); /* state unknown: taken as alive */
 	assert_int_equal(proctree_left(t, &p12), 3);
@@ -590,7 +725,7 @@ test_fake_zombie_keeps_tree(void **state)
 	struct fake_root *r = *state;
 	struct proctree *t = &r->t;
 	const struct fake_proc z = { 100, ROOT, 100, 'Z', "gone", NULL, 0, { NULL }, { NULL } };
-	const struct proctree_match reaped = { 0, 100, "A", NULL, NULL };
+	const struct proctree_match reaped = { 0, 100, "A", NULL, NULL, NULL };
 
 	add_root(r->dir, ROOT, "100 ");
 	add_proc(r->dir, &z);
@@ -609,7 +744,7 @@ test_fake_unlistable_task(void **state)
 	struct fake_root *r = *state;
 	struct proctree *t = &r->t;
 	const struct fake_proc p = { 100, ROOT, 100, 'S', "x", "A", 0, { NULL }, { NULL } };
-	const struct proctree_match other = { 0, 999, "B", NULL, NULL };
+	const struct proctree_match other = { 0, 999, "B", NULL, NULL, NULL };
 	char path[PATH_MAX + 32];
 
 	add_root(r->dir, ROOT, "100 ");
@@ -647,9 +782,9 @@ test_fake_walk_all(void **state)
 {
 	struct fake_root *r = *state;
 	struct proctree *t = &r->t;
-	const struct proctree_match a = { 100, 100, "A", NULL, NULL };
-	const struct proctree_match a_wrap = { 100, 100, "A", backends_100_200, NULL };
-	const struct proctree_match b = { 200, 200, "B", NULL, NULL };
+	const struct proctree_match a = { 100, 100, "A", NULL, NULL, NULL };
+	const struct proctree_match a_wrap = { 100, 100, "A", backends_100_200, NULL, NULL };
+	const struct proctree_match b = { 200, 200, "B", NULL, NULL, NULL };
 	/* someone else's process, in the same /proc, is not walked */
 	const struct fake_proc stranger = { 7, 1, 7, 'S', "init's", "A", 0, { NULL }, { NULL } };
 
@@ -743,7 +878,7 @@ test_fake_wide(void **state)
 		assert_int_equal(t->v[i].pid, 1000 + i);
 	}
 
-	const struct proctree_match odd = { 0, 0, "odd", NULL, NULL };
+	const struct proctree_match odd = { 0, 0, "odd", NULL, NULL, NULL };
 
 	assert_int_equal(proctree_count(t, &odd), 150);
 }
@@ -942,9 +1077,9 @@ test_real_proc(void **state)
 	assert_string_equal(t.v[i_parent].cookie, "");
 	assert_true(t.v[i_parent].start > 0);
 
-	const struct proctree_match m_sleeper = { sleeper, 0, "unit-real", NULL, NULL };
-	const struct proctree_match m_cookie = { 0, 0, "unit-real", NULL, NULL };
-	const struct proctree_match m_parent = { parent, parent, NULL, NULL, NULL };
+	const struct proctree_match m_sleeper = { sleeper, 0, "unit-real", NULL, NULL, NULL };
+	const struct proctree_match m_cookie = { 0, 0, "unit-real", NULL, NULL, NULL };
+	const struct proctree_match m_parent = { parent, parent, NULL, NULL, NULL, NULL };
 
 	assert_int_equal(proctree_count(&t, &m_sleeper), 1);
 	assert_int_equal(proctree_count(&t, &m_cookie), 1);
@@ -961,7 +1096,7 @@ test_real_proc(void **state)
 	assert_int_equal(t.v[i_grand].parent, SIZE_MAX);
 	assert_int_equal(t.v[i_grand].ppid, getpid());
 
-	const struct proctree_match m_gone = { 0, parent, NULL, NULL, NULL };
+	const struct proctree_match m_gone = { 0, parent, NULL, NULL, NULL, NULL };
 
 	assert_int_equal(proctree_count(&t, &m_gone), 1);
 
@@ -998,6 +1133,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_fake_membership_variants, root_setup,
 						root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_cookies, root_setup, root_teardown),
+		cmocka_unit_test_setup_teardown(test_fake_nested, root_setup, root_teardown),
+		cmocka_unit_test(test_outer_names),
 		cmocka_unit_test_setup_teardown(test_fake_cookie_lengths_and_offsets, root_setup,
 						root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_cookie_inside_long_entry, root_setup,
