@@ -286,9 +286,9 @@ static const struct conn_hooks client_hooks = {
 /* ---- server (socket) to client (stdout) ---- */
 
 /*
- * The answer to connect's own end-of-run request: the session's end, as its "ended" event
- * says it (the result), or the end refused (an error with its id, or serve's -32000 for
- * a session of another connection, which has no id).  Not the client's: not written out.
+ * The answer to connect's own end-of-run request (its id): the session's end, as its
+ * "ended" event says it (the result), or the end refused (an error: the session is
+ * another connection's, say).  Not the client's: not written out.
  */
 static bool
 is_end_answer(struct cconn *cc, const struct envelope *env)
@@ -301,16 +301,9 @@ is_end_answer(struct cconn *cc, const struct envelope *env)
 	}
 	bool ours = it->has_id && it->id.len == strlen(END_ID) &&
 		    memcmp(jsonrpc_str(&cc->scan, it->id), END_ID, it->id.len) == 0;
-	bool refused =
-		kind == JSONRPC_ERROR && it->has_id && it->id.len == 4 &&
-		memcmp(jsonrpc_str(&cc->scan, it->id), "null", 4) == 0 &&
-		memmem(env->message, env->message_len, "belongs to another connection", 29) != NULL;
 
-	if (cc->done) {
-		return ours; /* the session ended first (its "ended" event): not the client's */
-	}
-	if (!ours && !refused) {
-		return false;
+	if (!ours || cc->done) {
+		return ours; /* done: the session ended first (its "ended" event) */
 	}
 	if (kind == JSONRPC_RESPONSE) {
 		cc->exit_code = ended_status(env->message, env->message_len, true);

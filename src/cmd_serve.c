@@ -248,6 +248,30 @@ session_error(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid
 	}
 }
 
+/*
+ * A message for a session that another connection owns, and that is not kept: refused,
+ * with the request's id when it is one request (its sender can tell which one it was).
+ */
+static void
+refuse_foreign(struct sconn *sc, const struct envelope *env)
+{
+	struct serve *sv = sc->sv;
+	const char *id = NULL;
+	size_t id_len = 0;
+
+	if (env->has_message &&
+	    (env->scanned ? sv->scan.kind
+			  : jsonrpc_scan_checked(&sv->scan, env->message, env->message_len)) ==
+		    JSONRPC_REQUEST &&
+	    sv->scan.one.has_id) {
+		id = jsonrpc_str(&sv->scan, sv->scan.one.id);
+		id_len = sv->scan.one.id.len;
+	}
+	send_error(sc, env->session, env->session_len, id, id_len, RPC_SERVER_ERROR,
+		   "session belongs to another connection (only kept sessions can be taken "
+		   "over)");
+}
+
 /* An envelope too broken to name a session: {"error":{...}}. */
 static void
 send_envelope_error(struct sconn *sc, int code, const char *text)
@@ -433,9 +457,7 @@ serve_on_line(void *ctx, const char *line, size_t len)
 				return;
 			}
 		} else {
-			send_error(sc, env.session, env.session_len, NULL, 0, RPC_SERVER_ERROR,
-				   "session belongs to another connection (only kept sessions can "
-				   "be taken over)");
+			refuse_foreign(sc, &env);
 			return;
 		}
 	}
