@@ -426,12 +426,21 @@ tlog_close(void)
 		ev_ref(L.loop);
 		ev_signal_stop(L.loop, &L.reopen_w);
 	}
-	if (L.stream && wbuf_len(&L.pending) > 0 && wbuf_flush(&L.pending, L.fd) == 0 &&
-	    wbuf_len(&L.pending) > 0) {
-		/* At exit nothing waits for a reader that does not read. */
-		diag_warn("traffic log %s: %zu bytes of records not written at exit (its reader "
-			  "did not keep up)",
-			  L.path, wbuf_len(&L.pending));
+	if (L.stream) {
+		/* At exit nothing waits for a reader that does not read: what is lost is said. */
+		unsigned long long unwritten = 0;
+
+		if (wbuf_len(&L.pending) > 0) {
+			(void)wbuf_flush(&L.pending, L.fd); /* what the pipe takes now, once */
+			unwritten = wbuf_count(&L.pending, '\n'); /* a record cut counts */
+		}
+		if (L.dropped > 0 || unwritten > 0) {
+			diag_warn(
+				"traffic log %s: %llu records dropped (its reader did not keep up), "
+				"%llu of them not written at exit",
+				L.path, L.dropped + unwritten, unwritten);
+		}
+		L.dropped = 0;
 	}
 	close_file();
 	sbuf_release(&L.buf);

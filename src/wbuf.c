@@ -358,3 +358,19 @@ wbuf_peek(const struct wbuf *q, void *out, size_t len)
 	}
 	return got;
 }
+
+size_t
+wbuf_count(const struct wbuf *q, char byte)
+{
+	size_t n = 0;
+
+	for (const struct wchunk *c = q->head; c != NULL; c = c->next) {
+		const char *p = c->data + c->off, *end = c->data + c->len;
+
+		while (p < end && (p = memchr(p, byte, (size_t)(end - p))) != NULL) {
+			n++;
+			p++;
+		}
+	}
+	return n;
+}

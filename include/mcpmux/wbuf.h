@@ -68,6 +68,8 @@ ssize_t wbuf_write_upto(struct wbuf *q, int fd, size_t max);
 size_t wbuf_line_cut(const struct wbuf *q, size_t quantum);
 /* Copy the first len queued bytes (or fewer, if fewer are queued) to out.  Bytes copied. */
 size_t wbuf_peek(const struct wbuf *q, void *out, size_t len);
+/* How many of the queued bytes are `byte` (the lines of a queue of lines: '\n'). */
+size_t wbuf_count(const struct wbuf *q, char byte);
 
 static inline size_t
 wbuf_len(const struct wbuf *q)

@@ -444,6 +444,36 @@ class Writing(Case):
         dropped = int(re.search(r"(\d+) records dropped", w.stderr()).group(1))
         self.assertGreaterEqual(len(recs) + dropped, 2 * n)
 
+    def test_fifo_records_lost_at_exit_are_counted(self):
+        """A FIFO whose reader reads nothing until mcpmux has exited: every record that
+        did not reach it, dropped on the way or still waiting at exit, is counted on
+        stderr at exit; none is lost unsaid."""
+        fifo = os.path.join(self.tmp.name, "log.fifo")
+        os.mkfifo(fifo)
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader that reads nothing yet
+        self.addCleanup(os.close, fd)
+        w = self.wrap(opts=["--log", fifo])
+        pad = "x" * 8000
+        n = 300
+        for i in range(n):
+            w.send(call(i, "echo", text=pad))
+            self.assertEqual(w.msg()["id"], i)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        data = b""
+        while True:
+            got = os.read(fd, 1 << 20)
+            if not got:
+                break
+            data += got
+        whole = data.count(b"\n")  # a record cut at exit counts as not written
+        m = re.search(r"(\d+) records dropped \(its reader did not keep up\), (\d+) of "
+                      r"them not written at exit", w.stderr())
+        self.assertIsNotNone(m, w.stderr())
+        self.assertGreater(int(m.group(2)), 0)
+        # started, a request and its answer per call, ended
+        self.assertEqual(whole + int(m.group(1)), 2 * n + 2, w.stderr())
+
     def test_reopen_that_finds_a_fifo(self):
         """SIGUSR1 after the log's path became a FIFO: from then on the log is written the
         FIFO's way (records wait for the reader, then are dropped whole and counted), not

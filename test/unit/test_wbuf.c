@@ -433,7 +433,13 @@ test_appendv_and_peek(void **state)
 	memset(out, 0, 20);
 	assert_int_equal(wbuf_peek(&q, out, 8), 8);
 	assert_memory_equal(out, "first\nhe\0", 9);
+
+	/* The lines queued, across chunks: the big one holds no newline. */
+	assert_int_equal(wbuf_count(&q, '\n'), 3);
+	assert_int_equal(wbuf_count(&q, ':'), 2);
+	assert_int_equal(wbuf_count(&q, '0'), (sizeof(big) + 9) / 10);
 	wbuf_release(&q);
+	assert_int_equal(wbuf_count(&q, '\n'), 0);
 }
 
 /* Lines of every size up to two chunks, across chunk ends: each whole, "\n"-ended. */
