@@ -24,7 +24,26 @@ static struct {
 	ev_timer tick_w; /* repeated diagnostics are summed up once a second */
 	unsigned long dropped;
 	struct errout_waiter *waiters;
+	/*
+	 * The last byte relayed from a server was not a newline: mcpmux's own next line
+	 * (a diagnostic, a record of a log on stderr) starts with one, or it would be glued
+	 * to the server's unfinished line, and neither would read right.
+	 */
+	bool mid_line;
 } E = { .fd = -1 };
+
+/* Queue whole lines of mcpmux's own, on a line of their own.  0, or -1 (ENOMEM). */
+static int
+own_append(const char *p, size_t len)
+{
+	if (E.mid_line) {
+		if (wbuf_append(&E.q, "\n", 1) == -1) {
+			return -1;
+		}
+		E.mid_line = false;
+	}
+	return wbuf_append(&E.q, p, len);
+}
 
 static void errout_on_writable(struct ev_loop *loop, ev_io *w, int revents);
 static void errout_on_tick(struct ev_loop *loop, ev_timer *w, int revents);
@@ -77,7 +96,7 @@ flush(void)
 			E.dropped);
 
 		E.dropped = 0;
-		if (n > 0 && wbuf_append(&E.q, line, (size_t)n) == 0) {
+		if (n > 0 && own_append(line, (size_t)n) == 0) {
 			(void)wbuf_flush(&E.q, E.fd);
 		}
 	}
@@ -91,6 +110,10 @@ void
 errout_lines(const char *p, size_t len)
 {
 	if (!E.on) {
+		if (E.mid_line && len > 0) {
+			(void)sys_write_all(STDERR_FILENO, "\n", 1);
+			E.mid_line = false;
+		}
 		(void)sys_write_all(STDERR_FILENO, p, len);
 		return;
 	}
@@ -98,8 +121,7 @@ errout_lines(const char *p, size_t len)
 		return;
 	}
 	/* One unit bigger than the bound still goes when nothing waits before it. */
-	if ((wbuf_len(&E.q) > 0 && wbuf_len(&E.q) + len > ERROUT_MAX) ||
-	    wbuf_append(&E.q, p, len) == -1) {
+	if ((wbuf_len(&E.q) > 0 && wbuf_len(&E.q) + len > ERROUT_MAX) || own_append(p, len) == -1) {
 		for (const char *nl = p; (nl = memchr(nl, '\n', len - (size_t)(nl - p))) != NULL;
 		     nl++) {
 			E.dropped++;
@@ -136,11 +158,16 @@ static int final_fd = -1;
 static void
 final_write(const char *line, size_t len)
 {
-	struct iovec iov = { .iov_base = (void *)(uintptr_t)line, .iov_len = len };
+	struct iovec iov[2] = {
+		{ .iov_base = (void *)(uintptr_t) "\n", .iov_len = 1 },
+		{ .iov_base = (void *)(uintptr_t)line, .iov_len = len },
+	};
+	bool nl = E.mid_line;
 
-	if (sys_writev(final_fd, &iov, 1) == -1) {
+	if (sys_writev(final_fd, iov + !nl, 2 - !nl) == -1) {
 		return;
 	}
+	E.mid_line = false;
 }
 
 static const struct diag_sink final_sink = {
@@ -237,6 +264,9 @@ errout_room(void)
 void
 errout_relay(const char *p, size_t len)
 {
+	if (len > 0) {
+		E.mid_line = p[len - 1] != '\n';
+	}
 	if (!E.on) {
 		(void)sys_write_all(STDERR_FILENO, p, len);
 		return;

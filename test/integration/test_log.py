@@ -397,6 +397,28 @@ class Writing(Case):
         for m in methods:
             self.assertIn("got " + m, joined)
 
+    def test_records_on_stderr_start_a_line_after_an_unfinished_server_line(self):
+        """--log -: the server's stderr and the records share mcpmux's stderr.  A record
+        after a server line without its newline starts a line of its own: every record
+        reads as one JSON line, and every byte of the server's is there."""
+        w = self.wrap(opts=["--log", "-"])
+        w.send(call(1, "stderr", text="half a line"))
+        self.assertEqual(w.msg()["id"], 1)
+        w.send(call(2, "echo", text="after"))
+        self.assertEqual(w.msg()["id"], 2)
+        w.send(call(3, "stderr", text="the rest\nanother half"))
+        self.assertEqual(w.msg()["id"], 3)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        lines = w.stderr().split("\n")
+        recs = [json.loads(line) for line in lines if line.startswith('{"ts"')]
+        self.assertEqual([r["id"] for r in recs if r.get("dir") == "in"], [1, 2, 3])
+        server = [line for line in lines if not line.startswith('{"ts"')]
+        self.assertIn("half a line", server)
+        self.assertIn("another half", server)
+        self.assertEqual(server.count("the rest"), 1, w.stderr())
+        self.assertFalse([line for line in lines if '{"ts"' in line[1:]], w.stderr())
+
     def test_unwritable_log_does_not_stop_traffic(self):
         w = self.wrap(opts=["--log", "/dev/full"])
         for i in range(20):
