@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <yajl/yajl_parse.h>
 #include <yajl/yajl_tree.h>
 
 #define HASH_FUNCTION HASH_FNV
@@ -24,6 +25,7 @@
 #include "mcpmux/cli.h"
 #include "mcpmux/cmd.h"
 #include "mcpmux/diag.h"
+#include "mcpmux/jsonspan.h"
 #include "mcpmux/sys.h"
 
 #define MAX_METHODS  10000 /* beyond: counted under "(other)" */
@@ -79,10 +81,60 @@ too_deep(const char *p, size_t len)
 	return false;
 }
 
+/* The line buffer kept between records; one a longer record needed is freed after it. */
+#define READER_KEEP ((size_t)1 << 20)
+
+/* The whole line is JSON (as yajl_tree_parse() reads it), checked without building it. */
+static bool
+is_json(const char *p, size_t len)
+{
+	yajl_handle h = yajl_alloc(NULL, NULL, NULL);
+	bool ok = false;
+
+	if (h != NULL) {
+		(void)yajl_config(h, yajl_allow_comments, 1);
+		ok = yajl_parse(h, (const unsigned char *)p, len) == yajl_status_ok &&
+		     yajl_complete_parse(h) == yajl_status_ok;
+		yajl_free(h);
+	}
+	return ok;
+}
+
+/*
+ * A record, as a tree of what the reader uses: everything but the message body, which
+ * only takes room (a tree of a body of many small values is tens of times its size).
+ * The body's text becomes null and blanks, in place, once the whole line is known to be
+ * JSON.  NULL when it is not.
+ */
+static yajl_val
+parse_record(char *line, size_t len)
+{
+	const char *body;
+	size_t body_len;
+
+	/* Not one of mcpmux's (it refuses messages nested deeper than 512): yajl's tree
+	 * would recurse as deep, on the stack. */
+	if (too_deep(line, len) || !is_json(line, len)) {
+		return NULL;
+	}
+	if (jsonspan_member(line, len, "msg", &body, &body_len) && body_len > 4) {
+		char *at = line + (body - line);
+
+		memcpy(at, "null", 4);
+		memset(at + 4, ' ', body_len - 4);
+	}
+	return yajl_tree_parse(line, NULL, 0);
+}
+
 /* The next record, parsed; NULL at the end.  Lines that are not JSON objects are skipped. */
 static yajl_val
 next_record(struct reader *r)
 {
+	if (r->cap > READER_KEEP) {
+		free(r->line);
+		r->line = NULL;
+		r->cap = 0;
+	}
 	for (;;) {
 		errno = 0;
 		ssize_t n = getline(&r->line, &r->cap, r->f);
@@ -118,10 +170,7 @@ next_record(struct reader *r)
 		}
 		r->lineno++;
 		r->line[n - 1] = '\0';
-		/* Not one of mcpmux's (it refuses messages nested deeper than 512): yajl's tree
-		 * would recurse as deep, on the stack. */
-		yajl_val v =
-			too_deep(r->line, (size_t)n - 1) ? NULL : yajl_tree_parse(r->line, NULL, 0);
+		yajl_val v = parse_record(r->line, (size_t)n - 1);
 
 		if (v != NULL && YAJL_IS_OBJECT(v)) {
 			return v;

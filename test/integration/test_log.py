@@ -734,6 +734,46 @@ class Reading(Case):
         self.assertIn(":1: not a traffic log record: skipped", err)
         self.assertIn(": 3 lines in all were not traffic log records (skipped)", err)
 
+    def test_a_body_of_many_small_values_takes_no_tree(self):
+        """A record's body is never built as a tree: one of 4,000,000 small values (an 8 MB
+        line; as a tree, hundreds of MB) is read in about its own size, and the records
+        around it are read as usual."""
+        path = os.path.join(self.tmp.name, "wide.log")
+        head = ('{"ts":"2026-11-24T10:00:00.%06dZ","session":"s","pid":1,"dir":"%s",'
+                '"kind":"%s","id":%d,%s"bytes":%d,"msg":')
+        # written in pieces: the test's own memory, which a child starts with, stays small
+        piece = ",".join(["0"] * 1000)
+        with open(path, "w") as f:
+            f.write(head % (1, "in", "request", 1, '"method":"wide",', 40) +
+                    '{"jsonrpc":"2.0","id":1,"method":"wide"}}\n')
+            f.write(head % (2, "out", "response", 1, '"ms":1.5,', 8_000_000) +
+                    '{"jsonrpc":"2.0","id":1,"result":{"v":[' + piece)
+            for _ in range(3999):
+                f.write("," + piece)
+            f.write("]}}}\n")
+            f.write(head % (3, "in", "request", 2, '"method":"after",', 41) +
+                    '{"jsonrpc":"2.0","id":2,"method":"after"}}\n')
+        env = dict(self.env)
+        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=1"
+        for cmd in (["stats"], ["show", "--color", "never"]):
+            p = subprocess.Popen([MCPMUX, "log"] + cmd + [path], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, env=env)
+            out, err = p.communicate(timeout=60)
+            self.assertEqual(p.returncode, 0, err[-500:])
+            self.assertNotIn(b"skipped", err)
+            out = out.decode()
+            self.assertIn("after", out)
+            if cmd[0] == "show":
+                self.assertEqual(len(out.splitlines()), 3, out)
+        # the peak of one run, through wait4 (communicate() reaps: run it again)
+        p = subprocess.Popen([MCPMUX, "log", "stats", path], stdout=subprocess.DEVNULL, env=env)
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        self.assertEqual(p.returncode, 0)
+        print("log stats over an 8 MB body of small values: peak RSS %d KiB" % usage.ru_maxrss)
+        bound = 32 * 1024 if not os.environ.get("MCPMUX_TEST_SANITIZED") else 128 * 1024
+        self.assertLess(usage.ru_maxrss, bound)
+
     def test_million_lines_bounded_memory(self):
         path = os.path.join(self.tmp.name, "big.log")
         line = ('{"ts":"2026-11-24T10:00:00.%06dZ","session":"s%d","pid":1,"dir":"%s",'
