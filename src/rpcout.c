@@ -148,6 +148,24 @@ sbuf_add_json_string(struct sbuf *b, const char *p, size_t len)
 }
 
 size_t
+rpcout_utf8_tail(const char *p, size_t len)
+{
+	size_t k = 0;
+
+	/* Back over up to 3 continuation bytes to the character's first byte. */
+	while (k < 3 && k < len && ((unsigned char)p[len - 1 - k] & 0xC0) == 0x80) {
+		k++;
+	}
+	if (k == len) {
+		return 0;
+	}
+	unsigned char lead = (unsigned char)p[len - 1 - k];
+	size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+
+	return need > k + 1 ? k + 1 : 0;
+}
+
+size_t
 rpcout_utf8_len(const unsigned char *p, size_t len)
 {
 	unsigned char c = p[0];

@@ -12,6 +12,7 @@
 #include "mcpmux/cli.h"
 #include "mcpmux/diag.h"
 #include "mcpmux/metrics.h"
+#include "mcpmux/rpcout.h"
 #include "mcpmux/session.h"
 #include "mcpmux/status.h"
 #include "mcpmux/sys.h"
@@ -1499,25 +1500,6 @@ session_on_done(struct backend *b, void *owner)
 	run_done(s);
 }
 
-/* The bytes at the end of p[0..len) that begin a UTF-8 character it does not finish. */
-static size_t
-utf8_tail(const char *p, size_t len)
-{
-	size_t k = 0;
-
-	/* Back over up to 3 continuation bytes to the character's first byte. */
-	while (k < 3 && k < len && ((unsigned char)p[len - 1 - k] & 0xC0) == 0x80) {
-		k++;
-	}
-	if (k == len) {
-		return 0;
-	}
-	unsigned char lead = (unsigned char)p[len - 1 - k];
-	size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
-
-	return need > k + 1 ? k + 1 : 0;
-}
-
 /* The server's stderr, a line at a time, into the traffic log (long lines are cut). */
 static void
 session_on_stderr(struct backend *b, void *owner, const char *data, size_t len)
@@ -1541,7 +1523,7 @@ session_on_stderr(struct backend *b, void *owner, const char *data, size_t len)
 
 			if (nl == NULL) {
 				/* A part of a long line: cut between two UTF-8 characters. */
-				keep = utf8_tail(s->err_line.buf, l);
+				keep = rpcout_utf8_tail(s->err_line.buf, l);
 				l -= keep;
 			} else if (l > 0 && s->err_line.buf[l - 1] == '\r') {
 				l--;

@@ -510,19 +510,6 @@ record_end(void)
 	}
 }
 
-/* Cut at most n bytes of p at a UTF-8 character boundary. */
-static size_t
-utf8_cut(const char *p, size_t len, size_t n)
-{
-	if (n >= len) {
-		return len;
-	}
-	while (n > 0 && ((unsigned char)p[n] & 0xc0) == 0x80) {
-		n--;
-	}
-	return n;
-}
-
 /* The record's body; true if that ended (and wrote) the record too. */
 static bool
 record_body(const char *line, size_t len, bool valid)
@@ -534,7 +521,7 @@ record_body(const char *line, size_t len, bool valid)
 	}
 	if (len > L.bodies) {
 		sbuf_adds(b, ",\"msg\":");
-		sbuf_add_json_string(b, line, utf8_cut(line, len, L.bodies));
+		sbuf_add_json_string(b, line, L.bodies - rpcout_utf8_tail(line, L.bodies));
 		sbuf_adds(b, ",\"truncated\":true");
 	} else if (valid) {
 		sbuf_adds(b, ",\"msg\":");

@@ -66,6 +66,11 @@ size_t rpcout_escape_into(char *out, const char *p, size_t len);
  * (cut short, overlong, a UTF-16 surrogate, past U+10FFFF).  len >= 1.
  */
 size_t rpcout_utf8_len(const unsigned char *p, size_t len);
+/*
+ * The bytes at the end of p[0..len) that begin a UTF-8 character it does not finish
+ * (0..3): cutting there leaves no character in two.
+ */
+size_t rpcout_utf8_tail(const char *p, size_t len);
 
 /* Standard JSON-RPC error codes that mcpmux produces. */
 #define RPC_PARSE_ERROR	    (-32700)

@@ -276,6 +276,36 @@ static const struct escape_case escapes[] = {
 	{ BYTES("ok\xe2\x82\xac\xe2\x82ok"), "\"ok\xe2\x82\xac\\ufffd\\ufffdok\"" },
 };
 
+/* An unfinished character at the end of a cut, and only that, is counted. */
+static void
+test_utf8_tail(void **state)
+{
+	static const struct {
+		const char *p;
+		size_t tail;
+	} rows[] = {
+		{ "", 0 },
+		{ "abc", 0 },
+		{ "a\xc3", 1 },		/* é cut after its first byte */
+		{ "a\xc3\xa9", 0 },	/* é whole */
+		{ "\xe2\x82", 2 },	/* € cut after two of three */
+		{ "\xe2\x82\xac", 0 },	/* € whole */
+		{ "x\xf0\x9f\x98", 3 }, /* a 4-byte emoji cut after three */
+		{ "x\xf0\x9f\x98\x80", 0 },
+		{ "\x80\x80", 0 }, /* stray continuation bytes: nothing to keep */
+		{ "\x80\x80\x80\x80", 0 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		size_t got = rpcout_utf8_tail(rows[i].p, strlen(rows[i].p));
+
+		if (got != rows[i].tail) {
+			fail_msg("row %zu: %zu, want %zu", i, got, rows[i].tail);
+		}
+	}
+}
+
 static void
 test_escape_golden(void **state)
 {
@@ -588,6 +618,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_error_ids, sbuf_setup, sbuf_teardown),
 		cmocka_unit_test_setup_teardown(test_error_parses, sbuf_setup, sbuf_teardown),
 		cmocka_unit_test_setup_teardown(test_escape_golden, sbuf_setup, sbuf_teardown),
+		cmocka_unit_test(test_utf8_tail),
 		cmocka_unit_test(test_escape_golden_parses),
 		cmocka_unit_test(test_escape_worst_case_bound),
 		cmocka_unit_test(test_escape_exhaustive),
