@@ -435,10 +435,12 @@ tlog_close(void)
 			unwritten = wbuf_count(&L.pending, '\n'); /* a record cut counts */
 		}
 		if (L.dropped > 0 || unwritten > 0) {
-			diag_warn(
-				"traffic log %s: %llu records dropped (its reader did not keep up), "
-				"%llu of them not written at exit",
-				L.path, L.dropped + unwritten, unwritten);
+			diag_warn("traffic log %s: %llu records dropped (%s), %llu of them not "
+				  "written at exit",
+				  L.path, L.dropped + unwritten,
+				  L.failing ? "it could not be written"
+					    : "its reader did not keep up",
+				  unwritten);
 		}
 		L.dropped = 0;
 	}

@@ -420,13 +420,18 @@ class Writing(Case):
         self.assertFalse([line for line in lines if '{"ts"' in line[1:]], w.stderr())
 
     def test_unwritable_log_does_not_stop_traffic(self):
+        """Said once while it happens, and counted at exit: started, 20 requests, their
+        answers, ended."""
         w = self.wrap(opts=["--log", "/dev/full"])
         for i in range(20):
             w.send(req(i, "ping"))
             self.assertEqual(w.msg()["id"], i)
         w.close_stdin()
         self.assertEqual(w.wait(), 0)
-        self.assertEqual(w.stderr().count("traffic log"), 1, w.stderr())
+        self.assertEqual(w.stderr().count("traffic log"), 2, w.stderr())
+        self.assertEqual(w.stderr().count("cannot write"), 1, w.stderr())
+        self.assertIn("traffic log /dev/full: 42 records dropped (it could not be written), 0 "
+                      "of them not written at exit", w.stderr())
 
     def test_fifo_nobody_reads_never_stops_traffic(self):
         """A log that is a FIFO (or a pipe, a socket, a terminal) is written without
