@@ -44,9 +44,6 @@ struct sconn {
 	struct sconn *next;
 };
 
-/* Once every session has ended, how long clients get to take their last lines. */
-#define SERVE_DRAIN_S 5.0
-
 struct serve {
 	struct ev_loop *loop;
 	const struct mcpmux_options *opt;
@@ -59,7 +56,7 @@ struct serve {
 	ev_signal term_w, int_w, hup_w;
 	ev_idle reap_w;	  /* frees dead connections, outside their callbacks */
 	ev_timer drain_w; /* after a signal, every session ended: the clients' last lines get
-			     SERVE_DRAIN_S */
+			     HUB_DRAIN_S */
 	bool signalled;	  /* SIGTERM, SIGINT or SIGHUP asked for the exit */
 	struct jsonrpc_scanner scan;
 	struct sbuf tmp;
@@ -674,7 +671,7 @@ serve_maybe_exit(struct serve *sv)
 	if (serve_queued(sv) > 0) {
 		/*
 		 * Still writing: its on_drained calls again.  After a signal, a client that
-		 * does not read holds the exit SERVE_DRAIN_S at most; after stdin's EOF the
+		 * does not read holds the exit HUB_DRAIN_S at most; after stdin's EOF the
 		 * reader of stdout takes its time, as a pipeline's does.
 		 */
 		if (sv->signalled && !ev_is_active(&sv->drain_w)) {
@@ -693,7 +690,7 @@ serve_on_drain_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)revents;
 	diag_warn("clients took not all of their last lines within %g s: %zu bytes are dropped",
-		  SERVE_DRAIN_S, serve_queued(sv));
+		  HUB_DRAIN_S, serve_queued(sv));
 	ev_break(loop, EVBREAK_ALL);
 }
 
@@ -857,7 +854,7 @@ cmd_serve(const struct mcpmux_options *o)
 	backend_module_init(loop);
 	(void)errout_start(loop);
 	ev_idle_init(&sv->reap_w, serve_on_reap);
-	ev_timer_init(&sv->drain_w, serve_on_drain_timeout, SERVE_DRAIN_S, 0.);
+	ev_timer_init(&sv->drain_w, serve_on_drain_timeout, HUB_DRAIN_S, 0.);
 
 	/* Signals first: once the socket is there, a client may already want us to stop. */
 	ev_signal_init(&sv->term_w, serve_on_signal, SIGTERM);

@@ -45,7 +45,6 @@
 #define HX_LINGER_MAX	 ((size_t)1 << 20)  /* ... up to this many bytes per session */
 #define HX_DETACHED_S	 300.0 /* a stream nobody resumes is forgotten (no idle timeout) */
 #define HX_WRITE_TIMEOUT 30.0  /* a client that takes nothing, with --stall-timeout 0 */
-#define HX_DRAIN_S	 5.0   /* at shutdown, the last answers' time to be taken */
 #define HX_TOKEN_MAX	 4096
 #define HX_FIELDS_MAX	 12
 #define HX_CONNS_MIN	 1024
@@ -2311,7 +2310,7 @@ hx_on_drain(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 	if (!front_http_drained(fh)) {
 		/* A client that reads, but slowly, would hold the exit as long as it likes. */
-		if (now - fh->drain_since < HX_DRAIN_S) {
+		if (now - fh->drain_since < HUB_DRAIN_S) {
 			return;
 		}
 		struct http_stats st;
@@ -2319,7 +2318,7 @@ hx_on_drain(struct ev_loop *loop, ev_timer *w, int revents)
 		http_server_stats(fh->srv, &st);
 		diag_warn("HTTP clients took not all of their last answers within %g s: %zu bytes "
 			  "are dropped",
-			  HX_DRAIN_S, st.queued);
+			  HUB_DRAIN_S, st.queued);
 	}
 	ev_timer_stop(fh->loop, w);
 	if (fh->on_drained != NULL) {
@@ -2337,7 +2336,7 @@ front_http_shutdown(struct front_http *fh, void (*on_drained)(void *ctx), void *
 	fh->on_drained = on_drained;
 	fh->drained_ctx = ctx;
 	http_server_close_listeners(fh->srv);
-	/* Polled: the layer has no event for "everything written".  Bounded: HX_DRAIN_S once
+	/* Polled: the layer has no event for "everything written".  Bounded: HUB_DRAIN_S once
 	 * the sessions have ended. */
 	ev_timer_init(&fh->drain_w, hx_on_drain, 0.02, 0.02);
 	ev_timer_start(fh->loop, &fh->drain_w);

@@ -39,6 +39,12 @@
 #include "mcpmux/rpcout.h"
 #include "mcpmux/session.h"
 
+/*
+ * After a signal, once every session has ended, how long the clients of every door get
+ * to take their last lines before serve exits without them.
+ */
+#define HUB_DRAIN_S 5.0
+
 struct hub;
 struct hub_entry;
 struct hub_port;
