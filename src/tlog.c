@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -66,7 +67,8 @@ static struct {
 	bool stream;
 	struct wbuf pending;
 	ev_io pending_w;
-	unsigned long long dropped; /* records, since it was last said */
+	unsigned long long dropped; /* records past the bound (a slow reader), since said */
+	unsigned long long lost;    /* records a failed write took, since said */
 	ev_prepare flush_w;
 	ev_signal reopen_w;
 	time_t ts_sec; /* the second that ts_head holds */
@@ -219,6 +221,7 @@ stream_failed(void)
 		L.failing = true;
 	}
 	pending_watch(false);
+	L.lost += wbuf_count(&L.pending, '\n'); /* a record cut counts */
 	wbuf_release(&L.pending);
 }
 
@@ -234,8 +237,9 @@ stream_drained(void)
 		L.dropped = 0;
 	}
 	if (L.failing) {
-		diag_warn("traffic log %s: writing again", L.path);
+		diag_warn("traffic log %s: writing again (%llu records were lost)", L.path, L.lost);
 		L.failing = false;
+		L.lost = 0;
 	}
 }
 
@@ -257,7 +261,7 @@ static void
 stream_write(void)
 {
 	if (L.fd < 0) {
-		L.dropped += count_lines(L.buf.buf, L.buf.len);
+		L.lost += count_lines(L.buf.buf, L.buf.len);
 		return;
 	}
 	if (wbuf_len(&L.pending) > 0) {
@@ -268,11 +272,11 @@ stream_write(void)
 		return; /* its watcher writes it */
 	}
 	if (wbuf_send(&L.pending, L.fd, L.buf.buf, L.buf.len, NULL, 0) == -1) {
-		L.dropped += count_lines(L.buf.buf, L.buf.len);
+		L.lost += count_lines(L.buf.buf, L.buf.len);
 		stream_failed();
 	} else if (wbuf_len(&L.pending) > 0) {
 		pending_watch(true);
-	} else if (L.dropped > 0 || L.failing) {
+	} else if (L.dropped > 0 || L.lost > 0 || L.failing) {
 		stream_drained();
 	}
 }
@@ -435,14 +439,26 @@ tlog_close(void)
 			unwritten = wbuf_count(&L.pending, '\n'); /* a record cut counts */
 		}
 		if (L.dropped > 0 || unwritten > 0) {
-			diag_warn("traffic log %s: %llu records dropped (%s), %llu of them not "
-				  "written at exit",
-				  L.path, L.dropped + unwritten,
-				  L.failing ? "it could not be written"
-					    : "its reader did not keep up",
-				  unwritten);
+			diag_warn("traffic log %s: %llu records dropped (its reader did not keep "
+				  "up), %llu of them not written at exit",
+				  L.path, L.dropped + unwritten, unwritten);
 		}
-		L.dropped = 0;
+		if (L.lost > 0) {
+			diag_warn("traffic log %s: %llu records lost (it could not be written)",
+				  L.path, L.lost);
+		}
+		int in_pipe = 0;
+		struct stat st;
+
+		/* A FIFO mcpmux itself holds open for reading: lost with it if no one reads. */
+		if (fstat(L.fd, &st) == 0 && S_ISFIFO(st.st_mode) &&
+		    ioctl(L.fd, FIONREAD, &in_pipe) == 0 && in_pipe > 0) {
+			diag_warn(
+				"traffic log %s: %d bytes of records still in the FIFO at exit (lost "
+				"unless a reader has it open)",
+				L.path, in_pipe);
+		}
+		L.dropped = L.lost = 0;
 	}
 	close_file();
 	sbuf_release(&L.buf);
