@@ -301,9 +301,21 @@ is_end_answer(struct cconn *cc, const struct envelope *env)
 	}
 	bool ours = it->has_id && it->id.len == strlen(END_ID) &&
 		    memcmp(jsonrpc_str(&cc->scan, it->id), END_ID, it->id.len) == 0;
+	/*
+	 * A serve older than this connect refuses a session of another connection without
+	 * the request's id: then the end cannot be told from the rest, but it is refused
+	 * just the same, and must not be waited for.
+	 */
+	bool refused_unnamed =
+		!ours && kind == JSONRPC_ERROR && it->has_id && it->id.len == 4 &&
+		memcmp(jsonrpc_str(&cc->scan, it->id), "null", 4) == 0 &&
+		memmem(env->message, env->message_len, "belongs to another connection", 29) != NULL;
 
-	if (!ours || cc->done) {
-		return ours; /* done: the session ended first (its "ended" event) */
+	if (cc->done) {
+		return ours; /* the session ended first (its "ended" event): not the client's */
+	}
+	if (!ours && !refused_unnamed) {
+		return false;
 	}
 	if (kind == JSONRPC_RESPONSE) {
 		cc->exit_code = ended_status(env->message, env->message_len, true);

@@ -225,6 +225,33 @@ class ListenHardening(ListenHelpers, Case):
         s.close()
         self.assert_no_leftovers(0)
 
+    def test_connect_takes_an_older_serves_unnamed_refusal_of_its_end(self):
+        """A serve older than connect refuses a session of another connection with id
+        null: connect still takes that for its end's refusal (exit 1), and does not wait."""
+        self.path = os.path.join(self.tmp.name, "old.sock")
+        srv = socket.socket(socket.AF_UNIX)
+        srv.bind(self.path)
+        srv.listen(1)
+        self.addCleanup(srv.close)
+        c = self.connect("--session", "theirs")
+        conn, _ = srv.accept()
+        self.addCleanup(conn.close)
+        c.send(req(1, "ping"))
+        f = conn.makefile("rb")
+        refusal = {"session": "theirs", "message": {
+            "jsonrpc": "2.0", "id": None, "error": {
+                "code": -32000, "message": "session belongs to another connection (only "
+                "kept sessions can be taken over)"}}}
+        for want in (1, "mcpmux-connect-end"):  # the ping, then connect's own end
+            env = json.loads(f.readline())
+            self.assertEqual((env["session"], env["message"]["id"]), ("theirs", want))
+            conn.sendall((json.dumps(refusal) + "\n").encode())
+            if want == 1:
+                self.assertIsNone(c.msg()["id"])  # before the end: the client's
+                c.close_stdin()
+        self.assertEqual(c.wait(5), 1)
+        self.assertIn("the session's end was refused", c.stderr())
+
     def test_connect_never_waits_for_an_end_that_cannot_come(self):
         """connect with nothing on stdin has no session to end; a session of another
         connection cannot be ended from this one (refused: exit 1); and a second signal
