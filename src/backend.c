@@ -218,10 +218,20 @@ backend_module_init(struct ev_loop *loop)
 
 	unsigned long long start = 0;
 
-	(void)proctree_start_time(PROC_ROOT, getpid(), &start);
-	(void)snprintf(owner_env, sizeof(owner_env), "%s=%d:%llu", PROCTREE_OWNER_ENV,
-		       (int)getpid(), start);
-	snapshot.self_owner = backend_owner();
+	/*
+	 * Without its start time (no /proc) this mcpmux cannot be named: its servers carry
+	 * no MCPMUX_OWNER, rather than one that names no process (ps and sweep would take
+	 * them for orphans); they are then known by their place under it.
+	 */
+	owner_env[0] = '\0';
+	if (proctree_start_time(PROC_ROOT, getpid(), &start) == 0 && start > 0) {
+		(void)snprintf(owner_env, sizeof(owner_env), "%s=%d:%llu", PROCTREE_OWNER_ENV,
+			       (int)getpid(), start);
+		snapshot.self_owner = backend_owner();
+	} else {
+		diag_warn("cannot read this process's start time from /proc: its servers carry "
+			  "no MCPMUX_OWNER");
+	}
 	outer_make();
 	if (procscan_boot_id(PROC_ROOT, boot_id) == -1) {
 		boot_id[0] = '\0';
@@ -253,7 +263,7 @@ backend_module_init(struct ev_loop *loop)
 const char *
 backend_owner(void)
 {
-	return owner_env + sizeof(PROCTREE_OWNER_ENV);
+	return owner_env[0] != '\0' ? owner_env + sizeof(PROCTREE_OWNER_ENV) : "";
 }
 
 void
@@ -830,7 +840,7 @@ ctr_prepare(struct backend *b, char *const *argv)
 				b->cookie);
 	}
 	struct container_labels labels = {
-		.owner = backend_owner(),
+		.owner = owner_env[0] != '\0' ? backend_owner() : NULL,
 		.session = b->cookie,
 		.boot = boot_id[0] != '\0' ? boot_id : NULL,
 	};

@@ -14,9 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <linux/nsfs.h>
 
 #include "mcpmux/procscan.h"
 #include "mcpmux/sys.h"
@@ -93,51 +97,78 @@ read_stat(const char *root, pid_t pid, struct procscan_proc *p)
 	return 0;
 }
 
-/* /proc/PID/status: the real uid and VmRSS.  0, or -1 (errno; EINVAL). */
+/* An NSpid line's fields ("\t4242\t1"): how many, and the last (its own pid). */
+static void
+parse_nspid(const char *f, struct procscan_proc *p)
+{
+	unsigned n = 0;
+	long last = 0;
+
+	for (;;) {
+		char *end;
+		long v;
+
+		while (*f == ' ' || *f == '\t') {
+			f++;
+		}
+		if (*f < '0' || *f > '9') {
+			break;
+		}
+		v = strtol(f, &end, 10);
+		f = end;
+		n++;
+		last = v;
+	}
+	if (n > 0 && last > 0 && last <= INT_MAX) {
+		p->ns_pid = (pid_t)last;
+		p->ns_depth = n - 1;
+	}
+}
+
+/*
+ * /proc/PID/status: the real uid, VmRSS and NSpid, read line by line however long the
+ * file is (thousands of supplementary groups come before NSpid).  0, or -1 (errno;
+ * EINVAL).
+ */
 static int
 read_status(const char *root, pid_t pid, struct procscan_proc *p)
 {
-	char path[PATH_MAX], buf[8192];
-	unsigned long uid;
+	char path[PATH_MAX];
+	unsigned long uid = 0;
 	unsigned long long rss = 0;
+	bool have_uid = false;
+	char *line = NULL;
+	size_t cap = 0;
 
 	(void)snprintf(path, sizeof(path), "%s/%d/status", root, (int)pid);
-	if (sys_read_small(path, buf, sizeof(buf)) == -1) {
+	FILE *f = fopen(path, "re");
+
+	if (f == NULL) {
 		return -1;
 	}
-	char *u = strstr(buf, "\nUid:");
-
-	if (u == NULL || sscanf(u + 5, "%lu", &uid) != 1) {
-		errno = EINVAL;
-		return -1;
+	/* "NSpid:\t4242\t1": its pid here, then in each pid namespace below, its own last. */
+	p->ns_pid = p->pid;
+	p->ns_depth = 0;
+	errno = 0;
+	while (getline(&line, &cap, f) != -1) {
+		if (strncmp(line, "Uid:", 4) == 0) {
+			have_uid = sscanf(line + 4, "%lu", &uid) == 1;
+		} else if (strncmp(line, "VmRSS:", 6) == 0 && sscanf(line + 6, "%llu", &rss) != 1) {
+			rss = 0;
+		} else if (strncmp(line, "NSpid:", 6) == 0) {
+			parse_nspid(line + 6, p);
+		}
 	}
-	char *r = strstr(buf, "\nVmRSS:");
+	int err = ferror(f) ? (errno != 0 ? errno : EIO) : 0;
 
-	if (r != NULL && sscanf(r + 7, "%llu", &rss) != 1) {
-		rss = 0;
+	free(line);
+	(void)fclose(f);
+	if (err != 0 || !have_uid) {
+		errno = err != 0 ? err : EINVAL;
+		return -1;
 	}
 	p->uid = (uid_t)uid;
 	p->rss_kib = rss; /* kernel threads and zombies have none */
-	/* "NSpid:\t4242\t1": its pid here, then in each pid namespace below, its own last. */
-	p->ns_pid = p->pid;
-	char *ns = strstr(buf, "\nNSpid:");
-
-	if (ns != NULL) {
-		char *end = strchr(ns + 1, '\n');
-		char *last = end != NULL ? end : ns + strlen(ns);
-
-		while (last > ns && (last[-1] == ' ' || last[-1] == '\t')) {
-			last--;
-		}
-		while (last > ns && last[-1] >= '0' && last[-1] <= '9') {
-			last--;
-		}
-		long v = strtol(last, NULL, 10);
-
-		if (v > 0 && v <= INT_MAX) {
-			p->ns_pid = (pid_t)v;
-		}
-	}
 	return 0;
 }
 
@@ -318,11 +349,13 @@ read_proc(struct procscan *s, const char *root, pid_t pid, uid_t uid, bool all)
 			return 0;
 		}
 		p->is_read = true;
-		if (p->session[0] != '\0' && p->ns_pid != p->pid) {
-			/* A carrier in a pid namespace below: which one, and its clock. */
+		if (p->session[0] != '\0') {
+			/* A carrier: its clock, and, in a pid namespace below, which one. */
 			char tns[sizeof(s->timens)];
 
-			ns_link(root, pid, "pid", p->pidns, sizeof(p->pidns));
+			if (p->ns_pid != p->pid) {
+				ns_link(root, pid, "pid", p->pidns, sizeof(p->pidns));
+			}
 			ns_link(root, pid, "time", tns, sizeof(tns));
 			p->other_time = tns[0] != '\0' && s->timens[0] != '\0' &&
 					strcmp(tns, s->timens) != 0;
@@ -497,7 +530,8 @@ procscan_parse_owner(const char *text, pid_t *pid, unsigned long long *start)
 		return -1;
 	}
 	st = strtoull(end + 1, &end, 10);
-	if (errno != 0 || *end != '\0') {
+	/* A start time of 0 names no process (an mcpmux that could not read its own). */
+	if (errno != 0 || *end != '\0' || st == 0) {
 		return -1;
 	}
 	*pid = (pid_t)v;
@@ -506,36 +540,138 @@ procscan_parse_owner(const char *text, pid_t *pid, unsigned long long *start)
 }
 
 /*
+ * The boottime offset of pid's time namespace, in clock ticks: what it adds to the start
+ * times it reads.  0, or -1 when it cannot be read (timens_offsets shows the namespace
+ * of pid's children, which must be its own).
+ */
+static int
+boot_offset(const struct procscan *s, const char *root, pid_t pid, long long *ticks)
+{
+	char own[sizeof(s->timens)], children[sizeof(s->timens)], path[PATH_MAX], buf[256];
+	long long sec, nsec;
+
+	ns_link(root, pid, "time", own, sizeof(own));
+	ns_link(root, pid, "time_for_children", children, sizeof(children));
+	if (own[0] == '\0' || strcmp(own, children) != 0) {
+		return -1;
+	}
+	(void)snprintf(path, sizeof(path), "%s/%d/timens_offsets", root, (int)pid);
+	if (sys_read_small(path, buf, sizeof(buf)) == -1) {
+		return -1;
+	}
+	const char *bt = strstr(buf, "boottime");
+
+	if (bt == NULL || sscanf(bt + 8, "%lld %lld", &sec, &nsec) != 2) {
+		return -1;
+	}
+	*ticks = sec * s->hz + nsec * s->hz / 1000000000LL;
+	return 0;
+}
+
+/*
+ * Is `start`, a start time as an owner read its own (in its time namespace), p's?  1,
+ * 0, or -1 when that cannot be told: p's clock is not this scan's, and its offset
+ * cannot be read.
+ */
+static int
+start_matches(const struct procscan *s, const char *root, const struct procscan_proc *p,
+	      unsigned long long start)
+{
+	char tns[sizeof(s->timens)];
+	long long off;
+
+	if (p->start == start) {
+		return 1;
+	}
+	ns_link(root, p->pid, "time", tns, sizeof(tns));
+	if (tns[0] != '\0' && s->timens[0] != '\0' && strcmp(tns, s->timens) == 0) {
+		return 0; /* the same clock */
+	}
+	if (!s->boot_off_known || boot_offset(s, root, p->pid, &off) == -1) {
+		return -1;
+	}
+	return (long long)p->start - s->boot_off + off == (long long)start;
+}
+
+/* Is c's pid namespace p's, or one below it?  1, 0, or -1 (errno) when it cannot be told. */
+static int
+in_pid_subtree(const char *root, const struct procscan_proc *c, const struct procscan_proc *p)
+{
+	char path[PATH_MAX], ns[sizeof(c->pidns)];
+	struct stat want, got;
+	int fd, rc;
+
+	if (p->ns_depth > c->ns_depth) {
+		return 0;
+	}
+	if (p->ns_depth == c->ns_depth) {
+		ns_link(root, p->pid, "pid", ns, sizeof(ns));
+		return c->pidns[0] != '\0' && strcmp(ns, c->pidns) == 0;
+	}
+	(void)snprintf(path, sizeof(path), "%s/%d/ns/pid", root, (int)p->pid);
+	if (stat(path, &want) == -1) {
+		return -1;
+	}
+	(void)snprintf(path, sizeof(path), "%s/%d/ns/pid", root, (int)c->pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		return -1;
+	}
+	/* Up from c's namespace to the depth of p's (NS_GET_PARENT: Linux 4.9). */
+	for (unsigned k = c->ns_depth - p->ns_depth; k > 0; k--) {
+		int up = ioctl(fd, NS_GET_PARENT);
+		int err = errno;
+
+		(void)close(fd);
+		if (up == -1) {
+			errno = err;
+			return -1;
+		}
+		fd = up;
+	}
+	rc = fstat(fd, &got) == 0 ? got.st_dev == want.st_dev && got.st_ino == want.st_ino : -1;
+	(void)close(fd);
+	return rc;
+}
+
+/*
  * The owner pid:start, named by carrier c, of an mcpmux in a pid namespace below this one
- * (a container's, whose carriers name it by its pid there): the live process of c's pid
- * namespace with that start time (the same seen from any pid namespace) that is that pid
- * there.  Its index, or SIZE_MAX.
+ * (a container's, whose carriers name it by its pid there): the live process that is
+ * that pid in its own pid namespace, with that start time, where that namespace is c's
+ * or one c's is below (an mcpmux in a container may run its server in a sandbox of its
+ * own).  Its index, or SIZE_MAX; *unsure (with *err) when a candidate could not be judged.
  */
 static size_t
 owner_nested(const struct procscan *s, const char *root, pid_t pid, unsigned long long start,
-	     const struct procscan_proc *c)
+	     const struct procscan_proc *c, bool *unsure, int *err)
 {
-	char ns[sizeof(c->pidns)];
-
 	if (c->pidns[0] == '\0') {
 		return SIZE_MAX;
 	}
 	for (size_t i = 0; i < s->n; i++) {
 		const struct procscan_proc *p = &s->v[i];
 
-		if (p->start != start || p->ns_pid != pid || p->pid == pid || !is_live(p)) {
+		if (p->ns_pid != pid || p->pid == pid || !is_live(p)) {
 			continue;
 		}
-		ns_link(root, p->pid, "pid", ns, sizeof(ns));
-		if (strcmp(ns, c->pidns) == 0) {
+		int same = start_matches(s, root, p, start);
+		int here = same != 0 ? in_pid_subtree(root, c, p) : 0;
+
+		if (here == -1) {
+			*unsure = true;
+			*err = errno;
+		} else if (here == 1 && same == 1) {
 			return i;
+		} else if (here == 1) {
+			*unsure = true; /* that pid, below: but whose clock cannot be read */
 		}
 	}
 	return SIZE_MAX;
 }
 
-enum procscan_owner
-procscan_owner_state(const struct procscan *s, const char *proc_root, const char *owner, int *err)
+/* procscan_owner_state(), and *unsure when a live process of that pid has a clock of its own. */
+static enum procscan_owner
+owner_state(const struct procscan *s, const char *proc_root, const char *owner, int *err,
+	    bool *unsure)
 {
 	struct procscan_proc now;
 	unsigned long long start;
@@ -552,19 +688,35 @@ procscan_owner_state(const struct procscan *s, const char *proc_root, const char
 		*err = s->v[j].read_errno;
 		return PROCSCAN_UNKNOWN;
 	}
-	if (j != SIZE_MAX) {
-		return is_live(&s->v[j]) && s->v[j].start == start ? PROCSCAN_LIVE : PROCSCAN_GONE;
-	}
-	/* Not in the scan: it exited during it, or never was (another machine's pid). */
-	memset(&now, 0, sizeof(now));
-	if (read_stat(proc_root, pid, &now) == -1) {
-		if (vanished(errno)) {
-			return PROCSCAN_GONE;
+	if (j == SIZE_MAX) {
+		/* Not in the scan: it exited during it, or never was (another machine's pid). */
+		memset(&now, 0, sizeof(now));
+		now.pid = pid;
+		if (read_stat(proc_root, pid, &now) == -1) {
+			if (vanished(errno)) {
+				return PROCSCAN_GONE;
+			}
+			*err = errno;
+			return PROCSCAN_UNKNOWN;
 		}
-		*err = errno;
-		return PROCSCAN_UNKNOWN;
 	}
-	return now.start == start && is_live(&now) ? PROCSCAN_LIVE : PROCSCAN_GONE;
+	const struct procscan_proc *p = j != SIZE_MAX ? &s->v[j] : &now;
+
+	if (!is_live(p)) {
+		return PROCSCAN_GONE;
+	}
+	int same = start_matches(s, proc_root, p, start);
+
+	*unsure = same == -1;
+	return same == 1 ? PROCSCAN_LIVE : PROCSCAN_GONE;
+}
+
+enum procscan_owner
+procscan_owner_state(const struct procscan *s, const char *proc_root, const char *owner, int *err)
+{
+	bool unsure = false;
+
+	return owner_state(s, proc_root, owner, err, &unsure);
 }
 
 const char *
@@ -630,9 +782,13 @@ find_instances(struct procscan *s, const char *root, pid_t self)
 			continue;
 		}
 		size_t j = procscan_find(s, pid);
+		bool unsure = false;
+		int err = 0;
 
-		if (j == SIZE_MAX || !is_live(&s->v[j]) || s->v[j].start != start) {
-			j = owner_nested(s, root, pid, start, c); /* an mcpmux in a container */
+		if (j == SIZE_MAX || !is_live(&s->v[j]) ||
+		    start_matches(s, root, &s->v[j], start) != 1) {
+			/* an mcpmux in a container */
+			j = owner_nested(s, root, pid, start, c, &unsure, &err);
 		}
 		if (j == SIZE_MAX || s->v[j].pid == self || s->v[j].mode != PROCSCAN_NONE) {
 			continue;
@@ -674,15 +830,29 @@ group_carriers(struct procscan *s, const char *root, pid_t self)
 		if (!is_live(c) || !c->is_read || c->session[0] == '\0' || c->pid == self) {
 			continue;
 		}
-		if (c->other_time) {
-			/* Its owner's start time was read in another time namespace. */
-			state = PROCSCAN_UNKNOWN;
-		} else if (procscan_parse_owner(c->owner, &opid, &start) == 0) {
-			state = procscan_owner_state(s, root, c->owner, &err);
+		bool other_time = false;
+
+		if (procscan_parse_owner(c->owner, &opid, &start) == 0) {
+			bool unsure = false, nested_unsure = false;
+
+			state = owner_state(s, root, c->owner, &err, &unsure);
 			if (state == PROCSCAN_GONE) {
 				/* Gone here; maybe an mcpmux in a container, seen from here. */
-				instance = owner_nested(s, root, opid, start, c);
+				int nerr = 0;
+
+				instance = owner_nested(s, root, opid, start, c, &nested_unsure,
+							&nerr);
 				state = instance != SIZE_MAX ? PROCSCAN_LIVE : PROCSCAN_GONE;
+				if (state == PROCSCAN_GONE && nested_unsure) {
+					/* A candidate that could not be judged: never an orphan. */
+					state = PROCSCAN_UNKNOWN;
+					err = nerr;
+					other_time = nerr == 0;
+				} else if (state == PROCSCAN_GONE && unsure && c->other_time) {
+					/* Its owner's clock (that of its own) could not be read. */
+					state = PROCSCAN_UNKNOWN;
+					other_time = true;
+				}
 			} else if (state == PROCSCAN_LIVE) {
 				instance = procscan_find(s, opid);
 				if (instance == SIZE_MAX) {
@@ -702,7 +872,7 @@ group_carriers(struct procscan *s, const char *root, pid_t self)
 		}
 		c->group = g;
 		s->g[g].owner_errno = err;
-		s->g[g].other_time = c->other_time;
+		s->g[g].other_time = other_time;
 		s->g[g].n_carriers++;
 	}
 	return 0;
@@ -780,6 +950,7 @@ procscan_read(struct procscan *s, const char *proc_root, uid_t uid, bool all, pi
 	s->n_groups = 0;
 	read_clock(s, proc_root);
 	ns_link(proc_root, self, "time", s->timens, sizeof(s->timens));
+	s->boot_off_known = boot_offset(s, proc_root, self, &s->boot_off) == 0;
 	d = opendir(proc_root);
 	if (d == NULL) {
 		return -1;

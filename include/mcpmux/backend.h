@@ -202,7 +202,10 @@ int backend_exit_code(const struct backend *b);
  * Returns the number of processes killed.
  */
 size_t backend_kill_leftovers(void);
-/* "PID:STARTTIME" of this mcpmux, as MCPMUX_OWNER gives it to every server. */
+/*
+ * "PID:STARTTIME" of this mcpmux, as MCPMUX_OWNER gives it to every server; "" when its
+ * start time could not be read (its servers then carry no MCPMUX_OWNER).
+ */
 const char *backend_owner(void);
 
 #endif

@@ -69,9 +69,10 @@ struct procscan_proc {
 	char exe[64];	 /* basename of the exe link, "" unreadable */
 	char session[PROCTREE_COOKIE_MAX + 1]; /* MCPMUX_SESSION, "" none */
 	char owner[PROCSCAN_OWNER_MAX + 1];    /* MCPMUX_OWNER, "" none */
-	pid_t ns_pid;	 /* its pid in its own pid namespace (NSpid's last), as it sees itself */
-	char pidns[32];	 /* a carrier in a pid namespace below: its ns/pid link; "" else */
-	bool other_time; /* a carrier in a time namespace not the scanner's: start times differ */
+	pid_t ns_pid;	   /* its pid in its own pid namespace (NSpid's last), as it sees itself */
+	unsigned ns_depth; /* pid namespaces it is below this /proc's (NSpid's fields - 1) */
+	char pidns[32];	   /* a carrier in a pid namespace below: its ns/pid link; "" else */
+	bool other_time;   /* a carrier in a time namespace not the scanner's */
 	/* Sorted out by procscan_read(): */
 	size_t parent;		 /* index of the parent, SIZE_MAX when not in the scan */
 	enum procscan_mode mode; /* instances */
@@ -101,9 +102,11 @@ struct procscan {
 	size_t n, cap;
 	struct procscan_group *g;
 	size_t n_groups, cap_groups;
-	double uptime_s; /* /proc/uptime when read */
-	char timens[32]; /* the scanner's time namespace (its ns/time link), "" unknown */
-	long hz;	 /* clock ticks per second */
+	double uptime_s;     /* /proc/uptime when read */
+	char timens[32];     /* the scanner's time namespace (its ns/time link), "" unknown */
+	long long boot_off;  /* its boottime offset, clock ticks (what its start times add) */
+	bool boot_off_known; /* ... could be read */
+	long hz;	     /* clock ticks per second */
 };
 
 void procscan_init(struct procscan *s);
