@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -79,6 +80,7 @@ enum ctr_helper {
 	CTR_KILL,
 	CTR_RM,
 	CTR_INSPECT,
+	CTR_WHOSE, /* its labels: is the container of that name this run's? */
 };
 
 /* A backend's container: the engine's view of the server, and the ladder's steps. */
@@ -90,6 +92,7 @@ struct backend_ctr {
 	char **run_argv;   /* what runs: labels and --cidfile added (container_run_argv) */
 	char cidfile[PATH_MAX];
 	bool own_cidfile;
+	bool name_ours; /* known by its name only: its labels say it is this run's */
 	char cid[CONTAINER_ID_MAX + 1];
 	bool sent_term, sent_kill, sent_rm;
 	bool kill_done; /* the engine's kill --signal KILL (or rm -f) has run */
@@ -826,7 +829,18 @@ ctr_prepare(struct backend *b, char *const *argv)
 	c->run = run;
 	c->argv = argv;
 	c->err_fd = -1;
-	if (run.cidfile != NULL) {
+	struct stat st;
+
+	if (run.cidfile != NULL && lstat(run.cidfile, &st) == 0) {
+		/*
+		 * The user's --cidfile is there already: the engine refuses the run, and the
+		 * id in it is another container's, which is never this run's to end.
+		 */
+		c->cidfile[0] = '\0';
+		diag_warn("session %s: its --cidfile '%s' exists already: the engine will refuse "
+			  "the run, and that file's container is left alone",
+			  b->cookie, run.cidfile);
+	} else if (run.cidfile != NULL) {
 		(void)snprintf(c->cidfile, sizeof(c->cidfile), "%s", run.cidfile);
 	} else if (sys_runtime_dir("cid", dir, sizeof(dir)) == 0 &&
 		   snprintf(c->cidfile, sizeof(c->cidfile), "%.3900s/%d.%llu.cid", dir,
@@ -988,7 +1002,9 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 		c->next = ctr_head;
 		ctr_head = c;
 		ev_init(&c->retry_w, backend_on_ctr_retry);
-		keeper_container(c->argv, c->run.prefix_len, c->cidfile);
+		if (c->cidfile[0] != '\0') {
+			keeper_container(c->argv, c->run.prefix_len, c->cidfile);
+		}
 	}
 	diag_info("started '%s' as pid %d (session %s)", cfg->argv[0], (int)pid, b->cookie);
 	return b;
@@ -1919,7 +1935,12 @@ ctr_helper(struct backend_ctr *c, char **argv, enum ctr_helper what)
 		goto out;
 	}
 	(void)posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-	(void)posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+	if (what == CTR_WHOSE) {
+		(void)posix_spawn_file_actions_adddup2(&fa, p[1], STDOUT_FILENO); /* its answer */
+	} else {
+		(void)posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY,
+						       0);
+	}
 	(void)posix_spawn_file_actions_adddup2(&fa, p[1], STDERR_FILENO);
 	(void)posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
 						      POSIX_SPAWN_SETPGROUP);
@@ -2015,6 +2036,14 @@ ctr_step(struct backend *b)
 		}
 		return;
 	}
+	if (c->cid[0] == '\0' && !c->name_ours) {
+		/*
+		 * Known by its --name only (no id file): a container of that name may be
+		 * another run's, one whose name made this run's refused.  Its labels say.
+		 */
+		ctr_helper(c, container_whose_argv(pre, c->run.prefix_len, id), CTR_WHOSE);
+		return;
+	}
 	if (b->state >= BACKEND_TERMINATING && !c->sent_term) {
 		c->sent_term = true;
 		ctr_helper(c, container_kill_argv(pre, c->run.prefix_len, "TERM", id), CTR_KILL);
@@ -2027,6 +2056,40 @@ ctr_step(struct backend *b)
 	}
 }
 
+/*
+ * The labels of the container known by --name only, out[0..n) ("OWNER SESSION"): this
+ * run's, whose ladder goes on, or another's (or none by that name, once the engine's
+ * command is gone), which this run never touches.
+ */
+static void
+ctr_whose_done(struct backend_ctr *c, bool ok, bool gone, const char *out, ssize_t n)
+{
+	struct backend *b = c->b;
+	char want[sizeof(owner_env) + sizeof(b->cookie) + 2];
+	int wl = snprintf(want, sizeof(want), "%s %s", backend_owner(), b->cookie);
+	size_t line = n > 0 ? strcspn(out, "\r\n") : 0;
+
+	if (ok && wl > 0 && line == (size_t)wl && memcmp(out, want, line) == 0) {
+		c->name_ours = true;
+	} else if (ok) {
+		diag_warn("session %s: the container named '%s' is another run's (its labels: "
+			  "%.*s): left alone",
+			  b->cookie, c->run.name, (int)SYS_MIN(line, 200), out);
+		c->gone = true; /* names are unique: this run's was never made */
+	} else if (gone && b->reaped && b->tree_empty) {
+		c->gone = true; /* none by that name, and the engine's command is over */
+	} else {
+		/* Not made yet, or the engine could not tell: ask again a little later. */
+		ev_timer_set(&c->retry_w, CTR_RETRY_S, 0.);
+		ev_timer_start(b->loop, &c->retry_w);
+	}
+	if (c->gone) {
+		diag_info("session %s: container '%s' is gone", b->cookie, c->run.name);
+	}
+	ctr_step(b);
+	backend_step(b);
+}
+
 /* An engine command ended with wait status st. */
 static void
 ctr_helper_done(struct backend_ctr *c, int st)
@@ -2035,6 +2098,8 @@ ctr_helper_done(struct backend_ctr *c, int st)
 	char err[1024];
 	ssize_t n = c->err_fd >= 0 ? sys_read(c->err_fd, err, sizeof(err) - 1) : -1;
 	bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+
+	err[n > 0 ? n : 0] = '\0';
 	bool gone = !ok && n > 0 && container_gone_message(err, (size_t)n);
 	enum ctr_helper what = c->what;
 
@@ -2042,6 +2107,10 @@ ctr_helper_done(struct backend_ctr *c, int st)
 	c->helper = 0;
 	c->what = CTR_NONE;
 	ev_timer_stop(b->loop, &c->retry_w);
+	if (what == CTR_WHOSE) {
+		ctr_whose_done(c, ok, gone, err, n);
+		return;
+	}
 	if ((what == CTR_KILL && c->sent_kill) || what == CTR_RM) {
 		c->kill_done = true;
 		scan_wanted = true; /* what was spared may be signalled now */

@@ -534,6 +534,17 @@ container_inspect_argv(char *const *prefix, size_t n, const char *id)
 }
 
 char **
+container_whose_argv(char *const *prefix, size_t n, const char *id)
+{
+	const char *words[] = { "inspect", "--format",
+				"{{index .Config.Labels \"" CONTAINER_LABEL_OWNER
+				"\"}} {{index .Config.Labels \"" CONTAINER_LABEL_SESSION "\"}}",
+				NULL };
+
+	return helper_argv(prefix, n, words, id, NULL);
+}
+
+char **
 container_list_argv(char *const *prefix, size_t n, enum container_engine engine)
 {
 	const char *words[] = { "ls",

@@ -101,6 +101,8 @@ char **container_run_argv(char *const *argv, const struct container_run *r,
 char **container_kill_argv(char *const *prefix, size_t n, const char *sig, const char *id);
 char **container_rm_argv(char *const *prefix, size_t n, const char *id);
 char **container_inspect_argv(char *const *prefix, size_t n, const char *id);
+/* Its labels' owner and session, on one line: "OWNER SESSION" ("" for a label it lacks). */
+char **container_whose_argv(char *const *prefix, size_t n, const char *id);
 char **container_list_argv(char *const *prefix, size_t n, enum container_engine engine);
 
 /* The engine's usual binary name: "docker" or "podman". */

@@ -168,6 +168,45 @@ class PodmanTeardown(Podman):
         p.close_stdin()
         self.assertEqual(p.wait(60), 0)
 
+    def test_a_refused_run_leaves_the_container_of_its_name_alone(self):
+        """Two sessions of one command with --name: the second run is refused (the name
+        is taken), and its teardown must not take the first one's container for its own."""
+        name = "mcpmux-test-" + self.tag[:12]
+        argv = ([MCPMUX, "serve"] + self.GRACES + ["--"] + self.pod.run_argv("--name", name) +
+                [self.pod.image, "/mcp-fixture"])
+        p = self.start(argv)
+        p.send({"session": "a", "message": initialize(1)})
+        self.assertEqual(p.msg(60)["event"], "started")
+        self.assertEqual(p.msg(60)["message"]["id"], 1)
+        p.send({"session": "b", "message": initialize(1)})
+        while True:  # b's run is refused: its session ends
+            m = p.msg(60)
+            if m.get("session") == "b" and m.get("event") == "ended":
+                break
+        self.assertEqual(len(self.pod.containers("status=running")), 1)
+        p.send({"session": "a", "message": req(2, "ping")})
+        m = p.msg(60)
+        self.assertEqual((m.get("session"), m.get("message", {}).get("id")), ("a", 2), m)
+        self.assertIn("is another run's", p.stderr())
+        p.close_stdin()
+        self.assertEqual(p.wait(60), 0)
+        self.assertEqual(self.pod.containers(), [])
+
+    def test_an_existing_cidfile_is_never_taken_for_the_runs(self):
+        """A --cidfile that is there already names another container: the engine refuses
+        the run, and mcpmux (and its keeper) leave that container alone."""
+        other = self.pod.podman("run", "-d", "--label", self.pod.label(), self.pod.image,
+                                "/mcp-fixture", "--ignore-eof").stdout.strip()
+        cidfile = os.path.join(self.tmp.name, "old.cid")
+        with open(cidfile, "w") as f:
+            f.write(other + "\n")
+        p = self.start([MCPMUX] + self.GRACES + ["--"] +
+                       self.pod.run_argv("--cidfile", cidfile) + [self.pod.image, "/mcp-fixture"])
+        self.assertNotEqual(p.wait(60), 0)
+        self.assertIn("exists already", p.stderr())
+        self.assertEqual(self.pod.containers("status=running"), [other])
+        self.pod.podman("rm", "-f", "-t", "0", other)
+
 
 if __name__ == "__main__":
     main()
