@@ -37,9 +37,12 @@ struct cconn {
 	size_t id_len;
 	const char *end_method;
 	bool keep;
-	bool ending; /* stdin is over; waiting for the session's end */
-	bool done;   /* the session ended (or, with --keep, stdin is over) */
-	bool sent;   /* a line of the client went to the session */
+	bool ending;	 /* stdin is over; waiting for the session's end */
+	bool done;	 /* the session ended (or, with --keep, stdin is over) */
+	bool ended;	 /* the session's end came: exit_code is its status */
+	bool serve_gone; /* writing to serve failed, or its socket's EOF: nothing can be sent */
+	bool serve_eof;	 /* and nothing more comes from serve */
+	bool sent;	 /* a line of the client went to the session */
 	int exit_code;
 	struct sbuf tmp;
 	struct jsonrpc_scanner scan;
@@ -140,12 +143,16 @@ ended_status(const char *line, size_t len, bool in_result)
 	return code;
 }
 
-/* Exit once the session is over and everything queued has been written. */
+/*
+ * Exit once the session is over and everything queued has been written: to stdout at the
+ * client's own pace, as a pipe's reader takes it, also when serve is gone (it is not
+ * bounded); to serve until it is gone.
+ */
 static void
 maybe_exit(struct cconn *cc)
 {
 	if (cc->done && (conn_queued(&cc->client) == 0 || cc->client.out_dead) &&
-	    (conn_queued(&cc->server) == 0 || cc->server.out_dead)) {
+	    (conn_queued(&cc->server) == 0 || cc->serve_eof)) {
 		ev_break(cc->loop, EVBREAK_ALL);
 	}
 }
@@ -240,6 +247,10 @@ client_on_eof(struct conn *c, void *ctx)
 
 	(void)c;
 	cc->ending = true;
+	if (cc->serve_gone) {
+		maybe_exit(cc); /* nothing can be sent: serve's EOF decides (server_on_eof()) */
+		return;
+	}
 	if (cc->keep || !cc->sent) {
 		/*
 		 * Kept: the session stays with serve; this connection goes once its lines are
@@ -263,6 +274,10 @@ client_on_eof(struct conn *c, void *ctx)
 static void
 client_on_gone(struct conn *c, void *ctx)
 {
+	struct cconn *cc = ctx;
+
+	/* What serve sends is dropped now, but its end is still read (not held by stdout). */
+	conn_read(&cc->server, true);
 	client_on_eof(c, ctx);
 }
 
@@ -325,7 +340,7 @@ is_end_answer(struct cconn *cc, const struct envelope *env)
 		diag_error("the session's end was refused: %.*s",
 			   (int)SYS_MIN(env->message_len, 300), env->message);
 	}
-	cc->done = true;
+	cc->done = cc->ended = true;
 	conn_read(&cc->client, false);
 	maybe_exit(cc);
 	return true;
@@ -358,13 +373,13 @@ server_on_line(void *ctx, const char *line, size_t len)
 		    errno == ENOMEM) {
 			diag_error("out of memory: a message for the client was lost");
 		}
-		if (conn_source_full(&cc->client.self)) {
+		if (!cc->client.out_dead && conn_source_full(&cc->client.self)) {
 			conn_read(&cc->server, false); /* stdout is slow: stop reading the socket */
 		}
 	} else if (env.has_event && env.event_len == 5 && memcmp(env.event, "ended", 5) == 0) {
 		cc->exit_code = ended_status(line, len, false);
 		diag_info("session %s ended: %.*s", cc->id, (int)len, line);
-		cc->done = true;
+		cc->done = cc->ended = true;
 		conn_read(&cc->client, false);
 		maybe_exit(cc);
 	}
@@ -384,15 +399,42 @@ static const struct framer_sink server_sink = {
 	.big_end = server_on_big_end,
 };
 
+/*
+ * Serve is gone.  Nothing can be sent any more: stdin is not read.  What serve sent
+ * before it closed is still read, to the socket's EOF, and written to stdout (maybe_exit()).
+ * The status is the session's if its end came; else 1, unless connect was done (--keep,
+ * or nothing sent) and had sent everything.
+ */
 static void
 server_on_eof(struct conn *c, void *ctx)
 {
 	struct cconn *cc = ctx;
 
 	(void)c;
-	diag_error("the serve socket closed before the session ended");
-	cc->exit_code = 1;
-	ev_break(cc->loop, EVBREAK_ALL);
+	cc->serve_gone = cc->serve_eof = true;
+	conn_read(&cc->client, false);
+	if (!cc->ended && !cc->done) {
+		diag_error("the serve socket closed before the session ended");
+		cc->exit_code = 1;
+	} else if (!cc->ended && conn_queued(&cc->server) > 0) {
+		diag_error("the serve socket closed before connect's last lines were sent");
+		cc->exit_code = 1;
+	}
+	diag_info("the serve socket closed; %zu bytes for stdout are left to write",
+		  cc->client.out_dead ? 0 : conn_queued(&cc->client));
+	cc->done = true;
+	maybe_exit(cc);
+}
+
+/* Writing to serve failed: what it sent before is still read, up to its EOF. */
+static void
+server_on_gone(struct conn *c, void *ctx)
+{
+	struct cconn *cc = ctx;
+
+	(void)c;
+	cc->serve_gone = true;
+	conn_read(&cc->client, false);
 }
 
 static void
@@ -402,14 +444,14 @@ server_on_writable(struct conn *c, struct conn_source *src, void *ctx)
 
 	(void)c;
 	(void)src;
-	if (!cc->ending) {
+	if (!cc->ending && !cc->serve_gone) {
 		conn_read(&cc->client, true);
 	}
 }
 
 static const struct conn_hooks server_hooks = {
 	.on_eof = server_on_eof,
-	.on_gone = server_on_eof,
+	.on_gone = server_on_gone,
 	.on_source_writable = server_on_writable,
 	.on_drained = on_drained,
 };

@@ -9,8 +9,8 @@ import subprocess
 import time
 import unittest
 
-from mcptest import (SANITIZED, WRAPPER, Case, MCPMUX, Proc, alive, call, initialize, main, req,
-                     rss_anon_kib, wait_until)
+from mcptest import (SANITIZED, SLOW, WRAPPER, Case, MCPMUX, Proc, alive, call, initialize, main,
+                     req, rss_anon_kib, wait_until)
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
 
@@ -295,6 +295,43 @@ class ListenHardening(ListenHelpers, Case):
         srv.kill()
         srv.wait()
         self.assert_no_leftovers(5)
+
+    def test_connect_writes_all_it_received_when_serve_goes_away(self):
+        """serve closes the socket while connect still has its session's messages queued
+        for a client that reads stdout later: connect stops reading stdin, writes every
+        one of them, then exits 1 (no end came), or with the session's status when its
+        "ended" event came before the close."""
+        self.path = os.path.join(self.tmp.name, "fake.sock")
+        srv = socket.socket(socket.AF_UNIX)
+        srv.bind(self.path)
+        srv.listen(2)
+        self.addCleanup(srv.close)
+        pad = "x" * 100000
+        n = 80  # 8 MB: more than stdout's pipe holds, less than connect's --max-queue
+        for ended, status in ((None, 1), ({"code": 3}, 3)):
+            c = self.start([MCPMUX, "connect", "-v", "--session", "s", self.path])
+            c.send(req("first", "ping"))
+            srv.settimeout(10 * SLOW)
+            conn, _ = srv.accept()
+            conn.settimeout(30 * SLOW)
+            self.assertEqual(json.loads(conn.makefile("rb").readline())["session"], "s")
+            out = b"".join((json.dumps({"session": "s", "message": {
+                "jsonrpc": "2.0", "id": i, "result": {"pad": pad}}}) + "\n").encode()
+                for i in range(n))
+            if ended is not None:
+                out += (json.dumps({"session": "s", "event": "ended", "exit": ended})
+                        + "\n").encode()
+            conn.sendall(out)
+            conn.close()  # serve goes away; nothing of stdout has been read yet
+            wait_until(lambda: "the serve socket closed" in c.stderr(), 30,
+                       "connect to read the socket to its EOF", c.stderr)
+            for i in range(n):
+                self.assertEqual(c.msg(30), {"jsonrpc": "2.0", "id": i,
+                                             "result": {"pad": pad}})
+            self.assertEqual(c.read_to_eof(30), b"")
+            self.assertEqual(c.wait(10), status, c.stderr())
+            self.assertEqual("the serve socket closed before the session ended" in c.stderr(),
+                             ended is None, c.stderr())
 
     def test_kept_sessions_that_never_start_are_bounded(self):
         """{"session":ID,"keep":true} for new IDs makes entries with no server: as many as
