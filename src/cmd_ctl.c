@@ -34,10 +34,15 @@ ctl_usage(void)
 static int
 ctl_call(const char *path, const struct sbuf *req, char **out)
 {
-	int fd = listener_connect(path);
+	int fd = listener_connect(path, LISTENER_CONNECT_S);
 	struct sbuf reply = { 0 };
 	char buf[65536];
 
+	if (fd == -1 && errno == ETIMEDOUT) {
+		return diag_error("cannot connect to '%s': its serve accepts no connection (none "
+				  "was taken within %g s: is it stopped or stuck?)",
+				  path, LISTENER_CONNECT_S);
+	}
 	if (fd == -1) {
 		return diag_error_errno("cannot connect to '%s' (is `mcpmux serve --listen %s` "
 					"running?)",

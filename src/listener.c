@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -33,27 +34,94 @@ make_addr(struct sockaddr_un *sa, const char *path)
 	return 0;
 }
 
+/*
+ * Wait until the deadline for a connect that is under way (EINPROGRESS, EALREADY) to
+ * finish.  0, or -1 with errno: its error, or ETIMEDOUT.
+ */
+static int
+connect_finish(int fd, double end)
+{
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLOUT };
+		double left = end - sys_mono();
+		int n = left > 0 ? poll(&p, 1, (int)(left * 1000) + 1) : 0;
+
+		if (n == -1 && errno == EINTR) {
+			continue;
+		}
+		if (n == -1) {
+			return -1;
+		}
+		if (n == 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1) {
+			return -1;
+		}
+		if (err != 0) {
+			errno = err;
+			return -1;
+		}
+		return 0;
+	}
+}
+
+/*
+ * The connect is non-blocking: a blocking one waits as long as the listener's backlog is
+ * full (a serve that is stopped or stuck, with its 512 pending connections), which is
+ * forever.  Linux says EAGAIN for a full backlog, and poll() on a socket not yet connected
+ * tells nothing (it is writable at once), so the attempts are paced: 1 ms between the
+ * first two, doubling up to LISTENER_CONNECT_PACE_MS.
+ */
 int
-listener_connect(const char *path)
+listener_connect(const char *path, double timeout_s)
 {
 	struct sockaddr_un sa;
+	double end = sys_mono() + timeout_s;
+	int pause_ms = 1;
 	int fd;
 
 	if (make_addr(&sa, path) == -1) {
 		return -1;
 	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1) {
 		return -1;
 	}
-	while (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1) {
-		if (errno != EINTR) {
+	for (;;) {
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno == EISCONN) {
+			return fd; /* EISCONN: an attempt that EINTR cut short went through */
+		}
+		if (errno == EINTR) {
+			continue;
+		}
+		if (errno == EINPROGRESS || errno == EALREADY) {
+			/* Under way (not for a Unix socket on Linux, but elsewhere). */
+			if (connect_finish(fd, end) == -1) {
+				sys_close(&fd);
+				return -1;
+			}
+			return fd;
+		}
+		if (errno != EAGAIN) {
 			sys_close(&fd);
 			return -1;
 		}
+		/* The backlog is full: someone listens, and does not accept (yet). */
+		double left = end - sys_mono();
+
+		if (left <= 0) {
+			sys_close(&fd);
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		(void)poll(NULL, 0, SYS_MIN(pause_ms, (int)(left * 1000) + 1));
+		pause_ms = SYS_MIN(pause_ms * 2, LISTENER_CONNECT_PACE_MS);
 	}
-	(void)sys_set_nonblock(fd, 1);
-	return fd;
 }
 
 bool
@@ -203,12 +271,23 @@ listener_open(struct listener *l, struct ev_loop *loop, const char *path,
 					  "another path)",
 					  path);
 		}
-		int probe = listener_connect(path);
+		/*
+		 * One attempt, no wait: a full backlog (ETIMEDOUT at once) is a server that
+		 * listens but does not accept, stopped or stuck: alive all the same.
+		 */
+		int probe = listener_connect(path, 0);
 
 		if (probe >= 0) {
 			sys_close(&probe);
 			sys_close(&l->lock_fd);
 			return diag_error("another server is listening on '%s' (stop it, or "
+					  "choose another path)",
+					  path);
+		}
+		if (errno == ETIMEDOUT) {
+			sys_close(&l->lock_fd);
+			return diag_error("another server is listening on '%s', but accepts no "
+					  "connection (it may be stopped or stuck; stop it, or "
 					  "choose another path)",
 					  path);
 		}

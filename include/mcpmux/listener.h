@@ -45,8 +45,20 @@ int listener_open_fd(struct listener *l, struct ev_loop *loop, int fd,
 /* Stop accepting, close, and remove the socket file. */
 void listener_close(struct listener *l);
 
-/* Connect to a serve socket (blocking connect, then non-blocking).  fd or -1 (errno). */
-int listener_connect(const char *path);
+/*
+ * How long `mcpmux connect` and `mcpmux ctl` wait for room in the backlog of a serve that
+ * does not accept (its 512 pending connections are taken: it is stopped or stuck).
+ */
+#define LISTENER_CONNECT_S 5.0
+/* The longest pause between two attempts while the backlog is full. */
+#define LISTENER_CONNECT_PACE_MS 50
+
+/*
+ * Connect to a serve socket, waiting timeout_s at most while its backlog is full (0: one
+ * attempt).  A non-blocking fd, or -1 with errno: ETIMEDOUT when the backlog stayed full
+ * (someone listens, and does not accept), ECONNREFUSED when nobody listens, ...
+ */
+int listener_connect(const char *path, double timeout_s);
 /*
  * Is the peer of a connected socket the same user as this process?  With uid_out (may be
  * NULL) set to the peer's uid, or -1 when it cannot be told.

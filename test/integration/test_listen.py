@@ -392,6 +392,63 @@ class ListenHardening(ListenHelpers, Case):
         self.assertEqual(c.wait(10), 1)
         self.assertIn("uid 65534", c.stderr())
 
+    def full_backlog(self, name):
+        """A listener that never accepts, its backlog (listen(0)) full with one pending
+        connection: a serve that is stopped or stuck.  Returns (listener, pending)."""
+        self.path = os.path.join(self.tmp.name, name)
+        lst = socket.socket(socket.AF_UNIX)
+        self.addCleanup(lst.close)
+        lst.bind(self.path)
+        lst.listen(0)
+        pending = socket.socket(socket.AF_UNIX)
+        self.addCleanup(pending.close)
+        pending.setblocking(False)
+        pending.connect(self.path)
+        probe = socket.socket(socket.AF_UNIX)
+        probe.setblocking(False)
+        with self.assertRaises(BlockingIOError, msg="the backlog is full"):
+            probe.connect(self.path)
+        probe.close()
+        return lst, pending
+
+    def test_ctl_and_connect_give_up_on_a_serve_that_accepts_nothing(self):
+        """A serve whose backlog is full (stopped, stuck) does not hold ctl or connect:
+        each waits 5 s for room, then exits 1 and says so; room in time lets them through."""
+        lst, pending = self.full_backlog("stuck.sock")
+        for argv in (["ctl", self.path, "list"], ["connect", "--session", "s", self.path]):
+            t0 = time.monotonic()
+            p = self.start([MCPMUX] + argv, stdout=False)
+            self.assertEqual(p.wait(15), 1, argv)
+            self.assertGreater(time.monotonic() - t0, 4, "waits 5 s for room")
+            self.assertIn("its serve accepts no connection (none was taken within 5 s: is "
+                          "it stopped or stuck?)", p.stderr())
+        # room in the backlog within the 5 s: ctl connects, and takes the answer
+        p = self.start([MCPMUX, "ctl", "--json", self.path, "stats"])
+        time.sleep(1)
+        self.assertIsNone(p.p.poll(), p.stderr())
+        lst.accept()[0].close()  # the pending one: room for ctl's
+        lst.settimeout(10)
+        conn, _ = lst.accept()
+        self.addCleanup(conn.close)
+        request = json.loads(conn.makefile("rb").readline())
+        self.assertEqual(request["message"]["method"], "mcpmux/stats")
+        conn.sendall(b'{"message":{"jsonrpc":"2.0","id":1,"result":{"sessions":7}}}\n')
+        self.assertEqual(json.loads(p.read_to_eof()), {"sessions": 7})
+        self.assertEqual(p.wait(5), 0, p.stderr())
+
+    def test_serve_refuses_a_path_whose_listener_accepts_nothing(self):
+        """The socket of a serve that is stopped or stuck (its backlog full) is live: a
+        second serve on its path refuses at once (exit 1), and leaves the socket alone."""
+        self.full_backlog("stuck.sock")
+        ino = os.stat(self.path).st_ino
+        t0 = time.monotonic()
+        srv = self.serve(opts=FAST + ["--listen", self.path])
+        self.assertEqual(srv.wait(10), 1)
+        self.assertLess(time.monotonic() - t0, 5 * SLOW, "at once, not after a wait")
+        self.assertIn("another server is listening on '%s', but accepts no connection"
+                      % self.path, srv.stderr())
+        self.assertEqual(os.stat(self.path).st_ino, ino, "the socket was not replaced")
+
     def test_connect_puts_each_line_in_its_envelope_as_one_value(self):
         self.listen()
         c = self.connect("--session", "a")
