@@ -176,6 +176,8 @@ port_reply(struct hub_port *p, const char *msg, size_t len)
 	if (conn_send(&sc->c, &sc->c.self, iov, 3) == -1 && errno == ENOMEM) {
 		diag_error("out of memory: a message from mcpmux was lost");
 	}
+	/* The last answer a closed connection waited for: it may go once that is written. */
+	sconn_maybe_free(sc);
 }
 
 static bool
@@ -499,6 +501,7 @@ static void
 sconn_close_input(struct sconn *sc)
 {
 	if (sc->closed) {
+		sconn_maybe_free(sc); /* its output died (on_gone) while it waited */
 		return;
 	}
 	sc->closed = true;
@@ -528,14 +531,17 @@ sconn_free(struct sconn *sc)
 }
 
 /*
- * A connection goes once its input is over, it owns nothing and its output is written.
- * It is freed at the next loop turn: its own callbacks may be on the stack.
+ * A connection goes once its input is over, it owns nothing, the control endRuns it sent
+ * are answered (a client that half-closes after its request still gets the answer) and
+ * its output is written; or, for the last two, once it can no longer be written to.  The
+ * endRuns wait for their sessions' end, which the teardown deadlines bound.  It is freed at
+ * the next loop turn: its own callbacks may be on the stack.
  */
 static void
 sconn_maybe_free(struct sconn *sc)
 {
 	if (sc->fd < 0 || !sc->closed || sc->port.n_owned > 0 || sc->dead ||
-	    (conn_queued(&sc->c) > 0 && !sc->c.out_dead)) {
+	    ((conn_queued(&sc->c) > 0 || sc->port.n_waiting > 0) && !sc->c.out_dead)) {
 		return;
 	}
 	sc->dead = true;

@@ -235,6 +235,7 @@ hub_entry_free(struct hub_entry *e)
 		struct hub_waiter *w = e->waiters;
 
 		e->waiters = w->next;
+		w->port->n_waiting--;
 		free(w);
 	}
 	hub_unlink(h, e);
@@ -406,6 +407,7 @@ hub_on_done(struct session *s, void *owner)
 		struct hub_waiter *w = waiters;
 
 		waiters = w->next;
+		w->port->n_waiting--; /* before the reply: the port may go once it is written */
 		sbuf_reset(b);
 		sbuf_adds(b, "{\"jsonrpc\":\"2.0\",\"id\":");
 		sbuf_add(b, w->id, w->id_len);
@@ -669,6 +671,7 @@ hub_control(struct hub *h, struct hub_port *p, const struct jsonrpc_scanner *sca
 				memcpy(w->id, id, it->id.len);
 				w->next = e->waiters;
 				e->waiters = w;
+				p->n_waiting++;
 			} else if (id != NULL) {
 				/* The end goes on; its result could not be awaited: said now. */
 				hub_error(
@@ -725,6 +728,7 @@ hub_port_forget(struct hub *h, const struct hub_port *p)
 
 			if (w->port == p) {
 				*wp = w->next;
+				w->port->n_waiting--;
 				free(w);
 			} else {
 				wp = &w->next;

@@ -71,9 +71,10 @@ struct hub_port_ops {
 
 struct hub_port {
 	const struct hub_port_ops *ops;
-	size_t n_owned; /* entries it owns */
-	size_t n_full;	/* of them, sessions whose server's input is full */
-	char peer[64];	/* who is behind it, for mcpmux/list ("" when nothing to say) */
+	size_t n_owned;	  /* entries it owns */
+	size_t n_full;	  /* of them, sessions whose server's input is full */
+	size_t n_waiting; /* its control endRuns not answered yet (struct hub_waiter) */
+	char peer[64];	  /* who is behind it, for mcpmux/list ("" when nothing to say) */
 };
 
 /* A control endRun waiting for a session's teardown. */
@@ -183,7 +184,11 @@ void hub_port_writable(struct hub_entry *e);
  * output and their `ended` event go to p); ops->detach() says when each one leaves.
  */
 void hub_port_closed(struct hub *h, const struct hub_port *p, bool keep_kept);
-/* Port p is going away (it owns nothing): forget the control requests it is waiting for. */
+/*
+ * Port p is going away (it owns nothing): forget the control requests it is waiting for.
+ * A port whose input is over waits, if it can still write, until p->n_waiting is 0: each
+ * one is answered when its session is done, which its teardown deadlines bound.
+ */
 void hub_port_forget(struct hub *h, const struct hub_port *p);
 /* Port p can no longer write: its sessions' output is read and dropped, never held. */
 void hub_port_gone(struct hub *h, const struct hub_port *p);

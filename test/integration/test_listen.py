@@ -449,6 +449,43 @@ class ListenHardening(ListenHelpers, Case):
                       % self.path, srv.stderr())
         self.assertEqual(os.stat(self.path).st_ino, ino, "the socket was not replaced")
 
+    def test_a_control_end_from_a_half_closed_connection_is_answered(self):
+        """mcpmux/endRun sent by a client that then shuts down its writing side (socat,
+        nc -N) is answered once the session's teardown is done; then the connection goes."""
+        srv = self.listen("--ignore-eof")  # its end takes --eof-grace (300 ms), then TERM
+        a = socket.socket(socket.AF_UNIX)
+        self.addCleanup(a.close)
+        a.settimeout(10)
+        a.connect(self.path)
+        fa = a.makefile("rwb", buffering=0)
+        fa.write(b'{"session":"k","keep":true}\n'
+                 b'{"session":"k","message":{"jsonrpc":"2.0","id":1,"method":"ping"}}\n')
+        got = [json.loads(fa.readline()) for _ in range(3)]
+        self.assertEqual(got[2]["message"], {"jsonrpc": "2.0", "id": 1, "result": {}}, got)
+        pid = got[1]["pid"]
+        b = socket.socket(socket.AF_UNIX)
+        self.addCleanup(b.close)
+        b.settimeout(10)
+        b.connect(self.path)
+        b.sendall(json.dumps({"message": req(8, "mcpmux/endRun",
+                                             {"session": "k"})}).encode() + b"\n")
+        b.shutdown(socket.SHUT_WR)
+        fb = b.makefile("rb")
+        line = fb.readline()
+        self.assertTrue(line, "EOF instead of the answer")
+        m = json.loads(line)["message"]
+        self.assertEqual((m["id"], m["result"]["session"], m["result"]["pid"]), (8, "k", pid), m)
+        self.assertEqual(fb.readline(), b"", "the connection goes once it is answered")
+        self.assertEqual(json.loads(fa.readline())["event"], "ended")
+        self.assertFalse(alive(pid))
+        rc, out = self.ctl("stats", as_json=True)
+        self.assertEqual(json.loads(out)["connections"], 2, "a and ctl's own: b is gone")
+        fa.close()
+        fb.close()
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers(0)
+
     def test_connect_puts_each_line_in_its_envelope_as_one_value(self):
         self.listen()
         c = self.connect("--session", "a")
