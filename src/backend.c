@@ -68,8 +68,9 @@ static char owner_env[sizeof(PROCTREE_OWNER_ENV) + 48]; /* MCPMUX_OWNER=PID:STAR
 static char outer_env[sizeof(PROCTREE_OUTER_ENV) + PROCTREE_OUTER_MAX + 1];
 static char inst_cgroup[CGROUP_PATH_MAX]; /* "" when there is none */
 static unsigned long long leaf_seq;
-static char boot_id[PROCSCAN_BOOT_MAX]; /* the mcpmux.boot label, "" unknown */
-static struct backend_ctr *ctr_head;	/* backends that run a container */
+static char boot_id[PROCSCAN_BOOT_MAX];	  /* the mcpmux.boot label, "" unknown */
+static char pidns_id[PROCSCAN_PIDNS_MAX]; /* the mcpmux.pidns label, "" unknown */
+static struct backend_ctr *ctr_head;	  /* backends that run a container */
 static unsigned long long ctr_seq;
 
 #define CTR_RETRY_S  0.2  /* between two looks at a container that is not gone yet */
@@ -239,6 +240,7 @@ backend_module_init(struct ev_loop *loop)
 	if (procscan_boot_id(PROC_ROOT, boot_id) == -1) {
 		boot_id[0] = '\0';
 	}
+	(void)procscan_pidns(PROC_ROOT, getpid(), pidns_id);
 
 	/* A cgroup of our own where one is delegated (MCPMUX_CGROUP=off: never). */
 	const char *want = getenv("MCPMUX_CGROUP");
@@ -857,6 +859,7 @@ ctr_prepare(struct backend *b, char *const *argv)
 		.owner = owner_env[0] != '\0' ? backend_owner() : NULL,
 		.session = b->cookie,
 		.boot = boot_id[0] != '\0' ? boot_id : NULL,
+		.pidns = pidns_id[0] != '\0' ? pidns_id : NULL,
 	};
 
 	c->run_argv = container_run_argv(argv, &run, &labels, c->own_cidfile ? c->cidfile : NULL);

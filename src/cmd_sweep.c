@@ -543,7 +543,8 @@ cmd_sweep(int argc, char **argv)
 					"cannot tell whether mcpmux %s, the owner of %s container "
 					"%.12s, is alive: %s (left alone)",
 					c->owner, container_engine_name(c->engine), c->id,
-					strerror(err));
+					err != 0 ? strerror(err)
+						 : "it runs in a pid namespace not seen from here");
 				unknown = true;
 			} else if (owner == SURVEY_ORPHAN &&
 				   (p.o.older_than_s <= 0 || age > p.o.older_than_s)) {

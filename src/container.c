@@ -193,7 +193,7 @@ static bool
 is_mcpmux_label(const char *kv)
 {
 	static const char *const ours[] = { CONTAINER_LABEL_OWNER, CONTAINER_LABEL_SESSION,
-					    CONTAINER_LABEL_BOOT };
+					    CONTAINER_LABEL_BOOT, CONTAINER_LABEL_PIDNS };
 
 	for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++) {
 		size_t n = strlen(ours[i]);
@@ -440,7 +440,8 @@ container_run_argv(char *const *argv, const struct container_run *r,
 {
 	static const char k_owner[] = CONTAINER_LABEL_OWNER "=",
 			  k_session[] = CONTAINER_LABEL_SESSION "=",
-			  k_boot[] = CONTAINER_LABEL_BOOT "=";
+			  k_boot[] = CONTAINER_LABEL_BOOT "=",
+			  k_pidns[] = CONTAINER_LABEL_PIDNS "=";
 	bool add_cidfile = r->cidfile == NULL && cidfile != NULL;
 	size_t n = 0, extra;
 	struct argv_block b;
@@ -450,8 +451,9 @@ container_run_argv(char *const *argv, const struct container_run *r,
 	}
 	extra = label_bytes(CONTAINER_LABEL_OWNER, labels->owner) +
 		label_bytes(CONTAINER_LABEL_SESSION, labels->session) +
-		label_bytes(CONTAINER_LABEL_BOOT, labels->boot);
-	if (block_init(&b, n + 8, extra) == -1) {
+		label_bytes(CONTAINER_LABEL_BOOT, labels->boot) +
+		label_bytes(CONTAINER_LABEL_PIDNS, labels->pidns);
+	if (block_init(&b, n + 10, extra) == -1) {
 		return NULL;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -470,6 +472,10 @@ container_run_argv(char *const *argv, const struct container_run *r,
 		if (labels->boot != NULL) {
 			block_borrow(&b, "--label");
 			block_copy(&b, k_boot, labels->boot);
+		}
+		if (labels->pidns != NULL) {
+			block_borrow(&b, "--label");
+			block_copy(&b, k_pidns, labels->pidns);
 		}
 		if (add_cidfile) {
 			block_borrow(&b, "--cidfile");
@@ -664,6 +670,7 @@ fill_podman(struct container_info *c, yajl_val o)
 		copy_member(c->owner, sizeof(c->owner), labels, CONTAINER_LABEL_OWNER);
 		copy_member(c->session, sizeof(c->session), labels, CONTAINER_LABEL_SESSION);
 		copy_member(c->boot, sizeof(c->boot), labels, CONTAINER_LABEL_BOOT);
+		copy_member(c->pidns, sizeof(c->pidns), labels, CONTAINER_LABEL_PIDNS);
 	}
 	c->created = YAJL_IS_INTEGER(created) ? YAJL_GET_INTEGER(created) : -1;
 }
@@ -689,6 +696,7 @@ fill_docker(struct container_info *c, yajl_val o)
 		docker_label(ltext, CONTAINER_LABEL_OWNER, c->owner, sizeof(c->owner));
 		docker_label(ltext, CONTAINER_LABEL_SESSION, c->session, sizeof(c->session));
 		docker_label(ltext, CONTAINER_LABEL_BOOT, c->boot, sizeof(c->boot));
+		docker_label(ltext, CONTAINER_LABEL_PIDNS, c->pidns, sizeof(c->pidns));
 	}
 	c->created = ctext != NULL ? docker_time(ctext) : -1;
 }

@@ -719,6 +719,67 @@ procscan_owner_state(const struct procscan *s, const char *proc_root, const char
 	return owner_state(s, proc_root, owner, err, &unsure);
 }
 
+int
+procscan_pidns(const char *proc_root, pid_t pid, char out[PROCSCAN_PIDNS_MAX])
+{
+	char link[64];
+	unsigned long long ino;
+
+	ns_link(proc_root, pid, "pid", link, sizeof(link));
+	if (sscanf(link, "pid:[%llu]", &ino) != 1) {
+		out[0] = '\0';
+		return -1;
+	}
+	(void)snprintf(out, PROCSCAN_PIDNS_MAX, "%llu", ino);
+	return 0;
+}
+
+/* The initial pid namespace's inode (PROC_PID_INIT_INO): its /proc shows every process. */
+#define PIDNS_INIT "4026531836"
+
+enum procscan_owner
+procscan_owner_in_pidns(const struct procscan *s, const char *proc_root, const char *owner,
+			const char *pidns, int *err)
+{
+	char ns[PROCSCAN_PIDNS_MAX];
+	unsigned long long start;
+	pid_t pid;
+	bool unsure = false;
+
+	*err = 0;
+	if (procscan_parse_owner(owner, &pid, &start) == -1) {
+		*err = EINVAL;
+		return PROCSCAN_UNKNOWN;
+	}
+	for (size_t i = 0; i < s->n; i++) {
+		const struct procscan_proc *p = &s->v[i];
+
+		if (p->ns_pid != pid || !is_live(p) ||
+		    procscan_pidns(proc_root, p->pid, ns) == -1 || strcmp(ns, pidns) != 0) {
+			continue;
+		}
+		int same = start_matches(s, proc_root, p, start);
+
+		if (same == 1) {
+			return PROCSCAN_LIVE;
+		}
+		unsure = unsure || same == -1;
+	}
+	if (unsure) {
+		return PROCSCAN_UNKNOWN; /* that pid there, on a clock that cannot be read */
+	}
+	/* Seen whole from here only from the initial pid namespace, with its own /proc. */
+	char self[32];
+	ssize_t n = readlink("/proc/self", self, sizeof(self) - 1);
+
+	self[n > 0 ? n : 0] = '\0';
+	if (procscan_pidns(proc_root, getpid(), ns) == 0 && strcmp(ns, PIDNS_INIT) == 0 &&
+	    strcmp(proc_root, "/proc") == 0 && atoi(self) == (int)getpid()) {
+		return PROCSCAN_GONE;
+	}
+	return PROCSCAN_UNKNOWN;
+}
+
 const char *
 procscan_unknown_why(const struct procscan_group *g)
 {

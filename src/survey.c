@@ -489,7 +489,13 @@ survey_container_owner(const struct survey *p, const struct container_info *c, i
 	if (c->boot[0] != '\0' && p->boot[0] != '\0' && strcmp(c->boot, p->boot) != 0) {
 		return SURVEY_ELSEWHERE;
 	}
-	switch (procscan_owner_state(&p->scan, SURVEY_PROC_ROOT, c->owner, err)) {
+	/* An owner in another pid namespace (a container's mcpmux): its pid means it there. */
+	bool elsewhere =
+		c->pidns[0] != '\0' && p->pidns[0] != '\0' && strcmp(c->pidns, p->pidns) != 0;
+
+	switch (elsewhere ? procscan_owner_in_pidns(&p->scan, SURVEY_PROC_ROOT, c->owner, c->pidns,
+						    err)
+			  : procscan_owner_state(&p->scan, SURVEY_PROC_ROOT, c->owner, err)) {
 	case PROCSCAN_LIVE:
 		return SURVEY_OWNED;
 	case PROCSCAN_GONE:
@@ -525,6 +531,7 @@ survey_read(struct survey *p)
 	if (procscan_boot_id(SURVEY_PROC_ROOT, p->boot) == -1) {
 		p->boot[0] = '\0';
 	}
+	(void)procscan_pidns(SURVEY_PROC_ROOT, getpid(), p->pidns);
 	list_containers(p);
 	return 0;
 }

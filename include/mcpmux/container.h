@@ -40,9 +40,11 @@
 #define CONTAINER_LABEL_OWNER	"mcpmux.owner"
 #define CONTAINER_LABEL_SESSION "mcpmux.session"
 #define CONTAINER_LABEL_BOOT	"mcpmux.boot"
-#define CONTAINER_ID_MAX	128
-#define CONTAINER_NAME_MAX	256
-#define CONTAINER_LABEL_MAX	256
+/* The owner's pid namespace (the inode of its /proc/self/ns/pid): where its pid means it. */
+#define CONTAINER_LABEL_PIDNS "mcpmux.pidns"
+#define CONTAINER_ID_MAX      128
+#define CONTAINER_NAME_MAX    256
+#define CONTAINER_LABEL_MAX   256
 
 enum container_engine {
 	CONTAINER_DOCKER,
@@ -74,6 +76,7 @@ struct container_labels {
 	const char *owner;   /* "PID:STARTTIME" of the mcpmux instance */
 	const char *session; /* the session ID */
 	const char *boot;    /* the boot ID (/proc/sys/kernel/random/boot_id), or NULL */
+	const char *pidns;   /* the owner's pid namespace, its inode number; or NULL */
 };
 
 /* Classify argv (NULL-terminated).  *r is filled for MANAGED and UNMANAGED. */
@@ -118,6 +121,7 @@ struct container_info {
 	char owner[CONTAINER_LABEL_MAX + 1];
 	char session[CONTAINER_LABEL_MAX + 1];
 	char boot[CONTAINER_LABEL_MAX + 1];
+	char pidns[CONTAINER_LABEL_MAX + 1];
 	long long created; /* Unix time, seconds; -1 when unknown */
 };
 

@@ -132,6 +132,22 @@ double procscan_age(const struct procscan *s, size_t i);
  */
 size_t procscan_words(const struct procscan_proc *p, const char **words, size_t cap);
 
+/*
+ * The pid namespace of pid: the inode number of its ns/pid link ("4026531836"), into
+ * out.  0, or -1 when it cannot be read.
+ */
+#define PROCSCAN_PIDNS_MAX 24
+int procscan_pidns(const char *proc_root, pid_t pid, char out[PROCSCAN_PIDNS_MAX]);
+/*
+ * Is the owner "PID:START" of a container labelled with the pid namespace `pidns` (not
+ * the scanner's) alive?  The live process that is PID in that namespace, with that
+ * start: LIVE; none, while every process can be seen from here (this /proc is the
+ * initial pid namespace's): GONE; else UNKNOWN, *err 0 when that namespace cannot be
+ * seen from here.
+ */
+enum procscan_owner procscan_owner_in_pidns(const struct procscan *s, const char *proc_root,
+					    const char *owner, const char *pidns, int *err);
+
 /* MCPMUX_OWNER text "PID:START" -> its parts.  0, or -1 when malformed. */
 int procscan_parse_owner(const char *text, pid_t *pid, unsigned long long *start);
 /*

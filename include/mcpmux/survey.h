@@ -72,8 +72,9 @@ struct survey {
 	struct survey_opts o;
 	struct procscan scan;
 	uid_t uid;
-	bool all_users;		      /* root: the scan read every user's processes */
-	char boot[PROCSCAN_BOOT_MAX]; /* "" when unknown */
+	bool all_users;			/* root: the scan read every user's processes */
+	char boot[PROCSCAN_BOOT_MAX];	/* "" when unknown */
+	char pidns[PROCSCAN_PIDNS_MAX]; /* the scanner's pid namespace, "" when unknown */
 	struct survey_engine engines[SURVEY_ENGINES];
 	/* survey_read_status(): */
 	struct survey_status *st; /* grouped by instance, in each in the file's order */

@@ -5,7 +5,9 @@ Skipped, with the reason, where podman or runc is missing or the tests do not ru
 root.  Prints how long a `podman run` takes to answer initialize (ctest -V shows it).
 """
 
+import json
 import statistics
+import subprocess
 import time
 import unittest
 
@@ -167,6 +169,35 @@ class PodmanTeardown(Podman):
         self.assertEqual(self.pod.containers(), [])
         p.close_stdin()
         self.assertEqual(p.wait(60), 0)
+
+    def test_a_live_container_of_an_mcpmux_in_a_pid_namespace_is_not_swept(self):
+        """The owner label's pid is the container's mcpmux's, in its own pid namespace
+        (mcpmux.pidns): found there, the container is owned, and sweep leaves it alone."""
+        session = self.tag[:12] + "-pidns"
+        p = self.start(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", MCPMUX,
+                        "serve"] + self.GRACES + ["--"] + self.pod.run_argv() +
+                       [self.pod.image, "/mcp-fixture"])
+        p.send({"session": session, "message": initialize(1)})
+        self.assertEqual(p.msg(60)["event"], "started")
+        self.assertEqual(p.msg(60)["message"]["id"], 1)
+        labels = self.pod.podman("ps", "-a", "--filter", "label=" + self.pod.label(),
+                                 "--format", "{{.Labels}}").stdout
+        self.assertIn("mcpmux.owner:1:", labels, "its owner is pid 1 in there")
+        self.assertIn("mcpmux.pidns:", labels)
+        ps = json.loads(subprocess.run([MCPMUX, "ps", "--json", "--session", session],
+                                       capture_output=True, env=self.env, check=True).stdout)
+        owners = [c["owner_state"] for c in ps.get("containers", [])
+                  if c.get("session") == session]
+        self.assertEqual(owners, ["owned"], ps)
+        r = subprocess.run([MCPMUX, "sweep", "--session", session], capture_output=True,
+                           env=self.env, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(self.pod.containers("status=running")), 1, "swept a live one")
+        p.send({"session": session, "message": req(2, "ping")})
+        self.assertEqual(p.msg(60)["message"]["id"], 2)
+        p.close_stdin()
+        self.assertEqual(p.wait(60), 0)
+        self.assertEqual(self.pod.containers(), [])
 
     def test_a_refused_run_leaves_the_container_of_its_name_alone(self):
         """Two sessions of one command with --name: the second run is refused (the name

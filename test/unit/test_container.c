@@ -230,8 +230,8 @@ static void
 test_run_argv(void **state)
 {
 	struct container_run r;
-	const struct container_labels all = { "42:1000", "s1", "b-1" };
-	const struct container_labels two = { "42:1000", "run-42", NULL };
+	const struct container_labels all = { "42:1000", "s1", "b-1", "4026531836" };
+	const struct container_labels two = { "42:1000", "run-42", NULL, NULL };
 	char **argv, **out;
 
 	(void)state;
@@ -239,11 +239,13 @@ test_run_argv(void **state)
 	assert_int_equal(container_detect(argv, &r), CONTAINER_MANAGED);
 	out = container_run_argv(argv, &r, &all, "/run/x/cid");
 	assert_non_null(out);
-	assert_string_equal(joined(out), "podman run --label mcpmux.owner=42:1000 --label "
-					 "mcpmux.session=s1 --label mcpmux.boot=b-1 --cidfile "
-					 "/run/x/cid -i --rm img a b");
+	assert_string_equal(joined(out),
+			    "podman run --label mcpmux.owner=42:1000 --label "
+			    "mcpmux.session=s1 --label mcpmux.boot=b-1 --label "
+			    "mcpmux.pidns=4026531836 --cidfile /run/x/cid -i --rm img a "
+			    "b");
 	assert_true(out[0] == argv[0]); /* borrowed */
-	assert_true(out[14] == argv[6]);
+	assert_true(out[16] == argv[6]);
 	free(out);
 
 	/* Its own cidfile stays, and no second one goes in; its labels stay. */
@@ -332,7 +334,7 @@ static const char podman_list[] =
 	"    \"Id\": \"363428eb3af4df650241f868ba74eab50ce1bdb179e06900e786e868b335e5d4\",\n"
 	"    \"Image\": \"localhost/mcpmux-fixture:test\",\n"
 	"    \"Labels\": {\"mcpmux.owner\": \"4242:123456\", \"mcpmux.session\": \"s1\", "
-	"\"mcpmux.boot\": \"b-1\"},\n"
+	"\"mcpmux.boot\": \"b-1\", \"mcpmux.pidns\": \"4026532001\"},\n"
 	"    \"Names\": [\"pexp1\"], \"Pid\": 21206, \"StartedAt\": 1796416118,\n"
 	"    \"State\": \"running\", \"Status\": \"Up\", \"Created\": 1796416118\n  },\n"
 	"  {\"Id\": \"ffff\", \"Names\": [\"other\"], \"Labels\": null, \"State\": \"exited\", "
@@ -361,10 +363,12 @@ test_parse_podman(void **state)
 	assert_string_equal(v[0].owner, "4242:123456");
 	assert_string_equal(v[0].session, "s1");
 	assert_string_equal(v[0].boot, "b-1");
+	assert_string_equal(v[0].pidns, "4026532001");
 	assert_int_equal(v[0].created, 1796416118);
 	assert_string_equal(v[1].id, "eeee");
 	assert_string_equal(v[1].name, "");
 	assert_string_equal(v[1].session, "");
+	assert_string_equal(v[1].pidns, "");
 	assert_int_equal(v[1].created, -1);
 	free(v);
 
@@ -392,7 +396,8 @@ static const char docker_list[] =
 	"mcpmux.session=s1\",\"Names\":\"srv,alias\",\"State\":\"running\"}\n"
 	"\r\n"
 	"{\"CreatedAt\":\"2024-05-01 14:34:56 +0200 CEST\",\"ID\":\"def456\",\"Labels\":"
-	"\"mcpmux.boot=b-2,mcpmux.owner=7:8\",\"Names\":\"x\",\"State\":\"exited\"}\n"
+	"\"mcpmux.boot=b-2,mcpmux.owner=7:8,mcpmux.pidns=4026532002\",\"Names\":\"x\","
+	"\"State\":\"exited\"}\n"
 	"{\"ID\":\"nolabel\",\"Labels\":\"\",\"Names\":\"y\",\"State\":\"exited\"}\n";
 
 static void
@@ -416,6 +421,8 @@ test_parse_docker(void **state)
 	assert_int_equal(v[0].created, 1714566896);
 	assert_string_equal(v[1].owner, "7:8");
 	assert_string_equal(v[1].boot, "b-2");
+	assert_string_equal(v[1].pidns, "4026532002");
+	assert_string_equal(v[0].pidns, "");
 	assert_int_equal(v[1].created, 1714566896); /* the same instant, two hours east */
 	free(v);
 
