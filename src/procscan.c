@@ -597,7 +597,7 @@ start_matches(const struct procscan *s, const char *root, const struct procscan_
 static int
 in_pid_subtree(const char *root, const struct procscan_proc *c, const struct procscan_proc *p)
 {
-	char path[PATH_MAX], ns[sizeof(c->pidns)];
+	char path[PATH_MAX];
 	struct stat want, got;
 	int fd, rc;
 
@@ -605,6 +605,8 @@ in_pid_subtree(const char *root, const struct procscan_proc *c, const struct pro
 		return 0;
 	}
 	if (p->ns_depth == c->ns_depth) {
+		char ns[sizeof(c->pidns)];
+
 		ns_link(root, p->pid, "pid", ns, sizeof(ns));
 		return c->pidns[0] != '\0' && strcmp(ns, c->pidns) == 0;
 	}
