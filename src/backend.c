@@ -851,8 +851,9 @@ ctr_prepare(struct backend *b, char *const *argv)
 		c->own_cidfile = true;
 	} else {
 		c->cidfile[0] = '\0';
-		diag_warn_errno("session %s: no directory for the container's id file (the "
-				"labels still find it)",
+		diag_warn_errno("session %s: no directory for the container's id file (its "
+				"teardown finds the container by --name only, and `mcpmux sweep` "
+				"by its labels)",
 				b->cookie);
 	}
 	struct container_labels labels = {
