@@ -29,21 +29,57 @@ static int ack_fd = -1;	   /* EOF on it when the keeper has exited */
 static pid_t keeper_pid;   /* its pid, as the middle child told it; 0 unknown */
 
 #define KEEPER_EXIT_WAIT_MS 1000 /* at a normal exit, how long to wait for the keeper */
+#define KEEPER_TELL_S	    1.0	 /* how long a line to the keeper may wait for room in the pipe */
+#define KEEPER_ENGINE_S	    10.0 /* how long the keeper waits for one engine command */
 
 /* ---- in mcpmux ---- */
+
+/*
+ * Write a whole line to the keeper: 0, or -1 (errno).  The pipe is non-blocking and a
+ * long line may not fit at once; the keeper reads all the time, so the rest is waited
+ * for, a little, rather than left half written (which would garble every later line).
+ */
+static int
+tell_n(const char *line, size_t len)
+{
+	double until = sys_mono() + KEEPER_TELL_S;
+
+	if (keeper_fd < 0) {
+		errno = EPIPE;
+		return -1;
+	}
+	while (len > 0) {
+		ssize_t n = write(keeper_fd, line, len);
+
+		if (n > 0) {
+			line += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n == -1 && errno == EINTR) {
+			continue;
+		}
+		if (n == -1 && errno != EAGAIN) {
+			return -1;
+		}
+		struct pollfd p = { .fd = keeper_fd, .events = POLLOUT };
+		double left = until - sys_mono();
+
+		if (left <= 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		if (poll(&p, 1, (int)(left * 1000) + 1) == -1 && errno != EINTR) {
+			return -1;
+		}
+	}
+	return 0;
+}
 
 static void
 tell(const char *line)
 {
-	size_t len = strlen(line);
-
-	if (keeper_fd < 0) {
-		return;
-	}
-	/* A line is far below PIPE_BUF: written whole or not at all. */
-	ssize_t n = write(keeper_fd, line, len);
-
-	if (n != (ssize_t)len) {
+	if (keeper_fd >= 0 && tell_n(line, strlen(line)) == -1) {
 		diag_warn_errno(
 			"cannot tell the keeper (what a killed mcpmux leaves may survive it)");
 	}
@@ -59,45 +95,81 @@ keeper_cgroup(const char *dir)
 	}
 }
 
+char *
+keeper_container_line(char *const *prefix, size_t n, const char *cidfile)
+{
+	size_t len = strlen("C\t\t\n") + strlen(cidfile) + 1;
+
+	/* Fields are separated by tabs, words by US (0x1f): a word that holds one cannot go. */
+	if (n == 0 || cidfile[0] == '\0' || strpbrk(cidfile, "\t\n") != NULL) {
+		errno = EINVAL;
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (strpbrk(prefix[i], "\t\n\x1f") != NULL) {
+			errno = EINVAL;
+			return NULL;
+		}
+		len += strlen(prefix[i]) + 1;
+	}
+	char *line = malloc(len), *p = line;
+
+	if (line == NULL) {
+		return NULL;
+	}
+	p += sprintf(p, "C\t%s\t", cidfile);
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0) {
+			*p++ = '\x1f';
+		}
+		size_t w = strlen(prefix[i]);
+
+		memcpy(p, prefix[i], w);
+		p += w;
+	}
+	*p++ = '\n';
+	*p = '\0';
+	return line;
+}
+
 void
 keeper_container(char *const *prefix, size_t n, const char *cidfile)
 {
-	char line[2048];
-	size_t len = 0;
-	int k = snprintf(line, sizeof(line), "C\t%s\t", cidfile);
+	if (keeper_fd < 0) {
+		return; /* no keeper: said when it could not be started */
+	}
+	char *line = keeper_container_line(prefix, n, cidfile);
 
-	if (k < 0 || (size_t)k >= sizeof(line)) {
-		return;
+	if (line == NULL || tell_n(line, strlen(line)) == -1) {
+		diag_warn_errno("cannot tell the keeper about the container of '%s' (id file %s): "
+				"if mcpmux is killed, the container may survive it%s",
+				n > 0 ? prefix[0] : "", cidfile[0] != '\0' ? cidfile : "none",
+				line == NULL && errno == EINVAL
+					? " (a tab, line end or 0x1f in the engine's words or "
+					  "the id file's name)"
+					: "");
 	}
-	len = (size_t)k;
-	for (size_t i = 0; i < n; i++) {
-		/* Words are separated by US (0x1f); a word that holds one (or a line end) cannot
-		 * go. */
-		if (strpbrk(prefix[i], "\t\n\x1f") != NULL) {
-			return;
-		}
-		k = snprintf(line + len, sizeof(line) - len, "%s%s", i > 0 ? "\x1f" : "",
-			     prefix[i]);
-		if (k < 0 || (size_t)k >= sizeof(line) - len) {
-			return;
-		}
-		len += (size_t)k;
-	}
-	if (len + 2 <= sizeof(line)) {
-		line[len++] = '\n';
-		line[len] = '\0';
-		tell(line);
-	}
+	free(line);
 }
 
 void
 keeper_container_gone(const char *cidfile)
 {
-	char line[1024];
+	size_t len = strlen(cidfile) + 4;
+	char *line;
 
-	if ((size_t)snprintf(line, sizeof(line), "D\t%s\n", cidfile) < sizeof(line)) {
-		tell(line);
+	if (keeper_fd < 0 || cidfile[0] == '\0' || strpbrk(cidfile, "\t\n") != NULL) {
+		return; /* never told */
 	}
+	if ((line = malloc(len)) == NULL) {
+		diag_warn_errno("cannot tell the keeper that container %s is gone", cidfile);
+		return;
+	}
+	(void)snprintf(line, len, "D\t%s\n", cidfile);
+	if (tell_n(line, len - 1) == -1) {
+		diag_warn_errno("cannot tell the keeper that container %s is gone", cidfile);
+	}
+	free(line);
 }
 
 pid_t
@@ -132,9 +204,8 @@ keeper_done(void)
 /* ---- in the keeper ---- */
 
 struct ctr {
-	char cidfile[512];
-	char prefix[1024]; /* words separated by 0x1f */
-	bool live;
+	char *cidfile;
+	char *prefix; /* words separated by 0x1f */
 };
 
 static double
@@ -221,15 +292,117 @@ keeper_end_owned(const char *proc_root, const char *owner, double term_grace)
 	return left;
 }
 
-/* Run an engine command and wait for it, at most `seconds`: its exit code, or -1. */
-static int
-run_engine(char *const argv[], double seconds)
+char **
+keeper_split_words(char *words, size_t *n)
 {
-	pid_t pid = fork();
-	int st;
+	size_t count = 1;
 
-	if (pid == -1) {
-		return -1;
+	for (const char *p = words; (p = strchr(p, '\x1f')) != NULL; p++) {
+		count++;
+	}
+	char **v = calloc(count + 1, sizeof(*v));
+
+	if (v == NULL) {
+		return NULL;
+	}
+	*n = 0;
+	for (char *w = words; w != NULL;) {
+		char *sep = strchr(w, '\x1f');
+
+		if (sep != NULL) {
+			*sep = '\0';
+		}
+		v[(*n)++] = w;
+		w = sep != NULL ? sep + 1 : NULL;
+	}
+	return v;
+}
+
+/* How an engine command ended. */
+struct engine_res {
+	int st;		 /* wait status; -1 when there is none (see how) */
+	const char *how; /* without a status: why ("no answer", "cannot fork") */
+	char err[256];	 /* the start of its stderr */
+	size_t n_err;
+};
+
+static bool
+engine_ok(const struct engine_res *r)
+{
+	return r->st != -1 && WIFEXITED(r->st) && WEXITSTATUS(r->st) == 0;
+}
+
+/* It failed because the container does not exist (any more). */
+static bool
+engine_gone(const struct engine_res *r)
+{
+	return r->st != -1 && !engine_ok(r) && r->n_err > 0 &&
+	       container_gone_message(r->err, r->n_err);
+}
+
+/* "exit 1: <its first stderr line>", "killed by signal 9", "no answer within 10 s"... */
+static void
+engine_describe(const struct engine_res *r, char *out, size_t size)
+{
+	int k;
+
+	if (r->st == -1) {
+		k = snprintf(out, size, "%s", r->how);
+	} else if (WIFEXITED(r->st)) {
+		k = snprintf(out, size, "exit %d", WEXITSTATUS(r->st));
+	} else {
+		k = snprintf(out, size, "killed by signal %d",
+			     WIFSIGNALED(r->st) ? WTERMSIG(r->st) : 0);
+	}
+	if (k > 0 && (size_t)k < size && r->n_err > 0) {
+		(void)snprintf(out + k, size - (size_t)k, ": %.*s", (int)strcspn(r->err, "\n"),
+			       r->err);
+	}
+}
+
+/* Read what is there of the command's stderr, keeping the start. */
+static void
+engine_drain(int fd, struct engine_res *r)
+{
+	char sink[512];
+
+	for (;;) {
+		size_t room = sizeof(r->err) - 1 - r->n_err;
+		ssize_t n =
+			room > 0 ? read(fd, r->err + r->n_err, room) : read(fd, sink, sizeof(sink));
+
+		if (n == -1 && errno == EINTR) {
+			continue;
+		}
+		if (n <= 0) {
+			break;
+		}
+		if (room > 0) {
+			r->n_err += (size_t)n;
+		}
+	}
+	r->err[r->n_err] = '\0';
+}
+
+/* Run an engine command and wait for it, at most `seconds`. */
+static void
+run_engine(char *const argv[], double seconds, struct engine_res *r)
+{
+	int errp[2];
+	pid_t pid;
+
+	r->st = -1;
+	r->how = "cannot fork";
+	r->n_err = 0;
+	r->err[0] = '\0';
+	if (pipe2(errp, O_CLOEXEC | O_NONBLOCK) == -1) {
+		r->how = "cannot make a pipe";
+		return;
+	}
+	if ((pid = fork()) == -1) {
+		(void)close(errp[0]);
+		(void)close(errp[1]);
+		return;
 	}
 	if (pid == 0) {
 		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -237,79 +410,175 @@ run_engine(char *const argv[], double seconds)
 		if (null >= 0) {
 			(void)dup2(null, STDIN_FILENO);
 			(void)dup2(null, STDOUT_FILENO);
-			(void)dup2(null, STDERR_FILENO);
 		}
+		(void)dup2(errp[1], STDERR_FILENO);
+		(void)fcntl(STDERR_FILENO, F_SETFL, 0);
 		execvp(argv[0], argv);
+		dprintf(STDERR_FILENO, "cannot run %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
+	(void)close(errp[1]);
 	for (double until = now_s() + seconds;;) {
-		pid_t r = waitpid(pid, &st, WNOHANG);
+		pid_t w = waitpid(pid, &r->st, WNOHANG);
 
-		if (r == pid) {
-			return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+		engine_drain(errp[0], r);
+		if (w == pid) {
+			break;
 		}
-		if (r == -1 && errno != EINTR) {
-			return -1;
+		if (w == -1 && errno != EINTR) {
+			r->st = -1;
+			r->how = "lost";
+			break;
 		}
 		if (now_s() >= until) {
 			(void)kill(pid, SIGKILL);
-			(void)waitpid(pid, &st, 0);
-			return -1;
+			(void)waitpid(pid, &r->st, 0);
+			r->st = -1;
+			r->how = "no answer in time (killed)";
+			break;
 		}
 		nap(KEEPER_POLL_S);
 	}
+	(void)close(errp[0]);
 }
 
-static void
+/* The engine's name among the words (after a launcher such as env), for messages. */
+static const char *
+engine_word(char *const *prefix, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *base = strrchr(prefix[i], '/');
+
+		base = base != NULL ? base + 1 : prefix[i];
+		if (strcmp(base, "podman") == 0 || strcmp(base, "docker") == 0) {
+			return prefix[i];
+		}
+	}
+	return prefix[0];
+}
+
+/*
+ * End one container through its engine, and say what happened: removed (or gone by
+ * itself), or could not be removed, with the engine's answer.  true when it is gone.
+ */
+static bool
 end_container(const struct ctr *c, double term_grace)
 {
-	char cid[CONTAINER_ID_MAX + 1], words[sizeof(c->prefix)];
-	char *prefix[32];
-	size_t n = 0;
+	char cid[CONTAINER_ID_MAX + 1], why[sizeof(((struct engine_res *)0)->err) + 64];
 	int fd = open(c->cidfile, O_RDONLY | O_CLOEXEC);
 	ssize_t got = fd >= 0 ? read(fd, cid, sizeof(cid) - 1) : -1;
+	int err = errno;
 
 	if (fd >= 0) {
 		(void)close(fd);
 	}
 	if (got <= 0) {
-		return; /* never created */
+		if (fd < 0 && err != ENOENT) {
+			errno = err;
+			diag_warn_errno("keeper: cannot read container id file %s", c->cidfile);
+			return false;
+		}
+		return true; /* never created */
 	}
 	cid[got] = '\0';
-	cid[strcspn(cid, "\r\n")] = '\0';
-	memcpy(words, c->prefix, sizeof(words));
-	for (char *w = words; w != NULL && n < sizeof(prefix) / sizeof(prefix[0]);) {
-		char *sep = strchr(w, '\x1f');
+	cid[strcspn(cid, "\r\n \t")] = '\0';
 
-		if (sep != NULL) {
-			*sep = '\0';
-		}
-		prefix[n++] = w;
-		w = sep != NULL ? sep + 1 : NULL;
+	char *words = strdup(c->prefix);
+	size_t n = 0;
+	char **prefix = words != NULL ? keeper_split_words(words, &n) : NULL;
+	char **term = NULL, **kill9 = NULL, **look = NULL, **rm = NULL;
+	struct engine_res r = { .st = -1, .how = "out of memory" };
+	bool gone = false;
+	const char *done = NULL;
+
+	if (prefix != NULL) {
+		term = container_kill_argv(prefix, n, "TERM", cid);
+		kill9 = container_kill_argv(prefix, n, "KILL", cid);
+		look = container_inspect_argv(prefix, n, cid);
+		rm = container_rm_argv(prefix, n, cid);
 	}
-	char **term = container_kill_argv(prefix, n, "TERM", cid);
-	char **kill9 = container_kill_argv(prefix, n, "KILL", cid);
-	char **look = container_inspect_argv(prefix, n, cid);
-	char **rm = container_rm_argv(prefix, n, cid);
-
 	/* The ladder, through the engine: TERM, the grace while it is there, KILL, rm -f. */
 	if (term != NULL && look != NULL && kill9 != NULL && rm != NULL) {
-		(void)run_engine(term, 10);
-		for (double until = now_s() + term_grace;
-		     now_s() < until && run_engine(look, 10) == 0;) {
-			nap(0.1);
+		run_engine(term, KEEPER_ENGINE_S, &r);
+		if (engine_gone(&r)) {
+			gone = true;
+			done = "it was gone already";
 		}
-		if (run_engine(look, 10) == 0) {
-			(void)run_engine(kill9, 10);
-			(void)run_engine(rm, 10);
+		for (double until = now_s() + term_grace; !gone;) {
+			run_engine(look, KEEPER_ENGINE_S, &r);
+			if (engine_gone(&r)) {
+				gone = true;
+				done = "it stopped on SIGTERM";
+			} else if (!engine_ok(&r) || now_s() >= until) {
+				break; /* still there, or the engine cannot tell: KILL and rm -f */
+			} else {
+				nap(0.1);
+			}
 		}
+		if (!gone) {
+			run_engine(kill9, KEEPER_ENGINE_S, &r);
+			run_engine(rm, KEEPER_ENGINE_S, &r);
+			gone = engine_ok(&r) || engine_gone(&r);
+			done = "rm -f";
+		}
+	}
+	if (gone) {
+		(void)unlink(c->cidfile);
+		diag_warn("keeper: removed container %.12s (%s: %s)", cid, engine_word(prefix, n),
+			  done);
+	} else {
+		engine_describe(&r, why, sizeof(why));
+		diag_warn("keeper: could not remove container %.12s (%s: %s); its id is in %s", cid,
+			  prefix != NULL ? engine_word(prefix, n) : "?", why, c->cidfile);
 	}
 	free(term);
 	free(kill9);
 	free(look);
 	free(rm);
-	(void)unlink(c->cidfile);
-	diag_warn("keeper: removed container %.12s (%s)", cid, prefix[0]);
+	free(prefix);
+	free(words);
+	return gone;
+}
+
+/* One line from mcpmux (without its newline).  true for "done" (X). */
+static bool
+keeper_line(char *line, struct ctr **ctrs, size_t *n_ctr, char *cg, size_t cg_size)
+{
+	char *f1 = strchr(line, '\t'), *f2 = f1 != NULL ? strchr(f1 + 1, '\t') : NULL;
+
+	if (strcmp(line, "X") == 0) {
+		return true;
+	} else if (line[0] == 'G' && f1 != NULL) {
+		(void)snprintf(cg, cg_size, "%s", f1 + 1);
+	} else if (line[0] == 'C' && f2 != NULL) {
+		struct ctr *nc = realloc(*ctrs, (*n_ctr + 1) * sizeof(*nc));
+
+		*f2 = '\0';
+		if (nc == NULL) {
+			diag_warn("keeper: out of memory: container id file %s not kept", f1 + 1);
+			return false;
+		}
+		*ctrs = nc;
+		nc[*n_ctr].cidfile = strdup(f1 + 1);
+		nc[*n_ctr].prefix = strdup(f2 + 1);
+		if (nc[*n_ctr].cidfile == NULL || nc[*n_ctr].prefix == NULL) {
+			free(nc[*n_ctr].cidfile);
+			free(nc[*n_ctr].prefix);
+			diag_warn("keeper: out of memory: container id file %s not kept", f1 + 1);
+			return false;
+		}
+		(*n_ctr)++;
+	} else if (line[0] == 'D' && f1 != NULL) {
+		for (size_t i = 0; i < *n_ctr; i++) {
+			if (strcmp((*ctrs)[i].cidfile, f1 + 1) == 0) {
+				free((*ctrs)[i].cidfile);
+				free((*ctrs)[i].prefix);
+				(*ctrs)[i] = (*ctrs)[--*n_ctr];
+				break;
+			}
+		}
+	}
+	return false;
 }
 
 static _Noreturn void
@@ -318,12 +587,30 @@ keeper_main(int fd, const char *owner, double term_grace)
 	struct ctr *ctrs = NULL;
 	size_t n_ctr = 0;
 	char cg[CGROUP_PATH_MAX] = "";
-	char buf[4096];
-	size_t len = 0;
-	bool done = false;
+	char small[4096];
+	char *buf = small;
+	size_t cap = sizeof(small), len = 0;
+	bool done = false, skip = false;
 
-	for (;;) {
-		ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+	while (!done) {
+		if (len + 1 == cap) {
+			/* A line longer than the buffer: room for it (mcpmux's lines have no
+			 * bound). */
+			char *nb = buf == small ? malloc(cap * 2) : realloc(buf, cap * 2);
+
+			if (nb != NULL) {
+				if (buf == small) {
+					memcpy(nb, small, len);
+				}
+				buf = nb;
+				cap *= 2;
+			} else {
+				diag_warn("keeper: out of memory: a line from mcpmux is lost");
+				skip = true; /* up to its end */
+				len = 0;
+			}
+		}
+		ssize_t n = read(fd, buf + len, cap - 1 - len);
 
 		if (n == -1 && errno == EINTR) {
 			continue;
@@ -331,58 +618,51 @@ keeper_main(int fd, const char *owner, double term_grace)
 		if (n <= 0) {
 			break;
 		}
+		size_t scanned = len;
+
 		len += (size_t)n;
 		buf[len] = '\0';
 		char *line = buf, *nl;
 
-		while ((nl = memchr(line, '\n', len - (size_t)(line - buf))) != NULL) {
+		while (!done && (nl = memchr(buf + scanned, '\n', len - scanned)) != NULL) {
 			*nl = '\0';
-			char *f1 = strchr(line, '\t'),
-			     *f2 = f1 != NULL ? strchr(f1 + 1, '\t') : NULL;
-
-			if (line[0] == 'X') {
-				done = true; /* mcpmux ends normally: nothing to do */
-				break;
-			} else if (line[0] == 'G' && f1 != NULL) {
-				(void)snprintf(cg, sizeof(cg), "%s", f1 + 1);
-			} else if (line[0] == 'C' && f2 != NULL) {
-				struct ctr *nc = realloc(ctrs, (n_ctr + 1) * sizeof(*nc));
-
-				*f2 = '\0';
-				if (nc != NULL) {
-					ctrs = nc;
-					(void)snprintf(ctrs[n_ctr].cidfile,
-						       sizeof(ctrs[n_ctr].cidfile), "%s", f1 + 1);
-					(void)snprintf(ctrs[n_ctr].prefix,
-						       sizeof(ctrs[n_ctr].prefix), "%s", f2 + 1);
-					ctrs[n_ctr++].live = true;
-				}
-			} else if (line[0] == 'D' && f1 != NULL) {
-				for (size_t i = 0; i < n_ctr; i++) {
-					if (strcmp(ctrs[i].cidfile, f1 + 1) == 0) {
-						ctrs[i] = ctrs[--n_ctr];
-						break;
-					}
-				}
+			if (!skip) {
+				done = keeper_line(line, &ctrs, &n_ctr, cg, sizeof(cg));
 			}
+			skip = false;
 			line = nl + 1;
-		}
-		if (done) {
-			break;
+			scanned = (size_t)(line - buf);
 		}
 		len -= (size_t)(line - buf);
 		memmove(buf, line, len);
-		if (len == sizeof(buf) - 1) {
-			len = 0; /* a line longer than any mcpmux writes */
+		if (skip) {
+			len = 0;
 		}
 	}
-	if (!done) {
+	if (buf != small) {
+		free(buf);
+	}
+	(void)close(fd);
+	if (done && n_ctr > 0) {
+		/*
+		 * mcpmux exited normally, but left containers it did not see gone (their
+		 * teardown was abandoned: the engine was too slow).  mcpmux must not wait for
+		 * this: the end of fd 4 tells it the keeper is done with it.
+		 */
+		(void)close(4);
+		diag_warn("keeper: mcpmux %s exited leaving %zu container(s) it did not see gone: "
+			  "ending them",
+			  owner, n_ctr);
+		for (size_t i = 0; i < n_ctr; i++) {
+			(void)end_container(&ctrs[i], term_grace);
+		}
+	} else if (!done) {
 		/*
 		 * Containers first, through their engines: their monitors carry the owner too,
 		 * and must live until the engine has stopped them (container.h).
 		 */
 		for (size_t i = 0; i < n_ctr; i++) {
-			end_container(&ctrs[i], term_grace);
+			(void)end_container(&ctrs[i], term_grace);
 		}
 		/* SIGTERM to what carries the owner, SIGKILL after the grace... */
 		(void)keeper_end_owned(PROC_ROOT, owner, term_grace);
@@ -397,6 +677,10 @@ keeper_main(int fd, const char *owner, double term_grace)
 	}
 	if (cg[0] != '\0') {
 		(void)cgroup_remove(cg);
+	}
+	for (size_t i = 0; i < n_ctr; i++) {
+		free(ctrs[i].cidfile);
+		free(ctrs[i].prefix);
 	}
 	free(ctrs);
 	_exit(0);

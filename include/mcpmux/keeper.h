@@ -12,7 +12,11 @@
  * mcpmux is gone, and the keeper ends what carried it: the instance cgroup, if there is
  * one, with cgroup.kill; every process whose MCPMUX_OWNER names this mcpmux (SIGTERM and
  * SIGCONT, then SIGKILL after --term-grace; pids checked against their start times); and
- * the containers (kill, then rm -f).  Then it exits.
+ * the containers (kill, then rm -f).  Then it exits.  After "done" it exits at once,
+ * unless containers it was told about were never said gone (their teardown abandoned
+ * while their engine was slow): those it still ends, the same way, after letting mcpmux
+ * go.  For each container it says what happened: removed, or not, with the engine's
+ * answer.
  *
  * The keeper is started before mcpmux becomes a subreaper, by a double fork, so that it
  * is not mcpmux's descendant: no tree walk of mcpmux's ever counts or signals it.
@@ -33,14 +37,34 @@ void keeper_cgroup(const char *dir);
 /*
  * A container that a server runs in: prefix[0..n) are the words that reach its engine
  * (launcher, engine, global options: container.h), cidfile where the engine writes its id.
+ * Every word goes, however long or many; when the keeper cannot be told (a tab, a line
+ * end or 0x1f in a word or in the file's name, no memory, a write that failed), mcpmux
+ * says so on stderr.
  */
 void keeper_container(char *const *prefix, size_t n, const char *cidfile);
 /* That container is gone. */
 void keeper_container_gone(const char *cidfile);
 /* The keeper's pid while it runs; 0 when it is gone or unknown. */
 pid_t keeper_pid_live(void);
-/* mcpmux is exiting normally: the keeper exits without touching anything. */
+/*
+ * mcpmux is exiting normally ("X"): the keeper exits without touching anything, unless
+ * containers it was told about were not said gone (a teardown abandoned while the engine
+ * was slow).  Then it lets mcpmux go at once and ends those containers as after a kill.
+ */
 void keeper_done(void);
+
+/*
+ * The line that tells the keeper about a container ("C\t<cidfile>\t<words separated by
+ * 0x1f>\n"), malloc'd; NULL with errno EINVAL when a word holds a tab, a line end or 0x1f
+ * (or the file's name a tab or a line end, or it is empty, or n is 0), ENOMEM.  Exposed
+ * for tests.
+ */
+char *keeper_container_line(char *const *prefix, size_t n, const char *cidfile);
+/*
+ * Split words separated by 0x1f, in place: a malloc'd NULL-terminated array of pointers
+ * into words (free() it), with *n entries; NULL when memory runs out.  Exposed for tests.
+ */
+char **keeper_split_words(char *words, size_t *n);
 
 /*
  * The keeper's work, run in the keeper process when mcpmux is gone (exposed for tests):

@@ -3,14 +3,19 @@ records what mcpmux asks of it, since docker's daemon cannot run here.  What pod
 really does is in test_podman.py."""
 
 import os
+import signal
+import time
 
-from mcptest import Case, FIXTURE, MCPMUX, call, initialize, main, req, wait_until
+from mcptest import Case, FIXTURE, MCPMUX, alive, call, initialize, keeper_of, main, req, \
+    wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GRACES = ["--eof-grace", "300", "--term-grace", "300"]
 
 
-class FakeDocker(Case):
+class FakeDockerCase(Case):
+    """The stand-in first on PATH, logging to a file of the test's."""
+
     def setUp(self):
         super().setUp()
         self.log = os.path.join(self.tmp.name, "docker.log")
@@ -26,6 +31,8 @@ class FakeDocker(Case):
         with open("/proc/%d/stat" % pid) as f:
             return "%d:%s" % (pid, f.read().rsplit(")", 1)[1].split()[19])
 
+
+class FakeDocker(FakeDockerCase):
     def test_run_gets_labels_and_a_cidfile_right_after_run(self):
         self.env["FAKE_DOCKER_ARGS"] = ""
         p = self.start([MCPMUX] + GRACES + ["--", "docker", "--log-level", "error", "run", "-i",
@@ -80,6 +87,129 @@ class FakeDocker(Case):
         p.wait()
         self.assertEqual(self.calls()[0], ["run", "-d", "img"])
         self.assertIn("does not manage", p.stderr())
+
+
+
+class FakeDockerKeeper(FakeDockerCase):
+    """The keeper (docs/lifecycle.md, "When mcpmux itself dies") ends a container through
+    the very words mcpmux gave its engine, however many and long, says what the engine
+    answered, and still ends a container whose teardown mcpmux abandoned at a normal exit."""
+
+    def keepers(self):
+        return [q for q in self.tagged() if keeper_of(q) is not None]
+
+    def kill_and_wait_for_keeper(self, p):
+        p.p.send_signal(signal.SIGKILL)
+        p.wait()
+        wait_until(lambda: not self.keepers(), 20, "the keeper to finish",
+                   explain=lambda: p.stderr())
+
+    def test_long_launcher_prefix_reaches_the_keeper_whole(self):
+        # 40 variables of 60 bytes (over 2 KiB, over 32 words), then the one the stand-in
+        # needs to log at all: a prefix cut anywhere loses it.
+        words = ["V%d=%s" % (i, "y" * 60) for i in range(40)]
+        words.append("FAKE_DOCKER_LOG=" + self.log)
+        del self.env["FAKE_DOCKER_LOG"]
+        self.env["FAKE_DOCKER_ARGS"] = ""
+        p = self.start([MCPMUX] + GRACES + ["--", "env"] + words + ["docker", "run", "-i", "img"])
+        p.send(initialize(1))
+        self.assertEqual(p.msg()["id"], 1)
+        self.kill_and_wait_for_keeper(p)
+        helpers = [" ".join(c) for c in self.calls()[1:]]
+        self.assertIn("container kill --signal TERM fake0123456789abcdef", helpers)
+        self.assertEqual(helpers[-2:], ["container kill --signal KILL fake0123456789abcdef",
+                                        "container rm -f fake0123456789abcdef"])
+        self.assertIn("keeper: removed container fake01234567 (docker: rm -f)", p.stderr())
+        self.assertNotIn("cannot tell the keeper", p.stderr())
+        self.assert_no_leftovers()
+
+    def test_keeper_says_when_the_engine_cannot_remove_it(self):
+        self.env["FAKE_DOCKER_ARGS"] = ""
+        self.env["FAKE_DOCKER_RM_FAIL"] = "1"
+        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "img"])
+        p.send(initialize(1))
+        self.assertEqual(p.msg()["id"], 1)
+        self.kill_and_wait_for_keeper(p)
+        self.assertEqual(" ".join(self.calls()[-1]), "container rm -f fake0123456789abcdef")
+        err = p.stderr()
+        self.assertIn("keeper: could not remove container fake01234567 (docker: exit 1: "
+                      "Error: the engine cannot remove it now)", err)
+        self.assertNotIn("keeper: removed container", err)
+        self.assert_no_leftovers()
+
+    def test_keeper_says_when_the_engine_cannot_run(self):
+        # env finds docker in a directory of its own, gone by the time the keeper needs it
+        bindir = os.path.join(self.tmp.name, "bin")
+        os.mkdir(bindir)
+        os.symlink(os.path.join(HERE, "bin", "docker"), os.path.join(bindir, "docker"))
+        self.env["FAKE_DOCKER_ARGS"] = ""
+        p = self.start([MCPMUX] + GRACES + ["--", "env", "PATH=" + bindir + ":/usr/bin:/bin",
+                                            "docker", "run", "-i", "img"])
+        p.send(initialize(1))
+        self.assertEqual(p.msg()["id"], 1)
+        os.unlink(os.path.join(bindir, "docker"))
+        self.kill_and_wait_for_keeper(p)
+        err = p.stderr()
+        self.assertIn("keeper: could not remove container fake01234567 (docker: exit 127", err)
+        self.assertNotIn("keeper: removed container", err)
+        self.assert_no_leftovers()
+
+    def test_a_container_the_keeper_cannot_be_told_about_is_said(self):
+        self.env["FAKE_DOCKER_ARGS"] = ""
+        p = self.start([MCPMUX] + GRACES + ["--", "env", "A=one\ttwo", "docker", "run", "-i",
+                                            "img"])
+        p.send(initialize(1))
+        self.assertEqual(p.msg()["id"], 1)
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertIn("cannot tell the keeper about the container of 'env'", p.stderr())
+        self.assert_no_leftovers()
+
+    def test_container_abandoned_at_exit_is_ended_by_the_keeper(self):
+        # The engine's kill hangs while the marker exists: mcpmux's teardown is abandoned
+        # at --kill-deadline, with the container, and mcpmux exits; the keeper ends it.
+        slow = os.path.join(self.tmp.name, "slow")
+        open(slow, "w").close()
+        self.env["FAKE_DOCKER_SLOW_KILL"] = slow
+        self.env["FAKE_DOCKER_ARGS"] = "--ignore-sigterm --ignore-eof"
+        p = self.start([MCPMUX] + GRACES + ["--kill-deadline", "1000", "--", "docker", "run",
+                                            "-i", "img"])
+        p.send(initialize(1))
+        self.assertEqual(p.msg()["id"], 1)
+        p.close_stdin()
+        p.wait(15)
+        self.assertIn("abandoned", p.stderr())
+        self.assertNotIn(["container", "rm", "-f", "fake0123456789abcdef"], self.calls())
+        os.unlink(slow)
+        wait_until(lambda: ["container", "rm", "-f", "fake0123456789abcdef"] in self.calls(),
+                   20, "the keeper to remove the container", explain=lambda: p.stderr())
+        wait_until(lambda: not self.keepers(), 10, "the keeper to finish")
+        self.assertIn("keeper: removed container fake01234567", p.stderr())
+        self.assert_no_leftovers()
+
+    def test_normal_exit_is_not_held_up_by_the_keeper(self):
+        # same, but the engine stays slow: mcpmux exits without waiting for the keeper's
+        # ladder, and the keeper still ends the container when the engine answers
+        slow = os.path.join(self.tmp.name, "slow")
+        open(slow, "w").close()
+        self.env["FAKE_DOCKER_SLOW_KILL"] = slow
+        self.env["FAKE_DOCKER_ARGS"] = "--ignore-sigterm --ignore-eof"
+        p = self.start([MCPMUX] + GRACES + ["--kill-deadline", "1000", "--", "docker", "run",
+                                            "-i", "img"])
+        p.send(initialize(1))
+        self.assertEqual(p.msg()["id"], 1)
+        p.close_stdin()
+        wait_until(lambda: "abandoned" in p.stderr(), 15, "the teardown to be abandoned")
+        t1 = time.monotonic()
+        p.wait(15)
+        self.assertLess(time.monotonic() - t1, 0.9, "mcpmux waited for the keeper")
+        keepers = self.keepers()
+        self.assertEqual(len(keepers), 1, "the keeper is still ending the container")
+        os.unlink(slow)
+        wait_until(lambda: not self.keepers(), 20, "the keeper to finish",
+                   explain=lambda: p.stderr())
+        self.assertIn(["container", "rm", "-f", "fake0123456789abcdef"], self.calls())
+        self.assert_no_leftovers()
 
 
 if __name__ == "__main__":

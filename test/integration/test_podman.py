@@ -13,6 +13,7 @@ import unittest
 
 import podman_env
 import os
+import shutil
 import signal
 
 from mcptest import Case, FIXTURE, MCPMUX, call, initialize, main, note, req, wait_until
@@ -157,6 +158,57 @@ class PodmanTeardown(Podman):
         wait_until(lambda: not self.pids_of_container(cid), 5, "the container's processes")
         print("\ncontainer gone %.0f ms after SIGKILL of mcpmux" % ((time.monotonic() - t0) * 1000))
         wait_until(lambda: not self.tagged(), 10, "the keeper to exit")
+
+    def test_sigkill_to_mcpmux_with_a_long_launcher_prefix(self):
+        """The engine's words before `run` (here an env launcher over 1 KiB long, whose last
+        word points podman at the test's storage) reach the keeper whole."""
+        big = "BIGVAR=" + "x" * 1500
+        conf = ["%s=%s" % (k, v) for k, v in self.pod.env.items() if k.startswith("CONTAINERS_")]
+        for k in conf:
+            del self.env[k.split("=", 1)[0]]
+        argv = ([MCPMUX] + self.GRACES + ["--", "env", big] + conf + self.pod.run_argv() +
+                [self.pod.image] + self.STUBBORN)
+        p = self.start(argv)
+        p.send(initialize(1))
+        self.assertEqual(p.msg(60)["id"], 1)
+        self.assertEqual(len(self.pod.containers("status=running")), 1)
+        p.p.send_signal(signal.SIGKILL)
+        p.wait()
+        wait_until(lambda: self.pod.containers() == [], 40,
+                   "the keeper to remove the container", explain=lambda: p.stderr())
+        wait_until(lambda: not self.tagged(), 15, "the keeper to exit")
+        self.assertIn("keeper: removed container", p.stderr())
+
+    def test_container_abandoned_at_a_normal_exit_is_ended_by_the_keeper(self):
+        """The engine's `container kill` takes longer than --kill-deadline: mcpmux abandons
+        the run with its container and exits normally; the keeper ends the container."""
+        shim = os.path.join(self.tmp.name, "bin")
+        os.mkdir(shim)
+        slow = os.path.join(self.tmp.name, "slow")
+        open(slow, "w").close()
+        real = shutil.which("podman")
+        with open(os.path.join(shim, "podman"), "w") as f:
+            f.write('#!/bin/sh\n'
+                    'if [ "$1" = container ] && [ "$2" = kill ] && [ -e "%s" ]; then\n'
+                    '    sleep 8\n'
+                    'fi\n'
+                    'exec "%s" "$@"\n' % (slow, real))
+        os.chmod(os.path.join(shim, "podman"), 0o755)
+        self.env["PATH"] = shim + ":" + self.env["PATH"]
+        p = self.start([MCPMUX, "--kill-deadline", "2000"] + self.GRACES + ["--"] +
+                       self.pod.run_argv() + [self.pod.image] + self.STUBBORN)
+        p.send(initialize(1))
+        self.assertEqual(p.msg(60)["id"], 1)
+        self.assertEqual(len(self.pod.containers("status=running")), 1)
+        p.close_stdin()
+        p.wait(30)
+        self.assertIn("abandoned", p.stderr())
+        self.assertEqual(len(self.pod.containers()), 1, "the container went with mcpmux")
+        os.unlink(slow)  # the engine answers at once from now on
+        wait_until(lambda: self.pod.containers() == [], 40,
+                   "the keeper to remove the container", explain=lambda: p.stderr())
+        wait_until(lambda: not self.tagged(), 15, "the keeper to exit")
+        self.assertIn("keeper: removed container", p.stderr())
 
     def test_serve_session_in_a_container(self):
         p = self.wrapped(mode=["serve"])
