@@ -44,12 +44,14 @@ class FakeDocker(FakeDockerCase):
         with open("/proc/sys/kernel/random/boot_id") as f:
             boot = f.read().strip()
         self.assertEqual(run[:3], ["--log-level", "error", "run"])
-        self.assertEqual(run[3:9], ["--label", "mcpmux.owner=" + self.owner_of(p.pid),
-                                    "--label", "mcpmux.session=" + session,
-                                    "--label", "mcpmux.boot=" + boot])
-        self.assertEqual(run[9], "--cidfile")
-        cidfile = run[10]
-        self.assertEqual(run[11:], ["-i", "--rm", "--label", "app=x", "img", "serve", "-d"])
+        pidns = os.readlink("/proc/%d/ns/pid" % p.pid)[len("pid:["):-1]
+        self.assertEqual(run[3:11], ["--label", "mcpmux.owner=" + self.owner_of(p.pid),
+                                     "--label", "mcpmux.session=" + session,
+                                     "--label", "mcpmux.boot=" + boot,
+                                     "--label", "mcpmux.pidns=" + pidns])
+        self.assertEqual(run[11], "--cidfile")
+        cidfile = run[12]
+        self.assertEqual(run[13:], ["-i", "--rm", "--label", "app=x", "img", "serve", "-d"])
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
         # the server exited on EOF; mcpmux asked whether the container is gone (it was not,
