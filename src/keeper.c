@@ -464,7 +464,7 @@ engine_word(char *const *prefix, size_t n)
 static bool
 end_container(const struct ctr *c, double term_grace)
 {
-	char cid[CONTAINER_ID_MAX + 1], why[sizeof(((struct engine_res *)0)->err) + 64];
+	char cid[CONTAINER_ID_MAX + 1];
 	int fd = open(c->cidfile, O_RDONLY | O_CLOEXEC);
 	ssize_t got = fd >= 0 ? read(fd, cid, sizeof(cid) - 1) : -1;
 	int err = errno;
@@ -527,6 +527,8 @@ end_container(const struct ctr *c, double term_grace)
 		diag_warn("keeper: removed container %.12s (%s: %s)", cid, engine_word(prefix, n),
 			  done);
 	} else {
+		char why[sizeof(r.err) + 64];
+
 		engine_describe(&r, why, sizeof(why));
 		diag_warn("keeper: could not remove container %.12s (%s: %s); its id is in %s", cid,
 			  prefix != NULL ? engine_word(prefix, n) : "?", why, c->cidfile);

@@ -320,8 +320,15 @@ class Proc:
         return True
 
     def stderr(self):
-        self.err_file.seek(0)
-        return self.err_file.read().decode(errors="replace")
+        """What the process wrote to stderr so far.  Read with pread: the file's offset is
+        the one the process writes at (a shared description), and a seek would make its
+        next line overwrite the first."""
+        fd, out = self.err_file.fileno(), b""
+        while True:
+            chunk = os.pread(fd, 1 << 20, len(out))
+            if not chunk:
+                return out.decode(errors="replace")
+            out += chunk
 
     # -- the end --
     def wait(self, seconds=10):
