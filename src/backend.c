@@ -93,7 +93,7 @@ struct backend_ctr {
 	char **run_argv;   /* what runs: labels and --cidfile added (container_run_argv) */
 	char cidfile[PATH_MAX];
 	bool own_cidfile;
-	bool name_ours; /* known by its name only: its labels say it is this run's */
+	bool id_checked; /* by a name or a user's id file: its labels say it is this run's */
 	char cid[CONTAINER_ID_MAX + 1];
 	bool sent_term, sent_kill, sent_rm;
 	bool kill_done; /* the engine's kill --signal KILL (or rm -f) has run */
@@ -833,7 +833,7 @@ ctr_prepare(struct backend *b, char *const *argv)
 	c->err_fd = -1;
 	struct stat st;
 
-	if (run.cidfile != NULL && lstat(run.cidfile, &st) == 0) {
+	if (run.cidfile != NULL && stat(run.cidfile, &st) == 0) {
 		/*
 		 * The user's --cidfile is there already: the engine refuses the run, and the
 		 * id in it is another container's, which is never this run's to end.
@@ -2040,10 +2040,11 @@ ctr_step(struct backend *b)
 		}
 		return;
 	}
-	if (c->cid[0] == '\0' && !c->name_ours) {
+	if (!c->id_checked && !(c->own_cidfile && c->cid[0] != '\0')) {
 		/*
-		 * Known by its --name only (no id file): a container of that name may be
-		 * another run's, one whose name made this run's refused.  Its labels say.
+		 * Known by its --name (no id yet), or by the user's --cidfile: that name may be
+		 * another run's, whose name made this run's refused, and that file may have
+		 * been written by another run of the same command line.  Its labels say.
 		 */
 		ctr_helper(c, container_whose_argv(pre, c->run.prefix_len, id), CTR_WHOSE);
 		return;
@@ -2061,34 +2062,36 @@ ctr_step(struct backend *b)
 }
 
 /*
- * The labels of the container known by --name only, out[0..n) ("OWNER SESSION"): this
- * run's, whose ladder goes on, or another's (or none by that name, once the engine's
- * command is gone), which this run never touches.
+ * The labels and id of the container this run knows by a name or by an id file it did
+ * not make (out[0..n)): this run's, whose ladder goes on by that id from now on; or
+ * another's (or none by that name, once the engine's command is over), which this run
+ * never touches.
  */
 static void
 ctr_whose_done(struct backend_ctr *c, bool ok, bool gone, const char *out, ssize_t n)
 {
 	struct backend *b = c->b;
-	char want[sizeof(owner_env) + sizeof(b->cookie) + 2];
-	int wl = snprintf(want, sizeof(want), "%s %s", backend_owner(), b->cookie);
-	size_t line = n > 0 ? strcspn(out, "\r\n") : 0;
+	struct container_whose w;
+	bool found = ok && n > 0 && container_whose_parse(out, (size_t)n, &w);
 
-	if (ok && wl > 0 && line == (size_t)wl && memcmp(out, want, line) == 0) {
-		c->name_ours = true;
-	} else if (ok) {
-		diag_warn("session %s: the container named '%s' is another run's (its labels: "
-			  "%.*s): left alone",
-			  b->cookie, c->run.name, (int)SYS_MIN(line, 200), out);
-		c->gone = true; /* names are unique: this run's was never made */
+	if (found && strcmp(w.owner, backend_owner()) == 0 && strcmp(w.session, b->cookie) == 0) {
+		c->id_checked = true;
+		(void)snprintf(c->cid, sizeof(c->cid), "%s", w.id); /* no name reused meanwhile */
+	} else if (found) {
+		diag_warn("session %s: container %s is another run's (owner '%s', session '%s'): "
+			  "left alone",
+			  b->cookie, c->cid[0] != '\0' ? c->cid : c->run.name, w.owner, w.session);
+		c->cid[0] = '\0';
+		c->gone = true; /* a name is unique, an id file names one: this run's is none */
 	} else if (gone && b->reaped && b->tree_empty) {
-		c->gone = true; /* none by that name, and the engine's command is over */
+		c->gone = true; /* none of that name, and the engine's command is over */
 	} else {
-		/* Not made yet, or the engine could not tell: ask again a little later. */
+		/* Not made yet, or no answer that can be read: ask again a little later. */
 		ev_timer_set(&c->retry_w, CTR_RETRY_S, 0.);
 		ev_timer_start(b->loop, &c->retry_w);
 	}
 	if (c->gone) {
-		diag_info("session %s: container '%s' is gone", b->cookie, c->run.name);
+		diag_info("session %s: its container is gone", b->cookie);
 	}
 	ctr_step(b);
 	backend_step(b);
@@ -2099,7 +2102,7 @@ static void
 ctr_helper_done(struct backend_ctr *c, int st)
 {
 	struct backend *b = c->b;
-	char err[1024];
+	char err[4096]; /* its stderr (and, for CTR_WHOSE, its answer, after any warnings) */
 	ssize_t n = c->err_fd >= 0 ? sys_read(c->err_fd, err, sizeof(err) - 1) : -1;
 	bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
 

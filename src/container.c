@@ -543,11 +543,57 @@ char **
 container_whose_argv(char *const *prefix, size_t n, const char *id)
 {
 	const char *words[] = { "inspect", "--format",
-				"{{index .Config.Labels \"" CONTAINER_LABEL_OWNER
-				"\"}} {{index .Config.Labels \"" CONTAINER_LABEL_SESSION "\"}}",
+				CONTAINER_WHOSE
+				"|{{index .Config.Labels \"" CONTAINER_LABEL_OWNER
+				"\"}}|{{index .Config.Labels \"" CONTAINER_LABEL_SESSION
+				"\"}}|{{.Id}}",
 				NULL };
 
 	return helper_argv(prefix, n, words, id, NULL);
+}
+
+/* Copy the field p[0..len) into out (cap bytes): false when it does not fit. */
+static bool
+whose_field(const char *p, size_t len, char *out, size_t cap)
+{
+	if (len >= cap) {
+		return false;
+	}
+	memcpy(out, p, len);
+	out[len] = '\0';
+	return true;
+}
+
+bool
+container_whose_parse(const char *out, size_t len, struct container_whose *w)
+{
+	static const char tag[] = CONTAINER_WHOSE "|";
+	const char *end = out + len;
+
+	for (const char *line = out; line < end;) {
+		const char *nl = memchr(line, '\n', (size_t)(end - line));
+		const char *stop = nl != NULL ? nl : end;
+
+		if ((size_t)(stop - line) > sizeof(tag) - 1 &&
+		    memcmp(line, tag, sizeof(tag) - 1) == 0) {
+			const char *f = line + sizeof(tag) - 1;
+			const char *b1 = memchr(f, '|', (size_t)(stop - f));
+			const char *b2 =
+				b1 != NULL ? memchr(b1 + 1, '|', (size_t)(stop - b1 - 1)) : NULL;
+			size_t id_len = b2 != NULL ? (size_t)(stop - b2 - 1) : 0;
+
+			while (id_len > 0 && (b2[id_len] == '\r' || b2[id_len] == ' ')) {
+				id_len--;
+			}
+			return b2 != NULL && id_len > 0 &&
+			       whose_field(f, (size_t)(b1 - f), w->owner, sizeof(w->owner)) &&
+			       whose_field(b1 + 1, (size_t)(b2 - b1 - 1), w->session,
+					   sizeof(w->session)) &&
+			       whose_field(b2 + 1, id_len, w->id, sizeof(w->id));
+		}
+		line = stop + 1;
+	}
+	return false;
 }
 
 char **

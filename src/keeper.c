@@ -39,12 +39,15 @@ static pid_t keeper_pid;   /* its pid, as the middle child told it; 0 unknown */
  * long line may not fit at once; the keeper reads all the time, so the rest is waited
  * for, a little, rather than left half written (which would garble every later line).
  */
+static bool keeper_cut; /* a line went half written: nothing more can be told */
+
 static int
 tell_n(const char *line, size_t len)
 {
 	double until = sys_mono() + KEEPER_TELL_S;
+	bool started = false;
 
-	if (keeper_fd < 0) {
+	if (keeper_fd < 0 || keeper_cut) {
 		errno = EPIPE;
 		return -1;
 	}
@@ -52,6 +55,7 @@ tell_n(const char *line, size_t len)
 		ssize_t n = write(keeper_fd, line, len);
 
 		if (n > 0) {
+			started = true;
 			line += n;
 			len -= (size_t)n;
 			continue;
@@ -60,12 +64,19 @@ tell_n(const char *line, size_t len)
 			continue;
 		}
 		if (n == -1 && errno != EAGAIN) {
+			keeper_cut = started;
 			return -1;
 		}
 		struct pollfd p = { .fd = keeper_fd, .events = POLLOUT };
 		double left = until - sys_mono();
 
 		if (left <= 0) {
+			/*
+			 * Part of the line is in the pipe: whatever came next would be glued to it
+			 * and misread.  Nothing more is told; at mcpmux's exit the keeper, without
+			 * its "done", ends what mcpmux leaves, as after a kill.
+			 */
+			keeper_cut = started;
 			errno = ETIMEDOUT;
 			return -1;
 		}
@@ -322,7 +333,7 @@ keeper_split_words(char *words, size_t *n)
 struct engine_res {
 	int st;		 /* wait status; -1 when there is none (see how) */
 	const char *how; /* without a status: why ("no answer", "cannot fork") */
-	char err[256];	 /* the start of its stderr */
+	char err[2048];	 /* the start of its stderr (and stdout, when asked for) */
 	size_t n_err;
 };
 
@@ -386,7 +397,7 @@ engine_drain(int fd, struct engine_res *r)
 
 /* Run an engine command and wait for it, at most `seconds`. */
 static void
-run_engine(char *const argv[], double seconds, struct engine_res *r)
+run_engine_out(char *const argv[], double seconds, struct engine_res *r, bool with_stdout)
 {
 	int errp[2];
 	pid_t pid;
@@ -410,6 +421,9 @@ run_engine(char *const argv[], double seconds, struct engine_res *r)
 		if (null >= 0) {
 			(void)dup2(null, STDIN_FILENO);
 			(void)dup2(null, STDOUT_FILENO);
+		}
+		if (with_stdout) {
+			(void)dup2(errp[1], STDOUT_FILENO);
 		}
 		(void)dup2(errp[1], STDERR_FILENO);
 		(void)fcntl(STDERR_FILENO, F_SETFL, 0);
@@ -442,6 +456,12 @@ run_engine(char *const argv[], double seconds, struct engine_res *r)
 	(void)close(errp[0]);
 }
 
+static void
+run_engine(char *const argv[], double seconds, struct engine_res *r)
+{
+	run_engine_out(argv, seconds, r, false);
+}
+
 /* The engine's name among the words (after a launcher such as env), for messages. */
 static const char *
 engine_word(char *const *prefix, size_t n)
@@ -462,7 +482,7 @@ engine_word(char *const *prefix, size_t n)
  * itself), or could not be removed, with the engine's answer.  true when it is gone.
  */
 static bool
-end_container(const struct ctr *c, double term_grace)
+end_container(const struct ctr *c, const char *owner, double term_grace)
 {
 	char cid[CONTAINER_ID_MAX + 1];
 	int fd = open(c->cidfile, O_RDONLY | O_CLOEXEC);
@@ -486,11 +506,35 @@ end_container(const struct ctr *c, double term_grace)
 	char *words = strdup(c->prefix);
 	size_t n = 0;
 	char **prefix = words != NULL ? keeper_split_words(words, &n) : NULL;
-	char **term = NULL, **kill9 = NULL, **look = NULL, **rm = NULL;
+	char **term = NULL, **kill9 = NULL, **look = NULL, **rm = NULL, **whose = NULL;
 	struct engine_res r = { .st = -1, .how = "out of memory" };
 	bool gone = false;
 	const char *done = NULL;
 
+	if (prefix != NULL && (whose = container_whose_argv(prefix, n, cid)) != NULL) {
+		/*
+		 * The id file may have been written by another mcpmux's run of the same command
+		 * line: only a container of this mcpmux's is ended.
+		 */
+		struct container_whose w;
+
+		run_engine_out(whose, KEEPER_ENGINE_S, &r, true);
+		free(whose);
+		if (engine_gone(&r)) {
+			free(prefix);
+			free(words);
+			(void)unlink(c->cidfile);
+			return true;
+		}
+		if (engine_ok(&r) && container_whose_parse(r.err, r.n_err, &w) &&
+		    strcmp(w.owner, owner) != 0) {
+			diag_warn("keeper: container %.12s is another mcpmux's (%s): left alone",
+				  cid, w.owner);
+			free(prefix);
+			free(words);
+			return true;
+		}
+	}
 	if (prefix != NULL) {
 		term = container_kill_argv(prefix, n, "TERM", cid);
 		kill9 = container_kill_argv(prefix, n, "KILL", cid);
@@ -656,7 +700,7 @@ keeper_main(int fd, const char *owner, double term_grace)
 			  "ending them",
 			  owner, n_ctr);
 		for (size_t i = 0; i < n_ctr; i++) {
-			(void)end_container(&ctrs[i], term_grace);
+			(void)end_container(&ctrs[i], owner, term_grace);
 		}
 	} else if (!done) {
 		/*
@@ -664,7 +708,7 @@ keeper_main(int fd, const char *owner, double term_grace)
 		 * and must live until the engine has stopped them (container.h).
 		 */
 		for (size_t i = 0; i < n_ctr; i++) {
-			(void)end_container(&ctrs[i], term_grace);
+			(void)end_container(&ctrs[i], owner, term_grace);
 		}
 		/* SIGTERM to what carries the owner, SIGKILL after the grace... */
 		(void)keeper_end_owned(PROC_ROOT, owner, term_grace);

@@ -353,7 +353,7 @@ read_proc(struct procscan *s, const char *root, pid_t pid, uid_t uid, bool all)
 			/* A carrier: its clock, and, in a pid namespace below, which one. */
 			char tns[sizeof(s->timens)];
 
-			if (p->ns_pid != p->pid) {
+			if (p->ns_depth > 0) { /* its pid there may be the same number */
 				ns_link(root, pid, "pid", p->pidns, sizeof(p->pidns));
 			}
 			ns_link(root, pid, "time", tns, sizeof(tns));
@@ -541,8 +541,8 @@ procscan_parse_owner(const char *text, pid_t *pid, unsigned long long *start)
 
 /*
  * The boottime offset of pid's time namespace, in clock ticks: what it adds to the start
- * times it reads.  0, or -1 when it cannot be read (timens_offsets shows the namespace
- * of pid's children, which must be its own).
+ * times it reads.  0, 1 when it is not a whole number of ticks, or -1 when it cannot be
+ * read (timens_offsets shows the namespace of pid's children, which must be its own).
  */
 static int
 boot_offset(const struct procscan *s, const char *root, pid_t pid, long long *ticks)
@@ -565,7 +565,8 @@ boot_offset(const struct procscan *s, const char *root, pid_t pid, long long *ti
 		return -1;
 	}
 	*ticks = sec * s->hz + nsec * s->hz / 1000000000LL;
-	return 0;
+	/* Not a whole number of ticks: the kernel rounds the sum, this the parts. */
+	return nsec * s->hz % 1000000000LL != 0;
 }
 
 /*
@@ -583,14 +584,22 @@ start_matches(const struct procscan *s, const char *root, const struct procscan_
 	if (p->start == start) {
 		return 1;
 	}
+	if (s->timens[0] == '\0') {
+		return 0; /* no time namespaces here: one clock for all */
+	}
 	ns_link(root, p->pid, "time", tns, sizeof(tns));
-	if (tns[0] != '\0' && s->timens[0] != '\0' && strcmp(tns, s->timens) == 0) {
+	if (strcmp(tns, s->timens) == 0) {
 		return 0; /* the same clock */
 	}
-	if (!s->boot_off_known || boot_offset(s, root, p->pid, &off) == -1) {
+	int part = boot_offset(s, root, p->pid, &off);
+
+	if (!s->boot_off_known || part == -1) {
 		return -1;
 	}
-	return (long long)p->start - s->boot_off + off == (long long)start;
+	long long d = (long long)p->start - s->boot_off + off - (long long)start;
+
+	/* Offsets in parts of a tick are rounded apart: one tick either way is the same. */
+	return d == 0 || ((part == 1 || s->boot_off_part) && (d == 1 || d == -1));
 }
 
 /* Is c's pid namespace p's, or one below it?  1, 0, or -1 (errno) when it cannot be told. */
@@ -756,8 +765,15 @@ procscan_owner_in_pidns(const struct procscan *s, const char *proc_root, const c
 	for (size_t i = 0; i < s->n; i++) {
 		const struct procscan_proc *p = &s->v[i];
 
-		if (p->ns_pid != pid || !is_live(p) ||
-		    procscan_pidns(proc_root, p->pid, ns) == -1 || strcmp(ns, pidns) != 0) {
+		if (p->ns_pid != pid || !is_live(p) || p->ns_depth == 0) {
+			continue;
+		}
+		if (procscan_pidns(proc_root, p->pid, ns) == -1) {
+			unsure = true; /* whose namespace it is in cannot be read: it may be that
+					  one */
+			continue;
+		}
+		if (strcmp(ns, pidns) != 0) {
 			continue;
 		}
 		int same = start_matches(s, proc_root, p, start);
@@ -768,15 +784,19 @@ procscan_owner_in_pidns(const struct procscan *s, const char *proc_root, const c
 		unsure = unsure || same == -1;
 	}
 	if (unsure) {
-		return PROCSCAN_UNKNOWN; /* that pid there, on a clock that cannot be read */
+		return PROCSCAN_UNKNOWN; /* a candidate that could not be judged */
 	}
-	/* Seen whole from here only from the initial pid namespace, with its own /proc. */
+	/*
+	 * Every process is seen only from the initial pid namespace, with its own /proc,
+	 * and by root (hidepid hides other users' processes from the others).
+	 */
 	char self[32];
 	ssize_t n = readlink("/proc/self", self, sizeof(self) - 1);
 
 	self[n > 0 ? n : 0] = '\0';
-	if (procscan_pidns(proc_root, getpid(), ns) == 0 && strcmp(ns, PIDNS_INIT) == 0 &&
-	    strcmp(proc_root, "/proc") == 0 && atoi(self) == (int)getpid()) {
+	if (geteuid() == 0 && procscan_pidns(proc_root, getpid(), ns) == 0 &&
+	    strcmp(ns, PIDNS_INIT) == 0 && strcmp(proc_root, "/proc") == 0 &&
+	    atoi(self) == (int)getpid()) {
 		return PROCSCAN_GONE;
 	}
 	return PROCSCAN_UNKNOWN;
@@ -1013,7 +1033,10 @@ procscan_read(struct procscan *s, const char *proc_root, uid_t uid, bool all, pi
 	s->n_groups = 0;
 	read_clock(s, proc_root);
 	ns_link(proc_root, self, "time", s->timens, sizeof(s->timens));
-	s->boot_off_known = boot_offset(s, proc_root, self, &s->boot_off) == 0;
+	int part = boot_offset(s, proc_root, self, &s->boot_off);
+
+	s->boot_off_known = part != -1;
+	s->boot_off_part = part == 1;
 	d = opendir(proc_root);
 	if (d == NULL) {
 		return -1;

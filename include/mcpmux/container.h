@@ -104,8 +104,21 @@ char **container_run_argv(char *const *argv, const struct container_run *r,
 char **container_kill_argv(char *const *prefix, size_t n, const char *sig, const char *id);
 char **container_rm_argv(char *const *prefix, size_t n, const char *id);
 char **container_inspect_argv(char *const *prefix, size_t n, const char *id);
-/* Its labels' owner and session, on one line: "OWNER SESSION" ("" for a label it lacks). */
+/*
+ * Its labels' owner and session, and its full id, on a line of their own that an engine's
+ * warnings on the same stream cannot be taken for: "mcpmux-whose|OWNER|SESSION|ID" ("" for
+ * a label it lacks).
+ */
+#define CONTAINER_WHOSE "mcpmux-whose"
 char **container_whose_argv(char *const *prefix, size_t n, const char *id);
+
+struct container_whose {
+	char owner[CONTAINER_LABEL_MAX + 1];
+	char session[CONTAINER_LABEL_MAX + 1];
+	char id[CONTAINER_ID_MAX + 1];
+};
+/* That line, in the output of its command (other lines ignored).  false when not there. */
+bool container_whose_parse(const char *out, size_t len, struct container_whose *w);
 char **container_list_argv(char *const *prefix, size_t n, enum container_engine engine);
 
 /* The engine's usual binary name: "docker" or "podman". */

@@ -106,6 +106,7 @@ struct procscan {
 	char timens[32];     /* the scanner's time namespace (its ns/time link), "" unknown */
 	long long boot_off;  /* its boottime offset, clock ticks (what its start times add) */
 	bool boot_off_known; /* ... could be read */
+	bool boot_off_part;  /* ... is not a whole number of ticks */
 	long hz;	     /* clock ticks per second */
 };
 

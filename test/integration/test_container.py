@@ -82,6 +82,33 @@ class FakeDocker(FakeDockerCase):
         self.assertEqual(p.wait(), 137)
         self.assert_no_leftovers()
 
+    def test_a_users_cidfile_is_checked_by_labels_through_the_engines_warnings(self):
+        """An id read from the command's own --cidfile (another run of the same command
+        line may have written it) is acted on only once the container's labels say it is
+        this run's, and the engine's warnings on the same stream do not hide the answer."""
+        self.env["FAKE_DOCKER_ARGS"] = "--ignore-sigterm --ignore-eof"
+        self.env["FAKE_DOCKER_WARN"] = "1"
+        cidfile = os.path.join(self.tmp.name, "mine.cid")
+        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "--cidfile", cidfile,
+                                            "img"])
+        p.send(initialize(1))
+        self.assertEqual(p.msg()["id"], 1)
+        p.send(req(2, "mcpmux/endRun"))
+        self.assertEqual(p.msg(10)["result"]["escalation"], "kill")
+        helpers = [" ".join(c) for c in self.calls()[1:]]
+        self.assertTrue(helpers[0].startswith("container inspect --format mcpmux-whose|"),
+                        helpers)
+        self.assertEqual(helpers[1:], [
+            "container kill --signal TERM fake0123456789abcdef",
+            "container kill --signal KILL fake0123456789abcdef",
+            "container inspect --format {{.State.Status}} fake0123456789abcdef",
+            "container rm -f fake0123456789abcdef",
+        ])
+        self.assertNotIn("another run's", p.stderr())
+        p.close_stdin()
+        self.assertEqual(p.wait(), 137)
+        self.assert_no_leftovers()
+
     def test_detached_run_is_left_alone(self):
         self.env["FAKE_DOCKER_ARGS"] = ""
         p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-d", "img"])
@@ -105,6 +132,24 @@ class FakeDockerKeeper(FakeDockerCase):
         p.wait()
         wait_until(lambda: not self.keepers(), 20, "the keeper to finish",
                    explain=lambda: p.stderr())
+
+    def test_the_keeper_leaves_another_mcpmuxs_container_alone(self):
+        """The id file of a --cidfile may have been written by another mcpmux's run of the
+        same command line: the keeper ends only a container whose owner label is its
+        mcpmux's."""
+        self.env["FAKE_DOCKER_ARGS"] = ""
+        cidfile = os.path.join(self.tmp.name, "shared.cid")
+        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "--cidfile", cidfile,
+                                            "img"])
+        p.send(initialize(1))
+        self.assertEqual(p.msg()["id"], 1)
+        with open(self.log + ".labels", "a") as f:
+            f.write("mcpmux.owner=1:2\n")  # the container in that file is now another's
+        self.kill_and_wait_for_keeper(p)
+        helpers = [" ".join(c) for c in self.calls()[1:]]
+        self.assertEqual(len(helpers), 1, helpers)
+        self.assertTrue(helpers[0].startswith("container inspect --format mcpmux-whose|"))
+        self.assertIn("is another mcpmux's (1:2): left alone", p.stderr())
 
     def test_long_launcher_prefix_reaches_the_keeper_whole(self):
         # 40 variables of 60 bytes (over 2 KiB, over 32 words), then the one the stand-in

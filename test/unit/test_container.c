@@ -400,6 +400,32 @@ static const char docker_list[] =
 	"\"State\":\"exited\"}\n"
 	"{\"ID\":\"nolabel\",\"Labels\":\"\",\"Names\":\"y\",\"State\":\"exited\"}\n";
 
+/* The answer of container_whose_argv()'s command, among an engine's warnings. */
+static void
+test_whose_parse(void **state)
+{
+	static const char warned[] = "WARN[0000] a cgroup warning\n"
+				     "mcpmux-whose|42:1000|run-7|abc123def\n";
+	struct container_whose w;
+
+	(void)state;
+	assert_true(container_whose_parse(warned, strlen(warned), &w));
+	assert_string_equal(w.owner, "42:1000");
+	assert_string_equal(w.session, "run-7");
+	assert_string_equal(w.id, "abc123def");
+	/* labels it lacks are empty; a line end of \r\n is no part of the id */
+	assert_true(container_whose_parse("mcpmux-whose|||ff\r\n", 19, &w));
+	assert_string_equal(w.owner, "");
+	assert_string_equal(w.session, "");
+	assert_string_equal(w.id, "ff");
+	/* not there, cut short, or without an id */
+	assert_false(container_whose_parse("running\n", 8, &w));
+	assert_false(container_whose_parse("mcpmux-whose|1:2|s", 18, &w));
+	assert_false(container_whose_parse("mcpmux-whose|1:2|s|", 19, &w));
+	assert_false(container_whose_parse("x mcpmux-whose|1:2|s|id\n", 24, &w));
+	assert_false(container_whose_parse("", 0, &w));
+}
+
 static void
 test_parse_docker(void **state)
 {
@@ -463,6 +489,7 @@ main(void)
 		cmocka_unit_test(test_detect_table), cmocka_unit_test(test_detect_details),
 		cmocka_unit_test(test_run_argv),     cmocka_unit_test(test_helpers),
 		cmocka_unit_test(test_parse_podman), cmocka_unit_test(test_parse_docker),
+		cmocka_unit_test(test_whose_parse),  cmocka_unit_test(test_whose_parse),
 		cmocka_unit_test(test_gone_message),
 	};
 
