@@ -212,9 +212,9 @@ class FakeDockerKeeper(FakeDockerCase):
         self.assertIn("cannot tell the keeper about the container of 'env'", p.stderr())
         self.assert_no_leftovers()
 
-    def test_container_abandoned_at_exit_is_ended_by_the_keeper(self):
-        # The engine's kill hangs while the marker exists: mcpmux's teardown is abandoned
-        # at --kill-deadline, with the container, and mcpmux exits; the keeper ends it.
+    def start_with_a_slow_engine(self):
+        """A stubborn server whose engine's kill hangs while the marker (returned) exists:
+        mcpmux's teardown is abandoned at --kill-deadline, with the container."""
         slow = os.path.join(self.tmp.name, "slow")
         open(slow, "w").close()
         self.env["FAKE_DOCKER_SLOW_KILL"] = slow
@@ -224,6 +224,11 @@ class FakeDockerKeeper(FakeDockerCase):
         p.send(initialize(1))
         self.assertEqual(p.msg()["id"], 1)
         p.close_stdin()
+        return p, slow
+
+    def test_container_abandoned_at_exit_is_ended_by_the_keeper(self):
+        # mcpmux exits after the abandon; the keeper ends the container.
+        p, slow = self.start_with_a_slow_engine()
         p.wait(15)
         self.assertIn("abandoned", p.stderr())
         self.assertNotIn(["container", "rm", "-f", "fake0123456789abcdef"], self.calls())
@@ -237,15 +242,7 @@ class FakeDockerKeeper(FakeDockerCase):
     def test_normal_exit_is_not_held_up_by_the_keeper(self):
         # same, but the engine stays slow: mcpmux exits without waiting for the keeper's
         # ladder, and the keeper still ends the container when the engine answers
-        slow = os.path.join(self.tmp.name, "slow")
-        open(slow, "w").close()
-        self.env["FAKE_DOCKER_SLOW_KILL"] = slow
-        self.env["FAKE_DOCKER_ARGS"] = "--ignore-sigterm --ignore-eof"
-        p = self.start([MCPMUX] + GRACES + ["--kill-deadline", "1000", "--", "docker", "run",
-                                            "-i", "img"])
-        p.send(initialize(1))
-        self.assertEqual(p.msg()["id"], 1)
-        p.close_stdin()
+        p, slow = self.start_with_a_slow_engine()
         wait_until(lambda: "abandoned" in p.stderr(), 15, "the teardown to be abandoned")
         t1 = time.monotonic()
         p.wait(15)
