@@ -325,6 +325,10 @@ container_detect(char *const *argv, struct container_run *r)
 		r->engine = CONTAINER_PODMAN;
 		gvalue = podman_global_value;
 		gflag = podman_global_flag;
+	} else if (strcmp(engine, "nerdctl") == 0 || strcmp(engine, "podman-remote") == 0) {
+		/* Engines of the same kind whose helpers mcpmux does not drive: said, not run. */
+		r->why = "an engine mcpmux does not drive: its container may outlive the command";
+		return argv[i + 1] != NULL ? CONTAINER_UNMANAGED : CONTAINER_PLAIN;
 	} else {
 		return CONTAINER_PLAIN;
 	}
@@ -360,6 +364,18 @@ container_detect(char *const *argv, struct container_run *r)
 		return CONTAINER_PLAIN;
 	}
 	r->prefix_len = i;
+	if (strcmp(argv[i], "compose") == 0) {
+		/* `compose run`: a project's service, started through the engine's daemon. */
+		for (size_t k = i + 1; argv[k] != NULL; k++) {
+			if (strcmp(argv[k], "run") == 0) {
+				r->why =
+					"compose run: its container is the project's, and may outlive "
+					"the command";
+				return CONTAINER_UNMANAGED;
+			}
+		}
+		return CONTAINER_PLAIN;
+	}
 	if (strcmp(argv[i], "container") == 0) {
 		i++;
 	}

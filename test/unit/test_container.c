@@ -67,7 +67,6 @@ test_detect_table(void **state)
 		{ "/usr/bin/mydocker run -i img", CONTAINER_PLAIN, 0, 0, 0, 0 },
 		{ "docker exec -i ctr server", CONTAINER_PLAIN, 0, 0, 0, 0 },
 		{ "podman ps -a", CONTAINER_PLAIN, 0, 0, 0, 0 },
-		{ "docker compose run -i svc", CONTAINER_PLAIN, 0, 0, 0, 0 },
 		{ "docker container ls", CONTAINER_PLAIN, 0, 0, 0, 0 },
 		{ "docker --log-level", CONTAINER_PLAIN, 0, 0, 0, 0 },
 		{ "env FOO=1", CONTAINER_PLAIN, 0, 0, 0, 0 },
@@ -139,6 +138,15 @@ test_detect_table(void **state)
 		{ "docker run --name", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 1, 1, 0 },
 		{ "docker run -Z img", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 1, 1, 0 },
 		{ "docker run --rm=maybe img", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 1, 1, 0 },
+		/* containers of a project, or of an engine whose helpers mcpmux does not drive */
+		{ "docker compose run -T svc", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 0, 0, 0 },
+		{ "podman compose -f c.yml run svc", CONTAINER_UNMANAGED, CONTAINER_PODMAN, 0, 0,
+		  0 },
+		{ "docker compose up", CONTAINER_PLAIN, CONTAINER_DOCKER, 0, 0, 0 },
+		{ "nerdctl run -i img", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 0, 0, 0 },
+		{ "env A=1 podman-remote run -i img", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 0, 0,
+		  0 },
+		{ "nerdctl", CONTAINER_PLAIN, CONTAINER_DOCKER, 0, 0, 0 },
 	};
 
 	(void)state;
