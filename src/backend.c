@@ -2077,12 +2077,17 @@ ctr_whose_done(struct backend_ctr *c, bool ok, bool gone, const char *out, ssize
 	if (found && strcmp(w.owner, backend_owner()) == 0 && strcmp(w.session, b->cookie) == 0) {
 		c->id_checked = true;
 		(void)snprintf(c->cid, sizeof(c->cid), "%s", w.id); /* no name reused meanwhile */
-	} else if (found) {
+	} else if (found && b->reaped && b->tree_empty) {
+		/*
+		 * Another's, and the engine's command is over: it made none of that name, or
+		 * wrote no id of its own (a name is unique, an id file names one).  Before that,
+		 * the other may still give the name up and this run's take it: asked again.
+		 */
 		diag_warn("session %s: container %s is another run's (owner '%s', session '%s'): "
 			  "left alone",
 			  b->cookie, c->cid[0] != '\0' ? c->cid : c->run.name, w.owner, w.session);
 		c->cid[0] = '\0';
-		c->gone = true; /* a name is unique, an id file names one: this run's is none */
+		c->gone = true;
 	} else if (gone && b->reaped && b->tree_empty) {
 		c->gone = true; /* none of that name, and the engine's command is over */
 	} else {
@@ -2097,13 +2102,49 @@ ctr_whose_done(struct backend_ctr *c, bool ok, bool gone, const char *out, ssize
 	backend_step(b);
 }
 
+/*
+ * What an engine command wrote (it has exited: all of it is in the pipe), into out (cap
+ * bytes, NUL-terminated): its start; for CTR_WHOSE, from the marked line on, however much
+ * the engine warned before it.  Bytes kept, or -1.
+ */
+static ssize_t
+ctr_helper_output(int fd, char *out, size_t cap, enum ctr_helper what)
+{
+	static const char tag[] = CONTAINER_WHOSE "|";
+	size_t n = 0;
+	bool any = false;
+
+	for (;;) {
+		if (n == cap - 1) {
+			const char *m =
+				what == CTR_WHOSE ? memmem(out, n, tag, sizeof(tag) - 1) : NULL;
+			size_t from = m != NULL ? (size_t)(m - out) : n - sizeof(tag);
+
+			if (what != CTR_WHOSE || from == 0) {
+				break; /* the start is kept; or the marked line, from its start */
+			}
+			memmove(out, out + from, n - from);
+			n -= from;
+		}
+		ssize_t k = sys_read(fd, out + n, cap - 1 - n);
+
+		if (k <= 0) {
+			break;
+		}
+		any = true;
+		n += (size_t)k;
+	}
+	out[n] = '\0';
+	return any ? (ssize_t)n : -1;
+}
+
 /* An engine command ended with wait status st. */
 static void
 ctr_helper_done(struct backend_ctr *c, int st)
 {
 	struct backend *b = c->b;
 	char err[4096]; /* its stderr (and, for CTR_WHOSE, its answer, after any warnings) */
-	ssize_t n = c->err_fd >= 0 ? sys_read(c->err_fd, err, sizeof(err) - 1) : -1;
+	ssize_t n = c->err_fd >= 0 ? ctr_helper_output(c->err_fd, err, sizeof(err), c->what) : -1;
 	bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
 
 	err[n > 0 ? n : 0] = '\0';

@@ -81,6 +81,7 @@ tell_n(const char *line, size_t len)
 			return -1;
 		}
 		if (poll(&p, 1, (int)(left * 1000) + 1) == -1 && errno != EINTR) {
+			keeper_cut = started;
 			return -1;
 		}
 	}
@@ -335,6 +336,7 @@ struct engine_res {
 	const char *how; /* without a status: why ("no answer", "cannot fork") */
 	char err[2048];	 /* the start of its stderr (and stdout, when asked for) */
 	size_t n_err;
+	bool marked; /* keep the line marked CONTAINER_WHOSE, wherever it comes */
 };
 
 static bool
@@ -371,14 +373,29 @@ engine_describe(const struct engine_res *r, char *out, size_t size)
 	}
 }
 
-/* Read what is there of the command's stderr, keeping the start. */
+/*
+ * Read what is there of the command's output, keeping its start; or, with r->marked,
+ * keeping the marked line however much comes before it (an engine's warnings).
+ */
 static void
 engine_drain(int fd, struct engine_res *r)
 {
+	static const char tag[] = CONTAINER_WHOSE "|";
 	char sink[512];
 
 	for (;;) {
 		size_t room = sizeof(r->err) - 1 - r->n_err;
+
+		if (room == 0 && r->marked) {
+			const char *m = memmem(r->err, r->n_err, tag, sizeof(tag) - 1);
+			size_t from = m != NULL ? (size_t)(m - r->err) : r->n_err - sizeof(tag);
+
+			if (from > 0) {
+				memmove(r->err, r->err + from, r->n_err - from);
+				r->n_err -= from;
+				room = sizeof(r->err) - 1 - r->n_err;
+			}
+		}
 		ssize_t n =
 			room > 0 ? read(fd, r->err + r->n_err, room) : read(fd, sink, sizeof(sink));
 
@@ -518,7 +535,9 @@ end_container(const struct ctr *c, const char *owner, double term_grace)
 		 */
 		struct container_whose w;
 
+		r.marked = true;
 		run_engine_out(whose, KEEPER_ENGINE_S, &r, true);
+		r.marked = false;
 		free(whose);
 		if (engine_gone(&r)) {
 			free(prefix);
@@ -526,13 +545,25 @@ end_container(const struct ctr *c, const char *owner, double term_grace)
 			(void)unlink(c->cidfile);
 			return true;
 		}
-		if (engine_ok(&r) && container_whose_parse(r.err, r.n_err, &w) &&
-		    strcmp(w.owner, owner) != 0) {
-			diag_warn("keeper: container %.12s is another mcpmux's (%s): left alone",
-				  cid, w.owner);
+		bool told = engine_ok(&r) && container_whose_parse(r.err, r.n_err, &w);
+
+		if (!told || strcmp(w.owner, owner) != 0) {
+			/* Not known to be its mcpmux's: never ended on a guess. */
+			if (told) {
+				diag_warn(
+					"keeper: container %.12s is another mcpmux's (%s): left alone",
+					cid, w.owner);
+			} else {
+				char why[sizeof(r.err) + 64];
+
+				engine_describe(&r, why, sizeof(why));
+				diag_warn("keeper: cannot tell whose container %.12s is (%s): left "
+					  "alone; its id is in %s",
+					  cid, why, c->cidfile);
+			}
 			free(prefix);
 			free(words);
-			return true;
+			return told;
 		}
 	}
 	if (prefix != NULL) {

@@ -87,7 +87,7 @@ class FakeDocker(FakeDockerCase):
         line may have written it) is acted on only once the container's labels say it is
         this run's, and the engine's warnings on the same stream do not hide the answer."""
         self.env["FAKE_DOCKER_ARGS"] = "--ignore-sigterm --ignore-eof"
-        self.env["FAKE_DOCKER_WARN"] = "1"
+        self.env["FAKE_DOCKER_WARN"] = "300"  # over 16 KiB before the answer
         cidfile = os.path.join(self.tmp.name, "mine.cid")
         p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "--cidfile", cidfile,
                                             "img"])
@@ -138,6 +138,7 @@ class FakeDockerKeeper(FakeDockerCase):
         same command line: the keeper ends only a container whose owner label is its
         mcpmux's."""
         self.env["FAKE_DOCKER_ARGS"] = ""
+        self.env["FAKE_DOCKER_WARN"] = "100"  # over 4 KiB of warnings before the answer
         cidfile = os.path.join(self.tmp.name, "shared.cid")
         p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "--cidfile", cidfile,
                                             "img"])
@@ -197,7 +198,8 @@ class FakeDockerKeeper(FakeDockerCase):
         os.unlink(os.path.join(bindir, "docker"))
         self.kill_and_wait_for_keeper(p)
         err = p.stderr()
-        self.assertIn("keeper: could not remove container fake01234567 (docker: exit 127", err)
+        # its owner cannot even be asked: left alone, and said, with the engine's answer
+        self.assertIn("keeper: cannot tell whose container fake01234567 is (exit 127", err)
         self.assertNotIn("keeper: removed container", err)
         self.assert_no_leftovers()
 
