@@ -2110,21 +2110,14 @@ ctr_whose_done(struct backend_ctr *c, bool ok, bool gone, const char *out, ssize
 static ssize_t
 ctr_helper_output(int fd, char *out, size_t cap, enum ctr_helper what)
 {
-	static const char tag[] = CONTAINER_WHOSE "|";
 	size_t n = 0;
 	bool any = false;
 
 	for (;;) {
-		if (n == cap - 1) {
-			const char *m =
-				what == CTR_WHOSE ? memmem(out, n, tag, sizeof(tag) - 1) : NULL;
-			size_t from = m != NULL ? (size_t)(m - out) : n - sizeof(tag);
-
-			if (what != CTR_WHOSE || from == 0) {
-				break; /* the start is kept; or the marked line, from its start */
-			}
-			memmove(out, out + from, n - from);
-			n -= from;
+		/* Full: the start is kept; or, for CTR_WHOSE, the marked line, from its start. */
+		if (n == cap - 1 &&
+		    (what != CTR_WHOSE || (n = container_whose_keep(out, n)) == cap - 1)) {
+			break;
 		}
 		ssize_t k = sys_read(fd, out + n, cap - 1 - n);
 

@@ -580,6 +580,19 @@ whose_field(const char *p, size_t len, char *out, size_t cap)
 	return true;
 }
 
+size_t
+container_whose_keep(char *buf, size_t n)
+{
+	static const char tag[] = CONTAINER_WHOSE "|";
+	const char *m = memmem(buf, n, tag, sizeof(tag) - 1);
+	size_t from = m != NULL		     ? (size_t)(m - buf)
+		      : n >= sizeof(tag) - 1 ? n - (sizeof(tag) - 2)
+					     : 0;
+
+	memmove(buf, buf + from, n - from);
+	return n - from;
+}
+
 bool
 container_whose_parse(const char *out, size_t len, struct container_whose *w)
 {

@@ -380,21 +380,14 @@ engine_describe(const struct engine_res *r, char *out, size_t size)
 static void
 engine_drain(int fd, struct engine_res *r)
 {
-	static const char tag[] = CONTAINER_WHOSE "|";
 	char sink[512];
 
 	for (;;) {
 		size_t room = sizeof(r->err) - 1 - r->n_err;
 
 		if (room == 0 && r->marked) {
-			const char *m = memmem(r->err, r->n_err, tag, sizeof(tag) - 1);
-			size_t from = m != NULL ? (size_t)(m - r->err) : r->n_err - sizeof(tag);
-
-			if (from > 0) {
-				memmove(r->err, r->err + from, r->n_err - from);
-				r->n_err -= from;
-				room = sizeof(r->err) - 1 - r->n_err;
-			}
+			r->n_err = container_whose_keep(r->err, r->n_err);
+			room = sizeof(r->err) - 1 - r->n_err;
 		}
 		ssize_t n =
 			room > 0 ? read(fd, r->err + r->n_err, room) : read(fd, sink, sizeof(sink));

@@ -119,6 +119,12 @@ struct container_whose {
 };
 /* That line, in the output of its command (other lines ignored).  false when not there. */
 bool container_whose_parse(const char *out, size_t len, struct container_whose *w);
+/*
+ * Room in a full buffer of that command's output, for reading on: what comes before the
+ * marked line goes (or, while it has not come, all but the bytes where it may begin).
+ * The bytes kept: n when the marked line starts the buffer (no room can be made).
+ */
+size_t container_whose_keep(char *buf, size_t n);
 char **container_list_argv(char *const *prefix, size_t n, enum container_engine engine);
 
 /* The engine's usual binary name: "docker" or "podman". */

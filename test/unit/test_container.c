@@ -432,6 +432,21 @@ test_whose_parse(void **state)
 	assert_false(container_whose_parse("mcpmux-whose|1:2|s|", 19, &w));
 	assert_false(container_whose_parse("x mcpmux-whose|1:2|s|id\n", 24, &w));
 	assert_false(container_whose_parse("", 0, &w));
+
+	/* A full buffer: room made before the marked line, or kept from where it may begin. */
+	char buf[64];
+
+	(void)snprintf(buf, sizeof(buf), "WARN one\nWARN two\nmcpmux-whose|1:2|s|i");
+	size_t n = container_whose_keep(buf, strlen(buf));
+
+	assert_int_equal(n, strlen("mcpmux-whose|1:2|s|i"));
+	assert_memory_equal(buf, "mcpmux-whose|1:2|s|i", n);
+	assert_int_equal(container_whose_keep(buf, n), n); /* it starts the buffer: no room */
+	(void)snprintf(buf, sizeof(buf), "WARN a warning of the engine\nmcpmux-whos");
+	n = container_whose_keep(buf, strlen(buf));
+	assert_memory_equal(buf, "\nmcpmux-whos", n); /* the 12 bytes a marker may begin in */
+	(void)snprintf(buf, sizeof(buf), "short");
+	assert_int_equal(container_whose_keep(buf, 5), 5);
 }
 
 static void
