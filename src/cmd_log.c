@@ -100,11 +100,14 @@ is_json(const char *p, size_t len)
 	return ok;
 }
 
+/* A body this long is not built as a tree (the line is checked as JSON first, apart). */
+#define RECORD_BODY_TREE_MAX 4096
+
 /*
- * A record, as a tree of what the reader uses: everything but the message body, which
+ * A record, as a tree of what the reader uses: everything but a long message body, which
  * only takes room (a tree of a body of many small values is tens of times its size).
- * The body's text becomes null and blanks, in place, once the whole line is known to be
- * JSON.  NULL when it is not.
+ * Such a body's text becomes null and blanks, in place, once the whole line is known to
+ * be JSON; a short one is parsed with the rest, in one pass.  NULL when it is not JSON.
  */
 static yajl_val
 parse_record(char *line, size_t len)
@@ -114,10 +117,14 @@ parse_record(char *line, size_t len)
 
 	/* Not one of mcpmux's (it refuses messages nested deeper than 512): yajl's tree
 	 * would recurse as deep, on the stack. */
-	if (too_deep(line, len) || !is_json(line, len)) {
+	if (too_deep(line, len)) {
 		return NULL;
 	}
-	if (jsonspan_member(line, len, "msg", &body, &body_len) && body_len > 4) {
+	if (jsonspan_member(line, len, "msg", &body, &body_len) &&
+	    body_len > RECORD_BODY_TREE_MAX) {
+		if (!is_json(line, len)) {
+			return NULL;
+		}
 		char *at = line + (body - line);
 
 		memcpy(at, "null", 4);
