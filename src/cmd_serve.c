@@ -395,6 +395,82 @@ handle_message(struct sconn *sc, struct hub_entry *e, const struct envelope *env
 	hub_from_client(e, env->message, env->message_len, &sv->scan);
 }
 
+/*
+ * The first envelope for a kept session that ended while no connection held it: the
+ * session's `ended` event comes first, through the session's own queue, so that nothing
+ * of a new run can overtake it.  An initialize (a new run) then goes on as for a new
+ * session, in *ep; anything else was meant for the run that is over: a request gets an
+ * error with its id, an end-of-run the `none` result, the rest (and a keep) is dropped.
+ * true when the envelope goes on.
+ */
+static bool
+tell_unseen_end(struct sconn *sc, const struct envelope *env, struct hub_unseen *u,
+		struct hub_entry **ep)
+{
+	struct serve *sv = sc->sv;
+	struct hub_entry *e = hub_entry_new(&sv->hub, u->id, u->id_len);
+
+	if (e == NULL || hub_set_owner(e, &sc->port) == -1) {
+		if (e != NULL) {
+			hub_entry_free(e);
+		}
+		free(u);
+		send_envelope_error(sc, RPC_SERVER_ERROR, "out of memory");
+		return false;
+	}
+	port_event(&sc->port, e, u->fields, u->len);
+	free(u);
+	if (!env->has_message) {
+		goto over;
+	}
+	enum jsonrpc_kind kind =
+		env->scanned ? sv->scan.kind
+			     : jsonrpc_scan_checked(&sv->scan, env->message, env->message_len);
+	const struct jsonrpc_item *it = &sv->scan.one;
+
+	if (kind == JSONRPC_REQUEST && jsonrpc_method_is(&sv->scan, it, "initialize")) {
+		*ep = e;
+		return true;
+	}
+	log_in(env, e, kind == JSONRPC_INVALID_JSON ? NULL : &sv->scan);
+	if (kind == JSONRPC_REQUEST && it->has_id) {
+		const char *id = jsonrpc_str(&sv->scan, it->id);
+
+		if (jsonrpc_method_is(&sv->scan, it, sv->opt->end_method)) {
+			struct sbuf r = { 0 };
+
+			sbuf_reset(&sv->tmp);
+			sbuf_adds(&sv->tmp, "{\"jsonrpc\":\"2.0\",\"id\":");
+			sbuf_add(&sv->tmp, id, it->id.len);
+			sbuf_adds(&sv->tmp, ",\"result\":");
+			hub_none_result(&r, e->id, e->id_len);
+			if (r.failed) {
+				sv->tmp.failed = true;
+			} else {
+				sbuf_add(&sv->tmp, r.buf, r.len);
+			}
+			sbuf_adds(&sv->tmp, "}");
+			sbuf_release(&r);
+			if (!sv->tmp.failed) {
+				hub_log_own(&sv->hub, e->id, NULL, sv->tmp.buf, sv->tmp.len);
+				port_message(&sc->port, e, sv->tmp.buf, sv->tmp.len);
+			}
+		} else {
+			hub_error(&sv->hub, &sc->port, e, id, it->id.len, RPC_SERVER_ERROR,
+				  "the session ended while no connection held it (see its "
+				  "\"ended\" event): the request was not sent");
+		}
+	} else {
+		diag_warn("session %s ended while no connection held it: a message for it was "
+			  "dropped",
+			  e->id);
+	}
+over:
+	(void)hub_set_owner(e, NULL); /* its queue is written, then freed */
+	hub_entry_free(e);
+	return false;
+}
+
 static void
 control(struct sconn *sc, const struct envelope *env)
 {
@@ -446,6 +522,13 @@ serve_on_line(void *ctx, const char *line, size_t len)
 		send_envelope_error(sc, RPC_INVALID_REQUEST,
 				    "an envelope with a session needs \"message\" or \"keep\"");
 		return;
+	}
+	if (e == NULL && sv->hub.unseen != NULL) {
+		struct hub_unseen *u = hub_unseen_take(&sv->hub, env.session, env.session_len);
+
+		if (u != NULL && !tell_unseen_end(sc, &env, u, &e)) {
+			return;
+		}
 	}
 
 	if (e != NULL && e->owner != &sc->port) {

@@ -69,6 +69,9 @@ hub_release(struct hub *h)
 		}
 		hub_entry_free(e);
 	}
+	while (h->unseen != NULL) {
+		free(hub_unseen_take(h, h->unseen->id, h->unseen->id_len));
+	}
 	status_close();
 	pool_close(h->scfg.pool);
 	h->scfg.pool = NULL;
@@ -371,6 +374,54 @@ hub_exit_kind_name(enum hub_exit_kind k)
 }
 
 /*
+ * A kept session ended with no port to tell: its `ended` event is kept for the next port
+ * that names it (a client that comes back must learn that its server is gone, not talk to
+ * a fresh one that knows nothing of it).
+ */
+static void
+unseen_keep(struct hub *h, const struct hub_entry *e, const char *fields, size_t len)
+{
+	struct hub_unseen *u;
+
+	if (HASH_COUNT(h->unseen) >= h->opt->max_sessions) {
+		u = h->unseen; /* the oldest */
+		diag_warn("session %s: its end was never told to a client, and is forgotten (more "
+			  "than %zu such ends)",
+			  u->id, h->opt->max_sessions);
+		free(hub_unseen_take(h, u->id, u->id_len));
+	}
+	u = malloc(sizeof(*u) + len);
+	if (u == NULL) {
+		diag_error("session %s: out of memory: its end cannot be told to a client", e->id);
+		return;
+	}
+	memset(u, 0, sizeof(*u));
+	memcpy(u->id, e->id, e->id_len);
+	u->id_len = e->id_len;
+	u->len = len;
+	memcpy(u->fields, fields, len);
+	HASH_ADD(hh, h->unseen, id, u->id_len, u);
+	diag_info("session %s ended while no client held it: the next connection that names "
+		  "it is told",
+		  e->id);
+}
+
+struct hub_unseen *
+hub_unseen_take(struct hub *h, const char *id, size_t len)
+{
+	struct hub_unseen *u = NULL;
+
+	if (h->unseen == NULL) {
+		return NULL;
+	}
+	HASH_FIND(hh, h->unseen, id, len, u);
+	if (u != NULL) {
+		HASH_DEL(h->unseen, u);
+	}
+	return u;
+}
+
+/*
  * The run is over.  The session leaves the table and the count first, so that every
  * answer that says so (`ended`, the end-of-run results) means that its slot is free.
  */
@@ -402,6 +453,9 @@ hub_on_done(struct session *s, void *owner)
 	session_end_fields(s, b);
 	if (!b->failed) {
 		send_event(e, b->buf, b->len);
+		if (e->owner == NULL && e->kept && !h->shutting_down) {
+			unseen_keep(h, e, b->buf, b->len);
+		}
 	}
 	while (waiters != NULL) {
 		struct hub_waiter *w = waiters;

@@ -100,6 +100,20 @@ struct hub_entry {
 	bool started; /* its "started" event went out */
 };
 
+/*
+ * The end of a kept session that no port saw: it ended (its server exited, its idle
+ * timeout, a control endRun) while no connection owned it.  Its `ended` event waits for
+ * the next port that names the session (hub_unseen_take()); at most --max-sessions of
+ * them are kept, the oldest forgotten first.
+ */
+struct hub_unseen {
+	UT_hash_handle hh;
+	char id[SESSION_ID_MAX + 1];
+	size_t id_len;
+	size_t len;
+	char fields[]; /* ",\"event\":\"ended\",..." */
+};
+
 /* How a session's server ended, for /metrics. */
 enum hub_exit_kind {
 	HUB_EXIT_ZERO,	  /* exit code 0 */
@@ -115,8 +129,9 @@ struct hub {
 	const struct mcpmux_options *opt;
 	struct session_config scfg;
 	struct hub_entry *table;
-	struct hub_entry *last; /* the entry hub_find() found last (NULL: none) */
-	size_t n_live;		/* entries with a session */
+	struct hub_entry *last;	   /* the entry hub_find() found last (NULL: none) */
+	size_t n_live;		   /* entries with a session */
+	struct hub_unseen *unseen; /* ends of kept sessions that no port saw, oldest first */
 	bool shutting_down;
 	double started;
 	uint64_t n_started, n_ended, n_refused;
@@ -194,6 +209,8 @@ void hub_port_forget(struct hub *h, const struct hub_port *p);
 void hub_port_gone(struct hub *h, const struct hub_port *p);
 /* End every session and start nothing more; on_empty once the last one is done. */
 void hub_shutdown(struct hub *h);
+/* The unseen end of session id, out of the hub (the caller free()s it), or NULL. */
+struct hub_unseen *hub_unseen_take(struct hub *h, const char *id, size_t len);
 /* Entries without a session: kept ones that have not started. */
 size_t hub_n_unstarted(const struct hub *h);
 /* Is the hub shutting down with no session left? */

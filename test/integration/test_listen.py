@@ -10,7 +10,7 @@ import time
 import unittest
 
 from mcptest import (SANITIZED, SLOW, WRAPPER, Case, MCPMUX, Proc, alive, call, initialize, main,
-                     req, rss_anon_kib, wait_until)
+                     note, req, rss_anon_kib, wait_until)
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
 
@@ -514,6 +514,124 @@ class ListenHardening(ListenHelpers, Case):
                    "connect's private memory to fall back under 1 MiB")
         c.close_stdin()
         self.assertEqual(c.wait(), 0)
+
+
+class Envelopes:
+    """A raw connection to serve's socket, read by predicate."""
+
+    def __init__(self, case, path):
+        self.s = socket.socket(socket.AF_UNIX)
+        case.addCleanup(self.s.close)
+        self.s.settimeout(10)
+        self.s.connect(path)
+        self.f = self.s.makefile("rwb", buffering=0)
+        case.addCleanup(self.f.close)
+        self.inbox = []
+
+    def send(self, *objs):
+        self.f.write(b"".join(json.dumps(o).encode() + b"\n" for o in objs))
+
+    def next(self):
+        if self.inbox:
+            return self.inbox.pop(0)
+        line = self.f.readline()
+        if not line:
+            raise AssertionError("EOF from serve")
+        return json.loads(line)
+
+    def close(self):
+        self.f.close()
+        self.s.close()
+
+
+class KeptSessionEnds(ListenHelpers, Case):
+    """A kept session that ends while no connection holds it: the next connection that
+    names it learns of the end before anything else, instead of talking to a new server
+    that knows nothing of the run."""
+
+    def kept_then_gone(self, sid, ending):
+        a = Envelopes(self, self.path)
+        a.send({"session": sid, "keep": True}, {"session": sid, "message": call(1, "env")})
+        got = [a.next() for _ in range(3)]
+        self.assertEqual([g.get("event") for g in got], ["kept", "started", None], got)
+        pid = got[2]["message"]["result"]["structuredContent"]["pid"]
+        a.close()
+        wait_until(lambda: "true,\"connected\":false" in self.ctl("list", as_json=True)[1]
+                   or sid not in self.ctl("list", as_json=True)[1], 5, "the connection to go")
+        self.assertTrue(alive(pid))
+        ending(pid)
+        wait_until(lambda: '"%s"' % sid not in self.ctl("list", as_json=True)[1], 5,
+                   "the kept session to end")
+        return pid
+
+    def started(self):
+        return json.loads(self.ctl("stats", as_json=True)[1])["started"]
+
+    def test_connect_to_a_kept_session_whose_server_died_exits_with_its_status(self):
+        srv = self.listen()
+        self.kept_then_gone("k", lambda pid: os.kill(pid, signal.SIGKILL))
+        c = self.connect("--keep", "--session", "k")
+        # It sent only its keep: the end it missed comes, and it exits as the server did.
+        self.assertEqual(c.wait(5), 128 + signal.SIGKILL)
+        self.assertEqual(c.read_to_eof(), b"")
+        self.assertEqual(self.started(), 1, "no new server for a run that is over")
+        # The end was told once: the next connection starts a new run.
+        c = self.connect("--session", "k")
+        c.send(initialize(1))
+        self.assertEqual(c.msg()["id"], 1)
+        c.close_stdin()
+        self.assertEqual(c.wait(), 0)
+        self.assertEqual(self.started(), 2)
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers(0)
+
+    def test_a_request_for_the_run_that_is_over_is_refused_and_an_initialize_starts_anew(self):
+        srv = self.listen()
+        pids = {sid: self.kept_then_gone(sid, lambda pid, sid=sid: self.assertEqual(
+            self.ctl("end", sid)[0], 0)) for sid in ("r", "i")}
+        b = Envelopes(self, self.path)
+        b.send({"session": "r", "message": call(7, "env")})
+        ended = b.next()
+        self.assertEqual((ended["session"], ended["event"], ended["pid"], ended["exit"]),
+                         ("r", "ended", pids["r"], {"code": 0}), ended)
+        err = b.next()
+        self.assertEqual((err["session"], err["message"]["id"], err["message"]["error"]["code"]),
+                         ("r", 7, -32000), err)
+        self.assertIn("no connection held it", err["message"]["error"]["message"])
+        self.assertEqual(self.started(), 2, "the request started nothing")
+        # told once: the next message is a new run's
+        b.send({"session": "r", "message": call(8, "env")})
+        got = [b.next() for _ in range(2)]
+        self.assertEqual(got[0]["event"], "started", got)
+        self.assertEqual(got[1]["message"]["id"], 8, got)
+        # an initialize is a new run: the old end, then the new server, in that order
+        b.send({"session": "i", "message": initialize(3)})
+        got = [b.next() for _ in range(3)]
+        self.assertEqual([g["session"] for g in got], ["i"] * 3, got)
+        self.assertEqual([g.get("event") for g in got], ["ended", "started", None], got)
+        self.assertEqual(got[2]["message"]["id"], 3, got)
+        self.assertEqual(self.started(), 4)
+        b.close()
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers(0)
+
+    def test_unseen_ends_are_bounded_by_max_sessions(self):
+        srv = self.listen(opts=["--max-sessions", "2"])
+        for sid in ("a", "b", "c"):
+            self.kept_then_gone(sid, lambda pid, sid=sid: self.assertEqual(
+                self.ctl("end", sid)[0], 0))
+        self.assertIn("session a: its end was never told to a client, and is forgotten",
+                      srv.stderr())
+        b = Envelopes(self, self.path)
+        for sid, first in (("a", "started"), ("c", "ended"), ("b", "ended")):
+            b.send({"session": sid, "message": note("notifications/initialized")})
+            self.assertEqual(b.next()["event"], first, sid)
+        b.close()
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers(0)
 
 
 if __name__ == "__main__":
