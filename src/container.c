@@ -299,6 +299,75 @@ read_run_options(char *const *argv, size_t i, struct container_run *r)
 	return CONTAINER_MANAGED;
 }
 
+/* Options of `docker compose` and `podman-compose` before their subcommand. */
+static const char *const compose_value[] = {
+	"-f",
+	"--file",
+	"-p",
+	"--project-name",
+	"--profile",
+	"--env-file",
+	"--project-directory",
+	"--ansi",
+	"--progress",
+	"--parallel",
+	"--podman-path",
+	NULL,
+};
+static const char *const compose_flag[] = {
+	"--compatibility", "--dry-run", "--all-resources", "--verbose", "--no-ansi", NULL,
+};
+static const char *const no_options[] = { NULL };
+
+/*
+ * Do argv[i...], an engine's options then its subcommand, run a container: is the
+ * subcommand `run` (or `container run`)?  Options in value_opts take the next word.  After
+ * an option in neither list, which may take the next word as its value, any later `run`
+ * word counts: the answer only decides a warning, which is better said once too often.
+ */
+static bool
+sub_is_run(char *const *argv, size_t i, const char *const *value_opts, const char *const *flags)
+{
+	for (; argv[i] != NULL && argv[i][0] == '-' && argv[i][1] != '\0'; i++) {
+		const char *w = argv[i], *eq = strchr(w, '=');
+		size_t nlen = eq != NULL ? (size_t)(eq - w) : strlen(w);
+
+		if (strcmp(w, "--") == 0) {
+			i++;
+			break;
+		}
+		if (in_list(w, nlen, flags)) {
+			continue;
+		}
+		if (!in_list(w, nlen, value_opts)) {
+			for (; argv[i] != NULL; i++) {
+				if (strcmp(argv[i], "run") == 0) {
+					return true;
+				}
+			}
+			return false;
+		}
+		if (eq == NULL && argv[++i] == NULL) {
+			return false;
+		}
+	}
+	if (argv[i] != NULL && strcmp(argv[i], "container") == 0) {
+		i++;
+	}
+	return argv[i] != NULL && strcmp(argv[i], "run") == 0;
+}
+
+/* `compose run`: a project's service, started through the engine's daemon: said, not run. */
+static enum container_kind
+compose_run(char *const *argv, size_t i, struct container_run *r)
+{
+	if (!sub_is_run(argv, i, compose_value, compose_flag)) {
+		return CONTAINER_PLAIN;
+	}
+	r->why = "compose run: its container is the project's, and may outlive the command";
+	return CONTAINER_UNMANAGED;
+}
+
 enum container_kind
 container_detect(char *const *argv, struct container_run *r)
 {
@@ -327,8 +396,16 @@ container_detect(char *const *argv, struct container_run *r)
 		gflag = podman_global_flag;
 	} else if (strcmp(engine, "nerdctl") == 0 || strcmp(engine, "podman-remote") == 0) {
 		/* Engines of the same kind whose helpers mcpmux does not drive: said, not run. */
+		r->engine = engine[0] == 'p' ? CONTAINER_PODMAN : CONTAINER_DOCKER;
+		if (argv[i + 1] != NULL && strcmp(argv[i + 1], "compose") == 0) {
+			return compose_run(argv, i + 2, r);
+		}
 		r->why = "an engine mcpmux does not drive: its container may outlive the command";
-		return argv[i + 1] != NULL ? CONTAINER_UNMANAGED : CONTAINER_PLAIN;
+		return sub_is_run(argv, i + 1, no_options, no_options) ? CONTAINER_UNMANAGED
+								       : CONTAINER_PLAIN;
+	} else if (strcmp(engine, "docker-compose") == 0 || strcmp(engine, "podman-compose") == 0) {
+		r->engine = engine[0] == 'p' ? CONTAINER_PODMAN : CONTAINER_DOCKER;
+		return compose_run(argv, i + 1, r);
 	} else {
 		return CONTAINER_PLAIN;
 	}
@@ -365,16 +442,7 @@ container_detect(char *const *argv, struct container_run *r)
 	}
 	r->prefix_len = i;
 	if (strcmp(argv[i], "compose") == 0) {
-		/* `compose run`: a project's service, started through the engine's daemon. */
-		for (size_t k = i + 1; argv[k] != NULL; k++) {
-			if (strcmp(argv[k], "run") == 0) {
-				r->why =
-					"compose run: its container is the project's, and may outlive "
-					"the command";
-				return CONTAINER_UNMANAGED;
-			}
-		}
-		return CONTAINER_PLAIN;
+		return compose_run(argv, i + 1, r);
 	}
 	if (strcmp(argv[i], "container") == 0) {
 		i++;
