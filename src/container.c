@@ -400,9 +400,11 @@ container_detect(char *const *argv, struct container_run *r)
 		if (argv[i + 1] != NULL && strcmp(argv[i + 1], "compose") == 0) {
 			return compose_run(argv, i + 2, r);
 		}
+		if (!sub_is_run(argv, i + 1, no_options, no_options)) {
+			return CONTAINER_PLAIN;
+		}
 		r->why = "an engine mcpmux does not drive: its container may outlive the command";
-		return sub_is_run(argv, i + 1, no_options, no_options) ? CONTAINER_UNMANAGED
-								       : CONTAINER_PLAIN;
+		return CONTAINER_UNMANAGED;
 	} else if (strcmp(engine, "docker-compose") == 0 || strcmp(engine, "podman-compose") == 0) {
 		r->engine = engine[0] == 'p' ? CONTAINER_PODMAN : CONTAINER_DOCKER;
 		return compose_run(argv, i + 1, r);
