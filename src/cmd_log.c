@@ -47,12 +47,20 @@ struct opts {
 struct reader {
 	FILE *f;
 	const char *name;
+	const char *path; /* with --follow on a file: the name a rotation puts a new file at */
+	FILE *old;	  /* the file a rotation replaced, read until it has been quiet a while */
+	double old_until;
 	char *line;
 	size_t cap;
 	bool follow;
+	bool cut; /* the last line read was not whole (a record being written) */
 	unsigned long lineno;
 	unsigned long bad;
 };
+
+/* How often --follow looks for more, and how long a rotated file is still read. */
+#define FOLLOW_POLL_NS 100000000L
+#define FOLLOW_OLD_S   2.0
 
 /* Nested deeper than any record mcpmux writes? */
 static bool
@@ -133,6 +141,79 @@ parse_record(char *line, size_t len)
 	return yajl_tree_parse(line, NULL, 0);
 }
 
+/*
+ * One whole line of f into r->line: its length; 0 when there is none yet (the end of the
+ * file, or a line still being written, which is left unread with --follow, and r->cut
+ * set); -1 after a read error, said.
+ */
+static ssize_t
+whole_line(struct reader *r, FILE *f)
+{
+	errno = 0;
+	ssize_t n = getline(&r->line, &r->cap, f);
+
+	r->cut = false;
+	if (n == -1) {
+		if (errno != 0 && errno != EINTR) {
+			diag_error_errno("%s: read error", r->name);
+			return -1;
+		}
+		clearerr(f);
+		return 0;
+	}
+	if (n == 0 || r->line[n - 1] != '\n') {
+		r->cut = true;
+		if (r->follow) {
+			(void)fseeko(f, -(off_t)n, SEEK_CUR);
+		}
+		return 0;
+	}
+	return n;
+}
+
+/*
+ * --follow at the end of the file: wait, then see whether the file was truncated (read
+ * again from its start) or rotated.  A rotation is followed once the file now at the path
+ * has something in it: mcpmux writes to the new file only after it reopened the log
+ * (SIGUSR1), so the old one is complete by then, but for other instances that share the
+ * log and reopen a moment later: the old file is read as well, until it has been quiet
+ * for FOLLOW_OLD_S.
+ */
+static void
+follow_wait(struct reader *r)
+{
+	struct timespec ts = { 0, FOLLOW_POLL_NS };
+	struct stat cur, named;
+	off_t at;
+
+	(void)nanosleep(&ts, NULL);
+	if (fstat(fileno(r->f), &cur) == -1) {
+		return;
+	}
+	at = ftello(r->f);
+	if (at != -1 && cur.st_size < at) {
+		diag_warn("%s: the file was truncated: read again from its start", r->name);
+		(void)fseeko(r->f, 0, SEEK_SET);
+		return;
+	}
+	if (r->path == NULL || stat(r->path, &named) == -1 || !S_ISREG(named.st_mode) ||
+	    (named.st_dev == cur.st_dev && named.st_ino == cur.st_ino) || named.st_size == 0) {
+		return;
+	}
+	FILE *nf = fopen(r->path, "re");
+
+	if (nf == NULL) {
+		return; /* tried again at the next wait */
+	}
+	if (r->old != NULL) {
+		(void)fclose(r->old); /* rotated twice within FOLLOW_OLD_S */
+	}
+	r->old = r->f;
+	r->old_until = sys_mono() + FOLLOW_OLD_S;
+	r->f = nf;
+	diag_info("%s: the log was rotated: following the new file", r->name);
+}
+
 /* The next record, parsed; NULL at the end.  Lines that are not JSON objects are skipped. */
 static yajl_val
 next_record(struct reader *r)
@@ -143,36 +224,33 @@ next_record(struct reader *r)
 		r->cap = 0;
 	}
 	for (;;) {
-		errno = 0;
-		ssize_t n = getline(&r->line, &r->cap, r->f);
+		ssize_t n = 0;
 
-		if (n == -1) {
-			if (errno != 0 && errno != EINTR) {
-				diag_error_errno("%s: read error", r->name);
-				return NULL;
+		if (r->old != NULL) {
+			n = whole_line(r, r->old);
+			if (n == 0 && sys_mono() >= r->old_until) {
+				(void)fclose(r->old);
+				r->old = NULL;
+			} else if (n > 0) {
+				r->old_until = sys_mono() + FOLLOW_OLD_S;
 			}
-			if (!r->follow) {
-				return NULL;
-			}
-			clearerr(r->f);
-			struct timespec ts = { 0, 100 * 1000 * 1000 };
-
-			(void)nanosleep(&ts, NULL);
-			continue;
 		}
-		if (n == 0 || r->line[n - 1] != '\n') {
+		if (n == 0) {
+			n = whole_line(r, r->f);
+		}
+		if (n == -1) {
+			return NULL;
+		}
+		if (n == 0) {
 			if (r->follow) {
-				/* A record being written: wait for its end. */
-				(void)fseeko(r->f, -(off_t)n, SEEK_CUR);
-				struct timespec ts = { 0, 100 * 1000 * 1000 };
-
-				(void)nanosleep(&ts, NULL);
+				follow_wait(r);
 				continue;
 			}
-			diag_warn(
-				"%s:%lu: the last line is cut short (a log still being written?): "
-				"skipped",
-				r->name, r->lineno + 1);
+			if (r->cut) {
+				diag_warn("%s:%lu: the last line is cut short (a log still being "
+					  "written?): skipped",
+					  r->name, r->lineno + 1);
+			}
 			return NULL;
 		}
 		r->lineno++;
@@ -928,6 +1006,9 @@ cmd_log(int argc, char **argv)
 	if (r.follow && (fstat(fileno(r.f), &st) == -1 || !S_ISREG(st.st_mode))) {
 		r.follow = false;
 	}
+	if (r.follow && r.f != stdin) {
+		r.path = o.file;
+	}
 	int rc = 0;
 
 	if (show) {
@@ -955,6 +1036,9 @@ cmd_log(int argc, char **argv)
 	free(r.line);
 	if (r.f != stdin) {
 		(void)fclose(r.f);
+	}
+	if (r.old != NULL) {
+		(void)fclose(r.old);
 	}
 	return rc;
 }

@@ -4,6 +4,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import stat
 import subprocess
@@ -718,6 +719,62 @@ class Reading(Case):
         self.assertEqual(out, self.golden("show.golden"))
         rc, out, _ = self.run_log("show", "--color", "always", "-", stdin=data)
         self.assertIn("\033[31m", out)
+
+    def follow(self, path):
+        reader = self.start([MCPMUX, "log", "show", "--follow", "--color", "never", path])
+
+        def until(text):
+            seen = []
+            while True:
+                seen.append(reader.line().decode())
+                if text in seen[-1]:
+                    return seen
+        return reader, until
+
+    def test_follow_goes_on_after_a_rotation(self):
+        """logrotate renames the log, mcpmux reopens it on SIGUSR1: --follow shows the
+        records written to the old file before the signal and to the new one after it,
+        each once."""
+        log = os.path.join(self.tmp.name, "t.log")
+        w = self.wrap(opts=["--log", log])
+        w.send(req(1, "ping"))
+        self.assertEqual(w.msg()["id"], 1)
+        reader, until = self.follow(log)
+        lines = until("ping #1")
+        for rotation in (1, 2):
+            os.rename(log, "%s.%d" % (log, rotation))
+            w.send(req(10 * rotation, "ping"))  # into the renamed file
+            self.assertEqual(w.msg()["id"], 10 * rotation)
+            w.p.send_signal(signal.SIGUSR1)
+            w.send(req(10 * rotation + 1, "ping"))  # into the new one
+            self.assertEqual(w.msg()["id"], 10 * rotation + 1)
+            lines += until("ping #%d" % (10 * rotation + 1))
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        lines += until("* ended")
+        pings = [l.split("ping #")[1].split()[0] for l in lines if "-> ping #" in l]
+        self.assertEqual(pings, ["1", "10", "11", "20", "21"], "".join(lines))
+        self.assertIsNone(reader.p.poll())
+
+    def test_follow_reads_a_truncated_file_again(self):
+        first, second, path = (os.path.join(self.tmp.name, n) for n in ("a.log", "b.log",
+                                                                       "f.log"))
+        for log, ids in ((first, (1, 2)), (second, (7,))):
+            w = self.wrap(opts=["--log", log])
+            for i in ids:
+                w.send(req(i, "ping"))
+                self.assertEqual(w.msg()["id"], i)
+            w.close_stdin()
+            self.assertEqual(w.wait(), 0)
+        shutil.copyfile(first, path)
+        reader, until = self.follow(path)
+        until("ping #2")
+        with open(path, "r+b") as f, open(second, "rb") as g:
+            f.truncate(0)
+            f.write(g.read())
+        until("ping #7")
+        self.assertIn("the file was truncated", reader.stderr())
+        self.assertIsNone(reader.p.poll())
 
     def test_follow_on_a_pipe_ends_with_it(self):
         """--follow waits for more of a file; a pipe's end is the end."""
