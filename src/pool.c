@@ -117,9 +117,12 @@ exists(const struct pool *p, const char *name)
 	return faccessat(p->dir_fd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
-/* One "s." file: is it live, and what does it say? */
+/*
+ * One "s." file: is it live, and what does it say?  sweep: a dead instance's files are
+ * removed, only under the directory's lock (a file being granted is not locked yet).
+ */
 static void
-census_one(struct pool *p, const char *name, struct census *c)
+census_one(struct pool *p, const char *name, struct census *c, bool sweep)
 {
 	int pid;
 	unsigned long long seq, ns;
@@ -136,8 +139,10 @@ census_one(struct pool *p, const char *name, struct census *c)
 	slot_file(ask_name, sizeof(ask_name), 'a', pid, seq);
 	if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
 		/* Nobody holds it: its instance died.  Not counted, and cleared away. */
-		(void)unlinkat(p->dir_fd, name, 0);
-		(void)unlinkat(p->dir_fd, ask_name, 0);
+		if (sweep) {
+			(void)unlinkat(p->dir_fd, name, 0);
+			(void)unlinkat(p->dir_fd, ask_name, 0);
+		}
 		(void)close(fd);
 		return;
 	}
@@ -166,7 +171,7 @@ census_one(struct pool *p, const char *name, struct census *c)
 }
 
 static void
-census(struct pool *p, struct census *c)
+census(struct pool *p, struct census *c, bool sweep)
 {
 	const struct dirent *d;
 
@@ -174,7 +179,7 @@ census(struct pool *p, struct census *c)
 	rewinddir(p->dir);
 	while ((d = readdir(p->dir)) != NULL) {
 		if (d->d_name[0] == 's' && d->d_name[1] == '.') {
-			census_one(p, d->d_name, c);
+			census_one(p, d->d_name, c, sweep);
 		}
 	}
 }
@@ -350,7 +355,7 @@ try_grant(struct pool_slot *s)
 		grant(s, false, NULL); /* the lock is stuck: start, uncounted as it were */
 		return true;
 	}
-	census(p, &c);
+	census(p, &c, true);
 	bool ok = true;
 
 	if (c.live < p->max) {
@@ -379,7 +384,7 @@ shrink(struct pool *p)
 	if (!dir_lock(p)) {
 		return false;
 	}
-	census(p, &c);
+	census(p, &c, true);
 	if (c.live <= p->max) {
 		(void)unlinkat(p->dir_fd, "over", 0);
 	} else if (c.have_victim && c.pending < c.live - p->max) {
@@ -488,7 +493,9 @@ pool_info(struct pool *p, struct pool_info *out)
 {
 	struct census c;
 
-	census(p, &c);
+	/* Without the directory's lock: a file another instance is granting is not locked
+	 * yet, and must not be taken for a dead one's. */
+	census(p, &c, false);
 	out->name = p->name;
 	out->max = p->max;
 	out->live = c.live;

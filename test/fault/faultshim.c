@@ -27,6 +27,8 @@
  *                         where it would start them with an inline clone3() that it
  *                         cannot see
  *   FAULT_ACCEPT4_FAIL=N,.. the Nth call of accept4() fails with EMFILE
+ *   FAULT_FLOCK_SLOW=N,.. the Nth call of flock() sleeps FAULT_FLOCK_MS milliseconds (1000)
+ *                         before it locks: a window for another process to look
  *   FAULT_PROC_ERRNO=E    opening /proc/PID/task or a file under it fails with errno E (a
  *   FAULT_PROC_MS=T       number), for T milliseconds from the first such open (as with a
  *                         full descriptor table, or hidepid)
@@ -66,6 +68,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -90,8 +93,9 @@ static struct {
 	unsigned eintr, shorts; /* per mille */
 	size_t short_min;
 	unsigned long short_first;
-	struct nth fork, pipe2, accept4;
-	bool no_close_range; /* FAULT_NO_CLOSE_RANGE */
+	struct nth fork, pipe2, accept4, flock;
+	unsigned long flock_ms; /* FAULT_FLOCK_MS */
+	bool no_close_range;	/* FAULT_NO_CLOSE_RANGE */
 	int log_fd;
 	unsigned long reads, writes, n_eintr, n_short_reads, n_short_writes, n_failed;
 } F = { .log_fd = -1, .short_min = 16 };
@@ -108,6 +112,7 @@ static int (*real_posix_spawnp)(pid_t *, const char *, const posix_spawn_file_ac
 				const posix_spawnattr_t *, char *const[], char *const[]);
 static int (*real_pipe2)(int[2], int);
 static int (*real_accept4)(int, __SOCKADDR_ARG, socklen_t *__restrict, int);
+static int (*real_flock)(int, int);
 static int (*real_kill)(pid_t, int);
 static long (*real_syscall)(long, ...);
 static char nokill[32]; /* FAULT_NOKILL */
@@ -192,6 +197,7 @@ resolve(void)
 	*(void **)&real_posix_spawnp = next_symbol("posix_spawnp");
 	*(void **)&real_pipe2 = next_symbol("pipe2");
 	*(void **)&real_accept4 = next_symbol("accept4");
+	*(void **)&real_flock = next_symbol("flock");
 	*(void **)&real_kill = next_symbol("kill");
 	*(void **)&real_syscall = next_symbol("syscall");
 	*(void **)&real_open = next_symbol("open");
@@ -216,6 +222,8 @@ faultshim_init(void)
 	env_nth("FAULT_FORK_FAIL", &F.fork);
 	env_nth("FAULT_PIPE2_FAIL", &F.pipe2);
 	env_nth("FAULT_ACCEPT4_FAIL", &F.accept4);
+	env_nth("FAULT_FLOCK_SLOW", &F.flock);
+	F.flock_ms = env_num("FAULT_FLOCK_MS", 1000);
 	F.no_close_range = env_num("FAULT_NO_CLOSE_RANGE", 0) != 0;
 	proc_errno = (int)env_num("FAULT_PROC_ERRNO", 0);
 	proc_ms = (long)env_num("FAULT_PROC_MS", 0);
@@ -484,6 +492,20 @@ pipe2(int fds[2], int flags)
 		return -1;
 	}
 	return real_pipe2(fds, flags);
+}
+
+int
+flock(int fd, int op)
+{
+	resolve();
+	if (F.ready && getpid() == F.owner && nth_fails(&F.flock)) {
+		struct timespec ts = { (time_t)(F.flock_ms / 1000),
+				       (long)(F.flock_ms % 1000) * 1000000L };
+
+		while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+		}
+	}
+	return real_flock(fd, op);
 }
 
 /* glibc's own prototype: a transparent union of the sockaddr pointer types. */

@@ -23,6 +23,9 @@ What each test would catch if mcpmux's handling were removed:
 - LastWords: a run whose last events come together must still report its end and status;
 - HalfClose: responses written after the client's EOF must still arrive, and then the
   stream must end (EOF), not hang.
+- PoolGrant: a slot file that another instance is granting, seen by `ctl stats` before
+  it is locked, must not be taken for a dead instance's and removed (its server would
+  then go uncounted, and one more would start over the cap).
 """
 
 import errno
@@ -673,6 +676,47 @@ class ProcErrors(Faults):
 
     def test_emfile(self):
         self.run_with(errno.EMFILE)
+
+
+@needs_shim
+class PoolGrant(Faults):
+    def setUp(self):
+        super().setUp()
+        self.env["XDG_RUNTIME_DIR"] = self.tmp.name  # a pool of the test's own
+
+    def slot_files(self):
+        d = os.path.join(self.tmp.name, "mcpmux", "pools")
+        return [f for sub in os.listdir(d) for f in os.listdir(os.path.join(d, sub))
+                if f.startswith("s.")]
+
+    def test_stats_during_a_grant_keep_its_slot(self):
+        from test_serve import Mux
+        opts = ["--max-servers", "1", "--pool", "p"] + GRACE
+        s = Mux(self.mcpmux(["serve"] + opts + ["--", FIXTURE]))
+        self.assertIn("result", s.control(1, "mcpmux/stats")["message"])  # its pool is open
+        # flock() 1: the instance's own file; 2: the pool's directory; 3: the new slot's
+        # file, just made, locked 1.5 s later
+        a = self.mcpmux(opts + ["--", FIXTURE],
+                        env=self.shim_env(flock_slow=3, flock_ms=1500))
+        wait_until(self.slot_files, 5, "a's slot file")
+        pool = s.control(2, "mcpmux/stats")["message"]["result"]["pool"]
+        self.assertEqual(pool["max"], 1)
+        a.send(initialize(1))
+        self.assertEqual(a.msg()["id"], 1)
+        self.assertEqual(len(self.slot_files()), 1, "a's slot is still counted")
+        b = self.mcpmux(opts + ["-v", "--", FIXTURE])
+        b.send(initialize(1))
+        self.assertEqual(b.msg(15)["id"], 1)
+        self.assertIn("its pool is full", b.stderr())  # a's idle server went first
+        self.assertEqual(len(self.slot_files()), 1)
+        for p in (a, b):
+            p.close_stdin()
+            self.assertEqual(p.wait(), 0)
+        s.p.close_stdin()
+        self.assertEqual(s.p.wait(), 0)
+        self.assertEqual(self.counters(a.pid)["failed"], 1)
+        self.assert_clean_stderr(a)
+        self.assert_no_leftovers()
 
 
 if __name__ == "__main__":
