@@ -433,14 +433,18 @@ pool_want(struct pool *p, const struct pool_slot_ops *ops, void *ctx, bool *gran
 	s->fd = -1;
 	s->waiting = true;
 	s->t_want = sys_mono();
-	s->next = p->slots;
-	p->slots = s;
-	/* Behind others of this instance that wait already: their turn first. */
-	for (const struct pool_slot *o = s->next; o != NULL; o = o->next) {
-		if (o->waiting) {
-			*granted = false;
-			return s;
-		}
+	/* Last in the list, which the tick goes through from its head: behind others of
+	 * this instance that wait already, their turn first. */
+	struct pool_slot **tail = &p->slots;
+	bool behind = false;
+
+	for (; *tail != NULL; tail = &(*tail)->next) {
+		behind = behind || (*tail)->waiting;
+	}
+	*tail = s;
+	if (behind) {
+		*granted = false;
+		return s;
 	}
 	*granted = try_grant(s);
 	if (!*granted) {

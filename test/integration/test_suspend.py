@@ -552,6 +552,26 @@ class Pool(Base):
             m.p.close_stdin()
             self.assertEqual(m.p.wait(10), 0)
 
+    def test_sessions_waiting_in_one_instance_start_in_turn(self):
+        """Sessions of one serve that wait for the pool get their slots in the order they
+        asked: the first to wait is not left to its deadline (and then started over the
+        cap) while later ones go first."""
+        log = os.path.join(self.tmp.name, "serve.log")
+        # --ignore-eof: each suspend takes the eof grace, so that all of them wait
+        m = Mux(self.serve("--ignore-eof", opts=FAST + ["--max-servers", "1", "--log", log]))
+        m.send("a", initialize(1))
+        self.assert_response(m.msg("a"), 1)
+        waiting = ["b", "c", "d", "e"]
+        for s in waiting:
+            m.send(s, initialize(1))
+        order = [m.take(lambda e: "message" in e and e.get("session") in waiting, 15)["session"]
+                 for _ in waiting]
+        self.assertEqual(order, waiting)
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(10), 0)
+        self.assertNotIn("came free", m.p.stderr())
+        self.assertEqual(self.most_at_once([log]), 1)
+
     def test_no_pool_directory_the_server_starts_anyway(self):
         """A pool that cannot keep its files never stops a server: it starts uncounted,
         and mcpmux says so."""
