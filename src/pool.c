@@ -223,10 +223,11 @@ ask(struct pool *p, pid_t pid, unsigned long long seq)
 	/* The pidfd first: if the lock is then seen held, the pidfd is that instance. */
 	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 
-	if (pidfd == -1 && errno != ENOSYS) {
-		return; /* gone */
-	}
-	if (held(p, pid, (unsigned long long)seq)) {
+	if ((pidfd == -1 && errno != ENOSYS) || !held(p, pid, (unsigned long long)seq)) {
+		/* Gone, or its slot freed since it was seen: no ask is left behind, where it
+		 * would mark a later instance with that pid as asked. */
+		(void)unlinkat(p->dir_fd, name, 0);
+	} else {
 		long rc = pidfd >= 0 ? syscall(SYS_pidfd_send_signal, pidfd, SIGUSR2, NULL, 0)
 				     : kill(pid, SIGUSR2);
 

@@ -28,7 +28,8 @@
  *                         cannot see
  *   FAULT_ACCEPT4_FAIL=N,.. the Nth call of accept4() fails with EMFILE
  *   FAULT_FLOCK_SLOW=N,.. the Nth call of flock() sleeps FAULT_FLOCK_MS milliseconds (1000)
- *                         before it locks: a window for another process to look
+ *                         before it locks (with FAULT_FLOCK_AFTER=1: after): a window
+ *                         for another process to act
  *   FAULT_PROC_ERRNO=E    opening /proc/PID/task or a file under it fails with errno E (a
  *   FAULT_PROC_MS=T       number), for T milliseconds from the first such open (as with a
  *                         full descriptor table, or hidepid)
@@ -95,6 +96,7 @@ static struct {
 	unsigned long short_first;
 	struct nth fork, pipe2, accept4, flock;
 	unsigned long flock_ms; /* FAULT_FLOCK_MS */
+	bool flock_after;	/* FAULT_FLOCK_AFTER */
 	bool no_close_range;	/* FAULT_NO_CLOSE_RANGE */
 	int log_fd;
 	unsigned long reads, writes, n_eintr, n_short_reads, n_short_writes, n_failed;
@@ -224,6 +226,7 @@ faultshim_init(void)
 	env_nth("FAULT_ACCEPT4_FAIL", &F.accept4);
 	env_nth("FAULT_FLOCK_SLOW", &F.flock);
 	F.flock_ms = env_num("FAULT_FLOCK_MS", 1000);
+	F.flock_after = env_num("FAULT_FLOCK_AFTER", 0) != 0;
 	F.no_close_range = env_num("FAULT_NO_CLOSE_RANGE", 0) != 0;
 	proc_errno = (int)env_num("FAULT_PROC_ERRNO", 0);
 	proc_ms = (long)env_num("FAULT_PROC_MS", 0);
@@ -494,18 +497,31 @@ pipe2(int fds[2], int flags)
 	return real_pipe2(fds, flags);
 }
 
+static void
+flock_sleep(void)
+{
+	struct timespec ts = { (time_t)(F.flock_ms / 1000), (long)(F.flock_ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+	}
+}
+
 int
 flock(int fd, int op)
 {
 	resolve();
-	if (F.ready && getpid() == F.owner && nth_fails(&F.flock)) {
-		struct timespec ts = { (time_t)(F.flock_ms / 1000),
-				       (long)(F.flock_ms % 1000) * 1000000L };
+	bool slow = F.ready && getpid() == F.owner && nth_fails(&F.flock);
 
-		while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
-		}
+	if (slow && !F.flock_after) {
+		flock_sleep();
 	}
-	return real_flock(fd, op);
+	int rc = real_flock(fd, op), err = errno;
+
+	if (slow && F.flock_after) {
+		flock_sleep();
+	}
+	errno = err;
+	return rc;
 }
 
 /* glibc's own prototype: a transparent union of the sockaddr pointer types. */

@@ -25,7 +25,8 @@ What each test would catch if mcpmux's handling were removed:
   stream must end (EOF), not hang.
 - PoolGrant: a slot file that another instance is granting, seen by `ctl stats` before
   it is locked, must not be taken for a dead instance's and removed (its server would
-  then go uncounted, and one more would start over the cap).
+  then go uncounted, and one more would start over the cap); an ask for a slot freed
+  after it was seen must not leave its file behind.
 """
 
 import errno
@@ -716,6 +717,29 @@ class PoolGrant(Faults):
         self.assertEqual(s.p.wait(), 0)
         self.assertEqual(self.counters(a.pid)["failed"], 1)
         self.assert_clean_stderr(a)
+        self.assert_no_leftovers()
+
+    def test_an_ask_for_a_slot_freed_meanwhile_leaves_no_file(self):
+        opts = ["--max-servers", "1", "--pool", "p"] + GRACE
+        a = self.mcpmux(opts + ["--", FIXTURE])
+        a.send(initialize(1))
+        self.assertEqual(a.msg()["id"], 1)
+        # flock() 3: b's look at a's slot, seen held; a is gone when b asks for it
+        b = self.mcpmux(opts + ["--", FIXTURE],
+                        env=self.shim_env(flock_slow=3, flock_after=1, flock_ms=1500))
+        time.sleep(0.3)
+        a.close_stdin()
+        self.assertEqual(a.wait(), 0)
+        b.send(initialize(1))
+        self.assertEqual(b.msg()["id"], 1)
+        b.close_stdin()
+        self.assertEqual(b.wait(), 0)
+        self.assertEqual(self.counters(b.pid)["failed"], 1)
+        d = os.path.join(self.tmp.name, "mcpmux", "pools")
+        left = [f for sub in os.listdir(d) for f in os.listdir(os.path.join(d, sub))
+                if f[:2] in ("s.", "a.")]
+        # a file for a.PID.SEQ would mark a later instance with a's pid as asked
+        self.assertEqual(left, [])
         self.assert_no_leftovers()
 
 
