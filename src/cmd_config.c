@@ -1,11 +1,11 @@
 /*
  * cmd_config: `mcpmux config (wrap | unwrap) FILE [OPTIONS]`: read a client config, have
  * config.c rewrite it, and print it, print a summary (--dry-run), or replace the file
- * (--in-place): a backup FILE.bak first (an existing one is kept), then a temporary file
- * in the same directory, both with the original's owner, group and mode, fsync, rename
- * over the original (through a symlink, to its target), fsync of the directory.  On any
- * error the file is left as it was.  It also finds the mcpmux path that wrapped entries
- * name: the one the user would type (see self_path()).
+ * (--in-place): locked against another such run, a backup FILE.bak first (an existing
+ * one is kept), then a temporary file in the same directory, both with the original's
+ * owner, group and mode, fsync, rename over the original (through a symlink, to its
+ * target), fsync of the directory.  On any error the file is left as it was.  It also finds the
+ * mcpmux path that wrapped entries name: the one the user would type (see self_path()).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -707,10 +708,19 @@ run(struct config_args *a)
 		diag_error("%s: is a directory, not a config file", name);
 	} else if (a->in_place && !S_ISREG(st.st_mode)) {
 		diag_error("%s: not a regular file: cannot replace it --in-place", name);
+	} else if (a->in_place && flock(fd, LOCK_EX | LOCK_NB) == -1 && errno == EWOULDBLOCK) {
+		/*
+		 * Another `config --in-place` is at it: it may yet remove the backup it made,
+		 * which this run would keep as an older one.  (A file system without locks
+		 * goes on unlocked.)  The lock holds until fd is closed, after the rename.
+		 */
+		diag_error("%s: locked by another process, such as another mcpmux rewriting it "
+			   "(nothing written; try again)",
+			   name);
 	} else if (read_all(fd, name, &text, &len) == 0) {
 		rc = 0;
 	}
-	if (!from_stdin) {
+	if (!from_stdin && (rc != 0 || !a->in_place)) {
 		sys_close(&fd);
 	}
 	if (rc != 0) {
@@ -786,6 +796,9 @@ run(struct config_args *a)
 	fprintf(stderr, " of %zu server%s; backup in %s%s\n", r.n_entries,
 		r.n_entries == 1 ? "" : "s", bak.buf, made == 0 ? " (an older one, kept)" : "");
 out:
+	if (a->in_place) {
+		sys_close(&fd);
+	}
 	sbuf_release(&bak);
 	config_result_release(&r);
 	free(target);

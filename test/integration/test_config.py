@@ -3,6 +3,7 @@ JSON5, --in-place with its backup, owner and mode, --dry-run, the options writte
 wrapped entries and re-wrapping with others, the mcpmux path written (a symlinked install),
 refusals of broken files, and a wrapped entry started the way its client starts it."""
 
+import fcntl
 import json
 import os
 import shutil
@@ -243,6 +244,25 @@ class Files(Case):
         rc, _, err = config("wrap", "--in-place", path)
         self.assertEqual(rc, 0, err)
         self.assertNotIn("an older one", err)
+
+    def test_in_place_waits_for_no_other_rewrite(self):
+        """Another run rewriting the file holds a lock on it: this one writes nothing, and
+        so cannot keep, as an older one, a backup that the other run may yet remove."""
+        path = self.copy("cursor-mcp.json")
+        orig = read(path)
+        with open(path, "rb") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            rc, out, err = config("wrap", "--in-place", path)
+        self.assertEqual(rc, 1, err)
+        self.assertIn("%s: locked by another process" % path, err)
+        self.assertEqual(read(path), orig)
+        self.assertEqual(sorted(os.listdir(self.tmp.name)), ["cursor-mcp.json"])
+        # Without --in-place nothing is locked: the file is only read.
+        with open(path, "rb") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            self.wrap_ok(path)
+        rc, _, err = config("wrap", "--in-place", path)
+        self.assertEqual(rc, 0, err)
 
     def test_in_place_keeps_the_group_in_a_set_group_id_directory(self):
         """A new file takes a set-group-ID directory's group: the rewrite gives it the
