@@ -559,6 +559,7 @@ static int
 write_backup(const char *bak, const struct stat *st, const char *text, size_t len)
 {
 	struct sbuf tmp = { 0 };
+	struct stat old;
 	int fd, rc = -1;
 
 	sbuf_addf(&tmp, "%s.mcpmux-XXXXXX", bak);
@@ -579,10 +580,15 @@ write_backup(const char *bak, const struct stat *st, const char *text, size_t le
 		   (errno != EEXIST &&
 		    renameat2(AT_FDCWD, tmp.buf, AT_FDCWD, bak, RENAME_NOREPLACE) == 0)) {
 		rc = 1; /* (a file system without hard links: renamed, without replacing) */
-	} else if (errno == EEXIST) {
+	} else if (errno != EEXIST) {
+		diag_error_errno("cannot create the backup '%s' (nothing written)", bak);
+	} else if (stat(bak, &old) == 0 && S_ISREG(old.st_mode)) {
 		rc = 0; /* an older one: never overwritten */
 	} else {
-		diag_error_errno("cannot create the backup '%s' (nothing written)", bak);
+		/* A directory, a dangling symlink...: there would be no backup at all. */
+		diag_error("'%s' exists but is not a file: no backup can be made (nothing "
+			   "written)",
+			   bak);
 	}
 	if (fd != -1) {
 		sys_close(&fd);

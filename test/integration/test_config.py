@@ -245,6 +245,38 @@ class Files(Case):
         self.assertEqual(rc, 0, err)
         self.assertNotIn("an older one", err)
 
+    def test_in_place_refuses_a_backup_name_that_is_not_a_file(self):
+        """A FILE.bak that is a directory or a dangling symlink is no older backup to keep:
+        the rewrite is refused, where it went on with no backup at all."""
+        for kind in ("dangling-symlink", "directory"):
+            with self.subTest(kind=kind):
+                d = os.path.join(self.tmp.name, kind)
+                os.mkdir(d)
+                path = os.path.join(d, "cursor-mcp.json")
+                write(path, read(os.path.join(CONFIGS, "cursor-mcp.json")))
+                orig = read(path)
+                if kind == "directory":
+                    os.mkdir(path + ".bak")
+                else:
+                    os.symlink(os.path.join(d, "gone"), path + ".bak")
+                rc, out, err = config("wrap", "--in-place", path)
+                self.assertEqual(rc, 1, err)
+                self.assertIn("'%s.bak' exists but is not a file" % os.path.realpath(path),
+                              err)
+                self.assertEqual(read(path), orig)
+                self.assertEqual(sorted(os.listdir(d)),
+                                 ["cursor-mcp.json", "cursor-mcp.json.bak"])
+        # A symlink to a file is a backup, an older one: kept.
+        d = os.path.join(self.tmp.name, "symlink")
+        os.mkdir(d)
+        path = os.path.join(d, "cursor-mcp.json")
+        write(path, read(os.path.join(CONFIGS, "cursor-mcp.json")))
+        write(os.path.join(d, "saved"), read(path))
+        os.symlink("saved", path + ".bak")
+        rc, _, err = config("wrap", "--in-place", path)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("an older one, kept", err)
+
     def test_in_place_waits_for_no_other_rewrite(self):
         """Another run rewriting the file holds a lock on it: this one writes nothing, and
         so cannot keep, as an older one, a backup that the other run may yet remove."""
