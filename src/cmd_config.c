@@ -714,6 +714,11 @@ run(struct config_args *a)
 		diag_error("%s: is a directory, not a config file", name);
 	} else if (a->in_place && !S_ISREG(st.st_mode)) {
 		diag_error("%s: not a regular file: cannot replace it --in-place", name);
+	} else if (a->in_place && st.st_nlink > 1) {
+		/* A new file renamed over one of its names would part it from the others. */
+		diag_error("%s: one of %ju hard links to the file: replacing it --in-place would "
+			   "leave the others with the old text (nothing written)",
+			   name, (uintmax_t)st.st_nlink);
 	} else if (a->in_place && flock(fd, LOCK_EX | LOCK_NB) == -1 && errno == EWOULDBLOCK) {
 		/*
 		 * Another `config --in-place` is at it: it may yet remove the backup it made,

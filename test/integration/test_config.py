@@ -277,6 +277,23 @@ class Files(Case):
         self.assertEqual(rc, 0, err)
         self.assertIn("an older one, kept", err)
 
+    def test_in_place_refuses_a_hard_linked_file(self):
+        """A file with other hard links (one config shared by two clients) is refused: a
+        new file renamed over one name would leave the others with the old text, parted
+        for good, which unwrap cannot undo.  Without --in-place it is only read."""
+        path = self.copy("cursor-mcp.json")
+        other = os.path.join(self.tmp.name, "claude_desktop_config.json")
+        os.link(path, other)
+        orig = read(path)
+        rc, out, err = config("wrap", "--in-place", path)
+        self.assertEqual(rc, 1, err)
+        self.assertIn("%s: one of 2 hard links to the file" % path, err)
+        self.assertEqual(read(path), orig)
+        self.assertTrue(os.path.samefile(path, other))
+        self.assertEqual(sorted(os.listdir(self.tmp.name)),
+                         ["claude_desktop_config.json", "cursor-mcp.json"])
+        self.assertNotEqual(self.wrap_ok(path), orig)
+
     def test_in_place_waits_for_no_other_rewrite(self):
         """Another run rewriting the file holds a lock on it: this one writes nothing, and
         so cannot keep, as an older one, a backup that the other run may yet remove."""
