@@ -526,10 +526,12 @@ fsync_close(int *fd)
 /*
  * Give fd the owner and group of st (when they are not ours), then its mode: in that
  * order, since a change of owner clears the set-user-ID and set-group-ID bits.  Only
- * root may give a file away: for others a failure to is a warning, not an error.
+ * root may give a file away: for others a failure to is a warning, not an error, one for
+ * the backup and one for the file (two call sites: the rate limit of diag_warn is by
+ * call site, and would keep the file's from being said after the backup's).
  */
 static int
-copy_owner_mode(int fd, const struct stat *st, const char *what)
+copy_owner_mode(int fd, const struct stat *st, const char *what, bool backup)
 {
 	struct stat now;
 
@@ -543,8 +545,14 @@ copy_owner_mode(int fd, const struct stat *st, const char *what)
 		bool group = now.st_gid == st->st_gid || fchown(fd, (uid_t)-1, st->st_gid) == 0;
 
 		if (!group || now.st_uid != st->st_uid) {
-			diag_warn_errno("cannot give %s the owner %u:%u of the original", what,
-					(unsigned)st->st_uid, (unsigned)st->st_gid);
+			if (backup) {
+				diag_warn_errno("cannot give the backup %s the owner %u:%u of the "
+						"original",
+						what, (unsigned)st->st_uid, (unsigned)st->st_gid);
+			} else {
+				diag_warn_errno("cannot give %s the owner %u:%u of the original",
+						what, (unsigned)st->st_uid, (unsigned)st->st_gid);
+			}
 		}
 	}
 	return fchmod(fd, st->st_mode & 07777);
@@ -573,7 +581,7 @@ write_backup(const char *bak, const struct stat *st, const char *text, size_t le
 		sbuf_release(&tmp);
 		return -1;
 	}
-	if (copy_owner_mode(fd, st, bak) == -1 || write_fd(fd, text, len) == -1 ||
+	if (copy_owner_mode(fd, st, bak, true) == -1 || write_fd(fd, text, len) == -1 ||
 	    fsync_close(&fd) == -1) {
 		diag_error_errno("cannot write the backup '%s' (nothing written)", bak);
 	} else if (link(tmp.buf, bak) == 0 ||
@@ -630,7 +638,7 @@ replace_file(const char *file, const char *target, const struct stat *st, const 
 				 file);
 		goto out;
 	}
-	if (copy_owner_mode(fd, st, file) == -1) {
+	if (copy_owner_mode(fd, st, file, false) == -1) {
 		diag_error_errno("cannot set the mode of '%s'", tmp.buf);
 		goto fail;
 	}

@@ -338,6 +338,28 @@ class Files(Case):
             self.assertEqual((st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)),
                              (65534, 65534, 0o640), f)
 
+    def test_in_place_says_an_owner_it_cannot_keep(self):
+        """A user who may not give the files the original's group is told so for the
+        backup and for the file itself, not only for the first of them."""
+        if os.geteuid() != 0:
+            self.skipTest("root prepares the files of another user")
+        os.chmod(self.tmp.name, 0o755)
+        d = os.path.join(self.tmp.name, "nobody")
+        os.mkdir(d)
+        os.chown(d, 65534, 65534)
+        path = os.path.join(d, "cursor-mcp.json")
+        write(path, read(os.path.join(CONFIGS, "cursor-mcp.json")), 0o644)
+        os.chown(path, 65534, 0)
+
+        def nobody():
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+        rc, _, err = config("wrap", "--in-place", path, preexec_fn=nobody)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("cannot give %s the owner 65534:0" % path, err)
+        self.assertIn("cannot give the backup %s.bak the owner 65534:0" % path, err)
+
     def test_broken_files(self):
         """A message naming the file, line and column, exit 1, the file untouched, no backup."""
         cases = [
