@@ -112,6 +112,27 @@ valid_pool(const char *s)
 	return n >= 1 && n <= 64 && s[n] == '\0';
 }
 
+/*
+ * Is s UTF-8, as every string of a JSON text is?  Else say so: written into a config, each
+ * invalid byte would be U+FFFD (config_literal), a path to another file.
+ */
+static bool
+is_utf8(const char *what, const char *s)
+{
+	size_t len = strlen(s);
+
+	for (size_t i = 0, n; i < len; i += n) {
+		n = rpcout_utf8_len((const unsigned char *)s + i, len - i);
+		if (n == 0) {
+			diag_error(
+				"%s is not UTF-8 text, which a config cannot hold (nothing written)",
+				what);
+			return false;
+		}
+	}
+	return true;
+}
+
 /* argv[0] is "config".  0, 1 for --help, -1 on a usage error (printed). */
 static int
 parse_args(struct config_args *a, int argc, char **argv)
@@ -842,11 +863,22 @@ cmd_config(int argc, char **argv)
 		}
 		a.o.mcpmux = self;
 	}
+	/* (Unwrap only compares it with the commands of the entries.) */
+	if (a.op == CONFIG_WRAP &&
+	    !is_utf8(self != NULL ? "the path of this mcpmux (give one with --mcpmux PATH)"
+				  : "--mcpmux PATH",
+		     a.o.mcpmux)) {
+		rc = self != NULL ? 1 : EXIT_USAGE;
+		free(self);
+		return rc;
+	}
 	if (a.log_dir != NULL) {
 		log_dir = absolute_dir(a.log_dir);
-		if (log_dir == NULL) {
+		rc = log_dir == NULL ? 1 : is_utf8("--log-dir DIR", log_dir) ? 0 : EXIT_USAGE;
+		if (rc != 0) {
+			free(log_dir);
 			free(self);
-			return 1;
+			return rc;
 		}
 		a.o.log_dir = log_dir;
 	}

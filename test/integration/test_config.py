@@ -572,6 +572,26 @@ class Files(Case):
             self.assertIn("nothing written", err)
             self.assertEqual(os.listdir(d), ["mcp.json"])
 
+    def test_paths_that_are_not_utf8(self):
+        """A JSON string holds UTF-8 alone: a --mcpmux or --log-dir path that is not is
+        refused, where each bad byte became U+FFFD, a path to nothing, with status 0."""
+        path = self.copy("cursor-mcp.json")
+        orig = read(path)
+        for args in ([b"--mcpmux", b"/opt/caf\xe9/bin/mcpmux"],
+                     [b"--log-dir", os.path.join(self.tmp.name.encode(), b"caf\xe9")]):
+            with self.subTest(args=args):
+                rc, out, err = config("wrap", "--in-place", path, *args)
+                self.assertEqual(rc, 2, err)
+                self.assertIn("%s " % args[0].decode(), err)
+                self.assertIn(" is not UTF-8 text", err)
+                self.assertEqual(out, b"")
+                self.assertEqual(read(path), orig)
+                self.assertEqual(os.listdir(self.tmp.name), ["cursor-mcp.json"])
+        out = self.wrap_ok(path, "--mcpmux", "/opt/caf\u00e9/bin/mcpmux")
+        self.assertIn("/opt/caf\u00e9/bin/mcpmux".encode(), out)
+        # Unwrap only compares the path with the entries' commands.
+        self.assertEqual(self.unwrap_ok(path, b"--mcpmux", b"/opt/caf\xe9/bin/mcpmux"), orig)
+
     def test_usage_errors(self):
         path = os.path.join(CONFIGS, "cursor-mcp.json")
         for args in ([], ["frob", path], ["wrap"], ["wrap", path, path], ["wrap", path, "--bogus"],
