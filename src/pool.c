@@ -622,6 +622,12 @@ pool_close(struct pool *p)
 	ev_timer_stop(p->loop, &p->self_w);
 	ev_ref(p->loop);
 	ev_signal_stop(p->loop, &p->usr2_w);
+	/*
+	 * The stop put SIGUSR2's default action back, which ends the process: an instance
+	 * that saw this slot held a moment ago may still ask, and must not kill an mcpmux
+	 * that is exiting.  (Servers get every signal's default back before their exec.)
+	 */
+	(void)signal(SIGUSR2, SIG_IGN);
 	closedir(p->dir);
 	sys_close(&p->dir_fd);
 	free(p);
