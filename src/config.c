@@ -533,6 +533,9 @@ classify(struct rewrite *rw, const struct json5_member *m, const struct json5_me
 		return rc;
 	}
 	*cmd_m = member_get(e, "command");
+	if (*cmd_m != NULL && (*cmd_m)->val.type == JSON5_NULL) {
+		*cmd_m = NULL; /* "command": null, as some tools write beside a "url": none */
+	}
 	*args_m = member_get(e, "args");
 	cmd = *cmd_m != NULL ? &(*cmd_m)->val : NULL;
 	args = *args_m != NULL ? &(*args_m)->val : NULL;

@@ -391,6 +391,12 @@ test_skipped_left_verbatim(void **state)
 	assert_int_equal(r.n_changed, 0);
 	assert_string_equal(r.text, in);
 	config_result_release(&r);
+	/* "command": null is no command: a remote server beside it is skipped, not refused. */
+	ok(CONFIG_WRAP, "{\"servers\":{\"h\":{\"command\":null,\"url\":\"https://x\"}}}", &plain,
+	   &r);
+	assert_int_equal(r.n_changed, 0);
+	assert_string_equal(r.entries[0].why, "remote (https://x)");
+	config_result_release(&r);
 	/* Values shown in the summary carry no terminal escapes. */
 	ok(CONFIG_WRAP, "{\"servers\":{\"e\":{\"url\":\"http://x/\\u001b[2J\"}}}", &plain, &r);
 	assert_string_equal(r.entries[0].why, "remote (http://x/?[2J)");
