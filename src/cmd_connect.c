@@ -23,6 +23,7 @@
 #include "mcpmux/envelope.h"
 #include "mcpmux/framer.h"
 #include "mcpmux/jsonrpc.h"
+#include "mcpmux/jsonspan.h"
 #include "mcpmux/listener.h"
 #include "mcpmux/rpcout.h"
 #include "mcpmux/session.h"
@@ -377,8 +378,18 @@ server_on_line(void *ctx, const char *line, size_t len)
 			conn_read(&cc->server, false); /* stdout is slow: stop reading the socket */
 		}
 	} else if (env.has_event && env.event_len == 5 && memcmp(env.event, "ended", 5) == 0) {
+		const char *v;
+		size_t vlen;
+
 		cc->exit_code = ended_status(line, len, false);
-		diag_info("session %s ended: %.*s", cc->id, (int)len, line);
+		if (jsonspan_member(line, len, "detached", &v, &vlen) && vlen == 4 &&
+		    memcmp(v, "true", 4) == 0) {
+			/* Before this connection came: the client's server is gone, say why. */
+			diag_warn("session %s had ended while no connection held it: %.*s", cc->id,
+				  (int)SYS_MIN(len, 300), line);
+		} else {
+			diag_info("session %s ended: %.*s", cc->id, (int)len, line);
+		}
 		cc->done = cc->ended = true;
 		conn_read(&cc->client, false);
 		maybe_exit(cc);

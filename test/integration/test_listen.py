@@ -574,6 +574,8 @@ class KeptSessionEnds(ListenHelpers, Case):
         # It sent only its keep: the end it missed comes, and it exits as the server did.
         self.assertEqual(c.wait(5), 128 + signal.SIGKILL)
         self.assertEqual(c.read_to_eof(), b"")
+        self.assertIn("session k had ended while no connection held it", c.stderr())
+        self.assertIn('"signal":"SIGKILL"', c.stderr())
         self.assertEqual(self.started(), 1, "no new server for a run that is over")
         # The end was told once: the next connection starts a new run.
         c = self.connect("--session", "k")
@@ -593,8 +595,8 @@ class KeptSessionEnds(ListenHelpers, Case):
         b = Envelopes(self, self.path)
         b.send({"session": "r", "message": call(7, "env")})
         ended = b.next()
-        self.assertEqual((ended["session"], ended["event"], ended["pid"], ended["exit"]),
-                         ("r", "ended", pids["r"], {"code": 0}), ended)
+        self.assertEqual((ended["session"], ended["event"], ended["pid"], ended["exit"],
+                          ended["detached"]), ("r", "ended", pids["r"], {"code": 0}, True), ended)
         err = b.next()
         self.assertEqual((err["session"], err["message"]["id"], err["message"]["error"]["code"]),
                          ("r", 7, -32000), err)
