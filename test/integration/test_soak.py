@@ -31,8 +31,8 @@ import signal
 import socket
 import time
 
-from mcptest import (FIXTURE, alive, MCPMUX, SANITIZED, Case, call, deadline, fd_count, initialize, main,
-                     pids_with_env, req, rss_anon_kib, wait_until)
+from mcptest import (FIXTURE, TAG, alive, MCPMUX, SANITIZED, Case, call, deadline, fd_count,
+                     initialize, main, pids_with_env, proc_environ, req, rss_anon_kib, wait_until)
 
 CYCLES = int(os.environ.get("MCPMUX_SOAK_CYCLES", "200"))
 # A well-behaved fixture exits within a few ms of EOF; 100 ms leaves room for a busy
@@ -104,10 +104,20 @@ class Soak(Case):
     def collect_grandchildren(self, p):
         self.grandchildren.update(int(m) for m in GRANDCHILD.findall(p.stderr()))
 
+    def left(self):
+        """Announced grandchildren still alive.  A pid is reused after a wrap of the pid
+        space (32,768 here; a soak goes round it), so one counts only while it is still
+        this test's: its environment carries the test's tag (unreadable: counted)."""
+        tag = ("%s=%s" % (TAG, self.tag)).encode()
+
+        def ours(pid):
+            env = proc_environ(pid)
+            return env is None or tag in env
+        return [g for g in self.grandchildren if alive(g) and ours(g)]
+
     def assert_nothing_left(self, what):
-        wait_until(lambda: not [g for g in self.grandchildren if alive(g)], 5,
-                   "%s: every grandchild gone (left: %r)" % (
-                       what, [g for g in self.grandchildren if alive(g)]))
+        wait_until(lambda: not self.left(), 5,
+                   "%s: every grandchild gone (left: %r)" % (what, self.left()))
         self.assert_no_leftovers(5, what)
 
     def check_end(self, kind, escalation, exit_, what, want=None, count=True):
