@@ -1733,7 +1733,8 @@ check_access(struct front_http *fh, struct http_req *rq)
 			return false;
 		}
 	}
-	if (fh->token != NULL) {
+	/* A CORS preflight never carries credentials (Fetch): it is answered without them. */
+	if (fh->token != NULL && http_req_request(rq)->method != HTTP_REQ_OPTIONS) {
 		v = http_req_header(rq, "Authorization", &n);
 		if (v == NULL || !httpmsg_bearer_ok(v, n, fh->token, fh->token_len)) {
 			struct hx_fields fs = { .n = 0 };

@@ -561,6 +561,29 @@ class Refusals(HttpCase):
         # /healthz needs nothing
         self.assertEqual(self.request("GET", path="/healthz").status, 200)
 
+    def test_a_preflight_needs_no_token(self):
+        """Browsers send a CORS preflight without credentials (Fetch): with a token and an
+        allowed origin, the preflight is answered; the request it clears needs the token."""
+        tok = os.path.join(self.tmp.name, "token")
+        with open(tok, "w") as f:
+            f.write("s3cret-token\n")
+        os.chmod(tok, 0o600)
+        self.http(opts=["--auth-token-file", tok, "--allow-origin", "https://app.example"])
+        r = self.request("OPTIONS", headers={
+            "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type"})
+        self.assertEqual(r.status, 204, r)
+        self.assertEqual(r.headers["access-control-allow-origin"], "https://app.example")
+        self.assertIn("Authorization", r.headers["access-control-allow-headers"])
+        r = self.request("OPTIONS", headers={"Origin": "https://other.example"})
+        self.assertEqual(r.status, 403)
+        r = self.post(init_msg(0), headers={"Origin": "https://app.example"})
+        self.assertEqual(r.status, 401)
+        self.assertEqual(r.headers["access-control-allow-origin"], "https://app.example")
+        r = self.post(init_msg(0), headers={"Origin": "https://app.example",
+                                            "Authorization": "Bearer s3cret-token"})
+        self.assertEqual(r.status, 200)
+
     def test_option_errors(self):
         p = self.serve(opts=["--http", "0.0.0.0:0"])
         self.assertEqual(p.wait(), 2)
