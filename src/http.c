@@ -1039,8 +1039,12 @@ conn_deadline(const struct hconn *c, enum timer_why *why)
 	*why = TW_NONE;
 	switch (c->state) {
 	case CS_IDLE:
-		deadline_min(&d, why, c->t_idle,
-			     c->n_served == 0 ? lim->head_timeout : lim->idle_timeout, TW_IDLE);
+		/* Idle once its last answer is written: a client still taking one is not. */
+		if (wbuf_len(&c->out) == 0) {
+			deadline_min(&d, why, SYS_MAX(c->t_idle, c->t_write),
+				     c->n_served == 0 ? lim->head_timeout : lim->idle_timeout,
+				     TW_IDLE);
+		}
 		break;
 	case CS_HEAD:
 		deadline_min(&d, why, c->t_head, lim->head_timeout, TW_HEAD);

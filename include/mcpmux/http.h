@@ -76,7 +76,8 @@ struct http_limits {
 	size_t max_queue;     /* unsent response bytes before http_stream_full() */
 	double head_timeout;  /* s from a request's first byte (or the accept) to its head's end */
 	double body_timeout;  /* s from the end of the head to the end of the body */
-	double idle_timeout;  /* s a keep-alive connection may wait for its next request */
+	double idle_timeout;  /* s a keep-alive connection may wait for its next request, from
+				 the end of its last answer's write */
 	double write_timeout; /* s with bytes waiting and none taken: the client is gone */
 	double sse_keepalive; /* s of silence on an SSE stream before a comment line */
 };

@@ -453,6 +453,32 @@ class Timeouts(Base):
         self.assertLess(time.monotonic() - t0, 5 * SLOW)
         self.assertEqual(self.srv.stats()["timeouts"], 1)
 
+    def test_an_answer_read_slowly_is_not_cut_by_the_idle_timeout(self):
+        # The keep-alive timeout runs from the end of the answer's write: a client still
+        # taking a big answer, long after its exchange ended, is not idle.
+        body = b"x" * (8 << 20)
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        s.settimeout(10 * SLOW)
+        s.connect(("127.0.0.1", self.srv.port))
+        with s:
+            s.sendall(post(b"/echo", body))
+            rd = Reader(s, 60)
+            status, headers = read_head(rd)
+            self.assertEqual(status, 200)
+            got = len(rd.buf)
+            while got < len(body):
+                time.sleep(0.01)
+                try:
+                    chunk = s.recv(16384)
+                except ConnectionResetError:
+                    chunk = b""
+                if not chunk:
+                    break
+                got += len(chunk)
+            self.assertEqual(got, len(body), "the answer was cut short")
+            self.assertTrue(closed(s), "idle after the answer")
+
     def test_a_body_that_stops_gets_408(self):
         with self.srv.connect() as s:
             s.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
