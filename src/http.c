@@ -880,11 +880,23 @@ conn_feed(struct hconn *c, const char *data, size_t len)
 	return k;
 }
 
+/*
+ * Whether the answers the client has not taken leave room to parse its next request.
+ * HTTP_HOLD_MAX, as for the requests read ahead of an open exchange, not max_queue (a
+ * stream's mark): a client that sends request after request and reads no answer would
+ * hold max_queue of them on each connection, before any check of the handler's.
+ */
+static bool
+queue_has_room(const struct hconn *c)
+{
+	return wbuf_len(&c->out) < SYS_MIN(c->s->lim.max_queue, HTTP_HOLD_MAX);
+}
+
 static bool
 can_parse(const struct hconn *c)
 {
 	return !c->dead && (c->state == CS_IDLE || c->state == CS_HEAD || c->state == CS_BODY) &&
-	       wbuf_len(&c->out) < c->s->lim.max_queue;
+	       queue_has_room(c);
 }
 
 /* Keep bytes that cannot be parsed yet (callers stay within hold_room()). */
@@ -1138,7 +1150,7 @@ conn_on_io(struct ev_loop *loop, ev_io *w, int revents)
 	if ((revents & EV_READ) && !c->dead) {
 		conn_read(c);
 	}
-	if (!c->dead && c->state != CS_EXCHANGE && wbuf_len(&c->out) < c->s->lim.max_queue) {
+	if (!c->dead && c->state != CS_EXCHANGE && queue_has_room(c)) {
 		conn_drain_hold(c); /* a queue that drained lets held requests through */
 	}
 	conn_update(c);

@@ -13,7 +13,9 @@
  * and then any number of http_stream_send() before http_stream_end().  Pipelined
  * requests wait, unparsed, until the exchange before them is over, so responses go out
  * in request order; while an exchange is open, at most HTTP_HOLD_MAX bytes that follow
- * it are read ahead, then reading stops until it ends.
+ * it are read ahead, then reading stops until it ends.  No request is parsed while
+ * HTTP_HOLD_MAX bytes of answers (or max_queue, if less) wait for the client to take
+ * them.
  *
  * The layer answers by itself, and closes the connection after: 400 (malformed request),
  * 408 (head or body not received in time), 413 (body over max_body), 414 (target over

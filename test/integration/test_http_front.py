@@ -1059,6 +1059,28 @@ class FlowControl(HttpCase):
         self.assertEqual(res["r"].json()["id"], 2)
         self.assertNotIn("dropped", self.srv.stderr())
 
+    def test_a_client_that_reads_no_answers_holds_little_memory(self):
+        """Requests sent one after another with no answer read: no more are parsed once
+        64 KiB of answers wait, where --max-queue (16 MiB) of them did, on every
+        connection of anyone who can connect (404s need no token)."""
+        self.http(opts=["--metrics"])
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", self.port))
+        s.setblocking(False)
+        data = b"GET /nowhere HTTP/1.1\r\nHost: localhost\r\n\r\n" * 4096
+        end = time.monotonic() + 3 * SLOW
+        try:
+            while time.monotonic() < end:
+                try:
+                    s.send(data)
+                except BlockingIOError:
+                    time.sleep(0.05)
+            queued = self.metrics()["mcpmux_http_queued_bytes"]
+        finally:
+            s.close()
+        self.assertLess(queued, 256 << 10)
+
     def test_a_client_that_does_not_read_pauses_the_server(self):
         self.http("--flood", "0", opts=["--max-queue", "65536", "--metrics"])
         sid = self.session()
