@@ -131,6 +131,14 @@ cli_usage(void)
 	fputs(usage_text, stdout);
 }
 
+size_t
+cli_default_max_sessions(size_t fds_each)
+{
+	size_t nofile = sys_nofile_limit();
+
+	return nofile > 256 ? SYS_MIN((size_t)1024, (nofile - CLI_FDS_SPARE) / fds_each) : 48;
+}
+
 void
 cli_defaults(struct mcpmux_options *o)
 {
@@ -142,10 +150,7 @@ cli_defaults(struct mcpmux_options *o)
 	o->max_queue = WBUF_HIGH_DEF;
 	o->stall_timeout_s = 30;
 	o->kill_deadline_ms = 5000;
-	/* Each session takes three descriptors (four with a log): keep some for the rest. */
-	size_t nofile = sys_nofile_limit();
-
-	o->max_sessions = nofile > 256 ? SYS_MIN((size_t)1024, (nofile - 64) / 4) : 48;
+	o->max_sessions = cli_default_max_sessions(CLI_SESSION_FDS);
 	o->log_bodies = TLOG_BODIES_FULL;
 	const char *env = getenv("MCPMUX_LOG");
 
@@ -331,6 +336,7 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 		{ NULL, 0, NULL, 0 },
 	};
 	int c, rc = 0;
+	bool max_sessions_given = false;
 
 	optind = 1;
 	opterr = 0;
@@ -362,6 +368,7 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 				goto not_here;
 			}
 			rc = parse_size("--max-sessions", optarg, 1, &o->max_sessions);
+			max_sessions_given = true;
 			break;
 		case OPT_IDLE_TIMEOUT:
 			rc = parse_number("--idle-timeout", optarg, "seconds", &o->idle_timeout_s);
@@ -472,6 +479,10 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 	}
 	if (serve && check_http(o) == -1) {
 		return -1;
+	}
+	if (o->n_http > 0 && !max_sessions_given) {
+		/* An HTTP session also holds its connections: a GET stream, a request or two. */
+		o->max_sessions = cli_default_max_sessions(CLI_SESSION_FDS + 2);
 	}
 	if (optind >= argc) {
 		return diag_error("no server command given (usage: mcpmux [OPTIONS] -- COMMAND "

@@ -48,6 +48,7 @@
 #define HX_TOKEN_MAX	 4096
 #define HX_FIELDS_MAX	 12
 #define HX_CONNS_MIN	 1024
+#define HX_CONNS_FLOOR	 16 /* whatever the descriptor limit */
 #define HX_VERSION_MAX	 32
 
 /* What the data of an http_req is. */
@@ -2231,8 +2232,17 @@ front_http_new(struct ev_loop *loop, struct hub *h, const struct mcpmux_options 
 	 * still loses its connection, or it would hold its bytes (and a shutdown) for ever.
 	 */
 	fh->lim.write_timeout = o->stall_timeout_s > 0 ? o->stall_timeout_s : HX_WRITE_TIMEOUT;
-	/* A session may hold a GET stream and a request or two: room for all of them. */
-	fh->lim.max_conns = SYS_MAX((size_t)HX_CONNS_MIN, 2 * o->max_sessions);
+	/*
+	 * A session may hold a GET stream and a request or two: room for all of them, but no
+	 * more than the descriptors the sessions' servers leave: a flood of idle connections
+	 * gets 503s, where it took the descriptors that servers, the socket door and ctl need.
+	 */
+	size_t nofile = sys_nofile_limit();
+	size_t kept = CLI_FDS_SPARE + CLI_SESSION_FDS * o->max_sessions;
+
+	fh->lim.max_conns = SYS_MAX((size_t)HX_CONNS_FLOOR,
+				    SYS_MIN(SYS_MAX((size_t)HX_CONNS_MIN, 2 * o->max_sessions),
+					    nofile > kept ? nofile - kept : 0));
 	if (o->auth_token_file != NULL && read_token(fh, o->auth_token_file) == -1) {
 		front_http_free(fh);
 		return NULL;

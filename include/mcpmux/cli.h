@@ -42,6 +42,14 @@ struct mcpmux_options {
 
 void cli_defaults(struct mcpmux_options *o);
 /*
+ * A session takes three descriptors (its server's pipes), four with a log; CLI_FDS_SPARE
+ * are kept for the rest (listeners, the log, the pool, a spare for EMFILE).
+ */
+#define CLI_SESSION_FDS 4
+#define CLI_FDS_SPARE	64
+/* The default --max-sessions for the descriptor limit, fds_each descriptors a session. */
+size_t cli_default_max_sessions(size_t fds_each);
+/*
  * Parse the options of wrap (serve = false) or serve, up to and including "--" and the
  * command.  Prints the problem and returns -1 on a usage error; 1 if --help was printed.
  */

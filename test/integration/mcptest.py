@@ -401,9 +401,9 @@ class Case(unittest.TestCase):
         cmd = command if command is not None else [FIXTURE] + list(fixture_args)
         return self.start([MCPMUX] + list(opts) + ["--"] + cmd)
 
-    def serve(self, *fixture_args, opts=(), command=None):
+    def serve(self, *fixture_args, opts=(), command=None, **popen):
         cmd = command if command is not None else [FIXTURE] + list(fixture_args)
-        return self.start([MCPMUX, "serve"] + list(opts) + ["--"] + cmd)
+        return self.start([MCPMUX, "serve"] + list(opts) + ["--"] + cmd, **popen)
 
     def assert_pipes_held_once(self, mux, servers):
         """Each pipe on a server's fds 0-2 is held by mcpmux exactly once (its own end):

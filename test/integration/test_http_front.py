@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -122,10 +123,11 @@ class Stream:
 
 
 class HttpCase(Case):
-    def http(self, *fixture_args, opts=(), command=None, addr="127.0.0.1:0", fast=True):
+    def http(self, *fixture_args, opts=(), command=None, addr="127.0.0.1:0", fast=True,
+             **popen):
         """mcpmux serve --http ADDR [opts] -- fixture; self.port is its port."""
         o = ["--http", addr] + (FAST if fast else []) + list(opts)
-        p = self.serve(*fixture_args, opts=o, command=command)
+        p = self.serve(*fixture_args, opts=o, command=command, **popen)
         m = wait_until(lambda: re.search(r"on port (\d+)", p.stderr()) or
                        (p.p.poll() is not None and "exited"), 10, "mcpmux to listen",
                        lambda: "stderr:\n%s\n%s" % (p.stderr()[-2000:],
@@ -974,6 +976,30 @@ class Sessions(HttpCase):
                    lambda: "RssAnon %d KiB" % rss_anon_kib(self.srv.pid))
 
 class FlowControl(HttpCase):
+    def test_idle_connections_leave_the_descriptors_a_server_needs(self):
+        """Under a low descriptor limit, connections beyond what the sessions' servers leave
+        get 503: a flood of idle ones cannot take the descriptors a new server needs."""
+        def low_limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300))
+        self.http(preexec_fn=low_limit)
+        keep = self.conn()
+        keep.connect()  # accepted before the flood
+        flood = []
+        self.addCleanup(lambda: [s.close() for s in flood])
+        for _ in range(280):
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=10 * SLOW)
+            flood.append(s)
+        # The last of them is refused with a 503 (it waited in the backlog, or was closed
+        # for want of a descriptor, when connections could take them all).
+        self.assertEqual(flood[-1].recv(12), b"HTTP/1.1 503")
+        keep.request("POST", "/mcp", body=json.dumps(init_msg(0)),
+                     headers={"Content-Type": "application/json", "Accept": ACCEPT_BOTH})
+        r = keep.getresponse()
+        self.assertEqual(r.status, 200, r.read()[:300])
+        self.assertTrue(r.getheader("Mcp-Session-Id"))
+        r.read()
+        keep.close()
+
     def test_posts_wait_while_the_server_does_not_read(self):
         # The server stops reading after 3 lines; its queue is 1 KiB; stall ends it.
         self.http("--stop-reading-after", "3",
