@@ -463,6 +463,13 @@ on_headers_complete(http_parser *p)
 	if (rq_build(c) == -1) {
 		return -1;
 	}
+	/* RFC 9112, 3.2: an HTTP/1.1 request without a Host, or with two, is a 400. */
+	size_t n_host = httpmsg_count(rq->hdr, rq->n_offs, "Host");
+
+	if (n_host > 1 || (n_host == 0 && p->http_minor >= 1)) {
+		rq->err = 400;
+		return -1;
+	}
 	bool chunked = (p->flags & F_CHUNKED) != 0;
 	bool has_len = (p->flags & F_CONTENTLENGTH) != 0;
 

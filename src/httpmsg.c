@@ -584,7 +584,12 @@ authority_is_loopback(const char *h, const char *end, bool origin)
 		while (hend < end && *hend >= '0' && *hend <= '9') {
 			hend++;
 		}
-		if (hend == d || hend - d > 5) {
+		unsigned long port = 0;
+
+		for (const char *q = d; q < hend && port <= 65535; q++) {
+			port = port * 10 + (unsigned long)(*q - '0');
+		}
+		if (hend == d || hend - d > 5 || port > 65535) {
 			return false;
 		}
 	}

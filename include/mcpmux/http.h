@@ -17,7 +17,8 @@
  * HTTP_HOLD_MAX bytes of answers (or max_queue, if less) wait for the client to take
  * them.
  *
- * The layer answers by itself, and closes the connection after: 400 (malformed request),
+ * The layer answers by itself, and closes the connection after: 400 (malformed request;
+ * an HTTP/1.1 one without Host, any with two),
  * 408 (head or body not received in time), 413 (body over max_body), 414 (target over
  * max_head), 431 (head over max_head or more than max_headers fields), 505 (not
  * HTTP/1.x), 503 (over max_conns, sent on accept).  "Expect: 100-continue" is answered

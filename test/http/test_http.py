@@ -335,18 +335,29 @@ class Malformed(Base):
         (b"GET / HTTP/1.1\r\nHost : t\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHo st: t\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: t\rX: y\r\n\r\n", 400),
-        (b"GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n", 400),
-        (b"GET /a b HTTP/1.1\r\n\r\n", 400),
-        (b"get / HTTP/1.1\r\n\r\n", 400),
-        (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
-        (b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400),
-        (b"POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\nabc", 400),
-        (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
-        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: t\r\nX: a\x01b\r\n\r\n", 400),
+        (b"GET /a b HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+        (b"get / HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n"
+         b"Transfer-Encoding: chunked\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+         400),
+        (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: +3\r\n\r\nabc", 400),
+        (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
         (b"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505),
         (b"GET /\r\n\r\n", 400),
-        (b"GET / HTTP/1.1\r\nExpect: teapot\r\n\r\n", 417),
+        (b"GET / HTTP/1.1\r\nHost: t\r\nExpect: teapot\r\n\r\n", 417),
+        # RFC 9112, 3.2: HTTP/1.1 needs one Host, and no request may have two
+        (b"GET / HTTP/1.1\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: t\r\nHost: u\r\n\r\n", 400),
+        (b"GET / HTTP/1.0\r\nHost: t\r\nhost: t\r\n\r\n", 400),
     ]
+
+    def test_http_1_0_needs_no_host(self):
+        with self.srv.connect() as s:
+            s.sendall(b"GET /info HTTP/1.0\r\n\r\n")
+            self.assertEqual(read_response(s)[0], 200)
 
     def test_each_gets_its_status_and_the_connection_closes(self):
         for raw, want in self.cases:

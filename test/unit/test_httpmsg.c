@@ -246,6 +246,10 @@ test_origins(void **state)
 	assert_false(httpmsg_host_is_loopback(S("evil.example:8080")));
 	assert_false(httpmsg_host_is_loopback(S("")));
 	assert_false(httpmsg_host_is_loopback(S("127.0.0.1:")));
+	assert_true(httpmsg_host_is_loopback(S("localhost:65535")));
+	assert_false(httpmsg_host_is_loopback(S("localhost:65536")));
+	assert_false(httpmsg_host_is_loopback(S("localhost:99999")));
+	assert_false(httpmsg_origin_is_loopback(S("http://localhost:99999")));
 }
 
 static void
