@@ -620,14 +620,22 @@ pool_close(struct pool *p)
 	}
 	ev_timer_stop(p->loop, &p->tick_w);
 	ev_timer_stop(p->loop, &p->self_w);
+	/*
+	 * The stop puts SIGUSR2's default action back, which ends the process: an instance
+	 * that saw this slot held a moment ago may still ask, and must not kill an mcpmux
+	 * that is exiting.  It is blocked from before the stop until it is ignored, or an
+	 * ask in between would still end it.  (Servers get every signal's default back, and
+	 * an empty mask, before their exec.)
+	 */
+	sigset_t usr2, old;
+
+	(void)sigemptyset(&usr2);
+	(void)sigaddset(&usr2, SIGUSR2);
+	(void)sigprocmask(SIG_BLOCK, &usr2, &old);
 	ev_ref(p->loop);
 	ev_signal_stop(p->loop, &p->usr2_w);
-	/*
-	 * The stop put SIGUSR2's default action back, which ends the process: an instance
-	 * that saw this slot held a moment ago may still ask, and must not kill an mcpmux
-	 * that is exiting.  (Servers get every signal's default back before their exec.)
-	 */
 	(void)signal(SIGUSR2, SIG_IGN);
+	(void)sigprocmask(SIG_SETMASK, &old, NULL);
 	closedir(p->dir);
 	sys_close(&p->dir_fd);
 	free(p);

@@ -572,6 +572,26 @@ class Pool(Base):
         self.assertNotIn("came free", m.p.stderr())
         self.assertEqual(self.most_at_once([log]), 1)
 
+    def test_an_ask_at_the_exit_never_ends_mcpmux(self):
+        """SIGUSR2 (another instance's ask for a slot) that comes while mcpmux closes its
+        pool is ignored: between the stop of its watcher (the default action back) and
+        the ignore, it ended the process."""
+        def catches_usr2(pid):
+            with open("/proc/%d/status" % pid) as f:
+                for line in f:
+                    if line.startswith("SigCgt:"):
+                        return int(line.split()[1], 16) >> (signal.SIGUSR2 - 1) & 1
+            return 0
+
+        for _ in range(40):
+            p = self.wrap(opts=FAST + ["--max-servers", "1"])
+            wait_until(lambda: catches_usr2(p.pid), 10, "the pool's SIGUSR2 watcher")
+            p.close_stdin()
+            while p.p.poll() is None:  # not reaped: the pid is still p's
+                for _ in range(200):
+                    os.kill(p.pid, signal.SIGUSR2)
+            self.assertEqual(p.wait(), 0, p.stderr())
+
     def test_no_pool_directory_the_server_starts_anyway(self):
         """A pool that cannot keep its files never stops a server: it starts uncounted,
         and mcpmux says so."""
