@@ -23,7 +23,6 @@
 #include "mcpmux/envelope.h"
 #include "mcpmux/framer.h"
 #include "mcpmux/jsonrpc.h"
-#include "mcpmux/jsonspan.h"
 #include "mcpmux/listener.h"
 #include "mcpmux/rpcout.h"
 #include "mcpmux/session.h"
@@ -44,6 +43,7 @@ struct cconn {
 	bool serve_gone; /* writing to serve failed, or its socket's EOF: nothing can be sent */
 	bool serve_eof;	 /* and nothing more comes from serve */
 	bool sent;	 /* a line of the client went to the session */
+	bool first_init; /* the first envelope was the client's initialize (no --keep) */
 	int exit_code;
 	struct sbuf tmp;
 	struct jsonrpc_scanner scan;
@@ -195,11 +195,17 @@ client_on_line(void *ctx, const char *line, size_t len)
 	 * A line goes into its envelope as one JSON value, or not at all: `{...},"session":"x"`
 	 * would otherwise add members to the envelope and reach another session.
 	 */
-	if (jsonrpc_scan_line(&cc->scan, line, len) == JSONRPC_INVALID_JSON) {
+	enum jsonrpc_kind kind = jsonrpc_scan_line(&cc->scan, line, len);
+
+	if (kind == JSONRPC_INVALID_JSON) {
 		sbuf_reset(&cc->tmp);
 		rpcout_error(&cc->tmp, NULL, 0, RPC_PARSE_ERROR, "Parse error: not valid JSON");
 		(void)conn_send_line(&cc->client, &cc->client.self, cc->tmp.buf, cc->tmp.len);
 		return;
+	}
+	if (!cc->sent && !cc->keep) {
+		cc->first_init = kind == JSONRPC_REQUEST &&
+				 jsonrpc_method_is(&cc->scan, &cc->scan.one, "initialize");
 	}
 	cc->sent = true;
 	send_envelope(cc, line, len);
@@ -378,12 +384,21 @@ server_on_line(void *ctx, const char *line, size_t len)
 			conn_read(&cc->server, false); /* stdout is slow: stop reading the socket */
 		}
 	} else if (env.has_event && env.event_len == 5 && memcmp(env.event, "ended", 5) == 0) {
-		const char *v;
-		size_t vlen;
+		/* The end of an earlier run, that ended while no connection held it. */
+		bool unseen = memmem(line, len, "\"unseen\":true", 13) != NULL;
 
+		if (unseen && cc->first_init) {
+			/*
+			 * The end of an earlier kept run of this ID, that nobody saw, told before
+			 * the new run that the client's initialize starts: that one goes on.
+			 */
+			diag_warn("session %s: an earlier run of it ended while no connection held "
+				  "it; the new one goes on: %.*s",
+				  cc->id, (int)SYS_MIN(len, 300), line);
+			return;
+		}
 		cc->exit_code = ended_status(line, len, false);
-		if (jsonspan_member(line, len, "detached", &v, &vlen) && vlen == 4 &&
-		    memcmp(v, "true", 4) == 0) {
+		if (unseen) {
 			/* Before this connection came: the client's server is gone, say why. */
 			diag_warn("session %s had ended while no connection held it: %.*s", cc->id,
 				  (int)SYS_MIN(len, 300), line);

@@ -418,15 +418,8 @@ tell_unseen_end(struct sconn *sc, const struct envelope *env, struct hub_unseen 
 		send_envelope_error(sc, RPC_SERVER_ERROR, "out of memory");
 		return false;
 	}
-	sbuf_reset(&sv->tmp);
-	sbuf_add(&sv->tmp, u->fields, u->len);
-	sbuf_adds(&sv->tmp, ",\"detached\":true");
+	port_event(&sc->port, e, u->fields, u->len);
 	free(u);
-	if (sv->tmp.failed) {
-		diag_error("session %s: out of memory: its end could not be told", e->id);
-	} else {
-		port_event(&sc->port, e, sv->tmp.buf, sv->tmp.len);
-	}
 	if (!env->has_message) {
 		goto over;
 	}

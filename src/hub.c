@@ -390,7 +390,9 @@ unseen_keep(struct hub *h, const struct hub_entry *e, const char *fields, size_t
 			  u->id, h->opt->max_sessions);
 		free(hub_unseen_take(h, u->id, u->id_len));
 	}
-	u = malloc(sizeof(*u) + len);
+	static const char mark[] = ",\"unseen\":true"; /* told late: not the run of its reader */
+
+	u = malloc(sizeof(*u) + len + sizeof(mark) - 1);
 	if (u == NULL) {
 		diag_error("session %s: out of memory: its end cannot be told to a client", e->id);
 		return;
@@ -398,8 +400,9 @@ unseen_keep(struct hub *h, const struct hub_entry *e, const char *fields, size_t
 	memset(u, 0, sizeof(*u));
 	memcpy(u->id, e->id, e->id_len);
 	u->id_len = e->id_len;
-	u->len = len;
+	u->len = len + sizeof(mark) - 1;
 	memcpy(u->fields, fields, len);
+	memcpy(u->fields + len, mark, sizeof(mark) - 1);
 	HASH_ADD(hh, h->unseen, id, u->id_len, u);
 	diag_info("session %s ended while no client held it: the next connection that names "
 		  "it is told",

@@ -111,7 +111,7 @@ struct hub_unseen {
 	char id[SESSION_ID_MAX + 1];
 	size_t id_len;
 	size_t len;
-	char fields[]; /* ",\"event\":\"ended\",..." */
+	char fields[]; /* ",\"event\":\"ended\",...,\"unseen\":true" */
 };
 
 /* How a session's server ended, for /metrics. */

@@ -588,6 +588,24 @@ class KeptSessionEnds(ListenHelpers, Case):
         self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers(0)
 
+    def test_connect_without_keep_whose_client_initializes_goes_on_with_the_new_run(self):
+        srv = self.listen()
+        pid = self.kept_then_gone("n", lambda pid: os.kill(pid, signal.SIGKILL))
+        c = self.connect("--session", "n")
+        c.send(initialize(1))
+        # The earlier run's end comes first, marked as told late; the run the initialize
+        # starts goes on, and connect with it (it exited with the old run's status).
+        self.assertEqual(c.msg()["id"], 1)
+        c.send(call(2, "env"))
+        self.assertNotEqual(c.msg()["result"]["structuredContent"]["pid"], pid)
+        self.assertIn("an earlier run of it ended while no connection held it", c.stderr())
+        c.close_stdin()
+        self.assertEqual(c.wait(), 0)
+        self.assertEqual(self.started(), 2)
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers(0)
+
     def test_a_request_for_the_run_that_is_over_is_refused_and_an_initialize_starts_anew(self):
         srv = self.listen()
         pids = {sid: self.kept_then_gone(sid, lambda pid, sid=sid: self.assertEqual(
@@ -596,7 +614,7 @@ class KeptSessionEnds(ListenHelpers, Case):
         b.send({"session": "r", "message": call(7, "env")})
         ended = b.next()
         self.assertEqual((ended["session"], ended["event"], ended["pid"], ended["exit"],
-                          ended["detached"]), ("r", "ended", pids["r"], {"code": 0}, True), ended)
+                          ended["unseen"]), ("r", "ended", pids["r"], {"code": 0}, True), ended)
         err = b.next()
         self.assertEqual((err["session"], err["message"]["id"], err["message"]["error"]["code"]),
                          ("r", 7, -32000), err)
