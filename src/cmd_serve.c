@@ -396,12 +396,49 @@ handle_message(struct sconn *sc, struct hub_entry *e, const struct envelope *env
 }
 
 /*
+ * A request (it) of the first envelope for a kept session that ended unseen: an end-of-run
+ * gets the `none` result, any other request an error with its id.
+ */
+static void
+unseen_answer(struct sconn *sc, struct hub_entry *e, const struct jsonrpc_item *it)
+{
+	struct serve *sv = sc->sv;
+	const char *id = jsonrpc_str(&sv->scan, it->id);
+
+	if (!jsonrpc_method_is(&sv->scan, it, sv->opt->end_method)) {
+		hub_error(&sv->hub, &sc->port, e, id, it->id.len, RPC_SERVER_ERROR,
+			  "the session ended while no connection held it (see its \"ended\" "
+			  "event): the request was not sent");
+		return;
+	}
+	struct sbuf r = { 0 };
+
+	sbuf_reset(&sv->tmp);
+	sbuf_adds(&sv->tmp, "{\"jsonrpc\":\"2.0\",\"id\":");
+	sbuf_add(&sv->tmp, id, it->id.len);
+	sbuf_adds(&sv->tmp, ",\"result\":");
+	hub_none_result(&r, e->id, e->id_len);
+	if (r.failed) {
+		sv->tmp.failed = true;
+	} else {
+		sbuf_add(&sv->tmp, r.buf, r.len);
+	}
+	sbuf_adds(&sv->tmp, "}");
+	sbuf_release(&r);
+	if (!sv->tmp.failed) {
+		hub_log_own(&sv->hub, e->id, NULL, sv->tmp.buf, sv->tmp.len);
+		port_message(&sc->port, e, sv->tmp.buf, sv->tmp.len);
+	}
+}
+
+/*
  * The first envelope for a kept session that ended while no connection held it: the
  * session's `ended` event comes first, through the session's own queue, so that nothing
  * of a new run can overtake it.  An initialize (a new run) then goes on as for a new
- * session, in *ep; anything else was meant for the run that is over: a request gets an
- * error with its id, an end-of-run the `none` result, the rest (and a keep) is dropped.
- * true when the envelope goes on.
+ * session, in *ep; anything else was meant for the run that is over: each request (of a
+ * batch too) gets an error with its id, an end-of-run the `none` result, a message that
+ * is not JSON-RPC the error it gets anywhere, and the rest (and a keep) is dropped.  true
+ * when the envelope goes on.
  */
 static bool
 tell_unseen_end(struct sconn *sc, const struct envelope *env, struct hub_unseen *u,
@@ -433,34 +470,29 @@ tell_unseen_end(struct sconn *sc, const struct envelope *env, struct hub_unseen 
 		return true;
 	}
 	log_in(env, e, kind == JSONRPC_INVALID_JSON ? NULL : &sv->scan);
-	if (kind == JSONRPC_REQUEST && it->has_id) {
-		const char *id = jsonrpc_str(&sv->scan, it->id);
+	if (kind == JSONRPC_INVALID_JSON) {
+		hub_error(&sv->hub, &sc->port, e, NULL, 0, RPC_PARSE_ERROR,
+			  "Parse error: the message is not valid JSON");
+		goto over;
+	}
+	if (kind == JSONRPC_INVALID_REQUEST) {
+		hub_error(&sv->hub, &sc->port, e,
+			  it->has_id ? jsonrpc_str(&sv->scan, it->id) : NULL, it->id.len,
+			  RPC_INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message");
+		goto over;
+	}
+	const struct jsonrpc_item *items = kind == JSONRPC_BATCH ? sv->scan.items : it;
+	size_t n = kind == JSONRPC_BATCH ? sv->scan.n_items : 1;
+	bool dropped = false;
 
-		if (jsonrpc_method_is(&sv->scan, it, sv->opt->end_method)) {
-			struct sbuf r = { 0 };
-
-			sbuf_reset(&sv->tmp);
-			sbuf_adds(&sv->tmp, "{\"jsonrpc\":\"2.0\",\"id\":");
-			sbuf_add(&sv->tmp, id, it->id.len);
-			sbuf_adds(&sv->tmp, ",\"result\":");
-			hub_none_result(&r, e->id, e->id_len);
-			if (r.failed) {
-				sv->tmp.failed = true;
-			} else {
-				sbuf_add(&sv->tmp, r.buf, r.len);
-			}
-			sbuf_adds(&sv->tmp, "}");
-			sbuf_release(&r);
-			if (!sv->tmp.failed) {
-				hub_log_own(&sv->hub, e->id, NULL, sv->tmp.buf, sv->tmp.len);
-				port_message(&sc->port, e, sv->tmp.buf, sv->tmp.len);
-			}
+	for (size_t i = 0; i < n; i++) {
+		if (items[i].kind == JSONRPC_REQUEST && items[i].has_id) {
+			unseen_answer(sc, e, &items[i]);
 		} else {
-			hub_error(&sv->hub, &sc->port, e, id, it->id.len, RPC_SERVER_ERROR,
-				  "the session ended while no connection held it (see its "
-				  "\"ended\" event): the request was not sent");
+			dropped = true;
 		}
-	} else {
+	}
+	if (dropped) {
 		diag_warn("session %s ended while no connection held it: a message for it was "
 			  "dropped",
 			  e->id);

@@ -637,6 +637,31 @@ class KeptSessionEnds(ListenHelpers, Case):
         self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers(0)
 
+    def test_each_request_of_a_batch_and_an_invalid_one_are_answered(self):
+        srv = self.listen()
+        for sid in ("b", "v"):
+            self.kept_then_gone(sid, lambda pid, sid=sid: self.assertEqual(
+                self.ctl("end", sid)[0], 0))
+        b = Envelopes(self, self.path)
+        b.send({"session": "b", "message": [call(5, "env"), note("notifications/x"),
+                                            req(6, "mcpmux/endRun")]},
+               {"session": "v", "message": {"jsonrpc": "2.0", "id": 7}})
+        got = [b.next() for _ in range(5)]
+        self.assertEqual([(g["session"], g.get("event")) for g in got],
+                         [("b", "ended"), ("b", None), ("b", None), ("v", "ended"),
+                          ("v", None)], got)
+        self.assertEqual((got[1]["message"]["id"], got[1]["message"]["error"]["code"]),
+                         (5, -32000), got)
+        self.assertEqual(got[2]["message"]["id"], 6, got)
+        self.assertIn("result", got[2]["message"], got)
+        self.assertEqual((got[4]["message"]["id"], got[4]["message"]["error"]["code"]),
+                         (7, -32600), got)
+        self.assertEqual(self.started(), 2, "nothing started")
+        b.close()
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers(0)
+
     def test_unseen_ends_are_bounded_by_max_sessions(self):
         srv = self.listen(opts=["--max-sessions", "2"])
         for sid in ("a", "b", "c"):
