@@ -200,6 +200,10 @@ follow_wait(struct reader *r)
 	    (named.st_dev == cur.st_dev && named.st_ino == cur.st_ino) || named.st_size == 0) {
 		return;
 	}
+	/* Rotated twice within FOLLOW_OLD_S: what came to the oldest meanwhile is read first. */
+	if (r->old != NULL && (fstat(fileno(r->old), &cur) == -1 || cur.st_size > ftello(r->old))) {
+		return;
+	}
 	FILE *nf = fopen(r->path, "re");
 
 	if (nf == NULL) {

@@ -756,6 +756,42 @@ class Reading(Case):
         self.assertEqual(pings, ["1", "10", "11", "20", "21"], "".join(lines))
         self.assertIsNone(reader.p.poll())
 
+    def test_follow_reads_what_came_to_the_old_file_before_a_second_rotation(self):
+        """A second rotation within the old file's 2 s: what another instance wrote to the
+        old file meanwhile is read before that file is let go."""
+        src, path = (os.path.join(self.tmp.name, n) for n in ("src.log", "f.log"))
+        w = self.wrap(opts=["--log", src])
+        for i in range(1, 6):
+            w.send(req(i, "ping"))
+            self.assertEqual(w.msg()["id"], i)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        with open(src, "rb") as f:
+            lines = f.readlines()
+        ping = {i: b"".join(l for l in lines if b'"id":%d,' % i in l) for i in range(1, 6)}
+
+        def write(name, data, mode="ab"):
+            with open(name, mode) as f:
+                f.write(data)
+        write(path, ping[1])
+        reader, until = self.follow(path)
+        seen = until("ping #1")
+        os.rename(path, path + ".1")
+        write(path, ping[2])
+        seen += until("ping #2")  # on the new file, the old one read for 2 s more
+        reader.p.send_signal(signal.SIGSTOP)
+        try:
+            write(path + ".1", ping[3])  # an instance that has not reopened yet
+            os.rename(path, path + ".2")
+            write(path, ping[4])
+        finally:
+            reader.p.send_signal(signal.SIGCONT)
+        seen += until("ping #4")
+        write(path, ping[5])
+        seen += until("ping #5")
+        pings = [l.split("ping #")[1].split()[0] for l in seen if "-> ping #" in l]
+        self.assertEqual(sorted(pings), ["1", "2", "3", "4", "5"], "".join(seen))
+
     def test_follow_reads_a_truncated_file_again(self):
         first, second, path = (os.path.join(self.tmp.name, n) for n in ("a.log", "b.log",
                                                                        "f.log"))
