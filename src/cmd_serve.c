@@ -375,6 +375,7 @@ handle_message(struct sconn *sc, struct hub_entry *e, const struct envelope *env
 		}
 		const struct jsonrpc_params *p = &sv->scan.params;
 
+		e->end_asked = true; /* by its owner, this connection */
 		hub_end(e, p->has_grace_ms ? p->grace_ms : -1, id, id ? it->id.len : 0, &sv->scan);
 		return;
 	}

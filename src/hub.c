@@ -456,7 +456,7 @@ hub_on_done(struct session *s, void *owner)
 	session_end_fields(s, b);
 	if (!b->failed) {
 		send_event(e, b->buf, b->len);
-		if (e->owner == NULL && e->kept && !h->shutting_down) {
+		if (e->owner == NULL && e->kept && !e->end_asked && !h->shutting_down) {
 			unseen_keep(h, e, b->buf, b->len);
 		}
 	}
@@ -736,6 +736,7 @@ hub_control(struct hub *h, struct hub_port *p, const struct jsonrpc_scanner *sca
 					"Internal error: out of memory (the run is ended, but its "
 					"result cannot be sent)");
 			}
+			e->end_asked = e->end_asked || e->owner == p;
 			hub_end(e, pa->has_grace_ms ? pa->grace_ms : -1, NULL, 0, scan);
 			return;
 		}

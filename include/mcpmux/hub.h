@@ -96,8 +96,9 @@ struct hub_entry {
 	struct hub_waiter *waiters;
 	struct hub_port *holding; /* the port whose input this session holds, or NULL */
 	bool kept;
-	bool exited;  /* the server exited: its output is read to its end */
-	bool started; /* its "started" event went out */
+	bool end_asked; /* its owner asked for its end: it knows, and is not told again */
+	bool exited;	/* the server exited: its output is read to its end */
+	bool started;	/* its "started" event went out */
 };
 
 /*

@@ -588,6 +588,30 @@ class KeptSessionEnds(ListenHelpers, Case):
         self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers(0)
 
+    def test_an_end_its_own_client_asked_for_is_not_told_again(self):
+        """The client that asked for its kept session's end, and went before the teardown
+        was over, knows of it: its next connection starts a new run."""
+        srv = self.listen("--ignore-eof")  # its end takes --eof-grace (300 ms), then TERM
+        a = Envelopes(self, self.path)
+        a.send({"session": "s", "keep": True}, {"session": "s", "message": call(1, "env")})
+        got = [a.next() for _ in range(3)]
+        pid = got[2]["message"]["result"]["structuredContent"]["pid"]
+        a.send({"session": "s", "message": req(2, "mcpmux/endRun")})
+        a.close()  # before the end is over
+        wait_until(lambda: not alive(pid) and '"s"' not in self.ctl("list", as_json=True)[1],
+                   5, "the session to end")
+        c = self.connect("--keep", "--session", "s")
+        c.send(call(3, "env"))
+        self.assertNotEqual(c.msg()["result"]["structuredContent"]["pid"], pid)
+        self.assertIsNone(c.p.poll())
+        self.assertEqual(self.started(), 2)
+        rc, _ = self.ctl("end", "s")
+        self.assertEqual(rc, 0)
+        self.assertEqual(c.wait(5), 128 + signal.SIGTERM)  # the server ignores EOF
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers(0)
+
     def test_connect_without_keep_whose_client_initializes_goes_on_with_the_new_run(self):
         srv = self.listen()
         pid = self.kept_then_gone("n", lambda pid: os.kill(pid, signal.SIGKILL))
