@@ -7,6 +7,7 @@
  * being written) is reported and skipped; with --follow, show waits for the rest.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -204,9 +205,15 @@ follow_wait(struct reader *r)
 	if (r->old != NULL && (fstat(fileno(r->old), &cur) == -1 || cur.st_size > ftello(r->old))) {
 		return;
 	}
-	FILE *nf = fopen(r->path, "re");
+	/* Not blocking in open() if the path became a FIFO since the stat: only a file. */
+	int fd = open(r->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	FILE *nf = NULL;
 
-	if (nf == NULL) {
+	if (fd == -1 || fstat(fd, &named) == -1 || !S_ISREG(named.st_mode) ||
+	    fcntl(fd, F_SETFL, O_RDONLY) == -1 || (nf = fdopen(fd, "r")) == NULL) {
+		if (fd != -1) {
+			(void)close(fd);
+		}
 		return; /* tried again at the next wait */
 	}
 	if (r->old != NULL) {
@@ -232,9 +239,17 @@ next_record(struct reader *r)
 
 		if (r->old != NULL) {
 			n = whole_line(r, r->old);
-			if (n == 0 && sys_mono() >= r->old_until) {
+			if (n == -1 || (n == 0 && sys_mono() >= r->old_until)) {
+				if (n == 0 && r->cut) {
+					diag_warn(
+						"%s: the file it was rotated from ends with a line "
+						"cut short: skipped",
+						r->name);
+				}
+				/* A read error on it (said) leaves the new file to follow. */
 				(void)fclose(r->old);
 				r->old = NULL;
+				n = 0;
 			} else if (n > 0) {
 				r->old_until = sys_mono() + FOLLOW_OLD_S;
 			}

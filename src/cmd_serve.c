@@ -459,6 +459,9 @@ tell_unseen_end(struct sconn *sc, const struct envelope *env, struct hub_unseen 
 	port_event(&sc->port, e, u->fields, u->len);
 	free(u);
 	if (!env->has_message) {
+		diag_warn("session %s ended while no connection held it: a keep for it was "
+			  "dropped",
+			  e->id);
 		goto over;
 	}
 	enum jsonrpc_kind kind =

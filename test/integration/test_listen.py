@@ -576,6 +576,8 @@ class KeptSessionEnds(ListenHelpers, Case):
         self.assertEqual(c.read_to_eof(), b"")
         self.assertIn("session k had ended while no connection held it", c.stderr())
         self.assertIn('"signal":"SIGKILL"', c.stderr())
+        self.assertIn("session k ended while no connection held it: a keep for it was dropped",
+                      srv.stderr())
         self.assertEqual(self.started(), 1, "no new server for a run that is over")
         # The end was told once: the next connection starts a new run.
         c = self.connect("--session", "k")

@@ -812,6 +812,29 @@ class Reading(Case):
         self.assertIn("the file was truncated", reader.stderr())
         self.assertIsNone(reader.p.poll())
 
+    def test_follow_says_a_rotated_file_ends_with_a_cut_line(self):
+        """A line of the old file that is never finished is said when the old file is
+        given up (quiet for 2 s), not dropped silently."""
+        first, second, path = (os.path.join(self.tmp.name, n) for n in ("a.log", "b.log",
+                                                                       "f.log"))
+        for log, i in ((first, 1), (second, 7)):
+            w = self.wrap(opts=["--log", log])
+            w.send(req(i, "ping"))
+            self.assertEqual(w.msg()["id"], i)
+            w.close_stdin()
+            self.assertEqual(w.wait(), 0)
+        shutil.copyfile(first, path)
+        reader, until = self.follow(path)
+        until("ping #1")
+        os.rename(path, path + ".1")
+        with open(path + ".1", "ab") as f:
+            f.write(b'{"ts":"2026-12-05T00:00:00Z","sess')
+        shutil.copyfile(second, path)
+        until("ping #7")
+        wait_until(lambda: "ends with a line cut short" in reader.stderr(), 5,
+                   "the cut line to be said")
+        self.assertIsNone(reader.p.poll())
+
     def test_follow_on_a_pipe_ends_with_it(self):
         """--follow waits for more of a file; a pipe's end is the end."""
         with open(os.path.join(LOGS, "fixed.log"), "rb") as f:
