@@ -102,8 +102,13 @@ subscribe(struct handshake *hs, const char *params, size_t plen)
 	if (k == NULL) {
 		return;
 	}
-	if (sub_find(hs, k, klen) < hs->n_subs || hs->n_subs >= HANDSHAKE_SUBS) {
-		free(k); /* subscribed already, or too many */
+	if (sub_find(hs, k, klen) < hs->n_subs) {
+		free(k); /* subscribed already */
+		return;
+	}
+	if (hs->n_subs >= HANDSHAKE_SUBS) {
+		free(k);
+		hs->subs_lost++; /* too many: not replayed, and said at the replay */
 		return;
 	}
 	struct handshake_sub *ns = realloc(hs->subs, (hs->n_subs + 1) * sizeof(*ns));
@@ -115,6 +120,7 @@ subscribe(struct handshake *hs, const char *params, size_t plen)
 	if (ns == NULL || pc == NULL) {
 		free(k);
 		free(pc);
+		hs->subs_lost++;
 		return;
 	}
 	memcpy(pc, params, plen);

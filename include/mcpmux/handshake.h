@@ -49,7 +49,8 @@ struct handshake {
 	struct sbuf level_params; /* params of the last logging/setLevel */
 	struct handshake_sub *subs;
 	size_t n_subs;
-	unsigned long long seq; /* for replay ids */
+	unsigned long subs_lost; /* subscriptions not kept (over HANDSHAKE_SUBS, out of memory) */
+	unsigned long long seq;	 /* for replay ids */
 };
 
 void handshake_init(struct handshake *hs);

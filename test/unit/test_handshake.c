@@ -208,6 +208,7 @@ test_subscriptions_are_a_set(void **state)
 	assert_int_equal(f->hs.n_subs, 0);
 	subscribe(f, 11, "'fixture://b'"); /* again after the unsubscribe */
 	assert_int_equal(f->hs.n_subs, 1);
+	assert_int_equal(f->hs.subs_lost, 0);
 }
 
 /* A URI is known by its value: escapes of one character are one URI. */
@@ -267,6 +268,7 @@ test_subscriptions_bounded(void **state)
 		subscribe(f, i + 2, uri);
 	}
 	assert_int_equal(f->hs.n_subs, HANDSHAKE_SUBS);
+	assert_int_equal(f->hs.subs_lost, 10); /* said when they would be replayed */
 	assert_sub(f, HANDSHAKE_SUBS - 1, "{'uri':'u1023'}");
 	/* Room again after an unsubscribe. */
 	unsubscribe(f, 1, "'u0'");
@@ -275,6 +277,9 @@ test_subscriptions_bounded(void **state)
 	assert_sub(f, HANDSHAKE_SUBS - 1, "{'uri':'u5000'}");
 	subscribe(f, 1, "'u5001'");
 	assert_int_equal(f->hs.n_subs, HANDSHAKE_SUBS);
+	assert_int_equal(f->hs.subs_lost, 11);
+	subscribe(f, 1, "'u5000'"); /* one it has: not lost */
+	assert_int_equal(f->hs.subs_lost, 11);
 }
 
 /* A new initialize is a new protocol session: everything set up before is forgotten. */
