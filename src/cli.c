@@ -481,8 +481,11 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 		return -1;
 	}
 	if (o->n_http > 0 && !max_sessions_given) {
-		/* An HTTP session also holds its connections: a GET stream, a request or two. */
-		o->max_sessions = cli_default_max_sessions(CLI_SESSION_FDS + 2);
+		/*
+		 * An HTTP session also holds its connections: a GET stream and a request, and
+		 * room for a share of the 503s that linger (front_http.c, hx_size_connections()).
+		 */
+		o->max_sessions = cli_default_max_sessions(CLI_SESSION_FDS + 3);
 	}
 	if (optind >= argc) {
 		return diag_error("no server command given (usage: mcpmux [OPTIONS] -- COMMAND "

@@ -2205,6 +2205,36 @@ read_token(struct front_http *fh, const char *path)
 	return 0;
 }
 
+/*
+ * A session may hold a GET stream and a request or two: room for all of them, but no
+ * more than the descriptors the sessions' servers leave (CLI_SESSION_FDS each, and
+ * CLI_FDS_SPARE for the rest): a flood of idle connections gets 503s, where it took the
+ * descriptors that servers, the socket door and ctl need.  The 503s that linger take a
+ * fifth of that room at most.  Said at start when the limit leaves fewer connections
+ * than two a session.
+ */
+static void
+hx_size_connections(struct front_http *fh, const struct mcpmux_options *o)
+{
+	size_t nofile = sys_nofile_limit(),
+	       want = SYS_MAX((size_t)HX_CONNS_MIN, 2 * o->max_sessions);
+	size_t room = 0;
+
+	if (nofile > CLI_FDS_SPARE &&
+	    o->max_sessions <= (nofile - CLI_FDS_SPARE) / CLI_SESSION_FDS) {
+		room = nofile - CLI_FDS_SPARE - CLI_SESSION_FDS * o->max_sessions;
+	}
+	fh->lim.max_rejects = SYS_MIN((size_t)HTTP_REJECTS_DEF, room / 5);
+	fh->lim.max_conns =
+		SYS_MAX((size_t)HX_CONNS_FLOOR, SYS_MIN(want, room - fh->lim.max_rejects));
+	if (fh->lim.max_conns < 2 * o->max_sessions) {
+		diag_warn("a descriptor limit of %zu leaves room for %zu HTTP connections beside "
+			  "--max-sessions %zu (two a session are wanted): raise it (ulimit -n), or "
+			  "lower --max-sessions",
+			  nofile, fh->lim.max_conns, o->max_sessions);
+	}
+}
+
 struct front_http *
 front_http_new(struct ev_loop *loop, struct hub *h, const struct mcpmux_options *o)
 {
@@ -2232,17 +2262,7 @@ front_http_new(struct ev_loop *loop, struct hub *h, const struct mcpmux_options 
 	 * still loses its connection, or it would hold its bytes (and a shutdown) for ever.
 	 */
 	fh->lim.write_timeout = o->stall_timeout_s > 0 ? o->stall_timeout_s : HX_WRITE_TIMEOUT;
-	/*
-	 * A session may hold a GET stream and a request or two: room for all of them, but no
-	 * more than the descriptors the sessions' servers leave: a flood of idle connections
-	 * gets 503s, where it took the descriptors that servers, the socket door and ctl need.
-	 */
-	size_t nofile = sys_nofile_limit();
-	size_t kept = CLI_FDS_SPARE + CLI_SESSION_FDS * o->max_sessions;
-
-	fh->lim.max_conns = SYS_MAX((size_t)HX_CONNS_FLOOR,
-				    SYS_MIN(SYS_MAX((size_t)HX_CONNS_MIN, 2 * o->max_sessions),
-					    nofile > kept ? nofile - kept : 0));
+	hx_size_connections(fh, o);
 	if (o->auth_token_file != NULL && read_token(fh, o->auth_token_file) == -1) {
 		front_http_free(fh);
 		return NULL;

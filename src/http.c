@@ -38,7 +38,6 @@
 #define ACCEPT_BUDGET 64
 #define LINGER_TIME   2.0		/* s to read what a client still sends after a close */
 #define LINGER_MAX    ((size_t)1 << 20) /* bytes discarded at most while lingering */
-#define REJECT_LINGER 64		/* rejected (503) connections lingering at once */
 #define HEAD_FIRST    256		/* first allocation of a request's head storage */
 #define HEAD_STACK    1024		/* response heads up to this size are built on the stack */
 #define SSE_KEEPALIVE ": keepalive\n\n"
@@ -187,6 +186,7 @@ http_limits_init(struct http_limits *lim)
 		.max_headers = 100,
 		.max_body = (size_t)64 << 20,
 		.max_conns = 1024,
+		.max_rejects = HTTP_REJECTS_DEF,
 		.max_queue = (size_t)1 << 20,
 		.head_timeout = 10,
 		.body_timeout = 60,
@@ -1300,7 +1300,7 @@ conn_adopt(struct http_server *s, int fd, const struct sockaddr *sa, socklen_t s
 	s->st.accepted++;
 	if (reject) {
 		s->st.rejected++;
-		if (s->n_rejects >= REJECT_LINGER) {
+		if (s->n_rejects >= s->lim.max_rejects) {
 			/* Too many to linger over: the answer, and close. */
 			reject_now(fd);
 			return;

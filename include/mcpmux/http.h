@@ -71,11 +71,15 @@
 #define HTTP_LISTENERS_MAX 8
 
 /* Bounds of a server.  A timeout of 0 is off. */
+#define HTTP_REJECTS_DEF 64
+
 struct http_limits {
 	size_t max_head;      /* target and header fields, bytes */
 	size_t max_headers;   /* header fields */
 	size_t max_body;      /* request body, bytes (mcpmux: --max-message) */
 	size_t max_conns;     /* open connections; more get 503 */
+	size_t max_rejects;   /* of those, 503s that linger at once (HTTP_REJECTS_DEF); more
+				 get the answer and are closed at once */
 	size_t max_queue;     /* unsent response bytes before http_stream_full() */
 	double head_timeout;  /* s from a request's first byte (or the accept) to its head's end */
 	double body_timeout;  /* s from the end of the head to the end of the body */

@@ -978,27 +978,38 @@ class Sessions(HttpCase):
 class FlowControl(HttpCase):
     def test_idle_connections_leave_the_descriptors_a_server_needs(self):
         """Under a low descriptor limit, connections beyond what the sessions' servers leave
-        get 503: a flood of idle ones cannot take the descriptors a new server needs."""
+        get 503 (those that linger counted too): a flood of idle ones cannot take the
+        descriptors a new server needs, with the default --max-sessions or a small one."""
         def low_limit():
             resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300))
-        self.http(preexec_fn=low_limit)
-        keep = self.conn()
-        keep.connect()  # accepted before the flood
-        flood = []
-        self.addCleanup(lambda: [s.close() for s in flood])
-        for _ in range(280):
-            s = socket.create_connection(("127.0.0.1", self.port), timeout=10 * SLOW)
-            flood.append(s)
-        # The last of them is refused with a 503 (it waited in the backlog, or was closed
-        # for want of a descriptor, when connections could take them all).
-        self.assertEqual(flood[-1].recv(12), b"HTTP/1.1 503")
-        keep.request("POST", "/mcp", body=json.dumps(init_msg(0)),
-                     headers={"Content-Type": "application/json", "Accept": ACCEPT_BOTH})
-        r = keep.getresponse()
-        self.assertEqual(r.status, 200, r.read()[:300])
-        self.assertTrue(r.getheader("Mcp-Session-Id"))
-        r.read()
-        keep.close()
+        log = os.path.join(self.tmp.name, "t.log")
+        for opts in ([], ["--max-sessions", "5", "--log", log]):
+            with self.subTest(opts=opts):
+                srv = self.http(opts=opts, preexec_fn=low_limit)
+                keep = self.conn()
+                keep.connect()  # accepted before the flood
+                flood = []
+                try:
+                    for _ in range(280):
+                        flood.append(socket.create_connection(("127.0.0.1", self.port),
+                                                              timeout=10 * SLOW))
+                    # The last is refused with a 503 (it waited in the backlog, or was
+                    # closed for want of a descriptor, when connections could take them).
+                    self.assertEqual(flood[-1].recv(12), b"HTTP/1.1 503")
+                    keep.request("POST", "/mcp", body=json.dumps(init_msg(0)),
+                                 headers={"Content-Type": "application/json",
+                                          "Accept": ACCEPT_BOTH})
+                    r = keep.getresponse()
+                    self.assertEqual(r.status, 200, r.read()[:300])
+                    self.assertTrue(r.getheader("Mcp-Session-Id"))
+                    r.read()
+                finally:
+                    keep.close()
+                    for f in flood:
+                        f.close()
+                self.assertNotIn("descriptor limit", srv.stderr())
+                srv.p.send_signal(signal.SIGTERM)
+                self.assertEqual(srv.wait(), 0)
 
     def test_posts_wait_while_the_server_does_not_read(self):
         # The server stops reading after 3 lines; its queue is 1 KiB; stall ends it.
