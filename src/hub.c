@@ -222,6 +222,7 @@ hub_set_owner(struct hub_entry *e, struct hub_port *p)
 	e->port_data = new_data;
 	if (p != NULL) {
 		p->n_owned++;
+		e->end_asked = false; /* a new owner has not seen the end another asked for */
 	}
 	sync_pause(e);
 	sync_hold(e);

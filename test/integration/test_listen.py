@@ -614,6 +614,33 @@ class KeptSessionEnds(ListenHelpers, Case):
         self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers(0)
 
+    def test_an_end_asked_for_by_a_connection_that_handed_the_session_on_is_told(self):
+        """A asks for its kept session's end and goes; B takes the session over while it
+        ends, and goes before the end: the end is told to the next connection, C."""
+        self.path = os.path.join(self.tmp.name, "mux.sock")
+        srv = self.serve("--ignore-eof", opts=["--eof-grace", "3000", "--term-grace", "300",
+                                               "--listen", self.path])
+        wait_until(lambda: os.path.exists(self.path), 5, "the socket")
+        a = Envelopes(self, self.path)
+        a.send({"session": "h", "keep": True}, {"session": "h", "message": call(1, "env")})
+        pid = [a.next() for _ in range(3)][2]["message"]["result"]["structuredContent"]["pid"]
+        a.send({"session": "h", "message": req(2, "mcpmux/endRun")})
+        a.close()
+        b = Envelopes(self, self.path)
+        b.send({"session": "h", "keep": True})
+        self.assertEqual(b.next()["event"], "kept")
+        b.close()
+        wait_until(lambda: not alive(pid) and '"h"' not in self.ctl("list", as_json=True)[1],
+                   10, "the session to end")
+        c = Envelopes(self, self.path)
+        c.send({"session": "h", "keep": True})
+        ended = c.next()
+        self.assertEqual((ended.get("event"), ended.get("unseen")), ("ended", True), ended)
+        c.close()
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers(0)
+
     def test_connect_without_keep_whose_client_initializes_goes_on_with_the_new_run(self):
         srv = self.listen()
         pid = self.kept_then_gone("n", lambda pid: os.kill(pid, signal.SIGKILL))
