@@ -26,6 +26,7 @@ subs_clear(struct handshake *hs)
 	free(hs->subs);
 	hs->subs = NULL;
 	hs->n_subs = 0;
+	hs->subs_lost = 0;
 }
 
 void

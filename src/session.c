@@ -702,9 +702,11 @@ replay_start(struct session *s)
 	s->state = SESSION_RESUMING;
 	s->replay_wait = 0;
 	if (s->hs->subs_lost > 0) {
-		diag_warn("session %s: %lu resource subscriptions were not kept (more than %d, or "
-			  "out of memory): the fresh server does not get them",
-			  s->id, s->hs->subs_lost, HANDSHAKE_SUBS);
+		diag_warn(
+			"session %s: %lu resource subscriptions (at most; counted as asked) were "
+			"not kept (more than %d, or out of memory): the fresh server does not get "
+			"them",
+			s->id, s->hs->subs_lost, HANDSHAKE_SUBS);
 	}
 	handshake_replay_init(s->hs, &b, s->replay_id, sizeof(s->replay_id));
 	(void)send_replay(s, &b);

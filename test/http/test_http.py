@@ -673,10 +673,12 @@ class Mutations(Base):
     seeds = [
         post(b"/echo", b"hello"),
         get(b"/info?x", b"X-A: b\r\nAccept: */*\r\n"),
-        b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+        b"0\r\n\r\n",
         get(b"/sse?2&3"),
         get(b"/chunked?2") + post(b"/echo", b"two"),
-        b"POST /echo HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
+        b"abc",
     ]
 
     def test_mutated_requests_get_answers_or_a_close(self):

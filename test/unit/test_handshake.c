@@ -295,8 +295,10 @@ test_initialize_resets(void **state)
 	       "{'jsonrpc':'2.0','id':2,'method':'logging/setLevel','params':{'level':'debug'}}");
 	subscribe(f, 3, "'fixture://a'");
 	assert_true(handshake_ready(&f->hs));
+	f->hs.subs_lost = 2; /* as if two had not been kept */
 	client(f,
 	       "{'jsonrpc':'2.0','id':9,'method':'initialize','params':{'protocolVersion':'x'}}");
+	assert_int_equal(f->hs.subs_lost, 0);
 	assert_true(f->hs.have_init);
 	assert_false(handshake_ready(&f->hs));
 	assert_false(f->hs.initialized);
