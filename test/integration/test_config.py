@@ -79,6 +79,13 @@ def config(*args, input=None, cwd=None, preexec_fn=None):
     return p.returncode, p.stdout, p.stderr.decode(errors="replace")
 
 
+def as_nobody():
+    """preexec_fn: run the child as nobody (65534), without supplementary groups."""
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+
+
 class Files(Case):
     def copy(self, name, mode=0o644, src=CONFIGS):
         path = os.path.join(self.tmp.name, name)
@@ -327,11 +334,7 @@ class Files(Case):
         write(path, read(os.path.join(CONFIGS, "cursor-mcp.json")), 0o640)
         os.chown(path, 65534, 65534)
 
-        def nobody():
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-        rc, _, err = config("wrap", "--in-place", path, preexec_fn=nobody)
+        rc, _, err = config("wrap", "--in-place", path, preexec_fn=as_nobody)
         self.assertEqual(rc, 0, err)
         for f in (path, path + ".bak"):
             st = os.stat(f)
@@ -351,11 +354,7 @@ class Files(Case):
         write(path, read(os.path.join(CONFIGS, "cursor-mcp.json")), 0o644)
         os.chown(path, 65534, 0)
 
-        def nobody():
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-        rc, _, err = config("wrap", "--in-place", path, preexec_fn=nobody)
+        rc, _, err = config("wrap", "--in-place", path, preexec_fn=as_nobody)
         self.assertEqual(rc, 0, err)
         self.assertIn("cannot give %s the owner 65534:0" % path, err)
         self.assertIn("cannot give the backup %s.bak the owner 65534:0" % path, err)

@@ -567,6 +567,15 @@ class KeptSessionEnds(ListenHelpers, Case):
     def started(self):
         return json.loads(self.ctl("stats", as_json=True)[1])["started"]
 
+    def end_new_run(self, srv, c):
+        """connect c ends the second run of the test; then serve, and nothing is left."""
+        c.close_stdin()
+        self.assertEqual(c.wait(), 0)
+        self.assertEqual(self.started(), 2)
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers(0)
+
     def test_connect_to_a_kept_session_whose_server_died_exits_with_its_status(self):
         srv = self.listen()
         self.kept_then_gone("k", lambda pid: os.kill(pid, signal.SIGKILL))
@@ -583,12 +592,7 @@ class KeptSessionEnds(ListenHelpers, Case):
         c = self.connect("--session", "k")
         c.send(initialize(1))
         self.assertEqual(c.msg()["id"], 1)
-        c.close_stdin()
-        self.assertEqual(c.wait(), 0)
-        self.assertEqual(self.started(), 2)
-        srv.p.send_signal(signal.SIGTERM)
-        self.assertEqual(srv.wait(), 0)
-        self.assert_no_leftovers(0)
+        self.end_new_run(srv, c)
 
     def test_an_end_its_own_client_asked_for_is_not_told_again(self):
         """The client that asked for its kept session's end, and went before the teardown
@@ -652,12 +656,7 @@ class KeptSessionEnds(ListenHelpers, Case):
         c.send(call(2, "env"))
         self.assertNotEqual(c.msg()["result"]["structuredContent"]["pid"], pid)
         self.assertIn("an earlier run of it ended while no connection held it", c.stderr())
-        c.close_stdin()
-        self.assertEqual(c.wait(), 0)
-        self.assertEqual(self.started(), 2)
-        srv.p.send_signal(signal.SIGTERM)
-        self.assertEqual(srv.wait(), 0)
-        self.assert_no_leftovers(0)
+        self.end_new_run(srv, c)
 
     def test_a_request_for_the_run_that_is_over_is_refused_and_an_initialize_starts_anew(self):
         srv = self.listen()

@@ -792,17 +792,24 @@ class Reading(Case):
         pings = [l.split("ping #")[1].split()[0] for l in seen if "-> ping #" in l]
         self.assertEqual(sorted(pings), ["1", "2", "3", "4", "5"], "".join(seen))
 
-    def test_follow_reads_a_truncated_file_again(self):
-        first, second, path = (os.path.join(self.tmp.name, n) for n in ("a.log", "b.log",
-                                                                       "f.log"))
-        for log, ids in ((first, (1, 2)), (second, (7,))):
-            w = self.wrap(opts=["--log", log])
+    def two_logs(self, *runs):
+        """A log a wrap wrote for each run (the ids of its pings), and the path f.log to
+        follow, a copy of the first."""
+        logs = []
+        for n, ids in enumerate(runs):
+            logs.append(os.path.join(self.tmp.name, "%d.log" % n))
+            w = self.wrap(opts=["--log", logs[-1]])
             for i in ids:
                 w.send(req(i, "ping"))
                 self.assertEqual(w.msg()["id"], i)
             w.close_stdin()
             self.assertEqual(w.wait(), 0)
-        shutil.copyfile(first, path)
+        path = os.path.join(self.tmp.name, "f.log")
+        shutil.copyfile(logs[0], path)
+        return logs[0], logs[1], path
+
+    def test_follow_reads_a_truncated_file_again(self):
+        first, second, path = self.two_logs((1, 2), (7,))
         reader, until = self.follow(path)
         until("ping #2")
         with open(path, "r+b") as f, open(second, "rb") as g:
@@ -815,15 +822,7 @@ class Reading(Case):
     def test_follow_says_a_rotated_file_ends_with_a_cut_line(self):
         """A line of the old file that is never finished is said when the old file is
         given up (quiet for 2 s), not dropped silently."""
-        first, second, path = (os.path.join(self.tmp.name, n) for n in ("a.log", "b.log",
-                                                                       "f.log"))
-        for log, i in ((first, 1), (second, 7)):
-            w = self.wrap(opts=["--log", log])
-            w.send(req(i, "ping"))
-            self.assertEqual(w.msg()["id"], i)
-            w.close_stdin()
-            self.assertEqual(w.wait(), 0)
-        shutil.copyfile(first, path)
+        _, second, path = self.two_logs((1,), (7,))
         reader, until = self.follow(path)
         until("ping #1")
         os.rename(path, path + ".1")
