@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -58,6 +59,7 @@ struct serve {
 	ev_timer drain_w; /* after a signal, every session ended: the clients' last lines get
 			     HUB_DRAIN_S */
 	bool signalled;	  /* SIGTERM, SIGINT or SIGHUP asked for the exit */
+	bool refusing;	  /* connections over the limit are refused (said once a burst) */
 	struct jsonrpc_scanner scan;
 	struct sbuf tmp;
 	int in_fd, out_fd; /* our own descriptions of stdin and stdout (sys_stdio_open) */
@@ -644,6 +646,7 @@ sconn_free(struct sconn *sc)
 	/* Control requests it was waiting for: nobody to answer. */
 	hub_port_forget(&sv->hub, &sc->port);
 	sv->hub.n_ports--;
+	sv->refusing = false; /* room again: the next refusal is said */
 	conn_release(&sc->c);
 	sys_close(&sc->fd);
 	free(sc);
@@ -761,11 +764,45 @@ sconn_new(struct serve *sv, int in_fd, int out_fd, int sock)
 	return sc;
 }
 
+/*
+ * Connections to the socket at most: one a session, and SERVE_CONNS_EXTRA for ctl and
+ * clients between sessions.  Each may hold a line it is in the middle of sending (up to
+ * --max-message), so their number bounds mcpmux's memory, and their descriptors are
+ * counted in those each session may take (cli.h).
+ */
+#define SERVE_CONNS_EXTRA 64
+
+/* Over the limit: told why, in an envelope without a session, and closed. */
+static void
+refuse_connection(struct serve *sv, int fd)
+{
+	char line[200];
+	int n = snprintf(line, sizeof(line),
+			 "{\"error\":{\"code\":-32000,\"message\":\"too many connections "
+			 "(%zu, --max-sessions + %d): this one is closed\"}}\n",
+			 sv->hub.n_ports, SERVE_CONNS_EXTRA);
+
+	/* A new socket's buffer takes a line: if not, the close says it all the same. */
+	(void)send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	(void)close(fd);
+	if (!sv->refusing) {
+		sv->refusing = true;
+		diag_warn("refusing connections: %zu are open, the most that --max-sessions %zu "
+			  "allows (it + %d)",
+			  sv->hub.n_ports, sv->opt->max_sessions, SERVE_CONNS_EXTRA);
+	}
+}
+
 static void
 serve_on_accept(int fd, void *ctx)
 {
 	struct serve *sv = ctx;
 
+	if (!sv->hub.shutting_down &&
+	    sv->hub.n_ports >= sv->opt->max_sessions + SERVE_CONNS_EXTRA) {
+		refuse_connection(sv, fd);
+		return;
+	}
 	if (sv->hub.shutting_down || sconn_new(sv, fd, fd, fd) == NULL) {
 		(void)close(fd);
 	}

@@ -333,6 +333,43 @@ class ListenHardening(ListenHelpers, Case):
             self.assertEqual("the serve socket closed before the session ended" in c.stderr(),
                              ended is None, c.stderr())
 
+    def test_connections_are_bounded_by_max_sessions(self):
+        """At most --max-sessions + 64 connections: the next is told why and closed, the
+        others go on, and a connection that goes makes room for another."""
+        srv = self.listen(opts=["--max-sessions", "2"])
+
+        def stats(sock):
+            sock.sendall(b'{"message":{"jsonrpc":"2.0","id":1,"method":"mcpmux/stats"}}\n')
+            line = sock.makefile("rb").readline()
+            return json.loads(line) if line else None
+
+        socks = []
+        self.addCleanup(lambda: [s.close() for s in socks])
+        for _ in range(67):
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(10 * SLOW)
+            s.connect(self.path)
+            socks.append(s)
+        refused = socks.pop()
+        line = refused.makefile("rb").readline()
+        self.assertIn(b"too many connections (66, --max-sessions + 64)", line)
+        self.assertEqual(refused.recv(1), b"")
+        refused.close()
+        self.assertIn("refusing connections: 66 are open", srv.stderr())
+        self.assertEqual(stats(socks[1])["message"]["result"]["connections"], 66)
+        socks.pop(0).close()
+
+        def a_new_one_is_served():
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(10 * SLOW)
+            s.connect(self.path)
+            socks.append(s)
+            m = stats(s)
+            return m is not None and "message" in m
+        wait_until(a_new_one_is_served, 5, "room for a new connection")
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+
     def test_kept_sessions_that_never_start_are_bounded(self):
         """{"session":ID,"keep":true} for new IDs makes entries with no server: as many as
         --max-sessions, no more (a client could otherwise grow mcpmux without bound)."""
