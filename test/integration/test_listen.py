@@ -355,7 +355,8 @@ class ListenHardening(ListenHelpers, Case):
         self.assertIn(b"too many connections (66, --max-sessions + 64)", line)
         self.assertEqual(refused.recv(1), b"")
         refused.close()
-        self.assertIn("refusing connections: 66 are open", srv.stderr())
+        wait_until(lambda: "refusing connections: 66 are open" in srv.stderr(), 5,
+                   "the refusal to be said")
         self.assertEqual(stats(socks[1])["message"]["result"]["connections"], 66)
         socks.pop(0).close()
 
@@ -622,8 +623,8 @@ class KeptSessionEnds(ListenHelpers, Case):
         self.assertEqual(c.read_to_eof(), b"")
         self.assertIn("session k had ended while no connection held it", c.stderr())
         self.assertIn('"signal":"SIGKILL"', c.stderr())
-        self.assertIn("session k ended while no connection held it: a keep for it was dropped",
-                      srv.stderr())
+        wait_until(lambda: "session k ended while no connection held it: a keep for it was "
+                   "dropped" in srv.stderr(), 5, "the dropped keep to be said")
         self.assertEqual(self.started(), 1, "no new server for a run that is over")
         # The end was told once: the next connection starts a new run.
         c = self.connect("--session", "k")
@@ -756,8 +757,8 @@ class KeptSessionEnds(ListenHelpers, Case):
         for sid in ("a", "b", "c"):
             self.kept_then_gone(sid, lambda pid, sid=sid: self.assertEqual(
                 self.ctl("end", sid)[0], 0))
-        self.assertIn("session a: its end was never told to a client, and is forgotten",
-                      srv.stderr())
+        wait_until(lambda: "session a: its end was never told to a client, and is forgotten"
+                   in srv.stderr(), 5, "the forgotten end to be said")
         b = Envelopes(self, self.path)
         for sid, first in (("a", "started"), ("c", "ended"), ("b", "ended")):
             b.send({"session": sid, "message": note("notifications/initialized")})
