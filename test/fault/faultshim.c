@@ -27,6 +27,8 @@
  *                         where it would start them with an inline clone3() that it
  *                         cannot see
  *   FAULT_ACCEPT4_FAIL=N,.. the Nth call of accept4() fails with EMFILE
+ *   FAULT_LINK_FAIL=N,..  the Nth call of link() fails with EPERM (a file system without
+ *                         hard links, such as vfat)
  *   FAULT_FLOCK_SLOW=N,.. the Nth call of flock() sleeps FAULT_FLOCK_MS milliseconds (1000)
  *                         before it locks (with FAULT_FLOCK_AFTER=1: after): a window
  *                         for another process to act
@@ -94,7 +96,7 @@ static struct {
 	unsigned eintr, shorts; /* per mille */
 	size_t short_min;
 	unsigned long short_first;
-	struct nth fork, pipe2, accept4, flock;
+	struct nth fork, pipe2, accept4, flock, link;
 	unsigned long flock_ms; /* FAULT_FLOCK_MS */
 	bool flock_after;	/* FAULT_FLOCK_AFTER */
 	bool no_close_range;	/* FAULT_NO_CLOSE_RANGE */
@@ -115,6 +117,7 @@ static int (*real_posix_spawnp)(pid_t *, const char *, const posix_spawn_file_ac
 static int (*real_pipe2)(int[2], int);
 static int (*real_accept4)(int, __SOCKADDR_ARG, socklen_t *__restrict, int);
 static int (*real_flock)(int, int);
+static int (*real_link)(const char *, const char *);
 static int (*real_kill)(pid_t, int);
 static long (*real_syscall)(long, ...);
 static char nokill[32]; /* FAULT_NOKILL */
@@ -200,6 +203,7 @@ resolve(void)
 	*(void **)&real_pipe2 = next_symbol("pipe2");
 	*(void **)&real_accept4 = next_symbol("accept4");
 	*(void **)&real_flock = next_symbol("flock");
+	*(void **)&real_link = next_symbol("link");
 	*(void **)&real_kill = next_symbol("kill");
 	*(void **)&real_syscall = next_symbol("syscall");
 	*(void **)&real_open = next_symbol("open");
@@ -225,6 +229,7 @@ faultshim_init(void)
 	env_nth("FAULT_PIPE2_FAIL", &F.pipe2);
 	env_nth("FAULT_ACCEPT4_FAIL", &F.accept4);
 	env_nth("FAULT_FLOCK_SLOW", &F.flock);
+	env_nth("FAULT_LINK_FAIL", &F.link);
 	F.flock_ms = env_num("FAULT_FLOCK_MS", 1000);
 	F.flock_after = env_num("FAULT_FLOCK_AFTER", 0) != 0;
 	F.no_close_range = env_num("FAULT_NO_CLOSE_RANGE", 0) != 0;
@@ -522,6 +527,17 @@ flock(int fd, int op)
 	}
 	errno = err;
 	return rc;
+}
+
+int
+link(const char *from, const char *to)
+{
+	resolve();
+	if (F.ready && getpid() == F.owner && nth_fails(&F.link)) {
+		errno = EPERM;
+		return -1;
+	}
+	return real_link(from, to);
 }
 
 /* glibc's own prototype: a transparent union of the sockaddr pointer types. */

@@ -743,5 +743,32 @@ class PoolGrant(Faults):
         self.assert_no_leftovers()
 
 
+
+@needs_shim
+class ConfigFiles(Faults):
+    def test_a_backup_is_made_where_the_file_system_has_no_hard_links(self):
+        """The backup is linked into place so that it never replaces a FILE.bak; where
+        link() is refused (vfat, some FUSE file systems), it is renamed into place without
+        replacing one (renameat2 RENAME_NOREPLACE), and an existing one is still kept."""
+        path = os.path.join(self.tmp.name, "mcp.json")
+        text = b'{"mcpServers":{"a":{"command":"srv","args":["x"]}}}\n'
+        with open(path, "wb") as f:
+            f.write(text)
+        env = self.shim_env(link_fail="1")
+        p = self.mcpmux(["config", "wrap", "--in-place", path], env=env)
+        self.assertEqual(p.wait(), 0, p.stderr())
+        with open(path + ".bak", "rb") as f:
+            self.assertEqual(f.read(), text)
+        with open(path, "rb") as f:
+            self.assertIn(b"mcpmux", f.read())
+        self.assertEqual([n for n in os.listdir(self.tmp.name) if "mcpmux-" in n], [])
+        # Again, on the wrapped file: the older backup is kept as it is.
+        p = self.mcpmux(["config", "unwrap", "--in-place", path], env=env)
+        self.assertEqual(p.wait(), 0, p.stderr())
+        self.assertIn("(an older one, kept)", p.stderr())
+        with open(path + ".bak", "rb") as f:
+            self.assertEqual(f.read(), text)
+
+
 if __name__ == "__main__":
     main()
