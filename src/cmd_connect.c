@@ -23,6 +23,7 @@
 #include "mcpmux/envelope.h"
 #include "mcpmux/framer.h"
 #include "mcpmux/jsonrpc.h"
+#include "mcpmux/jsonspan.h"
 #include "mcpmux/listener.h"
 #include "mcpmux/rpcout.h"
 #include "mcpmux/session.h"
@@ -385,7 +386,10 @@ server_on_line(void *ctx, const char *line, size_t len)
 		}
 	} else if (env.has_event && env.event_len == 5 && memcmp(env.event, "ended", 5) == 0) {
 		/* The end of an earlier run, that ended while no connection held it. */
-		bool unseen = memmem(line, len, "\"unseen\":true", 13) != NULL;
+		const char *v;
+		size_t vlen;
+		bool unseen = jsonspan_member(line, len, "unseen", &v, &vlen) && vlen == 4 &&
+			      memcmp(v, "true", 4) == 0;
 
 		if (unseen && cc->first_init) {
 			/*

@@ -332,6 +332,17 @@ log_in(const struct envelope *env, const struct hub_entry *e, const struct jsonr
 		     env->message, env->message_len, -1);
 }
 
+/* The answer (JSON text id) to an end-of-run for session sid, which runs nothing, into b. */
+static void
+none_answer(struct sbuf *b, const char *id, size_t id_len, const char *sid, size_t sid_len)
+{
+	sbuf_adds(b, "{\"jsonrpc\":\"2.0\",\"id\":");
+	sbuf_add(b, id, id_len);
+	sbuf_adds(b, ",\"result\":");
+	hub_none_result(b, sid, sid_len);
+	sbuf_adds(b, "}");
+}
+
 static void
 handle_message(struct sconn *sc, struct hub_entry *e, const struct envelope *env)
 {
@@ -359,19 +370,14 @@ handle_message(struct sconn *sc, struct hub_entry *e, const struct envelope *env
 	    jsonrpc_method_is(&sv->scan, it, sv->opt->end_method)) {
 		if (e == NULL || e->s == NULL) {
 			if (id != NULL) {
-				struct sbuf r = { 0 };
-
-				hub_none_result(&r, env->session, env->session_len);
 				sbuf_reset(&sv->tmp);
 				sbuf_adds(&sv->tmp, "{\"session\":");
 				sbuf_add_json_string(&sv->tmp, env->session, env->session_len);
-				sbuf_adds(&sv->tmp, ",\"message\":{\"jsonrpc\":\"2.0\",\"id\":");
-				sbuf_add(&sv->tmp, id, it->id.len);
-				sbuf_adds(&sv->tmp, ",\"result\":");
-				sbuf_add(&sv->tmp, r.buf, r.len);
-				sbuf_adds(&sv->tmp, "}}");
+				sbuf_adds(&sv->tmp, ",\"message\":");
+				none_answer(&sv->tmp, id, it->id.len, env->session,
+					    env->session_len);
+				sbuf_adds(&sv->tmp, "}");
 				send_own(sc, &sv->tmp);
-				sbuf_release(&r);
 			}
 			return;
 		}
@@ -414,20 +420,8 @@ unseen_answer(struct sconn *sc, struct hub_entry *e, const struct jsonrpc_item *
 			  "event): the request was not sent");
 		return;
 	}
-	struct sbuf r = { 0 };
-
 	sbuf_reset(&sv->tmp);
-	sbuf_adds(&sv->tmp, "{\"jsonrpc\":\"2.0\",\"id\":");
-	sbuf_add(&sv->tmp, id, it->id.len);
-	sbuf_adds(&sv->tmp, ",\"result\":");
-	hub_none_result(&r, e->id, e->id_len);
-	if (r.failed) {
-		sv->tmp.failed = true;
-	} else {
-		sbuf_add(&sv->tmp, r.buf, r.len);
-	}
-	sbuf_adds(&sv->tmp, "}");
-	sbuf_release(&r);
+	none_answer(&sv->tmp, id, it->id.len, e->id, e->id_len);
 	if (!sv->tmp.failed) {
 		hub_log_own(&sv->hub, e->id, NULL, sv->tmp.buf, sv->tmp.len);
 		port_message(&sc->port, e, sv->tmp.buf, sv->tmp.len);

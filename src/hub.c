@@ -70,7 +70,10 @@ hub_release(struct hub *h)
 		hub_entry_free(e);
 	}
 	while (h->unseen != NULL) {
-		free(hub_unseen_take(h, h->unseen->id, h->unseen->id_len));
+		struct hub_unseen *u = h->unseen;
+
+		HASH_DEL(h->unseen, u);
+		free(u);
 	}
 	status_close();
 	pool_close(h->scfg.pool);
@@ -389,7 +392,8 @@ unseen_keep(struct hub *h, const struct hub_entry *e, const char *fields, size_t
 		diag_warn("session %s: its end was never told to a client, and is forgotten (more "
 			  "than %zu such ends)",
 			  u->id, h->opt->max_sessions);
-		free(hub_unseen_take(h, u->id, u->id_len));
+		HASH_DEL(h->unseen, u);
+		free(u);
 	}
 	static const char mark[] = ",\"unseen\":true"; /* told late: not the run of its reader */
 
@@ -415,9 +419,6 @@ hub_unseen_take(struct hub *h, const char *id, size_t len)
 {
 	struct hub_unseen *u = NULL;
 
-	if (h->unseen == NULL) {
-		return NULL;
-	}
 	HASH_FIND(hh, h->unseen, id, len, u);
 	if (u != NULL) {
 		HASH_DEL(h->unseen, u);
