@@ -976,6 +976,15 @@ class Sessions(HttpCase):
                    lambda: "RssAnon %d KiB" % rss_anon_kib(self.srv.pid))
 
 class FlowControl(HttpCase):
+    def test_a_max_sessions_that_leaves_few_connections_is_said(self):
+        def low_limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300))
+        srv = self.http(opts=["--max-sessions", "100"], preexec_fn=low_limit)
+        self.assertIn("a descriptor limit of 300 leaves room for 16 HTTP connections beside "
+                      "--max-sessions 100", srv.stderr())
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+
     def test_idle_connections_leave_the_descriptors_a_server_needs(self):
         """Under a low descriptor limit, connections beyond what the sessions' servers leave
         get 503 (those that linger counted too): a flood of idle ones cannot take the
