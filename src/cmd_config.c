@@ -3,9 +3,10 @@
  * config.c rewrite it, and print it, print a summary (--dry-run), or replace the file
  * (--in-place): locked against another such run, a backup FILE.bak first (an existing
  * one is kept), then a temporary file in the same directory, both with the original's
- * owner, group and mode, fsync, rename over the original (through a symlink, to its
- * target), fsync of the directory.  On any error the file is left as it was.  It also finds the
- * mcpmux path that wrapped entries name: the one the user would type (see self_path()).
+ * owner, group, extended attributes (its ACL among them) and mode, fsync, rename over the original
+ * (through a symlink, to its target), fsync of the directory.  On any error the file is left as it
+ * was.  It also finds the mcpmux path that wrapped entries name: the one the user would type (see
+ * self_path()).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "mcpmux/cli.h"
@@ -53,7 +55,8 @@ config_usage(void)
 	      "with --mcpmux) and keeps its others: wrapping twice changes nothing.  The\n"
 	      "result goes to stdout unless --in-place.\n"
 	      "  -i, --in-place     replace FILE (atomically), after a backup FILE.bak (an\n"
-	      "                     existing FILE.bak is kept); owner, group and mode kept\n"
+	      "                     existing FILE.bak is kept); owner, group, mode and\n"
+	      "                     extended attributes kept\n"
 	      "  -n, --dry-run      print what would change, one line per server; write nothing\n"
 	      "  --mcpmux PATH      the mcpmux command to write (default: this mcpmux as found\n"
 	      "                     on PATH, else by the path it was started with)\n"
@@ -544,17 +547,120 @@ fsync_close(int *fd)
 	return rc;
 }
 
+/* The value of the extended attribute `name` of fd, malloc'd, its length in *len; NULL. */
+static char *
+get_xattr(int fd, const char *name, size_t *len)
+{
+	for (int tries = 0; tries < 4; tries++) {
+		ssize_t n = fgetxattr(fd, name, NULL, 0);
+		char *v;
+
+		if (n < 0 || (v = malloc((size_t)n + 1)) == NULL) {
+			return NULL;
+		}
+		n = fgetxattr(fd, name, v, (size_t)n);
+		if (n >= 0) {
+			*len = (size_t)n;
+			return v;
+		}
+		free(v);
+		if (errno != ERANGE) { /* ERANGE: it grew in between */
+			return NULL;
+		}
+	}
+	return NULL;
+}
+
+/* The names of fd's extended attributes, each ended by a NUL, malloc'd; NULL (errno). */
+static char *
+list_xattrs(int fd, size_t *len)
+{
+	for (int tries = 0; tries < 4; tries++) {
+		ssize_t n = flistxattr(fd, NULL, 0);
+		char *names;
+
+		if (n < 0 || (names = malloc((size_t)n + 1)) == NULL) {
+			return NULL;
+		}
+		n = flistxattr(fd, names, (size_t)n);
+		if (n >= 0) {
+			*len = (size_t)n;
+			return names;
+		}
+		free(names);
+		if (errno != ERANGE) {
+			return NULL;
+		}
+	}
+	return NULL;
+}
+
+#define ACL_ACCESS "system.posix_acl_access"
+
 /*
- * Give fd the owner and group of st (when they are not ours), then its mode: in that
- * order, since a change of owner clears the set-user-ID and set-group-ID bits.  Only
- * root may give a file away: for others a failure to is a warning, not an error, one for
- * the backup and one for the file (two call sites: the rate limit of diag_warn is by
- * call site, and would keep the file's from being said after the backup's).
+ * Give `to` the extended attributes of `from` (the original): its access ACL among them
+ * (system.posix_acl_access), or none where the original had none (a default ACL of the
+ * directory gives a new file one of its own, which would let others in).  An attribute
+ * that cannot be read or set (one only a privileged process may set, a file system that
+ * takes none) is a warning, as an owner that cannot be kept is; the text is written.
+ * The number of attributes that could not be copied, the first one's name in `first`,
+ * or -1 when none could be read.
  */
 static int
-copy_owner_mode(int fd, const struct stat *st, const char *what, bool backup)
+copy_xattrs(int from, int to, char *first, size_t first_len)
+{
+	size_t len = 0;
+	char *names = list_xattrs(from, &len);
+	bool acl = false;
+	int failed = 0, err = 0;
+
+	if (names == NULL) {
+		if (errno != ENOTSUP) {
+			return -1;
+		}
+		len = 0; /* a file system without them: nothing to copy */
+	}
+	for (size_t off = 0; off < len; off += strlen(names + off) + 1) {
+		const char *name = names + off;
+		size_t vlen = 0;
+		char *v;
+
+		if (name[0] == '\0') {
+			continue;
+		}
+		acl = acl || strcmp(name, ACL_ACCESS) == 0;
+		v = get_xattr(from, name, &vlen);
+		if ((v == NULL || fsetxattr(to, name, v, vlen, 0) == -1) && failed++ == 0) {
+			err = errno;
+			(void)snprintf(first, first_len, "%s", name);
+		}
+		free(v);
+	}
+	free(names);
+	if (!acl && fremovexattr(to, ACL_ACCESS) == -1 && errno != ENODATA && errno != ENOTSUP &&
+	    failed++ == 0) {
+		err = errno;
+		(void)snprintf(first, first_len, "%s", ACL_ACCESS);
+	}
+	errno = err; /* the first failure's, for the warning */
+	return failed;
+}
+
+/*
+ * Give fd the owner and group of st (when they are not ours), the extended attributes of
+ * the original (src), then its mode: in that order, since a change of owner clears the
+ * set-user-ID and set-group-ID bits (and a file capability), and the mode sets the mask
+ * of an ACL.  Only root may give a file away: for others a failure to is a warning, not
+ * an error, one for the backup and one for the file (two call sites: the rate limit of
+ * diag_warn is by call site, and would keep the file's from being said after the
+ * backup's).
+ */
+static int
+copy_owner_mode(int fd, int src, const struct stat *st, const char *what, bool backup)
 {
 	struct stat now;
+	char name[256];
+	int failed;
 
 	/*
 	 * What the new file got (a set-group-ID directory gives it the directory's group),
@@ -576,16 +682,36 @@ copy_owner_mode(int fd, const struct stat *st, const char *what, bool backup)
 			}
 		}
 	}
+	failed = copy_xattrs(src, fd, name, sizeof(name));
+	if (failed != 0) {
+		if (failed == -1 && backup) {
+			diag_warn_errno("cannot read the extended attributes of the original: the "
+					"backup %s has none",
+					what);
+		} else if (failed == -1) {
+			diag_warn_errno("cannot read the extended attributes of %s: the new file "
+					"has none",
+					what);
+		} else if (backup) {
+			diag_warn_errno("cannot give the backup %s %d extended attribute(s) of the "
+					"original, %s among them",
+					what, failed, name);
+		} else {
+			diag_warn_errno("cannot give %s %d extended attribute(s) of the original, "
+					"%s among them",
+					what, failed, name);
+		}
+	}
 	return fchmod(fd, st->st_mode & 07777);
 }
 
 /*
- * bak (FILE.bak) with the original bytes, owner and mode, unless it exists.  Whole or not
- * at all: written to a temporary file beside it, synced, then linked to its name (which
- * fails if the name is taken).  1 made, 0 kept, -1.
+ * bak (FILE.bak) with the original bytes, owner, attributes and mode, unless it exists.  Whole or
+ * not at all: written to a temporary file beside it, synced, then linked to its name (which fails
+ * if the name is taken).  1 made, 0 kept, -1.
  */
 static int
-write_backup(const char *bak, const struct stat *st, const char *text, size_t len)
+write_backup(const char *bak, int src, const struct stat *st, const char *text, size_t len)
 {
 	struct sbuf tmp = { 0 };
 	struct stat old;
@@ -602,7 +728,7 @@ write_backup(const char *bak, const struct stat *st, const char *text, size_t le
 		sbuf_release(&tmp);
 		return -1;
 	}
-	if (copy_owner_mode(fd, st, bak, true) == -1 || write_fd(fd, text, len) == -1 ||
+	if (copy_owner_mode(fd, src, st, bak, true) == -1 || write_fd(fd, text, len) == -1 ||
 	    fsync_close(&fd) == -1) {
 		diag_error_errno("cannot write the backup '%s' (nothing written)", bak);
 	} else if (link(tmp.buf, bak) == 0 ||
@@ -639,7 +765,7 @@ same_file_state(const struct stat *a, const struct stat *b)
  * it, with its mode and owner, synced, renamed over it, and the directory synced.
  */
 static int
-replace_file(const char *file, const char *target, const struct stat *st, const char *text,
+replace_file(const char *file, const char *target, int src, const struct stat *st, const char *text,
 	     size_t len)
 {
 	struct sbuf tmp = { 0 };
@@ -659,7 +785,7 @@ replace_file(const char *file, const char *target, const struct stat *st, const 
 				 file);
 		goto out;
 	}
-	if (copy_owner_mode(fd, st, file, false) == -1) {
+	if (copy_owner_mode(fd, src, st, file, false) == -1) {
 		diag_error_errno("cannot set the mode of '%s'", tmp.buf);
 		goto fail;
 	}
@@ -811,8 +937,8 @@ run(struct config_args *a)
 		rc = diag_error("out of memory") + 2;
 		goto out;
 	}
-	made = write_backup(bak.buf, &st, text, len);
-	if (made == -1 || replace_file(a->file, target, &st, r.text, r.len) == -1) {
+	made = write_backup(bak.buf, fd, &st, text, len);
+	if (made == -1 || replace_file(a->file, target, fd, &st, r.text, r.len) == -1) {
 		if (made == 1) {
 			(void)unlink(bak.buf); /* nothing was written: no backup of it either */
 		}

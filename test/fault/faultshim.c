@@ -29,6 +29,8 @@
  *   FAULT_ACCEPT4_FAIL=N,.. the Nth call of accept4() fails with EMFILE
  *   FAULT_LINK_FAIL=N,..  the Nth call of link() fails with EPERM (a file system without
  *                         hard links, such as vfat)
+ *   FAULT_XATTR_FAIL=NAME fsetxattr() of the extended attribute NAME fails with EPERM (one
+ *                         that only a privileged process may set)
  *   FAULT_FLOCK_SLOW=N,.. the Nth call of flock() sleeps FAULT_FLOCK_MS milliseconds (1000)
  *                         before it locks (with FAULT_FLOCK_AFTER=1: after): a window
  *                         for another process to act
@@ -77,6 +79,7 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -118,9 +121,11 @@ static int (*real_pipe2)(int[2], int);
 static int (*real_accept4)(int, __SOCKADDR_ARG, socklen_t *__restrict, int);
 static int (*real_flock)(int, int);
 static int (*real_link)(const char *, const char *);
+static int (*real_fsetxattr)(int, const char *, const void *, size_t, int);
 static int (*real_kill)(pid_t, int);
 static long (*real_syscall)(long, ...);
-static char nokill[32]; /* FAULT_NOKILL */
+static char nokill[32];	    /* FAULT_NOKILL */
+static char xattr_fail[64]; /* FAULT_XATTR_FAIL */
 static int (*real_open)(const char *, int, ...);
 static int proc_errno;		  /* FAULT_PROC_ERRNO */
 static long proc_ms;		  /* FAULT_PROC_MS */
@@ -204,6 +209,7 @@ resolve(void)
 	*(void **)&real_accept4 = next_symbol("accept4");
 	*(void **)&real_flock = next_symbol("flock");
 	*(void **)&real_link = next_symbol("link");
+	*(void **)&real_fsetxattr = next_symbol("fsetxattr");
 	*(void **)&real_kill = next_symbol("kill");
 	*(void **)&real_syscall = next_symbol("syscall");
 	*(void **)&real_open = next_symbol("open");
@@ -236,6 +242,9 @@ faultshim_init(void)
 	proc_errno = (int)env_num("FAULT_PROC_ERRNO", 0);
 	proc_ms = (long)env_num("FAULT_PROC_MS", 0);
 	leaf_busy_ms = (long)env_num("FAULT_LEAF_BUSY_MS", 0);
+	if (getenv("FAULT_XATTR_FAIL") != NULL) {
+		(void)snprintf(xattr_fail, sizeof(xattr_fail), "%s", getenv("FAULT_XATTR_FAIL"));
+	}
 	if (getenv("FAULT_NOKILL") != NULL) {
 		(void)snprintf(nokill, sizeof(nokill), "%s", getenv("FAULT_NOKILL"));
 	}
@@ -538,6 +547,18 @@ link(const char *from, const char *to)
 		return -1;
 	}
 	return real_link(from, to);
+}
+
+int
+fsetxattr(int fd, const char *name, const void *value, size_t size, int flags)
+{
+	resolve();
+	if (F.ready && getpid() == F.owner && xattr_fail[0] != '\0' &&
+	    strcmp(name, xattr_fail) == 0) {
+		errno = EPERM;
+		return -1;
+	}
+	return real_fsetxattr(fd, name, value, size, flags);
 }
 
 /* glibc's own prototype: a transparent union of the sockaddr pointer types. */

@@ -1,13 +1,16 @@
 """mcpmux config: wrap and unwrap of real-shaped client configs (configs/), in JSON and in
-JSON5, --in-place with its backup, owner and mode, --dry-run, the options written into
-wrapped entries and re-wrapping with others, the mcpmux path written (a symlinked install),
+JSON5, --in-place with its backup, owner, mode and extended attributes (an ACL), --dry-run,
+the options written into wrapped entries and re-wrapping with others, the mcpmux path
+written (a symlinked install),
 refusals of broken files, and a wrapped entry started the way its client starts it."""
 
+import errno
 import fcntl
 import json
 import os
 import shutil
 import stat
+import struct
 import subprocess
 import unittest
 
@@ -42,6 +45,19 @@ CLIENTS = {
     "claude_desktop_config-notepad.json": ("mcpServers",),
 }
 JSON5_CLIENTS = ("vscode-mcp-jsonc.json", "openclaw-json5.json")
+
+
+# POSIX ACLs as the kernel takes them in system.posix_acl_access and _default.
+ACL_ACCESS = "system.posix_acl_access"
+ACL_DEFAULT = "system.posix_acl_default"
+ACL_USER_OBJ, ACL_USER, ACL_GROUP_OBJ, ACL_GROUP, ACL_MASK, ACL_OTHER = 1, 2, 4, 8, 0x10, 0x20
+
+
+def posix_acl(*entries):
+    """The binary value of an ACL: (tag, permissions, id or None), in the kernel's order."""
+    return struct.pack("<I", 2) + b"".join(
+        struct.pack("<HHI", tag, perm, 0xFFFFFFFF if uid is None else uid)
+        for tag, perm, uid in entries)
 
 
 def read(path):
@@ -476,6 +492,61 @@ class Files(Case):
         st = os.stat(path)
         self.assertEqual((st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)), (65534, 65534, 0o640))
         self.assertEqual(read(path), orig)
+
+    def xattrs_or_skip(self, path):
+        try:
+            os.setxattr(path, "user.mcpmux-test", b"kept")
+        except OSError as e:
+            if e.errno in (errno.ENOTSUP, errno.EPERM):
+                self.skipTest(f"no extended attributes here: {e}")
+            raise
+
+    def test_in_place_keeps_extended_attributes_and_the_acl(self):
+        """The backup and the new file have the original's extended attributes: a user
+        attribute and an access ACL that lets another user read it."""
+        path = self.copy("claude_desktop_config.json", mode=0o640)
+        self.xattrs_or_skip(path)
+        # user::rw-, user:65534:r--, group::r--, mask::r--, other::---
+        acl = posix_acl((ACL_USER_OBJ, 6, None), (ACL_USER, 4, 65534),
+                        (ACL_GROUP_OBJ, 4, None), (ACL_MASK, 4, None), (ACL_OTHER, 0, None))
+        os.setxattr(path, ACL_ACCESS, acl)
+        want_acl = os.getxattr(path, ACL_ACCESS)
+        orig = read(path)
+        rc, _, err = config("wrap", "--in-place", path)
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("warning", err)
+        self.assertNotEqual(read(path), orig)
+        for f in (path, path + ".bak"):
+            with self.subTest(file=f):
+                self.assertEqual(os.getxattr(f, "user.mcpmux-test"), b"kept")
+                self.assertEqual(os.getxattr(f, ACL_ACCESS), want_acl)
+                self.assertEqual(stat.S_IMODE(os.stat(f).st_mode), 0o640)
+
+    def test_in_place_gives_no_acl_the_original_did_not_have(self):
+        """A directory whose default ACL lets another user in: a file made there gets an
+        access ACL of its own, and the original had none; the new file and the backup have
+        none either."""
+        path = self.copy("claude_desktop_config.json", mode=0o640)
+        self.xattrs_or_skip(path)
+        os.setxattr(self.tmp.name, ACL_DEFAULT,
+                    posix_acl((ACL_USER_OBJ, 7, None), (ACL_USER, 6, 65534),
+                              (ACL_GROUP_OBJ, 5, None), (ACL_MASK, 6, None),
+                              (ACL_OTHER, 0, None)))
+        probe = os.path.join(self.tmp.name, "probe")
+        write(probe, b"{}")
+        self.assertTrue(os.getxattr(probe, ACL_ACCESS))  # the default applies
+        os.unlink(probe)
+        with self.assertRaises(OSError):
+            os.getxattr(path, ACL_ACCESS)
+        rc, _, err = config("wrap", "--in-place", path)
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("warning", err)
+        for f in (path, path + ".bak"):
+            with self.subTest(file=f):
+                with self.assertRaises(OSError) as cm:
+                    os.getxattr(f, ACL_ACCESS)
+                self.assertEqual(cm.exception.errno, errno.ENODATA)
+                self.assertEqual(stat.S_IMODE(os.stat(f).st_mode), 0o640)
 
     def test_mcpmux_path_of_a_symlinked_install(self):
         """The entry holds the path a user types: the symlink on PATH that survives an

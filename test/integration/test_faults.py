@@ -769,6 +769,34 @@ class ConfigFiles(Faults):
         with open(path + ".bak", "rb") as f:
             self.assertEqual(f.read(), text)
 
+    def test_an_attribute_that_cannot_be_copied_is_named(self):
+        """An extended attribute that cannot be set on the new file (one only a privileged
+        process may set): a warning that names it, for the backup and for the file; the
+        text is written, with the attributes that could be copied."""
+        path = os.path.join(self.tmp.name, "mcp.json")
+        text = b'{"mcpServers":{"a":{"command":"srv","args":["x"]}}}\n'
+        with open(path, "wb") as f:
+            f.write(text)
+        try:
+            os.setxattr(path, "user.kept", b"1")
+            os.setxattr(path, "user.refused", b"2")
+        except OSError as e:
+            self.skipTest(f"no extended attributes here: {e}")
+        p = self.mcpmux(["config", "wrap", "--in-place", path],
+                        env=self.shim_env(xattr_fail="user.refused"))
+        self.assertEqual(p.wait(), 0, p.stderr())
+        err = p.stderr()
+        self.assertIn("cannot give the backup %s.bak 1 extended attribute(s) of the "
+                      "original, user.refused among them: Operation not permitted" % path, err)
+        self.assertIn("cannot give %s 1 extended attribute(s) of the original, user.refused "
+                      "among them: Operation not permitted" % path, err)
+        with open(path, "rb") as f:
+            self.assertIn(b"mcpmux", f.read())
+        for f in (path, path + ".bak"):
+            with self.subTest(file=f):
+                self.assertEqual(os.getxattr(f, "user.kept"), b"1")
+                self.assertNotIn("user.refused", os.listxattr(f))
+
 
 if __name__ == "__main__":
     main()
