@@ -705,37 +705,113 @@ copy_owner_mode(int fd, int src, const struct stat *st, const char *what, bool b
 	return fchmod(fd, st->st_mode & 07777);
 }
 
+/* A copy of the directory part of the absolute path `path` ("/" for "/x"); NULL. */
+static char *
+dir_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	size_t n = slash != NULL && slash != path ? (size_t)(slash - path) : 1;
+	char *d = malloc(n + 1);
+
+	if (d != NULL) {
+		memcpy(d, path, n);
+		d[n] = '\0';
+	}
+	return d;
+}
+
 /*
- * bak (FILE.bak) with the original bytes, owner, attributes and mode, unless it exists.  Whole or
- * not at all: written to a temporary file beside it, synced, then linked to its name (which fails
- * if the name is taken).  1 made, 0 kept, -1.
+ * A new file made whole before it has a name: unnamed (O_TMPFILE) in `dir`, given the
+ * original's owner, attributes and mode, written and synced, then linked to `name`,
+ * which fails (EEXIST) if the name is taken.  A run killed before the link leaves
+ * nothing behind, where a named temporary file would stay.  0 linked; -1 with errno (a
+ * write that failed, EEXIST); -2 when the file system makes no unnamed file (before
+ * Linux 3.11, NFS, FUSE) or cannot link one (no hard links, no /proc): the caller makes
+ * a named one instead.
+ */
+static int
+new_unnamed(const char *dir, const char *name, int src, const struct stat *st, const char *what,
+	    bool backup, const char *text, size_t len)
+{
+	char proc[48];
+	int fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600), rc = -1, err;
+
+	if (fd == -1) {
+		return -2;
+	}
+	if (copy_owner_mode(fd, src, st, what, backup) == 0 && write_fd(fd, text, len) == 0) {
+		while ((rc = fsync(fd)) == -1 && errno == EINTR) {
+		}
+	}
+	if (rc == 0) {
+		(void)snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+		if (linkat(AT_FDCWD, proc, AT_FDCWD, name, AT_SYMLINK_FOLLOW) == -1) {
+			rc = errno == EEXIST ? -1 : -2;
+		}
+	}
+	err = errno;
+	/* close() reports a deferred write error: the file is not whole, and goes again. */
+	if (close(fd) == -1 && errno != EINTR && rc == 0) {
+		err = errno;
+		(void)unlink(name);
+		rc = -1;
+	}
+	errno = err;
+	return rc;
+}
+
+/*
+ * bak (FILE.bak) with the original bytes, owner, attributes and mode, unless it exists.
+ * Whole or not at all: made unnamed and linked to its name (new_unnamed()); where that
+ * cannot be, written to a temporary file beside it, synced, then linked to its name.
+ * Either link fails if the name is taken.  1 made, 0 kept, -1.
  */
 static int
 write_backup(const char *bak, int src, const struct stat *st, const char *text, size_t len)
 {
 	struct sbuf tmp = { 0 };
 	struct stat old;
-	int fd, rc = -1;
+	char *dir = dir_of(bak);
+	int fd = -1, rc = -1, made;
 
-	sbuf_addf(&tmp, "%s.mcpmux-XXXXXX", bak);
-	if (tmp.failed) {
+	if (dir == NULL) {
 		return diag_error("out of memory");
 	}
-	/* Readable by its owner alone until it has the original's owner and mode. */
-	fd = mkostemp(tmp.buf, O_CLOEXEC);
-	if (fd == -1) {
-		diag_error_errno("cannot create the backup '%s' (nothing written)", bak);
-		sbuf_release(&tmp);
+	made = new_unnamed(dir, bak, src, st, bak, true, text, len);
+	free(dir);
+	if (made == 0) {
+		return 1;
+	}
+	if (made == -1 && errno != EEXIST) {
+		diag_error_errno("cannot write the backup '%s' (nothing written)", bak);
 		return -1;
 	}
-	if (copy_owner_mode(fd, src, st, bak, true) == -1 || write_fd(fd, text, len) == -1 ||
-	    fsync_close(&fd) == -1) {
+	if (made == -2) {
+		sbuf_addf(&tmp, "%s.mcpmux-XXXXXX", bak);
+		if (tmp.failed) {
+			return diag_error("out of memory");
+		}
+		/* Readable by its owner alone until it has the original's owner and mode. */
+		fd = mkostemp(tmp.buf, O_CLOEXEC);
+		if (fd == -1) {
+			diag_error_errno("cannot create the backup '%s' (nothing written)", bak);
+			sbuf_release(&tmp);
+			return -1;
+		}
+	}
+	if (made == -1) {
+		errno = EEXIST; /* taken: see below */
+	} else if (copy_owner_mode(fd, src, st, bak, true) == -1 || write_fd(fd, text, len) == -1 ||
+		   fsync_close(&fd) == -1) {
 		diag_error_errno("cannot write the backup '%s' (nothing written)", bak);
+		goto out;
 	} else if (link(tmp.buf, bak) == 0 ||
 		   (errno != EEXIST &&
 		    renameat2(AT_FDCWD, tmp.buf, AT_FDCWD, bak, RENAME_NOREPLACE) == 0)) {
 		rc = 1; /* (a file system without hard links: renamed, without replacing) */
-	} else if (errno != EEXIST) {
+		goto out;
+	}
+	if (errno != EEXIST) {
 		diag_error_errno("cannot create the backup '%s' (nothing written)", bak);
 	} else if (stat(bak, &old) == 0 && S_ISREG(old.st_mode)) {
 		rc = 0; /* an older one: never overwritten */
@@ -745,10 +821,13 @@ write_backup(const char *bak, int src, const struct stat *st, const char *text, 
 			   "written)",
 			   bak);
 	}
+out:
 	if (fd != -1) {
 		sys_close(&fd);
 	}
-	(void)unlink(tmp.buf); /* after a rename, nothing there */
+	if (tmp.buf != NULL) {
+		(void)unlink(tmp.buf); /* after a rename, nothing there */
+	}
 	sbuf_release(&tmp);
 	return rc;
 }
@@ -761,8 +840,10 @@ same_file_state(const struct stat *a, const struct stat *b)
 }
 
 /*
- * Replace the file `target` (a real path, no symlink) with text: a temporary file next to
- * it, with its mode and owner, synced, renamed over it, and the directory synced.
+ * Replace the file `target` (a real path, no symlink) with text: a new file in its
+ * directory, with its mode and owner, synced, linked to a temporary name only once it is
+ * whole (new_unnamed(); where that cannot be, written under the temporary name), renamed
+ * over it, and the directory synced.
  */
 static int
 replace_file(const char *file, const char *target, int src, const struct stat *st, const char *text,
@@ -771,27 +852,41 @@ replace_file(const char *file, const char *target, int src, const struct stat *s
 	struct sbuf tmp = { 0 };
 	const char *slash = strrchr(target, '/'); /* target is absolute */
 	size_t dir_len = slash != NULL ? (size_t)(slash - target) : 0;
+	char *dir = dir_of(target);
 	struct stat now;
-	int fd, dfd, rc = -1;
+	int fd = -1, dfd, rc = -1, made = -2;
 
 	sbuf_add(&tmp, target, dir_len);
-	sbuf_addf(&tmp, "/.%s.mcpmux-XXXXXX", slash != NULL ? slash + 1 : target);
-	if (tmp.failed) {
+	sbuf_addf(&tmp, "/.%s.mcpmux-%ld", slash != NULL ? slash + 1 : target, (long)getpid());
+	if (tmp.failed || dir == NULL) {
+		free(dir);
+		sbuf_release(&tmp);
 		return diag_error("out of memory");
 	}
-	fd = mkostemp(tmp.buf, O_CLOEXEC);
-	if (fd == -1) {
-		diag_error_errno("cannot create a temporary file next to '%s' (nothing written)",
-				 file);
+	made = new_unnamed(dir, tmp.buf, src, st, file, false, text, len);
+	free(dir);
+	if (made == -1 && errno != EEXIST) {
+		diag_error_errno("cannot write '%s' (nothing written)", file);
 		goto out;
 	}
-	if (copy_owner_mode(fd, src, st, file, false) == -1) {
-		diag_error_errno("cannot set the mode of '%s'", tmp.buf);
-		goto fail;
-	}
-	if (write_fd(fd, text, len) == -1 || fsync_close(&fd) == -1) {
-		diag_error_errno("cannot write '%s' (nothing written)", tmp.buf);
-		goto fail;
+	if (made != 0) {
+		/* A named one (the name is also taken: a run of the same pid, killed). */
+		sbuf_adds(&tmp, "-XXXXXX");
+		fd = tmp.failed ? -1 : mkostemp(tmp.buf, O_CLOEXEC);
+		if (fd == -1) {
+			diag_error_errno("cannot create a temporary file next to '%s' (nothing "
+					 "written)",
+					 file);
+			goto out;
+		}
+		if (copy_owner_mode(fd, src, st, file, false) == -1) {
+			diag_error_errno("cannot set the mode of '%s'", tmp.buf);
+			goto fail;
+		}
+		if (write_fd(fd, text, len) == -1 || fsync_close(&fd) == -1) {
+			diag_error_errno("cannot write '%s' (nothing written)", tmp.buf);
+			goto fail;
+		}
 	}
 	/* Someone (the client itself) changed the file since it was read: do not clobber. */
 	if (stat(target, &now) == -1 || !same_file_state(st, &now)) {

@@ -27,8 +27,10 @@
  *                         where it would start them with an inline clone3() that it
  *                         cannot see
  *   FAULT_ACCEPT4_FAIL=N,.. the Nth call of accept4() fails with EMFILE
- *   FAULT_LINK_FAIL=N,..  the Nth call of link() fails with EPERM (a file system without
- *                         hard links, such as vfat)
+ *   FAULT_LINK_FAIL=N,..  the Nth call of link() or linkat() (counted together) fails with
+ *                         EPERM (a file system without hard links, such as vfat)
+ *   FAULT_FSYNC_STOP=N,.. the Nth call of fsync() stops the process (SIGSTOP) before it
+ *                         syncs: a test sees it stopped in the middle of writing a file
  *   FAULT_XATTR_FAIL=NAME fsetxattr() of the extended attribute NAME fails with EPERM (one
  *                         that only a privileged process may set)
  *   FAULT_FLOCK_SLOW=N,.. the Nth call of flock() sleeps FAULT_FLOCK_MS milliseconds (1000)
@@ -99,7 +101,7 @@ static struct {
 	unsigned eintr, shorts; /* per mille */
 	size_t short_min;
 	unsigned long short_first;
-	struct nth fork, pipe2, accept4, flock, link;
+	struct nth fork, pipe2, accept4, flock, link, fsync_stop;
 	unsigned long flock_ms; /* FAULT_FLOCK_MS */
 	bool flock_after;	/* FAULT_FLOCK_AFTER */
 	bool no_close_range;	/* FAULT_NO_CLOSE_RANGE */
@@ -121,6 +123,8 @@ static int (*real_pipe2)(int[2], int);
 static int (*real_accept4)(int, __SOCKADDR_ARG, socklen_t *__restrict, int);
 static int (*real_flock)(int, int);
 static int (*real_link)(const char *, const char *);
+static int (*real_linkat)(int, const char *, int, const char *, int);
+static int (*real_fsync)(int);
 static int (*real_fsetxattr)(int, const char *, const void *, size_t, int);
 static int (*real_kill)(pid_t, int);
 static long (*real_syscall)(long, ...);
@@ -209,6 +213,8 @@ resolve(void)
 	*(void **)&real_accept4 = next_symbol("accept4");
 	*(void **)&real_flock = next_symbol("flock");
 	*(void **)&real_link = next_symbol("link");
+	*(void **)&real_linkat = next_symbol("linkat");
+	*(void **)&real_fsync = next_symbol("fsync");
 	*(void **)&real_fsetxattr = next_symbol("fsetxattr");
 	*(void **)&real_kill = next_symbol("kill");
 	*(void **)&real_syscall = next_symbol("syscall");
@@ -236,6 +242,7 @@ faultshim_init(void)
 	env_nth("FAULT_ACCEPT4_FAIL", &F.accept4);
 	env_nth("FAULT_FLOCK_SLOW", &F.flock);
 	env_nth("FAULT_LINK_FAIL", &F.link);
+	env_nth("FAULT_FSYNC_STOP", &F.fsync_stop);
 	F.flock_ms = env_num("FAULT_FLOCK_MS", 1000);
 	F.flock_after = env_num("FAULT_FLOCK_AFTER", 0) != 0;
 	F.no_close_range = env_num("FAULT_NO_CLOSE_RANGE", 0) != 0;
@@ -547,6 +554,27 @@ link(const char *from, const char *to)
 		return -1;
 	}
 	return real_link(from, to);
+}
+
+int
+linkat(int from_dir, const char *from, int to_dir, const char *to, int flags)
+{
+	resolve();
+	if (F.ready && getpid() == F.owner && nth_fails(&F.link)) {
+		errno = EPERM;
+		return -1;
+	}
+	return real_linkat(from_dir, from, to_dir, to, flags);
+}
+
+int
+fsync(int fd)
+{
+	resolve();
+	if (F.ready && getpid() == F.owner && nth_fails(&F.fsync_stop)) {
+		(void)raise(SIGSTOP);
+	}
+	return real_fsync(fd);
 }
 
 int

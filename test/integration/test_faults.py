@@ -39,7 +39,7 @@ import time
 import unittest
 
 from mcptest import (FIXTURE, MCPMUX, SANITIZED, WRAPPER, Case, alive, call, deadline, fd_count,
-                     fd_links, initialize, main, note, req, wait_until)
+                     fd_links, initialize, main, note, proc_state, req, wait_until)
 
 SHIM = os.environ.get("MCPMUX_FAULTSHIM") or os.path.join(
     os.path.dirname(os.path.abspath(MCPMUX)), "test", "fault", "faultshim.so")
@@ -754,7 +754,9 @@ class ConfigFiles(Faults):
         text = b'{"mcpServers":{"a":{"command":"srv","args":["x"]}}}\n'
         with open(path, "wb") as f:
             f.write(text)
-        env = self.shim_env(link_fail="1")
+        # Every link() and linkat() fails: the backup's and the file's unnamed files
+        # cannot be linked, nor the backup's named one.
+        env = self.shim_env(link_fail="1,2,3,4")
         p = self.mcpmux(["config", "wrap", "--in-place", path], env=env)
         self.assertEqual(p.wait(), 0, p.stderr())
         with open(path + ".bak", "rb") as f:
@@ -768,6 +770,30 @@ class ConfigFiles(Faults):
         self.assertIn("(an older one, kept)", p.stderr())
         with open(path + ".bak", "rb") as f:
             self.assertEqual(f.read(), text)
+
+    def test_a_run_killed_while_writing_leaves_nothing_behind(self):
+        """The backup and the new file are written with no name, and linked only once
+        they are whole: a run killed while it writes either (here at their fsync) leaves
+        the original as it was, and no half-written or temporary file beside it."""
+        text = b'{"mcpServers":{"a":{"command":"srv","args":["x"]}}}\n'
+        for nth, left in ((1, ["mcp.json"]), (2, ["mcp.json", "mcp.json.bak"])):
+            with self.subTest(fsync=nth):
+                d = os.path.join(self.tmp.name, str(nth))
+                os.mkdir(d)
+                path = os.path.join(d, "mcp.json")
+                with open(path, "wb") as f:
+                    f.write(text)
+                p = self.mcpmux(["config", "wrap", "--in-place", path],
+                                env=self.shim_env(fsync_stop=str(nth)))
+                wait_until(lambda: proc_state(p.pid) == "T", 10, "mcpmux stopped at its fsync")
+                os.kill(p.pid, signal.SIGKILL)
+                self.assertEqual(p.wait(), -signal.SIGKILL)
+                self.assertEqual(sorted(os.listdir(d)), left)
+                with open(path, "rb") as f:
+                    self.assertEqual(f.read(), text)
+                if nth == 2:
+                    with open(path + ".bak", "rb") as f:
+                        self.assertEqual(f.read(), text)
 
     def test_an_attribute_that_cannot_be_copied_is_named(self):
         """An extended attribute that cannot be set on the new file (one only a privileged
