@@ -733,7 +733,6 @@ static int
 new_unnamed(const char *dir, const char *name, int src, const struct stat *st, const char *what,
 	    bool backup, const char *text, size_t len)
 {
-	char proc[48];
 	int fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600), rc = -1, err;
 
 	if (fd == -1) {
@@ -744,6 +743,8 @@ new_unnamed(const char *dir, const char *name, int src, const struct stat *st, c
 		}
 	}
 	if (rc == 0) {
+		char proc[48];
+
 		(void)snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
 		if (linkat(AT_FDCWD, proc, AT_FDCWD, name, AT_SYMLINK_FOLLOW) == -1) {
 			rc = errno == EEXIST ? -1 : -2;
