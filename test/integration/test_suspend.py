@@ -225,6 +225,35 @@ class NextRun(Base):
         self.assertEqual(p.wait(), 0)
         self.assertEqual(len(events(log, "replayed")), 1)
 
+    def test_subscriptions_past_the_bound_are_said_at_the_replay(self):
+        """At most 1,024 resource subscriptions are kept for a replay: the ones past that
+        are counted, and the replay says how many the fresh server does not get."""
+        p = self.wrap("--strict-handshake", opts=FAST)
+        p.send(initialize(1))
+        self.assert_response(p.msg(), 1)
+        p.send(note("notifications/initialized"))
+        n = 1024 + 3
+        for first in range(0, n, 100):
+            batch = range(first, min(n, first + 100))
+            p.send(*(req(10 + i, "resources/subscribe", {"uri": "fixture://s%d" % i})
+                     for i in batch))
+            for i in batch:
+                m = p.msg()
+                self.assertEqual(m.get("id"), 10 + i, m)
+                # (the fixture too keeps 1,024 and refuses more)
+                self.assertIn("result" if i < 1024 else "error", m, m)
+        self.assertNotIn("not kept", p.stderr())
+        p.send(req(7, "mcpmux/endRun"))
+        self.assert_response(p.msg(), 7)
+        p.send(call(8, "handshake"))
+        hs = structured(p.msg())
+        self.assertEqual(hs["subscriptions"], ["fixture://s%d" % i for i in range(1024)])
+        wait_until(lambda: "3 resource subscriptions (at most; counted as asked) were not "
+                           "kept (more than 1024, or out of memory): the fresh server does "
+                           "not get them" in p.stderr(), 10, "the warning")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+
     def test_first_message_initialize_is_not_replayed(self):
         log = os.path.join(self.tmp.name, "t.log")
         p = self.wrap("--strict-handshake", opts=FAST + ["--log", log])
