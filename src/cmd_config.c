@@ -833,11 +833,44 @@ out:
 	return rc;
 }
 
+/*
+ * Whether the file is the one read, as it was: the same inode, size, modification and
+ * change times.  (The change time is the kernel's own: a tool that restores the
+ * modification time after a write cannot restore it.)
+ */
 static bool
 same_file_state(const struct stat *a, const struct stat *b)
 {
 	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
-	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/*
+ * Whether the file open at fd still holds exactly text, read again from its start: the
+ * times are those of the kernel's clock tick, and a write of the same size within the
+ * tick of the read would leave the state above as it was.
+ */
+static bool
+same_text(int fd, const char *text, size_t len)
+{
+	char buf[8192];
+	size_t off = 0;
+
+	for (;;) {
+		ssize_t n = pread(fd, buf, sizeof(buf), (off_t)off);
+
+		if (n == -1 && errno == EINTR) {
+			continue;
+		}
+		if (n <= 0) {
+			return n == 0 && off == len;
+		}
+		if ((size_t)n > len - off || memcmp(buf, text + off, (size_t)n) != 0) {
+			return false;
+		}
+		off += (size_t)n;
+	}
 }
 
 /*
@@ -847,8 +880,8 @@ same_file_state(const struct stat *a, const struct stat *b)
  * over it, and the directory synced.
  */
 static int
-replace_file(const char *file, const char *target, int src, const struct stat *st, const char *text,
-	     size_t len)
+replace_file(const char *file, const char *target, int src, const struct stat *st, const char *orig,
+	     size_t orig_len, const char *text, size_t len)
 {
 	struct sbuf tmp = { 0 };
 	const char *slash = strrchr(target, '/'); /* target is absolute */
@@ -890,7 +923,8 @@ replace_file(const char *file, const char *target, int src, const struct stat *s
 		}
 	}
 	/* Someone (the client itself) changed the file since it was read: do not clobber. */
-	if (stat(target, &now) == -1 || !same_file_state(st, &now)) {
+	if (stat(target, &now) == -1 || !same_file_state(st, &now) ||
+	    !same_text(src, orig, orig_len)) {
 		diag_error("'%s' changed while it was being rewritten (nothing written; try again)",
 			   file);
 		goto fail;
@@ -1034,7 +1068,7 @@ run(struct config_args *a)
 		goto out;
 	}
 	made = write_backup(bak.buf, fd, &st, text, len);
-	if (made == -1 || replace_file(a->file, target, fd, &st, r.text, r.len) == -1) {
+	if (made == -1 || replace_file(a->file, target, fd, &st, text, len, r.text, r.len) == -1) {
 		if (made == 1) {
 			(void)unlink(bak.buf); /* nothing was written: no backup of it either */
 		}

@@ -795,6 +795,38 @@ class ConfigFiles(Faults):
                     with open(path + ".bak", "rb") as f:
                         self.assertEqual(f.read(), text)
 
+    def test_a_change_made_during_the_rewrite_is_kept(self):
+        """The client saves the file while mcpmux rewrites it (here while mcpmux is stopped
+        at the new file's fsync): mcpmux replaces nothing, says so, and removes the backup
+        it made; the same with a change of the same size whose writer then put the
+        modification time back."""
+        text = b'{"mcpServers":{"a":{"command":"srv","args":["x"]}}}\n'
+        theirs = {"longer": b'{"mcpServers":{"a":{"command":"srv","args":["x","y"]}}}\n',
+                  "same size, same mtime": text.replace(b'"x"', b'"z"')}
+        for what, new in theirs.items():
+            with self.subTest(what):
+                d = os.path.join(self.tmp.name, what.replace(" ", "-").replace(",", ""))
+                os.mkdir(d)
+                path = os.path.join(d, "mcp.json")
+                with open(path, "wb") as f:
+                    f.write(text)
+                p = self.mcpmux(["config", "wrap", "--in-place", path],
+                                env=self.shim_env(fsync_stop="2"))
+                wait_until(lambda: proc_state(p.pid) == "T", 10, "mcpmux stopped at its fsync")
+                st = os.stat(path)
+                with open(path, "r+b") as f:
+                    f.write(new)
+                if len(new) == len(text):
+                    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+                    self.assertEqual(os.stat(path).st_mtime_ns, st.st_mtime_ns)
+                os.kill(p.pid, signal.SIGCONT)
+                self.assertEqual(p.wait(), 1, p.stderr())
+                self.assertIn("'%s' changed while it was being rewritten (nothing written; "
+                              "try again)" % path, p.stderr())
+                with open(path, "rb") as f:
+                    self.assertEqual(f.read(), new)
+                self.assertEqual(os.listdir(d), ["mcp.json"])
+
     def test_an_attribute_that_cannot_be_copied_is_named(self):
         """An extended attribute that cannot be set on the new file (one only a privileged
         process may set): a warning that names it, for the backup and for the file; the
