@@ -1602,12 +1602,49 @@ enter_done(struct backend *b)
 	}
 }
 
+/*
+ * The tree is gone, and its stdout is paused (the owner's queue is full: a slow client).
+ * Nothing is left to write to the pipe, so what it holds is the server's last output, a
+ * pipe's worth at most: it is read now, past the pause (the owner's queue may go over its
+ * mark by that much), up to the pipe's EOF.  Closed unread (below, in KILLING), it would
+ * be lost, and the requests it answers would get errors instead.
+ */
+static void
+drain_stdout(struct backend *b)
+{
+	int size = fcntl(b->out_fd, F_GETPIPE_SZ);
+	size_t budget = (size > 0 ? (size_t)size : (size_t)PIPE_BIG) + 1; /* + the EOF */
+
+	if (sys_scratch_busy) {
+		scan_wanted = true; /* the next turn's scan steps it again */
+		return;
+	}
+	while (budget > 0 && b->out_fd >= 0) {
+		ssize_t n = sys_read(b->out_fd, sys_scratch, SYS_MIN(SYS_SCRATCH_SIZE, budget));
+
+		if (n > 0) {
+			sys_scratch_busy = true;
+			(void)framer_feed(&b->outf, sys_scratch, (size_t)n, b->sink, b->owner);
+			sys_scratch_busy = false;
+			budget -= (size_t)n;
+			continue;
+		}
+		if (n == 0 || errno != EAGAIN) {
+			close_stdout(b);
+		}
+		break; /* EAGAIN: held open outside the tree, as without a pause */
+	}
+}
+
 /* Re-evaluate after any event: can the teardown finish? */
 static void
 backend_step(struct backend *b)
 {
 	if (b->state == BACKEND_DONE) {
 		return;
+	}
+	if (b->reaped && b->tree_empty && b->out_paused && !b->out_eof && b->out_fd >= 0) {
+		drain_stdout(b);
 	}
 	if (b->state < BACKEND_CLOSING && (b->out_eof || b->in_gone) && !b->reaped) {
 		/*

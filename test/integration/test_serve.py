@@ -3,6 +3,7 @@
 import fcntl
 import json
 import os
+import sys
 import time
 
 from mcptest import (FIXTURE, MCPMUX, Case, alive, call, deadline, initialize, main, note, req,
@@ -208,6 +209,42 @@ class SlowReader(Case):
         self.assertEqual(len(answer["result"]["content"][0]["text"]), 3 << 20)
         self.assertEqual([l["event"] for l in lines if "event" in l], ["started", "ended"])
         self.assertNotIn("dropped", p.stderr())
+
+    # Answers its one request after 100 notifications of about 1 KB (four to a page of a
+    # pipe), one each 5 ms, then exits 3: more than the client's pipe and the session's
+    # queue hold, less than they and the server's own pipe do, so that the server exits
+    # with its last lines still in its pipe.
+    LAST_WORDS = (
+        "import json, sys, time\n"
+        "id_ = json.loads(sys.stdin.readline())['id']\n"
+        "for i in range(100):\n"
+        "    print(json.dumps({'jsonrpc': '2.0', 'method': 'notifications/message',\n"
+        "                      'params': {'n': i, 'data': 'x' * 900}}), flush=True)\n"
+        "    time.sleep(0.005)\n"
+        "print(json.dumps({'jsonrpc': '2.0', 'id': id_, 'result': {}}), flush=True)\n"
+        "sys.exit(3)\n")
+
+    def test_a_server_that_exits_while_its_client_is_slow_loses_no_line(self):
+        """A server that exits while its output waits for a slow client (the session's
+        queue full, its stdout not read): what is left in its pipe is the server's last
+        output, and reaches the client, before the "ended" that says the server exited by
+        itself; not dropped, nor its request answered with an error, once the grace steps
+        give up on the pipe."""
+        p = self.serve(opts=["-v", "--max-queue", "1024"] + FAST,
+                       command=[sys.executable, "-c", self.LAST_WORDS])
+        p.send({"session": "s", "message": req(1, "go")})
+        wait_until(lambda: "session s: ended" in p.stderr(), 10, "the session's end",
+                   p.stderr)
+        p.close_stdin()
+        lines = [json.loads(l) for l in p.read_to_eof(20).splitlines()]
+        self.assertEqual(p.wait(), 0, p.stderr())
+        msgs = [l["message"] for l in lines if "message" in l]
+        self.assertEqual([m["params"]["n"] for m in msgs if "method" in m], list(range(100)))
+        self.assertEqual([m for m in msgs if "id" in m], [{"jsonrpc": "2.0", "id": 1,
+                                                          "result": {}}])
+        ended = lines[-1]
+        self.assertEqual((ended.get("event"), ended["exit"], ended["escalation"]),
+                         ("ended", {"code": 3}, "none"))
 
 
 class Crashes(Case):
