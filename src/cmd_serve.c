@@ -366,6 +366,17 @@ handle_message(struct sconn *sc, struct hub_entry *e, const struct envelope *env
 			      RPC_INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message");
 		return;
 	}
+	if (env->message_len > sv->opt->max_message) {
+		char text[160];
+
+		(void)snprintf(text, sizeof(text),
+			       "Invalid Request: message too large (%zu bytes, the limit is %zu: "
+			       "see --max-message)",
+			       env->message_len, sv->opt->max_message);
+		session_error(sc, e, env->session, env->session_len, id, it->id.len,
+			      RPC_INVALID_REQUEST, text);
+		return;
+	}
 	if ((kind == JSONRPC_REQUEST || kind == JSONRPC_NOTIFICATION) &&
 	    jsonrpc_method_is(&sv->scan, it, sv->opt->end_method)) {
 		if (e == NULL || e->s == NULL) {
@@ -606,7 +617,7 @@ serve_on_big_end(void *ctx, size_t total)
 	char text[160];
 
 	(void)snprintf(text, sizeof(text), "envelope too large (%zu bytes, the limit is %zu)",
-		       total, sc->sv->opt->max_message);
+		       total, sc->sv->opt->max_message + ENVELOPE_OWN_MAX);
 	send_envelope_error(sc, RPC_INVALID_REQUEST, text);
 }
 
@@ -749,8 +760,9 @@ sconn_new(struct serve *sv, int in_fd, int out_fd, int sock)
 	sc->port.ops = &sconn_ops;
 	sc->sv = sv;
 	sc->fd = sock;
-	conn_init(&sc->c, sv->loop, in_fd, out_fd, sv->opt->max_message, sv->opt->max_queue,
-		  &serve_sink, &sconn_hooks, sc);
+	/* A line holds a message of --max-message and the envelope's own bytes. */
+	conn_init(&sc->c, sv->loop, in_fd, out_fd, sv->opt->max_message + ENVELOPE_OWN_MAX,
+		  sv->opt->max_queue, &serve_sink, &sconn_hooks, sc);
 	sc->next = sv->conns;
 	sv->conns = sc;
 	sv->hub.n_ports++;

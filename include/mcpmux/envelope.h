@@ -28,6 +28,14 @@
 
 #include "mcpmux/jsonrpc.h"
 
+/*
+ * An envelope's own bytes around its message, at most, that a line may add to
+ * --max-message: the keys, a session ID (128 characters, each at most 6 as an escape), a
+ * keep, white space.  A longer line is refused unread; a message over --max-message in a
+ * line under this bound is refused in its session, with its id.
+ */
+#define ENVELOPE_OWN_MAX ((size_t)1024)
+
 struct envelope {
 	bool has_session;
 	const char *session; /* raw bytes between the quotes (a valid id has no escapes) */

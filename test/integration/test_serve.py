@@ -324,6 +324,20 @@ class Routing(Case):
         m.p.close_stdin()
         self.assertEqual(m.p.wait(), 0)
 
+    def test_the_envelope_adds_to_max_message(self):
+        """--max-message bounds the message: its envelope's own bytes come on top.  A
+        message over it is refused in its session, with its id."""
+        m = Mux(self.serve(opts=["--max-message", "1024"], command=["cat"]))
+        fits = req(7, "x", {"p": "y" * (1024 - 60)})
+        self.assertLessEqual(len(json.dumps(fits, separators=(",", ":"))), 1024)
+        m.send("s", fits)
+        self.assertEqual(m.msg("s"), fits)
+        m.send("s", req(8, "x", {"p": "y" * 1100}))
+        err = self.assert_error(m.msg("s"), 8, -32600)
+        self.assertIn("--max-message", err["message"])
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+
     def test_missing_command_is_an_error_for_the_session(self):
         m = Mux(self.serve(command=["/nonexistent/server"]))
         m.send("a", req(1, "ping"))
