@@ -198,7 +198,8 @@ wrap_deliver(struct session *s, const char *line, size_t len, void *owner)
 	if (conn_send_line(&w->client, r->out, line, len) == -1 && errno == ENOMEM) {
 		diag_error("session %s: out of memory: a message for the client was lost", s->id);
 	}
-	if (conn_source_full(r->out)) {
+	/* A client that is gone reads nothing more: what its queue still holds never drains. */
+	if (!w->client.out_dead && conn_source_full(r->out)) {
 		session_pause(s, true);
 	}
 }

@@ -1,15 +1,17 @@
 """Wrap mode: mcpmux -- COMMAND, against the fixture server."""
 
+import array
 import fcntl
 import json
 import os
 import signal
 import stat
+import termios
 import time
 import unittest
 
-from mcptest import (Case, FIXTURE, MCPMUX, SANITIZED, WRAPPER, alive, call, deadline, fd_count, initialize, main,
-                     note, req, rss_anon_kib, vm_hwm_kib, wait_until)
+from mcptest import (Case, FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, alive, call, deadline, fd_count, initialize,
+                     main, note, proc_report, req, rss_anon_kib, vm_hwm_kib, wait_until)
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
 
@@ -564,6 +566,30 @@ class Backpressure(Case):
         self.assertEqual(w.wait(), 0)
         # 200,000 x 200 B = 40 MB went through a 1 MB queue
         self.assertLess(hwm, 64 * 1024, "mcpmux's peak RSS %d KiB" % hwm)
+
+    def test_client_that_closes_its_stdout_while_the_server_is_held_back(self):
+        """The client stops reading until the server is held back (its output waits in a
+        full queue), then closes its stdout: what the server still writes is read and
+        dropped, so it finishes, sees EOF and exits by itself, not after the graces."""
+        w = self.wrap(opts=["--max-queue", "100000", "--eof-grace", "5000",
+                            "--term-grace", "5000"])
+        pid = env_of(w, 0)["pid"]
+        # 3.2 MB of results: more than the client's pipe, the queue and the server's pipe
+        w.send(*[call(i, "huge", bytes=400_000) for i in range(1, 9)])
+        out = w.p.stdout.fileno()
+
+        def held_back():  # the server blocked on its stdout, the client's pipe full
+            with open("/proc/%d/wchan" % pid) as f:
+                blocked = f.read().endswith("pipe_write")
+            unread = array.array("i", [0])
+            fcntl.ioctl(out, termios.FIONREAD, unread)
+            return blocked and unread[0] >= pipe_size(out) - (64 << 10)
+        wait_until(held_back, 10, "the server to be held back", lambda: proc_report(pid))
+        w.p.stdout.close()
+        t0 = time.monotonic()
+        self.assertEqual(w.wait(4), 0, "the server's own exit at EOF")
+        self.assertLess(time.monotonic() - t0, 4 * SLOW)
+        self.assert_no_leftovers(0)
 
 
 if __name__ == "__main__":
