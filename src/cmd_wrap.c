@@ -62,6 +62,7 @@ struct wrap {
 	 */
 	struct sbuf held;
 	size_t held_off;
+	bool eof_held; /* the client's EOF came behind held lines: acted on after them */
 	/* The client's handshake, for a run whose first message is not initialize. */
 	struct handshake hs;
 	struct pool *pool; /* --max-servers */
@@ -103,8 +104,15 @@ static const struct session_hooks wrap_hooks = {
 static void
 wrap_on_eof(struct conn *c, void *ctx)
 {
+	struct wrap *w = ctx;
+
 	(void)c;
-	shutdown_all(ctx, "the client closed stdin", "client-eof");
+	if (w->held_off < w->held.len && !w->shutting_down) {
+		/* Its last line (one without a "\n", framer_finish()) waits for a new run. */
+		w->eof_held = true;
+		return;
+	}
+	shutdown_all(w, "the client closed stdin", "client-eof");
 }
 
 static void
@@ -396,6 +404,10 @@ replay_held(struct wrap *w)
 		sbuf_release(&w->held);
 		w->held_off = 0;
 		conn_hold(&w->client, CONN_HOLD_ORDER, false);
+		if (w->eof_held && !w->shutting_down) {
+			shutdown_all(w, "the client closed stdin", "client-eof");
+		}
+		w->eof_held = false;
 	}
 }
 

@@ -10,8 +10,8 @@ import termios
 import time
 import unittest
 
-from mcptest import (Case, FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, alive, call, deadline, fd_count, initialize,
-                     main, note, proc_report, req, rss_anon_kib, vm_hwm_kib, wait_until)
+from mcptest import (Case, FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, alive, call, deadline, encode, fd_count,
+                     initialize, main, note, proc_report, req, rss_anon_kib, vm_hwm_kib, wait_until)
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
 
@@ -212,6 +212,19 @@ class EndOfRun(Case):
         self.assertLess(time.monotonic() - t0, 1.0)
         w.close_stdin()
         w.wait()
+
+    def test_last_line_without_newline_after_an_end_of_run(self):
+        """The client's last line has no "\n" and comes while the ended run still owes
+        its result: it is not lost at EOF, it starts the next run like any line."""
+        w = self.wrap("--ignore-eof", opts=FAST)  # the ended run owes its result 0.3 s
+        w.send(req(1, "ping"))
+        w.msg()
+        w.write(encode(req(2, "mcpmux/endRun")) + encode(req(3, "ping")).rstrip(b"\n"))
+        w.close_stdin()
+        self.assertEqual(self.assert_response(w.msg(), 2)["escalation"], "term")
+        self.assertEqual(w.msg(), {"jsonrpc": "2.0", "id": 3, "result": {}})
+        self.assertEqual(w.wait(), 128 + signal.SIGTERM, "the second run, deaf to EOF")
+        self.assert_no_leftovers(0)
 
     def test_custom_end_method(self):
         w = self.wrap(opts=["--end-method", "cron/done"])
