@@ -43,6 +43,7 @@ struct wrap {
 	struct conn client;
 	ev_signal term_w, int_w, hup_w;
 	ev_timer drain_w;
+	size_t drain_left; /* what the client had to read when drain_w was armed */
 	struct jsonrpc_scanner scan;
 	struct jsonrpc_idscan big_id;
 	struct sbuf tmp;
@@ -224,8 +225,10 @@ maybe_finish(struct wrap *w)
 		ev_break(w->loop, EVBREAK_ALL);
 		return;
 	}
-	/* A client that does not read what is left gets eof-grace to do so. */
+	/* What is left goes as long as the client reads; one that reads nothing for
+	 * eof-grace is given up. */
 	if (!ev_is_active(&w->drain_w)) {
+		w->drain_left = conn_queued(&w->client);
 		ev_timer_set(&w->drain_w, w->scfg.eof_grace, 0.);
 		ev_timer_start(w->loop, &w->drain_w);
 	}
@@ -237,6 +240,13 @@ wrap_on_drain_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 	struct wrap *w = container_of(t, struct wrap, drain_w);
 
 	(void)revents;
+	if (conn_queued(&w->client) < w->drain_left) {
+		/* It reads, if slowly: eof-grace more from now. */
+		w->drain_left = conn_queued(&w->client);
+		ev_timer_set(t, w->scfg.eof_grace, 0.);
+		ev_timer_start(loop, t);
+		return;
+	}
 	diag_warn("the client did not read its last %zu bytes: exiting without them",
 		  conn_queued(&w->client));
 	ev_break(loop, EVBREAK_ALL);

@@ -4,6 +4,7 @@ import array
 import fcntl
 import json
 import os
+import select
 import signal
 import stat
 import termios
@@ -496,6 +497,31 @@ class BigMessages(Case):
         w.close_stdin()
         w.wait()
 
+    def test_slow_reader_gets_all_after_the_end(self):
+        """The client closes stdin and reads a big result more slowly than eof-grace
+        allows for all of it: as long as it reads, it gets every byte (eof-grace bounds
+        a client that stops reading, not a slow one)."""
+        w = self.wrap(opts=FAST)
+        w.send(call(1, "huge", bytes=4_000_000))
+        w.close_stdin()
+        fd, data, end = w.p.stdout.fileno(), bytearray(), deadline(30)
+        while time.monotonic() < end:
+            if not select.select([fd], [], [], 1)[0]:
+                continue
+            chunk = os.read(fd, 64 << 10)
+            if not chunk:
+                break
+            data += chunk
+            time.sleep(0.03)  # the pace of a slow reader: about 2 MB/s, 2 s in all
+        self.assertEqual(w.wait(), 0)
+        self.assertTrue(data.endswith(b"\n"), "%d bytes, cut" % len(data))
+        self.assertEqual(len(json.loads(data)["result"]["content"][0]["text"]), 4_000_000)
+        # A client that reads nothing at all is given up after eof-grace.
+        w = self.wrap(opts=FAST)
+        w.send(call(2, "huge", bytes=4_000_000))
+        w.close_stdin()
+        self.assertEqual(w.wait(5), 0)
+        self.assertIn("the client did not read its last", w.stderr())
 
 F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 PIPE_DEFAULT, PIPE_BIG = 64 << 10, 1 << 20
