@@ -185,8 +185,8 @@ port_reply(struct hub_port *p, const char *msg, size_t len)
 static bool
 port_full(struct hub_port *p, const struct hub_entry *e)
 {
-	(void)p;
-	return e->port_data != NULL && conn_source_full(e->port_data);
+	/* A connection whose output is gone reads nothing more: its queue never drains. */
+	return !sconn_of(p)->c.out_dead && e->port_data != NULL && conn_source_full(e->port_data);
 }
 
 static void

@@ -1,13 +1,17 @@
 """Serve mode over stdio: one backend per session ID, envelopes, events, control."""
 
+import array
 import fcntl
 import json
 import os
 import sys
+import termios
 import time
 
-from mcptest import (FIXTURE, MCPMUX, Case, alive, call, deadline, initialize, main, note, req,
-                     vm_hwm_kib, wait_until)
+from mcptest import (FIXTURE, MCPMUX, SLOW, Case, alive, call, deadline, initialize, main, note,
+                     proc_report, req, vm_hwm_kib, wait_until)
+
+F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
 
@@ -245,6 +249,35 @@ class SlowReader(Case):
         ended = lines[-1]
         self.assertEqual((ended.get("event"), ended["exit"], ended["escalation"]),
                          ("ended", {"code": 3}, "none"))
+
+    def test_a_client_that_closes_its_stdout_while_its_server_is_held_back(self):
+        """The client stops reading until its session's server is held back (its output
+        waits in a full queue), then closes its stdout and its stdin: what the server
+        still writes is read and dropped, so it finishes, sees EOF and exits by itself,
+        not after the graces."""
+        p = self.serve(opts=["-v", "--max-queue", "100000", "--eof-grace", "5000",
+                             "--term-grace", "5000"])
+        m = Mux(p)
+        m.send("s", call(1, "env"))
+        pid = m.msg("s")["result"]["structuredContent"]["pid"]
+        # 3.2 MB of results: more than the client's pipe, the queue and the server's pipe
+        m.send("s", *[call(i, "huge", bytes=400_000) for i in range(2, 10)])
+        out = p.p.stdout.fileno()
+
+        def held_back():  # the server blocked on its stdout, the client's pipe full
+            with open("/proc/%d/wchan" % pid) as f:
+                blocked = f.read().endswith("pipe_write")
+            unread = array.array("i", [0])
+            fcntl.ioctl(out, termios.FIONREAD, unread)
+            return blocked and unread[0] >= fcntl.fcntl(out, F_GETPIPE_SZ) - (64 << 10)
+        wait_until(held_back, 10, "the server to be held back", lambda: proc_report(pid))
+        p.p.stdout.close()
+        p.close_stdin()
+        t0 = time.monotonic()
+        self.assertEqual(p.wait(4), 0, p.stderr())
+        self.assertLess(time.monotonic() - t0, 4 * SLOW)
+        self.assertIn("session s: ended (eof,", p.stderr())  # at EOF, no signal
+        self.assert_no_leftovers(0)
 
 
 class Crashes(Case):
