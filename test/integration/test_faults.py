@@ -567,7 +567,10 @@ class Unkillable(Faults):
         return env
 
     def test_wrap_end_of_run_reports_abandoned_pids(self):
-        p = self.mcpmux(self.ARGS + ["--", FIXTURE, "--ignore-sigterm", "--ignore-eof"],
+        """In the end-of-run result, on stderr and in the traffic log's "ended" record."""
+        log = os.path.join(self.tmp.name, "t.jsonl")
+        p = self.mcpmux(["--log", log] + self.ARGS +
+                        ["--", FIXTURE, "--ignore-sigterm", "--ignore-eof"],
                         env=self.shim_env(nokill="mcp-fixture"))
         p.send(call(1, "env"))
         pid = p.msg()["result"]["structuredContent"]["pid"]
@@ -581,6 +584,13 @@ class Unkillable(Faults):
         self.assertGreater(took, 0.6)  # after SIGKILL and the deadline, not before
         self.assertTrue(alive(pid), "it was reported abandoned, not gone")
         self.assertIn("would not die", p.stderr())
+
+        def ended():  # (the log is written at the end of the turn that answered)
+            with open(log) as f:
+                return [(r["escalation"], r["abandoned"], r["pid"]) for r in map(json.loads, f)
+                        if r.get("event") == "ended"]
+        wait_until(ended, 5, "the ended record")
+        self.assertEqual(ended(), [("abandoned", [pid], pid)])
         os.kill(pid, signal.SIGKILL)
         p.close_stdin()
         self.assertEqual(p.wait(10), 1)
