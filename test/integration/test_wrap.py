@@ -462,6 +462,27 @@ class Failures(Case):
         self.assertEqual(w.wait(), 0)
         self.assertIn("fixture noise", w.stderr())
 
+    def test_quiet_keeps_warnings_off_stderr_not_errors(self):
+        """-q: the warning for a server's stdout noise is not written; an error of mcpmux's
+        own (a command that does not exist) still is.  The server's own stderr is its own
+        and passes as ever."""
+        w = self.wrap("--stdout-noise", opts=["-q"])
+        w.send(initialize(1), req(2, "ping"))
+        self.assertEqual(w.msg()["id"], 1)
+        self.assertEqual(w.msg()["id"], 2)
+        w.send(call(3, "stderr", text="the server's own words\n"))
+        self.assert_response(w.msg(), 3)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        self.assertNotIn("fixture noise", w.stderr())
+        self.assertNotIn("mcpmux:", w.stderr())
+        self.assertIn("the server's own words", w.stderr())
+        w = self.start([MCPMUX, "-q", "--", "/nonexistent/mcp-server"])
+        self.assertEqual(w.wait(), 127)
+        if not WRAPPER:  # (as in test_exit_codes)
+            self.assertIn("mcpmux: ", w.stderr())
+            self.assertIn("/nonexistent/mcp-server", w.stderr())
+
 
 class BigMessages(Case):
     def test_20mb_result_intact(self):
