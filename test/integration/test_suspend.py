@@ -77,6 +77,45 @@ class WrapSuspend(Base):
         return self.wrap("--strict-handshake", *fixture_args,
                          opts=FAST + SUSPEND + ["--log", self.log] + list(opts))
 
+    def test_the_fresh_servers_own_request_during_the_replay(self):
+        """A fresh server that asks the client for its roots when it hears
+        notifications/initialized, and answers nothing until it has them: its request
+        reaches the client during the replay, the client's answer reaches the server
+        though the client's other messages are held, and the replay then ends and the held
+        call is answered.  Notifications it sends during the replay reach the client."""
+        p = self.start_wrap("--roots-first", "--flood=2")
+        p.send(initialize(1))
+        self.assert_response(p.msg(), 1)
+        p.send(note("notifications/initialized"))
+        got = [p.msg() for _ in range(3)]  # the two notifications, the request
+        ask = [m for m in got if m.get("method") == "roots/list"][0]
+        self.assertEqual([m["method"] for m in got if "id" not in m],
+                         ["notifications/message"] * 2)
+        p.send({"jsonrpc": "2.0", "id": ask["id"], "result": {"roots": []}})
+        # a request the replay sends after notifications/initialized: the fresh server
+        # answers it only once it has its roots
+        p.send(req(4, "logging/setLevel", {"level": "info"}))
+        self.assert_response(p.msg(), 4)
+        pid1 = self.pid_of(p.send, p.msg, 2)
+        wait_until(lambda: not alive(pid1), 10, "the suspended server to be gone")
+        p.send(call(3, "handshake"))
+        got = [p.msg() for _ in range(3)]  # the fresh server's notifications and request
+        ask2 = [m for m in got if m.get("method") == "roots/list"][0]
+        self.assertNotEqual(ask2["id"], "mcpmux-replay-1")
+        self.assertEqual([m["method"] for m in got if "id" not in m],
+                         ["notifications/message"] * 2)
+        p.send({"jsonrpc": "2.0", "id": ask2["id"], "result": {"roots": []}})
+        m = p.msg()
+        self.assertEqual(m.get("id"), 3, m)
+        hs = structured(m)
+        self.assertNotEqual(hs["pid"], pid1)
+        self.assertEqual(hs["rootsAnswers"], 1)
+        self.assertTrue(hs["initialized"])
+        self.assertEqual(hs["level"], "info")
+        self.assertEqual(len(events(self.log, "resumed")), 1)
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+
     def test_resume_replays_the_handshake_to_a_fresh_server(self):
         p = self.start_wrap()
         self.setup_session(p.send, p.msg)
