@@ -4,6 +4,7 @@ import array
 import fcntl
 import json
 import os
+import resource
 import sys
 import termios
 import time
@@ -198,6 +199,35 @@ class Sessions(Case):
         self.assert_no_leftovers(0)
 
 
+    def test_the_default_max_sessions_follows_the_descriptor_limit(self):
+        """Without --max-sessions: 1,024 sessions, or as many as the descriptor limit holds
+        at four descriptors a session past 64 kept spare (48 under a limit of 256 or
+        less); the session past it is refused."""
+        def limited(n):
+            return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        for nofile, want in ((8192, 1024), (300, (300 - 64) // 4), (200, 48)):
+            with self.subTest(nofile=nofile):
+                if os.geteuid() != 0 and hard != resource.RLIM_INFINITY and hard < nofile:
+                    self.skipTest("a descriptor limit of %d is out of reach" % nofile)
+                p = self.serve(opts=FAST, preexec_fn=limited(nofile))
+                m = Mux(p)
+                stats = m.control(1, "mcpmux/stats")["message"]["result"]
+                self.assertEqual(stats["max_sessions"], want)
+                if nofile == 200:
+                    for i in range(want):
+                        m.send("s-%d" % i, req(1, "ping"))
+                    for i in range(want):
+                        self.assertEqual(m.msg("s-%d" % i).get("id"), 1)
+                    m.send("one-more", req(1, "ping"))
+                    e = m.msg("one-more")
+                    self.assertEqual(e.get("id"), 1, e)
+                    self.assertIn("too many sessions (48 running; see --max-sessions)",
+                                  e["error"]["message"])
+                p.close_stdin()
+                self.assertEqual(p.wait(10), 0, p.stderr())
+
+
 class SlowReader(Case):
     def test_after_stdin_eof_a_slow_reader_gets_all_of_it(self):
         """stdin's EOF ends every session; the reader of stdout may take its time, as in
@@ -312,7 +342,6 @@ class Crashes(Case):
         self.assert_no_leftovers(0)
         m.p.close_stdin()
         self.assertEqual(m.p.wait(), 0)
-
 
 class Routing(Case):
     def test_server_requests_and_client_responses(self):
