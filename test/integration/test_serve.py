@@ -198,7 +198,6 @@ class Sessions(Case):
         self.assertEqual(m.p.wait(5), 0)
         self.assert_no_leftovers(0)
 
-
     def test_the_default_max_sessions_follows_the_descriptor_limit(self):
         """Without --max-sessions: 1,024 sessions, or as many as the descriptor limit holds
         at four descriptors a session past 64 kept spare (48 under a limit of 256 or
