@@ -226,6 +226,31 @@ class Sessions(Case):
                 p.close_stdin()
                 self.assertEqual(p.wait(10), 0, p.stderr())
 
+    def test_a_request_while_the_run_is_ending_is_refused_at_once(self):
+        """A session whose server is being ended (here it ignores stdin's EOF, and the
+        EOF grace is long): a request for it gets -32000 at once, not when the teardown is
+        over; the other sessions go on."""
+        m = Mux(self.serve("--ignore-eof", opts=["--eof-grace", "2500",
+                                                  "--term-grace", "300"]))
+        for s in ("a", "b"):
+            m.send(s, req(1, "ping"))
+            self.assertEqual(m.msg(s).get("id"), 1)
+        m.send("a", note("mcpmux/endRun"))
+        wait_until(lambda: m.control(2, "mcpmux/list")["message"]["result"]["sessions"][0]
+                   ["state"] == "ending", 5, "session a to be ending")
+        t0 = time.monotonic()
+        m.send("a", req(3, "ping"))
+        e = m.msg("a")
+        self.assertLess(time.monotonic() - t0, 1.0 * SLOW)  # not the 2.5 s of the grace
+        self.assertEqual(e.get("id"), 3, e)
+        self.assertEqual(e["error"]["code"], -32000)
+        self.assertIn("the server's run is ending", e["error"]["message"])
+        m.send("b", req(4, "ping"))
+        self.assertEqual(m.msg("b").get("id"), 4)
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(10), 0)
+        self.assert_no_leftovers(0)
+
 
 class SlowReader(Case):
     def test_after_stdin_eof_a_slow_reader_gets_all_of_it(self):
