@@ -1109,6 +1109,20 @@ test_real_proc(void **state)
 	assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
 	assert_int_equal(kill(sleeper, 0), 0); /* untouched */
 
+	/*
+	 * A pid reused since the scan is never signalled: an entry whose start time is not
+	 * the process's now (as a new process with the old one's pid would have) is left.
+	 */
+	size_t failed = 1;
+
+	i_sleeper = find(&t, sleeper);
+	assert_true(i_sleeper != SIZE_MAX);
+	t.v[i_sleeper].start++;
+	assert_int_equal(proctree_signal(&t, &m_cookie, "/proc", SIGKILL, &failed), 0);
+	assert_int_equal(failed, 0);
+	assert_int_equal(kill(sleeper, 0), 0);
+	assert_int_equal(waitpid(sleeper, &st, WNOHANG), 0);
+
 	/* SIGTERM is followed by SIGCONT, so a stopped process also ends. */
 	assert_int_equal(kill(sleeper, SIGSTOP), 0);
 	assert_int_equal(waitpid(sleeper, &st, WUNTRACED), sleeper);
