@@ -259,6 +259,49 @@ class Nested(Case):
         wait_until(lambda: not self.tagged(), 5, "every process of both serves to be gone")
 
 
+class ProcessGroup(Case):
+    """The keeper runs in a session of its own (docs/lifecycle.md): a signal to mcpmux's
+    process group, as a closing terminal or a client that ends its whole group sends, does
+    not reach it, and it ends what the SIGKILLed mcpmux leaves, in the same bound."""
+
+    def start_alone(self, verbose=False):
+        """mcpmux as the leader of a session and group of its own, its server's daemonised
+        grandchild running; the keeper checked to be in neither."""
+        p = self.start([MCPMUX] + (["-v"] if verbose else []) + GRACES +
+                       ["--"] + Sigkill.SERVERS["stubborn"], start_new_session=True)
+        s = session_of(p, 1)
+        wait_until(lambda: len(self.cookie_pids(s)) >= 2, 5, "the grandchild")
+        keepers = wait_until(lambda: [q for q in self.tagged() if comm(q) == "mcpmux-keeper"],
+                             5, "the keeper")
+        self.assertEqual(len(keepers), 1)
+        self.assertEqual(os.getsid(p.pid), p.pid)
+        self.assertNotEqual(os.getsid(keepers[0]), p.pid)
+        self.assertNotEqual(os.getpgid(keepers[0]), p.pid)
+        return p, s
+
+    def assert_all_gone(self, p, s, t0):
+        p.wait()
+        wait_until(lambda: not self.cookie_pids(s) and not self.tagged(), BOUND + 1,
+                   "every process of the session, and the keeper, to be gone")
+        took = time.monotonic() - t0
+        self.assertLess(took, BOUND * SLOW + 0.5, "took %.2f s" % took)
+
+    def test_sigkill_to_mcpmuxs_group_misses_the_keeper(self):
+        p, s = self.start_alone()
+        t0 = time.monotonic()
+        os.killpg(p.pid, signal.SIGKILL)
+        self.assert_all_gone(p, s, t0)
+
+    def test_a_hangup_then_sigkill_to_the_group_misses_the_keeper(self):
+        # a terminal that goes: SIGHUP to the group, then SIGKILL during the teardown
+        p, s = self.start_alone(verbose=True)
+        t0 = time.monotonic()
+        os.killpg(p.pid, signal.SIGHUP)
+        wait_until(lambda: "teardown begins" in p.stderr(), 5, "the teardown to begin")
+        os.killpg(p.pid, signal.SIGKILL)
+        self.assert_all_gone(p, s, t0)
+
+
 class Owner(Case):
     def test_keeper_is_not_a_descendant_and_goes_with_a_normal_exit(self):
         p = self.start([MCPMUX] + GRACES + ["--", FIXTURE])
