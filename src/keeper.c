@@ -353,7 +353,7 @@ engine_gone(const struct engine_res *r)
 	       container_gone_message(r->err, r->n_err);
 }
 
-/* "exit 1: <its first stderr line>", "killed by signal 9", "no answer within 10 s"... */
+/* "exit 1: <its first stderr line>", "killed by signal 9", "no answer in time (killed)"... */
 static void
 engine_describe(const struct engine_res *r, char *out, size_t size)
 {

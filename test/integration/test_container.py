@@ -185,6 +185,31 @@ class FakeDockerKeeper(FakeDockerCase):
         self.assertNotIn("keeper: removed container", err)
         self.assert_no_leftovers()
 
+    def test_keeper_bounds_each_engine_command(self):
+        """An engine that does not answer holds the keeper 10 s a command, no longer: the
+        keeper kills the command, says the container could not be removed, still ends the
+        processes of the run, and exits."""
+        slow = os.path.join(self.tmp.name, "slow")
+        open(slow, "w").close()
+        self.env["FAKE_DOCKER_SLOW_RM"] = slow  # stays: rm -f never answers in time
+        self.env["FAKE_DOCKER_ARGS"] = "--daemonize-grandchild"
+        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "img"])
+        p.send(initialize(1), call(2, "env"))
+        self.assertEqual(p.msg()["id"], 1)
+        session = p.msg()["result"]["structuredContent"]["session"]
+        wait_until(lambda: len(self.cookie_pids(session)) >= 2, 5, "the daemonised grandchild")
+        t0 = time.monotonic()
+        self.kill_and_wait_for_keeper(p)
+        took = time.monotonic() - t0
+        self.assertGreater(took, 9.5, "the keeper did not wait for rm -f")
+        self.assertEqual(" ".join(self.calls()[-1]), "container rm -f fake0123456789abcdef")
+        err = p.stderr()
+        self.assertIn("keeper: could not remove container fake01234567 (docker: no answer in "
+                      "time (killed))", err)
+        self.assertNotIn("keeper: removed container", err)
+        self.assertEqual(self.cookie_pids(session), [])
+        self.assert_no_leftovers()
+
     def test_keeper_says_when_the_engine_cannot_run(self):
         # env finds docker in a directory of its own, gone by the time the keeper needs it
         bindir = os.path.join(self.tmp.name, "bin")
