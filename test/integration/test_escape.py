@@ -229,6 +229,76 @@ class Nested(Case):
         self.assertEqual(p.wait(BOUND + 5), 128 + signal.SIGKILL)  # the inner mcpmux's status
         wait_until(lambda: not self.tagged(), 2, "every process of the nested run to be gone")
 
+    def env_of(self, pid):
+        """{name: value} of a process's environment."""
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            pairs = [e.decode().split("=", 1) for e in f.read().split(b"\0") if b"=" in e]
+        return dict(pairs)
+
+    def owner_of(self, pid):
+        return "%d:%d" % (pid, stat_of(pid)[1])
+
+    def ppid_of(self, pid):
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+
+    def server_env(self, p):
+        """The pid and environment of the server behind p."""
+        p.send(call(1, "env"))
+        pid = p.msg()["result"]["structuredContent"]["pid"]
+        return pid, self.env_of(pid)
+
+    def test_outer_names_the_outer_instances_innermost_first(self):
+        """mcpmux -- mcpmux -- mcpmux -- server: the server's MCPMUX_OUTER is the middle
+        one's session and instance, then the outer one's, as `SESSION,PID:START` entries
+        separated by a space."""
+        p = self.start([MCPMUX] + GRACES + ["--", MCPMUX] + GRACES + ["--"] + self.INNER +
+                       [FIXTURE])
+        pid, env = self.server_env(p)
+        inner = self.ppid_of(pid)
+        middle = self.ppid_of(inner)
+        self.assertEqual(self.ppid_of(middle), p.pid)
+        self.assertEqual(comm(inner), "mcpmux")
+        self.assertEqual(comm(middle), "mcpmux")
+        env_inner, env_middle = self.env_of(inner), self.env_of(middle)
+        self.assertEqual(env_middle["MCPMUX_OWNER"], self.owner_of(p.pid))
+        self.assertEqual(env_inner["MCPMUX_OWNER"], self.owner_of(middle))
+        self.assertEqual(env["MCPMUX_OWNER"], self.owner_of(inner))
+        self.assertEqual(env_inner["MCPMUX_OUTER"],
+                         "%s,%s" % (env_middle["MCPMUX_SESSION"], self.owner_of(p.pid)))
+        self.assertEqual(env["MCPMUX_OUTER"],
+                         "%s,%s %s,%s" % (env_inner["MCPMUX_SESSION"], self.owner_of(middle),
+                                          env_middle["MCPMUX_SESSION"], self.owner_of(p.pid)))
+        self.assertEqual(len({env["MCPMUX_SESSION"], env_inner["MCPMUX_SESSION"],
+                              env_middle["MCPMUX_SESSION"]}), 3)
+        self.assertNotIn("MCPMUX_OUTER", self.env_of(p.pid))
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        wait_until(lambda: not self.tagged(), 5, "every process of the nested run to be gone")
+
+    def test_outer_holds_at_most_1_kib_leaving_out_the_outermost(self):
+        """An mcpmux nested in sessions that take more than 1 KiB to name (here its own
+        environment says so, as the ones it runs in would have set it): its servers'
+        MCPMUX_OUTER keeps its own session first, then the innermost of the others that fit
+        in 1 KiB."""
+        own = "own-" + "s" * 120
+        entries = ["outer%02d-%s,%d:%d" % (i, "x" * 89, 4000000 + i, 1000 + i)
+                   for i in range(12)]
+        self.env["MCPMUX_SESSION"] = own
+        self.env["MCPMUX_OWNER"] = "3999999:999"
+        self.env["MCPMUX_OUTER"] = " ".join(entries)
+        self.assertGreater(len(self.env["MCPMUX_OUTER"]), 1024)
+        p = self.start([MCPMUX] + GRACES + ["--", FIXTURE])
+        _, env = self.server_env(p)
+        got = env["MCPMUX_OUTER"]
+        # its own entry (136 bytes) and 8 of 110, each after a space, fill 1 KiB exactly:
+        # the 4 outermost are left out
+        kept = [own + ",3999999:999"] + entries[:8]
+        self.assertEqual(len(" ".join(kept)), 1024)
+        self.assertEqual(got.split(" "), kept)
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+
     def test_a_nested_session_with_one_of_our_ids_is_not_ours(self):
         """serve's session A runs another serve, which has a session B of its own: ending
         the outer B leaves the inner B alone."""
