@@ -620,6 +620,39 @@ class Pool(Base):
             m.p.close_stdin()
             self.assertEqual(m.p.wait(10), 0)
 
+    def test_a_wait_is_bounded_by_the_idle_servers_teardown(self):
+        """An instance that cannot answer the ask (stopped) holds a new server back for no
+        longer than its idle server's teardown (--eof-grace + --term-grace +
+        --kill-deadline) + 1 s: then the new one starts anyway, and mcpmux says so."""
+        log_a = os.path.join(self.tmp.name, "a.log")
+        a = self.wrap(opts=FAST + ["--max-servers", "1", "--log", log_a])
+        a.send(initialize(1))
+        self.assert_response(a.msg(), 1)
+        bound = 2.0  # (200 + 200 + 600) ms + 1 s
+        os.kill(a.pid, signal.SIGSTOP)  # the ask (SIGUSR2) stays pending
+        try:
+            t0 = time.monotonic()
+            b = self.wrap(opts=["--eof-grace", "200", "--term-grace", "200",
+                                "--kill-deadline", "600", "--max-servers", "1"])
+            b.send(initialize(1))
+            self.assert_response(b.msg(bound + 5), 1)
+            waited = time.monotonic() - t0
+            self.assertEqual(len(self.servers()), 2)  # a's is still there: over the cap
+        finally:
+            os.kill(a.pid, signal.SIGCONT)
+        print("a stopped instance's slot: waited %.2f s" % waited)
+        self.assertGreaterEqual(waited, bound)
+        self.assertIn("no server's slot came free in 2 s", b.stderr())
+        # a, going on, answers the ask it was sent: the pool is back to one server
+        wait_until(lambda: events(log_a, "suspended"), 10, "a's server to be suspended")
+        self.assertEqual(events(log_a, "suspended")[0]["reason"], "pool")
+        wait_until(lambda: len(self.servers()) == 1, 10, "the pool to shrink back to 1")
+        for p in (a, b):
+            p.close_stdin()
+            self.assertEqual(p.wait(), 0)
+        self.assert_no_leftovers()
+        self.assertEqual(self.pool_files(), [])
+
     def test_sessions_waiting_in_one_instance_start_in_turn(self):
         """Sessions of one serve that wait for the pool get their slots in the order they
         asked: the first to wait is not left to its deadline (and then started over the
