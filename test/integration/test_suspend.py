@@ -673,6 +673,44 @@ class Pool(Base):
         self.assertNotIn("came free", m.p.stderr())
         self.assertEqual(self.most_at_once([log]), 1)
 
+    def test_a_session_ended_while_it_waits_gives_its_turn_up(self):
+        """An end-of-run for a session that waits for a slot ends it at once, with no
+        server; the slot goes to the next one waiting."""
+        log = os.path.join(self.tmp.name, "serve.log")
+        # --ignore-eof: a's suspend takes the eof grace, so that b and c wait meanwhile
+        m = Mux(self.serve("--ignore-eof", opts=["--eof-grace", "2000", "--term-grace", "300",
+                                                 "--max-servers", "1", "--log", log]))
+        m.send("a", initialize(1), call(2, "env"))
+        self.assert_response(m.msg("a"), 1)
+        a_pid = structured(m.msg("a"))["pid"]
+        m.send("b", initialize(1))
+        m.send("c", initialize(1))
+        ids = iter(range(100, 1000))
+
+        def states():
+            got = m.control(next(ids), "mcpmux/list")["message"]["result"]["sessions"]
+            return {x["session"]: x["state"] for x in got}
+        wait_until(lambda: states() == {"a": "suspending", "b": "waiting", "c": "waiting"},
+                   5, "b and c to wait for a's slot")
+        t0 = time.monotonic()
+        m.send("b", req(2, "mcpmux/endRun"))
+        self.assert_error(m.msg("b"), 1, -32000)  # its held initialize
+        r = self.assert_response(m.msg("b"), 2)
+        self.assertEqual((r["pid"], r["escalation"], r["ms"]), (None, "none", 0))
+        self.assertIsNone(m.event("b", "ended")["pid"])
+        self.assertLess(time.monotonic() - t0, 1)
+        self.assertTrue(alive(a_pid))  # at once: not when a slot came free
+        # c is next: it starts as soon as a's server is gone, not at its wait's end
+        self.assert_response(m.msg("c", 6), 1)
+        self.assertFalse(alive(a_pid))
+        c_pid = m.event("c", "started")["pid"]
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(10), 0)
+        self.assertNotIn("came free", m.p.stderr())
+        self.assertEqual([(e["session"], e["pid"]) for e in events(log, "started")],
+                         [("a", a_pid), ("c", c_pid)])  # none for b
+        self.assertEqual(self.most_at_once([log]), 1)
+
     def test_an_ask_at_the_exit_never_ends_mcpmux(self):
         """SIGUSR2 (another instance's ask for a slot) that comes while mcpmux closes its
         pool is ignored: between the stop of its watcher (the default action back) and
