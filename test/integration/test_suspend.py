@@ -12,8 +12,8 @@ import signal
 import socket
 import time
 
-from mcptest import (FIXTURE, Case, alive, call, comm, deadline, encode, initialize, main, note,
-                     req, rss_anon_kib,
+from mcptest import (FIXTURE, MCPMUX, Case, alive, call, comm, deadline, encode, initialize,
+                     main, note, req, rss_anon_kib,
                      wait_until)
 from test_hardening import Writer, wait_stalled
 from test_serve import Mux
@@ -710,6 +710,38 @@ class Pool(Base):
         self.assertEqual([(e["session"], e["pid"]) for e in events(log, "started")],
                          [("a", a_pid), ("c", c_pid)])  # none for b
         self.assertEqual(self.most_at_once([log]), 1)
+
+    def test_ctl_stats_shows_the_pool_over_its_cap(self):
+        """Every server busy, one more starts: `ctl stats` says the pool is over, and not
+        once it has shrunk back."""
+        path = os.path.join(self.tmp.name, "mux.sock")
+        srv = self.serve(opts=FAST + ["--max-servers", "1", "--listen", path])
+        wait_until(lambda: os.path.exists(path), 5, "the socket")
+
+        def pool():
+            p = self.start([MCPMUX, "ctl", "--json", path, "stats"])
+            out = p.read_to_eof()
+            self.assertEqual(p.wait(), 0, p.stderr())
+            return json.loads(out)["pool"]
+        clients = {}
+        for s in ("a", "b"):
+            c = clients[s] = self.start([MCPMUX, "connect", "--session", s, path])
+            c.send(initialize(1))
+            self.assert_response(c.msg(), 1)
+            c.send(call(2, "sleep", ms=2000))
+        wait_until(lambda: len(self.servers()) == 2, 5, "two busy servers")
+        self.assertEqual(pool(), {"name": pool()["name"], "max": 1, "live": 2, "over": True})
+        for c in clients.values():
+            self.assert_response(c.msg(), 2)
+        # idle: one is suspended, and the pool is no longer over
+        wait_until(lambda: pool()["live"] == 1, 10, "the pool to shrink back to 1")
+        self.assertFalse(pool()["over"])
+        for c in clients.values():
+            c.close_stdin()
+            c.wait()
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers()
 
     def test_an_ask_at_the_exit_never_ends_mcpmux(self):
         """SIGUSR2 (another instance's ask for a slot) that comes while mcpmux closes its
