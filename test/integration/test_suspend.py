@@ -743,6 +743,36 @@ class Pool(Base):
         self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers()
 
+    def test_the_least_recently_active_idle_server_is_suspended(self):
+        """At the cap, the idle server whose last answer is the older goes (not the one
+        that was used first)."""
+        logs = [os.path.join(self.tmp.name, n + ".log") for n in ("a", "b", "c")]
+        a, b = [self.wrap(opts=FAST + ["--max-servers", "2", "--pool", "p", "--log", log])
+                for log in logs[:2]]
+        pids = []
+        for p in (a, b):  # a starts first, and is used first ...
+            p.send(initialize(1))
+            self.assert_response(p.msg(), 1)
+            pids.append(self.pid_of(p.send, p.msg, 2))
+        a_pid, b_pid = pids
+        b.send(call(3, "echo", text="b"))  # ... and last: b's last answer is the older
+        self.assert_response(b.msg(), 3)
+        a.send(call(3, "echo", text="a"))
+        self.assert_response(a.msg(), 3)
+        c = self.wrap(opts=FAST + ["--max-servers", "2", "--pool", "p", "--log", logs[2]])
+        c.send(initialize(1))
+        self.assert_response(c.msg(10), 1)
+        wait_until(lambda: events(logs[1], "suspended"), 5, "b's server to be suspended")
+        self.assertEqual([(e["reason"], e["pid"]) for e in events(logs[1], "suspended")],
+                         [("pool", b_pid)])
+        self.assertFalse(alive(b_pid))
+        self.assertEqual(events(logs[0], "suspended"), [])
+        self.assertTrue(alive(a_pid))
+        for p in (a, b, c):
+            p.close_stdin()
+            self.assertEqual(p.wait(), 0)
+        self.assert_no_leftovers()
+
     def test_an_ask_at_the_exit_never_ends_mcpmux(self):
         """SIGUSR2 (another instance's ask for a slot) that comes while mcpmux closes its
         pool is ignored: between the stop of its watcher (the default action back) and
