@@ -10,6 +10,7 @@ import select
 import shutil
 import signal
 import socket
+import stat
 import time
 
 from mcptest import (FIXTURE, MCPMUX, Case, alive, call, comm, deadline, encode, initialize,
@@ -807,6 +808,44 @@ class Pool(Base):
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
         self.assertIn("--max-servers is not kept", p.stderr())
+
+    def test_without_a_runtime_directory_the_pool_is_under_tmp(self):
+        """No XDG_RUNTIME_DIR: the pool is /tmp/mcpmux-UID/pools/HASH (HASH: FNV-1a of its
+        name), 0700, and the cap holds there."""
+        del self.env["XDG_RUNTIME_DIR"]
+        name = "test-" + self.tag  # the directory is the machine's: a pool of the test's own
+        h = 14695981039346656037
+        for ch in name.encode():
+            h = ((h ^ ch) * 1099511628211) & (2 ** 64 - 1)
+        pools = "/tmp/mcpmux-%d/pools" % os.getuid()
+        d = os.path.join(pools, "%016x" % h)
+        self.addCleanup(shutil.rmtree, d, True)
+
+        def slots():
+            return [f for f in os.listdir(d) if f.startswith("s.")]
+        logs = [os.path.join(self.tmp.name, n + ".log") for n in ("a", "b")]
+        opts = FAST + ["--max-servers", "1", "--pool", name, "--log"]
+        a = self.wrap(opts=opts + [logs[0]])
+        a.send(initialize(1))
+        self.assert_response(a.msg(), 1)
+        for path in (pools, d):
+            st = os.lstat(path)
+            self.assertTrue(stat.S_ISDIR(st.st_mode), path)
+            self.assertEqual((stat.S_IMODE(st.st_mode), st.st_uid), (0o700, os.getuid()), path)
+        with open(os.path.join(d, "name")) as f:
+            self.assertEqual(f.read(), name + "\n")
+        self.assertEqual([f.split(".")[1] for f in slots()], [str(a.pid)])
+        b = self.wrap(opts=opts + [logs[1]])
+        b.send(initialize(1))
+        self.assert_response(b.msg(10), 1)
+        wait_until(lambda: events(logs[0], "suspended"), 5, "a's server to be suspended")
+        self.assertEqual(events(logs[0], "suspended")[0]["reason"], "pool")
+        self.assertEqual([f.split(".")[1] for f in slots()], [str(b.pid)])
+        self.assertEqual(len(self.servers()), 1)
+        for p in (a, b):
+            p.close_stdin()
+            self.assertEqual(p.wait(), 0)
+        self.assertEqual(slots(), [])
 
     def test_serve_caps_its_sessions(self):
         log = os.path.join(self.tmp.name, "serve.log")
