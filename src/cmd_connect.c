@@ -48,7 +48,8 @@ struct cconn {
 	int exit_code;
 	struct sbuf tmp;
 	struct jsonrpc_scanner scan;
-	int in_fd, out_fd; /* our own descriptions of stdin and stdout */
+	struct jsonrpc_idscan big_id; /* the id of a client line over the bound, as it passes */
+	int in_fd, out_fd;	      /* our own descriptions of stdin and stdout */
 	bool in_shared, out_shared;
 	ev_prepare turn_w; /* arms trim_w when a turn grew a big buffer */
 	ev_timer trim_w;
@@ -215,29 +216,51 @@ client_on_line(void *ctx, const char *line, size_t len)
 static void
 client_on_big_begin(void *ctx, const char *head, size_t len)
 {
+	struct cconn *cc = ctx;
+
+	jsonrpc_idscan_init(&cc->big_id);
+	jsonrpc_idscan_feed(&cc->big_id, head, len);
+}
+
+static void
+client_on_big_more(void *ctx, const char *more, size_t len)
+{
+	struct cconn *cc = ctx;
+
+	jsonrpc_idscan_feed(&cc->big_id, more, len);
+}
+
+/* A client line over the bound: not sent; answered with its id (if it was seen). */
+static void
+client_on_big_end(void *ctx, size_t total)
+{
+	struct cconn *cc = ctx;
+	size_t id_len = 0;
+	const char *id = jsonrpc_idscan_id(&cc->big_id, &id_len);
+	char text[160];
+
+	(void)snprintf(text, sizeof(text),
+		       "Invalid Request: message too large (%zu bytes, the limit is %zu)", total,
+		       (size_t)FRAMER_MAX_DEFAULT);
+	sbuf_reset(&cc->tmp);
+	rpcout_error(&cc->tmp, id, id_len, RPC_INVALID_REQUEST, text);
+	(void)conn_send_line(&cc->client, &cc->client.self, cc->tmp.buf, cc->tmp.len);
+}
+
+static void
+skip_big_begin(void *ctx, const char *head, size_t len)
+{
 	(void)ctx;
 	(void)head;
 	(void)len;
 }
 
 static void
-client_on_big_more(void *ctx, const char *more, size_t len)
+skip_big_more(void *ctx, const char *more, size_t len)
 {
 	(void)ctx;
 	(void)more;
 	(void)len;
-}
-
-static void
-client_on_big_end(void *ctx, size_t total)
-{
-	struct cconn *cc = ctx;
-	char text[160];
-
-	(void)snprintf(text, sizeof(text), "Invalid Request: message too large (%zu bytes)", total);
-	sbuf_reset(&cc->tmp);
-	rpcout_error(&cc->tmp, NULL, 0, RPC_INVALID_REQUEST, text);
-	(void)conn_send_line(&cc->client, &cc->client.self, cc->tmp.buf, cc->tmp.len);
 }
 
 static const struct framer_sink client_sink = {
@@ -424,8 +447,8 @@ server_on_big_end(void *ctx, size_t total)
 
 static const struct framer_sink server_sink = {
 	.line = server_on_line,
-	.big_begin = client_on_big_begin,
-	.big_more = client_on_big_more,
+	.big_begin = skip_big_begin,
+	.big_more = skip_big_more,
 	.big_end = server_on_big_end,
 };
 

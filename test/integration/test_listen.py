@@ -537,6 +537,23 @@ class ListenHardening(ListenHelpers, Case):
         c.close_stdin()
         self.assertEqual(c.wait(), 0)
 
+    def test_connect_answers_a_line_over_its_bound_with_its_id(self):
+        """A client line over connect's 64 MiB is not sent: its error carries the id,
+        seen after the body as well as before it."""
+        self.listen()
+        c = self.connect("--session", "a")
+        body = b'"params":{"text":"' + b"z" * (64 << 20) + b'"}'
+        c.write(b'{"jsonrpc":"2.0","id":"before","method":"ping",' + body + b"}\n", 60)
+        self.assert_error(c.msg(30), "before", -32600)
+        c.write(b'{"jsonrpc":"2.0","method":"ping",' + body + b',"id":7}\n', 60)
+        m = c.msg(30)
+        self.assert_error(m, 7, -32600)
+        self.assertIn("too large", m["error"]["message"])
+        c.send(req(2, "ping"))
+        self.assertEqual(c.msg(), {"jsonrpc": "2.0", "id": 2, "result": {}})
+        c.close_stdin()
+        self.assertEqual(c.wait(), 0)
+
     @unittest.skipIf(SANITIZED or WRAPPER, "a sanitizer's or valgrind's allocator")
     def test_connect_memory_shrinks_back_after_big_messages(self):
         """Idle after 1 MiB messages both ways, connect gives the memory back."""
