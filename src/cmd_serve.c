@@ -43,6 +43,7 @@ struct sconn {
 	bool closed; /* input over: owned sessions are ending or detached */
 	bool dead;   /* unlinked at the next loop turn, then freed */
 	struct sconn *next;
+	struct envelope_bigscan big; /* the envelope too long to buffer that is passing */
 };
 
 struct serve {
@@ -597,28 +598,47 @@ serve_on_line(void *ctx, const char *line, size_t len)
 static void
 serve_on_big_begin(void *ctx, const char *head, size_t len)
 {
-	(void)ctx;
-	(void)head;
-	(void)len;
+	struct sconn *sc = ctx;
+
+	envelope_bigscan_init(&sc->big);
+	envelope_bigscan_feed(&sc->big, head, len);
 }
 
 static void
 serve_on_big_more(void *ctx, const char *more, size_t len)
 {
-	(void)ctx;
-	(void)more;
-	(void)len;
+	struct sconn *sc = ctx;
+
+	envelope_bigscan_feed(&sc->big, more, len);
 }
 
+/*
+ * An envelope too long to buffer: refused unread.  One that named a valid session is
+ * answered in that session, with its message's id if it was seen.
+ */
 static void
 serve_on_big_end(void *ctx, size_t total)
 {
 	struct sconn *sc = ctx;
-	char text[160];
+	struct serve *sv = sc->sv;
+	size_t sid_len = 0, id_len = 0;
+	const char *sid = envelope_bigscan_session(&sc->big, &sid_len);
+	const char *id = envelope_bigscan_id(&sc->big, &id_len);
+	char text[200];
 
-	(void)snprintf(text, sizeof(text), "envelope too large (%zu bytes, the limit is %zu)",
-		       total, sc->sv->opt->max_message + ENVELOPE_OWN_MAX);
-	send_envelope_error(sc, RPC_INVALID_REQUEST, text);
+	if (sid == NULL || !session_id_valid(sid, sid_len)) {
+		(void)snprintf(text, sizeof(text),
+			       "envelope too large (%zu bytes, the limit is %zu)", total,
+			       sv->opt->max_message + ENVELOPE_OWN_MAX);
+		send_envelope_error(sc, RPC_INVALID_REQUEST, text);
+		return;
+	}
+	(void)snprintf(text, sizeof(text),
+		       "Invalid Request: message too large (an envelope of %zu bytes; the limit "
+		       "is %zu: see --max-message)",
+		       total, sv->opt->max_message);
+	session_error(sc, hub_find(&sv->hub, sid, sid_len), sid, sid_len, id, id_len,
+		      RPC_INVALID_REQUEST, text);
 }
 
 /* ---- connections ---- */

@@ -384,3 +384,142 @@ not_json:
 	e->error = "Parse error: not valid JSON";
 	return ENVELOPE_NOT_JSON;
 }
+
+/* ---- bigscan ---- */
+
+void
+envelope_bigscan_init(struct envelope_bigscan *b)
+{
+	memset(b, 0, sizeof(*b));
+	jsonrpc_idscan_init(&b->id);
+}
+
+/* The key string's byte c at depth 1, matched against "session" and "message". */
+static void
+bigscan_key_byte(struct envelope_bigscan *b, char c)
+{
+	static const char session[] = "session", message[] = "message";
+
+	if (b->key_match < 0 || b->key_match >= 7) {
+		b->key_match = -1;
+		return;
+	}
+	if (b->key_match == 0) {
+		b->key = c == 's' ? 1 : c == 'm' ? 2 : 0;
+	}
+	if (b->key == 0 || c != (b->key == 1 ? session : message)[b->key_match]) {
+		b->key_match = -1;
+		return;
+	}
+	b->key_match++;
+}
+
+void
+envelope_bigscan_feed(struct envelope_bigscan *b, const char *p, size_t len)
+{
+	size_t from = 0; /* where the message's bytes in p began */
+
+	/* Until both are known: the session (or that it is unusable), and the id (or that
+	 * the message ended without one). */
+	for (size_t i = 0; i < len && !(b->in_session != 0 && b->in_session != 1 &&
+					b->message_seen && (!b->in_message || b->id.found));
+	     i++) {
+		char c = p[i];
+
+		if (b->in_string) {
+			if (b->escape) {
+				b->escape = false;
+				continue;
+			}
+			if (c == '\\') {
+				b->escape = true;
+				b->key_match = -1;
+				if (b->in_session == 1) {
+					b->in_session = -1; /* a valid session ID has no escapes */
+				}
+			} else if (c == '"') {
+				b->in_string = false;
+				if (b->in_session == 1) {
+					b->in_session = 2;
+				}
+				if (b->is_key) {
+					b->is_key = false;
+					b->key = b->key_match == 7 ? b->key : 0;
+				}
+			} else if (b->is_key) {
+				bigscan_key_byte(b, c);
+			} else if (b->in_session == 1) {
+				if (b->session_len < sizeof(b->session)) {
+					b->session[b->session_len++] = c;
+				} else {
+					b->in_session = -1;
+				}
+			}
+			continue;
+		}
+		switch (c) {
+		case '"':
+			b->in_string = true;
+			if (b->depth == 1 && b->want && b->key == 1 && b->in_session == 0) {
+				b->in_session = 1;
+			} else if (b->depth == 1 && b->is_key) {
+				b->key_match = 0;
+				b->key = 0;
+			} else {
+				b->is_key = false;
+			}
+			b->want = false;
+			break;
+		case '{':
+		case '[':
+			if (b->depth == 1 && b->want && b->key == 2 && c == '{' &&
+			    !b->message_seen) {
+				b->in_message = b->message_seen = true;
+				from = i;
+			}
+			b->depth++;
+			b->want = false;
+			b->is_key = b->depth == 1 && c == '{';
+			break;
+		case '}':
+		case ']':
+			b->depth--;
+			if (b->in_message && b->depth == 1) {
+				jsonrpc_idscan_feed(&b->id, p + from, i + 1 - from);
+				b->in_message = false;
+			}
+			break;
+		case ',':
+			b->is_key = b->depth == 1;
+			b->want = false;
+			break;
+		case ':':
+			b->want = b->depth == 1;
+			break;
+		default:
+			if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
+				b->want = false;
+			}
+			break;
+		}
+	}
+	if (b->in_message) {
+		jsonrpc_idscan_feed(&b->id, p + from, len - from);
+	}
+}
+
+const char *
+envelope_bigscan_session(const struct envelope_bigscan *b, size_t *len)
+{
+	if (b->in_session != 2) {
+		return NULL;
+	}
+	*len = b->session_len;
+	return b->session;
+}
+
+const char *
+envelope_bigscan_id(const struct envelope_bigscan *b, size_t *len)
+{
+	return jsonrpc_idscan_id(&b->id, len);
+}

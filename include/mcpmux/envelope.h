@@ -31,8 +31,9 @@
 /*
  * An envelope's own bytes around its message, at most, that a line may add to
  * --max-message: the keys, a session ID (128 characters, each at most 6 as an escape), a
- * keep, white space.  A longer line is refused unread; a message over --max-message in a
- * line under this bound is refused in its session, with its id.
+ * keep, white space.  A longer line is refused unread (in the session it names, with its
+ * message's id: envelope_bigscan); a message over --max-message in a line under this
+ * bound is refused in its session, with its id.
  */
 #define ENVELOPE_OWN_MAX ((size_t)1024)
 
@@ -70,5 +71,32 @@ enum envelope_status envelope_parse(struct envelope *e, const char *line, size_t
 /* The same for a line as the framer hands it out, which holds no "\n" (not looked for). */
 enum envelope_status envelope_parse_line(struct envelope *e, const char *line, size_t len,
 					 struct jsonrpc_scanner *scan);
+
+/*
+ * bigscan: the session and the message's id of an envelope too long to be buffered (over
+ * --max-message and ENVELOPE_OWN_MAX), fed in pieces as it passes: the top-level
+ * "session" string (its raw bytes, up to 128 of them, without escapes) and the top-level
+ * "id" of the top-level "message" object.  Linear in the bytes fed, constant memory.
+ */
+struct envelope_bigscan {
+	int depth;
+	bool in_string, escape;
+	bool is_key;	/* the next string at depth 1 is a key */
+	int key;	/* the depth-1 key read: 0 another, 1 "session", 2 "message" */
+	int key_match;	/* bytes of the key matched ("session" and "message" are 7 long) */
+	bool want;	/* after that key's ':': its value comes next */
+	int in_session; /* 1 while its string is read, 2 once it was, -1 unusable */
+	char session[128];
+	size_t session_len;
+	bool in_message, message_seen;
+	struct jsonrpc_idscan id;
+};
+
+void envelope_bigscan_init(struct envelope_bigscan *b);
+void envelope_bigscan_feed(struct envelope_bigscan *b, const char *p, size_t len);
+/* The session's raw bytes (NULL if none was read whole), and the message's id's JSON
+ * text (NULL if none was seen). */
+const char *envelope_bigscan_session(const struct envelope_bigscan *b, size_t *len);
+const char *envelope_bigscan_id(const struct envelope_bigscan *b, size_t *len);
 
 #endif

@@ -554,6 +554,20 @@ class ListenHardening(ListenHelpers, Case):
         c.close_stdin()
         self.assertEqual(c.wait(), 0)
 
+    def test_connect_gets_the_id_of_a_line_over_serves_max_message(self):
+        """A line under connect's bound but over serve's --max-message (and the envelope's
+        own bytes) is answered to the client with its id."""
+        self.listen(opts=["--max-message", "1M"])
+        c = self.connect("--session", "a")
+        c.send(call(1, "echo", text="y" * (2 << 20)))
+        m = c.msg()
+        self.assert_error(m, 1, -32600)
+        self.assertIn("--max-message", m["error"]["message"])
+        c.send(req(2, "ping"))
+        self.assertEqual(c.msg(), {"jsonrpc": "2.0", "id": 2, "result": {}})
+        c.close_stdin()
+        self.assertEqual(c.wait(), 0)
+
     @unittest.skipIf(SANITIZED or WRAPPER, "a sanitizer's or valgrind's allocator")
     def test_connect_memory_shrinks_back_after_big_messages(self):
         """Idle after 1 MiB messages both ways, connect gives the memory back."""

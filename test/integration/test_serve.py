@@ -424,6 +424,31 @@ class Routing(Case):
         m.p.close_stdin()
         self.assertEqual(m.p.wait(), 0)
 
+    def test_an_envelope_too_long_to_buffer_is_answered_in_its_session(self):
+        """An envelope over --max-message and the envelope's own bytes is refused unread,
+        in the session it names, with its message's id (seen before or after the body);
+        one that names no valid session, by an envelope of its own."""
+        m = Mux(self.serve(opts=["--max-message", "1024"], command=["cat"]))
+        body = '"params":{"p":"%s"}' % ("y" * 4096)
+        m.p.write(('{"session":"s","message":{"jsonrpc":"2.0","id":"a","method":"x",%s}}\n'
+                   % body).encode())
+        err = self.assert_error(m.msg("s"), "a", -32600)
+        self.assertIn("--max-message", err["message"])
+        m.p.write(('{"session":"s","message":{"jsonrpc":"2.0","method":"x",%s,"id":9}}\n'
+                   % body).encode())
+        self.assert_error(m.msg("s"), 9, -32600)
+        m.p.write(('{"message":{"jsonrpc":"2.0","id":3,"method":"x",%s},"session":"s"}\n'
+                   % body).encode())
+        self.assert_error(m.msg("s"), 3, -32600)
+        m.p.write(('{"session":"no/such","message":{"jsonrpc":"2.0","id":5,%s}}\n'
+                   % body).encode())
+        e = m.take(lambda e: "session" not in e)
+        self.assertEqual(e["error"]["code"], -32600)
+        m.send("s", req(4, "x"))
+        self.assertEqual(m.msg("s"), req(4, "x"))
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+
     def test_missing_command_is_an_error_for_the_session(self):
         m = Mux(self.serve(command=["/nonexistent/server"]))
         m.send("a", req(1, "ping"))

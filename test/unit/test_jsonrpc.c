@@ -1,6 +1,7 @@
 /*
  * Unit tests for jsonrpc: jsonrpc_scan() on a golden table, batches, nesting limits,
- * recovery after invalid lines, params pick-up, and jsonrpc_idscan on pieces.
+ * recovery after invalid lines, params pick-up, and jsonrpc_idscan and envelope_bigscan on
+ * pieces.
  *
  * To keep the JSON readable, lines and ids in the tables write ' for " (see q()); a
  * literal quote inside a JSON string is then written \' (that is, \" after q()).
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mcpmux/envelope.h"
 #include "mcpmux/jsonrpc.h"
 #include "mcpmux/jsonsimd.h"
 #include "mcpmux/sys.h"
@@ -905,6 +907,100 @@ test_idscan_every_piece_size(void **state)
 	}
 }
 
+/* ---- envelope_bigscan ---- */
+
+struct bigscan_case {
+	const char *in;
+	const char *session; /* NULL: none */
+	const char *id;	     /* NULL: none */
+};
+
+static const struct bigscan_case bigscan_golden[] = {
+	{ "{'session':'s-1','message':{'jsonrpc':'2.0','id':7,'params':{'p':'xxxxxxxx'}}}", "s-1",
+	  "7" },
+	{ "{'session':'s','message':{'params':{'id':1,'p':['id',{'id':2}]},'id':'z'}}", "s",
+	  "'z'" },
+	{ "{'message':{'id':3,'params':{'session':'no'}},'session':'late'}", "late", "3" },
+	{ " { 'session' : 'a' , 'message' : { 'id' : 4 } } ", "a", "4" },
+	{ "{'session':'a\\u0062','message':{'id':5}}", NULL, "5" },
+	{ "{'sessions':'x','message':{'id':6}}", NULL, "6" },
+	{ "{'session':{'session':'x'},'message':{'id':6}}", NULL, "6" },
+	{ "{'x':{'session':'in','message':{'id':1}},'session':'out'}", "out", NULL },
+	{ "{'session':'s','message':[{'id':1}]}", "s", NULL },
+	{ "{'session':'s','message':{'p':1},'id':8}", "s", NULL },
+	{ "{'session':'s','messages':{'id':8}}", "s", NULL },
+	{ "{'session':'s','message':{'result':'}{\\'','id':9}}", "s", "9" },
+	{ "{'session':'s','message':{'id':1}", "s", "1" },
+};
+
+static void
+check_bigscan(const struct bigscan_case *c, size_t piece)
+{
+	char in[256], want[256];
+	size_t len, got_len = 0;
+	struct envelope_bigscan b;
+
+	q(in, sizeof(in), c->in);
+	len = strlen(in);
+	envelope_bigscan_init(&b);
+	for (size_t at = 0; at < len; at += piece) {
+		envelope_bigscan_feed(&b, in + at, len - at < piece ? len - at : piece);
+	}
+	const char *got = envelope_bigscan_session(&b, &got_len);
+
+	if (c->session == NULL ? got != NULL
+			       : got == NULL || got_len != strlen(c->session) ||
+					 memcmp(got, c->session, got_len) != 0) {
+		fail_msg("%s (pieces of %zu): session %.*s, want %s", in, piece,
+			 got ? (int)got_len : 6, got ? got : "(none)",
+			 c->session ? c->session : "none");
+	}
+	got = envelope_bigscan_id(&b, &got_len);
+	if (c->id == NULL) {
+		if (got != NULL) {
+			fail_msg("%s (pieces of %zu): id %.*s, want none", in, piece, (int)got_len,
+				 got);
+		}
+		return;
+	}
+	q(want, sizeof(want), c->id);
+	if (got == NULL || got_len != strlen(want) || memcmp(got, want, got_len) != 0) {
+		fail_msg("%s (pieces of %zu): id %.*s, want %s", in, piece, got ? (int)got_len : 6,
+			 got ? got : "(none)", want);
+	}
+}
+
+static void
+test_bigscan_every_piece_size(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(bigscan_golden) / sizeof(bigscan_golden[0]); i++) {
+		for (size_t piece = 1; piece <= 16; piece++) {
+			check_bigscan(&bigscan_golden[i], piece);
+		}
+		check_bigscan(&bigscan_golden[i], 1000);
+	}
+}
+
+/* A session ID over 128 bytes is none. */
+static void
+test_bigscan_long_session(void **state)
+{
+	char in[400];
+	size_t len;
+	struct envelope_bigscan b;
+
+	(void)state;
+	len = (size_t)snprintf(in, sizeof(in), "{\"session\":\"");
+	memset(in + len, 's', 129);
+	len += 129;
+	len += (size_t)snprintf(in + len, sizeof(in) - len, "\",\"message\":{\"id\":1}}");
+	envelope_bigscan_init(&b);
+	envelope_bigscan_feed(&b, in, len);
+	assert_null(envelope_bigscan_session(&b, &len));
+	assert_non_null(envelope_bigscan_id(&b, &len));
+}
+
 /* An id of `n` bytes of JSON text (quotes included), then a result. */
 static void
 check_idscan_len(size_t n, bool want_found)
@@ -1109,6 +1205,8 @@ main(void)
 						scanner_teardown),
 		cmocka_unit_test(test_idscan_every_piece_size),
 		cmocka_unit_test(test_idscan_long_id),
+		cmocka_unit_test(test_bigscan_every_piece_size),
+		cmocka_unit_test(test_bigscan_long_session),
 	};
 
 	return cmocka_run_group_tests_name("jsonrpc", tests, NULL, NULL);
