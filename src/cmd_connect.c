@@ -106,7 +106,9 @@ connect_usage(void)
 
 /*
  * The exit status an "ended" event (or, under "result", an end-of-run result)
- * describes: its code, or 128 + its signal.
+ * describes: its code, or 128 + its signal; 0 for a session that had no server at its
+ * end ("suspended": its last server was ended by mcpmux, as wrap exits then); 1 for one
+ * whose server could not be started.
  */
 static int
 ended_status(const char *line, size_t len, bool in_result)
@@ -123,8 +125,10 @@ ended_status(const char *line, size_t len, bool in_result)
 	root = yajl_tree_parse(buf, err, sizeof(err));
 	const char *pcode[] = { "result", "exit", "code", NULL };
 	const char *psig[] = { "result", "exit", "signal", NULL };
+	const char *psusp[] = { "result", "suspended", NULL };
 	const char **code_path = in_result ? pcode : pcode + 1;
 	const char **sig_path = in_result ? psig : psig + 1;
+	const char **susp_path = in_result ? psusp : psusp + 1;
 
 	if ((v = yajl_tree_get(root, code_path, yajl_t_number)) != NULL && YAJL_IS_INTEGER(v)) {
 		code = (int)YAJL_GET_INTEGER(v);
@@ -139,7 +143,7 @@ ended_status(const char *line, size_t len, bool in_result)
 				break;
 			}
 		}
-	} else {
+	} else if (yajl_tree_get(root, susp_path, yajl_t_true) == NULL) {
 		code = 1; /* the server could not be started */
 	}
 	yajl_tree_free(root);

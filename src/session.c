@@ -1360,8 +1360,13 @@ session_end_fields(const struct session *s, struct sbuf *b)
 	const struct backend *be = s->backend;
 
 	if (be == NULL) {
-		/* Suspended: its last server's end was reported then (the `suspended` event). */
-		sbuf_adds(b, "\"pid\":null,\"exit\":null,\"escalation\":\"none\",\"ms\":0");
+		/*
+		 * Suspended (or waiting for a pool slot): its last server's end was reported
+		 * then (the `suspended` event).  Nothing failed: an exit of null alone would
+		 * say the server could not be started.
+		 */
+		sbuf_adds(b, "\"pid\":null,\"exit\":null,\"escalation\":\"none\",\"ms\":0,"
+			     "\"suspended\":true");
 		return;
 	}
 	sbuf_addf(b, "\"pid\":%d,\"exit\":", (int)be->pid);

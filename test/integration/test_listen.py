@@ -129,6 +129,26 @@ class Listen(ListenHelpers, Case):
         srv.p.send_signal(signal.SIGTERM)
         self.assertEqual(srv.wait(), 0)
 
+    def test_connect_exits_0_when_its_session_was_suspended(self):
+        """A session suspended at its end (--idle-suspend: its last server was ended by
+        mcpmux, not by a failure) makes connect exit 0, as wrap does; a session whose
+        server exits by itself, with its status."""
+        srv = self.listen(opts=["--idle-suspend", "0.3"])
+        c = self.connect("--session", "s")
+        c.send(initialize(1), call(2, "env"))
+        self.assertEqual(c.msg()["id"], 1)
+        pid = c.msg()["result"]["structuredContent"]["pid"]
+        wait_until(lambda: not alive(pid), 10, "the suspend to end the server")
+        c.close_stdin()
+        self.assertEqual(c.wait(), 0, c.stderr())
+        c = self.connect("--session", "t")
+        c.send(initialize(1), call(2, "exit", code=3))
+        self.assertEqual(c.msg()["id"], 1)
+        c.close_stdin()
+        self.assertEqual(c.wait(), 3, c.stderr())
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+
     def test_stale_socket_replaced_live_refused(self):
         self.path = os.path.join(self.tmp.name, "mux.sock")
         stale = socket.socket(socket.AF_UNIX)
