@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mcpmux/backend.h"
@@ -739,6 +740,29 @@ spawn_clone3(struct spawn_args *a, const char *leaf, char *stack)
 }
 
 /*
+ * Now, in clock ticks since boot as /proc gives start times, a tick early (0: unknown).
+ * A process that started before it is none of a server's spawned from now on.
+ */
+static unsigned long long
+boot_ticks(void)
+{
+	static long hz;
+	struct timespec ts;
+
+	if (hz == 0) {
+		hz = sysconf(_SC_CLK_TCK);
+	}
+	if (hz <= 0 || hz > 1000000000 || clock_gettime(CLOCK_BOOTTIME, &ts) == -1) {
+		return 0;
+	}
+	unsigned long long t =
+		(unsigned long long)ts.tv_sec * (unsigned long long)hz +
+		(unsigned long long)ts.tv_nsec / (1000000000ull / (unsigned long long)hz);
+
+	return t > 0 ? t - 1 : 0;
+}
+
+/*
  * mcpmux's environment without any MCPMUX_SESSION, MCPMUX_OWNER and MCPMUX_OUTER (a
  * server of an mcpmux under mcpmux belongs to the inner one first; an engine command is
  * no server), then entry, this mcpmux's MCPMUX_OWNER and, when this mcpmux is itself in
@@ -936,6 +960,9 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	bool slots = !no_clone3 && fd_slots_fill(&args); /* fd_top is 0 but on x86-64 */
 
 	args.fd_top = slots ? fd_top : 0;
+	/* Before the child exists: its start time, and its descendants', is no earlier. */
+	unsigned long long born = boot_ticks();
+
 	/* Block every signal across the spawn: no handler may run in the child. */
 	sigfillset(&all);
 	(void)sigprocmask(SIG_SETMASK, &all, &old);
@@ -975,6 +1002,7 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	b->stall_timeout = cfg->stall_timeout;
 	b->kill_deadline = cfg->kill_deadline;
 	b->t_start = sys_mono();
+	b->born = born;
 	b->in_fd = pin[1];
 	b->out_fd = pout[0];
 	b->err_fd = perr[0];
@@ -1539,6 +1567,7 @@ backend_match(const struct backend *b)
 		.is_backend = b->claim_orphans && n_claimers == 1 ? is_live_backend : NULL,
 		.spare = ctr_spares(b) ? spare_all : NULL,
 		.owner = owner_env[0] != '\0' ? backend_owner() : NULL,
+		.born = b->born,
 	};
 
 	return m;

@@ -799,9 +799,12 @@ proctree_left(const struct proctree *t, const struct proctree_match *m)
 		if (member_any(t, i, m)) {
 			n++;
 		} else if (pi->parent == SIZE_MAX && m->is_backend == NULL &&
-			   (pi->unknown || pi->cookie_unknown) &&
+			   (pi->unknown || (pi->cookie_unknown && pi->start >= m->born)) &&
 			   !(m->pid > 0 && pi->pid == m->pid)) {
-			/* A child of the root that no rule can attribute: it may be ours. */
+			/*
+			 * A child of the root that no rule can attribute: it may be ours, unless
+			 * it started before our backend did (then it descends from none of it).
+			 */
 			n++;
 		}
 	}

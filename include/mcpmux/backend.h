@@ -128,6 +128,8 @@ struct backend {
 	double in_since; /* the stdin queue's last progress (or start) */
 	size_t n_left;	 /* abandoned: pids that would not die */
 	pid_t left[BACKEND_LEFT_MAX];
+	/* Its spawn, in clock ticks since boot as /proc gives start times (0: unknown). */
+	unsigned long long born;
 
 	int in_fd, out_fd, err_fd;
 	ev_io in_w, out_w, err_w;

@@ -112,6 +112,11 @@ struct proctree_match {
 	bool (*spare)(const struct proc_info *pi);
 	/* This mcpmux's MCPMUX_OWNER value (NULL: the cookie alone decides). */
 	const char *owner;
+	/*
+	 * The backend's start time (clock ticks since boot) or earlier, 0 unknown: a process
+	 * that started before it is none of its descendants.
+	 */
+	unsigned long long born;
 };
 
 void proctree_init(struct proctree *t);
@@ -147,7 +152,8 @@ size_t proctree_count(const struct proctree *t, const struct proctree_match *m);
 /*
  * What keeps m's tree from being empty: its members, zombies and unknown ones included,
  * plus one for a snapshot that is incomplete, or that holds an unknown child of the
- * walk's root that no match could claim (when m claims no orphans).  0 means gone.
+ * walk's root that no match could claim (when m claims no orphans) and that did not start
+ * before m's backend (m->born).  0 means gone.
  */
 size_t proctree_left(const struct proctree *t, const struct proctree_match *m);
 /*

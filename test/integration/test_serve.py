@@ -4,10 +4,12 @@ import array
 import fcntl
 import json
 import os
+import re
 import resource
 import sys
 import termios
 import time
+import unittest
 
 from mcptest import (FIXTURE, MCPMUX, SLOW, Case, alive, call, deadline, initialize, main, note,
                      proc_report, req, vm_hwm_kib, wait_until)
@@ -366,6 +368,40 @@ class Crashes(Case):
         self.assert_no_leftovers(0)
         m.p.close_stdin()
         self.assertEqual(m.p.wait(), 0)
+
+
+class UnreadableOrphans(Case):
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to run mcpmux as another user")
+    def test_an_unreadable_orphan_does_not_hold_up_a_later_session(self):
+        """A daemon whose environment mcpmux cannot read (non-dumpable, as ssh-agent makes
+        itself) cannot be told apart from any tree that was there when it started; a server
+        started after it cannot be its ancestor, and ends as it would without it."""
+        self.env["MCPMUX_CGROUP"] = "off"  # as an unprivileged user gets it
+        script = ('case "$MCPMUX_SESSION" in a) exec "$0" --undumpable-grandchild;; '
+                  '*) exec "$0";; esac')
+        m = Mux(self.serve(command=["/bin/sh", "-c", script, FIXTURE],
+                           opts=FAST + ["--kill-deadline", "300"],
+                           user=65534, group=65534, extra_groups=[], cwd="/"))
+        m.send("a", req(1, "ping"))
+        m.msg("a")
+        daemon = int(wait_until(lambda: re.search(r"grandchild (\d+)", m.p.stderr()), 5,
+                                "session a's daemon").group(1))
+        # Start times are in clock ticks: b's server starts a tick or more after it.
+        hz = os.sysconf("SC_CLK_TCK")
+        with open("/proc/%d/stat" % daemon) as f:
+            start = int(f.read().rsplit(")", 1)[1].split()[19])
+        wait_until(lambda: time.clock_gettime(time.CLOCK_BOOTTIME) * hz > start + 3, 1,
+                   "a clock tick")
+        m.send("b", req(1, "ping"))
+        m.msg("b")
+        m.send("b", req(2, "mcpmux/endRun"))
+        r = self.assert_response(m.msg("b", 5), 2)
+        self.assertEqual((r["exit"], r["escalation"]), ({"code": 0}, "eof"), r)
+        self.assertLess(r["ms"], 250)
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(10), 0)
+        self.assert_no_leftovers(0)
+
 
 class Routing(Case):
     def test_server_requests_and_client_responses(self):

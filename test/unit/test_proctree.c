@@ -342,10 +342,10 @@ test_fake_membership(void **state)
 {
 	struct fake_root *r = *state;
 	struct proctree *t = &r->t;
-	const struct proctree_match a = { 100, 100, "A", NULL, NULL, NULL };
-	const struct proctree_match a_wrap = { 100, 100, "A", backends_100_200, NULL, NULL };
-	const struct proctree_match b = { 200, 200, "B", NULL, NULL, NULL };
-	const struct proctree_match a_no_cookie = { 100, 100, NULL, NULL, NULL, NULL };
+	const struct proctree_match a = { 100, 100, "A", NULL, NULL, NULL, 0 };
+	const struct proctree_match a_wrap = { 100, 100, "A", backends_100_200, NULL, NULL, 0 };
+	const struct proctree_match b = { 200, 200, "B", NULL, NULL, NULL, 0 };
+	const struct proctree_match a_no_cookie = { 100, 100, NULL, NULL, NULL, NULL, 0 };
 
 	build_tree(r->dir);
 	assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
@@ -369,35 +369,35 @@ test_fake_membership_variants(void **state)
 	assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
 
 	/* A reaped backend (pid 0): its group and cookie still find the rest. */
-	const struct proctree_match reaped = { 0, 100, "A", NULL, NULL, NULL };
+	const struct proctree_match reaped = { 0, 100, "A", NULL, NULL, NULL, 0 };
 
 	assert_int_equal(proctree_count(t, &reaped), 6);
 
 	/* By cookie alone: 400 (group only) is left out. */
-	const struct proctree_match cookie_only = { 0, 0, "A", NULL, NULL, NULL };
+	const struct proctree_match cookie_only = { 0, 0, "A", NULL, NULL, NULL, 0 };
 
 	assert_int_equal(proctree_count(t, &cookie_only), 5);
 	assert_false(proctree_is_member(t, find(t, 400), &cookie_only));
 
 	/* An empty cookie matches nothing by cookie. */
-	const struct proctree_match empty_cookie = { 0, 0, "", NULL, NULL, NULL };
+	const struct proctree_match empty_cookie = { 0, 0, "", NULL, NULL, NULL, 0 };
 
 	assert_int_equal(proctree_count(t, &empty_cookie), 0);
 
 	/* Nothing to go by: no members. */
-	const struct proctree_match nothing = { 0, 0, NULL, NULL, NULL, NULL };
+	const struct proctree_match nothing = { 0, 0, NULL, NULL, NULL, NULL, 0 };
 
 	assert_int_equal(proctree_count(t, &nothing), 0);
 
 	/* is_backend says 300 is a live backend: it is not an orphan. */
-	const struct proctree_match all_backends = { 100,  100, "A", everyone_is_a_backend,
-						     NULL, NULL };
+	const struct proctree_match all_backends = { 100,  100,	 "A", everyone_is_a_backend,
+						     NULL, NULL, 0 };
 
 	assert_int_equal(proctree_count(t, &all_backends), 6);
 	assert_false(proctree_is_member(t, find(t, 300), &all_backends));
 
 	/* B by pid only: 201 carries a cookie, but descends from the backend itself. */
-	const struct proctree_match b_pid = { 200, 0, NULL, NULL, NULL, NULL };
+	const struct proctree_match b_pid = { 200, 0, NULL, NULL, NULL, NULL, 0 };
 
 	assert_int_equal(proctree_count(t, &b_pid), 2);
 	assert_true(proctree_is_member(t, find(t, 201), &b_pid));
@@ -523,10 +523,10 @@ test_fake_nested(void **state)
 {
 	struct fake_root *r = *state;
 	struct proctree *t = &r->t;
-	const struct proctree_match a = { 10, 10, "A", NULL, NULL, "1:100" };
-	const struct proctree_match b = { 20, 20, "B", NULL, NULL, "1:100" };
-	const struct proctree_match a_any = { 10, 10, "A", NULL, NULL, NULL };
-	const struct proctree_match b_any = { 20, 20, "B", NULL, NULL, NULL };
+	const struct proctree_match a = { 10, 10, "A", NULL, NULL, "1:100", 0 };
+	const struct proctree_match b = { 20, 20, "B", NULL, NULL, "1:100", 0 };
+	const struct proctree_match a_any = { 10, 10, "A", NULL, NULL, NULL, 0 };
+	const struct proctree_match b_any = { 20, 20, "B", NULL, NULL, NULL, 0 };
 	static const pid_t want_a[] = { 10, 11, 12, 13 }, want_b[] = { 20, 21 };
 	static const pid_t want_a_any[] = { 10, 11, 12, 13, 30 }, want_b_any[] = { 11, 20, 21 };
 
@@ -707,12 +707,12 @@ test_fake_bad_stat(void **state)
 	assert_false(t->v[3].unknown);
 
 	/* A tree known by group 20 has one member, and three processes nobody can claim. */
-	const struct proctree_match g20 = { 0, 20, NULL, NULL, NULL, NULL };
+	const struct proctree_match g20 = { 0, 20, NULL, NULL, NULL, NULL, 0 };
 
 	assert_int_equal(proctree_count(t, &g20), 1);
 	assert_int_equal(proctree_left(t, &g20), 4);
 	/* Unknown processes match no group, but a pid still matches. */
-	const struct proctree_match p12 = { 12, 0, NULL, NULL, NULL, NULL };
+	const struct proctree_match p12 = { 12, 0, NULL, NULL, NULL, NULL, 0 };
 
 	assert_true(proctree_is_member(t, 0, &p12)); /* state unknown: taken as alive */
 	assert_int_equal(proctree_left(t, &p12), 3);
@@ -725,7 +725,7 @@ test_fake_zombie_keeps_tree(void **state)
 	struct fake_root *r = *state;
 	struct proctree *t = &r->t;
 	const struct fake_proc z = { 100, ROOT, 100, 'Z', "gone", NULL, 0, { NULL }, { NULL } };
-	const struct proctree_match reaped = { 0, 100, "A", NULL, NULL, NULL };
+	const struct proctree_match reaped = { 0, 100, "A", NULL, NULL, NULL, 0 };
 
 	add_root(r->dir, ROOT, "100 ");
 	add_proc(r->dir, &z);
@@ -744,7 +744,7 @@ test_fake_unlistable_task(void **state)
 	struct fake_root *r = *state;
 	struct proctree *t = &r->t;
 	const struct fake_proc p = { 100, ROOT, 100, 'S', "x", "A", 0, { NULL }, { NULL } };
-	const struct proctree_match other = { 0, 999, "B", NULL, NULL, NULL };
+	const struct proctree_match other = { 0, 999, "B", NULL, NULL, NULL, 0 };
 	char path[PATH_MAX + 32];
 
 	add_root(r->dir, ROOT, "100 ");
@@ -765,6 +765,44 @@ test_fake_unlistable_task(void **state)
 	assert_int_equal(proctree_left(t, &other), 1);
 }
 
+/*
+ * A child of the root whose environment cannot be read (a non-dumpable process, of
+ * another uid) may be any tree's: it keeps every tree from being empty, but for the
+ * trees of backends started after it, which it cannot descend from.
+ */
+static void
+test_fake_unreadable_environ(void **state)
+{
+	struct fake_root *r = *state;
+	struct proctree *t = &r->t;
+	const struct fake_proc p = { 100, ROOT, 100, 'S', "x", "A", 0, { NULL }, { NULL } };
+	const struct proctree_match older = { 0, 999, "B", NULL, NULL, NULL, start_of(100) };
+	const struct proctree_match unknown = { 0, 999, "B", NULL, NULL, NULL, 0 };
+	const struct proctree_match newer = { 0, 999, "B", NULL, NULL, NULL, start_of(100) + 1 };
+	char path[PATH_MAX + 32];
+
+	add_root(r->dir, ROOT, "100 ");
+	add_proc(r->dir, &p);
+	/* environ is a directory now: read() fails with EISDIR, not ENOENT */
+	(void)snprintf(path, sizeof(path), "%s/100/environ", r->dir);
+	assert_int_equal(unlink(path), 0);
+	make_dir(path, "");
+	assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
+	assert_false(t->incomplete);
+	assert_int_equal(t->n, 1);
+	assert_true(t->v[0].cookie_unknown);
+	assert_false(t->v[0].unknown);
+	assert_int_equal(proctree_left(t, &older), 1);
+	assert_int_equal(proctree_left(t, &unknown), 1);
+	assert_int_equal(proctree_left(t, &newer), 0);
+	/* Its stat unreadable too, its start is unknown: it counts for every tree. */
+	(void)snprintf(path, sizeof(path), "%s/100/stat", r->dir);
+	write_file(path, "", 0);
+	assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
+	assert_true(t->v[0].unknown);
+	assert_int_equal(proctree_left(t, &newer), 1);
+}
+
 static int
 remove_children_file(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -782,9 +820,9 @@ test_fake_walk_all(void **state)
 {
 	struct fake_root *r = *state;
 	struct proctree *t = &r->t;
-	const struct proctree_match a = { 100, 100, "A", NULL, NULL, NULL };
-	const struct proctree_match a_wrap = { 100, 100, "A", backends_100_200, NULL, NULL };
-	const struct proctree_match b = { 200, 200, "B", NULL, NULL, NULL };
+	const struct proctree_match a = { 100, 100, "A", NULL, NULL, NULL, 0 };
+	const struct proctree_match a_wrap = { 100, 100, "A", backends_100_200, NULL, NULL, 0 };
+	const struct proctree_match b = { 200, 200, "B", NULL, NULL, NULL, 0 };
 	/* someone else's process, in the same /proc, is not walked */
 	const struct fake_proc stranger = { 7, 1, 7, 'S', "init's", "A", 0, { NULL }, { NULL } };
 
@@ -878,7 +916,7 @@ test_fake_wide(void **state)
 		assert_int_equal(t->v[i].pid, 1000 + i);
 	}
 
-	const struct proctree_match odd = { 0, 0, "odd", NULL, NULL, NULL };
+	const struct proctree_match odd = { 0, 0, "odd", NULL, NULL, NULL, 0 };
 
 	assert_int_equal(proctree_count(t, &odd), 150);
 }
@@ -1077,9 +1115,9 @@ test_real_proc(void **state)
 	assert_string_equal(t.v[i_parent].cookie, "");
 	assert_true(t.v[i_parent].start > 0);
 
-	const struct proctree_match m_sleeper = { sleeper, 0, "unit-real", NULL, NULL, NULL };
-	const struct proctree_match m_cookie = { 0, 0, "unit-real", NULL, NULL, NULL };
-	const struct proctree_match m_parent = { parent, parent, NULL, NULL, NULL, NULL };
+	const struct proctree_match m_sleeper = { sleeper, 0, "unit-real", NULL, NULL, NULL, 0 };
+	const struct proctree_match m_cookie = { 0, 0, "unit-real", NULL, NULL, NULL, 0 };
+	const struct proctree_match m_parent = { parent, parent, NULL, NULL, NULL, NULL, 0 };
 
 	assert_int_equal(proctree_count(&t, &m_sleeper), 1);
 	assert_int_equal(proctree_count(&t, &m_cookie), 1);
@@ -1096,7 +1134,7 @@ test_real_proc(void **state)
 	assert_int_equal(t.v[i_grand].parent, SIZE_MAX);
 	assert_int_equal(t.v[i_grand].ppid, getpid());
 
-	const struct proctree_match m_gone = { 0, parent, NULL, NULL, NULL, NULL };
+	const struct proctree_match m_gone = { 0, parent, NULL, NULL, NULL, NULL, 0 };
 
 	assert_int_equal(proctree_count(&t, &m_gone), 1);
 
@@ -1157,6 +1195,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_fake_zombie_keeps_tree, root_setup,
 						root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_unlistable_task, root_setup,
+						root_teardown),
+		cmocka_unit_test_setup_teardown(test_fake_unreadable_environ, root_setup,
 						root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_walk_all, root_setup, root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_exiting, root_setup, root_teardown),
