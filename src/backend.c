@@ -1833,13 +1833,20 @@ static void
 abandon(struct backend *b, const struct proctree_match *m)
 {
 	char list[256];
-	size_t len = 0;
+	size_t len = 0, unknown = 0;
 
 	b->n_left = 0;
 	for (size_t i = 0; i < snapshot.n; i++) {
-		if (!proctree_is_member(&snapshot, i, m)) {
+		/*
+		 * Also those it could not tell from its own (an environment it cannot read):
+		 * they kept the tree from being called empty, and are not signalled.
+		 */
+		bool held = proctree_unattributed(&snapshot, i, m);
+
+		if (!held && !proctree_is_member(&snapshot, i, m)) {
 			continue;
 		}
+		unknown += held;
 		if (b->n_left < BACKEND_LEFT_MAX) {
 			b->left[b->n_left++] = snapshot.v[i].pid;
 		}
@@ -1853,9 +1860,12 @@ abandon(struct backend *b, const struct proctree_match *m)
 	if (!b->reaped && b->n_left == 0) {
 		b->left[b->n_left++] = b->pid;
 	}
-	diag_error("session %s: %zu process(es) would not die within %g s of SIGKILL: %s%s%s%s "
+	diag_error("session %s: %zu process(es) would not die within %g s of SIGKILL: %s%s%s%s%s "
 		   "(abandoned; they may be of another user, or in uninterruptible sleep)",
 		   b->cookie, b->n_left, b->kill_deadline, len > 0 ? list : "",
+		   unknown > 0 ? " (of which some could not be told apart from the tree: their "
+				 "environment cannot be read; not signalled)"
+			       : "",
 		   snapshot.incomplete ? " and processes /proc could not show" : "",
 		   b->ctr != NULL && !b->ctr->gone ? ", and container " : "",
 		   b->ctr != NULL && !b->ctr->gone ? b->ctr->cid : "");

@@ -788,25 +788,27 @@ proctree_count(const struct proctree *t, const struct proctree_match *m)
 	return n;
 }
 
+bool
+proctree_unattributed(const struct proctree *t, size_t i, const struct proctree_match *m)
+{
+	const struct proc_info *pi = &t->v[i];
+
+	/*
+	 * A child of the root that no rule can attribute: it may be ours, unless it started
+	 * before our backend did (then it descends from none of it).
+	 */
+	return !member_any(t, i, m) && pi->parent == SIZE_MAX && m->is_backend == NULL &&
+	       (pi->unknown || (pi->cookie_unknown && pi->start >= m->born)) &&
+	       !(m->pid > 0 && pi->pid == m->pid);
+}
+
 size_t
 proctree_left(const struct proctree *t, const struct proctree_match *m)
 {
 	size_t n = t->incomplete;
 
 	for (size_t i = 0; i < t->n; i++) {
-		const struct proc_info *pi = &t->v[i];
-
-		if (member_any(t, i, m)) {
-			n++;
-		} else if (pi->parent == SIZE_MAX && m->is_backend == NULL &&
-			   (pi->unknown || (pi->cookie_unknown && pi->start >= m->born)) &&
-			   !(m->pid > 0 && pi->pid == m->pid)) {
-			/*
-			 * A child of the root that no rule can attribute: it may be ours, unless
-			 * it started before our backend did (then it descends from none of it).
-			 */
-			n++;
-		}
+		n += member_any(t, i, m) || proctree_unattributed(t, i, m);
 	}
 	return n;
 }

@@ -157,6 +157,11 @@ size_t proctree_count(const struct proctree *t, const struct proctree_match *m);
  */
 size_t proctree_left(const struct proctree *t, const struct proctree_match *m);
 /*
+ * Whether entry i is one of those that proctree_left() counts without being a member:
+ * an unknown child of the walk's root that may be of m's tree.
+ */
+bool proctree_unattributed(const struct proctree *t, size_t i, const struct proctree_match *m);
+/*
  * Send sig to every live member of m's tree, then SIGCONT when sig is SIGTERM (a stopped
  * process does not act on SIGTERM).  Each pid is checked against its start time through
  * a pidfd first, so a pid reused since the snapshot is never signalled.  Returns the

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import resource
+import signal
 import sys
 import termios
 import time
@@ -398,6 +399,15 @@ class UnreadableOrphans(Case):
         r = self.assert_response(m.msg("b", 5), 2)
         self.assertEqual((r["exit"], r["escalation"]), ({"code": 0}, "eof"), r)
         self.assertLess(r["ms"], 250)
+        # a's own end: the daemon may be of a's tree, so it holds it, is not signalled (it
+        # cannot be told apart), and is named in the abandoned list and on stderr.
+        m.send("a", req(3, "mcpmux/endRun"))
+        r = self.assert_response(m.msg("a", 10), 3)
+        self.assertEqual((r["escalation"], r["abandoned"]), ("abandoned", [daemon]), r)
+        self.assertTrue(alive(daemon))
+        wait_until(lambda: "could not be told apart from the tree" in m.p.stderr(), 5,
+                   "the abandon's message")
+        os.kill(daemon, signal.SIGKILL)
         m.p.close_stdin()
         self.assertEqual(m.p.wait(10), 0)
         self.assert_no_leftovers(0)
