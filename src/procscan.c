@@ -805,8 +805,9 @@ procscan_owner_in_pidns(const struct procscan *s, const char *proc_root, const c
 const char *
 procscan_unknown_why(const struct procscan_group *g)
 {
-	return g->other_time ? "it runs in another time namespace, where start times differ"
-			     : strerror(g->owner_errno);
+	return g->outside      ? "it runs outside this pid namespace, where it cannot be seen"
+	       : g->other_time ? "it runs in another time namespace, where start times differ"
+			       : strerror(g->owner_errno);
 }
 
 static size_t
@@ -898,6 +899,27 @@ instance_above(const struct procscan *s, size_t i)
 	return SIZE_MAX;
 }
 
+/*
+ * Did v[i]'s owner come into this pid namespace from outside?  True when the topmost
+ * ancestor of v[i] seen here (v[i] itself, maybe) has its parent outside this pid
+ * namespace (ppid 0: the namespace's first process, or one that entered it) and carries
+ * the same MCPMUX_OWNER: the owner is then no process of this namespace (a sandbox or a
+ * container an mcpmux outside runs its server in, scanned from inside), and its pid here,
+ * if any, is another process's.
+ */
+static bool
+owner_outside(const struct procscan *s, size_t i)
+{
+	size_t k = i;
+
+	for (int depth = 0; s->v[k].parent != SIZE_MAX && depth < MAX_DEPTH; depth++) {
+		k = s->v[k].parent;
+	}
+	const struct procscan_proc *top = &s->v[k];
+
+	return top->ppid == 0 && top->is_read && strcmp(top->owner, s->v[i].owner) == 0;
+}
+
 /* Put every carrier into its group.  0, or -1 (ENOMEM). */
 static int
 group_carriers(struct procscan *s, const char *root, pid_t self)
@@ -913,7 +935,7 @@ group_carriers(struct procscan *s, const char *root, pid_t self)
 		if (!is_live(c) || !c->is_read || c->session[0] == '\0' || c->pid == self) {
 			continue;
 		}
-		bool other_time = false;
+		bool other_time = false, outside = false;
 
 		if (procscan_parse_owner(c->owner, &opid, &start) == 0) {
 			bool unsure = false, nested_unsure = false;
@@ -935,6 +957,10 @@ group_carriers(struct procscan *s, const char *root, pid_t self)
 					/* Its owner's clock (that of its own) could not be read. */
 					state = PROCSCAN_UNKNOWN;
 					other_time = true;
+				} else if (state == PROCSCAN_GONE && owner_outside(s, i)) {
+					/* Its owner is not in this pid namespace: not seen. */
+					state = PROCSCAN_UNKNOWN;
+					outside = true;
 				}
 			} else if (state == PROCSCAN_LIVE) {
 				instance = procscan_find(s, opid);
@@ -956,6 +982,7 @@ group_carriers(struct procscan *s, const char *root, pid_t self)
 		c->group = g;
 		s->g[g].owner_errno = err;
 		s->g[g].other_time = other_time;
+		s->g[g].outside = outside;
 		s->g[g].n_carriers++;
 	}
 	return 0;

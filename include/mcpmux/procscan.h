@@ -16,8 +16,10 @@
  * - A carrier is a live process with MCPMUX_SESSION.  With MCPMUX_OWNER=PID:START, it
  *   belongs to that instance while a process PID with that start time lives; once PID
  *   is gone (no such process, another start time, a zombie) it is an orphan.  When the
- *   owner cannot be read (an error other than ENOENT/ESRCH), its state is unknown:
- *   neither attached nor orphaned.  Without MCPMUX_OWNER (older mcpmux), it belongs to
+ *   owner cannot be read (an error other than ENOENT/ESRCH), or was brought into this
+ *   pid namespace from outside by the carrier's topmost ancestor here (which carries the
+ *   same MCPMUX_OWNER and has its parent outside), its state is unknown: neither
+ *   attached nor orphaned.  Without MCPMUX_OWNER (older mcpmux), it belongs to
  *   its nearest ancestor that is an instance, and is an orphan when it has none.
  * - Carriers are grouped: those of one instance by session ID; orphans by owner,
  *   session and uid.  A group's tree is its carriers and all their descendants.
@@ -86,6 +88,7 @@ struct procscan_group {
 	enum procscan_owner owner_state;
 	int owner_errno; /* PROCSCAN_UNKNOWN: why the owner could not be read */
 	bool other_time; /* PROCSCAN_UNKNOWN: its carriers' start times are not comparable */
+	bool outside;	 /* PROCSCAN_UNKNOWN: its owner is outside the scanned pid namespace */
 	size_t instance; /* PROCSCAN_LIVE: index of the instance, else SIZE_MAX */
 	char session[PROCTREE_COOKIE_MAX + 1];
 	char owner[PROCSCAN_OWNER_MAX + 1]; /* "" for carriers of older mcpmux */

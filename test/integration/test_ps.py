@@ -417,6 +417,34 @@ class PidNamespaces(PsCase):
         # (its exit status is not asserted: a sanitizer's leak check needs /proc too)
         self.assert_owned_and_spared(session, p, status=None)
 
+    def test_from_inside_a_sandbox_an_owner_outside_is_unknown(self):
+        """ps and sweep run in a sandbox (pid namespace, its own /proc) that a live mcpmux
+        outside runs its server in: that mcpmux is not seen from there, and its pid there
+        is no one's or another process's.  Its carriers are unknown, never orphans; a
+        carrier there of an owner of that namespace that is gone is still one."""
+        owner = self.spawn(["sleep", "1000"])  # a live owner, outside the sandbox
+        own = "%d:%d" % (owner.pid, start_ticks(owner.pid))
+        live, gone = self.session("outside"), self.session("inside")
+        script = ('sleep 1000 & live=$!; MCPMUX_SESSION="$1" MCPMUX_OWNER=9999:1 sleep 1000 & '
+                  'gone=$!; "$0" ps --json --session "$2*"; echo "ps=$?"; '
+                  '"$0" sweep --session "$2*"; echo "sweep=$?"; '
+                  'kill -0 $live && echo live-alive; kill -0 $gone || echo gone-ended; '
+                  'kill $live')
+        p = subprocess.run(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc",
+                            "env", "MCPMUX_SESSION=" + live, "MCPMUX_OWNER=" + own,
+                            "sh", "-c", script, MCPMUX, gone, self.tag],
+                           env=self.env, capture_output=True, timeout=60 * SLOW)
+        out, err = p.stdout.decode(), p.stderr.decode()
+        self.assertIn("ps=0", out, err)
+        ps = json.loads(out.splitlines()[0])
+        self.assertEqual([o["session"] for o in ps["orphans"]], [gone], ps)
+        self.assertEqual([(u["session"], u["owner"]) for u in ps["unknown"]], [(live, own)], ps)
+        self.assertIn("outside this pid namespace", ps["unknown"][0]["error"])
+        self.assertIn("sweep=1", out, err)  # an owner that could not be judged
+        self.assertIn("live-alive", out, (out, err))
+        self.assertIn("gone-ended", out, (out, err))
+        self.assertIn("cannot tell whether mcpmux %s" % own, err)
+
     def test_a_carrier_in_another_time_namespace_whose_owner_is_gone_is_an_orphan(self):
         """No process has its owner's pid: whatever its clock, that owner is gone."""
         session = self.session("time")

@@ -500,6 +500,48 @@ test_environ_edges(void **state)
 	assert_int_equal(s->n_groups, 2);
 }
 
+/*
+ * Scanned from inside a pid namespace: its first process (ppid 0) carries the owner of
+ * the mcpmux outside, which no process here is.
+ */
+static void
+test_owner_outside(void **state)
+{
+	struct root *r = *state;
+	struct procscan *s = &r->s;
+	static const struct fake procs[] = {
+		{ 1, 0, 1, 'S', 1000, 500, 1, "bwrap", NULL, "bwrap",
+		  "MCPMUX_SESSION=in|MCPMUX_OWNER=4242:77" },
+		{ 2, 1, 2, 'S', 1000, 501, 1, "srv", NULL, "srv",
+		  "MCPMUX_SESSION=in|MCPMUX_OWNER=4242:77" },
+		/* an mcpmux of this namespace that is gone */
+		{ 3, 2, 3, 'S', 1000, 502, 1, "inner", NULL, "inner",
+		  "MCPMUX_SESSION=gone|MCPMUX_OWNER=9:510" },
+		/* one that entered the namespace (setns) with its owner */
+		{ 7, 0, 7, 'S', 1000, 600, 1, "entered", NULL, "entered",
+		  "MCPMUX_SESSION=entered|MCPMUX_OWNER=4343:88" },
+		{ 8, 0, 8, 'S', 1000, 601, 1, "plain", NULL, "plain", "A=1" },
+		{ 9, 8, 9, 'S', 1000, 602, 1, "child", NULL, "child",
+		  "MCPMUX_SESSION=child|MCPMUX_OWNER=4444:99" },
+	};
+
+	for (size_t i = 0; i < sizeof(procs) / sizeof(procs[0]); i++) {
+		add(r->dir, &procs[i]);
+	}
+	add_uptime(r->dir, "50.0 1.0\n");
+	assert_int_equal(procscan_read(s, r->dir, 1000, false, 99), 0);
+	size_t g = group_of(s, "in");
+
+	assert_int_equal(s->g[g].owner_state, PROCSCAN_UNKNOWN);
+	assert_true(s->g[g].outside);
+	assert_int_equal(s->g[g].n_carriers, 2);
+	assert_non_null(strstr(procscan_unknown_why(&s->g[g]), "pid namespace"));
+	assert_int_equal(s->g[group_of(s, "entered")].owner_state, PROCSCAN_UNKNOWN);
+	assert_int_equal(s->g[group_of(s, "gone")].owner_state, PROCSCAN_GONE);
+	/* its first process here carries no owner: nothing says it came from outside */
+	assert_int_equal(s->g[group_of(s, "child")].owner_state, PROCSCAN_GONE);
+}
+
 static void
 test_missing_root(void **state)
 {
@@ -774,6 +816,7 @@ main(void)
 						root_teardown),
 		cmocka_unit_test_setup_teardown(test_owner_state, root_setup, root_teardown),
 		cmocka_unit_test_setup_teardown(test_environ_edges, root_setup, root_teardown),
+		cmocka_unit_test_setup_teardown(test_owner_outside, root_setup, root_teardown),
 		cmocka_unit_test_setup_teardown(test_missing_root, root_setup, root_teardown),
 		cmocka_unit_test(test_parsers),
 		cmocka_unit_test_setup_teardown(test_boot_id, root_setup, root_teardown),
