@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -1267,6 +1268,20 @@ send_one(struct procscan_target *t, int sig)
 	return rc == -1 ? -1 : 1;
 }
 
+/*
+ * May a pidfd of this number be kept for the wait?  Kept ones stay in the lower half of
+ * the descriptor table, so that any number of targets leaves room for the /proc reads
+ * and the engines' pipes.
+ */
+static bool
+keep_pidfd(int fd)
+{
+	struct rlimit rl;
+
+	return getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY ||
+	       (rlim_t)fd < rl.rlim_cur / 2;
+}
+
 int
 procscan_signal(const char *proc_root, struct procscan_target *t, int sig)
 {
@@ -1284,20 +1299,24 @@ procscan_signal(const char *proc_root, struct procscan_target *t, int sig)
 				t->is_gone = true;
 				return 0;
 			}
-			if (errno != ENOSYS) {
+			if (errno != ENOSYS && errno != EMFILE && errno != ENFILE) {
 				return -1;
 			}
-			t->no_pidfd = true; /* before Linux 5.3: kill(), right after the check */
+			/* Before Linux 5.3 (and this once, with a full table): kill(), right after
+			 * the check. */
+			t->no_pidfd = errno == ENOSYS;
 		}
 	}
 	int rc = still_there(proc_root, t);
 
-	if (rc != 1) {
-		return rc;
+	if (rc == 1) {
+		rc = send_one(t, sig);
+		if (rc == 1 && sig == SIGTERM) {
+			(void)send_one(t, SIGCONT); /* a stopped process does not act on SIGTERM */
+		}
 	}
-	rc = send_one(t, sig);
-	if (rc == 1 && sig == SIGTERM) {
-		(void)send_one(t, SIGCONT); /* a stopped process does not act on SIGTERM */
+	if (t->pidfd >= 0 && !keep_pidfd(t->pidfd)) {
+		sys_close(&t->pidfd); /* the wait reads /proc for it; the next signal opens one */
 	}
 	return rc;
 }

@@ -184,7 +184,8 @@ int procscan_boot_id(const char *proc_root, char out[PROCSCAN_BOOT_MAX]);
 struct procscan_target {
 	pid_t pid;
 	unsigned long long start;
-	int pidfd; /* -1 before the first signal, or without pidfd support */
+	int pidfd; /* -1 before the first signal, without pidfd support, or in the upper
+		      half of the descriptor table (opened for each signal, then closed) */
 	bool no_pidfd;
 	bool is_gone;
 	char state; /* last state seen in /proc */

@@ -12,6 +12,7 @@ are not this test's to end.  The container case needs podman (podman_env.py).
 import fcntl
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -499,6 +500,27 @@ class Ladder(PsCase):
         self.assertIn("would not die", err)
         self.assertRegex(out, r"(?m)^\s*%d\s.*\sabandoned\s" % p.pid)
         self.assertEqual(p.wait(), -signal.SIGKILL)
+
+    def test_more_orphans_than_descriptors(self):
+        """More carriers than the descriptor table holds: each is still signalled through
+        a pidfd after its check, and all are ended."""
+        sess = self.session("many")
+        p = self.spawn(["sh", "-c", "for i in $(seq 40); do sleep 1000 & done; wait"], sess,
+                       self.dead_owner())
+        carriers = wait_until(lambda: self.carriers(sess) if len(self.carriers(sess)) == 41
+                              else None, 10, "the 40 children")
+
+        def few_fds():
+            resource.setrlimit(resource.RLIMIT_NOFILE,
+                               (32, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+        r = subprocess.run([MCPMUX, "sweep", "-q", "--session", sess], capture_output=True,
+                           env=self.env, timeout=60 * SLOW, preexec_fn=few_fds)
+        out, err = r.stdout.decode(), r.stderr.decode()
+        self.assertEqual(r.returncode, 0, (out, err))
+        self.assertIn("ended 41 process(es)", out)
+        self.assertFalse([c for c in carriers if alive(c)])
+        self.assertEqual(p.wait(), -signal.SIGTERM)
 
     def test_own_line_is_left_alone(self):
         """A sweep started from inside an orphaned tree ends the rest of it, not its parent."""
