@@ -635,6 +635,10 @@ cmd_ps(int argc, char **argv)
 	} else {
 		(void)survey_report_unknown(&p, false);
 		rc = ps_tables(&p) ? 0 : 1;
+		if (fflush(stdout) == EOF || ferror(stdout)) {
+			(void)diag_error_errno("cannot write to stdout");
+			rc = 1;
+		}
 	}
 	survey_release(&p);
 	return rc;

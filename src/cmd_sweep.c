@@ -562,6 +562,10 @@ cmd_sweep(int argc, char **argv)
 			(void)survey_sweep_status(); /* housekeeping: not reported */
 		}
 		rc = sweep_report(&p, &vs, cv, ncv);
+		if (fflush(stdout) == EOF || ferror(stdout)) {
+			(void)diag_error_errno("cannot write to stdout");
+			rc = 1;
+		}
 		rc = rc != 0 || unknown ? 1 : 0;
 	}
 	for (size_t i = 0; i < vs.n; i++) {

@@ -554,6 +554,17 @@ class Ladder(PsCase):
         self.assertFalse(alive(old.pid))
         self.assertTrue(alive(young.pid))
 
+    def test_output_that_cannot_be_written(self):
+        """A table or report lost to a full disk is a failure, as ps --json's is."""
+        none = self.session("none")
+        for args in (["ps", "--session", none], ["ps", "--json", "--session", none],
+                     ["sweep", "--session", none], ["sweep", "--dry-run", "--session", none]):
+            with open("/dev/full", "wb") as full:
+                r = subprocess.run([MCPMUX] + args + ["-q"], stdout=full,
+                                   stderr=subprocess.PIPE, env=self.env, timeout=60 * SLOW)
+            self.assertEqual(r.returncode, 1, args)
+            self.assertIn("cannot write to stdout", r.stderr.decode(), args)
+
     def test_usage(self):
         for args in (["sweep", "--older-than", "10x"], ["sweep", "--older-than", "0"],
                      ["sweep", "--json"], ["ps", "--dry-run"], ["ps", "extra"],
