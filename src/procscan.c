@@ -237,26 +237,39 @@ read_exe(const char *root, pid_t pid, struct procscan_proc *p)
 	p->exe[bl] = '\0';
 }
 
-/* If the entry [e, e + len) is KEY=value with a value that fits, copy it to out. */
+/* What is taken from an environment: the first entry of each key, as getenv() does. */
+struct env_read {
+	struct procscan_proc *p;
+	bool got_session, got_owner; /* seen (kept, or too long to be) */
+};
+
+/*
+ * If the entry [e, e + len) is KEY=value and KEY was not seen before, mark it seen and
+ * copy the value to out when it fits.
+ */
 static void
-match_entry(const char *e, size_t len, const char *key, char *out, size_t cap)
+match_entry(const char *e, size_t len, const char *key, bool *got, char *out, size_t cap)
 {
 	size_t kl = strlen(key);
 
-	if (len > kl && memcmp(e, key, kl) == 0 && e[kl] == '=' && len - kl - 1 < cap) {
-		memcpy(out, e + kl + 1, len - kl - 1);
-		out[len - kl - 1] = '\0';
+	if (!*got && len > kl && memcmp(e, key, kl) == 0 && e[kl] == '=') {
+		*got = true;
+		if (len - kl - 1 < cap) {
+			memcpy(out, e + kl + 1, len - kl - 1);
+			out[len - kl - 1] = '\0';
+		}
 	}
 }
 
 static bool
 environ_entry(const char *e, size_t len, void *ctx)
 {
-	struct procscan_proc *p = ctx;
+	struct env_read *r = ctx;
 
-	match_entry(e, len, PROCTREE_COOKIE_ENV, p->session, sizeof(p->session));
-	match_entry(e, len, PROCSCAN_OWNER_ENV, p->owner, sizeof(p->owner));
-	return false; /* both may come, in any order */
+	match_entry(e, len, PROCTREE_COOKIE_ENV, &r->got_session, r->p->session,
+		    sizeof(r->p->session));
+	match_entry(e, len, PROCSCAN_OWNER_ENV, &r->got_owner, r->p->owner, sizeof(r->p->owner));
+	return r->got_session && r->got_owner; /* both may come, in any order */
 }
 
 /*
@@ -267,13 +280,14 @@ static int
 read_environ(const char *root, pid_t pid, struct procscan_proc *p)
 {
 	char path[PATH_MAX];
+	struct env_read r = { p, false, false };
 	int fd;
 
 	p->session[0] = '\0';
 	p->owner[0] = '\0';
 	(void)snprintf(path, sizeof(path), "%s/%d/environ", root, (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd == -1 || proctree_environ_each(fd, environ_entry, p) == -1) {
+	if (fd == -1 || proctree_environ_each(fd, environ_entry, &r) == -1) {
 		return vanished(errno) ? -1 : 0;
 	}
 	return 0;

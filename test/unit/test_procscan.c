@@ -490,14 +490,45 @@ test_environ_edges(void **state)
 				     "MCPMUX_SESSIONS=no|XMCPMUX_SESSION=no|MCPMUX_SESSION" };
 
 	add(r->dir, &prefix);
+
+	/*
+	 * A key twice: the first counts, as for getenv() and mcpmux's own walk (the one
+	 * here names a live owner, 14 itself); a first value too long to keep hides the next.
+	 */
+	const struct fake twice = { 14,
+				    1,
+				    14,
+				    'S',
+				    1000,
+				    7,
+				    1,
+				    "twice",
+				    NULL,
+				    "x",
+				    "MCPMUX_SESSION=dup|MCPMUX_OWNER=14:7|MCPMUX_SESSION=other|"
+				    "MCPMUX_OWNER=9999:1" };
+
+	add(r->dir, &twice);
+	len = (size_t)snprintf(env, sizeof(env), "MCPMUX_OWNER=");
+	memset(env + len, '9', 100);
+	len += 100;
+	(void)snprintf(env + len, sizeof(env) - len, "|MCPMUX_OWNER=9999:1|MCPMUX_SESSION=hid");
+	const struct fake hidden = { 15, 1, 15, 'S', 1000, 1, 1, "hidden", NULL, "x", env };
+
+	add(r->dir, &hidden);
 	add_uptime(r->dir, "50.0 1.0\n");
 	assert_int_equal(procscan_read(s, r->dir, 1000, false, 1), 0);
+	assert_string_equal(proc(s, 14)->session, "dup");
+	assert_string_equal(proc(s, 14)->owner, "14:7");
+	assert_int_equal(s->g[group_of(s, "dup")].owner_state, PROCSCAN_LIVE);
+	assert_string_equal(proc(s, 15)->owner, "");
+	assert_string_equal(proc(s, 15)->session, "hid");
 	assert_string_equal(proc(s, 10)->session, "far");
 	assert_string_equal(proc(s, 10)->owner, "1:99");
 	assert_string_equal(proc(s, 11)->session, "afterlong");
 	assert_string_equal(proc(s, 12)->session, "");
 	assert_string_equal(proc(s, 13)->session, "");
-	assert_int_equal(s->n_groups, 2);
+	assert_int_equal(s->n_groups, 4);
 }
 
 /*
