@@ -158,8 +158,8 @@ cli_defaults(struct mcpmux_options *o)
 }
 
 /* A non-negative integer with an optional K, M or G (binary) suffix. */
-static int
-parse_size(const char *opt, const char *s, size_t min, size_t *out)
+int
+cli_parse_size(const char *opt, const char *s, size_t min, size_t *out)
 {
 	char *end;
 	unsigned long long v;
@@ -358,16 +358,16 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 			o->end_method = optarg;
 			break;
 		case OPT_MAX_MESSAGE:
-			rc = parse_size("--max-message", optarg, 64, &o->max_message);
+			rc = cli_parse_size("--max-message", optarg, 64, &o->max_message);
 			break;
 		case OPT_MAX_QUEUE:
-			rc = parse_size("--max-queue", optarg, 1024, &o->max_queue);
+			rc = cli_parse_size("--max-queue", optarg, 1024, &o->max_queue);
 			break;
 		case OPT_MAX_SESSIONS:
 			if (!serve) {
 				goto not_here;
 			}
-			rc = parse_size("--max-sessions", optarg, 1, &o->max_sessions);
+			rc = cli_parse_size("--max-sessions", optarg, 1, &o->max_sessions);
 			max_sessions_given = true;
 			break;
 		case OPT_IDLE_TIMEOUT:
@@ -377,7 +377,7 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 			rc = parse_number("--idle-suspend", optarg, "seconds", &o->idle_suspend_s);
 			break;
 		case OPT_MAX_SERVERS:
-			rc = parse_size("--max-servers", optarg, 0, &o->max_servers);
+			rc = cli_parse_size("--max-servers", optarg, 0, &o->max_servers);
 			break;
 		case OPT_POOL:
 			if (optarg[0] == '\0' || strlen(optarg) > 64 ||
@@ -449,8 +449,8 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 			} else if (strcmp(optarg, "none") == 0) {
 				o->log_bodies = 0;
 			} else {
-				rc = parse_size("--log-bodies (full, none, or a size)", optarg, 1,
-						&o->log_bodies);
+				rc = cli_parse_size("--log-bodies (full, none, or a size)", optarg,
+						    1, &o->log_bodies);
 			}
 			break;
 		case 'h':

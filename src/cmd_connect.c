@@ -37,6 +37,7 @@ struct cconn {
 	char id[SESSION_ID_MAX + 1];
 	size_t id_len;
 	const char *end_method;
+	size_t max_message; /* --max-message: a line of the client; serve's add its envelope */
 	bool keep;
 	bool ending;	 /* stdin is over; waiting for the session's end */
 	bool done;	 /* the session ended (or, with --keep, stdin is over) */
@@ -90,13 +91,15 @@ connect_on_trim(struct ev_loop *loop, ev_timer *w, int revents)
 static void
 connect_usage(void)
 {
-	fputs("usage: mcpmux connect [--session ID] [--keep] [--end-method NAME] PATH\n"
+	fputs("usage: mcpmux connect [--session ID] [--keep] [--end-method NAME] [--max-message SIZE]\n"
+	      "                      PATH\n"
 	      "\n"
 	      "Relay plain MCP stdio to one session of `mcpmux serve --listen PATH`.\n"
 	      "  --session ID       the session ID (default: a fresh UUID)\n"
 	      "  --keep             keep the session when this connection ends (stdin EOF\n"
 	      "                     then leaves it running; another connect can take it over)\n"
 	      "  --end-method NAME  the end-of-run method the server uses (mcpmux/endRun)\n"
+	      "  --max-message SIZE the longest message either way (64M); give it serve's own\n"
 	      "Exit status: the server's, like the wrapped command's (code, or 128+signal).\n",
 	      stdout);
 }
@@ -244,8 +247,9 @@ client_on_big_end(void *ctx, size_t total)
 	char text[160];
 
 	(void)snprintf(text, sizeof(text),
-		       "Invalid Request: message too large (%zu bytes, the limit is %zu)", total,
-		       (size_t)FRAMER_MAX_DEFAULT);
+		       "Invalid Request: message too large (%zu bytes, the limit is %zu: see "
+		       "--max-message)",
+		       total, cc->max_message);
 	sbuf_reset(&cc->tmp);
 	rpcout_error(&cc->tmp, id, id_len, RPC_INVALID_REQUEST, text);
 	(void)conn_send_line(&cc->client, &cc->client.self, cc->tmp.buf, cc->tmp.len);
@@ -445,8 +449,11 @@ server_on_line(void *ctx, const char *line, size_t len)
 static void
 server_on_big_end(void *ctx, size_t total)
 {
-	(void)ctx;
-	diag_error("serve sent a line of %zu bytes, over --max-message: dropped", total);
+	struct cconn *cc = ctx;
+
+	diag_error("serve sent a line of %zu bytes, over --max-message %zu and its envelope: "
+		   "dropped (give connect serve's --max-message)",
+		   total, cc->max_message);
 }
 
 static const struct framer_sink server_sink = {
@@ -537,12 +544,15 @@ cmd_connect(int argc, char **argv)
 		{ "session", required_argument, NULL, 's' },
 		{ "keep", no_argument, NULL, 'k' },
 		{ "end-method", required_argument, NULL, 'e' },
+		{ "max-message", required_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct cconn cc = { .end_method = "mcpmux/endRun", .fd = -1 };
+	struct cconn cc = { .end_method = "mcpmux/endRun",
+			    .fd = -1,
+			    .max_message = FRAMER_MAX_DEFAULT };
 	const char *id = NULL;
 	int c;
 
@@ -558,6 +568,11 @@ cmd_connect(int argc, char **argv)
 			break;
 		case 'e':
 			cc.end_method = optarg;
+			break;
+		case 'm':
+			if (cli_parse_size("--max-message", optarg, 64, &cc.max_message) == -1) {
+				return EXIT_USAGE;
+			}
 			break;
 		case 'h':
 			connect_usage();
@@ -632,9 +647,9 @@ cmd_connect(int argc, char **argv)
 	}
 	jsonrpc_init(&cc.scan);
 	cc.scan.params_method = cc.end_method; /* no params are read but that method's */
-	conn_init(&cc.client, loop, cc.in_fd, cc.out_fd, FRAMER_MAX_DEFAULT, WBUF_HIGH_DEF,
+	conn_init(&cc.client, loop, cc.in_fd, cc.out_fd, cc.max_message, WBUF_HIGH_DEF,
 		  &client_sink, &client_hooks, &cc);
-	conn_init(&cc.server, loop, cc.fd, cc.fd, FRAMER_MAX_DEFAULT + 4096, WBUF_HIGH_DEF,
+	conn_init(&cc.server, loop, cc.fd, cc.fd, cc.max_message + ENVELOPE_OWN_MAX, WBUF_HIGH_DEF,
 		  &server_sink, &server_hooks, &cc);
 	if (cc.keep) {
 		sbuf_addf(&cc.tmp, "{\"session\":\"%s\",\"keep\":true}", cc.id);

@@ -55,5 +55,10 @@ size_t cli_default_max_sessions(size_t fds_each);
  */
 int cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve);
 void cli_usage(void);
+/*
+ * A size option's value: a non-negative integer with an optional K, M or G (binary)
+ * suffix, at least min, into *out; 0, or -1 (said on stderr).
+ */
+int cli_parse_size(const char *opt, const char *s, size_t min, size_t *out);
 
 #endif

@@ -557,6 +557,36 @@ class ListenHardening(ListenHelpers, Case):
         c.close_stdin()
         self.assertEqual(c.wait(), 0)
 
+    def test_connect_max_message_bounds_both_ways(self):
+        """connect --max-message: a client line over it is answered -32600 with its id and
+        the limit; an answer from serve over it (and its envelope) is dropped with a word
+        on stderr that says to give connect serve's own; under it, it passes whole."""
+        srv = self.listen()
+        c = self.connect("--max-message", "1M", "--session", "m")
+        c.send(initialize(1))
+        self.assertEqual(c.msg()["id"], 1)
+        c.send(call(2, "huge", bytes=2_000_000), call(3, "echo", text="after"))
+        m = c.msg(10)
+        self.assertEqual(m.get("id"), 3, "the answer of 2 MB is not passed")
+        wait_until(lambda: "over --max-message 1048576 and its envelope: dropped (give "
+                           "connect serve's --max-message)" in c.stderr(), 5, "the word")
+        c.write(b'{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"echo",'
+                b'"arguments":{"text":"' + b"x" * (1 << 20) + b'"}}}\n')
+        m = c.msg(10)
+        self.assertEqual((m.get("id"), m["error"]["code"]), (4, -32600), m)
+        self.assertIn("the limit is 1048576: see --max-message", m["error"]["message"])
+        c.close_stdin()
+        self.assertEqual(c.wait(), 0, c.stderr())
+        c = self.connect("--max-message", "4M", "--session", "n")
+        c.send(initialize(1), call(2, "huge", bytes=2_000_000))
+        self.assertEqual(c.msg()["id"], 1)
+        m = c.msg(10)
+        self.assertEqual(len(m["result"]["content"][0]["text"]), 2_000_000)
+        c.close_stdin()
+        self.assertEqual(c.wait(), 0, c.stderr())
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+
     def test_connect_answers_a_line_over_its_bound_with_its_id(self):
         """A client line over connect's 64 MiB is not sent: its error carries the id,
         seen after the body as well as before it."""
