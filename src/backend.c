@@ -1458,8 +1458,15 @@ static void
 read_stderr(struct backend *b, bool at_end)
 {
 	char buf[16384];
+	/*
+	 * At the end, what the pipe holds: a pipe's worth.  A process outside the tree that
+	 * still writes to it (one the walk spared) could otherwise keep this loop, and every
+	 * session with it, here for as long as it writes.
+	 */
+	int size = at_end && b->err_fd >= 0 ? fcntl(b->err_fd, F_GETPIPE_SZ) : 0;
+	size_t budget = size > 0 ? (size_t)size : (size_t)PIPE_BIG;
 
-	for (int i = 0; b->err_fd >= 0 && (at_end || i < 16); i++) {
+	for (int i = 0; b->err_fd >= 0 && (at_end ? budget > 0 : i < 16); i++) {
 		size_t want = sizeof(buf);
 
 		if (!at_end) {
@@ -1479,9 +1486,11 @@ read_stderr(struct backend *b, bool at_end)
 			if (b->hooks->on_stderr != NULL) {
 				b->hooks->on_stderr(b, b->owner, buf, (size_t)n);
 			}
-			continue;
-		}
-		if (n == -1 && errno == EAGAIN && !at_end) {
+			budget -= SYS_MIN(budget, (size_t)n);
+			if (!at_end || budget > 0) {
+				continue;
+			}
+		} else if (n == -1 && errno == EAGAIN && !at_end) {
 			return;
 		}
 		ev_io_stop(b->loop, &b->err_w);
