@@ -428,6 +428,7 @@ run_engine_out(char *const argv[], double seconds, struct engine_res *r, bool wi
 	if (pid == 0) {
 		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 
+		(void)setpgid(0, 0); /* a group of its own: what it starts goes with it */
 		if (null >= 0) {
 			(void)dup2(null, STDIN_FILENO);
 			(void)dup2(null, STDOUT_FILENO);
@@ -442,6 +443,7 @@ run_engine_out(char *const argv[], double seconds, struct engine_res *r, bool wi
 		_exit(127);
 	}
 	(void)close(errp[1]);
+	(void)setpgid(pid, pid); /* also in the child: whichever runs first */
 	for (double until = now_s() + seconds;;) {
 		pid_t w = waitpid(pid, &r->st, WNOHANG);
 
@@ -455,7 +457,11 @@ run_engine_out(char *const argv[], double seconds, struct engine_res *r, bool wi
 			break;
 		}
 		if (now_s() >= until) {
-			(void)kill(pid, SIGKILL);
+			/*
+			 * The command and what it started: an engine waits for its runtime (podman
+			 * for runc), which would outlive it, its orphan, and act late.
+			 */
+			(void)kill(-pid, SIGKILL);
 			(void)waitpid(pid, &r->st, 0);
 			r->st = -1;
 			r->how = "no answer in time (killed)";

@@ -187,8 +187,9 @@ class FakeDockerKeeper(FakeDockerCase):
 
     def test_keeper_bounds_each_engine_command(self):
         """An engine that does not answer holds the keeper 10 s a command, no longer: the
-        keeper kills the command, says the container could not be removed, still ends the
-        processes of the run, and exits."""
+        keeper kills the command with what it started (the stand-in waits in a child of its
+        own, as podman waits for its runtime: assert_no_leftovers), says the container
+        could not be removed, still ends the processes of the run, and exits."""
         slow = os.path.join(self.tmp.name, "slow")
         open(slow, "w").close()
         self.env["FAKE_DOCKER_SLOW_RM"] = slow  # stays: rm -f never answers in time
