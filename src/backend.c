@@ -2293,8 +2293,21 @@ backend_on_ctr_retry(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
-	if (c->helper != 0 && sys_mono() - c->helper_since >= CTR_HELPER_S) {
-		(void)kill(c->helper, SIGKILL); /* its end comes through the child watcher */
+	if (c->helper != 0) {
+		/* The timer may come a little before the helper's time (set from the loop's clock).
+		 */
+		double left = c->helper_since + CTR_HELPER_S - sys_mono();
+
+		if (left > 0) {
+			ev_timer_set(&c->retry_w, left, 0.);
+			ev_timer_start(c->b->loop, &c->retry_w);
+			return;
+		}
+		/*
+		 * Its group: what it started too (podman's runtime, which it waits for), or that
+		 * would go on, late, as an orphan.  Its end comes through the child watcher.
+		 */
+		(void)kill(-c->helper, SIGKILL);
 		return;
 	}
 	ctr_step(c->b);

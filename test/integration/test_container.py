@@ -9,6 +9,14 @@ import time
 from mcptest import Case, FIXTURE, MCPMUX, alive, call, initialize, keeper_of, main, req, \
     wait_until
 
+def cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 GRACES = ["--eof-grace", "300", "--term-grace", "300"]
 
@@ -107,6 +115,38 @@ class FakeDocker(FakeDockerCase):
         self.assertNotIn("another run's", p.stderr())
         p.close_stdin()
         self.assertEqual(p.wait(), 137)
+        self.assert_no_leftovers()
+
+    def test_a_hung_engine_command_is_killed_with_what_it_started(self):
+        """An engine command that does not answer in 30 s is killed with its process group:
+        what it waits for (podman its runtime; the stand-in a child of its own) does not
+        live on as mcpmux's orphan, and the ladder goes on."""
+        slow = os.path.join(self.tmp.name, "slow")
+        open(slow, "w").close()
+        self.env["FAKE_DOCKER_SLOW_KILL"] = slow
+        self.env["FAKE_DOCKER_ARGS"] = "--ignore-sigterm --ignore-eof"
+        p = self.start([MCPMUX, "serve"] + GRACES + ["--kill-deadline", "90000", "--", "docker",
+                                                     "run", "-i", "img"])
+        p.send({"session": "c1", "message": initialize(1)})
+        self.assertEqual(p.msg()["event"], "started")
+        self.assertEqual(p.msg()["message"]["id"], 1)
+        p.send({"session": "c1", "message": req(2, "mcpmux/endRun")})
+
+        def term_command():
+            return [q for q in self.tagged() if b"--signal\0TERM" in cmdline(q)]
+        wait_until(term_command, 5, "the engine's kill --signal TERM")
+        wait_until(lambda: ["container", "kill", "--signal", "KILL", "fake0123456789abcdef"]
+                   in self.calls(), 40, "the hung command to be killed, and the next one")
+        self.assertEqual(term_command(), [], "what the killed command started lives on")
+        os.unlink(slow)
+        while True:
+            m = p.msg(20)
+            if m.get("event") == "ended":
+                break
+        self.assertEqual(m["escalation"], "kill")
+        self.assertIn(["container", "rm", "-f", "fake0123456789abcdef"], self.calls())
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
         self.assert_no_leftovers()
 
     def test_detached_run_is_left_alone(self):
