@@ -1998,6 +1998,16 @@ scan_ending(void)
 
 /* ---- containers ---- */
 
+/*
+ * The engine's command is over and this run's own id file holds no id: the engine made
+ * no container for it (it writes the id as soon as it has made one), whatever the name.
+ */
+static bool
+ctr_never_made(const struct backend_ctr *c)
+{
+	return c->own_cidfile && c->cid[0] == '\0' && c->b->reaped && c->b->tree_empty;
+}
+
 /* Run one engine command for c (argv malloc'd by container.h, freed here). */
 static void
 ctr_helper(struct backend_ctr *c, char **argv, enum ctr_helper what)
@@ -2047,6 +2057,11 @@ out:
 		diag_warn("session %s: cannot run '%s' for its container: %s", c->b->cookie,
 			  argv != NULL ? argv[0] : "?", strerror(rc > 0 ? rc : errno));
 		free(argv);
+		if (what == CTR_WHOSE && ctr_never_made(c)) {
+			c->gone = true;
+			scan_wanted = true; /* the next turn's scan ends the run */
+			return;
+		}
 		/* Try again later: the kill deadline bounds it. */
 		ev_timer_set(&c->retry_w, CTR_RETRY_S, 0.);
 		ev_timer_start(c->b->loop, &c->retry_w);
@@ -2175,6 +2190,9 @@ ctr_whose_done(struct backend_ctr *c, bool ok, bool gone, const char *out, ssize
 		c->gone = true;
 	} else if (gone && b->reaped && b->tree_empty) {
 		c->gone = true; /* none of that name, and the engine's command is over */
+	} else if (ctr_never_made(c)) {
+		c->gone = true; /* the engine cannot say (not there, not reachable): as without a
+				   name */
 	} else {
 		/* Not made yet, or no answer that can be read: ask again a little later. */
 		ev_timer_set(&c->retry_w, CTR_RETRY_S, 0.);

@@ -149,6 +149,22 @@ class FakeDocker(FakeDockerCase):
         self.assertEqual(p.wait(), 0)
         self.assert_no_leftovers()
 
+    def test_a_named_run_whose_engine_cannot_run_ends_at_once(self):
+        """A run with --name whose engine cannot be run (not there, or not found by its
+        launcher): its own id file stays empty to the end of the engine's command, so no
+        container was made, whatever the engine cannot say about the name.  The run ends at
+        once, not abandoned at --kill-deadline with a container that never was."""
+        for engine in (["/nonexistent/docker"], ["env", "PATH=/nonexistent", "docker"]):
+            p = self.start([MCPMUX] + GRACES + ["--kill-deadline", "5000", "--"] + engine +
+                           ["run", "-i", "--name", "x", "img"])
+            p.send(initialize(1))
+            t0 = time.monotonic()
+            self.assertEqual(p.wait(15), 127)
+            self.assertLess(time.monotonic() - t0, 3, p.stderr())
+            self.assertNotIn("abandoned", p.stderr())
+            self.assertNotIn("exited leaving", p.stderr())
+        self.assert_no_leftovers()
+
     def test_detached_run_is_left_alone(self):
         self.env["FAKE_DOCKER_ARGS"] = ""
         p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-d", "img"])
