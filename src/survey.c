@@ -317,8 +317,12 @@ survey_run(char *const *argv, int timeout_ms, struct survey_run *r)
 		(void)posix_spawn_file_actions_adddup2(&fa, err[1], STDERR_FILENO);
 		(void)posix_spawnattr_setsigdefault(&attr, &dflt);
 		(void)posix_spawnattr_setsigmask(&attr, &empty);
-		(void)posix_spawnattr_setflags(&attr,
-					       POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+		/* A group of its own, killed whole at the deadline: an engine waits for helpers
+		 * of its own (podman for its runtime), which would outlive it. */
+		(void)posix_spawnattr_setpgroup(&attr, 0);
+		(void)posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF |
+							      POSIX_SPAWN_SETSIGMASK |
+							      POSIX_SPAWN_SETPGROUP);
 		char **envp = env_without_cookies();
 
 		rc = envp == NULL ? ENOMEM : posix_spawnp(&pid, argv[0], &fa, &attr, argv, envp);
@@ -342,7 +346,7 @@ survey_run(char *const *argv, int timeout_ms, struct survey_run *r)
 		long long left = deadline - procscan_now_ms();
 
 		if (left <= 0) {
-			(void)kill(pid, SIGKILL);
+			(void)kill(-pid, SIGKILL);
 			killed = true;
 			break;
 		}
@@ -378,7 +382,7 @@ survey_run(char *const *argv, int timeout_ms, struct survey_run *r)
 			break;
 		}
 		if (w == 0 && procscan_now_ms() >= deadline) {
-			(void)kill(pid, SIGKILL);
+			(void)kill(-pid, SIGKILL);
 			killed = true;
 		} else if (w == 0) {
 			struct timespec ts = { 0, 5 * 1000000L };
