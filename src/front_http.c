@@ -2144,10 +2144,17 @@ hx_on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 						sbuf_release(&f);
 					}
 				}
+				bool was_get = st == hs->get;
+
 				if (running) {
 					cancel_abandoned(fh, hs, st);
 				}
 				stream_free(st);
+				if (was_get) {
+					/* What waited for it may hold a JSON-only client's answer.
+					 */
+					orphans_relieve(hs, false);
+				}
 				hxs_check_writable(hs);
 				continue;
 			}

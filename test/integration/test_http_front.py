@@ -1105,6 +1105,24 @@ class FlowControl(HttpCase):
         self.assertEqual(res["r"].json()["id"], 2)
         self.assertNotIn("dropped", self.srv.stderr())
 
+    def test_a_json_only_client_whose_get_stream_is_forgotten_gets_its_answer(self):
+        """The same client, whose GET stream never comes back: once it is forgotten
+        (--idle-timeout after it went), what waited for it has no stream to go to, and the
+        oldest go, as if it had never been opened; the answer comes."""
+        self.http(opts=["--max-queue", "32K", "--idle-timeout", "2"])
+        r = self.post(init_msg(1), headers={"Accept": "application/json"})
+        sid = r.headers["mcp-session-id"]
+        self.assertEqual(self.post(INITIALIZED, sid).status, 202)
+        g = self.get_stream(sid)
+        self.assertEqual(g.event()["data"], "")
+        g.close()
+        r = self.post(tool(2, "progress", meta={"progressToken": "p"}, steps=1000), sid,
+                      headers={"Accept": "application/json"}, seconds=20)
+        self.assertEqual(r.json()["id"], 2)
+        self.assertIn("result", r.json())
+        self.assertRegex(self.srv.stderr(), r"message\(s\) of the server \(\d+ bytes\) dropped: "
+                                            r"they had no stream to go to")
+
     def test_a_client_that_reads_no_answers_holds_little_memory(self):
         """Requests sent one after another with no answer read: no more are parsed once
         64 KiB of answers wait, where --max-queue (16 MiB) of them did, on every
