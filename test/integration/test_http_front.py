@@ -816,6 +816,8 @@ class Sessions(HttpCase):
                    lambda: self.srv.stderr())
         self.assertRegex(self.srv.stderr(), r"stream \d+ not resumed for 1 s: forgotten; its "
                                             r"request is cancelled")
+        # The server is reaped, and its tree looked for, before the session is let go.
+        wait_until(lambda: '"event":"ended"' in open(log).read(), 5, "the session's end")
         self.assertEqual(self.post(tool(3, "env"), sid).status, 404)
         with open(log) as f:
             recs = [json.loads(l) for l in f]
