@@ -869,6 +869,10 @@ route(struct hx_session *hs, const char *msg, size_t len)
 	}
 	if ((kind == JSONRPC_RESPONSE || kind == JSONRPC_ERROR) && sc->one.has_id) {
 		st = stream_for_response(hs, jsonrpc_str(sc, sc->one.id), sc->one.id.len);
+		if (st != NULL && st->is_json && st->rq != NULL && http_req_gone(st->rq)) {
+			/* Gone, and the layer has not said so yet: it would not be written. */
+			st->json_gone = true;
+		}
 		if (st != NULL && st->json_gone) {
 			/* Its client went: the answer goes by rule 3 (the initialize's key stays).
 			 */

@@ -714,6 +714,36 @@ class Resume(HttpCase):
         self.assertEqual(m["id"], 4)
         g.close()
 
+    def test_a_json_answer_that_comes_as_its_client_goes_goes_to_the_get_stream(self):
+        """The answer comes in the same turn as the close of its connection, before the HTTP
+        layer has said that the connection went (mcpmux stopped while both happen): it goes
+        by rule 3 all the same, not into the closed connection."""
+        self.http()
+        sid = self.session()
+        server = self.call(sid, tool(1, "env"))[-1]["result"]["structuredContent"]["pid"]
+
+        def syscall():
+            with open("/proc/%d/syscall" % server) as f:
+                return f.read().split()[:2]
+        g = self.get_stream(sid)
+        self.assertEqual(g.event()["data"], "")
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=5 * SLOW)
+        body = json.dumps(tool(4, "sleep", ms=300)).encode()
+        s.sendall(b"POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                  b"Accept: application/json\r\nMcp-Session-Id: %s\r\nContent-Length: %d\r\n"
+                  b"\r\n%s" % (sid.encode(), len(body), body))
+        wait_until(lambda: syscall() != ["0", "0x0"], 5, "the server to take the call")
+        os.kill(self.srv.pid, signal.SIGSTOP)
+        try:
+            s.close()
+            wait_until(lambda: syscall() == ["0", "0x0"], 5, "the server to answer")
+        finally:
+            os.kill(self.srv.pid, signal.SIGCONT)
+        m, _ = g.message()
+        self.assertEqual(m["id"], 4)
+        self.assertEqual(m["result"]["content"][0]["text"], "slept")
+        g.close()
+
     def test_resume_of_a_finished_stream_replays_what_followed(self):
         self.http()
         sid = self.session()
