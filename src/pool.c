@@ -29,6 +29,7 @@ struct pool_slot {
 	unsigned long long seq;
 	int fd;	      /* the locked file; -1 while waiting, or when it could not be made */
 	bool waiting; /* pool_want() not yet granted */
+	bool asked;   /* it asked an idle server to go: a slot is on its way for it */
 	double t_want;
 	struct pool_slot *next;
 };
@@ -364,8 +365,16 @@ try_grant(struct pool_slot *s)
 	} else if (sys_mono() - s->t_want >= p->wait_s) {
 		diag_warn("pool %s: no server's slot came free in %g s", p->name, p->wait_s);
 		grant(s, true, &c);
+	} else if (s->asked && c.pending > 0) {
+		/*
+		 * The server it asked is still going: not another one too (two servers would
+		 * end for one waiter).  Should another instance take that slot, no ask is
+		 * pending any more, and it asks again.
+		 */
+		ok = false;
 	} else if (c.have_victim) {
 		ask(p, c.victim_pid, c.victim_seq);
+		s->asked = true;
 		ok = false;
 	} else if (c.pending > 0) {
 		ok = false; /* a slot is on its way */

@@ -774,6 +774,33 @@ class Pool(Base):
             self.assertEqual(p.wait(), 0)
         self.assert_no_leftovers()
 
+    def test_a_waiter_asks_one_server_while_its_slot_is_on_its_way(self):
+        """The asked server is slow to go (it ignores stdin's EOF, and its EOF grace is
+        half a second): the waiting instance looks again every tick meanwhile, and asks no
+        other idle server to go as well; one server ends for one waiter."""
+        logs = [os.path.join(self.tmp.name, n + ".log") for n in ("a", "b", "c")]
+        pool = ["--max-servers", "2", "--pool", "one-for-one"]
+        a = self.wrap(opts=FAST + pool + ["--log", logs[0]])
+        b = self.wrap("--ignore-eof", opts=["--eof-grace", "500", "--term-grace", "300",
+                                            "--log", logs[1]] + pool)
+        pids = []
+        for p in (b, a):  # b first: the least recently active, the one asked
+            p.send(initialize(1))
+            self.assert_response(p.msg(), 1)
+            pids.append(self.pid_of(p.send, p.msg, 2))
+        b_pid, a_pid = pids
+        c = self.wrap(opts=FAST + pool + ["--log", logs[2]])
+        c.send(initialize(1))
+        self.assert_response(c.msg(10), 1)
+        self.assertEqual([(e["reason"], e["pid"], e["escalation"])
+                          for e in events(logs[1], "suspended")], [("pool", b_pid, "term")])
+        self.assertEqual(events(logs[0], "suspended"), [])
+        self.assertTrue(alive(a_pid))
+        for p in (a, b, c):
+            p.close_stdin()
+            self.assertEqual(p.wait(), 0)
+        self.assert_no_leftovers()
+
     def test_an_ask_at_the_exit_never_ends_mcpmux(self):
         """SIGUSR2 (another instance's ask for a slot) that comes while mcpmux closes its
         pool is ignored: between the stop of its watcher (the default action back) and
