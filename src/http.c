@@ -34,14 +34,15 @@
 #include "mcpmux/sys.h"
 #include "mcpmux/wbuf.h"
 
-#define READ_BUDGET   ((size_t)256 << 10) /* per connection per callback: fairness */
-#define ACCEPT_BUDGET 64
-#define LINGER_TIME   2.0		/* s to read what a client still sends after a close */
-#define LINGER_MAX    ((size_t)1 << 20) /* bytes discarded at most while lingering */
-#define HEAD_FIRST    256		/* first allocation of a request's head storage */
-#define HEAD_STACK    1024		/* response heads up to this size are built on the stack */
-#define SSE_KEEPALIVE ": keepalive\n\n"
-#define SEND_IOV_MAX  18 /* a chunk's head, 16 pieces and its end */
+#define READ_BUDGET	((size_t)256 << 10) /* per connection per callback: fairness */
+#define ACCEPT_BUDGET	64
+#define LINGER_TIME	2.0		   /* s to read what a client still sends after a close */
+#define LINGER_MAX	((size_t)1 << 20)  /* bytes discarded at most while lingering */
+#define HEAD_FIRST	256		   /* first allocation of a request's head storage */
+#define HTTP_BODY_FIRST ((size_t)64 << 10) /* first allocation of a body with a length */
+#define HEAD_STACK	1024 /* response heads up to this size are built on the stack */
+#define SSE_KEEPALIVE	": keepalive\n\n"
+#define SEND_IOV_MAX	18 /* a chunk's head, 16 pieces and its end */
 
 enum conn_state {
 	CS_IDLE,     /* waiting for a request (keep-alive, or just accepted) */
@@ -88,7 +89,8 @@ struct http_req {
 	struct http_header *hdr;
 	char *body;
 	size_t body_len, body_cap;
-	int err; /* the status the layer answers with, when parsing stops on purpose */
+	size_t body_declared; /* its Content-Length; 0: none (chunked) */
+	int err;	      /* the status the layer answers with, when parsing stops on purpose */
 	bool is_sse;
 	bool chunked;	/* the response is chunked */
 	bool head_only; /* a HEAD request: no body is written */
@@ -491,12 +493,17 @@ on_headers_complete(http_parser *p)
 		}
 	}
 	if (has_len && p->content_length > 0) {
-		rq->body = malloc(p->content_length); /* exact: bounded above */
+		/*
+		 * Grown as the bytes come, up to the length declared (bounded above): a client
+		 * that declares 64 MiB and sends nothing holds no more than the first piece.
+		 */
+		rq->body_declared = p->content_length;
+		rq->body_cap = SYS_MIN(rq->body_declared, HTTP_BODY_FIRST);
+		rq->body = malloc(rq->body_cap);
 		if (rq->body == NULL) {
 			rq->err = 503;
 			return -1;
 		}
-		rq->body_cap = p->content_length;
 	}
 	c->state = CS_BODY;
 	c->t_body = ev_now(c->s->loop);
@@ -519,7 +526,7 @@ on_body(http_parser *p, const char *at, size_t len)
 		while (cap < rq->body_len + len) {
 			cap *= 2;
 		}
-		cap = SYS_MIN(cap, c->s->lim.max_body);
+		cap = SYS_MIN(cap, rq->body_declared > 0 ? rq->body_declared : c->s->lim.max_body);
 		char *nb = realloc(rq->body, cap);
 
 		if (nb == NULL) {

@@ -625,6 +625,34 @@ class Refusals(HttpCase):
             s.close()
         self.assertEqual(self.call(sid, tool(1, "echo", text="still"))[0]["id"], 1)
 
+    def test_a_body_declared_long_and_not_sent_holds_no_memory_for_it(self):
+        """A POST that declares a body of 60 MB and sends one byte of it: the buffer grows
+        as the bytes come, not to the length declared, so that connections that declare
+        much and send little cost little."""
+        self.http(opts=["--max-message", "64M"])
+        sid = self.session()
+
+        def vm_size_kib():
+            with open("/proc/%d/status" % self.srv.pid) as f:
+                return int(re.search(r"VmSize:\s+(\d+)", f.read()).group(1))
+        before = vm_size_kib()
+        held = []
+        for _ in range(16):
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=5 * SLOW)
+            s.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      b"Content-Type: application/json\r\nAccept: " + ACCEPT_BOTH.encode() +
+                      b"\r\nMcp-Session-Id: " + sid.encode() +
+                      b"\r\nContent-Length: 60000000\r\n\r\n{")
+            held.append(s)
+        # (answered after the loop has read the 16 heads that came before it)
+        self.assertEqual(self.call(sid, tool(1, "echo", text="x"))[0]["id"], 1)
+        grown = vm_size_kib() - before
+        self.assertLess(grown, 128 << 10, "%d KiB more address space for 16 bodies of one "
+                                          "byte" % grown)
+        for s in held:
+            s.close()
+        self.assertEqual(self.call(sid, tool(2, "echo", text="y"))[0]["id"], 2)
+
 
 class Resume(HttpCase):
     def test_a_client_that_vanishes_mid_stream_resumes_with_last_event_id(self):
