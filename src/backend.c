@@ -1877,7 +1877,10 @@ abandon(struct backend *b, const struct proctree_match *m)
 			       : "",
 		   snapshot.incomplete ? " and processes /proc could not show" : "",
 		   b->ctr != NULL && !b->ctr->gone ? ", and container " : "",
-		   b->ctr != NULL && !b->ctr->gone ? b->ctr->cid : "");
+		   b->ctr == NULL || b->ctr->gone ? ""
+		   : b->ctr->cid[0] != '\0'	  ? b->ctr->cid
+		   : b->ctr->run.name != NULL	  ? b->ctr->run.name
+						  : "(its id unknown)");
 	b->escalation = BACKEND_ESC_ABANDONED;
 	if (!b->reaped) {
 		HASH_DEL(by_pid, b); /* reaped later by the pid-0 watcher, whoever it was */
