@@ -244,8 +244,35 @@ client_on_big_end(void *ctx, size_t total)
 	struct cconn *cc = ctx;
 	size_t id_len = 0;
 	const char *id = jsonrpc_idscan_id(&cc->big_id, &id_len);
-	char text[160];
+	char text[200];
 
+	if (jsonrpc_idscan_is_answer(&cc->big_id)) {
+		/*
+		 * The client's answer to a request of the server's (the id is the server's):
+		 * the server gets an error in its place, the client none.
+		 */
+		diag_warn("the client's answer %.*s to a request of the server is over "
+			  "--max-message (%zu bytes): the server gets an error in its place",
+			  (int)SYS_MIN(id_len, 100), id != NULL ? id : "", total);
+		if (id != NULL && !cc->serve_gone) {
+			(void)snprintf(text, sizeof(text),
+				       "the client's answer was too large for mcpmux (%zu bytes, "
+				       "the limit is %zu: see --max-message)",
+				       total, cc->max_message);
+			sbuf_reset(&cc->tmp);
+			rpcout_error(&cc->tmp, id, id_len, RPC_SERVER_ERROR, text);
+			if (!cc->tmp.failed) {
+				send_envelope(cc, cc->tmp.buf, cc->tmp.len);
+			}
+		}
+		return;
+	}
+	if (id == NULL && cc->big_id.has_method) {
+		diag_warn("a notification of the client over --max-message (%zu bytes) was "
+			  "dropped",
+			  total);
+		return;
+	}
 	(void)snprintf(text, sizeof(text),
 		       "Invalid Request: message too large (%zu bytes, the limit is %zu: see "
 		       "--max-message)",

@@ -344,6 +344,36 @@ none_answer(struct sbuf *b, const char *id, size_t id_len, const char *sid, size
 	sbuf_adds(b, "}");
 }
 
+/*
+ * The client's answer (id: the server's id) to a request of the server of session sid
+ * was over --max-message.  The server gets an error for it in its place, so that it does
+ * not wait for ever; the client gets none (the id is the server's, not one of its own).
+ */
+static void
+oversize_answer(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len,
+		const char *id, size_t id_len, size_t total)
+{
+	struct serve *sv = sc->sv;
+	struct sbuf b = { 0 };
+	char text[200];
+
+	diag_warn("session %.*s: the client's answer %.*s to a request of the server is over "
+		  "--max-message (%zu bytes): the server gets an error in its place",
+		  (int)sid_len, sid, (int)SYS_MIN(id_len, 100), id != NULL ? id : "", total);
+	if (id == NULL || e == NULL || e->owner != &sc->port || e->s == NULL) {
+		return; /* nobody waits for it */
+	}
+	(void)snprintf(text, sizeof(text),
+		       "the client's answer was too large for mcpmux (%zu bytes, the limit is "
+		       "%zu: see --max-message)",
+		       total, sv->opt->max_message);
+	rpcout_error(&b, id, id_len, RPC_SERVER_ERROR, text);
+	if (!b.failed && jsonrpc_scan_checked(&sv->scan, b.buf, b.len) == JSONRPC_ERROR) {
+		hub_from_client(e, b.buf, b.len, &sv->scan);
+	}
+	sbuf_release(&b);
+}
+
 static void
 handle_message(struct sconn *sc, struct hub_entry *e, const struct envelope *env)
 {
@@ -365,6 +395,18 @@ handle_message(struct sconn *sc, struct hub_entry *e, const struct envelope *env
 	if (kind == JSONRPC_INVALID_REQUEST) {
 		session_error(sc, e, env->session, env->session_len, id, it->id.len,
 			      RPC_INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message");
+		return;
+	}
+	if (env->message_len > sv->opt->max_message &&
+	    (kind == JSONRPC_RESPONSE || kind == JSONRPC_ERROR)) {
+		oversize_answer(sc, e, env->session, env->session_len, id, id ? it->id.len : 0,
+				env->message_len);
+		return;
+	}
+	if (env->message_len > sv->opt->max_message && kind == JSONRPC_NOTIFICATION) {
+		diag_warn("session %.*s: a notification over --max-message (%zu bytes) was "
+			  "dropped",
+			  (int)env->session_len, env->session, env->message_len);
 		return;
 	}
 	if (env->message_len > sv->opt->max_message) {
@@ -631,6 +673,17 @@ serve_on_big_end(void *ctx, size_t total)
 			       "envelope too large (%zu bytes, the limit is %zu)", total,
 			       sv->opt->max_message + ENVELOPE_OWN_MAX);
 		send_envelope_error(sc, RPC_INVALID_REQUEST, text);
+		return;
+	}
+	if (envelope_bigscan_is_answer(&sc->big)) {
+		oversize_answer(sc, hub_find(&sv->hub, sid, sid_len), sid, sid_len, id, id_len,
+				total);
+		return;
+	}
+	if (id == NULL && sc->big.id.has_method) {
+		diag_warn("session %.*s: a notification over --max-message (an envelope of %zu "
+			  "bytes) was dropped",
+			  (int)sid_len, sid, total);
 		return;
 	}
 	(void)snprintf(text, sizeof(text),

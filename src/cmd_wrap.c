@@ -535,15 +535,45 @@ wrap_on_big_end(void *ctx, size_t total)
 	const char *id = jsonrpc_idscan_id(&w->big_id, &id_len);
 	char text[160];
 
-	(void)snprintf(text, sizeof(text),
-		       "Invalid Request: message too large (%zu bytes, the limit is %zu)", total,
-		       w->opt->max_message);
 	if (tlog_enabled) {
 		pid_t pid;
 		const char *sid = cur_id(w, &pid);
 
 		tlog_oversize(sid, pid, TLOG_IN, total);
 	}
+	if (jsonrpc_idscan_is_answer(&w->big_id)) {
+		/*
+		 * The client's answer to a request of the server's (the id is the server's):
+		 * the server gets an error in its place, so that it does not wait for ever,
+		 * and the client none (it would take it for one to a request of its own).
+		 */
+		struct sbuf b = { 0 };
+
+		diag_warn("the client's answer %.*s to a request of the server is over "
+			  "--max-message (%zu bytes): the server gets an error in its place",
+			  (int)SYS_MIN(id_len, 100), id != NULL ? id : "", total);
+		(void)snprintf(text, sizeof(text),
+			       "the client's answer was too large for mcpmux (%zu bytes, the limit "
+			       "is %zu: see --max-message)",
+			       total, w->opt->max_message);
+		if (id != NULL) {
+			rpcout_error(&b, id, id_len, RPC_SERVER_ERROR, text);
+			if (!b.failed) {
+				wrap_on_line(w, b.buf, b.len);
+			}
+		}
+		sbuf_release(&b);
+		return;
+	}
+	if (id == NULL && w->big_id.has_method) {
+		diag_warn("a notification of the client over --max-message (%zu bytes) was "
+			  "dropped",
+			  total);
+		return;
+	}
+	(void)snprintf(text, sizeof(text),
+		       "Invalid Request: message too large (%zu bytes, the limit is %zu)", total,
+		       w->opt->max_message);
 	answer_error(w, id, id_len, RPC_INVALID_REQUEST, text);
 }
 

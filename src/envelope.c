@@ -419,10 +419,12 @@ envelope_bigscan_feed(struct envelope_bigscan *b, const char *p, size_t len)
 {
 	size_t from = 0; /* where the message's bytes in p began */
 
-	/* Until both are known: the session (or that it is unusable), and the id (or that
-	 * the message ended without one). */
-	for (size_t i = 0; i < len && !(b->in_session != 0 && b->in_session != 1 &&
-					b->message_seen && (!b->in_message || b->id.found));
+	/* Until both are known: the session (or that it is unusable), and the message's id
+	 * and kind (or that the message ended without them). */
+	for (size_t i = 0;
+	     i < len &&
+	     !(b->in_session != 0 && b->in_session != 1 && b->message_seen &&
+	       (!b->in_message || (b->id.found && (b->id.has_method || b->id.has_answer))));
 	     i++) {
 		char c = p[i];
 
@@ -522,4 +524,10 @@ const char *
 envelope_bigscan_id(const struct envelope_bigscan *b, size_t *len)
 {
 	return jsonrpc_idscan_id(&b->id, len);
+}
+
+bool
+envelope_bigscan_is_answer(const struct envelope_bigscan *b)
+{
+	return jsonrpc_idscan_is_answer(&b->id);
 }

@@ -1029,10 +1029,31 @@ idscan_capture(struct jsonrpc_idscan *sc, char c)
 	}
 }
 
+/* A depth-1 key ended: the id's, a method's, or an answer's. */
+static void
+idscan_key_end(struct jsonrpc_idscan *sc)
+{
+	const char *k = sc->key;
+	size_t n = sc->key_len;
+
+	sc->want_value = false;
+	if (sc->key_bad) {
+		return;
+	}
+	if (n == 2 && memcmp(k, "id", 2) == 0) {
+		sc->want_value = true;
+	} else if (n == 6 && memcmp(k, "method", 6) == 0) {
+		sc->has_method = true;
+	} else if ((n == 6 && memcmp(k, "result", 6) == 0) ||
+		   (n == 5 && memcmp(k, "error", 5) == 0)) {
+		sc->has_answer = true;
+	}
+}
+
 void
 jsonrpc_idscan_feed(struct jsonrpc_idscan *sc, const char *p, size_t len)
 {
-	for (size_t i = 0; i < len && !sc->found; i++) {
+	for (size_t i = 0; i < len && !(sc->found && (sc->has_method || sc->has_answer)); i++) {
 		char c = p[i];
 
 		if (sc->in_string) {
@@ -1041,33 +1062,36 @@ jsonrpc_idscan_feed(struct jsonrpc_idscan *sc, const char *p, size_t len)
 			}
 			if (sc->escape) {
 				sc->escape = false;
-				sc->key_match = -1;
 			} else if (c == '\\') {
 				sc->escape = true;
+				sc->key_bad = true; /* a key sought has no escape */
 			} else if (c == '"') {
 				sc->in_string = false;
 				if (sc->capturing) {
+					sc->capturing = false;
 					sc->found = true;
 				} else if (sc->is_key) {
-					sc->want_value = sc->key_match == 2;
+					idscan_key_end(sc);
 				}
 				sc->is_key = false;
-			} else if (sc->is_key && sc->key_match >= 0) {
-				sc->key_match = (sc->key_match < 2 && c == "id"[sc->key_match])
-							? sc->key_match + 1
-							: -1;
+			} else if (sc->is_key) {
+				if (sc->key_len < sizeof(sc->key)) {
+					sc->key[sc->key_len++] = c;
+				} else {
+					sc->key_bad = true;
+				}
 			}
 			continue;
 		}
 		if (sc->capturing) {
-			/* A bare scalar (number, null, ...) ends at a delimiter. */
-			if (c == ',' || c == '}' || c == ']' || c == ' ' || c == '\t' ||
-			    c == '\r' || c == '\n') {
-				sc->found = true;
-				break;
+			/* A bare scalar (number, null, ...) ends at a delimiter, which counts. */
+			if (c != ',' && c != '}' && c != ']' && c != ' ' && c != '\t' &&
+			    c != '\r' && c != '\n') {
+				idscan_capture(sc, c);
+				continue;
 			}
-			idscan_capture(sc, c);
-			continue;
+			sc->capturing = false;
+			sc->found = true;
 		}
 		switch (c) {
 		case '{':
@@ -1088,11 +1112,12 @@ jsonrpc_idscan_feed(struct jsonrpc_idscan *sc, const char *p, size_t len)
 			break;
 		case '"':
 			sc->in_string = true;
-			if (sc->depth == 1 && sc->want_value) {
+			if (sc->depth == 1 && sc->want_value && !sc->found) {
 				sc->capturing = true;
 				idscan_capture(sc, c);
 			} else if (sc->depth == 1 && sc->is_key) {
-				sc->key_match = 0;
+				sc->key_len = 0;
+				sc->key_bad = false;
 			} else {
 				sc->is_key = false;
 			}
@@ -1103,7 +1128,7 @@ jsonrpc_idscan_feed(struct jsonrpc_idscan *sc, const char *p, size_t len)
 		case '\n':
 			break;
 		default:
-			if (sc->depth == 1 && sc->want_value) {
+			if (sc->depth == 1 && sc->want_value && !sc->found) {
 				sc->capturing = true;
 				idscan_capture(sc, c);
 			}
@@ -1191,4 +1216,10 @@ jsonrpc_idscan_id(const struct jsonrpc_idscan *sc, size_t *len)
 	}
 	*len = sc->id_len;
 	return sc->id;
+}
+
+bool
+jsonrpc_idscan_is_answer(const struct jsonrpc_idscan *sc)
+{
+	return sc->has_answer && !sc->has_method;
 }

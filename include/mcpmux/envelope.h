@@ -98,5 +98,7 @@ void envelope_bigscan_feed(struct envelope_bigscan *b, const char *p, size_t len
  * text (NULL if none was seen). */
 const char *envelope_bigscan_session(const struct envelope_bigscan *b, size_t *len);
 const char *envelope_bigscan_id(const struct envelope_bigscan *b, size_t *len);
+/* Whether the message is an answer (to a request of the server's: its id is the server's). */
+bool envelope_bigscan_is_answer(const struct envelope_bigscan *b);
 
 #endif

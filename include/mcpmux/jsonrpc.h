@@ -168,23 +168,32 @@ const char *jsonrpc_kind_name(enum jsonrpc_kind kind);
 
 /*
  * idscan: find the top-level "id" of a JSON object seen only in part, fed in pieces
- * (an over-long message whose body is skipped without being buffered).  Linear in the
- * bytes fed, constant memory.
+ * (an over-long message whose body is skipped without being buffered), and whether it
+ * has a top-level "method" or a "result" or "error" (a request or an answer).  Linear in
+ * the bytes fed, constant memory; it stops reading once it knows both.
  */
 struct jsonrpc_idscan {
 	int depth;
 	bool in_string, escape, is_key;
 	bool want_value; /* the last depth-1 key was "id" */
 	bool capturing;
-	int key_match; /* bytes of "id" matched so far, -1 for no match */
+	char key[8]; /* the depth-1 key being read, its first bytes */
+	size_t key_len;
+	bool key_bad; /* longer than key, or with an escape: none of those sought */
 	char id[128];
 	size_t id_len;
 	bool found, overflow;
+	bool has_method, has_answer; /* "method"; "result" or "error" */
 };
 
 void jsonrpc_idscan_init(struct jsonrpc_idscan *sc);
 void jsonrpc_idscan_feed(struct jsonrpc_idscan *sc, const char *p, size_t len);
 /* The id's JSON text, or NULL if none was seen (or it was not a string or number). */
 const char *jsonrpc_idscan_id(const struct jsonrpc_idscan *sc, size_t *len);
+/*
+ * Whether what was fed is an answer (a "result" or an "error", no "method"): one to a
+ * request of the other side, whose id is that side's.
+ */
+bool jsonrpc_idscan_is_answer(const struct jsonrpc_idscan *sc);
 
 #endif

@@ -587,6 +587,25 @@ class ListenHardening(ListenHelpers, Case):
         srv.p.send_signal(signal.SIGTERM)
         self.assertEqual(srv.wait(), 0)
 
+    def test_connect_gives_the_server_an_error_for_an_answer_over_its_bound(self):
+        """The client's answer to a request of the server over connect's --max-message:
+        the server gets an error in its place, the client none."""
+        srv = self.listen()
+        c = self.connect("--max-message", "4K", "--session", "a")
+        c.send(initialize(1), call(2, "ask"))
+        self.assertEqual(c.msg()["id"], 1)
+        ask = c.msg()
+        self.assertEqual(ask["method"], "sampling/createMessage")
+        c.send({"jsonrpc": "2.0", "id": ask["id"],
+                "result": {"role": "assistant", "content": {"type": "text", "text": "x" * 20000}}})
+        r = c.msg()
+        self.assertEqual(r.get("id"), 2, r)
+        self.assertIn("too large for mcpmux", r["result"]["content"][0]["text"])
+        c.close_stdin()
+        self.assertEqual(c.wait(), 0, c.stderr())
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+
     def test_connect_answers_a_line_over_its_bound_with_its_id(self):
         """A client line over connect's 64 MiB is not sent: its error carries the id,
         seen after the body as well as before it."""

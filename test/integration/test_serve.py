@@ -470,6 +470,32 @@ class Routing(Case):
         m.p.close_stdin()
         self.assertEqual(m.p.wait(), 0)
 
+    def test_an_answer_over_max_message_gets_the_server_an_error(self):
+        """The client's answer to a request of the server (its id is the server's) over
+        --max-message: the server gets an error in its place, the client none; and a
+        notification over it is dropped with no answer.  Both with the line short enough
+        to be read whole and too long to be buffered."""
+        m = Mux(self.serve(opts=["--max-message", "4096"]))
+        m.send("s", initialize(1))
+        m.msg("s")
+        for size in (4096 + 100, 20000):
+            m.send("s", call(2, "ask"))
+            ask = m.msg("s")
+            self.assertEqual(ask["method"], "sampling/createMessage")
+            m.send("s", {"jsonrpc": "2.0", "id": ask["id"],
+                         "result": {"role": "assistant", "content": {"type": "text",
+                                                                     "text": "x" * size}}})
+            r = m.msg("s")
+            self.assertEqual(r.get("id"), 2, r)  # nothing with the answer's id first
+            self.assertIn("too large for mcpmux", r["result"]["content"][0]["text"])
+            m.send("s", note("notifications/message", {"data": "y" * size}))
+            m.send("s", req(3, "ping"))
+            self.assertEqual(m.msg("s"), {"jsonrpc": "2.0", "id": 3, "result": {}})
+        wait_until(lambda: m.p.stderr().count("a notification over --max-message") == 2, 5,
+                   "the two warnings")
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+
     def test_an_envelope_too_long_to_buffer_is_answered_in_its_session(self):
         """An envelope over --max-message and the envelope's own bytes is refused unread,
         in the session it names, with its message's id (seen before or after the body);

@@ -483,6 +483,28 @@ class Failures(Case):
             self.assertIn("mcpmux: ", w.stderr())
             self.assertIn("/nonexistent/mcp-server", w.stderr())
 
+    def test_an_answer_over_max_message_gets_the_server_an_error(self):
+        """The client's answer to a request of the server over --max-message: the server
+        gets an error in its place (its tool call says so), the client no error with the
+        server's id; a notification over it is dropped, with a warning, unanswered."""
+        w = self.wrap(opts=["--max-message", "4096"])
+        w.send(initialize(1))
+        w.msg()
+        w.send(call(2, "ask"))
+        ask = w.msg()
+        self.assertEqual(ask["method"], "sampling/createMessage")
+        w.send({"jsonrpc": "2.0", "id": ask["id"],
+                "result": {"role": "assistant", "content": {"type": "text", "text": "x" * 20000}}})
+        r = w.msg()
+        self.assertEqual(r.get("id"), 2, r)
+        self.assertIn("too large for mcpmux", r["result"]["content"][0]["text"])
+        w.send(note("notifications/message", {"data": "y" * 20000}), req(3, "ping"))
+        self.assertEqual(w.msg(), {"jsonrpc": "2.0", "id": 3, "result": {}})
+        wait_until(lambda: "a notification of the client over --max-message" in w.stderr(), 5,
+                   "the warning")
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+
 
 class BigMessages(Case):
     def test_20mb_result_intact(self):

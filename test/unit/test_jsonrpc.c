@@ -907,6 +907,50 @@ test_idscan_every_piece_size(void **state)
 	}
 }
 
+/* Whether what idscan was fed is an answer, or has a method, in pieces of every size. */
+static void
+test_idscan_kind(void **state)
+{
+	static const struct {
+		const char *in;
+		bool answer, method;
+	} cases[] = {
+		{ "{'jsonrpc':'2.0','id':1,'result':'xxxxxxxxxxxx", true, false },
+		{ "{'jsonrpc':'2.0','id':1,'error':{'code':1}}", true, false },
+		{ "{'jsonrpc':'2.0','id':1,'method':'x','params':{'result':1}}", false, true },
+		{ "{'jsonrpc':'2.0','method':'x','params':{'error':1}}", false, true },
+		{ "{'result':1,'method':'x','id':2}", false, true },
+		{ "{'params':{'method':'m'},'id':1,'result':2}", true, false },
+		{ "{'resul':1,'id':1}", false, false },
+		{ "{'resultx':1,'errors':2,'methods':3,'id':1}", false, false },
+		{ "{'r\\u0065sult':1,'id':1}", false, false },
+		{ "{'a':'method','b':'result','id':1}", false, false },
+		{ "{'a':['result',{'error':1}],'id':1}", false, false },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char in[256];
+		size_t len;
+
+		q(in, sizeof(in), cases[i].in);
+		len = strlen(in);
+		for (size_t piece = 1; piece <= 17; piece++) {
+			struct jsonrpc_idscan sc;
+
+			jsonrpc_idscan_init(&sc);
+			for (size_t at = 0; at < len; at += piece) {
+				jsonrpc_idscan_feed(&sc, in + at,
+						    len - at < piece ? len - at : piece);
+			}
+			if (jsonrpc_idscan_is_answer(&sc) != cases[i].answer ||
+			    sc.has_method != cases[i].method) {
+				fail_msg("%s (pieces of %zu): answer %d method %d", in, piece,
+					 jsonrpc_idscan_is_answer(&sc), sc.has_method);
+			}
+		}
+	}
+}
+
 /* ---- envelope_bigscan ---- */
 
 struct bigscan_case {
@@ -1204,6 +1248,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_release_unused, scanner_setup,
 						scanner_teardown),
 		cmocka_unit_test(test_idscan_every_piece_size),
+		cmocka_unit_test(test_idscan_kind),
 		cmocka_unit_test(test_idscan_long_id),
 		cmocka_unit_test(test_bigscan_every_piece_size),
 		cmocka_unit_test(test_bigscan_long_session),
