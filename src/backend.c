@@ -1657,6 +1657,7 @@ drain_stdout(struct backend *b)
 		scan_wanted = true; /* the next turn's scan steps it again */
 		return;
 	}
+	b->out_drained = true; /* once: what a writer outside the tree adds waits for the pause */
 	while (budget > 0 && b->out_fd >= 0) {
 		ssize_t n = sys_read(b->out_fd, sys_scratch, SYS_MIN(SYS_SCRATCH_SIZE, budget));
 
@@ -1681,7 +1682,8 @@ backend_step(struct backend *b)
 	if (b->state == BACKEND_DONE) {
 		return;
 	}
-	if (b->reaped && b->tree_empty && b->out_paused && !b->out_eof && b->out_fd >= 0) {
+	if (b->reaped && b->tree_empty && b->out_paused && !b->out_eof && b->out_fd >= 0 &&
+	    !b->out_drained) {
 		drain_stdout(b);
 	}
 	if (b->state < BACKEND_CLOSING && (b->out_eof || b->in_gone) && !b->reaped) {
@@ -2001,14 +2003,21 @@ scan_ending(void)
 
 /* ---- containers ---- */
 
+static void ctr_read_cid(struct backend_ctr *c);
+
 /*
  * The engine's command is over and this run's own id file holds no id: the engine made
  * no container for it (it writes the id as soon as it has made one), whatever the name.
+ * The file is read again now: it may have been written while the question ran.
  */
 static bool
-ctr_never_made(const struct backend_ctr *c)
+ctr_never_made(struct backend_ctr *c)
 {
-	return c->own_cidfile && c->cid[0] == '\0' && c->b->reaped && c->b->tree_empty;
+	if (!c->own_cidfile || !c->b->reaped || !c->b->tree_empty) {
+		return false;
+	}
+	ctr_read_cid(c);
+	return c->cid[0] == '\0';
 }
 
 /* Run one engine command for c (argv malloc'd by container.h, freed here). */
@@ -2328,7 +2337,9 @@ backend_on_ctr_retry(struct ev_loop *loop, ev_timer *w, int revents)
 		 * Its group: what it started too (podman's runtime, which it waits for), or that
 		 * would go on, late, as an orphan.  Its end comes through the child watcher.
 		 */
-		(void)kill(-c->helper, SIGKILL);
+		if (kill(-c->helper, SIGKILL) == -1) {
+			(void)kill(c->helper, SIGKILL); /* no group of its own after all */
+		}
 		return;
 	}
 	ctr_step(c->b);

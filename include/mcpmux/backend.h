@@ -139,8 +139,9 @@ struct backend {
 	ev_timer stall_w;
 	struct errout_waiter err_wait; /* mcpmux's stderr is full: reading stderr waits */
 	bool out_paused;
-	bool pipes_big; /* enlarged while big messages flow */
-	bool dirty;	/* lines for stdin not yet written (backend_on_turn) */
+	bool out_drained; /* its last output was read past the pause (drain_stdout()) */
+	bool pipes_big;	  /* enlarged while big messages flow */
+	bool dirty;	  /* lines for stdin not yet written (backend_on_turn) */
 	struct backend *next_dirty;
 	const char *span; /* lines for stdin after the queue, still in the read chunk */
 	size_t span_len;
