@@ -255,12 +255,8 @@ client_on_big_end(void *ctx, size_t total)
 			  "--max-message (%zu bytes): the server gets an error in its place",
 			  (int)SYS_MIN(id_len, 100), id != NULL ? id : "", total);
 		if (id != NULL && !cc->serve_gone) {
-			(void)snprintf(text, sizeof(text),
-				       "the client's answer was too large for mcpmux (%zu bytes, "
-				       "the limit is %zu: see --max-message)",
-				       total, cc->max_message);
 			sbuf_reset(&cc->tmp);
-			rpcout_error(&cc->tmp, id, id_len, RPC_SERVER_ERROR, text);
+			rpcout_answer_too_large(&cc->tmp, id, id_len, total, cc->max_message);
 			if (!cc->tmp.failed) {
 				send_envelope(cc, cc->tmp.buf, cc->tmp.len);
 			}

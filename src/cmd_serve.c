@@ -355,7 +355,6 @@ oversize_answer(struct sconn *sc, struct hub_entry *e, const char *sid, size_t s
 {
 	struct serve *sv = sc->sv;
 	struct sbuf b = { 0 };
-	char text[200];
 
 	diag_warn("session %.*s: the client's answer %.*s to a request of the server is over "
 		  "--max-message (%zu bytes): the server gets an error in its place",
@@ -363,11 +362,7 @@ oversize_answer(struct sconn *sc, struct hub_entry *e, const char *sid, size_t s
 	if (id == NULL || e == NULL || e->owner != &sc->port || e->s == NULL) {
 		return; /* nobody waits for it */
 	}
-	(void)snprintf(text, sizeof(text),
-		       "the client's answer was too large for mcpmux (%zu bytes, the limit is "
-		       "%zu: see --max-message)",
-		       total, sv->opt->max_message);
-	rpcout_error(&b, id, id_len, RPC_SERVER_ERROR, text);
+	rpcout_answer_too_large(&b, id, id_len, total, sv->opt->max_message);
 	if (!b.failed && jsonrpc_scan_checked(&sv->scan, b.buf, b.len) == JSONRPC_ERROR) {
 		hub_from_client(e, b.buf, b.len, &sv->scan);
 	}

@@ -552,12 +552,8 @@ wrap_on_big_end(void *ctx, size_t total)
 		diag_warn("the client's answer %.*s to a request of the server is over "
 			  "--max-message (%zu bytes): the server gets an error in its place",
 			  (int)SYS_MIN(id_len, 100), id != NULL ? id : "", total);
-		(void)snprintf(text, sizeof(text),
-			       "the client's answer was too large for mcpmux (%zu bytes, the limit "
-			       "is %zu: see --max-message)",
-			       total, w->opt->max_message);
 		if (id != NULL) {
-			rpcout_error(&b, id, id_len, RPC_SERVER_ERROR, text);
+			rpcout_answer_too_large(&b, id, id_len, total, w->opt->max_message);
 			if (!b.failed) {
 				wrap_on_line(w, b.buf, b.len);
 			}

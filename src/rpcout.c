@@ -294,6 +294,18 @@ rpcout_error(struct sbuf *b, const char *id, size_t id_len, int code, const char
 	sbuf_adds(b, "}}");
 }
 
+void
+rpcout_answer_too_large(struct sbuf *b, const char *id, size_t id_len, size_t total, size_t limit)
+{
+	char text[160];
+
+	(void)snprintf(text, sizeof(text),
+		       "the client's answer was too large for mcpmux (%zu bytes, the limit is %zu: "
+		       "see --max-message)",
+		       total, limit);
+	rpcout_error(b, id, id_len, RPC_SERVER_ERROR, text);
+}
+
 const char *
 rpcout_signame(int sig, char *buf, size_t len)
 {

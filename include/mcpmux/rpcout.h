@@ -82,6 +82,12 @@ size_t rpcout_utf8_tail(const char *p, size_t len);
  * id is JSON text (e.g. "\"abc\"" or "7"); NULL means null.  No "\n".
  */
 void rpcout_error(struct sbuf *b, const char *id, size_t id_len, int code, const char *msg);
+/*
+ * The error a server gets in place of the client's answer (id: the server's) to one of
+ * its requests, when that answer was over --max-message (limit): total bytes.
+ */
+void rpcout_answer_too_large(struct sbuf *b, const char *id, size_t id_len, size_t total,
+			     size_t limit);
 
 /* The "exit" value of a wait status: {"code":N} or {"signal":"SIGKILL"}; null if < 0. */
 void rpcout_exit(struct sbuf *b, int wstatus);
