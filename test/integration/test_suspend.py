@@ -744,6 +744,18 @@ class Pool(Base):
         self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers()
 
+    def a_kept_its_server(self, log, pid):
+        """The instance of that log was asked nothing: its server runs on."""
+        self.assertEqual(events(log, "suspended"), [])
+        self.assertTrue(alive(pid))
+
+    def end_all(self, *ps):
+        """Each instance exits 0 at its client's EOF, and nothing is left."""
+        for p in ps:
+            p.close_stdin()
+            self.assertEqual(p.wait(), 0)
+        self.assert_no_leftovers()
+
     def test_the_least_recently_active_idle_server_is_suspended(self):
         """At the cap, the idle server whose last answer is the older goes (not the one
         that was used first)."""
@@ -767,12 +779,8 @@ class Pool(Base):
         self.assertEqual([(e["reason"], e["pid"]) for e in events(logs[1], "suspended")],
                          [("pool", b_pid)])
         self.assertFalse(alive(b_pid))
-        self.assertEqual(events(logs[0], "suspended"), [])
-        self.assertTrue(alive(a_pid))
-        for p in (a, b, c):
-            p.close_stdin()
-            self.assertEqual(p.wait(), 0)
-        self.assert_no_leftovers()
+        self.a_kept_its_server(logs[0], a_pid)
+        self.end_all(a, b, c)
 
     def test_a_waiter_asks_one_server_while_its_slot_is_on_its_way(self):
         """The asked server is slow to go (it ignores stdin's EOF, and its EOF grace is
@@ -794,12 +802,8 @@ class Pool(Base):
         self.assert_response(c.msg(10), 1)
         self.assertEqual([(e["reason"], e["pid"], e["escalation"])
                           for e in events(logs[1], "suspended")], [("pool", b_pid, "term")])
-        self.assertEqual(events(logs[0], "suspended"), [])
-        self.assertTrue(alive(a_pid))
-        for p in (a, b, c):
-            p.close_stdin()
-            self.assertEqual(p.wait(), 0)
-        self.assert_no_leftovers()
+        self.a_kept_its_server(logs[0], a_pid)
+        self.end_all(a, b, c)
 
     def test_an_ask_at_the_exit_never_ends_mcpmux(self):
         """SIGUSR2 (another instance's ask for a slot) that comes while mcpmux closes its
