@@ -495,6 +495,13 @@ handle_line(struct wrap *w, const char *line, size_t len)
 	if (w->shutting_down) {
 		return;
 	}
+	if (w->cur == NULL && (kind == JSONRPC_RESPONSE || kind == JSONRPC_ERROR)) {
+		/* An answer to a request of a server whose run is over: nobody waits for it,
+		 * and it is no reason to start another. */
+		log_in(w, line, len, true);
+		diag_warn("an answer of the client for a server whose run is over: dropped");
+		return;
+	}
 	if (w->cur == NULL && (w->cur = start_run(w)) == NULL) {
 		char text[160];
 

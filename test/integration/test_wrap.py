@@ -483,6 +483,35 @@ class Failures(Case):
             self.assertIn("mcpmux: ", w.stderr())
             self.assertIn("/nonexistent/mcp-server", w.stderr())
 
+    def test_an_answer_for_an_ended_run_starts_no_server(self):
+        """The client answers a request of a server whose run it has ended: nobody waits
+        for the answer, it is dropped with a warning, and no server starts for it; the
+        next request starts one."""
+        log = os.path.join(self.tmp.name, "t.jsonl")
+        w = self.wrap(opts=FAST + ["--log", log])
+        w.send(initialize(1))
+        w.msg()
+        w.send(call(2, "ask"))
+        ask = w.msg()
+        self.assertEqual(ask["method"], "sampling/createMessage")
+        w.send(req(3, "mcpmux/endRun"))
+        got = [w.msg(), w.msg()]  # the ask's error and the end's result, in either order
+        self.assertEqual(sorted(m["id"] for m in got), [2, 3])
+        w.send({"jsonrpc": "2.0", "id": ask["id"], "result": {"role": "assistant"}})
+        wait_until(lambda: "for a server whose run is over: dropped" in w.stderr(), 5,
+                   "the warning")
+
+        def started():
+            with open(log) as f:
+                return [r for r in map(json.loads, f) if r.get("event") == "started"]
+        self.assertEqual(len(started()), 1)
+        w.send(req(4, "ping"))
+        self.assertEqual(w.msg(), {"jsonrpc": "2.0", "id": 4, "result": {}})
+        self.assertEqual(len(started()), 2)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        self.assert_no_leftovers(0)
+
     def test_an_answer_over_max_message_gets_the_server_an_error(self):
         """The client's answer to a request of the server over --max-message: the server
         gets an error in its place (its tool call says so), the client no error with the
