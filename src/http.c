@@ -134,6 +134,7 @@ struct hlistener {
 	struct http_server *s;
 	int fd;
 	ev_io accept_w;
+	ev_timer retry_w; /* accepting again after a failure that would repeat at once */
 	bool is_unix;
 	bool is_loopback;
 	struct listener ul; /* the Unix socket's, when is_unix */
@@ -1360,13 +1361,50 @@ conn_adopt(struct http_server *s, int fd, const struct sockaddr *sa, socklen_t s
 
 /* ---- listeners ---- */
 
+/*
+ * Out of descriptors: accept the waiting connection with the spare one and answer it 503,
+ * so that its client is told at once.  1 if one was refused, 0 if none was waiting, -1
+ * (errno set) if even that failed (the system's table is full: ENFILE).
+ */
+static int
+refuse_one(struct http_server *s, int lfd)
+{
+	if (s->spare < 0) {
+		return -1;
+	}
+	sys_close(&s->spare);
+	int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	int err = errno;
+
+	s->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		reject_now(fd);
+		s->st.accepted++;
+		s->st.rejected++;
+		return 1;
+	}
+	errno = err;
+	return err == EAGAIN || err == ECONNABORTED ? 0 : -1;
+}
+
+static void
+server_on_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct hlistener *l = container_of(w, struct hlistener, retry_w);
+
+	(void)revents;
+	if (l->s->spare < 0) {
+		l->s->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
+	ev_io_start(loop, &l->accept_w);
+}
+
 static void
 server_on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct hlistener *l = container_of(w, struct hlistener, accept_w);
 	struct http_server *s = l->s;
 
-	(void)loop;
 	(void)revents;
 	for (int i = 0; i < ACCEPT_BUDGET; i++) {
 		struct sockaddr_storage ss;
@@ -1377,24 +1415,32 @@ server_on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			if (errno == EINTR || errno == ECONNABORTED) {
 				continue;
 			}
-			if ((errno == EMFILE || errno == ENFILE) && s->spare >= 0) {
-				/* Out of descriptors: accept with the spare, refuse, keep it. */
-				sys_close(&s->spare);
-				fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-				if (fd >= 0) {
-					reject_now(fd);
+			if (errno == EAGAIN) {
+				return;
+			}
+			if (errno == EMFILE || errno == ENFILE) {
+				int r = refuse_one(s, l->fd);
+
+				if (r == 0) {
+					return;
 				}
-				s->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
-				s->st.accepted++;
-				s->st.rejected++;
-				diag_warn(
-					"refused an HTTP connection: out of file descriptors (raise "
-					"the limit with ulimit -n)");
-				continue;
+				if (r == 1) {
+					diag_warn(
+						"refused an HTTP connection: out of file descriptors "
+						"(raise the limit with ulimit -n)");
+					continue;
+				}
 			}
-			if (errno != EAGAIN) {
-				diag_warn_errno("cannot accept an HTTP connection");
-			}
+			/*
+			 * A failure that would repeat at once (no descriptor even to refuse
+			 * with, no memory): the socket stays readable, so stop watching it
+			 * for a moment rather than spin.  Its clients wait in the backlog.
+			 */
+			diag_warn_errno("cannot accept an HTTP connection (trying again in %g s)",
+					SYS_ACCEPT_PAUSE);
+			ev_io_stop(loop, &l->accept_w);
+			ev_timer_set(&l->retry_w, SYS_ACCEPT_PAUSE, 0.);
+			ev_timer_start(loop, &l->retry_w);
 			return;
 		}
 		conn_adopt(s, fd, (struct sockaddr *)&ss, sl);
@@ -1450,6 +1496,7 @@ static void
 listener_start(struct http_server *s, struct hlistener *l)
 {
 	ev_io_init(&l->accept_w, server_on_accept, l->fd, EV_READ);
+	ev_timer_init(&l->retry_w, server_on_retry, 0., 0.);
 	ev_io_start(s->loop, &l->accept_w);
 	s->n_lst++;
 }
@@ -1603,6 +1650,7 @@ http_server_close_listeners(struct http_server *s)
 			listener_close(&l->ul);
 		} else {
 			ev_io_stop(s->loop, &l->accept_w);
+			ev_timer_stop(s->loop, &l->retry_w);
 			sys_close(&l->fd);
 		}
 	}

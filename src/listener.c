@@ -197,12 +197,47 @@ path_lock(const char *path)
 	return fd;
 }
 
+/*
+ * Out of descriptors: accept the waiting connection with the spare one and close it, so
+ * that its client is told at once.  1 if one was refused, 0 if none was waiting, -1 (errno
+ * set) if even that failed (the system's table is full: ENFILE).
+ */
+static int
+listener_refuse_one(struct listener *l)
+{
+	if (l->spare < 0) {
+		return -1;
+	}
+	sys_close(&l->spare);
+	int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+	int err = errno;
+
+	l->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		sys_close(&fd);
+		return 1;
+	}
+	errno = err;
+	return err == EAGAIN || err == ECONNABORTED ? 0 : -1;
+}
+
+static void
+listener_on_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct listener *l = container_of(w, struct listener, retry_w);
+
+	(void)revents;
+	if (l->spare < 0) {
+		l->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
+	ev_io_start(loop, &l->accept_w);
+}
+
 static void
 listener_on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct listener *l = container_of(w, struct listener, accept_w);
 
-	(void)loop;
 	(void)revents;
 	for (int i = 0; i < 64; i++) {
 		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -211,20 +246,33 @@ listener_on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			if (errno == EINTR || errno == ECONNABORTED) {
 				continue;
 			}
-			if ((errno == EMFILE || errno == ENFILE) && l->spare >= 0) {
-				/* Out of descriptors: accept with the spare, refuse, keep it. */
-				sys_close(&l->spare);
-				fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
-				sys_close(&fd);
-				l->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
-				diag_warn(
-					"refused a connection: out of file descriptors (raise the "
-					"limit with ulimit -n)");
-				continue;
+			if (errno == EAGAIN) {
+				return;
 			}
-			if (errno != EAGAIN) {
-				diag_warn_errno("cannot accept a connection on '%s'", l->path);
+			if (errno == EMFILE || errno == ENFILE) {
+				int r = listener_refuse_one(l);
+
+				if (r == 0) {
+					return;
+				}
+				if (r == 1) {
+					diag_warn(
+						"refused a connection: out of file descriptors (raise "
+						"the limit with ulimit -n)");
+					continue;
+				}
 			}
+			/*
+			 * A failure that would repeat at once (no descriptor even to refuse
+			 * with, no memory): the socket stays readable, so stop watching it
+			 * for a moment rather than spin.  Its clients wait in the backlog.
+			 */
+			diag_warn_errno("cannot accept a connection on '%s' (trying again in "
+					"%g s)",
+					l->path, SYS_ACCEPT_PAUSE);
+			ev_io_stop(loop, &l->accept_w);
+			ev_timer_set(&l->retry_w, SYS_ACCEPT_PAUSE, 0.);
+			ev_timer_start(loop, &l->retry_w);
 			return;
 		}
 		long uid;
@@ -340,6 +388,7 @@ listener_open(struct listener *l, struct ev_loop *loop, const char *path,
 	l->on_conn = on_conn;
 	l->ctx = ctx;
 	ev_io_init(&l->accept_w, listener_on_accept, l->fd, EV_READ);
+	ev_timer_init(&l->retry_w, listener_on_retry, 0., 0.);
 	ev_io_start(loop, &l->accept_w);
 	return 0;
 }
@@ -381,6 +430,7 @@ listener_open_fd(struct listener *l, struct ev_loop *loop, int fd,
 	l->on_conn = on_conn;
 	l->ctx = ctx;
 	ev_io_init(&l->accept_w, listener_on_accept, l->fd, EV_READ);
+	ev_timer_init(&l->retry_w, listener_on_retry, 0., 0.);
 	ev_io_start(loop, &l->accept_w);
 	return 0;
 }
@@ -394,6 +444,7 @@ listener_close(struct listener *l)
 	struct stat st;
 
 	ev_io_stop(l->loop, &l->accept_w);
+	ev_timer_stop(l->loop, &l->retry_w);
 	sys_close(&l->fd);
 	sys_close(&l->spare);
 	/* Only our own socket file: another server may have put its own there since. */

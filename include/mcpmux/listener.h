@@ -24,8 +24,9 @@ struct listener {
 	int fd;
 	int spare;
 	ev_io accept_w;
-	int lock_fd; /* the path's abstract lock */
-	dev_t dev;   /* the socket file made, as lstat() saw it */
+	ev_timer retry_w; /* accepting again after a failure that would repeat at once */
+	int lock_fd;	  /* the path's abstract lock */
+	dev_t dev;	  /* the socket file made, as lstat() saw it */
 	ino_t ino;
 	char path[108];
 	/* A new connection: a non-blocking, close-on-exec socket now owned by the callee. */

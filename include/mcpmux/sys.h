@@ -17,6 +17,9 @@
 #define SYS_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define SYS_MAX(a, b) ((a) > (b) ? (a) : (b))
 
+/* Seconds a listener stops accepting after a failure that would repeat at once. */
+#define SYS_ACCEPT_PAUSE 0.1
+
 /* clang-format off */
 /* The object that embeds member `member`, given a pointer to that member (type-checked). */
 #define container_of(ptr, type, member)                                   \

@@ -27,6 +27,9 @@
  *                         where it would start them with an inline clone3() that it
  *                         cannot see
  *   FAULT_ACCEPT4_FAIL=N,.. the Nth call of accept4() fails with EMFILE
+ *   FAULT_ACCEPT4_ENFILE_MS=T every call of accept4() fails with ENFILE for T milliseconds
+ *                         from the first one (the system's file table full: a descriptor
+ *                         given up does not help)
  *   FAULT_LINK_FAIL=N,..  the Nth call of link() or linkat() (counted together) fails with
  *                         EPERM (a file system without hard links, such as vfat)
  *   FAULT_FSYNC_STOP=N,.. the Nth call of fsync() stops the process (SIGSTOP) before it
@@ -131,10 +134,12 @@ static long (*real_syscall)(long, ...);
 static char nokill[32];	    /* FAULT_NOKILL */
 static char xattr_fail[64]; /* FAULT_XATTR_FAIL */
 static int (*real_open)(const char *, int, ...);
-static int proc_errno;		  /* FAULT_PROC_ERRNO */
-static long proc_ms;		  /* FAULT_PROC_MS */
-static struct timespec proc_from; /* the window's start, 0: not yet */
-static long leaf_busy_ms;	  /* FAULT_LEAF_BUSY_MS */
+static int proc_errno;		     /* FAULT_PROC_ERRNO */
+static long proc_ms;		     /* FAULT_PROC_MS */
+static struct timespec proc_from;    /* the window's start, 0: not yet */
+static long leaf_busy_ms;	     /* FAULT_LEAF_BUSY_MS */
+static long accept4_enfile_ms;	     /* FAULT_ACCEPT4_ENFILE_MS */
+static struct timespec accept4_from; /* its window's start, 0: not yet */
 static int (*real_rmdir)(const char *);
 static int (*real_close_range)(unsigned int, unsigned int, int);
 #define MAX_LEAVES 64
@@ -249,6 +254,7 @@ faultshim_init(void)
 	proc_errno = (int)env_num("FAULT_PROC_ERRNO", 0);
 	proc_ms = (long)env_num("FAULT_PROC_MS", 0);
 	leaf_busy_ms = (long)env_num("FAULT_LEAF_BUSY_MS", 0);
+	accept4_enfile_ms = (long)env_num("FAULT_ACCEPT4_ENFILE_MS", 0);
 	if (getenv("FAULT_XATTR_FAIL") != NULL) {
 		(void)snprintf(xattr_fail, sizeof(xattr_fail), "%s", getenv("FAULT_XATTR_FAIL"));
 	}
@@ -597,6 +603,21 @@ accept4(int fd, __SOCKADDR_ARG addr, socklen_t *__restrict len, int flags)
 	if (F.ready && getpid() == F.owner && nth_fails(&F.accept4)) {
 		errno = EMFILE;
 		return -1;
+	}
+	if (F.ready && getpid() == F.owner && accept4_enfile_ms > 0) {
+		struct timespec now;
+
+		(void)clock_gettime(CLOCK_MONOTONIC, &now);
+		if (accept4_from.tv_sec == 0 && accept4_from.tv_nsec == 0) {
+			accept4_from = now;
+		}
+		if ((now.tv_sec - accept4_from.tv_sec) * 1000 +
+			    (now.tv_nsec - accept4_from.tv_nsec) / 1000000 <
+		    accept4_enfile_ms) {
+			F.n_failed++;
+			errno = ENFILE;
+			return -1;
+		}
 	}
 	return real_accept4(fd, addr, len, flags);
 }

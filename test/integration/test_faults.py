@@ -30,8 +30,10 @@ What each test would catch if mcpmux's handling were removed:
 """
 
 import errno
+import http.client
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -403,6 +405,58 @@ class SpawnFails(Faults):
         self.assertEqual(self.counters(p.pid)["failed"], 1)
         self.assert_clean_stderr(p)
         self.assert_no_leftovers()
+
+    ENFILE_MS = 1500
+
+    def assert_paused_not_spun(self, p, says):
+        """ENFILE for ENFILE_MS from the first accept4(): the listener paused between tries
+        (a spin calls accept4() tens of thousands of times), then served."""
+        p.p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(), 0)
+        n = self.counters(p.pid)["accept4"]
+        self.assertLess(n, 3 * self.ENFILE_MS // 100, "accept4() called %d times" % n)
+        self.assertIn(says, p.stderr())
+        self.assertIn("trying again in 0.1 s", p.stderr())
+        self.assert_clean_stderr(p)
+        self.assert_no_leftovers()
+
+    def test_serve_accept4_enfile_pauses(self):
+        """The system's file table full: the spare descriptor cannot refuse the connection,
+        so serve stops accepting for a moment instead of spinning; the client waits in the
+        backlog and is served once descriptors are back."""
+        path = os.path.join(self.tmp.name, "s")
+        p = self.start([MCPMUX, "serve", "--listen", path] + GRACE + ["--", FIXTURE],
+                       env=self.shim_env(accept4_enfile_ms=self.ENFILE_MS), stdin=False)
+        wait_until(lambda: os.path.exists(path), 5, "the socket")
+        c = socket.socket(socket.AF_UNIX)
+        c.settimeout(10 * (3 if SANITIZED else 1))
+        c.connect(path)
+        c.sendall(json.dumps({"session": "a", "message": req(1, "ping")}).encode() + b"\n")
+        f = c.makefile("rb")
+        self.assertEqual(json.loads(f.readline())["event"], "started")
+        self.assertEqual(json.loads(f.readline())["message"]["id"], 1)
+        c.close()
+        f.close()
+        self.assert_paused_not_spun(p, "cannot accept a connection on")
+
+    def test_http_accept4_enfile_pauses(self):
+        """The same for the HTTP front end's listener."""
+        p = self.start([MCPMUX, "serve", "--http", "127.0.0.1:0"] + GRACE + ["--", FIXTURE],
+                       env=self.shim_env(accept4_enfile_ms=self.ENFILE_MS), stdin=False)
+        m = wait_until(lambda: re.search(r"on port (\d+)", p.stderr()), 10, "the HTTP port")
+        c = http.client.HTTPConnection("127.0.0.1", int(m.group(1)),
+                                       timeout=10 * (3 if SANITIZED else 1))
+        body = json.dumps(req(1, "initialize", {"protocolVersion": "2025-06-18",
+                                                "capabilities": {},
+                                                "clientInfo": {"name": "t", "version": "1"}}))
+        c.request("POST", "/mcp", body=body,
+                  headers={"Content-Type": "application/json",
+                           "Accept": "application/json, text/event-stream"})
+        r = c.getresponse()
+        self.assertEqual(r.status, 200)
+        self.assertIn(b'"id":1', r.read().replace(b" ", b""))
+        c.close()
+        self.assert_paused_not_spun(p, "cannot accept an HTTP connection")
 
 
 class Clone3Fails(Case):
