@@ -948,7 +948,8 @@ spawn_now(struct session *s)
 		.stall_timeout = cfg->stall_timeout,
 		.kill_deadline = cfg->kill_deadline,
 		.claim_orphans = cfg->claim_orphans,
-		.capture_stderr = tlog_enabled,
+		/* Also when its stderr, mcpmux's, was made non-blocking (sys.h). */
+		.capture_stderr = tlog_enabled || sys_stdio_any_shared(),
 	};
 
 	s->backend = backend_spawn(s->loop, &bc, &server_sink, &backend_hooks, s);

@@ -243,6 +243,17 @@ sys_stdio_close(int fd, int stdio_fd, bool shared)
 	}
 }
 
+bool
+sys_stdio_any_shared(void)
+{
+	for (int i = 0; i < 3; i++) {
+		if (stdio_saved_flags[i] != -1) {
+			return true;
+		}
+	}
+	return false;
+}
+
 #define NOFILE_CAP ((rlim_t)1 << 20) /* far beyond what mcpmux needs */
 
 static struct rlimit nofile_orig;

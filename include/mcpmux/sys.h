@@ -66,13 +66,20 @@ int sys_sanitize_stdio(void);
  *     sys_read()/sys_writev() on it use MSG_DONTWAIT;
  *   - a regular file or block device never blocks: `fd` itself, flags untouched.
  *
- * When none of that works (no /proc), O_NONBLOCK is set on `fd` itself as a last
- * resort and *shared is set: the caller puts the flags back with sys_stdio_close().
+ * When none of that works (no /proc, or a pipe of another user), O_NONBLOCK is set on `fd` itself
+ * as a last resort and *shared is set: the caller puts the flags back with sys_stdio_close().
  * Returns the fd to use, or -1 with errno set.
  */
 int sys_stdio_open(int fd, bool *shared);
 /* Undo sys_stdio_open(): close a private fd, or restore the flags of a shared one. */
 void sys_stdio_close(int fd, int stdio_fd, bool shared);
+/*
+ * Whether O_NONBLOCK is now set on a description of fds 0-2 that mcpmux shares (the last
+ * resort of sys_stdio_open()).  A server that inherited mcpmux's stderr would then write
+ * to a non-blocking stderr, which a direct run never gives it: its stderr is relayed
+ * through a pipe instead.
+ */
+bool sys_stdio_any_shared(void);
 
 /*
  * Raise RLIMIT_NOFILE's soft limit to its hard limit (a server of many sessions needs

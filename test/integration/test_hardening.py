@@ -312,6 +312,28 @@ class SharedDescriptions(Case):
         self.assertEqual(direct, [0, 0, 0])
         self.assertEqual(through, direct)
 
+    @unittest.skipUnless(os.geteuid() == 0, "needs root, to run mcpmux as another user")
+    def test_2to1_pipes_of_another_user(self):
+        """mcpmux cannot open again a pipe of another user (root's, here, run as nobody):
+        O_NONBLOCK then goes on the shared description, so the server's stderr, which
+        shares it, is relayed through a pipe of its own, blocking as in a direct run."""
+        def as_nobody():
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+        p = self.start([MCPMUX, "--", FIXTURE], stderr=subprocess_stdout(),
+                       preexec_fn=as_nobody, env=dict(self.env, MCPMUX_CGROUP="off"))
+        p.send(initialize(0))
+        self.assertEqual(p.msg()["id"], 0)
+        e = env_of(p, 1)
+        self.assertEqual([e["nonblock0"], e["nonblock1"], e["nonblock2"]], [0, 0, 0])
+        self.assertTrue(os.readlink("/proc/%d/fd/2" % e["pid"]).startswith("pipe:"))
+        # what the server says on stderr still reaches the client's stderr (here, stdout)
+        p.send(call(2, "stderr", text="to stderr\n"))
+        p.close_stdin()
+        self.assertIn(b"to stderr", p.read_to_eof())
+        self.assertEqual(p.wait(10), 0)
+
     def inherited(self):
         """Two pipes' read ends for a child to inherit: one at a low number, one at 300."""
         r1, w1 = os.pipe()
