@@ -664,10 +664,12 @@ class Pool(Base):
         m.send("a", initialize(1))
         self.assert_response(m.msg("a"), 1)
         waiting = ["b", "c", "d", "e"]
+        # A notification each, no request: a server granted to a waiter is then idle at
+        # once, never busy (which would start the next waiter over the cap at once).
         for s in waiting:
-            m.send(s, initialize(1))
-        order = [m.take(lambda e: "message" in e and e.get("session") in waiting, 15)["session"]
-                 for _ in waiting]
+            m.send(s, note("notifications/initialized"))
+        order = [m.take(lambda e: e.get("event") == "started" and e.get("session") in waiting,
+                        15)["session"] for _ in waiting]
         self.assertEqual(order, waiting)
         m.p.close_stdin()
         self.assertEqual(m.p.wait(10), 0)
