@@ -746,18 +746,7 @@ spawn_clone3(struct spawn_args *a, const char *leaf, char *stack)
 static unsigned long long
 boot_ticks(void)
 {
-	static long hz;
-	struct timespec ts;
-
-	if (hz == 0) {
-		hz = sysconf(_SC_CLK_TCK);
-	}
-	if (hz <= 0 || hz > 1000000000 || clock_gettime(CLOCK_BOOTTIME, &ts) == -1) {
-		return 0;
-	}
-	unsigned long long t =
-		(unsigned long long)ts.tv_sec * (unsigned long long)hz +
-		(unsigned long long)ts.tv_nsec / (1000000000ull / (unsigned long long)hz);
+	unsigned long long t = proctree_now_ticks();
 
 	return t > 0 ? t - 1 : 0;
 }

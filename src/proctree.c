@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mcpmux/proctree.h"
@@ -429,6 +430,7 @@ tree_push(struct proctree *t, const char *proc_root, pid_t pid, pid_t ppid, size
 		pi->ppid = ppid;
 		pi->state = '?';
 		pi->unknown = true;
+		pi->start = proctree_now_ticks(); /* seen by then: it started no later */
 	}
 	pi->parent = parent;
 	read_ids(t, proc_root, pi);
@@ -710,6 +712,7 @@ proctree_scan_owned(struct proctree *t, const char *proc_root, const char *owner
 			pi->pid = (pid_t)pid;
 			pi->state = '?';
 			pi->unknown = true;
+			pi->start = proctree_now_ticks(); /* seen by then */
 		}
 		pi->parent = SIZE_MAX;
 		memcpy(pi->cookie, w.cookie, sizeof(pi->cookie));
@@ -813,6 +816,36 @@ proctree_left(const struct proctree *t, const struct proctree_match *m)
 	return n;
 }
 
+unsigned long long
+proctree_now_ticks(void)
+{
+	static long hz;
+	struct timespec ts;
+
+	if (hz == 0) {
+		hz = sysconf(_SC_CLK_TCK);
+	}
+	if (hz <= 0 || hz > 1000000000 || clock_gettime(CLOCK_BOOTTIME, &ts) == -1) {
+		return 0;
+	}
+	return (unsigned long long)ts.tv_sec * (unsigned long long)hz +
+	       (unsigned long long)ts.tv_nsec / (1000000000ull / (unsigned long long)hz);
+}
+
+/*
+ * Is the process now at pi's pid (its stat: now) the one the snapshot saw?  Same start
+ * time; for an entry whose stat could not be read then, a start no later than when it
+ * was seen (pi->start then holds that time; 0: unknown, taken as the same).
+ */
+static bool
+same_process(const struct proc_info *pi, const struct proc_info *now)
+{
+	if (pi->unknown) {
+		return pi->start == 0 || now->start <= pi->start;
+	}
+	return now->start == pi->start;
+}
+
 enum proctree_sig
 proctree_signal_one(const struct proctree *t, size_t i, const char *proc_root, int sig)
 {
@@ -828,7 +861,7 @@ proctree_signal_one(const struct proctree *t, size_t i, const char *proc_root, i
 		if (read_stat(proc_root, pi->pid, &now) == -1) {
 			return is_gone(errno) ? PROCTREE_GONE : PROCTREE_FAILED;
 		}
-		if (!pi->unknown && now.start != pi->start) {
+		if (!same_process(pi, &now)) {
 			return PROCTREE_GONE;
 		}
 		if (kill(pi->pid, sig) == 0) {
@@ -843,7 +876,7 @@ proctree_signal_one(const struct proctree *t, size_t i, const char *proc_root, i
 		sys_close(&pfd);
 		return is_gone(err) ? PROCTREE_GONE : PROCTREE_FAILED;
 	}
-	if (!pi->unknown && now.start != pi->start) {
+	if (!same_process(pi, &now)) {
 		sys_close(&pfd);
 		return PROCTREE_GONE;
 	}

@@ -175,6 +175,8 @@ enum proctree_sig proctree_signal_one(const struct proctree *t, size_t i, const 
 				      int sig);
 /* The start time of pid (clock ticks since boot).  0, or -1 with errno. */
 int proctree_start_time(const char *proc_root, pid_t pid, unsigned long long *start);
+/* Now, in clock ticks since boot as /proc gives start times, rounded down (0: unknown). */
+unsigned long long proctree_now_ticks(void);
 /*
  * Each entry ("KEY=VALUE", not NUL-terminated) of /proc/PID/environ, read from fd, given
  * to fn until it returns true; an entry longer than 8 KiB is skipped (none of mcpmux's

@@ -1160,6 +1160,25 @@ test_real_proc(void **state)
 	assert_int_equal(failed, 0);
 	assert_int_equal(kill(sleeper, 0), 0);
 	assert_int_equal(waitpid(sleeper, &st, WNOHANG), 0);
+	t.v[i_sleeper].start--;
+
+	/*
+	 * An entry whose stat could not be read in the scan holds the time it was seen: a
+	 * process at its pid that started later is a new one, never signalled; one that
+	 * started by then may be it, and is.
+	 */
+	unsigned long long started = t.v[i_sleeper].start;
+
+	assert_true(started > 0);
+	t.v[i_sleeper].unknown = true;
+	t.v[i_sleeper].start = started - 1;
+	assert_int_equal(proctree_signal_one(&t, i_sleeper, "/proc", SIGKILL), PROCTREE_GONE);
+	assert_int_equal(waitpid(sleeper, &st, WNOHANG), 0);
+	t.v[i_sleeper].start = proctree_now_ticks();
+	assert_true(t.v[i_sleeper].start >= started);
+	assert_int_equal(proctree_signal_one(&t, i_sleeper, "/proc", 0), PROCTREE_SENT);
+	t.v[i_sleeper].unknown = false;
+	t.v[i_sleeper].start = started;
 
 	/* SIGTERM is followed by SIGCONT, so a stopped process also ends. */
 	assert_int_equal(kill(sleeper, SIGSTOP), 0);
