@@ -462,17 +462,46 @@ held_release(struct session *s)
 static void forward(struct session *s, const char *line, size_t len,
 		    const struct jsonrpc_scanner *scan, double t);
 
-/* The next held line (not consumed: s->held_off += HELD_SIZE(len) does that). */
+/* The held line at off (not consumed: s->held_off += HELD_SIZE(len) does that). */
 #define HELD_SIZE(len) (sizeof(double) + (len) + 1)
 static const char *
-held_next(const struct session *s, size_t *len, double *t)
+held_at(const struct session *s, size_t off, size_t *len, double *t)
 {
-	const char *p = s->held.buf + s->held_off;
+	const char *p = s->held.buf + off;
 
 	memcpy(t, p, sizeof(*t));
 	p += sizeof(*t);
-	*len = (size_t)((const char *)memchr(p, '\n', s->held.len - s->held_off - sizeof(*t)) - p);
+	*len = (size_t)((const char *)memchr(p, '\n', s->held.len - off - sizeof(*t)) - p);
 	return p;
+}
+
+static const char *
+held_next(const struct session *s, size_t *len, double *t)
+{
+	return held_at(s, s->held_off, len, t);
+}
+
+/* Is a held line a request (or a batch with one)?  Its client waits for the answer. */
+static bool
+held_request(const struct session *s)
+{
+	for (size_t off = s->held_off; off < s->held.len;) {
+		size_t len;
+		double t;
+		const char *p = held_at(s, off, &len, &t);
+		enum jsonrpc_kind kind = jsonrpc_scan(&held_scan, p, len);
+
+		if (kind == JSONRPC_REQUEST) {
+			return true;
+		}
+		for (size_t i = 0; kind == JSONRPC_BATCH && i < held_scan.n_items; i++) {
+			if (held_scan.items[i].kind == JSONRPC_REQUEST) {
+				return true;
+			}
+		}
+		off += HELD_SIZE(len);
+	}
+	return false;
 }
 
 /*
@@ -1100,7 +1129,9 @@ session_on_idle(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct session *s = container_of(w, struct session, idle_w);
 	double now = sys_mono(), due = s->last_activity + s->cfg->idle_timeout;
-	bool busy = s->n_pending > 0 || s->state == SESSION_RESUMING;
+	/* A held request is in flight too; a replay alone is not (a fresh server that never
+	 * answers it would keep the session for ever). */
+	bool busy = s->n_pending > 0 || held_request(s);
 
 	(void)revents;
 	if (busy || due > now) {

@@ -431,6 +431,31 @@ class SlowReplay(Base):
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
 
+    def test_idle_timeout_ends_a_replay_that_never_ends(self):
+        """--idle-timeout during a replay: a held request is in flight (the session stays
+        until it is answered, past the timeout), but a replay alone is not: a session
+        woken by a notification whose fresh server never answers initialize ends."""
+        behave = os.path.join(self.tmp.name, "behave")
+        log = os.path.join(self.tmp.name, "t.log")
+        p = self.wrap(opts=FAST + SUSPEND + ["--idle-timeout", "2", "--log", log],
+                      command=[FIXTURE, "--behave-file=" + behave])
+        self.setup_session(p.send, p.msg)
+        self.wait_suspended(self.pid_of(p.send, p.msg, 6), log=log)
+        with open(behave, "w") as f:
+            f.write("slow-init=3000\n")  # past the idle timeout
+        p.send(call(7, "echo", text="held"))
+        self.assertEqual(p.msg(10)["result"]["content"][0]["text"], "held")
+        self.wait_suspended(self.pid_of(p.send, p.msg, 8), log=log, n=2)
+        with open(behave, "w") as f:
+            f.write("slow-init=60000\n")  # never, for the test
+        t0 = time.monotonic()
+        p.send(note("notifications/roots/list_changed"))
+        wait_until(lambda: self.servers(), 5, "the fresh server")
+        self.assertEqual(p.wait(10), 128 + signal.SIGTERM)  # it sleeps: the ladder's TERM
+        self.assertLess(time.monotonic() - t0, 2 + 0.6 + 3)  # the timeout, the teardown
+        self.assert_no_leftovers()
+        self.assertEqual([e["reason"] for e in events(log, "ended")], ["idle-timeout"])
+
 
 class HeldLines(Base):
     """Lines that wait for a server being resumed are bounded by --max-queue: past it, the
