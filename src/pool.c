@@ -603,19 +603,32 @@ fail:
 struct pool *
 pool_open_for(struct ev_loop *loop, const struct mcpmux_options *o)
 {
-	char name[256];
+	/* Long enough for an idle server's whole teardown ladder. */
+	double wait_s = (o->eof_grace_ms + o->term_grace_ms + o->kill_deadline_ms) / 1000. + 1;
+	size_t size = 1;
 
 	if (o->max_servers == 0) {
 		return NULL;
 	}
 	if (o->pool != NULL) {
-		(void)snprintf(name, sizeof(name), "%s", o->pool);
-	} else {
-		pool_name_of(o->command, name, sizeof(name));
+		return pool_open(loop, o->pool, o->max_servers, wait_s);
 	}
-	/* Long enough for an idle server's whole teardown ladder. */
-	return pool_open(loop, name, o->max_servers,
-			 (o->eof_grace_ms + o->term_grace_ms + o->kill_deadline_ms) / 1000. + 1);
+	/* The whole command line: its hash names the pool (p->name, what is shown, may be
+	 * cut), so that commands that differ only past a cut are not one pool. */
+	for (size_t i = 0; o->command[i] != NULL; i++) {
+		size += strlen(o->command[i]) + 1;
+	}
+	char *name = malloc(size);
+
+	if (name == NULL) {
+		diag_error("pool: out of memory: --max-servers is not kept");
+		return NULL;
+	}
+	pool_name_of(o->command, name, size);
+	struct pool *p = pool_open(loop, name, o->max_servers, wait_s);
+
+	free(name);
+	return p;
 }
 
 void

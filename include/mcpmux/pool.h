@@ -42,9 +42,10 @@ struct pool_slot_ops {
 };
 
 /*
- * The pool `name` (any text: a --pool name, or the command line), capped at max live
- * servers; a wait for a slot lasts at most wait_s.  NULL (said why) when its directory
- * cannot be used: mcpmux runs without the cap then.
+ * The pool `name` (any text: a --pool name, or the command line; its hash names the
+ * directory, its first 255 bytes are shown), capped at max live servers; a wait for a
+ * slot lasts at most wait_s.  NULL (said why) when its directory cannot be used: mcpmux
+ * runs without the cap then.
  */
 struct pool *pool_open(struct ev_loop *loop, const char *name, size_t max, double wait_s);
 /* The pool of wrap's or serve's options (--max-servers, --pool); NULL for none. */

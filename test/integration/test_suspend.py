@@ -809,6 +809,24 @@ class Pool(Base):
         self.a_kept_its_server(logs[0], a_pid)
         self.end_all(a, b, c)
 
+    def test_command_lines_that_differ_late_are_two_pools(self):
+        """Two command lines equal in their first 300 bytes are two servers, two pools: the
+        second starts at once, and the first's server is not asked to make room."""
+        logs = [os.path.join(self.tmp.name, n + ".log") for n in ("a", "b")]
+        deep = os.path.join(self.tmp.name, *(["d" * 50] * 6))  # no such file: no behaviour
+        ps, pids = [], []
+        for k, log in zip("ab", logs):
+            p = self.wrap(opts=FAST + ["--max-servers", "1", "--log", log],
+                          command=[FIXTURE, "--behave-file=" + os.path.join(deep, k)])
+            p.send(initialize(1))
+            self.assert_response(p.msg(10), 1)
+            pids.append(self.pid_of(p.send, p.msg, 2))
+            ps.append(p)
+        self.a_kept_its_server(logs[0], pids[0])
+        self.assertEqual(len(os.listdir(os.path.join(self.tmp.name, "mcpmux", "pools"))), 2)
+        self.assertEqual(len(self.pool_files()), 2)
+        self.end_all(*ps)
+
     def test_a_waiter_asks_one_server_while_its_slot_is_on_its_way(self):
         """The asked server is slow to go (it ignores stdin's EOF, and its EOF grace is
         half a second): the waiting instance looks again every tick meanwhile, and asks no
