@@ -1103,13 +1103,15 @@ input_level(struct backend *b)
 
 /*
  * The stall watch: while lines wait in the stdin queue, the server must take some of
- * them within stall-timeout.  `progress`: the pipe took bytes just now.
+ * them within stall-timeout.  `progress`: the pipe took bytes just now.  Not while its
+ * stdout is not read (its client is slow): a server blocked writing is not stuck, and
+ * the watch starts again when its output is read again.
  */
 static void
 stall_watch(struct backend *b, bool progress)
 {
 	if (wbuf_len(&b->inq) == 0 || b->in_fd < 0 || b->state >= BACKEND_CLOSING ||
-	    b->stall_timeout <= 0) {
+	    b->stall_timeout <= 0 || (b->out_paused && b->out_fd >= 0)) {
 		ev_timer_stop(b->loop, &b->stall_w);
 		return;
 	}
@@ -1401,6 +1403,7 @@ backend_pause(struct backend *b, bool paused)
 	} else {
 		ev_io_start(b->loop, &b->out_w);
 	}
+	stall_watch(b, false);
 }
 
 static void

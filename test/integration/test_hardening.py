@@ -171,6 +171,45 @@ class Stall(Case):
         w.wait(10)
         self.assert_no_leftovers()
 
+    def test_a_client_that_does_not_read_is_not_a_stalled_server(self):
+        """serve over stdio: the client sends 500 requests and reads nothing for longer
+        than --stall-timeout.  Its server (a slow reader: input waits for it in mcpmux's
+        queue), blocked writing answers that mcpmux does not read for it, takes no input
+        meanwhile: that is the client's pace, not a stall.  Every request is answered by
+        the server, and its run goes on."""
+        p = self.serve("--slow-reader=2",
+                       opts=["--max-queue", "64K", "--stall-timeout", "1"] + FAST)
+        p.send({"session": "s", "message": initialize(0)})
+        self.assertEqual(p.msg()["event"], "started")
+        self.assertEqual(p.msg()["message"]["id"], 0)
+        n = 500
+        data = b"".join(encode({"session": "s", "message": call(i, "echo", text="x" * 900)})
+                        for i in range(1, n + 1))
+        wr = Writer(p.p.stdin.fileno(), data)
+        wr.start()
+        wait_stalled(wr, "the client to be held back")
+        time.sleep(2.5)  # the client reads nothing for longer than --stall-timeout
+        answers, events = {}, []
+        while len(answers) < n:
+            m = p.msg(10)
+            if "message" in m:
+                answers[m["message"]["id"]] = m["message"]
+            else:
+                events.append(m)
+        self.assertEqual(events, [])  # not ended, nor started again
+        wr.join(10)
+        self.assertFalse(wr.is_alive())
+        self.assertEqual(sorted(answers), list(range(1, n + 1)))
+        errors = [m for m in answers.values() if "error" in m]
+        self.assertEqual(errors, [])
+        self.assertNotIn("has not read its input", p.stderr())
+        p.send({"session": "s", "message": req(n + 1, "ping")})
+        self.assertEqual(p.msg()["message"]["id"], n + 1)
+        p.close_stdin()
+        self.assertEqual(p.msg()["event"], "ended")
+        self.assertEqual(p.wait(10), 0)
+        self.assert_no_leftovers()
+
 
 class OutputThrottlesInput(Case):
     """A client that writes without reading what mcpmux answers it."""
