@@ -45,6 +45,7 @@ struct cconn {
 	bool serve_gone; /* writing to serve failed, or its socket's EOF: nothing can be sent */
 	bool serve_eof;	 /* and nothing more comes from serve */
 	bool sent;	 /* a line of the client went to the session */
+	bool startable;	 /* and one that starts a session (not all serve only answers) */
 	bool first_init; /* the first envelope was the client's initialize (no --keep) */
 	int exit_code;
 	struct sbuf tmp;
@@ -111,10 +112,12 @@ connect_usage(void)
  * The exit status an "ended" event (or, under "result", an end-of-run result)
  * describes: its code, or 128 + its signal; 0 for a session that had no server at its
  * end ("suspended": its last server was ended by mcpmux, as wrap exits then); 1 for one
- * whose server could not be started.
+ * whose server could not be started, unless nothing was sent that starts one (!tried: the
+ * client's lines were all answered by serve itself, and nothing failed, as wrap exits 0
+ * after lines that its server never sees).
  */
 static int
-ended_status(const char *line, size_t len, bool in_result)
+ended_status(const char *line, size_t len, bool in_result, bool tried)
 {
 	char buf[1024], err[128];
 	yajl_val root, v;
@@ -146,7 +149,7 @@ ended_status(const char *line, size_t len, bool in_result)
 				break;
 			}
 		}
-	} else if (yajl_tree_get(root, susp_path, yajl_t_true) == NULL) {
+	} else if (yajl_tree_get(root, susp_path, yajl_t_true) == NULL && tried) {
 		code = 1; /* the server could not be started */
 	}
 	yajl_tree_free(root);
@@ -217,6 +220,12 @@ client_on_line(void *ctx, const char *line, size_t len)
 				 jsonrpc_method_is(&cc->scan, &cc->scan.one, "initialize");
 	}
 	cc->sent = true;
+	/* What serve answers itself starts no session: not JSON-RPC, an end-of-run. */
+	if (kind != JSONRPC_INVALID_REQUEST &&
+	    !((kind == JSONRPC_REQUEST || kind == JSONRPC_NOTIFICATION) &&
+	      jsonrpc_method_is(&cc->scan, &cc->scan.one, cc->end_method))) {
+		cc->startable = true;
+	}
 	send_envelope(cc, line, len);
 }
 
@@ -395,7 +404,7 @@ is_end_answer(struct cconn *cc, const struct envelope *env)
 		return false;
 	}
 	if (kind == JSONRPC_RESPONSE) {
-		cc->exit_code = ended_status(env->message, env->message_len, true);
+		cc->exit_code = ended_status(env->message, env->message_len, true, cc->startable);
 		diag_info("session %s ended: %.*s", cc->id, (int)env->message_len, env->message);
 	} else {
 		cc->exit_code = 1;
@@ -455,7 +464,7 @@ server_on_line(void *ctx, const char *line, size_t len)
 				  cc->id, (int)SYS_MIN(len, 300), line);
 			return;
 		}
-		cc->exit_code = ended_status(line, len, false);
+		cc->exit_code = ended_status(line, len, false, true);
 		if (unseen) {
 			/* Before this connection came: the client's server is gone, say why. */
 			diag_warn("session %s had ended while no connection held it: %.*s", cc->id,

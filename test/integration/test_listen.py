@@ -316,6 +316,44 @@ class ListenHardening(ListenHelpers, Case):
         srv.wait()
         self.assert_no_leftovers(5)
 
+    def test_connect_exits_0_when_nothing_it_sent_starts_a_session(self):
+        """Lines that serve answers itself (JSON that is not JSON-RPC, the client's own
+        end-of-run) start no server: nothing failed, connect exits 0 once their answers
+        are written, as wrap does after the same lines; a session whose server cannot be
+        started (--max-sessions) still exits 1."""
+        srv = self.listen(opts=["--max-sessions", "1"])
+        lines = b'{"foo":1}\n42\n{"jsonrpc":"2.0","id":7}\n'
+        w = self.wrap()
+        w.write(lines)
+        w.close_stdin()
+        c = self.connect("--session", "none")
+        c.write(lines)
+        c.send(req(8, "mcpmux/endRun"))
+        c.close_stdin()
+        for p in (w, c):
+            for want in (None, None, 7):
+                self.assert_error(p.msg(), want, -32600)
+        self.assertEqual(self.assert_response(c.msg(), 8)["exit"], None)
+        self.assertEqual(c.read_to_eof(), b"", "connect's own end is not the client's")
+        self.assertEqual(w.read_to_eof(), b"")
+        self.assertEqual(w.wait(), 0, w.stderr())
+        self.assertEqual(c.wait(5), 0, c.stderr())
+        # a server that cannot be started: the one slot is a's
+        a = self.connect("--session", "a")
+        a.send(initialize(1))
+        self.assertEqual(a.msg()["id"], 1)
+        b = self.connect("--session", "b")
+        b.send(req(2, "ping"))
+        b.close_stdin()
+        self.assertIn("too many sessions", self.assert_error(b.msg(), 2, -32000)["message"])
+        self.assertEqual(b.read_to_eof(), b"")
+        self.assertEqual(b.wait(5), 1, b.stderr())
+        a.close_stdin()
+        self.assertEqual(a.wait(), 0, a.stderr())
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers(0)
+
     def test_connect_writes_all_it_received_when_serve_goes_away(self):
         """serve closes the socket while connect still has its session's messages queued
         for a client that reads stdout later: connect stops reading stdin, writes every
