@@ -131,6 +131,12 @@ cli_usage(void)
 	fputs(usage_text, stdout);
 }
 
+double
+cli_teardown_max_s(const struct mcpmux_options *o)
+{
+	return (o->eof_grace_ms + o->term_grace_ms + o->kill_deadline_ms) / 1000. + 1;
+}
+
 size_t
 cli_default_max_sessions(size_t fds_each)
 {

@@ -19,7 +19,13 @@
 #include "mcpmux/session.h"
 #include "mcpmux/sys.h"
 
-#define CTL_TIMEOUT_MS 60000
+/*
+ * How long a reply may take, all of it (not each read: a peer that sends a byte now and
+ * then must not hold ctl for ever).  The answer to an end comes when the session's
+ * teardown is done: it may take as long again as serve says its teardowns take at most
+ * (`teardown_max_s` of mcpmux/stats, asked first).
+ */
+#define CTL_TIMEOUT_S 60.
 
 static void
 ctl_usage(void)
@@ -30,67 +36,116 @@ ctl_usage(void)
 	      stdout);
 }
 
-/* Send one request and read the reply line into *out (malloc'd).  0 or -1. */
-static int
-ctl_call(const char *path, const struct sbuf *req, char **out)
-{
-	int fd = listener_connect(path, LISTENER_CONNECT_S);
-	struct sbuf reply = { 0 };
-	char buf[65536];
+/* A connection to a serve, and what came from it that was not taken yet. */
+struct ctl {
+	const char *path;
+	int fd;
+	struct sbuf in;
+	size_t used; /* the bytes of in that the last reply took */
+};
 
-	if (fd == -1 && errno == ETIMEDOUT) {
+/* Connect to path and send the requests in req.  0 or -1 (said on stderr). */
+static int
+ctl_open(struct ctl *c, const char *path, const struct sbuf *req)
+{
+	c->path = path;
+	c->fd = listener_connect(path, LISTENER_CONNECT_S);
+	if (c->fd == -1 && errno == ETIMEDOUT) {
 		return diag_error("cannot connect to '%s': its serve accepts no connection (none "
 				  "was taken within %g s: is it stopped or stuck?)",
 				  path, LISTENER_CONNECT_S);
 	}
-	if (fd == -1) {
+	if (c->fd == -1) {
 		return diag_error_errno("cannot connect to '%s' (is `mcpmux serve --listen %s` "
 					"running?)",
 					path, path);
 	}
-	(void)sys_set_nonblock(fd, 0);
-	if (sys_write_all(fd, req->buf, req->len) == -1) {
-		sys_close(&fd);
+	(void)sys_set_nonblock(c->fd, 0);
+	if (req->failed || sys_write_all(c->fd, req->buf, req->len) == -1) {
 		return diag_error_errno("cannot send to '%s'", path);
 	}
+	return 0;
+}
+
+/*
+ * The answer to request id, parsed: the next line {"message":{...,"id":id,...}} (lines
+ * that are not are skipped; an error without a request, on stderr), by deadline
+ * (sys_mono()), that is limit_s after the request.  *line: its text (NUL-terminated; until
+ * the next call).  NULL when it did not come (said on stderr).
+ */
+static yajl_val
+ctl_reply(struct ctl *c, long long id, double deadline, double limit_s, const char **line)
+{
+	char buf[65536], err[256];
+
 	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
 		char *nl;
 
-		if (poll(&p, 1, CTL_TIMEOUT_MS) <= 0) {
-			diag_error("no reply from '%s' within %d s", path, CTL_TIMEOUT_MS / 1000);
-			break;
+		if (c->used > 0) {
+			memmove(c->in.buf, c->in.buf + c->used, c->in.len - c->used);
+			c->in.len -= c->used;
+			c->used = 0;
 		}
-		ssize_t n = sys_read(fd, buf, sizeof(buf));
+		nl = c->in.len > 0 ? memchr(c->in.buf, '\n', c->in.len) : NULL;
+		if (nl != NULL) {
+			const char *idp[] = { "message", "id", NULL };
+			yajl_val root, v;
 
-		if (n <= 0) {
-			diag_error("'%s' closed the connection without a reply", path);
-			break;
-		}
-		sbuf_add(&reply, buf, (size_t)n);
-		if (reply.failed) {
-			break;
-		}
-		nl = memchr(reply.buf, '\n', reply.len);
-		if (nl == NULL) {
+			*nl = '\0';
+			c->used = (size_t)(nl + 1 - c->in.buf);
+			if (strncmp(c->in.buf, "{\"error\":", 9) == 0) {
+				diag_error("'%s': %s", c->path, c->in.buf);
+				continue;
+			}
+			if (strncmp(c->in.buf, "{\"message\":", 11) != 0) {
+				continue; /* none are expected */
+			}
+			root = yajl_tree_parse(c->in.buf, err, sizeof(err));
+			v = yajl_tree_get(root, idp, yajl_t_any);
+			/* An id of null: an error for a request serve could not read. */
+			if (v != NULL && (YAJL_IS_NULL(v) ||
+					  (YAJL_IS_INTEGER(v) && YAJL_GET_INTEGER(v) == id))) {
+				*line = c->in.buf;
+				return root;
+			}
+			yajl_tree_free(root);
 			continue;
 		}
-		*nl = '\0';
-		/* Skip lines that are not the reply (none are expected). */
-		if (strncmp(reply.buf, "{\"message\":", 11) != 0) {
-			size_t used = (size_t)(nl + 1 - reply.buf);
+		double left = deadline - sys_mono();
+		struct pollfd p = { .fd = c->fd, .events = POLLIN };
+		int rc;
 
-			memmove(reply.buf, nl + 1, reply.len - used);
-			reply.len -= used;
+		if (left <= 0) {
+			diag_error("no reply from '%s' within %.0f s", c->path, limit_s);
+			return NULL;
+		}
+		rc = poll(&p, 1, (int)SYS_MIN(left * 1000 + 1, 3600000.));
+		if (rc == -1 && errno != EINTR) {
+			diag_error_errno("cannot wait for '%s'", c->path);
+			return NULL;
+		}
+		if (rc <= 0) {
 			continue;
 		}
-		sys_close(&fd);
-		*out = reply.buf;
-		return 0;
+		ssize_t n = sys_read(c->fd, buf, sizeof(buf));
+
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			continue;
+		}
+		if (n == -1) {
+			diag_error_errno("cannot read from '%s'", c->path);
+			return NULL;
+		}
+		if (n == 0) {
+			diag_error("'%s' closed the connection without a reply", c->path);
+			return NULL;
+		}
+		sbuf_add(&c->in, buf, (size_t)n);
+		if (c->in.failed) {
+			diag_error("out of memory: the reply of '%s' cannot be read", c->path);
+			return NULL;
+		}
 	}
-	sys_close(&fd);
-	sbuf_release(&reply);
-	return -1;
 }
 
 static double
@@ -211,24 +266,44 @@ cmd_ctl(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	struct sbuf req = { 0 };
-	char *reply = NULL;
+	struct ctl c = { .fd = -1 };
+	const char *reply = NULL;
+	double t0 = sys_mono(), limit = CTL_TIMEOUT_S;
+	yajl_val root = NULL;
 
-	sbuf_adds(&req, "{\"message\":{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":");
 	if (n == 3) {
-		sbuf_adds(&req, "\"mcpmux/endRun\",\"params\":{\"session\":");
+		/* How long serve's teardowns take, then the end (answered when it is done). */
+		sbuf_adds(&req, "{\"message\":{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":"
+				"\"mcpmux/stats\"}}\n{\"message\":{\"jsonrpc\":\"2.0\",\"id\":2,"
+				"\"method\":\"mcpmux/endRun\",\"params\":{\"session\":");
 		sbuf_add_json_string(&req, args[2], strlen(args[2]));
 		sbuf_adds(&req, ",\"reason\":\"mcpmux ctl end\"}}}\n");
 	} else {
-		sbuf_addf(&req, "\"mcpmux/%s\"}}\n", args[1]);
+		sbuf_addf(&req,
+			  "{\"message\":{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":"
+			  "\"mcpmux/%s\"}}\n",
+			  args[1]);
 	}
-	int rc = ctl_call(args[0], &req, &reply);
+	int rc = ctl_open(&c, args[0], &req);
 
 	sbuf_release(&req);
-	if (rc == -1) {
+	if (rc == 0) {
+		root = ctl_reply(&c, 1, t0 + limit, limit, &reply);
+	}
+	if (root != NULL && n == 3) {
+		const char *tpath[] = { "message", "result", "teardown_max_s", NULL };
+		yajl_val t = yajl_tree_get(root, tpath, yajl_t_number);
+
+		/* A serve that does not say (an older one): the end gets the usual limit. */
+		limit += t != NULL && YAJL_GET_DOUBLE(t) > 0 ? YAJL_GET_DOUBLE(t) : 0;
+		yajl_tree_free(root);
+		root = ctl_reply(&c, 2, t0 + limit, limit, &reply);
+	}
+	sys_close(&c.fd);
+	if (root == NULL) {
+		sbuf_release(&c.in);
 		return 1;
 	}
-	char err[256];
-	yajl_val root = yajl_tree_parse(reply, err, sizeof(err));
 	const char *rpath[] = { "message", "result", NULL };
 	yajl_val result = yajl_tree_get(root, rpath, yajl_t_object);
 
@@ -254,6 +329,6 @@ cmd_ctl(int argc, char **argv)
 		print_stats(result);
 	}
 	yajl_tree_free(root);
-	free(reply);
+	sbuf_release(&c.in);
 	return rc;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "mcpmux/cli.h"
 #include "mcpmux/diag.h"
 #include "mcpmux/hub.h"
 #include "mcpmux/status.h"
@@ -633,13 +634,15 @@ control_stats(struct hub *h, struct sbuf *r)
 	sbuf_addf(r,
 		  "{\"sessions\":%zu,\"max_sessions\":%zu,\"kept\":%zu,\"connections\":%zu,"
 		  "\"started\":%llu,\"ended\":%llu,\"refused\":%llu,\"uptime_s\":%.3f,"
+		  "\"teardown_max_s\":%.3f,"
 		  "\"in\":{\"bytes\":%llu,\"messages\":%llu},\"out\":{\"bytes\":%llu,"
 		  "\"messages\":%llu}}",
 		  h->n_live, h->opt->max_sessions, n_kept, h->n_ports,
 		  (unsigned long long)h->n_started, (unsigned long long)h->n_ended,
 		  (unsigned long long)h->n_refused, sys_mono() - h->started,
-		  (unsigned long long)t.bytes_in, (unsigned long long)t.msgs_in,
-		  (unsigned long long)t.bytes_out, (unsigned long long)t.msgs_out);
+		  cli_teardown_max_s(h->opt), (unsigned long long)t.bytes_in,
+		  (unsigned long long)t.msgs_in, (unsigned long long)t.bytes_out,
+		  (unsigned long long)t.msgs_out);
 	if (h->scfg.pool != NULL) {
 		struct pool_info pi;
 

@@ -604,7 +604,7 @@ struct pool *
 pool_open_for(struct ev_loop *loop, const struct mcpmux_options *o)
 {
 	/* Long enough for an idle server's whole teardown ladder. */
-	double wait_s = (o->eof_grace_ms + o->term_grace_ms + o->kill_deadline_ms) / 1000. + 1;
+	double wait_s = cli_teardown_max_s(o);
 	size_t size = 1;
 
 	if (o->max_servers == 0) {

@@ -50,6 +50,11 @@ void cli_defaults(struct mcpmux_options *o);
 /* The default --max-sessions for the descriptor limit, fds_each descriptors a session. */
 size_t cli_default_max_sessions(size_t fds_each);
 /*
+ * The longest a server's teardown takes, in seconds: its whole ladder (--eof-grace,
+ * --term-grace, --kill-deadline), and 1 s for the steps between.
+ */
+double cli_teardown_max_s(const struct mcpmux_options *o);
+/*
  * Parse the options of wrap (serve = false) or serve, up to and including "--" and the
  * command.  Prints the problem and returns -1 on a usage error; 1 if --help was printed.
  */

@@ -13,6 +13,7 @@ from mcptest import (SANITIZED, SLOW, WRAPPER, Case, MCPMUX, Proc, alive, call, 
                      note, req, rss_anon_kib, wait_until)
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
+FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
 
 class ListenHelpers:
@@ -531,6 +532,94 @@ class ListenHardening(ListenHelpers, Case):
         conn.sendall(b'{"message":{"jsonrpc":"2.0","id":1,"result":{"sessions":7}}}\n')
         self.assertEqual(json.loads(p.read_to_eof()), {"sessions": 7})
         self.assertEqual(p.wait(5), 0, p.stderr())
+
+    def fast_clock_ctl(self, *args):
+        """ctl on self.path with a clock 20 times as fast (libfaketime: its 60 s are 3 s)."""
+        env = dict(self.env, LD_PRELOAD=FAKETIME, FAKETIME="+0 x20")
+        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+        return self.start([MCPMUX, "ctl", self.path] + list(args), env=env)
+
+    def fake_serve(self):
+        """A listener in place of serve; returns (the accepted connection, its lines)."""
+        self.path = os.path.join(self.tmp.name, "fake.sock")
+        lst = socket.socket(socket.AF_UNIX)
+        self.addCleanup(lst.close)
+        lst.bind(self.path)
+        lst.listen(1)
+        lst.settimeout(10 * SLOW)
+        return lst
+
+    @unittest.skipIf(not os.path.exists(FAKETIME) or WRAPPER,
+                     "libfaketime is not installed (Debian package faketime), or a wrapper")
+    def test_ctl_limits_the_whole_reply_not_each_read(self):
+        """A serve that sends a byte now and then, never a whole line, does not hold ctl:
+        its 60 s are for the whole reply."""
+        lst = self.fake_serve()
+        p = self.fast_clock_ctl("list")
+        conn, _ = lst.accept()
+        self.addCleanup(conn.close)
+        self.assertEqual(json.loads(conn.makefile("rb").readline())["message"]["method"],
+                         "mcpmux/list")
+        t0 = time.monotonic()
+        end = t0 + 15 * SLOW
+        while p.p.poll() is None and time.monotonic() < end:
+            try:
+                conn.sendall(b" ")  # one byte every 0.2 s: 4 s of ctl's clock
+            except BrokenPipeError:
+                break  # ctl is gone
+            time.sleep(0.2)
+        self.assertEqual(p.wait(1), 1, p.stderr())
+        self.assertIn("no reply from '%s' within 60 s" % self.path, p.stderr())
+        self.assertLess(time.monotonic() - t0, 10 * SLOW)
+
+    @unittest.skipIf(not os.path.exists(FAKETIME) or WRAPPER,
+                     "libfaketime is not installed (Debian package faketime), or a wrapper")
+    def test_ctl_end_waits_as_long_as_serves_teardown_can_take(self):
+        """ctl end learns from mcpmux/stats how long serve's teardowns take at most, and
+        waits that long on top of its 60 s: an end that takes 80 s (of ctl's clock) is
+        waited for; one that takes longer than both is given up.  serve says it:
+        --eof-grace + --term-grace + --kill-deadline + 1 s."""
+        self.path = os.path.join(self.tmp.name, "mux.sock")
+        srv = self.serve(opts=["--eof-grace", "75000", "--term-grace", "300", "--listen",
+                               self.path])
+        wait_until(lambda: os.path.exists(self.path), 5, "the socket")
+        rc, out = self.ctl("stats", as_json=True)
+        self.assertEqual(rc, 0)
+        self.assertEqual(json.loads(out)["teardown_max_s"], 81.3)
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        result = {"session": "k", "pid": 42, "exit": {"signal": "SIGTERM"},
+                  "escalation": "term", "ms": 80000}
+        for teardown, rc, said in ((30, 0, "session k ended: escalation term, killed by "
+                                    "SIGTERM, 80000 ms"), (10, 1, "within 70 s")):
+            lst = self.fake_serve()
+            p = self.fast_clock_ctl("end", "k")
+            conn, _ = lst.accept()
+            self.addCleanup(conn.close)
+            f = conn.makefile("rb")
+            t0 = time.monotonic()
+            while True:
+                line = f.readline()
+                self.assertTrue(line, "no end from ctl: " + p.stderr())
+                m = json.loads(line)["message"]
+                if m["method"] != "mcpmux/stats":
+                    break
+                conn.sendall((json.dumps({"message": {"jsonrpc": "2.0", "id": m["id"],
+                              "result": {"sessions": 1, "teardown_max_s": teardown}}})
+                              + "\n").encode())
+            self.assertEqual((m["method"], m["params"]["session"]), ("mcpmux/endRun", "k"))
+            if rc == 0:
+                time.sleep(4 - (time.monotonic() - t0))  # the teardown: 80 s of ctl's
+                try:
+                    conn.sendall((json.dumps({"message": {"jsonrpc": "2.0", "id": m["id"],
+                                                          "result": result}}) + "\n").encode())
+                except BrokenPipeError:
+                    pass  # ctl is gone: said below
+            self.assertEqual(p.wait(10), rc, p.stderr())
+            self.assertIn(said, p.read_to_eof().decode() if rc == 0 else p.stderr())
+            conn.close()
+            lst.close()
+            os.unlink(self.path)
 
     def test_serve_refuses_a_path_whose_listener_accepts_nothing(self):
         """The socket of a serve that is stopped or stuck (its backlog full) is live: a
