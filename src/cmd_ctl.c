@@ -328,6 +328,10 @@ cmd_ctl(int argc, char **argv)
 	} else {
 		print_stats(result);
 	}
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		(void)diag_error_errno("cannot write to stdout");
+		rc = 1;
+	}
 	yajl_tree_free(root);
 	sbuf_release(&c.in);
 	return rc;

@@ -533,6 +533,17 @@ class ListenHardening(ListenHelpers, Case):
         self.assertEqual(json.loads(p.read_to_eof()), {"sessions": 7})
         self.assertEqual(p.wait(5), 0, p.stderr())
 
+    def test_ctl_exits_1_when_its_output_cannot_be_written(self):
+        srv = self.listen()
+        for args in (["list"], ["--json", "stats"], ["end", "none"]):
+            with open("/dev/full", "wb") as full:
+                p = subprocess.run([MCPMUX, "ctl", self.path] + args, stdout=full,
+                                   stderr=subprocess.PIPE, timeout=10 * SLOW, env=self.env)
+            self.assertEqual(p.returncode, 1, args)
+            self.assertIn(b"cannot write to stdout: No space left on device", p.stderr)
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+
     def fast_clock_ctl(self, *args):
         """ctl on self.path with a clock 20 times as fast (libfaketime: its 60 s are 3 s)."""
         env = dict(self.env, LD_PRELOAD=FAKETIME, FAKETIME="+0 x20")
