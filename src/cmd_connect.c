@@ -475,6 +475,17 @@ server_on_line(void *ctx, const char *line, size_t len)
 		cc->done = cc->ended = true;
 		conn_read(&cc->client, false);
 		maybe_exit(cc);
+	} else if (!env.has_event) {
+		const char *v;
+		size_t vlen;
+
+		/*
+		 * serve's own error in the session, for no request of the client's (a server
+		 * that could not be started for a notification): said, not lost.
+		 */
+		if (jsonspan_member(line, len, "error", &v, &vlen)) {
+			diag_error("serve: session %s: %.*s", cc->id, (int)SYS_MIN(vlen, 300), v);
+		}
 	}
 }
 

@@ -355,6 +355,25 @@ class ListenHardening(ListenHelpers, Case):
         self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers(0)
 
+    def test_connect_says_why_serve_started_no_server_for_a_notification(self):
+        """serve's error in the session's envelope, for no request (a server that could
+        not be started for a notification): connect says it on stderr, and exits 1."""
+        srv = self.listen(opts=["--max-sessions", "1"])
+        a = self.connect("--session", "a")
+        a.send(initialize(1))
+        self.assertEqual(a.msg()["id"], 1)
+        b = self.connect("--session", "b")
+        b.send(note("notifications/initialized"))
+        b.close_stdin()
+        self.assertEqual(b.read_to_eof(), b"")
+        self.assertEqual(b.wait(5), 1, b.stderr())
+        self.assertIn("serve: session b: {\"code\":-32000,\"message\":\"too many sessions",
+                      b.stderr())
+        a.close_stdin()
+        self.assertEqual(a.wait(), 0, a.stderr())
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+
     def test_connect_writes_all_it_received_when_serve_goes_away(self):
         """serve closes the socket while connect still has its session's messages queued
         for a client that reads stdout later: connect stops reading stdin, writes every
