@@ -138,7 +138,8 @@ static const char *const podman_global_flag[] = {
 };
 
 /*
- * Run options that take no value (everything else long takes one).  Short options:
+ * Run options that take no value (everything else long takes one): docker's and podman's
+ * boolean flags, which never take the next word (only --flag=false).  Short options:
  * flags and those with a value; any other letter is not known.
  */
 static const char *const run_flags[] = {
@@ -150,6 +151,7 @@ static const char *const run_flags[] = {
 	"--init",
 	"--interactive",
 	"--no-healthcheck",
+	"--no-hostname",
 	"--no-hosts",
 	"--oom-kill-disable",
 	"--passwd",
@@ -263,19 +265,39 @@ read_run_options(char *const *argv, size_t i, struct container_run *r)
 			}
 			continue;
 		}
-		/* A cluster of short options: flags, then at most one that takes a value. */
+		/*
+		 * A cluster of short options: flags, then at most one that takes a value.  As
+		 * the engines' flag parser reads it, "=" after a letter starts that letter's
+		 * value and ends the cluster: -d=false, -it=false, -e=A=1 (the value A=1).
+		 */
 		for (const char *p = w + 1; *p != '\0'; p++) {
 			if (strchr(RUN_SHORT_FLAGS, *p) != NULL) {
-				detach = detach || *p == 'd';
-				r->is_interactive = r->is_interactive || *p == 'i';
-				r->has_tty = r->has_tty || *p == 't';
+				int b = p[1] == '=' ? parse_bool(p + 2) : 1;
+
+				if (b == -1) {
+					r->why =
+						"a flag of the run has a value that is not true or false";
+					return CONTAINER_UNMANAGED;
+				}
+				if (*p == 'd') {
+					detach = b == 1;
+				} else if (*p == 'i') {
+					r->is_interactive = b == 1;
+				} else if (*p == 't') {
+					r->has_tty = b == 1;
+				}
+				if (p[1] == '=') {
+					break;
+				}
 				continue;
 			}
 			if (strchr(RUN_SHORT_VALUES, *p) == NULL) {
 				r->why = "a short option of the run that mcpmux does not know";
 				return CONTAINER_UNMANAGED;
 			}
-			value = p[1] != '\0' ? p + 1 : argv[++i];
+			value = p[1] == '=' && p[2] != '\0' ? p + 2
+				: p[1] != '\0'		    ? p + 1
+							    : argv[++i];
 			if (value == NULL) {
 				r->why = "an option of the run has no value";
 				return CONTAINER_UNMANAGED;

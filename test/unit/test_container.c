@@ -95,6 +95,15 @@ test_detect_table(void **state)
 		  CONTAINER_PODMAN, 1, 1, 8 },
 		{ "podman run -i --rm=true --tty=false img", CONTAINER_MANAGED, CONTAINER_PODMAN, 1,
 		  1, 5 },
+		/* boolean flags: never the next word; a value only after "=", short ones too */
+		{ "docker run -d=false -i img", CONTAINER_MANAGED, CONTAINER_DOCKER, 1, 1, 4 },
+		{ "docker run -id=0 img", CONTAINER_MANAGED, CONTAINER_DOCKER, 1, 1, 3 },
+		{ "podman run -i --rm=false --detach=false img", CONTAINER_MANAGED,
+		  CONTAINER_PODMAN, 1, 1, 5 },
+		{ "podman run -i --no-hostname img", CONTAINER_MANAGED, CONTAINER_PODMAN, 1, 1, 4 },
+		{ "podman run -i --no-hostname=true --no-hosts img", CONTAINER_MANAGED,
+		  CONTAINER_PODMAN, 1, 1, 5 },
+		{ "docker run -e=A=1 -i img", CONTAINER_MANAGED, CONTAINER_DOCKER, 1, 1, 4 },
 		/* global options before run */
 		{ "docker --log-level debug -H tcp://h:2375 --context x run -i img",
 		  CONTAINER_MANAGED, CONTAINER_DOCKER, 7, 7, 9 },
@@ -120,6 +129,11 @@ test_detect_table(void **state)
 		{ "docker run -d img", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 1, 1, 0 },
 		{ "docker run --detach img", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 1, 1, 0 },
 		{ "docker run --detach=true img", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 1, 1, 0 },
+		{ "docker run -d=true -i img", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 1, 1, 0 },
+		{ "docker run -d=false -d -i img", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 1, 1, 0 },
+		{ "docker run -id=maybe img", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 1, 1, 0 },
+		{ "docker run -l=mcpmux.owner=1:2 -i img", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 1,
+		  1, 0 },
 		{ "podman run -dit img", CONTAINER_UNMANAGED, CONTAINER_PODMAN, 1, 1, 0 },
 		{ "podman run -itd img", CONTAINER_UNMANAGED, CONTAINER_PODMAN, 1, 1, 0 },
 		{ "docker --frobnicate run -i img", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 0, 0,
@@ -237,6 +251,14 @@ test_detect_details(void **state)
 	assert_int_equal(container_detect(argv, &r), CONTAINER_MANAGED);
 	assert_int_equal(r.engine_at, 3);
 	assert_true(r.is_interactive);
+
+	/* The last word of a flag wins, as in the engines; "=" goes with the letter before. */
+	argv = words("docker run -t=false -i -ti=false --rm --rm=0 -e=A=1 img");
+	assert_int_equal(container_detect(argv, &r), CONTAINER_MANAGED);
+	assert_false(r.is_interactive);
+	assert_true(r.has_tty);
+	assert_false(r.has_rm);
+	assert_int_equal(r.image_at, 8);
 
 	argv = words("docker run -d img");
 	assert_int_equal(container_detect(argv, &r), CONTAINER_UNMANAGED);
