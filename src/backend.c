@@ -123,6 +123,7 @@ static void backend_on_stall(struct ev_loop *loop, ev_timer *w, int revents);
 static void backend_on_err_room(struct errout_waiter *w);
 static void backend_step(struct backend *b);
 static void ctr_free(struct backend_ctr *c);
+static void ctr_stop(struct backend_ctr *c);
 static int ctr_prepare(struct backend *b, char *const *argv);
 static void dirty_flush(void);
 static void input_broken(struct backend *b);
@@ -808,8 +809,7 @@ ctr_free(struct backend_ctr *c)
 	if (c->b != NULL && c->b->loop != NULL) {
 		ev_timer_stop(c->b->loop, &c->retry_w);
 	}
-	sys_close(&c->err_fd);
-	/* A helper still running is reaped by the pid-0 watcher; nobody waits for it. */
+	ctr_stop(c);
 	free(c->run_argv);
 	free(c);
 }
@@ -1876,6 +1876,10 @@ abandon(struct backend *b, const struct proctree_match *m)
 		   : b->ctr->run.name != NULL	  ? b->ctr->run.name
 						  : "(its id unknown)");
 	b->escalation = BACKEND_ESC_ABANDONED;
+	if (b->ctr != NULL) {
+		ev_timer_stop(b->loop, &b->ctr->retry_w);
+		ctr_stop(b->ctr);
+	}
 	if (!b->reaped) {
 		HASH_DEL(by_pid, b); /* reaped later by the pid-0 watcher, whoever it was */
 	}
@@ -2082,6 +2086,22 @@ out:
 }
 
 /*
+ * The run is over (abandoned, or its backend freed): an engine command still running is
+ * killed with its process group, not left to run unwatched until mcpmux exits; its end
+ * is reaped by the pid-0 watcher, and no further step of the ladder follows.
+ */
+static void
+ctr_stop(struct backend_ctr *c)
+{
+	if (c->helper != 0 && kill(-c->helper, SIGKILL) == -1) {
+		(void)kill(c->helper, SIGKILL); /* no group of its own after all */
+	}
+	c->helper = 0;
+	c->what = CTR_NONE;
+	sys_close(&c->err_fd);
+}
+
+/*
  * While the engine has not yet killed the container, the run's processes (the engine's
  * command, its monitor, the container under it) are spared from mcpmux's own signals: the
  * engine must stop it first (container.h, spare_all()).  Not for ever: half the kill
@@ -2130,7 +2150,7 @@ ctr_step(struct backend *b)
 	char *const *pre;
 
 	if (c == NULL || c->gone || c->helper != 0 || b->state == BACKEND_RUNNING ||
-	    ev_is_active(&c->retry_w)) {
+	    b->state == BACKEND_DONE || ev_is_active(&c->retry_w)) {
 		return;
 	}
 	pre = c->argv;

@@ -149,6 +149,39 @@ class FakeDocker(FakeDockerCase):
         self.assertEqual(p.wait(), 0)
         self.assert_no_leftovers()
 
+    def test_an_engine_command_hung_when_its_run_is_abandoned_is_killed(self):
+        """A run abandoned at --kill-deadline while an engine command of its teardown hangs:
+        the command is killed then, with what it started, not left running (no longer
+        watched) until mcpmux exits."""
+        slow = os.path.join(self.tmp.name, "slow")
+        open(slow, "w").close()
+        self.env["FAKE_DOCKER_SLOW_KILL"] = slow  # stays: kill --signal TERM never answers
+        self.env["FAKE_DOCKER_ARGS"] = "--ignore-sigterm --ignore-eof"
+        p = self.start([MCPMUX, "serve"] + GRACES + ["--kill-deadline", "1000", "--", "docker",
+                                                     "run", "-i", "img"])
+        p.send({"session": "c1", "message": initialize(1)})
+        self.assertEqual(p.msg()["event"], "started")
+        self.assertEqual(p.msg()["message"]["id"], 1)
+        p.send({"session": "c1", "message": req(2, "mcpmux/endRun")})
+
+        def term_command():
+            return [q for q in self.tagged() if b"--signal\0TERM" in cmdline(q)]
+        wait_until(term_command, 5, "the engine's kill --signal TERM")
+        while True:
+            m = p.msg(10)
+            if m.get("event") == "ended":
+                break
+        self.assertEqual(m["escalation"], "abandoned")
+        wait_until(lambda: not term_command(), 3, "the hung engine command to be killed",
+                   explain=lambda: p.stderr())
+        self.assertIsNone(p.p.poll(), "mcpmux exited")
+        os.unlink(slow)  # the keeper ends the container at mcpmux's exit
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        wait_until(lambda: not [q for q in self.tagged() if keeper_of(q) is not None], 20,
+                   "the keeper to finish", explain=lambda: p.stderr())
+        self.assert_no_leftovers()
+
     def test_a_named_run_whose_engine_cannot_run_ends_at_once(self):
         """A run with --name whose engine cannot be run (not there, or not found by its
         launcher): its own id file stays empty to the end of the engine's command, so no
