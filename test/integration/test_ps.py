@@ -878,6 +878,36 @@ class Status(PsCase):
         self.assertFalse(os.path.exists(self.status_file(w2.pid)))
 
 
+class EngineCommands(PsCase):
+    """The engines' commands of ps and sweep, with docker's stand-in (bin/docker)."""
+
+    def test_a_hung_listing_is_killed_with_what_it_started(self):
+        """An engine command that does not answer in 30 s is killed with its process group:
+        what it waits for (podman its runtime; the stand-in a child of its own) does not
+        outlive it, and ps goes on without that engine's containers."""
+        bindir = os.path.join(self.tmp.name, "bin")
+        os.mkdir(bindir)
+        with open(os.path.join(bindir, "podman"), "w") as f:
+            f.write("#!/bin/sh\necho '[]'\n")  # a podman with no container
+        os.chmod(os.path.join(bindir, "podman"), 0o755)
+        slow = os.path.join(self.tmp.name, "slow")
+        open(slow, "w").close()  # stays: the listing never answers
+        here = os.path.dirname(os.path.abspath(__file__))
+        self.env["PATH"] = bindir + ":" + os.path.join(here, "bin") + ":" + self.env["PATH"]
+        self.env["FAKE_DOCKER_LOG"] = os.path.join(self.tmp.name, "docker.log")
+        self.env["FAKE_DOCKER_SLOW_LS"] = slow
+        t0 = time.monotonic()
+        rc, out, err = self.mcpmux("ps", "--json")
+        took = time.monotonic() - t0
+        self.assertEqual(rc, 0, err)
+        self.assertGreater(took, 29.5, "ps did not wait for the listing")
+        self.assertLess(took, 40 * SLOW)
+        self.assertIn("cannot list the containers of docker: no answer within the time limit",
+                      err)
+        self.assertEqual(json.loads(out)["containers"], [])
+        self.assert_no_leftovers(what="the listing and what it started")
+
+
 PODMAN = podman_env.unavailable()
 
 
