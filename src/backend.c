@@ -101,7 +101,11 @@ struct backend_ctr {
 	bool gone;	/* the engine says it does not exist (or it was never created) */
 	pid_t helper;
 	enum ctr_helper what;
-	int err_fd; /* the helper's stderr */
+	int err_fd;	/* the helper's stderr */
+	ev_io err_w;	/* read while it runs: a full pipe would block it */
+	char out[4096]; /* what it wrote: its start; for CTR_WHOSE, from the marked line */
+	size_t out_n;
+	bool out_any;
 	double helper_since;
 	ev_timer retry_w;
 };
@@ -110,6 +114,7 @@ static void ctr_step(struct backend *b);
 static bool ctr_spares(const struct backend *b);
 static bool ctr_reaped(pid_t pid, int st);
 static void backend_on_ctr_retry(struct ev_loop *loop, ev_timer *w, int revents);
+static void backend_on_ctr_out(struct ev_loop *loop, ev_io *w, int revents);
 
 static void backend_on_child(struct ev_loop *loop, ev_child *w, int revents);
 static void backend_on_turn(struct ev_loop *loop, ev_prepare *w, int revents);
@@ -2079,6 +2084,11 @@ out:
 	c->helper = pid;
 	c->what = what;
 	c->err_fd = p[0];
+	c->out_n = 0;
+	c->out[0] = '\0';
+	c->out_any = false;
+	ev_io_init(&c->err_w, backend_on_ctr_out, c->err_fd, EV_READ);
+	ev_io_start(c->b->loop, &c->err_w);
 	c->helper_since = sys_mono();
 	/* A hung engine command is killed (the retry timer doubles as its watchdog). */
 	ev_timer_set(&c->retry_w, CTR_HELPER_S, 0.);
@@ -2098,6 +2108,9 @@ ctr_stop(struct backend_ctr *c)
 	}
 	c->helper = 0;
 	c->what = CTR_NONE;
+	if (c->err_fd >= 0 && c->b != NULL && c->b->loop != NULL) {
+		ev_io_stop(c->b->loop, &c->err_w);
+	}
 	sys_close(&c->err_fd);
 }
 
@@ -2230,32 +2243,47 @@ ctr_whose_done(struct backend_ctr *c, bool ok, bool gone, const char *out, ssize
 }
 
 /*
- * What an engine command wrote (it has exited: all of it is in the pipe), into out (cap
- * bytes, NUL-terminated): its start; for CTR_WHOSE, from the marked line on, however much
- * the engine warned before it.  Bytes kept, or -1.
+ * Read what the engine command has written so far into c->out (NUL-terminated): its
+ * start; for CTR_WHOSE, from the marked line on, however much the engine warned before
+ * it.  What does not fit is read and dropped, so that the command never blocks on a full
+ * pipe.  false once the pipe is at its end (or fails).
  */
-static ssize_t
-ctr_helper_output(int fd, char *out, size_t cap, enum ctr_helper what)
+static bool
+ctr_drain(struct backend_ctr *c)
 {
-	size_t n = 0;
-	bool any = false;
+	const size_t cap = sizeof(c->out) - 1;
+	char sink[4096];
 
 	for (;;) {
 		/* Full: the start is kept; or, for CTR_WHOSE, the marked line, from its start. */
-		if (n == cap - 1 &&
-		    (what != CTR_WHOSE || (n = container_whose_keep(out, n)) == cap - 1)) {
-			break;
+		if (c->out_n == cap && c->what == CTR_WHOSE) {
+			c->out_n = container_whose_keep(c->out, c->out_n);
 		}
-		ssize_t k = sys_read(fd, out + n, cap - 1 - n);
+		bool full = c->out_n == cap;
+		// cppcheck-suppress legacyUninitvar ; sink is written by the read, never read
+		ssize_t k = sys_read(c->err_fd, full ? sink : c->out + c->out_n,
+				     full ? sizeof(sink) : cap - c->out_n);
 
 		if (k <= 0) {
-			break;
+			c->out[c->out_n] = '\0';
+			return k == -1 && (errno == EAGAIN || errno == EWOULDBLOCK);
 		}
-		any = true;
-		n += (size_t)k;
+		c->out_any = true;
+		if (!full) {
+			c->out_n += (size_t)k;
+		}
 	}
-	out[n] = '\0';
-	return any ? (ssize_t)n : -1;
+}
+
+static void
+backend_on_ctr_out(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct backend_ctr *c = container_of(w, struct backend_ctr, err_w);
+
+	(void)revents;
+	if (!ctr_drain(c)) {
+		ev_io_stop(loop, w); /* the rest comes with its exit (ctr_helper_done) */
+	}
 }
 
 /* An engine command ended with wait status st. */
@@ -2263,11 +2291,17 @@ static void
 ctr_helper_done(struct backend_ctr *c, int st)
 {
 	struct backend *b = c->b;
-	char err[4096]; /* its stderr (and, for CTR_WHOSE, its answer, after any warnings) */
-	ssize_t n = c->err_fd >= 0 ? ctr_helper_output(c->err_fd, err, sizeof(err), c->what) : -1;
+	/* its stderr (and, for CTR_WHOSE, its answer, after any warnings) */
+	char err[sizeof(c->out)];
+
+	if (c->err_fd >= 0) {
+		ev_io_stop(b->loop, &c->err_w);
+		(void)ctr_drain(c); /* it has exited: what is left is in the pipe */
+	}
+	ssize_t n = c->err_fd >= 0 && c->out_any ? (ssize_t)c->out_n : -1;
 	bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
 
-	err[n > 0 ? n : 0] = '\0';
+	memcpy(err, c->out, c->out_n + 1);
 	bool gone = !ok && n > 0 && container_gone_message(err, (size_t)n);
 	enum ctr_helper what = c->what;
 

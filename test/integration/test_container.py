@@ -94,8 +94,17 @@ class FakeDocker(FakeDockerCase):
         """An id read from the command's own --cidfile (another run of the same command
         line may have written it) is acted on only once the container's labels say it is
         this run's, and the engine's warnings on the same stream do not hide the answer."""
+        self.users_cidfile_ladder(300)  # over 16 KiB before the answer
+
+    def test_an_engine_that_warns_more_than_a_pipe_holds_is_read_while_it_runs(self):
+        """An engine command's output is read while it runs: one that warns more than a
+        pipe holds before its answer is not blocked until the watchdog kills it (and the
+        run abandoned at --kill-deadline, its container never killed)."""
+        self.users_cidfile_ladder(2000)  # about 100 KiB on each command's stderr
+
+    def users_cidfile_ladder(self, warnings):
         self.env["FAKE_DOCKER_ARGS"] = "--ignore-sigterm --ignore-eof"
-        self.env["FAKE_DOCKER_WARN"] = "300"  # over 16 KiB before the answer
+        self.env["FAKE_DOCKER_WARN"] = str(warnings)
         cidfile = os.path.join(self.tmp.name, "mine.cid")
         p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "--cidfile", cidfile,
                                             "img"])
