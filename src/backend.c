@@ -2033,7 +2033,8 @@ ctr_helper(struct backend_ctr *c, char **argv, enum ctr_helper what)
 	pid_t pid = -1;
 	int rc = -1;
 
-	if (argv == NULL || pipe2(p, O_CLOEXEC | O_NONBLOCK) == -1 ||
+	/* Non-blocking on mcpmux's side only: the command gets a blocking stderr. */
+	if (argv == NULL || pipe2(p, O_CLOEXEC) == -1 || sys_set_nonblock(p[0], 1) == -1 ||
 	    (env = child_env(NULL)) == NULL) {
 		goto out;
 	}

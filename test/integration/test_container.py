@@ -71,6 +71,22 @@ class FakeDocker(FakeDockerCase):
         self.assertIn("fake0123456789abcdef", self.calls()[2])
         self.assertFalse(os.path.exists(cidfile))
 
+    def test_engine_commands_get_a_blocking_stderr(self):
+        """The engine's commands (the run, and the teardown's inspect and rm) write to a
+        blocking stderr, as when run by hand: a non-blocking one makes a shell's or a
+        runtime's write fail with EAGAIN when the pipe is full."""
+        flags = os.path.join(self.tmp.name, "flags")
+        self.env.update(FAKE_DOCKER_ARGS="", FAKE_DOCKER_FLAGS=flags)
+        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "img"])
+        p.send(initialize(1))
+        self.assertEqual(p.msg()["id"], 1)
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        with open(flags) as f:
+            seen = [int(l, 8) for l in f.read().split()]
+        self.assertEqual(len(seen), 3, seen)  # run, container inspect, container rm
+        self.assertEqual([x & os.O_NONBLOCK for x in seen], [0, 0, 0], seen)
+
     def test_stubborn_container_gets_the_whole_ladder(self):
         self.env["FAKE_DOCKER_ARGS"] = "--ignore-sigterm --ignore-eof"
         p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "img"])
