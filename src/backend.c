@@ -2047,20 +2047,30 @@ ctr_helper(struct backend_ctr *c, char **argv, enum ctr_helper what)
 		posix_spawn_file_actions_destroy(&fa);
 		goto out;
 	}
-	(void)posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-	if (what == CTR_WHOSE) {
-		(void)posix_spawn_file_actions_adddup2(&fa, p[1], STDOUT_FILENO); /* its answer */
-	} else {
-		(void)posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY,
-						       0);
+	/*
+	 * Each action must be recorded (they fail only for want of memory): a command started
+	 * without them would write on mcpmux's own stdout, the protocol.
+	 */
+	rc = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+	if (rc == 0 && what == CTR_WHOSE) {
+		rc = posix_spawn_file_actions_adddup2(&fa, p[1], STDOUT_FILENO); /* its answer */
+	} else if (rc == 0) {
+		rc = posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
 	}
-	(void)posix_spawn_file_actions_adddup2(&fa, p[1], STDERR_FILENO);
-	(void)posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-						      POSIX_SPAWN_SETPGROUP);
+	if (rc == 0) {
+		rc = posix_spawn_file_actions_adddup2(&fa, p[1], STDERR_FILENO);
+	}
+	if (rc == 0) {
+		rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
+							     POSIX_SPAWN_SETSIGDEF |
+							     POSIX_SPAWN_SETPGROUP);
+	}
 	(void)posix_spawnattr_setsigmask(&attr, &none);
 	(void)posix_spawnattr_setsigdefault(&attr, &all);
 	(void)posix_spawnattr_setpgroup(&attr, 0);
-	rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv, env);
+	if (rc == 0) {
+		rc = posix_spawnp(&pid, argv[0], &fa, &attr, argv, env);
+	}
 	posix_spawnattr_destroy(&attr);
 	posix_spawn_file_actions_destroy(&fa);
 out:
