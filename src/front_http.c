@@ -11,7 +11,8 @@
  * connection broke can resume it with GET and Last-Event-ID: events not yet written wait
  * there (nothing is dropped: a full queue pauses the server), events written stay for a
  * replay within bounds (a request's stream: all of it while it runs and for
- * HX_LINGER_S after; the GET stream: its last HX_GET_REPLAY bytes).
+ * HX_LINGER_S after; the GET stream: the last HX_GET_REPLAY bytes its socket took, and
+ * what is still in its connection's queue).
  *
  * It does not parse HTTP (http.c does), start or end servers (the hub does), or keep
  * requests in flight (the session does): it maps the transport's rules onto them.
@@ -62,6 +63,7 @@ enum hx_kind {
 struct hx_event {
 	struct hx_event *next;
 	uint64_t seq;
+	uint64_t end; /* in flight: written once the connection's socket took this many */
 	size_t len;
 	char data[];
 };
@@ -84,7 +86,9 @@ struct hx_stream {
 	double since;	/* detached or done since (sys_mono()) */
 	struct hx_event *head, *tail;
 	struct hx_event *unsent; /* the first event not written yet, or NULL */
+	struct hx_event *flying; /* the first written one still in the connection's queue */
 	size_t kept;		 /* bytes of written events kept for a replay */
+	size_t flying_len;	 /* of them, bytes from flying on: not in the replay window */
 	size_t key_len, tok_len;
 	char *key; /* the request's id, as jsonrpc_id_key() makes it */
 	char *tok; /* its progress token, likewise */
@@ -471,13 +475,40 @@ event_id(char *out, size_t len, const struct hx_stream *st, uint64_t seq)
 	(void)snprintf(out, len, "%u:%llu", (unsigned)st->num, (unsigned long long)seq);
 }
 
-/* Drop the oldest written events beyond what the stream may keep. */
+/* An event was written into the stream's connection: in flight until its socket takes it. */
+static void
+stream_sent(struct hx_stream *st, struct hx_event *ev)
+{
+	ev->end = http_stream_sent(st->rq) + http_stream_queued(st->rq);
+	if (st->flying == NULL) {
+		st->flying = ev;
+	}
+	st->flying_len += ev->len;
+}
+
+/*
+ * Drop the oldest written events beyond what the stream may keep.  Events still in the
+ * connection's queue do not count, and stay: a connection that breaks loses them, and a
+ * resume gets them again.
+ */
 static void
 stream_trim(struct hx_stream *st)
 {
 	size_t max = st->is_get ? HX_GET_REPLAY : st->hs->fh->opt->max_queue;
 
-	while (st->kept > max && st->head != NULL && st->head != st->unsent) {
+	if (st->rq != NULL) {
+		uint64_t sent = http_stream_sent(st->rq);
+
+		while (st->flying != NULL && st->flying != st->unsent && st->flying->end <= sent) {
+			st->flying_len -= st->flying->len;
+			st->flying = st->flying->next;
+		}
+		if (st->flying == st->unsent) {
+			st->flying = NULL;
+		}
+	}
+	while (st->kept - st->flying_len > max && st->head != NULL && st->head != st->unsent &&
+	       st->head != st->flying) {
 		struct hx_event *ev = st->head;
 
 		st->head = ev->next;
@@ -560,8 +591,12 @@ stream_flush(struct hx_stream *st)
 		st->unsent = ev->next;
 		hs->unsent -= ev->len;
 		st->kept += ev->len;
+		stream_sent(st, ev);
 	}
 	stream_trim(st);
+	if (st->flying != NULL) {
+		sweep_schedule(hs->fh); /* to let them go once the socket took them */
+	}
 	if (st->answered && !st->is_get) {
 		stream_finish(st);
 	}
@@ -664,6 +699,9 @@ stream_attach(struct hx_stream *st, struct http_req *rq, long long replay_after)
 		stream_flush(st);
 		return;
 	}
+	/* A new connection: what was in flight on the old one is replayed, or lost to it. */
+	st->flying = NULL;
+	st->flying_len = 0;
 	fields_add(&fs, "Mcp-Session-Id", hs->id);
 	fields_cors(&fs, rq);
 	if (http_sse_begin(rq, fs.f, fs.n) == -1) {
@@ -701,6 +739,7 @@ stream_attach(struct hx_stream *st, struct http_req *rq, long long replay_after)
 			if (http_sse_message(rq, id, ev->data, ev->len) == -1) {
 				return;
 			}
+			stream_sent(st, ev);
 		}
 	}
 	if (st->done) {
@@ -2111,6 +2150,12 @@ hx_on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 	for (struct hx_session *hs = fh->sessions; hs != NULL; hs = hs->next) {
 		for (struct hx_stream *st = hs->streams, *next; st != NULL; st = next) {
 			next = st->next;
+			if (st->rq != NULL && st->flying != NULL && !hs->gone) {
+				/* Written out since: no longer held beyond the replay window. */
+				stream_trim(st);
+				more = more || st->flying != NULL;
+				continue;
+			}
 			if (st->rq != NULL || hs->gone) {
 				continue;
 			}

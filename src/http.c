@@ -114,6 +114,7 @@ struct hconn {
 	size_t hold_len, hold_off, hold_cap;
 	size_t lingered;
 	unsigned int write_turn; /* loop iteration of the last direct write */
+	uint64_t sent;		 /* bytes the socket took, over the connection's life */
 	unsigned int n_served;
 	bool dead;
 	bool pending;
@@ -603,6 +604,7 @@ conn_sendv(struct hconn *c, const struct iovec *iov, int n)
 		}
 		done = w > 0 ? (size_t)w : 0;
 		s->st.bytes_out += done;
+		c->sent += done;
 		if (done > 0) {
 			c->t_write = ev_now(s->loop);
 		}
@@ -669,6 +671,7 @@ conn_flush(struct hconn *c)
 		c->t_write = ev_now(s->loop);
 		s->st.bytes_out += written;
 		s->st.queued -= written;
+		c->sent += written;
 	}
 	struct http_req *rq = c->rq;
 
@@ -1947,6 +1950,12 @@ size_t
 http_stream_queued(const struct http_req *rq)
 {
 	return wbuf_len(&rq->c->out);
+}
+
+uint64_t
+http_stream_sent(const struct http_req *rq)
+{
+	return rq->c->sent;
 }
 
 int

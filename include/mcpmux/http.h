@@ -224,6 +224,12 @@ int http_stream_end(struct http_req *rq);
 bool http_stream_full(const struct http_req *rq);
 /* Unsent bytes of this request's connection. */
 size_t http_stream_queued(const struct http_req *rq);
+/*
+ * Bytes of this request's connection that its socket took, from its start.  A send has
+ * left mcpmux once this reaches the sum of the two just after it: until then the bytes
+ * are in the queue, and a connection that breaks loses them.
+ */
+uint64_t http_stream_sent(const struct http_req *rq);
 
 /*
  * A Server-Sent Events stream: http_stream_begin() with status 200, Content-Type

@@ -789,6 +789,57 @@ class Resume(HttpCase):
         self.assertEqual(got, [e["id"] for e in evs[1:]])
         g.close()
 
+    def test_a_get_stream_resumed_after_a_stall_gets_what_was_still_queued(self):
+        """A GET client that stops reading while mcpmux queues more than the stream's
+        64 KiB replay window, then goes: what it had not received was never written to its
+        socket, and a resume from its last event gets all of it, with no gap."""
+        flood = 30000  # about 9 MiB of notifications/message, every one for the GET stream
+        self.http("--flood", str(flood), opts=["--metrics"])
+        sid = self.session()
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(5 * SLOW)
+        s.connect(("127.0.0.1", self.port))
+        s.sendall(("GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
+                   "Mcp-Session-Id: %s\r\n\r\n" % sid).encode())
+        raw = s.recv(100)
+        wait_until(lambda: self.metrics()["mcpmux_http_queued_bytes"] > (256 << 10), 10,
+                   "mcpmux to queue more than the replay window")
+        # What the socket took reaches the client; what mcpmux still queues does not.
+        os.kill(self.srv.pid, signal.SIGSTOP)
+        try:
+            s.settimeout(0.5 * SLOW)
+            while True:
+                try:
+                    data = s.recv(65536)
+                except socket.timeout:
+                    break
+                if not data:
+                    break
+                raw += data
+            s.close()
+        finally:
+            os.kill(self.srv.pid, signal.SIGCONT)
+        body = raw.split(b"\r\n\r\n", 1)[1]
+        sse = b""
+        while body:  # chunked: the last chunk may be cut short
+            size, _, rest = body.partition(b"\r\n")
+            sse += rest[:int(size, 16)]
+            body = rest[int(size, 16) + 2:]
+        seen = [ev for ev in parse_sse(sse.rsplit(b"\n\n", 1)[0] + b"\n\n") if ev.get("data")]
+        self.assertLess(len(seen), flood - 200, "most of the flood was still queued")
+        last = seen[-1]["id"] if seen else "%s:0" % parse_sse(sse)[0]["id"].split(":")[0]
+        n = int(json.loads(seen[-1]["data"])["params"]["data"].split()[1]) if seen else 0
+        g = self.get_stream(sid, last=last)
+        self.assertEqual(g.status, 200)
+        while n < flood:
+            m, _ = g.message(10)
+            if m.get("method") == "notifications/message":
+                self.assertEqual(int(m["params"]["data"].split()[1]), n + 1)
+                n += 1
+        g.close()
+        self.assertNotIn("no longer kept", self.srv.stderr())
+
     def test_resume_rules(self):
         self.http()
         sid = self.session()
