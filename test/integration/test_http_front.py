@@ -1256,6 +1256,44 @@ class FlowControl(HttpCase):
             s.close()
         self.assertLess(queued, 256 << 10)
 
+    def stalled_get_lasts(self, stall):
+        """Under --stall-timeout STALL, how long a GET client that takes none of the bytes
+        waiting for it keeps its connection (s)."""
+        self.http("--flood", "30000", opts=["--stall-timeout", str(stall), "--metrics"])
+        sid = self.session()
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(5 * SLOW)
+        s.connect(("127.0.0.1", self.port))
+        try:
+            s.sendall(("GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
+                       "Mcp-Session-Id: %s\r\n\r\n" % sid).encode())
+            s.recv(100)
+            wait_until(lambda: self.metrics()["mcpmux_http_queued_bytes"] > 0, 10,
+                       "bytes to wait for the client")
+            t0 = time.monotonic()
+            wait_until(lambda: self.metrics()["mcpmux_http_timeouts_total"] > 0,
+                       (stall or 30) + 10, "the client's connection to be closed")
+            took = time.monotonic() - t0
+            self.assertEqual(self.metrics()["mcpmux_http_queued_bytes"], 0)
+        finally:
+            s.close()
+        return took
+
+    def test_a_client_that_takes_nothing_loses_its_connection_after_stall_timeout(self):
+        took = self.stalled_get_lasts(2)
+        self.assertGreater(took, 1)
+        self.assertLess(took, 5 * SLOW)
+
+    def test_a_client_that_takes_nothing_loses_its_connection_after_30_s_without_stall_timeout(
+            self):
+        """--stall-timeout 0 lets servers take their time, not HTTP clients: a client
+        that takes nothing would hold its bytes, its session's paused server and a
+        shutdown for ever."""
+        took = self.stalled_get_lasts(0)
+        self.assertGreater(took, 25)
+        self.assertLess(took, 35 * SLOW)
+
     def test_a_client_that_does_not_read_pauses_the_server(self):
         self.http("--flood", "0", opts=["--max-queue", "65536", "--metrics"])
         sid = self.session()
