@@ -82,6 +82,7 @@ struct hx_stream {
 	bool json_gone; /* is_json, and its connection went before the answer: only kept to
 			   cancel its request when forgotten (the answer goes by rule 3) */
 	bool answered;	/* its response is among its events */
+	bool finishing; /* answered: its exchange ends once its connection wrote it all */
 	bool done;	/* ended on a connection: kept for a resume until it lingers out */
 	double since;	/* detached or done since (sys_mono()) */
 	struct hx_event *head, *tail;
@@ -527,7 +528,7 @@ hxs_full(const struct hx_session *hs)
 		return true;
 	}
 	for (const struct hx_stream *st = hs->streams; st != NULL; st = st->next) {
-		if (st->rq != NULL && !st->is_json && http_stream_full(st->rq)) {
+		if (st->rq != NULL && !st->is_json && !st->finishing && http_stream_full(st->rq)) {
 			return true;
 		}
 	}
@@ -650,7 +651,9 @@ stream_adopt_orphans(struct hx_stream *st)
 
 /*
  * A request stream whose response went out: end its exchange, keep it for a resume
- * (within the session's bound: this may free st, and older finished streams).
+ * (within the session's bound: this may free st, and older finished streams).  While its
+ * connection still queues bytes, it waits for them to be written (on_writable): the
+ * time it is kept for counts from then, and a connection that breaks before detaches it.
  */
 static void
 stream_finish(struct hx_stream *st)
@@ -658,6 +661,10 @@ stream_finish(struct hx_stream *st)
 	struct hx_session *hs = st->hs;
 	struct http_req *rq = st->rq;
 
+	st->finishing = rq != NULL && http_stream_queued(rq) > 0 && http_stream_want_empty(rq) == 0;
+	if (st->finishing) {
+		return;
+	}
 	st->rq = NULL;
 	if (rq != NULL) {
 		http_req_set_data(rq, NULL);
@@ -758,6 +765,7 @@ static void
 stream_detach(struct hx_stream *st)
 {
 	st->rq = NULL;
+	st->finishing = false;
 	st->since = sys_mono();
 	if (st->is_json) {
 		/*
@@ -1645,6 +1653,7 @@ handle_get(struct front_http *fh, struct http_req *rq, struct hx_session *hs, bo
 				struct http_req *old = st->rq;
 
 				st->rq = NULL;
+				st->finishing = false;
 				http_req_set_data(old, NULL);
 				(void)http_stream_end(old);
 				diag_info("session %s: stream %u resumed on a new connection while "
@@ -2010,7 +2019,13 @@ hx_on_writable(struct http_req *rq, void *ctx)
 
 	(void)ctx;
 	if (k != NULL && *k == HX_STREAM) {
-		hxs_check_writable(((struct hx_stream *)(void *)k)->hs);
+		struct hx_stream *st = (struct hx_stream *)(void *)k;
+		struct hx_session *hs = st->hs;
+
+		if (st->finishing) {
+			stream_finish(st); /* its response is written: it ends (st may be freed) */
+		}
+		hxs_check_writable(hs);
 	}
 }
 

@@ -95,6 +95,7 @@ struct http_req {
 	bool chunked;	/* the response is chunked */
 	bool head_only; /* a HEAD request: no body is written */
 	bool was_full;
+	bool want_empty; /* on_writable() once the queue is empty */
 };
 
 struct hconn {
@@ -674,10 +675,12 @@ conn_flush(struct hconn *c)
 		c->sent += written;
 	}
 	struct http_req *rq = c->rq;
+	size_t left = wbuf_len(&c->out);
 
-	if (rq != NULL && rq->state == RQ_STREAM && rq->was_full &&
-	    wbuf_len(&c->out) < s->lim.max_queue / 2) {
-		rq->was_full = false;
+	if (rq != NULL && rq->state == RQ_STREAM &&
+	    ((rq->was_full && left < s->lim.max_queue / 2) || (rq->want_empty && left == 0))) {
+		rq->was_full = rq->was_full && left >= s->lim.max_queue / 2;
+		rq->want_empty = rq->want_empty && left > 0;
 		if (s->h->on_writable != NULL) {
 			s->h->on_writable(rq, s->ctx);
 		}
@@ -1956,6 +1959,17 @@ uint64_t
 http_stream_sent(const struct http_req *rq)
 {
 	return rq->c->sent;
+}
+
+int
+http_stream_want_empty(struct http_req *rq)
+{
+	if (rq->state != RQ_STREAM || wbuf_len(&rq->c->out) == 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	rq->want_empty = true;
+	return 0;
 }
 
 int

@@ -134,7 +134,10 @@ struct http_server;
 
 struct http_handler {
 	void (*on_request)(struct http_req *rq, void *ctx);
-	/* The stream's queue drained below half of max_queue after it was full (optional). */
+	/*
+	 * The stream's queue drained below half of max_queue after it was full, or is empty
+	 * after http_stream_want_empty() (optional).
+	 */
 	void (*on_writable)(struct http_req *rq, void *ctx);
 	/* The exchange ended without the handler (see above). */
 	void (*on_close)(struct http_req *rq, void *ctx);
@@ -230,6 +233,11 @@ size_t http_stream_queued(const struct http_req *rq);
  * are in the queue, and a connection that breaks loses them.
  */
 uint64_t http_stream_sent(const struct http_req *rq);
+/*
+ * Ask for one on_writable() once the connection's queue is empty (every byte sent so far
+ * taken by the socket).  EINVAL when nothing is queued, or rq is not a stream.
+ */
+int http_stream_want_empty(struct http_req *rq);
 
 /*
  * A Server-Sent Events stream: http_stream_begin() with status 200, Content-Type

@@ -840,6 +840,41 @@ class Resume(HttpCase):
         g.close()
         self.assertNotIn("no longer kept", self.srv.stderr())
 
+    def test_a_response_still_queued_after_the_linger_time_can_be_resumed(self):
+        """The 10 s a finished request stream is kept count from when its response went
+        out to the connection's socket, not from when it was queued: a client that reads
+        slowly, whose connection breaks while the answer is still being written, resumes
+        it, however long the write took."""
+        self.http(opts=["--metrics"])
+        sid = self.session()
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(5 * SLOW)
+        s.connect(("127.0.0.1", self.port))
+        body = json.dumps(tool(1, "huge", bytes=16 << 20))
+        s.sendall(("POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+                   "\r\nAccept: %s\r\nMcp-Session-Id: %s\r\nContent-Length: %d\r\n\r\n%s" %
+                   (ACCEPT_BOTH, sid, len(body), body)).encode())
+        raw = b""
+        while b"\n\n" not in raw.split(b"\r\n\r\n", 1)[-1]:
+            data = s.recv(100)
+            self.assertTrue(data, raw)
+            raw += data
+        prime = parse_sse(raw.split(b"\r\n\r\n", 1)[1].split(b"\r\n", 1)[1])[0]
+        self.assertEqual(prime["data"], "")
+        wait_until(lambda: self.metrics()["mcpmux_http_queued_bytes"] > 1 << 20, 10,
+                   "the answer to wait for the client")
+        time.sleep(11)  # past the 10 s a finished stream lingers, the answer not yet out
+        self.assertGreater(self.metrics()["mcpmux_http_queued_bytes"], 1 << 20)
+        s.close()
+        g = self.get_stream(sid, last=prime["id"])
+        m, ev = g.message(10)
+        self.assertEqual(m["id"], 1)
+        self.assertEqual(len(m["result"]["content"][0]["text"]), 16 << 20)
+        self.assertEqual(ev["id"], "%s:1" % prime["id"].split(":")[0])
+        self.assertIsNone(g.event(5), "a resumed request stream ends after its response")
+        g.close()
+
     def test_resume_rules(self):
         self.http()
         sid = self.session()
