@@ -27,6 +27,8 @@ main(int argc, char **argv)
 	}
 	/* A peer that goes away is an EPIPE on that stream, not the end of mcpmux. */
 	(void)signal(SIGPIPE, SIG_IGN);
+	/* A file past RLIMIT_FSIZE (the traffic log) is an EFBIG on that write, not the end. */
+	(void)signal(SIGXFSZ, SIG_IGN);
 	/*
 	 * SIGUSR1 reopens the traffic log (its watcher, once the log is open); otherwise it
 	 * means nothing, and a fleet-wide `pkill -USR1 mcpmux` for log rotation must kill no

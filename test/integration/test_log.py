@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import resource
 import select
 import shutil
 import signal
@@ -419,6 +420,24 @@ class Writing(Case):
         self.assertIn("another half", server)
         self.assertEqual(server.count("the rest"), 1, w.stderr())
         self.assertFalse([line for line in lines if '{"ts"' in line[1:]], w.stderr())
+
+    def test_a_log_past_the_file_size_limit_does_not_stop_traffic(self):
+        """A log that reaches RLIMIT_FSIZE (ulimit -f) is a log that cannot be written
+        (EFBIG), not the end of mcpmux (SIGXFSZ): every request is answered, said once."""
+        log = os.path.join(self.tmp.name, "t.log")
+        limit = 16 << 10
+
+        def small_files():
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        w = self.start([MCPMUX, "--log", log] + FAST + ["--", FIXTURE], preexec_fn=small_files)
+        for i in range(60):
+            w.send(call(i, "echo", text="y" * 500))
+            self.assertEqual(w.msg()["id"], i)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0, w.stderr())
+        self.assertEqual(os.path.getsize(log), limit)
+        self.assertEqual(w.stderr().count("cannot write"), 1, w.stderr())
+        self.assertIn("File too large", w.stderr())
 
     def test_unwritable_log_does_not_stop_traffic(self):
         """Said once while it happens, and counted at exit: started, 20 requests, their
