@@ -54,7 +54,8 @@ struct reader {
 	char *line;
 	size_t cap;
 	bool follow;
-	bool cut; /* the last line read was not whole (a record being written) */
+	bool cut;    /* the last line read was not whole (a record being written) */
+	bool failed; /* a read error was said: the command fails */
 	unsigned long lineno;
 	unsigned long bad;
 };
@@ -145,7 +146,8 @@ parse_record(char *line, size_t len)
 /*
  * One whole line of f into r->line: its length; 0 when there is none yet (the end of the
  * file, or a line still being written, which is left unread with --follow, and r->cut
- * set); -1 after a read error, said.
+ * set); -1 after a read error, said (a read that failed mid-line too: getline() then
+ * returns what came before it, which is no line being written).
  */
 static ssize_t
 whole_line(struct reader *r, FILE *f)
@@ -154,11 +156,15 @@ whole_line(struct reader *r, FILE *f)
 	ssize_t n = getline(&r->line, &r->cap, f);
 
 	r->cut = false;
-	if (n == -1) {
-		if (errno != 0 && errno != EINTR) {
+	if (ferror(f)) {
+		if (errno != EINTR) {
 			diag_error_errno("%s: read error", r->name);
+			r->failed = true;
 			return -1;
 		}
+		clearerr(f);
+	}
+	if (n == -1) {
 		clearerr(f);
 		return 0;
 	}
@@ -1042,6 +1048,9 @@ cmd_log(int argc, char **argv)
 		}
 	} else {
 		rc = run_stats(&o, &r);
+	}
+	if (r.failed) {
+		rc = 1;
 	}
 	if (r.bad > 1) {
 		diag_warn("%s: %lu lines in all were not traffic log records (skipped)", r.name,

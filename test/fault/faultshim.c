@@ -50,12 +50,21 @@
  *                         milliseconds from the first rmdir() of it: rmdir() fails with
  *                         EBUSY and its cgroup.events reads "populated 1", as on kernels
  *                         where a reaped process leaves its cgroup a moment after the reap
+ *   FAULT_EIO_FILE=NAME   getline() of a regular file whose name (as /proc/self/fd/N shows
+ *   FAULT_EIO_AT=N        it: after a rename, the new one) ends with NAME reads as if its
+ *                         bytes from offset N (0) on were on a bad block: a line that
+ *                         reaches it gives the part before it with the stream's error flag
+ *                         set, as glibc does when a read() fails mid-line, and a line that
+ *                         starts there fails with EIO (while the file has bytes there; at
+ *                         its end, the end).  stdio's own read() calls cannot be
+ *                         interposed: getline() is what `mcpmux log` reads with
  *   FAULT_LOG=PATH        at exit, append one line of counters to PATH:
  *                         "pid=P reads=R writes=W eintr=E short_reads=S short_writes=T
  *                          spawn=F pipe2=I accept4=A failed=X"
  *
- * I/O faults apply to pipes and sockets only: libev's eventfd and /proc files are left
- * alone (an eventfd read is never short; a regular file is not what is under test).
+ * I/O faults apply to pipes and sockets only (FAULT_EIO_FILE aside): libev's eventfd and
+ * /proc files are left alone (an eventfd read is never short; a regular file is not what
+ * is under test).
  * Faults apply in the process that loaded the library, never in its children: the
  * constructor removes LD_PRELOAD from the environment, and a forked child (before its
  * exec) sees the parent's pid recorded and passes every call through.
@@ -142,6 +151,9 @@ static long accept4_enfile_ms;	     /* FAULT_ACCEPT4_ENFILE_MS */
 static struct timespec accept4_from; /* its window's start, 0: not yet */
 static int (*real_rmdir)(const char *);
 static int (*real_close_range)(unsigned int, unsigned int, int);
+static ssize_t (*real_getline)(char **, size_t *, FILE *);
+static char eio_file[256]; /* FAULT_EIO_FILE */
+static off_t eio_at;	   /* FAULT_EIO_AT */
 #define MAX_LEAVES 64
 static struct {
 	char path[256];
@@ -226,6 +238,7 @@ resolve(void)
 	*(void **)&real_open = next_symbol("open");
 	*(void **)&real_rmdir = next_symbol("rmdir");
 	*(void **)&real_close_range = next_symbol("close_range");
+	*(void **)&real_getline = next_symbol("getline");
 	*(void **)&real_read = next_symbol("read");
 }
 
@@ -258,6 +271,10 @@ faultshim_init(void)
 	if (getenv("FAULT_XATTR_FAIL") != NULL) {
 		(void)snprintf(xattr_fail, sizeof(xattr_fail), "%s", getenv("FAULT_XATTR_FAIL"));
 	}
+	if (getenv("FAULT_EIO_FILE") != NULL) {
+		(void)snprintf(eio_file, sizeof(eio_file), "%s", getenv("FAULT_EIO_FILE"));
+	}
+	eio_at = (off_t)env_num("FAULT_EIO_AT", 0);
 	if (getenv("FAULT_NOKILL") != NULL) {
 		(void)snprintf(nokill, sizeof(nokill), "%s", getenv("FAULT_NOKILL"));
 	}
@@ -593,6 +610,68 @@ fsetxattr(int fd, const char *name, const void *value, size_t size, int flags)
 		return -1;
 	}
 	return real_fsetxattr(fd, name, value, size, flags);
+}
+
+/* ---- a file with a bad block (FAULT_EIO_FILE, FAULT_EIO_AT) ---- */
+
+/* Is f a regular file named ...FAULT_EIO_FILE? */
+static bool
+eio_file_of(FILE *f)
+{
+	char link[64], name[4096];
+	struct stat st;
+	int fd = fileno(f);
+
+	if (!F.ready || getpid() != F.owner || eio_file[0] == '\0' || fd < 0 ||
+	    fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		return false;
+	}
+	(void)snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, name, sizeof(name) - 1);
+	size_t k = strlen(eio_file);
+
+	if (n <= 0) {
+		return false;
+	}
+	name[n] = '\0';
+	return (size_t)n >= k && strcmp(name + n - k, eio_file) == 0;
+}
+
+static void
+eio_fail(FILE *f)
+{
+	F.n_failed++;
+	f->_flags |= _IO_ERR_SEEN; /* ferror(f), as after a read() that failed */
+	errno = EIO;
+}
+
+ssize_t
+getline(char **line, size_t *cap, FILE *f)
+{
+	resolve();
+	if (!eio_file_of(f)) {
+		return real_getline(line, cap, f);
+	}
+	off_t at = ftello(f);
+	struct stat st;
+
+	if (at >= eio_at && fstat(fileno(f), &st) == 0 && st.st_size > at) {
+		eio_fail(f);
+		return -1;
+	}
+	ssize_t n = real_getline(line, cap, f);
+
+	if (n > 0 && at + n > eio_at) {
+		/* Its bytes up to the bad block; the stream stays there. */
+		n = (ssize_t)(eio_at - at);
+		(void)fseeko(f, eio_at, SEEK_SET);
+		eio_fail(f);
+		if (n == 0) {
+			return -1;
+		}
+		(*line)[n] = '\0';
+	}
+	return n;
 }
 
 /* glibc's own prototype: a transparent union of the sockaddr pointer types. */

@@ -920,5 +920,80 @@ class ConfigFiles(Faults):
                 self.assertNotIn("user.refused", os.listxattr(f))
 
 
+@needs_shim
+class ReadErrors(Faults):
+    """`mcpmux log` on a file with a bad block (FAULT_EIO_FILE, FAULT_EIO_AT): the read
+    error is said and fails the command; it is never taken for a line still being
+    written, and a rotated file's leaves the new file followed."""
+
+    def ping_log(self, name, *ids):
+        """A log a wrap wrote with a ping for each of ids."""
+        path = os.path.join(self.tmp.name, name)
+        w = self.mcpmux(["--log", path, "--", FIXTURE])
+        for i in ids:
+            w.send(req(i, "ping"))
+            self.assertEqual(w.msg()["id"], i)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        with open(path, "rb") as f:
+            return path, f.read()
+
+    def test_show_and_stats_fail_at_a_read_error_mid_line(self):
+        path, data = self.ping_log("t.log", 1, 2)
+        bad = data.index(b'"id":2,')  # in the middle of ping #2's line
+        env = self.shim_env(eio_file="/t.log", eio_at=bad)
+        for cmd in ("show", "stats"):
+            with self.subTest(cmd=cmd):
+                p = self.mcpmux(["log", cmd, "--color", "never", path], env=env)
+                out = p.read_to_eof(10).decode()
+                self.assertEqual(p.wait(), 1, p.stderr())
+                self.assertIn("%s: read error: Input/output error" % path, p.stderr())
+                self.assertNotIn("cut short", p.stderr())
+                if cmd == "show":
+                    self.assertIn("-> ping #1", out)
+                    self.assertNotIn("ping #2", out)
+
+    def test_follow_ends_at_a_read_error(self):
+        """Not a line still being written, waited for in silence: the error, and the end."""
+        path, data = self.ping_log("t.log", 1, 2)
+        p = self.mcpmux(["log", "show", "--follow", "--color", "never", path],
+                        env=self.shim_env(eio_file="/t.log", eio_at=data.index(b'"id":2,')))
+        while "-> ping #1" not in p.line().decode():
+            pass
+        self.assertEqual(p.wait(), 1, p.stderr())
+        self.assertIn("%s: read error: Input/output error" % path, p.stderr())
+
+    def test_follow_a_read_error_on_the_rotated_file_leaves_the_new_one_followed(self):
+        _, one = self.ping_log("1.log", 1)
+        _, more = self.ping_log("2.log", 2, 3, 4)
+        lines = more.splitlines(keepends=True)
+        ping = {i: b"".join(l for l in lines if b'"id":%d,' % i in l) for i in (2, 3, 4)}
+        path = os.path.join(self.tmp.name, "f.log")
+        with open(path, "wb") as f:
+            f.write(one)
+        # every read of the file once it is f.log.1 fails where it has bytes
+        p = self.mcpmux(["log", "show", "--follow", "--color", "never", path],
+                        env=self.shim_env(eio_file="/f.log.1"))
+        seen = []
+
+        def until(text):
+            while text not in (seen or [""])[-1]:
+                seen.append(p.line().decode())
+        until("* ended")  # all of it read: the bad block is only what comes after
+        os.rename(path, path + ".1")
+        with open(path, "wb") as f:
+            f.write(ping[2])
+        until("ping #2")  # on the new file; the old one is read 2 s more
+        with open(path + ".1", "ab") as f:
+            f.write(ping[3])  # the bad block
+        wait_until(lambda: "read error" in p.stderr(), 5, "the read error to be said")
+        self.assertIn("%s: read error: Input/output error" % path, p.stderr())
+        with open(path, "ab") as f:
+            f.write(ping[4])
+        until("ping #4")
+        self.assertNotIn("ping #3", "".join(seen))
+        self.assertIsNone(p.p.poll())
+
+
 if __name__ == "__main__":
     main()

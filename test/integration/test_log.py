@@ -889,6 +889,15 @@ class Reading(Case):
         self.assertIn(":1: not a traffic log record: skipped", err)
         self.assertIn(": 3 lines in all were not traffic log records (skipped)", err)
 
+    def test_a_read_error_fails_the_command(self):
+        """A file that cannot be read (here a directory: EISDIR) is said, and the exit
+        status says it too: an empty timeline or table is not taken for an empty log."""
+        for cmd in ("show", "stats"):
+            with self.subTest(cmd=cmd):
+                rc, _, err = self.run_log(cmd, self.tmp.name)
+                self.assertEqual(rc, 1, err)
+                self.assertIn("%s: read error: Is a directory" % self.tmp.name, err)
+
     def test_a_body_of_many_small_values_takes_no_tree(self):
         """A record's body is never built as a tree: one of 4,000,000 small values (an 8 MB
         line; as a tree, hundreds of MB) is read in about its own size, and the records
