@@ -132,7 +132,7 @@ static const struct {
 static int
 open_file(void)
 {
-	struct stat st, err_st;
+	struct stat st, err_st, rw_st;
 	int flags = O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
 
 	L.stream = false;
@@ -140,16 +140,28 @@ open_file(void)
 		L.fd = STDERR_FILENO;
 		return 0;
 	}
-	/*
-	 * A FIFO is opened for reading too, so that the open neither waits for a reader nor
-	 * fails without one: records wait (up to the bound) until one comes.
-	 */
-	if (stat(L.path, &st) == 0 && S_ISFIFO(st.st_mode)) {
-		flags = (flags & ~O_WRONLY) | O_RDWR;
-	}
 	/* 0600 whatever the umask: the log holds everything the agent and server said. */
 	int fd = open(L.path, flags, 0600);
 
+	/*
+	 * A FIFO is opened for reading too, so that the open neither waits for a reader nor
+	 * fails without one (ENXIO), and records wait (up to the bound) until one comes: the
+	 * path is opened again, and taken if it still names that FIFO.  No stat() before the
+	 * open: a FIFO put at the path in between was opened for writing only.
+	 */
+	if (fd == -1 && errno == ENXIO) {
+		fd = open(L.path, (flags & ~O_WRONLY) | O_RDWR, 0600);
+	} else if (fd != -1 && fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode)) {
+		int rw = open(L.path, (flags & ~(O_WRONLY | O_CREAT)) | O_RDWR);
+
+		if (rw != -1 && fstat(rw, &rw_st) == 0 && rw_st.st_dev == st.st_dev &&
+		    rw_st.st_ino == st.st_ino) {
+			(void)close(fd);
+			fd = rw;
+		} else if (rw != -1) {
+			(void)close(rw);
+		}
+	}
 	if (fd == -1 || fstat(fd, &st) == -1) {
 		if (fd != -1) {
 			int err = errno;

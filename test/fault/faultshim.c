@@ -58,6 +58,9 @@
  *                         starts there fails with EIO (while the file has bytes there; at
  *                         its end, the end).  stdio's own read() calls cannot be
  *                         interposed: getline() is what `mcpmux log` reads with
+ *   FAULT_OPEN_STOP=NAME  the first open() of a path that ends with NAME stops the
+ *                         process (SIGSTOP) before it opens: a test sees it stopped between
+ *                         looking at a path and opening it, and can put something else there
  *   FAULT_LOG=PATH        at exit, append one line of counters to PATH:
  *                         "pid=P reads=R writes=W eintr=E short_reads=S short_writes=T
  *                          spawn=F pipe2=I accept4=A failed=X"
@@ -152,8 +155,9 @@ static struct timespec accept4_from; /* its window's start, 0: not yet */
 static int (*real_rmdir)(const char *);
 static int (*real_close_range)(unsigned int, unsigned int, int);
 static ssize_t (*real_getline)(char **, size_t *, FILE *);
-static char eio_file[256]; /* FAULT_EIO_FILE */
-static off_t eio_at;	   /* FAULT_EIO_AT */
+static char open_stop[256]; /* FAULT_OPEN_STOP, "" once it stopped */
+static char eio_file[256];  /* FAULT_EIO_FILE */
+static off_t eio_at;	    /* FAULT_EIO_AT */
 #define MAX_LEAVES 64
 static struct {
 	char path[256];
@@ -270,6 +274,9 @@ faultshim_init(void)
 	accept4_enfile_ms = (long)env_num("FAULT_ACCEPT4_ENFILE_MS", 0);
 	if (getenv("FAULT_XATTR_FAIL") != NULL) {
 		(void)snprintf(xattr_fail, sizeof(xattr_fail), "%s", getenv("FAULT_XATTR_FAIL"));
+	}
+	if (getenv("FAULT_OPEN_STOP") != NULL) {
+		(void)snprintf(open_stop, sizeof(open_stop), "%s", getenv("FAULT_OPEN_STOP"));
 	}
 	if (getenv("FAULT_EIO_FILE") != NULL) {
 		(void)snprintf(eio_file, sizeof(eio_file), "%s", getenv("FAULT_EIO_FILE"));
@@ -966,7 +973,14 @@ open(const char *path, int flags, ...)
 		return -1;
 	}
 	size_t len = strlen(path);
+	size_t k = strlen(open_stop);
 
+	if (k > 0 && F.ready && getpid() == F.owner && len >= k &&
+	    strcmp(path + len - k, open_stop) == 0) {
+		open_stop[0] = '\0';
+		F.n_failed++;
+		(void)raise(SIGSTOP);
+	}
 	if (len > 14 && strcmp(path + len - 14, "/cgroup.events") == 0 &&
 	    leaf_busy(path, len - 14, false)) {
 		return populated_fd();

@@ -995,5 +995,47 @@ class ReadErrors(Faults):
         self.assertIsNone(p.p.poll())
 
 
+@needs_shim
+class LogBecomesFifo(Faults):
+    """The log's path becomes a FIFO between mcpmux's look at it and its open (the first
+    open() of it stops mcpmux, FAULT_OPEN_STOP): it is written as a FIFO is, held open
+    for reading too (docs/traffic-log.md), not refused or opened for writing only."""
+
+    def start_while_a_fifo_is_made(self, reader):
+        log = os.path.join(self.tmp.name, "t.log")
+        w = self.mcpmux(["--log", log] + GRACE + ["--", FIXTURE],
+                        env=self.shim_env(open_stop="/t.log"))
+        wait_until(lambda: proc_state(w.pid) == "T", 10, "mcpmux stopped at the log's open")
+        os.mkfifo(log)
+        fd = os.open(log, os.O_RDONLY | os.O_NONBLOCK) if reader else None
+        os.kill(w.pid, signal.SIGCONT)
+        return w, fd
+
+    def pings_then_exit(self, w):
+        for i in range(20):
+            w.send(req(i, "ping"))
+            self.assertEqual(w.msg()["id"], i)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0, w.stderr())
+        self.assertNotIn("cannot write", w.stderr())
+        self.assertEqual(self.counters(w.pid)["failed"], 1)
+        self.assertRegex(w.stderr(), r"traffic log .*: \d+ bytes of records still in the FIFO "
+                         r"at exit")
+
+    def test_no_reader(self):
+        w, _ = self.start_while_a_fifo_is_made(reader=False)
+        self.pings_then_exit(w)
+
+    def test_a_reader_that_goes_away(self):
+        """Once the reader that was there at the open has gone, the records wait in the
+        pipe for the next one, as they would had the FIFO been there from the start."""
+        w, fd = self.start_while_a_fifo_is_made(reader=True)
+        w.send(req(100, "ping"))
+        self.assertEqual(w.msg()["id"], 100)
+        wait_until(lambda: select.select([fd], [], [], 0.05)[0], 10, "a record in the FIFO")
+        os.close(fd)
+        self.pings_then_exit(w)
+
+
 if __name__ == "__main__":
     main()
