@@ -180,6 +180,9 @@ open_file(void)
 	}
 	L.stream = !S_ISREG(st.st_mode);
 	L.fd = fd;
+	if (!L.stream && st.st_size == 0) {
+		L.mid_line = false; /* a new file (a rotation): the cut record was the old one's */
+	}
 	return 0;
 }
 

@@ -301,6 +301,37 @@ class Writing(Case):
         after = [r["id"] for r in good if r.get("id") in (100, 101, 102)]
         self.assertEqual(sorted(after), [100, 100, 101, 101, 102, 102], "in and out each")
 
+    def test_a_rotation_after_a_cut_record_starts_the_new_file_whole(self):
+        """The record a full file system cut is the old file's: after a rotation, the new
+        file starts with a whole record, not with the line end that closes the cut one."""
+        self.on_small_tmpfs("size=64k", self.fill_cut_and_rotate)
+
+    def fill_cut_and_rotate(self, mnt):
+        filler = os.path.join(mnt, "filler")
+        with open(filler, "wb") as f:
+            f.write(b"x" * 40000)
+        log = os.path.join(mnt, "t.log")
+        w = self.wrap(opts=["-v", "--log", log])
+        i = 0
+        while "No space left" not in w.stderr():
+            w.send(call(i, "echo", text="y" * 3000))
+            self.assertEqual(w.msg()["id"], i)
+            i += 1
+            self.assertLess(i, 100, "the log never filled the file system")
+        os.rename(log, log + ".1")
+        os.unlink(filler)  # room again
+        w.p.send_signal(signal.SIGUSR1)
+        wait_until(lambda: "reopened" in w.stderr(), 10, "the log reopened")
+        w.send(call(100, "echo", text="after"))
+        self.assertEqual(w.msg()["id"], 100)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        with open(log + ".1", "rb") as f:
+            self.assertFalse(f.read().endswith(b"\n"), "the old file ends with the cut record")
+        self.assertEqual([r.get("id") for r in records(log)][:2], [100, 100])
+        rc, _, err = run_log(self.env, "show", log)
+        self.assertEqual((rc, err), (0, ""))
+
     def test_a_reopen_that_fails_is_tried_again(self):
         """SIGUSR1 after a rotation, and the new file cannot be made (no inode left): the
         records are dropped, said once, and the open is tried again every second: once it
