@@ -942,11 +942,20 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 
 	char cg_procs[CGROUP_PATH_MAX + 16];
 
-	if (inst_cgroup[0] != '\0' &&
-	    cgroup_leaf_make(inst_cgroup, ++leaf_seq, b->cgroup, sizeof(b->cgroup)) == 0) {
+	if (inst_cgroup[0] == '\0') {
+		b->cgroup[0] = '\0';
+	} else if (cgroup_leaf_make(inst_cgroup, ++leaf_seq, b->cgroup, sizeof(b->cgroup)) == 0) {
 		(void)snprintf(cg_procs, sizeof(cg_procs), "%s/cgroup.procs", b->cgroup);
 		args.cg_procs = cg_procs;
 	} else {
+		/*
+		 * No leaf (cgroup.max.descendants or cgroup.max.depth reached, no memory, a
+		 * leaf of that name there already): the server starts without one, and the
+		 * process walk alone finds its tree.  Said: what it then loses is not small.
+		 */
+		diag_warn("session %s: cannot make a cgroup leaf for its server: %s (it runs "
+			  "without one: the process walk alone finds its tree)",
+			  b->cookie, strerror(errno));
 		b->cgroup[0] = '\0';
 	}
 	args.err_pipe = -1;

@@ -592,5 +592,50 @@ class LeftCgroups(Case):
         self.assertEqual(p.wait(), 0)
         self.assertFalse(os.path.exists(inst))
 
+
+class NoLeaf(Case):
+    """A leaf that cannot be made (cgroup.max.descendants or cgroup.max.depth reached):
+    the server starts without one, found by the process walk alone, and mcpmux says so."""
+
+    def setUp(self):
+        super().setUp()
+        self.parent = own_cgroup()
+        if self.parent is None or not os.access(os.path.join(self.parent, "cgroup.procs"),
+                                                os.W_OK):
+            self.skipTest("no cgroup v2 of our own to make cgroups in")
+
+    def cgroup_of(self, pid):
+        with open("/proc/%d/cgroup" % pid) as f:
+            return f.read().strip().rsplit("::", 1)[-1]
+
+    def test_a_server_without_a_leaf_is_said(self):
+        p = self.start([MCPMUX] + GRACES + ["--", FIXTURE])
+        inst = os.path.join(self.parent, "mcpmux.%d" % p.pid)
+        p.send(call(1, "env"))
+        first = p.msg()["result"]["structuredContent"]["pid"]
+        if not os.path.isdir(inst):
+            self.skipTest("no cgroup can be made here: " + p.stderr())
+        self.assertRegex(self.cgroup_of(first), r"/mcpmux\.%d/s\.1$" % p.pid)
+        p.send(note("mcpmux/endRun"))
+        wait_until(lambda: not os.path.exists(os.path.join(inst, "s.1")), 5,
+                   "the first leaf to be removed")
+        with open(os.path.join(inst, "cgroup.max.descendants"), "w") as f:
+            f.write("0")
+        p.send(call(2, "env"))
+        pid = p.msg()["result"]["structuredContent"]["pid"]
+        # in mcpmux's own cgroup, where its start put it
+        self.assertEqual(self.cgroup_of(pid), self.cgroup_of(p.pid))
+        wait_until(lambda: "cannot make a cgroup leaf" in p.stderr(), 5,
+                   "mcpmux to say the server has no leaf", p.stderr)
+        self.assertRegex(p.stderr(), r"session [0-9a-f-]+: cannot make a cgroup leaf for "
+                         r"its server: Resource temporarily unavailable \(it runs without "
+                         r"one: the process walk alone finds its tree\)")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertFalse(alive(pid))
+        self.assertFalse(os.path.exists(inst))
+        self.assert_no_leftovers()
+
+
 if __name__ == "__main__":
     main()
