@@ -454,8 +454,9 @@ def rmdir_once_empty(d, seconds=5):
 
 
 class LeftCgroups(Case):
-    """The cgroups of an mcpmux whose keeper was SIGKILLed with it stay behind: the next
-    mcpmux removes them, when empty and their mcpmux is gone, and nothing else."""
+    """The cgroups of an mcpmux whose keeper was SIGKILLed with it, or of a tree abandoned
+    as unkillable, stay behind: the next mcpmux removes them, when empty and their mcpmux
+    is gone, and nothing else."""
 
     def setUp(self):
         super().setUp()
@@ -591,6 +592,51 @@ class LeftCgroups(Case):
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
         self.assertFalse(os.path.exists(inst))
+
+    def test_the_cgroups_of_an_abandoned_tree_go_with_a_later_start(self):
+        """A tree abandoned as unkillable (here: frozen by the cgroup v1 freezer, in which a
+        SIGKILLed process waits, in D state, until it is thawed) holds its leaf past
+        mcpmux's exit; once it is gone, the next mcpmux removes the empty cgroups."""
+        freezer = "/sys/fs/cgroup/freezer"
+        if not os.access(os.path.join(freezer, "cgroup.procs"), os.W_OK):
+            self.skipTest("no cgroup v1 freezer to hold a process unkillable")
+        frozen = os.path.join(freezer, "mcpmux-test.%d" % os.getpid())
+        os.mkdir(frozen)
+        pid = None
+        try:
+            p = self.start([MCPMUX, "--eof-grace", "100", "--term-grace", "100",
+                            "--kill-deadline", "300", "--", FIXTURE])
+            inst = os.path.join(self.parent, "mcpmux.%d" % p.pid)
+            p.send(call(1, "env"))
+            pid = p.msg()["result"]["structuredContent"]["pid"]
+            if not os.path.isdir(inst):
+                self.skipTest("no cgroup can be made here: " + p.stderr())
+            with open(os.path.join(frozen, "cgroup.procs"), "w") as f:
+                f.write(str(pid))
+            with open(os.path.join(frozen, "freezer.state"), "w") as f:
+                f.write("FROZEN")
+            p.send(req(2, "mcpmux/endRun"))
+            r = p.msg(10)["result"]
+            self.assertEqual((r["escalation"], r["abandoned"]), ("abandoned", [pid]), r)
+            p.close_stdin()
+            self.assertEqual(p.wait(), 1)
+            self.assertTrue(os.path.isdir(os.path.join(inst, "s.1")), "the leaf holds it")
+            with open(os.path.join(frozen, "freezer.state"), "w") as f:
+                f.write("THAWED")
+            wait_until(lambda: not alive(pid), 5, "the thawed server to die of its SIGKILL")
+            q = self.start([MCPMUX] + GRACES + ["--", FIXTURE])
+            q.send(req(1, "ping"))
+            self.assertEqual(q.msg()["id"], 1)
+            # (by this mcpmux, or by one of another test that started meanwhile)
+            self.assertFalse(os.path.exists(inst))
+            q.close_stdin()
+            self.assertEqual(q.wait(), 0)
+        finally:
+            with open(os.path.join(frozen, "freezer.state"), "w") as f:
+                f.write("THAWED")
+            if pid is not None:
+                wait_until(lambda: not alive(pid), 5, "the server to go")
+            rmdir_once_empty(frozen)
 
 
 class NoLeaf(Case):
