@@ -129,6 +129,63 @@ class Install(unittest.TestCase):
                           "complete -F _mcpmux mcpmux"])
 
 
+    def test_bash_completion_knows_every_option(self):
+        """Each option a subcommand's --help shows is completed, and the completion knows
+        which of them take a value (the word after one is not a FILE or a subcommand)."""
+        comp = self.path("share", "bash-completion", "completions", "mcpmux")
+        bash = shutil.which("bash")
+        if bash is None:
+            self.skipTest("bash is not installed")
+        binary = self.path("bin", "mcpmux")
+
+        def help_of(*sub):
+            p = subprocess.run([binary] + list(sub) + ["--help"], capture_output=True,
+                               timeout=30 * SLOW)
+            self.assertEqual(p.returncode, 0, (sub, p.stderr))
+            return p.stdout.decode()
+
+        def options(text):
+            """{option: takes a value} from option lines and [--opt VALUE] groups."""
+            found = {}
+            for m in re.finditer(r"(?m)^\s+(?:-\w, )?(--[a-z][a-z-]*)( [A-Z\[])?|"
+                                 r"\[(--[a-z][a-z-]*)( [A-Z]+)?\]", text):
+                found[m.group(1) or m.group(3)] = bool(m.group(2) or m.group(4))
+            return found
+
+        main_help = help_of()
+        wrap = options(main_help.split("options of wrap and serve:")[1]
+                       .split("options of serve:")[0])
+        cases = [((), wrap), (("serve",), dict(wrap, **options(help_of("serve"))))]
+        for sub, words in (("connect", ()), ("ctl", ()), ("config", ("wrap",)),
+                           ("demo", ()), ("ps", ()), ("sweep", ())):
+            cases.append(((sub,) + words, options(help_of(sub))))
+        for line in help_of("log").splitlines()[:2]:  # a usage line for show, one for stats
+            words = line.split()
+            cases.append((("log", words[words.index("log") + 1]), options(line)))
+        script = ['source "$1"']
+        want = []
+        for words, opts in cases:
+            self.assertGreater(len(opts), 0, words)
+            for opt, value in sorted(opts.items()):
+                cmd = " ".join(["mcpmux"] + list(words) + [opt])
+                script.append("COMP_WORDS=(%s); COMP_CWORD=%d; _mcpmux; "
+                              "echo \"%s: ${COMPREPLY[*]}\"; "
+                              "_mcpmux_takes_value %s && echo \"%s: value\"" % (
+                                  cmd, len(words) + 1, cmd, opt, cmd))
+                want.append((cmd, opt, value))
+        p = subprocess.run([bash, "--norc", "-c", "\n".join(script), "bash", comp],
+                           capture_output=True, timeout=30 * SLOW)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        out = p.stdout.decode().splitlines()
+        for cmd, opt, value in want:
+            line = [x for x in out if x.startswith(cmd + ": ") and not x.endswith(": value")]
+            self.assertEqual(len(line), 1, (cmd, out))
+            self.assertIn(opt, line[0][len(cmd) + 2:].split(), "%s is not completed" % cmd)
+            self.assertEqual(cmd + ": value" in out, value,
+                             "%s: the completion thinks it %s a value" % (
+                                 opt, "takes no" if value else "takes"))
+
+
 class Demo(Case):
     """`mcpmux demo`, installed and in the build tree."""
 
