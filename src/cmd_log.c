@@ -965,9 +965,13 @@ cmd_log(int argc, char **argv)
 	const char *color = "auto";
 	int c;
 
-	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+	if (argc < 2) {
+		diag_error("no log command given (show or stats; see mcpmux log --help)");
+		return EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
 		log_usage();
-		return argc < 2 ? EXIT_USAGE : 0;
+		return 0;
 	}
 	bool show = strcmp(argv[1], "show") == 0;
 

@@ -40,6 +40,17 @@ class Cli(Case):
             self.assertEqual(rc, 2, args)
             self.assertTrue(re.search(r"mcpmux", err), (args, err))
 
+    def test_a_missing_subcommand_is_a_usage_error_on_stderr(self):
+        """Nothing on stdout (a script reads it), one "mcpmux: " line that says what is
+        missing, exit 2."""
+        for args, what in ((["log"], "no log command given (show or stats"),
+                           (["config"], "usage: mcpmux config (wrap | unwrap)"),
+                           (["ctl"], "usage: mcpmux ctl PATH")):
+            rc, out, err = self.run_mcpmux(*args)
+            self.assertEqual((rc, out), (2, ""), args)
+            self.assertTrue(err.startswith("mcpmux: " + what), (args, err))
+            self.assertEqual(err.count("\n"), 1, (args, err))
+
 
 if __name__ == "__main__":
     main()
