@@ -138,21 +138,65 @@ diag_get_level(void)
 	return diag_level;
 }
 
+/*
+ * How many bytes fmt prints before the advice it ends with, " (...)", or -1 when it ends
+ * with none: the reason of a failure goes before the advice, as the format of the lines
+ * has it ("<what failed>: <why> (<what to do>)").
+ */
+static int
+advice_at(const char *fmt, va_list ap)
+{
+	char head[DIAG_LINE];
+	size_t n = strlen(fmt);
+	unsigned depth = 0;
+
+	if (n == 0 || fmt[n - 1] != ')') {
+		return -1;
+	}
+	for (size_t i = n; i-- > 0;) {
+		if (fmt[i] == ')') {
+			depth++;
+		} else if (fmt[i] == '(' && --depth == 0) {
+			if (i < 2 || fmt[i - 1] != ' ' || i > sizeof(head)) {
+				return -1;
+			}
+			memcpy(head, fmt, i - 1);
+			head[i - 1] = '\0';
+			/* The arguments of the advice are left unused. */
+			return vsnprintf(NULL, 0, head, ap);
+		}
+	}
+	return -1;
+}
+
 static void __attribute__((format(printf, 4, 0)))
 diag_emit(const char *prefix, bool limited, int errnum, const char *fmt, va_list ap)
 {
 	char line[DIAG_LINE];
-	size_t len;
+	size_t len, start;
 	int n;
+	va_list aq;
 
 	n = snprintf(line, sizeof(line), "mcpmux: %s", prefix);
-	len = n < 0 ? 0 : SYS_MIN((size_t)n, sizeof(line) - 2);
+	start = len = n < 0 ? 0 : SYS_MIN((size_t)n, sizeof(line) - 2);
+	va_copy(aq, ap);
 	n = vsnprintf(line + len, sizeof(line) - len, fmt, ap);
 	len = n < 0 ? len : SYS_MIN(len + (size_t)n, sizeof(line) - 2);
 	if (errnum != 0 && len < sizeof(line) - 2) {
-		n = snprintf(line + len, sizeof(line) - 1 - len, ": %s", strerror(errnum));
-		len = n < 0 ? len : SYS_MIN(len + (size_t)n, sizeof(line) - 2);
+		char why[256];
+		int at = advice_at(fmt, aq);
+		size_t pos = at >= 0 && start + (size_t)at < len ? start + (size_t)at : len;
+
+		n = snprintf(why, sizeof(why), ": %s", strerror(errnum));
+		size_t w = n < 0 ? 0
+				 : SYS_MIN(SYS_MIN((size_t)n, sizeof(why) - 1),
+					   sizeof(line) - 2 - len);
+
+		memmove(line + pos + w, line + pos, len - pos);
+		memcpy(line + pos, why, w);
+		len += w;
 	}
+	va_end(aq);
 	if (limited && !may_print(fmt, line, len)) {
 		return;
 	}

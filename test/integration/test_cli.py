@@ -51,6 +51,21 @@ class Cli(Case):
             self.assertTrue(err.startswith("mcpmux: " + what), (args, err))
             self.assertEqual(err.count("\n"), 1, (args, err))
 
+    def test_the_reason_of_a_failure_comes_before_the_advice(self):
+        """"mcpmux: <what failed>: <why> (<what to do>)": the system's reason is not put
+        after the advice."""
+        path = "/nonexistent-dir/mcp.sock"
+        for args, want in (
+                (["ctl", path, "list"], "mcpmux: cannot connect to '%s': No such file or "
+                 "directory (is `mcpmux serve --listen %s` running?)\n" % (path, path)),
+                (["connect", path], "mcpmux: cannot connect to '%s': No such file or "
+                 "directory (is `mcpmux serve --listen %s` running?)\n" % (path, path)),
+                (["serve", "--listen", path, "--", "true"], "mcpmux: cannot listen on '%s': "
+                 "No such file or directory (check that its directory exists)\n" % path)):
+            p = subprocess.run([MCPMUX] + args, capture_output=True, timeout=30,
+                               stdin=subprocess.DEVNULL, env=dict(self.env, LC_ALL="C"))
+            self.assertEqual((p.returncode, p.stderr.decode()), (1, want), args)
+
 
 if __name__ == "__main__":
     main()
