@@ -770,6 +770,21 @@ class Reading(Case):
         rc, out, _ = self.run_log("show", "--color", "always", "-", stdin=data)
         self.assertIn("\033[31m", out)
 
+    @staticmethod
+    def follows(pid, path):
+        """Whether process pid has the file now at path open."""
+        try:
+            ino = os.stat(path).st_ino
+        except FileNotFoundError:
+            return False
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                if os.stat("/proc/%d/fd/%s" % (pid, fd)).st_ino == ino:
+                    return True
+            except OSError:
+                pass
+        return False
+
     def follow(self, path):
         reader = self.start([MCPMUX, "log", "show", "--follow", "--color", "never", path])
 
@@ -799,6 +814,11 @@ class Reading(Case):
             w.send(req(10 * rotation + 1, "ping"))  # into the new one
             self.assertEqual(w.msg()["id"], 10 * rotation + 1)
             lines += until("ping #%d" % (10 * rotation + 1))
+            # The reader looks at the path every 100 ms: a file renamed away before it
+            # looked is one it never sees (two rotations in 100 ms), so the next rotation
+            # waits until it follows this one.
+            wait_until(lambda: self.follows(reader.pid, log), 10,
+                       "the reader to follow the new file")
         w.close_stdin()
         self.assertEqual(w.wait(), 0)
         lines += until("* ended")
