@@ -827,8 +827,8 @@ replay_answer(struct session *s, const char *line, size_t len)
 	    ids_find(s->pending, id, it->id.len) != NULL) {
 		return false; /* (a client that used such an id itself gets its answer) */
 	}
-	if (s->state != SESSION_RESUMING) {
-		return true; /* late: dropped */
+	if (s->state != SESSION_RESUMING || s->end_requested) {
+		return true; /* late, or its run is ending (run_done() answers): dropped */
 	}
 	if (s->replay_id[0] != '\0' && strlen(s->replay_id) == it->id.len &&
 	    memcmp(s->replay_id, id, it->id.len) == 0) {

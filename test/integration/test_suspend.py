@@ -456,6 +456,58 @@ class SlowReplay(Base):
         self.assert_no_leftovers()
         self.assertEqual([e["reason"] for e in events(log, "ended")], ["idle-timeout"])
 
+    def test_an_end_of_run_during_the_replay_ends_the_run(self):
+        """An end-of-run while the fresh server replays the handshake: the replay's late
+        answer neither resumes the session nor fails the resume; the held request gets the
+        run's end, and the log says the run ended, nothing of a resume."""
+        behave = os.path.join(self.tmp.name, "behave")
+        log = os.path.join(self.tmp.name, "t.log")
+        # an EOF grace past the slow initialize: the fresh server answers, then sees EOF
+        p = self.wrap(opts=["--eof-grace", "5000", "--term-grace", "300"] + SUSPEND
+                      + ["--log", log], command=[FIXTURE, "--behave-file=" + behave])
+        self.setup_session(p.send, p.msg)
+        self.wait_suspended(self.pid_of(p.send, p.msg, 6), log=log)
+        with open(behave, "w") as f:
+            f.write("slow-init=1000\n")
+        p.send(call(7, "echo", text="held"))
+        wait_until(lambda: self.servers(), 5, "the fresh server")
+        p.send(req(8, "mcpmux/endRun"))
+        err = self.assert_error(p.msg(10), 7, -32000)
+        self.assertEqual(err["message"], "the run ended before the server was restarted")
+        r = self.assert_response(p.msg(10), 8)
+        self.assertEqual((r["exit"], r["escalation"]), ({"code": 0}, "eof"))
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assert_no_leftovers()
+        names = [r.get("event") for r in log_records(log) if r.get("event")]
+        self.assertNotIn("resume-failed", names)
+        self.assertNotIn("resumed", names)
+        self.assertEqual([e["reason"] for e in events(log, "ended")], ["end-of-run"])
+
+    def test_the_clients_eof_during_a_replay_of_initialize_alone(self):
+        """The same with the client's EOF, and a replay of initialize alone (its answer
+        would have ended the replay): no `resumed`, and nothing is forwarded."""
+        behave = os.path.join(self.tmp.name, "behave")
+        log = os.path.join(self.tmp.name, "t.log")
+        p = self.wrap(opts=["--eof-grace", "5000", "--term-grace", "300"] + SUSPEND
+                      + ["--log", log], command=[FIXTURE, "--behave-file=" + behave])
+        p.send(initialize(1))
+        self.assert_response(p.msg(), 1)
+        self.wait_suspended(self.pid_of(p.send, p.msg, 6), log=log)
+        with open(behave, "w") as f:
+            f.write("slow-init=1000\n")
+        p.send(call(7, "echo", text="held"))
+        wait_until(lambda: self.servers(), 5, "the fresh server")
+        p.close_stdin()
+        err = self.assert_error(p.msg(10), 7, -32000)
+        self.assertEqual(err["message"], "the run ended before the server was restarted")
+        self.assertEqual(p.wait(), 0)
+        self.assert_no_leftovers()
+        names = [r.get("event") for r in log_records(log) if r.get("event")]
+        self.assertNotIn("resume-failed", names)
+        self.assertNotIn("resumed", names)
+        self.assertEqual([e["reason"] for e in events(log, "ended")], ["client-eof"])
+
 
 class HeldLines(Base):
     """Lines that wait for a server being resumed are bounded by --max-queue: past it, the
