@@ -307,7 +307,7 @@ hub_on_suspended(struct session *s, void *owner)
 	struct hub_entry *e = owner;
 	struct sbuf *b = &e->hub->tmp;
 
-	e->hub->n_exit[exit_kind(s->last_exit, false)]++;
+	e->hub->n_exit[exit_kind(s->last_exit, s->last_noexec)]++;
 	sbuf_reset(b);
 	sbuf_adds(b, ",\"event\":\"suspended\",\"reason\":");
 	sbuf_add_json_string(b, s->suspend_why, strlen(s->suspend_why));

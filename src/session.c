@@ -1455,6 +1455,7 @@ suspended(struct session *s)
 
 	log_end(s, "suspended", s->suspend_why);
 	s->last_exit = b->exec_errno != 0 ? backend_exit_code(b) << 8 : b->wstatus;
+	s->last_noexec = b->exec_errno != 0;
 	if (b->escalation == BACKEND_ESC_ABANDONED) {
 		diag_error("session %s: suspended, but %zu of its server's processes would not die",
 			   s->id, b->n_left);

@@ -123,6 +123,7 @@ struct session {
 	const char *resume_failed; /* why the last replay failed, for the waiting lines */
 	char resume_why[256];
 	int last_exit;		 /* wait status of the last server that ended, -1 none */
+	bool last_noexec;	 /* ... a command that could not be executed (127, 126) */
 	const char *end_reason;	 /* why the run ended: the traffic log's ended.reason */
 	const char *suspend_why; /* "idle", "pool", "resume-failed" */
 	unsigned long n_suspends, n_resumes;

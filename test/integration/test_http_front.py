@@ -8,6 +8,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -1388,6 +1389,26 @@ class Metrics(HttpCase):
         wait_until(lambda: self.metrics()["mcpmux_sessions"] == 0, 5, "the envelope session")
         r = self.request("GET", path="/healthz")
         self.assertEqual((r.status, r.body), (200, b"ok\n"))
+
+    def test_a_resumed_server_that_cannot_be_executed_counts_as_noexec(self):
+        """A server that could not be executed is counted as such, whether its session
+        ends then or is suspended again (a failed resume)."""
+        copy = os.path.join(self.tmp.name, "fixture-copy")
+        shutil.copy(FIXTURE, copy)
+        os.chmod(copy, 0o755)
+        self.http(opts=["--metrics", "--idle-suspend", "0.4"], command=[copy])
+        sid = self.session()
+
+        def exits(how):
+            return self.metrics().get('mcpmux_backend_exits_total{how="%s"}' % how, 0)
+        wait_until(lambda: exits("zero") == 1, 10, "the idle server to be suspended")
+        os.chmod(copy, 0o644)
+        msgs = self.call(sid, tool(1, "echo", text="x"))
+        self.assertIn("could not be restarted: Permission denied",
+                      msgs[-1]["error"]["message"])
+        wait_until(lambda: exits("noexec") + exits("nonzero") == 1, 10,
+                   "the failed server to be counted")
+        self.assertEqual((exits("noexec"), exits("nonzero")), (1, 0))
 
 
 # What systemd does for a socket unit: the socket on fd 3, LISTEN_FDS, and LISTEN_PID set
