@@ -656,9 +656,11 @@ clone3_vm(struct spawn_clone_args *args __attribute__((unused)),
  * execs (CLONE_VM | CLONE_VFORK, on the spawn stack, through clone3_vm()), as with clone()
  * below; elsewhere its memory is a copy (a C function cannot return on a stack of its own
  * after a raw clone3), its descriptor table too, and its exec errno comes back through a
- * pipe.  The pid, -1 (errno) when the spawn failed, or -2 when this way is not available
+ * pipe.  The pid, -1 (errno) when the spawn failed, -2 when this way is not available
  * (then the caller spawns with clone(), which valgrind runs only without CLONE_FILES, and
- * the child joins its leaf itself).
+ * the child joins its leaf itself), or -3 (errno) when the child cannot be born in leaf
+ * (removed since it was made, or not one a process may join): the caller starts it
+ * without one.
  */
 static pid_t
 spawn_clone3(struct spawn_args *a, const char *leaf, char *stack)
@@ -711,6 +713,8 @@ spawn_clone3(struct spawn_args *a, const char *leaf, char *stack)
 	if (ep[1] >= 0) {
 		(void)close(ep[1]);
 	}
+	bool cg_fd_used = cg_fd >= 0;
+
 	sys_close(&cg_fd);
 	a->err_pipe = -1;
 	if (pid == -1) {
@@ -727,8 +731,12 @@ spawn_clone3(struct spawn_args *a, const char *leaf, char *stack)
 				  strerror(err));
 			return -2;
 		}
-		errno = err; /* EAGAIN, ENOMEM: the old way would fail the same */
-		return -1;
+		errno = err;
+		if (cg_fd_used && (err == ENOENT || err == ENODEV || err == EBUSY ||
+				   err == EACCES || err == EBADF)) {
+			return -3; /* about the leaf (gone, not a leaf, not ours) */
+		}
+		return -1; /* EAGAIN, ENOMEM: the old way would fail the same */
 	}
 	if (ep[0] < 0) {
 		return pid; /* CLONE_VM: the child wrote a->err itself */
@@ -973,6 +981,15 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 
 	if (args.cg_procs != NULL || slots) {
 		pid = spawn_clone3(&args, args.cg_procs != NULL ? b->cgroup : NULL, stack);
+	}
+	if (pid == -3) {
+		diag_warn("session %s: cannot start its server in its cgroup leaf: %s (it runs "
+			  "without one: the process walk alone finds its tree)",
+			  b->cookie, strerror(errno));
+		(void)cgroup_remove(b->cgroup);
+		b->cgroup[0] = '\0';
+		args.cg_procs = NULL;
+		pid = slots ? spawn_clone3(&args, NULL, stack) : -2;
 	}
 	if (pid == -2) {
 		args.fd_top = 0;

@@ -50,6 +50,11 @@
  *                         milliseconds from the first rmdir() of it: rmdir() fails with
  *                         EBUSY and its cgroup.events reads "populated 1", as on kernels
  *                         where a reaped process leaves its cgroup a moment after the reap
+ *   FAULT_LEAF_GONE=AT    a server's cgroup leaf is removed just after mcpmux made it (AT
+ *                         "mkdir": its mkdir() succeeds, then the leaf is gone) or just
+ *                         after mcpmux opened it for clone3()'s CLONE_INTO_CGROUP ("open":
+ *                         clone3() then fails with ENOENT), as when another process removes
+ *                         it before the server is started in it
  *   FAULT_EIO_FILE=NAME   getline() of a regular file whose name (as /proc/self/fd/N shows
  *   FAULT_EIO_AT=N        it: after a rename, the new one) ends with NAME reads as if its
  *                         bytes from offset N (0) on were on a bad block: a line that
@@ -153,6 +158,8 @@ static long leaf_busy_ms;	     /* FAULT_LEAF_BUSY_MS */
 static long accept4_enfile_ms;	     /* FAULT_ACCEPT4_ENFILE_MS */
 static struct timespec accept4_from; /* its window's start, 0: not yet */
 static int (*real_rmdir)(const char *);
+static int (*real_mkdir)(const char *, mode_t);
+static char leaf_gone[8]; /* FAULT_LEAF_GONE: "mkdir", "open" or "" */
 static int (*real_close_range)(unsigned int, unsigned int, int);
 static ssize_t (*real_getline)(char **, size_t *, FILE *);
 static char open_stop[256]; /* FAULT_OPEN_STOP, "" once it stopped */
@@ -241,6 +248,7 @@ resolve(void)
 	*(void **)&real_syscall = next_symbol("syscall");
 	*(void **)&real_open = next_symbol("open");
 	*(void **)&real_rmdir = next_symbol("rmdir");
+	*(void **)&real_mkdir = next_symbol("mkdir");
 	*(void **)&real_close_range = next_symbol("close_range");
 	*(void **)&real_getline = next_symbol("getline");
 	*(void **)&real_read = next_symbol("read");
@@ -277,6 +285,9 @@ faultshim_init(void)
 	}
 	if (getenv("FAULT_OPEN_STOP") != NULL) {
 		(void)snprintf(open_stop, sizeof(open_stop), "%s", getenv("FAULT_OPEN_STOP"));
+	}
+	if (getenv("FAULT_LEAF_GONE") != NULL) {
+		(void)snprintf(leaf_gone, sizeof(leaf_gone), "%s", getenv("FAULT_LEAF_GONE"));
 	}
 	if (getenv("FAULT_EIO_FILE") != NULL) {
 		(void)snprintf(eio_file, sizeof(eio_file), "%s", getenv("FAULT_EIO_FILE"));
@@ -940,6 +951,28 @@ rmdir(const char *path)
 	return real_rmdir(path);
 }
 
+/* ---- cgroup leaves removed before their server is started in them (FAULT_LEAF_GONE) ---- */
+
+static bool
+leaf_gone_at(const char *at, const char *path)
+{
+	return strcmp(leaf_gone, at) == 0 && F.ready && getpid() == F.owner &&
+	       is_leaf(path, strlen(path));
+}
+
+int
+mkdir(const char *path, mode_t mode)
+{
+	resolve();
+	int rc = real_mkdir(path, mode);
+
+	if (rc == 0 && leaf_gone_at("mkdir", path)) {
+		F.n_failed++;
+		(void)real_rmdir(path);
+	}
+	return rc;
+}
+
 /* A descriptor that reads "populated 1" (a memfd), or -1. */
 static int
 populated_fd(void)
@@ -985,5 +1018,11 @@ open(const char *path, int flags, ...)
 	    leaf_busy(path, len - 14, false)) {
 		return populated_fd();
 	}
-	return real_open(path, flags, mode);
+	int fd = real_open(path, flags, mode);
+
+	if (fd >= 0 && (flags & O_DIRECTORY) && leaf_gone_at("open", path)) {
+		F.n_failed++;
+		(void)real_rmdir(path);
+	}
+	return fd;
 }

@@ -715,6 +715,39 @@ class LeafBusy(Faults):
 
 
 @needs_shim
+class LeafGone(Faults):
+    """A server's cgroup leaf removed between its mkdir and the server's start in it (by
+    another process): the server starts without one, found by the process walk alone, and
+    mcpmux says so."""
+
+    def run_with_leaf_gone(self, at):
+        """A wrap run whose leaf is removed just after its mkdir or its open (FAULT_LEAF_GONE
+        AT): its server answers, and is ended with nothing left; mcpmux's stderr."""
+        p = self.mcpmux(["-v"] + GRACE + ["--", FIXTURE], env=self.shim_env(leaf_gone=at))
+        p.send(call(1, "env"))
+        m = p.msg()
+        if "cgroup: none usable here" in p.stderr() or "cgroup: off" in p.stderr():
+            self.skipTest("no cgroup can be made here")
+        self.assertIn("result", m, m)
+        pid = m["result"]["structuredContent"]["pid"]
+        with open("/proc/%d/cgroup" % pid) as f:
+            self.assertNotRegex(f.read(), r"/s\.\d+$")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertFalse(alive(pid))
+        self.assert_no_leftovers()
+        self.assert_clean_stderr(p)
+        return p.stderr()
+
+    def test_clone3_into_a_removed_leaf_starts_the_server_without_one(self):
+        """clone3() with CLONE_INTO_CGROUP fails with ENOENT for a removed cgroup."""
+        err = self.run_with_leaf_gone("open")
+        self.assertRegex(err, r"session [0-9a-f-]+: cannot start its server in its cgroup "
+                         r"leaf: No such file or directory \(it runs without one: the process "
+                         r"walk alone finds its tree\)")
+
+
+@needs_shim
 class ProcErrors(Faults):
     """/proc that cannot be read for a while (EACCES as with hidepid, EMFILE as with a full
     descriptor table): the tree is not taken as gone, its grandchild is still found."""
