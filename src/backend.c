@@ -367,6 +367,7 @@ struct spawn_args {
 	int err_pipe;	      /* the child's mm is a copy (clone3): err goes here too, or -1 */
 	int fd_top;	      /* the table is shared (CLONE_FILES): the child keeps fds below */
 	volatile int err;     /* the child's errno when it could not exec */
+	volatile int cg_err;  /* its errno when it could not join its leaf (cg_procs) */
 };
 
 #define STACK_BASE ((size_t)64 << 10)
@@ -587,12 +588,14 @@ child_main(void *arg)
 	/* Into its own cgroup leaf, before anything it starts can escape it. */
 	if (a->cg_procs != NULL) {
 		int fd = open(a->cg_procs, O_WRONLY | O_CLOEXEC);
+		ssize_t w = fd >= 0 ? write(fd, "0", 1) : -1;
 
+		/* Not fatal: outside the leaf, the walk still finds the tree by pid.  Said by
+		 * mcpmux (the clone() path shares its memory: a->cg_err). */
+		if (w != 1) {
+			a->cg_err = w == -1 ? errno : EIO;
+		}
 		if (fd >= 0) {
-			/* Unchecked: outside the leaf, the walk still finds the tree by pid. */
-			ssize_t w = write(fd, "0", 1);
-
-			(void)w;
 			(void)close(fd);
 		}
 	}
@@ -1004,6 +1007,13 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	if (pid == -1) {
 		errno = err;
 		goto fail;
+	}
+	if (args.cg_err != 0) {
+		diag_warn("session %s: its server could not join its cgroup leaf: %s (it runs "
+			  "without one: the process walk alone finds its tree)",
+			  b->cookie, strerror(args.cg_err));
+		(void)cgroup_remove(b->cgroup);
+		b->cgroup[0] = '\0';
 	}
 	(void)setpgid(pid, pid); /* also in the child: whichever runs first */
 	sys_close(&pin[0]);

@@ -746,6 +746,14 @@ class LeafGone(Faults):
                          r"leaf: No such file or directory \(it runs without one: the process "
                          r"walk alone finds its tree\)")
 
+    def test_a_leaf_the_server_cannot_join_is_said(self):
+        """The leaf is gone before mcpmux opens it: the server is started with clone() and
+        joins its leaf itself, as where clone3() is refused; that join fails."""
+        err = self.run_with_leaf_gone("mkdir")
+        self.assertRegex(err, r"session [0-9a-f-]+: its server could not join its cgroup "
+                         r"leaf: No such file or directory \(it runs without one: the process "
+                         r"walk alone finds its tree\)")
+
 
 @needs_shim
 class ProcErrors(Faults):
