@@ -190,6 +190,16 @@ demo_find_fixture(char *buf, size_t cap)
 	return -1;
 }
 
+static void
+demo_usage(void)
+{
+	fputs("usage: mcpmux demo [--fixture PATH]\n"
+	      "\n"
+	      "Run the fixture MCP server through mcpmux as an agent would: a session, an\n"
+	      "end-of-run, and a check that nothing of the server's process tree is left.\n",
+	      stdout);
+}
+
 int
 cmd_demo(int argc, char **argv)
 {
@@ -198,17 +208,23 @@ cmd_demo(int argc, char **argv)
 	int in[2], out[2], status;
 	struct demo d = { 0 };
 
-	if (argc >= 3 && strcmp(argv[1], "--fixture") == 0) {
-		fixture = argv[2];
-	} else if (argc >= 2) {
-		bool help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
-
-		fputs("usage: mcpmux demo [--fixture PATH]\n"
-		      "\n"
-		      "Run the fixture MCP server through mcpmux as an agent would: a session, an\n"
-		      "end-of-run, and a check that nothing of the server's process tree is left.\n",
-		      help ? stdout : stderr);
-		return help ? 0 : EXIT_USAGE;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			demo_usage();
+			return 0;
+		}
+		if (strcmp(argv[i], "--fixture") == 0 && i + 1 < argc) {
+			fixture = argv[++i];
+		} else if (strcmp(argv[i], "--fixture") == 0) {
+			diag_error("option '--fixture' needs a value (see mcpmux demo --help)");
+			return EXIT_USAGE;
+		} else if (argv[i][0] == '-') {
+			diag_error("unknown option '%s' (see mcpmux demo --help)", argv[i]);
+			return EXIT_USAGE;
+		} else {
+			diag_error("unexpected argument '%s' (see mcpmux demo --help)", argv[i]);
+			return EXIT_USAGE;
+		}
 	}
 
 	if (fixture == NULL && demo_find_fixture(found, sizeof(found)) == -1) {

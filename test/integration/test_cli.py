@@ -51,6 +51,17 @@ class Cli(Case):
             self.assertTrue(err.startswith("mcpmux: " + what), (args, err))
             self.assertEqual(err.count("\n"), 1, (args, err))
 
+    def test_demo_names_a_bad_argument(self):
+        """An unknown option or an argument too many is named on one "mcpmux: " line,
+        exit 2, and the demo is not run."""
+        for args, want in ((["demo", "--bogus"], "unknown option '--bogus'"),
+                           (["demo", "--fixture"], "option '--fixture' needs a value"),
+                           (["demo", "--fixture", "/nonexistent/fixture", "extra"],
+                            "unexpected argument 'extra'")):
+            rc, out, err = self.run_mcpmux(*args)
+            self.assertEqual((rc, out), (2, ""), args)
+            self.assertEqual(err, "mcpmux: %s (see mcpmux demo --help)\n" % want, args)
+
     def test_the_reason_of_a_failure_comes_before_the_advice(self):
         """"mcpmux: <what failed>: <why> (<what to do>)": the system's reason is not put
         after the advice."""
