@@ -248,6 +248,9 @@ cmd_ctl(int argc, char **argv)
 		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			ctl_usage();
 			return 0;
+		} else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+			diag_error("unknown option '%s' (see mcpmux ctl --help)", argv[i]);
+			return EXIT_USAGE;
 		} else if (n < 3) {
 			args[n++] = argv[i];
 		} else {

@@ -1006,7 +1006,12 @@ cmd_log(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	if (argc - optind > 1 || (o.follow && !show)) {
+	if (o.follow && !show) {
+		diag_error("option '--follow' goes with 'mcpmux log show', not stats (see mcpmux "
+			   "log --help)");
+		return EXIT_USAGE;
+	}
+	if (argc - optind > 1) {
 		diag_error("usage: mcpmux log (show | stats) [OPTIONS] [FILE]");
 		return EXIT_USAGE;
 	}

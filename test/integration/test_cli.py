@@ -62,6 +62,17 @@ class Cli(Case):
             self.assertEqual((rc, out), (2, ""), args)
             self.assertEqual(err, "mcpmux: %s (see mcpmux demo --help)\n" % want, args)
 
+    def test_ctl_and_log_name_what_is_wrong(self):
+        """ctl names an unknown option; log stats says that --follow goes with show."""
+        for args, want in (
+                (["ctl", "/nonexistent/mcp.sock", "list", "--bogus"],
+                 "mcpmux: unknown option '--bogus' (see mcpmux ctl --help)\n"),
+                (["log", "stats", "--follow", "/dev/null"],
+                 "mcpmux: option '--follow' goes with 'mcpmux log show', not stats (see "
+                 "mcpmux log --help)\n")):
+            rc, out, err = self.run_mcpmux(*args)
+            self.assertEqual((rc, out, err), (2, "", want), args)
+
     def test_the_reason_of_a_failure_comes_before_the_advice(self):
         """"mcpmux: <what failed>: <why> (<what to do>)": the system's reason is not put
         after the advice."""
