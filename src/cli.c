@@ -496,8 +496,8 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 		o->max_sessions = cli_default_max_sessions(CLI_SESSION_FDS + 3);
 	}
 	if (optind >= argc) {
-		return diag_error("no server command given (usage: mcpmux [OPTIONS] -- COMMAND "
-				  "[ARG...])");
+		return diag_error("no server command given (usage: mcpmux %s-- COMMAND [ARG...])",
+				  serve ? "serve [OPTIONS] [--listen PATH] " : "[OPTIONS] ");
 	}
 	o->command = argv + optind;
 	return 0;

@@ -73,6 +73,16 @@ class Cli(Case):
             rc, out, err = self.run_mcpmux(*args)
             self.assertEqual((rc, out, err), (2, "", want), args)
 
+    def test_a_missing_server_command_points_to_the_usage_of_its_mode(self):
+        for args, want in ((["--eof-grace", "100"], "usage: mcpmux [OPTIONS] -- COMMAND"),
+                           (["serve"], "usage: mcpmux serve [OPTIONS] [--listen PATH] -- "
+                            "COMMAND")):
+            rc, out, err = self.run_mcpmux(*args)
+            self.assertEqual((rc, out), (2, ""), args)
+            self.assertTrue(err.startswith("mcpmux: no server command given (" + want),
+                            (args, err))
+            self.assertEqual(err.count("\n"), 1, (args, err))
+
     def test_the_reason_of_a_failure_comes_before_the_advice(self):
         """"mcpmux: <what failed>: <why> (<what to do>)": the system's reason is not put
         after the advice."""
