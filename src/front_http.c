@@ -2376,10 +2376,11 @@ front_http_listen(struct front_http *fh, const int *fds, size_t n_fds)
 		       1;
 	}
 	for (size_t i = 0; i < http_server_n_listeners(fh->srv); i++) {
-		int port = http_server_port_of(fh->srv, i);
+		char addr[128];
+		int port = http_server_port_of(fh->srv, i, addr, sizeof(addr));
 
 		if (port != 0) {
-			sbuf_addf(&urls, "%sport %d", i > 0 ? ", " : "", port);
+			sbuf_addf(&urls, "%sport %d of %s", i > 0 ? ", " : "", port, addr);
 		} else {
 			sbuf_addf(&urls, "%sa Unix socket", i > 0 ? ", " : "");
 		}

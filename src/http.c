@@ -14,8 +14,10 @@
  * the server's idle watcher then tells the handler (on_close) and frees it, outside of
  * any callback that might still hold a pointer to it.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -1608,29 +1610,52 @@ http_server_n_listeners(const struct http_server *s)
 }
 
 int
-http_server_port_of(const struct http_server *s, size_t i)
+http_server_port_of(const struct http_server *s, size_t i, char *addr, size_t cap)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
+	char host[INET6_ADDRSTRLEN + IF_NAMESIZE + 1] = "";
+	int port = 0;
 
 	if (i >= s->n_lst || s->lst[i].is_unix ||
 	    getsockname(s->lst[i].fd, (struct sockaddr *)&ss, &sl) == -1) {
 		return 0;
 	}
 	if (ss.ss_family == AF_INET) {
-		return ntohs(((struct sockaddr_in *)(void *)&ss)->sin_port);
+		const struct sockaddr_in *in = (const struct sockaddr_in *)(void *)&ss;
+
+		port = ntohs(in->sin_port);
+		(void)inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+	} else if (ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(void *)&ss;
+
+		port = ntohs(in6->sin6_port);
+		if (inet_ntop(AF_INET6, &in6->sin6_addr, host, INET6_ADDRSTRLEN) != NULL &&
+		    in6->sin6_scope_id != 0) {
+			/* A link-local address is typed with its interface: fe80::1%eth0. */
+			char ifname[IF_NAMESIZE];
+			size_t n = strlen(host);
+
+			if (if_indextoname(in6->sin6_scope_id, ifname) != NULL) {
+				(void)snprintf(host + n, sizeof(host) - n, "%%%s", ifname);
+			} else {
+				(void)snprintf(host + n, sizeof(host) - n, "%%%u",
+					       (unsigned)in6->sin6_scope_id);
+			}
+		}
 	}
-	if (ss.ss_family == AF_INET6) {
-		return ntohs(((struct sockaddr_in6 *)(void *)&ss)->sin6_port);
+	if (addr != NULL && cap > 0) {
+		/* As --http takes it: an IPv6 address in brackets. */
+		(void)snprintf(addr, cap, ss.ss_family == AF_INET6 ? "[%s]" : "%s", host);
 	}
-	return 0;
+	return port;
 }
 
 int
 http_server_port(const struct http_server *s)
 {
 	for (size_t i = 0; i < s->n_lst; i++) {
-		int port = http_server_port_of(s, i);
+		int port = http_server_port_of(s, i, NULL, 0);
 
 		if (port != 0) {
 			return port;

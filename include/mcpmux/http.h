@@ -176,9 +176,12 @@ int http_server_listen_fd(struct http_server *s, int fd);
 bool http_server_is_loopback(const struct http_server *s);
 /* The local port of the first TCP listener (for port 0), or 0. */
 int http_server_port(const struct http_server *s);
-/* How many listeners s has, and the local port of listener i (0 for a Unix socket). */
+/*
+ * How many listeners s has, and the local port of listener i (0 for a Unix socket); its
+ * local address, as --http takes it ("0.0.0.0", "[::1]"), in addr (unless NULL).
+ */
 size_t http_server_n_listeners(const struct http_server *s);
-int http_server_port_of(const struct http_server *s, size_t i);
+int http_server_port_of(const struct http_server *s, size_t i, char *addr, size_t cap);
 void http_server_stats(const struct http_server *s, struct http_stats *st);
 /*
  * Stop accepting: every listener is closed (a Unix socket's file removed); open

@@ -564,6 +564,26 @@ class Refusals(HttpCase):
         # /healthz needs nothing
         self.assertEqual(self.request("GET", path="/healthz").status, 200)
 
+    def test_the_start_up_line_names_the_address_listened_on(self):
+        """"on port N of ADDR", ADDR as --http takes it (an IPv6 one in brackets)."""
+        tok = os.path.join(self.tmp.name, "token")
+        with open(tok, "w") as f:
+            f.write("s3cret-token\n")
+        os.chmod(tok, 0o600)
+        addrs = [("127.0.0.1:0", "127.0.0.1"), ("0.0.0.0:0", "0.0.0.0")]
+        try:
+            with socket.socket(socket.AF_INET6) as s:
+                s.bind(("::1", 0))
+            addrs.append(("[::1]:0", "[::1]"))
+        except OSError:
+            pass  # no IPv6 loopback here
+        for addr, shown in addrs:
+            p = self.http(opts=["--auth-token-file", tok], addr=addr)
+            self.assertIn("mcpmux: serving MCP over HTTP at /mcp on port %d of %s\n"
+                          % (self.port, shown), p.stderr())
+            p.p.send_signal(signal.SIGTERM)
+            self.assertEqual(p.wait(), 0, addr)
+
     def test_a_preflight_needs_no_token(self):
         """Browsers send a CORS preflight without credentials (Fetch): with a token and an
         allowed origin, the preflight is answered; the request it clears needs the token."""
