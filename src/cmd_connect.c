@@ -119,16 +119,19 @@ connect_usage(void)
 static int
 ended_status(const char *line, size_t len, bool in_result, bool tried)
 {
-	char buf[1024], err[128];
+	char err[128], *buf = malloc(len + 1);
 	yajl_val root, v;
 	int code = 0;
 
-	if (len >= sizeof(buf)) {
+	/* As long as the line is (an "abandoned" list of many pids): within --max-message. */
+	if (buf == NULL) {
+		diag_error("out of memory: the exit status of the session's server is not known");
 		return 1;
 	}
 	memcpy(buf, line, len);
 	buf[len] = '\0';
 	root = yajl_tree_parse(buf, err, sizeof(err));
+	free(buf);
 	const char *pcode[] = { "result", "exit", "code", NULL };
 	const char *psig[] = { "result", "exit", "signal", NULL };
 	const char *psusp[] = { "result", "suspended", NULL };

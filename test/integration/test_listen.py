@@ -273,6 +273,36 @@ class ListenHardening(ListenHelpers, Case):
         self.assertEqual(c.wait(5), 1)
         self.assertIn("the session's end was refused", c.stderr())
 
+    def test_connect_takes_the_status_of_an_end_of_any_length(self):
+        """An end-of-run result, or an "ended" event, longer than a kilobyte (a long
+        "abandoned" list): connect exits with its status, 128 + the signal, as wrap does."""
+        pids = list(range(4194000, 4194150))
+        for ended_event in (False, True):
+            self.path = os.path.join(self.tmp.name, "long%d.sock" % ended_event)
+            srv = socket.socket(socket.AF_UNIX)
+            srv.bind(self.path)
+            srv.listen(1)
+            self.addCleanup(srv.close)
+            c = self.connect("--session", "long")
+            conn, _ = srv.accept()
+            self.addCleanup(conn.close)
+            c.send(req(1, "ping"))
+            f = conn.makefile("rb")
+            self.assertEqual(json.loads(f.readline())["message"]["id"], 1)
+            c.close_stdin()
+            self.assertEqual(json.loads(f.readline())["message"]["id"], "mcpmux-connect-end")
+            end = {"session": "long", "pid": 4193999, "exit": {"signal": "SIGKILL"},
+                   "escalation": "abandoned", "ms": 2000, "abandoned": pids}
+            if ended_event:
+                line = dict(end, event="ended")
+            else:
+                line = {"session": "long", "message": {
+                    "jsonrpc": "2.0", "id": "mcpmux-connect-end", "result": end}}
+            data = (json.dumps(line, separators=(",", ":")) + "\n").encode()
+            self.assertGreater(len(data), 1024)
+            conn.sendall(data)
+            self.assertEqual(c.wait(5), 128 + signal.SIGKILL, (ended_event, c.stderr()))
+
     def test_connect_never_waits_for_an_end_that_cannot_come(self):
         """connect with nothing on stdin has no session to end; a session of another
         connection cannot be ended from this one (refused: exit 1); and a second signal
