@@ -503,10 +503,15 @@ handle_line(struct wrap *w, const char *line, size_t len)
 		return;
 	}
 	if (w->cur == NULL && (w->cur = start_run(w)) == NULL) {
+		const char *advice = sys_spawn_advice(errno);
 		char text[160];
 
 		(void)snprintf(text, sizeof(text), "cannot start the server: %s", strerror(errno));
-		diag_error("%s", text);
+		if (advice != NULL) {
+			diag_error("%s (%s)", text, advice);
+		} else {
+			diag_error("%s", text);
+		}
 		log_in(w, line, len, true);
 		if (kind == JSONRPC_REQUEST) {
 			answer_error(w, jsonrpc_str(&w->scan, it->id), it->id.len, RPC_SERVER_ERROR,
@@ -644,7 +649,13 @@ cmd_wrap(const struct mcpmux_options *o)
 	if (o->log_path != NULL && tlog_open(loop, o->log_path, o->log_bodies) == -1) {
 		w->exit_code = 1;
 	} else if ((w->cur = start_run(w)) == NULL) {
-		diag_error_errno("cannot start '%s'", o->command[0]);
+		const char *advice = sys_spawn_advice(errno);
+
+		if (advice != NULL) {
+			diag_error_errno("cannot start '%s' (%s)", o->command[0], advice);
+		} else {
+			diag_error_errno("cannot start '%s'", o->command[0]);
+		}
 		w->exit_code = 1;
 	} else {
 		conn_read(&w->client, true);

@@ -517,8 +517,14 @@ hub_start(struct hub_entry *e, const char *req_id, size_t req_id_len)
 	}
 	e->s = session_new(h->loop, e->id, &h->scfg, &hub_hooks, e, NULL);
 	if (e->s == NULL) {
+		const char *advice = sys_spawn_advice(errno);
+
 		(void)snprintf(text, sizeof(text), "cannot start the server: %s", strerror(errno));
-		diag_error("session %s: %s", e->id, text);
+		if (advice != NULL) {
+			diag_error("session %s: %s (%s)", e->id, text, advice);
+		} else {
+			diag_error("session %s: %s", e->id, text);
+		}
 		goto refuse;
 	}
 	h->n_live++;

@@ -684,9 +684,15 @@ resume_start(struct session *s)
 	if (start_server(s) == -1) {
 		char why[160];
 
+		const char *advice = sys_spawn_advice(errno);
+
 		(void)snprintf(why, sizeof(why), "the server could not be restarted: %s",
 			       strerror(errno));
-		diag_error("session %s: %s", s->id, why);
+		if (advice != NULL) {
+			diag_error("session %s: %s (%s)", s->id, why, advice);
+		} else {
+			diag_error("session %s: %s", s->id, why);
+		}
 		s->resuming = false;
 		held_answer(s, why);
 		return;
@@ -1054,9 +1060,15 @@ slot_granted(struct pool_slot *slot, void *ctx)
 	if (spawn_now(s) == -1) {
 		char why[160];
 
+		const char *advice = sys_spawn_advice(errno);
+
 		(void)snprintf(why, sizeof(why), "the server could not be started: %s",
 			       strerror(errno));
-		diag_error("session %s: %s", s->id, why);
+		if (advice != NULL) {
+			diag_error("session %s: %s (%s)", s->id, why, advice);
+		} else {
+			diag_error("session %s: %s", s->id, why);
+		}
 		s->state = SESSION_SUSPENDED; /* the next message tries again */
 		s->resuming = false;
 		held_answer(s, why);

@@ -300,6 +300,22 @@ sys_nofile_limit(void)
 	return (size_t)rl.rlim_cur;
 }
 
+const char *
+sys_spawn_advice(int err)
+{
+	switch (err) {
+	case EMFILE:
+		return "raise the limit with ulimit -n";
+	case ENFILE:
+		return "close some programs, or raise fs.file-max";
+	case EAGAIN:
+		return "the limit of processes is reached: end some, or raise it with ulimit -u or "
+		       "the service's TasksMax";
+	default:
+		return NULL;
+	}
+}
+
 /* mkdir 0700 if missing; then it must be our own private directory. */
 static int
 private_dir(const char *path)

@@ -90,6 +90,11 @@ void sys_raise_nofile(void);
 bool sys_nofile_original(struct rlimit *rl);
 /* The soft limit now in effect. */
 size_t sys_nofile_limit(void);
+/*
+ * What a user can do when a server cannot be started for the reason err (a limit of
+ * descriptors or processes), for the parentheses of the message; NULL when nothing.
+ */
+const char *sys_spawn_advice(int err);
 
 /*
  * mcpmux's directory for files of this user's running instances (container id files,

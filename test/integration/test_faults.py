@@ -268,15 +268,18 @@ class SpawnFails(Faults):
         self.assert_no_leftovers()
 
     def test_wrap_cannot_start(self):
-        for faults, reason in ((dict(pipe2_fail=self.KEEPER_PIPES + 2), "Too many open files"),
+        """Exit 1, with the reason and what to do about it."""
+        for faults, reason in ((dict(pipe2_fail=self.KEEPER_PIPES + 2),
+                                "Too many open files (raise the limit with ulimit -n)"),
                                (dict(fork_fail=self.KEEPER_FORKS + 1),
-                                "Resource temporarily unavailable")):
+                                "Resource temporarily unavailable (the limit of processes is "
+                                "reached: end some, or raise it with ulimit -u or the "
+                                "service's TasksMax)")):
             p = self.mcpmux(["--", FIXTURE], env=self.shim_env(**faults))
             p.close_stdin()
             self.assertEqual(p.wait(), 1, faults)
             err = p.stderr()
-            self.assertIn(reason, err)
-            self.assertIn(FIXTURE, err)
+            self.assertIn("mcpmux: cannot start '%s': %s\n" % (FIXTURE, reason), err)
             self.assertEqual(self.counters(p.pid)["failed"], 1)
             self.assert_clean_stderr(p)
         self.assert_no_leftovers()
@@ -295,6 +298,9 @@ class SpawnFails(Faults):
             p.send(req(3, "ping"))
             err = self.assert_error(p.msg(), 3, -32000)
             self.assertIn("cannot start the server", err["message"])
+            self.assertRegex(p.stderr(), r"mcpmux: cannot start the server: [^\n]+ \((raise "
+                             r"the limit with ulimit -n|the limit of processes is reached: "
+                             r"end some, [^\n]+)\)\n")
             self.assertEqual(fd_count(p.pid), fds, "a failed start leaks no descriptor")
             p.send(req(4, "ping"))
             self.assertEqual(p.msg(), {"jsonrpc": "2.0", "id": 4, "result": {}})
@@ -319,6 +325,9 @@ class SpawnFails(Faults):
         err = b.msg("s", 15)
         self.assert_error(err, 1, -32000)
         self.assertIn("could not be started", err["error"]["message"])
+        self.assertIn("mcpmux: session s: the server could not be started: Resource "
+                      "temporarily unavailable (the limit of processes is reached: ",
+                      b.p.stderr())
         b.send("s", initialize(2))
         started = b.event("s", "started")
         self.assertEqual(b.msg("s")["id"], 2)
@@ -487,6 +496,9 @@ class Clone3Fails(Case):
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
         self.assertIn("spawn: servers share mcpmux's descriptor table", p.stderr())
+        self.assertIn("mcpmux: session a: cannot start the server: Resource temporarily "
+                      "unavailable (the limit of processes is reached: end some, or raise it "
+                      "with ulimit -u or the service's TasksMax)\n", p.stderr())
         self.assertNotIn("refused", p.stderr())  # EAGAIN is a failure, not a refusal
         self.assert_no_leftovers()
 
