@@ -1583,6 +1583,12 @@ http_server_listen(struct http_server *s, const char *spec)
 		freeaddrinfo(res);
 		sys_close(&fd);
 		errno = err;
+		if (err == EADDRINUSE) {
+			return diag_error_errno("cannot listen on '%s' (another program listens "
+						"there: stop it, or choose another port, 0 for "
+						"any free one)",
+						spec);
+		}
 		return diag_error_errno("cannot listen on '%s'", spec);
 	}
 	l->fd = fd;

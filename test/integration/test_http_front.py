@@ -629,6 +629,15 @@ class Refusals(HttpCase):
                              os.path.join(self.tmp.name, "missing")])
         self.assertEqual(p.wait(), 1)
         self.assertIn("missing", p.stderr())
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            p = self.serve(opts=["--http", str(port)])
+            self.assertEqual(p.wait(), 1)
+        self.assertIn("mcpmux: cannot listen on '%d': Address already in use (another "
+                      "program listens there: stop it, or choose another port, 0 for any "
+                      "free one)\n" % port, p.stderr())
 
     def test_malformed_http_and_a_vanished_client_leave_the_server_working(self):
         self.http()
