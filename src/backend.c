@@ -74,8 +74,10 @@ static char pidns_id[PROCSCAN_PIDNS_MAX]; /* the mcpmux.pidns label, "" unknown 
 static struct backend_ctr *ctr_head;	  /* backends that run a container */
 static unsigned long long ctr_seq;
 
-#define CTR_RETRY_S  0.2  /* between two looks at a container that is not gone yet */
-#define CTR_HELPER_S 30.0 /* an engine command that takes longer is killed */
+#define CTR_RETRY_S    0.2	     /* between two looks at a container that is not gone yet */
+#define CTR_HELPER_S   30.0	     /* an engine command that takes longer is killed */
+#define CTR_DRAIN_TURN (64 * 1024)   /* an engine command's output read in one loop turn */
+#define CTR_DRAIN_END  (1024 * 1024) /* and once it has exited */
 
 enum ctr_helper {
 	CTR_NONE,
@@ -2293,15 +2295,18 @@ ctr_whose_done(struct backend_ctr *c, bool ok, bool gone, const char *out, ssize
  * Read what the engine command has written so far into c->out (NUL-terminated): its
  * start; for CTR_WHOSE, from the marked line on, however much the engine warned before
  * it.  What does not fit is read and dropped, so that the command never blocks on a full
- * pipe.  false once the pipe is at its end (or fails).
+ * pipe.  At most budget bytes a call: a process that holds the pipe and writes faster
+ * than the loop reads must not keep it here.  false once the pipe is at its end (or
+ * fails); true when it may have more.
  */
 static bool
-ctr_drain(struct backend_ctr *c)
+ctr_drain(struct backend_ctr *c, size_t budget)
 {
 	const size_t cap = sizeof(c->out) - 1;
 	char sink[4096];
+	bool more = true;
 
-	for (;;) {
+	for (size_t got = 0; got < budget;) {
 		/* Full: the start is kept; or, for CTR_WHOSE, the marked line, from its start. */
 		if (c->out_n == cap && c->what == CTR_WHOSE) {
 			c->out_n = container_whose_keep(c->out, c->out_n);
@@ -2312,14 +2317,17 @@ ctr_drain(struct backend_ctr *c)
 				     full ? sizeof(sink) : cap - c->out_n);
 
 		if (k <= 0) {
-			c->out[c->out_n] = '\0';
-			return k == -1 && (errno == EAGAIN || errno == EWOULDBLOCK);
+			more = k == -1 && (errno == EAGAIN || errno == EWOULDBLOCK);
+			break;
 		}
 		c->out_any = true;
+		got += (size_t)k;
 		if (!full) {
 			c->out_n += (size_t)k;
 		}
 	}
+	c->out[c->out_n] = '\0';
+	return more;
 }
 
 static void
@@ -2328,7 +2336,7 @@ backend_on_ctr_out(struct ev_loop *loop, ev_io *w, int revents)
 	struct backend_ctr *c = container_of(w, struct backend_ctr, err_w);
 
 	(void)revents;
-	if (!ctr_drain(c)) {
+	if (!ctr_drain(c, CTR_DRAIN_TURN)) {
 		ev_io_stop(loop, w); /* the rest comes with its exit (ctr_helper_done) */
 	}
 }
@@ -2343,7 +2351,9 @@ ctr_helper_done(struct backend_ctr *c, int st)
 
 	if (c->err_fd >= 0) {
 		ev_io_stop(b->loop, &c->err_w);
-		(void)ctr_drain(c); /* it has exited: what is left is in the pipe */
+		/* It has exited: what is left is in the pipe (and, bounded, what a child of
+		 * its that still holds the pipe writes). */
+		(void)ctr_drain(c, CTR_DRAIN_END);
 	}
 	ssize_t n = c->err_fd >= 0 && c->out_any ? (ssize_t)c->out_n : -1;
 	bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;

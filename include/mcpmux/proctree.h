@@ -57,12 +57,12 @@ struct proc_info {
 	pid_t pid;
 	pid_t ppid;
 	pid_t pgid;
-	unsigned long long start;	      /* start time, clock ticks since boot */
-	char state;			      /* from /proc/PID/stat: R, S, Z, ...; '?' unknown */
-	bool unknown;			      /* stat could not be read: pgid, start unknown */
-	bool cookie_unknown;		      /* environ could not be read */
-	char comm[16];			      /* its command name, "" unknown */
-	size_t parent;			      /* index of the parent in the snapshot, or SIZE_MAX */
+	unsigned long long start; /* start time, clock ticks since boot */
+	char state;		  /* from /proc/PID/stat: R, S, Z, ...; '?' unknown */
+	bool unknown;	     /* stat could not be read: pgid unknown; start is when it was seen */
+	bool cookie_unknown; /* environ could not be read */
+	char comm[16];	     /* its command name, "" unknown */
+	size_t parent;	     /* index of the parent in the snapshot, or SIZE_MAX */
 	char cookie[PROCTREE_COOKIE_MAX + 1]; /* "" when none */
 	char owner[PROCTREE_OWNER_MAX + 1];   /* MCPMUX_OWNER, "" when none */
 	size_t outer; /* MCPMUX_OUTER: 1 + its offset in the tree's strings; 0 when none */
