@@ -905,6 +905,53 @@ class Resume(HttpCase):
         self.assertIsNone(g.event(5), "a resumed request stream ends after its response")
         g.close()
 
+    def abandon_answer(self, sid, id_, size):
+        """A POST of tool huge whose client reads the stream's head and priming event,
+        then goes with the answer still in mcpmux's queue: the priming event's id."""
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(5 * SLOW)
+        s.connect(("127.0.0.1", self.port))
+        body = json.dumps(tool(id_, "huge", bytes=size))
+        s.sendall(("POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+                   "\r\nAccept: %s\r\nMcp-Session-Id: %s\r\nContent-Length: %d\r\n\r\n%s" %
+                   (ACCEPT_BOTH, sid, len(body), body)).encode())
+        raw = b""
+        while b"\n\n" not in raw.split(b"\r\n\r\n", 1)[-1]:
+            data = s.recv(100)
+            self.assertTrue(data, raw)
+            raw += data
+        wait_until(lambda: self.metrics()["mcpmux_http_queued_bytes"] > 1 << 20, 10,
+                   "the answer to wait for the client")
+        s.close()
+        wait_until(lambda: self.metrics()["mcpmux_http_queued_bytes"] < 1 << 20, 10,
+                   "the connection to be closed")
+        return parse_sse(raw.split(b"\r\n\r\n", 1)[1].split(b"\r\n", 1)[1])[0]["id"]
+
+    def test_answers_whose_connection_broke_before_they_were_written_count_in_max_queue(self):
+        """A request stream whose connection breaks with its answer still in mcpmux's
+        queue keeps the answer as an undelivered message: within --max-queue, which then
+        pauses the server, not beside it (every such answer was kept for 300 s)."""
+        self.http(opts=["--metrics", "--max-queue", "1M"])
+        sid = self.session()
+        first = self.abandon_answer(sid, 1, 4 << 20)
+        # The message that finds the queue full goes out; the server waits after it.
+        second = self.abandon_answer(sid, 2, 4 << 20)
+        held = self.open("POST", tool(3, "echo", text="held"),
+                         {"Mcp-Session-Id": sid})
+        self.assertEqual(held.status, 200)
+        with self.assertRaises(socket.timeout, msg="the server must wait at --max-queue"):
+            held.message(2)
+        held.conn.close()
+        for n, last in ((1, first), (2, second)):
+            g = self.get_stream(sid, last=last)
+            m, _ = g.message(10)
+            self.assertEqual(m["id"], n)
+            self.assertEqual(len(m["result"]["content"][0]["text"]), 4 << 20)
+            self.assertIsNone(g.event(5), "a resumed request stream ends after its response")
+            g.close()
+        self.assertEqual(self.call(sid, tool(4, "echo", text="flows"))[-1]["id"], 4)
+
     def test_resume_rules(self):
         self.http()
         sid = self.session()
