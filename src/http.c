@@ -1384,9 +1384,11 @@ refuse_one(struct http_server *s, int lfd)
 	int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	int err = errno;
 
+	if (fd >= 0) {
+		reject_now(fd); /* first: the spare takes its slot again */
+	}
 	s->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (fd >= 0) {
-		reject_now(fd);
 		s->st.accepted++;
 		s->st.rejected++;
 		return 1;

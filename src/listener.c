@@ -211,10 +211,11 @@ listener_refuse_one(struct listener *l)
 	sys_close(&l->spare);
 	int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
 	int err = errno;
+	bool refused = fd >= 0;
 
+	sys_close(&fd); /* first: the spare takes its slot again */
 	l->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		sys_close(&fd);
+	if (refused) {
 		return 1;
 	}
 	errno = err;

@@ -34,6 +34,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import select
 import signal
 import socket
@@ -466,6 +467,56 @@ class SpawnFails(Faults):
         self.assertIn(b'"id":1', r.read().replace(b" ", b""))
         c.close()
         self.assert_paused_not_spun(p, "cannot accept an HTTP connection")
+
+
+class DescriptorLimit(Faults):
+    """mcpmux's own table of descriptors full (its limit lowered to what it has open): each
+    connection over it is refused at once with the spare descriptor, which is taken again
+    after each refusal, and none waits in the backlog."""
+
+    def fill_table(self, p):
+        fds = [int(f) for f in os.listdir("/proc/%d/fd" % p.pid)]
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.prlimit(p.pid, resource.RLIMIT_NOFILE, (max(fds) + 1, hard))
+        return max(fds) + 1 - len(fds)  # free slots under the limit: accepted connections
+
+    def assert_each_refused(self, p, family, addr, answer):
+        held = []
+        try:
+            for i in range(self.fill_table(p) + 3):
+                c = socket.socket(family)
+                c.settimeout(10 * (3 if SANITIZED else 1))
+                c.connect(addr)
+                held.append(c)
+            for i, c in enumerate(held[-3:]):
+                data = b""
+                while True:
+                    more = c.recv(4096)
+                    if not more:
+                        break
+                    data += more
+                self.assertTrue(data.startswith(answer), (i, data))
+        finally:
+            for c in held:
+                c.close()
+        p.p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(), 0)
+        self.assertIn("out of file descriptors", p.stderr())
+        self.assertNotIn("trying again", p.stderr())
+        self.assert_clean_stderr(p)
+
+    def test_serve_refuses_every_connection_over_the_limit(self):
+        path = os.path.join(self.tmp.name, "s")
+        p = self.mcpmux(["serve", "--listen", path] + GRACE + ["--", FIXTURE], stdin=False)
+        wait_until(lambda: os.path.exists(path), 5, "the socket")
+        self.assert_each_refused(p, socket.AF_UNIX, path, b"")
+
+    def test_http_refuses_every_connection_over_the_limit(self):
+        p = self.mcpmux(["serve", "--http", "127.0.0.1:0"] + GRACE + ["--", FIXTURE],
+                        stdin=False)
+        m = wait_until(lambda: re.search(r"on port (\d+)", p.stderr()), 10, "the HTTP port")
+        self.assert_each_refused(p, socket.AF_INET, ("127.0.0.1", int(m.group(1))),
+                                 b"HTTP/1.1 503 ")
 
 
 class Clone3Fails(Case):
