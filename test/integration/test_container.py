@@ -71,6 +71,26 @@ class FakeDocker(FakeDockerCase):
         self.assertIn("fake0123456789abcdef", self.calls()[2])
         self.assertFalse(os.path.exists(cidfile))
 
+    def stubborn_run_with_a_hung_kill(self, kill_deadline):
+        """A serve session whose container ignores SIGTERM and EOF, ended, with the engine's
+        `kill --signal TERM` hung (while the file slow exists): (slow, serve, a function
+        that lists the hung command's processes), once that command runs."""
+        slow = os.path.join(self.tmp.name, "slow")
+        open(slow, "w").close()
+        self.env["FAKE_DOCKER_SLOW_KILL"] = slow
+        self.env["FAKE_DOCKER_ARGS"] = "--ignore-sigterm --ignore-eof"
+        p = self.start([MCPMUX, "serve"] + GRACES + ["--kill-deadline", str(kill_deadline),
+                                                     "--", "docker", "run", "-i", "img"])
+        p.send({"session": "c1", "message": initialize(1)})
+        self.assertEqual(p.msg()["event"], "started")
+        self.assertEqual(p.msg()["message"]["id"], 1)
+        p.send({"session": "c1", "message": req(2, "mcpmux/endRun")})
+
+        def term_command():
+            return [q for q in self.tagged() if b"--signal\0TERM" in cmdline(q)]
+        wait_until(term_command, 5, "the engine's kill --signal TERM")
+        return slow, p, term_command
+
     def test_engine_commands_get_a_blocking_stderr(self):
         """The engine's commands (the run, and the teardown's inspect and rm) write to a
         blocking stderr, as when run by hand: a non-blocking one makes a shell's or a
@@ -146,20 +166,7 @@ class FakeDocker(FakeDockerCase):
         """An engine command that does not answer in 30 s is killed with its process group:
         what it waits for (podman its runtime; the stand-in a child of its own) does not
         live on as mcpmux's orphan, and the ladder goes on."""
-        slow = os.path.join(self.tmp.name, "slow")
-        open(slow, "w").close()
-        self.env["FAKE_DOCKER_SLOW_KILL"] = slow
-        self.env["FAKE_DOCKER_ARGS"] = "--ignore-sigterm --ignore-eof"
-        p = self.start([MCPMUX, "serve"] + GRACES + ["--kill-deadline", "90000", "--", "docker",
-                                                     "run", "-i", "img"])
-        p.send({"session": "c1", "message": initialize(1)})
-        self.assertEqual(p.msg()["event"], "started")
-        self.assertEqual(p.msg()["message"]["id"], 1)
-        p.send({"session": "c1", "message": req(2, "mcpmux/endRun")})
-
-        def term_command():
-            return [q for q in self.tagged() if b"--signal\0TERM" in cmdline(q)]
-        wait_until(term_command, 5, "the engine's kill --signal TERM")
+        slow, p, term_command = self.stubborn_run_with_a_hung_kill(90000)
         wait_until(lambda: ["container", "kill", "--signal", "KILL", "fake0123456789abcdef"]
                    in self.calls(), 40, "the hung command to be killed, and the next one")
         self.assertEqual(term_command(), [], "what the killed command started lives on")
@@ -178,20 +185,8 @@ class FakeDocker(FakeDockerCase):
         """A run abandoned at --kill-deadline while an engine command of its teardown hangs:
         the command is killed then, with what it started, not left running (no longer
         watched) until mcpmux exits."""
-        slow = os.path.join(self.tmp.name, "slow")
-        open(slow, "w").close()
-        self.env["FAKE_DOCKER_SLOW_KILL"] = slow  # stays: kill --signal TERM never answers
-        self.env["FAKE_DOCKER_ARGS"] = "--ignore-sigterm --ignore-eof"
-        p = self.start([MCPMUX, "serve"] + GRACES + ["--kill-deadline", "1000", "--", "docker",
-                                                     "run", "-i", "img"])
-        p.send({"session": "c1", "message": initialize(1)})
-        self.assertEqual(p.msg()["event"], "started")
-        self.assertEqual(p.msg()["message"]["id"], 1)
-        p.send({"session": "c1", "message": req(2, "mcpmux/endRun")})
-
-        def term_command():
-            return [q for q in self.tagged() if b"--signal\0TERM" in cmdline(q)]
-        wait_until(term_command, 5, "the engine's kill --signal TERM")
+        # slow stays: kill --signal TERM never answers
+        slow, p, term_command = self.stubborn_run_with_a_hung_kill(1000)
         while True:
             m = p.msg(10)
             if m.get("event") == "ended":

@@ -453,10 +453,8 @@ def rmdir_once_empty(d, seconds=5):
     wait_until(gone, seconds, "cgroup %s to be removed" % d)
 
 
-class LeftCgroups(Case):
-    """The cgroups of an mcpmux whose keeper was SIGKILLed with it, or of a tree abandoned
-    as unkillable, stay behind: the next mcpmux removes them, when empty and their mcpmux
-    is gone, and nothing else."""
+class OwnCgroupCase(Case):
+    """Tests that make cgroups under the one this test runs in (self.parent)."""
 
     def setUp(self):
         super().setUp()
@@ -464,6 +462,12 @@ class LeftCgroups(Case):
         if self.parent is None or not os.access(os.path.join(self.parent, "cgroup.procs"),
                                                 os.W_OK):
             self.skipTest("no cgroup v2 of our own to make cgroups in")
+
+
+class LeftCgroups(OwnCgroupCase):
+    """The cgroups of an mcpmux whose keeper was SIGKILLed with it, or of a tree abandoned
+    as unkillable, stay behind: the next mcpmux removes them, when empty and their mcpmux
+    is gone, and nothing else."""
 
     def test_empty_cgroups_of_gone_instances_are_removed_at_start(self):
         # Named after processes alive while the cgroups are made (so that no mcpmux of
@@ -639,16 +643,9 @@ class LeftCgroups(Case):
             rmdir_once_empty(frozen)
 
 
-class NoLeaf(Case):
+class NoLeaf(OwnCgroupCase):
     """A leaf that cannot be made (cgroup.max.descendants or cgroup.max.depth reached):
     the server starts without one, found by the process walk alone, and mcpmux says so."""
-
-    def setUp(self):
-        super().setUp()
-        self.parent = own_cgroup()
-        if self.parent is None or not os.access(os.path.join(self.parent, "cgroup.procs"),
-                                                os.W_OK):
-            self.skipTest("no cgroup v2 of our own to make cgroups in")
 
     def cgroup_of(self, pid):
         with open("/proc/%d/cgroup" % pid) as f:

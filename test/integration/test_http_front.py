@@ -142,6 +142,27 @@ class HttpCase(Case):
     def conn(self, seconds=10):
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=seconds * SLOW)
 
+    def slow_socket(self, seconds=5):
+        """A connection whose receive buffer is small (4 KiB): a client that reads slowly,
+        or not at all, holds mcpmux's bytes in mcpmux's own queue."""
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(seconds * SLOW)
+        s.connect(("127.0.0.1", self.port))
+        return s
+
+    @staticmethod
+    def raw_post(s, sid, msg):
+        body = json.dumps(msg)
+        s.sendall(("POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+                   "\r\nAccept: %s\r\nMcp-Session-Id: %s\r\nContent-Length: %d\r\n\r\n%s" %
+                   (ACCEPT_BOTH, sid, len(body), body)).encode())
+
+    @staticmethod
+    def raw_get(s, sid):
+        s.sendall(("GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
+                   "Mcp-Session-Id: %s\r\n\r\n" % sid).encode())
+
     def request(self, method, body=None, headers=None, path="/mcp", seconds=10):
         h = {}
         if body is not None and not isinstance(body, (bytes, str)):
@@ -826,12 +847,8 @@ class Resume(HttpCase):
         flood = 30000  # about 9 MiB of notifications/message, every one for the GET stream
         self.http("--flood", str(flood), opts=["--metrics"])
         sid = self.session()
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        s.settimeout(5 * SLOW)
-        s.connect(("127.0.0.1", self.port))
-        s.sendall(("GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
-                   "Mcp-Session-Id: %s\r\n\r\n" % sid).encode())
+        s = self.slow_socket(5)
+        self.raw_get(s, sid)
         raw = s.recv(100)
         wait_until(lambda: self.metrics()["mcpmux_http_queued_bytes"] > (256 << 10), 10,
                    "mcpmux to queue more than the replay window")
@@ -877,14 +894,8 @@ class Resume(HttpCase):
         it, however long the write took."""
         self.http(opts=["--metrics"])
         sid = self.session()
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        s.settimeout(5 * SLOW)
-        s.connect(("127.0.0.1", self.port))
-        body = json.dumps(tool(1, "huge", bytes=16 << 20))
-        s.sendall(("POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
-                   "\r\nAccept: %s\r\nMcp-Session-Id: %s\r\nContent-Length: %d\r\n\r\n%s" %
-                   (ACCEPT_BOTH, sid, len(body), body)).encode())
+        s = self.slow_socket(5)
+        self.raw_post(s, sid, tool(1, "huge", bytes=16 << 20))
         raw = b""
         while b"\n\n" not in raw.split(b"\r\n\r\n", 1)[-1]:
             data = s.recv(100)
@@ -908,14 +919,8 @@ class Resume(HttpCase):
     def abandon_answer(self, sid, id_, size):
         """A POST of tool huge whose client reads the stream's head and priming event,
         then goes with the answer still in mcpmux's queue: the priming event's id."""
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        s.settimeout(5 * SLOW)
-        s.connect(("127.0.0.1", self.port))
-        body = json.dumps(tool(id_, "huge", bytes=size))
-        s.sendall(("POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
-                   "\r\nAccept: %s\r\nMcp-Session-Id: %s\r\nContent-Length: %d\r\n\r\n%s" %
-                   (ACCEPT_BOTH, sid, len(body), body)).encode())
+        s = self.slow_socket(5)
+        self.raw_post(s, sid, tool(id_, "huge", bytes=size))
         raw = b""
         while b"\n\n" not in raw.split(b"\r\n\r\n", 1)[-1]:
             data = s.recv(100)
@@ -1157,14 +1162,8 @@ class Sessions(HttpCase):
         big answer: at SIGTERM the last answers get 5 s to be taken, then mcpmux exits."""
         self.http(opts=["--stall-timeout", "0", "--metrics"])
         sid = self.session()
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        s.settimeout(10 * SLOW)
-        s.connect(("127.0.0.1", self.port))
-        body = json.dumps(tool(1, "huge", bytes=32 << 20))
-        s.sendall(("POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
-                   "\r\nAccept: %s\r\nMcp-Session-Id: %s\r\nContent-Length: %d\r\n\r\n%s" %
-                   (ACCEPT_BOTH, sid, len(body), body)).encode())
+        s = self.slow_socket(10)
+        self.raw_post(s, sid, tool(1, "huge", bytes=32 << 20))
         self.assertTrue(s.recv(100).startswith(b"HTTP/1.1 200"))
         # ... and nothing more is read.
         wait_until(lambda: self.metrics()["mcpmux_http_queued_bytes"] > 1 << 20, 10,

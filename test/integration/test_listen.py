@@ -246,17 +246,23 @@ class ListenHardening(ListenHelpers, Case):
         s.close()
         self.assert_no_leftovers(0)
 
-    def test_connect_takes_an_older_serves_unnamed_refusal_of_its_end(self):
-        """A serve older than connect refuses a session of another connection with id
-        null: connect still takes that for its end's refusal (exit 1), and does not wait."""
-        self.path = os.path.join(self.tmp.name, "old.sock")
+    def connect_to_a_stand_in(self, name, session):
+        """connect --session SESSION to a socket this test listens on in serve's place:
+        (connect, the accepted connection)."""
+        self.path = os.path.join(self.tmp.name, name)
         srv = socket.socket(socket.AF_UNIX)
         srv.bind(self.path)
         srv.listen(1)
         self.addCleanup(srv.close)
-        c = self.connect("--session", "theirs")
+        c = self.connect("--session", session)
         conn, _ = srv.accept()
         self.addCleanup(conn.close)
+        return c, conn
+
+    def test_connect_takes_an_older_serves_unnamed_refusal_of_its_end(self):
+        """A serve older than connect refuses a session of another connection with id
+        null: connect still takes that for its end's refusal (exit 1), and does not wait."""
+        c, conn = self.connect_to_a_stand_in("old.sock", "theirs")
         c.send(req(1, "ping"))
         f = conn.makefile("rb")
         refusal = {"session": "theirs", "message": {
@@ -278,14 +284,7 @@ class ListenHardening(ListenHelpers, Case):
         "abandoned" list): connect exits with its status, 128 + the signal, as wrap does."""
         pids = list(range(4194000, 4194150))
         for ended_event in (False, True):
-            self.path = os.path.join(self.tmp.name, "long%d.sock" % ended_event)
-            srv = socket.socket(socket.AF_UNIX)
-            srv.bind(self.path)
-            srv.listen(1)
-            self.addCleanup(srv.close)
-            c = self.connect("--session", "long")
-            conn, _ = srv.accept()
-            self.addCleanup(conn.close)
+            c, conn = self.connect_to_a_stand_in("long%d.sock" % ended_event, "long")
             c.send(req(1, "ping"))
             f = conn.makefile("rb")
             self.assertEqual(json.loads(f.readline())["message"]["id"], 1)

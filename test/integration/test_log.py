@@ -270,18 +270,24 @@ class Writing(Case):
         finally:
             subprocess.run(["umount", "-l", mnt], capture_output=True)
 
-    def fill_cut_and_read(self, mnt):
+    def fill(self, mnt, opts=()):
+        """A wrap logging to mnt/t.log on a file system that a filler file leaves 24 KiB
+        of, driven until a write of the log fails (one record cut): (wrap, log, filler)."""
         filler = os.path.join(mnt, "filler")
         with open(filler, "wb") as f:
             f.write(b"x" * 40000)
         log = os.path.join(mnt, "t.log")
-        w = self.wrap(opts=["--log", log])
+        w = self.wrap(opts=list(opts) + ["--log", log])
         i = 0
         while "No space left" not in w.stderr():
             w.send(call(i, "echo", text="y" * 3000))
             self.assertEqual(w.msg()["id"], i)
             i += 1
             self.assertLess(i, 100, "the log never filled the file system")
+        return w, log, filler
+
+    def fill_cut_and_read(self, mnt):
+        w, log, filler = self.fill(mnt)
         os.unlink(filler)  # room again
         for j in range(100, 103):
             w.send(call(j, "echo", text="after"))
@@ -307,17 +313,7 @@ class Writing(Case):
         self.on_small_tmpfs("size=64k", self.fill_cut_and_rotate)
 
     def fill_cut_and_rotate(self, mnt):
-        filler = os.path.join(mnt, "filler")
-        with open(filler, "wb") as f:
-            f.write(b"x" * 40000)
-        log = os.path.join(mnt, "t.log")
-        w = self.wrap(opts=["-v", "--log", log])
-        i = 0
-        while "No space left" not in w.stderr():
-            w.send(call(i, "echo", text="y" * 3000))
-            self.assertEqual(w.msg()["id"], i)
-            i += 1
-            self.assertLess(i, 100, "the log never filled the file system")
+        w, log, filler = self.fill(mnt, ["-v"])
         # The rotation before there is room again: a record still on its way (the answer
         # to the last call is logged after it was sent) fails whole on the new file, as
         # the file system is full, and cannot end the cut record in the old one.
