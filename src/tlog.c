@@ -303,15 +303,32 @@ is_file(void)
 	return L.path != NULL && L.fd != STDERR_FILENO && !L.stream;
 }
 
+/* The byte at offset at of the n pieces of iov (at < their total). */
+static char
+byte_at(const struct iovec *iov, int n, size_t at)
+{
+	for (int i = 0; i < n; i++) {
+		if (at < iov[i].iov_len) {
+			return ((const char *)iov[i].iov_base)[at];
+		}
+		at -= iov[i].iov_len;
+	}
+	return '\0';
+}
+
 static void
 file_write(struct iovec *iov, int n)
 {
 	size_t total = 0, left = 0;
 	int rc = -1;
 	bool tried = false;
+	struct iovec orig[3]; /* what sys_writev_all() is given (it moves iov on) */
 
 	for (int i = 0; i < n; i++) {
 		total += iov[i].iov_len;
+	}
+	if (n <= 3) {
+		memcpy(orig, iov, (size_t)n * sizeof(*iov));
 	}
 	if (L.fd >= 0 && L.mid_line) {
 		/* After a record cut by a failed write, a line end of its own: the cut record
@@ -328,8 +345,9 @@ file_write(struct iovec *iov, int n)
 		}
 	}
 	if (rc == -1 && tried && left < total) {
-		/* Part of a record went (ENOSPC): the next batch ends its line first. */
-		L.mid_line = true;
+		/* Part of a record went (ENOSPC): the next batch ends its line first.  Not when
+		 * what went ends with a whole record (a batch cut between two records). */
+		L.mid_line = n > 3 || byte_at(orig, n, total - left - 1) != '\n';
 	}
 	if (rc == -1) {
 		if (!L.failing) {

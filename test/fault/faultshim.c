@@ -36,6 +36,10 @@
  *                         syncs: a test sees it stopped in the middle of writing a file
  *   FAULT_XATTR_FAIL=NAME fsetxattr() of the extended attribute NAME fails with EPERM (one
  *                         that only a privileged process may set)
+ *   FAULT_NOSPC_FILE=SUFFIX the first writev() of two lines or more to a file whose path
+ *                         ends with SUFFIX takes its first line only, and the next
+ *                         writev() to it fails with ENOSPC: a file system that fills up
+ *                         exactly at the end of a line, and has room again after
  *   FAULT_FLOCK_SLOW=N,.. the Nth call of flock() sleeps FAULT_FLOCK_MS milliseconds (1000)
  *                         before it locks (with FAULT_FLOCK_AFTER=1: after): a window
  *                         for another process to act
@@ -155,6 +159,8 @@ static int proc_errno;		     /* FAULT_PROC_ERRNO */
 static long proc_ms;		     /* FAULT_PROC_MS */
 static struct timespec proc_from;    /* the window's start, 0: not yet */
 static long leaf_busy_ms;	     /* FAULT_LEAF_BUSY_MS */
+static char nospc_file[64];	     /* FAULT_NOSPC_FILE */
+static int nospc_state;		     /* 0: armed; 1: the next writev fails; 2: done */
 static long accept4_enfile_ms;	     /* FAULT_ACCEPT4_ENFILE_MS */
 static struct timespec accept4_from; /* its window's start, 0: not yet */
 static int (*real_rmdir)(const char *);
@@ -293,6 +299,9 @@ faultshim_init(void)
 		(void)snprintf(eio_file, sizeof(eio_file), "%s", getenv("FAULT_EIO_FILE"));
 	}
 	eio_at = (off_t)env_num("FAULT_EIO_AT", 0);
+	if (getenv("FAULT_NOSPC_FILE") != NULL) {
+		(void)snprintf(nospc_file, sizeof(nospc_file), "%s", getenv("FAULT_NOSPC_FILE"));
+	}
 	if (getenv("FAULT_NOKILL") != NULL) {
 		(void)snprintf(nokill, sizeof(nokill), "%s", getenv("FAULT_NOKILL"));
 	}
@@ -454,6 +463,40 @@ readv(int fd, const struct iovec *iov, int iovcnt)
 	return real_readv(fd, part, cut_iov(iov, iovcnt, want, part));
 }
 
+/* Is fd open on the file FAULT_NOSPC_FILE names (its path ends so)? */
+static bool
+nospc_fd(int fd)
+{
+	char link[32], path[4096];
+	size_t len = strlen(nospc_file);
+
+	if (len == 0 || nospc_state == 2 || !F.ready || getpid() != F.owner) {
+		return false;
+	}
+	(void)snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, path, sizeof(path) - 1);
+
+	return n >= (ssize_t)len && memcmp(path + n - (ssize_t)len, nospc_file, len) == 0;
+}
+
+/* Bytes up to and including the first line end of iov, if another byte follows; 0 if not. */
+static size_t
+first_line(const struct iovec *iov, int iovcnt)
+{
+	size_t at = 0, total = iov_total(iov, iovcnt);
+
+	for (int i = 0; i < iovcnt; i++) {
+		const char *nl = memchr(iov[i].iov_base, '\n', iov[i].iov_len);
+
+		if (nl != NULL) {
+			at += (size_t)(nl - (const char *)iov[i].iov_base) + 1;
+			return at < total ? at : 0;
+		}
+		at += iov[i].iov_len;
+	}
+	return 0;
+}
+
 ssize_t
 writev(int fd, const struct iovec *iov, int iovcnt)
 {
@@ -461,6 +504,19 @@ writev(int fd, const struct iovec *iov, int iovcnt)
 	size_t total, want;
 
 	resolve();
+	if (iovcnt <= MAX_IOV && nospc_fd(fd)) {
+		if (nospc_state == 1) {
+			nospc_state = 2;
+			F.n_failed++;
+			errno = ENOSPC;
+			return -1;
+		}
+		want = first_line(iov, iovcnt);
+		if (want > 0) {
+			nospc_state = 1;
+			return real_writev(fd, part, cut_iov(iov, iovcnt, want, part));
+		}
+	}
 	if (!in_scope(fd) || iovcnt > MAX_IOV) {
 		return real_writev(fd, iov, iovcnt);
 	}

@@ -38,6 +38,7 @@ import resource
 import select
 import signal
 import socket
+import subprocess
 import time
 import unittest
 
@@ -1140,6 +1141,39 @@ class LogBecomesFifo(Faults):
         os.close(fd)
         self.pings_then_exit(w)
 
+
+
+@needs_shim
+class LogFull(Faults):
+    """A file system that fills up exactly at the end of a record (FAULT_NOSPC_FILE: a
+    write of several records takes the first whole, the next write fails with ENOSPC),
+    then has room again: nothing of a record was cut, so the log goes on with no empty
+    line (which its reader would warn about as a line that is no record)."""
+
+    def test_a_write_cut_between_two_records_leaves_no_empty_line(self):
+        log = os.path.join(self.tmp.name, "t.log")
+        w = self.mcpmux(["--log", log] + GRACE + ["--", FIXTURE],
+                        env=self.shim_env(nospc_file="/t.log"))
+        # messages of one read: their records leave in one write
+        w.send(*[req(i, "ping") for i in range(5)])
+        self.assertEqual(sorted(w.msg()["id"] for _ in range(5)), list(range(5)))
+        for i in range(5, 20):
+            w.send(req(i, "ping"))
+            self.assertEqual(w.msg()["id"], i)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0, w.stderr())
+        self.assertEqual(self.counters(w.pid)["failed"], 1)
+        self.assertIn("No space left on device", w.stderr())
+        self.assertIn("writing again", w.stderr())
+        with open(log, "rb") as f:
+            lines = f.read().split(b"\n")
+        self.assertEqual(lines[-1], b"")
+        self.assertEqual([n for n, l in enumerate(lines[:-1], 1) if not l], [],
+                         "empty lines in the log")
+        for line in lines[:-1]:
+            json.loads(line)
+        r = subprocess.run([MCPMUX, "log", "show", log], capture_output=True, env=self.env)
+        self.assertEqual((r.returncode, r.stderr), (0, b""))
 
 if __name__ == "__main__":
     main()
