@@ -56,8 +56,10 @@ static struct {
 	int fd;
 	size_t bodies;
 	struct sbuf buf;
-	bool failing;	 /* the last write failed (reported once) */
-	bool mid_line;	 /* a failed write left part of a record: the file ends mid-line */
+	bool failing;  /* the last write failed (reported once) */
+	bool mid_line; /* a failed write left part of a record: the file ends mid-line */
+	dev_t dev;     /* the file open, as fstat() saw it */
+	ino_t ino;
 	double reopen_t; /* when the path was last (re)opened after SIGUSR1 (sys_mono()) */
 	/*
 	 * Not a regular file (a FIFO, a pipe, a socket, a terminal): it is written without
@@ -180,9 +182,14 @@ open_file(void)
 	}
 	L.stream = !S_ISREG(st.st_mode);
 	L.fd = fd;
-	if (!L.stream && st.st_size == 0) {
-		L.mid_line = false; /* a new file (a rotation): the cut record was the old one's */
+	/* Another file (a rotation), empty or written by another instance meanwhile: the cut
+	 * record was the old one's.  The same file, reopened, still ends in the middle of it,
+	 * unless it was emptied. */
+	if (!L.stream && (st.st_size == 0 || st.st_dev != L.dev || st.st_ino != L.ino)) {
+		L.mid_line = false;
 	}
+	L.dev = st.st_dev;
+	L.ino = st.st_ino;
 	return 0;
 }
 

@@ -38,8 +38,11 @@
  *                         that only a privileged process may set)
  *   FAULT_NOSPC_FILE=SUFFIX the first writev() of two lines or more to a file whose path
  *                         ends with SUFFIX takes its first line only, and the next
- *                         writev() to it fails with ENOSPC: a file system that fills up
+ *                         FAULT_NOSPC_CALLS (1) writev() calls to that file (wherever it
+ *                         is renamed) fail with ENOSPC: a file system that fills up
  *                         exactly at the end of a line, and has room again after
+ *   FAULT_NOSPC_CUT=N     with FAULT_NOSPC_FILE: that writev() takes the first N bytes of
+ *                         its first line only (a record cut in the middle)
  *   FAULT_FLOCK_SLOW=N,.. the Nth call of flock() sleeps FAULT_FLOCK_MS milliseconds (1000)
  *                         before it locks (with FAULT_FLOCK_AFTER=1: after): a window
  *                         for another process to act
@@ -155,12 +158,16 @@ static long (*real_syscall)(long, ...);
 static char nokill[32];	    /* FAULT_NOKILL */
 static char xattr_fail[64]; /* FAULT_XATTR_FAIL */
 static int (*real_open)(const char *, int, ...);
-static int proc_errno;		     /* FAULT_PROC_ERRNO */
-static long proc_ms;		     /* FAULT_PROC_MS */
-static struct timespec proc_from;    /* the window's start, 0: not yet */
-static long leaf_busy_ms;	     /* FAULT_LEAF_BUSY_MS */
-static char nospc_file[64];	     /* FAULT_NOSPC_FILE */
-static int nospc_state;		     /* 0: armed; 1: the next writev fails; 2: done */
+static int proc_errno;		  /* FAULT_PROC_ERRNO */
+static long proc_ms;		  /* FAULT_PROC_MS */
+static struct timespec proc_from; /* the window's start, 0: not yet */
+static long leaf_busy_ms;	  /* FAULT_LEAF_BUSY_MS */
+static char nospc_file[64];	  /* FAULT_NOSPC_FILE */
+static bool nospc_done;		  /* the line is cut: the file below fails */
+static dev_t nospc_dev;		  /* the file whose line was cut */
+static ino_t nospc_ino;
+static unsigned long nospc_left;     /* FAULT_NOSPC_CALLS: writev() calls left to fail */
+static size_t nospc_cut;	     /* FAULT_NOSPC_CUT */
 static long accept4_enfile_ms;	     /* FAULT_ACCEPT4_ENFILE_MS */
 static struct timespec accept4_from; /* its window's start, 0: not yet */
 static int (*real_rmdir)(const char *);
@@ -301,6 +308,8 @@ faultshim_init(void)
 	eio_at = (off_t)env_num("FAULT_EIO_AT", 0);
 	if (getenv("FAULT_NOSPC_FILE") != NULL) {
 		(void)snprintf(nospc_file, sizeof(nospc_file), "%s", getenv("FAULT_NOSPC_FILE"));
+		nospc_cut = env_num("FAULT_NOSPC_CUT", 0);
+		nospc_left = env_num("FAULT_NOSPC_CALLS", 1);
 	}
 	if (getenv("FAULT_NOKILL") != NULL) {
 		(void)snprintf(nokill, sizeof(nokill), "%s", getenv("FAULT_NOKILL"));
@@ -463,15 +472,23 @@ readv(int fd, const struct iovec *iov, int iovcnt)
 	return real_readv(fd, part, cut_iov(iov, iovcnt, want, part));
 }
 
-/* Is fd open on the file FAULT_NOSPC_FILE names (its path ends so)? */
+/*
+ * Is fd open on the file FAULT_NOSPC_FILE names (its path ends so), before its line is
+ * cut; on that same file (renamed or not), after?
+ */
 static bool
 nospc_fd(int fd)
 {
 	char link[32], path[4096];
 	size_t len = strlen(nospc_file);
+	struct stat st;
 
-	if (len == 0 || nospc_state == 2 || !F.ready || getpid() != F.owner) {
+	if (len == 0 || !F.ready || getpid() != F.owner) {
 		return false;
+	}
+	if (nospc_done) {
+		return nospc_left > 0 && fstat(fd, &st) == 0 && st.st_dev == nospc_dev &&
+		       st.st_ino == nospc_ino;
 	}
 	(void)snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
 	ssize_t n = readlink(link, path, sizeof(path) - 1);
@@ -505,15 +522,22 @@ writev(int fd, const struct iovec *iov, int iovcnt)
 
 	resolve();
 	if (iovcnt <= MAX_IOV && nospc_fd(fd)) {
-		if (nospc_state == 1) {
-			nospc_state = 2;
+		struct stat st;
+
+		if (nospc_done) {
+			nospc_left--;
 			F.n_failed++;
 			errno = ENOSPC;
 			return -1;
 		}
 		want = first_line(iov, iovcnt);
-		if (want > 0) {
-			nospc_state = 1;
+		if (want > 0 && nospc_cut > 0 && nospc_cut < want) {
+			want = nospc_cut;
+		}
+		if (want > 0 && fstat(fd, &st) == 0) {
+			nospc_done = true;
+			nospc_dev = st.st_dev;
+			nospc_ino = st.st_ino;
 			return real_writev(fd, part, cut_iov(iov, iovcnt, want, part));
 		}
 	}

@@ -1175,5 +1175,40 @@ class LogFull(Faults):
         r = subprocess.run([MCPMUX, "log", "show", log], capture_output=True, env=self.env)
         self.assertEqual((r.returncode, r.stderr), (0, b""))
 
+    def test_a_rotation_onto_a_file_another_instance_wrote_starts_it_whole(self):
+        """A record cut in the middle; the log rotated, and another instance that shares it
+        writes the new file first: the cut record stays the old file's (which still ends
+        in it), and this instance's records follow the other's with no empty line."""
+        log = os.path.join(self.tmp.name, "t.log")
+        w = self.mcpmux(["-v", "--log", log] + GRACE + ["--", FIXTURE],
+                        env=self.shim_env(nospc_file="/t.log", nospc_cut=10,
+                                          nospc_calls=1000))
+        w.send(*[req(i, "ping") for i in range(5)])
+        self.assertEqual(sorted(w.msg()["id"] for _ in range(5)), list(range(5)))
+        wait_until(lambda: "No space left on device" in w.stderr(), 10, "the log full")
+        os.rename(log, log + ".1")
+        other = self.mcpmux(["--log", log, "--", FIXTURE])
+        other.send(req(1, "ping"))
+        self.assertEqual(other.msg()["id"], 1)
+        other.close_stdin()
+        self.assertEqual(other.wait(), 0)
+        w.p.send_signal(signal.SIGUSR1)
+        wait_until(lambda: "reopened" in w.stderr(), 10, "the log reopened")
+        w.send(req(100, "ping"))
+        self.assertEqual(w.msg()["id"], 100)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0, w.stderr())
+        with open(log + ".1", "rb") as f:
+            old = f.read()
+        self.assertFalse(old.endswith(b"\n"), "the old file ends with the cut record")
+        with open(log, "rb") as f:
+            lines = f.read().split(b"\n")
+        self.assertEqual([n for n, l in enumerate(lines[:-1], 1) if not l], [],
+                         "empty lines in the new file")
+        ids = [json.loads(l).get("id") for l in lines[:-1]]
+        self.assertIn(100, ids)
+        r = subprocess.run([MCPMUX, "log", "show", log], capture_output=True, env=self.env)
+        self.assertEqual((r.returncode, r.stderr), (0, b""))
+
 if __name__ == "__main__":
     main()
