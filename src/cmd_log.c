@@ -1001,8 +1001,12 @@ cmd_log(int argc, char **argv)
 		case 'h':
 			log_usage();
 			return 0;
+		case ':':
+			diag_error("option '%s' needs a value (see mcpmux log --help)",
+				   argv[optind - 1]);
+			return EXIT_USAGE;
 		default:
-			diag_error("bad option '%s' (see mcpmux log --help)", argv[optind - 1]);
+			diag_error("unknown option '%s' (see mcpmux log --help)", argv[optind - 1]);
 			return EXIT_USAGE;
 		}
 	}

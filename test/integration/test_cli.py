@@ -63,8 +63,13 @@ class Cli(Case):
             self.assertEqual(err, "mcpmux: %s (see mcpmux demo --help)\n" % want, args)
 
     def test_ctl_and_log_name_what_is_wrong(self):
-        """ctl names an unknown option; log stats says that --follow goes with show."""
+        """ctl and log name an unknown option; log says which option lacks its value, and
+        that --follow goes with show, not stats."""
         for args, want in (
+                (["log", "show", "--bogus", "/dev/null"],
+                 "mcpmux: unknown option '--bogus' (see mcpmux log --help)\n"),
+                (["log", "show", "/dev/null", "--session"],
+                 "mcpmux: option '--session' needs a value (see mcpmux log --help)\n"),
                 (["ctl", "/nonexistent/mcp.sock", "list", "--bogus"],
                  "mcpmux: unknown option '--bogus' (see mcpmux ctl --help)\n"),
                 (["log", "stats", "--follow", "/dev/null"],
