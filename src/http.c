@@ -1591,6 +1591,12 @@ http_server_listen(struct http_server *s, const char *spec)
 						"any free one)",
 						spec);
 		}
+		if (err == EACCES) {
+			return diag_error_errno("cannot listen on '%s' (a port below 1024 needs "
+						"root or CAP_NET_BIND_SERVICE: choose one of 1024 "
+						"or more)",
+						spec);
+		}
 		return diag_error_errno("cannot listen on '%s'", spec);
 	}
 	l->fd = fd;

@@ -659,6 +659,19 @@ class Refusals(HttpCase):
         self.assertIn("mcpmux: cannot listen on '%d': Address already in use (another "
                       "program listens there: stop it, or choose another port, 0 for any "
                       "free one)\n" % port, p.stderr())
+        with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+            low = int(f.read())
+        if os.geteuid() == 0 and low > 80:
+            def as_nobody():
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+            p = self.serve(opts=["--http", "127.0.0.1:80"], preexec_fn=as_nobody,
+                           env=dict(self.env, MCPMUX_CGROUP="off"))
+            self.assertEqual(p.wait(), 1)
+            self.assertIn("mcpmux: cannot listen on '127.0.0.1:80': Permission denied (a port "
+                          "below 1024 needs root or CAP_NET_BIND_SERVICE: choose one of 1024 "
+                          "or more)\n", p.stderr())
 
     def test_malformed_http_and_a_vanished_client_leave_the_server_working(self):
         self.http()
