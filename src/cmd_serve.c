@@ -501,7 +501,27 @@ tell_unseen_end(struct sconn *sc, const struct envelope *env, struct hub_unseen 
 		send_envelope_error(sc, RPC_SERVER_ERROR, "out of memory");
 		return false;
 	}
-	port_event(&sc->port, e, u->fields, u->len);
+	/*
+	 * Taken only by a connection that can be written to: one whose output is gone (or a
+	 * line that cannot be queued) leaves the end for the next, and its envelope unread.
+	 */
+	struct iovec iov[5] = {
+		{ .iov_base = (void *)(uintptr_t) "{\"session\":\"", .iov_len = 12 },
+		{ .iov_base = e->id, .iov_len = e->id_len },
+		{ .iov_base = (void *)(uintptr_t) "\"", .iov_len = 1 },
+		{ .iov_base = u->fields, .iov_len = u->len },
+		{ .iov_base = (void *)(uintptr_t) "}\n", .iov_len = 2 },
+	};
+
+	if (conn_send(&sc->c, e->port_data, iov, 5) == -1) {
+		diag_warn("session %s ended while no connection held it: a connection that "
+			  "cannot be written to (%s) named it; the end is kept for the next",
+			  e->id, strerror(errno));
+		hub_unseen_untake(&sv->hub, u);
+		(void)hub_set_owner(e, NULL);
+		hub_entry_free(e);
+		return false;
+	}
 	free(u);
 	if (!env->has_message) {
 		diag_warn("session %s ended while no connection held it: a keep for it was "

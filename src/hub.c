@@ -427,6 +427,12 @@ hub_unseen_take(struct hub *h, const char *id, size_t len)
 	return u;
 }
 
+void
+hub_unseen_untake(struct hub *h, struct hub_unseen *u)
+{
+	HASH_ADD(hh, h->unseen, id, u->id_len, u);
+}
+
 /*
  * The run is over.  The session leaves the table and the count first, so that every
  * answer that says so (`ended`, the end-of-run results) means that its slot is free.

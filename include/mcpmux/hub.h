@@ -212,6 +212,8 @@ void hub_port_gone(struct hub *h, const struct hub_port *p);
 void hub_shutdown(struct hub *h);
 /* The unseen end of session id, out of the hub (the caller free()s it), or NULL. */
 struct hub_unseen *hub_unseen_take(struct hub *h, const char *id, size_t len);
+/* u, taken and not told (the port could not be written to), back for the next port. */
+void hub_unseen_untake(struct hub *h, struct hub_unseen *u);
 /* Entries without a session: kept ones that have not started. */
 size_t hub_n_unstarted(const struct hub *h);
 /* Is the hub shutting down with no session left? */

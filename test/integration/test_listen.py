@@ -1038,6 +1038,27 @@ class KeptSessionEnds(ListenHelpers, Case):
         self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers(0)
 
+    def test_an_end_is_not_taken_by_a_connection_whose_output_is_gone(self):
+        """B names the session but reads nothing (its read side is shut): the end cannot
+        reach it, and stays unseen for C."""
+        srv = self.listen()
+        pid = self.kept_then_gone("g", lambda pid: self.assertEqual(self.ctl("end", "g")[0], 0))
+        b = Envelopes(self, self.path)
+        b.s.shutdown(socket.SHUT_RD)
+        b.send({"session": "g", "keep": True})
+        wait_until(lambda: json.loads(self.ctl("stats", as_json=True)[1])["connections"] == 1,
+                   5, "serve to close B")
+        c = Envelopes(self, self.path)
+        c.send({"session": "g", "keep": True})
+        ended = c.next()
+        self.assertEqual((ended.get("event"), ended.get("pid"), ended.get("unseen")),
+                         ("ended", pid, True), ended)
+        self.assertEqual(self.started(), 1, "no new server for a run that is over")
+        c.close()
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers(0)
+
     def test_unseen_ends_are_bounded_by_max_sessions(self):
         srv = self.listen(opts=["--max-sessions", "2"])
         for sid in ("a", "b", "c"):
