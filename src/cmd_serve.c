@@ -196,6 +196,12 @@ port_hold(struct hub_port *p, bool on)
 	conn_hold(&sconn_of(p)->c, CONN_HOLD_SERVER, on);
 }
 
+static bool
+port_gone(struct hub_port *p)
+{
+	return sconn_of(p)->c.out_dead;
+}
+
 static const struct hub_port_ops sconn_ops = {
 	.attach = port_attach,
 	.detach = port_detach,
@@ -204,6 +210,7 @@ static const struct hub_port_ops sconn_ops = {
 	.reply = port_reply,
 	.full = port_full,
 	.hold = port_hold,
+	.gone = port_gone,
 };
 
 /*

@@ -379,9 +379,9 @@ hub_exit_kind_name(enum hub_exit_kind k)
 }
 
 /*
- * A kept session ended with no port to tell: its `ended` event is kept for the next port
- * that names it (a client that comes back must learn that its server is gone, not talk to
- * a fresh one that knows nothing of it).
+ * A kept session ended with no port to tell (or one whose output is gone): its `ended`
+ * event is kept for the next port that names it (a client that comes back must learn that
+ * its server is gone, not talk to a fresh one that knows nothing of it).
  */
 static void
 unseen_keep(struct hub *h, const struct hub_entry *e, const char *fields, size_t len)
@@ -465,7 +465,11 @@ hub_on_done(struct session *s, void *owner)
 	session_end_fields(s, b);
 	if (!b->failed) {
 		send_event(e, b->buf, b->len);
-		if (e->owner == NULL && e->kept && !e->end_asked && !h->shutting_down) {
+		/* An owner whose output is gone holds it no more than none: not told. */
+		bool told = e->owner != NULL &&
+			    (e->owner->ops->gone == NULL || !e->owner->ops->gone(e->owner));
+
+		if (!told && e->kept && !e->end_asked && !h->shutting_down) {
 			unseen_keep(h, e, b->buf, b->len);
 		}
 	}

@@ -67,6 +67,8 @@ struct hub_port_ops {
 	bool (*full)(struct hub_port *p, const struct hub_entry *e);
 	/* Hold (true) or release the port's input: a server it feeds is not keeping up. */
 	void (*hold)(struct hub_port *p, bool on);
+	/* Can nothing more reach the port's client (its output is gone)?  Optional. */
+	bool (*gone)(struct hub_port *p);
 };
 
 struct hub_port {

@@ -1059,6 +1059,30 @@ class KeptSessionEnds(ListenHelpers, Case):
         self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers(0)
 
+    def test_an_end_its_holder_cannot_be_told_is_told_to_the_next(self):
+        """A holds its kept session but reads nothing more (its read side is shut): the
+        `ended` of a ctl end cannot reach it, and is told to C."""
+        srv = self.listen()
+        a = Envelopes(self, self.path)
+        a.send({"session": "w", "keep": True}, {"session": "w", "message": call(1, "env")})
+        got = [a.next() for _ in range(3)]
+        self.assertEqual([g.get("event") for g in got], ["kept", "started", None], got)
+        pid = got[2]["message"]["result"]["structuredContent"]["pid"]
+        a.s.shutdown(socket.SHUT_RD)
+        self.assertEqual(self.ctl("end", "w")[0], 0)
+        wait_until(lambda: json.loads(self.ctl("stats", as_json=True)[1])["connections"] == 1,
+                   5, "serve to close A")
+        c = Envelopes(self, self.path)
+        c.send({"session": "w", "keep": True})
+        ended = c.next()
+        self.assertEqual((ended.get("event"), ended.get("pid"), ended.get("unseen")),
+                         ("ended", pid, True), ended)
+        self.assertEqual(self.started(), 1, "no new server for a run that is over")
+        c.close()
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers(0)
+
     def test_unseen_ends_are_bounded_by_max_sessions(self):
         srv = self.listen(opts=["--max-sessions", "2"])
         for sid in ("a", "b", "c"):
