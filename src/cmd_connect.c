@@ -697,6 +697,7 @@ cmd_connect(int argc, char **argv)
 		  &client_sink, &client_hooks, &cc);
 	conn_init(&cc.server, loop, cc.fd, cc.fd, cc.max_message + ENVELOPE_OWN_MAX, WBUF_HIGH_DEF,
 		  &server_sink, &server_hooks, &cc);
+	conn_no_output_hold(&cc.server);
 	if (cc.keep) {
 		sbuf_addf(&cc.tmp, "{\"session\":\"%s\",\"keep\":true}", cc.id);
 		(void)conn_send_line(&cc.server, &cc.server.self, cc.tmp.buf, cc.tmp.len);

@@ -28,6 +28,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/uio.h>
 
 #include <ev.h>
@@ -128,6 +129,18 @@ static inline size_t
 conn_queued(const struct conn *c)
 {
 	return c->queued;
+}
+
+/*
+ * Never hold the input for what is queued for output (CONN_HOLD_OUTPUT): for a stream whose
+ * input is not the answers to its output, where holding it could leave both peers waiting for
+ * each other (connect's socket: serve's messages, which connect must go on reading while what
+ * it writes to serve waits; what it writes is bounded by its stdin, which a full queue holds).
+ */
+static inline void
+conn_no_output_hold(struct conn *c)
+{
+	c->max_queue = SIZE_MAX;
 }
 
 #endif

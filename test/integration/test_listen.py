@@ -9,8 +9,9 @@ import subprocess
 import time
 import unittest
 
-from mcptest import (SANITIZED, SLOW, WRAPPER, Case, MCPMUX, Proc, alive, call, initialize, main,
-                     note, req, rss_anon_kib, wait_until)
+from mcptest import (SANITIZED, SLOW, WRAPPER, Case, MCPMUX, Proc, alive, call, encode, initialize,
+                     main, note, req, rss_anon_kib, wait_until)
+from test_hardening import Writer
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
 FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
@@ -820,6 +821,31 @@ class ListenHardening(ListenHelpers, Case):
         self.assertIn("--max-message", m["error"]["message"])
         c.send(req(2, "ping"))
         self.assertEqual(c.msg(), {"jsonrpc": "2.0", "id": 2, "result": {}})
+        c.close_stdin()
+        self.assertEqual(c.wait(), 0)
+
+    def test_connect_reads_serve_while_its_own_queue_to_serve_is_full(self):
+        """A client that writes big requests faster than a slow server reads them, and
+        reads every answer: connect's queue towards serve fills (its 16 MiB mark) while
+        serve holds the socket for the server's full input; connect still reads serve's
+        answers (only its stdin is held), so the server is never stuck on its stdout and
+        every answer arrives.  (Held by its own full queue, connect read nothing from
+        serve, serve's queue for it filled, the server stopped, and nothing moved again.)"""
+        self.listen("--slow-reader=20", opts=["--max-queue", "64K"])
+        c = self.connect("--session", "big")
+        c.send(initialize(0))
+        self.assert_response(c.msg(), 0)
+        n, text = 48, "z" * (512 << 10)
+        data = b"".join(encode(call(i, "echo", text=text)) for i in range(1, n + 1))
+        wr = Writer(c.p.stdin.fileno(), data)
+        wr.start()
+        for i in range(1, n + 1):
+            m = c.msg(20)
+            self.assertEqual(m["id"], i)
+            self.assertEqual(len(m["result"]["content"][0]["text"]), len(text))
+        wr.join(10)
+        self.assertIsNone(wr.error)
+        self.assertEqual(wr.done, len(data))
         c.close_stdin()
         self.assertEqual(c.wait(), 0)
 
