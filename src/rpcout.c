@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 
 #include "mcpmux/rpcout.h"
+#include "mcpmux/sys.h"
 
 bool
 sbuf_grow(struct sbuf *b, size_t more)
@@ -55,6 +56,10 @@ sbuf_reset_keep(struct sbuf *b, size_t keep)
 void
 sbuf_release(struct sbuf *b)
 {
+	if (b->cap > 4 * SBUF_KEEP) {
+		/* A big message, or many lines held: given back once mcpmux is idle. */
+		sys_big_alloc = true;
+	}
 	free(b->buf);
 	b->buf = NULL;
 	b->len = 0;

@@ -28,6 +28,19 @@ wbuf_init(struct wbuf *q, size_t high)
 	q->high = high;
 }
 
+/*
+ * Memory of a big message, or of a queue of many small ones, is freed: the loop gives it back
+ * to the system once mcpmux is idle (sys_big_alloc).  Asked for when it is freed, not only
+ * when it was allocated: a queue may wait for its reader longer than the idle second.
+ */
+static void
+freed_big(const struct wbuf *q, const struct wchunk *c)
+{
+	if (q->len > 4 * WBUF_CHUNK || c->cap > 4 * WBUF_CHUNK) {
+		sys_big_alloc = true;
+	}
+}
+
 void
 wbuf_release(struct wbuf *q)
 {
@@ -36,6 +49,7 @@ wbuf_release(struct wbuf *q)
 	while (c != NULL) {
 		struct wchunk *next = c->next;
 
+		freed_big(q, c);
 		free(c);
 		c = next;
 	}
@@ -150,16 +164,18 @@ wbuf_append(struct wbuf *q, const void *p, size_t len)
 static void
 wbuf_consume(struct wbuf *q, size_t n)
 {
-	q->len -= n;
 	while (n > 0) {
 		struct wchunk *c = q->head;
 		size_t avail = c->len - c->off;
 
 		if (n < avail) {
 			c->off += n;
+			q->len -= n;
 			return;
 		}
+		freed_big(q, c);
 		n -= avail;
+		q->len -= avail;
 		q->head = c->next;
 		free(c);
 	}

@@ -119,8 +119,9 @@ sys_now(void)
 	return sys_turn_mono > 0 ? sys_turn_mono : sys_mono();
 }
 /*
- * Set when a buffer grew past 64 KiB for a big message: the event loop hands freed
- * memory back to the system once mcpmux has been idle for a second (malloc_trim).
+ * Set when a buffer grew past 64 KiB for a big message, and when such a buffer, or a queue
+ * that held more than that of small lines, is freed: the event loop hands freed memory back
+ * to the system once mcpmux has been idle for a second (malloc_trim).
  */
 extern bool sys_big_alloc;
 /*

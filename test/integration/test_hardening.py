@@ -241,6 +241,25 @@ class OutputThrottlesInput(Case):
         w.close_stdin()
         w.wait(10)
 
+    @unittest.skipIf(SANITIZED or WRAPPER, "a sanitizer's or valgrind's allocator")
+    def test_memory_given_back_after_a_full_queue_of_small_answers(self):
+        """A queue that filled with many small lines (no one of them big) gives its memory
+        back once it is written and mcpmux is idle, as after one big message."""
+        w = self.start([MCPMUX, "--max-queue", "8M", "--", "sleep", "100"])
+        wait_until(lambda: len(self.tagged()) >= 2, 10, "the server")
+        lines = 200000
+        wr = Writer(w.p.stdin.fileno(), b"x\n" * lines)
+        wr.start()
+        wait_stalled(wr, "the client to be held back")
+        self.assertGreater(rss_anon_kib(w.pid), 6 * 1024, "the queue did not fill")
+        for i in range(lines):
+            self.assertEqual(json.loads(w.line(30))["error"]["code"], -32700)
+        wr.join(10)
+        wait_until(lambda: rss_anon_kib(w.pid) < 2048, 5,
+                   "mcpmux's private memory to fall back under 2 MiB")
+        w.close_stdin()
+        w.wait(10)
+
 
 class UnreadStderr(Case):
     """A host that pipes mcpmux's stderr and does not read it."""

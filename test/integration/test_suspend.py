@@ -12,10 +12,10 @@ import signal
 import socket
 import stat
 import time
+import unittest
 
-from mcptest import (FIXTURE, MCPMUX, Case, alive, call, comm, deadline, encode, initialize,
-                     main, note, req, rss_anon_kib,
-                     wait_until)
+from mcptest import (FIXTURE, MCPMUX, SANITIZED, WRAPPER, Case, alive, call, comm, deadline,
+                     encode, initialize, main, note, req, rss_anon_kib, wait_until)
 from test_hardening import Writer, wait_stalled
 from test_serve import Mux
 
@@ -545,6 +545,32 @@ class HeldLines(Base):
         p.send(call(9, "stats"))
         # the replayed initialize and initialized, every notification, this call
         self.assertEqual(p.msg(30)["result"]["content"][0]["text"], str(self.N + 3))
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assert_no_leftovers()
+
+    @unittest.skipIf(SANITIZED or WRAPPER, "a sanitizer's or valgrind's allocator")
+    def test_memory_given_back_when_held_lines_are_refused(self):
+        """10 MB of lines held for a fresh server that then refuses initialize: once they are
+        answered, their buffer is given back at idle (it grew long before: the trim after
+        its growth came while it was still held)."""
+        behave = os.path.join(self.tmp.name, "behave")
+        p = self.wrap(opts=FAST + SUSPEND, command=[FIXTURE, "--behave-file=" + behave])
+        p.send(initialize(1))
+        self.assert_response(p.msg(), 1)
+        p.send(note("notifications/initialized"))
+        wait_until(lambda: self.servers(), 10, "the server")
+        wait_until(lambda: not self.servers(), 10, "the idle server to be suspended")
+        with open(behave, "w") as f:
+            f.write("init-error=3000\n")
+        pad = "x" * 1000
+        p.write(b"".join(encode(note("notifications/progress", {"i": i, "pad": pad}))
+                         for i in range(10000)) + encode(req(9, "ping")), 30)
+        self.assertGreater(rss_anon_kib(p.pid), 8 * 1024, "the lines were not held")
+        err = self.assert_error(p.msg(30), 9, -32000)
+        self.assertIn("refused initialize", err["message"])
+        wait_until(lambda: rss_anon_kib(p.pid) < 2048, 5,
+                   "mcpmux's private memory to fall back under 2 MiB")
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
         self.assert_no_leftovers()

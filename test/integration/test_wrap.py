@@ -569,6 +569,22 @@ class BigMessages(Case):
         w.close_stdin()
         w.wait()
 
+    @unittest.skipIf(SANITIZED or WRAPPER, "a sanitizer's or valgrind's allocator")
+    def test_memory_shrinks_back_after_big_message_read_late(self):
+        """A big result that waits for its client longer than the idle second (the trim
+        after its allocation has come and gone) is given back once it is written."""
+        w = self.wrap()
+        w.send(call(1, "huge", bytes=20_000_000))
+        wait_until(lambda: rss_anon_kib(w.pid) > 15_000, 10, "the result to be queued")
+        time.sleep(1.5)  # the client reads late: past the idle second
+        self.assertEqual(len(w.line(30)), len(b'{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":""}]}}') + 20_000_000)
+        w.send(req(2, "ping"))
+        w.msg()
+        wait_until(lambda: rss_anon_kib(w.pid) < 20_000 // 4, 5,
+                   "mcpmux's private memory to fall back under 5 MB")
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+
     def test_slow_reader_gets_all_after_the_end(self):
         """The client closes stdin and reads a big result more slowly than eof-grace
         allows for all of it: as long as it reads, it gets every byte (eof-grace bounds
