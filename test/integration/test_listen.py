@@ -1064,18 +1064,13 @@ class KeptSessionEnds(ListenHelpers, Case):
         self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers(0)
 
-    def test_an_end_is_not_taken_by_a_connection_whose_output_is_gone(self):
-        """B names the session but reads nothing (its read side is shut): the end cannot
-        reach it, and stays unseen for C."""
-        srv = self.listen()
-        pid = self.kept_then_gone("g", lambda pid: self.assertEqual(self.ctl("end", "g")[0], 0))
-        b = Envelopes(self, self.path)
-        b.s.shutdown(socket.SHUT_RD)
-        b.send({"session": "g", "keep": True})
+    def assert_the_next_is_told(self, srv, sid, pid, who):
+        """Once serve has closed connection `who`, the next connection that names kept
+        session sid is told its end (that of server pid), unseen, and nothing starts."""
         wait_until(lambda: json.loads(self.ctl("stats", as_json=True)[1])["connections"] == 1,
-                   5, "serve to close B")
+                   5, "serve to close " + who)
         c = Envelopes(self, self.path)
-        c.send({"session": "g", "keep": True})
+        c.send({"session": sid, "keep": True})
         ended = c.next()
         self.assertEqual((ended.get("event"), ended.get("pid"), ended.get("unseen")),
                          ("ended", pid, True), ended)
@@ -1084,6 +1079,16 @@ class KeptSessionEnds(ListenHelpers, Case):
         srv.p.send_signal(signal.SIGTERM)
         self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers(0)
+
+    def test_an_end_is_not_taken_by_a_connection_whose_output_is_gone(self):
+        """B names the session but reads nothing (its read side is shut): the end cannot
+        reach it, and stays unseen for C."""
+        srv = self.listen()
+        pid = self.kept_then_gone("g", lambda pid: self.assertEqual(self.ctl("end", "g")[0], 0))
+        b = Envelopes(self, self.path)
+        b.s.shutdown(socket.SHUT_RD)
+        b.send({"session": "g", "keep": True})
+        self.assert_the_next_is_told(srv, "g", pid, "B")
 
     def test_an_end_its_holder_cannot_be_told_is_told_to_the_next(self):
         """A holds its kept session but reads nothing more (its read side is shut): the
@@ -1096,18 +1101,7 @@ class KeptSessionEnds(ListenHelpers, Case):
         pid = got[2]["message"]["result"]["structuredContent"]["pid"]
         a.s.shutdown(socket.SHUT_RD)
         self.assertEqual(self.ctl("end", "w")[0], 0)
-        wait_until(lambda: json.loads(self.ctl("stats", as_json=True)[1])["connections"] == 1,
-                   5, "serve to close A")
-        c = Envelopes(self, self.path)
-        c.send({"session": "w", "keep": True})
-        ended = c.next()
-        self.assertEqual((ended.get("event"), ended.get("pid"), ended.get("unseen")),
-                         ("ended", pid, True), ended)
-        self.assertEqual(self.started(), 1, "no new server for a run that is over")
-        c.close()
-        srv.p.send_signal(signal.SIGTERM)
-        self.assertEqual(srv.wait(), 0)
-        self.assert_no_leftovers(0)
+        self.assert_the_next_is_told(srv, "w", pid, "A")
 
     def test_unseen_ends_are_bounded_by_max_sessions(self):
         srv = self.listen(opts=["--max-sessions", "2"])
