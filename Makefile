@@ -52,6 +52,9 @@ memory: release
 		MCP_FIXTURE=$(CURDIR)/$(BUILD_REL)/fixtures/mcp-fixture \
 		python3 -B -m unittest \
 		test_wrap.BigMessages.test_memory_shrinks_back_after_big_message \
+		test_wrap.BigMessages.test_memory_shrinks_back_after_big_message_read_late \
+		test_suspend.HeldLines.test_memory_given_back_when_held_lines_are_refused \
+		test_hardening.OutputThrottlesInput.test_memory_given_back_after_a_full_queue_of_small_answers \
 		test_listen.ListenHardening.test_connect_memory_shrinks_back_after_big_messages \
 		test_http_front.Sessions.test_memory_shrinks_back_after_a_pretty_printed_body_and_a_huge_id \
 		test_hardening.SlowServer.test_wrap_every_notification_reaches_a_slow_server
