@@ -2152,8 +2152,8 @@ out:
 static void
 ctr_stop(struct backend_ctr *c)
 {
-	if (c->helper != 0 && kill(-c->helper, SIGKILL) == -1) {
-		(void)kill(c->helper, SIGKILL); /* no group of its own after all */
+	if (c->helper != 0) {
+		sys_kill_group(c->helper);
 	}
 	c->helper = 0;
 	c->what = CTR_NONE;
@@ -2440,9 +2440,7 @@ backend_on_ctr_retry(struct ev_loop *loop, ev_timer *w, int revents)
 		 * Its group: what it started too (podman's runtime, which it waits for), or that
 		 * would go on, late, as an orphan.  Its end comes through the child watcher.
 		 */
-		if (kill(-c->helper, SIGKILL) == -1) {
-			(void)kill(c->helper, SIGKILL); /* no group of its own after all */
-		}
+		sys_kill_group(c->helper);
 		return;
 	}
 	ctr_step(c->b);

@@ -461,9 +461,7 @@ run_engine_out(char *const argv[], double seconds, struct engine_res *r, bool wi
 			 * The command and what it started: an engine waits for its runtime (podman
 			 * for runc), which would outlive it, its orphan, and act late.
 			 */
-			if (kill(-pid, SIGKILL) == -1) {
-				(void)kill(pid, SIGKILL); /* no group of its own after all */
-			}
+			sys_kill_group(pid);
 			(void)waitpid(pid, &r->st, 0);
 			r->st = -1;
 			r->how = "no answer in time (killed)";

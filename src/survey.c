@@ -276,15 +276,6 @@ env_without_cookies(void)
 	return env;
 }
 
-/* SIGKILL to the engine command's process group, or to it alone if it has none. */
-static void
-kill_group(pid_t pid)
-{
-	if (kill(-pid, SIGKILL) == -1) {
-		(void)kill(pid, SIGKILL);
-	}
-}
-
 /*
  * Run argv with stdin on /dev/null, its stdout and stderr captured (up to
  * ENGINE_OUTPUT_MAX each), for at most timeout_ms; killed after that.  0 when it ran
@@ -355,7 +346,7 @@ survey_run(char *const *argv, int timeout_ms, struct survey_run *r)
 		long long left = deadline - procscan_now_ms();
 
 		if (left <= 0) {
-			kill_group(pid);
+			sys_kill_group(pid);
 			killed = true;
 			break;
 		}
@@ -391,7 +382,7 @@ survey_run(char *const *argv, int timeout_ms, struct survey_run *r)
 			break;
 		}
 		if (w == 0 && procscan_now_ms() >= deadline) {
-			kill_group(pid);
+			sys_kill_group(pid);
 			killed = true;
 		} else if (w == 0) {
 			struct timespec ts = { 0, 5 * 1000000L };

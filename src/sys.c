@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -298,6 +299,14 @@ sys_nofile_limit(void)
 		return 1024;
 	}
 	return (size_t)rl.rlim_cur;
+}
+
+void
+sys_kill_group(pid_t pid)
+{
+	if (kill(-pid, SIGKILL) == -1) {
+		(void)kill(pid, SIGKILL);
+	}
 }
 
 const char *

@@ -95,6 +95,11 @@ size_t sys_nofile_limit(void);
  * descriptors or processes), for the parentheses of the message; NULL when nothing.
  */
 const char *sys_spawn_advice(int err);
+/*
+ * SIGKILL to the process group that pid leads (a command started in a group of its own,
+ * with what it started: an engine's runtime), or to pid alone if it leads none.
+ */
+void sys_kill_group(pid_t pid);
 
 /*
  * mcpmux's directory for files of this user's running instances (container id files,
