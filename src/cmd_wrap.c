@@ -507,11 +507,7 @@ handle_line(struct wrap *w, const char *line, size_t len)
 		char text[160];
 
 		(void)snprintf(text, sizeof(text), "cannot start the server: %s", strerror(errno));
-		if (advice != NULL) {
-			diag_error("%s (%s)", text, advice);
-		} else {
-			diag_error("%s", text);
-		}
+		diag_error("%s%s", text, advice);
 		log_in(w, line, len, true);
 		if (kind == JSONRPC_REQUEST) {
 			answer_error(w, jsonrpc_str(&w->scan, it->id), it->id.len, RPC_SERVER_ERROR,
@@ -649,13 +645,8 @@ cmd_wrap(const struct mcpmux_options *o)
 	if (o->log_path != NULL && tlog_open(loop, o->log_path, o->log_bodies) == -1) {
 		w->exit_code = 1;
 	} else if ((w->cur = start_run(w)) == NULL) {
-		const char *advice = sys_spawn_advice(errno);
-
-		if (advice != NULL) {
-			diag_error_errno("cannot start '%s' (%s)", o->command[0], advice);
-		} else {
-			diag_error_errno("cannot start '%s'", o->command[0]);
-		}
+		diag_error("cannot start '%s': %s%s", o->command[0], strerror(errno),
+			   sys_spawn_advice(errno));
 		w->exit_code = 1;
 	} else {
 		conn_read(&w->client, true);

@@ -530,11 +530,7 @@ hub_start(struct hub_entry *e, const char *req_id, size_t req_id_len)
 		const char *advice = sys_spawn_advice(errno);
 
 		(void)snprintf(text, sizeof(text), "cannot start the server: %s", strerror(errno));
-		if (advice != NULL) {
-			diag_error("session %s: %s (%s)", e->id, text, advice);
-		} else {
-			diag_error("session %s: %s", e->id, text);
-		}
+		diag_error("session %s: %s%s", e->id, text, advice);
 		goto refuse;
 	}
 	h->n_live++;

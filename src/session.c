@@ -688,11 +688,7 @@ resume_start(struct session *s)
 
 		(void)snprintf(why, sizeof(why), "the server could not be restarted: %s",
 			       strerror(errno));
-		if (advice != NULL) {
-			diag_error("session %s: %s (%s)", s->id, why, advice);
-		} else {
-			diag_error("session %s: %s", s->id, why);
-		}
+		diag_error("session %s: %s%s", s->id, why, advice);
 		s->resuming = false;
 		held_answer(s, why);
 		return;
@@ -1064,11 +1060,7 @@ slot_granted(struct pool_slot *slot, void *ctx)
 
 		(void)snprintf(why, sizeof(why), "the server could not be started: %s",
 			       strerror(errno));
-		if (advice != NULL) {
-			diag_error("session %s: %s (%s)", s->id, why, advice);
-		} else {
-			diag_error("session %s: %s", s->id, why);
-		}
+		diag_error("session %s: %s%s", s->id, why, advice);
 		s->state = SESSION_SUSPENDED; /* the next message tries again */
 		s->resuming = false;
 		held_answer(s, why);

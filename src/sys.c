@@ -314,14 +314,14 @@ sys_spawn_advice(int err)
 {
 	switch (err) {
 	case EMFILE:
-		return "raise the limit with ulimit -n";
+		return " (raise the limit with ulimit -n)";
 	case ENFILE:
-		return "close some programs, or raise fs.file-max";
+		return " (close some programs, or raise fs.file-max)";
 	case EAGAIN:
-		return "the limit of processes is reached: end some, or raise it with ulimit -u or "
-		       "the service's TasksMax";
+		return " (the limit of processes is reached: end some, or raise it with ulimit -u "
+		       "or the service's TasksMax)";
 	default:
-		return NULL;
+		return "";
 	}
 }
 

@@ -92,7 +92,7 @@ bool sys_nofile_original(struct rlimit *rl);
 size_t sys_nofile_limit(void);
 /*
  * What a user can do when a server cannot be started for the reason err (a limit of
- * descriptors or processes), for the parentheses of the message; NULL when nothing.
+ * descriptors or processes), as " (...)" to end a message with; "" when nothing.
  */
 const char *sys_spawn_advice(int err);
 /*
