@@ -639,6 +639,8 @@ class LeftCgroups(OwnCgroupCase):
             with open(os.path.join(frozen, "freezer.state"), "w") as f:
                 f.write("THAWED")
             if pid is not None:
+                if alive(pid):  # a skip or a failure before its end
+                    os.kill(pid, signal.SIGKILL)
                 wait_until(lambda: not alive(pid), 5, "the server to go")
             rmdir_once_empty(frozen)
 

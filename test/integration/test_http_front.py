@@ -40,6 +40,11 @@ def tool(id_, name, meta=None, **args):
 INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 
 
+def read_text(path):
+    with open(path) as f:
+        return f.read()
+
+
 class Resp:
     def __init__(self, status, headers, body):
         self.status = status
@@ -146,6 +151,7 @@ class HttpCase(Case):
         """A connection whose receive buffer is small (4 KiB): a client that reads slowly,
         or not at all, holds mcpmux's bytes in mcpmux's own queue."""
         s = socket.socket()
+        self.addCleanup(s.close)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         s.settimeout(seconds * SLOW)
         s.connect(("127.0.0.1", self.port))
@@ -703,6 +709,7 @@ class Refusals(HttpCase):
         held = []
         for _ in range(16):
             s = socket.create_connection(("127.0.0.1", self.port), timeout=5 * SLOW)
+            self.addCleanup(s.close)
             s.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                       b"Content-Type: application/json\r\nAccept: " + ACCEPT_BOTH.encode() +
                       b"\r\nMcp-Session-Id: " + sid.encode() +
@@ -1045,7 +1052,7 @@ class Sessions(HttpCase):
             c.request("POST", "/mcp", body=json.dumps(tool(2, "sleep", ms=600000)), headers={
                 "Content-Type": "application/json", "Accept": "application/json",
                 "Mcp-Session-Id": sid})
-            wait_until(lambda: "\"sleep\"" in open(log).read(), 5, "the call to go out")
+            wait_until(lambda: "\"sleep\"" in read_text(log), 5, "the call to go out")
             c.close()
         else:
             s = self.open("POST", tool(2, "sleep", ms=600000), {"Mcp-Session-Id": sid})
@@ -1056,7 +1063,7 @@ class Sessions(HttpCase):
         self.assertRegex(self.srv.stderr(), r"stream \d+ not resumed for 1 s: forgotten; its "
                                             r"request is cancelled")
         # The server is reaped, and its tree looked for, before the session is let go.
-        wait_until(lambda: '"event":"ended"' in open(log).read(), 5, "the session's end")
+        wait_until(lambda: '"event":"ended"' in read_text(log), 5, "the session's end")
         self.assertEqual(self.post(tool(3, "env"), sid).status, 404)
         with open(log) as f:
             recs = [json.loads(l) for l in f]

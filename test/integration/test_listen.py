@@ -254,9 +254,11 @@ class ListenHardening(ListenHelpers, Case):
         srv = socket.socket(socket.AF_UNIX)
         srv.bind(self.path)
         srv.listen(1)
+        srv.settimeout(10 * SLOW)
         self.addCleanup(srv.close)
         c = self.connect("--session", session)
         conn, _ = srv.accept()
+        conn.settimeout(10 * SLOW)
         self.addCleanup(conn.close)
         return c, conn
 
@@ -575,6 +577,7 @@ class ListenHardening(ListenHelpers, Case):
         lst.accept()[0].close()  # the pending one: room for ctl's
         lst.settimeout(10)
         conn, _ = lst.accept()
+        conn.settimeout(10 * SLOW)
         self.addCleanup(conn.close)
         request = json.loads(conn.makefile("rb").readline())
         self.assertEqual(request["message"]["method"], "mcpmux/stats")
@@ -617,6 +620,7 @@ class ListenHardening(ListenHelpers, Case):
         lst = self.fake_serve()
         p = self.fast_clock_ctl("list")
         conn, _ = lst.accept()
+        conn.settimeout(10 * SLOW)
         self.addCleanup(conn.close)
         self.assertEqual(json.loads(conn.makefile("rb").readline())["message"]["method"],
                          "mcpmux/list")
@@ -655,6 +659,7 @@ class ListenHardening(ListenHelpers, Case):
             lst = self.fake_serve()
             p = self.fast_clock_ctl("end", "k")
             conn, _ = lst.accept()
+            conn.settimeout(10 * SLOW)
             self.addCleanup(conn.close)
             f = conn.makefile("rb")
             t0 = time.monotonic()
@@ -669,7 +674,7 @@ class ListenHardening(ListenHelpers, Case):
                               + "\n").encode())
             self.assertEqual((m["method"], m["params"]["session"]), ("mcpmux/endRun", "k"))
             if rc == 0:
-                time.sleep(4 - (time.monotonic() - t0))  # the teardown: 80 s of ctl's
+                time.sleep(max(0, 4 - (time.monotonic() - t0)))  # the teardown: 80 s of ctl's
                 try:
                     conn.sendall((json.dumps({"message": {"jsonrpc": "2.0", "id": m["id"],
                                                           "result": result}}) + "\n").encode())
