@@ -256,16 +256,19 @@ client_on_big_end(void *ctx, size_t total)
 	struct cconn *cc = ctx;
 	size_t id_len = 0;
 	const char *id = jsonrpc_idscan_id(&cc->big_id, &id_len);
-	char text[200];
+	struct rpcout_big big;
+	char text[256];
 
-	if (jsonrpc_idscan_is_answer(&cc->big_id)) {
-		/*
-		 * The client's answer to a request of the server's (the id is the server's):
-		 * the server gets an error in its place, the client none.
-		 */
-		diag_warn("the client's answer %.*s to a request of the server is over "
-			  "--max-message (%zu bytes): the server gets an error in its place",
-			  (int)SYS_MIN(id_len, 100), id != NULL ? id : "", total);
+	big = (struct rpcout_big){ .answer = jsonrpc_idscan_is_answer(&cc->big_id),
+				   .notification = id == NULL && cc->big_id.has_method,
+				   .id = id,
+				   .id_len = id_len,
+				   .total = total,
+				   .limit = cc->max_message };
+	switch (rpcout_oversize(&big, text, sizeof(text))) {
+	case RPCOUT_OVERSIZE_ANSWER:
+		/* The server gets an error in its place, the client none. */
+		diag_warn(RPCOUT_BIG_ANSWER, RPCOUT_BIG_ARGS_ID(&big), RPCOUT_BIG_ARGS_SIZE(&big));
 		if (id != NULL && !cc->serve_gone) {
 			sbuf_reset(&cc->tmp);
 			rpcout_answer_too_large(&cc->tmp, id, id_len, total, cc->max_message);
@@ -273,21 +276,16 @@ client_on_big_end(void *ctx, size_t total)
 				send_envelope(cc, cc->tmp.buf, cc->tmp.len);
 			}
 		}
-		return;
+		break;
+	case RPCOUT_OVERSIZE_NOTIFICATION:
+		diag_warn(RPCOUT_BIG_NOTIFICATION, RPCOUT_BIG_ARGS_SIZE(&big));
+		break;
+	case RPCOUT_OVERSIZE_REQUEST:
+		sbuf_reset(&cc->tmp);
+		rpcout_error(&cc->tmp, id, id_len, RPC_INVALID_REQUEST, text);
+		(void)conn_send_line(&cc->client, &cc->client.self, cc->tmp.buf, cc->tmp.len);
+		break;
 	}
-	if (id == NULL && cc->big_id.has_method) {
-		diag_warn("a notification of the client over --max-message (%zu bytes) was "
-			  "dropped",
-			  total);
-		return;
-	}
-	(void)snprintf(text, sizeof(text),
-		       "Invalid Request: message too large (%zu bytes, the limit is %zu: see "
-		       "--max-message)",
-		       total, cc->max_message);
-	sbuf_reset(&cc->tmp);
-	rpcout_error(&cc->tmp, id, id_len, RPC_INVALID_REQUEST, text);
-	(void)conn_send_line(&cc->client, &cc->client.self, cc->tmp.buf, cc->tmp.len);
 }
 
 static void

@@ -352,28 +352,40 @@ none_answer(struct sbuf *b, const char *id, size_t id_len, const char *sid, size
 }
 
 /*
- * The client's answer (id: the server's id) to a request of the server of session sid
- * was over --max-message.  The server gets an error for it in its place, so that it does
- * not wait for ever; the client gets none (the id is the server's, not one of its own).
+ * A message of the client in session sid (e: its entry, if any) over --max-message, not
+ * forwarded.  An answer (id: the server's) gets the server an error in its place, so that
+ * it does not wait for ever, and the client none (the id is not one of its own); a
+ * notification is dropped; a request is answered with an error.
  */
 static void
-oversize_answer(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len,
-		const char *id, size_t id_len, size_t total)
+oversize(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len,
+	 const struct rpcout_big *big)
 {
 	struct serve *sv = sc->sv;
 	struct sbuf b = { 0 };
+	char text[256];
 
-	diag_warn("session %.*s: the client's answer %.*s to a request of the server is over "
-		  "--max-message (%zu bytes): the server gets an error in its place",
-		  (int)sid_len, sid, (int)SYS_MIN(id_len, 100), id != NULL ? id : "", total);
-	if (id == NULL || e == NULL || e->owner != &sc->port || e->s == NULL) {
-		return; /* nobody waits for it */
+	switch (rpcout_oversize(big, text, sizeof(text))) {
+	case RPCOUT_OVERSIZE_ANSWER:
+		diag_warn("session %.*s: " RPCOUT_BIG_ANSWER, (int)sid_len, sid,
+			  RPCOUT_BIG_ARGS_ID(big), RPCOUT_BIG_ARGS_SIZE(big));
+		if (big->id == NULL || e == NULL || e->owner != &sc->port || e->s == NULL) {
+			return; /* nobody waits for it */
+		}
+		rpcout_answer_too_large(&b, big->id, big->id_len, big->total, big->limit);
+		if (!b.failed && jsonrpc_scan_checked(&sv->scan, b.buf, b.len) == JSONRPC_ERROR) {
+			hub_from_client(e, b.buf, b.len, &sv->scan);
+		}
+		sbuf_release(&b);
+		break;
+	case RPCOUT_OVERSIZE_NOTIFICATION:
+		diag_warn("session %.*s: " RPCOUT_BIG_NOTIFICATION, (int)sid_len, sid,
+			  RPCOUT_BIG_ARGS_SIZE(big));
+		break;
+	case RPCOUT_OVERSIZE_REQUEST:
+		session_error(sc, e, sid, sid_len, big->id, big->id_len, RPC_INVALID_REQUEST, text);
+		break;
 	}
-	rpcout_answer_too_large(&b, id, id_len, total, sv->opt->max_message);
-	if (!b.failed && jsonrpc_scan_checked(&sv->scan, b.buf, b.len) == JSONRPC_ERROR) {
-		hub_from_client(e, b.buf, b.len, &sv->scan);
-	}
-	sbuf_release(&b);
 }
 
 static void
@@ -399,27 +411,17 @@ handle_message(struct sconn *sc, struct hub_entry *e, const struct envelope *env
 			      RPC_INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message");
 		return;
 	}
-	if (env->message_len > sv->opt->max_message &&
-	    (kind == JSONRPC_RESPONSE || kind == JSONRPC_ERROR)) {
-		oversize_answer(sc, e, env->session, env->session_len, id, id ? it->id.len : 0,
-				env->message_len);
-		return;
-	}
-	if (env->message_len > sv->opt->max_message && kind == JSONRPC_NOTIFICATION) {
-		diag_warn("session %.*s: a notification over --max-message (%zu bytes) was "
-			  "dropped",
-			  (int)env->session_len, env->session, env->message_len);
-		return;
-	}
 	if (env->message_len > sv->opt->max_message) {
-		char text[160];
+		struct rpcout_big big = {
+			.answer = kind == JSONRPC_RESPONSE || kind == JSONRPC_ERROR,
+			.notification = kind == JSONRPC_NOTIFICATION,
+			.id = id,
+			.id_len = id != NULL ? it->id.len : 0,
+			.total = env->message_len,
+			.limit = sv->opt->max_message,
+		};
 
-		(void)snprintf(text, sizeof(text),
-			       "Invalid Request: message too large (%zu bytes, the limit is %zu: "
-			       "see --max-message)",
-			       env->message_len, sv->opt->max_message);
-		session_error(sc, e, env->session, env->session_len, id, it->id.len,
-			      RPC_INVALID_REQUEST, text);
+		oversize(sc, e, env->session, env->session_len, &big);
 		return;
 	}
 	if ((kind == JSONRPC_REQUEST || kind == JSONRPC_NOTIFICATION) &&
@@ -688,6 +690,7 @@ serve_on_big_end(void *ctx, size_t total)
 	size_t sid_len = 0, id_len = 0;
 	const char *sid = envelope_bigscan_session(&sc->big, &sid_len);
 	const char *id = envelope_bigscan_id(&sc->big, &id_len);
+	struct rpcout_big big;
 	char text[200];
 
 	if (sid == NULL || !session_id_valid(sid, sid_len)) {
@@ -697,23 +700,14 @@ serve_on_big_end(void *ctx, size_t total)
 		send_envelope_error(sc, RPC_INVALID_REQUEST, text);
 		return;
 	}
-	if (envelope_bigscan_is_answer(&sc->big)) {
-		oversize_answer(sc, hub_find(&sv->hub, sid, sid_len), sid, sid_len, id, id_len,
-				total);
-		return;
-	}
-	if (id == NULL && sc->big.id.has_method) {
-		diag_warn("session %.*s: a notification over --max-message (an envelope of %zu "
-			  "bytes) was dropped",
-			  (int)sid_len, sid, total);
-		return;
-	}
-	(void)snprintf(text, sizeof(text),
-		       "Invalid Request: message too large (an envelope of %zu bytes; the limit "
-		       "is %zu: see --max-message)",
-		       total, sv->opt->max_message);
-	session_error(sc, hub_find(&sv->hub, sid, sid_len), sid, sid_len, id, id_len,
-		      RPC_INVALID_REQUEST, text);
+	big = (struct rpcout_big){ .answer = envelope_bigscan_is_answer(&sc->big),
+				   .notification = id == NULL && sc->big.id.has_method,
+				   .id = id,
+				   .id_len = id_len,
+				   .total = total,
+				   .enveloped = true,
+				   .limit = sv->opt->max_message };
+	oversize(sc, hub_find(&sv->hub, sid, sid_len), sid, sid_len, &big);
 }
 
 /* ---- connections ---- */

@@ -541,7 +541,8 @@ wrap_on_big_end(void *ctx, size_t total)
 	struct wrap *w = ctx;
 	size_t id_len = 0;
 	const char *id = jsonrpc_idscan_id(&w->big_id, &id_len);
-	char text[160];
+	struct rpcout_big big;
+	char text[256];
 
 	if (tlog_enabled) {
 		pid_t pid;
@@ -549,36 +550,33 @@ wrap_on_big_end(void *ctx, size_t total)
 
 		tlog_oversize(sid, pid, TLOG_IN, total);
 	}
-	if (jsonrpc_idscan_is_answer(&w->big_id)) {
-		/*
-		 * The client's answer to a request of the server's (the id is the server's):
-		 * the server gets an error in its place, so that it does not wait for ever,
-		 * and the client none (it would take it for one to a request of its own).
-		 */
-		struct sbuf b = { 0 };
-
-		diag_warn("the client's answer %.*s to a request of the server is over "
-			  "--max-message (%zu bytes): the server gets an error in its place",
-			  (int)SYS_MIN(id_len, 100), id != NULL ? id : "", total);
+	big = (struct rpcout_big){ .answer = jsonrpc_idscan_is_answer(&w->big_id),
+				   .notification = id == NULL && w->big_id.has_method,
+				   .id = id,
+				   .id_len = id_len,
+				   .total = total,
+				   .limit = w->opt->max_message };
+	switch (rpcout_oversize(&big, text, sizeof(text))) {
+	case RPCOUT_OVERSIZE_ANSWER:
+		/* An answer to the client would read as one to a request of its own. */
+		diag_warn(RPCOUT_BIG_ANSWER, RPCOUT_BIG_ARGS_ID(&big), RPCOUT_BIG_ARGS_SIZE(&big));
 		if (id != NULL) {
+			struct sbuf b = { 0 };
+
 			rpcout_answer_too_large(&b, id, id_len, total, w->opt->max_message);
 			if (!b.failed) {
 				wrap_on_line(w, b.buf, b.len);
 			}
+			sbuf_release(&b);
 		}
-		sbuf_release(&b);
-		return;
+		break;
+	case RPCOUT_OVERSIZE_NOTIFICATION:
+		diag_warn(RPCOUT_BIG_NOTIFICATION, RPCOUT_BIG_ARGS_SIZE(&big));
+		break;
+	case RPCOUT_OVERSIZE_REQUEST:
+		answer_error(w, id, id_len, RPC_INVALID_REQUEST, text);
+		break;
 	}
-	if (id == NULL && w->big_id.has_method) {
-		diag_warn("a notification of the client over --max-message (%zu bytes) was "
-			  "dropped",
-			  total);
-		return;
-	}
-	(void)snprintf(text, sizeof(text),
-		       "Invalid Request: message too large (%zu bytes, the limit is %zu)", total,
-		       w->opt->max_message);
-	answer_error(w, id, id_len, RPC_INVALID_REQUEST, text);
 }
 
 static void

@@ -311,6 +311,22 @@ rpcout_answer_too_large(struct sbuf *b, const char *id, size_t id_len, size_t to
 	rpcout_error(b, id, id_len, RPC_SERVER_ERROR, text);
 }
 
+enum rpcout_oversize
+rpcout_oversize(const struct rpcout_big *m, char *text, size_t len)
+{
+	if (m->answer) {
+		return RPCOUT_OVERSIZE_ANSWER;
+	}
+	if (m->notification) {
+		return RPCOUT_OVERSIZE_NOTIFICATION;
+	}
+	(void)snprintf(text, len,
+		       "Invalid Request: message too large (%s%zu bytes, the limit is %zu: see "
+		       "--max-message)",
+		       RPCOUT_BIG_ARGS_SIZE(m), m->limit);
+	return RPCOUT_OVERSIZE_REQUEST;
+}
+
 const char *
 rpcout_signame(int sig, char *buf, size_t len)
 {

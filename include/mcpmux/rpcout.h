@@ -89,6 +89,47 @@ void rpcout_error(struct sbuf *b, const char *id, size_t id_len, int code, const
 void rpcout_answer_too_large(struct sbuf *b, const char *id, size_t id_len, size_t total,
 			     size_t limit);
 
+/*
+ * A message of the client over --max-message, which mcpmux does not forward, and what it
+ * says in its place: one decision for wrap, connect and serve.
+ */
+struct rpcout_big {
+	bool answer;	   /* the client's answer to a request of the server (id: the server's) */
+	bool notification; /* a method without an id */
+	const char *id;	   /* JSON text, NULL if none was seen */
+	size_t id_len;
+	size_t total;	/* its bytes: of the envelope around it when enveloped */
+	bool enveloped; /* total counts serve's envelope too */
+	size_t limit;	/* --max-message */
+};
+
+enum rpcout_oversize {
+	RPCOUT_OVERSIZE_ANSWER,	      /* warned (RPCOUT_BIG_ANSWER); the server gets
+				       * rpcout_answer_too_large() in its place (if id != NULL),
+				       * the client nothing */
+	RPCOUT_OVERSIZE_NOTIFICATION, /* warned (RPCOUT_BIG_NOTIFICATION); dropped */
+	RPCOUT_OVERSIZE_REQUEST,      /* the client gets an Invalid Request error with the id */
+};
+
+/*
+ * What becomes of m; for a request, the error's message into text[len] (cut to fit,
+ * NUL-terminated).
+ */
+enum rpcout_oversize rpcout_oversize(const struct rpcout_big *m, char *text, size_t len);
+
+/*
+ * The warnings, as formats of their own (diag's rate limit goes by format): an answer's
+ * takes RPCOUT_BIG_ARGS_ID(m) then RPCOUT_BIG_ARGS_SIZE(m), a notification's the latter.
+ */
+#define RPCOUT_BIG_ANSWER                                              \
+	"the client's answer %.*s to a request of the server is over " \
+	"--max-message (%s%zu bytes): the server gets an error in its place"
+#define RPCOUT_BIG_NOTIFICATION \
+	"a notification of the client over --max-message (%s%zu bytes) was dropped"
+#define RPCOUT_BIG_ARGS_ID(m) \
+	(int)((m)->id_len < 100 ? (m)->id_len : 100), (m)->id != NULL ? (m)->id : ""
+#define RPCOUT_BIG_ARGS_SIZE(m) (m)->enveloped ? "an envelope of " : "", (m)->total
+
 /* The "exit" value of a wait status: {"code":N} or {"signal":"SIGKILL"}; null if < 0. */
 void rpcout_exit(struct sbuf *b, int wstatus);
 /* A signal's name without a number: "SIGTERM"; "SIG<n>" for others. */

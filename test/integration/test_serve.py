@@ -491,7 +491,7 @@ class Routing(Case):
             m.send("s", note("notifications/message", {"data": "y" * size}))
             m.send("s", req(3, "ping"))
             self.assertEqual(m.msg("s"), {"jsonrpc": "2.0", "id": 3, "result": {}})
-        wait_until(lambda: m.p.stderr().count("a notification over --max-message") == 2, 5,
+        wait_until(lambda: m.p.stderr().count("a notification of the client over --max-message") == 2, 5,
                    "the two warnings")
         m.p.close_stdin()
         self.assertEqual(m.p.wait(), 0)

@@ -179,6 +179,47 @@ test_error_ids(void **state)
 		       "\"message\":\"bad \\\"thing\\\"\\n\\ufffd\"}}");
 }
 
+/* ---- rpcout_oversize ---- */
+
+static void
+test_oversize(void **state)
+{
+	struct rpcout_big m = {
+		.answer = true, .id = "7", .id_len = 1, .total = 2000, .limit = 1024
+	};
+	char text[256];
+
+	(void)state;
+	assert_int_equal(rpcout_oversize(&m, text, sizeof(text)), RPCOUT_OVERSIZE_ANSWER);
+	assert_string_equal(text, "the client's answer 7 to a request of the server is over "
+				  "--max-message (2000 bytes): the server gets an error in its "
+				  "place");
+	m = (struct rpcout_big){
+		.notification = true, .total = 3000, .enveloped = true, .limit = 1024
+	};
+	assert_int_equal(rpcout_oversize(&m, text, sizeof(text)), RPCOUT_OVERSIZE_NOTIFICATION);
+	assert_string_equal(text, "a notification of the client over --max-message (an envelope "
+				  "of 3000 bytes) was dropped");
+	/* a request, or a message of no known kind: the client's error, with the limit */
+	m = (struct rpcout_big){ .id = "\"a\"", .id_len = 3, .total = 2000, .limit = 1024 };
+	assert_int_equal(rpcout_oversize(&m, text, sizeof(text)), RPCOUT_OVERSIZE_REQUEST);
+	assert_string_equal(text, "Invalid Request: message too large (2000 bytes, the limit is "
+				  "1024: see --max-message)");
+	/* a long id is cut at 100 bytes in the warning, and the text at its buffer */
+	m = (struct rpcout_big){ .answer = true,
+				 .id = "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+				       "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+				       "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"",
+				 .id_len = 128,
+				 .total = 1,
+				 .limit = 1 };
+	assert_int_equal(rpcout_oversize(&m, text, sizeof(text)), RPCOUT_OVERSIZE_ANSWER);
+	assert_non_null(strstr(text, "answer \"xxx"));
+	assert_null(strstr(text, "x\" to a request"));
+	assert_int_equal(rpcout_oversize(&m, text, 10), RPCOUT_OVERSIZE_ANSWER);
+	assert_string_equal(text, "the clien");
+}
+
 static const char *
 string_of(yajl_val v)
 {
@@ -625,6 +666,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_exit_from_status, sbuf_setup, sbuf_teardown),
 		cmocka_unit_test_setup_teardown(test_exit_from_real_children, sbuf_setup,
 						sbuf_teardown),
+		cmocka_unit_test(test_oversize),
 		cmocka_unit_test(test_signame),
 		cmocka_unit_test_setup_teardown(test_sbuf_basics, sbuf_setup, sbuf_teardown),
 		cmocka_unit_test_setup_teardown(test_sbuf_addf_at_the_edge, sbuf_setup,
