@@ -1369,43 +1369,13 @@ conn_adopt(struct http_server *s, int fd, const struct sockaddr *sa, socklen_t s
 
 /* ---- listeners ---- */
 
-/*
- * Out of descriptors: accept the waiting connection with the spare one and answer it 503,
- * so that its client is told at once.  1 if one was refused, 0 if none was waiting, -1
- * (errno set) if even that failed (the system's table is full: ENFILE).
- */
-static int
-refuse_one(struct http_server *s, int lfd)
-{
-	if (s->spare < 0) {
-		return -1;
-	}
-	sys_close(&s->spare);
-	int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-	int err = errno;
-
-	if (fd >= 0) {
-		reject_now(fd); /* first: the spare takes its slot again */
-	}
-	s->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		s->st.accepted++;
-		s->st.rejected++;
-		return 1;
-	}
-	errno = err;
-	return err == EAGAIN || err == ECONNABORTED ? 0 : -1;
-}
-
 static void
 server_on_retry(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct hlistener *l = container_of(w, struct hlistener, retry_w);
 
 	(void)revents;
-	if (l->s->spare < 0) {
-		l->s->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	}
+	sys_accept_spare(&l->s->spare);
 	ev_io_start(loop, &l->accept_w);
 }
 
@@ -1419,33 +1389,21 @@ server_on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	for (int i = 0; i < ACCEPT_BUDGET; i++) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
-		int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = sys_accept(l->fd, (struct sockaddr *)&ss, &sl, &s->spare, reject_now);
 
-		if (fd == -1) {
-			if (errno == EINTR || errno == ECONNABORTED) {
-				continue;
-			}
-			if (errno == EAGAIN) {
-				return;
-			}
-			if (errno == EMFILE || errno == ENFILE) {
-				int r = refuse_one(s, l->fd);
-
-				if (r == 0) {
-					return;
-				}
-				if (r == 1) {
-					diag_warn(
-						"refused an HTTP connection: out of file descriptors "
-						"(raise the limit with ulimit -n)");
-					continue;
-				}
-			}
-			/*
-			 * A failure that would repeat at once (no descriptor even to refuse
-			 * with, no memory): the socket stays readable, so stop watching it
-			 * for a moment rather than spin.  Its clients wait in the backlog.
-			 */
+		if (fd == SYS_ACCEPT_NONE) {
+			return;
+		}
+		if (fd == SYS_ACCEPT_REFUSED) {
+			/* out of descriptors: answered 503 at once */
+			s->st.accepted++;
+			s->st.rejected++;
+			diag_warn("refused an HTTP connection: out of file descriptors (raise the "
+				  "limit with ulimit -n)");
+			continue;
+		}
+		if (fd == SYS_ACCEPT_FAILED) {
+			/* The socket stays readable: not watched for a moment, not spun on. */
 			diag_warn_errno("cannot accept an HTTP connection (trying again in %g s)",
 					SYS_ACCEPT_PAUSE);
 			ev_io_stop(loop, &l->accept_w);

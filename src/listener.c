@@ -197,40 +197,13 @@ path_lock(const char *path)
 	return fd;
 }
 
-/*
- * Out of descriptors: accept the waiting connection with the spare one and close it, so
- * that its client is told at once.  1 if one was refused, 0 if none was waiting, -1 (errno
- * set) if even that failed (the system's table is full: ENFILE).
- */
-static int
-listener_refuse_one(struct listener *l)
-{
-	if (l->spare < 0) {
-		return -1;
-	}
-	sys_close(&l->spare);
-	int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
-	int err = errno;
-	bool refused = fd >= 0;
-
-	sys_close(&fd); /* first: the spare takes its slot again */
-	l->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (refused) {
-		return 1;
-	}
-	errno = err;
-	return err == EAGAIN || err == ECONNABORTED ? 0 : -1;
-}
-
 static void
 listener_on_retry(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct listener *l = container_of(w, struct listener, retry_w);
 
 	(void)revents;
-	if (l->spare < 0) {
-		l->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	}
+	sys_accept_spare(&l->spare);
 	ev_io_start(loop, &l->accept_w);
 }
 
@@ -241,33 +214,18 @@ listener_on_accept(struct ev_loop *loop, ev_io *w, int revents)
 
 	(void)revents;
 	for (int i = 0; i < 64; i++) {
-		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = sys_accept(l->fd, NULL, NULL, &l->spare, NULL);
 
-		if (fd == -1) {
-			if (errno == EINTR || errno == ECONNABORTED) {
-				continue;
-			}
-			if (errno == EAGAIN) {
-				return;
-			}
-			if (errno == EMFILE || errno == ENFILE) {
-				int r = listener_refuse_one(l);
-
-				if (r == 0) {
-					return;
-				}
-				if (r == 1) {
-					diag_warn(
-						"refused a connection: out of file descriptors (raise "
-						"the limit with ulimit -n)");
-					continue;
-				}
-			}
-			/*
-			 * A failure that would repeat at once (no descriptor even to refuse
-			 * with, no memory): the socket stays readable, so stop watching it
-			 * for a moment rather than spin.  Its clients wait in the backlog.
-			 */
+		if (fd == SYS_ACCEPT_NONE) {
+			return;
+		}
+		if (fd == SYS_ACCEPT_REFUSED) {
+			diag_warn("refused a connection: out of file descriptors (raise the limit "
+				  "with ulimit -n)");
+			continue;
+		}
+		if (fd == SYS_ACCEPT_FAILED) {
+			/* The socket stays readable: not watched for a moment, not spun on. */
 			diag_warn_errno("cannot accept a connection on '%s' (trying again in "
 					"%g s)",
 					l->path, SYS_ACCEPT_PAUSE);

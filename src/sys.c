@@ -325,6 +325,58 @@ sys_spawn_advice(int err)
 	}
 }
 
+void
+sys_accept_spare(int *spare)
+{
+	if (*spare < 0) {
+		*spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
+}
+
+int
+sys_accept(int lfd, struct sockaddr *sa, socklen_t *sl, int *spare, void (*refuse)(int fd))
+{
+	for (;;) {
+		int fd = accept4(lfd, sa, sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd >= 0) {
+			return fd;
+		}
+		if (errno == EINTR || errno == ECONNABORTED) {
+			continue;
+		}
+		if (errno == EAGAIN) {
+			return SYS_ACCEPT_NONE;
+		}
+		if ((errno != EMFILE && errno != ENFILE) || *spare < 0) {
+			return SYS_ACCEPT_FAILED;
+		}
+		/* The spare's slot takes the waiting connection, to refuse it. */
+		sys_close(spare);
+		fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int err = errno;
+		bool refused = fd >= 0;
+
+		if (refused) {
+			/* first: the spare takes its slot again */
+			if (refuse != NULL) {
+				refuse(fd);
+			} else {
+				sys_close(&fd);
+			}
+		}
+		sys_accept_spare(spare);
+		if (refused) {
+			return SYS_ACCEPT_REFUSED;
+		}
+		errno = err;
+		if (err == EINTR || err == ECONNABORTED) {
+			continue;
+		}
+		return err == EAGAIN ? SYS_ACCEPT_NONE : SYS_ACCEPT_FAILED;
+	}
+}
+
 /* mkdir 0700 if missing; then it must be our own private directory. */
 static int
 private_dir(const char *path)

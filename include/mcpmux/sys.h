@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -19,6 +20,11 @@
 
 /* Seconds a listener stops accepting after a failure that would repeat at once. */
 #define SYS_ACCEPT_PAUSE 0.1
+
+/* What sys_accept() returns when it has no connection to give. */
+#define SYS_ACCEPT_NONE	   (-1) /* none is waiting */
+#define SYS_ACCEPT_REFUSED (-2) /* out of descriptors: one was refused */
+#define SYS_ACCEPT_FAILED  (-3) /* errno set: would fail again at once */
 
 /* clang-format off */
 /* The object that embeds member `member`, given a pointer to that member (type-checked). */
@@ -100,6 +106,20 @@ const char *sys_spawn_advice(int err);
  * with what it started: an engine's runtime), or to pid alone if it leads none.
  */
 void sys_kill_group(pid_t pid);
+
+/*
+ * The next connection on the listening socket lfd, non-blocking and close-on-exec, its
+ * address into sa/sl if sa is not NULL (EINTR and ECONNABORTED are tried again).  Or
+ * SYS_ACCEPT_NONE; or SYS_ACCEPT_REFUSED when out of descriptors (EMFILE, ENFILE): the
+ * waiting connection was taken with the spare descriptor *spare (opened on /dev/null
+ * again after) and handed to refuse(), or closed if it is NULL, so that its client is told
+ * at once; or SYS_ACCEPT_FAILED (errno set) for a failure that would repeat at once (no
+ * descriptor even to refuse with, no memory): the caller stops watching the socket for
+ * SYS_ACCEPT_PAUSE seconds, and reopens a missing spare with sys_accept_spare() then.
+ */
+int sys_accept(int lfd, struct sockaddr *sa, socklen_t *sl, int *spare, void (*refuse)(int fd));
+/* *spare opened on /dev/null if it is not open (-1). */
+void sys_accept_spare(int *spare);
 
 /*
  * mcpmux's directory for files of this user's running instances (container id files,
