@@ -691,9 +691,10 @@ serve_on_big_end(void *ctx, size_t total)
 	const char *sid = envelope_bigscan_session(&sc->big, &sid_len);
 	const char *id = envelope_bigscan_id(&sc->big, &id_len);
 	struct rpcout_big big;
-	char text[200];
 
 	if (sid == NULL || !session_id_valid(sid, sid_len)) {
+		char text[200];
+
 		(void)snprintf(text, sizeof(text),
 			       "envelope too large (%zu bytes, the limit is %zu)", total,
 			       sv->opt->max_message + ENVELOPE_OWN_MAX);
