@@ -1147,23 +1147,39 @@ input_level(struct backend *b)
 /*
  * The stall watch: while lines wait in the stdin queue, the server must take some of
  * them within stall-timeout.  `progress`: the pipe took bytes just now.  Not while its
- * stdout is not read (its client is slow): a server blocked writing is not stuck, and
- * the watch starts again when its output is read again.
+ * stdout is not read (its client is slow): a server blocked writing is not stuck.  The
+ * watch is suspended then, not reset: the time without progress before the pause counts
+ * on once its output is read again, unless it took input meanwhile.
  */
 static void
 stall_watch(struct backend *b, bool progress)
 {
 	if (wbuf_len(&b->inq) == 0 || b->in_fd < 0 || b->state >= BACKEND_CLOSING ||
-	    b->stall_timeout <= 0 || (b->out_paused && b->out_fd >= 0)) {
+	    b->stall_timeout <= 0) {
 		ev_timer_stop(b->loop, &b->stall_w);
+		b->in_idle = 0;
+		return;
+	}
+	double now = sys_mono();
+
+	if (progress) {
+		b->in_since = now; /* backend_on_stall() looks again at expiry */
+		b->in_idle = 0;
+	}
+	if (b->out_paused && b->out_fd >= 0) {
+		if (ev_is_active(&b->stall_w)) {
+			b->in_idle += now - b->in_since;
+			ev_timer_stop(b->loop, &b->stall_w);
+		}
 		return;
 	}
 	if (!ev_is_active(&b->stall_w)) {
-		b->in_since = sys_mono(); /* the queue was empty until now */
-		ev_timer_set(&b->stall_w, b->stall_timeout, 0.);
+		/* The queue was empty until now, or the server's output is read again. */
+		b->in_since = now;
+		ev_timer_set(&b->stall_w,
+			     b->in_idle < b->stall_timeout ? b->stall_timeout - b->in_idle : 0.,
+			     0.);
 		ev_timer_start(b->loop, &b->stall_w);
-	} else if (progress) {
-		b->in_since = sys_mono(); /* backend_on_stall() looks again at expiry */
 	}
 }
 
@@ -1387,7 +1403,7 @@ static void
 backend_on_stall(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct backend *b = container_of(w, struct backend, stall_w);
-	double idle = sys_mono() - b->in_since;
+	double idle = b->in_idle + sys_mono() - b->in_since;
 
 	(void)revents;
 	if (wbuf_len(&b->inq) == 0 || b->in_fd < 0 || b->state >= BACKEND_CLOSING) {

@@ -125,7 +125,8 @@ struct backend {
 	double t_end;	 /* teardown start */
 	double t_done;
 	double t_kill;	 /* KILLING since */
-	double in_since; /* the stdin queue's last progress (or start) */
+	double in_since; /* the stall watch's current stretch began (progress, start, resume) */
+	double in_idle;	 /* without progress before in_since: earlier stretches, pauses apart */
 	size_t n_left;	 /* abandoned: pids that would not die */
 	pid_t left[BACKEND_LEFT_MAX];
 	/* Its spawn, in clock ticks since boot as /proc gives start times (0: unknown). */

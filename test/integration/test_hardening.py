@@ -211,6 +211,52 @@ class Stall(Case):
         self.assert_no_leftovers()
 
 
+    def test_a_server_that_writes_but_never_reads_is_stalled_across_pauses(self):
+        """wrap: the server reads initialize, then only writes (an endless flood) and never
+        reads the requests that wait for it.  The client reads in bursts of 0.5 s with
+        0.5 s gaps: each gap pauses the server's output, and no stretch between two pauses
+        reaches --stall-timeout.  The time the server spent not reading while it was read
+        adds up across the pauses: its run ends as stalled, every request answered."""
+        w = self.wrap("--stop-reading-after=1", "--flood=0",
+                      opts=["--max-queue", "64K", "--stall-timeout", "1"] + FAST)
+        w.send(initialize(0))
+        self.assertEqual(w.msg()["id"], 0)
+        n = 25
+        pad = "p" * 4000
+        # more than the server's pipe holds, less than the pipe and --max-queue: some
+        # wait in mcpmux's queue and the client is not held back
+        w.write(b"".join(encode(call(i, "echo", text=pad)) for i in range(1, n + 1)))
+        # The flood is read as raw bytes, as fast as the client can: only the replies to
+        # the requests are parsed.
+        fd, tail, replies = w.p.stdout.fileno(), b"", {}
+        end = deadline(20)
+        while len(replies) < n:
+            self.assertLess(time.monotonic(), end, "the server was never taken as stalled "
+                            "(%d of %d requests answered)" % (len(replies), n))
+            burst = time.monotonic() + 0.5
+            while len(replies) < n and time.monotonic() < burst:
+                r, _, _ = select.select([fd], [], [], max(0, burst - time.monotonic()))
+                chunk = os.read(fd, 1 << 20) if r else b""
+                lines = (tail + chunk).split(b"\n")
+                tail = lines.pop()
+                for line in lines:
+                    if b'"id":' in line:
+                        m = json.loads(line)
+                        self.assertNotIn(m["id"], replies, "two replies for one request")
+                        replies[m["id"]] = m
+            time.sleep(0.5)  # the client reads nothing: the server's output is paused
+        self.assertEqual(sorted(replies), list(range(1, n + 1)))
+        for m in replies.values():
+            self.assertEqual(m["error"]["code"], -32000, m)
+            self.assertIn("stopped reading its input", m["error"]["message"])
+        self.assertIn("has not read its input for 1 s", w.stderr())
+        w.close_stdin()
+        w.read_to_eof(10)  # the rest of the flood
+        # the last run's server was ended by SIGTERM (it ignores EOF: it never reads)
+        self.assertEqual(w.wait(10), 128 + signal.SIGTERM)
+        self.assert_no_leftovers()
+
+
 class OutputThrottlesInput(Case):
     """A client that writes without reading what mcpmux answers it."""
 
