@@ -481,27 +481,53 @@ held_next(const struct session *s, size_t *len, double *t)
 	return held_at(s, s->held_off, len, t);
 }
 
-/* Is a held line a request (or a batch with one)?  Its client waits for the answer. */
-static bool
-held_request(const struct session *s)
+/*
+ * The held requests still in flight, into *live (the caller frees it): each held request
+ * (a batch's too), less those a later held notifications/cancelled names, which no longer
+ * wait for an answer, as when forwarded (note_cancel()).  Returns how many; *whole is
+ * false when one could not be kept (memory, SESSION_MAX_PENDING): then none is taken as
+ * cancelled.
+ */
+static size_t
+held_live(const struct session *s, struct pending **live, bool *whole)
 {
+	size_t n = 0;
+
+	*whole = true;
 	for (size_t off = s->held_off; off < s->held.len;) {
 		size_t len;
 		double t;
 		const char *p = held_at(s, off, &len, &t);
 		enum jsonrpc_kind kind = jsonrpc_scan(&held_scan, p, len);
+		const struct jsonrpc_item *items =
+			kind == JSONRPC_BATCH ? held_scan.items : &held_scan.one;
+		size_t k = kind == JSONRPC_BATCH ? held_scan.n_items : 1;
 
-		if (kind == JSONRPC_REQUEST) {
-			return true;
-		}
-		for (size_t i = 0; kind == JSONRPC_BATCH && i < held_scan.n_items; i++) {
-			if (held_scan.items[i].kind == JSONRPC_REQUEST) {
-				return true;
+		for (size_t i = 0; i < k; i++) {
+			if (items[i].kind == JSONRPC_REQUEST) {
+				size_t before = n;
+
+				ids_add(live, &n, jsonrpc_str(&held_scan, items[i].id),
+					items[i].id.len, t);
+				*whole = *whole && n > before;
 			}
 		}
+		note_cancel(live, &n, &held_scan);
 		off += HELD_SIZE(len);
 	}
-	return false;
+	return n;
+}
+
+/* Is a held request still in flight?  Its client waits for the answer. */
+static bool
+held_request(const struct session *s)
+{
+	struct pending *live = NULL;
+	bool whole;
+	size_t n = held_live(s, &live, &whole);
+
+	pending_free_all(&live);
+	return n > 0 || !whole;
 }
 
 /*
@@ -547,10 +573,17 @@ held_flush(struct session *s)
 	}
 }
 
-/* The lines that waited will not be sent: their requests get `why`. */
+/*
+ * The lines that waited will not be sent: their requests get `why`, but those the client
+ * cancelled meanwhile (nobody waits for their answer).
+ */
 static void
 held_answer(struct session *s, const char *why)
 {
+	struct pending *live = NULL;
+	bool whole;
+	size_t n_live = held_live(s, &live, &whole);
+
 	while (s->held_off < s->held.len) {
 		size_t len;
 		double t;
@@ -563,9 +596,18 @@ held_answer(struct session *s, const char *why)
 		size_t n = held_scan.kind == JSONRPC_BATCH ? held_scan.n_items : 1;
 
 		for (size_t i = 0; i < n; i++) {
+			const char *id = jsonrpc_str(&held_scan, items[i].id);
+
+			if (items[i].kind == JSONRPC_REQUEST && whole) {
+				if (ids_find(live, id, items[i].id.len) == NULL) {
+					continue; /* cancelled: nobody waits for its answer */
+				}
+				(void)ids_remove(&live, &n_live, id, items[i].id.len);
+			}
 			item_refused(s, &held_scan, &items[i], why, t);
 		}
 	}
+	pending_free_all(&live);
 	held_release(s);
 }
 

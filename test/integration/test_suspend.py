@@ -456,6 +456,34 @@ class SlowReplay(Base):
         self.assert_no_leftovers()
         self.assertEqual([e["reason"] for e in events(log, "ended")], ["idle-timeout"])
 
+    def test_a_held_request_the_client_cancels_no_longer_holds_the_idle_timeout(self):
+        """A fresh server that never answers the replayed initialize: the replay has no
+        deadline of its own, and the held request keeps the session past --idle-timeout
+        (--stall-timeout does not apply: the server read its input).  The client gives up
+        on it (notifications/cancelled, as an SDK's request timeout sends): the request is
+        no longer in flight, and --idle-timeout ends the session."""
+        behave = os.path.join(self.tmp.name, "behave")
+        log = os.path.join(self.tmp.name, "t.log")
+        p = self.wrap(opts=FAST + SUSPEND + ["--idle-timeout", "1", "--stall-timeout", "1",
+                                             "--log", log],
+                      command=[FIXTURE, "--behave-file=" + behave])
+        self.setup_session(p.send, p.msg)
+        self.wait_suspended(self.pid_of(p.send, p.msg, 6), log=log)
+        with open(behave, "w") as f:
+            f.write("slow-init=60000\n")  # never, for the test
+        p.send(call(7, "echo", text="held"))
+        wait_until(lambda: self.servers(), 5, "the fresh server")
+        p.no_output(2.5)  # past both timeouts: the held request waits, unanswered
+        self.assertIsNone(p.p.poll())
+        self.assertEqual(len(self.servers()), 1)
+        t0 = time.monotonic()
+        p.send(note("notifications/cancelled", {"requestId": 7, "reason": "timed out"}))
+        self.assertEqual(p.wait(10), 128 + signal.SIGTERM)  # it sleeps: the ladder's TERM
+        self.assertLess(time.monotonic() - t0, 1 + 0.6 + 3)  # the timeout, the teardown
+        self.assertEqual(p.read_to_eof(), b"")  # a cancelled request gets no answer
+        self.assert_no_leftovers()
+        self.assertEqual([e["reason"] for e in events(log, "ended")], ["idle-timeout"])
+
     def test_an_end_of_run_during_the_replay_ends_the_run(self):
         """An end-of-run while the fresh server replays the handshake: the replay's late
         answer neither resumes the session nor fails the resume; the held request gets the
