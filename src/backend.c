@@ -1160,13 +1160,19 @@ stall_watch(struct backend *b, bool progress)
 		b->in_idle = 0;
 		return;
 	}
+	bool paused = b->out_paused && b->out_fd >= 0;
+
+	/* The clock only where it is needed: this runs for every write to the server. */
+	if (!progress && !paused && ev_is_active(&b->stall_w)) {
+		return;
+	}
 	double now = sys_mono();
 
 	if (progress) {
 		b->in_since = now; /* backend_on_stall() looks again at expiry */
 		b->in_idle = 0;
 	}
-	if (b->out_paused && b->out_fd >= 0) {
+	if (paused) {
 		if (ev_is_active(&b->stall_w)) {
 			b->in_idle += now - b->in_since;
 			ev_timer_stop(b->loop, &b->stall_w);
