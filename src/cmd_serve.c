@@ -202,6 +202,19 @@ port_gone(struct hub_port *p)
 	return sconn_of(p)->c.out_dead;
 }
 
+static bool
+port_hold_end(struct hub_port *p, struct hub_entry *e, struct hub_unseen *u)
+{
+	struct conn_source *src = e->port_data;
+
+	(void)p;
+	if (src == NULL || wbuf_len(&src->q) == 0) {
+		return false;
+	}
+	src->held = u; /* its last line: the conn says whether it was written */
+	return true;
+}
+
 static const struct hub_port_ops sconn_ops = {
 	.attach = port_attach,
 	.detach = port_detach,
@@ -211,6 +224,7 @@ static const struct hub_port_ops sconn_ops = {
 	.full = port_full,
 	.hold = port_hold,
 	.gone = port_gone,
+	.hold_end = port_hold_end,
 };
 
 /*
@@ -832,11 +846,31 @@ sconn_on_drained(struct conn *c, void *ctx)
 	serve_maybe_exit(sv);
 }
 
+/* A session's queue is gone; with it, maybe its `ended` event, never written. */
+static void
+sconn_on_source_freed(struct conn *c, struct conn_source *src, bool written, void *ctx)
+{
+	struct sconn *sc = ctx;
+	struct hub_unseen *u = src->held;
+
+	(void)c;
+	src->held = NULL;
+	if (written) {
+		free(u);
+		return;
+	}
+	diag_warn("session %s: the connection that held it went before its end was written to "
+		  "it",
+		  u->id);
+	hub_unseen_lost(&sc->sv->hub, u);
+}
+
 static const struct conn_hooks sconn_hooks = {
 	.on_eof = sconn_on_eof,
 	.on_gone = sconn_on_gone,
 	.on_source_writable = sconn_on_source_writable,
 	.on_drained = sconn_on_drained,
+	.on_source_freed = sconn_on_source_freed,
 };
 
 static struct sconn *

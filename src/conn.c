@@ -96,9 +96,13 @@ conn_source_new(size_t high)
 	return src;
 }
 
+/* A retired source goes: its producer hears whether all of it was written (src->held). */
 static void
-source_free(struct conn_source *src)
+source_free(struct conn *c, struct conn_source *src)
 {
+	if (src->held != NULL && c->hooks->on_source_freed != NULL) {
+		c->hooks->on_source_freed(c, src, wbuf_len(&src->q) == 0, c->ctx);
+	}
 	wbuf_release(&src->q);
 	free(src);
 }
@@ -156,11 +160,11 @@ conn_source_retire(struct conn *c, struct conn_source *src)
 			}
 		}
 		c->queued -= wbuf_len(&src->q);
-		source_free(src);
+		source_free(c, src);
 		return;
 	}
 	if (wbuf_len(&src->q) == 0 && src != c->cur && !src->ready) {
-		source_free(src);
+		source_free(c, src);
 	}
 }
 
@@ -176,9 +180,30 @@ flush_cancel(struct conn *c)
 static void
 conn_dead(struct conn *c)
 {
+	struct conn_source *src = c->ready_head;
+
 	c->out_dead = true;
 	ev_io_stop(c->loop, &c->out_w);
 	flush_cancel(c);
+	/* Retired sources will never be written: freed now, their producers told. */
+	if (c->cur != NULL && c->cur->retired) {
+		c->queued -= wbuf_len(&c->cur->q);
+		source_free(c, c->cur);
+		c->cur = NULL;
+	}
+	c->ready_head = c->ready_tail = NULL;
+	while (src != NULL) {
+		struct conn_source *next = src->next;
+
+		src->ready = false;
+		if (src->retired) {
+			c->queued -= wbuf_len(&src->q);
+			source_free(c, src);
+		} else {
+			ready_push(c, src);
+		}
+		src = next;
+	}
 	output_hold_check(c);
 }
 
@@ -253,7 +278,7 @@ conn_flush(struct conn *c)
 		if (wbuf_len(&src->q) > 0) {
 			ready_push(c, src);
 		} else if (src->retired) {
-			source_free(src);
+			source_free(c, src);
 		}
 	}
 	output_hold_check(c);
@@ -454,13 +479,13 @@ conn_release(struct conn *c)
 	flush_cancel(c);
 	framer_release(&c->inf);
 	if (c->cur != NULL && c->cur->retired) {
-		source_free(c->cur);
+		source_free(c, c->cur);
 	}
 	while (c->ready_head != NULL) {
 		struct conn_source *src = ready_pop(c);
 
 		if (src->retired) {
-			source_free(src);
+			source_free(c, src);
 		}
 	}
 	wbuf_release(&c->self.q);

@@ -378,30 +378,16 @@ hub_exit_kind_name(enum hub_exit_kind k)
 	return (unsigned)k < HUB_EXIT_KINDS ? names[k] : "unknown";
 }
 
-/*
- * A kept session ended with no port to tell (or one whose output is gone): its `ended`
- * event is kept for the next port that names it (a client that comes back must learn that
- * its server is gone, not talk to a fresh one that knows nothing of it).
- */
-static void
-unseen_keep(struct hub *h, const struct hub_entry *e, const char *fields, size_t len)
+/* The `ended` event of e (its fields) as an unseen end, or NULL when out of memory. */
+static struct hub_unseen *
+unseen_new(const struct hub_entry *e, const char *fields, size_t len)
 {
-	struct hub_unseen *u;
-
-	if (HASH_COUNT(h->unseen) >= h->opt->max_sessions) {
-		u = h->unseen; /* the oldest */
-		diag_warn("session %s: its end was never told to a client, and is forgotten (more "
-			  "than %zu such ends)",
-			  u->id, h->opt->max_sessions);
-		HASH_DEL(h->unseen, u);
-		free(u);
-	}
 	static const char mark[] = ",\"unseen\":true"; /* told late: not the run of its reader */
+	struct hub_unseen *u = malloc(sizeof(*u) + len + sizeof(mark) - 1);
 
-	u = malloc(sizeof(*u) + len + sizeof(mark) - 1);
 	if (u == NULL) {
 		diag_error("session %s: out of memory: its end cannot be told to a client", e->id);
-		return;
+		return NULL;
 	}
 	memset(u, 0, sizeof(*u));
 	memcpy(u->id, e->id, e->id_len);
@@ -409,10 +395,43 @@ unseen_keep(struct hub *h, const struct hub_entry *e, const char *fields, size_t
 	u->len = len + sizeof(mark) - 1;
 	memcpy(u->fields, fields, len);
 	memcpy(u->fields + len, mark, sizeof(mark) - 1);
+	return u;
+}
+
+/*
+ * A kept session ended with no port to tell (or one whose output is gone): its `ended`
+ * event is kept for the next port that names it (a client that comes back must learn that
+ * its server is gone, not talk to a fresh one that knows nothing of it).
+ */
+static void
+unseen_add(struct hub *h, struct hub_unseen *u)
+{
+	if (HASH_COUNT(h->unseen) >= h->opt->max_sessions) {
+		struct hub_unseen *old = h->unseen; /* the oldest */
+
+		diag_warn("session %s: its end was never told to a client, and is forgotten (more "
+			  "than %zu such ends)",
+			  old->id, h->opt->max_sessions);
+		HASH_DEL(h->unseen, old);
+		free(old);
+	}
 	HASH_ADD(hh, h->unseen, id, u->id_len, u);
 	diag_info("session %s ended while no client held it: the next connection that names "
 		  "it is told",
-		  e->id);
+		  u->id);
+}
+
+void
+hub_unseen_lost(struct hub *h, struct hub_unseen *u)
+{
+	struct hub_unseen *was = NULL;
+
+	HASH_FIND(hh, h->unseen, u->id, u->id_len, was);
+	if (h->shutting_down || was != NULL || hub_find(h, u->id, u->id_len) != NULL) {
+		free(u); /* mcpmux is ending, or a later run of the session is there */
+		return;
+	}
+	unseen_add(h, u);
 }
 
 struct hub_unseen *
@@ -468,9 +487,16 @@ hub_on_done(struct session *s, void *owner)
 		/* An owner whose output is gone holds it no more than none: not told. */
 		bool told = e->owner != NULL &&
 			    (e->owner->ops->gone == NULL || !e->owner->ops->gone(e->owner));
+		struct hub_unseen *u = NULL;
 
-		if (!told && e->kept && !e->end_asked && !h->shutting_down) {
-			unseen_keep(h, e, b->buf, b->len);
+		if (e->kept && !e->end_asked && !h->shutting_down) {
+			u = unseen_new(e, b->buf, b->len);
+		}
+		if (u != NULL && !told) {
+			unseen_add(h, u);
+		} else if (u != NULL && (e->owner->ops->hold_end == NULL ||
+					 !e->owner->ops->hold_end(e->owner, e, u))) {
+			free(u); /* written: told */
 		}
 	}
 	while (waiters != NULL) {

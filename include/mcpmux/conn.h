@@ -52,6 +52,7 @@ struct conn_source {
 	bool was_full;
 	bool retired; /* its producer is gone: freed by the conn once written */
 	void *owner;  /* the producer's, for on_source_writable */
+	void *held;   /* the producer's, for on_source_freed (NULL: not told) */
 };
 
 struct conn_hooks {
@@ -66,6 +67,12 @@ struct conn_hooks {
 	void (*on_source_writable)(struct conn *c, struct conn_source *src, void *ctx);
 	/* Everything queued has been written (optional). */
 	void (*on_drained)(struct conn *c, void *ctx);
+	/*
+	 * Retired src, whose held is set, is freed: written says whether all of its lines were
+	 * written (false: the output died first, and they are dropped).  Optional; it may be
+	 * called from inside any conn function, and must only take src->held back.
+	 */
+	void (*on_source_freed)(struct conn *c, struct conn_source *src, bool written, void *ctx);
 };
 
 struct conn {

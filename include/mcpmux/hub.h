@@ -48,6 +48,7 @@
 struct hub;
 struct hub_entry;
 struct hub_port;
+struct hub_unseen;
 
 struct hub_port_ops {
 	/* e is now this port's: make its queue.  0, or -1 when out of memory. */
@@ -69,6 +70,13 @@ struct hub_port_ops {
 	void (*hold)(struct hub_port *p, bool on);
 	/* Can nothing more reach the port's client (its output is gone)?  Optional. */
 	bool (*gone)(struct hub_port *p);
+	/*
+	 * Kept e's `ended` event went to the port, which has not written it yet: the port
+	 * keeps u (the end, unseen) and gives it back with hub_unseen_lost() if its output
+	 * dies first, or frees it once written.  false: it is written (u stays the
+	 * caller's).  Optional.
+	 */
+	bool (*hold_end)(struct hub_port *p, struct hub_entry *e, struct hub_unseen *u);
 };
 
 struct hub_port {
@@ -216,6 +224,11 @@ void hub_shutdown(struct hub *h);
 struct hub_unseen *hub_unseen_take(struct hub *h, const char *id, size_t len);
 /* u, taken and not told (the port could not be written to), back for the next port. */
 void hub_unseen_untake(struct hub *h, struct hub_unseen *u);
+/*
+ * u, an end a port held (ops->hold_end()) and could not write, is kept for the next port
+ * (freed instead when mcpmux is ending, or a later run of the session is there).
+ */
+void hub_unseen_lost(struct hub *h, struct hub_unseen *u);
 /* Entries without a session: kept ones that have not started. */
 size_t hub_n_unstarted(const struct hub *h);
 /* Is the hub shutting down with no session left? */

@@ -1108,6 +1108,24 @@ class KeptSessionEnds(ListenHelpers, Case):
         self.assertEqual(self.ctl("end", "w")[0], 0)
         self.assert_the_next_is_told(srv, "w", pid, "A")
 
+    def test_an_end_queued_for_a_holder_that_goes_is_told_to_the_next(self):
+        """A holds its kept session and reads nothing: a big result waits in its queue, and
+        the `ended` of a ctl end behind it.  A goes before its queue is written: the end
+        never reached it, and is told to C."""
+        srv = self.listen()
+        a = Envelopes(self, self.path)
+        a.send({"session": "q", "keep": True}, {"session": "q", "message": call(1, "env")})
+        got = [a.next() for _ in range(3)]
+        self.assertEqual([g.get("event") for g in got], ["kept", "started", None], got)
+        pid = got[2]["message"]["result"]["structuredContent"]["pid"]
+        # more than the socket takes, less than --max-queue: it waits in A's queue
+        a.send({"session": "q", "message": call(2, "huge", bytes=4 << 20)})
+        wait_until(lambda: json.loads(self.ctl("list", as_json=True)[1])["sessions"][0]["out"]
+                   ["bytes"] > 4 << 20, 10, "the big result to be queued")
+        self.assertEqual(self.ctl("end", "q")[0], 0)
+        a.close()
+        self.assert_the_next_is_told(srv, "q", pid, "A")
+
     def test_unseen_ends_are_bounded_by_max_sessions(self):
         srv = self.listen(opts=["--max-sessions", "2"])
         for sid in ("a", "b", "c"):
