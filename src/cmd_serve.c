@@ -647,6 +647,13 @@ serve_on_line(void *ctx, const char *line, size_t len)
 				    "an envelope with a session needs \"message\" or \"keep\"");
 		return;
 	}
+	if (sc->c.out_dead && (e == NULL || e->owner != &sc->port)) {
+		/* Its output died earlier in this read: it takes no session, kept or new. */
+		diag_warn("session %.*s: a connection that can no longer be written to named it: "
+			  "its envelope was dropped",
+			  (int)env.session_len, env.session);
+		return;
+	}
 	if (e == NULL && sv->hub.unseen != NULL) {
 		struct hub_unseen *u = hub_unseen_take(&sv->hub, env.session, env.session_len);
 

@@ -1126,6 +1126,30 @@ class KeptSessionEnds(ListenHelpers, Case):
         a.close()
         self.assert_the_next_is_told(srv, "q", pid, "A")
 
+    def test_a_connection_whose_output_died_takes_no_session(self):
+        """B reads nothing (its read side is shut); its first line fails to be answered,
+        and its next, in the same read, names A's kept session: B takes nothing, and its
+        message reaches no server."""
+        srv = self.listen()
+        a = Envelopes(self, self.path)
+        a.send({"session": "t", "keep": True}, {"session": "t", "message": call(1, "env")})
+        got = [a.next() for _ in range(3)]
+        self.assertEqual([g.get("event") for g in got], ["kept", "started", None], got)
+        b = Envelopes(self, self.path)
+        b.s.shutdown(socket.SHUT_RD)
+        b.f.write(b'{}\n' + encode({"session": "t", "message": call(9, "env")}))
+        wait_until(lambda: json.loads(self.ctl("stats", as_json=True)[1])["connections"] == 2,
+                   5, "serve to close B (A and ctl's are left)")
+        listed = json.loads(self.ctl("list", as_json=True)[1])["sessions"]
+        self.assertEqual([(x["session"], x["connected"], x["in"]["messages"]) for x in listed],
+                         [("t", True, 1)], listed)
+        a.send({"session": "t", "message": call(2, "env")})
+        self.assertEqual(a.next()["message"]["id"], 2)
+        a.close()
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers(0)
+
     def test_unseen_ends_are_bounded_by_max_sessions(self):
         srv = self.listen(opts=["--max-sessions", "2"])
         for sid in ("a", "b", "c"):
