@@ -1150,6 +1150,26 @@ class KeptSessionEnds(ListenHelpers, Case):
         self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers(0)
 
+    def test_an_envelope_too_long_to_buffer_leaves_the_end_for_the_next(self):
+        """An envelope over what serve buffers, for a session whose end is unseen, is refused
+        unread (-32600 with its id) and takes nothing: the next envelope gets the end."""
+        srv = self.listen(opts=["--max-message", "64K"])
+        pid = self.kept_then_gone("z", lambda pid: self.assertEqual(self.ctl("end", "z")[0], 0))
+        b = Envelopes(self, self.path)
+        b.send({"session": "z", "message": call(5, "echo", text="x" * (128 << 10))})
+        err = b.next()
+        self.assertEqual((err.get("session"), err["message"]["id"],
+                          err["message"]["error"]["code"]), ("z", 5, -32600), err)
+        b.send({"session": "z", "keep": True})
+        ended = b.next()
+        self.assertEqual((ended.get("event"), ended.get("pid"), ended.get("unseen")),
+                         ("ended", pid, True), ended)
+        self.assertEqual(self.started(), 1, "no new server for a run that is over")
+        b.close()
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers(0)
+
     def test_unseen_ends_are_bounded_by_max_sessions(self):
         srv = self.listen(opts=["--max-sessions", "2"])
         for sid in ("a", "b", "c"):
