@@ -212,6 +212,7 @@ port_hold_end(struct hub_port *p, struct hub_entry *e, struct hub_unseen *u)
 		return false;
 	}
 	src->held = u; /* its last line: the conn says whether it was written */
+	src->held_left = wbuf_len(&src->q);
 	return true;
 }
 
@@ -545,7 +546,10 @@ tell_unseen_end(struct sconn *sc, const struct envelope *env, struct hub_unseen 
 		hub_entry_free(e);
 		return false;
 	}
-	free(u);
+	/* Its bytes still queued: until they are written, the end is not told. */
+	struct conn_source *out = e->port_data;
+	size_t upto = wbuf_len(&out->q);
+
 	if (!env->has_message) {
 		diag_warn("session %s ended while no connection held it: a keep for it was "
 			  "dropped",
@@ -558,6 +562,7 @@ tell_unseen_end(struct sconn *sc, const struct envelope *env, struct hub_unseen 
 	const struct jsonrpc_item *it = &sv->scan.one;
 
 	if (kind == JSONRPC_REQUEST && jsonrpc_method_is(&sv->scan, it, "initialize")) {
+		free(u);
 		*ep = e;
 		return true;
 	}
@@ -590,6 +595,13 @@ tell_unseen_end(struct sconn *sc, const struct envelope *env, struct hub_unseen 
 			  e->id);
 	}
 over:
+	if (upto > 0) {
+		/* Back to the hub if the connection goes before the end is written to it. */
+		out->held = u;
+		out->held_left = upto;
+	} else {
+		free(u);
+	}
 	(void)hub_set_owner(e, NULL); /* its queue is written, then freed */
 	hub_entry_free(e);
 	return false;

@@ -96,12 +96,12 @@ conn_source_new(size_t high)
 	return src;
 }
 
-/* A retired source goes: its producer hears whether all of it was written (src->held). */
+/* A retired source goes: its producer hears whether its held line was written. */
 static void
 source_free(struct conn *c, struct conn_source *src)
 {
 	if (src->held != NULL && c->hooks->on_source_freed != NULL) {
-		c->hooks->on_source_freed(c, src, wbuf_len(&src->q) == 0, c->ctx);
+		c->hooks->on_source_freed(c, src, src->held_left == 0, c->ctx);
 	}
 	wbuf_release(&src->q);
 	free(src);
@@ -270,6 +270,7 @@ conn_flush(struct conn *c)
 		}
 		c->queued -= (size_t)w;
 		c->cut_left -= (size_t)w;
+		src->held_left -= SYS_MIN((size_t)w, src->held_left);
 		check_writable(c, src);
 		if (c->cut_left > 0) {
 			break; /* EAGAIN (or a short write): the rest when writable */

@@ -50,9 +50,10 @@ struct conn_source {
 	struct conn_source *next; /* in the ready list */
 	bool ready;
 	bool was_full;
-	bool retired; /* its producer is gone: freed by the conn once written */
-	void *owner;  /* the producer's, for on_source_writable */
-	void *held;   /* the producer's, for on_source_freed (NULL: not told) */
+	bool retired;	  /* its producer is gone: freed by the conn once written */
+	void *owner;	  /* the producer's, for on_source_writable */
+	void *held;	  /* the producer's, for on_source_freed (NULL: not told) */
+	size_t held_left; /* bytes of q up to the end of the line that held stands for */
 };
 
 struct conn_hooks {
@@ -68,9 +69,10 @@ struct conn_hooks {
 	/* Everything queued has been written (optional). */
 	void (*on_drained)(struct conn *c, void *ctx);
 	/*
-	 * Retired src, whose held is set, is freed: written says whether all of its lines were
-	 * written (false: the output died first, and they are dropped).  Optional; it may be
-	 * called from inside any conn function, and must only take src->held back.
+	 * Retired src, whose held is set, is freed: written says whether the line that held
+	 * stands for (the one that ended held_left bytes into q) was written (false: the
+	 * output died first, and it is dropped).  Optional; it may be called from inside any
+	 * conn function, and must only take src->held back.
 	 */
 	void (*on_source_freed)(struct conn *c, struct conn_source *src, bool written, void *ctx);
 };

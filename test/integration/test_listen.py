@@ -1126,6 +1126,33 @@ class KeptSessionEnds(ListenHelpers, Case):
         a.close()
         self.assert_the_next_is_told(srv, "q", pid, "A")
 
+    def test_an_end_told_to_a_connection_that_goes_before_it_is_written_is_told_again(self):
+        """C reads nothing: a big result of another session waits in its queue, and the
+        unseen end its keep takes behind it.  C goes before its queue is written: the end
+        never reached it, and is told to D."""
+        srv = self.listen()
+        pid = self.kept_then_gone("u", lambda pid: self.assertEqual(self.ctl("end", "u")[0], 0))
+        c = Envelopes(self, self.path)
+        c.send({"session": "f", "message": call(1, "huge", bytes=4 << 20)})
+        wait_until(lambda: any(x["session"] == "f" and x["out"]["bytes"] > 4 << 20 for x in
+                               json.loads(self.ctl("list", as_json=True)[1])["sessions"]),
+                   10, "the big result to be queued")
+        c.send({"session": "u", "keep": True})
+        wait_until(lambda: "session u ended while no connection held it: a keep for it was "
+                   "dropped" in srv.stderr(), 5, "the end to be queued")
+        c.close()
+        wait_until(lambda: json.loads(self.ctl("stats", as_json=True)[1])["connections"] == 1,
+                   5, "serve to close C")
+        d = Envelopes(self, self.path)
+        d.send({"session": "u", "keep": True})
+        ended = d.next()
+        self.assertEqual((ended.get("event"), ended.get("pid"), ended.get("unseen")),
+                         ("ended", pid, True), ended)
+        d.close()
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers(0)
+
     def test_a_connection_whose_output_died_takes_no_session(self):
         """B reads nothing (its read side is shut); its first line fails to be answered,
         and its next, in the same read, names A's kept session: B takes nothing, and its
