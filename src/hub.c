@@ -762,8 +762,11 @@ hub_control(struct hub *h, struct hub_port *p, const struct jsonrpc_scanner *sca
 		if (e == NULL || e->s == NULL) {
 			hub_none_result(&r, jsonrpc_str(scan, pa->session), pa->session.len);
 		} else {
-			/* One allocation, the id in it. */
-			struct hub_waiter *w = id != NULL ? malloc(sizeof(*w) + it->id.len) : NULL;
+			/* One allocation, the id in it; a bounded number of them (a client that
+			 * repeats it while the run ends). */
+			bool room = e->n_waiters < SESSION_MAX_END_REPLIES;
+			struct hub_waiter *w =
+				id != NULL && room ? malloc(sizeof(*w) + it->id.len) : NULL;
 
 			if (w != NULL) {
 				w->port = p;
@@ -771,7 +774,16 @@ hub_control(struct hub *h, struct hub_port *p, const struct jsonrpc_scanner *sca
 				memcpy(w->id, id, it->id.len);
 				w->next = e->waiters;
 				e->waiters = w;
+				e->n_waiters++;
 				p->n_waiting++;
+			} else if (id != NULL && !room) {
+				char text[120];
+
+				(void)snprintf(text, sizeof(text),
+					       "the server's run is ending (%d end-of-run requests "
+					       "already await its result)",
+					       SESSION_MAX_END_REPLIES);
+				hub_error(h, p, NULL, id, it->id.len, RPC_SERVER_ERROR, text);
 			} else if (id != NULL) {
 				/* The end goes on; its result could not be awaited: said now. */
 				hub_error(
@@ -829,6 +841,7 @@ hub_port_forget(struct hub *h, const struct hub_port *p)
 
 			if (w->port == p) {
 				*wp = w->next;
+				e->n_waiters--;
 				w->port->n_waiting--;
 				free(w);
 			} else {

@@ -1263,13 +1263,33 @@ session_on_done_timer(struct ev_loop *loop, ev_timer *w, int revents)
 void
 session_end(struct session *s, double grace_ms, const char *reply_id, size_t reply_id_len)
 {
-	if (reply_id != NULL) {
+	if (reply_id != NULL && s->n_replies >= SESSION_MAX_END_REPLIES) {
+		/* Repeated while the run ends: its result is awaited a bounded number of times. */
+		char text[120];
+
+		(void)snprintf(text, sizeof(text),
+			       "the server's run is ending (%d end-of-run requests already await "
+			       "its result)",
+			       SESSION_MAX_END_REPLIES);
+		answer_error(s, reply_id, reply_id_len, RPC_SERVER_ERROR, text, 0.);
+	} else if (reply_id != NULL) {
 		struct sbuf *nr = realloc(s->replies, (s->n_replies + 1) * sizeof(*nr));
 
 		if (nr != NULL) {
 			s->replies = nr;
 			memset(&nr[s->n_replies], 0, sizeof(*nr));
 			sbuf_add(&nr[s->n_replies], reply_id, reply_id_len);
+		}
+		if (nr == NULL || nr[s->n_replies].failed) {
+			if (nr != NULL) {
+				sbuf_release(&nr[s->n_replies]);
+			}
+			/* The end goes on; its result could not be awaited: said now. */
+			answer_error(s, reply_id, reply_id_len, -32603,
+				     "Internal error: out of memory (the run is ended, but its "
+				     "result cannot be sent)",
+				     0.);
+		} else {
 			s->n_replies++;
 		}
 	}

@@ -104,6 +104,7 @@ struct hub_entry {
 	struct hub_port *owner; /* NULL while a kept session has no port */
 	void *port_data;	/* the owner's, for this entry */
 	struct hub_waiter *waiters;
+	size_t n_waiters;	  /* at most SESSION_MAX_END_REPLIES */
 	struct hub_port *holding; /* the port whose input this session holds, or NULL */
 	bool kept;
 	bool end_asked; /* its owner asked for its end: it knows, and is not told again */

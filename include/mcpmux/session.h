@@ -49,9 +49,10 @@
 #include "mcpmux/pool.h"
 #include "mcpmux/rpcout.h"
 
-#define SESSION_ID_MAX	    128
-#define SESSION_MAX_PENDING 65536	       /* client requests in flight per session */
-#define SESSION_STDERR_LINE ((size_t)16 << 10) /* longer stderr lines are logged in parts */
+#define SESSION_ID_MAX		128
+#define SESSION_MAX_PENDING	65536 /* client requests in flight per session */
+#define SESSION_MAX_END_REPLIES 64    /* end-of-run requests that await one run's result */
+#define SESSION_STDERR_LINE	((size_t)16 << 10) /* longer stderr lines are logged in parts */
 
 struct session;
 
@@ -201,7 +202,9 @@ void session_from_client(struct session *s, const char *line, size_t len,
 			 const struct jsonrpc_scanner *scan);
 /*
  * End the run.  reply_id (JSON text, may be NULL) is answered with the end-of-run result
- * when the teardown is complete.  grace_ms < 0: the configured grace periods.
+ * when the teardown is complete; past SESSION_MAX_END_REPLIES such requests (a client that
+ * repeats it), or out of memory, at once with an error.  grace_ms < 0: the configured grace
+ * periods.
  */
 void session_end(struct session *s, double grace_ms, const char *reply_id, size_t reply_id_len);
 /* Record an end-of-run message (scanned by scan) in the traffic log. */

@@ -254,6 +254,41 @@ class Sessions(Case):
         self.assertEqual(m.p.wait(10), 0)
         self.assert_no_leftovers(0)
 
+    def test_an_end_of_run_repeated_while_the_run_ends_is_bounded(self):
+        """A client that repeats endRun while its session ends (in the envelope and as a
+        control request): 64 of each await the result, the ones over that get -32000 at
+        once, not when the (long) teardown is over; none is lost."""
+        m = Mux(self.serve("--ignore-eof", opts=["--eof-grace", "3000",
+                                                  "--term-grace", "300"]))
+        m.send("a", req(1, "ping"))
+        self.assertEqual(m.msg("a").get("id"), 1)
+        t0 = time.monotonic()
+        m.send("a", *[req("e%d" % i, "mcpmux/endRun") for i in range(100)])
+        m.p.send(*[{"message": req("c%d" % i, "mcpmux/endRun", {"session": "a"})}
+                   for i in range(100)])
+        for i in range(64, 100):
+            e = m.msg("a", 2)
+            self.assertEqual(e.get("id"), "e%d" % i, e)
+            self.assertEqual(e["error"]["code"], -32000, e)
+            self.assertIn("the server's run is ending (64 end-of-run requests", e["error"]
+                          ["message"])
+            e = m.take(lambda x: "session" not in x and x["message"].get("id") == "c%d" % i,
+                       2)["message"]
+            self.assertEqual(e["error"]["code"], -32000, e)
+        self.assertLess(time.monotonic() - t0, 2.0 * SLOW)  # not the 3 s of the grace
+        for i in range(64):
+            r = m.msg("a", 10)
+            self.assertEqual(r.get("id"), "e%d" % i, r)
+            self.assertEqual(r["result"]["escalation"], "term", r)
+            r = m.take(lambda x: "session" not in x and x["message"].get("id") == "c%d" % i,
+                       10)["message"]
+            self.assertEqual(r["result"]["escalation"], "term", r)
+        self.assertEqual(m.event("a", "ended")["escalation"], "term")
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(10), 0)
+        self.assertEqual([e for e in m.inbox if e.get("event") != "started"], [])
+        self.assert_no_leftovers(0)
+
 
 class SlowReader(Case):
     def test_after_stdin_eof_a_slow_reader_gets_all_of_it(self):
