@@ -26,6 +26,12 @@
  * (`teardown_max_s` of mcpmux/stats, asked first).
  */
 #define CTL_TIMEOUT_S 60.
+/*
+ * The longest line ctl takes from serve: more than the list of 50,000 sessions (under
+ * 700 bytes each).  A peer that sends more without a line's end is no serve: its bytes
+ * are not kept for the whole of CTL_TIMEOUT_S.
+ */
+#define CTL_LINE_MAX ((size_t)64 << 20)
 
 static void
 ctl_usage(void)
@@ -41,7 +47,8 @@ struct ctl {
 	const char *path;
 	int fd;
 	struct sbuf in;
-	size_t used; /* the bytes of in that the last reply took */
+	size_t used;   /* the bytes of in that the last reply took */
+	size_t no_end; /* the bytes at the start of in known to hold no '\n' */
 };
 
 /* Connect to path and send the requests in req.  0 or -1 (said on stderr). */
@@ -85,8 +92,20 @@ ctl_reply(struct ctl *c, long long id, double deadline, double limit_s, const ch
 			memmove(c->in.buf, c->in.buf + c->used, c->in.len - c->used);
 			c->in.len -= c->used;
 			c->used = 0;
+			c->no_end = 0;
 		}
-		nl = c->in.len > 0 ? memchr(c->in.buf, '\n', c->in.len) : NULL;
+		nl = c->in.len > c->no_end
+			     ? memchr(c->in.buf + c->no_end, '\n', c->in.len - c->no_end)
+			     : NULL;
+		if (nl == NULL) {
+			c->no_end = c->in.len;
+		}
+		if (nl == NULL && c->in.len > CTL_LINE_MAX) {
+			diag_error("'%s' sent over %zu MiB without a line's end: not a reply of "
+				   "serve",
+				   c->path, CTL_LINE_MAX >> 20);
+			return NULL;
+		}
 		if (nl != NULL) {
 			const char *idp[] = { "message", "id", NULL };
 			yajl_val root, v;

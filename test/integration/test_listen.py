@@ -636,6 +636,27 @@ class ListenHardening(ListenHelpers, Case):
         self.assertIn("no reply from '%s' within 60 s" % self.path, p.stderr())
         self.assertLess(time.monotonic() - t0, 10 * SLOW)
 
+    def test_ctl_bounds_the_line_it_takes(self):
+        """A peer that streams bytes without a line's end does not grow ctl for the 60 s
+        of its reply: past 64 MiB, ctl exits 1 and says so, the connection still open."""
+        lst = self.fake_serve()
+        p = self.start([MCPMUX, "ctl", self.path, "list"])
+        conn, _ = lst.accept()
+        conn.settimeout(10 * SLOW)
+        self.addCleanup(conn.close)
+        self.assertEqual(json.loads(conn.makefile("rb").readline())["message"]["method"],
+                         "mcpmux/list")
+        chunk, sent = b"x" * (1 << 20), 0
+        while sent < 80 << 20:
+            try:
+                conn.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break  # ctl is gone
+            sent += len(chunk)
+        self.assertEqual(p.wait(10), 1, p.stderr())
+        self.assertIn("'%s' sent over 64 MiB without a line's end: not a reply of serve"
+                      % self.path, p.stderr())
+
     @unittest.skipIf(not os.path.exists(FAKETIME) or WRAPPER,
                      "libfaketime is not installed (Debian package faketime), or a wrapper")
     def test_ctl_end_waits_as_long_as_serves_teardown_can_take(self):
