@@ -182,16 +182,28 @@ diag_emit(const char *prefix, bool limited, int errnum, const char *fmt, va_list
 	va_copy(aq, ap);
 	n = vsnprintf(line + len, sizeof(line) - len, fmt, ap);
 	len = n < 0 ? len : SYS_MIN(len + (size_t)n, sizeof(line) - 2);
-	if (errnum != 0 && len < sizeof(line) - 2) {
+	if (errnum != 0) {
 		char why[256];
 		int at = advice_at(fmt, aq);
 		size_t pos = at >= 0 && start + (size_t)at < len ? start + (size_t)at : len;
+		size_t max = sizeof(line) - 2;
 
 		n = snprintf(why, sizeof(why), ": %s", strerror(errnum));
-		size_t w = n < 0 ? 0
-				 : SYS_MIN(SYS_MIN((size_t)n, sizeof(why) - 1),
-					   sizeof(line) - 2 - len);
+		size_t w = n < 0 ? 0 : SYS_MIN((size_t)n, sizeof(why) - 1);
 
+		/* A line too long for the reason is cut, not the reason: at the advice's end,
+		 * then at the end of the text before the reason. */
+		if (len + w > max) {
+			len -= SYS_MIN(len + w - max, len - pos);
+		}
+		if (len + w > max) {
+			size_t cut = SYS_MIN(len + w - max, pos - start);
+
+			memmove(line + pos - cut, line + pos, len - pos);
+			pos -= cut;
+			len -= cut;
+		}
+		w = SYS_MIN(w, max - len);
 		memmove(line + pos + w, line + pos, len - pos);
 		memcpy(line + pos, why, w);
 		len += w;

@@ -103,6 +103,25 @@ class Cli(Case):
                                stdin=subprocess.DEVNULL, env=dict(self.env, LC_ALL="C"))
             self.assertEqual((p.returncode, p.stderr.decode()), (1, want), args)
 
+    def test_a_line_too_long_is_cut_but_not_its_reason(self):
+        """A diagnostic line is at most 1 KiB: a long path in it cuts the advice's end,
+        then the text before the reason, never the system's reason."""
+        for n in (470, 505, 1000):
+            path = "/nonexistent-dir/" + "c" * n
+            p = subprocess.run([MCPMUX, "ctl", path, "list"], capture_output=True,
+                               timeout=30, stdin=subprocess.DEVNULL,
+                               env=dict(self.env, LC_ALL="C"))
+            err = p.stderr.decode()
+            self.assertEqual(p.returncode, 1, n)
+            self.assertEqual(err.count("\n"), 1, (n, err))
+            self.assertLessEqual(len(err), 1024, n)
+            self.assertTrue(err.startswith("mcpmux: cannot connect to '/nonexistent-dir/ccc"),
+                            (n, err))
+            if n < 1000:
+                self.assertIn("': File name too long (is `mcpmux serve --listen /nonex", err)
+            if n == 1000:
+                self.assertTrue(err.endswith("c: File name too long\n"), err[-80:])
+
 
 if __name__ == "__main__":
     main()
