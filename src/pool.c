@@ -45,6 +45,7 @@ struct pool {
 	unsigned long long seq;
 	struct pool_slot *slots;
 	bool shrink_wanted; /* over the cap: a server went idle, ask the least recent one */
+	bool state_failing; /* a server's state could not be recorded: said once */
 	ev_timer tick_w;
 	ev_timer self_w; /* asks made to this very instance, handled from the loop */
 	ev_signal usr2_w;
@@ -252,7 +253,15 @@ write_state(struct pool_slot *s, const char *word)
 	}
 	(void)snprintf(state, sizeof(state), "%-5.5s %019llu\n", word, mono_ns());
 	if (pwrite(s->fd, state, STATE_LEN, 0) != STATE_LEN) {
-		diag_warn_errno("pool %s: cannot record a server's state", s->pool->name);
+		if (!s->pool->state_failing) {
+			diag_warn_errno("pool %s: cannot record a server's state (said once, until "
+					"one is recorded again)",
+					s->pool->name);
+			s->pool->state_failing = true;
+		}
+	} else if (s->pool->state_failing) {
+		diag_warn("pool %s: servers' states are recorded again", s->pool->name);
+		s->pool->state_failing = false;
 	}
 }
 

@@ -43,6 +43,10 @@
  *                         exactly at the end of a line, and has room again after
  *   FAULT_NOSPC_CUT=N     with FAULT_NOSPC_FILE: that writev() takes the first N bytes of
  *                         its first line only (a record cut in the middle)
+ *   FAULT_PWRITE_NOSPC=NAME pwrite() to a file whose path (as /proc/self/fd/N shows it)
+ *                         holds NAME fails with ENOSPC, for the first FAULT_PWRITE_NOSPC_CALLS
+ *                         (1) such calls: a file system that is full, and has room again
+ *                         after
  *   FAULT_FLOCK_SLOW=N,.. the Nth call of flock() sleeps FAULT_FLOCK_MS milliseconds (1000)
  *                         before it locks (with FAULT_FLOCK_AFTER=1: after): a window
  *                         for another process to act
@@ -166,8 +170,11 @@ static char nospc_file[64];	  /* FAULT_NOSPC_FILE */
 static bool nospc_done;		  /* the line is cut: the file below fails */
 static dev_t nospc_dev;		  /* the file whose line was cut */
 static ino_t nospc_ino;
-static unsigned long nospc_left;     /* FAULT_NOSPC_CALLS: writev() calls left to fail */
-static size_t nospc_cut;	     /* FAULT_NOSPC_CUT */
+static unsigned long nospc_left;  /* FAULT_NOSPC_CALLS: writev() calls left to fail */
+static size_t nospc_cut;	  /* FAULT_NOSPC_CUT */
+static char pwrite_nospc[64];	  /* FAULT_PWRITE_NOSPC */
+static unsigned long pwrite_left; /* FAULT_PWRITE_NOSPC_CALLS: pwrite() calls left to fail */
+static ssize_t (*real_pwrite)(int, const void *, size_t, off_t);
 static long accept4_enfile_ms;	     /* FAULT_ACCEPT4_ENFILE_MS */
 static struct timespec accept4_from; /* its window's start, 0: not yet */
 static int (*real_rmdir)(const char *);
@@ -264,6 +271,7 @@ resolve(void)
 	*(void **)&real_mkdir = next_symbol("mkdir");
 	*(void **)&real_close_range = next_symbol("close_range");
 	*(void **)&real_getline = next_symbol("getline");
+	*(void **)&real_pwrite = next_symbol("pwrite");
 	*(void **)&real_read = next_symbol("read");
 }
 
@@ -310,6 +318,11 @@ faultshim_init(void)
 		(void)snprintf(nospc_file, sizeof(nospc_file), "%s", getenv("FAULT_NOSPC_FILE"));
 		nospc_cut = env_num("FAULT_NOSPC_CUT", 0);
 		nospc_left = env_num("FAULT_NOSPC_CALLS", 1);
+	}
+	if (getenv("FAULT_PWRITE_NOSPC") != NULL) {
+		(void)snprintf(pwrite_nospc, sizeof(pwrite_nospc), "%s",
+			       getenv("FAULT_PWRITE_NOSPC"));
+		pwrite_left = env_num("FAULT_PWRITE_NOSPC_CALLS", 1);
 	}
 	if (getenv("FAULT_NOKILL") != NULL) {
 		(void)snprintf(nokill, sizeof(nokill), "%s", getenv("FAULT_NOKILL"));
@@ -512,6 +525,31 @@ first_line(const struct iovec *iov, int iovcnt)
 		at += iov[i].iov_len;
 	}
 	return 0;
+}
+
+/* ---- a full file system for pwrite() (FAULT_PWRITE_NOSPC) ---- */
+
+ssize_t
+pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+	char link[32], path[4096];
+
+	resolve();
+	if (pwrite_left > 0 && F.ready && getpid() == F.owner) {
+		(void)snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+		ssize_t len = readlink(link, path, sizeof(path) - 1);
+
+		if (len > 0) {
+			path[len] = '\0';
+			if (strstr(path, pwrite_nospc) != NULL) {
+				pwrite_left--;
+				F.n_failed++;
+				errno = ENOSPC;
+				return -1;
+			}
+		}
+	}
+	return real_pwrite(fd, buf, n, off);
 }
 
 ssize_t

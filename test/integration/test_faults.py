@@ -889,6 +889,31 @@ class PoolGrant(Faults):
         self.assert_clean_stderr(a)
         self.assert_no_leftovers()
 
+    def test_a_state_that_cannot_be_recorded_is_said_once(self):
+        """A full file system under the pool (ENOSPC on the slot file's state, its first 5
+        writes: the grant's and four busy/idle changes): one warning, not one a change;
+        then one line when a state is recorded again; the requests are all answered."""
+        a = self.mcpmux(["--max-servers", "1", "--pool", "p"] + GRACE + ["--", FIXTURE],
+                        env=self.shim_env(pwrite_nospc="/pools/", pwrite_nospc_calls=5))
+        a.send(initialize(0))
+        self.assertEqual(a.msg()["id"], 0)
+        again = "pool p: servers' states are recorded again"
+        for i in range(1, 20):
+            a.send(req(i, "ping"))
+            self.assertEqual(a.msg()["id"], i)
+            if again in a.stderr():
+                break
+        a.close_stdin()
+        self.assertEqual(a.wait(), 0)
+        err = a.stderr()  # with what mcpmux sums up at its exit
+        self.assertEqual(err.count("cannot record"), 1, err)
+        self.assertIn("pool p: cannot record a server's state: No space left on device (said "
+                      "once, until one is recorded again)\n", err)
+        self.assertEqual(err.count(again + "\n"), 1, err)
+        self.assertEqual(self.counters(a.pid)["failed"], 5)
+        self.assert_clean_stderr(a)
+        self.assert_no_leftovers()
+
     def test_an_ask_for_a_slot_freed_meanwhile_leaves_no_file(self):
         opts = ["--max-servers", "1", "--pool", "p"] + GRACE
         a = self.mcpmux(opts + ["--", FIXTURE])
