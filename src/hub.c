@@ -478,6 +478,7 @@ hub_on_done(struct session *s, void *owner)
 		h->n_exit[exit_kind(s->backend->wstatus, s->backend->exec_errno != 0)]++;
 	}
 	e->waiters = NULL;
+	e->n_waiters = 0;
 
 	sbuf_reset(b);
 	sbuf_adds(b, ",\"event\":\"ended\",");
