@@ -1026,6 +1026,7 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	b->state = BACKEND_RUNNING;
 	b->exec_errno = args.err;
 	b->pid = pid;
+	b->pgid = pid;
 	b->wstatus = -1;
 	b->claim_orphans = cfg->claim_orphans;
 	n_claimers += b->claim_orphans;
@@ -1621,7 +1622,7 @@ backend_match(const struct backend *b)
 {
 	struct proctree_match m = {
 		.pid = b->reaped ? 0 : b->pid,
-		.pgid = b->pid,
+		.pgid = b->pgid,
 		.cookie = b->cookie,
 		/*
 		 * Orphans are claimed only by the one run there is: while runs overlap (one
@@ -1991,6 +1992,10 @@ scan_ending(void)
 	}
 	for (struct backend *b = ending_head, *next; b != NULL; b = next) {
 		struct proctree_match m = backend_match(b);
+
+		/* A reaped server's pid held by another process: its group is that one's now. */
+		proctree_check_group(&snapshot, &m);
+		b->pgid = m.pgid;
 		size_t n = proctree_count(&snapshot, &m);
 		size_t left = proctree_left(&snapshot, &m);
 

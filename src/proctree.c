@@ -791,6 +791,17 @@ proctree_count(const struct proctree *t, const struct proctree_match *m)
 	return n;
 }
 
+void
+proctree_check_group(const struct proctree *t, struct proctree_match *m)
+{
+	/* While the backend is unreaped, the process at its pid is the backend itself. */
+	for (size_t i = 0; m->pid == 0 && m->pgid > 0 && i < t->n; i++) {
+		if (t->v[i].pid == m->pgid) {
+			m->pgid = 0;
+		}
+	}
+}
+
 bool
 proctree_unattributed(const struct proctree *t, size_t i, const struct proctree_match *m)
 {

@@ -106,6 +106,7 @@ struct backend {
 	enum backend_state state;
 	enum backend_escalation escalation;
 	pid_t pid;
+	pid_t pgid;	/* its process group for the teardown: pid; 0 once another holds pid */
 	int wstatus;	/* wait status once reaped, -1 before */
 	int exec_errno; /* errno of a failed exec, 0 otherwise */
 	bool reaped;

@@ -11,9 +11,11 @@
  * the snapshot that is the backend, is in its process group, carries its cookie, or
  * descends from such a process.  A process that carries another cookie belongs to
  * another backend, so the process-group rule does not apply to it (a pid, and so a group
- * id, may be reused by a new backend).  With the match's owner set, the cookie counts
- * only on a process that this mcpmux started (its MCPMUX_OWNER, where it has one): the
- * server of a nested mcpmux may carry a session ID that is one of ours.  A process of a
+ * id, may be reused by a new backend).  Nor does it apply once the backend is reaped and
+ * another process holds its pid (proctree_check_group()): the group is that one's then.
+ * With the match's owner set, the cookie counts only on a process that this mcpmux
+ * started (its MCPMUX_OWNER, where it has one): the server of a nested mcpmux may carry
+ * a session ID that is one of ours.  A process of a
  * nested mcpmux's tree (`mcpmux -- mcpmux -- server`) carries the inner session's cookie;
  * its MCPMUX_OUTER names the outer session, and makes it a member of that one too, so
  * that it goes with the outer tree even when the inner mcpmux was killed before it could
@@ -149,6 +151,14 @@ bool proctree_outer_names(const char *outer, const char *session, const char *ow
 bool proctree_is_member(const struct proctree *t, size_t i, const struct proctree_match *m);
 /* Live members of m's tree in the snapshot. */
 size_t proctree_count(const struct proctree *t, const struct proctree_match *m);
+/*
+ * Once m's backend is reaped (m->pid 0), a process of the snapshot (zombies included) at
+ * the pid that was its group id (m->pgid) means that group is gone: Linux reuses no pid
+ * while a process still has it as its process group or session id.  Whatever has that
+ * group id then, or later, is in the newcomer's group, not the backend's: m->pgid is set
+ * to 0, and the caller keeps it so.  One pass over the snapshot, once per walk.
+ */
+void proctree_check_group(const struct proctree *t, struct proctree_match *m);
 /*
  * What keeps m's tree from being empty: its members, zombies and unknown ones included,
  * plus one for a snapshot that is incomplete, or that holds an unknown child of the

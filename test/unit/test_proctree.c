@@ -518,6 +518,83 @@ check_set(const struct proctree *t, const struct proctree_match *m, const char *
 	assert_int_equal(proctree_count(t, m), n_want);
 }
 
+/*
+ * A reaped backend A (pid 100, group 100) whose pid is another process's now:
+ *
+ * mcpmux (50)
+ * |- 100 a stranger at the reused pid: setsid (group 100), no cookie
+ * |  `- 101 its child, group 100, no cookie
+ * |- 300 re-parented daemon of a reaped backend C (pid 700, not reused): group 700
+ * |- 400 cookie A, in group 100
+ * `- 500 cookie A, setsid (group 500)
+ *    `- 501 group 500, no cookie
+ */
+static void
+build_reused(const char *root, bool with_stranger)
+{
+	static const struct fake_proc procs[] = {
+		{ 100, ROOT, 100, 'S', "stranger", NULL, 0, { NULL }, { "101" } },
+		{ 101, 100, 100, 'S', "its child", NULL, 0, { NULL }, { NULL } },
+		{ 300, ROOT, 700, 'S', "kept group C", NULL, 0, { NULL }, { NULL } },
+		{ 400, ROOT, 100, 'S', "cookie A", "A", 0, { NULL }, { NULL } },
+		{ 500, ROOT, 500, 'S', "setsid A", "A", 0, { NULL }, { "501" } },
+		{ 501, 500, 500, 'S', "under 500", NULL, 0, { NULL }, { NULL } },
+	};
+
+	add_root(root, ROOT, with_stranger ? "100 300 400 500 " : "101 300 400 500 ");
+	for (size_t i = 0; i < sizeof(procs) / sizeof(procs[0]); i++) {
+		struct fake_proc p = procs[i];
+
+		if (p.pid == 100 && !with_stranger) {
+			continue;
+		}
+		if (p.pid == 101 && !with_stranger) {
+			p.ppid = ROOT; /* the stranger exited: its child is re-parented */
+		}
+		add_proc(root, &p);
+	}
+}
+
+static void
+test_fake_reused_group(void **state)
+{
+	struct fake_root *r = *state;
+	struct proctree *t = &r->t;
+	struct proctree_match a = { 0, 100, "A", NULL, NULL, NULL, 0 };
+	struct proctree_match c = { 0, 700, "C", NULL, NULL, NULL, 0 };
+	struct proctree_match live = { 100, 100, "A", NULL, NULL, NULL, 0 };
+	static const pid_t a_members[] = { 400, 500, 501 };
+	static const pid_t c_members[] = { 300 };
+	static const pid_t live_members[] = { 100, 101, 400, 500, 501 };
+
+	build_reused(r->dir, true);
+	assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
+	assert_int_equal(t->n, 6);
+	proctree_check_group(t, &a);
+	proctree_check_group(t, &c);
+	proctree_check_group(t, &live);
+	/* 100 is not A's server (reaped): group 100 is the stranger's, not A's. */
+	check_set(t, &a, "a", a_members, 3);
+	assert_int_equal(proctree_left(t, &a), 3);
+	assert_int_equal(a.pgid, 0);
+	/* No process holds 700: the group is still C's. */
+	assert_int_equal(c.pgid, 700);
+	check_set(t, &c, "c", c_members, 1);
+	/* A backend not yet reaped is its group's leader. */
+	assert_int_equal(live.pgid, 100);
+	check_set(t, &live, "live", live_members, 5);
+
+	/* The stranger exits; its child keeps group 100, which is still not A's. */
+	assert_int_equal(tmpdir_remove(r->dir), 0);
+	assert_int_equal(mkdir(r->dir, 0700), 0);
+	build_reused(r->dir, false);
+	assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
+	assert_int_equal(t->n, 5);
+	proctree_check_group(t, &a);
+	check_set(t, &a, "a, the stranger gone", a_members, 3);
+	assert_int_equal(a.pgid, 0);
+}
+
 static void
 test_fake_nested(void **state)
 {
@@ -1203,6 +1280,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_fake_membership, root_setup, root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_membership_variants, root_setup,
 						root_teardown),
+		cmocka_unit_test_setup_teardown(test_fake_reused_group, root_setup, root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_cookies, root_setup, root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_nested, root_setup, root_teardown),
 		cmocka_unit_test(test_outer_names),
