@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <uuid/uuid.h>
 
 #include "mcpmux/backend.h"
 #include "mcpmux/clone3.h"
@@ -96,7 +97,8 @@ struct backend_ctr {
 	char **run_argv;   /* what runs: labels and --cidfile added (container_run_argv) */
 	char cidfile[PATH_MAX];
 	bool own_cidfile;
-	bool id_checked; /* by a name or a user's id file: its labels say it is this run's */
+	char run_label[37]; /* its mcpmux.run: a UUID of its own */
+	bool id_checked;    /* by a name or a user's id file: its labels say it is this run's */
 	char cid[CONTAINER_ID_MAX + 1];
 	bool sent_term, sent_kill, sent_rm;
 	bool kill_done; /* the engine's kill --signal KILL (or rm -f) has run */
@@ -892,8 +894,12 @@ ctr_prepare(struct backend *b, char *const *argv)
 		.session = b->cookie,
 		.boot = boot_id[0] != '\0' ? boot_id : NULL,
 		.pidns = pidns_id[0] != '\0' ? pidns_id : NULL,
+		.run = c->run_label,
 	};
+	uuid_t u;
 
+	uuid_generate(u);
+	uuid_unparse_lower(u, c->run_label);
 	c->run_argv = container_run_argv(argv, &run, &labels, c->own_cidfile ? c->cidfile : NULL);
 	if (c->run_argv == NULL) {
 		free(c);
@@ -1068,7 +1074,7 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 		ctr_head = c;
 		ev_init(&c->retry_w, backend_on_ctr_retry);
 		if (c->cidfile[0] != '\0') {
-			keeper_container(c->argv, c->run.prefix_len, c->cidfile);
+			keeper_container(c->argv, c->run.prefix_len, c->cidfile, c->run_label);
 		}
 	}
 	diag_info("started '%s' as pid %d (session %s)", cfg->argv[0], (int)pid, b->cookie);

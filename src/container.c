@@ -190,12 +190,13 @@ parse_bool(const char *s)
 	return -1;
 }
 
-/* One of the labels mcpmux sets (owner, session, boot): a command may not set them. */
+/* One of the labels mcpmux sets (owner, session, boot, ...): a command may not set them. */
 static bool
 is_mcpmux_label(const char *kv)
 {
 	static const char *const ours[] = { CONTAINER_LABEL_OWNER, CONTAINER_LABEL_SESSION,
-					    CONTAINER_LABEL_BOOT, CONTAINER_LABEL_PIDNS };
+					    CONTAINER_LABEL_BOOT, CONTAINER_LABEL_PIDNS,
+					    CONTAINER_LABEL_RUN };
 
 	for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++) {
 		size_t n = strlen(ours[i]);
@@ -549,7 +550,7 @@ container_run_argv(char *const *argv, const struct container_run *r,
 	static const char k_owner[] = CONTAINER_LABEL_OWNER "=",
 			  k_session[] = CONTAINER_LABEL_SESSION "=",
 			  k_boot[] = CONTAINER_LABEL_BOOT "=",
-			  k_pidns[] = CONTAINER_LABEL_PIDNS "=";
+			  k_pidns[] = CONTAINER_LABEL_PIDNS "=", k_run[] = CONTAINER_LABEL_RUN "=";
 	bool add_cidfile = r->cidfile == NULL && cidfile != NULL;
 	size_t n = 0, extra;
 	struct argv_block b;
@@ -560,8 +561,9 @@ container_run_argv(char *const *argv, const struct container_run *r,
 	extra = label_bytes(CONTAINER_LABEL_OWNER, labels->owner) +
 		label_bytes(CONTAINER_LABEL_SESSION, labels->session) +
 		label_bytes(CONTAINER_LABEL_BOOT, labels->boot) +
-		label_bytes(CONTAINER_LABEL_PIDNS, labels->pidns);
-	if (block_init(&b, n + 10, extra) == -1) {
+		label_bytes(CONTAINER_LABEL_PIDNS, labels->pidns) +
+		label_bytes(CONTAINER_LABEL_RUN, labels->run);
+	if (block_init(&b, n + 12, extra) == -1) {
 		return NULL;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -584,6 +586,10 @@ container_run_argv(char *const *argv, const struct container_run *r,
 		if (labels->pidns != NULL) {
 			block_borrow(&b, "--label");
 			block_copy(&b, k_pidns, labels->pidns);
+		}
+		if (labels->run != NULL) {
+			block_borrow(&b, "--label");
+			block_copy(&b, k_run, labels->run);
 		}
 		if (add_cidfile) {
 			block_borrow(&b, "--cidfile");
@@ -672,17 +678,31 @@ whose_field(const char *p, size_t len, char *out, size_t cap)
 	return true;
 }
 
+/* Room in buf[0..n) for reading on: from the first line marked tag (of tag_len bytes). */
+static size_t
+marked_keep(char *buf, size_t n, const char *tag, size_t tag_len)
+{
+	const char *m = memmem(buf, n, tag, tag_len);
+	size_t from = m != NULL ? (size_t)(m - buf) : n >= tag_len ? n - (tag_len - 1) : 0;
+
+	memmove(buf, buf + from, n - from);
+	return n - from;
+}
+
 size_t
 container_whose_keep(char *buf, size_t n)
 {
 	static const char tag[] = CONTAINER_WHOSE "|";
-	const char *m = memmem(buf, n, tag, sizeof(tag) - 1);
-	size_t from = m != NULL		     ? (size_t)(m - buf)
-		      : n >= sizeof(tag) - 1 ? n - (sizeof(tag) - 2)
-					     : 0;
 
-	memmove(buf, buf + from, n - from);
-	return n - from;
+	return marked_keep(buf, n, tag, sizeof(tag) - 1);
+}
+
+size_t
+container_listed_keep(char *buf, size_t n)
+{
+	static const char tag[] = CONTAINER_LISTED "|";
+
+	return marked_keep(buf, n, tag, sizeof(tag) - 1);
 }
 
 bool
@@ -730,6 +750,70 @@ container_list_argv(char *const *prefix, size_t n, enum container_engine engine)
 				NULL };
 
 	return helper_argv(prefix, n, words, NULL, NULL);
+}
+
+char **
+container_list_run_argv(char *const *prefix, size_t n, const char *owner, const char *run)
+{
+	static const char k_owner[] = "label=" CONTAINER_LABEL_OWNER "=",
+			  k_run[] = "label=" CONTAINER_LABEL_RUN "=";
+	const char *words[] = { "ls", "-a", "--no-trunc", NULL };
+	struct argv_block b;
+	size_t nw = 3;
+
+	if (block_init(&b, n + 1 + nw + 6,
+		       strlen(k_owner) + strlen(owner) + strlen(k_run) + strlen(run) + 2) == -1) {
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		block_borrow(&b, prefix[i]);
+	}
+	block_borrow(&b, "container");
+	for (size_t i = 0; i < nw; i++) {
+		block_borrow(&b, words[i]);
+	}
+	block_borrow(&b, "--filter");
+	block_copy(&b, k_owner, owner);
+	block_borrow(&b, "--filter");
+	block_copy(&b, k_run, run);
+	block_borrow(&b, "--format");
+	block_borrow(&b, CONTAINER_LISTED "|{{.ID}}");
+	return block_done(&b);
+}
+
+const char *
+container_listed_next(const char **pos, const char *end, size_t *len)
+{
+	static const char tag[] = CONTAINER_LISTED "|";
+
+	while (*pos < end) {
+		const char *line = *pos, *nl = memchr(line, '\n', (size_t)(end - line));
+		const char *stop = nl != NULL ? nl : end;
+
+		*pos = nl != NULL ? nl + 1 : end;
+		if ((size_t)(stop - line) <= sizeof(tag) - 1 ||
+		    memcmp(line, tag, sizeof(tag) - 1) != 0) {
+			continue;
+		}
+		const char *id = line + sizeof(tag) - 1;
+		size_t n = (size_t)(stop - id);
+
+		while (n > 0 && (id[n - 1] == '\r' || id[n - 1] == ' ')) {
+			n--;
+		}
+		size_t ok = 0;
+
+		while (ok < n &&
+		       ((id[ok] >= '0' && id[ok] <= '9') || (id[ok] >= 'a' && id[ok] <= 'z') ||
+			(id[ok] >= 'A' && id[ok] <= 'Z'))) {
+			ok++;
+		}
+		if (n > 0 && ok == n && n <= CONTAINER_ID_MAX) {
+			*len = n;
+			return id;
+		}
+	}
+	return NULL;
 }
 
 const char *

@@ -108,12 +108,13 @@ keeper_cgroup(const char *dir)
 }
 
 char *
-keeper_container_line(char *const *prefix, size_t n, const char *cidfile)
+keeper_container_line(char *const *prefix, size_t n, const char *cidfile, const char *run)
 {
-	size_t len = strlen("C\t\t\n") + strlen(cidfile) + 1;
+	size_t len = strlen("C\t\t\t\n") + strlen(cidfile) + (run != NULL ? strlen(run) : 0) + 1;
 
 	/* Fields are separated by tabs, words by US (0x1f): a word that holds one cannot go. */
-	if (n == 0 || cidfile[0] == '\0' || strpbrk(cidfile, "\t\n") != NULL) {
+	if (n == 0 || cidfile[0] == '\0' || strpbrk(cidfile, "\t\n") != NULL ||
+	    (run != NULL && (run[0] == '\0' || strpbrk(run, "\t\n\x1f") != NULL))) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -139,18 +140,21 @@ keeper_container_line(char *const *prefix, size_t n, const char *cidfile)
 		memcpy(p, prefix[i], w);
 		p += w;
 	}
+	if (run != NULL) {
+		p += sprintf(p, "\t%s", run);
+	}
 	*p++ = '\n';
 	*p = '\0';
 	return line;
 }
 
 void
-keeper_container(char *const *prefix, size_t n, const char *cidfile)
+keeper_container(char *const *prefix, size_t n, const char *cidfile, const char *run)
 {
 	if (keeper_fd < 0) {
 		return; /* no keeper: said when it could not be started */
 	}
-	char *line = keeper_container_line(prefix, n, cidfile);
+	char *line = keeper_container_line(prefix, n, cidfile, run);
 
 	if (line == NULL || tell_n(line, strlen(line)) == -1) {
 		diag_warn_errno("cannot tell the keeper about the container of '%s' (id file %s): "
@@ -218,6 +222,8 @@ keeper_done(void)
 struct ctr {
 	char *cidfile;
 	char *prefix; /* words separated by 0x1f */
+	char *run;    /* its mcpmux.run label, or NULL */
+	bool later;   /* its id file had no id yet: ended after the run's processes */
 };
 
 static double
@@ -336,7 +342,8 @@ struct engine_res {
 	const char *how; /* without a status: why ("no answer", "cannot fork") */
 	char err[2048];	 /* the start of its stderr (and stdout, when asked for) */
 	size_t n_err;
-	bool marked; /* keep the line marked CONTAINER_WHOSE, wherever it comes */
+	/* keep the marked lines (container_whose_keep, ...), wherever they come; or NULL */
+	size_t (*mark)(char *buf, size_t n);
 };
 
 static bool
@@ -374,8 +381,8 @@ engine_describe(const struct engine_res *r, char *out, size_t size)
 }
 
 /*
- * Read what is there of the command's output, keeping its start; or, with r->marked,
- * keeping the marked line however much comes before it (an engine's warnings).
+ * Read what is there of the command's output, keeping its start; or, with r->mark,
+ * keeping the marked lines however much comes before them (an engine's warnings).
  */
 static void
 engine_drain(int fd, struct engine_res *r)
@@ -385,8 +392,8 @@ engine_drain(int fd, struct engine_res *r)
 	for (;;) {
 		size_t room = sizeof(r->err) - 1 - r->n_err;
 
-		if (room == 0 && r->marked) {
-			r->n_err = container_whose_keep(r->err, r->n_err);
+		if (room == 0 && r->mark != NULL) {
+			r->n_err = r->mark(r->err, r->n_err);
 			room = sizeof(r->err) - 1 - r->n_err;
 		}
 		ssize_t n =
@@ -494,53 +501,58 @@ engine_word(char *const *prefix, size_t n)
 }
 
 /*
- * End one container through its engine, and say what happened: removed (or gone by
- * itself), or could not be removed, with the engine's answer.  true when it is gone.
+ * The id in c's id file, into cid: 1; 0 when there is none (no file, or still empty: the
+ * engine has not written it); -1 when the file cannot be read (said).
  */
-static bool
-end_container(const struct ctr *c, const char *owner, double term_grace)
+static int
+read_cid(const struct ctr *c, char *cid, size_t size)
 {
-	char cid[CONTAINER_ID_MAX + 1];
 	int fd = open(c->cidfile, O_RDONLY | O_CLOEXEC);
-	ssize_t got = fd >= 0 ? read(fd, cid, sizeof(cid) - 1) : -1;
+	ssize_t got = fd >= 0 ? read(fd, cid, size - 1) : -1;
 	int err = errno;
 
 	if (fd >= 0) {
 		(void)close(fd);
 	}
 	if (got <= 0) {
-		if (fd < 0 && err != ENOENT) {
+		if (got == -1 && (fd >= 0 || err != ENOENT)) {
 			errno = err;
 			diag_warn_errno("keeper: cannot read container id file %s", c->cidfile);
-			return false;
+			return -1;
 		}
-		return true; /* never created */
+		return 0;
 	}
 	cid[got] = '\0';
 	cid[strcspn(cid, "\r\n \t")] = '\0';
+	return cid[0] != '\0';
+}
 
-	char *words = strdup(c->prefix);
-	size_t n = 0;
-	char **prefix = words != NULL ? keeper_split_words(words, &n) : NULL;
+/*
+ * End container cid through its engine (prefix[0..n)), and say what happened: removed (or
+ * gone by itself), or could not be removed, with the engine's answer.  true when it is
+ * gone.  Its id file, where it is named, goes with it.
+ */
+static bool
+end_by_id(const struct ctr *c, char **prefix, size_t n, const char *cid, const char *owner,
+	  double term_grace)
+{
 	char **term = NULL, **kill9 = NULL, **look = NULL, **rm = NULL, **whose = NULL;
 	struct engine_res r = { .st = -1, .how = "out of memory" };
 	bool gone = false;
 	const char *done = NULL;
 
-	if (prefix != NULL && (whose = container_whose_argv(prefix, n, cid)) != NULL) {
+	if ((whose = container_whose_argv(prefix, n, cid)) != NULL) {
 		/*
 		 * The id file may have been written by another mcpmux's run of the same command
 		 * line: only a container of this mcpmux's is ended.
 		 */
 		struct container_whose w;
 
-		r.marked = true;
+		r.mark = container_whose_keep;
 		run_engine_out(whose, KEEPER_ENGINE_S, &r, true);
-		r.marked = false;
+		r.mark = NULL;
 		free(whose);
 		if (engine_gone(&r)) {
-			free(prefix);
-			free(words);
 			(void)unlink(c->cidfile);
 			return true;
 		}
@@ -560,19 +572,15 @@ end_container(const struct ctr *c, const char *owner, double term_grace)
 					  "alone; its id is in %s",
 					  cid, why, c->cidfile);
 			}
-			free(prefix);
-			free(words);
 			return told;
 		}
 	}
-	if (prefix != NULL) {
-		term = container_kill_argv(prefix, n, "TERM", cid);
-		kill9 = container_kill_argv(prefix, n, "KILL", cid);
-		look = container_inspect_argv(prefix, n, cid);
-		rm = container_rm_argv(prefix, n, cid);
-	}
+	term = container_kill_argv(prefix, n, "TERM", cid);
+	kill9 = container_kill_argv(prefix, n, "KILL", cid);
+	look = container_inspect_argv(prefix, n, cid);
+	rm = container_rm_argv(prefix, n, cid);
 	/* The ladder, through the engine: TERM, the grace while it is there, KILL, rm -f. */
-	if (term != NULL && look != NULL && kill9 != NULL && rm != NULL) {
+	if (whose != NULL && term != NULL && look != NULL && kill9 != NULL && rm != NULL) {
 		run_engine(term, KEEPER_ENGINE_S, &r);
 		if (engine_gone(&r)) {
 			gone = true;
@@ -605,15 +613,89 @@ end_container(const struct ctr *c, const char *owner, double term_grace)
 
 		engine_describe(&r, why, sizeof(why));
 		diag_warn("keeper: could not remove container %.12s (%s: %s); its id is in %s", cid,
-			  prefix != NULL ? engine_word(prefix, n) : "?", why, c->cidfile);
+			  engine_word(prefix, n), why, c->cidfile);
 	}
 	free(term);
 	free(kill9);
 	free(look);
 	free(rm);
+	return gone;
+}
+
+/*
+ * The containers the engine made for c's run whose id its id file never got (the engine's
+ * command killed while it made one): asked of the engine by this mcpmux's owner label and
+ * the run's own, each then ended as by its id (whose owner is checked again).
+ */
+static void
+end_listed(const struct ctr *c, char **prefix, size_t n, const char *owner, double term_grace)
+{
+	struct engine_res r = { .st = -1, .how = "out of memory" };
+	char **list = container_list_run_argv(prefix, n, owner, c->run);
+
+	if (list != NULL) {
+		r.mark = container_listed_keep;
+		run_engine_out(list, KEEPER_ENGINE_S, &r, true);
+		free(list);
+	}
+	if (!engine_ok(&r)) {
+		char why[sizeof(r.err) + 64];
+
+		engine_describe(&r, why, sizeof(why));
+		diag_warn("keeper: cannot ask %s for the container of run %s, whose id file %s is "
+			  "empty (%s): a container it made may be left (mcpmux sweep ends it)",
+			  engine_word(prefix, n), c->run, c->cidfile, why);
+		return;
+	}
+	/* The ids first: each ending below reuses nothing of r, but reads its own. */
+	char ids[sizeof(r.err)];
+	size_t n_ids = 0, at = 0, len;
+	const char *pos = r.err, *id;
+
+	while ((id = container_listed_next(&pos, r.err + r.n_err, &len)) != NULL &&
+	       at + len + 1 <= sizeof(ids)) {
+		memcpy(ids + at, id, len);
+		ids[at + len] = '\0';
+		at += len + 1;
+		n_ids++;
+	}
+	for (const char *p = ids; n_ids > 0; n_ids--, p += strlen(p) + 1) {
+		(void)end_by_id(c, prefix, n, p, owner, term_grace);
+	}
+}
+
+/*
+ * End c's container.  first: the run's processes may still be there, and the engine's
+ * command, making the container, may still write its id: an id file without one is left
+ * for a second call, once they are gone (true is returned).  Then the id file is read
+ * again, and when it is still empty, the engine asked for a container of the run's labels.
+ */
+static bool
+end_container(const struct ctr *c, const char *owner, double term_grace, bool first)
+{
+	char cid[CONTAINER_ID_MAX + 1];
+	int got = read_cid(c, cid, sizeof(cid));
+
+	if (got == -1 || (got == 0 && c->run == NULL)) {
+		return false; /* cannot be read (said), or never made, as far as can be known */
+	}
+	if (got == 0 && first) {
+		return true;
+	}
+	char *words = strdup(c->prefix);
+	size_t n = 0;
+	char **prefix = words != NULL ? keeper_split_words(words, &n) : NULL;
+
+	if (prefix == NULL) {
+		diag_warn("keeper: out of memory: the container of id file %s is left", c->cidfile);
+	} else if (got == 1) {
+		(void)end_by_id(c, prefix, n, cid, owner, term_grace);
+	} else {
+		end_listed(c, prefix, n, owner, term_grace);
+	}
 	free(prefix);
 	free(words);
-	return gone;
+	return false;
 }
 
 /* One line from mcpmux (without its newline).  true for "done" (X). */
@@ -628,8 +710,12 @@ keeper_line(char *line, struct ctr **ctrs, size_t *n_ctr, char *cg, size_t cg_si
 		(void)snprintf(cg, cg_size, "%s", f1 + 1);
 	} else if (line[0] == 'C' && f2 != NULL) {
 		struct ctr *nc = realloc(*ctrs, (*n_ctr + 1) * sizeof(*nc));
+		char *f3 = strchr(f2 + 1, '\t');
 
 		*f2 = '\0';
+		if (f3 != NULL) {
+			*f3 = '\0';
+		}
 		if (nc == NULL) {
 			diag_warn("keeper: out of memory: container id file %s not kept", f1 + 1);
 			return false;
@@ -637,9 +723,13 @@ keeper_line(char *line, struct ctr **ctrs, size_t *n_ctr, char *cg, size_t cg_si
 		*ctrs = nc;
 		nc[*n_ctr].cidfile = strdup(f1 + 1);
 		nc[*n_ctr].prefix = strdup(f2 + 1);
-		if (nc[*n_ctr].cidfile == NULL || nc[*n_ctr].prefix == NULL) {
+		nc[*n_ctr].run = f3 != NULL ? strdup(f3 + 1) : NULL;
+		nc[*n_ctr].later = false;
+		if (nc[*n_ctr].cidfile == NULL || nc[*n_ctr].prefix == NULL ||
+		    (f3 != NULL && nc[*n_ctr].run == NULL)) {
 			free(nc[*n_ctr].cidfile);
 			free(nc[*n_ctr].prefix);
+			free(nc[*n_ctr].run);
 			diag_warn("keeper: out of memory: container id file %s not kept", f1 + 1);
 			return false;
 		}
@@ -649,6 +739,7 @@ keeper_line(char *line, struct ctr **ctrs, size_t *n_ctr, char *cg, size_t cg_si
 			if (strcmp((*ctrs)[i].cidfile, f1 + 1) == 0) {
 				free((*ctrs)[i].cidfile);
 				free((*ctrs)[i].prefix);
+				free((*ctrs)[i].run);
 				(*ctrs)[i] = (*ctrs)[--*n_ctr];
 				break;
 			}
@@ -730,7 +821,7 @@ keeper_main(int fd, const char *owner, double term_grace)
 			  "ending them",
 			  owner, n_ctr);
 		for (size_t i = 0; i < n_ctr; i++) {
-			(void)end_container(&ctrs[i], owner, term_grace);
+			(void)end_container(&ctrs[i], owner, term_grace, false);
 		}
 	} else if (!done) {
 		/*
@@ -738,10 +829,20 @@ keeper_main(int fd, const char *owner, double term_grace)
 		 * and must live until the engine has stopped them (container.h).
 		 */
 		for (size_t i = 0; i < n_ctr; i++) {
-			(void)end_container(&ctrs[i], owner, term_grace);
+			ctrs[i].later = end_container(&ctrs[i], owner, term_grace, true);
 		}
 		/* SIGTERM to what carries the owner, SIGKILL after the grace... */
 		(void)keeper_end_owned(PROC_ROOT, owner, term_grace);
+		/*
+		 * ...and then the containers whose id was not written yet: their engine's
+		 * command is gone now (it was one of those processes), and what it made has
+		 * no monitor (the engines write the id before they start it).
+		 */
+		for (size_t i = 0; i < n_ctr; i++) {
+			if (ctrs[i].later) {
+				(void)end_container(&ctrs[i], owner, term_grace, false);
+			}
+		}
 		if (cg[0] != '\0') {
 			/* ...then, where there is one, the cgroup: whatever dropped its cookie. */
 			(void)cgroup_kill(cg);
@@ -757,6 +858,7 @@ keeper_main(int fd, const char *owner, double term_grace)
 	for (size_t i = 0; i < n_ctr; i++) {
 		free(ctrs[i].cidfile);
 		free(ctrs[i].prefix);
+		free(ctrs[i].run);
 	}
 	free(ctrs);
 	_exit(0);

@@ -19,7 +19,8 @@
  *
  * container_run_argv() builds the command mcpmux runs instead: the same words, with
  * `--label mcpmux.owner=OWNER --label mcpmux.session=ID [--label mcpmux.boot=BOOT]
- * [--cidfile PATH]` inserted right after `run`.  Labels add up, so the command's own
+ * [--label mcpmux.pidns=NS] [--label mcpmux.run=RUN] [--cidfile PATH]` inserted right
+ * after `run`.  Labels add up, so the command's own
  * labels are kept; a command with its own --cidfile keeps it, and mcpmux reads that one
  * (container_run.cidfile).  The helper commands (kill, rm, inspect) are built from the
  * words before `run` (launcher, engine, global options), so they reach the same engine
@@ -42,9 +43,14 @@
 #define CONTAINER_LABEL_BOOT	"mcpmux.boot"
 /* The owner's pid namespace (the inode of its /proc/self/ns/pid): where its pid means it. */
 #define CONTAINER_LABEL_PIDNS "mcpmux.pidns"
-#define CONTAINER_ID_MAX      128
-#define CONTAINER_NAME_MAX    256
-#define CONTAINER_LABEL_MAX   256
+/*
+ * The run that made it (a UUID of its own): what finds a container its engine made but
+ * whose id the run never learnt (the engine's command killed while it made it).
+ */
+#define CONTAINER_LABEL_RUN "mcpmux.run"
+#define CONTAINER_ID_MAX    128
+#define CONTAINER_NAME_MAX  256
+#define CONTAINER_LABEL_MAX 256
 
 enum container_engine {
 	CONTAINER_DOCKER,
@@ -77,6 +83,7 @@ struct container_labels {
 	const char *session; /* the session ID */
 	const char *boot;    /* the boot ID (/proc/sys/kernel/random/boot_id), or NULL */
 	const char *pidns;   /* the owner's pid namespace, its inode number; or NULL */
+	const char *run;     /* the run's own label (a UUID); or NULL */
 };
 
 /* Classify argv (NULL-terminated).  *r is filled for MANAGED and UNMANAGED. */
@@ -126,6 +133,23 @@ bool container_whose_parse(const char *out, size_t len, struct container_whose *
  */
 size_t container_whose_keep(char *buf, size_t n);
 char **container_list_argv(char *const *prefix, size_t n, enum container_engine engine);
+/*
+ * The containers of one run:
+ *   PREFIX container ls -a --no-trunc --filter label=mcpmux.owner=OWNER
+ *          --filter label=mcpmux.run=RUN --format mcpmux-listed|{{.ID}}
+ * (docker's and podman's formats alike), one marked line a container, which an engine's
+ * warnings on the same stream cannot be taken for.  Read with container_listed_next().
+ */
+#define CONTAINER_LISTED "mcpmux-listed"
+char **container_list_run_argv(char *const *prefix, size_t n, const char *owner, const char *run);
+/*
+ * The next id in that command's output from *pos (up to end): its start, with *len its
+ * length, and *pos moved past its line; NULL when there is no other.  Other lines, and ids
+ * too long or with bytes no id has, are skipped.
+ */
+const char *container_listed_next(const char **pos, const char *end, size_t *len);
+/* Like container_whose_keep(), for the lines marked CONTAINER_LISTED. */
+size_t container_listed_keep(char *buf, size_t n);
 
 /* The engine's usual binary name: "docker" or "podman". */
 const char *container_engine_name(enum container_engine engine);

@@ -36,12 +36,13 @@ int keeper_start(double term_grace, int argc, char **argv);
 void keeper_cgroup(const char *dir);
 /*
  * A container that a server runs in: prefix[0..n) are the words that reach its engine
- * (launcher, engine, global options: container.h), cidfile where the engine writes its id.
+ * (launcher, engine, global options: container.h), cidfile where the engine writes its id,
+ * run its mcpmux.run label (or NULL): what finds it while that file is still empty.
  * Every word goes, however long or many; when the keeper cannot be told (a tab, a line
  * end or 0x1f in a word or in the file's name, no memory, a write that failed), mcpmux
  * says so on stderr.
  */
-void keeper_container(char *const *prefix, size_t n, const char *cidfile);
+void keeper_container(char *const *prefix, size_t n, const char *cidfile, const char *run);
 /* That container is gone. */
 void keeper_container_gone(const char *cidfile);
 /* The keeper's pid while it runs; 0 when it is gone or unknown. */
@@ -55,11 +56,11 @@ void keeper_done(void);
 
 /*
  * The line that tells the keeper about a container ("C\t<cidfile>\t<words separated by
- * 0x1f>\n"), malloc'd; NULL with errno EINVAL when a word holds a tab, a line end or 0x1f
- * (or the file's name a tab or a line end, or it is empty, or n is 0), ENOMEM.  Exposed
- * for tests.
+ * 0x1f>[\t<run>]\n"), malloc'd; NULL with errno EINVAL when a word or run holds a tab, a
+ * line end or 0x1f (or the file's name a tab or a line end, or it or run is empty, or n is
+ * 0), ENOMEM.  Exposed for tests.
  */
-char *keeper_container_line(char *const *prefix, size_t n, const char *cidfile);
+char *keeper_container_line(char *const *prefix, size_t n, const char *cidfile, const char *run);
 /*
  * Split words separated by 0x1f, in place: a malloc'd NULL-terminated array of pointers
  * into words (free() it), with *n entries; NULL when memory runs out.  Exposed for tests.

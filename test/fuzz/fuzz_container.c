@@ -52,11 +52,11 @@ check_run(char **argv, size_t argc)
 	FUZZ_CHECK(r.engine_at < r.prefix_len && r.prefix_len <= r.run_at, "engine %zu prefix %zu",
 		   r.engine_at, r.prefix_len);
 
-	const struct container_labels labels = { "42:1000", "s-1", "boot", "4026531836" };
+	const struct container_labels labels = { "42:1000", "s-1", "boot", "4026531836", "r-1" };
 	char **out = container_run_argv(argv, &r, &labels, "/run/cid");
 
 	FUZZ_CHECK(out != NULL, "no run argv");
-	size_t n = count(out), added = 8 + (r.cidfile == NULL ? 2 : 0);
+	size_t n = count(out), added = 10 + (r.cidfile == NULL ? 2 : 0);
 
 	FUZZ_CHECK(n == argc + added, "%zu words, expected %zu", n, argc + added);
 	for (size_t i = 0; i <= r.run_at; i++) {
@@ -70,7 +70,7 @@ check_run(char **argv, size_t argc)
 	free(out);
 
 	/* With the cidfile the run ends up with, and no boot label. */
-	const struct container_labels two = { "1:2", "s", NULL, NULL };
+	const struct container_labels two = { "1:2", "s", NULL, NULL, NULL };
 
 	out = container_run_argv(argv, &r, &two, NULL);
 	FUZZ_CHECK(out != NULL && count(out) == argc + 4, "without cidfile");

@@ -57,9 +57,12 @@ class FakeDocker(FakeDockerCase):
                                      "--label", "mcpmux.session=" + session,
                                      "--label", "mcpmux.boot=" + boot,
                                      "--label", "mcpmux.pidns=" + pidns])
-        self.assertEqual(run[11], "--cidfile")
-        cidfile = run[12]
-        self.assertEqual(run[13:], ["-i", "--rm", "--label", "app=x", "img", "serve", "-d"])
+        self.assertEqual(run[11], "--label")
+        self.assertRegex(run[12], "^mcpmux.run=[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}"
+                         "-[0-9a-f]{12}$")
+        self.assertEqual(run[13], "--cidfile")
+        cidfile = run[14]
+        self.assertEqual(run[15:], ["-i", "--rm", "--label", "app=x", "img", "serve", "-d"])
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
         # the server exited on EOF; mcpmux asked whether the container is gone (it was not,
@@ -260,6 +263,53 @@ class FakeDockerKeeper(FakeDockerCase):
         self.assertEqual(len(helpers), 1, helpers)
         self.assertTrue(helpers[0].startswith("container inspect --format mcpmux-whose|"))
         self.assertIn("is another mcpmux's (1:2): left alone", p.stderr())
+
+    def test_a_container_made_before_its_id_is_written_is_ended_by_the_keeper(self):
+        """mcpmux killed while the engine makes the container: the engine has made it, with
+        mcpmux's labels, but its command has not written the id yet (and never will: it dies
+        with mcpmux).  The keeper finds it by this run's labels and removes it, rather than
+        take the empty id file for a container that was never made."""
+        slow = os.path.join(self.tmp.name, "slow")
+        open(slow, "w").close()
+        self.env["FAKE_DOCKER_SLOW_CREATE"] = slow  # stays: the id is never written
+        self.env["FAKE_DOCKER_ARGS"] = ""
+        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "img"])
+        wait_until(lambda: os.path.exists(self.log + ".created"), 5,
+                   "the engine to make the container")
+        cidfile = self.calls()[0][self.calls()[0].index("--cidfile") + 1]
+        with open(cidfile) as f:
+            self.assertEqual(f.read(), "")  # the id is not written yet
+        owner = self.owner_of(p.pid)
+        self.kill_and_wait_for_keeper(p)
+        helpers = [" ".join(c) for c in self.calls()[1:]]
+        self.assertTrue(any(h.startswith("container ls ") and
+                            "--filter label=mcpmux.owner=" + owner in h and
+                            "--filter label=mcpmux.run=" in h for h in helpers), helpers)
+        self.assertEqual(helpers[-1], "container rm -f fake0123456789abcdef")
+        self.assertIn("keeper: removed container fake01234567 (docker: rm -f)", p.stderr())
+        self.assertFalse(os.path.exists(cidfile))
+        self.assert_no_leftovers()
+
+    def test_the_keeper_leaves_a_container_of_another_run_alone(self):
+        """A container the listing by this run's labels does not give (another mcpmux's, or
+        another run's) is not ended for an empty id file."""
+        slow = os.path.join(self.tmp.name, "slow")
+        open(slow, "w").close()
+        self.env["FAKE_DOCKER_SLOW_CREATE"] = slow
+        self.env["FAKE_DOCKER_ARGS"] = ""
+        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "img"])
+        wait_until(lambda: os.path.exists(self.log + ".created"), 5,
+                   "the engine to make the container")
+        with open(self.log + ".labels") as f:
+            labels = f.read()
+        with open(self.log + ".labels", "w") as f:  # the container is now another's
+            f.write(labels.replace("mcpmux.owner=", "mcpmux.owner=1:2-was-"))
+        self.kill_and_wait_for_keeper(p)
+        helpers = [" ".join(c) for c in self.calls()[1:]]
+        self.assertTrue(helpers and all(h.startswith("container ls ") for h in helpers),
+                        helpers)
+        self.assertNotIn("keeper: removed container", p.stderr())
+        self.assert_no_leftovers()
 
     def test_long_launcher_prefix_reaches_the_keeper_whole(self):
         # 40 variables of 60 bytes (over 2 KiB, over 32 words), then the one the stand-in

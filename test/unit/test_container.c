@@ -144,6 +144,8 @@ test_detect_table(void **state)
 		  CONTAINER_DOCKER, 1, 1, 0 },
 		{ "docker run -l mcpmux.session=x img", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 1, 1,
 		  0 },
+		{ "docker run -l mcpmux.run=x img", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 1, 1,
+		  0 },
 		{ "docker run -lmcpmux.owner=1:2 img", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 1, 1,
 		  0 },
 		{ "docker run --label=mcpmux.owner=1:2 img", CONTAINER_UNMANAGED, CONTAINER_DOCKER,
@@ -274,8 +276,8 @@ static void
 test_run_argv(void **state)
 {
 	struct container_run r;
-	const struct container_labels all = { "42:1000", "s1", "b-1", "4026531836" };
-	const struct container_labels two = { "42:1000", "run-42", NULL, NULL };
+	const struct container_labels all = { "42:1000", "s1", "b-1", "4026531836", "r-1" };
+	const struct container_labels two = { "42:1000", "run-42", NULL, NULL, NULL };
 	char **argv, **out;
 
 	(void)state;
@@ -283,13 +285,12 @@ test_run_argv(void **state)
 	assert_int_equal(container_detect(argv, &r), CONTAINER_MANAGED);
 	out = container_run_argv(argv, &r, &all, "/run/x/cid");
 	assert_non_null(out);
-	assert_string_equal(joined(out),
-			    "podman run --label mcpmux.owner=42:1000 --label "
-			    "mcpmux.session=s1 --label mcpmux.boot=b-1 --label "
-			    "mcpmux.pidns=4026531836 --cidfile /run/x/cid -i --rm img a "
-			    "b");
+	assert_string_equal(joined(out), "podman run --label mcpmux.owner=42:1000 --label "
+					 "mcpmux.session=s1 --label mcpmux.boot=b-1 --label "
+					 "mcpmux.pidns=4026531836 --label mcpmux.run=r-1 --cidfile "
+					 "/run/x/cid -i --rm img a b");
 	assert_true(out[0] == argv[0]); /* borrowed */
-	assert_true(out[16] == argv[6]);
+	assert_true(out[18] == argv[6]);
 	free(out);
 
 	/* Its own cidfile stays, and no second one goes in; its labels stay. */
@@ -366,6 +367,12 @@ test_helpers(void **state)
 	assert_non_null(out);
 	assert_string_equal(joined(out), "docker container ls -a --no-trunc --filter "
 					 "label=mcpmux.owner --format {{json .}}");
+	free(out);
+	out = container_list_run_argv(argv, r.prefix_len, "42:1000", "r-1");
+	assert_non_null(out);
+	assert_string_equal(joined(out), "docker container ls -a --no-trunc --filter "
+					 "label=mcpmux.owner=42:1000 --filter label=mcpmux.run=r-1 "
+					 "--format mcpmux-listed|{{.ID}}");
 	free(out);
 	assert_string_equal(container_engine_name(CONTAINER_PODMAN), "podman");
 	assert_string_equal(container_engine_name(CONTAINER_DOCKER), "docker");
@@ -483,6 +490,36 @@ test_whose_parse(void **state)
 	assert_memory_equal(buf, "\nmcpmux-whos", n); /* the 12 bytes a marker may begin in */
 	(void)snprintf(buf, sizeof(buf), "short");
 	assert_int_equal(container_whose_keep(buf, 5), 5);
+	(void)snprintf(buf, sizeof(buf), "WARN one\nmcpmux-listed|a1\n");
+	n = container_listed_keep(buf, strlen(buf));
+	assert_memory_equal(buf, "mcpmux-listed|a1\n", n);
+}
+
+static void
+test_listed(void **state)
+{
+	/* warnings, a line that only mentions the marker, ids too long or with other bytes */
+	static const char out[] = "WARN mcpmux-listed|x\nmcpmux-listed|ab12\r\nmcpmux-listed|\n"
+				  "mcpmux-listed|a b\nmcpmux-listed|../x\nmcpmux-listed|CD";
+	const char *pos = out, *end = out + strlen(out), *id;
+	size_t len = 0;
+
+	(void)state;
+	id = container_listed_next(&pos, end, &len);
+	assert_non_null(id);
+	assert_memory_equal(id, "ab12", len);
+	assert_int_equal(len, 4);
+	id = container_listed_next(&pos, end, &len);
+	assert_non_null(id);
+	assert_int_equal(len, 2);
+	assert_memory_equal(id, "CD", 2);
+	assert_null(container_listed_next(&pos, end, &len));
+
+	char longer[CONTAINER_ID_MAX + 32];
+
+	(void)snprintf(longer, sizeof(longer), "mcpmux-listed|%0*d\n", CONTAINER_ID_MAX + 1, 0);
+	pos = longer;
+	assert_null(container_listed_next(&pos, longer + strlen(longer), &len));
 }
 
 static void
@@ -549,7 +586,7 @@ main(void)
 		cmocka_unit_test(test_run_argv),     cmocka_unit_test(test_helpers),
 		cmocka_unit_test(test_parse_podman), cmocka_unit_test(test_parse_docker),
 		cmocka_unit_test(test_whose_parse),  cmocka_unit_test(test_whose_parse),
-		cmocka_unit_test(test_gone_message),
+		cmocka_unit_test(test_listed),	     cmocka_unit_test(test_gone_message),
 	};
 
 	return cmocka_run_group_tests_name("container", tests, NULL, NULL);

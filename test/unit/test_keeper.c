@@ -34,7 +34,7 @@ test_many_long_words_round_trip(void **state)
 		words[i][strlen(words[i])] = 'x';
 		words[i][LEN] = '\0';
 	}
-	char *line = keeper_container_line(words, N, "/run/x/1.2.cid");
+	char *line = keeper_container_line(words, N, "/run/x/1.2.cid", NULL);
 
 	assert_non_null(line);
 	assert_int_equal(strncmp(line, "C\t/run/x/1.2.cid\t", 17), 0);
@@ -65,11 +65,16 @@ test_one_word_and_empty_words(void **state)
 	size_t n = 0;
 
 	(void)state;
-	char *line = keeper_container_line(one, 1, "c");
+	char *line = keeper_container_line(one, 1, "c", NULL);
 
 	assert_string_equal(line, "C\tc\tpodman\n");
 	free(line);
-	line = keeper_container_line(gaps, 3, "c");
+	line = keeper_container_line(one, 1, "c", "r-1");
+	assert_string_equal(line, "C\tc\tpodman\tr-1\n");
+	free(line);
+	assert_null(keeper_container_line(one, 1, "c", "r\t1"));
+	assert_null(keeper_container_line(one, 1, "c", ""));
+	line = keeper_container_line(gaps, 3, "c", NULL);
 	assert_string_equal(line, "C\tc\tenv\x1f\x1f"
 				  "docker\n");
 	line[strlen(line) - 1] = '\0';
@@ -97,14 +102,14 @@ test_what_cannot_go_is_refused(void **state)
 
 	(void)state;
 	errno = 0;
-	assert_null(keeper_container_line(tab, 3, "c"));
+	assert_null(keeper_container_line(tab, 3, "c", NULL));
 	assert_int_equal(errno, EINVAL);
-	assert_null(keeper_container_line(nl, 3, "c"));
-	assert_null(keeper_container_line(us, 3, "c"));
-	assert_null(keeper_container_line(ok, 1, "a\tb"));
-	assert_null(keeper_container_line(ok, 1, "a\nb"));
-	assert_null(keeper_container_line(ok, 1, ""));
-	assert_null(keeper_container_line(ok, 0, "c"));
+	assert_null(keeper_container_line(nl, 3, "c", NULL));
+	assert_null(keeper_container_line(us, 3, "c", NULL));
+	assert_null(keeper_container_line(ok, 1, "a\tb", NULL));
+	assert_null(keeper_container_line(ok, 1, "a\nb", NULL));
+	assert_null(keeper_container_line(ok, 1, "", NULL));
+	assert_null(keeper_container_line(ok, 0, "c", NULL));
 	assert_int_equal(errno, EINVAL);
 }
 
