@@ -599,29 +599,43 @@ container_run_argv(char *const *argv, const struct container_run *r,
 	return block_done(&b);
 }
 
+/*
+ * Start b with PREFIX container WORDS... (borrowed), with room for more more words and
+ * bytes bytes to copy after them.  0, or -1 when out of memory.
+ */
+static int
+helper_begin(struct argv_block *b, char *const *prefix, size_t n, const char *const *words,
+	     size_t more, size_t bytes)
+{
+	size_t nw = 0;
+
+	while (words[nw] != NULL) {
+		nw++;
+	}
+	if (block_init(b, n + 1 + nw + more, bytes) == -1) {
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		block_borrow(b, prefix[i]);
+	}
+	block_borrow(b, "container");
+	for (size_t i = 0; i < nw; i++) {
+		block_borrow(b, words[i]);
+	}
+	return 0;
+}
+
 /* PREFIX container WORDS... (borrowed), then copied (copied may be NULL). */
 static char **
 helper_argv(char *const *prefix, size_t n, const char *const *words, const char *copied_a,
 	    const char *copied_b)
 {
-	size_t nw = 0;
 	struct argv_block b;
-
-	while (words[nw] != NULL) {
-		nw++;
-	}
 	size_t extra =
 		copied_a != NULL ? strlen(copied_a) + (copied_b ? strlen(copied_b) : 0) + 1 : 0;
 
-	if (block_init(&b, n + 1 + nw + 1, extra) == -1) {
+	if (helper_begin(&b, prefix, n, words, 1, extra) == -1) {
 		return NULL;
-	}
-	for (size_t i = 0; i < n; i++) {
-		block_borrow(&b, prefix[i]);
-	}
-	block_borrow(&b, "container");
-	for (size_t i = 0; i < nw; i++) {
-		block_borrow(&b, words[i]);
 	}
 	if (copied_a != NULL) {
 		block_copy(&b, copied_a, copied_b);
@@ -759,18 +773,10 @@ container_list_run_argv(char *const *prefix, size_t n, const char *owner, const 
 			  k_run[] = "label=" CONTAINER_LABEL_RUN "=";
 	const char *words[] = { "ls", "-a", "--no-trunc", NULL };
 	struct argv_block b;
-	size_t nw = 3;
 
-	if (block_init(&b, n + 1 + nw + 6,
-		       strlen(k_owner) + strlen(owner) + strlen(k_run) + strlen(run) + 2) == -1) {
+	if (helper_begin(&b, prefix, n, words, 6,
+			 strlen(k_owner) + strlen(owner) + strlen(k_run) + strlen(run) + 2) == -1) {
 		return NULL;
-	}
-	for (size_t i = 0; i < n; i++) {
-		block_borrow(&b, prefix[i]);
-	}
-	block_borrow(&b, "container");
-	for (size_t i = 0; i < nw; i++) {
-		block_borrow(&b, words[i]);
 	}
 	block_borrow(&b, "--filter");
 	block_copy(&b, k_owner, owner);
