@@ -115,7 +115,8 @@ static int
 port_attach(struct hub_port *p, struct hub_entry *e)
 {
 	struct sconn *sc = sconn_of(p);
-	struct conn_source *out = conn_source_new(sc->sv->opt->max_queue);
+	/* After what an earlier run of the session ID left for this connection to write. */
+	struct conn_source *out = conn_source_new(&sc->c, sc->sv->opt->max_queue, e->id, e->id_len);
 
 	if (out == NULL) {
 		return -1;

@@ -286,7 +286,7 @@ start_run(struct wrap *w)
 	}
 	session_new_id(id);
 	r->w = w;
-	r->out = conn_source_new(w->opt->max_queue);
+	r->out = conn_source_new(&w->client, w->opt->max_queue, NULL, 0);
 	if (r->out != NULL) {
 		r->out->owner = r;
 	}

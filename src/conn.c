@@ -85,33 +85,88 @@ source_init(struct conn_source *src, size_t high)
 	wbuf_init(&src->q, high);
 }
 
-struct conn_source *
-conn_source_new(size_t high)
-{
-	struct conn_source *src = malloc(sizeof(*src));
+static void ready_push(struct conn *c, struct conn_source *src);
 
-	if (src != NULL) {
-		source_init(src, high);
+/* The last retired source of c's stream key, or NULL. */
+static struct conn_source *
+stream_last(const struct conn *c, const char *key, size_t key_len)
+{
+	/*
+	 * A retired source with lines queued is being written (cur), ready, or waits behind
+	 * an earlier one of its stream, which is: the first of each stream is found there.
+	 */
+	struct conn_source *src = c->cur != NULL ? c->cur : c->ready_head;
+
+	while (src != NULL) {
+		if (src->retired && src->key != NULL && src->key_len == key_len &&
+		    memcmp(src->key, key, key_len) == 0) {
+			while (src->then != NULL) {
+				src = src->then;
+			}
+			return src;
+		}
+		src = src == c->cur ? c->ready_head : src->next;
+	}
+	return NULL;
+}
+
+struct conn_source *
+conn_source_new(struct conn *c, size_t high, const char *key, size_t key_len)
+{
+	struct conn_source *src = malloc(sizeof(*src) + (key != NULL ? key_len : 0));
+
+	if (src == NULL) {
+		return NULL;
+	}
+	source_init(src, high);
+	if (key != NULL) {
+		memcpy(src + 1, key, key_len);
+		src->key = (const char *)(src + 1);
+		src->key_len = key_len;
+		src->after = c->out_dead ? NULL : stream_last(c, key, key_len);
+		if (src->after != NULL) {
+			src->after->then = src;
+		}
 	}
 	return src;
 }
 
-/* A retired source goes: its producer hears whether its held line was written. */
+/*
+ * A retired source goes: its producer hears whether its held line was written.  The next
+ * of its stream may be written now, or, if nothing will be, goes too when retired.
+ */
 static void
 source_free(struct conn *c, struct conn_source *src)
 {
-	if (src->held != NULL && c->hooks->on_source_freed != NULL) {
-		c->hooks->on_source_freed(c, src, src->held_left == 0, c->ctx);
+	while (src != NULL) {
+		struct conn_source *then = src->then;
+
+		if (src->after != NULL) {
+			src->after->then = NULL;
+		}
+		if (src->held != NULL && c->hooks->on_source_freed != NULL) {
+			c->hooks->on_source_freed(c, src, src->held_left == 0, c->ctx);
+		}
+		wbuf_release(&src->q);
+		free(src);
+		src = NULL;
+		if (then != NULL) {
+			then->after = NULL;
+			if (c->out_dead && then->retired) {
+				c->queued -= wbuf_len(&then->q);
+				src = then;
+			} else if (wbuf_len(&then->q) > 0) {
+				ready_push(c, then);
+			}
+		}
 	}
-	wbuf_release(&src->q);
-	free(src);
 }
 
 static void
 ready_push(struct conn *c, struct conn_source *src)
 {
-	if (src->ready || src == c->cur) {
-		return;
+	if (src->ready || src == c->cur || src->after != NULL) {
+		return; /* (after: once it is freed) */
 	}
 	src->ready = true;
 	src->next = NULL;
@@ -180,17 +235,20 @@ flush_cancel(struct conn *c)
 static void
 conn_dead(struct conn *c)
 {
-	struct conn_source *src = c->ready_head;
+	struct conn_source *src;
 
 	c->out_dead = true;
 	ev_io_stop(c->loop, &c->out_w);
 	flush_cancel(c);
 	/* Retired sources will never be written: freed now, their producers told. */
 	if (c->cur != NULL && c->cur->retired) {
-		c->queued -= wbuf_len(&c->cur->q);
-		source_free(c, c->cur);
+		struct conn_source *cur = c->cur;
+
 		c->cur = NULL;
+		c->queued -= wbuf_len(&cur->q);
+		source_free(c, cur);
 	}
+	src = c->ready_head;
 	c->ready_head = c->ready_tail = NULL;
 	while (src != NULL) {
 		struct conn_source *next = src->next;
@@ -480,7 +538,10 @@ conn_release(struct conn *c)
 	flush_cancel(c);
 	framer_release(&c->inf);
 	if (c->cur != NULL && c->cur->retired) {
-		source_free(c, c->cur);
+		struct conn_source *cur = c->cur;
+
+		c->cur = NULL;
+		source_free(c, cur);
 	}
 	while (c->ready_head != NULL) {
 		struct conn_source *src = ready_pop(c);

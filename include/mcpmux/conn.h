@@ -7,9 +7,11 @@
  * framer_sink.  Output comes from any number of sources (a session, or mcpmux itself),
  * each with its own queue of whole lines; the writer serves them round robin, a quantum
  * of whole lines at a time, so one source that floods cannot delay another's answer by
- * more than a quantum.  A line is written at once when nothing is queued; only what the
- * kernel refuses is queued.  A source whose queue reaches its mark is "full": its
- * producer should pause until hooks->on_source_writable().
+ * more than a quantum.  Sources of one stream (the runs of a session ID, one after
+ * another) keep its order: a new one is written only after the retired ones before it.
+ * A line is written at once when nothing is queued; only what the kernel refuses is
+ * queued.  A source whose queue reaches its mark is "full": its producer should pause
+ * until hooks->on_source_writable().
  *
  * Input is read only while nothing holds it.  Each reason to hold is a bit: the owner's
  * (conn_read()), a server whose input queue is full (the front end's, CONN_HOLD_SERVER),
@@ -54,6 +56,13 @@ struct conn_source {
 	void *owner;	  /* the producer's, for on_source_writable */
 	void *held;	  /* the producer's, for on_source_freed (NULL: not told) */
 	size_t held_left; /* bytes of q up to the end of the line that held stands for */
+	/*
+	 * Lines of one stream (a session ID) across sources: src is not written while its
+	 * `after` (retired, with lines still queued) is there; `then` is the one that waits.
+	 */
+	struct conn_source *after, *then;
+	const char *key; /* the stream's (in the same allocation), or NULL */
+	size_t key_len;
 };
 
 struct conn_hooks {
@@ -112,8 +121,12 @@ void conn_hold(struct conn *c, unsigned reason, bool on);
 /* Stop everything; free the buffers and every retired source (all must be retired). */
 void conn_release(struct conn *c);
 
-/* A new source whose queue is full at `high` bytes; NULL when out of memory. */
-struct conn_source *conn_source_new(size_t high);
+/*
+ * A new source of c whose queue is full at `high` bytes; NULL when out of memory.  key
+ * (key_len bytes, copied; NULL: none) names the stream it continues: none of its lines is
+ * written before every line still queued in c's retired sources of the same key.
+ */
+struct conn_source *conn_source_new(struct conn *c, size_t high, const char *key, size_t key_len);
 /*
  * The producer is done with src: the conn writes its queued lines, in order, and then
  * frees it (at once if it is empty).  on_source_writable is not called for it again.

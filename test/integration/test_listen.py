@@ -892,6 +892,46 @@ class ListenHardening(ListenHelpers, Case):
         self.assertEqual(c.wait(), 0)
 
 
+class RunOrder(ListenHelpers, Case):
+    def test_a_new_run_on_the_connection_comes_after_the_last_lines_of_the_one_before(self):
+        """A run ends while more than a write turn of its output waits in the queue of a
+        connection that reads nothing; the connection starts a new run of the same session
+        ID: the old run's lines and its `ended` come first, then the new run's."""
+        srv = self.listen()
+        a = Envelopes(self, self.path)
+        a.send({"session": "o", "message": call(1, "env")})
+        got = [a.next() for _ in range(2)]
+        self.assertEqual(got[0].get("event"), "started", got)
+        pid = got[1]["message"]["result"]["structuredContent"]["pid"]
+        # more than the socket takes, less than --max-queue: it waits in the queue
+        a.send({"session": "o", "message": call(2, "huge", bytes=4 << 20)},
+               {"session": "o", "message": note("mcpmux/endRun")})
+        wait_until(lambda: '"o"' not in self.ctl("list", as_json=True)[1], 10,
+                   "the run to end")
+        self.assertEqual(self.started(), 1)
+        a.send({"session": "o", "message": call(3, "env")})
+        wait_until(lambda: any(x["session"] == "o" and x["out"]["messages"] == 1 for x in
+                               json.loads(self.ctl("list", as_json=True)[1])["sessions"]),
+                   10, "the new run's answer to be queued")
+        r = a.s.makefile("rb")
+        self.addCleanup(r.close)
+        got = [json.loads(r.readline()) for _ in range(4)]
+        seen = [(g["session"], g.get("event"), g.get("pid"), g.get("message", {}).get("id"))
+                for g in got]
+        self.assertEqual(seen[:2], [("o", None, None, 2), ("o", "ended", pid, None)], seen)
+        self.assertEqual(seen[2][1], "started", seen)
+        self.assertNotEqual(seen[2][2], pid, seen)
+        self.assertEqual(seen[3], ("o", None, None, 3), seen)
+        self.assertEqual(len(got[0]["message"]["result"]["content"][0]["text"]), 4 << 20)
+        a.close()
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers(0)
+
+    def started(self):
+        return json.loads(self.ctl("stats", as_json=True)[1])["started"]
+
+
 class Envelopes:
     """A raw connection to serve's socket, read by predicate."""
 
