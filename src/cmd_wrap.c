@@ -286,7 +286,8 @@ start_run(struct wrap *w)
 	}
 	session_new_id(id);
 	r->w = w;
-	r->out = conn_source_new(&w->client, w->opt->max_queue, NULL, 0);
+	/* One stream: a run's lines go after what the runs before it left to write. */
+	r->out = conn_source_new(&w->client, w->opt->max_queue, "", 0);
 	if (r->out != NULL) {
 		r->out->owner = r;
 	}

@@ -605,6 +605,31 @@ class RunOrder(Case):
         w.close_stdin()
         self.assertEqual(w.wait(10), 0)
 
+    def test_the_last_runs_replies_come_first_to_a_client_that_reads_late(self):
+        """The client reads nothing until the next run has answered: more than a write turn
+        of the ended run's output (a big result) waits for it, and the old run's error and
+        end-of-run result still come before the new run's answer to the same id."""
+        log = os.path.join(self.tmp.name, "t.log")
+        w = self.wrap(opts=FAST + ["--log", log, "--log-bodies", "none"])
+        w.send(call(1, "huge", bytes=4_000_000), call(2, "sleep", ms=20000),
+               req(3, "mcpmux/endRun"), req(2, "ping"))
+
+        def answered():  # the new run's answer is queued once it is in the log
+            if not os.path.exists(log):
+                return False
+            with open(log, "rb") as f:
+                return b'"dir":"out","kind":"response","id":2,' in f.read()
+        wait_until(answered, 10, "the new run's answer")
+        got = [w.msg(10) for _ in range(4)]
+        self.assertEqual([(m["id"], "error" in m) for m in got],
+                         [(1, False), (2, True), (3, False), (2, False)],
+                         [(m["id"], sorted(m)) for m in got])
+        self.assertEqual(len(got[0]["result"]["content"][0]["text"]), 4_000_000)
+        self.assertEqual(got[1]["error"]["code"], -32000, got[1])
+        self.assertEqual(got[3], {"jsonrpc": "2.0", "id": 2, "result": {}})
+        w.close_stdin()
+        self.assertEqual(w.wait(10), 0)
+
     def test_end_notification_with_nothing_owed_starts_the_next_run_at_once(self):
         w = self.wrap("--ignore-eof", "--ignore-sigterm",
                       opts=["--eof-grace", "5000", "--term-grace", "5000"])
