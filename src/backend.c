@@ -86,6 +86,7 @@ enum ctr_helper {
 	CTR_RM,
 	CTR_INSPECT,
 	CTR_WHOSE, /* its labels: is the container of that name this run's? */
+	CTR_LIST,  /* the containers of this run's labels (its id file never got the id) */
 };
 
 /* A backend's container: the engine's view of the server, and the ladder's steps. */
@@ -103,6 +104,16 @@ struct backend_ctr {
 	bool sent_term, sent_kill, sent_rm;
 	bool kill_done; /* the engine's kill --signal KILL (or rm -f) has run */
 	bool gone;	/* the engine says it does not exist (or it was never created) */
+	/*
+	 * The engine's command was killed while the id file was empty: the ids the engine
+	 * listed for the run's labels (ids_n bytes, each NUL-terminated), the next one
+	 * first, each checked by its labels (by_label) and ended in turn.
+	 */
+	bool listed;
+	bool by_label;
+	bool keeper_lists; /* the listing failed: the keeper is not told it is gone */
+	char *ids;
+	size_t ids_n;
 	pid_t helper;
 	enum ctr_helper what;
 	int err_fd;	/* the helper's stderr */
@@ -111,6 +122,7 @@ struct backend_ctr {
 	size_t out_n;
 	bool out_any;
 	double helper_since;
+	double helper_s; /* and its time, past which it is killed */
 	ev_timer retry_w;
 };
 
@@ -830,6 +842,7 @@ ctr_free(struct backend_ctr *c)
 		ev_timer_stop(c->b->loop, &c->retry_w);
 	}
 	ctr_stop(c);
+	free(c->ids);
 	free(c->run_argv);
 	free(c);
 }
@@ -1685,7 +1698,10 @@ enter_done(struct backend *b)
 	if (b->ctr != NULL) {
 		ev_timer_stop(b->loop, &b->ctr->retry_w);
 		if (b->ctr->gone) {
-			keeper_container_gone(b->ctr->cidfile);
+			if (!b->ctr->keeper_lists) {
+				keeper_container_gone(b->ctr->cidfile);
+			}
+			/* The keeper reads an id file that is not there as an empty one. */
 			if (b->ctr->own_cidfile) {
 				(void)unlink(b->ctr->cidfile);
 			}
@@ -2076,6 +2092,7 @@ scan_ending(void)
 /* ---- containers ---- */
 
 static void ctr_read_cid(struct backend_ctr *c);
+static void ctr_list_failed(struct backend_ctr *c, const char *why);
 
 /*
  * The engine's command is over and this run's own id file holds no id: the engine made
@@ -2123,7 +2140,7 @@ ctr_helper(struct backend_ctr *c, char **argv, enum ctr_helper what)
 	 * without them would write on mcpmux's own stdout, the protocol.
 	 */
 	rc = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-	if (rc == 0 && what == CTR_WHOSE) {
+	if (rc == 0 && (what == CTR_WHOSE || what == CTR_LIST)) {
 		rc = posix_spawn_file_actions_adddup2(&fa, p[1], STDOUT_FILENO); /* its answer */
 	} else if (rc == 0) {
 		rc = posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
@@ -2152,6 +2169,11 @@ out:
 		diag_warn("session %s: cannot run '%s' for its container: %s", c->b->cookie,
 			  argv != NULL ? argv[0] : "?", strerror(rc > 0 ? rc : errno));
 		free(argv);
+		if (what == CTR_LIST) {
+			ctr_list_failed(c, "its command cannot be run");
+			scan_wanted = true; /* the next turn's scan ends the run */
+			return;
+		}
 		if (what == CTR_WHOSE && ctr_never_made(c)) {
 			c->gone = true;
 			scan_wanted = true; /* the next turn's scan ends the run */
@@ -2172,8 +2194,21 @@ out:
 	ev_io_init(&c->err_w, backend_on_ctr_out, c->err_fd, EV_READ);
 	ev_io_start(c->b->loop, &c->err_w);
 	c->helper_since = sys_mono();
+	c->helper_s = CTR_HELPER_S;
+	if (what == CTR_LIST) {
+		/*
+		 * Half the time left to the kill deadline, at most: a listing with no answer in
+		 * time fails (said), and what it finds still has the rest for its ladder.
+		 */
+		const struct backend *b = c->b;
+		double left = b->state == BACKEND_KILLING
+				      ? b->t_kill + b->kill_deadline - c->helper_since
+				      : b->kill_deadline;
+
+		c->helper_s = SYS_MAX(0.01, SYS_MIN(CTR_HELPER_S, left / 2));
+	}
 	/* A hung engine command is killed (the retry timer doubles as its watchdog). */
-	ev_timer_set(&c->retry_w, CTR_HELPER_S, 0.);
+	ev_timer_set(&c->retry_w, c->helper_s, 0.);
 	ev_timer_start(c->b->loop, &c->retry_w);
 }
 
@@ -2235,6 +2270,53 @@ ctr_read_cid(struct backend_ctr *c)
 }
 
 /*
+ * The run's processes are gone, its id file holds no id, and the engine's command did not
+ * end by itself: it was killed (by the teardown, or during it), maybe while the engine
+ * made the container, which the engine goes on with without it.  Its id file never gets
+ * that container's id, and the engine is asked for it by the run's labels.
+ */
+static bool
+ctr_killed_while_made(const struct backend_ctr *c)
+{
+	const struct backend *b = c->b;
+
+	return c->cidfile[0] != '\0' && owner_env[0] != '\0' && b->reaped && b->tree_empty &&
+	       !b->exited_by_itself && WIFSIGNALED(b->wstatus);
+}
+
+/* The next id the listing gave: its ladder begins, from the check of its labels. */
+static void
+ctr_next_listed(struct backend_ctr *c)
+{
+	size_t len = strlen(c->ids) + 1;
+
+	(void)snprintf(c->cid, sizeof(c->cid), "%s", c->ids);
+	memmove(c->ids, c->ids + len, c->ids_n - len);
+	c->ids_n -= len;
+	c->by_label = true;
+	c->id_checked = false;
+	c->sent_term = c->sent_kill = c->sent_rm = false;
+	c->gone = false;
+}
+
+/*
+ * The engine could not be asked (or did not answer) for the containers of the run's
+ * labels: the run ends all the same, not abandoned at --kill-deadline for a container
+ * that may never have been made; the keeper is not told it is gone, and asks again at
+ * mcpmux's exit (and `mcpmux sweep` finds it by its labels).
+ */
+static void
+ctr_list_failed(struct backend_ctr *c, const char *why)
+{
+	diag_warn("session %s: cannot ask the engine for the container of run %s, whose id "
+		  "file is empty (%s): a container it made is left to the keeper at mcpmux's "
+		  "exit (and to `mcpmux sweep`)",
+		  c->b->cookie, c->run_label, why);
+	c->keeper_lists = true;
+	c->gone = true;
+}
+
+/*
  * The next step of the container's ladder, if any: it follows the backend's state.  One
  * engine command at a time; each one's end calls this again.
  */
@@ -2244,6 +2326,9 @@ ctr_step(struct backend *b)
 	struct backend_ctr *c = b->ctr;
 	char *const *pre;
 
+	if (c != NULL && c->gone && c->ids_n > 0 && b->state != BACKEND_DONE) {
+		ctr_next_listed(c);
+	}
 	if (c == NULL || c->gone || c->helper != 0 || b->state == BACKEND_RUNNING ||
 	    b->state == BACKEND_DONE || ev_is_active(&c->retry_w)) {
 		return;
@@ -2253,13 +2338,23 @@ ctr_step(struct backend *b)
 	const char *id = c->cid[0] != '\0' ? c->cid : c->run.name;
 
 	if (id == NULL) {
-		/* No id yet: the engine has not created it, and will not once the CLI is gone. */
-		if (b->reaped && b->tree_empty) {
+		/*
+		 * No id yet.  The run's processes gone, an engine's command that ended by itself
+		 * made no container (it writes the id as soon as the engine has made one); one
+		 * that was killed may have been killed while the engine made it: asked, once.
+		 */
+		if (b->reaped && b->tree_empty && !c->listed && ctr_killed_while_made(c)) {
+			c->listed = true;
+			ctr_helper(c,
+				   container_list_run_argv(pre, c->run.prefix_len, backend_owner(),
+							   c->run_label),
+				   CTR_LIST);
+		} else if (b->reaped && b->tree_empty) {
 			c->gone = true;
 		}
 		return;
 	}
-	if (!c->id_checked && !(c->own_cidfile && c->cid[0] != '\0')) {
+	if (!c->id_checked && (c->by_label || !(c->own_cidfile && c->cid[0] != '\0'))) {
 		/*
 		 * Known by its --name (no id yet), or by the user's --cidfile: that name may be
 		 * another run's, whose name made this run's refused, and that file may have
@@ -2325,6 +2420,46 @@ ctr_whose_done(struct backend_ctr *c, bool ok, bool gone, const char *out, ssize
 }
 
 /*
+ * The engine's answer for the containers of the run's labels (out[0..n), n -1 when there
+ * was none): each one it gives goes through the ladder of a container known by a name
+ * (its labels checked first), in turn; none, and the run's container is gone.
+ */
+static void
+ctr_list_done(struct backend_ctr *c, int st, const char *out, ssize_t n)
+{
+	struct backend *b = c->b;
+	const char *pos = out, *end = out + (n > 0 ? n : 0), *id;
+	size_t len, k = 0;
+
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		char why[128];
+
+		if (WIFEXITED(st)) {
+			(void)snprintf(why, sizeof(why), "exit %d: %.*s", WEXITSTATUS(st),
+				       n > 0 ? (int)strcspn(out, "\n") : 0, out);
+		} else {
+			(void)snprintf(why, sizeof(why), "no answer in %.1f s (killed)",
+				       c->helper_s);
+		}
+		ctr_list_failed(c, why);
+	} else if ((c->ids = malloc((size_t)(end - pos) + 1)) == NULL) {
+		ctr_list_failed(c, strerror(errno));
+	} else {
+		while ((id = container_listed_next(&pos, end, &len)) != NULL) {
+			memcpy(c->ids + c->ids_n, id, len);
+			c->ids[c->ids_n + len] = '\0';
+			c->ids_n += len + 1;
+			k++;
+		}
+		diag_info("session %s: the engine lists %zu container(s) of run %s", b->cookie, k,
+			  c->run_label);
+		c->gone = true; /* ctr_step goes on with each id listed */
+	}
+	ctr_step(b);
+	backend_step(b);
+}
+
+/*
  * Read what the engine command has written so far into c->out (NUL-terminated): its
  * start; for CTR_WHOSE, from the marked line on, however much the engine warned before
  * it.  What does not fit is read and dropped, so that the command never blocks on a full
@@ -2343,6 +2478,8 @@ ctr_drain(struct backend_ctr *c, size_t budget)
 		/* Full: the start is kept; or, for CTR_WHOSE, the marked line, from its start. */
 		if (c->out_n == cap && c->what == CTR_WHOSE) {
 			c->out_n = container_whose_keep(c->out, c->out_n);
+		} else if (c->out_n == cap && c->what == CTR_LIST) {
+			c->out_n = container_listed_keep(c->out, c->out_n);
 		}
 		bool full = c->out_n == cap;
 		// cppcheck-suppress legacyUninitvar ; sink is written by the read, never read
@@ -2401,6 +2538,10 @@ ctr_helper_done(struct backend_ctr *c, int st)
 	ev_timer_stop(b->loop, &c->retry_w);
 	if (what == CTR_WHOSE) {
 		ctr_whose_done(c, ok, gone, err, n);
+		return;
+	}
+	if (what == CTR_LIST) {
+		ctr_list_done(c, st, err, n);
 		return;
 	}
 	if ((what == CTR_KILL && c->sent_kill) || what == CTR_RM) {
@@ -2462,7 +2603,7 @@ backend_on_ctr_retry(struct ev_loop *loop, ev_timer *w, int revents)
 	if (c->helper != 0) {
 		/* The timer may come a little before the helper's time (set from the loop's clock).
 		 */
-		double left = c->helper_since + CTR_HELPER_S - sys_mono();
+		double left = c->helper_since + c->helper_s - sys_mono();
 
 		if (left > 0) {
 			ev_timer_set(&c->retry_w, left, 0.);

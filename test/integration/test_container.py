@@ -221,6 +221,74 @@ class FakeDocker(FakeDockerCase):
             self.assertNotIn("exited leaving", p.stderr())
         self.assert_no_leftovers()
 
+    def slow_create_killed(self, kill_deadline, **env):
+        """A run whose engine makes the container slowly (its id file empty meanwhile),
+        ended by the client's EOF: its engine's command is SIGKILLed half-way to
+        --kill-deadline, before the id is written.  (mcpmux, seconds it took to exit, its
+        id file.)"""
+        slow = os.path.join(self.tmp.name, "slow")
+        open(slow, "w").close()
+        self.env["FAKE_DOCKER_SLOW_CREATE"] = slow  # stays: the id is never written
+        self.env["FAKE_DOCKER_ARGS"] = ""
+        self.env.update(env)
+        p = self.start([MCPMUX] + GRACES + ["--kill-deadline", str(kill_deadline), "--",
+                                            "docker", "run", "-i", "img"])
+        wait_until(lambda: os.path.exists(self.log + ".created"), 5,
+                   "the engine to make the container")
+        cidfile = self.calls()[0][self.calls()[0].index("--cidfile") + 1]
+        t0 = time.monotonic()
+        p.close_stdin()
+        self.assertEqual(p.wait(15), 137)
+        return p, time.monotonic() - t0, cidfile
+
+    def test_a_container_made_while_its_engines_command_is_killed_is_ended(self):
+        """The engine's command killed (at half --kill-deadline) while the engine makes the
+        container: the empty id file does not say that none was made.  mcpmux finds it by
+        the run's labels and ends it, as one whose id it knows, before it exits, within the
+        deadline."""
+        p, took, cidfile = self.slow_create_killed(5000)
+        self.assertLess(took, 0.6 + 5 + 1, p.stderr())
+        # gone when mcpmux exits, by mcpmux's own engine commands (not the keeper's later)
+        self.assertTrue(os.path.exists(self.log + ".removed"), p.stderr())
+        helpers = [" ".join(c) for c in self.calls()[1:]]
+        self.assertTrue(helpers[0].startswith("container ls -a --no-trunc --filter "
+                                              "label=mcpmux.owner="), helpers)
+        self.assertIn("--filter label=mcpmux.run=", helpers[0])
+        self.assertTrue(helpers[1].startswith("container inspect --format mcpmux-whose|"),
+                        helpers)
+        self.assertEqual(helpers[2:], [
+            "container kill --signal TERM fake0123456789abcdef",
+            "container kill --signal KILL fake0123456789abcdef",
+            "container inspect --format {{.State.Status}} fake0123456789abcdef",
+            "container rm -f fake0123456789abcdef",
+        ])
+        self.assertNotIn("abandoned", p.stderr())
+        self.assertFalse(os.path.exists(cidfile))
+        wait_until(lambda: not [q for q in self.tagged() if keeper_of(q) is not None], 20,
+                   "the keeper to finish", explain=lambda: p.stderr())
+        self.assertNotIn("keeper:", p.stderr())  # nothing left for it
+        self.assert_no_leftovers()
+
+    def test_a_listing_with_no_answer_leaves_the_container_to_the_keeper(self):
+        """The engine does not answer the listing by the run's labels: the listing is
+        killed in half the time left to --kill-deadline, which is said, and the run ends
+        within the deadline, not abandoned; the keeper, not told the container is gone,
+        lists it again at mcpmux's exit and ends it."""
+        slow_ls = os.path.join(self.tmp.name, "slow-ls")
+        open(slow_ls, "w").close()
+        p, took, _ = self.slow_create_killed(5000, FAKE_DOCKER_SLOW_LS=slow_ls)
+        self.assertLess(took, 0.6 + 5, p.stderr())
+        err = p.stderr()
+        self.assertIn("cannot ask the engine for the container of run ", err)
+        self.assertIn("no answer in ", err)
+        self.assertNotIn("abandoned", err)
+        os.unlink(slow_ls)  # the engine answers the keeper
+        wait_until(lambda: not [q for q in self.tagged() if keeper_of(q) is not None], 20,
+                   "the keeper to finish", explain=lambda: p.stderr())
+        self.assertIn("keeper: removed container fake01234567 (docker: rm -f)", p.stderr())
+        self.assertEqual(" ".join(self.calls()[-1]), "container rm -f fake0123456789abcdef")
+        self.assert_no_leftovers()
+
     def test_detached_run_is_left_alone(self):
         self.env["FAKE_DOCKER_ARGS"] = ""
         p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-d", "img"])
