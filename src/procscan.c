@@ -1109,7 +1109,9 @@ procscan_read(struct procscan *s, const char *proc_root, uid_t uid, bool all, pi
 		errno = err;
 		return -1;
 	}
-	qsort(s->v, s->n, sizeof(*s->v), by_pid);
+	if (s->n > 0) {
+		qsort(s->v, s->n, sizeof(*s->v), by_pid); /* none: s->v may be NULL */
+	}
 	for (size_t i = 0; i < s->n; i++) {
 		s->v[i].parent = procscan_find(s, s->v[i].ppid);
 	}

@@ -583,6 +583,10 @@ test_missing_root(void **state)
 	errno = 0;
 	assert_int_equal(procscan_read(&r->s, path, 0, true, 1), -1);
 	assert_int_equal(errno, ENOENT);
+	/* An empty one (procfs not mounted there): no process. */
+	assert_int_equal(procscan_read(&r->s, r->dir, 0, true, 1), 0);
+	assert_int_equal(r->s.n, 0);
+	assert_int_equal(r->s.n_groups, 0);
 	/* No uptime: ages are unknown (-1), not made up. */
 	const struct fake p = { 5, 1, 5, 'S', 0, 100, 1, "p", NULL, "p", NULL };
 
