@@ -573,6 +573,191 @@ test_owner_outside(void **state)
 	assert_int_equal(s->g[group_of(s, "child")].owner_state, PROCSCAN_GONE);
 }
 
+/*
+ * A process's namespaces in the fake /proc: its NSpid line (appended to its status),
+ * its ns/pid link, and its time namespace (ns/time and ns/time_for_children, with the
+ * boottime offset "SEC NSEC" in timens_offsets).  NULL leaves one out.
+ */
+static void
+add_ns(const char *root, pid_t pid, const char *nspid, const char *pidns, const char *timens,
+       const char *boottime)
+{
+	char path[PATH_MAX + 64], buf[256];
+	int n;
+
+	if (nspid != NULL) {
+		(void)snprintf(path, sizeof(path), "%s/%d/status", root, (int)pid);
+		int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+
+		assert_true(fd >= 0);
+		n = snprintf(buf, sizeof(buf), "NSpid:\t%s\n", nspid);
+		assert_int_equal(write(fd, buf, (size_t)n), n);
+		assert_int_equal(close(fd), 0);
+	}
+	(void)snprintf(path, sizeof(path), "%s/%d/ns", root, (int)pid);
+	assert_int_equal(mkdir(path, 0755), 0);
+	if (pidns != NULL) {
+		(void)snprintf(path, sizeof(path), "%s/%d/ns/pid", root, (int)pid);
+		assert_int_equal(symlink(pidns, path), 0);
+	}
+	if (timens != NULL) {
+		(void)snprintf(path, sizeof(path), "%s/%d/ns/time", root, (int)pid);
+		assert_int_equal(symlink(timens, path), 0);
+		(void)snprintf(path, sizeof(path), "%s/%d/ns/time_for_children", root, (int)pid);
+		assert_int_equal(symlink(timens, path), 0);
+		(void)snprintf(path, sizeof(path), "%s/%d/timens_offsets", root, (int)pid);
+		n = snprintf(buf, sizeof(buf), "monotonic 0 0\nboottime %s\n", boottime);
+		write_file(path, buf, (size_t)n);
+	}
+}
+
+#define CTR_PIDNS "pid:[4026532001]"
+
+/*
+ * An mcpmux in a container (250, pid 5 there) and its carriers there: one whose pid is
+ * the same number here and there (300), whose namespace is still read (it is one level
+ * down, NSpid says); and, without time namespaces on this kernel, the carrier of a gone
+ * mcpmux (owner 6:7100) whose pid there another process (260) has taken since: one clock
+ * for all, so its other start time makes it an orphan, not unknown.
+ */
+static void
+test_owner_in_a_container(void **state)
+{
+	struct root *r = *state;
+	struct procscan *s = &r->s;
+	static const struct fake procs[] = {
+		{ 1, 0, 1, 'S', 0, 1, 0, "init", NULL, "/sbin/init", NULL },
+		{ 250, 1, 250, 'S', 0, 7000, 1, "mcpmux", "/usr/bin/mcpmux", "mcpmux|serve|--|srv",
+		  NULL },
+		{ 300, 250, 300, 'S', 0, 7001, 1, "srv", "/usr/bin/srv", "srv",
+		  "MCPMUX_SESSION=same|MCPMUX_OWNER=5:7000" },
+		{ 260, 1, 260, 'S', 0, 8000, 1, "other", "/usr/bin/other", "other", NULL },
+		{ 310, 1, 310, 'S', 0, 7101, 1, "srv", "/usr/bin/srv", "srv",
+		  "MCPMUX_SESSION=reused|MCPMUX_OWNER=6:7100" },
+	};
+
+	for (size_t i = 0; i < sizeof(procs) / sizeof(procs[0]); i++) {
+		add(r->dir, &procs[i]);
+	}
+	add_ns(r->dir, 250, "250\t5", CTR_PIDNS, NULL, NULL);
+	add_ns(r->dir, 300, "300\t300", CTR_PIDNS, NULL, NULL);
+	add_ns(r->dir, 260, "260\t6", CTR_PIDNS, NULL, NULL);
+	add_ns(r->dir, 310, "310\t9", CTR_PIDNS, NULL, NULL);
+	add_uptime(r->dir, "100.0 1.0\n");
+	assert_int_equal(procscan_read(s, r->dir, 0, true, 99), 0);
+	assert_int_equal(proc(s, 300)->ns_depth, 1);
+
+	size_t g = group_of(s, "same");
+
+	assert_int_equal(s->g[g].owner_state, PROCSCAN_LIVE);
+	assert_int_equal(s->v[s->g[g].instance].pid, 250);
+	assert_int_equal(s->g[group_of(s, "reused")].owner_state, PROCSCAN_GONE);
+}
+
+/*
+ * Owners in time namespaces of their own (no pid namespace): an MCPMUX_OWNER holds the
+ * start time as the owner's clock reads it.  An offset in parts of a tick is rounded
+ * with the start time by the kernel, and here apart: one tick either way is the same
+ * start.  A whole offset leaves nothing to round.
+ */
+static void
+test_owner_in_a_time_namespace(void **state)
+{
+	struct root *r = *state;
+	struct procscan *s = &r->s;
+	long hz = sysconf(_SC_CLK_TCK);
+	char env[4][96];
+	const char *sessions[4] = { "part-up", "part-2", "whole", "whole-1" };
+
+	assert_true(hz > 0);
+	/* 270: an offset of 1 ns, so its start, 9000 here, may read 9001 there */
+	(void)snprintf(env[0], sizeof(env[0]), "MCPMUX_SESSION=%s|MCPMUX_OWNER=270:9001",
+		       sessions[0]);
+	(void)snprintf(env[1], sizeof(env[1]), "MCPMUX_SESSION=%s|MCPMUX_OWNER=270:9002",
+		       sessions[1]);
+	/* 280: an offset of 1 s, hz ticks */
+	(void)snprintf(env[2], sizeof(env[2]), "MCPMUX_SESSION=%s|MCPMUX_OWNER=280:%ld",
+		       sessions[2], 9100 + hz);
+	(void)snprintf(env[3], sizeof(env[3]), "MCPMUX_SESSION=%s|MCPMUX_OWNER=280:%ld",
+		       sessions[3], 9101 + hz);
+	const struct fake procs[] = {
+		{ 99, 1, 99, 'R', 0, 8900, 1, "mcpmux", "/usr/bin/mcpmux", "mcpmux|ps", NULL },
+		{ 270, 1, 270, 'S', 0, 9000, 1, "mcpmux", "/usr/bin/mcpmux", "mcpmux|--|srv",
+		  NULL },
+		{ 280, 1, 280, 'S', 0, 9100, 1, "mcpmux", "/usr/bin/mcpmux", "mcpmux|--|srv",
+		  NULL },
+		{ 400, 270, 400, 'S', 0, 9010, 1, "srv", "/usr/bin/srv", "srv", env[0] },
+		{ 401, 270, 401, 'S', 0, 9011, 1, "srv", "/usr/bin/srv", "srv", env[1] },
+		{ 402, 280, 402, 'S', 0, 9110, 1, "srv", "/usr/bin/srv", "srv", env[2] },
+		{ 403, 280, 403, 'S', 0, 9111, 1, "srv", "/usr/bin/srv", "srv", env[3] },
+	};
+
+	for (size_t i = 0; i < sizeof(procs) / sizeof(procs[0]); i++) {
+		add(r->dir, &procs[i]);
+	}
+	add_ns(r->dir, 99, NULL, NULL, "time:[4026531834]", "0 0");
+	add_ns(r->dir, 270, NULL, NULL, "time:[4026532200]", "0 1");
+	add_ns(r->dir, 280, NULL, NULL, "time:[4026532201]", "1 0");
+	add_ns(r->dir, 400, NULL, NULL, "time:[4026532200]", "0 1");
+	add_ns(r->dir, 401, NULL, NULL, "time:[4026532200]", "0 1");
+	add_ns(r->dir, 402, NULL, NULL, "time:[4026532201]", "1 0");
+	add_ns(r->dir, 403, NULL, NULL, "time:[4026532201]", "1 0");
+	add_uptime(r->dir, "100.0 1.0\n");
+	assert_int_equal(procscan_read(s, r->dir, 0, true, 99), 0);
+
+	size_t g = group_of(s, "part-up");
+
+	assert_int_equal(s->g[g].owner_state, PROCSCAN_LIVE);
+	assert_int_equal(s->v[s->g[g].instance].pid, 270);
+	assert_int_equal(s->g[group_of(s, "part-2")].owner_state, PROCSCAN_GONE);
+	g = group_of(s, "whole");
+	assert_int_equal(s->g[g].owner_state, PROCSCAN_LIVE);
+	assert_int_equal(s->v[s->g[g].instance].pid, 280);
+	assert_int_equal(s->g[group_of(s, "whole-1")].owner_state, PROCSCAN_GONE);
+}
+
+/*
+ * An owner in a container's pid namespace that no process seen here is: gone only where
+ * every process is seen (the initial pid namespace, its own /proc, and root, since
+ * hidepid hides other users' processes from the others); unknown for another user.  A
+ * process of that pid there whose namespace cannot be read (one that has exited since
+ * the scan: no such pid in /proc) may be it: unknown, even for root.
+ */
+static void
+test_owner_in_pidns_seen_whole(void **state)
+{
+	struct root *r = *state;
+	struct procscan *s = &r->s;
+	static const struct fake gone = {
+		999999999,	 1,   999999999, 'S', 0, 7000, 1, "mcpmux", "/usr/bin/mcpmux",
+		"mcpmux|--|srv", NULL
+	};
+	char ns[PROCSCAN_PIDNS_MAX];
+	enum procscan_owner as_root, as_other;
+	int err, rc;
+
+	if (geteuid() != 0 || procscan_pidns("/proc", getpid(), ns) == -1 ||
+	    strcmp(ns, "4026531836") != 0) {
+		skip(); /* gone is never told but by root in the initial pid namespace */
+	}
+	add_uptime(r->dir, "100.0 1.0\n");
+	assert_int_equal(procscan_read(s, r->dir, 0, true, 99), 0);
+	as_root = procscan_owner_in_pidns(s, "/proc", "5:7000", "4026532001", &err);
+	rc = seteuid(65534);
+	as_other = procscan_owner_in_pidns(s, "/proc", "5:7000", "4026532001", &err);
+	assert_int_equal(rc, 0);
+	assert_int_equal(seteuid(0), 0);
+	assert_int_equal(as_root, PROCSCAN_GONE);
+	assert_int_equal(as_other, PROCSCAN_UNKNOWN);
+
+	add(r->dir, &gone);
+	add_ns(r->dir, 999999999, "999999999\t5", CTR_PIDNS, NULL, NULL);
+	assert_int_equal(procscan_read(s, r->dir, 0, true, 99), 0);
+	assert_int_equal(proc(s, 999999999)->ns_pid, 5);
+	assert_int_equal(procscan_owner_in_pidns(s, "/proc", "5:7000", "4026532001", &err),
+			 PROCSCAN_UNKNOWN);
+}
+
 static void
 test_missing_root(void **state)
 {
@@ -852,6 +1037,12 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_owner_state, root_setup, root_teardown),
 		cmocka_unit_test_setup_teardown(test_environ_edges, root_setup, root_teardown),
 		cmocka_unit_test_setup_teardown(test_owner_outside, root_setup, root_teardown),
+		cmocka_unit_test_setup_teardown(test_owner_in_a_container, root_setup,
+						root_teardown),
+		cmocka_unit_test_setup_teardown(test_owner_in_a_time_namespace, root_setup,
+						root_teardown),
+		cmocka_unit_test_setup_teardown(test_owner_in_pidns_seen_whole, root_setup,
+						root_teardown),
 		cmocka_unit_test_setup_teardown(test_missing_root, root_setup, root_teardown),
 		cmocka_unit_test(test_parsers),
 		cmocka_unit_test_setup_teardown(test_boot_id, root_setup, root_teardown),
