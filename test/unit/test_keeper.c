@@ -10,9 +10,14 @@
 #include <cmocka.h> /* needs the four headers above */
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mcpmux/keeper.h"
 
@@ -113,6 +118,107 @@ test_what_cannot_go_is_refused(void **state)
 	assert_int_equal(errno, EINVAL);
 }
 
+/*
+ * Wait, a bounded time, until /proc/PID/<file> of process pid holds `want` at `at`
+ * (after the last ')' when at_paren); true when it does.
+ */
+static bool
+proc_shows(pid_t pid, const char *file, bool at_paren, const char *want, int ms)
+{
+	char path[64], buf[512];
+
+	(void)snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+	for (int waited = 0; waited <= ms; waited += 10) {
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+		const char *at = buf;
+
+		if (fd >= 0) {
+			(void)close(fd);
+		}
+		buf[n > 0 ? n : 0] = '\0';
+		if (at_paren && (at = strrchr(buf, ')')) != NULL) {
+			at += 2;
+		}
+		if (at != NULL && strncmp(at, want, strlen(want)) == 0) {
+			return true;
+		}
+		(void)usleep(10000);
+	}
+	return false;
+}
+
+/* What the pipe holds now (it is non-blocking); the bytes read. */
+static size_t
+drain(int fd, char *last)
+{
+	char buf[65536];
+	size_t total = 0;
+	ssize_t n;
+
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		total += (size_t)n;
+		*last = buf[n - 1];
+	}
+	return total;
+}
+
+/*
+ * A line the keeper is too slow to take whole (stopped here: the pipe stays full) is
+ * left half written: anything told after it would be glued to it and misread (a "D"
+ * line taken for the rest of a container's words, the "X" of a normal exit heard), so
+ * nothing more is told, "done" included.  The keeper's pipe is read here, through /proc,
+ * in its place.
+ */
+static void
+test_nothing_is_told_after_a_line_left_half_written(void **state)
+{
+	enum { N = 1000, LEN = 200 }; /* 200 KB: more than a pipe holds */
+	char name[] = "test_keeper";
+	char *argv[] = { name, NULL };
+	char *words[N], path[64], last = '\0';
+
+	(void)state;
+	for (size_t i = 0; i < N; i++) {
+		words[i] = malloc(LEN + 1);
+		assert_non_null(words[i]);
+		memset(words[i], 'w', LEN);
+		words[i][LEN] = '\0';
+	}
+	assert_int_equal(keeper_start(0.1, 1, argv), 0);
+	pid_t k = keeper_pid_live();
+
+	assert_true(k > 0);
+	/* Once it reads its pipe (fd 3): then stopped, and its pipe read here instead. */
+	bool ready = proc_shows(k, "comm", false, "mcpmux-keeper", 5000);
+
+	(void)snprintf(path, sizeof(path), "/proc/%d/fd/3", (int)k);
+	int rd = ready ? open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC) : -1;
+	bool stopped = rd >= 0 && kill(k, SIGSTOP) == 0 && proc_shows(k, "stat", true, "T", 5000);
+	size_t got = 0;
+
+	if (stopped) {
+		keeper_container(words, N, "/nonexistent/a.cid", NULL); /* cut after a second */
+		got = drain(rd, &last);
+		keeper_container_gone("/nonexistent/a.cid");
+		keeper_cgroup("/nonexistent/cgroup");
+	}
+	(void)kill(k, SIGKILL);
+	keeper_done(); /* its pipe closed; the keeper gone (its end of the other one) */
+	assert_true(stopped);
+	assert_true(got > 0 && got < (size_t)N * (LEN + 1));
+	assert_int_not_equal(last, '\n');
+	/* nothing after the cut: the end of the pipe */
+	struct pollfd pfd = { .fd = rd, .events = POLLIN };
+
+	assert_int_equal(poll(&pfd, 1, 5000), 1);
+	assert_int_equal(read(rd, path, sizeof(path)), 0);
+	(void)close(rd);
+	for (size_t i = 0; i < N; i++) {
+		free(words[i]);
+	}
+}
+
 int
 main(void)
 {
@@ -120,6 +226,7 @@ main(void)
 		cmocka_unit_test(test_many_long_words_round_trip),
 		cmocka_unit_test(test_one_word_and_empty_words),
 		cmocka_unit_test(test_what_cannot_go_is_refused),
+		cmocka_unit_test(test_nothing_is_told_after_a_line_left_half_written),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
