@@ -26,6 +26,11 @@
  *                         then starts its servers with clone(), which the shim sees,
  *                         where it would start them with an inline clone3() that it
  *                         cannot see
+ *   FAULT_CHILD_UNSHARE=E close_range() with CLOSE_RANGE_UNSHARE fails with errno E (a
+ *                         number) when a child calls it before its exec (a server's first
+ *                         act, in the memory it shares with mcpmux), as when the kernel
+ *                         has no memory for the copy of the table; mcpmux's own calls
+ *                         pass
  *   FAULT_ACCEPT4_FAIL=N,.. the Nth call of accept4() fails with EMFILE
  *   FAULT_ACCEPT4_ENFILE_MS=T every call of accept4() fails with ENFILE for T milliseconds
  *                         from the first one (the system's file table full: a descriptor
@@ -136,6 +141,7 @@ static struct {
 	unsigned long flock_ms; /* FAULT_FLOCK_MS */
 	bool flock_after;	/* FAULT_FLOCK_AFTER */
 	bool no_close_range;	/* FAULT_NO_CLOSE_RANGE */
+	int child_unshare;	/* FAULT_CHILD_UNSHARE */
 	int log_fd;
 	unsigned long reads, writes, n_eintr, n_short_reads, n_short_writes, n_failed;
 } F = { .log_fd = -1, .short_min = 16 };
@@ -297,6 +303,7 @@ faultshim_init(void)
 	F.flock_ms = env_num("FAULT_FLOCK_MS", 1000);
 	F.flock_after = env_num("FAULT_FLOCK_AFTER", 0) != 0;
 	F.no_close_range = env_num("FAULT_NO_CLOSE_RANGE", 0) != 0;
+	F.child_unshare = (int)env_num("FAULT_CHILD_UNSHARE", 0);
 	proc_errno = (int)env_num("FAULT_PROC_ERRNO", 0);
 	proc_ms = (long)env_num("FAULT_PROC_MS", 0);
 	leaf_busy_ms = (long)env_num("FAULT_LEAF_BUSY_MS", 0);
@@ -618,6 +625,11 @@ close_range(unsigned int first, unsigned int last, int flags)
 	resolve();
 	if (F.ready && getpid() == F.owner && F.no_close_range) {
 		errno = ENOSYS;
+		return -1;
+	}
+	if (F.ready && getpid() != F.owner && F.child_unshare != 0 &&
+	    ((unsigned int)flags & CLOSE_RANGE_UNSHARE) != 0) {
+		errno = F.child_unshare;
 		return -1;
 	}
 	return real_close_range(first, last, flags);

@@ -556,6 +556,37 @@ class Clone3Fails(Case):
         self.assert_no_leftovers()
 
 
+@needs_shim
+class ChildUnshareFails(Faults):
+    """close_range(CLOSE_RANGE_UNSHARE), a server's first act while it shares mcpmux's
+    descriptor table, fails (out of memory): that start fails like an exec that fails
+    (-32000 with the reason), before the child has touched a descriptor of the table it
+    still shares: serve answers on as before, with the same descriptors."""
+
+    def test_serve_spawn_fails(self):
+        p = self.mcpmux(["serve", "-v", "--", FIXTURE],
+                        env=self.shim_env(child_unshare=errno.ENOMEM))
+        p.send({"message": req(0, "mcpmux/stats")})
+        self.assertIn("result", p.msg()["message"])
+        before = sorted(fd_links(p.pid).values())
+        for s in ("a", "b"):
+            p.send({"session": s, "message": req(1, "ping")})
+            started, e, ended = p.msg(), p.msg(), p.msg()
+            self.assertEqual((started["session"], started["event"]), (s, "started"))
+            self.assertEqual(e["session"], s)
+            self.assert_error(e["message"], 1, -32000)
+            self.assertIn("Cannot allocate memory", e["message"]["error"]["message"])
+            self.assertEqual((ended["event"], ended["exit"]), ("ended", {"code": 126}))
+            self.assertEqual(sorted(fd_links(p.pid).values()), before)
+        p.send({"message": req(2, "mcpmux/stats")})  # serve itself is fine
+        self.assertIn("result", p.msg()["message"])
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertIn("spawn: servers share mcpmux's descriptor table", p.stderr())
+        self.assert_clean_stderr(p)
+        self.assert_no_leftovers()
+
+
 class StdoutClosed(Faults):
     """A server that closes its stdout and keeps running: requests in flight get -32000."""
 
