@@ -333,16 +333,42 @@ sys_accept_spare(int *spare)
 	}
 }
 
+/*
+ * A failure of one connection, not of the socket: a signal, a connection gone before it
+ * was taken, or the network error of a pending TCP connection, which accept(2) reports
+ * and which is to be treated as EAGAIN (tried again).
+ */
+static bool
+accept_passing(int err)
+{
+	switch (err) {
+	case EINTR:
+	case ECONNABORTED:
+	case EPROTO:
+	case ENETDOWN:
+	case ENOPROTOOPT:
+	case EHOSTDOWN:
+	case ENONET:
+	case EHOSTUNREACH:
+	case EOPNOTSUPP:
+	case ENETUNREACH:
+		return true;
+	default:
+		return false;
+	}
+}
+
 int
 sys_accept(int lfd, struct sockaddr *sa, socklen_t *sl, int *spare, void (*refuse)(int fd))
 {
-	for (;;) {
+	/* Bounded: the listener's watcher calls again while the socket stays readable. */
+	for (int tries = 0; tries < 64; tries++) {
 		int fd = accept4(lfd, sa, sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd >= 0) {
 			return fd;
 		}
-		if (errno == EINTR || errno == ECONNABORTED) {
+		if (accept_passing(errno)) {
 			continue;
 		}
 		if (errno == EAGAIN) {
@@ -370,11 +396,12 @@ sys_accept(int lfd, struct sockaddr *sa, socklen_t *sl, int *spare, void (*refus
 			return SYS_ACCEPT_REFUSED;
 		}
 		errno = err;
-		if (err == EINTR || err == ECONNABORTED) {
+		if (accept_passing(err)) {
 			continue;
 		}
 		return err == EAGAIN ? SYS_ACCEPT_NONE : SYS_ACCEPT_FAILED;
 	}
+	return SYS_ACCEPT_NONE;
 }
 
 /* mkdir 0700 if missing; then it must be our own private directory. */

@@ -109,11 +109,12 @@ void sys_kill_group(pid_t pid);
 
 /*
  * The next connection on the listening socket lfd, non-blocking and close-on-exec, its
- * address into sa/sl if sa is not NULL (EINTR and ECONNABORTED are tried again).  Or
- * SYS_ACCEPT_NONE; or SYS_ACCEPT_REFUSED when out of descriptors (EMFILE, ENFILE): the
- * waiting connection was taken with the spare descriptor *spare (opened on /dev/null
- * again after) and handed to refuse(), or closed if it is NULL, so that its client is told
- * at once; or SYS_ACCEPT_FAILED (errno set) for a failure that would repeat at once (no
+ * address into sa/sl if sa is not NULL (EINTR, ECONNABORTED and a pending connection's
+ * network error, EPROTO and the like, are tried again).  Or SYS_ACCEPT_NONE (also after
+ * 64 such tries: the socket's watcher calls again); or SYS_ACCEPT_REFUSED when out of descriptors
+ * (EMFILE, ENFILE): the waiting connection was taken with the spare descriptor *spare (opened on
+ * /dev/null again after) and handed to refuse(), or closed if it is NULL, so that its client is
+ * told at once; or SYS_ACCEPT_FAILED (errno set) for a failure that would repeat at once (no
  * descriptor even to refuse with, no memory): the caller stops watching the socket for
  * SYS_ACCEPT_PAUSE seconds, and reopens a missing spare with sys_accept_spare() then.
  */

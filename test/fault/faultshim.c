@@ -32,6 +32,8 @@
  *                         has no memory for the copy of the table; mcpmux's own calls
  *                         pass
  *   FAULT_ACCEPT4_FAIL=N,.. the Nth call of accept4() fails with EMFILE
+ *   FAULT_ACCEPT4_ERRNO=E  with FAULT_ACCEPT4_FAIL: fails with errno E (a number) instead
+ *                         (EPROTO: the network error of one pending TCP connection)
  *   FAULT_ACCEPT4_ENFILE_MS=T every call of accept4() fails with ENFILE for T milliseconds
  *                         from the first one (the system's file table full: a descriptor
  *                         given up does not help)
@@ -182,6 +184,7 @@ static char pwrite_nospc[64];	  /* FAULT_PWRITE_NOSPC */
 static unsigned long pwrite_left; /* FAULT_PWRITE_NOSPC_CALLS: pwrite() calls left to fail */
 static ssize_t (*real_pwrite)(int, const void *, size_t, off_t);
 static long accept4_enfile_ms;	     /* FAULT_ACCEPT4_ENFILE_MS */
+static int accept4_errno = EMFILE;   /* FAULT_ACCEPT4_ERRNO */
 static struct timespec accept4_from; /* its window's start, 0: not yet */
 static int (*real_rmdir)(const char *);
 static int (*real_mkdir)(const char *, mode_t);
@@ -308,6 +311,7 @@ faultshim_init(void)
 	proc_ms = (long)env_num("FAULT_PROC_MS", 0);
 	leaf_busy_ms = (long)env_num("FAULT_LEAF_BUSY_MS", 0);
 	accept4_enfile_ms = (long)env_num("FAULT_ACCEPT4_ENFILE_MS", 0);
+	accept4_errno = (int)env_num("FAULT_ACCEPT4_ERRNO", EMFILE);
 	if (getenv("FAULT_XATTR_FAIL") != NULL) {
 		(void)snprintf(xattr_fail, sizeof(xattr_fail), "%s", getenv("FAULT_XATTR_FAIL"));
 	}
@@ -828,7 +832,7 @@ accept4(int fd, __SOCKADDR_ARG addr, socklen_t *__restrict len, int flags)
 {
 	resolve();
 	if (F.ready && getpid() == F.owner && nth_fails(&F.accept4)) {
-		errno = EMFILE;
+		errno = accept4_errno;
 		return -1;
 	}
 	if (F.ready && getpid() == F.owner && accept4_enfile_ms > 0) {

@@ -470,6 +470,33 @@ class SpawnFails(Faults):
         c.close()
         self.assert_paused_not_spun(p, "cannot accept an HTTP connection")
 
+    def test_http_accept4_network_error_is_tried_again(self):
+        """accept4() giving a pending TCP connection's network error (EPROTO, as accept(2)
+        says to treat as EAGAIN): tried again at once, the listener neither paused nor
+        warned about, and the next connection served."""
+        p = self.start([MCPMUX, "serve", "--http", "127.0.0.1:0"] + GRACE + ["--", FIXTURE],
+                       env=self.shim_env(accept4_fail="1,2,3", accept4_errno=errno.EPROTO),
+                       stdin=False)
+        m = wait_until(lambda: re.search(r"on port (\d+)", p.stderr()), 10, "the HTTP port")
+        c = http.client.HTTPConnection("127.0.0.1", int(m.group(1)),
+                                       timeout=10 * (3 if SANITIZED else 1))
+        self.addCleanup(c.close)
+        body = json.dumps(req(1, "initialize", {"protocolVersion": "2025-06-18",
+                                                "capabilities": {},
+                                                "clientInfo": {"name": "t", "version": "1"}}))
+        c.request("POST", "/mcp", body=body,
+                  headers={"Content-Type": "application/json",
+                           "Accept": "application/json, text/event-stream"})
+        r = c.getresponse()
+        self.assertEqual(r.status, 200)
+        self.assertIn(b'"id":1', r.read().replace(b" ", b""))
+        c.close()
+        p.p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(), 0)
+        self.assertEqual(self.counters(p.pid)["failed"], 3)
+        self.assertNotIn("cannot accept", p.stderr())
+        self.assert_clean_stderr(p)
+
 
 class DescriptorLimit(Faults):
     """mcpmux's own table of descriptors full (its limit lowered to what it has open): each
