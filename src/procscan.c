@@ -319,7 +319,7 @@ push_proc(struct procscan *s)
 static void
 ns_link(const char *root, pid_t pid, const char *ns, char *out, size_t len)
 {
-	char path[64];
+	char path[PATH_MAX];
 
 	(void)snprintf(path, sizeof(path), "%s/%d/ns/%s", root, (int)pid, ns);
 	ssize_t n = readlink(path, out, len - 1);
