@@ -53,7 +53,9 @@ root_setup(void **state)
 	if (r == NULL) {
 		return -1;
 	}
-	if (tmpdir_make(r->dir, sizeof(r->dir), "procscan") == -1) {
+	/* A root longer than /proc, as a deep TMPDIR gives: no path of a process is cut. */
+	if (tmpdir_make(r->dir, sizeof(r->dir),
+			"procscan-a-fake-proc-root-longer-than-the-path-buffers-of-proc") == -1) {
 		free(r);
 		return -1;
 	}
