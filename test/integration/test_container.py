@@ -341,9 +341,11 @@ class FakeDockerKeeper(FakeDockerCase):
         open(slow, "w").close()
         self.env["FAKE_DOCKER_SLOW_CREATE"] = slow  # stays: the id is never written
         self.env["FAKE_DOCKER_ARGS"] = ""
-        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "img"])
+        p = self.start([MCPMUX, "-v"] + GRACES + ["--", "docker", "run", "-i", "img"])
         wait_until(lambda: os.path.exists(self.log + ".created"), 5,
                    "the engine to make the container")
+        # said right after the keeper is told of the container (the engine may be faster)
+        wait_until(lambda: "started 'docker' as pid" in p.stderr(), 5, "the start said")
         cidfile = self.calls()[0][self.calls()[0].index("--cidfile") + 1]
         with open(cidfile) as f:
             self.assertEqual(f.read(), "")  # the id is not written yet
@@ -365,9 +367,11 @@ class FakeDockerKeeper(FakeDockerCase):
         open(slow, "w").close()
         self.env["FAKE_DOCKER_SLOW_CREATE"] = slow
         self.env["FAKE_DOCKER_ARGS"] = ""
-        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "img"])
+        p = self.start([MCPMUX, "-v"] + GRACES + ["--", "docker", "run", "-i", "img"])
         wait_until(lambda: os.path.exists(self.log + ".created"), 5,
                    "the engine to make the container")
+        # said right after the keeper is told of the container (the engine may be faster)
+        wait_until(lambda: "started 'docker' as pid" in p.stderr(), 5, "the start said")
         with open(self.log + ".labels") as f:
             labels = f.read()
         with open(self.log + ".labels", "w") as f:  # the container is now another's
