@@ -223,9 +223,13 @@ class Stall(Case):
         self.assertEqual(w.msg()["id"], 0)
         n = 25
         pad = "p" * 4000
-        # more than the server's pipe holds, less than the pipe and --max-queue: some
-        # wait in mcpmux's queue and the client is not held back
-        w.write(b"".join(encode(call(i, "echo", text=pad)) for i in range(1, n + 1)))
+        # more than the server's pipe holds: some wait in mcpmux's queue.  Written while the
+        # flood is read: mcpmux stops reading the client while its answers are not read
+        # (its queue to the client full of the flood), and a write alone could stall.
+        writer = threading.Thread(target=w.write, args=(b"".join(
+            encode(call(i, "echo", text=pad)) for i in range(1, n + 1)), 20))
+        writer.start()
+        self.addCleanup(writer.join, 30)
         # The flood is read as raw bytes, as fast as the client can: only the replies to
         # the requests are parsed.
         fd, tail, replies = w.p.stdout.fileno(), b"", {}
@@ -250,6 +254,7 @@ class Stall(Case):
             self.assertEqual(m["error"]["code"], -32000, m)
             self.assertIn("stopped reading its input", m["error"]["message"])
         self.assertIn("has not read its input for 1 s", w.stderr())
+        writer.join(30)
         w.close_stdin()
         w.read_to_eof(10)  # the rest of the flood
         # the last run's server was ended by SIGTERM (it ignores EOF: it never reads)
