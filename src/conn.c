@@ -87,27 +87,35 @@ source_init(struct conn_source *src, size_t high)
 
 static void ready_push(struct conn *c, struct conn_source *src);
 
-/* The last retired source of c's stream key, or NULL. */
+/*
+ * The source of c's stream key that a new one waits for, or NULL: the latest made of
+ * those with lines queued or waiting behind another.  (The lines an earlier one, a run
+ * still ending, queued after a later one was made are not waited for.)
+ */
 static struct conn_source *
 stream_last(const struct conn *c, const char *key, size_t key_len)
 {
 	/*
-	 * A retired source with lines queued is being written (cur), ready, or waits behind
-	 * an earlier one of its stream, which is: the first of each stream is found there.
+	 * A source with lines queued is being written (cur), ready, or waits behind an
+	 * earlier one of its stream, which is: the first of each chain is found there.
 	 */
-	struct conn_source *src = c->cur != NULL ? c->cur : c->ready_head;
+	struct conn_source *src = c->cur != NULL ? c->cur : c->ready_head, *last = NULL;
 
 	while (src != NULL) {
-		if (src->retired && src->key != NULL && src->key_len == key_len &&
+		if (src->key != NULL && src->key_len == key_len &&
 		    memcmp(src->key, key, key_len) == 0) {
-			while (src->then != NULL) {
-				src = src->then;
+			struct conn_source *tail = src;
+
+			while (tail->then != NULL) {
+				tail = tail->then;
 			}
-			return src;
+			if (last == NULL || tail->seq > last->seq) {
+				last = tail;
+			}
 		}
 		src = src == c->cur ? c->ready_head : src->next;
 	}
-	return NULL;
+	return last;
 }
 
 struct conn_source *
@@ -123,12 +131,58 @@ conn_source_new(struct conn *c, size_t high, const char *key, size_t key_len)
 		memcpy(src + 1, key, key_len);
 		src->key = (const char *)(src + 1);
 		src->key_len = key_len;
+		src->seq = ++c->n_keyed;
 		src->after = c->out_dead ? NULL : stream_last(c, key, key_len);
 		if (src->after != NULL) {
+			/* Its lines queued now, not those it queues later (a run still ending). */
 			src->after->then = src;
+			src->after_left = wbuf_len(&src->after->q);
 		}
 	}
 	return src;
+}
+
+static void source_free(struct conn *c, struct conn_source *src);
+
+/*
+ * src waits no more (what it waited for is written): it is written from now on, and so
+ * are the ones behind it that waited only for that.  Those retired empty go.
+ */
+static void
+stream_go(struct conn *c, struct conn_source *src)
+{
+	src->after->then = NULL;
+	src->after = NULL;
+	while (src != NULL) {
+		struct conn_source *then = src->then;
+
+		if (then != NULL && then->after_left == 0) {
+			src->then = NULL;
+			then->after = NULL;
+		} else {
+			then = NULL; /* it waits for lines of src: src has them queued */
+		}
+		if (wbuf_len(&src->q) > 0) {
+			ready_push(c, src);
+		} else if (src->retired) {
+			source_free(c, src);
+		}
+		src = then;
+	}
+}
+
+/* n bytes of src, which a later source of its stream waits for (then), are written. */
+static void
+stream_written(struct conn *c, struct conn_source *src, size_t n)
+{
+	struct conn_source *then = src->then;
+
+	if (n < then->after_left) {
+		then->after_left -= n;
+		return;
+	}
+	then->after_left = 0;
+	stream_go(c, then);
 }
 
 /*
@@ -139,7 +193,7 @@ static void
 source_free(struct conn *c, struct conn_source *src)
 {
 	while (src != NULL) {
-		struct conn_source *then = src->then;
+		struct conn_source *then = src->then, *next = NULL;
 
 		if (src->after != NULL) {
 			src->after->then = NULL;
@@ -147,18 +201,17 @@ source_free(struct conn *c, struct conn_source *src)
 		if (src->held != NULL && c->hooks->on_source_freed != NULL) {
 			c->hooks->on_source_freed(c, src, src->held_left == 0, c->ctx);
 		}
+		if (then != NULL && c->out_dead && then->retired) {
+			then->after = NULL;
+			c->queued -= wbuf_len(&then->q);
+			next = then;
+		} else if (then != NULL) {
+			then->after_left = 0;
+			stream_go(c, then);
+		}
 		wbuf_release(&src->q);
 		free(src);
-		src = NULL;
-		if (then != NULL) {
-			then->after = NULL;
-			if (c->out_dead && then->retired) {
-				c->queued -= wbuf_len(&then->q);
-				src = then;
-			} else if (wbuf_len(&then->q) > 0) {
-				ready_push(c, then);
-			}
-		}
+		src = next;
 	}
 }
 
@@ -166,7 +219,7 @@ static void
 ready_push(struct conn *c, struct conn_source *src)
 {
 	if (src->ready || src == c->cur || src->after != NULL) {
-		return; /* (after: once it is freed) */
+		return; /* (after: once what it waits for is written) */
 	}
 	src->ready = true;
 	src->next = NULL;
@@ -218,8 +271,8 @@ conn_source_retire(struct conn *c, struct conn_source *src)
 		source_free(c, src);
 		return;
 	}
-	if (wbuf_len(&src->q) == 0 && src != c->cur && !src->ready) {
-		source_free(c, src);
+	if (wbuf_len(&src->q) == 0 && src != c->cur && !src->ready && src->after == NULL) {
+		source_free(c, src); /* (after: once what it waits for is written) */
 	}
 }
 
@@ -329,6 +382,9 @@ conn_flush(struct conn *c)
 		c->queued -= (size_t)w;
 		c->cut_left -= (size_t)w;
 		src->held_left -= SYS_MIN((size_t)w, src->held_left);
+		if (src->then != NULL) {
+			stream_written(c, src, (size_t)w);
+		}
 		check_writable(c, src);
 		if (c->cut_left > 0) {
 			break; /* EAGAIN (or a short write): the rest when writable */
@@ -537,6 +593,7 @@ conn_release(struct conn *c)
 	ev_io_stop(c->loop, &c->out_w);
 	flush_cancel(c);
 	framer_release(&c->inf);
+	c->out_dead = true; /* sources retired later, and those waiting, are freed at once */
 	if (c->cur != NULL && c->cur->retired) {
 		struct conn_source *cur = c->cur;
 
@@ -553,5 +610,4 @@ conn_release(struct conn *c)
 	wbuf_release(&c->self.q);
 	c->cur = NULL;
 	c->queued = 0;
-	c->out_dead = true; /* sources retired later are freed at once */
 }

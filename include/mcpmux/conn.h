@@ -8,7 +8,8 @@
  * each with its own queue of whole lines; the writer serves them round robin, a quantum
  * of whole lines at a time, so one source that floods cannot delay another's answer by
  * more than a quantum.  Sources of one stream (the runs of a session ID, one after
- * another) keep its order: a new one is written only after the retired ones before it.
+ * another) keep its order: a new one is written only after what the ones before it had
+ * queued when it was made (not what an earlier one, still in use, queues later).
  * A line is written at once when nothing is queued; only what the kernel refuses is
  * queued.  A source whose queue reaches its mark is "full": its producer should pause
  * until hooks->on_source_writable().
@@ -58,11 +59,14 @@ struct conn_source {
 	size_t held_left; /* bytes of q up to the end of the line that held stands for */
 	/*
 	 * Lines of one stream (a session ID) across sources: src is not written while its
-	 * `after` (retired, with lines still queued) is there; `then` is the one that waits.
+	 * `after` (an earlier one, with lines still queued when src was made) is there, until
+	 * after_left more bytes of after's queue are written; `then` is the one that waits.
 	 */
 	struct conn_source *after, *then;
+	size_t after_left;
 	const char *key; /* the stream's (in the same allocation), or NULL */
 	size_t key_len;
+	uint64_t seq; /* order made, among c's sources with a key */
 };
 
 struct conn_hooks {
@@ -104,6 +108,7 @@ struct conn {
 	size_t queued;		 /* bytes queued over all sources */
 	size_t max_queue;	 /* CONN_HOLD_OUTPUT at this many queued bytes */
 	unsigned hold;		 /* CONN_HOLD_* bits: input is read only when 0 */
+	uint64_t n_keyed;	 /* sources made with a key */
 	bool in_eof;
 	bool out_dead;
 	bool gone_pending; /* on_gone is due at flush_w (the output failed in conn_send()) */
@@ -124,7 +129,8 @@ void conn_release(struct conn *c);
 /*
  * A new source of c whose queue is full at `high` bytes; NULL when out of memory.  key
  * (key_len bytes, copied; NULL: none) names the stream it continues: none of its lines is
- * written before every line still queued in c's retired sources of the same key.
+ * written before the lines queued at this moment in the latest made of c's sources of the
+ * same key that has lines queued or waits, nor before what that one waits for.
  */
 struct conn_source *conn_source_new(struct conn *c, size_t high, const char *key, size_t key_len);
 /*

@@ -635,6 +635,56 @@ class RunOrder(Case):
         w.close_stdin()
         self.assertEqual(w.wait(10), 0)
 
+    def late_reader_across_an_end_notification(self, n=200):
+        """n answers of 1 KiB queued for a client that reads nothing, an end-of-run
+        notification (no request in flight: the next run starts at once, while the old one,
+        deaf to stdin EOF, is still ending), and n pings of the next run with the same ids,
+        all queued too.  Returns the wrapper and a function that waits for a log line."""
+        log = os.path.join(self.tmp.name, "t%d.log" % len(self.procs))  # one per wrapper
+        w = self.wrap("--ignore-eof", opts=FAST + ["--log", log, "--log-bodies", "none"])
+        w.send(*[call(i, "echo", text="x" * 1000) for i in range(1, n + 1)])
+
+        def logged(what, count):  # the answers are queued for the client once logged
+            def done():
+                if not os.path.exists(log):
+                    return False
+                with open(log, "rb") as f:
+                    return f.read().count(what) >= count
+            wait_until(done, 10, "%d of %r in the log" % (count, what))
+        logged(b'"dir":"out","kind":"response"', n)
+        w.send(END, *[req(i, "ping") for i in range(1, n + 1)])
+        logged(b'"dir":"out","kind":"response"', 2 * n)
+        return w, logged
+
+    def test_the_ended_runs_answers_come_first_when_nothing_was_owed(self):
+        """The old run's 200 answers all come before the new run's answers to the same ids:
+        read while the old run is still ending, and read after it has ended (its queue given
+        back to the conn half written)."""
+        n = 200
+        for wait_end in (False, True):
+            with self.subTest(old_run_ended_first=wait_end):
+                w, logged = self.late_reader_across_an_end_notification(n)
+                if wait_end:
+                    logged(b'"event":"ended"', 1)
+                got = [w.msg(10) for _ in range(2 * n)]
+                order = [(m["id"], "content" in m["result"]) for m in got]
+                first_new = next((k + 1 for k, o in enumerate(order) if not o[1]), None)
+                self.assertEqual(order, [(i, True) for i in range(1, n + 1)] +
+                                 [(i, False) for i in range(1, n + 1)],
+                                 "the new run's first answer came out #%s" % first_new)
+                w.close_stdin()
+                self.assertEqual(w.wait(10), 128 + signal.SIGTERM, "the second run, deaf to EOF")
+
+    def test_a_client_gone_while_the_next_run_waits_for_the_last_ones_answers(self):
+        """The client closes its stdout while the new run's answers wait behind the old
+        run's: both runs end, and mcpmux exits, having freed both queues (sanitized: a
+        dangling pointer or a leak would abort it)."""
+        w, _ = self.late_reader_across_an_end_notification()
+        w.p.stdout.close()
+        w.close_stdin()
+        self.assertEqual(w.wait(10), 128 + signal.SIGTERM, "the second run, deaf to EOF")
+        self.assert_no_leftovers(0)
+
     def test_end_notification_with_nothing_owed_starts_the_next_run_at_once(self):
         w = self.wrap("--ignore-eof", "--ignore-sigterm",
                       opts=["--eof-grace", "5000", "--term-grace", "5000"])
