@@ -24,6 +24,16 @@ def text_of(m):
     return m["result"]["content"][0]["text"]
 
 
+def logged(log, what, times=1):
+    """Wait until the traffic log holds what (times times)."""
+    def seen():
+        if not os.path.exists(log):
+            return False
+        with open(log, "rb") as f:
+            return f.read().count(what) >= times
+    wait_until(seen, 10, "%r in the log" % what)
+
+
 def env_of(p, id_):
     p.send(call(id_, "env"))
     m = p.msg()
@@ -684,6 +694,67 @@ class RunOrder(Case):
         w.close_stdin()
         self.assertEqual(w.wait(10), 128 + signal.SIGTERM, "the second run, deaf to EOF")
         self.assert_no_leftovers(0)
+    def test_a_run_after_one_in_teardown_is_not_held_by_it_once_its_lines_are_out(self):
+        """Three runs, and a client that reads late: the first ends owing a big result,
+        the second starts behind it, answers and ends with nothing owed, the third starts
+        while the second is torn down (10 s).  Once the client reads, the third run's
+        answer comes right after the first two runs' lines, not after that teardown."""
+        log = os.path.join(self.tmp.name, "t.log")
+        w = self.wrap("--ignore-eof", "--ignore-sigterm",
+                      opts=["--eof-grace", "5000", "--term-grace", "5000",
+                            "--log", log, "--log-bodies", "none"])
+        w.send(call(1, "huge", bytes=4_000_000))
+        logged(log, b'"dir":"out","kind":"response","id":1,')
+        w.send(req(2, "mcpmux/endRun", {"graceMs": 0}), req(3, "ping"))
+        logged(log, b'"dir":"out","kind":"response","id":3,')
+        w.send(END, req(4, "ping"))
+        logged(log, b'"dir":"out","kind":"response","id":4,')
+        t0 = time.monotonic()
+        got = [w.msg(10) for _ in range(4)]
+        self.assertLess(time.monotonic() - t0, 4)  # not after the second run's teardown
+        self.assertEqual([m["id"] for m in got], [1, 2, 3, 4], [sorted(m) for m in got])
+        self.assertEqual(len(got[0]["result"]["content"][0]["text"]), 4_000_000)
+        self.assertEqual(got[3], {"jsonrpc": "2.0", "id": 4, "result": {}})
+        w.p.send_signal(signal.SIGKILL)
+        w.wait()
+        for p in self.tagged():
+            os.kill(p, signal.SIGKILL)
+        self.leftovers_expected = True
+
+    def test_a_run_that_ends_with_nothing_written_keeps_the_order_of_the_one_before(self):
+        """The second run writes nothing and is done while the first run's lines still
+        wait for the client: the third run's answer still comes after all of them."""
+        log = os.path.join(self.tmp.name, "t.log")
+        w = self.wrap(opts=FAST + ["--log", log, "--log-bodies", "none"])
+        w.send(call(1, "huge", bytes=4_000_000))
+        logged(log, b'"dir":"out","kind":"response","id":1,')
+        w.send(req(2, "mcpmux/endRun"), note("notifications/x"), END, req(4, "ping"))
+        logged(log, b'"dir":"out","kind":"response","id":4,')
+        logged(log, b'"event":"ended"', 2)  # the second run is done, its queue retired
+        got = [w.msg(10) for _ in range(3)]
+        self.assertEqual([m["id"] for m in got], [1, 2, 4], [sorted(m) for m in got])
+        self.assertEqual(got[1]["result"]["exit"], {"code": 0}, got[1])
+        self.assertEqual(got[2], {"jsonrpc": "2.0", "id": 4, "result": {}})
+        w.close_stdin()
+        self.assertEqual(w.wait(10), 0)
+
+    def test_the_ended_runs_queued_answers_come_first_when_nothing_is_owed(self):
+        """The ended run owes nothing, but a client that reads late has not read all of its
+        answers yet: the next run's answer to the same id comes after them."""
+        log = os.path.join(self.tmp.name, "t.log")
+        w = self.wrap(opts=FAST + ["--log", log, "--log-bodies", "none"])
+        w.send(call(1, "huge", bytes=4_000_000), call(2, "env"))
+        logged(log, b'"dir":"out","kind":"response","id":2,')
+        w.send(END, call(2, "env"))
+        logged(log, b'"dir":"out","kind":"response","id":2,', 2)
+        with open(log, "rb") as f:
+            pids = [e["pid"] for e in map(json.loads, f) if e.get("event") == "started"]
+        got = [w.msg(10) for _ in range(3)]
+        self.assertEqual([m["id"] for m in got], [1, 2, 2], [sorted(m) for m in got])
+        self.assertEqual(len(got[0]["result"]["content"][0]["text"]), 4_000_000)
+        self.assertEqual([m["result"]["structuredContent"]["pid"] for m in got[1:]], pids)
+        w.close_stdin()
+        self.assertEqual(w.wait(10), 0)
 
     def test_end_notification_with_nothing_owed_starts_the_next_run_at_once(self):
         w = self.wrap("--ignore-eof", "--ignore-sigterm",
