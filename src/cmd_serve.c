@@ -508,17 +508,21 @@ unseen_answer(struct sconn *sc, struct hub_entry *e, const struct jsonrpc_item *
  * of a new run can overtake it.  An initialize (a new run) then goes on as for a new
  * session, in *ep; anything else was meant for the run that is over: each request (of a
  * batch too) gets an error with its id, an end-of-run the `none` result, a message that
- * is not JSON-RPC the error it gets anywhere, and the rest (and a keep) is dropped.  true
- * when the envelope goes on.
+ * is not JSON-RPC the error it gets anywhere, and the rest (and a keep) is dropped.  *ep
+ * may already hold this connection's entry of the session that has not started (a keep
+ * sent before the end came back to the hub): it goes on, or goes, as a new one.  true when
+ * the envelope goes on.
  */
 static bool
 tell_unseen_end(struct sconn *sc, const struct envelope *env, struct hub_unseen *u,
 		struct hub_entry **ep)
 {
 	struct serve *sv = sc->sv;
-	struct hub_entry *e = hub_entry_new(&sv->hub, u->id, u->id_len);
+	struct hub_entry *e = *ep;
+	bool made = e == NULL;
 
-	if (e == NULL || hub_set_owner(e, &sc->port) == -1) {
+	if (made && ((e = hub_entry_new(&sv->hub, u->id, u->id_len)) == NULL ||
+		     hub_set_owner(e, &sc->port) == -1)) {
 		if (e != NULL) {
 			hub_entry_free(e);
 		}
@@ -543,8 +547,10 @@ tell_unseen_end(struct sconn *sc, const struct envelope *env, struct hub_unseen 
 			  "cannot be written to (%s) named it; the end is kept for the next",
 			  e->id, strerror(errno));
 		hub_unseen_untake(&sv->hub, u);
-		(void)hub_set_owner(e, NULL);
-		hub_entry_free(e);
+		if (made) {
+			(void)hub_set_owner(e, NULL);
+			hub_entry_free(e);
+		}
 		return false;
 	}
 	/* Its bytes still queued: until they are written, the end is not told. */
@@ -667,14 +673,6 @@ serve_on_line(void *ctx, const char *line, size_t len)
 			  (int)env.session_len, env.session);
 		return;
 	}
-	if (e == NULL && sv->hub.unseen != NULL) {
-		struct hub_unseen *u = hub_unseen_take(&sv->hub, env.session, env.session_len);
-
-		if (u != NULL && !tell_unseen_end(sc, &env, u, &e)) {
-			return;
-		}
-	}
-
 	if (e != NULL && e->owner != &sc->port) {
 		if (e->kept || e->owner == NULL) {
 			/* A kept session: this connection takes it over. */
@@ -684,6 +682,14 @@ serve_on_line(void *ctx, const char *line, size_t len)
 			}
 		} else {
 			refuse_foreign(sc, &env);
+			return;
+		}
+	}
+	/* A keep sent while its holder had the end left an entry that has not started. */
+	if ((e == NULL || e->s == NULL) && sv->hub.unseen != NULL) {
+		struct hub_unseen *u = hub_unseen_take(&sv->hub, env.session, env.session_len);
+
+		if (u != NULL && !tell_unseen_end(sc, &env, u, &e)) {
 			return;
 		}
 	}

@@ -425,9 +425,11 @@ void
 hub_unseen_lost(struct hub *h, struct hub_unseen *u)
 {
 	struct hub_unseen *was = NULL;
+	/* A keep that started nothing is no later run: its next envelope is told. */
+	const struct hub_entry *e = hub_find(h, u->id, u->id_len);
 
 	HASH_FIND(hh, h->unseen, u->id, u->id_len, was);
-	if (h->shutting_down || was != NULL || hub_find(h, u->id, u->id_len) != NULL) {
+	if (h->shutting_down || was != NULL || (e != NULL && e->s != NULL)) {
 		free(u); /* mcpmux is ending, or a later run of the session is there */
 		return;
 	}

@@ -227,7 +227,8 @@ struct hub_unseen *hub_unseen_take(struct hub *h, const char *id, size_t len);
 void hub_unseen_untake(struct hub *h, struct hub_unseen *u);
 /*
  * u, an end a port held (ops->hold_end()) and could not write, is kept for the next port
- * (freed instead when mcpmux is ending, or a later run of the session is there).
+ * that names the session, even one that holds an entry of it that has not started (a
+ * keep); freed instead when mcpmux is ending, or a later run of the session is there.
  */
 void hub_unseen_lost(struct hub *h, struct hub_unseen *u);
 /* Entries without a session: kept ones that have not started. */

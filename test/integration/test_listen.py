@@ -1187,6 +1187,51 @@ class KeptSessionEnds(ListenHelpers, Case):
         a.close()
         self.assert_the_next_is_told(srv, "q", pid, "A")
 
+    def stuck_holder(self, sid):
+        """A connection holds kept session sid and reads nothing: a big result waits in
+        its queue, then the `ended` of a ctl end behind it.  The connection and the
+        server's pid."""
+        a = Envelopes(self, self.path)
+        a.send({"session": sid, "keep": True}, {"session": sid, "message": call(1, "env")})
+        got = [a.next() for _ in range(3)]
+        self.assertEqual([g.get("event") for g in got], ["kept", "started", None], got)
+        pid = got[2]["message"]["result"]["structuredContent"]["pid"]
+        # more than the socket takes, less than --max-queue: it waits in the queue
+        a.send({"session": sid, "message": call(2, "huge", bytes=4 << 20)})
+        wait_until(lambda: any(x["session"] == sid and x["out"]["bytes"] > 4 << 20 for x in
+                               json.loads(self.ctl("list", as_json=True)[1])["sessions"]),
+                   10, "the big result to be queued")
+        self.assertEqual(self.ctl("end", sid)[0], 0)
+        return a, pid
+
+    def test_an_end_its_holder_loses_is_told_to_a_connection_that_only_kept_it(self):
+        """A's `ended` waits in its queue; B sends only a keep for the session (no server
+        starts).  A goes before its end is written: B's next envelope gets the end, and
+        starts nothing."""
+        srv = self.listen()
+        a, pid = self.stuck_holder("n")
+        b = Envelopes(self, self.path)
+        b.send({"session": "n", "keep": True})
+        self.assertEqual(b.next().get("event"), "kept")
+        a.close()
+        wait_until(lambda: json.loads(self.ctl("stats", as_json=True)[1])["connections"] == 2,
+                   5, "serve to close A (B and ctl's are left)")
+        b.send({"session": "n", "message": call(3, "env")})
+        got = [b.next() for _ in range(2)]
+        self.assertEqual((got[0].get("event"), got[0].get("pid"), got[0].get("unseen")),
+                         ("ended", pid, True), got)
+        self.assertEqual((got[1]["message"]["id"], got[1]["message"]["error"]["code"]),
+                         (3, -32000), got)
+        self.assertEqual(self.started(), 1, "no new server for a run that is over")
+        # told once: the next message is a new run's
+        b.send({"session": "n", "message": call(4, "env")})
+        got = [b.next() for _ in range(2)]
+        self.assertEqual((got[0].get("event"), got[1]["message"]["id"]), ("started", 4), got)
+        b.close()
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers(0)
+
     def test_an_end_told_to_a_connection_that_goes_before_it_is_written_is_told_again(self):
         """C reads nothing: a big result of another session waits in its queue, and the
         unseen end its keep takes behind it.  C goes before its queue is written: the end
