@@ -392,6 +392,7 @@ unseen_new(const struct hub_entry *e, const char *fields, size_t len)
 	memset(u, 0, sizeof(*u));
 	memcpy(u->id, e->id, e->id_len);
 	u->id_len = e->id_len;
+	u->seq = e->hub->n_ended;
 	u->len = len + sizeof(mark) - 1;
 	memcpy(u->fields, fields, len);
 	memcpy(u->fields + len, mark, sizeof(mark) - 1);
@@ -429,9 +430,14 @@ hub_unseen_lost(struct hub *h, struct hub_unseen *u)
 	const struct hub_entry *e = hub_find(h, u->id, u->id_len);
 
 	HASH_FIND(hh, h->unseen, u->id, u->id_len, was);
-	if (h->shutting_down || was != NULL || (e != NULL && e->s != NULL)) {
+	if (h->shutting_down || (was != NULL && was->seq > u->seq) || (e != NULL && e->s != NULL)) {
 		free(u); /* mcpmux is ending, or a later run of the session is there */
 		return;
+	}
+	if (was != NULL) {
+		/* The end of an earlier run, kept first: the later one is told. */
+		HASH_DEL(h->unseen, was);
+		free(was);
 	}
 	unseen_add(h, u);
 }

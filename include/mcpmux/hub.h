@@ -122,6 +122,7 @@ struct hub_unseen {
 	UT_hash_handle hh;
 	char id[SESSION_ID_MAX + 1];
 	size_t id_len;
+	uint64_t seq; /* the hub's n_ended with it: a later run's end has a greater one */
 	size_t len;
 	char fields[]; /* ",\"event\":\"ended\",...,\"unseen\":true" */
 };
@@ -228,7 +229,8 @@ void hub_unseen_untake(struct hub *h, struct hub_unseen *u);
 /*
  * u, an end a port held (ops->hold_end()) and could not write, is kept for the next port
  * that names the session, even one that holds an entry of it that has not started (a
- * keep); freed instead when mcpmux is ending, or a later run of the session is there.
+ * keep), in place of an earlier run's; freed instead when mcpmux is ending, or a later
+ * run of the session is there (or its end is kept).
  */
 void hub_unseen_lost(struct hub *h, struct hub_unseen *u);
 /* Entries without a session: kept ones that have not started. */

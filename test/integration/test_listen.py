@@ -1232,6 +1232,33 @@ class KeptSessionEnds(ListenHelpers, Case):
         self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers(0)
 
+    def two_lost_ends(self, older_goes_first):
+        """A's and then B's run of the same session end while each one's `ended` waits in
+        its queue; both go: the end kept for the next is the later run's."""
+        srv = self.listen()
+        a, _ = self.stuck_holder("d")
+        b, pid = self.stuck_holder("d")
+        self.assertEqual(self.started(), 2)
+        for x, left in zip((a, b) if older_goes_first else (b, a), (2, 1)):
+            x.close()
+            wait_until(lambda left=left: json.loads(self.ctl("stats", as_json=True)[1])
+                       ["connections"] == left, 5, "serve to close a holder")
+        c = Envelopes(self, self.path)
+        c.send({"session": "d", "keep": True})
+        ended = c.next()
+        self.assertEqual((ended.get("event"), ended.get("pid"), ended.get("unseen")),
+                         ("ended", pid, True), ended)
+        c.close()
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers(0)
+
+    def test_of_two_lost_ends_the_later_is_told_when_the_older_goes_first(self):
+        self.two_lost_ends(True)
+
+    def test_of_two_lost_ends_the_later_is_told_when_the_later_goes_first(self):
+        self.two_lost_ends(False)
+
     def test_an_end_told_to_a_connection_that_goes_before_it_is_written_is_told_again(self):
         """C reads nothing: a big result of another session waits in its queue, and the
         unseen end its keep takes behind it.  C goes before its queue is written: the end
