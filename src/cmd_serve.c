@@ -548,7 +548,6 @@ tell_unseen_end(struct sconn *sc, const struct envelope *env, struct hub_unseen 
 			  e->id, strerror(errno));
 		hub_unseen_untake(&sv->hub, u);
 		if (made) {
-			(void)hub_set_owner(e, NULL);
 			hub_entry_free(e);
 		}
 		return false;
@@ -609,7 +608,7 @@ over:
 	} else {
 		free(u);
 	}
-	(void)hub_set_owner(e, NULL); /* its queue is written, then freed */
+	/* Out of the table, then its queue let go (written, then freed): u back if it dies. */
 	hub_entry_free(e);
 	return false;
 }

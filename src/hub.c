@@ -238,6 +238,11 @@ hub_entry_free(struct hub_entry *e)
 {
 	struct hub *h = e->hub;
 
+	/*
+	 * Out of the table first: its owner's queue may go at once, and an end that it held
+	 * back to the hub (hub_unseen_lost()) must not find it as a later run.
+	 */
+	hub_unlink(h, e);
 	(void)hub_set_owner(e, NULL);
 	while (e->waiters != NULL) {
 		struct hub_waiter *w = e->waiters;
@@ -246,7 +251,6 @@ hub_entry_free(struct hub_entry *e)
 		w->port->n_waiting--;
 		free(w);
 	}
-	hub_unlink(h, e);
 	free(e);
 }
 

@@ -168,7 +168,10 @@ void hub_release(struct hub *h);
 struct hub_entry *hub_find(struct hub *h, const char *id, size_t len);
 /* A new entry, owned by nobody, not started.  NULL when out of memory. */
 struct hub_entry *hub_entry_new(struct hub *h, const char *id, size_t len);
-/* Free an entry that has no session (one that never started). */
+/*
+ * Free an entry that has no session (one that never started): it leaves the table before
+ * its owner lets its queue go.
+ */
 void hub_entry_free(struct hub_entry *e);
 /* Give e to port p (NULL: none).  0, or -1 when out of memory (e keeps its owner). */
 int hub_set_owner(struct hub_entry *e, struct hub_port *p);
