@@ -2092,6 +2092,7 @@ scan_ending(void)
 /* ---- containers ---- */
 
 static void ctr_read_cid(struct backend_ctr *c);
+static bool ctr_killed_while_made(const struct backend_ctr *c);
 static void ctr_list_failed(struct backend_ctr *c, const char *why);
 
 /*
@@ -2175,6 +2176,14 @@ out:
 			return;
 		}
 		if (what == CTR_WHOSE && ctr_never_made(c)) {
+			if (ctr_killed_while_made(c)) {
+				char why[128];
+
+				(void)snprintf(why, sizeof(why),
+					       "its name %s: its command cannot be run",
+					       c->run.name != NULL ? c->run.name : "?");
+				ctr_list_failed(c, why); /* not said gone: the keeper asks */
+			}
 			c->gone = true;
 			scan_wanted = true; /* the next turn's scan ends the run */
 			return;
@@ -2405,8 +2414,21 @@ ctr_whose_done(struct backend_ctr *c, bool ok, bool gone, const char *out, ssize
 	} else if (gone && b->reaped && b->tree_empty) {
 		c->gone = true; /* none of that name, and the engine's command is over */
 	} else if (ctr_never_made(c)) {
-		c->gone = true; /* the engine cannot say (not there, not reachable): as without a
-				   name */
+		/*
+		 * The engine cannot say (not there, not reachable): as without a name, but for
+		 * a command killed while the engine made it, which the engine cannot be asked
+		 * about now: not said gone, the keeper asks again (as for a failed listing).
+		 */
+		if (ctr_killed_while_made(c)) {
+			char why[160];
+
+			(void)snprintf(why, sizeof(why), "its name %s: %.*s",
+				       c->run.name != NULL ? c->run.name : "?",
+				       n > 0 ? (int)strcspn(out, "\n") : 9,
+				       n > 0 ? out : "no answer");
+			ctr_list_failed(c, why);
+		}
+		c->gone = true;
 	} else {
 		/* Not made yet, or no answer that can be read: ask again a little later. */
 		ev_timer_set(&c->retry_w, CTR_RETRY_S, 0.);

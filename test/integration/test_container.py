@@ -221,18 +221,18 @@ class FakeDocker(FakeDockerCase):
             self.assertNotIn("exited leaving", p.stderr())
         self.assert_no_leftovers()
 
-    def slow_create_killed(self, kill_deadline, **env):
+    def slow_create_killed(self, kill_deadline, run=(), **env):
         """A run whose engine makes the container slowly (its id file empty meanwhile),
         ended by the client's EOF: its engine's command is SIGKILLed half-way to
         --kill-deadline, before the id is written.  (mcpmux, seconds it took to exit, its
-        id file.)"""
+        id file.)  run: more of the run's options."""
         slow = os.path.join(self.tmp.name, "slow")
         open(slow, "w").close()
         self.env["FAKE_DOCKER_SLOW_CREATE"] = slow  # stays: the id is never written
         self.env["FAKE_DOCKER_ARGS"] = ""
         self.env.update(env)
         p = self.start([MCPMUX] + GRACES + ["--kill-deadline", str(kill_deadline), "--",
-                                            "docker", "run", "-i", "img"])
+                                            "docker", "run", "-i"] + list(run) + ["img"])
         wait_until(lambda: os.path.exists(self.log + ".created"), 5,
                    "the engine to make the container")
         cidfile = self.calls()[0][self.calls()[0].index("--cidfile") + 1]
@@ -283,6 +283,32 @@ class FakeDocker(FakeDockerCase):
         self.assertIn("no answer in ", err)
         self.assertNotIn("abandoned", err)
         os.unlink(slow_ls)  # the engine answers the keeper
+        wait_until(lambda: not [q for q in self.tagged() if keeper_of(q) is not None], 20,
+                   "the keeper to finish", explain=lambda: p.stderr())
+        self.assertIn("keeper: removed container fake01234567 (docker: rm -f)", p.stderr())
+        self.assertEqual(" ".join(self.calls()[-1]), "container rm -f fake0123456789abcdef")
+        self.assert_no_leftovers()
+
+    def test_a_named_container_the_engine_cannot_be_asked_about_is_left_to_the_keeper(self):
+        """A run with --name whose engine's command is killed while the engine makes the
+        container, and whose engine cannot be reached for the name's labels: its empty id
+        file does not say that none was made.  The run ends within --kill-deadline, not
+        abandoned, and the container is not said gone to the keeper, which asks again at
+        mcpmux's exit and ends it."""
+        unreachable = os.path.join(self.tmp.name, "unreachable")
+        slow_ls = os.path.join(self.tmp.name, "slow-ls")  # the keeper's, until reachable
+        open(unreachable, "w").close()
+        open(slow_ls, "w").close()
+        p, took, _ = self.slow_create_killed(5000, run=["--name", "x"],
+                                             FAKE_DOCKER_INSPECT_FAIL=unreachable,
+                                             FAKE_DOCKER_SLOW_LS=slow_ls)
+        self.assertLess(took, 0.6 + 5, p.stderr())
+        err = p.stderr()
+        self.assertIn("cannot ask the engine for the container of run ", err)
+        self.assertIn("(its name x: Cannot connect to the Docker daemon", err)
+        self.assertNotIn("abandoned", err)
+        os.unlink(unreachable)  # the engine answers the keeper
+        os.unlink(slow_ls)
         wait_until(lambda: not [q for q in self.tagged() if keeper_of(q) is not None], 20,
                    "the keeper to finish", explain=lambda: p.stderr())
         self.assertIn("keeper: removed container fake01234567 (docker: rm -f)", p.stderr())
