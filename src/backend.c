@@ -2279,10 +2279,11 @@ ctr_read_cid(struct backend_ctr *c)
 }
 
 /*
- * The run's processes are gone, its id file holds no id, and the engine's command did not
- * end by itself: it was killed (by the teardown, or during it), maybe while the engine
- * made the container, which the engine goes on with without it.  Its id file never gets
- * that container's id, and the engine is asked for it by the run's labels.
+ * The run's processes are gone, its id file holds no id, and the engine's command was
+ * killed by a signal (by the teardown, or by another, such as the OOM killer, before it),
+ * maybe while the engine made the container, which the engine goes on with without it.
+ * Its id file never gets that container's id, and the engine is asked for it by the run's
+ * labels.
  */
 static bool
 ctr_killed_while_made(const struct backend_ctr *c)
@@ -2290,7 +2291,7 @@ ctr_killed_while_made(const struct backend_ctr *c)
 	const struct backend *b = c->b;
 
 	return c->cidfile[0] != '\0' && owner_env[0] != '\0' && b->reaped && b->tree_empty &&
-	       !b->exited_by_itself && WIFSIGNALED(b->wstatus);
+	       WIFSIGNALED(b->wstatus);
 }
 
 /* The next id the listing gave: its ladder begins, from the check of its labels. */
@@ -2348,9 +2349,10 @@ ctr_step(struct backend *b)
 
 	if (id == NULL) {
 		/*
-		 * No id yet.  The run's processes gone, an engine's command that ended by itself
-		 * made no container (it writes the id as soon as the engine has made one); one
-		 * that was killed may have been killed while the engine made it: asked, once.
+		 * No id yet.  The run's processes gone, an engine's command that exited made no
+		 * container (it writes the id as soon as the engine has made one); one that was
+		 * killed, by mcpmux or not, may have been killed while the engine made it:
+		 * asked, once.
 		 */
 		if (b->reaped && b->tree_empty && !c->listed && ctr_killed_while_made(c)) {
 			c->listed = true;

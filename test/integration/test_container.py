@@ -17,6 +17,14 @@ def cmdline(pid):
         return b""
 
 
+def proc_ppid(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return 0
+
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 GRACES = ["--eof-grace", "300", "--term-grace", "300"]
 
@@ -313,6 +321,38 @@ class FakeDocker(FakeDockerCase):
                    "the keeper to finish", explain=lambda: p.stderr())
         self.assertIn("keeper: removed container fake01234567 (docker: rm -f)", p.stderr())
         self.assertEqual(" ".join(self.calls()[-1]), "container rm -f fake0123456789abcdef")
+        self.assert_no_leftovers()
+
+    def test_a_container_made_while_its_engines_command_is_killed_from_outside_is_ended(self):
+        """The engine's command killed by another than mcpmux (the OOM killer) while the
+        engine makes the container: its run exited by itself, but with a signal and its id
+        file empty, which does not say that none was made.  mcpmux finds it by the run's
+        labels and ends it before it exits."""
+        slow = os.path.join(self.tmp.name, "slow")
+        open(slow, "w").close()
+        self.env["FAKE_DOCKER_SLOW_CREATE"] = slow  # stays: the id is never written
+        self.env["FAKE_DOCKER_ARGS"] = ""
+        p = self.start([MCPMUX] + GRACES + ["--kill-deadline", "5000", "--",
+                                            "docker", "run", "-i", "img"])
+        wait_until(lambda: os.path.exists(self.log + ".created"), 5,
+                   "the engine to make the container")
+        cidfile = self.calls()[0][self.calls()[0].index("--cidfile") + 1]
+        engine = [q for q in self.tagged() if proc_ppid(q) == p.pid]
+        self.assertEqual(len(engine), 1, engine)
+        os.kill(engine[0], signal.SIGKILL)  # not its child, which goes on as the engine
+        self.assertEqual(p.wait(15), 137)
+        # gone when mcpmux exits, by mcpmux's own engine commands (not the keeper's later)
+        self.assertTrue(os.path.exists(self.log + ".removed"), p.stderr())
+        helpers = [" ".join(c) for c in self.calls()[1:]]
+        self.assertTrue(helpers[0].startswith("container ls -a --no-trunc --filter "
+                                              "label=mcpmux.owner="), helpers)
+        self.assertIn("--filter label=mcpmux.run=", helpers[0])
+        self.assertEqual(helpers[-1], "container rm -f fake0123456789abcdef")
+        self.assertNotIn("abandoned", p.stderr())
+        self.assertFalse(os.path.exists(cidfile))
+        wait_until(lambda: not [q for q in self.tagged() if keeper_of(q) is not None], 20,
+                   "the keeper to finish", explain=lambda: p.stderr())
+        self.assertNotIn("keeper:", p.stderr())  # nothing left for it
         self.assert_no_leftovers()
 
     def test_detached_run_is_left_alone(self):
