@@ -931,6 +931,7 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	struct backend *b = calloc(1, sizeof(*b));
 	sigset_t all, old;
 	int err;
+	bool told = false; /* the keeper knows of its container */
 
 	if (b == NULL) {
 		return NULL;
@@ -947,6 +948,15 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 
 	if (ctr_prepare(b, cfg->argv) == -1) {
 		goto fail;
+	}
+	/*
+	 * The keeper hears of the container before the engine's command starts: mcpmux killed
+	 * right after the start must not leave a container the keeper never heard of.
+	 */
+	if (b->ctr != NULL && b->ctr->cidfile[0] != '\0') {
+		keeper_container(b->ctr->argv, b->ctr->run.prefix_len, b->ctr->cidfile,
+				 b->ctr->run_label);
+		told = true;
 	}
 	if (b->ctr != NULL) {
 		argv = b->ctr->run_argv;
@@ -1086,9 +1096,6 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 		c->next = ctr_head;
 		ctr_head = c;
 		ev_init(&c->retry_w, backend_on_ctr_retry);
-		if (c->cidfile[0] != '\0') {
-			keeper_container(c->argv, c->run.prefix_len, c->cidfile, c->run_label);
-		}
 	}
 	diag_info("started '%s' as pid %d (session %s)", cfg->argv[0], (int)pid, b->cookie);
 	return b;
@@ -1096,6 +1103,9 @@ fail:
 	err = errno;
 	if (b->cgroup[0] != '\0') {
 		(void)cgroup_remove(b->cgroup);
+	}
+	if (told) {
+		keeper_container_gone(b->ctr->cidfile); /* never started */
 	}
 	ctr_free(b->ctr);
 	sys_close(&pin[0]);

@@ -26,6 +26,9 @@
  *                         then starts its servers with clone(), which the shim sees,
  *                         where it would start them with an inline clone3() that it
  *                         cannot see
+ *   FAULT_CLONE_STOP=1    the process stops itself (SIGSTOP) right after each clone()
+ *                         that made a child: a test can kill it between a server's start
+ *                         and what follows it
  *   FAULT_CHILD_UNSHARE=E close_range() with CLOSE_RANGE_UNSHARE fails with errno E (a
  *                         number) when a child calls it before its exec (a server's first
  *                         act, in the memory it shares with mcpmux), as when the kernel
@@ -144,6 +147,7 @@ static struct {
 	bool flock_after;	/* FAULT_FLOCK_AFTER */
 	bool no_close_range;	/* FAULT_NO_CLOSE_RANGE */
 	int child_unshare;	/* FAULT_CHILD_UNSHARE */
+	bool clone_stop;	/* FAULT_CLONE_STOP */
 	int log_fd;
 	unsigned long reads, writes, n_eintr, n_short_reads, n_short_writes, n_failed;
 } F = { .log_fd = -1, .short_min = 16 };
@@ -307,6 +311,7 @@ faultshim_init(void)
 	F.flock_after = env_num("FAULT_FLOCK_AFTER", 0) != 0;
 	F.no_close_range = env_num("FAULT_NO_CLOSE_RANGE", 0) != 0;
 	F.child_unshare = (int)env_num("FAULT_CHILD_UNSHARE", 0);
+	F.clone_stop = env_num("FAULT_CLONE_STOP", 0) != 0;
 	proc_errno = (int)env_num("FAULT_PROC_ERRNO", 0);
 	proc_ms = (long)env_num("FAULT_PROC_MS", 0);
 	leaf_busy_ms = (long)env_num("FAULT_LEAF_BUSY_MS", 0);
@@ -665,7 +670,12 @@ clone(int (*fn)(void *), void *stack, int flags, void *arg, ...)
 		errno = EAGAIN;
 		return -1;
 	}
-	return real_clone(fn, stack, flags, arg, ptid, tls, ctid);
+	int pid = real_clone(fn, stack, flags, arg, ptid, tls, ctid);
+
+	if (pid > 0 && F.ready && getpid() == F.owner && F.clone_stop) {
+		(void)raise(SIGSTOP);
+	}
+	return pid;
 }
 
 int
