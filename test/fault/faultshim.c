@@ -91,12 +91,14 @@
  *                         "pid=P reads=R writes=W eintr=E short_reads=S short_writes=T
  *                          spawn=F pipe2=I accept4=A failed=X"
  *
- * I/O faults apply to pipes and sockets only (FAULT_EIO_FILE aside): libev's eventfd and
- * /proc files are left alone (an eventfd read is never short; a regular file is not what
- * is under test).
+ * FAULT_EINTR and FAULT_SHORT apply to pipes and sockets only: libev's eventfd and /proc
+ * files are left alone (an eventfd read is never short; a regular file is not what is
+ * under test); the faults of a named file (FAULT_NOSPC_FILE, FAULT_PWRITE_NOSPC,
+ * FAULT_EIO_FILE) apply to that file only.
  * Faults apply in the process that loaded the library, never in its children: the
  * constructor removes LD_PRELOAD from the environment, and a forked child (before its
- * exec) sees the parent's pid recorded and passes every call through.
+ * exec) sees the parent's pid recorded and passes every call through, but the
+ * close_range() that FAULT_CHILD_UNSHARE fails, which is a child's.
  *
  * With AddressSanitizer (gcc's shared runtime), the library must not be sanitized itself,
  * and ASAN_OPTIONS must hold verify_asan_link_order=0: the runtime otherwise insists on
