@@ -605,6 +605,7 @@ over:
 		/* Back to the hub if the connection goes before the end is written to it. */
 		out->held = u;
 		out->held_left = upto;
+		hub_unseen_hold(&sv->hub, u);
 	} else {
 		free(u);
 	}
@@ -881,7 +882,7 @@ sconn_on_source_freed(struct conn *c, struct conn_source *src, bool written, voi
 	(void)c;
 	src->held = NULL;
 	if (written) {
-		free(u);
+		hub_unseen_told(&sc->sv->hub, u);
 		return;
 	}
 	diag_warn("session %s: the connection that held it went before its end was written to "

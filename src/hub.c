@@ -427,15 +427,31 @@ unseen_add(struct hub *h, struct hub_unseen *u)
 }
 
 void
+hub_unseen_hold(struct hub *h, struct hub_unseen *u)
+{
+	u->later = false;
+	HASH_ADD(hh, h->held, id, u->id_len, u);
+}
+
+void
+hub_unseen_told(struct hub *h, struct hub_unseen *u)
+{
+	HASH_DEL(h->held, u);
+	free(u);
+}
+
+void
 hub_unseen_lost(struct hub *h, struct hub_unseen *u)
 {
 	struct hub_unseen *was = NULL;
 	/* A keep that started nothing is no later run: its next envelope is told. */
 	const struct hub_entry *e = hub_find(h, u->id, u->id_len);
 
+	HASH_DEL(h->held, u);
 	HASH_FIND(hh, h->unseen, u->id, u->id_len, was);
-	if (h->shutting_down || (was != NULL && was->seq > u->seq) || (e != NULL && e->s != NULL)) {
-		free(u); /* mcpmux is ending, or a later run of the session is there */
+	if (h->shutting_down || u->later || (was != NULL && was->seq > u->seq) ||
+	    (e != NULL && e->s != NULL)) {
+		free(u); /* mcpmux is ending, or a later run of the session started */
 		return;
 	}
 	if (was != NULL) {
@@ -510,6 +526,8 @@ hub_on_done(struct session *s, void *owner)
 		} else if (u != NULL && (e->owner->ops->hold_end == NULL ||
 					 !e->owner->ops->hold_end(e->owner, e, u))) {
 			free(u); /* written: told */
+		} else if (u != NULL) {
+			hub_unseen_hold(h, u);
 		}
 	}
 	while (waiters != NULL) {
@@ -574,6 +592,12 @@ hub_start(struct hub_entry *e, const char *req_id, size_t req_id_len)
 	}
 	h->n_live++;
 	h->n_started++;
+	/* An end of an earlier run still in a port's queue is not told again if it is lost. */
+	for (struct hub_unseen *u = h->held; u != NULL; u = u->hh.next) {
+		if (u->id_len == e->id_len && memcmp(u->id, e->id, e->id_len) == 0) {
+			u->later = true;
+		}
+	}
 	sync_pause(e);
 	if (session_pid(e->s) > 0) {
 		send_started(e); /* else when its pool grants it a slot (hub_on_started()) */

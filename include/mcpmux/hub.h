@@ -73,8 +73,8 @@ struct hub_port_ops {
 	/*
 	 * Kept e's `ended` event went to the port, which has not written it yet: the port
 	 * keeps u (the end, unseen) and gives it back with hub_unseen_lost() if its output
-	 * dies first, or frees it once written.  false: it is written (u stays the
-	 * caller's).  Optional.
+	 * dies first, or with hub_unseen_told() once written.  false: it is written (u stays
+	 * the caller's).  Optional.
 	 */
 	bool (*hold_end)(struct hub_port *p, struct hub_entry *e, struct hub_unseen *u);
 };
@@ -123,6 +123,7 @@ struct hub_unseen {
 	char id[SESSION_ID_MAX + 1];
 	size_t id_len;
 	uint64_t seq; /* the hub's n_ended with it: a later run's end has a greater one */
+	bool later;   /* held by a port (hub_unseen_hold()), and a later run has started */
 	size_t len;
 	char fields[]; /* ",\"event\":\"ended\",...,\"unseen\":true" */
 };
@@ -145,6 +146,7 @@ struct hub {
 	struct hub_entry *last;	   /* the entry hub_find() found last (NULL: none) */
 	size_t n_live;		   /* entries with a session */
 	struct hub_unseen *unseen; /* ends of kept sessions that no port saw, oldest first */
+	struct hub_unseen *held;   /* ends in ports' queues, not written yet (same hh) */
 	bool shutting_down;
 	double started;
 	uint64_t n_started, n_ended, n_refused;
@@ -229,13 +231,17 @@ void hub_shutdown(struct hub *h);
 struct hub_unseen *hub_unseen_take(struct hub *h, const char *id, size_t len);
 /* u, taken and not told (the port could not be written to), back for the next port. */
 void hub_unseen_untake(struct hub *h, struct hub_unseen *u);
+/* u waits in a port's queue (not in the hub's unseen ends): hub_unseen_lost() or _told(). */
+void hub_unseen_hold(struct hub *h, struct hub_unseen *u);
 /*
- * u, an end a port held (ops->hold_end()) and could not write, is kept for the next port
- * that names the session, even one that holds an entry of it that has not started (a
- * keep), in place of an earlier run's; freed instead when mcpmux is ending, or a later
- * run of the session is there (or its end is kept).
+ * u, an end a port held (ops->hold_end(), hub_unseen_hold()) and could not write, is kept
+ * for the next port that names the session, even one that holds an entry of it that has
+ * not started (a keep), in place of an earlier run's; freed instead when mcpmux is ending,
+ * or a later run of the session has started since it was held (or its end is kept).
  */
 void hub_unseen_lost(struct hub *h, struct hub_unseen *u);
+/* u, an end a port held, is written: freed. */
+void hub_unseen_told(struct hub *h, struct hub_unseen *u);
 /* Entries without a session: kept ones that have not started. */
 size_t hub_n_unstarted(const struct hub *h);
 /* Is the hub shutting down with no session left? */

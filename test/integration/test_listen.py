@@ -1232,6 +1232,33 @@ class KeptSessionEnds(ListenHelpers, Case):
         self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers(0)
 
+    def test_an_end_its_holder_loses_after_a_later_run_started_is_not_told(self):
+        """A's `ended` waits in its queue; B starts a later run of the session and ends it
+        itself.  A goes before its end is written: a later run has started since, so the
+        end is not kept, and C's keep starts nothing and is told nothing."""
+        srv = self.listen()
+        a, _ = self.stuck_holder("l")
+        b = Envelopes(self, self.path)
+        b.send({"session": "l", "message": call(1, "env")})
+        got = [b.next() for _ in range(2)]
+        self.assertEqual((got[0].get("event"), got[1]["message"]["id"]), ("started", 1), got)
+        b.send({"session": "l", "message": req(2, "mcpmux/endRun")})
+        got = [b.next() for _ in range(2)]
+        self.assertEqual(sorted(str(g.get("event")) for g in got), ["None", "ended"], got)
+        self.assertEqual(self.started(), 2)
+        b.close()
+        a.close()
+        wait_until(lambda: json.loads(self.ctl("stats", as_json=True)[1])["connections"] == 1,
+                   5, "serve to close A and B")
+        c = Envelopes(self, self.path)
+        c.send({"session": "l", "keep": True})
+        kept = c.next()
+        self.assertEqual((kept.get("event"), kept.get("unseen")), ("kept", None), kept)
+        c.close()
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers(0)
+
     def two_lost_ends(self, older_goes_first):
         """A's and then B's run of the same session end while each one's `ended` waits in
         its queue; both go: the end kept for the next is the later run's."""
