@@ -450,10 +450,8 @@ class SpawnFails(Faults):
         self.assertEqual(json.loads(f.readline())["message"]["id"], 1)
         self.assert_paused_not_spun(p, "cannot accept a connection on")
 
-    def test_http_accept4_enfile_pauses(self):
-        """The same for the HTTP front end's listener."""
-        p = self.start([MCPMUX, "serve", "--http", "127.0.0.1:0"] + GRACE + ["--", FIXTURE],
-                       env=self.shim_env(accept4_enfile_ms=self.ENFILE_MS), stdin=False)
+    def assert_http_initialize_served(self, p):
+        """An initialize POSTed to serve's HTTP endpoint gets its answer."""
         m = wait_until(lambda: re.search(r"on port (\d+)", p.stderr()), 10, "the HTTP port")
         c = http.client.HTTPConnection("127.0.0.1", int(m.group(1)),
                                        timeout=10 * (3 if SANITIZED else 1))
@@ -468,6 +466,12 @@ class SpawnFails(Faults):
         self.assertEqual(r.status, 200)
         self.assertIn(b'"id":1', r.read().replace(b" ", b""))
         c.close()
+
+    def test_http_accept4_enfile_pauses(self):
+        """The same for the HTTP front end's listener."""
+        p = self.start([MCPMUX, "serve", "--http", "127.0.0.1:0"] + GRACE + ["--", FIXTURE],
+                       env=self.shim_env(accept4_enfile_ms=self.ENFILE_MS), stdin=False)
+        self.assert_http_initialize_served(p)
         self.assert_paused_not_spun(p, "cannot accept an HTTP connection")
 
     def test_http_accept4_network_error_is_tried_again(self):
@@ -477,20 +481,7 @@ class SpawnFails(Faults):
         p = self.start([MCPMUX, "serve", "--http", "127.0.0.1:0"] + GRACE + ["--", FIXTURE],
                        env=self.shim_env(accept4_fail="1,2,3", accept4_errno=errno.EPROTO),
                        stdin=False)
-        m = wait_until(lambda: re.search(r"on port (\d+)", p.stderr()), 10, "the HTTP port")
-        c = http.client.HTTPConnection("127.0.0.1", int(m.group(1)),
-                                       timeout=10 * (3 if SANITIZED else 1))
-        self.addCleanup(c.close)
-        body = json.dumps(req(1, "initialize", {"protocolVersion": "2025-06-18",
-                                                "capabilities": {},
-                                                "clientInfo": {"name": "t", "version": "1"}}))
-        c.request("POST", "/mcp", body=body,
-                  headers={"Content-Type": "application/json",
-                           "Accept": "application/json, text/event-stream"})
-        r = c.getresponse()
-        self.assertEqual(r.status, 200)
-        self.assertIn(b'"id":1', r.read().replace(b" ", b""))
-        c.close()
+        self.assert_http_initialize_served(p)
         p.p.send_signal(signal.SIGTERM)
         self.assertEqual(p.wait(), 0)
         self.assertEqual(self.counters(p.pid)["failed"], 3)
