@@ -30,6 +30,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SHIM = os.environ.get("MCPMUX_FAULTSHIM") or os.path.join(
     os.path.dirname(os.path.abspath(MCPMUX)), "test", "fault", "faultshim.so")
 GRACES = ["--eof-grace", "300", "--term-grace", "300"]
+# The ladder of the fake's container, through the engine, when SIGTERM does not end it.
+LADDER = [
+    "container kill --signal TERM fake0123456789abcdef",
+    "container kill --signal KILL fake0123456789abcdef",
+    "container inspect --format {{.State.Status}} fake0123456789abcdef",
+    "container rm -f fake0123456789abcdef",
+]
 
 
 class FakeDockerCase(Case):
@@ -130,12 +137,7 @@ class FakeDocker(FakeDockerCase):
         r = p.msg(10)["result"]
         self.assertEqual(r["escalation"], "kill")
         helpers = [" ".join(c) for c in self.calls()[1:]]
-        self.assertEqual(helpers, [
-            "container kill --signal TERM fake0123456789abcdef",
-            "container kill --signal KILL fake0123456789abcdef",
-            "container inspect --format {{.State.Status}} fake0123456789abcdef",
-            "container rm -f fake0123456789abcdef",
-        ])
+        self.assertEqual(helpers, LADDER)
         p.close_stdin()
         self.assertEqual(p.wait(), 137)
         self.assert_no_leftovers()
@@ -165,12 +167,7 @@ class FakeDocker(FakeDockerCase):
         helpers = [" ".join(c) for c in self.calls()[1:]]
         self.assertTrue(helpers[0].startswith("container inspect --format mcpmux-whose|"),
                         helpers)
-        self.assertEqual(helpers[1:], [
-            "container kill --signal TERM fake0123456789abcdef",
-            "container kill --signal KILL fake0123456789abcdef",
-            "container inspect --format {{.State.Status}} fake0123456789abcdef",
-            "container rm -f fake0123456789abcdef",
-        ])
+        self.assertEqual(helpers[1:], LADDER)
         self.assertNotIn("another run's", p.stderr())
         p.close_stdin()
         self.assertEqual(p.wait(), 137)
@@ -267,12 +264,7 @@ class FakeDocker(FakeDockerCase):
         self.assertIn("--filter label=mcpmux.run=", helpers[0])
         self.assertTrue(helpers[1].startswith("container inspect --format mcpmux-whose|"),
                         helpers)
-        self.assertEqual(helpers[2:], [
-            "container kill --signal TERM fake0123456789abcdef",
-            "container kill --signal KILL fake0123456789abcdef",
-            "container inspect --format {{.State.Status}} fake0123456789abcdef",
-            "container rm -f fake0123456789abcdef",
-        ])
+        self.assertEqual(helpers[2:], LADDER)
         self.assertNotIn("abandoned", p.stderr())
         self.assertFalse(os.path.exists(cidfile))
         wait_until(lambda: not [q for q in self.tagged() if keeper_of(q) is not None], 20,
