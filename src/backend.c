@@ -2106,14 +2106,15 @@ static bool ctr_killed_while_made(const struct backend_ctr *c);
 static void ctr_list_failed(struct backend_ctr *c, const char *why);
 
 /*
- * The engine's command is over and this run's own id file holds no id: the engine made
- * no container for it (it writes the id as soon as it has made one), whatever the name.
- * The file is read again now: it may have been written while the question ran.
+ * The engine's command is over and the run's id file (mcpmux's, or the user's --cidfile,
+ * which was not there before the run) holds no id: the engine made no container for it
+ * (it writes the id as soon as it has made one), whatever the name.  The file is read
+ * again now: it may have been written while the question ran.
  */
 static bool
 ctr_never_made(struct backend_ctr *c)
 {
-	if (!c->own_cidfile || !c->b->reaped || !c->b->tree_empty) {
+	if (c->cidfile[0] == '\0' || !c->b->reaped || !c->b->tree_empty) {
 		return false;
 	}
 	ctr_read_cid(c);

@@ -215,12 +215,16 @@ class FakeDocker(FakeDockerCase):
 
     def test_a_named_run_whose_engine_cannot_run_ends_at_once(self):
         """A run with --name whose engine cannot be run (not there, or not found by its
-        launcher): its own id file stays empty to the end of the engine's command, so no
-        container was made, whatever the engine cannot say about the name.  The run ends at
-        once, not abandoned at --kill-deadline with a container that never was."""
-        for engine in (["/nonexistent/docker"], ["env", "PATH=/nonexistent", "docker"]):
+        launcher): its id file (mcpmux's, or the user's --cidfile) stays empty to the end of
+        the engine's command, so no container was made, whatever the engine cannot say about
+        the name.  The run ends at once, not abandoned at --kill-deadline with a container
+        that never was."""
+        users = ["--cidfile", os.path.join(self.tmp.name, "users.cid")]
+        for engine, opts in ((["/nonexistent/docker"], []),
+                             (["env", "PATH=/nonexistent", "docker"], []),
+                             (["/nonexistent/docker"], users)):
             p = self.start([MCPMUX] + GRACES + ["--kill-deadline", "5000", "--"] + engine +
-                           ["run", "-i", "--name", "x", "img"])
+                           ["run", "-i", "--name", "x"] + opts + ["img"])
             p.send(initialize(1))
             t0 = time.monotonic()
             self.assertEqual(p.wait(15), 127)
