@@ -2109,13 +2109,17 @@ static void ctr_list_failed(struct backend_ctr *c, const char *why);
  * The engine's command is over and the run's id file (mcpmux's, or the user's --cidfile,
  * which was not there before the run) holds no id: the engine made no container for it
  * (it writes the id as soon as it has made one), whatever the name.  The file is read
- * again now: it may have been written while the question ran.
+ * again now: it may have been written while the question ran.  A user's --cidfile that
+ * was there before the run: the engine refused the run (ctr_prepare).
  */
 static bool
 ctr_never_made(struct backend_ctr *c)
 {
-	if (c->cidfile[0] == '\0' || !c->b->reaped || !c->b->tree_empty) {
+	if (!c->b->reaped || !c->b->tree_empty) {
 		return false;
+	}
+	if (c->cidfile[0] == '\0') {
+		return c->run.cidfile != NULL;
 	}
 	ctr_read_cid(c);
 	return c->cid[0] == '\0';

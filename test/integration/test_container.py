@@ -217,12 +217,16 @@ class FakeDocker(FakeDockerCase):
         """A run with --name whose engine cannot be run (not there, or not found by its
         launcher): its id file (mcpmux's, or the user's --cidfile) stays empty to the end of
         the engine's command, so no container was made, whatever the engine cannot say about
-        the name.  The run ends at once, not abandoned at --kill-deadline with a container
+        the name; or the user's --cidfile was there before the run, which the engine
+        refuses.  The run ends at once, not abandoned at --kill-deadline with a container
         that never was."""
         users = ["--cidfile", os.path.join(self.tmp.name, "users.cid")]
+        existing = os.path.join(self.tmp.name, "existing.cid")
+        open(existing, "w").close()
         for engine, opts in ((["/nonexistent/docker"], []),
                              (["env", "PATH=/nonexistent", "docker"], []),
-                             (["/nonexistent/docker"], users)):
+                             (["/nonexistent/docker"], users),
+                             (["/nonexistent/docker"], ["--cidfile", existing])):
             p = self.start([MCPMUX] + GRACES + ["--kill-deadline", "5000", "--"] + engine +
                            ["run", "-i", "--name", "x"] + opts + ["img"])
             p.send(initialize(1))
