@@ -257,6 +257,21 @@ class FakeDocker(FakeDockerCase):
         self.assertEqual(p.wait(15), 137)
         return p, time.monotonic() - t0, cidfile
 
+    def assert_listed_by_the_runs_labels(self, helpers):
+        """The first engine command asked for the run's containers by its labels."""
+        self.assertTrue(helpers[0].startswith("container ls -a --no-trunc --filter "
+                                              "label=mcpmux.owner="), helpers)
+        self.assertIn("--filter label=mcpmux.run=", helpers[0])
+
+    def assert_ended_by_mcpmux(self, p, cidfile):
+        """The run ended its container itself, not abandoned: nothing left for the keeper."""
+        self.assertNotIn("abandoned", p.stderr())
+        self.assertFalse(os.path.exists(cidfile))
+        wait_until(lambda: not [q for q in self.tagged() if keeper_of(q) is not None], 20,
+                   "the keeper to finish", explain=lambda: p.stderr())
+        self.assertNotIn("keeper:", p.stderr())  # nothing left for it
+        self.assert_no_leftovers()
+
     def test_a_container_made_while_its_engines_command_is_killed_is_ended(self):
         """The engine's command killed (at half --kill-deadline) while the engine makes the
         container: the empty id file does not say that none was made.  mcpmux finds it by
@@ -267,18 +282,11 @@ class FakeDocker(FakeDockerCase):
         # gone when mcpmux exits, by mcpmux's own engine commands (not the keeper's later)
         self.assertTrue(os.path.exists(self.log + ".removed"), p.stderr())
         helpers = [" ".join(c) for c in self.calls()[1:]]
-        self.assertTrue(helpers[0].startswith("container ls -a --no-trunc --filter "
-                                              "label=mcpmux.owner="), helpers)
-        self.assertIn("--filter label=mcpmux.run=", helpers[0])
+        self.assert_listed_by_the_runs_labels(helpers)
         self.assertTrue(helpers[1].startswith("container inspect --format mcpmux-whose|"),
                         helpers)
         self.assertEqual(helpers[2:], LADDER)
-        self.assertNotIn("abandoned", p.stderr())
-        self.assertFalse(os.path.exists(cidfile))
-        wait_until(lambda: not [q for q in self.tagged() if keeper_of(q) is not None], 20,
-                   "the keeper to finish", explain=lambda: p.stderr())
-        self.assertNotIn("keeper:", p.stderr())  # nothing left for it
-        self.assert_no_leftovers()
+        self.assert_ended_by_mcpmux(p, cidfile)
 
     def test_a_listing_with_no_answer_leaves_the_container_to_the_keeper(self):
         """The engine does not answer the listing by the run's labels: the listing is
@@ -347,16 +355,9 @@ class FakeDocker(FakeDockerCase):
         # gone when mcpmux exits, by mcpmux's own engine commands (not the keeper's later)
         self.assertTrue(os.path.exists(self.log + ".removed"), p.stderr())
         helpers = [" ".join(c) for c in self.calls()[1:]]
-        self.assertTrue(helpers[0].startswith("container ls -a --no-trunc --filter "
-                                              "label=mcpmux.owner="), helpers)
-        self.assertIn("--filter label=mcpmux.run=", helpers[0])
+        self.assert_listed_by_the_runs_labels(helpers)
         self.assertEqual(helpers[-1], "container rm -f fake0123456789abcdef")
-        self.assertNotIn("abandoned", p.stderr())
-        self.assertFalse(os.path.exists(cidfile))
-        wait_until(lambda: not [q for q in self.tagged() if keeper_of(q) is not None], 20,
-                   "the keeper to finish", explain=lambda: p.stderr())
-        self.assertNotIn("keeper:", p.stderr())  # nothing left for it
-        self.assert_no_leftovers()
+        self.assert_ended_by_mcpmux(p, cidfile)
 
     def test_detached_run_is_left_alone(self):
         self.env["FAKE_DOCKER_ARGS"] = ""

@@ -64,6 +64,15 @@ def normalized(m):
     return m
 
 
+def assert_serve_fine_sharing_its_table(t, p):
+    """serve itself answers, exits 0 at EOF, and said its servers share its table."""
+    p.send({"message": req(2, "mcpmux/stats")})
+    t.assertIn("result", p.msg()["message"])
+    p.close_stdin()
+    t.assertEqual(p.wait(), 0)
+    t.assertIn("spawn: servers share mcpmux's descriptor table", p.stderr())
+
+
 needs_shim = unittest.skipIf(shim_missing(),
                              "no fault shim (MCPMUX_FAULTSHIM), or mcpmux under a wrapper")
 
@@ -562,11 +571,7 @@ class Clone3Fails(Case):
             self.assert_error(e["message"], 1, -32000)
             self.assertIn("Resource temporarily unavailable", e["message"]["error"]["message"])
             self.assertEqual(sorted(fd_links(p.pid).values()), before)
-        p.send({"message": req(2, "mcpmux/stats")})  # serve itself is fine
-        self.assertIn("result", p.msg()["message"])
-        p.close_stdin()
-        self.assertEqual(p.wait(), 0)
-        self.assertIn("spawn: servers share mcpmux's descriptor table", p.stderr())
+        assert_serve_fine_sharing_its_table(self, p)
         self.assertIn("mcpmux: session a: cannot start the server: Resource temporarily "
                       "unavailable (the limit of processes is reached: end some, or raise it "
                       "with ulimit -u or the service's TasksMax)\n", p.stderr())
@@ -596,11 +601,7 @@ class ChildUnshareFails(Faults):
             self.assertIn("Cannot allocate memory", e["message"]["error"]["message"])
             self.assertEqual((ended["event"], ended["exit"]), ("ended", {"code": 126}))
             self.assertEqual(sorted(fd_links(p.pid).values()), before)
-        p.send({"message": req(2, "mcpmux/stats")})  # serve itself is fine
-        self.assertIn("result", p.msg()["message"])
-        p.close_stdin()
-        self.assertEqual(p.wait(), 0)
-        self.assertIn("spawn: servers share mcpmux's descriptor table", p.stderr())
+        assert_serve_fine_sharing_its_table(self, p)
         self.assert_clean_stderr(p)
         self.assert_no_leftovers()
 
