@@ -57,6 +57,19 @@ class FakeDockerCase(Case):
         with open("/proc/%d/stat" % pid) as f:
             return "%d:%s" % (pid, f.read().rsplit(")", 1)[1].split()[19])
 
+    def keepers(self):
+        return [q for q in self.tagged() if keeper_of(q) is not None]
+
+    def wait_for_keeper(self, p):
+        """Until mcpmux's keeper has done its work and gone."""
+        wait_until(lambda: not self.keepers(), 20, "the keeper to finish",
+                   explain=lambda: p.stderr())
+
+    def kill_and_wait_for_keeper(self, p):
+        p.p.send_signal(signal.SIGKILL)
+        p.wait()
+        self.wait_for_keeper(p)
+
 
 class FakeDocker(FakeDockerCase):
     def test_run_gets_labels_and_a_cidfile_right_after_run(self):
@@ -209,8 +222,7 @@ class FakeDocker(FakeDockerCase):
         os.unlink(slow)  # the keeper ends the container at mcpmux's exit
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
-        wait_until(lambda: not [q for q in self.tagged() if keeper_of(q) is not None], 20,
-                   "the keeper to finish", explain=lambda: p.stderr())
+        self.wait_for_keeper(p)
         self.assert_no_leftovers()
 
     def test_a_named_run_whose_engine_cannot_run_ends_at_once(self):
@@ -267,8 +279,7 @@ class FakeDocker(FakeDockerCase):
         """The run ended its container itself, not abandoned: nothing left for the keeper."""
         self.assertNotIn("abandoned", p.stderr())
         self.assertFalse(os.path.exists(cidfile))
-        wait_until(lambda: not [q for q in self.tagged() if keeper_of(q) is not None], 20,
-                   "the keeper to finish", explain=lambda: p.stderr())
+        self.wait_for_keeper(p)
         self.assertNotIn("keeper:", p.stderr())  # nothing left for it
         self.assert_no_leftovers()
 
@@ -302,8 +313,7 @@ class FakeDocker(FakeDockerCase):
         self.assertIn("no answer in ", err)
         self.assertNotIn("abandoned", err)
         os.unlink(slow_ls)  # the engine answers the keeper
-        wait_until(lambda: not [q for q in self.tagged() if keeper_of(q) is not None], 20,
-                   "the keeper to finish", explain=lambda: p.stderr())
+        self.wait_for_keeper(p)
         self.assertIn("keeper: removed container fake01234567 (docker: rm -f)", p.stderr())
         self.assertEqual(" ".join(self.calls()[-1]), "container rm -f fake0123456789abcdef")
         self.assert_no_leftovers()
@@ -328,8 +338,7 @@ class FakeDocker(FakeDockerCase):
         self.assertNotIn("abandoned", err)
         os.unlink(unreachable)  # the engine answers the keeper
         os.unlink(slow_ls)
-        wait_until(lambda: not [q for q in self.tagged() if keeper_of(q) is not None], 20,
-                   "the keeper to finish", explain=lambda: p.stderr())
+        self.wait_for_keeper(p)
         self.assertIn("keeper: removed container fake01234567 (docker: rm -f)", p.stderr())
         self.assertEqual(" ".join(self.calls()[-1]), "container rm -f fake0123456789abcdef")
         self.assert_no_leftovers()
@@ -373,15 +382,6 @@ class FakeDockerKeeper(FakeDockerCase):
     """The keeper (docs/lifecycle.md, "When mcpmux itself dies") ends a container through
     the very words mcpmux gave its engine, however many and long, says what the engine
     answered, and still ends a container whose teardown mcpmux abandoned at a normal exit."""
-
-    def keepers(self):
-        return [q for q in self.tagged() if keeper_of(q) is not None]
-
-    def kill_and_wait_for_keeper(self, p):
-        p.p.send_signal(signal.SIGKILL)
-        p.wait()
-        wait_until(lambda: not self.keepers(), 20, "the keeper to finish",
-                   explain=lambda: p.stderr())
 
     def test_the_keeper_leaves_another_mcpmuxs_container_alone(self):
         """The id file of a --cidfile may have been written by another mcpmux's run of the

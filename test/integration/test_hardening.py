@@ -606,6 +606,14 @@ class RequestIds(Case):
 
 
 class RunOrder(Case):
+    def kill_with_what_it_runs(self, w):
+        """mcpmux SIGKILLed, and the servers it leaves (deaf to EOF and SIGTERM) too."""
+        w.p.send_signal(signal.SIGKILL)
+        w.wait()
+        for p in self.tagged():
+            os.kill(p, signal.SIGKILL)
+        self.leftovers_expected = True
+
     def test_next_run_waits_for_the_last_runs_replies(self):
         """A client that restarts its ids after an end-of-run gets the old run's error
         first, then the new run's answer: never the old error as the new answer."""
@@ -715,11 +723,7 @@ class RunOrder(Case):
         self.assertEqual([m["id"] for m in got], [1, 2, 3, 4], [sorted(m) for m in got])
         self.assertEqual(len(got[0]["result"]["content"][0]["text"]), 4_000_000)
         self.assertEqual(got[3], {"jsonrpc": "2.0", "id": 4, "result": {}})
-        w.p.send_signal(signal.SIGKILL)
-        w.wait()
-        for p in self.tagged():
-            os.kill(p, signal.SIGKILL)
-        self.leftovers_expected = True
+        self.kill_with_what_it_runs(w)
 
     def test_a_run_that_ends_with_nothing_written_keeps_the_order_of_the_one_before(self):
         """The second run writes nothing and is done while the first run's lines still
@@ -765,11 +769,7 @@ class RunOrder(Case):
         self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 2, "result": {}})
         self.assertLess(time.monotonic() - t0, 4)  # not after the old run's 10 s teardown
         self.assertNotEqual(env_of(w, 3)["pid"], pid)
-        w.p.send_signal(signal.SIGKILL)
-        w.wait()
-        for p in self.tagged():
-            os.kill(p, signal.SIGKILL)
-        self.leftovers_expected = True
+        self.kill_with_what_it_runs(w)
 
 
 

@@ -1130,21 +1130,31 @@ class KeptSessionEnds(ListenHelpers, Case):
         self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers(0)
 
-    def assert_the_next_is_told(self, srv, sid, pid, who):
-        """Once serve has closed connection `who`, the next connection that names kept
-        session sid is told its end (that of server pid), unseen, and nothing starts."""
-        wait_until(lambda: json.loads(self.ctl("stats", as_json=True)[1])["connections"] == 1,
-                   5, "serve to close " + who)
-        c = Envelopes(self, self.path)
+    def wait_connections(self, n, why):
+        wait_until(lambda: json.loads(self.ctl("stats", as_json=True)[1])["connections"] == n,
+                   5, why)
+
+    def assert_keep_is_told_the_end(self, c, sid, pid):
+        """A keep for sid on connection c is answered with the end of server pid, unseen."""
         c.send({"session": sid, "keep": True})
         ended = c.next()
         self.assertEqual((ended.get("event"), ended.get("pid"), ended.get("unseen")),
                          ("ended", pid, True), ended)
-        self.assertEqual(self.started(), 1, "no new server for a run that is over")
-        c.close()
+
+    def stop_serve(self, srv):
         srv.p.send_signal(signal.SIGTERM)
         self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers(0)
+
+    def assert_the_next_is_told(self, srv, sid, pid, who):
+        """Once serve has closed connection `who`, the next connection that names kept
+        session sid is told its end (that of server pid), unseen, and nothing starts."""
+        self.wait_connections(1, "serve to close " + who)
+        c = Envelopes(self, self.path)
+        self.assert_keep_is_told_the_end(c, sid, pid)
+        self.assertEqual(self.started(), 1, "no new server for a run that is over")
+        c.close()
+        self.stop_serve(srv)
 
     def test_an_end_is_not_taken_by_a_connection_whose_output_is_gone(self):
         """B names the session but reads nothing (its read side is shut): the end cannot
@@ -1214,8 +1224,7 @@ class KeptSessionEnds(ListenHelpers, Case):
         b.send({"session": "n", "keep": True})
         self.assertEqual(b.next().get("event"), "kept")
         a.close()
-        wait_until(lambda: json.loads(self.ctl("stats", as_json=True)[1])["connections"] == 2,
-                   5, "serve to close A (B and ctl's are left)")
+        self.wait_connections(2, "serve to close A (B and ctl's are left)")
         b.send({"session": "n", "message": call(3, "env")})
         got = [b.next() for _ in range(2)]
         self.assertEqual((got[0].get("event"), got[0].get("pid"), got[0].get("unseen")),
@@ -1228,9 +1237,7 @@ class KeptSessionEnds(ListenHelpers, Case):
         got = [b.next() for _ in range(2)]
         self.assertEqual((got[0].get("event"), got[1]["message"]["id"]), ("started", 4), got)
         b.close()
-        srv.p.send_signal(signal.SIGTERM)
-        self.assertEqual(srv.wait(), 0)
-        self.assert_no_leftovers(0)
+        self.stop_serve(srv)
 
     def test_an_end_its_holder_loses_after_a_later_run_started_is_not_told(self):
         """A's `ended` waits in its queue; B starts a later run of the session and ends it
@@ -1248,16 +1255,13 @@ class KeptSessionEnds(ListenHelpers, Case):
         self.assertEqual(self.started(), 2)
         b.close()
         a.close()
-        wait_until(lambda: json.loads(self.ctl("stats", as_json=True)[1])["connections"] == 1,
-                   5, "serve to close A and B")
+        self.wait_connections(1, "serve to close A and B")
         c = Envelopes(self, self.path)
         c.send({"session": "l", "keep": True})
         kept = c.next()
         self.assertEqual((kept.get("event"), kept.get("unseen")), ("kept", None), kept)
         c.close()
-        srv.p.send_signal(signal.SIGTERM)
-        self.assertEqual(srv.wait(), 0)
-        self.assert_no_leftovers(0)
+        self.stop_serve(srv)
 
     def two_lost_ends(self, older_goes_first):
         """A's and then B's run of the same session end while each one's `ended` waits in
@@ -1271,14 +1275,9 @@ class KeptSessionEnds(ListenHelpers, Case):
             wait_until(lambda left=left: json.loads(self.ctl("stats", as_json=True)[1])
                        ["connections"] == left, 5, "serve to close a holder")
         c = Envelopes(self, self.path)
-        c.send({"session": "d", "keep": True})
-        ended = c.next()
-        self.assertEqual((ended.get("event"), ended.get("pid"), ended.get("unseen")),
-                         ("ended", pid, True), ended)
+        self.assert_keep_is_told_the_end(c, "d", pid)
         c.close()
-        srv.p.send_signal(signal.SIGTERM)
-        self.assertEqual(srv.wait(), 0)
-        self.assert_no_leftovers(0)
+        self.stop_serve(srv)
 
     def test_of_two_lost_ends_the_later_is_told_when_the_older_goes_first(self):
         self.two_lost_ends(True)
@@ -1301,17 +1300,11 @@ class KeptSessionEnds(ListenHelpers, Case):
         wait_until(lambda: "session u ended while no connection held it: a keep for it was "
                    "dropped" in srv.stderr(), 5, "the end to be queued")
         c.close()
-        wait_until(lambda: json.loads(self.ctl("stats", as_json=True)[1])["connections"] == 1,
-                   5, "serve to close C")
+        self.wait_connections(1, "serve to close C")
         d = Envelopes(self, self.path)
-        d.send({"session": "u", "keep": True})
-        ended = d.next()
-        self.assertEqual((ended.get("event"), ended.get("pid"), ended.get("unseen")),
-                         ("ended", pid, True), ended)
+        self.assert_keep_is_told_the_end(d, "u", pid)
         d.close()
-        srv.p.send_signal(signal.SIGTERM)
-        self.assertEqual(srv.wait(), 0)
-        self.assert_no_leftovers(0)
+        self.stop_serve(srv)
 
     def test_a_connection_whose_output_died_takes_no_session(self):
         """B reads nothing (its read side is shut); its first line fails to be answered,
@@ -1325,17 +1318,14 @@ class KeptSessionEnds(ListenHelpers, Case):
         b = Envelopes(self, self.path)
         b.s.shutdown(socket.SHUT_RD)
         b.f.write(b'{}\n' + encode({"session": "t", "message": call(9, "env")}))
-        wait_until(lambda: json.loads(self.ctl("stats", as_json=True)[1])["connections"] == 2,
-                   5, "serve to close B (A and ctl's are left)")
+        self.wait_connections(2, "serve to close B (A and ctl's are left)")
         listed = json.loads(self.ctl("list", as_json=True)[1])["sessions"]
         self.assertEqual([(x["session"], x["connected"], x["in"]["messages"]) for x in listed],
                          [("t", True, 1)], listed)
         a.send({"session": "t", "message": call(2, "env")})
         self.assertEqual(a.next()["message"]["id"], 2)
         a.close()
-        srv.p.send_signal(signal.SIGTERM)
-        self.assertEqual(srv.wait(), 0)
-        self.assert_no_leftovers(0)
+        self.stop_serve(srv)
 
     def test_an_envelope_too_long_to_buffer_leaves_the_end_for_the_next(self):
         """An envelope over what serve buffers, for a session whose end is unseen, is refused
@@ -1347,15 +1337,10 @@ class KeptSessionEnds(ListenHelpers, Case):
         err = b.next()
         self.assertEqual((err.get("session"), err["message"]["id"],
                           err["message"]["error"]["code"]), ("z", 5, -32600), err)
-        b.send({"session": "z", "keep": True})
-        ended = b.next()
-        self.assertEqual((ended.get("event"), ended.get("pid"), ended.get("unseen")),
-                         ("ended", pid, True), ended)
+        self.assert_keep_is_told_the_end(b, "z", pid)
         self.assertEqual(self.started(), 1, "no new server for a run that is over")
         b.close()
-        srv.p.send_signal(signal.SIGTERM)
-        self.assertEqual(srv.wait(), 0)
-        self.assert_no_leftovers(0)
+        self.stop_serve(srv)
 
     def test_unseen_ends_are_bounded_by_max_sessions(self):
         srv = self.listen(opts=["--max-sessions", "2"])
@@ -1369,9 +1354,7 @@ class KeptSessionEnds(ListenHelpers, Case):
             b.send({"session": sid, "message": note("notifications/initialized")})
             self.assertEqual(b.next()["event"], first, sid)
         b.close()
-        srv.p.send_signal(signal.SIGTERM)
-        self.assertEqual(srv.wait(), 0)
-        self.assert_no_leftovers(0)
+        self.stop_serve(srv)
 
 
 if __name__ == "__main__":
