@@ -118,7 +118,8 @@ struct backend_ctr {
 	enum ctr_helper what;
 	int err_fd;	/* the helper's stderr */
 	ev_io err_w;	/* read while it runs: a full pipe would block it */
-	char out[4096]; /* what it wrote: its start; for CTR_WHOSE, from the marked line */
+	char out[4096]; /* what it wrote: its start; for CTR_WHOSE and CTR_LIST, from the marked
+			   line */
 	size_t out_n;
 	bool out_any;
 	double helper_since;
@@ -1192,8 +1193,11 @@ stall_watch(struct backend *b, bool progress)
 	}
 	bool paused = b->out_paused && b->out_fd >= 0;
 
-	/* The clock only where it is needed: this runs for every write to the server. */
-	if (!progress && !paused && ev_is_active(&b->stall_w)) {
+	/*
+	 * The clock only where it is needed: this runs for every write to the server.  Without
+	 * progress, only a watch to suspend (paused) or to start (not paused) uses it.
+	 */
+	if (!progress && paused != ev_is_active(&b->stall_w)) {
 		return;
 	}
 	double now = sys_mono();
@@ -2104,6 +2108,7 @@ scan_ending(void)
 static void ctr_read_cid(struct backend_ctr *c);
 static bool ctr_killed_while_made(const struct backend_ctr *c);
 static void ctr_list_failed(struct backend_ctr *c, const char *why);
+static void ctr_name_unanswered(struct backend_ctr *c, const char *why, size_t why_len);
 
 /*
  * The engine's command is over and the run's id file (mcpmux's, or the user's --cidfile,
@@ -2191,15 +2196,9 @@ out:
 			return;
 		}
 		if (what == CTR_WHOSE && ctr_never_made(c)) {
-			if (ctr_killed_while_made(c)) {
-				char why[128];
+			static const char cannot[] = "its command cannot be run";
 
-				(void)snprintf(why, sizeof(why),
-					       "its name %s: its command cannot be run",
-					       c->run.name != NULL ? c->run.name : "?");
-				ctr_list_failed(c, why); /* not said gone: the keeper asks */
-			}
-			c->gone = true;
+			ctr_name_unanswered(c, cannot, sizeof(cannot) - 1);
 			scan_wanted = true; /* the next turn's scan ends the run */
 			return;
 		}
@@ -2342,6 +2341,25 @@ ctr_list_failed(struct backend_ctr *c, const char *why)
 }
 
 /*
+ * The engine's command is over and the engine cannot say whether the container of the
+ * run's name was made (why: why_len bytes of its answer): gone; but for a command killed
+ * while the engine made it, not said gone, so that the keeper asks again.
+ */
+static void
+ctr_name_unanswered(struct backend_ctr *c, const char *why, size_t why_len)
+{
+	if (ctr_killed_while_made(c)) {
+		char text[160];
+
+		(void)snprintf(text, sizeof(text), "its name %s: %.*s",
+			       c->run.name != NULL ? c->run.name : "?", (int)SYS_MIN(why_len, 100),
+			       why);
+		ctr_list_failed(c, text);
+	}
+	c->gone = true;
+}
+
+/*
  * The next step of the container's ladder, if any: it follows the backend's state.  One
  * engine command at a time; each one's end calls this again.
  */
@@ -2436,16 +2454,8 @@ ctr_whose_done(struct backend_ctr *c, bool ok, bool gone, const char *out, ssize
 		 * a command killed while the engine made it, which the engine cannot be asked
 		 * about now: not said gone, the keeper asks again (as for a failed listing).
 		 */
-		if (ctr_killed_while_made(c)) {
-			char why[160];
-
-			(void)snprintf(why, sizeof(why), "its name %s: %.*s",
-				       c->run.name != NULL ? c->run.name : "?",
-				       n > 0 ? (int)strcspn(out, "\n") : 9,
-				       n > 0 ? out : "no answer");
-			ctr_list_failed(c, why);
-		}
-		c->gone = true;
+		ctr_name_unanswered(c, n > 0 ? out : "no answer",
+				    n > 0 ? strcspn(out, "\n") : strlen("no answer"));
 	} else {
 		/* Not made yet, or no answer that can be read: ask again a little later. */
 		ev_timer_set(&c->retry_w, CTR_RETRY_S, 0.);
@@ -2467,8 +2477,8 @@ static void
 ctr_list_done(struct backend_ctr *c, int st, const char *out, ssize_t n)
 {
 	struct backend *b = c->b;
-	const char *pos = out, *end = out + (n > 0 ? n : 0), *id;
-	size_t len, k = 0;
+	const char *pos = out, *end = out + (n > 0 ? n : 0);
+	size_t k = 0;
 
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		char why[128];
@@ -2476,20 +2486,22 @@ ctr_list_done(struct backend_ctr *c, int st, const char *out, ssize_t n)
 		if (WIFEXITED(st)) {
 			(void)snprintf(why, sizeof(why), "exit %d: %.*s", WEXITSTATUS(st),
 				       n > 0 ? (int)strcspn(out, "\n") : 0, out);
-		} else {
+		} else if (sys_mono() - c->helper_since >= c->helper_s) {
 			(void)snprintf(why, sizeof(why), "no answer in %.1f s (killed)",
 				       c->helper_s);
+		} else {
+			char name[32];
+
+			(void)snprintf(why, sizeof(why), "ended by %s",
+				       rpcout_signame(WIFSIGNALED(st) ? WTERMSIG(st) : 0, name,
+						      sizeof(name)));
 		}
 		ctr_list_failed(c, why);
 	} else if ((c->ids = malloc((size_t)(end - pos) + 1)) == NULL) {
 		ctr_list_failed(c, strerror(errno));
 	} else {
-		while ((id = container_listed_next(&pos, end, &len)) != NULL) {
-			memcpy(c->ids + c->ids_n, id, len);
-			c->ids[c->ids_n + len] = '\0';
-			c->ids_n += len + 1;
-			k++;
-		}
+		c->ids_n = container_listed_ids(out, (size_t)(end - pos), c->ids,
+						(size_t)(end - pos) + 1, &k);
 		diag_info("session %s: the engine lists %zu container(s) of run %s", b->cookie, k,
 			  c->run_label);
 		c->gone = true; /* ctr_step goes on with each id listed */
@@ -2500,7 +2512,7 @@ ctr_list_done(struct backend_ctr *c, int st, const char *out, ssize_t n)
 
 /*
  * Read what the engine command has written so far into c->out (NUL-terminated): its
- * start; for CTR_WHOSE, from the marked line on, however much the engine warned before
+ * start; for CTR_WHOSE and CTR_LIST, from the marked line on, however much the engine warned before
  * it.  What does not fit is read and dropped, so that the command never blocks on a full
  * pipe.  At most budget bytes a call: a process that holds the pipe and writes faster
  * than the loop reads must not keep it here.  false once the pipe is at its end (or
@@ -2514,7 +2526,8 @@ ctr_drain(struct backend_ctr *c, size_t budget)
 	bool more = true;
 
 	for (size_t got = 0; got < budget;) {
-		/* Full: the start is kept; or, for CTR_WHOSE, the marked line, from its start. */
+		/* Full: the start is kept; or, for CTR_WHOSE and CTR_LIST, the marked line, from
+		 * its start. */
 		if (c->out_n == cap && c->what == CTR_WHOSE) {
 			c->out_n = container_whose_keep(c->out, c->out_n);
 		} else if (c->out_n == cap && c->what == CTR_LIST) {
@@ -2555,7 +2568,7 @@ static void
 ctr_helper_done(struct backend_ctr *c, int st)
 {
 	struct backend *b = c->b;
-	/* its stderr (and, for CTR_WHOSE, its answer, after any warnings) */
+	/* its stderr (and, for CTR_WHOSE and CTR_LIST, its answer, after any warnings) */
 	char err[sizeof(c->out)];
 
 	if (c->err_fd >= 0) {

@@ -822,6 +822,22 @@ container_listed_next(const char **pos, const char *end, size_t *len)
 	return NULL;
 }
 
+size_t
+container_listed_ids(const char *out, size_t n, char *dst, size_t cap, size_t *count)
+{
+	const char *pos = out, *id;
+	size_t at = 0, len;
+
+	*count = 0;
+	while ((id = container_listed_next(&pos, out + n, &len)) != NULL && at + len + 1 <= cap) {
+		memcpy(dst + at, id, len);
+		dst[at + len] = '\0';
+		at += len + 1;
+		(*count)++;
+	}
+	return at;
+}
+
 const char *
 container_engine_name(enum container_engine engine)
 {

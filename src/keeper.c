@@ -536,12 +536,14 @@ static bool
 end_by_id(const struct ctr *c, char **prefix, size_t n, const char *cid, const char *owner,
 	  double term_grace)
 {
-	char **term = NULL, **kill9 = NULL, **look = NULL, **rm = NULL, **whose = NULL;
+	char **term = NULL, **kill9 = NULL, **look = NULL, **rm = NULL;
+	char **whose = container_whose_argv(prefix, n, cid);
+	bool asked = whose != NULL; /* (whose is freed once asked) */
 	struct engine_res r = { .st = -1, .how = "out of memory" };
 	bool gone = false;
 	const char *done = NULL;
 
-	if ((whose = container_whose_argv(prefix, n, cid)) != NULL) {
+	if (asked) {
 		/*
 		 * The id file may have been written by another mcpmux's run of the same command
 		 * line: only a container of this mcpmux's is ended.
@@ -580,7 +582,7 @@ end_by_id(const struct ctr *c, char **prefix, size_t n, const char *cid, const c
 	look = container_inspect_argv(prefix, n, cid);
 	rm = container_rm_argv(prefix, n, cid);
 	/* The ladder, through the engine: TERM, the grace while it is there, KILL, rm -f. */
-	if (whose != NULL && term != NULL && look != NULL && kill9 != NULL && rm != NULL) {
+	if (asked && term != NULL && look != NULL && kill9 != NULL && rm != NULL) {
 		run_engine(term, KEEPER_ENGINE_S, &r);
 		if (engine_gone(&r)) {
 			gone = true;
@@ -649,16 +651,9 @@ end_listed(const struct ctr *c, char **prefix, size_t n, const char *owner, doub
 	}
 	/* The ids first: each ending below reuses nothing of r, but reads its own. */
 	char ids[sizeof(r.err)];
-	size_t n_ids = 0, at = 0, len;
-	const char *pos = r.err, *id;
+	size_t n_ids;
 
-	while ((id = container_listed_next(&pos, r.err + r.n_err, &len)) != NULL &&
-	       at + len + 1 <= sizeof(ids)) {
-		memcpy(ids + at, id, len);
-		ids[at + len] = '\0';
-		at += len + 1;
-		n_ids++;
-	}
+	(void)container_listed_ids(r.err, r.n_err, ids, sizeof(ids), &n_ids);
 	for (const char *p = ids; n_ids > 0; n_ids--, p += strlen(p) + 1) {
 		(void)end_by_id(c, prefix, n, p, owner, term_grace);
 	}

@@ -148,6 +148,11 @@ char **container_list_run_argv(char *const *prefix, size_t n, const char *owner,
  * too long or with bytes no id has, are skipped.
  */
 const char *container_listed_next(const char **pos, const char *end, size_t *len);
+/*
+ * The ids of that output (out[0..n)) into dst[0..cap), each ended by a NUL, as many as
+ * fit; *count of them.  Returns the bytes written.
+ */
+size_t container_listed_ids(const char *out, size_t n, char *dst, size_t cap, size_t *count);
 /* Like container_whose_keep(), for the lines marked CONTAINER_LISTED. */
 size_t container_listed_keep(char *buf, size_t n);
 

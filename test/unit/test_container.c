@@ -515,6 +515,16 @@ test_listed(void **state)
 	assert_memory_equal(id, "CD", 2);
 	assert_null(container_listed_next(&pos, end, &len));
 
+	/* the ids packed, each ended by a NUL, as many as fit */
+	char ids[16];
+	size_t count = 0;
+
+	assert_int_equal(container_listed_ids(out, strlen(out), ids, sizeof(ids), &count), 8);
+	assert_int_equal(count, 2);
+	assert_memory_equal(ids, "ab12\0CD\0", 8);
+	assert_int_equal(container_listed_ids(out, strlen(out), ids, 7, &count), 5);
+	assert_int_equal(count, 1);
+
 	char longer[CONTAINER_ID_MAX + 32];
 
 	(void)snprintf(longer, sizeof(longer), "mcpmux-listed|%0*d\n", CONTAINER_ID_MAX + 1, 0);
@@ -585,8 +595,8 @@ main(void)
 		cmocka_unit_test(test_detect_table), cmocka_unit_test(test_detect_details),
 		cmocka_unit_test(test_run_argv),     cmocka_unit_test(test_helpers),
 		cmocka_unit_test(test_parse_podman), cmocka_unit_test(test_parse_docker),
-		cmocka_unit_test(test_whose_parse),  cmocka_unit_test(test_whose_parse),
-		cmocka_unit_test(test_listed),	     cmocka_unit_test(test_gone_message),
+		cmocka_unit_test(test_whose_parse),  cmocka_unit_test(test_listed),
+		cmocka_unit_test(test_gone_message),
 	};
 
 	return cmocka_run_group_tests_name("container", tests, NULL, NULL);
