@@ -814,13 +814,8 @@ hub_control(struct hub *h, struct hub_port *p, const struct jsonrpc_scanner *sca
 				e->n_waiters++;
 				p->n_waiting++;
 			} else if (id != NULL && !room) {
-				char text[120];
-
-				(void)snprintf(text, sizeof(text),
-					       "the server's run is ending (%d end-of-run requests "
-					       "already await its result)",
-					       SESSION_MAX_END_REPLIES);
-				hub_error(h, p, NULL, id, it->id.len, RPC_SERVER_ERROR, text);
+				hub_error(h, p, NULL, id, it->id.len, RPC_SERVER_ERROR,
+					  SESSION_END_REPLIES_FULL);
 			} else if (id != NULL) {
 				/* The end goes on; its result could not be awaited: said now. */
 				hub_error(

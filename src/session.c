@@ -599,10 +599,9 @@ held_answer(struct session *s, const char *why)
 			const char *id = jsonrpc_str(&held_scan, items[i].id);
 
 			if (items[i].kind == JSONRPC_REQUEST && whole) {
-				if (ids_find(live, id, items[i].id.len) == NULL) {
+				if (ids_remove(&live, &n_live, id, items[i].id.len) < 0) {
 					continue; /* cancelled: nobody waits for its answer */
 				}
-				(void)ids_remove(&live, &n_live, id, items[i].id.len);
 			}
 			item_refused(s, &held_scan, &items[i], why, t);
 		}
@@ -1265,13 +1264,9 @@ session_end(struct session *s, double grace_ms, const char *reply_id, size_t rep
 {
 	if (reply_id != NULL && s->n_replies >= SESSION_MAX_END_REPLIES) {
 		/* Repeated while the run ends: its result is awaited a bounded number of times. */
-		char text[120];
-
-		(void)snprintf(text, sizeof(text),
-			       "the server's run is ending (%d end-of-run requests already await "
-			       "its result)",
-			       SESSION_MAX_END_REPLIES);
-		answer_error(s, reply_id, reply_id_len, RPC_SERVER_ERROR, text, 0.);
+		_Static_assert(SESSION_MAX_END_REPLIES == 64, "SESSION_END_REPLIES_FULL says 64");
+		answer_error(s, reply_id, reply_id_len, RPC_SERVER_ERROR, SESSION_END_REPLIES_FULL,
+			     0.);
 	} else if (reply_id != NULL) {
 		struct sbuf *nr = realloc(s->replies, (s->n_replies + 1) * sizeof(*nr));
 

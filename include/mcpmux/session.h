@@ -53,6 +53,9 @@
 #define SESSION_MAX_PENDING	65536 /* client requests in flight per session */
 #define SESSION_MAX_END_REPLIES 64    /* end-of-run requests that await one run's result */
 #define SESSION_STDERR_LINE	((size_t)16 << 10) /* longer stderr lines are logged in parts */
+/* The error a repeated end-of-run request gets past SESSION_MAX_END_REPLIES (its number). */
+#define SESSION_END_REPLIES_FULL \
+	"the server's run is ending (64 end-of-run requests already await its result)"
 
 struct session;
 
