@@ -96,13 +96,17 @@ send_own(struct sconn *sc, const struct sbuf *b)
 	}
 }
 
-/* A line for session e, through e's own queue on its connection. */
-static void
+/* A line for session e, through e's own queue on its connection.  0, or -1 (errno set). */
+static int
 send_entry_iov(struct sconn *sc, struct hub_entry *e, struct iovec *iov, int n)
 {
-	if (conn_send(&sc->c, e->port_data, iov, n) == -1 && errno == ENOMEM) {
+	int rc = conn_send(&sc->c, e->port_data, iov, n);
+
+	if (rc == -1 && errno == ENOMEM) {
 		diag_error("session %s: out of memory: a message for the client was lost", e->id);
+		errno = ENOMEM;
 	}
+	return rc;
 }
 
 static struct sconn *
@@ -148,12 +152,12 @@ port_message(struct hub_port *p, struct hub_entry *e, const char *msg, size_t le
 		{ .iov_base = (void *)(uintptr_t) "}\n", .iov_len = 2 },
 	};
 
-	send_entry_iov(sconn_of(p), e, iov, 5);
+	(void)send_entry_iov(sconn_of(p), e, iov, 5);
 }
 
-/* {"session":"S"<fields>}: fields start with ',' (an event, an error, ...). */
-static void
-port_event(struct hub_port *p, struct hub_entry *e, const char *fields, size_t len)
+/* {"session":"S"<fields>}: fields start with ',' (an event, an error, ...).  0 or -1. */
+static int
+entry_event(struct sconn *sc, struct hub_entry *e, const char *fields, size_t len)
 {
 	struct iovec iov[5] = {
 		{ .iov_base = (void *)(uintptr_t) "{\"session\":\"", .iov_len = 12 },
@@ -163,7 +167,13 @@ port_event(struct hub_port *p, struct hub_entry *e, const char *fields, size_t l
 		{ .iov_base = (void *)(uintptr_t) "}\n", .iov_len = 2 },
 	};
 
-	send_entry_iov(sconn_of(p), e, iov, 5);
+	return send_entry_iov(sc, e, iov, 5);
+}
+
+static void
+port_event(struct hub_port *p, struct hub_entry *e, const char *fields, size_t len)
+{
+	(void)entry_event(sconn_of(p), e, fields, len);
 }
 
 /* A control reply, in an envelope without a session. */
@@ -532,17 +542,9 @@ tell_unseen_end(struct sconn *sc, const struct envelope *env, struct hub_unseen 
 	}
 	/*
 	 * Taken only by a connection that can be written to: one whose output is gone (or a
-	 * line that cannot be queued) leaves the end for the next, and its envelope unread.
+	 * line that cannot be queued) leaves the end for the next, and its envelope is dropped.
 	 */
-	struct iovec iov[5] = {
-		{ .iov_base = (void *)(uintptr_t) "{\"session\":\"", .iov_len = 12 },
-		{ .iov_base = e->id, .iov_len = e->id_len },
-		{ .iov_base = (void *)(uintptr_t) "\"", .iov_len = 1 },
-		{ .iov_base = u->fields, .iov_len = u->len },
-		{ .iov_base = (void *)(uintptr_t) "}\n", .iov_len = 2 },
-	};
-
-	if (conn_send(&sc->c, e->port_data, iov, 5) == -1) {
+	if (entry_event(sc, e, u->fields, u->len) == -1) {
 		diag_warn("session %s ended while no connection held it: a connection that "
 			  "cannot be written to (%s) named it; the end is kept for the next",
 			  e->id, strerror(errno));
