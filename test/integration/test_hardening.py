@@ -636,13 +636,8 @@ class RunOrder(Case):
         w = self.wrap(opts=FAST + ["--log", log, "--log-bodies", "none"])
         w.send(call(1, "huge", bytes=4_000_000), call(2, "sleep", ms=20000),
                req(3, "mcpmux/endRun"), req(2, "ping"))
-
-        def answered():  # the new run's answer is queued once it is in the log
-            if not os.path.exists(log):
-                return False
-            with open(log, "rb") as f:
-                return b'"dir":"out","kind":"response","id":2,' in f.read()
-        wait_until(answered, 10, "the new run's answer")
+        # the new run's answer is queued once it is in the log
+        logged(log, b'"dir":"out","kind":"response","id":2,')
         got = [w.msg(10) for _ in range(4)]
         self.assertEqual([(m["id"], "error" in m) for m in got],
                          [(1, False), (2, True), (3, False), (2, False)],
@@ -657,22 +652,15 @@ class RunOrder(Case):
         """n answers of 1 KiB queued for a client that reads nothing, an end-of-run
         notification (no request in flight: the next run starts at once, while the old one,
         deaf to stdin EOF, is still ending), and n pings of the next run with the same ids,
-        all queued too.  Returns the wrapper and a function that waits for a log line."""
+        all queued too.  Returns the wrapper and its traffic log."""
         log = os.path.join(self.tmp.name, "t%d.log" % len(self.procs))  # one per wrapper
         w = self.wrap("--ignore-eof", opts=FAST + ["--log", log, "--log-bodies", "none"])
         w.send(*[call(i, "echo", text="x" * 1000) for i in range(1, n + 1)])
-
-        def logged(what, count):  # the answers are queued for the client once logged
-            def done():
-                if not os.path.exists(log):
-                    return False
-                with open(log, "rb") as f:
-                    return f.read().count(what) >= count
-            wait_until(done, 10, "%d of %r in the log" % (count, what))
-        logged(b'"dir":"out","kind":"response"', n)
+        # the answers are queued for the client once logged
+        logged(log, b'"dir":"out","kind":"response"', n)
         w.send(END, *[req(i, "ping") for i in range(1, n + 1)])
-        logged(b'"dir":"out","kind":"response"', 2 * n)
-        return w, logged
+        logged(log, b'"dir":"out","kind":"response"', 2 * n)
+        return w, log
 
     def test_the_ended_runs_answers_come_first_when_nothing_was_owed(self):
         """The old run's 200 answers all come before the new run's answers to the same ids:
@@ -681,9 +669,9 @@ class RunOrder(Case):
         n = 200
         for wait_end in (False, True):
             with self.subTest(old_run_ended_first=wait_end):
-                w, logged = self.late_reader_across_an_end_notification(n)
+                w, log = self.late_reader_across_an_end_notification(n)
                 if wait_end:
-                    logged(b'"event":"ended"', 1)
+                    logged(log, b'"event":"ended"')
                 got = [w.msg(10) for _ in range(2 * n)]
                 order = [(m["id"], "content" in m["result"]) for m in got]
                 first_new = next((k + 1 for k, o in enumerate(order) if not o[1]), None)

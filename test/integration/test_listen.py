@@ -1184,16 +1184,7 @@ class KeptSessionEnds(ListenHelpers, Case):
         the `ended` of a ctl end behind it.  A goes before its queue is written: the end
         never reached it, and is told to C."""
         srv = self.listen()
-        a = Envelopes(self, self.path)
-        a.send({"session": "q", "keep": True}, {"session": "q", "message": call(1, "env")})
-        got = [a.next() for _ in range(3)]
-        self.assertEqual([g.get("event") for g in got], ["kept", "started", None], got)
-        pid = got[2]["message"]["result"]["structuredContent"]["pid"]
-        # more than the socket takes, less than --max-queue: it waits in A's queue
-        a.send({"session": "q", "message": call(2, "huge", bytes=4 << 20)})
-        wait_until(lambda: json.loads(self.ctl("list", as_json=True)[1])["sessions"][0]["out"]
-                   ["bytes"] > 4 << 20, 10, "the big result to be queued")
-        self.assertEqual(self.ctl("end", "q")[0], 0)
+        a, pid = self.stuck_holder("q")
         a.close()
         self.assert_the_next_is_told(srv, "q", pid, "A")
 

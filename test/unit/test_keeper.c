@@ -203,20 +203,24 @@ test_nothing_is_told_after_a_line_left_half_written(void **state)
 		keeper_container_gone("/nonexistent/a.cid");
 		keeper_cgroup("/nonexistent/cgroup");
 	}
-	(void)kill(k, SIGKILL);
-	keeper_done(); /* its pipe closed; the keeper gone (its end of the other one) */
-	assert_true(stopped);
-	assert_true(got > 0 && got < (size_t)N * (LEN + 1));
-	assert_int_not_equal(last, '\n');
+	(void)kill(k, SIGKILL); /* (not ours to reap: its parent, a middle child, is gone) */
+	keeper_done();		/* its pipe closed; the keeper gone (its end of the other one) */
 	/* nothing after the cut: the end of the pipe */
 	struct pollfd pfd = { .fd = rd, .events = POLLIN };
+	int polled = stopped ? poll(&pfd, 1, 5000) : -1;
+	ssize_t after = polled == 1 ? read(rd, path, sizeof(path)) : -1;
 
-	assert_int_equal(poll(&pfd, 1, 5000), 1);
-	assert_int_equal(read(rd, path, sizeof(path)), 0);
-	(void)close(rd);
+	if (rd >= 0) {
+		(void)close(rd);
+	}
 	for (size_t i = 0; i < N; i++) {
 		free(words[i]);
 	}
+	assert_true(stopped);
+	assert_true(got > 0 && got < (size_t)N * (LEN + 1));
+	assert_int_not_equal(last, '\n');
+	assert_int_equal(polled, 1);
+	assert_int_equal(after, 0);
 }
 
 int
