@@ -922,9 +922,13 @@ replace_file(const char *file, const char *target, int src, const struct stat *s
 			goto fail;
 		}
 	}
-	/* Someone (the client itself) changed the file since it was read: do not clobber. */
-	if (stat(target, &now) == -1 || !same_file_state(st, &now) ||
-	    !same_text(src, orig, orig_len)) {
+	/*
+	 * Someone (the client itself) changed the file since it was read: do not clobber.
+	 * The path given is looked at too: a save that replaced a symlink with a file, or
+	 * pointed it elsewhere, leaves the target as it was, and the new one unseen.
+	 */
+	if (stat(target, &now) == -1 || !same_file_state(st, &now) || stat(file, &now) == -1 ||
+	    !same_file_state(st, &now) || !same_text(src, orig, orig_len)) {
 		diag_error("'%s' changed while it was being rewritten (nothing written; try again)",
 			   file);
 		goto fail;

@@ -1072,6 +1072,43 @@ class ConfigFiles(Faults):
                     self.assertEqual(f.read(), new)
                 self.assertEqual(os.listdir(d), ["mcp.json"])
 
+    def test_a_symlink_replaced_during_the_rewrite_is_seen(self):
+        """FILE is a symlink, and while mcpmux rewrites its target (stopped at the new
+        file's fsync) the client saves FILE by renaming a new file over it, or FILE is
+        pointed at another file: FILE no longer leads to the file read.  mcpmux replaces
+        nothing, says so and removes the backup it made, where it rewrote the old target
+        and said it had wrapped the servers of a FILE that still had none."""
+        text = b'{"mcpServers":{"a":{"command":"srv","args":["x"]}}}\n'
+        new = b'{"mcpServers":{"a":{"command":"srv","args":["x","y"]}}}\n'
+        for how in ("replaced by a file", "pointed elsewhere"):
+            with self.subTest(how):
+                d = os.path.join(self.tmp.name, how.replace(" ", "-"))
+                os.mkdir(d)
+                real, link = os.path.join(d, "real.json"), os.path.join(d, "mcp.json")
+                with open(real, "wb") as f:
+                    f.write(text)
+                os.symlink("real.json", link)
+                p = self.mcpmux(["config", "wrap", "--in-place", link],
+                                env=self.shim_env(fsync_stop="2"))
+                wait_until(lambda: proc_state(p.pid) == "T", 10, "mcpmux stopped at its fsync")
+                saved = os.path.join(d, "saved.json")
+                with open(saved, "wb") as f:
+                    f.write(new)
+                if how == "replaced by a file":
+                    os.rename(saved, link)
+                else:
+                    os.symlink("saved.json", link + ".new")
+                    os.rename(link + ".new", link)
+                os.kill(p.pid, signal.SIGCONT)
+                self.assertEqual(p.wait(), 1, p.stderr())
+                self.assertIn("'%s' changed while it was being rewritten (nothing written; "
+                              "try again)" % link, p.stderr())
+                with open(link, "rb") as f:
+                    self.assertEqual(f.read(), new)
+                with open(real, "rb") as f:
+                    self.assertEqual(f.read(), text)
+                self.assertNotIn("real.json.bak", os.listdir(d))
+
     def test_an_attribute_that_cannot_be_copied_is_named(self):
         """An extended attribute that cannot be set on the new file (one only a privileged
         process may set): a warning that names it, for the backup and for the file; the
