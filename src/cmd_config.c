@@ -991,7 +991,12 @@ run(struct config_args *a)
 	int fd = STDIN_FILENO, rc = 1, made;
 
 	if (!from_stdin) {
-		fd = open(a->file, O_RDONLY | O_CLOEXEC);
+		/*
+		 * --in-place takes a regular file alone, and says so below: a FIFO is not
+		 * waited on for a writer that may never come (O_NONBLOCK; a regular file
+		 * reads as it would without it).
+		 */
+		fd = open(a->file, O_RDONLY | O_CLOEXEC | (a->in_place ? O_NONBLOCK : 0));
 		if (fd == -1) {
 			diag_error_errno("%s: cannot open", name);
 			return 1;

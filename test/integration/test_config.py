@@ -642,6 +642,31 @@ class Files(Case):
             self.assertIn("nothing written", err)
             self.assertEqual(os.listdir(d), ["mcp.json"])
 
+    def test_in_place_refuses_what_is_not_a_file(self):
+        """--in-place on a FIFO (here with no writer) or a device is refused at once,
+        where the FIFO's open waited for a writer for ever; without --in-place a FIFO
+        is read as a pipe is."""
+        fifo = os.path.join(self.tmp.name, "mcp.json")
+        os.mkfifo(fifo)
+        for path in (fifo, os.devnull):
+            with self.subTest(path=path):
+                p = subprocess.run([MCPMUX, "config", "wrap", "--in-place", path],
+                                   capture_output=True, timeout=10 * SLOW)
+                self.assertEqual(p.returncode, 1, p.stderr)
+                self.assertIn("%s: not a regular file: cannot replace it --in-place" % path,
+                              p.stderr.decode())
+                self.assertEqual(p.stdout, b"")
+        self.assertTrue(stat.S_ISFIFO(os.stat(fifo).st_mode))
+        self.assertEqual(os.listdir(self.tmp.name), ["mcp.json"])
+        text = read(os.path.join(CONFIGS, "cursor-mcp.json"))
+        p = subprocess.Popen([MCPMUX, "config", "wrap", fifo], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        with open(fifo, "wb") as f:
+            f.write(text)
+        out, err = p.communicate(timeout=30 * SLOW)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertEqual(out, self.wrap_ok(os.path.join(CONFIGS, "cursor-mcp.json")))
+
     def test_paths_that_are_not_utf8(self):
         """A JSON string holds UTF-8 alone: a --mcpmux or --log-dir path that is not is
         refused, where each bad byte became U+FFFD, a path to nothing, with status 0."""
