@@ -1047,16 +1047,20 @@ cmd_log(int argc, char **argv)
 	if (r.follow && r.f != stdin) {
 		r.path = o.file;
 	}
-	int rc = 0;
+	int rc = 0, out_err = 0;
 
 	if (show) {
 		yajl_val rec;
 
 		while ((rec = next_record(&r)) != NULL) {
 			show_record(&o, rec);
-			yajl_tree_free(rec);
 			if (o.follow) {
 				(void)fflush(stdout);
+			}
+			out_err = ferror(stdout) ? (errno != 0 ? errno : EIO) : 0;
+			yajl_tree_free(rec);
+			if (out_err != 0) {
+				break; /* the reader went (EPIPE), or a write failed */
 			}
 		}
 	} else {
@@ -1069,7 +1073,11 @@ cmd_log(int argc, char **argv)
 		diag_warn("%s: %lu lines in all were not traffic log records (skipped)", r.name,
 			  r.bad);
 	}
-	if (fflush(stdout) == EOF && errno != EPIPE) {
+	if (fflush(stdout) == EOF && out_err == 0) {
+		out_err = errno;
+	}
+	if (out_err != 0 && out_err != EPIPE) {
+		errno = out_err;
 		diag_error_errno("cannot write the output");
 		rc = 1;
 	}

@@ -903,6 +903,25 @@ class Reading(Case):
                    "the cut line to be said")
         self.assertIsNone(reader.p.poll())
 
+    def test_show_ends_when_its_reader_goes(self):
+        """show | head: once the reader of its output is gone, show stops (no more of the
+        log is read); --follow too, at the next record it would show, instead of following
+        the file for ever into a closed pipe.  A write that fails otherwise (a full disk)
+        is an error."""
+        _, second, path = self.two_logs((1,), (7,))
+        reader, until = self.follow(path)
+        until("ping #1")
+        reader.p.stdout.close()  # | head -n N: the reader has what it wanted
+        with open(path, "ab") as f, open(second, "rb") as g:
+            f.write(g.read())
+        self.assertEqual(reader.wait(), 0, reader.stderr())
+        self.assertNotIn("cannot write", reader.stderr())
+        with open("/dev/full", "wb") as full:
+            p = subprocess.run([MCPMUX, "log", "show", "--follow", path], stdout=full,
+                               stderr=subprocess.PIPE, timeout=20, env=self.env)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("cannot write the output: No space left on device", p.stderr.decode())
+
     def test_follow_on_a_pipe_ends_with_it(self):
         """--follow waits for more of a file; a pipe's end is the end."""
         with open(os.path.join(LOGS, "fixed.log"), "rb") as f:
