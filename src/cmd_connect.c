@@ -21,6 +21,7 @@
 #include "mcpmux/conn.h"
 #include "mcpmux/diag.h"
 #include "mcpmux/envelope.h"
+#include "mcpmux/errout.h"
 #include "mcpmux/framer.h"
 #include "mcpmux/jsonrpc.h"
 #include "mcpmux/jsonspan.h"
@@ -104,6 +105,12 @@ connect_usage(void)
 	      "Exit status: the server's, like the wrapped command's (code, or 128+signal).\n",
 	      stdout);
 }
+
+/*
+ * How long what connect still has to say on stderr may wait for a reader at exit (as
+ * wrap's and serve's wait their --eof-grace, 2 s by default).
+ */
+#define CONNECT_STDERR_GRACE_S 2.
 
 /* The id of connect's own end-of-run request, as JSON text. */
 #define END_ID "\"mcpmux-connect-end\""
@@ -689,6 +696,8 @@ cmd_connect(int argc, char **argv)
 		sys_close(&cc.fd);
 		return 1;
 	}
+	/* A stderr its host does not read never blocks the loop (diagnostics are dropped). */
+	(void)errout_start(loop);
 	jsonrpc_init(&cc.scan);
 	cc.scan.params_method = cc.end_method; /* no params are read but that method's */
 	conn_init(&cc.client, loop, cc.in_fd, cc.out_fd, cc.max_message, WBUF_HIGH_DEF,
@@ -731,6 +740,7 @@ cmd_connect(int argc, char **argv)
 	sys_close(&cc.fd);
 	sbuf_release(&cc.tmp);
 	jsonrpc_release(&cc.scan);
+	errout_stop(sys_mono() + CONNECT_STDERR_GRACE_S);
 	sys_stdio_close(cc.in_fd, STDIN_FILENO, cc.in_shared);
 	sys_stdio_close(cc.out_fd, STDOUT_FILENO, cc.out_shared);
 	return cc.exit_code;

@@ -406,6 +406,38 @@ class ListenHardening(ListenHelpers, Case):
         srv.p.send_signal(signal.SIGTERM)
         self.assertEqual(srv.wait(), 0)
 
+    def test_connect_never_blocks_on_a_stderr_nobody_reads(self):
+        """A host that pipes connect's stderr and has stopped reading it (the pipe is
+        full): connect's warnings are dropped, never waited for, so the session's answers
+        keep coming; at exit it waits for that reader a bounded time only."""
+        srv = self.listen()
+        r, wfd = os.pipe()
+        self.addCleanup(os.close, r)
+        os.set_blocking(wfd, False)  # filled here; connect gets it blocking
+        try:
+            while True:
+                os.write(wfd, b"x" * 4096)
+        except BlockingIOError:
+            pass
+        os.set_blocking(wfd, True)
+        try:
+            c = self.start([MCPMUX, "connect", "--max-message", "200", "--session", "a",
+                            self.path], stderr=wfd)
+        finally:
+            os.close(wfd)
+        c.send(req(1, "ping"))
+        self.assertEqual(c.msg()["id"], 1)
+        for i in range(3):  # notifications over the bound: a warning each, for stderr
+            c.send(note("notifications/x", {"pad": "y" * 300}))
+            c.send(req(2 + i, "ping"))
+            self.assertEqual(c.msg()["id"], 2 + i)
+        t0 = time.monotonic()
+        c.close_stdin()
+        self.assertEqual(c.wait(10), 0)
+        self.assertLess(time.monotonic() - t0, 2 + 3 * SLOW)  # its stderr waited 2 s at most
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+
     def test_connect_writes_all_it_received_when_serve_goes_away(self):
         """serve closes the socket while connect still has its session's messages queued
         for a client that reads stdout later: connect stops reading stdin, writes every
