@@ -384,15 +384,22 @@ reopen(void)
 	}
 }
 
+/* A reopen that failed (EMFILE, ENOSPC for the new file's inode): tried again. */
+static void
+reopen_retry(void)
+{
+	if (L.path != NULL && L.fd < 0 && L.loop != NULL && sys_mono() - L.reopen_t >= 1.) {
+		reopen();
+	}
+}
+
 void
 tlog_flush(void)
 {
 	if (L.buf.len == 0) {
 		return;
 	}
-	if (L.path != NULL && L.fd < 0 && L.loop != NULL && sys_mono() - L.reopen_t >= 1.) {
-		reopen(); /* a reopen that failed (EMFILE, ENOSPC for the new file's inode) */
-	}
+	reopen_retry();
 	if (L.path == NULL || L.fd == STDERR_FILENO) {
 		/* On stderr: never blocking the loop, dropped and counted when stderr is full. */
 		errout_lines(L.buf.buf, L.buf.len);
@@ -583,6 +590,9 @@ record_body(const char *line, size_t len, bool valid)
 		sbuf_adds(b, ",\"truncated\":true");
 	} else if (valid) {
 		sbuf_adds(b, ",\"msg\":");
+		if (len >= TLOG_DIRECT) {
+			reopen_retry(); /* this record may not go through tlog_flush() */
+		}
 		if (len >= TLOG_DIRECT && is_file() && !b->failed) {
 			struct iovec v[3] = {
 				{ .iov_base = b->buf, .iov_len = b->len },

@@ -357,6 +357,29 @@ class Writing(Case):
         self.assertEqual(w.wait(), 0)
         self.assertEqual([r["id"] for r in messages(records(log), "in")], [3, 4])
 
+    def test_a_reopen_that_fails_is_tried_again_for_long_messages_too(self):
+        """The retry of a failed reopen also comes when a turn has only records whose
+        long body is written straight from the message (16 KiB and more): they are not
+        dropped once the path can be opened again."""
+        log = os.path.join(self.tmp.name, "t.log")
+        w = self.wrap(opts=["--log", log])
+        w.send(req(1, "ping"))
+        self.assertEqual(w.msg()["id"], 1)
+        os.rename(log, log + ".1")
+        os.mkdir(log)  # the path cannot be opened as a file (EISDIR)
+        w.p.send_signal(signal.SIGUSR1)
+        wait_until(lambda: "cannot reopen" in w.stderr(), 5, "the failed reopen")
+        os.rmdir(log)  # it can again
+        time.sleep(1.1)  # the next try is a second after the last
+        for i in (3, 4):
+            w.send(call(i, "echo", text="z" * 20000))
+            self.assertEqual(w.msg()["id"], i)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        recs = records(log)
+        self.assertEqual([r["id"] for r in messages(recs, "in")], [3, 4])
+        self.assertEqual([r["id"] for r in messages(recs, "out")], [3, 4])
+
     def test_sigusr1_kills_no_mcpmux(self):
         """`pkill -USR1 mcpmux` after a rotation reaches every mcpmux: the reader of the
         log and a connect bridge go on (they have no log to reopen)."""
