@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "mcpmux/diag.h"
+#include "mcpmux/rpcout.h"
 #include "mcpmux/sys.h"
 
 #define DIAG_KEYS   64	/* call sites whose repeats are being counted */
@@ -181,7 +182,13 @@ diag_emit(const char *prefix, bool limited, int errnum, const char *fmt, va_list
 	start = len = n < 0 ? 0 : SYS_MIN((size_t)n, sizeof(line) - 2);
 	va_copy(aq, ap);
 	n = vsnprintf(line + len, sizeof(line) - len, fmt, ap);
-	len = n < 0 ? len : SYS_MIN(len + (size_t)n, sizeof(line) - 2);
+	if (n >= 0 && len + (size_t)n > sizeof(line) - 2) {
+		/* Cut between two UTF-8 characters, not in one. */
+		len = sizeof(line) - 2;
+		len -= rpcout_utf8_tail(line + start, len - start);
+	} else if (n >= 0) {
+		len += (size_t)n;
+	}
 	if (errnum != 0) {
 		char why[256];
 		int at = advice_at(fmt, aq);
@@ -195,10 +202,12 @@ diag_emit(const char *prefix, bool limited, int errnum, const char *fmt, va_list
 		 * then at the end of the text before the reason. */
 		if (len + w > max) {
 			len -= SYS_MIN(len + w - max, len - pos);
+			len -= rpcout_utf8_tail(line + pos, len - pos);
 		}
 		if (len + w > max) {
 			size_t cut = SYS_MIN(len + w - max, pos - start);
 
+			cut += rpcout_utf8_tail(line + start, pos - cut - start);
 			memmove(line + pos - cut, line + pos, len - pos);
 			pos -= cut;
 			len -= cut;

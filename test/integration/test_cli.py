@@ -122,6 +122,27 @@ class Cli(Case):
             if n == 1000:
                 self.assertTrue(err.endswith("c: File name too long\n"), err[-80:])
 
+    def test_a_line_too_long_is_cut_between_characters(self):
+        """Each cut of a long line (the text, the advice's end, the text before the
+        reason) falls between two UTF-8 characters: the line stays UTF-8 text."""
+        for ch in ("\u00e9", "\u20ac", "\U0001d11e"):
+            for size in (600, 1000, 1400):
+                for skew in range(4):
+                    name = "c" * skew + ch * ((size - skew) // len(ch.encode()))
+                    for args in (["ctl", "/nonexistent-dir/" + name, "list"],
+                                 ["log", "show", "--" + name, "/dev/null"]):
+                        p = subprocess.run([MCPMUX] + args, capture_output=True,
+                                           timeout=30, stdin=subprocess.DEVNULL,
+                                           env=dict(self.env, LC_ALL="C"))
+                        what = (ascii(ch), size, skew, args[0])
+                        self.assertIn(p.returncode, (1, 2), what)
+                        self.assertLessEqual(len(p.stderr), 1024, what)
+                        err = p.stderr.decode("utf-8")  # raises on a character cut in two
+                        self.assertTrue(err.startswith("mcpmux: "), (what, err))
+                        self.assertEqual(err.count("\n"), 1, (what, err))
+                        if args[0] == "ctl":
+                            self.assertIn(": File name too long", err, what)
+
 
 if __name__ == "__main__":
     main()
