@@ -83,7 +83,7 @@ static const char usage_text[] =
 	"  -q, -v               fewer, or more, of mcpmux's own messages on stderr\n"
 	"options of serve:\n"
 	"  --max-sessions N     concurrent sessions; more are refused (1024, or fewer with\n"
-	"                       a low descriptor limit)\n"
+	"                       a low descriptor limit; at most 32768)\n"
 	"  --listen PATH        serve on a Unix socket (0600) instead of stdin/stdout\n"
 	"  --http [ADDR:]PORT   serve MCP's Streamable HTTP transport (loopback unless ADDR\n"
 	"                       says otherwise; or a socket path); see mcpmux serve --help\n"
@@ -106,7 +106,7 @@ cli_serve_usage(void)
 	      "\n"
 	      "options: the options of wrap mode (see mcpmux --help), and\n"
 	      "  --max-sessions N     concurrent sessions; more are refused (1024, or fewer with\n"
-	      "                       a low descriptor limit)\n"
+	      "                       a low descriptor limit; at most 32768)\n"
 	      "  --listen PATH        serve on a Unix socket (0600) instead of stdin/stdout\n"
 	      "                       ('systemd': the socket that systemd passed)\n"
 	      "\n"
@@ -376,6 +376,12 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 				goto not_here;
 			}
 			rc = cli_parse_size("--max-sessions", optarg, 1, &o->max_sessions);
+			if (rc == 0 && o->max_sessions > CLI_MAX_SESSIONS_MAX) {
+				rc = diag_error(
+					"--max-sessions %s is over %d, the most mcpmux serves "
+					"(the list of `mcpmux ctl` must fit its line)",
+					optarg, CLI_MAX_SESSIONS_MAX);
+			}
 			max_sessions_given = true;
 			break;
 		case OPT_IDLE_TIMEOUT:

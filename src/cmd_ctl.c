@@ -14,6 +14,7 @@
 #include "mcpmux/cli.h"
 #include "mcpmux/cmd.h"
 #include "mcpmux/diag.h"
+#include "mcpmux/hub.h"
 #include "mcpmux/listener.h"
 #include "mcpmux/rpcout.h"
 #include "mcpmux/session.h"
@@ -27,11 +28,14 @@
  */
 #define CTL_TIMEOUT_S 60.
 /*
- * The longest line ctl takes from serve: more than the list of 50,000 sessions (under
- * 700 bytes each).  A peer that sends more without a line's end is no serve: its bytes
- * are not kept for the whole of CTL_TIMEOUT_S.
+ * The longest line ctl takes from serve: more than the longest list, that of
+ * CLI_MAX_SESSIONS_MAX sessions and as many kept ones not started (under 44 MiB).  A
+ * peer that sends more without a line's end is no serve: its bytes are not kept for the
+ * whole of CTL_TIMEOUT_S.
  */
 #define CTL_LINE_MAX ((size_t)64 << 20)
+_Static_assert(CTL_LINE_MAX >= (size_t)2 * CLI_MAX_SESSIONS_MAX * HUB_LIST_ENTRY_MAX + 4096,
+	       "the longest list is a line ctl takes");
 
 static void
 ctl_usage(void)

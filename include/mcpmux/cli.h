@@ -47,6 +47,11 @@ void cli_defaults(struct mcpmux_options *o);
  */
 #define CLI_SESSION_FDS 4
 #define CLI_FDS_SPARE	64
+/*
+ * The most --max-sessions takes: the list of that many sessions and as many kept ones not
+ * started (HUB_LIST_ENTRY_MAX each) is a line `mcpmux ctl` takes whole (cmd_ctl.c).
+ */
+#define CLI_MAX_SESSIONS_MAX 32768
 /* The default --max-sessions for the descriptor limit, fds_each descriptors a session. */
 size_t cli_default_max_sessions(size_t fds_each);
 /*

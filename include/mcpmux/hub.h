@@ -198,7 +198,11 @@ void hub_end(struct hub_entry *e, double grace_ms, const char *reply_id, size_t 
 /*
  * A control request (a message for mcpmux itself) from port p, scanned by scan.  The
  * answer goes to ops->reply(), at once or, for an endRun, once the teardown is done.
+ * An entry of mcpmux/list is at most HUB_LIST_ENTRY_MAX bytes (its longest, under 570:
+ * an ID of SESSION_ID_MAX, ages of ten digits, counts of 20, a peer of 63 characters),
+ * and the list has at most 2 x --max-sessions of them (running; kept, not started).
  */
+#define HUB_LIST_ENTRY_MAX 700
 void hub_control(struct hub *h, struct hub_port *p, const struct jsonrpc_scanner *scan);
 /* An answer of mcpmux's own to a request of session sid (e may be NULL): a JSON-RPC error. */
 void hub_error(struct hub *h, struct hub_port *p, struct hub_entry *e, const char *id,

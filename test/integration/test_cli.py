@@ -40,6 +40,24 @@ class Cli(Case):
             self.assertEqual(rc, 2, args)
             self.assertTrue(re.search(r"mcpmux", err), (args, err))
 
+    def test_max_sessions_has_a_bound_that_ctl_lists_whole(self):
+        """--max-sessions is at most 32768, so that the list of that many sessions and as
+        many kept ones not started is a line `mcpmux ctl` takes (64 MiB): more is a usage
+        error at startup, before any session."""
+        for n in ("32769", "33K", "100000"):
+            p = subprocess.run([MCPMUX, "serve", "--max-sessions", n, "--", "true"],
+                               capture_output=True, timeout=30, stdin=subprocess.DEVNULL,
+                               env=self.env)
+            self.assertEqual((p.returncode, p.stdout), (2, b""), n)
+            self.assertEqual(p.stderr.decode(), "mcpmux: --max-sessions %s is over 32768, the "
+                             "most mcpmux serves (the list of `mcpmux ctl` must fit its "
+                             "line)\n" % n)
+        for n in ("32768", "32K"):
+            p = subprocess.run([MCPMUX, "serve", "--max-sessions", n, "--", "true"],
+                               capture_output=True, timeout=30, stdin=subprocess.DEVNULL,
+                               env=self.env)
+            self.assertEqual((p.returncode, p.stderr), (0, b""), n)
+
     def test_a_missing_subcommand_is_a_usage_error_on_stderr(self):
         """Nothing on stdout (a script reads it), one "mcpmux: " line that says what is
         missing, exit 2."""
