@@ -27,9 +27,10 @@ struct pool_slot {
 	const struct pool_slot_ops *ops;
 	void *ctx;
 	unsigned long long seq;
-	int fd;	      /* the locked file; -1 while waiting, or when it could not be made */
-	bool waiting; /* pool_want() not yet granted */
-	bool asked;   /* it asked an idle server to go: a slot is on its way for it */
+	int fd;		 /* the locked file; -1 while waiting, or when it could not be made */
+	bool waiting;	 /* pool_want() not yet granted */
+	bool asked;	 /* it asked an idle server to go: a slot is on its way for it */
+	bool unrecorded; /* its last state could not be written: its file says an older one */
 	double t_want;
 	struct pool_slot *next;
 };
@@ -44,8 +45,8 @@ struct pool {
 	pid_t pid;
 	unsigned long long seq;
 	struct pool_slot *slots;
-	bool shrink_wanted; /* over the cap: a server went idle, ask the least recent one */
-	bool state_failing; /* a server's state could not be recorded: said once */
+	bool shrink_wanted;  /* over the cap: a server went idle, ask the least recent one */
+	size_t n_unrecorded; /* slots whose state could not be recorded: said when it turns 1 */
 	ev_timer tick_w;
 	ev_timer self_w; /* asks made to this very instance, handled from the loop */
 	ev_signal usr2_w;
@@ -252,16 +253,20 @@ write_state(struct pool_slot *s, const char *word)
 		return;
 	}
 	(void)snprintf(state, sizeof(state), "%-5.5s %019llu\n", word, mono_ns());
+	/* Each server has a file of its own: the pool's states are recorded again when
+	 * every one whose state could not be is recorded again (or gone). */
 	if (pwrite(s->fd, state, STATE_LEN, 0) != STATE_LEN) {
-		if (!s->pool->state_failing) {
+		if (!s->unrecorded && s->pool->n_unrecorded++ == 0) {
 			diag_warn_errno("pool %s: cannot record a server's state (said once, until "
-					"one is recorded again)",
+					"they are all recorded again)",
 					s->pool->name);
-			s->pool->state_failing = true;
 		}
-	} else if (s->pool->state_failing) {
-		diag_warn("pool %s: servers' states are recorded again", s->pool->name);
-		s->pool->state_failing = false;
+		s->unrecorded = true;
+	} else if (s->unrecorded) {
+		s->unrecorded = false;
+		if (--s->pool->n_unrecorded == 0) {
+			diag_warn("pool %s: servers' states are recorded again", s->pool->name);
+		}
 	}
 }
 
@@ -501,6 +506,9 @@ pool_release(struct pool_slot *s)
 		slot_file(name, sizeof(name), 'a', p->pid, s->seq);
 		(void)unlinkat(p->dir_fd, name, 0);
 		sys_close(&s->fd); /* the lock goes with it */
+	}
+	if (s->unrecorded) {
+		p->n_unrecorded--; /* its file, and the state it did not take, are gone */
 	}
 	for (struct pool_slot **pp = &p->slots; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == s) {

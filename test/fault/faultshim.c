@@ -57,6 +57,8 @@
  *                         holds NAME fails with ENOSPC, for the first FAULT_PWRITE_NOSPC_CALLS
  *                         (1) such calls: a file system that is full, and has room again
  *                         after
+ *   FAULT_PWRITE_NOSPC_END=1 with FAULT_PWRITE_NOSPC: the path must end with NAME (one
+ *                         file of a kind, such as a pool's first slot, "s.PID.1": ".1")
  *   FAULT_FLOCK_SLOW=N,.. the Nth call of flock() sleeps FAULT_FLOCK_MS milliseconds (1000)
  *                         before it locks (with FAULT_FLOCK_AFTER=1: after): a window
  *                         for another process to act
@@ -188,6 +190,7 @@ static unsigned long nospc_left;  /* FAULT_NOSPC_CALLS: writev() calls left to f
 static size_t nospc_cut;	  /* FAULT_NOSPC_CUT */
 static char pwrite_nospc[64];	  /* FAULT_PWRITE_NOSPC */
 static unsigned long pwrite_left; /* FAULT_PWRITE_NOSPC_CALLS: pwrite() calls left to fail */
+static bool pwrite_end;		  /* FAULT_PWRITE_NOSPC_END: NAME ends the path */
 static ssize_t (*real_pwrite)(int, const void *, size_t, off_t);
 static long accept4_enfile_ms;	     /* FAULT_ACCEPT4_ENFILE_MS */
 static int accept4_errno = EMFILE;   /* FAULT_ACCEPT4_ERRNO */
@@ -341,6 +344,7 @@ faultshim_init(void)
 		(void)snprintf(pwrite_nospc, sizeof(pwrite_nospc), "%s",
 			       getenv("FAULT_PWRITE_NOSPC"));
 		pwrite_left = env_num("FAULT_PWRITE_NOSPC_CALLS", 1);
+		pwrite_end = env_num("FAULT_PWRITE_NOSPC_END", 0) != 0;
 	}
 	if (getenv("FAULT_NOKILL") != NULL) {
 		(void)snprintf(nokill, sizeof(nokill), "%s", getenv("FAULT_NOKILL"));
@@ -558,8 +562,17 @@ pwrite(int fd, const void *buf, size_t n, off_t off)
 		ssize_t len = readlink(link, path, sizeof(path) - 1);
 
 		if (len > 0) {
+			size_t nlen = strlen(pwrite_nospc);
+			bool hit;
+
 			path[len] = '\0';
-			if (strstr(path, pwrite_nospc) != NULL) {
+			if (pwrite_end) {
+				hit = (size_t)len >= nlen &&
+				      strcmp(path + len - nlen, pwrite_nospc) == 0;
+			} else {
+				hit = strstr(path, pwrite_nospc) != NULL;
+			}
+			if (hit) {
 				pwrite_left--;
 				F.n_failed++;
 				errno = ENOSPC;

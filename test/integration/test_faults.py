@@ -958,10 +958,81 @@ class PoolGrant(Faults):
         err = a.stderr()  # with what mcpmux sums up at its exit
         self.assertEqual(err.count("cannot record"), 1, err)
         self.assertIn("pool p: cannot record a server's state: No space left on device (said "
-                      "once, until one is recorded again)\n", err)
+                      "once, until they are all recorded again)\n", err)
         self.assertEqual(err.count(again + "\n"), 1, err)
         self.assertEqual(self.counters(a.pid)["failed"], 5)
         self.assert_clean_stderr(a)
+        self.assert_no_leftovers()
+
+    def slot_state(self, end):
+        """What the one slot file whose name ends with end says."""
+        d = os.path.join(self.tmp.name, "mcpmux", "pools")
+        names = [os.path.join(d, sub, f) for sub in os.listdir(d)
+                 for f in os.listdir(os.path.join(d, sub)) if f.startswith("s.")
+                 and f.endswith(end)]
+        self.assertEqual(len(names), 1, names)
+        with open(names[0]) as f:
+            return f.read()
+
+    def test_one_servers_state_recorded_again_is_not_all(self):
+        """ENOSPC on the first 6 writes of a state: a's grant, busy and idle, then b's. a's
+        state recorded again (a ping) while b's still is not: no "recorded again" until
+        b's is too."""
+        from test_serve import Mux
+        opts = ["--max-servers", "2", "--pool", "p"] + GRACE
+        s = Mux(self.mcpmux(["serve"] + opts + ["--", FIXTURE],
+                            env=self.shim_env(pwrite_nospc="/pools/", pwrite_nospc_calls=6)))
+        again = "pool p: servers' states are recorded again"
+        for sid in ("a", "b"):
+            s.send(sid, initialize(0))
+            self.assertEqual(s.msg(sid)["id"], 0)
+        s.send("a", req(1, "ping"))
+        self.assertEqual(s.msg("a")["id"], 1)
+        wait_until(lambda: self.slot_state(".1").startswith("idle "), 5, "a's idle state")
+        self.assertEqual(self.slot_state(".2"), "", "none of b's states was recorded")
+        self.assertNotIn(again, s.p.stderr(), "a's state is recorded, not b's")
+        s.send("b", req(1, "ping"))
+        self.assertEqual(s.msg("b")["id"], 1)
+        wait_until(lambda: again in s.p.stderr(), 5, "b's state recorded again")
+        s.p.close_stdin()
+        self.assertEqual(s.p.wait(), 0)
+        err = s.p.stderr()
+        self.assertEqual(err.count("cannot record"), 1, err)
+        self.assertEqual(err.count(again + "\n"), 1, err)
+        self.assertEqual(self.counters(s.p.pid)["failed"], 6)
+        self.assert_clean_stderr(s.p)
+        self.assert_no_leftovers()
+
+    def test_each_servers_state_is_said_on_its_own(self):
+        """Each server has a state file of its own: ENOSPC on a's only (its first 5
+        writes: the grant's, then busy and idle for an initialize and a ping).  b's states,
+        recorded meanwhile, are not said to be a's recorded again, and a's failing on does
+        not make a second warning; "recorded again" comes once a's state is."""
+        from test_serve import Mux
+        opts = ["--max-servers", "2", "--pool", "p"] + GRACE
+        s = Mux(self.mcpmux(["serve"] + opts + ["--", FIXTURE],
+                            env=self.shim_env(pwrite_nospc=".1", pwrite_nospc_end=1,
+                                              pwrite_nospc_calls=5)))
+        again = "pool p: servers' states are recorded again"
+        s.send("a", initialize(0))
+        self.assertEqual(s.msg("a")["id"], 0)
+        s.send("b", initialize(0))
+        self.assertEqual(s.msg("b")["id"], 0)
+        self.assertNotIn(again, s.p.stderr(), "b's state is recorded, not a's")
+        s.send("a", req(1, "ping"))
+        self.assertEqual(s.msg("a")["id"], 1)
+        self.assertEqual(self.slot_state(".1"), "", "none of a's states was recorded")
+        s.send("a", req(2, "ping"))
+        self.assertEqual(s.msg("a")["id"], 2)
+        wait_until(lambda: again in s.p.stderr(), 5, "a's state recorded again")
+        self.assertRegex(self.slot_state(".1"), r"^(busy|idle) ")
+        s.p.close_stdin()
+        self.assertEqual(s.p.wait(), 0)
+        err = s.p.stderr()
+        self.assertEqual(err.count("cannot record"), 1, err)
+        self.assertEqual(err.count(again + "\n"), 1, err)
+        self.assertEqual(self.counters(s.p.pid)["failed"], 5)
+        self.assert_clean_stderr(s.p)
         self.assert_no_leftovers()
 
     def test_an_ask_for_a_slot_freed_meanwhile_leaves_no_file(self):
