@@ -1106,7 +1106,7 @@ fail:
 		(void)cgroup_remove(b->cgroup);
 	}
 	if (told) {
-		keeper_container_gone(b->ctr->cidfile); /* never started */
+		keeper_container_gone(b->ctr->cidfile, b->ctr->run_label); /* never started */
 	}
 	ctr_free(b->ctr);
 	sys_close(&pin[0]);
@@ -1713,7 +1713,7 @@ enter_done(struct backend *b)
 		ev_timer_stop(b->loop, &b->ctr->retry_w);
 		if (b->ctr->gone) {
 			if (!b->ctr->keeper_lists) {
-				keeper_container_gone(b->ctr->cidfile);
+				keeper_container_gone(b->ctr->cidfile, b->ctr->run_label);
 			}
 			/* The keeper reads an id file that is not there as an empty one. */
 			if (b->ctr->own_cidfile) {

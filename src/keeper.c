@@ -169,19 +169,22 @@ keeper_container(char *const *prefix, size_t n, const char *cidfile, const char 
 }
 
 void
-keeper_container_gone(const char *cidfile)
+keeper_container_gone(const char *cidfile, const char *run)
 {
-	size_t len = strlen(cidfile) + 4;
+	size_t len = strlen(cidfile) + 4 + (run != NULL ? strlen(run) + 1 : 0);
 	char *line;
 
-	if (keeper_fd < 0 || cidfile[0] == '\0' || strpbrk(cidfile, "\t\n") != NULL) {
+	if (keeper_fd < 0 || cidfile[0] == '\0' || strpbrk(cidfile, "\t\n") != NULL ||
+	    (run != NULL && (run[0] == '\0' || strpbrk(run, "\t\n\x1f") != NULL))) {
 		return; /* never told */
 	}
 	if ((line = malloc(len)) == NULL) {
 		diag_warn_errno("cannot tell the keeper that container %s is gone", cidfile);
 		return;
 	}
-	(void)snprintf(line, len, "D\t%s\n", cidfile);
+	/* The run too: runs of one command line with a user's --cidfile share that file. */
+	(void)snprintf(line, len, "D\t%s%s%s\n", cidfile, run != NULL ? "\t" : "",
+		       run != NULL ? run : "");
 	if (tell_n(line, len - 1) == -1) {
 		diag_warn_errno("cannot tell the keeper that container %s is gone", cidfile);
 	}
@@ -730,8 +733,16 @@ keeper_line(char *line, struct ctr **ctrs, size_t *n_ctr, char *cg, size_t cg_si
 		}
 		(*n_ctr)++;
 	} else if (line[0] == 'D' && f1 != NULL) {
+		const char *run = f2 != NULL ? f2 + 1 : NULL;
+
+		if (f2 != NULL) {
+			*f2 = '\0';
+		}
 		for (size_t i = 0; i < *n_ctr; i++) {
-			if (strcmp((*ctrs)[i].cidfile, f1 + 1) == 0) {
+			const struct ctr *c = &(*ctrs)[i];
+
+			if (strcmp(c->cidfile, f1 + 1) == 0 &&
+			    (run == NULL || (c->run != NULL && strcmp(c->run, run) == 0))) {
 				free((*ctrs)[i].cidfile);
 				free((*ctrs)[i].prefix);
 				free((*ctrs)[i].run);
@@ -994,6 +1005,7 @@ keeper_start(double term_grace, int argc, char **argv)
 		return -1;
 	}
 	keeper_fd = p[1];
+	keeper_cut = false;
 	ack_fd = ack[0];
 	/* Written before the middle child exited, which was waited for. */
 	(void)sys_set_nonblock(ack_fd, 1);

@@ -43,8 +43,11 @@ void keeper_cgroup(const char *dir);
  * says so on stderr.
  */
 void keeper_container(char *const *prefix, size_t n, const char *cidfile, const char *run);
-/* That container is gone. */
-void keeper_container_gone(const char *cidfile);
+/*
+ * That container is gone: the one told with this cidfile and run ("D\t<cidfile>[\t<run>]\n";
+ * runs of one command line with a user's --cidfile share the file, not the run).
+ */
+void keeper_container_gone(const char *cidfile, const char *run);
 /* The keeper's pid while it runs; 0 when it is gone or unknown. */
 pid_t keeper_pid_live(void);
 /*

@@ -17,9 +17,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "mcpmux/keeper.h"
+#include "tmpdir.h"
 
 #define W(s) ((char *)(uintptr_t)(s))
 
@@ -200,7 +202,7 @@ test_nothing_is_told_after_a_line_left_half_written(void **state)
 	if (stopped) {
 		keeper_container(words, N, "/nonexistent/a.cid", NULL); /* cut after a second */
 		got = drain(rd, &last);
-		keeper_container_gone("/nonexistent/a.cid");
+		keeper_container_gone("/nonexistent/a.cid", NULL);
 		keeper_cgroup("/nonexistent/cgroup");
 	}
 	(void)kill(k, SIGKILL); /* (not ours to reap: its parent, a middle child, is gone) */
@@ -223,6 +225,96 @@ test_nothing_is_told_after_a_line_left_half_written(void **state)
 	assert_int_equal(after, 0);
 }
 
+/* Wait, a bounded time, until process pid is gone (or a zombie); true when it is. */
+static bool
+proc_gone(pid_t pid, int ms)
+{
+	for (int waited = 0; waited <= ms; waited += 10) {
+		if (kill(pid, 0) == -1 || proc_shows(pid, "stat", true, "Z", 0)) {
+			return true;
+		}
+		(void)usleep(10000);
+	}
+	return false;
+}
+
+/*
+ * An mcpmux that starts a keeper, tells it what tell() tells, and exits without "done"
+ * (as if killed), in a child; then the keeper's work is waited for (bounded).  The
+ * engine's words: a shell that logs each command it is given to the file log.  true
+ * when the keeper is gone.
+ */
+static bool
+keeper_after_kill(void (*tell)(char **engine, size_t n), const char *log)
+{
+	char name[] = "test_keeper";
+	char *argv[] = { name, NULL };
+	char *engine[] = { W("sh"), W("-c"), W("printf '%s\\n' \"$*\" >>\"$0\""), W(log) };
+	int p[2];
+	pid_t k = 0, child;
+
+	if (pipe2(p, O_CLOEXEC) == -1) {
+		return false;
+	}
+	if ((child = fork()) == 0) {
+		(void)close(p[0]);
+		if (keeper_start(0.1, 1, argv) == 0) {
+			k = keeper_pid_live();
+			tell(engine, 4);
+		}
+		(void)write(p[1], &k, sizeof(k));
+		_exit(0); /* no "done": the keeper takes mcpmux for killed */
+	}
+	(void)close(p[1]);
+	bool got = child > 0 && read(p[0], &k, sizeof(k)) == (ssize_t)sizeof(k) && k > 0;
+
+	(void)close(p[0]);
+	if (child > 0) {
+		(void)waitpid(child, NULL, 0);
+	}
+	return got && proc_gone(k, 20000);
+}
+
+static char shared_cid[320];
+
+static void
+tell_two_runs_one_gone(char **engine, size_t n)
+{
+	keeper_container(engine, n, shared_cid, "run-a");
+	keeper_container(engine, n, shared_cid, "run-b");
+	keeper_container_gone(shared_cid, "run-b");
+}
+
+/*
+ * Two runs of one command line share a user's --cidfile (both told before the engine
+ * wrote it): the one said gone is the run said, not the first told with that file.  The
+ * other's id file is still empty when mcpmux is killed: the keeper asks for the
+ * container of that run, not of the gone one.
+ */
+static void
+test_a_gone_run_is_told_by_its_run_not_its_id_file(void **state)
+{
+	char dir[256], log[300], buf[4096] = "";
+
+	(void)state;
+	assert_int_equal(tmpdir_make(dir, sizeof(dir), "keeper"), 0);
+	(void)snprintf(shared_cid, sizeof(shared_cid), "%s/users.cid", dir);
+	(void)snprintf(log, sizeof(log), "%s/engine.log", dir);
+	bool gone = keeper_after_kill(tell_two_runs_one_gone, log);
+	int fd = open(log, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+
+	if (fd >= 0) {
+		(void)close(fd);
+	}
+	buf[n > 0 ? n : 0] = '\0';
+	(void)tmpdir_remove(dir);
+	assert_true(gone);
+	assert_non_null(strstr(buf, "container ls "));
+	assert_non_null(strstr(buf, "--filter label=mcpmux.run=run-a "));
+	assert_null(strstr(buf, "run-b"));
+}
+
 int
 main(void)
 {
@@ -230,6 +322,7 @@ main(void)
 		cmocka_unit_test(test_many_long_words_round_trip),
 		cmocka_unit_test(test_one_word_and_empty_words),
 		cmocka_unit_test(test_what_cannot_go_is_refused),
+		cmocka_unit_test(test_a_gone_run_is_told_by_its_run_not_its_id_file),
 		cmocka_unit_test(test_nothing_is_told_after_a_line_left_half_written),
 	};
 
