@@ -956,7 +956,7 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	 */
 	if (b->ctr != NULL && b->ctr->cidfile[0] != '\0') {
 		keeper_container(b->ctr->argv, b->ctr->run.prefix_len, b->ctr->cidfile,
-				 b->ctr->run_label);
+				 b->ctr->run_label, b->ctr->own_cidfile);
 		told = true;
 	}
 	if (b->ctr != NULL) {

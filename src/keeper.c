@@ -108,9 +108,10 @@ keeper_cgroup(const char *dir)
 }
 
 char *
-keeper_container_line(char *const *prefix, size_t n, const char *cidfile, const char *run)
+keeper_container_line(char *const *prefix, size_t n, const char *cidfile, const char *run, bool own)
 {
-	size_t len = strlen("C\t\t\t\n") + strlen(cidfile) + (run != NULL ? strlen(run) : 0) + 1;
+	size_t len =
+		strlen("C\t\t\t\town\n") + strlen(cidfile) + (run != NULL ? strlen(run) : 0) + 1;
 
 	/* Fields are separated by tabs, words by US (0x1f): a word that holds one cannot go. */
 	if (n == 0 || cidfile[0] == '\0' || strpbrk(cidfile, "\t\n") != NULL ||
@@ -140,8 +141,11 @@ keeper_container_line(char *const *prefix, size_t n, const char *cidfile, const 
 		memcpy(p, prefix[i], w);
 		p += w;
 	}
-	if (run != NULL) {
-		p += sprintf(p, "\t%s", run);
+	if (run != NULL || own) {
+		p += sprintf(p, "\t%s", run != NULL ? run : "");
+	}
+	if (own) {
+		p += sprintf(p, "\town"); /* mcpmux's own id file: the keeper may remove it */
 	}
 	*p++ = '\n';
 	*p = '\0';
@@ -149,12 +153,12 @@ keeper_container_line(char *const *prefix, size_t n, const char *cidfile, const 
 }
 
 void
-keeper_container(char *const *prefix, size_t n, const char *cidfile, const char *run)
+keeper_container(char *const *prefix, size_t n, const char *cidfile, const char *run, bool own)
 {
 	if (keeper_fd < 0) {
 		return; /* no keeper: said when it could not be started */
 	}
-	char *line = keeper_container_line(prefix, n, cidfile, run);
+	char *line = keeper_container_line(prefix, n, cidfile, run, own);
 
 	if (line == NULL || tell_n(line, strlen(line)) == -1) {
 		diag_warn_errno("cannot tell the keeper about the container of '%s' (id file %s): "
@@ -226,6 +230,7 @@ struct ctr {
 	char *cidfile;
 	char *prefix; /* words separated by 0x1f */
 	char *run;    /* its mcpmux.run label, or NULL */
+	bool own;     /* the id file is mcpmux's own, not the user's --cidfile */
 	bool later;   /* its id file had no id yet: ended after the run's processes */
 };
 
@@ -628,6 +633,22 @@ end_by_id(const struct ctr *c, char **prefix, size_t n, const char *cid, const c
 }
 
 /*
+ * mcpmux's own id file of c, still empty once the engine has been asked by labels: nothing
+ * will write it now (the engine's command is gone), and nobody else reads it.  A user's
+ * --cidfile is the user's.
+ */
+static void
+forget_own(const struct ctr *c)
+{
+	char cid[CONTAINER_ID_MAX + 1];
+
+	if (c->own && read_cid(c, cid, sizeof(cid)) == 0 && unlink(c->cidfile) == -1 &&
+	    errno != ENOENT) {
+		diag_warn_errno("keeper: cannot remove container id file %s", c->cidfile);
+	}
+}
+
+/*
  * The containers the engine made for c's run whose id its id file never got (the engine's
  * command killed while it made one): asked of the engine by this mcpmux's owner label and
  * the run's own, each then ended as by its id (whose owner is checked again).
@@ -643,6 +664,7 @@ end_listed(const struct ctr *c, char **prefix, size_t n, const char *owner, doub
 		run_engine_out(list, KEEPER_ENGINE_S, &r, true);
 		free(list);
 	}
+	forget_own(c);
 	if (!engine_ok(&r)) {
 		char why[sizeof(r.err) + 64];
 
@@ -708,11 +730,14 @@ keeper_line(char *line, struct ctr **ctrs, size_t *n_ctr, char *cg, size_t cg_si
 		(void)snprintf(cg, cg_size, "%s", f1 + 1);
 	} else if (line[0] == 'C' && f2 != NULL) {
 		struct ctr *nc = realloc(*ctrs, (*n_ctr + 1) * sizeof(*nc));
-		char *f3 = strchr(f2 + 1, '\t');
+		char *f3 = strchr(f2 + 1, '\t'), *f4 = f3 != NULL ? strchr(f3 + 1, '\t') : NULL;
 
 		*f2 = '\0';
 		if (f3 != NULL) {
 			*f3 = '\0';
+		}
+		if (f4 != NULL) {
+			*f4 = '\0';
 		}
 		if (nc == NULL) {
 			diag_warn("keeper: out of memory: container id file %s not kept", f1 + 1);
@@ -721,10 +746,11 @@ keeper_line(char *line, struct ctr **ctrs, size_t *n_ctr, char *cg, size_t cg_si
 		*ctrs = nc;
 		nc[*n_ctr].cidfile = strdup(f1 + 1);
 		nc[*n_ctr].prefix = strdup(f2 + 1);
-		nc[*n_ctr].run = f3 != NULL ? strdup(f3 + 1) : NULL;
+		nc[*n_ctr].run = f3 != NULL && f3[1] != '\0' ? strdup(f3 + 1) : NULL;
+		nc[*n_ctr].own = f4 != NULL && strcmp(f4 + 1, "own") == 0;
 		nc[*n_ctr].later = false;
 		if (nc[*n_ctr].cidfile == NULL || nc[*n_ctr].prefix == NULL ||
-		    (f3 != NULL && nc[*n_ctr].run == NULL)) {
+		    (f3 != NULL && f3[1] != '\0' && nc[*n_ctr].run == NULL)) {
 			free(nc[*n_ctr].cidfile);
 			free(nc[*n_ctr].prefix);
 			free(nc[*n_ctr].run);

@@ -37,12 +37,14 @@ void keeper_cgroup(const char *dir);
 /*
  * A container that a server runs in: prefix[0..n) are the words that reach its engine
  * (launcher, engine, global options: container.h), cidfile where the engine writes its id,
- * run its mcpmux.run label (or NULL): what finds it while that file is still empty.
+ * run its mcpmux.run label (or NULL): what finds it while that file is still empty; own
+ * when that file is mcpmux's (the keeper removes it when it stays empty), not the user's.
  * Every word goes, however long or many; when the keeper cannot be told (a tab, a line
  * end or 0x1f in a word or in the file's name, no memory, a write that failed), mcpmux
  * says so on stderr.
  */
-void keeper_container(char *const *prefix, size_t n, const char *cidfile, const char *run);
+void keeper_container(char *const *prefix, size_t n, const char *cidfile, const char *run,
+		      bool own);
 /*
  * That container is gone: the one told with this cidfile and run ("D\t<cidfile>[\t<run>]\n";
  * runs of one command line with a user's --cidfile share the file, not the run).
@@ -59,11 +61,12 @@ void keeper_done(void);
 
 /*
  * The line that tells the keeper about a container ("C\t<cidfile>\t<words separated by
- * 0x1f>[\t<run>]\n"), malloc'd; NULL with errno EINVAL when a word or run holds a tab, a
- * line end or 0x1f (or the file's name a tab or a line end, or it or run is empty, or n is
- * 0), ENOMEM.  Exposed for tests.
+ * 0x1f>[\t<run>[\town]]\n", "own" for mcpmux's own id file), malloc'd; NULL with errno EINVAL when
+ * a word or run holds a tab, a line end or 0x1f (or the file's name a tab or a line end, or it or
+ * run is empty, or n is 0), ENOMEM.  Exposed for tests.
  */
-char *keeper_container_line(char *const *prefix, size_t n, const char *cidfile, const char *run);
+char *keeper_container_line(char *const *prefix, size_t n, const char *cidfile, const char *run,
+			    bool own);
 /*
  * Split words separated by 0x1f, in place: a malloc'd NULL-terminated array of pointers
  * into words (free() it), with *n entries; NULL when memory runs out.  Exposed for tests.

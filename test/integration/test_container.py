@@ -452,25 +452,48 @@ class FakeDockerKeeper(FakeDockerCase):
         self.assertIn("keeper: removed container fake01234567 (docker: rm -f)", p.stderr())
         self.assert_no_leftovers()
 
-    def test_the_keeper_leaves_a_container_of_another_run_alone(self):
-        """A container the listing by this run's labels does not give (another mcpmux's, or
-        another run's) is not ended for an empty id file."""
+    def killed_while_another_container_is_made(self, run=()):
+        """mcpmux killed while its id file is empty, the engine making a container that
+        turns out to be another mcpmux's: the keeper's listing finds none of its own.
+        (mcpmux, its run's id file.)  run: more of the run's options."""
         slow = os.path.join(self.tmp.name, "slow")
         open(slow, "w").close()
         self.env["FAKE_DOCKER_SLOW_CREATE"] = slow
         self.env["FAKE_DOCKER_ARGS"] = ""
-        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "img"])
+        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i"] + list(run) + ["img"])
         wait_until(lambda: os.path.exists(self.log + ".created"), 5,
                    "the engine to make the container")
+        cidfile = self.calls()[0][self.calls()[0].index("--cidfile") + 1]
         with open(self.log + ".labels") as f:
             labels = f.read()
         with open(self.log + ".labels", "w") as f:  # the container is now another's
             f.write(labels.replace("mcpmux.owner=", "mcpmux.owner=1:2-was-"))
         self.kill_and_wait_for_keeper(p)
+        return p, cidfile
+
+    def test_the_keeper_leaves_a_container_of_another_run_alone(self):
+        """A container the listing by this run's labels does not give (another mcpmux's, or
+        another run's) is not ended for an empty id file."""
+        p, _ = self.killed_while_another_container_is_made()
         helpers = [" ".join(c) for c in self.calls()[1:]]
         self.assertTrue(helpers and all(h.startswith("container ls ") for h in helpers),
                         helpers)
         self.assertNotIn("keeper: removed container", p.stderr())
+        self.assert_no_leftovers()
+
+    def test_the_keeper_removes_its_own_empty_id_file_not_a_users(self):
+        """An id file of mcpmux's own still empty when the keeper's listing finds no
+        container of the run is removed; a user's --cidfile is left where it is."""
+        p, cidfile = self.killed_while_another_container_is_made()
+        self.assertNotIn("keeper: removed container", p.stderr())
+        self.assertFalse(os.path.exists(cidfile), "mcpmux's own id file is left")
+        users = os.path.join(self.tmp.name, "users.cid")
+        os.unlink(self.log)
+        os.unlink(self.log + ".created")
+        p, cidfile = self.killed_while_another_container_is_made(run=["--cidfile", users])
+        self.assertEqual(cidfile, users)
+        self.assertNotIn("keeper: removed container", p.stderr())
+        self.assertTrue(os.path.exists(users), "the user's --cidfile is removed")
         self.assert_no_leftovers()
 
     def test_long_launcher_prefix_reaches_the_keeper_whole(self):

@@ -41,7 +41,7 @@ test_many_long_words_round_trip(void **state)
 		words[i][strlen(words[i])] = 'x';
 		words[i][LEN] = '\0';
 	}
-	char *line = keeper_container_line(words, N, "/run/x/1.2.cid", NULL);
+	char *line = keeper_container_line(words, N, "/run/x/1.2.cid", NULL, false);
 
 	assert_non_null(line);
 	assert_int_equal(strncmp(line, "C\t/run/x/1.2.cid\t", 17), 0);
@@ -72,16 +72,22 @@ test_one_word_and_empty_words(void **state)
 	size_t n = 0;
 
 	(void)state;
-	char *line = keeper_container_line(one, 1, "c", NULL);
+	char *line = keeper_container_line(one, 1, "c", NULL, false);
 
 	assert_string_equal(line, "C\tc\tpodman\n");
 	free(line);
-	line = keeper_container_line(one, 1, "c", "r-1");
+	line = keeper_container_line(one, 1, "c", "r-1", false);
 	assert_string_equal(line, "C\tc\tpodman\tr-1\n");
 	free(line);
-	assert_null(keeper_container_line(one, 1, "c", "r\t1"));
-	assert_null(keeper_container_line(one, 1, "c", ""));
-	line = keeper_container_line(gaps, 3, "c", NULL);
+	line = keeper_container_line(one, 1, "c", "r-1", true);
+	assert_string_equal(line, "C\tc\tpodman\tr-1\town\n");
+	free(line);
+	line = keeper_container_line(one, 1, "c", NULL, true);
+	assert_string_equal(line, "C\tc\tpodman\t\town\n");
+	free(line);
+	assert_null(keeper_container_line(one, 1, "c", "r\t1", false));
+	assert_null(keeper_container_line(one, 1, "c", "", false));
+	line = keeper_container_line(gaps, 3, "c", NULL, false);
 	assert_string_equal(line, "C\tc\tenv\x1f\x1f"
 				  "docker\n");
 	line[strlen(line) - 1] = '\0';
@@ -109,14 +115,14 @@ test_what_cannot_go_is_refused(void **state)
 
 	(void)state;
 	errno = 0;
-	assert_null(keeper_container_line(tab, 3, "c", NULL));
+	assert_null(keeper_container_line(tab, 3, "c", NULL, false));
 	assert_int_equal(errno, EINVAL);
-	assert_null(keeper_container_line(nl, 3, "c", NULL));
-	assert_null(keeper_container_line(us, 3, "c", NULL));
-	assert_null(keeper_container_line(ok, 1, "a\tb", NULL));
-	assert_null(keeper_container_line(ok, 1, "a\nb", NULL));
-	assert_null(keeper_container_line(ok, 1, "", NULL));
-	assert_null(keeper_container_line(ok, 0, "c", NULL));
+	assert_null(keeper_container_line(nl, 3, "c", NULL, false));
+	assert_null(keeper_container_line(us, 3, "c", NULL, false));
+	assert_null(keeper_container_line(ok, 1, "a\tb", NULL, false));
+	assert_null(keeper_container_line(ok, 1, "a\nb", NULL, false));
+	assert_null(keeper_container_line(ok, 1, "", NULL, false));
+	assert_null(keeper_container_line(ok, 0, "c", NULL, false));
 	assert_int_equal(errno, EINVAL);
 }
 
@@ -200,7 +206,8 @@ test_nothing_is_told_after_a_line_left_half_written(void **state)
 	size_t got = 0;
 
 	if (stopped) {
-		keeper_container(words, N, "/nonexistent/a.cid", NULL); /* cut after a second */
+		keeper_container(words, N, "/nonexistent/a.cid", NULL,
+				 false); /* cut after a second */
 		got = drain(rd, &last);
 		keeper_container_gone("/nonexistent/a.cid", NULL);
 		keeper_cgroup("/nonexistent/cgroup");
@@ -280,8 +287,8 @@ static char shared_cid[320];
 static void
 tell_two_runs_one_gone(char **engine, size_t n)
 {
-	keeper_container(engine, n, shared_cid, "run-a");
-	keeper_container(engine, n, shared_cid, "run-b");
+	keeper_container(engine, n, shared_cid, "run-a", false);
+	keeper_container(engine, n, shared_cid, "run-b", false);
 	keeper_container_gone(shared_cid, "run-b");
 }
 
