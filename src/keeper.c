@@ -31,6 +31,7 @@ static pid_t keeper_pid;   /* its pid, as the middle child told it; 0 unknown */
 #define KEEPER_EXIT_WAIT_MS 1000 /* at a normal exit, how long to wait for the keeper */
 #define KEEPER_TELL_S	    1.0	 /* how long a line to the keeper may wait for room in the pipe */
 #define KEEPER_ENGINE_S	    10.0 /* how long the keeper waits for one engine command */
+#define KEEPER_LISTED_MAX   4096 /* the containers one listing may give the keeper */
 
 /* ---- in mcpmux ---- */
 
@@ -344,6 +345,17 @@ keeper_split_words(char *words, size_t *n)
 	return v;
 }
 
+/*
+ * The ids of a listing (container_list_run_argv), taken from its output as it comes: each
+ * ended by a NUL, n of them, at most KEEPER_LISTED_MAX.
+ */
+struct listed {
+	char *ids;
+	size_t len, cap, n;
+	bool more; /* more were listed than could be kept */
+	bool skip; /* in a line longer than the buffer: up to its end */
+};
+
 /* How an engine command ended. */
 struct engine_res {
 	int st;		 /* wait status; -1 when there is none (see how) */
@@ -352,6 +364,7 @@ struct engine_res {
 	size_t n_err;
 	/* keep the marked lines (container_whose_keep, ...), wherever they come; or NULL */
 	size_t (*mark)(char *buf, size_t n);
+	struct listed *listed; /* or the ids of its marked lines go there as they come */
 };
 
 static bool
@@ -388,9 +401,65 @@ engine_describe(const struct engine_res *r, char *out, size_t size)
 	}
 }
 
+static void
+listed_add(struct listed *l, const char *id, size_t len)
+{
+	if (l->n == KEEPER_LISTED_MAX) {
+		l->more = true;
+		return;
+	}
+	if (l->len + len + 1 > l->cap) {
+		size_t cap = l->cap != 0 ? l->cap * 2 : 1024;
+		char *nv = realloc(l->ids, cap);
+
+		if (nv == NULL) {
+			l->more = true;
+			return;
+		}
+		l->ids = nv;
+		l->cap = cap;
+	}
+	memcpy(l->ids + l->len, id, len);
+	l->ids[l->len + len] = '\0';
+	l->len += len + 1;
+	l->n++;
+}
+
+/*
+ * Take the ids of buf[0..n) into l: up to its last line end when full (what follows is
+ * kept, at the start of buf, and its length returned), all of it when last.
+ */
+static size_t
+listed_take(char *buf, size_t n, struct listed *l, bool last)
+{
+	const char *pos = buf, *end = buf + n, *id;
+	const char *nl = last ? NULL : memrchr(buf, '\n', n);
+	size_t len;
+
+	if (!last && nl == NULL) {
+		l->skip = true; /* a line longer than the buffer: no id of ours */
+		return 0;
+	}
+	if (!last) {
+		end = nl + 1;
+	}
+	if (l->skip) {
+		const char *first = memchr(buf, '\n', (size_t)(end - buf));
+
+		pos = first != NULL ? first + 1 : end;
+		l->skip = first == NULL;
+	}
+	while ((id = container_listed_next(&pos, end, &len)) != NULL) {
+		listed_add(l, id, len);
+	}
+	memmove(buf, end, (size_t)(buf + n - end));
+	return (size_t)(buf + n - end);
+}
+
 /*
  * Read what is there of the command's output, keeping its start; or, with r->mark,
- * keeping the marked lines however much comes before them (an engine's warnings).
+ * keeping the marked lines however much comes before them (an engine's warnings); or,
+ * with r->listed, taking the ids of its marked lines out whenever the buffer is full.
  */
 static void
 engine_drain(int fd, struct engine_res *r)
@@ -402,6 +471,9 @@ engine_drain(int fd, struct engine_res *r)
 
 		if (room == 0 && r->mark != NULL) {
 			r->n_err = r->mark(r->err, r->n_err);
+			room = sizeof(r->err) - 1 - r->n_err;
+		} else if (room == 0 && r->listed != NULL) {
+			r->n_err = listed_take(r->err, r->n_err, r->listed, false);
 			room = sizeof(r->err) - 1 - r->n_err;
 		}
 		ssize_t n =
@@ -657,12 +729,15 @@ static void
 end_listed(const struct ctr *c, char **prefix, size_t n, const char *owner, double term_grace)
 {
 	struct engine_res r = { .st = -1, .how = "out of memory" };
+	struct listed ids = { .ids = NULL };
 	char **list = container_list_run_argv(prefix, n, owner, c->run);
 
 	if (list != NULL) {
-		r.mark = container_listed_keep;
+		/* However many it lists: their ids are taken out as they come. */
+		r.listed = &ids;
 		run_engine_out(list, KEEPER_ENGINE_S, &r, true);
 		free(list);
+		(void)listed_take(r.err, r.n_err, &ids, true);
 	}
 	forget_own(c);
 	if (!engine_ok(&r)) {
@@ -672,16 +747,20 @@ end_listed(const struct ctr *c, char **prefix, size_t n, const char *owner, doub
 		diag_warn("keeper: cannot ask %s for the container of run %s, whose id file %s is "
 			  "empty (%s): a container it made may be left (mcpmux sweep ends it)",
 			  engine_word(prefix, n), c->run, c->cidfile, why);
+		free(ids.ids);
 		return;
 	}
-	/* The ids first: each ending below reuses nothing of r, but reads its own. */
-	char ids[sizeof(r.err)];
-	size_t n_ids;
+	if (ids.more) {
+		diag_warn("keeper: %s listed more containers for run %s than the keeper can keep "
+			  "(%d): the first are ended, the rest left (mcpmux sweep ends them)",
+			  engine_word(prefix, n), c->run, KEEPER_LISTED_MAX);
+	}
+	size_t left = ids.n;
 
-	(void)container_listed_ids(r.err, r.n_err, ids, sizeof(ids), &n_ids);
-	for (const char *p = ids; n_ids > 0; n_ids--, p += strlen(p) + 1) {
+	for (const char *p = ids.ids; left > 0; left--, p += strlen(p) + 1) {
 		(void)end_by_id(c, prefix, n, p, owner, term_grace);
 	}
+	free(ids.ids);
 }
 
 /*

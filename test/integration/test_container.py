@@ -60,15 +60,15 @@ class FakeDockerCase(Case):
     def keepers(self):
         return [q for q in self.tagged() if keeper_of(q) is not None]
 
-    def wait_for_keeper(self, p):
+    def wait_for_keeper(self, p, timeout=20):
         """Until mcpmux's keeper has done its work and gone."""
-        wait_until(lambda: not self.keepers(), 20, "the keeper to finish",
+        wait_until(lambda: not self.keepers(), timeout, "the keeper to finish",
                    explain=lambda: p.stderr())
 
-    def kill_and_wait_for_keeper(self, p):
+    def kill_and_wait_for_keeper(self, p, timeout=20):
         p.p.send_signal(signal.SIGKILL)
         p.wait()
-        self.wait_for_keeper(p)
+        self.wait_for_keeper(p, timeout)
 
 
 class FakeDocker(FakeDockerCase):
@@ -426,6 +426,28 @@ class FakeDockerKeeper(FakeDockerCase):
         self.assertEqual(helpers[-1], "container rm -f fake0123456789abcdef")
         self.assertIn("keeper: removed container fake01234567 (docker: rm -f)", p.stderr())
         self.assertFalse(os.path.exists(cidfile))
+        self.assert_no_leftovers()
+
+    def test_the_keeper_ends_every_container_a_listing_gives(self):
+        """A listing by the run's labels that gives more containers than the keeper's
+        buffer holds (41 with ids of 64 hex digits, over 3 KiB): the keeper takes their ids
+        as they come, and ends every one."""
+        slow = os.path.join(self.tmp.name, "slow")
+        open(slow, "w").close()
+        self.env["FAKE_DOCKER_SLOW_CREATE"] = slow  # stays: the id is never written
+        self.env["FAKE_DOCKER_LS_MORE"] = "40"
+        self.env["FAKE_DOCKER_ARGS"] = ""
+        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "img"])
+        wait_until(lambda: os.path.exists(self.log + ".created"), 5,
+                   "the engine to make the container")
+        self.kill_and_wait_for_keeper(p, 60)
+        err = p.stderr()
+        for i in range(1, 41):
+            cid = "%064x" % i
+            self.assertIn(["container", "kill", "--signal", "TERM", cid], self.calls())
+            self.assertIn("keeper: removed container %s (docker: it stopped on SIGTERM)"
+                          % cid[:12], err)
+        self.assertIn("keeper: removed container fake01234567 (docker: rm -f)", err)
         self.assert_no_leftovers()
 
     @unittest.skipIf(not os.path.exists(SHIM) or WRAPPER, "no fault shim, or under a wrapper")
