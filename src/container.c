@@ -775,13 +775,16 @@ container_list_run_argv(char *const *prefix, size_t n, const char *owner, const 
 	struct argv_block b;
 
 	if (helper_begin(&b, prefix, n, words, 6,
-			 strlen(k_owner) + strlen(owner) + strlen(k_run) + strlen(run) + 2) == -1) {
+			 strlen(k_owner) + strlen(owner) +
+				 (run != NULL ? strlen(k_run) + strlen(run) : 0) + 2) == -1) {
 		return NULL;
 	}
 	block_borrow(&b, "--filter");
 	block_copy(&b, k_owner, owner);
-	block_borrow(&b, "--filter");
-	block_copy(&b, k_run, run);
+	if (run != NULL) {
+		block_borrow(&b, "--filter");
+		block_copy(&b, k_run, run);
+	}
 	block_borrow(&b, "--format");
 	block_borrow(&b, CONTAINER_LISTED "|{{.ID}}");
 	return block_done(&b);

@@ -32,6 +32,7 @@ static pid_t keeper_pid;   /* its pid, as the middle child told it; 0 unknown */
 #define KEEPER_TELL_S	    1.0	 /* how long a line to the keeper may wait for room in the pipe */
 #define KEEPER_ENGINE_S	    10.0 /* how long the keeper waits for one engine command */
 #define KEEPER_LISTED_MAX   4096 /* the containers one listing may give the keeper */
+#define KEEPER_LIST_ALL_S   10.0 /* all the listings by labels at the keeper's end, together */
 
 /* ---- in mcpmux ---- */
 
@@ -229,10 +230,11 @@ keeper_done(void)
 
 struct ctr {
 	char *cidfile;
-	char *prefix; /* words separated by 0x1f */
-	char *run;    /* its mcpmux.run label, or NULL */
-	bool own;     /* the id file is mcpmux's own, not the user's --cidfile */
-	bool later;   /* its id file had no id yet: ended after the run's processes */
+	char *prefix;			/* words separated by 0x1f */
+	char *run;			/* its mcpmux.run label, or NULL */
+	char cid[CONTAINER_ID_MAX + 1]; /* the id its id file gave, or "" */
+	bool own;			/* the id file is mcpmux's own, not the user's --cidfile */
+	bool later; /* its id file had no id yet: ended after the run's processes */
 };
 
 static double
@@ -610,10 +612,10 @@ read_cid(const struct ctr *c, char *cid, size_t size)
 /*
  * End container cid through its engine (prefix[0..n)), and say what happened: removed (or
  * gone by itself), or could not be removed, with the engine's answer.  true when it is
- * gone.  Its id file, where it is named, goes with it.
+ * gone.  Its id file, cidfile (NULL for one listed by labels), goes with it.
  */
 static bool
-end_by_id(const struct ctr *c, char **prefix, size_t n, const char *cid, const char *owner,
+end_by_id(const char *cidfile, char **prefix, size_t n, const char *cid, const char *owner,
 	  double term_grace)
 {
 	char **term = NULL, **kill9 = NULL, **look = NULL, **rm = NULL;
@@ -635,7 +637,9 @@ end_by_id(const struct ctr *c, char **prefix, size_t n, const char *cid, const c
 		r.mark = NULL;
 		free(whose);
 		if (engine_gone(&r)) {
-			(void)unlink(c->cidfile);
+			if (cidfile != NULL) {
+				(void)unlink(cidfile);
+			}
 			return true;
 		}
 		bool told = engine_ok(&r) && container_whose_parse(r.err, r.n_err, &w);
@@ -651,8 +655,9 @@ end_by_id(const struct ctr *c, char **prefix, size_t n, const char *cid, const c
 
 				engine_describe(&r, why, sizeof(why));
 				diag_warn("keeper: cannot tell whose container %.12s is (%s): left "
-					  "alone; its id is in %s",
-					  cid, why, c->cidfile);
+					  "alone%s%s",
+					  cid, why, cidfile != NULL ? "; its id is in " : "",
+					  cidfile != NULL ? cidfile : "");
 			}
 			return told;
 		}
@@ -687,15 +692,18 @@ end_by_id(const struct ctr *c, char **prefix, size_t n, const char *cid, const c
 		}
 	}
 	if (gone) {
-		(void)unlink(c->cidfile);
+		if (cidfile != NULL) {
+			(void)unlink(cidfile);
+		}
 		diag_warn("keeper: removed container %.12s (%s: %s)", cid, engine_word(prefix, n),
 			  done);
 	} else {
 		char why[sizeof(r.err) + 64];
 
 		engine_describe(&r, why, sizeof(why));
-		diag_warn("keeper: could not remove container %.12s (%s: %s); its id is in %s", cid,
-			  engine_word(prefix, n), why, c->cidfile);
+		diag_warn("keeper: could not remove container %.12s (%s: %s)%s%s", cid,
+			  engine_word(prefix, n), why, cidfile != NULL ? "; its id is in " : "",
+			  cidfile != NULL ? cidfile : "");
 	}
 	free(term);
 	free(kill9);
@@ -720,77 +728,149 @@ forget_own(const struct ctr *c)
 	}
 }
 
+/* c's words to its engine, split: an array to free() with *words; NULL without memory. */
+static char **
+ctr_words(const struct ctr *c, char **words, size_t *n)
+{
+	char **prefix;
+
+	*n = 0;
+	if ((*words = strdup(c->prefix)) == NULL) {
+		return NULL;
+	}
+	if ((prefix = keeper_split_words(*words, n)) == NULL) {
+		free(*words);
+		*words = NULL;
+	}
+	return prefix;
+}
+
 /*
- * The containers the engine made for c's run whose id its id file never got (the engine's
- * command killed while it made one): asked of the engine by this mcpmux's owner label and
- * the run's own, each then ended as by its id (whose owner is checked again).
+ * The containers the engine made for the runs of ctrs[0..n_ctr) marked later, whose id
+ * their id files never got (the engine's command killed while it made one), all of those
+ * that reach the engine through the same words as `first`: asked of the engine once, by
+ * this mcpmux's owner label (and the run's, when there is one run; the mcpmux is gone:
+ * every container of its is to go), for `seconds` at most; each one found that no id file named
+ * (those were ended by it) then ended as by its id (whose owner is checked again).  Returns the
+ * time the question took.
  */
-static void
-end_listed(const struct ctr *c, char **prefix, size_t n, const char *owner, double term_grace)
+static double
+end_listed(const struct ctr *first, struct ctr *ctrs, size_t n_ctr, const char *owner,
+	   double seconds, double term_grace)
 {
 	struct engine_res r = { .st = -1, .how = "out of memory" };
 	struct listed ids = { .ids = NULL };
-	char **list = container_list_run_argv(prefix, n, owner, c->run);
+	char *words;
+	size_t n, runs = 0;
+	char **prefix = ctr_words(first, &words, &n), **list = NULL;
+	double t0 = now_s();
 
+	for (size_t i = 0; i < n_ctr; i++) {
+		runs += ctrs[i].later && strcmp(ctrs[i].prefix, first->prefix) == 0;
+	}
+	if (prefix != NULL) {
+		/* One run: its own label too, as mcpmux asks. */
+		list = container_list_run_argv(prefix, n, owner, runs == 1 ? first->run : NULL);
+	}
 	if (list != NULL) {
 		/* However many it lists: their ids are taken out as they come. */
 		r.listed = &ids;
-		run_engine_out(list, KEEPER_ENGINE_S, &r, true);
+		run_engine_out(list, seconds, &r, true);
 		free(list);
 		(void)listed_take(r.err, r.n_err, &ids, true);
 	}
-	forget_own(c);
+	double took = now_s() - t0;
+
 	if (!engine_ok(&r)) {
 		char why[sizeof(r.err) + 64];
 
 		engine_describe(&r, why, sizeof(why));
-		diag_warn("keeper: cannot ask %s for the container of run %s, whose id file %s is "
-			  "empty (%s): a container it made may be left (mcpmux sweep ends it)",
-			  engine_word(prefix, n), c->run, c->cidfile, why);
-		free(ids.ids);
-		return;
+		diag_warn("keeper: cannot ask %s for the containers of %zu run(s) whose id file is "
+			  "empty, such as %s (%s): a container they made may be left (mcpmux sweep "
+			  "ends it)",
+			  prefix != NULL ? engine_word(prefix, n) : "the engine", runs,
+			  first->cidfile, why);
+	} else if (ids.more) {
+		diag_warn("keeper: %s listed more containers than the keeper can keep (%d): the "
+			  "first are ended, the rest left (mcpmux sweep ends them)",
+			  engine_word(prefix, n), KEEPER_LISTED_MAX);
 	}
-	if (ids.more) {
-		diag_warn("keeper: %s listed more containers for run %s than the keeper can keep "
-			  "(%d): the first are ended, the rest left (mcpmux sweep ends them)",
-			  engine_word(prefix, n), c->run, KEEPER_LISTED_MAX);
-	}
-	size_t left = ids.n;
+	size_t left = engine_ok(&r) ? ids.n : 0;
 
 	for (const char *p = ids.ids; left > 0; left--, p += strlen(p) + 1) {
-		(void)end_by_id(c, prefix, n, p, owner, term_grace);
+		bool known = false;
+
+		for (size_t i = 0; i < n_ctr && !known; i++) {
+			known = strcmp(ctrs[i].cid, p) == 0;
+		}
+		if (!known) {
+			(void)end_by_id(NULL, prefix, n, p, owner, term_grace);
+		}
 	}
 	free(ids.ids);
+	free(prefix);
+	free(words);
+	return took;
 }
 
 /*
- * End c's container.  first: the run's processes may still be there, and the engine's
- * command, making the container, may still write its id: an id file without one is left
- * for a second call, once they are gone (true is returned).  Then the id file is read
- * again, and when it is still empty, the engine asked for a container of the run's labels.
+ * The containers of every run marked later: one question for the runs that reach their
+ * engine through the same words (one mcpmux runs one command: one question), all of the
+ * questions together bounded to KEEPER_LIST_ALL_S, however many runs; then mcpmux's own
+ * id files of those runs, still empty, are removed (forget_own).
+ */
+static void
+end_listed_all(struct ctr *ctrs, size_t n_ctr, const char *owner, double term_grace)
+{
+	double left = KEEPER_LIST_ALL_S;
+
+	for (size_t i = 0; i < n_ctr; i++) {
+		if (!ctrs[i].later) {
+			continue;
+		}
+		if (left > 0) {
+			left -= end_listed(&ctrs[i], ctrs, n_ctr, owner,
+					   SYS_MIN(KEEPER_ENGINE_S, left), term_grace);
+		} else {
+			diag_warn("keeper: no time left to ask the engine for the container of run "
+				  "%s, whose id file %s is empty: a container it made may be left "
+				  "(mcpmux sweep ends it)",
+				  ctrs[i].run, ctrs[i].cidfile);
+		}
+		for (size_t j = i; j < n_ctr; j++) {
+			if (ctrs[j].later && strcmp(ctrs[j].prefix, ctrs[i].prefix) == 0) {
+				ctrs[j].later = false;
+				forget_own(&ctrs[j]);
+			}
+		}
+	}
+}
+
+/*
+ * End c's container by the id its id file holds (kept in c->cid).  true when that file
+ * has none yet, and the run has a label to find its container by: the run's processes
+ * may still be there, and the engine's command, making the container, may still write its
+ * id, so it is read again once they are gone (a second call); when it is still empty,
+ * the engine is asked (end_listed_all).
  */
 static bool
-end_container(const struct ctr *c, const char *owner, double term_grace, bool first)
+end_container(struct ctr *c, const char *owner, double term_grace)
 {
-	char cid[CONTAINER_ID_MAX + 1];
-	int got = read_cid(c, cid, sizeof(cid));
+	int got = read_cid(c, c->cid, sizeof(c->cid));
 
-	if (got == -1 || (got == 0 && c->run == NULL)) {
-		return false; /* cannot be read (said), or never made, as far as can be known */
+	if (got != 1) {
+		/* none yet; or cannot be read (said), or never made, as far as can be known */
+		c->cid[0] = '\0';
+		return got == 0 && c->run != NULL;
 	}
-	if (got == 0 && first) {
-		return true;
-	}
-	char *words = strdup(c->prefix);
-	size_t n = 0;
-	char **prefix = words != NULL ? keeper_split_words(words, &n) : NULL;
+	char *words;
+	size_t n;
+	char **prefix = ctr_words(c, &words, &n);
 
 	if (prefix == NULL) {
 		diag_warn("keeper: out of memory: the container of id file %s is left", c->cidfile);
-	} else if (got == 1) {
-		(void)end_by_id(c, prefix, n, cid, owner, term_grace);
 	} else {
-		end_listed(c, prefix, n, owner, term_grace);
+		(void)end_by_id(c->cidfile, prefix, n, c->cid, owner, term_grace);
 	}
 	free(prefix);
 	free(words);
@@ -828,6 +908,7 @@ keeper_line(char *line, struct ctr **ctrs, size_t *n_ctr, char *cg, size_t cg_si
 		nc[*n_ctr].run = f3 != NULL && f3[1] != '\0' ? strdup(f3 + 1) : NULL;
 		nc[*n_ctr].own = f4 != NULL && strcmp(f4 + 1, "own") == 0;
 		nc[*n_ctr].later = false;
+		nc[*n_ctr].cid[0] = '\0';
 		if (nc[*n_ctr].cidfile == NULL || nc[*n_ctr].prefix == NULL ||
 		    (f3 != NULL && f3[1] != '\0' && nc[*n_ctr].run == NULL)) {
 			free(nc[*n_ctr].cidfile);
@@ -932,15 +1013,16 @@ keeper_main(int fd, const char *owner, double term_grace)
 			  "ending them",
 			  owner, n_ctr);
 		for (size_t i = 0; i < n_ctr; i++) {
-			(void)end_container(&ctrs[i], owner, term_grace, false);
+			ctrs[i].later = end_container(&ctrs[i], owner, term_grace);
 		}
+		end_listed_all(ctrs, n_ctr, owner, term_grace);
 	} else if (!done) {
 		/*
 		 * Containers first, through their engines: their monitors carry the owner too,
 		 * and must live until the engine has stopped them (container.h).
 		 */
 		for (size_t i = 0; i < n_ctr; i++) {
-			ctrs[i].later = end_container(&ctrs[i], owner, term_grace, true);
+			ctrs[i].later = end_container(&ctrs[i], owner, term_grace);
 		}
 		/* SIGTERM to what carries the owner, SIGKILL after the grace... */
 		(void)keeper_end_owned(PROC_ROOT, owner, term_grace);
@@ -951,9 +1033,10 @@ keeper_main(int fd, const char *owner, double term_grace)
 		 */
 		for (size_t i = 0; i < n_ctr; i++) {
 			if (ctrs[i].later) {
-				(void)end_container(&ctrs[i], owner, term_grace, false);
+				ctrs[i].later = end_container(&ctrs[i], owner, term_grace);
 			}
 		}
+		end_listed_all(ctrs, n_ctr, owner, term_grace);
 		if (cg[0] != '\0') {
 			/* ...then, where there is one, the cgroup: whatever dropped its cookie. */
 			(void)cgroup_kill(cg);

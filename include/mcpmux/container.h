@@ -134,9 +134,9 @@ bool container_whose_parse(const char *out, size_t len, struct container_whose *
 size_t container_whose_keep(char *buf, size_t n);
 char **container_list_argv(char *const *prefix, size_t n, enum container_engine engine);
 /*
- * The containers of one run:
+ * The containers of one run (of every run of the mcpmux, when run is NULL: no run filter):
  *   PREFIX container ls -a --no-trunc --filter label=mcpmux.owner=OWNER
- *          --filter label=mcpmux.run=RUN --format mcpmux-listed|{{.ID}}
+ *          [--filter label=mcpmux.run=RUN] --format mcpmux-listed|{{.ID}}
  * (docker's and podman's formats alike), one marked line a container, which an engine's
  * warnings on the same stream cannot be taken for.  Read with container_listed_next().
  */

@@ -450,6 +450,35 @@ class FakeDockerKeeper(FakeDockerCase):
         self.assertIn("keeper: removed container fake01234567 (docker: rm -f)", err)
         self.assert_no_leftovers()
 
+    def test_the_keeper_asks_once_for_the_containers_of_all_its_runs(self):
+        """Runs whose id files are still empty when mcpmux is killed, with an engine that
+        does not answer: the keeper asks once for all of them (by the owner label), not once
+        a run, and all its questions together take 10 s at most, however many runs."""
+        slow, slow_ls = (os.path.join(self.tmp.name, x) for x in ("slow", "slow-ls"))
+        open(slow, "w").close()
+        open(slow_ls, "w").close()
+        self.env.update(FAKE_DOCKER_SLOW_CREATE=slow, FAKE_DOCKER_SLOW_LS=slow_ls,
+                        FAKE_DOCKER_ARGS="")
+        p = self.start([MCPMUX, "serve"] + GRACES + ["--", "docker", "run", "-i", "img"])
+        p.send({"session": "c1", "message": initialize(1)},
+               {"session": "c2", "message": initialize(1)})
+
+        def cidfiles():
+            runs = [c for c in self.calls() if c[0] == "run"] if os.path.exists(self.log) else []
+            return [c[c.index("--cidfile") + 1] for c in runs]
+        wait_until(lambda: len(cidfiles()) == 2 and all(map(os.path.exists, cidfiles())), 5,
+                   "the engine to make both containers")
+        t0 = time.monotonic()
+        self.kill_and_wait_for_keeper(p, 40)
+        took = time.monotonic() - t0
+        lists = [c for c in self.calls() if c[:2] == ["container", "ls"]]
+        self.assertEqual(len(lists), 1, lists)
+        self.assertNotIn("label=mcpmux.run=", " ".join(lists[0]))
+        self.assertLess(took, 10 + 4, p.stderr())
+        self.assertIn("keeper: cannot ask docker for the containers of 2 run(s)", p.stderr())
+        self.assertFalse(any(map(os.path.exists, cidfiles())), "mcpmux's own id files")
+        self.assert_no_leftovers()
+
     @unittest.skipIf(not os.path.exists(SHIM) or WRAPPER, "no fault shim, or under a wrapper")
     def test_a_container_whose_command_just_started_is_ended_by_the_keeper(self):
         """mcpmux killed right after the engine's command started (stopped there by the
