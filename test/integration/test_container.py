@@ -186,6 +186,24 @@ class FakeDocker(FakeDockerCase):
         self.assertEqual(p.wait(), 137)
         self.assert_no_leftovers()
 
+    def test_an_engine_command_that_leaves_a_flood_behind_is_let_go(self):
+        """Each engine command leaves a child of its own that writes to the command's
+        stderr without end: once the command has exited, mcpmux reads a bounded amount of
+        it, closes the pipe, and goes on with the ladder; the flood ends with the pipe."""
+        self.env["FAKE_DOCKER_ARGS"] = "--ignore-sigterm --ignore-eof"
+        self.env["FAKE_DOCKER_FLOOD"] = "1"
+        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "img"])
+        p.send(initialize(1))
+        self.assertEqual(p.msg()["id"], 1)
+        p.send(req(2, "mcpmux/endRun"))
+        self.assertEqual(p.msg(10)["result"]["escalation"], "kill")
+        self.assertEqual([" ".join(c) for c in self.calls()[1:]], LADDER)
+        wait_until(lambda: not [q for q in self.tagged() if cmdline(q).startswith(b"yes\0")],
+                   5, "the floods to end with their pipes")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 137)
+        self.assert_no_leftovers()
+
     def test_a_hung_engine_command_is_killed_with_what_it_started(self):
         """An engine command that does not answer in 30 s is killed with its process group:
         what it waits for (podman its runtime; the stand-in a child of its own) does not
@@ -604,6 +622,36 @@ class FakeDockerKeeper(FakeDockerCase):
                       "time (killed))", err)
         self.assertNotIn("keeper: removed container", err)
         self.assertEqual(self.cookie_pids(session), [])
+        self.assert_no_leftovers()
+
+    def test_keeper_reads_an_engine_that_warns_more_than_a_pipe_holds(self):
+        """The keeper keeps the start of each engine command's output and reads the rest
+        and drops it: a command that warns more than a pipe holds is not blocked until
+        the keeper kills it (each command held 10 s, the container said not removed)."""
+        self.env["FAKE_DOCKER_ARGS"] = ""
+        self.env["FAKE_DOCKER_WARN"] = "2000"  # about 100 KiB on each command's stderr
+        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "img"])
+        p.send(initialize(1))
+        self.assertEqual(p.msg()["id"], 1)
+        t0 = time.monotonic()
+        self.kill_and_wait_for_keeper(p)
+        self.assertLess(time.monotonic() - t0, 9.5, "an engine command was held to its end")
+        self.assertEqual(" ".join(self.calls()[-1]), "container rm -f fake0123456789abcdef")
+        self.assertIn("keeper: removed container fake01234567 (docker: rm -f)", p.stderr())
+        self.assert_no_leftovers()
+
+    def test_keeper_lets_go_of_an_engine_command_that_leaves_a_flood_behind(self):
+        """Each engine command leaves a child of its own that writes to the command's
+        stderr without end: once the command has exited, the keeper reads what is there,
+        closes the pipe and goes on; the flood ends with the pipe."""
+        self.env["FAKE_DOCKER_ARGS"] = ""
+        self.env["FAKE_DOCKER_FLOOD"] = "1"
+        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "img"])
+        p.send(initialize(1))
+        self.assertEqual(p.msg()["id"], 1)
+        self.kill_and_wait_for_keeper(p)
+        self.assertEqual(" ".join(self.calls()[-1]), "container rm -f fake0123456789abcdef")
+        self.assertIn("keeper: removed container fake01234567 (docker: rm -f)", p.stderr())
         self.assert_no_leftovers()
 
     def test_keeper_says_when_the_engine_cannot_run(self):
