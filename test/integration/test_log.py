@@ -452,6 +452,25 @@ class Writing(Case):
         for m in methods:
             self.assertIn("got " + m, joined)
 
+    def test_megabytes_of_stderr_without_a_newline_are_logged_in_bounded_parts(self):
+        """A server that writes 4 MB on stderr without a newline, then dies: mcpmux keeps
+        at most 16 KiB of the line at a time (each part is logged as it fills), and the part
+        it had not finished when the server died is logged at the end: every byte is
+        there, in parts of at most 16 KiB."""
+        log = os.path.join(self.tmp.name, "t.log")
+        text, times = "0123456789" * 100, 4099  # 4,099,000 bytes: 3000 past the last part
+        w = self.wrap(opts=["--log", log])
+        w.send(call(1, "stderr", text=text, times=times))
+        self.assertEqual(w.msg(30)["id"], 1)
+        w.send(call(2, "crash"))
+        self.assertEqual(w.msg()["id"], 2)
+        w.close_stdin()
+        w.wait()
+        parts = [r["text"] for r in records(log) if r.get("event") == "stderr"]
+        self.assertEqual(max(len(t) for t in parts), 16 << 10)
+        self.assertEqual(len(parts[-1]), len(text) * times % (16 << 10))
+        self.assertEqual("".join(parts), text * times)
+
     def test_records_on_stderr_start_a_line_after_an_unfinished_server_line(self):
         """--log -: the server's stderr and the records share mcpmux's stderr.  A record
         after a server line without its newline starts a line of its own: every record
