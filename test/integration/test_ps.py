@@ -881,10 +881,9 @@ class Status(PsCase):
 class EngineCommands(PsCase):
     """The engines' commands of ps and sweep, with docker's stand-in (bin/docker)."""
 
-    def test_a_hung_listing_is_killed_with_what_it_started(self):
-        """An engine command that does not answer in 30 s is killed with its process group:
-        what it waits for (podman its runtime; the stand-in a child of its own) does not
-        outlive it, and ps goes on without that engine's containers."""
+    def hang_the_listing(self):
+        """docker's stand-in first on PATH, its listing never answering, and a podman with
+        no container."""
         bindir = os.path.join(self.tmp.name, "bin")
         os.mkdir(bindir)
         with open(os.path.join(bindir, "podman"), "w") as f:
@@ -896,6 +895,12 @@ class EngineCommands(PsCase):
         self.env["PATH"] = bindir + ":" + os.path.join(here, "bin") + ":" + self.env["PATH"]
         self.env["FAKE_DOCKER_LOG"] = os.path.join(self.tmp.name, "docker.log")
         self.env["FAKE_DOCKER_SLOW_LS"] = slow
+
+    def test_a_hung_listing_is_killed_with_what_it_started(self):
+        """An engine command that does not answer in 30 s is killed with its process group:
+        what it waits for (podman its runtime; the stand-in a child of its own) does not
+        outlive it, and ps goes on without that engine's containers."""
+        self.hang_the_listing()
         t0 = time.monotonic()
         rc, out, err = self.mcpmux("ps", "--json")
         took = time.monotonic() - t0
@@ -905,6 +910,22 @@ class EngineCommands(PsCase):
         self.assertIn("cannot list the containers of docker: no answer within the time limit",
                       err)
         self.assertEqual(json.loads(out)["containers"], [])
+        self.assert_no_leftovers(what="the listing and what it started")
+
+    def test_sweep_gives_up_on_a_hung_listing(self):
+        """sweep's listing is bounded as ps's is: the engine that does not answer in 30 s is
+        killed with what it started and said, and sweep still ends the orphan processes."""
+        self.hang_the_listing()
+        p = self.spawn(["sleep", "1000"], self.session("hung"), self.dead_owner())
+        t0 = time.monotonic()
+        rc, out, err = self.mcpmux("sweep", "--session", self.session("hung"))
+        took = time.monotonic() - t0
+        self.assertGreater(took, 29.5, "sweep did not wait for the listing")
+        self.assertLess(took, 40 * SLOW)
+        self.assertIn("cannot list the containers of docker: no answer within the time limit",
+                      err)
+        self.assertRegex(out, r"(?m)^\s*%d\s.*\sterm\s" % p.pid)
+        self.assertEqual(p.wait(), -signal.SIGTERM)
         self.assert_no_leftovers(what="the listing and what it started")
 
 
