@@ -1964,6 +1964,9 @@ abandon(struct backend *b, const struct proctree_match *m)
 	}
 	if (!b->reaped && b->n_left == 0) {
 		b->left[b->n_left++] = b->pid;
+		int n = snprintf(list, sizeof(list), "%d", (int)b->pid);
+
+		len = n > 0 ? (size_t)n : 0;
 	}
 	diag_error("session %s: %zu process(es) would not die within %g s of SIGKILL: %s%s%s%s%s "
 		   "(abandoned; they may be of another user, or in uninterruptible sleep)",

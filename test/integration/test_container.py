@@ -243,6 +243,55 @@ class FakeDocker(FakeDockerCase):
         self.wait_for_keeper(p)
         self.assert_no_leftovers()
 
+    def test_an_abandoned_run_names_its_container_by_its_id(self):
+        """The message of a run abandoned at --kill-deadline names the container it
+        leaves (to the keeper, at mcpmux's exit): by its id."""
+        slow, p, term_command = self.stubborn_run_with_a_hung_kill(1000)
+        while True:
+            m = p.msg(10)
+            if m.get("event") == "ended":
+                break
+        self.assertEqual(m["escalation"], "abandoned")
+        self.assertRegex(p.stderr(), r"session c1: (\d+) process\(es\) would not die within "
+                         r"1 s of SIGKILL: \d+( \d+)*, and container fake0123456789abcdef "
+                         r"\(abandoned; ")
+        os.unlink(slow)
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.wait_for_keeper(p)
+        self.assert_no_leftovers()
+
+    def test_an_abandoned_run_names_its_container_by_its_name(self):
+        """...and by its --name while the engine has written no id for it (the engine
+        still making it, and not answering about that name)."""
+        slow = os.path.join(self.tmp.name, "slow")
+        fail = os.path.join(self.tmp.name, "fail")
+        open(slow, "w").close()
+        open(fail, "w").close()
+        self.env.update(FAKE_DOCKER_SLOW_CREATE=slow, FAKE_DOCKER_INSPECT_FAIL=fail,
+                        FAKE_DOCKER_ARGS="")
+        p = self.start([MCPMUX, "serve"] + GRACES + ["--kill-deadline", "1000", "--",
+                                                     "docker", "run", "-i", "--name",
+                                                     "mcpmux-test-name", "img"])
+        p.send({"session": "c1", "message": initialize(1)})
+        self.assertEqual(p.msg()["event"], "started")
+        wait_until(lambda: os.path.exists(self.log + ".created"), 5,
+                   "the engine to make the container")
+        p.send({"session": "c1", "message": {"jsonrpc": "2.0", "method": "mcpmux/endRun"}})
+        while True:
+            m = p.msg(10)
+            if m.get("event") == "ended":
+                break
+        self.assertEqual(m["escalation"], "abandoned")
+        self.assertRegex(p.stderr(), r"session c1: \d+ process\(es\) would not die within 1 s "
+                         r"of SIGKILL: \d+( \d+)*, and container mcpmux-test-name \(abandoned; ")
+        os.unlink(fail)
+        os.unlink(slow)
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.wait_for_keeper(p)
+        self.assert_no_leftovers()
+
     def test_a_named_run_whose_engine_cannot_run_ends_at_once(self):
         """A run with --name whose engine cannot be run (not there, or not found by its
         launcher): its id file (mcpmux's, or the user's --cidfile) stays empty to the end of
