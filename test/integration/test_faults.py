@@ -18,6 +18,8 @@ What each test would catch if mcpmux's handling were removed:
 - Clone3Fails: the same for clone3() (which the shim cannot see: a seccomp filter fails
   it), and a failed spawn that leaves a copy of its pipes in a slot changes what mcpmux's
   descriptors name;
+- Clone3Refused: a refusal of clone3() other than ENOSYS (EPERM, EINVAL, E2BIG,
+  EOPNOTSUPP) taken for a failure fails every spawn where the old way would work;
 - StdoutClosed: a server that closes stdout but keeps running would otherwise leave the
   requests in flight unanswered forever;
 - LastWords: a run whose last events come together must still report its end and status;
@@ -577,6 +579,38 @@ class Clone3Fails(Case):
                       "with ulimit -u or the service's TasksMax)\n", p.stderr())
         self.assertNotIn("refused", p.stderr())  # EAGAIN is a failure, not a refusal
         self.assert_no_leftovers()
+
+
+class Clone3Refused(Case):
+    """clone3() refused other than by ENOSYS, as seccomp profiles and kernels refuse it
+    (EPERM, EINVAL, E2BIG, EOPNOTSUPP): mcpmux starts its servers the old way, as on ENOSYS,
+    says so once, and every session works; only EAGAIN and the like fail a spawn
+    (Clone3Fails)."""
+
+    def setUp(self):
+        super().setUp()
+        if WRAPPER:
+            self.skipTest("valgrind has no clone3()")
+
+    def test_each_refusal_falls_back_to_clone(self):
+        for err in (errno.EPERM, errno.EINVAL, errno.E2BIG, errno.EOPNOTSUPP):
+            with self.subTest(errno=errno.errorcode[err]):
+                self.prefix = [os.environ["MCPMUX_NOCLONE3"], "--errno", str(err)]
+                p = self.start([MCPMUX, "serve", "-v", "--", FIXTURE])
+                for s in ("a", "b"):
+                    p.send({"session": s, "message": call(1, "env")})
+                    e = p.msg()
+                    while "message" not in e:  # the session's started event
+                        e = p.msg()
+                    self.assertEqual(e["session"], s)
+                    env = self.assert_response(e["message"], 1)["structuredContent"]
+                    self.assertEqual(env["fds"], "0,1,2")  # a copy of the table, unshared
+                self.assertEqual(p.stderr().count("spawn: clone3() is refused here (%s)" %
+                                                  os.strerror(err)), 1, p.stderr())
+                self.assertNotIn("cannot start", p.stderr())
+                p.close_stdin()
+                self.assertEqual(p.wait(), 0)
+                self.assert_no_leftovers()
 
 
 @needs_shim
