@@ -204,6 +204,36 @@ class FakeDocker(FakeDockerCase):
         self.assertEqual(p.wait(), 137)
         self.assert_no_leftovers()
 
+    def test_a_container_found_anothers_is_asked_about_again_while_its_command_runs(self):
+        """A container whose labels say it is another's while the run's engine command
+        still runs is not given up yet (the other may give the name up and this run's
+        take it): asked again, and once its labels are this run's, ended by the ladder."""
+        self.env["FAKE_DOCKER_ARGS"] = "--ignore-sigterm --ignore-eof"
+        cidfile = os.path.join(self.tmp.name, "mine.cid")
+        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "--cidfile", cidfile,
+                                            "img"])
+        p.send(initialize(1))
+        self.assertEqual(p.msg()["id"], 1)
+        with open(self.log + ".labels") as f:
+            labels = f.read()
+        with open(self.log + ".labels", "a") as f:
+            f.write("mcpmux.owner=1:2\n")  # another mcpmux's, for now
+        p.send(req(2, "mcpmux/endRun"))
+
+        def whose():
+            return [c for c in self.calls()[1:] if "mcpmux-whose|{{index" in c]
+        wait_until(lambda: len(whose()) >= 2, 5, "the labels to be asked for again",
+                   explain=lambda: p.stderr())
+        with open(self.log + ".labels", "w") as f:
+            f.write(labels)  # this run's again
+        self.assertEqual(p.msg(10)["result"]["escalation"], "kill")
+        helpers = [" ".join(c) for c in self.calls()[1:] if c not in whose()]
+        self.assertEqual(helpers, LADDER)
+        self.assertNotIn("another run's", p.stderr())
+        p.close_stdin()
+        self.assertEqual(p.wait(), 137)
+        self.assert_no_leftovers()
+
     def test_a_hung_engine_command_is_killed_with_what_it_started(self):
         """An engine command that does not answer in 30 s is killed with its process group:
         what it waits for (podman its runtime; the stand-in a child of its own) does not
