@@ -322,6 +322,30 @@ class FakeDocker(FakeDockerCase):
         self.wait_for_keeper(p)
         self.assert_no_leftovers()
 
+    def test_an_engine_command_without_a_process_group_of_its_own_is_killed(self):
+        """An engine command that has left the process group mcpmux started it in (it has
+        none of its own: killing the group finds no one) is still killed, by its pid, when
+        its run is abandoned."""
+        self.env["FAKE_DOCKER_NO_GROUP"] = "1"
+        slow, p, term_command = self.stubborn_run_with_a_hung_kill(1000)
+        wait_until(lambda: len(term_command()) >= 2, 5, "the command's child")
+        command = [q for q in term_command() if proc_ppid(q) == p.pid]
+        self.assertEqual(len(command), 1, term_command())
+        self.assertEqual(os.getpgid(command[0]), os.getpgid(p.pid))  # mcpmux's, not its own
+        while True:
+            m = p.msg(10)
+            if m.get("event") == "ended":
+                break
+        self.assertEqual(m["escalation"], "abandoned")
+        wait_until(lambda: command[0] not in term_command(), 3,
+                   "the hung engine command to be killed", explain=lambda: p.stderr())
+        self.assertIsNone(p.p.poll(), "mcpmux exited")
+        os.unlink(slow)  # its child ends by itself; the keeper ends the container
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.wait_for_keeper(p)
+        self.assert_no_leftovers()
+
     def test_a_named_run_whose_engine_cannot_run_ends_at_once(self):
         """A run with --name whose engine cannot be run (not there, or not found by its
         launcher): its id file (mcpmux's, or the user's --cidfile) stays empty to the end of
