@@ -320,39 +320,209 @@ get_num(yajl_val v, const char *key, double *out)
 	return true;
 }
 
-/* An id as text: 7, "abc" (quoted), or "" when absent. */
-static void
-id_text(yajl_val id, char *buf, size_t len)
+/* ---- text from the log, as it is shown ---- */
+
+/*
+ * A string of a record is shown with nothing a terminal acts on, and on one line:
+ * printable UTF-8 as it is; a backslash as \\; a newline, carriage return and tab as \n,
+ * \r, \t; any other C0 control, DEL, and a byte that is not part of a UTF-8 character as
+ * \xNN (ESC: \x1b); a C1 control (U+0080..U+009F) as \u0080..\u009f.
+ */
+
+/* The length of the UTF-8 character that s starts with (n bytes are there), or 0. */
+static size_t
+utf8_len(const unsigned char *s, size_t n)
 {
-	if (YAJL_IS_STRING(id)) {
-		(void)snprintf(buf, len, "\"%s\"", YAJL_GET_STRING(id));
-	} else if (YAJL_IS_NUMBER(id)) {
-		(void)snprintf(buf, len, "%s", YAJL_GET_NUMBER(id));
-	} else if (YAJL_IS_NULL(id)) {
-		(void)snprintf(buf, len, "null");
+	unsigned char lo = 0x80, hi = 0xBF;
+	size_t len;
+
+	if (s[0] >= 0xC2 && s[0] <= 0xDF) {
+		len = 2;
+	} else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
+		len = 3;
+		lo = s[0] == 0xE0 ? 0xA0 : 0x80; /* no overlong form */
+		hi = s[0] == 0xED ? 0x9F : 0xBF; /* no surrogate */
+	} else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
+		len = 4;
+		lo = s[0] == 0xF0 ? 0x90 : 0x80;
+		hi = s[0] == 0xF4 ? 0x8F : 0xBF; /* nothing past U+10FFFF */
 	} else {
-		buf[0] = '\0';
+		return 0;
 	}
+	if (n < len || s[1] < lo || s[1] > hi) {
+		return 0;
+	}
+	for (size_t i = 2; i < len; i++) {
+		if (s[i] < 0x80 || s[i] > 0xBF) {
+			return 0;
+		}
+	}
+	return len;
 }
 
 /*
- * How a server's run ended, from an `ended` or `suspended` record's exit: "exit 0",
- * "SIGKILL", or "" (exit null: no server was running).
+ * The shown form of the character s starts with (n > 0 bytes are there) in out, a string
+ * of at most 6 bytes; returns how many bytes of s it takes.
  */
+static size_t
+shown_char(const char *s, size_t n, char out[8])
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t len;
+
+	if (u[0] == '\\' || u[0] == '\n' || u[0] == '\r' || u[0] == '\t') {
+		out[0] = '\\';
+		out[1] = u[0] == '\\' ? '\\' : (u[0] == '\n' ? 'n' : (u[0] == '\r' ? 'r' : 't'));
+		out[2] = '\0';
+		return 1;
+	}
+	if (u[0] >= 0x20 && u[0] < 0x7F) {
+		out[0] = s[0];
+		out[1] = '\0';
+		return 1;
+	}
+	len = u[0] < 0x80 ? 0 : utf8_len(u, n);
+	if (len == 0) {
+		(void)snprintf(out, 8, "\\x%02x", u[0]);
+		return 1;
+	}
+	if (len == 2 && u[0] == 0xC2 && u[1] <= 0x9F) {
+		(void)snprintf(out, 8, "\\u%04x", u[1]);
+		return 2;
+	}
+	memcpy(out, s, len);
+	out[len] = '\0';
+	return len;
+}
+
+/*
+ * A line being put together in a fixed buffer: once something does not fit, the line
+ * ends there, and never inside a shown character (UTF-8 or an escape).
+ */
+struct text {
+	char *buf;
+	size_t cap;
+	size_t len;
+	bool cut;
+};
+
 static void
-exit_of(yajl_val rec, char *buf, size_t len)
+text_init(struct text *t, char *buf, size_t cap)
+{
+	*t = (struct text){ .buf = buf, .cap = cap };
+	buf[0] = '\0';
+}
+
+/* Text of mcpmux's own (ASCII), cut anywhere when it does not fit. */
+static void
+text_add(struct text *t, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (t->cut) {
+		return;
+	}
+	if (t->len + n >= t->cap) {
+		n = t->cap - 1 - t->len;
+		t->cut = true;
+	}
+	memcpy(t->buf + t->len, s, n);
+	t->len += n;
+	t->buf[t->len] = '\0';
+}
+
+/* A string of a record, shown (above), cut only between two shown characters. */
+static void
+text_show(struct text *t, const char *s)
+{
+	size_t n = strlen(s);
+	char c[8];
+
+	while (n > 0 && !t->cut) {
+		size_t used = shown_char(s, n, c);
+		size_t cl = strlen(c);
+
+		if (t->len + cl >= t->cap) {
+			t->cut = true;
+			break;
+		}
+		memcpy(t->buf + t->len, c, cl + 1);
+		t->len += cl;
+		s += used;
+		n -= used;
+	}
+}
+
+/* A string of a record, shown whole on stdout, then spaces up to width bytes. */
+static void
+put_shown(const char *s, int width)
+{
+	size_t n = strlen(s);
+	int w = 0;
+	char c[8];
+
+	while (n > 0) {
+		size_t used = shown_char(s, n, c);
+
+		w += (int)strlen(c);
+		(void)fputs(c, stdout);
+		s += used;
+		n -= used;
+	}
+	printf("%*s", w < width ? width - w : 0, "");
+}
+
+/* An id as shown: 7, "abc" (quoted), or nothing when absent. */
+static void
+text_id(struct text *t, yajl_val id)
+{
+	if (YAJL_IS_STRING(id)) {
+		text_add(t, "\"");
+		text_show(t, YAJL_GET_STRING(id));
+		text_add(t, "\"");
+	} else if (YAJL_IS_NUMBER(id)) {
+		text_show(t, YAJL_GET_NUMBER(id));
+	} else if (YAJL_IS_NULL(id)) {
+		text_add(t, "null");
+	}
+}
+
+static void
+id_text(yajl_val id, char *buf, size_t len)
+{
+	struct text t;
+
+	text_init(&t, buf, len);
+	text_id(&t, id);
+}
+
+/*
+ * How a server's run ended, from an `ended` or `suspended` record's exit, added to t
+ * (unless NULL): "exit 0", "SIGKILL"; false for none (exit null: no server was running).
+ */
+static bool
+exit_of(yajl_val rec, struct text *t)
 {
 	yajl_val ex = get(rec, "exit");
 	const char *sig = YAJL_IS_OBJECT(ex) ? get_str(ex, "signal") : NULL;
 	double code;
 
 	if (sig != NULL) {
-		(void)snprintf(buf, len, "%s", sig);
-	} else if (YAJL_IS_OBJECT(ex) && get_num(ex, "code", &code)) {
-		(void)snprintf(buf, len, "exit %.0f", code);
-	} else {
-		buf[0] = '\0';
+		if (t != NULL) {
+			text_show(t, sig);
+		}
+		return true;
 	}
+	if (YAJL_IS_OBJECT(ex) && get_num(ex, "code", &code)) {
+		char num[64];
+
+		(void)snprintf(num, sizeof(num), "exit %.0f", code);
+		if (t != NULL) {
+			text_add(t, num);
+		}
+		return true;
+	}
+	return false;
 }
 
 /* ---- requests waiting for their response: (session, direction, id) -> method ---- */
@@ -504,20 +674,23 @@ show_record(const struct opts *o, yajl_val rec)
 	const char *session = get_str(rec, "session");
 	const char *dir = get_str(rec, "dir");
 	const char *event = get_str(rec, "event");
-	char when[16] = "", sess[9] = "-       ", size[32] = "", lat[32] = "";
+	char when[13] = "", sess[9] = "-", size[32] = "", lat[32] = "";
+	struct text t;
 	double v;
 
 	if (!session_matches(o, session)) {
 		return;
 	}
 	if (ts != NULL && strlen(ts) >= 23) {
-		(void)snprintf(when, sizeof(when), "%.12s", ts + 11);
+		text_init(&t, when, sizeof(when));
+		text_show(&t, ts + 11);
 	}
 	if (session != NULL) {
-		(void)snprintf(sess, sizeof(sess), "%-8.8s", session);
+		text_init(&t, sess, sizeof(sess));
+		text_show(&t, session);
 	}
 	if (event != NULL) {
-		char detail[256] = "";
+		char detail[256], name[64], num[64];
 
 		if (strcmp(event, "end-requested") == 0) {
 			note_end_request(rec, session);
@@ -525,45 +698,51 @@ show_record(const struct opts *o, yajl_val rec)
 		if (o->method != NULL) {
 			return;
 		}
+		text_init(&t, detail, sizeof(detail));
 		if (strcmp(event, "stderr") == 0) {
-			const char *t = get_str(rec, "text");
+			const char *s = get_str(rec, "text");
 
-			(void)snprintf(detail, sizeof(detail), "%s", t ? t : "");
+			text_show(&t, s ? s : "");
 		} else if (strcmp(event, "ended") == 0 || strcmp(event, "suspended") == 0) {
 			/* [reason, ][exit, ]escalation E, N ms; "[reason, ]no server running"
 			 * for the end of a suspended session */
 			const char *esc = get_str(rec, "escalation");
 			const char *reason = get_str(rec, "reason");
-			char ex[64];
 			double ms = 0;
 
 			(void)get_num(rec, "ms", &ms);
-			exit_of(rec, ex, sizeof(ex));
-			if (ex[0] == '\0' && esc != NULL && strcmp(esc, "none") == 0) {
-				(void)snprintf(detail, sizeof(detail), "%s%sno server running",
-					       reason ? reason : "", reason ? ", " : "");
+			if (reason != NULL) {
+				text_show(&t, reason);
+				text_add(&t, ", ");
+			}
+			if (!exit_of(rec, NULL) && esc != NULL && strcmp(esc, "none") == 0) {
+				text_add(&t, "no server running");
 			} else {
-				(void)snprintf(detail, sizeof(detail),
-					       "%s%s%s%sescalation %s, %.0f ms",
-					       reason ? reason : "", reason ? ", " : "", ex,
-					       ex[0] ? ", " : "", esc ? esc : "?", ms);
+				if (exit_of(rec, &t)) {
+					text_add(&t, ", ");
+				}
+				text_add(&t, "escalation ");
+				text_show(&t, esc ? esc : "?");
+				(void)snprintf(num, sizeof(num), ", %.0f ms", ms);
+				text_add(&t, num);
 			}
 		} else if ((strcmp(event, "resumed") == 0 || strcmp(event, "replayed") == 0) &&
 			   get_num(rec, "ms", &v)) {
-			(void)snprintf(detail, sizeof(detail), "in %.0f ms", v);
-		} else if (strcmp(event, "resume-failed") == 0) {
+			(void)snprintf(num, sizeof(num), "in %.0f ms", v);
+			text_add(&t, num);
+		} else if (strcmp(event, "resume-failed") == 0 ||
+			   strcmp(event, "end-requested") == 0) {
 			const char *reason = get_str(rec, "reason");
 
-			(void)snprintf(detail, sizeof(detail), "%s", reason ? reason : "");
-		} else if (strcmp(event, "end-requested") == 0) {
-			const char *reason = get_str(rec, "reason");
-
-			(void)snprintf(detail, sizeof(detail), "%s", reason ? reason : "");
+			text_show(&t, reason ? reason : "");
 		} else if (get_num(rec, "pid", &v)) {
-			(void)snprintf(detail, sizeof(detail), "pid %.0f", v);
+			(void)snprintf(num, sizeof(num), "pid %.0f", v);
+			text_add(&t, num);
 		}
-		printf("%s %s%s  %s  %s %-13s %s%s\n", when, o->color ? C_DIM : "", sess,
-		       o->color ? C_RESET : "", o->color ? C_EVENT "*" C_RESET : "*", event, detail,
+		text_init(&t, name, sizeof(name));
+		text_show(&t, event);
+		printf("%s %s%-8s  %s  %s %-13s %s%s\n", when, o->color ? C_DIM : "", sess,
+		       o->color ? C_RESET : "", o->color ? C_EVENT "*" C_RESET : "*", name, detail,
 		       "");
 		return;
 	}
@@ -583,16 +762,22 @@ show_record(const struct opts *o, yajl_val rec)
 	bool is_err = kind != NULL && strcmp(kind, "error") == 0;
 	bool invalid = kind != NULL && strcmp(kind, "invalid") == 0;
 
+	text_init(&t, what, sizeof(what));
 	if (invalid) {
-		(void)snprintf(what, sizeof(what), "(not JSON-RPC)");
+		text_add(&t, "(not JSON-RPC)");
 	} else if (kind != NULL && strcmp(kind, "batch") == 0) {
-		(void)snprintf(what, sizeof(what), "[batch]");
+		text_add(&t, "[batch]");
 	} else if (kind != NULL && (strcmp(kind, "response") == 0 || is_err)) {
-		(void)snprintf(what, sizeof(what), "#%s %s", id, method ? method : "");
+		text_add(&t, "#");
+		text_id(&t, get(rec, "id"));
+		text_add(&t, " ");
+		text_show(&t, method ? method : "");
 	} else if (id[0] != '\0') {
-		(void)snprintf(what, sizeof(what), "%s #%s", method ? method : "?", id);
+		text_show(&t, method ? method : "?");
+		text_add(&t, " #");
+		text_id(&t, get(rec, "id"));
 	} else {
-		(void)snprintf(what, sizeof(what), "%s", method ? method : "?");
+		text_show(&t, method ? method : "?");
 	}
 	if (get_num(rec, "bytes", &v)) {
 		human_bytes(v, size, sizeof(size));
@@ -603,7 +788,7 @@ show_record(const struct opts *o, yajl_val rec)
 	const char *arrow = in ? "->" : "<-";
 	const char *col = o->color ? (in ? C_IN : C_OUT) : "";
 
-	printf("%s %s%s%s  %s%s%s %-40s %10s %10s%s%s%s\n", when, o->color ? C_DIM : "", sess,
+	printf("%s %s%-8s%s  %s%s%s %-40s %10s %10s%s%s%s\n", when, o->color ? C_DIM : "", sess,
 	       o->color ? C_RESET : "", col, arrow, o->color ? C_RESET : "", what, lat, size,
 	       (is_err || invalid) && o->color ? C_RED : "",
 	       is_err ? "  ERROR" : (invalid ? "  INVALID" : ""),
@@ -743,13 +928,14 @@ ts_seconds(const char *ts)
 static void
 print_method_row(const char *name, uint64_t count, uint64_t errors, const struct hist *h)
 {
+	put_shown(name, 32);
 	// cppcheck-suppress ctuuninitvar ; the tables are calloc()ed
 	if (h->n > 0) {
-		printf("%-32s %8llu %7llu %9.2f %9.2f %9.2f %9.2f\n", name,
-		       (unsigned long long)count, (unsigned long long)errors, hist_quantile(h, .5),
-		       hist_quantile(h, .9), hist_quantile(h, .99), h->max);
+		printf(" %8llu %7llu %9.2f %9.2f %9.2f %9.2f\n", (unsigned long long)count,
+		       (unsigned long long)errors, hist_quantile(h, .5), hist_quantile(h, .9),
+		       hist_quantile(h, .99), h->max);
 	} else {
-		printf("%-32s %8llu %7llu %9s %9s %9s %9s\n", name, (unsigned long long)count,
+		printf(" %8llu %7llu %9s %9s %9s %9s\n", (unsigned long long)count,
 		       (unsigned long long)errors, "-", "-", "-", "-");
 	}
 }
@@ -765,27 +951,34 @@ ended_text(yajl_val rec, char *buf, size_t len)
 {
 	const char *reason = get_str(rec, "reason");
 	const char *esc = get_str(rec, "escalation");
-	char ex[64];
-
-	exit_of(rec, ex, sizeof(ex));
+	bool ex = exit_of(rec, NULL);
 	bool show_esc = esc != NULL && strcmp(esc, "none") != 0;
+	struct text t;
 
+	text_init(&t, buf, len);
 	if (reason == NULL) {
-		if (ex[0] != '\0') {
-			(void)snprintf(buf, len, "%s (%s)", esc ? esc : "?", ex);
+		text_show(&t, esc ? esc : "?");
+		if (ex) {
+			text_add(&t, " (");
+			(void)exit_of(rec, &t);
+			text_add(&t, ")");
 		} else if (esc != NULL && !show_esc) {
-			(void)snprintf(buf, len, "%s (no server running)", esc);
-		} else {
-			(void)snprintf(buf, len, "%s", esc ? esc : "?");
+			text_add(&t, " (no server running)");
 		}
 		return;
 	}
 
-	if (!show_esc && ex[0] == '\0') {
-		(void)snprintf(buf, len, "%s", reason);
-	} else {
-		(void)snprintf(buf, len, "%s (%s%s%s)", reason, show_esc ? esc : "",
-			       show_esc && ex[0] ? ", " : "", ex);
+	text_show(&t, reason);
+	if (show_esc || ex) {
+		text_add(&t, " (");
+		if (show_esc) {
+			text_show(&t, esc);
+		}
+		if (show_esc && ex) {
+			text_add(&t, ", ");
+		}
+		(void)exit_of(rec, &t);
+		text_add(&t, ")");
 	}
 }
 
@@ -903,7 +1096,8 @@ run_stats(const struct opts *o, struct reader *r)
 
 		// cppcheck-suppress uninitvar ; uthash iteration, filled by sstat_get()
 		human_bytes((double)s->bytes, b, sizeof(b));
-		printf("%-36s %8.1fs %8llu %10s %6llu %5llu %7llu  %s\n", s->id,
+		put_shown(s->id, 36);
+		printf(" %8.1fs %8llu %10s %6llu %5llu %7llu  %s\n",
 		       ts_seconds(s->last_ts) - ts_seconds(s->first_ts),
 		       (unsigned long long)s->msgs, b, (unsigned long long)s->errors,
 		       (unsigned long long)s->suspends, (unsigned long long)s->resumes,

@@ -1000,6 +1000,50 @@ class Reading(Case):
         self.assertIn(":1: not a traffic log record: skipped", err)
         self.assertIn(": 3 lines in all were not traffic log records (skipped)", err)
 
+    def test_text_of_a_record_is_shown_without_controls_on_one_line(self):
+        """What a server or a log put in a record's strings reaches no terminal as a
+        control: C0 controls, DEL and C1 controls are shown escaped, a backslash doubled,
+        printable UTF-8 as it is, every record one line; a long detail is cut between two
+        characters."""
+        head = "\x1b[31mred\x1b[0m\nnext\tC1:\u0085 DEL:\x7f \\ \u00e9 "
+        shown = r"\x1b[31mred\x1b[0m\nnext\tC1:\u0085 DEL:\x7f \\ " + "\u00e9 "
+        pad = 254 - len(shown.encode())
+        recs = [
+            # a euro sign (3 bytes) that would end past the 255 bytes of a detail: cut
+            {"event": "stderr", "text": head + "x" * pad + "\u20ac tail"},
+            # an e acute (2 bytes) that ends at the 255th: kept
+            {"event": "stderr", "text": head + "x" * (pad - 1) + "\u00e9 tail"},
+            {"event": "ended", "reason": "crash\r\x1b[2J", "exit": {"signal": "SIG\x07"},
+             "escalation": "none", "ms": 3},
+            {"dir": "in", "kind": "request", "id": "a\nb", "method": "m\x1b]0;t\x07",
+             "bytes": 9},
+            {"dir": "out", "kind": "response", "id": "a\nb", "ms": 1.5, "bytes": 9},
+        ]
+        path = os.path.join(self.tmp.name, "ctl.log")
+        with open(path, "w") as f:
+            for r in recs:
+                r = dict({"ts": "2026-11-24T10:00:00.000100Z", "session": "s\x1b\u0085",
+                          "pid": 7}, **r)
+                f.write(json.dumps(r) + "\n")
+        rc, out, err = self.run_log("show", "--color", "never", path)
+        self.assertEqual(rc, 0, err)
+        sess = "%-8s" % r"s\x1b"  # \u0085 would end past the column's 8 bytes: cut
+        self.assertEqual(out.split("\n"), [
+            "10:00:00.000 %s    * stderr        %s" % (sess, shown + "x" * pad),
+            "10:00:00.000 %s    * stderr        %s" % (sess, shown + "x" * (pad - 1) + "\u00e9"),
+            r"10:00:00.000 %s    * ended         crash\r\x1b[2J, SIG\x07, escalation none, 3 ms"
+            % sess,
+            "10:00:00.000 %s  -> %-40s %10s %10s" % (sess, r'm\x1b]0;t\x07 #"a\nb"', "", "9 B"),
+            "10:00:00.000 %s  <- %-40s %10s %10s" % (sess, r'#"a\nb" m\x1b]0;t\x07', "1.5 ms",
+                                                      "9 B"),
+            ""])
+        rc, out, err = self.run_log("stats", path)
+        self.assertEqual(rc, 0, err)
+        self.assertNotRegex(out, "[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+        self.assertIn("\n" + r"m\x1b]0;t\x07" + " " * 19 + "        1", out)
+        self.assertIn("\n" + r"s\x1b\u0085" + " " * 26 + "     0.0s", out)
+        self.assertIn(r"  crash\r\x1b[2J (SIG\x07)" + "\n", out)
+
     def test_a_read_error_fails_the_command(self):
         """A file that cannot be read (here a directory: EISDIR) is said, and the exit
         status says it too: an empty timeline or table is not taken for an empty log."""
