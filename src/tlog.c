@@ -357,12 +357,17 @@ file_write(struct iovec *iov, int n)
 		L.mid_line = n > 3 || byte_at(orig, n, total - left - 1) != '\n';
 	}
 	if (rc == -1) {
-		if (!L.failing) {
+		if (!L.failing && L.fd < 0) {
+			/* Nothing was written: errno is not of this log. */
+			diag_warn("traffic log %s: closed after a failed reopen (records are "
+				  "dropped until it can be opened again)",
+				  L.path);
+		} else if (!L.failing) {
 			diag_warn_errno("traffic log %s: cannot write (records are dropped until "
 					"it can be written again)",
 					L.path);
-			L.failing = true;
 		}
+		L.failing = true;
 	} else if (L.failing) {
 		diag_warn("traffic log %s: writing again", L.path);
 		L.failing = false;

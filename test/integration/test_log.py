@@ -369,6 +369,10 @@ class Writing(Case):
         os.mkdir(log)  # the path cannot be opened as a file (EISDIR)
         w.p.send_signal(signal.SIGUSR1)
         wait_until(lambda: "cannot reopen" in w.stderr(), 5, "the failed reopen")
+        w.send(req(2, "ping"))  # dropped: said as what it is, not as a failed write
+        self.assertEqual(w.msg()["id"], 2)
+        wait_until(lambda: "closed after a failed reopen" in w.stderr(), 5, "the drop said")
+        self.assertNotIn("cannot write", w.stderr())
         os.rmdir(log)  # it can again
         time.sleep(1.1)  # the next try is a second after the last
         for i in (3, 4):
