@@ -262,8 +262,7 @@ shutdown_all(struct wrap *w, const char *why, const char *reason)
 	w->shutting_down = true;
 	conn_read(&w->client, false);
 	w->cur = NULL;
-	sbuf_release(&w->held); /* messages for a run that will never start */
-	w->held_off = 0;
+	/* Held lines stay behind the ended runs' replies: then refused (replay_held()). */
 	for (struct wrap_run *r = w->runs; r != NULL; r = r->next) {
 		if (!r->s->end_requested) {
 			if (reason != NULL) {
@@ -396,14 +395,17 @@ ended_run_owes(const struct wrap *w)
 static bool
 must_hold(const struct wrap *w)
 {
-	return w->cur == NULL && !w->shutting_down && ended_run_owes(w);
+	return w->cur == NULL && ended_run_owes(w);
 }
 
-/* The lines held for a new run, now that the ended runs' replies are out. */
+/*
+ * The lines held for a new run, now that the ended runs' replies are out (shutting down:
+ * their requests get errors, handle_line()).
+ */
 static void
 replay_held(struct wrap *w)
 {
-	while (w->held_off < w->held.len && !w->shutting_down && !must_hold(w)) {
+	while (w->held_off < w->held.len && !must_hold(w)) {
 		const char *p = w->held.buf + w->held_off;
 		const char *nl = memchr(p, '\n', w->held.len - w->held_off);
 		size_t len = (size_t)(nl - p);
@@ -411,7 +413,7 @@ replay_held(struct wrap *w)
 		w->held_off += len + 1;
 		handle_line(w, p, len);
 	}
-	if (w->held_off >= w->held.len || w->shutting_down) {
+	if (w->held_off >= w->held.len) {
 		sbuf_release(&w->held);
 		w->held_off = 0;
 		conn_hold(&w->client, CONN_HOLD_ORDER, false);
@@ -494,6 +496,20 @@ handle_line(struct wrap *w, const char *line, size_t len)
 		return;
 	}
 	if (w->shutting_down) {
+		/* No run will take it (a line held behind an ended run's replies). */
+		const struct jsonrpc_item *items = kind == JSONRPC_BATCH ? w->scan.items : it;
+		size_t n = kind == JSONRPC_BATCH ? w->scan.n_items : 1;
+
+		log_in(w, line, len, true);
+		for (size_t i = 0; i < n; i++) {
+			if (items[i].kind == JSONRPC_REQUEST) {
+				answer_error(w, jsonrpc_str(&w->scan, items[i].id), items[i].id.len,
+					     RPC_SERVER_ERROR, "the server's run is ending");
+			} else {
+				diag_warn("mcpmux is ending: dropped a client %s",
+					  jsonrpc_kind_name(items[i].kind));
+			}
+		}
 		return;
 	}
 	if (w->cur == NULL && (kind == JSONRPC_RESPONSE || kind == JSONRPC_ERROR)) {

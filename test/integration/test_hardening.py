@@ -759,6 +759,30 @@ class RunOrder(Case):
         self.assertNotEqual(env_of(w, 3)["pid"], pid)
         self.kill_with_what_it_runs(w)
 
+    def test_a_signal_while_lines_wait_for_the_last_runs_replies_answers_them(self):
+        """SIGTERM while the client's lines wait behind an ended run's replies: the run
+        they waited for never starts, and each request among them (a batch's too) gets a
+        -32000 after the ended run's replies, none is dropped."""
+        log = os.path.join(self.tmp.name, "t.log")
+        w = self.wrap("--ignore-eof", "--ignore-sigterm",  # its teardown takes 2 s
+                      opts=["--eof-grace", "1000", "--term-grace", "1000",
+                            "--log", log, "--log-bodies", "none"])
+        w.send(initialize(0))
+        self.assertEqual(w.msg()["id"], 0)
+        # one write (one read): the lines after the end-of-run are held once it is logged
+        w.write(encode(call(1, "sleep", ms=20000)) + encode(req(9, "mcpmux/endRun")) +
+                encode(req(2, "ping")) + encode(note("notifications/x")) +
+                b'[{"jsonrpc":"2.0","id":3,"method":"ping"},{"jsonrpc":"2.0","method":"n"}]\n')
+        logged(log, b'"event":"end-requested"')
+        w.p.send_signal(signal.SIGTERM)
+        got = [json.loads(l) for l in w.read_to_eof(10).splitlines()]
+        self.assertEqual([m["id"] for m in got], [1, 9, 2, 3], got)
+        self.assertEqual(got[0]["error"]["code"], -32000, got[0])
+        self.assertIn("result", got[1], got[1])
+        self.assertEqual([m["error"]["code"] for m in got[2:]], [-32000, -32000], got)
+        self.assertEqual(w.wait(10), 128 + signal.SIGKILL)
+        self.assert_no_leftovers(0)
+
 
 
 class ServerInput(Case):
