@@ -1019,9 +1019,16 @@ jsonrpc_idscan_init(struct jsonrpc_idscan *sc)
 	memset(sc, 0, sizeof(*sc));
 }
 
+#define FNV_BASIS 0xcbf29ce484222325ULL
+#define FNV_PRIME 0x100000001b3ULL
+
 static void
 idscan_capture(struct jsonrpc_idscan *sc, char c)
 {
+	if (sc->id_total++ == 0) {
+		sc->id_hash = FNV_BASIS;
+	}
+	sc->id_hash = (sc->id_hash ^ (unsigned char)c) * FNV_PRIME;
 	if (sc->id_len < sizeof(sc->id)) {
 		sc->id[sc->id_len++] = c;
 	} else {
@@ -1216,6 +1223,20 @@ jsonrpc_idscan_id(const struct jsonrpc_idscan *sc, size_t *len)
 	}
 	*len = sc->id_len;
 	return sc->id;
+}
+
+bool
+jsonrpc_idscan_is(const struct jsonrpc_idscan *sc, const char *id, size_t len)
+{
+	uint64_t h = FNV_BASIS;
+
+	if (!sc->found || sc->id_total != len || memcmp(sc->id, id, sc->id_len) != 0) {
+		return false;
+	}
+	for (size_t i = 0; i < len; i++) {
+		h = (h ^ (unsigned char)id[i]) * FNV_PRIME;
+	}
+	return h == sc->id_hash;
 }
 
 bool

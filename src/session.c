@@ -985,21 +985,25 @@ session_on_big_end(void *ctx, size_t total)
 		       total, s->cfg->max_message);
 	diag_warn("session %s: %s; not forwarded", s->id, text);
 	tlog_oversize(s->id, session_pid(s), TLOG_OUT, total);
-	if (id == NULL) {
-		return;
+	struct pending *p = NULL, *tmp;
+
+	if (id != NULL) {
+		p = ids_find(s->pending, id, id_len);
+	} else if (s->big_id.overflow && jsonrpc_idscan_is_answer(&s->big_id)) {
+		/* An id too long to be kept whole: the request that wrote it so. */
+		HASH_ITER (hh, s->pending, p, tmp) {
+			if (jsonrpc_idscan_is(&s->big_id, pending_id(p), p->id_len)) {
+				break;
+			}
+		}
 	}
-	struct pending *p = ids_find(s->pending, id, id_len);
-
 	if (p != NULL) {
+		double ms = (sys_now() - p->t) * 1000.;
+
 		/* The answer carries the id as the request wrote it (the same value). */
-		char idtext[sizeof(s->big_id.id)];
-		size_t n = SYS_MIN(p->id_len, sizeof(idtext));
-
-		memcpy(idtext, pending_id(p), n);
-		double ms = pending_remove(s, id, id_len);
-
+		answer_error(s, pending_id(p), p->id_len, RPC_SERVER_ERROR, text, ms);
+		(void)pending_remove(s, pending_id(p), p->id_len);
 		busy_sync(s);
-		answer_error(s, idtext, n, RPC_SERVER_ERROR, text, ms);
 	}
 }
 

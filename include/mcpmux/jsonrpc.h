@@ -182,6 +182,8 @@ struct jsonrpc_idscan {
 	bool key_bad; /* longer than key, or with an escape: none of those sought */
 	char id[128];
 	size_t id_len;
+	size_t id_total;  /* the whole id's length, past id[] too */
+	uint64_t id_hash; /* FNV-1a of the whole id's text */
 	bool found, overflow;
 	bool has_method, has_answer; /* "method"; "result" or "error" */
 };
@@ -190,6 +192,11 @@ void jsonrpc_idscan_init(struct jsonrpc_idscan *sc);
 void jsonrpc_idscan_feed(struct jsonrpc_idscan *sc, const char *p, size_t len);
 /* The id's JSON text, or NULL if none was seen (or it was not a string or number). */
 const char *jsonrpc_idscan_id(const struct jsonrpc_idscan *sc, size_t *len);
+/*
+ * Is the id that was fed, one too long for id[] included, exactly this JSON text?  (Its
+ * length, first bytes and hash are compared: an id written back in another form is not.)
+ */
+bool jsonrpc_idscan_is(const struct jsonrpc_idscan *sc, const char *id, size_t len);
 /*
  * Whether what was fed is an answer (a "result" or an "error", no "method"): one to a
  * request of the other side, whose id is that side's.

@@ -595,6 +595,23 @@ class RequestIds(Case):
         w.close_stdin()
         self.assertEqual(w.wait(10), 0)
 
+    def test_a_long_id_of_an_oversize_answer(self):
+        """A response too large to forward whose id is longer than the part of it kept while
+        it passes (128 bytes) still answers its request at once, not at the run's end."""
+        w = self.wrap(opts=["--max-message", "10000"] + FAST)
+        ids = ["k" * 300, "k" * 299 + "j", int("9" * 200)]
+        for i in ids:
+            w.send(call(i, "huge", bytes=20000))
+            m = w.msg(5)
+            self.assertEqual(m["id"], i)
+            self.assertEqual(m["error"]["code"], -32000)
+            self.assertIn("too large", m["error"]["message"])
+        w.send(req(2, "ping"))
+        self.assertEqual(w.msg(5), {"jsonrpc": "2.0", "id": 2, "result": {}})
+        w.close_stdin()
+        self.assertEqual(w.read_to_eof(10), b"")  # nothing left owed
+        self.assertEqual(w.wait(10), 0)
+
     def test_one_id_twice_in_flight_gets_two_answers(self):
         w = self.wrap(opts=FAST)
         w.send(call(7, "sleep", ms=20000), call(7, "sleep", ms=20000), END)

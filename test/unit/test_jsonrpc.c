@@ -1059,9 +1059,17 @@ check_idscan_len(size_t n, bool want_found)
 	len += n - 2;
 	len += (size_t)snprintf(in + len, sizeof(in) - len, "\",\"result\":\"zzz\"}");
 	jsonrpc_idscan_init(&sc);
-	jsonrpc_idscan_feed(&sc, in, len);
+	for (size_t at = 0; at < len; at += 7) { /* in pieces: the id's text spans them */
+		jsonrpc_idscan_feed(&sc, in + at, len - at < 7 ? len - at : 7);
+	}
 	const char *id = jsonrpc_idscan_id(&sc, &id_len);
 
+	/* The whole text is known by its length and hash, past id[] too. */
+	assert_true(jsonrpc_idscan_is(&sc, in + 6, n));
+	assert_false(jsonrpc_idscan_is(&sc, in + 6, n - 1));
+	in[6 + n - 1] = '\''; /* its closing quote */
+	assert_false(jsonrpc_idscan_is(&sc, in + 6, n));
+	in[6 + n - 1] = '"';
 	if (!want_found) {
 		assert_null(id);
 		return;
