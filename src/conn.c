@@ -121,6 +121,19 @@ stream_last(const struct conn *c, const char *key, size_t key_len)
 struct conn_source *
 conn_source_new(struct conn *c, size_t high, const char *key, size_t key_len)
 {
+	struct conn_source *last =
+		key != NULL && !c->out_dead ? stream_last(c, key, key_len) : NULL;
+
+	if (last != NULL && last->retired && last->held == NULL) {
+		/*
+		 * The stream's last source is retired, its lines not all written: taken up
+		 * again, its new lines after them, rather than one more source behind it (a
+		 * session that connections take in turn from a client that does not read
+		 * would chain a source, and its first chunk, for each line of a few bytes).
+		 */
+		last->retired = false;
+		return last;
+	}
 	struct conn_source *src = malloc(sizeof(*src) + (key != NULL ? key_len : 0));
 
 	if (src == NULL) {
@@ -132,7 +145,7 @@ conn_source_new(struct conn *c, size_t high, const char *key, size_t key_len)
 		src->key = (const char *)(src + 1);
 		src->key_len = key_len;
 		src->seq = ++c->n_keyed;
-		src->after = c->out_dead ? NULL : stream_last(c, key, key_len);
+		src->after = last;
 		if (src->after != NULL) {
 			/* Its lines queued now, not those it queues later (a run still ending). */
 			src->after->then = src;

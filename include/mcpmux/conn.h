@@ -130,7 +130,9 @@ void conn_release(struct conn *c);
  * A new source of c whose queue is full at `high` bytes; NULL when out of memory.  key
  * (key_len bytes, copied; NULL: none) names the stream it continues: none of its lines is
  * written before the lines queued at this moment in the latest made of c's sources of the
- * same key that has lines queued or waits, nor before what that one waits for.
+ * same key that has lines queued or waits, nor before what that one waits for.  When that
+ * one is retired (and holds no line its producer waits to hear of), it is returned, taken
+ * up again, instead of a new one.
  */
 struct conn_source *conn_source_new(struct conn *c, size_t high, const char *key, size_t key_len);
 /*

@@ -923,6 +923,38 @@ class ListenHardening(ListenHelpers, Case):
         c.close_stdin()
         self.assertEqual(c.wait(), 0)
 
+    @unittest.skipIf(WRAPPER, "valgrind's allocator")
+    def test_a_session_taken_in_turn_from_a_client_that_reads_nothing_costs_its_lines(self):
+        """A reads nothing (its socket is full); A and B take kept session k in turn.  What
+        A has queued is k's `kept` lines, a few bytes each, in one queue taken up again at
+        each turn: not a queue, and its first chunk, for each (about 1.2 KiB a turn)."""
+        self.path = os.path.join(self.tmp.name, "mux.sock")
+        # No quarantine: the queues that B's turns free are reused, as without ASan.
+        env = dict(self.env, ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") +
+                   ":quarantine_size_mb=0")
+        srv = self.serve(opts=FAST + ["--listen", self.path], env=env)
+        wait_until(lambda: os.path.exists(self.path), 5, "the socket")
+        a = Envelopes(self, self.path)
+        a.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        a.send({"session": "fill", "message": initialize(1)},
+               {"session": "fill", "message": call(2, "huge", bytes=1 << 20)})
+        wait_until(lambda: json.loads(self.ctl("stats", as_json=True)[1])["out"]["bytes"] >=
+                   1 << 20, 10, "A's socket to fill")
+        b = Envelopes(self, self.path)
+        base = rss_anon_kib(srv.pid)
+        turns = 20000
+        for _ in range(turns):
+            a.send({"session": "k", "keep": True})
+            b.send({"session": "k", "keep": True})
+            self.assertEqual(b.next().get("event"), "kept")
+        grown = rss_anon_kib(srv.pid) - base
+        # the lines themselves: about 50 bytes a turn, 1 MiB in all
+        self.assertLess(grown, 6 * 1024, "%d KiB for %d turns" % (grown, turns))
+        a.close()
+        b.close()
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0, srv.stderr())
+
 
 class RunOrder(ListenHelpers, Case):
     def test_a_new_run_on_the_connection_comes_after_the_last_lines_of_the_one_before(self):
