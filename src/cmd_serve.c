@@ -222,6 +222,10 @@ port_hold_end(struct hub_port *p, struct hub_entry *e, struct hub_unseen *u)
 	if (src == NULL || wbuf_len(&src->q) == 0) {
 		return false;
 	}
+	if (src->held != NULL) {
+		/* The end of an earlier run told here, not written yet: a later one has ended. */
+		hub_unseen_told(e->hub, src->held);
+	}
 	src->held = u; /* its last line: the conn says whether it was written */
 	src->held_left = wbuf_len(&src->q);
 	return true;
@@ -512,6 +516,20 @@ unseen_answer(struct sconn *sc, struct hub_entry *e, const struct jsonrpc_item *
 	}
 }
 
+/* An unseen end told in out, upto bytes of it still queued: back to the hub if the
+ * connection goes before they are written. */
+static void
+hold_unseen(struct serve *sv, struct conn_source *out, size_t upto, struct hub_unseen *u)
+{
+	if (upto > 0) {
+		out->held = u;
+		out->held_left = upto;
+		hub_unseen_hold(&sv->hub, u);
+	} else {
+		free(u);
+	}
+}
+
 /*
  * The first envelope for a kept session that ended while no connection held it: the
  * session's `ended` event comes first, through the session's own queue, so that nothing
@@ -570,7 +588,8 @@ tell_unseen_end(struct sconn *sc, const struct envelope *env, struct hub_unseen 
 	const struct jsonrpc_item *it = &sv->scan.one;
 
 	if (kind == JSONRPC_REQUEST && jsonrpc_method_is(&sv->scan, it, "initialize")) {
-		free(u);
+		/* Held as below: a run it starts marks it later, one refused does not. */
+		hold_unseen(sv, out, upto, u);
 		*ep = e;
 		return true;
 	}
@@ -603,14 +622,7 @@ tell_unseen_end(struct sconn *sc, const struct envelope *env, struct hub_unseen 
 			  e->id);
 	}
 over:
-	if (upto > 0) {
-		/* Back to the hub if the connection goes before the end is written to it. */
-		out->held = u;
-		out->held_left = upto;
-		hub_unseen_hold(&sv->hub, u);
-	} else {
-		free(u);
-	}
+	hold_unseen(sv, out, upto, u);
 	/* Out of the table, then its queue let go (written, then freed): u back if it dies. */
 	hub_entry_free(e);
 	return false;

@@ -1361,6 +1361,28 @@ class KeptSessionEnds(ListenHelpers, Case):
         d.close()
         self.stop_serve(srv)
 
+    def test_an_end_told_to_an_initialize_that_is_refused_is_told_again(self):
+        """As above, but C's envelope is an initialize, refused (--max-sessions: C's other
+        session holds the one slot): it started no run, so C going before the end is
+        written leaves the end to D."""
+        srv = self.listen(opts=["--max-sessions", "1"])
+        pid = self.kept_then_gone("u", lambda pid: self.assertEqual(self.ctl("end", "u")[0], 0))
+        c = Envelopes(self, self.path)
+        c.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        c.send({"session": "f", "message": call(1, "huge", bytes=4 << 20)})
+        wait_until(lambda: any(x["session"] == "f" and x["out"]["bytes"] > 4 << 20 for x in
+                               json.loads(self.ctl("list", as_json=True)[1])["sessions"]),
+                   10, "the big result to be queued")
+        c.send({"session": "u", "message": initialize(1)})
+        wait_until(lambda: json.loads(self.ctl("stats", as_json=True)[1])["refused"] == 1, 5,
+                   "the initialize to be refused")
+        c.close()
+        self.wait_connections(1, "serve to close C")
+        d = Envelopes(self, self.path)
+        self.assert_keep_is_told_the_end(d, "u", pid)
+        d.close()
+        self.stop_serve(srv)
+
     def test_a_connection_whose_output_died_takes_no_session(self):
         """B reads nothing (its read side is shut); its first line fails to be answered,
         and its next, in the same read, names A's kept session: B takes nothing, and its
