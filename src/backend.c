@@ -122,6 +122,7 @@ struct backend_ctr {
 			   line */
 	size_t out_n;
 	bool out_any;
+	bool out_cut; /* some of it was dropped: more than out holds */
 	double helper_since;
 	double helper_s; /* and its time, past which it is killed */
 	ev_timer retry_w;
@@ -2217,6 +2218,7 @@ out:
 	c->out_n = 0;
 	c->out[0] = '\0';
 	c->out_any = false;
+	c->out_cut = false;
 	ev_io_init(&c->err_w, backend_on_ctr_out, c->err_fd, EV_READ);
 	ev_io_start(c->b->loop, &c->err_w);
 	c->helper_since = sys_mono();
@@ -2508,6 +2510,15 @@ ctr_list_done(struct backend_ctr *c, int st, const char *out, ssize_t n)
 		diag_info("session %s: the engine lists %zu container(s) of run %s", b->cookie, k,
 			  c->run_label);
 		c->gone = true; /* ctr_step goes on with each id listed */
+		if (c->out_cut) {
+			/* Those past what was read (and the line cut there) are the keeper's. */
+			diag_warn(
+				"session %s: the engine lists more containers of run %s than mcpmux "
+				"reads (%zu read): the others are left to the keeper at mcpmux's "
+				"exit (and to `mcpmux sweep`)",
+				b->cookie, c->run_label, k);
+			c->keeper_lists = true;
+		}
 	}
 	ctr_step(b);
 	backend_step(b);
@@ -2549,6 +2560,8 @@ ctr_drain(struct backend_ctr *c, size_t budget)
 		got += (size_t)k;
 		if (!full) {
 			c->out_n += (size_t)k;
+		} else {
+			c->out_cut = true;
 		}
 	}
 	c->out[c->out_n] = '\0';

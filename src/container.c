@@ -797,15 +797,16 @@ container_listed_next(const char **pos, const char *end, size_t *len)
 
 	while (*pos < end) {
 		const char *line = *pos, *nl = memchr(line, '\n', (size_t)(end - line));
-		const char *stop = nl != NULL ? nl : end;
 
+		/* A line without its end may be cut (a buffer's end): its id a prefix, which
+		 * the engine would take for another container's. */
 		*pos = nl != NULL ? nl + 1 : end;
-		if ((size_t)(stop - line) <= sizeof(tag) - 1 ||
+		if (nl == NULL || (size_t)(nl - line) <= sizeof(tag) - 1 ||
 		    memcmp(line, tag, sizeof(tag) - 1) != 0) {
 			continue;
 		}
 		const char *id = line + sizeof(tag) - 1;
-		size_t n = (size_t)(stop - id);
+		size_t n = (size_t)(nl - id);
 
 		while (n > 0 && (id[n - 1] == '\r' || id[n - 1] == ' ')) {
 			n--;

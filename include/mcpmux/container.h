@@ -144,8 +144,9 @@ char **container_list_argv(char *const *prefix, size_t n, enum container_engine 
 char **container_list_run_argv(char *const *prefix, size_t n, const char *owner, const char *run);
 /*
  * The next id in that command's output from *pos (up to end): its start, with *len its
- * length, and *pos moved past its line; NULL when there is no other.  Other lines, and ids
- * too long or with bytes no id has, are skipped.
+ * length, and *pos moved past its line; NULL when there is no other.  Only a whole line
+ * (ended by its newline) gives an id; other lines, a last one without its newline (it may
+ * be cut), and ids too long or with bytes no id has, are skipped.
  */
 const char *container_listed_next(const char **pos, const char *end, size_t *len);
 /*

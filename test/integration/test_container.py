@@ -420,6 +420,23 @@ class FakeDocker(FakeDockerCase):
         self.assertEqual(helpers[2:], LADDER)
         self.assert_ended_by_mcpmux(p, cidfile)
 
+    def test_a_listing_longer_than_mcpmuxs_buffer_gives_only_whole_ids(self):
+        """The engine's command killed while the engine makes the container, and the listing
+        by the run's labels longer than mcpmux reads (61 containers, ids of 64 hex digits,
+        over 4 KiB): the line cut at the end of what is read is not an id (the engine
+        would take it for a prefix, another container's), and the containers past it are
+        not said gone to the keeper, which lists them again at mcpmux's exit and ends
+        them."""
+        p, _, _ = self.slow_create_killed(5000, FAKE_DOCKER_LS_MORE="60")
+        self.wait_for_keeper(p, 60)
+        listed = ["%064x" % i for i in range(1, 61)]
+        named = [c[-1] for c in self.calls()[1:] if c[0] == "container" and c[1] != "ls"]
+        self.assertEqual([n for n in named if n not in listed + ["fake0123456789abcdef"]], [])
+        for cid in listed:
+            self.assertIn(["container", "kill", "--signal", "TERM", cid], self.calls())
+        self.assertIn("the engine lists more containers of run ", p.stderr())
+        self.assert_no_leftovers()
+
     def test_a_listing_with_no_answer_leaves_the_container_to_the_keeper(self):
         """The engine does not answer the listing by the run's labels: the listing is
         killed in half the time left to --kill-deadline, which is said, and the run ends

@@ -498,9 +498,11 @@ test_whose_parse(void **state)
 static void
 test_listed(void **state)
 {
-	/* warnings, a line that only mentions the marker, ids too long or with other bytes */
+	/* warnings, a line that only mentions the marker, ids too long or with other bytes,
+	 * and a last line without its newline (cut: a prefix of another id) */
 	static const char out[] = "WARN mcpmux-listed|x\nmcpmux-listed|ab12\r\nmcpmux-listed|\n"
-				  "mcpmux-listed|a b\nmcpmux-listed|../x\nmcpmux-listed|CD";
+				  "mcpmux-listed|a b\nmcpmux-listed|../x\nmcpmux-listed|CD\n"
+				  "mcpmux-listed|ef01";
 	const char *pos = out, *end = out + strlen(out), *id;
 	size_t len = 0;
 
