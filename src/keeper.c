@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -33,6 +34,8 @@ static pid_t keeper_pid;   /* its pid, as the middle child told it; 0 unknown */
 #define KEEPER_ENGINE_S	    10.0 /* how long the keeper waits for one engine command */
 #define KEEPER_LISTED_MAX   4096 /* the containers one listing may give the keeper */
 #define KEEPER_LIST_ALL_S   10.0 /* all the listings by labels at the keeper's end, together */
+/* the containers ended before the processes, all together, besides --term-grace */
+#define KEEPER_FIRST_S 10.0
 
 /* ---- in mcpmux ---- */
 
@@ -234,7 +237,8 @@ struct ctr {
 	char *run;			/* its mcpmux.run label, or NULL */
 	char cid[CONTAINER_ID_MAX + 1]; /* the id its id file gave, or "" */
 	bool own;			/* the id file is mcpmux's own, not the user's --cidfile */
-	bool later; /* its id file had no id yet: ended after the run's processes */
+	bool later; /* its id file had no id yet, or no time was left for it: ended after the
+		       run's processes */
 };
 
 static double
@@ -561,10 +565,24 @@ run_engine_out(char *const argv[], double seconds, struct engine_res *r, bool wi
 	(void)close(errp[0]);
 }
 
-static void
-run_engine(char *const argv[], double seconds, struct engine_res *r)
+/*
+ * run_engine_out, bounded to until as well (INFINITY: to KEEPER_ENGINE_S alone): false
+ * when there was no time left for it, or it was killed there, its answer unknown.
+ */
+static bool
+run_engine_until(char *const argv[], double until, struct engine_res *r, bool with_stdout)
 {
-	run_engine_out(argv, seconds, r, false);
+	double left = until - now_s();
+
+	if (left <= 0) {
+		r->st = -1;
+		r->how = "no time left";
+		r->n_err = 0;
+		r->err[0] = '\0';
+		return false;
+	}
+	run_engine_out(argv, SYS_MIN(KEEPER_ENGINE_S, left), r, with_stdout);
+	return r->st != -1 || now_s() < until;
 }
 
 /* The engine's name among the words (after a launcher such as env), for messages. */
@@ -610,19 +628,21 @@ read_cid(const struct ctr *c, char *cid, size_t size)
 }
 
 /*
- * End container cid through its engine (prefix[0..n)), and say what happened: removed (or
- * gone by itself), or could not be removed, with the engine's answer.  true when it is
- * gone.  Its id file, cidfile (NULL for one listed by labels), goes with it.
+ * End container cid through its engine (prefix[0..n)), its commands bounded to until as
+ * well (INFINITY: each to KEEPER_ENGINE_S alone), and say what happened: removed (or
+ * gone by itself), or could not be removed, with the engine's answer.  1 when it is
+ * gone, 0 when not; -1, nothing said, when until came first (to be done again).  Its id
+ * file, cidfile (NULL for one listed by labels), goes with it.
  */
-static bool
+static int
 end_by_id(const char *cidfile, char **prefix, size_t n, const char *cid, const char *owner,
-	  double term_grace)
+	  double term_grace, double until)
 {
 	char **term = NULL, **kill9 = NULL, **look = NULL, **rm = NULL;
 	char **whose = container_whose_argv(prefix, n, cid);
 	bool asked = whose != NULL; /* (whose is freed once asked) */
 	struct engine_res r = { .st = -1, .how = "out of memory" };
-	bool gone = false;
+	bool gone = false, late = false;
 	const char *done = NULL;
 
 	if (asked) {
@@ -633,14 +653,17 @@ end_by_id(const char *cidfile, char **prefix, size_t n, const char *cid, const c
 		struct container_whose w;
 
 		r.mark = container_whose_keep;
-		run_engine_out(whose, KEEPER_ENGINE_S, &r, true);
+		late = !run_engine_until(whose, until, &r, true);
 		r.mark = NULL;
 		free(whose);
+		if (late) {
+			return -1;
+		}
 		if (engine_gone(&r)) {
 			if (cidfile != NULL) {
 				(void)unlink(cidfile);
 			}
-			return true;
+			return 1;
 		}
 		bool told = engine_ok(&r) && container_whose_parse(r.err, r.n_err, &w);
 
@@ -659,7 +682,7 @@ end_by_id(const char *cidfile, char **prefix, size_t n, const char *cid, const c
 					  cid, why, cidfile != NULL ? "; its id is in " : "",
 					  cidfile != NULL ? cidfile : "");
 			}
-			return told;
+			return told ? 1 : 0;
 		}
 	}
 	term = container_kill_argv(prefix, n, "TERM", cid);
@@ -668,26 +691,28 @@ end_by_id(const char *cidfile, char **prefix, size_t n, const char *cid, const c
 	rm = container_rm_argv(prefix, n, cid);
 	/* The ladder, through the engine: TERM, the grace while it is there, KILL, rm -f. */
 	if (asked && term != NULL && look != NULL && kill9 != NULL && rm != NULL) {
-		run_engine(term, KEEPER_ENGINE_S, &r);
-		if (engine_gone(&r)) {
+		late = !run_engine_until(term, until, &r, false);
+		if (!late && engine_gone(&r)) {
 			gone = true;
 			done = "it was gone already";
 		}
-		for (double until = now_s() + term_grace; !gone;) {
-			run_engine(look, KEEPER_ENGINE_S, &r);
-			if (engine_gone(&r)) {
+		for (double grace_end = now_s() + term_grace; !gone && !late;) {
+			late = !run_engine_until(look, until, &r, false);
+			if (late) {
+				break;
+			} else if (engine_gone(&r)) {
 				gone = true;
 				done = "it stopped on SIGTERM";
-			} else if (!engine_ok(&r) || now_s() >= until) {
+			} else if (!engine_ok(&r) || now_s() >= grace_end) {
 				break; /* still there, or the engine cannot tell: KILL and rm -f */
 			} else {
 				nap(0.1);
 			}
 		}
-		if (!gone) {
-			run_engine(kill9, KEEPER_ENGINE_S, &r);
-			run_engine(rm, KEEPER_ENGINE_S, &r);
-			gone = engine_ok(&r) || engine_gone(&r);
+		if (!gone && !late) {
+			late = !run_engine_until(kill9, until, &r, false) ||
+			       !run_engine_until(rm, until, &r, false);
+			gone = !late && (engine_ok(&r) || engine_gone(&r));
 			done = "rm -f";
 		}
 	}
@@ -697,7 +722,7 @@ end_by_id(const char *cidfile, char **prefix, size_t n, const char *cid, const c
 		}
 		diag_warn("keeper: removed container %.12s (%s: %s)", cid, engine_word(prefix, n),
 			  done);
-	} else {
+	} else if (!late) { /* late: nothing to say yet, it is ended again */
 		char why[sizeof(r.err) + 64];
 
 		engine_describe(&r, why, sizeof(why));
@@ -709,7 +734,7 @@ end_by_id(const char *cidfile, char **prefix, size_t n, const char *cid, const c
 	free(kill9);
 	free(look);
 	free(rm);
-	return gone;
+	return late ? -1 : gone ? 1 : 0;
 }
 
 /*
@@ -804,7 +829,7 @@ end_listed(const struct ctr *first, struct ctr *ctrs, size_t n_ctr, const char *
 			known = strcmp(ctrs[i].cid, p) == 0;
 		}
 		if (!known) {
-			(void)end_by_id(NULL, prefix, n, p, owner, term_grace);
+			(void)end_by_id(NULL, prefix, n, p, owner, term_grace, INFINITY);
 		}
 	}
 	free(ids.ids);
@@ -847,14 +872,16 @@ end_listed_all(struct ctr *ctrs, size_t n_ctr, const char *owner, double term_gr
 }
 
 /*
- * End c's container by the id its id file holds (kept in c->cid).  true when that file
- * has none yet, and the run has a label to find its container by: the run's processes
- * may still be there, and the engine's command, making the container, may still write its
- * id, so it is read again once they are gone (a second call); when it is still empty,
- * the engine is asked (end_listed_all).
+ * End c's container by the id its id file holds (kept in c->cid), by until (INFINITY:
+ * each engine command bounded alone).  true when that file has none yet, and the run has
+ * a label to find its container by: the run's processes may still be there, and the
+ * engine's command, making the container, may still write its id, so it is read again
+ * once they are gone (a second call); when it is still empty, the engine is asked
+ * (end_listed_all).  true as well when until came before its end (said): it is ended
+ * again by the second call.
  */
 static bool
-end_container(struct ctr *c, const char *owner, double term_grace)
+end_container(struct ctr *c, const char *owner, double term_grace, double until)
 {
 	int got = read_cid(c, c->cid, sizeof(c->cid));
 
@@ -866,15 +893,19 @@ end_container(struct ctr *c, const char *owner, double term_grace)
 	char *words;
 	size_t n;
 	char **prefix = ctr_words(c, &words, &n);
+	bool again = false;
 
 	if (prefix == NULL) {
 		diag_warn("keeper: out of memory: the container of id file %s is left", c->cidfile);
-	} else {
-		(void)end_by_id(c->cidfile, prefix, n, c->cid, owner, term_grace);
+	} else if (end_by_id(c->cidfile, prefix, n, c->cid, owner, term_grace, until) == -1) {
+		diag_warn("keeper: no time left to end container %.12s before the processes "
+			  "(%.1f s for all the containers): it is ended after them",
+			  c->cid, KEEPER_FIRST_S + term_grace);
+		again = true;
 	}
 	free(prefix);
 	free(words);
-	return false;
+	return again;
 }
 
 /* One line from mcpmux (without its newline).  true for "done" (X). */
@@ -1013,27 +1044,34 @@ keeper_main(int fd, const char *owner, double term_grace)
 			  "ending them",
 			  owner, n_ctr);
 		for (size_t i = 0; i < n_ctr; i++) {
-			ctrs[i].later = end_container(&ctrs[i], owner, term_grace);
+			ctrs[i].later = end_container(&ctrs[i], owner, term_grace, INFINITY);
 		}
 		end_listed_all(ctrs, n_ctr, owner, term_grace);
 	} else if (!done) {
 		/*
 		 * Containers first, through their engines: their monitors carry the owner too,
-		 * and must live until the engine has stopped them (container.h).
+		 * and must live until the engine has stopped them (container.h).  All of them
+		 * together by KEEPER_FIRST_S and the grace: an engine that does not answer
+		 * must not hold up the end of every other process; what is left of them then
+		 * comes after the processes.
 		 */
+		double first_until = now_s() + KEEPER_FIRST_S + term_grace;
+
 		for (size_t i = 0; i < n_ctr; i++) {
-			ctrs[i].later = end_container(&ctrs[i], owner, term_grace);
+			ctrs[i].later = end_container(&ctrs[i], owner, term_grace, first_until);
 		}
 		/* SIGTERM to what carries the owner, SIGKILL after the grace... */
 		(void)keeper_end_owned(PROC_ROOT, owner, term_grace);
 		/*
 		 * ...and then the containers whose id was not written yet: their engine's
 		 * command is gone now (it was one of those processes), and what it made has
-		 * no monitor (the engines write the id before they start it).
+		 * no monitor (the engines write the id before they start it); and those the
+		 * first turn had no time left for.
 		 */
 		for (size_t i = 0; i < n_ctr; i++) {
 			if (ctrs[i].later) {
-				ctrs[i].later = end_container(&ctrs[i], owner, term_grace);
+				ctrs[i].later =
+					end_container(&ctrs[i], owner, term_grace, INFINITY);
 			}
 		}
 		end_listed_all(ctrs, n_ctr, owner, term_grace);

@@ -733,7 +733,8 @@ class FakeDockerKeeper(FakeDockerCase):
         session = p.msg()["result"]["structuredContent"]["session"]
         wait_until(lambda: len(self.cookie_pids(session)) >= 2, 5, "the daemonised grandchild")
         t0 = time.monotonic()
-        self.kill_and_wait_for_keeper(p)
+        # rm -f, cut by the containers' 10.3 s before the processes, is asked again after them
+        self.kill_and_wait_for_keeper(p, 40)
         took = time.monotonic() - t0
         self.assertGreater(took, 9.5, "the keeper did not wait for rm -f")
         self.assertEqual(" ".join(self.calls()[-1]), "container rm -f fake0123456789abcdef")
@@ -772,6 +773,42 @@ class FakeDockerKeeper(FakeDockerCase):
         self.kill_and_wait_for_keeper(p)
         self.assertEqual(" ".join(self.calls()[-1]), "container rm -f fake0123456789abcdef")
         self.assertIn("keeper: removed container fake01234567 (docker: rm -f)", p.stderr())
+        self.assert_no_leftovers()
+
+    def test_keeper_bounds_the_containers_before_the_processes(self):
+        """mcpmux killed with two container runs whose engine does not answer kill or rm
+        (10 s a command, three a container): the containers, ended first, take 10 s and
+        --term-grace together at most, not 30 s each, before the processes of mcpmux's (a
+        grandchild that left each run's tree) are ended; what is left of the containers is
+        said, and ended after them once the engine answers."""
+        slow = os.path.join(self.tmp.name, "slow")
+        open(slow, "w").close()
+        self.env.update(FAKE_DOCKER_SLOW_KILL=slow, FAKE_DOCKER_SLOW_RM=slow,
+                        FAKE_DOCKER_ARGS="--daemonize-grandchild")
+        p = self.start([MCPMUX, "serve"] + GRACES + ["--", "docker", "run", "-i", "img"])
+        for s in ("c1", "c2"):
+            p.send({"session": s, "message": initialize(1)},
+                   {"session": s, "message": call(2, "env")})
+        cookies = []
+        while len(cookies) < 2:
+            m = p.msg().get("message", {})
+            if m.get("id") == 2:
+                cookies.append(m["result"]["structuredContent"]["session"])
+        wait_until(lambda: all(len(self.cookie_pids(c)) >= 2 for c in cookies), 5,
+                   "the daemonised grandchildren")
+        pids = [q for c in cookies for q in self.cookie_pids(c)]
+        t0 = time.monotonic()
+        p.p.send_signal(signal.SIGKILL)
+        p.wait()
+        wait_until(lambda: not any(alive(q) for q in pids), 10 + 0.3 + 5,
+                   "the processes of the runs to be gone", explain=lambda: p.stderr())
+        self.assertLess(time.monotonic() - t0, 10 + 0.3 + 3, p.stderr())
+        self.assertIn("keeper: no time left to end container fake01234567 before the "
+                      "processes (10.3 s for all the containers): it is ended after them",
+                      p.stderr())
+        os.unlink(slow)  # the engine answers from now on
+        self.wait_for_keeper(p, 40)
+        self.assertIn("keeper: removed container fake01234567 (docker: ", p.stderr())
         self.assert_no_leftovers()
 
     def test_keeper_says_when_the_engine_cannot_run(self):
