@@ -372,6 +372,7 @@ static void
 deliver_own(struct session *s, double ms)
 {
 	if (msg.failed) {
+		diag_error("session %s: out of memory: a message from mcpmux was lost", s->id);
 		return;
 	}
 	if (tlog_enabled) {
