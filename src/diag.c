@@ -17,6 +17,7 @@
 #define DIAG_LINE   1024
 
 static enum diag_level diag_level = DIAG_NORMAL;
+static bool diag_summing = true; /* repeats of a call site summed up (diag_sum_repeats) */
 static const struct diag_sink *diag_sink;
 
 /* A call site that printed in the last second, and what it has not printed since. */
@@ -32,6 +33,12 @@ void
 diag_set_sink(const struct diag_sink *sink)
 {
 	diag_sink = sink;
+}
+
+void
+diag_sum_repeats(bool on)
+{
+	diag_summing = on;
 }
 
 static void
@@ -218,7 +225,7 @@ diag_emit(const char *prefix, bool limited, int errnum, const char *fmt, va_list
 		len += w;
 	}
 	va_end(aq);
-	if (limited && !may_print(fmt, line, len)) {
+	if (limited && diag_summing && !may_print(fmt, line, len)) {
 		return;
 	}
 	line[len++] = '\n';

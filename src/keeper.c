@@ -982,6 +982,7 @@ keeper_main(int fd, const char *owner, double term_grace)
 	size_t cap = sizeof(small), len = 0;
 	bool done = false, skip = false;
 
+	diag_sum_repeats(false);
 	while (!done) {
 		if (len + 1 == cap) {
 			/* A line longer than the buffer: room for it (mcpmux's lines have no

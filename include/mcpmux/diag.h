@@ -34,6 +34,12 @@ void diag_set_level(enum diag_level level);
 /* Where lines go (NULL: straight to fd 2). */
 void diag_set_sink(const struct diag_sink *sink);
 /*
+ * Whether the repeats of a call site within a second are summed up in one line (the
+ * default), or each said (the keeper: each of its lines names a container or a run, and
+ * it has no loop to say the sums from).
+ */
+void diag_sum_repeats(bool on);
+/*
  * Print the counts of repeated messages whose second is over, as of `now` (sys_mono()).
  * Returns true while counts are pending (call again a second later).
  */

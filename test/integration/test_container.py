@@ -429,7 +429,7 @@ class FakeDocker(FakeDockerCase):
         them."""
         p, _, _ = self.slow_create_killed(5000, FAKE_DOCKER_LS_MORE="60")
         self.wait_for_keeper(p, 60)
-        listed = ["%064x" % i for i in range(1, 61)]
+        listed = ["%012x%052x" % (i, 0) for i in range(1, 61)]
         named = [c[-1] for c in self.calls()[1:] if c[0] == "container" and c[1] != "ls"]
         self.assertEqual([n for n in named if n not in listed + ["fake0123456789abcdef"]], [])
         for cid in listed:
@@ -581,7 +581,7 @@ class FakeDockerKeeper(FakeDockerCase):
         self.kill_and_wait_for_keeper(p, 60)
         err = p.stderr()
         for i in range(1, 41):
-            cid = "%064x" % i
+            cid = "%012x%052x" % (i, 0)
             self.assertIn(["container", "kill", "--signal", "TERM", cid], self.calls())
             self.assertIn("keeper: removed container %s (docker: it stopped on SIGTERM)"
                           % cid[:12], err)
