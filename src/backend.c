@@ -1356,22 +1356,36 @@ backend_stdin_full(const struct backend *b)
 /*
  * The server's stdin can take nothing more: it closed it (EPIPE), or memory ran out with
  * lines for it unqueued.  What it was sent but did not get is lost, so the run cannot go
- * on: it ends, and its requests in flight are answered when the teardown is done.
+ * on: it ends, and its requests in flight are answered when the teardown is done.  A
+ * server that is exiting (a crash closes its files before its exit is reported; one that
+ * could not be executed has exited already) did not close its input: this is its own
+ * exit, as when its stdout's EOF comes first (backend_step()).
  */
 static void
 input_broken(struct backend *b)
 {
+	int err = errno;
+	bool exiting = err == EPIPE && b->state < BACKEND_CLOSING && !b->reaped &&
+		       proctree_exiting(PROC_ROOT, b->pid);
+
+	errno = err;
 	if (errno == ENOMEM) {
 		diag_error("session %s: out of memory: lines for the server were lost: ending it",
 			   b->cookie);
 	} else if (errno == EPIPE) {
-		diag_warn("session %s: the server closed its input: ending it", b->cookie);
+		if (!exiting) {
+			diag_warn("session %s: the server closed its input: ending it", b->cookie);
+		}
 	} else {
 		diag_warn_errno("session %s: cannot write to the server: ending it", b->cookie);
 	}
 	close_stdin(b);
 	if (b->state < BACKEND_CLOSING) {
 		backend_end(b, -1);
+		if (exiting) {
+			b->exited_by_itself = true;
+			b->escalation = BACKEND_ESC_NONE;
+		}
 	}
 }
 

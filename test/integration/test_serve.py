@@ -405,6 +405,41 @@ class Crashes(Case):
         m.p.close_stdin()
         self.assertEqual(m.p.wait(), 0)
 
+    def test_crash_while_its_input_is_written_is_the_servers_own_exit(self):
+        """A server that crashes while mcpmux writes to it: the write may fail with EPIPE
+        before the end of its stdout or its exit is seen.  That is still the server's own
+        exit, escalation "none", not a server that closed its input.  (A race: 40
+        sessions, each sent notifications until its end.)"""
+        m = Mux(self.serve(opts=FAST))
+        ids = ["w-%d" % i for i in range(40)]
+        for s in ids:
+            m.send(s, initialize(1))
+        for s in ids:
+            m.msg(s)
+        for s in ids:
+            m.send(s, call(2, "crash"))
+        live, end = set(ids), deadline(20)
+        while live and time.monotonic() < end:
+            for s in live:
+                m.send(s, {"jsonrpc": "2.0", "method": "notifications/progress"})
+            try:
+                while True:  # what has come so far
+                    e = m.p.msg(0.002)
+                    m.inbox.append(e)
+                    if e.get("event") == "ended":
+                        live.discard(e["session"])
+            except AssertionError:
+                pass
+        self.assertFalse(live, "sessions not ended")
+        for s in ids:
+            self.assert_error(m.msg(s), 2, -32000)
+            ended = m.event(s, "ended")
+            self.assertEqual((ended["exit"], ended["escalation"]),
+                             ({"signal": "SIGSEGV"}, "none"), s)
+        self.assertNotIn("closed its input", m.p.stderr())
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+
 
 class UnreadableOrphans(Case):
     @unittest.skipUnless(os.geteuid() == 0, "needs root to run mcpmux as another user")
@@ -564,6 +599,9 @@ class Routing(Case):
         self.assertEqual(err["error"]["code"], -32000)
         ended = m.event("a", "ended")
         self.assertEqual(ended["exit"], {"code": 127})
+        # It exited by itself before it could read anything: it did not close its input.
+        self.assertEqual(ended["escalation"], "none")
+        self.assertNotIn("closed its input", m.p.stderr())
         m.send("b", req(1, "ping"))
         m.msg("b")
         m.p.close_stdin()
