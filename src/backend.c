@@ -2070,7 +2070,7 @@ scan_ending(void)
 				  rpcout_signame(b->pending_signal, name, sizeof(name)), k);
 			if (failed > 0 && !warned_signal) {
 				diag_warn("session %s: %zu process(es) of the tree could not be "
-					  "signalled (retrying)",
+					  "signalled (the next step signals them again)",
 					  b->cookie, failed);
 				warned_signal = true;
 			}
