@@ -245,11 +245,12 @@ static const struct hub_port_ops sconn_ops = {
 
 /*
  * A JSON-RPC error for connection sc about session sid, which sc does not own (or which
- * does not exist): in an envelope of that session, or of none when sid is NULL.
+ * does not exist): in an envelope of that session, or of none when sid is NULL.  With a
+ * scan, one for each request of that message (false, and nothing sent, if it has none).
  */
-static void
-send_error(struct sconn *sc, const char *sid, size_t sid_len, const char *id, size_t id_len,
-	   int code, const char *text)
+static bool
+send_error_to(struct sconn *sc, const char *sid, size_t sid_len, const char *id, size_t id_len,
+	      const struct jsonrpc_scanner *scan, int code, const char *text)
 {
 	struct sbuf *b = &sc->sv->tmp;
 
@@ -263,7 +264,13 @@ send_error(struct sconn *sc, const char *sid, size_t sid_len, const char *id, si
 	sbuf_adds(b, "\"message\":");
 	size_t at = b->len;
 
-	rpcout_error(b, id, id_len, code, text);
+	if (scan != NULL) {
+		if (rpcout_error_each(b, scan, code, text, NULL, NULL) == 0) {
+			return false;
+		}
+	} else {
+		rpcout_error(b, id, id_len, code, text);
+	}
 	/* Not into the log of a session that exists: it is another connection's. */
 	if (sid != NULL && !b->failed && hub_find(&sc->sv->hub, sid, sid_len) == NULL) {
 		char sbuf_id[SESSION_ID_MAX + 1];
@@ -273,6 +280,25 @@ send_error(struct sconn *sc, const char *sid, size_t sid_len, const char *id, si
 	}
 	sbuf_adds(b, "}");
 	send_own(sc, b);
+	return true;
+}
+
+static void
+send_error(struct sconn *sc, const char *sid, size_t sid_len, const char *id, size_t id_len,
+	   int code, const char *text)
+{
+	(void)send_error_to(sc, sid, sid_len, id, id_len, NULL, code, text);
+}
+
+/*
+ * The same error for each request of the message scan describes (a batch: one array of
+ * them, rpcout_error_each()); false, and nothing sent, when it has no request.
+ */
+static bool
+send_error_each(struct sconn *sc, const char *sid, size_t sid_len,
+		const struct jsonrpc_scanner *scan, int code, const char *text)
+{
+	return send_error_to(sc, sid, sid_len, NULL, 0, scan, code, text);
 }
 
 /* An error in session sid: through e's queue when sc owns it, in order with its output. */
@@ -289,26 +315,22 @@ session_error(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid
 
 /*
  * A message for a session that another connection owns, and that is not kept: refused,
- * with the request's id when it is one request (its sender can tell which one it was).
+ * each of its requests by its id (a batch's in one array), or with no id when it has none.
  */
 static void
 refuse_foreign(struct sconn *sc, const struct envelope *env)
 {
+	static const char text[] = "session belongs to another connection (only kept sessions "
+				   "can be taken over)";
 	struct serve *sv = sc->sv;
-	const char *id = NULL;
-	size_t id_len = 0;
 
-	if (env->has_message &&
-	    (env->scanned ? sv->scan.kind
-			  : jsonrpc_scan_checked(&sv->scan, env->message, env->message_len)) ==
-		    JSONRPC_REQUEST &&
-	    sv->scan.one.has_id) {
-		id = jsonrpc_str(&sv->scan, sv->scan.one.id);
-		id_len = sv->scan.one.id.len;
+	if (env->has_message && !env->scanned) {
+		(void)jsonrpc_scan_checked(&sv->scan, env->message, env->message_len);
 	}
-	send_error(sc, env->session, env->session_len, id, id_len, RPC_SERVER_ERROR,
-		   "session belongs to another connection (only kept sessions can be taken "
-		   "over)");
+	if (!env->has_message || !send_error_each(sc, env->session, env->session_len, &sv->scan,
+						  RPC_SERVER_ERROR, text)) {
+		send_error(sc, env->session, env->session_len, NULL, 0, RPC_SERVER_ERROR, text);
+	}
 }
 
 /* An envelope too broken to name a session: {"error":{...}}. */
@@ -486,15 +508,19 @@ handle_message(struct sconn *sc, struct hub_entry *e, const struct envelope *env
 			return;
 		}
 	}
-	if (e->s == NULL && !hub_start(e, id, id != NULL ? it->id.len : 0)) {
+	if (e->s == NULL && !hub_start(e, &sv->scan)) {
 		return; /* answered (and e freed unless kept) */
 	}
 	hub_from_client(e, env->message, env->message_len, &sv->scan);
 }
 
+#define UNSEEN_END_ERROR                                                            \
+	"the session ended while no connection held it (see its \"ended\" event): " \
+	"the request was not sent"
+
 /*
- * A request (it) of the first envelope for a kept session that ended unseen: an end-of-run
- * gets the `none` result, any other request an error with its id.
+ * The request (it) of the first envelope for a kept session that ended unseen: an
+ * end-of-run gets the `none` result, any other request an error with its id.
  */
 static void
 unseen_answer(struct sconn *sc, struct hub_entry *e, const struct jsonrpc_item *it)
@@ -504,8 +530,7 @@ unseen_answer(struct sconn *sc, struct hub_entry *e, const struct jsonrpc_item *
 
 	if (!jsonrpc_method_is(&sv->scan, it, sv->opt->end_method)) {
 		hub_error(&sv->hub, &sc->port, e, id, it->id.len, RPC_SERVER_ERROR,
-			  "the session ended while no connection held it (see its \"ended\" "
-			  "event): the request was not sent");
+			  UNSEEN_END_ERROR);
 		return;
 	}
 	sbuf_reset(&sv->tmp);
@@ -534,8 +559,9 @@ hold_unseen(struct serve *sv, struct conn_source *out, size_t upto, struct hub_u
  * The first envelope for a kept session that ended while no connection held it: the
  * session's `ended` event comes first, through the session's own queue, so that nothing
  * of a new run can overtake it.  An initialize (a new run) then goes on as for a new
- * session, in *ep; anything else was meant for the run that is over: each request (of a
- * batch too) gets an error with its id, an end-of-run the `none` result, a message that
+ * session, in *ep; anything else was meant for the run that is over: a request gets an
+ * error with its id (a batch one array of them), an end-of-run the `none` result (as
+ * anywhere, not one in a batch: a batch is the server's), a message that
  * is not JSON-RPC the error it gets anywhere, and the rest (and a keep) is dropped.  *ep
  * may already hold this connection's entry of the session that has not started (a keep
  * sent before the end came back to the hub): it goes on, or goes, as a new one.  true when
@@ -609,12 +635,14 @@ tell_unseen_end(struct sconn *sc, const struct envelope *env, struct hub_unseen 
 	size_t n = kind == JSONRPC_BATCH ? sv->scan.n_items : 1;
 	bool dropped = false;
 
+	if (kind == JSONRPC_REQUEST) {
+		unseen_answer(sc, e, it);
+	} else {
+		(void)hub_error_each(&sv->hub, &sc->port, e, &sv->scan, RPC_SERVER_ERROR,
+				     UNSEEN_END_ERROR);
+	}
 	for (size_t i = 0; i < n; i++) {
-		if (items[i].kind == JSONRPC_REQUEST && items[i].has_id) {
-			unseen_answer(sc, e, &items[i]);
-		} else {
-			dropped = true;
-		}
+		dropped = dropped || items[i].kind != JSONRPC_REQUEST;
 	}
 	if (dropped) {
 		diag_warn("session %s ended while no connection held it: a message for it was "

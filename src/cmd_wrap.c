@@ -188,6 +188,16 @@ answer_error(struct wrap *w, const char *id, size_t id_len, int code, const char
 	send_own(w);
 }
 
+/* The same error for each request of the line in w->scan (a batch: one array of them). */
+static void
+answer_each(struct wrap *w, int code, const char *text)
+{
+	sbuf_reset(&w->tmp);
+	if (rpcout_error_each(&w->tmp, &w->scan, code, text, NULL, NULL) > 0) {
+		send_own(w);
+	}
+}
+
 /* A client line that mcpmux answers itself, into the traffic log. */
 static void
 log_in(struct wrap *w, const char *line, size_t len, bool scanned)
@@ -502,14 +512,12 @@ handle_line(struct wrap *w, const char *line, size_t len)
 
 		log_in(w, line, len, true);
 		for (size_t i = 0; i < n; i++) {
-			if (items[i].kind == JSONRPC_REQUEST) {
-				answer_error(w, jsonrpc_str(&w->scan, items[i].id), items[i].id.len,
-					     RPC_SERVER_ERROR, "the server's run is ending");
-			} else {
+			if (items[i].kind != JSONRPC_REQUEST) {
 				diag_warn("mcpmux is ending: dropped a client %s",
 					  jsonrpc_kind_name(items[i].kind));
 			}
 		}
+		answer_each(w, RPC_SERVER_ERROR, "the server's run is ending");
 		return;
 	}
 	if (w->cur == NULL && (kind == JSONRPC_RESPONSE || kind == JSONRPC_ERROR)) {
@@ -526,10 +534,7 @@ handle_line(struct wrap *w, const char *line, size_t len)
 		(void)snprintf(text, sizeof(text), "cannot start the server: %s", strerror(errno));
 		diag_error("%s%s", text, advice);
 		log_in(w, line, len, true);
-		if (kind == JSONRPC_REQUEST) {
-			answer_error(w, jsonrpc_str(&w->scan, it->id), it->id.len, RPC_SERVER_ERROR,
-				     text);
-		}
+		answer_each(w, RPC_SERVER_ERROR, text);
 		return;
 	}
 	session_from_client(w->cur, line, len, &w->scan);

@@ -1457,7 +1457,6 @@ post_initialize(struct front_http *fh, struct http_req *rq, bool is_json)
 	static const char *const ver_path[] = { "params", "protocolVersion" };
 	const struct http_request *r = http_req_request(rq);
 	struct jsonrpc_scanner *sc = &fh->scan;
-	const struct jsonrpc_item *it = &sc->one;
 	struct hub *h = fh->hub;
 	struct hx_fields fs = { .n = 0 };
 	struct jsonspan v;
@@ -1498,7 +1497,7 @@ post_initialize(struct front_http *fh, struct http_req *rq, bool is_json)
 		return;
 	}
 	hs->init = st;
-	if (!hub_start(e, jsonrpc_str(sc, it->id), it->id.len)) {
+	if (!hub_start(e, sc)) {
 		/* Refused: its error (with the request's id) waits in the stream. */
 		const struct hx_event *ev = st->head;
 		// cppcheck-suppress knownConditionTrueFalse ; hub_start() counts a refusal

@@ -104,14 +104,12 @@ send_event(struct hub_entry *e, const char *fields, size_t len)
 	}
 }
 
-void
-hub_error(struct hub *h, struct hub_port *p, struct hub_entry *e, const char *id, size_t id_len,
-	  int code, const char *text)
+/* An answer of mcpmux's own in h->tmp, to session e's owner p or as a reply. */
+static void
+send_own_answer(struct hub *h, struct hub_port *p, struct hub_entry *e)
 {
 	struct sbuf *b = &h->tmp;
 
-	sbuf_reset(b);
-	rpcout_error(b, id, id_len, code, text);
 	if (b->failed) {
 		diag_error("out of memory: a message from mcpmux was lost");
 		return;
@@ -122,6 +120,27 @@ hub_error(struct hub *h, struct hub_port *p, struct hub_entry *e, const char *id
 	} else {
 		p->ops->reply(p, b->buf, b->len);
 	}
+}
+
+void
+hub_error(struct hub *h, struct hub_port *p, struct hub_entry *e, const char *id, size_t id_len,
+	  int code, const char *text)
+{
+	sbuf_reset(&h->tmp);
+	rpcout_error(&h->tmp, id, id_len, code, text);
+	send_own_answer(h, p, e);
+}
+
+bool
+hub_error_each(struct hub *h, struct hub_port *p, struct hub_entry *e,
+	       const struct jsonrpc_scanner *scan, int code, const char *text)
+{
+	sbuf_reset(&h->tmp);
+	if (rpcout_error_each(&h->tmp, scan, code, text, NULL, NULL) == 0) {
+		return false;
+	}
+	send_own_answer(h, p, e);
+	return true;
 }
 
 /* ---- entries ---- */
@@ -558,7 +577,7 @@ hub_on_done(struct session *s, void *owner)
 /* ---- starting and ending ---- */
 
 bool
-hub_start(struct hub_entry *e, const char *req_id, size_t req_id_len)
+hub_start(struct hub_entry *e, const struct jsonrpc_scanner *scan)
 {
 	struct hub *h = e->hub;
 	char text[200];
@@ -604,9 +623,8 @@ hub_start(struct hub_entry *e, const char *req_id, size_t req_id_len)
 	}
 	return true;
 refuse:
-	if (req_id != NULL && e->owner != NULL) {
-		hub_error(h, e->owner, e, req_id, req_id_len, RPC_SERVER_ERROR, text);
-	} else {
+	if (scan == NULL || e->owner == NULL ||
+	    !hub_error_each(h, e->owner, e, scan, RPC_SERVER_ERROR, text)) {
 		sbuf_reset(&h->tmp);
 		sbuf_adds(&h->tmp, ",\"error\":{\"code\":-32000,\"message\":");
 		sbuf_add_json_string(&h->tmp, text, strlen(text));

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "mcpmux/jsonrpc.h"
 #include "mcpmux/rpcout.h"
 #include "mcpmux/sys.h"
 
@@ -297,6 +298,34 @@ rpcout_error(struct sbuf *b, const char *id, size_t id_len, int code, const char
 	sbuf_addf(b, ",\"error\":{\"code\":%d,\"message\":", code);
 	sbuf_add_json_string(b, msg, strlen(msg));
 	sbuf_adds(b, "}}");
+}
+
+size_t
+rpcout_error_each(struct sbuf *b, const struct jsonrpc_scanner *scan, int code, const char *msg,
+		  bool (*skip)(void *ctx, const char *id, size_t id_len), void *ctx)
+{
+	bool batch = scan->kind == JSONRPC_BATCH;
+	const struct jsonrpc_item *items = batch ? scan->items : &scan->one;
+	size_t n = batch ? scan->n_items : 1;
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const char *id = jsonrpc_str(scan, items[i].id);
+
+		if (items[i].kind != JSONRPC_REQUEST ||
+		    (skip != NULL && skip(ctx, id, items[i].id.len))) {
+			continue;
+		}
+		if (batch) {
+			sbuf_add(b, k == 0 ? "[" : ",", 1);
+		}
+		rpcout_error(b, id, items[i].id.len, code, msg);
+		k++;
+	}
+	if (batch && k > 0) {
+		sbuf_add(b, "]", 1);
+	}
+	return k;
 }
 
 void

@@ -394,17 +394,26 @@ answer_error(struct session *s, const char *id, size_t id_len, int code, const c
 
 /* ---- client to server ---- */
 
-/* A client message that cannot reach a server, received at t: its request gets why. */
+/*
+ * A client message that cannot reach a server, received at t: each of its requests gets
+ * why (a batch's in one array), but those skip() leaves out; the rest is dropped.
+ */
 static void
-item_refused(struct session *s, const struct jsonrpc_scanner *scan, const struct jsonrpc_item *it,
-	     const char *why, double t)
+message_refused(struct session *s, const struct jsonrpc_scanner *scan, const char *why, double t,
+		bool (*skip)(void *ctx, const char *id, size_t id_len), void *ctx)
 {
-	if (it->kind == JSONRPC_REQUEST) {
-		answer_error(s, jsonrpc_str(scan, it->id), it->id.len, RPC_SERVER_ERROR, why,
-			     (sys_mono() - t) * 1000.);
-	} else {
-		diag_warn("session %s: %s: dropped a client %s", s->id, why,
-			  jsonrpc_kind_name(it->kind));
+	const struct jsonrpc_item *items = scan->kind == JSONRPC_BATCH ? scan->items : &scan->one;
+	size_t n = scan->kind == JSONRPC_BATCH ? scan->n_items : 1;
+
+	for (size_t i = 0; i < n; i++) {
+		if (items[i].kind != JSONRPC_REQUEST) {
+			diag_warn("session %s: %s: dropped a client %s", s->id, why,
+				  jsonrpc_kind_name(items[i].kind));
+		}
+	}
+	sbuf_reset(&msg);
+	if (rpcout_error_each(&msg, scan, RPC_SERVER_ERROR, why, skip, ctx) > 0) {
+		deliver_own(s, (sys_mono() - t) * 1000.);
 	}
 }
 
@@ -574,6 +583,21 @@ held_flush(struct session *s)
 	}
 }
 
+/* The held requests still in flight (held_live()), as held_answer() takes them. */
+struct held_live {
+	struct pending **live;
+	size_t *n;
+};
+
+/* Did the client cancel this held request (not in flight)?  Taken off the table if not. */
+static bool
+held_cancelled(void *ctx, const char *id, size_t id_len)
+{
+	struct held_live *h = ctx;
+
+	return ids_remove(h->live, h->n, id, id_len) < 0;
+}
+
 /*
  * The lines that waited will not be sent: their requests get `why`, but those the client
  * cancelled meanwhile (nobody waits for their answer).
@@ -585,6 +609,8 @@ held_answer(struct session *s, const char *why)
 	bool whole;
 	size_t n_live = held_live(s, &live, &whole);
 
+	struct held_live ctx = { .live = &live, .n = &n_live };
+
 	while (s->held_off < s->held.len) {
 		size_t len;
 		double t;
@@ -592,20 +618,7 @@ held_answer(struct session *s, const char *why)
 
 		s->held_off += HELD_SIZE(len);
 		(void)jsonrpc_scan(&held_scan, p, len);
-		const struct jsonrpc_item *items =
-			held_scan.kind == JSONRPC_BATCH ? held_scan.items : &held_scan.one;
-		size_t n = held_scan.kind == JSONRPC_BATCH ? held_scan.n_items : 1;
-
-		for (size_t i = 0; i < n; i++) {
-			const char *id = jsonrpc_str(&held_scan, items[i].id);
-
-			if (items[i].kind == JSONRPC_REQUEST && whole) {
-				if (ids_remove(&live, &n_live, id, items[i].id.len) < 0) {
-					continue; /* cancelled: nobody waits for its answer */
-				}
-			}
-			item_refused(s, &held_scan, &items[i], why, t);
-		}
+		message_refused(s, &held_scan, why, t, whole ? held_cancelled : NULL, &ctx);
 	}
 	pending_free_all(&live);
 	held_release(s);
@@ -631,9 +644,7 @@ forward(struct session *s, const char *line, size_t len, const struct jsonrpc_sc
 		why = errno == EPIPE ? "the server closed its input" : "out of memory";
 	}
 	if (why != NULL) {
-		for (size_t i = 0; i < n; i++) {
-			item_refused(s, scan, &items[i], why, t);
-		}
+		message_refused(s, scan, why, t, NULL, NULL);
 		return;
 	}
 	s->fresh = false;

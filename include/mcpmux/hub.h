@@ -179,12 +179,12 @@ void hub_entry_free(struct hub_entry *e);
 int hub_set_owner(struct hub_entry *e, struct hub_port *p);
 
 /*
- * Start e's server.  req_id (JSON text, may be NULL) is the request that asked: a refusal
- * (--max-sessions, a spawn that failed, shutting down) is answered to it through e's
- * owner, or as an event without one.  true when started.  An entry refused and not kept
- * is freed (so e must not be used after false unless kept).
+ * Start e's server.  scan (may be NULL) is the message that asked: a refusal
+ * (--max-sessions, a spawn that failed, shutting down) is answered to each of its requests
+ * (hub_error_each()) through e's owner, or, without one, as an event.  true when started.
+ * An entry refused and not kept is freed (so e must not be used after false unless kept).
  */
-bool hub_start(struct hub_entry *e, const char *req_id, size_t req_id_len);
+bool hub_start(struct hub_entry *e, const struct jsonrpc_scanner *scan);
 /* A client message for a started e, scanned by scan. */
 void hub_from_client(struct hub_entry *e, const char *msg, size_t len,
 		     const struct jsonrpc_scanner *scan);
@@ -207,6 +207,13 @@ void hub_control(struct hub *h, struct hub_port *p, const struct jsonrpc_scanner
 /* An answer of mcpmux's own to a request of session sid (e may be NULL): a JSON-RPC error. */
 void hub_error(struct hub *h, struct hub_port *p, struct hub_entry *e, const char *id,
 	       size_t id_len, int code, const char *text);
+/*
+ * The same error for each request of the message scan describes (a batch: one array of
+ * them, rpcout_error_each()), as hub_error() sends one.  false, and nothing sent, when it
+ * has no request.
+ */
+bool hub_error_each(struct hub *h, struct hub_port *p, struct hub_entry *e,
+		    const struct jsonrpc_scanner *scan, int code, const char *text);
 /* The end-of-run result for a session ID that runs nothing, into b. */
 void hub_none_result(struct sbuf *b, const char *sid, size_t sid_len);
 

@@ -82,6 +82,18 @@ size_t rpcout_utf8_tail(const char *p, size_t len);
  * id is JSON text (e.g. "\"abc\"" or "7"); NULL means null.  No "\n".
  */
 void rpcout_error(struct sbuf *b, const char *id, size_t id_len, int code, const char *msg);
+struct jsonrpc_scanner;
+
+/*
+ * The same error for each request of the message scan describes, into b: for one request,
+ * rpcout_error() with its id; for a batch, one array of them in the batch's order (none for
+ * its notifications and answers, as JSON-RPC 2.0 answers a batch; its elements past
+ * JSONRPC_MAX_ITEMS are not described).  skip, if not NULL, leaves out the requests for
+ * which it returns true.  Returns how many were written: with 0, b is as it was.
+ */
+size_t rpcout_error_each(struct sbuf *b, const struct jsonrpc_scanner *scan, int code,
+			 const char *msg, bool (*skip)(void *ctx, const char *id, size_t id_len),
+			 void *ctx);
 /*
  * The error a server gets in place of the client's answer (id: the server's) to one of
  * its requests, when that answer was over --max-message (limit): total bytes.

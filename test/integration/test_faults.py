@@ -323,6 +323,26 @@ class SpawnFails(Faults):
             self.assert_clean_stderr(p)
         self.assert_no_leftovers()
 
+    def test_wrap_next_run_cannot_start_for_a_batch(self):
+        """The run a batch would start fails to start: one array with an error for each
+        of its requests, by its id; then the next one starts."""
+        p = self.mcpmux(GRACE + ["--", FIXTURE],
+                        env=self.shim_env(fork_fail=self.KEEPER_FORKS + 2))
+        p.send(req(1, "mcpmux/endRun"))
+        self.assertEqual(p.msg()["id"], 1)
+        p.send([req(2, "ping"), note("notifications/x"), req("b", "ping")])
+        got = p.msg()
+        self.assertIsInstance(got, list, got)
+        self.assertEqual([(g["id"], g["error"]["code"]) for g in got],
+                         [(2, -32000), ("b", -32000)], got)
+        self.assertIn("cannot start the server", got[0]["error"]["message"])
+        p.send(req(4, "ping"))
+        self.assertEqual(p.msg(), {"jsonrpc": "2.0", "id": 4, "result": {}})
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assert_clean_stderr(p)
+        self.assert_no_leftovers()
+
     def test_a_pool_grant_whose_spawn_fails(self):
         """A session waits for its pool's slot; when it is granted, the spawn fails: the
         waiting request gets -32000, and the next message starts the server, announced

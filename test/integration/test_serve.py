@@ -164,6 +164,26 @@ class Sessions(Case):
         self.assertEqual(m.p.wait(), 0)
         self.assert_no_leftovers(0)
 
+    def test_a_batch_refused_by_max_sessions_gets_each_request_answered(self):
+        """A batch that would start a session over --max-sessions: one array with an error
+        for each of its requests, by its id, none for its notification (JSON-RPC 2.0's
+        answer to a batch); a notification alone gets the error event."""
+        m = Mux(self.serve(opts=FAST + ["--max-sessions", "1"]))
+        m.send("a", req(1, "ping"))
+        m.msg("a")
+        m.send("b", [initialize("x"), req(5, "ping"), note("notifications/initialized")])
+        got = m.msg("b")
+        self.assertIsInstance(got, list, got)
+        self.assertEqual([(g["id"], g["error"]["code"]) for g in got],
+                         [("x", -32000), (5, -32000)], got)
+        self.assertIn("max-sessions", got[0]["error"]["message"])
+        m.send("b", note("notifications/initialized"))
+        self.assertIn("max-sessions", m.take(
+            lambda e: e.get("session") == "b" and "error" in e)["error"]["message"])
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+        self.assert_no_leftovers(0)
+
     def test_idle_timeout_per_session(self):
         m = Mux(self.serve("--daemonize-grandchild", opts=FAST + ["--idle-timeout", "1"]))
         m.send("quiet", req(1, "ping"))
@@ -248,6 +268,12 @@ class Sessions(Case):
         self.assertEqual(e.get("id"), 3, e)
         self.assertEqual(e["error"]["code"], -32000)
         self.assertIn("the server's run is ending", e["error"]["message"])
+        # a batch: one array, an error for each of its requests
+        m.send("a", [req(5, "ping"), note("notifications/x"), req("six", "ping")])
+        e = m.msg("a")
+        self.assertIsInstance(e, list, e)
+        self.assertEqual([(r["id"], r["error"]["code"]) for r in e],
+                         [(5, -32000), ("six", -32000)], e)
         m.send("b", req(4, "ping"))
         self.assertEqual(m.msg("b").get("id"), 4)
         m.p.close_stdin()
