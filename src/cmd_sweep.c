@@ -511,6 +511,18 @@ cmd_sweep(int argc, char **argv)
 		return 1;
 	}
 	bool unknown = survey_report_unknown(&p, true);
+
+	/* An engine that is there but could not be listed may hold orphans not ended. */
+	for (size_t e = 0; e < SURVEY_ENGINES; e++) {
+		const struct survey_engine *en = &p.engines[e];
+
+		if (en->present && !en->listed && !en->down) {
+			diag_error("the containers of %s could not be listed: its orphans, if any, "
+				   "are not ended (%s)",
+				   container_engine_name(en->kind), en->error);
+			unknown = true;
+		}
+	}
 	keys = calloc(p.scan.n_groups ? p.scan.n_groups : 1, sizeof(*keys));
 	size_t n_ctr = p.engines[0].n + p.engines[1].n;
 

@@ -19,7 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -430,7 +432,56 @@ survey_run_ok(const struct survey_run *r)
 	return r->status != -1 && WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0;
 }
 
-/* List each engine's containers labelled mcpmux.owner; an engine not installed is skipped. */
+/*
+ * Did a failed command fail because its engine's daemon is not there: its stderr names a
+ * unix socket (unix://PATH, or "dial unix PATH:") that nothing listens on (no such file,
+ * or connection refused)?  Such an engine has no container to list.  A command that did
+ * not answer in time never is.
+ */
+static bool
+engine_down(const struct survey_run *r)
+{
+	static const char *const keys[] = { "unix://", "dial unix " };
+	const char *text = r->err.buf != NULL ? r->err.buf : "";
+
+	if (r->status == -1) {
+		return false;
+	}
+	for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+		const char *at = memmem(text, r->err.len, keys[k], strlen(keys[k]));
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		size_t len;
+		int fd, rc, err;
+
+		if (at == NULL) {
+			continue;
+		}
+		at += strlen(keys[k]);
+		len = strcspn(at, " \t\r\n\"'");
+		while (len > 0 &&
+		       (at[len - 1] == '.' || at[len - 1] == ',' || at[len - 1] == ':')) {
+			len--;
+		}
+		if (len == 0 || at[0] != '/' || len >= sizeof(sa.sun_path)) {
+			continue;
+		}
+		memcpy(sa.sun_path, at, len);
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (fd == -1) {
+			return false;
+		}
+		rc = connect(fd, (const struct sockaddr *)&sa, sizeof(sa));
+		err = errno;
+		sys_close(&fd);
+		return rc == -1 && (err == ENOENT || err == ECONNREFUSED || err == ENOTDIR);
+	}
+	return false;
+}
+
+/*
+ * List each engine's containers labelled mcpmux.owner; an engine not installed is skipped,
+ * one whose daemon is not there is marked down.
+ */
 static void
 list_containers(struct survey *p)
 {
@@ -456,6 +507,7 @@ list_containers(struct survey *p)
 		en->present = true;
 		if (!survey_run_ok(&r)) {
 			survey_run_failure(&r, en->error, sizeof(en->error));
+			en->down = engine_down(&r);
 		} else if (container_parse_list(en->kind, r.out.buf != NULL ? r.out.buf : "",
 						r.out.len, &en->v, &en->n) == -1) {
 			(void)snprintf(en->error, sizeof(en->error), "cannot read its listing: %s",

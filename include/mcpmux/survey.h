@@ -44,6 +44,7 @@ struct survey_engine {
 	enum container_engine kind;
 	bool present;	 /* its binary was found */
 	bool listed;	 /* and it answered */
+	bool down;	 /* it did not: its daemon is not there (its socket is not listened on) */
 	char error[256]; /* why it did not */
 	struct container_info *v;
 	size_t n;

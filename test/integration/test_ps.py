@@ -15,6 +15,7 @@ import os
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import unittest
@@ -263,7 +264,9 @@ class Machine(PsCase):
         self.assertEqual([o["session"] for o in self.ours(j["orphans"])],
                          [self.session("nobody")])
         self.assertNotIn(self.serve.pid, [i["pid"] for i in j["instances"]])
-        # their sweep ends their orphan, and nothing of root's
+        # their sweep ends their orphan, and nothing of root's (with no engine on PATH: with
+        # root's environment, their podman cannot list, and sweep would say so and exit 1)
+        self.env["PATH"] = "/nonexistent"
         rc, out, err = self.mcpmux("sweep", "--session", self.tag + "-*", nobody=True)
         self.assertEqual(rc, 0, err)
         self.assertIn(self.session("nobody"), out)
@@ -926,7 +929,62 @@ class EngineCommands(PsCase):
                       err)
         self.assertRegex(out, r"(?m)^\s*%d\s.*\sterm\s" % p.pid)
         self.assertEqual(p.wait(), -signal.SIGTERM)
+        # its orphan containers, if any, were not ended: not a success
+        self.assertEqual(rc, 1, err)
+        self.assertIn("the containers of docker could not be listed: its orphans, if any, are "
+                      "not ended", err)
         self.assert_no_leftovers(what="the listing and what it started")
+
+    def failing_listing(self, text):
+        """docker's stand-in first on PATH, its listing failing with text on stderr."""
+        here = os.path.dirname(os.path.abspath(__file__))
+        self.env["PATH"] = os.path.join(here, "bin") + ":" + self.env["PATH"]
+        self.env["FAKE_DOCKER_LOG"] = os.path.join(self.tmp.name, "docker.log")
+        self.env["FAKE_DOCKER_LS_FAIL"] = text
+
+    def test_sweep_fails_when_an_engine_that_is_there_cannot_list(self):
+        """An engine whose daemon listens but whose listing fails may hold orphans that
+        sweep could not see: sweep ends the rest, says so and exits 1; ps says it and
+        exits 0, as for an owner it cannot read."""
+        sock = os.path.join(self.tmp.name, "docker.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(listener.close)
+        listener.bind(sock)
+        listener.listen(1)
+        self.failing_listing("permission denied while trying to connect to the Docker daemon "
+                             "socket at unix://%s: connect: permission denied" % sock)
+        p = self.spawn(["sleep", "1000"], self.session("denied"), self.dead_owner())
+        rc, out, err = self.mcpmux("sweep", "--session", self.session("denied"))
+        self.assertEqual(rc, 1, err)
+        self.assertRegex(out, r"(?m)^\s*%d\s.*\sterm\s" % p.pid)
+        self.assertEqual(p.wait(), -signal.SIGTERM)
+        self.assertIn("the containers of docker could not be listed: its orphans, if any, are "
+                      "not ended (permission denied", err)
+        rc, out, err = self.mcpmux("sweep", "-q", "--dry-run")
+        self.assertEqual(rc, 1, err)
+        self.assertIn("the containers of docker could not be listed", err)
+        rc, out, err = self.mcpmux("ps", "--json")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("cannot list the containers of docker: permission denied", err)
+        docker = [e for e in json.loads(out)["engines"] if e["engine"] == "docker"]
+        self.assertEqual([e["listed"] for e in docker], [False])
+
+    def test_an_engine_without_its_daemon_is_not_a_failure(self):
+        """A docker CLI whose daemon is not there (its socket is missing, or nothing
+        listens on it) has no container to list: said, and sweep still exits 0."""
+        stale = os.path.join(self.tmp.name, "stale.sock")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(stale)
+        s.close()  # the file stays, with no one listening: a daemon that died
+        for sock in (os.path.join(self.tmp.name, "none.sock"), stale):
+            self.failing_listing("Cannot connect to the Docker daemon at unix://%s. Is the "
+                                 "docker daemon running?" % sock)
+            p = self.spawn(["sleep", "1000"], self.session("nodaemon"), self.dead_owner())
+            rc, out, err = self.mcpmux("sweep", "--session", self.session("nodaemon"))
+            self.assertEqual(rc, 0, err)
+            self.assertEqual(p.wait(), -signal.SIGTERM)
+            self.assertIn("cannot list the containers of docker: Cannot connect", err)
+            self.assertNotIn("could not be listed", err)
 
 
 PODMAN = podman_env.unavailable()
