@@ -33,7 +33,6 @@
 #include "mcpmux/survey.h"
 #include "mcpmux/sys.h"
 
-#define ENGINE_OUTPUT_MAX     ((size_t)16 << 20) /* bytes of an engine's output kept */
 #define TERM_GRACE_DEFAULT    2000.0
 #define KILL_DEADLINE_DEFAULT 5000.0
 
@@ -248,6 +247,19 @@ survey_run_release(struct survey_run *r)
 	sbuf_release(&r->err);
 }
 
+void
+survey_output_add(struct sbuf *b, size_t max, const char *p, size_t len, bool *cut)
+{
+	if (*cut) {
+		return;
+	}
+	if (len > max - SYS_MIN(b->len, max)) {
+		len = max - SYS_MIN(b->len, max);
+		*cut = true;
+	}
+	sbuf_add(b, p, len);
+}
+
 /*
  * The environment without MCPMUX_SESSION, MCPMUX_OWNER and MCPMUX_OUTER (malloc'd array, strings
  * borrowed), so that an engine command run by a sweep from inside a server's tree is
@@ -280,8 +292,8 @@ env_without_cookies(void)
 
 /*
  * Run argv with stdin on /dev/null, its stdout and stderr captured (up to
- * ENGINE_OUTPUT_MAX each), for at most timeout_ms; killed after that.  0 when it ran
- * (see r->status), -1 when it could not be started (r->spawn_errno).
+ * SURVEY_ENGINE_OUTPUT_MAX each, cut there), for at most timeout_ms; killed after that.  0 when it
+ * ran (see r->status), -1 when it could not be started (r->spawn_errno).
  */
 int
 survey_run(char *const *argv, int timeout_ms, struct survey_run *r)
@@ -369,8 +381,9 @@ survey_run(char *const *argv, int timeout_ms, struct survey_run *r)
 
 			if (got <= 0) {
 				sys_close(fd);
-			} else if (b->len + (size_t)got <= ENGINE_OUTPUT_MAX) {
-				sbuf_add(b, buf, (size_t)got);
+			} else {
+				survey_output_add(b, SURVEY_ENGINE_OUTPUT_MAX, buf, (size_t)got,
+						  k == 0 ? &r->out_cut : &r->err_cut);
 			}
 		}
 	}
@@ -508,6 +521,10 @@ list_containers(struct survey *p)
 		if (!survey_run_ok(&r)) {
 			survey_run_failure(&r, en->error, sizeof(en->error));
 			en->down = engine_down(&r);
+		} else if (r.out_cut) {
+			(void)snprintf(en->error, sizeof(en->error),
+				       "its listing is longer than %zu MiB: cut there, not read",
+				       SURVEY_ENGINE_OUTPUT_MAX >> 20);
 		} else if (container_parse_list(en->kind, r.out.buf != NULL ? r.out.buf : "",
 						r.out.len, &en->v, &en->n) == -1) {
 			(void)snprintf(en->error, sizeof(en->error), "cannot read its listing: %s",

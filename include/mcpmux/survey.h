@@ -145,10 +145,13 @@ double survey_container_age(const struct container_info *c);
 
 /* ---- engine commands ---- */
 
+#define SURVEY_ENGINE_OUTPUT_MAX ((size_t)16 << 20) /* bytes of an engine's output kept */
+
 struct survey_run {
 	int status;	 /* wait status; -1 when it could not run or was killed */
 	int spawn_errno; /* why it could not run */
 	struct sbuf out, err;
+	bool out_cut, err_cut; /* more came than SURVEY_ENGINE_OUTPUT_MAX: cut there */
 };
 
 /*
@@ -159,6 +162,11 @@ struct survey_run {
  */
 int survey_run(char *const *argv, int timeout_ms, struct survey_run *r);
 void survey_run_release(struct survey_run *r);
+/*
+ * Add p[0..len) to b, b->len kept at most max: what does not fit is cut, *cut set, and
+ * nothing is added after it, so that b always holds the start of the output, whole.
+ */
+void survey_output_add(struct sbuf *b, size_t max, const char *p, size_t len, bool *cut);
 bool survey_run_ok(const struct survey_run *r);
 /* Why a run failed, in one line: its stderr's first line, or its status. */
 void survey_run_failure(const struct survey_run *r, char *out, size_t cap);

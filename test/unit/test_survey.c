@@ -395,6 +395,59 @@ test_load_cap(void **state)
 	sbuf_release(&b);
 }
 
+/* An engine's output past the bound is cut there: nothing after it, not even what fits. */
+static void
+test_output_cut(void **state)
+{
+	struct sbuf b = { 0 };
+	bool cut = false;
+
+	(void)state;
+	survey_output_add(&b, 10, "12345678", 8, &cut);
+	assert_false(cut);
+	survey_output_add(&b, 10, "abcd", 4, &cut);
+	assert_true(cut);
+	survey_output_add(&b, 10, "x", 1, &cut);
+	assert_int_equal(b.len, 10);
+	assert_memory_equal(b.buf, "12345678ab", 10);
+	assert_true(cut);
+	sbuf_release(&b);
+
+	/* exactly the bound is not cut */
+	cut = false;
+	survey_output_add(&b, 4, "abcd", 4, &cut);
+	assert_false(cut);
+	survey_output_add(&b, 4, "", 0, &cut);
+	assert_false(cut);
+	survey_output_add(&b, 4, "e", 1, &cut);
+	assert_true(cut);
+	assert_int_equal(b.len, 4);
+	sbuf_release(&b);
+}
+
+/* A command that writes more than the bound: its start is kept, whole, and said cut. */
+static void
+test_run_cut(void **state)
+{
+	char sh[] = "sh", c[] = "-c",
+	     script[] = "head -c 16777000 /dev/zero | tr '\\0' a; "
+			"head -c 1000 /dev/zero | tr '\\0' b; printf c";
+	char *argv[] = { sh, c, script, NULL };
+	struct survey_run r;
+
+	(void)state;
+	assert_int_equal(survey_run(argv, 60000, &r), 0);
+	assert_true(survey_run_ok(&r));
+	assert_true(r.out_cut);
+	assert_false(r.err_cut);
+	assert_int_equal(r.out.len, SURVEY_ENGINE_OUTPUT_MAX);
+	assert_int_equal(r.out.buf[16777000 - 1], 'a');
+	for (size_t i = 16777000; i < r.out.len; i++) {
+		assert_int_equal(r.out.buf[i], 'b');
+	}
+	survey_run_release(&r);
+}
+
 int
 main(void)
 {
@@ -405,6 +458,8 @@ main(void)
 		cmocka_unit_test(test_parse_repeats_and_cap),
 		cmocka_unit_test_setup_teardown(test_load, dir_setup, dir_teardown),
 		cmocka_unit_test_setup_teardown(test_load_cap, dir_setup, dir_teardown),
+		cmocka_unit_test(test_output_cut),
+		cmocka_unit_test(test_run_cut),
 	};
 
 	return cmocka_run_group_tests_name("survey", tests, NULL, NULL);
