@@ -368,6 +368,8 @@ struct engine_res {
 	const char *how; /* without a status: why ("no answer", "cannot fork") */
 	char err[2048];	 /* the start of its stderr (and stdout, when asked for) */
 	size_t n_err;
+	char tail[256]; /* the end of it, whatever of the rest was kept: its last line */
+	size_t n_tail;
 	/* keep the marked lines (container_whose_keep, ...), wherever they come; or NULL */
 	size_t (*mark)(char *buf, size_t n);
 	struct listed *listed; /* or the ids of its marked lines go there as they come */
@@ -387,11 +389,22 @@ engine_gone(const struct engine_res *r)
 	       container_gone_message(r->err, r->n_err);
 }
 
-/* "exit 1: <its first stderr line>", "killed by signal 9", "no answer in time (killed)"... */
+/*
+ * "exit 1: <its last stderr line>", "killed by signal 9", "no answer in time (killed)"...:
+ * an engine says its error last, after any warnings.
+ */
 static void
 engine_describe(const struct engine_res *r, char *out, size_t size)
 {
+	size_t end = r->n_tail, from;
 	int k;
+
+	while (end > 0 && strchr("\r\n ", r->tail[end - 1]) != NULL) {
+		end--;
+	}
+	for (from = end; from > 0 && r->tail[from - 1] != '\n';) {
+		from--;
+	}
 
 	if (r->st == -1) {
 		k = snprintf(out, size, "%s", r->how);
@@ -401,10 +414,27 @@ engine_describe(const struct engine_res *r, char *out, size_t size)
 		k = snprintf(out, size, "killed by signal %d",
 			     WIFSIGNALED(r->st) ? WTERMSIG(r->st) : 0);
 	}
-	if (k > 0 && (size_t)k < size && r->n_err > 0) {
-		(void)snprintf(out + k, size - (size_t)k, ": %.*s", (int)strcspn(r->err, "\n"),
-			       r->err);
+	if (k > 0 && (size_t)k < size && end > from) {
+		(void)snprintf(out + k, size - (size_t)k, ": %.*s", (int)(end - from),
+			       r->tail + from);
 	}
+}
+
+/* Add what was read, p[0..n), to the end of the output kept in r->tail. */
+static void
+tail_add(struct engine_res *r, const char *p, size_t n)
+{
+	const size_t cap = sizeof(r->tail);
+	size_t keep;
+
+	if (n > cap) {
+		p += n - cap;
+		n = cap;
+	}
+	keep = SYS_MIN(r->n_tail, cap - n);
+	memmove(r->tail, r->tail + r->n_tail - keep, keep);
+	memcpy(r->tail + keep, p, n);
+	r->n_tail = keep + n;
 }
 
 static void
@@ -491,6 +521,7 @@ engine_drain(int fd, struct engine_res *r)
 		if (n <= 0) {
 			break;
 		}
+		tail_add(r, room > 0 ? r->err + r->n_err : sink, (size_t)n);
 		if (room > 0) {
 			r->n_err += (size_t)n;
 		}
@@ -509,6 +540,7 @@ run_engine_out(char *const argv[], double seconds, struct engine_res *r, bool wi
 	r->how = "cannot fork";
 	r->n_err = 0;
 	r->err[0] = '\0';
+	r->n_tail = 0;
 	if (pipe2(errp, O_CLOEXEC | O_NONBLOCK) == -1) {
 		r->how = "cannot make a pipe";
 		return;

@@ -540,6 +540,24 @@ class FakeDockerKeeper(FakeDockerCase):
         self.assertTrue(helpers[0].startswith("container inspect --format mcpmux-whose|"))
         self.assertIn("is another mcpmux's (1:2): left alone", p.stderr())
 
+    def test_the_keeper_says_the_engines_error_after_its_warnings(self):
+        """An engine that warns more than the keeper keeps before it fails: the keeper
+        leaves the container alone and says the engine's error, not a piece of a
+        warning."""
+        self.env["FAKE_DOCKER_ARGS"] = ""
+        self.env["FAKE_DOCKER_WARN"] = "100"  # over 4 KiB of warnings before the error
+        unreachable = os.path.join(self.tmp.name, "unreachable")
+        self.env["FAKE_DOCKER_INSPECT_FAIL"] = unreachable
+        cidfile = os.path.join(self.tmp.name, "shared.cid")
+        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "--cidfile", cidfile,
+                                            "img"])
+        p.send(initialize(1))
+        self.assertEqual(p.msg()["id"], 1)
+        open(unreachable, "w").close()  # from now on, the engine cannot be reached
+        self.kill_and_wait_for_keeper(p)
+        self.assertIn("keeper: cannot tell whose container fake01234567 is (exit 1: Cannot "
+                      "connect to the Docker daemon. Is the docker daemon running?)", p.stderr())
+
     def test_a_container_made_before_its_id_is_written_is_ended_by_the_keeper(self):
         """mcpmux killed while the engine makes the container: the engine has made it, with
         mcpmux's labels, but its command has not written the id yet (and never will: it dies
