@@ -32,7 +32,9 @@ static pid_t keeper_pid;   /* its pid, as the middle child told it; 0 unknown */
 #define KEEPER_EXIT_WAIT_MS 1000 /* at a normal exit, how long to wait for the keeper */
 #define KEEPER_TELL_S	    1.0	 /* how long a line to the keeper may wait for room in the pipe */
 #define KEEPER_ENGINE_S	    10.0 /* how long the keeper waits for one engine command */
-#define KEEPER_LISTED_MAX   4096 /* the containers one listing may give the keeper */
+#define KEEPER_DRAIN_TURN   (64 * 1024)	  /* an engine command's output read at a time */
+#define KEEPER_DRAIN_END    (1024 * 1024) /* and once it has exited */
+#define KEEPER_LISTED_MAX   4096	  /* the containers one listing may give the keeper */
 #define KEEPER_LIST_ALL_S   10.0 /* all the listings by labels at the keeper's end, together */
 /* the containers ended before the processes, all together, besides --term-grace */
 #define KEEPER_FIRST_S 10.0
@@ -496,13 +498,17 @@ listed_take(char *buf, size_t n, struct listed *l, bool last)
  * Read what is there of the command's output, keeping its start; or, with r->mark,
  * keeping the marked lines however much comes before them (an engine's warnings); or,
  * with r->listed, taking the ids of its marked lines out whenever the buffer is full.
+ * At most budget bytes a call: what holds the pipe and writes faster than the keeper
+ * reads must not keep it from its deadlines.  true when it stopped there (more may come
+ * at once).
  */
-static void
-engine_drain(int fd, struct engine_res *r)
+static bool
+engine_drain(int fd, struct engine_res *r, size_t budget)
 {
 	char sink[512];
+	size_t got = 0;
 
-	for (;;) {
+	while (got < budget) {
 		size_t room = sizeof(r->err) - 1 - r->n_err;
 
 		if (room == 0 && r->mark != NULL) {
@@ -521,12 +527,14 @@ engine_drain(int fd, struct engine_res *r)
 		if (n <= 0) {
 			break;
 		}
+		got += (size_t)n;
 		tail_add(r, room > 0 ? r->err + r->n_err : sink, (size_t)n);
 		if (room > 0) {
 			r->n_err += (size_t)n;
 		}
 	}
 	r->err[r->n_err] = '\0';
+	return got >= budget;
 }
 
 /* Run an engine command and wait for it, at most `seconds`. */
@@ -571,8 +579,9 @@ run_engine_out(char *const argv[], double seconds, struct engine_res *r, bool wi
 	(void)setpgid(pid, pid); /* also in the child: whichever runs first */
 	for (double until = now_s() + seconds;;) {
 		pid_t w = waitpid(pid, &r->st, WNOHANG);
+		bool more =
+			engine_drain(errp[0], r, w == pid ? KEEPER_DRAIN_END : KEEPER_DRAIN_TURN);
 
-		engine_drain(errp[0], r);
 		if (w == pid) {
 			break;
 		}
@@ -592,7 +601,9 @@ run_engine_out(char *const argv[], double seconds, struct engine_res *r, bool wi
 			r->how = "no answer in time (killed)";
 			break;
 		}
-		nap(KEEPER_POLL_S);
+		if (!more) {
+			nap(KEEPER_POLL_S);
+		}
 	}
 	(void)close(errp[0]);
 }
