@@ -1235,9 +1235,24 @@ body_line(struct front_http *fh, const char *body, size_t len)
 		fh->line = nb;
 		fh->line_cap = len;
 	}
-	/* Valid JSON has line breaks only between tokens: white space either way. */
+	/*
+	 * Valid JSON has line breaks only between tokens: white space either way.  One raw
+	 * in a string is kept, for the scan to refuse: the body is not JSON.
+	 */
+	bool in_string = false, escaped = false;
+
 	for (size_t i = 0; i < len; i++) {
-		fh->line[i] = body[i] == '\n' || body[i] == '\r' ? ' ' : body[i];
+		char c = body[i];
+
+		if (in_string) {
+			in_string = escaped || c != '"';
+			escaped = !escaped && c == '\\';
+		} else if (c == '"') {
+			in_string = true;
+		} else if (c == '\n' || c == '\r') {
+			c = ' ';
+		}
+		fh->line[i] = c;
 	}
 	return fh->line;
 }

@@ -314,6 +314,33 @@ class Transport(HttpCase):
                                         "application/json", "Accept": ACCEPT_BOTH})
         self.assertEqual(r.messages()[0]["result"]["content"][0]["text"], "a\nb")
 
+    def test_a_line_break_inside_a_string_is_not_json(self):
+        """A raw line break in a string is a control character, which JSON refuses: such a
+        body is 400 -32700, not joined into a line that is JSON and forwarded.  Line
+        breaks between tokens are white space: the text reaches the server unchanged.
+        Each body is judged against Python's strict json."""
+        self.http()
+        sid = self.session()
+        h = {"Mcp-Session-Id": sid, "Content-Type": "application/json", "Accept": ACCEPT_BOTH}
+        texts = [b"a\nb", b"a\rb", b"a\r\nb", b"a\\\\\nb", b"a\\\"\nb", b"\n", b"a\\nb",
+                 b"a\\\\\\nb", b"a\\\"b", b"\\\\", b"a\\u000ab"]
+        for text in texts:
+            for brk in (b"", b"\n", b"\r\n", b"\r"):
+                body = (b'{"jsonrpc":"2.0",' + brk + b'"id":5,"method":"tools/call","params":'
+                        b'{"name":"echo",' + brk + b'"arguments":{"text":"' + text + b'"}}}' + brk)
+                with self.subTest(body=body):
+                    try:
+                        want = json.loads(body.decode())["params"]["arguments"]["text"]
+                    except ValueError:
+                        want = None
+                    r = self.request("POST", body, h)
+                    if want is None:
+                        self.assertEqual(r.status, 400, r)
+                        self.assertEqual(r.json()["error"]["code"], -32700, r)
+                    else:
+                        self.assertEqual(r.status, 200, r)
+                        self.assertEqual(r.messages()[0]["result"]["content"][0]["text"], want)
+
     def test_a_chunked_body_with_trailer_fields(self):
         """Trailer fields after a chunked body are discarded: the head the handler reads
         (Host, the session, the token) is the one before the body."""
