@@ -240,7 +240,11 @@ ids_find(struct pending *table, const char *id, size_t len)
 	return p;
 }
 
-/* Forget one request with this id (answered, or cancelled); ms since it was seen, or -1. */
+/*
+ * Forget one request with this id (answered, or cancelled); ms since it was seen, or -1.
+ * Never below 0 when found: a held line's time is sys_mono(), which may be later than the
+ * turn's sys_now().
+ */
 static double
 ids_remove(struct pending **table, size_t *n, const char *id, size_t len)
 {
@@ -248,7 +252,7 @@ ids_remove(struct pending **table, size_t *n, const char *id, size_t len)
 	double ms = -1;
 
 	if (p != NULL) {
-		ms = (sys_now() - p->t) * 1000.;
+		ms = SYS_MAX((sys_now() - p->t) * 1000., 0.);
 		(*n)--;
 		if (--p->count == 0) {
 			HASH_DEL(*table, p);

@@ -371,6 +371,37 @@ class SpawnFails(Faults):
             self.assertEqual(m.p.wait(10), 0)
         self.assert_no_leftovers()
 
+    def test_a_resume_whose_spawn_fails(self):
+        """The fresh server of a suspended session cannot be started (the fork fails in
+        the turn its request came): that held request gets -32000 with the reason, and the
+        next message starts the server."""
+        log = os.path.join(self.tmp.name, "t.log")
+        p = self.mcpmux(GRACE + ["--idle-suspend", "0.4", "--log", log, "--", FIXTURE],
+                        env=self.shim_env(fork_fail=self.KEEPER_FORKS + 2))
+        p.send(initialize(1))
+        self.assertEqual(p.msg()["id"], 1)
+        p.send(note("notifications/initialized"), call(2, "env"))
+        pid = p.msg()["result"]["structuredContent"]["pid"]
+
+        def logged(event):
+            with open(log) as f:
+                return any(json.loads(line).get("event") == event for line in f)
+        # suspended: the next request starts a server in the turn it comes
+        wait_until(lambda: not alive(pid) and logged("suspended"), 10,
+                   "the idle server's suspend")
+        p.send(call(3, "echo", text="x"))
+        err = self.assert_error(p.msg(), 3, -32000)
+        self.assertIn("the server could not be restarted: Resource temporarily unavailable",
+                      err["message"])
+        p.send(call(4, "echo", text="y"))
+        self.assertEqual(p.msg()["result"]["content"][0]["text"], "y")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertFalse(logged("resume-failed"))  # no server came to fail its replay
+        self.assertEqual(self.counters(p.pid)["failed"], 1)
+        self.assert_clean_stderr(p)
+        self.assert_no_leftovers()
+
     def pipe2_per_spawn(self):
         """How many pipe2() calls a serve with one spawn makes (the keeper's, and the
         spawn's: 2, or 3 with a traffic log)."""
