@@ -288,9 +288,7 @@ answer_asks(struct pool *p)
 	for (size_t i = 0; i < n; i++) {
 		for (struct pool_slot *s = p->slots; s != NULL; s = s->next) {
 			if (s->seq == asked[i] && s->fd >= 0) {
-				if (s->ops->suspend(s->ctx)) {
-					write_state(s, "going");
-				}
+				(void)s->ops->suspend(s->ctx); /* going: pool_going() */
 				break;
 			}
 		}
@@ -487,6 +485,12 @@ pool_busy(struct pool_slot *s, bool busy)
 		p->shrink_wanted = true;
 		ev_timer_again(p->loop, &p->tick_w);
 	}
+}
+
+void
+pool_going(struct pool_slot *s)
+{
+	write_state(s, "going");
 }
 
 void

@@ -300,13 +300,17 @@ note_cancel(struct pending **table, size_t *n, const struct jsonrpc_scanner *sca
 	}
 }
 
-/* Tell the pool when the server turns busy (something in flight) or idle. */
+/*
+ * Tell the pool when the server turns busy (something in flight, or a resume under way:
+ * it would not be given up, session_is_idle()) or idle; one being ended is going
+ * (pool_going()) until its slot is released.
+ */
 static void
 busy_sync(struct session *s)
 {
-	bool busy = s->n_pending > 0 || s->n_srv_pending > 0;
+	bool busy = s->n_pending > 0 || s->n_srv_pending > 0 || s->state == SESSION_RESUMING;
 
-	if (s->slot != NULL && busy != s->busy) {
+	if (s->slot != NULL && s->state != SESSION_SUSPENDING && busy != s->busy) {
 		s->busy = busy;
 		pool_busy(s->slot, busy);
 	}
@@ -789,6 +793,7 @@ replay_start(struct session *s)
 
 	s->state = SESSION_RESUMING;
 	s->replay_wait = 0;
+	busy_sync(s);
 	if (s->hs->subs_lost > 0) {
 		diag_warn(
 			"session %s: %lu resource subscriptions (at most; counted as asked) were "
@@ -819,6 +824,7 @@ replay_done(struct session *s)
 		log_event_ms(s, "replayed", "ms", ms);
 	}
 	held_flush(s);
+	busy_sync(s);
 }
 
 /* The replayed initialize was accepted: the rest of the replay. */
@@ -869,6 +875,9 @@ replay_fail(struct session *s, const char *why)
 	s->replay_wait = 0;
 	s->state = SESSION_SUSPENDING;
 	s->suspend_why = "resume-failed";
+	if (s->slot != NULL) {
+		pool_going(s->slot);
+	}
 	if (s->backend != NULL) {
 		backend_end(s->backend, -1);
 	}
@@ -1263,6 +1272,9 @@ session_suspend(struct session *s, const char *why)
 	s->state = SESSION_SUSPENDING;
 	s->suspend_why = why;
 	ev_timer_stop(s->loop, &s->suspend_w);
+	if (s->slot != NULL) {
+		pool_going(s->slot);
+	}
 	backend_end(s->backend, -1);
 	status_changed();
 	return true;

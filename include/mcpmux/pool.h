@@ -6,8 +6,9 @@
  * held with an exclusive flock() by the instance that runs it for as long as it runs.
  * A file whose lock can be taken belongs to a dead instance: it is not counted, and it
  * is removed by whoever sees it, so nothing goes stale.  The file says whether its server
- * is busy (requests in flight either way) or idle, and since when ("idle NS", the
- * CLOCK_MONOTONIC nanoseconds of its last answer).
+ * is busy (requests in flight either way, or a resume under way), idle, and since when
+ * ("idle NS", the CLOCK_MONOTONIC nanoseconds of its last answer), or going (being
+ * suspended: its slot is on its way).
  *
  * An instance that wants one more server (pool_want()) takes the directory's lock
  * (never waiting for it: a held lock is tried again on the next tick), counts the live
@@ -64,6 +65,8 @@ struct pool_slot *pool_want(struct pool *p, const struct pool_slot_ops *ops, voi
 			    bool *granted);
 /* The slot's server is busy (something in flight), or idle since now. */
 void pool_busy(struct pool_slot *s, bool busy);
+/* The slot's server is being ended (a suspend): its slot is on its way, not to be asked. */
+void pool_going(struct pool_slot *s);
 /* The slot's server is gone (or the wait is given up): the slot is free. */
 void pool_release(struct pool_slot *s);
 

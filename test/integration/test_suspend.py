@@ -956,6 +956,34 @@ class Pool(Base):
         self.a_kept_its_server(logs[0], a_pid)
         self.end_all(a, b, c)
 
+    def test_a_server_being_resumed_is_busy(self):
+        """A server whose replay is under way (slow to answer initialize) with a request
+        held behind it is not idle: its instance would not give it up.  A new server of
+        the full pool starts at once, over the cap, and does not wait for that replay."""
+        behave = os.path.join(self.tmp.name, "behave")
+        log = os.path.join(self.tmp.name, "a.log")
+        pool = ["--max-servers", "1", "--pool", "p"]
+        a = self.wrap(opts=FAST + SUSPEND + pool + ["--log", log],
+                      command=[FIXTURE, "--behave-file=" + behave])
+        self.setup_session(a.send, a.msg)
+        pid = self.pid_of(a.send, a.msg, 6)
+        self.wait_suspended(pid, log=log)
+        with open(behave, "w") as f:
+            f.write("slow-init=3000\n")
+        a.send(call(7, "echo", text="held"))
+        wait_until(self.servers, 5, "a's fresh server")
+        t0 = time.monotonic()
+        b = self.wrap(opts=FAST + pool)
+        b.send(initialize(1))
+        self.assert_response(b.msg(10), 1)
+        waited = time.monotonic() - t0
+        self.assertFalse(a.has_line(), "b waited for a's replay")
+        self.assertLess(waited, 2)
+        self.assertIn("none idle: one more starts", b.stderr())
+        self.assertEqual(a.msg(10)["result"]["content"][0]["text"], "held")
+        self.assertEqual([e["reason"] for e in events(log, "suspended")], ["idle"])
+        self.end_all(a, b)
+
     def test_an_ask_at_the_exit_never_ends_mcpmux(self):
         """SIGUSR2 (another instance's ask for a slot) that comes while mcpmux closes its
         pool is ignored: between the stop of its watcher (the default action back) and
