@@ -1985,7 +1985,8 @@ abandon(struct backend *b, const struct proctree_match *m)
 	}
 	diag_error("session %s: %zu process(es) would not die within %g s of SIGKILL: %s%s%s%s%s "
 		   "(abandoned; they may be of another user, or in uninterruptible sleep)",
-		   b->cookie, b->n_left, b->kill_deadline, len > 0 ? list : "",
+		   b->cookie, b->n_left, SYS_MAX(b->kill_deadline, KILL_RESCAN_S),
+		   len > 0 ? list : "",
 		   unknown > 0 ? " (of which some could not be told apart from the tree: their "
 				 "environment cannot be read; not signalled)"
 			       : "",
@@ -2112,8 +2113,12 @@ scan_ending(void)
 		b->tree_empty = b->reaped && left == 0 && populated == 0;
 		bool ctr_left = b->ctr != NULL && !b->ctr->gone;
 
+		/*
+		 * Not at the walk that sends SIGKILL to the rest of the tree (it saw the tree
+		 * alive before the signal): the deadline is at least one re-arm, whatever it is.
+		 */
 		if (b->state == BACKEND_KILLING && (left > 0 || populated != 0 || ctr_left) &&
-		    sys_mono() - b->t_kill >= b->kill_deadline) {
+		    sys_mono() - b->t_kill >= SYS_MAX(b->kill_deadline, KILL_RESCAN_S)) {
 			abandon(b, &m);
 			continue;
 		}

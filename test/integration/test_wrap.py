@@ -318,6 +318,21 @@ class Teardown(Case):
             self.assertEqual(self.cookie_pids(e["session"]), [])
             self.assert_no_leftovers(0)
 
+    def test_kill_deadline_0_abandons_nothing_that_sigkill_ends(self):
+        """--kill-deadline 0: a tree that ignores SIGTERM, with a setsid() grandchild, dies
+        of the SIGKILL; it is not abandoned at the walk that sent it."""
+        w = self.wrap("--ignore-sigterm", "--ignore-eof", "--daemonize-grandchild",
+                      opts=["--eof-grace", "100", "--term-grace", "100", "--kill-deadline", "0"])
+        e = env_of(w, 1)
+        gc = grandchild_pid(w)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 128 + signal.SIGKILL, w.stderr())
+        self.assertNotIn("abandoned", w.stderr())
+        self.assertFalse(alive(gc))
+        self.assertFalse(alive(e["pid"]))
+        self.assertEqual(self.cookie_pids(e["session"]), [])
+        self.assert_no_leftovers(0)
+
     def test_sigkill_to_mcpmux_takes_direct_backend(self):
         w = self.wrap("--ignore-sigterm", "--ignore-eof")
         e = env_of(w, 1)
