@@ -133,12 +133,13 @@ jsonspan_find(const char *p, size_t len, const char *const *path, size_t n, stru
 		}
 		c.p++;
 		size_t want = strlen(path[step]);
-		bool found = false;
+		/* Of members of one name the last wins, as in the scanner (yajl) and JSON.parse. */
+		const char *found = NULL, *found_end = NULL;
 
 		for (;;) {
 			skip_ws(&c);
 			if (c.p >= c.end || *c.p != '"') {
-				return false; /* '}' (not there) or not JSON */
+				return false; /* '}' (not there: empty) or not JSON */
 			}
 			const char *k = c.p + 1;
 
@@ -153,29 +154,33 @@ jsonspan_find(const char *p, size_t len, const char *const *path, size_t n, stru
 			}
 			c.p++;
 			skip_ws(&c);
-			if (klen == want && memcmp(k, path[step], want) == 0) {
-				found = true;
-				break;
-			}
-			if (!skip_value(&c)) {
-				return false;
-			}
-			skip_ws(&c);
-			if (c.p >= c.end || *c.p != ',') {
-				return false;
-			}
-			c.p++;
-		}
-		if (found && ++step == n) {
 			const char *v = c.p;
 
 			if (!skip_value(&c)) {
 				return false;
 			}
-			out->p = v;
-			out->len = (size_t)(c.p - v);
+			if (klen == want && memcmp(k, path[step], want) == 0) {
+				found = v;
+				found_end = c.p;
+			}
+			skip_ws(&c);
+			if (c.p < c.end && *c.p == '}') {
+				break;
+			}
+			if (c.p >= c.end || *c.p != ',') {
+				return false;
+			}
+			c.p++;
+		}
+		if (found == NULL) {
+			return false;
+		}
+		if (++step == n) {
+			out->p = found;
+			out->len = (size_t)(found_end - found);
 			return true;
 		}
+		c.p = found;
 	}
 }
 

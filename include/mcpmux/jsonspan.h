@@ -26,7 +26,9 @@ struct jsonspan {
 /*
  * The value at path[0].path[1]...path[n-1] of the object p holds, into *out.  false when
  * the text is not an object, a step is missing or not an object, or n is 0 or over
- * JSONSPAN_PATH_MAX.  The first member of a name wins.
+ * JSONSPAN_PATH_MAX.  Of members of one name the last wins, at every step, as in the
+ * scanner (yajl's callbacks), JavaScript's JSON.parse and Python's json: each object on
+ * the path is read to its end.
  */
 bool jsonspan_find(const char *p, size_t len, const char *const *path, size_t n,
 		   struct jsonspan *out);

@@ -381,6 +381,34 @@ class Transport(HttpCase):
         self.assertEqual(msgs[-1]["id"], 9)
         g.close()
 
+    def test_a_progress_token_given_twice_is_the_last_as_for_the_server(self):
+        """params._meta holds progressToken twice: the server takes the last (as JSON.parse
+        does), and so does mcpmux, so its progress goes on the request's stream, not on
+        the GET stream (another request in flight: no "only request" to fall back on)."""
+        self.http()
+        sid = self.session()
+        a = self.open("POST", tool(2, "ask"), {"Mcp-Session-Id": sid})
+        ask, _ = a.message()
+        self.assertEqual(ask["method"], "sampling/createMessage")
+        g = self.get_stream(sid)
+        body = ('{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"progress",'
+                '"arguments":{"steps":2},"_meta":{"progressToken":"a","progressToken":"b"}}}')
+        r = self.post(body, sid, headers={"Content-Type": "application/json",
+                                          "Accept": ACCEPT_BOTH})
+        self.assertEqual(r.status, 200, r)
+        msgs = r.messages()
+        self.assertEqual([(m.get("method"), m.get("params", {}).get("progressToken"))
+                          for m in msgs[:-1]], [("notifications/progress", "b")] * 2)
+        self.assertEqual(msgs[-1]["id"], 3)
+        # what belongs to no request, with two in flight, went on the GET stream
+        self.assertEqual(g.message()[0]["method"], "notifications/message")
+        self.assertEqual(self.post({"jsonrpc": "2.0", "id": ask["id"], "result": {
+            "role": "assistant", "model": "m", "content": {"type": "text", "text": "y"}}},
+            sid).status, 202)
+        self.assertEqual(a.message()[0]["id"], 2)
+        a.close()
+        g.close()
+
     def test_a_server_request_is_answered_over_post(self):
         self.http()
         sid = self.session()

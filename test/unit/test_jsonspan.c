@@ -52,9 +52,19 @@ test_found(void **state)
 	assert_true(find("{\"x\":[1,{\"id\":2},\"}\"],\"s\":\"\\\"id\\\":3\",\"id\":{\"k\":[]}}",
 			 "id", NULL, NULL, out, sizeof(out)));
 	assert_string_equal(out, "{\"k\":[]}");
-	/* the first of two wins; true, false, null */
+	/* of two of one name the last wins, at every step (as yajl and JSON.parse); true,
+	 * false, null */
 	assert_true(find("{\"a\":true,\"a\":false}", "a", NULL, NULL, out, sizeof(out)));
-	assert_string_equal(out, "true");
+	assert_string_equal(out, "false");
+	assert_true(
+		find("{\"params\":{\"_meta\":{\"progressToken\":\"a\",\"progressToken\":\"b\"}}}",
+		     "params", "_meta", "progressToken", out, sizeof(out)));
+	assert_string_equal(out, "\"b\"");
+	assert_true(find("{\"a\":{\"b\":1},\"a\":{\"b\":2,\"b\":3},\"c\":4}", "a", "b", NULL, out,
+			 sizeof(out)));
+	assert_string_equal(out, "3");
+	assert_true(find("{\"a\":1,\"a\":{\"b\":2}}", "a", "b", NULL, out, sizeof(out)));
+	assert_string_equal(out, "2");
 	assert_true(find("{\"a\":null}", "a", NULL, NULL, out, sizeof(out)));
 	assert_string_equal(out, "null");
 	/* a key is compared as its bytes */
@@ -76,6 +86,9 @@ test_not_found(void **state)
 	assert_false(find("[{\"a\":1}]", "a", NULL, NULL, out, sizeof(out)));
 	assert_false(find("\"a\"", "a", NULL, NULL, out, sizeof(out)));
 	assert_false(find("{\"b\":{\"a\":1}}", "a", NULL, NULL, out, sizeof(out)));
+	/* an earlier member of the name is not taken when a later one hides it */
+	assert_false(find("{\"a\":{\"b\":1},\"a\":{\"c\":2}}", "a", "b", NULL, out, sizeof(out)));
+	assert_false(find("{\"a\":{\"b\":1},\"a\":[]}", "a", "b", NULL, out, sizeof(out)));
 	assert_false(find("", "a", NULL, NULL, out, sizeof(out)));
 	assert_false(jsonspan_find("{\"a\":1}", 7, path, 0, &v));
 	assert_false(jsonspan_find("{\"a\":1}", 7, path, JSONSPAN_PATH_MAX + 1, &v));
@@ -84,6 +97,9 @@ test_not_found(void **state)
 	assert_false(find("{\"x\":1 \"a\":2}", "a", NULL, NULL, out, sizeof(out)));
 	assert_false(find("{\"x\":}", "a", NULL, NULL, out, sizeof(out)));
 	assert_false(find("{\"x\":[1, \"a\":1}", "a", NULL, NULL, out, sizeof(out)));
+	/* the object is read to its end, for a later member of the name */
+	assert_false(find("{\"a\":1,", "a", NULL, NULL, out, sizeof(out)));
+	assert_false(find("{\"a\":1 2}", "a", NULL, NULL, out, sizeof(out)));
 	assert_false(jsonspan_find("{\"x\":\0, \"a\":1}", 14, path, 1, &v));
 	assert_false(jsonspan_find("{\"x\":[\0], \"a\":1}", 16, path, 1, &v));
 }
@@ -211,8 +227,9 @@ test_member(void **state)
 		{ " \t{ 'a' :\t[ 1 , { } ] ,\r 'b' : 'x' } ", "b", "'x'" },
 		{ "{ 'a' : 1 }", "a", "1" },
 		{ "{'a' : true }", "a", "true" },
-		/* the first of two members of one name */
-		{ "{'a':1,'a':2}", "a", "1" },
+		/* the last of members of one name, as the scanner (yajl) and JSON.parse take it */
+		{ "{'a':1,'a':2}", "a", "2" },
+		{ "{'a':1,'b':{'a':3},'a':[2],'c':0}", "a", "[2]" },
 		/* not an object */
 		{ "[{'a':1}]", "a", NULL },
 		{ "'a'", "a", NULL },
