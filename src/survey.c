@@ -966,6 +966,28 @@ survey_status_parse(const char *buf, size_t len, pid_t pid, double now, struct s
 	return 0;
 }
 
+/* XDG_RUNTIME_DIR of an environment: its first entry, as getenv() takes it. */
+struct xdg_read {
+	char dir[PATH_MAX]; /* "" when absent or too long */
+};
+
+static bool
+xdg_entry(const char *e, size_t len, void *ctx)
+{
+	static const char key[] = "XDG_RUNTIME_DIR=";
+	struct xdg_read *r = ctx;
+	size_t kl = sizeof(key) - 1;
+
+	if (len < kl || memcmp(e, key, kl) != 0) {
+		return false;
+	}
+	if (len - kl < sizeof(r->dir)) {
+		memcpy(r->dir, e + kl, len - kl);
+		r->dir[len - kl] = '\0';
+	}
+	return true;
+}
+
 /*
  * mcpmux's runtime directory as instance pr made it (sys_runtime_dir()): from the
  * XDG_RUNTIME_DIR of its environment, else /tmp/mcpmux-UID.  -1 when its environment
@@ -974,56 +996,17 @@ survey_status_parse(const char *buf, size_t len, pid_t pid, double now, struct s
 static int
 instance_runtime_dir(const struct procscan_proc *pr, char *out, size_t cap)
 {
-	static const char key[] = "XDG_RUNTIME_DIR=";
-	char path[64], buf[8192], xdg[PATH_MAX] = "";
-	size_t keep = 0;
-	bool skip = false;
+	char path[64];
+	struct xdg_read r = { "" };
 	int fd, n;
 
 	(void)snprintf(path, sizeof(path), "%s/%d/environ", SURVEY_PROC_ROOT, (int)pr->pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd == -1) {
+	if (fd == -1 || proctree_environ_each(fd, xdg_entry, &r) == -1) {
 		return -1;
 	}
-	for (;;) {
-		ssize_t got = sys_read(fd, buf + keep, sizeof(buf) - keep);
-		size_t len, at = 0;
-
-		if (got <= 0) {
-			sys_close(&fd);
-			if (got == -1) {
-				return -1;
-			}
-			break;
-		}
-		len = keep + (size_t)got;
-		while (at < len) {
-			const char *e = buf + at, *nul = memchr(e, '\0', len - at);
-
-			if (nul == NULL) {
-				break;
-			}
-			size_t elen = (size_t)(nul - e);
-
-			if (!skip && elen >= sizeof(key) - 1 &&
-			    elen - (sizeof(key) - 1) < sizeof(xdg) &&
-			    memcmp(e, key, sizeof(key) - 1) == 0) {
-				memcpy(xdg, e + sizeof(key) - 1, elen - (sizeof(key) - 1));
-				xdg[elen - (sizeof(key) - 1)] = '\0';
-			}
-			skip = false;
-			at += elen + 1;
-		}
-		keep = len - at;
-		if (keep == sizeof(buf)) {
-			keep = 0; /* an entry longer than the buffer: not the one we look for */
-			skip = true;
-		} else {
-			memmove(buf, buf + at, keep);
-		}
-	}
-	if (xdg[0] == '/') {
-		n = snprintf(out, cap, "%s/mcpmux", xdg);
+	if (r.dir[0] == '/') {
+		n = snprintf(out, cap, "%s/mcpmux", r.dir);
 	} else {
 		n = snprintf(out, cap, "/tmp/mcpmux-%u", (unsigned)pr->uid);
 	}

@@ -17,12 +17,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import unittest
 
 import podman_env
-from mcptest import (Case, FIXTURE, MCPMUX, SLOW, alive, call, initialize, main, proc_environ,
-                     proc_state, req, wait_until)
+from mcptest import (Case, FIXTURE, MCPMUX, SLOW, WRAPPER, alive, call, initialize, main,
+                     proc_environ, proc_state, req, wait_until)
 
 NOBODY = 65534
 AS_ROOT = os.geteuid() == 0
@@ -725,6 +726,31 @@ class Status(PsCase):
             self.assertEqual((s["state"], s["proc_state"]), ("stopped", "stopped"))
         finally:
             os.kill(server, signal.SIGCONT)
+
+    def test_an_instance_with_its_runtime_dir_given_twice(self):
+        # The instance takes the first XDG_RUNTIME_DIR (getenv): ps looks there, not in
+        # the second.  Python's environments hold a key once: execve(2) through ctypes.
+        other = os.path.join(self.tmp.name, "other")
+        os.mkdir(other, 0o700)
+        env = [b"%s=%s" % (k.encode(), v.encode()) for k, v in self.env.items()
+               if k != "XDG_RUNTIME_DIR"]
+        env[:0] = [b"XDG_RUNTIME_DIR=" + self.xdg.encode(),
+                   b"XDG_RUNTIME_DIR=" + other.encode()]
+        argv = [a.encode() for a in self.prefix + WRAPPER + [MCPMUX, "--", FIXTURE]]
+        code = ("import ctypes, shutil, sys\n"
+                "a, e = eval(sys.argv[1]), eval(sys.argv[2])\n"
+                "a[0] = shutil.which(a[0])\n"
+                "A, E = ctypes.c_char_p * (len(a) + 1), ctypes.c_char_p * (len(e) + 1)\n"
+                "ctypes.CDLL(None).execve(a[0], A(*a, None), E(*e, None))\n"
+                "sys.exit(127)\n")
+        w = self.start([sys.executable, "-c", code, repr(argv), repr(env)])
+        w.send(initialize(1))
+        self.assertEqual(w.msg()["id"], 1)
+        self.assertTrue(os.path.exists(self.status_file(w.pid)))
+        s, _, _ = self.only_session(w.pid)
+        self.assertEqual((s["state"], s["suspends"], s["resumes"]), ("running", 0, 0))
+        self.assertIsNotNone(s["idle_s"])
+        self.assertIs(s["ending"], False)
 
     def test_serve_one_session_suspended_one_busy(self):
         serve = self.serve(opts=["--idle-suspend", "0.5"])
