@@ -98,8 +98,11 @@ add_victims(struct victims *vs, const struct survey *p, size_t g, bool warn)
 			if (!warn) {
 				continue;
 			}
+			char session[PROCTREE_COOKIE_MAX + 1];
+
 			diag_warn("pid %d (session '%s') is an ancestor of this sweep: left alone",
-				  (int)c->pid, c->session);
+				  (int)c->pid,
+				  survey_printable(c->session, session, sizeof(session)));
 			continue;
 		}
 		if (vs->n == vs->cap) {
@@ -409,7 +412,7 @@ sweep_report(const struct survey *p, const struct victims *vs, const struct cvic
 	struct survey_table pt = { 5, phead, "rllll", NULL, 0, 0, false };
 	struct survey_table ct = { 6, chead, "llllll", NULL, 0, 0, false };
 	size_t p_ended = 0, p_failed = 0, c_ended = 0, c_failed = 0;
-	char pid[32], id[32], why[128];
+	char pid[32], id[32], why[128], session[CONTAINER_LABEL_MAX + 1];
 
 	for (size_t i = 0; i < vs->n; i++) {
 		const struct victim *v = &vs->v[i];
@@ -421,14 +424,16 @@ sweep_report(const struct survey *p, const struct victims *vs, const struct cvic
 		survey_table_row(&pt, row);
 		if (v->esc == ESC_FAILED) {
 			diag_error("cannot signal pid %d (session '%s', '%s'): %s", (int)v->t.pid,
-				   v->session, v->command, strerror(v->err));
+				   survey_printable(v->session, session, sizeof(session)),
+				   v->command, strerror(v->err));
 			p_failed++;
 		} else if (v->esc == ESC_ABANDONED) {
 			state_words(v->t.state, why, sizeof(why));
 			diag_error("pid %d (session '%s', '%s') would not die: still there %.0f ms "
 				   "after SIGKILL (%s)",
-				   (int)v->t.pid, v->session, v->command, p->o.kill_deadline_ms,
-				   why);
+				   (int)v->t.pid,
+				   survey_printable(v->session, session, sizeof(session)),
+				   v->command, p->o.kill_deadline_ms, why);
 			p_failed++;
 		} else {
 			p_ended++;
@@ -447,7 +452,8 @@ sweep_report(const struct survey *p, const struct victims *vs, const struct cvic
 		survey_table_row(&ct, row);
 		if (cv[i].esc == ESC_FAILED || cv[i].esc == ESC_ABANDONED) {
 			diag_error("cannot end %s container %.12s (session '%s'): %s",
-				   container_engine_name(c->engine), c->id, c->session,
+				   container_engine_name(c->engine), c->id,
+				   survey_printable(c->session, session, sizeof(session)),
 				   cv[i].error);
 			c_failed++;
 		} else {
@@ -551,10 +557,13 @@ cmd_sweep(int argc, char **argv)
 				continue;
 			}
 			if (owner == SURVEY_UNKNOWN) {
+				char text[CONTAINER_LABEL_MAX + 1];
+
 				diag_warn(
 					"cannot tell whether mcpmux %s, the owner of %s container "
 					"%.12s, is alive: %s (left alone)",
-					c->owner, container_engine_name(c->engine), c->id,
+					survey_printable(c->owner, text, sizeof(text)),
+					container_engine_name(c->engine), c->id,
 					err != 0 ? strerror(err)
 						 : "it runs in a pid namespace not seen from here");
 				unknown = true;

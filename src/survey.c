@@ -98,6 +98,13 @@ join_words(const char *const *w, size_t from, size_t n, char *out, size_t cap)
 	out[k] = '\0';
 }
 
+const char *
+survey_printable(const char *s, char *out, size_t cap)
+{
+	join_words(&s, 0, 1, out, cap);
+	return out;
+}
+
 /* A process's command line for a table: its words, or [comm] when unknown. */
 void
 survey_command(const struct procscan_proc *pr, size_t from, char *out, size_t cap)
@@ -176,8 +183,14 @@ survey_table_row(struct survey_table *t, const char *const *cols)
 		t->cap = cap;
 	}
 	for (size_t c = 0; c < t->ncol; c++) {
-		t->cells[t->nrows * t->ncol + c] = strdup(cols[c] != NULL ? cols[c] : "-");
-		t->failed = t->failed || t->cells[t->nrows * t->ncol + c] == NULL;
+		char *cell = strdup(cols[c] != NULL ? cols[c] : "-");
+
+		/* Control bytes as '?': a cell may be any process's session ID or owner. */
+		for (char *k = cell; k != NULL && *k != '\0'; k++) {
+			*k = (unsigned char)*k < 0x20 || *k == 0x7f ? '?' : *k;
+		}
+		t->cells[t->nrows * t->ncol + c] = cell;
+		t->failed = t->failed || cell == NULL;
 	}
 	t->nrows++;
 }
@@ -626,10 +639,14 @@ survey_report_unknown(const struct survey *p, bool own_only)
 
 		if (x->owner_state == PROCSCAN_UNKNOWN &&
 		    survey_session_selected(&p->o, x->session) && (!own_only || x->uid == p->uid)) {
+			char owner[PROCSCAN_OWNER_MAX + 1], session[PROCTREE_COOKIE_MAX + 1];
+
 			diag_warn(
 				"cannot tell whether mcpmux %s, the owner of pid %d (session '%s'), "
 				"is alive: %s (left alone)",
-				x->owner, (int)p->scan.v[x->top].pid, x->session,
+				survey_printable(x->owner, owner, sizeof(owner)),
+				(int)p->scan.v[x->top].pid,
+				survey_printable(x->session, session, sizeof(session)),
 				procscan_unknown_why(x));
 			any = true;
 		}

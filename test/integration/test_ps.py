@@ -12,6 +12,7 @@ are not this test's to end.  The container case needs podman (podman_env.py).
 import fcntl
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -540,6 +541,36 @@ class Ladder(PsCase):
         self.assertEqual(err.count("is an ancestor of this sweep"), 1, err)
         self.assertRegex(out, r"(?m)^\s*%d\s" % other.pid)
         self.assertFalse(alive(other.pid))
+
+    def test_control_bytes_are_not_printed(self):
+        """A session ID or an owner is whatever a process's environment holds: the tables
+        and the lines on stderr show its control bytes as '?' (an escape sequence would
+        drive the terminal, a newline forge a row); --json escapes them."""
+        sess = self.session("esc\x1b]0;title\x07\nforged\r")
+        shown = self.session("esc?]0;title??forged?")
+        owner = "1:1\x1b[2J"  # not an owner: an older mcpmux's carrier, none above it
+        p = self.spawn(["sleep", "1000"], sess, owner)
+        control = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
+
+        j = self.ps_json("--session", self.tag + "-*")
+        self.assertEqual([(o["session"], o["owner"], o["pid"]) for o in self.ours(j["orphans"])],
+                         [(sess, owner, p.pid)])
+        rc, out, err = self.mcpmux("ps", "--session", self.tag + "-*")
+        self.assertEqual(rc, 0, err)
+        self.assertIsNone(control.search(out), out)
+        self.assertRegex(out, r"(?m)^%s\s+1:1\?\[2J\s+\S+\s+%d\s" % (re.escape(shown), p.pid))
+        self.assertNotIn("\nforged", out)
+        # from inside the tree: its own line is said on stderr, the rest ended
+        env = dict(self.env, MCPMUX_SESSION=sess, MCPMUX_OWNER=owner)
+        r = subprocess.run(["sh", "-c", '"$0" sweep --session "$1"; echo "rc=$?"', MCPMUX,
+                            self.tag + "-*"], env=env, capture_output=True, timeout=60 * SLOW)
+        out, err = r.stdout.decode(), r.stderr.decode()
+        self.assertIn("rc=0", out, err)
+        self.assertIsNone(control.search(out), out)
+        self.assertIsNone(control.search(err.replace("\n", "")), err)
+        self.assertIn("(session '%s') is an ancestor of this sweep" % shown, err)
+        self.assertRegex(out, r"(?m)^\s*%d\s+%s\s+1:1\?\[2J\s+term\s" % (p.pid, re.escape(shown)))
+        self.assertEqual(p.wait(), -signal.SIGTERM)
 
     def test_older_than(self):
         dead = self.dead_owner()
