@@ -122,7 +122,8 @@ struct backend_ctr {
 			   line */
 	size_t out_n;
 	bool out_any;
-	bool out_cut; /* some of it was dropped: more than out holds */
+	bool out_cut;		    /* some of it was dropped: more than out holds */
+	struct container_tail tail; /* its end, whatever was kept: the line that says why */
 	double helper_since;
 	double helper_s; /* and its time, past which it is killed */
 	ev_timer retry_w;
@@ -2238,6 +2239,7 @@ out:
 	c->out[0] = '\0';
 	c->out_any = false;
 	c->out_cut = false;
+	c->tail.n = 0;
 	ev_io_init(&c->err_w, backend_on_ctr_out, c->err_fd, EV_READ);
 	ev_io_start(c->b->loop, &c->err_w);
 	c->helper_since = sys_mono();
@@ -2478,8 +2480,11 @@ ctr_whose_done(struct backend_ctr *c, bool ok, bool gone, const char *out, ssize
 		 * a command killed while the engine made it, which the engine cannot be asked
 		 * about now: not said gone, the keeper asks again (as for a failed listing).
 		 */
-		ctr_name_unanswered(c, n > 0 ? out : "no answer",
-				    n > 0 ? strcspn(out, "\n") : strlen("no answer"));
+		size_t why_n;
+		const char *why = container_why(c->tail.buf, c->tail.n, &why_n);
+
+		ctr_name_unanswered(c, why_n > 0 ? why : "no answer",
+				    why_n > 0 ? why_n : strlen("no answer"));
 	} else {
 		/* Not made yet, or no answer that can be read: ask again a little later. */
 		ev_timer_set(&c->retry_w, CTR_RETRY_S, 0.);
@@ -2508,8 +2513,11 @@ ctr_list_done(struct backend_ctr *c, int st, const char *out, ssize_t n)
 		char why[128];
 
 		if (WIFEXITED(st)) {
+			size_t said_n;
+			const char *said = container_why(c->tail.buf, c->tail.n, &said_n);
+
 			(void)snprintf(why, sizeof(why), "exit %d: %.*s", WEXITSTATUS(st),
-				       n > 0 ? (int)strcspn(out, "\n") : 0, out);
+				       (int)said_n, said);
 		} else if (sys_mono() - c->helper_since >= c->helper_s) {
 			(void)snprintf(why, sizeof(why), "no answer in %.1f s (killed)",
 				       c->helper_s);
@@ -2576,6 +2584,7 @@ ctr_drain(struct backend_ctr *c, size_t budget)
 			break;
 		}
 		c->out_any = true;
+		container_tail_add(&c->tail, full ? sink : c->out + c->out_n, (size_t)k);
 		got += (size_t)k;
 		if (!full) {
 			c->out_n += (size_t)k;
@@ -2653,10 +2662,12 @@ ctr_helper_done(struct backend_ctr *c, int st)
 		ev_timer_start(b->loop, &c->retry_w);
 	} else if (!ok && what != CTR_KILL) {
 		/* The engine could not tell (not reachable?): ask again a little later. */
-		if (n > 0) {
-			err[n] = '\0';
-			diag_warn("session %s: the container engine: %.*s", b->cookie,
-				  (int)strcspn(err, "\n"), err);
+		size_t why_n;
+		const char *why = container_why(c->tail.buf, c->tail.n, &why_n);
+
+		if (why_n > 0) {
+			diag_warn("session %s: the container engine: %.*s", b->cookie, (int)why_n,
+				  why);
 		}
 		if (what == CTR_INSPECT && n > 0 && !c->sent_rm && b->state >= BACKEND_KILLING) {
 			/*

@@ -1107,3 +1107,35 @@ container_gone_message(const char *text, size_t len)
 	}
 	return false;
 }
+
+const char *
+container_why(const char *text, size_t len, size_t *n)
+{
+	size_t end = len, from;
+
+	while (end > 0 &&
+	       (text[end - 1] == '\n' || text[end - 1] == '\r' || text[end - 1] == ' ')) {
+		end--;
+	}
+	for (from = end; from > 0 && text[from - 1] != '\n';) {
+		from--;
+	}
+	*n = end - from;
+	return text + from;
+}
+
+void
+container_tail_add(struct container_tail *t, const char *p, size_t n)
+{
+	const size_t cap = sizeof(t->buf);
+	size_t keep;
+
+	if (n > cap) {
+		p += n - cap;
+		n = cap;
+	}
+	keep = cap - n < t->n ? cap - n : t->n;
+	memmove(t->buf, t->buf + t->n - keep, keep);
+	memcpy(t->buf + keep, p, n);
+	t->n = keep + n;
+}

@@ -370,8 +370,7 @@ struct engine_res {
 	const char *how; /* without a status: why ("no answer", "cannot fork") */
 	char err[2048];	 /* the start of its stderr (and stdout, when asked for) */
 	size_t n_err;
-	char tail[256]; /* the end of it, whatever of the rest was kept: its last line */
-	size_t n_tail;
+	struct container_tail tail; /* the end of it, whatever of the rest was kept */
 	/* keep the marked lines (container_whose_keep, ...), wherever they come; or NULL */
 	size_t (*mark)(char *buf, size_t n);
 	struct listed *listed; /* or the ids of its marked lines go there as they come */
@@ -398,15 +397,9 @@ engine_gone(const struct engine_res *r)
 static void
 engine_describe(const struct engine_res *r, char *out, size_t size)
 {
-	size_t end = r->n_tail, from;
+	size_t why_n;
+	const char *why = container_why(r->tail.buf, r->tail.n, &why_n);
 	int k;
-
-	while (end > 0 && strchr("\r\n ", r->tail[end - 1]) != NULL) {
-		end--;
-	}
-	for (from = end; from > 0 && r->tail[from - 1] != '\n';) {
-		from--;
-	}
 
 	if (r->st == -1) {
 		k = snprintf(out, size, "%s", r->how);
@@ -416,27 +409,9 @@ engine_describe(const struct engine_res *r, char *out, size_t size)
 		k = snprintf(out, size, "killed by signal %d",
 			     WIFSIGNALED(r->st) ? WTERMSIG(r->st) : 0);
 	}
-	if (k > 0 && (size_t)k < size && end > from) {
-		(void)snprintf(out + k, size - (size_t)k, ": %.*s", (int)(end - from),
-			       r->tail + from);
+	if (k > 0 && (size_t)k < size && why_n > 0) {
+		(void)snprintf(out + k, size - (size_t)k, ": %.*s", (int)why_n, why);
 	}
-}
-
-/* Add what was read, p[0..n), to the end of the output kept in r->tail. */
-static void
-tail_add(struct engine_res *r, const char *p, size_t n)
-{
-	const size_t cap = sizeof(r->tail);
-	size_t keep;
-
-	if (n > cap) {
-		p += n - cap;
-		n = cap;
-	}
-	keep = SYS_MIN(r->n_tail, cap - n);
-	memmove(r->tail, r->tail + r->n_tail - keep, keep);
-	memcpy(r->tail + keep, p, n);
-	r->n_tail = keep + n;
 }
 
 static void
@@ -528,7 +503,7 @@ engine_drain(int fd, struct engine_res *r, size_t budget)
 			break;
 		}
 		got += (size_t)n;
-		tail_add(r, room > 0 ? r->err + r->n_err : sink, (size_t)n);
+		container_tail_add(&r->tail, room > 0 ? r->err + r->n_err : sink, (size_t)n);
 		if (room > 0) {
 			r->n_err += (size_t)n;
 		}
@@ -548,7 +523,7 @@ run_engine_out(char *const argv[], double seconds, struct engine_res *r, bool wi
 	r->how = "cannot fork";
 	r->n_err = 0;
 	r->err[0] = '\0';
-	r->n_tail = 0;
+	r->tail.n = 0;
 	if (pipe2(errp, O_CLOEXEC | O_NONBLOCK) == -1) {
 		r->how = "cannot make a pipe";
 		return;

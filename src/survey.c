@@ -419,6 +419,9 @@ survey_run(char *const *argv, int timeout_ms, struct survey_run *r)
 		}
 	}
 	if (killed) {
+		if (r->err.len > 0 && r->err.buf[r->err.len - 1] != '\n') {
+			sbuf_adds(&r->err, "\n"); /* a line of its own, the last */
+		}
 		sbuf_adds(&r->err, "no answer within the time limit");
 		r->status = -1;
 	}
@@ -436,11 +439,17 @@ survey_engine_prefix(enum container_engine e)
 	return engine_names[e == CONTAINER_PODMAN ? 1 : 0];
 }
 
-/* Describe a failed engine command in out: its stderr's first line, or its status. */
+/*
+ * Describe a failed engine command in out: the line of its stderr that says why (its last,
+ * after any warnings), or its status.
+ */
 void
 survey_run_failure(const struct survey_run *r, char *out, size_t cap)
 {
-	survey_first_line(r->err.buf != NULL ? r->err.buf : "", r->err.len, out, cap);
+	size_t n;
+	const char *why = container_why(r->err.buf != NULL ? r->err.buf : "", r->err.len, &n);
+
+	survey_first_line(why, n, out, cap);
 	if (out[0] == '\0') {
 		if (r->status == -1) {
 			(void)snprintf(out, cap, "%s", strerror(r->spawn_errno));

@@ -190,4 +190,19 @@ int container_parse_list(enum container_engine engine, const char *text, size_t 
  */
 bool container_gone_message(const char *text, size_t len);
 
+/*
+ * The line of an engine command's output (text[0..len)) that says why it failed: its last
+ * line that is not blank, since an engine says its error after any warnings.  Its length
+ * goes to *n (0 when there is none).
+ */
+const char *container_why(const char *text, size_t len, size_t *n);
+
+/* The end of an engine command's output, kept as it is read: where container_why looks. */
+struct container_tail {
+	char buf[256];
+	size_t n;
+};
+/* Add what was read, p[0..n), to the end kept in t. */
+void container_tail_add(struct container_tail *t, const char *p, size_t n);
+
 #endif

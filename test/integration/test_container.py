@@ -461,7 +461,9 @@ class FakeDocker(FakeDockerCase):
         container, and whose engine cannot be reached for the name's labels: its empty id
         file does not say that none was made.  The run ends within --kill-deadline, not
         abandoned, and the container is not said gone to the keeper, which asks again at
-        mcpmux's exit and ends it."""
+        mcpmux's exit and ends it.  What is said is the engine's error, after its
+        warnings."""
+        self.env["FAKE_DOCKER_WARN"] = "2"
         unreachable = os.path.join(self.tmp.name, "unreachable")
         slow_ls = os.path.join(self.tmp.name, "slow-ls")  # the keeper's, until reachable
         open(unreachable, "w").close()
@@ -479,6 +481,21 @@ class FakeDocker(FakeDockerCase):
         self.wait_for_keeper(p)
         self.assertIn("keeper: removed container fake01234567 (docker: rm -f)", p.stderr())
         self.assertEqual(" ".join(self.calls()[-1]), "container rm -f fake0123456789abcdef")
+        self.assert_no_leftovers()
+
+    def test_a_failed_listing_says_the_engines_error_after_its_warnings(self):
+        """The listing by the run's labels fails, the engine having warned first: what is
+        said is the engine's error (its last line), not its first warning; the container
+        is left to the keeper."""
+        p, took, _ = self.slow_create_killed(5000, FAKE_DOCKER_WARN="2",
+                                             FAKE_DOCKER_LS_FAIL="Error: cannot list now")
+        self.assertLess(took, 0.6 + 5, p.stderr())
+        err = p.stderr()
+        self.assertIn("cannot ask the engine for the container of run ", err)
+        self.assertIn("(exit 1: Error: cannot list now): a container it made is left to the "
+                      "keeper", err)
+        self.wait_for_keeper(p)
+        self.assertNotIn("WARN[0000]", p.stderr())
         self.assert_no_leftovers()
 
     def test_a_container_made_while_its_engines_command_is_killed_from_outside_is_ended(self):
@@ -734,6 +751,26 @@ class FakeDockerKeeper(FakeDockerCase):
         self.assertIn("keeper: could not remove container fake01234567 (docker: exit 1: "
                       "Error: the engine cannot remove it now)", err)
         self.assertNotIn("keeper: removed container", err)
+        self.assert_no_leftovers()
+
+    def test_a_failed_rm_says_the_engines_error_after_its_warnings(self):
+        """rm -f of a run's container fails after the engine's warnings: mcpmux says the
+        engine's error (its last line), not its first warning, and so does the keeper."""
+        self.env["FAKE_DOCKER_ARGS"] = ""
+        self.env["FAKE_DOCKER_WARN"] = "2"
+        self.env["FAKE_DOCKER_RM_FAIL"] = "1"
+        p = self.start([MCPMUX] + GRACES + ["--kill-deadline", "1000", "--", "docker", "run",
+                                            "-i", "img"])
+        p.send(initialize(1))
+        self.assertEqual(p.msg()["id"], 1)
+        p.close_stdin()
+        self.assertEqual(p.wait(15), 0)
+        self.wait_for_keeper(p)
+        err = p.stderr()
+        self.assertIn(": the container engine: Error: the engine cannot remove it now\n", err)
+        self.assertIn("keeper: could not remove container fake01234567 (docker: exit 1: "
+                      "Error: the engine cannot remove it now)", err)
+        self.assertNotIn("WARN[0000]", err)
         self.assert_no_leftovers()
 
     def test_keeper_bounds_each_engine_command(self):

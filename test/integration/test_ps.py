@@ -955,6 +955,7 @@ class EngineCommands(PsCase):
         self.env["PATH"] = bindir + ":" + os.path.join(here, "bin") + ":" + self.env["PATH"]
         self.env["FAKE_DOCKER_LOG"] = os.path.join(self.tmp.name, "docker.log")
         self.env["FAKE_DOCKER_SLOW_LS"] = slow
+        self.env["FAKE_DOCKER_WARN"] = "2"  # what it said before it hung is not its error
 
     def test_a_hung_listing_is_killed_with_what_it_started(self):
         """An engine command that does not answer in 30 s is killed with its process group:
@@ -998,6 +999,7 @@ class EngineCommands(PsCase):
         self.env["PATH"] = os.path.join(here, "bin") + ":" + self.env["PATH"]
         self.env["FAKE_DOCKER_LOG"] = os.path.join(self.tmp.name, "docker.log")
         self.env["FAKE_DOCKER_LS_FAIL"] = text
+        self.env["FAKE_DOCKER_WARN"] = "2"  # warnings first: the error is the last line
 
     def test_sweep_fails_when_an_engine_that_is_there_cannot_list(self):
         """An engine whose daemon listens but whose listing fails may hold orphans that

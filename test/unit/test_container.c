@@ -590,6 +590,42 @@ test_gone_message(void **state)
 	}
 }
 
+static void
+test_why(void **state)
+{
+	static const struct {
+		const char *text, *why;
+	} cases[] = {
+		{ "time=\"...\" level=warning msg=\"cgroup v1\"\nError: no such image\n",
+		  "Error: no such image" },
+		{ "WARNING: a\nWARNING: b\nError: denied\r\n \n\n", "Error: denied" },
+		{ "only line", "only line" },
+		{ "\n \r\n", "" },
+		{ "", "" },
+	};
+	struct container_tail t = { .n = 0 };
+	char big[1000];
+	const char *why;
+	size_t n;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		why = container_why(cases[i].text, strlen(cases[i].text), &n);
+		assert_int_equal(n, strlen(cases[i].why));
+		assert_memory_equal(why, cases[i].why, n);
+	}
+	/* the tail keeps the end, across reads of any size */
+	memset(big, 'w', sizeof(big));
+	big[sizeof(big) - 1] = '\n';
+	container_tail_add(&t, big, sizeof(big));
+	container_tail_add(&t, "Error: ", 7);
+	container_tail_add(&t, "gone\n", 5);
+	assert_int_equal(t.n, sizeof(t.buf));
+	why = container_why(t.buf, t.n, &n);
+	assert_int_equal(n, strlen("Error: gone"));
+	assert_memory_equal(why, "Error: gone", n);
+}
+
 int
 main(void)
 {
@@ -598,7 +634,7 @@ main(void)
 		cmocka_unit_test(test_run_argv),     cmocka_unit_test(test_helpers),
 		cmocka_unit_test(test_parse_podman), cmocka_unit_test(test_parse_docker),
 		cmocka_unit_test(test_whose_parse),  cmocka_unit_test(test_listed),
-		cmocka_unit_test(test_gone_message),
+		cmocka_unit_test(test_gone_message), cmocka_unit_test(test_why),
 	};
 
 	return cmocka_run_group_tests_name("container", tests, NULL, NULL);
