@@ -58,7 +58,10 @@ class FakeDockerCase(Case):
             return "%d:%s" % (pid, f.read().rsplit(")", 1)[1].split()[19])
 
     def keepers(self):
-        return [q for q in self.tagged() if keeper_of(q) is not None]
+        """The keeper processes: not a keeper's engine command between its fork and its
+        exec, which shows the keeper's command line (a child of a keeper)."""
+        keepers = [q for q in self.tagged() if keeper_of(q) is not None]
+        return [q for q in keepers if proc_ppid(q) not in keepers]
 
     def wait_for_keeper(self, p, timeout=20):
         """Until mcpmux's keeper has done its work and gone."""
