@@ -440,6 +440,17 @@ class FakeDocker(FakeDockerCase):
         self.assertIn("the engine lists more containers of run ", p.stderr())
         self.assert_no_leftovers()
 
+    def test_a_container_gone_after_the_engines_warnings_is_seen_gone(self):
+        """The engine says "no such container" after more warnings than the start of its
+        output mcpmux keeps: a listed container stopped by SIGTERM is seen gone, not asked
+        about until --kill-deadline and abandoned."""
+        p, _, cidfile = self.slow_create_killed(5000, FAKE_DOCKER_LS_MORE="1",
+                                                FAKE_DOCKER_WARN="100")
+        cid = "%012x%052x" % (1, 0)
+        self.assertIn(["container", "kill", "--signal", "TERM", cid], self.calls())
+        self.assertNotIn(["container", "rm", "-f", cid], self.calls())
+        self.assert_ended_by_mcpmux(p, cidfile)
+
     def test_a_listing_with_no_answer_leaves_the_container_to_the_keeper(self):
         """The engine does not answer the listing by the run's labels: the listing is
         killed in half the time left to --kill-deadline, which is said, and the run ends
@@ -602,6 +613,28 @@ class FakeDockerKeeper(FakeDockerCase):
         self.assertEqual(helpers[-1], "container rm -f fake0123456789abcdef")
         self.assertIn("keeper: removed container fake01234567 (docker: rm -f)", p.stderr())
         self.assertFalse(os.path.exists(cidfile))
+        self.assert_no_leftovers()
+
+    def test_the_keeper_sees_a_container_gone_after_the_engines_warnings(self):
+        """The engine says "no such container" after more warnings than the start of its
+        output the keeper keeps: the container, stopped by SIGTERM, is seen gone (not
+        killed and removed as one still there)."""
+        slow = os.path.join(self.tmp.name, "slow")
+        open(slow, "w").close()
+        self.env["FAKE_DOCKER_SLOW_CREATE"] = slow  # stays: the id is never written
+        self.env["FAKE_DOCKER_LS_MORE"] = "2"
+        self.env["FAKE_DOCKER_WARN"] = "100"  # about 5 KiB before each answer
+        self.env["FAKE_DOCKER_ARGS"] = ""
+        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "img"])
+        wait_until(lambda: os.path.exists(self.log + ".created"), 5,
+                   "the engine to make the container")
+        self.kill_and_wait_for_keeper(p, 60)
+        err = p.stderr()
+        for i in (1, 2):
+            cid = "%012x%052x" % (i, 0)
+            self.assertIn("keeper: removed container %s (docker: it stopped on SIGTERM)"
+                          % cid[:12], err)
+            self.assertNotIn(["container", "rm", "-f", cid], self.calls())
         self.assert_no_leftovers()
 
     def test_the_keeper_ends_every_container_a_listing_gives(self):
