@@ -1950,6 +1950,13 @@ backend_on_child(struct ev_loop *loop, ev_child *w, int revents)
  * pids, rather than never: no end-of-run reply, no `ended`, a wrap that never exits
  * would be worse.  The pids are said on stderr and given to the owner (b->left).
  */
+/* A run's container as a message names it: its id, else its --name. */
+static const char *
+ctr_said(const struct backend_ctr *c)
+{
+	return c->cid[0] != '\0' ? c->cid : c->run.name != NULL ? c->run.name : "(its id unknown)";
+}
+
 static void
 abandon(struct backend *b, const struct proctree_match *m)
 {
@@ -1984,19 +1991,25 @@ abandon(struct backend *b, const struct proctree_match *m)
 
 		len = n > 0 ? (size_t)n : 0;
 	}
-	diag_error("session %s: %zu process(es) would not die within %g s of SIGKILL: %s%s%s%s%s "
-		   "(abandoned; they may be of another user, or in uninterruptible sleep)",
-		   b->cookie, b->n_left, SYS_MAX(b->kill_deadline, KILL_RESCAN_S),
-		   len > 0 ? list : "",
-		   unknown > 0 ? " (of which some could not be told apart from the tree: their "
-				 "environment cannot be read; not signalled)"
-			       : "",
-		   snapshot.incomplete ? " and processes /proc could not show" : "",
-		   b->ctr != NULL && !b->ctr->gone ? ", and container " : "",
-		   b->ctr == NULL || b->ctr->gone ? ""
-		   : b->ctr->cid[0] != '\0'	  ? b->ctr->cid
-		   : b->ctr->run.name != NULL	  ? b->ctr->run.name
-						  : "(its id unknown)");
+	if (b->n_left == 0 && !snapshot.incomplete && b->ctr != NULL && !b->ctr->gone) {
+		/* Every process is gone: the container is what is left (the keeper's, at exit). */
+		diag_error("session %s: container %s was not seen gone within %g s of SIGKILL "
+			   "(abandoned; the keeper ends it at mcpmux's exit)",
+			   b->cookie, ctr_said(b->ctr), SYS_MAX(b->kill_deadline, KILL_RESCAN_S));
+	} else {
+		diag_error(
+			"session %s: %zu process(es) would not die within %g s of SIGKILL: %s%s%s%s%s "
+			"(abandoned; they may be of another user, or in uninterruptible sleep)",
+			b->cookie, b->n_left, SYS_MAX(b->kill_deadline, KILL_RESCAN_S),
+			len > 0 ? list : "",
+			unknown > 0
+				? " (of which some could not be told apart from the tree: their "
+				  "environment cannot be read; not signalled)"
+				: "",
+			snapshot.incomplete ? " and processes /proc could not show" : "",
+			b->ctr != NULL && !b->ctr->gone ? ", and container " : "",
+			b->ctr == NULL || b->ctr->gone ? "" : ctr_said(b->ctr));
+	}
 	b->escalation = BACKEND_ESC_ABANDONED;
 	if (b->ctr != NULL) {
 		ev_timer_stop(b->loop, &b->ctr->retry_w);

@@ -804,6 +804,10 @@ class FakeDockerKeeper(FakeDockerCase):
         self.wait_for_keeper(p)
         err = p.stderr()
         self.assertIn(": the container engine: Error: the engine cannot remove it now\n", err)
+        # Its processes are gone: the container alone is named as abandoned.
+        self.assertIn(": container fake0123456789abcdef was not seen gone within 1 s of SIGKILL "
+                      "(abandoned; the keeper ends it at mcpmux's exit)\n", err)
+        self.assertNotIn("would not die", err)
         self.assertIn("keeper: could not remove container fake01234567 (docker: exit 1: "
                       "Error: the engine cannot remove it now)", err)
         self.assertNotIn("WARN[0000]", err)
