@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,8 +49,14 @@ put_line(const char *line, size_t len)
 		diag_sink->write(line, len);
 		return;
 	}
-	/* Diagnostics are best effort: a stderr that cannot be written is not an error. */
-	if (write(STDERR_FILENO, line, len) == -1) {
+	/*
+	 * Diagnostics are best effort: a stderr that cannot be written is not an error.
+	 * sys_writev(): a socket taken with sys_stdio_open() (the keeper's) is written
+	 * MSG_DONTWAIT, its shared description staying blocking.
+	 */
+	struct iovec iov = { .iov_base = (void *)(uintptr_t)line, .iov_len = len };
+
+	if (sys_writev(STDERR_FILENO, &iov, 1) == -1) {
 		return;
 	}
 }

@@ -1197,7 +1197,10 @@ keeper_start(double term_grace, int argc, char **argv)
 			(void)dup2(null, STDIN_FILENO);
 			(void)dup2(null, STDOUT_FILENO);
 		}
-		/* Its few words on stderr never block it: a description of its own. */
+		/*
+		 * Its few words on stderr never block it: a description of its own, or a
+		 * socket's shared one written with MSG_DONTWAIT (diag through sys_writev()).
+		 */
 		bool shared;
 		int err_fd = sys_stdio_open(STDERR_FILENO, &shared);
 

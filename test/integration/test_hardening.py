@@ -412,6 +412,36 @@ class UnreadStderr(Case):
         self.assertEqual(w.wait(10), 0)
         os.close(r)
 
+    def test_the_keeper_never_blocks_on_a_full_stderr_socket(self):
+        """stderr a socket nobody reads (as a service's journal stream can be): the keeper
+        of a SIGKILLed mcpmux ends the daemonised grandchild, and its line about it does not
+        keep it alive (the socket's description is shared: it stays blocking)."""
+        import socket
+        ours, theirs = socket.socketpair()
+        try:
+            w = self.start([MCPMUX] + FAST + ["--", FIXTURE, "--daemonize-grandchild"],
+                           stderr=theirs.fileno())
+            session = env_of(w, 1)["session"]
+            got, end = b"", deadline(10)
+            while b"grandchild" not in got:  # the fixture's own line, before the socket fills
+                rd, _, _ = select.select([ours], [], [], max(0, end - time.monotonic()))
+                self.assertTrue(rd, "no line from the fixture: %r" % got)
+                got += ours.recv(4096)
+            wait_until(lambda: len(self.cookie_pids(session)) >= 2, 5, "the grandchild")
+            try:
+                while True:
+                    theirs.send(b"x" * 4096, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                pass
+            self.assertTrue(os.get_blocking(theirs.fileno()))
+            w.p.send_signal(signal.SIGKILL)
+            w.wait()
+            wait_until(lambda: not self.tagged(), 5,
+                       "the grandchild and the keeper to be gone (left: %r)" % self.tagged())
+        finally:
+            ours.close()
+            theirs.close()
+
 
 class SharedDescriptions(Case):
     """The server sees its file descriptors as a direct run would."""
