@@ -487,13 +487,26 @@ text_id(struct text *t, yajl_val id)
 	}
 }
 
-static void
-id_text(yajl_val id, char *buf, size_t len)
+/* Has the record an id (a string, a number or null)? */
+static bool
+has_id(yajl_val id)
 {
-	struct text t;
+	return YAJL_IS_STRING(id) || YAJL_IS_NUMBER(id) || YAJL_IS_NULL(id);
+}
 
-	text_init(&t, buf, len);
-	text_id(&t, id);
+/* An id as a key of the table below, as it is (never shown): 7, "abc", or "" when none. */
+static void
+id_key(yajl_val id, char *buf, size_t len)
+{
+	if (YAJL_IS_STRING(id)) {
+		(void)snprintf(buf, len, "\"%s\"", YAJL_GET_STRING(id));
+	} else if (YAJL_IS_NUMBER(id)) {
+		(void)snprintf(buf, len, "%s", YAJL_GET_NUMBER(id));
+	} else if (YAJL_IS_NULL(id)) {
+		(void)snprintf(buf, len, "null");
+	} else {
+		buf[0] = '\0';
+	}
 }
 
 /*
@@ -611,7 +624,7 @@ record_method(yajl_val rec, const char *session, bool in)
 	const char *method = get_str(rec, "method");
 	char id[256];
 
-	id_text(get(rec, "id"), id, sizeof(id));
+	id_key(get(rec, "id"), id, sizeof(id));
 	if (kind == NULL) {
 		return NULL;
 	}
@@ -633,7 +646,7 @@ note_end_request(yajl_val rec, const char *session)
 	const char *method = get_str(rec, "method");
 	char id[256];
 
-	id_text(get(rec, "id"), id, sizeof(id));
+	id_key(get(rec, "id"), id, sizeof(id));
 	if (method != NULL && id[0] != '\0') {
 		waiting_put(session, true, id, method);
 	}
@@ -752,13 +765,12 @@ show_record(const struct opts *o, yajl_val rec)
 	bool in = strcmp(dir, "in") == 0;
 	const char *kind = get_str(rec, "kind");
 	char *method = record_method(rec, session, in);
-	char id[256], what[512];
+	char what[512];
 
 	if (o->method != NULL && (method == NULL || strcmp(method, o->method) != 0)) {
 		free(method);
 		return;
 	}
-	id_text(get(rec, "id"), id, sizeof(id));
 	bool is_err = kind != NULL && strcmp(kind, "error") == 0;
 	bool invalid = kind != NULL && strcmp(kind, "invalid") == 0;
 
@@ -772,7 +784,7 @@ show_record(const struct opts *o, yajl_val rec)
 		text_id(&t, get(rec, "id"));
 		text_add(&t, " ");
 		text_show(&t, method ? method : "");
-	} else if (id[0] != '\0') {
+	} else if (has_id(get(rec, "id"))) {
 		text_show(&t, method ? method : "?");
 		text_add(&t, " #");
 		text_id(&t, get(rec, "id"));
@@ -1247,6 +1259,7 @@ cmd_log(int argc, char **argv)
 		yajl_val rec;
 
 		while ((rec = next_record(&r)) != NULL) {
+			errno = 0; /* the reason of a failed write below, not of the read */
 			show_record(&o, rec);
 			if (o.follow) {
 				(void)fflush(stdout);

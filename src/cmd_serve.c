@@ -631,8 +631,8 @@ tell_unseen_end(struct sconn *sc, const struct envelope *env, struct hub_unseen 
 			  RPC_INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message");
 		goto over;
 	}
-	const struct jsonrpc_item *items = kind == JSONRPC_BATCH ? sv->scan.items : it;
-	size_t n = kind == JSONRPC_BATCH ? sv->scan.n_items : 1;
+	size_t n;
+	const struct jsonrpc_item *items = jsonrpc_items(&sv->scan, &n);
 	bool dropped = false;
 
 	if (kind == JSONRPC_REQUEST) {

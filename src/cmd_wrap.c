@@ -507,8 +507,8 @@ handle_line(struct wrap *w, const char *line, size_t len)
 	}
 	if (w->shutting_down) {
 		/* No run will take it (a line held behind an ended run's replies). */
-		const struct jsonrpc_item *items = kind == JSONRPC_BATCH ? w->scan.items : it;
-		size_t n = kind == JSONRPC_BATCH ? w->scan.n_items : 1;
+		size_t n;
+		const struct jsonrpc_item *items = jsonrpc_items(&w->scan, &n);
 
 		log_in(w, line, len, true);
 		for (size_t i = 0; i < n; i++) {

@@ -511,8 +511,9 @@ pool_release(struct pool_slot *s)
 		(void)unlinkat(p->dir_fd, name, 0);
 		sys_close(&s->fd); /* the lock goes with it */
 	}
-	if (s->unrecorded) {
-		p->n_unrecorded--; /* its file, and the state it did not take, are gone */
+	/* Its file, and the state it did not take, are gone: the others' are recorded. */
+	if (s->unrecorded && --p->n_unrecorded == 0) {
+		diag_warn("pool %s: servers' states are recorded again", p->name);
 	}
 	for (struct pool_slot **pp = &p->slots; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == s) {

@@ -305,9 +305,8 @@ rpcout_error_each(struct sbuf *b, const struct jsonrpc_scanner *scan, int code, 
 		  bool (*skip)(void *ctx, const char *id, size_t id_len), void *ctx)
 {
 	bool batch = scan->kind == JSONRPC_BATCH;
-	const struct jsonrpc_item *items = batch ? scan->items : &scan->one;
-	size_t n = batch ? scan->n_items : 1;
-	size_t k = 0;
+	size_t n, k = 0;
+	const struct jsonrpc_item *items = jsonrpc_items(scan, &n);
 
 	for (size_t i = 0; i < n; i++) {
 		const char *id = jsonrpc_str(scan, items[i].id);

@@ -241,10 +241,16 @@ ids_find(struct pending *table, const char *id, size_t len)
 }
 
 /*
- * Forget one request with this id (answered, or cancelled); ms since it was seen, or -1.
- * Never below 0 when found: a held line's time is sys_mono(), which may be later than the
- * turn's sys_now().
+ * How long ago a request was seen, in ms: never below 0 (a held line's time is
+ * sys_mono(), which may be later than the turn's sys_now()).
  */
+static double
+pending_age_ms(const struct pending *p)
+{
+	return SYS_MAX((sys_now() - p->t) * 1000., 0.);
+}
+
+/* Forget one request with this id (answered, or cancelled); ms since it was seen, or -1. */
 static double
 ids_remove(struct pending **table, size_t *n, const char *id, size_t len)
 {
@@ -252,7 +258,7 @@ ids_remove(struct pending **table, size_t *n, const char *id, size_t len)
 	double ms = -1;
 
 	if (p != NULL) {
-		ms = SYS_MAX((sys_now() - p->t) * 1000., 0.);
+		ms = pending_age_ms(p);
 		(*n)--;
 		if (--p->count == 0) {
 			HASH_DEL(*table, p);
@@ -410,8 +416,8 @@ static void
 message_refused(struct session *s, const struct jsonrpc_scanner *scan, const char *why, double t,
 		bool (*skip)(void *ctx, const char *id, size_t id_len), void *ctx)
 {
-	const struct jsonrpc_item *items = scan->kind == JSONRPC_BATCH ? scan->items : &scan->one;
-	size_t n = scan->kind == JSONRPC_BATCH ? scan->n_items : 1;
+	size_t n;
+	const struct jsonrpc_item *items = jsonrpc_items(scan, &n);
 
 	for (size_t i = 0; i < n; i++) {
 		if (items[i].kind != JSONRPC_REQUEST) {
@@ -516,10 +522,10 @@ held_live(const struct session *s, struct pending **live, bool *whole)
 		size_t len;
 		double t;
 		const char *p = held_at(s, off, &len, &t);
-		enum jsonrpc_kind kind = jsonrpc_scan(&held_scan, p, len);
-		const struct jsonrpc_item *items =
-			kind == JSONRPC_BATCH ? held_scan.items : &held_scan.one;
-		size_t k = kind == JSONRPC_BATCH ? held_scan.n_items : 1;
+		size_t k;
+
+		(void)jsonrpc_scan(&held_scan, p, len);
+		const struct jsonrpc_item *items = jsonrpc_items(&held_scan, &k);
 
 		for (size_t i = 0; i < k; i++) {
 			if (items[i].kind == JSONRPC_REQUEST) {
@@ -637,8 +643,8 @@ static void
 forward(struct session *s, const char *line, size_t len, const struct jsonrpc_scanner *scan,
 	double t)
 {
-	const struct jsonrpc_item *items = scan->kind == JSONRPC_BATCH ? scan->items : &scan->one;
-	size_t n = scan->kind == JSONRPC_BATCH ? scan->n_items : 1;
+	size_t n;
+	const struct jsonrpc_item *items = jsonrpc_items(scan, &n);
 	const char *why = NULL;
 
 	if (s->backend == NULL || backend_is_ending(s->backend) || s->backend->in_fd < 0) {
@@ -1023,7 +1029,7 @@ session_on_big_end(void *ctx, size_t total)
 		}
 	}
 	if (p != NULL) {
-		double ms = (sys_now() - p->t) * 1000.;
+		double ms = pending_age_ms(p);
 
 		/* The answer carries the id as the request wrote it (the same value). */
 		answer_error(s, pending_id(p), p->id_len, RPC_SERVER_ERROR, text, ms);

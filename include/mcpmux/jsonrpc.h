@@ -163,6 +163,17 @@ jsonrpc_method_is(const struct jsonrpc_scanner *s, const struct jsonrpc_item *it
 #define JSONRPC_KEY_MAX(len) ((len) + 32)
 size_t jsonrpc_id_key(const char *id, size_t len, char *out);
 
+/*
+ * The items of the message s describes: a batch's elements (those described, up to
+ * JSONRPC_MAX_ITEMS), or its one item; how many in *n.
+ */
+static inline const struct jsonrpc_item *
+jsonrpc_items(const struct jsonrpc_scanner *s, size_t *n)
+{
+	*n = s->kind == JSONRPC_BATCH ? s->n_items : 1;
+	return s->kind == JSONRPC_BATCH ? s->items : &s->one;
+}
+
 /* The name used for a kind in the traffic log: "request", "response", ... */
 const char *jsonrpc_kind_name(enum jsonrpc_kind kind);
 

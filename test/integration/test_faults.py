@@ -1120,6 +1120,33 @@ class PoolGrant(Faults):
         self.assert_clean_stderr(s.p)
         self.assert_no_leftovers()
 
+    def test_a_server_whose_state_was_not_recorded_goes(self):
+        """a's state is never recorded (ENOSPC on its slot file alone), b's is: once a's run
+        ends, its slot file goes with the state it did not take, and the pool's states are
+        recorded again, which is said."""
+        from test_serve import Mux
+        opts = ["--max-servers", "2", "--pool", "p"] + GRACE
+        s = Mux(self.mcpmux(["serve"] + opts + ["--", FIXTURE],
+                            env=self.shim_env(pwrite_nospc=".1", pwrite_nospc_end=1,
+                                              pwrite_nospc_calls=1000)))
+        again = "pool p: servers' states are recorded again"
+        for sid in ("a", "b"):
+            s.send(sid, initialize(0))
+            self.assertEqual(s.msg(sid)["id"], 0)
+        self.assertEqual(self.slot_state(".1"), "", "none of a's states was recorded")
+        self.assertNotIn(again, s.p.stderr())
+        s.send("a", {"jsonrpc": "2.0", "method": "mcpmux/endRun"})
+        wait_until(lambda: again in s.p.stderr(), 5, "the states recorded again once a is gone")
+        s.send("b", req(1, "ping"))
+        self.assertEqual(s.msg("b")["id"], 1)
+        s.p.close_stdin()
+        self.assertEqual(s.p.wait(), 0)
+        err = s.p.stderr()
+        self.assertEqual(err.count("cannot record"), 1, err)
+        self.assertEqual(err.count(again + "\n"), 1, err)
+        self.assert_clean_stderr(s.p)
+        self.assert_no_leftovers()
+
     def test_an_ask_for_a_slot_freed_meanwhile_leaves_no_file(self):
         opts = ["--max-servers", "1", "--pool", "p"] + GRACE
         a = self.mcpmux(opts + ["--", FIXTURE])
