@@ -249,6 +249,7 @@ struct env_ids {
 	char outer[PROCTREE_OUTER_MAX + 1];
 	unsigned got;		/* GOT_*: which were seen (kept, or too long to be) */
 	const char *self_owner; /* stop at cookie and owner when the owner is this */
+	bool any;		/* an entry was read: the environment is not empty */
 };
 
 static bool
@@ -268,6 +269,7 @@ env_take(const char *e, size_t len, void *ctx)
 	};
 	struct env_ids *w = ctx;
 
+	w->any = true;
 	for (unsigned k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
 		if ((w->got & keys[k].bit) != 0 || len < keys[k].key_len ||
 		    memcmp(e, keys[k].key, keys[k].key_len) != 0) {
@@ -300,6 +302,7 @@ read_env(const char *proc_root, pid_t pid, struct env_ids *w, const char *self_o
 
 	w->cookie[0] = w->owner[0] = w->outer[0] = '\0';
 	w->got = 0;
+	w->any = false;
 	w->self_owner = self_owner;
 	(void)snprintf(path, sizeof(path), "%s/%d/environ", proc_root, (int)pid);
 	fd = open_retry(path, O_RDONLY | O_CLOEXEC);
@@ -668,6 +671,27 @@ proctree_scan(struct proctree *t, const char *proc_root, pid_t root)
 	return 0;
 }
 
+/*
+ * Is pid in the middle of an execve()?  From the switch to its new memory until the
+ * kernel has laid out its arguments, its environ and cmdline read empty, while its exe
+ * link is there already (a kernel thread or a zombie has none).
+ */
+static bool
+in_exec(const char *proc_root, pid_t pid)
+{
+	char path[PATH_MAX], buf[8];
+
+	(void)snprintf(path, sizeof(path), "%s/%d/cmdline", proc_root, (int)pid);
+	if (read_file(path, buf, sizeof(buf)) != 0) {
+		return false;
+	}
+	(void)snprintf(path, sizeof(path), "%s/%d/exe", proc_root, (int)pid);
+	return readlink(path, buf, sizeof(buf)) != -1;
+}
+
+#define EXEC_WAIT_TRIES 100	 /* how often an environ read in an exec is tried again */
+#define EXEC_WAIT_NS	1000000L /* and how long apart */
+
 int
 proctree_scan_owned(struct proctree *t, const char *proc_root, const char *owner)
 {
@@ -690,7 +714,21 @@ proctree_scan_owned(struct proctree *t, const char *proc_root, const char *owner
 		if (*end != '\0' || pid <= 0 || pid > INT_MAX || (pid_t)pid == getpid()) {
 			continue;
 		}
-		if (read_env(proc_root, (pid_t)pid, &w, owner) == -1) {
+		int rc = read_env(proc_root, (pid_t)pid, &w, owner);
+
+		/*
+		 * An environment read in the middle of an execve() is empty: read again once
+		 * the exec is through, or a carrier that execs just then would be missed.
+		 */
+		for (int i = 0;
+		     rc == 0 && !w.any && i < EXEC_WAIT_TRIES && in_exec(proc_root, (pid_t)pid);
+		     i++) {
+			struct timespec ts = { .tv_sec = 0, .tv_nsec = EXEC_WAIT_NS };
+
+			(void)nanosleep(&ts, NULL);
+			rc = read_env(proc_root, (pid_t)pid, &w, owner);
+		}
+		if (rc == -1) {
 			mark_incomplete(t, errno);
 			continue;
 		}

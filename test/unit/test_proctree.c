@@ -501,6 +501,54 @@ build_nested(const char *root)
 	add_env_proc(root, 30, 1, NULL, "MCPMUX_SESSION=x|MCPMUX_OWNER=1:100|MCPMUX_OUTER=A,2:2|");
 }
 
+/*
+ * A process of mcpmux "1:100" caught in an execve() by the keeper's walk: its environ and
+ * cmdline read empty while its exe link is there, until the kernel has laid out the new
+ * ones (a child writes them 30 ms after the walk starts).  The walk reads it again and
+ * finds it; one whose cmdline is not empty (an empty environment of its own) is not
+ * waited for.
+ */
+static void
+test_fake_exec_window(void **state)
+{
+	struct fake_root *r = *state;
+	char path[PATH_MAX + 32], tmp[PATH_MAX + 32];
+	static const char env[] = "MCPMUX_SESSION=E\0MCPMUX_OWNER=1:100\0";
+
+	add_root(r->dir, 1, "40 41 ");
+	add_env_proc(r->dir, 40, 1, NULL, "");
+	add_env_proc(r->dir, 41, 1, NULL, "");
+	for (pid_t pid = 40; pid <= 41; pid++) {
+		(void)snprintf(path, sizeof(path), "%s/%d/cmdline", r->dir, (int)pid);
+		write_file(path, pid == 41 ? "env-i\0" : "", pid == 41 ? 6 : 0);
+		(void)snprintf(path, sizeof(path), "%s/%d/exe", r->dir, (int)pid);
+		assert_int_equal(symlink("/bin/sh", path), 0);
+	}
+	pid_t child = fork();
+
+	assert_true(child >= 0);
+	if (child == 0) {
+		(void)usleep(30000);
+		(void)snprintf(tmp, sizeof(tmp), "%s/40/environ.new", r->dir);
+		(void)snprintf(path, sizeof(path), "%s/40/environ", r->dir);
+		FILE *f = fopen(tmp, "w");
+
+		if (f == NULL || fwrite(env, 1, sizeof(env) - 1, f) != sizeof(env) - 1 ||
+		    fclose(f) != 0 || rename(tmp, path) != 0) {
+			_exit(1);
+		}
+		_exit(0);
+	}
+	int rc = proctree_scan_owned(&r->t, r->dir, "1:100");
+	int st;
+
+	assert_int_equal(waitpid(child, &st, 0), child);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_int_equal(rc, 0);
+	assert_int_equal(r->t.n, 1);
+	assert_int_equal(r->t.v[0].pid, 40);
+}
+
 static void
 check_set(const struct proctree *t, const struct proctree_match *m, const char *name,
 	  const pid_t *want, size_t n_want)
@@ -1297,6 +1345,7 @@ main(void)
 						root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_walk_all, root_setup, root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_exiting, root_setup, root_teardown),
+		cmocka_unit_test_setup_teardown(test_fake_exec_window, root_setup, root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_wide, root_setup, root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_many_children, root_setup, root_teardown),
 		cmocka_unit_test_setup_teardown(test_real_proc, real_setup, real_teardown),
