@@ -1944,12 +1944,6 @@ backend_on_child(struct ev_loop *loop, ev_child *w, int revents)
 	scan_wanted = true;
 }
 
-/*
- * KILLING for kill-deadline and the tree is still not empty: processes mcpmux cannot end
- * (another uid, uninterruptible sleep, EPERM).  The run ends as "abandoned", with their
- * pids, rather than never: no end-of-run reply, no `ended`, a wrap that never exits
- * would be worse.  The pids are said on stderr and given to the owner (b->left).
- */
 /* A run's container as a message names it: its id, else its --name. */
 static const char *
 ctr_said(const struct backend_ctr *c)
@@ -1957,6 +1951,12 @@ ctr_said(const struct backend_ctr *c)
 	return c->cid[0] != '\0' ? c->cid : c->run.name != NULL ? c->run.name : "(its id unknown)";
 }
 
+/*
+ * KILLING for kill-deadline and the tree is still not empty: processes mcpmux cannot end
+ * (another uid, uninterruptible sleep, EPERM).  The run ends as "abandoned", with their
+ * pids, rather than never: no end-of-run reply, no `ended`, a wrap that never exits
+ * would be worse.  The pids are said on stderr and given to the owner (b->left).
+ */
 static void
 abandon(struct backend *b, const struct proctree_match *m)
 {
