@@ -1355,38 +1355,49 @@ backend_stdin_full(const struct backend *b)
 }
 
 /*
+ * The server's stdout or stdin (in_closed) closed while it runs: it can no longer answer
+ * (or hear).  End it.  If it closed because the server is exiting (a crash: the kernel
+ * closes a process's files before it reports the exit; one that could not be executed has
+ * exited already), this is the server's own exit: reported as such, and what it leaves
+ * behind is signalled at once; otherwise a closed stdin is said.
+ */
+static void
+end_closed(struct backend *b, bool in_closed)
+{
+	bool exiting =
+		b->state < BACKEND_CLOSING && !b->reaped && proctree_exiting(PROC_ROOT, b->pid);
+
+	if (!exiting && in_closed) {
+		diag_warn("session %s: the server closed its input: ending it", b->cookie);
+	}
+	backend_end(b, -1);
+	if (exiting) {
+		b->exited_by_itself = true;
+		b->escalation = BACKEND_ESC_NONE;
+	}
+}
+
+/*
  * The server's stdin can take nothing more: it closed it (EPIPE), or memory ran out with
  * lines for it unqueued.  What it was sent but did not get is lost, so the run cannot go
- * on: it ends, and its requests in flight are answered when the teardown is done.  A
- * server that is exiting (a crash closes its files before its exit is reported; one that
- * could not be executed has exited already) did not close its input: this is its own
- * exit, as when its stdout's EOF comes first (backend_step()).
+ * on: it ends, and its requests in flight are answered when the teardown is done.
  */
 static void
 input_broken(struct backend *b)
 {
 	int err = errno;
-	bool exiting = err == EPIPE && b->state < BACKEND_CLOSING && !b->reaped &&
-		       proctree_exiting(PROC_ROOT, b->pid);
 
-	errno = err;
-	if (errno == ENOMEM) {
+	if (err == ENOMEM) {
 		diag_error("session %s: out of memory: lines for the server were lost: ending it",
 			   b->cookie);
-	} else if (errno == EPIPE) {
-		if (!exiting) {
-			diag_warn("session %s: the server closed its input: ending it", b->cookie);
-		}
-	} else {
+	} else if (err != EPIPE) {
 		diag_warn_errno("session %s: cannot write to the server: ending it", b->cookie);
 	}
 	close_stdin(b);
-	if (b->state < BACKEND_CLOSING) {
+	if (err == EPIPE) {
+		end_closed(b, true);
+	} else {
 		backend_end(b, -1);
-		if (exiting) {
-			b->exited_by_itself = true;
-			b->escalation = BACKEND_ESC_NONE;
-		}
 	}
 }
 
@@ -1797,23 +1808,7 @@ backend_step(struct backend *b)
 		drain_stdout(b);
 	}
 	if (b->state < BACKEND_CLOSING && (b->out_eof || b->in_gone) && !b->reaped) {
-		/*
-		 * Stdout (or stdin) closed while the server runs: it can no longer answer (or
-		 * hear).  End it.  If it closed because the server is exiting (a crash: the
-		 * kernel closes a process's files before it reports the exit), this is the
-		 * server's own exit: reported as such, and what it leaves behind is signalled
-		 * at once.
-		 */
-		bool exiting = proctree_exiting(PROC_ROOT, b->pid);
-
-		if (!exiting && !b->out_eof) {
-			diag_warn("session %s: the server closed its input: ending it", b->cookie);
-		}
-		backend_end(b, -1);
-		if (exiting) {
-			b->exited_by_itself = true;
-			b->escalation = BACKEND_ESC_NONE;
-		}
+		end_closed(b, !b->out_eof);
 		return;
 	}
 	if (b->reaped && b->tree_empty && b->state == BACKEND_KILLING && !b->out_eof) {
