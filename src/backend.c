@@ -1065,7 +1065,7 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	b->eof_grace = cfg->eof_grace;
 	b->term_grace = cfg->term_grace;
 	b->stall_timeout = cfg->stall_timeout;
-	b->kill_deadline = cfg->kill_deadline;
+	b->kill_deadline = SYS_MAX(cfg->kill_deadline, KILL_RESCAN_S); /* one re-arm at least */
 	b->t_start = sys_mono();
 	b->born = born;
 	b->in_fd = pin[1];
@@ -1990,13 +1990,12 @@ abandon(struct backend *b, const struct proctree_match *m)
 		/* Every process is gone: the container is what is left (the keeper's, at exit). */
 		diag_error("session %s: container %s was not seen gone within %g s of SIGKILL "
 			   "(abandoned; the keeper ends it at mcpmux's exit)",
-			   b->cookie, ctr_said(b->ctr), SYS_MAX(b->kill_deadline, KILL_RESCAN_S));
+			   b->cookie, ctr_said(b->ctr), b->kill_deadline);
 	} else {
 		diag_error(
 			"session %s: %zu process(es) would not die within %g s of SIGKILL: %s%s%s%s%s "
 			"(abandoned; they may be of another user, or in uninterruptible sleep)",
-			b->cookie, b->n_left, SYS_MAX(b->kill_deadline, KILL_RESCAN_S),
-			len > 0 ? list : "",
+			b->cookie, b->n_left, b->kill_deadline, len > 0 ? list : "",
 			unknown > 0
 				? " (of which some could not be told apart from the tree: their "
 				  "environment cannot be read; not signalled)"
@@ -2127,7 +2126,7 @@ scan_ending(void)
 		 * alive before the signal): the deadline is at least one re-arm, whatever it is.
 		 */
 		if (b->state == BACKEND_KILLING && (left > 0 || populated != 0 || ctr_left) &&
-		    sys_mono() - b->t_kill >= SYS_MAX(b->kill_deadline, KILL_RESCAN_S)) {
+		    sys_mono() - b->t_kill >= b->kill_deadline) {
 			abandon(b, &m);
 			continue;
 		}
