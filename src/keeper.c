@@ -514,6 +514,17 @@ engine_drain(int fd, struct engine_res *r, size_t budget)
 	return got >= budget;
 }
 
+/* r as for a command that did not run, for `how`: no status, no output. */
+static void
+engine_res_reset(struct engine_res *r, const char *how)
+{
+	r->st = -1;
+	r->how = how;
+	r->n_err = 0;
+	r->err[0] = '\0';
+	r->tail.n = 0;
+}
+
 /* Run an engine command and wait for it, at most `seconds`. */
 static void
 run_engine_out(char *const argv[], double seconds, struct engine_res *r, bool with_stdout)
@@ -521,11 +532,7 @@ run_engine_out(char *const argv[], double seconds, struct engine_res *r, bool wi
 	int errp[2];
 	pid_t pid;
 
-	r->st = -1;
-	r->how = "cannot fork";
-	r->n_err = 0;
-	r->err[0] = '\0';
-	r->tail.n = 0;
+	engine_res_reset(r, "cannot fork");
 	if (pipe2(errp, O_CLOEXEC | O_NONBLOCK) == -1) {
 		r->how = "cannot make a pipe";
 		return;
@@ -595,10 +602,7 @@ run_engine_until(char *const argv[], double until, struct engine_res *r, bool wi
 	double left = until - now_s();
 
 	if (left <= 0) {
-		r->st = -1;
-		r->how = "no time left";
-		r->n_err = 0;
-		r->err[0] = '\0';
+		engine_res_reset(r, "no time left");
 		return false;
 	}
 	run_engine_out(argv, SYS_MIN(KEEPER_ENGINE_S, left), r, with_stdout);
