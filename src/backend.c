@@ -2632,10 +2632,7 @@ ctr_helper_done(struct backend_ctr *c, int st)
 	bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
 
 	memcpy(err, c->out, c->out_n + 1);
-	/* The start, and the end, where the engine says its error after any warnings. */
-	bool gone = !ok && n > 0 &&
-		    (container_gone_message(err, (size_t)n) ||
-		     container_gone_message(c->tail.buf, c->tail.n));
+	bool gone = !ok && n > 0 && container_gone_output(err, (size_t)n, &c->tail);
 	enum ctr_helper what = c->what;
 
 	sys_close(&c->err_fd);

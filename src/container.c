@@ -1139,3 +1139,9 @@ container_tail_add(struct container_tail *t, const char *p, size_t n)
 	memcpy(t->buf + keep, p, n);
 	t->n = keep + n;
 }
+
+bool
+container_gone_output(const char *text, size_t len, const struct container_tail *t)
+{
+	return container_gone_message(text, len) || container_gone_message(t->buf, t->n);
+}

@@ -386,10 +386,8 @@ engine_ok(const struct engine_res *r)
 static bool
 engine_gone(const struct engine_res *r)
 {
-	/* The start, and the end, where the engine says its error after any warnings. */
 	return r->st != -1 && !engine_ok(r) && r->n_err > 0 &&
-	       (container_gone_message(r->err, r->n_err) ||
-		container_gone_message(r->tail.buf, r->tail.n));
+	       container_gone_output(r->err, r->n_err, &r->tail);
 }
 
 /*

@@ -204,5 +204,10 @@ struct container_tail {
 };
 /* Add what was read, p[0..n), to the end kept in t. */
 void container_tail_add(struct container_tail *t, const char *p, size_t n);
+/*
+ * container_gone_message() of a failed command's output, by its start (text[0..len)) or
+ * its end (t): an engine says its error after any warnings, which may fill the start.
+ */
+bool container_gone_output(const char *text, size_t len, const struct container_tail *t);
 
 #endif
