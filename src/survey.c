@@ -80,6 +80,13 @@ survey_first_line(const char *text, size_t len, char *out, size_t cap)
 	out[k] = '\0';
 }
 
+/* A byte as a table or a message shows it: a control byte as '?'. */
+static char
+printable_byte(char c)
+{
+	return (unsigned char)c < 0x20 || c == 0x7f ? '?' : c;
+}
+
 /* Words [from, n) of a command line joined by spaces, control bytes as '?'. */
 static void
 join_words(const char *const *w, size_t from, size_t n, char *out, size_t cap)
@@ -92,7 +99,7 @@ join_words(const char *const *w, size_t from, size_t n, char *out, size_t cap)
 			out[k++] = ' ';
 		}
 		for (const char *c = w[i]; *c != '\0' && k + 1 < cap; c++) {
-			out[k++] = (unsigned char)*c < 0x20 || *c == 0x7f ? '?' : *c;
+			out[k++] = printable_byte(*c);
 		}
 	}
 	out[k] = '\0';
@@ -187,7 +194,7 @@ survey_table_row(struct survey_table *t, const char *const *cols)
 
 		/* Control bytes as '?': a cell may be any process's session ID or owner. */
 		for (char *k = cell; k != NULL && *k != '\0'; k++) {
-			*k = (unsigned char)*k < 0x20 || *k == 0x7f ? '?' : *k;
+			*k = printable_byte(*k);
 		}
 		t->cells[t->nrows * t->ncol + c] = cell;
 		t->failed = t->failed || cell == NULL;
