@@ -941,19 +941,25 @@ class Status(PsCase):
 class EngineCommands(PsCase):
     """The engines' commands of ps and sweep, with docker's stand-in (bin/docker)."""
 
-    def hang_the_listing(self):
-        """docker's stand-in first on PATH, its listing never answering, and a podman with
-        no container."""
+    def engines_on_path(self):
+        """docker's stand-in first on PATH, and a podman with no container: never the
+        host's, whose listing may fail."""
         bindir = os.path.join(self.tmp.name, "bin")
-        os.mkdir(bindir)
-        with open(os.path.join(bindir, "podman"), "w") as f:
-            f.write("#!/bin/sh\necho '[]'\n")  # a podman with no container
-        os.chmod(os.path.join(bindir, "podman"), 0o755)
+        if not os.path.isdir(bindir):
+            os.mkdir(bindir)
+            with open(os.path.join(bindir, "podman"), "w") as f:
+                f.write("#!/bin/sh\necho '[]'\n")  # a podman with no container
+            os.chmod(os.path.join(bindir, "podman"), 0o755)
+            here = os.path.dirname(os.path.abspath(__file__))
+            self.env["PATH"] = (bindir + ":" + os.path.join(here, "bin") + ":" +
+                                self.env["PATH"])
+        self.env["FAKE_DOCKER_LOG"] = os.path.join(self.tmp.name, "docker.log")
+
+    def hang_the_listing(self):
+        """The engines on PATH, docker's listing never answering."""
+        self.engines_on_path()
         slow = os.path.join(self.tmp.name, "slow")
         open(slow, "w").close()  # stays: the listing never answers
-        here = os.path.dirname(os.path.abspath(__file__))
-        self.env["PATH"] = bindir + ":" + os.path.join(here, "bin") + ":" + self.env["PATH"]
-        self.env["FAKE_DOCKER_LOG"] = os.path.join(self.tmp.name, "docker.log")
         self.env["FAKE_DOCKER_SLOW_LS"] = slow
         self.env["FAKE_DOCKER_WARN"] = "2"  # what it said before it hung is not its error
 
@@ -994,10 +1000,8 @@ class EngineCommands(PsCase):
         self.assert_no_leftovers(what="the listing and what it started")
 
     def failing_listing(self, text):
-        """docker's stand-in first on PATH, its listing failing with text on stderr."""
-        here = os.path.dirname(os.path.abspath(__file__))
-        self.env["PATH"] = os.path.join(here, "bin") + ":" + self.env["PATH"]
-        self.env["FAKE_DOCKER_LOG"] = os.path.join(self.tmp.name, "docker.log")
+        """The engines on PATH, docker's listing failing with text on stderr."""
+        self.engines_on_path()
         self.env["FAKE_DOCKER_LS_FAIL"] = text
         self.env["FAKE_DOCKER_WARN"] = "2"  # warnings first: the error is the last line
 
