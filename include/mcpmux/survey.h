@@ -34,6 +34,7 @@
 
 struct survey_opts {
 	bool json, dry_run;
+	bool sweep; /* for mcpmux sweep, which says an engine it cannot list as its error */
 	double older_than_s; /* 0: any age */
 	const char *session; /* a glob(7) pattern, NULL: any */
 	double term_grace_ms, kill_deadline_ms;
