@@ -798,12 +798,12 @@ ctr_words(const struct ctr *c, char **words, size_t *n)
  * that reach the engine through the same words as `first`: asked of the engine once, by
  * this mcpmux's owner label (and the run's, when there is one run; the mcpmux is gone:
  * every container of its is to go), for `seconds` at most; each one found that no id file named
- * (those were ended by it) then ended as by its id (whose owner is checked again).  Returns the
- * time the question took.
+ * (those were ended by it) then ended as by its id (whose owner is checked again), by until
+ * (those left then are said).  Returns the time the question took.
  */
 static double
 end_listed(const struct ctr *first, struct ctr *ctrs, size_t n_ctr, const char *owner,
-	   double seconds, double term_grace)
+	   double seconds, double term_grace, double until)
 {
 	struct engine_res r = { .st = -1, .how = "out of memory" };
 	struct listed ids = { .ids = NULL };
@@ -842,7 +842,8 @@ end_listed(const struct ctr *first, struct ctr *ctrs, size_t n_ctr, const char *
 			  "first are ended, the rest left (mcpmux sweep ends them)",
 			  engine_word(prefix, n), KEEPER_LISTED_MAX);
 	}
-	size_t left = engine_ok(&r) ? ids.n : 0;
+	size_t left = engine_ok(&r) ? ids.n : 0, late = 0;
+	const char *first_late = NULL;
 
 	for (const char *p = ids.ids; left > 0; left--, p += strlen(p) + 1) {
 		bool known = false;
@@ -850,9 +851,14 @@ end_listed(const struct ctr *first, struct ctr *ctrs, size_t n_ctr, const char *
 		for (size_t i = 0; i < n_ctr && !known; i++) {
 			known = strcmp(ctrs[i].cid, p) == 0;
 		}
-		if (!known) {
-			(void)end_by_id(NULL, prefix, n, p, owner, term_grace, INFINITY);
+		if (!known && end_by_id(NULL, prefix, n, p, owner, term_grace, until) == -1) {
+			first_late = late++ == 0 ? p : first_late;
 		}
+	}
+	if (late > 0) {
+		diag_warn("keeper: no time left to end %zu container(s) %s listed, such as %.12s "
+			  "(%.1f s for all of them): left (mcpmux sweep ends them)",
+			  late, engine_word(prefix, n), first_late, KEEPER_FIRST_S + term_grace);
 	}
 	free(ids.ids);
 	free(prefix);
@@ -863,13 +869,15 @@ end_listed(const struct ctr *first, struct ctr *ctrs, size_t n_ctr, const char *
 /*
  * The containers of every run marked later: one question for the runs that reach their
  * engine through the same words (one mcpmux runs one command: one question), all of the
- * questions together bounded to KEEPER_LIST_ALL_S, however many runs; then mcpmux's own
- * id files of those runs, still empty, are removed (forget_own).
+ * questions together bounded to KEEPER_LIST_ALL_S, however many runs, and the containers
+ * they give ended within KEEPER_FIRST_S and the grace from the start, however many: what
+ * comes after them (the cgroup) is not held up longer; then mcpmux's own id files of those
+ * runs, still empty, are removed (forget_own).
  */
 static void
 end_listed_all(struct ctr *ctrs, size_t n_ctr, const char *owner, double term_grace)
 {
-	double left = KEEPER_LIST_ALL_S;
+	double left = KEEPER_LIST_ALL_S, until = now_s() + KEEPER_FIRST_S + term_grace;
 
 	for (size_t i = 0; i < n_ctr; i++) {
 		if (!ctrs[i].later) {
@@ -877,7 +885,7 @@ end_listed_all(struct ctr *ctrs, size_t n_ctr, const char *owner, double term_gr
 		}
 		if (left > 0) {
 			left -= end_listed(&ctrs[i], ctrs, n_ctr, owner,
-					   SYS_MIN(KEEPER_ENGINE_S, left), term_grace);
+					   SYS_MIN(KEEPER_ENGINE_S, left), term_grace, until);
 		} else {
 			diag_warn("keeper: no time left to ask the engine for the container of run "
 				  "%s, whose id file %s is empty: a container it made may be left "

@@ -659,6 +659,37 @@ class FakeDockerKeeper(FakeDockerCase):
         self.assertIn("keeper: removed container fake01234567 (docker: rm -f)", err)
         self.assert_no_leftovers()
 
+    def test_the_keeper_bounds_the_containers_a_listing_gives(self):
+        """A listing by the run's labels that gives four containers, with an engine that
+        answers `ls` but not `inspect` (10 s a command): the keeper ends them within 10 s
+        and --term-grace together, not 10 s each, says those left (mcpmux sweep ends them),
+        and then kills the cgroup, where the engine's command, which dropped MCPMUX_OWNER,
+        is ended."""
+        slow = os.path.join(self.tmp.name, "slow")
+        open(slow, "w").close()  # stays: the id is never written, inspect never answers
+        self.env.update(FAKE_DOCKER_SLOW_CREATE=slow, FAKE_DOCKER_SLOW_INSPECT=slow,
+                        FAKE_DOCKER_LS_MORE="3", FAKE_DOCKER_ARGS="")
+        p = self.start([MCPMUX] + GRACES + ["--", "env", "-u", "MCPMUX_OWNER", "docker",
+                                            "run", "-i", "img"])
+        wait_until(lambda: os.path.exists(self.log + ".created"), 5,
+                   "the engine to make the container")
+        engine = [q for q in self.tagged() if q != p.pid and keeper_of(q) is None]
+        self.assertTrue(engine)
+        with open("/proc/%d/cgroup" % engine[0]) as f:
+            if "/mcpmux." not in f.read():
+                self.skipTest("no cgroup can be made here")
+        t0 = time.monotonic()
+        p.p.send_signal(signal.SIGKILL)
+        p.wait()
+        # 10.3 s, with room for a loaded machine: far from the 40 s of one inspect each
+        self.wait_for_keeper(p, 20)
+        self.assertLess(time.monotonic() - t0, 18, p.stderr())
+        self.assertFalse([q for q in engine if alive(q)], "the engine's command")
+        self.assertRegex(p.stderr(), r"keeper: no time left to end [1-4] container\(s\) "
+                         r"docker listed, such as \w{12} \(10\.3 s for all of them\): left "
+                         r"\(mcpmux sweep ends them\)")
+        self.assert_no_leftovers()
+
     def test_the_keeper_asks_once_for_the_containers_of_all_its_runs(self):
         """Runs whose id files are still empty when mcpmux is killed, with an engine that
         does not answer: the keeper asks once for all of them (by the owner label), not once
