@@ -1300,6 +1300,11 @@ survey_parse(struct survey_opts *o, int argc, char **argv, bool sweep)
 	const char *sub = sweep ? "sweep" : "ps";
 	int c;
 
+	/*
+	 * Each line said: two engines, or instances, fail at the same call site within a
+	 * second, and a run without a loop has no place to say the sum of the repeats.
+	 */
+	diag_sum_repeats(false);
 	memset(o, 0, sizeof(*o));
 	o->sweep = sweep;
 	o->term_grace_ms = TERM_GRACE_DEFAULT;

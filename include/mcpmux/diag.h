@@ -35,8 +35,8 @@ void diag_set_level(enum diag_level level);
 void diag_set_sink(const struct diag_sink *sink);
 /*
  * Whether the repeats of a call site within a second are summed up in one line (the
- * default), or each said (the keeper: each of its lines names a container or a run, and
- * it has no loop to say the sums from).
+ * default), or each said (the keeper, ps and sweep: each of their lines names a container,
+ * an engine or a run, and they have no loop to say the sums from).
  */
 void diag_sum_repeats(bool on);
 /*

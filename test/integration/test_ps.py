@@ -941,14 +941,14 @@ class Status(PsCase):
 class EngineCommands(PsCase):
     """The engines' commands of ps and sweep, with docker's stand-in (bin/docker)."""
 
-    def engines_on_path(self):
-        """docker's stand-in first on PATH, and a podman with no container: never the
-        host's, whose listing may fail."""
+    def engines_on_path(self, podman="echo '[]'"):
+        """docker's stand-in first on PATH, and a podman with no container (or one that
+        runs the shell command podman): never the host's, whose listing may fail."""
         bindir = os.path.join(self.tmp.name, "bin")
         if not os.path.isdir(bindir):
             os.mkdir(bindir)
             with open(os.path.join(bindir, "podman"), "w") as f:
-                f.write("#!/bin/sh\necho '[]'\n")  # a podman with no container
+                f.write("#!/bin/sh\n%s\n" % podman)
             os.chmod(os.path.join(bindir, "podman"), 0o755)
             here = os.path.dirname(os.path.abspath(__file__))
             self.env["PATH"] = (bindir + ":" + os.path.join(here, "bin") + ":" +
@@ -1033,6 +1033,21 @@ class EngineCommands(PsCase):
         self.assertEqual(err.count("containers of docker"), 1, err)
         docker = [e for e in json.loads(out)["engines"] if e["engine"] == "docker"]
         self.assertEqual([e["listed"] for e in docker], [False])
+
+    def test_each_engine_that_cannot_list_is_said(self):
+        """Both engines fail to list, in the same second: each is said, by ps and by sweep,
+        the second not taken for a repeat of the first and left out."""
+        self.engines_on_path("echo 'Error: podman cannot list' >&2; exit 125")
+        self.failing_listing("docker cannot list")
+        rc, out, err = self.mcpmux("ps", "--json")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("cannot list the containers of podman: Error: podman cannot list", err)
+        self.assertIn("cannot list the containers of docker: docker cannot list", err)
+        rc, out, err = self.mcpmux("sweep", "--dry-run")
+        self.assertEqual(rc, 1, err)
+        for engine, why in (("podman", "Error: podman"), ("docker", "docker")):
+            self.assertIn("the containers of %s could not be listed: its orphans, if any, are "
+                          "not ended (%s cannot list)" % (engine, why), err)
 
     def test_an_engine_without_its_daemon_is_not_a_failure(self):
         """A docker CLI whose daemon is not there (its socket is missing, or nothing
