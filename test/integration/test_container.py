@@ -68,6 +68,46 @@ class FakeDockerCase(Case):
         wait_until(lambda: not self.keepers(), timeout, "the keeper to finish",
                    explain=lambda: p.stderr())
 
+    def initialized_run(self, **env):
+        """wrap in front of the fake engine's container (FAKE_DOCKER_ARGS "" unless env says
+        otherwise), its initialize answered."""
+        self.env["FAKE_DOCKER_ARGS"] = ""
+        self.env.update(env)
+        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "img"])
+        p.send(initialize(1))
+        self.assertEqual(p.msg()["id"], 1)
+        return p
+
+    def creating_run(self, options=(), run=(), **env):
+        """wrap (with more options, and run's before the image) in front of a container the
+        fake engine is still making (its id file stays empty), once the engine has begun."""
+        slow = os.path.join(self.tmp.name, "slow")
+        open(slow, "w").close()
+        self.env.update(FAKE_DOCKER_SLOW_CREATE=slow, FAKE_DOCKER_ARGS="")
+        self.env.update(env)
+        p = self.start([MCPMUX] + GRACES + list(options) + ["--", "docker", "run", "-i"] +
+                       list(run) + ["img"])
+        wait_until(lambda: os.path.exists(self.log + ".created"), 5,
+                   "the engine to make the container")
+        return p
+
+    def ended(self, p, timeout=10):
+        """serve's `ended` event, the lines before it skipped."""
+        while True:
+            m = p.msg(timeout)
+            if m.get("event") == "ended":
+                return m
+
+    def exit_and_let_the_keeper_end_it(self, p, *files):
+        """The engine answers again (files removed): mcpmux exits with 0 at its client's
+        EOF, and the keeper ends what was left, leaving nothing."""
+        for f in files:
+            os.unlink(f)
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.wait_for_keeper(p)
+        self.assert_no_leftovers()
+
     def kill_and_wait_for_keeper(self, p, timeout=20):
         p.p.send_signal(signal.SIGKILL)
         p.wait()
@@ -133,10 +173,7 @@ class FakeDocker(FakeDockerCase):
         blocking stderr, as when run by hand: a non-blocking one makes a shell's or a
         runtime's write fail with EAGAIN when the pipe is full."""
         flags = os.path.join(self.tmp.name, "flags")
-        self.env.update(FAKE_DOCKER_ARGS="", FAKE_DOCKER_FLAGS=flags)
-        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "img"])
-        p.send(initialize(1))
-        self.assertEqual(p.msg()["id"], 1)
+        p = self.initialized_run(FAKE_DOCKER_FLAGS=flags)
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
         with open(flags) as f:
@@ -145,10 +182,7 @@ class FakeDocker(FakeDockerCase):
         self.assertEqual([x & os.O_NONBLOCK for x in seen], [0, 0, 0], seen)
 
     def test_stubborn_container_gets_the_whole_ladder(self):
-        self.env["FAKE_DOCKER_ARGS"] = "--ignore-sigterm --ignore-eof"
-        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "img"])
-        p.send(initialize(1))
-        self.assertEqual(p.msg()["id"], 1)
+        p = self.initialized_run(FAKE_DOCKER_ARGS="--ignore-sigterm --ignore-eof")
         p.send(req(2, "mcpmux/endRun"))
         r = p.msg(10)["result"]
         self.assertEqual(r["escalation"], "kill")
@@ -193,11 +227,8 @@ class FakeDocker(FakeDockerCase):
         """Each engine command leaves a child of its own that writes to the command's
         stderr without end: once the command has exited, mcpmux reads a bounded amount of
         it, closes the pipe, and goes on with the ladder; the flood ends with the pipe."""
-        self.env["FAKE_DOCKER_ARGS"] = "--ignore-sigterm --ignore-eof"
-        self.env["FAKE_DOCKER_FLOOD"] = "1"
-        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "img"])
-        p.send(initialize(1))
-        self.assertEqual(p.msg()["id"], 1)
+        p = self.initialized_run(FAKE_DOCKER_ARGS="--ignore-sigterm --ignore-eof",
+                                 FAKE_DOCKER_FLOOD="1")
         p.send(req(2, "mcpmux/endRun"))
         self.assertEqual(p.msg(10)["result"]["escalation"], "kill")
         self.assertEqual([" ".join(c) for c in self.calls()[1:]], LADDER)
@@ -246,11 +277,7 @@ class FakeDocker(FakeDockerCase):
                    in self.calls(), 40, "the hung command to be killed, and the next one")
         self.assertEqual(term_command(), [], "what the killed command started lives on")
         os.unlink(slow)
-        while True:
-            m = p.msg(20)
-            if m.get("event") == "ended":
-                break
-        self.assertEqual(m["escalation"], "kill")
+        self.assertEqual(self.ended(p, 20)["escalation"], "kill")
         self.assertIn(["container", "rm", "-f", "fake0123456789abcdef"], self.calls())
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
@@ -262,37 +289,21 @@ class FakeDocker(FakeDockerCase):
         watched) until mcpmux exits."""
         # slow stays: kill --signal TERM never answers
         slow, p, term_command = self.stubborn_run_with_a_hung_kill(1000)
-        while True:
-            m = p.msg(10)
-            if m.get("event") == "ended":
-                break
-        self.assertEqual(m["escalation"], "abandoned")
+        self.assertEqual(self.ended(p, 10)["escalation"], "abandoned")
         wait_until(lambda: not term_command(), 3, "the hung engine command to be killed",
                    explain=lambda: p.stderr())
         self.assertIsNone(p.p.poll(), "mcpmux exited")
-        os.unlink(slow)  # the keeper ends the container at mcpmux's exit
-        p.close_stdin()
-        self.assertEqual(p.wait(), 0)
-        self.wait_for_keeper(p)
-        self.assert_no_leftovers()
+        self.exit_and_let_the_keeper_end_it(p, slow)  # the keeper ends the container
 
     def test_an_abandoned_run_names_its_container_by_its_id(self):
         """The message of a run abandoned at --kill-deadline names the container it
         leaves (to the keeper, at mcpmux's exit): by its id."""
         slow, p, term_command = self.stubborn_run_with_a_hung_kill(1000)
-        while True:
-            m = p.msg(10)
-            if m.get("event") == "ended":
-                break
-        self.assertEqual(m["escalation"], "abandoned")
+        self.assertEqual(self.ended(p, 10)["escalation"], "abandoned")
         self.assertRegex(p.stderr(), r"session c1: (\d+) process\(es\) would not die within "
                          r"1 s of SIGKILL: \d+( \d+)*, and container fake0123456789abcdef "
                          r"\(abandoned; ")
-        os.unlink(slow)
-        p.close_stdin()
-        self.assertEqual(p.wait(), 0)
-        self.wait_for_keeper(p)
-        self.assert_no_leftovers()
+        self.exit_and_let_the_keeper_end_it(p, slow)
 
     def test_an_abandoned_run_names_its_container_by_its_name(self):
         """...and by its --name while the engine has written no id for it (the engine
@@ -311,19 +322,10 @@ class FakeDocker(FakeDockerCase):
         wait_until(lambda: os.path.exists(self.log + ".created"), 5,
                    "the engine to make the container")
         p.send({"session": "c1", "message": {"jsonrpc": "2.0", "method": "mcpmux/endRun"}})
-        while True:
-            m = p.msg(10)
-            if m.get("event") == "ended":
-                break
-        self.assertEqual(m["escalation"], "abandoned")
+        self.assertEqual(self.ended(p, 10)["escalation"], "abandoned")
         self.assertRegex(p.stderr(), r"session c1: \d+ process\(es\) would not die within 1 s "
                          r"of SIGKILL: \d+( \d+)*, and container mcpmux-test-name \(abandoned; ")
-        os.unlink(fail)
-        os.unlink(slow)
-        p.close_stdin()
-        self.assertEqual(p.wait(), 0)
-        self.wait_for_keeper(p)
-        self.assert_no_leftovers()
+        self.exit_and_let_the_keeper_end_it(p, fail, slow)
 
     def test_an_engine_command_without_a_process_group_of_its_own_is_killed(self):
         """An engine command that has left the process group mcpmux started it in (it has
@@ -335,19 +337,11 @@ class FakeDocker(FakeDockerCase):
         command = [q for q in term_command() if proc_ppid(q) == p.pid]
         self.assertEqual(len(command), 1, term_command())
         self.assertEqual(os.getpgid(command[0]), os.getpgid(p.pid))  # mcpmux's, not its own
-        while True:
-            m = p.msg(10)
-            if m.get("event") == "ended":
-                break
-        self.assertEqual(m["escalation"], "abandoned")
+        self.assertEqual(self.ended(p, 10)["escalation"], "abandoned")
         wait_until(lambda: command[0] not in term_command(), 3,
                    "the hung engine command to be killed", explain=lambda: p.stderr())
         self.assertIsNone(p.p.poll(), "mcpmux exited")
-        os.unlink(slow)  # its child ends by itself; the keeper ends the container
-        p.close_stdin()
-        self.assertEqual(p.wait(), 0)
-        self.wait_for_keeper(p)
-        self.assert_no_leftovers()
+        self.exit_and_let_the_keeper_end_it(p, slow)  # its child ends by itself
 
     def test_a_named_run_whose_engine_cannot_run_ends_at_once(self):
         """A run with --name whose engine cannot be run (not there, or not found by its
@@ -378,15 +372,7 @@ class FakeDocker(FakeDockerCase):
         ended by the client's EOF: its engine's command is SIGKILLed half-way to
         --kill-deadline, before the id is written.  (mcpmux, seconds it took to exit, its
         id file.)  run: more of the run's options."""
-        slow = os.path.join(self.tmp.name, "slow")
-        open(slow, "w").close()
-        self.env["FAKE_DOCKER_SLOW_CREATE"] = slow  # stays: the id is never written
-        self.env["FAKE_DOCKER_ARGS"] = ""
-        self.env.update(env)
-        p = self.start([MCPMUX] + GRACES + ["--kill-deadline", str(kill_deadline), "--",
-                                            "docker", "run", "-i"] + list(run) + ["img"])
-        wait_until(lambda: os.path.exists(self.log + ".created"), 5,
-                   "the engine to make the container")
+        p = self.creating_run(["--kill-deadline", str(kill_deadline)], run, **env)
         cidfile = self.calls()[0][self.calls()[0].index("--cidfile") + 1]
         t0 = time.monotonic()
         p.close_stdin()
@@ -517,14 +503,7 @@ class FakeDocker(FakeDockerCase):
         engine makes the container: its run exited by itself, but with a signal and its id
         file empty, which does not say that none was made.  mcpmux finds it by the run's
         labels and ends it before it exits."""
-        slow = os.path.join(self.tmp.name, "slow")
-        open(slow, "w").close()
-        self.env["FAKE_DOCKER_SLOW_CREATE"] = slow  # stays: the id is never written
-        self.env["FAKE_DOCKER_ARGS"] = ""
-        p = self.start([MCPMUX] + GRACES + ["--kill-deadline", "5000", "--",
-                                            "docker", "run", "-i", "img"])
-        wait_until(lambda: os.path.exists(self.log + ".created"), 5,
-                   "the engine to make the container")
+        p = self.creating_run(["--kill-deadline", "5000"])
         cidfile = self.calls()[0][self.calls()[0].index("--cidfile") + 1]
         engine = [q for q in self.tagged() if proc_ppid(q) == p.pid]
         self.assertEqual(len(engine), 1, engine)
@@ -594,13 +573,7 @@ class FakeDockerKeeper(FakeDockerCase):
         mcpmux's labels, but its command has not written the id yet (and never will: it dies
         with mcpmux).  The keeper finds it by this run's labels and removes it, rather than
         take the empty id file for a container that was never made."""
-        slow = os.path.join(self.tmp.name, "slow")
-        open(slow, "w").close()
-        self.env["FAKE_DOCKER_SLOW_CREATE"] = slow  # stays: the id is never written
-        self.env["FAKE_DOCKER_ARGS"] = ""
-        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "img"])
-        wait_until(lambda: os.path.exists(self.log + ".created"), 5,
-                   "the engine to make the container")
+        p = self.creating_run()
         cidfile = self.calls()[0][self.calls()[0].index("--cidfile") + 1]
         with open(cidfile) as f:
             self.assertEqual(f.read(), "")  # the id is not written yet
@@ -619,15 +592,8 @@ class FakeDockerKeeper(FakeDockerCase):
         """The engine says "no such container" after more warnings than the start of its
         output the keeper keeps: the container, stopped by SIGTERM, is seen gone (not
         killed and removed as one still there)."""
-        slow = os.path.join(self.tmp.name, "slow")
-        open(slow, "w").close()
-        self.env["FAKE_DOCKER_SLOW_CREATE"] = slow  # stays: the id is never written
-        self.env["FAKE_DOCKER_LS_MORE"] = "2"
-        self.env["FAKE_DOCKER_WARN"] = "100"  # about 5 KiB before each answer
-        self.env["FAKE_DOCKER_ARGS"] = ""
-        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "img"])
-        wait_until(lambda: os.path.exists(self.log + ".created"), 5,
-                   "the engine to make the container")
+        # about 5 KiB of warnings before each answer
+        p = self.creating_run(FAKE_DOCKER_LS_MORE="2", FAKE_DOCKER_WARN="100")
         self.kill_and_wait_for_keeper(p, 60)
         err = p.stderr()
         for i in (1, 2):
@@ -641,14 +607,7 @@ class FakeDockerKeeper(FakeDockerCase):
         """A listing by the run's labels that gives more containers than the keeper's
         buffer holds (41 with ids of 64 hex digits, over 3 KiB): the keeper takes their ids
         as they come, and ends every one."""
-        slow = os.path.join(self.tmp.name, "slow")
-        open(slow, "w").close()
-        self.env["FAKE_DOCKER_SLOW_CREATE"] = slow  # stays: the id is never written
-        self.env["FAKE_DOCKER_LS_MORE"] = "40"
-        self.env["FAKE_DOCKER_ARGS"] = ""
-        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "img"])
-        wait_until(lambda: os.path.exists(self.log + ".created"), 5,
-                   "the engine to make the container")
+        p = self.creating_run(FAKE_DOCKER_LS_MORE="40")
         self.kill_and_wait_for_keeper(p, 60)
         err = p.stderr()
         for i in range(1, 41):
@@ -747,13 +706,7 @@ class FakeDockerKeeper(FakeDockerCase):
         """mcpmux killed while its id file is empty, the engine making a container that
         turns out to be another mcpmux's: the keeper's listing finds none of its own.
         (mcpmux, its run's id file.)  run: more of the run's options."""
-        slow = os.path.join(self.tmp.name, "slow")
-        open(slow, "w").close()
-        self.env["FAKE_DOCKER_SLOW_CREATE"] = slow
-        self.env["FAKE_DOCKER_ARGS"] = ""
-        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i"] + list(run) + ["img"])
-        wait_until(lambda: os.path.exists(self.log + ".created"), 5,
-                   "the engine to make the container")
+        p = self.creating_run(run=run)
         cidfile = self.calls()[0][self.calls()[0].index("--cidfile") + 1]
         with open(self.log + ".labels") as f:
             labels = f.read()
@@ -807,11 +760,7 @@ class FakeDockerKeeper(FakeDockerCase):
         self.assert_no_leftovers()
 
     def test_keeper_says_when_the_engine_cannot_remove_it(self):
-        self.env["FAKE_DOCKER_ARGS"] = ""
-        self.env["FAKE_DOCKER_RM_FAIL"] = "1"
-        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "img"])
-        p.send(initialize(1))
-        self.assertEqual(p.msg()["id"], 1)
+        p = self.initialized_run(FAKE_DOCKER_RM_FAIL="1")
         self.kill_and_wait_for_keeper(p)
         self.assertEqual(" ".join(self.calls()[-1]), "container rm -f fake0123456789abcdef")
         err = p.stderr()
@@ -875,11 +824,8 @@ class FakeDockerKeeper(FakeDockerCase):
         """The keeper keeps the start of each engine command's output and reads the rest
         and drops it: a command that warns more than a pipe holds is not blocked until
         the keeper kills it (each command held 10 s, the container said not removed)."""
-        self.env["FAKE_DOCKER_ARGS"] = ""
-        self.env["FAKE_DOCKER_WARN"] = "2000"  # about 100 KiB on each command's stderr
-        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "img"])
-        p.send(initialize(1))
-        self.assertEqual(p.msg()["id"], 1)
+        # about 100 KiB on each command's stderr
+        p = self.initialized_run(FAKE_DOCKER_WARN="2000")
         t0 = time.monotonic()
         self.kill_and_wait_for_keeper(p)
         self.assertLess(time.monotonic() - t0, 9.5, "an engine command was held to its end")
@@ -891,11 +837,7 @@ class FakeDockerKeeper(FakeDockerCase):
         """Each engine command leaves a child of its own that writes to the command's
         stderr without end: once the command has exited, the keeper reads what is there,
         closes the pipe and goes on; the flood ends with the pipe."""
-        self.env["FAKE_DOCKER_ARGS"] = ""
-        self.env["FAKE_DOCKER_FLOOD"] = "1"
-        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "img"])
-        p.send(initialize(1))
-        self.assertEqual(p.msg()["id"], 1)
+        p = self.initialized_run(FAKE_DOCKER_FLOOD="1")
         self.kill_and_wait_for_keeper(p)
         self.assertEqual(" ".join(self.calls()[-1]), "container rm -f fake0123456789abcdef")
         self.assertIn("keeper: removed container fake01234567 (docker: rm -f)", p.stderr())
