@@ -269,8 +269,8 @@ keeper_after_kill(void (*tell)(char **engine, size_t n), const char *log)
 			k = keeper_pid_live();
 			tell(engine, 4);
 		}
-		(void)write(p[1], &k, sizeof(k));
-		_exit(0); /* no "done": the keeper takes mcpmux for killed */
+		/* no "done": the keeper takes mcpmux for killed */
+		_exit(write(p[1], &k, sizeof(k)) == (ssize_t)sizeof(k) ? 0 : 1);
 	}
 	(void)close(p[1]);
 	bool got = child > 0 && read(p[0], &k, sizeof(k)) == (ssize_t)sizeof(k) && k > 0;
