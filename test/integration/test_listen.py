@@ -1283,6 +1283,22 @@ class KeptSessionEnds(ListenHelpers, Case):
         a.close()
         self.assert_the_next_is_told(srv, "q", pid, "A")
 
+    def big_result_queued(self, c, sid, rid):
+        """Request rid of session sid asks for a result of 4 MiB, more than c's socket
+        takes (less than --max-queue): once it waits in serve's queue for c."""
+        c.send({"session": sid, "message": call(rid, "huge", bytes=4 << 20)})
+        wait_until(lambda: any(x["session"] == sid and x["out"]["bytes"] > 4 << 20 for x in
+                               json.loads(self.ctl("list", as_json=True)[1])["sessions"]),
+                   10, "the big result to be queued")
+
+    def assert_the_next_is_told_the_end(self, c, sid, pid):
+        """c goes with sid's end not written to it: the next connection is told it."""
+        c.close()
+        self.wait_connections(1, "serve to close C")
+        d = Envelopes(self, self.path)
+        self.assert_keep_is_told_the_end(d, sid, pid)
+        d.close()
+
     def stuck_holder(self, sid):
         """A connection holds kept session sid and reads nothing: a big result waits in
         its queue, then the `ended` of a ctl end behind it.  The connection and the
@@ -1293,10 +1309,7 @@ class KeptSessionEnds(ListenHelpers, Case):
         self.assertEqual([g.get("event") for g in got], ["kept", "started", None], got)
         pid = got[2]["message"]["result"]["structuredContent"]["pid"]
         # more than the socket takes, less than --max-queue: it waits in the queue
-        a.send({"session": sid, "message": call(2, "huge", bytes=4 << 20)})
-        wait_until(lambda: any(x["session"] == sid and x["out"]["bytes"] > 4 << 20 for x in
-                               json.loads(self.ctl("list", as_json=True)[1])["sessions"]),
-                   10, "the big result to be queued")
+        self.big_result_queued(a, sid, 2)
         self.assertEqual(self.ctl("end", sid)[0], 0)
         return a, pid
 
@@ -1378,18 +1391,11 @@ class KeptSessionEnds(ListenHelpers, Case):
         srv = self.listen()
         pid = self.kept_then_gone("u", lambda pid: self.assertEqual(self.ctl("end", "u")[0], 0))
         c = Envelopes(self, self.path)
-        c.send({"session": "f", "message": call(1, "huge", bytes=4 << 20)})
-        wait_until(lambda: any(x["session"] == "f" and x["out"]["bytes"] > 4 << 20 for x in
-                               json.loads(self.ctl("list", as_json=True)[1])["sessions"]),
-                   10, "the big result to be queued")
+        self.big_result_queued(c, "f", 1)
         c.send({"session": "u", "keep": True})
         wait_until(lambda: "session u ended while no connection held it: a keep for it was "
                    "dropped" in srv.stderr(), 5, "the end to be queued")
-        c.close()
-        self.wait_connections(1, "serve to close C")
-        d = Envelopes(self, self.path)
-        self.assert_keep_is_told_the_end(d, "u", pid)
-        d.close()
+        self.assert_the_next_is_told_the_end(c, "u", pid)
         self.stop_serve(srv)
 
     def test_an_end_told_to_an_initialize_that_is_refused_is_told_again(self):
@@ -1400,18 +1406,11 @@ class KeptSessionEnds(ListenHelpers, Case):
         pid = self.kept_then_gone("u", lambda pid: self.assertEqual(self.ctl("end", "u")[0], 0))
         c = Envelopes(self, self.path)
         c.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        c.send({"session": "f", "message": call(1, "huge", bytes=4 << 20)})
-        wait_until(lambda: any(x["session"] == "f" and x["out"]["bytes"] > 4 << 20 for x in
-                               json.loads(self.ctl("list", as_json=True)[1])["sessions"]),
-                   10, "the big result to be queued")
+        self.big_result_queued(c, "f", 1)
         c.send({"session": "u", "message": initialize(1)})
         wait_until(lambda: json.loads(self.ctl("stats", as_json=True)[1])["refused"] == 1, 5,
                    "the initialize to be refused")
-        c.close()
-        self.wait_connections(1, "serve to close C")
-        d = Envelopes(self, self.path)
-        self.assert_keep_is_told_the_end(d, "u", pid)
-        d.close()
+        self.assert_the_next_is_told_the_end(c, "u", pid)
         self.stop_serve(srv)
 
     def test_a_connection_whose_output_died_takes_no_session(self):
