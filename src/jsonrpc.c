@@ -59,7 +59,7 @@ enum value_type {
 /* Scanners whose simdjson buffers grew past SIMD_KEEP (linked by next_big). */
 static struct jsonrpc_scanner *big_head;
 
-static struct jsonrpc_item spare_item; /* batch elements beyond JSONRPC_MAX_ITEMS */
+static struct jsonrpc_item spare_item; /* batch elements not kept (past JSONRPC_MAX_ITEMS) */
 
 static bool
 key_is(const unsigned char *k, size_t len, const char *name)
@@ -271,6 +271,29 @@ msg_depth(const struct jsonrpc_scanner *s)
 	return s->is_batch ? 2 : 1;
 }
 
+/*
+ * Room for one more batch element past JSONRPC_MAX_ITEMS (the array doubles); false when
+ * memory runs out, and the scan is then answered as invalid.  A request or an answer
+ * takes at least 35 bytes of the line, so what is kept is bounded by the line's length.
+ */
+static bool
+items_room(struct jsonrpc_scanner *s)
+{
+	if (s->n_items < s->items_cap) {
+		return true;
+	}
+	struct jsonrpc_item *ni =
+		s->arena_failed ? NULL : realloc(s->items, 2 * s->items_cap * sizeof(*ni));
+
+	if (ni == NULL) {
+		s->arena_failed = true;
+		return false;
+	}
+	s->items = ni;
+	s->items_cap *= 2;
+	return true;
+}
+
 /* Any value: scalars, and containers at the moment they open (before depth++). */
 static int
 on_value(struct jsonrpc_scanner *s, enum value_type t, const unsigned char *p, size_t len)
@@ -308,7 +331,8 @@ on_value(struct jsonrpc_scanner *s, enum value_type t, const unsigned char *p, s
 		struct jsonrpc_item *it = &spare_item;
 
 		s->n_elements++;
-		if (s->n_items < JSONRPC_MAX_ITEMS) {
+		/* Past JSONRPC_MAX_ITEMS, only an object can be kept (close_container()). */
+		if (s->n_items < JSONRPC_MAX_ITEMS || (t == V_MAP && items_room(s))) {
 			it = &s->items[s->n_items++];
 		}
 		item_reset(it);
@@ -365,6 +389,13 @@ close_container(struct jsonrpc_scanner *s)
 	}
 	if (s->cur != NULL && s->depth == msg_depth(s) - 1) {
 		item_finish(s->cur);
+		/* Past JSONRPC_MAX_ITEMS, a batch keeps its requests and answers: what has an id
+		 * to route or answer.  The others are counted only. */
+		if (s->is_batch && s->n_items > JSONRPC_MAX_ITEMS && s->cur != &spare_item &&
+		    s->cur->kind != JSONRPC_REQUEST && s->cur->kind != JSONRPC_RESPONSE &&
+		    s->cur->kind != JSONRPC_ERROR) {
+			s->n_items--;
+		}
 		s->cur = NULL;
 	}
 }
@@ -482,6 +513,15 @@ scan_reset(struct jsonrpc_scanner *s)
 		free(s->arena);
 		s->arena = NULL;
 		s->arena_cap = 0;
+	}
+	if (s->items_cap > JSONRPC_MAX_ITEMS) {
+		/* Grown for a long batch: given back, down to its usual size. */
+		struct jsonrpc_item *ni = realloc(s->items, JSONRPC_MAX_ITEMS * sizeof(*ni));
+
+		if (ni != NULL) {
+			s->items = ni;
+			s->items_cap = JSONRPC_MAX_ITEMS;
+		}
 	}
 	s->arena_len = 0;
 	s->arena_failed = false;
@@ -635,6 +675,7 @@ scan(struct jsonrpc_scanner *s, const char *line, size_t len, enum text_known kn
 			s->error = "out of memory";
 			return s->kind = JSONRPC_INVALID_JSON;
 		}
+		s->items_cap = JSONRPC_MAX_ITEMS;
 	}
 	/*
 	 * simdjson takes "\n" for white space; the yajl path refuses it (a line never holds

@@ -28,7 +28,7 @@
 struct jsonsimd; /* the fast path (jsonsimd.h) */
 
 #define JSONRPC_MAX_DEPTH 512  /* deeper JSON is refused like invalid JSON */
-#define JSONRPC_MAX_ITEMS 1024 /* batch elements described; the rest are validated only */
+#define JSONRPC_MAX_ITEMS 1024 /* batch elements all described; past them, requests and answers */
 
 enum jsonrpc_kind {
 	JSONRPC_INVALID_JSON,	 /* not JSON (or too deep): -32700 */
@@ -75,8 +75,9 @@ struct jsonrpc_scanner {
 	yajl_callbacks cb;	    /* the handle's; scalars off below the levels read */
 	enum jsonrpc_kind kind;	    /* result: the message's kind (BATCH for an array) */
 	struct jsonrpc_item one;    /* result: the message, when not a batch */
-	struct jsonrpc_item *items; /* result: batch elements, up to JSONRPC_MAX_ITEMS */
+	struct jsonrpc_item *items; /* result: batch elements (jsonrpc_items()) */
 	size_t n_items;
+	size_t items_cap;
 	size_t n_elements;	      /* result: all batch elements, described or not */
 	struct jsonrpc_params params; /* result: for a single request/notification */
 	const char *params_method;    /* read params only for this method (NULL: for any) */
@@ -164,8 +165,9 @@ jsonrpc_method_is(const struct jsonrpc_scanner *s, const struct jsonrpc_item *it
 size_t jsonrpc_id_key(const char *id, size_t len, char *out);
 
 /*
- * The items of the message s describes: a batch's elements (those described, up to
- * JSONRPC_MAX_ITEMS), or its one item; how many in *n.
+ * The items of the message s describes: a batch's elements (the first JSONRPC_MAX_ITEMS of
+ * them, then only its requests and answers, in order: every element with an id to route
+ * or answer), or its one item; how many in *n.
  */
 static inline const struct jsonrpc_item *
 jsonrpc_items(const struct jsonrpc_scanner *s, size_t *n)

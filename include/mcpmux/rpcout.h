@@ -87,9 +87,9 @@ struct jsonrpc_scanner;
 /*
  * The same error for each request of the message scan describes, into b: for one request,
  * rpcout_error() with its id; for a batch, one array of them in the batch's order (none for
- * its notifications and answers, as JSON-RPC 2.0 answers a batch; its elements past
- * JSONRPC_MAX_ITEMS are not described).  skip, if not NULL, leaves out the requests for
- * which it returns true.  Returns how many were written: with 0, b is as it was.
+ * its notifications and answers, as JSON-RPC 2.0 answers a batch).  skip, if not NULL,
+ * leaves out the requests for which it returns true.  Returns how many were written: with
+ * 0, b is as it was.
  */
 size_t rpcout_error_each(struct sbuf *b, const struct jsonrpc_scanner *scan, int code,
 			 const char *msg, bool (*skip)(void *ctx, const char *id, size_t id_len),

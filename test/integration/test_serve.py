@@ -184,6 +184,51 @@ class Sessions(Case):
         self.assertEqual(m.p.wait(), 0)
         self.assert_no_leftovers(0)
 
+    def test_a_batch_of_more_than_1024_requests_refused_gets_each_answered(self):
+        """A batch past the 1,024 elements mcpmux describes in full, refused (here by
+        --max-sessions): its array has an error for each of its requests, in order, the
+        last ones too; none for its notifications and other elements."""
+        m = Mux(self.serve(opts=FAST + ["--max-sessions", "1"]))
+        m.send("a", req(1, "ping"))
+        m.msg("a")
+        batch = [req(i, "ping") for i in range(1100)]
+        batch[1050:1050] = [note("notifications/x"), 7, [req("nested", "ping")]]
+        m.send("b", batch)
+        got = m.msg("b")
+        self.assertIsInstance(got, list, got)
+        self.assertEqual([g["id"] for g in got], list(range(1100)))
+        self.assertEqual({g["error"]["code"] for g in got}, {-32000})
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+        self.assert_no_leftovers(0)
+
+    # answers a batch with one array, in the reverse order (JSON-RPC 2.0 allows any)
+    REVERSER = (
+        "import json, sys\n"
+        "for line in sys.stdin:\n"
+        "    batch = json.loads(line)\n"
+        "    out = [{'jsonrpc': '2.0', 'id': e['id'], 'result': {}} for e in reversed(batch)]\n"
+        "    print(json.dumps(out), flush=True)\n")
+
+    def test_the_answers_to_a_batch_of_more_than_1024_requests_are_all_matched(self):
+        """A batch of 1,100 requests answered in one array in another order: each answer
+        is matched to its request, past the 1,024th too, so that none is left in flight
+        (a session with a request in flight never reaches its idle timeout, and would end
+        with an error for an id already answered)."""
+        m = Mux(self.serve(opts=FAST + ["--idle-timeout", "1"],
+                           command=[sys.executable, "-c", self.REVERSER]))
+        m.send("a", [req(i, "ping") for i in range(1100)])
+        got = m.msg("a")
+        self.assertEqual(sorted(g["id"] for g in got), list(range(1100)))
+        sessions = m.control("l", "mcpmux/list")["message"]["result"]["sessions"]
+        self.assertEqual(sessions[0]["pending"], 0, sessions)
+        ended = m.event("a", "ended", 10)
+        self.assertEqual(ended["escalation"], "eof", ended)
+        self.assertEqual([e for e in m.inbox if "message" in e], [])
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+        self.assert_no_leftovers(0)
+
     def test_idle_timeout_per_session(self):
         m = Mux(self.serve("--daemonize-grandchild", opts=FAST + ["--idle-timeout", "1"]))
         m.send("quiet", req(1, "ping"))

@@ -528,7 +528,11 @@ test_batch_of_scalars(void **state)
 	assert_non_null(s->error);
 }
 
-/* A batch longer than JSONRPC_MAX_ITEMS: all counted, the first ones described. */
+/*
+ * A batch longer than JSONRPC_MAX_ITEMS: all counted, the first ones described, and past
+ * them every request and answer (what has an id to route or answer), in order; the other
+ * elements there (a notification, a scalar, an array, an invalid object) only counted.
+ */
 static void
 test_batch_cap(void **state)
 {
@@ -540,8 +544,26 @@ test_batch_cap(void **state)
 	assert_non_null(line);
 	line[len++] = '[';
 	for (int i = 0; i < n; i++) {
-		len += (size_t)snprintf(line + len, cap - len,
-					"{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"n\"}", i);
+		char *p = line + len;
+		size_t room = cap - len;
+		int r = i < JSONRPC_MAX_ITEMS ? 0 : i % 5;
+
+		if (r == 1) {
+			len += (size_t)snprintf(p, room,
+						"{\"jsonrpc\":\"2.0\",\"id\":%d,\"result\":{}}", i);
+		} else if (r == 2 && i % 2) {
+			len += (size_t)snprintf(p, room, "{\"jsonrpc\":\"2.0\",\"method\":\"n%d\"}",
+						i);
+		} else if (r == 2) {
+			len += (size_t)snprintf(p, room, "[%d]", i);
+		} else if (r == 3 && i % 2) {
+			len += (size_t)snprintf(p, room, "%d", i);
+		} else if (r == 3) {
+			len += (size_t)snprintf(p, room, "{\"id\":%d,\"method\":\"n\"}", i);
+		} else {
+			len += (size_t)snprintf(
+				p, room, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"n\"}", i);
+		}
 		line[len++] = i + 1 < n ? ',' : ']';
 	}
 	enum jsonrpc_kind kind = jsonrpc_scan(s, line, len);
@@ -549,10 +571,17 @@ test_batch_cap(void **state)
 	free(line);
 	assert_int_equal(kind, JSONRPC_BATCH);
 	assert_int_equal(s->n_elements, 2000);
-	assert_int_equal(s->n_items, JSONRPC_MAX_ITEMS);
+	/* 976 past the first 1,024: 2 in 5 neither a request nor an answer */
+	assert_int_equal(s->n_items, JSONRPC_MAX_ITEMS + 976 - 2 * 976 / 5);
 	assert_item(s, &s->items[0], JSONRPC_REQUEST, "0", "n", "batch[0]");
 	assert_item(s, &s->items[JSONRPC_MAX_ITEMS - 1], JSONRPC_REQUEST, "1023", "n",
 		    "batch[1023]");
+	assert_item(s, &s->items[JSONRPC_MAX_ITEMS], JSONRPC_REQUEST, "1024", "n", "batch[1024]");
+	assert_item(s, &s->items[JSONRPC_MAX_ITEMS + 2], JSONRPC_RESPONSE, "1026", NULL,
+		    "batch[1026]");
+	assert_item(s, &s->items[JSONRPC_MAX_ITEMS + 3], JSONRPC_REQUEST, "1029", "n",
+		    "batch[1029]");
+	assert_item(s, &s->items[s->n_items - 1], JSONRPC_REQUEST, "1999", "n", "batch[1999]");
 
 	/* The scanner is then as good as new for a small line. */
 	assert_int_equal(jsonrpc_scan(s, "[5]", 3), JSONRPC_BATCH);
