@@ -24,6 +24,7 @@ struct pending {
 	double t;	/* when the first of them was seen */
 	uint32_t count; /* requests in flight with this id */
 	uint32_t key_len;
+	uint32_t batch; /* the batch the first of them came in (session.batch_seq), 0: none */
 	size_t id_len;
 	char data[]; /* key, then id text */
 };
@@ -196,7 +197,7 @@ id_key_done(void)
 }
 
 static void
-ids_add(struct pending **table, size_t *n, const char *id, size_t len, double t)
+ids_add(struct pending **table, size_t *n, const char *id, size_t len, double t, uint32_t batch)
 {
 	struct pending *p;
 	size_t klen = id_key(id, len);
@@ -218,6 +219,7 @@ ids_add(struct pending **table, size_t *n, const char *id, size_t len, double t)
 	}
 	p->t = t;
 	p->count = 1;
+	p->batch = batch;
 	p->key_len = (uint32_t)klen;
 	p->id_len = len;
 	memcpy(p->data, key_buf, klen);
@@ -268,11 +270,11 @@ ids_remove(struct pending **table, size_t *n, const char *id, size_t len)
 	return ms;
 }
 
-/* A client request in flight, received at t (sys_mono()). */
+/* A client request in flight, received at t (sys_mono()), in a batch (0: none). */
 static void
-pending_add(struct session *s, const char *id, size_t len, double t)
+pending_add(struct session *s, const char *id, size_t len, double t, uint32_t batch)
 {
-	ids_add(&s->pending, &s->n_pending, id, len, t);
+	ids_add(&s->pending, &s->n_pending, id, len, t, batch);
 }
 
 static double
@@ -532,7 +534,7 @@ held_live(const struct session *s, struct pending **live, bool *whole)
 				size_t before = n;
 
 				ids_add(live, &n, jsonrpc_str(&held_scan, items[i].id),
-					items[i].id.len, t);
+					items[i].id.len, t, 0);
 				*whole = *whole && n > before;
 			}
 		}
@@ -665,9 +667,15 @@ forward(struct session *s, const char *line, size_t len, const struct jsonrpc_sc
 	handshake_observe_client(s->hs, scan, line, len);
 	s->stats.bytes_in += len + 1;
 	s->stats.msgs_in++;
+	/* A batch's requests are added together: in run_done(), their errors make one array. */
+	uint32_t batch = 0;
+
+	if (scan->kind == JSONRPC_BATCH && (batch = ++s->batch_seq) == 0) {
+		batch = s->batch_seq = 1;
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (items[i].kind == JSONRPC_REQUEST) {
-			pending_add(s, jsonrpc_str(scan, items[i].id), items[i].id.len, t);
+			pending_add(s, jsonrpc_str(scan, items[i].id), items[i].id.len, t, batch);
 		}
 	}
 	note_cancel(&s->pending, &s->n_pending, scan);
@@ -961,7 +969,7 @@ session_on_line(void *ctx, const char *line, size_t len)
 	} else if (kind == JSONRPC_REQUEST) {
 		/* Tracked always: a server waiting for an answer is not idle (--idle-suspend). */
 		ids_add(&s->srv_pending, &s->n_srv_pending, jsonrpc_str(&out_scan, out_scan.one.id),
-			out_scan.one.id.len, s->last_activity);
+			out_scan.one.id.len, s->last_activity, 0);
 	} else if (kind == JSONRPC_NOTIFICATION) {
 		note_cancel(&s->srv_pending, &s->n_srv_pending, &out_scan);
 	} else if (kind == JSONRPC_BATCH) {
@@ -1581,11 +1589,61 @@ suspended(struct session *s)
 	}
 }
 
+/* The array of a batch's errors in msg, if one is open: closed and sent. */
+static void
+array_close(struct session *s, uint32_t *open, double ms)
+{
+	if (*open != 0) {
+		sbuf_adds(&msg, "]");
+		deliver_own(s, ms);
+		*open = 0;
+	}
+}
+
+/*
+ * The requests still in flight get text: one error each, and those that came in one batch
+ * one array of them, in the batch's order (JSON-RPC 2.0 answers a batch with one array).
+ * The table is in the order the requests were forwarded, so a batch's are next to each
+ * other (but one whose id was already in flight, which is counted with the first).
+ */
+static void
+answer_pending(struct session *s, const char *text)
+{
+	struct pending *p, *tmp;
+	uint32_t open = 0; /* the batch whose array msg holds */
+	double ms = 0;
+
+	HASH_ITER (hh, s->pending, p, tmp) {
+		HASH_DEL(s->pending, p);
+		if (p->batch != open) {
+			array_close(s, &open, ms);
+		}
+		for (uint32_t k = 0; k < p->count; k++) {
+			if (p->batch == 0) {
+				answer_error(s, pending_id(p), p->id_len, RPC_SERVER_ERROR, text,
+					     (sys_mono() - p->t) * 1000.);
+				continue;
+			}
+			if (open == 0) {
+				open = p->batch;
+				ms = (sys_mono() - p->t) * 1000.;
+				sbuf_reset(&msg);
+				sbuf_adds(&msg, "[");
+			} else {
+				sbuf_adds(&msg, ",");
+			}
+			rpcout_error(&msg, pending_id(p), p->id_len, RPC_SERVER_ERROR, text);
+		}
+		pending_release(p);
+	}
+	array_close(s, &open, ms);
+	s->n_pending = 0;
+}
+
 /* The run is over: everything owed to the client, then hooks->on_done. */
 static void
 run_done(struct session *s)
 {
-	struct pending *p, *tmp;
 	char text[160];
 
 	if (s->backend != NULL) {
@@ -1593,15 +1651,7 @@ run_done(struct session *s)
 	} else {
 		(void)snprintf(text, sizeof(text), "the run ended");
 	}
-	HASH_ITER (hh, s->pending, p, tmp) {
-		HASH_DEL(s->pending, p);
-		for (uint32_t k = 0; k < p->count; k++) {
-			answer_error(s, pending_id(p), p->id_len, RPC_SERVER_ERROR, text,
-				     (sys_mono() - p->t) * 1000.);
-		}
-		pending_release(p);
-	}
-	s->n_pending = 0;
+	answer_pending(s, text);
 	held_answer(s, "the run ended before the server was restarted");
 	for (size_t i = 0; i < s->n_replies; i++) {
 		sbuf_reset(&msg);

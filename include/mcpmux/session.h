@@ -144,6 +144,7 @@ struct session {
 	bool busy;		/* as last told to the pool */
 	struct sbuf err_line;	/* the server's stderr line being assembled (traffic log) */
 	size_t n_pending;
+	uint32_t batch_seq;   /* batches forwarded (their requests' tag in pending) */
 	bool end_requested;   /* by the client (end-of-run) or the front end */
 	bool paused;	      /* the client is not reading: server stdout paused */
 	struct sbuf *replies; /* end-of-run request ids awaiting the result */

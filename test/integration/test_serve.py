@@ -512,6 +512,39 @@ class Crashes(Case):
         self.assertEqual(m.p.wait(), 0)
 
 
+    # reads a request and two batches, answers one request of the first, dies of SIGKILL
+    PART_OF_A_BATCH = (
+        "import json, os, sys\n"
+        "lines = [json.loads(sys.stdin.readline()) for _ in range(3)]\n"
+        "print(json.dumps({'jsonrpc': '2.0', 'id': lines[1][1]['id'], 'result': {}}),\n"
+        "      flush=True)\n"
+        "os.kill(os.getpid(), 9)\n")
+
+    def test_a_batch_in_flight_when_the_server_dies_is_answered_in_one_array(self):
+        """The requests of a batch that the server had not answered when it died get
+        their errors in one array, in the batch's order (JSON-RPC 2.0 answers a batch with
+        one array): one array a batch, after what the server wrote; a request sent alone
+        gets its error alone."""
+        m = Mux(self.serve(opts=FAST, command=[sys.executable, "-c", self.PART_OF_A_BATCH]))
+        m.send("a", req(0, "x"),
+               [req(1, "x"), req("two", "x"), note("notifications/x"), req(3, "x")],
+               [req(4, "x"), req(4, "x"), req("five", "x")])
+        self.assertEqual(m.msg("a"), {"jsonrpc": "2.0", "id": "two", "result": {}})
+        got = [m.msg("a") for _ in range(3)]
+        self.assertEqual(got[0]["id"], 0, got)
+        self.assertEqual([[e["id"] for e in g] if isinstance(g, list) else g["id"]
+                          for g in got[1:]], [[1, 3], [4, 4, "five"]], got)
+        errors = [got[0]] + got[1] + got[2]
+        self.assertEqual({e["error"]["code"] for e in errors}, {-32000}, got)
+        self.assertIn("killed by SIGKILL", got[1][0]["error"]["message"])
+        ended = m.event("a", "ended")
+        self.assertEqual(ended["exit"], {"signal": "SIGKILL"}, ended)
+        self.assertEqual([e for e in m.inbox if "message" in e], [])
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+        self.assert_no_leftovers(0)
+
+
 class UnreadableOrphans(Case):
     @unittest.skipUnless(os.geteuid() == 0, "needs root to run mcpmux as another user")
     def test_an_unreadable_orphan_does_not_hold_up_a_later_session(self):
