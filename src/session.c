@@ -645,15 +645,20 @@ static void
 forward(struct session *s, const char *line, size_t len, const struct jsonrpc_scanner *scan,
 	double t)
 {
-	size_t n;
+	size_t n, n_req = 0;
 	const struct jsonrpc_item *items = jsonrpc_items(scan, &n);
 	const char *why = NULL;
 
+	/* Only requests count against the bound of those in flight: a notification (a
+	 * cancellation among them) or an answer to the server adds none, and passes. */
+	for (size_t i = 0; i < n; i++) {
+		n_req += items[i].kind == JSONRPC_REQUEST;
+	}
 	if (s->backend == NULL || backend_is_ending(s->backend) || s->backend->in_fd < 0) {
 		why = s->backend != NULL && s->backend->stalled
 			      ? "the server stopped reading its input: its run is ending"
 			      : "the server's run is ending";
-	} else if (s->n_pending + n > SESSION_MAX_PENDING) {
+	} else if (s->n_pending + n_req > SESSION_MAX_PENDING) {
 		why = "too many requests in flight";
 	}
 	if (why == NULL && backend_send(s->backend, line, len) == -1) {

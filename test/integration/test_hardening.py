@@ -651,6 +651,32 @@ class RequestIds(Case):
         w.close_stdin()
         w.wait(10)
 
+    def test_past_the_bound_of_requests_in_flight_only_requests_are_refused(self):
+        """65,536 requests in flight: the next request gets -32000, but a notification (the
+        cancellation that frees a place among them) and an answer to the server add none,
+        and are forwarded; the place freed takes the next request."""
+        seen = os.path.join(self.tmp.name, "seen")
+        # a server that takes every line and answers none (sh keeps its stdout open)
+        w = self.wrap(opts=FAST, command=["sh", "-c", 'cat > "$0"; exit 0', seen])
+        n = 65536
+        w.write(b"".join(encode(req(i, "x")) for i in range(n)), 60)
+        w.send(req(n, "x"))
+        m = w.msg(30)
+        self.assert_error(m, n, -32000)
+        self.assertIn("too many requests in flight", m["error"]["message"])
+        cancel = note("notifications/cancelled", {"requestId": 0})
+        answer = {"jsonrpc": "2.0", "id": "s1", "result": {}}
+        w.send(cancel, answer, req(n + 1, "x"))
+        logged(seen, encode(req(n + 1, "x")))
+        with open(seen, "rb") as f:
+            lines = f.read().splitlines(keepends=True)
+        self.assertEqual(lines[n:], [encode(cancel), encode(answer), encode(req(n + 1, "x"))])
+        self.assertNotIn("dropped", w.stderr())
+        w.close_stdin()  # cat exits: each request still in flight gets its -32000
+        owed = [json.loads(l)["id"] for l in w.read_to_eof(60).splitlines()]
+        self.assertEqual(sorted(owed), list(range(1, n)) + [n + 1])
+        self.assertEqual(w.wait(10), 0)
+
 
 class RunOrder(Case):
     def kill_with_what_it_runs(self, w):
