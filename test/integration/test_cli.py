@@ -40,6 +40,18 @@ class Cli(Case):
             self.assertEqual(rc, 2, args)
             self.assertTrue(re.search(r"mcpmux", err), (args, err))
 
+    def test_a_session_id_or_a_pool_name_out_of_its_bounds_is_a_usage_error(self):
+        """connect --session: 1 to 128 of A-Z a-z 0-9 . _ : @ -; --pool: 1 to 64 of
+        A-Z a-z 0-9 . _ - (the man page)."""
+        for args in (["connect", "--session", "a b", "/nonexistent/s"],
+                     ["connect", "--session", "x" * 129, "/nonexistent/s"],
+                     ["connect", "--session", "", "/nonexistent/s"],
+                     ["--pool", "a:b", "--", "true"], ["--pool", "p" * 65, "--", "true"],
+                     ["serve", "--pool", "", "--", "true"]):
+            rc, out, err = self.run_mcpmux(*args)
+            self.assertEqual((rc, out), (2, ""), args)
+            self.assertIn("mcpmux: invalid ", err, args)
+
     def test_max_sessions_has_a_bound_that_ctl_lists_whole(self):
         """--max-sessions is at most 32768, so that the list of that many sessions and as
         many kept ones not started is a line `mcpmux ctl` takes (64 MiB): more is a usage

@@ -371,6 +371,16 @@ class ProcessGroup(Case):
         os.killpg(p.pid, signal.SIGKILL)
         self.assert_all_gone(p, s, t0)
 
+    def test_another_fatal_signal_is_a_sigkill_the_keeper_answers(self):
+        """SIGQUIT, and SIGUSR2 without --max-servers, end mcpmux without a teardown, as
+        SIGKILL does (docs/reliability.md, "Signals"): the keeper ends what it left."""
+        for sig in (signal.SIGQUIT, signal.SIGUSR2):
+            p, s = self.start_alone()
+            t0 = time.monotonic()
+            os.kill(p.pid, sig)
+            self.assertEqual(p.wait(), -sig)
+            self.assert_all_gone(p, s, t0)
+
 
 class Owner(Case):
     def test_keeper_is_not_a_descendant_and_goes_with_a_normal_exit(self):
@@ -393,6 +403,24 @@ class Owner(Case):
         self.assertEqual(p.wait(), 0)
         wait_until(lambda: not alive(keepers[0]), 5, "the keeper to exit with mcpmux")
         self.assertNotIn("keeper:", p.stderr())
+
+    def test_a_normal_exit_waits_a_second_at_most_for_the_keeper(self):
+        """A keeper that cannot go (stopped) does not hold up a wrapper's exit more than a
+        second (docs/lifecycle.md), and goes once it runs again."""
+        p = self.start([MCPMUX] + GRACES + ["--", FIXTURE])
+        p.send(req(1, "ping"))
+        self.assertEqual(p.msg()["id"], 1)
+        keeper = wait_until(lambda: [q for q in self.tagged() if comm(q) == "mcpmux-keeper"],
+                            5, "the keeper")[0]
+        os.kill(keeper, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            p.close_stdin()
+            self.assertEqual(p.wait(), 0)
+            self.assertLess(time.monotonic() - t0, 0.3 + 1.0 + 0.5 * SLOW)
+        finally:
+            os.kill(keeper, signal.SIGCONT)
+        wait_until(lambda: not alive(keeper), 5, "the keeper to exit once it runs")
 
 
     def test_as_pid_1_the_keeper_is_no_orphan_of_a_run(self):

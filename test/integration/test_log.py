@@ -656,6 +656,9 @@ class Writing(Case):
         w = self.wrap(opts=["--log", "/nonexistent/dir/t.log"])
         self.assertEqual(w.wait(), 1)
         self.assertIn("/nonexistent/dir/t.log", w.stderr())
+        p = self.serve(opts=["--log", "/nonexistent/dir/t.log"])
+        self.assertEqual(p.wait(), 1)
+        self.assertIn("cannot open the traffic log '/nonexistent/dir/t.log'", p.stderr())
 
 
 class Reading(Case):

@@ -266,6 +266,40 @@ class Sessions(Case):
         self.assertEqual(m.p.wait(5), 0)
         self.assert_no_leftovers(0)
 
+    def test_a_signal_ends_every_session_and_serve_exits_0(self):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            m = Mux(self.serve("--daemonize-grandchild", opts=FAST))
+            for s in ("a", "b"):
+                m.send(s, req(1, "ping"))
+                m.msg(s)
+            m.p.p.send_signal(sig)
+            for s in ("a", "b"):
+                self.assertIn(m.event(s, "ended")["escalation"], ("term", "kill"))
+            self.assertEqual(m.p.wait(5), 0, sig)
+            self.assert_no_leftovers(0)
+
+    def test_stdin_eof_ends_kept_sessions_too(self):
+        m = Mux(self.serve(opts=FAST))
+        m.p.send({"session": "k", "keep": True})
+        self.assertEqual(m.event("k", "kept")["keep"], True)
+        m.send("k", req(1, "ping"))
+        m.msg("k")
+        m.p.close_stdin()
+        self.assertEqual(m.event("k", "ended")["escalation"], "eof")
+        self.assertEqual(m.p.wait(5), 0)
+        self.assert_no_leftovers(0)
+
+    def test_control_requests_that_cannot_be_served(self):
+        """An unknown control method gets -32601; an end without params.session -32602."""
+        m = Mux(self.serve(opts=FAST))
+        self.assertEqual(m.control(1, "mcpmux/bogus")["message"]["error"]["code"], -32601)
+        for i, params in ((2, None), (3, {}), (4, {"session": 7})):
+            self.assertEqual(m.control(i, "mcpmux/endRun", params)["message"]["error"]["code"],
+                             -32602, params)
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+        self.assertEqual(m.inbox, [])
+
     def test_the_default_max_sessions_follows_the_descriptor_limit(self):
         """Without --max-sessions: 1,024 sessions, or as many as the descriptor limit holds
         at four descriptors a session past 64 kept spare (48 under a limit of 256 or

@@ -12,7 +12,7 @@ import time
 import unittest
 
 from mcptest import (Case, FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, alive, call, deadline, encode, fd_count,
-                     initialize, main, note, proc_report, req, rss_anon_kib, vm_hwm_kib, wait_until)
+                     initialize, main, note, proc_report, proc_state, req, rss_anon_kib, vm_hwm_kib, wait_until)
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
 
@@ -214,6 +214,45 @@ class EndOfRun(Case):
         w.close_stdin()
         w.wait()
 
+    def test_grace_ms_longer_than_the_graces_does_not_lengthen_them(self):
+        """params.graceMs replaces the grace periods only when it is shorter."""
+        w = self.wrap("--ignore-sigterm", "--ignore-eof",
+                      opts=["--eof-grace", "100", "--term-grace", "100"])
+        w.send(req(1, "ping"))
+        w.msg()
+        t0 = time.monotonic()
+        w.send(req(2, "mcpmux/endRun", {"graceMs": 5000}))
+        r = self.assert_response(w.msg(), 2)
+        self.assertEqual(r["escalation"], "kill")
+        self.assertLess(time.monotonic() - t0, 1.5)
+        w.close_stdin()
+        w.wait()
+
+    def test_an_end_of_run_with_nothing_running_is_answered_at_once(self):
+        """A second end-of-run in a row has no run to name (docs/decisions.md)."""
+        w = self.wrap(opts=FAST)
+        w.send(req(1, "ping"))
+        w.msg()
+        w.send(req(2, "mcpmux/endRun"))
+        self.assertEqual(self.assert_response(w.msg(), 2)["escalation"], "eof")
+        w.send(req(3, "mcpmux/endRun"))
+        self.assertEqual(self.assert_response(w.msg(), 3),
+                         {"session": None, "pid": None, "exit": None, "escalation": "none",
+                          "ms": 0})
+        self.assert_no_leftovers(0)  # no server was started for it
+        w.close_stdin()
+        self.assertEqual(w.read_to_eof(), b"")
+        self.assertEqual(w.wait(), 0)
+
+    def test_exit_status_after_an_end_of_run_then_eof_is_the_ended_runs(self):
+        w = self.wrap("--exit-code=5", opts=FAST)
+        w.send(req(1, "ping"))
+        w.msg()
+        w.send(req(2, "mcpmux/endRun"))
+        self.assertEqual(self.assert_response(w.msg(), 2)["exit"], {"code": 5})
+        w.close_stdin()
+        self.assertEqual(w.wait(), 5)
+
     def test_last_line_without_newline_after_an_end_of_run(self):
         """The client's last line has no "\n" and comes while the ended run still owes
         its result: it is not lost at EOF, it starts the next run like any line."""
@@ -317,6 +356,21 @@ class Teardown(Case):
             self.assertFalse(alive(gc))
             self.assertEqual(self.cookie_pids(e["session"]), [])
             self.assert_no_leftovers(0)
+
+    def test_a_stopped_server_gets_sigcont_with_its_sigterm(self):
+        """A stopped process does not act on SIGTERM: SIGCONT follows it, so the server
+        ends at the SIGTERM step, not at SIGKILL after --term-grace."""
+        w = self.wrap("--stop-self", opts=["--eof-grace", "300", "--term-grace", "5000"])
+        wait_until(lambda: [p for p in self.tagged() if proc_state(p) == "T"], 5,
+                   "the server to stop itself")
+        t0 = time.monotonic()
+        w.send(req(1, "mcpmux/endRun"))
+        r = self.assert_response(w.msg(), 1)
+        self.assertEqual((r["escalation"], r["exit"]), ("term", {"signal": "SIGTERM"}))
+        self.assertLess(time.monotonic() - t0, 2.0)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 128 + signal.SIGTERM)
+        self.assert_no_leftovers(0)
 
     def test_kill_deadline_0_abandons_nothing_that_sigkill_ends(self):
         """--kill-deadline 0: a tree that ignores SIGTERM, with a setsid() grandchild, dies
@@ -458,6 +512,19 @@ class Failures(Case):
         self.assertEqual(self.assert_response(w.msg(), 6)["content"][0]["text"], "ok")
         w.close_stdin()
         self.assertEqual(w.wait(), 0)
+
+    def test_a_batch_over_max(self):
+        """A batch over --max-message gets one -32600 with id null: the ids of its requests
+        are not looked for (docs/decisions.md); nothing of it is forwarded."""
+        w = self.wrap("--stderr-chatter", opts=["--max-message", "1000"])
+        w.send([call(5, "echo", text="x" * 5000), req(6, "ping")])
+        self.assert_error(w.msg(), None, -32600)
+        w.send(req(7, "ping"))
+        self.assertEqual(w.msg(), {"jsonrpc": "2.0", "id": 7, "result": {}})
+        w.close_stdin()
+        self.assertEqual(w.read_to_eof(), b"")
+        self.assertEqual(w.wait(), 0)
+        self.assertEqual(w.stderr().count("mcp-fixture: got"), 1, w.stderr())  # ping 7 alone
 
     def test_server_message_over_max(self):
         w = self.wrap(opts=["--max-message", "1000"])
