@@ -91,6 +91,7 @@ static void session_on_input_full(struct backend *b, void *owner, bool full);
 static void session_on_stall(struct backend *b, void *owner);
 static void session_on_suspend_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void session_on_done_timer(struct ev_loop *loop, ev_timer *w, int revents);
+static void session_on_replay_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void resume_start(struct session *s);
 static int start_server(struct session *s);
 static void arm_suspend(struct session *s, double seconds);
@@ -812,6 +813,8 @@ replay_start(struct session *s)
 
 	s->state = SESSION_RESUMING;
 	s->replay_wait = 0;
+	ev_timer_set(&s->replay_w, session_replay_deadline(s->cfg), 0.);
+	ev_timer_start(s->loop, &s->replay_w);
 	busy_sync(s);
 	if (s->hs->subs_lost > 0) {
 		diag_warn(
@@ -831,6 +834,7 @@ replay_done(struct session *s)
 {
 	double ms = (sys_mono() - s->t_resume) * 1000.;
 
+	ev_timer_stop(s->loop, &s->replay_w);
 	s->state = SESSION_RUNNING;
 	s->fresh = false;
 	/* Its idle timer may have come and gone during a slow replay: it counts from now. */
@@ -879,6 +883,7 @@ replay_rest(struct session *s)
 static void
 replay_fail(struct session *s, const char *why)
 {
+	ev_timer_stop(s->loop, &s->replay_w);
 	diag_warn("session %s: %s", s->id, why);
 	if (tlog_enabled) {
 		sbuf_reset(&msg);
@@ -900,6 +905,35 @@ replay_fail(struct session *s, const char *why)
 	if (s->backend != NULL) {
 		backend_end(s->backend, -1);
 	}
+}
+
+double
+session_replay_deadline(const struct session_config *cfg)
+{
+	return cfg->stall_timeout > 0 ? cfg->stall_timeout : SESSION_REPLAY_DEADLINE;
+}
+
+/* The fresh server did not answer the replay in time: it cannot take the session over. */
+static void
+session_on_replay_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct session *s = container_of(w, struct session, replay_w);
+	char why[160];
+
+	(void)revents;
+	if (s->state != SESSION_RESUMING || s->end_requested) {
+		return; /* its run is ending: run_done() answers the held requests */
+	}
+	if (s->paused) {
+		/* Its answer may wait behind output the client does not read: not its fault. */
+		ev_timer_set(w, session_replay_deadline(s->cfg), 0.);
+		ev_timer_start(loop, w);
+		return;
+	}
+	(void)snprintf(why, sizeof(why),
+		       "the restarted server did not answer the handshake replay in %g s",
+		       session_replay_deadline(s->cfg));
+	replay_fail(s, why);
 }
 
 /* A server line while RESUMING, or an answer to a replayed request: true when consumed. */
@@ -1196,6 +1230,7 @@ session_new(struct ev_loop *loop, const char *id, const struct session_config *c
 	ev_init(&s->idle_w, session_on_idle);
 	ev_init(&s->suspend_w, session_on_suspend_timer);
 	ev_init(&s->done_w, session_on_done_timer);
+	ev_init(&s->replay_w, session_on_replay_timer);
 	/* Listed first: the status file written when the server starts shows it. */
 	s->next_live = live_head;
 	if (live_head != NULL) {
@@ -1343,6 +1378,7 @@ session_end(struct session *s, double grace_ms, const char *reply_id, size_t rep
 	status_changed();
 	ev_timer_stop(s->loop, &s->idle_w);
 	ev_timer_stop(s->loop, &s->suspend_w);
+	ev_timer_stop(s->loop, &s->replay_w);
 	if (s->backend != NULL) {
 		backend_end(s->backend, grace_ms);
 	} else {
@@ -1750,6 +1786,7 @@ session_free(struct session *s)
 	ev_timer_stop(s->loop, &s->idle_w);
 	ev_timer_stop(s->loop, &s->suspend_w);
 	ev_timer_stop(s->loop, &s->done_w);
+	ev_timer_stop(s->loop, &s->replay_w);
 	sbuf_release(&s->held);
 	handshake_release(&s->own_hs);
 	pool_release(s->slot);

@@ -102,6 +102,14 @@ struct session_config {
 	struct pool *pool;  /* --max-servers, NULL for none */
 };
 
+/*
+ * How long a fresh server may take to answer the handshake replay: --stall-timeout, or
+ * SESSION_REPLAY_DEADLINE when that is 0.  Past it the replay fails (held requests get
+ * -32000) and the server is ended.
+ */
+#define SESSION_REPLAY_DEADLINE 30.
+double session_replay_deadline(const struct session_config *cfg);
+
 struct session_stats {
 	uint64_t bytes_in, bytes_out; /* client to server, server to client */
 	uint64_t msgs_in, msgs_out;
@@ -152,6 +160,7 @@ struct session {
 	ev_timer idle_w;
 	ev_timer suspend_w;
 	ev_timer done_w;      /* an end with no server: on_done from the loop */
+	ev_timer replay_w;    /* the replay's deadline (session_replay_deadline()) */
 	double last_activity; /* sys_mono() */
 	double started;
 	struct session_stats stats;

@@ -457,14 +457,14 @@ class SlowReplay(Base):
         self.assertEqual([e["reason"] for e in events(log, "ended")], ["idle-timeout"])
 
     def test_a_held_request_the_client_cancels_no_longer_holds_the_idle_timeout(self):
-        """A fresh server that never answers the replayed initialize: the replay has no
-        deadline of its own, and the held request keeps the session past --idle-timeout
-        (--stall-timeout does not apply: the server read its input).  The client gives up
-        on it (notifications/cancelled, as an SDK's request timeout sends): the request is
-        no longer in flight, and --idle-timeout ends the session."""
+        """A fresh server that does not answer the replayed initialize (within the replay's
+        deadline, --stall-timeout, here past the test): the held request keeps the session
+        past --idle-timeout.  The client gives up on it (notifications/cancelled, as an
+        SDK's request timeout sends): the request is no longer in flight, and
+        --idle-timeout ends the session."""
         behave = os.path.join(self.tmp.name, "behave")
         log = os.path.join(self.tmp.name, "t.log")
-        p = self.wrap(opts=FAST + SUSPEND + ["--idle-timeout", "1", "--stall-timeout", "1",
+        p = self.wrap(opts=FAST + SUSPEND + ["--idle-timeout", "1", "--stall-timeout", "60",
                                              "--log", log],
                       command=[FIXTURE, "--behave-file=" + behave])
         self.setup_session(p.send, p.msg)
@@ -483,6 +483,36 @@ class SlowReplay(Base):
         self.assertEqual(p.read_to_eof(), b"")  # a cancelled request gets no answer
         self.assert_no_leftovers()
         self.assertEqual([e["reason"] for e in events(log, "ended")], ["idle-timeout"])
+
+    def test_a_replay_never_answered_fails_at_its_deadline(self):
+        """A fresh server that reads the replayed initialize and never answers it: at the
+        replay's deadline (--stall-timeout) the held requests get -32000 that says so, the
+        server's tree is ended, resume-failed is logged, and the next message tries again."""
+        behave = os.path.join(self.tmp.name, "behave")
+        log = os.path.join(self.tmp.name, "t.log")
+        p = self.wrap(opts=FAST + SUSPEND + ["--stall-timeout", "1", "--log", log],
+                      command=[FIXTURE, "--behave-file=" + behave])
+        self.setup_session(p.send, p.msg)
+        self.wait_suspended(self.pid_of(p.send, p.msg, 6), log=log)
+        with open(behave, "w") as f:
+            f.write("slow-init=60000\n")  # never, for the test
+        t0 = time.monotonic()
+        p.send(call(7, "echo", text="held"), call(8, "echo", text="held too"))
+        for id_ in (7, 8):
+            err = self.assert_error(p.msg(10), id_, -32000)
+            self.assertEqual(err["message"],
+                             "the restarted server did not answer the handshake replay in 1 s")
+        self.assertLess(time.monotonic() - t0, 1 + 3)
+        wait_until(lambda: not self.servers(), 5, "the server that never answered to be gone")
+        failed = wait_until(lambda: events(log, "resume-failed"), 5, "resume-failed logged")
+        self.assertIn("did not answer the handshake replay", failed[0]["reason"])
+        self.assertIsNone(p.p.poll())
+        os.unlink(behave)
+        p.send(call(9, "echo", text="again"))
+        self.assertEqual(p.msg(10)["result"]["content"][0]["text"], "again")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assert_no_leftovers()
 
     def test_an_end_of_run_during_the_replay_ends_the_run(self):
         """An end-of-run while the fresh server replays the handshake: the replay's late
