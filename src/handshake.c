@@ -204,13 +204,22 @@ handshake_observe_server(struct handshake *hs, const struct jsonrpc_scanner *sca
 	const char *result, *v;
 	size_t rlen, vlen, klen;
 
-	if (!hs->have_init || hs->have_result || scan->kind != JSONRPC_RESPONSE ||
+	if (!hs->have_init || hs->have_result ||
+	    (scan->kind != JSONRPC_RESPONSE && scan->kind != JSONRPC_ERROR) ||
 	    scan->one.id.len > 64) {
 		return;
 	}
 	klen = jsonrpc_id_key(jsonrpc_str(scan, scan->one.id), scan->one.id.len, key);
-	if (klen != hs->init_key.len || memcmp(key, hs->init_key.buf, klen) != 0 ||
-	    !jsonspan_member(line, len, "result", &result, &rlen)) {
+	if (klen != hs->init_key.len || memcmp(key, hs->init_key.buf, klen) != 0) {
+		return;
+	}
+	if (scan->kind == JSONRPC_ERROR) {
+		/* Refused: no protocol session to set up again, and a later answer under
+		 * that id (reused by the client) is not the initialize's. */
+		hs->have_init = false;
+		return;
+	}
+	if (!jsonspan_member(line, len, "result", &result, &rlen)) {
 		return;
 	}
 	sbuf_reset(&hs->proto);

@@ -1021,7 +1021,7 @@ session_on_line(void *ctx, const char *line, size_t len)
 		}
 	}
 	busy_sync(s);
-	if (kind == JSONRPC_RESPONSE) {
+	if (kind == JSONRPC_RESPONSE || kind == JSONRPC_ERROR) {
 		handshake_observe_server(s->hs, &out_scan, line, len);
 	}
 	if (tlog_enabled) {

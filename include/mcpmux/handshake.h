@@ -63,7 +63,10 @@ void handshake_release(struct handshake *hs);
  */
 void handshake_observe_client(struct handshake *hs, const struct jsonrpc_scanner *scan,
 			      const char *line, size_t len);
-/* A message the server sent (scan describes line): the first answer to initialize. */
+/*
+ * A message the server sent (scan describes line): the first answer to initialize.  An
+ * error answer ends the record of that initialize: nothing is replayed for it.
+ */
 void handshake_observe_server(struct handshake *hs, const struct jsonrpc_scanner *scan,
 			      const char *line, size_t len);
 /* Is there a handshake to replay (an initialize the first server answered)? */

@@ -373,6 +373,33 @@ class ResumeFailures(Base):
     def test_crash_during_replay(self):
         self.fail_then_recover("crash-init", "ended during the handshake replay (killed by SIGSEGV)")
 
+    def test_a_refused_first_initialize_is_not_replayed(self):
+        """The first server refuses the client's initialize; the client goes on, and uses
+        that id again.  The refused initialize is nothing to replay (the first server took
+        no handshake either), and the later answer under its id is not taken for its
+        answer: the fresh server gets the held call as it comes, and answers it."""
+        behave = os.path.join(self.tmp.name, "behave")
+        log = os.path.join(self.tmp.name, "t.log")
+        with open(behave, "w") as f:
+            f.write("init-error\n")
+        p = self.wrap(opts=FAST + SUSPEND + ["--log", log],
+                      command=[FIXTURE, "--behave-file=" + behave])
+        p.send(initialize(1))
+        self.assert_error(p.msg(), 1, -32603)
+        os.unlink(behave)
+        p.send(call(1, "echo", text="the id again"))
+        self.assertEqual(p.msg()["result"]["content"][0]["text"], "the id again")
+        self.wait_suspended(self.pid_of(p.send, p.msg, 2), log=log)
+        p.send(call(3, "handshake"))
+        m = p.msg(10)
+        self.assertEqual(m.get("id"), 3, m)
+        hs = structured(m)
+        self.assertEqual((hs["initializeSeen"], hs["firstMethod"]), (False, "tools/call"))
+        self.assertEqual(events(log, "resume-failed"), [])
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assert_no_leftovers()
+
 
 class ServeSuspend(Base):
     def test_events_states_and_a_message_racing_the_suspend(self):

@@ -327,7 +327,6 @@ test_ready_after_the_answer_by_value(void **state)
 	assert_false(handshake_ready(&f->hs));
 	server(f, "{'jsonrpc':'2.0','id':2,'result':{'protocolVersion':'p','capabilities':{}}}");
 	server(f, "{'jsonrpc':'2.0','id':'1','result':{'protocolVersion':'p','capabilities':{}}}");
-	server(f, "{'jsonrpc':'2.0','id':1,'error':{'code':-32603,'message':'no'}}");
 	server(f, "{'jsonrpc':'2.0','method':'notifications/message','params':{}}");
 	server(f, "{'jsonrpc':'2.0','id':1,'method':'roots/list'}");
 	assert_false(handshake_ready(&f->hs));
@@ -341,6 +340,24 @@ test_ready_after_the_answer_by_value(void **state)
 	server(f,
 	       "{'jsonrpc':'2.0','id':1,'result':{'protocolVersion':'other','capabilities':{}}}");
 	assert_text(f->hs.proto.buf, f->hs.proto.len, "'2025-06-18'");
+}
+
+/* An initialize refused: nothing to replay, and a later answer under its id is another's. */
+static void
+test_a_refused_initialize_is_not_replayed(void **state)
+{
+	struct fix *f = *state;
+
+	client(f, INIT);
+	server(f, "{'jsonrpc':'2.0','id':1,'error':{'code':-32603,'message':'no'}}");
+	assert_false(f->hs.have_init);
+	client(f, "{'jsonrpc':'2.0','id':1,'method':'tools/list'}");
+	server(f, "{'jsonrpc':'2.0','id':1,'result':{'tools':[]}}");
+	assert_false(handshake_ready(&f->hs));
+	/* A new initialize is recorded again. */
+	client(f, INIT);
+	server(f, ANSWER);
+	assert_true(handshake_ready(&f->hs));
 }
 
 static void
@@ -665,6 +682,7 @@ main(void)
 		T(test_subscriptions_bounded),
 		T(test_initialize_resets),
 		T(test_ready_after_the_answer_by_value),
+		T(test_a_refused_initialize_is_not_replayed),
 		T(test_ready_string_id_by_value),
 		T(test_replay_bytes_and_ids),
 		T(test_replay_without_the_optional_parts),
