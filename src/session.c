@@ -11,6 +11,7 @@
 
 #include "mcpmux/cli.h"
 #include "mcpmux/diag.h"
+#include "mcpmux/jsonspan.h"
 #include "mcpmux/metrics.h"
 #include "mcpmux/rpcout.h"
 #include "mcpmux/session.h"
@@ -936,7 +937,11 @@ session_on_replay_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	replay_fail(s, why);
 }
 
-/* A server line while RESUMING, or an answer to a replayed request: true when consumed. */
+/*
+ * A server line while RESUMING, or an answer to a replayed request: true when consumed.
+ * While RESUMING the fresh server was sent the replay alone, so each of its answers is
+ * the replay's, under whatever id it came (null: a server that could not read it).
+ */
 static bool
 replay_answer(struct session *s, const char *line, size_t len)
 {
@@ -944,19 +949,28 @@ replay_answer(struct session *s, const char *line, size_t len)
 	const char *id = jsonrpc_str(&out_scan, it->id);
 
 	if ((out_scan.kind != JSONRPC_RESPONSE && out_scan.kind != JSONRPC_ERROR) ||
-	    !handshake_is_replay_id(id, it->id.len) ||
 	    ids_find(s->pending, id, it->id.len) != NULL) {
 		return false; /* (a client that used such an id itself gets its answer) */
 	}
 	if (s->state != SESSION_RESUMING || s->end_requested) {
-		return true; /* late, or its run is ending (run_done() answers): dropped */
+		/* late, or its run is ending (run_done() answers): dropped */
+		return handshake_is_replay_id(id, it->id.len);
 	}
-	if (s->replay_id[0] != '\0' && strlen(s->replay_id) == it->id.len &&
-	    memcmp(s->replay_id, id, it->id.len) == 0) {
+	if (s->replay_id[0] != '\0') {
 		char why[256];
-		const char *bad =
-			handshake_check_init(s->hs, &out_scan, line, len, why, sizeof(why));
+		const char *bad;
 
+		if (out_scan.kind == JSONRPC_RESPONSE &&
+		    (strlen(s->replay_id) != it->id.len ||
+		     memcmp(s->replay_id, id, it->id.len) != 0)) {
+			(void)snprintf(why, sizeof(why),
+				       "the restarted server answered initialize under another id "
+				       "(%.*s)",
+				       (int)SYS_MIN(it->id.len, 64), id);
+			bad = why;
+		} else {
+			bad = handshake_check_init(s->hs, &out_scan, line, len, why, sizeof(why));
+		}
 		if (bad != NULL) {
 			replay_fail(s, bad);
 		} else {
@@ -976,6 +990,52 @@ replay_answer(struct session *s, const char *line, size_t len)
 
 /* ---- server to client ---- */
 
+static const char *
+skip_ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\r')) {
+		p++;
+	}
+	return p;
+}
+
+/*
+ * A batch from a server that hears the replay, with answers to it (replay_answer()):
+ * those are mcpmux's own, so it is taken apart, each element as a line of its own.
+ * false when it holds none (it goes on whole).
+ */
+static bool
+replay_batch(struct session *s, const char *line, size_t len)
+{
+	const char *p = line, *end = line + len, *e;
+	bool ours = false;
+
+	if (s->state != SESSION_RESUMING || s->end_requested) {
+		return false;
+	}
+	for (size_t i = 0; i < out_scan.n_items && !ours; i++) {
+		const struct jsonrpc_item *it = &out_scan.items[i];
+
+		ours = (it->kind == JSONRPC_RESPONSE || it->kind == JSONRPC_ERROR) &&
+		       ids_find(s->pending, jsonrpc_str(&out_scan, it->id), it->id.len) == NULL;
+	}
+	if (!ours) {
+		return false;
+	}
+	p = skip_ws(p, end) + 1; /* past '[' (a valid batch) */
+	while ((p = skip_ws(p, end)) < end && *p != ']' && (e = jsonspan_skip(p, end)) != NULL) {
+		if (*p == '{') {
+			session_on_line(s, p, (size_t)(e - p)); /* out_scan is scanned again */
+		} else {
+			diag_warn("session %s: server batch element that is not a message: dropped",
+				  s->id);
+		}
+		p = skip_ws(e, end);
+		p += p < end && *p == ',';
+	}
+	return true;
+}
+
 static void
 session_on_line(void *ctx, const char *line, size_t len)
 {
@@ -984,6 +1044,9 @@ session_on_line(void *ctx, const char *line, size_t len)
 
 	s->last_activity = sys_now();
 	status_traffic(s->last_activity);
+	if (kind == JSONRPC_BATCH && replay_batch(s, line, len)) {
+		return; /* each element went its own way */
+	}
 	if (kind != JSONRPC_INVALID_JSON && replay_answer(s, line, len)) {
 		return; /* an answer to the handshake's replay: mcpmux's own */
 	}

@@ -225,6 +225,33 @@ class WrapSuspend(Base):
         self.assertEqual([e["reason"] for e in events(self.log, "ended")],
                          ["end-of-run", "client-eof"])
 
+    def test_the_replayed_initialize_answered_in_a_batch(self):
+        """A fresh server that answers the replayed initialize inside a batch, after a
+        notification: the notification reaches the client, the answer does not, and the
+        replay goes on (the held call is answered)."""
+        behave = os.path.join(self.tmp.name, "behave")
+        p = self.wrap(opts=FAST + SUSPEND + ["--log", self.log],
+                      command=[FIXTURE, "--behave-file=" + behave])
+        self.setup_session(p.send, p.msg)
+        self.wait_suspended(self.pid_of(p.send, p.msg, 6), log=self.log)
+        with open(behave, "w") as f:
+            f.write("init-batch\n")
+        p.send(call(7, "handshake"))
+        m = p.msg(10)
+        self.assertEqual((m.get("method"), m.get("params", {}).get("data")),
+                         ("notifications/message", "batched"), m)
+        m = p.msg(10)
+        self.assertEqual(m.get("id"), 7, m)
+        hs = structured(m)
+        self.assertEqual((hs["initializeSeen"], hs["initialized"], hs["level"]),
+                         (True, True, "warning"))
+        wait_until(lambda: events(self.log, "resumed"), 5, "resumed logged")
+        self.assertEqual(events(self.log, "resume-failed"), [])
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertEqual(p.read_to_eof(), b"")
+        self.assert_no_leftovers()
+
     def test_many_messages_racing_the_suspend(self):
         """Calls sent around the moment the server is suspended are all answered, in order."""
         p = self.wrap(opts=FAST + ["--idle-suspend", "0.1"])
@@ -363,6 +390,11 @@ class ResumeFailures(Base):
 
     def test_initialize_errors(self):
         self.fail_then_recover("init-error", "refused initialize: initialize refused")
+
+    def test_initialize_errors_under_the_id_null(self):
+        """An error under the id null is the fresh server's answer to the replayed
+        initialize (it was sent nothing else): not forwarded, the resume fails."""
+        self.fail_then_recover("init-null-id", "refused initialize: initialize refused")
 
     def test_capabilities_change(self):
         self.fail_then_recover("caps", "capabilities differ from the first one's")
