@@ -89,6 +89,23 @@
  *   FAULT_OPEN_STOP=NAME  the first open() of a path that ends with NAME stops the
  *                         process (SIGSTOP) before it opens: a test sees it stopped between
  *                         looking at a path and opening it, and can put something else there
+ *   FAULT_MALLOC_AFTER=MARKER once a read() or readv() returns bytes that hold MARKER
+ *                         (the first such read only; within one iovec for readv()), the
+ *                         next FAULT_MALLOC_COUNT (1) calls of malloc(), calloc() or
+ *                         realloc() fail with ENOMEM: memory that runs out just after a
+ *                         given message came in.  C++'s operator new calls malloc() and
+ *                         is counted too (simdjson allocates with std::nothrow: it sees
+ *                         NULL, not an exception)
+ *   FAULT_MALLOC_MIN=N    with FAULT_MALLOC_AFTER: only allocations of at least N bytes
+ *                         (0) fail and are counted; smaller ones pass (a big message's
+ *                         copy fails where the small error that replaces it does not)
+ *   FAULT_MALLOC_ONLY=FN  with FAULT_MALLOC_AFTER: only calls of FN ("malloc", "calloc"
+ *                         or "realloc") fail and are counted (a buffer that realloc()
+ *                         grows while a line comes in, in pieces or not, is left alone).
+ *                         Allocations go to glibc's __libc_malloc() and its kin, never
+ *                         through dlsym(), which allocates itself; free() is glibc's.
+ *                         AddressSanitizer intercepts malloc() before the shim: tests of
+ *                         this fault run on a build without sanitizers only
  *   FAULT_LOG=PATH        at exit, append one line of counters to PATH:
  *                         "pid=P reads=R writes=W eintr=E short_reads=S short_writes=T
  *                          spawn=F pipe2=I accept4=A failed=X"
@@ -116,6 +133,7 @@
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,9 +218,14 @@ static int (*real_mkdir)(const char *, mode_t);
 static char leaf_gone[8]; /* FAULT_LEAF_GONE: "mkdir", "open" or "" */
 static int (*real_close_range)(unsigned int, unsigned int, int);
 static ssize_t (*real_getline)(char **, size_t *, FILE *);
-static char open_stop[256]; /* FAULT_OPEN_STOP, "" once it stopped */
-static char eio_file[256];  /* FAULT_EIO_FILE */
-static off_t eio_at;	    /* FAULT_EIO_AT */
+static char open_stop[256];	   /* FAULT_OPEN_STOP, "" once it stopped */
+static char eio_file[256];	   /* FAULT_EIO_FILE */
+static off_t eio_at;		   /* FAULT_EIO_AT */
+static char malloc_after[256];	   /* FAULT_MALLOC_AFTER, "" once it was seen */
+static size_t malloc_min;	   /* FAULT_MALLOC_MIN */
+static unsigned long malloc_count; /* FAULT_MALLOC_COUNT */
+static unsigned long malloc_left;  /* allocations left to fail, once armed */
+static char malloc_only[8];	   /* FAULT_MALLOC_ONLY, "": any */
 #define MAX_LEAVES 64
 static struct {
 	char path[256];
@@ -346,6 +369,16 @@ faultshim_init(void)
 		pwrite_left = env_num("FAULT_PWRITE_NOSPC_CALLS", 1);
 		pwrite_end = env_num("FAULT_PWRITE_NOSPC_END", 0) != 0;
 	}
+	if (getenv("FAULT_MALLOC_AFTER") != NULL) {
+		(void)snprintf(malloc_after, sizeof(malloc_after), "%s",
+			       getenv("FAULT_MALLOC_AFTER"));
+		malloc_min = env_num("FAULT_MALLOC_MIN", 0);
+		malloc_count = env_num("FAULT_MALLOC_COUNT", 1);
+		if (getenv("FAULT_MALLOC_ONLY") != NULL) {
+			(void)snprintf(malloc_only, sizeof(malloc_only), "%s",
+				       getenv("FAULT_MALLOC_ONLY"));
+		}
+	}
 	if (getenv("FAULT_NOKILL") != NULL) {
 		(void)snprintf(nokill, sizeof(nokill), "%s", getenv("FAULT_NOKILL"));
 	}
@@ -457,10 +490,22 @@ iov_total(const struct iovec *iov, int iovcnt)
 	return t;
 }
 
-ssize_t
-read(int fd, void *buf, size_t len)
+/* Bytes just read (n of them at buf): do they hold FAULT_MALLOC_AFTER's marker? */
+static void
+malloc_arm(const void *buf, ssize_t n)
 {
-	resolve();
+	size_t k = strlen(malloc_after);
+
+	if (n > 0 && k > 0 && F.ready && getpid() == F.owner &&
+	    memmem(buf, (size_t)n, malloc_after, k) != NULL) {
+		malloc_after[0] = '\0';
+		malloc_left = malloc_count;
+	}
+}
+
+static ssize_t
+read_faulty(int fd, void *buf, size_t len)
+{
 	if (!in_scope(fd)) {
 		return real_read(fd, buf, len);
 	}
@@ -469,6 +514,16 @@ read(int fd, void *buf, size_t len)
 		return -1;
 	}
 	return real_read(fd, buf, cut(len, &F.n_short_reads));
+}
+
+ssize_t
+read(int fd, void *buf, size_t len)
+{
+	resolve();
+	ssize_t n = read_faulty(fd, buf, len);
+
+	malloc_arm(buf, n);
+	return n;
 }
 
 ssize_t
@@ -485,13 +540,12 @@ write(int fd, const void *buf, size_t len)
 	return real_write(fd, buf, cut(len, &F.n_short_writes));
 }
 
-ssize_t
-readv(int fd, const struct iovec *iov, int iovcnt)
+static ssize_t
+readv_faulty(int fd, const struct iovec *iov, int iovcnt)
 {
 	struct iovec part[MAX_IOV];
 	size_t total, want;
 
-	resolve();
 	if (!in_scope(fd) || iovcnt > MAX_IOV) {
 		return real_readv(fd, iov, iovcnt);
 	}
@@ -505,6 +559,22 @@ readv(int fd, const struct iovec *iov, int iovcnt)
 		return real_readv(fd, iov, iovcnt);
 	}
 	return real_readv(fd, part, cut_iov(iov, iovcnt, want, part));
+}
+
+ssize_t
+readv(int fd, const struct iovec *iov, int iovcnt)
+{
+	resolve();
+	ssize_t n = readv_faulty(fd, iov, iovcnt);
+	size_t left = n > 0 ? (size_t)n : 0;
+
+	for (int i = 0; i < iovcnt && left > 0; i++) {
+		size_t k = left < iov[i].iov_len ? left : iov[i].iov_len;
+
+		malloc_arm(iov[i].iov_base, (ssize_t)k);
+		left -= k;
+	}
+	return n;
 }
 
 /*
@@ -1184,4 +1254,122 @@ open(const char *path, int flags, ...)
 		(void)real_rmdir(path);
 	}
 	return fd;
+}
+
+/* ---- memory that runs out (FAULT_MALLOC_AFTER) ---- */
+
+/*
+ * The allocator after the shim (glibc's, or AddressSanitizer's in a sanitized build),
+ * resolved at the first allocation.  dlsym() may allocate itself: what it asks for while
+ * it resolves comes from a small arena of the shim's, which free() leaves alone.
+ */
+static void *(*real_malloc)(size_t);
+static void *(*real_calloc)(size_t, size_t);
+static void *(*real_realloc)(void *, size_t);
+static void (*real_free)(void *);
+static bool alloc_resolving;
+static _Alignas(max_align_t) char arena[8192];
+static size_t arena_used;
+
+static void *
+arena_alloc(size_t len)
+{
+	size_t at = (arena_used + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1);
+
+	if (len > sizeof(arena) - at) {
+		return NULL;
+	}
+	arena_used = at + len;
+	return arena + at;
+}
+
+static bool
+in_arena(const void *p)
+{
+	return (const char *)p >= arena && (const char *)p < arena + sizeof(arena);
+}
+
+static bool
+alloc_resolve(void)
+{
+	if (real_free != NULL) {
+		return true;
+	}
+	if (alloc_resolving) {
+		return false;
+	}
+	alloc_resolving = true;
+	*(void **)&real_malloc = next_symbol("malloc");
+	*(void **)&real_calloc = next_symbol("calloc");
+	*(void **)&real_realloc = next_symbol("realloc");
+	*(void **)&real_free = next_symbol("free");
+	alloc_resolving = false;
+	return true;
+}
+
+/* Should an allocation of len bytes by fn fail? */
+static bool
+malloc_fails(const char *fn, size_t len)
+{
+	if (malloc_left == 0 || len < malloc_min || !F.ready || getpid() != F.owner ||
+	    (malloc_only[0] != '\0' && strcmp(fn, malloc_only) != 0)) {
+		return false;
+	}
+	malloc_left--;
+	F.n_failed++;
+	errno = ENOMEM;
+	return true;
+}
+
+void *
+malloc(size_t len)
+{
+	if (!alloc_resolve()) {
+		return arena_alloc(len);
+	}
+	return malloc_fails("malloc", len) ? NULL : real_malloc(len);
+}
+
+void *
+calloc(size_t n, size_t size)
+{
+	size_t len;
+
+	if (__builtin_mul_overflow(n, size, &len)) {
+		len = SIZE_MAX;
+	}
+	if (!alloc_resolve()) {
+		return arena_alloc(len); /* the arena is zeroed and never reused */
+	}
+	return malloc_fails("calloc", len) ? NULL : real_calloc(n, size);
+}
+
+void *
+realloc(void *p, size_t len)
+{
+	if (in_arena(p)) {
+		/* An arena block (never grown in place): moved to a new one. */
+		void *q = malloc(len);
+		size_t room = (size_t)(arena + sizeof(arena) - (const char *)p);
+
+		if (q != NULL) {
+			memcpy(q, p, len < room ? len : room);
+		}
+		return q;
+	}
+	if (!alloc_resolve()) {
+		return NULL;
+	}
+	return malloc_fails("realloc", len) ? NULL : real_realloc(p, len);
+}
+
+void
+free(void *p)
+{
+	if (p == NULL || in_arena(p)) {
+		return;
+	}
+	if (alloc_resolve()) {
+		real_free(p);
+	}
 }
