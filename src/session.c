@@ -1,6 +1,9 @@
 /*
  * session: one run of a server: requests in flight, bounds, idle timer, end of run.
  */
+/* A table entry that cannot be added for want of memory is not added (ids_add()). */
+#define HASH_NONFATAL_OOM 1
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,7 +168,8 @@ session_id_valid(const char *id, size_t len)
  * (answered with an error if the server dies; their latency for the traffic log) and the
  * server's (the latency of the client's answers).  Ids are keyed by JSON value, the way
  * clients match them.  Bounded: at SESSION_MAX_PENDING, or when memory runs out, an id
- * goes untracked.  An id in flight twice is counted twice: two answers are owed.
+ * is not added (ids_add() says so: a client request that cannot be tracked is refused, not
+ * forwarded).  An id in flight twice is counted twice: two answers are owed.
  */
 static char *key_buf;
 static size_t key_cap;
@@ -198,26 +202,28 @@ id_key_done(void)
 	}
 }
 
-static void
+/* Track an id; false when it could not be (memory, SESSION_MAX_PENDING). */
+static bool
 ids_add(struct pending **table, size_t *n, const char *id, size_t len, double t, uint32_t batch)
 {
 	struct pending *p;
 	size_t klen = id_key(id, len);
+	unsigned int before;
 
 	if (klen == 0 || *n >= SESSION_MAX_PENDING) {
 		id_key_done();
-		return;
+		return false;
 	}
 	HASH_FIND(hh, *table, key_buf, klen, p);
 	if (p != NULL) {
 		p->count++;
 		(*n)++;
 		id_key_done();
-		return;
+		return true;
 	}
 	if ((p = pending_alloc(klen + len)) == NULL) {
 		id_key_done();
-		return;
+		return false;
 	}
 	p->t = t;
 	p->count = 1;
@@ -226,9 +232,15 @@ ids_add(struct pending **table, size_t *n, const char *id, size_t len, double t,
 	p->id_len = len;
 	memcpy(p->data, key_buf, klen);
 	memcpy(p->data + klen, id, len);
+	before = HASH_COUNT(*table);
 	HASH_ADD_KEYPTR(hh, *table, p->data, klen, p);
-	(*n)++;
 	id_key_done();
+	if (HASH_COUNT(*table) == before) {
+		pending_release(p); /* the table could not grow */
+		return false;
+	}
+	(*n)++;
+	return true;
 }
 
 static struct pending *
@@ -272,17 +284,41 @@ ids_remove(struct pending **table, size_t *n, const char *id, size_t len)
 	return ms;
 }
 
-/* A client request in flight, received at t (sys_mono()), in a batch (0: none). */
-static void
-pending_add(struct session *s, const char *id, size_t len, double t, uint32_t batch)
-{
-	ids_add(&s->pending, &s->n_pending, id, len, t, batch);
-}
-
 static double
 pending_remove(struct session *s, const char *id, size_t len)
 {
 	return ids_remove(&s->pending, &s->n_pending, id, len);
+}
+
+/* The requests among a message's first k items are not in flight: it was not forwarded. */
+static void
+pending_drop(struct session *s, const struct jsonrpc_scanner *scan,
+	     const struct jsonrpc_item *items, size_t k)
+{
+	for (size_t i = 0; i < k; i++) {
+		if (items[i].kind == JSONRPC_REQUEST) {
+			(void)pending_remove(s, jsonrpc_str(scan, items[i].id), items[i].id.len);
+		}
+	}
+}
+
+/*
+ * A message's requests in flight, received at t (sys_mono()), in a batch (0: none): all
+ * of them, or (out of memory) none, false.
+ */
+static bool
+pending_add(struct session *s, const struct jsonrpc_scanner *scan, const struct jsonrpc_item *items,
+	    size_t n, double t, uint32_t batch)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (items[i].kind == JSONRPC_REQUEST &&
+		    !ids_add(&s->pending, &s->n_pending, jsonrpc_str(scan, items[i].id),
+			     items[i].id.len, t, batch)) {
+			pending_drop(s, scan, items, i);
+			return false;
+		}
+	}
+	return true;
 }
 
 static void
@@ -454,20 +490,26 @@ input_sync(struct session *s)
 
 /*
  * Keep a client line until a server can take it (SUSPENDING, RESUMING).  Past
- * --max-queue of them, the client is held back (hooks->on_input_full).
+ * --max-queue of them, the client is held back (hooks->on_input_full).  A line that
+ * cannot be kept (out of memory) is refused; those held before it stay.
  */
 static void
-hold_line(struct session *s, const char *line, size_t len)
+hold_line(struct session *s, const char *line, size_t len, const struct jsonrpc_scanner *scan)
 {
 	double t = sys_mono(); /* its answer's latency counts from now */
+	size_t was = s->held.len;
 
 	sbuf_add(&s->held, (const char *)&t, sizeof(t));
 	sbuf_add(&s->held, line, len);
 	sbuf_add(&s->held, "\n", 1);
 	if (s->held.failed) {
-		diag_error("session %s: out of memory: a message from the client was lost", s->id);
-		sbuf_release(&s->held);
-		s->held_off = 0;
+		/* realloc() failed: the buffer holds what it held. */
+		s->held.len = was;
+		s->held.failed = false;
+		if (s->held.buf != NULL) {
+			s->held.buf[was] = '\0';
+		}
+		message_refused(s, scan, "out of memory", t, NULL, NULL);
 		return;
 	}
 	if (!s->held_full && s->held.len - s->held_off >= s->cfg->max_queue) {
@@ -535,8 +577,8 @@ held_live(const struct session *s, struct pending **live, bool *whole)
 			if (items[i].kind == JSONRPC_REQUEST) {
 				size_t before = n;
 
-				ids_add(live, &n, jsonrpc_str(&held_scan, items[i].id),
-					items[i].id.len, t, 0);
+				(void)ids_add(live, &n, jsonrpc_str(&held_scan, items[i].id),
+					      items[i].id.len, t, 0);
 				*whole = *whole && n > before;
 			}
 		}
@@ -656,15 +698,25 @@ forward(struct session *s, const char *line, size_t len, const struct jsonrpc_sc
 	for (size_t i = 0; i < n; i++) {
 		n_req += items[i].kind == JSONRPC_REQUEST;
 	}
+	/* A batch's requests are tagged together: in run_done(), their errors make one array. */
+	uint32_t batch = 0;
+
+	if (scan->kind == JSONRPC_BATCH && (batch = ++s->batch_seq) == 0) {
+		batch = s->batch_seq = 1;
+	}
 	if (s->backend == NULL || backend_is_ending(s->backend) || s->backend->in_fd < 0) {
 		why = s->backend != NULL && s->backend->stalled
 			      ? "the server stopped reading its input: its run is ending"
 			      : "the server's run is ending";
 	} else if (s->n_pending + n_req > SESSION_MAX_PENDING) {
 		why = "too many requests in flight";
+	} else if (!pending_add(s, scan, items, n, t, batch)) {
+		/* Untracked, its answer would be owed for ever if the server died. */
+		why = "out of memory";
 	}
 	if (why == NULL && backend_send(s->backend, line, len) == -1) {
 		why = errno == EPIPE ? "the server closed its input" : "out of memory";
+		pending_drop(s, scan, items, n);
 	}
 	if (why != NULL) {
 		message_refused(s, scan, why, t, NULL, NULL);
@@ -674,17 +726,6 @@ forward(struct session *s, const char *line, size_t len, const struct jsonrpc_sc
 	handshake_observe_client(s->hs, scan, line, len);
 	s->stats.bytes_in += len + 1;
 	s->stats.msgs_in++;
-	/* A batch's requests are added together: in run_done(), their errors make one array. */
-	uint32_t batch = 0;
-
-	if (scan->kind == JSONRPC_BATCH && (batch = ++s->batch_seq) == 0) {
-		batch = s->batch_seq = 1;
-	}
-	for (size_t i = 0; i < n; i++) {
-		if (items[i].kind == JSONRPC_REQUEST) {
-			pending_add(s, jsonrpc_str(scan, items[i].id), items[i].id.len, t, batch);
-		}
-	}
 	note_cancel(&s->pending, &s->n_pending, scan);
 	busy_sync(s);
 }
@@ -719,7 +760,7 @@ session_from_client(struct session *s, const char *line, size_t len,
 				  s->id);
 			return;
 		}
-		hold_line(s, line, len);
+		hold_line(s, line, len, scan);
 		if (s->state == SESSION_SUSPENDED && !s->end_requested) {
 			resume_start(s);
 		}
@@ -728,12 +769,12 @@ session_from_client(struct session *s, const char *line, size_t len,
 		if (answer) {
 			break; /* the fresh server may be waiting for it (roots/list, ...) */
 		}
-		hold_line(s, line, len);
+		hold_line(s, line, len, scan);
 		return;
 	case SESSION_RUNNING:
 		if (needs_replay(s, scan)) {
 			/* A server that never heard the client's handshake: it hears it first. */
-			hold_line(s, line, len);
+			hold_line(s, line, len, scan);
 			s->t_resume = sys_mono();
 			replay_start(s);
 			return;
@@ -1070,8 +1111,9 @@ session_on_line(void *ctx, const char *line, size_t len)
 		}
 	} else if (kind == JSONRPC_REQUEST) {
 		/* Tracked always: a server waiting for an answer is not idle (--idle-suspend). */
-		ids_add(&s->srv_pending, &s->n_srv_pending, jsonrpc_str(&out_scan, out_scan.one.id),
-			out_scan.one.id.len, s->last_activity, 0);
+		(void)ids_add(&s->srv_pending, &s->n_srv_pending,
+			      jsonrpc_str(&out_scan, out_scan.one.id), out_scan.one.id.len,
+			      s->last_activity, 0);
 	} else if (kind == JSONRPC_NOTIFICATION) {
 		note_cancel(&s->srv_pending, &s->n_srv_pending, &out_scan);
 	} else if (kind == JSONRPC_BATCH) {

@@ -29,6 +29,8 @@ What each test would catch if mcpmux's handling were removed:
   it is locked, must not be taken for a dead instance's and removed (its server would
   then go uncounted, and one more would start over the cap); an ask for a slot freed
   after it was seen must not leave its file behind.
+- OutOfMemory: a request that cannot be tracked, forwarded anyway, gets no error if its
+  server dies; a held line dropped for want of memory leaves its request unanswered (the release build only: a sanitizer's allocator comes first).
 """
 
 import errno
@@ -44,8 +46,8 @@ import subprocess
 import time
 import unittest
 
-from mcptest import (FIXTURE, MCPMUX, SANITIZED, WRAPPER, Case, alive, call, deadline, fd_count,
-                     fd_links, initialize, main, note, proc_state, req, wait_until)
+from mcptest import (FIXTURE, MCPMUX, SANITIZED, WRAPPER, Case, alive, call, comm, deadline,
+                     fd_count, fd_links, initialize, main, note, proc_state, req, wait_until)
 
 SHIM = os.environ.get("MCPMUX_FAULTSHIM") or os.path.join(
     os.path.dirname(os.path.abspath(MCPMUX)), "test", "fault", "faultshim.so")
@@ -1509,6 +1511,72 @@ class LogFull(Faults):
         r = subprocess.run([MCPMUX, "log", "show", log], capture_output=True, env=self.env,
                            stdin=subprocess.DEVNULL, timeout=30)
         self.assertEqual((r.returncode, r.stderr), (0, b""))
+
+
+@needs_shim
+@unittest.skipIf(SANITIZED, "a sanitizer's allocator comes before the shim's malloc()")
+class OutOfMemory(Faults):
+    """Allocations that fail just after a given message came in (FAULT_MALLOC_AFTER): the
+    message mcpmux cannot keep is answered, never lost in silence, and the run goes on.
+    The marker is sent escaped ("\\u004f" for "O") where only the server's answer must
+    hold it: the fixture writes it unescaped."""
+
+    def oom_env(self, marker, **faults):
+        return self.shim_env(malloc_after=marker, **faults)
+
+    def wrap_initialized(self, env, *opts):
+        p = self.mcpmux(GRACE + list(opts) + ["--", FIXTURE], env=env)
+        p.send(initialize(0))
+        self.assert_response(p.msg(), 0)
+        p.send(note("notifications/initialized"))
+        return p
+
+    def test_a_request_that_cannot_be_tracked_is_refused(self):
+        """No memory for its entry in the table of requests in flight: a request would
+        get no error if its server died.  It is refused at once, not forwarded (the
+        server does not crash on it), and the run goes on."""
+        p = self.wrap_initialized(self.oom_env("OOM-1"))
+        p.send(call("OOM-1", "crash"))
+        err = self.assert_error(p.msg(), "OOM-1", -32000)
+        self.assertIn("out of memory", err["message"])
+        p.send(call(2, "echo", text="after"))
+        self.assertEqual(p.msg()["result"]["content"][0]["text"], "after")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
+        self.assert_no_leftovers()
+
+    def test_a_held_line_that_cannot_be_kept_is_refused_and_those_before_it_stay(self):
+        """Lines held for a server being resumed: one that the held buffer has no room
+        for (it must grow) is answered with an error; the line held before it still
+        reaches the fresh server, and its answer the client."""
+        behave = os.path.join(self.tmp.name, "behave")
+        open(behave, "w").close()
+        # The held buffer's growth (realloc), not its first 256 bytes
+        env = self.oom_env("OOM-2", malloc_min=1024, malloc_only="realloc")
+        p = self.mcpmux(GRACE + ["--idle-suspend", "0.4", "--", FIXTURE,
+                                 "--behave-file=" + behave], env=env)
+        p.send(initialize(0))
+        self.assert_response(p.msg(), 0)
+        p.send(note("notifications/initialized"))
+        # A line longer than the one to come: mcpmux's parser has room for it already.
+        p.send(req(1, "ping", {"pad": "y" * 3000}))
+        self.assert_response(p.msg(), 1)
+        servers = lambda: [q for q in self.tagged() if comm(q) == "mcp-fixture" and alive(q)]
+        wait_until(lambda: not servers(), 10, "the idle server to be suspended")
+        with open(behave, "w") as f:
+            f.write("slow-init=1000\n")
+        p.send(req(2, "ping"))  # held while the fresh server starts
+        wait_until(servers, 10, "the fresh server")
+        p.send(req("OOM-2", "ping", {"pad": "x" * 1000}))  # the held buffer must grow
+        err = self.assert_error(p.msg(), "OOM-2", -32000)
+        self.assertIn("out of memory", err["message"])
+        self.assert_response(p.msg(10), 2)
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
+        self.assert_no_leftovers()
+
 
 if __name__ == "__main__":
     main()
