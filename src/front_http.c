@@ -925,13 +925,25 @@ route(struct hx_session *hs, const char *msg, size_t len)
 	enum jsonrpc_kind kind = jsonrpc_scan(sc, msg, len);
 	struct hx_stream *st = NULL;
 	struct hx_event *ev = event_new(msg, len);
+	bool answer = (kind == JSONRPC_RESPONSE || kind == JSONRPC_ERROR) && sc->one.has_id;
 
 	if (ev == NULL) {
 		diag_error("session %s: out of memory: a message for the HTTP client was lost",
 			   hs->id);
-		return;
+		if (!answer) {
+			return;
+		}
+		/* Its request's stream must still end: a small error in its place. */
+		struct sbuf *b = &fh->tmp;
+
+		sbuf_reset(b);
+		rpcout_error(b, jsonrpc_str(sc, sc->one.id), sc->one.id.len, RPC_SERVER_ERROR,
+			     "out of memory: the server's answer was lost");
+		if (b->failed || (ev = event_new(b->buf, b->len)) == NULL) {
+			return;
+		}
 	}
-	if ((kind == JSONRPC_RESPONSE || kind == JSONRPC_ERROR) && sc->one.has_id) {
+	if (answer) {
 		st = stream_for_response(hs, jsonrpc_str(sc, sc->one.id), sc->one.id.len);
 		if (st != NULL && st->is_json && st->rq != NULL && http_req_gone(st->rq)) {
 			/* Gone, and the layer has not said so yet: it would not be written. */
@@ -989,7 +1001,7 @@ route(struct hx_session *hs, const char *msg, size_t len)
 			hs->orphans = ev;
 		}
 		hs->orphans_tail = ev;
-		hs->unsent += len;
+		hs->unsent += ev->len;
 		orphans_relieve(hs, false);
 		return;
 	}

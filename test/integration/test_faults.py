@@ -30,7 +30,8 @@ What each test would catch if mcpmux's handling were removed:
   then go uncounted, and one more would start over the cap); an ask for a slot freed
   after it was seen must not leave its file behind.
 - OutOfMemory: a request that cannot be tracked, forwarded anyway, gets no error if its
-  server dies; a held line dropped for want of memory leaves its request unanswered (the release build only: a sanitizer's allocator comes first).
+  server dies; a held line dropped for want of memory, or an HTTP answer, leaves its
+  request unanswered (the release build only: a sanitizer's allocator comes first).
 """
 
 import errno
@@ -1577,6 +1578,48 @@ class OutOfMemory(Faults):
         self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
         self.assert_no_leftovers()
 
+    def test_an_http_answer_that_cannot_be_kept_ends_its_stream_with_an_error(self):
+        """serve --http: the server's answer cannot be copied for its stream (a big one,
+        FAULT_MALLOC_MIN): its request still ends, with a smaller error in its place."""
+        env = self.oom_env("OOM-3", malloc_min=32 << 10, malloc_only="malloc")
+        p = self.mcpmux(["serve", "--http", "127.0.0.1:0"] + GRACE + ["--", FIXTURE],
+                        env=env)
+        m = wait_until(lambda: re.search(r"on port (\d+)", p.stderr()), 10, "the port")
+        port = int(m.group(1))
+
+        def post(body, sid=None, seconds=10):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=seconds)
+            h = {"Content-Type": "application/json", "Accept": "application/json"}
+            if sid:
+                h["Mcp-Session-Id"] = sid
+            try:
+                c.request("POST", "/mcp", body=body, headers=h)
+                r = c.getresponse()
+                return r.status, r.getheader("Mcp-Session-Id"), r.read()
+            finally:
+                c.close()
+
+        status, sid, _ = post(json.dumps(initialize(0)))
+        self.assertEqual(status, 200)
+        self.assertEqual(post(json.dumps(note("notifications/initialized")), sid)[0], 202)
+        # A longer answer first: what mcpmux parses and frames has room for the next one.
+        big = "y" * (200 << 10)
+        status, _, body = post(json.dumps(call(1, "echo", text=big)), sid)
+        self.assertEqual(json.loads(body)["result"]["content"][0]["text"], big)
+        text = "x" * (40 << 10) + "\\u004fOM-3"  # the answer ends with OOM-3
+        status, _, body = post(json.dumps(call(2, "echo", text="TEXT")).replace(
+            "TEXT", text), sid)
+        self.assertEqual(status, 200)
+        m = json.loads(body)
+        self.assertEqual(m["id"], 2)
+        self.assertEqual(m["error"]["code"], -32000)
+        self.assertIn("out of memory", m["error"]["message"])
+        status, _, body = post(json.dumps(call(3, "echo", text="after")), sid)
+        self.assertEqual(json.loads(body)["result"]["content"][0]["text"], "after")
+        p.p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(), 0)
+        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
+        self.assertIn("out of memory: a message for the HTTP client was lost", p.stderr())
 
 if __name__ == "__main__":
     main()
