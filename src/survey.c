@@ -673,9 +673,6 @@ survey_report_unknown(const struct survey *p, bool own_only)
 
 /* ---- the instances' status files (status.h) ---- */
 
-static const char *const status_states[] = { "running",	  "ending",   "suspending",
-					     "suspended", "resuming", "waiting" };
-
 /* Directory path under at, without following a symlink, if it is private to uid. */
 static int
 open_private_dir(int at, const char *path, uid_t uid)
@@ -845,16 +842,10 @@ parse_session(yajl_val v, double now, struct survey_status *o)
 	const char *id = YAJL_GET_STRING(member(v, "session", yajl_t_string));
 	const char *state = YAJL_GET_STRING(member(v, "state", yajl_t_string));
 	yajl_val pid = member(v, "pid", yajl_t_any);
-	bool known = false;
+	size_t n;
 
-	if (id == NULL || state == NULL || pid == NULL || strlen(id) > PROCTREE_COOKIE_MAX ||
-	    !session_id_valid(id, strlen(id))) {
-		return false;
-	}
-	for (size_t k = 0; k < sizeof(status_states) / sizeof(status_states[0]); k++) {
-		known = known || strcmp(state, status_states[k]) == 0;
-	}
-	if (!known) {
+	if (id == NULL || state == NULL || state[0] == '\0' || pid == NULL ||
+	    strlen(id) > PROCTREE_COOKIE_MAX || !session_id_valid(id, strlen(id))) {
 		return false;
 	}
 	if (YAJL_IS_NULL(pid)) {
@@ -866,7 +857,14 @@ parse_session(yajl_val v, double now, struct survey_status *o)
 		return false;
 	}
 	(void)snprintf(o->session, sizeof(o->session), "%s", id);
-	(void)snprintf(o->state, sizeof(o->state), "%s", state);
+	/* A state this mcpmux does not know (a newer one's) is shown as written. */
+	n = strlen(state);
+	if (n > SURVEY_STATE_MAX) {
+		for (n = SURVEY_STATE_MAX; n > 0 && ((unsigned char)state[n] & 0xc0) == 0x80; n--) {
+		}
+	}
+	memcpy(o->state, state, n);
+	o->state[n] = '\0';
 	o->instance = o->group = SIZE_MAX;
 	return get_since(v, "started", now, &o->age_s) && get_since(v, "last", now, &o->idle_s) &&
 	       get_count(v, "suspends", &o->suspends) && get_count(v, "resumes", &o->resumes);

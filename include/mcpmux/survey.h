@@ -31,6 +31,7 @@
 #define SURVEY_STATUS_MAX_SESSIONS 16384	     /* session lines kept */
 #define SURVEY_STATUS_LINE_MAX	   1024		     /* a longer line is skipped */
 #define SURVEY_STATUS_READS	   4		     /* reads to get the same bytes twice */
+#define SURVEY_STATE_MAX	   32		     /* bytes of a session's state kept */
 
 struct survey_opts {
 	bool json, dry_run;
@@ -63,10 +64,14 @@ struct survey_status {
 	size_t instance; /* index of the instance in scan.v */
 	size_t group;	 /* the session's group in the scan (it has processes), SIZE_MAX */
 	char session[PROCTREE_COOKIE_MAX + 1];
-	char state[12]; /* "running", "ending", "suspending", "suspended", "resuming", "waiting" */
-	pid_t pid;	/* the server's pid by the instance, 0 none: /proc has the last word */
-	double age_s;	/* since the session began */
-	double idle_s;	/* since its last message either way (up to a second more) */
+	/*
+	 * "running", "ending", "suspending", "suspended", "resuming", "waiting", or a word of
+	 * a newer mcpmux, as written (cut at SURVEY_STATE_MAX bytes, between two characters)
+	 */
+	char state[SURVEY_STATE_MAX + 1];
+	pid_t pid;     /* the server's pid by the instance, 0 none: /proc has the last word */
+	double age_s;  /* since the session began */
+	double idle_s; /* since its last message either way (up to a second more) */
 	unsigned long long suspends, resumes;
 };
 

@@ -913,6 +913,34 @@ class Status(PsCase):
         self.assertFalse(os.path.exists(self.status_file(dead)))
         self.assertTrue(os.path.exists(self.status_file(owner.pid)))
 
+    def test_a_state_of_a_newer_mcpmux_is_shown_as_written(self):
+        # A state this mcpmux does not know (written by a newer one) is no reason to
+        # leave the session out: it is listed with the state as written, escaped.
+        owner = self.spawn(["sleep", "1000"])  # an instance: a carrier names it
+        self.spawn(["sleep", "1000"], self.session("live"),
+                   "%d:%d" % (owner.pid, start_ticks(owner.pid)))
+        newer, odd = self.session("newer"), self.session("odd")
+        lines = [{"mcpmux": owner.pid, "mode": "serve"},
+                 {"session": newer, "state": "hibernating", "pid": None, "started": 1.0,
+                  "last": 2.0, "suspends": 1, "resumes": 0},
+                 {"session": odd, "state": "x\x1b[2Jy", "pid": None, "started": 1.0,
+                  "last": 2.0, "suspends": 0, "resumes": 0}]
+        fd = self.write_status(owner.pid, lines, lock=True)
+        try:
+            ss = self.sessions(owner.pid)
+            self.assertEqual(set(ss), {self.session("live"), newer, odd})
+            self.assertEqual(ss[newer]["state"], "hibernating")
+            self.assertEqual((ss[newer]["suspends"], ss[newer]["server_pid"]), (1, None))
+            self.assertIs(ss[newer]["suspended"], False)
+            self.assertEqual(ss[odd]["state"], "x\x1b[2Jy")
+            rc, out, err = self.mcpmux("ps", "--session", self.tag + "-*")
+            self.assertEqual(rc, 0, err)
+            self.assertRegex(out, r"(?m)^%s\s+%d\s+-\s+0\s+hibernating\s" % (newer, owner.pid))
+            self.assertRegex(out, r"(?m)^%s\s+%d\s+-\s+0\s+x\?\[2Jy\s" % (odd, owner.pid))
+            self.assertNotIn("\x1b", out)
+        finally:
+            os.close(fd)
+
     def test_killed_instance_leaves_a_file_for_sweep(self):
         w = self.wrap()
         w.send(initialize(1))

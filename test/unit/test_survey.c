@@ -82,6 +82,20 @@ test_parse_good(void **state)
 	assert_string_equal(p.v[2].state, "waiting");
 	/* A time after now (rounding): no negative ages. */
 	assert_true(p.v[2].age_s == 0 && p.v[2].idle_s == 0);
+
+	/* A state of a newer mcpmux is kept as written, a long one cut between characters. */
+	assert_int_equal(
+		parse(&p,
+		      "{\"mcpmux\":44,\"mode\":\"serve\"}\n"
+		      "{\"session\":\"new-1\",\"state\":\"hibernating\",\"pid\":null,"
+		      "\"started\":1,\"last\":1,\"suspends\":0,\"resumes\":0}\n"
+		      "{\"session\":\"new-2\",\"state\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\u00e9z\","
+		      "\"pid\":null,\"started\":1,\"last\":1,\"suspends\":0,\"resumes\":0}\n",
+		      44),
+		0);
+	assert_int_equal(p.n, 5);
+	assert_string_equal(p.v[3].state, "hibernating");
+	assert_string_equal(p.v[4].state, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
 	free(p.v);
 }
 
@@ -116,7 +130,9 @@ test_parse_bad_lines(void **state)
 {
 	(void)state;
 	static const char *const bad[] = {
-		"{\"session\":\"a\",\"state\":\"asleep\",\"pid\":1,\"started\":1,\"last\":1,"
+		"{\"session\":\"a\",\"state\":\"\",\"pid\":1,\"started\":1,\"last\":1,"
+		"\"suspends\":0,\"resumes\":0}",
+		"{\"session\":\"a\",\"state\":7,\"pid\":1,\"started\":1,\"last\":1,"
 		"\"suspends\":0,\"resumes\":0}",
 		"{\"session\":\"a b\",\"state\":\"running\",\"pid\":1,\"started\":1,\"last\":1,"
 		"\"suspends\":0,\"resumes\":0}",
