@@ -231,10 +231,19 @@ follow_wait(struct reader *r)
 	diag_info("%s: the log was rotated: following the new file", r->name);
 }
 
+/*
+ * The line of the record next_record() returned last (valid until its next call), for the
+ * strings that yajl's tree cuts short: it keeps C strings, and "\u0000" ends one.
+ */
+static const char *rec_line;
+static size_t rec_len;
+
 /* The next record, parsed; NULL at the end.  Lines that are not JSON objects are skipped. */
 static yajl_val
 next_record(struct reader *r)
 {
+	rec_line = NULL;
+	rec_len = 0;
 	if (r->cap > READER_KEEP) {
 		free(r->line);
 		r->line = NULL;
@@ -283,6 +292,8 @@ next_record(struct reader *r)
 		yajl_val v = parse_record(r->line, (size_t)n - 1);
 
 		if (v != NULL && YAJL_IS_OBJECT(v)) {
+			rec_line = r->line;
+			rec_len = (size_t)n - 1;
 			return v;
 		}
 		yajl_tree_free(v);
@@ -431,11 +442,10 @@ text_add(struct text *t, const char *s)
 	t->buf[t->len] = '\0';
 }
 
-/* A string of a record, shown (above), cut only between two shown characters. */
+/* A string of a record, n bytes, shown (above), cut only between two shown characters. */
 static void
-text_show(struct text *t, const char *s)
+text_show_n(struct text *t, const char *s, size_t n)
 {
-	size_t n = strlen(s);
 	char c[8];
 
 	while (n > 0 && !t->cut) {
@@ -451,6 +461,111 @@ text_show(struct text *t, const char *s)
 		s += used;
 		n -= used;
 	}
+}
+
+/* A string of a record, shown (above), cut only between two shown characters. */
+static void
+text_show(struct text *t, const char *s)
+{
+	text_show_n(t, s, strlen(s));
+}
+
+static unsigned
+hex4(const char *p)
+{
+	unsigned v = 0;
+
+	for (int i = 0; i < 4; i++) {
+		char c = p[i];
+
+		v = v << 4 | (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+	}
+	return v;
+}
+
+/*
+ * The JSON string at q (with its quotes; q[0] is '"', and it is known to be JSON) decoded
+ * into out (room for len bytes: never more than its text), as yajl decodes it but for a
+ * "\u0000", which is a NUL here.  Returns the decoded length.
+ */
+static size_t
+decode_string(const char *q, size_t len, char *out)
+{
+	size_t k = 0;
+
+	for (size_t i = 1; i + 1 < len; i++) {
+		unsigned cp;
+
+		if (q[i] != '\\') {
+			out[k++] = q[i];
+			continue;
+		}
+		i++;
+		if (q[i] != 'u') {
+			static const char from[] = "bfnrt", to[] = "\b\f\n\r\t";
+			const char *f = strchr(from, q[i]);
+
+			out[k++] = f != NULL && q[i] != '\0' ? to[f - from] : q[i];
+			continue;
+		}
+		cp = hex4(q + i + 1);
+		i += 4;
+		if ((cp & 0xFC00) == 0xD800) {
+			if (i + 6 < len && q[i + 1] == '\\' && q[i + 2] == 'u') {
+				cp = 0x10000 + ((cp & 0x3FF) << 10 | (hex4(q + i + 3) & 0x3FF));
+				i += 6;
+			} else {
+				out[k++] = '?'; /* a lone high surrogate, as yajl has it */
+				continue;
+			}
+		}
+		if (cp < 0x80) {
+			out[k++] = (char)cp;
+		} else if (cp < 0x800) {
+			out[k++] = (char)(0xC0 | cp >> 6);
+			out[k++] = (char)(0x80 | (cp & 0x3F));
+		} else if (cp < 0x10000) {
+			out[k++] = (char)(0xE0 | cp >> 12);
+			out[k++] = (char)(0x80 | (cp >> 6 & 0x3F));
+			out[k++] = (char)(0x80 | (cp & 0x3F));
+		} else {
+			out[k++] = (char)(0xF0 | cp >> 18);
+			out[k++] = (char)(0x80 | (cp >> 12 & 0x3F));
+			out[k++] = (char)(0x80 | (cp >> 6 & 0x3F));
+			out[k++] = (char)(0x80 | (cp & 0x3F));
+		}
+	}
+	return k;
+}
+
+/*
+ * Show the string member key of the record next_record() returned (rec), or dflt when it
+ * has none: whole, past any NUL ("\u0000") that ends yajl's C string.
+ */
+static void
+text_show_member(struct text *t, yajl_val rec, const char *key, const char *dflt)
+{
+	const char *s = get_str(rec, key), *q;
+	size_t ql;
+
+	if (s != NULL && rec_line != NULL && memmem(rec_line, rec_len, "\\u0000", 6) != NULL &&
+	    jsonspan_member(rec_line, rec_len, key, &q, &ql) && ql >= 2 && q[0] == '"') {
+		char *buf = malloc(ql);
+
+		if (buf != NULL) {
+			size_t n = decode_string(q, ql, buf);
+
+			/* The same member as the tree's (the first of a name, there): its text
+			 * up to the first NUL is the tree's string. */
+			if (strnlen(buf, n) == strlen(s) && memcmp(buf, s, strlen(s)) == 0) {
+				text_show_n(t, buf, n);
+				free(buf);
+				return;
+			}
+			free(buf);
+		}
+	}
+	text_show(t, s != NULL ? s : dflt);
 }
 
 /* A string of a record, shown whole on stdout, then spaces up to width bytes. */
@@ -713,9 +828,7 @@ show_record(const struct opts *o, yajl_val rec)
 		}
 		text_init(&t, detail, sizeof(detail));
 		if (strcmp(event, "stderr") == 0) {
-			const char *s = get_str(rec, "text");
-
-			text_show(&t, s ? s : "");
+			text_show_member(&t, rec, "text", "");
 		} else if (strcmp(event, "ended") == 0 || strcmp(event, "suspended") == 0) {
 			/* [reason, ][exit, ]escalation E, N ms; "[reason, ]no server running"
 			 * for the end of a suspended session */
@@ -725,7 +838,7 @@ show_record(const struct opts *o, yajl_val rec)
 
 			(void)get_num(rec, "ms", &ms);
 			if (reason != NULL) {
-				text_show(&t, reason);
+				text_show_member(&t, rec, "reason", "");
 				text_add(&t, ", ");
 			}
 			if (!exit_of(rec, NULL) && esc != NULL && strcmp(esc, "none") == 0) {
@@ -745,9 +858,7 @@ show_record(const struct opts *o, yajl_val rec)
 			text_add(&t, num);
 		} else if (strcmp(event, "resume-failed") == 0 ||
 			   strcmp(event, "end-requested") == 0) {
-			const char *reason = get_str(rec, "reason");
-
-			text_show(&t, reason ? reason : "");
+			text_show_member(&t, rec, "reason", "");
 		} else if (get_num(rec, "pid", &v)) {
 			(void)snprintf(num, sizeof(num), "pid %.0f", v);
 			text_add(&t, num);
@@ -980,7 +1091,7 @@ ended_text(yajl_val rec, char *buf, size_t len)
 		return;
 	}
 
-	text_show(&t, reason);
+	text_show_member(&t, rec, "reason", "");
 	if (show_esc || ex) {
 		text_add(&t, " (");
 		if (show_esc) {

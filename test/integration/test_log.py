@@ -1051,6 +1051,35 @@ class Reading(Case):
         self.assertIn("\n" + r"s\x1b\u0085" + " " * 26 + "     0.0s", out)
         self.assertIn(r"  crash\r\x1b[2J (SIG\x07)" + "\n", out)
 
+    def test_a_nul_in_a_text_is_shown_escaped_with_what_follows(self):
+        """A NUL in a record's string (\\u0000 in the log) is shown as \\x00, as other C0
+        controls are, and the text after it too: a server's stderr line, an end's reason,
+        in show and in stats."""
+        recs = [
+            {"event": "stderr", "text": "before\x00after \x01 \u00e9\U0001f600\ud800!"},
+            {"event": "end-requested", "reason": "asked\x00by client", "id": 3,
+             "method": "shutdown"},
+            {"event": "ended", "reason": "crash\x00\x00twice", "exit": {"code": 1},
+             "escalation": "none", "ms": 3},
+        ]
+        path = os.path.join(self.tmp.name, "nul.log")
+        with open(path, "w") as f:
+            for r in recs:
+                r = dict({"ts": "2026-11-24T10:00:00.000100Z", "session": "s1", "pid": 7}, **r)
+                f.write(json.dumps(r) + "\n")
+        rc, out, err = self.run_log("show", "--color", "never", path)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out.split("\n"), [
+            "10:00:00.000 s1          * stderr        "
+            r"before\x00after \x01 " + "\u00e9\U0001f600?!",
+            r"10:00:00.000 s1          * end-requested asked\x00by client",
+            r"10:00:00.000 s1          * ended         crash\x00\x00twice, exit 1, "
+            "escalation none, 3 ms",
+            ""])
+        rc, out, err = self.run_log("stats", path)
+        self.assertEqual(rc, 0, err)
+        self.assertIn(r"  crash\x00\x00twice (exit 1)" + "\n", out)
+
     def test_a_read_error_fails_the_command(self):
         """A file that cannot be read (here a directory: EISDIR) is said, and the exit
         status says it too: an empty timeline or table is not taken for an empty log."""
