@@ -10,6 +10,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
+#include <netdb.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -474,16 +475,118 @@ survey_run_ok(const struct survey_run *r)
 	return r->status != -1 && WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0;
 }
 
+#define ENGINE_TCP_CHECK_MS 2000 /* our own connect to an engine's tcp:// endpoint */
+
+/* Is nothing listening at the unix socket path?  1 yes, 0 no, -1 it is no path. */
+static int
+unix_refused(const char *path, size_t len)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, rc, err;
+
+	if (len == 0 || path[0] != '/' || len >= sizeof(sa.sun_path)) {
+		return -1;
+	}
+	memcpy(sa.sun_path, path, len);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd == -1) {
+		return 0;
+	}
+	rc = connect(fd, (const struct sockaddr *)&sa, sizeof(sa));
+	err = errno;
+	sys_close(&fd);
+	return rc == -1 && (err == ENOENT || err == ECONNREFUSED || err == ENOTDIR);
+}
+
 /*
- * Did a failed command fail because its engine's daemon is not there: its stderr names a
- * unix socket (unix://PATH, or "dial unix PATH:") that nothing listens on (no such file,
- * or connection refused)?  Such an engine has no container to list.  A command that did
- * not answer in time never is.
+ * A connect to addr: 1 refused (a RST: no one listens), 0 not possible from here (no such
+ * address family or route), -1 anything else (it answered, or not within the deadline).
+ */
+static int
+tcp_refused_at(const struct addrinfo *ai, long long deadline)
+{
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	int err = 0;
+	socklen_t el = sizeof(err);
+
+	if (fd == -1) {
+		return errno == EAFNOSUPPORT ? 0 : -1;
+	}
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) == -1) {
+		err = errno;
+	}
+	while (err == EINPROGRESS || err == EINTR) {
+		struct pollfd pf = { fd, POLLOUT, 0 };
+		long long left = deadline - procscan_now_ms();
+		int n = left > 0 ? poll(&pf, 1, (int)left) : 0;
+
+		if (n == -1 && errno == EINTR) {
+			continue;
+		}
+		if (n != 1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == -1) {
+			err = ETIMEDOUT;
+		}
+	}
+	sys_close(&fd);
+	return err == ECONNREFUSED ? 1 : err == EADDRNOTAVAIL || err == ENETUNREACH ? 0 : -1;
+}
+
+/*
+ * Is nothing listening at the tcp endpoint HOST:PORT ([V6]:PORT)?  Only a numeric address
+ * or localhost (the loopback addresses) is tried: a name lookup has no deadline.  Every
+ * address that can be reached from here must refuse: one that answers, or does not in
+ * time, may be a daemon's.  1 refused, 0 not, -1 no such endpoint.
+ */
+static int
+tcp_refused(const char *at, size_t len)
+{
+	char host[64], port[8];
+	const char *colon = len > 0 ? memrchr(at, ':', len) : NULL;
+	size_t hl = colon != NULL ? (size_t)(colon - at) : 0;
+	size_t pl = colon != NULL ? len - hl - 1 : 0;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
+	struct addrinfo *res = NULL;
+	int refused = 0;
+
+	if (hl >= 2 && at[0] == '[' && at[hl - 1] == ']') {
+		at++;
+		hl -= 2;
+	}
+	if (hl == 0 || hl >= sizeof(host) || pl == 0 || pl >= sizeof(port)) {
+		return -1;
+	}
+	memcpy(host, at, hl);
+	host[hl] = '\0';
+	memcpy(port, colon + 1, pl);
+	port[pl] = '\0';
+	bool local = strcmp(host, "localhost") == 0;
+
+	hints.ai_flags |= local ? 0 : AI_NUMERICHOST;
+	if (getaddrinfo(local ? NULL : host, port, &hints, &res) != 0) {
+		return -1;
+	}
+	long long deadline = procscan_now_ms() + ENGINE_TCP_CHECK_MS;
+
+	for (const struct addrinfo *ai = res; ai != NULL && refused != -1; ai = ai->ai_next) {
+		int r = tcp_refused_at(ai, deadline);
+
+		refused = r == -1 ? -1 : SYS_MAX(refused, r);
+	}
+	freeaddrinfo(res);
+	return refused == 1;
+}
+
+/*
+ * Did a failed command fail because its engine's daemon is not there: its stderr names its
+ * endpoint, a unix socket (unix://PATH, or "dial unix PATH:") that nothing listens on (no
+ * such file, or connection refused), or a tcp one (tcp://HOST:PORT, as docker says it, or
+ * "dial tcp HOST:PORT:") whose connect this process sees refused?  Such an engine has no
+ * container to list.  A command that did not answer in time never is.
  */
 static bool
 engine_down(const struct survey_run *r)
 {
-	static const char *const keys[] = { "unix://", "dial unix " };
+	static const char *const keys[] = { "unix://", "dial unix ", "tcp://", "dial tcp " };
 	const char *text = r->err.buf != NULL ? r->err.buf : "";
 
 	if (r->status == -1) {
@@ -491,31 +594,22 @@ engine_down(const struct survey_run *r)
 	}
 	for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
 		const char *at = memmem(text, r->err.len, keys[k], strlen(keys[k]));
-		struct sockaddr_un sa = { .sun_family = AF_UNIX };
 		size_t len;
-		int fd, rc, err;
 
 		if (at == NULL) {
 			continue;
 		}
 		at += strlen(keys[k]);
-		len = strcspn(at, " \t\r\n\"'");
+		len = strcspn(at, k < 2 ? " \t\r\n\"'" : " \t\r\n\"'/");
 		while (len > 0 &&
 		       (at[len - 1] == '.' || at[len - 1] == ',' || at[len - 1] == ':')) {
 			len--;
 		}
-		if (len == 0 || at[0] != '/' || len >= sizeof(sa.sun_path)) {
-			continue;
+		int down = k < 2 ? unix_refused(at, len) : tcp_refused(at, len);
+
+		if (down != -1) {
+			return down == 1;
 		}
-		memcpy(sa.sun_path, at, len);
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-		if (fd == -1) {
-			return false;
-		}
-		rc = connect(fd, (const struct sockaddr *)&sa, sizeof(sa));
-		err = errno;
-		sys_close(&fd);
-		return rc == -1 && (err == ENOENT || err == ECONNREFUSED || err == ENOTDIR);
 	}
 	return false;
 }

@@ -1094,6 +1094,34 @@ class EngineCommands(PsCase):
             self.assertIn("cannot list the containers of docker: Cannot connect", err)
             self.assertEqual(err.count("containers of docker"), 1, err)
 
+    def test_an_engine_without_its_daemon_over_tcp_is_not_a_failure(self):
+        """A docker context over tcp:// whose daemon is not there (a connect to its
+        endpoint is refused, as sweep sees for itself) has no container to list: said,
+        and sweep still exits 0.  An endpoint where something listens is not taken for
+        one without a daemon: sweep exits 1."""
+        free = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+        free.close()  # nothing listens there now
+        for endpoint in ("tcp://127.0.0.1:%d" % port, "tcp://localhost:%d" % port):
+            self.failing_listing("Cannot connect to the Docker daemon at %s. Is the docker "
+                                 "daemon running?" % endpoint)
+            p = self.spawn(["sleep", "1000"], self.session("tcp"), self.dead_owner())
+            rc, out, err = self.mcpmux("sweep", "--session", self.session("tcp"))
+            self.assertEqual(rc, 0, err)
+            self.assertEqual(p.wait(), -signal.SIGTERM)
+            self.assertIn("cannot list the containers of docker: Cannot connect", err)
+            self.assertEqual(err.count("containers of docker"), 1, err)
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(listener.close)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        self.failing_listing("Cannot connect to the Docker daemon at tcp://127.0.0.1:%d. Is "
+                             "the docker daemon running?" % listener.getsockname()[1])
+        rc, out, err = self.mcpmux("sweep", "--dry-run", "--session", self.session("tcp"))
+        self.assertEqual(rc, 1, err)
+        self.assertIn("the containers of docker could not be listed", err)
+
 
 PODMAN = podman_env.unavailable()
 
