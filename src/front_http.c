@@ -221,10 +221,13 @@ sweep_schedule(struct front_http *fh)
 	}
 }
 
-/* An answer of the transport's own: a JSON-RPC error without an id (docs/http.md). */
+/*
+ * An answer of the transport's own: a JSON-RPC error, for the request whose id is id (JSON
+ * text), or without an id (NULL; docs/http.md).
+ */
 static void
-respond_error(struct front_http *fh, struct http_req *rq, int status, int code, const char *text,
-	      const struct hx_fields *extra)
+respond_error_id(struct front_http *fh, struct http_req *rq, int status, int code, const char *text,
+		 const struct hx_fields *extra, const char *id, size_t id_len)
 {
 	struct hx_fields fs = { .n = 0 };
 	struct sbuf *b = &fh->tmp;
@@ -235,7 +238,7 @@ respond_error(struct front_http *fh, struct http_req *rq, int status, int code, 
 	fields_add(&fs, "Content-Type", "application/json");
 	fields_cors(&fs, rq);
 	sbuf_reset(b);
-	rpcout_error(b, NULL, 0, code, text);
+	rpcout_error(b, id, id_len, code, text);
 	if (b->failed) {
 		(void)http_respond(rq, 503, NULL, 0, NULL, 0);
 		return;
@@ -243,6 +246,13 @@ respond_error(struct front_http *fh, struct http_req *rq, int status, int code, 
 	if (http_respond(rq, status, fs.f, fs.n, b->buf, b->len) == -1 && errno == EINVAL) {
 		(void)http_respond(rq, 500, NULL, 0, NULL, 0);
 	}
+}
+
+static void
+respond_error(struct front_http *fh, struct http_req *rq, int status, int code, const char *text,
+	      const struct hx_fields *extra)
+{
+	respond_error_id(fh, rq, status, code, text, extra, NULL, 0);
 }
 
 static bool
@@ -1489,8 +1499,10 @@ post_initialize(struct front_http *fh, struct http_req *rq, bool is_json)
 	struct jsonspan v;
 
 	if (fh->shutting_down || h->shutting_down) {
+		/* As a refusal over --max-sessions: the error for the initialize request. */
 		fields_add(&fs, "Retry-After", "1");
-		respond_error(fh, rq, 503, RPC_SERVER_ERROR, "mcpmux is shutting down", &fs);
+		respond_error_id(fh, rq, 503, RPC_SERVER_ERROR, "mcpmux is shutting down", &fs,
+				 jsonrpc_str(sc, sc->one.id), sc->one.id.len);
 		return;
 	}
 	const char *line = body_line(fh, r->body, r->body_len);

@@ -1232,6 +1232,44 @@ class Sessions(HttpCase):
         self.assert_no_leftovers(0)
 
 
+    def test_while_shutting_down_healthz_and_new_sessions_get_503(self):
+        """After SIGTERM, while a session's server (it ignores EOF and SIGTERM) is being
+        ended: /healthz answers 503 and an initialize 503 with Retry-After, on a connection
+        opened before; mcpmux exits 0 once the tree is gone."""
+        self.http("--ignore-sigterm", "--ignore-eof", fast=False,
+                  opts=["--eof-grace", "300", "--term-grace", "3000", "--metrics"])
+        sid = self.session()
+        wait_until(lambda: self.cookie_pids(sid), 5, "the server")
+        c = self.conn()
+        self.addCleanup(c.close)
+        c.request("GET", "/healthz")
+        r = c.getresponse()
+        self.assertEqual((r.status, r.read()), (200, b"ok\n"))
+        self.srv.p.send_signal(signal.SIGTERM)
+
+        def listening():
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+        wait_until(lambda: not listening(), 5, "the listener to close (the shutdown begun)",
+                   lambda: self.srv.stderr())
+        c.request("GET", "/healthz")
+        r = c.getresponse()
+        self.assertEqual((r.status, r.read()), (503, b"shutting down\n"))
+        c.request("POST", "/mcp", body=json.dumps(init_msg(9)), headers={
+            "Content-Type": "application/json", "Accept": ACCEPT_BOTH})
+        r = c.getresponse()
+        body = json.loads(r.read())
+        self.assertEqual(r.status, 503)
+        self.assertEqual(r.getheader("Retry-After"), "1")
+        self.assertEqual(body["id"], 9)
+        c.close()
+        self.assertEqual(self.srv.wait(15), 0, self.srv.stderr())
+        self.assertEqual(self.cookie_pids(sid), [])
+        self.assert_no_leftovers(0)
+
     def test_sigterm_with_a_client_that_reads_nothing_ends_in_bounded_time(self):
         """--stall-timeout 0 (no stall limit for servers) and a client that stops reading a
         big answer: at SIGTERM the last answers get 5 s to be taken, then mcpmux exits."""
