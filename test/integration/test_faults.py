@@ -634,6 +634,33 @@ class Clone3Fails(Case):
         self.assertNotIn("refused", p.stderr())  # EAGAIN is a failure, not a refusal
         self.assert_no_leftovers()
 
+    def test_http_spawn_fails_is_500(self):
+        """Over HTTP (docs/http.md, "Refused"): an initialize whose server cannot be started
+        gets 500 with the JSON-RPC error for it (its id), no session is made, and the next
+        initialize tries again."""
+        p = self.start([MCPMUX, "serve", "--http", "127.0.0.1:0", "--idle-timeout", "60"] +
+                       GRACE + ["--", FIXTURE])
+        m = wait_until(lambda: re.search(r"on port (\d+)", p.stderr()), 10, "the HTTP port")
+        body = json.dumps(req(4, "initialize", {"protocolVersion": "2025-06-18",
+                                                "capabilities": {},
+                                                "clientInfo": {"name": "t", "version": "1"}}))
+        for _ in range(2):
+            c = http.client.HTTPConnection("127.0.0.1", int(m.group(1)),
+                                           timeout=10 * (3 if SANITIZED else 1))
+            self.addCleanup(c.close)
+            c.request("POST", "/mcp", body=body,
+                      headers={"Content-Type": "application/json",
+                               "Accept": "application/json, text/event-stream"})
+            r = c.getresponse()
+            self.assertEqual(r.status, 500)
+            self.assertEqual(r.getheader("Content-Type"), "application/json")
+            self.assertIsNone(r.getheader("Mcp-Session-Id"))
+            e = self.assert_error(json.loads(r.read()), 4, -32000)
+            self.assertIn("Resource temporarily unavailable", e["message"])
+            c.close()
+        p.p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(), 0, p.stderr())
+        self.assert_no_leftovers()
 
 class Clone3Refused(Case):
     """clone3() refused other than by ENOSYS, as seccomp profiles and kernels refuse it

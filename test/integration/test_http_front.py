@@ -11,6 +11,7 @@ import resource
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -479,6 +480,73 @@ class Transport(HttpCase):
         self.assertEqual(msgs[-1]["result"]["session"], sid)
         self.assertEqual(self.post(tool(1, "env"), sid).status, 404)
 
+    def test_a_second_delete_while_the_first_waits_gets_the_same_answer(self):
+        """A server that ignores EOF and SIGTERM: the DELETE waits for the SIGKILL, and a
+        second DELETE meanwhile is answered with the same end-of-run result, once the tree
+        is gone."""
+        self.http("--ignore-sigterm", "--ignore-eof", fast=False,
+                  opts=["--eof-grace", "300", "--term-grace", "1500"])
+        sid = self.session()
+        wait_until(lambda: self.cookie_pids(sid), 5, "the server")
+        first = self.conn()
+        first.request("DELETE", "/mcp", headers={"Mcp-Session-Id": sid})
+        # The end takes 1.8 s (the graces, then SIGKILL): the second DELETE comes meanwhile.
+        second = self.delete(sid)
+        r = first.getresponse()
+        body = r.read()
+        first.close()
+        self.assertEqual((r.status, second.status), (200, 200), second)
+        self.assertEqual(json.loads(body), second.json())
+        res = second.json()
+        self.assertEqual((res["session"], res["escalation"]), (sid, "kill"))
+        self.assertEqual(self.cookie_pids(sid), [], "nothing of the tree may be left")
+        self.assertEqual(self.delete(sid).status, 404)
+
+    def test_delete_answers_the_requests_in_flight_then_ends_every_stream(self):
+        """DELETE with a request in flight (the server's question unanswered): its stream
+        gets the -32000 error for it, then ends; so does the GET stream."""
+        self.http()
+        sid = self.session()
+        g = self.get_stream(sid)
+        self.assertEqual(g.event()["data"], "")
+        s = self.open("POST", tool(1, "ask"), {"Mcp-Session-Id": sid})
+        ask, _ = s.message()
+        self.assertEqual(ask["method"], "sampling/createMessage")
+        r = self.delete(sid)
+        self.assertEqual(r.status, 200, r)
+        m, _ = s.message()
+        self.assert_error(m, 1, -32000)
+        self.assertIsNone(s.event(5), "the request's stream ends after its error")
+        self.assertIsNone(g.event(5), "the GET stream ends")
+        s.close()
+        g.close()
+        self.assertEqual(self.cookie_pids(sid), [])
+
+    def test_the_end_method_as_a_notification_is_202(self):
+        self.http("--daemonize-grandchild")
+        sid = self.session()
+        wait_until(lambda: len(self.cookie_pids(sid)) >= 2, 5, "the server and its grandchild")
+        r = self.post({"jsonrpc": "2.0", "method": "mcpmux/endRun"}, sid)
+        self.assertEqual((r.status, r.body), (202, b""))
+        wait_until(lambda: not self.cookie_pids(sid), 5, "the tree to be gone")
+        wait_until(lambda: self.post(tool(1, "env"), sid).status == 404, 5,
+                   "the session to be gone")
+
+    def test_a_cancelled_requests_stream_ends(self):
+        """notifications/cancelled: 202, and the cancelled request's stream ends without an
+        answer (the server will not give one); the session goes on."""
+        self.http()
+        sid = self.session()
+        s = self.open("POST", tool(1, "ask"), {"Mcp-Session-Id": sid})
+        ask, _ = s.message()
+        self.assertEqual(ask["method"], "sampling/createMessage")
+        r = self.post({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                       "params": {"requestId": 1, "reason": "enough"}}, sid)
+        self.assertEqual(r.status, 202)
+        self.assertIsNone(s.event(5), "the cancelled request's stream ends")
+        s.close()
+        self.assertEqual(self.call(sid, tool(2, "echo", text="on"))[-1]["id"], 2)
+
     def test_an_initialize_the_server_refuses_ends_the_session(self):
         self.http("--crash-after", "0")
         r = self.post(init_msg(1))
@@ -733,6 +801,71 @@ class Refusals(HttpCase):
             self.assertIn("mcpmux: cannot listen on '127.0.0.1:80': Permission denied (a port "
                           "below 1024 needs root or CAP_NET_BIND_SERVICE: choose one of 1024 "
                           "or more)\n", p.stderr())
+
+    def test_head_a_get_without_a_session_and_protocol_versions(self):
+        """HEAD: 405 with Allow; a GET without a session ID: 400; MCP-Protocol-Version
+        twice: 400; the version the session's server answered initialize with (one
+        mcpmux does not know) is accepted, another unknown one is not."""
+        self.http()
+        r = self.post(init_msg(0, "2099-01-01"))
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.messages()[-1]["result"]["protocolVersion"], "2099-01-01")
+        sid = r.headers["mcp-session-id"]
+        self.assertEqual(self.post(INITIALIZED, sid).status, 202)
+        r = self.request("HEAD", headers={"Mcp-Session-Id": sid})
+        self.assertEqual(r.status, 405, r)
+        self.assertEqual(r.headers["allow"], "GET, POST, DELETE, OPTIONS")
+        r = self.request("GET", headers={"Accept": "text/event-stream"})
+        self.assertEqual(r.status, 400, r)
+        self.assertIsNone(r.json()["id"])
+        c = self.conn()
+        c.putrequest("POST", "/mcp")
+        body = json.dumps(tool(1, "env")).encode()
+        for name, value in (("Content-Type", "application/json"), ("Accept", ACCEPT_BOTH),
+                            ("Mcp-Session-Id", sid), ("MCP-Protocol-Version", "2025-06-18"),
+                            ("MCP-Protocol-Version", "2025-06-18"),
+                            ("Content-Length", str(len(body)))):
+            c.putheader(name, value)
+        c.endheaders(body)
+        r = c.getresponse()
+        self.assertEqual(r.status, 400)
+        r.read()
+        c.close()
+        self.assertEqual(self.post(tool(2, "env"), sid, {
+            "MCP-Protocol-Version": "2099-01-01"}).status, 200)
+        self.assertEqual(self.post(tool(3, "env"), sid, {
+            "MCP-Protocol-Version": "2099-02-02"}).status, 400)
+
+    def test_a_unix_socket_listener_is_0600_and_serves(self):
+        path = os.path.join(self.tmp.name, "http.sock")
+        p = self.serve(opts=["--http", path, "--idle-timeout", "60"] + FAST)
+        wait_until(lambda: os.path.exists(path), 10, "the socket", lambda: p.stderr())
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        s = socket.socket(socket.AF_UNIX)
+        self.addCleanup(s.close)
+        s.settimeout(10 * SLOW)
+        s.connect(path)
+        body = json.dumps(init_msg(1))
+        s.sendall(("POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json"
+                   "\r\nAccept: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                   % (len(body), body)).encode())
+        data = b""
+        while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        self.assertTrue(data.startswith(b"HTTP/1.1 200"), data)
+        self.assertIn(b'"id":1', data)
+        self.assertNotIn("--idle-timeout", p.stderr())
+        p.p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(15), 0, p.stderr())
+        self.assert_no_leftovers(0)
+
+    def test_without_idle_timeout_mcpmux_warns_at_start(self):
+        p = self.http()
+        self.assertIn("HTTP sessions that are never deleted keep their servers until mcpmux "
+                      "exits (give --idle-timeout S to end idle ones)", p.stderr())
 
     def test_malformed_http_and_a_vanished_client_leave_the_server_working(self):
         self.http()

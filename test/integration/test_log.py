@@ -1,5 +1,6 @@
 """The traffic log (--log) and its reader (mcpmux log show | stats)."""
 
+import http.client
 import json
 import os
 import re
@@ -438,6 +439,98 @@ class Writing(Case):
         self.assertEqual(srv.wait(), 0)
         errors = [r for r in records(log) if r.get("session") == "x" and r.get("kind") == "error"]
         self.assertEqual(errors, [])
+
+    def test_each_end_is_logged_with_its_reason(self):
+        """The `ended` record of a real run says why it ended (the reasons of
+        docs/traffic-log.md), and a session refused over --max-sessions is a `refused`
+        event with its reason."""
+        log = os.path.join(self.tmp.name, "t.log")
+        p = self.serve(opts=FAST + ["--log", log, "--max-sessions", "1"])
+
+        def ended(session):
+            return wait_until(lambda: [r for r in records(log) if r.get("session") == session
+                                       and r.get("event") == "ended"], 10,
+                              "the end of %s" % session)[0]
+
+        def until_message(session):
+            while True:
+                m = p.msg()
+                if m.get("session") == session and "message" in m:
+                    return m["message"]
+        p.send({"session": "ok", "message": call(1, "exit", code=0)})
+        until_message("ok")
+        self.assertEqual(ended("ok")["reason"], "exit")
+        p.send({"session": "bad", "message": call(1, "exit", code=3)})
+        until_message("bad")
+        self.assertEqual(ended("bad")["reason"], "crash")
+        p.send({"session": "eof", "message": req(1, "ping")})
+        self.assertEqual(until_message("eof")["id"], 1)
+        p.send({"session": "over", "message": req(1, "ping")})
+        self.assertIn("max-sessions", until_message("over")["error"]["message"])
+        refused = [r for r in records(log) if r.get("event") == "refused"]
+        self.assertEqual([(r["session"], "max-sessions" in r["reason"]) for r in refused],
+                         [("over", True)])
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertEqual(ended("eof")["reason"], "client-eof")
+
+        p = self.serve(command=[os.path.join(self.tmp.name, "no-such-server")],
+                       opts=FAST + ["--log", log])
+        p.send({"session": "noexec", "message": req(1, "ping")})
+        until_message("noexec")
+        self.assertEqual(ended("noexec")["reason"], "exec-failed")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+
+        p = self.serve(opts=FAST + ["--log", log])
+        p.send({"session": "sig", "message": req(1, "ping")})
+        until_message("sig")
+        p.p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(), 0)
+        self.assertEqual([r["reason"] for r in records(log)
+                          if r.get("session") == "sig" and r.get("event") == "ended"][-1],
+                         "signal")
+
+        p = self.serve(opts=FAST + ["--log", log, "--http", "127.0.0.1:0"])
+        port = int(wait_until(lambda: re.search(r"on port (\d+)", p.stderr()), 10,
+                              "the HTTP port").group(1))
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        self.addCleanup(c.close)
+        c.request("POST", "/mcp", body=json.dumps(initialize(0)), headers={
+            "Content-Type": "application/json", "Accept": "application/json"})
+        r = c.getresponse()
+        r.read()
+        sid = r.getheader("Mcp-Session-Id")
+        c.request("DELETE", "/mcp", headers={"Mcp-Session-Id": sid})
+        r = c.getresponse()
+        r.read()
+        self.assertEqual(r.status, 200)
+        self.assertEqual(ended(sid)["reason"], "delete")
+        p.p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(), 0)
+
+    def test_a_stalled_run_is_logged(self):
+        """A server that stops reading its input: a `stalled` event with `stall_s`, then its
+        run's `ended` with the reason `stall`."""
+        log = os.path.join(self.tmp.name, "t.log")
+        w = self.wrap("--stop-reading-after=1",
+                      opts=["--max-queue", "4K", "--stall-timeout", "1", "--log", log] + FAST)
+        w.send(initialize(0))
+        self.assertEqual(w.msg()["id"], 0)
+        # More than the server's pipe and the queue hold: the rest waits in mcpmux.
+        w.write(b"".join(json.dumps(call(i, "echo", text="p" * 4000)).encode() + b"\n"
+                         for i in range(1, 21)), 20)
+        stalled = wait_until(lambda: [r for r in records(log) if r.get("event") == "stalled"],
+                             10, "the stalled event", lambda: w.stderr())
+        self.assertEqual(len(stalled), 1, stalled)
+        self.assertEqual(stalled[0]["stall_s"], 1)
+        ended = wait_until(lambda: [r for r in records(log) if r.get("event") == "ended"], 10,
+                           "the stalled run's end")
+        self.assertEqual(ended[0]["reason"], "stall")
+        self.assertEqual(ended[0]["session"], stalled[0]["session"])
+        w.close_stdin()
+        w.wait(10)
+        self.assert_no_leftovers()
 
     def test_a_long_stderr_line_is_cut_between_characters(self):
         """A server's stderr line longer than 16 KiB is logged in parts, each cut between

@@ -23,7 +23,7 @@ import time
 import unittest
 
 import podman_env
-from mcptest import (Case, FIXTURE, MCPMUX, SLOW, WRAPPER, alive, call, initialize, main,
+from mcptest import (TAG, Case, FIXTURE, MCPMUX, SLOW, WRAPPER, alive, call, initialize, main,
                      proc_environ, proc_state, req, wait_until)
 
 NOBODY = 65534
@@ -505,6 +505,30 @@ class Ladder(PsCase):
         self.assertIn("would not die", err)
         self.assertRegex(out, r"(?m)^\s*%d\s.*\sabandoned\s" % p.pid)
         self.assertEqual(p.wait(), -signal.SIGKILL)
+
+    def test_a_descendant_without_the_cookie_is_counted_but_not_signalled(self):
+        """An orphan's child that cleared its environment (no MCPMUX_SESSION): in the
+        orphan's tree, not among its carriers, and sweep leaves it alone."""
+        sess = self.session("cleared")
+        p = self.spawn(["sh", "-c", "env -i %s=%s sleep 1000 & exec sleep 1000"
+                        % (TAG, self.tag)], sess, self.dead_owner())
+
+        def child():
+            with open("/proc/%d/task/%d/children" % (p.pid, p.pid)) as f:
+                kids = [int(k) for k in f.read().split()]
+            env = proc_environ(kids[0]) if kids else None
+            return kids if env and not any(e.startswith(b"MCPMUX_SESSION=")
+                                           for e in env) else None
+        [kid] = wait_until(child, 5, "the child without the cookie")
+        [o] = self.ours(self.ps_json("--session", sess)["orphans"])
+        self.assertEqual((o["tree"], sorted(o["pids"]), o["carriers"]),
+                         (2, sorted([p.pid, kid]), [p.pid]))
+        rc, out, err = self.mcpmux("sweep", "--session", sess)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(p.wait(), -signal.SIGTERM)
+        self.assertNotRegex(out, r"(?m)^\s*%d\s" % kid)
+        self.assertTrue(alive(kid), "sweep signals no process without the cookie")
+        os.kill(kid, signal.SIGKILL)
 
     def test_more_orphans_than_descriptors(self):
         """More carriers than the descriptor table holds: each is still signalled through
