@@ -56,6 +56,9 @@ struct cconn {
 	bool in_shared, out_shared;
 	ev_prepare turn_w; /* arms trim_w when a turn grew a big buffer */
 	ev_timer trim_w;
+	ev_timer end_w;	  /* the deadline of what is waited for of serve after stdin's EOF */
+	double end_by;	  /* its sys_mono() */
+	double end_limit; /* and its length, in seconds */
 };
 
 /*
@@ -114,6 +117,16 @@ connect_usage(void)
 
 /* The id of connect's own end-of-run request, as JSON text. */
 #define END_ID "\"mcpmux-connect-end\""
+/* And of its mcpmux/stats request, sent with it. */
+#define STATS_ID "\"mcpmux-connect-stats\""
+
+/*
+ * How long connect waits, from its stdin's EOF, for what it still needs of serve (the
+ * session's end, its last lines taken), as `mcpmux ctl end` waits: 60 s, and as long
+ * again as serve says its teardowns take at most (`teardown_max_s` of mcpmux/stats,
+ * asked with the end).  A serve that is stopped or stuck holds connect no longer.
+ */
+#define CONNECT_END_WAIT_S 60.
 
 /*
  * The exit status an "ended" event (or, under "result", an end-of-run result)
@@ -185,6 +198,35 @@ on_drained(struct conn *c, void *ctx)
 {
 	(void)c;
 	maybe_exit(ctx);
+}
+
+/* The wait for serve after stdin's EOF is over: connect exits 1, and says why. */
+static void
+connect_on_end_wait(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct cconn *cc = w->data;
+	double left = cc->end_by - sys_mono();
+
+	(void)revents;
+	if (left > 0) {
+		w->repeat = left; /* serve said its teardowns take that much longer */
+		ev_timer_again(loop, w);
+		return;
+	}
+	ev_timer_stop(loop, w);
+	if (!cc->done) {
+		diag_error("serve did not end session %s within %g s of the end of stdin (is it "
+			   "stopped or stuck?): exiting without the session's end",
+			   cc->id, cc->end_limit);
+	} else if (conn_queued(&cc->server) > 0 && !cc->serve_eof) {
+		diag_error("serve did not take connect's last lines within %g s of the end of "
+			   "stdin (is it stopped or stuck?): exiting, %zu bytes not sent",
+			   cc->end_limit, conn_queued(&cc->server));
+	} else {
+		return; /* only stdout is left: written at the client's own pace */
+	}
+	cc->exit_code = 1;
+	ev_break(loop, EVBREAK_ALL);
 }
 
 /* ---- client (stdin) to server (socket) ---- */
@@ -326,6 +368,12 @@ client_on_eof(struct conn *c, void *ctx)
 
 	(void)c;
 	cc->ending = true;
+	if (!ev_is_active(&cc->end_w) && cc->end_limit == 0) {
+		cc->end_limit = CONNECT_END_WAIT_S;
+		cc->end_by = sys_mono() + CONNECT_END_WAIT_S;
+		ev_timer_set(&cc->end_w, CONNECT_END_WAIT_S, 0.);
+		ev_timer_start(cc->loop, &cc->end_w);
+	}
 	if (cc->serve_gone) {
 		maybe_exit(cc); /* nothing can be sent: serve's EOF decides (server_on_eof()) */
 		return;
@@ -342,12 +390,17 @@ client_on_eof(struct conn *c, void *ctx)
 	/*
 	 * A request: its answer ends the wait even where no "ended" event can come (a
 	 * session that never started: the result comes at once; one that is another's).
+	 * How long serve's teardowns take is asked with it: the end is waited for that long.
 	 */
+	static const char stats[] = "{\"message\":{\"jsonrpc\":\"2.0\",\"id\":" STATS_ID
+				    ",\"method\":\"mcpmux/stats\"}}";
+
 	(void)snprintf(msg, sizeof(msg),
 		       "{\"jsonrpc\":\"2.0\",\"id\":" END_ID ",\"method\":\"%s\",\"params\":{"
 		       "\"reason\":\"the client closed its input\"}}",
 		       cc->end_method);
 	send_envelope(cc, msg, strlen(msg));
+	(void)conn_send_line(&cc->server, &cc->server.self, stats, sizeof(stats) - 1);
 }
 
 static void
@@ -425,6 +478,41 @@ is_end_answer(struct cconn *cc, const struct envelope *env)
 	return true;
 }
 
+/*
+ * The answer to connect's mcpmux/stats: the end is waited for as long again as serve's
+ * teardowns take at most.  A serve that does not say (an older one): the 60 s alone.
+ */
+static bool
+is_stats_answer(struct cconn *cc, const struct envelope *env)
+{
+	enum jsonrpc_kind kind = jsonrpc_scan(&cc->scan, env->message, env->message_len);
+	const struct jsonrpc_item *it = &cc->scan.one;
+	char err[128], *buf;
+	yajl_val root, v;
+
+	if ((kind != JSONRPC_RESPONSE && kind != JSONRPC_ERROR) || !it->has_id ||
+	    it->id.len != strlen(STATS_ID) ||
+	    memcmp(jsonrpc_str(&cc->scan, it->id), STATS_ID, it->id.len) != 0) {
+		return false;
+	}
+	if (kind == JSONRPC_ERROR || (buf = malloc(env->message_len + 1)) == NULL) {
+		return true;
+	}
+	memcpy(buf, env->message, env->message_len);
+	buf[env->message_len] = '\0';
+	root = yajl_tree_parse(buf, err, sizeof(err));
+	free(buf);
+	const char *tpath[] = { "result", "teardown_max_s", NULL };
+
+	if ((v = yajl_tree_get(root, tpath, yajl_t_number)) != NULL && YAJL_GET_DOUBLE(v) > 0 &&
+	    YAJL_GET_DOUBLE(v) < 1e7) {
+		cc->end_by += YAJL_GET_DOUBLE(v);
+		cc->end_limit += YAJL_GET_DOUBLE(v);
+	}
+	yajl_tree_free(root);
+	return true;
+}
+
 static void
 server_on_line(void *ctx, const char *line, size_t len)
 {
@@ -434,6 +522,9 @@ server_on_line(void *ctx, const char *line, size_t len)
 	if (envelope_parse(&env, line, len, NULL) != ENVELOPE_OK) {
 		diag_warn("serve sent a line that is not an envelope: %.*s", (int)SYS_MIN(len, 200),
 			  line);
+		return;
+	}
+	if (!env.has_session && env.has_message && cc->ending && is_stats_answer(cc, &env)) {
 		return;
 	}
 	if (!env.has_session || env.session_len != cc->id_len ||
@@ -722,6 +813,8 @@ cmd_connect(int argc, char **argv)
 	ev_unref(loop);
 	ev_init(&cc.trim_w, connect_on_trim);
 	cc.trim_w.repeat = .5;
+	ev_init(&cc.end_w, connect_on_end_wait);
+	cc.end_w.data = &cc;
 	conn_read(&cc.client, true);
 	conn_read(&cc.server, true);
 	ev_run(loop, 0);
@@ -730,6 +823,7 @@ cmd_connect(int argc, char **argv)
 		ev_ref(loop);
 		ev_timer_stop(loop, &cc.trim_w);
 	}
+	ev_timer_stop(loop, &cc.end_w);
 	ev_ref(loop);
 	ev_prepare_stop(loop, &cc.turn_w);
 	ev_signal_stop(loop, &term_w);

@@ -739,6 +739,46 @@ class ListenHardening(ListenHelpers, Case):
             lst.close()
             os.unlink(self.path)
 
+    @unittest.skipIf(not os.path.exists(FAKETIME) or WRAPPER,
+                     "libfaketime is not installed (Debian package faketime), or a wrapper")
+    def test_connect_waits_for_its_end_as_long_as_serves_teardown_can_take(self):
+        """After stdin's EOF, connect waits for the session's end 60 s, and as long again
+        as serve says its teardowns take at most (teardown_max_s of mcpmux/stats, asked
+        with the end): an end that takes 70 s (of connect's clock) is waited for; a serve
+        that is stopped holds connect 60 s, then connect exits 1 and says so."""
+        self.path = os.path.join(self.tmp.name, "mux.sock")
+        # teardown_max_s: 3.5 + 0.3 + 30 + 1 s; the end takes --eof-grace, 3.5 s (70 s
+        # of connect's clock), then SIGTERM
+        srv = self.serve("--ignore-eof", opts=["--eof-grace", "3500", "--term-grace", "300",
+                                               "--kill-deadline", "30000", "--listen",
+                                               self.path])
+        wait_until(lambda: os.path.exists(self.path), 5, "the socket")
+        env = dict(self.env, LD_PRELOAD=FAKETIME, FAKETIME="+0 x20")
+        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+        c = self.start([MCPMUX, "connect", "--session", "slow", self.path], env=env)
+        c.send(initialize(1))
+        self.assertEqual(c.msg()["id"], 1)
+        c.close_stdin()
+        self.assertEqual(c.wait(15), 128 + signal.SIGTERM, c.stderr())
+        self.assertNotIn("did not end", c.stderr())
+        # a serve that is stopped: 60 s of connect's clock (3 s), not for ever
+        c = self.start([MCPMUX, "connect", "--session", "stopped", self.path], env=env)
+        c.send(initialize(1))
+        self.assertEqual(c.msg()["id"], 1)
+        srv.p.send_signal(signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            c.close_stdin()
+            self.assertEqual(c.wait(15), 1, c.stderr())
+            self.assertGreater(time.monotonic() - t0, 2.5, "60 s of connect's clock")
+            self.assertIn("serve did not end session stopped within 60 s of the end of "
+                          "stdin (is it stopped or stuck?)", c.stderr())
+        finally:
+            srv.p.send_signal(signal.SIGCONT)
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(15), 0, srv.stderr())
+        self.assert_no_leftovers(5)
+
     def test_serve_refuses_a_path_whose_listener_accepts_nothing(self):
         """The socket of a serve that is stopped or stuck (its backlog full) is live: a
         second serve on its path refuses at once (exit 1), and leaves the socket alone."""
