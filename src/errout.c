@@ -30,6 +30,14 @@ static struct {
 	 * to the server's unfinished line, and neither would read right.
 	 */
 	bool mid_line;
+	/*
+	 * At exit, the count of dropped lines goes before what is still queued (after the
+	 * line being written): "\n" and the line, from say_off; say_n lines.
+	 */
+	char say[128];
+	size_t say_len, say_off;
+	unsigned long say_n;
+	bool say_begun;
 } E = { .fd = -1 };
 
 /* Queue whole lines of mcpmux's own, on a line of their own.  0, or -1 (ENOMEM). */
@@ -73,36 +81,162 @@ wake_waiters(void)
 	}
 }
 
+/*
+ * Say how many lines were dropped, once nothing else is queued: written straight out, the
+ * count kept until stderr takes it (tried again when it is writable, and at exit).  0, or
+ * -1 on a write error.
+ */
+static int
+say_dropped(void)
+{
+	char line[128];
+	int n = snprintf(line, sizeof(line),
+			 "%smcpmux: %lu lines of stderr dropped (stderr was not read in time)\n",
+			 E.mid_line ? "\n" : "", E.dropped);
+
+	if (n <= 0 || (size_t)n >= sizeof(line)) {
+		return 0;
+	}
+	if (wbuf_send(&E.q, E.fd, line, (size_t)n, NULL, 0) == -1) {
+		return errno == ENOMEM ? 0 : -1;
+	}
+	if (wbuf_len(&E.q) == (size_t)n) {
+		wbuf_release(&E.q); /* not written at all: kept for the next try */
+		return 0;
+	}
+	E.dropped = 0;
+	E.mid_line = false;
+	return 0;
+}
+
+/* EPIPE, EBADF, EIO: nobody will ever read it. */
+static void
+fail(void)
+{
+	E.dead = true;
+	wbuf_release(&E.q);
+	watch(false);
+	wake_waiters();
+}
+
 static void
 flush(void)
 {
-	if (E.dead || wbuf_len(&E.q) == 0) {
+	if (E.dead) {
 		watch(false);
 		return;
 	}
-	if (wbuf_flush(&E.q, E.fd) == -1) {
-		/* EPIPE, EBADF, EIO: nobody will ever read it. */
-		E.dead = true;
-		wbuf_release(&E.q);
-		watch(false);
-		wake_waiters();
+	if ((wbuf_len(&E.q) > 0 && wbuf_flush(&E.q, E.fd) == -1) ||
+	    (wbuf_len(&E.q) == 0 && E.dropped > 0 && say_dropped() == -1)) {
+		fail();
 		return;
 	}
-	if (wbuf_len(&E.q) == 0 && E.dropped > 0) {
-		char line[128];
-		int n = snprintf(
-			line, sizeof(line),
-			"mcpmux: %lu lines of stderr dropped (stderr was not read in time)\n",
-			E.dropped);
-
-		E.dropped = 0;
-		if (n > 0 && own_append(line, (size_t)n) == 0) {
-			(void)wbuf_flush(&E.q, E.fd);
-		}
-	}
-	watch(wbuf_len(&E.q) > 0);
+	watch(wbuf_len(&E.q) > 0 || E.dropped > 0);
 	if (errout_room() >= ERROUT_MAX / 2) {
 		wake_waiters();
+	}
+}
+
+/*
+ * At exit, with lines dropped and others still queued: their count is written first, at
+ * the end of the line being written, then the rest of the queue.  A reader too slow to
+ * take the whole queue in time still learns of them.
+ */
+static void
+stop_flush(void)
+{
+	while (!E.dead && E.say_off < E.say_len) {
+		ssize_t w;
+
+		if (!E.say_begun) {
+			char last = wbuf_last(&E.q);
+
+			if (wbuf_len(&E.q) > 0 && last != '\0' && last != '\n') {
+				w = wbuf_write_upto(&E.q, E.fd, wbuf_line_cut(&E.q, 1));
+				if (w <= 0) {
+					if (w == -1) {
+						fail();
+					}
+					return;
+				}
+				continue;
+			}
+			/* Its own line: after a server's unfinished one, a line's end first. */
+			E.say_off = wbuf_len(&E.q) == 0 && E.mid_line ? 0 : 1;
+		}
+		struct iovec iov = { .iov_base = E.say + E.say_off,
+				     .iov_len = E.say_len - E.say_off };
+
+		w = sys_writev(E.fd, &iov, 1);
+		if (w == -1) {
+			if (errno != EAGAIN) {
+				fail();
+			}
+			return;
+		}
+		E.say_begun = true;
+		E.say_off += (size_t)w;
+		if (wbuf_len(&E.q) == 0) {
+			E.mid_line = false;
+		}
+	}
+	flush();
+}
+
+/*
+ * At exit, after the deadline: what was dropped and what is still queued is said, with
+ * one last write that never blocks (lost too if stderr has no room even for that).
+ */
+static void
+say_lost_at_exit(void)
+{
+	if (E.dead) {
+		return;
+	}
+	if (E.say_begun && E.say_off < E.say_len) {
+		/* The count was cut: its rest, once. */
+		struct iovec iov = { .iov_base = E.say + E.say_off,
+				     .iov_len = E.say_len - E.say_off };
+
+		E.mid_line = sys_writev(E.fd, &iov, 1) != (ssize_t)iov.iov_len;
+		return;
+	}
+	size_t queued = wbuf_len(&E.q) == 0 ? 0 : wbuf_count(&E.q, '\n') + E.mid_line;
+	unsigned long dropped = E.dropped + (E.say_begun ? 0 : E.say_n) + queued;
+	/* What was written last: a line cut in the middle, or a server's unfinished one. */
+	bool cut = wbuf_len(&E.q) > 0 ? wbuf_last(&E.q) != '\0' && wbuf_last(&E.q) != '\n'
+				      : E.mid_line;
+	const char *nl = cut ? "\n" : "";
+	char line[192];
+	int n;
+
+	E.mid_line = cut; /* the queue is not written: the last words follow what was */
+	if (dropped == 0) {
+		return;
+	}
+	if (queued == 0) {
+		n = snprintf(
+			line, sizeof(line),
+			"%smcpmux: %lu lines of stderr dropped (stderr was not read in time)\n", nl,
+			dropped);
+	} else if (dropped == queued) {
+		n = snprintf(
+			line, sizeof(line),
+			"%smcpmux: %zu lines of stderr not written at exit (stderr was not read "
+			"in time)\n",
+			nl, queued);
+	} else {
+		n = snprintf(line, sizeof(line),
+			     "%smcpmux: %lu lines of stderr dropped (stderr was not read in time), "
+			     "%zu of them not written at exit\n",
+			     nl, dropped, queued);
+	}
+	if (n > 0 && (size_t)n < sizeof(line)) {
+		struct iovec iov = { .iov_base = line, .iov_len = (size_t)n };
+
+		if (sys_writev(E.fd, &iov, 1) == n) {
+			E.mid_line = false;
+		}
 	}
 }
 
@@ -221,11 +355,26 @@ errout_stop(double deadline)
 	}
 	(void)diag_tick(sys_mono() + 3600.); /* the last sums, into the queue */
 	diag_set_sink(NULL);
+	E.say_len = E.say_off = 0;
+	E.say_begun = false;
+	if (!E.dead && E.dropped > 0 && wbuf_len(&E.q) > 0) {
+		int n = snprintf(
+			E.say, sizeof(E.say),
+			"\nmcpmux: %lu lines of stderr dropped (stderr was not read in time)\n",
+			E.dropped);
+
+		if (n > 0 && (size_t)n < sizeof(E.say)) {
+			E.say_len = (size_t)n;
+			E.say_n = E.dropped;
+			E.dropped = 0;
+		}
+	}
 	for (;;) {
-		flush();
+		stop_flush();
 		double left = deadline - sys_mono();
 
-		if (E.dead || wbuf_len(&E.q) == 0 || left <= 0) {
+		if (E.dead || (wbuf_len(&E.q) == 0 && E.dropped == 0 && E.say_off == E.say_len) ||
+		    left <= 0) {
 			break;
 		}
 		struct pollfd p = { .fd = E.fd, .events = POLLOUT };
@@ -234,6 +383,8 @@ errout_stop(double deadline)
 			break;
 		}
 	}
+	say_lost_at_exit();
+	E.dropped = 0;
 	watch(false);
 	if (ev_is_active(&E.tick_w)) {
 		ev_ref(E.loop);

@@ -6,7 +6,8 @@
  *
  *   - mcpmux's own diagnostics (diag.h; server stdout noise is one of them) go through a
  *     bounded queue.  When it is full a line is dropped and counted, and once the queue
- *     has drained "mcpmux: N lines of stderr dropped" says so.
+ *     has drained "mcpmux: N lines of stderr dropped" says so (at exit, before what is
+ *     still queued, so that a reader too slow for the rest still learns of it).
  *   - the server's own stderr, relayed when mcpmux reads it through a pipe (with a
  *     traffic log), is never dropped: its reader asks errout_room() before reading the
  *     server's pipe and stops while there is none, which holds the server back as a

@@ -29,6 +29,7 @@ struct wbuf {
 	struct wchunk *tail;
 	size_t len;  /* unsent bytes */
 	size_t high; /* backpressure mark */
+	char last;   /* the last byte written through it ('\0' before the first) */
 };
 
 void wbuf_init(struct wbuf *q, size_t high);
@@ -75,6 +76,13 @@ static inline size_t
 wbuf_len(const struct wbuf *q)
 {
 	return q->len;
+}
+
+/* The last byte written (from the queue, or directly by a send); '\0' before the first. */
+static inline char
+wbuf_last(const struct wbuf *q)
+{
+	return q->last;
 }
 
 static inline bool

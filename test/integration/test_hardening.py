@@ -412,6 +412,48 @@ class UnreadStderr(Case):
         self.assertEqual(w.wait(10), 0)
         os.close(r)
 
+    def test_dropped_lines_are_counted_at_exit_for_a_slow_reader(self):
+        """A reader that takes stderr too slowly for the queue to drain before the exit:
+        the count of the lines dropped is written first, at the end of the line being
+        written, and reaches that reader; not lost with the queue."""
+        r, wfd = os.pipe()
+        try:
+            w = self.start([MCPMUX, "--log", "-", "--eof-grace", "1000", "--term-grace",
+                            "300", "--", FIXTURE], stderr=wfd)
+        finally:
+            os.close(wfd)
+        self.addCleanup(os.close, r)
+        got = bytearray()
+
+        def read_slowly():  # 4 KiB every 0.2 s while mcpmux runs; the rest at once
+            while True:
+                if w.p.poll() is None:
+                    time.sleep(0.2)
+                chunk = os.read(r, 4096)
+                if not chunk:
+                    return
+                got.extend(chunk)
+        reader = threading.Thread(target=read_slowly, daemon=True)
+        reader.start()
+        w.send(initialize(0))
+        self.assertEqual(w.msg()["id"], 0)
+        for i in range(1, 2001):
+            w.send(req(i, "ping"))
+        for i in range(1, 2001):
+            self.assertEqual(w.msg(30)["id"], i)
+        w.close_stdin()
+        self.assertEqual(w.wait(10), 0)
+        reader.join(10 * (5 if SANITIZED else 1))
+        self.assertFalse(reader.is_alive(), "no EOF on stderr")
+        lines = bytes(got).split(b"\n")
+        said = [l for l in lines if b"lines of stderr dropped" in l]
+        self.assertEqual(len(said), 1, (said, lines[-3:]))
+        self.assertRegex(said[0], rb"^mcpmux: [0-9]+ lines of stderr dropped \(stderr was "
+                                  rb"not read in time\)$")
+        # the records before it are whole
+        for rec in lines[:lines.index(said[0])]:
+            json.loads(rec)
+
     def test_the_keeper_never_blocks_on_a_full_stderr_socket(self):
         """stderr a socket nobody reads (as a service's journal stream can be): the keeper
         of a SIGKILLed mcpmux ends the daemonised grandchild, and its line about it does not

@@ -293,7 +293,10 @@ test_send_partial_write(void **state)
 
 	assert_true(taken > 0 && taken < MIB);
 	assert_int_equal(wbuf_len(&f->q), MIB + 1 - taken);
+	/* The last byte written, directly, then from the queue (wbuf_last). */
+	assert_int_equal(wbuf_last(&f->q), 'a' + (taken - 1) % 26);
 	pump_and_compare(f);
+	assert_int_equal(wbuf_last(&f->q), '\n');
 }
 
 /* Small and 1 MiB messages, sends and appends, interleaved with partial drains. */
