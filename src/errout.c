@@ -13,10 +13,16 @@
 #include "mcpmux/sys.h"
 #include "mcpmux/wbuf.h"
 
+/* How long after a write failed for a full file system it is tried again. */
+#define ERROUT_RETRY_S 1.
+
 static struct {
 	struct ev_loop *loop;
 	bool on;
 	bool dead; /* stderr cannot be written at all: everything is discarded */
+	bool full; /* its file system is full: nothing is written until retry_w */
+	ev_timer retry_w;
+	int drop_errno; /* why the lines dropped were (0: stderr was not read in time) */
 	bool shared;
 	int fd;
 	struct wbuf q;
@@ -34,7 +40,7 @@ static struct {
 	 * At exit, the count of dropped lines goes before what is still queued (after the
 	 * line being written): "\n" and the line, from say_off; say_n lines.
 	 */
-	char say[128];
+	char say[192];
 	size_t say_len, say_off;
 	unsigned long say_n;
 	bool say_begun;
@@ -68,6 +74,34 @@ watch(bool on)
 	}
 }
 
+/* How many lines p[0..len) holds (its line ends). */
+static unsigned long
+lines_in(const char *p, size_t len)
+{
+	unsigned long n = 0;
+
+	for (const char *nl = p; (nl = memchr(nl, '\n', len - (size_t)(nl - p))) != NULL; nl++) {
+		n++;
+	}
+	return n;
+}
+
+/* "N lines of stderr dropped (why)", after "\n" if nl. */
+static int
+dropped_line(char *buf, size_t size, bool nl, unsigned long n)
+{
+	char why[96];
+
+	if (E.drop_errno == 0) {
+		(void)snprintf(why, sizeof(why), "stderr was not read in time");
+	} else {
+		(void)snprintf(why, sizeof(why), "stderr could not be written: %s",
+			       strerror(E.drop_errno));
+	}
+	return snprintf(buf, size, "%smcpmux: %lu lines of stderr dropped (%s)\n", nl ? "\n" : "",
+			n, why);
+}
+
 static void
 wake_waiters(void)
 {
@@ -89,10 +123,8 @@ wake_waiters(void)
 static int
 say_dropped(void)
 {
-	char line[128];
-	int n = snprintf(line, sizeof(line),
-			 "%smcpmux: %lu lines of stderr dropped (stderr was not read in time)\n",
-			 E.mid_line ? "\n" : "", E.dropped);
+	char line[192];
+	int n = dropped_line(line, sizeof(line), E.mid_line, E.dropped);
 
 	if (n <= 0 || (size_t)n >= sizeof(line)) {
 		return 0;
@@ -105,14 +137,32 @@ say_dropped(void)
 		return 0;
 	}
 	E.dropped = 0;
+	E.drop_errno = 0;
 	E.mid_line = false;
 	return 0;
 }
 
-/* EPIPE, EBADF, EIO: nobody will ever read it. */
+/*
+ * A write failed.  A file system that is full (ENOSPC, EDQUOT; EFBIG: a file at `ulimit
+ * -f`) may have room again: what is queued is kept, what does not fit is dropped and
+ * counted (a relayed server's stderr too: a full disk holds no server back), and the
+ * write is tried again a second later; the count is said once it works.  Anything else
+ * (EPIPE, EBADF, EIO): nobody will ever read it.
+ */
 static void
-fail(void)
+write_failed(void)
 {
+	if (errno == ENOSPC || errno == EDQUOT || errno == EFBIG) {
+		E.full = true;
+		E.drop_errno = errno;
+		watch(false);
+		if (!ev_is_active(&E.retry_w)) {
+			ev_timer_again(E.loop, &E.retry_w);
+			ev_unref(E.loop); /* never what keeps the loop running */
+		}
+		wake_waiters();
+		return;
+	}
 	E.dead = true;
 	wbuf_release(&E.q);
 	watch(false);
@@ -122,14 +172,17 @@ fail(void)
 static void
 flush(void)
 {
-	if (E.dead) {
+	if (E.dead || E.full) {
 		watch(false);
 		return;
 	}
 	if ((wbuf_len(&E.q) > 0 && wbuf_flush(&E.q, E.fd) == -1) ||
 	    (wbuf_len(&E.q) == 0 && E.dropped > 0 && say_dropped() == -1)) {
-		fail();
+		write_failed();
 		return;
+	}
+	if (wbuf_len(&E.q) == 0 && E.dropped == 0) {
+		E.drop_errno = 0; /* all said: what is dropped next is for its own reason */
 	}
 	watch(wbuf_len(&E.q) > 0 || E.dropped > 0);
 	if (errout_room() >= ERROUT_MAX / 2) {
@@ -145,7 +198,7 @@ flush(void)
 static void
 stop_flush(void)
 {
-	while (!E.dead && E.say_off < E.say_len) {
+	while (!E.dead && !E.full && E.say_off < E.say_len) {
 		ssize_t w;
 
 		if (!E.say_begun) {
@@ -155,7 +208,7 @@ stop_flush(void)
 				w = wbuf_write_upto(&E.q, E.fd, wbuf_line_cut(&E.q, 1));
 				if (w <= 0) {
 					if (w == -1) {
-						fail();
+						write_failed();
 					}
 					return;
 				}
@@ -170,7 +223,7 @@ stop_flush(void)
 		w = sys_writev(E.fd, &iov, 1);
 		if (w == -1) {
 			if (errno != EAGAIN) {
-				fail();
+				write_failed();
 			}
 			return;
 		}
@@ -190,7 +243,7 @@ stop_flush(void)
 static void
 say_lost_at_exit(void)
 {
-	if (E.dead) {
+	if (E.dead || E.full) {
 		return;
 	}
 	if (E.say_begun && E.say_off < E.say_len) {
@@ -215,10 +268,7 @@ say_lost_at_exit(void)
 		return;
 	}
 	if (queued == 0) {
-		n = snprintf(
-			line, sizeof(line),
-			"%smcpmux: %lu lines of stderr dropped (stderr was not read in time)\n", nl,
-			dropped);
+		n = dropped_line(line, sizeof(line), cut, dropped);
 	} else if (dropped == queued) {
 		n = snprintf(
 			line, sizeof(line),
@@ -256,10 +306,7 @@ errout_lines(const char *p, size_t len)
 	}
 	/* One unit bigger than the bound still goes when nothing waits before it. */
 	if ((wbuf_len(&E.q) > 0 && wbuf_len(&E.q) + len > ERROUT_MAX) || own_append(p, len) == -1) {
-		for (const char *nl = p; (nl = memchr(nl, '\n', len - (size_t)(nl - p))) != NULL;
-		     nl++) {
-			E.dropped++;
-		}
+		E.dropped += lines_in(p, len);
 		return;
 	}
 	flush();
@@ -317,6 +364,17 @@ errout_on_writable(struct ev_loop *loop, ev_io *w, int revents)
 	flush();
 }
 
+/* A second after a write failed for a full file system: tried again. */
+static void
+errout_on_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)revents;
+	ev_ref(loop);
+	ev_timer_stop(loop, w);
+	E.full = false;
+	flush();
+}
+
 static void
 errout_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -338,8 +396,11 @@ errout_start(struct ev_loop *loop)
 	E.loop = loop;
 	E.fd = fd;
 	E.on = true;
-	E.dead = false;
+	E.dead = E.full = false;
+	E.drop_errno = 0;
 	wbuf_init(&E.q, ERROUT_MAX);
+	ev_init(&E.retry_w, errout_on_retry);
+	E.retry_w.repeat = ERROUT_RETRY_S;
 	ev_io_init(&E.out_w, errout_on_writable, fd, EV_WRITE);
 	ev_init(&E.tick_w, errout_on_tick);
 	E.tick_w.repeat = 1.;
@@ -355,13 +416,11 @@ errout_stop(double deadline)
 	}
 	(void)diag_tick(sys_mono() + 3600.); /* the last sums, into the queue */
 	diag_set_sink(NULL);
+	E.full = false; /* a full file system may have room again: one more try */
 	E.say_len = E.say_off = 0;
 	E.say_begun = false;
 	if (!E.dead && E.dropped > 0 && wbuf_len(&E.q) > 0) {
-		int n = snprintf(
-			E.say, sizeof(E.say),
-			"\nmcpmux: %lu lines of stderr dropped (stderr was not read in time)\n",
-			E.dropped);
+		int n = dropped_line(E.say, sizeof(E.say), true, E.dropped);
 
 		if (n > 0 && (size_t)n < sizeof(E.say)) {
 			E.say_len = (size_t)n;
@@ -373,7 +432,8 @@ errout_stop(double deadline)
 		stop_flush();
 		double left = deadline - sys_mono();
 
-		if (E.dead || (wbuf_len(&E.q) == 0 && E.dropped == 0 && E.say_off == E.say_len) ||
+		if (E.dead || E.full ||
+		    (wbuf_len(&E.q) == 0 && E.dropped == 0 && E.say_off == E.say_len) ||
 		    left <= 0) {
 			break;
 		}
@@ -390,6 +450,11 @@ errout_stop(double deadline)
 		ev_ref(E.loop);
 		ev_timer_stop(E.loop, &E.tick_w);
 	}
+	if (ev_is_active(&E.retry_w)) {
+		ev_ref(E.loop);
+		ev_timer_stop(E.loop, &E.retry_w);
+	}
+	E.full = false;
 	wbuf_release(&E.q);
 	if (!E.shared && !E.dead) {
 		/* Our own description stays open to the end: last words never block either. */
@@ -406,7 +471,7 @@ errout_stop(double deadline)
 size_t
 errout_room(void)
 {
-	if (!E.on || E.dead) {
+	if (!E.on || E.dead || E.full) {
 		return ERROUT_MAX;
 	}
 	return wbuf_len(&E.q) >= ERROUT_MAX ? 0 : ERROUT_MAX - wbuf_len(&E.q);
@@ -415,29 +480,38 @@ errout_room(void)
 void
 errout_relay(const char *p, size_t len)
 {
-	if (len > 0) {
-		E.mid_line = p[len - 1] != '\n';
-	}
 	if (!E.on) {
+		if (len > 0) {
+			E.mid_line = p[len - 1] != '\n';
+		}
 		(void)sys_write_all(STDERR_FILENO, p, len);
 		return;
 	}
 	if (E.dead || len == 0) {
 		return;
 	}
-	if (wbuf_len(&E.q) == 0) {
+	if (!E.full && wbuf_len(&E.q) == 0) {
 		/* Nothing queued: straight out, only the rest is queued. */
-		if (wbuf_send(&E.q, E.fd, p, len, NULL, 0) == -1) {
-			E.dead = errno != ENOMEM;
+		if (wbuf_send(&E.q, E.fd, p, len, NULL, 0) == 0) {
+			E.mid_line = p[len - 1] != '\n';
+			watch(wbuf_len(&E.q) > 0);
 			return;
 		}
-		watch(wbuf_len(&E.q) > 0);
+		if (errno == ENOMEM) {
+			return; /* out of memory: lost, like a line diag could not format */
+		}
+		write_failed();
+	} else if (!E.full) {
+		if (wbuf_append(&E.q, p, len) == -1) {
+			return;
+		}
+		E.mid_line = p[len - 1] != '\n';
+		flush();
 		return;
 	}
-	if (wbuf_append(&E.q, p, len) == -1) {
-		return; /* out of memory: lost, like a line diag could not format */
+	if (E.full) {
+		E.dropped += lines_in(p, len); /* no room on the disk: counted, not held */
 	}
-	flush();
 }
 
 void

@@ -57,6 +57,10 @@
  *                         holds NAME fails with ENOSPC, for the first FAULT_PWRITE_NOSPC_CALLS
  *                         (1) such calls: a file system that is full, and has room again
  *                         after
+ *   FAULT_FULL_FILE=SUFFIX write() and writev() to a file whose path ends with SUFFIX (as
+ *   FAULT_FULL_WHILE=PATH /proc/self/fd/N shows it) fail with ENOSPC, writing nothing,
+ *                         while the file PATH exists: a file system that is full until
+ *                         the test makes room (removes PATH), such as a stderr file's
  *   FAULT_PWRITE_NOSPC_END=1 with FAULT_PWRITE_NOSPC: the path must end with NAME (one
  *                         file of a kind, such as a pool's first slot, "s.PID.1": ".1")
  *   FAULT_FLOCK_SLOW=N,.. the Nth call of flock() sleeps FAULT_FLOCK_MS milliseconds (1000)
@@ -113,7 +117,7 @@
  * FAULT_EINTR and FAULT_SHORT apply to pipes and sockets only: libev's eventfd and /proc
  * files are left alone (an eventfd read is never short; a regular file is not what is
  * under test); the faults of a named file (FAULT_NOSPC_FILE, FAULT_PWRITE_NOSPC,
- * FAULT_EIO_FILE) apply to that file only.
+ * FAULT_FULL_FILE, FAULT_EIO_FILE) apply to that file only.
  * Faults apply in the process that loaded the library, never in its children: the
  * constructor removes LD_PRELOAD from the environment, and a forked child (before its
  * exec) sees the parent's pid recorded and passes every call through, but the
@@ -210,6 +214,8 @@ static char pwrite_nospc[64];	  /* FAULT_PWRITE_NOSPC */
 static unsigned long pwrite_left; /* FAULT_PWRITE_NOSPC_CALLS: pwrite() calls left to fail */
 static bool pwrite_end;		  /* FAULT_PWRITE_NOSPC_END: NAME ends the path */
 static ssize_t (*real_pwrite)(int, const void *, size_t, off_t);
+static char full_file[64];	     /* FAULT_FULL_FILE */
+static char full_while[256];	     /* FAULT_FULL_WHILE */
 static long accept4_enfile_ms;	     /* FAULT_ACCEPT4_ENFILE_MS */
 static int accept4_errno = EMFILE;   /* FAULT_ACCEPT4_ERRNO */
 static struct timespec accept4_from; /* its window's start, 0: not yet */
@@ -362,6 +368,10 @@ faultshim_init(void)
 		(void)snprintf(nospc_file, sizeof(nospc_file), "%s", getenv("FAULT_NOSPC_FILE"));
 		nospc_cut = env_num("FAULT_NOSPC_CUT", 0);
 		nospc_left = env_num("FAULT_NOSPC_CALLS", 1);
+	}
+	if (getenv("FAULT_FULL_FILE") != NULL && getenv("FAULT_FULL_WHILE") != NULL) {
+		(void)snprintf(full_file, sizeof(full_file), "%s", getenv("FAULT_FULL_FILE"));
+		(void)snprintf(full_while, sizeof(full_while), "%s", getenv("FAULT_FULL_WHILE"));
 	}
 	if (getenv("FAULT_PWRITE_NOSPC") != NULL) {
 		(void)snprintf(pwrite_nospc, sizeof(pwrite_nospc), "%s",
@@ -516,6 +526,28 @@ read_faulty(int fd, void *buf, size_t len)
 	return real_read(fd, buf, cut(len, &F.n_short_reads));
 }
 
+/* Is fd open on the file FAULT_FULL_FILE names while FAULT_FULL_WHILE exists? */
+static bool
+full_now(int fd)
+{
+	char link[32], path[4096];
+	size_t len = strlen(full_file);
+	struct stat st;
+
+	if (len == 0 || !F.ready || getpid() != F.owner || stat(full_while, &st) != 0) {
+		return false;
+	}
+	(void)snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, path, sizeof(path) - 1);
+
+	if (n >= (ssize_t)len && memcmp(path + n - (ssize_t)len, full_file, len) == 0) {
+		F.n_failed++;
+		errno = ENOSPC;
+		return true;
+	}
+	return false;
+}
+
 ssize_t
 read(int fd, void *buf, size_t len)
 {
@@ -530,6 +562,9 @@ ssize_t
 write(int fd, const void *buf, size_t len)
 {
 	resolve();
+	if (full_now(fd)) {
+		return -1;
+	}
 	if (!in_scope(fd)) {
 		return real_write(fd, buf, len);
 	}
@@ -660,6 +695,9 @@ writev(int fd, const struct iovec *iov, int iovcnt)
 	size_t total, want;
 
 	resolve();
+	if (full_now(fd)) {
+		return -1;
+	}
 	if (iovcnt <= MAX_IOV && nospc_fd(fd)) {
 		struct stat st;
 

@@ -32,6 +32,8 @@ What each test would catch if mcpmux's handling were removed:
 - OutOfMemory: a request that cannot be tracked, forwarded anyway, gets no error if its
   server dies; a held line dropped for want of memory, or an HTTP answer, leaves its
   request unanswered (the release build only: a sanitizer's allocator comes first).
+- StderrFull: a stderr file whose disk was full once, given up for good, would say
+  nothing more for the rest of a long-lived run, even once the disk has room.
 """
 
 import errno
@@ -1647,6 +1649,58 @@ class OutOfMemory(Faults):
         self.assertEqual(p.wait(), 0)
         self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
         self.assertIn("out of memory: a message for the HTTP client was lost", p.stderr())
+@needs_shim
+class StderrFull(Faults):
+    """mcpmux's stderr a file on a file system that is full, then has room again
+    (FAULT_FULL_FILE: its writes fail with ENOSPC while the file FAULT_FULL_WHILE exists)."""
+
+    def test_a_stderr_file_is_written_again_once_its_disk_has_room(self):
+        """A write that fails with ENOSPC does not end stderr for the rest of the run: what
+        does not fit in the queue is dropped and counted, the write is tried again a second
+        later, and once the disk has room the queue, the count and what comes after are
+        written, while mcpmux runs on."""
+        flag = os.path.join(self.tmp.name, "full")
+        open(flag, "w").close()
+        path = os.path.join(self.tmp.name, "stderr.txt")
+        with open(path, "wb") as f:
+            w = self.mcpmux(["--log", "-"] + GRACE + ["--", FIXTURE], stderr=f,
+                            env=self.shim_env(full_file="/stderr.txt", full_while=flag))
+
+        def written():
+            with open(path, "rb") as f:
+                return f.read()
+        w.send(initialize(0))
+        self.assertEqual(w.msg()["id"], 0)
+        for i in range(1, 2001):
+            w.send(req(i, "ping"))
+        for i in range(1, 2001):
+            self.assertEqual(w.msg(30)["id"], i)
+        os.unlink(flag)  # room again
+        wait_until(lambda: b"lines of stderr dropped" in written(), 10,
+                   "the count of the lines dropped", lambda: repr(written()[-300:]))
+        w.send(req(5000, "ping"))
+        self.assertEqual(w.msg()["id"], 5000)
+        wait_until(lambda: len([l for l in written().split(b"\n")
+                                if l.startswith(b'{"ts"') and b'"id":5000,' in l]) == 2, 10,
+                   "the records of a message after it", lambda: repr(written()[-300:]))
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        self.assertGreater(self.counters(w.pid)["failed"], 0)
+        lines = written().split(b"\n")
+        self.assertEqual(lines[-1], b"")
+        said = [n for n, l in enumerate(lines) if b"lines of stderr dropped" in l]
+        self.assertEqual(len(said), 1, said)
+        m = re.fullmatch(rb"mcpmux: ([0-9]+) lines of stderr dropped \(stderr could not be "
+                         rb"written: No space left on device\)", lines[said[0]])
+        self.assertTrue(m, lines[said[0]])
+        before = lines[:said[0]]
+        for rec in before + lines[said[0] + 1:-1]:
+            json.loads(rec)  # every line else a whole record
+        # what was queued, then written, and what was dropped: all the records of the pings
+        self.assertEqual(len(before) + int(m.group(1)), 1 + 2 * 2001)
+        self.assertEqual([json.loads(l)["id"] for l in lines[said[0] + 1:said[0] + 3]],
+                         [5000, 5000], "after the count, the records of the next message")
+
 
 if __name__ == "__main__":
     main()
