@@ -440,6 +440,70 @@ oversize(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len,
 	}
 }
 
+/*
+ * A batch of the client over --max-message that was read whole (within the envelope's
+ * allowance), not forwarded: as oversize() does for each of its elements, its requests
+ * get an error each, by id, in one array; the server gets an error for each answer in
+ * it, in its place; its notifications are dropped.
+ */
+static void
+oversize_batch(struct sconn *sc, struct hub_entry *e, const struct envelope *env)
+{
+	struct serve *sv = sc->sv;
+	struct rpcout_big big = { .total = env->message_len, .limit = sv->opt->max_message };
+	bool own = e != NULL && e->owner == &sc->port;
+	struct sbuf answers = { 0 };
+	bool notes = false;
+	char text[256];
+	size_t n;
+	const struct jsonrpc_item *items = jsonrpc_items(&sv->scan, &n);
+
+	for (size_t i = 0; i < n; i++) {
+		if (items[i].kind == JSONRPC_NOTIFICATION) {
+			notes = true;
+		} else if (items[i].kind == JSONRPC_RESPONSE || items[i].kind == JSONRPC_ERROR) {
+			big.id = jsonrpc_str(&sv->scan, items[i].id);
+			big.id_len = items[i].id.len;
+			diag_warn("session %.*s: " RPCOUT_BIG_ANSWER, (int)env->session_len,
+				  env->session, RPCOUT_BIG_ARGS_ID(&big),
+				  RPCOUT_BIG_ARGS_SIZE(&big));
+			if (own && e->s != NULL) {
+				/* One a line: sent once the scan is no longer needed. */
+				rpcout_answer_too_large(&answers, big.id, big.id_len, big.total,
+							big.limit);
+				sbuf_add(&answers, "\n", 1);
+			}
+		}
+	}
+	if (notes) {
+		diag_warn("session %.*s: " RPCOUT_BIG_NOTIFICATION, (int)env->session_len,
+			  env->session, RPCOUT_BIG_ARGS_SIZE(&big));
+	}
+	big.id = NULL;
+	(void)rpcout_oversize(&big, text, sizeof(text)); /* a request's error */
+	if (own) {
+		(void)hub_error_each(&sv->hub, &sc->port, e, &sv->scan, RPC_INVALID_REQUEST, text);
+	} else {
+		(void)send_error_each(sc, env->session, env->session_len, &sv->scan,
+				      RPC_INVALID_REQUEST, text);
+	}
+	if (answers.failed) {
+		diag_error("session %.*s: out of memory: the server's requests answered in a "
+			   "batch over --max-message get no error",
+			   (int)env->session_len, env->session);
+	}
+	for (size_t off = 0; !answers.failed && off < answers.len;) {
+		const char *line = answers.buf + off;
+		size_t len = (size_t)((const char *)memchr(line, '\n', answers.len - off) - line);
+
+		if (e->s != NULL && jsonrpc_scan_checked(&sv->scan, line, len) == JSONRPC_ERROR) {
+			hub_from_client(e, line, len, &sv->scan);
+		}
+		off += len + 1;
+	}
+	sbuf_release(&answers);
+}
+
 static void
 handle_message(struct sconn *sc, struct hub_entry *e, const struct envelope *env)
 {
@@ -461,6 +525,10 @@ handle_message(struct sconn *sc, struct hub_entry *e, const struct envelope *env
 	if (kind == JSONRPC_INVALID_REQUEST) {
 		session_error(sc, e, env->session, env->session_len, id, it->id.len,
 			      RPC_INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message");
+		return;
+	}
+	if (env->message_len > sv->opt->max_message && kind == JSONRPC_BATCH) {
+		oversize_batch(sc, e, env);
 		return;
 	}
 	if (env->message_len > sv->opt->max_message) {

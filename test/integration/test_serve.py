@@ -678,6 +678,42 @@ class Routing(Case):
         m.p.close_stdin()
         self.assertEqual(m.p.wait(), 0)
 
+    def test_a_batch_over_max_message_read_whole_is_answered_by_id(self):
+        """A batch over --max-message but within the envelope's allowance, so read whole:
+        one array with -32600 for each of its requests, by its id; the server gets an error
+        for the client's answer in it, in its place; a batch of notifications alone is
+        dropped, with no answer, as a notification alone is.  A batch too long to be read
+        gets one -32600 with id null."""
+        m = Mux(self.serve(opts=["--max-message", "4096"]))
+        m.send("s", initialize(1))
+        m.msg("s")
+        m.send("s", call(2, "ask"))
+        ask = m.msg("s")
+        self.assertEqual(ask["method"], "sampling/createMessage")
+        answer = {"jsonrpc": "2.0", "id": ask["id"],
+                  "result": {"role": "assistant", "content": {"type": "text", "text": "x"}}}
+        batch = [req(3, "ping", {"p": "y" * 4096}), note("notifications/x"), answer,
+                 req("four", "ping")]
+        self.assertLess(len(json.dumps(env("s", batch))), 4096 + 1024)
+        m.send("s", batch)
+        got = m.msg("s")
+        self.assertIsInstance(got, list, got)
+        self.assertEqual([(g["id"], g["error"]["code"]) for g in got],
+                         [(3, -32600), ("four", -32600)], got)
+        self.assertIn("--max-message", got[0]["error"]["message"])
+        r = m.msg("s")
+        self.assertEqual(r.get("id"), 2, r)
+        self.assertIn("too large for mcpmux", r["result"]["content"][0]["text"])
+        m.send("s", [note("notifications/x", {"p": "y" * 4096}), note("notifications/y")])
+        m.send("s", req(5, "ping"))
+        self.assertEqual(m.msg("s"), {"jsonrpc": "2.0", "id": 5, "result": {}})
+        # too long to be read: its ids are not looked for
+        m.send("s", [req(6, "ping", {"p": "y" * 8192}), req(7, "ping")])
+        self.assert_error(m.msg("s"), None, -32600)
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+        self.assertEqual([e for e in m.inbox if "message" in e], [])
+
     def test_an_answer_over_max_message_gets_the_server_an_error(self):
         """The client's answer to a request of the server (its id is the server's) over
         --max-message: the server gets an error in its place, the client none; and a
