@@ -238,6 +238,14 @@ params_value(struct jsonrpc_scanner *s, enum value_type t, const unsigned char *
 	int key = s->params_key;
 
 	s->params_key = PKEY_NONE;
+	if (s->is_batch) {
+		/* A batch element's: only a cancellation's requestId. */
+		if (key == PKEY_REQUEST_ID && (t == V_STRING || t == V_NUMBER)) {
+			s->cur->request_id = arena_put(s, (const char *)p, len, t == V_STRING);
+			s->cur->has_request_id = true;
+		}
+		return;
+	}
 	if (key == PKEY_GRACE_MS && t == V_NUMBER && len < 32) {
 		char num[32];
 
@@ -259,7 +267,8 @@ params_value(struct jsonrpc_scanner *s, enum value_type t, const unsigned char *
 
 /*
  * Scalars and keys are read only where they matter: the members of a message (level 1,
- * or 2 in a batch) and those of a wanted params object (level 2).  Everywhere else
+ * or 2 in a batch) and those of a wanted params object (level 2, or 3 in a batch, where
+ * only a cancellation's are wanted).  Everywhere else
  * yajl only validates, with no callbacks and no decoding of escaped strings: the bulk of
  * a payload's cost.
  */
@@ -273,8 +282,9 @@ msg_depth(const struct jsonrpc_scanner *s)
 
 /*
  * Room for one more batch element past JSONRPC_MAX_ITEMS (the array doubles); false when
- * memory runs out, and the scan is then answered as invalid.  A request or an answer
- * takes at least 35 bytes of the line, so what is kept is bounded by the line's length.
+ * memory runs out, and the scan is then answered as invalid.  A request, an answer or a
+ * cancellation takes at least 35 bytes of the line, so what is kept is bounded by the
+ * line's length.
  */
 static bool
 items_room(struct jsonrpc_scanner *s)
@@ -300,9 +310,13 @@ on_value(struct jsonrpc_scanner *s, enum value_type t, const unsigned char *p, s
 {
 	if (s->cur != NULL && s->depth == msg_depth(s)) {
 		/* A member of a message: the common case, first. */
-		if (t == V_MAP && s->key == KEY_PARAMS && !s->is_batch) {
-			s->in_params = s->params_method == NULL || !s->cur->has_method ||
-				       jsonrpc_method_is(s, s->cur, s->params_method) ||
+		if (t == V_MAP && s->key == KEY_PARAMS) {
+			/* A batch element's: only a cancellation's (its method may come later). */
+			bool wanted =
+				!s->is_batch && (s->params_method == NULL ||
+						 jsonrpc_method_is(s, s->cur, s->params_method));
+
+			s->in_params = wanted || !s->cur->has_method ||
 				       jsonrpc_method_is(s, s->cur, JSONRPC_CANCELLED);
 		}
 		msg_value(s, t, p, len);
@@ -341,7 +355,7 @@ on_value(struct jsonrpc_scanner *s, enum value_type t, const unsigned char *p, s
 		}
 		return 1;
 	}
-	if (s->in_params && s->depth == 2) {
+	if (s->in_params && s->depth == msg_depth(s) + 1) {
 		params_value(s, t, p, len);
 	}
 	return 1;
@@ -358,7 +372,7 @@ open_container(struct jsonrpc_scanner *s, enum value_type t)
 		return 0;
 	}
 	if (s->mute_depth == 0 && s->depth > 1 && !(s->is_batch && s->depth == 2) &&
-	    !(s->in_params && s->depth == 2)) {
+	    !(s->in_params && s->depth == msg_depth(s) + 1)) {
 		s->mute_depth = s->depth;
 		s->cb.yajl_null = NULL;
 		s->cb.yajl_boolean = NULL;
@@ -372,6 +386,8 @@ open_container(struct jsonrpc_scanner *s, enum value_type t)
 static void
 close_container(struct jsonrpc_scanner *s)
 {
+	size_t len;
+
 	if (s->depth == s->mute_depth) {
 		s->cb.yajl_null = scan_callbacks.yajl_null;
 		s->cb.yajl_boolean = scan_callbacks.yajl_boolean;
@@ -384,16 +400,16 @@ close_container(struct jsonrpc_scanner *s)
 	if (s->depth == 0 && !s->fast) {
 		s->end = yajl_get_bytes_consumed(s->h);
 	}
-	if (s->in_params && s->depth == 1) {
+	if (s->in_params && s->depth == msg_depth(s)) {
 		s->in_params = false;
 	}
 	if (s->cur != NULL && s->depth == msg_depth(s) - 1) {
 		item_finish(s->cur);
-		/* Past JSONRPC_MAX_ITEMS, a batch keeps its requests and answers: what has an id
-		 * to route or answer.  The others are counted only. */
+		/* Past JSONRPC_MAX_ITEMS, a batch keeps its requests, answers and cancellations:
+		 * what has an id to route, answer or forget.  The others are counted only. */
 		if (s->is_batch && s->n_items > JSONRPC_MAX_ITEMS && s->cur != &spare_item &&
 		    s->cur->kind != JSONRPC_REQUEST && s->cur->kind != JSONRPC_RESPONSE &&
-		    s->cur->kind != JSONRPC_ERROR) {
+		    s->cur->kind != JSONRPC_ERROR && !jsonrpc_cancels(s, s->cur, &len)) {
 			s->n_items--;
 		}
 		s->cur = NULL;
@@ -451,7 +467,7 @@ cb_map_key(void *ctx, const unsigned char *k, size_t len)
 
 	if (s->cur != NULL && s->depth == msg_depth(s)) {
 		s->key = msg_key(k, len);
-	} else if (s->in_params && s->depth == 2) {
+	} else if (s->in_params && s->depth == msg_depth(s) + 1) {
 		s->params_key = params_key(k, len);
 	}
 	return 1;

@@ -333,16 +333,21 @@ pending_free_all(struct pending **table)
 }
 
 /*
- * notifications/cancelled: the request it names will not be answered (MCP: the receiver
- * of a cancellation does not respond), so it is no longer in flight.
+ * notifications/cancelled (alone or in a batch): the request it names will not be answered
+ * (MCP: the receiver of a cancellation does not respond), so it is no longer in flight.
  */
 static void
 note_cancel(struct pending **table, size_t *n, const struct jsonrpc_scanner *scan)
 {
-	if (scan->kind == JSONRPC_NOTIFICATION && scan->params.has_request_id &&
-	    jsonrpc_method_is(scan, &scan->one, JSONRPC_CANCELLED)) {
-		(void)ids_remove(table, n, jsonrpc_str(scan, scan->params.request_id),
-				 scan->params.request_id.len);
+	size_t k, len;
+	const struct jsonrpc_item *items = jsonrpc_items(scan, &k);
+
+	for (size_t i = 0; i < k; i++) {
+		const char *id = jsonrpc_cancels(scan, &items[i], &len);
+
+		if (id != NULL) {
+			(void)ids_remove(table, n, id, len);
+		}
 	}
 }
 

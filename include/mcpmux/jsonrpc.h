@@ -6,7 +6,8 @@
  * text, so that it can be written back verbatim), its method, and for a batch the same
  * for each element.  It also picks up the few members of `params` that mcpmux itself acts
  * on (graceMs, session, reason), of every single message or only of one method
- * (params_method), and the requestId of notifications/cancelled.
+ * (params_method), and the requestId of notifications/cancelled (of each such element of
+ * a batch too).
  *
  * The callbacks are fed by jsonsimd (simdjson's validation) when it is sure to give
  * yajl's events, and by one yajl_parse() call otherwise: the verdict and every result
@@ -27,8 +28,9 @@
 
 struct jsonsimd; /* the fast path (jsonsimd.h) */
 
-#define JSONRPC_MAX_DEPTH 512  /* deeper JSON is refused like invalid JSON */
-#define JSONRPC_MAX_ITEMS 1024 /* batch elements all described; past them, requests and answers */
+#define JSONRPC_MAX_DEPTH 512 /* deeper JSON is refused like invalid JSON */
+/* Batch elements all described; past them, requests, answers and cancellations. */
+#define JSONRPC_MAX_ITEMS 1024
 
 enum jsonrpc_kind {
 	JSONRPC_INVALID_JSON,	 /* not JSON (or too deep): -32700 */
@@ -52,6 +54,10 @@ struct jsonrpc_item {
 	struct jsonrpc_str id; /* canonical JSON text: "abc" (quoted, escaped), 42, null */
 	bool has_method;
 	struct jsonrpc_str method; /* the method string, unescaped */
+	/* a batch element's params.requestId (read for notifications/cancelled, and for an
+	 * element whose method comes after its params); a single message's is in params */
+	bool has_request_id;
+	struct jsonrpc_str request_id; /* canonical JSON text, like an id */
 	/* internal: which members were seen */
 	unsigned seen;
 	bool bad;
@@ -166,14 +172,34 @@ size_t jsonrpc_id_key(const char *id, size_t len, char *out);
 
 /*
  * The items of the message s describes: a batch's elements (the first JSONRPC_MAX_ITEMS of
- * them, then only its requests and answers, in order: every element with an id to route
- * or answer), or its one item; how many in *n.
+ * them, then only its requests, answers and cancellations, in order: every element with
+ * an id to route, answer or forget), or its one item; how many in *n.
  */
 static inline const struct jsonrpc_item *
 jsonrpc_items(const struct jsonrpc_scanner *s, size_t *n)
 {
 	*n = s->kind == JSONRPC_BATCH ? s->n_items : 1;
 	return s->kind == JSONRPC_BATCH ? s->items : &s->one;
+}
+
+/*
+ * The id (JSON text, its length in *len) of the request that `it` cancels, when it is a
+ * notifications/cancelled that names one: s's one message, or an element of its batch;
+ * NULL otherwise.
+ */
+static inline const char *
+jsonrpc_cancels(const struct jsonrpc_scanner *s, const struct jsonrpc_item *it, size_t *len)
+{
+	bool one = it == &s->one;
+	struct jsonrpc_str id = one ? s->params.request_id : it->request_id;
+
+	if (it->kind != JSONRPC_NOTIFICATION ||
+	    !(one ? s->params.has_request_id : it->has_request_id) ||
+	    !jsonrpc_method_is(s, it, JSONRPC_CANCELLED)) {
+		return NULL;
+	}
+	*len = id.len;
+	return jsonrpc_str(s, id);
 }
 
 /* The name used for a kind in the traffic log: "request", "response", ... */

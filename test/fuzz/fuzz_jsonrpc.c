@@ -36,6 +36,7 @@ struct want_item {
 	yajl_val id; /* the id value (string or number), NULL for null or none */
 	bool has_method;
 	const char *method;
+	bool cancels; /* a batch element: notifications/cancelled naming a request */
 };
 
 struct want_params {
@@ -55,7 +56,7 @@ static void
 classify(yajl_val v, struct want_item *w)
 {
 	bool seen_jsonrpc = false, has_result = false, has_error = false, bad = false;
-	bool id_null = false;
+	bool id_null = false, request_id = false;
 
 	memset(w, 0, sizeof(*w));
 	w->kind = JSONRPC_INVALID_REQUEST;
@@ -95,6 +96,18 @@ classify(yajl_val v, struct want_item *w)
 			}
 		} else if (strcmp(k, "params") == 0) {
 			bad = bad || !(YAJL_IS_OBJECT(m) || YAJL_IS_ARRAY(m));
+			/* In a batch, read when no method came before it, or a cancellation's. */
+			if (YAJL_IS_OBJECT(m) &&
+			    (!w->has_method || strcmp(w->method, JSONRPC_CANCELLED) == 0)) {
+				for (size_t j = 0; j < m->u.object.len; j++) {
+					yajl_val r = m->u.object.values[j];
+
+					request_id =
+						request_id ||
+						(strcmp(m->u.object.keys[j], "requestId") == 0 &&
+						 (YAJL_IS_STRING(r) || YAJL_IS_NUMBER(r)));
+				}
+			}
 		} else if (strcmp(k, "result") == 0) {
 			has_result = true;
 		} else if (strcmp(k, "error") == 0) {
@@ -109,6 +122,8 @@ classify(yajl_val v, struct want_item *w)
 		if (!has_result && !has_error) {
 			w->kind = w->has_id ? JSONRPC_REQUEST : JSONRPC_NOTIFICATION;
 		}
+		w->cancels = w->kind == JSONRPC_NOTIFICATION && request_id &&
+			     strcmp(w->method, JSONRPC_CANCELLED) == 0;
 		return;
 	}
 	if (w->has_id && has_result != has_error) {
@@ -307,18 +322,22 @@ check_scan(struct jsonrpc_scanner *s, const char *line, size_t len)
 		FUZZ_CHECK(kind == (n > 0 ? JSONRPC_BATCH : JSONRPC_INVALID_REQUEST),
 			   "kind %d for an array of %zu", (int)kind, n);
 		FUZZ_CHECK(s->n_elements == n, "n_elements %zu, want %zu", s->n_elements, n);
-		/* Every element up to JSONRPC_MAX_ITEMS, then only requests and answers. */
-		size_t k = 0;
+		/* Every element up to JSONRPC_MAX_ITEMS, then only requests, answers and
+		 * cancellations. */
+		size_t k = 0, id_len;
 
 		for (size_t i = 0; i < n; i++) {
 			struct want_item w;
 
 			classify(top->u.array.values[i], &w);
 			if (i >= JSONRPC_MAX_ITEMS && w.kind != JSONRPC_REQUEST &&
-			    w.kind != JSONRPC_RESPONSE && w.kind != JSONRPC_ERROR) {
+			    w.kind != JSONRPC_RESPONSE && w.kind != JSONRPC_ERROR && !w.cancels) {
 				continue;
 			}
 			FUZZ_CHECK(k < s->n_items, "n_items %zu of %zu", s->n_items, n);
+			FUZZ_CHECK((jsonrpc_cancels(s, &s->items[k], &id_len) != NULL) == w.cancels,
+				   "batch[%zu]: cancels a request, the oracle says %d", i,
+				   w.cancels);
 			check_item(s, &s->items[k++], &w);
 		}
 		FUZZ_CHECK(s->n_items == k, "n_items %zu, want %zu of %zu", s->n_items, k, n);
@@ -399,6 +418,9 @@ same_item(const struct jsonrpc_scanner *a, const struct jsonrpc_item *x,
 			   (!x->has_method || same_str(a, x->method, b, y->method)),
 		   "item method differs");
 	FUZZ_CHECK(x->seen == y->seen && x->bad == y->bad, "item members seen differ");
+	FUZZ_CHECK(x->has_request_id == y->has_request_id &&
+			   (!x->has_request_id || same_str(a, x->request_id, b, y->request_id)),
+		   "item requestId differs");
 }
 
 /* Scanner a (the simdjson path, where it is sure) against b (yajl alone). */

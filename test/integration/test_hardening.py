@@ -644,6 +644,19 @@ class RequestIds(Case):
         rest = w.read_to_eof(5)
         self.assertNotIn(b'"id":5', rest)
 
+    def test_a_cancel_in_a_batch_ends_the_request(self):
+        """notifications/cancelled inside a batch: the request it names is no longer in
+        flight either, the idle timeout may fire, and no error is sent for it."""
+        w = self.wrap(opts=["--idle-timeout", "1"] + FAST)
+        w.send(initialize(0))
+        self.assertEqual(w.msg()["id"], 0)
+        w.send(call(5, "sleep", ms=20000))
+        w.send([note("notifications/progress", {"progressToken": 1, "progress": 1}),
+                note("notifications/cancelled", {"requestId": 5, "reason": "timed out"})])
+        w.wait(8)  # the idle timeout ended it, the server's sleep notwithstanding
+        rest = w.read_to_eof(5)
+        self.assertNotIn(b'"id":5', rest)
+
     def test_ids_are_matched_by_value(self):
         """A server that writes 1.0 back as 1 (as JavaScript does) answered request 1.0."""
         w = self.wrap("--id-style=js", opts=FAST)

@@ -1147,6 +1147,64 @@ test_cancel_request_id(void **state)
 	s->params_method = NULL;
 }
 
+/*
+ * notifications/cancelled in a batch: each element's requestId (its params before its
+ * method too), none for another method, and one past the first JSONRPC_MAX_ITEMS kept.
+ */
+static void
+test_cancel_request_id_in_a_batch(void **state)
+{
+	struct jsonrpc_scanner *s = *state;
+	char line[512];
+	size_t len = 0;
+
+	s->params_method = "mcpmux/endRun";
+	assert_int_equal(
+		scan_q(s, line, sizeof(line),
+		       "[{'jsonrpc':'2.0','id':7,'method':'x','params':{'requestId':1}},"
+		       "{'jsonrpc':'2.0','method':'notifications/cancelled','params':"
+		       "{'requestId':'a\\u0062','reason':'timeout'}},"
+		       "{'params':{'requestId':1.50},'jsonrpc':'2.0','method':'notifications/cancelled'},"
+		       "{'jsonrpc':'2.0','method':'notifications/progress','params':{'requestId':3}},"
+		       "{'jsonrpc':'2.0','method':'notifications/cancelled','params':{'r':{'requestId':4}}}]"),
+		JSONRPC_BATCH);
+	assert_int_equal(s->n_items, 5);
+	assert_null(jsonrpc_cancels(s, &s->items[0], &len));
+	assert_str(s, jsonrpc_cancels(s, &s->items[1], &len) != NULL, s->items[1].request_id,
+		   "\"ab\"", "requestId", line);
+	assert_str(s, jsonrpc_cancels(s, &s->items[2], &len) != NULL, s->items[2].request_id,
+		   "1.50", "requestId", line);
+	assert_null(jsonrpc_cancels(s, &s->items[3], &len));
+	assert_null(jsonrpc_cancels(s, &s->items[4], &len));
+	assert_false(s->params.has_request_id);
+	s->params_method = NULL;
+
+	/* past JSONRPC_MAX_ITEMS notifications, a cancellation is kept */
+	static const char note[] = "{\"jsonrpc\":\"2.0\",\"method\":\"n\"},";
+	static const char cancel[] = "{\"jsonrpc\":\"2.0\",\"method\":\"" JSONRPC_CANCELLED
+				     "\",\"params\":{\"requestId\":9}}]";
+	size_t n = 1 + 1100 * (sizeof(note) - 1) + sizeof(cancel);
+	char *big = malloc(n);
+	char *p = big;
+
+	assert_non_null(big);
+	*p++ = '[';
+	for (int i = 0; i < 1100; i++) {
+		memcpy(p, note, sizeof(note) - 1);
+		p += sizeof(note) - 1;
+	}
+	memcpy(p, cancel, sizeof(cancel));
+	assert_int_equal(jsonrpc_scan(s, big, strlen(big)), JSONRPC_BATCH);
+	free(big);
+	assert_int_equal(s->n_elements, 1101);
+	assert_int_equal(s->n_items, JSONRPC_MAX_ITEMS + 1);
+	const char *id = jsonrpc_cancels(s, &s->items[JSONRPC_MAX_ITEMS], &len);
+
+	assert_non_null(id);
+	assert_int_equal(len, 1);
+	assert_memory_equal(id, "9", 1);
+}
+
 static size_t
 key_of(const char *id, char *out)
 {
@@ -1252,6 +1310,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_cancel_request_id, scanner_setup,
+						scanner_teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_request_id_in_a_batch, scanner_setup,
 						scanner_teardown),
 		cmocka_unit_test(test_id_keys),
 		cmocka_unit_test_setup_teardown(test_golden_one_scanner, scanner_setup,
