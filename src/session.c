@@ -755,6 +755,18 @@ session_from_client(struct session *s, const char *line, size_t len,
 		(void)ids_remove(&s->srv_pending, &s->n_srv_pending,
 				 jsonrpc_str(scan, scan->one.id), scan->one.id.len);
 	}
+	if (scan->kind == JSONRPC_BATCH) {
+		/* The answers in a batch: the server's requests they answer are done. */
+		size_t n;
+		const struct jsonrpc_item *items = jsonrpc_items(scan, &n);
+
+		for (size_t i = 0; i < n; i++) {
+			if (items[i].kind == JSONRPC_RESPONSE || items[i].kind == JSONRPC_ERROR) {
+				(void)ids_remove(&s->srv_pending, &s->n_srv_pending,
+						 jsonrpc_str(scan, items[i].id), items[i].id.len);
+			}
+		}
+	}
 	switch (s->state) {
 	case SESSION_SUSPENDED:
 	case SESSION_SUSPENDING:
@@ -1127,8 +1139,13 @@ session_on_line(void *ctx, const char *line, size_t len)
 
 			if (it->kind == JSONRPC_RESPONSE || it->kind == JSONRPC_ERROR) {
 				pending_remove(s, jsonrpc_str(&out_scan, it->id), it->id.len);
+			} else if (it->kind == JSONRPC_REQUEST) {
+				ids_add(&s->srv_pending, &s->n_srv_pending,
+					jsonrpc_str(&out_scan, it->id), it->id.len,
+					s->last_activity, 0);
 			}
 		}
+		note_cancel(&s->srv_pending, &s->n_srv_pending, &out_scan);
 	}
 	busy_sync(s);
 	if (kind == JSONRPC_RESPONSE || kind == JSONRPC_ERROR) {

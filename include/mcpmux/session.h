@@ -144,7 +144,7 @@ struct session {
 	void *owner;
 	uint64_t seq;		     /* creation order */
 	struct pending *pending;     /* uthash: client requests in flight */
-	struct pending *srv_pending; /* uthash: server requests in flight (traffic log only) */
+	struct pending *srv_pending; /* uthash: server requests in flight */
 	size_t n_srv_pending;
 	bool server_full;	/* the server's input queue is at its mark */
 	bool input_full;	/* that, or the held lines: the client is held back */

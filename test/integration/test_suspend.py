@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import stat
+import sys
 import time
 import unittest
 
@@ -196,6 +197,54 @@ class WrapSuspend(Base):
                 "content": {"type": "text", "text": "late"}, "model": "m"}})
         self.assert_response(p.msg(), 7)
         self.assertEqual(self.pid_of(p.send, p.msg, 8), pid)
+
+    # asks the client in one batch when told to ("go"), and says when both are answered
+    ASKS_IN_A_BATCH = (
+        "import json, os, sys\n"
+        "waiting = set()\n"
+        "for line in sys.stdin:\n"
+        "    m = json.loads(line)\n"
+        "    for e in (m if isinstance(m, list) else [m]):\n"
+        "        if e.get('method') == 'initialize':\n"
+        "            out = {'jsonrpc': '2.0', 'id': e['id'], 'result': {\n"
+        "                'protocolVersion': e['params']['protocolVersion'],\n"
+        "                'capabilities': {}, 'serverInfo': {'name': 'b', 'version': '1'}}}\n"
+        "        elif e.get('method') == 'go':\n"
+        "            waiting = {'s1', 's2'}\n"
+        "            out = [{'jsonrpc': '2.0', 'id': i, 'method': 'roots/list',\n"
+        "                    'params': {'pid': os.getpid()}} for i in sorted(waiting)]\n"
+        "        elif e.get('id') in waiting and 'result' in e:\n"
+        "            waiting.discard(e['id'])\n"
+        "            if waiting:\n"
+        "                continue\n"
+        "            out = {'jsonrpc': '2.0', 'method': 'answered',\n"
+        "                   'params': {'pid': os.getpid()}}\n"
+        "        else:\n"
+        "            continue\n"
+        "        print(json.dumps(out), flush=True)\n")
+
+    def test_server_requests_in_a_batch_are_in_flight(self):
+        """A server that asks the client in a batch waits for the answers: it is not
+        suspended meanwhile, and once the client has answered them (here in a batch too)
+        it is idle again."""
+        p = self.wrap(opts=FAST + SUSPEND + ["--log", self.log],
+                      command=[sys.executable, "-c", self.ASKS_IN_A_BATCH])
+        p.send(initialize(1))
+        self.assert_response(p.msg(), 1)
+        p.send(note("go"))
+        asks = p.msg()
+        self.assertEqual([a["id"] for a in asks], ["s1", "s2"], asks)
+        pid = asks[0]["params"]["pid"]
+        p.no_output(1.2)  # the server waits for its answers, unsuspended
+        self.assertTrue(alive(pid))
+        self.assertEqual(events(self.log, "suspended"), [])
+        p.send([{"jsonrpc": "2.0", "id": a["id"], "result": {"roots": []}} for a in asks])
+        done = p.msg()
+        self.assertEqual((done.get("method"), done["params"]["pid"]), ("answered", pid), done)
+        wait_until(lambda: not alive(pid), 10, "the idle server to be suspended")
+        wait_until(lambda: len(events(self.log, "suspended")) == 1, 5, "the suspend, logged")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
 
     def test_idle_timeout_still_ends_everything(self):
         p = self.start_wrap(opts=["--idle-timeout", "1.5"])
