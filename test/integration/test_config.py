@@ -183,6 +183,22 @@ class Files(Case):
             self.assertEqual(args[:2], ["--log", os.path.join(os.path.realpath(logs),
                                                               "memory.jsonl")])
 
+    def test_a_log_dir_that_does_not_exist_is_said_and_not_made(self):
+        """--log-dir DIR where DIR is not there: a warning, the entries written all the
+        same (DIR/NAME.jsonl, NAME made of safe characters, a leading '.' too), and DIR
+        not created."""
+        logs = os.path.join(self.tmp.name, "not-yet")
+        doc = b'{"mcpServers": {"my server/1": {"command": "a"}, ".hidden": {"command": "b"}}}'
+        rc, out, err = config("wrap", "-", "--log-dir", logs, input=doc)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("mcpmux: log directory '%s' does not exist yet" % logs, err)
+        srv = load(out)["mcpServers"]
+        self.assertEqual(srv["my server/1"]["args"],
+                         ["--log", os.path.join(logs, "my_server_1.jsonl"), "--", "a"])
+        self.assertEqual(srv[".hidden"]["args"],
+                         ["--log", os.path.join(logs, "_hidden.jsonl"), "--", "b"])
+        self.assertFalse(os.path.exists(logs))
+
     def test_dry_run(self):
         path = self.copy("claude-code.mcp.json")
         orig, mtime = read(path), os.stat(path).st_mtime_ns
