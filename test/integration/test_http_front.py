@@ -502,6 +502,43 @@ class Transport(HttpCase):
         self.assertEqual(self.cookie_pids(sid), [], "nothing of the tree may be left")
         self.assertEqual(self.delete(sid).status, 404)
 
+    def test_a_delete_whose_connection_goes_before_the_end_does_not_stop_it(self):
+        """The DELETE's client goes while the end waits for its graces: the end goes on to
+        its SIGKILL (the server ignores EOF and SIGTERM), and the session is gone."""
+        self.http("--ignore-sigterm", "--ignore-eof", "--daemonize-grandchild", fast=False,
+                  opts=["-v", "--eof-grace", "300", "--term-grace", "1000"])
+        sid = self.session()
+        wait_until(lambda: len(self.cookie_pids(sid)) >= 2, 5, "the server and its grandchild")
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=5 * SLOW)
+        s.sendall(("DELETE /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nMcp-Session-Id: %s\r\n\r\n"
+                   % sid).encode())
+        wait_until(lambda: "session %s: teardown begins" % sid in self.srv.stderr(), 5,
+                   "the end to begin")
+        s.close()  # 1.3 s before the end can answer
+        wait_until(lambda: not self.cookie_pids(sid), 0.3 + 1.0 + 3, "the tree to be gone")
+        self.assertIn("session %s: ended (kill" % sid, self.srv.stderr())
+        self.assertEqual(self.post(tool(1, "env"), sid).status, 404)
+        self.stop()
+        self.assert_no_leftovers(0)
+
+    def test_streams_say_x_accel_buffering_no(self):
+        """Every event stream (a request's, the GET stream, a resumed one) carries
+        X-Accel-Buffering: no, so that nginx passes each event on at once."""
+        self.http()
+        sid = self.session()
+        g = self.get_stream(sid)
+        prime = g.event()
+        s = self.open("POST", tool(1, "echo", text="hi"), {"Mcp-Session-Id": sid})
+        self.assertEqual(s.message()[0]["id"], 1)
+        s.close()
+        g2 = self.get_stream(sid, last=prime["id"])
+        for st in (g, s, g2):
+            self.assertEqual(st.status, 200)
+            self.assertEqual(st.headers["content-type"], "text/event-stream")
+            self.assertEqual(st.headers.get("x-accel-buffering"), "no", st.headers)
+        g.close()
+        g2.close()
+
     def test_delete_answers_the_requests_in_flight_then_ends_every_stream(self):
         """DELETE with a request in flight (the server's question unanswered): its stream
         gets the -32000 error for it, then ends; so does the GET stream."""
@@ -757,6 +794,23 @@ class Refusals(HttpCase):
                                             "Authorization": "Bearer s3cret-token"})
         self.assertEqual(r.status, 200)
 
+    def test_http_path_moves_the_endpoint(self):
+        """--http-path PATH: the endpoint is PATH, and /mcp (the default) is not one."""
+        p = self.http(opts=["--http-path", "/v1/tools"])
+        self.assertIn("serving MCP over HTTP at /v1/tools on port %d" % self.port, p.stderr())
+        r = self.post(init_msg(0), path="/v1/tools")
+        self.assertEqual(r.status, 200, r)
+        sid = r.headers["mcp-session-id"]
+        self.assertEqual(self.post(INITIALIZED, sid, path="/v1/tools").status, 202)
+        self.assertEqual(self.post(init_msg(0)).status, 404)
+        self.assertEqual(self.post(tool(1, "env"), sid).status, 404)
+        r = self.post(tool(1, "echo", text="here"), sid, path="/v1/tools")
+        self.assertEqual(r.messages()[-1]["id"], 1)
+        r = self.request("DELETE", headers={"Mcp-Session-Id": sid}, path="/v1/tools")
+        self.assertEqual((r.status, r.json()["session"]), (200, sid))
+        self.stop()
+        self.assert_no_leftovers(0)
+
     def test_option_errors(self):
         p = self.serve(opts=["--http", "0.0.0.0:0"])
         self.assertEqual(p.wait(), 2)
@@ -866,6 +920,41 @@ class Refusals(HttpCase):
         p = self.http()
         self.assertIn("HTTP sessions that are never deleted keep their servers until mcpmux "
                       "exits (give --idle-timeout S to end idle ones)", p.stderr())
+
+    def test_the_http_layers_own_statuses(self):
+        """What the HTTP layer answers by itself, through mcpmux's own limits: another HTTP
+        version 505, an Expect other than 100-continue 417, a target too long 414, a head
+        too long 431; a loopback Host may name any port up to 65535, not beyond (403)."""
+        self.http()
+
+        def status(raw):
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=5 * SLOW)
+            try:
+                s.sendall(raw)
+                data = b""
+                while b"\r\n" not in data:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                return int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/1.1 ") else data
+            finally:
+                s.close()
+
+        self.assertEqual(status(b"GET /mcp HTTP/2.0\r\nHost: 127.0.0.1\r\n\r\n"), 505)
+        self.assertEqual(status(b"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                b"Expect: teapot\r\n\r\n"), 417)
+        self.assertEqual(status(b"GET /mcp?" + b"q" * 20000 +
+                                b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"), 414)
+        self.assertEqual(status(b"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " +
+                                b"b" * 20000 + b"\r\n\r\n"), 431)
+        for host in ("localhost:65535", "127.0.0.1:65535", "[::1]:65535", "a.localhost:65535",
+                     "localhost:0"):
+            self.assertEqual(self.post(init_msg(0), headers={"Host": host}).status, 200, host)
+        for host in ("localhost:65536", "127.0.0.1:99999", "[::1]:65536"):
+            self.assertEqual(self.post(init_msg(0), headers={"Host": host}).status, 403, host)
+        # ... and the server is fine after all of it
+        self.assertEqual(self.call(self.session(), tool(1, "echo", text="ok"))[0]["id"], 1)
 
     def test_malformed_http_and_a_vanished_client_leave_the_server_working(self):
         self.http()
@@ -1352,6 +1441,22 @@ class Sessions(HttpCase):
         self.assertEqual(r.headers["retry-after"], "1")
         self.assertEqual(r.json()["id"], 4)
         self.assertIn("max-sessions", r.json()["error"]["message"])
+
+    def test_stdin_is_not_read(self):
+        """With --http, stdin is not read: an envelope there starts no session and gets no
+        answer, and its EOF ends nothing; the HTTP sessions go on."""
+        p = self.http()
+        sid = self.session()
+        p.send({"session": "by-stdin", "message": init_msg(1)})
+        p.close_stdin()
+        p.no_output(0.5)
+        self.assertEqual(self.cookie_pids("by-stdin"), [])
+        self.assertEqual(self.call(sid, tool(1, "echo", text="on"))[-1]["id"], 1)
+        self.assertEqual(self.post(init_msg(0)).status, 200)
+        self.assertTrue(alive(p.pid))
+        self.stop()
+        self.assertEqual(p.read_to_eof(), b"")
+        self.assert_no_leftovers(0)
 
     def test_sigterm_ends_every_session_and_stream(self):
         self.http()

@@ -101,6 +101,21 @@ class Listen(ListenHelpers, Case):
         self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers(0)
 
+    def test_connect_end_method_is_the_end_it_sends_at_eof(self):
+        """A serve with --end-method: connect --end-method NAME ends its session with NAME
+        on stdin EOF, and exits with the server's status; the tree is gone."""
+        self.listen("--exit-code=5", "--daemonize-grandchild", opts=["--end-method", "x/end"])
+        c = self.connect("--end-method", "x/end", "--session", "e")
+        c.send(initialize(1), call(2, "env"))
+        self.assertEqual(c.msg()["id"], 1)
+        pid = c.msg()["result"]["structuredContent"]["pid"]
+        wait_until(lambda: len(self.cookie_pids("e")) >= 2, 5, "the server and its grandchild")
+        c.close_stdin()
+        self.assertEqual(c.wait(5), 5, c.stderr())
+        self.assertEqual(c.read_to_eof(), b"")
+        self.assertFalse(alive(pid))
+        self.assertEqual(self.cookie_pids("e"), [])
+
     def test_connect_keep(self):
         srv = self.listen()
         c = self.connect("--keep", "--session", "k")

@@ -180,6 +180,21 @@ class Writing(Case):
             self.assertEqual([r.get("event") or r["dir"] for r in mine],
                              ["started", "in", "out", "ended"])
 
+    def test_the_log_option_wins_over_the_env_variable(self):
+        """MCPMUX_LOG is the default of --log: with both, the log goes where --log says,
+        and the variable's file is not made."""
+        by_env = os.path.join(self.tmp.name, "env.log")
+        by_opt = os.path.join(self.tmp.name, "opt.log")
+        self.env["MCPMUX_LOG"] = by_env
+        w = self.wrap(opts=FAST + ["--log", by_opt])
+        w.send(req(1, "ping"))
+        self.assertEqual(w.msg()["id"], 1)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        self.assertFalse(os.path.exists(by_env))
+        self.assertEqual([r.get("event") or r["dir"] for r in records(by_opt)],
+                         ["started", "in", "out", "ended"])
+
     def test_sessions_and_methods_interleaved(self):
         """Records of several sessions and methods, interleaved: each names its own (the
         log keeps the JSON text of the last session and method it wrote)."""

@@ -965,6 +965,27 @@ class Status(PsCase):
         finally:
             os.close(fd)
 
+    def test_without_a_runtime_directory_the_status_file_is_under_tmp(self):
+        """No XDG_RUNTIME_DIR: the status file is /tmp/mcpmux-UID/instances/PID, held
+        locked while the instance runs, read by ps from there, and removed at exit."""
+        del self.env["XDG_RUNTIME_DIR"]
+        w = self.wrap()
+        w.send(initialize(1))
+        self.assertEqual(w.msg()["id"], 1)
+        path = "/tmp/mcpmux-%d/instances/%d" % (os.getuid(), w.pid)
+        self.assertTrue(os.path.exists(path), path)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            with self.assertRaises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+        s, _, _ = self.only_session(w.pid)
+        self.assertEqual((s["state"], s["suspends"]), ("running", 0))
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        self.assertFalse(os.path.exists(path))
+
     def test_killed_instance_leaves_a_file_for_sweep(self):
         w = self.wrap()
         w.send(initialize(1))

@@ -214,6 +214,22 @@ class EndOfRun(Case):
         w.close_stdin()
         w.wait()
 
+    def test_the_default_graces_are_2000_ms_each(self):
+        """Without --eof-grace or --term-grace, each wait is 2000 ms (docs/mcpmux.1): a
+        server that ignores EOF and SIGTERM is killed 2 s after the other step's 0.1 s."""
+        for opts in (["--term-grace", "100"], ["--eof-grace", "100"]):
+            w = self.wrap("--ignore-sigterm", "--ignore-eof", opts=opts)
+            w.send(req(1, "ping"))
+            w.msg()
+            w.send(req(2, "mcpmux/endRun"))
+            r = self.assert_response(w.msg(6), 2)
+            self.assertEqual(r["escalation"], "kill", opts)
+            self.assertGreaterEqual(r["ms"], 2100, (opts, r))
+            self.assertLess(r["ms"], 2100 + 1000 * SLOW, (opts, r))
+            w.close_stdin()
+            self.assertEqual(w.wait(), 128 + signal.SIGKILL)
+        self.assert_no_leftovers(0)
+
     def test_grace_ms_longer_than_the_graces_does_not_lengthen_them(self):
         """params.graceMs replaces the grace periods only when it is shorter."""
         w = self.wrap("--ignore-sigterm", "--ignore-eof",
@@ -385,6 +401,36 @@ class Teardown(Case):
         self.assertFalse(alive(gc))
         self.assertFalse(alive(e["pid"]))
         self.assertEqual(self.cookie_pids(e["session"]), [])
+        self.assert_no_leftovers(0)
+
+    def test_sigusr1_without_a_log_is_ignored(self):
+        """SIGUSR1 reopens the traffic log; without one it is ignored (docs/mcpmux.1): the
+        run goes on, and mcpmux exits with its server's status."""
+        w = self.wrap("--exit-code=6", opts=FAST)
+        e = env_of(w, 1)
+        w.p.send_signal(signal.SIGUSR1)
+        self.assertEqual(env_of(w, 2)["pid"], e["pid"])
+        self.assertTrue(alive(w.pid))
+        w.close_stdin()
+        self.assertEqual(w.wait(), 6)
+        self.assertNotIn("mcpmux:", w.stderr())
+        self.assert_no_leftovers(0)
+
+    def test_verbose_says_the_lifecycle_and_the_default_does_not(self):
+        """-v adds the lifecycle messages (the spawn, the teardown's steps); by default
+        they are not written."""
+        for opts, said in ((["-v"], True), ([], False)):
+            w = self.wrap("--ignore-eof", opts=FAST + opts)
+            e = env_of(w, 1)
+            w.send(req(2, "mcpmux/endRun"))
+            self.assertEqual(self.assert_response(w.msg(), 2)["escalation"], "term")
+            w.close_stdin()
+            self.assertEqual(w.wait(), 128 + signal.SIGTERM)
+            err = w.stderr()
+            for words in ("started '%s' as pid %d" % (FIXTURE, e["pid"]),
+                          "session %s: teardown begins" % e["session"],
+                          "session %s: ended (term" % e["session"]):
+                self.assertEqual(words in err, said, (opts, words, err))
         self.assert_no_leftovers(0)
 
     def test_sigkill_to_mcpmux_takes_direct_backend(self):
