@@ -348,7 +348,11 @@ ps_json(const struct survey *p)
 			sbuf_adds(&b, first ? "{\"session\":" : ",{\"session\":");
 			json_str(&b, x->session);
 			sbuf_adds(&b, ",\"owner\":");
-			json_str(&b, x->owner);
+			if (x->owner[0] != '\0') {
+				json_str(&b, x->owner);
+			} else {
+				sbuf_adds(&b, "null"); /* too long to be kept */
+			}
 			sbuf_addf(&b, ",\"pid\":%d,\"error\":", (int)s->v[x->top].pid);
 			json_str(&b, procscan_unknown_why(x));
 			sbuf_adds(&b, "}");

@@ -269,6 +269,7 @@ environ_entry(const char *e, size_t len, void *ctx)
 	match_entry(e, len, PROCTREE_COOKIE_ENV, &r->got_session, r->p->session,
 		    sizeof(r->p->session));
 	match_entry(e, len, PROCSCAN_OWNER_ENV, &r->got_owner, r->p->owner, sizeof(r->p->owner));
+	r->p->has_owner = r->got_owner;
 	return r->got_session && r->got_owner; /* both may come, in any order */
 }
 
@@ -285,6 +286,7 @@ read_environ(const char *root, pid_t pid, struct procscan_proc *p)
 
 	p->session[0] = '\0';
 	p->owner[0] = '\0';
+	p->has_owner = false;
 	(void)snprintf(path, sizeof(path), "%s/%d/environ", root, (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd == -1 || proctree_environ_each(fd, environ_entry, &r) == -1) {
@@ -820,7 +822,8 @@ procscan_owner_in_pidns(const struct procscan *s, const char *proc_root, const c
 const char *
 procscan_unknown_why(const struct procscan_group *g)
 {
-	return g->outside      ? "it runs outside this pid namespace, where it cannot be seen"
+	return g->bad_owner    ? "its MCPMUX_OWNER is not PID:START"
+	       : g->outside    ? "it runs outside this pid namespace, where it cannot be seen"
 	       : g->other_time ? "it runs in another time namespace, where start times differ"
 			       : strerror(g->owner_errno);
 }
@@ -935,6 +938,18 @@ owner_outside(const struct procscan *s, size_t i)
 	return top->ppid == 0 && top->is_read && strcmp(top->owner, s->v[i].owner) == 0;
 }
 
+/*
+ * Is owner, which does not parse, PID:0?  What an older mcpmux that could not read its own
+ * start time gave its servers; one of today gives them no MCPMUX_OWNER.
+ */
+static bool
+names_no_owner(const char *owner)
+{
+	size_t digits = strspn(owner, "0123456789");
+
+	return digits > 0 && strcmp(owner + digits, ":0") == 0;
+}
+
 /* Put every carrier into its group.  0, or -1 (ENOMEM). */
 static int
 group_carriers(struct procscan *s, const char *root, pid_t self)
@@ -950,7 +965,7 @@ group_carriers(struct procscan *s, const char *root, pid_t self)
 		if (!is_live(c) || !c->is_read || c->session[0] == '\0' || c->pid == self) {
 			continue;
 		}
-		bool other_time = false, outside = false;
+		bool other_time = false, outside = false, bad_owner = false;
 
 		if (procscan_parse_owner(c->owner, &opid, &start) == 0) {
 			bool unsure = false, nested_unsure = false;
@@ -985,9 +1000,15 @@ group_carriers(struct procscan *s, const char *root, pid_t self)
 				}
 			}
 		} else {
-			/* An older mcpmux (no owner, or one that does not parse). */
+			/* An older mcpmux (no owner), or an owner that does not parse. */
 			instance = instance_above(s, i);
 			state = instance != SIZE_MAX ? PROCSCAN_LIVE : PROCSCAN_GONE;
+			if (state == PROCSCAN_GONE && c->has_owner && !names_no_owner(c->owner)) {
+				/* Whose it is cannot be told (a newer mcpmux's?): never an orphan.
+				 */
+				state = PROCSCAN_UNKNOWN;
+				bad_owner = true;
+			}
 		}
 		size_t g = find_group(s, state, instance, c->session, c->owner, c->uid);
 
@@ -998,6 +1019,7 @@ group_carriers(struct procscan *s, const char *root, pid_t self)
 		s->g[g].owner_errno = err;
 		s->g[g].other_time = other_time;
 		s->g[g].outside = outside;
+		s->g[g].bad_owner = bad_owner;
 		s->g[g].n_carriers++;
 	}
 	return 0;

@@ -755,7 +755,8 @@ survey_report_unknown(const struct survey *p, bool own_only)
 			diag_warn(
 				"cannot tell whether mcpmux %s, the owner of pid %d (session '%s'), "
 				"is alive: %s (left alone)",
-				survey_printable(x->owner, owner, sizeof(owner)),
+				survey_printable(x->owner[0] != '\0' ? x->owner : "(too long)",
+						 owner, sizeof(owner)),
 				(int)p->scan.v[x->top].pid,
 				survey_printable(x->session, session, sizeof(session)),
 				procscan_unknown_why(x));

@@ -20,7 +20,10 @@
  *   pid namespace from outside by the carrier's topmost ancestor here (which carries the
  *   same MCPMUX_OWNER and has its parent outside), its state is unknown: neither
  *   attached nor orphaned.  Without MCPMUX_OWNER (older mcpmux), it belongs to
- *   its nearest ancestor that is an instance, and is an orphan when it has none.
+ *   its nearest ancestor that is an instance, and is an orphan when it has none.  With
+ *   an MCPMUX_OWNER that is not PID:START (too long, or of another format: a newer
+ *   mcpmux's?), it belongs to that ancestor too, and is unknown when it has none; PID:0,
+ *   which an older mcpmux that could not read its own start time gave, counts as none.
  * - Carriers are grouped: those of one instance by session ID; orphans by owner,
  *   session and uid.  A group's tree is its carriers and all their descendants.
  *
@@ -70,7 +73,8 @@ struct procscan_proc {
 	size_t argv_len; /* bytes, each word's NUL included */
 	char exe[64];	 /* basename of the exe link, "" unreadable */
 	char session[PROCTREE_COOKIE_MAX + 1]; /* MCPMUX_SESSION, "" none */
-	char owner[PROCSCAN_OWNER_MAX + 1];    /* MCPMUX_OWNER, "" none */
+	char owner[PROCSCAN_OWNER_MAX + 1];    /* MCPMUX_OWNER, "" none (or too long) */
+	bool has_owner;	   /* MCPMUX_OWNER is there, whether owner could keep it or not */
 	pid_t ns_pid;	   /* its pid in its own pid namespace (NSpid's last), as it sees itself */
 	unsigned ns_depth; /* pid namespaces it is below this /proc's (NSpid's fields - 1) */
 	char pidns[32];	   /* a carrier in a pid namespace below: its ns/pid link; "" else */
@@ -89,6 +93,7 @@ struct procscan_group {
 	int owner_errno; /* PROCSCAN_UNKNOWN: why the owner could not be read */
 	bool other_time; /* PROCSCAN_UNKNOWN: its carriers' start times are not comparable */
 	bool outside;	 /* PROCSCAN_UNKNOWN: its owner is outside the scanned pid namespace */
+	bool bad_owner;	 /* PROCSCAN_UNKNOWN: its MCPMUX_OWNER is not PID:START */
 	size_t instance; /* PROCSCAN_LIVE: index of the instance, else SIZE_MAX */
 	char session[PROCTREE_COOKIE_MAX + 1];
 	char owner[PROCSCAN_OWNER_MAX + 1]; /* "" for carriers of older mcpmux */

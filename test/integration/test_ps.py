@@ -572,29 +572,86 @@ class Ladder(PsCase):
         drive the terminal, a newline forge a row); --json escapes them."""
         sess = self.session("esc\x1b]0;title\x07\nforged\r")
         shown = self.session("esc?]0;title??forged?")
-        owner = "1:1\x1b[2J"  # not an owner: an older mcpmux's carrier, none above it
-        p = self.spawn(["sleep", "1000"], sess, owner)
+        dead = self.dead_owner()
+        p = self.spawn(["sleep", "1000"], sess, dead)
+        owner = "1:1\x1b[2J"  # not PID:START, none above it: unknown, said on stderr
+        q = self.spawn(["sleep", "1000"], self.session("owner"), owner)
         control = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
 
         j = self.ps_json("--session", self.tag + "-*")
         self.assertEqual([(o["session"], o["owner"], o["pid"]) for o in self.ours(j["orphans"])],
-                         [(sess, owner, p.pid)])
+                         [(sess, dead, p.pid)])
+        self.assertEqual([(u["session"], u["owner"], u["pid"]) for u in self.ours(j["unknown"])],
+                         [(self.session("owner"), owner, q.pid)])
         rc, out, err = self.mcpmux("ps", "--session", self.tag + "-*")
         self.assertEqual(rc, 0, err)
         self.assertIsNone(control.search(out), out)
-        self.assertRegex(out, r"(?m)^%s\s+1:1\?\[2J\s+\S+\s+%d\s" % (re.escape(shown), p.pid))
+        self.assertIsNone(control.search(err.replace("\n", "")), err)
+        self.assertRegex(out, r"(?m)^%s\s+%s\s+\S+\s+%d\s" % (re.escape(shown), dead, p.pid))
         self.assertNotIn("\nforged", out)
+        self.assertIn("cannot tell whether mcpmux 1:1?[2J, the owner of pid %d" % q.pid, err)
         # from inside the tree: its own line is said on stderr, the rest ended
-        env = dict(self.env, MCPMUX_SESSION=sess, MCPMUX_OWNER=owner)
+        env = dict(self.env, MCPMUX_SESSION=sess, MCPMUX_OWNER=dead)
         r = subprocess.run(["sh", "-c", '"$0" sweep --session "$1"; echo "rc=$?"', MCPMUX,
                             self.tag + "-*"], env=env, capture_output=True, timeout=60 * SLOW)
         out, err = r.stdout.decode(), r.stderr.decode()
-        self.assertIn("rc=0", out, err)
+        self.assertIn("rc=1", out, err)  # the unknown one is left alone
         self.assertIsNone(control.search(out), out)
         self.assertIsNone(control.search(err.replace("\n", "")), err)
         self.assertIn("(session '%s') is an ancestor of this sweep" % shown, err)
-        self.assertRegex(out, r"(?m)^\s*%d\s+%s\s+1:1\?\[2J\s+term\s" % (p.pid, re.escape(shown)))
+        self.assertIn("cannot tell whether mcpmux 1:1?[2J, the owner of pid %d" % q.pid, err)
+        self.assertRegex(out, r"(?m)^\s*%d\s+%s\s+%s\s+term\s" % (p.pid, re.escape(shown), dead))
         self.assertEqual(p.wait(), -signal.SIGTERM)
+        self.assertTrue(alive(q.pid))
+
+    def test_an_owner_that_does_not_parse_is_unknown(self):
+        """MCPMUX_OWNER that is not PID:START (a newer mcpmux's format?, or one longer than
+        64 bytes) names no owner that can be judged: under a live instance the carrier is
+        that instance's; with none above it, it is unknown, not an orphan, and sweep
+        leaves it alone.  PID:0, which an older mcpmux that could not read its own start
+        time gave, names none: an orphan."""
+        bad = self.spawn(["sleep", "1000"], self.session("bad"), "123:456:789")
+        too_long = self.spawn(["sleep", "1000"], self.session("long"), "1:" + "2" * 70)
+        zero = self.spawn(["sleep", "1000"], self.session("zero"),
+                          self.dead_owner().split(":")[0] + ":0")
+        serve = self.start([MCPMUX, "serve", "--", "env", "MCPMUX_OWNER=1:2:3", FIXTURE])
+        serve.send({"session": self.session("srv"), "message": initialize(1)})
+        server = wait_until(lambda: self.carriers(self.session("srv")), 10, "the server")[0]
+
+        try:
+            j = self.ps_json("--session", self.tag + "-*")
+            self.assertEqual([o["session"] for o in self.ours(j["orphans"])],
+                             [self.session("zero")])
+            unknown = sorted((u["session"], u["owner"], u["pid"])
+                             for u in self.ours(j["unknown"]))
+            self.assertEqual(unknown, [(self.session("bad"), "123:456:789", bad.pid),
+                                       (self.session("long"), None, too_long.pid)])
+            for u in self.ours(j["unknown"]):
+                self.assertIn("MCPMUX_OWNER is not PID:START", u["error"])
+            [inst] = [i for i in j["instances"] if i["pid"] == serve.pid]
+            self.assertEqual([s["pids"] for s in inst["sessions"]], [[server]])
+            rc, out, err = self.mcpmux("ps", "--session", self.tag + "-*")
+            self.assertEqual(rc, 0, err)
+            self.assertNotIn(self.session("bad"), out)
+            self.assertNotIn("(older mcpmux)", out)
+            said = "cannot tell whether mcpmux %s, the owner of pid %d"
+            self.assertIn(said % ("123:456:789", bad.pid), err)
+            self.assertIn(said % ("(too long)", too_long.pid), err)
+
+            rc, out, err = self.mcpmux("sweep", "--dry-run", "--session", self.tag + "-*")
+            self.assertEqual(rc, 1, err)
+            self.assertRegex(out, r"(?m)^\s*%d\s" % zero.pid)
+            for pid in (bad.pid, too_long.pid, server):
+                self.assertNotRegex(out, r"(?m)^\s*%d\s" % pid)
+            rc, out, err = self.mcpmux("sweep", "--session", self.tag + "-*")
+            self.assertEqual(rc, 1, err)
+            self.assertIn("ended 1 process(es)", out)
+            self.assertEqual(zero.wait(), -signal.SIGTERM)
+            for pid in (bad.pid, too_long.pid, server):
+                self.assertTrue(alive(pid), "pid %d should be alive" % pid)
+        finally:
+            serve.close_stdin()
+            serve.wait()
 
     def test_older_than(self):
         dead = self.dead_owner()

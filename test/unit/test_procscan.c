@@ -196,6 +196,9 @@ build_machine(const char *d)
 		/* a carrier of an older mcpmux (no owner), under the wrap instance */
 		{ 204, 200, 204, 'S', 1000, 5004, 10, "old", "/usr/bin/old", "old",
 		  "MCPMUX_SESSION=legacy1" },
+		/* an owner that is not PID:START (a newer mcpmux's?), under the wrap instance */
+		{ 205, 200, 205, 'S', 1000, 5005, 10, "new", "/usr/bin/new", "new",
+		  "MCPMUX_SESSION=newlive|MCPMUX_OWNER=200:5000:1" },
 		/* serve with two sessions; a descendant of session a re-parented to serve */
 		{ 300, 100, 300, 'S', 1000, 6000, 900, "mcpmux", "/opt/mcpmux",
 		  "/opt/mcpmux|serve|--listen|/tmp/s.sock|-q|--|fixture", NULL },
@@ -225,6 +228,12 @@ build_machine(const char *d)
 		/* an older mcpmux's carrier with no instance above it */
 		{ 630, 1, 630, 'S', 1000, 8300, 1, "oldorphan", "/usr/bin/old", "old",
 		  "MCPMUX_SESSION=o3" },
+		/* ... with an owner that is not PID:START: whose it is cannot be told */
+		{ 631, 1, 631, 'S', 1000, 8301, 1, "neworphan", "/usr/bin/new", "new",
+		  "MCPMUX_SESSION=n1|MCPMUX_OWNER=200:5000:1" },
+		/* ... with PID:0, which an older mcpmux without its start time gave */
+		{ 632, 1, 632, 'S', 1000, 8302, 1, "zeroorphan", "/usr/bin/old", "old",
+		  "MCPMUX_SESSION=o4|MCPMUX_OWNER=999:0" },
 		/* owned by mcpmux under valgrind: an instance because a carrier names it */
 		{ 700, 100, 700, 'S', 1000, 9000, 5000, "memcheck-amd64-",
 		  "/usr/libexec/valgrind/memcheck-amd64-linux",
@@ -394,6 +403,14 @@ test_sessions_and_orphans(void **state)
 	assert_int_equal(s->g[group_of(s, "o2")].owner_state, PROCSCAN_GONE);
 	assert_int_equal(s->g[group_of(s, "o3")].owner_state, PROCSCAN_GONE);
 	assert_string_equal(s->g[group_of(s, "o3")].owner, "");
+	g = group_of(s, "newlive");
+	assert_int_equal(s->g[g].owner_state, PROCSCAN_LIVE);
+	assert_int_equal(s->v[s->g[g].instance].pid, 200);
+	g = group_of(s, "n1");
+	assert_int_equal(s->g[g].owner_state, PROCSCAN_UNKNOWN);
+	assert_true(s->g[g].bad_owner);
+	assert_string_equal(procscan_unknown_why(&s->g[g]), "its MCPMUX_OWNER is not PID:START");
+	assert_int_equal(s->g[group_of(s, "o4")].owner_state, PROCSCAN_GONE);
 	assert_int_equal(s->g[group_of(s, "z1")].owner_state, PROCSCAN_GONE);
 	/* the line of the scanner: its parent carries a cookie of a dead owner */
 	assert_int_equal(s->g[group_of(s, "self-line")].owner_state, PROCSCAN_GONE);
@@ -524,7 +541,11 @@ test_environ_edges(void **state)
 	assert_string_equal(proc(s, 14)->owner, "14:7");
 	assert_int_equal(s->g[group_of(s, "dup")].owner_state, PROCSCAN_LIVE);
 	assert_string_equal(proc(s, 15)->owner, "");
+	assert_true(proc(s, 15)->has_owner);
 	assert_string_equal(proc(s, 15)->session, "hid");
+	/* too long to be kept is not none: whose it is cannot be told */
+	assert_int_equal(s->g[group_of(s, "hid")].owner_state, PROCSCAN_UNKNOWN);
+	assert_true(s->g[group_of(s, "hid")].bad_owner);
 	assert_string_equal(proc(s, 10)->session, "far");
 	assert_string_equal(proc(s, 10)->owner, "1:99");
 	assert_string_equal(proc(s, 11)->session, "afterlong");
