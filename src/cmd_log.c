@@ -1,15 +1,17 @@
 /*
  * mcpmux log show | stats: read a traffic log (docs/traffic-log.md).
  *
- * Both read one record at a time: memory is bounded by the longest record, the requests
- * still waiting for their response (to name a response's method), and, for stats, one
- * histogram per method and a few counters per session.  A last line cut short (a log
+ * Both read one record at a time: memory is bounded by the longest record (a longer line
+ * than any record of a log written with --max-message is skipped), the requests still
+ * waiting for their response (to name a response's method), and, for stats, one histogram
+ * per method and a few counters per session.  A last line cut short (a log
  * being written) is reported and skipped; with --follow, show waits for the rest.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,7 @@
 #include "mcpmux/cli.h"
 #include "mcpmux/cmd.h"
 #include "mcpmux/diag.h"
+#include "mcpmux/framer.h"
 #include "mcpmux/jsonspan.h"
 #include "mcpmux/sys.h"
 
@@ -41,6 +44,7 @@ struct opts {
 	const char *method;
 	bool follow;
 	bool color;
+	size_t max_message; /* the log writer's --max-message */
 };
 
 /* ---- reading records ---- */
@@ -53,6 +57,9 @@ struct reader {
 	double old_until;
 	char *line;
 	size_t cap;
+	size_t max;    /* bytes of a line, its newline left out, that can be a record */
+	bool skip_f;   /* a line longer than max is being skipped in f ... */
+	bool skip_old; /* ... in old */
 	bool follow;
 	bool cut;    /* the last line read was not whole (a record being written) */
 	bool failed; /* a read error was said: the command fails */
@@ -144,38 +151,129 @@ parse_record(char *line, size_t len)
 }
 
 /*
+ * A record's own bytes besides what its message gives it (a message's method and id are
+ * written apart too, escaped: at most 6 bytes a byte, as is a body that is not JSON or
+ * cut by --log-bodies): the keys, the time, a session ID (128 characters, each at most 6
+ * as an escape), a part of a stderr line (16 KiB, escaped), an event's fields.
+ */
+#define RECORD_OWN_MAX ((size_t)128 << 10)
+
+/* The longest record a log written with --max-message max_message can hold. */
+static size_t
+record_max(size_t max_message)
+{
+	if (max_message > (SIZE_MAX - 1 - RECORD_OWN_MAX) / 7) {
+		return SIZE_MAX - 1;
+	}
+	return max_message * 7 + RECORD_OWN_MAX;
+}
+
+/* A line longer than any record: counted with the lines that are no record. */
+static void
+line_too_long(struct reader *r)
+{
+	r->lineno++;
+	if (r->bad++ == 0) {
+		diag_warn("%s:%lu: a line longer than any record (%zu bytes): skipped", r->name,
+			  r->lineno, r->max);
+	}
+}
+
+/* Bytes asked of fgets() at a time (each piece filled first: see piece_len()). */
+#define READ_PIECE ((size_t)64 << 10)
+
+/*
+ * What fgets() read into p, NULs in it included: p held size '\n' before, and what was
+ * read ends at its only '\n' followed by fgets()'s '\0', or just before that '\0'.
+ */
+static size_t
+piece_len(const char *p, size_t size)
+{
+	const char *nl = memchr(p, '\n', size);
+
+	if (nl == NULL) {
+		return size - 1;
+	}
+	size_t at = (size_t)(nl - p);
+
+	return at + 1 < size && nl[1] == '\0' ? at + 1 : at - 1;
+}
+
+/*
  * One whole line of f into r->line: its length; 0 when there is none yet (the end of the
  * file, or a line still being written, which is left unread with --follow, and r->cut
- * set); -1 after a read error, said (a read that failed mid-line too: getline() then
- * returns what came before it, which is no line being written).
+ * set); -1 after a read error, said (a read that failed mid-line too: what came before
+ * it is no line being written), or when memory ran out.  A line longer than r->max is
+ * not kept: the rest of it is read and dropped (*skip while its end has not come), and
+ * it is counted as a bad line.
  */
 static ssize_t
-whole_line(struct reader *r, FILE *f)
+whole_line(struct reader *r, FILE *f, bool *skip)
 {
-	errno = 0;
-	ssize_t n = getline(&r->line, &r->cap, f);
+	size_t n = 0;
 
 	r->cut = false;
+	for (;;) {
+		if (r->cap - n < 2) {
+			size_t cap = r->cap != 0 ? r->cap * 2 : 256;
+			char *nl;
+
+			if (cap > r->max + 2 || cap < r->cap) {
+				cap = r->max + 2; /* its bytes, its newline and a '\0' */
+			}
+			nl = realloc(r->line, cap);
+			if (nl == NULL) {
+				diag_error("%s: out of memory for a line of %zu bytes", r->name,
+					   cap);
+				r->failed = true;
+				return -1;
+			}
+			r->line = nl;
+			r->cap = cap;
+		}
+		/* As much as the line has so far (each piece is filled first), within bounds. */
+		size_t size = n < 256 ? 256 : n < READ_PIECE ? n : READ_PIECE;
+
+		if (size > r->cap - n) {
+			size = r->cap - n;
+		}
+		char *at = r->line + n;
+
+		memset(at, '\n', size);
+		errno = 0;
+		if (fgets(at, (int)size, f) == NULL) {
+			break;
+		}
+		size_t got = piece_len(at, size);
+
+		n += got;
+		if (got > 0 && at[got - 1] == '\n') {
+			if (!*skip) {
+				return (ssize_t)n;
+			}
+			*skip = false;
+			line_too_long(r);
+			n = 0;
+		} else if (*skip || n > r->max) {
+			*skip = true;
+			n = 0;
+		}
+	}
 	if (ferror(f)) {
 		if (errno != EINTR) {
 			diag_error_errno("%s: read error", r->name);
 			r->failed = true;
 			return -1;
 		}
-		clearerr(f);
 	}
-	if (n == -1) {
-		clearerr(f);
-		return 0;
-	}
-	if (n == 0 || r->line[n - 1] != '\n') {
+	clearerr(f);
+	if (n > 0 || *skip) {
 		r->cut = true;
-		if (r->follow) {
+		if (r->follow && n > 0) {
 			(void)fseeko(f, -(off_t)n, SEEK_CUR);
 		}
-		return 0;
 	}
-	return n;
+	return 0;
 }
 
 /*
@@ -201,6 +299,7 @@ follow_wait(struct reader *r)
 	if (at != -1 && cur.st_size < at) {
 		diag_warn("%s: the file was truncated: read again from its start", r->name);
 		(void)fseeko(r->f, 0, SEEK_SET);
+		r->skip_f = false;
 		return;
 	}
 	if (r->path == NULL || stat(r->path, &named) == -1 || !S_ISREG(named.st_mode) ||
@@ -226,6 +325,8 @@ follow_wait(struct reader *r)
 		(void)fclose(r->old); /* rotated twice within FOLLOW_OLD_S */
 	}
 	r->old = r->f;
+	r->skip_old = r->skip_f;
+	r->skip_f = false;
 	r->old_until = sys_mono() + FOLLOW_OLD_S;
 	r->f = nf;
 	diag_info("%s: the log was rotated: following the new file", r->name);
@@ -253,7 +354,7 @@ next_record(struct reader *r)
 		ssize_t n = 0;
 
 		if (r->old != NULL) {
-			n = whole_line(r, r->old);
+			n = whole_line(r, r->old, &r->skip_old);
 			if (n == -1 || (n == 0 && sys_mono() >= r->old_until)) {
 				if (n == 0 && r->cut) {
 					diag_warn(
@@ -264,13 +365,14 @@ next_record(struct reader *r)
 				/* A read error on it (said) leaves the new file to follow. */
 				(void)fclose(r->old);
 				r->old = NULL;
+				r->skip_old = false;
 				n = 0;
 			} else if (n > 0) {
 				r->old_until = sys_mono() + FOLLOW_OLD_S;
 			}
 		}
 		if (n == 0) {
-			n = whole_line(r, r->f);
+			n = whole_line(r, r->f, &r->skip_f);
 		}
 		if (n == -1) {
 			return NULL;
@@ -1254,8 +1356,10 @@ static void
 log_usage(void)
 {
 	fputs("usage: mcpmux log show [--session PREFIX] [--method NAME] [--follow] [--color "
-	      "WHEN] [FILE]\n"
-	      "       mcpmux log stats [--session PREFIX] [--method NAME] [FILE]\n"
+	      "WHEN]\n"
+	      "                       [--max-message BYTES] [FILE]\n"
+	      "       mcpmux log stats [--session PREFIX] [--method NAME] [--max-message BYTES] "
+	      "[FILE]\n"
 	      "\n"
 	      "Read a traffic log written by --log (FILE '-' or none: stdin).\n"
 	      "show   a timeline, one line a message: time, session, direction, method or id,\n"
@@ -1263,7 +1367,9 @@ log_usage(void)
 	      "auto|always|never)\n"
 	      "stats  per method: count, errors, latency p50/p90/p99/max; per session:\n"
 	      "       duration, messages, bytes, errors, suspends and resumes (--idle-suspend),\n"
-	      "       how it ended; totals\n",
+	      "       how it ended; totals\n"
+	      "--max-message is the one the log was written with (64M): a line longer than any\n"
+	      "record it allows is read past, and skipped\n",
 	      stdout);
 }
 
@@ -1275,10 +1381,11 @@ cmd_log(int argc, char **argv)
 		{ "method", required_argument, NULL, 'm' },
 		{ "follow", no_argument, NULL, 'f' },
 		{ "color", required_argument, NULL, 'c' },
+		{ "max-message", required_argument, NULL, 'x' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct opts o = { 0 };
+	struct opts o = { .max_message = FRAMER_MAX_DEFAULT };
 	const char *color = "auto";
 	int c;
 
@@ -1315,6 +1422,11 @@ cmd_log(int argc, char **argv)
 		case 'c':
 			color = optarg;
 			break;
+		case 'x':
+			if (cli_parse_size("--max-message", optarg, 64, &o.max_message) != 0) {
+				return EXIT_USAGE;
+			}
+			break;
 		case 'h':
 			log_usage();
 			return 0;
@@ -1346,7 +1458,7 @@ cmd_log(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 
-	struct reader r = { .name = o.file, .follow = o.follow };
+	struct reader r = { .name = o.file, .follow = o.follow, .max = record_max(o.max_message) };
 
 	if (strcmp(o.file, "-") == 0) {
 		r.f = stdin;

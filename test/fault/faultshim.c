@@ -82,14 +82,15 @@
  *                         after mcpmux opened it for clone3()'s CLONE_INTO_CGROUP ("open":
  *                         clone3() then fails with ENOENT), as when another process removes
  *                         it before the server is started in it
- *   FAULT_EIO_FILE=NAME   getline() of a regular file whose name (as /proc/self/fd/N shows
+ *   FAULT_EIO_FILE=NAME   fgets() of a regular file whose name (as /proc/self/fd/N shows
  *   FAULT_EIO_AT=N        it: after a rename, the new one) ends with NAME reads as if its
- *                         bytes from offset N (0) on were on a bad block: a line that
- *                         reaches it gives the part before it with the stream's error flag
- *                         set, as glibc does when a read() fails mid-line, and a line that
- *                         starts there fails with EIO (while the file has bytes there; at
- *                         its end, the end).  stdio's own read() calls cannot be
- *                         interposed: getline() is what `mcpmux log` reads with
+ *                         bytes from offset N (0) on were on a bad block: a read that
+ *                         reaches it takes the bytes before it and fails with EIO and the
+ *                         stream's error flag set, as glibc's fgets() does when a read()
+ *                         fails mid-line, and so does one that starts there (while the
+ *                         file has bytes there; at its end, the end).  stdio's own read()
+ *                         calls cannot be interposed: fgets() is what `mcpmux log` reads
+ *                         with
  *   FAULT_OPEN_STOP=NAME  the first open() of a path that ends with NAME stops the
  *                         process (SIGSTOP) before it opens: a test sees it stopped between
  *                         looking at a path and opening it, and can put something else there
@@ -223,7 +224,7 @@ static int (*real_rmdir)(const char *);
 static int (*real_mkdir)(const char *, mode_t);
 static char leaf_gone[8]; /* FAULT_LEAF_GONE: "mkdir", "open" or "" */
 static int (*real_close_range)(unsigned int, unsigned int, int);
-static ssize_t (*real_getline)(char **, size_t *, FILE *);
+static char *(*real_fgets)(char *, int, FILE *);
 static char open_stop[256];	   /* FAULT_OPEN_STOP, "" once it stopped */
 static char eio_file[256];	   /* FAULT_EIO_FILE */
 static off_t eio_at;		   /* FAULT_EIO_AT */
@@ -317,7 +318,7 @@ resolve(void)
 	*(void **)&real_rmdir = next_symbol("rmdir");
 	*(void **)&real_mkdir = next_symbol("mkdir");
 	*(void **)&real_close_range = next_symbol("close_range");
-	*(void **)&real_getline = next_symbol("getline");
+	*(void **)&real_fgets = next_symbol("fgets");
 	*(void **)&real_pwrite = next_symbol("pwrite");
 	*(void **)&real_read = next_symbol("read");
 }
@@ -930,33 +931,32 @@ eio_fail(FILE *f)
 	errno = EIO;
 }
 
-ssize_t
-getline(char **line, size_t *cap, FILE *f)
+char *
+fgets(char *line, int size, FILE *f)
 {
 	resolve();
-	if (!eio_file_of(f)) {
-		return real_getline(line, cap, f);
+	if (!eio_file_of(f) || size < 2) {
+		return real_fgets(line, size, f);
 	}
 	off_t at = ftello(f);
 	struct stat st;
 
 	if (at >= eio_at && fstat(fileno(f), &st) == 0 && st.st_size > at) {
 		eio_fail(f);
-		return -1;
+		return NULL;
 	}
-	ssize_t n = real_getline(line, cap, f);
+	if (eio_at - at >= size - 1) {
+		return real_fgets(line, size, f);
+	}
+	/* Its bytes up to the bad block, and there the error: the stream stays there. */
+	char *got = real_fgets(line, (int)(eio_at - at) + 1, f);
 
-	if (n > 0 && at + n > eio_at) {
-		/* Its bytes up to the bad block; the stream stays there. */
-		n = (ssize_t)(eio_at - at);
-		(void)fseeko(f, eio_at, SEEK_SET);
+	if (got != NULL && ftello(f) == eio_at && strchr(line, '\n') == NULL &&
+	    fstat(fileno(f), &st) == 0 && st.st_size > eio_at) {
 		eio_fail(f);
-		if (n == 0) {
-			return -1;
-		}
-		(*line)[n] = '\0';
+		return NULL;
 	}
-	return n;
+	return got;
 }
 
 /* glibc's own prototype: a transparent union of the sockaddr pointer types. */

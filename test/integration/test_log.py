@@ -1105,6 +1105,65 @@ class Reading(Case):
         self.assertEqual(out, self.golden("show.golden"))
         self.assertIn(":1: not a traffic log record: skipped", err)
 
+    def test_a_line_longer_than_any_record_is_skipped_in_bounded_memory(self):
+        """No record of a log written with --max-message 1M is longer than 7 MiB and 128
+        KiB (a body that is not JSON is written escaped, up to 6 bytes a byte): a line of
+        200 MiB without a newline is read past, never held whole, and counted with the
+        lines that are not records; the records after it are read as usual."""
+        with open(os.path.join(LOGS, "fixed.log"), "rb") as f:
+            lines = f.read().splitlines(keepends=True)
+        env = dict(self.env)
+        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=1"
+        chunk = b"x" * (1 << 20)
+        for args, name in ((["show", "--color", "never"], "show.golden"),
+                           (["stats"], "stats.golden")):
+            with open(os.path.join(self.tmp.name, "out"), "w+b") as out, \
+                    open(os.path.join(self.tmp.name, "err"), "w+b") as err:
+                p = subprocess.Popen([MCPMUX, "log"] + args + ["--max-message", "1M"],
+                                     stdin=subprocess.PIPE, stdout=out, stderr=err, env=env)
+                try:
+                    p.stdin.write(b"".join(lines[:2]))
+                    for _ in range(200):
+                        p.stdin.write(chunk)
+                    p.stdin.write(b"\n" + b"".join(lines[2:]))
+                    p.stdin.close()
+                except BrokenPipeError:
+                    pass
+                # the peak of this one child, through wait4
+                _, status, usage = os.wait4(p.pid, 0)
+                p.returncode = os.waitstatus_to_exitcode(status)
+                out.seek(0)
+                err.seek(0)
+                out, err = out.read().decode(), err.read().decode()
+            self.assertEqual(p.returncode, 0, err[-500:])
+            self.assertEqual(out, self.golden(name), name)
+            self.assertIn("(stdin):3: a line longer than any record (%d bytes): skipped"
+                          % (7 * (1 << 20) + (128 << 10)), err)
+            print("log %s past a 200 MiB line: peak RSS %d KiB" % (args[0], usage.ru_maxrss))
+            bound = 32 * 1024 if not os.environ.get("MCPMUX_TEST_SANITIZED") else 128 * 1024
+            self.assertLess(usage.ru_maxrss, bound)
+
+    def test_follow_reads_past_a_line_longer_than_any_record(self):
+        """--follow: a line longer than any record, still being written, is read past as
+        it comes, and the record after its newline is shown."""
+        path = os.path.join(self.tmp.name, "long.log")
+        with open(os.path.join(LOGS, "fixed.log"), "rb") as f:
+            lines = f.read().splitlines(keepends=True)
+        with open(path, "wb") as f:
+            f.write(lines[0] + b"x" * 300000)
+        p = self.start([MCPMUX, "log", "show", "--follow", "--color", "never",
+                        "--max-message", "64", path], stdin=False)
+        first = p.line()
+        with open(path, "ab") as f:
+            f.write(b"x" * 300000 + b"\n" + lines[1])
+        second = p.line()
+        golden = self.golden("show.golden").splitlines()
+        self.assertEqual([first.decode(), second.decode()], golden[:2])
+        self.assertIn(":2: a line longer than any record (%d bytes): skipped"
+                      % (7 * 64 + (128 << 10)), p.stderr())
+        p.p.terminate()
+        self.assertEqual(p.p.wait(timeout=10), -signal.SIGTERM)
+
     def test_every_bad_line_is_counted(self):
         """The first line that is not a record is named; how many there were in all is
         said at the end."""
