@@ -482,7 +482,9 @@ class Writing(Case):
         self.assertEqual(until_message("eof")["id"], 1)
         p.send({"session": "over", "message": req(1, "ping")})
         self.assertIn("max-sessions", until_message("over")["error"]["message"])
-        refused = [r for r in records(log) if r.get("event") == "refused"]
+        # The record is written with the loop's turn, not before the answer: waited for.
+        refused = wait_until(lambda: [r for r in records(log) if r.get("event") == "refused"],
+                             10, "the refused record")
         self.assertEqual([(r["session"], "max-sessions" in r["reason"]) for r in refused],
                          [("over", True)])
         p.close_stdin()
