@@ -159,7 +159,14 @@ class Install(unittest.TestCase):
         for sub, words in (("connect", ()), ("ctl", ()), ("config", ("wrap",)),
                            ("demo", ()), ("ps", ()), ("sweep", ())):
             cases.append(((sub,) + words, options(help_of(sub))))
-        for line in help_of("log").splitlines()[:2]:  # a usage line for show, one for stats
+        usages = []  # one usage for show, one for stats, each on one line or more
+        for line in help_of("log").split("\n\n")[0].splitlines():
+            if "mcpmux log" in line:
+                usages.append(line)
+            else:
+                usages[-1] += " " + line.strip()
+        self.assertEqual(len(usages), 2, usages)
+        for line in usages:
             words = line.split()
             cases.append((("log", words[words.index("log") + 1]), options(line)))
         script = ['source "$1"']
