@@ -520,11 +520,18 @@ handle_line(struct wrap *w, const char *line, size_t len)
 		answer_each(w, RPC_SERVER_ERROR, "the server's run is ending");
 		return;
 	}
-	if (w->cur == NULL && (kind == JSONRPC_RESPONSE || kind == JSONRPC_ERROR)) {
-		/* An answer to a request of a server whose run is over: nobody waits for it,
-		 * and it is no reason to start another. */
+	if (w->cur == NULL && jsonrpc_answers_only(&w->scan)) {
+		/* Answers to requests of a server whose run is over: nobody waits for them,
+		 * and they are no reason to start another. */
 		log_in(w, line, len, true);
-		diag_warn("an answer of the client for a server whose run is over: dropped");
+		if (kind == JSONRPC_BATCH) {
+			diag_warn("a batch of %zu answers of the client for a server whose run is "
+				  "over: dropped",
+				  w->scan.n_items);
+		} else {
+			diag_warn(
+				"an answer of the client for a server whose run is over: dropped");
+		}
 		return;
 	}
 	if (w->cur == NULL && (w->cur = start_run(w)) == NULL) {

@@ -771,10 +771,19 @@ session_from_client(struct session *s, const char *line, size_t len,
 	case SESSION_SUSPENDED:
 	case SESSION_SUSPENDING:
 	case SESSION_WAITING:
-		if (answer) {
-			/* Its request came from a server that is gone or going: nobody waits. */
-			diag_warn("session %s: an answer for a server that was suspended: dropped",
-				  s->id);
+		if (jsonrpc_answers_only(scan)) {
+			/* Their requests came from a server that is gone or going: nobody waits,
+			 * and a fresh server would get answers to requests it never sent. */
+			if (scan->kind == JSONRPC_BATCH) {
+				diag_warn(
+					"session %s: a batch of %zu answers for a server that was "
+					"suspended: dropped",
+					s->id, scan->n_items);
+			} else {
+				diag_warn("session %s: an answer for a server that was suspended: "
+					  "dropped",
+					  s->id);
+			}
 			return;
 		}
 		hold_line(s, line, len, scan);
@@ -783,8 +792,8 @@ session_from_client(struct session *s, const char *line, size_t len,
 		}
 		return;
 	case SESSION_RESUMING:
-		if (answer) {
-			break; /* the fresh server may be waiting for it (roots/list, ...) */
+		if (jsonrpc_answers_only(scan)) {
+			break; /* the fresh server may be waiting for them (roots/list, ...) */
 		}
 		hold_line(s, line, len, scan);
 		return;

@@ -183,6 +183,27 @@ jsonrpc_items(const struct jsonrpc_scanner *s, size_t *n)
 }
 
 /*
+ * Is s's message answers only (to requests of the server): one, or a batch of nothing
+ * else?  A batch with elements past JSONRPC_MAX_ITEMS that are not described is not.
+ */
+static inline bool
+jsonrpc_answers_only(const struct jsonrpc_scanner *s)
+{
+	size_t n;
+	const struct jsonrpc_item *items = jsonrpc_items(s, &n);
+
+	if (n == 0 || (s->kind == JSONRPC_BATCH && s->n_items != s->n_elements)) {
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (items[i].kind != JSONRPC_RESPONSE && items[i].kind != JSONRPC_ERROR) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/*
  * The id (JSON text, its length in *len) of the request that `it` cancels, when it is a
  * notifications/cancelled that names one: s's one message, or an element of its batch;
  * NULL otherwise.

@@ -118,6 +118,64 @@ class WrapSuspend(Base):
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
 
+    # asks the client for its roots at notifications/initialized, and answers no request
+    # until it has them (the answer alone or in a batch)
+    ROOTS_FIRST = (
+        "import json, os, sys\n"
+        "waiting, held = False, []\n"
+        "def out(m):\n"
+        "    print(json.dumps(m), flush=True)\n"
+        "def handle(e):\n"
+        "    global waiting\n"
+        "    if waiting and 'method' in e and 'id' in e:\n"
+        "        held.append(e)\n"
+        "    elif e.get('method') == 'initialize':\n"
+        "        out({'jsonrpc': '2.0', 'id': e['id'], 'result': {\n"
+        "            'protocolVersion': e['params']['protocolVersion'],\n"
+        "            'capabilities': {}, 'serverInfo': {'name': 'r', 'version': '1'}}})\n"
+        "    elif e.get('method') == 'notifications/initialized':\n"
+        "        waiting = True\n"
+        "        out({'jsonrpc': '2.0', 'id': 'roots', 'method': 'roots/list'})\n"
+        "    elif waiting and e.get('id') == 'roots' and 'result' in e:\n"
+        "        waiting = False\n"
+        "        for h in held:\n"
+        "            handle(h)\n"
+        "        del held[:]\n"
+        "    elif 'method' in e and 'id' in e:\n"
+        "        out({'jsonrpc': '2.0', 'id': e['id'], 'result': {'pid': os.getpid()}})\n"
+        "for line in sys.stdin:\n"
+        "    m = json.loads(line)\n"
+        "    for e in (m if isinstance(m, list) else [m]):\n"
+        "        handle(e)\n")
+
+    def test_the_fresh_servers_own_request_answered_in_a_batch_during_the_replay(self):
+        """The client answers the fresh server's roots/list in a batch during the replay:
+        the batch reaches the server as a lone answer would, the server then answers the
+        replayed requests, and the held request is answered (no resume-failed at the
+        replay's deadline)."""
+        p = self.wrap(opts=FAST + SUSPEND + ["--log", self.log, "--stall-timeout", "3"],
+                      command=[sys.executable, "-c", self.ROOTS_FIRST])
+        p.send(initialize(1))
+        self.assert_response(p.msg(), 1)
+        p.send(note("notifications/initialized"))
+        ask = p.msg()
+        self.assertEqual(ask.get("method"), "roots/list", ask)
+        p.send([{"jsonrpc": "2.0", "id": ask["id"], "result": {"roots": []}}])
+        # replayed after notifications/initialized: answered only once the roots are
+        p.send(req(2, "logging/setLevel", {"level": "info"}))
+        pid1 = self.assert_response(p.msg(), 2)["pid"]
+        self.wait_suspended(pid1, log=self.log)
+        p.send(req(3, "tools/list"))
+        ask = p.msg()
+        self.assertEqual(ask.get("method"), "roots/list", ask)
+        p.send([{"jsonrpc": "2.0", "id": ask["id"], "result": {"roots": []}}])
+        pid2 = self.assert_response(p.msg(), 3)["pid"]
+        self.assertNotEqual(pid2, pid1)
+        wait_until(lambda: events(self.log, "resumed"), 5, "resumed logged")
+        self.assertEqual(events(self.log, "resume-failed"), [])
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+
     def test_resume_replays_the_handshake_to_a_fresh_server(self):
         p = self.start_wrap()
         self.setup_session(p.send, p.msg)
@@ -243,6 +301,33 @@ class WrapSuspend(Base):
         self.assertEqual((done.get("method"), done["params"]["pid"]), ("answered", pid), done)
         wait_until(lambda: not alive(pid), 10, "the idle server to be suspended")
         wait_until(lambda: len(events(self.log, "suspended")) == 1, 5, "the suspend, logged")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+
+    def test_answers_for_a_suspended_server_start_none(self):
+        """The client answers requests of a server that was suspended, alone and in a
+        batch: nobody waits for them, each is dropped with a warning, and no server starts
+        for them (a fresh one would get answers to requests it never sent); the next
+        request resumes the session."""
+        p = self.start_wrap(opts=["-v"])
+        self.setup_session(p.send, p.msg)
+        pid = self.pid_of(p.send, p.msg, 6)
+        self.wait_suspended(pid, log=self.log)
+        answer = {"jsonrpc": "2.0", "id": "s1", "result": {"roots": []}}
+        p.send(answer)
+        p.send([answer, {"jsonrpc": "2.0", "id": "s2", "error": {"code": -1,
+                                                                 "message": "no"}}])
+        wait_until(lambda: "a batch of 2 answers for a server that was suspended: dropped"
+                   in p.stderr(), 5, "the batch's warning")
+        self.assertIn("an answer for a server that was suspended: dropped", p.stderr())
+        self.assertEqual(self.servers(), [])
+        self.assertNotIn("resuming", p.stderr())
+        self.assertEqual(events(self.log, "resumed"), [])
+        p.send(call(7, "handshake"))
+        m = p.msg()
+        self.assertEqual(m.get("id"), 7, m)  # nothing else reached the client
+        self.assertNotEqual(structured(m)["pid"], pid)
+        self.assertEqual(len(events(self.log, "resumed")), 1)
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
 

@@ -612,9 +612,9 @@ class Failures(Case):
             self.assertIn("/nonexistent/mcp-server", w.stderr())
 
     def test_an_answer_for_an_ended_run_starts_no_server(self):
-        """The client answers a request of a server whose run it has ended: nobody waits
-        for the answer, it is dropped with a warning, and no server starts for it; the
-        next request starts one."""
+        """The client answers a request of a server whose run it has ended, alone and in a
+        batch: nobody waits for the answers, each message is dropped with a warning, and
+        no server starts for them; the next request starts one."""
         log = os.path.join(self.tmp.name, "t.jsonl")
         w = self.wrap(opts=FAST + ["--log", log])
         w.send(initialize(1))
@@ -626,8 +626,10 @@ class Failures(Case):
         got = [w.msg(), w.msg()]  # the ask's error and the end's result, in either order
         self.assertEqual(sorted(m["id"] for m in got), [2, 3])
         w.send({"jsonrpc": "2.0", "id": ask["id"], "result": {"role": "assistant"}})
-        wait_until(lambda: "for a server whose run is over: dropped" in w.stderr(), 5,
-                   "the warning")
+        w.send([{"jsonrpc": "2.0", "id": ask["id"], "result": {"role": "assistant"}},
+                {"jsonrpc": "2.0", "id": "other", "error": {"code": -1, "message": "no"}}])
+        wait_until(lambda: "for a server whose run is over: dropped" in w.stderr()
+                   and "a batch of 2 answers of the client" in w.stderr(), 5, "the warnings")
 
         def started():
             with open(log) as f:
