@@ -32,6 +32,7 @@ struct pool_slot {
 	bool asked;	 /* it asked an idle server to go: a slot is on its way for it */
 	bool unrecorded; /* its last state could not be written: its file says an older one */
 	double t_want;
+	double t_first; /* not tried before (pool_want()'s yield) */
 	struct pool_slot *next;
 };
 
@@ -362,6 +363,9 @@ try_grant(struct pool_slot *s)
 	struct pool *p = s->pool;
 	struct census c;
 
+	if (sys_mono() < s->t_first) {
+		return false; /* a slot it gave up goes to whoever waited for it first */
+	}
 	if (!dir_lock(p)) {
 		if (sys_mono() - s->t_want < p->wait_s) {
 			return false;
@@ -441,7 +445,7 @@ pool_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 struct pool_slot *
-pool_want(struct pool *p, const struct pool_slot_ops *ops, void *ctx, bool *granted)
+pool_want(struct pool *p, const struct pool_slot_ops *ops, void *ctx, bool yield, bool *granted)
 {
 	struct pool_slot *s = calloc(1, sizeof(*s));
 
@@ -455,6 +459,7 @@ pool_want(struct pool *p, const struct pool_slot_ops *ops, void *ctx, bool *gran
 	s->fd = -1;
 	s->waiting = true;
 	s->t_want = sys_mono();
+	s->t_first = yield ? s->t_want + POOL_YIELD_S : 0.;
 	/* Last in the list, which the tick goes through from its head: behind others of
 	 * this instance that wait already, their turn first. */
 	struct pool_slot **tail = &p->slots;
@@ -464,8 +469,9 @@ pool_want(struct pool *p, const struct pool_slot_ops *ops, void *ctx, bool *gran
 		behind = behind || (*tail)->waiting;
 	}
 	*tail = s;
-	if (behind) {
+	if (behind || yield) {
 		*granted = false;
+		ev_timer_again(p->loop, &p->tick_w);
 		return s;
 	}
 	*granted = try_grant(s);

@@ -96,8 +96,8 @@ static void session_on_stall(struct backend *b, void *owner);
 static void session_on_suspend_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void session_on_done_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void session_on_replay_timer(struct ev_loop *loop, ev_timer *w, int revents);
-static void resume_start(struct session *s);
-static int start_server(struct session *s);
+static void resume_start(struct session *s, bool yield);
+static int start_server(struct session *s, bool yield);
 static void arm_suspend(struct session *s, double seconds);
 static void replay_start(struct session *s);
 static void replay_fail(struct session *s, const char *why);
@@ -788,7 +788,7 @@ session_from_client(struct session *s, const char *line, size_t len,
 		}
 		hold_line(s, line, len, scan);
 		if (s->state == SESSION_SUSPENDED && !s->end_requested) {
-			resume_start(s);
+			resume_start(s, false);
 		}
 		return;
 	case SESSION_RESUMING:
@@ -824,13 +824,16 @@ log_event_ms(const struct session *s, const char *event, const char *key, double
 	}
 }
 
-/* A server for a suspended session (the handshake is replayed to it: held_flush()). */
+/*
+ * A server for a suspended session (the handshake is replayed to it: held_flush()); yield:
+ * its pool slot was given up a moment ago, which a waiter may be owed (start_server()).
+ */
 static void
-resume_start(struct session *s)
+resume_start(struct session *s, bool yield)
 {
 	s->t_resume = sys_mono();
 	s->resuming = true;
-	if (start_server(s) == -1) {
+	if (start_server(s, yield) == -1) {
 		char why[160];
 
 		const char *advice = sys_spawn_advice(errno);
@@ -1278,19 +1281,29 @@ static const struct pool_slot_ops slot_ops = {
 
 /*
  * Start a server for s (at creation, and to resume): now, or once its pool grants a
- * slot (then s is WAITING).  0, or -1 with errno set.
+ * slot (then s is WAITING).  yield: s gave its slot up a moment ago (a suspend), maybe
+ * to a waiter of another instance that asked for it or waits for it: that one has it
+ * first (pool_want()).  0, or -1 with errno set.
  */
 static int
-start_server(struct session *s)
+start_server(struct session *s, bool yield)
 {
 	if (s->cfg->pool != NULL && s->slot == NULL) {
 		bool granted;
 
-		s->slot = pool_want(s->cfg->pool, &slot_ops, s, &granted);
+		s->slot = pool_want(s->cfg->pool, &slot_ops, s, yield, &granted);
 		if (!granted) {
-			diag_info("session %s: its pool is full: waiting for an idle server to be "
-				  "suspended",
-				  s->id);
+			if (yield) {
+				diag_info(
+					"session %s: waiting behind whoever waits for the slot its "
+					"server gave up",
+					s->id);
+			} else {
+				diag_info(
+					"session %s: its pool is full: waiting for an idle server "
+					"to be suspended",
+					s->id);
+			}
 			s->state = SESSION_WAITING;
 			status_changed();
 			return 0;
@@ -1373,7 +1386,7 @@ session_new(struct ev_loop *loop, const char *id, const struct session_config *c
 		live_head->prev_live = s;
 	}
 	live_head = s;
-	if (start_server(s) == -1) {
+	if (start_server(s, false) == -1) {
 		int err = errno;
 
 		live_unlink(s);
@@ -1762,7 +1775,7 @@ suspended(struct session *s)
 		s->hooks->on_suspended(s, s->owner);
 	}
 	if (s->held_off < s->held.len && !s->end_requested) {
-		resume_start(s); /* messages came while it was ending */
+		resume_start(s, true); /* messages came while it was ending */
 	}
 }
 

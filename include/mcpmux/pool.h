@@ -31,6 +31,8 @@
 #include <ev.h>
 
 #define POOL_TICK_S 0.02
+/* How long a slot wanted by yield (pool_want()) waits before its first try. */
+#define POOL_YIELD_S (5 * POOL_TICK_S)
 
 struct pool;
 struct pool_slot;
@@ -58,10 +60,12 @@ void pool_name_of(char *const *argv, char *out, size_t size);
 
 /*
  * A slot for one more server.  *granted is true when it may start now; else
- * ops->granted() comes later, from the loop.  NULL only when out of memory (start
+ * ops->granted() comes later, from the loop.  yield: a slot was just given up by the
+ * wanter (a suspend), maybe for another instance's waiter, which looks every POOL_TICK_S:
+ * this one is not tried before POOL_YIELD_S.  NULL only when out of memory (start
  * anyway: the cap is not kept for it).
  */
-struct pool_slot *pool_want(struct pool *p, const struct pool_slot_ops *ops, void *ctx,
+struct pool_slot *pool_want(struct pool *p, const struct pool_slot_ops *ops, void *ctx, bool yield,
 			    bool *granted);
 /* The slot's server is busy (something in flight), or idle since now. */
 void pool_busy(struct pool_slot *s, bool busy);

@@ -1179,6 +1179,41 @@ class Pool(Base):
         self.a_kept_its_server(logs[0], a_pid)
         self.end_all(a, b, c)
 
+    def test_the_slot_given_up_goes_to_the_waiter_that_asked(self):
+        """a's idle server is asked to go for b (another instance) and is slow to go (it
+        ignores stdin's EOF); a's client sends a call meanwhile.  The slot a gives up goes
+        to b, which asked for it: a waits behind b (and then asks b's idle server to go in
+        turn), rather than taking the slot back at once, which left b to ask again and a's
+        fresh server to be suspended a second time."""
+        logs = [os.path.join(self.tmp.name, n + ".log") for n in ("a", "b")]
+        pool = ["--max-servers", "1", "--pool", "p"]
+        a = self.wrap("--ignore-eof", opts=["--eof-grace", "1000", "--term-grace", "300",
+                                            "-v", "--log", logs[0]] + pool)
+        a.send(initialize(1))
+        self.assert_response(a.msg(), 1)
+        a_pid = self.pid_of(a.send, a.msg, 2)
+        b = self.wrap(opts=FAST + pool + ["--log", logs[1]])  # its server starts at launch
+        wait_until(lambda: "teardown begins" in a.stderr(), 5, "b to ask for a's slot")
+        a.send(call(3, "echo", text="held"))
+        self.assertEqual(a.msg(15)["result"]["content"][0]["text"], "held")
+        self.assertFalse(alive(a_pid))
+        b_started = events(logs[1], "started")
+        self.assertEqual(len(b_started), 1)
+        self.assertLess(b_started[0]["ts"], events(logs[0], "resumed")[0]["ts"])
+        self.assertEqual([e["reason"] for e in events(logs[0], "suspended")], ["pool"])
+        self.assertEqual([e["reason"] for e in events(logs[1], "suspended")], ["pool"])
+        a.close_stdin()
+        self.assertEqual(a.wait(), 128 + signal.SIGTERM)  # its server ignores the EOF
+        b.send(initialize(1))
+        self.assert_response(b.msg(10), 1)
+        b.close_stdin()
+        self.assertEqual(b.wait(), 0)
+        for p in (a, b):
+            self.assertNotIn("came free", p.stderr())
+            self.assertNotIn("one more starts", p.stderr())
+        self.assertEqual(self.most_at_once(logs), 1)
+        self.assert_no_leftovers()
+
     def test_a_server_being_resumed_is_busy(self):
         """A server whose replay is under way (slow to answer initialize) with a request
         held behind it is not idle: its instance would not give it up.  A new server of
