@@ -1448,7 +1448,9 @@ session_on_suspend_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	    backend_is_ending(s->backend)) {
 		return; /* armed again when it runs again */
 	}
-	if (!session_is_idle(s) || due > now) {
+	/* A message the server is still writing (a long line arriving in pieces, or one over
+	 * --max-message) is in flight: its end would be cut off. */
+	if (!session_is_idle(s) || due > now || framer_pending(&s->backend->outf) > 0) {
 		arm_suspend(s, due > now ? due - now : s->cfg->idle_suspend);
 		return;
 	}
