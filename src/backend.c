@@ -1,6 +1,9 @@
 /*
  * backend: spawn a server, relay its pipes, and tear down its whole process tree.
  */
+/* A table entry that cannot be added for want of memory is not added (by_pid_add()). */
+#define HASH_NONFATAL_OOM 1
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -60,6 +63,7 @@ static ev_check clock_w;	    /* sys_turn_mono, at each turn's wake-up */
 static ev_prepare turn_w;	    /* per loop turn: batched scan, deferred on_done */
 static ev_timer leaf_w;		    /* scans again for leaves that were still populated */
 static struct backend *by_pid;	    /* uthash: backends whose child is not yet reaped */
+static struct backend *unhashed;    /* the same, that by_pid had no memory for */
 static struct backend *ending_head; /* backends in CLOSING, TERMINATING or KILLING */
 static struct backend *done_head;   /* DONE, on_done not yet called */
 static struct backend *dirty_head;  /* lines queued for stdin this turn, not yet written */
@@ -145,6 +149,7 @@ static void backend_on_stderr(struct ev_loop *loop, ev_io *w, int revents);
 static void backend_on_grace(struct ev_loop *loop, ev_timer *w, int revents);
 static void backend_on_stall(struct ev_loop *loop, ev_timer *w, int revents);
 static void backend_on_err_room(struct errout_waiter *w);
+static void by_pid_add(struct backend *b);
 static void backend_step(struct backend *b);
 static void ctr_free(struct backend_ctr *c);
 static void ctr_stop(struct backend_ctr *c);
@@ -1092,7 +1097,7 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 		ev_io_init(&b->err_w, backend_on_stderr, b->err_fd, EV_READ);
 		ev_io_start(loop, &b->err_w);
 	}
-	HASH_ADD(hh, by_pid, pid, sizeof(pid_t), b);
+	by_pid_add(b);
 	if (b->ctr != NULL) {
 		struct backend_ctr *c = b->ctr;
 
@@ -1645,14 +1650,58 @@ arm_grace(struct backend *b, double seconds)
 	ev_timer_start(b->loop, &b->grace_w);
 }
 
-/* A live server, or one of the engine commands mcpmux runs: never an orphan to claim. */
-static bool
-is_live_backend(pid_t pid)
+/*
+ * Backends whose child is not yet reaped, by pid: in by_pid, or, when it had no memory
+ * for the entry, in a list walked instead (the child is still reaped, and its tree ended).
+ */
+static void
+by_pid_add(struct backend *b)
+{
+	unsigned int before = HASH_COUNT(by_pid);
+
+	HASH_ADD(hh, by_pid, pid, sizeof(pid_t), b);
+	if (HASH_COUNT(by_pid) == before) {
+		b->unhashed = true;
+		b->next_unhashed = unhashed;
+		unhashed = b;
+	}
+}
+
+static struct backend *
+by_pid_find(pid_t pid)
 {
 	struct backend *b;
 
 	HASH_FIND(hh, by_pid, &pid, sizeof(pid_t), b);
-	if (b != NULL) {
+	for (struct backend *u = unhashed; b == NULL && u != NULL; u = u->next_unhashed) {
+		if (u->pid == pid) {
+			b = u;
+		}
+	}
+	return b;
+}
+
+static void
+by_pid_remove(struct backend *b)
+{
+	if (!b->unhashed) {
+		HASH_DEL(by_pid, b);
+		return;
+	}
+	for (struct backend **pp = &unhashed; *pp != NULL; pp = &(*pp)->next_unhashed) {
+		if (*pp == b) {
+			*pp = b->next_unhashed;
+			break;
+		}
+	}
+	b->unhashed = false;
+}
+
+/* A live server, or one of the engine commands mcpmux runs: never an orphan to claim. */
+static bool
+is_live_backend(pid_t pid)
+{
+	if (by_pid_find(pid) != NULL) {
 		return true;
 	}
 	for (const struct backend_ctr *c = ctr_head; c != NULL; c = c->next) {
@@ -1901,7 +1950,7 @@ child_exited(struct backend *b, int wstatus)
 	b->reaped = true;
 	b->t_reaped = sys_mono();
 	b->wstatus = wstatus;
-	HASH_DEL(by_pid, b);
+	by_pid_remove(b);
 	if (b->state < BACKEND_CLOSING) {
 		/* Exited by itself: what is left of its tree goes at once. */
 		b->exited_by_itself = true;
@@ -1931,7 +1980,7 @@ backend_on_child(struct ev_loop *loop, ev_child *w, int revents)
 	if (ctr_reaped(pid, w->rstatus)) {
 		return;
 	}
-	HASH_FIND(hh, by_pid, &pid, sizeof(pid_t), b);
+	b = by_pid_find(pid);
 	if (b != NULL) {
 		child_exited(b, w->rstatus);
 	}
@@ -2010,7 +2059,7 @@ abandon(struct backend *b, const struct proctree_match *m)
 		ctr_stop(b->ctr);
 	}
 	if (!b->reaped) {
-		HASH_DEL(by_pid, b); /* reaped later by the pid-0 watcher, whoever it was */
+		by_pid_remove(b); /* reaped later by the pid-0 watcher, whoever it was */
 	}
 	enter_done(b);
 }
@@ -2786,6 +2835,9 @@ backend_on_trim(struct ev_loop *loop, ev_timer *w, int revents)
 	ev_timer_stop(loop, w);
 	HASH_ITER (hh, by_pid, b, tmp) {
 		// cppcheck-suppress uninitvar ; uthash iteration over calloc()ed backends
+		pipes_resize(b, PIPE_SMALL);
+	}
+	for (b = unhashed; b != NULL; b = b->next_unhashed) {
 		pipes_resize(b, PIPE_SMALL);
 	}
 	jsonrpc_trim();

@@ -23,6 +23,8 @@
 #include <yajl/yajl_tree.h>
 
 #define HASH_FUNCTION HASH_FNV
+/* A table entry that cannot be added for want of memory is not added (callers check). */
+#define HASH_NONFATAL_OOM 1
 #include <uthash.h>
 
 #include "mcpmux/cli.h"
@@ -793,7 +795,14 @@ waiting_put(const char *session, bool from_client, const char *id, const char *m
 	}
 	w->key_len = kl;
 	memcpy(w->key, key, kl);
+	unsigned int before = HASH_COUNT(waiting);
+
 	HASH_ADD_KEYPTR(hh, waiting, w->key, w->key_len, w);
+	if (HASH_COUNT(waiting) == before) {
+		free(w->method); /* no memory: as if it could not be copied */
+		free(w);
+		return;
+	}
 	n_waiting++;
 }
 
@@ -1102,7 +1111,13 @@ mstat_get(struct mstat **table, size_t *n, const char *name)
 		return NULL;
 	}
 	memcpy(m->name, name, len + 1);
+	unsigned int before = HASH_COUNT(*table);
+
 	HASH_ADD_KEYPTR(hh, *table, m->name, len, m);
+	if (HASH_COUNT(*table) == before) {
+		free(m); /* no memory: as if it could not be allocated */
+		return NULL;
+	}
 	(*n)++;
 	return m;
 }
@@ -1122,7 +1137,13 @@ sstat_get(struct sstat **table, size_t *n, const char *id)
 		return NULL;
 	}
 	memcpy(s->id, id, len + 1);
+	unsigned int before = HASH_COUNT(*table);
+
 	HASH_ADD_KEYPTR(hh, *table, s->id, len, s);
+	if (HASH_COUNT(*table) == before) {
+		free(s); /* no memory: as if it could not be allocated */
+		return NULL;
+	}
 	(*n)++;
 	return s;
 }

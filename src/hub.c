@@ -1,6 +1,9 @@
 /*
  * hub: serve's session table, control methods and events, shared by its front ends.
  */
+/* A table entry that cannot be added for want of memory is not added (callers check). */
+#define HASH_NONFATAL_OOM 1
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,6 +168,7 @@ struct hub_entry *
 hub_entry_new(struct hub *h, const char *id, size_t len)
 {
 	struct hub_entry *e = calloc(1, sizeof(*e));
+	unsigned int before = HASH_COUNT(h->table);
 
 	if (e == NULL) {
 		return NULL;
@@ -173,6 +177,10 @@ hub_entry_new(struct hub *h, const char *id, size_t len)
 	e->id_len = len;
 	e->hub = h;
 	HASH_ADD(hh, h->table, id, len, e);
+	if (HASH_COUNT(h->table) == before) {
+		free(e); /* the table could not grow */
+		return NULL;
+	}
 	return e;
 }
 
@@ -422,6 +430,21 @@ unseen_new(const struct hub_entry *e, const char *fields, size_t len)
 	return u;
 }
 
+/* Into the table of unseen ends; false (u freed, and said) when it could not grow. */
+static bool
+unseen_enter(struct hub *h, struct hub_unseen *u)
+{
+	unsigned int before = HASH_COUNT(h->unseen);
+
+	HASH_ADD(hh, h->unseen, id, u->id_len, u);
+	if (HASH_COUNT(h->unseen) == before) {
+		diag_error("session %s: out of memory: its end cannot be told to a client", u->id);
+		free(u);
+		return false;
+	}
+	return true;
+}
+
 /*
  * A kept session ended with no port to tell (or one whose output is gone): its `ended`
  * event is kept for the next port that names it (a client that comes back must learn that
@@ -439,7 +462,9 @@ unseen_add(struct hub *h, struct hub_unseen *u)
 		HASH_DEL(h->unseen, old);
 		free(old);
 	}
-	HASH_ADD(hh, h->unseen, id, u->id_len, u);
+	if (!unseen_enter(h, u)) {
+		return;
+	}
 	diag_info("session %s ended while no client held it: the next connection that names "
 		  "it is told",
 		  u->id);
@@ -449,13 +474,32 @@ void
 hub_unseen_hold(struct hub *h, struct hub_unseen *u)
 {
 	u->later = false;
-	HASH_ADD(hh, h->held, id, u->id_len, u);
+	u->held_prev = NULL;
+	u->held_next = h->held;
+	if (h->held != NULL) {
+		h->held->held_prev = u;
+	}
+	h->held = u;
+}
+
+/* Out of the list of held ends. */
+static void
+held_unlink(struct hub *h, struct hub_unseen *u)
+{
+	if (u->held_prev != NULL) {
+		u->held_prev->held_next = u->held_next;
+	} else {
+		h->held = u->held_next;
+	}
+	if (u->held_next != NULL) {
+		u->held_next->held_prev = u->held_prev;
+	}
 }
 
 void
 hub_unseen_told(struct hub *h, struct hub_unseen *u)
 {
-	HASH_DEL(h->held, u);
+	held_unlink(h, u);
 	free(u);
 }
 
@@ -466,7 +510,7 @@ hub_unseen_lost(struct hub *h, struct hub_unseen *u)
 	/* A keep that started nothing is no later run: its next envelope is told. */
 	const struct hub_entry *e = hub_find(h, u->id, u->id_len);
 
-	HASH_DEL(h->held, u);
+	held_unlink(h, u);
 	HASH_FIND(hh, h->unseen, u->id, u->id_len, was);
 	if (h->shutting_down || u->later || (was != NULL && was->seq > u->seq) ||
 	    (e != NULL && e->s != NULL)) {
@@ -496,7 +540,7 @@ hub_unseen_take(struct hub *h, const char *id, size_t len)
 void
 hub_unseen_untake(struct hub *h, struct hub_unseen *u)
 {
-	HASH_ADD(hh, h->unseen, id, u->id_len, u);
+	(void)unseen_enter(h, u);
 }
 
 /*
@@ -612,7 +656,7 @@ hub_start(struct hub_entry *e, const struct jsonrpc_scanner *scan)
 	h->n_live++;
 	h->n_started++;
 	/* An end of an earlier run still in a port's queue is not told again if it is lost. */
-	for (struct hub_unseen *u = h->held; u != NULL; u = u->hh.next) {
+	for (struct hub_unseen *u = h->held; u != NULL; u = u->held_next) {
 		if (u->id_len == e->id_len && memcmp(u->id, e->id, e->id_len) == 0) {
 			u->later = true;
 		}

@@ -163,6 +163,9 @@ struct backend {
 	struct backend *next_done;
 	bool done_queued;
 	UT_hash_handle hh; /* the table of live backends by pid */
+	/* Not in that table (no memory for its entry): in a list that is walked instead. */
+	bool unhashed;
+	struct backend *next_unhashed;
 };
 
 /*

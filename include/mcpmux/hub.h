@@ -124,6 +124,7 @@ struct hub_unseen {
 	size_t id_len;
 	uint64_t seq; /* the hub's n_ended with it: a later run's end has a greater one */
 	bool later;   /* held by a port (hub_unseen_hold()), and a later run has started */
+	struct hub_unseen *held_prev, *held_next; /* in the hub's list of held ends */
 	size_t len;
 	char fields[]; /* ",\"event\":\"ended\",...,\"unseen\":true" */
 };
@@ -146,7 +147,7 @@ struct hub {
 	struct hub_entry *last;	   /* the entry hub_find() found last (NULL: none) */
 	size_t n_live;		   /* entries with a session */
 	struct hub_unseen *unseen; /* ends of kept sessions that no port saw, oldest first */
-	struct hub_unseen *held;   /* ends in ports' queues, not written yet (same hh) */
+	struct hub_unseen *held;   /* ends in ports' queues, not written yet (a list) */
 	bool shutting_down;
 	double started;
 	uint64_t n_started, n_ended, n_refused;
@@ -240,7 +241,10 @@ void hub_port_gone(struct hub *h, const struct hub_port *p);
 void hub_shutdown(struct hub *h);
 /* The unseen end of session id, out of the hub (the caller free()s it), or NULL. */
 struct hub_unseen *hub_unseen_take(struct hub *h, const char *id, size_t len);
-/* u, taken and not told (the port could not be written to), back for the next port. */
+/*
+ * u, taken and not told (the port could not be written to), back for the next port (or
+ * freed, and said, when there is no memory to keep it).
+ */
 void hub_unseen_untake(struct hub *h, struct hub_unseen *u);
 /* u waits in a port's queue (not in the hub's unseen ends): hub_unseen_lost() or _told(). */
 void hub_unseen_hold(struct hub *h, struct hub_unseen *u);

@@ -104,6 +104,9 @@
  *   FAULT_MALLOC_MIN=N    with FAULT_MALLOC_AFTER: only allocations of at least N bytes
  *                         (0) fail and are counted; smaller ones pass (a big message's
  *                         copy fails where the small error that replaces it does not)
+ *   FAULT_MALLOC_MAX=N    with FAULT_MALLOC_AFTER: only allocations of at most N bytes
+ *                         (no bound) fail and are counted; larger ones pass (with
+ *                         FAULT_MALLOC_MIN: one size, such as a new table's header)
  *   FAULT_MALLOC_ONLY=FN  with FAULT_MALLOC_AFTER: only calls of FN ("malloc", "calloc"
  *                         or "realloc") fail and are counted (a buffer that realloc()
  *                         grows while a line comes in, in pieces or not, is left alone).
@@ -230,6 +233,7 @@ static char eio_file[256];	   /* FAULT_EIO_FILE */
 static off_t eio_at;		   /* FAULT_EIO_AT */
 static char malloc_after[256];	   /* FAULT_MALLOC_AFTER, "" once it was seen */
 static size_t malloc_min;	   /* FAULT_MALLOC_MIN */
+static size_t malloc_max;	   /* FAULT_MALLOC_MAX */
 static unsigned long malloc_count; /* FAULT_MALLOC_COUNT */
 static unsigned long malloc_left;  /* allocations left to fail, once armed */
 static char malloc_only[8];	   /* FAULT_MALLOC_ONLY, "": any */
@@ -384,6 +388,7 @@ faultshim_init(void)
 		(void)snprintf(malloc_after, sizeof(malloc_after), "%s",
 			       getenv("FAULT_MALLOC_AFTER"));
 		malloc_min = env_num("FAULT_MALLOC_MIN", 0);
+		malloc_max = env_num("FAULT_MALLOC_MAX", SIZE_MAX);
 		malloc_count = env_num("FAULT_MALLOC_COUNT", 1);
 		if (getenv("FAULT_MALLOC_ONLY") != NULL) {
 			(void)snprintf(malloc_only, sizeof(malloc_only), "%s",
@@ -1349,8 +1354,8 @@ alloc_resolve(void)
 static bool
 malloc_fails(const char *fn, size_t len)
 {
-	if (malloc_left == 0 || len < malloc_min || !F.ready || getpid() != F.owner ||
-	    (malloc_only[0] != '\0' && strcmp(fn, malloc_only) != 0)) {
+	if (malloc_left == 0 || len < malloc_min || len > malloc_max || !F.ready ||
+	    getpid() != F.owner || (malloc_only[0] != '\0' && strcmp(fn, malloc_only) != 0)) {
 		return false;
 	}
 	malloc_left--;

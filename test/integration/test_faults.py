@@ -31,7 +31,8 @@ What each test would catch if mcpmux's handling were removed:
   after it was seen must not leave its file behind.
 - OutOfMemory: a request that cannot be tracked, forwarded anyway, gets no error if its
   server dies; a held line dropped for want of memory, or an HTTP answer, leaves its
-  request unanswered (the release build only: a sanitizer's allocator comes first).
+  request unanswered; a table entry that cannot be added (uthash's default) exits mcpmux
+  and ends every session (the release build only: a sanitizer's allocator comes first).
 - StderrFull: a stderr file whose disk was full once, given up for good, would say
   nothing more for the rest of a long-lived run, even once the disk has room.
 """
@@ -1602,6 +1603,51 @@ class OutOfMemory(Faults):
         err = self.assert_error(p.msg(), "OOM-2", -32000)
         self.assertIn("out of memory", err["message"])
         self.assert_response(p.msg(10), 2)
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
+        self.assert_no_leftovers()
+
+    def test_a_session_that_cannot_be_entered_is_refused_and_serve_goes_on(self):
+        """serve: no memory for a new session's entry in the table of sessions (the table's
+        first, FAULT_MALLOC_MIN/MAX: its header).  The session's request is refused with an
+        error, and serve goes on: the next session runs."""
+        env = self.oom_env("OOM-4", malloc_min=64, malloc_max=64, malloc_only="malloc")
+        p = self.mcpmux(["serve"] + GRACE + ["--", FIXTURE], env=env)
+        # A first run, ended: what mcpmux parses with is ready, and the table empty again.
+        p.send({"session": "warm", "message": initialize(0)})
+        self.assertEqual(p.msg()["event"], "started")
+        self.assert_response(p.msg()["message"], 0)
+        p.send({"session": "warm", "message": req(1, "mcpmux/endRun")})
+        self.assert_response(p.msg()["message"], 1)
+        self.assertEqual(p.msg()["event"], "ended")
+        p.send({"session": "OOM-4", "message": initialize(0)})
+        m = p.msg()
+        self.assertEqual(m["session"], "OOM-4")
+        err = self.assert_error(m["message"], 0, -32000)
+        self.assertIn("out of memory", err["message"])
+        p.send({"session": "after", "message": initialize(0)})
+        self.assertEqual(p.msg()["event"], "started")
+        self.assert_response(p.msg()["message"], 0)
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
+        self.assert_no_leftovers()
+
+    def test_a_server_that_cannot_be_entered_by_pid_is_still_reaped_and_ended(self):
+        """No memory for a server's entry in the table of servers by pid (the table's first:
+        a server started to resume a suspended run).  The server runs, its exit is still
+        seen and its tree ended: its run is suspended again, resumed again, and nothing is
+        left at the end."""
+        env = self.oom_env("OOM-5", malloc_min=64, malloc_max=64, malloc_only="malloc")
+        p = self.wrap_initialized(env, "--idle-suspend", "0.3")
+        servers = lambda: [q for q in self.tagged() if comm(q) == "mcp-fixture" and alive(q)]
+        wait_until(lambda: not servers(), 10, "the idle server to be suspended")
+        p.send(req("OOM-5", "ping"))  # its server is started, with no room in the table
+        self.assert_response(p.msg(), "OOM-5")
+        wait_until(lambda: not servers(), 10, "the resumed server to be suspended again")
+        p.send(call(2, "echo", text="after"))
+        self.assertEqual(p.msg()["result"]["content"][0]["text"], "after")
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
         self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
