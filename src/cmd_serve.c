@@ -144,7 +144,8 @@ port_detach(struct hub_port *p, struct hub_entry *e)
 static void
 port_message(struct hub_port *p, struct hub_entry *e, const char *msg, size_t len)
 {
-	struct iovec iov[5] = {
+	struct sconn *sc = sconn_of(p);
+	struct iovec iov[7] = {
 		{ .iov_base = (void *)(uintptr_t) "{\"session\":\"", .iov_len = 12 },
 		{ .iov_base = e->id, .iov_len = e->id_len },
 		{ .iov_base = (void *)(uintptr_t) "\",\"message\":", .iov_len = 12 },
@@ -152,7 +153,20 @@ port_message(struct hub_port *p, struct hub_entry *e, const char *msg, size_t le
 		{ .iov_base = (void *)(uintptr_t) "}\n", .iov_len = 2 },
 	};
 
-	(void)send_entry_iov(sconn_of(p), e, iov, 5);
+	if (conn_send(&sc->c, e->port_data, iov, 5) == 0 || errno != ENOMEM) {
+		return;
+	}
+	/* An answer: its request gets an error in its place, not a wait for ever. */
+	int n = rpcout_lost_answer(iov + 3, msg, len);
+
+	iov[3 + n] = (struct iovec){ .iov_base = (void *)(uintptr_t) "}\n", .iov_len = 2 };
+	if (n > 0 && conn_send(&sc->c, e->port_data, iov, 4 + n) == 0) {
+		diag_error("session %s: out of memory: a server's answer for the client was lost "
+			   "(an error went in its place)",
+			   e->id);
+	} else {
+		diag_error("session %s: out of memory: a message for the client was lost", e->id);
+	}
 }
 
 /* {"session":"S"<fields>}: fields start with ',' (an event, an error, ...).  0 or -1. */

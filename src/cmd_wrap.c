@@ -215,7 +215,20 @@ wrap_deliver(struct session *s, const char *line, size_t len, void *owner)
 	struct wrap *w = r->w;
 
 	if (conn_send_line(&w->client, r->out, line, len) == -1 && errno == ENOMEM) {
-		diag_error("session %s: out of memory: a message for the client was lost", s->id);
+		/* An answer: its request gets an error in its place, not a wait for ever. */
+		struct iovec iov[4];
+		int n = rpcout_lost_answer(iov, line, len);
+
+		iov[n] = (struct iovec){ .iov_base = (void *)(uintptr_t) "\n", .iov_len = 1 };
+		if (n > 0 && conn_send(&w->client, r->out, iov, n + 1) == 0) {
+			diag_error(
+				"session %s: out of memory: a server's answer for the client was "
+				"lost (an error went in its place)",
+				s->id);
+		} else {
+			diag_error("session %s: out of memory: a message for the client was lost",
+				   s->id);
+		}
 	}
 	/* A client that is gone reads nothing more: what its queue still holds never drains. */
 	if (!w->client.out_dead && conn_source_full(r->out)) {

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 
 #include "mcpmux/jsonrpc.h"
+#include "mcpmux/jsonspan.h"
 #include "mcpmux/rpcout.h"
 #include "mcpmux/sys.h"
 
@@ -325,6 +326,28 @@ rpcout_error_each(struct sbuf *b, const struct jsonrpc_scanner *scan, int code, 
 		sbuf_add(b, "]", 1);
 	}
 	return k;
+}
+
+int
+rpcout_lost_answer(struct iovec *iov, const char *line, size_t len)
+{
+	static const char head[] = "{\"jsonrpc\":\"2.0\",\"id\":";
+	static const char tail[] =
+		",\"error\":{\"code\":-32000,\"message\":\"" RPCOUT_LOST_ANSWER "\"}}";
+	const char *id, *v;
+	size_t id_len, vlen;
+
+	if (!jsonspan_member(line, len, "id", &id, &id_len) ||
+	    (id_len == 4 && memcmp(id, "null", 4) == 0) ||
+	    jsonspan_member(line, len, "method", &v, &vlen) ||
+	    (!jsonspan_member(line, len, "result", &v, &vlen) &&
+	     !jsonspan_member(line, len, "error", &v, &vlen))) {
+		return 0;
+	}
+	iov[0] = (struct iovec){ .iov_base = (void *)(uintptr_t)head, .iov_len = sizeof(head) - 1 };
+	iov[1] = (struct iovec){ .iov_base = (void *)(uintptr_t)id, .iov_len = id_len };
+	iov[2] = (struct iovec){ .iov_base = (void *)(uintptr_t)tail, .iov_len = sizeof(tail) - 1 };
+	return 3;
 }
 
 void

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #define SBUF_KEEP ((size_t)16 << 10)
 
@@ -100,6 +101,17 @@ size_t rpcout_error_each(struct sbuf *b, const struct jsonrpc_scanner *scan, int
  */
 void rpcout_answer_too_large(struct sbuf *b, const char *id, size_t id_len, size_t total,
 			     size_t limit);
+
+#define RPCOUT_LOST_ANSWER "out of memory: the server's answer was lost"
+
+/*
+ * A server's answer (line: an object with an id and a "result" or an "error") that there
+ * is no memory to keep for its client: the -32000 error RPCOUT_LOST_ANSWER that goes in
+ * its place, so that its request does not wait for ever.  Built without allocating: three
+ * pieces into iov, the id the answer's own text.  Their count, or 0 when line is no
+ * answer with an id (nobody waits for it).
+ */
+int rpcout_lost_answer(struct iovec *iov, const char *line, size_t len);
 
 /*
  * A message of the client over --max-message, which mcpmux does not forward, and what it

@@ -37,7 +37,9 @@ What each test would catch if mcpmux's handling were removed:
   nothing more for the rest of a long-lived run, even once the disk has room.
 """
 
+import array
 import errno
+import fcntl
 import http.client
 import json
 import os
@@ -47,6 +49,7 @@ import select
 import signal
 import socket
 import subprocess
+import termios
 import time
 import unittest
 
@@ -57,6 +60,7 @@ SHIM = os.environ.get("MCPMUX_FAULTSHIM") or os.path.join(
     os.path.dirname(os.path.abspath(MCPMUX)), "test", "fault", "faultshim.so")
 GRACE = ["--eof-grace", "300", "--term-grace", "200"]
 BIG = 1 << 20  # the 1 MiB echo
+F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 
 
 def shim_missing():
@@ -1651,6 +1655,40 @@ class OutOfMemory(Faults):
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
         self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
+        self.assert_no_leftovers()
+
+    def test_an_answer_that_cannot_be_queued_is_replaced_by_an_error(self):
+        """The client reads nothing for a while, and a server's answer finds no memory in
+        the client's queue (FAULT_MALLOC_MIN and _MAX: a new chunk of it, 16 KiB and its
+        header, and not the parser's memory, which mcpmux may have given back while idle).
+        Its request gets a -32000 error in its place, after what was queued before it, and
+        the run goes on."""
+        huge = 3 << 20  # more than the client's pipe holds: the rest is queued
+        chunk = (16 << 10) + 32
+        env = self.oom_env("OOM-6", malloc_min=chunk, malloc_max=chunk, malloc_only="malloc")
+        p = self.wrap_initialized(env)
+        p.send(call(1, "huge", bytes=huge))
+        out = p.p.stdout.fileno()
+
+        def pipe_full():  # the answer's head written, its rest queued
+            unread = array.array("i", [0])
+            fcntl.ioctl(out, termios.FIONREAD, unread)
+            return unread[0] > 0 and unread[0] >= fcntl.fcntl(out, F_GETPIPE_SZ)
+        wait_until(pipe_full, 10, "the client's pipe to be full")
+        p.write(json.dumps(call(3, "echo", text="TEXT")).replace(
+            "TEXT", "\\u004fOM-6").encode() + b"\n")  # the answer holds OOM-6
+        m = p.msg()
+        self.assertEqual(m["id"], 1)
+        self.assertEqual(len(m["result"]["content"][0]["text"]), huge)
+        err = self.assert_error(p.msg(), 3, -32000)
+        self.assertIn("out of memory", err["message"])
+        p.send(call(2, "echo", text="after"))
+        self.assertEqual(p.msg()["result"]["content"][0]["text"], "after")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertEqual(self.counters(p.pid)["failed"], 1)
+        self.assertIn("out of memory: a server's answer for the client was lost (an error "
+                      "went in its place)", p.stderr())
         self.assert_no_leftovers()
 
     def test_an_http_answer_that_cannot_be_kept_ends_its_stream_with_an_error(self):

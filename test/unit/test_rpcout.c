@@ -179,6 +179,44 @@ test_error_ids(void **state)
 		       "\"message\":\"bad \\\"thing\\\"\\n\\ufffd\"}}");
 }
 
+/* ---- rpcout_lost_answer ---- */
+
+/* The pieces of rpcout_lost_answer(line) joined, or "" when there are none. */
+static const char *
+lost_answer(const char *line)
+{
+	static char out[512];
+	struct iovec iov[3];
+	int n = rpcout_lost_answer(iov, line, strlen(line));
+	size_t len = 0;
+
+	for (int i = 0; i < n; i++) {
+		memcpy(out + len, iov[i].iov_base, iov[i].iov_len);
+		len += iov[i].iov_len;
+	}
+	out[len] = '\0';
+	return out;
+}
+
+static void
+test_lost_answer(void **state)
+{
+	(void)state;
+	/* an answer, a result or an error: the error with its id, as written */
+	assert_string_equal(lost_answer("{\"jsonrpc\":\"2.0\",\"id\":\"a\\u0062\",\"result\":{}}"),
+			    "{\"jsonrpc\":\"2.0\",\"id\":\"a\\u0062\",\"error\":{\"code\":-32000,"
+			    "\"message\":\"out of memory: the server's answer was lost\"}}");
+	assert_string_equal(lost_answer("{\"error\":{\"code\":1},\"id\":7 ,\"jsonrpc\":\"2.0\"}"),
+			    "{\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":-32000,"
+			    "\"message\":\"out of memory: the server's answer was lost\"}}");
+	/* nobody waits: a request, a notification, no id or a null one, a batch */
+	assert_string_equal(lost_answer("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"m\"}"), "");
+	assert_string_equal(lost_answer("{\"jsonrpc\":\"2.0\",\"method\":\"m\"}"), "");
+	assert_string_equal(lost_answer("{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{}}"), "");
+	assert_string_equal(lost_answer("{\"jsonrpc\":\"2.0\",\"result\":{}}"), "");
+	assert_string_equal(lost_answer("[{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}]"), "");
+}
+
 /* ---- rpcout_oversize ---- */
 
 static void
@@ -676,6 +714,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_exit_from_real_children, sbuf_setup,
 						sbuf_teardown),
 		cmocka_unit_test(test_oversize),
+		cmocka_unit_test(test_lost_answer),
 		cmocka_unit_test(test_signame),
 		cmocka_unit_test_setup_teardown(test_sbuf_basics, sbuf_setup, sbuf_teardown),
 		cmocka_unit_test_setup_teardown(test_sbuf_addf_at_the_edge, sbuf_setup,
