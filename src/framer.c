@@ -157,7 +157,8 @@ framer_feed(struct framer *f, const char *data, size_t len, const struct framer_
 			size_t fit = SYS_MIN(n, f->max + 1 - f->len);
 
 			if (framer_append(f, p, fit) == -1) {
-				/* Out of memory: drop this line, reported as over-long. */
+				/* Out of memory: drop this line, reported as over-long (within
+				 * max). */
 				rc = -1;
 				fit = 0;
 				framer_go_big(f, sink, ctx);

@@ -1197,11 +1197,20 @@ session_on_big_end(void *ctx, size_t total)
 	char text[160];
 
 	s->last_activity = sys_mono();
-	(void)snprintf(text, sizeof(text),
-		       "server message too large (%zu bytes, the limit is %zu: see --max-message)",
-		       total, s->cfg->max_message);
-	diag_warn("session %s: %s; not forwarded", s->id, text);
-	tlog_oversize(s->id, session_pid(s), TLOG_OUT, total);
+	if (total <= s->cfg->max_message) {
+		/* Within the bound: the framer had no memory to hold it (framer_feed()). */
+		(void)snprintf(text, sizeof(text),
+			       "out of memory: the server's message (%zu bytes) could not be held",
+			       total);
+		diag_error("session %s: %s; not forwarded", s->id, text);
+	} else {
+		(void)snprintf(text, sizeof(text),
+			       "server message too large (%zu bytes, the limit is %zu: see "
+			       "--max-message)",
+			       total, s->cfg->max_message);
+		diag_warn("session %s: %s; not forwarded", s->id, text);
+		tlog_oversize(s->id, session_pid(s), TLOG_OUT, total);
+	}
 	struct pending *p = NULL, *tmp;
 
 	if (id != NULL) {

@@ -48,7 +48,8 @@ void framer_release(struct framer *f);
 /*
  * Feed bytes.  Returns 0, or -1 with errno ENOMEM if a partial line could not be
  * buffered (that line is then dropped up to its end and reported to sink->big_*()
- * as if it had been over-long, so the caller still answers it).
+ * as if it had been over-long, so the caller still answers it: a total within max
+ * tells it that the line was dropped for want of memory).
  */
 int framer_feed(struct framer *f, const char *data, size_t len, const struct framer_sink *sink,
 		void *ctx);

@@ -1691,6 +1691,27 @@ class OutOfMemory(Faults):
                       "went in its place)", p.stderr())
         self.assert_no_leftovers()
 
+    def test_a_server_line_that_cannot_be_held_is_said_to_be_out_of_memory(self):
+        """A server's answer longer than one read, whose buffer cannot grow (realloc) as it
+        comes in: its request gets a -32000 error that says out of memory, not that the
+        answer was over --max-message, which it is not; the run goes on."""
+        env = self.oom_env("OOM-7", malloc_only="realloc")
+        p = self.mcpmux(GRACE + ["--", FIXTURE, "--huge-result", str(200 << 10)], env=env)
+        p.send(initialize(0))
+        self.assert_response(p.msg(), 0)
+        p.write(json.dumps(call(1, "echo", text="TEXT")).replace(
+            "TEXT", "\\u004fOM-7").encode() + b"\n")  # the answer starts with OOM-7
+        err = self.assert_error(p.msg(), 1, -32000)
+        self.assertIn("out of memory", err["message"])
+        self.assertNotIn("too large", err["message"])
+        p.send(call(2, "echo", text="after"))
+        self.assertEqual(len(p.msg()["result"]["content"][0]["text"]), 200 << 10)
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
+        self.assertNotIn("--max-message", p.stderr())
+        self.assert_no_leftovers()
+
     def test_an_http_answer_that_cannot_be_kept_ends_its_stream_with_an_error(self):
         """serve --http: the server's answer cannot be copied for its stream (a big one,
         FAULT_MALLOC_MIN): its request still ends, with a smaller error in its place."""
