@@ -51,6 +51,7 @@
 #define HX_CONNS_MIN	 1024
 #define HX_CONNS_FLOOR	 16 /* whatever the descriptor limit */
 #define HX_VERSION_MAX	 32
+#define HX_SPARE	 512 /* the event kept for an answer lost for want of memory */
 
 /* What the data of an http_req is. */
 enum hx_kind {
@@ -157,6 +158,7 @@ struct front_http {
 	char *line; /* a body with line breaks, made one line */
 	size_t line_cap;
 	uint64_t n_http_sessions; /* started over HTTP */
+	struct hx_event *spare;	  /* HX_SPARE bytes, for lost_answer() when nothing else is */
 };
 
 struct hx_fields {
@@ -927,6 +929,46 @@ orphans_relieve(struct hx_session *hs, bool json_waits)
 	}
 }
 
+/*
+ * The error that goes in place of a server's answer (msg) that there is no memory to keep,
+ * so that its request's stream still ends: in an event of its own, else in the spare one
+ * (with a null id if the answer's does not fit: the stream it goes to is the answer's).
+ * NULL when msg is no answer with an id, or when there is neither.
+ */
+static struct hx_event *
+lost_answer(struct front_http *fh, const char *msg, size_t len)
+{
+	struct iovec iov[3];
+	size_t total = 0;
+	int n = rpcout_lost_answer(iov, msg, len);
+	struct hx_event *ev;
+
+	for (int i = 0; i < n; i++) {
+		total += iov[i].iov_len;
+	}
+	if (n == 0) {
+		return NULL;
+	}
+	if ((ev = malloc(sizeof(*ev) + total)) == NULL) {
+		if ((ev = fh->spare) == NULL) {
+			return NULL;
+		}
+		fh->spare = NULL;
+		if (total > HX_SPARE) {
+			iov[1] = (struct iovec){ .iov_base = (void *)(uintptr_t) "null",
+						 .iov_len = 4 };
+		}
+	}
+	ev->next = NULL;
+	ev->seq = 0;
+	ev->len = 0;
+	for (int i = 0; i < n; i++) {
+		memcpy(ev->data + ev->len, iov[i].iov_base, iov[i].iov_len);
+		ev->len += iov[i].iov_len;
+	}
+	return ev;
+}
+
 static void
 route(struct hx_session *hs, const char *msg, size_t len)
 {
@@ -937,19 +979,14 @@ route(struct hx_session *hs, const char *msg, size_t len)
 	struct hx_event *ev = event_new(msg, len);
 	bool answer = (kind == JSONRPC_RESPONSE || kind == JSONRPC_ERROR) && sc->one.has_id;
 
+	if (fh->spare == NULL) {
+		fh->spare = malloc(sizeof(*fh->spare) + HX_SPARE); /* (again) */
+	}
 	if (ev == NULL) {
 		diag_error("session %s: out of memory: a message for the HTTP client was lost",
 			   hs->id);
-		if (!answer) {
-			return;
-		}
 		/* Its request's stream must still end: a small error in its place. */
-		struct sbuf *b = &fh->tmp;
-
-		sbuf_reset(b);
-		rpcout_error(b, jsonrpc_str(sc, sc->one.id), sc->one.id.len, RPC_SERVER_ERROR,
-			     "out of memory: the server's answer was lost");
-		if (b->failed || (ev = event_new(b->buf, b->len)) == NULL) {
+		if (!answer || (ev = lost_answer(fh, msg, len)) == NULL) {
 			return;
 		}
 	}
@@ -2536,6 +2573,7 @@ front_http_free(struct front_http *fh)
 	jsonrpc_release(&fh->scan);
 	jsonrpc_release(&fh->oscan);
 	sbuf_release(&fh->tmp);
+	free(fh->spare);
 	free(fh->line);
 	free(fh->token);
 	free(fh);

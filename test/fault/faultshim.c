@@ -107,6 +107,10 @@
  *   FAULT_MALLOC_MAX=N    with FAULT_MALLOC_AFTER: only allocations of at most N bytes
  *                         (no bound) fail and are counted; larger ones pass (with
  *                         FAULT_MALLOC_MIN: one size, such as a new table's header)
+ *   FAULT_MALLOC_THEN=N   with FAULT_MALLOC_AFTER: once the last of those calls failed,
+ *                         the next N (0) calls fail too, of any size (of FN only, with
+ *                         FAULT_MALLOC_ONLY): a big block that does not fit, then no
+ *                         memory at all for the small one that would replace it
  *   FAULT_MALLOC_ONLY=FN  with FAULT_MALLOC_AFTER: only calls of FN ("malloc", "calloc"
  *                         or "realloc") fail and are counted (a buffer that realloc()
  *                         grows while a line comes in, in pieces or not, is left alone).
@@ -236,6 +240,8 @@ static size_t malloc_min;	   /* FAULT_MALLOC_MIN */
 static size_t malloc_max;	   /* FAULT_MALLOC_MAX */
 static unsigned long malloc_count; /* FAULT_MALLOC_COUNT */
 static unsigned long malloc_left;  /* allocations left to fail, once armed */
+static unsigned long malloc_then;  /* FAULT_MALLOC_THEN */
+static unsigned long malloc_more;  /* of those, left to fail */
 static char malloc_only[8];	   /* FAULT_MALLOC_ONLY, "": any */
 #define MAX_LEAVES 64
 static struct {
@@ -390,6 +396,7 @@ faultshim_init(void)
 		malloc_min = env_num("FAULT_MALLOC_MIN", 0);
 		malloc_max = env_num("FAULT_MALLOC_MAX", SIZE_MAX);
 		malloc_count = env_num("FAULT_MALLOC_COUNT", 1);
+		malloc_then = env_num("FAULT_MALLOC_THEN", 0);
 		if (getenv("FAULT_MALLOC_ONLY") != NULL) {
 			(void)snprintf(malloc_only, sizeof(malloc_only), "%s",
 				       getenv("FAULT_MALLOC_ONLY"));
@@ -1354,11 +1361,17 @@ alloc_resolve(void)
 static bool
 malloc_fails(const char *fn, size_t len)
 {
-	if (malloc_left == 0 || len < malloc_min || len > malloc_max || !F.ready ||
-	    getpid() != F.owner || (malloc_only[0] != '\0' && strcmp(fn, malloc_only) != 0)) {
+	if (!F.ready || getpid() != F.owner ||
+	    (malloc_only[0] != '\0' && strcmp(fn, malloc_only) != 0)) {
 		return false;
 	}
-	malloc_left--;
+	if (malloc_more > 0) {
+		malloc_more--;
+	} else if (malloc_left == 0 || len < malloc_min || len > malloc_max) {
+		return false;
+	} else if (--malloc_left == 0) {
+		malloc_more = malloc_then;
+	}
 	F.n_failed++;
 	errno = ENOMEM;
 	return true;

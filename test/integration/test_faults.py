@@ -1715,7 +1715,17 @@ class OutOfMemory(Faults):
     def test_an_http_answer_that_cannot_be_kept_ends_its_stream_with_an_error(self):
         """serve --http: the server's answer cannot be copied for its stream (a big one,
         FAULT_MALLOC_MIN): its request still ends, with a smaller error in its place."""
-        env = self.oom_env("OOM-3", malloc_min=32 << 10, malloc_only="malloc")
+        self.http_answer_lost()
+
+    def test_an_http_answer_lost_with_no_memory_left_ends_its_stream_with_an_error(self):
+        """The same, and then no memory at all (FAULT_MALLOC_THEN: the message on stderr,
+        then the small error): the error goes in memory kept for it, and the stream still
+        ends."""
+        self.http_answer_lost(then=2)
+
+    def http_answer_lost(self, then=0):
+        env = self.oom_env("OOM-3", malloc_min=32 << 10, malloc_only="malloc",
+                           malloc_then=then)
         p = self.mcpmux(["serve", "--http", "127.0.0.1:0"] + GRACE + ["--", FIXTURE],
                         env=env)
         m = wait_until(lambda: re.search(r"on port (\d+)", p.stderr()), 10, "the port")
@@ -1752,8 +1762,12 @@ class OutOfMemory(Faults):
         self.assertEqual(json.loads(body)["result"]["content"][0]["text"], "after")
         p.p.send_signal(signal.SIGTERM)
         self.assertEqual(p.wait(), 0)
-        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
-        self.assertIn("out of memory: a message for the HTTP client was lost", p.stderr())
+        self.assertEqual(self.counters(p.pid)["failed"], 1 + then)
+        if then == 0:
+            self.assertIn("out of memory: a message for the HTTP client was lost",
+                          p.stderr())
+
+
 @needs_shim
 class StderrFull(Faults):
     """mcpmux's stderr a file on a file system that is full, then has room again
