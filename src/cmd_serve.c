@@ -1306,6 +1306,7 @@ cmd_serve(const struct mcpmux_options *o)
 	ev_signal_start(loop, &sv->term_w);
 	ev_signal_start(loop, &sv->int_w);
 	ev_signal_start(loop, &sv->hup_w);
+	sys_signals_release(); /* one held since the start is acted on now */
 	if (o->log_path != NULL && tlog_open(loop, o->log_path, o->log_bodies) == -1) {
 		rc = 1;
 		goto out;

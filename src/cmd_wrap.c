@@ -677,6 +677,7 @@ cmd_wrap(const struct mcpmux_options *o)
 	ev_signal_start(loop, &w->term_w);
 	ev_signal_start(loop, &w->int_w);
 	ev_signal_start(loop, &w->hup_w);
+	sys_signals_release(); /* one held since the start is acted on now */
 	ev_unref(loop);
 	ev_unref(loop);
 	ev_unref(loop);

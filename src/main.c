@@ -64,6 +64,12 @@ main(int argc, char **argv)
 	}
 	bool serve = argc >= 2 && strcmp(argv[1], "serve") == 0;
 
+	/*
+	 * A signal that ends a run, come before the loop watches for it, waits for the
+	 * watcher (sys_signals_release()): its default action would end mcpmux without a
+	 * teardown or its exit status.
+	 */
+	sys_signals_hold();
 	if (serve) {
 		argc--;
 		argv++;

@@ -309,6 +309,31 @@ sys_kill_group(pid_t pid)
 	}
 }
 
+static void
+signals_mask(int how)
+{
+	sigset_t set;
+
+	(void)sigemptyset(&set);
+	(void)sigaddset(&set, SIGTERM);
+	(void)sigaddset(&set, SIGINT);
+	(void)sigaddset(&set, SIGHUP);
+	(void)sigaddset(&set, SIGUSR2);
+	(void)sigprocmask(how, &set, NULL);
+}
+
+void
+sys_signals_hold(void)
+{
+	signals_mask(SIG_BLOCK);
+}
+
+void
+sys_signals_release(void)
+{
+	signals_mask(SIG_UNBLOCK);
+}
+
 const char *
 sys_spawn_advice(int err)
 {

@@ -106,6 +106,14 @@ const char *sys_spawn_advice(int err);
  * with what it started: an engine's runtime), or to pid alone if it leads none.
  */
 void sys_kill_group(pid_t pid);
+/*
+ * SIGTERM, SIGINT, SIGHUP and SIGUSR2 blocked from mcpmux's start (sys_signals_hold())
+ * until the loop's watchers for them are started (sys_signals_release()): one that comes
+ * in between is acted on then, rather than ending mcpmux by its default action.  Children
+ * are given an empty mask wherever they are started.
+ */
+void sys_signals_hold(void);
+void sys_signals_release(void);
 
 /*
  * The next connection on the listening socket lfd, non-blocking and close-on-exec, its

@@ -29,6 +29,9 @@
  *   FAULT_CLONE_STOP=1    the process stops itself (SIGSTOP) right after each clone()
  *                         that made a child: a test can kill it between a server's start
  *                         and what follows it
+ *   FAULT_FORK_STOP=1     the process stops itself (SIGSTOP) right after its first fork()
+ *                         that made a child (mcpmux's first is its keeper's, before its
+ *                         signal watchers are there): a test can signal it that early
  *   FAULT_CHILD_UNSHARE=E close_range() with CLOSE_RANGE_UNSHARE fails with errno E (a
  *                         number) when a child calls it before its exec (a server's first
  *                         act, in the memory it shares with mcpmux), as when the kernel
@@ -182,6 +185,7 @@ static struct {
 	bool no_close_range;	/* FAULT_NO_CLOSE_RANGE */
 	int child_unshare;	/* FAULT_CHILD_UNSHARE */
 	bool clone_stop;	/* FAULT_CLONE_STOP */
+	bool fork_stop;		/* FAULT_FORK_STOP, false once it stopped */
 	int log_fd;
 	unsigned long reads, writes, n_eintr, n_short_reads, n_short_writes, n_failed;
 } F = { .log_fd = -1, .short_min = 16 };
@@ -357,6 +361,7 @@ faultshim_init(void)
 	F.no_close_range = env_num("FAULT_NO_CLOSE_RANGE", 0) != 0;
 	F.child_unshare = (int)env_num("FAULT_CHILD_UNSHARE", 0);
 	F.clone_stop = env_num("FAULT_CLONE_STOP", 0) != 0;
+	F.fork_stop = env_num("FAULT_FORK_STOP", 0) != 0;
 	proc_errno = (int)env_num("FAULT_PROC_ERRNO", 0);
 	proc_ms = (long)env_num("FAULT_PROC_MS", 0);
 	leaf_busy_ms = (long)env_num("FAULT_LEAF_BUSY_MS", 0);
@@ -761,7 +766,13 @@ fork(void)
 		errno = EAGAIN;
 		return -1;
 	}
-	return real_fork();
+	pid_t pid = real_fork();
+
+	if (pid > 0 && F.ready && getpid() == F.owner && F.fork_stop) {
+		F.fork_stop = false;
+		(void)raise(SIGSTOP);
+	}
+	return pid;
 }
 
 int

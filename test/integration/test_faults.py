@@ -23,6 +23,8 @@ What each test would catch if mcpmux's handling were removed:
 - StdoutClosed: a server that closes stdout but keeps running would otherwise leave the
   requests in flight unanswered forever;
 - LastWords: a run whose last events come together must still report its end and status;
+- EarlySignal: SIGTERM, SIGINT or SIGHUP that comes before the loop watches for it, not
+  held until then, kills mcpmux by its default action (no teardown, the wrong status);
 - HalfClose: responses written after the client's EOF must still arrive, and then the
   stream must end (EOF), not hang.
 - PoolGrant: a slot file that another instance is granting, seen by `ctl stats` before
@@ -785,6 +787,47 @@ class LastWords(Faults):
             self.assertEqual(p.wait(), 3, "run %d" % i)
             p.kill()
         self.assert_no_leftovers()
+
+
+@needs_shim
+class EarlySignal(Faults):
+    """
+    SIGTERM, SIGINT or SIGHUP that comes while mcpmux is still starting (stopped by the
+    shim right after it forked its keeper, before its signal watchers are there): held
+    until they are, then acted on as later, with the teardown and the documented status;
+    the instance's status file goes with it.
+    """
+
+    def started_stopped(self, argv):
+        self.env["XDG_RUNTIME_DIR"] = self.tmp.name  # its status file where the test sees
+        p = self.mcpmux(argv, env=self.shim_env(fork_stop=1))
+        wait_until(lambda: proc_state(p.pid) == "T", 10, "mcpmux stopped at its start")
+        return p
+
+    def assert_status_file_gone(self):
+        instances = os.path.join(self.tmp.name, "mcpmux", "instances")
+        self.assertEqual(os.listdir(instances) if os.path.isdir(instances) else [], [])
+
+    def test_wrap_exits_with_the_servers_status(self):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            p = self.started_stopped(GRACE + ["--", FIXTURE, "--exit-code=4"])
+            os.kill(p.pid, sig)
+            os.kill(p.pid, signal.SIGCONT)
+            self.assertEqual(p.wait(), 4, "%s; stderr:\n%s" % (sig, p.stderr()))
+            self.assertEqual(p.read_to_eof(), b"")
+            self.assert_clean_stderr(p)
+            self.assert_status_file_gone()
+            self.assert_no_leftovers()
+
+    def test_serve_exits_0(self):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            p = self.started_stopped(["serve"] + GRACE + ["--", FIXTURE])
+            os.kill(p.pid, sig)
+            os.kill(p.pid, signal.SIGCONT)
+            self.assertEqual(p.wait(), 0, "%s; stderr:\n%s" % (sig, p.stderr()))
+            self.assert_clean_stderr(p)
+            self.assert_status_file_gone()
+            self.assert_no_leftovers()
 
 
 class HalfClose(Faults):
