@@ -654,11 +654,12 @@ read_cid(const struct ctr *c, char *cid, size_t size)
  * well (INFINITY: each to KEEPER_ENGINE_S alone), and say what happened: removed (or
  * gone by itself), or could not be removed, with the engine's answer.  1 when it is
  * gone, 0 when not; -1, nothing said, when until came first (to be done again).  Its id
- * file, cidfile (NULL for one listed by labels), goes with it.
+ * file, cidfile (NULL for one listed by labels), goes with it when it is mcpmux's own
+ * (own): a user's --cidfile is the user's.
  */
 static int
-end_by_id(const char *cidfile, char **prefix, size_t n, const char *cid, const char *owner,
-	  double term_grace, double until)
+end_by_id(const char *cidfile, bool own, char **prefix, size_t n, const char *cid,
+	  const char *owner, double term_grace, double until)
 {
 	char **term = NULL, **kill9 = NULL, **look = NULL, **rm = NULL;
 	char **whose = container_whose_argv(prefix, n, cid);
@@ -682,7 +683,7 @@ end_by_id(const char *cidfile, char **prefix, size_t n, const char *cid, const c
 			return -1;
 		}
 		if (engine_gone(&r)) {
-			if (cidfile != NULL) {
+			if (cidfile != NULL && own) {
 				(void)unlink(cidfile);
 			}
 			return 1;
@@ -739,7 +740,7 @@ end_by_id(const char *cidfile, char **prefix, size_t n, const char *cid, const c
 		}
 	}
 	if (gone) {
-		if (cidfile != NULL) {
+		if (cidfile != NULL && own) {
 			(void)unlink(cidfile);
 		}
 		diag_warn("keeper: removed container %.12s (%s: %s)", cid, engine_word(prefix, n),
@@ -851,7 +852,8 @@ end_listed(const struct ctr *first, struct ctr *ctrs, size_t n_ctr, const char *
 		for (size_t i = 0; i < n_ctr && !known; i++) {
 			known = strcmp(ctrs[i].cid, p) == 0;
 		}
-		if (!known && end_by_id(NULL, prefix, n, p, owner, term_grace, until) == -1) {
+		if (!known &&
+		    end_by_id(NULL, false, prefix, n, p, owner, term_grace, until) == -1) {
 			first_late = late++ == 0 ? p : first_late;
 		}
 	}
@@ -927,7 +929,8 @@ end_container(struct ctr *c, const char *owner, double term_grace, double until)
 
 	if (prefix == NULL) {
 		diag_warn("keeper: out of memory: the container of id file %s is left", c->cidfile);
-	} else if (end_by_id(c->cidfile, prefix, n, c->cid, owner, term_grace, until) == -1) {
+	} else if (end_by_id(c->cidfile, c->own, prefix, n, c->cid, owner, term_grace, until) ==
+		   -1) {
 		diag_warn("keeper: no time left to end container %.12s before the processes "
 			  "(%.1f s for all the containers): it is ended after them",
 			  c->cid, KEEPER_FIRST_S + term_grace);

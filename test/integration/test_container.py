@@ -740,6 +740,29 @@ class FakeDockerKeeper(FakeDockerCase):
         self.assertTrue(os.path.exists(users), "the user's --cidfile is removed")
         self.assert_no_leftovers()
 
+    def test_the_keeper_leaves_a_users_cidfile_of_a_container_it_removed(self):
+        """The keeper removes the container a user's --cidfile names, and leaves that file
+        where it is, as mcpmux itself does at the end of a run; mcpmux's own id file goes
+        with its container."""
+        users = os.path.join(self.tmp.name, "users.cid")
+        for run in (["--cidfile", users], []):
+            self.env["FAKE_DOCKER_ARGS"] = ""
+            p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i"] + run + ["img"])
+            p.send(initialize(1))
+            self.assertEqual(p.msg()["id"], 1)
+            cidfile = self.calls()[0][self.calls()[0].index("--cidfile") + 1]
+            self.kill_and_wait_for_keeper(p)
+            self.assertIn("keeper: removed container fake01234567 (docker: rm -f)", p.stderr())
+            if run:
+                self.assertEqual(cidfile, users)
+                with open(users) as f:
+                    self.assertEqual(f.read(), "fake0123456789abcdef\n")
+            else:
+                self.assertFalse(os.path.exists(cidfile), "mcpmux's own id file is left")
+            for f in (self.log, self.log + ".removed", self.log + ".labels"):
+                os.unlink(f)
+        self.assert_no_leftovers()
+
     def test_long_launcher_prefix_reaches_the_keeper_whole(self):
         # 40 variables of 60 bytes (over 2 KiB, over 32 words), then the one the stand-in
         # needs to log at all: a prefix cut anywhere loses it.
