@@ -135,6 +135,7 @@ struct backend_ctr {
 
 static void ctr_step(struct backend *b);
 static bool ctr_spares(const struct backend *b);
+static double ctr_spare_s(const struct backend *b);
 static bool ctr_reaped(pid_t pid, int st);
 static void backend_on_ctr_retry(struct ev_loop *loop, ev_timer *w, int revents);
 static void backend_on_ctr_out(struct ev_loop *loop, ev_io *w, int revents);
@@ -2133,6 +2134,15 @@ scan_ending(void)
 				warned_signal = true;
 			}
 		}
+		if (b->state == BACKEND_KILLING && b->pending_signal == SIGKILL &&
+		    b->t_sigkill == 0) {
+			/* Spared while the engine stopped the container: SIGKILL from now on. */
+			if (m.spare != NULL) {
+				b->kill_spared = true;
+			} else {
+				b->t_sigkill = b->kill_spared ? sys_mono() : b->t_kill;
+			}
+		}
 		b->pending_signal = 0;
 		/*
 		 * With a cgroup, the tree is empty only when the cgroup is too (-1: unknown).
@@ -2169,13 +2179,20 @@ scan_ending(void)
 
 		b->tree_empty = b->reaped && left == 0 && populated == 0;
 		bool ctr_left = b->ctr != NULL && !b->ctr->gone;
+		bool procs_left = left > 0 || populated != 0;
+		double now = sys_mono();
 
 		/*
 		 * Not at the walk that sends SIGKILL to the rest of the tree (it saw the tree
-		 * alive before the signal): the deadline is at least one re-arm, whatever it is.
+		 * alive before the signal): the deadline is at least one re-arm, whatever it is;
+		 * and not before the tree's first SIGKILL, held back while the engine stops the
+		 * container, has had that re-arm too, nor while the engine still has its time
+		 * to stop the container (ctr_spare_s()).
 		 */
-		if (b->state == BACKEND_KILLING && (left > 0 || populated != 0 || ctr_left) &&
-		    sys_mono() - b->t_kill >= b->kill_deadline) {
+		if (b->state == BACKEND_KILLING && (procs_left || ctr_left) &&
+		    now - b->t_kill >= b->kill_deadline &&
+		    (!procs_left || (b->t_sigkill != 0 && now - b->t_sigkill >= KILL_RESCAN_S)) &&
+		    (!ctr_left || now - b->t_kill >= ctr_spare_s(b))) {
 			abandon(b, &m);
 			continue;
 		}
@@ -2336,11 +2353,18 @@ ctr_stop(struct backend_ctr *c)
 	sys_close(&c->err_fd);
 }
 
+/* The engine's time to stop the container, into KILLING: half the kill deadline, 1 s at least. */
+static double
+ctr_spare_s(const struct backend *b)
+{
+	return SYS_MAX(1.0, b->kill_deadline / 2);
+}
+
 /*
  * While the engine has not yet killed the container, the run's processes (the engine's
  * command, its monitor, the container under it) are spared from mcpmux's own signals: the
- * engine must stop it first (container.h, spare_all()).  Not for ever: half the kill
- * deadline (at least a second) into KILLING, everything is fair game.
+ * engine must stop it first (container.h, spare_all()).  Not for ever: ctr_spare_s() into
+ * KILLING, everything is fair game.
  */
 static bool
 ctr_spares(const struct backend *b)
@@ -2348,8 +2372,7 @@ ctr_spares(const struct backend *b)
 	const struct backend_ctr *c = b->ctr;
 
 	return c != NULL && !c->gone && !c->kill_done &&
-	       !(b->state == BACKEND_KILLING &&
-		 sys_mono() - b->t_kill >= SYS_MAX(1.0, b->kill_deadline / 2));
+	       !(b->state == BACKEND_KILLING && sys_mono() - b->t_kill >= ctr_spare_s(b));
 }
 
 /* The container's id, from its cidfile once the engine has written it. */
