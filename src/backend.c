@@ -907,8 +907,8 @@ ctr_prepare(struct backend *b, char *const *argv)
 	} else {
 		c->cidfile[0] = '\0';
 		diag_warn_errno("session %s: no directory for the container's id file (its "
-				"teardown finds the container by --name only, and `mcpmux sweep` "
-				"by its labels)",
+				"teardown finds the container by its --name, or by its labels once "
+				"its processes are gone, as the keeper and `mcpmux sweep` do)",
 				b->cookie);
 	}
 	struct container_labels labels = {
@@ -962,7 +962,8 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	 * The keeper hears of the container before the engine's command starts: mcpmux killed
 	 * right after the start must not leave a container the keeper never heard of.
 	 */
-	if (b->ctr != NULL && b->ctr->cidfile[0] != '\0') {
+	if (b->ctr != NULL && (b->ctr->cidfile[0] != '\0' || owner_env[0] != '\0')) {
+		/* Without an id file, by its labels alone (the owner's and its run's). */
 		keeper_container(b->ctr->argv, b->ctr->run.prefix_len, b->ctr->cidfile,
 				 b->ctr->run_label, b->ctr->own_cidfile);
 		told = true;
@@ -2413,6 +2414,19 @@ ctr_killed_while_made(const struct backend_ctr *c)
 	       WIFSIGNALED(b->wstatus);
 }
 
+/*
+ * The run has no id file at all (no directory for mcpmux's), nor a --name: once its
+ * processes are gone, only its labels find the container the engine made for it.
+ */
+static bool
+ctr_found_by_labels(const struct backend_ctr *c)
+{
+	const struct backend *b = c->b;
+
+	return c->cidfile[0] == '\0' && c->run.cidfile == NULL && owner_env[0] != '\0' &&
+	       b->reaped && b->tree_empty;
+}
+
 /* The next id the listing gave: its ladder begins, from the check of its labels. */
 static void
 ctr_next_listed(struct backend_ctr *c)
@@ -2492,7 +2506,8 @@ ctr_step(struct backend *b)
 		 * killed, by mcpmux or not, may have been killed while the engine made it:
 		 * asked, once.
 		 */
-		if (b->reaped && b->tree_empty && !c->listed && ctr_killed_while_made(c)) {
+		if (b->reaped && b->tree_empty && !c->listed &&
+		    (ctr_killed_while_made(c) || ctr_found_by_labels(c))) {
 			c->listed = true;
 			ctr_helper(c,
 				   container_list_run_argv(pre, c->run.prefix_len, backend_owner(),

@@ -120,8 +120,11 @@ keeper_container_line(char *const *prefix, size_t n, const char *cidfile, const 
 	size_t len =
 		strlen("C\t\t\t\town\n") + strlen(cidfile) + (run != NULL ? strlen(run) : 0) + 1;
 
-	/* Fields are separated by tabs, words by US (0x1f): a word that holds one cannot go. */
-	if (n == 0 || cidfile[0] == '\0' || strpbrk(cidfile, "\t\n") != NULL ||
+	/*
+	 * Fields are separated by tabs, words by US (0x1f): a word that holds one cannot go.
+	 * No id file (""): the run's container is found by its labels alone.
+	 */
+	if (n == 0 || (cidfile[0] == '\0' && run == NULL) || strpbrk(cidfile, "\t\n") != NULL ||
 	    (run != NULL && (run[0] == '\0' || strpbrk(run, "\t\n\x1f") != NULL))) {
 		errno = EINVAL;
 		return NULL;
@@ -185,7 +188,8 @@ keeper_container_gone(const char *cidfile, const char *run)
 	size_t len = strlen(cidfile) + 4 + (run != NULL ? strlen(run) + 1 : 0);
 	char *line;
 
-	if (keeper_fd < 0 || cidfile[0] == '\0' || strpbrk(cidfile, "\t\n") != NULL ||
+	if (keeper_fd < 0 || (cidfile[0] == '\0' && run == NULL) ||
+	    strpbrk(cidfile, "\t\n") != NULL ||
 	    (run != NULL && (run[0] == '\0' || strpbrk(run, "\t\n\x1f") != NULL))) {
 		return; /* never told */
 	}
@@ -629,9 +633,9 @@ engine_word(char *const *prefix, size_t n)
 static int
 read_cid(const struct ctr *c, char *cid, size_t size)
 {
-	int fd = open(c->cidfile, O_RDONLY | O_CLOEXEC);
+	int fd = c->cidfile[0] != '\0' ? open(c->cidfile, O_RDONLY | O_CLOEXEC) : -1;
 	ssize_t got = fd >= 0 ? read(fd, cid, size - 1) : -1;
-	int err = errno;
+	int err = c->cidfile[0] != '\0' ? errno : ENOENT; /* no id file: as one not there */
 
 	if (fd >= 0) {
 		(void)close(fd);
@@ -837,7 +841,7 @@ end_listed(const struct ctr *first, struct ctr *ctrs, size_t n_ctr, const char *
 			  "empty, such as %s (%s): a container they made may be left (mcpmux sweep "
 			  "ends it)",
 			  prefix != NULL ? engine_word(prefix, n) : "the engine", runs,
-			  first->cidfile, why);
+			  first->cidfile[0] != '\0' ? first->cidfile : first->run, why);
 	} else if (ids.more) {
 		diag_warn("keeper: %s listed more containers than the keeper can keep (%d): the "
 			  "first are ended, the rest left (mcpmux sweep ends them)",
@@ -918,9 +922,12 @@ end_container(struct ctr *c, const char *owner, double term_grace, double until)
 	int got = read_cid(c, c->cid, sizeof(c->cid));
 
 	if (got != 1) {
-		/* none yet; or cannot be read (said), or never made, as far as can be known */
+		/*
+		 * none yet, or none at all (no id file); or cannot be read (said): its labels
+		 * say, where the run has them
+		 */
 		c->cid[0] = '\0';
-		return got == 0 && c->run != NULL;
+		return c->run != NULL;
 	}
 	char *words;
 	size_t n;

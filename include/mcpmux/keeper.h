@@ -36,8 +36,9 @@ int keeper_start(double term_grace, int argc, char **argv);
 void keeper_cgroup(const char *dir);
 /*
  * A container that a server runs in: prefix[0..n) are the words that reach its engine
- * (launcher, engine, global options: container.h), cidfile where the engine writes its id,
- * run its mcpmux.run label (or NULL): what finds it while that file is still empty; own
+ * (launcher, engine, global options: container.h), cidfile where the engine writes its id
+ * ("" when the run has none: its labels alone find it, run is then needed), run its
+ * mcpmux.run label (or NULL): what finds it while that file is still empty; own
  * when that file is mcpmux's (the keeper removes it when it stays empty), not the user's.
  * Every word goes, however long or many; when the keeper cannot be told (a tab, a line
  * end or 0x1f in a word or in the file's name, no memory, a write that failed), mcpmux
@@ -62,8 +63,8 @@ void keeper_done(void);
 /*
  * The line that tells the keeper about a container ("C\t<cidfile>\t<words separated by
  * 0x1f>[\t<run>[\town]]\n", "own" for mcpmux's own id file), malloc'd; NULL with errno EINVAL when
- * a word or run holds a tab, a line end or 0x1f (or the file's name a tab or a line end, or it or
- * run is empty, or n is 0), ENOMEM.  Exposed for tests.
+ * a word or run holds a tab, a line end or 0x1f (or the file's name a tab or a line end, or run
+ * is empty, or the file's name is without a run, or n is 0), ENOMEM.  Exposed for tests.
  */
 char *keeper_container_line(char *const *prefix, size_t n, const char *cidfile, const char *run,
 			    bool own);

@@ -553,6 +553,24 @@ class FakeDocker(FakeDockerCase):
         self.assertEqual(helpers[-1], "container rm -f fake0123456789abcdef")
         self.assert_ended_by_mcpmux(p, cidfile)
 
+    def test_a_run_without_an_id_file_finds_its_container_by_its_labels(self):
+        """A run that has no id file (no directory for mcpmux's) and no --name: once its
+        processes are gone, mcpmux asks the engine for the run's container by its labels
+        and ends it, rather than take it for gone; nothing is left for the keeper."""
+        self.env["XDG_RUNTIME_DIR"] = os.path.join(self.tmp.name, "none")  # not there
+        p = self.initialized_run()
+        self.assertNotIn("--cidfile", self.calls()[0])
+        p.close_stdin()
+        self.assertEqual(p.wait(15), 0)
+        self.assertTrue(os.path.exists(self.log + ".removed"), p.stderr())
+        helpers = [" ".join(c) for c in self.calls()[1:]]
+        self.assert_listed_by_the_runs_labels(helpers)
+        self.assertEqual(helpers[-1], "container rm -f fake0123456789abcdef")
+        self.assertNotIn("abandoned", p.stderr())
+        self.wait_for_keeper(p)
+        self.assertNotIn("keeper:", p.stderr())
+        self.assert_no_leftovers()
+
     def test_detached_run_is_left_alone(self):
         self.env["FAKE_DOCKER_ARGS"] = ""
         p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-d", "img"])
@@ -798,6 +816,22 @@ class FakeDockerKeeper(FakeDockerCase):
                 self.assertFalse(os.path.exists(cidfile), "mcpmux's own id file is left")
             for f in (self.log, self.log + ".removed", self.log + ".labels"):
                 os.unlink(f)
+        self.assert_no_leftovers()
+
+    def test_a_run_without_an_id_file_is_ended_by_the_keeper_by_its_labels(self):
+        """A run that has no id file (no directory for mcpmux's): the keeper is told of
+        it all the same, and when mcpmux is killed it finds the run's container by its
+        labels and removes it."""
+        self.env["XDG_RUNTIME_DIR"] = os.path.join(self.tmp.name, "none")  # not there
+        p = self.initialized_run()
+        self.assertNotIn("--cidfile", self.calls()[0])
+        self.assertIn("no directory for the container's id file", p.stderr())
+        self.kill_and_wait_for_keeper(p)
+        helpers = [" ".join(c) for c in self.calls()[1:]]
+        self.assertTrue(helpers and helpers[0].startswith("container ls ") and
+                        "--filter label=mcpmux.run=" in helpers[0], helpers)
+        self.assertEqual(helpers[-1], "container rm -f fake0123456789abcdef")
+        self.assertIn("keeper: removed container fake01234567 (docker: rm -f)", p.stderr())
         self.assert_no_leftovers()
 
     def test_long_launcher_prefix_reaches_the_keeper_whole(self):

@@ -122,6 +122,10 @@ test_what_cannot_go_is_refused(void **state)
 	assert_null(keeper_container_line(ok, 1, "a\tb", NULL, false));
 	assert_null(keeper_container_line(ok, 1, "a\nb", NULL, false));
 	assert_null(keeper_container_line(ok, 1, "", NULL, false));
+	char *line = keeper_container_line(ok, 1, "", "r-1", false); /* no id file: its labels */
+
+	assert_string_equal(line, "C\t\tpodman\tr-1\n");
+	free(line);
 	assert_null(keeper_container_line(ok, 0, "c", NULL, false));
 	assert_int_equal(errno, EINVAL);
 }
