@@ -405,6 +405,9 @@ survey_run(char *const *argv, int timeout_ms, struct survey_run *r)
 			} else {
 				survey_output_add(b, SURVEY_ENGINE_OUTPUT_MAX, buf, (size_t)got,
 						  k == 0 ? &r->out_cut : &r->err_cut);
+				if (k == 1) {
+					container_tail_add(&r->err_tail, buf, (size_t)got);
+				}
 			}
 		}
 	}
@@ -427,10 +430,14 @@ survey_run(char *const *argv, int timeout_ms, struct survey_run *r)
 		}
 	}
 	if (killed) {
-		if (r->err.len > 0 && r->err.buf[r->err.len - 1] != '\n') {
-			sbuf_adds(&r->err, "\n"); /* a line of its own, the last */
+		static const char nl[] = "\n", why[] = "no answer within the time limit";
+
+		if (r->err_tail.n > 0 && r->err_tail.buf[r->err_tail.n - 1] != '\n') {
+			sbuf_adds(&r->err, nl); /* a line of its own, the last */
+			container_tail_add(&r->err_tail, nl, sizeof(nl) - 1);
 		}
-		sbuf_adds(&r->err, "no answer within the time limit");
+		sbuf_adds(&r->err, why);
+		container_tail_add(&r->err_tail, why, sizeof(why) - 1);
 		r->status = -1;
 	}
 	return 0;
@@ -455,7 +462,10 @@ void
 survey_run_failure(const struct survey_run *r, char *out, size_t cap)
 {
 	size_t n;
-	const char *why = container_why(r->err.buf != NULL ? r->err.buf : "", r->err.len, &n);
+	/* An engine says its error last: past what is kept of a long stderr, in its tail. */
+	const char *why =
+		r->err_cut ? container_why(r->err_tail.buf, r->err_tail.n, &n)
+			   : container_why(r->err.buf != NULL ? r->err.buf : "", r->err.len, &n);
 
 	survey_first_line(why, n, out, cap);
 	if (out[0] == '\0') {

@@ -157,7 +157,8 @@ struct survey_run {
 	int status;	 /* wait status; -1 when it could not run or was killed */
 	int spawn_errno; /* why it could not run */
 	struct sbuf out, err;
-	bool out_cut, err_cut; /* more came than SURVEY_ENGINE_OUTPUT_MAX: cut there */
+	bool out_cut, err_cut;		/* more came than SURVEY_ENGINE_OUTPUT_MAX: cut there */
+	struct container_tail err_tail; /* the end of stderr, however much was cut */
 };
 
 /*
@@ -174,7 +175,7 @@ void survey_run_release(struct survey_run *r);
  */
 void survey_output_add(struct sbuf *b, size_t max, const char *p, size_t len, bool *cut);
 bool survey_run_ok(const struct survey_run *r);
-/* Why a run failed, in one line: its stderr's first line, or its status. */
+/* Why a run failed, in one line: its stderr's last line (however long), or its status. */
 void survey_run_failure(const struct survey_run *r, char *out, size_t cap);
 /* The engine's binary name as a one-word prefix for container_*_argv(). */
 char **survey_engine_prefix(enum container_engine e);

@@ -1179,6 +1179,17 @@ class EngineCommands(PsCase):
             self.assertIn("the containers of %s could not be listed: its orphans, if any, are "
                           "not ended (%s cannot list)" % (engine, why), err)
 
+    def test_a_listing_that_warns_past_what_is_kept_says_its_error(self):
+        """An engine whose listing warns more than the 16 MiB of its stderr that is kept
+        before it fails: what is said is its error, its last line, not a warning."""
+        self.engines_on_path("yes 'WARN[0000] a warning of the engine' | head -c 17000000 "
+                             ">&2; echo >&2; echo 'Error: podman cannot list' >&2; exit 125")
+        self.failing_listing("docker cannot list")
+        rc, out, err = self.mcpmux("ps", "--json")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("cannot list the containers of podman: Error: podman cannot list", err)
+        self.assertNotIn("WARN[0000]", err)
+
     def test_an_engine_without_its_daemon_is_not_a_failure(self):
         """A docker CLI whose daemon is not there (its socket is missing, or nothing
         listens on it) has no container to list: said, and sweep still exits 0."""
