@@ -117,8 +117,10 @@
  *   FAULT_MALLOC_ONLY=FN  with FAULT_MALLOC_AFTER: only calls of FN ("malloc", "calloc"
  *                         or "realloc") fail and are counted (a buffer that realloc()
  *                         grows while a line comes in, in pieces or not, is left alone).
- *                         Allocations go to glibc's __libc_malloc() and its kin, never
- *                         through dlsym(), which allocates itself; free() is glibc's.
+ *                         The next allocator (glibc's, or AddressSanitizer's) is found
+ *                         with dlsym(RTLD_NEXT) at the first allocation; what dlsym()
+ *                         allocates meanwhile comes from an 8 KiB arena of the shim's
+ *                         that free() leaves alone.
  *                         AddressSanitizer intercepts malloc() before the shim: tests of
  *                         this fault run on a build without sanitizers only
  *   FAULT_LOG=PATH        at exit, append one line of counters to PATH:
@@ -1372,7 +1374,7 @@ alloc_resolve(void)
 static bool
 malloc_fails(const char *fn, size_t len)
 {
-	if (!F.ready || getpid() != F.owner ||
+	if (!F.ready || (malloc_left == 0 && malloc_more == 0) || getpid() != F.owner ||
 	    (malloc_only[0] != '\0' && strcmp(fn, malloc_only) != 0)) {
 		return false;
 	}
