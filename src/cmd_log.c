@@ -31,6 +31,7 @@
 #include "mcpmux/cmd.h"
 #include "mcpmux/diag.h"
 #include "mcpmux/framer.h"
+#include "mcpmux/jsonrpc.h"
 #include "mcpmux/jsonspan.h"
 #include "mcpmux/sys.h"
 
@@ -574,69 +575,23 @@ text_show(struct text *t, const char *s)
 	text_show_n(t, s, strlen(s));
 }
 
-static unsigned
-hex4(const char *p)
-{
-	unsigned v = 0;
-
-	for (int i = 0; i < 4; i++) {
-		char c = p[i];
-
-		v = v << 4 | (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
-	}
-	return v;
-}
-
 /*
- * The JSON string at q (with its quotes; q[0] is '"', and it is known to be JSON) decoded
- * into out (room for len bytes: never more than its text), as yajl decodes it but for a
- * "\u0000", which is a NUL here.  Returns the decoded length.
+ * A string's characters as jsonrpc_id_key() decodes them (s, n bytes), made yajl's: a lone
+ * high surrogate, which the key has encoded (ED A0..AF xx), is a '?' there.  Returns the
+ * new length.
  */
 static size_t
-decode_string(const char *q, size_t len, char *out)
+lone_surrogates_as_yajl(char *s, size_t n)
 {
 	size_t k = 0;
 
-	for (size_t i = 1; i + 1 < len; i++) {
-		unsigned cp;
-
-		if (q[i] != '\\') {
-			out[k++] = q[i];
-			continue;
-		}
-		i++;
-		if (q[i] != 'u') {
-			static const char from[] = "bfnrt", to[] = "\b\f\n\r\t";
-			const char *f = strchr(from, q[i]);
-
-			out[k++] = f != NULL && q[i] != '\0' ? to[f - from] : q[i];
-			continue;
-		}
-		cp = hex4(q + i + 1);
-		i += 4;
-		if ((cp & 0xFC00) == 0xD800) {
-			if (i + 6 < len && q[i + 1] == '\\' && q[i + 2] == 'u') {
-				cp = 0x10000 + ((cp & 0x3FF) << 10 | (hex4(q + i + 3) & 0x3FF));
-				i += 6;
-			} else {
-				out[k++] = '?'; /* a lone high surrogate, as yajl has it */
-				continue;
-			}
-		}
-		if (cp < 0x80) {
-			out[k++] = (char)cp;
-		} else if (cp < 0x800) {
-			out[k++] = (char)(0xC0 | cp >> 6);
-			out[k++] = (char)(0x80 | (cp & 0x3F));
-		} else if (cp < 0x10000) {
-			out[k++] = (char)(0xE0 | cp >> 12);
-			out[k++] = (char)(0x80 | (cp >> 6 & 0x3F));
-			out[k++] = (char)(0x80 | (cp & 0x3F));
+	for (size_t i = 0; i < n; i++) {
+		if ((unsigned char)s[i] == 0xED && i + 2 < n &&
+		    ((unsigned char)s[i + 1] & 0xF0) == 0xA0) {
+			s[k++] = '?';
+			i += 2;
 		} else {
-			out[k++] = (char)(0xF0 | cp >> 18);
-			out[k++] = (char)(0x80 | (cp >> 12 & 0x3F));
-			out[k++] = (char)(0x80 | (cp >> 6 & 0x3F));
-			out[k++] = (char)(0x80 | (cp & 0x3F));
+			s[k++] = s[i];
 		}
 	}
 	return k;
@@ -654,15 +609,18 @@ text_show_member(struct text *t, yajl_val rec, const char *key, const char *dflt
 
 	if (s != NULL && rec_line != NULL && memmem(rec_line, rec_len, "\\u0000", 6) != NULL &&
 	    jsonspan_member(rec_line, rec_len, key, &q, &ql) && ql >= 2 && q[0] == '"') {
-		char *buf = malloc(ql);
+		char *buf = malloc(JSONRPC_KEY_MAX(ql));
 
 		if (buf != NULL) {
-			size_t n = decode_string(q, ql, buf);
+			/* 's' and the characters the escapes stand for ("\u0000" a NUL). */
+			size_t n = jsonrpc_id_key(q, ql, buf);
 
+			n = n > 0 ? lone_surrogates_as_yajl(buf + 1, n - 1) : 0;
 			/* The same member as the tree's (the first of a name, there): its text
 			 * up to the first NUL is the tree's string. */
-			if (strnlen(buf, n) == strlen(s) && memcmp(buf, s, strlen(s)) == 0) {
-				text_show_n(t, buf, n);
+			if (strnlen(buf + 1, n) == strlen(s) &&
+			    memcmp(buf + 1, s, strlen(s)) == 0) {
+				text_show_n(t, buf + 1, n);
 				free(buf);
 				return;
 			}
