@@ -30,6 +30,8 @@
 #include <yajl/yajl_tree.h>
 
 #include "mcpmux/diag.h"
+#include "mcpmux/httpmsg.h"
+#include "mcpmux/rpcout.h"
 #include "mcpmux/session.h"
 #include "mcpmux/survey.h"
 #include "mcpmux/sys.h"
@@ -550,29 +552,25 @@ tcp_refused_at(const struct addrinfo *ai, long long deadline)
 static int
 tcp_refused(const char *at, size_t len)
 {
-	char host[64], port[8];
-	const char *colon = len > 0 ? memrchr(at, ':', len) : NULL;
-	size_t hl = colon != NULL ? (size_t)(colon - at) : 0;
-	size_t pl = colon != NULL ? len - hl - 1 : 0;
+	struct httpmsg_addr a;
+	char spec[sizeof(a.host) + 8]; /* [HOST]:PORT */
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
 	struct addrinfo *res = NULL;
 	int refused = 0;
 
-	if (hl >= 2 && at[0] == '[' && at[hl - 1] == ']') {
-		at++;
-		hl -= 2;
-	}
-	if (hl == 0 || hl >= sizeof(host) || pl == 0 || pl >= sizeof(port)) {
+	/* A port is required here: httpmsg_parse_addr() takes "PORT" alone as loopback's. */
+	if (len >= sizeof(spec) || memchr(at, ':', len) == NULL) {
 		return -1;
 	}
-	memcpy(host, at, hl);
-	host[hl] = '\0';
-	memcpy(port, colon + 1, pl);
-	port[pl] = '\0';
-	bool local = strcmp(host, "localhost") == 0;
+	memcpy(spec, at, len);
+	spec[len] = '\0';
+	if (httpmsg_parse_addr(spec, &a) == -1 || a.is_path) {
+		return -1;
+	}
+	bool local = strcmp(a.host, "localhost") == 0;
 
 	hints.ai_flags |= local ? 0 : AI_NUMERICHOST;
-	if (getaddrinfo(local ? NULL : host, port, &hints, &res) != 0) {
+	if (getaddrinfo(local ? NULL : a.host, a.port, &hints, &res) != 0) {
 		return -1;
 	}
 	long long deadline = procscan_now_ms() + ENGINE_TCP_CHECK_MS;
@@ -965,8 +963,7 @@ parse_session(yajl_val v, double now, struct survey_status *o)
 	/* A state this mcpmux does not know (a newer one's) is shown as written. */
 	n = strlen(state);
 	if (n > SURVEY_STATE_MAX) {
-		for (n = SURVEY_STATE_MAX; n > 0 && ((unsigned char)state[n] & 0xc0) == 0x80; n--) {
-		}
+		n = SURVEY_STATE_MAX - rpcout_utf8_tail(state, SURVEY_STATE_MAX);
 	}
 	memcpy(o->state, state, n);
 	o->state[n] = '\0';
