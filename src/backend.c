@@ -1,9 +1,6 @@
 /*
  * backend: spawn a server, relay its pipes, and tear down its whole process tree.
  */
-/* A table entry that cannot be added for want of memory is not added (by_pid_add()). */
-#define HASH_NONFATAL_OOM 1
-
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -1659,10 +1656,10 @@ arm_grace(struct backend *b, double seconds)
 static void
 by_pid_add(struct backend *b)
 {
-	unsigned int before = HASH_COUNT(by_pid);
+	bool added;
 
-	HASH_ADD(hh, by_pid, pid, sizeof(pid_t), b);
-	if (HASH_COUNT(by_pid) == before) {
+	TABLE_ADD(hh, by_pid, &b->pid, sizeof(pid_t), b, added);
+	if (!added) {
 		b->unhashed = true;
 		b->next_unhashed = unhashed;
 		unhashed = b;

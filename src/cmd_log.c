@@ -22,11 +22,6 @@
 #include <yajl/yajl_parse.h>
 #include <yajl/yajl_tree.h>
 
-#define HASH_FUNCTION HASH_FNV
-/* A table entry that cannot be added for want of memory is not added (callers check). */
-#define HASH_NONFATAL_OOM 1
-#include <uthash.h>
-
 #include "mcpmux/cli.h"
 #include "mcpmux/cmd.h"
 #include "mcpmux/diag.h"
@@ -34,6 +29,7 @@
 #include "mcpmux/jsonrpc.h"
 #include "mcpmux/jsonspan.h"
 #include "mcpmux/sys.h"
+#include "mcpmux/table.h"
 
 #define MAX_METHODS  10000 /* beyond: counted under "(other)" */
 #define MAX_SESSIONS 1000000
@@ -753,10 +749,10 @@ waiting_put(const char *session, bool from_client, const char *id, const char *m
 	}
 	w->key_len = kl;
 	memcpy(w->key, key, kl);
-	unsigned int before = HASH_COUNT(waiting);
+	bool added;
 
-	HASH_ADD_KEYPTR(hh, waiting, w->key, w->key_len, w);
-	if (HASH_COUNT(waiting) == before) {
+	TABLE_ADD(hh, waiting, w->key, w->key_len, w, added);
+	if (!added) {
 		free(w->method); /* no memory: as if it could not be copied */
 		free(w);
 		return;
@@ -1069,10 +1065,10 @@ mstat_get(struct mstat **table, size_t *n, const char *name)
 		return NULL;
 	}
 	memcpy(m->name, name, len + 1);
-	unsigned int before = HASH_COUNT(*table);
+	bool added;
 
-	HASH_ADD_KEYPTR(hh, *table, m->name, len, m);
-	if (HASH_COUNT(*table) == before) {
+	TABLE_ADD(hh, *table, m->name, len, m, added);
+	if (!added) {
 		free(m); /* no memory: as if it could not be allocated */
 		return NULL;
 	}
@@ -1095,10 +1091,10 @@ sstat_get(struct sstat **table, size_t *n, const char *id)
 		return NULL;
 	}
 	memcpy(s->id, id, len + 1);
-	unsigned int before = HASH_COUNT(*table);
+	bool added;
 
-	HASH_ADD_KEYPTR(hh, *table, s->id, len, s);
-	if (HASH_COUNT(*table) == before) {
+	TABLE_ADD(hh, *table, s->id, len, s, added);
+	if (!added) {
 		free(s); /* no memory: as if it could not be allocated */
 		return NULL;
 	}

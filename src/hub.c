@@ -1,9 +1,6 @@
 /*
  * hub: serve's session table, control methods and events, shared by its front ends.
  */
-/* A table entry that cannot be added for want of memory is not added (callers check). */
-#define HASH_NONFATAL_OOM 1
-
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,7 +165,7 @@ struct hub_entry *
 hub_entry_new(struct hub *h, const char *id, size_t len)
 {
 	struct hub_entry *e = calloc(1, sizeof(*e));
-	unsigned int before = HASH_COUNT(h->table);
+	bool added;
 
 	if (e == NULL) {
 		return NULL;
@@ -176,8 +173,8 @@ hub_entry_new(struct hub *h, const char *id, size_t len)
 	memcpy(e->id, id, len);
 	e->id_len = len;
 	e->hub = h;
-	HASH_ADD(hh, h->table, id, len, e);
-	if (HASH_COUNT(h->table) == before) {
+	TABLE_ADD(hh, h->table, e->id, len, e, added);
+	if (!added) {
 		free(e); /* the table could not grow */
 		return NULL;
 	}
@@ -434,10 +431,10 @@ unseen_new(const struct hub_entry *e, const char *fields, size_t len)
 static bool
 unseen_enter(struct hub *h, struct hub_unseen *u)
 {
-	unsigned int before = HASH_COUNT(h->unseen);
+	bool added;
 
-	HASH_ADD(hh, h->unseen, id, u->id_len, u);
-	if (HASH_COUNT(h->unseen) == before) {
+	TABLE_ADD(hh, h->unseen, u->id, u->id_len, u, added);
+	if (!added) {
 		diag_error("session %s: out of memory: its end cannot be told to a client", u->id);
 		free(u);
 		return false;

@@ -1,9 +1,6 @@
 /*
  * session: one run of a server: requests in flight, bounds, idle timer, end of run.
  */
-/* A table entry that cannot be added for want of memory is not added (ids_add()). */
-#define HASH_NONFATAL_OOM 1
-
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -208,7 +205,7 @@ ids_add(struct pending **table, size_t *n, const char *id, size_t len, double t,
 {
 	struct pending *p;
 	size_t klen = id_key(id, len);
-	unsigned int before;
+	bool added;
 
 	if (klen == 0 || *n >= SESSION_MAX_PENDING) {
 		id_key_done();
@@ -232,10 +229,9 @@ ids_add(struct pending **table, size_t *n, const char *id, size_t len, double t,
 	p->id_len = len;
 	memcpy(p->data, key_buf, klen);
 	memcpy(p->data + klen, id, len);
-	before = HASH_COUNT(*table);
-	HASH_ADD_KEYPTR(hh, *table, p->data, klen, p);
+	TABLE_ADD(hh, *table, p->data, klen, p, added);
 	id_key_done();
-	if (HASH_COUNT(*table) == before) {
+	if (!added) {
 		pending_release(p); /* the table could not grow */
 		return false;
 	}

@@ -39,12 +39,11 @@
 #include <sys/types.h>
 
 #include <ev.h>
-#define HASH_FUNCTION HASH_FNV
-#include <uthash.h>
 
 #include "mcpmux/cgroup.h"
 #include "mcpmux/errout.h"
 #include "mcpmux/framer.h"
+#include "mcpmux/table.h"
 #include "mcpmux/wbuf.h"
 
 enum backend_state {

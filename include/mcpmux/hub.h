@@ -31,13 +31,12 @@
 #include <stdint.h>
 
 #include <ev.h>
-#define HASH_FUNCTION HASH_FNV
-#include <uthash.h>
 
 #include "mcpmux/cli.h"
 #include "mcpmux/jsonrpc.h"
 #include "mcpmux/rpcout.h"
 #include "mcpmux/session.h"
+#include "mcpmux/table.h"
 
 /*
  * After a signal, once every session has ended, how long the clients of every door get
