@@ -1660,6 +1660,9 @@ by_pid_add(struct backend *b)
 
 	TABLE_ADD(hh, by_pid, &b->pid, sizeof(pid_t), b, added);
 	if (!added) {
+		diag_warn("session %s: out of memory: server %d is not in the table of servers by "
+			  "pid (it is found in a list instead)",
+			  b->cookie, (int)b->pid);
 		b->unhashed = true;
 		b->next_unhashed = unhashed;
 		unhashed = b;

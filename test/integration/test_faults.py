@@ -1685,7 +1685,7 @@ class OutOfMemory(Faults):
         """No memory for a server's entry in the table of servers by pid (the table's first:
         a server started to resume a suspended run).  The server runs, its exit is still
         seen and its tree ended: its run is suspended again, resumed again, and nothing is
-        left at the end."""
+        left at the end.  The fallback is said on stderr."""
         env = self.oom_env("OOM-5", malloc_min=64, malloc_max=64, malloc_only="malloc")
         p = self.wrap_initialized(env, "--idle-suspend", "0.3")
         servers = lambda: [q for q in self.tagged() if comm(q) == "mcp-fixture" and alive(q)]
@@ -1698,6 +1698,8 @@ class OutOfMemory(Faults):
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
         self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
+        self.assertRegex(p.stderr(), r"out of memory: server \d+ is not in the table of "
+                         r"servers by pid \(it is found in a list instead\)")
         self.assert_no_leftovers()
 
     def test_an_answer_that_cannot_be_queued_is_replaced_by_an_error(self):
