@@ -931,33 +931,34 @@ orphans_relieve(struct hx_session *hs, bool json_waits)
 
 /*
  * The error that goes in place of a server's answer (msg) that there is no memory to keep,
- * so that its request's stream still ends: in an event of its own, else in the spare one
- * (with a null id if the answer's does not fit: the stream it goes to is the answer's).
- * NULL when msg is no answer with an id, or when there is neither.
+ * so that its request's stream still ends: in an event of its own (built in fh->tmp), else
+ * in the spare one (with a null id if the answer's does not fit: the stream it goes to is
+ * the answer's).  NULL when msg is no answer with an id, or when there is neither.
  */
 static struct hx_event *
 lost_answer(struct front_http *fh, const char *msg, size_t len)
 {
 	struct iovec iov[3];
-	size_t total = 0;
 	int n = rpcout_lost_answer(iov, msg, len);
+	struct sbuf *b = &fh->tmp;
 	struct hx_event *ev;
 
-	for (int i = 0; i < n; i++) {
-		total += iov[i].iov_len;
-	}
 	if (n == 0) {
 		return NULL;
 	}
-	if ((ev = malloc(sizeof(*ev) + total)) == NULL) {
-		if ((ev = fh->spare) == NULL) {
-			return NULL;
-		}
-		fh->spare = NULL;
-		if (total > HX_SPARE) {
-			iov[1] = (struct iovec){ .iov_base = (void *)(uintptr_t) "null",
-						 .iov_len = 4 };
-		}
+	sbuf_reset(b);
+	for (int i = 0; i < n; i++) {
+		sbuf_add(b, iov[i].iov_base, iov[i].iov_len);
+	}
+	if (!b->failed && (ev = event_new(b->buf, b->len)) != NULL) {
+		return ev;
+	}
+	if ((ev = fh->spare) == NULL) {
+		return NULL;
+	}
+	fh->spare = NULL;
+	if (iov[0].iov_len + iov[1].iov_len + iov[2].iov_len > HX_SPARE) {
+		iov[1] = (struct iovec){ .iov_base = (void *)(uintptr_t) "null", .iov_len = 4 };
 	}
 	ev->next = NULL;
 	ev->seq = 0;
