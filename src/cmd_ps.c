@@ -348,7 +348,7 @@ ps_json(const struct survey *p)
 			sbuf_adds(&b, first ? "{\"session\":" : ",{\"session\":");
 			json_str(&b, x->session);
 			sbuf_adds(&b, ",\"owner\":");
-			if (x->owner[0] != '\0') {
+			if (!x->owner_cut) {
 				json_str(&b, x->owner);
 			} else {
 				sbuf_adds(&b, "null"); /* too long to be kept */

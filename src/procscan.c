@@ -245,20 +245,22 @@ struct env_read {
 
 /*
  * If the entry [e, e + len) is KEY=value and KEY was not seen before, mark it seen and
- * copy the value to out when it fits.
+ * copy the value to out when it fits.  True when it is and does not fit.
  */
-static void
+static bool
 match_entry(const char *e, size_t len, const char *key, bool *got, char *out, size_t cap)
 {
 	size_t kl = strlen(key);
 
 	if (!*got && len > kl && memcmp(e, key, kl) == 0 && e[kl] == '=') {
 		*got = true;
-		if (len - kl - 1 < cap) {
-			memcpy(out, e + kl + 1, len - kl - 1);
-			out[len - kl - 1] = '\0';
+		if (len - kl - 1 >= cap) {
+			return true;
 		}
+		memcpy(out, e + kl + 1, len - kl - 1);
+		out[len - kl - 1] = '\0';
 	}
+	return false;
 }
 
 static bool
@@ -268,8 +270,10 @@ environ_entry(const char *e, size_t len, void *ctx)
 
 	match_entry(e, len, PROCTREE_COOKIE_ENV, &r->got_session, r->p->session,
 		    sizeof(r->p->session));
-	match_entry(e, len, PROCSCAN_OWNER_ENV, &r->got_owner, r->p->owner, sizeof(r->p->owner));
-	r->p->has_owner = r->got_owner;
+	if (match_entry(e, len, PROCSCAN_OWNER_ENV, &r->got_owner, r->p->owner,
+			sizeof(r->p->owner))) {
+		r->p->owner_cut = true;
+	}
 	return r->got_session && r->got_owner; /* both may come, in any order */
 }
 
@@ -282,14 +286,16 @@ read_environ(const char *root, pid_t pid, struct procscan_proc *p)
 {
 	char path[PATH_MAX];
 	struct env_read r = { p, false, false };
-	int fd;
+	int fd, rc;
 
 	p->session[0] = '\0';
 	p->owner[0] = '\0';
-	p->has_owner = false;
+	p->owner_cut = false;
 	(void)snprintf(path, sizeof(path), "%s/%d/environ", root, (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd == -1 || proctree_environ_each(fd, environ_entry, &r) == -1) {
+	rc = fd == -1 ? -1 : proctree_environ_each(fd, environ_entry, &r);
+	p->has_owner = r.got_owner; /* what was read, if not all */
+	if (rc == -1) {
 		return vanished(errno) ? -1 : 0;
 	}
 	return 0;
@@ -830,14 +836,15 @@ procscan_unknown_why(const struct procscan_group *g)
 
 static size_t
 find_group(struct procscan *s, enum procscan_owner state, size_t instance, const char *session,
-	   const char *owner, uid_t uid)
+	   const char *owner, bool owner_cut, uid_t uid)
 {
 	for (size_t g = 0; g < s->n_groups; g++) {
 		const struct procscan_group *x = &s->g[g];
 
 		if (x->owner_state == state && strcmp(x->session, session) == 0 &&
 		    (state == PROCSCAN_LIVE ? x->instance == instance
-					    : strcmp(x->owner, owner) == 0 && x->uid == uid)) {
+					    : strcmp(x->owner, owner) == 0 &&
+						      x->owner_cut == owner_cut && x->uid == uid)) {
 			return g;
 		}
 	}
@@ -858,6 +865,7 @@ find_group(struct procscan *s, enum procscan_owner state, size_t instance, const
 	x->instance = state == PROCSCAN_LIVE ? instance : SIZE_MAX;
 	(void)snprintf(x->session, sizeof(x->session), "%s", session);
 	(void)snprintf(x->owner, sizeof(x->owner), "%s", owner);
+	x->owner_cut = owner_cut;
 	x->uid = uid;
 	x->top = SIZE_MAX;
 	return s->n_groups++;
@@ -1010,7 +1018,8 @@ group_carriers(struct procscan *s, const char *root, pid_t self)
 				bad_owner = true;
 			}
 		}
-		size_t g = find_group(s, state, instance, c->session, c->owner, c->uid);
+		size_t g =
+			find_group(s, state, instance, c->session, c->owner, c->owner_cut, c->uid);
 
 		if (g == SIZE_MAX) {
 			return -1;

@@ -763,7 +763,9 @@ survey_report_unknown(const struct survey *p, bool own_only)
 			diag_warn(
 				"cannot tell whether mcpmux %s, the owner of pid %d (session '%s'), "
 				"is alive: %s (left alone)",
-				survey_printable(x->owner[0] != '\0' ? x->owner : "(too long)",
+				survey_printable(x->owner_cut	       ? "(too long)"
+						 : x->owner[0] == '\0' ? "(empty)"
+								       : x->owner,
 						 owner, sizeof(owner)),
 				(int)p->scan.v[x->top].pid,
 				survey_printable(x->session, session, sizeof(session)),

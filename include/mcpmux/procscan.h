@@ -75,6 +75,7 @@ struct procscan_proc {
 	char session[PROCTREE_COOKIE_MAX + 1]; /* MCPMUX_SESSION, "" none */
 	char owner[PROCSCAN_OWNER_MAX + 1];    /* MCPMUX_OWNER, "" none (or too long) */
 	bool has_owner;	   /* MCPMUX_OWNER is there, whether owner could keep it or not */
+	bool owner_cut;	   /* MCPMUX_OWNER is there, too long for owner to keep ("") */
 	pid_t ns_pid;	   /* its pid in its own pid namespace (NSpid's last), as it sees itself */
 	unsigned ns_depth; /* pid namespaces it is below this /proc's (NSpid's fields - 1) */
 	char pidns[32];	   /* a carrier in a pid namespace below: its ns/pid link; "" else */
@@ -97,6 +98,7 @@ struct procscan_group {
 	size_t instance; /* PROCSCAN_LIVE: index of the instance, else SIZE_MAX */
 	char session[PROCTREE_COOKIE_MAX + 1];
 	char owner[PROCSCAN_OWNER_MAX + 1]; /* "" for carriers of older mcpmux */
+	bool owner_cut;			    /* its MCPMUX_OWNER was too long to be kept */
 	uid_t uid;
 	size_t top;	 /* the server (see has_server), else the oldest carrier */
 	bool has_server; /* top is a child of the instance leading its process group */

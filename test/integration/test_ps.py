@@ -653,6 +653,26 @@ class Ladder(PsCase):
             serve.close_stdin()
             serve.wait()
 
+    def test_an_empty_owner_is_unknown_and_said_as_empty(self):
+        """An empty MCPMUX_OWNER= names no owner either: with no instance above, the carrier
+        is unknown and sweep leaves it alone.  It is said as the empty owner it is, not as
+        one too long to be kept (owner null in --json, "(too long)" on stderr)."""
+        empty = self.spawn(["sleep", "1000"], self.session("empty"), "")
+        j = self.ps_json("--session", self.tag + "-*")
+        self.assertEqual(self.ours(j["orphans"]), [])
+        [u] = self.ours(j["unknown"])
+        self.assertEqual((u["session"], u["owner"], u["pid"]),
+                         (self.session("empty"), "", empty.pid))
+        self.assertIn("MCPMUX_OWNER is not PID:START", u["error"])
+        rc, out, err = self.mcpmux("ps", "--session", self.tag + "-*")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("cannot tell whether mcpmux (empty), the owner of pid %d" % empty.pid,
+                      err)
+        self.assertNotIn("(too long)", err)
+        rc, out, err = self.mcpmux("sweep", "--session", self.tag + "-*")
+        self.assertEqual(rc, 1, err)
+        self.assertTrue(alive(empty.pid), "pid %d should be alive" % empty.pid)
+
     def test_older_than(self):
         dead = self.dead_owner()
         old = self.spawn(["sleep", "1000"], self.session("old"), dead)
