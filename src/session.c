@@ -91,6 +91,7 @@ static void session_on_stderr(struct backend *b, void *owner, const char *data, 
 static void session_on_input_full(struct backend *b, void *owner, bool full);
 static void session_on_stall(struct backend *b, void *owner);
 static void session_on_suspend_timer(struct ev_loop *loop, ev_timer *w, int revents);
+static void session_on_write_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void session_on_done_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void session_on_replay_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void resume_start(struct session *s, bool yield);
@@ -348,14 +349,15 @@ note_cancel(struct pending **table, size_t *n, const struct jsonrpc_scanner *sca
 }
 
 /*
- * Tell the pool when the server turns busy (something in flight, or a resume under way:
- * it would not be given up, session_is_idle()) or idle; one being ended is going
- * (pool_going()) until its slot is released.
+ * Tell the pool when the server turns busy (something in flight, a message it is still
+ * writing, or a resume under way: it would not be given up, session_is_idle()) or idle;
+ * one being ended is going (pool_going()) until its slot is released.
  */
 static void
 busy_sync(struct session *s)
 {
-	bool busy = s->n_pending > 0 || s->n_srv_pending > 0 || s->state == SESSION_RESUMING;
+	bool busy = s->n_pending > 0 || s->n_srv_pending > 0 || s->writing ||
+		    s->state == SESSION_RESUMING;
 
 	if (s->slot != NULL && s->state != SESSION_SUSPENDING && busy != s->busy) {
 		s->busy = busy;
@@ -1110,6 +1112,7 @@ session_on_line(void *ctx, const char *line, size_t len)
 
 	s->last_activity = sys_now();
 	status_traffic(s->last_activity);
+	s->out_seen = 0; /* the line it was writing ended */
 	if (kind == JSONRPC_BATCH && replay_batch(s, line, len)) {
 		return; /* each element went its own way */
 	}
@@ -1193,6 +1196,7 @@ session_on_big_end(void *ctx, size_t total)
 	char text[160];
 
 	s->last_activity = sys_mono();
+	s->out_seen = 0;
 	if (total <= s->cfg->max_message) {
 		/* Within the bound: the framer had no memory to hold it (framer_feed()). */
 		(void)snprintf(text, sizeof(text),
@@ -1262,6 +1266,9 @@ spawn_now(struct session *s)
 	s->state = SESSION_RUNNING;
 	s->fresh = true;
 	s->busy = false;
+	ev_timer_stop(s->loop, &s->write_w);
+	s->writing = false;
+	s->out_seen = 0;
 	if (s->paused) {
 		backend_pause(s->backend, true);
 	}
@@ -1383,6 +1390,7 @@ session_new(struct ev_loop *loop, const char *id, const struct session_config *c
 	held_scan.params_method = JSONRPC_CANCELLED;
 	ev_init(&s->idle_w, session_on_idle);
 	ev_init(&s->suspend_w, session_on_suspend_timer);
+	ev_init(&s->write_w, session_on_write_timer);
 	ev_init(&s->done_w, session_on_done_timer);
 	ev_init(&s->replay_w, session_on_replay_timer);
 	/* Listed first: the status file written when the server starts shows it. */
@@ -1437,6 +1445,59 @@ session_on_idle(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 }
 
+/* How long a line the server is still writing must not grow to no longer be in flight. */
+static double
+write_period(const struct session *s)
+{
+	return s->cfg->idle_suspend > 0 ? s->cfg->idle_suspend : SESSION_WRITE_PERIOD;
+}
+
+/*
+ * A message the server is still writing (a long line arriving in pieces, or one over
+ * --max-message) is in flight: a suspend would cut its end off.  It is while its bytes
+ * grow: looked at again every write_period() (write_w) until it ends or no longer grows,
+ * so that a line never ended (a prompt with no newline) holds no suspend off for ever.
+ * Meanwhile the pool is told the server is busy: it is not asked again.
+ */
+static bool
+still_writing(struct session *s)
+{
+	size_t n;
+
+	if (s->writing || s->backend == NULL) {
+		return s->writing;
+	}
+	n = framer_pending(&s->backend->outf);
+	if (n == 0 || n == s->out_seen) {
+		return false;
+	}
+	s->out_seen = n;
+	s->writing = true;
+	ev_timer_set(&s->write_w, write_period(s), 0.);
+	ev_timer_start(s->loop, &s->write_w);
+	busy_sync(s);
+	return true;
+}
+
+static void
+session_on_write_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct session *s = container_of(w, struct session, write_w);
+	size_t n = 0;
+
+	(void)revents;
+	if (s->state == SESSION_RUNNING && s->backend != NULL) {
+		n = framer_pending(&s->backend->outf);
+	}
+	s->writing = n > 0 && n != s->out_seen;
+	s->out_seen = n;
+	if (s->writing) {
+		ev_timer_set(w, write_period(s), 0.);
+		ev_timer_start(loop, w);
+	}
+	busy_sync(s);
+}
+
 /*
  * --idle-suspend: that long with no traffic either way and nothing in flight (either
  * way), the server's tree is ended with the usual ladder; the session stays.
@@ -1453,9 +1514,7 @@ session_on_suspend_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	    backend_is_ending(s->backend)) {
 		return; /* armed again when it runs again */
 	}
-	/* A message the server is still writing (a long line arriving in pieces, or one over
-	 * --max-message) is in flight: its end would be cut off. */
-	if (!session_is_idle(s) || due > now || framer_pending(&s->backend->outf) > 0) {
+	if (due > now || !session_is_idle(s) || still_writing(s)) {
 		arm_suspend(s, due > now ? due - now : s->cfg->idle_suspend);
 		return;
 	}
@@ -1470,13 +1529,13 @@ session_is_idle(const struct session *s)
 {
 	return s->state == SESSION_RUNNING && !s->end_requested && s->backend != NULL &&
 	       !backend_is_ending(s->backend) && s->n_pending == 0 && s->n_srv_pending == 0 &&
-	       s->held_off >= s->held.len;
+	       !s->writing && s->held_off >= s->held.len;
 }
 
 bool
 session_suspend(struct session *s, const char *why)
 {
-	if (!session_is_idle(s)) {
+	if (!session_is_idle(s) || still_writing(s)) {
 		return false;
 	}
 	s->state = SESSION_SUSPENDING;
@@ -1534,6 +1593,7 @@ session_end(struct session *s, double grace_ms, const char *reply_id, size_t rep
 	status_changed();
 	ev_timer_stop(s->loop, &s->idle_w);
 	ev_timer_stop(s->loop, &s->suspend_w);
+	ev_timer_stop(s->loop, &s->write_w);
 	ev_timer_stop(s->loop, &s->replay_w);
 	if (s->backend != NULL) {
 		backend_end(s->backend, grace_ms);
@@ -1941,6 +2001,7 @@ session_free(struct session *s)
 	status_changed();
 	ev_timer_stop(s->loop, &s->idle_w);
 	ev_timer_stop(s->loop, &s->suspend_w);
+	ev_timer_stop(s->loop, &s->write_w);
 	ev_timer_stop(s->loop, &s->done_w);
 	ev_timer_stop(s->loop, &s->replay_w);
 	sbuf_release(&s->held);

@@ -6,9 +6,9 @@
  * held with an exclusive flock() by the instance that runs it for as long as it runs.
  * A file whose lock can be taken belongs to a dead instance: it is not counted, and it
  * is removed by whoever sees it, so nothing goes stale.  The file says whether its server
- * is busy (requests in flight either way, or a resume under way), idle, and since when
- * ("idle NS", the CLOCK_MONOTONIC nanoseconds of its last answer), or going (being
- * suspended: its slot is on its way).
+ * is busy (requests in flight either way, a message it is still writing, or a resume under
+ * way), idle, and since when ("idle NS", the CLOCK_MONOTONIC nanoseconds of its last
+ * answer), or going (being suspended: its slot is on its way).
  *
  * An instance that wants one more server (pool_want()) takes the directory's lock
  * (never waiting for it: a held lock is tried again on the next tick), counts the live

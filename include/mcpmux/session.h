@@ -108,6 +108,11 @@ struct session_config {
  * -32000) and the server is ended.
  */
 #define SESSION_REPLAY_DEADLINE 30.
+/*
+ * A line the server has begun is in flight (no suspend) while it grows: looked at every
+ * --idle-suspend, or every SESSION_WRITE_PERIOD seconds without it (a pool's ask).
+ */
+#define SESSION_WRITE_PERIOD 1.
 double session_replay_deadline(const struct session_config *cfg);
 
 struct session_stats {
@@ -159,6 +164,9 @@ struct session {
 	size_t n_replies;
 	ev_timer idle_w;
 	ev_timer suspend_w;
+	ev_timer write_w;     /* looks again at a line the server is still writing */
+	size_t out_seen;      /* that line's bytes at the last look */
+	bool writing;	      /* it grew since the look before: in flight (still_writing()) */
 	ev_timer done_w;      /* an end with no server: on_done from the loop */
 	ev_timer replay_w;    /* the replay's deadline (session_replay_deadline()) */
 	double last_activity; /* sys_mono() */
@@ -192,7 +200,10 @@ const struct session *session_first(void);
 const char *session_state_name(const struct session *s);
 /* The pid of the current server, 0 when there is none. */
 pid_t session_pid(const struct session *s);
-/* Running, its server idle (nothing in flight either way, nothing held)? */
+/*
+ * Running, its server idle (nothing in flight either way, nothing held, no message it is
+ * still writing)?
+ */
 bool session_is_idle(const struct session *s);
 /*
  * Suspend an idle session now (why: a static text for the log, "idle", "pool").  False

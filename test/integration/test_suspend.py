@@ -381,6 +381,46 @@ class WrapSuspend(Base):
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
 
+    # at "go", writes a notification of 8 KB in pieces, argv[2] seconds apart, making the
+    # file argv[1] once the first is written; argv[2] negative: the first piece only, the
+    # line never ended (a prompt with no newline)
+    PIECES = (
+        "import json, sys, time\n"
+        "began, pause = sys.argv[1], float(sys.argv[2])\n"
+        "for line in sys.stdin:\n"
+        "    m = json.loads(line)\n"
+        "    if m.get('method') == 'initialize':\n"
+        "        print(json.dumps({'jsonrpc': '2.0', 'id': m['id'], 'result': {\n"
+        "            'protocolVersion': m['params']['protocolVersion'],\n"
+        "            'capabilities': {}, 'serverInfo': {'name': 's', 'version': '1'}}}),\n"
+        "              flush=True)\n"
+        "    elif m.get('method') == 'go':\n"
+        "        text = json.dumps({'jsonrpc': '2.0', 'method': 'slow',\n"
+        "                           'params': {'data': 'x' * 8000}}) + '\\n'\n"
+        "        pieces = [text[i:i + 1000] for i in range(0, len(text), 1000)]\n"
+        "        for i, piece in enumerate(pieces[:1] if pause < 0 else pieces):\n"
+        "            time.sleep(pause if i > 0 else 0)\n"
+        "            sys.stdout.write(piece)\n"
+        "            sys.stdout.flush()\n"
+        "            if i == 0:\n"
+        "                open(began, 'w').close()\n")
+
+    def test_a_line_the_server_never_ends_holds_no_suspend_off(self):
+        """A server writes the beginning of a line and no more (a prompt with no newline):
+        that line holds the suspend off only while it grows, and the server is suspended
+        all the same (it was never suspended, its timer looked again for ever)."""
+        began = os.path.join(self.tmp.name, "began")
+        p = self.wrap(opts=FAST + SUSPEND + ["--log", self.log],
+                      command=[sys.executable, "-c", self.PIECES, began, "-1"])
+        p.send(initialize(1))
+        self.assert_response(p.msg(), 1)
+        p.send(note("go"))
+        wait_until(lambda: os.path.exists(began), 5, "the line to begin")
+        wait_until(lambda: events(self.log, "suspended"), 5, "the suspend")
+        self.assertEqual(events(self.log, "suspended")[0]["escalation"], "eof")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+
     def test_idle_timeout_still_ends_everything(self):
         p = self.start_wrap(opts=["--idle-timeout", "1.5"])
         self.setup_session(p.send, p.msg)
@@ -1263,6 +1303,33 @@ class Pool(Base):
             self.assertNotIn("one more starts", p.stderr())
         self.assertEqual(self.most_at_once(logs), 1)
         self.assert_no_leftovers()
+
+    def test_a_message_the_server_is_still_writing_is_not_cut_off_by_an_ask(self):
+        """a's server writes a long notification in pieces, 300 ms apart, when b asks for
+        its slot: a server whose line grows is busy, so b starts at once, over the cap (a
+        took the ask and cut the line off); a's client gets the notification whole, and
+        the pool shrinks back to one server after it."""
+        began = os.path.join(self.tmp.name, "began")
+        logs = [os.path.join(self.tmp.name, n + ".log") for n in ("a", "b")]
+        pool = ["--max-servers", "1", "--pool", "p"]
+        a = self.wrap(opts=FAST + pool + ["--log", logs[0]],
+                      command=[sys.executable, "-c", WrapSuspend.PIECES, began, "0.3"])
+        a.send(initialize(1))
+        self.assert_response(a.msg(), 1)
+        a.send(note("go"))
+        wait_until(lambda: os.path.exists(began), 5, "a's server to begin its line")
+        b = self.wrap(opts=FAST + pool + ["--log", logs[1]])
+        b.send(initialize(1))
+        m = a.msg()
+        self.assertEqual((m.get("method"), m["params"]["data"]), ("slow", "x" * 8000))
+        self.assertNotIn("not JSON-RPC", a.stderr())
+        self.assert_response(b.msg(10), 1)
+        self.assertIn("none idle: one more starts", b.stderr())
+        wait_until(lambda: any(events(log, "suspended") for log in logs), 10,
+                   "the pool to shrink back to one server")
+        self.assertEqual([e["reason"] for log in logs for e in events(log, "suspended")],
+                         ["pool"])
+        self.end_all(a, b)
 
     def test_a_server_being_resumed_is_busy(self):
         """A server whose replay is under way (slow to answer initialize) with a request
