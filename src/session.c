@@ -494,9 +494,9 @@ input_sync(struct session *s)
 /*
  * Keep a client line until a server can take it (SUSPENDING, RESUMING).  Past
  * --max-queue of them, the client is held back (hooks->on_input_full).  A line that
- * cannot be kept (out of memory) is refused; those held before it stay.
+ * cannot be kept (out of memory) is refused (false); those held before it stay.
  */
-static void
+static bool
 hold_line(struct session *s, const char *line, size_t len, const struct jsonrpc_scanner *scan)
 {
 	double t = sys_mono(); /* its answer's latency counts from now */
@@ -513,12 +513,13 @@ hold_line(struct session *s, const char *line, size_t len, const struct jsonrpc_
 			s->held.buf[was] = '\0';
 		}
 		message_refused(s, scan, "out of memory", t, NULL, NULL);
-		return;
+		return false;
 	}
 	if (!s->held_full && s->held.len - s->held_off >= s->cfg->max_queue) {
 		s->held_full = true;
 		input_sync(s);
 	}
+	return true;
 }
 
 static void
@@ -784,8 +785,9 @@ session_from_client(struct session *s, const char *line, size_t len,
 			}
 			return;
 		}
-		hold_line(s, line, len, scan);
-		if (s->state == SESSION_SUSPENDED && !s->end_requested) {
+		/* A line refused (out of memory) is answered: no server starts for it. */
+		if (hold_line(s, line, len, scan) && s->state == SESSION_SUSPENDED &&
+		    !s->end_requested) {
 			resume_start(s, false);
 		}
 		return;
@@ -793,14 +795,16 @@ session_from_client(struct session *s, const char *line, size_t len,
 		if (jsonrpc_answers_only(scan)) {
 			break; /* the fresh server may be waiting for them (roots/list, ...) */
 		}
-		hold_line(s, line, len, scan);
+		(void)hold_line(s, line, len, scan);
 		return;
 	case SESSION_RUNNING:
 		if (needs_replay(s, scan)) {
-			/* A server that never heard the client's handshake: it hears it first. */
-			hold_line(s, line, len, scan);
-			s->t_resume = sys_mono();
-			replay_start(s);
+			/* A server that never heard the client's handshake: it hears it first
+			 * (not for a line refused: the next one starts the replay). */
+			if (hold_line(s, line, len, scan)) {
+				s->t_resume = sys_mono();
+				replay_start(s);
+			}
 			return;
 		}
 		break;

@@ -1655,6 +1655,61 @@ class OutOfMemory(Faults):
         self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
         self.assert_no_leftovers()
 
+    def test_a_line_that_cannot_be_held_starts_no_server(self):
+        """A suspended session's line that cannot be held (out of memory) is answered with
+        an error, and no server starts for it (one started, to hear the replay, for a
+        message already answered): an end-of-run finds the session still suspended."""
+        # The held buffer's growth from nothing (realloc), not its first 256 bytes
+        env = self.oom_env("OOM-5", malloc_min=1024, malloc_only="realloc")
+        p = self.mcpmux(GRACE + ["--idle-suspend", "0.4", "--", FIXTURE], env=env)
+        p.send(initialize(0))
+        self.assert_response(p.msg(), 0)
+        p.send(note("notifications/initialized"))
+        # A line longer than the one to come: mcpmux's parser has room for it already.
+        p.send(req(1, "ping", {"pad": "y" * 3000}))
+        self.assert_response(p.msg(), 1)
+        servers = lambda: [q for q in self.tagged() if comm(q) == "mcp-fixture" and alive(q)]
+        wait_until(lambda: not servers(), 10, "the idle server to be suspended")
+        p.send(req("OOM-5", "ping", {"pad": "x" * 1000}))
+        err = self.assert_error(p.msg(), "OOM-5", -32000)
+        self.assertIn("out of memory", err["message"])
+        p.send(req(2, "mcpmux/endRun"))
+        r = self.assert_response(p.msg(10), 2)
+        self.assertEqual((r["pid"], r.get("suspended")), (None, True))
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
+        self.assert_no_leftovers()
+
+    def test_a_line_that_cannot_be_held_for_the_replay_starts_none(self):
+        """The next run's first message (not initialize) waits for the handshake replay to
+        its fresh server; one that cannot be held (out of memory) is answered with an
+        error, and the server is sent no replay for it: at the end-of-run it exits at its
+        EOF (busy with a slow replayed initialize, it was past its EOF grace)."""
+        behave = os.path.join(self.tmp.name, "behave")
+        open(behave, "w").close()
+        env = self.oom_env("OOM-6", malloc_min=1024, malloc_only="realloc")
+        p = self.mcpmux(GRACE + ["--", FIXTURE, "--behave-file=" + behave], env=env)
+        p.send(initialize(0))
+        self.assert_response(p.msg(), 0)
+        p.send(note("notifications/initialized"))
+        p.send(req(1, "ping", {"pad": "y" * 3000}))
+        self.assert_response(p.msg(), 1)
+        with open(behave, "w") as f:
+            f.write("slow-init=3000\n")
+        p.send(req(2, "mcpmux/endRun"))
+        self.assert_response(p.msg(10), 2)
+        p.send(req("OOM-6", "ping", {"pad": "x" * 1000}))
+        err = self.assert_error(p.msg(), "OOM-6", -32000)
+        self.assertIn("out of memory", err["message"])
+        p.send(req(3, "mcpmux/endRun"))
+        r = self.assert_response(p.msg(10), 3)
+        self.assertEqual((r["exit"], r["escalation"]), ({"code": 0}, "eof"))
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
+        self.assert_no_leftovers()
+
     def test_a_session_that_cannot_be_entered_is_refused_and_serve_goes_on(self):
         """serve: no memory for a new session's entry in the table of sessions (the table's
         first, FAULT_MALLOC_MIN/MAX: its header).  The session's request is refused with an
