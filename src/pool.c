@@ -444,6 +444,18 @@ pool_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 }
 
+/*
+ * Look every POOL_TICK_S from now, unless the looks go on already: started again, the
+ * next look would be put off by each waiter that comes, and none made while they come.
+ */
+static void
+tick_start(struct pool *p)
+{
+	if (!ev_is_active(&p->tick_w)) {
+		ev_timer_again(p->loop, &p->tick_w);
+	}
+}
+
 struct pool_slot *
 pool_want(struct pool *p, const struct pool_slot_ops *ops, void *ctx, bool yield, bool *granted)
 {
@@ -471,12 +483,12 @@ pool_want(struct pool *p, const struct pool_slot_ops *ops, void *ctx, bool yield
 	*tail = s;
 	if (behind || yield) {
 		*granted = false;
-		ev_timer_again(p->loop, &p->tick_w);
+		tick_start(p);
 		return s;
 	}
 	*granted = try_grant(s);
 	if (!*granted) {
-		ev_timer_again(p->loop, &p->tick_w);
+		tick_start(p);
 	}
 	return s;
 }
@@ -489,7 +501,7 @@ pool_busy(struct pool_slot *s, bool busy)
 	write_state(s, busy ? "busy" : "idle");
 	if (!busy && faccessat(p->dir_fd, "over", F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
 		p->shrink_wanted = true;
-		ev_timer_again(p->loop, &p->tick_w);
+		tick_start(p);
 	}
 }
 

@@ -1120,6 +1120,30 @@ class Pool(Base):
         self.assertNotIn("came free", m.p.stderr())
         self.assertEqual(self.most_at_once([log]), 1)
 
+    def test_a_burst_of_waiters_holds_the_first_back_no_longer(self):
+        """Sessions that come to wait for the slot, one every 5 ms: the first of them to
+        wait gets it as soon as it is free, not once they stop coming (each new waiter put
+        the pool's next look back by 20 ms, so that none came while they came)."""
+        log = os.path.join(self.tmp.name, "serve.log")
+        m = Mux(self.serve(opts=FAST + ["--max-servers", "1", "--log", log]))
+        m.send("a", initialize(1))
+        self.assert_response(m.msg("a"), 1)
+        m.send("b", initialize(1))
+        n = 200
+        for i in range(n):  # notifications: a server granted to one of them is idle at once
+            m.send("c%d" % i, note("notifications/initialized"))
+            time.sleep(0.005)
+        self.assert_response(m.msg("b", 15), 1)
+        records = log_records(log)
+        b_started = next(k for k, r in enumerate(records)
+                         if r.get("session") == "b" and r.get("event") == "started")
+        half = next(k for k, r in enumerate(records)
+                    if r.get("session") == "c%d" % (n // 2) and r.get("dir") == "in")
+        self.assertLess(b_started, half, "b started only when the others stopped coming")
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(20), 0)
+        self.assertNotIn("came free", m.p.stderr())
+
     def test_a_session_ended_while_it_waits_gives_its_turn_up(self):
         """An end-of-run for a session that waits for a slot ends it at once, with no
         server; the slot goes to the next one waiting."""
