@@ -738,33 +738,25 @@ void
 session_from_client(struct session *s, const char *line, size_t len,
 		    const struct jsonrpc_scanner *scan)
 {
-	bool answer = scan->kind == JSONRPC_RESPONSE || scan->kind == JSONRPC_ERROR;
+	size_t n;
+	const struct jsonrpc_item *items = jsonrpc_items(scan, &n);
+	double ms = -1; /* a lone answer's, for the traffic log */
 
 	s->last_activity = sys_now();
 	status_traffic(s->last_activity);
-	if (tlog_enabled) {
-		double ms = -1;
+	/* The answers, alone or in a batch: the server's requests they answer are done. */
+	for (size_t i = 0; i < n; i++) {
+		if (items[i].kind == JSONRPC_RESPONSE || items[i].kind == JSONRPC_ERROR) {
+			double age = ids_remove(&s->srv_pending, &s->n_srv_pending,
+						jsonrpc_str(scan, items[i].id), items[i].id.len);
 
-		if (answer) {
-			ms = ids_remove(&s->srv_pending, &s->n_srv_pending,
-					jsonrpc_str(scan, scan->one.id), scan->one.id.len);
-		}
-		tlog_message(s->id, session_pid(s), TLOG_IN, scan, line, len, ms);
-	} else if (answer) {
-		(void)ids_remove(&s->srv_pending, &s->n_srv_pending,
-				 jsonrpc_str(scan, scan->one.id), scan->one.id.len);
-	}
-	if (scan->kind == JSONRPC_BATCH) {
-		/* The answers in a batch: the server's requests they answer are done. */
-		size_t n;
-		const struct jsonrpc_item *items = jsonrpc_items(scan, &n);
-
-		for (size_t i = 0; i < n; i++) {
-			if (items[i].kind == JSONRPC_RESPONSE || items[i].kind == JSONRPC_ERROR) {
-				(void)ids_remove(&s->srv_pending, &s->n_srv_pending,
-						 jsonrpc_str(scan, items[i].id), items[i].id.len);
+			if (scan->kind != JSONRPC_BATCH) {
+				ms = age;
 			}
 		}
+	}
+	if (tlog_enabled) {
+		tlog_message(s->id, session_pid(s), TLOG_IN, scan, line, len, ms);
 	}
 	switch (s->state) {
 	case SESSION_SUSPENDED:
