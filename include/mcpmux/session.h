@@ -105,7 +105,9 @@ struct session_config {
 /*
  * How long a fresh server may take to answer the handshake replay: --stall-timeout, or
  * SESSION_REPLAY_DEADLINE when that is 0.  Past it the replay fails (held requests get
- * -32000) and the server is ended.
+ * -32000) and the server is ended.  A deadline that comes while the client is not reading
+ * (the answer may be behind output it has not taken) is set again, whole: the replay goes
+ * on.
  */
 #define SESSION_REPLAY_DEADLINE 30.
 /*
