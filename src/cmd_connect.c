@@ -513,6 +513,35 @@ is_stats_answer(struct cconn *cc, const struct envelope *env)
 	return true;
 }
 
+/*
+ * A message of serve's for the client that there is no memory to queue.  An answer (a
+ * batch of them): its requests get errors in its place, not a wait for ever.
+ */
+static void
+lost_message(struct cconn *cc, const struct envelope *env)
+{
+	char buf[RPCOUT_LOST_BUF];
+	struct iovec iov[4];
+	size_t pos = 0;
+	int n, sent = 0, lost = 0;
+
+	while ((n = rpcout_lost_answers(iov, buf, sizeof(buf), env->message, env->message_len,
+					&pos)) > 0) {
+		iov[n] = (struct iovec){ .iov_base = (void *)(uintptr_t) "\n", .iov_len = 1 };
+		if (conn_send(&cc->client, &cc->client.self, iov, n + 1) == 0) {
+			sent++;
+		} else {
+			lost++;
+		}
+	}
+	if (sent > 0 && lost == 0) {
+		diag_error("out of memory: a server's answer for the client was lost (an error "
+			   "went in its place)");
+	} else {
+		diag_error("out of memory: a message for the client was lost");
+	}
+}
+
 static void
 server_on_line(void *ctx, const char *line, size_t len)
 {
@@ -541,7 +570,7 @@ server_on_line(void *ctx, const char *line, size_t len)
 		if (conn_send_line(&cc->client, &cc->client.self, env.message, env.message_len) ==
 			    -1 &&
 		    errno == ENOMEM) {
-			diag_error("out of memory: a message for the client was lost");
+			lost_message(cc, &env);
 		}
 		if (!cc->client.out_dead && conn_source_full(&cc->client.self)) {
 			conn_read(&cc->server, false); /* stdout is slow: stop reading the socket */

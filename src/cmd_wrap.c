@@ -215,12 +215,23 @@ wrap_deliver(struct session *s, const char *line, size_t len, void *owner)
 	struct wrap *w = r->w;
 
 	if (conn_send_line(&w->client, r->out, line, len) == -1 && errno == ENOMEM) {
-		/* An answer: its request gets an error in its place, not a wait for ever. */
+		/* An answer (a batch of them): its requests get errors in its place, not a wait
+		 * for ever. */
+		char buf[RPCOUT_LOST_BUF];
 		struct iovec iov[4];
-		int n = rpcout_lost_answer(iov, line, len);
+		size_t pos = 0;
+		int n, sent = 0, lost = 0;
 
-		iov[n] = (struct iovec){ .iov_base = (void *)(uintptr_t) "\n", .iov_len = 1 };
-		if (n > 0 && conn_send(&w->client, r->out, iov, n + 1) == 0) {
+		while ((n = rpcout_lost_answers(iov, buf, sizeof(buf), line, len, &pos)) > 0) {
+			iov[n] = (struct iovec){ .iov_base = (void *)(uintptr_t) "\n",
+						 .iov_len = 1 };
+			if (conn_send(&w->client, r->out, iov, n + 1) == 0) {
+				sent++;
+			} else {
+				lost++;
+			}
+		}
+		if (sent > 0 && lost == 0) {
 			diag_error(
 				"session %s: out of memory: a server's answer for the client was "
 				"lost (an error went in its place)",

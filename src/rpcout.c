@@ -328,26 +328,105 @@ rpcout_error_each(struct sbuf *b, const struct jsonrpc_scanner *scan, int code, 
 	return k;
 }
 
+#define LOST_HEAD "{\"jsonrpc\":\"2.0\",\"id\":"
+#define LOST_TAIL ",\"error\":{\"code\":-32000,\"message\":\"" RPCOUT_LOST_ANSWER "\"}}"
+
+/* The id of an answer (an object with an id that is not null, a result or an error). */
+static bool
+answer_id(const char *line, size_t len, const char **id, size_t *id_len)
+{
+	const char *v;
+	size_t vlen;
+
+	return jsonspan_member(line, len, "id", id, id_len) &&
+	       !(*id_len == 4 && memcmp(*id, "null", 4) == 0) &&
+	       !jsonspan_member(line, len, "method", &v, &vlen) &&
+	       (jsonspan_member(line, len, "result", &v, &vlen) ||
+		jsonspan_member(line, len, "error", &v, &vlen));
+}
+
 int
 rpcout_lost_answer(struct iovec *iov, const char *line, size_t len)
 {
-	static const char head[] = "{\"jsonrpc\":\"2.0\",\"id\":";
-	static const char tail[] =
-		",\"error\":{\"code\":-32000,\"message\":\"" RPCOUT_LOST_ANSWER "\"}}";
-	const char *id, *v;
-	size_t id_len, vlen;
+	static const char head[] = LOST_HEAD;
+	static const char tail[] = LOST_TAIL;
+	const char *id;
+	size_t id_len;
 
-	if (!jsonspan_member(line, len, "id", &id, &id_len) ||
-	    (id_len == 4 && memcmp(id, "null", 4) == 0) ||
-	    jsonspan_member(line, len, "method", &v, &vlen) ||
-	    (!jsonspan_member(line, len, "result", &v, &vlen) &&
-	     !jsonspan_member(line, len, "error", &v, &vlen))) {
+	if (!answer_id(line, len, &id, &id_len)) {
 		return 0;
 	}
 	iov[0] = (struct iovec){ .iov_base = (void *)(uintptr_t)head, .iov_len = sizeof(head) - 1 };
 	iov[1] = (struct iovec){ .iov_base = (void *)(uintptr_t)id, .iov_len = id_len };
 	iov[2] = (struct iovec){ .iov_base = (void *)(uintptr_t)tail, .iov_len = sizeof(tail) - 1 };
 	return 3;
+}
+
+int
+rpcout_lost_answers(struct iovec *iov, char *buf, size_t cap, const char *line, size_t len,
+		    size_t *pos)
+{
+	static const char head[] = "[" LOST_HEAD;
+	static const char tail[] = LOST_TAIL "]";
+	const char *p = line + *pos, *end = line + len, *e, *id;
+	size_t id_len, n = 0;
+
+	if (*pos == 0) {
+		while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) {
+			p++;
+		}
+		if (p == end || *p != '[') {
+			*pos = len;
+			return rpcout_lost_answer(iov, line, len);
+		}
+		p++;
+	}
+	/* The batch's elements, as session.c's replay_batch() walks them. */
+	while (p < end && (e = jsonspan_skip(p, end)) != NULL) {
+		const char *next = e;
+
+		while (next < end && (*next == ' ' || *next == '\t' || *next == '\r' ||
+				      *next == '\n' || *next == ',')) {
+			next++;
+		}
+		if (!answer_id(p, (size_t)(e - p), &id, &id_len)) {
+			p = next;
+			continue;
+		}
+		size_t need = 1 + sizeof(head) - 2 + id_len + sizeof(tail) - 1;
+
+		if (n + need > cap) {
+			if (n > 0) {
+				break; /* the next array */
+			}
+			/* Too long for buf on its own: an array of its own, in pieces. */
+			iov[0] = (struct iovec){ .iov_base = (void *)(uintptr_t)head,
+						 .iov_len = sizeof(head) - 1 };
+			iov[1] = (struct iovec){ .iov_base = (void *)(uintptr_t)id,
+						 .iov_len = id_len };
+			iov[2] = (struct iovec){ .iov_base = (void *)(uintptr_t)tail,
+						 .iov_len = sizeof(tail) - 1 };
+			*pos = (size_t)(next - line);
+			return 3;
+		}
+		buf[n] = n == 0 ? '[' : ',';
+		n++;
+		memcpy(buf + n, head + 1, sizeof(head) - 2);
+		n += sizeof(head) - 2;
+		memcpy(buf + n, id, id_len);
+		n += id_len;
+		memcpy(buf + n, tail, sizeof(tail) - 2);
+		n += sizeof(tail) - 2;
+		p = next;
+	}
+	*pos = (size_t)(p - line);
+	if (n == 0) {
+		*pos = len;
+		return 0;
+	}
+	buf[n++] = ']';
+	iov[0] = (struct iovec){ .iov_base = buf, .iov_len = n };
+	return 1;
 }
 
 void

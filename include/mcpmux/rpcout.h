@@ -113,6 +113,21 @@ void rpcout_answer_too_large(struct sbuf *b, const char *id, size_t id_len, size
  */
 int rpcout_lost_answer(struct iovec *iov, const char *line, size_t len);
 
+/* Room for a few dozen errors of rpcout_lost_answers(): a buffer on the stack. */
+#define RPCOUT_LOST_BUF 4096
+
+/*
+ * The same for any line: called again and again (*pos 0 the first time) until it returns
+ * 0, each time one line's pieces into iov[3].  For an object, rpcout_lost_answer().  For a
+ * batch (the answers to a client's batch, whose ids the session no longer waits for), one
+ * array with an error for each of its answers with an id, in their order, the next ones
+ * from *pos; built in buf[cap] (one piece) without allocating: answers whose errors do not
+ * all fit in buf take more than one array, one whose error alone does not fit an array of
+ * its own in three pieces.
+ */
+int rpcout_lost_answers(struct iovec *iov, char *buf, size_t cap, const char *line, size_t len,
+			size_t *pos);
+
 /*
  * A message of the client over --max-message, which mcpmux does not forward, and what it
  * says in its place: one decision for wrap, connect and serve.

@@ -1791,6 +1791,41 @@ class OutOfMemory(Faults):
                       "went in its place)", p.stderr())
         self.assert_no_leftovers()
 
+    def test_a_batch_of_answers_that_cannot_be_queued_is_replaced_by_errors(self):
+        """The same for the answers to a client's batch, which the server sends in one
+        array: each of its requests gets a -32000 error in its place, in one array."""
+        huge = 3 << 20
+        chunk = (16 << 10) + 32
+        env = self.oom_env("OOM-8", malloc_min=chunk, malloc_max=chunk, malloc_only="malloc")
+        p = self.wrap_initialized(env)
+        p.send(call(1, "huge", bytes=huge))
+        out = p.p.stdout.fileno()
+
+        def pipe_full():
+            unread = array.array("i", [0])
+            fcntl.ioctl(out, termios.FIONREAD, unread)
+            return unread[0] > 0 and unread[0] >= fcntl.fcntl(out, F_GETPIPE_SZ)
+        wait_until(pipe_full, 10, "the client's pipe to be full")
+        p.write(json.dumps([call(3, "echo", text="TEXT"), note("notifications/x"),
+                            call("four", "echo", text="x")]).replace(
+            "TEXT", "\\u004fOM-8").encode() + b"\n")  # the batch's answer holds OOM-8
+        m = p.msg()
+        self.assertEqual(m["id"], 1)
+        self.assertEqual(len(m["result"]["content"][0]["text"]), huge)
+        errs = p.msg()
+        self.assertIsInstance(errs, list)
+        self.assertEqual([e["id"] for e in errs], [3, "four"])
+        for e in errs:
+            self.assertIn("out of memory", self.assert_error(e, e["id"], -32000)["message"])
+        p.send(call(2, "echo", text="after"))
+        self.assertEqual(p.msg()["result"]["content"][0]["text"], "after")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertEqual(self.counters(p.pid)["failed"], 1)
+        self.assertIn("out of memory: a server's answer for the client was lost (an error "
+                      "went in its place)", p.stderr())
+        self.assert_no_leftovers()
+
     def test_a_server_line_that_cannot_be_held_is_said_to_be_out_of_memory(self):
         """A server's answer longer than one read, whose buffer cannot grow (realloc) as it
         comes in: its request gets a -32000 error that says out of memory, not that the

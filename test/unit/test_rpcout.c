@@ -217,6 +217,69 @@ test_lost_answer(void **state)
 	assert_string_equal(lost_answer("[{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}]"), "");
 }
 
+/* The lines of rpcout_lost_answers(line) with a buffer of cap bytes, each ended by "\n". */
+static const char *
+lost_answers(const char *line, size_t cap)
+{
+	static char out[2048];
+	char buf[1024];
+	struct iovec iov[3];
+	size_t len = 0, pos = 0;
+	int n, lines = 0;
+
+	assert_true(cap <= sizeof(buf));
+	while ((n = rpcout_lost_answers(iov, buf, cap, line, strlen(line), &pos)) > 0) {
+		for (int i = 0; i < n; i++) {
+			assert_true(len + iov[i].iov_len < sizeof(out) - 1);
+			memcpy(out + len, iov[i].iov_base, iov[i].iov_len);
+			len += iov[i].iov_len;
+		}
+		out[len++] = '\n';
+		assert_true(++lines < 10);
+	}
+	out[len] = '\0';
+	return out;
+}
+
+#define LOST_ERR(id)                                                     \
+	"{\"jsonrpc\":\"2.0\",\"id\":" id ",\"error\":{\"code\":-32000," \
+	"\"message\":\"out of memory: the server's answer was lost\"}}"
+
+static void
+test_lost_answers(void **state)
+{
+	static const char batch[] =
+		" [ {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"a\":[1,\"]\"]}} ,"
+		"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\"},"
+		"{\"jsonrpc\":\"2.0\",\"id\":\"x,y\",\"error\":{\"code\":1}},"
+		"{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{}},"
+		"{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"ping\"},"
+		"{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":null}]";
+	size_t one = strlen("[" LOST_ERR("1") "]");
+
+	(void)state;
+	/* one answer: rpcout_lost_answer()'s error, once */
+	assert_string_equal(lost_answers("{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{}}", 16),
+			    LOST_ERR("7") "\n");
+	assert_string_equal(lost_answers("{\"jsonrpc\":\"2.0\",\"method\":\"m\"}", 1024), "");
+	/* a batch: one array, an error for each answer with an id, in their order */
+	assert_string_equal(lost_answers(batch, 1024),
+			    "[" LOST_ERR("1") "," LOST_ERR("\"x,y\"") "," LOST_ERR("3") "]\n");
+	/* more than fits in the buffer: more arrays; one too long alone: in pieces */
+	assert_string_equal(
+		lost_answers(batch, one + 3),
+		"[" LOST_ERR("1") "]\n[" LOST_ERR("\"x,y\"") "]\n[" LOST_ERR("3") "]\n");
+	assert_string_equal(
+		lost_answers(batch, one - 1),
+		"[" LOST_ERR("1") "]\n[" LOST_ERR("\"x,y\"") "]\n[" LOST_ERR("3") "]\n");
+	assert_string_equal(lost_answers(batch, 2 * one + 4),
+			    "[" LOST_ERR("1") "," LOST_ERR("\"x,y\"") "]\n[" LOST_ERR("3") "]\n");
+	/* none to answer, or not a batch that ends */
+	assert_string_equal(lost_answers("[{\"jsonrpc\":\"2.0\",\"method\":\"m\"}]", 1024), "");
+	assert_string_equal(lost_answers("[]", 1024), "");
+	assert_string_equal(lost_answers("[{\"jsonrpc\":\"2.0\",\"id\":1,\"res", 1024), "");
+}
+
 /* ---- rpcout_oversize ---- */
 
 static void
@@ -715,6 +778,7 @@ main(void)
 						sbuf_teardown),
 		cmocka_unit_test(test_oversize),
 		cmocka_unit_test(test_lost_answer),
+		cmocka_unit_test(test_lost_answers),
 		cmocka_unit_test(test_signame),
 		cmocka_unit_test_setup_teardown(test_sbuf_basics, sbuf_setup, sbuf_teardown),
 		cmocka_unit_test_setup_teardown(test_sbuf_addf_at_the_edge, sbuf_setup,
