@@ -468,13 +468,20 @@ errout_stop(double deadline)
 	E.waiters = NULL;
 }
 
+/* What the queue takes before it is at its bound. */
+static size_t
+errout_queue_room(void)
+{
+	return wbuf_len(&E.q) >= ERROUT_MAX ? 0 : ERROUT_MAX - wbuf_len(&E.q);
+}
+
 size_t
 errout_room(void)
 {
 	if (!E.on || E.dead || E.full) {
-		return ERROUT_MAX;
+		return ERROUT_MAX; /* a full disk holds no server back (errout_relay()) */
 	}
-	return wbuf_len(&E.q) >= ERROUT_MAX ? 0 : ERROUT_MAX - wbuf_len(&E.q);
+	return errout_queue_room();
 }
 
 void
@@ -501,17 +508,34 @@ errout_relay(const char *p, size_t len)
 			return; /* out of memory: lost, like a line diag could not format */
 		}
 		write_failed();
-	} else if (!E.full) {
-		if (wbuf_append(&E.q, p, len) == -1) {
-			return;
+		if (!E.full) {
+			return; /* nobody will ever read it */
 		}
-		E.mid_line = p[len - 1] != '\n';
-		flush();
-		return;
 	}
 	if (E.full) {
-		E.dropped += lines_in(p, len); /* no room on the disk: counted, not held */
+		/* No room on the disk: queued while the queue has room, the rest counted. */
+		size_t room = errout_queue_room();
+		size_t keep = len;
+
+		if (keep > room) {
+			const char *nl = memrchr(p, '\n', room);
+
+			keep = nl != NULL ? (size_t)(nl - p) + 1 : 0;
+		}
+		if (keep > 0 && wbuf_append(&E.q, p, keep) == -1) {
+			keep = 0;
+		}
+		if (keep > 0) {
+			E.mid_line = p[keep - 1] != '\n';
+		}
+		E.dropped += lines_in(p + keep, len - keep);
+		return;
 	}
+	if (wbuf_append(&E.q, p, len) == -1) {
+		return;
+	}
+	E.mid_line = p[len - 1] != '\n';
+	flush();
 }
 
 void

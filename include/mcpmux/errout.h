@@ -9,9 +9,12 @@
  *     has drained "mcpmux: N lines of stderr dropped" says so (at exit, before what is
  *     still queued, so that a reader too slow for the rest still learns of it).
  *   - the server's own stderr, relayed when mcpmux reads it through a pipe (with a
- *     traffic log), is never dropped: its reader asks errout_room() before reading the
- *     server's pipe and stops while there is none, which holds the server back as a
- *     direct pipe would.  errout calls a waiter back once there is room again.
+ *     traffic log), is not dropped for a slow reader: its reader asks errout_room()
+ *     before reading the server's pipe and stops while there is none, which holds the
+ *     server back as a direct pipe would.  errout calls a waiter back once there is room
+ *     again.  While stderr's file system is full (ENOSPC), no server is held back: its
+ *     bytes are queued while the queue has room, and what does not fit is dropped and
+ *     counted like mcpmux's own lines.
  *
  * Writes go to a description of stderr of mcpmux's own (sys_stdio_open()), so the
  * server's stderr, which is the same pipe or terminal, keeps its flags.  Before
@@ -50,7 +53,10 @@ void errout_stop(double deadline);
 void errout_lines(const char *p, size_t len);
 /* Bytes the relay may read now (0: wait). */
 size_t errout_room(void);
-/* Relay bytes of a server's stderr (never dropped; the caller respects errout_room()). */
+/*
+ * Relay bytes of a server's stderr (the caller respects errout_room(); dropped and counted
+ * only while stderr's file system is full and the queue has no room for them).
+ */
 void errout_relay(const char *p, size_t len);
 /* Call w->on_room once there is room; a waiter already waiting stays queued once. */
 void errout_wait(struct errout_waiter *w);

@@ -1955,6 +1955,43 @@ class StderrFull(Faults):
         self.assertEqual([json.loads(l)["id"] for l in lines[said[0] + 1:said[0] + 3]],
                          [5000, 5000], "after the count, the records of the next message")
 
+    def test_a_server_stderr_relayed_while_the_disk_is_full_is_written_once_it_has_room(self):
+        """A server's stderr that mcpmux relays (with a traffic log) while its stderr's disk
+        is full: held in the queue, which has room for it, not dropped, and written once
+        the disk has room; nothing is said dropped."""
+        flag = os.path.join(self.tmp.name, "full")
+        open(flag, "w").close()
+        path = os.path.join(self.tmp.name, "stderr.txt")
+        log = os.path.join(self.tmp.name, "t.jsonl")
+        with open(path, "wb") as f:
+            w = self.mcpmux(["--log", log] + GRACE + ["--", FIXTURE], stderr=f,
+                            env=self.shim_env(full_file="/stderr.txt", full_while=flag))
+
+        def written():
+            with open(path, "rb") as f:
+                return f.read()
+
+        def relayed(text):  # read from the server's pipe: its record is in the log
+            with open(log) as f:
+                return any(r.get("event") == "stderr" and r.get("text") == text
+                           for r in map(json.loads, f))
+        w.send(initialize(0))
+        self.assertEqual(w.msg()["id"], 0)
+        # the first fails to be written (the disk is full), the second comes while it is
+        for i, text in enumerate(["first line of the server", "second line of the server"]):
+            w.send(call(i + 1, "stderr", text=text + "\n"))
+            self.assert_response(w.msg(), i + 1)
+            wait_until(lambda: relayed(text), 10, "the server's stderr relayed")
+        self.assertEqual(written(), b"")
+        os.unlink(flag)  # room again
+        want = b"first line of the server\nsecond line of the server\n"
+        wait_until(lambda: written() == want, 10, "the server's stderr written",
+                   lambda: repr(written()[-300:]))
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        self.assertGreater(self.counters(w.pid)["failed"], 0)
+        self.assertEqual(written(), want)
+
 
 if __name__ == "__main__":
     main()
