@@ -368,7 +368,7 @@ client_on_eof(struct conn *c, void *ctx)
 
 	(void)c;
 	cc->ending = true;
-	if (!ev_is_active(&cc->end_w) && cc->end_limit == 0) {
+	if (cc->end_limit == 0) {
 		cc->end_limit = CONNECT_END_WAIT_S;
 		cc->end_by = sys_mono() + CONNECT_END_WAIT_S;
 		ev_timer_set(&cc->end_w, CONNECT_END_WAIT_S, 0.);
@@ -437,25 +437,32 @@ static const struct conn_hooks client_hooks = {
  * "ended" event says it (the result), or the end refused (an error: the session is
  * another connection's, say).  Not the client's: not written out.
  */
+/* Whether the message cc->scan holds has the id `id` (JSON text). */
+static bool
+has_id(const struct cconn *cc, const char *id)
+{
+	const struct jsonrpc_item *it = &cc->scan.one;
+
+	return it->has_id && it->id.len == strlen(id) &&
+	       memcmp(jsonrpc_str(&cc->scan, it->id), id, it->id.len) == 0;
+}
+
 static bool
 is_end_answer(struct cconn *cc, const struct envelope *env)
 {
 	enum jsonrpc_kind kind = jsonrpc_scan(&cc->scan, env->message, env->message_len);
-	const struct jsonrpc_item *it = &cc->scan.one;
 
 	if (kind != JSONRPC_RESPONSE && kind != JSONRPC_ERROR) {
 		return false;
 	}
-	bool ours = it->has_id && it->id.len == strlen(END_ID) &&
-		    memcmp(jsonrpc_str(&cc->scan, it->id), END_ID, it->id.len) == 0;
+	bool ours = has_id(cc, END_ID);
 	/*
 	 * A serve older than this connect refuses a session of another connection without
 	 * the request's id: then the end cannot be told from the rest, but it is refused
 	 * just the same, and must not be waited for.
 	 */
 	bool refused_unnamed =
-		!ours && kind == JSONRPC_ERROR && it->has_id && it->id.len == 4 &&
-		memcmp(jsonrpc_str(&cc->scan, it->id), "null", 4) == 0 &&
+		!ours && kind == JSONRPC_ERROR && has_id(cc, "null") &&
 		memmem(env->message, env->message_len, "belongs to another connection", 29) != NULL;
 
 	if (cc->done) {
@@ -486,30 +493,25 @@ static bool
 is_stats_answer(struct cconn *cc, const struct envelope *env)
 {
 	enum jsonrpc_kind kind = jsonrpc_scan(&cc->scan, env->message, env->message_len);
-	const struct jsonrpc_item *it = &cc->scan.one;
-	char err[128], *buf;
-	yajl_val root, v;
+	static const char *const path[] = { "result", "teardown_max_s" };
+	struct jsonspan v;
+	char num[32], *end;
 
-	if ((kind != JSONRPC_RESPONSE && kind != JSONRPC_ERROR) || !it->has_id ||
-	    it->id.len != strlen(STATS_ID) ||
-	    memcmp(jsonrpc_str(&cc->scan, it->id), STATS_ID, it->id.len) != 0) {
+	if ((kind != JSONRPC_RESPONSE && kind != JSONRPC_ERROR) || !has_id(cc, STATS_ID)) {
 		return false;
 	}
-	if (kind == JSONRPC_ERROR || (buf = malloc(env->message_len + 1)) == NULL) {
+	if (kind == JSONRPC_ERROR || !jsonspan_find(env->message, env->message_len, path, 2, &v) ||
+	    v.len >= sizeof(num)) {
 		return true;
 	}
-	memcpy(buf, env->message, env->message_len);
-	buf[env->message_len] = '\0';
-	root = yajl_tree_parse(buf, err, sizeof(err));
-	free(buf);
-	const char *tpath[] = { "result", "teardown_max_s", NULL };
+	memcpy(num, v.p, v.len);
+	num[v.len] = '\0';
+	double s = strtod(num, &end);
 
-	if ((v = yajl_tree_get(root, tpath, yajl_t_number)) != NULL && YAJL_GET_DOUBLE(v) > 0 &&
-	    YAJL_GET_DOUBLE(v) < 1e7) {
-		cc->end_by += YAJL_GET_DOUBLE(v);
-		cc->end_limit += YAJL_GET_DOUBLE(v);
+	if (end == num + v.len && s > 0 && s < 1e7) {
+		cc->end_by += s;
+		cc->end_limit += s;
 	}
-	yajl_tree_free(root);
 	return true;
 }
 
