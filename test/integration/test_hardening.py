@@ -453,6 +453,20 @@ class UnreadStderr(Case):
         # the records before it are whole
         for rec in lines[:lines.index(said[0])]:
             json.loads(rec)
+        # it came before what was still queued: whole records after it, but the last,
+        # which the exit may cut short, and the line that may say what was not written
+        after = lines[lines.index(said[0]) + 1:]
+        last_words = [l for l in after if l.startswith(b"mcpmux: ")]
+        self.assertLessEqual(len(last_words), 1, last_words)
+        whole = [l for l in after[:-1] if not l.startswith(b"mcpmux: ")]
+        if last_words:
+            self.assertEqual(after[-2:], [last_words[0], b""])
+            self.assertRegex(last_words[0], rb"^mcpmux: [0-9]+ lines of stderr not written "
+                                            rb"at exit")
+            whole = whole[:-1]
+        self.assertGreater(len(whole), 0, "no record after the count")
+        for rec in whole:
+            self.assertIn("ts", json.loads(rec))
 
     def test_the_keeper_never_blocks_on_a_full_stderr_socket(self):
         """stderr a socket nobody reads (as a service's journal stream can be): the keeper
