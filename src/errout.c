@@ -86,20 +86,27 @@ lines_in(const char *p, size_t len)
 	return n;
 }
 
+/* Why lines were dropped, into why[size]. */
+static const char *
+drop_reason(char *why, size_t size)
+{
+	if (E.drop_errno == 0) {
+		(void)snprintf(why, size, "stderr was not read in time");
+	} else {
+		(void)snprintf(why, size, "stderr could not be written: %s",
+			       strerror(E.drop_errno));
+	}
+	return why;
+}
+
 /* "N lines of stderr dropped (why)", after "\n" if nl. */
 static int
 dropped_line(char *buf, size_t size, bool nl, unsigned long n)
 {
 	char why[96];
 
-	if (E.drop_errno == 0) {
-		(void)snprintf(why, sizeof(why), "stderr was not read in time");
-	} else {
-		(void)snprintf(why, sizeof(why), "stderr could not be written: %s",
-			       strerror(E.drop_errno));
-	}
 	return snprintf(buf, size, "%smcpmux: %lu lines of stderr dropped (%s)\n", nl ? "\n" : "",
-			n, why);
+			n, drop_reason(why, sizeof(why)));
 }
 
 static void
@@ -202,9 +209,9 @@ stop_flush(void)
 		ssize_t w;
 
 		if (!E.say_begun) {
-			char last = wbuf_last(&E.q);
+			char last = '\0';
 
-			if (wbuf_len(&E.q) > 0 && last != '\0' && last != '\n') {
+			if (wbuf_len(&E.q) > 0 && wbuf_last(&E.q, &last) && last != '\n') {
 				w = wbuf_write_upto(&E.q, E.fd, wbuf_line_cut(&E.q, 1));
 				if (w <= 0) {
 					if (w == -1) {
@@ -257,10 +264,10 @@ say_lost_at_exit(void)
 	size_t queued = wbuf_len(&E.q) == 0 ? 0 : wbuf_count(&E.q, '\n') + E.mid_line;
 	unsigned long dropped = E.dropped + (E.say_begun ? 0 : E.say_n) + queued;
 	/* What was written last: a line cut in the middle, or a server's unfinished one. */
-	bool cut = wbuf_len(&E.q) > 0 ? wbuf_last(&E.q) != '\0' && wbuf_last(&E.q) != '\n'
-				      : E.mid_line;
+	char last = '\0';
+	bool cut = wbuf_len(&E.q) > 0 ? wbuf_last(&E.q, &last) && last != '\n' : E.mid_line;
 	const char *nl = cut ? "\n" : "";
-	char line[192];
+	char line[192], why[96];
 	int n;
 
 	E.mid_line = cut; /* the queue is not written: the last words follow what was */
@@ -270,16 +277,15 @@ say_lost_at_exit(void)
 	if (queued == 0) {
 		n = dropped_line(line, sizeof(line), cut, dropped);
 	} else if (dropped == queued) {
+		n = snprintf(line, sizeof(line),
+			     "%smcpmux: %zu lines of stderr not written at exit (%s)\n", nl, queued,
+			     drop_reason(why, sizeof(why)));
+	} else {
 		n = snprintf(
 			line, sizeof(line),
-			"%smcpmux: %zu lines of stderr not written at exit (stderr was not read "
-			"in time)\n",
-			nl, queued);
-	} else {
-		n = snprintf(line, sizeof(line),
-			     "%smcpmux: %lu lines of stderr dropped (stderr was not read in time), "
-			     "%zu of them not written at exit\n",
-			     nl, dropped, queued);
+			"%smcpmux: %lu lines of stderr dropped (%s), %zu of them not written at "
+			"exit\n",
+			nl, dropped, drop_reason(why, sizeof(why)), queued);
 	}
 	if (n > 0 && (size_t)n < sizeof(line)) {
 		struct iovec iov = { .iov_base = line, .iov_len = (size_t)n };

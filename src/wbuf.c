@@ -171,10 +171,12 @@ wbuf_consume(struct wbuf *q, size_t n)
 		if (n < avail) {
 			c->off += n;
 			q->len -= n;
+			q->wrote = true;
 			q->last = c->data[c->off - 1];
 			return;
 		}
 		if (c->len > 0) {
+			q->wrote = true;
 			q->last = c->data[c->len - 1];
 		}
 		freed_big(q, c);
@@ -295,6 +297,7 @@ wbuf_send_after(struct wbuf *q, int fd, const void *p, size_t len)
 			wbuf_consume(q, from_q);
 			done = (size_t)w - from_q;
 			if (done > 0) {
+				q->wrote = true;
 				q->last = ((const char *)p)[done - 1];
 			}
 		}
@@ -353,6 +356,7 @@ wbuf_send(struct wbuf *q, int fd, const void *p, size_t len, const void *p2, siz
 		}
 		done = w > 0 ? (size_t)w : 0;
 		if (done > 0) {
+			q->wrote = true;
 			q->last = done <= len ? ((const char *)p)[done - 1]
 					      : ((const char *)p2)[done - len - 1];
 		}

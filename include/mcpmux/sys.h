@@ -107,10 +107,12 @@ const char *sys_spawn_advice(int err);
  */
 void sys_kill_group(pid_t pid);
 /*
- * SIGTERM, SIGINT, SIGHUP and SIGUSR2 blocked from mcpmux's start (sys_signals_hold())
+ * SIGTERM, SIGINT, SIGHUP and SIGUSR2 blocked from the start of a wrap or a serve, the
+ * commands that run servers (sys_signals_hold(), in main() once the command is known),
  * until the loop's watchers for them are started (sys_signals_release()): one that comes
- * in between is acted on then, rather than ending mcpmux by its default action.  Children
- * are given an empty mask wherever they are started.
+ * in between is acted on then, rather than ending mcpmux by its default action.  The
+ * other commands (connect, ctl, ps, ...) keep the default actions.  Children are given an
+ * empty mask wherever they are started.
  */
 void sys_signals_hold(void);
 void sys_signals_release(void);

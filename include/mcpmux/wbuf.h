@@ -29,7 +29,8 @@ struct wbuf {
 	struct wchunk *tail;
 	size_t len;  /* unsent bytes */
 	size_t high; /* backpressure mark */
-	char last;   /* the last byte written through it ('\0' before the first) */
+	char last;   /* the last byte written through it (if wrote) */
+	bool wrote;  /* a byte was written through it */
 };
 
 void wbuf_init(struct wbuf *q, size_t high);
@@ -78,11 +79,15 @@ wbuf_len(const struct wbuf *q)
 	return q->len;
 }
 
-/* The last byte written (from the queue, or directly by a send); '\0' before the first. */
-static inline char
-wbuf_last(const struct wbuf *q)
+/*
+ * Whether a byte was written through q (from the queue, or directly by a send), and the
+ * last one into *last.
+ */
+static inline bool
+wbuf_last(const struct wbuf *q, char *last)
 {
-	return q->last;
+	*last = q->last;
+	return q->wrote;
 }
 
 static inline bool

@@ -281,7 +281,7 @@ static void
 test_send_partial_write(void **state)
 {
 	struct pipe_fixture *f = *state;
-	char *big = malloc(MIB);
+	char *big = malloc(MIB), last;
 
 	assert_non_null(big);
 	for (size_t i = 0; i < MIB; i++) {
@@ -294,9 +294,24 @@ test_send_partial_write(void **state)
 	assert_true(taken > 0 && taken < MIB);
 	assert_int_equal(wbuf_len(&f->q), MIB + 1 - taken);
 	/* The last byte written, directly, then from the queue (wbuf_last). */
-	assert_int_equal(wbuf_last(&f->q), 'a' + (taken - 1) % 26);
+	assert_true(wbuf_last(&f->q, &last));
+	assert_int_equal(last, 'a' + (taken - 1) % 26);
 	pump_and_compare(f);
-	assert_int_equal(wbuf_last(&f->q), '\n');
+	assert_true(wbuf_last(&f->q, &last));
+	assert_int_equal(last, '\n');
+}
+
+/* Nothing written is told from a NUL written last. */
+static void
+test_last_nul(void **state)
+{
+	struct pipe_fixture *f = *state;
+	char last = 'x';
+
+	assert_false(wbuf_last(&f->q, &last));
+	assert_int_equal(wbuf_send(&f->q, f->wfd, "a\0", 2, NULL, 0), 0);
+	assert_true(wbuf_last(&f->q, &last));
+	assert_int_equal(last, '\0');
 }
 
 /* Small and 1 MiB messages, sends and appends, interleaved with partial drains. */
@@ -769,6 +784,7 @@ main(void)
 						pipe_teardown),
 		cmocka_unit_test_setup_teardown(test_send_after, pipe_setup, pipe_teardown),
 		cmocka_unit_test_setup_teardown(test_send_partial_write, pipe_setup, pipe_teardown),
+		cmocka_unit_test_setup_teardown(test_last_nul, pipe_setup, pipe_teardown),
 		cmocka_unit_test_setup_teardown(test_end_to_end_stream, pipe_setup, pipe_teardown),
 		cmocka_unit_test(test_full_at_high_mark),
 		cmocka_unit_test(test_sys_close_keeps_errno),
