@@ -1777,6 +1777,9 @@ class OutOfMemory(Faults):
         wait_until(pipe_full, 10, "the client's pipe to be full")
         p.write(json.dumps(call(3, "echo", text="TEXT")).replace(
             "TEXT", "\\u004fOM-6").encode() + b"\n")  # the answer holds OOM-6
+        # Nothing is read before the answer met the fault: a client that reads meanwhile
+        # may empty the queue, and the answer then goes out at once, with no new chunk.
+        wait_until(lambda: "out of memory" in p.stderr(), 10, "the answer to find no memory")
         m = p.msg()
         self.assertEqual(m["id"], 1)
         self.assertEqual(len(m["result"]["content"][0]["text"]), huge)
