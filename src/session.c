@@ -348,18 +348,27 @@ note_cancel(struct pending **table, size_t *n, const struct jsonrpc_scanner *sca
 	}
 }
 
+/* Is its server being ended (the run's end, or its own)?  Its slot is on its way. */
+static bool
+server_going(const struct session *s)
+{
+	return s->end_requested || (s->backend != NULL && backend_is_ending(s->backend));
+}
+
 /*
  * Tell the pool when the server turns busy (something in flight, a message it is still
  * writing, or a resume under way: it would not be given up, session_is_idle()) or idle;
  * one being ended is going (pool_going()) until its slot is released.
  */
+
 static void
 busy_sync(struct session *s)
 {
 	bool busy = s->n_pending > 0 || s->n_srv_pending > 0 || s->writing ||
 		    s->state == SESSION_RESUMING;
 
-	if (s->slot != NULL && s->state != SESSION_SUSPENDING && busy != s->busy) {
+	if (s->slot != NULL && s->state != SESSION_SUSPENDING && !server_going(s) &&
+	    busy != s->busy) {
 		s->busy = busy;
 		pool_busy(s->slot, busy);
 	}
@@ -1277,7 +1286,17 @@ spawn_now(struct session *s)
 static bool
 slot_suspend(void *ctx)
 {
-	return session_suspend(ctx, "pool");
+	struct session *s = ctx;
+
+	if (session_suspend(s, "pool")) {
+		return true;
+	}
+	if (server_going(s) && s->slot != NULL) {
+		/* Its server is being ended already (it ended its run, or ends by itself): the
+		 * slot is on its way, said at once, or the asker would ask again at each look. */
+		pool_going(s->slot);
+	}
+	return false;
 }
 
 static void slot_granted(struct pool_slot *slot, void *ctx);
@@ -1592,6 +1611,9 @@ session_end(struct session *s, double grace_ms, const char *reply_id, size_t rep
 	ev_timer_stop(s->loop, &s->write_w);
 	ev_timer_stop(s->loop, &s->replay_w);
 	if (s->backend != NULL) {
+		if (s->slot != NULL) {
+			pool_going(s->slot); /* on its way: waited for, not asked */
+		}
 		backend_end(s->backend, grace_ms);
 	} else {
 		if (s->state == SESSION_WAITING) {

@@ -3,6 +3,7 @@
 Each test drives mcpmux against the fixture server and asserts what the client gets (bytes,
 ids, errors), which server processes exist, and what the traffic log says."""
 
+import ctypes
 import json
 import os
 import random
@@ -11,6 +12,7 @@ import shutil
 import signal
 import socket
 import stat
+import struct
 import sys
 import time
 import unittest
@@ -1292,6 +1294,76 @@ class Pool(Base):
                           for e in events(logs[1], "suspended")], [("pool", b_pid, "term")])
         self.a_kept_its_server(logs[0], a_pid)
         self.end_all(a, b, c)
+
+    def watch_asks(self):
+        """An inotify watch on the test's pool directory: asks() counts the asks made in it
+        since (each is an a.PID.SEQ file made there).  Removals are watched too: the
+        kernel merges an event with the one before it, unread, when they are the same."""
+        d = os.path.join(self.tmp.name, "mcpmux", "pools")
+        (sub,) = os.listdir(d)
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        self.addCleanup(os.close, fd)
+        in_create, in_delete, in_q_overflow = 0x100, 0x200, 0x4000
+        if libc.inotify_add_watch(fd, os.path.join(d, sub).encode(), in_create | in_delete) < 0:
+            raise OSError(ctypes.get_errno(), "inotify_add_watch")
+        made = []
+
+        def asks():
+            while True:
+                try:
+                    buf = os.read(fd, 65536)
+                except BlockingIOError:
+                    return sum(1 for n in made if n.startswith("a."))
+                off = 0
+                while off < len(buf):
+                    _, mask, _, n = struct.unpack_from("iIII", buf, off)
+                    self.assertFalse(mask & in_q_overflow, "the watch's queue overflowed")
+                    if mask & in_create:
+                        made.append(buf[off + 16:off + 16 + n].split(b"\0")[0].decode())
+                    off += 16 + n
+        return asks
+
+    def slot_of_an_ending_server(self, fixture_args, end):
+        """a's server is being ended (end(a), then 1 s of EOF grace: it ignores the EOF)
+        when b wants the pool's one slot.  b waits for it, asks at most once, and starts
+        as soon as a's server is gone, not over the cap.  Returns the asks made."""
+        logs = [os.path.join(self.tmp.name, n + ".log") for n in ("a", "b")]
+        pool = ["--max-servers", "1", "--pool", "p"]
+        a = self.wrap("--ignore-eof", *fixture_args,
+                      opts=["--eof-grace", "1000", "--term-grace", "300", "-v",
+                            "--log", logs[0]] + pool)
+        a.send(initialize(1))
+        self.assert_response(a.msg(), 1)
+        end(a)
+        wait_until(lambda: "teardown begins" in a.stderr(), 5, "a's server to be ended")
+        asks = self.watch_asks()
+        b = self.wrap(opts=FAST + pool + ["--log", logs[1]])
+        b.send(initialize(1))
+        self.assert_response(b.msg(10), 1)
+        self.assertEqual(a.wait(), 128 + signal.SIGTERM)  # its server ignored the EOF
+        n = asks()
+        print("asks for the slot of a server being ended: %d" % n)
+        self.assertNotIn("came free", b.stderr())
+        self.assertNotIn("one more starts", b.stderr())
+        self.assertEqual(events(logs[0], "suspended"), [])
+        self.assertEqual(self.most_at_once(logs), 1)
+        self.end_all(b)
+        return n
+
+    def test_a_server_whose_run_ends_is_not_asked_for_its_slot(self):
+        """a's client ends its run: a's server is on its way, the asker waits for it and
+        asks nothing (it asked again at every look, 50 times a second, as the server,
+        ended, refused to be suspended)."""
+        self.assertEqual(self.slot_of_an_ending_server([], lambda a: a.close_stdin()), 0)
+
+    def test_a_server_ending_by_itself_is_asked_for_its_slot_once(self):
+        """a's server closes its stdout (a's end of the run begins) and ignores the EOF:
+        asked for its slot, a says at once that it is on its way; one ask, not one at
+        every look."""
+        self.assertEqual(self.slot_of_an_ending_server(["--stdout-close"], lambda a: None), 1)
 
     def test_the_slot_given_up_goes_to_the_waiter_that_asked(self):
         """a's idle server is asked to go for b (another instance) and is slow to go (it
