@@ -459,6 +459,10 @@ conn_send(struct conn *c, struct conn_source *src, const struct iovec *iov, int 
 {
 	size_t total = 0, done = 0;
 
+	if (n > CONN_SEND_IOV_MAX) {
+		/* The pieces past the limit would be lost from the queue, in silence. */
+		BUG("conn_send() of %d pieces (at most %d)", n, CONN_SEND_IOV_MAX);
+	}
 	if (c->out_dead) {
 		errno = EPIPE;
 		return -1;
@@ -497,11 +501,11 @@ conn_send(struct conn *c, struct conn_source *src, const struct iovec *iov, int 
 			return 0;
 		}
 	}
-	struct iovec rest[8] = { { 0 } };
+	struct iovec rest[CONN_SEND_IOV_MAX] = { { 0 } };
 	int k = 0;
 	size_t skip = done;
 
-	for (int i = 0; i < n && k < 8; i++) {
+	for (int i = 0; i < n && k < CONN_SEND_IOV_MAX; i++) {
 		if (skip >= iov[i].iov_len) {
 			skip -= iov[i].iov_len;
 			continue;

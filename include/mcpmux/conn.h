@@ -40,6 +40,8 @@
 #include "mcpmux/wbuf.h"
 
 #define CONN_QUANTUM ((size_t)16 << 10)
+/* The most pieces of one line that conn_send() takes (what it queues is copied from them). */
+#define CONN_SEND_IOV_MAX 8
 
 #define CONN_HOLD_OWNER	 (1u << 0)
 #define CONN_HOLD_OUTPUT (1u << 1)
@@ -142,8 +144,9 @@ struct conn_source *conn_source_new(struct conn *c, size_t high, const char *key
 void conn_source_retire(struct conn *c, struct conn_source *src);
 
 /*
- * Send one line: the iovecs hold the line's bytes, "\n" included.  0, or -1: ENOMEM
- * (nothing queued) or EPIPE (the client is gone; the line is dropped).
+ * Send one line: the iovecs (at most CONN_SEND_IOV_MAX of them: more is a bug, which
+ * aborts) hold the line's bytes, "\n" included.  0, or -1: ENOMEM (nothing queued) or
+ * EPIPE (the client is gone; the line is dropped).
  */
 int conn_send(struct conn *c, struct conn_source *src, const struct iovec *iov, int n);
 /* The common case: line + "\n". */
