@@ -313,14 +313,15 @@ client_on_big_end(void *ctx, size_t total)
 				   .id = id,
 				   .id_len = id_len,
 				   .total = total,
-				   .limit = cc->max_message };
+				   .limit = cc->max_message,
+				   .no_memory = total <= cc->max_message };
 	switch (rpcout_oversize(&big, text, sizeof(text))) {
 	case RPCOUT_OVERSIZE_ANSWER:
 		/* The server gets an error in its place, the client none. */
 		diag_warn(RPCOUT_BIG_ANSWER, RPCOUT_BIG_ARGS_ID(&big), RPCOUT_BIG_ARGS_SIZE(&big));
 		if (id != NULL && !cc->serve_gone) {
 			sbuf_reset(&cc->tmp);
-			rpcout_answer_too_large(&cc->tmp, id, id_len, total, cc->max_message);
+			rpcout_answer_too_large(&cc->tmp, &big);
 			if (!cc->tmp.failed) {
 				send_envelope(cc, cc->tmp.buf, cc->tmp.len);
 			}
@@ -331,7 +332,7 @@ client_on_big_end(void *ctx, size_t total)
 		break;
 	case RPCOUT_OVERSIZE_REQUEST:
 		sbuf_reset(&cc->tmp);
-		rpcout_error(&cc->tmp, id, id_len, RPC_INVALID_REQUEST, text);
+		rpcout_error(&cc->tmp, id, id_len, RPCOUT_BIG_CODE(&big), text);
 		(void)conn_send_line(&cc->client, &cc->client.self, cc->tmp.buf, cc->tmp.len);
 		break;
 	}

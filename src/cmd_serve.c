@@ -448,7 +448,7 @@ oversize(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len,
 		if (big->id == NULL || e == NULL || e->owner != &sc->port || e->s == NULL) {
 			return; /* nobody waits for it */
 		}
-		rpcout_answer_too_large(&b, big->id, big->id_len, big->total, big->limit);
+		rpcout_answer_too_large(&b, big);
 		if (!b.failed && jsonrpc_scan_checked(&sv->scan, b.buf, b.len) == JSONRPC_ERROR) {
 			hub_from_client(e, b.buf, b.len, &sv->scan);
 		}
@@ -459,7 +459,8 @@ oversize(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len,
 			  RPCOUT_BIG_ARGS_SIZE(big));
 		break;
 	case RPCOUT_OVERSIZE_REQUEST:
-		session_error(sc, e, sid, sid_len, big->id, big->id_len, RPC_INVALID_REQUEST, text);
+		session_error(sc, e, sid, sid_len, big->id, big->id_len, RPCOUT_BIG_CODE(big),
+			      text);
 		break;
 	}
 }
@@ -493,8 +494,7 @@ oversize_batch(struct sconn *sc, struct hub_entry *e, const struct envelope *env
 				  RPCOUT_BIG_ARGS_SIZE(&big));
 			if (own && e->s != NULL) {
 				/* One a line: sent once the scan is no longer needed. */
-				rpcout_answer_too_large(&answers, big.id, big.id_len, big.total,
-							big.limit);
+				rpcout_answer_too_large(&answers, &big);
 				sbuf_add(&answers, "\n", 1);
 			}
 		}
@@ -866,13 +866,22 @@ serve_on_big_end(void *ctx, size_t total)
 	const char *id = envelope_bigscan_id(&sc->big, &id_len);
 	struct rpcout_big big;
 
+	/* Within the bound: the framer had no memory to hold it (framer_feed()). */
+	bool no_memory = total <= sv->opt->max_message + ENVELOPE_OWN_MAX;
+
 	if (sid == NULL || !session_id_valid(sid, sid_len)) {
 		char text[200];
 
-		(void)snprintf(text, sizeof(text),
-			       "envelope too large (%zu bytes, the limit is %zu)", total,
-			       sv->opt->max_message + ENVELOPE_OWN_MAX);
-		send_envelope_error(sc, RPC_INVALID_REQUEST, text);
+		if (no_memory) {
+			(void)snprintf(text, sizeof(text),
+				       "out of memory: the envelope (%zu bytes) could not be held",
+				       total);
+		} else {
+			(void)snprintf(text, sizeof(text),
+				       "envelope too large (%zu bytes, the limit is %zu)", total,
+				       sv->opt->max_message + ENVELOPE_OWN_MAX);
+		}
+		send_envelope_error(sc, no_memory ? RPC_SERVER_ERROR : RPC_INVALID_REQUEST, text);
 		return;
 	}
 	big = (struct rpcout_big){ .answer = envelope_bigscan_is_answer(&sc->big),
@@ -881,7 +890,8 @@ serve_on_big_end(void *ctx, size_t total)
 				   .id_len = id_len,
 				   .total = total,
 				   .enveloped = true,
-				   .limit = sv->opt->max_message };
+				   .limit = sv->opt->max_message,
+				   .no_memory = no_memory };
 	oversize(sc, hub_find(&sv->hub, sid, sid_len), sid, sid_len, &big);
 }
 

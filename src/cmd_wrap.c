@@ -608,7 +608,8 @@ wrap_on_big_end(void *ctx, size_t total)
 				   .id = id,
 				   .id_len = id_len,
 				   .total = total,
-				   .limit = w->opt->max_message };
+				   .limit = w->opt->max_message,
+				   .no_memory = total <= w->opt->max_message };
 	switch (rpcout_oversize(&big, text, sizeof(text))) {
 	case RPCOUT_OVERSIZE_ANSWER:
 		/* An answer to the client would read as one to a request of its own. */
@@ -616,7 +617,7 @@ wrap_on_big_end(void *ctx, size_t total)
 		if (id != NULL) {
 			struct sbuf b = { 0 };
 
-			rpcout_answer_too_large(&b, id, id_len, total, w->opt->max_message);
+			rpcout_answer_too_large(&b, &big);
 			if (!b.failed) {
 				wrap_on_line(w, b.buf, b.len);
 			}
@@ -627,7 +628,7 @@ wrap_on_big_end(void *ctx, size_t total)
 		diag_warn(RPCOUT_BIG_NOTIFICATION, RPCOUT_BIG_ARGS_SIZE(&big));
 		break;
 	case RPCOUT_OVERSIZE_REQUEST:
-		answer_error(w, id, id_len, RPC_INVALID_REQUEST, text);
+		answer_error(w, id, id_len, RPCOUT_BIG_CODE(&big), text);
 		break;
 	}
 }

@@ -430,15 +430,21 @@ rpcout_lost_answers(struct iovec *iov, char *buf, size_t cap, const char *line, 
 }
 
 void
-rpcout_answer_too_large(struct sbuf *b, const char *id, size_t id_len, size_t total, size_t limit)
+rpcout_answer_too_large(struct sbuf *b, const struct rpcout_big *m)
 {
 	char text[160];
 
-	(void)snprintf(text, sizeof(text),
-		       "the client's answer was too large for mcpmux (%zu bytes, the limit is %zu: "
-		       "see --max-message)",
-		       total, limit);
-	rpcout_error(b, id, id_len, RPC_SERVER_ERROR, text);
+	if (m->no_memory) {
+		(void)snprintf(text, sizeof(text),
+			       "out of memory: the client's answer (%zu bytes) could not be held",
+			       m->total);
+	} else {
+		(void)snprintf(text, sizeof(text),
+			       "the client's answer was too large for mcpmux (%zu bytes, the limit "
+			       "is %zu: see --max-message)",
+			       m->total, m->limit);
+	}
+	rpcout_error(b, m->id, m->id_len, RPC_SERVER_ERROR, text);
 }
 
 enum rpcout_oversize
@@ -450,10 +456,17 @@ rpcout_oversize(const struct rpcout_big *m, char *text, size_t len)
 	if (m->notification) {
 		return RPCOUT_OVERSIZE_NOTIFICATION;
 	}
-	(void)snprintf(text, len,
-		       "Invalid Request: message too large (%s%zu bytes, the limit is %zu: see "
-		       "--max-message)",
-		       RPCOUT_BIG_ARGS_SIZE(m), m->limit);
+	if (m->no_memory) {
+		(void)snprintf(
+			text, len,
+			"out of memory: the client's message (%s%zu bytes) could not be held",
+			m->enveloped ? "an envelope of " : "", m->total);
+	} else {
+		(void)snprintf(text, len,
+			       "Invalid Request: message too large (%s%zu bytes, the limit is %zu: "
+			       "see --max-message)",
+			       m->enveloped ? "an envelope of " : "", m->total, m->limit);
+	}
 	return RPCOUT_OVERSIZE_REQUEST;
 }
 

@@ -95,13 +95,6 @@ struct jsonrpc_scanner;
 size_t rpcout_error_each(struct sbuf *b, const struct jsonrpc_scanner *scan, int code,
 			 const char *msg, bool (*skip)(void *ctx, const char *id, size_t id_len),
 			 void *ctx);
-/*
- * The error a server gets in place of the client's answer (id: the server's) to one of
- * its requests, when that answer was over --max-message (limit): total bytes.
- */
-void rpcout_answer_too_large(struct sbuf *b, const char *id, size_t id_len, size_t total,
-			     size_t limit);
-
 #define RPCOUT_LOST_ANSWER "out of memory: the server's answer was lost"
 
 /*
@@ -130,7 +123,8 @@ int rpcout_lost_answers(struct iovec *iov, char *buf, size_t cap, const char *li
 
 /*
  * A message of the client over --max-message, which mcpmux does not forward, and what it
- * says in its place: one decision for wrap, connect and serve.
+ * says in its place: one decision for wrap, connect and serve.  Or (no_memory) one within
+ * the bound that the framer had no memory to hold: said to be out of memory, not too large.
  */
 struct rpcout_big {
 	bool answer;	   /* the client's answer to a request of the server (id: the server's) */
@@ -140,15 +134,26 @@ struct rpcout_big {
 	size_t total;	/* its bytes: of the envelope around it when enveloped */
 	bool enveloped; /* total counts serve's envelope too */
 	size_t limit;	/* --max-message */
+	bool no_memory; /* within the bound: the framer had no memory to hold it */
 };
+
+/*
+ * The error a server gets in place of the client's answer m (m->id: the server's, not NULL)
+ * to one of its requests: too large (over m->limit), or out of memory (m->no_memory).
+ */
+void rpcout_answer_too_large(struct sbuf *b, const struct rpcout_big *m);
 
 enum rpcout_oversize {
 	RPCOUT_OVERSIZE_ANSWER,	      /* warned (RPCOUT_BIG_ANSWER); the server gets
 				       * rpcout_answer_too_large() in its place (if id != NULL),
 				       * the client nothing */
 	RPCOUT_OVERSIZE_NOTIFICATION, /* warned (RPCOUT_BIG_NOTIFICATION); dropped */
-	RPCOUT_OVERSIZE_REQUEST,      /* the client gets an Invalid Request error with the id */
+	RPCOUT_OVERSIZE_REQUEST,      /* the client gets an error (RPCOUT_BIG_CODE(m)) with the
+				       * id: Invalid Request, or out of memory */
 };
+
+/* The code of a request's error: -32600, or -32000 when out of memory. */
+#define RPCOUT_BIG_CODE(m) ((m)->no_memory ? RPC_SERVER_ERROR : RPC_INVALID_REQUEST)
 
 /*
  * What becomes of m; for a request, the error's message into text[len] (cut to fit,
@@ -160,14 +165,15 @@ enum rpcout_oversize rpcout_oversize(const struct rpcout_big *m, char *text, siz
  * The warnings, as formats of their own (diag's rate limit goes by format): an answer's
  * takes RPCOUT_BIG_ARGS_ID(m) then RPCOUT_BIG_ARGS_SIZE(m), a notification's the latter.
  */
-#define RPCOUT_BIG_ANSWER                                              \
-	"the client's answer %.*s to a request of the server is over " \
-	"--max-message (%s%zu bytes): the server gets an error in its place"
-#define RPCOUT_BIG_NOTIFICATION \
-	"a notification of the client over --max-message (%s%zu bytes) was dropped"
+#define RPCOUT_BIG_ANSWER                                                   \
+	"the client's answer %.*s to a request of the server is %s (%s%zu " \
+	"bytes): the server gets an error in its place"
+#define RPCOUT_BIG_NOTIFICATION "a notification of the client %s (%s%zu bytes) was dropped"
 #define RPCOUT_BIG_ARGS_ID(m) \
 	(int)((m)->id_len < 100 ? (m)->id_len : 100), (m)->id != NULL ? (m)->id : ""
-#define RPCOUT_BIG_ARGS_SIZE(m) (m)->enveloped ? "an envelope of " : "", (m)->total
+#define RPCOUT_BIG_ARGS_SIZE(m)                                                      \
+	(m)->no_memory ? "that mcpmux had no memory to hold" : "over --max-message", \
+		(m)->enveloped ? "an envelope of " : "", (m)->total
 
 /* The "exit" value of a wait status: {"code":N} or {"signal":"SIGKILL"}; null if < 0. */
 void rpcout_exit(struct sbuf *b, int wstatus);

@@ -1850,6 +1850,25 @@ class OutOfMemory(Faults):
         self.assertNotIn("--max-message", p.stderr())
         self.assert_no_leftovers()
 
+    def test_a_client_line_that_cannot_be_held_is_said_to_be_out_of_memory(self):
+        """A client's request longer than one read, whose buffer cannot grow (realloc) as
+        it comes in: it is not forwarded, and its error (-32000) says out of memory, not
+        that the request was over --max-message, which it is not; the run goes on."""
+        env = self.oom_env("OOM-9", malloc_only="realloc")
+        p = self.wrap_initialized(env)
+        # More than the pipe holds: its first read is a part of it, with the marker.
+        p.send(call("OOM-9", "echo", text="x" * (200 << 10)))
+        err = self.assert_error(p.msg(), "OOM-9", -32000)
+        self.assertIn("out of memory", err["message"])
+        self.assertNotIn("too large", err["message"])
+        p.send(call(2, "echo", text="after"))
+        self.assertEqual(p.msg()["result"]["content"][0]["text"], "after")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
+        self.assertNotIn("--max-message", p.stderr())
+        self.assert_no_leftovers()
+
     def test_an_http_answer_that_cannot_be_kept_ends_its_stream_with_an_error(self):
         """serve --http: the server's answer cannot be copied for its stream (a big one,
         FAULT_MALLOC_MIN): its request still ends, with a smaller error in its place."""

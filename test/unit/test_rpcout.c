@@ -313,6 +313,25 @@ test_oversize(void **state)
 				  "1024: see --max-message)");
 	assert_int_equal(rpcout_oversize(&m, text, 10), RPCOUT_OVERSIZE_REQUEST);
 	assert_string_equal(text, "Invalid R");
+	assert_int_equal(RPCOUT_BIG_CODE(&m), RPC_INVALID_REQUEST);
+	/* within the bound, not held for want of memory: said so, not too large */
+	m.no_memory = true;
+	assert_int_equal(rpcout_oversize(&m, text, sizeof(text)), RPCOUT_OVERSIZE_REQUEST);
+	assert_string_equal(text, "out of memory: the client's message (2000 bytes) could not be "
+				  "held");
+	assert_int_equal(RPCOUT_BIG_CODE(&m), RPC_SERVER_ERROR);
+	m.answer = true;
+	(void)snprintf(text, sizeof(text), RPCOUT_BIG_ANSWER, RPCOUT_BIG_ARGS_ID(&m),
+		       RPCOUT_BIG_ARGS_SIZE(&m));
+	assert_string_equal(text, "the client's answer \"a\" to a request of the server is that "
+				  "mcpmux had no memory to hold (2000 bytes): the server gets an "
+				  "error in its place");
+	struct sbuf b = { 0 };
+
+	rpcout_answer_too_large(&b, &m);
+	assert_false(b.failed);
+	assert_non_null(strstr(b.buf, "out of memory: the client's answer (2000 bytes)"));
+	sbuf_release(&b);
 	/* a long id is cut at 100 bytes in the warning */
 	m = (struct rpcout_big){
 		.answer = true,
