@@ -1812,6 +1812,8 @@ class OutOfMemory(Faults):
         p.write(json.dumps([call(3, "echo", text="TEXT"), note("notifications/x"),
                             call("four", "echo", text="x")]).replace(
             "TEXT", "\\u004fOM-8").encode() + b"\n")  # the batch's answer holds OOM-8
+        # Read nothing before the answer came: the queue must still hold the first one.
+        wait_until(lambda: "out of memory" in p.stderr(), 10, "the answer's loss said")
         m = p.msg()
         self.assertEqual(m["id"], 1)
         self.assertEqual(len(m["result"]["content"][0]["text"]), huge)
@@ -1827,6 +1829,85 @@ class OutOfMemory(Faults):
         self.assertEqual(self.counters(p.pid)["failed"], 1)
         self.assertIn("out of memory: a server's answer for the client was lost (an error "
                       "went in its place)", p.stderr())
+        self.assert_no_leftovers()
+
+    def test_serve_an_answer_that_cannot_be_queued_is_replaced_by_an_error(self):
+        """serve: the same for a session's answer, in its envelope: the error goes in the
+        session's envelope, after what was queued before it, and the session goes on."""
+        huge = 3 << 20
+        chunk = (16 << 10) + 32
+        env = self.oom_env("OOM-A", malloc_min=chunk, malloc_max=chunk, malloc_only="malloc")
+        p = self.mcpmux(["serve"] + GRACE + ["--", FIXTURE], env=env)
+        p.send({"session": "s", "message": initialize(0)})
+        self.assertEqual(p.msg()["event"], "started")
+        self.assert_response(p.msg()["message"], 0)
+        p.send({"session": "s", "message": note("notifications/initialized")})
+        p.send({"session": "s", "message": call(1, "huge", bytes=huge)})
+        out = p.p.stdout.fileno()
+
+        def pipe_full():  # the answer's head written, its rest queued
+            unread = array.array("i", [0])
+            fcntl.ioctl(out, termios.FIONREAD, unread)
+            return unread[0] > 0 and unread[0] >= fcntl.fcntl(out, F_GETPIPE_SZ)
+        wait_until(pipe_full, 10, "the client's pipe to be full")
+        p.write(json.dumps({"session": "s", "message": call(3, "echo", text="TEXT")}).replace(
+            "TEXT", "\\u004fOM-A").encode() + b"\n")  # the answer holds OOM-A
+        # Read nothing before the answer came: the queue must still hold the first one.
+        wait_until(lambda: "out of memory" in p.stderr(), 10, "the answer's loss said")
+        m = p.msg()
+        self.assertEqual((m["session"], m["message"]["id"]), ("s", 1))
+        self.assertEqual(len(m["message"]["result"]["content"][0]["text"]), huge)
+        m = p.msg()
+        self.assertEqual(m["session"], "s")
+        err = self.assert_error(m["message"], 3, -32000)
+        self.assertIn("out of memory", err["message"])
+        p.send({"session": "s", "message": call(2, "echo", text="after")})
+        self.assertEqual(p.msg()["message"]["result"]["content"][0]["text"], "after")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertEqual(self.counters(p.pid)["failed"], 1)
+        self.assertIn("session s: out of memory: a server's answer for the client was lost "
+                      "(an error went in its place)", p.stderr())
+        self.assert_no_leftovers()
+
+    def test_connect_an_answer_that_cannot_be_queued_is_replaced_by_an_error(self):
+        """connect: the same for an answer that serve sent it, for its client."""
+        huge = 3 << 20
+        chunk = (16 << 10) + 32
+        path = os.path.join(self.tmp.name, "mux.sock")
+        srv = self.mcpmux(["serve", "--listen", path] + GRACE + ["--", FIXTURE])
+        wait_until(lambda: os.path.exists(path), 10, "the socket")
+        env = self.oom_env("OOM-B", malloc_min=chunk, malloc_max=chunk, malloc_only="malloc")
+        p = self.mcpmux(["connect", "--session", "s", path], env=env)
+        p.send(initialize(0))
+        self.assert_response(p.msg(), 0)
+        p.send(note("notifications/initialized"))
+        p.send(call(1, "huge", bytes=huge))
+        out = p.p.stdout.fileno()
+
+        def pipe_full():  # the answer's head written, its rest queued
+            unread = array.array("i", [0])
+            fcntl.ioctl(out, termios.FIONREAD, unread)
+            return unread[0] > 0 and unread[0] >= fcntl.fcntl(out, F_GETPIPE_SZ)
+        wait_until(pipe_full, 10, "the client's pipe to be full")
+        p.write(json.dumps(call(3, "echo", text="TEXT")).replace(
+            "TEXT", "\\u004fOM-B").encode() + b"\n")  # the answer holds OOM-B
+        # Read nothing before the answer came: the queue must still hold the first one.
+        wait_until(lambda: "out of memory" in p.stderr(), 10, "the answer's loss said")
+        m = p.msg()
+        self.assertEqual(m["id"], 1)
+        self.assertEqual(len(m["result"]["content"][0]["text"]), huge)
+        err = self.assert_error(p.msg(), 3, -32000)
+        self.assertIn("out of memory", err["message"])
+        p.send(call(2, "echo", text="after"))
+        self.assertEqual(p.msg()["result"]["content"][0]["text"], "after")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertEqual(self.counters(p.pid)["failed"], 1)
+        self.assertIn("out of memory: a server's answer for the client was lost (an error "
+                      "went in its place)", p.stderr())
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers()
 
     def test_a_server_line_that_cannot_be_held_is_said_to_be_out_of_memory(self):
