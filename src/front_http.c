@@ -976,6 +976,29 @@ route(struct hx_session *hs, const char *msg, size_t len)
 	struct front_http *fh = hs->fh;
 	struct jsonrpc_scanner *sc = &fh->oscan;
 	enum jsonrpc_kind kind = jsonrpc_scan(sc, msg, len);
+
+	if (kind == JSONRPC_BATCH) {
+		/*
+		 * A batch of the server's (answers to requests of separate POSTs): each element
+		 * goes its own way, as a message of its own, so that each answer ends its own
+		 * request's stream (whole, it would go to one stream and end none).
+		 */
+		const char *p = msg, *end = msg + len, *e;
+
+		while (p < end && *p != '[') {
+			p++;
+		}
+		for (p++; p < end; p = e) {
+			while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == ',')) {
+				p++;
+			}
+			if (p == end || *p == ']' || (e = jsonspan_skip(p, end)) == NULL) {
+				break;
+			}
+			route(hs, p, (size_t)(e - p)); /* the scanner is used again */
+		}
+		return;
+	}
 	struct hx_stream *st = NULL;
 	struct hx_event *ev = event_new(msg, len);
 	bool answer = (kind == JSONRPC_RESPONSE || kind == JSONRPC_ERROR) && sc->one.has_id;

@@ -1961,6 +1961,37 @@ class OutOfMemory(Faults):
         ends."""
         self.http_answer_lost(then=2)
 
+    def test_an_http_answer_in_a_batch_that_cannot_be_kept_ends_its_stream_with_an_error(self):
+        """serve --http: a server that answers in a batch (initialize, after a notification:
+        the fixture's init-batch) has each element go its own way; the answer, which cannot
+        be copied for its stream (FAULT_MALLOC_MIN and _MAX: its event, 32 bytes and the
+        answer's 190), still ends its request's stream, with an error in its place."""
+        behave = os.path.join(self.tmp.name, "behave")
+        with open(behave, "w") as f:
+            f.write("init-batch\n")
+        size = 32 + 190
+        env = self.oom_env("batched", malloc_min=size, malloc_max=size, malloc_only="malloc")
+        p = self.mcpmux(["serve", "--http", "127.0.0.1:0"] + GRACE
+                        + ["--", FIXTURE, "--behave-file=" + behave], env=env)
+        m = wait_until(lambda: re.search(r"on port (\d+)", p.stderr()), 10, "the port")
+        c = http.client.HTTPConnection("127.0.0.1", int(m.group(1)), timeout=10)
+        try:
+            c.request("POST", "/mcp", body=json.dumps(initialize(0)),
+                      headers={"Content-Type": "application/json",
+                               "Accept": "application/json"})
+            r = c.getresponse()
+            status, body = r.status, r.read()
+        finally:
+            c.close()
+        self.assertEqual(status, 200)
+        err = self.assert_error(json.loads(body), 0, -32000)
+        self.assertIn("out of memory", err["message"])
+        p.p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(), 0)
+        self.assertEqual(self.counters(p.pid)["failed"], 1)
+        self.assertIn("out of memory: a message for the HTTP client was lost", p.stderr())
+        self.assert_no_leftovers()
+
     def http_answer_lost(self, then=0):
         env = self.oom_env("OOM-3", malloc_min=32 << 10, malloc_only="malloc",
                            malloc_then=then)

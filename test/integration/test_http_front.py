@@ -594,6 +594,22 @@ class Transport(HttpCase):
         wait_until(lambda: self.post(INITIALIZED, sid).status == 404, 5, "the session to end")
 
 
+    def test_an_answer_in_a_batch_of_the_server_ends_its_stream(self):
+        """A server that answers initialize in a batch, after a notification (init-batch):
+        each element goes its own way, and the answer ends its request's stream (whole,
+        the batch went to that stream and ended none)."""
+        behave = os.path.join(self.tmp.name, "behave")
+        with open(behave, "w") as f:
+            f.write("init-batch\n")
+        self.http("--behave-file=" + behave)
+        r = self.post(init_msg(1))
+        self.assertEqual(r.status, 200)
+        m = r.messages()
+        self.assertEqual([x.get("method") for x in m], ["notifications/message", None])
+        self.assertEqual(m[-1]["id"], 1)
+        self.assertIn("result", m[-1])
+
+
     def test_an_initialize_answered_with_an_error_ends_the_session(self):
         behave = os.path.join(self.tmp.name, "behave")
         log = os.path.join(self.tmp.name, "traffic.jsonl")
