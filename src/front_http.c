@@ -983,19 +983,11 @@ route(struct hx_session *hs, const char *msg, size_t len)
 		 * goes its own way, as a message of its own, so that each answer ends its own
 		 * request's stream (whole, it would go to one stream and end none).
 		 */
-		const char *p = msg, *end = msg + len, *e;
+		const char *p = msg, *el;
+		size_t el_len;
 
-		while (p < end && *p != '[') {
-			p++;
-		}
-		for (p++; p < end; p = e) {
-			while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == ',')) {
-				p++;
-			}
-			if (p == end || *p == ']' || (e = jsonspan_skip(p, end)) == NULL) {
-				break;
-			}
-			route(hs, p, (size_t)(e - p)); /* the scanner is used again */
+		while (jsonspan_element(&p, msg + len, &el, &el_len)) {
+			route(hs, el, el_len); /* the scanner is used again */
 		}
 		return;
 	}

@@ -117,6 +117,28 @@ jsonspan_skip(const char *p, const char *end)
 }
 
 bool
+jsonspan_element(const char **p, const char *end, const char **elem, size_t *len)
+{
+	struct cur c = { *p, end };
+
+	skip_ws(&c);
+	if (c.p < c.end && (*c.p == '[' || *c.p == ',')) {
+		c.p++; /* the array's start, or the one after an element */
+		skip_ws(&c);
+	}
+	const char *start = c.p;
+
+	if (c.p >= c.end || *c.p == ']' || !skip_value(&c)) {
+		*p = end;
+		return false;
+	}
+	*elem = start;
+	*len = (size_t)(c.p - start);
+	*p = c.p;
+	return true;
+}
+
+bool
 jsonspan_find(const char *p, size_t len, const char *const *path, size_t n, struct jsonspan *out)
 {
 	struct cur c = { p, p + len };

@@ -368,8 +368,8 @@ rpcout_lost_answers(struct iovec *iov, char *buf, size_t cap, const char *line, 
 {
 	static const char head[] = "[" LOST_HEAD;
 	static const char tail[] = LOST_TAIL "]";
-	const char *p = line + *pos, *end = line + len, *e, *id;
-	size_t id_len, n = 0;
+	const char *p = line + *pos, *end = line + len, *el, *at, *id;
+	size_t el_len, id_len, n = 0;
 
 	if (*pos == 0) {
 		while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) {
@@ -379,25 +379,17 @@ rpcout_lost_answers(struct iovec *iov, char *buf, size_t cap, const char *line, 
 			*pos = len;
 			return rpcout_lost_answer(iov, line, len);
 		}
-		p++;
 	}
-	/* The batch's elements, as session.c's replay_batch() walks them. */
-	while (p < end && (e = jsonspan_skip(p, end)) != NULL) {
-		const char *next = e;
-
-		while (next < end && (*next == ' ' || *next == '\t' || *next == '\r' ||
-				      *next == '\n' || *next == ',')) {
-			next++;
-		}
-		if (!answer_id(p, (size_t)(e - p), &id, &id_len)) {
-			p = next;
+	for (at = p; jsonspan_element(&p, end, &el, &el_len); at = p) {
+		if (!answer_id(el, el_len, &id, &id_len)) {
 			continue;
 		}
 		size_t need = 1 + sizeof(head) - 2 + id_len + sizeof(tail) - 1;
 
 		if (n + need > cap) {
 			if (n > 0) {
-				break; /* the next array */
+				p = at; /* the next array starts with it */
+				break;
 			}
 			/* Too long for buf on its own: an array of its own, in pieces. */
 			iov[0] = (struct iovec){ .iov_base = (void *)(uintptr_t)head,
@@ -406,7 +398,7 @@ rpcout_lost_answers(struct iovec *iov, char *buf, size_t cap, const char *line, 
 						 .iov_len = id_len };
 			iov[2] = (struct iovec){ .iov_base = (void *)(uintptr_t)tail,
 						 .iov_len = sizeof(tail) - 1 };
-			*pos = (size_t)(next - line);
+			*pos = (size_t)(p - line);
 			return 3;
 		}
 		buf[n] = n == 0 ? '[' : ',';
@@ -417,7 +409,6 @@ rpcout_lost_answers(struct iovec *iov, char *buf, size_t cap, const char *line, 
 		n += id_len;
 		memcpy(buf + n, tail, sizeof(tail) - 2);
 		n += sizeof(tail) - 2;
-		p = next;
 	}
 	*pos = (size_t)(p - line);
 	if (n == 0) {

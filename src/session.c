@@ -1063,15 +1063,6 @@ replay_answer(struct session *s, const char *line, size_t len)
 
 /* ---- server to client ---- */
 
-static const char *
-skip_ws(const char *p, const char *end)
-{
-	while (p < end && (*p == ' ' || *p == '\t' || *p == '\r')) {
-		p++;
-	}
-	return p;
-}
-
 /*
  * A batch from a server that hears the replay, with answers to it (replay_answer()):
  * those are mcpmux's own, so it is taken apart, each element as a line of its own.
@@ -1080,7 +1071,8 @@ skip_ws(const char *p, const char *end)
 static bool
 replay_batch(struct session *s, const char *line, size_t len)
 {
-	const char *p = line, *end = line + len, *e;
+	const char *p = line, *end = line + len, *el;
+	size_t el_len;
 	bool ours = false;
 
 	if (s->state != SESSION_RESUMING || s->end_requested) {
@@ -1095,16 +1087,13 @@ replay_batch(struct session *s, const char *line, size_t len)
 	if (!ours) {
 		return false;
 	}
-	p = skip_ws(p, end) + 1; /* past '[' (a valid batch) */
-	while ((p = skip_ws(p, end)) < end && *p != ']' && (e = jsonspan_skip(p, end)) != NULL) {
-		if (*p == '{') {
-			session_on_line(s, p, (size_t)(e - p)); /* out_scan is scanned again */
+	while (jsonspan_element(&p, end, &el, &el_len)) {
+		if (*el == '{') {
+			session_on_line(s, el, el_len); /* out_scan is scanned again */
 		} else {
 			diag_warn("session %s: server batch element that is not a message: dropped",
 				  s->id);
 		}
-		p = skip_ws(e, end);
-		p += p < end && *p == ',';
 	}
 	return true;
 }

@@ -42,6 +42,13 @@ bool jsonspan_member(const char *json, size_t len, const char *key, const char *
  */
 const char *jsonspan_skip(const char *p, const char *end);
 
+/*
+ * The elements of a JSON array, one a call: *p at the array's text first (its '[', after
+ * any white space), then where the last call left it.  The next element into *elem and
+ * *len; false, *p at end, when there is none more (the array's end, or not a value).
+ */
+bool jsonspan_element(const char **p, const char *end, const char **elem, size_t *len);
+
 /* Whether v is a JSON string with no escapes; its bytes (without quotes) into *s, *n. */
 bool jsonspan_plain_string(const struct jsonspan *v, const char **s, size_t *n);
 

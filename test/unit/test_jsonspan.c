@@ -287,6 +287,31 @@ test_member_nul(void **state)
 	(void)jsonspan_member(b, sizeof(b) - 1, "b", &v, &vlen);
 }
 
+/* Each element of an array in turn; none of an empty one; nested arrays whole. */
+static void
+test_element(void **state)
+{
+	static const char text[] = " [ {\"id\":1} ,[2,[3]],\"a,]\" , null ] ";
+	static const char *const want[] = { "{\"id\":1}", "[2,[3]]", "\"a,]\"", "null" };
+	const char *p = text, *end = text + sizeof(text) - 1, *el;
+	size_t len, k = 0;
+
+	(void)state;
+	while (jsonspan_element(&p, end, &el, &len)) {
+		assert_true(k < 4);
+		assert_int_equal(len, strlen(want[k]));
+		assert_memory_equal(el, want[k], len);
+		k++;
+	}
+	assert_int_equal(k, 4);
+	assert_ptr_equal(p, end);
+	p = "[]";
+	assert_false(jsonspan_element(&p, p + 2, &el, &len));
+	p = "[1,";
+	assert_true(jsonspan_element(&p, p + 3, &el, &len));
+	assert_false(jsonspan_element(&p, p + 1, &el, &len)); /* cut: no more */
+}
+
 int
 main(void)
 {
@@ -294,7 +319,7 @@ main(void)
 		cmocka_unit_test(test_found),	     cmocka_unit_test(test_not_found),
 		cmocka_unit_test(test_plain_string), cmocka_unit_test(test_prefixes),
 		cmocka_unit_test(test_member),	     cmocka_unit_test(test_member_cut_short),
-		cmocka_unit_test(test_member_nul),
+		cmocka_unit_test(test_member_nul),   cmocka_unit_test(test_element),
 	};
 
 	return cmocka_run_group_tests_name("jsonspan", tests, NULL, NULL);
