@@ -81,6 +81,7 @@ static struct jsonrpc_scanner held_scan; /* client lines that waited: scanned ag
 static struct sbuf msg;			 /* mcpmux's own answers, built one at a time */
 
 static void session_on_line(void *ctx, const char *line, size_t len);
+static void line_ended(struct session *s);
 static void session_on_big_begin(void *ctx, const char *head, size_t len);
 static void session_on_big_more(void *ctx, const char *more, size_t len);
 static void session_on_big_end(void *ctx, size_t total);
@@ -356,11 +357,11 @@ server_going(const struct session *s)
 }
 
 /*
- * Tell the pool when the server turns busy (something in flight, a message it is still
- * writing, or a resume under way: it would not be given up, session_is_idle()) or idle;
- * one being ended is going (pool_going()) until its slot is released.
+ * Tell the pool when the server turns busy (something in flight, a line seen growing at
+ * the last look, still_writing(), or a resume under way: it would not be given up,
+ * session_is_idle()) or idle; one being ended is going (pool_going()) until its slot is
+ * released.
  */
-
 static void
 busy_sync(struct session *s)
 {
@@ -1106,7 +1107,7 @@ session_on_line(void *ctx, const char *line, size_t len)
 
 	s->last_activity = sys_now();
 	status_traffic(s->last_activity);
-	s->out_seen = 0; /* the line it was writing ended */
+	line_ended(s);
 	if (kind == JSONRPC_BATCH && replay_batch(s, line, len)) {
 		return; /* each element went its own way */
 	}
@@ -1190,7 +1191,7 @@ session_on_big_end(void *ctx, size_t total)
 	char text[160];
 
 	s->last_activity = sys_mono();
-	s->out_seen = 0;
+	line_ended(s);
 	if (total <= s->cfg->max_message) {
 		/* Within the bound: the framer had no memory to hold it (framer_feed()). */
 		(void)snprintf(text, sizeof(text),
@@ -1466,12 +1467,8 @@ write_period(const struct session *s)
 static bool
 still_writing(struct session *s)
 {
-	size_t n;
+	size_t n = framer_pending(&s->backend->outf); /* session_is_idle(): there is one */
 
-	if (s->writing || s->backend == NULL) {
-		return s->writing;
-	}
-	n = framer_pending(&s->backend->outf);
 	if (n == 0 || n == s->out_seen) {
 		return false;
 	}
@@ -1481,6 +1478,18 @@ still_writing(struct session *s)
 	ev_timer_start(s->loop, &s->write_w);
 	busy_sync(s);
 	return true;
+}
+
+/* The line the server was writing ended: no longer in flight, nor the server busy for it. */
+static void
+line_ended(struct session *s)
+{
+	s->out_seen = 0;
+	if (s->writing) {
+		s->writing = false;
+		ev_timer_stop(s->loop, &s->write_w);
+		busy_sync(s);
+	}
 }
 
 static void

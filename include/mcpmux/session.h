@@ -203,8 +203,8 @@ const char *session_state_name(const struct session *s);
 /* The pid of the current server, 0 when there is none. */
 pid_t session_pid(const struct session *s);
 /*
- * Running, its server idle (nothing in flight either way, nothing held, no message it is
- * still writing)?
+ * Running, its server idle (nothing in flight either way, nothing held, no line seen
+ * growing at the last look; session_suspend() looks again)?
  */
 bool session_is_idle(const struct session *s);
 /*
