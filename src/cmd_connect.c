@@ -368,6 +368,10 @@ client_on_eof(struct conn *c, void *ctx)
 	char msg[300];
 
 	(void)c;
+	if (cc->ending) {
+		maybe_exit(cc); /* stdout gone after stdin's EOF: the end is asked for once */
+		return;
+	}
 	cc->ending = true;
 	if (cc->end_limit == 0) {
 		cc->end_limit = CONNECT_END_WAIT_S;
@@ -433,11 +437,6 @@ static const struct conn_hooks client_hooks = {
 
 /* ---- server (socket) to client (stdout) ---- */
 
-/*
- * The answer to connect's own end-of-run request (its id): the session's end, as its
- * "ended" event says it (the result), or the end refused (an error: the session is
- * another connection's, say).  Not the client's: not written out.
- */
 /* Whether the message cc->scan holds has the id `id` (JSON text). */
 static bool
 has_id(const struct cconn *cc, const char *id)
@@ -448,6 +447,11 @@ has_id(const struct cconn *cc, const char *id)
 	       memcmp(jsonrpc_str(&cc->scan, it->id), id, it->id.len) == 0;
 }
 
+/*
+ * The answer to connect's own end-of-run request (its id): the session's end, as its
+ * "ended" event says it (the result), or the end refused (an error: the session is
+ * another connection's, say).  Not the client's: not written out.
+ */
 static bool
 is_end_answer(struct cconn *cc, const struct envelope *env)
 {

@@ -572,9 +572,11 @@ text_show(struct text *t, const char *s)
 }
 
 /*
- * A string's characters as jsonrpc_id_key() decodes them (s, n bytes), made yajl's: a lone
- * high surrogate, which the key has encoded (ED A0..AF xx), is a '?' there.  Returns the
- * new length.
+ * A string's characters as jsonrpc_id_key() decodes them (s, n bytes), with a lone high
+ * surrogate (encoded there as ED A0..AF xx) made the '?' yajl gives.  Returns the new
+ * length.  (yajl also joins a high surrogate with an escape after it that is not a low
+ * one; the key does not: such a text differs from the tree's, which is then shown, cut at
+ * its first NUL.)
  */
 static size_t
 lone_surrogates_as_yajl(char *s, size_t n)
