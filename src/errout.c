@@ -19,8 +19,9 @@
 static struct {
 	struct ev_loop *loop;
 	bool on;
-	bool dead; /* stderr cannot be written at all: everything is discarded */
-	bool full; /* its file system is full: nothing is written until retry_w */
+	bool dead;	 /* stderr cannot be written at all: everything is discarded */
+	bool full;	 /* its file system is full: nothing is written until retry_w */
+	bool relay_skip; /* a relayed line's start was dropped: its rest is too */
 	ev_timer retry_w;
 	int drop_errno; /* why the lines dropped were (0: stderr was not read in time) */
 	bool shared;
@@ -402,7 +403,7 @@ errout_start(struct ev_loop *loop)
 	E.loop = loop;
 	E.fd = fd;
 	E.on = true;
-	E.dead = E.full = false;
+	E.dead = E.full = E.relay_skip = false;
 	E.drop_errno = 0;
 	wbuf_init(&E.q, ERROUT_MAX);
 	ev_init(&E.retry_w, errout_on_retry);
@@ -503,6 +504,20 @@ errout_relay(const char *p, size_t len)
 	if (E.dead || len == 0) {
 		return;
 	}
+	if (E.relay_skip) {
+		/* The rest of a line whose start was dropped (counted then): dropped too. */
+		const char *nl = memchr(p, '\n', len);
+
+		if (nl == NULL) {
+			return;
+		}
+		E.relay_skip = false;
+		len -= (size_t)(nl + 1 - p);
+		p = nl + 1;
+		if (len == 0) {
+			return;
+		}
+	}
 	if (!E.full && wbuf_len(&E.q) == 0) {
 		/* Nothing queued: straight out, only the rest is queued. */
 		if (wbuf_send(&E.q, E.fd, p, len, NULL, 0) == 0) {
@@ -535,6 +550,10 @@ errout_relay(const char *p, size_t len)
 			E.mid_line = p[keep - 1] != '\n';
 		}
 		E.dropped += lines_in(p + keep, len - keep);
+		if (keep < len && p[len - 1] != '\n') {
+			E.dropped++; /* a line begun: counted now, its rest dropped as it comes */
+			E.relay_skip = true;
+		}
 		return;
 	}
 	if (wbuf_append(&E.q, p, len) == -1) {
