@@ -527,21 +527,10 @@ is_stats_answer(struct cconn *cc, const struct envelope *env)
 static void
 lost_message(struct cconn *cc, const struct envelope *env)
 {
-	char buf[RPCOUT_LOST_BUF];
 	struct iovec iov[4];
-	size_t pos = 0;
-	int n, sent = 0, lost = 0;
 
-	while ((n = rpcout_lost_answers(iov, buf, sizeof(buf), env->message, env->message_len,
-					&pos)) > 0) {
-		iov[n] = (struct iovec){ .iov_base = (void *)(uintptr_t) "\n", .iov_len = 1 };
-		if (conn_send(&cc->client, &cc->client.self, iov, n + 1) == 0) {
-			sent++;
-		} else {
-			lost++;
-		}
-	}
-	if (sent > 0 && lost == 0) {
+	if (conn_send_lost_answers(&cc->client, &cc->client.self, iov, 0, "\n", env->message,
+				   env->message_len)) {
 		diag_error("out of memory: a server's answer for the client was lost (an error "
 			   "went in its place)");
 	} else {

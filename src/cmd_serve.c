@@ -158,19 +158,7 @@ port_message(struct hub_port *p, struct hub_entry *e, const char *msg, size_t le
 	}
 	/* An answer (a batch of them): its requests get errors in its place, not a wait for ever.
 	 */
-	char buf[RPCOUT_LOST_BUF];
-	size_t pos = 0;
-	int n, sent = 0, lost = 0;
-
-	while ((n = rpcout_lost_answers(iov + 3, buf, sizeof(buf), msg, len, &pos)) > 0) {
-		iov[3 + n] = (struct iovec){ .iov_base = (void *)(uintptr_t) "}\n", .iov_len = 2 };
-		if (conn_send(&sc->c, e->port_data, iov, 4 + n) == 0) {
-			sent++;
-		} else {
-			lost++;
-		}
-	}
-	if (sent > 0 && lost == 0) {
+	if (conn_send_lost_answers(&sc->c, e->port_data, iov, 3, "}\n", msg, len)) {
 		diag_error("session %s: out of memory: a server's answer for the client was lost "
 			   "(an error went in its place)",
 			   e->id);

@@ -217,21 +217,9 @@ wrap_deliver(struct session *s, const char *line, size_t len, void *owner)
 	if (conn_send_line(&w->client, r->out, line, len) == -1 && errno == ENOMEM) {
 		/* An answer (a batch of them): its requests get errors in its place, not a wait
 		 * for ever. */
-		char buf[RPCOUT_LOST_BUF];
 		struct iovec iov[4];
-		size_t pos = 0;
-		int n, sent = 0, lost = 0;
 
-		while ((n = rpcout_lost_answers(iov, buf, sizeof(buf), line, len, &pos)) > 0) {
-			iov[n] = (struct iovec){ .iov_base = (void *)(uintptr_t) "\n",
-						 .iov_len = 1 };
-			if (conn_send(&w->client, r->out, iov, n + 1) == 0) {
-				sent++;
-			} else {
-				lost++;
-			}
-		}
-		if (sent > 0 && lost == 0) {
+		if (conn_send_lost_answers(&w->client, r->out, iov, 0, "\n", line, len)) {
 			diag_error(
 				"session %s: out of memory: a server's answer for the client was "
 				"lost (an error went in its place)",

@@ -10,6 +10,7 @@
 
 #include "mcpmux/conn.h"
 #include "mcpmux/diag.h"
+#include "mcpmux/rpcout.h"
 #include "mcpmux/sys.h"
 
 #define READ_BUDGET    ((size_t)256 << 10)
@@ -627,4 +628,24 @@ conn_release(struct conn *c)
 	wbuf_release(&c->self.q);
 	c->cur = NULL;
 	c->queued = 0;
+}
+
+bool
+conn_send_lost_answers(struct conn *c, struct conn_source *src, struct iovec *iov, int pre,
+		       const char *end, const char *line, size_t len)
+{
+	char buf[RPCOUT_LOST_BUF];
+	size_t pos = 0;
+	int n, sent = 0, lost = 0;
+
+	while ((n = rpcout_lost_answers(iov + pre, buf, sizeof(buf), line, len, &pos)) > 0) {
+		iov[pre + n] = (struct iovec){ .iov_base = (void *)(uintptr_t)end,
+					       .iov_len = strlen(end) };
+		if (conn_send(c, src, iov, pre + n + 1) == 0) {
+			sent++;
+		} else {
+			lost++;
+		}
+	}
+	return sent > 0 && lost == 0;
 }

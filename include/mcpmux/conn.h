@@ -151,6 +151,14 @@ void conn_source_retire(struct conn *c, struct conn_source *src);
 int conn_send(struct conn *c, struct conn_source *src, const struct iovec *iov, int n);
 /* The common case: line + "\n". */
 int conn_send_line(struct conn *c, struct conn_source *src, const char *line, size_t len);
+/*
+ * In place of line, an answer (or a batch of them) that could not be queued for want of
+ * memory: rpcout_lost_answers()'s -32000 errors for its requests, each after the pieces
+ * iov[0..pre) and followed by end (a line's end, and what closes the pieces).  iov has
+ * room for pre + 4.  True when errors went out for all of it.
+ */
+bool conn_send_lost_answers(struct conn *c, struct conn_source *src, struct iovec *iov, int pre,
+			    const char *end, const char *line, size_t len);
 
 static inline bool
 conn_source_full(const struct conn_source *src)
