@@ -410,6 +410,28 @@ event_new(const char *data, size_t len)
 	return ev;
 }
 
+/* An event of the n pieces of iov, in ev (with room for them) or a new one; NULL: no memory. */
+static struct hx_event *
+event_newv(struct hx_event *ev, const struct iovec *iov, int n)
+{
+	size_t len = 0;
+
+	for (int i = 0; i < n; i++) {
+		len += iov[i].iov_len;
+	}
+	if (ev == NULL && (ev = malloc(sizeof(*ev) + len)) == NULL) {
+		return NULL;
+	}
+	ev->next = NULL;
+	ev->seq = 0;
+	ev->len = 0;
+	for (int i = 0; i < n; i++) {
+		memcpy(ev->data + ev->len, iov[i].iov_base, iov[i].iov_len);
+		ev->len += iov[i].iov_len;
+	}
+	return ev;
+}
+
 static void
 events_free(struct hx_event *ev)
 {
@@ -940,34 +962,19 @@ lost_answer(struct front_http *fh, const char *msg, size_t len)
 {
 	struct iovec iov[3];
 	int n = rpcout_lost_answer(iov, msg, len);
-	struct sbuf *b = &fh->tmp;
 	struct hx_event *ev;
 
 	if (n == 0) {
 		return NULL;
 	}
-	sbuf_reset(b);
-	for (int i = 0; i < n; i++) {
-		sbuf_add(b, iov[i].iov_base, iov[i].iov_len);
-	}
-	if (!b->failed && (ev = event_new(b->buf, b->len)) != NULL) {
+	if ((ev = event_newv(NULL, iov, n)) != NULL || (ev = fh->spare) == NULL) {
 		return ev;
-	}
-	if ((ev = fh->spare) == NULL) {
-		return NULL;
 	}
 	fh->spare = NULL;
 	if (iov[0].iov_len + iov[1].iov_len + iov[2].iov_len > HX_SPARE) {
 		iov[1] = (struct iovec){ .iov_base = (void *)(uintptr_t) "null", .iov_len = 4 };
 	}
-	ev->next = NULL;
-	ev->seq = 0;
-	ev->len = 0;
-	for (int i = 0; i < n; i++) {
-		memcpy(ev->data + ev->len, iov[i].iov_base, iov[i].iov_len);
-		ev->len += iov[i].iov_len;
-	}
-	return ev;
+	return event_newv(ev, iov, n);
 }
 
 static void
