@@ -1757,17 +1757,21 @@ class OutOfMemory(Faults):
                          r"servers by pid \(it is found in a list instead\)")
         self.assert_no_leftovers()
 
-    def test_an_answer_that_cannot_be_queued_is_replaced_by_an_error(self):
-        """The client reads nothing for a while, and a server's answer finds no memory in
-        the client's queue (FAULT_MALLOC_MIN and _MAX: a new chunk of it, 16 KiB and its
-        header, and not the parser's memory, which mcpmux may have given back while idle).
-        Its request gets a -32000 error in its place, after what was queued before it, and
-        the run goes on."""
-        huge = 3 << 20  # more than the client's pipe holds: the rest is queued
+    def queue_oom_env(self, marker):
+        """The first new chunk of a client's queue after a read that holds marker fails
+        (FAULT_MALLOC_MIN and _MAX: 16 KiB and its header, and not the parser's memory,
+        which mcpmux may have given back while idle)."""
         chunk = (16 << 10) + 32
-        env = self.oom_env("OOM-6", malloc_min=chunk, malloc_max=chunk, malloc_only="malloc")
-        p = self.wrap_initialized(env)
-        p.send(call(1, "huge", bytes=huge))
+        return self.oom_env(marker, malloc_min=chunk, malloc_max=chunk, malloc_only="malloc")
+
+    def lost_behind_a_full_queue(self, p, line, put=lambda m: m, get=lambda m: m):
+        """A 3 MiB answer fills the client's pipe, and its rest is queued (the client reads
+        nothing); then `line` goes out, whose answer holds the marker and meets the fault.
+        The big answer is read, then what came in the lost answer's place (returned); a
+        call after it is answered, and EOF ends the run with 0.  put and get wrap and
+        unwrap a message (serve's envelope)."""
+        huge = 3 << 20
+        p.send(put(call(1, "huge", bytes=huge)))
         out = p.p.stdout.fileno()
 
         def pipe_full():  # the answer's head written, its rest queued
@@ -1775,137 +1779,78 @@ class OutOfMemory(Faults):
             fcntl.ioctl(out, termios.FIONREAD, unread)
             return unread[0] > 0 and unread[0] >= fcntl.fcntl(out, F_GETPIPE_SZ)
         wait_until(pipe_full, 10, "the client's pipe to be full")
-        p.write(json.dumps(call(3, "echo", text="TEXT")).replace(
-            "TEXT", "\\u004fOM-6").encode() + b"\n")  # the answer holds OOM-6
+        p.write(line.encode() + b"\n")
         # Nothing is read before the answer met the fault: a client that reads meanwhile
         # may empty the queue, and the answer then goes out at once, with no new chunk.
         wait_until(lambda: "out of memory" in p.stderr(), 10, "the answer to find no memory")
-        m = p.msg()
+        m = get(p.msg())
         self.assertEqual(m["id"], 1)
         self.assertEqual(len(m["result"]["content"][0]["text"]), huge)
-        err = self.assert_error(p.msg(), 3, -32000)
-        self.assertIn("out of memory", err["message"])
-        p.send(call(2, "echo", text="after"))
-        self.assertEqual(p.msg()["result"]["content"][0]["text"], "after")
+        lost = get(p.msg())
+        p.send(put(call(2, "echo", text="after")))
+        self.assertEqual(get(p.msg())["result"]["content"][0]["text"], "after")
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
         self.assertEqual(self.counters(p.pid)["failed"], 1)
         self.assertIn("out of memory: a server's answer for the client was lost (an error "
                       "went in its place)", p.stderr())
+        return lost
+
+    def test_an_answer_that_cannot_be_queued_is_replaced_by_an_error(self):
+        """The client reads nothing for a while, and a server's answer finds no memory in
+        the client's queue.  Its request gets a -32000 error in its place, after what was
+        queued before it, and the run goes on."""
+        p = self.wrap_initialized(self.queue_oom_env("OOM-6"))
+        line = json.dumps(call(3, "echo", text="TEXT")).replace("TEXT", "\\u004fOM-6")
+        err = self.assert_error(self.lost_behind_a_full_queue(p, line), 3, -32000)
+        self.assertIn("out of memory", err["message"])
         self.assert_no_leftovers()
 
     def test_a_batch_of_answers_that_cannot_be_queued_is_replaced_by_errors(self):
         """The same for the answers to a client's batch, which the server sends in one
         array: each of its requests gets a -32000 error in its place, in one array."""
-        huge = 3 << 20
-        chunk = (16 << 10) + 32
-        env = self.oom_env("OOM-8", malloc_min=chunk, malloc_max=chunk, malloc_only="malloc")
-        p = self.wrap_initialized(env)
-        p.send(call(1, "huge", bytes=huge))
-        out = p.p.stdout.fileno()
-
-        def pipe_full():
-            unread = array.array("i", [0])
-            fcntl.ioctl(out, termios.FIONREAD, unread)
-            return unread[0] > 0 and unread[0] >= fcntl.fcntl(out, F_GETPIPE_SZ)
-        wait_until(pipe_full, 10, "the client's pipe to be full")
-        p.write(json.dumps([call(3, "echo", text="TEXT"), note("notifications/x"),
-                            call("four", "echo", text="x")]).replace(
-            "TEXT", "\\u004fOM-8").encode() + b"\n")  # the batch's answer holds OOM-8
-        # Read nothing before the answer came: the queue must still hold the first one.
-        wait_until(lambda: "out of memory" in p.stderr(), 10, "the answer's loss said")
-        m = p.msg()
-        self.assertEqual(m["id"], 1)
-        self.assertEqual(len(m["result"]["content"][0]["text"]), huge)
-        errs = p.msg()
+        p = self.wrap_initialized(self.queue_oom_env("OOM-8"))
+        line = json.dumps([call(3, "echo", text="TEXT"), note("notifications/x"),
+                           call("four", "echo", text="x")]).replace("TEXT", "\\u004fOM-8")
+        errs = self.lost_behind_a_full_queue(p, line)
         self.assertIsInstance(errs, list)
         self.assertEqual([e["id"] for e in errs], [3, "four"])
         for e in errs:
             self.assertIn("out of memory", self.assert_error(e, e["id"], -32000)["message"])
-        p.send(call(2, "echo", text="after"))
-        self.assertEqual(p.msg()["result"]["content"][0]["text"], "after")
-        p.close_stdin()
-        self.assertEqual(p.wait(), 0)
-        self.assertEqual(self.counters(p.pid)["failed"], 1)
-        self.assertIn("out of memory: a server's answer for the client was lost (an error "
-                      "went in its place)", p.stderr())
         self.assert_no_leftovers()
 
     def test_serve_an_answer_that_cannot_be_queued_is_replaced_by_an_error(self):
         """serve: the same for a session's answer, in its envelope: the error goes in the
         session's envelope, after what was queued before it, and the session goes on."""
-        huge = 3 << 20
-        chunk = (16 << 10) + 32
-        env = self.oom_env("OOM-A", malloc_min=chunk, malloc_max=chunk, malloc_only="malloc")
-        p = self.mcpmux(["serve"] + GRACE + ["--", FIXTURE], env=env)
+        p = self.mcpmux(["serve"] + GRACE + ["--", FIXTURE], env=self.queue_oom_env("OOM-A"))
         p.send({"session": "s", "message": initialize(0)})
         self.assertEqual(p.msg()["event"], "started")
         self.assert_response(p.msg()["message"], 0)
         p.send({"session": "s", "message": note("notifications/initialized")})
-        p.send({"session": "s", "message": call(1, "huge", bytes=huge)})
-        out = p.p.stdout.fileno()
 
-        def pipe_full():  # the answer's head written, its rest queued
-            unread = array.array("i", [0])
-            fcntl.ioctl(out, termios.FIONREAD, unread)
-            return unread[0] > 0 and unread[0] >= fcntl.fcntl(out, F_GETPIPE_SZ)
-        wait_until(pipe_full, 10, "the client's pipe to be full")
-        p.write(json.dumps({"session": "s", "message": call(3, "echo", text="TEXT")}).replace(
-            "TEXT", "\\u004fOM-A").encode() + b"\n")  # the answer holds OOM-A
-        # Read nothing before the answer came: the queue must still hold the first one.
-        wait_until(lambda: "out of memory" in p.stderr(), 10, "the answer's loss said")
-        m = p.msg()
-        self.assertEqual((m["session"], m["message"]["id"]), ("s", 1))
-        self.assertEqual(len(m["message"]["result"]["content"][0]["text"]), huge)
-        m = p.msg()
-        self.assertEqual(m["session"], "s")
-        err = self.assert_error(m["message"], 3, -32000)
-        self.assertIn("out of memory", err["message"])
-        p.send({"session": "s", "message": call(2, "echo", text="after")})
-        self.assertEqual(p.msg()["message"]["result"]["content"][0]["text"], "after")
-        p.close_stdin()
-        self.assertEqual(p.wait(), 0)
-        self.assertEqual(self.counters(p.pid)["failed"], 1)
-        self.assertIn("session s: out of memory: a server's answer for the client was lost "
-                      "(an error went in its place)", p.stderr())
+        def get(m):
+            self.assertEqual(m["session"], "s")
+            return m["message"]
+        line = json.dumps({"session": "s", "message": call(3, "echo", text="TEXT")}).replace(
+            "TEXT", "\\u004fOM-A")
+        lost = self.lost_behind_a_full_queue(
+            p, line, put=lambda m: {"session": "s", "message": m}, get=get)
+        self.assertIn("out of memory", self.assert_error(lost, 3, -32000)["message"])
+        self.assertIn("session s: out of memory: a server's answer", p.stderr())
         self.assert_no_leftovers()
 
     def test_connect_an_answer_that_cannot_be_queued_is_replaced_by_an_error(self):
         """connect: the same for an answer that serve sent it, for its client."""
-        huge = 3 << 20
-        chunk = (16 << 10) + 32
         path = os.path.join(self.tmp.name, "mux.sock")
         srv = self.mcpmux(["serve", "--listen", path] + GRACE + ["--", FIXTURE])
         wait_until(lambda: os.path.exists(path), 10, "the socket")
-        env = self.oom_env("OOM-B", malloc_min=chunk, malloc_max=chunk, malloc_only="malloc")
-        p = self.mcpmux(["connect", "--session", "s", path], env=env)
+        p = self.mcpmux(["connect", "--session", "s", path], env=self.queue_oom_env("OOM-B"))
         p.send(initialize(0))
         self.assert_response(p.msg(), 0)
         p.send(note("notifications/initialized"))
-        p.send(call(1, "huge", bytes=huge))
-        out = p.p.stdout.fileno()
-
-        def pipe_full():  # the answer's head written, its rest queued
-            unread = array.array("i", [0])
-            fcntl.ioctl(out, termios.FIONREAD, unread)
-            return unread[0] > 0 and unread[0] >= fcntl.fcntl(out, F_GETPIPE_SZ)
-        wait_until(pipe_full, 10, "the client's pipe to be full")
-        p.write(json.dumps(call(3, "echo", text="TEXT")).replace(
-            "TEXT", "\\u004fOM-B").encode() + b"\n")  # the answer holds OOM-B
-        # Read nothing before the answer came: the queue must still hold the first one.
-        wait_until(lambda: "out of memory" in p.stderr(), 10, "the answer's loss said")
-        m = p.msg()
-        self.assertEqual(m["id"], 1)
-        self.assertEqual(len(m["result"]["content"][0]["text"]), huge)
-        err = self.assert_error(p.msg(), 3, -32000)
+        line = json.dumps(call(3, "echo", text="TEXT")).replace("TEXT", "\\u004fOM-B")
+        err = self.assert_error(self.lost_behind_a_full_queue(p, line), 3, -32000)
         self.assertIn("out of memory", err["message"])
-        p.send(call(2, "echo", text="after"))
-        self.assertEqual(p.msg()["result"]["content"][0]["text"], "after")
-        p.close_stdin()
-        self.assertEqual(p.wait(), 0)
-        self.assertEqual(self.counters(p.pid)["failed"], 1)
-        self.assertIn("out of memory: a server's answer for the client was lost (an error "
-                      "went in its place)", p.stderr())
         srv.p.send_signal(signal.SIGTERM)
         self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers()
