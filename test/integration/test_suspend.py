@@ -333,30 +333,13 @@ class WrapSuspend(Base):
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
 
-    # at "go", writes a notification of 8 KB in pieces, 150 ms apart (1.2 s in all)
-    SLOW_LINE = (
-        "import json, sys, time\n"
-        "for line in sys.stdin:\n"
-        "    m = json.loads(line)\n"
-        "    if m.get('method') == 'initialize':\n"
-        "        print(json.dumps({'jsonrpc': '2.0', 'id': m['id'], 'result': {\n"
-        "            'protocolVersion': m['params']['protocolVersion'],\n"
-        "            'capabilities': {}, 'serverInfo': {'name': 's', 'version': '1'}}}),\n"
-        "              flush=True)\n"
-        "    elif m.get('method') == 'go':\n"
-        "        text = json.dumps({'jsonrpc': '2.0', 'method': 'slow',\n"
-        "                           'params': {'data': 'x' * 8000}}) + '\\n'\n"
-        "        for i in range(0, len(text), 1000):\n"
-        "            sys.stdout.write(text[i:i + 1000])\n"
-        "            sys.stdout.flush()\n"
-        "            time.sleep(0.15)\n")
-
     def test_a_message_the_server_is_still_writing_is_not_cut_off(self):
         """A server writes a long notification slowly, in pieces, for longer than
         --idle-suspend: it is not suspended partway (which cut the line off, lost), the
         notification reaches the client whole, and the server is suspended after it."""
         p = self.wrap(opts=FAST + SUSPEND + ["--log", self.log],
-                      command=[sys.executable, "-c", self.SLOW_LINE])
+                      command=[sys.executable, "-c", self.PIECES,
+                               os.path.join(self.tmp.name, "began"), "0.15"])
         p.send(initialize(1))
         self.assert_response(p.msg(), 1)
         p.send(note("go"))
@@ -371,7 +354,8 @@ class WrapSuspend(Base):
         """The same line over --max-message: it is read to its end (and refused as too
         large, said on stderr) before the server is suspended."""
         p = self.wrap(opts=FAST + SUSPEND + ["--log", self.log, "--max-message", "4096"],
-                      command=[sys.executable, "-c", self.SLOW_LINE])
+                      command=[sys.executable, "-c", self.PIECES,
+                               os.path.join(self.tmp.name, "began"), "0.15"])
         p.send(initialize(1))
         self.assert_response(p.msg(), 1)
         p.send(note("go"))
