@@ -415,6 +415,16 @@ class Case(unittest.TestCase):
                     self.assertEqual(held.count(what), 1, "server %d's fd %d (%s) in mcpmux: %r"
                                      % (pid, fd, what, held))
 
+    def pings(self, w, n=2000):
+        """initialize, then n pings sent at once, answered in order (as many records of
+        a traffic log, or lines of noise, as they make)."""
+        w.send(initialize(0))
+        self.assertEqual(w.msg()["id"], 0)
+        for i in range(1, n + 1):
+            w.send(req(i, "ping"))
+        for i in range(1, n + 1):
+            self.assertEqual(w.msg(30)["id"], i)
+
     def assert_no_leftovers(self, seconds=2, what="processes of the test"):
         """Every process started by this test, except mcpmux, its keeper and the harness, is
         gone."""

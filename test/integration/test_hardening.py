@@ -364,12 +364,7 @@ class UnreadStderr(Case):
 
     def test_repeated_noise_is_summed_up(self):
         w = self.wrap("--stdout-noise", opts=FAST)
-        w.send(initialize(0))
-        self.assertEqual(w.msg()["id"], 0)
-        for i in range(1, 2001):
-            w.send(req(i, "ping"))
-        for i in range(1, 2001):
-            self.assertEqual(w.msg(30)["id"], i)
+        self.pings(w)
         w.close_stdin()
         self.assertEqual(w.wait(10), 0)
         err = w.stderr()
@@ -388,12 +383,7 @@ class UnreadStderr(Case):
             w = self.start([MCPMUX, "--log", "-"] + FAST + ["--", FIXTURE], stderr=wfd)
         finally:
             os.close(wfd)
-        w.send(initialize(0))
-        self.assertEqual(w.msg()["id"], 0)
-        for i in range(1, 2001):
-            w.send(req(i, "ping"))
-        for i in range(1, 2001):
-            self.assertEqual(w.msg(30)["id"], i)
+        self.pings(w)
         os.set_blocking(r, False)
         got = b""
         end = deadline(10)
@@ -435,12 +425,7 @@ class UnreadStderr(Case):
                 got.extend(chunk)
         reader = threading.Thread(target=read_slowly, daemon=True)
         reader.start()
-        w.send(initialize(0))
-        self.assertEqual(w.msg()["id"], 0)
-        for i in range(1, 2001):
-            w.send(req(i, "ping"))
-        for i in range(1, 2001):
-            self.assertEqual(w.msg(30)["id"], i)
+        self.pings(w)
         w.close_stdin()
         self.assertEqual(w.wait(10), 0)
         reader.join(10 * (5 if SANITIZED else 1))
