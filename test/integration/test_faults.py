@@ -1624,24 +1624,30 @@ class OutOfMemory(Faults):
         self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
         self.assert_no_leftovers()
 
+    def suspended_with_room_to_parse(self, marker, *server_args):
+        """wrap with --idle-suspend, its server suspended once a line longer than those to
+        come was parsed (mcpmux's parser has room for them already); after a read holding
+        marker, the held buffer's growth (realloc, not its first 256 bytes) fails.  The
+        process, and a function that lists the live servers."""
+        env = self.oom_env(marker, malloc_min=1024, malloc_only="realloc")
+        p = self.mcpmux(GRACE + ["--idle-suspend", "0.4", "--", FIXTURE] + list(server_args),
+                        env=env)
+        p.send(initialize(0))
+        self.assert_response(p.msg(), 0)
+        p.send(note("notifications/initialized"))
+        p.send(req(1, "ping", {"pad": "y" * 3000}))
+        self.assert_response(p.msg(), 1)
+        servers = lambda: [q for q in self.tagged() if comm(q) == "mcp-fixture" and alive(q)]
+        wait_until(lambda: not servers(), 10, "the idle server to be suspended")
+        return p, servers
+
     def test_a_held_line_that_cannot_be_kept_is_refused_and_those_before_it_stay(self):
         """Lines held for a server being resumed: one that the held buffer has no room
         for (it must grow) is answered with an error; the line held before it still
         reaches the fresh server, and its answer the client."""
         behave = os.path.join(self.tmp.name, "behave")
         open(behave, "w").close()
-        # The held buffer's growth (realloc), not its first 256 bytes
-        env = self.oom_env("OOM-2", malloc_min=1024, malloc_only="realloc")
-        p = self.mcpmux(GRACE + ["--idle-suspend", "0.4", "--", FIXTURE,
-                                 "--behave-file=" + behave], env=env)
-        p.send(initialize(0))
-        self.assert_response(p.msg(), 0)
-        p.send(note("notifications/initialized"))
-        # A line longer than the one to come: mcpmux's parser has room for it already.
-        p.send(req(1, "ping", {"pad": "y" * 3000}))
-        self.assert_response(p.msg(), 1)
-        servers = lambda: [q for q in self.tagged() if comm(q) == "mcp-fixture" and alive(q)]
-        wait_until(lambda: not servers(), 10, "the idle server to be suspended")
+        p, servers = self.suspended_with_room_to_parse("OOM-2", "--behave-file=" + behave)
         with open(behave, "w") as f:
             f.write("slow-init=1000\n")
         p.send(req(2, "ping"))  # held while the fresh server starts
@@ -1659,17 +1665,7 @@ class OutOfMemory(Faults):
         """A suspended session's line that cannot be held (out of memory) is answered with
         an error, and no server starts for it (one started, to hear the replay, for a
         message already answered): an end-of-run finds the session still suspended."""
-        # The held buffer's growth from nothing (realloc), not its first 256 bytes
-        env = self.oom_env("OOM-5", malloc_min=1024, malloc_only="realloc")
-        p = self.mcpmux(GRACE + ["--idle-suspend", "0.4", "--", FIXTURE], env=env)
-        p.send(initialize(0))
-        self.assert_response(p.msg(), 0)
-        p.send(note("notifications/initialized"))
-        # A line longer than the one to come: mcpmux's parser has room for it already.
-        p.send(req(1, "ping", {"pad": "y" * 3000}))
-        self.assert_response(p.msg(), 1)
-        servers = lambda: [q for q in self.tagged() if comm(q) == "mcp-fixture" and alive(q)]
-        wait_until(lambda: not servers(), 10, "the idle server to be suspended")
+        p, servers = self.suspended_with_room_to_parse("OOM-5")
         p.send(req("OOM-5", "ping", {"pad": "x" * 1000}))
         err = self.assert_error(p.msg(), "OOM-5", -32000)
         self.assertIn("out of memory", err["message"])
