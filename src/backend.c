@@ -2415,16 +2415,13 @@ ctr_killed_while_made(const struct backend_ctr *c)
 }
 
 /*
- * The run has no id file at all (no directory for mcpmux's), nor a --name: once its
- * processes are gone, only its labels find the container the engine made for it.
+ * The run has no id file at all (no directory for mcpmux's, nor a --cidfile of its own):
+ * once its processes are gone, its labels find the container the engine made for it.
  */
 static bool
 ctr_found_by_labels(const struct backend_ctr *c)
 {
-	const struct backend *b = c->b;
-
-	return c->cidfile[0] == '\0' && c->run.cidfile == NULL && owner_env[0] != '\0' &&
-	       b->reaped && b->tree_empty;
+	return c->cidfile[0] == '\0' && c->run.cidfile == NULL && owner_env[0] != '\0';
 }
 
 /* The next id the listing gave: its ladder begins, from the check of its labels. */
