@@ -1280,18 +1280,9 @@ populated_fd(void)
 	return fd;
 }
 
-int
-open(const char *path, int flags, ...)
+static int
+shim_open(const char *path, int flags, mode_t mode)
 {
-	mode_t mode = 0;
-
-	if (flags & (O_CREAT | O_TMPFILE)) {
-		va_list ap;
-
-		va_start(ap, flags);
-		mode = va_arg(ap, mode_t);
-		va_end(ap);
-	}
 	resolve();
 	if (proc_fails(path)) {
 		errno = proc_errno;
@@ -1317,6 +1308,30 @@ open(const char *path, int flags, ...)
 		(void)real_rmdir(path);
 	}
 	return fd;
+}
+
+int
+open(const char *path, int flags, ...)
+{
+	mode_t mode = 0;
+
+	if (flags & (O_CREAT | O_TMPFILE)) {
+		va_list ap;
+
+		va_start(ap, flags);
+		mode = va_arg(ap, mode_t);
+		va_end(ap);
+	}
+	return shim_open(path, flags, mode);
+}
+
+/* What open() with flags that are not a constant becomes under _FORTIFY_SOURCE. */
+int __open_2(const char *path, int flags);
+
+int
+__open_2(const char *path, int flags)
+{
+	return shim_open(path, flags, 0);
 }
 
 /* ---- memory that runs out (FAULT_MALLOC_AFTER) ---- */
