@@ -669,21 +669,6 @@ has_id(yajl_val id)
 	return YAJL_IS_STRING(id) || YAJL_IS_NUMBER(id) || YAJL_IS_NULL(id);
 }
 
-/* An id as a key of the table below, as it is (never shown): 7, "abc", or "" when none. */
-static void
-id_key(yajl_val id, char *buf, size_t len)
-{
-	if (YAJL_IS_STRING(id)) {
-		(void)snprintf(buf, len, "\"%s\"", YAJL_GET_STRING(id));
-	} else if (YAJL_IS_NUMBER(id)) {
-		(void)snprintf(buf, len, "%s", YAJL_GET_NUMBER(id));
-	} else if (YAJL_IS_NULL(id)) {
-		(void)snprintf(buf, len, "null");
-	} else {
-		buf[0] = '\0';
-	}
-}
-
 /*
  * How a server's run ended, from an `ended` or `suspended` record's exit, added to t
  * (unless NULL): "exit 0", "SIGKILL"; false for none (exit null: no server was running).
@@ -725,32 +710,64 @@ struct waiting {
 static struct waiting *waiting;
 static size_t n_waiting;
 
-static size_t
-waiting_key(char *buf, size_t len, const char *session, bool from_client, const char *id)
+/*
+ * The key of a request in the table: its session (after its length), the way it went, and
+ * its id as it is, whole (never shown): 's' and a string's text, 'n' and a number's, 'z'
+ * for null.  malloc'd, *len bytes; NULL when the message has no id (or no memory).
+ */
+static char *
+waiting_key(const char *session, bool from_client, yajl_val id, size_t *len)
 {
-	int n = snprintf(buf, len, "%s%c%s", session ? session : "", from_client ? '>' : '<', id);
+	const char *v = YAJL_IS_STRING(id)   ? YAJL_GET_STRING(id)
+			: YAJL_IS_NUMBER(id) ? YAJL_GET_NUMBER(id)
+			: YAJL_IS_NULL(id)   ? ""
+					     : NULL;
+	size_t sl = session != NULL ? strlen(session) : 0, vl, at = sizeof(sl);
+	char *key;
 
-	return n < 0 ? 0 : SYS_MIN((size_t)n, len - 1);
+	if (v == NULL) {
+		return NULL;
+	}
+	vl = strlen(v);
+	*len = sizeof(sl) + sl + 2 + vl;
+	if ((key = malloc(*len)) == NULL) {
+		return NULL;
+	}
+	memcpy(key, &sl, sizeof(sl));
+	if (sl > 0) {
+		memcpy(key + at, session, sl);
+	}
+	at += sl;
+	key[at++] = from_client ? '>' : '<';
+	key[at++] = YAJL_IS_STRING(id) ? 's' : (YAJL_IS_NUMBER(id) ? 'n' : 'z');
+	memcpy(key + at, v, vl);
+	return key;
 }
 
 static void
-waiting_put(const char *session, bool from_client, const char *id, const char *method)
+waiting_put(const char *session, bool from_client, yajl_val id, const char *method)
 {
-	char key[512];
-	size_t kl = waiting_key(key, sizeof(key), session, from_client, id);
+	size_t kl;
+	char *key = waiting_key(session, from_client, id, &kl);
 	struct waiting *w;
 
+	if (key == NULL) {
+		return;
+	}
 	HASH_FIND(hh, waiting, key, kl, w);
 	if (w != NULL || n_waiting >= 1000000 || (w = malloc(sizeof(*w) + kl)) == NULL) {
+		free(key);
 		return;
 	}
 	w->method = strdup(method);
 	if (w->method == NULL) {
+		free(key);
 		free(w);
 		return;
 	}
 	w->key_len = kl;
 	memcpy(w->key, key, kl);
+	free(key);
 	bool added;
 
 	TABLE_ADD(hh, waiting, w->key, w->key_len, w, added);
@@ -764,13 +781,17 @@ waiting_put(const char *session, bool from_client, const char *id, const char *m
 
 /* The method of the request a response answers (malloc'd, caller frees), or NULL. */
 static char *
-waiting_take(const char *session, bool request_from_client, const char *id)
+waiting_take(const char *session, bool request_from_client, yajl_val id)
 {
-	char key[512];
-	size_t kl = waiting_key(key, sizeof(key), session, request_from_client, id);
+	size_t kl;
+	char *key = waiting_key(session, request_from_client, id, &kl);
 	struct waiting *w;
 
+	if (key == NULL) {
+		return NULL;
+	}
 	HASH_FIND(hh, waiting, key, kl, w);
+	free(key);
 	if (w == NULL) {
 		return NULL;
 	}
@@ -804,9 +825,8 @@ record_method(yajl_val rec, const char *session, bool in)
 {
 	const char *kind = get_str(rec, "kind");
 	const char *method = get_str(rec, "method");
-	char id[256];
+	yajl_val id = get(rec, "id");
 
-	id_key(get(rec, "id"), id, sizeof(id));
 	if (kind == NULL) {
 		return NULL;
 	}
@@ -814,7 +834,7 @@ record_method(yajl_val rec, const char *session, bool in)
 		waiting_put(session, in, id, method);
 		return strdup(method);
 	}
-	if ((strcmp(kind, "response") == 0 || strcmp(kind, "error") == 0) && id[0] != '\0') {
+	if (strcmp(kind, "response") == 0 || strcmp(kind, "error") == 0) {
 		/* a response travels the other way from its request */
 		return waiting_take(session, !in, id);
 	}
@@ -826,11 +846,9 @@ static void
 note_end_request(yajl_val rec, const char *session)
 {
 	const char *method = get_str(rec, "method");
-	char id[256];
 
-	id_key(get(rec, "id"), id, sizeof(id));
-	if (method != NULL && id[0] != '\0') {
-		waiting_put(session, true, id, method);
+	if (method != NULL) {
+		waiting_put(session, true, get(rec, "id"), method);
 	}
 }
 

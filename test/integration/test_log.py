@@ -1249,6 +1249,36 @@ class Reading(Case):
         self.assertEqual(rc, 0, err)
         self.assertIn(r"  crash\x00\x00twice (exit 1)" + "\n", out)
 
+    def write_records(self, name, recs):
+        """A log of recs, each with a time, session s1 and pid 7 first; its path."""
+        path = os.path.join(self.tmp.name, name)
+        with open(path, "w") as f:
+            for r in recs:
+                r = dict({"ts": "2026-11-24T10:00:00.000100Z", "session": "s1", "pid": 7}, **r)
+                f.write(json.dumps(r) + "\n")
+        return path
+
+    def test_an_answer_is_named_by_its_whole_id(self):
+        """Ids of 300 characters that differ only in their last: each answer gets the
+        method of its own request, in show and stats."""
+        a, b = "p" * 299 + "1", "p" * 299 + "2"
+        path = self.write_records("long-ids.log", [
+            {"dir": "in", "kind": "request", "id": a, "method": "first", "bytes": 10},
+            {"dir": "in", "kind": "request", "id": b, "method": "second", "bytes": 10},
+            {"dir": "out", "kind": "response", "id": b, "ms": 1.5, "bytes": 10},
+            {"dir": "out", "kind": "response", "id": a, "ms": 2.5, "bytes": 10},
+        ])
+        rc, out, err = self.run_log("show", "--color", "never", "--method", "second", path)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(len(out.splitlines()), 2, out)
+        self.assertIn("<- #\"" + "p" * 28, out.splitlines()[1])
+        self.assertIn("1.5 ms", out.splitlines()[1])
+        rc, out, err = self.run_log("stats", path)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"\nfirst +1 +0 +2\.50 +2\.50 +2\.50 +2\.50\n")
+        self.assertRegex(out, r"\nsecond +1 +0 +1\.50 +1\.50 +1\.50 +1\.50\n")
+        self.assertNotIn("(unknown)", out)
+
     def test_a_read_error_fails_the_command(self):
         """A file that cannot be read (here a directory: EISDIR) is said, and the exit
         status says it too: an empty timeline or table is not taken for an empty log."""
