@@ -337,6 +337,24 @@ follow_wait(struct reader *r)
  */
 static const char *rec_line;
 static size_t rec_len;
+static bool rec_nul; /* it holds a "\u0000" */
+
+/* Strings of that record decoded from its line (rec_str()), freed with it. */
+#define REC_STRS 8
+static struct rec_str {
+	const char *key;
+	char *s;
+	size_t n;
+} rec_strs[REC_STRS];
+static size_t n_rec_strs;
+
+static void
+rec_strs_free(void)
+{
+	while (n_rec_strs > 0) {
+		free(rec_strs[--n_rec_strs].s);
+	}
+}
 
 /* The next record, parsed; NULL at the end.  Lines that are not JSON objects are skipped. */
 static yajl_val
@@ -344,6 +362,7 @@ next_record(struct reader *r)
 {
 	rec_line = NULL;
 	rec_len = 0;
+	rec_strs_free();
 	if (r->cap > READER_KEEP) {
 		free(r->line);
 		r->line = NULL;
@@ -395,6 +414,7 @@ next_record(struct reader *r)
 		if (v != NULL && YAJL_IS_OBJECT(v)) {
 			rec_line = r->line;
 			rec_len = (size_t)n - 1;
+			rec_nul = memmem(rec_line, rec_len, "\\u0000", 6) != NULL;
 			return v;
 		}
 		yajl_tree_free(v);
@@ -596,17 +616,28 @@ lone_surrogates_as_yajl(char *s, size_t n)
 }
 
 /*
- * Show the string member key of the record next_record() returned (rec), or dflt when it
- * has none: whole, past any NUL ("\u0000") that ends yajl's C string.
+ * The string member key of the record next_record() returned (rec), whole, past any NUL
+ * ("\u0000") that ends yajl's C string: its bytes (valid until the next record) and their
+ * number in *len; NULL when it has none.
  */
-static void
-text_show_member(struct text *t, yajl_val rec, const char *key, const char *dflt)
+static const char *
+rec_str(yajl_val rec, const char *key, size_t *len)
 {
 	const char *s = get_str(rec, key), *q;
 	size_t ql;
 
-	if (s != NULL && rec_line != NULL && memmem(rec_line, rec_len, "\\u0000", 6) != NULL &&
-	    jsonspan_member(rec_line, rec_len, key, &q, &ql) && ql >= 2 && q[0] == '"') {
+	*len = s != NULL ? strlen(s) : 0;
+	if (s == NULL || rec_line == NULL || !rec_nul) {
+		return s;
+	}
+	for (size_t i = 0; i < n_rec_strs; i++) {
+		if (strcmp(rec_strs[i].key, key) == 0) {
+			*len = rec_strs[i].n;
+			return rec_strs[i].s;
+		}
+	}
+	if (n_rec_strs < REC_STRS && jsonspan_member(rec_line, rec_len, key, &q, &ql) && ql >= 2 &&
+	    q[0] == '"') {
 		char *buf = malloc(JSONRPC_KEY_MAX(ql));
 
 		if (buf != NULL) {
@@ -616,23 +647,32 @@ text_show_member(struct text *t, yajl_val rec, const char *key, const char *dflt
 			n = n > 0 ? lone_surrogates_as_yajl(buf + 1, n - 1) : 0;
 			/* The same member as the tree's (the first of a name, there): its text
 			 * up to the first NUL is the tree's string. */
-			if (strnlen(buf + 1, n) == strlen(s) &&
-			    memcmp(buf + 1, s, strlen(s)) == 0) {
-				text_show_n(t, buf + 1, n);
-				free(buf);
-				return;
+			if (strnlen(buf + 1, n) == *len && memcmp(buf + 1, s, *len) == 0) {
+				memmove(buf, buf + 1, n);
+				rec_strs[n_rec_strs++] = (struct rec_str){ key, buf, n };
+				*len = n;
+				return buf;
 			}
 			free(buf);
 		}
 	}
-	text_show(t, s != NULL ? s : dflt);
+	return s;
 }
 
-/* A string of a record, shown whole on stdout, then spaces up to width bytes. */
+/* Show the string member key of the record next_record() returned (rec), or dflt. */
 static void
-put_shown(const char *s, int width)
+text_show_member(struct text *t, yajl_val rec, const char *key, const char *dflt)
 {
-	size_t n = strlen(s);
+	size_t n;
+	const char *s = rec_str(rec, key, &n);
+
+	text_show_n(t, s != NULL ? s : dflt, s != NULL ? n : strlen(dflt));
+}
+
+/* A string of a record (n bytes), shown whole on stdout, then spaces up to width bytes. */
+static void
+put_shown(const char *s, size_t n, int width)
+{
 	int w = 0;
 	char c[8];
 
@@ -647,13 +687,15 @@ put_shown(const char *s, int width)
 	printf("%*s", w < width ? width - w : 0, "");
 }
 
-/* An id as shown: 7, "abc" (quoted), or nothing when absent. */
+/* The id of rec as shown: 7, "abc" (quoted, whole), or nothing when absent. */
 static void
-text_id(struct text *t, yajl_val id)
+text_id(struct text *t, yajl_val rec)
 {
+	yajl_val id = get(rec, "id");
+
 	if (YAJL_IS_STRING(id)) {
 		text_add(t, "\"");
-		text_show(t, YAJL_GET_STRING(id));
+		text_show_member(t, rec, "id", "");
 		text_add(t, "\"");
 	} else if (YAJL_IS_NUMBER(id)) {
 		text_show(t, YAJL_GET_NUMBER(id));
@@ -703,6 +745,7 @@ exit_of(yajl_val rec, struct text *t)
 struct waiting {
 	UT_hash_handle hh;
 	char *method;
+	size_t method_len;
 	size_t key_len;
 	char key[];
 };
@@ -712,23 +755,26 @@ static size_t n_waiting;
 
 /*
  * The key of a request in the table: its session (after its length), the way it went, and
- * its id as it is, whole (never shown): 's' and a string's text, 'n' and a number's, 'z'
- * for null.  malloc'd, *len bytes; NULL when the message has no id (or no memory).
+ * the id of rec as it is, whole (never shown): 's' and a string's text, 'n' and a number's,
+ * 'z' for null.  malloc'd, *len bytes; NULL when the message has no id (or no memory).
  */
 static char *
-waiting_key(const char *session, bool from_client, yajl_val id, size_t *len)
+waiting_key(const char *session, bool from_client, yajl_val rec, size_t *len)
 {
-	const char *v = YAJL_IS_STRING(id)   ? YAJL_GET_STRING(id)
+	yajl_val id = get(rec, "id");
+	size_t sl = session != NULL ? strlen(session) : 0, vl = 0, at = sizeof(sl);
+	const char *v = YAJL_IS_STRING(id)   ? rec_str(rec, "id", &vl)
 			: YAJL_IS_NUMBER(id) ? YAJL_GET_NUMBER(id)
 			: YAJL_IS_NULL(id)   ? ""
 					     : NULL;
-	size_t sl = session != NULL ? strlen(session) : 0, vl, at = sizeof(sl);
 	char *key;
 
 	if (v == NULL) {
 		return NULL;
 	}
-	vl = strlen(v);
+	if (!YAJL_IS_STRING(id)) {
+		vl = strlen(v);
+	}
 	*len = sizeof(sl) + sl + 2 + vl;
 	if ((key = malloc(*len)) == NULL) {
 		return NULL;
@@ -744,11 +790,25 @@ waiting_key(const char *session, bool from_client, yajl_val id, size_t *len)
 	return key;
 }
 
+/* A copy of the n bytes at s, with a NUL after them; NULL when there is no memory. */
+static char *
+copy_n(const char *s, size_t n)
+{
+	char *c = malloc(n + 1);
+
+	if (c != NULL) {
+		memcpy(c, s, n);
+		c[n] = '\0';
+	}
+	return c;
+}
+
 static void
-waiting_put(const char *session, bool from_client, yajl_val id, const char *method)
+waiting_put(const char *session, bool from_client, yajl_val rec, const char *method,
+	    size_t method_len)
 {
 	size_t kl;
-	char *key = waiting_key(session, from_client, id, &kl);
+	char *key = waiting_key(session, from_client, rec, &kl);
 	struct waiting *w;
 
 	if (key == NULL) {
@@ -759,12 +819,13 @@ waiting_put(const char *session, bool from_client, yajl_val id, const char *meth
 		free(key);
 		return;
 	}
-	w->method = strdup(method);
+	w->method = copy_n(method, method_len);
 	if (w->method == NULL) {
 		free(key);
 		free(w);
 		return;
 	}
+	w->method_len = method_len;
 	w->key_len = kl;
 	memcpy(w->key, key, kl);
 	free(key);
@@ -779,12 +840,15 @@ waiting_put(const char *session, bool from_client, yajl_val id, const char *meth
 	n_waiting++;
 }
 
-/* The method of the request a response answers (malloc'd, caller frees), or NULL. */
+/*
+ * The method of the request a response answers (malloc'd, caller frees; *method_len
+ * bytes), or NULL.
+ */
 static char *
-waiting_take(const char *session, bool request_from_client, yajl_val id)
+waiting_take(const char *session, bool request_from_client, yajl_val rec, size_t *method_len)
 {
 	size_t kl;
-	char *key = waiting_key(session, request_from_client, id, &kl);
+	char *key = waiting_key(session, request_from_client, rec, &kl);
 	struct waiting *w;
 
 	if (key == NULL) {
@@ -797,6 +861,7 @@ waiting_take(const char *session, bool request_from_client, yajl_val id)
 	}
 	char *m = w->method;
 
+	*method_len = w->method_len;
 	HASH_DEL(waiting, w);
 	free(w);
 	n_waiting--;
@@ -818,37 +883,44 @@ waiting_free(void)
 
 /*
  * Learn the method of a message record: its own, or for a response that of the request
- * it answers.  Returns a malloc'd string or NULL.
+ * it answers.  Returns a malloc'd string of *len bytes (a NUL after them), or NULL.
  */
 static char *
-record_method(yajl_val rec, const char *session, bool in)
+record_method(yajl_val rec, const char *session, bool in, size_t *len)
 {
 	const char *kind = get_str(rec, "kind");
-	const char *method = get_str(rec, "method");
-	yajl_val id = get(rec, "id");
+	const char *method = rec_str(rec, "method", len);
 
 	if (kind == NULL) {
 		return NULL;
 	}
 	if (strcmp(kind, "request") == 0 && method != NULL) {
-		waiting_put(session, in, id, method);
-		return strdup(method);
+		waiting_put(session, in, rec, method, *len);
+		return copy_n(method, *len);
 	}
 	if (strcmp(kind, "response") == 0 || strcmp(kind, "error") == 0) {
 		/* a response travels the other way from its request */
-		return waiting_take(session, !in, id);
+		return waiting_take(session, !in, rec, len);
 	}
-	return method != NULL ? strdup(method) : NULL;
+	return method != NULL ? copy_n(method, *len) : NULL;
+}
+
+/* Is the method (n bytes) the one --method names? */
+static bool
+method_is(const char *method, size_t n, const char *name)
+{
+	return method != NULL && n == strlen(name) && memcmp(method, name, n) == 0;
 }
 
 /* An end-of-run request is logged as an event: remember its id for its answer. */
 static void
 note_end_request(yajl_val rec, const char *session)
 {
-	const char *method = get_str(rec, "method");
+	size_t n;
+	const char *method = rec_str(rec, "method", &n);
 
 	if (method != NULL) {
-		waiting_put(session, true, get(rec, "id"), method);
+		waiting_put(session, true, rec, method, n);
 	}
 }
 
@@ -960,10 +1032,11 @@ show_record(const struct opts *o, yajl_val rec)
 	}
 	bool in = strcmp(dir, "in") == 0;
 	const char *kind = get_str(rec, "kind");
-	char *method = record_method(rec, session, in);
+	size_t method_len = 0;
+	char *method = record_method(rec, session, in, &method_len);
 	char what[512];
 
-	if (o->method != NULL && (method == NULL || strcmp(method, o->method) != 0)) {
+	if (o->method != NULL && !method_is(method, method_len, o->method)) {
 		free(method);
 		return;
 	}
@@ -977,15 +1050,15 @@ show_record(const struct opts *o, yajl_val rec)
 		text_add(&t, "[batch]");
 	} else if (kind != NULL && (strcmp(kind, "response") == 0 || is_err)) {
 		text_add(&t, "#");
-		text_id(&t, get(rec, "id"));
+		text_id(&t, rec);
 		text_add(&t, " ");
-		text_show(&t, method ? method : "");
+		text_show_n(&t, method ? method : "", method_len);
 	} else if (has_id(get(rec, "id"))) {
-		text_show(&t, method ? method : "?");
+		text_show_n(&t, method ? method : "?", method ? method_len : 1);
 		text_add(&t, " #");
-		text_id(&t, get(rec, "id"));
+		text_id(&t, rec);
 	} else {
-		text_show(&t, method ? method : "?");
+		text_show_n(&t, method ? method : "?", method ? method_len : 1);
 	}
 	if (get_num(rec, "bytes", &v)) {
 		human_bytes(v, size, sizeof(size));
@@ -1016,6 +1089,7 @@ struct mstat {
 	UT_hash_handle hh;
 	uint64_t count, errors;
 	struct hist lat;
+	size_t name_len;
 	char name[];
 };
 
@@ -1067,24 +1141,25 @@ hist_quantile(const struct hist *h, double p)
 	return h->max;
 }
 
+/* The counters of the method name (len bytes). */
 static struct mstat *
-mstat_get(struct mstat **table, size_t *n, const char *name)
+mstat_get(struct mstat **table, size_t *n, const char *name, size_t len)
 {
 	struct mstat *m;
-	size_t len = strlen(name);
 
 	HASH_FIND(hh, *table, name, len, m);
 	if (m != NULL) {
 		return m;
 	}
-	if (*n >= MAX_METHODS && strcmp(name, "(other)") != 0) {
-		return mstat_get(table, n, "(other)");
+	if (*n >= MAX_METHODS && !method_is(name, len, "(other)")) {
+		return mstat_get(table, n, "(other)", strlen("(other)"));
 	}
 	m = calloc(1, sizeof(*m) + len + 1);
 	if (m == NULL) {
 		return NULL;
 	}
-	memcpy(m->name, name, len + 1);
+	memcpy(m->name, name, len);
+	m->name_len = len;
 	bool added;
 
 	TABLE_ADD(hh, *table, m->name, len, m, added);
@@ -1125,7 +1200,9 @@ sstat_get(struct sstat **table, size_t *n, const char *id)
 static int
 by_name(struct mstat *a, struct mstat *b)
 {
-	return strcmp(a->name, b->name);
+	int c = memcmp(a->name, b->name, SYS_MIN(a->name_len, b->name_len));
+
+	return c != 0 ? c : (a->name_len > b->name_len) - (a->name_len < b->name_len);
 }
 
 static double
@@ -1146,9 +1223,10 @@ ts_seconds(const char *ts)
 }
 
 static void
-print_method_row(const char *name, uint64_t count, uint64_t errors, const struct hist *h)
+print_method_row(const char *name, size_t name_len, uint64_t count, uint64_t errors,
+		 const struct hist *h)
 {
-	put_shown(name, 32);
+	put_shown(name, name_len, 32);
 	// cppcheck-suppress ctuuninitvar ; the tables are calloc()ed
 	if (h->n > 0) {
 		printf(" %8llu %7llu %9.2f %9.2f %9.2f %9.2f\n", (unsigned long long)count,
@@ -1258,13 +1336,14 @@ run_stats(const struct opts *o, struct reader *r)
 		}
 		bool in = strcmp(dir, "in") == 0;
 		const char *kind = get_str(rec, "kind");
-		char *method = record_method(rec, session, in);
+		size_t method_len = 0;
+		char *method = record_method(rec, session, in, &method_len);
 		bool is_err = kind != NULL && strcmp(kind, "error") == 0;
 		bool answer = kind != NULL && (strcmp(kind, "response") == 0 || is_err);
 		double bytes = 0, ms;
 
 		(void)get_num(rec, "bytes", &bytes);
-		if (o->method != NULL && (method == NULL || strcmp(method, o->method) != 0)) {
+		if (o->method != NULL && !method_is(method, method_len, o->method)) {
 			free(method);
 			yajl_tree_free(rec);
 			continue;
@@ -1278,11 +1357,14 @@ run_stats(const struct opts *o, struct reader *r)
 		}
 		/* A method's count is its requests and notifications; errors and latency come
 		 * from the answers. */
-		m = mstat_get(&methods, &n_methods,
-			      method != NULL
-				      ? method
-				      : (kind && strcmp(kind, "invalid") == 0 ? "(invalid)"
-									      : "(unknown)"));
+		if (method == NULL) {
+			const char *none =
+				kind && strcmp(kind, "invalid") == 0 ? "(invalid)" : "(unknown)";
+
+			m = mstat_get(&methods, &n_methods, none, strlen(none));
+		} else {
+			m = mstat_get(&methods, &n_methods, method, method_len);
+		}
 		if (m != NULL) {
 			if (!answer) {
 				m->count++;
@@ -1306,9 +1388,9 @@ run_stats(const struct opts *o, struct reader *r)
 	HASH_ITER (hh, methods, m, tmp) {
 		// cppcheck-suppress [uninitvar,ctuuninitvar] ; uthash iteration, filled by
 		// mstat_get()
-		print_method_row(m->name, m->count, m->errors, &m->lat);
+		print_method_row(m->name, m->name_len, m->count, m->errors, &m->lat);
 	}
-	print_method_row("(all)", total, total_err, &all);
+	print_method_row("(all)", strlen("(all)"), total, total_err, &all);
 	printf("\n%-36s %9s %8s %10s %6s %5s %7s  %s\n", "SESSION", "DURATION", "MSGS", "BYTES",
 	       "ERRORS", "SUSP", "RESUMES", "ENDED");
 	HASH_ITER (hh, sessions, s, stmp) {
@@ -1316,7 +1398,7 @@ run_stats(const struct opts *o, struct reader *r)
 
 		// cppcheck-suppress uninitvar ; uthash iteration, filled by sstat_get()
 		human_bytes((double)s->bytes, b, sizeof(b));
-		put_shown(s->id, 36);
+		put_shown(s->id, strlen(s->id), 36);
 		printf(" %8.1fs %8llu %10s %6llu %5llu %7llu  %s\n",
 		       ts_seconds(s->last_ts) - ts_seconds(s->first_ts),
 		       (unsigned long long)s->msgs, b, (unsigned long long)s->errors,
@@ -1507,6 +1589,7 @@ cmd_log(int argc, char **argv)
 		rc = 1;
 	}
 	waiting_free();
+	rec_strs_free();
 	free(r.line);
 	if (r.f != stdin) {
 		(void)fclose(r.f);

@@ -1279,6 +1279,36 @@ class Reading(Case):
         self.assertRegex(out, r"\nsecond +1 +0 +1\.50 +1\.50 +1\.50 +1\.50\n")
         self.assertNotIn("(unknown)", out)
 
+    def test_a_nul_in_a_method_or_an_id_is_shown_and_compared_whole(self):
+        """A method and a string id with a NUL in them are shown whole, the NUL as \\x00;
+        an answer is named by its whole id, --method "a" is not "a\\x00b", and stats
+        counts "a\\x00b" and "a\\x00c" apart."""
+        path = self.write_records("nul-method.log", [
+            {"dir": "in", "kind": "request", "id": "x\x00y", "method": "a\x00b", "bytes": 10},
+            {"dir": "in", "kind": "request", "id": "x\x00z", "method": "a\x00c", "bytes": 10},
+            {"dir": "out", "kind": "response", "id": "x\x00z", "ms": 1.5, "bytes": 10},
+            {"dir": "out", "kind": "error", "id": "x\x00y", "ms": 2.5, "bytes": 10},
+            {"dir": "in", "kind": "notification", "method": "a", "bytes": 10},
+        ])
+        rc, out, err = self.run_log("show", "--color", "never", path)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual([line[23:66].rstrip() for line in out.splitlines()], [
+            r'-> a\x00b #"x\x00y"',
+            r'-> a\x00c #"x\x00z"',
+            r'<- #"x\x00z" a\x00c',
+            r'<- #"x\x00y" a\x00b',
+            "-> a"])
+        rc, out, err = self.run_log("show", "--color", "never", "--method", "a", path)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(len(out.splitlines()), 1, out)
+        self.assertIn("-> a    ", out)
+        rc, out, err = self.run_log("stats", path)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"\na +1 +0 +- +- +- +-\n")
+        self.assertRegex(out, r"\na\\x00b +1 +1 +2\.50 +2\.50 +2\.50 +2\.50\n")
+        self.assertRegex(out, r"\na\\x00c +1 +0 +1\.50 +1\.50 +1\.50 +1\.50\n")
+        self.assertIn(" 3 methods,", out)
+
     def test_a_read_error_fails_the_command(self):
         """A file that cannot be read (here a directory: EISDIR) is said, and the exit
         status says it too: an empty timeline or table is not taken for an empty log."""
