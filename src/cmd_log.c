@@ -26,7 +26,6 @@
 #include "mcpmux/cmd.h"
 #include "mcpmux/diag.h"
 #include "mcpmux/framer.h"
-#include "mcpmux/jsonrpc.h"
 #include "mcpmux/jsonspan.h"
 #include "mcpmux/sys.h"
 #include "mcpmux/table.h"
@@ -124,20 +123,28 @@ is_json(const char *p, size_t len)
  * only takes room (a tree of a body of many small values is tens of times its size).
  * Such a body's text becomes null and blanks, in place, once the whole line is known to
  * be JSON; a short one is parsed with the rest, in one pass.  NULL when it is not JSON.
+ * The body's place in the line is *body_at, *body_len_out (none: 0, 0).
  */
 static yajl_val
-parse_record(char *line, size_t len)
+parse_record(char *line, size_t len, size_t *body_at, size_t *body_len_out)
 {
 	const char *body;
 	size_t body_len;
 
+	*body_at = 0;
+	*body_len_out = 0;
 	/* Not one of mcpmux's (it refuses messages nested deeper than 512): yajl's tree
 	 * would recurse as deep, on the stack. */
 	if (too_deep(line, len)) {
 		return NULL;
 	}
-	if (jsonspan_member(line, len, "msg", &body, &body_len) &&
-	    body_len > RECORD_BODY_TREE_MAX) {
+	if (!jsonspan_member(line, len, "msg", &body, &body_len)) {
+		body_len = 0;
+	} else {
+		*body_at = (size_t)(body - line);
+		*body_len_out = body_len;
+	}
+	if (body_len > RECORD_BODY_TREE_MAX) {
 		if (!is_json(line, len)) {
 			return NULL;
 		}
@@ -333,11 +340,29 @@ follow_wait(struct reader *r)
 
 /*
  * The line of the record next_record() returned last (valid until its next call), for the
- * strings that yajl's tree cuts short: it keeps C strings, and "\u0000" ends one.
+ * strings that yajl's tree does not have as they are: it keeps C strings, and "\u0000"
+ * ends one; a surrogate escape that is not one of a pair is a '?' there, or joined with
+ * the escape after it ("\ud800\u0041" is U+10041).
  */
 static const char *rec_line;
 static size_t rec_len;
-static bool rec_nul; /* it holds a "\u0000" */
+static bool rec_odd; /* it holds such an escape (besides in its body) */
+
+/* Has p (n bytes) a "\u0000", or a surrogate's escape (\uD800 to \uDFFF)? */
+static bool
+odd_escapes(const char *p, size_t n)
+{
+	const char *end = p + n;
+
+	while ((p = memmem(p, (size_t)(end - p), "\\u", 2)) != NULL && end - p >= 6) {
+		if (memcmp(p + 2, "0000", 4) == 0 || ((p[2] | 0x20) == 'd' && p[3] != '\0' &&
+						      strchr("89abcdefABCDEF", p[3]) != NULL)) {
+			return true;
+		}
+		p += 2;
+	}
+	return false;
+}
 
 /* Strings of that record decoded from its line (rec_str()), freed with it. */
 #define REC_STRS 8
@@ -409,12 +434,15 @@ next_record(struct reader *r)
 		}
 		r->lineno++;
 		r->line[n - 1] = '\0';
-		yajl_val v = parse_record(r->line, (size_t)n - 1);
+		size_t body_at, body_len;
+		yajl_val v = parse_record(r->line, (size_t)n - 1, &body_at, &body_len);
 
 		if (v != NULL && YAJL_IS_OBJECT(v)) {
 			rec_line = r->line;
 			rec_len = (size_t)n - 1;
-			rec_nul = memmem(rec_line, rec_len, "\\u0000", 6) != NULL;
+			rec_odd = odd_escapes(rec_line, body_at) ||
+				  odd_escapes(rec_line + body_at + body_len,
+					      rec_len - body_at - body_len);
 			return v;
 		}
 		yajl_tree_free(v);
@@ -591,34 +619,94 @@ text_show(struct text *t, const char *s)
 	text_show_n(t, s, strlen(s));
 }
 
+static unsigned
+hex4(const char *p)
+{
+	unsigned v = 0;
+
+	for (int i = 0; i < 4; i++) {
+		char c = p[i];
+
+		v = v << 4 | (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+	}
+	return v;
+}
+
 /*
- * A string's characters as jsonrpc_id_key() decodes them (s, n bytes), with a lone high
- * surrogate (encoded there as ED A0..AF xx) made the '?' yajl gives.  Returns the new
- * length.  (yajl also joins a high surrogate with an escape after it that is not a low
- * one; the key does not: such a text differs from the tree's, which is then shown, cut at
- * its first NUL.)
+ * The JSON string at q (ql bytes with its quotes, JSON as yajl read it) decoded into out
+ * (room for ql bytes: never more than its text): its bytes as they are, its escapes as
+ * the characters they stand for ("\u0000" a NUL), and a surrogate escape that is not one
+ * of a pair (a high one without a low one right after it, a low one alone) as U+FFFD, the
+ * character after it kept.  Returns the decoded length.
  */
 static size_t
-lone_surrogates_as_yajl(char *s, size_t n)
+decode_string(const char *q, size_t ql, char *out)
 {
 	size_t k = 0;
 
-	for (size_t i = 0; i < n; i++) {
-		if ((unsigned char)s[i] == 0xED && i + 2 < n &&
-		    ((unsigned char)s[i + 1] & 0xF0) == 0xA0) {
-			s[k++] = '?';
-			i += 2;
+	for (size_t i = 1; i + 1 < ql; i++) {
+		unsigned cp;
+
+		if (q[i] != '\\') {
+			out[k++] = q[i];
+			continue;
+		}
+		if (q[++i] != 'u') {
+			static const char from[] = "bfnrt", to[] = "\b\f\n\r\t";
+			const char *f = memchr(from, q[i], sizeof(from) - 1);
+
+			out[k++] = f != NULL ? to[f - from] : q[i]; /* \" \\ \/ */
+			continue;
+		}
+		cp = hex4(q + i + 1);
+		i += 4;
+		if (cp >= 0xD800 && cp < 0xDC00 && i + 6 < ql - 1 && q[i + 1] == '\\' &&
+		    q[i + 2] == 'u') {
+			unsigned lo = hex4(q + i + 3);
+
+			if (lo >= 0xDC00 && lo < 0xE000) {
+				cp = 0x10000 + ((cp - 0xD800) << 10 | (lo - 0xDC00));
+				i += 6;
+			}
+		}
+		if (cp >= 0xD800 && cp < 0xE000) {
+			cp = 0xFFFD;
+		}
+		if (cp < 0x80) {
+			out[k++] = (char)cp;
+		} else if (cp < 0x800) {
+			out[k++] = (char)(0xC0 | cp >> 6);
+			out[k++] = (char)(0x80 | (cp & 0x3F));
+		} else if (cp < 0x10000) {
+			out[k++] = (char)(0xE0 | cp >> 12);
+			out[k++] = (char)(0x80 | (cp >> 6 & 0x3F));
+			out[k++] = (char)(0x80 | (cp & 0x3F));
 		} else {
-			s[k++] = s[i];
+			out[k++] = (char)(0xF0 | cp >> 18);
+			out[k++] = (char)(0x80 | (cp >> 12 & 0x3F));
+			out[k++] = (char)(0x80 | (cp >> 6 & 0x3F));
+			out[k++] = (char)(0x80 | (cp & 0x3F));
 		}
 	}
 	return k;
 }
 
+/* How many members named key the object rec has (yajl's tree keeps each of them). */
+static size_t
+members_named(yajl_val rec, const char *key)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < rec->u.object.len; i++) {
+		n += strcmp(rec->u.object.keys[i], key) == 0;
+	}
+	return n;
+}
+
 /*
- * The string member key of the record next_record() returned (rec), whole, past any NUL
- * ("\u0000") that ends yajl's C string: its bytes (valid until the next record) and their
- * number in *len; NULL when it has none.
+ * The string member key of the record next_record() returned (rec), as its escapes stand
+ * for (above), whole, past any NUL ("\u0000") that ends yajl's C string: its bytes (valid
+ * until the next record) and their number in *len; NULL when it has none.
  */
 static const char *
 rec_str(yajl_val rec, const char *key, size_t *len)
@@ -627,7 +715,7 @@ rec_str(yajl_val rec, const char *key, size_t *len)
 	size_t ql;
 
 	*len = s != NULL ? strlen(s) : 0;
-	if (s == NULL || rec_line == NULL || !rec_nul) {
+	if (s == NULL || rec_line == NULL || !rec_odd) {
 		return s;
 	}
 	for (size_t i = 0; i < n_rec_strs; i++) {
@@ -636,24 +724,18 @@ rec_str(yajl_val rec, const char *key, size_t *len)
 			return rec_strs[i].s;
 		}
 	}
-	if (n_rec_strs < REC_STRS && jsonspan_member(rec_line, rec_len, key, &q, &ql) && ql >= 2 &&
-	    q[0] == '"') {
-		char *buf = malloc(JSONRPC_KEY_MAX(ql));
+	/* The line's member is the tree's when the name is there once (of several, the
+	 * tree's is the first, the line's the last). */
+	if (n_rec_strs < REC_STRS && members_named(rec, key) == 1 &&
+	    jsonspan_member(rec_line, rec_len, key, &q, &ql) && ql >= 2 && q[0] == '"') {
+		char *buf = malloc(ql);
 
 		if (buf != NULL) {
-			/* 's' and the characters the escapes stand for ("\u0000" a NUL). */
-			size_t n = jsonrpc_id_key(q, ql, buf);
+			size_t n = decode_string(q, ql, buf);
 
-			n = n > 0 ? lone_surrogates_as_yajl(buf + 1, n - 1) : 0;
-			/* The same member as the tree's (the first of a name, there): its text
-			 * up to the first NUL is the tree's string. */
-			if (strnlen(buf + 1, n) == *len && memcmp(buf + 1, s, *len) == 0) {
-				memmove(buf, buf + 1, n);
-				rec_strs[n_rec_strs++] = (struct rec_str){ key, buf, n };
-				*len = n;
-				return buf;
-			}
-			free(buf);
+			rec_strs[n_rec_strs++] = (struct rec_str){ key, buf, n };
+			*len = n;
+			return buf;
 		}
 	}
 	return s;

@@ -1240,7 +1240,7 @@ class Reading(Case):
         self.assertEqual(rc, 0, err)
         self.assertEqual(out.split("\n"), [
             "10:00:00.000 s1          * stderr        "
-            r"before\x00after \x01 " + "\u00e9\U0001f600?!",
+            r"before\x00after \x01 " + "\u00e9\U0001f600\ufffd!",
             r"10:00:00.000 s1          * end-requested asked\x00by client",
             r"10:00:00.000 s1          * ended         crash\x00\x00twice, exit 1, "
             "escalation none, 3 ms",
@@ -1250,12 +1250,16 @@ class Reading(Case):
         self.assertIn(r"  crash\x00\x00twice (exit 1)" + "\n", out)
 
     def write_records(self, name, recs):
-        """A log of recs, each with a time, session s1 and pid 7 first; its path."""
+        """A log of recs (dicts, or their members' JSON text as it is), each with a time,
+        session s1 and pid 7 first; its path."""
         path = os.path.join(self.tmp.name, name)
+        head = {"ts": "2026-11-24T10:00:00.000100Z", "session": "s1", "pid": 7}
         with open(path, "w") as f:
             for r in recs:
-                r = dict({"ts": "2026-11-24T10:00:00.000100Z", "session": "s1", "pid": 7}, **r)
-                f.write(json.dumps(r) + "\n")
+                if isinstance(r, str):
+                    f.write(json.dumps(head)[:-1] + "," + r + "}\n")
+                else:
+                    f.write(json.dumps(dict(head, **r)) + "\n")
         return path
 
     def test_an_answer_is_named_by_its_whole_id(self):
@@ -1308,6 +1312,36 @@ class Reading(Case):
         self.assertRegex(out, r"\na\\x00b +1 +1 +2\.50 +2\.50 +2\.50 +2\.50\n")
         self.assertRegex(out, r"\na\\x00c +1 +0 +1\.50 +1\.50 +1\.50 +1\.50\n")
         self.assertIn(" 3 methods,", out)
+
+    def test_a_surrogate_escape_not_of_a_pair_is_shown_as_a_replacement_character(self):
+        """A UTF-16 surrogate escape that is not one of a pair (a high one followed by
+        another escape, or by none; a low one alone) is shown as U+FFFD, and the character
+        after it as it is: in a stderr text (with a NUL after it too), a method, an id.
+        Bytes of a text that are not UTF-8 (a surrogate's, unescaped) stay bytes."""
+        path = self.write_records("surrogates.log", [
+            r'"event":"stderr","text":"A\ud800\u0041B"',
+            r'"event":"stderr","text":"C\ud800\u0041\u0000D"',
+            r'"event":"stderr","text":"E\udc00F\ud800\nG\ud800"',
+            r'"event":"stderr","text":"H\ud83d\ude00I"',
+            r'"dir":"in","kind":"request","id":"i\udc00","method":"m\ud800\u0041","bytes":9',
+            r'"dir":"out","kind":"response","id":"i\udc00","ms":1.5,"bytes":9',
+        ])
+        with open(path, "ab") as f:
+            f.write(b'{"ts":"2026-11-24T10:00:00.000100Z","session":"s1","pid":7,'
+                    b'"event":"stderr","text":"J\xed\xa0\x80K\\u0000L"}\n')
+        rc, out, err = self.run_log("show", "--color", "never", path)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual([line[23:66].rstrip() for line in out.splitlines()], [
+            "  * stderr        A\ufffdAB",
+            "  * stderr        C\ufffdA\\x00D",
+            "  * stderr        E\ufffdF\ufffd\\nG\ufffd",
+            "  * stderr        H\U0001f600I",
+            '-> m\ufffdA #"i\ufffd"',
+            '<- #"i\ufffd" m\ufffdA',
+            "  * stderr        J\\xed\\xa0\\x80K\\x00L"])
+        rc, out, err = self.run_log("stats", path)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, "\nm\ufffdA +1 +0 +1\\.50 +1\\.50 +1\\.50 +1\\.50\n")
 
     def test_a_read_error_fails_the_command(self):
         """A file that cannot be read (here a directory: EISDIR) is said, and the exit
