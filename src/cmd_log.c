@@ -26,6 +26,7 @@
 #include "mcpmux/cmd.h"
 #include "mcpmux/diag.h"
 #include "mcpmux/framer.h"
+#include "mcpmux/jsonrpc.h"
 #include "mcpmux/jsonspan.h"
 #include "mcpmux/sys.h"
 #include "mcpmux/table.h"
@@ -619,78 +620,6 @@ text_show(struct text *t, const char *s)
 	text_show_n(t, s, strlen(s));
 }
 
-static unsigned
-hex4(const char *p)
-{
-	unsigned v = 0;
-
-	for (int i = 0; i < 4; i++) {
-		char c = p[i];
-
-		v = v << 4 | (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
-	}
-	return v;
-}
-
-/*
- * The JSON string at q (ql bytes with its quotes, JSON as yajl read it) decoded into out
- * (room for ql bytes: never more than its text): its bytes as they are, its escapes as
- * the characters they stand for ("\u0000" a NUL), and a surrogate escape that is not one
- * of a pair (a high one without a low one right after it, a low one alone) as U+FFFD, the
- * character after it kept.  Returns the decoded length.
- */
-static size_t
-decode_string(const char *q, size_t ql, char *out)
-{
-	size_t k = 0;
-
-	for (size_t i = 1; i + 1 < ql; i++) {
-		unsigned cp;
-
-		if (q[i] != '\\') {
-			out[k++] = q[i];
-			continue;
-		}
-		if (q[++i] != 'u') {
-			static const char from[] = "bfnrt", to[] = "\b\f\n\r\t";
-			const char *f = memchr(from, q[i], sizeof(from) - 1);
-
-			out[k++] = f != NULL ? to[f - from] : q[i]; /* \" \\ \/ */
-			continue;
-		}
-		cp = hex4(q + i + 1);
-		i += 4;
-		if (cp >= 0xD800 && cp < 0xDC00 && i + 6 < ql - 1 && q[i + 1] == '\\' &&
-		    q[i + 2] == 'u') {
-			unsigned lo = hex4(q + i + 3);
-
-			if (lo >= 0xDC00 && lo < 0xE000) {
-				cp = 0x10000 + ((cp - 0xD800) << 10 | (lo - 0xDC00));
-				i += 6;
-			}
-		}
-		if (cp >= 0xD800 && cp < 0xE000) {
-			cp = 0xFFFD;
-		}
-		if (cp < 0x80) {
-			out[k++] = (char)cp;
-		} else if (cp < 0x800) {
-			out[k++] = (char)(0xC0 | cp >> 6);
-			out[k++] = (char)(0x80 | (cp & 0x3F));
-		} else if (cp < 0x10000) {
-			out[k++] = (char)(0xE0 | cp >> 12);
-			out[k++] = (char)(0x80 | (cp >> 6 & 0x3F));
-			out[k++] = (char)(0x80 | (cp & 0x3F));
-		} else {
-			out[k++] = (char)(0xF0 | cp >> 18);
-			out[k++] = (char)(0x80 | (cp >> 12 & 0x3F));
-			out[k++] = (char)(0x80 | (cp >> 6 & 0x3F));
-			out[k++] = (char)(0x80 | (cp & 0x3F));
-		}
-	}
-	return k;
-}
-
 /* How many members named key the object rec has (yajl's tree keeps each of them). */
 static size_t
 members_named(yajl_val rec, const char *key)
@@ -705,8 +634,9 @@ members_named(yajl_val rec, const char *key)
 
 /*
  * The string member key of the record next_record() returned (rec), as its escapes stand
- * for (above), whole, past any NUL ("\u0000") that ends yajl's C string: its bytes (valid
- * until the next record) and their number in *len; NULL when it has none.
+ * for (a surrogate escape not of a pair as U+FFFD, the character after it kept), whole,
+ * past any NUL ("\u0000") that ends yajl's C string: its bytes (valid until the next
+ * record) and their number in *len; NULL when it has none.
  */
 static const char *
 rec_str(yajl_val rec, const char *key, size_t *len)
@@ -729,14 +659,14 @@ rec_str(yajl_val rec, const char *key, size_t *len)
 	if (n_rec_strs < REC_STRS && members_named(rec, key) == 1 &&
 	    jsonspan_member(rec_line, rec_len, key, &q, &ql) && ql >= 2 && q[0] == '"') {
 		char *buf = malloc(ql);
+		size_t n = buf != NULL ? jsonrpc_string_text(q, ql, buf, true) : SIZE_MAX;
 
-		if (buf != NULL) {
-			size_t n = decode_string(q, ql, buf);
-
+		if (n != SIZE_MAX) {
 			rec_strs[n_rec_strs++] = (struct rec_str){ key, buf, n };
 			*len = n;
 			return buf;
 		}
+		free(buf);
 	}
 	return s;
 }

@@ -836,7 +836,7 @@ hex4(const char *p)
 	return v;
 }
 
-/* Code point cp as UTF-8 (a lone surrogate too: keys only need to be distinct). */
+/* Code point cp as UTF-8 (a lone surrogate in its 3-byte form). */
 static size_t
 put_utf8(char *out, unsigned long cp)
 {
@@ -862,21 +862,19 @@ put_utf8(char *out, unsigned long cp)
 	return 4;
 }
 
-/* "..." with escapes -> 's' and the characters it stands for. */
-static size_t
-string_key(const char *p, size_t len, char *out)
+size_t
+jsonrpc_string_text(const char *p, size_t len, char *out, bool lone_as_fffd)
 {
 	size_t o = 0;
 
-	if (len < 2 || p[len - 1] != '"') {
-		return 0;
+	if (len < 2 || p[0] != '"' || p[len - 1] != '"') {
+		return SIZE_MAX;
 	}
-	out[o++] = 's';
 	/* Up to the first escape, the characters are the text's: one copy. */
 	const char *esc = memchr(p + 1, '\\', len - 2);
 	size_t i = esc == NULL ? len - 1 : (size_t)(esc - p);
 
-	memcpy(out + o, p + 1, i - 1);
+	memcpy(out, p + 1, i - 1);
 	o += i - 1;
 	for (; i < len - 1; i++) {
 		if (p[i] != '\\') {
@@ -884,7 +882,7 @@ string_key(const char *p, size_t len, char *out)
 			continue;
 		}
 		if (++i >= len - 1) {
-			return 0;
+			return SIZE_MAX;
 		}
 		switch (p[i]) {
 		case '"':
@@ -912,7 +910,7 @@ string_key(const char *p, size_t len, char *out)
 			unsigned long cp;
 
 			if (hi < 0) {
-				return 0;
+				return SIZE_MAX;
 			}
 			i += 4;
 			cp = (unsigned long)hi;
@@ -926,14 +924,31 @@ string_key(const char *p, size_t len, char *out)
 					i += 6;
 				}
 			}
+			if (lone_as_fffd && cp >= 0xd800 && cp < 0xe000) {
+				cp = 0xfffd;
+			}
 			o += put_utf8(out + o, cp);
 			break;
 		}
 		default:
-			return 0;
+			return SIZE_MAX;
 		}
 	}
 	return o;
+}
+
+/* "..." with escapes -> 's' and the characters it stands for (a lone surrogate kept: keys
+ * only need to be distinct). */
+static size_t
+string_key(const char *p, size_t len, char *out)
+{
+	size_t n = jsonrpc_string_text(p, len, out + 1, false);
+
+	if (n == SIZE_MAX) {
+		return 0;
+	}
+	out[0] = 's';
+	return n + 1;
 }
 
 /* A number -> 'n', its sign, its significant digits, 'e' and the exponent of the last. */

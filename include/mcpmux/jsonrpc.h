@@ -159,6 +159,15 @@ jsonrpc_method_is(const struct jsonrpc_scanner *s, const struct jsonrpc_item *it
 }
 
 /*
+ * The characters the JSON string p (len bytes with its quotes) stands for, written to out
+ * (room for len bytes: never more than the text): its escapes decoded ("\u0000" a NUL), a
+ * UTF-16 pair as its code point, and a surrogate escape that is not one of a pair as
+ * U+FFFD when lone_as_fffd (else in its 3-byte form).  Returns the length, or SIZE_MAX
+ * when p is not a JSON string.
+ */
+size_t jsonrpc_string_text(const char *p, size_t len, char *out, bool lone_as_fffd);
+
+/*
  * The key under which an id is matched: ids are matched by JSON value, the way clients
  * match them.  `id` is an id's JSON text (a string, with any escapes, or a number, or
  * null).  Numbers of equal value get equal keys (1, 1.0, 1e0, 10e-1; -0 and 0), a string
