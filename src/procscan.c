@@ -829,6 +829,8 @@ const char *
 procscan_unknown_why(const struct procscan_group *g)
 {
 	return g->bad_owner    ? "its MCPMUX_OWNER is not PID:START"
+	       : g->zero_owner ? "its MCPMUX_OWNER has no start time, and a process that may be "
+				 "that owner holds its pid"
 	       : g->outside    ? "it runs outside this pid namespace, where it cannot be seen"
 	       : g->other_time ? "it runs in another time namespace, where start times differ"
 			       : strerror(g->owner_errno);
@@ -958,6 +960,54 @@ names_no_owner(const char *owner)
 	return digits > 0 && strcmp(owner + digits, ":0") == 0;
 }
 
+/*
+ * The owner of carrier c, whose MCPMUX_OWNER is PID:0 and which has no instance above it.
+ * Its owner was alive when its server started, so no later than c did: a process PID that
+ * started after c is not it, and neither is one that is gone or a zombie (GONE).  A live
+ * process PID that started no later than c may be it: the carrier is that instance's when
+ * it is one (LIVE, *instance), unknown when it is not (an mcpmux not known by its looks,
+ * or a pid reused before c started: *err 0), as when PID cannot be read (*err).
+ */
+static enum procscan_owner
+zero_owner_state(const struct procscan *s, const char *root, const struct procscan_proc *c,
+		 size_t *instance, int *err)
+{
+	struct procscan_proc now;
+	unsigned long long v = strtoull(c->owner, NULL, 10);
+	size_t j = v <= INT_MAX ? procscan_find(s, (pid_t)v) : SIZE_MAX;
+
+	*instance = SIZE_MAX;
+	*err = 0;
+	if (v > INT_MAX) {
+		return PROCSCAN_GONE; /* no such pid */
+	}
+	if (j != SIZE_MAX && s->v[j].read_errno != 0) {
+		*err = s->v[j].read_errno;
+		return PROCSCAN_UNKNOWN;
+	}
+	if (j == SIZE_MAX) {
+		memset(&now, 0, sizeof(now));
+		if (read_stat(root, (pid_t)v, &now) == -1) {
+			if (vanished(errno)) {
+				return PROCSCAN_GONE;
+			}
+			*err = errno;
+			return PROCSCAN_UNKNOWN;
+		}
+	}
+	const struct procscan_proc *p = j != SIZE_MAX ? &s->v[j] : &now;
+
+	/* Both start times as this scan reads them: one clock, whatever their namespaces. */
+	if (!is_live(p) || p->start > c->start) {
+		return PROCSCAN_GONE;
+	}
+	if (j != SIZE_MAX && s->v[j].mode != PROCSCAN_NONE) {
+		*instance = j;
+		return PROCSCAN_LIVE;
+	}
+	return PROCSCAN_UNKNOWN;
+}
+
 /* Put every carrier into its group.  0, or -1 (ENOMEM). */
 static int
 group_carriers(struct procscan *s, const char *root, pid_t self)
@@ -973,7 +1023,7 @@ group_carriers(struct procscan *s, const char *root, pid_t self)
 		if (!is_live(c) || !c->is_read || c->session[0] == '\0' || c->pid == self) {
 			continue;
 		}
-		bool other_time = false, outside = false, bad_owner = false;
+		bool other_time = false, outside = false, bad_owner = false, zero_owner = false;
 
 		if (procscan_parse_owner(c->owner, &opid, &start) == 0) {
 			bool unsure = false, nested_unsure = false;
@@ -1016,6 +1066,11 @@ group_carriers(struct procscan *s, const char *root, pid_t self)
 				 */
 				state = PROCSCAN_UNKNOWN;
 				bad_owner = true;
+			} else if (state == PROCSCAN_GONE && c->has_owner) {
+				/* PID:0: that pid, if it lives and is old enough, may be its owner.
+				 */
+				state = zero_owner_state(s, root, c, &instance, &err);
+				zero_owner = state == PROCSCAN_UNKNOWN && err == 0;
 			}
 		}
 		size_t g =
@@ -1029,6 +1084,7 @@ group_carriers(struct procscan *s, const char *root, pid_t self)
 		s->g[g].other_time = other_time;
 		s->g[g].outside = outside;
 		s->g[g].bad_owner = bad_owner;
+		s->g[g].zero_owner = zero_owner;
 		s->g[g].n_carriers++;
 	}
 	return 0;

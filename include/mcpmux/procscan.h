@@ -23,7 +23,10 @@
  *   its nearest ancestor that is an instance, and is an orphan when it has none.  With
  *   an MCPMUX_OWNER that is not PID:START (too long, or of another format: a newer
  *   mcpmux's?), it belongs to that ancestor too, and is unknown when it has none; PID:0,
- *   which an older mcpmux that could not read its own start time gave, counts as none.
+ *   which an older mcpmux that could not read its own start time gave, counts as none,
+ *   but that with no instance above it, it belongs to the live process PID when that is
+ *   an instance that started no later than the carrier, and is unknown when that is
+ *   another process that did (an mcpmux not known by its looks?).
  * - Carriers are grouped: those of one instance by session ID; orphans by owner,
  *   session and uid.  A group's tree is its carriers and all their descendants.
  *
@@ -95,6 +98,7 @@ struct procscan_group {
 	bool other_time; /* PROCSCAN_UNKNOWN: its carriers' start times are not comparable */
 	bool outside;	 /* PROCSCAN_UNKNOWN: its owner is outside the scanned pid namespace */
 	bool bad_owner;	 /* PROCSCAN_UNKNOWN: its MCPMUX_OWNER is not PID:START */
+	bool zero_owner; /* PROCSCAN_UNKNOWN: PID:0, PID a live process not known as mcpmux */
 	size_t instance; /* PROCSCAN_LIVE: index of the instance, else SIZE_MAX */
 	char session[PROCTREE_COOKIE_MAX + 1];
 	char owner[PROCSCAN_OWNER_MAX + 1]; /* "" for carriers of older mcpmux */

@@ -609,7 +609,7 @@ class Ladder(PsCase):
         64 bytes) names no owner that can be judged: under a live instance the carrier is
         that instance's; with none above it, it is unknown, not an orphan, and sweep
         leaves it alone.  PID:0, which an older mcpmux that could not read its own start
-        time gave, names none: an orphan."""
+        time gave, names a pid alone: one that is gone makes an orphan."""
         bad = self.spawn(["sleep", "1000"], self.session("bad"), "123:456:789")
         too_long = self.spawn(["sleep", "1000"], self.session("long"), "1:" + "2" * 70)
         zero = self.spawn(["sleep", "1000"], self.session("zero"),
@@ -652,6 +652,42 @@ class Ladder(PsCase):
         finally:
             serve.close_stdin()
             serve.wait()
+
+    def test_an_owner_without_a_start_time_that_lives_is_not_swept(self):
+        """PID:0, from an older mcpmux that could not read its own start time, names a pid
+        alone.  A carrier outside its owner's tree (a setsid daemon) whose PID is a live
+        mcpmux that started before it is that mcpmux's; whose PID is another live process
+        that started before it is unknown (it may be an mcpmux not known by its looks):
+        sweep leaves both alone.  One whose PID is gone is an orphan, and swept."""
+        w = self.wrap()
+        w.send(initialize(1))
+        self.assertEqual(w.msg()["id"], 1)
+        live = self.spawn(["sleep", "1000"], self.session("zlive"), "%d:0" % w.pid)
+        stranger = self.spawn(["sleep", "1000"])
+        unsure = self.spawn(["sleep", "1000"], self.session("zunsure"), "%d:0" % stranger.pid)
+        gone = self.spawn(["sleep", "1000"], self.session("zgone"),
+                          self.dead_owner().split(":")[0] + ":0")
+        try:
+            j = self.ps_json("--session", self.tag + "-*")
+            [inst] = [i for i in j["instances"] if i["pid"] == w.pid]
+            self.assertIn([live.pid], [s["pids"] for s in inst["sessions"]
+                                       if s["session"] == self.session("zlive")])
+            self.assertEqual([o["pid"] for o in self.ours(j["orphans"])], [gone.pid])
+            [u] = self.ours(j["unknown"])
+            self.assertEqual((u["session"], u["pid"]), (self.session("zunsure"), unsure.pid))
+            self.assertIn("no start time", u["error"])
+
+            rc, out, err = self.mcpmux("sweep", "--session", self.tag + "-*")
+            self.assertEqual(rc, 1, err)
+            self.assertIn("cannot tell whether mcpmux %d:0, the owner of pid %d"
+                          % (stranger.pid, unsure.pid), err)
+            self.assertIn("ended 1 process(es)", out)
+            self.assertEqual(gone.wait(), -signal.SIGTERM)
+            for pid in (live.pid, unsure.pid, stranger.pid):
+                self.assertTrue(alive(pid), "pid %d should be alive" % pid)
+        finally:
+            w.close_stdin()
+            w.wait()
 
     def test_an_empty_owner_is_unknown_and_said_as_empty(self):
         """An empty MCPMUX_OWNER= names no owner either: with no instance above, the carrier

@@ -234,6 +234,17 @@ build_machine(const char *d)
 		/* ... with PID:0, which an older mcpmux without its start time gave */
 		{ 632, 1, 632, 'S', 1000, 8302, 1, "zeroorphan", "/usr/bin/old", "old",
 		  "MCPMUX_SESSION=o4|MCPMUX_OWNER=999:0" },
+		/* ... PID:0 naming a live instance that started before it: that instance's */
+		{ 633, 1, 633, 'S', 1000, 8303, 1, "zerolive", "/usr/bin/old", "old",
+		  "MCPMUX_SESSION=zl|MCPMUX_OWNER=300:0" },
+		/* ... naming a live process that is no instance, older than it: unknown */
+		{ 634, 1, 634, 'S', 1000, 8304, 1, "zerostranger", "/usr/bin/old", "old",
+		  "MCPMUX_SESSION=zs|MCPMUX_OWNER=100:0" },
+		/* ... naming processes that started after it: not its owner, an orphan */
+		{ 635, 1, 635, 'S', 1000, 8305, 1, "zeroyoung", "/usr/bin/old", "old",
+		  "MCPMUX_SESSION=zy|MCPMUX_OWNER=680:0" },
+		{ 636, 1, 636, 'S', 1000, 4500, 1, "zeroreused", "/usr/bin/old", "old",
+		  "MCPMUX_SESSION=zr|MCPMUX_OWNER=200:0" },
 		/* owned by mcpmux under valgrind: an instance because a carrier names it */
 		{ 700, 100, 700, 'S', 1000, 9000, 5000, "memcheck-amd64-",
 		  "/usr/libexec/valgrind/memcheck-amd64-linux",
@@ -411,6 +422,19 @@ test_sessions_and_orphans(void **state)
 	assert_true(s->g[g].bad_owner);
 	assert_string_equal(procscan_unknown_why(&s->g[g]), "its MCPMUX_OWNER is not PID:START");
 	assert_int_equal(s->g[group_of(s, "o4")].owner_state, PROCSCAN_GONE);
+	g = group_of(s, "zl");
+	assert_int_equal(s->g[g].owner_state, PROCSCAN_LIVE);
+	assert_int_equal(s->v[s->g[g].instance].pid, 300);
+	assert_false(s->g[g].has_server);
+	g = group_of(s, "zs");
+	assert_int_equal(s->g[g].owner_state, PROCSCAN_UNKNOWN);
+	assert_true(s->g[g].zero_owner);
+	assert_int_equal(s->g[g].owner_errno, 0);
+	assert_string_equal(procscan_unknown_why(&s->g[g]),
+			    "its MCPMUX_OWNER has no start time, and a process that may be that "
+			    "owner holds its pid");
+	assert_int_equal(s->g[group_of(s, "zy")].owner_state, PROCSCAN_GONE);
+	assert_int_equal(s->g[group_of(s, "zr")].owner_state, PROCSCAN_GONE);
 	assert_int_equal(s->g[group_of(s, "z1")].owner_state, PROCSCAN_GONE);
 	/* the line of the scanner: its parent carries a cookie of a dead owner */
 	assert_int_equal(s->g[group_of(s, "self-line")].owner_state, PROCSCAN_GONE);
