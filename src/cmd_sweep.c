@@ -581,7 +581,7 @@ cmd_sweep(int argc, char **argv)
 		if (!p.o.dry_run) {
 			end_processes(&p, keys, n_keys, &vs);
 			end_containers(&p, cv, ncv);
-			(void)survey_sweep_status(); /* housekeeping: not reported */
+			(void)survey_sweep_status(&p.scan); /* housekeeping: not reported */
 		}
 		rc = sweep_report(&p, &vs, cv, ncv);
 		if (fflush(stdout) == EOF || ferror(stdout)) {

@@ -1336,6 +1336,18 @@ procscan_target_release(struct procscan_target *t)
 	sys_close(&t->pidfd);
 }
 
+int
+procscan_still(const char *proc_root, const struct procscan_proc *p)
+{
+	struct procscan_proc now;
+
+	memset(&now, 0, sizeof(now));
+	if (read_stat(proc_root, p->pid, &now) == -1) {
+		return vanished(errno) ? 0 : -1;
+	}
+	return now.start == p->start;
+}
+
 /* Is t still the process that was scanned?  1 yes, 0 gone, -1 unknown (errno). */
 static int
 still_there(const char *root, struct procscan_target *t)

@@ -1266,8 +1266,26 @@ pid_gone(pid_t pid)
 	return kill(pid, 0) == -1 && errno == ESRCH;
 }
 
+/*
+ * Is the file of pid a dead instance's: is pid gone, or held by the process that the scan
+ * saw there and found no instance (a pid reused since, by another program, or a zombie)?
+ * A live pid the scan did not see may be an instance that has made its file but not yet
+ * locked it: that file is not stale.
+ */
+static bool
+status_stale(const struct procscan *s, pid_t pid)
+{
+	size_t i = procscan_find(s, pid);
+
+	if (pid_gone(pid)) {
+		return true;
+	}
+	return i != SIZE_MAX && s->v[i].read_errno == 0 && s->v[i].mode == PROCSCAN_NONE &&
+	       procscan_still(SURVEY_PROC_ROOT, &s->v[i]) == 1;
+}
+
 size_t
-survey_sweep_status(void)
+survey_sweep_status(const struct procscan *s)
 {
 	const char *xdg = getenv("XDG_RUNTIME_DIR");
 	char dir[PATH_MAX];
@@ -1304,10 +1322,10 @@ survey_sweep_status(void)
 		pid = strtol(e->d_name, &end, 10);
 		/*
 		 * A live pid may be an instance that has made its file but not yet locked it:
-		 * only the files of pids that are gone are taken, under their lock.
+		 * only the files of dead instances are taken, under their lock.
 		 */
 		if (e->d_name[0] < '1' || e->d_name[0] > '9' || *end != '\0' || errno != 0 ||
-		    pid > INT_MAX || !pid_gone((pid_t)pid)) {
+		    pid > INT_MAX || !status_stale(s, (pid_t)pid)) {
 			continue;
 		}
 		fd = openat(dirfd(d), e->d_name,
@@ -1316,7 +1334,7 @@ survey_sweep_status(void)
 			continue;
 		}
 		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == uid &&
-		    flock(fd, LOCK_EX | LOCK_NB) == 0 && pid_gone((pid_t)pid)) {
+		    flock(fd, LOCK_EX | LOCK_NB) == 0 && status_stale(s, (pid_t)pid)) {
 			if (unlinkat(dirfd(d), e->d_name, 0) == 0) {
 				n++;
 			} else if (errno != ENOENT) {

@@ -139,6 +139,11 @@ int procscan_read(struct procscan *s, const char *proc_root, uid_t uid, bool all
 size_t procscan_find(const struct procscan *s, pid_t pid);
 /* Is v[i] a carrier of group g or a descendant of one? */
 bool procscan_in_tree(const struct procscan *s, size_t g, size_t i);
+/*
+ * Is p, of a scan, still the process of its pid (the same start time, a zombie or not)?
+ * 1, 0 (gone, or another), -1 with errno when that cannot be read.
+ */
+int procscan_still(const char *proc_root, const struct procscan_proc *p);
 /* Seconds since v[i] started (from /proc/uptime and its start time). */
 double procscan_age(const struct procscan *s, size_t i);
 /*

@@ -136,9 +136,11 @@ int survey_status_parse(const char *buf, size_t len, pid_t pid, double now,
 /*
  * sweep: remove the status files that this user's instances left behind (killed, so
  * not removed at exit), in the runtime directory of this process's environment: those
- * whose lock is free and whose pid is gone.  Returns how many were removed.
+ * whose lock is free and whose pid is gone, or held by a process that s, a scan, saw
+ * there and found no instance (still there, with the same start time).  Returns how many
+ * were removed.
  */
-size_t survey_sweep_status(void);
+size_t survey_sweep_status(const struct procscan *s);
 
 bool survey_session_selected(const struct survey_opts *o, const char *session);
 /* Warn about carriers whose owner could not be read (own_only: this user's); any? */

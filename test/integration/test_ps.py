@@ -1050,6 +1050,33 @@ class Status(PsCase):
         self.assertFalse(os.path.exists(self.status_file(dead)))
         self.assertTrue(os.path.exists(self.status_file(owner.pid)))
 
+    def test_a_file_whose_pid_another_program_holds_is_stale(self):
+        """A killed instance's file whose pid a process that is no mcpmux now holds is as
+        stale as one of a pid that is gone: ps shows nothing of it, and sweep removes it
+        (that process left alone), not the file of a live instance."""
+        stranger = self.spawn(["sleep", "1000"])
+        ghost = self.session("ghost")
+        self.write_status(stranger.pid, [
+            {"mcpmux": stranger.pid, "mode": "wrap"},
+            {"session": ghost, "state": "suspended", "pid": None, "started": 1.0,
+             "last": 2.0, "suspends": 1, "resumes": 0}])
+        w = self.wrap()
+        w.send(initialize(1))
+        self.assertEqual(w.msg()["id"], 1)
+        self.assertTrue(os.path.exists(self.status_file(w.pid)))
+        j = self.ps_json()
+        self.assertNotIn(stranger.pid, [i["pid"] for i in j["instances"]])
+        self.assertNotIn(ghost, json.dumps(j))
+        rc, _, err = self.mcpmux("sweep", "--dry-run", "--session", self.tag + "-*")
+        self.assertEqual(rc, 0, err)
+        self.assertTrue(os.path.exists(self.status_file(stranger.pid)))
+        rc, _, err = self.mcpmux("sweep", "--session", self.tag + "-*")
+        self.assertEqual(rc, 0, err)
+        self.assertFalse(os.path.exists(self.status_file(stranger.pid)))
+        self.assertTrue(alive(stranger.pid))
+        self.assertTrue(os.path.exists(self.status_file(w.pid)))
+        self.assertEqual(self.only_session(w.pid)[0]["state"], "running")
+
     def test_a_state_of_a_newer_mcpmux_is_shown_as_written(self):
         # A state this mcpmux does not know (written by a newer one) is no reason to
         # leave the session out: it is listed with the state as written, escaped.

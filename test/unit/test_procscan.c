@@ -448,6 +448,18 @@ test_sessions_and_orphans(void **state)
 	/* another user's orphan is not seen by this user */
 	assert_false(has_group(s, "t1"));
 
+	/* still the process scanned: the same start time (a zombie too); else gone */
+	struct procscan_proc other = *proc(s, 600);
+
+	assert_int_equal(procscan_still(r->dir, proc(s, 600)), 1);
+	assert_int_equal(procscan_still(r->dir, proc(s, 690)), 1);
+	other.start++;
+	assert_int_equal(procscan_still(r->dir, &other), 0);
+	other.pid = 99999;
+	assert_int_equal(procscan_still(r->dir, &other), 0);
+	other.pid = 720; /* its stat cannot be read */
+	assert_int_equal(procscan_still(r->dir, &other), -1);
+
 	/* root sees it */
 	assert_int_equal(procscan_read(s, r->dir, 0, true, 500), 0);
 	g = group_of(s, "t1");
