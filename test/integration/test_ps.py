@@ -1318,6 +1318,20 @@ class EngineCommands(PsCase):
         self.assertEqual(rc, 1, err)
         self.assertIn("the containers of docker could not be listed", err)
 
+    def test_a_context_over_ssh_whose_daemon_cannot_be_reached_is_a_failure(self):
+        """Over ssh:// a docker CLI names no endpoint when the far end cannot reach its
+        daemon, only the host of its requests, and says the same whether that daemon is
+        not there or is there and refuses the remote user: nothing that can be checked
+        from here, so that engine's containers are unknown and sweep exits 1."""
+        for host in ("docker.example.com", "api.moby.localhost"):
+            self.failing_listing("Cannot connect to the Docker daemon at http://%s. Is the "
+                                 "docker daemon running?" % host)
+            rc, out, err = self.mcpmux("sweep", "--dry-run", "--session", self.session("ssh"))
+            self.assertEqual(rc, 1, err)
+            self.assertIn("the containers of docker could not be listed: its orphans, if "
+                          "any, are not ended (Cannot connect to the Docker daemon at "
+                          "http://%s" % host, err)
+
 
 PODMAN = podman_env.unavailable()
 
