@@ -787,8 +787,7 @@ waiting_key(const char *session, bool from_client, yajl_val rec, size_t *len)
 	if (!YAJL_IS_STRING(id)) {
 		vl = strlen(v);
 	}
-	*len = sizeof(sl) + sl + 2 + vl;
-	if ((key = malloc(*len)) == NULL) {
+	if ((key = malloc(sizeof(sl) + sl + 2 + JSONRPC_KEY_MAX(vl))) == NULL) {
 		return NULL;
 	}
 	memcpy(key, &sl, sizeof(sl));
@@ -797,8 +796,20 @@ waiting_key(const char *session, bool from_client, yajl_val rec, size_t *len)
 	}
 	at += sl;
 	key[at++] = from_client ? '>' : '<';
-	key[at++] = YAJL_IS_STRING(id) ? 's' : (YAJL_IS_NUMBER(id) ? 'n' : 'z');
+	if (YAJL_IS_NUMBER(id)) {
+		/* By value, as mcpmux matches them: 1 and 1.0 are one id. */
+		size_t kl = jsonrpc_id_key(v, vl, key + at);
+
+		if (kl == 0) {
+			free(key);
+			return NULL;
+		}
+		*len = at + kl;
+		return key;
+	}
+	key[at++] = YAJL_IS_STRING(id) ? 's' : 'z';
 	memcpy(key + at, v, vl);
+	*len = at + vl;
 	return key;
 }
 

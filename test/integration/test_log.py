@@ -1283,6 +1283,25 @@ class Reading(Case):
         self.assertRegex(out, r"\nsecond +1 +0 +1\.50 +1\.50 +1\.50 +1\.50\n")
         self.assertNotIn("(unknown)", out)
 
+    def test_an_answer_is_matched_to_its_request_by_the_ids_value(self):
+        """An answer under 1.0 (or 1e0) answers the request of id 1, as mcpmux routes it;
+        the string "1" does not."""
+        path = self.write_records("id-values.log", [
+            {"dir": "in", "kind": "request", "id": 1, "method": "first", "bytes": 10},
+            {"dir": "in", "kind": "request", "id": 20, "method": "second", "bytes": 10},
+            '"dir":"out","kind":"response","id":"1","ms":0.5,"bytes":10',
+            '"dir":"out","kind":"response","id":1.0,"ms":1.5,"bytes":10',
+            '"dir":"out","kind":"error","id":2e1,"ms":2.5,"bytes":10',
+        ])
+        rc, out, err = self.run_log("show", "--color", "never", path)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual([line[23:50].rstrip() for line in out.splitlines()], [
+            "-> first #1", "-> second #20", '<- #"1"', "<- #1.0 first", "<- #2e1 second"])
+        rc, out, err = self.run_log("stats", path)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"\nfirst +1 +0 +1\.50 ")
+        self.assertRegex(out, r"\nsecond +1 +1 +2\.50 ")
+
     def test_a_nul_in_a_method_or_an_id_is_shown_and_compared_whole(self):
         """A method and a string id with a NUL in them are shown whole, the NUL as \\x00;
         an answer is named by its whole id, --method "a" is not "a\\x00b", and stats
