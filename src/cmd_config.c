@@ -957,25 +957,39 @@ out:
 	return rc;
 }
 
-static void
+/*
+ * The summary of --dry-run, one line a server, written as the new text is (write_fd()):
+ * stdio would drop what a full non-blocking stdout, or a full disk, did not take, and
+ * its last flush could then succeed.  0, or -1 after saying why.
+ */
+static int
 print_summary(const struct config_args *a, const struct config_result *r)
 {
 	const char *verb = a->op == CONFIG_WRAP ? "wrap" : "unwrap";
+	struct sbuf b = { 0 };
+	int rc = 0;
 
 	for (size_t i = 0; i < r->n_entries; i++) {
 		const struct config_entry *e = &r->entries[i];
 
 		if (e->verdict != CONFIG_SKIPPED) {
-			printf("%-6s %s: %s -> %s\n",
-			       e->verdict == CONFIG_UPDATED ? "update" : verb, e->name, e->before,
-			       e->after);
+			sbuf_addf(&b, "%-6s %s: %s -> %s\n",
+				  e->verdict == CONFIG_UPDATED ? "update" : verb, e->name,
+				  e->before, e->after);
 		} else {
-			printf("%-6s %s: %s\n", "skip", e->name, e->why);
+			sbuf_addf(&b, "%-6s %s: %s\n", "skip", e->name, e->why);
 		}
 	}
 	if (r->n_entries == 0) {
-		printf("no servers in %s\n", a->file);
+		sbuf_addf(&b, "no servers in %s\n", a->file);
 	}
+	if (b.failed) {
+		rc = diag_error("out of memory");
+	} else if (fflush(stdout) == EOF || write_fd(STDOUT_FILENO, b.buf, b.len) == -1) {
+		rc = diag_error_errno("cannot write to stdout");
+	}
+	sbuf_release(&b);
+	return rc;
 }
 
 static int
@@ -1041,11 +1055,7 @@ run(struct config_args *a)
 		goto out;
 	}
 	if (a->dry_run) {
-		print_summary(a, &r);
-		if (fflush(stdout) == EOF) {
-			diag_error_errno("cannot write to stdout");
-			rc = 1;
-		}
+		rc = print_summary(a, &r) == 0 ? 0 : 1;
 		goto out;
 	}
 	if (!a->in_place) {

@@ -12,10 +12,12 @@ import shutil
 import stat
 import struct
 import subprocess
+import termios
 import unittest
 
 import json5read
-from mcptest import (Case, FIXTURE, MCPMUX, SLOW, call, initialize, main, proc_environ)
+from mcptest import (Case, FIXTURE, MCPMUX, SLOW, call, initialize, main, proc_environ,
+                     wait_until)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIGS = os.path.join(HERE, "configs")
@@ -220,6 +222,50 @@ class Files(Case):
         self.assertEqual(rc, 0, err)
         self.assertIn("unwrap airtable: %s -- npx -y airtable-mcp-server -> npx -y "
                       "airtable-mcp-server" % MCPMUX_PATH, out.decode())
+
+    def test_dry_run_output_that_cannot_be_written_or_must_wait(self):
+        """--dry-run's lines go out as the new text does: a full disk fails the run (where
+        stdio dropped the lines it could not write, and its last flush, with nothing left,
+        passed), and a full non-blocking stdout (a pipe its reader shares with others) is
+        waited on, not cut short."""
+        path = os.path.join(self.tmp.name, "mcp.json")
+        write(path, json.dumps({"mcpServers": {"a": {"command": "x" * 6000}}}).encode())
+        with open("/dev/full", "wb") as full:
+            p = subprocess.run([MCPMUX, "config", "wrap", "--dry-run", path], stdout=full,
+                               stderr=subprocess.PIPE, timeout=30 * SLOW)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn(b"cannot write to stdout: No space left on device", p.stderr)
+        write(path, json.dumps({"mcpServers": {"s%d" % i: {"command": "srv", "args": ["y" * 50]}
+                                               for i in range(300)}}).encode())
+        rc, want, err = config("wrap", "--dry-run", path)
+        self.assertEqual(rc, 0, err)
+        self.assertGreater(len(want), 8 * 4096)
+        r, w = os.pipe()
+        try:
+            os.set_blocking(w, False)
+            fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 4096)
+            size = fcntl.fcntl(w, fcntl.F_GETPIPE_SZ)
+            p = subprocess.Popen([MCPMUX, "config", "wrap", "--dry-run", path], stdout=w,
+                                 stderr=subprocess.PIPE)
+            os.close(w)
+            w = -1
+            # The pipe full: the next write of mcpmux's meets EAGAIN.
+            wait_until(lambda: struct.unpack("i", fcntl.ioctl(
+                r, termios.FIONREAD, struct.pack("i", 0)))[0] >= size, 10, "stdout full")
+            out = b""
+            while True:
+                b = os.read(r, 65536)
+                if not b:
+                    break
+                out += b
+            self.assertEqual(p.wait(timeout=30 * SLOW), 0)
+            self.assertEqual(p.stderr.read(), b"")
+            p.stderr.close()
+            self.assertEqual(out, want)
+        finally:
+            os.close(r)
+            if w != -1:
+                os.close(w)
 
     def test_in_place_backup_and_mode(self):
         path = self.copy("claude_desktop_config.json", mode=0o640)
