@@ -721,6 +721,26 @@ dir_of(const char *path)
 }
 
 /*
+ * A temporary name beside the absolute path `path`: its directory, then `pre`, its file
+ * name, ".mcpmux-" and `post`, with room for 7 more bytes ("-XXXXXX").  The file name is
+ * cut where the whole would not fit in NAME_MAX: a file named near that bound is still
+ * one that can be rewritten.
+ */
+static void
+temp_name(struct sbuf *b, const char *path, const char *pre, const char *post)
+{
+	const char *base = strrchr(path, '/') + 1;
+	size_t room = NAME_MAX - strlen(pre) - strlen(".mcpmux-") - strlen(post) - 7;
+	size_t len = strlen(base);
+
+	sbuf_add(b, path, (size_t)(base - path));
+	sbuf_adds(b, pre);
+	sbuf_add(b, base, len < room ? len : room);
+	sbuf_adds(b, ".mcpmux-");
+	sbuf_adds(b, post);
+}
+
+/*
  * A new file made whole before it has a name: unnamed (O_TMPFILE) in `dir`, given the
  * original's owner, attributes and mode, written and synced, then linked to `name`,
  * which fails (EEXIST) if the name is taken.  A run killed before the link leaves
@@ -788,7 +808,7 @@ write_backup(const char *bak, int src, const struct stat *st, const char *text, 
 		return -1;
 	}
 	if (made == -2) {
-		sbuf_addf(&tmp, "%s.mcpmux-XXXXXX", bak);
+		temp_name(&tmp, bak, "", "XXXXXX");
 		if (tmp.failed) {
 			return diag_error("out of memory");
 		}
@@ -888,10 +908,11 @@ replace_file(const char *file, const char *target, int src, const struct stat *s
 	size_t dir_len = slash != NULL ? (size_t)(slash - target) : 0;
 	char *dir = dir_of(target);
 	struct stat now;
+	char pid[24];
 	int fd = -1, dfd, rc = -1, made = -2;
 
-	sbuf_add(&tmp, target, dir_len);
-	sbuf_addf(&tmp, "/.%s.mcpmux-%ld", slash != NULL ? slash + 1 : target, (long)getpid());
+	(void)snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+	temp_name(&tmp, target, ".", pid);
 	if (tmp.failed || dir == NULL) {
 		free(dir);
 		sbuf_release(&tmp);

@@ -379,6 +379,21 @@ class Files(Case):
                          ["claude_desktop_config.json", "cursor-mcp.json"])
         self.assertNotEqual(self.wrap_ok(path), orig)
 
+    def test_in_place_a_file_named_near_the_longest_name(self):
+        """A file whose name is as long as FILE.bak allows (NAME_MAX less 4 bytes): the
+        temporary name beside it is cut to fit, where the rewrite was refused ("File name
+        too long") for a file that can have a backup."""
+        longest = os.pathconf(self.tmp.name, "PC_NAME_MAX")
+        path = os.path.join(self.tmp.name, "m" * (longest - len(".bak") - 5) + ".json")
+        write(path, read(os.path.join(CONFIGS, "cursor-mcp.json")))
+        orig, want = read(path), self.wrap_ok(path)
+        rc, _, err = config("wrap", "--in-place", path)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(read(path), want)
+        self.assertEqual(read(path + ".bak"), orig)
+        self.assertEqual(sorted(os.listdir(self.tmp.name)),
+                         sorted([os.path.basename(path), os.path.basename(path) + ".bak"]))
+
     def test_in_place_waits_for_no_other_rewrite(self):
         """Another run rewriting the file holds a lock on it: this one writes nothing, and
         so cannot keep, as an older one, a backup that the other run may yet remove."""

@@ -1279,6 +1279,27 @@ class ConfigFiles(Faults):
         with open(path + ".bak", "rb") as f:
             self.assertEqual(f.read(), text)
 
+    def test_named_temporary_files_of_a_file_named_near_the_longest_name(self):
+        """Where the unnamed files cannot be linked, the backup and the new file are
+        written under temporary names: for a file whose name is as long as FILE.bak
+        allows, those names are cut to fit too."""
+        d = os.path.join(self.tmp.name, "d")
+        os.mkdir(d)
+        longest = os.pathconf(d, "PC_NAME_MAX")
+        path = os.path.join(d, "m" * (longest - len(".bak") - 5) + ".json")
+        text = b'{"mcpServers":{"a":{"command":"srv","args":["x"]}}}\n'
+        with open(path, "wb") as f:
+            f.write(text)
+        p = self.mcpmux(["config", "wrap", "--in-place", path],
+                        env=self.shim_env(link_fail="1,2,3,4"))
+        self.assertEqual(p.wait(), 0, p.stderr())
+        with open(path + ".bak", "rb") as f:
+            self.assertEqual(f.read(), text)
+        with open(path, "rb") as f:
+            self.assertIn(b"mcpmux", f.read())
+        self.assertEqual(sorted(os.listdir(d)),
+                         sorted([os.path.basename(path), os.path.basename(path) + ".bak"]))
+
     def test_a_run_killed_while_writing_leaves_nothing_behind(self):
         """The backup and the new file are written with no name, and linked only once
         they are whole: a run killed while it writes either (here at their fsync) leaves
