@@ -1406,6 +1406,24 @@ cancel_stream(struct hx_session *hs, const struct jsonrpc_scanner *sc)
 	hxs_check_writable(hs);
 }
 
+/*
+ * A notification or answer the session did not take (why: session_from_client()): the
+ * server's run is ending, as for a session that has ended (404: the client starts
+ * another), or memory ran out (503).
+ */
+static void
+post_refused(struct front_http *fh, struct http_req *rq, const char *why)
+{
+	char text[160];
+
+	if (strcmp(why, "out of memory") == 0) {
+		respond_error(fh, rq, 503, RPC_SERVER_ERROR, why, NULL);
+		return;
+	}
+	(void)snprintf(text, sizeof(text), "Session not found: %s", why);
+	respond_error(fh, rq, 404, -32001, text, NULL);
+}
+
 /* A POST of a session that runs, its body scanned into fh->scan: forward it, answer it. */
 static void
 post_forward(struct front_http *fh, struct hx_session *hs, struct http_req *rq, bool is_json)
@@ -1431,7 +1449,13 @@ post_forward(struct front_http *fh, struct hx_session *hs, struct http_req *rq, 
 					NULL, 0, sc);
 			}
 		} else {
-			hub_from_client(hs->e, line, r->body_len, sc);
+			const char *why = hub_from_client(hs->e, line, r->body_len, sc);
+
+			if (why != NULL) {
+				/* Not accepted: an error status, never 202 (docs/http.md). */
+				post_refused(fh, rq, why);
+				return;
+			}
 			if (jsonrpc_method_is(sc, it, JSONRPC_CANCELLED)) {
 				cancel_stream(hs, sc);
 			}

@@ -678,11 +678,11 @@ refuse:
 	return false;
 }
 
-void
+const char *
 hub_from_client(struct hub_entry *e, const char *msg, size_t len,
 		const struct jsonrpc_scanner *scan)
 {
-	session_from_client(e->s, msg, len, scan);
+	return session_from_client(e->s, msg, len, scan);
 }
 
 void

@@ -543,8 +543,8 @@ held_release(struct session *s)
 	}
 }
 
-static void forward(struct session *s, const char *line, size_t len,
-		    const struct jsonrpc_scanner *scan, double t);
+static const char *forward(struct session *s, const char *line, size_t len,
+			   const struct jsonrpc_scanner *scan, double t);
 
 /* The held line at off (not consumed: s->held_off += HELD_SIZE(len) does that). */
 #define HELD_SIZE(len) (sizeof(double) + (len) + 1)
@@ -698,8 +698,11 @@ held_answer(struct session *s, const char *why)
 	held_release(s);
 }
 
-/* Send a line to the running server (or answer it when it cannot be). */
-static void
+/*
+ * Send a line to the running server (or answer it when it cannot be).  NULL when sent, else
+ * why not (its requests were answered with errors saying so).
+ */
+static const char *
 forward(struct session *s, const char *line, size_t len, const struct jsonrpc_scanner *scan,
 	double t)
 {
@@ -734,7 +737,7 @@ forward(struct session *s, const char *line, size_t len, const struct jsonrpc_sc
 	}
 	if (why != NULL) {
 		message_refused(s, scan, why, t, NULL, NULL);
-		return;
+		return why;
 	}
 	s->fresh = false;
 	handshake_observe_client(s->hs, scan, line, len);
@@ -742,9 +745,10 @@ forward(struct session *s, const char *line, size_t len, const struct jsonrpc_sc
 	s->stats.msgs_in++;
 	note_cancel(&s->pending, &s->n_pending, scan);
 	busy_sync(s);
+	return NULL;
 }
 
-void
+const char *
 session_from_client(struct session *s, const char *line, size_t len,
 		    const struct jsonrpc_scanner *scan)
 {
@@ -785,34 +789,38 @@ session_from_client(struct session *s, const char *line, size_t len,
 					  "dropped",
 					  s->id);
 			}
-			return;
+			return NULL;
 		}
 		/* A line refused (out of memory) is answered: no server starts for it. */
-		if (hold_line(s, line, len, scan) && s->state == SESSION_SUSPENDED &&
-		    !s->end_requested) {
+		if (!hold_line(s, line, len, scan)) {
+			return "out of memory";
+		}
+		if (s->state == SESSION_SUSPENDED && !s->end_requested) {
 			resume_start(s, false);
 		}
-		return;
+		return NULL;
 	case SESSION_RESUMING:
 		if (jsonrpc_answers_only(scan)) {
 			break; /* the fresh server may be waiting for them (roots/list, ...) */
 		}
-		(void)hold_line(s, line, len, scan);
-		return;
+		return hold_line(s, line, len, scan) ? NULL : "out of memory";
 	case SESSION_RUNNING:
 		if (needs_replay(s, scan)) {
 			/* A server that never heard the client's handshake: it hears it first
 			 * (not for a line refused: the next one starts the replay). */
-			if (hold_line(s, line, len, scan)) {
-				s->t_resume = sys_mono();
-				replay_start(s);
+			if (!hold_line(s, line, len, scan)) {
+				return "out of memory";
 			}
-			return;
+			s->t_resume = sys_mono();
+			replay_start(s);
+			return NULL;
 		}
 		break;
 	}
-	forward(s, line, len, scan, s->last_activity);
+	const char *why = forward(s, line, len, scan, s->last_activity);
+
 	busy_sync(s); /* an answer to the server's request */
+	return why;
 }
 
 /* ---- suspend and resume ---- */

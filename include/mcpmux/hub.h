@@ -185,9 +185,9 @@ int hub_set_owner(struct hub_entry *e, struct hub_port *p);
  * An entry refused and not kept is freed (so e must not be used after false unless kept).
  */
 bool hub_start(struct hub_entry *e, const struct jsonrpc_scanner *scan);
-/* A client message for a started e, scanned by scan. */
-void hub_from_client(struct hub_entry *e, const char *msg, size_t len,
-		     const struct jsonrpc_scanner *scan);
+/* A client message for a started e, scanned by scan: session_from_client(). */
+const char *hub_from_client(struct hub_entry *e, const char *msg, size_t len,
+			    const struct jsonrpc_scanner *scan);
 /*
  * End e's run (the end-of-run message, a DELETE, the port going away).  reply_id (JSON
  * text, may be NULL) is answered in the session when the teardown is complete, after the

@@ -222,10 +222,12 @@ int session_exit_code(const struct session *s);
 void session_set_end_reason(struct session *s, const char *reason);
 /*
  * A message from the client, already scanned (scan describes line).  Forwarded to the
- * server, or answered by mcpmux (the server is ending, or not reading its input).
+ * server (or held for one to come), or answered by mcpmux (the server is ending, or not
+ * reading its input, or memory ran out): then the reason (a static text; its requests got
+ * errors saying it, its notifications and answers were dropped), else NULL.
  */
-void session_from_client(struct session *s, const char *line, size_t len,
-			 const struct jsonrpc_scanner *scan);
+const char *session_from_client(struct session *s, const char *line, size_t len,
+				const struct jsonrpc_scanner *scan);
 /*
  * End the run.  reply_id (JSON text, may be NULL) is answered with the end-of-run result
  * when the teardown is complete; past SESSION_MAX_END_REPLIES such requests (a client that

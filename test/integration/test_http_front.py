@@ -502,6 +502,34 @@ class Transport(HttpCase):
         self.assertEqual(self.cookie_pids(sid), [], "nothing of the tree may be left")
         self.assertEqual(self.delete(sid).status, 404)
 
+    def test_a_notification_while_the_run_ends_is_not_accepted(self):
+        """While a DELETE waits for the end (the server ignores EOF and SIGTERM), a request
+        gets its -32000 error (the run is ending), and a notification, which the server
+        will not get either, is not answered 202 (accepted) but 404, with a JSON-RPC error
+        without an id, as when the session has ended."""
+        self.http("--ignore-sigterm", "--ignore-eof", fast=False,
+                  opts=["--eof-grace", "300", "--term-grace", "1500"])
+        sid = self.session()
+        wait_until(lambda: self.cookie_pids(sid), 5, "the server")
+        first = self.conn()
+        self.addCleanup(first.close)
+        first.request("DELETE", "/mcp", headers={"Mcp-Session-Id": sid})
+        n = iter(range(1, 1000))
+        last = wait_until(lambda: self.call(sid, tool(next(n), "echo", text="x"))[-1].get(
+            "error"), 5, "a request to be refused: the run is ending")
+        self.assertEqual(last["code"], -32000)
+        self.assertIn("run is ending", last["message"])
+        r = self.post({"jsonrpc": "2.0", "method": "notifications/roots/list_changed"}, sid)
+        self.assertEqual(r.status, 404, r)
+        self.assertEqual(r.headers["content-type"], "application/json")
+        err = r.json()
+        self.assertIsNone(err["id"])
+        self.assertEqual(err["error"]["code"], -32001)
+        self.assertIn("run is ending", err["error"]["message"])
+        self.assertEqual(first.getresponse().status, 200)
+        self.assertEqual(self.cookie_pids(sid), [], "nothing of the tree may be left")
+        self.assertEqual(self.post(INITIALIZED, sid).status, 404)
+
     def test_a_delete_whose_connection_goes_before_the_end_does_not_stop_it(self):
         """The DELETE's client goes while the end waits for its graces: the end goes on to
         its SIGKILL (the server ignores EOF and SIGTERM), and the session is gone."""
