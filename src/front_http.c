@@ -1378,7 +1378,10 @@ request_stream(struct hx_session *hs, const struct jsonrpc_scanner *sc, const ch
 	return st;
 }
 
-/* notifications/cancelled: the request it names gets no answer; its stream ends. */
+/*
+ * notifications/cancelled: the request it names gets no answer; its stream ends, and a
+ * POST that waits for one JSON body gets 204.
+ */
 static void
 cancel_stream(struct hx_session *hs, const struct jsonrpc_scanner *sc)
 {
@@ -1397,7 +1400,12 @@ cancel_stream(struct hx_session *hs, const struct jsonrpc_scanner *sc)
 		st->rq = NULL;
 		http_req_set_data(rq, NULL);
 		if (st->is_json) {
-			(void)http_respond(rq, 204, NULL, 0, NULL, 0);
+			/* No response will come: no content, with the fields of every answer. */
+			struct hx_fields fs = { .n = 0 };
+
+			fields_add(&fs, "Mcp-Session-Id", hs->id);
+			fields_cors(&fs, rq);
+			(void)http_respond(rq, 204, fs.f, fs.n, NULL, 0);
 		} else {
 			(void)http_stream_end(rq);
 		}

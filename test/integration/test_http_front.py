@@ -612,6 +612,33 @@ class Transport(HttpCase):
         s.close()
         self.assertEqual(self.call(sid, tool(2, "echo", text="on"))[-1]["id"], 2)
 
+    def test_a_cancelled_json_requests_answer_is_204(self):
+        """A request answered with one JSON body, cancelled: its server will not answer
+        it, and the POST that waits gets 204 (no content: no response will come), with the
+        session's ID and, for an allowed Origin, the CORS fields of every answer; the
+        session goes on."""
+        self.http()
+        sid = self.session()
+        origin = "http://localhost:%d" % self.port
+        g = self.get_stream(sid)
+        self.addCleanup(g.close)
+        c = self.conn()
+        self.addCleanup(c.close)
+        c.request("POST", "/mcp", body=json.dumps(tool(1, "ask")),
+                  headers={"Content-Type": "application/json", "Accept": "application/json",
+                           "Mcp-Session-Id": sid, "Origin": origin})
+        # The server's question goes on the GET stream: the call is in flight.
+        self.assertEqual(g.message()[0]["method"], "sampling/createMessage")
+        r = self.post({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                       "params": {"requestId": 1, "reason": "enough"}}, sid)
+        self.assertEqual(r.status, 202)
+        a = c.getresponse()
+        self.assertEqual((a.status, a.read()), (204, b""))
+        self.assertEqual(a.getheader("Mcp-Session-Id"), sid)
+        self.assertEqual(a.getheader("Access-Control-Allow-Origin"), origin)
+        self.assertEqual(a.getheader("Access-Control-Expose-Headers"), "Mcp-Session-Id")
+        self.assertEqual(self.call(sid, tool(2, "echo", text="on"))[-1]["id"], 2)
+
     def test_an_initialize_the_server_refuses_ends_the_session(self):
         self.http("--crash-after", "0")
         r = self.post(init_msg(1))
