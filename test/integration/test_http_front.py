@@ -8,6 +8,7 @@ import json
 import os
 import re
 import resource
+import select
 import shutil
 import signal
 import socket
@@ -991,6 +992,33 @@ class Refusals(HttpCase):
         p = self.http()
         self.assertIn("HTTP sessions that are never deleted keep their servers until mcpmux "
                       "exits (give --idle-timeout S to end idle ones)", p.stderr())
+
+    def test_a_head_that_trickles_gets_408_ten_seconds_after_its_first_byte(self):
+        """A slowloris on mcpmux's own listener: a head sent a byte every half second,
+        never finished, gets 408 and its connection closed 10 s after its first byte (the
+        deadline is not moved by each byte), and the server is fine after it."""
+        self.http()
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=5 * SLOW)
+        self.addCleanup(s.close)
+        t0 = time.monotonic()
+        s.sendall(b"POST /mcp HTTP/1.1\r\n")
+        data = b""
+        for _ in range(int(40 * SLOW)):
+            r, _, _ = select.select([s], [], [], 0.5)
+            if r:
+                data = s.recv(4096)
+                break
+            s.send(b"X")
+        took = time.monotonic() - t0
+        self.assertTrue(data.startswith(b"HTTP/1.1 408 "), data)
+        self.assertGreater(took, 9.5)
+        self.assertLess(took, 12 * SLOW)
+        try:
+            while data:
+                data = s.recv(4096)  # then the end of the connection, not a timeout
+        except ConnectionResetError:
+            pass
+        self.assertEqual(self.call(self.session(), tool(1, "echo", text="ok"))[0]["id"], 1)
 
     def test_the_http_layers_own_statuses(self):
         """What the HTTP layer answers by itself, through mcpmux's own limits: another HTTP
