@@ -257,6 +257,20 @@ respond_error(struct front_http *fh, struct http_req *rq, int status, int code, 
 	respond_error_id(fh, rq, status, code, text, extra, NULL, 0);
 }
 
+/* Out of memory for a POST whose body is in fh->scan: a request's error carries its id. */
+static void
+respond_oom(struct front_http *fh, struct http_req *rq)
+{
+	const struct jsonrpc_scanner *sc = &fh->scan;
+
+	if (sc->kind == JSONRPC_REQUEST) {
+		respond_error_id(fh, rq, 503, RPC_SERVER_ERROR, "out of memory", NULL,
+				 jsonrpc_str(sc, sc->one.id), sc->one.id.len);
+	} else {
+		respond_error(fh, rq, 503, RPC_SERVER_ERROR, "out of memory", NULL);
+	}
+}
+
 static bool
 value_is(const char *v, size_t len, const char *s)
 {
@@ -1443,7 +1457,7 @@ post_forward(struct front_http *fh, struct hx_session *hs, struct http_req *rq, 
 	bool is_end = jsonrpc_method_is(sc, it, fh->opt->end_method);
 
 	if (line == NULL) {
-		respond_error(fh, rq, 503, RPC_SERVER_ERROR, "out of memory", NULL);
+		respond_oom(fh, rq);
 		return;
 	}
 	peer_text(hs->port.peer, sizeof(hs->port.peer), r);
@@ -1476,7 +1490,7 @@ post_forward(struct front_http *fh, struct hx_session *hs, struct http_req *rq, 
 	struct hx_stream *st = request_stream(hs, sc, line, r->body_len, is_json);
 
 	if (st == NULL) {
-		respond_error(fh, rq, 503, RPC_SERVER_ERROR, "out of memory", NULL);
+		respond_oom(fh, rq);
 		return;
 	}
 	http_req_set_data(rq, &hx_service_tag);
@@ -1561,7 +1575,7 @@ post_hold(struct front_http *fh, struct hx_session *hs, struct http_req *rq)
 	struct hx_pending *pd = calloc(1, sizeof(*pd));
 
 	if (pd == NULL) {
-		respond_error(fh, rq, 503, RPC_SERVER_ERROR, "out of memory", NULL);
+		respond_oom(fh, rq);
 		return;
 	}
 	pd->kind = HX_HELD;
@@ -1601,7 +1615,7 @@ post_initialize(struct front_http *fh, struct http_req *rq, bool is_json)
 	struct hx_session *hs = line != NULL ? hxs_new(fh) : NULL;
 
 	if (hs == NULL) {
-		respond_error(fh, rq, 503, RPC_SERVER_ERROR, "out of memory", NULL);
+		respond_oom(fh, rq);
 		return;
 	}
 	session_new_id(hs->id);
@@ -1616,7 +1630,7 @@ post_initialize(struct front_http *fh, struct http_req *rq, bool is_json)
 			hub_entry_free(e);
 		}
 		hxs_free(hs);
-		respond_error(fh, rq, 503, RPC_SERVER_ERROR, "out of memory", NULL);
+		respond_oom(fh, rq);
 		return;
 	}
 	struct hx_stream *st = request_stream(hs, sc, line, r->body_len, is_json);
@@ -1624,7 +1638,7 @@ post_initialize(struct front_http *fh, struct http_req *rq, bool is_json)
 
 	if (st == NULL) {
 		hub_entry_free(e); /* lets hs go */
-		respond_error(fh, rq, 503, RPC_SERVER_ERROR, "out of memory", NULL);
+		respond_oom(fh, rq);
 		return;
 	}
 	hs->init = st;

@@ -1998,6 +1998,45 @@ class OutOfMemory(Faults):
             self.assertIn("out of memory: a message for the HTTP client was lost",
                           p.stderr())
 
+    def test_an_http_request_that_cannot_get_a_stream_is_refused_with_its_id(self):
+        """serve --http: no memory for the stream of a request in a running session (the
+        key of its id: FAULT_MALLOC_MIN and _MAX, the id's 1,000 bytes and 32).  It is
+        refused with 503 and the -32000 error for that request, with its id (the client
+        knows which one failed), not forwarded, and the session goes on."""
+        rid = "OOM-7" + "p" * (1000 - 7)
+        size = len(json.dumps(rid)) + 32
+        env = self.oom_env("OOM-7", malloc_min=size, malloc_max=size, malloc_only="malloc")
+        p = self.mcpmux(["serve", "--http", "127.0.0.1:0"] + GRACE + ["--", FIXTURE],
+                        env=env)
+        m = wait_until(lambda: re.search(r"on port (\d+)", p.stderr()), 10, "the port")
+        port = int(m.group(1))
+
+        def post(msg, sid=None):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            h = {"Content-Type": "application/json", "Accept": "application/json"}
+            if sid:
+                h["Mcp-Session-Id"] = sid
+            try:
+                c.request("POST", "/mcp", body=json.dumps(msg), headers=h)
+                r = c.getresponse()
+                return r.status, r.getheader("Mcp-Session-Id"), r.read()
+            finally:
+                c.close()
+
+        status, sid, _ = post(initialize(0))
+        self.assertEqual(status, 200)
+        self.assertEqual(post(note("notifications/initialized"), sid)[0], 202)
+        status, _, body = post(call(rid, "crash"), sid)
+        self.assertEqual(status, 503, body)
+        err = self.assert_error(json.loads(body), rid, -32000)
+        self.assertIn("out of memory", err["message"])
+        status, _, body = post(call(2, "echo", text="after"), sid)
+        self.assertEqual(json.loads(body)["result"]["content"][0]["text"], "after")
+        p.p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(), 0)
+        self.assertEqual(self.counters(p.pid)["failed"], 1)
+        self.assert_no_leftovers()
+
 
 @needs_shim
 class StderrFull(Faults):
