@@ -311,15 +311,23 @@ rpcout_error_each(struct sbuf *b, const struct jsonrpc_scanner *scan, int code, 
 
 	for (size_t i = 0; i < n; i++) {
 		const char *id = jsonrpc_str(scan, items[i].id);
+		/* A batch element that is no message (1, "a", {}): -32600, as a server answers
+		 * it, with its id if it has one (as a message alone), null otherwise. */
+		bool invalid = batch && items[i].kind == JSONRPC_INVALID_REQUEST;
 
-		if (items[i].kind != JSONRPC_REQUEST ||
-		    (skip != NULL && skip(ctx, id, items[i].id.len))) {
+		if ((items[i].kind != JSONRPC_REQUEST && !invalid) ||
+		    (!invalid && skip != NULL && skip(ctx, id, items[i].id.len))) {
 			continue;
 		}
 		if (batch) {
 			sbuf_add(b, k == 0 ? "[" : ",", 1);
 		}
-		rpcout_error(b, id, items[i].id.len, code, msg);
+		if (invalid) {
+			rpcout_error(b, items[i].has_id ? id : NULL, items[i].id.len,
+				     RPC_INVALID_REQUEST, RPCOUT_NOT_A_MESSAGE);
+		} else {
+			rpcout_error(b, id, items[i].id.len, code, msg);
+		}
 		k++;
 	}
 	if (batch && k > 0) {

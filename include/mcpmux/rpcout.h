@@ -85,12 +85,16 @@ size_t rpcout_utf8_tail(const char *p, size_t len);
 void rpcout_error(struct sbuf *b, const char *id, size_t id_len, int code, const char *msg);
 struct jsonrpc_scanner;
 
+#define RPCOUT_NOT_A_MESSAGE "Invalid Request: not a JSON-RPC 2.0 message"
+
 /*
  * The same error for each request of the message scan describes, into b: for one request,
  * rpcout_error() with its id; for a batch, one array of them in the batch's order (none for
- * its notifications and answers, as JSON-RPC 2.0 answers a batch).  skip, if not NULL,
- * leaves out the requests for which it returns true.  Returns how many were written: with
- * 0, b is as it was.
+ * its notifications and answers, as JSON-RPC 2.0 answers a batch), with a -32600
+ * RPCOUT_NOT_A_MESSAGE in its place for each element that is not a JSON-RPC message (1,
+ * "a", {}), by its id if it has one, null otherwise: those among the first
+ * JSONRPC_MAX_ITEMS, which are described.  skip, if not NULL, leaves out the requests for
+ * which it returns true.  Returns how many were written: with 0, b is as it was.
  */
 size_t rpcout_error_each(struct sbuf *b, const struct jsonrpc_scanner *scan, int code,
 			 const char *msg, bool (*skip)(void *ctx, const char *id, size_t id_len),

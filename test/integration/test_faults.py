@@ -337,16 +337,17 @@ class SpawnFails(Faults):
 
     def test_wrap_next_run_cannot_start_for_a_batch(self):
         """The run a batch would start fails to start: one array with an error for each
-        of its requests, by its id; then the next one starts."""
+        of its requests, by its id, and -32600 with id null for its element that is no
+        message; then the next one starts."""
         p = self.mcpmux(GRACE + ["--", FIXTURE],
                         env=self.shim_env(fork_fail=self.KEEPER_FORKS + 2))
         p.send(req(1, "mcpmux/endRun"))
         self.assertEqual(p.msg()["id"], 1)
-        p.send([req(2, "ping"), note("notifications/x"), req("b", "ping")])
+        p.send([req(2, "ping"), note("notifications/x"), 1, req("b", "ping")])
         got = p.msg()
         self.assertIsInstance(got, list, got)
         self.assertEqual([(g["id"], g["error"]["code"]) for g in got],
-                         [(2, -32000), ("b", -32000)], got)
+                         [(2, -32000), (None, -32600), ("b", -32000)], got)
         self.assertIn("cannot start the server", got[0]["error"]["message"])
         p.send(req(4, "ping"))
         self.assertEqual(p.msg(), {"jsonrpc": "2.0", "id": 4, "result": {}})

@@ -184,6 +184,33 @@ class Sessions(Case):
         self.assertEqual(m.p.wait(), 0)
         self.assert_no_leftovers(0)
 
+    def test_a_refused_batch_answers_each_element_that_is_no_message(self):
+        """A refused batch: an element that is no JSON-RPC message (1, "a", [], an object
+        of neither kind) gets -32600 in the array, in its place, with id null (its own
+        id when it has one), as JSON-RPC 2.0 answers [1,2,3]; a batch of nothing else gets
+        one such error each."""
+        m = Mux(self.serve(opts=FAST + ["--max-sessions", "1"]))
+        m.send("a", req(1, "ping"))
+        m.msg("a")
+        m.send("b", [1, req(7, "ping"), "a", note("notifications/x"), [], {"id": 3},
+                     {"foo": 1}])
+        got = m.msg("b")
+        self.assertIsInstance(got, list, got)
+        self.assertEqual([(g["id"], g["error"]["code"]) for g in got],
+                         [(None, -32600), (7, -32000), (None, -32600), (None, -32600),
+                          (3, -32600), (None, -32600)], got)
+        self.assertIn("max-sessions", got[1]["error"]["message"])
+        self.assertEqual(got[0]["error"]["message"],
+                         "Invalid Request: not a JSON-RPC 2.0 message")
+        m.send("c", [1, 2, 3])
+        got = m.msg("c")
+        self.assertEqual(got, [{"jsonrpc": "2.0", "id": None,
+                                "error": {"code": -32600, "message":
+                                          "Invalid Request: not a JSON-RPC 2.0 message"}}] * 3)
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+        self.assert_no_leftovers(0)
+
     def test_a_batch_of_more_than_1024_requests_refused_gets_each_answered(self):
         """A batch past the 1,024 elements mcpmux describes in full, refused (here by
         --max-sessions): its array has an error for each of its requests, in order, the
