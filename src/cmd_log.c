@@ -119,18 +119,30 @@ is_json(const char *p, size_t len)
 /* A body this long is not built as a tree (the line is checked as JSON first, apart). */
 #define RECORD_BODY_TREE_MAX 4096
 
+/* A member's text becomes null and blanks, in place (its line known to be JSON). */
+static void
+blank_member(char *line, const char *val, size_t len)
+{
+	char *at = line + (val - line);
+
+	memcpy(at, "null", 4);
+	memset(at + 4, ' ', len - 4);
+}
+
 /*
  * A record, as a tree of what the reader uses: everything but a long message body, which
- * only takes room (a tree of a body of many small values is tens of times its size).
- * Such a body's text becomes null and blanks, in place, once the whole line is known to
- * be JSON; a short one is parsed with the rest, in one pass.  NULL when it is not JSON.
- * The body's place in the line is *body_at, *body_len_out (none: 0, 0).
+ * only takes room (a tree of a body of many small values is tens of times its size), and
+ * a batch's long list of answers (not used).  Such a member's text becomes null and
+ * blanks, in place, once the whole line is known to be JSON; a short one is parsed with
+ * the rest, in one pass.  NULL when it is not JSON.  The body's place in the line is
+ * *body_at, *body_len_out (none: 0, 0).
  */
 static yajl_val
 parse_record(char *line, size_t len, size_t *body_at, size_t *body_len_out)
 {
-	const char *body;
-	size_t body_len;
+	const char *body, *answers;
+	size_t body_len, answers_len;
+	bool checked = false;
 
 	*body_at = 0;
 	*body_len_out = 0;
@@ -139,20 +151,27 @@ parse_record(char *line, size_t len, size_t *body_at, size_t *body_len_out)
 	if (too_deep(line, len)) {
 		return NULL;
 	}
-	if (!jsonspan_member(line, len, "msg", &body, &body_len)) {
-		body_len = 0;
-	} else {
+	bool has_body = jsonspan_member(line, len, "msg", &body, &body_len);
+
+	if (has_body) {
 		*body_at = (size_t)(body - line);
 		*body_len_out = body_len;
 	}
-	if (body_len > RECORD_BODY_TREE_MAX) {
+	if (has_body && body_len > RECORD_BODY_TREE_MAX) {
 		if (!is_json(line, len)) {
 			return NULL;
 		}
-		char *at = line + (body - line);
-
-		memcpy(at, "null", 4);
-		memset(at + 4, ' ', body_len - 4);
+		checked = true;
+		blank_member(line, body, body_len);
+	}
+	/* "answers" comes before the body: looked for (a second pass) only when named there. */
+	if (memmem(line, has_body ? (size_t)(body - line) : len, "\"answers\"", 9) != NULL &&
+	    jsonspan_member(line, len, "answers", &answers, &answers_len) &&
+	    answers_len > RECORD_BODY_TREE_MAX) {
+		if (!checked && !is_json(line, len)) {
+			return NULL;
+		}
+		blank_member(line, answers, answers_len);
 	}
 	return yajl_tree_parse(line, NULL, 0);
 }

@@ -79,6 +79,7 @@ static struct session *live_head;	 /* every session not yet freed */
 static struct jsonrpc_scanner out_scan;	 /* server lines: scanned one at a time */
 static struct jsonrpc_scanner held_scan; /* client lines that waited: scanned again */
 static struct sbuf msg;			 /* mcpmux's own answers, built one at a time */
+static struct sbuf log_answers;		 /* a batch's answers and their ms, for its record */
 
 static void session_on_line(void *ctx, const char *line, size_t len);
 static void line_ended(struct session *s);
@@ -754,23 +755,28 @@ session_from_client(struct session *s, const char *line, size_t len,
 {
 	size_t n;
 	const struct jsonrpc_item *items = jsonrpc_items(scan, &n);
-	double ms = -1; /* a lone answer's, for the traffic log */
+	double ms = -1; /* a lone answer's, for the traffic log (a batch's: log_answers) */
 
 	s->last_activity = sys_now();
 	status_traffic(s->last_activity);
 	/* The answers, alone or in a batch: the server's requests they answer are done. */
 	for (size_t i = 0; i < n; i++) {
 		if (items[i].kind == JSONRPC_RESPONSE || items[i].kind == JSONRPC_ERROR) {
-			double age = ids_remove(&s->srv_pending, &s->n_srv_pending,
-						jsonrpc_str(scan, items[i].id), items[i].id.len);
+			const char *id = jsonrpc_str(scan, items[i].id);
+			double age =
+				ids_remove(&s->srv_pending, &s->n_srv_pending, id, items[i].id.len);
 
 			if (scan->kind != JSONRPC_BATCH) {
 				ms = age;
+			} else if (age >= 0 && tlog_enabled) {
+				tlog_answer(&log_answers, id, items[i].id.len, age);
 			}
 		}
 	}
 	if (tlog_enabled) {
-		tlog_message(s->id, session_pid(s), TLOG_IN, scan, line, len, ms);
+		tlog_message_answers(s->id, session_pid(s), TLOG_IN, scan, line, len, ms,
+				     &log_answers);
+		sbuf_reset(&log_answers); /* (its memory given back after a long batch) */
 	}
 	switch (s->state) {
 	case SESSION_SUSPENDED:
@@ -1150,9 +1156,14 @@ session_on_line(void *ctx, const char *line, size_t len)
 	} else if (kind == JSONRPC_BATCH) {
 		for (size_t i = 0; i < out_scan.n_items; i++) {
 			const struct jsonrpc_item *it = &out_scan.items[i];
+			const char *id = jsonrpc_str(&out_scan, it->id);
 
 			if (it->kind == JSONRPC_RESPONSE || it->kind == JSONRPC_ERROR) {
-				pending_remove(s, jsonrpc_str(&out_scan, it->id), it->id.len);
+				double age = pending_remove(s, id, it->id.len);
+
+				if (age >= 0 && tlog_enabled) {
+					tlog_answer(&log_answers, id, it->id.len, age);
+				}
 			} else if (it->kind == JSONRPC_REQUEST) {
 				ids_add(&s->srv_pending, &s->n_srv_pending,
 					jsonrpc_str(&out_scan, it->id), it->id.len,
@@ -1166,7 +1177,9 @@ session_on_line(void *ctx, const char *line, size_t len)
 		handshake_observe_server(s->hs, &out_scan, line, len);
 	}
 	if (tlog_enabled) {
-		tlog_message(s->id, session_pid(s), TLOG_OUT, &out_scan, line, len, ms);
+		tlog_message_answers(s->id, session_pid(s), TLOG_OUT, &out_scan, line, len, ms,
+				     kind == JSONRPC_BATCH ? &log_answers : NULL);
+		sbuf_reset(&log_answers); /* (its memory given back after a long batch) */
 	}
 	s->stats.bytes_out += len + 1;
 	s->stats.msgs_out++;
@@ -2055,6 +2068,7 @@ session_module_release(void)
 	jsonrpc_release(&out_scan);
 	jsonrpc_release(&held_scan);
 	sbuf_release(&msg);
+	sbuf_release(&log_answers);
 	free(key_buf);
 	key_buf = NULL;
 	key_cap = 0;

@@ -664,6 +664,24 @@ void
 tlog_message(const char *session, pid_t pid, enum tlog_dir dir, const struct jsonrpc_scanner *scan,
 	     const char *line, size_t len, double ms)
 {
+	tlog_message_answers(session, pid, dir, scan, line, len, ms, NULL);
+}
+
+void
+tlog_answer(struct sbuf *b, const char *id, size_t id_len, double ms)
+{
+	ADD_LIT(b, ",{\"id\":");
+	sbuf_add(b, id, id_len);
+	ADD_LIT(b, ",\"ms\":");
+	sbuf_add_milli(b, ms);
+	sbuf_add(b, "}", 1);
+}
+
+void
+tlog_message_answers(const char *session, pid_t pid, enum tlog_dir dir,
+		     const struct jsonrpc_scanner *scan, const char *line, size_t len, double ms,
+		     const struct sbuf *answers)
+{
 	enum jsonrpc_kind kind = scan != NULL ? scan->kind : JSONRPC_INVALID_JSON;
 	struct sbuf *b = &L.buf;
 
@@ -683,6 +701,12 @@ tlog_message(const char *session, pid_t pid, enum tlog_dir dir, const struct jso
 	if (ms >= 0) {
 		ADD_LIT(b, ",\"ms\":");
 		sbuf_add_milli(b, ms);
+	}
+	if (answers != NULL && answers->len > 1 && !answers->failed) {
+		/* tlog_answer() starts each with a comma: the first one's opens the array. */
+		ADD_LIT(b, ",\"answers\":[");
+		sbuf_add(b, answers->buf + 1, answers->len - 1);
+		sbuf_add(b, "]", 1);
 	}
 	ADD_LIT(b, ",\"bytes\":");
 	sbuf_add_uint(b, len, 1);

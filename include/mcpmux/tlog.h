@@ -51,6 +51,17 @@ void tlog_flush(void);
  */
 void tlog_message(const char *session, pid_t pid, enum tlog_dir dir,
 		  const struct jsonrpc_scanner *scan, const char *line, size_t len, double ms);
+struct sbuf;
+/*
+ * The answers of a batch matched to a request in flight, each with its latency, as an
+ * answer alone has it (docs/traffic-log.md, `answers`): tlog_answer() adds one to b (its
+ * id's JSON text, ms since its request), and tlog_message_answers() writes the batch's
+ * record as tlog_message() does, with those of b (none when b is NULL, empty or failed).
+ */
+void tlog_answer(struct sbuf *b, const char *id, size_t id_len, double ms);
+void tlog_message_answers(const char *session, pid_t pid, enum tlog_dir dir,
+			  const struct jsonrpc_scanner *scan, const char *line, size_t len,
+			  double ms, const struct sbuf *answers);
 /* An over-long message: only its size is known. */
 void tlog_oversize(const char *session, pid_t pid, enum tlog_dir dir, size_t bytes);
 /* An event; fields are extra members as JSON text ("\"exit\":..."), or NULL. */

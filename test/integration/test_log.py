@@ -55,6 +55,33 @@ class Writing(Case):
         self.assertEqual(len({r["ts"] for r in ins[1:21]}), 1, ins[1:21])
         self.assertLess(ins[0]["ts"], ins[1]["ts"])
 
+    def test_each_answer_in_a_batch_has_its_latency(self):
+        """A batch's record gives each answer in it that matches a request in flight its
+        latency, as an answer alone has it: `answers`, by id, in the batch's order (an
+        answer to nothing in flight has none), both ways."""
+        log = os.path.join(self.tmp.name, "t.log")
+        w = self.wrap(opts=FAST + ["--log", log, "--log-bodies", "none"])
+        w.send([req(1, "ping"), note("notifications/x"), req("b", "ping")])
+        self.assertEqual([g["id"] for g in w.msg()], [1, "b"])
+        w.send(call(2, "ask"))
+        ask = w.msg()
+        self.assertEqual(ask["method"], "sampling/createMessage")
+        w.send([{"jsonrpc": "2.0", "id": "nobody", "result": {}},
+                {"jsonrpc": "2.0", "id": ask["id"], "result": {}}])
+        self.assertEqual([g["id"] for g in w.msg()], [2])  # the fixture's batch
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        batches = [r for r in records(log) if r.get("kind") == "batch"]
+        self.assertEqual([(r["dir"], [a["id"] for a in r.get("answers", [])])
+                          for r in batches],
+                         [("in", []), ("out", [1, "b"]), ("in", [ask["id"]]), ("out", [2])],
+                         batches)
+        for r in batches:
+            self.assertNotIn("ms", r)
+            for a in r.get("answers", []):
+                self.assertEqual(sorted(a), ["id", "ms"])
+                self.assertGreaterEqual(a["ms"], 0)
+
     def test_a_session_logged_once_each_way(self):
         log = os.path.join(self.tmp.name, "t.log")
         w = self.wrap("--stderr-chatter", "--stdout-noise", opts=FAST + ["--log", log])
@@ -1374,7 +1401,7 @@ class Reading(Case):
     def test_a_body_of_many_small_values_takes_no_tree(self):
         """A record's body is never built as a tree: one of 4,000,000 small values (an 8 MB
         line; as a tree, hundreds of MB) is read in about its own size, and the records
-        around it are read as usual."""
+        around it are read as usual; nor is a batch's long list of answers."""
         path = os.path.join(self.tmp.name, "wide.log")
         head = ('{"ts":"2026-11-24T10:00:00.%06dZ","session":"s","pid":1,"dir":"%s",'
                 '"kind":"%s","id":%d,%s"bytes":%d,"msg":')
@@ -1388,6 +1415,12 @@ class Reading(Case):
             for _ in range(3999):
                 f.write("," + piece)
             f.write("]}}}\n")
+            # a batch's answers, 400,000 of them (8 MB), the same
+            f.write('{"ts":"2026-11-24T10:00:00.000002Z","session":"s","pid":1,'
+                    '"dir":"out","kind":"batch","answers":[{"id":0,"ms":1.5}')
+            for i in range(1, 400):
+                f.write("".join(',{"id":%d,"ms":1.5}' % (i * 1000 + k) for k in range(1000)))
+            f.write('],"bytes":9000000}\n')
             f.write(head % (3, "in", "request", 2, '"method":"after",', 41) +
                     '{"jsonrpc":"2.0","id":2,"method":"after"}}\n')
         env = dict(self.env)
@@ -1401,7 +1434,7 @@ class Reading(Case):
             out = out.decode()
             self.assertIn("after", out)
             if cmd[0] == "show":
-                self.assertEqual(len(out.splitlines()), 3, out)
+                self.assertEqual(len(out.splitlines()), 4, out)
         # the peak of one run, through wait4 (communicate() reaps: run it again)
         p = subprocess.Popen([MCPMUX, "log", "stats", path], stdout=subprocess.DEVNULL, env=env)
         _, status, usage = os.wait4(p.pid, 0)
