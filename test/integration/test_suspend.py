@@ -333,6 +333,29 @@ class WrapSuspend(Base):
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
 
+    def test_answers_in_a_batch_with_a_notification_reach_no_fresh_server(self):
+        """A batch for a suspended session that holds the client's answers to requests of
+        the server that is gone besides a notification: the notification wakes the session
+        and goes to the fresh server, the answers do not (it never sent their requests):
+        they are dropped with a warning, as a batch of answers alone is."""
+        p = self.start_wrap(opts=["-v"])
+        self.setup_session(p.send, p.msg)
+        pid = self.pid_of(p.send, p.msg, 6)
+        self.wait_suspended(pid, log=self.log)
+        p.send([{"jsonrpc": "2.0", "id": "s1", "result": {"roots": []}},
+                note("notifications/roots/list_changed"),
+                {"jsonrpc": "2.0", "id": "s2", "error": {"code": -1, "message": "no"}}])
+        wait_until(lambda: events(self.log, "resumed"), 10, "the resume")
+        p.send(call(7, "handshake"))
+        m = p.msg()
+        self.assertEqual(m.get("id"), 7, m)  # nothing else reached the client
+        self.assertNotEqual(structured(m)["pid"], pid)
+        self.assertEqual(structured(m)["answersSeen"], 0, m)
+        self.assertIn("2 answers in a batch for a server that was suspended: dropped",
+                      p.stderr())
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+
     def test_a_message_the_server_is_still_writing_is_not_cut_off(self):
         """A server writes a long notification slowly, in pieces, for longer than
         --idle-suspend: it is not suspended partway (which cut the line off, lost), the
