@@ -960,10 +960,25 @@ replace_file(const char *file, const char *target, int src, const struct stat *s
 	}
 	rc = 0;
 	tmp.buf[dir_len > 0 ? dir_len : 1] = '\0'; /* its directory ("/" for "/x") */
+	/*
+	 * The rename is durable once the directory is.  A failure here loses nothing now
+	 * (the new file is in place, and the run succeeds), but is said: until the system
+	 * writes the directory out, a power loss may bring the old file back.
+	 */
 	dfd = open(tmp.buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd != -1) {
-		/* The rename is durable once the directory is; a failure here loses nothing. */
-		while (fsync(dfd) == -1 && errno == EINTR) {
+	if (dfd == -1) {
+		diag_warn_errno("'%s' is replaced, but its directory cannot be opened to sync it: "
+				"the new name may not survive a power loss",
+				file);
+	} else {
+		int synced;
+
+		while ((synced = fsync(dfd)) == -1 && errno == EINTR) {
+		}
+		if (synced == -1) {
+			diag_warn_errno("'%s' is replaced, but its directory cannot be synced: the "
+					"new name may not survive a power loss",
+					file);
 		}
 		sys_close(&dfd);
 	}

@@ -47,6 +47,8 @@
  *                         EPERM (a file system without hard links, such as vfat)
  *   FAULT_FSYNC_STOP=N,.. the Nth call of fsync() stops the process (SIGSTOP) before it
  *                         syncs: a test sees it stopped in the middle of writing a file
+ *   FAULT_FSYNC_DIR=E     fsync() of a directory fails with errno E (a number), syncing
+ *                         nothing, as on a file system that cannot sync one
  *   FAULT_XATTR_FAIL=NAME fsetxattr() of the extended attribute NAME fails with EPERM (one
  *                         that only a privileged process may set)
  *   FAULT_NOSPC_FILE=SUFFIX the first writev() of two lines or more to a file whose path
@@ -215,6 +217,7 @@ static char nokill[32];	    /* FAULT_NOKILL */
 static char xattr_fail[64]; /* FAULT_XATTR_FAIL */
 static int (*real_open)(const char *, int, ...);
 static int proc_errno;		  /* FAULT_PROC_ERRNO */
+static int fsync_dir_errno;	  /* FAULT_FSYNC_DIR */
 static long proc_ms;		  /* FAULT_PROC_MS */
 static struct timespec proc_from; /* the window's start, 0: not yet */
 static long leaf_busy_ms;	  /* FAULT_LEAF_BUSY_MS */
@@ -365,6 +368,7 @@ faultshim_init(void)
 	F.clone_stop = env_num("FAULT_CLONE_STOP", 0) != 0;
 	F.fork_stop = env_num("FAULT_FORK_STOP", 0) != 0;
 	proc_errno = (int)env_num("FAULT_PROC_ERRNO", 0);
+	fsync_dir_errno = (int)env_num("FAULT_FSYNC_DIR", 0);
 	proc_ms = (long)env_num("FAULT_PROC_MS", 0);
 	leaf_busy_ms = (long)env_num("FAULT_LEAF_BUSY_MS", 0);
 	accept4_enfile_ms = (long)env_num("FAULT_ACCEPT4_ENFILE_MS", 0);
@@ -907,6 +911,14 @@ fsync(int fd)
 	resolve();
 	if (F.ready && getpid() == F.owner && nth_fails(&F.fsync_stop)) {
 		(void)raise(SIGSTOP);
+	}
+	if (fsync_dir_errno != 0 && F.ready && getpid() == F.owner) {
+		struct stat st;
+
+		if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+			errno = fsync_dir_errno;
+			return -1;
+		}
 	}
 	return real_fsync(fd);
 }

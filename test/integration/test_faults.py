@@ -1280,6 +1280,29 @@ class ConfigFiles(Faults):
         with open(path + ".bak", "rb") as f:
             self.assertEqual(f.read(), text)
 
+    def test_a_directory_that_cannot_be_synced_is_said(self):
+        """The new file is renamed into place, then its directory synced: where that sync
+        fails, the rewrite is done (exit 0, the file wrapped, its backup made) and mcpmux
+        says that the new name may not survive a power loss."""
+        d = os.path.join(self.tmp.name, "d")
+        os.mkdir(d)
+        path = os.path.join(d, "mcp.json")
+        text = b'{"mcpServers":{"a":{"command":"srv","args":["x"]}}}\n'
+        with open(path, "wb") as f:
+            f.write(text)
+        p = self.mcpmux(["config", "wrap", "--in-place", path],
+                        env=self.shim_env(fsync_dir=str(errno.EIO)))
+        self.assertEqual(p.wait(), 0, p.stderr())
+        err = p.stderr()
+        self.assertIn("mcpmux: '%s' is replaced, but its directory cannot be synced: the new "
+                      "name may not survive a power loss: Input/output error" % path, err)
+        self.assertIn("wrapped 1 of 1 server; backup in %s.bak" % path, err)
+        with open(path + ".bak", "rb") as f:
+            self.assertEqual(f.read(), text)
+        with open(path, "rb") as f:
+            self.assertIn(b"mcpmux", f.read())
+        self.assertEqual(sorted(os.listdir(d)), ["mcp.json", "mcp.json.bak"])
+
     def test_named_temporary_files_of_a_file_named_near_the_longest_name(self):
         """Where the unnamed files cannot be linked, the backup and the new file are
         written under temporary names: for a file whose name is as long as FILE.bak
