@@ -47,6 +47,14 @@
 
 /* Deepest nesting accepted: far beyond any config, and a bound on the parser's stack. */
 #define CONFIG_MAX_DEPTH 127
+/*
+ * Most values kept from a config: its servers' places ("mcpServers"...), the servers, their
+ * members and the items of their "args", in all.  Clients' configs hold tens of servers of
+ * a few members and tens of arguments each, some thousand values; each kept one costs a
+ * few hundred bytes, where its text may take 3 ("",): this bound keeps a hostile file's
+ * cost to tens of MiB beyond its size.
+ */
+#define CONFIG_MAX_KEPT 100000
 
 enum config_op {
 	CONFIG_WRAP,

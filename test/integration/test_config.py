@@ -8,6 +8,7 @@ import errno
 import fcntl
 import json
 import os
+import resource
 import shutil
 import stat
 import struct
@@ -16,7 +17,7 @@ import termios
 import unittest
 
 import json5read
-from mcptest import (Case, FIXTURE, MCPMUX, SLOW, call, initialize, main, proc_environ,
+from mcptest import (Case, FIXTURE, MCPMUX, SANITIZED, SLOW, call, initialize, main, proc_environ,
                      wait_until)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -266,6 +267,36 @@ class Files(Case):
             os.close(r)
             if w != -1:
                 os.close(w)
+
+    @unittest.skipIf(SANITIZED, "a sanitizer's allocator takes address space of its own")
+    def test_hostile_files_take_memory_in_proportion(self):
+        """A file of a million empty servers, of millions of arguments, or of a key
+        repeated a million times is refused (more values than any client's config holds)
+        within 8 times its size and a constant of address space, where each value kept
+        took hundreds of bytes (1.36 GB for the 6 MB of a million servers); a file just
+        under the bound is rewritten within the same."""
+        def run(name, text, *args):
+            path = os.path.join(self.tmp.name, name)
+            write(path, text)
+            limit = 8 * len(text) + (192 << 20)
+            return config("wrap", *args, path, preexec_fn=lambda: resource.setrlimit(
+                resource.RLIMIT_AS, (limit, limit)))
+
+        refused = "more than 100000 servers, members of servers and arguments in all"
+        for name, text in (
+                ("servers.json", b'{"mcpServers":{' + b'"":{},' * 1000000 + b'"a":{}}}'),
+                ("args.json", b'{"mcpServers":{"a":{"command":"x","args":['
+                 + b'"",' * 2000000 + b'""]}}}'),
+                ("keys.json", b"{" + b'"mcpServers":{},' * 400000 + b'"x":1}')):
+            with self.subTest(file=name):
+                rc, out, err = run(name, text, "--dry-run")
+                self.assertEqual(rc, 1, err)
+                self.assertIn(refused, err)
+                self.assertEqual(out, b"")
+        text = b'{"mcpServers":{' + b'"":{"command":""},' * 49990 + b'"a":{}}}'
+        rc, out, err = run("many.json", text, "--log-dir", self.tmp.name)
+        self.assertEqual((rc, err), (0, ""))
+        self.assertEqual(out.count(b'"command":"%s"' % MCPMUX_PATH.encode()), 49990)
 
     def test_in_place_backup_and_mode(self):
         path = self.copy("claude_desktop_config.json", mode=0o640)
