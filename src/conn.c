@@ -307,6 +307,8 @@ conn_dead(struct conn *c)
 	c->out_dead = true;
 	ev_io_stop(c->loop, &c->out_w);
 	flush_cancel(c);
+	c->queued -= c->lost_len - c->lost_off;
+	c->lost_len = c->lost_off = 0;
 	/* Retired sources will never be written: freed now, their producers told. */
 	if (c->cur != NULL && c->cur->retired) {
 		struct conn_source *cur = c->cur;
@@ -374,11 +376,48 @@ check_writable(struct conn *c, struct conn_source *src)
 	}
 }
 
+/*
+ * Write the errors waiting in c->lost, between two lines.  1 when they are all written, 0
+ * when the rest waits for the fd to be writable (before any other line), -1 when the
+ * write failed (the output is gone).
+ */
+static int
+lost_flush(struct conn *c)
+{
+	struct iovec iov = { .iov_base = c->lost + c->lost_off,
+			     .iov_len = c->lost_len - c->lost_off };
+	ssize_t w = sys_writev(c->out_fd, &iov, 1);
+
+	if (w == -1 && errno != EAGAIN) {
+		return -1;
+	}
+	if (w > 0) {
+		c->queued -= (size_t)w;
+		c->lost_off += (size_t)w;
+	}
+	if (c->lost_off < c->lost_len) {
+		return 0;
+	}
+	c->lost_len = c->lost_off = 0;
+	return 1;
+}
+
 /* Write turns until everything is written or the fd would block. */
 static void
 conn_flush(struct conn *c)
 {
 	while (!c->out_dead) {
+		if (c->cur == NULL && c->lost_len > 0) {
+			int r = lost_flush(c);
+
+			if (r == -1) {
+				conn_gone(c);
+				return;
+			}
+			if (r == 0) {
+				break;
+			}
+		}
 		if (c->cur == NULL) {
 			c->cur = ready_pop(c);
 			if (c->cur == NULL) {
@@ -611,6 +650,7 @@ conn_release(struct conn *c)
 	ev_io_stop(c->loop, &c->out_w);
 	flush_cancel(c);
 	framer_release(&c->inf);
+	c->lost_len = c->lost_off = 0;
 	c->out_dead = true; /* sources retired later, and those waiting, are freed at once */
 	if (c->cur != NULL && c->cur->retired) {
 		struct conn_source *cur = c->cur;
@@ -630,6 +670,36 @@ conn_release(struct conn *c)
 	c->queued = 0;
 }
 
+/*
+ * An error in place of a lost answer (conn_send_lost_answers()) that the queues had no
+ * memory for: kept in c->lost, which needs none.  0, or -1 when it does not fit there.
+ */
+static int
+lost_keep(struct conn *c, const struct iovec *iov, int n)
+{
+	size_t total = 0;
+
+	for (int i = 0; i < n; i++) {
+		total += iov[i].iov_len;
+	}
+	if (c->out_dead || total > sizeof(c->lost) - c->lost_len) {
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		if (iov[i].iov_len > 0) {
+			memcpy(c->lost + c->lost_len, iov[i].iov_base, iov[i].iov_len);
+			c->lost_len += iov[i].iov_len;
+		}
+	}
+	c->queued += total;
+	output_hold_check(c);
+	if (!ev_is_active(&c->out_w) && !c->flush_fed) {
+		c->flush_fed = true;
+		ev_feed_event(c->loop, &c->flush_w, EV_CUSTOM);
+	}
+	return 0;
+}
+
 bool
 conn_send_lost_answers(struct conn *c, struct conn_source *src, struct iovec *iov, int pre,
 		       const char *end, const char *line, size_t len)
@@ -641,7 +711,8 @@ conn_send_lost_answers(struct conn *c, struct conn_source *src, struct iovec *io
 	while ((n = rpcout_lost_answers(iov + pre, buf, sizeof(buf), line, len, &pos)) > 0) {
 		iov[pre + n] = (struct iovec){ .iov_base = (void *)(uintptr_t)end,
 					       .iov_len = strlen(end) };
-		if (conn_send(c, src, iov, pre + n + 1) == 0) {
+		if (conn_send(c, src, iov, pre + n + 1) == 0 ||
+		    (errno == ENOMEM && lost_keep(c, iov, pre + n + 1) == 0)) {
 			sent++;
 		} else {
 			lost++;

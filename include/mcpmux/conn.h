@@ -42,6 +42,12 @@
 #define CONN_QUANTUM ((size_t)16 << 10)
 /* The most pieces of one line that conn_send() takes (what it queues is copied from them). */
 #define CONN_SEND_IOV_MAX 8
+/*
+ * The errors in place of lost answers that wait for the client when the queues have no
+ * memory for them either (conn_send_lost_answers()): two of rpcout_lost_answers()'s
+ * arrays, in serve's envelopes.
+ */
+#define CONN_LOST_BUF ((size_t)8 << 10)
 
 #define CONN_HOLD_OWNER	 (1u << 0)
 #define CONN_HOLD_OUTPUT (1u << 1)
@@ -116,6 +122,12 @@ struct conn {
 	bool gone_pending; /* on_gone is due at flush_w (the output failed in conn_send()) */
 	bool in_big;	   /* the input pipe was enlarged for long messages */
 	bool out_big;	   /* the output pipe was enlarged for long messages */
+	/*
+	 * Errors in place of lost answers that no queue had memory for: whole lines, written
+	 * at the end of the line being written (lost_off of lost_len written; in queued).
+	 */
+	size_t lost_len, lost_off;
+	char lost[CONN_LOST_BUF];
 };
 
 void conn_init(struct conn *c, struct ev_loop *loop, int in_fd, int out_fd, size_t max_message,
@@ -155,7 +167,9 @@ int conn_send_line(struct conn *c, struct conn_source *src, const char *line, si
  * In place of line, an answer (or a batch of them) that could not be queued for want of
  * memory: rpcout_lost_answers()'s -32000 errors for its requests, each after the pieces
  * iov[0..pre) and followed by end (a line's end, and what closes the pieces).  iov has
- * room for pre + 4.  True when errors went out for all of it.
+ * room for pre + 4.  An error that the source's queue has no memory for either waits in
+ * c->lost, which needs none, and goes at the end of the line being written, ahead of the
+ * lines still queued.  True when errors went out (or wait in c->lost) for all of it.
  */
 bool conn_send_lost_answers(struct conn *c, struct conn_source *src, struct iovec *iov, int pre,
 			    const char *end, const char *line, size_t len);

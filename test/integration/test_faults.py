@@ -1798,19 +1798,23 @@ class OutOfMemory(Faults):
                          r"servers by pid \(it is found in a list instead\)")
         self.assert_no_leftovers()
 
-    def queue_oom_env(self, marker):
+    def queue_oom_env(self, marker, count=1):
         """The first new chunk of a client's queue after a read that holds marker fails
         (FAULT_MALLOC_MIN and _MAX: 16 KiB and its header, and not the parser's memory,
-        which mcpmux may have given back while idle)."""
+        which mcpmux may have given back while idle); with count, that many new chunks
+        fail (a large count: the queue cannot grow at all, even for the error that would
+        replace an answer)."""
         chunk = (16 << 10) + 32
-        return self.oom_env(marker, malloc_min=chunk, malloc_max=chunk, malloc_only="malloc")
+        return self.oom_env(marker, malloc_min=chunk, malloc_max=chunk, malloc_only="malloc",
+                            malloc_count=count)
 
-    def lost_behind_a_full_queue(self, p, line, put=lambda m: m, get=lambda m: m):
+    def lost_behind_a_full_queue(self, p, line, put=lambda m: m, get=lambda m: m, failed=1):
         """A 3 MiB answer fills the client's pipe, and its rest is queued (the client reads
         nothing); then `line` goes out, whose answer holds the marker and meets the fault.
         The big answer is read, then what came in the lost answer's place (returned); a
         call after it is answered, and EOF ends the run with 0.  put and get wrap and
-        unwrap a message (serve's envelope)."""
+        unwrap a message (serve's envelope); failed: the allocations that failed (None: at
+        least two, the answer's and its error's)."""
         huge = 3 << 20
         p.send(put(call(1, "huge", bytes=huge)))
         out = p.p.stdout.fileno()
@@ -1832,7 +1836,10 @@ class OutOfMemory(Faults):
         self.assertEqual(get(p.msg())["result"]["content"][0]["text"], "after")
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
-        self.assertEqual(self.counters(p.pid)["failed"], 1)
+        if failed is None:
+            self.assertGreaterEqual(self.counters(p.pid)["failed"], 2)
+        else:
+            self.assertEqual(self.counters(p.pid)["failed"], failed)
         self.assertIn("out of memory: a server's answer for the client was lost (an error "
                       "went in its place)", p.stderr())
         return lost
@@ -1892,6 +1899,69 @@ class OutOfMemory(Faults):
         line = json.dumps(call(3, "echo", text="TEXT")).replace("TEXT", "\\u004fOM-B")
         err = self.assert_error(self.lost_behind_a_full_queue(p, line), 3, -32000)
         self.assertIn("out of memory", err["message"])
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers()
+
+    NO_QUEUE = 1000000  # FAULT_MALLOC_COUNT: no new chunk for the rest of the run
+
+    def test_an_answer_lost_with_no_memory_left_is_replaced_by_an_error(self):
+        """The same when the client's queue cannot grow at all, not even for the error
+        (every new chunk fails): the error waits in memory kept for it, and goes at the end
+        of the line being written."""
+        p = self.wrap_initialized(self.queue_oom_env("OOM-C", count=self.NO_QUEUE))
+        line = json.dumps(call(3, "echo", text="TEXT")).replace("TEXT", "\\u004fOM-C")
+        lost = self.lost_behind_a_full_queue(p, line, failed=None)
+        self.assertIn("out of memory", self.assert_error(lost, 3, -32000)["message"])
+        self.assertNotIn("a message for the client was lost", p.stderr())
+        self.assert_no_leftovers()
+
+    def test_a_batch_of_answers_lost_with_no_memory_left_is_replaced_by_errors(self):
+        """The same for the answers to a client's batch: one array of errors."""
+        p = self.wrap_initialized(self.queue_oom_env("OOM-D", count=self.NO_QUEUE))
+        line = json.dumps([call(3, "echo", text="TEXT"), note("notifications/x"),
+                           call("four", "echo", text="x")]).replace("TEXT", "\\u004fOM-D")
+        errs = self.lost_behind_a_full_queue(p, line, failed=None)
+        self.assertEqual([e["id"] for e in errs], [3, "four"])
+        for e in errs:
+            self.assertIn("out of memory", self.assert_error(e, e["id"], -32000)["message"])
+        self.assertNotIn("a message for the client was lost", p.stderr())
+        self.assert_no_leftovers()
+
+    def test_serve_an_answer_lost_with_no_memory_left_is_replaced_by_an_error(self):
+        """serve: the same, the error in the session's envelope."""
+        p = self.mcpmux(["serve"] + GRACE + ["--", FIXTURE],
+                        env=self.queue_oom_env("OOM-E", count=self.NO_QUEUE))
+        p.send({"session": "s", "message": initialize(0)})
+        self.assertEqual(p.msg()["event"], "started")
+        self.assert_response(p.msg()["message"], 0)
+        p.send({"session": "s", "message": note("notifications/initialized")})
+
+        def get(m):
+            self.assertEqual(m["session"], "s")
+            return m["message"]
+        line = json.dumps({"session": "s", "message": call(3, "echo", text="TEXT")}).replace(
+            "TEXT", "\\u004fOM-E")
+        lost = self.lost_behind_a_full_queue(
+            p, line, put=lambda m: {"session": "s", "message": m}, get=get, failed=None)
+        self.assertIn("out of memory", self.assert_error(lost, 3, -32000)["message"])
+        self.assertNotIn("a message for the client was lost", p.stderr())
+        self.assert_no_leftovers()
+
+    def test_connect_an_answer_lost_with_no_memory_left_is_replaced_by_an_error(self):
+        """connect: the same for an answer that serve sent it, for its client."""
+        path = os.path.join(self.tmp.name, "mux.sock")
+        srv = self.mcpmux(["serve", "--listen", path] + GRACE + ["--", FIXTURE])
+        wait_until(lambda: os.path.exists(path), 10, "the socket")
+        p = self.mcpmux(["connect", "--session", "s", path],
+                        env=self.queue_oom_env("OOM-F", count=self.NO_QUEUE))
+        p.send(initialize(0))
+        self.assert_response(p.msg(), 0)
+        p.send(note("notifications/initialized"))
+        line = json.dumps(call(3, "echo", text="TEXT")).replace("TEXT", "\\u004fOM-F")
+        lost = self.lost_behind_a_full_queue(p, line, failed=None)
+        self.assertIn("out of memory", self.assert_error(lost, 3, -32000)["message"])
+        self.assertNotIn("a message for the client was lost", p.stderr())
         srv.p.send_signal(signal.SIGTERM)
         self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers()
