@@ -52,6 +52,7 @@ struct cconn {
 	struct sbuf tmp;
 	struct jsonrpc_scanner scan;
 	struct jsonrpc_idscan big_id; /* the id of a client line over the bound, as it passes */
+	struct envelope_bigscan big;  /* the same of a line of serve's that was not held */
 	int in_fd, out_fd;	      /* our own descriptions of stdin and stdout */
 	bool in_shared, out_shared;
 	ev_prepare turn_w; /* arms trim_w when a turn grew a big buffer */
@@ -338,22 +339,6 @@ client_on_big_end(void *ctx, size_t total)
 	}
 }
 
-static void
-skip_big_begin(void *ctx, const char *head, size_t len)
-{
-	(void)ctx;
-	(void)head;
-	(void)len;
-}
-
-static void
-skip_big_more(void *ctx, const char *more, size_t len)
-{
-	(void)ctx;
-	(void)more;
-	(void)len;
-}
-
 static const struct framer_sink client_sink = {
 	.line = client_on_line,
 	.big_begin = client_on_big_begin,
@@ -614,19 +599,70 @@ server_on_line(void *ctx, const char *line, size_t len)
 }
 
 static void
-server_on_big_end(void *ctx, size_t total)
+server_on_big_begin(void *ctx, const char *head, size_t len)
 {
 	struct cconn *cc = ctx;
 
-	diag_error("serve sent a line of %zu bytes, over --max-message %zu and its envelope: "
-		   "dropped (give connect serve's --max-message)",
-		   total, cc->max_message);
+	envelope_bigscan_init(&cc->big);
+	envelope_bigscan_feed(&cc->big, head, len);
+}
+
+static void
+server_on_big_more(void *ctx, const char *more, size_t len)
+{
+	struct cconn *cc = ctx;
+
+	envelope_bigscan_feed(&cc->big, more, len);
+}
+
+/*
+ * A line of serve's over --max-message and its envelope, or within them one that the
+ * framer had no memory to hold (framer_feed()): dropped.  An answer for the client, in its
+ * session, gets a -32000 error in its place: its request does not wait for ever.
+ */
+static void
+server_on_big_end(void *ctx, size_t total)
+{
+	struct cconn *cc = ctx;
+	size_t sid_len = 0, id_len = 0;
+	const char *sid = envelope_bigscan_session(&cc->big, &sid_len);
+	const char *id = envelope_bigscan_id(&cc->big, &id_len);
+	char text[160];
+
+	if (total <= cc->max_message + ENVELOPE_OWN_MAX) {
+		(void)snprintf(text, sizeof(text),
+			       "out of memory: serve's message (%zu bytes) could not be held",
+			       total);
+		diag_error("%s; dropped", text);
+	} else {
+		(void)snprintf(text, sizeof(text),
+			       "serve's message too large (%zu bytes, the limit is %zu: see "
+			       "--max-message)",
+			       total, cc->max_message);
+		diag_error("serve sent a line of %zu bytes, over --max-message %zu and its "
+			   "envelope: dropped (give connect serve's --max-message)",
+			   total, cc->max_message);
+	}
+	if (id == NULL || !envelope_bigscan_is_answer(&cc->big) || sid == NULL ||
+	    sid_len != cc->id_len || memcmp(sid, cc->id, sid_len) != 0 ||
+	    (id_len == strlen(STATS_ID) && memcmp(id, STATS_ID, id_len) == 0) ||
+	    (id_len == strlen(END_ID) && memcmp(id, END_ID, id_len) == 0)) {
+		return; /* the client waits for none of it */
+	}
+	sbuf_reset(&cc->tmp);
+	rpcout_error(&cc->tmp, id, id_len, RPC_SERVER_ERROR, text);
+	if (cc->tmp.failed ||
+	    (conn_send_line(&cc->client, &cc->client.self, cc->tmp.buf, cc->tmp.len) == -1 &&
+	     errno == ENOMEM)) {
+		diag_error("out of memory: the error in place of serve's message for the client "
+			   "was lost");
+	}
 }
 
 static const struct framer_sink server_sink = {
 	.line = server_on_line,
-	.big_begin = skip_big_begin,
-	.big_more = skip_big_more,
+	.big_begin = server_on_big_begin,
+	.big_more = server_on_big_more,
 	.big_end = server_on_big_end,
 };
 

@@ -2006,6 +2006,38 @@ class OutOfMemory(Faults):
         self.assertNotIn("--max-message", p.stderr())
         self.assert_no_leftovers()
 
+    def connected(self, env, *server_args):
+        """serve --listen, and connect (with env) to it, initialized: the two processes."""
+        path = os.path.join(self.tmp.name, "mux.sock")
+        srv = self.mcpmux(["serve", "--listen", path] + GRACE + ["--", FIXTURE]
+                          + list(server_args))
+        wait_until(lambda: os.path.exists(path), 10, "the socket")
+        p = self.mcpmux(["connect", "--session", "s", path], env=env)
+        p.send(initialize(0))
+        self.assert_response(p.msg(), 0)
+        p.send(note("notifications/initialized"))
+        return srv, p
+
+    def test_connect_a_line_of_serve_that_cannot_be_held_is_said_to_be_out_of_memory(self):
+        """connect: an answer of serve's longer than one read, whose buffer cannot grow
+        (realloc) as it comes in: its request gets a -32000 error that says out of memory,
+        and stderr does not say it was over --max-message; the run goes on."""
+        srv, p = self.connected(self.oom_env("OOM-I", malloc_only="realloc"),
+                                "--huge-result", str(200 << 10))
+        p.write(json.dumps(call(1, "echo", text="TEXT")).replace(
+            "TEXT", "\\u004fOM-I").encode() + b"\n")  # the answer starts with OOM-I
+        err = self.assert_error(p.msg(), 1, -32000)
+        self.assertIn("out of memory", err["message"])
+        p.send(call(2, "echo", text="after"))
+        self.assertEqual(len(p.msg()["result"]["content"][0]["text"]), 200 << 10)
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
+        self.assertNotIn("--max-message", p.stderr())
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers()
+
     def test_an_http_answer_that_cannot_be_kept_ends_its_stream_with_an_error(self):
         """serve --http: the server's answer cannot be copied for its stream (a big one,
         FAULT_MALLOC_MIN): its request still ends, with a smaller error in its place."""

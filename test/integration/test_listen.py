@@ -860,14 +860,18 @@ class ListenHardening(ListenHelpers, Case):
     def test_connect_max_message_bounds_both_ways(self):
         """connect --max-message: a client line over it is answered -32600 with its id and
         the limit; an answer from serve over it (and its envelope) is dropped with a word
-        on stderr that says to give connect serve's own; under it, it passes whole."""
+        on stderr that says to give connect serve's own, and its request gets a -32000
+        error in its place (it does not wait for ever); under it, it passes whole."""
         srv = self.listen()
         c = self.connect("--max-message", "1M", "--session", "m")
         c.send(initialize(1))
         self.assertEqual(c.msg()["id"], 1)
         c.send(call(2, "huge", bytes=2_000_000), call(3, "echo", text="after"))
+        err = self.assert_error(c.msg(10), 2, -32000)  # the answer of 2 MB is not passed
+        self.assertIn("too large", err["message"])
+        self.assertIn("the limit is 1048576: see --max-message", err["message"])
         m = c.msg(10)
-        self.assertEqual(m.get("id"), 3, "the answer of 2 MB is not passed")
+        self.assertEqual(m.get("id"), 3)
         wait_until(lambda: "over --max-message 1048576 and its envelope: dropped (give "
                            "connect serve's --max-message)" in c.stderr(), 5, "the word")
         c.write(b'{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"echo",'
