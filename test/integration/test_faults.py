@@ -2006,6 +2006,31 @@ class OutOfMemory(Faults):
         self.assertNotIn("--max-message", p.stderr())
         self.assert_no_leftovers()
 
+    def test_serve_a_client_line_that_cannot_be_held_is_said_to_be_out_of_memory(self):
+        """serve: the same for a session's request in its envelope: the error, in the
+        session's envelope, says out of memory, and the session goes on."""
+        p = self.mcpmux(["serve"] + GRACE + ["--", FIXTURE],
+                        env=self.oom_env("OOM-G", malloc_only="realloc"))
+        p.send({"session": "s", "message": initialize(0)})
+        self.assertEqual(p.msg()["event"], "started")
+        self.assert_response(p.msg()["message"], 0)
+        p.send({"session": "s", "message": note("notifications/initialized")})
+        # More than the pipe holds: its first read is a part of it, with the marker.
+        p.send({"session": "s", "message": call("OOM-G", "echo", text="x" * (200 << 10))})
+        m = p.msg()
+        self.assertEqual(m["session"], "s")
+        err = self.assert_error(m["message"], "OOM-G", -32000)
+        self.assertIn("out of memory", err["message"])
+        self.assertNotIn("too large", err["message"])
+        p.send({"session": "s", "message": call(2, "echo", text="after")})
+        m = p.msg()
+        self.assertEqual(m["message"]["result"]["content"][0]["text"], "after")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
+        self.assertNotIn("--max-message", p.stderr())
+        self.assert_no_leftovers()
+
     def connected(self, env, *server_args):
         """serve --listen, and connect (with env) to it, initialized: the two processes."""
         path = os.path.join(self.tmp.name, "mux.sock")
@@ -2017,6 +2042,23 @@ class OutOfMemory(Faults):
         self.assert_response(p.msg(), 0)
         p.send(note("notifications/initialized"))
         return srv, p
+
+    def test_connect_a_client_line_that_cannot_be_held_is_said_to_be_out_of_memory(self):
+        """connect: the same for its client's request, which is not sent to serve."""
+        srv, p = self.connected(self.oom_env("OOM-H", malloc_only="realloc"))
+        p.send(call("OOM-H", "echo", text="x" * (200 << 10)))
+        err = self.assert_error(p.msg(), "OOM-H", -32000)
+        self.assertIn("out of memory", err["message"])
+        self.assertNotIn("too large", err["message"])
+        p.send(call(2, "echo", text="after"))
+        self.assertEqual(p.msg()["result"]["content"][0]["text"], "after")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
+        self.assertNotIn("--max-message", p.stderr())
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers()
 
     def test_connect_a_line_of_serve_that_cannot_be_held_is_said_to_be_out_of_memory(self):
         """connect: an answer of serve's longer than one read, whose buffer cannot grow
