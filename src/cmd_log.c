@@ -66,6 +66,9 @@ struct reader {
 	unsigned long bad;
 };
 
+/* An allocation failed: what the records say was not all kept (log stats fails). */
+static bool no_memory;
+
 /* How often --follow looks for more, and how long a rotated file is still read. */
 #define FOLLOW_POLL_NS 100000000L
 #define FOLLOW_OLD_S   2.0
@@ -455,8 +458,16 @@ next_record(struct reader *r)
 		r->lineno++;
 		r->line[n - 1] = '\0';
 		size_t body_at, body_len;
+
+		errno = 0;
 		yajl_val v = parse_record(r->line, (size_t)n - 1, &body_at, &body_len);
 
+		if (v == NULL && errno == ENOMEM) {
+			diag_error("%s:%lu: out of memory for a record", r->name, r->lineno);
+			no_memory = true;
+			r->failed = true;
+			return NULL;
+		}
 		if (v != NULL && YAJL_IS_OBJECT(v)) {
 			rec_line = r->line;
 			rec_len = (size_t)n - 1;
@@ -680,6 +691,7 @@ rec_str(yajl_val rec, const char *key, size_t *len)
 		char *buf = malloc(ql);
 		size_t n = buf != NULL ? jsonrpc_string_text(q, ql, buf, true) : SIZE_MAX;
 
+		no_memory |= buf == NULL;
 		if (n != SIZE_MAX) {
 			rec_strs[n_rec_strs++] = (struct rec_str){ key, buf, n };
 			*len = n;
@@ -807,6 +819,7 @@ waiting_key(const char *session, bool from_client, yajl_val rec, size_t *len)
 		vl = strlen(v);
 	}
 	if ((key = malloc(sizeof(sl) + sl + 2 + JSONRPC_KEY_MAX(vl))) == NULL) {
+		no_memory = true;
 		return NULL;
 	}
 	memcpy(key, &sl, sizeof(sl));
@@ -857,12 +870,18 @@ waiting_put(const char *session, bool from_client, yajl_val rec, const char *met
 		return;
 	}
 	HASH_FIND(hh, waiting, key, kl, w);
-	if (w != NULL || n_waiting >= 1000000 || (w = malloc(sizeof(*w) + kl)) == NULL) {
+	if (w != NULL || n_waiting >= 1000000) {
+		free(key);
+		return;
+	}
+	if ((w = malloc(sizeof(*w) + kl)) == NULL) {
+		no_memory = true;
 		free(key);
 		return;
 	}
 	w->method = copy_n(method, method_len);
 	if (w->method == NULL) {
+		no_memory = true;
 		free(key);
 		free(w);
 		return;
@@ -875,7 +894,8 @@ waiting_put(const char *session, bool from_client, yajl_val rec, const char *met
 
 	TABLE_ADD(hh, waiting, w->key, w->key_len, w, added);
 	if (!added) {
-		free(w->method); /* no memory: as if it could not be copied */
+		no_memory = true;
+		free(w->method);
 		free(w);
 		return;
 	}
@@ -923,6 +943,18 @@ waiting_free(void)
 	n_waiting = 0;
 }
 
+/* A copy of the n bytes at s with a NUL after them, or NULL (no_memory said). */
+static char *
+dup_kept(const char *s, size_t n)
+{
+	char *d = copy_n(s, n);
+
+	if (d == NULL) {
+		no_memory = true;
+	}
+	return d;
+}
+
 /*
  * Learn the method of a message record: its own, or for a response that of the request
  * it answers.  Returns a malloc'd string of *len bytes (a NUL after them), or NULL.
@@ -938,13 +970,13 @@ record_method(yajl_val rec, const char *session, bool in, size_t *len)
 	}
 	if (strcmp(kind, "request") == 0 && method != NULL) {
 		waiting_put(session, in, rec, method, *len);
-		return copy_n(method, *len);
+		return dup_kept(method, *len);
 	}
 	if (strcmp(kind, "response") == 0 || strcmp(kind, "error") == 0) {
 		/* a response travels the other way from its request */
 		return waiting_take(session, !in, rec, len);
 	}
-	return method != NULL ? copy_n(method, *len) : NULL;
+	return method != NULL ? dup_kept(method, *len) : NULL;
 }
 
 /* Is the method (n bytes) the one --method names? */
@@ -1198,6 +1230,7 @@ mstat_get(struct mstat **table, size_t *n, const char *name, size_t len)
 	}
 	m = calloc(1, sizeof(*m) + len + 1);
 	if (m == NULL) {
+		no_memory = true;
 		return NULL;
 	}
 	memcpy(m->name, name, len);
@@ -1206,7 +1239,8 @@ mstat_get(struct mstat **table, size_t *n, const char *name, size_t len)
 
 	TABLE_ADD(hh, *table, m->name, len, m, added);
 	if (!added) {
-		free(m); /* no memory: as if it could not be allocated */
+		no_memory = true;
+		free(m);
 		return NULL;
 	}
 	(*n)++;
@@ -1225,6 +1259,7 @@ sstat_get(struct sstat **table, size_t *n, const char *id)
 	}
 	s = calloc(1, sizeof(*s) + len + 1);
 	if (s == NULL) {
+		no_memory = true;
 		return NULL;
 	}
 	memcpy(s->id, id, len + 1);
@@ -1232,7 +1267,8 @@ sstat_get(struct sstat **table, size_t *n, const char *id)
 
 	TABLE_ADD(hh, *table, s->id, len, s, added);
 	if (!added) {
-		free(s); /* no memory: as if it could not be allocated */
+		no_memory = true;
+		free(s);
 		return NULL;
 	}
 	(*n)++;
@@ -1332,8 +1368,10 @@ run_stats(const struct opts *o, struct reader *r)
 	uint64_t total = 0, total_err = 0, total_bytes = 0, records = 0;
 	uint64_t total_susp = 0, total_resumes = 0;
 	yajl_val rec;
+	int rc = 0;
 
-	while ((rec = next_record(r)) != NULL) {
+	/* Counts that miss what could not be kept would be wrong: none are printed. */
+	while (!no_memory && (rec = next_record(r)) != NULL) {
 		const char *session = get_str(rec, "session");
 		const char *event = get_str(rec, "event");
 		const char *dir = get_str(rec, "dir");
@@ -1347,10 +1385,10 @@ run_stats(const struct opts *o, struct reader *r)
 		s = session != NULL ? sstat_get(&sessions, &n_sessions, session) : NULL;
 		if (s != NULL && ts != NULL) {
 			if (s->first_ts == NULL) {
-				s->first_ts = strdup(ts);
+				s->first_ts = dup_kept(ts, strlen(ts));
 			}
 			free(s->last_ts);
-			s->last_ts = strdup(ts);
+			s->last_ts = dup_kept(ts, strlen(ts));
 		}
 		if (event != NULL) {
 			if (strcmp(event, "end-requested") == 0) {
@@ -1424,6 +1462,14 @@ run_stats(const struct opts *o, struct reader *r)
 		yajl_tree_free(rec);
 	}
 
+	if (no_memory) {
+		if (!r->failed) {
+			diag_error("%s:%lu: out of memory: the statistics cannot all be counted",
+				   r->name, r->lineno);
+		}
+		rc = 1;
+		goto out;
+	}
 	HASH_SORT(methods, by_name);
 	printf("%-32s %8s %7s %9s %9s %9s %9s\n", "METHOD", "COUNT", "ERRORS", "P50 MS", "P90 MS",
 	       "P99 MS", "MAX MS");
@@ -1455,7 +1501,7 @@ run_stats(const struct opts *o, struct reader *r)
 	       (unsigned long long)records, (unsigned long long)total, tb,
 	       (unsigned long long)total_err, n_sessions, n_methods, (unsigned long long)total_susp,
 	       (unsigned long long)total_resumes);
-
+out:
 	HASH_ITER (hh, methods, m, tmp) {
 		HASH_DEL(methods, m);
 		free(m);
@@ -1466,7 +1512,7 @@ run_stats(const struct opts *o, struct reader *r)
 		free(s->last_ts);
 		free(s);
 	}
-	return 0;
+	return rc;
 }
 
 /* ---- command ---- */

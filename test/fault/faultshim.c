@@ -100,7 +100,8 @@
  *                         process (SIGSTOP) before it opens: a test sees it stopped between
  *                         looking at a path and opening it, and can put something else there
  *   FAULT_MALLOC_AFTER=MARKER once a read() or readv() returns bytes that hold MARKER
- *                         (the first such read only; within one iovec for readv()), the
+ *                         (the first such read only; within one iovec for readv(); or
+ *                         an fgets() whose line holds it: `mcpmux log`'s reads), the
  *                         next FAULT_MALLOC_COUNT (1) calls of malloc(), calloc() or
  *                         realloc() fail with ENOMEM: memory that runs out just after a
  *                         given message came in.  C++'s operator new calls malloc() and
@@ -973,7 +974,12 @@ fgets(char *line, int size, FILE *f)
 {
 	resolve();
 	if (!eio_file_of(f) || size < 2) {
-		return real_fgets(line, size, f);
+		char *got = real_fgets(line, size, f);
+
+		if (got != NULL) {
+			malloc_arm(line, (ssize_t)strlen(line));
+		}
+		return got;
 	}
 	off_t at = ftello(f);
 	struct stat st;

@@ -2080,6 +2080,31 @@ class OutOfMemory(Faults):
         self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers()
 
+    def test_log_stats_that_cannot_count_a_session_fails(self):
+        """`mcpmux log stats`: no memory for a session's entry at its first record (which
+        holds the marker, read with fgets(); FAULT_MALLOC_ONLY: the entry's calloc()).
+        Counts that miss that record would be wrong: none are printed, the command says
+        out of memory and exits 1."""
+        path = os.path.join(self.tmp.name, "t.log")
+        srv = self.mcpmux(["serve", "--log", path] + GRACE + ["--", FIXTURE])
+        for sid in ("first", "OOM-J"):
+            srv.send({"session": sid, "message": req(1, "ping")})
+            self.assertEqual(srv.msg()["event"], "started")
+            self.assertEqual(srv.msg()["message"]["id"], 1)
+        srv.close_stdin()
+        self.assertEqual(srv.wait(), 0)
+        p = self.mcpmux(["log", "stats", path],
+                        env=self.oom_env("OOM-J", malloc_only="calloc"))
+        out = p.read_to_eof(10).decode()
+        self.assertEqual(p.wait(), 1, out)
+        self.assertEqual(out, "")
+        self.assertIn("out of memory", p.stderr())
+        self.assertEqual(self.counters(p.pid)["failed"], 1)
+        r = subprocess.run([MCPMUX, "log", "stats", path], capture_output=True,
+                           env=self.env, timeout=10)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b"OOM-J", r.stdout)  # all of it, with memory
+
     def test_an_http_answer_that_cannot_be_kept_ends_its_stream_with_an_error(self):
         """serve --http: the server's answer cannot be copied for its stream (a big one,
         FAULT_MALLOC_MIN): its request still ends, with a smaller error in its place."""
