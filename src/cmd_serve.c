@@ -1378,6 +1378,12 @@ cmd_serve(const struct mcpmux_options *o)
 		diag_info("killed %zu leftover process(es) that no session claimed", killed);
 	}
 out:
+	/*
+	 * The loop is over: a signal that ends a run, come from now to the exit, waits
+	 * (blocked) rather than ending mcpmux by its default action, without its exit
+	 * status and before its keeper is told it is done.
+	 */
+	sys_signals_hold();
 	ev_signal_stop(loop, &sv->term_w);
 	ev_signal_stop(loop, &sv->int_w);
 	ev_signal_stop(loop, &sv->hup_w);

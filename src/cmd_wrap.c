@@ -706,6 +706,12 @@ cmd_wrap(const struct mcpmux_options *o)
 	ev_ref(loop);
 	ev_ref(loop);
 	ev_ref(loop);
+	/*
+	 * The loop is over: a signal that ends a run, come from now to the exit, waits
+	 * (blocked) rather than ending mcpmux by its default action, without its exit
+	 * status and before its keeper is told it is done.
+	 */
+	sys_signals_hold();
 	ev_signal_stop(loop, &w->term_w);
 	ev_signal_stop(loop, &w->int_w);
 	ev_signal_stop(loop, &w->hup_w);

@@ -110,7 +110,9 @@ void sys_kill_group(pid_t pid);
  * SIGTERM, SIGINT, SIGHUP and SIGUSR2 blocked from the start of a wrap or a serve, the
  * commands that run servers (sys_signals_hold(), in main() once the command is known),
  * until the loop's watchers for them are started (sys_signals_release()): one that comes
- * in between is acted on then, rather than ending mcpmux by its default action.  The
+ * in between is acted on then, rather than ending mcpmux by its default action.  Held
+ * again when the loop is over, before its watchers are stopped: one that comes while
+ * mcpmux exits is left pending, and the exit status is mcpmux's own.  The
  * other commands (connect, ctl, ps, ...) keep the default actions.  Children are given an
  * empty mask wherever they are started.
  */

@@ -4,13 +4,17 @@ eof-grace + term-grace + 1 s, through its keeper; with a cgroup where one can be
 (as root here), and with the cookie alone (MCPMUX_CGROUP=off)."""
 
 import errno
+import fcntl
 import os
 import shutil
 import signal
+import struct
 import subprocess
+import termios
 import time
 
-from mcptest import FIXTURE, MCPMUX, SLOW, Case, alive, call, comm, main, note, req, wait_until
+from mcptest import (FIXTURE, MCPMUX, SLOW, Case, alive, call, comm, keeper_of, main, note, req,
+                     wait_until)
 
 GRACES = ["--eof-grace", "300", "--term-grace", "300"]
 BOUND = 0.3 + 0.3 + 1.0
@@ -25,6 +29,11 @@ def stat_of(pid):
         return None
     rest = st[st.rindex(b")") + 2:].split()
     return rest[0].decode(), int(rest[19])
+
+
+def unread(fd):
+    """The bytes waiting in the pipe that fd reads."""
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
 
 
 def zombies_of(seen):
@@ -421,6 +430,43 @@ class Owner(Case):
         finally:
             os.kill(keeper, signal.SIGCONT)
         wait_until(lambda: not alive(keeper), 5, "the keeper to exit once it runs")
+
+    def test_a_signal_while_mcpmux_exits_leaves_its_exit_status(self):
+        """SIGTERM, SIGINT or SIGHUP that comes once the loop is over (here while mcpmux
+        waits for its stopped keeper, after it told it "done") is not death by the signal:
+        wrap exits with the server's status, serve with 0 (docs/reliability.md)."""
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            for argv, status in (([], 4), (["serve"], 0)):
+                p = self.start([MCPMUX] + argv + GRACES + ["--", FIXTURE, "--exit-code=4"],
+                               env=dict(self.env, MCPMUX_CGROUP="off"))
+                if argv:
+                    p.send({"session": "s", "message": req(1, "ping")})
+                    while p.msg().get("message", {}).get("id") != 1:
+                        pass
+                else:
+                    p.send(req(1, "ping"))
+                    self.assertEqual(p.msg()["id"], 1)
+                keeper = wait_until(
+                    lambda: [q for q in self.tagged() if keeper_of(q) == p.pid], 5,
+                    "the keeper")[0]
+                # its pipe from mcpmux (fd 3), read by the test only to count its bytes
+                pipe = os.open("/proc/%d/fd/3" % keeper, os.O_RDONLY | os.O_NONBLOCK)
+                try:
+                    wait_until(lambda: unread(pipe) == 0 and stat_of(keeper)[0] == "S", 5,
+                               "the keeper idle")
+                    os.kill(keeper, signal.SIGSTOP)
+                    try:
+                        p.close_stdin()
+                        wait_until(lambda: unread(pipe) > 0, 10, "mcpmux's \"done\" to the keeper")
+                        os.kill(p.pid, sig)
+                        self.assertEqual(p.wait(), status, "%s %r; stderr:\n%s" % (
+                            sig, argv, p.stderr()))
+                    finally:
+                        os.kill(keeper, signal.SIGCONT)
+                finally:
+                    os.close(pipe)
+                wait_until(lambda: not alive(keeper), 5, "the keeper to exit")
+                self.assertNotIn("keeper:", p.stderr())
 
 
     def test_as_pid_1_the_keeper_is_no_orphan_of_a_run(self):
