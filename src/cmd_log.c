@@ -796,100 +796,110 @@ struct waiting {
 static struct waiting *waiting;
 static size_t n_waiting;
 
-/*
- * The key of a request in the table: its session (after its length), the way it went, and
- * the id of rec as it is, whole (never shown): 's' and a string's text, 'n' and a number's,
- * 'z' for null.  malloc'd, *len bytes; NULL when the message has no id (or no memory).
- */
-static char *
-waiting_key(const char *session, bool from_client, yajl_val rec, size_t *len)
-{
-	yajl_val id = get(rec, "id");
-	size_t sl = session != NULL ? strlen(session) : 0, vl = 0, at = sizeof(sl);
-	const char *v = YAJL_IS_STRING(id)   ? rec_str(rec, "id", &vl)
-			: YAJL_IS_NUMBER(id) ? YAJL_GET_NUMBER(id)
-			: YAJL_IS_NULL(id)   ? ""
-					     : NULL;
-	char *key;
+/* The id of a record, to be keyed: JSON text (a number, or a string with escapes that
+ * yajl's text does not keep apart), yajl's text of a string, or null. */
+struct rec_id {
+	const char *v;
+	size_t len;
+	char kind; /* 'j' JSON text, 's' a string's text, 'z' null */
+};
 
-	if (v == NULL) {
-		return NULL;
+/* The id of rec, as mcpmux matches ids; false when it has none (or one of another type). */
+static bool
+rec_id(yajl_val rec, struct rec_id *id)
+{
+	yajl_val v = get(rec, "id");
+
+	if (YAJL_IS_NULL(v)) {
+		*id = (struct rec_id){ "", 0, 'z' };
+	} else if (YAJL_IS_NUMBER(v)) {
+		*id = (struct rec_id){ v->u.number.r, strlen(v->u.number.r), 'j' };
+	} else if (!YAJL_IS_STRING(v)) {
+		return false;
+	} else if (rec_odd && members_named(rec, "id") == 1 &&
+		   jsonspan_member(rec_line, rec_len, "id", &id->v, &id->len)) {
+		id->kind = 'j'; /* a NUL, a lone surrogate: as mcpmux keys them */
+	} else {
+		*id = (struct rec_id){ v->u.string, strlen(v->u.string), 's' };
 	}
-	if (!YAJL_IS_STRING(id)) {
-		vl = strlen(v);
-	}
-	if ((key = malloc(sizeof(sl) + sl + 2 + JSONRPC_KEY_MAX(vl))) == NULL) {
-		no_memory = true;
-		return NULL;
-	}
+	return true;
+}
+
+/* The longest key of id in a session of sl bytes. */
+static size_t
+waiting_key_max(size_t sl, const struct rec_id *id)
+{
+	return sizeof(sl) + sl + 2 + JSONRPC_KEY_MAX(id->len);
+}
+
+/*
+ * The key of a request in the table, written to key (waiting_key_max() bytes): its session
+ * (after its length), the way it went, and its id by value, as mcpmux matches ids (1 and
+ * 1.0 are one id; a string by the characters it stands for).  Its length; 0 when the id
+ * cannot be keyed.
+ */
+static size_t
+waiting_key(char *key, const char *session, size_t sl, bool from_client, const struct rec_id *id)
+{
+	size_t at = sizeof(sl);
+
 	memcpy(key, &sl, sizeof(sl));
 	if (sl > 0) {
 		memcpy(key + at, session, sl);
 	}
 	at += sl;
 	key[at++] = from_client ? '>' : '<';
-	if (YAJL_IS_NUMBER(id)) {
-		/* By value, as mcpmux matches them: 1 and 1.0 are one id. */
-		size_t kl = jsonrpc_id_key(v, vl, key + at);
+	if (id->kind == 'j') {
+		size_t kl = jsonrpc_id_key(id->v, id->len, key + at);
 
-		if (kl == 0) {
-			free(key);
-			return NULL;
-		}
-		*len = at + kl;
-		return key;
+		return kl > 0 ? at + kl : 0;
 	}
-	key[at++] = YAJL_IS_STRING(id) ? 's' : 'z';
-	memcpy(key + at, v, vl);
-	*len = at + vl;
-	return key;
+	key[at++] = id->kind;
+	memcpy(key + at, id->v, id->len);
+	return at + id->len;
 }
 
-/* A copy of the n bytes at s, with a NUL after them; NULL when there is no memory. */
+/* A copy of the n bytes at s with a NUL after them, or NULL (no_memory said). */
 static char *
-copy_n(const char *s, size_t n)
+dup_kept(const char *s, size_t n)
 {
-	char *c = malloc(n + 1);
+	char *d = malloc(n + 1);
 
-	if (c != NULL) {
-		memcpy(c, s, n);
-		c[n] = '\0';
+	if (d == NULL) {
+		no_memory = true;
+		return NULL;
 	}
-	return c;
+	memcpy(d, s, n);
+	d[n] = '\0';
+	return d;
 }
 
 static void
 waiting_put(const char *session, bool from_client, yajl_val rec, const char *method,
 	    size_t method_len)
 {
-	size_t kl;
-	char *key = waiting_key(session, from_client, rec, &kl);
-	struct waiting *w;
+	size_t sl = session != NULL ? strlen(session) : 0;
+	struct rec_id id;
+	struct waiting *w, *old;
 
-	if (key == NULL) {
+	if (!rec_id(rec, &id) || n_waiting >= 1000000) {
 		return;
 	}
-	HASH_FIND(hh, waiting, key, kl, w);
-	if (w != NULL || n_waiting >= 1000000) {
-		free(key);
-		return;
-	}
-	if ((w = malloc(sizeof(*w) + kl)) == NULL) {
+	if ((w = malloc(sizeof(*w) + waiting_key_max(sl, &id))) == NULL) {
 		no_memory = true;
-		free(key);
 		return;
 	}
-	w->method = copy_n(method, method_len);
-	if (w->method == NULL) {
-		no_memory = true;
-		free(key);
+	w->key_len = waiting_key(w->key, session, sl, from_client, &id);
+	HASH_FIND(hh, waiting, w->key, w->key_len, old);
+	if (w->key_len == 0 || old != NULL) {
+		free(w);
+		return;
+	}
+	if ((w->method = dup_kept(method, method_len)) == NULL) {
 		free(w);
 		return;
 	}
 	w->method_len = method_len;
-	w->key_len = kl;
-	memcpy(w->key, key, kl);
-	free(key);
 	bool added;
 
 	TABLE_ADD(hh, waiting, w->key, w->key_len, w, added);
@@ -909,16 +919,25 @@ waiting_put(const char *session, bool from_client, yajl_val rec, const char *met
 static char *
 waiting_take(const char *session, bool request_from_client, yajl_val rec, size_t *method_len)
 {
-	size_t kl;
-	char *key = waiting_key(session, request_from_client, rec, &kl);
+	size_t sl = session != NULL ? strlen(session) : 0, kl;
+	struct rec_id id;
 	struct waiting *w;
+	char stack[512], *key;
 
-	if (key == NULL) {
+	if (!rec_id(rec, &id)) {
 		return NULL;
 	}
+	key = waiting_key_max(sl, &id) <= sizeof(stack) ? stack : malloc(waiting_key_max(sl, &id));
+	if (key == NULL) {
+		no_memory = true;
+		return NULL;
+	}
+	kl = waiting_key(key, session, sl, request_from_client, &id);
 	HASH_FIND(hh, waiting, key, kl, w);
-	free(key);
-	if (w == NULL) {
+	if (key != stack) {
+		free(key);
+	}
+	if (kl == 0 || w == NULL) {
 		return NULL;
 	}
 	char *m = w->method;
@@ -941,18 +960,6 @@ waiting_free(void)
 		free(w);
 	}
 	n_waiting = 0;
-}
-
-/* A copy of the n bytes at s with a NUL after them, or NULL (no_memory said). */
-static char *
-dup_kept(const char *s, size_t n)
-{
-	char *d = copy_n(s, n);
-
-	if (d == NULL) {
-		no_memory = true;
-	}
-	return d;
 }
 
 /*
@@ -1169,7 +1176,7 @@ struct mstat {
 
 struct sstat {
 	UT_hash_handle hh;
-	char *first_ts, *last_ts;
+	char first_ts[32], last_ts[32]; /* (a record's time is 27 bytes) */
 	uint64_t msgs, bytes, errors;
 	uint64_t suspends, resumes;
 	bool suspended; /* its last record so far is a `suspended` event */
@@ -1384,11 +1391,10 @@ run_stats(const struct opts *o, struct reader *r)
 		}
 		s = session != NULL ? sstat_get(&sessions, &n_sessions, session) : NULL;
 		if (s != NULL && ts != NULL) {
-			if (s->first_ts == NULL) {
-				s->first_ts = dup_kept(ts, strlen(ts));
+			if (s->first_ts[0] == '\0') {
+				snprintf(s->first_ts, sizeof(s->first_ts), "%s", ts);
 			}
-			free(s->last_ts);
-			s->last_ts = dup_kept(ts, strlen(ts));
+			snprintf(s->last_ts, sizeof(s->last_ts), "%s", ts);
 		}
 		if (event != NULL) {
 			if (strcmp(event, "end-requested") == 0) {
@@ -1508,8 +1514,6 @@ out:
 	}
 	HASH_ITER (hh, sessions, s, stmp) {
 		HASH_DEL(sessions, s);
-		free(s->first_ts);
-		free(s->last_ts);
 		free(s);
 	}
 	return rc;

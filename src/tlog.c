@@ -702,7 +702,9 @@ tlog_message_answers(const char *session, pid_t pid, enum tlog_dir dir,
 		ADD_LIT(b, ",\"ms\":");
 		sbuf_add_milli(b, ms);
 	}
-	if (answers != NULL && answers->len > 1 && !answers->failed) {
+	if (answers != NULL && answers->failed) {
+		ADD_LIT(b, ",\"answers\":null"); /* not kept (memory): said, not left out */
+	} else if (answers != NULL && answers->len > 1) {
 		/* tlog_answer() starts each with a comma: the first one's opens the array. */
 		ADD_LIT(b, ",\"answers\":[");
 		sbuf_add(b, answers->buf + 1, answers->len - 1);

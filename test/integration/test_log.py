@@ -1328,6 +1328,18 @@ class Reading(Case):
         self.assertEqual(rc, 0, err)
         self.assertRegex(out, r"\nfirst +1 +0 +1\.50 ")
         self.assertRegex(out, r"\nsecond +1 +1 +2\.50 ")
+        # Two lone surrogates are two ids to mcpmux, though both are shown as U+FFFD.
+        path = self.write_records("id-surrogates.log", [
+            r'"dir":"in","kind":"request","id":"\ud800","method":"first","bytes":10',
+            r'"dir":"in","kind":"request","id":"\ud801","method":"second","bytes":10',
+            r'"dir":"out","kind":"response","id":"\ud801","ms":2.5,"bytes":10',
+            r'"dir":"out","kind":"response","id":"\ud800","ms":1.5,"bytes":10',
+        ])
+        rc, out, err = self.run_log("stats", path)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"\nfirst +1 +0 +1\.50 ")
+        self.assertRegex(out, r"\nsecond +1 +0 +2\.50 ")
+        self.assertNotIn("(unknown)", out)
 
     def test_a_nul_in_a_method_or_an_id_is_shown_and_compared_whole(self):
         """A method and a string id with a NUL in them are shown whole, the NUL as \\x00;
