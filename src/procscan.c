@@ -961,12 +961,47 @@ names_no_owner(const char *owner)
 }
 
 /*
+ * zero_owner_state() for a carrier c in a pid namespace below this one (a container's,
+ * where a daemon is re-parented to the container's first process, no instance): PID is a
+ * pid there, that of a process in c's pid namespace or one c's is below (as owner_nested()
+ * finds them), never one of this namespace's.
+ */
+static enum procscan_owner
+zero_owner_nested(const struct procscan *s, const char *root, const struct procscan_proc *c,
+		  pid_t pid, size_t *instance, int *err)
+{
+	enum procscan_owner state = PROCSCAN_GONE;
+
+	for (size_t i = 0; i < s->n; i++) {
+		const struct procscan_proc *p = &s->v[i];
+
+		if (p->ns_pid != pid || p->ns_depth == 0 || !is_live(p) || p->start > c->start) {
+			continue;
+		}
+		int here = in_pid_subtree(root, c, p);
+
+		if (here == -1) {
+			*err = errno;
+			state = PROCSCAN_UNKNOWN;
+		} else if (here == 1 && p->mode != PROCSCAN_NONE) {
+			*instance = i;
+			*err = 0;
+			return PROCSCAN_LIVE;
+		} else if (here == 1) {
+			state = PROCSCAN_UNKNOWN;
+		}
+	}
+	return state;
+}
+
+/*
  * The owner of carrier c, whose MCPMUX_OWNER is PID:0 and which has no instance above it.
  * Its owner was alive when its server started, so no later than c did: a process PID that
  * started after c is not it, and neither is one that is gone or a zombie (GONE).  A live
  * process PID that started no later than c may be it: the carrier is that instance's when
  * it is one (LIVE, *instance), unknown when it is not (an mcpmux not known by its looks,
- * or a pid reused before c started: *err 0), as when PID cannot be read (*err).
+ * or a pid reused before c started: *err 0), as when PID cannot be read (*err).  For c in
+ * a pid namespace below this one, PID is a pid of that namespace (zero_owner_nested()).
  */
 static enum procscan_owner
 zero_owner_state(const struct procscan *s, const char *root, const struct procscan_proc *c,
@@ -980,6 +1015,9 @@ zero_owner_state(const struct procscan *s, const char *root, const struct procsc
 	*err = 0;
 	if (v > INT_MAX) {
 		return PROCSCAN_GONE; /* no such pid */
+	}
+	if (c->ns_depth > 0) {
+		return zero_owner_nested(s, root, c, (pid_t)v, instance, err);
 	}
 	if (j != SIZE_MAX && s->v[j].read_errno != 0) {
 		*err = s->v[j].read_errno;

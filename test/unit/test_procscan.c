@@ -714,6 +714,68 @@ test_owner_in_a_container(void **state)
 }
 
 /*
+ * Carriers in a container (pid namespace CTR_PIDNS) whose MCPMUX_OWNER is PID:0, with no
+ * instance above them (daemons, re-parented to the container's init, 240, pid 1 there):
+ * PID is a pid of that namespace, never this one's.  The container's mcpmux (250, pid 5
+ * there) owns the carrier that names 5; the container's init, older, leaves the one that
+ * names 1 unknown.  One naming 200, a live instance here but no pid there, and one naming
+ * 9, an old process here and no pid there, are orphans; so is one naming 6, a process
+ * there that started after it.
+ */
+static void
+test_zero_owner_in_a_container(void **state)
+{
+	struct root *r = *state;
+	struct procscan *s = &r->s;
+	static const struct fake procs[] = {
+		{ 1, 0, 1, 'S', 0, 1, 0, "init", NULL, "/sbin/init", NULL },
+		{ 9, 1, 9, 'S', 0, 2, 0, "daemon", NULL, "daemon", NULL },
+		{ 200, 1, 200, 'S', 0, 5000, 1, "mcpmux", "/usr/bin/mcpmux", "mcpmux|--|srv",
+		  NULL },
+		{ 240, 1, 240, 'S', 0, 6900, 1, "tini", "/usr/bin/tini", "tini", NULL },
+		{ 250, 240, 250, 'S', 0, 7000, 1, "mcpmux", "/usr/bin/mcpmux",
+		  "mcpmux|serve|--|srv", NULL },
+		{ 260, 240, 260, 'S', 0, 9000, 1, "late", "/usr/bin/late", "late", NULL },
+		{ 320, 240, 320, 'S', 0, 7002, 1, "srv", "/usr/bin/srv", "srv",
+		  "MCPMUX_SESSION=cz5|MCPMUX_OWNER=5:0" },
+		{ 321, 240, 321, 'S', 0, 7003, 1, "srv", "/usr/bin/srv", "srv",
+		  "MCPMUX_SESSION=cz1|MCPMUX_OWNER=1:0" },
+		{ 322, 240, 322, 'S', 0, 7004, 1, "srv", "/usr/bin/srv", "srv",
+		  "MCPMUX_SESSION=cz200|MCPMUX_OWNER=200:0" },
+		{ 323, 240, 323, 'S', 0, 7005, 1, "srv", "/usr/bin/srv", "srv",
+		  "MCPMUX_SESSION=cz9|MCPMUX_OWNER=9:0" },
+		{ 324, 240, 324, 'S', 0, 7006, 1, "srv", "/usr/bin/srv", "srv",
+		  "MCPMUX_SESSION=cz6|MCPMUX_OWNER=6:0" },
+	};
+
+	for (size_t i = 0; i < sizeof(procs) / sizeof(procs[0]); i++) {
+		add(r->dir, &procs[i]);
+	}
+	add_ns(r->dir, 240, "240\t1", CTR_PIDNS, NULL, NULL);
+	add_ns(r->dir, 250, "250\t5", CTR_PIDNS, NULL, NULL);
+	add_ns(r->dir, 260, "260\t6", CTR_PIDNS, NULL, NULL);
+	add_ns(r->dir, 320, "320\t20", CTR_PIDNS, NULL, NULL);
+	add_ns(r->dir, 321, "321\t21", CTR_PIDNS, NULL, NULL);
+	add_ns(r->dir, 322, "322\t22", CTR_PIDNS, NULL, NULL);
+	add_ns(r->dir, 323, "323\t23", CTR_PIDNS, NULL, NULL);
+	add_ns(r->dir, 324, "324\t24", CTR_PIDNS, NULL, NULL);
+	add_uptime(r->dir, "100.0 1.0\n");
+	assert_int_equal(procscan_read(s, r->dir, 0, true, 99), 0);
+
+	size_t g = group_of(s, "cz5");
+
+	assert_int_equal(s->g[g].owner_state, PROCSCAN_LIVE);
+	assert_int_equal(s->v[s->g[g].instance].pid, 250);
+	g = group_of(s, "cz1");
+	assert_int_equal(s->g[g].owner_state, PROCSCAN_UNKNOWN);
+	assert_true(s->g[g].zero_owner);
+	assert_int_equal(s->g[g].owner_errno, 0);
+	assert_int_equal(s->g[group_of(s, "cz200")].owner_state, PROCSCAN_GONE);
+	assert_int_equal(s->g[group_of(s, "cz9")].owner_state, PROCSCAN_GONE);
+	assert_int_equal(s->g[group_of(s, "cz6")].owner_state, PROCSCAN_GONE);
+}
+
+/*
  * Owners in time namespaces of their own (no pid namespace): an MCPMUX_OWNER holds the
  * start time as the owner's clock reads it.  An offset in parts of a tick is rounded
  * with the start time by the kernel, and here apart: one tick either way is the same
@@ -1097,6 +1159,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_environ_edges, root_setup, root_teardown),
 		cmocka_unit_test_setup_teardown(test_owner_outside, root_setup, root_teardown),
 		cmocka_unit_test_setup_teardown(test_owner_in_a_container, root_setup,
+						root_teardown),
+		cmocka_unit_test_setup_teardown(test_zero_owner_in_a_container, root_setup,
 						root_teardown),
 		cmocka_unit_test_setup_teardown(test_owner_in_a_time_namespace, root_setup,
 						root_teardown),
