@@ -702,12 +702,46 @@ owner_nested(const struct procscan *s, const char *root, pid_t pid, unsigned lon
 	return SIZE_MAX;
 }
 
+/*
+ * The process pid as the scan has it, or, when the scan has none (it exited during it, or
+ * never was: another machine's pid), as its stat reads now, into *now.  NULL with *state
+ * GONE when there is no such process, or UNKNOWN (*err) when it cannot be read.
+ */
+static const struct procscan_proc *
+look_up(const struct procscan *s, const char *root, pid_t pid, struct procscan_proc *now,
+	enum procscan_owner *state, int *err)
+{
+	size_t j = procscan_find(s, pid);
+
+	if (j != SIZE_MAX && s->v[j].read_errno != 0) {
+		*err = s->v[j].read_errno;
+		*state = PROCSCAN_UNKNOWN;
+		return NULL;
+	}
+	if (j != SIZE_MAX) {
+		return &s->v[j];
+	}
+	memset(now, 0, sizeof(*now));
+	now->pid = pid;
+	if (read_stat(root, pid, now) == -1) {
+		if (vanished(errno)) {
+			*state = PROCSCAN_GONE;
+		} else {
+			*err = errno;
+			*state = PROCSCAN_UNKNOWN;
+		}
+		return NULL;
+	}
+	return now;
+}
+
 /* procscan_owner_state(), and *unsure when a live process of that pid has a clock of its own. */
 static enum procscan_owner
 owner_state(const struct procscan *s, const char *proc_root, const char *owner, int *err,
 	    bool *unsure)
 {
 	struct procscan_proc now;
+	enum procscan_owner state;
 	unsigned long long start;
 	pid_t pid;
 
@@ -716,26 +750,11 @@ owner_state(const struct procscan *s, const char *proc_root, const char *owner, 
 		*err = EINVAL;
 		return PROCSCAN_UNKNOWN;
 	}
-	size_t j = procscan_find(s, pid);
+	const struct procscan_proc *p = look_up(s, proc_root, pid, &now, &state, err);
 
-	if (j != SIZE_MAX && s->v[j].read_errno != 0) {
-		*err = s->v[j].read_errno;
-		return PROCSCAN_UNKNOWN;
+	if (p == NULL) {
+		return state;
 	}
-	if (j == SIZE_MAX) {
-		/* Not in the scan: it exited during it, or never was (another machine's pid). */
-		memset(&now, 0, sizeof(now));
-		now.pid = pid;
-		if (read_stat(proc_root, pid, &now) == -1) {
-			if (vanished(errno)) {
-				return PROCSCAN_GONE;
-			}
-			*err = errno;
-			return PROCSCAN_UNKNOWN;
-		}
-	}
-	const struct procscan_proc *p = j != SIZE_MAX ? &s->v[j] : &now;
-
 	if (!is_live(p)) {
 		return PROCSCAN_GONE;
 	}
@@ -1008,8 +1027,8 @@ zero_owner_state(const struct procscan *s, const char *root, const struct procsc
 		 size_t *instance, int *err)
 {
 	struct procscan_proc now;
+	enum procscan_owner state;
 	unsigned long long v = strtoull(c->owner, NULL, 10);
-	size_t j = v <= INT_MAX ? procscan_find(s, (pid_t)v) : SIZE_MAX;
 
 	*instance = SIZE_MAX;
 	*err = 0;
@@ -1019,28 +1038,17 @@ zero_owner_state(const struct procscan *s, const char *root, const struct procsc
 	if (c->ns_depth > 0) {
 		return zero_owner_nested(s, root, c, (pid_t)v, instance, err);
 	}
-	if (j != SIZE_MAX && s->v[j].read_errno != 0) {
-		*err = s->v[j].read_errno;
-		return PROCSCAN_UNKNOWN;
-	}
-	if (j == SIZE_MAX) {
-		memset(&now, 0, sizeof(now));
-		if (read_stat(root, (pid_t)v, &now) == -1) {
-			if (vanished(errno)) {
-				return PROCSCAN_GONE;
-			}
-			*err = errno;
-			return PROCSCAN_UNKNOWN;
-		}
-	}
-	const struct procscan_proc *p = j != SIZE_MAX ? &s->v[j] : &now;
+	const struct procscan_proc *p = look_up(s, root, (pid_t)v, &now, &state, err);
 
+	if (p == NULL) {
+		return state;
+	}
 	/* Both start times as this scan reads them: one clock, whatever their namespaces. */
 	if (!is_live(p) || p->start > c->start) {
 		return PROCSCAN_GONE;
 	}
-	if (j != SIZE_MAX && s->v[j].mode != PROCSCAN_NONE) {
-		*instance = j;
+	if (p != &now && p->mode != PROCSCAN_NONE) {
+		*instance = (size_t)(p - s->v);
 		return PROCSCAN_LIVE;
 	}
 	return PROCSCAN_UNKNOWN;
@@ -1374,34 +1382,41 @@ procscan_target_release(struct procscan_target *t)
 	sys_close(&t->pidfd);
 }
 
-int
-procscan_still(const char *proc_root, const struct procscan_proc *p)
+/*
+ * Is pid still the process that started at start (a zombie or not: its state into *state)?
+ * 1, 0 (gone, or another), -1 with errno when that cannot be read.
+ */
+static int
+same_start(const char *root, pid_t pid, unsigned long long start, char *state)
 {
 	struct procscan_proc now;
 
 	memset(&now, 0, sizeof(now));
-	if (read_stat(proc_root, p->pid, &now) == -1) {
+	if (read_stat(root, pid, &now) == -1) {
 		return vanished(errno) ? 0 : -1;
 	}
-	return now.start == p->start;
+	*state = now.state;
+	return now.start == start;
+}
+
+int
+procscan_still(const char *proc_root, const struct procscan_proc *p)
+{
+	char state;
+
+	return same_start(proc_root, p->pid, p->start, &state);
 }
 
 /* Is t still the process that was scanned?  1 yes, 0 gone, -1 unknown (errno). */
 static int
 still_there(const char *root, struct procscan_target *t)
 {
-	struct procscan_proc now;
+	int same = same_start(root, t->pid, t->start, &t->state);
 
-	memset(&now, 0, sizeof(now));
-	if (read_stat(root, t->pid, &now) == -1) {
-		if (vanished(errno)) {
-			t->is_gone = true;
-			return 0;
-		}
+	if (same == -1) {
 		return -1;
 	}
-	t->state = now.state;
-	if (now.start != t->start || now.state == 'Z' || now.state == 'X') {
+	if (same == 0 || t->state == 'Z' || t->state == 'X') {
 		t->is_gone = true; /* reaped and the pid reused, or dead and not yet reaped */
 		return 0;
 	}
