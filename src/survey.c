@@ -1275,11 +1275,11 @@ pid_gone(pid_t pid)
 static bool
 status_stale(const struct procscan *s, pid_t pid)
 {
-	size_t i = procscan_find(s, pid);
-
 	if (pid_gone(pid)) {
 		return true;
 	}
+	size_t i = procscan_find(s, pid);
+
 	return i != SIZE_MAX && s->v[i].read_errno == 0 && s->v[i].mode == PROCSCAN_NONE &&
 	       procscan_still(SURVEY_PROC_ROOT, &s->v[i]) == 1;
 }
