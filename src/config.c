@@ -162,7 +162,8 @@ keep_role(int parent, const char *key, size_t klen)
 
 /*
  * Which members the parse keeps, counting them: once CONFIG_MAX_KEPT are kept, no more is
- * (kept[1] set), and the file is refused.  Every byte is still parsed and checked.
+ * (the count goes past it), and the file is refused.  Every byte is still parsed and
+ * checked.
  */
 static int
 keep(void *ctx, int parent, const char *key, size_t klen)
@@ -170,11 +171,7 @@ keep(void *ctx, int parent, const char *key, size_t klen)
 	size_t *kept = ctx;
 	int role = keep_role(parent, key, klen);
 
-	if (role != R_DROP && kept[0]++ >= CONFIG_MAX_KEPT) {
-		kept[1] = 1;
-		return R_DROP;
-	}
-	return role;
+	return role != R_DROP && (*kept)++ >= CONFIG_MAX_KEPT ? R_DROP : role;
 }
 
 /* The member `key` of a kept object (the last one: JSON.parse keeps the last). */
@@ -1455,21 +1452,21 @@ config_rewrite(enum config_op op, const char *in, size_t len, const struct confi
 {
 	struct rewrite rw = { .op = op, .o = o, .text = in, .len = len, .r = r };
 	struct json5_error err;
-	size_t kept[2] = { 0, 0 }; /* values kept, and whether more were dropped */
+	size_t kept = 0; /* values to keep: more than CONFIG_MAX_KEPT, some dropped */
 	const struct json5_node *root, *loc[3] = { NULL, NULL, NULL }, *mcp;
 	static const char *const loc_name[3] = { "mcpServers", "servers", "mcp.servers" };
 	int rc = -1;
 
 	memset(r, 0, sizeof(*r));
 	file_style(&rw);
-	if (json5_parse(in, len, CONFIG_MAX_DEPTH, keep, kept, R_ROOT, &rw.doc, &err) == -1) {
+	if (json5_parse(in, len, CONFIG_MAX_DEPTH, keep, &kept, R_ROOT, &rw.doc, &err) == -1) {
 		if (err.nomem) {
 			return nomem(&rw);
 		}
 		r->syntax = true;
 		return fail(&rw, err.off, "neither JSON nor JSON5: %s", err.msg);
 	}
-	if (kept[1] != 0) {
+	if (kept > CONFIG_MAX_KEPT) {
 		rc = fail(&rw, JSON5_NONE,
 			  "more than %d servers, members of servers and arguments in all: not a "
 			  "client's config",
