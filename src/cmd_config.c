@@ -722,15 +722,22 @@ dir_of(const char *path)
 
 /*
  * A temporary name beside the absolute path `path`: its directory, then `pre`, its file
- * name, ".mcpmux-" and `post`, with room for 7 more bytes ("-XXXXXX").  The file name is
- * cut where the whole would not fit in NAME_MAX: a file named near that bound is still
- * one that can be rewritten.
+ * name, ".mcpmux-" and `post`, with room for `more` bytes that the caller adds.  The file
+ * name is cut where the whole would not fit in the longest name of the directory's file
+ * system (NAME_MAX when that cannot be told): a file named near that bound is still one
+ * that can be rewritten.
  */
 static void
-temp_name(struct sbuf *b, const char *path, const char *pre, const char *post)
+temp_name(struct sbuf *b, const char *path, const char *pre, const char *post, size_t more)
 {
 	const char *base = strrchr(path, '/') + 1;
-	size_t room = NAME_MAX - strlen(pre) - strlen(".mcpmux-") - strlen(post) - 7;
+	char *dir = dir_of(path);
+	long max = dir != NULL ? pathconf(dir, _PC_NAME_MAX) : -1;
+
+	free(dir);
+	size_t longest = max > 0 ? (size_t)max : NAME_MAX;
+	size_t fixed = strlen(pre) + strlen(".mcpmux-") + strlen(post) + more;
+	size_t room = longest > fixed ? longest - fixed : 0;
 	size_t len = strlen(base);
 
 	sbuf_add(b, path, (size_t)(base - path));
@@ -808,7 +815,7 @@ write_backup(const char *bak, int src, const struct stat *st, const char *text, 
 		return -1;
 	}
 	if (made == -2) {
-		temp_name(&tmp, bak, "", "XXXXXX");
+		temp_name(&tmp, bak, "", "XXXXXX", 0);
 		if (tmp.failed) {
 			return diag_error("out of memory");
 		}
@@ -912,7 +919,7 @@ replace_file(const char *file, const char *target, int src, const struct stat *s
 	int fd = -1, dfd, rc = -1, made = -2;
 
 	(void)snprintf(pid, sizeof(pid), "%ld", (long)getpid());
-	temp_name(&tmp, target, ".", pid);
+	temp_name(&tmp, target, ".", pid, strlen("-XXXXXX"));
 	if (tmp.failed || dir == NULL) {
 		free(dir);
 		sbuf_release(&tmp);
