@@ -242,6 +242,7 @@ class Files(Case):
         self.assertEqual(rc, 0, err)
         self.assertGreater(len(want), 8 * 4096)
         r, w = os.pipe()
+        p = None
         try:
             os.set_blocking(w, False)
             fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 4096)
@@ -261,12 +262,16 @@ class Files(Case):
                 out += b
             self.assertEqual(p.wait(timeout=30 * SLOW), 0)
             self.assertEqual(p.stderr.read(), b"")
-            p.stderr.close()
             self.assertEqual(out, want)
         finally:
             os.close(r)
             if w != -1:
                 os.close(w)
+            if p is not None:
+                if p.poll() is None:
+                    p.kill()
+                p.wait()
+                p.stderr.close()
 
     @unittest.skipIf(SANITIZED, "a sanitizer's allocator takes address space of its own")
     def test_hostile_files_take_memory_in_proportion(self):
