@@ -9,11 +9,13 @@ import fcntl
 import json
 import os
 import resource
+import select
 import shutil
 import stat
 import struct
 import subprocess
 import termios
+import time
 import unittest
 
 import json5read
@@ -255,7 +257,10 @@ class Files(Case):
             wait_until(lambda: struct.unpack("i", fcntl.ioctl(
                 r, termios.FIONREAD, struct.pack("i", 0)))[0] >= size, 10, "stdout full")
             out = b""
+            deadline = time.monotonic() + 30 * SLOW
             while True:
+                ready, _, _ = select.select([r], [], [], max(0, deadline - time.monotonic()))
+                self.assertTrue(ready, "stdout never ended")
                 b = os.read(r, 65536)
                 if not b:
                     break
@@ -755,6 +760,15 @@ class Files(Case):
             self.assertIn("nothing written", err)
             self.assertEqual(os.listdir(d), ["mcp.json"])
 
+    @staticmethod
+    def open_writer(fifo):
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as e:
+            if e.errno != errno.ENXIO:
+                raise
+            return None
+
     def test_in_place_refuses_what_is_not_a_file(self):
         """--in-place on a FIFO (here with no writer) or a device is refused at once,
         where the FIFO's open waited for a writer for ever; without --in-place a FIFO
@@ -774,9 +788,17 @@ class Files(Case):
         text = read(os.path.join(CONFIGS, "cursor-mcp.json"))
         p = subprocess.Popen([MCPMUX, "config", "wrap", fifo], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
-        with open(fifo, "wb") as f:
-            f.write(text)
-        out, err = p.communicate(timeout=30 * SLOW)
+        try:
+            # Opened for writing once mcpmux has it open for reading (ENXIO until then).
+            fd = wait_until(lambda: self.open_writer(fifo), 10, "the FIFO's reader")
+            os.set_blocking(fd, True)
+            with os.fdopen(fd, "wb") as f:
+                f.write(text)
+            out, err = p.communicate(timeout=30 * SLOW)
+        finally:
+            if p.poll() is None:
+                p.kill()
+            p.communicate()
         self.assertEqual(p.returncode, 0, err)
         self.assertEqual(out, self.wrap_ok(os.path.join(CONFIGS, "cursor-mcp.json")))
 
