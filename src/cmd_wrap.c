@@ -47,6 +47,7 @@ struct wrap {
 	struct jsonrpc_scanner scan;
 	struct jsonrpc_idscan big_id;
 	struct sbuf tmp;
+	struct sbuf kept;      /* a batch less its answers, for a new run */
 	struct session *cur;   /* the run that new messages go to, NULL after an end */
 	struct wrap_run *runs; /* every run not yet done */
 	size_t n_live;	       /* runs not yet done */
@@ -546,6 +547,26 @@ handle_line(struct wrap *w, const char *line, size_t len)
 		}
 		return;
 	}
+	size_t dropped = 0;
+
+	/* Those of a batch that holds other messages too: the next run's server never sent
+	 * their requests. */
+	if (w->cur == NULL && !jsonrpc_without_answers(&w->scan, line, len, NULL, NULL, &w->kept,
+						       &w->scan, &dropped)) {
+		sbuf_reset(&w->kept);
+		(void)jsonrpc_scan(&w->scan, line, len); /* the batch as it came */
+		diag_error("out of memory: a batch of the client's was refused");
+		log_in(w, line, len, true);
+		answer_each(w, RPC_SERVER_ERROR, "out of memory");
+		return;
+	}
+	if (dropped > 0) {
+		diag_warn("%zu answers in a batch for a server whose run is over: dropped (its "
+			  "other messages are kept)",
+			  dropped);
+		line = w->kept.buf;
+		len = w->kept.len;
+	}
 	if (w->cur == NULL && (w->cur = start_run(w)) == NULL) {
 		const char *advice = sys_spawn_advice(errno);
 		char text[160];
@@ -554,9 +575,10 @@ handle_line(struct wrap *w, const char *line, size_t len)
 		diag_error("%s%s", text, advice);
 		log_in(w, line, len, true);
 		answer_each(w, RPC_SERVER_ERROR, text);
-		return;
+	} else {
+		session_from_client(w->cur, line, len, &w->scan);
 	}
-	session_from_client(w->cur, line, len, &w->scan);
+	sbuf_reset(&w->kept); /* (its memory given back after a long batch) */
 }
 
 static void
@@ -735,6 +757,7 @@ cmd_wrap(const struct mcpmux_options *o)
 	sys_stdio_close(w->out_fd, STDOUT_FILENO, w->out_shared);
 	jsonrpc_release(&w->scan);
 	sbuf_release(&w->tmp);
+	sbuf_release(&w->kept);
 	sbuf_release(&w->held);
 	handshake_release(&w->hs);
 	pool_close(w->pool);

@@ -13,6 +13,7 @@
 
 #include "mcpmux/jsonrpc.h"
 #include "mcpmux/jsonsimd.h"
+#include "mcpmux/jsonspan.h"
 #include "mcpmux/rpcout.h"
 #include "mcpmux/sys.h"
 
@@ -1060,6 +1061,48 @@ jsonrpc_id_key(const char *id, size_t len, char *out)
 		return 1;
 	}
 	return number_key(id, len, out);
+}
+
+static bool
+answer_dropped(const struct jsonrpc_scanner *s, enum jsonrpc_kind kind, struct jsonrpc_str id,
+	       bool (*keep)(void *ctx, const char *id, size_t id_len), void *ctx)
+{
+	return (kind == JSONRPC_RESPONSE || kind == JSONRPC_ERROR) &&
+	       (keep == NULL || !keep(ctx, jsonrpc_str(s, id), id.len));
+}
+
+bool
+jsonrpc_without_answers(const struct jsonrpc_scanner *s, const char *line, size_t len,
+			bool (*keep)(void *ctx, const char *id, size_t id_len), void *ctx,
+			struct sbuf *out, struct jsonrpc_scanner *out_scan, size_t *dropped)
+{
+	const char *p = line, *end = line + len, *el;
+	size_t el_len, n, k = 0;
+	const struct jsonrpc_item *items = jsonrpc_items(s, &n);
+
+	/* Every answer is among the items, past JSONRPC_MAX_ITEMS too. */
+	*dropped = 0;
+	for (size_t i = 0; i < n; i++) {
+		*dropped += answer_dropped(s, items[i].kind, items[i].id, keep, ctx);
+	}
+	if (s->kind != JSONRPC_BATCH || *dropped == 0) {
+		return true;
+	}
+	sbuf_reset(out);
+	while (jsonspan_element(&p, end, &el, &el_len)) {
+		enum jsonrpc_kind kind = jsonrpc_scan(out_scan, el, el_len);
+
+		if (!answer_dropped(out_scan, kind, out_scan->one.id, keep, ctx)) {
+			sbuf_add(out, k++ == 0 ? "[" : ",", 1);
+			sbuf_add(out, el, el_len);
+		}
+	}
+	if (k == 0) {
+		sbuf_reset(out);
+		return true;
+	}
+	sbuf_add(out, "]", 1);
+	return !out->failed && jsonrpc_scan(out_scan, out->buf, out->len) == JSONRPC_BATCH;
 }
 
 const char *

@@ -80,7 +80,7 @@ static struct jsonrpc_scanner out_scan;	 /* server lines: scanned one at a time 
 static struct jsonrpc_scanner held_scan; /* client lines that waited: scanned again */
 static struct sbuf msg;			 /* mcpmux's own answers, built one at a time */
 static struct sbuf log_answers;		 /* a batch's answers and their ms, for its record */
-static struct sbuf kept;		 /* a batch less its answers (without_answers()) */
+static struct sbuf kept;		 /* a batch less its answers (jsonrpc_without_answers()) */
 
 static void session_on_line(void *ctx, const char *line, size_t len);
 static void line_ended(struct session *s);
@@ -750,39 +750,6 @@ forward(struct session *s, const char *line, size_t len, const struct jsonrpc_sc
 	return NULL;
 }
 
-/*
- * A batch for a server that is gone or going, which holds answers besides other messages:
- * those answer requests of that server (nobody waits, and a fresh server would get answers
- * to requests it never sent).  The batch less them, into kept and held_scan; how many
- * there were, or 0 when it holds none.  false when it could not be made (memory).
- */
-static bool
-without_answers(const char *line, size_t len, const struct jsonrpc_scanner *scan, size_t *dropped)
-{
-	const char *p = line, *end = line + len, *el;
-	size_t el_len, n, k = 0;
-	const struct jsonrpc_item *items = jsonrpc_items(scan, &n);
-
-	*dropped = 0;
-	for (size_t i = 0; i < n; i++) {
-		*dropped += items[i].kind == JSONRPC_RESPONSE || items[i].kind == JSONRPC_ERROR;
-	}
-	if (scan->kind != JSONRPC_BATCH || *dropped == 0) {
-		return true;
-	}
-	sbuf_reset(&kept);
-	while (jsonspan_element(&p, end, &el, &el_len)) {
-		enum jsonrpc_kind kind = jsonrpc_scan(&held_scan, el, el_len);
-
-		if (kind != JSONRPC_RESPONSE && kind != JSONRPC_ERROR) {
-			sbuf_add(&kept, k++ == 0 ? "[" : ",", 1);
-			sbuf_add(&kept, el, el_len);
-		}
-	}
-	sbuf_add(&kept, "]", 1);
-	return !kept.failed && jsonrpc_scan(&held_scan, kept.buf, kept.len) == JSONRPC_BATCH;
-}
-
 const char *
 session_from_client(struct session *s, const char *line, size_t len,
 		    const struct jsonrpc_scanner *scan)
@@ -833,7 +800,8 @@ session_from_client(struct session *s, const char *line, size_t len,
 			return NULL;
 		}
 		/* The answers of a batch that holds other messages too: dropped as well. */
-		if (!without_answers(line, len, scan, &dropped)) {
+		if (!jsonrpc_without_answers(scan, line, len, NULL, NULL, &kept, &held_scan,
+					     &dropped)) {
 			message_refused(s, scan, "out of memory", sys_mono(), NULL, NULL);
 			sbuf_reset(&kept);
 			return "out of memory";

@@ -644,6 +644,33 @@ class Failures(Case):
         self.assertEqual(w.wait(), 0)
         self.assert_no_leftovers(0)
 
+    def test_answers_in_a_batch_with_a_notification_reach_no_next_run(self):
+        """After an end-of-run, the client's batch of answers to the ended run's server and
+        a notification: the notification starts the next run, whose server gets the batch
+        without the answers (it never sent their requests); they are dropped with a
+        warning, as a batch of answers alone is."""
+        w = self.wrap(opts=FAST)
+        w.send(initialize(1))
+        w.msg()
+        w.send(call(2, "ask"))
+        ask = w.msg()
+        self.assertEqual(ask["method"], "sampling/createMessage")
+        w.send(req(3, "mcpmux/endRun"))
+        got = [w.msg(), w.msg()]  # the ask's error and the end's result, in either order
+        self.assertEqual(sorted(m["id"] for m in got), [2, 3])
+        w.send([{"jsonrpc": "2.0", "id": ask["id"], "result": {"role": "assistant"}},
+                note("notifications/roots/list_changed"),
+                {"jsonrpc": "2.0", "id": "other", "error": {"code": -1, "message": "no"}}])
+        w.send(call(4, "handshake"))
+        m = w.msg()
+        self.assertEqual(m.get("id"), 4, m)  # nothing else reached the client
+        self.assertEqual(m["result"]["structuredContent"]["answersSeen"], 0, m)
+        self.assertIn("2 answers in a batch for a server whose run is over: dropped",
+                      w.stderr())
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        self.assert_no_leftovers(0)
+
     def test_an_answer_over_max_message_gets_the_server_an_error(self):
         """The client's answer to a request of the server over --max-message: the server
         gets an error in its place (its tool call says so), the client no error with the
