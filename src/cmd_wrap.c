@@ -552,7 +552,7 @@ handle_line(struct wrap *w, const char *line, size_t len)
 	/* Those of a batch that holds other messages too: the next run's server never sent
 	 * their requests. */
 	if (w->cur == NULL && !jsonrpc_without_answers(&w->scan, line, len, NULL, NULL, &w->kept,
-						       &w->scan, &dropped)) {
+						       &w->scan, NULL, &dropped)) {
 		sbuf_reset(&w->kept);
 		(void)jsonrpc_scan(&w->scan, line, len); /* the batch as it came */
 		diag_error("out of memory: a batch of the client's was refused");

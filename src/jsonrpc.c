@@ -1064,41 +1064,65 @@ jsonrpc_id_key(const char *id, size_t len, char *out)
 }
 
 static bool
-answer_dropped(const struct jsonrpc_scanner *s, enum jsonrpc_kind kind, struct jsonrpc_str id,
-	       bool (*keep)(void *ctx, const char *id, size_t id_len), void *ctx)
+is_answer(enum jsonrpc_kind kind)
 {
-	return (kind == JSONRPC_RESPONSE || kind == JSONRPC_ERROR) &&
-	       (keep == NULL || !keep(ctx, jsonrpc_str(s, id), id.len));
+	return kind == JSONRPC_RESPONSE || kind == JSONRPC_ERROR;
+}
+
+/* An element into the array b is making (k: those in it so far). */
+static void
+array_add(struct sbuf *b, size_t *k, const char *el, size_t len)
+{
+	sbuf_add(b, (*k)++ == 0 ? "[" : ",", 1);
+	sbuf_add(b, el, len);
 }
 
 bool
 jsonrpc_without_answers(const struct jsonrpc_scanner *s, const char *line, size_t len,
 			bool (*keep)(void *ctx, const char *id, size_t id_len), void *ctx,
-			struct sbuf *out, struct jsonrpc_scanner *out_scan, size_t *dropped)
+			struct sbuf *out, struct jsonrpc_scanner *out_scan, struct sbuf *taken,
+			size_t *dropped)
 {
 	const char *p = line, *end = line + len, *el;
-	size_t el_len, n, k = 0;
+	size_t el_len, n, n_answers = 0, k = 0, t = 0;
 	const struct jsonrpc_item *items = jsonrpc_items(s, &n);
 
-	/* Every answer is among the items, past JSONRPC_MAX_ITEMS too. */
-	*dropped = 0;
-	for (size_t i = 0; i < n; i++) {
-		*dropped += answer_dropped(s, items[i].kind, items[i].id, keep, ctx);
+	sbuf_reset(out);
+	if (taken != NULL) {
+		sbuf_reset(taken);
 	}
-	if (s->kind != JSONRPC_BATCH || *dropped == 0) {
+	*dropped = 0;
+	if (s->kind != JSONRPC_BATCH) {
 		return true;
 	}
-	sbuf_reset(out);
+	/* Every answer is among the items, past JSONRPC_MAX_ITEMS too. */
+	for (size_t i = 0; i < n; i++) {
+		if (is_answer(items[i].kind)) {
+			n_answers++;
+			*dropped += keep == NULL ||
+				    !keep(ctx, jsonrpc_str(s, items[i].id), items[i].id.len);
+		}
+	}
+	if (n_answers == 0) {
+		return true;
+	}
 	while (jsonspan_element(&p, end, &el, &el_len)) {
 		enum jsonrpc_kind kind = jsonrpc_scan(out_scan, el, el_len);
 
-		if (!answer_dropped(out_scan, kind, out_scan->one.id, keep, ctx)) {
-			sbuf_add(out, k++ == 0 ? "[" : ",", 1);
-			sbuf_add(out, el, el_len);
+		if (!is_answer(kind)) {
+			array_add(out, &k, el, el_len);
+		} else if (keep != NULL && keep(ctx, jsonrpc_str(out_scan, out_scan->one.id),
+						out_scan->one.id.len)) {
+			array_add(taken, &t, el, el_len);
+		}
+	}
+	if (t > 0) {
+		sbuf_add(taken, "]", 1);
+		if (taken->failed) {
+			return false;
 		}
 	}
 	if (k == 0) {
-		sbuf_reset(out);
 		return true;
 	}
 	sbuf_add(out, "]", 1);

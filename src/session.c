@@ -81,6 +81,7 @@ static struct jsonrpc_scanner held_scan; /* client lines that waited: scanned ag
 static struct sbuf msg;			 /* mcpmux's own answers, built one at a time */
 static struct sbuf log_answers;		 /* a batch's answers and their ms, for its record */
 static struct sbuf kept;		 /* a batch less its answers (jsonrpc_without_answers()) */
+static struct sbuf taken;		 /* its answers to the fresh server's requests (the same) */
 
 static void session_on_line(void *ctx, const char *line, size_t len);
 static void line_ended(struct session *s);
@@ -750,17 +751,38 @@ forward(struct session *s, const char *line, size_t len, const struct jsonrpc_sc
 	return NULL;
 }
 
+/* Does the client's answer with this id answer a request of the server's in flight? */
+static bool
+srv_asked(void *ctx, const char *id, size_t id_len)
+{
+	const struct session *s = ctx;
+
+	return ids_find(s->srv_pending, id, id_len) != NULL;
+}
+
 const char *
 session_from_client(struct session *s, const char *line, size_t len,
 		    const struct jsonrpc_scanner *scan)
 {
-	size_t dropped;
+	size_t dropped = 0;
 	size_t n;
 	const struct jsonrpc_item *items = jsonrpc_items(scan, &n);
 	double ms = -1; /* a lone answer's, for the traffic log (a batch's: log_answers) */
+	bool stray = false, split = true;
 
 	s->last_activity = sys_now();
 	status_traffic(s->last_activity);
+	if (s->state == SESSION_RESUMING) {
+		/* Before the answers are taken off the table below: those to no request of the
+		 * fresh server answer one of the server that is gone. */
+		if (scan->kind != JSONRPC_BATCH) {
+			stray = (scan->kind == JSONRPC_RESPONSE || scan->kind == JSONRPC_ERROR) &&
+				!srv_asked(s, jsonrpc_str(scan, scan->one.id), scan->one.id.len);
+		} else {
+			split = jsonrpc_without_answers(scan, line, len, srv_asked, s, &kept,
+							&held_scan, &taken, &dropped);
+		}
+	}
 	/* The answers, alone or in a batch: the server's requests they answer are done. */
 	for (size_t i = 0; i < n; i++) {
 		if (items[i].kind == JSONRPC_RESPONSE || items[i].kind == JSONRPC_ERROR) {
@@ -800,7 +822,7 @@ session_from_client(struct session *s, const char *line, size_t len,
 			return NULL;
 		}
 		/* The answers of a batch that holds other messages too: dropped as well. */
-		if (!jsonrpc_without_answers(scan, line, len, NULL, NULL, &kept, &held_scan,
+		if (!jsonrpc_without_answers(scan, line, len, NULL, NULL, &kept, &held_scan, NULL,
 					     &dropped)) {
 			message_refused(s, scan, "out of memory", sys_mono(), NULL, NULL);
 			sbuf_reset(&kept);
@@ -826,6 +848,40 @@ session_from_client(struct session *s, const char *line, size_t len,
 		}
 		return NULL;
 	case SESSION_RESUMING:
+		/* Answers to no request of the fresh server are for the one that is gone:
+		 * dropped, as above.  Those to its own requests go on to it at once (it may be
+		 * waiting for them: roots/list, ...); the rest of their batch is held. */
+		if (!split) {
+			message_refused(s, scan, "out of memory", sys_mono(), NULL, NULL);
+			sbuf_reset(&kept);
+			sbuf_reset(&taken);
+			return "out of memory";
+		}
+		if (stray) {
+			diag_warn("session %s: an answer for a server that was suspended: dropped",
+				  s->id);
+			return NULL;
+		}
+		if (dropped > 0) {
+			diag_warn("session %s: %zu answers in a batch for a server that was "
+				  "suspended: dropped (its other messages are kept)",
+				  s->id, dropped);
+		}
+		if (dropped > 0 || taken.len > 0) {
+			bool rest_held =
+				kept.len == 0 || hold_line(s, kept.buf, kept.len, &held_scan);
+			const char *why = NULL;
+
+			if (rest_held && taken.len > 0) {
+				(void)jsonrpc_scan(&held_scan, taken.buf, taken.len);
+				why = forward(s, taken.buf, taken.len, &held_scan,
+					      s->last_activity);
+				busy_sync(s);
+			}
+			sbuf_reset(&kept);
+			sbuf_reset(&taken);
+			return rest_held ? why : "out of memory";
+		}
 		if (jsonrpc_answers_only(scan)) {
 			break; /* the fresh server may be waiting for them (roots/list, ...) */
 		}
@@ -2090,6 +2146,7 @@ session_module_release(void)
 	sbuf_release(&msg);
 	sbuf_release(&log_answers);
 	sbuf_release(&kept);
+	sbuf_release(&taken);
 	free(key_buf);
 	key_buf = NULL;
 	key_cap = 0;

@@ -236,15 +236,18 @@ struct sbuf;
 
 /*
  * A batch that holds answers (to requests of the server) besides other messages, for a
- * server that must not get them (they answer requests of one that is gone): the batch
- * less them into *out, scanned into *out_scan (which may be s).  keep, when not NULL,
- * says which answers stay (by the id's JSON text); without it none does.  How many were
- * taken out into *dropped: 0, and nothing made, when s is no batch or takes none out;
- * *out is empty when nothing is left.  false when it could not be made (memory).
+ * server that must not get some of them (they answer requests of one that is gone): its
+ * other messages, the batch less every answer, into *out (empty when none is left),
+ * scanned into *out_scan (which may be s).  keep, when not NULL, says which answers are
+ * to go on anyway (by the id's JSON text): those into *taken, a batch of them (empty when
+ * none), not scanned.  The others are dropped: how many into *dropped.  When s is no
+ * batch or holds no answer, *out (and *taken) are left empty and *dropped is 0.  false
+ * when they could not be made (memory).
  */
 bool jsonrpc_without_answers(const struct jsonrpc_scanner *s, const char *line, size_t len,
 			     bool (*keep)(void *ctx, const char *id, size_t id_len), void *ctx,
-			     struct sbuf *out, struct jsonrpc_scanner *out_scan, size_t *dropped);
+			     struct sbuf *out, struct jsonrpc_scanner *out_scan, struct sbuf *taken,
+			     size_t *dropped);
 
 /* The name used for a kind in the traffic log: "request", "response", ... */
 const char *jsonrpc_kind_name(enum jsonrpc_kind kind);

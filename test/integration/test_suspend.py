@@ -178,6 +178,46 @@ class WrapSuspend(Base):
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
 
+    def test_answers_in_a_batch_during_the_replay_reach_the_fresh_server_if_its_own(self):
+        """During the replay the client sends a batch of an answer to a request of the
+        server that is gone (no request of the fresh server has its id) and a notification:
+        the batch is held, and the fresh server gets it without that answer, which is
+        dropped with a warning, as is such an answer alone.  The answer to the fresh
+        server's own roots/list, in a batch with a notification, goes on to it at once (it
+        waits for it to answer the replay), and the notification is held."""
+        p = self.start_wrap("--roots-first", opts=["--stall-timeout", "5"])
+        p.send(initialize(1))
+        self.assert_response(p.msg(), 1)
+        p.send(note("notifications/initialized"))
+        ask = p.msg()
+        self.assertEqual(ask.get("method"), "roots/list", ask)
+        p.send({"jsonrpc": "2.0", "id": ask["id"], "result": {"roots": []}})
+        p.send(req(2, "logging/setLevel", {"level": "info"}))
+        self.assert_response(p.msg(), 2)
+        pid1 = self.pid_of(p.send, p.msg, 3)
+        self.wait_suspended(pid1, log=self.log)
+        p.send(call(4, "handshake"))
+        ask2 = p.msg()  # the fresh server's, during the replay: it waits for the answer
+        self.assertEqual(ask2.get("method"), "roots/list", ask2)
+        p.send([{"jsonrpc": "2.0", "id": "old-" + ask["id"], "result": {"roots": []}},
+                note("notifications/roots/list_changed")])
+        p.send({"jsonrpc": "2.0", "id": "old2-" + ask["id"], "result": {"roots": []}})
+        p.send([{"jsonrpc": "2.0", "id": ask2["id"], "result": {"roots": []}},
+                note("notifications/roots/list_changed")])
+        m = p.msg()
+        self.assertEqual(m.get("id"), 4, m)
+        self.assertNotEqual(structured(m)["pid"], pid1)
+        p.send(call(5, "handshake"))
+        m = p.msg()
+        self.assertEqual(m.get("id"), 5, m)
+        self.assertEqual(structured(m)["answersSeen"], 1, m)  # its own roots/list's
+        self.assertEqual(events(self.log, "resume-failed"), [])
+        self.assertIn("1 answers in a batch for a server that was suspended: dropped",
+                      p.stderr())
+        self.assertIn("an answer for a server that was suspended: dropped", p.stderr())
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+
     def test_resume_replays_the_handshake_to_a_fresh_server(self):
         p = self.start_wrap()
         self.setup_session(p.send, p.msg)
