@@ -1237,6 +1237,9 @@ session_on_line(void *ctx, const char *line, size_t len)
 			if (it->kind == JSONRPC_RESPONSE || it->kind == JSONRPC_ERROR) {
 				double age = pending_remove(s, id, it->id.len);
 
+				if (age >= 0) {
+					metrics_hist_observe(&metrics_latency, age / 1000.);
+				}
 				if (age >= 0 && tlog_enabled) {
 					tlog_answer(&log_answers, id, it->id.len, age);
 				}

@@ -1915,6 +1915,34 @@ class Metrics(HttpCase):
         r = self.request("GET", path="/healthz")
         self.assertEqual((r.status, r.body), (200, b"ok\n"))
 
+    def test_the_answers_to_a_batch_count_in_the_latency_histogram(self):
+        """A client's batch of two requests (through the envelope door), answered by its
+        server in one batch: each answer is a request answered by its server, counted in
+        mcpmux_request_duration_seconds as an answer alone is."""
+        path = os.path.join(self.tmp.name, "mux.sock")
+        self.http(opts=["--listen", path, "--metrics"])
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(path)
+        s.settimeout(10 * SLOW)
+        f = s.makefile("rwb", buffering=0)
+        f.write(json.dumps({"session": "env-1", "message": init_msg(1)}).encode() + b"\n")
+        while "message" not in json.loads(f.readline()):
+            pass
+        self.assertEqual(self.metrics()["mcpmux_request_duration_seconds_count"], 1)
+        f.write(json.dumps({"session": "env-1", "message": [
+            {"jsonrpc": "2.0", "id": 2, "method": "ping"},
+            {"jsonrpc": "2.0", "id": 3, "method": "ping"}]}).encode() + b"\n")
+        while True:
+            m = json.loads(f.readline())
+            if "message" in m:
+                break
+        self.assertEqual(sorted(a["id"] for a in m["message"]), [2, 3], m)
+        got = self.metrics()
+        self.assertEqual(got["mcpmux_request_duration_seconds_count"], 3)
+        self.assertEqual(got['mcpmux_request_duration_seconds_bucket{le="+Inf"}'], 3)
+        f.close()
+        s.close()
+
     def test_a_resumed_server_that_cannot_be_executed_counts_as_noexec(self):
         """A server that could not be executed is counted as such, whether its session
         ends then or is suspended again (a failed resume)."""
