@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <malloc.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
@@ -44,6 +45,9 @@
 #define LEAF_RESCAN_S 0.01		  /* a reaped tree whose leaf still counts a process, */
 #define LEAF_SETTLE_S 0.5		  /* ...for this long after the reap */
 #define PROC_ROOT     "/proc"
+#define LEFT_WALKS    100  /* at exit: walks of what is left, at most */
+#define LEFT_PIDFDS   64   /* pidfds one of them waits on, at most */
+#define LEFT_NAP_S    0.01 /* its wait for those it has none for */
 
 /* clone3() with CLONE_VM, through clone3_vm(): on x86-64. */
 #if defined(__x86_64__)
@@ -2947,20 +2951,143 @@ backend_free(struct backend *b)
 	free(b);
 }
 
-size_t
-backend_kill_leftovers(void)
+/*
+ * A pidfd of the live process that snapshot entry pi is, to wait for its exit on: -1 when
+ * there is none (gone, reused, or no pidfd to be had).
+ */
+static int
+leftover_pidfd(const struct proc_info *pi)
 {
-	struct proctree left;
-	size_t n = 0;
+	int fd = (int)syscall(SYS_pidfd_open, pi->pid, 0);
+	unsigned long long start;
 
-	proctree_init(&left);
-	if (proctree_scan(&left, PROC_ROOT, getpid()) == 0) {
-		for (size_t i = 0; i < left.n; i++) {
-			if (left.v[i].state != 'Z' && left.v[i].state != 'X' &&
-			    proctree_signal_one(&left, i, PROC_ROOT, SIGKILL) == PROCTREE_SENT) {
-				n++;
+	if (fd == -1) {
+		return -1;
+	}
+	/* The pidfd pins the process: if its start time is the snapshot's, it is that one. */
+	if (proctree_start_time(PROC_ROOT, pi->pid, &start) == -1 ||
+	    (pi->unknown ? pi->start != 0 && start > pi->start : start != pi->start)) {
+		sys_close(&fd);
+	}
+	return fd;
+}
+
+/*
+ * Wait until every process of fds[0..n) has exited (its pidfd reads POLLIN), or until
+ * `until` (sys_mono()); with `nap`, LEFT_NAP_S at most: some processes have no pidfd,
+ * and the next walk looks in /proc for them.  Closes the pidfds.
+ */
+static void
+leftovers_wait(struct pollfd *fds, size_t n, bool nap, double until)
+{
+	double stop = nap ? SYS_MIN(until, sys_mono() + LEFT_NAP_S) : until;
+	size_t open = n;
+
+	while (open > 0 || nap) {
+		double left = stop - sys_mono();
+
+		if (left <= 0) {
+			break;
+		}
+		int rc = poll(fds, (nfds_t)n, (int)(SYS_MIN(left, 1.) * 1000.) + 1);
+
+		if (rc == -1 && errno != EINTR) {
+			break;
+		}
+		for (size_t k = 0; rc > 0 && k < n; k++) {
+			if (fds[k].fd >= 0 && fds[k].revents != 0) {
+				sys_close(&fds[k].fd); /* poll() skips it from now on */
+				open--;
 			}
 		}
+	}
+	for (size_t k = 0; k < n; k++) {
+		sys_close(&fds[k].fd);
+	}
+}
+
+size_t
+backend_kill_leftovers(double kill_deadline)
+{
+	struct proctree left;
+	struct pollfd fds[LEFT_PIDFDS];
+	char list[256];
+	size_t n = 0, there = 0, len = 0;
+	pid_t self = getpid(), keeper = keeper_pid_live();
+	bool last = false, blind = false;
+	double until = sys_mono() + SYS_MAX(kill_deadline, KILL_RESCAN_S);
+
+	proctree_init(&left);
+	for (unsigned walk = 1;; walk++) {
+		size_t nfds = 0;
+		bool nap = false;
+
+		there = 0;
+		len = 0;
+		blind = proctree_scan(&left, PROC_ROOT, self) == -1;
+		if (blind) {
+			left.n = 0;
+		}
+		if (blind || left.incomplete) {
+			there = 1; /* what could not be read is not taken as gone */
+			nap = true;
+		}
+		for (size_t i = 0; i < left.n; i++) {
+			const struct proc_info *pi = &left.v[i];
+			int st;
+			pid_t r = 0;
+
+			if (pi->pid == keeper) {
+				continue; /* mcpmux as pid 1: its keeper came back to it */
+			}
+			if (pi->state == 'Z' || pi->state == 'X') {
+				/* Ours is reaped (else it is in /proc after the exit); another's
+				 * goes with its parent, which is signalled. */
+				while (pi->ppid == self &&
+				       (r = waitpid(pi->pid, &st, WNOHANG)) == -1 &&
+				       errno == EINTR) {
+				}
+				if (pi->ppid != self || r != 0) {
+					continue;
+				}
+			}
+			there++;
+			if (len < sizeof(list) - 16) {
+				int k = snprintf(list + len, sizeof(list) - len, "%s%d",
+						 len ? " " : "", (int)pi->pid);
+
+				len += k > 0 ? (size_t)k : 0;
+			}
+			if (last || pi->state == 'Z' || pi->state == 'X') {
+				continue;
+			}
+			n += proctree_signal_one(&left, i, PROC_ROOT, SIGKILL) == PROCTREE_SENT;
+			/* Waited for even when it could not be signalled: it may go by itself. */
+			if (nfds < LEFT_PIDFDS && (fds[nfds].fd = leftover_pidfd(pi)) >= 0) {
+				fds[nfds].events = POLLIN;
+				fds[nfds].revents = 0;
+				nfds++;
+			} else {
+				nap = true;
+			}
+		}
+		if (there == 0 || last) {
+			break;
+		}
+		/*
+		 * A process that forked while the walk read the tree, or whose parent died
+		 * since, is found by the next walk: walk again once these are gone, until a
+		 * walk finds nothing.  The last one, at the deadline or the walks' bound, only
+		 * looks.
+		 */
+		leftovers_wait(fds, nfds, nap, until);
+		last = walk + 1 >= LEFT_WALKS || sys_mono() >= until;
+	}
+	if (there > 0) {
+		diag_error("%zu leftover process(es) still there at mcpmux's exit: %s%s (they may "
+			   "be of another user, or in uninterruptible sleep)",
+			   there, len > 0 ? list : "",
+			   blind || left.incomplete ? " and processes /proc could not show" : "");
 	}
 	proctree_release(&left);
 	return n;

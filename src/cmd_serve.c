@@ -1372,7 +1372,7 @@ cmd_serve(const struct mcpmux_options *o)
 	ev_run(loop, 0);
 	front_http_free(sv->http);
 	sv->http = NULL;
-	size_t killed = backend_kill_leftovers();
+	size_t killed = backend_kill_leftovers(sv->hub.scfg.kill_deadline);
 
 	if (killed > 0) {
 		diag_info("killed %zu leftover process(es) that no session claimed", killed);

@@ -719,7 +719,7 @@ cmd_wrap(const struct mcpmux_options *o)
 	int code = w->exit_code;
 
 	/* Every run is done; anything of ours still alive is an orphan nobody claimed. */
-	size_t killed = backend_kill_leftovers();
+	size_t killed = backend_kill_leftovers(w->scfg.kill_deadline);
 
 	if (killed > 0) {
 		diag_info("killed %zu leftover process(es)", killed);

@@ -207,10 +207,15 @@ void backend_free(struct backend *b);
 int backend_exit_code(const struct backend *b);
 /*
  * At exit, once every backend is done: SIGKILL whatever descendant of mcpmux is still
- * alive (an orphan no tree claimed), through the same verified path as every signal.
- * Returns the number of processes killed.
+ * alive (an orphan no tree claimed), through the same verified path as every signal, and
+ * wait, for kill_deadline seconds (as long as a run's KILLING, at least its 50 ms
+ * re-scan) at most, for each to be gone: reaped, where it is mcpmux's
+ * child, so that nothing of it is left in /proc when mcpmux's exit is reported.  Walks
+ * again (100 times at most) until a walk finds nothing: a process that forked
+ * while a walk read the tree is found by the next.  What is still there at the deadline
+ * is said on stderr.  Returns the number of processes killed.
  */
-size_t backend_kill_leftovers(void);
+size_t backend_kill_leftovers(double kill_deadline);
 /*
  * "PID:STARTTIME" of this mcpmux, as MCPMUX_OWNER gives it to every server; "" when its
  * start time could not be read (its servers then carry no MCPMUX_OWNER).

@@ -78,6 +78,10 @@
  *                         kill() and pidfd_send_signal (through syscall()) fail with EPERM
  *                         for them, as for a process of another user; kill() of a process
  *                         group signals the group's other members one by one
+ *   FAULT_PIDFD_STOP=COMM the first pidfd_open() (through syscall()) of a process whose
+ *                         /proc/PID/comm is COMM stops the process (SIGSTOP) before it
+ *                         opens: a test sees it stopped between the walk of /proc that
+ *                         found that process and its signal, and can make it fork then
  *   FAULT_LEAF_BUSY_MS=T  a server's cgroup leaf (".../mcpmux.PID/s.N") stays busy for T
  *                         milliseconds from the first rmdir() of it: rmdir() fails with
  *                         EBUSY and its cgroup.events reads "populated 1", as on kernels
@@ -215,6 +219,8 @@ static int (*real_fsetxattr)(int, const char *, const void *, size_t, int);
 static int (*real_kill)(pid_t, int);
 static long (*real_syscall)(long, ...);
 static char nokill[32];	    /* FAULT_NOKILL */
+static char pidfd_stop[32]; /* FAULT_PIDFD_STOP */
+static bool pidfd_stopped;  /* ...and it did */
 static char xattr_fail[64]; /* FAULT_XATTR_FAIL */
 static int (*real_open)(const char *, int, ...);
 static int proc_errno;		  /* FAULT_PROC_ERRNO */
@@ -416,6 +422,9 @@ faultshim_init(void)
 	}
 	if (getenv("FAULT_NOKILL") != NULL) {
 		(void)snprintf(nokill, sizeof(nokill), "%s", getenv("FAULT_NOKILL"));
+	}
+	if (getenv("FAULT_PIDFD_STOP") != NULL) {
+		(void)snprintf(pidfd_stop, sizeof(pidfd_stop), "%s", getenv("FAULT_PIDFD_STOP"));
 	}
 	if (log != NULL && *log != '\0') {
 		F.log_fd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
@@ -1037,9 +1046,9 @@ nokill_on(void)
 	return F.ready && getpid() == F.owner && nokill[0] != '\0';
 }
 
-/* Is pid a process that FAULT_NOKILL protects? */
+/* Is pid's /proc/PID/comm name? */
 static bool
-protected_pid(pid_t pid)
+comm_is(pid_t pid, const char *name)
 {
 	char path[64], comm[64];
 	int fd;
@@ -1057,7 +1066,14 @@ protected_pid(pid_t pid)
 	}
 	comm[n] = '\0';
 	comm[strcspn(comm, "\n")] = '\0';
-	return strcmp(comm, nokill) == 0;
+	return strcmp(comm, name) == 0;
+}
+
+/* Is pid a process that FAULT_NOKILL protects? */
+static bool
+protected_pid(pid_t pid)
+{
+	return comm_is(pid, nokill);
 }
 
 /* The process group of pid, or -1. */
@@ -1171,6 +1187,11 @@ syscall(long number, ...)
 	if (number == SYS_clone3 && spawn_fails()) {
 		errno = EAGAIN; /* a process creation like fork() and clone() */
 		return -1;
+	}
+	if (number == SYS_pidfd_open && F.ready && getpid() == F.owner && pidfd_stop[0] != '\0' &&
+	    !pidfd_stopped && comm_is((pid_t)a[0], pidfd_stop)) {
+		pidfd_stopped = true;
+		(void)raise(SIGSTOP);
 	}
 	if (number == SYS_pidfd_send_signal && nokill_on() && a[1] != 0 &&
 	    protected_pid(pidfd_pid(a[0]))) {

@@ -17,6 +17,7 @@ MCPMUX_WRAPPER (e.g. "valgrind -q --leak-check=full --error-exitcode=99") is put
 front of every mcpmux command line; mcpmux keeps its pid (valgrind runs it in place).
 """
 
+import ctypes
 import errno
 import json
 import os
@@ -34,6 +35,7 @@ SLOW = float(os.environ.get("MCPMUX_TEST_TIMEOUT_MULTIPLIER", "1"))
 WRAPPER = os.environ.get("MCPMUX_WRAPPER", "").split()
 SANITIZED = bool(os.environ.get("MCPMUX_TEST_SANITIZED"))
 TAG = "MCPMUX_TEST_TAG"
+PR_SET_CHILD_SUBREAPER = 36
 
 
 def deadline(seconds):
@@ -91,6 +93,16 @@ def alive(pid):
     """A process that exists and is not a zombie."""
     s = proc_state(pid)
     return s is not None and s not in "ZX"
+
+
+def ppid_of(pid):
+    """A process's parent, None when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(b")") + 2:].split()[1])
 
 
 def all_pids():
@@ -387,6 +399,35 @@ class Case(unittest.TestCase):
         self.tmp.cleanup()
         if left and not getattr(self, "leftovers_expected", False):
             self.fail("processes left behind by the test: %r" % left)
+
+    def adopt_orphans(self):
+        """Make the test a child subreaper, as a supervisor is (systemd, a container's
+        init): what mcpmux leaves comes to the test at mcpmux's exit, and a zombie of it stays
+        in /proc until the test reaps it (where init would, a moment later).  Undone at the
+        end of the test, and whatever was adopted reaped."""
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            self.skipTest("cannot become a child subreaper: %s"
+                          % os.strerror(ctypes.get_errno()))
+
+        def adopted():
+            mine = {p.pid for p in self.procs}
+            left = []
+            for pid in all_pids():
+                if pid in mine or ppid_of(pid) != os.getpid():
+                    continue
+                try:
+                    if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                        left.append(pid)
+                except ChildProcessError:
+                    pass
+            return left
+
+        def release():
+            libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+            # after tearDown: what is still running was killed then, and dies now
+            wait_until(lambda: not adopted(), 10, "what the test adopted to end")
+        self.addCleanup(release)
 
     def tagged(self):
         return pids_with_env(("%s=%s" % (TAG, self.tag)).encode())

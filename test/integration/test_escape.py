@@ -6,6 +6,7 @@ eof-grace + term-grace + 1 s, through its keeper; with a cgroup where one can be
 import errno
 import fcntl
 import os
+import re
 import shutil
 import signal
 import struct
@@ -201,6 +202,64 @@ class WithoutClone3(Sigkill):
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
         self.assert_no_leftovers()
+
+
+class ExitLeftovers(Case):
+    """What serve kills at its exit (what no session claimed, what a teardown saw gone while
+    it was still dying) is gone, reaped, the moment its exit status is collected: none of it
+    is left in /proc for init to reap later, where a supervisor that looks right after the
+    exit would see it (the test, a child subreaper here, is such a supervisor: what mcpmux
+    leaves comes to it, and stays until it reaps it).  With a cgroup, a session's leaf
+    holds its orphan, and its teardown usually ends and reaps it itself; the cookie-less
+    orphan is left to the exit every time without one (ExitLeftoversWithoutCgroup)."""
+
+    SERVERS = {
+        # a double-forked grandchild in its own session without its environment: serve
+        # leaves it to its exit (no session can claim it: docs/reliability.md)
+        "noenv": [FIXTURE, "--clear-env-grandchild"],
+        # a double-forked grandchild in its own session, and both deaf to SIGTERM and EOF
+        "daemon": [FIXTURE, "--daemonize-grandchild", "--ignore-sigterm", "--ignore-eof"],
+    }
+
+    def setUp(self):
+        super().setUp()
+        self.adopt_orphans()
+
+    def check(self, kind):
+        p = self.start([MCPMUX, "serve"] + GRACES + ["--"] + self.SERVERS[kind])
+        p.send({"session": "s", "message": call(1, "env")})
+        while True:
+            m = p.msg().get("message", {})
+            if m.get("id") == 1:
+                break
+        gc = int(wait_until(lambda: re.findall(r"grandchild (\d+)", p.stderr()), 5,
+                            "the grandchild")[-1])
+        if kind == "noenv":  # re-executed without its environment (and so its cookie)
+            wait_until(lambda: comm(gc) == "exe", 5, "the grandchild's exec")
+        seen = {}
+        for pid in [m["result"]["structuredContent"]["pid"], gc] + self.tagged():
+            st = stat_of(pid)
+            if pid != p.pid and keeper_of(pid) is None and st is not None:
+                seen[pid] = st[1]
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        left = {pid: stat_of(pid) for pid, start in seen.items()
+                if (stat_of(pid) or (None, None))[1] == start}
+        self.assertEqual(left, {}, "%s: left in /proc at serve's exit (state, start); "
+                         "stderr:\n%s" % (kind, p.stderr()))
+
+    def test_serve_leaves_nothing_in_proc(self):
+        for kind in self.SERVERS:
+            with self.subTest(kind=kind):
+                self.check(kind)
+
+
+class ExitLeftoversWithoutCgroup(ExitLeftovers):
+    """The same with the walk alone (MCPMUX_CGROUP=off)."""
+
+    def setUp(self):
+        super().setUp()
+        self.env["MCPMUX_CGROUP"] = "off"
 
 
 class Nested(Case):

@@ -55,14 +55,25 @@ import termios
 import time
 import unittest
 
-from mcptest import (FIXTURE, MCPMUX, SANITIZED, WRAPPER, Case, alive, call, comm, deadline,
-                     fd_count, fd_links, initialize, main, note, proc_state, req, wait_until)
+from mcptest import (FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, Case, alive, call, comm,
+                     deadline, fd_count, fd_links, initialize, main, note, proc_state, req,
+                     wait_until)
 
 SHIM = os.environ.get("MCPMUX_FAULTSHIM") or os.path.join(
     os.path.dirname(os.path.abspath(MCPMUX)), "test", "fault", "faultshim.so")
 GRACE = ["--eof-grace", "300", "--term-grace", "200"]
 BIG = 1 << 20  # the 1 MiB echo
 F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
+
+
+def proc_start(pid):
+    """A process's start time (clock ticks since boot), None when it is not in /proc."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            st = f.read()
+    except OSError:
+        return None
+    return int(st[st.rindex(b")") + 2:].split()[19])
 
 
 def shim_missing():
@@ -954,6 +965,86 @@ class Unkillable(Faults):
         # exits (its parent-death signal), which is not at once: its own exit may still run.
         second = started["pid"]
         wait_until(lambda: not alive(second), 5, "the second server to go with serve")
+
+
+@needs_shim
+class ExitLeftovers(Faults):
+    """What serve leaves to its exit: a session's orphan without its environment, in a
+    session of its own, that no session can claim (docs/reliability.md).  The exit walks
+    again until a walk finds nothing, and waits for what it killed, the kill deadline at
+    most.  (Without a cgroup: a leaf would hold the orphan, and its session end it.)"""
+
+    ARGS = ["--eof-grace", "100", "--term-grace", "100"]
+
+    def setUp(self):
+        super().setUp()
+        self.adopt_orphans()  # a zombie mcpmux did not reap stays in /proc
+
+    def shim_env(self, **faults):
+        env = super().shim_env(**faults)
+        env["MCPMUX_CGROUP"] = "off"
+        return env
+
+    def orphan(self, p):
+        """The grandchild of a session of serve p (its comm "exe": re-executed)."""
+        p.send({"session": "s", "message": req(1, "ping")})
+        while p.msg().get("message", {}).get("id") != 1:
+            pass
+        gc = int(wait_until(lambda: re.findall(r"grandchild (\d+)", p.stderr()), 5,
+                            "the grandchild")[-1])
+        self.addCleanup(self.end, gc, proc_start(gc))
+        wait_until(lambda: comm(gc) == "exe", 5, "the grandchild's exec")
+        return gc
+
+    def end(self, pid, start):
+        """No tag, no owner: neither tearDown nor a keeper finds it."""
+        if start is not None and proc_start(pid) == start:
+            os.kill(pid, signal.SIGKILL)
+
+    def test_a_child_forked_while_the_exit_walk_ran_is_found_by_the_next(self):
+        """The orphan forks after the walk read the tree, before its SIGKILL: its child,
+        which that walk did not see, is killed too, and nothing is left in /proc."""
+        p = self.mcpmux(["serve", "-v"] + self.ARGS +
+                        ["--", FIXTURE, "--clear-env-grandchild", "--fork-on-usr1"],
+                        env=self.shim_env(pidfd_stop="exe"))
+        gc = self.orphan(p)
+        p.close_stdin()
+        # stopped between the walk that found the orphan and its signal
+        wait_until(lambda: proc_state(p.pid) == "T", 10, "mcpmux to stop before the signal")
+        os.kill(gc, signal.SIGUSR1)
+
+        def children():
+            with open("/proc/%d/task/%d/children" % (gc, gc)) as f:
+                return [int(c) for c in f.read().split()]
+        child = wait_until(children, 5, "the orphan's child")[0]
+        self.addCleanup(self.end, child, proc_start(child))
+        seen = {pid: proc_start(pid) for pid in (gc, child)}
+        os.kill(p.pid, signal.SIGCONT)
+        self.assertEqual(p.wait(), 0)
+        left = [pid for pid, start in seen.items() if proc_start(pid) == start]
+        self.assertEqual(left, [], "in /proc at serve's exit (orphan %d, its child %d); "
+                         "stderr:\n%s" % (gc, child, p.stderr()))
+        self.assertIn("killed 2 leftover process(es)", p.stderr())
+
+    def test_a_leftover_that_cannot_be_killed_holds_the_exit_for_the_kill_deadline(self):
+        """One that SIGKILL cannot end (EPERM) is waited for --kill-deadline, not for ever,
+        and said."""
+        p = self.mcpmux(["serve", "--kill-deadline", "500"] + self.ARGS +
+                        ["--", FIXTURE, "--clear-env-grandchild"],
+                        env=self.shim_env(nokill="exe"))
+        gc = self.orphan(p)
+        t0 = time.monotonic()
+        p.close_stdin()
+        self.assertEqual(p.wait(10), 0)
+        took = time.monotonic() - t0
+        try:
+            self.assertIn("1 leftover process(es) still there at mcpmux's exit: %d " % gc,
+                          p.stderr())
+            self.assertGreater(took, 0.5)
+            self.assertLess(took, 0.1 + 0.5 + 1.0 * SLOW * (3 if SANITIZED else 1))
+            self.assertTrue(alive(gc))
+        finally:
+            os.kill(gc, signal.SIGKILL)
 
 
 @needs_shim
