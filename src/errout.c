@@ -311,6 +311,29 @@ errout_lines(const char *p, size_t len)
 	if (E.dead || len == 0) {
 		return;
 	}
+	if (!E.full && wbuf_len(&E.q) == 0) {
+		/*
+		 * Nothing queued: straight out, only the rest is queued.  A line that says memory
+		 * ran out needs none to be written.
+		 */
+		if (wbuf_send(&E.q, E.fd, "\n", E.mid_line, p, len) == 0) {
+			E.mid_line = false;
+			flush();
+			return;
+		}
+		if (errno == ENOMEM) {
+			/* What stderr did not take is lost, counted; a line cut ends the next. */
+			char last = '\n';
+
+			E.mid_line = wbuf_last(&E.q, &last) && last != '\n';
+			E.dropped += lines_in(p, len);
+			return;
+		}
+		write_failed();
+		if (!E.full) {
+			return; /* nobody will ever read it */
+		}
+	}
 	/* One unit bigger than the bound still goes when nothing waits before it. */
 	if ((wbuf_len(&E.q) > 0 && wbuf_len(&E.q) + len > ERROUT_MAX) || own_append(p, len) == -1) {
 		E.dropped += lines_in(p, len);

@@ -4,7 +4,9 @@
  * Two kinds of bytes go to stderr, and a host that pipes stderr and reads it lazily must
  * freeze neither the sessions nor their timers:
  *
- *   - mcpmux's own diagnostics (diag.h; server stdout noise is one of them) go through a
+ *   - mcpmux's own diagnostics (diag.h; server stdout noise is one of them) are written
+ *     at once while nothing is queued (a line needs no memory then: one that says memory
+ *     ran out is not lost for want of it), and what stderr does not take goes through a
  *     bounded queue.  When it is full a line is dropped and counted, and once the queue
  *     has drained "mcpmux: N lines of stderr dropped" says so (at exit, before what is
  *     still queued, so that a reader too slow for the rest still learns of it).

@@ -1889,6 +1889,28 @@ class OutOfMemory(Faults):
                          r"servers by pid \(it is found in a list instead\)")
         self.assert_no_leftovers()
 
+    def test_a_line_said_with_no_memory_left_reaches_stderr(self):
+        """The same, and no memory left for the line that says it either (FAULT_MALLOC_THEN:
+        the next allocation fails too, which was a chunk of stderr's queue): with nothing
+        queued, the line is written straight out, where it was dropped and only counted
+        (as if stderr had not been read in time)."""
+        env = self.oom_env("OOM-K", malloc_min=64, malloc_max=64, malloc_only="malloc",
+                           malloc_then=1)
+        p = self.wrap_initialized(env, "--idle-suspend", "0.3")
+        servers = lambda: [q for q in self.tagged() if comm(q) == "mcp-fixture" and alive(q)]
+        wait_until(lambda: not servers(), 10, "the idle server to be suspended")
+        p.send(req("OOM-K", "ping"))  # its server is started, with no room in the table
+        self.assert_response(p.msg(), "OOM-K")
+        wait_until(lambda: "out of memory" in p.stderr(), 10, "the line that says it",
+                   lambda: p.stderr()[-500:])
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertEqual(self.counters(p.pid)["failed"], 2)
+        self.assertRegex(p.stderr(), r"out of memory: server \d+ is not in the table of "
+                         r"servers by pid \(it is found in a list instead\)")
+        self.assertNotIn("lines of stderr dropped", p.stderr())
+        self.assert_no_leftovers()
+
     def queue_oom_env(self, marker, count=1):
         """The first new chunk of a client's queue after a read that holds marker fails
         (FAULT_MALLOC_MIN and _MAX: 16 KiB and its header, and not the parser's memory,
@@ -2202,10 +2224,10 @@ class OutOfMemory(Faults):
         self.http_answer_lost()
 
     def test_an_http_answer_lost_with_no_memory_left_ends_its_stream_with_an_error(self):
-        """The same, and then no memory at all (FAULT_MALLOC_THEN: the message on stderr,
-        then the small error): the error goes in memory kept for it, and the stream still
-        ends."""
-        self.http_answer_lost(then=2)
+        """The same, and then no memory at all (FAULT_MALLOC_THEN: the small error; the
+        message on stderr needs none): the error goes in memory kept for it, the stream
+        still ends, and stderr says what was lost."""
+        self.http_answer_lost(then=1)
 
     def test_an_http_answer_in_a_batch_that_cannot_be_kept_ends_its_stream_with_an_error(self):
         """serve --http: a server that answers in a batch (initialize, after a notification:
@@ -2278,9 +2300,7 @@ class OutOfMemory(Faults):
         p.p.send_signal(signal.SIGTERM)
         self.assertEqual(p.wait(), 0)
         self.assertEqual(self.counters(p.pid)["failed"], 1 + then)
-        if then == 0:
-            self.assertIn("out of memory: a message for the HTTP client was lost",
-                          p.stderr())
+        self.assertIn("out of memory: a message for the HTTP client was lost", p.stderr())
 
     def test_an_http_request_that_cannot_get_a_stream_is_refused_with_its_id(self):
         """serve --http: no memory for the stream of a request in a running session (the
