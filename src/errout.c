@@ -2,6 +2,7 @@
  * errout: mcpmux's stderr as a bounded, non-blocking queue.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -365,6 +366,11 @@ static const struct diag_sink sink = {
 
 /* After errout_stop(): one non-blocking try per line, then it is lost. */
 static int final_fd = -1;
+/*
+ * final_fd is stderr's shared description, whose flags are back as they were: O_NONBLOCK
+ * goes on it for the write only (a blocking one would wait for ever for a reader).
+ */
+static bool final_shared;
 
 static void
 final_write(const char *line, size_t len)
@@ -374,8 +380,18 @@ final_write(const char *line, size_t len)
 		{ .iov_base = (void *)(uintptr_t)line, .iov_len = len },
 	};
 	bool nl = E.mid_line;
+	int flags = final_shared ? fcntl(final_fd, F_GETFL) : O_NONBLOCK;
 
-	if (sys_writev(final_fd, iov + !nl, 2 - !nl) == -1) {
+	if (flags == -1 ||
+	    (!(flags & O_NONBLOCK) && fcntl(final_fd, F_SETFL, flags | O_NONBLOCK) == -1)) {
+		return;
+	}
+	ssize_t w = sys_writev(final_fd, iov + !nl, 2 - !nl);
+
+	if (!(flags & O_NONBLOCK)) {
+		(void)fcntl(final_fd, F_SETFL, flags);
+	}
+	if (w == -1) {
 		return;
 	}
 	E.mid_line = false;
@@ -489,9 +505,16 @@ errout_stop(double deadline)
 	if (!E.shared && !E.dead) {
 		/* Our own description stays open to the end: last words never block either. */
 		final_fd = E.fd;
+		final_shared = false;
 		diag_set_sink(&final_sink);
 	} else {
 		sys_stdio_close(E.fd, STDERR_FILENO, E.shared);
+		if (!E.dead) {
+			/* The shared one, its flags given back: last words are not waited for. */
+			final_fd = STDERR_FILENO;
+			final_shared = true;
+			diag_set_sink(&final_sink);
+		}
 	}
 	E.fd = -1;
 	E.on = false;

@@ -20,8 +20,10 @@
  *
  * Writes go to a description of stderr of mcpmux's own (sys_stdio_open()), so the
  * server's stderr, which is the same pipe or terminal, keeps its flags.  Before
- * errout_start() and after errout_stop(), diagnostics are written directly (blocking),
- * which is right for start-up errors and the last words at exit.
+ * errout_start(), diagnostics are written directly (blocking), which is right for
+ * start-up errors.  After errout_stop(), each of the last words at exit gets one write
+ * that never blocks, on the shared description too (O_NONBLOCK for that write only), and
+ * is lost when stderr has no room for it.
  *
  * One per process (a module, like diag and tlog).
  */

@@ -103,6 +103,10 @@
  *   FAULT_OPEN_STOP=NAME  the first open() of a path that ends with NAME stops the
  *                         process (SIGSTOP) before it opens: a test sees it stopped between
  *                         looking at a path and opening it, and can put something else there
+ *   FAULT_STDIO_SHARED=1  open() of /proc/self/fd/0, 1 or 2 fails with ENOENT, as without
+ *                         /proc: mcpmux then works on the descriptions of its stdin,
+ *                         stdout and stderr that it shares with others (O_NONBLOCK set on
+ *                         them while it runs, and their flags given back at its exit)
  *   FAULT_MALLOC_AFTER=MARKER once a read() or readv() returns bytes that hold MARKER
  *                         (the first such read only; within one iovec for readv(); or
  *                         an fgets() whose line holds it: `mcpmux log`'s reads), the
@@ -192,6 +196,7 @@ static struct {
 	unsigned long flock_ms; /* FAULT_FLOCK_MS */
 	bool flock_after;	/* FAULT_FLOCK_AFTER */
 	bool no_close_range;	/* FAULT_NO_CLOSE_RANGE */
+	bool stdio_shared;	/* FAULT_STDIO_SHARED */
 	int child_unshare;	/* FAULT_CHILD_UNSHARE */
 	bool clone_stop;	/* FAULT_CLONE_STOP */
 	bool fork_stop;		/* FAULT_FORK_STOP, false once it stopped */
@@ -371,6 +376,7 @@ faultshim_init(void)
 	F.flock_ms = env_num("FAULT_FLOCK_MS", 1000);
 	F.flock_after = env_num("FAULT_FLOCK_AFTER", 0) != 0;
 	F.no_close_range = env_num("FAULT_NO_CLOSE_RANGE", 0) != 0;
+	F.stdio_shared = env_num("FAULT_STDIO_SHARED", 0) != 0;
 	F.child_unshare = (int)env_num("FAULT_CHILD_UNSHARE", 0);
 	F.clone_stop = env_num("FAULT_CLONE_STOP", 0) != 0;
 	F.fork_stop = env_num("FAULT_FORK_STOP", 0) != 0;
@@ -1329,6 +1335,13 @@ shim_open(const char *path, int flags, mode_t mode)
 	}
 	size_t len = strlen(path);
 	size_t k = strlen(open_stop);
+
+	if (F.stdio_shared && F.ready && getpid() == F.owner && len == 15 &&
+	    strncmp(path, "/proc/self/fd/", 14) == 0 && path[14] >= '0' && path[14] <= '2') {
+		F.n_failed++;
+		errno = ENOENT;
+		return -1;
+	}
 
 	if (k > 0 && F.ready && getpid() == F.owner && len >= k &&
 	    strcmp(path + len - k, open_stop) == 0) {

@@ -37,6 +37,8 @@ What each test would catch if mcpmux's handling were removed:
   and ends every session (the release build only: a sanitizer's allocator comes first).
 - StderrFull: a stderr file whose disk was full once, given up for good, would say
   nothing more for the rest of a long-lived run, even once the disk has room.
+- SharedStderr: a last word written blocking to a shared stderr that nobody reads, its
+  flags given back at exit, hangs mcpmux's exit for ever.
 """
 
 import array
@@ -56,7 +58,8 @@ import time
 import unittest
 
 from mcptest import (FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, Case, alive, call, comm,
-                     deadline, fd_count, fd_links, initialize, main, note, proc_state, req,
+                     deadline, fd_count, fd_links, initialize, keeper_of, main, note, proc_state,
+                     req,
                      wait_until)
 
 SHIM = os.environ.get("MCPMUX_FAULTSHIM") or os.path.join(
@@ -2425,6 +2428,48 @@ class StderrFull(Faults):
         self.assertEqual(w.wait(), 0)
         self.assertGreater(self.counters(w.pid)["failed"], 0)
         self.assertEqual(written(), want)
+
+
+@needs_shim
+class SharedStderr(Faults):
+    """mcpmux's stderr a pipe that it cannot open again (FAULT_STDIO_SHARED: as without
+    /proc): it works on the description it shares, with O_NONBLOCK while it runs, and
+    gives the flags back at exit."""
+
+    def test_last_words_on_a_full_stderr_never_hang_the_exit(self):
+        """A stderr pipe that is full and that nobody reads, and a keeper that is gone (at
+        exit, mcpmux says it cannot tell it, after its stderr's queue was given up): that
+        line gets one write that never blocks, and mcpmux exits within its graces, where a
+        blocking write waited for ever."""
+        r, w = os.pipe()
+        self.addCleanup(os.close, r)
+        os.set_blocking(w, False)
+        try:
+            while True:
+                os.write(w, b"x" * 4096)
+        except BlockingIOError:
+            pass
+        os.set_blocking(w, True)
+        try:
+            p = self.mcpmux(GRACE + ["--", FIXTURE], stderr=w,
+                            env=self.shim_env(stdio_shared=1))
+        finally:
+            os.close(w)
+        p.send(initialize(0))
+        self.assert_response(p.msg(), 0)
+        with open("/proc/%d/fdinfo/2" % p.pid) as f:
+            flags = int(f.read().split("flags:")[1].split()[0], 8)
+        self.assertTrue(flags & os.O_NONBLOCK, "stderr's shared description, non-blocking")
+        keeper = wait_until(lambda: [q for q in self.tagged() if keeper_of(q) == p.pid], 10,
+                            "the keeper")[0]
+        os.kill(keeper, signal.SIGKILL)
+        wait_until(lambda: not alive(keeper), 10, "the keeper to be gone")
+        p.close_stdin()
+        t0 = time.monotonic()
+        self.assertEqual(p.wait(10), 0)
+        self.assertLess(time.monotonic() - t0, 5 * (5 if SANITIZED or WRAPPER else 1))
+        self.assertGreater(self.counters(p.pid)["failed"], 0)
+        self.assert_no_leftovers()
 
 
 if __name__ == "__main__":
