@@ -498,36 +498,6 @@ read_all(int fd, const char *name, char **out, size_t *len)
 	return -1;
 }
 
-/* Write all of buf to fd, waiting when it is non-blocking and full. */
-static int
-write_fd(int fd, const char *buf, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, buf, len);
-
-		if (n == -1 && errno == EAGAIN) {
-			struct pollfd p = { .fd = fd, .events = POLLOUT };
-
-			if (poll(&p, 1, -1) == -1 && errno != EINTR) {
-				return -1;
-			}
-			continue;
-		}
-		if (n == -1 && errno == EINTR) {
-			continue;
-		}
-		if (n <= 0) {
-			if (n == 0) {
-				errno = ENOSPC;
-			}
-			return -1;
-		}
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int
 fsync_close(int *fd)
 {
@@ -765,7 +735,7 @@ new_unnamed(const char *dir, const char *name, int src, const struct stat *st, c
 	if (fd == -1) {
 		return -2;
 	}
-	if (copy_owner_mode(fd, src, st, what, backup) == 0 && write_fd(fd, text, len) == 0) {
+	if (copy_owner_mode(fd, src, st, what, backup) == 0 && sys_write_fd(fd, text, len) == 0) {
 		while ((rc = fsync(fd)) == -1 && errno == EINTR) {
 		}
 	}
@@ -829,8 +799,8 @@ write_backup(const char *bak, int src, const struct stat *st, const char *text, 
 	}
 	if (made == -1) {
 		errno = EEXIST; /* taken: see below */
-	} else if (copy_owner_mode(fd, src, st, bak, true) == -1 || write_fd(fd, text, len) == -1 ||
-		   fsync_close(&fd) == -1) {
+	} else if (copy_owner_mode(fd, src, st, bak, true) == -1 ||
+		   sys_write_fd(fd, text, len) == -1 || fsync_close(&fd) == -1) {
 		diag_error_errno("cannot write the backup '%s' (nothing written)", bak);
 		goto out;
 	} else if (link(tmp.buf, bak) == 0 ||
@@ -945,7 +915,7 @@ replace_file(const char *file, const char *target, int src, const struct stat *s
 			diag_error_errno("cannot set the mode of '%s'", tmp.buf);
 			goto fail;
 		}
-		if (write_fd(fd, text, len) == -1 || fsync_close(&fd) == -1) {
+		if (sys_write_fd(fd, text, len) == -1 || fsync_close(&fd) == -1) {
 			diag_error_errno("cannot write '%s' (nothing written)", tmp.buf);
 			goto fail;
 		}
@@ -1001,7 +971,7 @@ out:
 }
 
 /*
- * The summary of --dry-run, one line a server, written as the new text is (write_fd()):
+ * The summary of --dry-run, one line a server, written as the new text is (sys_write_fd()):
  * stdio would drop what a full non-blocking stdout, or a full disk, did not take, and
  * its last flush could then succeed.  0, or -1 after saying why.
  */
@@ -1028,7 +998,7 @@ print_summary(const struct config_args *a, const struct config_result *r)
 	}
 	if (b.failed) {
 		rc = diag_error("out of memory");
-	} else if (fflush(stdout) == EOF || write_fd(STDOUT_FILENO, b.buf, b.len) == -1) {
+	} else if (fflush(stdout) == EOF || sys_write_fd(STDOUT_FILENO, b.buf, b.len) == -1) {
 		rc = diag_error_errno("cannot write to stdout");
 	}
 	sbuf_release(&b);
@@ -1102,7 +1072,7 @@ run(struct config_args *a)
 		goto out;
 	}
 	if (!a->in_place) {
-		if (write_fd(STDOUT_FILENO, r.text, r.len) == -1) {
+		if (sys_write_fd(STDOUT_FILENO, r.text, r.len) == -1) {
 			diag_error_errno("cannot write to stdout");
 			rc = 1;
 		}

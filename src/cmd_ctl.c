@@ -265,6 +265,8 @@ cmd_ctl(int argc, char **argv)
 	const char *args[3] = { NULL, NULL, NULL };
 	int n = 0;
 
+	/* Its output waits for room in a full non-blocking stdout, as config's does. */
+	(void)sys_stdout_waits();
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0) {
 			json = true;

@@ -1558,6 +1558,9 @@ cmd_log(int argc, char **argv)
 	const char *color = "auto";
 	int c;
 
+	/* Its output waits for room in a full non-blocking stdout, as config's does. */
+	(void)sys_stdout_waits();
+
 	if (argc < 2) {
 		diag_error("no log command given (show or stats; see mcpmux log --help)");
 		return EXIT_USAGE;

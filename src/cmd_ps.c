@@ -393,7 +393,7 @@ ps_json(const struct survey *p)
 		sbuf_release(&b);
 		return diag_error("out of memory");
 	}
-	int rc = sys_write_all(STDOUT_FILENO, b.buf, b.len);
+	int rc = sys_write_fd(STDOUT_FILENO, b.buf, b.len);
 
 	sbuf_release(&b);
 	return rc == -1 ? diag_error_errno("cannot write to stdout") : 0;
@@ -626,6 +626,8 @@ cmd_ps(int argc, char **argv)
 	int rc;
 
 	memset(&p, 0, sizeof(p));
+	/* Its output waits for room in a full non-blocking stdout, as config's does. */
+	(void)sys_stdout_waits();
 	rc = survey_parse(&p.o, argc, argv, false);
 	if (rc != 0) {
 		return rc == 1 ? 0 : EXIT_USAGE;

@@ -508,6 +508,8 @@ cmd_sweep(int argc, char **argv)
 	int rc;
 
 	memset(&p, 0, sizeof(p));
+	/* Its output waits for room in a full non-blocking stdout, as config's does. */
+	(void)sys_stdout_waits();
 	rc = survey_parse(&p.o, argc, argv, true);
 	if (rc != 0) {
 		return rc == 1 ? 0 : EXIT_USAGE;

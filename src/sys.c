@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -112,6 +113,59 @@ sys_writev_all(int fd, struct iovec *iov, int n)
 			}
 		}
 	}
+}
+
+int
+sys_write_fd(int fd, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n == -1 && errno == EAGAIN) {
+			struct pollfd p = { .fd = fd, .events = POLLOUT };
+
+			if (poll(&p, 1, -1) == -1 && errno != EINTR) {
+				return -1;
+			}
+			continue;
+		}
+		if (n == -1 && errno == EINTR) {
+			continue;
+		}
+		if (n <= 0) {
+			if (n == 0) {
+				errno = ENOSPC;
+			}
+			return -1;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* fopencookie()'s writer: all of buf, or 0 on an error (errno set; never negative). */
+static ssize_t
+stdout_write(void *cookie, const char *buf, size_t len)
+{
+	(void)cookie;
+	return sys_write_fd(STDOUT_FILENO, buf, len) == 0 ? (ssize_t)len : 0;
+}
+
+int
+sys_stdout_waits(void)
+{
+	static const cookie_io_functions_t io = { .write = stdout_write };
+	FILE *f;
+
+	if (fflush(stdout) == EOF || (f = fopencookie(NULL, "w", io)) == NULL) {
+		return -1;
+	}
+	if (isatty(STDOUT_FILENO)) {
+		(void)setvbuf(f, NULL, _IOLBF, 0);
+	}
+	stdout = f; /* glibc's stdout is a variable that may be set */
+	return 0;
 }
 
 ssize_t

@@ -46,6 +46,19 @@ int sys_write_all(int fd, const void *buf, size_t len);
 /* The same for n pieces; iov is consumed (its entries are advanced past what was written). */
 int sys_writev_all(int fd, struct iovec *iov, int n);
 /*
+ * Write all of buf to fd, waiting (poll) while it is non-blocking and full, as a blocking
+ * write would: the output of a command, whose stdout may be a pipe that its reader shares
+ * with a process that set O_NONBLOCK on it.  0, or -1 (errno set).
+ */
+int sys_write_fd(int fd, const char *buf, size_t len);
+/*
+ * stdout becomes a stream whose bytes are written with sys_write_fd(): stdio would fail
+ * at a full non-blocking stdout and drop what it had not written (line-buffered on a
+ * terminal, as stdio's own).  What was printed before is flushed first.  0, or -1 (stdout
+ * stays as it was).
+ */
+int sys_stdout_waits(void);
+/*
  * Read a small file whole (a /proc or cgroup file): up to cap - 1 bytes into buf,
  * NUL-terminated.  Bytes read, or -1 (errno).  sys_read_small_fd() reads an fd the caller
  * opened, and closes it either way.

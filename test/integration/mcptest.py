@@ -132,6 +132,58 @@ def wait_until(pred, seconds, what, explain=None):
         time.sleep(0.005)
 
 
+def run_on_a_full_stdout(argv, env, seconds=30):
+    """argv run with its stdout a pipe that is full before it starts and non-blocking (a
+    flag of the description, which a reader that set it shares): (exit code, what it
+    wrote, its stderr).  The pipe is read once the command waits for room in it (in poll()
+    on one descriptor, with no deadline: sys_write_fd()'s wait) or has exited: one that
+    meets EAGAIN instead fails, or cuts its output short."""
+    r, w = os.pipe()
+    p = None
+    try:
+        os.set_blocking(w, False)
+        filled = 0
+        try:
+            while True:
+                filled += os.write(w, b"x" * 4096)
+        except BlockingIOError:
+            pass
+        p = subprocess.Popen(WRAPPER + argv, stdout=w, stderr=subprocess.PIPE, env=env)
+        os.close(w)
+        w = -1
+
+        def waiting_or_gone():
+            if p.poll() is not None:
+                return True
+            try:
+                with open("/proc/%d/syscall" % p.pid) as f:
+                    call = f.read().split()
+            except OSError:
+                return True
+            # x86-64 poll (7) of one descriptor, with a timeout of -1
+            return call[:1] == ["7"] and call[2:4] in (["0x1", "0xffffffff"],
+                                                       ["0x1", "0xffffffffffffffff"])
+        wait_until(waiting_or_gone, seconds, "%s to wait for room in stdout" % argv[1:],
+                   lambda: proc_report(p.pid))
+        out = b""
+        while True:
+            b = os.read(r, 65536)
+            if not b:
+                break
+            out += b
+        rc = p.wait(timeout=seconds * SLOW)
+        return rc, out[filled:], p.stderr.read().decode(errors="replace")
+    finally:
+        if p is not None:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            p.stderr.close()
+        os.close(r)
+        if w != -1:
+            os.close(w)
+
+
 def proc_report(pid):
     """What process pid and its threads are doing (state, wait channel, system call,
     kernel stack where readable), and its children: for a message on a timeout."""

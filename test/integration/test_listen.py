@@ -10,7 +10,7 @@ import time
 import unittest
 
 from mcptest import (SANITIZED, SLOW, WRAPPER, Case, MCPMUX, Proc, alive, call, encode, initialize,
-                     main, note, req, rss_anon_kib, wait_until)
+                     main, note, req, rss_anon_kib, run_on_a_full_stdout, wait_until)
 from test_hardening import Writer
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
@@ -640,6 +640,23 @@ class ListenHardening(ListenHelpers, Case):
                                    stderr=subprocess.PIPE, timeout=10 * SLOW, env=self.env)
             self.assertEqual(p.returncode, 1, args)
             self.assertIn(b"cannot write to stdout: No space left on device", p.stderr)
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+
+    def test_ctl_waits_for_room_in_a_full_non_blocking_stdout(self):
+        """A full non-blocking stdout (a pipe its reader shares with others) is waited on,
+        as config's is, where stdio failed on EAGAIN and cut the output short."""
+        srv = self.listen()
+        for args, want in ((["list"], "0 session(s)\n"), (["end", "none"],
+                                                           "session none: not running\n")):
+            rc, out, err = run_on_a_full_stdout([MCPMUX, "ctl", self.path] + args, self.env)
+            self.assertEqual(rc, 0, (args, err))
+            self.assertNotIn("cannot write", err)
+            self.assertTrue(out.decode().endswith(want), (args, out))
+        rc, out, err = run_on_a_full_stdout([MCPMUX, "ctl", "--json", self.path, "stats"],
+                                            self.env)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out)["sessions"], 0)
         srv.p.send_signal(signal.SIGTERM)
         self.assertEqual(srv.wait(), 0)
 

@@ -12,7 +12,8 @@ import stat
 import subprocess
 import time
 
-from mcptest import (Case, FIXTURE, MCPMUX, call, initialize, main, note, req, wait_until)
+from mcptest import (Case, FIXTURE, MCPMUX, call, initialize, main, note, req,
+                     run_on_a_full_stdout, wait_until)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LOGS = os.path.join(HERE, "logs")
@@ -1107,6 +1108,18 @@ class Reading(Case):
                                stderr=subprocess.PIPE, timeout=20, env=self.env)
         self.assertEqual(p.returncode, 1)
         self.assertIn("cannot write the output: No space left on device", p.stderr.decode())
+
+    def test_output_waits_for_room_in_a_full_non_blocking_stdout(self):
+        """A full non-blocking stdout (a pipe its reader shares with others) is waited on,
+        as config's is, where stdio failed on EAGAIN: show and stats print all they
+        would."""
+        fixed = os.path.join(LOGS, "fixed.log")
+        for args, name in ((["show", "--color", "never"], "show.golden"),
+                           (["stats"], "stats.golden")):
+            rc, out, err = run_on_a_full_stdout([MCPMUX, "log"] + args + [fixed], self.env)
+            self.assertEqual(rc, 0, err)
+            self.assertNotIn("cannot write", err)
+            self.assertEqual(out.decode(), self.golden(name), name)
 
     def test_follow_on_a_pipe_ends_with_it(self):
         """--follow waits for more of a file; a pipe's end is the end."""

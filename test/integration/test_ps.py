@@ -24,7 +24,7 @@ import unittest
 
 import podman_env
 from mcptest import (TAG, Case, FIXTURE, MCPMUX, SLOW, WRAPPER, alive, call, initialize, main,
-                     proc_environ, proc_state, req, wait_until)
+                     proc_environ, proc_state, req, run_on_a_full_stdout, wait_until)
 
 NOBODY = 65534
 AS_ROOT = os.geteuid() == 0
@@ -736,6 +736,27 @@ class Ladder(PsCase):
                                    stderr=subprocess.PIPE, env=self.env, timeout=60 * SLOW)
             self.assertEqual(r.returncode, 1, args)
             self.assertIn("cannot write to stdout", r.stderr.decode(), args)
+
+    def test_output_that_must_wait_for_room(self):
+        """A full non-blocking stdout (a pipe its reader shares with others) is waited on,
+        as config's is, where stdio failed on EAGAIN and cut the output short: ps's table
+        and JSON, sweep's list of what it would end, and its report of what it ended."""
+        orphan = self.spawn(["sleep", "1000"], self.session("orphan"), self.dead_owner())
+        ours = self.tag + "-*"
+        for args in (["ps", "--session", ours], ["ps", "--json", "--session", ours],
+                     ["sweep", "--dry-run", "--session", ours], ["sweep", "--session", ours]):
+            rc, out, err = run_on_a_full_stdout([MCPMUX] + args + ["-q"], self.env)
+            self.assertEqual(rc, 0, (args, err))
+            self.assertNotIn("cannot write", err, args)
+            out = out.decode()
+            self.assertTrue(out.endswith("\n"), (args, out))
+            if "--json" in args:
+                self.assertEqual([o["pid"] for o in self.ours(json.loads(out)["orphans"])],
+                                 [orphan.pid])
+            else:
+                self.assertIn(self.session("orphan"), out, args)
+        self.assertIn("ended 1 process(es) and 0 container(s)", out)
+        self.assertFalse(alive(orphan.pid))
 
     def test_usage(self):
         for args in (["sweep", "--older-than", "10x"], ["sweep", "--older-than", "0"],
