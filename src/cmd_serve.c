@@ -258,7 +258,8 @@ static const struct hub_port_ops sconn_ops = {
 /*
  * A JSON-RPC error for connection sc about session sid, which sc does not own (or which
  * does not exist): in an envelope of that session, or of none when sid is NULL.  With a
- * scan, one for each request of that message (false, and nothing sent, if it has none).
+ * scan, one for each request of that message (rpcout_error_each(): false, and nothing
+ * sent, if it has nothing to answer).
  */
 static bool
 send_error_to(struct sconn *sc, const char *sid, size_t sid_len, const char *id, size_t id_len,
@@ -304,7 +305,8 @@ send_error(struct sconn *sc, const char *sid, size_t sid_len, const char *id, si
 
 /*
  * The same error for each request of the message scan describes (a batch: one array of
- * them, rpcout_error_each()); false, and nothing sent, when it has no request.
+ * them, with a -32600 for each element that is no message: rpcout_error_each()); false,
+ * and nothing sent, when it has nothing to answer.
  */
 static bool
 send_error_each(struct sconn *sc, const char *sid, size_t sid_len,
@@ -327,7 +329,8 @@ session_error(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid
 
 /*
  * A message for a session that another connection owns, and that is not kept: refused,
- * each of its requests by its id (a batch's in one array), or with no id when it has none.
+ * each of its requests by its id (a batch's in one array), or with no id when it has none
+ * (after the -32600s of a batch's elements that are no message).
  */
 static void
 refuse_foreign(struct sconn *sc, const struct envelope *env)
@@ -339,8 +342,10 @@ refuse_foreign(struct sconn *sc, const struct envelope *env)
 	if (env->has_message && !env->scanned) {
 		(void)jsonrpc_scan_checked(&sv->scan, env->message, env->message_len);
 	}
-	if (!env->has_message || !send_error_each(sc, env->session, env->session_len, &sv->scan,
-						  RPC_SERVER_ERROR, text)) {
+	if (!env->has_message ||
+	    !send_error_each(sc, env->session, env->session_len, &sv->scan, RPC_SERVER_ERROR,
+			     text) ||
+	    !jsonrpc_has_request(&sv->scan)) {
 		send_error(sc, env->session, env->session_len, NULL, 0, RPC_SERVER_ERROR, text);
 	}
 }

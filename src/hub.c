@@ -664,8 +664,13 @@ hub_start(struct hub_entry *e, const struct jsonrpc_scanner *scan)
 	}
 	return true;
 refuse:
+	/*
+	 * A message with no request (a notification; a batch of them and of elements that
+	 * are no message, which get their -32600s) has the reason in the error event.
+	 */
 	if (scan == NULL || e->owner == NULL ||
-	    !hub_error_each(h, e->owner, e, scan, RPC_SERVER_ERROR, text)) {
+	    !hub_error_each(h, e->owner, e, scan, RPC_SERVER_ERROR, text) ||
+	    !jsonrpc_has_request(scan)) {
 		sbuf_reset(&h->tmp);
 		sbuf_adds(&h->tmp, ",\"error\":{\"code\":-32000,\"message\":");
 		sbuf_add_json_string(&h->tmp, text, strlen(text));

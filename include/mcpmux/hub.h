@@ -209,8 +209,8 @@ void hub_error(struct hub *h, struct hub_port *p, struct hub_entry *e, const cha
 	       size_t id_len, int code, const char *text);
 /*
  * The same error for each request of the message scan describes (a batch: one array of
- * them, rpcout_error_each()), as hub_error() sends one.  false, and nothing sent, when it
- * has no request.
+ * them, with a -32600 for each element that is no message: rpcout_error_each()), as
+ * hub_error() sends one.  false, and nothing sent, when it has nothing to answer.
  */
 bool hub_error_each(struct hub *h, struct hub_port *p, struct hub_entry *e,
 		    const struct jsonrpc_scanner *scan, int code, const char *text);

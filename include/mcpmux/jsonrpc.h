@@ -191,6 +191,21 @@ jsonrpc_items(const struct jsonrpc_scanner *s, size_t *n)
 	return s->kind == JSONRPC_BATCH ? s->items : &s->one;
 }
 
+/* Does s's message hold a request (itself, or one of a batch's described elements)? */
+static inline bool
+jsonrpc_has_request(const struct jsonrpc_scanner *s)
+{
+	size_t n;
+	const struct jsonrpc_item *items = jsonrpc_items(s, &n);
+
+	for (size_t i = 0; i < n; i++) {
+		if (items[i].kind == JSONRPC_REQUEST) {
+			return true;
+		}
+	}
+	return false;
+}
+
 /*
  * Is s's message answers only (to requests of the server): one, or a batch of nothing
  * else?  A batch with elements past JSONRPC_MAX_ITEMS that are not described is not.

@@ -1123,6 +1123,15 @@ class ForeignSessions(ListenHelpers, Case):
         got = b.next()
         self.assertEqual((got["message"]["id"], got["message"]["error"]["code"]),
                          (None, -32000), got)
+        # a batch with no request: its -32600s, then the refusal with no id
+        b.send({"session": "s", "message": [1, note("notifications/x")]})
+        got = b.next()
+        self.assertEqual([(m["id"], m["error"]["code"]) for m in got["message"]],
+                         [(None, -32600)], got)
+        got = b.next()
+        self.assertEqual((got["message"]["id"], got["message"]["error"]["code"]),
+                         (None, -32000), got)
+        self.assertIn("another connection", got["message"]["error"]["message"])
         a.send({"session": "s", "message": req(3, "ping")})
         self.assertEqual(a.next()["message"]["id"], 3)
         a.close()

@@ -211,6 +211,22 @@ class Sessions(Case):
         self.assertEqual(m.p.wait(), 0)
         self.assert_no_leftovers(0)
 
+    def test_a_refused_batch_with_no_request_still_gets_the_reason(self):
+        """A refused batch with no request (elements that are no message, notifications):
+        its -32600s in one array, and the error event that gives the reason, as for a
+        notification alone."""
+        m = Mux(self.serve(opts=FAST + ["--max-sessions", "1"]))
+        m.send("a", req(1, "ping"))
+        m.msg("a")
+        m.send("b", [1, note("notifications/x")])
+        got = m.msg("b")
+        self.assertEqual([(g["id"], g["error"]["code"]) for g in got], [(None, -32600)], got)
+        self.assertIn("max-sessions", m.take(
+            lambda e: e.get("session") == "b" and "error" in e)["error"]["message"])
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+        self.assert_no_leftovers(0)
+
     def test_a_batch_of_more_than_1024_requests_refused_gets_each_answered(self):
         """A batch past the 1,024 elements mcpmux describes in full, refused (here by
         --max-sessions): its array has an error for each of its requests, in order, the
