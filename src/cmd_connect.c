@@ -652,7 +652,7 @@ server_on_big_end(void *ctx, size_t total)
 	sbuf_reset(&cc->tmp);
 	rpcout_error(&cc->tmp, id, id_len, RPC_SERVER_ERROR, text);
 	if (cc->tmp.failed ||
-	    (conn_send_line(&cc->client, &cc->client.self, cc->tmp.buf, cc->tmp.len) == -1 &&
+	    (conn_send_error(&cc->client, &cc->client.self, cc->tmp.buf, cc->tmp.len) == -1 &&
 	     errno == ENOMEM)) {
 		diag_error("out of memory: the error in place of serve's message for the client "
 			   "was lost");

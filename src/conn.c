@@ -671,8 +671,9 @@ conn_release(struct conn *c)
 }
 
 /*
- * An error in place of a lost answer (conn_send_lost_answers()) that the queues had no
- * memory for: kept in c->lost, which needs none.  0, or -1 when it does not fit there.
+ * An error in place of a lost answer (conn_send_lost_answers(), conn_send_error()) that
+ * the queues had no memory for: kept in c->lost, which needs none.  0, or -1 when it does
+ * not fit there.
  */
 static int
 lost_keep(struct conn *c, const struct iovec *iov, int n)
@@ -698,6 +699,20 @@ lost_keep(struct conn *c, const struct iovec *iov, int n)
 		ev_feed_event(c->loop, &c->flush_w, EV_CUSTOM);
 	}
 	return 0;
+}
+
+int
+conn_send_error(struct conn *c, struct conn_source *src, const char *line, size_t len)
+{
+	struct iovec iov[2] = {
+		{ .iov_base = (void *)(uintptr_t)line, .iov_len = len },
+		{ .iov_base = (void *)(uintptr_t) "\n", .iov_len = 1 },
+	};
+
+	if (conn_send(c, src, iov, 2) == 0 || (errno == ENOMEM && lost_keep(c, iov, 2) == 0)) {
+		return 0;
+	}
+	return -1;
 }
 
 bool

@@ -164,6 +164,13 @@ int conn_send(struct conn *c, struct conn_source *src, const struct iovec *iov, 
 /* The common case: line + "\n". */
 int conn_send_line(struct conn *c, struct conn_source *src, const char *line, size_t len);
 /*
+ * An error of mcpmux's own in place of a message that was lost (line + "\n"), so that its
+ * request does not wait for ever: conn_send_line(), and when the source's queue has no
+ * memory for it, it waits in c->lost as conn_send_lost_answers()'s errors do.  0, or -1:
+ * ENOMEM (no room there either) or EPIPE.
+ */
+int conn_send_error(struct conn *c, struct conn_source *src, const char *line, size_t len);
+/*
  * In place of line, an answer (or a batch of them) that could not be queued for want of
  * memory: rpcout_lost_answers()'s -32000 errors for its requests, each after the pieces
  * iov[0..pre) and followed by end (a line's end, and what closes the pieces).  iov has

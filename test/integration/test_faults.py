@@ -2196,6 +2196,45 @@ class OutOfMemory(Faults):
         self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers()
 
+    def test_connect_a_line_of_serve_dropped_with_no_memory_left_is_replaced(self):
+        """connect: an answer of serve's over connect's --max-message, dropped, while its
+        client's queue cannot grow at all (every new chunk fails): the error in its place
+        waits in the memory kept for it, goes at the end of the line being written, and
+        the run goes on."""
+        path = os.path.join(self.tmp.name, "mux.sock")
+        srv = self.mcpmux(["serve", "--listen", path] + GRACE + ["--", FIXTURE])
+        wait_until(lambda: os.path.exists(path), 10, "the socket")
+        p = self.mcpmux(["connect", "--session", "s", "--max-message", str(4 << 20), path],
+                        env=self.queue_oom_env("OOM-K", count=self.NO_QUEUE))
+        p.send(initialize(0))
+        self.assert_response(p.msg(), 0)
+        p.send(note("notifications/initialized"))
+        huge = 3 << 20
+        p.send(call(1, "huge", bytes=huge))
+        out = p.p.stdout.fileno()
+
+        def pipe_full():  # the answer's head written, its rest queued
+            unread = array.array("i", [0])
+            fcntl.ioctl(out, termios.FIONREAD, unread)
+            return unread[0] > 0 and unread[0] >= fcntl.fcntl(out, F_GETPIPE_SZ)
+        wait_until(pipe_full, 10, "the client's pipe to be full")
+        p.send(call("OOM-K", "huge", bytes=5 << 20))  # its answer is over --max-message
+        wait_until(lambda: "over --max-message" in p.stderr(), 10, "the answer to be dropped")
+        m = p.msg()
+        self.assertEqual(m["id"], 1)
+        self.assertEqual(len(m["result"]["content"][0]["text"]), huge)
+        err = self.assert_error(p.msg(), "OOM-K", -32000)
+        self.assertIn("too large", err["message"])
+        p.send(call(2, "echo", text="after"))
+        self.assertEqual(p.msg()["result"]["content"][0]["text"], "after")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
+        self.assertNotIn("was lost", p.stderr())
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers()
+
     def test_log_stats_that_cannot_count_a_session_fails(self):
         """`mcpmux log stats`: no memory for a session's entry at its first record (which
         holds the marker, read with fgets(); FAULT_MALLOC_ONLY: the entry's calloc()).
