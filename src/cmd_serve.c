@@ -141,6 +141,9 @@ port_detach(struct hub_port *p, struct hub_entry *e)
 	sconn_maybe_free(sc);
 }
 
+/* The envelope of port_message(), around an error of conn_send_lost_answers() in c->lost. */
+_Static_assert(CONN_LOST_ENVELOPE >= 12 + SESSION_ID_MAX + 12 + 2, "CONN_LOST_ENVELOPE");
+
 static void
 port_message(struct hub_port *p, struct hub_entry *e, const char *msg, size_t len)
 {

@@ -37,6 +37,7 @@
 #include <ev.h>
 
 #include "mcpmux/framer.h"
+#include "mcpmux/rpcout.h"
 #include "mcpmux/wbuf.h"
 
 #define CONN_QUANTUM ((size_t)16 << 10)
@@ -44,10 +45,13 @@
 #define CONN_SEND_IOV_MAX 8
 /*
  * The errors in place of lost answers that wait for the client when the queues have no
- * memory for them either (conn_send_lost_answers()): two of rpcout_lost_answers()'s
- * arrays, in serve's envelopes.
+ * memory for them either (conn_send_lost_answers(), conn_send_error()): two of
+ * rpcout_lost_answers()'s arrays (RPCOUT_LOST_BUF each at most), each in serve's envelope
+ * with its line end (CONN_LOST_ENVELOPE: 26 bytes and a session ID of at most
+ * SESSION_ID_MAX, checked in cmd_serve.c).
  */
-#define CONN_LOST_BUF ((size_t)8 << 10)
+#define CONN_LOST_ENVELOPE ((size_t)160)
+#define CONN_LOST_BUF	   (2 * (RPCOUT_LOST_BUF + CONN_LOST_ENVELOPE))
 
 #define CONN_HOLD_OWNER	 (1u << 0)
 #define CONN_HOLD_OUTPUT (1u << 1)
