@@ -629,23 +629,17 @@ server_on_big_end(void *ctx, size_t total)
 	const char *id = envelope_bigscan_id(&cc->big, &id_len);
 	char text[160];
 
-	if (total <= cc->max_message + ENVELOPE_OWN_MAX) {
-		(void)snprintf(text, sizeof(text),
-			       "out of memory: serve's message (%zu bytes) could not be held",
-			       total);
+	if (rpcout_dropped(text, sizeof(text), "serve's", total, cc->max_message,
+			   ENVELOPE_OWN_MAX)) {
 		diag_error("%s; dropped", text);
 	} else {
-		(void)snprintf(text, sizeof(text),
-			       "serve's message too large (%zu bytes, the limit is %zu: see "
-			       "--max-message)",
-			       total, cc->max_message);
 		diag_error("serve sent a line of %zu bytes, over --max-message %zu and its "
 			   "envelope: dropped (give connect serve's --max-message)",
 			   total, cc->max_message);
 	}
+	/* (connect's stats request has no session: its answer has none either.) */
 	if (id == NULL || !envelope_bigscan_is_answer(&cc->big) || sid == NULL ||
 	    sid_len != cc->id_len || memcmp(sid, cc->id, sid_len) != 0 ||
-	    (id_len == strlen(STATS_ID) && memcmp(id, STATS_ID, id_len) == 0) ||
 	    (id_len == strlen(END_ID) && memcmp(id, END_ID, id_len) == 0)) {
 		return; /* the client waits for none of it */
 	}

@@ -469,6 +469,21 @@ rpcout_oversize(const struct rpcout_big *m, char *text, size_t len)
 	return RPCOUT_OVERSIZE_REQUEST;
 }
 
+bool
+rpcout_dropped(char *text, size_t len, const char *sender, size_t total, size_t limit,
+	       size_t envelope)
+{
+	if (total <= limit + envelope) {
+		(void)snprintf(text, len, "out of memory: %s message (%zu bytes) could not be held",
+			       sender, total);
+		return true;
+	}
+	(void)snprintf(text, len,
+		       "%s message too large (%zu bytes, the limit is %zu: see --max-message)",
+		       sender, total, limit);
+	return false;
+}
+
 const char *
 rpcout_signame(int sig, char *buf, size_t len)
 {

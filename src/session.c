@@ -1292,17 +1292,10 @@ session_on_big_end(void *ctx, size_t total)
 
 	s->last_activity = sys_mono();
 	line_ended(s);
-	if (total <= s->cfg->max_message) {
+	if (rpcout_dropped(text, sizeof(text), "the server's", total, s->cfg->max_message, 0)) {
 		/* Within the bound: the framer had no memory to hold it (framer_feed()). */
-		(void)snprintf(text, sizeof(text),
-			       "out of memory: the server's message (%zu bytes) could not be held",
-			       total);
 		diag_error("session %s: %s; not forwarded", s->id, text);
 	} else {
-		(void)snprintf(text, sizeof(text),
-			       "server message too large (%zu bytes, the limit is %zu: see "
-			       "--max-message)",
-			       total, s->cfg->max_message);
 		diag_warn("session %s: %s; not forwarded", s->id, text);
 		tlog_oversize(s->id, session_pid(s), TLOG_OUT, total);
 	}

@@ -166,6 +166,15 @@ enum rpcout_oversize {
 enum rpcout_oversize rpcout_oversize(const struct rpcout_big *m, char *text, size_t len);
 
 /*
+ * A line of a server's (sender: "the server's", "serve's"), total bytes, that was not held
+ * as it came in: the error that goes in place of an answer in it, into text[len].  Over
+ * limit + envelope it is too large (the limit, --max-message, is said); within them the
+ * framer had no memory to hold it, and true: out of memory.
+ */
+bool rpcout_dropped(char *text, size_t len, const char *sender, size_t total, size_t limit,
+		    size_t envelope);
+
+/*
  * The warnings, as formats of their own (diag's rate limit goes by format): an answer's
  * takes RPCOUT_BIG_ARGS_ID(m) then RPCOUT_BIG_ARGS_SIZE(m), a notification's the latter.
  */

@@ -423,7 +423,7 @@ class WrapSuspend(Base):
         self.assert_response(p.msg(), 1)
         p.send(note("go"))
         wait_until(lambda: events(self.log, "suspended"), 5, "the suspend after the line")
-        self.assertIn("server message too large", p.stderr())
+        self.assertIn("the server's message too large", p.stderr())
         # suspended once the line was written whole: it ended at its stdin's EOF, not
         # killed partway through its writes
         self.assertEqual(events(self.log, "suspended")[0]["escalation"], "eof")
