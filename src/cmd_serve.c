@@ -544,7 +544,7 @@ handle_message(struct sconn *sc, struct hub_entry *e, const struct envelope *env
 	}
 	if (kind == JSONRPC_INVALID_REQUEST) {
 		session_error(sc, e, env->session, env->session_len, id, it->id.len,
-			      RPC_INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message");
+			      RPC_INVALID_REQUEST, RPCOUT_NOT_A_MESSAGE);
 		return;
 	}
 	if (env->message_len > sv->opt->max_message && kind == JSONRPC_BATCH) {
@@ -716,7 +716,7 @@ tell_unseen_end(struct sconn *sc, const struct envelope *env, struct hub_unseen 
 	if (kind == JSONRPC_INVALID_REQUEST) {
 		hub_error(&sv->hub, &sc->port, e,
 			  it->has_id ? jsonrpc_str(&sv->scan, it->id) : NULL, it->id.len,
-			  RPC_INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message");
+			  RPC_INVALID_REQUEST, RPCOUT_NOT_A_MESSAGE);
 		goto over;
 	}
 	size_t n;

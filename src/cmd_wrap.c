@@ -510,7 +510,7 @@ handle_line(struct wrap *w, const char *line, size_t len)
 	if (kind == JSONRPC_INVALID_REQUEST) {
 		log_in(w, line, len, true);
 		answer_error(w, it->has_id ? jsonrpc_str(&w->scan, it->id) : NULL, it->id.len,
-			     RPC_INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message");
+			     RPC_INVALID_REQUEST, RPCOUT_NOT_A_MESSAGE);
 		return;
 	}
 	if ((kind == JSONRPC_REQUEST || kind == JSONRPC_NOTIFICATION) &&

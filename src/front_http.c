@@ -1562,8 +1562,7 @@ post_scan(struct front_http *fh, struct http_req *rq)
 		return false;
 	}
 	if (kind == JSONRPC_INVALID_REQUEST) {
-		respond_error(fh, rq, 400, RPC_INVALID_REQUEST,
-			      "Invalid Request: not a JSON-RPC 2.0 message", NULL);
+		respond_error(fh, rq, 400, RPC_INVALID_REQUEST, RPCOUT_NOT_A_MESSAGE, NULL);
 		return false;
 	}
 	return true;
