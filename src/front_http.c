@@ -1438,7 +1438,7 @@ post_refused(struct front_http *fh, struct http_req *rq, const char *why)
 {
 	char text[160];
 
-	if (strcmp(why, "out of memory") == 0) {
+	if (why == RPCOUT_NO_MEMORY) {
 		respond_error(fh, rq, 503, RPC_SERVER_ERROR, why, NULL);
 		return;
 	}

@@ -287,6 +287,8 @@ rpcout_escape_into(char *out, const char *in, size_t len)
 	return (size_t)(o - out);
 }
 
+const char rpcout_no_memory[] = "out of memory";
+
 void
 rpcout_error(struct sbuf *b, const char *id, size_t id_len, int code, const char *msg)
 {

@@ -525,7 +525,7 @@ hold_line(struct session *s, const char *line, size_t len, const struct jsonrpc_
 		if (s->held.buf != NULL) {
 			s->held.buf[was] = '\0';
 		}
-		message_refused(s, scan, "out of memory", t, NULL, NULL);
+		message_refused(s, scan, RPCOUT_NO_MEMORY, t, NULL, NULL);
 		return false;
 	}
 	if (!s->held_full && s->held.len - s->held_off >= s->cfg->max_queue) {
@@ -732,10 +732,10 @@ forward(struct session *s, const char *line, size_t len, const struct jsonrpc_sc
 		why = "too many requests in flight";
 	} else if (!pending_add(s, scan, items, n, t, batch)) {
 		/* Untracked, its answer would be owed for ever if the server died. */
-		why = "out of memory";
+		why = RPCOUT_NO_MEMORY;
 	}
 	if (why == NULL && backend_send(s->backend, line, len) == -1) {
-		why = errno == EPIPE ? "the server closed its input" : "out of memory";
+		why = errno == EPIPE ? "the server closed its input" : RPCOUT_NO_MEMORY;
 		pending_drop(s, scan, items, n);
 	}
 	if (why != NULL) {
@@ -824,9 +824,9 @@ session_from_client(struct session *s, const char *line, size_t len,
 		/* The answers of a batch that holds other messages too: dropped as well. */
 		if (!jsonrpc_without_answers(scan, line, len, NULL, NULL, &kept, &held_scan, NULL,
 					     &dropped)) {
-			message_refused(s, scan, "out of memory", sys_mono(), NULL, NULL);
+			message_refused(s, scan, RPCOUT_NO_MEMORY, sys_mono(), NULL, NULL);
 			sbuf_reset(&kept);
-			return "out of memory";
+			return RPCOUT_NO_MEMORY;
 		}
 		if (dropped > 0) {
 			diag_warn("session %s: %zu answers in a batch for a server that was "
@@ -841,7 +841,7 @@ session_from_client(struct session *s, const char *line, size_t len,
 
 		sbuf_reset(&kept);
 		if (!held) {
-			return "out of memory";
+			return RPCOUT_NO_MEMORY;
 		}
 		if (s->state == SESSION_SUSPENDED && !s->end_requested) {
 			resume_start(s, false);
@@ -852,10 +852,10 @@ session_from_client(struct session *s, const char *line, size_t len,
 		 * dropped, as above.  Those to its own requests go on to it at once (it may be
 		 * waiting for them: roots/list, ...); the rest of their batch is held. */
 		if (!split) {
-			message_refused(s, scan, "out of memory", sys_mono(), NULL, NULL);
+			message_refused(s, scan, RPCOUT_NO_MEMORY, sys_mono(), NULL, NULL);
 			sbuf_reset(&kept);
 			sbuf_reset(&taken);
-			return "out of memory";
+			return RPCOUT_NO_MEMORY;
 		}
 		if (stray) {
 			diag_warn("session %s: an answer for a server that was suspended: dropped",
@@ -880,18 +880,18 @@ session_from_client(struct session *s, const char *line, size_t len,
 			}
 			sbuf_reset(&kept);
 			sbuf_reset(&taken);
-			return rest_held ? why : "out of memory";
+			return rest_held ? why : RPCOUT_NO_MEMORY;
 		}
 		if (jsonrpc_answers_only(scan)) {
 			break; /* the fresh server may be waiting for them (roots/list, ...) */
 		}
-		return hold_line(s, line, len, scan) ? NULL : "out of memory";
+		return hold_line(s, line, len, scan) ? NULL : RPCOUT_NO_MEMORY;
 	case SESSION_RUNNING:
 		if (needs_replay(s, scan)) {
 			/* A server that never heard the client's handshake: it hears it first
 			 * (not for a line refused: the next one starts the replay). */
 			if (!hold_line(s, line, len, scan)) {
-				return "out of memory";
+				return RPCOUT_NO_MEMORY;
 			}
 			s->t_resume = sys_mono();
 			replay_start(s);

@@ -86,6 +86,12 @@ void rpcout_error(struct sbuf *b, const char *id, size_t id_len, int code, const
 struct jsonrpc_scanner;
 
 #define RPCOUT_NOT_A_MESSAGE "Invalid Request: not a JSON-RPC 2.0 message"
+/*
+ * "out of memory": the reason of a message refused for want of memory
+ * (session_from_client()), one object for all, so that it is told by its address.
+ */
+extern const char rpcout_no_memory[];
+#define RPCOUT_NO_MEMORY rpcout_no_memory
 
 /*
  * The same error for each request of the message scan describes, into b: for one request,

@@ -223,8 +223,9 @@ void session_set_end_reason(struct session *s, const char *reason);
 /*
  * A message from the client, already scanned (scan describes line).  Forwarded to the
  * server (or held for one to come), or answered by mcpmux (the server is ending, or not
- * reading its input, or memory ran out): then the reason (a static text; its requests got
- * errors saying it, its notifications and answers were dropped), else NULL.
+ * reading its input, or memory ran out: RPCOUT_NO_MEMORY): then the reason (a static
+ * text; its requests got errors saying it, its notifications and answers were dropped),
+ * else NULL.
  */
 const char *session_from_client(struct session *s, const char *line, size_t len,
 				const struct jsonrpc_scanner *scan);
