@@ -537,6 +537,26 @@ errout_room(void)
 	return errout_queue_room();
 }
 
+/*
+ * Relayed bytes that are not queued: their lines counted as dropped, and a line begun
+ * counted now, its rest dropped as it comes.  The count is said once stderr takes it.
+ */
+static void
+relay_lost(const char *p, size_t len)
+{
+	if (len == 0) {
+		return;
+	}
+	E.dropped += lines_in(p, len);
+	if (p[len - 1] != '\n') {
+		E.dropped++;
+		E.relay_skip = true;
+	}
+	if (!E.full) {
+		watch(true);
+	}
+}
+
 void
 errout_relay(const char *p, size_t len)
 {
@@ -572,7 +592,12 @@ errout_relay(const char *p, size_t len)
 			return;
 		}
 		if (errno == ENOMEM) {
-			return; /* out of memory: lost, like a line diag could not format */
+			/* What stderr did not take is lost, counted; a line cut ends the next. */
+			char last = '\n';
+
+			E.mid_line = wbuf_last(&E.q, &last) && last != '\n';
+			relay_lost(p, len);
+			return;
 		}
 		write_failed();
 		if (!E.full) {
@@ -595,14 +620,11 @@ errout_relay(const char *p, size_t len)
 		if (keep > 0) {
 			E.mid_line = p[keep - 1] != '\n';
 		}
-		E.dropped += lines_in(p + keep, len - keep);
-		if (keep < len && p[len - 1] != '\n') {
-			E.dropped++; /* a line begun: counted now, its rest dropped as it comes */
-			E.relay_skip = true;
-		}
+		relay_lost(p + keep, len - keep);
 		return;
 	}
 	if (wbuf_append(&E.q, p, len) == -1) {
+		relay_lost(p, len); /* out of memory */
 		return;
 	}
 	E.mid_line = p[len - 1] != '\n';

@@ -16,7 +16,8 @@
  *     server back as a direct pipe would.  errout calls a waiter back once there is room
  *     again.  While stderr's file system is full (ENOSPC), no server is held back: its
  *     bytes are queued while the queue has room, and what does not fit is dropped and
- *     counted like mcpmux's own lines.
+ *     counted like mcpmux's own lines.  What the queue has no memory for is dropped and
+ *     counted too.
  *
  * Writes go to a description of stderr of mcpmux's own (sys_stdio_open()), so the
  * server's stderr, which is the same pipe or terminal, keeps its flags.  Before
@@ -59,7 +60,8 @@ void errout_lines(const char *p, size_t len);
 size_t errout_room(void);
 /*
  * Relay bytes of a server's stderr (the caller respects errout_room(); dropped and counted
- * only while stderr's file system is full and the queue has no room for them).
+ * only while stderr's file system is full and the queue has no room for them, or when the
+ * queue has no memory for them).
  */
 void errout_relay(const char *p, size_t len);
 /* Call w->on_room once there is room; a waiter already waiting stays queued once. */

@@ -1914,6 +1914,83 @@ class OutOfMemory(Faults):
         self.assertNotIn("lines of stderr dropped", p.stderr())
         self.assert_no_leftovers()
 
+    def relayed_stderr_lost(self, marker, chunk, first=""):
+        """mcpmux's stderr a pipe that is full and not read, and the server's stderr relayed
+        (with a traffic log): the fixture writes `first` (queued, when not empty), then a
+        line that holds marker, for which stderr's queue cannot have a new chunk (`chunk`
+        bytes with its header: FAULT_MALLOC_MIN and _MAX).  The pipe is read again until
+        the count of the lines dropped is there; EOF on stdin ends the run with 0.  What
+        the pipe got, to the end."""
+        r, w = os.pipe()
+        self.addCleanup(os.close, r)
+        os.set_blocking(w, False)
+        try:
+            while True:
+                os.write(w, b"x" * 4095 + b"\n")  # whole lines, as atomic writes
+        except BlockingIOError:
+            pass
+        os.set_blocking(w, True)
+        log = os.path.join(self.tmp.name, "t.jsonl")
+        env = self.oom_env(marker, malloc_min=chunk, malloc_max=chunk, malloc_only="malloc")
+        try:
+            p = self.mcpmux(["--log", log] + GRACE + ["--", FIXTURE], stderr=w, env=env)
+        finally:
+            os.close(w)
+
+        def relayed(text):  # read from the server's pipe: its record is in the log
+            with open(log) as f:
+                return any(r.get("event") == "stderr" and text.rstrip("\n") in r.get("text", "")
+                           for r in map(json.loads, f))
+        p.send(initialize(0))
+        self.assert_response(p.msg(), 0)
+        if first:
+            p.send(call(1, "stderr", text=first))
+            self.assert_response(p.msg(), 1)
+            wait_until(lambda: relayed(first), 10, "the first line relayed")
+        lost = marker + ": a line of the server that no memory is left to queue\n"
+        # The marker escaped: the fixture writes it, mcpmux reads it from the server only.
+        p.write(json.dumps(call(2, "stderr", text="TEXT")).replace(
+            "TEXT", "\\u004f" + lost[1:-1] + "\\n").encode() + b"\n")
+        self.assert_response(p.msg(), 2)
+        wait_until(lambda: relayed(lost), 10, "the lost line read from the server")
+        os.set_blocking(r, False)
+        got, end = b"", deadline(10)
+        while b"lines of stderr dropped" not in got:
+            rd, _, _ = select.select([r], [], [], max(0, end - time.monotonic()))
+            self.assertTrue(rd, "no count of the lines dropped: %r" % got[-300:])
+            got += os.read(r, 1 << 20)
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        end = deadline(10)
+        while True:  # the rest, to EOF (the keeper shares the pipe, and exits too)
+            rd, _, _ = select.select([r], [], [], max(0, end - time.monotonic()))
+            self.assertTrue(rd, "no EOF on stderr: %r" % got[-300:])
+            chunk = os.read(r, 1 << 20)
+            if not chunk:
+                break
+            got += chunk
+        self.assertEqual(self.counters(p.pid)["failed"], 1)
+        self.assertNotIn(lost.encode(), got)
+        said = [l for l in got.split(b"\n") if b"lines of stderr dropped" in l]
+        self.assertEqual(len(said), 1, said)
+        self.assertRegex(said[0], rb"^mcpmux: 1 lines of stderr dropped \(.+\)$")
+        self.assert_no_leftovers()
+        return got
+
+    def test_a_server_stderr_line_that_cannot_be_queued_is_counted(self):
+        """A server's stderr relayed to a stderr pipe that is full, nothing queued: the
+        queue's first chunk (1 KiB) cannot be had for what stderr does not take.  The line
+        is dropped and counted, and the count, which says why, is written once stderr is
+        read again; where it was lost with nothing said."""
+        self.relayed_stderr_lost("OOM-R", (1 << 10) + 32)
+
+    def test_a_server_stderr_line_behind_a_queued_one_that_cannot_be_queued_is_counted(self):
+        """The same behind a line of the server already queued: the queue's next chunk
+        (16 KiB) cannot be had.  The line queued before it is written, then the count."""
+        first = "a line of the server, queued " + "y" * 960 + "\n"
+        got = self.relayed_stderr_lost("OOM-S", (16 << 10) + 32, first)
+        self.assertIn(first.encode() + b"mcpmux: 1 lines of stderr dropped", got)
+
     def queue_oom_env(self, marker, count=1):
         """The first new chunk of a client's queue after a read that holds marker fails
         (FAULT_MALLOC_MIN and _MAX: 16 KiB and its header, and not the parser's memory,
