@@ -24,7 +24,8 @@ static struct {
 	bool full;	 /* its file system is full: nothing is written until retry_w */
 	bool relay_skip; /* a relayed line's start was dropped: its rest is too */
 	ev_timer retry_w;
-	int drop_errno; /* why the lines dropped were (0: stderr was not read in time) */
+	/* Why the lines dropped were (0: stderr was not read in time; ENOMEM: out of memory). */
+	int drop_errno;
 	bool shared;
 	int fd;
 	struct wbuf q;
@@ -94,6 +95,8 @@ drop_reason(char *why, size_t size)
 {
 	if (E.drop_errno == 0) {
 		(void)snprintf(why, size, "stderr was not read in time");
+	} else if (E.drop_errno == ENOMEM) {
+		(void)snprintf(why, size, "stderr could not be queued: out of memory");
 	} else {
 		(void)snprintf(why, size, "stderr could not be written: %s",
 			       strerror(E.drop_errno));
@@ -328,6 +331,8 @@ errout_lines(const char *p, size_t len)
 
 			E.mid_line = wbuf_last(&E.q, &last) && last != '\n';
 			E.dropped += lines_in(p, len);
+			E.drop_errno = ENOMEM;
+			watch(true);
 			return;
 		}
 		write_failed();
@@ -336,8 +341,13 @@ errout_lines(const char *p, size_t len)
 		}
 	}
 	/* One unit bigger than the bound still goes when nothing waits before it. */
-	if ((wbuf_len(&E.q) > 0 && wbuf_len(&E.q) + len > ERROUT_MAX) || own_append(p, len) == -1) {
+	if (wbuf_len(&E.q) > 0 && wbuf_len(&E.q) + len > ERROUT_MAX) {
 		E.dropped += lines_in(p, len);
+		return;
+	}
+	if (own_append(p, len) == -1) {
+		E.dropped += lines_in(p, len);
+		E.drop_errno = ENOMEM;
 		return;
 	}
 	flush();
@@ -596,6 +606,7 @@ errout_relay(const char *p, size_t len)
 			char last = '\n';
 
 			E.mid_line = wbuf_last(&E.q, &last) && last != '\n';
+			E.drop_errno = ENOMEM;
 			relay_lost(p, len);
 			return;
 		}
@@ -616,6 +627,7 @@ errout_relay(const char *p, size_t len)
 		}
 		if (keep > 0 && wbuf_append(&E.q, p, keep) == -1) {
 			keep = 0;
+			E.drop_errno = ENOMEM;
 		}
 		if (keep > 0) {
 			E.mid_line = p[keep - 1] != '\n';
@@ -624,7 +636,8 @@ errout_relay(const char *p, size_t len)
 		return;
 	}
 	if (wbuf_append(&E.q, p, len) == -1) {
-		relay_lost(p, len); /* out of memory */
+		E.drop_errno = ENOMEM;
+		relay_lost(p, len);
 		return;
 	}
 	E.mid_line = p[len - 1] != '\n';

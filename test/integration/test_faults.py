@@ -1914,13 +1914,9 @@ class OutOfMemory(Faults):
         self.assertNotIn("lines of stderr dropped", p.stderr())
         self.assert_no_leftovers()
 
-    def relayed_stderr_lost(self, marker, chunk, first=""):
-        """mcpmux's stderr a pipe that is full and not read, and the server's stderr relayed
-        (with a traffic log): the fixture writes `first` (queued, when not empty), then a
-        line that holds marker, for which stderr's queue cannot have a new chunk (`chunk`
-        bytes with its header: FAULT_MALLOC_MIN and _MAX).  The pipe is read again until
-        the count of the lines dropped is there; EOF on stdin ends the run with 0.  What
-        the pipe got, to the end."""
+    def full_stderr_pipe(self):
+        """A pipe filled with whole lines, that nobody reads: its two ends (the write end
+        for mcpmux's stderr, to be closed once it is started)."""
         r, w = os.pipe()
         self.addCleanup(os.close, r)
         os.set_blocking(w, False)
@@ -1930,6 +1926,40 @@ class OutOfMemory(Faults):
         except BlockingIOError:
             pass
         os.set_blocking(w, True)
+        return r, w
+
+    def read_until_dropped_then_eof(self, p, r):
+        """Read stderr's pipe again until the count of the lines dropped is there; then EOF
+        on stdin ends the run with 0.  What the pipe got, to its end, and the count's line
+        (asserted to be the only one)."""
+        os.set_blocking(r, False)
+        got, end = b"", deadline(10)
+        while b"lines of stderr dropped" not in got:
+            rd, _, _ = select.select([r], [], [], max(0, end - time.monotonic()))
+            self.assertTrue(rd, "no count of the lines dropped: %r" % got[-300:])
+            got += os.read(r, 1 << 20)
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        end = deadline(10)
+        while True:  # the rest, to EOF (the keeper shares the pipe, and exits too)
+            rd, _, _ = select.select([r], [], [], max(0, end - time.monotonic()))
+            self.assertTrue(rd, "no EOF on stderr: %r" % got[-300:])
+            chunk = os.read(r, 1 << 20)
+            if not chunk:
+                break
+            got += chunk
+        said = [l for l in got.split(b"\n") if b"lines of stderr dropped" in l]
+        self.assertEqual(len(said), 1, said)
+        return got, said[0]
+
+    def relayed_stderr_lost(self, marker, chunk, first=""):
+        """mcpmux's stderr a pipe that is full and not read, and the server's stderr relayed
+        (with a traffic log): the fixture writes `first` (queued, when not empty), then a
+        line that holds marker, for which stderr's queue cannot have a new chunk (`chunk`
+        bytes with its header: FAULT_MALLOC_MIN and _MAX).  The pipe is read again until
+        the count of the lines dropped is there, which must say why; EOF on stdin ends the
+        run with 0.  What the pipe got, to the end."""
+        r, w = self.full_stderr_pipe()
         log = os.path.join(self.tmp.name, "t.jsonl")
         env = self.oom_env(marker, malloc_min=chunk, malloc_max=chunk, malloc_only="malloc")
         try:
@@ -1953,35 +1983,19 @@ class OutOfMemory(Faults):
             "TEXT", "\\u004f" + lost[1:-1] + "\\n").encode() + b"\n")
         self.assert_response(p.msg(), 2)
         wait_until(lambda: relayed(lost), 10, "the lost line read from the server")
-        os.set_blocking(r, False)
-        got, end = b"", deadline(10)
-        while b"lines of stderr dropped" not in got:
-            rd, _, _ = select.select([r], [], [], max(0, end - time.monotonic()))
-            self.assertTrue(rd, "no count of the lines dropped: %r" % got[-300:])
-            got += os.read(r, 1 << 20)
-        p.close_stdin()
-        self.assertEqual(p.wait(), 0)
-        end = deadline(10)
-        while True:  # the rest, to EOF (the keeper shares the pipe, and exits too)
-            rd, _, _ = select.select([r], [], [], max(0, end - time.monotonic()))
-            self.assertTrue(rd, "no EOF on stderr: %r" % got[-300:])
-            chunk = os.read(r, 1 << 20)
-            if not chunk:
-                break
-            got += chunk
+        got, said = self.read_until_dropped_then_eof(p, r)
         self.assertEqual(self.counters(p.pid)["failed"], 1)
         self.assertNotIn(lost.encode(), got)
-        said = [l for l in got.split(b"\n") if b"lines of stderr dropped" in l]
-        self.assertEqual(len(said), 1, said)
-        self.assertRegex(said[0], rb"^mcpmux: 1 lines of stderr dropped \(.+\)$")
+        self.assertEqual(said, b"mcpmux: 1 lines of stderr dropped (stderr could not be "
+                               b"queued: out of memory)")
         self.assert_no_leftovers()
         return got
 
     def test_a_server_stderr_line_that_cannot_be_queued_is_counted(self):
         """A server's stderr relayed to a stderr pipe that is full, nothing queued: the
         queue's first chunk (1 KiB) cannot be had for what stderr does not take.  The line
-        is dropped and counted, and the count, which says why, is written once stderr is
-        read again; where it was lost with nothing said."""
+        is dropped and counted, and the count, which says that memory ran out, is written
+        once stderr is read again; where it was lost with nothing said."""
         self.relayed_stderr_lost("OOM-R", (1 << 10) + 32)
 
     def test_a_server_stderr_line_behind_a_queued_one_that_cannot_be_queued_is_counted(self):
@@ -1990,6 +2004,33 @@ class OutOfMemory(Faults):
         first = "a line of the server, queued " + "y" * 960 + "\n"
         got = self.relayed_stderr_lost("OOM-S", (16 << 10) + 32, first)
         self.assertIn(first.encode() + b"mcpmux: 1 lines of stderr dropped", got)
+
+    def test_a_line_dropped_for_want_of_memory_is_said_to_be(self):
+        """mcpmux's own line (a server started with no room in the table of servers by
+        pid), with stderr a pipe that is full and not read, and no memory for a chunk of
+        stderr's queue either (FAULT_MALLOC_THEN): it is dropped and counted, and the count
+        says that memory ran out, not that stderr was not read in time."""
+        env = self.oom_env("OOM-L", malloc_min=64, malloc_max=64, malloc_only="malloc",
+                           malloc_then=1)
+        r, w = self.full_stderr_pipe()
+        try:
+            p = self.mcpmux(GRACE + ["--idle-suspend", "0.3", "--", FIXTURE], stderr=w,
+                            env=env)
+        finally:
+            os.close(w)
+        p.send(initialize(0))
+        self.assert_response(p.msg(), 0)
+        p.send(note("notifications/initialized"))
+        servers = lambda: [q for q in self.tagged() if comm(q) == "mcp-fixture" and alive(q)]
+        wait_until(lambda: not servers(), 10, "the idle server to be suspended")
+        p.send(req("OOM-L", "ping"))  # its server is started, with no room in the table
+        self.assert_response(p.msg(), "OOM-L")
+        got, said = self.read_until_dropped_then_eof(p, r)
+        self.assertEqual(self.counters(p.pid)["failed"], 2)
+        self.assertNotIn(b"is not in the table of servers by pid", got)
+        self.assertEqual(said, b"mcpmux: 1 lines of stderr dropped (stderr could not be "
+                               b"queued: out of memory)")
+        self.assert_no_leftovers()
 
     def queue_oom_env(self, marker, count=1):
         """The first new chunk of a client's queue after a read that holds marker fails
