@@ -37,7 +37,58 @@ proctree_release(struct proctree *t)
 {
 	free(t->v);
 	free(t->str);
+	free(t->prev);
+	free(t->prev_str);
 	proctree_init(t);
+}
+
+/* A new walk: the last one's entries and strings become the previous ones. */
+static void
+walk_begin(struct proctree *t)
+{
+	struct proc_info *v = t->prev;
+	size_t cap = t->prev_cap, str_cap = t->prev_str_cap;
+	char *str = t->prev_str;
+
+	t->prev = t->v;
+	t->prev_n = t->n;
+	t->prev_cap = t->cap;
+	t->prev_sorted = false;
+	t->prev_str = t->str;
+	t->prev_str_len = t->str_len;
+	t->prev_str_cap = t->str_cap;
+	t->v = v;
+	t->cap = cap;
+	t->str = str;
+	t->str_cap = str_cap;
+	t->n = 0;
+	t->str_len = 0;
+	t->incomplete = false;
+	t->error = 0;
+}
+
+static int
+cmp_pid(const void *a, const void *b)
+{
+	const struct proc_info *x = a, *y = b;
+
+	return (x->pid > y->pid) - (x->pid < y->pid);
+}
+
+/* The previous walk's entry for pid, or NULL. */
+static const struct proc_info *
+prev_find(struct proctree *t, pid_t pid)
+{
+	struct proc_info key = { .pid = pid };
+
+	if (t->prev_n == 0) {
+		return NULL;
+	}
+	if (!t->prev_sorted) {
+		qsort(t->prev, t->prev_n, sizeof(*t->prev), cmp_pid);
+		t->prev_sorted = true;
+	}
+	return bsearch(&key, t->prev, t->prev_n, sizeof(*t->prev), cmp_pid);
 }
 
 void
@@ -343,13 +394,43 @@ str_keep(struct proctree *t, const char *s)
 
 static void mark_incomplete(struct proctree *t, int err);
 
+/*
+ * The cookie, owner and outer sessions the previous walk saw on the process pi is (same
+ * pid, same start time), for one whose environment names none now: a process in exit
+ * reads as having none (its environ is empty, or cannot be opened: ESRCH) from the
+ * moment it has let its memory go, while it still holds its files; and one that
+ * re-executed itself without them is the same process still.  True if there were some.
+ */
+static bool
+carry_ids(struct proctree *t, struct proc_info *pi)
+{
+	const struct proc_info *old = prev_find(t, pi->pid);
+
+	if (old == NULL || old->unknown || pi->unknown || old->start != pi->start ||
+	    (old->cookie[0] == '\0' && old->owner[0] == '\0' && old->outer == 0)) {
+		return false;
+	}
+	memcpy(pi->cookie, old->cookie, sizeof(pi->cookie));
+	memcpy(pi->owner, old->owner, sizeof(pi->owner));
+	pi->cookie_unknown = false;
+	if (old->outer != 0 && (pi->outer = str_keep(t, t->prev_str + old->outer - 1)) == 0) {
+		pi->cookie_unknown = true;
+		mark_incomplete(t, ENOMEM);
+	}
+	return true;
+}
+
 /* pi's cookie, owner and outer sessions, from its environment. */
 static void
 read_ids(struct proctree *t, const char *proc_root, struct proc_info *pi)
 {
 	struct env_ids w;
+	int rc = read_env(proc_root, pi->pid, &w, t->self_owner);
 
-	if (read_env(proc_root, pi->pid, &w, t->self_owner) == -1) {
+	if ((rc == -1 || w.got == 0) && carry_ids(t, pi)) {
+		return;
+	}
+	if (rc == -1) {
 		pi->cookie_unknown = true;
 		return;
 	}
@@ -638,10 +719,7 @@ proctree_scan(struct proctree *t, const char *proc_root, pid_t root)
 	int rc;
 
 	proctree_spare(true);
-	t->n = 0;
-	t->str_len = 0;
-	t->incomplete = false;
-	t->error = 0;
+	walk_begin(t);
 	if (!t->walk_all) {
 		rc = scan_children(t, proc_root, root, SIZE_MAX);
 		/* Breadth first: every entry's parent comes before it. */
@@ -699,10 +777,7 @@ proctree_scan_owned(struct proctree *t, const char *proc_root, const char *owner
 	DIR *d;
 	struct env_ids w;
 
-	t->n = 0;
-	t->str_len = 0;
-	t->incomplete = false;
-	t->error = 0;
+	walk_begin(t);
 	if ((d = opendir_retry(proc_root)) == NULL) {
 		mark_incomplete(t, errno);
 		return -1;
@@ -728,11 +803,17 @@ proctree_scan_owned(struct proctree *t, const char *proc_root, const char *owner
 			(void)nanosleep(&ts, NULL);
 			rc = read_env(proc_root, (pid_t)pid, &w, owner);
 		}
-		if (rc == -1) {
-			mark_incomplete(t, errno);
+		int err = errno;
+		/* One the previous scan found, whose environment names nothing now (in exit). */
+		const struct proc_info *old =
+			rc == -1 || w.got == 0 ? prev_find(t, (pid_t)pid) : NULL;
+
+		if (old == NULL && rc == -1) {
+			mark_incomplete(t, err);
 			continue;
 		}
-		if (strcmp(w.owner, owner) != 0 && !proctree_outer_names(w.outer, NULL, owner)) {
+		if (old == NULL && strcmp(w.owner, owner) != 0 &&
+		    !proctree_outer_names(w.outer, NULL, owner)) {
 			continue;
 		}
 		struct proc_info *pi = tree_slot(t);
@@ -753,8 +834,20 @@ proctree_scan_owned(struct proctree *t, const char *proc_root, const char *owner
 			pi->start = proctree_now_ticks(); /* seen by then */
 		}
 		pi->parent = SIZE_MAX;
-		memcpy(pi->cookie, w.cookie, sizeof(pi->cookie));
-		memcpy(pi->owner, w.owner, sizeof(pi->owner));
+		if (old != NULL) {
+			if (old->unknown || pi->unknown || old->start != pi->start) {
+				/* Another process at its pid now, or not known to be the same. */
+				if (rc == -1) {
+					mark_incomplete(t, err);
+				}
+				continue;
+			}
+			memcpy(pi->cookie, old->cookie, sizeof(pi->cookie));
+			memcpy(pi->owner, old->owner, sizeof(pi->owner));
+		} else {
+			memcpy(pi->cookie, w.cookie, sizeof(pi->cookie));
+			memcpy(pi->owner, w.owner, sizeof(pi->owner));
+		}
 		t->n++;
 	}
 	closedir(d);

@@ -33,6 +33,11 @@
  * Before the walk gives up on EMFILE or ENFILE, it closes a spare descriptor it keeps
  * for that (proctree_spare()) and tries again.
  *
+ * A process a walk found with a cookie, an owner or outer sessions keeps them in the next
+ * walk (proctree_scan() and proctree_scan_owned() alike) while it is the same process (pid
+ * and start time) and its environment names none: one in exit reads so (empty, or ESRCH)
+ * from the moment it has let its memory go, while it still holds its files.
+ *
  * The /proc root is a parameter so that unit tests can run on a fake tree.
  */
 #ifndef MCPMUX_PROCTREE_H
@@ -86,6 +91,16 @@ struct proctree {
 	 * process per walk.
 	 */
 	const char *self_owner;
+	/*
+	 * The previous walk's entries and strings, sorted by pid when first looked in: a
+	 * process that carried a cookie, owner or outer sessions keeps them for as long as
+	 * it is that process (its pid and start time), whatever its environment reads later.
+	 */
+	struct proc_info *prev;
+	size_t prev_n, prev_cap;
+	bool prev_sorted;
+	char *prev_str;
+	size_t prev_str_len, prev_str_cap;
 };
 
 /* The outcome of one verified signal. */

@@ -262,6 +262,57 @@ class ExitLeftoversWithoutCgroup(ExitLeftovers):
         self.env["MCPMUX_CGROUP"] = "off"
 
 
+class DyingDaemon(Case):
+    """Without a cgroup, a daemon that its cookie alone ties to its session (a grandchild
+    in a session of its own) is of the tree until it is gone: from the moment a process in
+    exit has let its memory go its environment reads empty, yet it holds its files until
+    later (here a lock, taken after 256 MiB of memory that take a while to free).  The
+    session's "ended" comes once the lock is free, every time, so that a supervisor that
+    starts the server again at once finds it free (docs/lifecycle.md)."""
+
+    RUNS = 20
+
+    def setUp(self):
+        super().setUp()
+        self.env["MCPMUX_CGROUP"] = "off"
+
+    @staticmethod
+    def lock_is_free(path):
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+
+    def test_ended_comes_once_the_daemon_has_let_its_lock_go(self):
+        lock = os.path.join(self.tmp.name, "lock")
+        # deaf to EOF: the server and the daemon get their SIGTERM together
+        p = self.start([MCPMUX, "serve", "--eof-grace", "50", "--term-grace", "5000", "--",
+                        FIXTURE, "--ignore-eof", "--locking-grandchild=" + lock])
+        held = []
+        for i in range(self.RUNS):
+            s = "s%d" % i
+            p.send({"session": s, "message": req(1, "ping")})
+            while p.msg().get("message", {}).get("id") != 1:
+                pass
+            self.assertFalse(self.lock_is_free(lock), "the daemon holds the lock")
+            p.send({"session": s, "message": req(2, "mcpmux/endRun")})
+            while True:
+                m = p.msg()
+                if m.get("session") == s and m.get("event") == "ended":
+                    break
+            if not self.lock_is_free(lock):
+                held.append(i)
+        self.assertEqual(held, [], "runs whose daemon still held its lock at their "
+                         "\"ended\"; stderr:\n%s" % p.stderr())
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assert_no_leftovers(0)
+
+
 class Nested(Case):
     """mcpmux as the server of another mcpmux (`mcpmux -- mcpmux -- server`), without a
     cgroup: the inner one's servers carry MCPMUX_OUTER, which names the outer session

@@ -862,6 +862,65 @@ test_fake_zombie_keeps_tree(void **state)
 	assert_int_equal(proctree_signal(t, &reaped, r->dir, SIGKILL, NULL), 0);
 }
 
+/*
+ * A process in exit reads as having no environment (empty, or ESRCH) from the moment it
+ * has let its memory go, while it still holds its files: a daemon found by its cookie
+ * alone stays in its tree, under the ids an earlier walk saw on it (same pid and start
+ * time), until it is a zombie; another process at its pid later has none of them.  The
+ * keeper's walk of the processes its mcpmux started keeps them the same way.
+ */
+static void
+test_fake_exit_keeps_ids(void **state)
+{
+	struct fake_root *r = *state;
+	struct proctree *t = &r->t;
+	const struct proctree_match reaped = { 0, 100, "A", NULL, NULL, NULL, 0 };
+	char path[PATH_MAX + 32], line[256];
+	struct proctree owned;
+
+	add_root(r->dir, ROOT, "300 ");
+	add_env_proc(r->dir, 300, ROOT, NULL,
+		     "MCPMUX_SESSION=A|MCPMUX_OWNER=1:100|MCPMUX_OUTER=X,9:9|");
+	proctree_init(&owned);
+	assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
+	assert_int_equal(proctree_left(t, &reaped), 1);
+	assert_int_equal(proctree_scan_owned(&owned, r->dir, "1:100"), 0);
+	assert_int_equal(owned.n, 1);
+	(void)snprintf(path, sizeof(path), "%s/300/environ", r->dir);
+	write_file(path, "", 0);
+	for (int k = 0; k < 3; k++) {
+		if (k == 2) {
+			assert_int_equal(unlink(path), 0); /* as ENOENT or ESRCH would say */
+		}
+		assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
+		assert_int_equal(t->n, 1);
+		assert_false(t->incomplete);
+		assert_false(t->v[0].cookie_unknown);
+		assert_string_equal(t->v[0].cookie, "A");
+		assert_string_equal(t->v[0].owner, "1:100");
+		assert_string_equal(proctree_outer(t, 0), "X,9:9");
+		assert_true(proctree_is_member(t, 0, &reaped));
+		assert_int_equal(proctree_left(t, &reaped), 1);
+		assert_int_equal(proctree_scan_owned(&owned, r->dir, "1:100"), 0);
+		assert_int_equal(owned.n, 1);
+		assert_int_equal(owned.v[0].pid, 300);
+	}
+	/* Another process at pid 300 now (a later start): nothing of the one before. */
+	int n = snprintf(line, sizeof(line),
+			 "300 (env) S %d 300 300 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 %llu 1 1\n",
+			 ROOT, start_of(300) + 1);
+
+	(void)snprintf(path, sizeof(path), "%s/300/stat", r->dir);
+	write_file(path, line, (size_t)n);
+	assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
+	assert_int_equal(t->n, 1);
+	assert_string_equal(t->v[0].cookie, "");
+	assert_int_equal(proctree_left(t, &reaped), 0);
+	assert_int_equal(proctree_scan_owned(&owned, r->dir, "1:100"), 0);
+	assert_int_equal(owned.n, 0);
+	proctree_release(&owned);
+}
+
 /* A process whose children cannot be listed: the snapshot is incomplete, never "empty". */
 static void
 test_fake_unlistable_task(void **state)
@@ -1337,6 +1396,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_fake_cookie_inside_long_entry, root_setup,
 						root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_bad_stat, root_setup, root_teardown),
+		cmocka_unit_test_setup_teardown(test_fake_exit_keeps_ids, root_setup,
+						root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_zombie_keeps_tree, root_setup,
 						root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_unlistable_task, root_setup,
