@@ -691,20 +691,19 @@ dir_of(const char *path)
 }
 
 /*
- * A temporary name beside the absolute path `path`: its directory, then `pre`, its file
+ * A temporary name beside the absolute path `path` (in `dir`, its directory, or NULL when
+ * that could not be had): its directory, then `pre`, its file
  * name, ".mcpmux-" and `post`, with room for `more` bytes that the caller adds.  The file
  * name is cut where the whole would not fit in the longest name of the directory's file
  * system (NAME_MAX when that cannot be told): a file named near that bound is still one
  * that can be rewritten.
  */
 static void
-temp_name(struct sbuf *b, const char *path, const char *pre, const char *post, size_t more)
+temp_name(struct sbuf *b, const char *dir, const char *path, const char *pre, const char *post,
+	  size_t more)
 {
 	const char *base = strrchr(path, '/') + 1;
-	char *dir = dir_of(path);
 	long max = dir != NULL ? pathconf(dir, _PC_NAME_MAX) : -1;
-
-	free(dir);
 	size_t longest = max > 0 ? (size_t)max : NAME_MAX;
 	size_t fixed = strlen(pre) + strlen(".mcpmux-") + strlen(post) + more;
 	size_t room = longest > fixed ? longest - fixed : 0;
@@ -776,6 +775,9 @@ write_backup(const char *bak, int src, const struct stat *st, const char *text, 
 		return diag_error("out of memory");
 	}
 	made = new_unnamed(dir, bak, src, st, bak, true, text, len);
+	if (made == -2) {
+		temp_name(&tmp, dir, bak, "", "XXXXXX", 0);
+	}
 	free(dir);
 	if (made == 0) {
 		return 1;
@@ -785,7 +787,6 @@ write_backup(const char *bak, int src, const struct stat *st, const char *text, 
 		return -1;
 	}
 	if (made == -2) {
-		temp_name(&tmp, bak, "", "XXXXXX", 0);
 		if (tmp.failed) {
 			return diag_error("out of memory");
 		}
@@ -889,7 +890,7 @@ replace_file(const char *file, const char *target, int src, const struct stat *s
 	int fd = -1, dfd, rc = -1, made = -2;
 
 	(void)snprintf(pid, sizeof(pid), "%ld", (long)getpid());
-	temp_name(&tmp, target, ".", pid, strlen("-XXXXXX"));
+	temp_name(&tmp, dir, target, ".", pid, strlen("-XXXXXX"));
 	if (tmp.failed || dir == NULL) {
 		free(dir);
 		sbuf_release(&tmp);

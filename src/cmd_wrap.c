@@ -557,7 +557,7 @@ handle_line(struct wrap *w, const char *line, size_t len)
 		(void)jsonrpc_scan(&w->scan, line, len); /* the batch as it came */
 		diag_error("out of memory: a batch of the client's was refused");
 		log_in(w, line, len, true);
-		answer_each(w, RPC_SERVER_ERROR, "out of memory");
+		answer_each(w, RPC_SERVER_ERROR, RPCOUT_NO_MEMORY);
 		return;
 	}
 	if (dropped > 0) {

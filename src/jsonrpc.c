@@ -1096,12 +1096,8 @@ jsonrpc_without_answers(const struct jsonrpc_scanner *s, const char *line, size_
 		return true;
 	}
 	/* Every answer is among the items, past JSONRPC_MAX_ITEMS too. */
-	for (size_t i = 0; i < n; i++) {
-		if (is_answer(items[i].kind)) {
-			n_answers++;
-			*dropped += keep == NULL ||
-				    !keep(ctx, jsonrpc_str(s, items[i].id), items[i].id.len);
-		}
+	for (size_t i = 0; i < n && n_answers == 0; i++) {
+		n_answers += is_answer(items[i].kind);
 	}
 	if (n_answers == 0) {
 		return true;
@@ -1114,6 +1110,8 @@ jsonrpc_without_answers(const struct jsonrpc_scanner *s, const char *line, size_
 		} else if (keep != NULL && keep(ctx, jsonrpc_str(out_scan, out_scan->one.id),
 						out_scan->one.id.len)) {
 			array_add(taken, &t, el, el_len);
+		} else {
+			(*dropped)++;
 		}
 	}
 	if (t > 0) {

@@ -867,12 +867,13 @@ session_from_client(struct session *s, const char *line, size_t len,
 				  "suspended: dropped (its other messages are kept)",
 				  s->id, dropped);
 		}
-		if (dropped > 0 || taken.len > 0) {
+		if (dropped > 0 || (taken.len > 0 && kept.len > 0)) {
 			bool rest_held =
 				kept.len == 0 || hold_line(s, kept.buf, kept.len, &held_scan);
 			const char *why = NULL;
 
-			if (rest_held && taken.len > 0) {
+			/* Its own answers go on, the rest held or not: it waits for them. */
+			if (taken.len > 0) {
 				(void)jsonrpc_scan(&held_scan, taken.buf, taken.len);
 				why = forward(s, taken.buf, taken.len, &held_scan,
 					      s->last_activity);
@@ -882,6 +883,7 @@ session_from_client(struct session *s, const char *line, size_t len,
 			sbuf_reset(&taken);
 			return rest_held ? why : RPCOUT_NO_MEMORY;
 		}
+		sbuf_reset(&taken); /* (answers to it alone: the batch goes on as it came) */
 		if (jsonrpc_answers_only(scan)) {
 			break; /* the fresh server may be waiting for them (roots/list, ...) */
 		}
