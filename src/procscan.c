@@ -95,6 +95,11 @@ read_stat(const char *root, pid_t pid, struct procscan_proc *p)
 	p->ppid = ppid;
 	p->pgid = pgid;
 	p->start = start;
+	p->thread = 0;
+	/* A main thread that exited while others run on: the process runs, as they do. */
+	if (state == 'Z') {
+		p->thread = proctree_live_thread(root, pid, &p->state);
+	}
 	return 0;
 }
 
@@ -358,15 +363,25 @@ read_proc(struct procscan *s, const char *root, pid_t pid, uid_t uid, bool all)
 		return 0;
 	}
 	if ((all || p->uid == uid) && p->state != 'Z' && p->state != 'X') {
-		if (read_cmdline(root, pid, p) == -1) {
+		/* Of one whose main thread has exited, its live thread's (its own are empty). */
+		char task_root[PATH_MAX];
+		const char *at = root;
+		pid_t id = pid;
+
+		if (p->thread > 0) {
+			(void)snprintf(task_root, sizeof(task_root), "%s/%d/task", root, (int)pid);
+			at = task_root;
+			id = p->thread;
+		}
+		if (read_cmdline(at, id, p) == -1) {
 			int err = errno;
 
 			free(p->argv);
 			p->argv = NULL;
 			return vanished(err) ? 0 : -1;
 		}
-		read_exe(root, pid, p);
-		if (read_environ(root, pid, p) == -1) {
+		read_exe(at, id, p);
+		if (read_environ(at, id, p) == -1) {
 			free(p->argv);
 			p->argv = NULL;
 			return 0;

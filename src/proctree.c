@@ -154,6 +154,73 @@ read_file(const char *path, char *buf, size_t len)
 	return sys_read_small_fd(open_retry(path, O_RDONLY | O_CLOEXEC), buf, len);
 }
 
+#define PF_EXITING 0x00000004u /* the kernel's task flag: in do_exit() */
+
+/* State (field 3) and flags (field 9) of a stat file.  0, or -1 (errno). */
+static int
+read_state(const char *path, char *state, unsigned int *flags)
+{
+	char buf[1024];
+
+	if (read_file(path, buf, sizeof(buf)) <= 0) {
+		return -1;
+	}
+	char *p = strrchr(buf, ')');
+
+	/* After the command name in parentheses, which may hold spaces and parentheses. */
+	if (p == NULL || sscanf(p + 1, " %c %*d %*d %*d %*d %*d %u", state, flags) != 2) {
+		errno = EINVAL;
+		return -1;
+	}
+	return 0;
+}
+
+/* A thread of pid's group other than pid that is not exiting (its state), or 0. */
+static pid_t
+live_thread(const char *proc_root, pid_t pid, char *state)
+{
+	char path[PATH_MAX];
+	struct dirent *de;
+	pid_t found = 0;
+	DIR *d;
+
+	(void)snprintf(path, sizeof(path), "%s/%d/task", proc_root, (int)pid);
+	if ((d = opendir_retry(path)) == NULL) {
+		return 0;
+	}
+	while (found == 0 && (de = readdir(d)) != NULL) {
+		char *end, st;
+		long tid = strtol(de->d_name, &end, 10);
+		unsigned int flags;
+
+		if (*end != '\0' || tid <= 0 || tid > INT_MAX || (pid_t)tid == pid) {
+			continue;
+		}
+		(void)snprintf(path, sizeof(path), "%s/%d/task/%ld/stat", proc_root, (int)pid, tid);
+		if (read_state(path, &st, &flags) == 0 && st != 'Z' && st != 'X' &&
+		    (flags & PF_EXITING) == 0) {
+			found = (pid_t)tid;
+			*state = st;
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+pid_t
+proctree_live_thread(const char *proc_root, pid_t pid, char *state)
+{
+	char path[PATH_MAX], st;
+	unsigned int flags;
+
+	(void)snprintf(path, sizeof(path), "%s/%d/stat", proc_root, (int)pid);
+	if (read_state(path, &st, &flags) == -1 || st == 'X' ||
+	    (st != 'Z' && (flags & PF_EXITING) == 0)) {
+		return 0;
+	}
+	return live_thread(proc_root, pid, state);
+}
+
 /*
  * Parse /proc/PID/stat: state, ppid, pgid and start time.  0, or -1 with errno: ENOENT
  * or ESRCH when the process is gone, EINVAL for a file that makes no sense, or the error
@@ -185,6 +252,10 @@ read_stat(const char *proc_root, pid_t pid, struct proc_info *pi)
 		errno = EINVAL;
 		return -1;
 	}
+	/* A main thread that exited while others run on: the process runs, as they do. */
+	if (state == 'Z') {
+		(void)live_thread(proc_root, pid, &state);
+	}
 	pi->pid = pid;
 	pi->state = state;
 	pi->ppid = ppid;
@@ -213,26 +284,19 @@ proctree_start_time(const char *proc_root, pid_t pid, unsigned long long *start)
 	return 0;
 }
 
-#define PF_EXITING 0x00000004u /* the kernel's task flag: in do_exit() */
-
 bool
 proctree_exiting(const char *proc_root, pid_t pid)
 {
-	char path[PATH_MAX], buf[1024];
+	char path[PATH_MAX], state;
 	unsigned int flags = 0;
-	char state;
 
 	(void)snprintf(path, sizeof(path), "%s/%d/stat", proc_root, (int)pid);
-	if (read_file(path, buf, sizeof(buf)) <= 0) {
+	if (read_state(path, &state, &flags) == -1) {
 		return false;
 	}
-	char *p = strrchr(buf, ')');
-
-	/* Fields 3 (state) and 9 (flags), after the command name in parentheses. */
-	if (p == NULL || sscanf(p + 1, " %c %*d %*d %*d %*d %*d %u", &state, &flags) != 2) {
-		return false;
-	}
-	return state == 'Z' || state == 'X' || (flags & PF_EXITING) != 0;
+	/* Not one whose main thread alone has exited: its other threads run on. */
+	return state == 'X' || ((state == 'Z' || (flags & PF_EXITING) != 0) &&
+				live_thread(proc_root, pid, &state) == 0);
 }
 
 int
@@ -348,7 +412,8 @@ env_take(const char *e, size_t len, void *ctx)
 static int
 read_env(const char *proc_root, pid_t pid, struct env_ids *w, const char *self_owner)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX], state;
+	pid_t tid;
 	int fd;
 
 	w->cookie[0] = w->owner[0] = w->outer[0] = '\0';
@@ -357,12 +422,28 @@ read_env(const char *proc_root, pid_t pid, struct env_ids *w, const char *self_o
 	w->self_owner = self_owner;
 	(void)snprintf(path, sizeof(path), "%s/%d/environ", proc_root, (int)pid);
 	fd = open_retry(path, O_RDONLY | O_CLOEXEC);
-	if (fd == -1) {
-		return is_gone(errno) ? 0 : -1;
+	if (fd == -1 && !is_gone(errno)) {
+		return -1;
 	}
-	if (proctree_environ_each(fd, env_take, w) == -1) {
+	if (fd != -1 && proctree_environ_each(fd, env_take, w) == -1) {
 		w->cookie[0] = w->owner[0] = w->outer[0] = '\0';
-		return is_gone(errno) ? 0 : -1;
+		if (!is_gone(errno)) {
+			return -1;
+		}
+		fd = -1;
+	}
+	if ((fd == -1 || !w->any) && (tid = proctree_live_thread(proc_root, pid, &state)) > 0) {
+		/* Its main thread has exited (its memory with it): another thread's environ. */
+		(void)snprintf(path, sizeof(path), "%s/%d/task/%d/environ", proc_root, (int)pid,
+			       (int)tid);
+		fd = open_retry(path, O_RDONLY | O_CLOEXEC);
+		if (fd == -1) {
+			return is_gone(errno) ? 0 : -1;
+		}
+		if (proctree_environ_each(fd, env_take, w) == -1) {
+			w->cookie[0] = w->owner[0] = w->outer[0] = '\0';
+			return is_gone(errno) ? 0 : -1;
+		}
 	}
 	return 0;
 }

@@ -65,8 +65,9 @@ struct procscan_proc {
 	pid_t pid;
 	pid_t ppid;
 	pid_t pgid;
-	uid_t uid;		    /* real uid */
-	char state;		    /* R, S, D, T, Z, ... */
+	uid_t uid;    /* real uid */
+	char state;   /* R, S, D, T, Z, ... */
+	pid_t thread; /* its main thread exited: a live thread's id (state is its), else 0 */
 	unsigned long long start;   /* clock ticks since boot */
 	unsigned long long rss_kib; /* VmRSS */
 	char comm[17];

@@ -24,6 +24,11 @@
  * and exits between two reads of the walk must not let its child escape: its zombie
  * keeps the tree from being called empty until the next walk finds the child).
  *
+ * A process whose main thread has exited (pthread_exit()) while its other threads run on
+ * shows state Z and an empty environment in /proc, yet runs: its state is taken from a
+ * live thread of it, and its environment read through that thread
+ * (/proc/PID/task/TID/environ), so it is signalled and counted as live.
+ *
  * Nothing that could not be read is taken as gone.  Only ENOENT and ESRCH mean a process
  * has exited; any other failure (EMFILE, EACCES, hidepid, a malformed file) leaves the
  * process in the snapshot as "unknown" (what could not be read stays unset) or, when a
@@ -210,8 +215,16 @@ unsigned long long proctree_now_ticks(void);
 int proctree_environ_each(int fd, bool (*fn)(const char *e, size_t len, void *ctx), void *ctx);
 /*
  * Is process pid on its way out: a zombie, or past the start of exit (PF_EXITING, set
- * before the kernel closes its files)?  False when it cannot be read.
+ * before the kernel closes its files), and no thread of it runs on?  False when it cannot
+ * be read.
  */
 bool proctree_exiting(const char *proc_root, pid_t pid);
+/*
+ * For a process whose main thread has exited (its stat says Z, or in exit) while another
+ * thread of it runs on: that thread's id, and its state in *state; 0 when there is none.
+ * Such a process runs (kill() reaches it, and its other threads), though its stat, cmdline
+ * and environ read as a zombie's: its thread's, /proc/PID/task/TID/..., say what it is.
+ */
+pid_t proctree_live_thread(const char *proc_root, pid_t pid, char *state);
 
 #endif

@@ -32,6 +32,30 @@ def stat_of(pid):
     return rest[0].decode(), int(rest[19])
 
 
+def runs(pid, start):
+    """Is the process (pid, start time) still running?  One whose main thread has exited
+    while another thread runs on shows as a zombie (state Z), and runs: its other threads
+    are listed in /proc/PID/task."""
+    st = stat_of(pid)
+    if st is None or st[1] != start:
+        return False
+    try:
+        return st[0] not in "ZX" or len(os.listdir("/proc/%d/task" % pid)) > 1
+    except OSError:
+        return False
+
+
+def threaded_pids(p, pid):
+    """{pid: start time} of the server pid and of its daemonised grandchild (--main-thread-
+    exits), once the main thread of each has exited."""
+    gc = int(wait_until(lambda: re.findall(r"grandchild (\d+)", p.stderr()), 5,
+                        "the grandchild")[-1])
+    pids = {q: stat_of(q)[1] for q in (pid, gc)}
+    wait_until(lambda: all(stat_of(q)[0] == "Z" and runs(q, st) for q, st in pids.items()),
+               5, "the main threads of the server and its grandchild to exit")
+    return pids
+
+
 def unread(fd):
     """The bytes waiting in the pipe that fd reads."""
     return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
@@ -110,6 +134,30 @@ class Sigkill(Case):
             p.send({"session": "one", "message": note("mcpmux/endRun")})
             self.in_teardown(p)
         self.assert_all_gone_after_kill(p, sessions)
+
+    def check_main_thread_exited(self, serve):
+        """A server whose main thread has called pthread_exit() while a second thread serves,
+        and a daemonised grandchild of it that does the same: /proc shows each as a zombie
+        whose environment is empty, yet they run, and end with the rest."""
+        t0 = time.monotonic()
+        fixture = [FIXTURE, "--daemonize-grandchild", "--main-thread-exits"]
+        p = self.start([MCPMUX] + (["serve"] if serve else []) + GRACES + ["--"] + fixture)
+        p.send({"session": "one", "message": call(1, "env")} if serve else call(1, "env"))
+        while True:
+            m = p.msg()
+            m = m.get("message", m)
+            if m.get("id") == 1:
+                break
+        pids = threaded_pids(p, m["result"]["structuredContent"]["pid"])
+        self.assert_all_gone_after_kill(p, [m["result"]["structuredContent"]["session"]], t0)
+        self.assertEqual([q for q, st in pids.items() if runs(q, st)], [],
+                         "still running once the keeper is gone")
+
+    def test_wrap_main_thread_exited(self):
+        self.check_main_thread_exited(False)
+
+    def test_serve_main_thread_exited(self):
+        self.check_main_thread_exited(True)
 
     def test_wrap_launcher(self):
         self.check_wrap("launcher")
@@ -311,6 +359,53 @@ class DyingDaemon(Case):
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
         self.assert_no_leftovers(0)
+
+
+class MainThreadExited(Case):
+    """Without a cgroup, a server whose main thread has exited (pthread_exit()) while a
+    second thread runs on, and a daemonised grandchild of it that does the same, are of the
+    tree: /proc shows each as a zombie with an empty environment, yet they run and hold
+    their files.  They are signalled, and a run ends ("ended", a wrap's exit) only once they
+    are gone (docs/lifecycle.md)."""
+
+    # deaf to EOF: each has to be signalled
+    FIXTURE = [FIXTURE, "--daemonize-grandchild", "--main-thread-exits", "--ignore-eof"]
+    OPTS = ["--eof-grace", "100", "--term-grace", "300", "--kill-deadline", "3000"]
+
+    def setUp(self):
+        super().setUp()
+        self.env["MCPMUX_CGROUP"] = "off"
+
+    def test_serve_ends_them_before_ended(self):
+        p = self.start([MCPMUX, "serve"] + self.OPTS + ["--"] + self.FIXTURE)
+        p.send({"session": "s", "message": call(1, "env")})
+        while True:
+            m = p.msg()
+            if m.get("session") == "s" and m.get("message", {}).get("id") == 1:
+                break
+        pids = threaded_pids(p, m["message"]["result"]["structuredContent"]["pid"])
+        p.send({"session": "s", "message": note("mcpmux/endRun")})
+        while True:
+            m = p.msg()
+            if m.get("session") == "s" and m.get("event") == "ended":
+                break
+        self.assertEqual([q for q, st in pids.items() if runs(q, st)], [],
+                         "running at \"ended\"; stderr:\n%s" % p.stderr())
+        self.assertIn(m["escalation"], ("term", "kill"), m)
+        self.assertNotIn("abandoned", p.stderr())
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+
+    def test_wrap_ends_them_before_it_exits(self):
+        p = self.start([MCPMUX] + self.OPTS + ["--"] + self.FIXTURE)
+        p.send(call(1, "env"))
+        pids = threaded_pids(p, p.msg()["result"]["structuredContent"]["pid"])
+        p.close_stdin()
+        # the server's status: SIGTERM ended it
+        self.assertEqual(p.wait(), 128 + signal.SIGTERM, p.stderr())
+        self.assertEqual([q for q, st in pids.items() if runs(q, st)], [],
+                         "running at wrap's exit; stderr:\n%s" % p.stderr())
+        self.assertNotIn("abandoned", p.stderr())
 
 
 class Nested(Case):

@@ -495,6 +495,46 @@ test_owner_state(void **state)
 	assert_int_equal(procscan_owner_state(s, r->dir, "800:9901", &err), PROCSCAN_GONE);
 }
 
+/*
+ * A carrier whose main thread has exited while its thread 901 runs on: its stat says Z,
+ * its cmdline, exe and environ are empty.  It is read as live, through that thread.
+ */
+static void
+test_main_thread_exited(void **state)
+{
+	struct root *r = *state;
+	struct procscan *s = &r->s;
+	const struct fake leader = { 900, 1, 900, 'Z', 1000, 9000, 0, "srv", NULL, NULL, NULL };
+	const struct fake thread = { 901,
+				     1,
+				     900,
+				     'S',
+				     1000,
+				     9001,
+				     0,
+				     "srv",
+				     "/usr/bin/srv",
+				     "srv|--x",
+				     "MCPMUX_SESSION=abc|MCPMUX_OWNER=7:7" };
+	char path[PATH_MAX + 32];
+
+	add(r->dir, &leader);
+	(void)snprintf(path, sizeof(path), "%s/900/task", r->dir);
+	assert_int_equal(mkdir(path, 0755), 0);
+	add(path, &thread);
+	assert_int_equal(procscan_read(s, r->dir, 1000, false, 500), 0);
+	size_t i = procscan_find(s, 900);
+
+	assert_true(i != SIZE_MAX);
+	assert_int_equal(s->v[i].state, 'S');
+	assert_int_equal(s->v[i].thread, 901);
+	assert_true(s->v[i].is_read);
+	assert_string_equal(s->v[i].session, "abc");
+	assert_string_equal(s->v[i].owner, "7:7");
+	assert_string_equal(s->v[i].exe, "srv");
+	assert_int_equal(procscan_still(r->dir, &s->v[i]), 1);
+}
+
 /* Cookies far into the environment, after an entry longer than the read buffer. */
 static void
 test_environ_edges(void **state)
@@ -1156,6 +1196,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_sessions_and_orphans, root_setup,
 						root_teardown),
 		cmocka_unit_test_setup_teardown(test_owner_state, root_setup, root_teardown),
+		cmocka_unit_test_setup_teardown(test_main_thread_exited, root_setup, root_teardown),
 		cmocka_unit_test_setup_teardown(test_environ_edges, root_setup, root_teardown),
 		cmocka_unit_test_setup_teardown(test_owner_outside, root_setup, root_teardown),
 		cmocka_unit_test_setup_teardown(test_owner_in_a_container, root_setup,

@@ -921,6 +921,63 @@ test_fake_exit_keeps_ids(void **state)
 	proctree_release(&owned);
 }
 
+/*
+ * A daemon whose main thread has exited (pthread_exit()) while its thread 301 runs on: its
+ * stat says Z and its environ is empty (the main thread's memory is gone), yet it runs.
+ * The walks take its state and ids from the live thread: a live member of its tree, found
+ * by its owner, not exiting; a dead one once that thread has exited too.
+ */
+static void
+test_fake_main_thread_exited(void **state)
+{
+	struct fake_root *r = *state;
+	struct proctree *t = &r->t;
+	const struct proctree_match reaped = { 0, 100, "A", NULL, NULL, NULL, 0 };
+	char path[PATH_MAX + 32], line[256];
+	struct proctree owned;
+	int n;
+
+	add_root(r->dir, ROOT, "300 ");
+	add_env_proc(r->dir, 300, ROOT, NULL, "");
+	(void)snprintf(path, sizeof(path), "%s/300/stat", r->dir);
+	n = snprintf(line, sizeof(line),
+		     "300 (env) Z %d 300 300 0 -1 4194572 0 0 0 0 0 0 0 0 20 0 2 0 %llu 0 0\n",
+		     ROOT, start_of(300));
+	write_file(path, line, (size_t)n);
+	(void)snprintf(path, sizeof(path), "%s/300/task/301", r->dir);
+	make_dir(path, "");
+	(void)snprintf(path, sizeof(path), "%s/300/task/301/environ", r->dir);
+	write_file(path, "MCPMUX_SESSION=A\0MCPMUX_OWNER=1:100\0", 36);
+	(void)snprintf(path, sizeof(path), "%s/300/task/301/stat", r->dir);
+	n = snprintf(line, sizeof(line),
+		     "301 (env) S %d 300 300 0 -1 4194368 0 0 0 0 0 0 0 0 20 0 2 0 %llu 1 1\n",
+		     ROOT, start_of(300) + 1);
+	write_file(path, line, (size_t)n);
+	proctree_init(&owned);
+	for (int k = 0; k < 2; k++) {
+		assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
+		assert_int_equal(t->n, 1);
+		assert_false(t->incomplete);
+		assert_int_equal(t->v[0].state, k == 0 ? 'S' : 'Z');
+		assert_string_equal(t->v[0].cookie, "A");
+		assert_int_equal(proctree_is_member(t, 0, &reaped), k == 0);
+		assert_int_equal(proctree_count(t, &reaped), k == 0 ? 1 : 0);
+		assert_int_equal(proctree_left(t, &reaped), 1);
+		assert_int_equal(proctree_exiting(r->dir, 300), k == 1);
+		assert_int_equal(proctree_scan_owned(&owned, r->dir, "1:100"), 0);
+		assert_int_equal(owned.n, 1);
+		assert_int_equal(owned.v[0].state, k == 0 ? 'S' : 'Z');
+		assert_string_equal(owned.v[0].cookie, "A");
+		/* Thread 301 exits too: the process is a zombie. */
+		n = snprintf(line, sizeof(line),
+			     "301 (env) Z %d 300 300 0 -1 4194372 0 0 0 0 0 0 0 0 20 0 2 0 %llu "
+			     "0 0\n",
+			     ROOT, start_of(300) + 1);
+		write_file(path, line, (size_t)n);
+	}
+	proctree_release(&owned);
+}
+
 /* A process whose children cannot be listed: the snapshot is incomplete, never "empty". */
 static void
 test_fake_unlistable_task(void **state)
@@ -1406,6 +1463,8 @@ main(void)
 						root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_walk_all, root_setup, root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_exiting, root_setup, root_teardown),
+		cmocka_unit_test_setup_teardown(test_fake_main_thread_exited, root_setup,
+						root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_exec_window, root_setup, root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_wide, root_setup, root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_many_children, root_setup, root_teardown),
