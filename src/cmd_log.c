@@ -73,7 +73,10 @@ static bool no_memory;
 #define FOLLOW_POLL_NS 100000000L
 #define FOLLOW_OLD_S   2.0
 
-/* Nested deeper than any record mcpmux writes? */
+/*
+ * Nested deeper than any record mcpmux writes?  Comments are skipped as yajl skips them
+ * (it reads the line with comments allowed): a bracket or a quote in one is no JSON's.
+ */
 static bool
 too_deep(const char *p, size_t len)
 {
@@ -91,6 +94,15 @@ too_deep(const char *p, size_t len)
 			}
 		} else if (c == '"') {
 			in_string = true;
+		} else if (c == '/' && i + 1 < len && p[i + 1] == '*') {
+			const char *end = memmem(p + i + 2, len - i - 2, "*/", 2);
+
+			if (end == NULL) {
+				return false; /* not JSON: yajl refuses it */
+			}
+			i = (size_t)(end - p) + 1;
+		} else if (c == '/' && i + 1 < len && p[i + 1] == '/') {
+			return false; /* a comment to the end of the line */
 		} else if ((c == '{' || c == '[') && ++depth > 1024) {
 			return true;
 		} else if (c == '}' || c == ']') {

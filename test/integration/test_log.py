@@ -1147,6 +1147,28 @@ class Reading(Case):
         self.assertEqual(out, self.golden("show.golden"))
         self.assertIn(":1: not a traffic log record: skipped", err)
 
+    def test_a_line_nested_deeper_behind_a_comment_is_skipped(self):
+        """yajl reads a line with comments allowed: brackets and quotes in a comment do
+        not count, and a line nested deeper than any record is still skipped when a
+        comment holds as many closing brackets as it is deep."""
+        with open(os.path.join(LOGS, "fixed.log"), "rb") as f:
+            data = f.read()
+        n = 300000
+        deep = (b'{"x":/*' + b"]" * n + b'"*/' + b"[" * n + b"]" * n + b"}\n" +
+                b'{"x":' + b"[" * n + b"// " + b"]" * n + b"\n")
+        import resource
+
+        def small_stack():  # as deep a line as a stack of 1 MiB could not free
+            resource.setrlimit(resource.RLIMIT_STACK, (1 << 20, 1 << 20))
+        p = subprocess.run([MCPMUX, "log", "show", "--color", "never"], input=deep + data,
+                           capture_output=True, timeout=60, env=self.env,
+                           preexec_fn=small_stack)
+        rc, out, err = p.returncode, p.stdout.decode(), p.stderr.decode()
+        self.assertEqual(rc, 0, err[-500:])
+        self.assertEqual(out, self.golden("show.golden"))
+        self.assertIn(":1: not a traffic log record: skipped", err)
+        self.assertIn(": 2 lines in all were not traffic log records", err)
+
     def test_a_line_longer_than_any_record_is_skipped_in_bounded_memory(self):
         """No record of a log written with --max-message 1M is longer than 7 MiB and 128
         KiB (a body that is not JSON is written escaped, up to 6 bytes a byte): a line of
