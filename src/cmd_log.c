@@ -976,7 +976,8 @@ waiting_free(void)
 
 /*
  * Learn the method of a message record: its own, or for a response that of the request
- * it answers.  Returns a malloc'd string of *len bytes (a NUL after them), or NULL.
+ * it answers.  Returns a malloc'd string of *len bytes (a NUL after them), or NULL (and
+ * *len 0).
  */
 static char *
 record_method(yajl_val rec, const char *session, bool in, size_t *len)
@@ -985,6 +986,7 @@ record_method(yajl_val rec, const char *session, bool in, size_t *len)
 	const char *method = rec_str(rec, "method", len);
 
 	if (kind == NULL) {
+		*len = 0;
 		return NULL;
 	}
 	if (strcmp(kind, "request") == 0 && method != NULL) {
@@ -992,7 +994,9 @@ record_method(yajl_val rec, const char *session, bool in, size_t *len)
 		return dup_kept(method, *len);
 	}
 	if (strcmp(kind, "response") == 0 || strcmp(kind, "error") == 0) {
-		/* a response travels the other way from its request */
+		/* a response travels the other way from its request (its own method, if it
+		 * has one, is not its name) */
+		*len = 0;
 		return waiting_take(session, !in, rec, len);
 	}
 	return method != NULL ? dup_kept(method, *len) : NULL;

@@ -1406,6 +1406,28 @@ class Reading(Case):
         self.assertRegex(out, r"\na\\x00c +1 +0 +1\.50 +1\.50 +1\.50 +1\.50\n")
         self.assertIn(" 3 methods,", out)
 
+    def test_an_answer_with_a_method_of_its_own_is_named_by_its_request_only(self):
+        """A response or error record with a "method" member (not one mcpmux writes) is
+        named by the request it answers; with no request in the log, by nothing, its own
+        method neither shown nor read past (show and stats)."""
+        path = self.write_records("answer-method.log", [
+            {"dir": "out", "kind": "response", "id": 1, "method": "tools/call/" + "x" * 40,
+             "ms": 1.5, "bytes": 10},
+            {"dir": "in", "kind": "request", "id": 2, "method": "ping", "bytes": 10},
+            {"dir": "out", "kind": "error", "id": 2, "method": "other", "ms": 2.5,
+             "bytes": 10},
+        ])
+        rc, out, err = self.run_log("show", "--color", "never", path)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual([line[23:66].rstrip() for line in out.splitlines()],
+                         ["<- #1", "-> ping #2", "<- #2 ping"])
+        rc, out, err = self.run_log("show", "--color", "never", "--method", "other", path)
+        self.assertEqual((rc, out), (0, ""), err)
+        rc, out, err = self.run_log("stats", path)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"\nping +1 +1 +2\.50 +2\.50 +2\.50 +2\.50\n")
+        self.assertRegex(out, r"\n\(unknown\) +0 +0 +1\.50 ")
+
     def test_a_surrogate_escape_not_of_a_pair_is_shown_as_a_replacement_character(self):
         """A UTF-16 surrogate escape that is not one of a pair (a high one followed by
         another escape, or by none; a low one alone) is shown as U+FFFD, and the character
