@@ -1206,10 +1206,11 @@ hist_add(struct hist *h, double ms)
 	int i = 0;
 
 	if (ms > HIST_MIN_MS) {
-		i = (int)(log(ms / HIST_MIN_MS) / log(HIST_BASE)) + 1;
-	}
-	if (i >= HIST_BUCKETS) {
-		i = HIST_BUCKETS - 1;
+		/* A time past the last bucket's (up to an infinite one: 1e999 in a log that
+		 * is not mcpmux's) is in the last. */
+		double at = log(ms / HIST_MIN_MS) / log(HIST_BASE) + 1;
+
+		i = at < HIST_BUCKETS - 1 ? (int)at : HIST_BUCKETS - 1;
 	}
 	h->b[i]++;
 	h->n++;

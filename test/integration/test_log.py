@@ -1428,6 +1428,22 @@ class Reading(Case):
         self.assertRegex(out, r"\nping +1 +1 +2\.50 +2\.50 +2\.50 +2\.50\n")
         self.assertRegex(out, r"\n\(unknown\) +0 +0 +1\.50 ")
 
+    def test_a_latency_past_the_last_bucket_is_counted_in_it(self):
+        """An answer's ms too large for a double (1e999, in a log that is not mcpmux's) or
+        past the histogram's last bucket is counted in that bucket: the maximum says what
+        it is."""
+        path = self.write_records("huge-ms.log", [
+            r'"dir":"in","kind":"request","id":1,"method":"m","bytes":10',
+            r'"dir":"out","kind":"response","id":1,"ms":1e999,"bytes":10',
+            r'"dir":"in","kind":"request","id":2,"method":"n","bytes":10',
+            r'"dir":"out","kind":"error","id":2,"ms":1e300,"bytes":10',
+        ])
+        rc, out, err = self.run_log("stats", path)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"\nm +1 +0 +[0-9.]+ +[0-9.]+ +[0-9.]+ +inf\n")
+        self.assertRegex(out, r"\nn +1 +1 +[0-9.]+ +[0-9.]+ +[0-9.]+ +1000000[0-9]{294}\.00\n")
+        self.assertRegex(out, r"\n\(all\) +4 +1 .* inf\n")
+
     def test_a_surrogate_escape_not_of_a_pair_is_shown_as_a_replacement_character(self):
         """A UTF-16 surrogate escape that is not one of a pair (a high one followed by
         another escape, or by none; a low one alone) is shown as U+FFFD, and the character
