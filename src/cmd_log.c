@@ -1445,7 +1445,11 @@ run_stats(const struct opts *o, struct reader *r)
 		bool answer = kind != NULL && (strcmp(kind, "response") == 0 || is_err);
 		double bytes = 0, ms;
 
-		(void)get_num(rec, "bytes", &bytes);
+		/* A size that is none (negative, or past any: 1e999 in a log that is not
+		 * mcpmux's) counts no bytes. */
+		if (!get_num(rec, "bytes", &bytes) || !(bytes >= 0 && bytes < 0x1p63)) {
+			bytes = 0;
+		}
 		if (o->method != NULL && !method_is(method, method_len, o->method)) {
 			free(method);
 			yajl_tree_free(rec);

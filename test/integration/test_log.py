@@ -1444,6 +1444,22 @@ class Reading(Case):
         self.assertRegex(out, r"\nn +1 +1 +[0-9.]+ +[0-9.]+ +[0-9.]+ +1000000[0-9]{294}\.00\n")
         self.assertRegex(out, r"\n\(all\) +4 +1 .* inf\n")
 
+    def test_a_size_that_is_none_counts_no_bytes(self):
+        """A message's bytes that is negative or past any size (1e999, 1e30: in a log
+        that is not mcpmux's) counts nothing in stats' totals, the other sizes as they
+        are."""
+        path = self.write_records("odd-bytes.log", [
+            r'"dir":"in","kind":"notification","method":"m","bytes":10',
+            r'"dir":"in","kind":"notification","method":"m","bytes":-1',
+            r'"dir":"in","kind":"notification","method":"m","bytes":1e999',
+            r'"dir":"in","kind":"notification","method":"m","bytes":1e30',
+            r'"dir":"in","kind":"notification","method":"m","bytes":"12"',
+        ])
+        rc, out, err = self.run_log("stats", path)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"\ns1 +0\.0s +5 +10 B +0 ")
+        self.assertIn("5 records, 5 messages (10 B),", out)
+
     def test_a_surrogate_escape_not_of_a_pair_is_shown_as_a_replacement_character(self):
         """A UTF-16 surrogate escape that is not one of a pair (a high one followed by
         another escape, or by none; a low one alone) is shown as U+FFFD, and the character
