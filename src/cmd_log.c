@@ -199,12 +199,15 @@ parse_record(char *line, size_t len, size_t *body_at, size_t *body_len_out)
  */
 #define RECORD_OWN_MAX ((size_t)128 << 10)
 
-/* The longest record a log written with --max-message max_message can hold. */
+/*
+ * The longest record a log written with --max-message max_message can hold (at most what
+ * leaves room for its newline and a '\0' in a size_t).
+ */
 static size_t
 record_max(size_t max_message)
 {
-	if (max_message > (SIZE_MAX - 1 - RECORD_OWN_MAX) / 7) {
-		return SIZE_MAX - 1;
+	if (max_message > (SIZE_MAX - 2 - RECORD_OWN_MAX) / 7) {
+		return SIZE_MAX - 2;
 	}
 	return max_message * 7 + RECORD_OWN_MAX;
 }

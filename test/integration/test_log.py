@@ -1169,6 +1169,15 @@ class Reading(Case):
         self.assertIn(":1: not a traffic log record: skipped", err)
         self.assertIn(": 2 lines in all were not traffic log records", err)
 
+    def test_the_largest_max_message_reads_every_record(self):
+        """--max-message up to its largest value (a record bound past what a size can
+        hold) reads the log as without it."""
+        fixed = os.path.join(LOGS, "fixed.log")
+        for m in ("4611686018427387903", "9223372036854775807"):
+            rc, out, err = self.run_log("show", "--color", "never", "--max-message", m, fixed)
+            self.assertEqual(rc, 0, err)
+            self.assertEqual(out, self.golden("show.golden"), m)
+
     def test_a_line_longer_than_any_record_is_skipped_in_bounded_memory(self):
         """No record of a log written with --max-message 1M is longer than 7 MiB and 128
         KiB (a body that is not JSON is written escaped, up to 6 bytes a byte): a line of
