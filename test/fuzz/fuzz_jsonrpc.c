@@ -15,6 +15,13 @@
  *     and every result field, byte for byte, with params read for every method and for
  *     one.
  *
+ * jsonrpc_without_answers(), on a batch (an empty result for anything else), with no keep,
+ * one that keeps every answer, and one that keeps some (by its id's text), into another
+ * scanner and into the batch's own: the batch less its answers is a JSON array that
+ * jsonrpc_scan() takes as a batch and that holds exactly the elements the tree oracle
+ * says are no answers, in order (nothing when there is none); the answers kept are the
+ * oracle's answers in order (those keep took), and kept plus dropped are all of them.
+ *
  * idscan gets the line in three chunkings and must give the same answer each time.  What
  * it returns is written by mcpmux, unchecked, into an error response as the "id": it must
  * be one valid JSON string or number, and for a valid object with one top-level "id" it
@@ -27,6 +34,7 @@
 #include "fuzz.h"
 
 #include "mcpmux/jsonrpc.h"
+#include "mcpmux/rpcout.h"
 
 /* ---- the tree oracle ---- */
 
@@ -489,6 +497,207 @@ check_one_judge(const char *line, size_t len, const char *params_method)
 		   params_method);
 }
 
+/* ---- jsonrpc_without_answers() ---- */
+
+/* Two trees of one JSON text (strings without NULs): equal member by member, in order. */
+static bool
+same_tree(yajl_val a, yajl_val b)
+{
+	if (a == NULL || b == NULL || a->type != b->type) {
+		return a == b;
+	}
+	if (YAJL_IS_STRING(a)) {
+		return strcmp(a->u.string, b->u.string) == 0;
+	}
+	if (YAJL_IS_NUMBER(a)) {
+		return strcmp(a->u.number.r, b->u.number.r) == 0;
+	}
+	if (YAJL_IS_ARRAY(a)) {
+		if (a->u.array.len != b->u.array.len) {
+			return false;
+		}
+		for (size_t i = 0; i < a->u.array.len; i++) {
+			if (!same_tree(a->u.array.values[i], b->u.array.values[i])) {
+				return false;
+			}
+		}
+		return true;
+	}
+	if (YAJL_IS_OBJECT(a)) {
+		if (a->u.object.len != b->u.object.len) {
+			return false;
+		}
+		for (size_t i = 0; i < a->u.object.len; i++) {
+			if (strcmp(a->u.object.keys[i], b->u.object.keys[i]) != 0 ||
+			    !same_tree(a->u.object.values[i], b->u.object.values[i])) {
+				return false;
+			}
+		}
+	}
+	return true; /* true, false, null */
+}
+
+struct keep_ctx {
+	int how; /* 0: none is kept (keep not given), 1: every one, 2: by its id's text */
+	size_t calls;
+};
+
+static bool
+keep_some(void *ctx, const char *id, size_t id_len)
+{
+	struct keep_ctx *k = ctx;
+	unsigned sum = 0;
+
+	k->calls++;
+	FUZZ_CHECK(id_len > 0 && fuzz_yajl_valid(id, id_len), "keep() given the id %.*s",
+		   (int)id_len, id);
+	for (size_t i = 0; i < id_len; i++) {
+		sum += (unsigned char)id[i];
+	}
+	return k->how == 1 || (k->how == 2 && sum % 2 == 1);
+}
+
+/* The elements of the oracle's batch that are answers (want == true) or not, in order. */
+static size_t
+elements_of(yajl_val top, bool answers, yajl_val *out)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < top->u.array.len; i++) {
+		struct want_item w;
+
+		classify(top->u.array.values[i], &w);
+		if ((w.kind == JSONRPC_RESPONSE || w.kind == JSONRPC_ERROR) == answers) {
+			out[k++] = top->u.array.values[i];
+		}
+	}
+	return k;
+}
+
+/* b (a batch made by jsonrpc_without_answers()) holds the n elements want, in order. */
+static void
+check_made_batch(const struct sbuf *b, yajl_val *want, size_t n, const char *what)
+{
+	if (n == 0) {
+		FUZZ_CHECK(b->len == 0, "%s: %zu bytes for no element", what, b->len);
+		return;
+	}
+	FUZZ_CHECK(b->len > 0 && b->buf[0] == '[' && b->buf[b->len - 1] == ']',
+		   "%s: not an array: %.*s", what, (int)b->len, b->buf);
+	char *copy = fuzz_strndup(b->buf, b->len);
+	yajl_val got = yajl_tree_parse(copy, NULL, 0);
+
+	FUZZ_CHECK(YAJL_IS_ARRAY(got), "%s: not JSON: %s", what, copy);
+	FUZZ_CHECK(got->u.array.len == n, "%s: %zu elements, want %zu", what, got->u.array.len, n);
+	for (size_t i = 0; i < n; i++) {
+		FUZZ_CHECK(same_tree(got->u.array.values[i], want[i]), "%s: element %zu differs",
+			   what, i);
+	}
+	yajl_tree_free(got);
+	free(copy);
+}
+
+/* Each way of keeping answers, into another scanner and into the batch's own. */
+static void
+check_without_answers(const char *line, size_t len)
+{
+	struct jsonrpc_scanner s, other;
+	struct sbuf out = { 0 }, taken = { 0 };
+
+	jsonrpc_init(&s);
+	jsonrpc_init(&other);
+	for (int run = 0; run < 6; run++) {
+		struct keep_ctx k = { .how = run % 3 };
+		struct jsonrpc_scanner *into = run < 3 ? &other : &s;
+		enum jsonrpc_kind kind = jsonrpc_scan(&s, line, len);
+		size_t dropped = 99, n_answers = 0;
+		yajl_val top = NULL, *want = NULL;
+		char *copy = NULL;
+
+		if (kind == JSONRPC_BATCH && memmem(line, len, "\\u0000", 6) == NULL) {
+			copy = fuzz_strndup(line, len);
+			top = yajl_tree_parse(copy, NULL, 0);
+			FUZZ_CHECK(YAJL_IS_ARRAY(top), "a batch that is not an array");
+			want = calloc(top->u.array.len + 1, sizeof(*want));
+			FUZZ_CHECK(want != NULL, "out of memory");
+			n_answers = elements_of(top, true, want);
+		}
+		bool ok = jsonrpc_without_answers(&s, line, len, k.how == 0 ? NULL : keep_some, &k,
+						  &out, into, &taken, &dropped);
+
+		FUZZ_CHECK(ok, "jsonrpc_without_answers() failed");
+		if (kind != JSONRPC_BATCH) {
+			FUZZ_CHECK(out.len == 0 && taken.len == 0 && dropped == 0 && k.calls == 0,
+				   "not a batch, yet %zu bytes, %zu taken, %zu dropped", out.len,
+				   taken.len, dropped);
+			continue;
+		}
+		if (top == NULL) {
+			continue; /* (a NUL in a string: the tree oracle cannot see it) */
+		}
+		if (n_answers == 0) {
+			FUZZ_CHECK(out.len == 0 && taken.len == 0 && dropped == 0,
+				   "a batch without answers, yet %zu bytes, %zu taken, %zu dropped",
+				   out.len, taken.len, dropped);
+		} else {
+			size_t n_taken = 0;
+
+			if (taken.len > 0) {
+				char *tc = fuzz_strndup(taken.buf, taken.len);
+				yajl_val t = yajl_tree_parse(tc, NULL, 0);
+				size_t j = 0;
+
+				FUZZ_CHECK(YAJL_IS_ARRAY(t), "taken is not an array: %s", tc);
+				n_taken = t->u.array.len;
+				/* In order, each one of the answers. */
+				for (size_t i = 0; i < n_taken; i++, j++) {
+					while (j < n_answers &&
+					       !same_tree(t->u.array.values[i], want[j])) {
+						j++;
+					}
+					FUZZ_CHECK(j < n_answers,
+						   "taken[%zu] is none of the answers", i);
+				}
+				yajl_tree_free(t);
+				free(tc);
+			}
+			FUZZ_CHECK(k.how != 0 || n_taken == 0, "answers taken without keep()");
+			FUZZ_CHECK(k.how != 1 || n_taken == n_answers, "%zu of %zu answers taken",
+				   n_taken, n_answers);
+			if (k.how == 1) {
+				check_made_batch(&taken, want, n_answers, "taken");
+			}
+			FUZZ_CHECK(n_taken + dropped == n_answers,
+				   "%zu taken and %zu dropped of %zu answers", n_taken, dropped,
+				   n_answers);
+			size_t n_rest = elements_of(top, false, want);
+
+			check_made_batch(&out, want, n_rest, "the batch less its answers");
+			if (n_rest > 0) {
+				FUZZ_CHECK(into->kind == JSONRPC_BATCH &&
+						   into->n_elements == n_rest,
+					   "the batch less its answers scans as kind %d of %zu",
+					   (int)into->kind, into->n_elements);
+				size_t n_items;
+				const struct jsonrpc_item *items = jsonrpc_items(into, &n_items);
+
+				for (size_t i = 0; i < n_items; i++) {
+					FUZZ_CHECK(items[i].kind != JSONRPC_RESPONSE &&
+							   items[i].kind != JSONRPC_ERROR,
+						   "an answer left in the batch (%zu)", i);
+				}
+			}
+		}
+		free(want);
+		yajl_tree_free(top);
+		free(copy);
+	}
+	sbuf_release(&out);
+	sbuf_release(&taken);
+	jsonrpc_release(&s);
+	jsonrpc_release(&other);
+}
+
 /* ---- idscan ---- */
 
 struct idscan_result {
@@ -635,6 +844,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	jsonrpc_release(&s);
 	check_one_judge(line, size, NULL);
 	check_one_judge(line, size, JSONRPC_CANCELLED);
+	check_without_answers(line, size);
 
 	check_idscan(line, size, seed);
 	return 0;

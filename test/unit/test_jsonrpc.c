@@ -1,7 +1,7 @@
 /*
  * Unit tests for jsonrpc: jsonrpc_scan() on a golden table, batches, nesting limits,
- * recovery after invalid lines, params pick-up, and jsonrpc_idscan and envelope_bigscan on
- * pieces.
+ * recovery after invalid lines, params pick-up, a batch less its answers
+ * (jsonrpc_without_answers()), and jsonrpc_idscan and envelope_bigscan on pieces.
  *
  * To keep the JSON readable, lines and ids in the tables write ' for " (see q()); a
  * literal quote inside a JSON string is then written \' (that is, \" after q()).
@@ -21,6 +21,7 @@
 #include "mcpmux/envelope.h"
 #include "mcpmux/jsonrpc.h"
 #include "mcpmux/jsonsimd.h"
+#include "mcpmux/rpcout.h"
 #include "mcpmux/sys.h"
 
 #include "quote.h"
@@ -1305,6 +1306,96 @@ test_id_keys(void **state)
 	assert_true(key_of("-1e-999999999999999999999999", a) > 0);
 }
 
+/* keep() of jsonrpc_without_answers(): the answers whose id's JSON text is ctx's. */
+static bool
+keep_id(void *ctx, const char *id, size_t id_len)
+{
+	const char *want = ctx;
+
+	return id_len == strlen(want) && memcmp(id, want, id_len) == 0;
+}
+
+static void
+test_without_answers(void **state)
+{
+	struct jsonrpc_scanner *s = *state, other;
+	struct sbuf out = { 0 }, taken = { 0 };
+	size_t dropped = 0;
+	char line[1024], want[1024], id_1[] = "1", id_x[] = "\"x\"", id_3[] = "3";
+	static const char *const mixed =
+		" [ {'jsonrpc':'2.0','id':1,'result':{}} , {'jsonrpc':'2.0','id':2,'method':'a'},"
+		"7 ,{'jsonrpc':'2.0','id':'x','error':{'code':1,'message':'m'}},"
+		"{'jsonrpc':'2.0','method':'n'}] ";
+	static const char *const rest =
+		"[{'jsonrpc':'2.0','id':2,'method':'a'},7,{'jsonrpc':'2.0','method':'n'}]";
+
+	jsonrpc_init(&other);
+	/* Not a batch, and a batch without answers: nothing made, nothing dropped. */
+	static const char *const none[] = {
+		"{'jsonrpc':'2.0','id':1,'result':{}}",
+		"[{'jsonrpc':'2.0','id':1,'method':'a'},{'jsonrpc':'2.0','method':'n'},3]",
+		"[]",
+		"not json",
+	};
+
+	for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++) {
+		q(line, sizeof(line), none[i]);
+		(void)jsonrpc_scan(s, line, strlen(line));
+		dropped = 99;
+		assert_true(jsonrpc_without_answers(s, line, strlen(line), keep_id, id_1, &out,
+						    &other, &taken, &dropped));
+		assert_int_equal(out.len, 0);
+		assert_int_equal(taken.len, 0);
+		assert_int_equal(dropped, 0);
+	}
+
+	/* Every answer dropped: the other elements, in order, a batch again. */
+	q(line, sizeof(line), mixed);
+	assert_int_equal(jsonrpc_scan(s, line, strlen(line)), JSONRPC_BATCH);
+	assert_true(jsonrpc_without_answers(s, line, strlen(line), NULL, NULL, &out, &other, NULL,
+					    &dropped));
+	assert_int_equal(dropped, 2);
+	assert_string_equal(out.buf, q(want, sizeof(want), rest));
+	assert_int_equal(other.kind, JSONRPC_BATCH);
+	assert_int_equal(other.n_elements, 3);
+	assert_item(&other, &other.items[0], JSONRPC_REQUEST, "2", "a", out.buf);
+	assert_item(&other, &other.items[2], JSONRPC_NOTIFICATION, NULL, "n", out.buf);
+
+	/* The answer keep() takes goes on in a batch of its own; the other is dropped. */
+	assert_true(jsonrpc_without_answers(s, line, strlen(line), keep_id, id_x, &out, &other,
+					    &taken, &dropped));
+	assert_int_equal(dropped, 1);
+	assert_string_equal(out.buf, q(want, sizeof(want), rest));
+	assert_string_equal(taken.buf,
+			    q(want, sizeof(want),
+			      "[{'jsonrpc':'2.0','id':'x','error':{'code':1,'message':'m'}}]"));
+
+	/* Into the batch's own scanner: the same. */
+	assert_true(jsonrpc_without_answers(s, line, strlen(line), keep_id, id_1, &out, s, &taken,
+					    &dropped));
+	assert_int_equal(dropped, 1);
+	assert_string_equal(out.buf, q(want, sizeof(want), rest));
+	assert_string_equal(taken.buf,
+			    q(want, sizeof(want), "[{'jsonrpc':'2.0','id':1,'result':{}}]"));
+	assert_int_equal(s->kind, JSONRPC_BATCH);
+	assert_int_equal(s->n_elements, 3);
+
+	/* Answers only: nothing is left, each one dropped. */
+	q(line, sizeof(line),
+	  "[{'jsonrpc':'2.0','id':1,'result':1},{'jsonrpc':'2.0','id':2,'error':{'code':1,"
+	  "'message':'m'}}]");
+	assert_int_equal(jsonrpc_scan(s, line, strlen(line)), JSONRPC_BATCH);
+	assert_true(jsonrpc_without_answers(s, line, strlen(line), keep_id, id_3, &out, &other,
+					    &taken, &dropped));
+	assert_int_equal(out.len, 0);
+	assert_int_equal(taken.len, 0);
+	assert_int_equal(dropped, 2);
+
+	sbuf_release(&out);
+	sbuf_release(&taken);
+	jsonrpc_release(&other);
+}
+
 int
 main(void)
 {
@@ -1314,6 +1405,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_cancel_request_id_in_a_batch, scanner_setup,
 						scanner_teardown),
 		cmocka_unit_test(test_id_keys),
+		cmocka_unit_test_setup_teardown(test_without_answers, scanner_setup,
+						scanner_teardown),
 		cmocka_unit_test_setup_teardown(test_golden_one_scanner, scanner_setup,
 						scanner_teardown),
 		cmocka_unit_test_setup_teardown(test_golden_reverse_twice, scanner_setup,
