@@ -73,45 +73,6 @@ static bool no_memory;
 #define FOLLOW_POLL_NS 100000000L
 #define FOLLOW_OLD_S   2.0
 
-/*
- * Nested deeper than any record mcpmux writes?  Comments are skipped as yajl skips them
- * (it reads the line with comments allowed): a bracket or a quote in one is no JSON's.
- */
-static bool
-too_deep(const char *p, size_t len)
-{
-	bool in_string = false;
-	int depth = 0;
-
-	for (size_t i = 0; i < len; i++) {
-		char c = p[i];
-
-		if (in_string) {
-			if (c == '\\') {
-				i++;
-			} else if (c == '"') {
-				in_string = false;
-			}
-		} else if (c == '"') {
-			in_string = true;
-		} else if (c == '/' && i + 1 < len && p[i + 1] == '*') {
-			const char *end = memmem(p + i + 2, len - i - 2, "*/", 2);
-
-			if (end == NULL) {
-				return false; /* not JSON: yajl refuses it */
-			}
-			i = (size_t)(end - p) + 1;
-		} else if (c == '/' && i + 1 < len && p[i + 1] == '/') {
-			return false; /* a comment to the end of the line */
-		} else if ((c == '{' || c == '[') && ++depth > 1024) {
-			return true;
-		} else if (c == '}' || c == ']') {
-			depth--;
-		}
-	}
-	return false;
-}
-
 /* The line buffer kept between records; one a longer record needed is freed after it. */
 #define READER_KEEP ((size_t)1 << 20)
 
@@ -134,6 +95,54 @@ is_json(const char *p, size_t len)
 /* A body this long is not built as a tree (the line is checked as JSON first, apart). */
 #define RECORD_BODY_TREE_MAX 4096
 
+/* The most values the tree of a record mcpmux writes holds (its own members, and a body
+ * and answers of up to RECORD_BODY_TREE_MAX bytes each), with room to spare. */
+#define RECORD_TREE_VALUES_MAX 16384
+
+/*
+ * Nested deeper, or holding more values (counted by their '[', '{' and ','), than the
+ * tree of any record mcpmux writes?  Comments are skipped as yajl skips them (it reads
+ * the line with comments allowed): a bracket or a quote in one is no JSON's.
+ */
+static bool
+too_big_a_tree(const char *p, size_t len)
+{
+	bool in_string = false;
+	int depth = 0;
+	size_t values = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		char c = p[i];
+
+		if (in_string) {
+			if (c == '\\') {
+				i++;
+			} else if (c == '"') {
+				in_string = false;
+			}
+		} else if (c == '"') {
+			in_string = true;
+		} else if (c == '/' && i + 1 < len && p[i + 1] == '*') {
+			const char *end = memmem(p + i + 2, len - i - 2, "*/", 2);
+
+			if (end == NULL) {
+				return false; /* not JSON: yajl refuses it */
+			}
+			i = (size_t)(end - p) + 1;
+		} else if (c == '/' && i + 1 < len && p[i + 1] == '/') {
+			return false; /* a comment to the end of the line */
+		} else if ((c == '{' || c == '[') &&
+			   (++depth > 1024 || ++values > RECORD_TREE_VALUES_MAX)) {
+			return true;
+		} else if (c == ',' && ++values > RECORD_TREE_VALUES_MAX) {
+			return true;
+		} else if (c == '}' || c == ']') {
+			depth--;
+		}
+	}
+	return false;
+}
+
 /* A member's text becomes null and blanks, in place (its line known to be JSON). */
 static void
 blank_member(char *line, const char *val, size_t len)
@@ -149,7 +158,8 @@ blank_member(char *line, const char *val, size_t len)
  * only takes room (a tree of a body of many small values is tens of times its size), and
  * a batch's long list of answers (not used).  Such a member's text becomes null and
  * blanks, in place, once the whole line is known to be JSON; a short one is parsed with
- * the rest, in one pass.  NULL when it is not JSON.  The body's place in the line is
+ * the rest, in one pass.  NULL when it is not JSON, or not a record of mcpmux's (nested
+ * deeper, or with more values, than its records).  The body's place in the line is
  * *body_at, *body_len_out (none: 0, 0).
  */
 static yajl_val
@@ -161,11 +171,6 @@ parse_record(char *line, size_t len, size_t *body_at, size_t *body_len_out)
 
 	*body_at = 0;
 	*body_len_out = 0;
-	/* Not one of mcpmux's (it refuses messages nested deeper than 512): yajl's tree
-	 * would recurse as deep, on the stack. */
-	if (too_deep(line, len)) {
-		return NULL;
-	}
 	bool has_body = jsonspan_member(line, len, "msg", &body, &body_len);
 
 	if (has_body) {
@@ -187,6 +192,12 @@ parse_record(char *line, size_t len, size_t *body_at, size_t *body_len_out)
 			return NULL;
 		}
 		blank_member(line, answers, answers_len);
+	}
+	/* Not one of mcpmux's (it refuses messages nested deeper than 512, and the rest of a
+	 * record is a few values): yajl's tree would recurse as deep, on the stack, and take
+	 * tens of times the size of many small values. */
+	if (too_big_a_tree(line, len)) {
+		return NULL;
 	}
 	return yajl_tree_parse(line, NULL, 0);
 }

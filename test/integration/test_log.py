@@ -1554,6 +1554,43 @@ class Reading(Case):
         bound = 32 * 1024 if not os.environ.get("MCPMUX_TEST_SANITIZED") else 128 * 1024
         self.assertLess(usage.ru_maxrss, bound)
 
+    def test_a_record_of_many_small_values_elsewhere_is_skipped_without_a_tree(self):
+        """Small values in members other than the body and the answers (2,000 members
+        "x" of 1,000 each: a 4 MB line; as a tree, hundreds of MB) are more than any
+        record mcpmux writes holds: the line is skipped, unparsed, in about its own size.
+        A record with a body and answers of up to 4 KiB of small values each is read."""
+        path = os.path.join(self.tmp.name, "many.log")
+        head = ('{"ts":"2026-11-24T10:00:00.%06dZ","session":"s","pid":1,"dir":"in",'
+                '"kind":"%s",%s"bytes":5')
+        piece = "[" + ",".join(["0"] * 1000) + "]"
+        with open(path, "w") as f:
+            f.write(head % (1, "notification", '"method":"wide",'))
+            for _ in range(2000):
+                f.write(',"x":' + piece)
+            f.write("}\n")
+            f.write(head % (2, "batch", "") + ',"answers":[' +
+                    ",".join('{"id":%d,"ms":1}' % i for i in range(250)) + '],"msg":[' +
+                    ",".join(["0"] * 2000) + "]}\n")
+            f.write(head % (3, "notification", '"method":"after",') + "}\n")
+        env = dict(self.env)
+        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=1"
+        p = subprocess.Popen([MCPMUX, "log", "stats", path], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, env=env)
+        _, status, usage = os.wait4(p.pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        print("log stats over a line of 2,000,000 small values: peak RSS %d KiB"
+              % usage.ru_maxrss)
+        bound = 32 * 1024 if not os.environ.get("MCPMUX_TEST_SANITIZED") else 128 * 1024
+        self.assertLess(usage.ru_maxrss, bound)
+        p = subprocess.Popen([MCPMUX, "log", "show", "--color", "never", path],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 0, err[-500:])
+        self.assertEqual([line[23:66].rstrip() for line in out.decode().splitlines()],
+                         ["-> [batch]", "-> after"])
+        self.assertIn(b":1: not a traffic log record: skipped", err)
+        self.assertNotIn(b"in all", err)
+
     def test_million_lines_bounded_memory(self):
         path = os.path.join(self.tmp.name, "big.log")
         line = ('{"ts":"2026-11-24T10:00:00.%06dZ","session":"s%d","pid":1,"dir":"%s",'
