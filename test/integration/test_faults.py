@@ -1011,6 +1011,9 @@ class ExitLeftovers(Faults):
                         ["--", FIXTURE, "--clear-env-grandchild", "--fork-on-usr1"],
                         env=self.shim_env(pidfd_stop="exe"))
         gc = self.orphan(p)
+        # its SIGUSR1 handler in place (before it, a SIGUSR1 kills it)
+        wait_until(lambda: "%d waiting for SIGUSR1" % gc in p.stderr(), 5,
+                   "the orphan's SIGUSR1 handler")
         p.close_stdin()
         # stopped between the walk that found the orphan and its signal
         wait_until(lambda: proc_state(p.pid) == "T", 10, "mcpmux to stop before the signal")
