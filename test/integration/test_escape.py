@@ -661,6 +661,9 @@ class Owner(Case):
                                "the keeper idle")
                     os.kill(keeper, signal.SIGSTOP)
                     try:
+                        # stopped, not only sent the signal: woken in its read by the
+                        # SIGSTOP, it would still take bytes already there before stopping
+                        wait_until(lambda: stat_of(keeper)[0] == "T", 5, "the keeper to stop")
                         p.close_stdin()
                         wait_until(lambda: unread(pipe) > 0, 10, "mcpmux's \"done\" to the keeper")
                         os.kill(p.pid, sig)
