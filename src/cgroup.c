@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "mcpmux/cgroup.h"
@@ -169,13 +170,151 @@ cgroup_leaf_make(const char *inst, unsigned long long n, char *out, size_t len)
 	return mkdir(out, 0755) == -1 ? -1 : 0;
 }
 
+/* Nested mcpmux instances (a server that is an mcpmux) nest their cgroups this deep. */
+#define REMOVE_DEPTH_MAX 32
+/* The processes of a cgroup that cgroup_kill() signals one by one, this many at a time. */
+#define KILL_BATCH 64
+
+/* A batch of the processes a cgroup's cgroup.procs lists. */
+struct listed {
+	int dfd; /* the cgroup */
+	size_t n;
+	pid_t pid[KILL_BATCH];
+	int fd[KILL_BATCH]; /* its pidfd, -1 when none could be had (EMFILE, ...) */
+	bool still[KILL_BATCH];
+};
+
+/* fn(l, pid) for each pid that the cgroup.procs of l->dfd lists.  0, or -1 (errno). */
+static int
+procs_each(struct listed *l, void (*fn)(struct listed *l, pid_t pid))
+{
+	int fd = openat(l->dfd, "cgroup.procs", O_RDONLY | O_CLOEXEC);
+	char buf[1024];
+	long pid = -1; /* the digits so far; -1: none yet; -2: not a pid (skipped) */
+	ssize_t n;
+
+	if (fd == -1) {
+		return -1;
+	}
+	while ((n = read(fd, buf, sizeof(buf))) != 0) {
+		if (n == -1 && errno == EINTR) {
+			continue;
+		}
+		if (n == -1) {
+			sys_close(&fd);
+			return -1;
+		}
+		for (ssize_t i = 0; i < n; i++) {
+			if (buf[i] == '\n') {
+				if (pid > 0) {
+					fn(l, (pid_t)pid);
+				}
+				pid = -1;
+			} else if (buf[i] >= '0' && buf[i] <= '9' && pid >= -1 &&
+				   pid < INT32_MAX / 10) {
+				pid = (pid < 0 ? 0 : pid * 10) + (buf[i] - '0');
+			} else {
+				pid = -2;
+			}
+		}
+	}
+	sys_close(&fd);
+	return 0;
+}
+
+static void
+mark_listed(struct listed *l, pid_t pid)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		l->still[i] |= l->pid[i] == pid;
+	}
+}
+
+/*
+ * SIGKILL each process of the batch that cgroup.procs still lists now that its pidfd is
+ * open: the pidfd pins it, so a pid reused meanwhile outside the cgroup is not signalled.
+ */
+static void
+kill_listed(struct listed *l)
+{
+	bool read = procs_each(l, mark_listed) == 0;
+
+	for (size_t i = 0; i < l->n; i++) {
+		if (read && l->still[i]) {
+			if (l->fd[i] >= 0) {
+				(void)syscall(SYS_pidfd_send_signal, l->fd[i], SIGKILL, NULL, 0);
+			} else {
+				(void)kill(l->pid[i], SIGKILL);
+			}
+		}
+		sys_close(&l->fd[i]);
+	}
+	l->n = 0;
+}
+
+static void
+add_listed(struct listed *l, pid_t pid)
+{
+	if (l->n == KILL_BATCH) {
+		kill_listed(l);
+	}
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+
+	if (fd == -1 && errno == ESRCH) {
+		return; /* gone */
+	}
+	l->pid[l->n] = pid;
+	l->fd[l->n] = fd;
+	l->still[l->n] = false;
+	l->n++;
+}
+
+/*
+ * SIGKILL each process that cgroup.procs lists in the cgroup name (in the directory at) and
+ * in the cgroups below it.
+ */
+static void
+kill_procs_at(int at, const char *name, int depth)
+{
+	struct listed l = { .dfd = openat(at, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC) };
+	DIR *d;
+	struct dirent *de;
+
+	if (l.dfd == -1) {
+		return;
+	}
+	(void)procs_each(&l, add_listed);
+	if (l.n > 0) {
+		kill_listed(&l);
+	}
+	if (depth >= REMOVE_DEPTH_MAX || (d = fdopendir(l.dfd)) == NULL) {
+		sys_close(&l.dfd);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_type == DT_DIR && de->d_name[0] != '.') {
+			kill_procs_at(dirfd(d), de->d_name, depth + 1);
+		}
+	}
+	closedir(d);
+}
+
 int
 cgroup_kill(const char *dir)
 {
 	char path[CGROUP_PATH_MAX + 16];
 
 	(void)snprintf(path, sizeof(path), "%s/cgroup.kill", dir);
-	return write_str(path, "1");
+	int rc = write_str(path, "1");
+	int err = errno;
+
+	/*
+	 * cgroup.kill leaves alive a process whose main thread has exited while its other
+	 * threads run on (/proc says Z; 6.18), which cgroup.procs lists and kill() ends.
+	 */
+	kill_procs_at(AT_FDCWD, dir, 0);
+	errno = err;
+	return rc;
 }
 
 int
@@ -195,9 +334,6 @@ cgroup_populated(const char *dir)
 	}
 	return p[10] == '1';
 }
-
-/* Nested mcpmux instances (a server that is an mcpmux) nest their cgroups this deep. */
-#define REMOVE_DEPTH_MAX 32
 
 static int
 rmdir_at(int at, const char *name)

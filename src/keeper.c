@@ -1117,10 +1117,16 @@ keeper_main(int fd, const char *owner, double term_grace)
 		}
 		end_listed_all(ctrs, n_ctr, owner, term_grace);
 		if (cg[0] != '\0') {
-			/* ...then, where there is one, the cgroup: whatever dropped its cookie. */
-			(void)cgroup_kill(cg);
-			for (double until = now_s() + KEEPER_KILL_S;
-			     cgroup_populated(cg) == 1 && now_s() < until;) {
+			/*
+			 * ...then, where there is one, the cgroup: whatever dropped its cookie;
+			 * again while it is populated, for what a process that cgroup.kill
+			 * missed started before its own SIGKILL.
+			 */
+			for (double until = now_s() + KEEPER_KILL_S;;) {
+				(void)cgroup_kill(cg);
+				if (cgroup_populated(cg) != 1 || now_s() >= until) {
+					break;
+				}
 				nap(KEEPER_POLL_S);
 			}
 		}

@@ -408,6 +408,83 @@ class MainThreadExited(Case):
         self.assertNotIn("abandoned", p.stderr())
 
 
+class LeafAlone(Case):
+    """With a cgroup, a grandchild that has left its tree (setsid(), re-executed with no
+    environment: no cookie) and whose main thread has then exited while a second thread
+    runs on: its cgroup leaf alone ties it to its session, and `cgroup.kill` leaves such a
+    process alive (6.18).  A leaf's processes get SIGKILL each after it, so a run's "ended"
+    comes once it is gone, and the keeper of a SIGKILLed mcpmux ends it
+    (docs/lifecycle.md)."""
+
+    FIXTURE = [FIXTURE, "--clear-env-grandchild", "--main-thread-exits"]
+    OPTS = ["--eof-grace", "100", "--term-grace", "300", "--kill-deadline", "3000"]
+
+    def setUp(self):
+        super().setUp()
+        self.pids = {}
+        self.addCleanup(self.end_left)
+
+    def end_left(self):
+        """What a failed test leaves carries no tag: it is ended here."""
+        for q, st in self.pids.items():
+            if runs(q, st):
+                os.kill(q, signal.SIGKILL)
+
+    def escaped(self, p, serve):
+        """The env tool's answer; self.pids: {pid: start time} of the server and its
+        grandchild, once the grandchild has cleared its environment and the main thread of
+        each has exited.  Skipped where the grandchild is in no cgroup leaf of p's."""
+        p.send({"session": "s", "message": call(1, "env")} if serve else call(1, "env"))
+        while True:
+            m = p.msg()
+            m = m.get("message", m)
+            if m.get("id") == 1:
+                break
+        env = m["result"]["structuredContent"]
+        self.pids = threaded_pids(p, env["pid"])
+        gc = [q for q in self.pids if q != env["pid"]][0]
+        self.assertEqual(comm(gc), "exe", "the grandchild re-executed without environment")
+        with open("/proc/%d/cgroup" % gc) as f:
+            if not re.search(r"/mcpmux\.%d(\.\d+)?/s\.\d+$" % p.pid, f.read().strip()):
+                self.skipTest("no cgroup leaf here")
+        return env
+
+    def test_serve_ended_comes_once_it_is_gone(self):
+        p = self.start([MCPMUX, "serve"] + self.OPTS + ["--"] + self.FIXTURE)
+        self.escaped(p, True)
+        p.send({"session": "s", "message": note("mcpmux/endRun")})
+        while True:
+            m = p.msg()
+            if m.get("session") == "s" and m.get("event") == "ended":
+                break
+        self.assertEqual([q for q, st in self.pids.items() if runs(q, st)], [],
+                         "running at \"ended\"; stderr:\n%s" % p.stderr())
+        self.assertEqual(m["escalation"], "kill", m)
+        self.assertNotIn("abandoned", p.stderr())
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+
+    def check_keeper(self, serve):
+        t0 = time.monotonic()
+        p = self.start([MCPMUX] + (["serve"] if serve else []) + GRACES + ["--"] +
+                       self.FIXTURE)
+        env = self.escaped(p, serve)
+        p.p.send_signal(signal.SIGKILL)
+        p.wait()
+        wait_until(lambda: not self.cookie_pids(env["session"]) and not self.tagged(),
+                   BOUND + 1, "the server and the keeper to be gone")
+        self.assertEqual([q for q, st in self.pids.items() if runs(q, st)], [],
+                         "still running once the keeper is gone")
+        took = time.monotonic() - t0
+        self.assertLess(took, BOUND * SLOW + 0.5, "took %.2f s" % took)
+
+    def test_wrap_keeper_ends_it(self):
+        self.check_keeper(False)
+
+    def test_serve_keeper_ends_it(self):
+        self.check_keeper(True)
+
+
 class Nested(Case):
     """mcpmux as the server of another mcpmux (`mcpmux -- mcpmux -- server`), without a
     cgroup: the inner one's servers carry MCPMUX_OUTER, which names the outer session
