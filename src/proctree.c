@@ -476,11 +476,38 @@ str_keep(struct proctree *t, const char *s)
 static void mark_incomplete(struct proctree *t, int err);
 
 /*
+ * Has pid let its memory go (in exit)?  Its environ and cmdline read empty, or cannot be
+ * opened (ESRCH), and its exe link is gone: the reverse of in_exec().
+ */
+static bool
+in_exit(const char *proc_root, pid_t pid)
+{
+	char path[PATH_MAX], buf[8];
+
+	(void)snprintf(path, sizeof(path), "%s/%d/cmdline", proc_root, (int)pid);
+	if (read_file(path, buf, sizeof(buf)) > 0) {
+		return false;
+	}
+	(void)snprintf(path, sizeof(path), "%s/%d/exe", proc_root, (int)pid);
+	return readlink(path, buf, sizeof(buf)) == -1;
+}
+
+/*
+ * Are the ids of a walk before the best word on pid, whose environment was read into w
+ * (rc: read_env()'s)?  When it cannot be read, or when the process is in exit: it reads
+ * as having no environment from the moment it has let its memory go, while it still holds
+ * its files.  Not for a live process whose environment names none of them: one that
+ * re-executed itself without them is found by them no more.
+ */
+static bool
+ids_carried(const char *proc_root, pid_t pid, int rc, const struct env_ids *w)
+{
+	return rc == -1 || (!w->any && in_exit(proc_root, pid));
+}
+
+/*
  * The cookie, owner and outer sessions the previous walk saw on the process pi is (same
- * pid, same start time), for one whose environment names none now: a process in exit
- * reads as having none (its environ is empty, or cannot be opened: ESRCH) from the
- * moment it has let its memory go, while it still holds its files; and one that
- * re-executed itself without them is the same process still.  True if there were some.
+ * pid, same start time), for one whose ids_carried().  True if there were some.
  */
 static bool
 carry_ids(struct proctree *t, struct proc_info *pi)
@@ -508,7 +535,7 @@ read_ids(struct proctree *t, const char *proc_root, struct proc_info *pi)
 	struct env_ids w;
 	int rc = read_env(proc_root, pi->pid, &w, t->self_owner);
 
-	if ((rc == -1 || w.got == 0) && carry_ids(t, pi)) {
+	if (ids_carried(proc_root, pi->pid, rc, &w) && carry_ids(t, pi)) {
 		return;
 	}
 	if (rc == -1) {
@@ -885,15 +912,15 @@ proctree_scan_owned(struct proctree *t, const char *proc_root, const char *owner
 			rc = read_env(proc_root, (pid_t)pid, &w, owner);
 		}
 		int err = errno;
-		/* One the previous scan found, whose environment names nothing now (in exit). */
-		const struct proc_info *old =
-			rc == -1 || w.got == 0 ? prev_find(t, (pid_t)pid) : NULL;
+		/* One the previous scan found, whose environment cannot tell now (in exit). */
+		bool carry = prev_find(t, (pid_t)pid) != NULL &&
+			     ids_carried(proc_root, (pid_t)pid, rc, &w);
 
-		if (old == NULL && rc == -1) {
+		if (!carry && rc == -1) {
 			mark_incomplete(t, err);
 			continue;
 		}
-		if (old == NULL && strcmp(w.owner, owner) != 0 &&
+		if (!carry && strcmp(w.owner, owner) != 0 &&
 		    !proctree_outer_names(w.outer, NULL, owner)) {
 			continue;
 		}
@@ -915,16 +942,14 @@ proctree_scan_owned(struct proctree *t, const char *proc_root, const char *owner
 			pi->start = proctree_now_ticks(); /* seen by then */
 		}
 		pi->parent = SIZE_MAX;
-		if (old != NULL) {
-			if (old->unknown || pi->unknown || old->start != pi->start) {
+		if (carry) {
+			if (!carry_ids(t, pi)) {
 				/* Another process at its pid now, or not known to be the same. */
 				if (rc == -1) {
 					mark_incomplete(t, err);
 				}
 				continue;
 			}
-			memcpy(pi->cookie, old->cookie, sizeof(pi->cookie));
-			memcpy(pi->owner, old->owner, sizeof(pi->owner));
 		} else {
 			memcpy(pi->cookie, w.cookie, sizeof(pi->cookie));
 			memcpy(pi->owner, w.owner, sizeof(pi->owner));

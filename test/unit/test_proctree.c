@@ -922,6 +922,56 @@ test_fake_exit_keeps_ids(void **state)
 }
 
 /*
+ * A live process that re-executed itself without mcpmux's variables is no longer found by
+ * them: an environment that names none (300), or that is empty while the process has its
+ * memory (301: its cmdline reads and its exe link is there), keeps nothing of a walk
+ * before; only one in exit (302: no cmdline, no exe link) keeps its ids.
+ */
+static void
+test_fake_exec_drops_ids(void **state)
+{
+	struct fake_root *r = *state;
+	struct proctree *t = &r->t;
+	const struct proctree_match reaped = { 0, 100, "A", NULL, NULL, NULL, 0 };
+	char path[PATH_MAX + 32];
+	struct proctree owned;
+
+	add_root(r->dir, ROOT, "300 301 302 ");
+	for (pid_t pid = 300; pid <= 302; pid++) {
+		add_env_proc(r->dir, pid, ROOT, NULL, "MCPMUX_SESSION=A|MCPMUX_OWNER=1:100|");
+	}
+	proctree_init(&owned);
+	assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
+	assert_int_equal(proctree_left(t, &reaped), 3);
+	assert_int_equal(proctree_scan_owned(&owned, r->dir, "1:100"), 0);
+	assert_int_equal(owned.n, 3);
+	(void)snprintf(path, sizeof(path), "%s/300/environ", r->dir);
+	write_file(path, "PATH=/bin", 10);
+	for (pid_t pid = 301; pid <= 302; pid++) {
+		(void)snprintf(path, sizeof(path), "%s/%d/environ", r->dir, (int)pid);
+		write_file(path, "", 0);
+	}
+	(void)snprintf(path, sizeof(path), "%s/301/cmdline", r->dir);
+	write_file(path, "sh", 3);
+	(void)snprintf(path, sizeof(path), "%s/301/exe", r->dir);
+	assert_int_equal(symlink("/bin/sh", path), 0);
+	for (int k = 0; k < 2; k++) {
+		assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
+		assert_int_equal(t->n, 3);
+		assert_false(t->incomplete);
+		for (size_t i = 0; i < t->n; i++) {
+			assert_string_equal(t->v[i].cookie, t->v[i].pid == 302 ? "A" : "");
+			assert_int_equal(proctree_is_member(t, i, &reaped), t->v[i].pid == 302);
+		}
+		assert_int_equal(proctree_left(t, &reaped), 1);
+		assert_int_equal(proctree_scan_owned(&owned, r->dir, "1:100"), 0);
+		assert_int_equal(owned.n, 1);
+		assert_int_equal(owned.v[0].pid, 302);
+	}
+	proctree_release(&owned);
+}
+
+/*
  * A daemon whose main thread has exited (pthread_exit()) while its thread 301 runs on: its
  * stat says Z and its environ is empty (the main thread's memory is gone), yet it runs.
  * The walks take its state and ids from the live thread: a live member of its tree, found
@@ -1463,6 +1513,8 @@ main(void)
 						root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_walk_all, root_setup, root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_exiting, root_setup, root_teardown),
+		cmocka_unit_test_setup_teardown(test_fake_exec_drops_ids, root_setup,
+						root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_main_thread_exited, root_setup,
 						root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_exec_window, root_setup, root_teardown),
