@@ -2951,25 +2951,40 @@ backend_free(struct backend *b)
 	free(b);
 }
 
-/*
- * A pidfd of the live process that snapshot entry pi is, to wait for its exit on: -1 when
- * there is none (gone, reused, or no pidfd to be had).
- */
-static int
-leftover_pidfd(const struct proc_info *pi)
-{
-	int fd = (int)syscall(SYS_pidfd_open, pi->pid, 0);
+/* A process the exit has sent its SIGKILL (its pid and start time). */
+struct left_killed {
+	pid_t pid;
 	unsigned long long start;
+};
 
-	if (fd == -1) {
-		return -1;
+/* Was pi sent its SIGKILL by an earlier walk? */
+static bool
+left_was_killed(const struct left_killed *v, size_t n, const struct proc_info *pi)
+{
+	for (size_t k = 0; k < n; k++) {
+		if (v[k].pid == pi->pid && v[k].start == pi->start) {
+			return true;
+		}
 	}
-	/* The pidfd pins the process: if its start time is the snapshot's, it is that one. */
-	if (proctree_start_time(PROC_ROOT, pi->pid, &start) == -1 ||
-	    (pi->unknown ? pi->start != 0 && start > pi->start : start != pi->start)) {
-		sys_close(&fd);
+	return false;
+}
+
+/* Remember pi as sent its SIGKILL.  false when there is no memory for it. */
+static bool
+left_add_killed(struct left_killed **v, size_t *n, size_t *cap, const struct proc_info *pi)
+{
+	if (*n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 16;
+		struct left_killed *nv = realloc(*v, ncap * sizeof(*nv));
+
+		if (nv == NULL) {
+			return false;
+		}
+		*v = nv;
+		*cap = ncap;
 	}
-	return fd;
+	(*v)[(*n)++] = (struct left_killed){ pi->pid, pi->start };
+	return true;
 }
 
 /*
@@ -3011,30 +3026,29 @@ backend_kill_leftovers(double kill_deadline)
 {
 	struct proctree left;
 	struct pollfd fds[LEFT_PIDFDS];
+	struct left_killed *killed = NULL;
 	char list[256];
-	size_t n = 0, there = 0, len = 0;
+	size_t n = 0, n_killed = 0, cap_killed = 0, there = 0;
 	pid_t self = getpid(), keeper = keeper_pid_live();
-	bool last = false, blind = false;
+	bool last = false, unseen = false;
 	double until = sys_mono() + SYS_MAX(kill_deadline, KILL_RESCAN_S);
 
 	proctree_init(&left);
 	for (unsigned walk = 1;; walk++) {
-		size_t nfds = 0;
-		bool nap = false;
+		size_t nfds = 0, len = 0;
+		bool blind = proctree_scan(&left, PROC_ROOT, self) == -1;
 
 		there = 0;
-		len = 0;
-		blind = proctree_scan(&left, PROC_ROOT, self) == -1;
 		if (blind) {
 			left.n = 0;
 		}
-		if (blind || left.incomplete) {
-			there = 1; /* what could not be read is not taken as gone */
-			nap = true;
-		}
+		/* What could not be read is not taken as gone. */
+		unseen = blind || left.incomplete;
+		bool nap = unseen;
+
 		for (size_t i = 0; i < left.n; i++) {
 			const struct proc_info *pi = &left.v[i];
-			int st;
+			int st, fd;
 			pid_t r = 0;
 
 			if (pi->pid == keeper) {
@@ -3061,17 +3075,28 @@ backend_kill_leftovers(double kill_deadline)
 			if (last || pi->state == 'Z' || pi->state == 'X') {
 				continue;
 			}
-			n += proctree_signal_one(&left, i, PROC_ROOT, SIGKILL) == PROCTREE_SENT;
+			/* One killed by a walk before, still dying: waited for, not counted again.
+			 */
+			bool again = left_was_killed(killed, n_killed, pi);
+
+			if (proctree_signal_pidfd(&left, i, PROC_ROOT, again ? 0 : SIGKILL, &fd) ==
+				    PROCTREE_SENT &&
+			    !again) {
+				n++;
+				(void)left_add_killed(&killed, &n_killed, &cap_killed, pi);
+			}
 			/* Waited for even when it could not be signalled: it may go by itself. */
-			if (nfds < LEFT_PIDFDS && (fds[nfds].fd = leftover_pidfd(pi)) >= 0) {
+			if (nfds < LEFT_PIDFDS && fd >= 0) {
+				fds[nfds].fd = fd;
 				fds[nfds].events = POLLIN;
 				fds[nfds].revents = 0;
 				nfds++;
 			} else {
+				sys_close(&fd);
 				nap = true;
 			}
 		}
-		if (there == 0 || last) {
+		if ((there == 0 && !unseen) || last) {
 			break;
 		}
 		/*
@@ -3086,9 +3111,11 @@ backend_kill_leftovers(double kill_deadline)
 	if (there > 0) {
 		diag_error("%zu leftover process(es) still there at mcpmux's exit: %s%s (they may "
 			   "be of another user, or in uninterruptible sleep)",
-			   there, len > 0 ? list : "",
-			   blind || left.incomplete ? " and processes /proc could not show" : "");
+			   there, list, unseen ? ", and processes /proc could not show" : "");
+	} else if (unseen) {
+		diag_error("processes /proc could not show may be left at mcpmux's exit");
 	}
+	free(killed);
 	proctree_release(&left);
 	return n;
 }

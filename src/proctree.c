@@ -1097,10 +1097,20 @@ same_process(const struct proc_info *pi, const struct proc_info *now)
 enum proctree_sig
 proctree_signal_one(const struct proctree *t, size_t i, const char *proc_root, int sig)
 {
+	return proctree_signal_pidfd(t, i, proc_root, sig, NULL);
+}
+
+enum proctree_sig
+proctree_signal_pidfd(const struct proctree *t, size_t i, const char *proc_root, int sig,
+		      int *pidfd)
+{
 	const struct proc_info *pi = &t->v[i];
 	struct proc_info now;
 	int pfd = (int)syscall(SYS_pidfd_open, pi->pid, 0);
 
+	if (pidfd != NULL) {
+		*pidfd = -1;
+	}
 	if (pfd == -1) {
 		if (errno == ESRCH) {
 			return PROCTREE_GONE;
@@ -1132,6 +1142,10 @@ proctree_signal_one(const struct proctree *t, size_t i, const char *proc_root, i
 
 	if (syscall(SYS_pidfd_send_signal, pfd, sig, NULL, 0) == -1) {
 		r = errno == ESRCH ? PROCTREE_GONE : PROCTREE_FAILED;
+	}
+	if (pidfd != NULL && r != PROCTREE_GONE) {
+		*pidfd = pfd;
+		pfd = -1;
 	}
 	sys_close(&pfd);
 	return r;

@@ -203,6 +203,13 @@ size_t proctree_signal(const struct proctree *t, const struct proctree_match *m,
 /* Signal entry i if it is still the process the snapshot saw. */
 enum proctree_sig proctree_signal_one(const struct proctree *t, size_t i, const char *proc_root,
 				      int sig);
+/*
+ * proctree_signal_one(), and *pidfd gets the pidfd of the process once it is checked to be
+ * entry i (to wait for its exit on; the caller closes it), even when the signal could not
+ * be sent: -1 when it is gone, or there is no pidfd to be had.
+ */
+enum proctree_sig proctree_signal_pidfd(const struct proctree *t, size_t i, const char *proc_root,
+					int sig, int *pidfd);
 /* The start time of pid (clock ticks since boot).  0, or -1 with errno. */
 int proctree_start_time(const char *proc_root, pid_t pid, unsigned long long *start);
 /* Now, in clock ticks since boot as /proc gives start times, rounded down (0: unknown). */

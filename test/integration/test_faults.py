@@ -1052,6 +1052,17 @@ class ExitLeftovers(Faults):
         finally:
             os.kill(gc, signal.SIGKILL)
 
+    def test_an_exit_walk_that_proc_cannot_show_is_said_without_a_count(self):
+        """/proc refuses every walk of the exit: it waits --kill-deadline and says that
+        processes it could not see may be left, not a count or a list of none."""
+        p = self.mcpmux(["serve", "--kill-deadline", "300"] + self.ARGS + ["--", FIXTURE],
+                        env=self.shim_env(proc_errno=errno.EACCES, proc_ms=60000))
+        p.close_stdin()
+        self.assertEqual(p.wait(10), 0)
+        err = p.stderr()
+        self.assertIn("processes /proc could not show may be left at mcpmux's exit", err)
+        self.assertNotIn("leftover process(es)", err)
+
 
 @needs_shim
 class LeafBusy(Faults):
