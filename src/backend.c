@@ -1329,7 +1329,7 @@ backend_send(struct backend *b, const char *line, size_t len)
 	}
 	if (wbuf_len(&b->inq) == 0 && len >= WBUF_CHUNK) {
 		/* A big line with nothing before it: written at once from where it was read. */
-		if (wbuf_send(&b->inq, b->in_fd, line, len, "\n", 1) == -1) {
+		if (wbuf_send(&b->inq, b->in_fd, line, len, "\n", 1, NULL) == -1) {
 			int err = errno;
 
 			/*

@@ -141,7 +141,7 @@ say_dropped(void)
 	if (n <= 0 || (size_t)n >= sizeof(line)) {
 		return 0;
 	}
-	if (wbuf_send(&E.q, E.fd, line, (size_t)n, NULL, 0) == -1) {
+	if (wbuf_send(&E.q, E.fd, line, (size_t)n, NULL, 0, NULL) == -1) {
 		return errno == ENOMEM ? 0 : -1;
 	}
 	if (wbuf_len(&E.q) == (size_t)n) {
@@ -301,6 +301,42 @@ say_lost_at_exit(void)
 	}
 }
 
+static void relay_lost(const char *p, size_t len);
+
+/*
+ * Nothing queued: pre[0..pre_len) and p[0..len) straight out, only the rest queued.  0;
+ * ENOMEM when the rest could not be queued: it is lost and counted (its lines, or with
+ * relay as a server's relayed bytes), and a line cut ends the next; or -1 when stderr
+ * failed (write_failed() has run).
+ */
+static int
+send_direct(const char *pre, size_t pre_len, const char *p, size_t len, bool relay)
+{
+	size_t sent;
+
+	if (wbuf_send(&E.q, E.fd, pre, pre_len, p, len, &sent) == 0) {
+		/* What the pipe did not take waits until it is writable. */
+		watch(wbuf_len(&E.q) > 0 || E.dropped > 0);
+		return 0;
+	}
+	if (errno != ENOMEM) {
+		write_failed();
+		return -1;
+	}
+	char last = '\n';
+	size_t at = sent > pre_len ? sent - pre_len : 0;
+
+	E.mid_line = wbuf_last(&E.q, &last) && last != '\n';
+	E.drop_errno = ENOMEM;
+	if (relay) {
+		relay_lost(p + at, len - at);
+	} else {
+		E.dropped += lines_in(p + at, len - at);
+		watch(true);
+	}
+	return ENOMEM;
+}
+
 void
 errout_lines(const char *p, size_t len)
 {
@@ -316,28 +352,14 @@ errout_lines(const char *p, size_t len)
 		return;
 	}
 	if (!E.full && wbuf_len(&E.q) == 0) {
-		/*
-		 * Nothing queued: straight out, only the rest is queued.  A line that says memory
-		 * ran out needs none to be written.
-		 */
-		if (wbuf_send(&E.q, E.fd, "\n", E.mid_line, p, len) == 0) {
-			E.mid_line = false;
-			flush();
-			return;
-		}
-		if (errno == ENOMEM) {
-			/* What stderr did not take is lost, counted; a line cut ends the next. */
-			char last = '\n';
+		/* A line that says memory ran out needs no queue to be written. */
+		int rc = send_direct("\n", E.mid_line, p, len, false);
 
-			E.mid_line = wbuf_last(&E.q, &last) && last != '\n';
-			E.dropped += lines_in(p, len);
-			E.drop_errno = ENOMEM;
-			watch(true);
-			return;
+		if (rc == 0) {
+			E.mid_line = false;
 		}
-		write_failed();
-		if (!E.full) {
-			return; /* nobody will ever read it */
+		if (rc == 0 || rc == ENOMEM || !E.full) {
+			return; /* sent, lost and counted, or nobody will ever read it */
 		}
 	}
 	/* One unit bigger than the bound still goes when nothing waits before it. */
@@ -595,24 +617,13 @@ errout_relay(const char *p, size_t len)
 		}
 	}
 	if (!E.full && wbuf_len(&E.q) == 0) {
-		/* Nothing queued: straight out, only the rest is queued. */
-		if (wbuf_send(&E.q, E.fd, p, len, NULL, 0) == 0) {
-			E.mid_line = p[len - 1] != '\n';
-			watch(wbuf_len(&E.q) > 0);
-			return;
-		}
-		if (errno == ENOMEM) {
-			/* What stderr did not take is lost, counted; a line cut ends the next. */
-			char last = '\n';
+		int rc = send_direct(NULL, 0, p, len, true);
 
-			E.mid_line = wbuf_last(&E.q, &last) && last != '\n';
-			E.drop_errno = ENOMEM;
-			relay_lost(p, len);
-			return;
+		if (rc == 0) {
+			E.mid_line = p[len - 1] != '\n';
 		}
-		write_failed();
-		if (!E.full) {
-			return; /* nobody will ever read it */
+		if (rc == 0 || rc == ENOMEM || !E.full) {
+			return; /* sent, lost and counted, or nobody will ever read it */
 		}
 	}
 	if (E.full) {

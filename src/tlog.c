@@ -293,8 +293,11 @@ stream_write(void)
 		}
 		return; /* its watcher writes it */
 	}
-	if (wbuf_send(&L.pending, L.fd, L.buf.buf, L.buf.len, NULL, 0) == -1) {
-		L.lost += count_lines(L.buf.buf, L.buf.len);
+	size_t sent;
+
+	if (wbuf_send(&L.pending, L.fd, L.buf.buf, L.buf.len, NULL, 0, &sent) == -1) {
+		/* Out of memory: what the log took is not lost. */
+		L.lost += count_lines(L.buf.buf + sent, L.buf.len - sent);
 		stream_failed();
 	} else if (wbuf_len(&L.pending) > 0) {
 		pending_watch(true);

@@ -340,7 +340,8 @@ wbuf_flush(struct wbuf *q, int fd)
 }
 
 int
-wbuf_send(struct wbuf *q, int fd, const void *p, size_t len, const void *p2, size_t len2)
+wbuf_send(struct wbuf *q, int fd, const void *p, size_t len, const void *p2, size_t len2,
+	  size_t *sent)
 {
 	struct iovec iov[2] = {
 		{ .iov_base = (void *)(uintptr_t)p, .iov_len = len },
@@ -348,6 +349,9 @@ wbuf_send(struct wbuf *q, int fd, const void *p, size_t len, const void *p2, siz
 	};
 	size_t done = 0;
 
+	if (sent != NULL) {
+		*sent = 0;
+	}
 	if (q->len == 0) {
 		ssize_t w = sys_writev(fd, iov, 2);
 
@@ -355,6 +359,9 @@ wbuf_send(struct wbuf *q, int fd, const void *p, size_t len, const void *p2, siz
 			return -1;
 		}
 		done = w > 0 ? (size_t)w : 0;
+		if (sent != NULL) {
+			*sent = done;
+		}
 		if (done > 0) {
 			q->wrote = true;
 			q->last = done <= len ? ((const char *)p)[done - 1]

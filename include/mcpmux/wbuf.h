@@ -41,9 +41,11 @@ int wbuf_append(struct wbuf *q, const void *p, size_t len);
 /*
  * Send `len` bytes and then `len2` more (either may be 0) as one unit: written directly
  * when nothing is queued, the unwritten rest queued.  0 on success; -1 on a write error
- * other than EAGAIN (errno set, nothing queued) or ENOMEM.
+ * other than EAGAIN (errno set, nothing queued) or ENOMEM (the rest not queued).  *sent
+ * (if sent is not NULL) gets the bytes written, of the two together.
  */
-int wbuf_send(struct wbuf *q, int fd, const void *p, size_t len, const void *p2, size_t len2);
+int wbuf_send(struct wbuf *q, int fd, const void *p, size_t len, const void *p2, size_t len2,
+	      size_t *sent);
 /*
  * Write the queue and then p[0..len) with one writev, as far as the fd takes them, and
  * queue what is left of p: the queued bytes always go first.  0 on success; -1 on a write

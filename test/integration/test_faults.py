@@ -1928,9 +1928,10 @@ class OutOfMemory(Faults):
         self.assertNotIn("lines of stderr dropped", p.stderr())
         self.assert_no_leftovers()
 
-    def full_stderr_pipe(self):
+    def full_stderr_pipe(self, room=False):
         """A pipe filled with whole lines, that nobody reads: its two ends (the write end
-        for mcpmux's stderr, to be closed once it is started)."""
+        for mcpmux's stderr, to be closed once it is started).  With room, its first line
+        is read: the pipe takes one page (4096 bytes) more."""
         r, w = os.pipe()
         self.addCleanup(os.close, r)
         os.set_blocking(w, False)
@@ -1940,6 +1941,8 @@ class OutOfMemory(Faults):
         except BlockingIOError:
             pass
         os.set_blocking(w, True)
+        if room:
+            self.assertEqual(os.read(r, 4096), b"x" * 4095 + b"\n")
         return r, w
 
     def read_until_dropped_then_eof(self, p, r):
@@ -1966,14 +1969,16 @@ class OutOfMemory(Faults):
         self.assertEqual(len(said), 1, said)
         return got, said[0]
 
-    def relayed_stderr_lost(self, marker, chunk, first=""):
+    def relayed_stderr_lost(self, marker, chunk, first="", before="", tail=""):
         """mcpmux's stderr a pipe that is full and not read, and the server's stderr relayed
         (with a traffic log): the fixture writes `first` (queued, when not empty), then a
-        line that holds marker, for which stderr's queue cannot have a new chunk (`chunk`
-        bytes with its header: FAULT_MALLOC_MIN and _MAX).  The pipe is read again until
-        the count of the lines dropped is there, which must say why; EOF on stdin ends the
-        run with 0.  What the pipe got, to the end."""
-        r, w = self.full_stderr_pipe()
+        line that holds marker (after `before`, in the same write, and with `tail` at its
+        end), for which stderr's queue cannot have a new chunk (`chunk` bytes with its
+        header: FAULT_MALLOC_MIN and _MAX).  With `before`, the pipe has room for one page
+        (4096 bytes): that line is cut there.  The pipe is read again until the count of
+        the lines dropped is there, which must say why; EOF on stdin ends the run with 0.
+        What the pipe got, to the end."""
+        r, w = self.full_stderr_pipe(room=bool(before))
         log = os.path.join(self.tmp.name, "t.jsonl")
         env = self.oom_env(marker, malloc_min=chunk, malloc_max=chunk, malloc_only="malloc")
         try:
@@ -1991,10 +1996,11 @@ class OutOfMemory(Faults):
             p.send(call(1, "stderr", text=first))
             self.assert_response(p.msg(), 1)
             wait_until(lambda: relayed(first), 10, "the first line relayed")
-        lost = marker + ": a line of the server that no memory is left to queue\n"
+        lost = marker + ": a line of the server that no memory is left to queue" + tail + "\n"
         # The marker escaped: the fixture writes it, mcpmux reads it from the server only.
         p.write(json.dumps(call(2, "stderr", text="TEXT")).replace(
-            "TEXT", "\\u004f" + lost[1:-1] + "\\n").encode() + b"\n")
+            "TEXT", json.dumps(before)[1:-1] + "\\u004f" + lost[1:-1] + "\\n").encode() +
+            b"\n")
         self.assert_response(p.msg(), 2)
         wait_until(lambda: relayed(lost), 10, "the lost line read from the server")
         got, said = self.read_until_dropped_then_eof(p, r)
@@ -2011,6 +2017,15 @@ class OutOfMemory(Faults):
         is dropped and counted, and the count, which says that memory ran out, is written
         once stderr is read again; where it was lost with nothing said."""
         self.relayed_stderr_lost("OOM-R", (1 << 10) + 32)
+
+    def test_a_server_stderr_line_cut_by_a_full_pipe_is_the_only_one_counted(self):
+        """The same with room in the pipe for the line before it, written in the same
+        write and read in the same read: that line goes out whole, the lost one is cut,
+        and only the lost one is counted."""
+        before = "a line of the server, written whole " + "a" * 3000 + "\n"
+        got = self.relayed_stderr_lost("OOM-H", (1 << 10) + 32, before=before,
+                                       tail=" " + "b" * 1400)
+        self.assertIn(before.encode() + b"OOM-H", got)
 
     def test_a_server_stderr_line_behind_a_queued_one_that_cannot_be_queued_is_counted(self):
         """The same behind a line of the server already queued: the queue's next chunk

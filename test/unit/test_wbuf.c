@@ -159,7 +159,7 @@ fill_pipe(struct pipe_fixture *f)
 static void
 send2(struct pipe_fixture *f, const void *p, size_t len, const void *p2, size_t len2)
 {
-	assert_int_equal(wbuf_send(&f->q, f->wfd, p, len, p2, len2), 0);
+	assert_int_equal(wbuf_send(&f->q, f->wfd, p, len, p2, len2, NULL), 0);
 	bytes_add(&f->want, p, len);
 	bytes_add(&f->want, p2, len2);
 }
@@ -309,7 +309,7 @@ test_last_nul(void **state)
 	char last = 'x';
 
 	assert_false(wbuf_last(&f->q, &last));
-	assert_int_equal(wbuf_send(&f->q, f->wfd, "a\0", 2, NULL, 0), 0);
+	assert_int_equal(wbuf_send(&f->q, f->wfd, "a\0", 2, NULL, 0, NULL), 0);
 	assert_true(wbuf_last(&f->q, &last));
 	assert_int_equal(last, '\0');
 }
@@ -403,7 +403,7 @@ test_flush_to_closed_pipe(void **state)
 	/* A direct send fails the same way and queues nothing. */
 	wbuf_release(&f->q);
 	errno = 0;
-	assert_int_equal(wbuf_send(&f->q, f->wfd, "x\n", 2, NULL, 0), -1);
+	assert_int_equal(wbuf_send(&f->q, f->wfd, "x\n", 2, NULL, 0, NULL), -1);
 	assert_int_equal(errno, EPIPE);
 	assert_int_equal(wbuf_len(&f->q), 0);
 	assert_null(f->q.head);
