@@ -21,6 +21,7 @@ import ctypes
 import errno
 import json
 import os
+import platform
 import select
 import signal
 import subprocess
@@ -137,7 +138,10 @@ def run_on_a_full_stdout(argv, env, seconds=30):
     flag of the description, which a reader that set it shares): (exit code, what it
     wrote, its stderr).  The pipe is read once the command waits for room in it (in poll()
     on one descriptor, with no deadline: sys_write_fd()'s wait) or has exited: one that
-    meets EAGAIN instead fails, or cuts its output short."""
+    meets EAGAIN instead fails, or cuts its output short.  Both pipes are read to their
+    end within `seconds`: a command that hangs fails the test."""
+    if platform.machine() != "x86_64":
+        raise unittest.SkipTest("the wait for room is told by x86-64's number of poll()")
     r, w = os.pipe()
     p = None
     try:
@@ -165,14 +169,22 @@ def run_on_a_full_stdout(argv, env, seconds=30):
                                                        ["0x1", "0xffffffffffffffff"])
         wait_until(waiting_or_gone, seconds, "%s to wait for room in stdout" % argv[1:],
                    lambda: proc_report(p.pid))
-        out = b""
-        while True:
-            b = os.read(r, 65536)
-            if not b:
-                break
-            out += b
-        rc = p.wait(timeout=seconds * SLOW)
-        return rc, out[filled:], p.stderr.read().decode(errors="replace")
+        err = p.stderr.fileno()
+        got, ended = {r: b"", err: b""}, set()
+        end = time.monotonic() + seconds * SLOW
+        while len(ended) < len(got):
+            rd, _, _ = select.select([fd for fd in got if fd not in ended], [], [],
+                                     max(0, end - time.monotonic()))
+            if not rd:
+                raise AssertionError("%s: no end of its stdout and stderr in %.1f s\n%s" % (
+                    argv[1:], seconds * SLOW, proc_report(p.pid)))
+            for fd in rd:
+                b = os.read(fd, 65536)
+                got[fd] += b
+                if not b:
+                    ended.add(fd)
+        rc = p.wait(timeout=max(0.1, end - time.monotonic()))
+        return rc, got[r][filled:], got[err].decode(errors="replace")
     finally:
         if p is not None:
             if p.poll() is None:
@@ -477,7 +489,13 @@ class Case(unittest.TestCase):
 
         def release():
             libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
-            # after tearDown: what is still running was killed then, and dies now
+            # after tearDown: what is still running (killed then, or of no tag, such as a
+            # process without its environment) is killed now; a child unreaped keeps its pid
+            for pid in adopted():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             wait_until(lambda: not adopted(), 10, "what the test adopted to end")
         self.addCleanup(release)
 
