@@ -182,7 +182,7 @@ read_status(const char *root, pid_t pid, struct procscan_proc *p)
 static int
 read_cmdline(const char *root, pid_t pid, struct procscan_proc *p)
 {
-	char path[PATH_MAX], buf[PROCSCAN_ARGV_MAX + 1];
+	char path[PATH_MAX + 32], buf[PROCSCAN_ARGV_MAX + 1];
 	(void)snprintf(path, sizeof(path), "%s/%d/cmdline", root, (int)pid);
 	ssize_t got = sys_read_small(path, buf, sizeof(buf));
 
@@ -218,7 +218,7 @@ static void
 read_exe(const char *root, pid_t pid, struct procscan_proc *p)
 {
 	static const char deleted[] = " (deleted)";
-	char path[PATH_MAX], target[PATH_MAX];
+	char path[PATH_MAX + 32], target[PATH_MAX];
 	ssize_t n;
 
 	p->exe[0] = '\0';
@@ -289,7 +289,7 @@ environ_entry(const char *e, size_t len, void *ctx)
 static int
 read_environ(const char *root, pid_t pid, struct procscan_proc *p)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX + 32];
 	struct env_read r = { p, false, false };
 	int fd, rc;
 
