@@ -476,8 +476,10 @@ str_keep(struct proctree *t, const char *s)
 static void mark_incomplete(struct proctree *t, int err);
 
 /*
- * Has pid let its memory go (in exit)?  Its environ and cmdline read empty, or cannot be
- * opened (ESRCH), and its exe link is gone: the reverse of in_exec().
+ * Has pid no memory of its own to read now?  Its cmdline reads empty, or cannot be opened
+ * (ESRCH): in exit, once it has let its memory go, or in the middle of an execve() (the
+ * new image's memory not yet set up; its exe link may already name it).  Either way the
+ * empty environment says nothing of its ids.
  */
 static bool
 in_exit(const char *proc_root, pid_t pid)
@@ -485,11 +487,7 @@ in_exit(const char *proc_root, pid_t pid)
 	char path[PATH_MAX], buf[8];
 
 	(void)snprintf(path, sizeof(path), "%s/%d/cmdline", proc_root, (int)pid);
-	if (read_file(path, buf, sizeof(buf)) > 0) {
-		return false;
-	}
-	(void)snprintf(path, sizeof(path), "%s/%d/exe", proc_root, (int)pid);
-	return readlink(path, buf, sizeof(buf)) == -1;
+	return read_file(path, buf, sizeof(buf)) <= 0;
 }
 
 /*
@@ -535,7 +533,8 @@ read_ids(struct proctree *t, const char *proc_root, struct proc_info *pi)
 	struct env_ids w;
 	int rc = read_env(proc_root, pi->pid, &w, t->self_owner);
 
-	if (ids_carried(proc_root, pi->pid, rc, &w) && carry_ids(t, pi)) {
+	if (prev_find(t, pi->pid) != NULL && ids_carried(proc_root, pi->pid, rc, &w) &&
+	    carry_ids(t, pi)) {
 		return;
 	}
 	if (rc == -1) {

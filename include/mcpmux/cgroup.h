@@ -40,8 +40,9 @@ int cgroup_leaf_make(const char *inst, unsigned long long n, char *out, size_t l
 /*
  * Kill every process in dir and below: cgroup.kill, then SIGKILL to each process that the
  * cgroup.procs of dir and of the cgroups below it list (through a pidfd, if it is still
- * listed once that is open), for the one cgroup.kill leaves alive (a process whose main
- * thread has exited while its other threads run on).  0 or -1 (errno: cgroup.kill's).
+ * listed once that is open; by its pid when no pidfd can be had), for the one cgroup.kill
+ * leaves alive (a process whose main thread has exited while its other threads run on).
+ * 0 or -1 (errno: cgroup.kill's).
  */
 int cgroup_kill(const char *dir);
 /* 1 when dir (or a cgroup below it) holds a process, 0 when not, -1 (errno) unknown. */

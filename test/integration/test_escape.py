@@ -45,12 +45,24 @@ def runs(pid, start):
         return False
 
 
-def threaded_pids(p, pid):
+def end_running(pids):
+    """SIGKILL what of pids ({pid: start time}) still runs: what a failed test leaves of a
+    process whose main thread has exited carries no tag the teardown could find."""
+    for q, st in pids.items():
+        if runs(q, st):
+            try:
+                os.kill(q, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def threaded_pids(case, p, pid):
     """{pid: start time} of the server pid and of its daemonised grandchild (--main-thread-
-    exits), once the main thread of each has exited."""
+    exits), once the main thread of each has exited; ended at case's cleanup if they run."""
     gc = int(wait_until(lambda: re.findall(r"grandchild (\d+)", p.stderr()), 5,
                         "the grandchild")[-1])
     pids = {q: stat_of(q)[1] for q in (pid, gc)}
+    case.addCleanup(end_running, pids)
     wait_until(lambda: all(stat_of(q)[0] == "Z" and runs(q, st) for q, st in pids.items()),
                5, "the main threads of the server and its grandchild to exit")
     return pids
@@ -148,7 +160,7 @@ class Sigkill(Case):
             m = m.get("message", m)
             if m.get("id") == 1:
                 break
-        pids = threaded_pids(p, m["result"]["structuredContent"]["pid"])
+        pids = threaded_pids(self, p, m["result"]["structuredContent"]["pid"])
         self.assert_all_gone_after_kill(p, [m["result"]["structuredContent"]["session"]], t0)
         self.assertEqual([q for q, st in pids.items() if runs(q, st)], [],
                          "still running once the keeper is gone")
@@ -383,7 +395,7 @@ class MainThreadExited(Case):
             m = p.msg()
             if m.get("session") == "s" and m.get("message", {}).get("id") == 1:
                 break
-        pids = threaded_pids(p, m["message"]["result"]["structuredContent"]["pid"])
+        pids = threaded_pids(self, p, m["message"]["result"]["structuredContent"]["pid"])
         p.send({"session": "s", "message": note("mcpmux/endRun")})
         while True:
             m = p.msg()
@@ -399,7 +411,7 @@ class MainThreadExited(Case):
     def test_wrap_ends_them_before_it_exits(self):
         p = self.start([MCPMUX] + self.OPTS + ["--"] + self.FIXTURE)
         p.send(call(1, "env"))
-        pids = threaded_pids(p, p.msg()["result"]["structuredContent"]["pid"])
+        pids = threaded_pids(self, p, p.msg()["result"]["structuredContent"]["pid"])
         p.close_stdin()
         # the server's status: SIGTERM ended it
         self.assertEqual(p.wait(), 128 + signal.SIGTERM, p.stderr())
@@ -422,13 +434,6 @@ class LeafAlone(Case):
     def setUp(self):
         super().setUp()
         self.pids = {}
-        self.addCleanup(self.end_left)
-
-    def end_left(self):
-        """What a failed test leaves carries no tag: it is ended here."""
-        for q, st in self.pids.items():
-            if runs(q, st):
-                os.kill(q, signal.SIGKILL)
 
     def escaped(self, p, serve):
         """The env tool's answer; self.pids: {pid: start time} of the server and its
@@ -441,7 +446,7 @@ class LeafAlone(Case):
             if m.get("id") == 1:
                 break
         env = m["result"]["structuredContent"]
-        self.pids = threaded_pids(p, env["pid"])
+        self.pids = threaded_pids(self, p, env["pid"])
         gc = [q for q in self.pids if q != env["pid"]][0]
         self.assertEqual(comm(gc), "exe", "the grandchild re-executed without environment")
         with open("/proc/%d/cgroup" % gc) as f:

@@ -1028,6 +1028,35 @@ test_fake_main_thread_exited(void **state)
 	proctree_release(&owned);
 }
 
+/*
+ * A process caught in the middle of an execve() (its environ and cmdline read empty, its
+ * exe link already there) keeps the ids the walk before saw: its tree is not taken for
+ * gone for that instant.
+ */
+static void
+test_fake_exec_window_keeps_ids(void **state)
+{
+	struct fake_root *r = *state;
+	struct proctree *t = &r->t;
+	const struct proctree_match reaped = { 0, 100, "A", NULL, NULL, NULL, 0 };
+	char path[PATH_MAX + 32];
+
+	add_root(r->dir, ROOT, "303 ");
+	add_env_proc(r->dir, 303, ROOT, NULL, "MCPMUX_SESSION=A|MCPMUX_OWNER=1:100|");
+	assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
+	assert_int_equal(proctree_left(t, &reaped), 1);
+	(void)snprintf(path, sizeof(path), "%s/303/environ", r->dir);
+	write_file(path, "", 0);
+	(void)snprintf(path, sizeof(path), "%s/303/cmdline", r->dir);
+	write_file(path, "", 0);
+	(void)snprintf(path, sizeof(path), "%s/303/exe", r->dir);
+	(void)unlink(path);
+	assert_int_equal(symlink("/bin/sh", path), 0);
+	assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
+	assert_string_equal(t->v[0].cookie, "A");
+	assert_int_equal(proctree_left(t, &reaped), 1);
+}
+
 /* A process whose children cannot be listed: the snapshot is incomplete, never "empty". */
 static void
 test_fake_unlistable_task(void **state)
@@ -1513,6 +1542,8 @@ main(void)
 						root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_walk_all, root_setup, root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_exiting, root_setup, root_teardown),
+		cmocka_unit_test_setup_teardown(test_fake_exec_window_keeps_ids, root_setup,
+						root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_exec_drops_ids, root_setup,
 						root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_main_thread_exited, root_setup,
