@@ -1752,6 +1752,22 @@ class OutOfMemory(Faults):
     The marker is sent escaped ("\\u004f" for "O") where only the server's answer must
     hold it: the fixture writes it unescaped."""
 
+    def goes_on_and_ends(self, p, srv=None, absent=None):
+        """After the fault: p's next call is answered, its client's EOF ends it with 0,
+        the fault was hit, `absent` is not on its stderr; serve (srv) ends at SIGTERM with
+        0; nothing is left."""
+        p.send(call(2, "echo", text="after"))
+        self.assertEqual(p.msg()["result"]["content"][0]["text"], "after")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
+        if absent is not None:
+            self.assertNotIn(absent, p.stderr())
+        if srv is not None:
+            srv.p.send_signal(signal.SIGTERM)
+            self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers()
+
     def oom_env(self, marker, **faults):
         return self.shim_env(malloc_after=marker, **faults)
 
@@ -1770,12 +1786,7 @@ class OutOfMemory(Faults):
         p.send(call("OOM-1", "crash"))
         err = self.assert_error(p.msg(), "OOM-1", -32000)
         self.assertIn("out of memory", err["message"])
-        p.send(call(2, "echo", text="after"))
-        self.assertEqual(p.msg()["result"]["content"][0]["text"], "after")
-        p.close_stdin()
-        self.assertEqual(p.wait(), 0)
-        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
-        self.assert_no_leftovers()
+        self.goes_on_and_ends(p)
 
     def suspended_with_room_to_parse(self, marker, *server_args):
         """wrap with --idle-suspend, its server suspended once a line longer than those to
@@ -2261,13 +2272,7 @@ class OutOfMemory(Faults):
         err = self.assert_error(p.msg(), "OOM-9", -32000)
         self.assertIn("out of memory", err["message"])
         self.assertNotIn("too large", err["message"])
-        p.send(call(2, "echo", text="after"))
-        self.assertEqual(p.msg()["result"]["content"][0]["text"], "after")
-        p.close_stdin()
-        self.assertEqual(p.wait(), 0)
-        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
-        self.assertNotIn("--max-message", p.stderr())
-        self.assert_no_leftovers()
+        self.goes_on_and_ends(p, absent="--max-message")
 
     def test_serve_a_client_line_that_cannot_be_held_is_said_to_be_out_of_memory(self):
         """serve: the same for a session's request in its envelope: the error, in the
@@ -2313,15 +2318,7 @@ class OutOfMemory(Faults):
         err = self.assert_error(p.msg(), "OOM-H", -32000)
         self.assertIn("out of memory", err["message"])
         self.assertNotIn("too large", err["message"])
-        p.send(call(2, "echo", text="after"))
-        self.assertEqual(p.msg()["result"]["content"][0]["text"], "after")
-        p.close_stdin()
-        self.assertEqual(p.wait(), 0)
-        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
-        self.assertNotIn("--max-message", p.stderr())
-        srv.p.send_signal(signal.SIGTERM)
-        self.assertEqual(srv.wait(), 0)
-        self.assert_no_leftovers()
+        self.goes_on_and_ends(p, srv, absent="--max-message")
 
     def test_connect_a_line_of_serve_that_cannot_be_held_is_said_to_be_out_of_memory(self):
         """connect: an answer of serve's longer than one read, whose buffer cannot grow
@@ -2372,15 +2369,7 @@ class OutOfMemory(Faults):
         self.assertEqual(len(m["result"]["content"][0]["text"]), huge)
         err = self.assert_error(p.msg(), "OOM-K", -32000)
         self.assertIn("too large", err["message"])
-        p.send(call(2, "echo", text="after"))
-        self.assertEqual(p.msg()["result"]["content"][0]["text"], "after")
-        p.close_stdin()
-        self.assertEqual(p.wait(), 0)
-        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
-        self.assertNotIn("was lost", p.stderr())
-        srv.p.send_signal(signal.SIGTERM)
-        self.assertEqual(srv.wait(), 0)
-        self.assert_no_leftovers()
+        self.goes_on_and_ends(p, srv, absent="was lost")
 
     def test_log_stats_that_cannot_count_a_session_fails(self):
         """`mcpmux log stats`: no memory for a session's entry at its first record (which
