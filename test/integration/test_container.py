@@ -8,7 +8,7 @@ import time
 import unittest
 
 from mcptest import Case, FIXTURE, MCPMUX, WRAPPER, alive, call, initialize, keeper_of, main, \
-    proc_state, req, wait_until
+    ppid_of, proc_state, req, wait_until
 
 def cmdline(pid):
     try:
@@ -16,14 +16,6 @@ def cmdline(pid):
             return f.read()
     except OSError:
         return b""
-
-
-def proc_ppid(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except OSError:
-        return 0
 
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -61,7 +53,7 @@ class FakeDockerCase(Case):
         """The keeper processes: not a keeper's engine command between its fork and its
         exec, which shows the keeper's command line (a child of a keeper)."""
         keepers = [q for q in self.tagged() if keeper_of(q) is not None]
-        return [q for q in keepers if proc_ppid(q) not in keepers]
+        return [q for q in keepers if ppid_of(q) not in keepers]
 
     def wait_for_keeper(self, p, timeout=20):
         """Until mcpmux's keeper has done its work and gone."""
@@ -371,7 +363,7 @@ class FakeDocker(FakeDockerCase):
         self.env["FAKE_DOCKER_NO_GROUP"] = "1"
         slow, p, term_command = self.stubborn_run_with_a_hung_kill(1000)
         wait_until(lambda: len(term_command()) >= 2, 5, "the command's child")
-        command = [q for q in term_command() if proc_ppid(q) == p.pid]
+        command = [q for q in term_command() if ppid_of(q) == p.pid]
         self.assertEqual(len(command), 1, term_command())
         self.assertEqual(os.getpgid(command[0]), os.getpgid(p.pid))  # mcpmux's, not its own
         self.assertEqual(self.ended(p, 10)["escalation"], "abandoned")
@@ -542,7 +534,7 @@ class FakeDocker(FakeDockerCase):
         labels and ends it before it exits."""
         p = self.creating_run(["--kill-deadline", "5000"])
         cidfile = self.calls()[0][self.calls()[0].index("--cidfile") + 1]
-        engine = [q for q in self.tagged() if proc_ppid(q) == p.pid]
+        engine = [q for q in self.tagged() if ppid_of(q) == p.pid]
         self.assertEqual(len(engine), 1, engine)
         os.kill(engine[0], signal.SIGKILL)  # not its child, which goes on as the engine
         self.assertEqual(p.wait(15), 137)

@@ -14,8 +14,8 @@ import subprocess
 import termios
 import time
 
-from mcptest import (FIXTURE, MCPMUX, SLOW, Case, alive, call, comm, keeper_of, main, note, req,
-                     wait_until)
+from mcptest import (FIXTURE, MCPMUX, SLOW, Case, alive, call, comm, keeper_of, main, note,
+                     ppid_of, req, wait_until)
 
 GRACES = ["--eof-grace", "300", "--term-grace", "300"]
 BOUND = 0.3 + 0.3 + 1.0
@@ -534,10 +534,6 @@ class Nested(Case):
     def owner_of(self, pid):
         return "%d:%d" % (pid, stat_of(pid)[1])
 
-    def ppid_of(self, pid):
-        with open("/proc/%d/stat" % pid) as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-
     def server_env(self, p):
         """The pid and environment of the server behind p."""
         p.send(call(1, "env"))
@@ -551,9 +547,9 @@ class Nested(Case):
         p = self.start([MCPMUX] + GRACES + ["--", MCPMUX] + GRACES + ["--"] + self.INNER +
                        [FIXTURE])
         pid, env = self.server_env(p)
-        inner = self.ppid_of(pid)
-        middle = self.ppid_of(inner)
-        self.assertEqual(self.ppid_of(middle), p.pid)
+        inner = ppid_of(pid)
+        middle = ppid_of(inner)
+        self.assertEqual(ppid_of(middle), p.pid)
         self.assertEqual(comm(inner), "mcpmux")
         self.assertEqual(comm(middle), "mcpmux")
         env_inner, env_middle = self.env_of(inner), self.env_of(middle)

@@ -24,7 +24,7 @@ import unittest
 
 import podman_env
 from mcptest import (TAG, Case, FIXTURE, MCPMUX, SLOW, WRAPPER, alive, call, initialize, main,
-                     proc_environ, proc_state, req, run_on_a_full_stdout, wait_until)
+                     ppid_of, proc_environ, proc_state, req, run_on_a_full_stdout, wait_until)
 
 NOBODY = 65534
 AS_ROOT = os.geteuid() == 0
@@ -35,15 +35,6 @@ def start_ticks(pid):
     with open("/proc/%d/stat" % pid, "rb") as f:
         stat = f.read()
     return int(stat[stat.rindex(b")") + 2:].split()[19])
-
-
-def proc_ppid(pid):
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    return int(stat[stat.rindex(b")") + 2:].split()[1])
 
 
 def age_s(pid):
@@ -814,7 +805,7 @@ class Status(PsCase):
         return list(sessions.values())[0], t0, t1
 
     def server_of(self, pid):
-        return wait_until(lambda: [p for p in self.tagged() if proc_ppid(p) == pid and
+        return wait_until(lambda: [p for p in self.tagged() if ppid_of(p) == pid and
                                    any(e.startswith(b"MCPMUX_SESSION=")
                                        for e in proc_environ(p) or [])],
                           5, "the server of %d" % pid)[0]
