@@ -56,6 +56,17 @@ def end_running(pids):
                 pass
 
 
+def env_answer(p, serve, session):
+    """The answer to the env tool, asked of p (serve: in session's envelope, the lines
+    before it skipped)."""
+    p.send({"session": session, "message": call(1, "env")} if serve else call(1, "env"))
+    while True:
+        m = p.msg()
+        m = m.get("message", m)
+        if m.get("id") == 1:
+            return m
+
+
 def threaded_pids(case, p, pid):
     """{pid: start time} of the server pid and of its daemonised grandchild (--main-thread-
     exits), once the main thread of each has exited; ended at case's cleanup if they run."""
@@ -154,12 +165,7 @@ class Sigkill(Case):
         t0 = time.monotonic()
         fixture = [FIXTURE, "--daemonize-grandchild", "--main-thread-exits"]
         p = self.start([MCPMUX] + (["serve"] if serve else []) + GRACES + ["--"] + fixture)
-        p.send({"session": "one", "message": call(1, "env")} if serve else call(1, "env"))
-        while True:
-            m = p.msg()
-            m = m.get("message", m)
-            if m.get("id") == 1:
-                break
+        m = env_answer(p, serve, "one")
         pids = threaded_pids(self, p, m["result"]["structuredContent"]["pid"])
         self.assert_all_gone_after_kill(p, [m["result"]["structuredContent"]["session"]], t0)
         self.assertEqual([q for q, st in pids.items() if runs(q, st)], [],
@@ -439,12 +445,7 @@ class LeafAlone(Case):
         """The env tool's answer; self.pids: {pid: start time} of the server and its
         grandchild, once the grandchild has cleared its environment and the main thread of
         each has exited.  Skipped where the grandchild is in no cgroup leaf of p's."""
-        p.send({"session": "s", "message": call(1, "env")} if serve else call(1, "env"))
-        while True:
-            m = p.msg()
-            m = m.get("message", m)
-            if m.get("id") == 1:
-                break
+        m = env_answer(p, serve, "s")
         env = m["result"]["structuredContent"]
         self.pids = threaded_pids(self, p, env["pid"])
         gc = [q for q in self.pids if q != env["pid"]][0]

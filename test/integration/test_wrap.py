@@ -613,12 +613,9 @@ class Failures(Case):
             self.assertIn("mcpmux: ", w.stderr())
             self.assertIn("/nonexistent/mcp-server", w.stderr())
 
-    def test_an_answer_for_an_ended_run_starts_no_server(self):
-        """The client answers a request of a server whose run it has ended, alone and in a
-        batch: nobody waits for the answers, each message is dropped with a warning, and
-        no server starts for them; the next request starts one."""
-        log = os.path.join(self.tmp.name, "t.jsonl")
-        w = self.wrap(opts=FAST + ["--log", log])
+    def run_ended_during_an_ask(self, w):
+        """w's run, initialized, ended by mcpmux/endRun while its server's question
+        (sampling/createMessage) waits for the client; the question."""
         w.send(initialize(1))
         w.msg()
         w.send(call(2, "ask"))
@@ -627,6 +624,15 @@ class Failures(Case):
         w.send(req(3, "mcpmux/endRun"))
         got = [w.msg(), w.msg()]  # the ask's error and the end's result, in either order
         self.assertEqual(sorted(m["id"] for m in got), [2, 3])
+        return ask
+
+    def test_an_answer_for_an_ended_run_starts_no_server(self):
+        """The client answers a request of a server whose run it has ended, alone and in a
+        batch: nobody waits for the answers, each message is dropped with a warning, and
+        no server starts for them; the next request starts one."""
+        log = os.path.join(self.tmp.name, "t.jsonl")
+        w = self.wrap(opts=FAST + ["--log", log])
+        ask = self.run_ended_during_an_ask(w)
         w.send({"jsonrpc": "2.0", "id": ask["id"], "result": {"role": "assistant"}})
         w.send([{"jsonrpc": "2.0", "id": ask["id"], "result": {"role": "assistant"}},
                 {"jsonrpc": "2.0", "id": "other", "error": {"code": -1, "message": "no"}}])
@@ -650,14 +656,7 @@ class Failures(Case):
         without the answers (it never sent their requests); they are dropped with a
         warning, as a batch of answers alone is."""
         w = self.wrap(opts=FAST)
-        w.send(initialize(1))
-        w.msg()
-        w.send(call(2, "ask"))
-        ask = w.msg()
-        self.assertEqual(ask["method"], "sampling/createMessage")
-        w.send(req(3, "mcpmux/endRun"))
-        got = [w.msg(), w.msg()]  # the ask's error and the end's result, in either order
-        self.assertEqual(sorted(m["id"] for m in got), [2, 3])
+        ask = self.run_ended_during_an_ask(w)
         w.send([{"jsonrpc": "2.0", "id": ask["id"], "result": {"role": "assistant"}},
                 note("notifications/roots/list_changed"),
                 {"jsonrpc": "2.0", "id": "other", "error": {"code": -1, "message": "no"}}])
