@@ -60,6 +60,8 @@ struct cconn {
 	ev_timer end_w;	  /* the deadline of what is waited for of serve after stdin's EOF */
 	double end_by;	  /* its sys_mono() */
 	double end_limit; /* and its length, in seconds */
+	bool out_held;	  /* serve is not read: stdout takes no more (its queue is full) */
+	double held_at;	  /* since when (sys_mono()), or since stdin's EOF if later */
 };
 
 /*
@@ -125,7 +127,9 @@ connect_usage(void)
  * How long connect waits, from its stdin's EOF, for what it still needs of serve (the
  * session's end, its last lines taken), as `mcpmux ctl end` waits: 60 s, and as long
  * again as serve says its teardowns take at most (`teardown_max_s` of mcpmux/stats,
- * asked with the end).  A serve that is stopped or stuck holds connect no longer.
+ * asked with the end).  A serve that is stopped or stuck holds connect no longer.  The
+ * time while stdout takes nothing, and serve is not read for it, is the client's
+ * (read_serve()): not counted.
  */
 #define CONNECT_END_WAIT_S 60.
 
@@ -228,6 +232,31 @@ connect_on_end_wait(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 	cc->exit_code = 1;
 	ev_break(loop, EVBREAK_ALL);
+}
+
+/*
+ * Reading serve stops while stdout takes no more (its queue is full), and goes on once it
+ * takes again.  Meanwhile what serve sends, the session's end included, waits for the
+ * client's pace: the wait for the end (end_w) stands still, and is that much longer.
+ */
+static void
+read_serve(struct cconn *cc, bool on)
+{
+	double now = sys_mono();
+
+	conn_read(&cc->server, on);
+	if (on != cc->out_held) {
+		return;
+	}
+	cc->out_held = !on;
+	if (!on) {
+		cc->held_at = now;
+		ev_timer_stop(cc->loop, &cc->end_w);
+	} else if (cc->end_limit > 0) {
+		cc->end_by += now - cc->held_at;
+		ev_timer_set(&cc->end_w, SYS_MAX(cc->end_by - now, 0.), 0.);
+		ev_timer_start(cc->loop, &cc->end_w);
+	}
 }
 
 /* ---- client (stdin) to server (socket) ---- */
@@ -361,8 +390,11 @@ client_on_eof(struct conn *c, void *ctx)
 	if (cc->end_limit == 0) {
 		cc->end_limit = CONNECT_END_WAIT_S;
 		cc->end_by = sys_mono() + CONNECT_END_WAIT_S;
+		cc->held_at = sys_mono(); /* a stdout that holds serve now: counted from here */
 		ev_timer_set(&cc->end_w, CONNECT_END_WAIT_S, 0.);
-		ev_timer_start(cc->loop, &cc->end_w);
+		if (!cc->out_held) {
+			ev_timer_start(cc->loop, &cc->end_w);
+		}
 	}
 	if (cc->serve_gone) {
 		maybe_exit(cc); /* nothing can be sent: serve's EOF decides (server_on_eof()) */
@@ -399,7 +431,7 @@ client_on_gone(struct conn *c, void *ctx)
 	struct cconn *cc = ctx;
 
 	/* What serve sends is dropped now, but its end is still read (not held by stdout). */
-	conn_read(&cc->server, true);
+	read_serve(cc, true);
 	client_on_eof(c, ctx);
 }
 
@@ -410,7 +442,7 @@ client_on_writable(struct conn *c, struct conn_source *src, void *ctx)
 
 	(void)c;
 	(void)src;
-	conn_read(&cc->server, true);
+	read_serve(cc, true);
 }
 
 static const struct conn_hooks client_hooks = {
@@ -554,7 +586,7 @@ server_on_line(void *ctx, const char *line, size_t len)
 			lost_message(cc, &env);
 		}
 		if (!cc->client.out_dead && conn_source_full(&cc->client.self)) {
-			conn_read(&cc->server, false); /* stdout is slow: stop reading the socket */
+			read_serve(cc, false); /* stdout is slow: stop reading the socket */
 		}
 	} else if (env.has_event && env.event_len == 5 && memcmp(env.event, "ended", 5) == 0) {
 		/* The end of an earlier run, that ended while no connection held it. */

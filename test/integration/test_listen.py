@@ -811,6 +811,39 @@ class ListenHardening(ListenHelpers, Case):
         self.assertEqual(srv.wait(15), 0, srv.stderr())
         self.assert_no_leftovers(5)
 
+    @unittest.skipIf(not os.path.exists(FAKETIME) or WRAPPER,
+                     "libfaketime is not installed (Debian package faketime), or a wrapper")
+    def test_connect_end_wait_does_not_count_a_stdout_that_is_slow(self):
+        """A client that closes stdin, then takes its answers late (a pipeline's slow
+        reader): connect reads serve no further while its stdout takes nothing, which holds
+        the session's end back; that time is the client's, not serve's.  Every answer is
+        written, and connect exits with the session's status, not 1 after 60 s of its clock
+        with "serve did not end session" and the rest dropped."""
+        self.path = os.path.join(self.tmp.name, "mux.sock")
+        # the server has 10 s from the end to write its answers (the client takes them late)
+        srv = self.serve(opts=["--max-queue", "64K", "--eof-grace", "10000", "--listen",
+                               self.path])
+        wait_until(lambda: os.path.exists(self.path), 5, "the socket")
+        env = dict(self.env, LD_PRELOAD=FAKETIME, FAKETIME="+0 x20")
+        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+        c = self.start([MCPMUX, "connect", "--session", "late", self.path], env=env)
+        c.send(initialize(1))
+        self.assertEqual(c.msg()["id"], 1)
+        n = 32  # 32 MiB of answers: more than connect's 16 MiB queue for stdout, and pipes
+        c.send(*[call(2 + i, "huge", bytes=1 << 20) for i in range(n)])
+        c.close_stdin()
+        time.sleep(4)  # the reader's own pace: 80 s of connect's clock, stdout not read
+        for i in range(n):
+            m = c.msg(30)
+            self.assertEqual((m.get("id"), len(m["result"]["content"][0]["text"])),
+                             (2 + i, 1 << 20), c.stderr())
+        self.assertEqual(c.read_to_eof(30), b"")
+        self.assertEqual(c.wait(15), 0, c.stderr())
+        self.assertNotIn("did not end", c.stderr())
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(15), 0, srv.stderr())
+        self.assert_no_leftovers(5)
+
     def test_serve_refuses_a_path_whose_listener_accepts_nothing(self):
         """The socket of a serve that is stopped or stuck (its backlog full) is live: a
         second serve on its path refuses at once (exit 1), and leaves the socket alone."""
