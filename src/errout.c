@@ -304,24 +304,26 @@ say_lost_at_exit(void)
 static void relay_lost(const char *p, size_t len);
 
 /*
- * Nothing queued: pre[0..pre_len) and p[0..len) straight out, only the rest queued.  0;
- * ENOMEM when the rest could not be queued: it is lost and counted (its lines, or with
- * relay as a server's relayed bytes), and a line cut ends the next; or -1 when stderr
- * failed (write_failed() has run).
+ * Nothing queued: pre[0..pre_len) and p[0..len) straight out, only the rest queued.  True
+ * when that is the end of them: sent, or the rest lost for want of memory and counted
+ * (its lines, or with relay as a server's relayed bytes; a line cut ends the next), or
+ * lost with a stderr that nobody will ever read.  False when stderr's file system is
+ * full (write_failed() has run): they are the caller's to queue.
  */
-static int
+static bool
 send_direct(const char *pre, size_t pre_len, const char *p, size_t len, bool relay)
 {
 	size_t sent;
 
 	if (wbuf_send(&E.q, E.fd, pre, pre_len, p, len, &sent) == 0) {
+		E.mid_line = p[len - 1] != '\n';
 		/* What the pipe did not take waits until it is writable. */
 		watch(wbuf_len(&E.q) > 0 || E.dropped > 0);
-		return 0;
+		return true;
 	}
 	if (errno != ENOMEM) {
 		write_failed();
-		return -1;
+		return !E.full;
 	}
 	char last = '\n';
 	size_t at = sent > pre_len ? sent - pre_len : 0;
@@ -334,7 +336,7 @@ send_direct(const char *pre, size_t pre_len, const char *p, size_t len, bool rel
 		E.dropped += lines_in(p + at, len - at);
 		watch(true);
 	}
-	return ENOMEM;
+	return true;
 }
 
 void
@@ -351,16 +353,9 @@ errout_lines(const char *p, size_t len)
 	if (E.dead || len == 0) {
 		return;
 	}
-	if (!E.full && wbuf_len(&E.q) == 0) {
-		/* A line that says memory ran out needs no queue to be written. */
-		int rc = send_direct("\n", E.mid_line, p, len, false);
-
-		if (rc == 0) {
-			E.mid_line = false;
-		}
-		if (rc == 0 || rc == ENOMEM || !E.full) {
-			return; /* sent, lost and counted, or nobody will ever read it */
-		}
+	/* A line that says memory ran out needs no queue to be written. */
+	if (!E.full && wbuf_len(&E.q) == 0 && send_direct("\n", E.mid_line, p, len, false)) {
+		return;
 	}
 	/* One unit bigger than the bound still goes when nothing waits before it. */
 	if (wbuf_len(&E.q) > 0 && wbuf_len(&E.q) + len > ERROUT_MAX) {
@@ -616,15 +611,8 @@ errout_relay(const char *p, size_t len)
 			return;
 		}
 	}
-	if (!E.full && wbuf_len(&E.q) == 0) {
-		int rc = send_direct(NULL, 0, p, len, true);
-
-		if (rc == 0) {
-			E.mid_line = p[len - 1] != '\n';
-		}
-		if (rc == 0 || rc == ENOMEM || !E.full) {
-			return; /* sent, lost and counted, or nobody will ever read it */
-		}
+	if (!E.full && wbuf_len(&E.q) == 0 && send_direct(NULL, 0, p, len, true)) {
+		return;
 	}
 	if (E.full) {
 		/* No room on the disk: queued while the queue has room, the rest counted. */
