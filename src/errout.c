@@ -40,6 +40,11 @@ static struct {
 	 */
 	bool mid_line;
 	/*
+	 * With mid_line: that line was cut, its rest dropped (no memory to queue it), so the
+	 * server's next relayed line starts with a newline too, or it would run on from it.
+	 */
+	bool cut;
+	/*
 	 * At exit, the count of dropped lines goes before what is still queued (after the
 	 * line being written): "\n" and the line, from say_off; say_n lines.
 	 */
@@ -317,6 +322,7 @@ send_direct(const char *pre, size_t pre_len, const char *p, size_t len, bool rel
 
 	if (wbuf_send(&E.q, E.fd, pre, pre_len, p, len, &sent) == 0) {
 		E.mid_line = p[len - 1] != '\n';
+		E.cut = false;
 		/* What the pipe did not take waits until it is writable. */
 		watch(wbuf_len(&E.q) > 0 || E.dropped > 0);
 		return true;
@@ -329,6 +335,7 @@ send_direct(const char *pre, size_t pre_len, const char *p, size_t len, bool rel
 	size_t at = sent > pre_len ? sent - pre_len : 0;
 
 	E.mid_line = wbuf_last(&E.q, &last) && last != '\n';
+	E.cut = E.mid_line;
 	E.drop_errno = ENOMEM;
 	if (relay) {
 		relay_lost(p + at, len - at);
@@ -469,7 +476,7 @@ errout_start(struct ev_loop *loop)
 	E.loop = loop;
 	E.fd = fd;
 	E.on = true;
-	E.dead = E.full = E.relay_skip = false;
+	E.dead = E.full = E.relay_skip = E.cut = false;
 	E.drop_errno = 0;
 	wbuf_init(&E.q, ERROUT_MAX);
 	ev_init(&E.retry_w, errout_on_retry);
@@ -574,6 +581,7 @@ relay_lost(const char *p, size_t len)
 	if (len == 0) {
 		return;
 	}
+	E.cut = E.mid_line; /* the line before them, if unfinished, never is */
 	E.dropped += lines_in(p, len);
 	if (p[len - 1] != '\n') {
 		E.dropped++;
@@ -582,6 +590,23 @@ relay_lost(const char *p, size_t len)
 	if (!E.full) {
 		watch(true);
 	}
+}
+
+/* Queue relayed bytes, on a line of their own after a line cut.  0, or -1 (ENOMEM). */
+static int
+relay_append(const char *p, size_t len)
+{
+	struct iovec iov[2] = {
+		{ .iov_base = (void *)(uintptr_t) "\n", .iov_len = E.mid_line && E.cut },
+		{ .iov_base = (void *)(uintptr_t)p, .iov_len = len },
+	};
+
+	if (wbuf_appendv(&E.q, iov, 2) == -1) {
+		return -1;
+	}
+	E.mid_line = p[len - 1] != '\n';
+	E.cut = false;
+	return 0;
 }
 
 void
@@ -611,7 +636,8 @@ errout_relay(const char *p, size_t len)
 			return;
 		}
 	}
-	if (!E.full && wbuf_len(&E.q) == 0 && send_direct(NULL, 0, p, len, true)) {
+	if (!E.full && wbuf_len(&E.q) == 0 &&
+	    send_direct("\n", E.mid_line && E.cut, p, len, true)) {
 		return;
 	}
 	if (E.full) {
@@ -624,22 +650,18 @@ errout_relay(const char *p, size_t len)
 
 			keep = nl != NULL ? (size_t)(nl - p) + 1 : 0;
 		}
-		if (keep > 0 && wbuf_append(&E.q, p, keep) == -1) {
+		if (keep > 0 && relay_append(p, keep) == -1) {
 			keep = 0;
 			E.drop_errno = ENOMEM;
-		}
-		if (keep > 0) {
-			E.mid_line = p[keep - 1] != '\n';
 		}
 		relay_lost(p + keep, len - keep);
 		return;
 	}
-	if (wbuf_append(&E.q, p, len) == -1) {
+	if (relay_append(p, len) == -1) {
 		E.drop_errno = ENOMEM;
 		relay_lost(p, len);
 		return;
 	}
-	E.mid_line = p[len - 1] != '\n';
 	flush();
 }
 

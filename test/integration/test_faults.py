@@ -1980,15 +1980,16 @@ class OutOfMemory(Faults):
         self.assertEqual(len(said), 1, said)
         return got, said[0]
 
-    def relayed_stderr_lost(self, marker, chunk, first="", before="", tail=""):
+    def relayed_stderr_lost(self, marker, chunk, first="", before="", tail="", after=""):
         """mcpmux's stderr a pipe that is full and not read, and the server's stderr relayed
         (with a traffic log): the fixture writes `first` (queued, when not empty), then a
         line that holds marker (after `before`, in the same write, and with `tail` at its
         end), for which stderr's queue cannot have a new chunk (`chunk` bytes with its
-        header: FAULT_MALLOC_MIN and _MAX).  With `before`, the pipe has room for one page
-        (4096 bytes): that line is cut there.  The pipe is read again until the count of
-        the lines dropped is there, which must say why; EOF on stdin ends the run with 0.
-        What the pipe got, to the end."""
+        header: FAULT_MALLOC_MIN and _MAX), then `after` (when not empty: queued, memory
+        back).  With `before`, the pipe has room for one page (4096 bytes): that line is
+        cut there.  The pipe is read again until the count of the lines dropped is there,
+        which must say why; EOF on stdin ends the run with 0.  What the pipe got, to the
+        end."""
         r, w = self.full_stderr_pipe(room=bool(before))
         log = os.path.join(self.tmp.name, "t.jsonl")
         env = self.oom_env(marker, malloc_min=chunk, malloc_max=chunk, malloc_only="malloc")
@@ -2014,6 +2015,10 @@ class OutOfMemory(Faults):
             b"\n")
         self.assert_response(p.msg(), 2)
         wait_until(lambda: relayed(lost), 10, "the lost line read from the server")
+        if after:
+            p.send(call(3, "stderr", text=after))
+            self.assert_response(p.msg(), 3)
+            wait_until(lambda: relayed(after), 10, "the line after it relayed")
         got, said = self.read_until_dropped_then_eof(p, r)
         self.assertEqual(self.counters(p.pid)["failed"], 1)
         self.assertNotIn(lost.encode(), got)
@@ -2037,6 +2042,26 @@ class OutOfMemory(Faults):
         got = self.relayed_stderr_lost("OOM-H", (1 << 10) + 32, before=before,
                                        tail=" " + "b" * 1400)
         self.assertIn(before.encode() + b"OOM-H", got)
+
+    def test_a_server_stderr_line_cut_for_want_of_memory_is_ended_before_the_next(self):
+        """The same, and a line of the server after it, which is queued: the cut line is
+        ended before it, so that no line the reader gets is two of the server's run
+        together (its rest, up to its end, is dropped)."""
+        before = "a line of the server, written whole " + "a" * 3000 + "\n"
+        after = "a line of the server after the cut one\n"
+        got = self.relayed_stderr_lost("OOM-N", (1 << 10) + 32, before=before,
+                                       tail=" " + "b" * 1400, after=after)
+        lost = b"OOM-N: a line of the server that no memory is left to queue " + b"b" * 1400
+        lines = got.split(b"\n")
+        self.assertEqual(lines[-1], b"")
+        cut = [l for l in lines if l.startswith(b"OOM-N")]
+        self.assertEqual(len(cut), 1, cut)
+        self.assertTrue(lost.startswith(cut[0]), cut[0][-100:])
+        self.assertEqual(lines[lines.index(cut[0]) + 1], after.encode()[:-1])
+        self.assertEqual(set(lines[:-1]) - set(cut),
+                         {b"x" * 4095, before.encode()[:-1], after.encode()[:-1],
+                          b"mcpmux: 1 lines of stderr dropped (stderr could not be queued: "
+                          b"out of memory)"})
 
     def test_a_server_stderr_line_behind_a_queued_one_that_cannot_be_queued_is_counted(self):
         """The same behind a line of the server already queued: the queue's next chunk
