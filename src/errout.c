@@ -17,6 +17,14 @@
 /* How long after a write failed for a full file system it is tried again. */
 #define ERROUT_RETRY_S 1.
 
+/* Why lines are dropped. */
+enum {
+	DROP_SLOW,  /* stderr was not read in time */
+	DROP_NOMEM, /* no memory to queue them */
+	DROP_FULL,  /* stderr's file system was full (full_errno) */
+	DROP_WHYS
+};
+
 static struct {
 	struct ev_loop *loop;
 	bool on;
@@ -24,14 +32,15 @@ static struct {
 	bool full;	 /* its file system is full: nothing is written until retry_w */
 	bool relay_skip; /* a relayed line's start was dropped: its rest is too */
 	ev_timer retry_w;
-	/* Why the lines dropped were (0: stderr was not read in time; ENOMEM: out of memory). */
-	int drop_errno;
+	/* Why writes failed while stderr's file system was full (ENOSPC, EDQUOT, EFBIG). */
+	int full_errno;
 	bool shared;
 	int fd;
 	struct wbuf q;
 	ev_io out_w;
 	ev_timer tick_w; /* repeated diagnostics are summed up once a second */
 	unsigned long dropped;
+	unsigned long drops[DROP_WHYS]; /* the lines of dropped, by why */
 	struct errout_waiter *waiters;
 	/*
 	 * The last byte relayed from a server was not a newline: mcpmux's own next line
@@ -46,11 +55,11 @@ static struct {
 	bool cut;
 	/*
 	 * At exit, the count of dropped lines goes before what is still queued (after the
-	 * line being written): "\n" and the line, from say_off; say_n lines.
+	 * line being written): "\n" and the line, from say_off; say_drops lines, by why.
 	 */
-	char say[192];
+	char say[320];
 	size_t say_len, say_off;
-	unsigned long say_n;
+	unsigned long say_drops[DROP_WHYS];
 	bool say_begun;
 } E = { .fd = -1 };
 
@@ -94,29 +103,78 @@ lines_in(const char *p, size_t len)
 	return n;
 }
 
-/* Why lines were dropped, into why[size]. */
-static const char *
-drop_reason(char *why, size_t size)
+/* n lines dropped for why. */
+static void
+drop(int why, unsigned long n)
 {
-	if (E.drop_errno == 0) {
-		(void)snprintf(why, size, "stderr was not read in time");
-	} else if (E.drop_errno == ENOMEM) {
-		(void)snprintf(why, size, "stderr could not be queued: out of memory");
-	} else {
-		(void)snprintf(why, size, "stderr could not be written: %s",
-			       strerror(E.drop_errno));
+	E.dropped += n;
+	E.drops[why] += n;
+}
+
+/* The lines of n[DROP_WHYS]. */
+static unsigned long
+drops_total(const unsigned long n[DROP_WHYS])
+{
+	unsigned long sum = 0;
+
+	for (int i = 0; i < DROP_WHYS; i++) {
+		sum += n[i];
+	}
+	return sum;
+}
+
+/*
+ * Why the lines n[DROP_WHYS] were dropped, into why[size]: the one reason, or, when they
+ * were dropped for more than one, each with its count ("2: ...; 1: ...").
+ */
+static const char *
+drop_reason(char *why, size_t size, const unsigned long n[DROP_WHYS])
+{
+	int whys = 0;
+	size_t at = 0;
+
+	for (int i = 0; i < DROP_WHYS; i++) {
+		whys += n[i] > 0;
+	}
+	why[0] = '\0';
+	for (int i = 0; i < DROP_WHYS && at < size; i++) {
+		char text[96];
+		int k;
+
+		if (n[i] == 0 && (whys > 0 || i != DROP_SLOW)) {
+			continue;
+		}
+		if (i == DROP_SLOW) {
+			(void)snprintf(text, sizeof(text), "stderr was not read in time");
+		} else if (i == DROP_NOMEM) {
+			(void)snprintf(text, sizeof(text),
+				       "stderr could not be queued: out of memory");
+		} else {
+			(void)snprintf(text, sizeof(text), "stderr could not be written: %s",
+				       strerror(E.full_errno));
+		}
+		if (whys > 1) {
+			k = snprintf(why + at, size - at, "%s%lu: %s", at > 0 ? "; " : "", n[i],
+				     text);
+		} else {
+			k = snprintf(why + at, size - at, "%s", text);
+		}
+		if (k < 0) {
+			break;
+		}
+		at += (size_t)k;
 	}
 	return why;
 }
 
 /* "N lines of stderr dropped (why)", after "\n" if nl. */
 static int
-dropped_line(char *buf, size_t size, bool nl, unsigned long n)
+dropped_line(char *buf, size_t size, bool nl, const unsigned long n[DROP_WHYS])
 {
-	char why[96];
+	char why[256];
 
 	return snprintf(buf, size, "%smcpmux: %lu lines of stderr dropped (%s)\n", nl ? "\n" : "",
-			n, drop_reason(why, sizeof(why)));
+			drops_total(n), drop_reason(why, sizeof(why), n));
 }
 
 static void
@@ -140,8 +198,8 @@ wake_waiters(void)
 static int
 say_dropped(void)
 {
-	char line[192];
-	int n = dropped_line(line, sizeof(line), E.mid_line, E.dropped);
+	char line[320];
+	int n = dropped_line(line, sizeof(line), E.mid_line, E.drops);
 
 	if (n <= 0 || (size_t)n >= sizeof(line)) {
 		return 0;
@@ -154,7 +212,7 @@ say_dropped(void)
 		return 0;
 	}
 	E.dropped = 0;
-	E.drop_errno = 0;
+	memset(E.drops, 0, sizeof(E.drops));
 	E.mid_line = false;
 	return 0;
 }
@@ -171,7 +229,7 @@ write_failed(void)
 {
 	if (errno == ENOSPC || errno == EDQUOT || errno == EFBIG) {
 		E.full = true;
-		E.drop_errno = errno;
+		E.full_errno = errno;
 		watch(false);
 		if (!ev_is_active(&E.retry_w)) {
 			ev_timer_again(E.loop, &E.retry_w);
@@ -197,9 +255,6 @@ flush(void)
 	    (wbuf_len(&E.q) == 0 && E.dropped > 0 && say_dropped() == -1)) {
 		write_failed();
 		return;
-	}
-	if (wbuf_len(&E.q) == 0 && E.dropped == 0) {
-		E.drop_errno = 0; /* all said: what is dropped next is for its own reason */
 	}
 	watch(wbuf_len(&E.q) > 0 || E.dropped > 0);
 	if (errout_room() >= ERROUT_MAX / 2) {
@@ -272,12 +327,19 @@ say_lost_at_exit(void)
 		return;
 	}
 	size_t queued = wbuf_len(&E.q) == 0 ? 0 : wbuf_count(&E.q, '\n') + E.mid_line;
-	unsigned long dropped = E.dropped + (E.say_begun ? 0 : E.say_n) + queued;
+	/* What is still queued was not read in time. */
+	unsigned long drops[DROP_WHYS];
+
+	for (int i = 0; i < DROP_WHYS; i++) {
+		drops[i] = E.drops[i] + (E.say_begun ? 0 : E.say_drops[i]) +
+			   (i == DROP_SLOW ? queued : 0);
+	}
+	unsigned long dropped = drops_total(drops);
 	/* What was written last: a line cut in the middle, or a server's unfinished one. */
 	char last = '\0';
 	bool cut = wbuf_len(&E.q) > 0 ? wbuf_last(&E.q, &last) && last != '\n' : E.mid_line;
 	const char *nl = cut ? "\n" : "";
-	char line[192], why[96];
+	char line[384], why[256];
 	int n;
 
 	E.mid_line = cut; /* the queue is not written: the last words follow what was */
@@ -285,17 +347,17 @@ say_lost_at_exit(void)
 		return;
 	}
 	if (queued == 0) {
-		n = dropped_line(line, sizeof(line), cut, dropped);
+		n = dropped_line(line, sizeof(line), cut, drops);
 	} else if (dropped == queued) {
 		n = snprintf(line, sizeof(line),
 			     "%smcpmux: %zu lines of stderr not written at exit (%s)\n", nl, queued,
-			     drop_reason(why, sizeof(why)));
+			     drop_reason(why, sizeof(why), drops));
 	} else {
 		n = snprintf(
 			line, sizeof(line),
 			"%smcpmux: %lu lines of stderr dropped (%s), %zu of them not written at "
 			"exit\n",
-			nl, dropped, drop_reason(why, sizeof(why)), queued);
+			nl, dropped, drop_reason(why, sizeof(why), drops), queued);
 	}
 	if (n > 0 && (size_t)n < sizeof(line)) {
 		struct iovec iov = { .iov_base = line, .iov_len = (size_t)n };
@@ -306,7 +368,7 @@ say_lost_at_exit(void)
 	}
 }
 
-static void relay_lost(const char *p, size_t len);
+static void relay_lost(const char *p, size_t len, int why);
 
 /*
  * Nothing queued: pre[0..pre_len) and p[0..len) straight out, only the rest queued.  True
@@ -336,11 +398,10 @@ send_direct(const char *pre, size_t pre_len, const char *p, size_t len, bool rel
 
 	E.mid_line = wbuf_last(&E.q, &last) && last != '\n';
 	E.cut = E.mid_line;
-	E.drop_errno = ENOMEM;
 	if (relay) {
-		relay_lost(p + at, len - at);
+		relay_lost(p + at, len - at, DROP_NOMEM);
 	} else {
-		E.dropped += lines_in(p + at, len - at);
+		drop(DROP_NOMEM, lines_in(p + at, len - at));
 		watch(true);
 	}
 	return true;
@@ -366,12 +427,11 @@ errout_lines(const char *p, size_t len)
 	}
 	/* One unit bigger than the bound still goes when nothing waits before it. */
 	if (wbuf_len(&E.q) > 0 && wbuf_len(&E.q) + len > ERROUT_MAX) {
-		E.dropped += lines_in(p, len);
+		drop(E.full ? DROP_FULL : DROP_SLOW, lines_in(p, len));
 		return;
 	}
 	if (own_append(p, len) == -1) {
-		E.dropped += lines_in(p, len);
-		E.drop_errno = ENOMEM;
+		drop(DROP_NOMEM, lines_in(p, len));
 		return;
 	}
 	flush();
@@ -477,7 +537,8 @@ errout_start(struct ev_loop *loop)
 	E.fd = fd;
 	E.on = true;
 	E.dead = E.full = E.relay_skip = E.cut = false;
-	E.drop_errno = 0;
+	E.dropped = 0;
+	memset(E.drops, 0, sizeof(E.drops));
 	wbuf_init(&E.q, ERROUT_MAX);
 	ev_init(&E.retry_w, errout_on_retry);
 	E.retry_w.repeat = ERROUT_RETRY_S;
@@ -500,11 +561,12 @@ errout_stop(double deadline)
 	E.say_len = E.say_off = 0;
 	E.say_begun = false;
 	if (!E.dead && E.dropped > 0 && wbuf_len(&E.q) > 0) {
-		int n = dropped_line(E.say, sizeof(E.say), true, E.dropped);
+		int n = dropped_line(E.say, sizeof(E.say), true, E.drops);
 
 		if (n > 0 && (size_t)n < sizeof(E.say)) {
 			E.say_len = (size_t)n;
-			E.say_n = E.dropped;
+			memcpy(E.say_drops, E.drops, sizeof(E.say_drops));
+			memset(E.drops, 0, sizeof(E.drops));
 			E.dropped = 0;
 		}
 	}
@@ -525,6 +587,7 @@ errout_stop(double deadline)
 	}
 	say_lost_at_exit();
 	E.dropped = 0;
+	memset(E.drops, 0, sizeof(E.drops));
 	watch(false);
 	if (ev_is_active(&E.tick_w)) {
 		ev_ref(E.loop);
@@ -572,19 +635,19 @@ errout_room(void)
 }
 
 /*
- * Relayed bytes that are not queued: their lines counted as dropped, and a line begun
- * counted now, its rest dropped as it comes.  The count is said once stderr takes it.
+ * Relayed bytes that are not queued, for why: their lines counted as dropped, and a line
+ * begun counted now, its rest dropped as it comes.  The count is said once stderr takes
+ * it.
  */
 static void
-relay_lost(const char *p, size_t len)
+relay_lost(const char *p, size_t len, int why)
 {
 	if (len == 0) {
 		return;
 	}
 	E.cut = E.mid_line; /* the line before them, if unfinished, never is */
-	E.dropped += lines_in(p, len);
+	drop(why, lines_in(p, len) + (p[len - 1] != '\n'));
 	if (p[len - 1] != '\n') {
-		E.dropped++;
 		E.relay_skip = true;
 	}
 	if (!E.full) {
@@ -650,16 +713,17 @@ errout_relay(const char *p, size_t len)
 
 			keep = nl != NULL ? (size_t)(nl - p) + 1 : 0;
 		}
+		int why = DROP_FULL;
+
 		if (keep > 0 && relay_append(p, keep) == -1) {
 			keep = 0;
-			E.drop_errno = ENOMEM;
+			why = DROP_NOMEM;
 		}
-		relay_lost(p + keep, len - keep);
+		relay_lost(p + keep, len - keep, why);
 		return;
 	}
 	if (relay_append(p, len) == -1) {
-		E.drop_errno = ENOMEM;
-		relay_lost(p, len);
+		relay_lost(p, len, DROP_NOMEM);
 		return;
 	}
 	flush();

@@ -8,8 +8,9 @@
  *     at once while nothing is queued (a line needs no memory then: one that says memory
  *     ran out is not lost for want of it), and what stderr does not take goes through a
  *     bounded queue.  When it is full a line is dropped and counted, and once the queue
- *     has drained "mcpmux: N lines of stderr dropped" says so (at exit, before what is
- *     still queued, so that a reader too slow for the rest still learns of it).
+ *     has drained "mcpmux: N lines of stderr dropped (why)" says so (at exit, before what
+ *     is still queued, so that a reader too slow for the rest still learns of it); lines
+ *     dropped for more than one reason are counted for each.
  *   - the server's own stderr, relayed when mcpmux reads it through a pipe (with a
  *     traffic log), is not dropped for a slow reader: its reader asks errout_room()
  *     before reading the server's pipe and stops while there is none, which holds the

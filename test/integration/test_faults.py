@@ -2097,6 +2097,34 @@ class OutOfMemory(Faults):
                                b"queued: out of memory)")
         self.assert_no_leftovers()
 
+    def test_lines_dropped_for_two_causes_are_counted_for_each(self):
+        """A traffic log on stderr, a pipe that is full and not read: a record that the
+        queue has no new chunk for (16 KiB and its header) is dropped for want of memory,
+        then one bigger than the queue's bound for want of a reader.  The count says how
+        many lines were dropped for each cause, not the last cause for them all."""
+        r, w = self.full_stderr_pipe()
+        env = self.oom_env("OOM-C", malloc_min=(16 << 10) + 32, malloc_max=(16 << 10) + 32,
+                           malloc_only="malloc")
+        try:
+            p = self.mcpmux(["--log", "-"] + GRACE + ["--", FIXTURE], stderr=w, env=env)
+        finally:
+            os.close(w)
+        p.send(initialize(0))
+        self.assert_response(p.msg(), 0)
+        # A record that fills a chunk of its own to its end: the next one needs a chunk.
+        p.send(req(1, "ping", {"pad": "y" * (20 << 10)}))
+        self.assert_response(p.msg(), 1)
+        p.send(req("OOM-C", "ping", {"pad": "z" * (16 << 10)}))
+        self.assert_response(p.msg(), "OOM-C")
+        p.send(req(2, "ping", {"pad": "w" * (70 << 10)}))
+        self.assert_response(p.msg(), 2)
+        got, said = self.read_until_dropped_then_eof(p, r)
+        self.assertEqual(self.counters(p.pid)["failed"], 1)
+        self.assertFalse(b"z" * 100 in got or b"w" * 100 in got, "a dropped record written")
+        self.assertEqual(said, b"mcpmux: 2 lines of stderr dropped (1: stderr was not read "
+                               b"in time; 1: stderr could not be queued: out of memory)")
+        self.assert_no_leftovers()
+
     def queue_oom_env(self, marker, count=1):
         """The first new chunk of a client's queue after a read that holds marker fails
         (FAULT_MALLOC_MIN and _MAX: 16 KiB and its header, and not the parser's memory,
