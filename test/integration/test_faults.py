@@ -1771,12 +1771,26 @@ class OutOfMemory(Faults):
     def oom_env(self, marker, **faults):
         return self.shim_env(malloc_after=marker, **faults)
 
-    def wrap_initialized(self, env, *opts):
-        p = self.mcpmux(GRACE + list(opts) + ["--", FIXTURE], env=env)
+    def wrap_initialized(self, env, *opts, server_args=()):
+        p = self.mcpmux(GRACE + list(opts) + ["--", FIXTURE] + list(server_args), env=env)
         p.send(initialize(0))
         self.assert_response(p.msg(), 0)
         p.send(note("notifications/initialized"))
         return p
+
+    def serve_initialized(self, env):
+        """serve (with env), its session s initialized: the process."""
+        p = self.mcpmux(["serve"] + GRACE + ["--", FIXTURE], env=env)
+        p.send({"session": "s", "message": initialize(0)})
+        self.assertEqual(p.msg()["event"], "started")
+        self.assert_response(p.msg()["message"], 0)
+        p.send({"session": "s", "message": note("notifications/initialized")})
+        return p
+
+    @staticmethod
+    def marked(msg, marker):
+        """msg's line, its "TEXT" the marker, sent escaped: only the answer holds it."""
+        return json.dumps(msg).replace("TEXT", "\\u004f" + marker[1:])
 
     def test_a_request_that_cannot_be_tracked_is_refused(self):
         """No memory for its entry in the table of requests in flight: a request would
@@ -1794,11 +1808,7 @@ class OutOfMemory(Faults):
         marker, the held buffer's growth (realloc, not its first 256 bytes) fails.  The
         process, and a function that lists the live servers."""
         env = self.oom_env(marker, malloc_min=1024, malloc_only="realloc")
-        p = self.mcpmux(GRACE + ["--idle-suspend", "0.4", "--", FIXTURE] + list(server_args),
-                        env=env)
-        p.send(initialize(0))
-        self.assert_response(p.msg(), 0)
-        p.send(note("notifications/initialized"))
+        p = self.wrap_initialized(env, "--idle-suspend", "0.4", server_args=server_args)
         p.send(req(1, "ping", {"pad": "y" * 3000}))
         self.assert_response(p.msg(), 1)
         servers = lambda: [q for q in self.tagged() if comm(q) == "mcp-fixture" and alive(q)]
@@ -1849,10 +1859,7 @@ class OutOfMemory(Faults):
         behave = os.path.join(self.tmp.name, "behave")
         open(behave, "w").close()
         env = self.oom_env("OOM-6", malloc_min=1024, malloc_only="realloc")
-        p = self.mcpmux(GRACE + ["--", FIXTURE, "--behave-file=" + behave], env=env)
-        p.send(initialize(0))
-        self.assert_response(p.msg(), 0)
-        p.send(note("notifications/initialized"))
+        p = self.wrap_initialized(env, server_args=["--behave-file=" + behave])
         p.send(req(1, "ping", {"pad": "y" * 3000}))
         self.assert_response(p.msg(), 1)
         with open(behave, "w") as f:
@@ -2171,12 +2178,29 @@ class OutOfMemory(Faults):
                       "went in its place)", p.stderr())
         return lost
 
+    def serve_answer_lost(self, marker, count=1, failed=1):
+        """serve_initialized() with queue_oom_env(marker, count), and its session's answer
+        lost_behind_a_full_queue() (failed), in the session's envelope: the error in its
+        place says out of memory.  The process."""
+        p = self.serve_initialized(self.queue_oom_env(marker, count))
+
+        def put(m):
+            return {"session": "s", "message": m}
+
+        def get(m):
+            self.assertEqual(m["session"], "s")
+            return m["message"]
+        line = self.marked(put(call(3, "echo", text="TEXT")), marker)
+        lost = self.lost_behind_a_full_queue(p, line, put=put, get=get, failed=failed)
+        self.assertIn("out of memory", self.assert_error(lost, 3, -32000)["message"])
+        return p
+
     def test_an_answer_that_cannot_be_queued_is_replaced_by_an_error(self):
         """The client reads nothing for a while, and a server's answer finds no memory in
         the client's queue.  Its request gets a -32000 error in its place, after what was
         queued before it, and the run goes on."""
         p = self.wrap_initialized(self.queue_oom_env("OOM-6"))
-        line = json.dumps(call(3, "echo", text="TEXT")).replace("TEXT", "\\u004fOM-6")
+        line = self.marked(call(3, "echo", text="TEXT"), "OOM-6")
         err = self.assert_error(self.lost_behind_a_full_queue(p, line), 3, -32000)
         self.assertIn("out of memory", err["message"])
         self.assert_no_leftovers()
@@ -2185,8 +2209,8 @@ class OutOfMemory(Faults):
         """The same for the answers to a client's batch, which the server sends in one
         array: each of its requests gets a -32000 error in its place, in one array."""
         p = self.wrap_initialized(self.queue_oom_env("OOM-8"))
-        line = json.dumps([call(3, "echo", text="TEXT"), note("notifications/x"),
-                           call("four", "echo", text="x")]).replace("TEXT", "\\u004fOM-8")
+        line = self.marked([call(3, "echo", text="TEXT"), note("notifications/x"),
+                            call("four", "echo", text="x")], "OOM-8")
         errs = self.lost_behind_a_full_queue(p, line)
         self.assertIsInstance(errs, list)
         self.assertEqual([e["id"] for e in errs], [3, "four"])
@@ -2197,33 +2221,14 @@ class OutOfMemory(Faults):
     def test_serve_an_answer_that_cannot_be_queued_is_replaced_by_an_error(self):
         """serve: the same for a session's answer, in its envelope: the error goes in the
         session's envelope, after what was queued before it, and the session goes on."""
-        p = self.mcpmux(["serve"] + GRACE + ["--", FIXTURE], env=self.queue_oom_env("OOM-A"))
-        p.send({"session": "s", "message": initialize(0)})
-        self.assertEqual(p.msg()["event"], "started")
-        self.assert_response(p.msg()["message"], 0)
-        p.send({"session": "s", "message": note("notifications/initialized")})
-
-        def get(m):
-            self.assertEqual(m["session"], "s")
-            return m["message"]
-        line = json.dumps({"session": "s", "message": call(3, "echo", text="TEXT")}).replace(
-            "TEXT", "\\u004fOM-A")
-        lost = self.lost_behind_a_full_queue(
-            p, line, put=lambda m: {"session": "s", "message": m}, get=get)
-        self.assertIn("out of memory", self.assert_error(lost, 3, -32000)["message"])
+        p = self.serve_answer_lost("OOM-A")
         self.assertIn("session s: out of memory: a server's answer", p.stderr())
         self.assert_no_leftovers()
 
     def test_connect_an_answer_that_cannot_be_queued_is_replaced_by_an_error(self):
         """connect: the same for an answer that serve sent it, for its client."""
-        path = os.path.join(self.tmp.name, "mux.sock")
-        srv = self.mcpmux(["serve", "--listen", path] + GRACE + ["--", FIXTURE])
-        wait_until(lambda: os.path.exists(path), 10, "the socket")
-        p = self.mcpmux(["connect", "--session", "s", path], env=self.queue_oom_env("OOM-B"))
-        p.send(initialize(0))
-        self.assert_response(p.msg(), 0)
-        p.send(note("notifications/initialized"))
-        line = json.dumps(call(3, "echo", text="TEXT")).replace("TEXT", "\\u004fOM-B")
+        srv, p = self.connected(self.queue_oom_env("OOM-B"))
+        line = self.marked(call(3, "echo", text="TEXT"), "OOM-B")
         err = self.assert_error(self.lost_behind_a_full_queue(p, line), 3, -32000)
         self.assertIn("out of memory", err["message"])
         srv.p.send_signal(signal.SIGTERM)
@@ -2237,7 +2242,7 @@ class OutOfMemory(Faults):
         (every new chunk fails): the error waits in memory kept for it, and goes at the end
         of the line being written."""
         p = self.wrap_initialized(self.queue_oom_env("OOM-C", count=self.NO_QUEUE))
-        line = json.dumps(call(3, "echo", text="TEXT")).replace("TEXT", "\\u004fOM-C")
+        line = self.marked(call(3, "echo", text="TEXT"), "OOM-C")
         lost = self.lost_behind_a_full_queue(p, line, failed=None)
         self.assertIn("out of memory", self.assert_error(lost, 3, -32000)["message"])
         self.assertNotIn("a message for the client was lost", p.stderr())
@@ -2246,8 +2251,8 @@ class OutOfMemory(Faults):
     def test_a_batch_of_answers_lost_with_no_memory_left_is_replaced_by_errors(self):
         """The same for the answers to a client's batch: one array of errors."""
         p = self.wrap_initialized(self.queue_oom_env("OOM-D", count=self.NO_QUEUE))
-        line = json.dumps([call(3, "echo", text="TEXT"), note("notifications/x"),
-                           call("four", "echo", text="x")]).replace("TEXT", "\\u004fOM-D")
+        line = self.marked([call(3, "echo", text="TEXT"), note("notifications/x"),
+                            call("four", "echo", text="x")], "OOM-D")
         errs = self.lost_behind_a_full_queue(p, line, failed=None)
         self.assertEqual([e["id"] for e in errs], [3, "four"])
         for e in errs:
@@ -2257,35 +2262,14 @@ class OutOfMemory(Faults):
 
     def test_serve_an_answer_lost_with_no_memory_left_is_replaced_by_an_error(self):
         """serve: the same, the error in the session's envelope."""
-        p = self.mcpmux(["serve"] + GRACE + ["--", FIXTURE],
-                        env=self.queue_oom_env("OOM-E", count=self.NO_QUEUE))
-        p.send({"session": "s", "message": initialize(0)})
-        self.assertEqual(p.msg()["event"], "started")
-        self.assert_response(p.msg()["message"], 0)
-        p.send({"session": "s", "message": note("notifications/initialized")})
-
-        def get(m):
-            self.assertEqual(m["session"], "s")
-            return m["message"]
-        line = json.dumps({"session": "s", "message": call(3, "echo", text="TEXT")}).replace(
-            "TEXT", "\\u004fOM-E")
-        lost = self.lost_behind_a_full_queue(
-            p, line, put=lambda m: {"session": "s", "message": m}, get=get, failed=None)
-        self.assertIn("out of memory", self.assert_error(lost, 3, -32000)["message"])
+        p = self.serve_answer_lost("OOM-E", count=self.NO_QUEUE, failed=None)
         self.assertNotIn("a message for the client was lost", p.stderr())
         self.assert_no_leftovers()
 
     def test_connect_an_answer_lost_with_no_memory_left_is_replaced_by_an_error(self):
         """connect: the same for an answer that serve sent it, for its client."""
-        path = os.path.join(self.tmp.name, "mux.sock")
-        srv = self.mcpmux(["serve", "--listen", path] + GRACE + ["--", FIXTURE])
-        wait_until(lambda: os.path.exists(path), 10, "the socket")
-        p = self.mcpmux(["connect", "--session", "s", path],
-                        env=self.queue_oom_env("OOM-F", count=self.NO_QUEUE))
-        p.send(initialize(0))
-        self.assert_response(p.msg(), 0)
-        p.send(note("notifications/initialized"))
-        line = json.dumps(call(3, "echo", text="TEXT")).replace("TEXT", "\\u004fOM-F")
+        srv, p = self.connected(self.queue_oom_env("OOM-F", count=self.NO_QUEUE))
+        line = self.marked(call(3, "echo", text="TEXT"), "OOM-F")
         lost = self.lost_behind_a_full_queue(p, line, failed=None)
         self.assertIn("out of memory", self.assert_error(lost, 3, -32000)["message"])
         self.assertNotIn("a message for the client was lost", p.stderr())
@@ -2301,8 +2285,8 @@ class OutOfMemory(Faults):
         p = self.mcpmux(GRACE + ["--", FIXTURE, "--huge-result", str(200 << 10)], env=env)
         p.send(initialize(0))
         self.assert_response(p.msg(), 0)
-        p.write(json.dumps(call(1, "echo", text="TEXT")).replace(
-            "TEXT", "\\u004fOM-7").encode() + b"\n")  # the answer starts with OOM-7
+        # the answer starts with OOM-7
+        p.write(self.marked(call(1, "echo", text="TEXT"), "OOM-7").encode() + b"\n")
         err = self.assert_error(p.msg(), 1, -32000)
         self.assertIn("out of memory", err["message"])
         self.assertNotIn("too large", err["message"])
@@ -2330,12 +2314,7 @@ class OutOfMemory(Faults):
     def test_serve_a_client_line_that_cannot_be_held_is_said_to_be_out_of_memory(self):
         """serve: the same for a session's request in its envelope: the error, in the
         session's envelope, says out of memory, and the session goes on."""
-        p = self.mcpmux(["serve"] + GRACE + ["--", FIXTURE],
-                        env=self.oom_env("OOM-G", malloc_only="realloc"))
-        p.send({"session": "s", "message": initialize(0)})
-        self.assertEqual(p.msg()["event"], "started")
-        self.assert_response(p.msg()["message"], 0)
-        p.send({"session": "s", "message": note("notifications/initialized")})
+        p = self.serve_initialized(self.oom_env("OOM-G", malloc_only="realloc"))
         # More than the pipe holds: its first read is a part of it, with the marker.
         p.send({"session": "s", "message": call("OOM-G", "echo", text="x" * (200 << 10))})
         m = p.msg()
@@ -2352,13 +2331,14 @@ class OutOfMemory(Faults):
         self.assertNotIn("--max-message", p.stderr())
         self.assert_no_leftovers()
 
-    def connected(self, env, *server_args):
-        """serve --listen, and connect (with env) to it, initialized: the two processes."""
+    def connected(self, env, *server_args, opts=()):
+        """serve --listen, and connect (with env and opts) to it, initialized: the two
+        processes."""
         path = os.path.join(self.tmp.name, "mux.sock")
         srv = self.mcpmux(["serve", "--listen", path] + GRACE + ["--", FIXTURE]
                           + list(server_args))
         wait_until(lambda: os.path.exists(path), 10, "the socket")
-        p = self.mcpmux(["connect", "--session", "s", path], env=env)
+        p = self.mcpmux(["connect", "--session", "s"] + list(opts) + [path], env=env)
         p.send(initialize(0))
         self.assert_response(p.msg(), 0)
         p.send(note("notifications/initialized"))
@@ -2379,8 +2359,8 @@ class OutOfMemory(Faults):
         and stderr does not say it was over --max-message; the run goes on."""
         srv, p = self.connected(self.oom_env("OOM-I", malloc_only="realloc"),
                                 "--huge-result", str(200 << 10))
-        p.write(json.dumps(call(1, "echo", text="TEXT")).replace(
-            "TEXT", "\\u004fOM-I").encode() + b"\n")  # the answer starts with OOM-I
+        # the answer starts with OOM-I
+        p.write(self.marked(call(1, "echo", text="TEXT"), "OOM-I").encode() + b"\n")
         err = self.assert_error(p.msg(), 1, -32000)
         self.assertIn("out of memory", err["message"])
         p.send(call(2, "echo", text="after"))
@@ -2398,14 +2378,8 @@ class OutOfMemory(Faults):
         client's queue cannot grow at all (every new chunk fails): the error in its place
         waits in the memory kept for it, goes at the end of the line being written, and
         the run goes on."""
-        path = os.path.join(self.tmp.name, "mux.sock")
-        srv = self.mcpmux(["serve", "--listen", path] + GRACE + ["--", FIXTURE])
-        wait_until(lambda: os.path.exists(path), 10, "the socket")
-        p = self.mcpmux(["connect", "--session", "s", "--max-message", str(4 << 20), path],
-                        env=self.queue_oom_env("OOM-K", count=self.NO_QUEUE))
-        p.send(initialize(0))
-        self.assert_response(p.msg(), 0)
-        p.send(note("notifications/initialized"))
+        srv, p = self.connected(self.queue_oom_env("OOM-K", count=self.NO_QUEUE),
+                                opts=["--max-message", str(4 << 20)])
         huge = 3 << 20
         p.send(call(1, "huge", bytes=huge))
         out = p.p.stdout.fileno()
