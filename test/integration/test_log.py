@@ -36,6 +36,31 @@ def run_log(env, *args, stdin=None):
     return p.returncode, p.stdout.decode(), p.stderr.decode()
 
 
+def request(id_, method, size=10):
+    """A request's record, its members (for Reading.write_records())."""
+    return {"dir": "in", "kind": "request", "id": id_, "method": method, "bytes": size}
+
+
+def answer(id_, ms, kind="response", method=None, size=10):
+    """An answer's record (kind: response or error), its members; with a method of its own
+    (which mcpmux never writes), before its ms."""
+    r = {"dir": "out", "kind": kind, "id": id_}
+    if method is not None:
+        r["method"] = method
+    r.update(ms=ms, bytes=size)
+    return r
+
+
+def request_text(id_, method, size=10):
+    """request() as the JSON text of its members, id_ and method JSON text as they are."""
+    return '"dir":"in","kind":"request","id":%s,"method":%s,"bytes":%s' % (id_, method, size)
+
+
+def answer_text(id_, ms, kind="response", size=10):
+    """answer() as the JSON text of its members, id_ and ms JSON text as they are."""
+    return '"dir":"out","kind":"%s","id":%s,"ms":%s,"bytes":%s' % (kind, id_, ms, size)
+
+
 class Writing(Case):
     def test_messages_of_one_read_share_their_time(self):
         """A record's ts is its loop turn's: the lines of one write (one read) share it,
@@ -1132,12 +1157,16 @@ class Reading(Case):
     def test_a_line_nested_deeper_than_any_record_is_skipped(self):
         """Not a record mcpmux could write (it refuses messages nested deeper than 512):
         skipped like any bad line, without a parse as deep as the line."""
+        self.show_deep_on_a_small_stack(b"[" * 300000 + b"]" * 300000 + b"\n")
+
+    def show_deep_on_a_small_stack(self, deep):
+        """log show of the lines deep, then the fixed log, on a stack of 1 MiB (which could
+        not free as deep a line): it exits 0, shows the fixed log as ever and skips line 1.
+        Its stderr."""
         with open(os.path.join(LOGS, "fixed.log"), "rb") as f:
             data = f.read()
-        deep = b"[" * 300000 + b"]" * 300000 + b"\n"
-        import resource
 
-        def small_stack():  # as deep a line as a stack of 1 MiB could not free
+        def small_stack():
             resource.setrlimit(resource.RLIMIT_STACK, (1 << 20, 1 << 20))
         p = subprocess.run([MCPMUX, "log", "show", "--color", "never"], input=deep + data,
                            capture_output=True, timeout=60, env=self.env,
@@ -1146,27 +1175,16 @@ class Reading(Case):
         self.assertEqual(rc, 0, err[-500:])
         self.assertEqual(out, self.golden("show.golden"))
         self.assertIn(":1: not a traffic log record: skipped", err)
+        return err
 
     def test_a_line_nested_deeper_behind_a_comment_is_skipped(self):
         """yajl reads a line with comments allowed: brackets and quotes in a comment do
         not count, and a line nested deeper than any record is still skipped when a
         comment holds as many closing brackets as it is deep."""
-        with open(os.path.join(LOGS, "fixed.log"), "rb") as f:
-            data = f.read()
         n = 300000
-        deep = (b'{"x":/*' + b"]" * n + b'"*/' + b"[" * n + b"]" * n + b"}\n" +
-                b'{"x":' + b"[" * n + b"// " + b"]" * n + b"\n")
-        import resource
-
-        def small_stack():  # as deep a line as a stack of 1 MiB could not free
-            resource.setrlimit(resource.RLIMIT_STACK, (1 << 20, 1 << 20))
-        p = subprocess.run([MCPMUX, "log", "show", "--color", "never"], input=deep + data,
-                           capture_output=True, timeout=60, env=self.env,
-                           preexec_fn=small_stack)
-        rc, out, err = p.returncode, p.stdout.decode(), p.stderr.decode()
-        self.assertEqual(rc, 0, err[-500:])
-        self.assertEqual(out, self.golden("show.golden"))
-        self.assertIn(":1: not a traffic log record: skipped", err)
+        err = self.show_deep_on_a_small_stack(
+            b'{"x":/*' + b"]" * n + b'"*/' + b"[" * n + b"]" * n + b"}\n" +
+            b'{"x":' + b"[" * n + b"// " + b"]" * n + b"\n")
         self.assertIn(": 2 lines in all were not traffic log records", err)
 
     def test_the_largest_max_message_reads_every_record(self):
@@ -1262,16 +1280,10 @@ class Reading(Case):
             {"event": "stderr", "text": head + "x" * (pad - 1) + "\u00e9 tail"},
             {"event": "ended", "reason": "crash\r\x1b[2J", "exit": {"signal": "SIG\x07"},
              "escalation": "none", "ms": 3},
-            {"dir": "in", "kind": "request", "id": "a\nb", "method": "m\x1b]0;t\x07",
-             "bytes": 9},
-            {"dir": "out", "kind": "response", "id": "a\nb", "ms": 1.5, "bytes": 9},
+            request("a\nb", "m\x1b]0;t\x07", size=9),
+            answer("a\nb", 1.5, size=9),
         ]
-        path = os.path.join(self.tmp.name, "ctl.log")
-        with open(path, "w") as f:
-            for r in recs:
-                r = dict({"ts": "2026-11-24T10:00:00.000100Z", "session": "s\x1b\u0085",
-                          "pid": 7}, **r)
-                f.write(json.dumps(r) + "\n")
+        path = self.write_records("ctl.log", recs, session="s\x1b\u0085")
         rc, out, err = self.run_log("show", "--color", "never", path)
         self.assertEqual(rc, 0, err)
         sess = "%-8s" % r"s\x1b"  # \u0085 would end past the column's 8 bytes: cut
@@ -1302,11 +1314,7 @@ class Reading(Case):
             {"event": "ended", "reason": "crash\x00\x00twice", "exit": {"code": 1},
              "escalation": "none", "ms": 3},
         ]
-        path = os.path.join(self.tmp.name, "nul.log")
-        with open(path, "w") as f:
-            for r in recs:
-                r = dict({"ts": "2026-11-24T10:00:00.000100Z", "session": "s1", "pid": 7}, **r)
-                f.write(json.dumps(r) + "\n")
+        path = self.write_records("nul.log", recs)
         rc, out, err = self.run_log("show", "--color", "never", path)
         self.assertEqual(rc, 0, err)
         self.assertEqual(out.split("\n"), [
@@ -1320,11 +1328,11 @@ class Reading(Case):
         self.assertEqual(rc, 0, err)
         self.assertIn(r"  crash\x00\x00twice (exit 1)" + "\n", out)
 
-    def write_records(self, name, recs):
+    def write_records(self, name, recs, session="s1"):
         """A log of recs (dicts, or their members' JSON text as it is), each with a time,
-        session s1 and pid 7 first; its path."""
+        the session and pid 7 first; its path."""
         path = os.path.join(self.tmp.name, name)
-        head = {"ts": "2026-11-24T10:00:00.000100Z", "session": "s1", "pid": 7}
+        head = {"ts": "2026-11-24T10:00:00.000100Z", "session": session, "pid": 7}
         with open(path, "w") as f:
             for r in recs:
                 if isinstance(r, str):
@@ -1338,10 +1346,7 @@ class Reading(Case):
         method of its own request, in show and stats."""
         a, b = "p" * 299 + "1", "p" * 299 + "2"
         path = self.write_records("long-ids.log", [
-            {"dir": "in", "kind": "request", "id": a, "method": "first", "bytes": 10},
-            {"dir": "in", "kind": "request", "id": b, "method": "second", "bytes": 10},
-            {"dir": "out", "kind": "response", "id": b, "ms": 1.5, "bytes": 10},
-            {"dir": "out", "kind": "response", "id": a, "ms": 2.5, "bytes": 10},
+            request(a, "first"), request(b, "second"), answer(b, 1.5), answer(a, 2.5),
         ])
         rc, out, err = self.run_log("show", "--color", "never", "--method", "second", path)
         self.assertEqual(rc, 0, err)
@@ -1358,11 +1363,8 @@ class Reading(Case):
         """An answer under 1.0 (or 1e0) answers the request of id 1, as mcpmux routes it;
         the string "1" does not."""
         path = self.write_records("id-values.log", [
-            {"dir": "in", "kind": "request", "id": 1, "method": "first", "bytes": 10},
-            {"dir": "in", "kind": "request", "id": 20, "method": "second", "bytes": 10},
-            '"dir":"out","kind":"response","id":"1","ms":0.5,"bytes":10',
-            '"dir":"out","kind":"response","id":1.0,"ms":1.5,"bytes":10',
-            '"dir":"out","kind":"error","id":2e1,"ms":2.5,"bytes":10',
+            request(1, "first"), request(20, "second"),
+            answer_text('"1"', 0.5), answer_text("1.0", 1.5), answer_text("2e1", 2.5, "error"),
         ])
         rc, out, err = self.run_log("show", "--color", "never", path)
         self.assertEqual(rc, 0, err)
@@ -1374,10 +1376,8 @@ class Reading(Case):
         self.assertRegex(out, r"\nsecond +1 +1 +2\.50 ")
         # Two lone surrogates are two ids to mcpmux, though both are shown as U+FFFD.
         path = self.write_records("id-surrogates.log", [
-            r'"dir":"in","kind":"request","id":"\ud800","method":"first","bytes":10',
-            r'"dir":"in","kind":"request","id":"\ud801","method":"second","bytes":10',
-            r'"dir":"out","kind":"response","id":"\ud801","ms":2.5,"bytes":10',
-            r'"dir":"out","kind":"response","id":"\ud800","ms":1.5,"bytes":10',
+            request_text(r'"\ud800"', '"first"'), request_text(r'"\ud801"', '"second"'),
+            answer_text(r'"\ud801"', 2.5), answer_text(r'"\ud800"', 1.5),
         ])
         rc, out, err = self.run_log("stats", path)
         self.assertEqual(rc, 0, err)
@@ -1390,10 +1390,8 @@ class Reading(Case):
         an answer is named by its whole id, --method "a" is not "a\\x00b", and stats
         counts "a\\x00b" and "a\\x00c" apart."""
         path = self.write_records("nul-method.log", [
-            {"dir": "in", "kind": "request", "id": "x\x00y", "method": "a\x00b", "bytes": 10},
-            {"dir": "in", "kind": "request", "id": "x\x00z", "method": "a\x00c", "bytes": 10},
-            {"dir": "out", "kind": "response", "id": "x\x00z", "ms": 1.5, "bytes": 10},
-            {"dir": "out", "kind": "error", "id": "x\x00y", "ms": 2.5, "bytes": 10},
+            request("x\x00y", "a\x00b"), request("x\x00z", "a\x00c"),
+            answer("x\x00z", 1.5), answer("x\x00y", 2.5, "error"),
             {"dir": "in", "kind": "notification", "method": "a", "bytes": 10},
         ])
         rc, out, err = self.run_log("show", "--color", "never", path)
@@ -1420,11 +1418,9 @@ class Reading(Case):
         named by the request it answers; with no request in the log, by nothing, its own
         method neither shown nor read past (show and stats)."""
         path = self.write_records("answer-method.log", [
-            {"dir": "out", "kind": "response", "id": 1, "method": "tools/call/" + "x" * 40,
-             "ms": 1.5, "bytes": 10},
-            {"dir": "in", "kind": "request", "id": 2, "method": "ping", "bytes": 10},
-            {"dir": "out", "kind": "error", "id": 2, "method": "other", "ms": 2.5,
-             "bytes": 10},
+            answer(1, 1.5, method="tools/call/" + "x" * 40),
+            request(2, "ping"),
+            answer(2, 2.5, "error", method="other"),
         ])
         rc, out, err = self.run_log("show", "--color", "never", path)
         self.assertEqual(rc, 0, err)
@@ -1442,10 +1438,8 @@ class Reading(Case):
         past the histogram's last bucket is counted in that bucket: the maximum says what
         it is."""
         path = self.write_records("huge-ms.log", [
-            r'"dir":"in","kind":"request","id":1,"method":"m","bytes":10',
-            r'"dir":"out","kind":"response","id":1,"ms":1e999,"bytes":10',
-            r'"dir":"in","kind":"request","id":2,"method":"n","bytes":10',
-            r'"dir":"out","kind":"error","id":2,"ms":1e300,"bytes":10',
+            request_text(1, '"m"'), answer_text(1, "1e999"),
+            request_text(2, '"n"'), answer_text(2, "1e300", "error"),
         ])
         rc, out, err = self.run_log("stats", path)
         self.assertEqual(rc, 0, err)
@@ -1458,12 +1452,8 @@ class Reading(Case):
         that is not mcpmux's) counts nothing in stats' totals, the other sizes as they
         are."""
         path = self.write_records("odd-bytes.log", [
-            r'"dir":"in","kind":"notification","method":"m","bytes":10',
-            r'"dir":"in","kind":"notification","method":"m","bytes":-1',
-            r'"dir":"in","kind":"notification","method":"m","bytes":1e999',
-            r'"dir":"in","kind":"notification","method":"m","bytes":1e30',
-            r'"dir":"in","kind":"notification","method":"m","bytes":"12"',
-        ])
+            '"dir":"in","kind":"notification","method":"m","bytes":' + size
+            for size in ("10", "-1", "1e999", "1e30", '"12"')])
         rc, out, err = self.run_log("stats", path)
         self.assertEqual(rc, 0, err)
         self.assertRegex(out, r"\ns1 +0\.0s +5 +10 B +0 ")
@@ -1479,8 +1469,8 @@ class Reading(Case):
             r'"event":"stderr","text":"C\ud800\u0041\u0000D"',
             r'"event":"stderr","text":"E\udc00F\ud800\nG\ud800"',
             r'"event":"stderr","text":"H\ud83d\ude00I"',
-            r'"dir":"in","kind":"request","id":"i\udc00","method":"m\ud800\u0041","bytes":9',
-            r'"dir":"out","kind":"response","id":"i\udc00","ms":1.5,"bytes":9',
+            request_text(r'"i\udc00"', r'"m\ud800\u0041"', size=9),
+            answer_text(r'"i\udc00"', 1.5, size=9),
         ])
         with open(path, "ab") as f:
             f.write(b'{"ts":"2026-11-24T10:00:00.000100Z","session":"s1","pid":7,'
