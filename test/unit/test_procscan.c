@@ -96,42 +96,44 @@ write_nul_list(const char *path, const char *words)
 static void
 add(const char *root, const struct fake *f)
 {
-	char dir[PATH_MAX], path[PATH_MAX + 32], buf[1024];
+	char path[PATH_MAX + 32], buf[1024];
 	int n;
 
-	(void)snprintf(dir, sizeof(dir), "%s/%d", root, (int)f->pid);
-	assert_int_equal(mkdir(dir, 0755), 0);
+	mkdir_at("%s/%d", root, (int)f->pid);
 	n = snprintf(buf, sizeof(buf),
 		     "%d (%s) %c %d %d %d 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 %llu 123456 789 "
 		     "18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 17 3 0 0 0 0 0\n",
 		     (int)f->pid, f->comm ? f->comm : "proc", f->state ? f->state : 'S',
 		     (int)f->ppid, (int)(f->pgid ? f->pgid : f->pid), (int)f->pid, f->start);
-	(void)snprintf(path, sizeof(path), "%s/stat", dir);
-	write_file(path, buf, (size_t)n);
+	write_file_at(buf, (size_t)n, "%s/%d/stat", root, (int)f->pid);
 	n = snprintf(buf, sizeof(buf),
 		     "Name:\t%s\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t%d\nPid:\t%d\n"
 		     "PPid:\t%d\nUid:\t%u\t%u\t%u\t%u\nGid:\t0\t0\t0\t0\nVmRSS:\t   %llu kB\n",
 		     f->comm ? f->comm : "proc", (int)f->pid, (int)f->pid, (int)f->ppid, f->uid,
 		     f->uid, f->uid, f->uid, f->rss_kib);
-	(void)snprintf(path, sizeof(path), "%s/status", dir);
-	write_file(path, buf, (size_t)n);
-	(void)snprintf(path, sizeof(path), "%s/cmdline", dir);
+	write_file_at(buf, (size_t)n, "%s/%d/status", root, (int)f->pid);
+	(void)snprintf(path, sizeof(path), "%s/%d/cmdline", root, (int)f->pid);
 	write_nul_list(path, f->argv);
-	(void)snprintf(path, sizeof(path), "%s/environ", dir);
+	(void)snprintf(path, sizeof(path), "%s/%d/environ", root, (int)f->pid);
 	write_nul_list(path, f->env);
 	if (f->exe != NULL) {
-		(void)snprintf(path, sizeof(path), "%s/exe", dir);
-		assert_int_equal(symlink(f->exe, path), 0);
+		symlink_at(f->exe, "%s/%d/exe", root, (int)f->pid);
+	}
+}
+
+/* Each of the n processes of procs. */
+static void
+add_all(const char *root, const struct fake *procs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		add(root, &procs[i]);
 	}
 }
 
 static void
 add_uptime(const char *root, const char *text)
 {
-	char path[PATH_MAX + 16];
-
-	(void)snprintf(path, sizeof(path), "%s/uptime", root);
-	write_file(path, text, strlen(text));
+	write_file_at(text, strlen(text), "%s/uptime", root);
 }
 
 static size_t
@@ -274,21 +276,14 @@ build_machine(const char *d)
 		/* a zombie carrier: dead, not shown */
 		{ 690, 600, 600, 'Z', 1000, 9500, 0, "dead", NULL, NULL, NULL },
 	};
-	char path[PATH_MAX + 32];
 
-	for (size_t i = 0; i < sizeof(procs) / sizeof(procs[0]); i++) {
-		add(d, &procs[i]);
-	}
+	add_all(d, procs, sizeof(procs) / sizeof(procs[0]));
 	/* 720: its stat is a directory, which fails with EISDIR rather than ENOENT. */
-	(void)snprintf(path, sizeof(path), "%s/720", d);
-	assert_int_equal(mkdir(path, 0755), 0);
-	(void)snprintf(path, sizeof(path), "%s/720/stat", d);
-	assert_int_equal(mkdir(path, 0755), 0);
+	mkdir_at("%s/720", d);
+	mkdir_at("%s/720/stat", d);
 	/* Entries that are not processes. */
-	(void)snprintf(path, sizeof(path), "%s/self", d);
-	assert_int_equal(mkdir(path, 0755), 0);
-	(void)snprintf(path, sizeof(path), "%s/0123", d);
-	assert_int_equal(mkdir(path, 0755), 0);
+	mkdir_at("%s/self", d);
+	mkdir_at("%s/0123", d);
 	add_uptime(d, "10000.00 20000.00\n");
 }
 
@@ -519,8 +514,8 @@ test_main_thread_exited(void **state)
 	char path[PATH_MAX + 32];
 
 	add(r->dir, &leader);
+	mkdir_at("%s/900/task", r->dir);
 	(void)snprintf(path, sizeof(path), "%s/900/task", r->dir);
-	assert_int_equal(mkdir(path, 0755), 0);
 	add(path, &thread);
 	assert_int_equal(procscan_read(s, r->dir, 1000, false, 500), 0);
 	size_t i = procscan_find(s, 900);
@@ -655,9 +650,7 @@ test_owner_outside(void **state)
 		  "MCPMUX_SESSION=child|MCPMUX_OWNER=4444:99" },
 	};
 
-	for (size_t i = 0; i < sizeof(procs) / sizeof(procs[0]); i++) {
-		add(r->dir, &procs[i]);
-	}
+	add_all(r->dir, procs, sizeof(procs) / sizeof(procs[0]));
 	add_uptime(r->dir, "50.0 1.0\n");
 	assert_int_equal(procscan_read(s, r->dir, 1000, false, 99), 0);
 	size_t g = group_of(s, "in");
@@ -693,20 +686,15 @@ add_ns(const char *root, pid_t pid, const char *nspid, const char *pidns, const 
 		assert_int_equal(write(fd, buf, (size_t)n), n);
 		assert_int_equal(close(fd), 0);
 	}
-	(void)snprintf(path, sizeof(path), "%s/%d/ns", root, (int)pid);
-	assert_int_equal(mkdir(path, 0755), 0);
+	mkdir_at("%s/%d/ns", root, (int)pid);
 	if (pidns != NULL) {
-		(void)snprintf(path, sizeof(path), "%s/%d/ns/pid", root, (int)pid);
-		assert_int_equal(symlink(pidns, path), 0);
+		symlink_at(pidns, "%s/%d/ns/pid", root, (int)pid);
 	}
 	if (timens != NULL) {
-		(void)snprintf(path, sizeof(path), "%s/%d/ns/time", root, (int)pid);
-		assert_int_equal(symlink(timens, path), 0);
-		(void)snprintf(path, sizeof(path), "%s/%d/ns/time_for_children", root, (int)pid);
-		assert_int_equal(symlink(timens, path), 0);
-		(void)snprintf(path, sizeof(path), "%s/%d/timens_offsets", root, (int)pid);
+		symlink_at(timens, "%s/%d/ns/time", root, (int)pid);
+		symlink_at(timens, "%s/%d/ns/time_for_children", root, (int)pid);
 		n = snprintf(buf, sizeof(buf), "monotonic 0 0\nboottime %s\n", boottime);
-		write_file(path, buf, (size_t)n);
+		write_file_at(buf, (size_t)n, "%s/%d/timens_offsets", root, (int)pid);
 	}
 }
 
@@ -735,9 +723,7 @@ test_owner_in_a_container(void **state)
 		  "MCPMUX_SESSION=reused|MCPMUX_OWNER=6:7100" },
 	};
 
-	for (size_t i = 0; i < sizeof(procs) / sizeof(procs[0]); i++) {
-		add(r->dir, &procs[i]);
-	}
+	add_all(r->dir, procs, sizeof(procs) / sizeof(procs[0]));
 	add_ns(r->dir, 250, "250\t5", CTR_PIDNS, NULL, NULL);
 	add_ns(r->dir, 300, "300\t300", CTR_PIDNS, NULL, NULL);
 	add_ns(r->dir, 260, "260\t6", CTR_PIDNS, NULL, NULL);
@@ -788,9 +774,7 @@ test_zero_owner_in_a_container(void **state)
 		  "MCPMUX_SESSION=cz6|MCPMUX_OWNER=6:0" },
 	};
 
-	for (size_t i = 0; i < sizeof(procs) / sizeof(procs[0]); i++) {
-		add(r->dir, &procs[i]);
-	}
+	add_all(r->dir, procs, sizeof(procs) / sizeof(procs[0]));
 	add_ns(r->dir, 240, "240\t1", CTR_PIDNS, NULL, NULL);
 	add_ns(r->dir, 250, "250\t5", CTR_PIDNS, NULL, NULL);
 	add_ns(r->dir, 260, "260\t6", CTR_PIDNS, NULL, NULL);
@@ -853,9 +837,7 @@ test_owner_in_a_time_namespace(void **state)
 		{ 403, 280, 403, 'S', 0, 9111, 1, "srv", "/usr/bin/srv", "srv", env[3] },
 	};
 
-	for (size_t i = 0; i < sizeof(procs) / sizeof(procs[0]); i++) {
-		add(r->dir, &procs[i]);
-	}
+	add_all(r->dir, procs, sizeof(procs) / sizeof(procs[0]));
 	add_ns(r->dir, 99, NULL, NULL, "time:[4026531834]", "0 0");
 	add_ns(r->dir, 270, NULL, NULL, "time:[4026532200]", "0 1");
 	add_ns(r->dir, 280, NULL, NULL, "time:[4026532201]", "1 0");
@@ -995,12 +977,9 @@ test_boot_id(void **state)
 	char path[PATH_MAX + 64], id[PROCSCAN_BOOT_MAX];
 
 	assert_int_equal(procscan_boot_id(r->dir, id), -1);
-	(void)snprintf(path, sizeof(path), "%s/sys", r->dir);
-	assert_int_equal(mkdir(path, 0755), 0);
-	(void)snprintf(path, sizeof(path), "%s/sys/kernel", r->dir);
-	assert_int_equal(mkdir(path, 0755), 0);
-	(void)snprintf(path, sizeof(path), "%s/sys/kernel/random", r->dir);
-	assert_int_equal(mkdir(path, 0755), 0);
+	mkdir_at("%s/sys", r->dir);
+	mkdir_at("%s/sys/kernel", r->dir);
+	mkdir_at("%s/sys/kernel/random", r->dir);
 	(void)snprintf(path, sizeof(path), "%s/sys/kernel/random/boot_id", r->dir);
 	write_file(path, "\n", 1);
 	assert_int_equal(procscan_boot_id(r->dir, id), -1);

@@ -136,8 +136,7 @@ add_proc(const char *root, const struct fake_proc *p)
 		     "18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 17 3 0 0 0 0 0\n",
 		     (int)p->pid, p->comm ? p->comm : "proc", p->state ? p->state : 'S',
 		     (int)p->ppid, (int)p->pgid, (int)p->pgid, start_of(p->pid));
-	(void)snprintf(path, sizeof(path), "%s/stat", dir);
-	write_file(path, line, (size_t)n);
+	write_file_at(line, (size_t)n, "%s/stat", dir);
 	(void)snprintf(path, sizeof(path), "%s/environ", dir);
 	write_environ(path, p);
 	for (int i = 0; i < 2; i++) {
@@ -152,9 +151,8 @@ add_proc(const char *root, const struct fake_proc *p)
 		}
 		(void)snprintf(path, sizeof(path), "%s/task/%s", dir, tid);
 		make_dir(path, "");
-		(void)snprintf(path, sizeof(path), "%s/task/%s/children", dir, tid);
-		write_file(path, p->children[i] ? p->children[i] : "",
-			   p->children[i] ? strlen(p->children[i]) : 0);
+		write_file_at(p->children[i] ? p->children[i] : "",
+			      p->children[i] ? strlen(p->children[i]) : 0, "%s/children", path);
 	}
 }
 
@@ -162,15 +160,14 @@ add_proc(const char *root, const struct fake_proc *p)
 static void
 add_root(const char *root, pid_t pid, const char *children)
 {
-	char dir[PATH_MAX], path[PATH_MAX + 64];
+	char dir[PATH_MAX], task[32];
 
 	(void)snprintf(dir, sizeof(dir), "%s/%d", root, (int)pid);
+	(void)snprintf(task, sizeof(task), "/task/%d", (int)pid);
 	make_dir(dir, "");
 	make_dir(dir, "/task");
-	(void)snprintf(path, sizeof(path), "%s/task/%d", dir, (int)pid);
-	make_dir(path, "");
-	(void)snprintf(path, sizeof(path), "%s/task/%d/children", dir, (int)pid);
-	write_file(path, children, strlen(children));
+	make_dir(dir, task);
+	write_file_at(children, strlen(children), "%s/task/%d/children", dir, (int)pid);
 }
 
 static size_t
@@ -405,6 +402,22 @@ test_fake_membership_variants(void **state)
 
 /* ---- the environ reader ---- */
 
+/* A child of the fake root whose environ is env ('|' stands for NUL). */
+static void
+add_env_proc(const char *root, pid_t pid, pid_t ppid, const char *children, const char *env)
+{
+	struct fake_proc p = { pid, ppid, pid, 'S', "env", NULL, 0, { NULL }, { children } };
+	char buf[512];
+	size_t len = strlen(env);
+
+	assert_true(len < sizeof(buf));
+	add_proc(root, &p);
+	for (size_t k = 0; k < len; k++) {
+		buf[k] = env[k] == '|' ? '\0' : env[k];
+	}
+	write_file_at(buf, len, "%s/%d/environ", root, (int)pid);
+}
+
 /* A flat tree: mcpmux (1) with one child per environment shape. */
 static void
 test_fake_cookies(void **state)
@@ -426,18 +439,7 @@ test_fake_cookies(void **state)
 	char children[256] = "";
 
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-		struct fake_proc p = { rows[i].pid, 1, rows[i].pid, 'S',     "env",
-				       NULL,	    0, { NULL },    { NULL } };
-		char path[PATH_MAX + 32], env[256];
-		size_t len = strlen(rows[i].env);
-
-		add_proc(r->dir, &p);
-		memcpy(env, rows[i].env, len);
-		for (size_t k = 0; k < len; k++) {
-			env[k] = env[k] == '|' ? '\0' : env[k];
-		}
-		(void)snprintf(path, sizeof(path), "%s/%d/environ", r->dir, (int)rows[i].pid);
-		write_file(path, env, len);
+		add_env_proc(r->dir, rows[i].pid, 1, NULL, rows[i].env);
 		(void)snprintf(children + strlen(children), sizeof(children) - strlen(children),
 			       "%d ", (int)rows[i].pid);
 	}
@@ -453,23 +455,6 @@ test_fake_cookies(void **state)
 				 t->v[k].cookie, rows[i].want);
 		}
 	}
-}
-
-/* A child of the fake root whose environ is env ('|' stands for NUL). */
-static void
-add_env_proc(const char *root, pid_t pid, pid_t ppid, const char *children, const char *env)
-{
-	struct fake_proc p = { pid, ppid, pid, 'S', "env", NULL, 0, { NULL }, { children } };
-	char path[PATH_MAX + 32], buf[512];
-	size_t len = strlen(env);
-
-	assert_true(len < sizeof(buf));
-	add_proc(root, &p);
-	for (size_t k = 0; k < len; k++) {
-		buf[k] = env[k] == '|' ? '\0' : env[k];
-	}
-	(void)snprintf(path, sizeof(path), "%s/%d/environ", root, (int)pid);
-	write_file(path, buf, len);
 }
 
 /*
@@ -519,10 +504,9 @@ test_fake_exec_window(void **state)
 	add_env_proc(r->dir, 40, 1, NULL, "");
 	add_env_proc(r->dir, 41, 1, NULL, "");
 	for (pid_t pid = 40; pid <= 41; pid++) {
-		(void)snprintf(path, sizeof(path), "%s/%d/cmdline", r->dir, (int)pid);
-		write_file(path, pid == 41 ? "env-i\0" : "", pid == 41 ? 6 : 0);
-		(void)snprintf(path, sizeof(path), "%s/%d/exe", r->dir, (int)pid);
-		assert_int_equal(symlink("/bin/sh", path), 0);
+		write_file_at(pid == 41 ? "env-i\0" : "", pid == 41 ? 6 : 0, "%s/%d/cmdline",
+			      r->dir, (int)pid);
+		symlink_at("/bin/sh", "%s/%d/exe", r->dir, (int)pid);
 	}
 	pid_t child = fork();
 
@@ -777,7 +761,6 @@ test_fake_cookie_inside_long_entry(void **state)
 	static const char tail[] = "MCPMUX_SESSION=evil";
 	size_t len = 8192 + sizeof(tail) + 7;
 	char *env = malloc(len);
-	char path[PATH_MAX + 32];
 
 	assert_non_null(env);
 	add_proc(r->dir, &p);
@@ -785,8 +768,7 @@ test_fake_cookie_inside_long_entry(void **state)
 	memset(env + 2, 'a', 8190);
 	memcpy(env + 8192, tail, sizeof(tail)); /* with its NUL */
 	memcpy(env + 8192 + sizeof(tail), "TAIL=1", 7);
-	(void)snprintf(path, sizeof(path), "%s/10/environ", r->dir);
-	write_file(path, env, len);
+	write_file_at(env, len, "%s/10/environ", r->dir);
 	free(env);
 	add_root(r->dir, 1, "10");
 
@@ -805,7 +787,6 @@ test_fake_bad_stat(void **state)
 	struct fake_root *r = *state;
 	struct proctree *t = &r->t;
 	static const char *const bad[] = { "", "12 noparen S 1 1 1", "13 (short) S 1" };
-	char path[PATH_MAX + 32];
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct fake_proc p = {
@@ -813,8 +794,7 @@ test_fake_bad_stat(void **state)
 		};
 
 		add_proc(r->dir, &p);
-		(void)snprintf(path, sizeof(path), "%s/%d/stat", r->dir, (int)p.pid);
-		write_file(path, bad[i], strlen(bad[i]));
+		write_file_at(bad[i], strlen(bad[i]), "%s/%d/stat", r->dir, (int)p.pid);
 	}
 	struct fake_proc good = { 20, 1, 20, 'S', "good", NULL, 0, { NULL }, { NULL } };
 
@@ -910,8 +890,7 @@ test_fake_exit_keeps_ids(void **state)
 			 "300 (env) S %d 300 300 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 %llu 1 1\n",
 			 ROOT, start_of(300) + 1);
 
-	(void)snprintf(path, sizeof(path), "%s/300/stat", r->dir);
-	write_file(path, line, (size_t)n);
+	write_file_at(line, (size_t)n, "%s/300/stat", r->dir);
 	assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
 	assert_int_equal(t->n, 1);
 	assert_string_equal(t->v[0].cookie, "");
@@ -933,7 +912,6 @@ test_fake_exec_drops_ids(void **state)
 	struct fake_root *r = *state;
 	struct proctree *t = &r->t;
 	const struct proctree_match reaped = { 0, 100, "A", NULL, NULL, NULL, 0 };
-	char path[PATH_MAX + 32];
 	struct proctree owned;
 
 	add_root(r->dir, ROOT, "300 301 302 ");
@@ -945,16 +923,12 @@ test_fake_exec_drops_ids(void **state)
 	assert_int_equal(proctree_left(t, &reaped), 3);
 	assert_int_equal(proctree_scan_owned(&owned, r->dir, "1:100"), 0);
 	assert_int_equal(owned.n, 3);
-	(void)snprintf(path, sizeof(path), "%s/300/environ", r->dir);
-	write_file(path, "PATH=/bin", 10);
+	write_file_at("PATH=/bin", 10, "%s/300/environ", r->dir);
 	for (pid_t pid = 301; pid <= 302; pid++) {
-		(void)snprintf(path, sizeof(path), "%s/%d/environ", r->dir, (int)pid);
-		write_file(path, "", 0);
+		write_file_at("", 0, "%s/%d/environ", r->dir, (int)pid);
 	}
-	(void)snprintf(path, sizeof(path), "%s/301/cmdline", r->dir);
-	write_file(path, "sh", 3);
-	(void)snprintf(path, sizeof(path), "%s/301/exe", r->dir);
-	assert_int_equal(symlink("/bin/sh", path), 0);
+	write_file_at("sh", 3, "%s/301/cmdline", r->dir);
+	symlink_at("/bin/sh", "%s/301/exe", r->dir);
 	for (int k = 0; k < 2; k++) {
 		assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
 		assert_int_equal(t->n, 3);
@@ -989,15 +963,13 @@ test_fake_main_thread_exited(void **state)
 
 	add_root(r->dir, ROOT, "300 ");
 	add_env_proc(r->dir, 300, ROOT, NULL, "");
-	(void)snprintf(path, sizeof(path), "%s/300/stat", r->dir);
 	n = snprintf(line, sizeof(line),
 		     "300 (env) Z %d 300 300 0 -1 4194572 0 0 0 0 0 0 0 0 20 0 2 0 %llu 0 0\n",
 		     ROOT, start_of(300));
-	write_file(path, line, (size_t)n);
-	(void)snprintf(path, sizeof(path), "%s/300/task/301", r->dir);
-	make_dir(path, "");
-	(void)snprintf(path, sizeof(path), "%s/300/task/301/environ", r->dir);
-	write_file(path, "MCPMUX_SESSION=A\0MCPMUX_OWNER=1:100\0", 36);
+	write_file_at(line, (size_t)n, "%s/300/stat", r->dir);
+	make_dir(r->dir, "/300/task/301");
+	write_file_at("MCPMUX_SESSION=A\0MCPMUX_OWNER=1:100\0", 36, "%s/300/task/301/environ",
+		      r->dir);
 	(void)snprintf(path, sizeof(path), "%s/300/task/301/stat", r->dir);
 	n = snprintf(line, sizeof(line),
 		     "301 (env) S %d 300 300 0 -1 4194368 0 0 0 0 0 0 0 0 20 0 2 0 %llu 1 1\n",
@@ -1045,10 +1017,8 @@ test_fake_exec_window_keeps_ids(void **state)
 	add_env_proc(r->dir, 303, ROOT, NULL, "MCPMUX_SESSION=A|MCPMUX_OWNER=1:100|");
 	assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
 	assert_int_equal(proctree_left(t, &reaped), 1);
-	(void)snprintf(path, sizeof(path), "%s/303/environ", r->dir);
-	write_file(path, "", 0);
-	(void)snprintf(path, sizeof(path), "%s/303/cmdline", r->dir);
-	write_file(path, "", 0);
+	write_file_at("", 0, "%s/303/environ", r->dir);
+	write_file_at("", 0, "%s/303/cmdline", r->dir);
 	(void)snprintf(path, sizeof(path), "%s/303/exe", r->dir);
 	(void)unlink(path);
 	assert_int_equal(symlink("/bin/sh", path), 0);
@@ -1193,16 +1163,14 @@ test_fake_exiting(void **state)
 		{ 36, "36 (short) S 1", false },
 		{ 37, NULL, false },
 	};
-	char path[PATH_MAX + 32];
-
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		if (rows[i].stat != NULL) {
 			struct fake_proc p = { rows[i].pid, 1, rows[i].pid, 'S',     "srv",
 					       NULL,	    0, { NULL },    { NULL } };
 
 			add_proc(r->dir, &p);
-			(void)snprintf(path, sizeof(path), "%s/%d/stat", r->dir, (int)p.pid);
-			write_file(path, rows[i].stat, strlen(rows[i].stat));
+			write_file_at(rows[i].stat, strlen(rows[i].stat), "%s/%d/stat", r->dir,
+				      (int)p.pid);
 		}
 		if (proctree_exiting(r->dir, rows[i].pid) != rows[i].exiting) {
 			fail_msg("pid %d: exiting should be %d", (int)rows[i].pid,

@@ -7,6 +7,8 @@
 
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -48,6 +50,53 @@ write_file(const char *path, const char *data, size_t len)
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, data, len), (ssize_t)len);
 	assert_int_equal(close(fd), 0);
+}
+
+/* The path that fmt formats, into path (len bytes): the test fails if it would be cut. */
+static inline void
+tmpdir_path(char *path, size_t len, const char *fmt, va_list ap)
+{
+	int n = vsnprintf(path, len, fmt, ap);
+
+	assert_true(n >= 0 && (size_t)n < len);
+}
+
+/* write_file() at the path that fmt formats. */
+static inline void __attribute__((format(printf, 3, 4)))
+write_file_at(const char *data, size_t len, const char *fmt, ...)
+{
+	char path[PATH_MAX + 64];
+	va_list ap;
+
+	va_start(ap, fmt);
+	tmpdir_path(path, sizeof(path), fmt, ap);
+	va_end(ap);
+	write_file(path, data, len);
+}
+
+/* A new directory at the path that fmt formats (the test fails if it cannot). */
+static inline void __attribute__((format(printf, 1, 2))) mkdir_at(const char *fmt, ...)
+{
+	char path[PATH_MAX + 64];
+	va_list ap;
+
+	va_start(ap, fmt);
+	tmpdir_path(path, sizeof(path), fmt, ap);
+	va_end(ap);
+	assert_int_equal(mkdir(path, 0755), 0);
+}
+
+/* A symbolic link to target at the path that fmt formats (the test fails if it cannot). */
+static inline void __attribute__((format(printf, 2, 3)))
+symlink_at(const char *target, const char *fmt, ...)
+{
+	char path[PATH_MAX + 64];
+	va_list ap;
+
+	va_start(ap, fmt);
+	tmpdir_path(path, sizeof(path), fmt, ap);
+	va_end(ap);
+	assert_int_equal(symlink(target, path), 0);
 }
 
 #endif
