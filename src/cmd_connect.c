@@ -187,15 +187,23 @@ ended_status(const char *line, size_t len, bool in_result, bool tried)
 /*
  * Exit once the session is over and everything queued has been written: to stdout at the
  * client's own pace, as a pipe's reader takes it, also when serve is gone (it is not
- * bounded); to serve until it is gone.
+ * bounded); to serve until it is gone, or until the session's end came: the client's lines
+ * still queued then (serve did not take them: a slow server) would only start a new run
+ * that nobody follows, and are not sent.
  */
 static void
 maybe_exit(struct cconn *cc)
 {
-	if (cc->done && (conn_queued(&cc->client) == 0 || cc->client.out_dead) &&
-	    (conn_queued(&cc->server) == 0 || cc->serve_eof)) {
-		ev_break(cc->loop, EVBREAK_ALL);
+	if (!cc->done || (conn_queued(&cc->client) > 0 && !cc->client.out_dead) ||
+	    (conn_queued(&cc->server) > 0 && !cc->serve_eof && !cc->ended)) {
+		return;
 	}
+	if (conn_queued(&cc->server) > 0 && !cc->serve_eof) {
+		diag_warn("session %s ended with %zu bytes of the client's lines not yet taken "
+			  "by serve: not sent",
+			  cc->id, conn_queued(&cc->server));
+	}
+	ev_break(cc->loop, EVBREAK_ALL);
 }
 
 static void
@@ -737,8 +745,8 @@ server_on_writable(struct conn *c, struct conn_source *src, void *ctx)
 
 	(void)c;
 	(void)src;
-	if (!cc->ending && !cc->serve_gone) {
-		conn_read(&cc->client, true);
+	if (!cc->ending && !cc->done && !cc->serve_gone) {
+		conn_read(&cc->client, true); /* (not after the session's end) */
 	}
 }
 

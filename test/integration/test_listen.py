@@ -11,7 +11,7 @@ import unittest
 
 from mcptest import (SANITIZED, SLOW, WRAPPER, Case, MCPMUX, Proc, alive, call, encode, initialize,
                      main, note, req, rss_anon_kib, run_on_a_full_stdout, wait_until)
-from test_hardening import Writer
+from test_hardening import Writer, wait_stalled
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
 FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
@@ -1015,6 +1015,31 @@ class ListenHardening(ListenHelpers, Case):
         self.assertEqual(wr.done, len(data))
         c.close_stdin()
         self.assertEqual(c.wait(), 0)
+
+    def test_connect_exits_when_its_session_ends_with_its_queue_to_serve_full(self):
+        """The session's server crashes while connect's queue towards serve is full (the
+        server reads a line every 4 s) and holds its stdin: connect exits with the
+        session's status, its stdin still open, and sends serve none of the lines it still
+        queued, which would start a new run that nobody follows.  (It read stdin again
+        once serve took some of the queue, fed the client's lines to a new run of the
+        session, and waited for that run's slow server to take them all.)"""
+        self.listen("--slow-reader=4000", "--crash-after=1", opts=["--max-queue", "64K"])
+        c = self.connect("--session", "s")
+        c.send(initialize(0))
+        self.assert_response(c.msg(), 0)
+        pad = "x" * (256 << 10)
+        data = encode(req(1, "ping")) + b"".join(
+            encode(note("notifications/progress", {"i": i, "pad": pad})) for i in range(400))
+        wr = Writer(c.p.stdin.fileno(), data)
+        wr.start()
+        wait_stalled(wr, "connect's full queue towards serve to hold its stdin")
+        self.assert_error(c.msg(), 1, -32000)  # the crash
+        self.assertEqual(c.wait(10), 128 + signal.SIGSEGV, c.stderr())
+        self.assertIn("lines not yet taken by serve: not sent", c.stderr())
+        self.assertLess(wr.done, len(data))
+        c.close_stdin()
+        wait_until(lambda: json.loads(self.ctl("stats", as_json=True)[1])["sessions"] == 0, 10,
+                   "serve to end what the lines sent before the end started")
 
     @unittest.skipIf(SANITIZED or WRAPPER, "a sanitizer's or valgrind's allocator")
     def test_connect_memory_shrinks_back_after_big_messages(self):
