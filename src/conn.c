@@ -49,8 +49,16 @@ void
 conn_hold(struct conn *c, unsigned reason, bool on)
 {
 	c->hold = on ? c->hold | reason : c->hold & ~reason;
+	if (c->feeding) {
+		/* What is queued for the client is full: no line after this one (conn_feed()). */
+		framer_stop(&c->inf, (c->hold & CONN_HOLD_OUTPUT) != 0);
+	}
 	if (c->hold == 0 && !c->in_eof && c->in_fd >= 0) {
 		ev_io_start(c->loop, &c->in_w);
+		if (c->rest != NULL && !c->feeding) {
+			/* The rest of a chunk: handed out even if nothing more comes. */
+			ev_feed_event(c->loop, &c->in_w, EV_READ);
+		}
 	} else {
 		ev_io_stop(c->loop, &c->in_w);
 	}
@@ -597,6 +605,39 @@ conn_send_line(struct conn *c, struct conn_source *src, const char *line, size_t
 	return conn_send(c, src, iov, 2);
 }
 
+/*
+ * Hand out the n bytes of input in sys_scratch, line by line, until a line's answer fills
+ * what is queued for the client (CONN_HOLD_OUTPUT, conn_hold()): the rest is kept in
+ * c->rest, to be handed out first once nothing holds the input.  Without the memory to
+ * keep it, it is handed out now (at most a chunk's worth of answers past max_queue).
+ */
+static void
+conn_feed(struct conn *c, size_t n)
+{
+	size_t used = n;
+
+	sys_chunk_lo = sys_scratch;
+	sys_chunk_hi = sys_scratch + n;
+	sys_scratch_busy = true;
+	c->feeding = true;
+	(void)framer_feed_part(&c->inf, sys_scratch, n, c->sink, c->ctx, &used);
+	c->feeding = false;
+	if (used < n) {
+		c->rest = malloc(n - used);
+		if (c->rest != NULL) {
+			memcpy(c->rest, sys_scratch + used, n - used);
+			c->rest_len = n - used;
+		} else {
+			(void)framer_feed(&c->inf, sys_scratch + used, n - used, c->sink, c->ctx);
+		}
+	}
+	sys_chunk_lo = sys_chunk_hi = NULL;
+	if (sys_chunk_done != NULL) {
+		sys_chunk_done();
+	}
+	sys_scratch_busy = false;
+}
+
 static void
 conn_on_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -605,19 +646,23 @@ conn_on_readable(struct ev_loop *loop, ev_io *w, int revents)
 
 	(void)revents;
 	while (budget > 0 && c->hold == 0 && !c->in_eof && !sys_scratch_busy) {
+		if (c->rest != NULL) {
+			/* What a full output queue stopped, now that it has drained. */
+			size_t n = c->rest_len;
+
+			memcpy(sys_scratch, c->rest, n);
+			free(c->rest);
+			c->rest = NULL;
+			c->rest_len = 0;
+			conn_feed(c, n);
+			budget -= SYS_MIN(n, budget);
+			continue;
+		}
 		size_t want = SYS_MIN(SYS_SCRATCH_SIZE, budget);
 		ssize_t n = sys_read(c->in_fd, sys_scratch, want);
 
 		if (n > 0) {
-			sys_chunk_lo = sys_scratch;
-			sys_chunk_hi = sys_scratch + n;
-			sys_scratch_busy = true;
-			(void)framer_feed(&c->inf, sys_scratch, (size_t)n, c->sink, c->ctx);
-			sys_chunk_lo = sys_chunk_hi = NULL;
-			if (sys_chunk_done != NULL) {
-				sys_chunk_done();
-			}
-			sys_scratch_busy = false;
+			conn_feed(c, (size_t)n);
 			if (!c->in_big && framer_longest(&c->inf) >= CONN_PIPE_LONG) {
 				/* Long messages: the client's pipe too (failure is harmless). */
 				c->in_big = true;
@@ -641,6 +686,9 @@ conn_on_readable(struct ev_loop *loop, ev_io *w, int revents)
 		c->hooks->on_eof(c, c->ctx);
 		return;
 	}
+	if (c->rest != NULL && c->hold == 0) {
+		ev_feed_event(loop, w, EV_READ); /* the budget ran out first: the next turn */
+	}
 }
 
 void
@@ -650,6 +698,9 @@ conn_release(struct conn *c)
 	ev_io_stop(c->loop, &c->out_w);
 	flush_cancel(c);
 	framer_release(&c->inf);
+	free(c->rest);
+	c->rest = NULL;
+	c->rest_len = 0;
 	c->lost_len = c->lost_off = 0;
 	c->out_dead = true; /* sources retired later, and those waiting, are freed at once */
 	if (c->cur != NULL && c->cur->retired) {

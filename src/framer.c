@@ -136,10 +136,29 @@ int
 framer_feed(struct framer *f, const char *data, size_t len, const struct framer_sink *sink,
 	    void *ctx)
 {
+	return framer_feed_part(f, data, len, sink, ctx, NULL);
+}
+
+void
+framer_stop(struct framer *f, bool on)
+{
+	f->stop = on;
+}
+
+int
+framer_feed_part(struct framer *f, const char *data, size_t len, const struct framer_sink *sink,
+		 void *ctx, size_t *used)
+{
 	const char *p = data, *end = data + len;
 	int rc = 0;
+	bool stopped = false;
 
+	f->stop = false;
 	while (p < end) {
+		if (f->stop && used != NULL) {
+			stopped = true; /* at a line's end: the loop comes back only there */
+			break;
+		}
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t n = (size_t)((nl ? nl : end) - p);
 		size_t so_far = n + (f->is_big ? f->big_len : f->len);
@@ -180,6 +199,10 @@ framer_feed(struct framer *f, const char *data, size_t len, const struct framer_
 		}
 		p = nl + 1;
 	}
+	if (used != NULL) {
+		*used = stopped ? (size_t)(p - data) : len;
+	}
+	f->stop = false;
 	if (rc == -1) {
 		errno = ENOMEM;
 	}

@@ -19,6 +19,10 @@
  * messages waiting for an earlier run's last replies (CONN_HOLD_ORDER), and the conn's
  * own: when all it has queued for the client reaches max_queue, a client that writes
  * without reading is not read either (CONN_HOLD_OUTPUT), until half of it is written.
+ * That hold stops the lines of the chunk being handed out at the end of the line whose
+ * answer set it: the rest of the chunk (64 KiB at most) is kept, and handed out first once
+ * nothing holds the input (many small requests, each with a long answer, would otherwise
+ * queue a chunk's worth of answers past max_queue).
  * A held conn leaves the client's bytes in the kernel's buffer: the client is held back
  * as a direct pipe would hold it, and nothing is lost.
  *
@@ -125,7 +129,10 @@ struct conn {
 	bool out_dead;
 	bool gone_pending; /* on_gone is due at flush_w (the output failed in conn_send()) */
 	bool in_big;	   /* the input pipe was enlarged for long messages */
-	bool out_big;	   /* the output pipe was enlarged for long messages */
+	bool feeding;	   /* a chunk of the input is being handed out (conn_feed()) */
+	char *rest;	   /* the rest of a chunk that CONN_HOLD_OUTPUT stopped, or NULL */
+	size_t rest_len;
+	bool out_big; /* the output pipe was enlarged for long messages */
 	/*
 	 * Errors in place of lost answers that no queue had memory for: whole lines, written
 	 * at the end of the line being written (lost_off of lost_len written; in queued).

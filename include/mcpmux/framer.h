@@ -40,6 +40,7 @@ struct framer {
 	bool is_big;	/* inside an over-long (or unbufferable) line: skipping to "\n" */
 	bool big_cr;	/* a big line's chunk ended in "\r", not yet passed on */
 	size_t longest; /* the longest line seen so far, whole or in part (framer_longest) */
+	bool stop;	/* framer_stop(): the feed under way stops at the next line's end */
 };
 
 void framer_init(struct framer *f, size_t max);
@@ -53,6 +54,17 @@ void framer_release(struct framer *f);
  */
 int framer_feed(struct framer *f, const char *data, size_t len, const struct framer_sink *sink,
 		void *ctx);
+/*
+ * framer_feed() that may stop before the end of the chunk: once the sink has called
+ * framer_stop(f, true) while a line was handed out (and not framer_stop(f, false) since),
+ * the feed stops where that line ends (an over-long line: at its end), and *used says how
+ * many bytes of data it took (len when it did not stop).  The caller feeds the rest again
+ * later, before anything newer.  (framer_feed() never stops.)
+ */
+int framer_feed_part(struct framer *f, const char *data, size_t len, const struct framer_sink *sink,
+		     void *ctx, size_t *used);
+/* Ask the feed under way to stop at the end of the line handed out (on), or not (off). */
+void framer_stop(struct framer *f, bool on);
 /* End of input: deliver a last line that had no "\n", if any. */
 void framer_finish(struct framer *f, const struct framer_sink *sink, void *ctx);
 /* Bytes of an unfinished line held (or skipped, for an over-long one). */

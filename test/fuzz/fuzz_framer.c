@@ -3,9 +3,11 @@
  *
  * Input: 4 control bytes, then the stream.  Byte 0 picks the line bound (the default
  * 64 MiB when its top bit is set, else 1 to 512 with byte 1), bytes 2-3 seed the chunking.
- * The stream is fed three times through one framer (reused after framer_finish): in one
- * piece, one byte at a time, and in random pieces (some empty).  Each run must produce
- * exactly the events of a reference model written from the header's contract:
+ * The stream is fed four times through one framer (reused after framer_finish): in one
+ * piece, one byte at a time, in random pieces (some empty), and in random pieces through
+ * framer_feed_part() with the sink asking it to stop after random lines (the rest of the
+ * piece fed again after it).  Each run must produce exactly the events of a reference
+ * model written from the header's contract:
  *
  *   - split at every "\n"; drop one "\r" before it (and at the very end); skip empty lines;
  *   - a line of at most `max` bytes is one line() call with exactly its bytes;
@@ -15,7 +17,8 @@
  * and on every call: no "\n" in anything handed out, lines within the bound, big_* calls
  * properly nested.  After each piece: framer_pending() is the unfinished line's length
  * (less a held-back "\r"), the buffer never exceeds max + 1 bytes, and once a line has
- * been delivered no more than FRAMER_KEEP bytes are kept.
+ * been delivered no more than FRAMER_KEEP bytes are kept; a feed asked to stop takes
+ * something of a piece, and stops only right after a "\n".
  */
 #include "fuzz.h"
 
@@ -27,7 +30,17 @@ struct sink_state {
 	bool in_big;
 	size_t big_bytes; /* head + more of the current big line */
 	struct fuzz_log more;
+	struct framer *f; /* to stop (framer_stop()) after a line, when the coin says so */
+	uint64_t coin;
 };
+
+static void
+maybe_stop(struct sink_state *st)
+{
+	if (st->f != NULL) {
+		framer_stop(st->f, (fuzz_rand(&st->coin) & 3) == 0);
+	}
+}
 
 static void
 on_line(void *ctx, const char *line, size_t len)
@@ -39,6 +52,7 @@ on_line(void *ctx, const char *line, size_t len)
 	FUZZ_CHECK(len <= st->max, "line of %zu bytes over the bound %zu", len, st->max);
 	FUZZ_CHECK(memchr(line, '\n', len) == NULL, "newline inside a line");
 	fuzz_log_rec(&st->log, 'L', line, len);
+	maybe_stop(st);
 }
 
 static void
@@ -53,6 +67,7 @@ on_big_begin(void *ctx, const char *head, size_t len)
 	st->big_bytes = len;
 	st->more.len = 0;
 	fuzz_log_rec(&st->log, 'B', head, len);
+	maybe_stop(st);
 }
 
 static void
@@ -147,15 +162,18 @@ check_after_piece(const struct framer *f, const struct sink_state *st, const cha
 	}
 }
 
-enum chunking { WHOLE, BYTES, RANDOM };
+enum chunking { WHOLE, BYTES, RANDOM, STOPPED };
 
 static void
 run(struct framer *f, const char *p, size_t len, enum chunking how, uint64_t seed,
     const struct fuzz_log *want)
 {
-	struct sink_state st = { .max = f->max };
+	struct sink_state st = { .max = f->max, .coin = seed };
 	size_t fed = 0;
 
+	if (how == STOPPED) {
+		st.f = f;
+	}
 	if (how == RANDOM) {
 		/* An empty piece is no input. */
 		FUZZ_CHECK(framer_feed(f, p, 0, &sink, &st) == 0, "framer_feed failed");
@@ -166,7 +184,7 @@ run(struct framer *f, const char *p, size_t len, enum chunking how, uint64_t see
 
 		if (how == BYTES) {
 			n = 1;
-		} else if (how == RANDOM) {
+		} else if (how == RANDOM || how == STOPPED) {
 			uint64_t r = fuzz_rand(&seed);
 
 			/* Mostly small pieces, some empty, some large. */
@@ -175,7 +193,20 @@ run(struct framer *f, const char *p, size_t len, enum chunking how, uint64_t see
 					   : (r >> 8) % 17;
 			n = n > len - fed ? len - fed : n;
 		}
-		FUZZ_CHECK(framer_feed(f, p + fed, n, &sink, &st) == 0, "framer_feed failed");
+		if (how == STOPPED) {
+			size_t used = 0;
+
+			FUZZ_CHECK(framer_feed_part(f, p + fed, n, &sink, &st, &used) == 0,
+				   "framer_feed_part failed");
+			FUZZ_CHECK(used <= n && (used > 0 || n == 0), "%zu of %zu bytes taken",
+				   used, n);
+			FUZZ_CHECK(used == n || p[fed + used - 1] == '\n',
+				   "stopped inside a line, %zu bytes into the stream", fed + used);
+			n = used; /* the rest: in the next piece */
+		} else {
+			FUZZ_CHECK(framer_feed(f, p + fed, n, &sink, &st) == 0,
+				   "framer_feed failed");
+		}
 		fed += n;
 		check_after_piece(f, &st, p, fed);
 	}
@@ -212,6 +243,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	run(&f, p, size, WHOLE, seed, &want);
 	run(&f, p, size, BYTES, seed, &want);
 	run(&f, p, size, RANDOM, seed, &want);
+	run(&f, p, size, STOPPED, seed, &want);
 	framer_release(&f);
 	fuzz_log_free(&want);
 	return 0;

@@ -1041,6 +1041,52 @@ class ListenHardening(ListenHelpers, Case):
         wait_until(lambda: json.loads(self.ctl("stats", as_json=True)[1])["sessions"] == 0, 10,
                    "serve to end what the lines sent before the end started")
 
+    @unittest.skipIf(WRAPPER, "valgrind's allocator")
+    def test_control_requests_in_one_read_queue_no_more_than_max_queue(self):
+        """A client that reads nothing sends 965 `mcpmux/list` requests in one write of
+        64 KiB while 300 sessions are kept, so that each answer is about 28 KiB: serve
+        reads it no further once --max-queue (1 MiB) of answers wait for it, from the end
+        of the request whose answer filled the queue, not from the end of the read: it
+        grows by about the queue, not by the 28 MiB of all the answers.  Once the client
+        reads, every answer comes, in order."""
+        self.path = os.path.join(self.tmp.name, "mux.sock")
+        # No quarantine: the memory of what was written is counted as given back.
+        env = dict(self.env, ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") +
+                   ":quarantine_size_mb=0")
+        srv = self.serve(opts=FAST + ["--max-queue", "1M", "--listen", self.path], env=env)
+        wait_until(lambda: os.path.exists(self.path), 5, "the socket")
+        a = Envelopes(self, self.path)
+        n_kept = 300
+        a.send(*({"session": "kept-%03d" % i, "keep": True} for i in range(n_kept)))
+        for _ in range(n_kept):
+            self.assertEqual(a.next().get("event"), "kept")
+        base = rss_anon_kib(srv.pid)
+        b = Envelopes(self, self.path)
+        b.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        data, n = b"", 0
+        while True:
+            line = json.dumps({"message": {"jsonrpc": "2.0", "id": n + 1,
+                                           "method": "mcpmux/list"}}).encode() + b"\n"
+            if len(data) + len(line) > 65536:
+                break
+            data, n = data + line, n + 1
+        b.s.sendall(data)
+        # Sent before ctl connected: read by serve before ctl's request is answered.
+        self.assertEqual(self.ctl("stats")[0], 0)
+        grown = rss_anon_kib(srv.pid) - base
+        # the queue, an answer past it, the rest of the read, and the allocator's slack
+        self.assertLess(grown, 8 * 1024, "serve grew by %d KiB for %d answers" % (grown, n))
+        f = b.s.makefile("rb")  # buffered: 28 MiB to read
+        self.addCleanup(f.close)
+        for i in range(1, n + 1):
+            m = json.loads(f.readline())["message"]
+            self.assertEqual(m["id"], i)
+            self.assertEqual(len(m["result"]["sessions"]), n_kept)
+        b.send({"message": {"jsonrpc": "2.0", "id": "last", "method": "mcpmux/stats"}})
+        self.assertEqual(json.loads(f.readline())["message"]["id"], "last")
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0, srv.stderr())
+
     @unittest.skipIf(SANITIZED or WRAPPER, "a sanitizer's or valgrind's allocator")
     def test_connect_memory_shrinks_back_after_big_messages(self):
         """Idle after 1 MiB messages both ways, connect gives the memory back."""

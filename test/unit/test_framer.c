@@ -665,6 +665,166 @@ test_longest(void **state)
 	}
 }
 
+/* ---- stopping at a line's end (framer_feed_part(), framer_stop()) ---- */
+
+/*
+ * The transcript sink that asks the framer to stop after the line `on` (every line, or
+ * at the beginning of an over-long one, when on is NULL), and, with cancel, takes it back
+ * at once.
+ */
+struct stopper {
+	struct transcript tr; /* first: the tr_* callbacks take the same ctx */
+	struct framer *f;
+	const char *on;
+	bool cancel;
+	int events; /* lines and over-long lines begun */
+};
+
+static void
+stop_here(struct stopper *st, const char *line, size_t len)
+{
+	st->events++;
+	if (st->on == NULL || (len == strlen(st->on) && memcmp(line, st->on, len) == 0)) {
+		framer_stop(st->f, true);
+		if (st->cancel) {
+			framer_stop(st->f, false);
+		}
+	}
+}
+
+static void
+stop_line(void *ctx, const char *line, size_t len)
+{
+	tr_line(ctx, line, len);
+	stop_here(ctx, line, len);
+}
+
+static void
+stop_big_begin(void *ctx, const char *head, size_t len)
+{
+	tr_big_begin(ctx, head, len);
+	stop_here(ctx, head, len);
+}
+
+static const struct framer_sink stop_sink = {
+	.line = stop_line,
+	.big_begin = stop_big_begin,
+	.big_more = tr_big_more,
+	.big_end = tr_big_end,
+};
+
+/* Feed in, stopping where the sink says; how much was taken, and what came out. */
+static size_t
+feed_part(struct stopper *st, const char *in, size_t len, const char *want)
+{
+	size_t used = (size_t)-1;
+
+	st->tr.len = 0;
+	assert_int_equal(framer_feed_part(st->f, in, len, &stop_sink, st, &used), 0);
+	if (st->tr.len != strlen(want) || memcmp(st->tr.buf, want, st->tr.len) != 0) {
+		print_error("got \"%.*s\", want \"%s\"\n", (int)st->tr.len, st->tr.buf, want);
+		fail();
+	}
+	return used;
+}
+
+static void
+test_stop_and_resume(void **state)
+{
+	struct framer f;
+	struct stopper st = { .f = &f, .on = "bb" };
+	const char in[] = "a\nbb\nccc\ndddd\n";
+
+	(void)state;
+	framer_init(&f, 8);
+	/* Stopped after "bb": the rest is the caller's, and comes out when fed again. */
+	assert_int_equal(feed_part(&st, BYTES(in), "L:a|L:bb|"), 5);
+	assert_int_equal(framer_pending(&f), 0);
+	assert_null(f.buf); /* nothing of the rest was copied */
+	assert_int_equal(feed_part(&st, in + 5, sizeof(in) - 1 - 5, "L:ccc|L:dddd|"), 9);
+	/* Stopped after the last whole line: the partial one after it is not taken either. */
+	st.on = "x";
+	assert_int_equal(feed_part(&st, BYTES("x\nyz"), "L:x|"), 2);
+	assert_int_equal(framer_pending(&f), 0);
+	assert_int_equal(feed_part(&st, BYTES("yz"), ""), 2);
+	assert_int_equal(framer_pending(&f), 2);
+	/* A line that began in an earlier chunk stops the feed at its end too. */
+	st.on = "yzw";
+	assert_int_equal(feed_part(&st, BYTES("w\nv\n"), "L:yzw|"), 2);
+	assert_int_equal(feed_part(&st, BYTES("v\n"), "L:v|"), 2);
+	/* Asked at an over-long line's beginning: the feed stops at its end. */
+	st.on = NULL;
+	assert_int_equal(feed_part(&st, BYTES("0123456789\nz\n"), "B:01234567|M:2|E:10|"), 11);
+	/* ... one that goes on past the chunk: all of the chunk is taken. */
+	assert_int_equal(feed_part(&st, BYTES("0123456789"), "B:01234567|"), 10);
+	assert_int_equal(feed_part(&st, BYTES("ab\nz\n"), "M:4|E:12|L:z|"), 5);
+	/* Taken back at once: no stop.  And framer_feed() never stops. */
+	st.cancel = true;
+	assert_int_equal(feed_part(&st, BYTES(in), "L:a|L:bb|L:ccc|L:dddd|"), sizeof(in) - 1);
+	st.cancel = false;
+	st.tr.len = 0;
+	assert_int_equal(framer_feed(&f, BYTES(in), &stop_sink, &st), 0);
+	assert_int_equal(st.tr.len, strlen("L:a|L:bb|L:ccc|L:dddd|"));
+	/* A stop asked before a feed does not carry into it. */
+	framer_stop(&f, true);
+	st.on = "none";
+	assert_int_equal(feed_part(&st, BYTES("p\nq\n"), "L:p|L:q|"), 4);
+	framer_release(&f);
+	tr_free(&st.tr);
+}
+
+/*
+ * Every golden case under every chunking, stopped after each line and fed the rest again
+ * until it is all taken: the same transcript, one line (or over-long line) a feed.
+ */
+static void
+test_stop_after_every_line_every_chunking(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(golden) / sizeof(golden[0]); i++) {
+		const struct framer_case *c = &golden[i];
+
+		for (size_t step = 1; step <= 33; step++) {
+			struct framer f;
+			struct stopper st = { .f = &f };
+			size_t at = 0;
+
+			framer_init(&f, c->max);
+			while (at < c->in_len) {
+				size_t n = c->in_len - at, off = 0;
+
+				if (step < 33 && step < n) {
+					n = step; /* (33: whole) */
+				}
+
+				while (off < n) {
+					size_t used = 0;
+					int before = st.events;
+
+					assert_int_equal(framer_feed_part(&f, c->in + at + off,
+									  n - off, &stop_sink, &st,
+									  &used),
+							 0);
+					assert_true(used > 0 && used <= n - off);
+					assert_true(st.events - before <= 1);
+					off += used;
+				}
+				at += n;
+			}
+			tr_adds(&st.tr, "F|");
+			framer_finish(&f, &stop_sink, &st);
+			if (st.tr.len != c->want_len ||
+			    memcmp(st.tr.buf, c->want, st.tr.len) != 0) {
+				print_error("case \"%s\" (step %zu): got \"%.*s\", want \"%.*s\"\n",
+					    c->name, step, (int)st.tr.len, st.tr.buf,
+					    (int)c->want_len, c->want);
+				fail();
+			}
+			tr_free(&st.tr);
+		}
+	}
+}
+
 int
 main(void)
 {
@@ -678,6 +838,8 @@ main(void)
 		cmocka_unit_test(test_feed_after_finish),
 		cmocka_unit_test(test_overlong_content_every_chunking),
 		cmocka_unit_test(test_longest),
+		cmocka_unit_test(test_stop_and_resume),
+		cmocka_unit_test(test_stop_after_every_line_every_chunking),
 	};
 
 	return cmocka_run_group_tests_name("framer", tests, NULL, NULL);
