@@ -330,16 +330,20 @@ session_error(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid
 	}
 }
 
+#define FOREIGN_ERROR "session belongs to another connection (only kept sessions can be taken over)"
+#define FOREIGN_ENDING_ERROR                                                               \
+	"the server's run is ending (the connection that holds the session asked for its " \
+	"end, and waits for it)"
+
 /*
- * A message for a session that another connection owns, and that is not kept: refused,
- * each of its requests by its id (a batch's in one array), or with no id when it has none
- * (after the -32600s of a batch's elements that are no message).
+ * A message for a session that another connection owns, and that is not kept (or is
+ * ending at its holder's request): refused with text, each of its requests by its id (a
+ * batch's in one array), or with no id when it has none (after the -32600s of a batch's
+ * elements that are no message).
  */
 static void
-refuse_foreign(struct sconn *sc, const struct envelope *env)
+refuse_foreign(struct sconn *sc, const struct envelope *env, const char *text)
 {
-	static const char text[] = "session belongs to another connection (only kept sessions "
-				   "can be taken over)";
 	struct serve *sv = sc->sv;
 
 	if (env->has_message && !env->scanned) {
@@ -804,6 +808,11 @@ serve_on_line(void *ctx, const char *line, size_t len)
 		return;
 	}
 	if (e != NULL && e->owner != &sc->port) {
+		if (e->owner != NULL && e->end_asked && e->s != NULL) {
+			/* Its holder waits for the end it asked for: the answer is the holder's. */
+			refuse_foreign(sc, &env, FOREIGN_ENDING_ERROR);
+			return;
+		}
 		if (e->kept || e->owner == NULL) {
 			/* A kept session: this connection takes it over. */
 			if (hub_set_owner(e, &sc->port) == -1) {
@@ -811,7 +820,7 @@ serve_on_line(void *ctx, const char *line, size_t len)
 				return;
 			}
 		} else {
-			refuse_foreign(sc, &env);
+			refuse_foreign(sc, &env, FOREIGN_ERROR);
 			return;
 		}
 	}

@@ -1346,6 +1346,42 @@ class KeptSessionEnds(ListenHelpers, Case):
         self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers(0)
 
+    def test_a_kept_session_whose_holder_waits_for_its_end_is_not_taken_over(self):
+        """A asks for its kept session's end and waits for it; C names the session while
+        it ends: C's request is refused (-32000, the run is ending), and A gets its end's
+        answer and the ended event, not C.  Once the session has ended, C's next request
+        starts a new run."""
+        self.path = os.path.join(self.tmp.name, "mux.sock")
+        srv = self.serve("--ignore-eof", opts=["--eof-grace", "1000", "--term-grace", "300",
+                                               "--listen", self.path])
+        wait_until(lambda: os.path.exists(self.path), 5, "the socket")
+        a = Envelopes(self, self.path)
+        a.send({"session": "w", "keep": True}, {"session": "w", "message": call(1, "env")})
+        pid = [a.next() for _ in range(3)][2]["message"]["result"]["structuredContent"]["pid"]
+        a.send({"session": "w", "message": req(2, "mcpmux/endRun")})
+        wait_until(lambda: '"state":"ending"' in self.ctl("list", as_json=True)[1], 5,
+                   "the end to begin")
+        c = Envelopes(self, self.path)
+        c.send({"session": "w", "message": req(3, "ping")})
+        err = c.next()
+        self.assertEqual((err.get("session"), err["message"]["id"]), ("w", 3), err)
+        self.assertEqual(err["message"]["error"]["code"], -32000, err)
+        self.assertIn("run is ending", err["message"]["error"]["message"])
+        got = a.next()
+        self.assertEqual(got.get("message", {}).get("id"), 2, got)
+        self.assertEqual(got["message"]["result"]["pid"], pid)
+        self.assertEqual(a.next().get("event"), "ended")
+        self.assertFalse(alive(pid))
+        c.send({"session": "w", "message": call(4, "env")})
+        got = [c.next() for _ in range(2)]
+        self.assertEqual([g.get("event") for g in got], ["started", None], got)
+        self.assertNotEqual(got[1]["message"]["result"]["structuredContent"]["pid"], pid)
+        a.close()
+        c.close()
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers(0)
+
     def test_connect_without_keep_whose_client_initializes_goes_on_with_the_new_run(self):
         srv = self.listen()
         pid = self.kept_then_gone("n", lambda pid: os.kill(pid, signal.SIGKILL))
