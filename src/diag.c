@@ -61,13 +61,15 @@ put_line(const char *line, size_t len)
 	}
 }
 
-/* The count of a key's suppressed lines, with the last of them. */
+/* The last of a key's suppressed lines, with the count of the others if there were any. */
 static void
 put_summary(struct diag_key *k)
 {
 	char line[DIAG_LINE + 64];
-	int n = snprintf(line, sizeof(line), "%.*s (and %lu more like it)\n", (int)k->text_len,
-			 k->text, k->suppressed - 1);
+	int n = k->suppressed > 1
+			? snprintf(line, sizeof(line), "%.*s (and %lu more like it)\n",
+				   (int)k->text_len, k->text, k->suppressed - 1)
+			: snprintf(line, sizeof(line), "%.*s\n", (int)k->text_len, k->text);
 
 	if (n > 0) {
 		put_line(line, SYS_MIN((size_t)n, sizeof(line)));

@@ -377,6 +377,17 @@ class UnreadStderr(Case):
                     if "not JSON-RPC" in l and "more like it)" not in l)
         self.assertEqual(counted + plain, 2002)
 
+    def test_a_single_suppressed_line_is_said_as_it_is(self):
+        """Two like lines within a second: the second is said on its own once the second
+        is over, without a count of others ("and 0 more like it")."""
+        w = self.wrap("--stdout-noise", opts=FAST)
+        w.send(initialize(1))
+        self.assertEqual(w.msg()["id"], 1)
+        w.close_stdin()
+        self.assertEqual(w.wait(10), 0)
+        noise = [l for l in w.stderr().splitlines() if "not JSON-RPC" in l]
+        self.assertEqual([l.rsplit(": ", 1)[1] for l in noise], ["1", "2"], w.stderr())
+
     def test_dropped_lines_are_counted_once_the_reader_is_back(self):
         r, wfd = os.pipe()
         try:
