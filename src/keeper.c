@@ -1201,7 +1201,12 @@ keeper_start(double term_grace, int argc, char **argv)
 		/*
 		 * The middle child exits at once: the keeper is re-parented away from mcpmux
 		 * (mcpmux is not a subreaper yet), so that no walk of mcpmux's tree sees it.
+		 * It leaves mcpmux's session first, so that the keeper is out of mcpmux's
+		 * process group from its first instruction, before mcpmux goes on (a signal
+		 * to that group never reaches it), and is no session leader (it never gets
+		 * a controlling terminal).
 		 */
+		(void)setsid();
 		pid_t k = fork();
 
 		if (k != 0) {
@@ -1215,7 +1220,6 @@ keeper_start(double term_grace, int argc, char **argv)
 			}
 			_exit(k == -1);
 		}
-		(void)setsid();
 		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 
 		/* Nothing of the client's: it must see EOF when mcpmux goes. */

@@ -32,10 +32,10 @@
  *   FAULT_FORK_STOP=1     the process stops itself (SIGSTOP) right after its first fork()
  *                         that made a child (mcpmux's first is its keeper's, before its
  *                         signal watchers are there): a test can signal it that early
- *   FAULT_SETSID_STOP=1   a child forked by the process (before any exec) stops itself
- *                         (SIGSTOP) when it calls setsid(), before the call: mcpmux's
- *                         keeper, whose first act that is, held before it has taken its
- *                         name, as on a loaded machine, while mcpmux goes on
+ *   FAULT_KEEPER_STOP=1   a process forked by a child of the process (before any exec;
+ *                         not one forked by a grandchild) stops itself (SIGSTOP) at its
+ *                         start: mcpmux's keeper, held before its first act (before it
+ *                         has taken its name), as on a loaded machine, while mcpmux goes on
  *   FAULT_CHILD_UNSHARE=E close_range() with CLOSE_RANGE_UNSHARE fails with errno E (a
  *                         number) when a child calls it before its exec (a server's first
  *                         act, in the memory it shares with mcpmux), as when the kernel
@@ -149,8 +149,8 @@
  * Faults apply in the process that loaded the library, never in its children: the
  * constructor removes LD_PRELOAD from the environment, and a forked child (before its
  * exec) sees the parent's pid recorded and passes every call through, but the
- * close_range() that FAULT_CHILD_UNSHARE fails and the setsid() that FAULT_SETSID_STOP
- * stops at, which are a child's.
+ * close_range() that FAULT_CHILD_UNSHARE fails and the fork() of a child after which
+ * FAULT_KEEPER_STOP stops the grandchild, which are a child's.
  *
  * With AddressSanitizer (gcc's shared runtime), the library must not be sanitized itself,
  * and ASAN_OPTIONS must hold verify_asan_link_order=0: the runtime otherwise insists on
@@ -205,7 +205,7 @@ static struct {
 	int child_unshare;	/* FAULT_CHILD_UNSHARE */
 	bool clone_stop;	/* FAULT_CLONE_STOP */
 	bool fork_stop;		/* FAULT_FORK_STOP, false once it stopped */
-	bool setsid_stop;	/* FAULT_SETSID_STOP */
+	bool keeper_stop;	/* FAULT_KEEPER_STOP */
 	int log_fd;
 	unsigned long reads, writes, n_eintr, n_short_reads, n_short_writes, n_failed;
 } F = { .log_fd = -1, .short_min = 16 };
@@ -258,7 +258,6 @@ static int (*real_rmdir)(const char *);
 static int (*real_mkdir)(const char *, mode_t);
 static char leaf_gone[8]; /* FAULT_LEAF_GONE: "mkdir", "open" or "" */
 static int (*real_close_range)(unsigned int, unsigned int, int);
-static pid_t (*real_setsid)(void);
 static char *(*real_fgets)(char *, int, FILE *);
 static char open_stop[256];	   /* FAULT_OPEN_STOP, "" once it stopped */
 static char eio_file[256];	   /* FAULT_EIO_FILE */
@@ -356,7 +355,6 @@ resolve(void)
 	*(void **)&real_rmdir = next_symbol("rmdir");
 	*(void **)&real_mkdir = next_symbol("mkdir");
 	*(void **)&real_close_range = next_symbol("close_range");
-	*(void **)&real_setsid = next_symbol("setsid");
 	*(void **)&real_fgets = next_symbol("fgets");
 	*(void **)&real_pwrite = next_symbol("pwrite");
 	*(void **)&real_read = next_symbol("read");
@@ -388,7 +386,7 @@ faultshim_init(void)
 	F.child_unshare = (int)env_num("FAULT_CHILD_UNSHARE", 0);
 	F.clone_stop = env_num("FAULT_CLONE_STOP", 0) != 0;
 	F.fork_stop = env_num("FAULT_FORK_STOP", 0) != 0;
-	F.setsid_stop = env_num("FAULT_SETSID_STOP", 0) != 0;
+	F.keeper_stop = env_num("FAULT_KEEPER_STOP", 0) != 0;
 	proc_errno = (int)env_num("FAULT_PROC_ERRNO", 0);
 	fsync_dir_errno = (int)env_num("FAULT_FSYNC_DIR", 0);
 	proc_ms = (long)env_num("FAULT_PROC_MS", 0);
@@ -797,8 +795,12 @@ fork(void)
 		errno = EAGAIN;
 		return -1;
 	}
+	bool in_child = F.ready && getpid() != F.owner && getppid() == F.owner;
 	pid_t pid = real_fork();
 
+	if (pid == 0 && in_child && F.keeper_stop) {
+		(void)raise(SIGSTOP); /* a grandchild: the keeper */
+	}
 	if (pid > 0 && F.ready && getpid() == F.owner && F.fork_stop) {
 		F.fork_stop = false;
 		(void)raise(SIGSTOP);
@@ -820,16 +822,6 @@ close_range(unsigned int first, unsigned int last, int flags)
 		return -1;
 	}
 	return real_close_range(first, last, flags);
-}
-
-pid_t
-setsid(void)
-{
-	resolve();
-	if (F.ready && getpid() != F.owner && F.setsid_stop) {
-		(void)raise(SIGSTOP);
-	}
-	return real_setsid();
 }
 
 /* glibc's wrapper: the optional arguments are read only when the flags use them. */

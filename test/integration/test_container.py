@@ -762,7 +762,7 @@ class FakeDockerKeeper(FakeDockerCase):
         once it goes on, the keeper reads what mcpmux told it all the same, and removes
         the container."""
         self.env["FAKE_DOCKER_ARGS"] = ""
-        env = dict(self.env, LD_PRELOAD=SHIM, FAULT_SETSID_STOP="1")
+        env = dict(self.env, LD_PRELOAD=SHIM, FAULT_KEEPER_STOP="1")
         env["ASAN_OPTIONS"] = ":".join(x for x in (env.get("ASAN_OPTIONS", ""),
                                                    "verify_asan_link_order=0") if x)
         p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "img"], env=env)

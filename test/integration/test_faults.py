@@ -845,6 +845,32 @@ class EarlySignal(Faults):
             self.assert_no_leftovers()
 
 
+class KeeperHeld(Faults):
+    """The keeper is in a session of its own from its first instruction (docs/lifecycle.md):
+    held there by the shim, as a loaded machine may hold it, while mcpmux goes on and
+    starts its server, it is already out of mcpmux's process group.  A SIGKILL to that
+    group, as a client that ends its whole group sends, misses it, and once it goes on it
+    ends what mcpmux left."""
+
+    def test_a_sigkill_to_mcpmuxs_group_misses_a_keeper_held_at_its_start(self):
+        p = self.mcpmux(GRACE + ["--", FIXTURE, "--daemonize-grandchild", "--ignore-sigterm"],
+                        env=self.shim_env(keeper_stop=1), start_new_session=True)
+        p.send(initialize(1))
+        self.assertEqual(p.msg()["id"], 1)
+        gc = int(wait_until(lambda: re.findall(r"grandchild (\d+)", p.stderr()), 5,
+                            "the grandchild")[-1])
+        held = wait_until(lambda: [q for q in self.tagged() if proc_state(q) == "T"], 10,
+                          "the keeper held")
+        self.assertEqual(len(held), 1, held)
+        self.assertEqual(comm(held[0]), "mcpmux")  # not under way: no name of its own yet
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        self.assertTrue(alive(held[0]), "the keeper went with mcpmux's group")
+        self.assertTrue(alive(gc), "the grandchild is the keeper's to end")
+        os.kill(held[0], signal.SIGCONT)
+        wait_until(lambda: not self.tagged(), 10, "the grandchild and the keeper to be gone")
+
+
 class HalfClose(Faults):
     """The client ends its input while answers are still coming: all arrive, then EOF."""
 
