@@ -38,9 +38,8 @@ static struct {
 	int fd;
 	struct wbuf q;
 	ev_io out_w;
-	ev_timer tick_w; /* repeated diagnostics are summed up once a second */
-	unsigned long dropped;
-	unsigned long drops[DROP_WHYS]; /* the lines of dropped, by why */
+	ev_timer tick_w;		/* repeated diagnostics are summed up once a second */
+	unsigned long drops[DROP_WHYS]; /* the lines dropped, by why */
 	struct errout_waiter *waiters;
 	/*
 	 * The last byte relayed from a server was not a newline: mcpmux's own next line
@@ -49,8 +48,9 @@ static struct {
 	 */
 	bool mid_line;
 	/*
-	 * With mid_line: that line was cut, its rest dropped (no memory to queue it), so the
-	 * server's next relayed line starts with a newline too, or it would run on from it.
+	 * With mid_line: that line was cut, its rest dropped (no memory to queue it, no room
+	 * for it on a full disk), so the server's next relayed line starts with a newline
+	 * too, or it would run on from it.
 	 */
 	bool cut;
 	/*
@@ -63,17 +63,24 @@ static struct {
 	bool say_begun;
 } E = { .fd = -1 };
 
-/* Queue whole lines of mcpmux's own, on a line of their own.  0, or -1 (ENOMEM). */
+/*
+ * Queue p[0..len) (len > 0), after a newline if nl: mcpmux's own lines after a server's
+ * unfinished one, a server's after a line cut.  0, or -1 (ENOMEM: nothing queued).
+ */
 static int
-own_append(const char *p, size_t len)
+append(bool nl, const char *p, size_t len)
 {
-	if (E.mid_line) {
-		if (wbuf_append(&E.q, "\n", 1) == -1) {
-			return -1;
-		}
-		E.mid_line = false;
+	struct iovec iov[2] = {
+		{ .iov_base = (void *)(uintptr_t) "\n", .iov_len = nl },
+		{ .iov_base = (void *)(uintptr_t)p, .iov_len = len },
+	};
+
+	if (wbuf_appendv(&E.q, iov, 2) == -1) {
+		return -1;
 	}
-	return wbuf_append(&E.q, p, len);
+	E.mid_line = p[len - 1] != '\n';
+	E.cut = false;
+	return 0;
 }
 
 static void errout_on_writable(struct ev_loop *loop, ev_io *w, int revents);
@@ -107,7 +114,6 @@ lines_in(const char *p, size_t len)
 static void
 drop(int why, unsigned long n)
 {
-	E.dropped += n;
 	E.drops[why] += n;
 }
 
@@ -141,7 +147,7 @@ drop_reason(char *why, size_t size, const unsigned long n[DROP_WHYS])
 		char text[96];
 		int k;
 
-		if (n[i] == 0 && (whys > 0 || i != DROP_SLOW)) {
+		if (n[i] == 0) {
 			continue;
 		}
 		if (i == DROP_SLOW) {
@@ -211,7 +217,6 @@ say_dropped(void)
 		wbuf_release(&E.q); /* not written at all: kept for the next try */
 		return 0;
 	}
-	E.dropped = 0;
 	memset(E.drops, 0, sizeof(E.drops));
 	E.mid_line = false;
 	return 0;
@@ -252,11 +257,11 @@ flush(void)
 		return;
 	}
 	if ((wbuf_len(&E.q) > 0 && wbuf_flush(&E.q, E.fd) == -1) ||
-	    (wbuf_len(&E.q) == 0 && E.dropped > 0 && say_dropped() == -1)) {
+	    (wbuf_len(&E.q) == 0 && drops_total(E.drops) > 0 && say_dropped() == -1)) {
 		write_failed();
 		return;
 	}
-	watch(wbuf_len(&E.q) > 0 || E.dropped > 0);
+	watch(wbuf_len(&E.q) > 0 || drops_total(E.drops) > 0);
 	if (errout_room() >= ERROUT_MAX / 2) {
 		wake_waiters();
 	}
@@ -386,7 +391,7 @@ send_direct(const char *pre, size_t pre_len, const char *p, size_t len, bool rel
 		E.mid_line = p[len - 1] != '\n';
 		E.cut = false;
 		/* What the pipe did not take waits until it is writable. */
-		watch(wbuf_len(&E.q) > 0 || E.dropped > 0);
+		watch(wbuf_len(&E.q) > 0 || drops_total(E.drops) > 0);
 		return true;
 	}
 	if (errno != ENOMEM) {
@@ -397,10 +402,10 @@ send_direct(const char *pre, size_t pre_len, const char *p, size_t len, bool rel
 	size_t at = sent > pre_len ? sent - pre_len : 0;
 
 	E.mid_line = wbuf_last(&E.q, &last) && last != '\n';
-	E.cut = E.mid_line;
 	if (relay) {
 		relay_lost(p + at, len - at, DROP_NOMEM);
 	} else {
+		E.cut = E.mid_line;
 		drop(DROP_NOMEM, lines_in(p + at, len - at));
 		watch(true);
 	}
@@ -430,7 +435,7 @@ errout_lines(const char *p, size_t len)
 		drop(E.full ? DROP_FULL : DROP_SLOW, lines_in(p, len));
 		return;
 	}
-	if (own_append(p, len) == -1) {
+	if (append(E.mid_line, p, len) == -1) {
 		drop(DROP_NOMEM, lines_in(p, len));
 		return;
 	}
@@ -537,7 +542,6 @@ errout_start(struct ev_loop *loop)
 	E.fd = fd;
 	E.on = true;
 	E.dead = E.full = E.relay_skip = E.cut = false;
-	E.dropped = 0;
 	memset(E.drops, 0, sizeof(E.drops));
 	wbuf_init(&E.q, ERROUT_MAX);
 	ev_init(&E.retry_w, errout_on_retry);
@@ -560,14 +564,13 @@ errout_stop(double deadline)
 	E.full = false; /* a full file system may have room again: one more try */
 	E.say_len = E.say_off = 0;
 	E.say_begun = false;
-	if (!E.dead && E.dropped > 0 && wbuf_len(&E.q) > 0) {
+	if (!E.dead && drops_total(E.drops) > 0 && wbuf_len(&E.q) > 0) {
 		int n = dropped_line(E.say, sizeof(E.say), true, E.drops);
 
 		if (n > 0 && (size_t)n < sizeof(E.say)) {
 			E.say_len = (size_t)n;
 			memcpy(E.say_drops, E.drops, sizeof(E.say_drops));
 			memset(E.drops, 0, sizeof(E.drops));
-			E.dropped = 0;
 		}
 	}
 	for (;;) {
@@ -575,7 +578,7 @@ errout_stop(double deadline)
 		double left = deadline - sys_mono();
 
 		if (E.dead || E.full ||
-		    (wbuf_len(&E.q) == 0 && E.dropped == 0 && E.say_off == E.say_len) ||
+		    (wbuf_len(&E.q) == 0 && drops_total(E.drops) == 0 && E.say_off == E.say_len) ||
 		    left <= 0) {
 			break;
 		}
@@ -586,7 +589,6 @@ errout_stop(double deadline)
 		}
 	}
 	say_lost_at_exit();
-	E.dropped = 0;
 	memset(E.drops, 0, sizeof(E.drops));
 	watch(false);
 	if (ev_is_active(&E.tick_w)) {
@@ -655,23 +657,6 @@ relay_lost(const char *p, size_t len, int why)
 	}
 }
 
-/* Queue relayed bytes, on a line of their own after a line cut.  0, or -1 (ENOMEM). */
-static int
-relay_append(const char *p, size_t len)
-{
-	struct iovec iov[2] = {
-		{ .iov_base = (void *)(uintptr_t) "\n", .iov_len = E.mid_line && E.cut },
-		{ .iov_base = (void *)(uintptr_t)p, .iov_len = len },
-	};
-
-	if (wbuf_appendv(&E.q, iov, 2) == -1) {
-		return -1;
-	}
-	E.mid_line = p[len - 1] != '\n';
-	E.cut = false;
-	return 0;
-}
-
 void
 errout_relay(const char *p, size_t len)
 {
@@ -715,14 +700,14 @@ errout_relay(const char *p, size_t len)
 		}
 		int why = DROP_FULL;
 
-		if (keep > 0 && relay_append(p, keep) == -1) {
+		if (keep > 0 && append(E.mid_line && E.cut, p, keep) == -1) {
 			keep = 0;
 			why = DROP_NOMEM;
 		}
 		relay_lost(p + keep, len - keep, why);
 		return;
 	}
-	if (relay_append(p, len) == -1) {
+	if (append(E.mid_line && E.cut, p, len) == -1) {
 		relay_lost(p, len, DROP_NOMEM);
 		return;
 	}

@@ -18,7 +18,8 @@
  *     again.  While stderr's file system is full (ENOSPC), no server is held back: its
  *     bytes are queued while the queue has room, and what does not fit is dropped and
  *     counted like mcpmux's own lines.  What the queue has no memory for is dropped and
- *     counted too; a line cut so is ended with a newline before the next one.
+ *     counted too.  A line whose rest is dropped (either way) is ended with a newline
+ *     before the server's next one.
  *
  * Writes go to a description of stderr of mcpmux's own (sys_stdio_open()), so the
  * server's stderr, which is the same pipe or terminal, keeps its flags.  Before
