@@ -112,9 +112,9 @@ add(const char *root, const struct fake *f)
 		     f->comm ? f->comm : "proc", (int)f->pid, (int)f->pid, (int)f->ppid, f->uid,
 		     f->uid, f->uid, f->uid, f->rss_kib);
 	write_file_at(buf, (size_t)n, "%s/%d/status", root, (int)f->pid);
-	(void)snprintf(path, sizeof(path), "%s/%d/cmdline", root, (int)f->pid);
+	path_at(path, sizeof(path), "%s/%d/cmdline", root, (int)f->pid);
 	write_nul_list(path, f->argv);
-	(void)snprintf(path, sizeof(path), "%s/%d/environ", root, (int)f->pid);
+	path_at(path, sizeof(path), "%s/%d/environ", root, (int)f->pid);
 	write_nul_list(path, f->env);
 	if (f->exe != NULL) {
 		symlink_at(f->exe, "%s/%d/exe", root, (int)f->pid);
@@ -514,8 +514,8 @@ test_main_thread_exited(void **state)
 	char path[PATH_MAX + 32];
 
 	add(r->dir, &leader);
-	mkdir_at("%s/900/task", r->dir);
-	(void)snprintf(path, sizeof(path), "%s/900/task", r->dir);
+	path_at(path, sizeof(path), "%s/900/task", r->dir);
+	mkdir_at("%s", path);
 	add(path, &thread);
 	assert_int_equal(procscan_read(s, r->dir, 1000, false, 500), 0);
 	size_t i = procscan_find(s, 900);

@@ -10,7 +10,6 @@
 
 #include <cmocka.h> /* needs the four headers above */
 
-#include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
@@ -74,19 +73,6 @@ root_teardown(void **state)
 	return rc;
 }
 
-static void
-make_dir(const char *base, const char *sub)
-{
-	char path[PATH_MAX + 16];
-	int n = snprintf(path, sizeof(path), "%s%s", base, sub);
-
-	/* A cut path would make the wrong directory. */
-	assert_true(n >= 0 && (size_t)n < sizeof(path));
-	if (mkdir(path, 0755) == -1) {
-		assert_int_equal(errno, EEXIST);
-	}
-}
-
 /* The start time the fake stat file gives a pid. */
 static unsigned long long
 start_of(pid_t pid)
@@ -128,16 +114,16 @@ add_proc(const char *root, const struct fake_proc *p)
 	char dir[PATH_MAX], path[PATH_MAX + 64], line[512];
 	int n;
 
-	(void)snprintf(dir, sizeof(dir), "%s/%d", root, (int)p->pid);
-	make_dir(dir, "");
-	make_dir(dir, "/task");
+	path_at(dir, sizeof(dir), "%s/%d", root, (int)p->pid);
+	dir_at("%s", dir);
+	dir_at("%s/task", dir);
 	n = snprintf(line, sizeof(line),
 		     "%d (%s) %c %d %d %d 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 %llu 123456 789 "
 		     "18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 17 3 0 0 0 0 0\n",
 		     (int)p->pid, p->comm ? p->comm : "proc", p->state ? p->state : 'S',
 		     (int)p->ppid, (int)p->pgid, (int)p->pgid, start_of(p->pid));
 	write_file_at(line, (size_t)n, "%s/stat", dir);
-	(void)snprintf(path, sizeof(path), "%s/environ", dir);
+	path_at(path, sizeof(path), "%s/environ", dir);
 	write_environ(path, p);
 	for (int i = 0; i < 2; i++) {
 		char tid[32];
@@ -149,10 +135,10 @@ add_proc(const char *root, const struct fake_proc *p)
 		if (tid[0] == '\0') {
 			(void)snprintf(tid, sizeof(tid), "%d", (int)p->pid);
 		}
-		(void)snprintf(path, sizeof(path), "%s/task/%s", dir, tid);
-		make_dir(path, "");
+		dir_at("%s/task/%s", dir, tid);
 		write_file_at(p->children[i] ? p->children[i] : "",
-			      p->children[i] ? strlen(p->children[i]) : 0, "%s/children", path);
+			      p->children[i] ? strlen(p->children[i]) : 0, "%s/task/%s/children",
+			      dir, tid);
 	}
 }
 
@@ -160,14 +146,11 @@ add_proc(const char *root, const struct fake_proc *p)
 static void
 add_root(const char *root, pid_t pid, const char *children)
 {
-	char dir[PATH_MAX], task[32];
-
-	(void)snprintf(dir, sizeof(dir), "%s/%d", root, (int)pid);
-	(void)snprintf(task, sizeof(task), "/task/%d", (int)pid);
-	make_dir(dir, "");
-	make_dir(dir, "/task");
-	make_dir(dir, task);
-	write_file_at(children, strlen(children), "%s/task/%d/children", dir, (int)pid);
+	dir_at("%s/%d", root, (int)pid);
+	dir_at("%s/%d/task", root, (int)pid);
+	dir_at("%s/%d/task/%d", root, (int)pid, (int)pid);
+	write_file_at(children, strlen(children), "%s/%d/task/%d/children", root, (int)pid,
+		      (int)pid);
 }
 
 static size_t
@@ -967,7 +950,7 @@ test_fake_main_thread_exited(void **state)
 		     "300 (env) Z %d 300 300 0 -1 4194572 0 0 0 0 0 0 0 0 20 0 2 0 %llu 0 0\n",
 		     ROOT, start_of(300));
 	write_file_at(line, (size_t)n, "%s/300/stat", r->dir);
-	make_dir(r->dir, "/300/task/301");
+	dir_at("%s/300/task/301", r->dir);
 	write_file_at("MCPMUX_SESSION=A\0MCPMUX_OWNER=1:100\0", 36, "%s/300/task/301/environ",
 		      r->dir);
 	(void)snprintf(path, sizeof(path), "%s/300/task/301/stat", r->dir);
@@ -1076,7 +1059,7 @@ test_fake_unreadable_environ(void **state)
 	/* environ is a directory now: read() fails with EISDIR, not ENOENT */
 	(void)snprintf(path, sizeof(path), "%s/100/environ", r->dir);
 	assert_int_equal(unlink(path), 0);
-	make_dir(path, "");
+	mkdir_at("%s", path);
 	assert_int_equal(proctree_scan(t, r->dir, ROOT), 0);
 	assert_false(t->incomplete);
 	assert_int_equal(t->n, 1);

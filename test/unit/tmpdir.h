@@ -5,10 +5,12 @@
 #ifndef MCPMUX_TEST_TMPDIR_H
 #define MCPMUX_TEST_TMPDIR_H
 
+#include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -61,6 +63,32 @@ tmpdir_path(char *path, size_t len, const char *fmt, va_list ap)
 	assert_true(n >= 0 && (size_t)n < len);
 }
 
+/* tmpdir_path() with its arguments. */
+static inline void __attribute__((format(printf, 3, 4)))
+path_at(char *path, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	tmpdir_path(path, len, fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * A new directory at the path that fmt formats, or with there, one already there will do
+ * (the test fails otherwise).
+ */
+static inline void
+tmpdir_mkdir(bool there, const char *fmt, va_list ap)
+{
+	char path[PATH_MAX + 64];
+
+	tmpdir_path(path, sizeof(path), fmt, ap);
+	if (mkdir(path, 0755) == -1) {
+		assert_true(there && errno == EEXIST);
+	}
+}
+
 /* write_file() at the path that fmt formats. */
 static inline void __attribute__((format(printf, 3, 4)))
 write_file_at(const char *data, size_t len, const char *fmt, ...)
@@ -77,13 +105,21 @@ write_file_at(const char *data, size_t len, const char *fmt, ...)
 /* A new directory at the path that fmt formats (the test fails if it cannot). */
 static inline void __attribute__((format(printf, 1, 2))) mkdir_at(const char *fmt, ...)
 {
-	char path[PATH_MAX + 64];
 	va_list ap;
 
 	va_start(ap, fmt);
-	tmpdir_path(path, sizeof(path), fmt, ap);
+	tmpdir_mkdir(false, fmt, ap);
 	va_end(ap);
-	assert_int_equal(mkdir(path, 0755), 0);
+}
+
+/* mkdir_at(), where a directory already there will do. */
+static inline void __attribute__((format(printf, 1, 2))) dir_at(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	tmpdir_mkdir(true, fmt, ap);
+	va_end(ap);
 }
 
 /* A symbolic link to target at the path that fmt formats (the test fails if it cannot). */
