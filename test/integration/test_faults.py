@@ -1816,7 +1816,7 @@ class OutOfMemory(Faults):
     @staticmethod
     def marked(msg, marker):
         """msg's line, its "TEXT" the marker, sent escaped: only the answer holds it."""
-        return json.dumps(msg).replace("TEXT", "\\u004f" + marker[1:])
+        return json.dumps(msg).replace("TEXT", "\\u%04x" % ord(marker[0]) + marker[1:])
 
     def test_a_request_that_cannot_be_tracked_is_refused(self):
         """No memory for its entry in the table of requests in flight: a request would
