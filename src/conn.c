@@ -49,13 +49,14 @@ void
 conn_hold(struct conn *c, unsigned reason, bool on)
 {
 	c->hold = on ? c->hold | reason : c->hold & ~reason;
-	if (c->feeding) {
-		/* What is queued for the client is full: no line after this one (conn_feed()). */
-		framer_stop(&c->inf, (c->hold & CONN_HOLD_OUTPUT) != 0);
-	}
+	/*
+	 * What is queued for the client is full: no line after this one (conn_feed()).  Out
+	 * of a feed it does nothing: framer_feed_part() clears it on entry.
+	 */
+	framer_stop(&c->inf, (c->hold & CONN_HOLD_OUTPUT) != 0);
 	if (c->hold == 0 && !c->in_eof && c->in_fd >= 0) {
 		ev_io_start(c->loop, &c->in_w);
-		if (c->rest != NULL && !c->feeding) {
+		if (c->rest != NULL) {
 			/* The rest of a chunk: handed out even if nothing more comes. */
 			ev_feed_event(c->loop, &c->in_w, EV_READ);
 		}
@@ -619,9 +620,7 @@ conn_feed(struct conn *c, size_t n)
 	sys_chunk_lo = sys_scratch;
 	sys_chunk_hi = sys_scratch + n;
 	sys_scratch_busy = true;
-	c->feeding = true;
 	(void)framer_feed_part(&c->inf, sys_scratch, n, c->sink, c->ctx, &used);
-	c->feeding = false;
 	if (used < n) {
 		c->rest = malloc(n - used);
 		if (c->rest != NULL) {

@@ -129,7 +129,6 @@ struct conn {
 	bool out_dead;
 	bool gone_pending; /* on_gone is due at flush_w (the output failed in conn_send()) */
 	bool in_big;	   /* the input pipe was enlarged for long messages */
-	bool feeding;	   /* a chunk of the input is being handed out (conn_feed()) */
 	char *rest;	   /* the rest of a chunk that CONN_HOLD_OUTPUT stopped, or NULL */
 	size_t rest_len;
 	bool out_big; /* the output pipe was enlarged for long messages */

@@ -63,7 +63,10 @@ int framer_feed(struct framer *f, const char *data, size_t len, const struct fra
  */
 int framer_feed_part(struct framer *f, const char *data, size_t len, const struct framer_sink *sink,
 		     void *ctx, size_t *used);
-/* Ask the feed under way to stop at the end of the line handed out (on), or not (off). */
+/*
+ * Ask the feed under way to stop at the end of the line handed out (on), or not (off).
+ * Out of a feed it does nothing: each feed starts without it.
+ */
 void framer_stop(struct framer *f, bool on);
 /* End of input: deliver a last line that had no "\n", if any. */
 void framer_finish(struct framer *f, const struct framer_sink *sink, void *ctx);
