@@ -607,34 +607,45 @@ conn_send_line(struct conn *c, struct conn_source *src, const char *line, size_t
 }
 
 /*
- * Hand out the n bytes of input in sys_scratch, line by line, until a line's answer fills
- * what is queued for the client (CONN_HOLD_OUTPUT, conn_hold()): the rest is kept in
- * c->rest, to be handed out first once nothing holds the input.  Without the memory to
- * keep it, it is handed out now (at most a chunk's worth of answers past max_queue).
+ * Hand out the n bytes of input at p, line by line, until a line's answer fills what is
+ * queued for the client (CONN_HOLD_OUTPUT, conn_hold()).  p is a chunk just read into
+ * sys_scratch, whose rest is then kept in c->rest, or what is left of c->rest (from
+ * c->rest_off), which is then used up to where the feed stopped; either is handed out
+ * first once nothing holds the input, and c->rest is freed once it is used up.  Without
+ * the memory to keep a rest, it is handed out now (at most a chunk's worth of answers
+ * past max_queue).
  */
 static void
-conn_feed(struct conn *c, size_t n)
+conn_feed(struct conn *c, const char *p, size_t n)
 {
 	size_t used = n;
 
-	sys_chunk_lo = sys_scratch;
-	sys_chunk_hi = sys_scratch + n;
+	sys_chunk_lo = p;
+	sys_chunk_hi = p + n;
 	sys_scratch_busy = true;
-	(void)framer_feed_part(&c->inf, sys_scratch, n, c->sink, c->ctx, &used);
-	if (used < n) {
+	(void)framer_feed_part(&c->inf, p, n, c->sink, c->ctx, &used);
+	if (c->rest != NULL) {
+		c->rest_off += used;
+	} else if (used < n) {
 		c->rest = malloc(n - used);
 		if (c->rest != NULL) {
-			memcpy(c->rest, sys_scratch + used, n - used);
+			memcpy(c->rest, p + used, n - used);
 			c->rest_len = n - used;
+			c->rest_off = 0;
 		} else {
-			(void)framer_feed(&c->inf, sys_scratch + used, n - used, c->sink, c->ctx);
+			(void)framer_feed(&c->inf, p + used, n - used, c->sink, c->ctx);
 		}
 	}
 	sys_chunk_lo = sys_chunk_hi = NULL;
 	if (sys_chunk_done != NULL) {
-		sys_chunk_done();
+		sys_chunk_done(); /* before c->rest goes: what was held of it is copied */
 	}
 	sys_scratch_busy = false;
+	if (c->rest != NULL && c->rest_off == c->rest_len) {
+		free(c->rest);
+		c->rest = NULL;
+		c->rest_len = c->rest_off = 0;
+	}
 }
 
 static void
@@ -647,13 +658,9 @@ conn_on_readable(struct ev_loop *loop, ev_io *w, int revents)
 	while (budget > 0 && c->hold == 0 && !c->in_eof && !sys_scratch_busy) {
 		if (c->rest != NULL) {
 			/* What a full output queue stopped, now that it has drained. */
-			size_t n = c->rest_len;
+			size_t n = c->rest_len - c->rest_off;
 
-			memcpy(sys_scratch, c->rest, n);
-			free(c->rest);
-			c->rest = NULL;
-			c->rest_len = 0;
-			conn_feed(c, n);
+			conn_feed(c, c->rest + c->rest_off, n);
 			budget -= SYS_MIN(n, budget);
 			continue;
 		}
@@ -661,7 +668,7 @@ conn_on_readable(struct ev_loop *loop, ev_io *w, int revents)
 		ssize_t n = sys_read(c->in_fd, sys_scratch, want);
 
 		if (n > 0) {
-			conn_feed(c, (size_t)n);
+			conn_feed(c, sys_scratch, (size_t)n);
 			if (!c->in_big && framer_longest(&c->inf) >= CONN_PIPE_LONG) {
 				/* Long messages: the client's pipe too (failure is harmless). */
 				c->in_big = true;
@@ -699,7 +706,7 @@ conn_release(struct conn *c)
 	framer_release(&c->inf);
 	free(c->rest);
 	c->rest = NULL;
-	c->rest_len = 0;
+	c->rest_len = c->rest_off = 0;
 	c->lost_len = c->lost_off = 0;
 	c->out_dead = true; /* sources retired later, and those waiting, are freed at once */
 	if (c->cur != NULL && c->cur->retired) {

@@ -21,8 +21,9 @@
  * without reading is not read either (CONN_HOLD_OUTPUT), until half of it is written.
  * That hold stops the lines of the chunk being handed out at the end of the line whose
  * answer set it: the rest of the chunk (64 KiB at most) is kept, and handed out first once
- * nothing holds the input (many small requests, each with a long answer, would otherwise
- * queue a chunk's worth of answers past max_queue).
+ * nothing holds the input, from where it is kept, however often the hold stops it again
+ * (many small requests, each with a long answer, would otherwise queue a chunk's worth of
+ * answers past max_queue).
  * A held conn leaves the client's bytes in the kernel's buffer: the client is held back
  * as a direct pipe would hold it, and nothing is lost.
  *
@@ -131,7 +132,8 @@ struct conn {
 	bool in_big;	   /* the input pipe was enlarged for long messages */
 	char *rest;	   /* the rest of a chunk that CONN_HOLD_OUTPUT stopped, or NULL */
 	size_t rest_len;
-	bool out_big; /* the output pipe was enlarged for long messages */
+	size_t rest_off; /* of which this much is handed out (each stop of it moves on) */
+	bool out_big;	 /* the output pipe was enlarged for long messages */
 	/*
 	 * Errors in place of lost answers that no queue had memory for: whole lines, written
 	 * at the end of the line being written (lost_off of lost_len written; in queued).

@@ -177,10 +177,10 @@ sys_now(void)
 extern bool sys_big_alloc;
 /*
  * The read chunk whose lines are being handed out, [sys_chunk_lo, sys_chunk_hi), NULL
- * otherwise.  A line inside it stays valid until sys_chunk_done() is called, just before
- * the chunk's buffer is reused: a consumer may hold it by reference until then instead
- * of copying it (the server's stdin queue does, and copies only what is left when the
- * chunk is done).
+ * otherwise: in sys_scratch, or the rest of one that a conn kept (conn.h).  A line inside
+ * it stays valid until sys_chunk_done() is called, just before the chunk's buffer is
+ * reused or freed: a consumer may hold it by reference until then instead of copying it
+ * (the server's stdin queue does, and copies only what is left when the chunk is done).
  */
 extern const char *sys_chunk_lo, *sys_chunk_hi;
 extern void (*sys_chunk_done)(void);
