@@ -60,8 +60,7 @@ struct cconn {
 	ev_timer end_w;	  /* the deadline of what is waited for of serve after stdin's EOF */
 	double end_by;	  /* its sys_mono() */
 	double end_limit; /* and its length, in seconds */
-	bool out_held;	  /* serve is not read: stdout takes no more (its queue is full) */
-	double held_at;	  /* since when (sys_mono()), or since stdin's EOF if later */
+	double held_at;	  /* serve_held() since when (sys_mono()), or since stdin's EOF if later */
 };
 
 /*
@@ -243,6 +242,16 @@ connect_on_end_wait(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /*
+ * Is serve not read, as stdout takes no more (its queue is full)?  Once connect is under
+ * way, read_serve() is the only one to set or clear the owner's hold on the socket.
+ */
+static bool
+serve_held(const struct cconn *cc)
+{
+	return (cc->server.hold & CONN_HOLD_OWNER) != 0;
+}
+
+/*
  * Reading serve stops while stdout takes no more (its queue is full), and goes on once it
  * takes again.  Meanwhile what serve sends, the session's end included, waits for the
  * client's pace: the wait for the end (end_w) stands still, and is that much longer.
@@ -251,12 +260,12 @@ static void
 read_serve(struct cconn *cc, bool on)
 {
 	double now = sys_mono();
+	bool held = serve_held(cc);
 
 	conn_read(&cc->server, on);
-	if (on != cc->out_held) {
+	if (on != held) {
 		return;
 	}
-	cc->out_held = !on;
 	if (!on) {
 		cc->held_at = now;
 		ev_timer_stop(cc->loop, &cc->end_w);
@@ -400,7 +409,7 @@ client_on_eof(struct conn *c, void *ctx)
 		cc->end_by = sys_mono() + CONNECT_END_WAIT_S;
 		cc->held_at = sys_mono(); /* a stdout that holds serve now: counted from here */
 		ev_timer_set(&cc->end_w, CONNECT_END_WAIT_S, 0.);
-		if (!cc->out_held) {
+		if (!serve_held(cc)) {
 			ev_timer_start(cc->loop, &cc->end_w);
 		}
 	}
