@@ -141,6 +141,32 @@ port_detach(struct hub_port *p, struct hub_entry *e)
 	sconn_maybe_free(sc);
 }
 
+/*
+ * A message of session e that its connection can no longer take (its peer closed it, or
+ * reads no more, before mcpmux saw it go): lost, and said, with the id of the request it
+ * answers.
+ */
+static void
+message_lost(const struct hub_entry *e, const char *msg, size_t len)
+{
+	struct jsonrpc_idscan ids;
+	size_t id_len = 0;
+	const char *id;
+
+	jsonrpc_idscan_init(&ids);
+	jsonrpc_idscan_feed(&ids, msg, len);
+	id = jsonrpc_idscan_id(&ids, &id_len);
+	if (id != NULL && jsonrpc_idscan_is_answer(&ids)) {
+		diag_warn("session %s: the connection that held it was gone before the server's "
+			  "answer to request %.*s could be written to it: the answer is lost",
+			  e->id, (int)id_len, id);
+	} else {
+		diag_warn("session %s: the connection that held it was gone before a message of "
+			  "the server could be written to it: the message is lost: %.*s",
+			  e->id, (int)SYS_MIN(len, 200), msg);
+	}
+}
+
 /* The envelope of port_message(), around an error of conn_send_lost_answers() in c->lost. */
 _Static_assert(CONN_LOST_ENVELOPE >= 12 + SESSION_ID_MAX + 12 + 2, "CONN_LOST_ENVELOPE");
 
@@ -156,7 +182,11 @@ port_message(struct hub_port *p, struct hub_entry *e, const char *msg, size_t le
 		{ .iov_base = (void *)(uintptr_t) "}\n", .iov_len = 2 },
 	};
 
-	if (conn_send(&sc->c, e->port_data, iov, 5) == 0 || errno != ENOMEM) {
+	if (conn_send(&sc->c, e->port_data, iov, 5) == 0) {
+		return;
+	}
+	if (errno != ENOMEM) {
+		message_lost(e, msg, len);
 		return;
 	}
 	/* An answer (a batch of them): its requests get errors in its place, not a wait for ever.
@@ -902,9 +932,41 @@ serve_on_big_end(void *ctx, size_t total)
 
 /* ---- connections ---- */
 
+/*
+ * A socket whose peer closed it with lines of ours not read (ECONNRESET, read or left in
+ * SO_ERROR): what they held is lost, answers among them; said for each session it held.
+ */
+static void
+say_unread(struct sconn *sc)
+{
+	int err = 0;
+	socklen_t err_len = sizeof(err);
+	size_t n = 0;
+
+	if (sc->fd < 0 || sc->closed ||
+	    (!sc->c.in_reset && (getsockopt(sc->fd, SOL_SOCKET, SO_ERROR, &err, &err_len) == -1 ||
+				 err != ECONNRESET))) {
+		return;
+	}
+	for (const struct hub_entry *e = sc->sv->hub.table; e != NULL; e = e->hh.next) {
+		if (e->owner == &sc->port) {
+			n++;
+			diag_warn("session %s: its connection was closed with lines mcpmux had "
+				  "written to it not read: what they held (answers among them) is "
+				  "lost",
+				  e->id);
+		}
+	}
+	if (n == 0) {
+		diag_warn("a connection was closed with lines mcpmux had written to it not read: "
+			  "they are lost");
+	}
+}
+
 static void
 sconn_close_input(struct sconn *sc)
 {
+	say_unread(sc);
 	if (sc->closed) {
 		sconn_maybe_free(sc); /* its output died (on_gone) while it waited */
 		return;

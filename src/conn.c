@@ -687,6 +687,7 @@ conn_on_readable(struct ev_loop *loop, ev_io *w, int revents)
 			diag_warn_errno("cannot read from the client");
 		}
 		c->in_eof = true;
+		c->in_reset = n == -1 && errno == ECONNRESET;
 		ev_io_stop(loop, w);
 		framer_finish(&c->inf, c->sink, c->ctx);
 		c->hooks->on_eof(c, c->ctx);

@@ -127,6 +127,7 @@ struct conn {
 	unsigned hold;		 /* CONN_HOLD_* bits: input is read only when 0 */
 	uint64_t n_keyed;	 /* sources made with a key */
 	bool in_eof;
+	bool in_reset; /* its end was ECONNRESET: the peer closed with output of ours unread */
 	bool out_dead;
 	bool gone_pending; /* on_gone is due at flush_w (the output failed in conn_send()) */
 	bool in_big;	   /* the input pipe was enlarged for long messages */

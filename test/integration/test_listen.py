@@ -1,11 +1,14 @@
 """Serve mode on a Unix socket; connect and ctl."""
 
+import fcntl
 import json
 import os
+import select
 import signal
 import socket
 import stat
 import subprocess
+import termios
 import time
 import unittest
 
@@ -1687,6 +1690,75 @@ class KeptSessionEnds(ListenHelpers, Case):
             self.assertEqual(b.next()["event"], first, sid)
         b.close()
         self.stop_serve(srv)
+
+
+class KeptSessionAnswers(ListenHelpers, Case):
+    """A kept session's answer that comes as its connection goes: it reaches the next holder,
+    or its loss is said on serve's stderr with the session (and the request's id), never
+    lost in silence."""
+
+    def holder(self, sid):
+        """A connection that keeps sid and holds its run: the connection and the server's pid."""
+        a = Envelopes(self, self.path)
+        a.send({"session": sid, "keep": True}, {"session": sid, "message": call(1, "env")})
+        got = [a.next() for _ in range(3)]
+        self.assertEqual([g.get("event") for g in got], ["kept", "started", None], got)
+        return a, got[2]["message"]["result"]["structuredContent"]["pid"]
+
+    def next_holder_gets(self, sid):
+        """The ids of what the next connection that names kept session sid gets, up to the
+        answer to its own request (3)."""
+        b = Envelopes(self, self.path)
+        b.send({"session": sid, "keep": True}, {"session": sid, "message": call(3, "env")})
+        ids = []
+        while 3 not in ids:
+            got = b.next()
+            if "message" in got:
+                ids.append(got["message"].get("id"))
+        b.close()
+        return ids
+
+    def test_an_answer_for_a_connection_closed_before_serve_saw_it_go_is_not_lost_silently(self):
+        """A asks, and closes its connection while serve is stopped; the answer is in the
+        server's pipe when serve goes on, with A's close not yet seen: written to A's dead
+        socket, it is lost, and serve says so with the session and the request's id (or, if
+        serve sees the close first, the next holder gets it)."""
+        srv = self.listen()
+        a, pid = self.holder("p")
+        a.send({"session": "p", "message": call(2, "sleep", ms=500)})
+        wait_until(lambda: json.loads(self.ctl("list", as_json=True)[1])["sessions"][0]
+                   ["pending"] == 1, 5, "the request to reach the server")
+        srv.p.send_signal(signal.SIGSTOP)
+        self.addCleanup(lambda: srv.p.poll() is None and srv.p.send_signal(signal.SIGCONT))
+        a.close()
+        out = os.open("/proc/%d/fd/1" % pid, os.O_RDONLY | os.O_NONBLOCK)
+        self.addCleanup(os.close, out)
+        wait_until(lambda: fcntl.ioctl(out, termios.FIONREAD, b"\0\0\0\0") != b"\0\0\0\0", 5,
+                   "the answer in the server's pipe")
+        srv.p.send_signal(signal.SIGCONT)
+        ids = self.next_holder_gets("p")
+        said = "session p: the connection that held it was gone before the server's answer " \
+               "to request 2 could be written to it: the answer is lost"
+        self.assertTrue(2 in ids or said in srv.stderr(), (ids, srv.stderr()))
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers(0)
+
+    def test_an_answer_its_holder_closes_unread_is_said_to_be_lost(self):
+        """A asks, and closes its connection with the answer in its socket, unread (as a
+        client killed then would): serve learns it from the close (ECONNRESET), and says
+        that the session's lines were lost; the next holder gets the next answers."""
+        srv = self.listen()
+        a, _ = self.holder("r")
+        a.send({"session": "r", "message": call(2, "sleep", ms=100)})
+        self.assertTrue(select.select([a.s], [], [], 5 * SLOW)[0], "the answer to come")
+        a.close()
+        wait_until(lambda: "session r: its connection was closed with lines mcpmux had "
+                   "written to it not read" in srv.stderr(), 5, "the loss to be said")
+        self.assertEqual(self.next_holder_gets("r"), [3])
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers(0)
 
 
 if __name__ == "__main__":
