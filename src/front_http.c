@@ -1918,7 +1918,14 @@ check_access(struct front_http *fh, struct http_req *rq)
 	const char *v;
 
 	if (fh->loopback_only) {
-		v = http_req_header(rq, "Host", &n);
+		const struct http_request *r = http_req_request(rq);
+
+		/* RFC 9112, 3.2.2: an absolute-form target's authority, not the Host, names it. */
+		v = r->authority;
+		n = r->authority_len;
+		if (v == NULL) {
+			v = http_req_header(rq, "Host", &n);
+		}
 		if (v == NULL || !httpmsg_host_is_loopback(v, n)) {
 			respond_error(fh, rq, 403, RPC_SERVER_ERROR,
 				      "Forbidden: Host is not a loopback name (DNS rebinding?)",

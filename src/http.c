@@ -433,6 +433,8 @@ rq_build(struct hconn *c)
 	r->target = rq->head + rq->target_off;
 	r->target_len = rq->target_len;
 	httpmsg_split_target(r->target, r->target_len, &t);
+	r->authority = t.authority;
+	r->authority_len = t.authority_len;
 	r->path = t.path;
 	r->path_len = t.path_len;
 	r->query = t.query;

@@ -137,18 +137,41 @@ httpmsg_list_has(const char *v, size_t len, const char *token)
 void
 httpmsg_split_target(const char *t, size_t len, struct httpmsg_target *out)
 {
+	size_t skip = 0;
+
+	out->authority = NULL;
+	out->authority_len = 0;
+	if (len >= 7 && strncasecmp(t, "http://", 7) == 0) {
+		skip = 7;
+	} else if (len >= 8 && strncasecmp(t, "https://", 8) == 0) {
+		skip = 8;
+	}
+	if (skip > 0) {
+		size_t a = skip;
+
+		while (a < len && t[a] != '/' && t[a] != '?') {
+			a++;
+		}
+		out->authority = t + skip;
+		out->authority_len = a - skip;
+		t += a;
+		len -= a;
+	}
 	const char *q = memchr(t, '?', len);
 
 	out->path = t;
+	out->path_len = q == NULL ? len : (size_t)(q - t);
+	if (out->path_len == 0 && skip > 0) {
+		out->path = "/";
+		out->path_len = 1;
+	}
 	if (q == NULL) {
-		out->path_len = len;
 		out->query = NULL;
 		out->query_len = 0;
 		return;
 	}
-	out->path_len = (size_t)(q - t);
 	out->query = q + 1;
-	out->query_len = len - out->path_len - 1;
+	out->query_len = len - (size_t)(q - t) - 1;
 }
 
 const char *

@@ -107,8 +107,14 @@ enum http_req_method {
 struct http_request {
 	enum http_req_method method;
 	const char *method_name;
-	const char *target; /* as received: path, then '?' and the query, if any */
+	const char *target; /* as received: path (or absolute URI), '?' and the query */
 	size_t target_len;
+	/*
+	 * The authority of an absolute-form target ("http://127.0.0.1:8080/mcp"), which
+	 * stands for the Host (RFC 9112, 3.2.2); NULL for the origin-form.
+	 */
+	const char *authority;
+	size_t authority_len;
 	const char *path;
 	size_t path_len;
 	const char *query; /* NULL when there is no '?' */

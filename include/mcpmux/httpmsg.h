@@ -40,8 +40,14 @@ size_t httpmsg_count(const struct http_header *h, size_t n, const char *name);
 /* Whether a comma-separated list value (Connection, ...) holds `token` (any case). */
 bool httpmsg_list_has(const char *v, size_t len, const char *token);
 
-/* The request target split at its first '?': path, and the query without the '?'. */
+/*
+ * The request target split at its first '?': path, and the query without the '?'.  An
+ * absolute-form target ("http://host:port/path?query", scheme http or https in any case:
+ * RFC 9112, 3.2.2) has its authority apart, and its path is "/" when it has none.
+ */
 struct httpmsg_target {
+	const char *authority; /* NULL for any other form */
+	size_t authority_len;
 	const char *path;
 	size_t path_len;
 	const char *query; /* NULL when the target has no '?' */

@@ -1058,6 +1058,30 @@ class Refusals(HttpCase):
         # ... and the server is fine after all of it
         self.assertEqual(self.call(self.session(), tool(1, "echo", text="ok"))[0]["id"], 1)
 
+    def test_an_absolute_form_target_is_served_and_its_authority_checked_as_the_host(self):
+        """RFC 9112, 3.2.2: a server accepts a request target in the absolute-form
+        ("http://127.0.0.1:8080/mcp", scheme in any case), and its authority, not the Host
+        field, names the host: a loopback one is served whatever the Host says, a foreign
+        one gets the refusal a foreign Host gets."""
+        self.http(opts=["--metrics"])
+        r = self.post(init_msg(0), path="http://127.0.0.1:%d/mcp" % self.port)
+        self.assertEqual(r.status, 200, r)
+        sid = r.headers["mcp-session-id"]
+        self.assertEqual(self.post(INITIALIZED, sid, path="HTTP://localhost/mcp").status, 202)
+        r = self.post(tool(1, "echo", text="absolute"), sid, path="https://[::1]:1/mcp?q",
+                      headers={"Host": "evil.example"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.messages()[-1]["id"], 1)
+        self.assertEqual(self.post(init_msg(0), path="http://localhost/other").status, 404)
+        foreign = self.post(init_msg(0), headers={"Host": "evil.example"})
+        self.assertEqual(foreign.status, 403, foreign)
+        for target in ("http://evil.example/mcp", "http://evil.example:%d/mcp" % self.port,
+                       "Https://localhost.evil.example/mcp", "http://127.0.0.1@evil.example/mcp",
+                       "http:///mcp"):
+            r = self.post(init_msg(0), path=target, headers={"Host": "127.0.0.1"})
+            self.assertEqual((r.status, r.body), (403, foreign.body), target)
+        self.assertEqual(self.metrics()["mcpmux_http_sessions_started_total"], 1)
+
     def test_malformed_http_and_a_vanished_client_leave_the_server_working(self):
         self.http()
         sid = self.session()

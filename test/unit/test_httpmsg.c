@@ -89,6 +89,27 @@ test_targets(void **state)
 	assert_int_equal(t.path_len, 1);
 	assert_non_null(t.query);
 	assert_int_equal(t.query_len, 0);
+	assert_null(t.authority);
+	/* the absolute-form (RFC 9112, 3.2.2) */
+	httpmsg_split_target(S("HTTP://127.0.0.1:8080/mcp?a"), &t);
+	assert_int_equal(t.authority_len, 14);
+	assert_memory_equal(t.authority, "127.0.0.1:8080", 14);
+	assert_int_equal(t.path_len, 4);
+	assert_memory_equal(t.path, "/mcp", 4);
+	assert_int_equal(t.query_len, 1);
+	assert_memory_equal(t.query, "a", 1);
+	httpmsg_split_target(S("https://[::1]"), &t);
+	assert_int_equal(t.authority_len, 5);
+	assert_memory_equal(t.path, "/", 1);
+	assert_int_equal(t.path_len, 1);
+	assert_null(t.query);
+	httpmsg_split_target(S("http://localhost?x"), &t);
+	assert_int_equal(t.authority_len, 9);
+	assert_memory_equal(t.path, "/", 1);
+	assert_int_equal(t.query_len, 1);
+	httpmsg_split_target(S("/http://a/mcp"), &t);
+	assert_null(t.authority);
+	assert_int_equal(t.path_len, 13);
 }
 
 static void
