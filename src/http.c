@@ -482,6 +482,20 @@ on_headers_complete(http_parser *p)
 	bool chunked = (p->flags & F_CHUNKED) != 0;
 	bool has_len = (p->flags & F_CONTENTLENGTH) != 0;
 
+	/*
+	 * RFC 9112, 6.1: a transfer coding other than chunked (in "gzip, chunked") is not
+	 * understood, 501.  One that does not end in chunked is the parser's 400 (6.3).
+	 */
+	for (size_t i = 0; chunked && i < rq->n_offs; i++) {
+		const struct http_header *h = &rq->hdr[i];
+
+		if (httpmsg_name_eq(h->name, h->name_len, "Transfer-Encoding") &&
+		    !httpmsg_list_only(h->value, h->value_len, "chunked")) {
+			rq->err = 501;
+			return -1;
+		}
+	}
+
 	if (has_len && p->content_length > c->s->lim.max_body) {
 		rq->err = 413; /* refused before a byte of it is read */
 		return -1;

@@ -134,6 +134,20 @@ httpmsg_list_has(const char *v, size_t len, const char *token)
 	return false;
 }
 
+bool
+httpmsg_list_only(const char *v, size_t len, const char *token)
+{
+	const char *p = v, *end = v + len, *e;
+	size_t elen;
+
+	while (list_next(&p, end, &e, &elen)) {
+		if (!httpmsg_name_eq(e, elen, token)) {
+			return false;
+		}
+	}
+	return true;
+}
+
 void
 httpmsg_split_target(const char *t, size_t len, struct httpmsg_target *out)
 {

@@ -20,9 +20,9 @@
  * The layer answers by itself, and closes the connection after: 400 (malformed request;
  * an HTTP/1.1 one without Host, any with two),
  * 408 (head or body not received in time), 413 (body over max_body), 414 (target over
- * max_head), 431 (head over max_head or more than max_headers fields), 505 (not
- * HTTP/1.x), 503 (over max_conns, sent on accept).  "Expect: 100-continue" is answered
- * with 100 when the body will be accepted.
+ * max_head), 431 (head over max_head or more than max_headers fields), 501 (a transfer
+ * coding other than chunked), 505 (not HTTP/1.x), 503 (over max_conns, sent on accept).  "Expect:
+ * 100-continue" is answered with 100 when the body will be accepted.
  *
  * Backpressure.  Bytes the kernel does not take are queued per connection (wbuf).  Once
  * a stream's queue reaches max_queue, http_stream_full() is true and the producer

@@ -39,6 +39,8 @@ const struct http_header *httpmsg_find(const struct http_header *h, size_t n, co
 size_t httpmsg_count(const struct http_header *h, size_t n, const char *name);
 /* Whether a comma-separated list value (Connection, ...) holds `token` (any case). */
 bool httpmsg_list_has(const char *v, size_t len, const char *token);
+/* Whether every element of a comma-separated list value is `token` (any case). */
+bool httpmsg_list_only(const char *v, size_t len, const char *token);
 
 /*
  * The request target split at its first '?': path, and the query without the '?'.  An

@@ -1026,7 +1026,8 @@ class Refusals(HttpCase):
     def test_the_http_layers_own_statuses(self):
         """What the HTTP layer answers by itself, through mcpmux's own limits: another HTTP
         version 505, an Expect other than 100-continue 417, a target too long 414, a head
-        too long 431; a loopback Host may name any port up to 65535, not beyond (403)."""
+        too long 431, a transfer coding other than chunked 501; a loopback Host may name
+        any port up to 65535, not beyond (403)."""
         self.http()
 
         def status(raw):
@@ -1050,6 +1051,11 @@ class Refusals(HttpCase):
                                 b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"), 414)
         self.assertEqual(status(b"GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " +
                                 b"b" * 20000 + b"\r\n\r\n"), 431)
+        body = json.dumps(init_msg(0)).encode()
+        self.assertEqual(status(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                b"Content-Type: application/json\r\n"
+                                b"Transfer-Encoding: gzip, chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
+                                % (len(body), body)), 501)
         for host in ("localhost:65535", "127.0.0.1:65535", "[::1]:65535", "a.localhost:65535",
                      "localhost:0"):
             self.assertEqual(self.post(init_msg(0), headers={"Host": host}).status, 200, host)

@@ -70,6 +70,10 @@ test_lookup(void **state)
 	assert_true(httpmsg_list_has(S(" ,close ,"), "close"));
 	assert_false(httpmsg_list_has(S("closed, xclose"), "close"));
 	assert_false(httpmsg_list_has(S(""), "close"));
+	assert_true(httpmsg_list_only(S("chunked"), "chunked"));
+	assert_true(httpmsg_list_only(S(" Chunked ,, chunked"), "chunked"));
+	assert_false(httpmsg_list_only(S("gzip, chunked"), "chunked"));
+	assert_false(httpmsg_list_only(S("chunked;x=1"), "chunked"));
 }
 
 static void
