@@ -343,6 +343,27 @@ class Transport(HttpCase):
                         self.assertEqual(r.status, 200, r)
                         self.assertEqual(r.messages()[0]["result"]["content"][0]["text"], want)
 
+    def test_json_nested_512_deep_passes_and_513_is_refused(self):
+        """The nesting bound of every door (docs/reliability.md): a body 512 deep (every
+        array and object counted, the message's own included) is forwarded, one 513 deep
+        is 400 -32700, as a body that is not JSON."""
+        self.http()
+        sid = self.session()
+        h = {"Mcp-Session-Id": sid, "Content-Type": "application/json", "Accept": ACCEPT_BOTH}
+
+        def nested(id_, depth):
+            return (b'{"jsonrpc":"2.0","id":%d,"method":"ping","params":{"d":%s%s}}'
+                    % (id_, b"[" * (depth - 2), b"]" * (depth - 2)))
+
+        r = self.request("POST", nested(1, 512), h)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.messages()[-1], {"jsonrpc": "2.0", "id": 1, "result": {}})
+        r = self.request("POST", nested(2, 513), h)
+        self.assertEqual(r.status, 400, r)
+        self.assertEqual(r.json()["error"]["code"], -32700, r)
+        self.assertEqual(self.call(sid, {"jsonrpc": "2.0", "id": 3, "method": "ping"})[-1],
+                         {"jsonrpc": "2.0", "id": 3, "result": {}})
+
     def test_a_chunked_body_with_trailer_fields(self):
         """Trailer fields after a chunked body are discarded: the head the handler reads
         (Host, the session, the token) is the one before the body."""

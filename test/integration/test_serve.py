@@ -707,6 +707,27 @@ class Routing(Case):
         m.p.close_stdin()
         self.assertEqual(m.p.wait(), 0)
 
+    def test_a_message_nested_512_deep_passes_and_513_is_refused(self):
+        """The nesting bound (docs/reliability.md) is the message's: its envelope is not
+        counted.  A message 512 deep reaches the server, one 513 deep gets -32700 in its
+        session and does not."""
+        m = Mux(self.serve(command=["cat"]))
+
+        def nested(id_, depth):
+            return (b'{"session":"s","message":{"jsonrpc":"2.0","id":%d,"method":"x",'
+                    b'"params":{"d":%s%s}}}\n' % (id_, b"[" * (depth - 2), b"]" * (depth - 2)))
+
+        m.p.write(nested(1, 512))
+        self.assertEqual(m.msg("s")["id"], 1)  # cat's echo of it
+        m.p.write(nested(2, 513))
+        self.assertEqual(m.msg("s"), {"jsonrpc": "2.0", "id": None,
+                                      "error": {"code": -32700, "message":
+                                                "Parse error: the message is not valid JSON"}})
+        m.send("s", req(3, "x"))
+        self.assertEqual(m.msg("s"), req(3, "x"))
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+
     def test_the_envelope_adds_to_max_message(self):
         """--max-message bounds the message: its envelope's own bytes come on top.  A
         message over it is refused in its session, with its id."""

@@ -7,6 +7,7 @@ import os
 import select
 import signal
 import stat
+import sys
 import termios
 import time
 import unittest
@@ -15,6 +16,22 @@ from mcptest import (Case, FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, alive, cal
                      initialize, main, note, proc_report, proc_state, req, rss_anon_kib, vm_hwm_kib, wait_until)
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
+
+
+def nested_ping(id_, depth):
+    """A ping whose JSON is nested depth deep: its object, params, then arrays."""
+    return (b'{"jsonrpc":"2.0","id":%d,"method":"ping","params":{"d":%s%s}}\n'
+            % (id_, b"[" * (depth - 2), b"]" * (depth - 2)))
+
+
+# A server that answers each request with a result nested as deep as its id says.
+NESTED_SERVER = """
+import json, sys
+for line in sys.stdin:
+    k = json.loads(line)["id"]
+    print('{"jsonrpc":"2.0","id":%d,"result":{"d":%s}}' % (k, "[" * (k - 2) + "]" * (k - 2)),
+          flush=True)
+"""
 
 
 def env_of(p, id_):
@@ -550,6 +567,35 @@ class Failures(Case):
         w.close_stdin()
         self.assertEqual(w.wait(), 0)
         self.assertNotIn("not json", w.stderr().split("mcp-fixture: got")[-1])
+
+    def test_json_nested_512_deep_passes_and_513_is_refused(self):
+        """JSON is nested at most 512 deep, every array and object counted, the message's
+        own included (JSONRPC_MAX_DEPTH): a client's message 512 deep is forwarded, one
+        513 deep gets -32700 and is not; a server's line 513 deep is not JSON to mcpmux
+        either: it goes to stderr, not to the client, as any line that is not JSON."""
+        w = self.wrap()
+        w.write(nested_ping(1, 512))
+        self.assertEqual(w.msg(), {"jsonrpc": "2.0", "id": 1, "result": {}})
+        w.write(nested_ping(2, 513))
+        self.assert_error(w.msg(), None, -32700)
+        w.send(req(3, "ping"))
+        self.assertEqual(w.msg(), {"jsonrpc": "2.0", "id": 3, "result": {}})
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+
+        w = self.wrap(opts=FAST, command=[sys.executable, "-c", NESTED_SERVER])
+        w.send(req(512, "x"))
+        d, depth = self.assert_response(w.msg(), 512)["d"], 2
+        while d:
+            d, depth = d[0], depth + 1
+        self.assertEqual(depth, 511)  # and the empty array: 512
+        w.send(req(513, "x"))
+        wait_until(lambda: "not JSON-RPC (not forwarded)" in w.stderr(), 10,
+                   "the server's line to be kept off the client")
+        w.close_stdin()
+        self.assert_error(w.msg(), 513, -32000)  # the server exited before answering
+        self.assertEqual(w.wait(), 0)
+        self.assertEqual(w.read_to_eof(), b"")
 
     def test_client_message_over_max(self):
         w = self.wrap(opts=["--max-message", "1000"])
