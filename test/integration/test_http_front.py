@@ -1448,6 +1448,30 @@ class Resume(HttpCase):
         self.assertIn(g2.status, (200, 409))
         g2.close()
 
+    def test_a_last_event_id_names_a_stream_of_this_session_by_its_number(self):
+        """Stream numbers are each session's own: a Last-Event-ID copied from another
+        session names this session's stream of that number, which it resumes (taking it
+        over) or, for an event that stream has not sent, 400; a number that names no
+        stream kept here opens the GET stream as without one (409 while it is connected)."""
+        self.http()
+        a, b = self.session(), self.session()
+        ga, gb = self.get_stream(a), self.get_stream(b)
+        pa, pb = ga.event(), gb.event()
+        self.assertEqual(pa["id"], pb["id"])  # the same numbers in both
+        num = int(pb["id"].split(":")[0])
+        for last, status in (("%d:99" % num, 400), ("%d:0" % (num + 5), 409)):
+            r = self.request("GET", headers={"Mcp-Session-Id": a, "Last-Event-ID": last,
+                                             "Accept": "text/event-stream"})
+            self.assertEqual(r.status, status, (last, r))
+        g2 = self.get_stream(a, last=pb["id"])
+        self.assertEqual(g2.status, 200)
+        self.assertIsNone(ga.event(5), "a's GET stream is taken over")
+        ev = g2.event()
+        self.assertEqual((ev["data"], ev["id"].split(":")[0]), ("", str(num)))
+        ga.close()
+        g2.close()
+        gb.close()
+
 
 class Sessions(HttpCase):
     def test_idle_timeout_ends_an_http_session(self):
