@@ -34,7 +34,9 @@ What each test would catch if mcpmux's handling were removed:
 - OutOfMemory: a request that cannot be tracked, forwarded anyway, gets no error if its
   server dies; a held line dropped for want of memory, or an HTTP answer, leaves its
   request unanswered; a table entry that cannot be added (uthash's default) exits mcpmux
-  and ends every session (the release build only: a sanitizer's allocator comes first).
+  and ends every session; a client's batch that cannot be stripped of its answers, sent
+  on all the same, is lost, its requests unanswered (the release build only: a
+  sanitizer's allocator comes first).
 - StderrFull: a stderr file whose disk was full once, given up for good, would say
   nothing more for the rest of a long-lived run, even once the disk has room.
 - SharedStderr: a last word written blocking to a shared stderr that nobody reads, its
@@ -1847,6 +1849,27 @@ class OutOfMemory(Faults):
         self.assertEqual([(r["dir"], r.get("answers", "none")) for r in batches],
                          [("in", "none"), ("out", None)], batches)
         self.assertEqual(batches[1]["bytes"], len(json.dumps(got, separators=(",", ":"))))
+
+    def test_a_batch_that_cannot_be_stripped_of_its_answers_is_refused(self):
+        """After an end-of-run, wrap takes the answers out of a client's batch (the next
+        run's server never sent their requests); no memory for the batch without them
+        (its first 256 bytes): each request of the batch gets a -32000 "out of memory"
+        error, in one array, no server is started for it (nothing of it is sent), and the
+        next request starts the next run."""
+        env = self.oom_env("OOM-B", malloc_min=256, malloc_max=256, malloc_only="realloc")
+        p = self.wrap_initialized(env)
+        p.send(req(1, "mcpmux/endRun"))
+        self.assert_response(p.msg(10), 1)
+        servers = lambda: [q for q in self.tagged() if comm(q) == "mcp-fixture" and alive(q)]
+        wait_until(lambda: not servers(), 10, "the ended run's server to be gone")
+        p.send([{"jsonrpc": "2.0", "id": "gone", "result": {}}, req("OOM-B", "ping"),
+                note("notifications/x"), call(3, "echo", text="x")])
+        got = p.msg()
+        self.assertEqual([(g["id"], g["error"]["code"], g["error"]["message"]) for g in got],
+                         [("OOM-B", -32000, "out of memory"), (3, -32000, "out of memory")])
+        self.assertEqual(servers(), [])
+        self.assertIn("out of memory: a batch of the client's was refused", p.stderr())
+        self.goes_on_and_ends(p)
 
     def suspended_with_room_to_parse(self, marker, *server_args):
         """wrap with --idle-suspend, its server suspended once a line longer than those to
