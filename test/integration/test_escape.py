@@ -335,6 +335,34 @@ class ExitLeftovers(Case):
             with self.subTest(kind=kind):
                 self.check(kind)
 
+    def test_wrap_leaves_nothing_in_proc(self):
+        """wrap's exit does as serve's.  A double-forked grandchild in its own session that
+        carries another session's cookie (as a nested mcpmux's process does) is no run's:
+        without a cgroup its run ends without it, and wrap's exit kills it and reaps it
+        (with one, its leaf holds it, and its run ends it)."""
+        p = self.start([MCPMUX, "-v"] + GRACES + ["--", "env", "MCPMUX_SESSION=elsewhere",
+                                                  FIXTURE, "--daemonize-grandchild"])
+        p.send(call(1, "env"))
+        m = p.msg()
+        self.assertEqual(m.get("id"), 1, m)
+        gc = int(wait_until(lambda: re.findall(r"grandchild (\d+)", p.stderr()), 5,
+                            "the grandchild")[-1])
+        server, seen = m["result"]["structuredContent"]["pid"], {}
+        for pid in (server, gc):
+            st = stat_of(pid)
+            if st is not None and descends_from(pid, p.pid):
+                seen[pid] = st[1]
+        self.assertEqual({server, gc} - set(seen), set(), "of mcpmux's tree, not seen")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        left = {pid: stat_of(pid) for pid, start in seen.items()
+                if (stat_of(pid) or (None, None))[1] == start}
+        self.assertEqual(left, {}, "left in /proc at wrap's exit (state, start); "
+                         "stderr:\n%s" % p.stderr())
+        if self.env.get("MCPMUX_CGROUP") == "off":
+            self.assertRegex(p.stderr(), r"ended \(eof, \d+ ms\)\n(.*\n)*mcpmux: killed 1 "
+                             r"leftover process\(es\)\n")
+
 
 class ExitLeftoversWithoutCgroup(ExitLeftovers):
     """The same with the walk alone (MCPMUX_CGROUP=off)."""
