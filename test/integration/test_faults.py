@@ -35,8 +35,9 @@ What each test would catch if mcpmux's handling were removed:
   server dies; a held line dropped for want of memory, or an HTTP answer, leaves its
   request unanswered; a table entry that cannot be added (uthash's default) exits mcpmux
   and ends every session; a client's batch that cannot be stripped of its answers, sent
-  on all the same, is lost, its requests unanswered (the release build only: a
-  sanitizer's allocator comes first).
+  on all the same, is lost, its requests unanswered (wrap between runs, a session being
+  resumed), or gives a suspended session's fresh server answers to requests it never
+  sent (the release build only: a sanitizer's allocator comes first).
 - StderrFull: a stderr file whose disk was full once, given up for good, would say
   nothing more for the rest of a long-lived run, even once the disk has room.
 - SharedStderr: a last word written blocking to a shared stderr that nobody reads, its
@@ -63,6 +64,7 @@ from mcptest import (FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, Case, alive, cal
                      deadline, fd_count, fd_links, initialize, keeper_of, main, note, proc_state,
                      req,
                      wait_until)
+from test_serve import Mux
 
 SHIM = os.environ.get("MCPMUX_FAULTSHIM") or os.path.join(
     os.path.dirname(os.path.abspath(MCPMUX)), "test", "fault", "faultshim.so")
@@ -1870,6 +1872,109 @@ class OutOfMemory(Faults):
         self.assertEqual(servers(), [])
         self.assertIn("out of memory: a batch of the client's was refused", p.stderr())
         self.goes_on_and_ends(p)
+
+    def suspended_for_a_batch(self, marker, serve, *server_args, again=True):
+        """wrap, or serve's session "s" (serve), with --idle-suspend, subscribed to
+        fixture://a and at level warning, its server suspended (again: resumed by a
+        request, then suspended again, so that what mcpmux scans held lines with has room
+        for the elements of a batch already); after a read holding marker, the first 256
+        bytes of a buffer (realloc) cannot be had.  The process, functions that send a
+        message and get the next, one that lists the live servers, and a batch to send:
+        an answer to the server that is gone, a request (id marker), a notification and
+        another request (id 7), which would change what a fresh server reports
+        (`handshake`)."""
+        env = self.oom_env(marker, malloc_min=256, malloc_max=256, malloc_only="realloc")
+        args = ["--idle-suspend", "0.4"] + GRACE + ["--", FIXTURE] + list(server_args)
+        p = self.mcpmux((["serve"] if serve else []) + args, env=env)
+        if serve:
+            mux = Mux(p)
+            send, recv = (lambda m: mux.send("s", m)), (lambda t=10: mux.msg("s", t))
+        else:
+            send, recv = p.send, p.msg
+        send(initialize(0))
+        self.assert_response(recv(), 0)
+        send(note("notifications/initialized"))
+        send(req(1, "resources/subscribe", {"uri": "fixture://a"}))
+        self.assert_response(recv(), 1)
+        send(req(2, "logging/setLevel", {"level": "warning"}))
+        self.assert_response(recv(), 2)
+        servers = lambda: [q for q in self.tagged() if comm(q) == "mcp-fixture" and alive(q)]
+        wait_until(lambda: not servers(), 10, "the idle server to be suspended")
+        if again:
+            send(req(3, "ping"))
+            self.assert_response(recv(), 3)
+            wait_until(lambda: not servers(), 10, "the resumed server to be suspended")
+        batch = [{"jsonrpc": "2.0", "id": "gone", "result": {"roots": []}},
+                 req(marker, "resources/subscribe", {"uri": "fixture://oom"}),
+                 note("notifications/roots/list_changed"),
+                 req(7, "logging/setLevel", {"level": "debug"})]
+        return p, send, recv, servers, batch
+
+    def assert_batch_refused(self, got, marker):
+        """got: one -32000 "out of memory" error for each request of the batch, in one
+        array."""
+        self.assertIsInstance(got, list, got)
+        self.assertEqual([(g["id"], g.get("error")) for g in got],
+                         [(marker, {"code": -32000, "message": "out of memory"}),
+                          (7, {"code": -32000, "message": "out of memory"})])
+
+    def assert_fresh_server_heard_none_of_it(self, p, send, recv):
+        """The next request is answered by a fresh server that got the replay and nothing
+        of the refused batch; the client's EOF ends the process with 0, nothing left."""
+        send(call(8, "handshake"))
+        hs = self.assert_response(recv(), 8)["structuredContent"]
+        self.assertEqual((hs["subscriptions"], hs["level"], hs["answersSeen"]),
+                         (["fixture://a"], "warning", 0), hs)
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
+        self.assertIn("out of memory: dropped a client response", p.stderr())
+        self.assert_no_leftovers()
+
+    def batch_to_a_suspended_session(self, marker, serve, again=True):
+        """A suspended session takes the answers out of a client's batch (the fresh server
+        never sent their requests) before a fresh server starts for the rest; no memory for
+        the batch without them: each request of the batch gets a -32000 "out of memory"
+        error, in one array, no server is started for it, and the next request resumes
+        the session, its fresh server hearing nothing of the batch."""
+        p, send, recv, servers, batch = self.suspended_for_a_batch(marker, serve,
+                                                                   again=again)
+        send(batch)
+        self.assert_batch_refused(recv(), marker)
+        self.assertEqual(servers(), [])
+        self.assert_fresh_server_heard_none_of_it(p, send, recv)
+
+    def test_a_suspended_sessions_batch_that_cannot_be_stripped_is_refused(self):
+        self.batch_to_a_suspended_session("OOM-S", serve=False)
+
+    def test_serve_a_suspended_sessions_batch_that_cannot_be_stripped_is_refused(self):
+        self.batch_to_a_suspended_session("OOM-T", serve=True)
+
+    def batch_to_a_resuming_session(self, marker, serve):
+        """A session being resumed (its fresh server slow to answer the replayed
+        initialize) takes the answers to no request of the fresh server out of a client's
+        batch; no memory for the batch without them: each request of the batch gets a
+        -32000 "out of memory" error, in one array, the request held before it is still
+        answered by the fresh server, which hears nothing of the batch, and the session
+        goes on."""
+        behave = os.path.join(self.tmp.name, "behave")
+        open(behave, "w").close()
+        p, send, recv, servers, batch = self.suspended_for_a_batch(
+            marker, serve, "--behave-file=" + behave)
+        with open(behave, "w") as f:
+            f.write("slow-init=1000\n")
+        send(req(5, "ping"))  # held while the fresh server starts
+        wait_until(servers, 10, "the fresh server")
+        send(batch)
+        self.assert_batch_refused(recv(), marker)
+        self.assert_response(recv(10), 5)
+        self.assert_fresh_server_heard_none_of_it(p, send, recv)
+
+    def test_a_resuming_sessions_batch_that_cannot_be_stripped_is_refused(self):
+        self.batch_to_a_resuming_session("OOM-U", serve=False)
+
+    def test_serve_a_resuming_sessions_batch_that_cannot_be_stripped_is_refused(self):
+        self.batch_to_a_resuming_session("OOM-V", serve=True)
 
     def suspended_with_room_to_parse(self, marker, *server_args):
         """wrap with --idle-suspend, its server suspended once a line longer than those to
