@@ -1069,6 +1069,14 @@ is_answer(enum jsonrpc_kind kind)
 	return kind == JSONRPC_RESPONSE || kind == JSONRPC_ERROR;
 }
 
+/* A scan that failed for want of memory (the text may be valid: nothing is known of it). */
+static bool
+scan_no_memory(const struct jsonrpc_scanner *s)
+{
+	return s->kind == JSONRPC_INVALID_JSON && s->error != NULL &&
+	       strcmp(s->error, "out of memory") == 0;
+}
+
 /* An element into the array b is making (k: those in it so far). */
 static void
 array_add(struct sbuf *b, size_t *k, const char *el, size_t len)
@@ -1105,6 +1113,9 @@ jsonrpc_without_answers(const struct jsonrpc_scanner *s, const char *line, size_
 	while (jsonspan_element(&p, end, &el, &el_len)) {
 		enum jsonrpc_kind kind = jsonrpc_scan(out_scan, el, el_len);
 
+		if (scan_no_memory(out_scan)) {
+			return false; /* (an answer it may be: not to be kept) */
+		}
 		if (!is_answer(kind)) {
 			array_add(out, &k, el, el_len);
 		} else if (keep != NULL && keep(ctx, jsonrpc_str(out_scan, out_scan->one.id),

@@ -257,7 +257,8 @@ struct sbuf;
  * to go on anyway (by the id's JSON text): those into *taken, a batch of them (empty when
  * none), not scanned.  The others are dropped: how many into *dropped.  When s is no
  * batch or holds no answer, *out (and *taken) are left empty and *dropped is 0.  false
- * when they could not be made (memory).
+ * when they could not be made, or an element could not be scanned (memory: it may be
+ * an answer).
  */
 bool jsonrpc_without_answers(const struct jsonrpc_scanner *s, const char *line, size_t len,
 			     bool (*keep)(void *ctx, const char *id, size_t id_len), void *ctx,

@@ -1950,6 +1950,14 @@ class OutOfMemory(Faults):
     def test_serve_a_suspended_sessions_batch_that_cannot_be_stripped_is_refused(self):
         self.batch_to_a_suspended_session("OOM-T", serve=True)
 
+    def test_a_batch_whose_answer_cannot_be_scanned_alone_is_refused(self):
+        """The same at the session's first suspend, where what mcpmux scans the batch's
+        elements with, one at a time, has no memory yet: it is that memory (its first 256
+        bytes) that cannot be had, as the answer is scanned.  An element that could not be
+        scanned may be an answer: the batch is refused as above, where it went to the
+        fresh server whole, with the answer to a request that server never sent."""
+        self.batch_to_a_suspended_session("OOM-W", serve=False, again=False)
+
     def batch_to_a_resuming_session(self, marker, serve):
         """A session being resumed (its fresh server slow to answer the replayed
         initialize) takes the answers to no request of the fresh server out of a client's
