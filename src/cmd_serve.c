@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,9 @@
 
 struct serve;
 
+#define SCONN_LOST_TEXT 640 /* the items of a connection's line of losses, at most */
+#define SCONN_LOST_ITEM 160 /* one of them, at most */
+
 /* A connection: a port of the hub, speaking envelopes. */
 struct sconn {
 	struct hub_port port;
@@ -44,6 +48,12 @@ struct sconn {
 	bool dead;   /* unlinked at the next loop turn, then freed */
 	struct sconn *next;
 	struct envelope_bigscan big; /* the envelope too long to buffer that is passing */
+	/*
+	 * What of its sessions was lost with it (lost_note()), said in one line at its close
+	 * and at its end (lost_say()): the items that fit, and how many did not.
+	 */
+	char lost[SCONN_LOST_TEXT];
+	size_t lost_len, lost_more;
 };
 
 struct serve {
@@ -142,12 +152,58 @@ port_detach(struct hub_port *p, struct hub_entry *e)
 }
 
 /*
+ * Something of a session lost with connection sc (an item: "session S: what"), kept to be
+ * said in sc's line of losses; counted when that has no room for it.
+ */
+static void __attribute__((format(printf, 2, 3))) lost_note(struct sconn *sc, const char *fmt, ...)
+{
+	char item[SCONN_LOST_ITEM];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(item, sizeof(item), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(item) || sc->lost_len + 2 + (size_t)n > sizeof(sc->lost)) {
+		sc->lost_more++;
+		return;
+	}
+	if (sc->lost_len > 0) {
+		memcpy(sc->lost + sc->lost_len, "; ", 2);
+		sc->lost_len += 2;
+	}
+	memcpy(sc->lost + sc->lost_len, item, (size_t)n);
+	sc->lost_len += (size_t)n;
+}
+
+/*
+ * The losses noted since the last time, in one line, each named: not summed up with other
+ * connections' (two lines a connection at most, at its close and at its end).
+ */
+static void
+lost_say(struct sconn *sc)
+{
+	if (sc->lost_more > 0) {
+		diag_warn_each(
+			"a connection went before what mcpmux had for it was written or read, "
+			"and it is lost: %.*s%sand %zu more",
+			(int)sc->lost_len, sc->lost, sc->lost_len > 0 ? "; " : "", sc->lost_more);
+	} else if (sc->lost_len > 0) {
+		diag_warn_each(
+			"a connection went before what mcpmux had for it was written or read, "
+			"and it is lost: %.*s",
+			(int)sc->lost_len, sc->lost);
+	}
+	sc->lost_len = sc->lost_more = 0;
+}
+
+/*
  * A message of session e that its connection can no longer take (its peer closed it, or
  * reads no more, before mcpmux saw it go): lost, and said, with the id of the request it
  * answers.
  */
 static void
-message_lost(const struct hub_entry *e, const char *msg, size_t len)
+message_lost(struct sconn *sc, const struct hub_entry *e, const char *msg, size_t len)
 {
 	struct jsonrpc_idscan ids;
 	size_t id_len = 0;
@@ -157,13 +213,14 @@ message_lost(const struct hub_entry *e, const char *msg, size_t len)
 	jsonrpc_idscan_feed(&ids, msg, len);
 	id = jsonrpc_idscan_id(&ids, &id_len);
 	if (id != NULL && jsonrpc_idscan_is_answer(&ids)) {
-		diag_warn("session %s: the connection that held it was gone before the server's "
-			  "answer to request %.*s could be written to it: the answer is lost",
-			  e->id, (int)id_len, id);
+		id_len = SYS_MIN(id_len, 64);
+		lost_note(sc, "session %s: the answer to request %.*s", e->id,
+			  (int)(id_len - rpcout_utf8_tail(id, id_len)), id);
 	} else {
-		diag_warn("session %s: the connection that held it was gone before a message of "
-			  "the server could be written to it: the message is lost: %.*s",
-			  e->id, (int)SYS_MIN(len, 200), msg);
+		size_t n = SYS_MIN(len, 64);
+
+		lost_note(sc, "session %s: a message: %.*s", e->id,
+			  (int)(n - rpcout_utf8_tail(msg, n)), msg);
 	}
 }
 
@@ -186,7 +243,7 @@ port_message(struct hub_port *p, struct hub_entry *e, const char *msg, size_t le
 		return;
 	}
 	if (errno != ENOMEM) {
-		message_lost(e, msg, len);
+		message_lost(sc, e, msg, len);
 		return;
 	}
 	/* An answer (a batch of them): its requests get errors in its place, not a wait for ever.
@@ -934,7 +991,7 @@ serve_on_big_end(void *ctx, size_t total)
 
 /*
  * A socket whose peer closed it with lines of ours not read (ECONNRESET, read or left in
- * SO_ERROR): what they held is lost, answers among them; said for each session it held.
+ * SO_ERROR): what they held is lost, answers among them; noted for each session it held.
  */
 static void
 say_unread(struct sconn *sc)
@@ -951,15 +1008,13 @@ say_unread(struct sconn *sc)
 	for (const struct hub_entry *e = sc->sv->hub.table; e != NULL; e = e->hh.next) {
 		if (e->owner == &sc->port) {
 			n++;
-			diag_warn("session %s: its connection was closed with lines mcpmux had "
-				  "written to it not read: what they held (answers among them) is "
-				  "lost",
+			lost_note(sc,
+				  "session %s: lines written to it not read (answers among them)",
 				  e->id);
 		}
 	}
 	if (n == 0) {
-		diag_warn("a connection was closed with lines mcpmux had written to it not read: "
-			  "they are lost");
+		lost_note(sc, "lines written to it not read");
 	}
 }
 
@@ -968,6 +1023,7 @@ sconn_close_input(struct sconn *sc)
 {
 	say_unread(sc);
 	if (sc->closed) {
+		lost_say(sc);
 		sconn_maybe_free(sc); /* its output died (on_gone) while it waited */
 		return;
 	}
@@ -975,6 +1031,7 @@ sconn_close_input(struct sconn *sc)
 	conn_read(&sc->c, false);
 	/* On a socket a kept session waits for another connection; on stdio there is none. */
 	hub_port_closed(&sc->sv->hub, &sc->port, sc->fd >= 0);
+	lost_say(sc);
 	sconn_maybe_free(sc);
 }
 
@@ -994,6 +1051,7 @@ sconn_free(struct sconn *sc)
 	sv->hub.n_ports--;
 	sv->refusing = false; /* room again: the next refusal is said */
 	conn_release(&sc->c);
+	lost_say(sc); /* what its sessions lost since its close */
 	sys_close(&sc->fd);
 	free(sc);
 }

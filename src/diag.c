@@ -287,6 +287,14 @@ diag_warn_errno(const char *fmt, ...)
 }
 
 void
+diag_warn_each(const char *fmt, ...)
+{
+	if (diag_level >= DIAG_NORMAL) {
+		DIAG_BODY(0, false);
+	}
+}
+
+void
 diag_info(const char *fmt, ...)
 {
 	if (diag_level >= DIAG_VERBOSE) {

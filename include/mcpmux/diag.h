@@ -52,6 +52,11 @@ int diag_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int diag_error_errno(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void diag_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void diag_warn_errno(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * A warning never summed up with the repeats of its call site: for a line that names what
+ * it says is lost, whose number its caller bounds (serve: at most two lines a connection).
+ */
+void diag_warn_each(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void diag_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Programming errors: print file:line and abort. */
