@@ -1031,7 +1031,7 @@ sconn_close_input(struct sconn *sc)
 	conn_read(&sc->c, false);
 	/* On a socket a kept session waits for another connection; on stdio there is none. */
 	hub_port_closed(&sc->sv->hub, &sc->port, sc->fd >= 0);
-	lost_say(sc);
+	lost_say(sc); /* with the queues of its sessions that its output's end dropped */
 	sconn_maybe_free(sc);
 }
 
@@ -1141,7 +1141,10 @@ sconn_on_drained(struct conn *c, void *ctx)
 	serve_maybe_exit(sv);
 }
 
-/* A session's queue is gone; with it, maybe its `ended` event, never written. */
+/*
+ * A session's queue is gone: with it, what it held not written (its connection's output
+ * died first), maybe its `ended` event.
+ */
 static void
 sconn_on_source_freed(struct conn *c, struct conn_source *src, bool written, void *ctx)
 {
@@ -1149,6 +1152,13 @@ sconn_on_source_freed(struct conn *c, struct conn_source *src, bool written, voi
 	struct hub_unseen *u = src->held;
 
 	(void)c;
+	if (wbuf_len(&src->q) > 0 && src->key != NULL) {
+		lost_note(sc, "session %.*s: %zu bytes queued for it not written",
+			  (int)src->key_len, src->key, wbuf_len(&src->q));
+	}
+	if (u == NULL) {
+		return;
+	}
 	src->held = NULL;
 	if (written) {
 		hub_unseen_told(&sc->sv->hub, u);

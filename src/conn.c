@@ -209,7 +209,8 @@ stream_written(struct conn *c, struct conn_source *src, size_t n)
 }
 
 /*
- * A retired source goes: its producer hears whether its held line was written.  The next
+ * A retired source goes: its producer hears whether its held line was written, and of the
+ * bytes it leaves unwritten (its output died first).  The next
  * of its stream may be written now, or, if nothing will be, goes too when retired.
  */
 static void
@@ -221,7 +222,8 @@ source_free(struct conn *c, struct conn_source *src)
 		if (src->after != NULL) {
 			src->after->then = NULL;
 		}
-		if (src->held != NULL && c->hooks->on_source_freed != NULL) {
+		if ((src->held != NULL || wbuf_len(&src->q) > 0) &&
+		    c->hooks->on_source_freed != NULL) {
 			c->hooks->on_source_freed(c, src, src->held_left == 0, c->ctx);
 		}
 		if (then != NULL && c->out_dead && then->retired) {

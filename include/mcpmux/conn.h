@@ -99,10 +99,11 @@ struct conn_hooks {
 	/* Everything queued has been written (optional). */
 	void (*on_drained)(struct conn *c, void *ctx);
 	/*
-	 * Retired src, whose held is set, is freed: written says whether the line that held
-	 * stands for (the one that ended held_left bytes into q) was written (false: the
-	 * output died first, and it is dropped).  Optional; it may be called from inside any
-	 * conn function, and must only take src->held back.
+	 * Retired src, whose held is set or whose q still has bytes (the output died first:
+	 * they are dropped, wbuf_len(&src->q) of them), is freed: written says whether the
+	 * line that held stands for (the one that ended held_left bytes into q) was written
+	 * (false: it is dropped).  Optional; it may be called from inside any conn function,
+	 * and must only take src->held back and note what was lost.
 	 */
 	void (*on_source_freed)(struct conn *c, struct conn_source *src, bool written, void *ctx);
 };

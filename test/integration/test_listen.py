@@ -1787,6 +1787,45 @@ class KeptSessionAnswers(ListenHelpers, Case):
         self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers(0)
 
+    def test_an_answer_queued_for_a_connection_that_goes_is_said_to_be_lost(self):
+        """A does not read while a long answer comes: serve queues what the socket does not
+        take.  With serve stopped, A reads what its socket holds and closes (no reset: nothing
+        was left unread); when serve goes on, the queued rest can no longer be written, and
+        serve says it is lost, with its session and how many bytes (as many as A did not
+        get)."""
+        srv = self.listen()
+        a, _ = self.holder("w")
+        a.send({"session": "w", "message": call(2, "huge", bytes=4 << 20)})
+        wait_until(lambda: json.loads(self.ctl("list", as_json=True)[1])["sessions"][0]
+                   ["pending"] == 0, 10, "the answer to be queued")
+        srv.p.send_signal(signal.SIGSTOP)
+        self.addCleanup(lambda: srv.p.poll() is None and srv.p.send_signal(signal.SIGCONT))
+        a.s.setblocking(False)
+        got = 0
+        try:
+            while True:
+                n = len(a.s.recv(1 << 16))
+                if n == 0:
+                    break
+                got += n
+        except BlockingIOError:
+            pass
+        self.assertLess(got, 4 << 20)
+        a.close()
+        srv.p.send_signal(signal.SIGCONT)
+        said = wait_until(lambda: [l for l in srv.stderr().splitlines()
+                                   if "session w:" in l and "lost" in l], 5,
+                          "the loss to be said")
+        # every byte of the envelope's line: those A read, and those said to be lost
+        line = len(json.dumps({"session": "w", "message": {"jsonrpc": "2.0", "id": 2,
+               "result": {"content": [{"type": "text", "text": "x" * (4 << 20)}]}}},
+                              separators=(",", ":"))) + 1
+        self.assertIn("session w: %d bytes queued for it not written" % (line - got), said[0])
+        self.assertEqual(self.next_holder_gets("w"), [3])
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers(0)
+
 
 if __name__ == "__main__":
     main()
