@@ -148,18 +148,26 @@ httpmsg_list_only(const char *v, size_t len, const char *token)
 	return true;
 }
 
+/* The length of the "http://" or "https://" (any case) that v starts with, or 0. */
+static size_t
+scheme_len(const char *v, size_t len)
+{
+	if (len >= 7 && strncasecmp(v, "http://", 7) == 0) {
+		return 7;
+	}
+	if (len >= 8 && strncasecmp(v, "https://", 8) == 0) {
+		return 8;
+	}
+	return 0;
+}
+
 void
 httpmsg_split_target(const char *t, size_t len, struct httpmsg_target *out)
 {
-	size_t skip = 0;
+	size_t skip = scheme_len(t, len);
 
 	out->authority = NULL;
 	out->authority_len = 0;
-	if (len >= 7 && strncasecmp(t, "http://", 7) == 0) {
-		skip = 7;
-	} else if (len >= 8 && strncasecmp(t, "https://", 8) == 0) {
-		skip = 8;
-	}
 	if (skip > 0) {
 		size_t a = skip;
 
@@ -642,16 +650,10 @@ httpmsg_host_is_loopback(const char *v, size_t len)
 bool
 httpmsg_origin_is_loopback(const char *v, size_t len)
 {
-	size_t skip;
+	size_t skip = scheme_len(v, len);
 
-	if (len > 7 && strncasecmp(v, "http://", 7) == 0) {
-		skip = 7;
-	} else if (len > 8 && strncasecmp(v, "https://", 8) == 0) {
-		skip = 8;
-	} else {
-		return false;
-	}
-	return authority_is_loopback(v + skip, v + len, true);
+	/* (A scheme with nothing after it: an empty host, which is not loopback.) */
+	return skip > 0 && authority_is_loopback(v + skip, v + len, true);
 }
 
 bool

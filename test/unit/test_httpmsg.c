@@ -111,6 +111,11 @@ test_targets(void **state)
 	assert_int_equal(t.authority_len, 9);
 	assert_memory_equal(t.path, "/", 1);
 	assert_int_equal(t.query_len, 1);
+	httpmsg_split_target(S("HTTPS://"), &t); /* a scheme alone: an empty authority */
+	assert_int_equal(t.authority_len, 0);
+	assert_non_null(t.authority);
+	assert_memory_equal(t.path, "/", 1);
+	assert_int_equal(t.path_len, 1);
 	httpmsg_split_target(S("/http://a/mcp"), &t);
 	assert_null(t.authority);
 	assert_int_equal(t.path_len, 13);
@@ -263,6 +268,8 @@ test_origins(void **state)
 	assert_false(httpmsg_origin_is_loopback(S("http://localhost:")));
 	assert_false(httpmsg_origin_is_loopback(S("http://localhost:80x")));
 	assert_false(httpmsg_origin_is_loopback(S("http://")));
+	assert_false(httpmsg_origin_is_loopback(S("HTTPS://")));
+	assert_false(httpmsg_origin_is_loopback(S("https:/")));
 
 	assert_true(httpmsg_host_is_loopback(S("localhost:8080")));
 	assert_true(httpmsg_host_is_loopback(S("127.0.0.1")));
