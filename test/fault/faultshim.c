@@ -795,10 +795,10 @@ fork(void)
 		errno = EAGAIN;
 		return -1;
 	}
-	bool in_child = F.ready && getpid() != F.owner && getppid() == F.owner;
+	bool in_child = F.keeper_stop && F.ready && getpid() != F.owner && getppid() == F.owner;
 	pid_t pid = real_fork();
 
-	if (pid == 0 && in_child && F.keeper_stop) {
+	if (pid == 0 && in_child) {
 		(void)raise(SIGSTOP); /* a grandchild: the keeper */
 	}
 	if (pid > 0 && F.ready && getpid() == F.owner && F.fork_stop) {
