@@ -1334,6 +1334,10 @@ class KeptSessionEnds(ListenHelpers, Case):
         pid = [a.next() for _ in range(3)][2]["message"]["result"]["structuredContent"]["pid"]
         a.send({"session": "h", "message": req(2, "mcpmux/endRun")})
         a.close()
+        # B comes once serve has seen A go: while A waits for the end it asked for, no
+        # other connection takes the session (test_a_kept_session_whose_holder_waits...)
+        wait_until(lambda: json.loads(self.ctl("stats", as_json=True)[1])["connections"] == 1,
+                   5, "serve to see A go (ctl's own connection left)")
         b = Envelopes(self, self.path)
         b.send({"session": "h", "keep": True})
         self.assertEqual(b.next()["event"], "kept")
