@@ -62,9 +62,6 @@ static struct jsonrpc_scanner *big_head;
 
 static struct jsonrpc_item spare_item; /* batch elements not kept (past JSONRPC_MAX_ITEMS) */
 
-/* The error of a scan that had no memory: told apart by its address (scan_no_memory()). */
-static const char no_memory[] = "out of memory";
-
 static bool
 key_is(const unsigned char *k, size_t len, const char *name)
 {
@@ -692,7 +689,7 @@ scan(struct jsonrpc_scanner *s, const char *line, size_t len, enum text_known kn
 	if (s->items == NULL) {
 		s->items = calloc(JSONRPC_MAX_ITEMS, sizeof(*s->items));
 		if (s->items == NULL) {
-			s->error = no_memory;
+			s->error = RPCOUT_NO_MEMORY;
 			return s->kind = JSONRPC_INVALID_JSON;
 		}
 		s->items_cap = JSONRPC_MAX_ITEMS;
@@ -735,7 +732,7 @@ scan(struct jsonrpc_scanner *s, const char *line, size_t len, enum text_known kn
 		}
 	}
 	if (s->h == NULL) {
-		s->error = no_memory;
+		s->error = RPCOUT_NO_MEMORY;
 		return s->kind = JSONRPC_INVALID_JSON;
 	}
 	if (known != TEXT_CHECKED && !jsonrpc_text_ok(line, len)) {
@@ -790,7 +787,7 @@ static enum jsonrpc_kind
 classify(struct jsonrpc_scanner *s)
 {
 	if (s->arena_failed) {
-		s->error = no_memory;
+		s->error = RPCOUT_NO_MEMORY;
 		return s->kind = JSONRPC_INVALID_JSON;
 	}
 	if (s->is_batch) {
@@ -1076,7 +1073,7 @@ is_answer(enum jsonrpc_kind kind)
 static bool
 scan_no_memory(const struct jsonrpc_scanner *s)
 {
-	return s->kind == JSONRPC_INVALID_JSON && s->error == no_memory;
+	return s->kind == JSONRPC_INVALID_JSON && s->error == RPCOUT_NO_MEMORY;
 }
 
 /* An element into the array b is making (k: those in it so far). */
