@@ -230,7 +230,8 @@ connect_on_end_wait(struct ev_loop *loop, ev_timer *w, int revents)
 		diag_error("serve did not end session %s within %g s of the end of stdin (is it "
 			   "stopped or stuck?): exiting without the session's end",
 			   cc->id, cc->end_limit);
-	} else if (conn_queued(&cc->server) > 0 && !cc->serve_eof) {
+	} else if (conn_queued(&cc->server) > 0 && !cc->serve_eof && !cc->ended) {
+		/* (after the session's end, those lines are not sent: maybe_exit()) */
 		diag_error("serve did not take connect's last lines within %g s of the end of "
 			   "stdin (is it stopped or stuck?): exiting, %zu bytes not sent",
 			   cc->end_limit, conn_queued(&cc->server));

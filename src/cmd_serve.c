@@ -183,16 +183,16 @@ static void __attribute__((format(printf, 2, 3))) lost_note(struct sconn *sc, co
 static void
 lost_say(struct sconn *sc)
 {
+	char more[48] = "";
+
 	if (sc->lost_more > 0) {
-		diag_warn_each(
-			"a connection went before what mcpmux had for it was written or read, "
-			"and it is lost: %.*s%sand %zu more",
-			(int)sc->lost_len, sc->lost, sc->lost_len > 0 ? "; " : "", sc->lost_more);
-	} else if (sc->lost_len > 0) {
-		diag_warn_each(
-			"a connection went before what mcpmux had for it was written or read, "
-			"and it is lost: %.*s",
-			(int)sc->lost_len, sc->lost);
+		(void)snprintf(more, sizeof(more), "%sand %zu more", sc->lost_len > 0 ? "; " : "",
+			       sc->lost_more);
+	}
+	if (sc->lost_len > 0 || sc->lost_more > 0) {
+		diag_warn_each("a connection went before what mcpmux had for it was written or "
+			       "read, and it is lost: %.*s%s",
+			       (int)sc->lost_len, sc->lost, more);
 	}
 	sc->lost_len = sc->lost_more = 0;
 }
@@ -1023,8 +1023,8 @@ sconn_close_input(struct sconn *sc)
 {
 	say_unread(sc);
 	if (sc->closed) {
-		lost_say(sc);
-		sconn_maybe_free(sc); /* its output died (on_gone) while it waited */
+		sconn_maybe_free(
+			sc); /* its output died (on_gone) while it waited: said at its end */
 		return;
 	}
 	sc->closed = true;
