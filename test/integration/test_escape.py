@@ -515,10 +515,10 @@ class LeafAlone(Case):
         self.assertEqual(p.wait(), 0)
 
     def check_keeper(self, serve):
-        t0 = time.monotonic()
         p = self.start([MCPMUX] + (["serve"] if serve else []) + GRACES + ["--"] +
                        self.FIXTURE)
         env = self.escaped(p, serve)
+        t0 = time.monotonic()  # the bound runs from the kill, not from mcpmux's start
         p.p.send_signal(signal.SIGKILL)
         p.wait()
         wait_until(lambda: not self.cookie_pids(env["session"]) and not self.tagged(),
