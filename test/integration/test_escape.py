@@ -15,7 +15,7 @@ import termios
 import time
 
 from mcptest import (FIXTURE, MCPMUX, SLOW, Case, alive, call, comm, keeper_of, main, note,
-                     ppid_of, req, wait_until)
+                     ppid_of, proc_state, req, wait_until)
 
 GRACES = ["--eof-grace", "300", "--term-grace", "300"]
 BOUND = 0.3 + 0.3 + 1.0
@@ -522,7 +522,10 @@ class LeafAlone(Case):
         p.p.send_signal(signal.SIGKILL)
         p.wait()
         wait_until(lambda: not self.cookie_pids(env["session"]) and not self.tagged(),
-                   BOUND + 1, "the server and the keeper to be gone")
+                   BOUND + 1, "the server and the keeper to be gone",
+                   explain=lambda: "left: %s; stderr:\n%s" % (
+                       ["%d %s %s" % (q, comm(q), proc_state(q)) for q in self.tagged()],
+                       p.stderr()))
         self.assertEqual([q for q, st in self.pids.items() if runs(q, st)], [],
                          "still running once the keeper is gone")
         took = time.monotonic() - t0
