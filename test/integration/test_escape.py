@@ -306,6 +306,22 @@ class ExitLeftovers(Case):
         super().setUp()
         self.adopt_orphans()
 
+    def assert_exit_leaves_nothing(self, p, server, gc, others, what):
+        """The server and the grandchild (and those of others that are there) are of p's
+        tree; p's stdin closed, p exits with 0, and none of them is left in /proc (the
+        same pid with the same start time): what, with p's stderr, says what was."""
+        seen = {}
+        for pid in [server, gc] + list(others):
+            st = stat_of(pid)
+            if st is not None and descends_from(pid, p.pid):
+                seen[pid] = st[1]
+        self.assertEqual({server, gc} - set(seen), set(), "of mcpmux's tree, not seen")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        left = {pid: stat_of(pid) for pid, start in seen.items()
+                if (stat_of(pid) or (None, None))[1] == start}
+        self.assertEqual(left, {}, "%s (state, start); stderr:\n%s" % (what, p.stderr()))
+
     def check(self, kind):
         p = self.start([MCPMUX, "serve"] + GRACES + ["--"] + self.SERVERS[kind])
         p.send({"session": "s", "message": call(1, "env")})
@@ -317,18 +333,9 @@ class ExitLeftovers(Case):
                             "the grandchild")[-1])
         if kind == "noenv":  # re-executed without its environment (and so its cookie)
             wait_until(lambda: comm(gc) == "exe", 5, "the grandchild's exec")
-        server, seen = m["result"]["structuredContent"]["pid"], {}
-        for pid in [server, gc] + self.tagged():
-            st = stat_of(pid)
-            if st is not None and descends_from(pid, p.pid):
-                seen[pid] = st[1]
-        self.assertEqual({server, gc} - set(seen), set(), "of mcpmux's tree, not seen")
-        p.close_stdin()
-        self.assertEqual(p.wait(), 0)
-        left = {pid: stat_of(pid) for pid, start in seen.items()
-                if (stat_of(pid) or (None, None))[1] == start}
-        self.assertEqual(left, {}, "%s: left in /proc at serve's exit (state, start); "
-                         "stderr:\n%s" % (kind, p.stderr()))
+        server = m["result"]["structuredContent"]["pid"]
+        self.assert_exit_leaves_nothing(p, server, gc, self.tagged(),
+                                        "%s: left in /proc at serve's exit" % kind)
 
     def test_serve_leaves_nothing_in_proc(self):
         for kind in self.SERVERS:
@@ -347,18 +354,8 @@ class ExitLeftovers(Case):
         self.assertEqual(m.get("id"), 1, m)
         gc = int(wait_until(lambda: re.findall(r"grandchild (\d+)", p.stderr()), 5,
                             "the grandchild")[-1])
-        server, seen = m["result"]["structuredContent"]["pid"], {}
-        for pid in (server, gc):
-            st = stat_of(pid)
-            if st is not None and descends_from(pid, p.pid):
-                seen[pid] = st[1]
-        self.assertEqual({server, gc} - set(seen), set(), "of mcpmux's tree, not seen")
-        p.close_stdin()
-        self.assertEqual(p.wait(), 0)
-        left = {pid: stat_of(pid) for pid, start in seen.items()
-                if (stat_of(pid) or (None, None))[1] == start}
-        self.assertEqual(left, {}, "left in /proc at wrap's exit (state, start); "
-                         "stderr:\n%s" % p.stderr())
+        server = m["result"]["structuredContent"]["pid"]
+        self.assert_exit_leaves_nothing(p, server, gc, (), "left in /proc at wrap's exit")
         if self.env.get("MCPMUX_CGROUP") == "off":
             self.assertRegex(p.stderr(), r"ended \(eof, \d+ ms\)\n(.*\n)*mcpmux: killed 1 "
                              r"leftover process\(es\)\n")
