@@ -1782,6 +1782,10 @@ class OutOfMemory(Faults):
     The marker is sent escaped ("\\u004f" for "O") where only the server's answer must
     hold it: the fixture writes it unescaped."""
 
+    def live_servers(self):
+        """The fixture servers of the test's tree that are alive."""
+        return [q for q in self.tagged() if comm(q) == "mcp-fixture" and alive(q)]
+
     def goes_on_and_ends(self, p, srv=None, absent=None):
         """After the fault: p's next call is answered, its client's EOF ends it with 0,
         the fault was hit, `absent` is not on its stderr; serve (srv) ends at SIGTERM with
@@ -1862,14 +1866,13 @@ class OutOfMemory(Faults):
         p = self.wrap_initialized(env)
         p.send(req(1, "mcpmux/endRun"))
         self.assert_response(p.msg(10), 1)
-        servers = lambda: [q for q in self.tagged() if comm(q) == "mcp-fixture" and alive(q)]
-        wait_until(lambda: not servers(), 10, "the ended run's server to be gone")
+        wait_until(lambda: not self.live_servers(), 10, "the ended run's server to be gone")
         p.send([{"jsonrpc": "2.0", "id": "gone", "result": {}}, req("OOM-B", "ping"),
                 note("notifications/x"), call(3, "echo", text="x")])
         got = p.msg()
         self.assertEqual([(g["id"], g["error"]["code"], g["error"]["message"]) for g in got],
                          [("OOM-B", -32000, "out of memory"), (3, -32000, "out of memory")])
-        self.assertEqual(servers(), [])
+        self.assertEqual(self.live_servers(), [])
         self.assertIn("out of memory: a batch of the client's was refused", p.stderr())
         self.goes_on_and_ends(p)
 
@@ -1879,10 +1882,9 @@ class OutOfMemory(Faults):
         request, then suspended again, so that what mcpmux scans held lines with has room
         for the elements of a batch already); after a read holding marker, the first 256
         bytes of a buffer (realloc) cannot be had.  The process, functions that send a
-        message and get the next, one that lists the live servers, and a batch to send:
-        an answer to the server that is gone, a request (id marker), a notification and
-        another request (id 7), which would change what a fresh server reports
-        (`handshake`)."""
+        message and get the next, and a batch to send: an answer to the server that is
+        gone, a request (id marker), a notification and another request (id 7), which
+        would change what a fresh server reports (`handshake`)."""
         env = self.oom_env(marker, malloc_min=256, malloc_max=256, malloc_only="realloc")
         args = ["--idle-suspend", "0.4"] + GRACE + ["--", FIXTURE] + list(server_args)
         p = self.mcpmux((["serve"] if serve else []) + args, env=env)
@@ -1898,17 +1900,16 @@ class OutOfMemory(Faults):
         self.assert_response(recv(), 1)
         send(req(2, "logging/setLevel", {"level": "warning"}))
         self.assert_response(recv(), 2)
-        servers = lambda: [q for q in self.tagged() if comm(q) == "mcp-fixture" and alive(q)]
-        wait_until(lambda: not servers(), 10, "the idle server to be suspended")
+        wait_until(lambda: not self.live_servers(), 10, "the idle server to be suspended")
         if again:
             send(req(3, "ping"))
             self.assert_response(recv(), 3)
-            wait_until(lambda: not servers(), 10, "the resumed server to be suspended")
+            wait_until(lambda: not self.live_servers(), 10, "the resumed server to be suspended")
         batch = [{"jsonrpc": "2.0", "id": "gone", "result": {"roots": []}},
                  req(marker, "resources/subscribe", {"uri": "fixture://oom"}),
                  note("notifications/roots/list_changed"),
                  req(7, "logging/setLevel", {"level": "debug"})]
-        return p, send, recv, servers, batch
+        return p, send, recv, batch
 
     def assert_batch_refused(self, got, marker):
         """got: one -32000 "out of memory" error for each request of the batch, in one
@@ -1937,11 +1938,10 @@ class OutOfMemory(Faults):
         the batch without them: each request of the batch gets a -32000 "out of memory"
         error, in one array, no server is started for it, and the next request resumes
         the session, its fresh server hearing nothing of the batch."""
-        p, send, recv, servers, batch = self.suspended_for_a_batch(marker, serve,
-                                                                   again=again)
+        p, send, recv, batch = self.suspended_for_a_batch(marker, serve, again=again)
         send(batch)
         self.assert_batch_refused(recv(), marker)
-        self.assertEqual(servers(), [])
+        self.assertEqual(self.live_servers(), [])
         self.assert_fresh_server_heard_none_of_it(p, send, recv)
 
     def test_a_suspended_sessions_batch_that_cannot_be_stripped_is_refused(self):
@@ -1967,12 +1967,12 @@ class OutOfMemory(Faults):
         goes on."""
         behave = os.path.join(self.tmp.name, "behave")
         open(behave, "w").close()
-        p, send, recv, servers, batch = self.suspended_for_a_batch(
+        p, send, recv, batch = self.suspended_for_a_batch(
             marker, serve, "--behave-file=" + behave)
         with open(behave, "w") as f:
             f.write("slow-init=1000\n")
         send(req(5, "ping"))  # held while the fresh server starts
-        wait_until(servers, 10, "the fresh server")
+        wait_until(self.live_servers, 10, "the fresh server")
         send(batch)
         self.assert_batch_refused(recv(), marker)
         self.assert_response(recv(10), 5)
@@ -1988,14 +1988,13 @@ class OutOfMemory(Faults):
         """wrap with --idle-suspend, its server suspended once a line longer than those to
         come was parsed (mcpmux's parser has room for them already); after a read holding
         marker, the held buffer's growth (realloc, not its first 256 bytes) fails.  The
-        process, and a function that lists the live servers."""
+        process."""
         env = self.oom_env(marker, malloc_min=1024, malloc_only="realloc")
         p = self.wrap_initialized(env, "--idle-suspend", "0.4", server_args=server_args)
         p.send(req(1, "ping", {"pad": "y" * 3000}))
         self.assert_response(p.msg(), 1)
-        servers = lambda: [q for q in self.tagged() if comm(q) == "mcp-fixture" and alive(q)]
-        wait_until(lambda: not servers(), 10, "the idle server to be suspended")
-        return p, servers
+        wait_until(lambda: not self.live_servers(), 10, "the idle server to be suspended")
+        return p
 
     def test_a_held_line_that_cannot_be_kept_is_refused_and_those_before_it_stay(self):
         """Lines held for a server being resumed: one that the held buffer has no room
@@ -2003,11 +2002,11 @@ class OutOfMemory(Faults):
         reaches the fresh server, and its answer the client."""
         behave = os.path.join(self.tmp.name, "behave")
         open(behave, "w").close()
-        p, servers = self.suspended_with_room_to_parse("OOM-2", "--behave-file=" + behave)
+        p = self.suspended_with_room_to_parse("OOM-2", "--behave-file=" + behave)
         with open(behave, "w") as f:
             f.write("slow-init=1000\n")
         p.send(req(2, "ping"))  # held while the fresh server starts
-        wait_until(servers, 10, "the fresh server")
+        wait_until(self.live_servers, 10, "the fresh server")
         p.send(req("OOM-2", "ping", {"pad": "x" * 1000}))  # the held buffer must grow
         err = self.assert_error(p.msg(), "OOM-2", -32000)
         self.assertIn("out of memory", err["message"])
@@ -2021,7 +2020,7 @@ class OutOfMemory(Faults):
         """A suspended session's line that cannot be held (out of memory) is answered with
         an error, and no server starts for it (one started, to hear the replay, for a
         message already answered): an end-of-run finds the session still suspended."""
-        p, servers = self.suspended_with_room_to_parse("OOM-5")
+        p = self.suspended_with_room_to_parse("OOM-5")
         p.send(req("OOM-5", "ping", {"pad": "x" * 1000}))
         err = self.assert_error(p.msg(), "OOM-5", -32000)
         self.assertIn("out of memory", err["message"])
@@ -2092,11 +2091,10 @@ class OutOfMemory(Faults):
         left at the end.  The fallback is said on stderr."""
         env = self.oom_env("OOM-5", malloc_min=64, malloc_max=64, malloc_only="malloc")
         p = self.wrap_initialized(env, "--idle-suspend", "0.3")
-        servers = lambda: [q for q in self.tagged() if comm(q) == "mcp-fixture" and alive(q)]
-        wait_until(lambda: not servers(), 10, "the idle server to be suspended")
+        wait_until(lambda: not self.live_servers(), 10, "the idle server to be suspended")
         p.send(req("OOM-5", "ping"))  # its server is started, with no room in the table
         self.assert_response(p.msg(), "OOM-5")
-        wait_until(lambda: not servers(), 10, "the resumed server to be suspended again")
+        wait_until(lambda: not self.live_servers(), 10, "the resumed server to be suspended again")
         p.send(call(2, "echo", text="after"))
         self.assertEqual(p.msg()["result"]["content"][0]["text"], "after")
         p.close_stdin()
@@ -2114,8 +2112,7 @@ class OutOfMemory(Faults):
         env = self.oom_env("OOM-K", malloc_min=64, malloc_max=64, malloc_only="malloc",
                            malloc_then=1)
         p = self.wrap_initialized(env, "--idle-suspend", "0.3")
-        servers = lambda: [q for q in self.tagged() if comm(q) == "mcp-fixture" and alive(q)]
-        wait_until(lambda: not servers(), 10, "the idle server to be suspended")
+        wait_until(lambda: not self.live_servers(), 10, "the idle server to be suspended")
         p.send(req("OOM-K", "ping"))  # its server is started, with no room in the table
         self.assert_response(p.msg(), "OOM-K")
         wait_until(lambda: "out of memory" in p.stderr(), 10, "the line that says it",
@@ -2275,8 +2272,7 @@ class OutOfMemory(Faults):
         p.send(initialize(0))
         self.assert_response(p.msg(), 0)
         p.send(note("notifications/initialized"))
-        servers = lambda: [q for q in self.tagged() if comm(q) == "mcp-fixture" and alive(q)]
-        wait_until(lambda: not servers(), 10, "the idle server to be suspended")
+        wait_until(lambda: not self.live_servers(), 10, "the idle server to be suspended")
         p.send(req("OOM-L", "ping"))  # its server is started, with no room in the table
         self.assert_response(p.msg(), "OOM-L")
         got, said = self.read_until_dropped_then_eof(p, r)
