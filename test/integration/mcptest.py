@@ -66,6 +66,13 @@ def initialize(id_=0):
                                    "clientInfo": {"name": "mcptest", "version": "1"}})
 
 
+def nested(id_, depth, method="ping"):
+    """A request whose JSON is nested depth deep (its object, params, then arrays), as
+    bytes with no newline."""
+    return (b'{"jsonrpc":"2.0","id":%d,"method":"%s","params":{"d":%s%s}}'
+            % (id_, method.encode(), b"[" * (depth - 2), b"]" * (depth - 2)))
+
+
 def encode(msg):
     if isinstance(msg, (bytes, bytearray)):
         return bytes(msg)

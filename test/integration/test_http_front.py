@@ -20,7 +20,7 @@ import time
 import unittest
 
 from mcptest import (Case, FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, alive, comm, deadline,
-                     main, proc_report, rss_anon_kib, wait_until)
+                     main, nested, proc_report, rss_anon_kib, wait_until)
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
 ACCEPT_BOTH = "application/json, text/event-stream"
@@ -350,10 +350,6 @@ class Transport(HttpCase):
         self.http()
         sid = self.session()
         h = {"Mcp-Session-Id": sid, "Content-Type": "application/json", "Accept": ACCEPT_BOTH}
-
-        def nested(id_, depth):
-            return (b'{"jsonrpc":"2.0","id":%d,"method":"ping","params":{"d":%s%s}}'
-                    % (id_, b"[" * (depth - 2), b"]" * (depth - 2)))
 
         r = self.request("POST", nested(1, 512), h)
         self.assertEqual(r.status, 200, r)

@@ -12,8 +12,8 @@ import termios
 import time
 import unittest
 
-from mcptest import (FIXTURE, MCPMUX, SLOW, Case, alive, call, deadline, initialize, main, note,
-                     proc_report, req, vm_hwm_kib, wait_until)
+from mcptest import (FIXTURE, MCPMUX, SLOW, Case, alive, call, deadline, initialize, main, nested,
+                     note, proc_report, req, vm_hwm_kib, wait_until)
 
 F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 
@@ -713,13 +713,12 @@ class Routing(Case):
         session and does not."""
         m = Mux(self.serve(command=["cat"]))
 
-        def nested(id_, depth):
-            return (b'{"session":"s","message":{"jsonrpc":"2.0","id":%d,"method":"x",'
-                    b'"params":{"d":%s%s}}}\n' % (id_, b"[" * (depth - 2), b"]" * (depth - 2)))
+        def enveloped(id_, depth):
+            return b'{"session":"s","message":%s}\n' % nested(id_, depth, "x")
 
-        m.p.write(nested(1, 512))
+        m.p.write(enveloped(1, 512))
         self.assertEqual(m.msg("s")["id"], 1)  # cat's echo of it
-        m.p.write(nested(2, 513))
+        m.p.write(enveloped(2, 513))
         self.assertEqual(m.msg("s"), {"jsonrpc": "2.0", "id": None,
                                       "error": {"code": -32700, "message":
                                                 "Parse error: the message is not valid JSON"}})

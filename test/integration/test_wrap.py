@@ -13,15 +13,10 @@ import time
 import unittest
 
 from mcptest import (Case, FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, alive, call, deadline, encode, fd_count,
-                     initialize, main, note, proc_report, proc_state, req, rss_anon_kib, vm_hwm_kib, wait_until)
+                     initialize, main, nested, note, proc_report, proc_state, req, rss_anon_kib, vm_hwm_kib,
+                     wait_until)
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
-
-
-def nested_ping(id_, depth):
-    """A ping whose JSON is nested depth deep: its object, params, then arrays."""
-    return (b'{"jsonrpc":"2.0","id":%d,"method":"ping","params":{"d":%s%s}}\n'
-            % (id_, b"[" * (depth - 2), b"]" * (depth - 2)))
 
 
 # A server that answers each request with a result nested as deep as its id says.
@@ -574,9 +569,9 @@ class Failures(Case):
         513 deep gets -32700 and is not; a server's line 513 deep is not JSON to mcpmux
         either: it goes to stderr, not to the client, as any line that is not JSON."""
         w = self.wrap()
-        w.write(nested_ping(1, 512))
+        w.write(nested(1, 512) + b"\n")
         self.assertEqual(w.msg(), {"jsonrpc": "2.0", "id": 1, "result": {}})
-        w.write(nested_ping(2, 513))
+        w.write(nested(2, 513) + b"\n")
         self.assert_error(w.msg(), None, -32700)
         w.send(req(3, "ping"))
         self.assertEqual(w.msg(), {"jsonrpc": "2.0", "id": 3, "result": {}})
