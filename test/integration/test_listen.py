@@ -847,6 +847,58 @@ class ListenHardening(ListenHelpers, Case):
         self.assertEqual(srv.wait(15), 0, srv.stderr())
         self.assert_no_leftovers(5)
 
+    @unittest.skipIf(not os.path.exists(FAKETIME) or WRAPPER,
+                     "libfaketime is not installed (Debian package faketime), or a wrapper")
+    def test_connect_end_wait_does_not_count_lines_not_sent_after_the_end(self):
+        """The session ends (its server crashed) while connect still queues lines for a
+        serve that takes none, and its client then reads the last answers at its own
+        pace, more than 60 s of connect's clock, stdout never full: those lines are not
+        sent after the end, so the end wait does not take them for a stuck serve.  All of
+        stdout is written, and connect exits with the session's status, not 1 with "serve
+        did not take connect's last lines".  (A stand-in takes serve's place: it reads
+        nothing, so the lines stay queued whatever the pace.)"""
+        self.path = os.path.join(self.tmp.name, "ended.sock")
+        lst = socket.socket(socket.AF_UNIX)
+        self.addCleanup(lst.close)
+        lst.bind(self.path)
+        lst.listen(1)
+        lst.settimeout(10 * SLOW)
+        env = dict(self.env, LD_PRELOAD=FAKETIME, FAKETIME="+0 x20")
+        env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+        c = self.start([MCPMUX, "connect", "--session", "s", self.path], env=env)
+        conn, _ = lst.accept()
+        self.addCleanup(conn.close)
+        pad = "x" * (256 << 10)
+        c.send(req(1, "ping"), *[note("notifications/progress", {"i": i, "pad": pad})
+                                 for i in range(16)])  # 4 MiB: more than the socket takes
+        wait_until(lambda: fcntl.ioctl(c.p.stdin.fileno(), termios.FIONREAD,
+                                       b"\0\0\0\0") == b"\0\0\0\0", 10,
+                   "connect to read its stdin")
+        c.close_stdin()
+        n, text = 8, "y" * (1 << 20)  # 8 MiB of answers: under connect's 16 MiB for stdout
+        conn.sendall(b"".join(encode({"session": "s", "message": {
+            "jsonrpc": "2.0", "id": 100 + i, "result": {"text": text}}}) for i in range(n)))
+        conn.sendall(encode({"session": "s", "event": "ended", "pid": 4193999,
+                             "exit": {"signal": "SIGSEGV"}}))
+        out = c.p.stdout.fileno()
+        got = b""
+        t0 = time.monotonic()
+        while True:
+            r, _, _ = select.select([out], [], [], 10)
+            self.assertTrue(r, "stdout stalled: " + c.stderr())
+            chunk = os.read(out, 64 << 10)
+            if not chunk:
+                break  # connect's EOF
+            got += chunk
+            time.sleep(0.05)  # the reader's own pace: 8 MiB in about 6 s, 120 s of its clock
+        self.assertEqual(c.wait(15), 128 + signal.SIGSEGV, c.stderr())
+        self.assertGreater(time.monotonic() - t0, 3.5, "more than 60 s of connect's clock")
+        self.assertNotIn("serve did not take connect's last lines", c.stderr())
+        self.assertIn("lines not yet taken by serve: not sent", c.stderr())
+        lines = got.splitlines()
+        self.assertEqual([json.loads(x)["id"] for x in lines], list(range(100, 100 + n)))
+        self.assertTrue(all(json.loads(x)["result"]["text"] == text for x in lines))
+
     def test_serve_refuses_a_path_whose_listener_accepts_nothing(self):
         """The socket of a serve that is stopped or stuck (its backlog full) is live: a
         second serve on its path refuses at once (exit 1), and leaves the socket alone."""
