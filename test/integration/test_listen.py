@@ -1354,10 +1354,7 @@ class KeptSessionEnds(ListenHelpers, Case):
         """The client that asked for its kept session's end, and went before the teardown
         was over, knows of it: its next connection starts a new run."""
         srv = self.listen("--ignore-eof")  # its end takes --eof-grace (300 ms), then TERM
-        a = Envelopes(self, self.path)
-        a.send({"session": "s", "keep": True}, {"session": "s", "message": call(1, "env")})
-        got = [a.next() for _ in range(3)]
-        pid = got[2]["message"]["result"]["structuredContent"]["pid"]
+        a, got, pid = self.kept_env("s")
         a.send({"session": "s", "message": req(2, "mcpmux/endRun")})
         a.close()  # before the end is over
         wait_until(lambda: not alive(pid) and '"s"' not in self.ctl("list", as_json=True)[1],
@@ -1381,15 +1378,12 @@ class KeptSessionEnds(ListenHelpers, Case):
         srv = self.serve("--ignore-eof", opts=["--eof-grace", "3000", "--term-grace", "300",
                                                "--listen", self.path])
         wait_until(lambda: os.path.exists(self.path), 5, "the socket")
-        a = Envelopes(self, self.path)
-        a.send({"session": "h", "keep": True}, {"session": "h", "message": call(1, "env")})
-        pid = [a.next() for _ in range(3)][2]["message"]["result"]["structuredContent"]["pid"]
+        a, got, pid = self.kept_env("h")
         a.send({"session": "h", "message": req(2, "mcpmux/endRun")})
         a.close()
         # B comes once serve has seen A go: while A waits for the end it asked for, no
         # other connection takes the session (test_a_kept_session_whose_holder_waits...)
-        wait_until(lambda: json.loads(self.ctl("stats", as_json=True)[1])["connections"] == 1,
-                   5, "serve to see A go (ctl's own connection left)")
+        self.wait_connections(1, "serve to see A go (ctl's own connection left)")
         b = Envelopes(self, self.path)
         b.send({"session": "h", "keep": True})
         self.assertEqual(b.next()["event"], "kept")
@@ -1414,9 +1408,7 @@ class KeptSessionEnds(ListenHelpers, Case):
         srv = self.serve("--ignore-eof", opts=["--eof-grace", "1000", "--term-grace", "300",
                                                "--listen", self.path])
         wait_until(lambda: os.path.exists(self.path), 5, "the socket")
-        a = Envelopes(self, self.path)
-        a.send({"session": "w", "keep": True}, {"session": "w", "message": call(1, "env")})
-        pid = [a.next() for _ in range(3)][2]["message"]["result"]["structuredContent"]["pid"]
+        a, got, pid = self.kept_env("w")
         a.send({"session": "w", "message": req(2, "mcpmux/endRun")})
         wait_until(lambda: '"state":"ending"' in self.ctl("list", as_json=True)[1], 5,
                    "the end to begin")
@@ -1509,6 +1501,14 @@ class KeptSessionEnds(ListenHelpers, Case):
         self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers(0)
 
+    def kept_env(self, sid):
+        """A connection that keeps session sid and asks its server's env: (the
+        connection, its first three lines: kept, started and the answer, the server's pid)."""
+        a = Envelopes(self, self.path)
+        a.send({"session": sid, "keep": True}, {"session": sid, "message": call(1, "env")})
+        got = [a.next() for _ in range(3)]
+        return a, got, got[2]["message"]["result"]["structuredContent"]["pid"]
+
     def wait_connections(self, n, why):
         wait_until(lambda: json.loads(self.ctl("stats", as_json=True)[1])["connections"] == n,
                    5, why)
@@ -1549,11 +1549,8 @@ class KeptSessionEnds(ListenHelpers, Case):
         """A holds its kept session but reads nothing more (its read side is shut): the
         `ended` of a ctl end cannot reach it, and is told to C."""
         srv = self.listen()
-        a = Envelopes(self, self.path)
-        a.send({"session": "w", "keep": True}, {"session": "w", "message": call(1, "env")})
-        got = [a.next() for _ in range(3)]
+        a, got, pid = self.kept_env("w")
         self.assertEqual([g.get("event") for g in got], ["kept", "started", None], got)
-        pid = got[2]["message"]["result"]["structuredContent"]["pid"]
         a.s.shutdown(socket.SHUT_RD)
         self.assertEqual(self.ctl("end", "w")[0], 0)
         self.assert_the_next_is_told(srv, "w", pid, "A")
@@ -1702,9 +1699,7 @@ class KeptSessionEnds(ListenHelpers, Case):
         and its next, in the same read, names A's kept session: B takes nothing, and its
         message reaches no server."""
         srv = self.listen()
-        a = Envelopes(self, self.path)
-        a.send({"session": "t", "keep": True}, {"session": "t", "message": call(1, "env")})
-        got = [a.next() for _ in range(3)]
+        a, got, pid = self.kept_env("t")
         self.assertEqual([g.get("event") for g in got], ["kept", "started", None], got)
         b = Envelopes(self, self.path)
         b.s.shutdown(socket.SHUT_RD)
