@@ -1023,8 +1023,8 @@ sconn_close_input(struct sconn *sc)
 {
 	say_unread(sc);
 	if (sc->closed) {
-		sconn_maybe_free(
-			sc); /* its output died (on_gone) while it waited: said at its end */
+		/* Its output died (on_gone) while it waited: what it lost is said at its end. */
+		sconn_maybe_free(sc);
 		return;
 	}
 	sc->closed = true;
