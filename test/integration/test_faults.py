@@ -1836,26 +1836,6 @@ class OutOfMemory(Faults):
         self.assertIn("out of memory", err["message"])
         self.goes_on_and_ends(p)
 
-    def test_a_batchs_answers_that_cannot_be_listed_are_logged_as_null(self):
-        """The traffic log's record of a server's batch lists its answers with their
-        latency (`answers`); no memory for that list (its first 256 bytes, after the read
-        of the batch): the record is written all the same, with "answers":null (not left
-        out, as for a batch that answers nothing), and the answers reach the client."""
-        log = os.path.join(self.tmp.name, "t.jsonl")
-        env = self.oom_env("OOM-A", malloc_min=256, malloc_max=256, malloc_only="realloc")
-        p = self.wrap_initialized(env, "--log", log)
-        p.write(self.marked([call(1, "echo", text="TEXT"), req("b", "ping")], "OOM-A")
-                .encode() + b"\n")
-        got = p.msg()
-        self.assertEqual([g["id"] for g in got], [1, "b"])
-        self.assertEqual(got[0]["result"]["content"][0]["text"], "OOM-A")
-        self.goes_on_and_ends(p)
-        with open(log) as f:
-            batches = [r for r in map(json.loads, f) if r.get("kind") == "batch"]
-        self.assertEqual([(r["dir"], r.get("answers", "none")) for r in batches],
-                         [("in", "none"), ("out", None)], batches)
-        self.assertEqual(batches[1]["bytes"], len(json.dumps(got, separators=(",", ":"))))
-
     def test_a_batch_that_cannot_be_stripped_of_its_answers_is_refused(self):
         """After an end-of-run, wrap takes the answers out of a client's batch (the next
         run's server never sent their requests); no memory for the batch without them
