@@ -13,7 +13,7 @@ import time
 import tty
 import unittest
 
-from mcptest import (Case, FIXTURE, MCPMUX, SANITIZED, WRAPPER, alive, call, deadline, encode,
+from mcptest import (Case, FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, alive, call, deadline, encode,
                      initialize, main, note, req, rss_anon_kib, vm_hwm_kib, wait_until)
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
@@ -845,7 +845,7 @@ class RunOrder(Case):
         logged(log, b'"dir":"out","kind":"response","id":4,')
         t0 = time.monotonic()
         got = [w.msg(10) for _ in range(4)]
-        self.assertLess(time.monotonic() - t0, 4)  # not after the second run's teardown
+        self.assertLess(time.monotonic() - t0, 4 * SLOW)  # not after the second run's teardown
         self.assertEqual([m["id"] for m in got], [1, 2, 3, 4], [sorted(m) for m in got])
         self.assertEqual(len(got[0]["result"]["content"][0]["text"]), 4_000_000)
         self.assertEqual(got[3], {"jsonrpc": "2.0", "id": 4, "result": {}})
@@ -893,7 +893,7 @@ class RunOrder(Case):
         w.send(END, req(2, "ping"))
         t0 = time.monotonic()
         self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 2, "result": {}})
-        self.assertLess(time.monotonic() - t0, 4)  # not after the old run's 10 s teardown
+        self.assertLess(time.monotonic() - t0, 4 * SLOW)  # not after the old run's 10 s teardown
         self.assertNotEqual(env_of(w, 3)["pid"], pid)
         self.kill_with_what_it_runs(w)
 
