@@ -703,13 +703,14 @@ class Ladder(PsCase):
     def test_older_than(self):
         dead = self.dead_owner()
         old = self.spawn(["sleep", "1000"], self.session("old"), dead)
-        wait_until(lambda: age_s(old.pid) > 1.5, 10, "the first orphan to age")
-        young = self.spawn(["sleep", "1000"], self.session("young"), dead)
         rc, out, err = self.mcpmux("sweep", "--dry-run", "--older-than", "1h",
                                    "--session", self.tag + "-*")
         self.assertEqual(rc, 0, err)
         self.assertIn("no orphans to end", out)
-        rc, out, err = self.mcpmux("sweep", "--older-than", "1s", "--session",
+        wait_until(lambda: age_s(old.pid) > 3, 10, "the first orphan to age")
+        # the young one is at most 2 s old when sweep looks: only sweep's start between
+        young = self.spawn(["sleep", "1000"], self.session("young"), dead)
+        rc, out, err = self.mcpmux("sweep", "--older-than", "2s", "--session",
                                    self.tag + "-*")
         self.assertEqual(rc, 0, err)
         self.assertIn(self.session("old"), out)
