@@ -2399,13 +2399,27 @@ hx_on_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---- the whole ---- */
 
+/* White space around the token on its line: what an editor or `echo` leaves there. */
+static bool
+token_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r';
+}
+
+/*
+ * The token is the first line of the file, white space around it removed: the rest of the
+ * file (a second line, a note of when it was made) is not read.  What stays must be
+ * visible ASCII, as a bearer token is.
+ */
 static int
 read_token(struct front_http *fh, const char *path)
 {
-	char buf[HX_TOKEN_MAX + 2];
+	char buf[HX_TOKEN_MAX], chunk[512];
 	struct stat st;
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	ssize_t n;
+	size_t n = 0, space = 0; /* the token so far; white space seen after it, not kept */
+	bool line_end = false, too_long = false;
+	ssize_t got = 0;
 
 	if (fd == -1) {
 		return diag_error_errno("cannot read the token file '%s'", path);
@@ -2413,33 +2427,49 @@ read_token(struct front_http *fh, const char *path)
 	if (fstat(fd, &st) == 0 && (st.st_mode & 077) != 0) {
 		diag_warn("the token file '%s' can be read by others (chmod 600 it)", path);
 	}
-	n = read(fd, buf, sizeof(buf) - 1);
-	sys_close(&fd);
-	if (n < 0) {
+	while (!line_end && !too_long && (got = sys_read(fd, chunk, sizeof(chunk))) > 0) {
+		for (ssize_t i = 0; i < got && !line_end && !too_long; i++) {
+			if (chunk[i] == '\n') {
+				line_end = true;
+			} else if (token_space(chunk[i])) {
+				space += n > 0; /* leading white space is dropped at once */
+			} else if (n + space + 1 > sizeof(buf)) {
+				too_long = true;
+			} else {
+				/* White space inside the token is kept, and refused below. */
+				memset(buf + n, ' ', space);
+				n += space;
+				space = 0;
+				buf[n++] = chunk[i];
+			}
+		}
+	}
+	if (!line_end && !too_long && got < 0) {
+		int e = errno;
+
+		sys_close(&fd);
+		errno = e;
 		return diag_error_errno("cannot read the token file '%s'", path);
 	}
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
-			 buf[n - 1] == '\t')) {
-		n--;
-	}
-	if (n == 0 || n > HX_TOKEN_MAX) {
+	sys_close(&fd);
+	if (n == 0 || too_long) {
 		return diag_error("the token file '%s' holds no token, or one over %d bytes (put "
 				  "the token on its first line)",
 				  path, HX_TOKEN_MAX);
 	}
-	for (ssize_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++) {
 		if (buf[i] <= ' ' || buf[i] >= 0x7f) {
 			return diag_error("the token in '%s' has a character that a bearer token "
 					  "cannot hold (visible ASCII only, one line)",
 					  path);
 		}
 	}
-	fh->token = malloc((size_t)n);
+	fh->token = malloc(n);
 	if (fh->token == NULL) {
 		return diag_error("cannot start: out of memory");
 	}
-	memcpy(fh->token, buf, (size_t)n);
-	fh->token_len = (size_t)n;
+	memcpy(fh->token, buf, n);
+	fh->token_len = n;
 	return 0;
 }
 

@@ -843,6 +843,31 @@ class Refusals(HttpCase):
         # /healthz needs nothing
         self.assertEqual(self.request("GET", path="/healthz").status, 200)
 
+    def test_the_token_is_the_first_line_of_its_file(self):
+        """--auth-token-file F: the token is F's first line, the white space around it
+        removed; the lines after it are not read as the token.  A file that others can
+        read is said; white space inside the token, or no token on the first line, is
+        refused at start (exit 1)."""
+        tok = os.path.join(self.tmp.name, "token")
+        with open(tok, "w") as f:
+            f.write(" \ts3cret-token \r\nmade on 2026-01-01; rotate monthly\n")
+        os.chmod(tok, 0o640)
+        p = self.http(opts=["--auth-token-file", tok])
+        self.assertIn("mcpmux: the token file '%s' can be read by others (chmod 600 it)\n"
+                      % tok, p.stderr())
+        self.assertEqual(self.post(init_msg(0)).status, 401)
+        r = self.post(init_msg(0), headers={"Authorization": "Bearer s3cret-token"})
+        self.assertEqual(r.status, 200, r)
+        self.stop()
+        for text, says in (("s3cret token\n", "has a character that a bearer token cannot"),
+                           ("\ns3cret-token\n", "holds no token")):
+            with open(tok, "w") as f:
+                f.write(text)
+            os.chmod(tok, 0o600)
+            p = self.serve(opts=["--http", "0", "--auth-token-file", tok])
+            self.assertEqual(p.wait(), 1, text)
+            self.assertIn(says, p.stderr(), text)
+
     def test_the_start_up_line_names_the_address_listened_on(self):
         """"on port N of ADDR", ADDR as --http takes it (an IPv6 one in brackets)."""
         tok = os.path.join(self.tmp.name, "token")
