@@ -1659,7 +1659,10 @@ cmd_log(int argc, char **argv)
 	if (strcmp(color, "always") == 0) {
 		o.color = true;
 	} else if (strcmp(color, "auto") == 0) {
-		o.color = isatty(STDOUT_FILENO) && getenv("NO_COLOR") == NULL;
+		const char *no_color = getenv("NO_COLOR");
+
+		/* no-color.org: NO_COLOR set and not empty, whatever its value, means none. */
+		o.color = isatty(STDOUT_FILENO) && (no_color == NULL || no_color[0] == '\0');
 	} else if (strcmp(color, "never") != 0) {
 		diag_error("--color takes auto, always or never");
 		return EXIT_USAGE;

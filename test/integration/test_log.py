@@ -981,6 +981,48 @@ class Reading(Case):
         rc, out, _ = self.run_log("show", "--color", "always", "-", stdin=data)
         self.assertIn("\033[31m", out)
 
+    def show_on_a_terminal(self, no_color, *args):
+        """`log show ARGS fixed.log` with its stdout on a pseudo-terminal, NO_COLOR set to
+        no_color (None: not set): (exit status, what the terminal got)."""
+        env = dict(self.env)
+        env.pop("NO_COLOR", None)
+        if no_color is not None:
+            env["NO_COLOR"] = no_color
+        master, slave = os.openpty()
+        try:
+            p = subprocess.Popen([MCPMUX, "log", "show"] + list(args) +
+                                 [os.path.join(LOGS, "fixed.log")], stdin=subprocess.DEVNULL,
+                                 stdout=slave, stderr=subprocess.DEVNULL, env=env)
+            os.close(slave)
+            slave = -1
+            out = b""
+            while True:
+                ready, _, _ = select.select([master], [], [], 30)
+                self.assertTrue(ready, "log show wrote nothing for 30 s")
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the terminal's last writer has closed it
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            return p.wait(30), out.decode()
+        finally:
+            if slave != -1:
+                os.close(slave)
+            os.close(master)
+
+    def test_colour_on_a_terminal_unless_no_color_is_set(self):
+        """--color auto: colour on a terminal, none when NO_COLOR is set to anything but
+        the empty string (no-color.org), none with --color never."""
+        for no_color, args, coloured in ((None, [], True), ("", [], True), ("1", [], False),
+                                         ("0", [], False), (None, ["--color", "never"], False),
+                                         ("1", ["--color", "always"], True)):
+            rc, out = self.show_on_a_terminal(no_color, *args)
+            self.assertEqual(rc, 0, (no_color, args))
+            self.assertIn("tools/call", out, (no_color, args))
+            self.assertEqual("\033[" in out, coloured, (no_color, args, out[:200]))
+
     @staticmethod
     def follows(pid, path):
         """Whether process pid has the file now at path open."""
