@@ -830,8 +830,13 @@ cmd_connect(int argc, char **argv)
 		case 'v':
 			diag_set_level(DIAG_VERBOSE);
 			break;
+		case ':':
+			diag_error("option '%s' needs a value (see mcpmux connect --help)",
+				   argv[optind - 1]);
+			return EXIT_USAGE;
 		default:
-			diag_error("bad option '%s' (see mcpmux connect --help)", argv[optind - 1]);
+			diag_error("unknown option '%s' (see mcpmux connect --help)",
+				   argv[optind - 1]);
 			return EXIT_USAGE;
 		}
 	}

@@ -108,6 +108,19 @@ class Cli(Case):
             rc, out, err = self.run_mcpmux(*args)
             self.assertEqual((rc, out, err), (2, "", want), args)
 
+    def test_connect_names_what_is_wrong(self):
+        """connect, as every other command: an option without its value is said to need
+        one (not to be a bad option), an unknown option is named unknown."""
+        for args, want in (
+                (["connect", "--keep", "--session"],
+                 "mcpmux: option '--session' needs a value (see mcpmux connect --help)\n"),
+                (["connect", "--max-message"],
+                 "mcpmux: option '--max-message' needs a value (see mcpmux connect --help)\n"),
+                (["connect", "--bogus", "/nonexistent/mcp.sock"],
+                 "mcpmux: unknown option '--bogus' (see mcpmux connect --help)\n")):
+            rc, out, err = self.run_mcpmux(*args)
+            self.assertEqual((rc, out, err), (2, "", want), args)
+
     def test_a_missing_server_command_points_to_the_usage_of_its_mode(self):
         for args, want in ((["--eof-grace", "100"], "usage: mcpmux [OPTIONS] -- COMMAND"),
                            (["serve"], "usage: mcpmux serve [OPTIONS] [--listen PATH] -- "
