@@ -323,6 +323,23 @@ config_log_name(const char *name, size_t len)
 	return s;
 }
 
+/*
+ * The length of the control character at s (len > 0 bytes are there), or 0: a C0 one, DEL,
+ * or a C1 one (U+0080..U+009F, two bytes in UTF-8), which a terminal acts on as it does on
+ * ESC (U+009B is CSI).  A config's names and values are whatever its author wrote, and a
+ * project's .mcp.json or .vscode/mcp.json comes with the project.
+ */
+static size_t
+control_len(const char *s, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)s;
+
+	if (u[0] < 0x20 || u[0] == 0x7f) {
+		return 1;
+	}
+	return len >= 2 && u[0] == 0xc2 && u[1] >= 0x80 && u[1] <= 0x9f ? 2 : 0;
+}
+
 void
 config_shell_quote(struct sbuf *b, const char *s, size_t len)
 {
@@ -341,11 +358,13 @@ config_shell_quote(struct sbuf *b, const char *s, size_t len)
 	sbuf_adds(b, "'");
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
+		size_t n = control_len(s + i, len - i);
 
 		if (c == '\'') {
 			sbuf_adds(b, "'\\''");
-		} else if (c < 0x20 || c == 0x7f) {
+		} else if (n > 0) {
 			sbuf_adds(b, "?"); /* for display only: no control bytes on a terminal */
+			i += n - 1;
 		} else {
 			sbuf_add(b, s + i, 1);
 		}
@@ -420,9 +439,10 @@ static void
 add_display(struct sbuf *b, const char *s, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
+		size_t n = control_len(s + i, len - i);
 
-		sbuf_add(b, c < 0x20 || c == 0x7f ? "?" : s + i, 1);
+		sbuf_add(b, n > 0 ? "?" : s + i, 1);
+		i += n > 0 ? n - 1 : 0;
 	}
 }
 

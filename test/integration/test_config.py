@@ -226,6 +226,28 @@ class Files(Case):
         self.assertIn("unwrap airtable: %s -- npx -y airtable-mcp-server -> npx -y "
                       "airtable-mcp-server" % MCPMUX_PATH, out.decode())
 
+    def test_dry_run_shows_no_control_character(self):
+        """A project's .mcp.json is its author's: the names and values --dry-run and the
+        messages show have each control character as '?', C1 ones too (U+009B is CSI, which a
+        terminal takes as ESC [ does), and every other character as it is."""
+        text = json.dumps({"mcpServers": {
+            "a\u009b2J\x1b[31m\u0085": {"command": "x\u009b2J", "args": ["\u00e9\u009f"]},
+            "r\u009b": {"url": "https://h/\u0080"},
+            "t": {"type": "s\u009bse"},
+        }}).encode()
+        rc, out, err = config("wrap", "-", "-n", "--mcpmux", "/m/mcpmux", input=text)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out.decode().splitlines(), [
+            "wrap   'a?2J?[31m?': 'x?2J' '\u00e9?' -> /m/mcpmux -- 'x?2J' '\u00e9?'",
+            "skip   'r?': remote (https://h/?)",
+            "skip   t: remote (type s?se)",
+        ])
+        rc, out, err = config("wrap", "-", input=json.dumps(
+            {"mcpServers": {"\u009b": {"command": 1}}}).encode())
+        self.assertEqual((rc, out), (1, b""))
+        self.assertEqual(err, "mcpmux: <stdin>:1:39: server '?': \"command\" is a number, "
+                         "expected a string\n")
+
     def test_dry_run_output_that_cannot_be_written_or_must_wait(self):
         """--dry-run's lines go out as the new text does: a full disk fails the run (where
         stdio dropped the lines it could not write, and its last flush, with nothing left,
