@@ -812,13 +812,21 @@ write_backup(const char *bak, int src, const struct stat *st, const char *text, 
 	}
 	if (errno != EEXIST) {
 		diag_error_errno("cannot create the backup '%s' (nothing written)", bak);
-	} else if (stat(bak, &old) == 0 && S_ISREG(old.st_mode)) {
-		rc = 0; /* an older one: never overwritten */
-	} else {
+	} else if (stat(bak, &old) == -1 || !S_ISREG(old.st_mode)) {
 		/* A directory, a dangling symlink...: there would be no backup at all. */
 		diag_error("'%s' exists but is not a file: no backup can be made (nothing "
 			   "written)",
 			   bak);
+	} else if (old.st_dev == st->st_dev && old.st_ino == st->st_ino) {
+		/*
+		 * A symlink to the file itself: kept as an older backup, it would show the new
+		 * text once the file is replaced, and the original would be nowhere.
+		 */
+		diag_error("'%s' is the file itself (a symlink to it), not a copy: no backup can "
+			   "be made (nothing written)",
+			   bak);
+	} else {
+		rc = 0; /* an older one: never overwritten */
 	}
 out:
 	if (fd != -1) {

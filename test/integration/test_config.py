@@ -425,6 +425,32 @@ class Files(Case):
         self.assertEqual(rc, 0, err)
         self.assertIn("an older one, kept", err)
 
+    def test_in_place_refuses_a_backup_name_that_is_the_file_itself(self):
+        """A FILE.bak that is a symlink to FILE (or to the link FILE is) is no copy: kept as
+        an older backup, it would show the new text once FILE is replaced, and the original
+        would be lost while the message named its backup.  The rewrite is refused."""
+        for via_link in (False, True):
+            with self.subTest(via_link=via_link):
+                d = os.path.join(self.tmp.name, "itself-%d" % via_link)
+                os.mkdir(d)
+                real = os.path.join(d, "cursor-mcp.json")
+                write(real, read(os.path.join(CONFIGS, "cursor-mcp.json")))
+                orig = read(real)
+                os.symlink("cursor-mcp.json", real + ".bak")
+                path = real
+                if via_link:
+                    path = os.path.join(d, "link.json")
+                    os.symlink("cursor-mcp.json", path)
+                rc, out, err = config("wrap", "--in-place", path)
+                self.assertEqual((rc, out), (1, b""), err)
+                self.assertEqual(err, "mcpmux: '%s.bak' is the file itself (a symlink to it), "
+                                 "not a copy: no backup can be made (nothing written)\n"
+                                 % os.path.realpath(real))
+                self.assertEqual(read(real), orig)
+                self.assertEqual(os.readlink(real + ".bak"), "cursor-mcp.json")
+                self.assertEqual(sorted(os.listdir(d)), sorted(
+                    ["cursor-mcp.json", "cursor-mcp.json.bak"] + ["link.json"] * via_link))
+
     def test_in_place_refuses_a_hard_linked_file(self):
         """A file with other hard links (one config shared by two clients) is refused: a
         new file renamed over one name would leave the others with the old text, parted
