@@ -310,11 +310,16 @@ config_log_name(const char *name, size_t len)
 		char c = name[i];
 		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
 			  (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+		size_t n = (unsigned char)c >= 0x80
+				   ? rpcout_utf8_len((const unsigned char *)name + i, len - i)
+				   : 0;
 
 		if (!ok || (j == 0 && c == '.')) {
 			c = '_';
 		}
 		s[j++] = c;
+		/* One '_' a character, as for any other: "é" is "_", not one a byte. */
+		i += n > 1 ? n - 1 : 0;
 	}
 	if (j == 0) {
 		s[j++] = '_';
