@@ -4,6 +4,7 @@
  * the input with its edits applied.  New text takes its style from the text around it.
  * Nothing here reads or writes files (cmd_config.c does).
  */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -966,7 +967,11 @@ entry_quote(const struct json5_node *e, const struct json5_node *cmd)
 
 /* ---- wrap and unwrap ---- */
 
-/* The "--log" value of server m: LOG_DIR/<name>.jsonl. */
+/*
+ * The "--log" value of server m: LOG_DIR/<name>.jsonl, <name> cut (it is ASCII) where the
+ * file's name would be longer than a file system takes: mcpmux could not open a longer
+ * one, and the server would no longer start.
+ */
 static char *
 log_path(const char *dir, const struct json5_member *m)
 {
@@ -976,6 +981,9 @@ log_path(const char *dir, const struct json5_member *m)
 
 	if (base == NULL) {
 		return NULL;
+	}
+	if (strlen(base) > NAME_MAX - strlen(".jsonl")) {
+		base[NAME_MAX - strlen(".jsonl")] = '\0';
 	}
 	sbuf_adds(&b, dir);
 	if (dlen == 0 || dir[dlen - 1] != '/') {

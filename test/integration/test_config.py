@@ -986,6 +986,29 @@ class WrappedRun(Case):
             lines = [json.loads(line) for line in f]
         self.assertIn("initialize", [m.get("method") for m in lines])
 
+    def test_log_dir_with_a_name_longer_than_a_file_name(self):
+        """A server name longer than a file's name may be: NAME.jsonl is cut to the longest
+        name a file system takes (255 bytes), where mcpmux could not open its log and the
+        server, which started before the wrap, did not start after it."""
+        logs = os.path.join(self.tmp.name, "logs")
+        os.mkdir(logs)
+        sname = "s" * 300
+        doc = {"mcpServers": {sname: {"command": FIXTURE}}}
+        rc, out, err = config("wrap", "-", *GRACE, "--log-dir", logs,
+                              input=json.dumps(doc).encode())
+        self.assertEqual(rc, 0, err)
+        entry = load(out)["mcpServers"][sname]
+        log = os.path.join(logs, "s" * 249 + ".jsonl")
+        self.assertEqual(entry["args"][:2], ["--log", log])
+        p = self.start_entry(entry)
+        p.send(initialize(1))
+        self.assertIn("result", p.msg(), p.stderr())
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertEqual(os.listdir(logs), [os.path.basename(log)])
+        with open(log) as f:
+            self.assertIn("initialize", [json.loads(line).get("method") for line in f])
+
 
 if __name__ == "__main__":
     main()
