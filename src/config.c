@@ -311,10 +311,14 @@ config_log_name(const char *name, size_t len)
 		char c = name[i];
 		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
 			  (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
-		size_t n = (unsigned char)c >= 0x80
-				   ? rpcout_utf8_len((const unsigned char *)name + i, len - i)
-				   : 0;
+		const unsigned char *u = (const unsigned char *)name + i;
+		size_t n = u[0] >= 0x80 ? rpcout_utf8_len(u, len - i) : 0;
 
+		/* A lone surrogate ("\ud800") is one character too, in its 3-byte form. */
+		if (n == 0 && u[0] == 0xed && len - i >= 3 && u[1] >= 0xa0 && u[1] <= 0xbf &&
+		    (u[2] & 0xc0) == 0x80) {
+			n = 3;
+		}
 		if (!ok || (j == 0 && c == '.')) {
 			c = '_';
 		}

@@ -207,15 +207,15 @@ class Files(Case):
     def test_a_log_name_has_one_underscore_a_character(self):
         """NAME in --log DIR/NAME.jsonl has one '_' for each character that is not safe, as
         docs/configs.md says, whatever its length in UTF-8 (\u00e9: two bytes, \u5929\u6c14:
-        three each, an emoji: four), where it had one '_' a byte."""
+        three each, an emoji: four, a lone surrogate: three), where it had one '_' a byte."""
         doc = json.dumps({"mcpServers": {
             "caf\u00e9": {"command": "a"}, "\u5929\u6c14 1": {"command": "b"},
-            "\U0001f600x": {"command": "c"}}}).encode()
+            "\U0001f600x": {"command": "c"}, "\ud800y": {"command": "d"}}}).encode()
         rc, out, err = config("wrap", "-", "--log-dir", self.tmp.name, input=doc)
         self.assertEqual(rc, 0, err)
         logs = [e["args"][1] for e in load(out)["mcpServers"].values()]
         self.assertEqual(logs, [os.path.join(self.tmp.name, n)
-                                for n in ("caf_.jsonl", "___1.jsonl", "_x.jsonl")])
+                                for n in ("caf_.jsonl", "___1.jsonl", "_x.jsonl", "_y.jsonl")])
 
     def test_dry_run(self):
         path = self.copy("claude-code.mcp.json")
