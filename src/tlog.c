@@ -131,6 +131,28 @@ static const struct {
 	[JSONRPC_BATCH] = KIND("batch"),
 };
 
+/*
+ * Does the file at the log's path, which st describes, end with a line end?  Read through
+ * a descriptor of its own (the log's is for writing only); true when it cannot be read.
+ */
+static bool
+ends_a_line(const struct stat *st)
+{
+	struct stat rd_st;
+	char last = '\n';
+	int fd = open(L.path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+
+	if (fd == -1) {
+		return true;
+	}
+	if (fstat(fd, &rd_st) == 0 && rd_st.st_dev == st->st_dev && rd_st.st_ino == st->st_ino &&
+	    pread(fd, &last, 1, st->st_size - 1) != 1) {
+		last = '\n';
+	}
+	(void)close(fd);
+	return last == '\n';
+}
+
 static int
 open_file(void)
 {
@@ -187,6 +209,13 @@ open_file(void)
 	 * unless it was emptied. */
 	if (!L.stream && (st.st_size == 0 || st.st_dev != L.dev || st.st_ino != L.ino)) {
 		L.mid_line = false;
+	}
+	/* A file that ends in the middle of a line: a writer was killed while it wrote a
+	 * record (a long one goes out in several pieces, and SIGKILL stops the write between
+	 * two), another instance or this one's run before.  Appended to, that line would take
+	 * this one's first record with it: the next write ends it first. */
+	if (!L.stream && st.st_size > 0 && !ends_a_line(&st)) {
+		L.mid_line = true;
 	}
 	L.dev = st.st_dev;
 	L.ino = st.st_ino;

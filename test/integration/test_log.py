@@ -321,6 +321,37 @@ class Writing(Case):
         ids = [r["id"] for path in (log + ".1", log) for r in messages(records(path), "in")]
         self.assertEqual(ids, list(range(100)))  # nothing lost, nothing twice
 
+    def test_a_record_a_killed_writer_cut_does_not_take_the_next_one(self):
+        """A log that ends in the middle of a record (its writer was SIGKILLed while it
+        wrote a long one, which goes out in pieces): the records of the next mcpmux to
+        open it, at its start or at a reopen (SIGUSR1) onto such a file, begin on a line
+        of their own; the cut record is one bad line and every record after it is whole."""
+        log = os.path.join(self.tmp.name, "t.log")
+        cut = b'{"ts":"2026-11-24T10:00:00.000000Z","session":"k","pid":9,"dir":"in",' \
+              b'"kind":"request","id":1,"method":"tools/call","bytes":99,"msg":{"jsonr'
+        with open(log, "wb") as f:
+            f.write(cut)
+        w = self.wrap(opts=FAST + ["-v", "--log", log])
+        w.send(req(1, "ping"))
+        self.assertEqual(w.msg()["id"], 1)
+        os.rename(log, log + ".1")
+        with open(log, "wb") as f:
+            f.write(cut)
+        w.p.send_signal(signal.SIGUSR1)
+        wait_until(lambda: "reopened" in w.stderr(), 10, "the log to be reopened")
+        w.send(req(2, "ping"))
+        self.assertEqual(w.msg()["id"], 2)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        for path, want in ((log + ".1", ["started", "in", "out"]),
+                           (log, ["in", "out", "ended"])):
+            with open(path, "rb") as f:
+                lines = f.read().split(b"\n")
+            self.assertEqual(lines[0], cut, path)
+            self.assertEqual(lines[-1], b"", path)  # the file ends with a whole record
+            recs = [json.loads(line) for line in lines[1:-1]]
+            self.assertEqual([r.get("event") or r["dir"] for r in recs], want, path)
+
     def test_a_full_file_system_cuts_one_record_and_no_other(self):
         """A write that fails half way (ENOSPC) leaves part of a record: once there is room
         again, the next records start on a line of their own (the cut one is one bad line,
