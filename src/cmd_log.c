@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +63,7 @@ struct reader {
 	bool follow;
 	bool cut;    /* the last line read was not whole (a record being written) */
 	bool failed; /* a read error was said: the command fails */
+	bool gone;   /* --follow: the reader of the output went (| head): nothing more to do */
 	unsigned long lineno;
 	unsigned long bad;
 };
@@ -332,6 +334,21 @@ whole_line(struct reader *r, FILE *f, bool *skip)
 }
 
 /*
+ * Has the reader of stdout gone, stdout being a pipe (| head -1 that has its line)?  A
+ * write would say so (EPIPE), but --follow on a log that stays idle writes nothing, and
+ * would wait for ever: as tail -f does, it looks (POLLERR: no reader left).
+ */
+static bool
+output_gone(void)
+{
+	struct stat st;
+	struct pollfd p = { .fd = STDOUT_FILENO, .events = 0 };
+
+	return fstat(STDOUT_FILENO, &st) == 0 && S_ISFIFO(st.st_mode) && poll(&p, 1, 0) == 1 &&
+	       (p.revents & POLLERR) != 0;
+}
+
+/*
  * --follow at the end of the file: wait, then see whether the file was truncated (read
  * again from its start) or rotated.  A rotation is followed once the file now at the path
  * has something in it: mcpmux writes to the new file only after it reopened the log
@@ -347,6 +364,10 @@ follow_wait(struct reader *r)
 	off_t at;
 
 	(void)nanosleep(&ts, NULL);
+	if (output_gone()) {
+		r->gone = true;
+		return;
+	}
 	if (fstat(fileno(r->f), &cur) == -1) {
 		return;
 	}
@@ -472,6 +493,9 @@ next_record(struct reader *r)
 		if (n == 0) {
 			if (r->follow) {
 				follow_wait(r);
+				if (r->gone) {
+					return NULL;
+				}
 				continue;
 			}
 			if (r->cut) {

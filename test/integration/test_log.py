@@ -1207,6 +1207,17 @@ class Reading(Case):
         self.assertEqual(p.returncode, 1)
         self.assertIn("cannot write the output: No space left on device", p.stderr.decode())
 
+    def test_follow_ends_when_its_reader_goes_while_the_log_is_idle(self):
+        """show --follow | head: the reader of its output gone while the log gets nothing
+        more, --follow ends (exit 0, nothing said), as tail -f does, instead of waiting
+        for ever for a record to write into the closed pipe."""
+        path = self.write_records("f.log", [request(1, "ping")])
+        reader, until = self.follow(path)
+        until("ping #1")
+        reader.p.stdout.close()  # | head -n 1: the reader has what it wanted
+        self.assertEqual(reader.wait(5), 0, reader.stderr())
+        self.assertEqual(reader.stderr(), "")
+
     def test_output_waits_for_room_in_a_full_non_blocking_stdout(self):
         """A full non-blocking stdout (a pipe its reader shares with others) is waited on,
         as config's is, where stdio failed on EAGAIN: show and stats print all they
