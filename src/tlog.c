@@ -57,9 +57,10 @@ static struct {
 	int fd;
 	size_t bodies;
 	struct sbuf buf;
-	bool failing;  /* the last write failed (reported once) */
-	bool mid_line; /* a failed write left part of a record: the file ends mid-line */
-	dev_t dev;     /* the file open, as fstat() saw it */
+	bool failing;	    /* the last write failed (reported once) */
+	bool mid_line;	    /* a failed write left part of a record: the file ends mid-line */
+	bool mid_line_seen; /* ... or the file ended so when it was opened: looked at again */
+	dev_t dev;	    /* the file open, as fstat() saw it */
 	ino_t ino;
 	double reopen_t; /* when the path was last (re)opened after SIGUSR1 (sys_mono()) */
 	/*
@@ -215,8 +216,9 @@ open_file(void)
 	 * record (a long one goes out in several pieces, and SIGKILL stops the write between
 	 * two), another instance or this one's run before.  Appended to, that line would take
 	 * this one's first record with it: the next write ends it first. */
+	L.mid_line_seen = false;
 	if (!L.stream && st.st_size > 0 && !ends_a_line(&st)) {
-		L.mid_line = true;
+		L.mid_line = L.mid_line_seen = true;
 	}
 	L.dev = st.st_dev;
 	L.ino = st.st_ino;
@@ -369,6 +371,15 @@ file_write(struct iovec *iov, int n)
 	}
 	if (n <= 3) {
 		memcpy(orig, iov, (size_t)n * sizeof(*iov));
+	}
+	if (L.fd >= 0 && L.mid_line && L.mid_line_seen) {
+		/* Seen at the open, it may have been another instance's long record on its
+		 * way (the file grows a page at a time): finished by now, it needs no line end
+		 * (an empty line a reader would warn about). */
+		struct stat st;
+
+		L.mid_line = fstat(L.fd, &st) == 0 && st.st_size > 0 && !ends_a_line(&st);
+		L.mid_line_seen = false;
 	}
 	if (L.fd >= 0 && L.mid_line) {
 		/* After a record cut by a failed write, a line end of its own: the cut record
