@@ -905,6 +905,12 @@ conn_feed(struct hconn *c, const char *data, size_t len)
 
 		if (c->rq != NULL && c->rq->err != 0) {
 			status = c->rq->err;
+		} else if (e == HPE_CB_message_begin) {
+			/*
+			 * No memory for the request's record (on_message_begin): the request may be
+			 * well formed, and a 400 would tell its client never to send it again.
+			 */
+			status = 503;
 		} else if (e == HPE_HEADER_OVERFLOW) {
 			status = 431;
 		}
