@@ -1347,7 +1347,14 @@ conn_adopt(struct http_server *s, int fd, const struct sockaddr *sa, socklen_t s
 	struct hconn *c = calloc(1, sizeof(*c));
 
 	if (c == NULL) {
-		sys_close(&fd);
+		/*
+		 * No memory to serve it: the 503 (Retry-After) of a connection over the limit,
+		 * not a close without a word, which its client cannot tell from a crash.
+		 */
+		if (!reject) {
+			s->st.rejected++;
+		}
+		reject_now(fd);
 		return;
 	}
 	c->s = s;

@@ -21,8 +21,9 @@
  * an HTTP/1.1 one without Host, any with two),
  * 408 (head or body not received in time), 413 (body over max_body), 414 (target over
  * max_head), 431 (head over max_head or more than max_headers fields), 501 (a transfer
- * coding other than chunked), 505 (not HTTP/1.x), 503 (over max_conns, sent on accept; or
- * no memory to read a request: never 400, which says the request is at fault).  "Expect:
+ * coding other than chunked), 505 (not HTTP/1.x), 503 (over max_conns, sent on accept; no
+ * memory for a connection, likewise; or no memory to read a request: never 400, which says
+ * the request is at fault).  "Expect:
  * 100-continue" is answered with 100 when the body will be accepted.
  *
  * Backpressure.  Bytes the kernel does not take are queued per connection (wbuf).  Once

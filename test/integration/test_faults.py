@@ -2740,6 +2740,48 @@ class OutOfMemory(Faults):
         self.assertEqual(self.counters(p.pid)["failed"], 1)
         self.assert_no_leftovers()
 
+    def test_an_http_connection_with_no_memory_to_accept_is_503_not_closed_in_silence(self):
+        """serve --http: no memory for a new connection's record (the second calloc() once
+        the marker is read: the first is the marked request's own, answered 503 above).
+        The connection is answered 503 with Retry-After, as one over the limit is, not
+        closed without a word (a reset, or an end with no answer), and the next one is
+        served."""
+        env = self.oom_env("OOM-9", malloc_only="calloc", malloc_count=2)
+        p = self.mcpmux(["serve", "--http", "127.0.0.1:0"] + GRACE + ["--", FIXTURE],
+                        env=env)
+        m = wait_until(lambda: re.search(r"on port (\d+)", p.stderr()), 10, "the port")
+        port = int(m.group(1))
+        body = json.dumps(initialize(0)).encode()
+
+        def post(marker):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            try:
+                s.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Test: %s\r\n"
+                          b"Content-Type: application/json\r\nAccept: application/json\r\n"
+                          b"Content-Length: %d\r\n\r\n%s" % (marker, len(body), body))
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    try:
+                        more = s.recv(4096)
+                    except ConnectionResetError:
+                        break
+                    if not more:
+                        break
+                    data += more
+                return data.split(b"\r\n")
+            finally:
+                s.close()
+
+        self.assertEqual(post(b"OOM-9")[0], b"HTTP/1.1 503 Service Unavailable")
+        head = post(b"next")
+        self.assertEqual(head[0], b"HTTP/1.1 503 Service Unavailable", head)
+        self.assertIn(b"Retry-After: 1", head)
+        self.assertEqual(post(b"after")[0], b"HTTP/1.1 200 OK")
+        p.p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(), 0)
+        self.assertEqual(self.counters(p.pid)["failed"], 2)
+        self.assert_no_leftovers()
+
 
 @needs_shim
 class StderrFull(Faults):
