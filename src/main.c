@@ -2,10 +2,12 @@
  * mcpmux: process set-up and subcommand dispatch.
  */
 #include <errno.h>
+#include <ev.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 
@@ -14,6 +16,39 @@
 #include "mcpmux/diag.h"
 #include "mcpmux/keeper.h"
 #include "mcpmux/sys.h"
+
+/*
+ * libev grows its arrays (a descriptor past the highest so far, more timers or pending
+ * events than ever) with an allocator that aborts the process when it gets no memory:
+ * every session would end with that one allocation.  Its allocations come here, where a
+ * failed one gives back a reserve kept for it and is tried once more; the reserve is
+ * taken again at libev's next allocation.  (256 KiB of address space, never touched: no
+ * resident memory; above malloc's mmap threshold, its free() gives it back to the
+ * system, whatever the allocation that needs it.)
+ */
+#define LOOP_RESERVE ((size_t)256 << 10)
+static void *loop_reserve;
+
+static void *
+loop_realloc(void *ptr, long size) EV_NOEXCEPT
+{
+	void *p;
+
+	if (size <= 0) {
+		free(ptr);
+		return NULL;
+	}
+	if (loop_reserve == NULL) {
+		loop_reserve = malloc(LOOP_RESERVE);
+	}
+	p = realloc(ptr, (size_t)size);
+	if (p == NULL && loop_reserve != NULL) {
+		free(loop_reserve);
+		loop_reserve = NULL;
+		p = realloc(ptr, (size_t)size);
+	}
+	return p;
+}
 
 int
 main(int argc, char **argv)
@@ -25,6 +60,8 @@ main(int argc, char **argv)
 	if (sys_sanitize_stdio() == -1) {
 		return 1;
 	}
+	loop_reserve = malloc(LOOP_RESERVE);
+	ev_set_allocator(loop_realloc);
 	/* A peer that goes away is an EPIPE on that stream, not the end of mcpmux. */
 	(void)signal(SIGPIPE, SIG_IGN);
 	/* A file past RLIMIT_FSIZE (the traffic log) is an EFBIG on that write, not the end. */

@@ -2704,6 +2704,29 @@ class OutOfMemory(Faults):
         self.assertEqual(self.counters(p.pid)["failed"], 1)
         self.assert_no_leftovers()
 
+    def test_the_event_loops_own_allocation_with_no_memory_ends_no_session(self):
+        """libev grows its arrays (more descriptors and events than ever) with an allocator
+        that aborts the process when it gets no memory: one allocation would end every
+        session.  A 24-byte realloc() of libev's (the first after the read of the marker,
+        as 40 sessions start) finds none: mcpmux gives libev its reserve, and every
+        session is answered, then serve exits 0 at EOF."""
+        env = self.oom_env("OOM-EV", malloc_min=24, malloc_max=24, malloc_only="realloc")
+        p = self.mcpmux(["serve"] + GRACE + ["--", FIXTURE], env=env)
+        sessions = ["OOM-EV"] + ["s%d" % i for i in range(40)]
+        p.send(*({"session": s, "message": req(1, "ping")} for s in sessions))
+        answered = set()
+        while len(answered) < len(sessions):
+            m = p.msg()
+            if "message" in m:
+                self.assert_response(m["message"], 1)
+                answered.add(m["session"])
+        self.assertEqual(answered, set(sessions))
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0, p.stderr())
+        self.assertNotIn("libev", p.stderr())
+        self.assertEqual(self.counters(p.pid)["failed"], 1)
+        self.assert_no_leftovers()
+
     def test_an_http_request_with_no_memory_to_begin_is_503_not_400(self):
         """serve --http: no memory for a request's record, the first allocation once its
         bytes are read (the marker is in its head).  The request was well formed: the
