@@ -389,11 +389,12 @@ struct spawn_args {
 	int in_fd, out_fd, err_fd;
 	bool restore_nofile;
 	struct rlimit nofile;
-	const char *cg_procs; /* the leaf's cgroup.procs, NULL without one (or born in it) */
-	int err_pipe;	      /* the child's mm is a copy (clone3): err goes here too, or -1 */
-	int fd_top;	      /* the table is shared (CLONE_FILES): the child keeps fds below */
-	volatile int err;     /* the child's errno when it could not exec */
-	volatile int cg_err;  /* its errno when it could not join its leaf (cg_procs) */
+	sigset_t ignored, mask; /* mcpmux's at its start: sys_signals_record() */
+	const char *cg_procs;	/* the leaf's cgroup.procs, NULL without one (or born in it) */
+	int err_pipe;		/* the child's mm is a copy (clone3): err goes here too, or -1 */
+	int fd_top;		/* the table is shared (CLONE_FILES): the child keeps fds below */
+	volatile int err;	/* the child's errno when it could not exec */
+	volatile int cg_err;	/* its errno when it could not join its leaf (cg_procs) */
 };
 
 #define STACK_BASE ((size_t)64 << 10)
@@ -593,17 +594,20 @@ child_main(void *arg)
 {
 	struct spawn_args *a = arg;
 	struct sigaction sa;
-	sigset_t empty;
 	int err;
 
 	/* A table of its own, before anything opens or closes a descriptor: fd_slots_init(). */
 	if (a->fd_top > 0 && close_range((unsigned int)a->fd_top, ~0U, CLOSE_RANGE_UNSHARE) == -1) {
 		child_fail(a, errno, 126);
 	}
-	/* Dispositions back to default: SIG_IGN (mcpmux ignores SIGPIPE) survives exec. */
+	/*
+	 * Dispositions back to those mcpmux was started with: SIG_IGN survives exec, and
+	 * mcpmux ignores SIGPIPE of its own; a signal its caller ignored (nohup's SIGHUP, a
+	 * client's SIGPIPE) the server ignores too, as in a direct run.
+	 */
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
 	for (int sig = 1; sig < NSIG; sig++) {
+		sa.sa_handler = sigismember(&a->ignored, sig) == 1 ? SIG_IGN : SIG_DFL;
 		(void)sigaction(sig, &sa, NULL);
 	}
 	(void)setpgid(0, 0);
@@ -633,9 +637,9 @@ child_main(void *arg)
 	    (a->err_fd >= 0 && dup2(a->err_fd, STDERR_FILENO) == -1)) {
 		err = errno;
 	} else {
-		/* libev may have left signals blocked: the server gets an empty mask. */
-		sigemptyset(&empty);
-		(void)sigprocmask(SIG_SETMASK, &empty, NULL);
+		/* libev may have left signals blocked: the server gets the mask of a direct
+		 * run, the one mcpmux was started with. */
+		(void)sigprocmask(SIG_SETMASK, &a->mask, NULL);
 		execvpe(a->argv[0], a->argv, a->envp);
 		err = errno;
 	}
@@ -992,6 +996,7 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	};
 
 	args.restore_nofile = sys_nofile_original(&args.nofile);
+	sys_signals_at_start(&args.ignored, &args.mask);
 
 	char cg_procs[CGROUP_PATH_MAX + 16];
 

@@ -57,6 +57,8 @@ main(int argc, char **argv)
 	int argc0 = argc, rc;
 	char **argv0 = argv;
 
+	/* Before anything below changes it: what a server gets back, as a direct run would. */
+	sys_signals_record();
 	if (sys_sanitize_stdio() == -1) {
 		return 1;
 	}
@@ -70,7 +72,7 @@ main(int argc, char **argv)
 	 * SIGUSR1 reopens the traffic log (its watcher, once the log is open); otherwise it
 	 * means nothing, and a fleet-wide `pkill -USR1 mcpmux` for log rotation must kill no
 	 * mcpmux: not one without a log, not `connect` or `log`, not one still starting.
-	 * (Servers get every signal's default back before their exec.)
+	 * (Servers get the dispositions mcpmux was started with back before their exec.)
 	 */
 	(void)signal(SIGUSR1, SIG_IGN);
 

@@ -376,6 +376,38 @@ signals_mask(int how)
 	(void)sigprocmask(how, &set, NULL);
 }
 
+static sigset_t start_ignored;
+static sigset_t start_mask;
+
+void
+sys_signals_record(void)
+{
+	struct sigaction sa;
+
+	(void)sigemptyset(&start_ignored);
+	for (int sig = 1; sig < NSIG; sig++) {
+		/* (the C library's own signals, 32 and 33, are refused: EINVAL) */
+		if (sigaction(sig, NULL, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO) &&
+		    sa.sa_handler == SIG_IGN) {
+			(void)sigaddset(&start_ignored, sig);
+		}
+	}
+	(void)sigprocmask(SIG_SETMASK, NULL, &start_mask);
+}
+
+void
+sys_signals_at_start(sigset_t *ignored, sigset_t *mask)
+{
+	*ignored = start_ignored;
+	*mask = start_mask;
+}
+
+bool
+sys_signal_ignored_at_start(int sig)
+{
+	return sigismember(&start_ignored, sig) == 1;
+}
+
 void
 sys_signals_hold(void)
 {

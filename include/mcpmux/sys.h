@@ -7,6 +7,7 @@
 #ifndef MCPMUX_SYS_H
 #define MCPMUX_SYS_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -126,11 +127,21 @@ void sys_kill_group(pid_t pid);
  * in between is acted on then, rather than ending mcpmux by its default action.  Held
  * again when the loop is over, before its watchers are stopped: one that comes while
  * mcpmux exits is left pending, and the exit status is mcpmux's own.  The
- * other commands (connect, ctl, ps, ...) keep the default actions.  Children are given an
- * empty mask wherever they are started.
+ * other commands (connect, ctl, ps, ...) keep the default actions.  Servers are given the
+ * mask mcpmux was started with (sys_signals_record()).
  */
 void sys_signals_hold(void);
 void sys_signals_release(void);
+/*
+ * The signal state mcpmux was started with, taken first thing in main(), before mcpmux
+ * ignores SIGPIPE and the rest: which signals the caller left ignored (nohup's SIGHUP, a
+ * shell's SIGINT and SIGQUIT for a background job, a client's SIGPIPE) and which blocked.
+ * A server gets both back before its exec, as a direct run inherits them; a signal
+ * ignored at the start is not one that ends a wrap (sys_signal_ignored_at_start()).
+ */
+void sys_signals_record(void);
+void sys_signals_at_start(sigset_t *ignored, sigset_t *mask);
+bool sys_signal_ignored_at_start(int sig);
 
 /*
  * The next connection on the listening socket lfd, non-blocking and close-on-exec, its

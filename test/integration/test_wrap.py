@@ -152,6 +152,32 @@ class Passthrough(Case):
         w.close_stdin()
         self.assertEqual(w.wait(), 0)
 
+    def test_the_server_inherits_the_ignored_and_blocked_signals_of_a_direct_run(self):
+        """What the caller ignored (nohup's SIGHUP, a background job's SIGINT and SIGQUIT, a
+        client's SIGPIPE and SIGXFSZ) or blocked, the server gets as a direct run does,
+        though mcpmux ignores SIGPIPE, SIGXFSZ and SIGUSR1 and handles SIGTERM, SIGINT and
+        SIGHUP itself; and what the caller did not ignore, the server does not."""
+        ignored = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGPIPE, signal.SIGXFSZ)
+        blocked = {signal.SIGUSR2, signal.SIGALRM}
+
+        def caller():
+            for sig in ignored:
+                signal.signal(sig, signal.SIG_IGN)
+            signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+
+        def signals(argv):
+            p = self.start(argv, preexec_fn=caller, restore_signals=False)
+            e = env_of(p, 1)
+            p.close_stdin()
+            self.assertEqual(p.wait(10), 0)
+            # (signals 32 and 33 belong to the C library's threads, or to valgrind)
+            return [int(e["sigign"], 16) & ~(3 << 31), int(e["sigblk"], 16) & ~(3 << 31)]
+
+        direct = signals([FIXTURE])
+        self.assertEqual(direct, [sum(1 << (s - 1) for s in ignored),
+                                  sum(1 << (s - 1) for s in blocked)])
+        self.assertEqual(signals([MCPMUX, "--", FIXTURE]), direct)
+
 
 class EndOfRun(Case):
     def test_stubborn_tree_gone_within_graces(self):
