@@ -653,6 +653,31 @@ wrap_on_signal(struct ev_loop *loop, ev_signal *sw, int revents)
 	shutdown_all(w, strsignal(sw->signum), "signal");
 }
 
+/*
+ * A signal that ends the run, unless the caller ignored it (nohup's SIGHUP, a background
+ * job's SIGINT): a direct run would not end on it, and the server ignores it too
+ * (sys_signals_record()).  Unreferenced: it keeps the loop from ending.
+ */
+static void
+watch_signal(struct wrap *w, ev_signal *sw, int sig)
+{
+	ev_signal_init(sw, wrap_on_signal, sig);
+	sw->data = w;
+	if (!sys_signal_ignored_at_start(sig)) {
+		ev_signal_start(w->loop, sw);
+		ev_unref(w->loop);
+	}
+}
+
+static void
+unwatch_signal(struct wrap *w, ev_signal *sw)
+{
+	if (ev_is_active(sw)) {
+		ev_ref(w->loop);
+		ev_signal_stop(w->loop, sw);
+	}
+}
+
 /* ---- main ---- */
 
 int
@@ -692,17 +717,10 @@ cmd_wrap(const struct mcpmux_options *o)
 	w->scfg.pool = w->pool = pool_open_for(loop, o);
 	status_open(loop, "wrap");
 	ev_init(&w->drain_w, wrap_on_drain_timeout);
-	ev_signal_init(&w->term_w, wrap_on_signal, SIGTERM);
-	ev_signal_init(&w->int_w, wrap_on_signal, SIGINT);
-	ev_signal_init(&w->hup_w, wrap_on_signal, SIGHUP);
-	w->term_w.data = w->int_w.data = w->hup_w.data = w;
-	ev_signal_start(loop, &w->term_w);
-	ev_signal_start(loop, &w->int_w);
-	ev_signal_start(loop, &w->hup_w);
+	watch_signal(w, &w->term_w, SIGTERM);
+	watch_signal(w, &w->int_w, SIGINT);
+	watch_signal(w, &w->hup_w, SIGHUP);
 	sys_signals_release(); /* one held since the start is acted on now */
-	ev_unref(loop);
-	ev_unref(loop);
-	ev_unref(loop);
 
 	/* Wrap mode starts its server at launch. */
 	if (o->log_path != NULL && tlog_open(loop, o->log_path, o->log_bodies) == -1) {
@@ -725,18 +743,15 @@ cmd_wrap(const struct mcpmux_options *o)
 		diag_info("killed %zu leftover process(es)", killed);
 	}
 
-	ev_ref(loop);
-	ev_ref(loop);
-	ev_ref(loop);
 	/*
 	 * The loop is over: a signal that ends a run, come from now to the exit, waits
 	 * (blocked) rather than ending mcpmux by its default action, without its exit
 	 * status and before its keeper is told it is done.
 	 */
 	sys_signals_hold();
-	ev_signal_stop(loop, &w->term_w);
-	ev_signal_stop(loop, &w->int_w);
-	ev_signal_stop(loop, &w->hup_w);
+	unwatch_signal(w, &w->term_w);
+	unwatch_signal(w, &w->int_w);
+	unwatch_signal(w, &w->hup_w);
 	ev_timer_stop(loop, &w->drain_w);
 	while (w->runs != NULL) {
 		/* Only when the loop could not run at all. */

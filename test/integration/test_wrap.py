@@ -411,6 +411,30 @@ class Teardown(Case):
             self.assertEqual(self.cookie_pids(e["session"]), [])
             self.assert_no_leftovers(0)
 
+    def test_signals_the_caller_ignored_end_no_run(self):
+        """Under nohup (SIGHUP ignored), or as a background job of a shell without job
+        control (SIGINT ignored), a direct run does not end on those signals: nor does a
+        wrap.  SIGTERM, which the caller did not ignore, still ends it."""
+        def caller():
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+        w = self.start([MCPMUX, "-v"] + FAST + ["--", FIXTURE, "--ignore-eof"],
+                       preexec_fn=caller)
+        pid = env_of(w, 1)["pid"]
+        w.p.send_signal(signal.SIGHUP)
+        w.p.send_signal(signal.SIGINT)
+        # mcpmux has woken up to the signals by the time it has answered twice since
+        self.assertEqual(env_of(w, 2)["pid"], pid)
+        self.assertEqual(env_of(w, 3)["pid"], pid)
+        self.assertNotIn("ended (", w.stderr())
+        w.p.send_signal(signal.SIGTERM)
+        self.assertEqual(w.wait(), 128 + signal.SIGTERM)
+        self.assertIn("ended (term,", w.stderr())
+        self.assertNotIn("Hangup", w.stderr())
+        self.assertNotIn("Interrupt", w.stderr())
+        self.assert_no_leftovers(0)
+
     def test_a_stopped_server_gets_sigcont_with_its_sigterm(self):
         """A stopped process does not act on SIGTERM: SIGCONT follows it, so the server
         ends at the SIGTERM step, not at SIGKILL after --term-grace."""
