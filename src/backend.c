@@ -2888,6 +2888,24 @@ backend_on_trim(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)malloc_trim(0);
 }
 
+void
+backend_signal_groups(int sig)
+{
+	struct backend *b, *tmp;
+
+	HASH_ITER (hh, by_pid, b, tmp) {
+		// cppcheck-suppress uninitvar ; uthash iteration over calloc()ed backends
+		if (!b->reaped && b->pgid > 0) {
+			(void)kill(-b->pgid, sig);
+		}
+	}
+	for (b = unhashed; b != NULL; b = b->next_unhashed) {
+		if (!b->reaped && b->pgid > 0) {
+			(void)kill(-b->pgid, sig);
+		}
+	}
+}
+
 double
 backend_end_ms(const struct backend *b)
 {

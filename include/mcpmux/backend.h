@@ -217,6 +217,12 @@ int backend_exit_code(const struct backend *b);
  */
 size_t backend_kill_leftovers(double kill_deadline);
 /*
+ * sig to the process group of every server not yet reaped (its pid, which names its
+ * group: no other process can take that id while it lives): job control passed on to
+ * servers, which run in groups of their own that a terminal's signals do not reach.
+ */
+void backend_signal_groups(int sig);
+/*
  * "PID:STARTTIME" of this mcpmux, as MCPMUX_OWNER gives it to every server; "" when its
  * start time could not be read (its servers then carry no MCPMUX_OWNER).
  */

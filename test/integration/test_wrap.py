@@ -435,6 +435,22 @@ class Teardown(Case):
         self.assertNotIn("Interrupt", w.stderr())
         self.assert_no_leftovers(0)
 
+    def test_sigtstp_stops_the_server_with_mcpmux_and_sigcont_resumes_both(self):
+        """^Z at a terminal stops a direct run's server; it reaches mcpmux's process group,
+        not the server's, so mcpmux stops the server's group, then itself, and resumes
+        the server when it is continued (a shell's fg or bg)."""
+        w = self.wrap()
+        pid = env_of(w, 1)["pid"]
+        w.p.send_signal(signal.SIGTSTP)
+        wait_until(lambda: proc_state(w.pid) == "T" and proc_state(pid) == "T", 5,
+                   "mcpmux and its server to stop")
+        w.p.send_signal(signal.SIGCONT)
+        wait_until(lambda: proc_state(w.pid) != "T" and proc_state(pid) != "T", 5,
+                   "mcpmux and its server to go on")
+        self.assertEqual(env_of(w, 2)["pid"], pid)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+
     def test_a_stopped_server_gets_sigcont_with_its_sigterm(self):
         """A stopped process does not act on SIGTERM: SIGCONT follows it, so the server
         ends at the SIGTERM step, not at SIGKILL after --term-grace."""
