@@ -387,6 +387,7 @@ struct spawn_args {
 	char *const *envp;
 	pid_t parent;
 	int in_fd, out_fd, err_fd;
+	bool close_err; /* no err_fd, and mcpmux's stderr was closed at its start */
 	bool restore_nofile;
 	struct rlimit nofile;
 	sigset_t ignored, mask; /* mcpmux's at its start: sys_signals_record() */
@@ -637,6 +638,11 @@ child_main(void *arg)
 	    (a->err_fd >= 0 && dup2(a->err_fd, STDERR_FILENO) == -1)) {
 		err = errno;
 	} else {
+		/* The /dev/null mcpmux put there for itself (sys_sanitize_stdio()) is not the
+		 * server's: a direct run would have no fd 2. */
+		if (a->close_err) {
+			(void)close(STDERR_FILENO);
+		}
 		/* libev may have left signals blocked: the server gets the mask of a direct
 		 * run, the one mcpmux was started with. */
 		(void)sigprocmask(SIG_SETMASK, &a->mask, NULL);
@@ -997,6 +1003,7 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 
 	args.restore_nofile = sys_nofile_original(&args.nofile);
 	sys_signals_at_start(&args.ignored, &args.mask);
+	args.close_err = args.err_fd < 0 && sys_stdio_closed_at_start(STDERR_FILENO);
 
 	char cg_procs[CGROUP_PATH_MAX + 16];
 

@@ -211,6 +211,8 @@ sys_close(int *fd)
 	}
 }
 
+static bool stdio_closed[3]; /* at the start, before sys_sanitize_stdio() */
+
 int
 sys_sanitize_stdio(void)
 {
@@ -220,6 +222,7 @@ sys_sanitize_stdio(void)
 		if (fstat(fd, &st) == 0 || errno != EBADF) {
 			continue;
 		}
+		stdio_closed[fd] = true;
 		int nfd = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
 
 		if (nfd == -1) {
@@ -233,6 +236,12 @@ sys_sanitize_stdio(void)
 		}
 	}
 	return 0;
+}
+
+bool
+sys_stdio_closed_at_start(int fd)
+{
+	return fd >= 0 && fd <= 2 && stdio_closed[fd];
 }
 
 int

@@ -71,8 +71,13 @@ ssize_t sys_read_small_fd(int fd, char *buf, size_t cap);
  * and keeps errno: a failure path may close before it reports.
  */
 void sys_close(int *fd);
-/* Make fds 0, 1 and 2 valid (open /dev/null where one is closed). */
+/*
+ * Make fds 0, 1 and 2 valid (open /dev/null where one is closed): mcpmux's own files must
+ * not take those numbers.  sys_stdio_closed_at_start() says which were closed, for a
+ * server that inherits mcpmux's stderr: it gets it closed, as a direct run would.
+ */
 int sys_sanitize_stdio(void);
+bool sys_stdio_closed_at_start(int fd);
 
 /*
  * A non-blocking descriptor for stdio fd `fd` (0, 1 or 2) that changes nothing another

@@ -599,6 +599,22 @@ class SharedDescriptions(Case):
         self.assertEqual(self.fds_of([MCPMUX, "serve", "--log", log, "--", FIXTURE], fds,
                                      ["a", "b"]), direct * 2)
 
+    def test_a_closed_stderr_stays_closed(self):
+        """A caller that closed fd 2 (2>&-) starts a direct run without one: so does
+        mcpmux's server, though mcpmux puts /dev/null there for itself."""
+        def closed(argv):
+            p = self.start(argv, preexec_fn=lambda: os.close(2))
+            p.send(initialize(0))
+            self.assertEqual(p.msg()["id"], 0)
+            fds = env_of(p, 1)["fds"]
+            p.close_stdin()
+            self.assertEqual(p.wait(10), 0)
+            return fds
+
+        direct = closed([FIXTURE])
+        self.assertEqual(direct, "0,1")
+        self.assertEqual(closed([MCPMUX, "--", FIXTURE]), direct)
+
     def test_descriptors_without_cgroup(self):
         """The same through the spawn without a cgroup leaf (clone3() without
         CLONE_INTO_CGROUP)."""
