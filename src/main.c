@@ -75,6 +75,8 @@ main(int argc, char **argv)
 	 * (Servers get the dispositions mcpmux was started with back before their exec.)
 	 */
 	(void)signal(SIGUSR1, SIG_IGN);
+	/* What the caller blocked is the server's (sys_signals_record()), not mcpmux's. */
+	sys_signals_unblock();
 
 	if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
 		printf("mcpmux %s\n", MCPMUX_VERSION);

@@ -405,6 +405,25 @@ sys_signals_record(void)
 }
 
 void
+sys_signals_unblock(void)
+{
+	sigset_t mask;
+
+	/*
+	 * Those that sys_signals_hold() and sys_signals_release() govern stay as they were:
+	 * one pending since before the start must not end mcpmux by its default action.
+	 */
+	(void)sigemptyset(&mask);
+	for (int sig = 1; sig < NSIG; sig++) {
+		if ((sig == SIGTERM || sig == SIGINT || sig == SIGHUP || sig == SIGUSR2) &&
+		    sigismember(&start_mask, sig) == 1) {
+			(void)sigaddset(&mask, sig);
+		}
+	}
+	(void)sigprocmask(SIG_SETMASK, &mask, NULL);
+}
+
+void
 sys_signals_at_start(sigset_t *ignored, sigset_t *mask)
 {
 	*ignored = start_ignored;

@@ -435,6 +435,20 @@ class Teardown(Case):
         self.assertNotIn("Interrupt", w.stderr())
         self.assert_no_leftovers(0)
 
+    def test_a_caller_that_blocked_sigchld_leaves_the_teardown_as_it_is(self):
+        """SIGCHLD blocked by the caller is the server's, as in a direct run, not mcpmux's:
+        mcpmux still learns of its server's exit, and the run ends at its EOF, not
+        abandoned at the kill deadline."""
+        p = self.start([MCPMUX, "-v"] + FAST + ["--", FIXTURE],
+                       preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK,
+                                                                 {signal.SIGCHLD}))
+        e = env_of(p, 1)
+        self.assertEqual(int(e["sigblk"], 16) & ~(3 << 31), 1 << (signal.SIGCHLD - 1))
+        p.close_stdin()
+        self.assertEqual(p.wait(30), 0)
+        self.assertIn("ended (eof,", p.stderr())
+        self.assertNotIn("abandoned", p.stderr())
+
     def test_sigtstp_stops_the_server_with_mcpmux_and_sigcont_resumes_both(self):
         """^Z at a terminal stops a direct run's server; it reaches mcpmux's process group,
         not the server's, so mcpmux stops the server's group, then itself, and resumes
