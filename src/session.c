@@ -88,6 +88,7 @@ static void line_ended(struct session *s);
 static void session_on_big_begin(void *ctx, const char *head, size_t len);
 static void session_on_big_more(void *ctx, const char *more, size_t len);
 static void session_on_big_end(void *ctx, size_t total);
+static void answer_batch_error(struct session *s, uint32_t batch, const char *text);
 static void session_on_exit(struct backend *b, void *owner);
 static void session_on_done(struct backend *b, void *owner);
 static void session_on_idle(struct ev_loop *loop, ev_timer *w, int revents);
@@ -1271,9 +1272,21 @@ static void
 session_on_big_begin(void *ctx, const char *head, size_t len)
 {
 	struct session *s = ctx;
+	size_t i = 0;
 
+	while (i < len && (head[i] == ' ' || head[i] == '\t' || head[i] == '\r')) {
+		i++;
+	}
+	/* A batch: its first element is scanned as a message of its own, so that its id
+	 * finds the client's batch it answers (session_on_big_end()). */
+	s->big_batch = i < len && head[i] == '[';
+	if (s->big_batch) {
+		i++;
+	} else {
+		i = 0;
+	}
 	jsonrpc_idscan_init(&s->big_id);
-	jsonrpc_idscan_feed(&s->big_id, head, len);
+	jsonrpc_idscan_feed(&s->big_id, head + i, len - i);
 }
 
 static void
@@ -1313,7 +1326,13 @@ session_on_big_end(void *ctx, size_t total)
 			}
 		}
 	}
-	if (p != NULL) {
+	if (p != NULL && s->big_batch && p->batch != 0) {
+		/* The answers of a batch: every request of the client's batch that its first
+		 * element answers gets the error, in one array, as a batch is answered; they
+		 * would otherwise wait for the end of the run. */
+		answer_batch_error(s, p->batch, text);
+		busy_sync(s);
+	} else if (p != NULL) {
 		double ms = pending_age_ms(p);
 
 		/* The answer carries the id as the request wrote it (the same value). */
@@ -2006,6 +2025,37 @@ answer_pending(struct session *s, const char *text)
 	}
 	array_close(s, &open, ms);
 	s->n_pending = 0;
+}
+
+/* The requests of one batch still in flight get text: one array of errors. */
+static void
+answer_batch_error(struct session *s, uint32_t batch, const char *text)
+{
+	struct pending *p, *tmp;
+	uint32_t open = 0;
+	double ms = 0;
+
+	HASH_ITER (hh, s->pending, p, tmp) {
+		// cppcheck-suppress uninitvar ; uthash iteration, filled by ids_add()
+		if (p->batch != batch) {
+			continue;
+		}
+		HASH_DEL(s->pending, p);
+		for (uint32_t k = 0; k < p->count; k++) {
+			if (open == 0) {
+				open = batch;
+				ms = pending_age_ms(p);
+				sbuf_reset(&msg);
+				sbuf_adds(&msg, "[");
+			} else {
+				sbuf_adds(&msg, ",");
+			}
+			rpcout_error(&msg, pending_id(p), p->id_len, RPC_SERVER_ERROR, text);
+		}
+		s->n_pending -= p->count;
+		pending_release(p);
+	}
+	array_close(s, &open, ms);
 }
 
 /* The run is over: everything owed to the client, then hooks->on_done. */

@@ -175,6 +175,7 @@ struct session {
 	double started;
 	struct session_stats stats;
 	struct jsonrpc_idscan big_id;	       /* over-long server message: its id */
+	bool big_batch;			       /* ... a batch: big_id is its first element's */
 	struct session *prev_live, *next_live; /* every session of the process (status.h) */
 };
 

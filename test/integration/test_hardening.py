@@ -723,6 +723,36 @@ class RequestIds(Case):
         self.assertEqual(w.read_to_eof(10), b"")  # nothing left owed
         self.assertEqual(w.wait(10), 0)
 
+    def test_a_batch_of_answers_over_max_message_answers_its_requests_at_once(self):
+        """A server's batch of answers too large to forward: each request of the client's
+        batch gets -32000 at once, in one array, as its requests were sent, not at the end
+        of the run (which the client may wait for in vain); the session and the others go
+        on, and nothing more is owed at their end."""
+        p = self.serve(opts=["--max-message", "10000"] + FAST)
+        p.send({"session": "a", "message": [call(1, "huge", bytes=20000),
+                                            call("two", "echo", text="x")]})
+        self.assertEqual(p.msg(10)["event"], "started")
+        e = p.msg(10)
+        self.assertEqual(e["session"], "a")
+        self.assertEqual([m["id"] for m in e["message"]], [1, "two"])
+        for m in e["message"]:
+            self.assertEqual(m["error"]["code"], -32000)
+            self.assertIn("too large", m["error"]["message"])
+        p.send({"session": "a", "message": req(3, "ping")},
+               {"session": "b", "message": call(4, "echo", text="b")})
+        got = {}
+        while len(got) < 2:
+            e = p.msg(10)
+            if "message" in e:
+                got[e["session"]] = e["message"]
+        self.assertEqual(got["a"], {"jsonrpc": "2.0", "id": 3, "result": {}})
+        self.assertEqual(got["b"]["result"]["content"][0]["text"], "b")
+        p.close_stdin()
+        rest = [json.loads(line) for line in p.read_to_eof(10).splitlines()]
+        self.assertEqual(sorted(e["session"] for e in rest), ["a", "b"])  # ended, no error
+        self.assertEqual({e.get("event") for e in rest}, {"ended"})
+        self.assertEqual(p.wait(10), 0)
+
     def test_one_id_twice_in_flight_gets_two_answers(self):
         w = self.wrap(opts=FAST)
         w.send(call(7, "sleep", ms=20000), call(7, "sleep", ms=20000), END)
