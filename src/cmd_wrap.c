@@ -42,8 +42,7 @@ struct wrap {
 	struct session_config scfg;
 	struct conn client;
 	ev_signal term_w, int_w, hup_w;
-	ev_signal tstp_w, cont_w;
-	bool stopped; /* a SIGTSTP stopped the servers' groups, and mcpmux: SIGCONT resumes */
+	ev_signal tstp_w;
 	ev_timer drain_w;
 	size_t drain_left; /* what the client had to read when drain_w was armed */
 	struct jsonrpc_scanner scan;
@@ -658,32 +657,20 @@ wrap_on_signal(struct ev_loop *loop, ev_signal *sw, int revents)
 /*
  * Job control (^Z at a terminal, a shell's SIGTSTP): it reaches mcpmux's process group,
  * not the server's, a group of its own.  In a direct run it stops the server: so it does
- * here, and then mcpmux, which resumes the servers it stopped when it is continued
- * (the shell's fg or bg).  SIGSTOP for mcpmux: a caught SIGTSTP has no default action.
+ * here, and then mcpmux, by the signal's default action (the watcher stopped for it), so
+ * that the kernel decides as it would for the server (a group with no shell to continue
+ * it, an orphaned one, is not stopped).  Once mcpmux goes on (the shell's fg or bg, or
+ * at once), so do the servers it stopped.
  */
 static void
 wrap_on_tstp(struct ev_loop *loop, ev_signal *sw, int revents)
 {
-	struct wrap *w = sw->data;
-
-	(void)loop;
 	(void)revents;
-	w->stopped = true;
 	backend_signal_groups(SIGTSTP);
-	(void)kill(getpid(), SIGSTOP);
-}
-
-static void
-wrap_on_cont(struct ev_loop *loop, ev_signal *sw, int revents)
-{
-	struct wrap *w = sw->data;
-
-	(void)loop;
-	(void)revents;
-	if (w->stopped) {
-		w->stopped = false;
-		backend_signal_groups(SIGCONT);
-	}
+	ev_signal_stop(loop, sw); /* SIGTSTP's default action back */
+	(void)raise(SIGTSTP);
+	ev_signal_start(loop, sw);
+	backend_signal_groups(SIGCONT);
 }
 
 /*
@@ -695,11 +682,7 @@ wrap_on_cont(struct ev_loop *loop, ev_signal *sw, int revents)
 static void
 watch_signal(struct wrap *w, ev_signal *sw, int sig)
 {
-	ev_signal_init(sw,
-		       sig == SIGTSTP	? wrap_on_tstp
-		       : sig == SIGCONT ? wrap_on_cont
-					: wrap_on_signal,
-		       sig);
+	ev_signal_init(sw, sig == SIGTSTP ? wrap_on_tstp : wrap_on_signal, sig);
 	sw->data = w;
 	if (!sys_signal_ignored_at_start(sig)) {
 		ev_signal_start(w->loop, sw);
@@ -759,7 +742,6 @@ cmd_wrap(const struct mcpmux_options *o)
 	watch_signal(w, &w->int_w, SIGINT);
 	watch_signal(w, &w->hup_w, SIGHUP);
 	watch_signal(w, &w->tstp_w, SIGTSTP);
-	watch_signal(w, &w->cont_w, SIGCONT);
 	sys_signals_release(); /* one held since the start is acted on now */
 
 	/* Wrap mode starts its server at launch. */
@@ -793,7 +775,6 @@ cmd_wrap(const struct mcpmux_options *o)
 	unwatch_signal(w, &w->int_w);
 	unwatch_signal(w, &w->hup_w);
 	unwatch_signal(w, &w->tstp_w);
-	unwatch_signal(w, &w->cont_w);
 	ev_timer_stop(loop, &w->drain_w);
 	while (w->runs != NULL) {
 		/* Only when the loop could not run at all. */

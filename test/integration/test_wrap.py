@@ -452,8 +452,9 @@ class Teardown(Case):
     def test_sigtstp_stops_the_server_with_mcpmux_and_sigcont_resumes_both(self):
         """^Z at a terminal stops a direct run's server; it reaches mcpmux's process group,
         not the server's, so mcpmux stops the server's group, then itself, and resumes
-        the server when it is continued (a shell's fg or bg)."""
-        w = self.wrap()
+        the server when it is continued (a shell's fg or bg).  (mcpmux in a group of its
+        own, as a shell's job is: one whose parent, in another group, can continue it.)"""
+        w = self.start([MCPMUX, "--", FIXTURE], process_group=0)
         pid = env_of(w, 1)["pid"]
         w.p.send_signal(signal.SIGTSTP)
         wait_until(lambda: proc_state(w.pid) == "T" and proc_state(pid) == "T", 5,
@@ -461,6 +462,22 @@ class Teardown(Case):
         w.p.send_signal(signal.SIGCONT)
         wait_until(lambda: proc_state(w.pid) != "T" and proc_state(pid) != "T", 5,
                    "mcpmux and its server to go on")
+        self.assertEqual(env_of(w, 2)["pid"], pid)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+
+    def test_sigtstp_in_an_orphaned_group_stops_neither(self):
+        """In a process group that nothing could continue (an orphaned one: here, a
+        session of its own), the kernel does not stop a direct run's server on SIGTSTP,
+        and nothing would ever continue it: neither mcpmux nor its server stays stopped,
+        and the run goes on."""
+        w = self.start([MCPMUX, "--", FIXTURE], start_new_session=True)
+        pid = env_of(w, 1)["pid"]
+        w.p.send_signal(signal.SIGTSTP)
+        w.send(req(5, "ping"))  # answered once mcpmux has handled the signal before it
+        self.assert_response(w.msg(), 5)
+        self.assertNotEqual(proc_state(w.pid), "T")
+        wait_until(lambda: proc_state(pid) != "T", 5, "the server to go on")
         self.assertEqual(env_of(w, 2)["pid"], pid)
         w.close_stdin()
         self.assertEqual(w.wait(), 0)
