@@ -667,8 +667,8 @@ wrap_on_tstp(struct ev_loop *loop, ev_signal *sw, int revents)
 {
 	(void)revents;
 	backend_signal_groups(SIGTSTP);
-	ev_signal_stop(loop, sw); /* SIGTSTP's default action back */
-	(void)raise(SIGTSTP);
+	ev_signal_stop(loop, sw);      /* SIGTSTP's default action back */
+	(void)kill(getpid(), SIGTSTP); /* delivered before kill() returns */
 	ev_signal_start(loop, sw);
 	backend_signal_groups(SIGCONT);
 }
