@@ -766,28 +766,41 @@ container_list_argv(char *const *prefix, size_t n, enum container_engine engine)
 	return helper_argv(prefix, n, words, NULL, NULL);
 }
 
-char **
-container_list_run_argv(char *const *prefix, size_t n, const char *owner, const char *run)
+/* The listing of owner's containers, with one more filter KEY VALUE when value is not NULL. */
+static char **
+list_owned_argv(char *const *prefix, size_t n, const char *owner, const char *key,
+		const char *value)
 {
-	static const char k_owner[] = "label=" CONTAINER_LABEL_OWNER "=",
-			  k_run[] = "label=" CONTAINER_LABEL_RUN "=";
+	static const char k_owner[] = "label=" CONTAINER_LABEL_OWNER "=";
 	const char *words[] = { "ls", "-a", "--no-trunc", NULL };
 	struct argv_block b;
 
 	if (helper_begin(&b, prefix, n, words, 6,
 			 strlen(k_owner) + strlen(owner) +
-				 (run != NULL ? strlen(k_run) + strlen(run) : 0) + 2) == -1) {
+				 (value != NULL ? strlen(key) + strlen(value) : 0) + 2) == -1) {
 		return NULL;
 	}
 	block_borrow(&b, "--filter");
 	block_copy(&b, k_owner, owner);
-	if (run != NULL) {
+	if (value != NULL) {
 		block_borrow(&b, "--filter");
-		block_copy(&b, k_run, run);
+		block_copy(&b, key, value);
 	}
 	block_borrow(&b, "--format");
 	block_borrow(&b, CONTAINER_LISTED "|{{.ID}}");
 	return block_done(&b);
+}
+
+char **
+container_list_run_argv(char *const *prefix, size_t n, const char *owner, const char *run)
+{
+	return list_owned_argv(prefix, n, owner, "label=" CONTAINER_LABEL_RUN "=", run);
+}
+
+char **
+container_list_id_argv(char *const *prefix, size_t n, const char *owner, const char *id)
+{
+	return list_owned_argv(prefix, n, owner, "id=", id);
 }
 
 const char *

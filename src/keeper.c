@@ -654,6 +654,39 @@ read_cid(const struct ctr *c, char *cid, size_t size)
 }
 
 /*
+ * Whether the engine lists container cid among owner's (container_list_id_argv): asked
+ * when its inspect cannot tell, which podman's cannot once a `podman run --rm` killed
+ * while it removed the container has taken its storage, and the container, left in the
+ * engine's records, would never go.  1 when listed, 0 when not (or no answer), -1 when
+ * until came first.
+ */
+static int
+listed_as_owners(char **prefix, size_t n, const char *cid, const char *owner, double until)
+{
+	char **list = container_list_id_argv(prefix, n, owner, cid);
+	struct engine_res r = { .st = -1, .how = "out of memory" };
+	const char *pos = r.err, *id;
+	size_t len;
+	bool late;
+
+	if (list == NULL) {
+		return 0;
+	}
+	r.mark = container_listed_keep;
+	late = !run_engine_until(list, until, &r, true);
+	free(list);
+	if (late) {
+		return -1;
+	}
+	while (engine_ok(&r) && (id = container_listed_next(&pos, r.err + r.n_err, &len)) != NULL) {
+		if (len == strlen(cid) && memcmp(id, cid, len) == 0) {
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/*
  * End container cid through its engine (prefix[0..n)), its commands bounded to until as
  * well (INFINITY: each to KEEPER_ENGINE_S alone), and say what happened: removed (or
  * gone by itself), or could not be removed, with the engine's answer.  1 when it is
@@ -693,8 +726,12 @@ end_by_id(const char *cidfile, bool own, char **prefix, size_t n, const char *ci
 			return 1;
 		}
 		bool told = engine_ok(&r) && container_whose_parse(r.err, r.n_err, &w);
+		int listed = told ? 0 : listed_as_owners(prefix, n, cid, owner, until);
 
-		if (!told || strcmp(w.owner, owner) != 0) {
+		if (listed == -1) {
+			return -1;
+		}
+		if (listed == 0 && (!told || strcmp(w.owner, owner) != 0)) {
 			/* Not known to be its mcpmux's: never ended on a guess. */
 			if (told) {
 				diag_warn(

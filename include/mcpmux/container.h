@@ -143,6 +143,15 @@ char **container_list_argv(char *const *prefix, size_t n, enum container_engine 
 #define CONTAINER_LISTED "mcpmux-listed"
 char **container_list_run_argv(char *const *prefix, size_t n, const char *owner, const char *run);
 /*
+ * Container id if it is owner's, the same way:
+ *   PREFIX container ls -a --no-trunc --filter label=mcpmux.owner=OWNER --filter id=ID ...
+ * (the engine matches a prefix of the id: only a line of the whole id tells).  A listing
+ * reads the labels from the engine's record of the container, where podman's inspect also
+ * needs its storage, which a `podman run --rm` killed while it removed the container has
+ * taken away already ("getting container from store ...: container not known").
+ */
+char **container_list_id_argv(char *const *prefix, size_t n, const char *owner, const char *id);
+/*
  * The next id in that command's output from *pos (up to end): its start, with *len its
  * length, and *pos moved past its line; NULL when there is no other.  Only a whole line
  * (ended by its newline) gives an id; other lines, a last one without its newline (it may

@@ -210,6 +210,51 @@ class PodmanTeardown(Podman):
         wait_until(lambda: not self.tagged(), 15, "the keeper to exit")
         self.assertIn("keeper: removed container", p.stderr())
 
+    def test_a_container_without_its_storage_is_ended_by_the_keeper(self):
+        """A `podman run --rm` killed while it removed its container leaves the container in
+        podman's records without its storage, which podman's inspect then cannot read
+        ("getting container from store ...: container not known"): the keeper finds it
+        its mcpmux's by a listing, and removes it (rm -f can)."""
+        shim = os.path.join(self.tmp.name, "bin")
+        os.mkdir(shim)
+        hold = os.path.join(self.tmp.name, "hold")
+        held = os.path.join(self.tmp.name, "held")
+        real = shutil.which("podman")
+        with open(os.path.join(shim, "podman"), "w") as f:
+            # The keeper's first inspect waits (20 s at most) until the test lets it go.
+            f.write('#!/bin/sh\n'
+                    'if [ "$2" = inspect ] && [ -e "%s" ]; then\n'
+                    '    : > "%s"\n'
+                    '    i=0; while [ -e "%s" ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done\n'
+                    'fi\n'
+                    'exec "%s" "$@"\n' % (hold, held, hold, real))
+        os.chmod(os.path.join(shim, "podman"), 0o755)
+        self.env["PATH"] = shim + ":" + self.env["PATH"]
+        p = self.wrapped()
+        p.send(initialize(1))
+        self.assertEqual(p.msg(60)["id"], 1)
+        self.assertEqual(len(self.pod.containers("status=running")), 1)
+        cid = self.pod.containers()[0]
+        open(hold, "w").close()
+        p.p.send_signal(signal.SIGKILL)
+        p.wait()
+        wait_until(lambda: os.path.exists(held), 30, "the keeper to ask whose the container is",
+                   explain=lambda: p.stderr())
+        # What the killed `podman run --rm` leaves: the container's storage gone, its
+        # record not.
+        store = os.path.join(self.pod.dir, "storage", "vfs-containers", "containers.json")
+        with open(store) as f:
+            stored = json.load(f)
+        with open(store, "w") as f:
+            json.dump([c for c in stored if c["id"] != cid], f)
+        r = self.pod.podman("inspect", cid, check=False)
+        self.assertIn("container not known", r.stderr)
+        os.unlink(hold)
+        wait_until(lambda: self.pod.containers() == [], 40,
+                   "the keeper to remove the container", explain=lambda: p.stderr())
+        wait_until(lambda: not self.tagged(), 15, "the keeper to exit")
+        self.assertIn("keeper: removed container %s" % cid[:12], p.stderr())
+
     def test_serve_session_in_a_container(self):
         p = self.wrapped(mode=["serve"])
         p.send({"session": "c1", "message": initialize(1)})

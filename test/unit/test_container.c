@@ -374,6 +374,12 @@ test_helpers(void **state)
 					 "label=mcpmux.owner=42:1000 --filter label=mcpmux.run=r-1 "
 					 "--format mcpmux-listed|{{.ID}}");
 	free(out);
+	out = container_list_id_argv(argv, r.prefix_len, "42:1000", "c1");
+	assert_non_null(out);
+	assert_string_equal(joined(out), "docker container ls -a --no-trunc --filter "
+					 "label=mcpmux.owner=42:1000 --filter id=c1 "
+					 "--format mcpmux-listed|{{.ID}}");
+	free(out);
 	assert_string_equal(container_engine_name(CONTAINER_PODMAN), "podman");
 	assert_string_equal(container_engine_name(CONTAINER_DOCKER), "docker");
 }
