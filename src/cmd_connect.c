@@ -914,9 +914,17 @@ cmd_connect(int argc, char **argv)
 	ev_signal_init(&int_w, connect_on_signal, SIGINT);
 	ev_signal_init(&hup_w, connect_on_signal, SIGHUP);
 	term_w.data = int_w.data = hup_w.data = &cc;
-	ev_signal_start(loop, &term_w);
-	ev_signal_start(loop, &int_w);
-	ev_signal_start(loop, &hup_w);
+	/* Not one the caller ignored (nohup's SIGHUP): connect outlives it, as a server
+	 * run directly in its place would. */
+	if (!sys_signal_ignored_at_start(SIGTERM)) {
+		ev_signal_start(loop, &term_w);
+	}
+	if (!sys_signal_ignored_at_start(SIGINT)) {
+		ev_signal_start(loop, &int_w);
+	}
+	if (!sys_signal_ignored_at_start(SIGHUP)) {
+		ev_signal_start(loop, &hup_w);
+	}
 	ev_prepare_init(&cc.turn_w, connect_on_turn);
 	cc.turn_w.data = &cc;
 	ev_prepare_start(loop, &cc.turn_w);

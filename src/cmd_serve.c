@@ -1458,9 +1458,15 @@ cmd_serve(const struct mcpmux_options *o)
 	ev_signal_init(&sv->int_w, serve_on_signal, SIGINT);
 	ev_signal_init(&sv->hup_w, serve_on_signal, SIGHUP);
 	sv->term_w.data = sv->int_w.data = sv->hup_w.data = sv;
-	ev_signal_start(loop, &sv->term_w);
-	ev_signal_start(loop, &sv->int_w);
-	ev_signal_start(loop, &sv->hup_w);
+	/* Not one the caller ignored (nohup's SIGHUP, a background job's SIGINT): serve
+	 * outlives it, as the servers, which ignore it too, would in direct runs. */
+	for (ev_signal *sw = &sv->term_w; sw != NULL; sw = sw == &sv->term_w  ? &sv->int_w
+							   : sw == &sv->int_w ? &sv->hup_w
+									      : NULL) {
+		if (!sys_signal_ignored_at_start(sw->signum)) {
+			ev_signal_start(loop, sw);
+		}
+	}
 	sys_signals_release(); /* one held since the start is acted on now */
 	if (o->log_path != NULL && tlog_open(loop, o->log_path, o->log_bodies) == -1) {
 		rc = 1;

@@ -367,6 +367,34 @@ class ListenHardening(ListenHelpers, Case):
         srv.wait()
         self.assert_no_leftovers(5)
 
+    def test_connect_outlives_the_signals_its_caller_ignored(self):
+        """Under nohup (SIGHUP ignored), or as a background job of a shell without job
+        control (SIGINT ignored), connect outlives those signals, as a server run
+        directly in its place would: its session goes on with the same server.  SIGTERM
+        still ends the session, and connect exits with its status."""
+        def caller():
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+        self.path = os.path.join(self.tmp.name, "mux.sock")
+        srv = self.serve(opts=FAST + ["--listen", self.path])
+        wait_until(lambda: os.path.exists(self.path), 5, "the socket")
+        c = self.start([MCPMUX, "connect", "--session", "nohup", self.path],
+                       preexec_fn=caller)
+        c.send(call(1, "env"))
+        pid = c.msg()["result"]["structuredContent"]["pid"]
+        c.p.send_signal(signal.SIGHUP)
+        c.p.send_signal(signal.SIGINT)
+        # connect has woken up to the signals by the time it has relayed two answers since
+        for i in (2, 3):
+            c.send(call(i, "env"))
+            self.assertEqual(c.msg()["result"]["structuredContent"]["pid"], pid)
+        c.p.send_signal(signal.SIGTERM)
+        self.assertEqual(c.wait(5), 0, c.stderr())
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(5), 0)
+        self.assert_no_leftovers(0)
+
     def test_connect_exits_0_when_nothing_it_sent_starts_a_session(self):
         """Lines that serve answers itself (JSON that is not JSON-RPC, the client's own
         end-of-run) start no server: nothing failed, connect exits 0 once their answers

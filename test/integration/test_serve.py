@@ -321,6 +321,31 @@ class Sessions(Case):
             self.assertEqual(m.p.wait(5), 0, sig)
             self.assert_no_leftovers(0)
 
+    def test_signals_the_caller_ignored_end_no_session(self):
+        """Under nohup (SIGHUP ignored), or as a background job of a shell without job
+        control (SIGINT ignored), serve outlives those signals, as its servers, run
+        directly, would: its sessions go on with the same servers.  SIGTERM, which the
+        caller did not ignore, still ends every session, and serve exits 0."""
+        def caller():
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+        m = Mux(self.serve(opts=FAST, preexec_fn=caller))
+        m.send("a", call(1, "env"))
+        pid = m.msg("a")["result"]["structuredContent"]["pid"]
+        m.p.p.send_signal(signal.SIGHUP)
+        m.p.p.send_signal(signal.SIGINT)
+        # serve has woken up to the signals by the time it has answered twice since
+        for i in (2, 3):
+            m.send("a", call(i, "env"))
+            self.assertEqual(m.msg("a")["result"]["structuredContent"]["pid"], pid)
+        m.p.p.send_signal(signal.SIGTERM)
+        self.assertEqual(m.event("a", "ended")["escalation"], "eof")
+        self.assertEqual(m.p.wait(5), 0)
+        self.assertNotIn("Hangup", m.p.stderr())
+        self.assertNotIn("Interrupt", m.p.stderr())
+        self.assert_no_leftovers(0)
+
     def test_stdin_eof_ends_kept_sessions_too(self):
         m = Mux(self.serve(opts=FAST))
         m.p.send({"session": "k", "keep": True})
