@@ -1207,7 +1207,8 @@ idscan_key_end(struct jsonrpc_idscan *sc)
 void
 jsonrpc_idscan_feed(struct jsonrpc_idscan *sc, const char *p, size_t len)
 {
-	for (size_t i = 0; i < len && !(sc->found && (sc->has_method || sc->has_answer)); i++) {
+	for (size_t i = 0;
+	     i < len && !sc->ended && !(sc->found && (sc->has_method || sc->has_answer)); i++) {
 		char c = p[i];
 
 		if (sc->in_string) {
@@ -1256,11 +1257,12 @@ jsonrpc_idscan_feed(struct jsonrpc_idscan *sc, const char *p, size_t len)
 			break;
 		case '}':
 		case ']':
-			sc->depth--;
+			sc->ended = --sc->depth == 0;
 			break;
 		case ',':
 			sc->is_key = sc->depth == 1;
 			sc->want_value = false;
+			sc->ended = sc->depth == 0; /* after a bare scalar fed alone */
 			break;
 		case ':':
 			break;

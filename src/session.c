@@ -1277,8 +1277,8 @@ session_on_big_begin(void *ctx, const char *head, size_t len)
 	while (i < len && (head[i] == ' ' || head[i] == '\t' || head[i] == '\r')) {
 		i++;
 	}
-	/* A batch: its first element is scanned as a message of its own, so that its id
-	 * finds the client's batch it answers (session_on_big_end()). */
+	/* A batch: its first element is scanned as a message of its own (the scan ends with
+	 * it), so that its id finds the client's batch it answers (session_on_big_end()). */
 	s->big_batch = i < len && head[i] == '[';
 	if (s->big_batch) {
 		i++;
@@ -1316,9 +1316,12 @@ session_on_big_end(void *ctx, size_t total)
 	}
 	struct pending *p = NULL, *tmp;
 
-	if (id != NULL) {
+	if (!jsonrpc_idscan_is_answer(&s->big_id)) {
+		/* A request of the server's (or a notification): its id, if any, is in the
+		 * server's numbering, not the client's, and answers none of the client's. */
+	} else if (id != NULL) {
 		p = ids_find(s->pending, id, id_len);
-	} else if (s->big_id.overflow && jsonrpc_idscan_is_answer(&s->big_id)) {
+	} else if (s->big_id.overflow) {
 		/* An id too long to be kept whole: the request that wrote it so. */
 		HASH_ITER (hh, s->pending, p, tmp) {
 			if (jsonrpc_idscan_is(&s->big_id, pending_id(p), p->id_len)) {

@@ -287,6 +287,7 @@ struct jsonrpc_idscan {
 	size_t id_total;  /* the whole id's length, past id[] too */
 	uint64_t id_hash; /* FNV-1a of the whole id's text */
 	bool found, overflow;
+	bool ended; /* the value fed is over: what follows is another's (a batch's next) */
 	bool has_method, has_answer; /* "method"; "result" or "error" */
 };
 

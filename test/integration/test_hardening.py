@@ -4,6 +4,8 @@ replies across runs.  Each test provokes one condition and asserts what the clie
 server and the process table see."""
 
 import json
+import sys
+import textwrap
 import os
 import pty
 import select
@@ -752,6 +754,40 @@ class RequestIds(Case):
         self.assertEqual(sorted(e["session"] for e in rest), ["a", "b"])  # ended, no error
         self.assertEqual({e.get("event") for e in rest}, {"ended"})
         self.assertEqual(p.wait(10), 0)
+
+    def test_an_oversize_request_of_the_servers_answers_none_of_the_clients(self):
+        """A server's line too large to forward that is a request of its own (alone, or in
+        a batch, after a notification), with an id that a request of the client's has too
+        (both sides number from 1): it answers no request of the client's, which get their
+        real answers once each, and no -32000 for the dropped line."""
+        server = textwrap.dedent("""
+            import json, sys
+            for line in sys.stdin:
+                m = json.loads(line)
+                pad = {"pad": "x" * 20000}
+                ask = {"jsonrpc": "2.0", "id": 1, "method": "roots/list", "params": pad}
+                if isinstance(m, list):
+                    big = [{"jsonrpc": "2.0", "method": "notifications/message", "params": pad},
+                           {"jsonrpc": "2.0", "id": 2, "method": "roots/list"}]
+                    out = [big, [{"jsonrpc": "2.0", "id": x["id"], "result": {"real": 1}}
+                                 for x in m]]
+                else:
+                    out = [ask, [ask], {"jsonrpc": "2.0", "id": m["id"], "result": {"real": 1}}]
+                for o in out:
+                    sys.stdout.write(json.dumps(o) + "\\n")
+                sys.stdout.flush()
+            """)
+        w = self.wrap(opts=["--max-message", "10000"] + FAST,
+                      command=[sys.executable, "-c", server])
+        w.send(req(1, "ping"))
+        self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 1, "result": {"real": 1}})
+        w.send([req(1, "ping"), req(2, "ping")])
+        self.assertEqual(w.msg(10), [{"jsonrpc": "2.0", "id": i, "result": {"real": 1}}
+                                     for i in (1, 2)])
+        w.close_stdin()
+        self.assertEqual(w.read_to_eof(10), b"")  # nothing more: no error for either
+        self.assertEqual(w.wait(10), 0)
+        self.assertIn("the server's message too large (20074 bytes", w.stderr())
 
     def test_one_id_twice_in_flight_gets_two_answers(self):
         w = self.wrap(opts=FAST)

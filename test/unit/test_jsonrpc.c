@@ -956,6 +956,9 @@ test_idscan_kind(void **state)
 		{ "{'r\\u0065sult':1,'id':1}", false, false },
 		{ "{'a':'method','b':'result','id':1}", false, false },
 		{ "{'a':['result',{'error':1}],'id':1}", false, false },
+		/* A batch's elements fed from its first (past the '['): the scan ends with it. */
+		{ "{'jsonrpc':'2.0','x':1},{'jsonrpc':'2.0','id':2,'result':1}]", false, false },
+		{ "7,{'jsonrpc':'2.0','id':2,'method':'m'}]", false, false },
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
