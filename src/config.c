@@ -972,10 +972,12 @@ entry_quote(const struct json5_node *e, const struct json5_node *cmd)
 /* ---- wrap and unwrap ---- */
 
 /*
- * The "--log" value of server m: LOG_DIR/<name>.jsonl, <name> cut (it is ASCII) where the
- * file's name would be longer than a file system takes: mcpmux could not open a longer
- * one, and the server would no longer start.
+ * The "--log" value of server m: LOG_DIR/<name>.jsonl, <name> cut (it is ASCII) to its
+ * first LOG_NAME_MAX characters: a file's name longer than a file system takes (NAME_MAX),
+ * mcpmux could not open, and the server would no longer start; one just under it, logrotate
+ * could not rename to a rotated copy's name (".1.gz", "-20261206.gz").
  */
+#define LOG_NAME_MAX 200
 static char *
 log_path(const char *dir, const struct json5_member *m)
 {
@@ -986,8 +988,8 @@ log_path(const char *dir, const struct json5_member *m)
 	if (base == NULL) {
 		return NULL;
 	}
-	if (strlen(base) > NAME_MAX - strlen(".jsonl")) {
-		base[NAME_MAX - strlen(".jsonl")] = '\0';
+	if (strlen(base) > LOG_NAME_MAX) {
+		base[LOG_NAME_MAX] = '\0';
 	}
 	sbuf_adds(&b, dir);
 	if (dlen == 0 || dir[dlen - 1] != '/') {

@@ -987,9 +987,10 @@ class WrappedRun(Case):
         self.assertIn("initialize", [m.get("method") for m in lines])
 
     def test_log_dir_with_a_name_longer_than_a_file_name(self):
-        """A server name longer than a file's name may be: NAME.jsonl is cut to the longest
-        name a file system takes (255 bytes), where mcpmux could not open its log and the
-        server, which started before the wrap, did not start after it."""
+        """A server name longer than a file's name may be (255 bytes), where mcpmux could
+        not open its log and the server, which started before the wrap, did not start
+        after it: NAME is cut to 200 characters, which leaves room for the suffix of a
+        rotated copy (logrotate's "-20261206.gz" and the like)."""
         logs = os.path.join(self.tmp.name, "logs")
         os.mkdir(logs)
         sname = "s" * 300
@@ -998,7 +999,7 @@ class WrappedRun(Case):
                               input=json.dumps(doc).encode())
         self.assertEqual(rc, 0, err)
         entry = load(out)["mcpServers"][sname]
-        log = os.path.join(logs, "s" * 249 + ".jsonl")
+        log = os.path.join(logs, "s" * 200 + ".jsonl")
         self.assertEqual(entry["args"][:2], ["--log", log])
         p = self.start_entry(entry)
         p.send(initialize(1))
@@ -1008,6 +1009,7 @@ class WrappedRun(Case):
         self.assertEqual(os.listdir(logs), [os.path.basename(log)])
         with open(log) as f:
             self.assertIn("initialize", [json.loads(line).get("method") for line in f])
+        os.rename(log, log + ".2026-12-06T10:00:00.gz")  # a rotated copy's name fits too
 
 
 if __name__ == "__main__":
