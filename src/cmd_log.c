@@ -506,6 +506,11 @@ next_record(struct reader *r)
 			return NULL;
 		}
 		r->lineno++;
+		if (n == 1) {
+			/* An empty line: no record, nothing lost (mcpmux ends a line that a writer
+			 * killed in the middle of a record left cut, and can meet one on its way). */
+			continue;
+		}
 		r->line[n - 1] = '\0';
 		size_t body_at, body_len;
 

@@ -60,6 +60,7 @@ static struct {
 	bool failing;	    /* the last write failed (reported once) */
 	bool mid_line;	    /* a failed write left part of a record: the file ends mid-line */
 	bool mid_line_seen; /* ... or the file ended so when it was opened: looked at again */
+	off_t seen_size;    /* its size then */
 	dev_t dev;	    /* the file open, as fstat() saw it */
 	ino_t ino;
 	double reopen_t; /* when the path was last (re)opened after SIGUSR1 (sys_mono()) */
@@ -219,6 +220,7 @@ open_file(void)
 	L.mid_line_seen = false;
 	if (!L.stream && st.st_size > 0 && !ends_a_line(&st)) {
 		L.mid_line = L.mid_line_seen = true;
+		L.seen_size = st.st_size;
 	}
 	L.dev = st.st_dev;
 	L.ino = st.st_ino;
@@ -374,11 +376,14 @@ file_write(struct iovec *iov, int n)
 	}
 	if (L.fd >= 0 && L.mid_line && L.mid_line_seen) {
 		/* Seen at the open, it may have been another instance's long record on its
-		 * way (the file grows a page at a time): finished by now, it needs no line end
-		 * (an empty line a reader would warn about). */
+		 * way (the file grows a page at a time): one that has grown since is another's,
+		 * written or being written, whose own line end comes (ours, waiting for its
+		 * write, would make an empty line).  Only a file that stayed as it was ends in
+		 * a record cut for good. */
 		struct stat st;
 
-		L.mid_line = fstat(L.fd, &st) == 0 && st.st_size > 0 && !ends_a_line(&st);
+		L.mid_line = fstat(L.fd, &st) == 0 && st.st_size == L.seen_size && st.st_size > 0 &&
+			     !ends_a_line(&st);
 		L.mid_line_seen = false;
 	}
 	if (L.fd >= 0 && L.mid_line) {

@@ -1280,6 +1280,27 @@ class Reading(Case):
         skipped like any bad line, without a parse as deep as the line."""
         self.show_deep_on_a_small_stack(b"[" * 300000 + b"]" * 300000 + b"\n")
 
+    def test_empty_lines_are_skipped_without_a_word(self):
+        """An empty line is no record and stands for none lost (mcpmux ends a line that a
+        killed writer left cut, and may meet one still on its way): show skips it
+        without a warning, and shows the log as without it."""
+        with open(os.path.join(LOGS, "fixed.log"), "rb") as f:
+            data = f.read()
+        lines = data.splitlines(keepends=True)  # the last one cut short, on purpose
+        spaced = b"\n" + b"\n".join(lines[:-1]) + b"\n" + lines[-1]
+
+        def show(text):
+            p = subprocess.run([MCPMUX, "log", "show", "--color", "never"], input=text,
+                               capture_output=True, timeout=60, env=self.env)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            return p.stdout.decode(), p.stderr.decode().splitlines()
+
+        out, err = show(data)
+        self.assertEqual(out, self.golden("show.golden"))
+        spaced_out, spaced_err = show(spaced)
+        self.assertEqual(spaced_out, out)
+        self.assertEqual(len(spaced_err), len(err), spaced_err)  # the fixed log's own
+
     def show_deep_on_a_small_stack(self, deep):
         """log show of the lines deep, then the fixed log, on a stack of 1 MiB (which could
         not free as deep a line): it exits 0, shows the fixed log as ever and skips line 1.
