@@ -508,7 +508,8 @@ next_record(struct reader *r)
 		r->lineno++;
 		if (n == 1) {
 			/* An empty line: no record, nothing lost (mcpmux ends a line that a writer
-			 * killed in the middle of a record left cut, and can meet one on its way). */
+			 * killed in the middle of a record left cut, and can meet one on its way).
+			 */
 			continue;
 		}
 		r->line[n - 1] = '\0';
