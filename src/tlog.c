@@ -15,7 +15,6 @@
 
 #include "mcpmux/diag.h"
 #include "mcpmux/errout.h"
-#include "mcpmux/jsonspan.h"
 #include "mcpmux/rpcout.h"
 #include "mcpmux/sys.h"
 #include "mcpmux/tlog.h"
@@ -709,29 +708,6 @@ message_head(const char *session, pid_t pid, enum tlog_dir dir, enum jsonrpc_kin
 	}
 }
 
-/*
- * The id as a record gives it: the scanner's text (the characters a string stands for,
- * escaped again), but for a string with a UTF-16 surrogate escape not of a pair, which
- * that text cannot keep ("\ud800" is '?' there, "\udc00" a U+FFFD a byte), and which
- * mcpmux routes as it is: its text as the message has it, so that "\ud800", "\udc00"
- * and "?" stay three ids in the log as they are in flight.
- */
-static void
-id_as_written(const char *line, size_t len, const char **id, size_t *id_len)
-{
-	const char *raw;
-	size_t raw_len;
-
-	if ((*id)[0] != '"' ||
-	    (memchr(*id, '?', *id_len) == NULL && memmem(*id, *id_len, "\\ufffd", 6) == NULL)) {
-		return;
-	}
-	if (jsonspan_member(line, len, "id", &raw, &raw_len) && raw_len >= 2 && raw[0] == '"') {
-		*id = raw;
-		*id_len = raw_len;
-	}
-}
-
 void
 tlog_message(const char *session, pid_t pid, enum tlog_dir dir, const struct jsonrpc_scanner *scan,
 	     const char *line, size_t len, double ms)
@@ -762,12 +738,8 @@ tlog_message_answers(const char *session, pid_t pid, enum tlog_dir dir,
 	}
 	message_head(session, pid, dir, kind);
 	if (kind != JSONRPC_BATCH && kind != JSONRPC_INVALID_JSON && scan->one.has_id) {
-		const char *id = jsonrpc_str(scan, scan->one.id);
-		size_t id_len = scan->one.id.len;
-
-		id_as_written(line, len, &id, &id_len);
 		ADD_LIT(b, ",\"id\":");
-		sbuf_add(b, id, id_len);
+		sbuf_add(b, jsonrpc_str(scan, scan->one.id), scan->one.id.len);
 	}
 	if (kind != JSONRPC_BATCH && kind != JSONRPC_INVALID_JSON && scan->one.has_method) {
 		ADD_LIT(b, ",\"method\":");
