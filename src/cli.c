@@ -168,6 +168,37 @@ cli_defaults(struct mcpmux_options *o)
 
 /* A non-negative integer with an optional K, M or G (binary) suffix. */
 int
+cli_option_error(int c, char **argv, const struct option *longopts, const char *cmd)
+{
+	/* What getopt_long() last took: the refused option, or (a short one inside a
+	 * cluster, "-xq") an argument before it. */
+	const char *arg = argv[optind - 1];
+	int n = (int)strcspn(arg, "=");
+	bool is_long = strncmp(arg, "--", 2) == 0 && n > 2;
+
+	if (c == ':') {
+		if (is_long) {
+			return diag_error("option '%.*s' needs a value (see %s --help)", n, arg,
+					  cmd);
+		}
+		return diag_error("option '-%c' needs a value (see %s --help)", optopt, cmd);
+	}
+	if (optopt == 0) { /* a long option that is none of cmd's */
+		return diag_error("unknown option '%.*s' (see %s --help)", n, arg, cmd);
+	}
+	if (is_long && arg[n] == '=') {
+		for (const struct option *o = longopts; o->name != NULL; o++) {
+			if (o->val == optopt && o->has_arg == no_argument &&
+			    strncmp(o->name, arg + 2, (size_t)n - 2) == 0) {
+				return diag_error("option '--%s' takes no value (see %s --help)",
+						  o->name, cmd);
+			}
+		}
+	}
+	return diag_error("unknown option '-%c' (see %s --help)", optopt, cmd);
+}
+
+int
 cli_parse_size(const char *opt, const char *s, size_t min, size_t *out)
 {
 	char *end;
@@ -481,12 +512,8 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 		case 'v':
 			diag_set_level(DIAG_VERBOSE);
 			break;
-		case ':':
-			return diag_error("option '%s' needs a value (see mcpmux --help)",
-					  argv[optind - 1]);
 		default:
-			return diag_error("unknown option '%s' (see mcpmux --help)",
-					  argv[optind - 1]);
+			return cli_option_error(c, argv, longopts, "mcpmux");
 		}
 		if (rc == -1) {
 			return -1;

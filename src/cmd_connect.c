@@ -830,13 +830,8 @@ cmd_connect(int argc, char **argv)
 		case 'v':
 			diag_set_level(DIAG_VERBOSE);
 			break;
-		case ':':
-			diag_error("option '%s' needs a value (see mcpmux connect --help)",
-				   argv[optind - 1]);
-			return EXIT_USAGE;
 		default:
-			diag_error("unknown option '%s' (see mcpmux connect --help)",
-				   argv[optind - 1]);
+			(void)cli_option_error(c, argv, longopts, "mcpmux connect");
 			return EXIT_USAGE;
 		}
 	}

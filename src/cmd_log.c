@@ -1667,12 +1667,8 @@ cmd_log(int argc, char **argv)
 		case 'h':
 			log_usage();
 			return 0;
-		case ':':
-			diag_error("option '%s' needs a value (see mcpmux log --help)",
-				   argv[optind - 1]);
-			return EXIT_USAGE;
 		default:
-			diag_error("unknown option '%s' (see mcpmux log --help)", argv[optind - 1]);
+			(void)cli_option_error(c, argv, longopts, "mcpmux log");
 			return EXIT_USAGE;
 		}
 	}

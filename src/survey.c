@@ -29,6 +29,7 @@
 
 #include <yajl/yajl_tree.h>
 
+#include "mcpmux/cli.h"
 #include "mcpmux/diag.h"
 #include "mcpmux/httpmsg.h"
 #include "mcpmux/rpcout.h"
@@ -1475,12 +1476,9 @@ survey_parse(struct survey_opts *o, int argc, char **argv, bool sweep)
 		case 'q':
 			diag_set_level(DIAG_QUIET);
 			break;
-		case ':':
-			return diag_error("option '%s' needs a value (see mcpmux %s --help)",
-					  argv[optind - 1], sub);
 		default:
-			return diag_error("unknown option '%s' (see mcpmux %s --help)",
-					  argv[optind - 1], sub);
+			return cli_option_error(c, argv, longopts,
+						sweep ? "mcpmux sweep" : "mcpmux ps");
 		}
 	}
 	if (optind < argc) {

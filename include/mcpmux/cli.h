@@ -71,4 +71,13 @@ void cli_usage(void);
  */
 int cli_parse_size(const char *opt, const char *s, size_t min, size_t *out);
 
+struct option;
+/*
+ * The option getopt_long() refused (it returned c, '?' or ':'), named as the user wrote it
+ * ("-x", also in a cluster such as "-qx"; "--name", without its "=VALUE"), said on stderr
+ * with what is wrong (unknown, needs a value, takes none) and a pointer to `cmd --help`.
+ * Returns -1.
+ */
+int cli_option_error(int c, char **argv, const struct option *longopts, const char *cmd);
+
 #endif

@@ -117,7 +117,17 @@ class Cli(Case):
                 (["connect", "--max-message"],
                  "mcpmux: option '--max-message' needs a value (see mcpmux connect --help)\n"),
                 (["connect", "--bogus", "/nonexistent/mcp.sock"],
-                 "mcpmux: unknown option '--bogus' (see mcpmux connect --help)\n")):
+                 "mcpmux: unknown option '--bogus' (see mcpmux connect --help)\n"),
+                # a short option in a cluster is named as such, not by the word before it
+                (["connect", "-xq", "/nonexistent/mcp.sock"],
+                 "mcpmux: unknown option '-x' (see mcpmux connect --help)\n"),
+                (["connect", "--keep=1", "/nonexistent/mcp.sock"],
+                 "mcpmux: option '--keep' takes no value (see mcpmux connect --help)\n"),
+                (["log", "show", "-xq"],
+                 "mcpmux: unknown option '-x' (see mcpmux log --help)\n"),
+                (["ps", "--json=1"],
+                 "mcpmux: option '--json' takes no value (see mcpmux ps --help)\n"),
+                (["-qx", "--", "true"], "mcpmux: unknown option '-x' (see mcpmux --help)\n")):
             rc, out, err = self.run_mcpmux(*args)
             self.assertEqual((rc, out, err), (2, "", want), args)
 
