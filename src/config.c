@@ -359,7 +359,7 @@ config_shell_quote(struct sbuf *b, const char *s, size_t len)
 		char c = s[i];
 
 		plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			(c >= '0' && c <= '9') || strchr("@%+=:,./_-", c) != NULL;
+			(c >= '0' && c <= '9') || (c != '\0' && strchr("@%+=:,./_-", c) != NULL);
 	}
 	if (plain) {
 		sbuf_add(b, s, len);

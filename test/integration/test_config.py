@@ -247,6 +247,7 @@ class Files(Case):
             "a\u009b2J\x1b[31m\u0085": {"command": "x\u009b2J", "args": ["\u00e9\u009f"]},
             "r\u009b": {"url": "https://h/\u0080"},
             "t": {"type": "s\u009bse"},
+            "n\u0000ul": {"command": "x\u0000y"},
         }}).encode()
         rc, out, err = config("wrap", "-", "-n", "--mcpmux", "/m/mcpmux", input=text)
         self.assertEqual(rc, 0, err)
@@ -254,6 +255,7 @@ class Files(Case):
             "wrap   'a?2J?[31m?': 'x?2J' '\u00e9?' -> /m/mcpmux -- 'x?2J' '\u00e9?'",
             "skip   'r?': remote (https://h/?)",
             "skip   t: remote (type s?se)",
+            "wrap   'n?ul': 'x?y' -> /m/mcpmux -- 'x?y'",  # (NUL, which cut the line short)
         ])
         rc, out, err = config("wrap", "-", input=json.dumps(
             {"mcpServers": {"\u009b": {"command": 1}}}).encode())
