@@ -602,16 +602,26 @@ child_main(void *arg)
 		child_fail(a, errno, 126);
 	}
 	/*
+	 * A stop signal sent to mcpmux's group (^Z) since the clone is pending here, blocked:
+	 * ignored, it is discarded, before the child leaves that group, where the SIGCONT
+	 * that continues mcpmux would no longer reach it (stopped before its exec, it would
+	 * hold mcpmux in the clone for good).
+	 */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_IGN;
+	(void)sigaction(SIGTSTP, &sa, NULL);
+	(void)sigaction(SIGTTIN, &sa, NULL);
+	(void)sigaction(SIGTTOU, &sa, NULL);
+	(void)setpgid(0, 0);
+	/*
 	 * Dispositions back to those mcpmux was started with: SIG_IGN survives exec, and
 	 * mcpmux ignores SIGPIPE of its own; a signal its caller ignored (nohup's SIGHUP, a
 	 * client's SIGPIPE) the server ignores too, as in a direct run.
 	 */
-	memset(&sa, 0, sizeof(sa));
 	for (int sig = 1; sig < NSIG; sig++) {
 		sa.sa_handler = sigismember(&a->ignored, sig) == 1 ? SIG_IGN : SIG_DFL;
 		(void)sigaction(sig, &sa, NULL);
 	}
-	(void)setpgid(0, 0);
 	/* A SIGKILLed mcpmux takes its direct child with it. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != a->parent) {
 		child_fail(a, EAGAIN, 1);
@@ -2895,21 +2905,73 @@ backend_on_trim(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)malloc_trim(0);
 }
 
+/* The state letter /proc gives the process pid (R, S, T, ...), or 0 when unknown. */
+static char
+proc_state_of(pid_t pid)
+{
+	char path[32], buf[512];
+	ssize_t n;
+	const char *rp;
+
+	(void)snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	n = sys_read_small(path, buf, sizeof(buf)); /* (NUL-terminated) */
+	if (n <= 0) {
+		return 0;
+	}
+	rp = strrchr(buf, ')'); /* past the name, which may hold anything */
+	return rp != NULL && rp[1] == ' ' ? rp[2] : 0;
+}
+
+static void
+stop_group(struct backend *b)
+{
+	char state;
+
+	if (b->reaped || b->pgid <= 0) {
+		return;
+	}
+	state = proc_state_of(b->pid);
+	if (state != 'T' && state != 't' && kill(-b->pgid, SIGTSTP) == 0) {
+		b->job_stopped = true;
+	}
+}
+
+static void
+continue_group(struct backend *b)
+{
+	if (b->job_stopped) {
+		b->job_stopped = false;
+		if (!b->reaped && b->pgid > 0) {
+			(void)kill(-b->pgid, SIGCONT);
+		}
+	}
+}
+
 void
-backend_signal_groups(int sig)
+backend_stop_groups(void)
 {
 	struct backend *b, *tmp;
 
 	HASH_ITER (hh, by_pid, b, tmp) {
 		// cppcheck-suppress uninitvar ; uthash iteration over calloc()ed backends
-		if (!b->reaped && b->pgid > 0) {
-			(void)kill(-b->pgid, sig);
-		}
+		stop_group(b);
 	}
 	for (b = unhashed; b != NULL; b = b->next_unhashed) {
-		if (!b->reaped && b->pgid > 0) {
-			(void)kill(-b->pgid, sig);
-		}
+		stop_group(b);
+	}
+}
+
+void
+backend_continue_groups(void)
+{
+	struct backend *b, *tmp;
+
+	HASH_ITER (hh, by_pid, b, tmp) {
+		// cppcheck-suppress uninitvar ; uthash iteration over calloc()ed backends
+		continue_group(b);
+	}
+	for (b = unhashed; b != NULL; b = b->next_unhashed) {
+		continue_group(b);
 	}
 }
 

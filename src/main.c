@@ -22,9 +22,9 @@
  * events than ever) with an allocator that aborts the process when it gets no memory:
  * every session would end with that one allocation.  Its allocations come here, where a
  * failed one gives back a reserve kept for it and is tried once more; the reserve is
- * taken again at libev's next allocation.  (256 KiB of address space, never touched: no
- * resident memory; above malloc's mmap threshold, its free() gives it back to the
- * system, whatever the allocation that needs it.)
+ * taken again at libev's next allocation.  (256 KiB, never touched: address space, not
+ * resident memory.  Given back, it makes room for an allocation up to its size: libev's
+ * arrays grow by steps smaller than that but for the largest tables.)
  */
 #define LOOP_RESERVE ((size_t)256 << 10)
 static void *loop_reserve;

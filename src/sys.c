@@ -410,17 +410,17 @@ sys_signals_unblock(void)
 	sigset_t mask;
 
 	/*
-	 * Those that sys_signals_hold() and sys_signals_release() govern stay as they were:
-	 * one pending since before the start must not end mcpmux by its default action.
+	 * Only those mcpmux watches of its own: every other signal the caller blocked stays
+	 * blocked, as in a direct run (unblocked, SIGQUIT or SIGALRM would end mcpmux by its
+	 * default action, without a teardown).  Those that sys_signals_hold() and
+	 * sys_signals_release() govern stay as they were too: one pending since before the
+	 * start must not end mcpmux by its default action.
 	 */
 	(void)sigemptyset(&mask);
-	for (int sig = 1; sig < NSIG; sig++) {
-		if ((sig == SIGTERM || sig == SIGINT || sig == SIGHUP || sig == SIGUSR2) &&
-		    sigismember(&start_mask, sig) == 1) {
-			(void)sigaddset(&mask, sig);
-		}
-	}
-	(void)sigprocmask(SIG_SETMASK, &mask, NULL);
+	(void)sigaddset(&mask, SIGCHLD);
+	(void)sigaddset(&mask, SIGUSR1);
+	(void)sigaddset(&mask, SIGTSTP);
+	(void)sigprocmask(SIG_UNBLOCK, &mask, NULL);
 }
 
 void

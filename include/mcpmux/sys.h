@@ -146,9 +146,10 @@ void sys_signals_release(void);
  */
 void sys_signals_record(void);
 /*
- * mcpmux's own mask: a signal its caller blocked (SIGCHLD, by which libev learns of a
- * child's exit; SIGUSR1, SIGTSTP) must still reach its watchers.  SIGTERM, SIGINT, SIGHUP
- * and SIGUSR2 are left to sys_signals_hold() and sys_signals_release().
+ * mcpmux's own mask: a signal its caller blocked that mcpmux watches (SIGCHLD, by which
+ * libev learns of a child's exit; SIGUSR1, SIGTSTP) must still reach its watchers; the
+ * others stay blocked.  SIGTERM, SIGINT, SIGHUP and SIGUSR2 are left to
+ * sys_signals_hold() and sys_signals_release().
  */
 void sys_signals_unblock(void);
 void sys_signals_at_start(sigset_t *ignored, sigset_t *mask);

@@ -435,6 +435,21 @@ class Teardown(Case):
         self.assertNotIn("Interrupt", w.stderr())
         self.assert_no_leftovers(0)
 
+    def test_signals_the_caller_blocked_stay_blocked(self):
+        """A signal the caller blocked and mcpmux does not watch (SIGQUIT, SIGALRM) stays
+        blocked in mcpmux too, as in a direct run: sent, it is left pending, and the run
+        goes on, rather than ending mcpmux by its default action without a teardown."""
+        w = self.start([MCPMUX] + FAST + ["--", FIXTURE],
+                       preexec_fn=lambda: signal.pthread_sigmask(
+                           signal.SIG_BLOCK, {signal.SIGQUIT, signal.SIGALRM}))
+        pid = env_of(w, 1)["pid"]
+        w.p.send_signal(signal.SIGQUIT)
+        w.p.send_signal(signal.SIGALRM)
+        self.assertEqual(env_of(w, 2)["pid"], pid)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        self.assert_no_leftovers(0)
+
     def test_a_caller_that_blocked_sigchld_leaves_the_teardown_as_it_is(self):
         """SIGCHLD blocked by the caller is the server's, as in a direct run, not mcpmux's:
         mcpmux still learns of its server's exit, and the run ends at its EOF, not
@@ -481,6 +496,44 @@ class Teardown(Case):
         self.assertEqual(env_of(w, 2)["pid"], pid)
         w.close_stdin()
         self.assertEqual(w.wait(), 0)
+
+    def test_a_server_stopped_by_another_hand_stays_stopped_after_fg(self):
+        """^Z and fg continue the servers that mcpmux stopped, not one that was stopped
+        already (here, by itself): it stays stopped, as the terminal would leave it."""
+        w = self.start([MCPMUX] + FAST + ["--", FIXTURE, "--stop-self"], process_group=0)
+        srv = wait_until(lambda: [p for p in self.tagged() if proc_state(p) == "T"], 5,
+                         "the server to stop itself")[0]
+        w.p.send_signal(signal.SIGTSTP)
+        wait_until(lambda: proc_state(w.pid) == "T", 5, "mcpmux to stop")
+        w.p.send_signal(signal.SIGCONT)
+        w.write(b"not json\n")  # answered by mcpmux itself once it has gone on
+        self.assertEqual(w.msg()["error"]["code"], -32700)
+        self.assertEqual(proc_state(srv), "T")
+        w.close_stdin()
+        self.assertEqual(w.wait(), 128 + signal.SIGTERM)
+        self.assert_no_leftovers(0)
+
+    def test_the_time_stopped_is_not_counted_in_a_grace(self):
+        """^Z while a grace runs (the end of a run asked, the server's stdin closed): after
+        fg the grace goes on from where it stopped, as the server, stopped too, had no
+        time to end in; it is not over at once."""
+        w = self.start([MCPMUX, "-v", "--eof-grace", "2000", "--term-grace", "2000", "--",
+                        FIXTURE, "--ignore-eof"], process_group=0)
+        pid = env_of(w, 1)["pid"]
+        w.send(req(2, "mcpmux/endRun"))
+        wait_until(lambda: "teardown begins" in w.stderr(), 5, "the teardown to begin")
+        w.p.send_signal(signal.SIGTSTP)
+        wait_until(lambda: proc_state(w.pid) == "T" and proc_state(pid) == "T", 5,
+                   "mcpmux and its server to stop")
+        time.sleep(3)  # the time stopped, longer than the grace: what is under test
+        t0 = time.monotonic()
+        w.p.send_signal(signal.SIGCONT)
+        r = self.assert_response(w.msg(10), 2)
+        self.assertEqual(r["escalation"], "term")
+        self.assertGreater(time.monotonic() - t0, 1.0)  # the grace's rest, not 0
+        w.close_stdin()
+        self.assertEqual(w.wait(), 128 + signal.SIGTERM)
+        self.assert_no_leftovers(0)
 
     def test_a_stopped_server_gets_sigcont_with_its_sigterm(self):
         """A stopped process does not act on SIGTERM: SIGCONT follows it, so the server
