@@ -248,7 +248,7 @@ class EndOfRun(Case):
         w.send(req(2, "mcpmux/endRun", {"graceMs": 100}))
         r = self.assert_response(w.msg(), 2)
         self.assertEqual(r["escalation"], "kill")
-        self.assertLess(time.monotonic() - t0, 1.0 * SLOW)
+        self.assertLess(time.monotonic() - t0, min(1.0 * SLOW, 3.5))  # not the 4 s of the graces
         w.close_stdin()
         w.wait()
 
@@ -278,7 +278,7 @@ class EndOfRun(Case):
         w.send(req(2, "mcpmux/endRun", {"graceMs": 5000}))
         r = self.assert_response(w.msg(), 2)
         self.assertEqual(r["escalation"], "kill")
-        self.assertLess(time.monotonic() - t0, 1.5 * SLOW)
+        self.assertLess(time.monotonic() - t0, min(1.5 * SLOW, 9))  # not the 10 s of graceMs
         w.close_stdin()
         w.wait()
 
