@@ -2905,73 +2905,21 @@ backend_on_trim(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)malloc_trim(0);
 }
 
-/* The state letter /proc gives the process pid (R, S, T, ...), or 0 when unknown. */
-static char
-proc_state_of(pid_t pid)
+void
+backend_signal_groups(int sig)
 {
-	char path[32], buf[512];
-	ssize_t n;
-	const char *rp;
+	struct backend *b, *tmp;
 
-	(void)snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	n = sys_read_small(path, buf, sizeof(buf)); /* (NUL-terminated) */
-	if (n <= 0) {
-		return 0;
-	}
-	rp = strrchr(buf, ')'); /* past the name, which may hold anything */
-	return rp != NULL && rp[1] == ' ' ? rp[2] : 0;
-}
-
-static void
-stop_group(struct backend *b)
-{
-	char state;
-
-	if (b->reaped || b->pgid <= 0) {
-		return;
-	}
-	state = proc_state_of(b->pid);
-	if (state != 'T' && state != 't' && kill(-b->pgid, SIGTSTP) == 0) {
-		b->job_stopped = true;
-	}
-}
-
-static void
-continue_group(struct backend *b)
-{
-	if (b->job_stopped) {
-		b->job_stopped = false;
+	HASH_ITER (hh, by_pid, b, tmp) {
+		// cppcheck-suppress uninitvar ; uthash iteration over calloc()ed backends
 		if (!b->reaped && b->pgid > 0) {
-			(void)kill(-b->pgid, SIGCONT);
+			(void)kill(-b->pgid, sig);
 		}
 	}
-}
-
-void
-backend_stop_groups(void)
-{
-	struct backend *b, *tmp;
-
-	HASH_ITER (hh, by_pid, b, tmp) {
-		// cppcheck-suppress uninitvar ; uthash iteration over calloc()ed backends
-		stop_group(b);
-	}
 	for (b = unhashed; b != NULL; b = b->next_unhashed) {
-		stop_group(b);
-	}
-}
-
-void
-backend_continue_groups(void)
-{
-	struct backend *b, *tmp;
-
-	HASH_ITER (hh, by_pid, b, tmp) {
-		// cppcheck-suppress uninitvar ; uthash iteration over calloc()ed backends
-		continue_group(b);
-	}
-	for (b = unhashed; b != NULL; b = b->next_unhashed) {
-		continue_group(b);
+		if (!b->reaped && b->pgid > 0) {
+			(void)kill(-b->pgid, sig);
+		}
 	}
 }
 

@@ -660,13 +660,14 @@ wrap_on_signal(struct ev_loop *loop, ev_signal *sw, int revents)
  * here, and then mcpmux, by the signal's default action (the watcher stopped for it), so
  * that the kernel decides as it would for the server (a group with no shell to continue
  * it, an orphaned one, is not stopped).  Once mcpmux goes on (the shell's fg or bg, or
- * at once), so do the servers it stopped, and no other.
+ * at once), so do the servers, as a shell's SIGCONT to a direct run's job continues it
+ * whole.
  */
 static void
 wrap_on_tstp(struct ev_loop *loop, ev_signal *sw, int revents)
 {
 	(void)revents;
-	backend_stop_groups();
+	backend_signal_groups(SIGTSTP);
 	ev_signal_stop(loop, sw); /* SIGTSTP's default action back */
 	/* The time stopped is not the run's: the timers (graces, stall) go on after it as
 	 * they were, rather than ending at once what the stop held up. */
@@ -674,7 +675,7 @@ wrap_on_tstp(struct ev_loop *loop, ev_signal *sw, int revents)
 	(void)kill(getpid(), SIGTSTP); /* delivered before kill() returns */
 	ev_resume(loop);
 	ev_signal_start(loop, sw);
-	backend_continue_groups();
+	backend_signal_groups(SIGCONT);
 }
 
 /*

@@ -1183,6 +1183,18 @@ idscan_capture(struct jsonrpc_idscan *sc, char c)
 	}
 }
 
+/* A value fed ended: the scan is over, or, in a batch, goes on with the next element. */
+static void
+idscan_value_end(struct jsonrpc_idscan *sc)
+{
+	if (!sc->batch) {
+		sc->ended = true;
+	} else if (!(sc->found && sc->has_answer && !sc->has_method)) {
+		jsonrpc_idscan_init(sc);
+		sc->batch = true;
+	}
+}
+
 /* A depth-1 key ended: the id's, a method's, or an answer's. */
 static void
 idscan_key_end(struct jsonrpc_idscan *sc)
@@ -1207,8 +1219,10 @@ idscan_key_end(struct jsonrpc_idscan *sc)
 void
 jsonrpc_idscan_feed(struct jsonrpc_idscan *sc, const char *p, size_t len)
 {
-	for (size_t i = 0;
-	     i < len && !sc->ended && !(sc->found && (sc->has_method || sc->has_answer)); i++) {
+	for (size_t i = 0; i < len && !sc->ended &&
+			   !(sc->batch ? sc->found && sc->has_answer && !sc->has_method
+				       : sc->found && (sc->has_method || sc->has_answer));
+	     i++) {
 		char c = p[i];
 
 		if (sc->in_string) {
@@ -1257,12 +1271,16 @@ jsonrpc_idscan_feed(struct jsonrpc_idscan *sc, const char *p, size_t len)
 			break;
 		case '}':
 		case ']':
-			sc->ended = --sc->depth == 0;
+			if (--sc->depth == 0) {
+				idscan_value_end(sc);
+			}
 			break;
 		case ',':
 			sc->is_key = sc->depth == 1;
 			sc->want_value = false;
-			sc->ended = sc->depth == 0; /* after a bare scalar fed alone */
+			if (sc->depth == 0) {
+				idscan_value_end(sc); /* after a bare scalar */
+			}
 			break;
 		case ':':
 			break;

@@ -1277,8 +1277,8 @@ session_on_big_begin(void *ctx, const char *head, size_t len)
 	while (i < len && (head[i] == ' ' || head[i] == '\t' || head[i] == '\r')) {
 		i++;
 	}
-	/* A batch: its first element is scanned as a message of its own (the scan ends with
-	 * it), so that its id finds the client's batch it answers (session_on_big_end()). */
+	/* A batch: its elements are scanned as messages of their own, up to its first
+	 * answer, whose id finds the client's batch it answers (session_on_big_end()). */
 	s->big_batch = i < len && head[i] == '[';
 	if (s->big_batch) {
 		i++;
@@ -1286,6 +1286,7 @@ session_on_big_begin(void *ctx, const char *head, size_t len)
 		i = 0;
 	}
 	jsonrpc_idscan_init(&s->big_id);
+	s->big_id.batch = s->big_batch;
 	jsonrpc_idscan_feed(&s->big_id, head + i, len - i);
 }
 

@@ -115,7 +115,6 @@ struct backend {
 	bool exited_by_itself; /* the teardown began with the server's own exit */
 	int pending_signal;    /* for the rest of the tree, at the next batched scan */
 	bool stalled;	       /* ended because it read nothing for stall-timeout */
-	bool job_stopped;      /* its group stopped by backend_stop_groups(): continued */
 	bool in_full;	       /* the stdin queue is at its mark (as last told the owner) */
 	double eof_grace;
 	double term_grace;
@@ -218,14 +217,11 @@ int backend_exit_code(const struct backend *b);
  */
 size_t backend_kill_leftovers(double kill_deadline);
 /*
- * Job control passed on to servers, which run in groups of their own that a terminal's
- * signals do not reach: SIGTSTP to the process group of every server not yet reaped (its
- * pid names the group: no other process can take that id while it lives) that is not
- * stopped already; SIGCONT to those groups, and to no other (a server stopped by anything
- * else stays stopped).
+ * sig to the process group of every server not yet reaped (its pid names the group: no
+ * other process can take that id while it lives): job control passed on to servers, which
+ * run in groups of their own that a terminal's signals do not reach.
  */
-void backend_stop_groups(void);
-void backend_continue_groups(void);
+void backend_signal_groups(int sig);
 /*
  * "PID:STARTTIME" of this mcpmux, as MCPMUX_OWNER gives it to every server; "" when its
  * start time could not be read (its servers then carry no MCPMUX_OWNER).

@@ -287,7 +287,10 @@ struct jsonrpc_idscan {
 	size_t id_total;  /* the whole id's length, past id[] too */
 	uint64_t id_hash; /* FNV-1a of the whole id's text */
 	bool found, overflow;
-	bool ended; /* the value fed is over: what follows is another's (a batch's next) */
+	bool ended; /* the value fed is over: what follows is another's */
+	/* Set after init: fed a batch's elements (past its '['), the id sought is that of its
+	 * first answer; the elements before it (notifications, requests) are passed over. */
+	bool batch;
 	bool has_method, has_answer; /* "method"; "result" or "error" */
 };
 

@@ -789,6 +789,29 @@ class RequestIds(Case):
         self.assertEqual(w.wait(10), 0)
         self.assertIn("the server's message too large (20074 bytes", w.stderr())
 
+    def test_a_batch_of_answers_over_max_message_after_a_notification(self):
+        """A server's batch too large to forward whose answers come after a notification
+        of its own: the requests of the client's batch that its first answer names still
+        get one array of -32000 at once, not at the end of the run."""
+        server = textwrap.dedent("""
+            import json, sys
+            for line in sys.stdin:
+                m = json.loads(line)
+                note = {"jsonrpc": "2.0", "method": "notifications/message",
+                        "params": {"pad": "x" * 20000}}
+                out = [note] + [{"jsonrpc": "2.0", "id": x["id"], "result": {}} for x in m]
+                sys.stdout.write(json.dumps(out) + "\\n")
+                sys.stdout.flush()
+            """)
+        w = self.wrap(opts=["--max-message", "10000"] + FAST,
+                      command=[sys.executable, "-c", server])
+        w.send([req(1, "ping"), req(2, "ping")])
+        got = w.msg(10)
+        self.assertEqual([(g["id"], g["error"]["code"]) for g in got], [(1, -32000), (2, -32000)])
+        w.close_stdin()
+        self.assertEqual(w.read_to_eof(10), b"")
+        self.assertEqual(w.wait(10), 0)
+
     def test_one_id_twice_in_flight_gets_two_answers(self):
         w = self.wrap(opts=FAST)
         w.send(call(7, "sleep", ms=20000), call(7, "sleep", ms=20000), END)

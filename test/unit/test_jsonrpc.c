@@ -984,6 +984,56 @@ test_idscan_kind(void **state)
 	}
 }
 
+/* A batch's elements (batch set): the id of its first answer, the others passed over. */
+static void
+test_idscan_batch(void **state)
+{
+	static const struct {
+		const char *in;
+		const char *id; /* NULL: no answer */
+	} cases[] = {
+		{ "{'jsonrpc':'2.0','method':'n','params':{'id':9}},{'id':2,'result':1}]", "2" },
+		{ "{'id':1,'method':'m'},{'id':'b','error':{'code':1}},{'id':4,'result':1}]",
+		  "'b'" },
+		{ "7,{'jsonrpc':'2.0','id':4,'result':1}]", "4" },
+		{ "{'id':5,'result':[{'id':6}]},{'id':7,'result':1}]", "5" },
+		{ "{'id':1,'method':'m'},{'jsonrpc':'2.0','method':'n'}]", NULL },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char in[256], want[16];
+		size_t len;
+
+		q(in, sizeof(in), cases[i].in);
+		len = strlen(in);
+		for (size_t piece = 1; piece <= 17; piece++) {
+			struct jsonrpc_idscan sc;
+			size_t id_len = 0;
+			const char *id;
+
+			jsonrpc_idscan_init(&sc);
+			sc.batch = true;
+			for (size_t at = 0; at < len; at += piece) {
+				jsonrpc_idscan_feed(&sc, in + at,
+						    len - at < piece ? len - at : piece);
+			}
+			id = jsonrpc_idscan_id(&sc, &id_len);
+			if (cases[i].id == NULL) {
+				if (jsonrpc_idscan_is_answer(&sc)) {
+					fail_msg("%s (pieces of %zu): an answer", in, piece);
+				}
+				continue;
+			}
+			q(want, sizeof(want), cases[i].id);
+			if (!jsonrpc_idscan_is_answer(&sc) || id == NULL ||
+			    id_len != strlen(want) || memcmp(id, want, id_len) != 0) {
+				fail_msg("%s (pieces of %zu): id %.*s", in, piece, (int)id_len,
+					 id != NULL ? id : "");
+			}
+		}
+	}
+}
+
 /* ---- envelope_bigscan ---- */
 
 struct bigscan_case {
@@ -1442,6 +1492,7 @@ main(void)
 						scanner_teardown),
 		cmocka_unit_test(test_idscan_every_piece_size),
 		cmocka_unit_test(test_idscan_kind),
+		cmocka_unit_test(test_idscan_batch),
 		cmocka_unit_test(test_idscan_long_id),
 		cmocka_unit_test(test_bigscan_every_piece_size),
 		cmocka_unit_test(test_bigscan_long_session),
