@@ -2727,49 +2727,10 @@ class OutOfMemory(Faults):
         self.assertEqual(self.counters(p.pid)["failed"], 1)
         self.assert_no_leftovers()
 
-    def test_an_http_request_with_no_memory_to_begin_is_503_not_400(self):
-        """serve --http: no memory for a request's record, the first allocation once its
-        bytes are read (the marker is in its head).  The request was well formed: the
-        layer answers 503 (try again), as for every other allocation of a request, not
-        400 (do not send this again), and the next request is served."""
-        env = self.oom_env("OOM-8", malloc_only="calloc")
-        p = self.mcpmux(["serve", "--http", "127.0.0.1:0"] + GRACE + ["--", FIXTURE],
-                        env=env)
-        m = wait_until(lambda: re.search(r"on port (\d+)", p.stderr()), 10, "the port")
-        port = int(m.group(1))
-        body = json.dumps(initialize(0)).encode()
-
-        def post(marker):
-            # One write: the read that holds the marker holds the whole request.
-            s = socket.create_connection(("127.0.0.1", port), timeout=10)
-            try:
-                s.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Test: %s\r\n"
-                          b"Content-Type: application/json\r\nAccept: application/json\r\n"
-                          b"Content-Length: %d\r\n\r\n%s" % (marker, len(body), body))
-                data = b""
-                while b"\r\n" not in data:
-                    more = s.recv(4096)
-                    if not more:
-                        break
-                    data += more
-                return data.split(b"\r\n")[0]
-            finally:
-                s.close()
-
-        self.assertEqual(post(b"OOM-8"), b"HTTP/1.1 503 Service Unavailable")
-        self.assertEqual(post(b"after"), b"HTTP/1.1 200 OK")
-        p.p.send_signal(signal.SIGTERM)
-        self.assertEqual(p.wait(), 0)
-        self.assertEqual(self.counters(p.pid)["failed"], 1)
-        self.assert_no_leftovers()
-
-    def test_an_http_connection_with_no_memory_to_accept_is_503_not_closed_in_silence(self):
-        """serve --http: no memory for a new connection's record (the second calloc() once
-        the marker is read: the first is the marked request's own, answered 503 above).
-        The connection is answered 503 with Retry-After, as one over the limit is, not
-        closed without a word (a reset, or an end with no answer), and the next one is
-        served."""
-        env = self.oom_env("OOM-9", malloc_only="calloc", malloc_count=2)
+    def http_serve(self, env):
+        """serve --http under env: the process, and post(marker), which sends one POST of an
+        initialize (in one write, marker in a header: the read that holds the marker holds
+        the whole request) and gives the lines of the answer's head (a reset ends them)."""
         p = self.mcpmux(["serve", "--http", "127.0.0.1:0"] + GRACE + ["--", FIXTURE],
                         env=env)
         m = wait_until(lambda: re.search(r"on port (\d+)", p.stderr()), 10, "the port")
@@ -2794,7 +2755,28 @@ class OutOfMemory(Faults):
                 return data.split(b"\r\n")
             finally:
                 s.close()
+        return p, post
 
+    def test_an_http_request_with_no_memory_to_begin_is_503_not_400(self):
+        """serve --http: no memory for a request's record, the first allocation once its
+        bytes are read (the marker is in its head).  The request was well formed: the
+        layer answers 503 (try again), as for every other allocation of a request, not
+        400 (do not send this again), and the next request is served."""
+        p, post = self.http_serve(self.oom_env("OOM-8", malloc_only="calloc"))
+        self.assertEqual(post(b"OOM-8")[0], b"HTTP/1.1 503 Service Unavailable")
+        self.assertEqual(post(b"after")[0], b"HTTP/1.1 200 OK")
+        p.p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(), 0)
+        self.assertEqual(self.counters(p.pid)["failed"], 1)
+        self.assert_no_leftovers()
+
+    def test_an_http_connection_with_no_memory_to_accept_is_503_not_closed_in_silence(self):
+        """serve --http: no memory for a new connection's record (the second calloc() once
+        the marker is read: the first is the marked request's own, answered 503 above).
+        The connection is answered 503 with Retry-After, as one over the limit is, not
+        closed without a word (a reset, or an end with no answer), and the next one is
+        served."""
+        p, post = self.http_serve(self.oom_env("OOM-9", malloc_only="calloc", malloc_count=2))
         self.assertEqual(post(b"OOM-9")[0], b"HTTP/1.1 503 Service Unavailable")
         head = post(b"next")
         self.assertEqual(head[0], b"HTTP/1.1 503 Service Unavailable", head)

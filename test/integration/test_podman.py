@@ -179,22 +179,24 @@ class PodmanTeardown(Podman):
         wait_until(lambda: not self.tagged(), 15, "the keeper to exit")
         self.assertIn("keeper: removed container", p.stderr())
 
+    def podman_shim(self, first):
+        """podman in front of the real one on PATH for mcpmux and its keeper: a shell script
+        that runs the lines first, then the real podman."""
+        shim = os.path.join(self.tmp.name, "bin")
+        os.mkdir(shim)
+        with open(os.path.join(shim, "podman"), "w") as f:
+            f.write('#!/bin/sh\n' + first + 'exec "%s" "$@"\n' % shutil.which("podman"))
+        os.chmod(os.path.join(shim, "podman"), 0o755)
+        self.env["PATH"] = shim + ":" + self.env["PATH"]
+
     def test_container_abandoned_at_a_normal_exit_is_ended_by_the_keeper(self):
         """The engine's `container kill` takes longer than --kill-deadline: mcpmux abandons
         the run with its container and exits normally; the keeper ends the container."""
-        shim = os.path.join(self.tmp.name, "bin")
-        os.mkdir(shim)
         slow = os.path.join(self.tmp.name, "slow")
         open(slow, "w").close()
-        real = shutil.which("podman")
-        with open(os.path.join(shim, "podman"), "w") as f:
-            f.write('#!/bin/sh\n'
-                    'if [ "$1" = container ] && [ "$2" = kill ] && [ -e "%s" ]; then\n'
-                    '    sleep 8\n'
-                    'fi\n'
-                    'exec "%s" "$@"\n' % (slow, real))
-        os.chmod(os.path.join(shim, "podman"), 0o755)
-        self.env["PATH"] = shim + ":" + self.env["PATH"]
+        self.podman_shim('if [ "$1" = container ] && [ "$2" = kill ] && [ -e "%s" ]; then\n'
+                         '    sleep 8\n'
+                         'fi\n' % slow)
         p = self.start([MCPMUX, "--kill-deadline", "2000"] + self.GRACES + ["--"] +
                        self.pod.run_argv() + [self.pod.image] + self.STUBBORN)
         p.send(initialize(1))
@@ -215,21 +217,14 @@ class PodmanTeardown(Podman):
         podman's records without its storage, which podman's inspect then cannot read
         ("getting container from store ...: container not known"): the keeper finds it
         its mcpmux's by a listing, and removes it (rm -f can)."""
-        shim = os.path.join(self.tmp.name, "bin")
-        os.mkdir(shim)
         hold = os.path.join(self.tmp.name, "hold")
         held = os.path.join(self.tmp.name, "held")
-        real = shutil.which("podman")
-        with open(os.path.join(shim, "podman"), "w") as f:
-            # The keeper's first inspect waits (20 s at most) until the test lets it go.
-            f.write('#!/bin/sh\n'
-                    'if [ "$2" = inspect ] && [ -e "%s" ]; then\n'
-                    '    : > "%s"\n'
-                    '    i=0; while [ -e "%s" ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done\n'
-                    'fi\n'
-                    'exec "%s" "$@"\n' % (hold, held, hold, real))
-        os.chmod(os.path.join(shim, "podman"), 0o755)
-        self.env["PATH"] = shim + ":" + self.env["PATH"]
+        # The keeper's first inspect waits (20 s at most) until the test lets it go.
+        self.podman_shim('if [ "$2" = inspect ] && [ -e "%s" ]; then\n'
+                         '    : > "%s"\n'
+                         '    i=0; while [ -e "%s" ] && [ $i -lt 200 ]; do sleep 0.1; '
+                         'i=$((i+1)); done\n'
+                         'fi\n' % (hold, held, hold))
         p = self.wrapped()
         p.send(initialize(1))
         self.assertEqual(p.msg(60)["id"], 1)
