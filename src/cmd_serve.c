@@ -1460,12 +1460,14 @@ cmd_serve(const struct mcpmux_options *o)
 	sv->term_w.data = sv->int_w.data = sv->hup_w.data = sv;
 	/* Not one the caller ignored (nohup's SIGHUP, a background job's SIGINT): serve
 	 * outlives it, as the servers, which ignore it too, would in direct runs. */
-	for (ev_signal *sw = &sv->term_w; sw != NULL; sw = sw == &sv->term_w  ? &sv->int_w
-							   : sw == &sv->int_w ? &sv->hup_w
-									      : NULL) {
-		if (!sys_signal_ignored_at_start(sw->signum)) {
-			ev_signal_start(loop, sw);
-		}
+	if (!sys_signal_ignored_at_start(SIGTERM)) {
+		ev_signal_start(loop, &sv->term_w);
+	}
+	if (!sys_signal_ignored_at_start(SIGINT)) {
+		ev_signal_start(loop, &sv->int_w);
+	}
+	if (!sys_signal_ignored_at_start(SIGHUP)) {
+		ev_signal_start(loop, &sv->hup_w);
 	}
 	sys_signals_release(); /* one held since the start is acted on now */
 	if (o->log_path != NULL && tlog_open(loop, o->log_path, o->log_bodies) == -1) {

@@ -698,7 +698,7 @@ class ListenHardening(ListenHelpers, Case):
         return self.start([MCPMUX, "ctl", self.path] + list(args), env=env)
 
     def fake_serve(self):
-        """A listener in place of serve; returns (the accepted connection, its lines)."""
+        """A listening socket at self.path in place of serve's (closed at the test's end)."""
         self.path = os.path.join(self.tmp.name, "fake.sock")
         lst = socket.socket(socket.AF_UNIX)
         self.addCleanup(lst.close)
@@ -885,12 +885,7 @@ class ListenHardening(ListenHelpers, Case):
         stdout is written, and connect exits with the session's status, not 1 with "serve
         did not take connect's last lines".  (A stand-in takes serve's place: it reads
         nothing, so the lines stay queued whatever the pace.)"""
-        self.path = os.path.join(self.tmp.name, "ended.sock")
-        lst = socket.socket(socket.AF_UNIX)
-        self.addCleanup(lst.close)
-        lst.bind(self.path)
-        lst.listen(1)
-        lst.settimeout(10 * SLOW)
+        lst = self.fake_serve()
         env = dict(self.env, LD_PRELOAD=FAKETIME, FAKETIME="+0 x20")
         env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
         c = self.start([MCPMUX, "connect", "--session", "s", self.path], env=env)
