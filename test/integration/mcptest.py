@@ -449,6 +449,10 @@ class Case(unittest.TestCase):
         self.env = dict(os.environ)
         self.env[TAG] = self.tag
         self.env.pop("MCPMUX_LOG", None)
+        # The instances' status files, pools and container id files stay in the test's
+        # own directory: none outlives the test, and no two tests share a pool.
+        self.env["XDG_RUNTIME_DIR"] = os.path.join(self.tmp.name, "run")
+        os.mkdir(self.env["XDG_RUNTIME_DIR"], 0o700)
 
     def tearDown(self):
         for p in self.procs:
