@@ -19,6 +19,7 @@
 #include "mcpmux/diag.h"
 #include "mcpmux/keeper.h"
 #include "mcpmux/proctree.h"
+#include "mcpmux/status.h"
 #include "mcpmux/sys.h"
 
 #define PROC_ROOT     "/proc"
@@ -1170,6 +1171,13 @@ keeper_main(int fd, const char *owner, double term_grace)
 	}
 	if (cg[0] != '\0') {
 		(void)cgroup_remove(cg);
+	}
+	/* Last, the status file of an mcpmux killed before it could remove it. */
+	int owner_pid;
+	unsigned long long owner_start;
+
+	if (sscanf(owner, "%d:%llu", &owner_pid, &owner_start) == 2) {
+		status_forget((pid_t)owner_pid, owner_start);
 	}
 	for (size_t i = 0; i < n_ctr; i++) {
 		free(ctrs[i].cidfile);

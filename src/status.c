@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "mcpmux/diag.h"
+#include "mcpmux/proctree.h"
 #include "mcpmux/session.h"
 #include "mcpmux/status.h"
 #include "mcpmux/sys.h"
@@ -172,4 +174,40 @@ status_close(void)
 	(void)unlink(st.path);
 	sys_close(&st.fd);
 	sbuf_release(&st.buf);
+}
+
+void
+status_forget(pid_t pid, unsigned long long start)
+{
+	char path[PATH_MAX];
+	unsigned long long now = 0;
+	struct stat sb;
+	int fd;
+
+	if (sys_runtime_dir_found("instances", path, sizeof(path)) == -1) {
+		return;
+	}
+	size_t at = strlen(path);
+
+	if ((size_t)snprintf(path + at, sizeof(path) - at, "/%d", (int)pid) >= sizeof(path) - at) {
+		return;
+	}
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd == -1) {
+		return;
+	}
+	/*
+	 * Held by no one, and pid is still the dead instance (a zombie not reaped yet) or no
+	 * process at all: a new instance that took the pid since keeps its file under its lock,
+	 * or has not locked it yet and then has the pid (status_open() makes its file again
+	 * if it goes between its open and its lock).
+	 */
+	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_uid == getuid() &&
+	    flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+	    ((kill(pid, 0) == -1 && errno == ESRCH) ||
+	     (proctree_start_time("/proc", pid, &now) == 0 && now == start)) &&
+	    unlink(path) == -1 && errno != ENOENT) {
+		diag_warn_errno("keeper: cannot remove %s", path);
+	}
+	sys_close(&fd);
 }

@@ -543,13 +543,13 @@ sys_accept(int lfd, struct sockaddr *sa, socklen_t *sl, int *spare, void (*refus
 	return SYS_ACCEPT_NONE;
 }
 
-/* mkdir 0700 if missing; then it must be our own private directory. */
+/* mkdir 0700 if missing (when make); then it must be our own private directory. */
 static int
-private_dir(const char *path)
+private_dir(const char *path, bool make)
 {
 	struct stat st;
 
-	if (mkdir(path, 0700) == -1 && errno != EEXIST) {
+	if (make && mkdir(path, 0700) == -1 && errno != EEXIST) {
 		return -1;
 	}
 	if (lstat(path, &st) == -1) {
@@ -562,8 +562,8 @@ private_dir(const char *path)
 	return 0;
 }
 
-int
-sys_runtime_dir(const char *sub, char *out, size_t len)
+static int
+runtime_dir(const char *sub, char *out, size_t len, bool make)
 {
 	const char *xdg = getenv("XDG_RUNTIME_DIR");
 	int n;
@@ -577,7 +577,7 @@ sys_runtime_dir(const char *sub, char *out, size_t len)
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	if (private_dir(out) == -1) {
+	if (private_dir(out, make) == -1) {
 		return -1;
 	}
 	if (sub != NULL) {
@@ -588,11 +588,23 @@ sys_runtime_dir(const char *sub, char *out, size_t len)
 			errno = ENAMETOOLONG;
 			return -1;
 		}
-		if (private_dir(out) == -1) {
+		if (private_dir(out, make) == -1) {
 			return -1;
 		}
 	}
 	return 0;
+}
+
+int
+sys_runtime_dir(const char *sub, char *out, size_t len)
+{
+	return runtime_dir(sub, out, len, true);
+}
+
+int
+sys_runtime_dir_found(const char *sub, char *out, size_t len)
+{
+	return runtime_dir(sub, out, len, false);
 }
 
 double sys_turn_mono;

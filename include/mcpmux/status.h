@@ -23,6 +23,7 @@
 #define MCPMUX_STATUS_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include <ev.h>
 
@@ -34,5 +35,11 @@ void status_changed(void);
 void status_traffic(double now);
 /* Remove the file (at exit). */
 void status_close(void);
+/*
+ * Remove the file of instance pid (started at start, in clock ticks since boot: its
+ * MCPMUX_OWNER), which died without status_close(): its keeper's last act.  Only a file
+ * whose lock is free, while pid is that instance or no process at all.
+ */
+void status_forget(pid_t pid, unsigned long long start);
 
 #endif

@@ -178,6 +178,8 @@ void sys_accept_spare(int *spare);
  * same way.  0, or -1 with errno (EPERM: not ours or not private).
  */
 int sys_runtime_dir(const char *sub, char *out, size_t len);
+/* The same, only when it is there already: nothing is made (-1 with ENOENT). */
+int sys_runtime_dir_found(const char *sub, char *out, size_t len);
 
 /* Monotonic time in seconds: for every deadline and duration (the wall clock may jump). */
 double sys_mono(void);

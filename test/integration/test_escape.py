@@ -132,6 +132,8 @@ class Sigkill(Case):
             st = stat_of(pid)
             if st is not None:
                 self.seen[pid] = st[1]
+        status = os.path.join(self.env["XDG_RUNTIME_DIR"], "mcpmux", "instances", str(p.pid))
+        self.assertTrue(os.path.exists(status), "the instance's status file")
         p.p.send_signal(signal.SIGKILL)
         p.wait()
         wait_until(lambda: not any(self.cookie_pids(s) for s in sessions) and
@@ -139,6 +141,8 @@ class Sigkill(Case):
                    "every process of the sessions, and the keeper, to be gone")
         took = time.monotonic() - t0
         self.assertLess(took, BOUND * SLOW + 0.5, "took %.2f s" % took)
+        # nothing of the killed instance is left: its status file went with its keeper
+        self.assertFalse(os.path.exists(status), "the killed instance's status file")
 
     def in_teardown(self, p):
         """Wait until a teardown has begun (-v says so)."""
@@ -215,6 +219,19 @@ class Sigkill(Case):
     def setUp(self):
         super().setUp()
         self.seen = {}
+
+    def test_the_status_file_of_a_killed_instance_its_parent_has_not_reaped_goes(self):
+        """A zombie still holds the pid: it is the dead instance, and its file goes."""
+        p = self.start([MCPMUX] + GRACES + ["--"] + self.SERVERS["daemon"])
+        s = self.session_of(p, 1)
+        status = os.path.join(self.env["XDG_RUNTIME_DIR"], "mcpmux", "instances", str(p.pid))
+        self.assertTrue(os.path.exists(status), "the instance's status file")
+        p.p.send_signal(signal.SIGKILL)
+        wait_until(lambda: not self.cookie_pids(s) and not self.tagged(), BOUND + 1,
+                   "every process of the session, and the keeper, to be gone")
+        self.assertEqual(stat_of(p.pid)[0], "Z", "mcpmux, not reaped yet")
+        self.assertFalse(os.path.exists(status), "the killed instance's status file")
+        p.wait()
 
     def test_a_hundred_cycles_leave_nothing(self):
         for i in range(100):
