@@ -171,6 +171,33 @@ backend_on_leaf(struct ev_loop *loop, ev_timer *w, int revents)
 	scan_wanted = true; /* the scan runs in this turn's prepare */
 }
 
+static ev_io keeper_w; /* EOF once the keeper is gone */
+
+/*
+ * The keeper is gone while mcpmux runs (killed: it exits only after mcpmux's "done"):
+ * another takes its place, or a kill of mcpmux from now on would leave what its servers
+ * started.
+ */
+static void
+backend_on_keeper(struct ev_loop *loop, ev_io *w, int revents)
+{
+	pid_t old;
+
+	(void)revents;
+	ev_ref(loop);
+	ev_io_stop(loop, w);
+	if ((old = keeper_restart()) == -1) {
+		diag_warn_errno("the keeper is gone, and no other can be started (if mcpmux is "
+				"killed, what its servers started may survive it)");
+		return;
+	}
+	diag_warn("the keeper (pid %d) is gone: another (pid %d) takes its place", (int)old,
+		  (int)keeper_pid_live());
+	ev_io_set(w, keeper_ack_fd(), EV_READ);
+	ev_io_start(loop, w);
+	ev_unref(loop);
+}
+
 static void
 backend_on_clock(struct ev_loop *loop, ev_check *w, int revents)
 {
@@ -247,6 +274,11 @@ backend_module_init(struct ev_loop *loop)
 	ev_check_start(loop, &clock_w);
 	ev_unref(loop);
 	sys_turn_mono = sys_mono();
+	if (keeper_ack_fd() >= 0) {
+		ev_io_init(&keeper_w, backend_on_keeper, keeper_ack_fd(), EV_READ);
+		ev_io_start(loop, &keeper_w);
+		ev_unref(loop);
+	}
 	proctree_init(&snapshot);
 	proctree_spare(true);
 	if (SPAWN_CLONE_VM) {
@@ -320,6 +352,10 @@ backend_module_release(void)
 			ev_timer_stop(mod_loop, &trim_w);
 		}
 		ev_timer_stop(mod_loop, &leaf_w);
+		if (ev_is_active(&keeper_w)) {
+			ev_ref(mod_loop);
+			ev_io_stop(mod_loop, &keeper_w);
+		}
 		mod_loop = NULL;
 	}
 	proctree_release(&snapshot);

@@ -30,6 +30,22 @@ static int keeper_fd = -1; /* mcpmux's end of the pipe */
 static int ack_fd = -1;	   /* EOF on it when the keeper has exited */
 static pid_t keeper_pid;   /* its pid, as the middle child told it; 0 unknown */
 
+/* What keeper_start() was given, for another keeper (keeper_restart()). */
+static double keeper_grace;
+static int keeper_argc;
+static char **keeper_argv;
+
+/*
+ * What the keeper was told that another keeper must be told again: the cgroup line, and
+ * each container line not said gone since (with its id file and run, to find it by).
+ */
+struct told {
+	char *line, *cidfile, *run;
+};
+static char *told_cg;
+static struct told *told_v;
+static size_t told_n, told_cap;
+
 #define KEEPER_EXIT_WAIT_MS 1000 /* at a normal exit, how long to wait for the keeper */
 #define KEEPER_TELL_S	    1.0	 /* how long a line to the keeper may wait for room in the pipe */
 #define KEEPER_ENGINE_S	    10.0 /* how long the keeper waits for one engine command */
@@ -111,7 +127,56 @@ keeper_cgroup(const char *dir)
 	char line[CGROUP_PATH_MAX + 8];
 
 	if ((size_t)snprintf(line, sizeof(line), "G\t%s\n", dir) < sizeof(line)) {
+		free(told_cg);
+		told_cg = strdup(line); /* NULL: another keeper would not hear of it */
 		tell(line);
+	}
+}
+
+/* Keep a container line for another keeper; its strings are taken (freed on failure). */
+static void
+told_add(char *line, const char *cidfile, const char *run)
+{
+	if (told_n == told_cap) {
+		size_t cap = told_cap != 0 ? told_cap * 2 : 8;
+		struct told *nv = realloc(told_v, cap * sizeof(*nv));
+
+		if (nv == NULL) {
+			free(line);
+			return;
+		}
+		told_v = nv;
+		told_cap = cap;
+	}
+	struct told *t = &told_v[told_n];
+
+	t->line = line;
+	t->cidfile = strdup(cidfile);
+	t->run = run != NULL ? strdup(run) : NULL;
+	if (t->cidfile == NULL || (run != NULL && t->run == NULL)) {
+		free(t->line);
+		free(t->cidfile);
+		free(t->run);
+		return;
+	}
+	told_n++;
+}
+
+/* The container told with cidfile and run is gone: as the keeper forgets it. */
+static void
+told_gone(const char *cidfile, const char *run)
+{
+	for (size_t i = 0; i < told_n; i++) {
+		struct told *t = &told_v[i];
+
+		if (strcmp(t->cidfile, cidfile) == 0 &&
+		    (run == NULL || (t->run != NULL && strcmp(t->run, run) == 0))) {
+			free(t->line);
+			free(t->cidfile);
+			free(t->run);
+			told_v[i] = told_v[--told_n];
+			return;
+		}
 	}
 }
 
@@ -180,7 +245,9 @@ keeper_container(char *const *prefix, size_t n, const char *cidfile, const char 
 					  "the id file's name)"
 					: "");
 	}
-	free(line);
+	if (line != NULL) {
+		told_add(line, cidfile, run);
+	}
 }
 
 void
@@ -198,6 +265,7 @@ keeper_container_gone(const char *cidfile, const char *run)
 		diag_warn_errno("cannot tell the keeper that container %s is gone", cidfile);
 		return;
 	}
+	told_gone(cidfile, run);
 	/* The run too: runs of one command line with a user's --cidfile share that file. */
 	(void)snprintf(line, len, "D\t%s%s%s\n", cidfile, run != NULL ? "\t" : "",
 		       run != NULL ? run : "");
@@ -217,6 +285,36 @@ keeper_pid_live(void)
 		return 0;
 	}
 	return keeper_pid;
+}
+
+int
+keeper_ack_fd(void)
+{
+	return ack_fd;
+}
+
+pid_t
+keeper_restart(void)
+{
+	pid_t old = keeper_pid;
+
+	sys_close(&keeper_fd);
+	sys_close(&ack_fd);
+	keeper_pid = 0;
+	if (keeper_argv == NULL || keeper_start(keeper_grace, keeper_argc, keeper_argv) == -1) {
+		return -1;
+	}
+	if (told_cg != NULL) {
+		tell(told_cg);
+	}
+	for (size_t i = 0; i < told_n; i++) {
+		if (tell_n(told_v[i].line, strlen(told_v[i].line)) == -1) {
+			diag_warn_errno("cannot tell the new keeper about container id file %s: if "
+					"mcpmux is killed, the container may survive it",
+					told_v[i].cidfile[0] != '\0' ? told_v[i].cidfile : "none");
+		}
+	}
+	return old;
 }
 
 void
@@ -1216,6 +1314,9 @@ keeper_start(double term_grace, int argc, char **argv)
 	unsigned long long start = 0;
 	char owner[64];
 
+	keeper_grace = term_grace;
+	keeper_argc = argc;
+	keeper_argv = argv;
 	if (proctree_start_time(PROC_ROOT, self, &start) == -1) {
 		return -1;
 	}

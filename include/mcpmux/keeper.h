@@ -53,6 +53,16 @@ void keeper_container(char *const *prefix, size_t n, const char *cidfile, const 
 void keeper_container_gone(const char *cidfile, const char *run);
 /* The keeper's pid while it runs; 0 when it is gone or unknown. */
 pid_t keeper_pid_live(void);
+/* The descriptor that reads EOF once the keeper is gone (-1 when there is none). */
+int keeper_ack_fd(void);
+/*
+ * The keeper is gone while mcpmux runs (killed): start another, and tell it again what
+ * the first was told and is still there (the cgroup, the containers not said gone).
+ * mcpmux is a subreaper by then, so the new keeper is its child, as where mcpmux is pid 1
+ * (keeper_pid_live() tells it from an orphan of a run).  The old keeper's pid (0 when
+ * unknown), or -1 (errno) when no keeper could be started.
+ */
+pid_t keeper_restart(void);
 /*
  * mcpmux is exiting normally ("X"): the keeper exits without touching anything, unless
  * containers it was told about were not said gone (a teardown abandoned while the engine

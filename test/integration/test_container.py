@@ -602,6 +602,19 @@ class FakeDockerKeeper(FakeDockerCase):
         self.assertTrue(helpers[0].startswith("container inspect --format mcpmux-whose|"))
         self.assertIn("is another mcpmux's (1:2): left alone", p.stderr())
 
+    def test_a_keeper_killed_is_replaced_by_one_told_of_the_container(self):
+        """The keeper killed while mcpmux runs: the one that takes its place is told of
+        the run's container again, and removes it when mcpmux is SIGKILLed."""
+        p = self.initialized_run()
+        first = wait_until(self.keepers, 5, "the keeper")
+        os.kill(first[0], signal.SIGKILL)
+        wait_until(lambda: "takes its place" in p.stderr(), 5, "another keeper",
+                   explain=p.stderr)
+        self.kill_and_wait_for_keeper(p)
+        self.assertIn("keeper: removed container fake01234567 (docker: rm -f)", p.stderr())
+        self.assertEqual(" ".join(self.calls()[-1]), "container rm -f fake0123456789abcdef")
+        self.assert_no_leftovers()
+
     def test_the_keeper_says_the_engines_error_after_its_warnings(self):
         """An engine that warns more than the keeper keeps before it fails: the keeper
         leaves the container alone and says the engine's error, not a piece of a

@@ -683,6 +683,83 @@ class Nested(Case):
         wait_until(lambda: not self.tagged(), 5, "every process of both serves to be gone")
 
 
+class KeeperKilled(Case):
+    """A keeper killed while its mcpmux runs (a `kill` of the wrong pid, an OOM kill) is
+    replaced at once: another keeper, a child of mcpmux now (it is a subreaper), is told
+    again what the first was told (the cgroup), and ends what a SIGKILLed mcpmux leaves,
+    in the same bound (docs/lifecycle.md)."""
+
+    def keepers(self, p):
+        return [q for q in self.tagged() if keeper_of(q) == p.pid]
+
+    def replaced(self, p):
+        """Kill p's keeper; the one that takes its place, once it is under way."""
+        first = wait_until(lambda: self.keepers(p), 5, "the keeper")
+        self.assertEqual(len(first), 1)
+        os.kill(first[0], signal.SIGKILL)
+        second = wait_until(lambda: [q for q in self.keepers(p) if q != first[0]], 5,
+                            "another keeper", explain=lambda: "stderr:\n" + p.stderr())
+        self.assertEqual(len(second), 1)
+        said = "the keeper (pid %d) is gone: another (pid %d) takes its place" % (
+            first[0], second[0])
+        wait_until(lambda: said in p.stderr(), 5, said, explain=p.stderr)
+        return second[0]
+
+    def check(self, serve):
+        p = self.start([MCPMUX] + (["serve"] if serve else []) + GRACES + ["--"] +
+                       Sigkill.SERVERS["stubborn"])
+        s = session_of(p, 1, "one" if serve else None)
+        wait_until(lambda: len(self.cookie_pids(s)) >= 2, 5, "the grandchild")
+        self.replaced(p)
+        t0 = time.monotonic()
+        p.p.send_signal(signal.SIGKILL)
+        p.wait()
+        wait_until(lambda: not self.cookie_pids(s) and not self.tagged(), BOUND + 1,
+                   "every process of the session, and the new keeper, to be gone",
+                   explain=lambda: "left: %r; stderr:\n%s" % (
+                       ["%d %s" % (q, comm(q)) for q in self.tagged()], p.stderr()))
+        took = time.monotonic() - t0
+        self.assertLess(took, BOUND * SLOW + 0.5, "took %.2f s" % took)
+
+    def test_wrap_a_killed_keeper_is_replaced(self):
+        self.check(False)
+
+    def test_serve_a_killed_keeper_is_replaced(self):
+        self.check(True)
+
+    def test_the_new_keeper_kills_the_cgroup(self):
+        """It is told the instance cgroup again: a grandchild without its environment,
+        which the cgroup alone ties to mcpmux, is ended by it."""
+        p = self.start([MCPMUX] + GRACES + ["--"] + LeafAlone.FIXTURE)
+        m = env_answer(p, False, None)
+        pids = threaded_pids(self, p, m["result"]["structuredContent"]["pid"])
+        gc = [q for q in pids if q != m["result"]["structuredContent"]["pid"]][0]
+        with open("/proc/%d/cgroup" % gc) as f:
+            if not re.search(r"/mcpmux\.%d(\.\d+)?/s\.\d+$" % p.pid, f.read().strip()):
+                self.skipTest("no cgroup leaf here")
+        self.replaced(p)
+        p.p.send_signal(signal.SIGKILL)
+        p.wait()
+        wait_until(lambda: not any(runs(q, st) for q, st in pids.items()) and
+                   not self.tagged(), BOUND + 1, "the grandchild and the keeper to be gone",
+                   explain=lambda: "stderr:\n" + p.stderr())
+
+    def test_a_normal_exit_after_it_leaves_nothing(self):
+        """The new keeper is mcpmux's child: no run claims it, mcpmux's exit does not
+        kill it as a leftover, and it goes with that exit."""
+        p = self.start([MCPMUX, "-v"] + GRACES + ["--"] + Sigkill.SERVERS["daemon"])
+        s = session_of(p, 1)
+        wait_until(lambda: len(self.cookie_pids(s)) >= 2, 5, "the grandchild")
+        k = self.replaced(p)
+        self.assertEqual(ppid_of(k), p.pid)
+        p.send(call(2, "echo", text="still here"))
+        self.assertEqual(p.msg()["id"], 2)
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertNotIn("leftover", p.stderr())
+        wait_until(lambda: not self.tagged(), 2, "the new keeper to be gone")
+
+
 class ProcessGroup(Case):
     """The keeper runs in a session of its own (docs/lifecycle.md): a signal to mcpmux's
     process group, as a closing terminal or a client that ends its whole group sends, does
