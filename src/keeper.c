@@ -304,11 +304,13 @@ keeper_restart(void)
 	if (keeper_argv == NULL || keeper_start(keeper_grace, keeper_argc, keeper_argv) == -1) {
 		return -1;
 	}
-	if (told_cg != NULL) {
-		tell(told_cg);
+	/* EPIPE: this one is gone too, and the next is told in its turn. */
+	if (told_cg != NULL && tell_n(told_cg, strlen(told_cg)) == -1 && errno != EPIPE) {
+		diag_warn_errno("cannot tell the new keeper about the cgroup (if mcpmux is killed, "
+				"what its servers started may survive it)");
 	}
 	for (size_t i = 0; i < told_n; i++) {
-		if (tell_n(told_v[i].line, strlen(told_v[i].line)) == -1) {
+		if (tell_n(told_v[i].line, strlen(told_v[i].line)) == -1 && errno != EPIPE) {
 			diag_warn_errno("cannot tell the new keeper about container id file %s: if "
 					"mcpmux is killed, the container may survive it",
 					told_v[i].cidfile[0] != '\0' ? told_v[i].cidfile : "none");
@@ -1353,6 +1355,12 @@ keeper_start(double term_grace, int argc, char **argv)
 		 * a controlling terminal).
 		 */
 		(void)setsid();
+		/*
+		 * Its name before the keeper is forked, which inherits it: a keeper not yet under
+		 * way (held on a loaded machine) must not look like an mcpmux instance, with
+		 * mcpmux's command line, to `mcpmux ps`.
+		 */
+		retitle(argc, argv, self);
 		pid_t k = fork();
 
 		if (k != 0) {
@@ -1415,7 +1423,6 @@ keeper_start(double term_grace, int argc, char **argv)
 
 		sigemptyset(&none);
 		(void)sigprocmask(SIG_SETMASK, &none, NULL);
-		retitle(argc, argv, self);
 		keeper_main(3, owner, term_grace);
 	}
 	(void)close(p[0]);

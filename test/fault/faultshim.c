@@ -34,8 +34,9 @@
  *                         signal watchers are there): a test can signal it that early
  *   FAULT_KEEPER_STOP=1   a process forked by a child of the process (before any exec;
  *                         not one forked by a grandchild) stops itself (SIGSTOP) at its
- *                         start: mcpmux's keeper, held before its first act (before it
- *                         has taken its name), as on a loaded machine, while mcpmux goes on
+ *                         start: mcpmux's keeper, held before its first act (with the
+ *                         name its middle process gave it), as on a loaded machine, while
+ *                         mcpmux goes on
  *   FAULT_CHILD_UNSHARE=E close_range() with CLOSE_RANGE_UNSHARE fails with errno E (a
  *                         number) when a child calls it before its exec (a server's first
  *                         act, in the memory it shares with mcpmux), as when the kernel

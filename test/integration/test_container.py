@@ -771,7 +771,7 @@ class FakeDockerKeeper(FakeDockerCase):
     @unittest.skipIf(not os.path.exists(SHIM) or WRAPPER, "no fault shim, or under a wrapper")
     def test_a_keeper_slow_to_start_ends_the_container_of_mcpmux_killed_meanwhile(self):
         """mcpmux killed with its run's container made and answering, its keeper held
-        (by the fault shim) before it has even taken its name, as on a loaded machine:
+        (by the fault shim) before its first act, as on a loaded machine:
         once it goes on, the keeper reads what mcpmux told it all the same, and removes
         the container."""
         self.env["FAKE_DOCKER_ARGS"] = ""
@@ -784,7 +784,7 @@ class FakeDockerKeeper(FakeDockerCase):
         held = wait_until(lambda: [q for q in self.tagged() if q != p.pid and
                                    proc_state(q) == "T"], 10, "the keeper held")
         self.assertEqual(len(held), 1, held)
-        self.assertEqual(comm(held[0]), "mcpmux")  # no name of its own yet
+        self.assertEqual(comm(held[0]), "mcpmux-keeper")  # named by its middle process
         p.p.send_signal(signal.SIGKILL)
         p.wait()
         os.kill(held[0], signal.SIGCONT)

@@ -849,6 +849,14 @@ class EarlySignal(Faults):
             self.assert_no_leftovers()
 
 
+def continued(pid):
+    """SIGCONT to pid, if it is still there."""
+    try:
+        os.kill(pid, signal.SIGCONT)
+    except ProcessLookupError:
+        pass
+
+
 class KeeperHeld(Faults):
     """The keeper is in a session of its own from its first instruction (docs/lifecycle.md):
     held there by the shim, as a loaded machine may hold it, while mcpmux goes on and
@@ -866,13 +874,36 @@ class KeeperHeld(Faults):
         held = wait_until(lambda: [q for q in self.tagged() if proc_state(q) == "T"], 10,
                           "the keeper held")
         self.assertEqual(len(held), 1, held)
-        self.assertEqual(comm(held[0]), "mcpmux")  # not under way: no name of its own yet
+        # not under way, but named already (its middle process took the name before it)
+        self.assertEqual(comm(held[0]), "mcpmux-keeper")
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
         self.assertTrue(alive(held[0]), "the keeper went with mcpmux's group")
         self.assertTrue(alive(gc), "the grandchild is the keeper's to end")
         os.kill(held[0], signal.SIGCONT)
         wait_until(lambda: not self.tagged(), 10, "the grandchild and the keeper to be gone")
+
+    def test_a_keeper_held_at_its_start_is_no_instance_to_ps(self):
+        """Held before its first act, the keeper has its name and its title already: `mcpmux
+        ps` lists the one instance, not the keeper as a second one with mcpmux's command
+        line (and its client init)."""
+        p = self.mcpmux(GRACE + ["--", FIXTURE], env=self.shim_env(keeper_stop=1))
+        p.send(initialize(1))
+        self.assertEqual(p.msg()["id"], 1)
+        held = wait_until(lambda: [q for q in self.tagged() if proc_state(q) == "T"], 10,
+                          "the keeper held")
+        self.assertEqual(len(held), 1, held)
+        self.addCleanup(continued, held[0])
+        ps = subprocess.run([MCPMUX, "ps", "--json"], env=self.env, capture_output=True,
+                            timeout=30 * SLOW)
+        self.assertEqual(ps.returncode, 0, ps.stderr)
+        ours = [i["pid"] for i in json.loads(ps.stdout)["instances"]
+                if i["pid"] in self.tagged()]
+        self.assertEqual(ours, [p.pid], "instances of the test")
+        self.assertEqual(keeper_of(held[0]), p.pid)
+        os.kill(held[0], signal.SIGCONT)
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
 
 
 class HalfClose(Faults):
