@@ -744,6 +744,35 @@ class KeeperKilled(Case):
                    not self.tagged(), BOUND + 1, "the grandchild and the keeper to be gone",
                    explain=lambda: "stderr:\n" + p.stderr())
 
+    def test_keepers_killed_one_after_the_other(self):
+        """Each keeper killed as soon as it is there, 20 times: a keeper killed before
+        mcpmux has told it the cgroup is not said (the next one is told in its turn); the
+        last one ends what the SIGKILLed mcpmux leaves."""
+        p = self.start([MCPMUX, "serve"] + GRACES + ["--"] + Sigkill.SERVERS["daemon"])
+        s = session_of(p, 1, "one")
+        wait_until(lambda: len(self.cookie_pids(s)) >= 2, 5, "the grandchild")
+        killed = set()
+        for _ in range(20):
+            for k in [q for q in self.tagged() if comm(q) == "mcpmux-keeper"]:
+                killed.add(k)
+                try:
+                    os.kill(k, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.005)  # a storm of kills, not a wait for an event
+        # every keeper killed has closed its pipe; mcpmux's loop has seen it by its answer
+        wait_until(lambda: not any(alive(k) for k in killed), 5, "the keepers to die")
+        p.send({"session": "one", "message": req(2, "ping")})
+        self.assertEqual(p.msg()["message"]["id"], 2)
+        wait_until(lambda: [k for k in self.keepers(p) if k not in killed], 5,
+                   "the last keeper", explain=p.stderr)
+        self.assertGreater(len(killed), 1)
+        self.assertNotIn("cannot tell", p.stderr())
+        p.p.send_signal(signal.SIGKILL)
+        p.wait()
+        wait_until(lambda: not self.cookie_pids(s) and not self.tagged(), BOUND + 1,
+                   "every process of the session, and the last keeper, to be gone")
+
     def test_a_normal_exit_after_it_leaves_nothing(self):
         """The new keeper is mcpmux's child: no run claims it, mcpmux's exit does not
         kill it as a leftover, and it goes with that exit."""
