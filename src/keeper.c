@@ -301,8 +301,18 @@ keeper_restart(void)
 	sys_close(&keeper_fd);
 	sys_close(&ack_fd);
 	keeper_pid = 0;
-	if (keeper_argv == NULL || keeper_start(keeper_grace, keeper_argc, keeper_argv) == -1) {
-		return -1;
+	/* A few tries: its middle child may be killed as the keeper was. */
+	for (int tries = 0;; tries++) {
+		if (keeper_argv == NULL) {
+			errno = EINVAL;
+			return -1;
+		}
+		if (keeper_start(keeper_grace, keeper_argc, keeper_argv) == 0) {
+			break;
+		}
+		if (tries == 2) {
+			return -1;
+		}
 	}
 	/* EPIPE: this one is gone too, and the next is told in its turn. */
 	if (told_cg != NULL && tell_n(told_cg, strlen(told_cg)) == -1 && errno != EPIPE) {
@@ -1432,6 +1442,14 @@ keeper_start(double term_grace, int argc, char **argv)
 	while (waitpid(mid, &st, 0) == -1 && errno == EINTR) {
 	}
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		/*
+		 * The middle child killed (a signal to every process of the keeper's name) may
+		 * have forked the keeper already: "done" first, or the end of the pipe would
+		 * tell it that mcpmux is gone, and it would end mcpmux's live servers.
+		 */
+		ssize_t w = write(p[1], "X\n", 2);
+
+		(void)w;
 		(void)close(p[1]);
 		(void)close(ack[0]);
 		errno = EAGAIN;

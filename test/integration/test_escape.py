@@ -789,6 +789,15 @@ class KeeperKilled(Case):
         wait_until(lambda: not self.tagged(), 2, "the new keeper to be gone")
 
 
+class KeeperKilledWithoutCgroup(KeeperKilled):
+    """The same with the cookie alone (MCPMUX_CGROUP=off): the new keeper, a child of
+    mcpmux without a cookie, is claimed by no run of wrap's."""
+
+    def setUp(self):
+        super().setUp()
+        self.env["MCPMUX_CGROUP"] = "off"
+
+
 class ProcessGroup(Case):
     """The keeper runs in a session of its own (docs/lifecycle.md): a signal to mcpmux's
     process group, as a closing terminal or a client that ends its whole group sends, does
