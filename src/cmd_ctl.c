@@ -42,7 +42,8 @@ ctl_usage(void)
 {
 	fputs("usage: mcpmux ctl PATH list [--json]          sessions of a serve\n"
 	      "       mcpmux ctl PATH stats [--json]         its totals\n"
-	      "       mcpmux ctl PATH end SESSION [--json]   end a session, wait for its teardown\n",
+	      "       mcpmux ctl PATH end SESSION [--json]   end a session, wait for its teardown\n"
+	      "(after --, every word is PATH, the command or SESSION: an ID that starts with '-')\n",
 	      stdout);
 }
 
@@ -267,13 +268,17 @@ cmd_ctl(int argc, char **argv)
 
 	/* Its output waits for room in a full non-blocking stdout, as config's does. */
 	(void)sys_stdout_waits();
+	bool opts = true; /* until "--": after it, a session ID may start with '-' */
+
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0) {
+		if (opts && strcmp(argv[i], "--") == 0) {
+			opts = false;
+		} else if (opts && strcmp(argv[i], "--json") == 0) {
 			json = true;
-		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+		} else if (opts && (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)) {
 			ctl_usage();
 			return 0;
-		} else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+		} else if (opts && argv[i][0] == '-' && argv[i][1] != '\0') {
 			diag_error("unknown option '%s' (see mcpmux ctl --help)", argv[i]);
 			return EXIT_USAGE;
 		} else if (n < 3) {

@@ -663,6 +663,26 @@ class ListenHardening(ListenHelpers, Case):
         self.assertEqual(json.loads(p.read_to_eof()), {"sessions": 7})
         self.assertEqual(p.wait(5), 0, p.stderr())
 
+    def test_ctl_ends_a_session_whose_id_starts_with_a_dash(self):
+        """A session ID may start with '-': after --, ctl takes it as the session to end
+        (before, it was an unknown option, and such a kept session could not be ended)."""
+        srv = self.listen()
+        c = self.connect("--keep", "--session", "-k")
+        c.send(call(1, "env"))
+        pid = c.msg()["result"]["structuredContent"]["pid"]
+        c.close_stdin()
+        self.assertEqual(c.wait(), 0)
+        rc, out = self.ctl("end", "-k")
+        self.assertEqual(rc, 2, "an option, without --")
+        self.assertTrue(alive(pid))
+        rc, out = self.ctl("end", "--", "-k")
+        self.assertEqual(rc, 0)
+        self.assertIn("session -k ended", out)
+        self.assertFalse(alive(pid))
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers(0)
+
     def test_ctl_exits_1_when_its_output_cannot_be_written(self):
         srv = self.listen()
         for args in (["list"], ["--json", "stats"], ["end", "none"]):
