@@ -624,6 +624,29 @@ class DescriptorLimit(Faults):
         wait_until(lambda: os.path.exists(path), 5, "the socket")
         self.assert_each_refused(p, socket.AF_UNIX, path, b"")
 
+    def test_serve_answers_its_first_message_with_the_table_full(self):
+        """The first message serve reads comes while its table of descriptors is full (the
+        connection took the last slot): it is answered (the server cannot start), and serve
+        goes on.  (The sanitized build aborted there: UBSan's check of simdjson's classes
+        opens a pipe, and took the failure for a bad object.)"""
+        path = os.path.join(self.tmp.name, "s")
+        p = self.mcpmux(["serve", "--listen", path] + GRACE + ["--", FIXTURE], stdin=False)
+        wait_until(lambda: os.path.exists(path), 5, "the socket")
+        fds = [int(f) for f in os.listdir("/proc/%d/fd" % p.pid)]
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.prlimit(p.pid, resource.RLIMIT_NOFILE, (max(fds) + 2, hard))
+        c = socket.socket(socket.AF_UNIX)
+        self.addCleanup(c.close)
+        c.settimeout(10 * (3 if SANITIZED else 1))
+        c.connect(path)
+        f = c.makefile("rwb", buffering=0)
+        f.write(b'{"session":"a","message":{"jsonrpc":"2.0","id":1,"method":"ping"}}\n')
+        m = json.loads(f.readline())
+        self.assertEqual(m["message"]["id"], 1, m)
+        p.p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(), 0)
+        self.assert_clean_stderr(p)
+
     def test_http_refuses_every_connection_over_the_limit(self):
         p = self.mcpmux(["serve", "--http", "127.0.0.1:0"] + GRACE + ["--", FIXTURE],
                         stdin=False)
