@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -45,6 +46,7 @@ struct cconn {
 	bool ended;	 /* the session's end came: exit_code is its status */
 	bool serve_gone; /* writing to serve failed, or its socket's EOF: nothing can be sent */
 	bool serve_eof;	 /* and nothing more comes from serve */
+	bool closing;	 /* done: the socket is shut down for writing, serve's EOF awaited */
 	bool sent;	 /* a line of the client went to the session */
 	bool startable;	 /* and one that starts a session (not all serve only answers) */
 	bool first_init; /* the first envelope was the client's initialize (no --keep) */
@@ -58,6 +60,7 @@ struct cconn {
 	ev_prepare turn_w; /* arms trim_w when a turn grew a big buffer */
 	ev_timer trim_w;
 	ev_timer end_w;	  /* the deadline of what is waited for of serve after stdin's EOF */
+	ev_timer close_w; /* the deadline of serve's EOF once connect is done (closing) */
 	double end_by;	  /* its sys_mono() */
 	double end_limit; /* and its length, in seconds */
 	double held_at;	  /* serve_held() since when (sys_mono()), or since stdin's EOF if later */
@@ -133,6 +136,12 @@ connect_usage(void)
 #define CONNECT_END_WAIT_S 60.
 
 /*
+ * How long connect waits, once it is done, for serve to close the socket after connect's
+ * own close of its side (maybe_exit()).
+ */
+#define CONNECT_CLOSE_WAIT_S 2.
+
+/*
  * The exit status an "ended" event (or, under "result", an end-of-run result)
  * describes: its code, or 128 + its signal; 0 for a session that had no server at its
  * end ("suspended": its last server was ended by mcpmux, as wrap exits then); 1 for one
@@ -190,6 +199,8 @@ ended_status(const char *line, size_t len, bool in_result, bool tried)
  * still queued then (serve did not take them: a slow server) would only start a new run
  * that nobody follows, and are not sent.
  */
+static void read_serve(struct cconn *cc, bool on);
+
 static void
 maybe_exit(struct cconn *cc)
 {
@@ -197,12 +208,43 @@ maybe_exit(struct cconn *cc)
 	    (conn_queued(&cc->server) > 0 && !cc->serve_eof && !cc->ended)) {
 		return;
 	}
-	if (conn_queued(&cc->server) > 0 && !cc->serve_eof) {
+	if (conn_queued(&cc->server) > 0 && !cc->serve_eof && !cc->closing) {
 		diag_warn("session %s ended with %zu bytes of the client's lines not yet taken "
 			  "by serve: not sent",
 			  cc->id, conn_queued(&cc->server));
 	}
+	if (!cc->serve_eof && !cc->closing && conn_queued(&cc->server) == 0 &&
+	    !cc->server.out_dead) {
+		/*
+		 * What serve still writes (the "ended" event after the end's answer, the "kept"
+		 * event) is read, to its EOF, and dropped, rather than left unread in the socket
+		 * when it is closed, which serve would take for lines of the session lost.  Serve
+		 * closes once it has our EOF and has written the rest; a serve that does not is
+		 * not waited for long: the status is known.  (With lines of the client not sent,
+		 * the socket is closed at once, as they are dropped.)
+		 */
+		cc->closing = true;
+		(void)shutdown(cc->fd, SHUT_WR);
+		read_serve(cc, true);
+		ev_timer_start(cc->loop, &cc->close_w);
+		return;
+	}
+	if (!cc->serve_eof && cc->closing) {
+		return;
+	}
 	ev_break(cc->loop, EVBREAK_ALL);
+}
+
+/* Serve has not closed within CONNECT_CLOSE_WAIT_S of connect's own close: not waited for. */
+static void
+connect_on_close_wait(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct cconn *cc = w->data;
+
+	(void)revents;
+	diag_info("serve did not close session %s's connection within %g s of connect's close",
+		  cc->id, CONNECT_CLOSE_WAIT_S);
+	ev_break(loop, EVBREAK_ALL);
 }
 
 static void
@@ -579,6 +621,9 @@ server_on_line(void *ctx, const char *line, size_t len)
 	struct cconn *cc = ctx;
 	struct envelope env;
 
+	if (cc->closing) {
+		return; /* the status is known, and the client's lines are all written */
+	}
 	if (envelope_parse(&env, line, len, NULL) != ENVELOPE_OK) {
 		diag_warn("serve sent a line that is not an envelope: %.*s", (int)SYS_MIN(len, 200),
 			  line);
@@ -679,6 +724,9 @@ server_on_big_end(void *ctx, size_t total)
 	const char *id = envelope_bigscan_id(&cc->big, &id_len);
 	char text[160];
 
+	if (cc->closing) {
+		return; /* (server_on_line()) */
+	}
 	if (rpcout_dropped(text, sizeof(text), "serve's", total, cc->max_message,
 			   ENVELOPE_OWN_MAX)) {
 		diag_error("%s; dropped", text);
@@ -928,6 +976,8 @@ cmd_connect(int argc, char **argv)
 	cc.trim_w.repeat = .5;
 	ev_init(&cc.end_w, connect_on_end_wait);
 	cc.end_w.data = &cc;
+	ev_timer_init(&cc.close_w, connect_on_close_wait, CONNECT_CLOSE_WAIT_S, 0.);
+	cc.close_w.data = &cc;
 	conn_read(&cc.client, true);
 	conn_read(&cc.server, true);
 	ev_run(loop, 0);
@@ -937,6 +987,7 @@ cmd_connect(int argc, char **argv)
 		ev_timer_stop(loop, &cc.trim_w);
 	}
 	ev_timer_stop(loop, &cc.end_w);
+	ev_timer_stop(loop, &cc.close_w);
 	ev_ref(loop);
 	ev_prepare_stop(loop, &cc.turn_w);
 	ev_signal_stop(loop, &term_w);

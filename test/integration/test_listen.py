@@ -119,6 +119,26 @@ class Listen(ListenHelpers, Case):
         self.assertFalse(alive(pid))
         self.assertEqual(self.cookie_pids("e"), [])
 
+    def test_connect_reads_what_serve_writes_last_before_it_closes(self):
+        """connect takes serve's last lines (the "ended" event after the end's answer, the
+        "kept" event) before it closes: serve says no line lost at its close.  (It closed on
+        the end's answer, and serve said "session C: 89 bytes queued for it not written"
+        after every run.)"""
+        srv = self.listen()
+        for i in range(5):
+            for opts in ([], ["--keep"]):
+                c = self.connect(*opts, "--session", "c%d%s" % (i, opts[0] if opts else ""))
+                c.send(call(1, "echo", text="x"))
+                self.assertEqual(c.msg()["id"], 1)
+                c.close_stdin()
+                self.assertEqual(c.wait(), 0, c.stderr())
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assertNotIn("lost", srv.stderr())
+        self.assertNotIn("not written", srv.stderr())
+        self.assertNotIn("not read", srv.stderr())
+        self.assert_no_leftovers(0)
+
     def test_connect_keep(self):
         srv = self.listen()
         c = self.connect("--keep", "--session", "k")
@@ -894,6 +914,27 @@ class ListenHardening(ListenHelpers, Case):
         srv.p.send_signal(signal.SIGTERM)
         self.assertEqual(srv.wait(15), 0, srv.stderr())
         self.assert_no_leftovers(5)
+
+    def test_connect_waits_2_s_at_most_for_serve_to_close(self):
+        """Once done, connect shuts down its side of the socket and reads serve to its EOF;
+        a serve that answers the end and never closes holds it 2 s, not more."""
+        lst = self.fake_serve()
+        c = self.start([MCPMUX, "connect", "--session", "s", self.path])
+        conn, _ = lst.accept()
+        self.addCleanup(conn.close)
+        f = conn.makefile("rb")
+        c.send(note("notifications/initialized"))
+        c.close_stdin()
+        lines = [json.loads(f.readline()) for _ in range(3)]
+        self.assertEqual(lines[1]["message"]["method"], "mcpmux/endRun", lines)
+        t0 = time.monotonic()
+        conn.sendall(encode({"session": "s", "message": {
+            "jsonrpc": "2.0", "id": "mcpmux-connect-end", "result": {
+                "session": "s", "pid": 4193999, "exit": {"code": 3}, "escalation": "eof",
+                "ms": 1}}}))
+        self.assertEqual(f.readline(), b"", "connect's side shut down")
+        self.assertEqual(c.wait(10), 3, c.stderr())
+        self.assertGreater(time.monotonic() - t0, 1.5, "serve's close awaited")
 
     @unittest.skipIf(not os.path.exists(FAKETIME) or WRAPPER,
                      "libfaketime is not installed (Debian package faketime), or a wrapper")
