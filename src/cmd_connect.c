@@ -439,7 +439,7 @@ static void
 client_on_eof(struct conn *c, void *ctx)
 {
 	struct cconn *cc = ctx;
-	char msg[300];
+	char method[6 * 255 + 2 + 1], msg[1900];
 
 	(void)c;
 	if (cc->ending) {
@@ -477,10 +477,12 @@ client_on_eof(struct conn *c, void *ctx)
 	static const char stats[] = "{\"message\":{\"jsonrpc\":\"2.0\",\"id\":" STATS_ID
 				    ",\"method\":\"mcpmux/stats\"}}";
 
+	/* The method as a JSON string: any name wrap and serve take (1 to 255 bytes). */
+	method[rpcout_escape_into(method, cc->end_method, strlen(cc->end_method))] = '\0';
 	(void)snprintf(msg, sizeof(msg),
-		       "{\"jsonrpc\":\"2.0\",\"id\":" END_ID ",\"method\":\"%s\",\"params\":{"
+		       "{\"jsonrpc\":\"2.0\",\"id\":" END_ID ",\"method\":%s,\"params\":{"
 		       "\"reason\":\"the client closed its input\"}}",
-		       cc->end_method);
+		       method);
 	send_envelope(cc, msg, strlen(msg));
 	(void)conn_send_line(&cc->server, &cc->server.self, stats, sizeof(stats) - 1);
 }
@@ -893,8 +895,8 @@ cmd_connect(int argc, char **argv)
 			   id);
 		return EXIT_USAGE;
 	}
-	if (strlen(cc.end_method) > 200 || strpbrk(cc.end_method, "\"\\") != NULL) {
-		diag_error("invalid --end-method '%s'", cc.end_method);
+	if (cc.end_method[0] == '\0' || strlen(cc.end_method) > 255) {
+		diag_error("invalid --end-method '%s' (1 to 255 characters)", cc.end_method);
 		return EXIT_USAGE;
 	}
 	if (id == NULL) {

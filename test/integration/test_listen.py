@@ -119,6 +119,25 @@ class Listen(ListenHelpers, Case):
         self.assertFalse(alive(pid))
         self.assertEqual(self.cookie_pids("e"), [])
 
+    def test_connect_end_method_is_any_name_serve_takes(self):
+        """A name with a quote, a backslash, a tab and a non-ASCII letter, as serve takes it:
+        connect sends it as a JSON string, and the end it asks for ends the session (its
+        request was not JSON, so serve never saw the end; a quote or backslash was refused)."""
+        name = 'x"\\\t\u00e9/end'
+        self.assertEqual(len(name), 9)
+        self.listen("--exit-code=5", opts=["--end-method", name])
+        c = self.connect("--end-method", name, "--session", "q")
+        c.send(initialize(1))
+        self.assertEqual(c.msg()["id"], 1)
+        c.close_stdin()
+        self.assertEqual(c.wait(5), 5, c.stderr())
+        self.assertEqual(self.cookie_pids("q"), [])
+        for bad in ("", "x" * 256):
+            r = subprocess.run([MCPMUX, "connect", "--end-method", bad, self.path],
+                               capture_output=True, timeout=10 * SLOW)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn(b"(1 to 255 characters)", r.stderr)
+
     def test_connect_reads_what_serve_writes_last_before_it_closes(self):
         """connect takes serve's last lines (the "ended" event after the end's answer, the
         "kept" event) before it closes: serve says no line lost at its close.  (It closed on
