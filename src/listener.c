@@ -274,6 +274,7 @@ listener_open(struct listener *l, struct ev_loop *loop, const char *path,
 	}
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
+			sys_close(&l->lock_fd);
 			return diag_error("'%s' exists and is not a socket (remove it or choose "
 					  "another path)",
 					  path);
