@@ -151,9 +151,111 @@ unsubscribe(struct handshake *hs, const char *params, size_t plen)
 	}
 }
 
+/* A batch's elements, each scanned as a message of its own (handshake_observe_*()). */
+static struct jsonrpc_scanner el_scan;
+
+void
+handshake_module_release(void)
+{
+	jsonrpc_release(&el_scan);
+}
+
+static bool
+is_setup_method(const struct jsonrpc_scanner *scan, const struct jsonrpc_item *it)
+{
+	static const char *const methods[] = { "initialize", "notifications/initialized",
+					       "logging/setLevel", "resources/subscribe",
+					       "resources/unsubscribe" };
+
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+		if (jsonrpc_method_is(scan, it, methods[i])) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Does a batch hold an element that matters here (want(): for the client's set-up, or
+ * an answer for the server's)?  One past the elements described may: true then too.
+ */
+static bool
+batch_matters(const struct jsonrpc_scanner *scan,
+	      bool (*want)(const struct jsonrpc_scanner *, const struct jsonrpc_item *))
+{
+	size_t n;
+	const struct jsonrpc_item *items = jsonrpc_items(scan, &n);
+
+	if (scan->n_elements > n) {
+		return true;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (want(scan, &items[i])) {
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool
+is_client_setup(const struct jsonrpc_scanner *scan, const struct jsonrpc_item *it)
+{
+	return (it->kind == JSONRPC_REQUEST || it->kind == JSONRPC_NOTIFICATION) &&
+	       is_setup_method(scan, it);
+}
+
+static bool
+is_answer(const struct jsonrpc_scanner *scan, const struct jsonrpc_item *it)
+{
+	(void)scan;
+	return it->kind == JSONRPC_RESPONSE || it->kind == JSONRPC_ERROR;
+}
+
+static void observe_client(struct handshake *hs, const struct jsonrpc_scanner *scan,
+			   const char *line, size_t len);
+static void observe_server(struct handshake *hs, const struct jsonrpc_scanner *scan,
+			   const char *line, size_t len);
+
+/* A batch: each element that matters, in order, as if it had come alone. */
+static void
+observe_batch(struct handshake *hs, const struct jsonrpc_scanner *scan, const char *line,
+	      size_t len, bool client)
+{
+	const char *p = line, *end = line + len, *el;
+	size_t el_len;
+
+	if (!batch_matters(scan, client ? is_client_setup : is_answer)) {
+		return;
+	}
+	while (jsonspan_element(&p, end, &el, &el_len)) {
+		enum jsonrpc_kind kind = jsonrpc_scan(&el_scan, el, el_len);
+
+		if (kind == JSONRPC_BATCH || kind == JSONRPC_INVALID_JSON ||
+		    !el_scan.top_container) {
+			continue; /* not a message */
+		}
+		if (client) {
+			observe_client(hs, &el_scan, el, el_len);
+		} else {
+			observe_server(hs, &el_scan, el, el_len);
+		}
+	}
+}
+
 void
 handshake_observe_client(struct handshake *hs, const struct jsonrpc_scanner *scan, const char *line,
 			 size_t len)
+{
+	if (scan->kind == JSONRPC_BATCH) {
+		observe_batch(hs, scan, line, len, true);
+	} else {
+		observe_client(hs, scan, line, len);
+	}
+}
+
+static void
+observe_client(struct handshake *hs, const struct jsonrpc_scanner *scan, const char *line,
+	       size_t len)
 {
 	const struct jsonrpc_item *it = &scan->one;
 	const char *p;
@@ -199,6 +301,20 @@ handshake_observe_client(struct handshake *hs, const struct jsonrpc_scanner *sca
 void
 handshake_observe_server(struct handshake *hs, const struct jsonrpc_scanner *scan, const char *line,
 			 size_t len)
+{
+	if (!hs->have_init || hs->have_result) {
+		return;
+	}
+	if (scan->kind == JSONRPC_BATCH) {
+		observe_batch(hs, scan, line, len, false);
+	} else {
+		observe_server(hs, scan, line, len);
+	}
+}
+
+static void
+observe_server(struct handshake *hs, const struct jsonrpc_scanner *scan, const char *line,
+	       size_t len)
 {
 	char key[JSONRPC_KEY_MAX(64)];
 	const char *result, *v;

@@ -1255,7 +1255,7 @@ session_on_line(void *ctx, const char *line, size_t len)
 		note_cancel(&s->srv_pending, &s->n_srv_pending, &out_scan);
 	}
 	busy_sync(s);
-	if (kind == JSONRPC_RESPONSE || kind == JSONRPC_ERROR) {
+	if (kind == JSONRPC_RESPONSE || kind == JSONRPC_ERROR || kind == JSONRPC_BATCH) {
 		handshake_observe_server(s->hs, &out_scan, line, len);
 	}
 	if (tlog_enabled) {
@@ -2195,6 +2195,7 @@ session_module_release(void)
 	n_spare = 0;
 	jsonrpc_release(&out_scan);
 	jsonrpc_release(&held_scan);
+	handshake_module_release();
 	sbuf_release(&msg);
 	sbuf_release(&log_answers);
 	sbuf_release(&kept);

@@ -55,17 +55,21 @@ struct handshake {
 
 void handshake_init(struct handshake *hs);
 void handshake_release(struct handshake *hs);
+/* Give back the memory of the scanner that batches' elements are read with. */
+void handshake_module_release(void);
 
 /*
  * A message the client sent to the server (scan describes line).  A subscription is
  * known by its URI's value: "a/b" and "a\/b" are one URI; a URI that is not a string
- * is not recorded.  Subscriptions are replayed in the order they were made.
+ * is not recorded.  Subscriptions are replayed in the order they were made.  A batch:
+ * each of its elements, in order, as if it had come alone.
  */
 void handshake_observe_client(struct handshake *hs, const struct jsonrpc_scanner *scan,
 			      const char *line, size_t len);
 /*
- * A message the server sent (scan describes line): the first answer to initialize.  An
- * error answer ends the record of that initialize: nothing is replayed for it.
+ * A message the server sent (scan describes line): the first answer to initialize, alone
+ * or in a batch.  An error answer ends the record of that initialize: nothing is
+ * replayed for it.
  */
 void handshake_observe_server(struct handshake *hs, const struct jsonrpc_scanner *scan,
 			      const char *line, size_t len);

@@ -525,6 +525,58 @@ class WrapSuspend(Base):
         self.assertEqual(p.read_to_eof(), b"")
         self.assert_no_leftovers()
 
+    def test_a_set_up_sent_in_a_batch_is_replayed(self):
+        """notifications/initialized, logging/setLevel and the subscriptions sent in a
+        batch are replayed to a fresh server as if each had come alone."""
+        p = self.start_wrap()
+        p.send(initialize(1))
+        self.assert_response(p.msg(), 1)
+        p.send([note("notifications/initialized"),
+                req(2, "logging/setLevel", {"level": "debug"}),
+                req(3, "resources/subscribe", {"uri": "fixture://a"}),
+                req(4, "resources/subscribe", {"uri": "fixture://b"}),
+                req(5, "resources/unsubscribe", {"uri": "fixture://a"})])
+        answers = p.msg()
+        self.assertEqual(sorted(m.get("id") for m in answers), [2, 3, 4, 5], answers)
+        pid1 = self.pid_of(p.send, p.msg, 6)
+        self.wait_suspended(pid1, log=self.log)
+        p.send(call(7, "handshake"))
+        m = p.msg()
+        self.assertEqual(m.get("id"), 7, m)
+        hs = structured(m)
+        self.assertNotEqual(hs["pid"], pid1)
+        self.assertEqual((hs["firstMethod"], hs["initialized"], hs["level"], hs["subscriptions"]),
+                         ("initialize", True, "debug", ["fixture://b"]))
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assert_no_leftovers()
+
+    def test_a_first_initialize_answered_in_a_batch_is_replayed(self):
+        """The first server answers the client's initialize inside a batch: that answer
+        is the handshake's, and a fresh server hears the replay (one that enforces the
+        handshake would refuse the held call otherwise)."""
+        behave = os.path.join(self.tmp.name, "behave")
+        with open(behave, "w") as f:
+            f.write("init-batch\n")
+        p = self.start_wrap("--behave-file=" + behave)
+        p.send(initialize(1))
+        batch = p.msg()
+        self.assertEqual([m.get("id") for m in batch], [None, 1], batch)
+        os.unlink(behave)
+        p.send(note("notifications/initialized"))
+        pid1 = self.pid_of(p.send, p.msg, 2)
+        self.wait_suspended(pid1, log=self.log)
+        p.send(call(3, "handshake"))
+        m = p.msg()
+        self.assertEqual(m.get("id"), 3, m)
+        hs = structured(m)
+        self.assertEqual((hs["firstMethod"], hs["initialized"], hs["refusedBeforeInitialize"]),
+                         ("initialize", True, 0))
+        wait_until(lambda: events(self.log, "resumed"), 5, "resumed logged")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assert_no_leftovers()
+
     def test_many_messages_racing_the_suspend(self):
         """Calls sent around the moment the server is suspended are all answered, in order."""
         p = self.wrap(opts=FAST + ["--idle-suspend", "0.1"])
