@@ -360,6 +360,33 @@ test_a_refused_initialize_is_not_replayed(void **state)
 	assert_true(handshake_ready(&f->hs));
 }
 
+/* A batch counts as its elements, each as if it had come alone, the server's too. */
+static void
+test_batches_count_as_their_elements(void **state)
+{
+	struct fix *f = *state;
+
+	client(f, "[" INIT "]");
+	assert_true(f->hs.have_init);
+	server(f, "[{'jsonrpc':'2.0','method':'notifications/message','params':{}}," ANSWER "]");
+	assert_true(handshake_ready(&f->hs));
+	client(f,
+	       "[{'jsonrpc':'2.0','method':'notifications/initialized'},"
+	       "{'jsonrpc':'2.0','id':2,'method':'logging/setLevel','params':{'level':'debug'}},"
+	       "{'jsonrpc':'2.0','id':3,'method':'tools/list'},"
+	       "{'jsonrpc':'2.0','id':4,'method':'resources/subscribe','params':{'uri':'a'}},"
+	       "{'jsonrpc':'2.0','id':5,'method':'resources/subscribe','params':{'uri':'b'}},"
+	       "{'jsonrpc':'2.0','id':6,'method':'resources/unsubscribe','params':{'uri':'a'}}]");
+	assert_true(f->hs.initialized && f->hs.have_level);
+	assert_text(f->hs.level_params.buf, f->hs.level_params.len, "{'level':'debug'}");
+	assert_int_equal(f->hs.n_subs, 1);
+	assert_sub(f, 0, "{'uri':'b'}");
+	/* An error for the initialize inside a batch ends its record, as alone. */
+	client(f, INIT);
+	server(f, "[{'jsonrpc':'2.0','id':1,'error':{'code':-32603,'message':'no'}}]");
+	assert_false(f->hs.have_init);
+}
+
 static void
 test_ready_string_id_by_value(void **state)
 {
@@ -683,6 +710,7 @@ main(void)
 		T(test_initialize_resets),
 		T(test_ready_after_the_answer_by_value),
 		T(test_a_refused_initialize_is_not_replayed),
+		T(test_batches_count_as_their_elements),
 		T(test_ready_string_id_by_value),
 		T(test_replay_bytes_and_ids),
 		T(test_replay_without_the_optional_parts),
