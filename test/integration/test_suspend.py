@@ -551,6 +551,35 @@ class WrapSuspend(Base):
         self.assertEqual(p.wait(), 0)
         self.assert_no_leftovers()
 
+    def test_a_set_up_the_client_cancelled_is_replayed(self):
+        """A cancellation may come after the server acted on the request (MCP), and
+        mcpmux cannot tell whether it did: the set-up is replayed all the same."""
+        p = self.start_wrap()
+        p.send(initialize(1))
+        self.assert_response(p.msg(), 1)
+        cancel = "notifications/cancelled"
+        p.send(note("notifications/initialized"),
+               req(3, "resources/subscribe", {"uri": "fixture://c"}),
+               note(cancel, {"requestId": 3, "reason": "changed my mind"}),
+               req(4, "logging/setLevel", {"level": "error"}),
+               note(cancel, {"requestId": 4, "reason": "changed my mind"}),
+               call(6, "env"))
+        m = p.msg()
+        while m.get("id") != 6:  # the cancelled requests' answers, which this server sends
+            self.assertIn(m.get("id"), (3, 4), m)
+            m = p.msg()
+        pid1 = structured(m)["pid"]
+        self.wait_suspended(pid1, log=self.log)
+        p.send(call(7, "handshake"))
+        m = p.msg()
+        self.assertEqual(m.get("id"), 7, m)
+        hs = structured(m)
+        self.assertNotEqual(hs["pid"], pid1)
+        self.assertEqual((hs["level"], hs["subscriptions"]), ("error", ["fixture://c"]))
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assert_no_leftovers()
+
     def test_a_first_initialize_answered_in_a_batch_is_replayed(self):
         """The first server answers the client's initialize inside a batch: that answer
         is the handshake's, and a fresh server hears the replay (one that enforces the

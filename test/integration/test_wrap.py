@@ -180,6 +180,21 @@ class Passthrough(Case):
 
 
 class EndOfRun(Case):
+    def test_an_end_of_run_inside_a_batch_is_the_servers(self):
+        """Inside a batch the end-of-run message is not recognised: the batch goes to the
+        server whole (it answers that method as unknown), and the run goes on."""
+        w = self.wrap()
+        e = env_of(w, 1)
+        w.send([req(2, "mcpmux/endRun"), req(3, "ping")])
+        answers = {m["id"]: m for m in w.msg()}
+        self.assertEqual(answers[2]["error"]["code"], -32601, answers)
+        self.assertEqual(answers[3]["result"], {}, answers)
+        self.assertTrue(alive(e["pid"]))
+        w.send(req(4, "ping"))
+        self.assertEqual(w.msg(), {"jsonrpc": "2.0", "id": 4, "result": {}})
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+
     def test_stubborn_tree_gone_within_graces(self):
         """SIGTERM ignored, a setsid() grandchild: all gone within eof+term grace + 0.5 s."""
         w = self.wrap("--ignore-sigterm", "--daemonize-grandchild", opts=FAST)
