@@ -451,8 +451,8 @@ class Case(unittest.TestCase):
         self.env.pop("MCPMUX_LOG", None)
         # The instances' status files, pools and container id files stay in the test's
         # own directory: none outlives the test, and no two tests share a pool.
-        self.env["XDG_RUNTIME_DIR"] = os.path.join(self.tmp.name, "run")
-        os.mkdir(self.env["XDG_RUNTIME_DIR"], 0o700)
+        self.run_dir = tempfile.TemporaryDirectory(prefix="mcpmux-run-")
+        self.env["XDG_RUNTIME_DIR"] = self.run_dir.name
 
     def tearDown(self):
         for p in self.procs:
@@ -472,6 +472,7 @@ class Case(unittest.TestCase):
             except ProcessLookupError:
                 pass
         self.tmp.cleanup()
+        self.run_dir.cleanup()
         if left and not getattr(self, "leftovers_expected", False):
             self.fail("processes left behind by the test: %r" % left)
 

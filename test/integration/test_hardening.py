@@ -524,6 +524,7 @@ class SharedDescriptions(Case):
             os.setgroups([])
             os.setgid(65534)
             os.setuid(65534)
+        os.chown(self.run_dir.name, 65534, 65534)  # its runtime directory, as nobody's own
         p = self.start([MCPMUX, "--", FIXTURE], stderr=subprocess_stdout(),
                        preexec_fn=as_nobody, env=dict(self.env, MCPMUX_CGROUP="off"))
         p.send(initialize(0))
