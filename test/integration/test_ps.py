@@ -1139,7 +1139,7 @@ class Status(PsCase):
         self.assertEqual(w.wait(), 0)
         self.assertFalse(os.path.exists(path))
 
-    def test_killed_instance_leaves_a_file_for_sweep(self):
+    def test_a_killed_instances_file_goes_with_its_keeper_and_sweep_takes_stale_ones(self):
         w = self.wrap()
         w.send(initialize(1))
         self.assertEqual(w.msg()["id"], 1)
@@ -1147,13 +1147,20 @@ class Status(PsCase):
         self.assertTrue(os.path.exists(self.status_file(w.pid)))
         w.p.kill()
         w.p.wait()
-        wait_until(lambda: not alive(server), 10, "the keeper to end the server")
-        self.assertTrue(os.path.exists(self.status_file(w.pid)))
-        self.assertNotIn(w.pid, [i["pid"] for i in self.ps_json()["instances"]])
-        self.assertTrue(os.path.exists(self.status_file(w.pid)))
+        wait_until(lambda: not alive(server) and not self.tagged(), 10,
+                   "the keeper to end the server, and to be gone")
+        self.assertFalse(os.path.exists(self.status_file(w.pid)))
+        # A file whose keeper did not remove it (killed too): ps ignores it, sweep takes it.
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        with open(self.status_file(dead.pid), "w") as f:
+            f.write('{"mcpmux":%d,"mode":"wrap"}\n' % dead.pid)
+        os.chmod(self.status_file(dead.pid), 0o600)
+        self.assertNotIn(dead.pid, [i["pid"] for i in self.ps_json()["instances"]])
+        self.assertTrue(os.path.exists(self.status_file(dead.pid)))
         rc, out, err = self.mcpmux("sweep", "--session", self.tag + "-*")
         self.assertEqual(rc, 0, err)
-        self.assertFalse(os.path.exists(self.status_file(w.pid)))
+        self.assertFalse(os.path.exists(self.status_file(dead.pid)))
         # a clean exit removes its own
         w2 = self.wrap()
         w2.send(initialize(1))
