@@ -171,31 +171,75 @@ backend_on_leaf(struct ev_loop *loop, ev_timer *w, int revents)
 	scan_wanted = true; /* the scan runs in this turn's prepare */
 }
 
-static ev_io keeper_w; /* EOF once the keeper is gone */
+static ev_io keeper_w;		/* EOF once the keeper is gone */
+static ev_timer keeper_again_w; /* the next try to start another */
+static double keeper_tried;	/* when the last try ended (0: none yet) */
+static bool keeper_failed;	/* a try failed since the keeper was gone (said once) */
+
+#define KEEPER_AGAIN_S 1.0 /* at most one try to start a keeper a second (after the first) */
 
 /*
  * The keeper is gone while mcpmux runs (killed: it exits only after mcpmux's "done"):
  * another takes its place, or a kill of mcpmux from now on would leave what its servers
- * started.
+ * started.  The first try at once; then one a second at most, until one runs: whatever
+ * kills every keeper in a loop does not make mcpmux fork without a pause, and a try that
+ * failed (no descriptors, no processes left) is made again.
  */
+static void
+keeper_try(struct ev_loop *loop)
+{
+	double wait = keeper_tried > 0 ? keeper_tried + KEEPER_AGAIN_S - sys_mono() : 0;
+	pid_t old, now;
+
+	if (wait > 0) {
+		ev_timer_set(&keeper_again_w, wait, 0.);
+		ev_timer_start(loop, &keeper_again_w);
+		ev_unref(loop);
+		return;
+	}
+	old = keeper_restart();
+	keeper_tried = sys_mono();
+	if (old == -1) {
+		if (!keeper_failed) {
+			diag_warn_errno(
+				"the keeper is gone, and no other can be started yet (if "
+				"mcpmux is killed, what its servers started may survive it): "
+				"tried again every second");
+		}
+		keeper_failed = true;
+		ev_timer_set(&keeper_again_w, KEEPER_AGAIN_S, 0.);
+		ev_timer_start(loop, &keeper_again_w);
+		ev_unref(loop);
+		return;
+	}
+	if ((now = keeper_pid_live()) > 0) {
+		diag_warn("the keeper (pid %d) is gone: another (pid %d) takes its place", (int)old,
+			  (int)now);
+	} else if (!keeper_gone()) {
+		diag_warn("the keeper (pid %d) is gone: another takes its place", (int)old);
+	} /* else gone already too: the watcher sees it at once, and the next one is said */
+	keeper_failed = false;
+	ev_io_set(&keeper_w, keeper_ack_fd(), EV_READ);
+	ev_io_start(loop, &keeper_w);
+	ev_unref(loop);
+}
+
 static void
 backend_on_keeper(struct ev_loop *loop, ev_io *w, int revents)
 {
-	pid_t old;
-
 	(void)revents;
 	ev_ref(loop);
 	ev_io_stop(loop, w);
-	if ((old = keeper_restart()) == -1) {
-		diag_warn_errno("the keeper is gone, and no other can be started (if mcpmux is "
-				"killed, what its servers started may survive it)");
-		return;
-	}
-	diag_warn("the keeper (pid %d) is gone: another (pid %d) takes its place", (int)old,
-		  (int)keeper_pid_live());
-	ev_io_set(w, keeper_ack_fd(), EV_READ);
-	ev_io_start(loop, w);
-	ev_unref(loop);
+	keeper_try(loop);
+}
+
+static void
+backend_on_keeper_again(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)w;
+	(void)revents;
+	ev_ref(loop); /* (a timer that is not repeated is stopped already) */
+	keeper_try(loop);
 }
 
 static void
@@ -279,6 +323,7 @@ backend_module_init(struct ev_loop *loop)
 		ev_io_start(loop, &keeper_w);
 		ev_unref(loop);
 	}
+	ev_init(&keeper_again_w, backend_on_keeper_again);
 	proctree_init(&snapshot);
 	proctree_spare(true);
 	if (SPAWN_CLONE_VM) {
@@ -355,6 +400,10 @@ backend_module_release(void)
 		if (ev_is_active(&keeper_w)) {
 			ev_ref(mod_loop);
 			ev_io_stop(mod_loop, &keeper_w);
+		}
+		if (ev_is_active(&keeper_again_w)) {
+			ev_ref(mod_loop);
+			ev_timer_stop(mod_loop, &keeper_again_w);
 		}
 		mod_loop = NULL;
 	}

@@ -48,11 +48,14 @@ static size_t told_n, told_cap;
 
 #define KEEPER_EXIT_WAIT_MS 1000 /* at a normal exit, how long to wait for the keeper */
 #define KEEPER_TELL_S	    1.0	 /* how long a line to the keeper may wait for room in the pipe */
-#define KEEPER_ENGINE_S	    10.0 /* how long the keeper waits for one engine command */
-#define KEEPER_DRAIN_TURN   (64 * 1024)	  /* an engine command's output read at a time */
-#define KEEPER_DRAIN_END    (1024 * 1024) /* and once it has exited */
-#define KEEPER_LISTED_MAX   4096	  /* the containers one listing may give the keeper */
-#define KEEPER_LIST_ALL_S   10.0 /* all the listings by labels at the keeper's end, together */
+/* (and all the lines told again to a keeper started in place of one gone, together) */
+#define KEEPER_MID_FIRST_S 5.0	/* how long the first keeper's middle process is waited for */
+#define KEEPER_MID_S	   0.5	/* and another's, in mcpmux's loop (then it is killed) */
+#define KEEPER_ENGINE_S	   10.0 /* how long the keeper waits for one engine command */
+#define KEEPER_DRAIN_TURN  (64 * 1024)	 /* an engine command's output read at a time */
+#define KEEPER_DRAIN_END   (1024 * 1024) /* and once it has exited */
+#define KEEPER_LISTED_MAX  4096		 /* the containers one listing may give the keeper */
+#define KEEPER_LIST_ALL_S  10.0 /* all the listings by labels at the keeper's end, together */
 /* the containers ended before the processes, all together, besides --term-grace */
 #define KEEPER_FIRST_S 10.0
 
@@ -66,9 +69,8 @@ static size_t told_n, told_cap;
 static bool keeper_cut; /* a line went half written: nothing more can be told */
 
 static int
-tell_n(const char *line, size_t len)
+tell_n(const char *line, size_t len, double until)
 {
-	double until = sys_mono() + KEEPER_TELL_S;
 	bool started = false;
 
 	if (keeper_fd < 0 || keeper_cut) {
@@ -115,7 +117,7 @@ tell_n(const char *line, size_t len)
 static void
 tell(const char *line)
 {
-	if (keeper_fd >= 0 && tell_n(line, strlen(line)) == -1) {
+	if (keeper_fd >= 0 && tell_n(line, strlen(line), sys_mono() + KEEPER_TELL_S) == -1) {
 		diag_warn_errno(
 			"cannot tell the keeper (what a killed mcpmux leaves may survive it)");
 	}
@@ -142,6 +144,9 @@ told_add(char *line, const char *cidfile, const char *run)
 		struct told *nv = realloc(told_v, cap * sizeof(*nv));
 
 		if (nv == NULL) {
+			diag_warn("out of memory: another keeper, if this one is killed, would not "
+				  "hear of container id file %s",
+				  cidfile[0] != '\0' ? cidfile : "none");
 			free(line);
 			return;
 		}
@@ -154,6 +159,9 @@ told_add(char *line, const char *cidfile, const char *run)
 	t->cidfile = strdup(cidfile);
 	t->run = run != NULL ? strdup(run) : NULL;
 	if (t->cidfile == NULL || (run != NULL && t->run == NULL)) {
+		diag_warn("out of memory: another keeper, if this one is killed, would not hear "
+			  "of container id file %s",
+			  cidfile[0] != '\0' ? cidfile : "none");
 		free(t->line);
 		free(t->cidfile);
 		free(t->run);
@@ -236,7 +244,7 @@ keeper_container(char *const *prefix, size_t n, const char *cidfile, const char 
 	}
 	char *line = keeper_container_line(prefix, n, cidfile, run, own);
 
-	if (line == NULL || tell_n(line, strlen(line)) == -1) {
+	if (line == NULL || tell_n(line, strlen(line), sys_mono() + KEEPER_TELL_S) == -1) {
 		diag_warn_errno("cannot tell the keeper about the container of '%s' (id file %s): "
 				"if mcpmux is killed, the container may survive it%s",
 				n > 0 ? prefix[0] : "", cidfile[0] != '\0' ? cidfile : "none",
@@ -269,7 +277,7 @@ keeper_container_gone(const char *cidfile, const char *run)
 	/* The run too: runs of one command line with a user's --cidfile share that file. */
 	(void)snprintf(line, len, "D\t%s%s%s\n", cidfile, run != NULL ? "\t" : "",
 		       run != NULL ? run : "");
-	if (tell_n(line, len - 1) == -1) {
+	if (tell_n(line, len - 1, sys_mono() + KEEPER_TELL_S) == -1) {
 		diag_warn_errno("cannot tell the keeper that container %s is gone", cidfile);
 	}
 	free(line);
@@ -293,40 +301,77 @@ keeper_ack_fd(void)
 	return ack_fd;
 }
 
-pid_t
-keeper_restart(void)
+bool
+keeper_gone(void)
 {
-	pid_t old = keeper_pid;
+	struct pollfd p = { .fd = ack_fd, .events = POLLIN };
 
-	sys_close(&keeper_fd);
-	sys_close(&ack_fd);
-	keeper_pid = 0;
-	/* A few tries: its middle child may be killed as the keeper was. */
-	for (int tries = 0;; tries++) {
-		if (keeper_argv == NULL) {
-			errno = EINVAL;
-			return -1;
-		}
-		if (keeper_start(keeper_grace, keeper_argc, keeper_argv) == 0) {
-			break;
-		}
-		if (tries == 2) {
-			return -1;
+	return ack_fd < 0 || poll(&p, 1, 0) != 0;
+}
+
+static int spawn_keeper(double term_grace, int argc, char **argv, double mid_s);
+
+/*
+ * Tell a new keeper again what the one gone was told and is still there, all of it
+ * within KEEPER_TELL_S together: a keeper that does not read yet (held on a loaded
+ * machine) holds up mcpmux's loop that long at most.  What could not be told is said,
+ * unless the new keeper is gone too (the next one is told in its turn).
+ */
+static void
+retell(void)
+{
+	double until = sys_mono() + KEEPER_TELL_S;
+	int cg_err = 0, err = 0;
+	size_t untold = 0;
+	const char *first = NULL;
+
+	if (told_cg != NULL && tell_n(told_cg, strlen(told_cg), until) == -1) {
+		cg_err = errno;
+	}
+	for (size_t i = 0; i < told_n; i++) {
+		if (tell_n(told_v[i].line, strlen(told_v[i].line), until) == -1 && untold++ == 0) {
+			first = told_v[i].cidfile[0] != '\0' ? told_v[i].cidfile : "none";
+			err = errno;
 		}
 	}
-	/* EPIPE: this one is gone too, and the next is told in its turn. */
-	if (told_cg != NULL && tell_n(told_cg, strlen(told_cg)) == -1 && errno != EPIPE) {
+	if ((cg_err == 0 && untold == 0) || keeper_gone()) {
+		return;
+	}
+	if (cg_err != 0) {
+		errno = cg_err;
 		diag_warn_errno("cannot tell the new keeper about the cgroup (if mcpmux is killed, "
 				"what its servers started may survive it)");
 	}
-	for (size_t i = 0; i < told_n; i++) {
-		if (tell_n(told_v[i].line, strlen(told_v[i].line)) == -1 && errno != EPIPE) {
-			diag_warn_errno("cannot tell the new keeper about container id file %s: if "
-					"mcpmux is killed, the container may survive it",
-					told_v[i].cidfile[0] != '\0' ? told_v[i].cidfile : "none");
-		}
+	if (untold > 0) {
+		errno = err;
+		diag_warn_errno(
+			"cannot tell the new keeper about %zu container(s), such as id file "
+			"%s: if mcpmux is killed, they may survive it",
+			untold, first);
 	}
-	return old;
+}
+
+pid_t
+keeper_restart(void)
+{
+	static pid_t gone; /* the keeper gone, while others could not be started */
+
+	if (keeper_pid > 0) {
+		gone = keeper_pid;
+	}
+	sys_close(&keeper_fd);
+	sys_close(&ack_fd);
+	keeper_pid = 0;
+	if (keeper_argv == NULL) {
+		errno = EINVAL;
+		return -1;
+	}
+	/* One try: the caller tries again later (its middle child may be killed too). */
+	if (spawn_keeper(keeper_grace, keeper_argc, keeper_argv, KEEPER_MID_S) == -1) {
+		return -1;
+	}
+	retell();
+	return gone;
 }
 
 void
@@ -1318,8 +1363,79 @@ retitle(int argc, char **argv, pid_t owner_pid)
 	(void)prctl(PR_SET_NAME, "mcpmux-keeper");
 }
 
+/*
+ * In the middle child, first of all: only the pipe from mcpmux (in, as fd 3) and the end
+ * whose closing tells mcpmux the keeper is gone (ack, as fd 4) are kept, besides stdio.
+ * Until then it holds a copy of every descriptor of mcpmux's (its servers' pipes, the
+ * status file's lock, the loop's own): a middle process or keeper held there (on a loaded
+ * machine) would keep a server's stdin open after mcpmux closed it.  -1 when they cannot
+ * be moved.
+ */
+static int
+keep_only(int in, int ack)
+{
+	int lo = SYS_MIN(in, ack), hi = SYS_MAX(in, ack);
+	unsigned int from = 3;
+
+	if (lo >= 3) {
+		if (lo > 3) {
+			(void)close_range(3, (unsigned int)lo - 1, 0);
+		}
+		from = (unsigned int)lo + 1;
+	}
+	if (hi >= (int)from) {
+		if (hi > (int)from) {
+			(void)close_range(from, (unsigned int)hi - 1, 0);
+		}
+		from = (unsigned int)hi + 1;
+	}
+	(void)close_range(from, ~0U, 0);
+	int a = fcntl(in, F_DUPFD_CLOEXEC, 5), b = fcntl(ack, F_DUPFD_CLOEXEC, 5);
+
+	if (a == -1 || b == -1 || dup3(a, 3, O_CLOEXEC) == -1 || dup3(b, 4, O_CLOEXEC) == -1) {
+		return -1;
+	}
+	(void)close_range(5, ~0U, 0);
+	return 0;
+}
+
+/*
+ * Wait for the middle child, mid_s at most (mcpmux's loop waits meanwhile): one that takes
+ * longer (stopped, or held on a loaded machine) is killed.  0 when it exited by itself.
+ */
+static int
+middle_wait(pid_t mid, int *st, double mid_s)
+{
+	double pause = 0.0001;
+
+	for (double until = sys_mono() + mid_s;;) {
+		pid_t w = waitpid(mid, st, WNOHANG);
+
+		if (w == mid) {
+			return 0;
+		}
+		if (w == -1 && errno != EINTR) {
+			return -1;
+		}
+		if (sys_mono() >= until) {
+			(void)kill(mid, SIGKILL);
+			while (waitpid(mid, st, 0) == -1 && errno == EINTR) {
+			}
+			return -1;
+		}
+		nap(pause);
+		pause = SYS_MIN(pause * 2, 0.01);
+	}
+}
+
 int
 keeper_start(double term_grace, int argc, char **argv)
+{
+	return spawn_keeper(term_grace, argc, argv, KEEPER_MID_FIRST_S);
+}
+
+static int
+spawn_keeper(double term_grace, int argc, char **argv, double mid_s)
 {
 	int p[2], ack[2];
 	pid_t self = getpid(), mid;
@@ -1356,6 +1472,27 @@ keeper_start(double term_grace, int argc, char **argv)
 		return -1;
 	}
 	if (mid == 0) {
+		sigset_t all;
+
+		/*
+		 * No handler of mcpmux's runs here (the keeper sets its own): one would write
+		 * to a descriptor of mcpmux's loop, whose number is now another's.
+		 */
+		sigfillset(&all);
+		(void)sigprocmask(SIG_SETMASK, &all, NULL);
+		if (keep_only(p[0], ack[1]) == -1) {
+			_exit(1);
+		}
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+		/* Nothing of the client's either: it must see EOF when mcpmux goes. */
+		if (null >= 0) {
+			(void)dup2(null, STDIN_FILENO);
+			(void)dup2(null, STDOUT_FILENO);
+		}
+		if (null > STDOUT_FILENO) {
+			(void)close(null);
+		}
 		/*
 		 * The middle child exits at once: the keeper is re-parented away from mcpmux
 		 * (mcpmux is not a subreaper yet), so that no walk of mcpmux's tree sees it.
@@ -1379,17 +1516,10 @@ keeper_start(double term_grace, int argc, char **argv)
 			 * pid 1, the keeper comes back to it as an orphan, and must not be taken
 			 * for one of a server's.
 			 */
-			if (k > 0 && write(ack[1], &k, sizeof(k)) != (ssize_t)sizeof(k)) {
+			if (k > 0 && write(4, &k, sizeof(k)) != (ssize_t)sizeof(k)) {
 				_exit(0); /* the keeper runs: mcpmux just does not know its pid */
 			}
 			_exit(k == -1);
-		}
-		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-
-		/* Nothing of the client's: it must see EOF when mcpmux goes. */
-		if (null >= 0) {
-			(void)dup2(null, STDIN_FILENO);
-			(void)dup2(null, STDOUT_FILENO);
 		}
 		/*
 		 * Its few words on stderr never block it: a description of its own, or a
@@ -1408,16 +1538,10 @@ keeper_start(double term_grace, int argc, char **argv)
 				(void)dup2(null, STDERR_FILENO);
 			}
 		}
-		/* fd 3: the pipe from mcpmux; fd 4: the end whose closing tells mcpmux we are gone
+		/*
+		 * fd 3: the pipe from mcpmux; fd 4: the end whose closing tells mcpmux we are
+		 * gone (keep_only()); nothing else but stdio.
 		 */
-		int keep = fcntl(ack[1], F_DUPFD_CLOEXEC, 10);
-
-		if (p[0] != 3) {
-			(void)dup2(p[0], 3);
-		}
-		if (keep >= 0) {
-			(void)dup2(keep, 4);
-		}
 		(void)close_range(5, ~0U, 0);
 		struct sigaction sa = { .sa_handler = SIG_DFL };
 
@@ -1437,15 +1561,14 @@ keeper_start(double term_grace, int argc, char **argv)
 	}
 	(void)close(p[0]);
 	(void)close(ack[1]);
-	int st;
+	int st = 0;
 
-	while (waitpid(mid, &st, 0) == -1 && errno == EINTR) {
-	}
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+	if (middle_wait(mid, &st, mid_s) == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		/*
-		 * The middle child killed (a signal to every process of the keeper's name) may
-		 * have forked the keeper already: "done" first, or the end of the pipe would
-		 * tell it that mcpmux is gone, and it would end mcpmux's live servers.
+		 * The middle child killed (a signal to every process of the keeper's name, or
+		 * by middle_wait()) may have forked the keeper already: "done" first, or the
+		 * end of the pipe would tell it that mcpmux is gone, and it would end mcpmux's
+		 * live servers.
 		 */
 		ssize_t w = write(p[1], "X\n", 2);
 

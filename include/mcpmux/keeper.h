@@ -55,12 +55,17 @@ void keeper_container_gone(const char *cidfile, const char *run);
 pid_t keeper_pid_live(void);
 /* The descriptor that reads EOF once the keeper is gone (-1 when there is none). */
 int keeper_ack_fd(void);
+/* There is no keeper, or it is gone (its descriptor reads EOF). */
+bool keeper_gone(void);
 /*
  * The keeper is gone while mcpmux runs (killed): start another, and tell it again what
  * the first was told and is still there (the cgroup, the containers not said gone).
  * mcpmux is a subreaper by then, so the new keeper is its child, as where mcpmux is pid 1
- * (keeper_pid_live() tells it from an orphan of a run).  The old keeper's pid (0 when
- * unknown), or -1 (errno) when no keeper could be started.
+ * (keeper_pid_live() tells it from an orphan of a run).  One try, its middle child waited
+ * for half a second at most (then killed, and the try failed), the lines told again within
+ * a second together (what was not told is said).  The pid of the keeper gone (0 when
+ * unknown; after failed tries, the one they were to replace), or -1 (errno) when none
+ * could be started: the caller tries again later.
  */
 pid_t keeper_restart(void);
 /*

@@ -37,6 +37,12 @@
  *                         start: mcpmux's keeper, held before its first act (with the
  *                         name its middle process gave it), as on a loaded machine, while
  *                         mcpmux goes on
+ *   FAULT_MIDDLE_STOP=N   the child made by the process's Nth fork() (mcpmux's Nth keeper's
+ *                         middle process: the first keeper's is the 1st) stops itself
+ *                         (SIGSTOP) when it calls fork(), before the keeper is forked
+ *   FAULT_MIDDLE_KILL=N   that child kills itself (SIGKILL) right after its fork() made
+ *                         a child (the keeper), before it can tell mcpmux its pid, as a
+ *                         signal to every process named mcpmux-keeper would
  *   FAULT_CHILD_UNSHARE=E close_range() with CLOSE_RANGE_UNSHARE fails with errno E (a
  *                         number) when a child calls it before its exec (a server's first
  *                         act, in the memory it shares with mcpmux), as when the kernel
@@ -199,14 +205,16 @@ static struct {
 	size_t short_min;
 	unsigned long short_first;
 	struct nth fork, pipe2, accept4, flock, link, fsync_stop;
-	unsigned long flock_ms; /* FAULT_FLOCK_MS */
-	bool flock_after;	/* FAULT_FLOCK_AFTER */
-	bool no_close_range;	/* FAULT_NO_CLOSE_RANGE */
-	bool stdio_shared;	/* FAULT_STDIO_SHARED */
-	int child_unshare;	/* FAULT_CHILD_UNSHARE */
-	bool clone_stop;	/* FAULT_CLONE_STOP */
-	bool fork_stop;		/* FAULT_FORK_STOP, false once it stopped */
-	bool keeper_stop;	/* FAULT_KEEPER_STOP */
+	unsigned long flock_ms;			/* FAULT_FLOCK_MS */
+	bool flock_after;			/* FAULT_FLOCK_AFTER */
+	bool no_close_range;			/* FAULT_NO_CLOSE_RANGE */
+	bool stdio_shared;			/* FAULT_STDIO_SHARED */
+	int child_unshare;			/* FAULT_CHILD_UNSHARE */
+	bool clone_stop;			/* FAULT_CLONE_STOP */
+	bool fork_stop;				/* FAULT_FORK_STOP, false once it stopped */
+	bool keeper_stop;			/* FAULT_KEEPER_STOP */
+	unsigned long middle_stop, middle_kill; /* FAULT_MIDDLE_STOP, FAULT_MIDDLE_KILL */
+	unsigned long forks;			/* fork() calls that made a child, so far */
 	int log_fd;
 	unsigned long reads, writes, n_eintr, n_short_reads, n_short_writes, n_failed;
 } F = { .log_fd = -1, .short_min = 16 };
@@ -388,6 +396,8 @@ faultshim_init(void)
 	F.clone_stop = env_num("FAULT_CLONE_STOP", 0) != 0;
 	F.fork_stop = env_num("FAULT_FORK_STOP", 0) != 0;
 	F.keeper_stop = env_num("FAULT_KEEPER_STOP", 0) != 0;
+	F.middle_stop = env_num("FAULT_MIDDLE_STOP", 0);
+	F.middle_kill = env_num("FAULT_MIDDLE_KILL", 0);
 	proc_errno = (int)env_num("FAULT_PROC_ERRNO", 0);
 	fsync_dir_errno = (int)env_num("FAULT_FSYNC_DIR", 0);
 	proc_ms = (long)env_num("FAULT_PROC_MS", 0);
@@ -796,11 +806,22 @@ fork(void)
 		errno = EAGAIN;
 		return -1;
 	}
-	bool in_child = F.keeper_stop && F.ready && getpid() != F.owner && getppid() == F.owner;
+	bool child = F.ready && getpid() != F.owner && getppid() == F.owner;
+	bool in_child = F.keeper_stop && child;
+
+	if (child && F.middle_stop != 0 && F.forks == F.middle_stop) {
+		(void)raise(SIGSTOP); /* the middle process, before it forks the keeper */
+	}
+	if (F.ready && getpid() == F.owner) {
+		F.forks++; /* (the child's copy is its number) */
+	}
 	pid_t pid = real_fork();
 
 	if (pid == 0 && in_child) {
 		(void)raise(SIGSTOP); /* a grandchild: the keeper */
+	}
+	if (pid > 0 && child && F.middle_kill != 0 && F.forks == F.middle_kill) {
+		(void)raise(SIGKILL); /* the middle process, the keeper forked */
 	}
 	if (pid > 0 && F.ready && getpid() == F.owner && F.fork_stop) {
 		F.fork_stop = false;

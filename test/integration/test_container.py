@@ -602,10 +602,10 @@ class FakeDockerKeeper(FakeDockerCase):
         self.assertTrue(helpers[0].startswith("container inspect --format mcpmux-whose|"))
         self.assertIn("is another mcpmux's (1:2): left alone", p.stderr())
 
-    def test_a_keeper_killed_is_replaced_by_one_told_of_the_container(self):
+    def test_a_keeper_killed_is_replaced_by_one_told_of_the_container(self, **env):
         """The keeper killed while mcpmux runs: the one that takes its place is told of
         the run's container again, and removes it when mcpmux is SIGKILLed."""
-        p = self.initialized_run()
+        p = self.initialized_run(**env)
         first = wait_until(self.keepers, 5, "the keeper")
         os.kill(first[0], signal.SIGKILL)
         wait_until(lambda: "takes its place" in p.stderr(), 5, "another keeper",
@@ -614,6 +614,63 @@ class FakeDockerKeeper(FakeDockerCase):
         self.assertIn("keeper: removed container fake01234567 (docker: rm -f)", p.stderr())
         self.assertEqual(" ".join(self.calls()[-1]), "container rm -f fake0123456789abcdef")
         self.assert_no_leftovers()
+
+    def test_a_keeper_killed_is_replaced_by_one_told_of_the_container_without_a_cgroup(self):
+        """The same without a cgroup: the container line alone is told again."""
+        self.test_a_keeper_killed_is_replaced_by_one_told_of_the_container(
+            MCPMUX_CGROUP="off")
+
+    def test_a_container_said_gone_is_not_told_to_a_new_keeper(self):
+        """A run ended, its container said gone to the keeper: the one that takes the
+        keeper's place is not told of it, and asks the engine nothing when mcpmux is
+        SIGKILLed."""
+        self.env["FAKE_DOCKER_ARGS"] = ""
+        p = self.start([MCPMUX, "serve"] + GRACES + ["--", "docker", "run", "-i", "img"])
+        p.send({"session": "c1", "message": initialize(1)})
+        self.assertEqual(p.msg()["event"], "started")
+        self.assertEqual(p.msg()["message"]["id"], 1)
+        p.send({"session": "c1", "message": req(2, "mcpmux/endRun")})
+        self.assertEqual(self.ended(p)["escalation"], "eof")
+        first = wait_until(self.keepers, 5, "the keeper")
+        os.kill(first[0], signal.SIGKILL)
+        wait_until(lambda: "takes its place" in p.stderr(), 5, "another keeper",
+                   explain=p.stderr)
+        calls = self.calls()
+        self.kill_and_wait_for_keeper(p)
+        self.assertEqual(self.calls()[len(calls):], [])
+        self.assertNotIn("keeper:", p.stderr())
+        self.assert_no_leftovers()
+
+    @unittest.skipIf(not os.path.exists(SHIM) or WRAPPER, "no fault shim, or under a wrapper")
+    def test_what_a_new_keeper_held_at_its_start_cannot_be_told_is_said(self):
+        """Two containers whose lines (long words to their engine) do not fit in the pipe
+        of a new keeper that does not read yet (held by the fault shim): mcpmux tells it
+        what fits within a second, and says how many containers it could not tell it of."""
+        self.env["FAKE_DOCKER_ARGS"] = ""
+        env = dict(self.env, LD_PRELOAD=SHIM, FAULT_KEEPER_STOP="1")
+        env["ASAN_OPTIONS"] = ":".join(x for x in (env.get("ASAN_OPTIONS", ""),
+                                                   "verify_asan_link_order=0") if x)
+        p = self.start([MCPMUX, "serve"] + GRACES + ["--", "env", "LONG=" + "x" * 70000,
+                                                     "docker", "run", "-i", "img"], env=env)
+        first = wait_until(lambda: [q for q in self.tagged() if q != p.pid and
+                                    proc_state(q) == "T"], 10, "the first keeper held")[0]
+        os.kill(first, signal.SIGCONT)  # this one reads what it is told
+        for i, s in enumerate(("c1", "c2")):
+            p.send({"session": s, "message": initialize(i)})
+            self.assertEqual(p.msg()["event"], "started")
+            self.assertEqual(p.msg()["message"]["id"], i)
+        os.kill(first, signal.SIGKILL)
+        wait_until(lambda: "takes its place" in p.stderr(), 5, "another keeper",
+                   explain=p.stderr)
+        k = wait_until(lambda: [q for q in self.tagged() if proc_state(q) == "T"], 10,
+                       "the new keeper held")[0]
+        self.addCleanup(lambda: alive(k) and os.kill(k, signal.SIGCONT))
+        said = "cannot tell the new keeper about 2 container(s), such as id file "
+        wait_until(lambda: said in p.stderr(), 5, said, explain=p.stderr)
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        os.kill(k, signal.SIGCONT)
+        self.wait_for_keeper(p)
 
     def test_the_keeper_says_the_engines_error_after_its_warnings(self):
         """An engine that warns more than the keeper keeps before it fails: the keeper

@@ -928,6 +928,87 @@ class KeeperHeld(Faults):
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
 
+    def test_a_keeper_started_in_place_of_one_killed_holds_no_pipe_of_a_server(self):
+        """Another keeper, held at its start, holds nothing of mcpmux's but its two pipes
+        (its middle process let the rest go first): mcpmux's close of the server's stdin
+        is the server's EOF, and the session ends by it."""
+        p = self.mcpmux(GRACE + ["-v", "--", FIXTURE], env=self.shim_env(keeper_stop=1))
+        p.send(initialize(1))
+        self.assertEqual(p.msg()["id"], 1)
+        first = wait_until(lambda: [q for q in self.tagged() if proc_state(q) == "T"], 10,
+                           "the keeper held")[0]
+        os.kill(first, signal.SIGKILL)
+        wait_until(lambda: "takes its place" in p.stderr(), 5, "another keeper",
+                   explain=p.stderr)
+        k = wait_until(lambda: [q for q in self.tagged() if proc_state(q) == "T" and
+                                q != first], 10, "the new keeper held")[0]
+        self.addCleanup(continued, k)
+        fds = fd_links(k)
+        self.assertEqual(sorted(fds), [0, 1, 2, 3, 4], fds)
+        self.assertEqual(fds[0], "/dev/null")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertRegex(p.stderr(), r"session \S+: ended \(eof, ")
+        os.kill(k, signal.SIGCONT)
+        wait_until(lambda: not alive(k), 5, "the new keeper to exit")
+
+
+@needs_shim
+class KeeperRestart(Faults):
+    """The middle process of another keeper's double fork, stopped or killed (the shim's
+    FAULT_MIDDLE_STOP and FAULT_MIDDLE_KILL; mcpmux's first keeper's is the 1st): mcpmux's
+    loop goes on, and another keeper is started a second later (docs/lifecycle.md)."""
+
+    ARGV = GRACE + ["--", FIXTURE, "--daemonize-grandchild", "--ignore-sigterm"]
+
+    def keepers(self, p):
+        return [q for q in self.tagged() if keeper_of(q) == p.pid]
+
+    def started(self, **faults):
+        """wrap, its server's grandchild running: (mcpmux, the grandchild, its keeper)."""
+        p = self.mcpmux(self.ARGV, env=self.shim_env(**faults))
+        p.send(initialize(1))
+        self.assertEqual(p.msg()["id"], 1)
+        gc = int(wait_until(lambda: re.findall(r"grandchild (\d+)", p.stderr()), 5,
+                            "the grandchild")[-1])
+        return p, gc, wait_until(lambda: self.keepers(p), 5, "the keeper")[0]
+
+    def killed_and_all_gone(self, p, gc):
+        """The last keeper ends what the SIGKILLed mcpmux leaves."""
+        p.p.send_signal(signal.SIGKILL)
+        p.wait()
+        wait_until(lambda: not alive(gc) and not self.tagged(), 10,
+                   "the grandchild and the keeper to be gone", explain=p.stderr)
+
+    def test_a_middle_process_killed_after_it_forked_the_keeper(self):
+        """That keeper is told "done" and goes without ending anything; the next one
+        takes the place of the first."""
+        p, gc, first = self.started(middle_kill=2)
+        os.kill(first, signal.SIGKILL)
+        said = "the keeper (pid %d) is gone: another (pid " % first
+        wait_until(lambda: said in p.stderr(), 10, said, explain=p.stderr)
+        wait_until(lambda: len(self.keepers(p)) == 1, 5, "one keeper",
+                   explain=lambda: repr(self.keepers(p)))
+        self.assertTrue(alive(gc), "the keeper of the killed middle ended the grandchild")
+        p.send(req(2, "ping"))
+        self.assertEqual(p.msg()["id"], 2)
+        self.killed_and_all_gone(p, gc)
+
+    def test_a_stopped_middle_process_does_not_hold_up_the_loop(self):
+        """mcpmux waits for it half a second, kills it, and answers meanwhile; the next
+        try, a second later, starts a keeper."""
+        p, gc, first = self.started(middle_stop=2)
+        os.kill(first, signal.SIGKILL)
+        mid = wait_until(lambda: [q for q in self.tagged() if proc_state(q) == "T"], 5,
+                         "the middle process to stop")[0]
+        self.addCleanup(continued, mid)
+        p.send(req(2, "ping"))
+        self.assertEqual(p.msg()["id"], 2)
+        wait_until(lambda: not alive(mid), 5, "the stopped middle process to be killed")
+        said = "the keeper (pid %d) is gone: another (pid " % first
+        wait_until(lambda: said in p.stderr(), 10, said, explain=p.stderr)
+        self.killed_and_all_gone(p, gc)
+
 
 class HalfClose(Faults):
     """The client ends its input while answers are still coming: all arrive, then EOF."""
