@@ -725,11 +725,15 @@ stream_finish(struct hx_stream *st)
 	st->done = true;
 	st->since = sys_mono();
 	hs->lingering += st->kept;
-	/* Bounded per session: the oldest finished streams go first. */
+	/*
+	 * Bounded per session: the oldest finished streams go first, never this one (a
+	 * response larger than the bound would go at once, and its client, whose connection
+	 * broke before it read it, could not resume it).
+	 */
 	for (struct hx_stream *o = hs->streams, *next; o != NULL && hs->lingering > HX_LINGER_MAX;
 	     o = next) {
 		next = o->next;
-		if (o->done) {
+		if (o->done && o != st) {
 			stream_free(o);
 		}
 	}

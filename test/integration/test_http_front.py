@@ -1311,6 +1311,29 @@ class Resume(HttpCase):
         self.assertEqual(got, [e["id"] for e in evs[1:]])
         g.close()
 
+    def test_a_finished_stream_larger_than_the_linger_bound_can_be_resumed(self):
+        """A response over the 1 MiB that finished streams may keep per session, written
+        out whole to the connection's socket: a client whose connection then breaks before
+        it read it resumes it, as a smaller one (the stream went at once, with the older
+        ones, and the resume opened the GET stream instead)."""
+        self.http()
+        sid = self.session()
+        r = self.post(tool(3, "huge", bytes=3 << 19), sid)
+        evs = r.events()
+        self.assertEqual(evs[0]["data"], "")  # the priming event: what the client had
+        g = self.get_stream(sid, last=evs[0]["id"])
+        m, ev = g.message(5)
+        self.assertEqual((m["id"], len(m["result"]["content"][0]["text"])), (3, 3 << 19))
+        self.assertEqual(ev["id"], evs[1]["id"])
+        self.assertIsNone(g.event(5), "a resumed request stream ends after its response")
+        g.close()
+        # the bound still holds for the older ones: a second such answer lets the first go
+        r = self.post(tool(4, "huge", bytes=3 << 19), sid)
+        self.assertEqual(r.messages()[-1]["id"], 4)
+        g = self.get_stream(sid, last=evs[0]["id"])
+        self.assertNotEqual(g.event(5)["id"], evs[0]["id"], "the first stream was kept")
+        g.close()
+
     def test_a_get_stream_resumed_after_a_stall_gets_what_was_still_queued(self):
         """A GET client that stops reading while mcpmux queues more than the stream's
         64 KiB replay window, then goes: what it had not received was never written to its
