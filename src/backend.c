@@ -212,7 +212,9 @@ keeper_try(struct ev_loop *loop)
 		ev_unref(loop);
 		return;
 	}
-	if ((now = keeper_pid_live()) > 0) {
+	if (old == 0 && keeper_failed) {
+		diag_warn("a keeper runs now%s", keeper_pid_live() > 0 ? "" : " (its pid unknown)");
+	} else if ((now = keeper_pid_live()) > 0) {
 		diag_warn("the keeper (pid %d) is gone: another (pid %d) takes its place", (int)old,
 			  (int)now);
 	} else if (!keeper_gone()) {
@@ -318,12 +320,20 @@ backend_module_init(struct ev_loop *loop)
 	ev_check_start(loop, &clock_w);
 	ev_unref(loop);
 	sys_turn_mono = sys_mono();
+	ev_init(&keeper_again_w, backend_on_keeper_again);
 	if (keeper_ack_fd() >= 0) {
 		ev_io_init(&keeper_w, backend_on_keeper, keeper_ack_fd(), EV_READ);
 		ev_io_start(loop, &keeper_w);
 		ev_unref(loop);
+	} else if (keeper_tried_start()) {
+		/* The first keeper could not be started (main() said so): tried again too. */
+		ev_init(&keeper_w, backend_on_keeper);
+		keeper_failed = true;
+		keeper_tried = sys_mono();
+		ev_timer_set(&keeper_again_w, KEEPER_AGAIN_S, 0.);
+		ev_timer_start(loop, &keeper_again_w);
+		ev_unref(loop);
 	}
-	ev_init(&keeper_again_w, backend_on_keeper_again);
 	proctree_init(&snapshot);
 	proctree_spare(true);
 	if (SPAWN_CLONE_VM) {

@@ -1,6 +1,7 @@
 /*
  * keeper: a process that outlives mcpmux by a moment, to end what mcpmux leaves.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -293,6 +295,12 @@ keeper_pid_live(void)
 		return 0;
 	}
 	return keeper_pid;
+}
+
+bool
+keeper_tried_start(void)
+{
+	return keeper_argv != NULL;
 }
 
 int
@@ -1363,6 +1371,43 @@ retitle(int argc, char **argv, pid_t owner_pid)
 	(void)prctl(PR_SET_NAME, "mcpmux-keeper");
 }
 
+/* Close lo..hi, those open among them: what close_range() does, with or without it. */
+static void
+close_from(unsigned int lo, unsigned int hi)
+{
+	if (close_range(lo, hi, 0) == 0) {
+		return;
+	}
+	/* No close_range() (before Linux 5.9, or refused): each open descriptor, by /proc. */
+	DIR *d = opendir("/proc/self/fd");
+
+	if (d != NULL) {
+		int self = dirfd(d);
+
+		for (const struct dirent *e; (e = readdir(d)) != NULL;) {
+			char *end;
+			long fd = strtol(e->d_name, &end, 10);
+
+			if (e->d_name[0] != '\0' && *end == '\0' && fd != self && fd >= (long)lo &&
+			    fd <= (long)hi) {
+				(void)close((int)fd);
+			}
+		}
+		(void)closedir(d);
+		return;
+	}
+	struct rlimit rl;
+	unsigned int top = hi;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur <= (rlim_t)hi) {
+		top = rl.rlim_cur > 0 ? (unsigned int)rl.rlim_cur - 1 : 0;
+	}
+	for (unsigned int fd = lo; fd <= top && fd >= lo; fd++) {
+		(void)close((int)fd);
+	}
+}
+
 /*
  * In the middle child, first of all: only the pipe from mcpmux (in, as fd 3) and the end
  * whose closing tells mcpmux the keeper is gone (ack, as fd 4) are kept, besides stdio.
@@ -1379,23 +1424,23 @@ keep_only(int in, int ack)
 
 	if (lo >= 3) {
 		if (lo > 3) {
-			(void)close_range(3, (unsigned int)lo - 1, 0);
+			close_from(3, (unsigned int)lo - 1);
 		}
 		from = (unsigned int)lo + 1;
 	}
 	if (hi >= (int)from) {
 		if (hi > (int)from) {
-			(void)close_range(from, (unsigned int)hi - 1, 0);
+			close_from(from, (unsigned int)hi - 1);
 		}
 		from = (unsigned int)hi + 1;
 	}
-	(void)close_range(from, ~0U, 0);
+	close_from(from, ~0U);
 	int a = fcntl(in, F_DUPFD_CLOEXEC, 5), b = fcntl(ack, F_DUPFD_CLOEXEC, 5);
 
 	if (a == -1 || b == -1 || dup3(a, 3, O_CLOEXEC) == -1 || dup3(b, 4, O_CLOEXEC) == -1) {
 		return -1;
 	}
-	(void)close_range(5, ~0U, 0);
+	close_from(5, ~0U);
 	return 0;
 }
 
@@ -1534,15 +1579,19 @@ spawn_keeper(double term_grace, int argc, char **argv, double mid_s)
 			if (shared) {
 				sys_stdio_close(err_fd, STDERR_FILENO, shared);
 			}
-			if (null >= 0) {
-				(void)dup2(null, STDERR_FILENO);
+			/* (the middle's /dev/null is closed: one of its own) */
+			int null2 = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+			if (null2 >= 0 && null2 != STDERR_FILENO) {
+				(void)dup2(null2, STDERR_FILENO);
+				(void)close(null2);
 			}
 		}
 		/*
 		 * fd 3: the pipe from mcpmux; fd 4: the end whose closing tells mcpmux we are
 		 * gone (keep_only()); nothing else but stdio.
 		 */
-		(void)close_range(5, ~0U, 0);
+		close_from(5, ~0U);
 		struct sigaction sa = { .sa_handler = SIG_DFL };
 
 		for (int sig = 1; sig < NSIG; sig++) {

@@ -136,7 +136,7 @@ main(int argc, char **argv)
 	 */
 	if (keeper_start(opt.term_grace_ms / 1000., argc0, argv0) == -1) {
 		diag_warn_errno("cannot start the keeper (if mcpmux is killed, what its servers "
-				"started may survive it)");
+				"started may survive it): tried again every second");
 	}
 	/* Descendants that daemonise are re-parented to us, not to init: we can find them. */
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1) {

@@ -55,6 +55,8 @@ void keeper_container_gone(const char *cidfile, const char *run);
 pid_t keeper_pid_live(void);
 /* The descriptor that reads EOF once the keeper is gone (-1 when there is none). */
 int keeper_ack_fd(void);
+/* Was a keeper ever asked for (keeper_start() called), whether or not one runs? */
+bool keeper_tried_start(void);
 /* There is no keeper, or it is gone (its descriptor reads EOF). */
 bool keeper_gone(void);
 /*

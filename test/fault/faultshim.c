@@ -25,7 +25,8 @@
  *   FAULT_NO_CLOSE_RANGE=1 close_range() fails with ENOSYS, as before Linux 5.9: mcpmux
  *                         then starts its servers with clone(), which the shim sees,
  *                         where it would start them with an inline clone3() that it
- *                         cannot see
+ *                         cannot see; =2: in mcpmux's forked children too (the keeper's
+ *                         middle process and the keeper)
  *   FAULT_CLONE_STOP=1    the process stops itself (SIGSTOP) right after each clone()
  *                         that made a child: a test can kill it between a server's start
  *                         and what follows it
@@ -208,6 +209,7 @@ static struct {
 	unsigned long flock_ms;			/* FAULT_FLOCK_MS */
 	bool flock_after;			/* FAULT_FLOCK_AFTER */
 	bool no_close_range;			/* FAULT_NO_CLOSE_RANGE */
+	bool no_close_range_children;		/* FAULT_NO_CLOSE_RANGE=2 */
 	bool stdio_shared;			/* FAULT_STDIO_SHARED */
 	int child_unshare;			/* FAULT_CHILD_UNSHARE */
 	bool clone_stop;			/* FAULT_CLONE_STOP */
@@ -391,6 +393,7 @@ faultshim_init(void)
 	F.flock_ms = env_num("FAULT_FLOCK_MS", 1000);
 	F.flock_after = env_num("FAULT_FLOCK_AFTER", 0) != 0;
 	F.no_close_range = env_num("FAULT_NO_CLOSE_RANGE", 0) != 0;
+	F.no_close_range_children = env_num("FAULT_NO_CLOSE_RANGE", 0) == 2;
 	F.stdio_shared = env_num("FAULT_STDIO_SHARED", 0) != 0;
 	F.child_unshare = (int)env_num("FAULT_CHILD_UNSHARE", 0);
 	F.clone_stop = env_num("FAULT_CLONE_STOP", 0) != 0;
@@ -834,7 +837,7 @@ int
 close_range(unsigned int first, unsigned int last, int flags)
 {
 	resolve();
-	if (F.ready && getpid() == F.owner && F.no_close_range) {
+	if (F.ready && (getpid() == F.owner || F.no_close_range_children) && F.no_close_range) {
 		errno = ENOSYS;
 		return -1;
 	}

@@ -932,7 +932,15 @@ class KeeperHeld(Faults):
         """Another keeper, held at its start, holds nothing of mcpmux's but its two pipes
         (its middle process let the rest go first): mcpmux's close of the server's stdin
         is the server's EOF, and the session ends by it."""
-        p = self.mcpmux(GRACE + ["-v", "--", FIXTURE], env=self.shim_env(keeper_stop=1))
+        self.check_new_keeper_holds_no_pipe()
+
+    def test_without_close_range_a_new_keeper_holds_no_pipe_of_a_server_either(self):
+        """The same where close_range() fails (before Linux 5.9, or a seccomp profile that
+        refuses it): the middle process closes each open descriptor instead."""
+        self.check_new_keeper_holds_no_pipe(no_close_range=2)
+
+    def check_new_keeper_holds_no_pipe(self, **faults):
+        p = self.mcpmux(GRACE + ["-v", "--", FIXTURE], env=self.shim_env(keeper_stop=1, **faults))
         p.send(initialize(1))
         self.assertEqual(p.msg()["id"], 1)
         first = wait_until(lambda: [q for q in self.tagged() if proc_state(q) == "T"], 10,
@@ -946,6 +954,7 @@ class KeeperHeld(Faults):
         fds = fd_links(k)
         self.assertEqual(sorted(fds), [0, 1, 2, 3, 4], fds)
         self.assertEqual(fds[0], "/dev/null")
+        self.assertEqual(fds[2], fd_links(p.pid)[2], "mcpmux's stderr, the same pipe")
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
         self.assertRegex(p.stderr(), r"session \S+: ended \(eof, ")
@@ -1007,6 +1016,24 @@ class KeeperRestart(Faults):
         wait_until(lambda: not alive(mid), 5, "the stopped middle process to be killed")
         said = "the keeper (pid %d) is gone: another (pid " % first
         wait_until(lambda: said in p.stderr(), 10, said, explain=p.stderr)
+        self.killed_and_all_gone(p, gc)
+
+    def test_a_first_keeper_that_cannot_be_started_is_started_later(self):
+        """The first keeper's middle process held past its bound (5 s) is killed, and
+        mcpmux goes on without a keeper only until the next try, a second later."""
+        p = self.mcpmux(self.ARGV, env=self.shim_env(middle_stop=1))
+        mid = wait_until(lambda: [q for q in self.tagged() if proc_state(q) == "T"], 5,
+                         "the first middle process to stop")[0]
+        self.addCleanup(continued, mid)
+        wait_until(lambda: "cannot start the keeper" in p.stderr(), 10, "the failed start",
+                   explain=p.stderr)
+        wait_until(lambda: "a keeper runs now" in p.stderr(), 5, "the keeper started later",
+                   explain=p.stderr)
+        p.send(initialize(1))
+        self.assertEqual(p.msg()["id"], 1)
+        gc = int(wait_until(lambda: re.findall(r"grandchild (\d+)", p.stderr()), 5,
+                            "the grandchild")[-1])
+        self.assertEqual(len(wait_until(lambda: self.keepers(p), 5, "the keeper")), 1)
         self.killed_and_all_gone(p, gc)
 
 

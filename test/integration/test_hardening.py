@@ -538,6 +538,27 @@ class SharedDescriptions(Case):
         self.assertIn(b"to stderr", p.read_to_eof())
         self.assertEqual(p.wait(10), 0)
 
+    def test_the_keeper_of_a_shared_stderr_writes_to_dev_null(self):
+        """The same shared pipe: the keeper, whose words must never block it, takes
+        /dev/null for its stderr (it kept the pipe's shared description, which mcpmux makes
+        blocking again at its exit, so that a stalled reader could hold the keeper)."""
+        from mcptest import keeper_of
+
+        def as_nobody():
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+        os.chown(self.run_dir.name, 65534, 65534)
+        p = self.start([MCPMUX, "--", FIXTURE], stderr=subprocess_stdout(),
+                       preexec_fn=as_nobody, env=dict(self.env, MCPMUX_CGROUP="off"))
+        p.send(initialize(0))
+        self.assertEqual(p.msg()["id"], 0)
+        [k] = wait_until(lambda: [q for q in self.tagged() if keeper_of(q) == p.pid], 5,
+                         "the keeper")
+        self.assertEqual(os.readlink("/proc/%d/fd/2" % k), "/dev/null")
+        p.close_stdin()
+        self.assertEqual(p.wait(10), 0)
+
     def inherited(self):
         """Two pipes' read ends for a child to inherit: one at a low number, one at 300."""
         r1, w1 = os.pipe()
