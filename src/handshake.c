@@ -240,6 +240,8 @@ observe_batch(struct handshake *hs, const struct jsonrpc_scanner *scan, const ch
 			observe_server(hs, &el_scan, el, el_len);
 		}
 	}
+	/* Nothing kept for the next batch: its elements' memory goes (a big one's too). */
+	jsonrpc_release(&el_scan);
 }
 
 void

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1568,17 +1569,27 @@ spawn_keeper(double term_grace, int argc, char **argv, double mid_s)
 		}
 		/*
 		 * Its few words on stderr never block it: a description of its own, or a
-		 * socket's shared one written with MSG_DONTWAIT (diag through sys_writev()).
+		 * socket's shared one written with MSG_DONTWAIT (diag through sys_writev()), or
+		 * else /dev/null.  Never the flags of a shared pipe or terminal: those are
+		 * mcpmux's to set and give back (errout), and it is setting them meanwhile.
 		 */
-		bool shared;
-		int err_fd = sys_stdio_open(STDERR_FILENO, &shared);
+		struct stat est;
+		bool shared = false;
+		int err_fd = -1;
 
+		if (fstat(STDERR_FILENO, &est) == 0) {
+			if (S_ISFIFO(est.st_mode) || S_ISCHR(est.st_mode)) {
+				err_fd = open("/proc/self/fd/2",
+					      O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+			} else if (S_ISSOCK(est.st_mode) || S_ISREG(est.st_mode) ||
+				   S_ISBLK(est.st_mode)) {
+				err_fd = sys_stdio_open(STDERR_FILENO,
+							&shared); /* (flags untouched) */
+			}
+		}
 		if (err_fd >= 0 && err_fd != STDERR_FILENO) {
 			(void)dup2(err_fd, STDERR_FILENO);
-		} else if (shared || err_fd < 0) {
-			if (shared) {
-				sys_stdio_close(err_fd, STDERR_FILENO, shared);
-			}
+		} else if (err_fd < 0) {
 			/* (the middle's /dev/null is closed: one of its own) */
 			int null2 = open("/dev/null", O_WRONLY | O_CLOEXEC);
 

@@ -538,6 +538,7 @@ class SharedDescriptions(Case):
         self.assertIn(b"to stderr", p.read_to_eof())
         self.assertEqual(p.wait(10), 0)
 
+    @unittest.skipUnless(os.geteuid() == 0, "needs root, to run mcpmux as another user")
     def test_the_keeper_of_a_shared_stderr_writes_to_dev_null(self):
         """The same shared pipe: the keeper, whose words must never block it, takes
         /dev/null for its stderr (it kept the pipe's shared description, which mcpmux makes

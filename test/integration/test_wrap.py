@@ -933,6 +933,22 @@ class BigMessages(Case):
         w.wait()
 
     @unittest.skipIf(SANITIZED or WRAPPER, "a sanitizer's or valgrind's allocator")
+    def test_memory_shrinks_back_after_a_big_element_of_a_set_up_batch(self):
+        """A batch with a set-up message (recorded for a fresh server's handshake) and a
+        20 MB element: the memory its elements were read with is given back too."""
+        w = self.wrap()
+        w.send(initialize(1))
+        w.msg()
+        w.send([note("notifications/initialized"), req("x" * 20_000_000, "ping")])
+        self.assertEqual(len(w.line(30)), 20_000_000 + len('[{"jsonrpc":"2.0","id":"","result":{}}]'))
+        w.send(req(2, "ping"))
+        w.msg()
+        wait_until(lambda: rss_anon_kib(w.pid) < 20_000 // 4, 5,
+                   "mcpmux's private memory to fall back under 5 MB")
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+
+    @unittest.skipIf(SANITIZED or WRAPPER, "a sanitizer's or valgrind's allocator")
     def test_memory_shrinks_back_after_big_message_read_late(self):
         """A big result that waits for its client longer than the idle second (the trim
         after its allocation has come and gone) is given back once it is written."""
