@@ -64,6 +64,17 @@ class Base(Case):
         self.assertEqual(m.get("id"), id_, m)
         return structured(m)["pid"]
 
+    def fresh_handshake(self, p, pid1, id_):
+        """Once the server pid1 is suspended, what the fresh server a call starts was told
+        (the fixture's handshake tool)."""
+        self.wait_suspended(pid1, log=self.log)
+        p.send(call(id_, "handshake"))
+        m = p.msg()
+        self.assertEqual(m.get("id"), id_, m)
+        hs = structured(m)
+        self.assertNotEqual(hs["pid"], pid1)
+        return hs
+
     def wait_suspended(self, pid, what="the idle server to be suspended", log=None, n=1):
         """The server is gone; with a traffic log, also until mcpmux recorded the n-th
         suspend (the reap comes first, then the teardown's end)."""
@@ -538,13 +549,7 @@ class WrapSuspend(Base):
                 req(5, "resources/unsubscribe", {"uri": "fixture://a"})])
         answers = p.msg()
         self.assertEqual(sorted(m.get("id") for m in answers), [2, 3, 4, 5], answers)
-        pid1 = self.pid_of(p.send, p.msg, 6)
-        self.wait_suspended(pid1, log=self.log)
-        p.send(call(7, "handshake"))
-        m = p.msg()
-        self.assertEqual(m.get("id"), 7, m)
-        hs = structured(m)
-        self.assertNotEqual(hs["pid"], pid1)
+        hs = self.fresh_handshake(p, self.pid_of(p.send, p.msg, 6), 7)
         self.assertEqual((hs["firstMethod"], hs["initialized"], hs["level"], hs["subscriptions"]),
                          ("initialize", True, "debug", ["fixture://b"]))
         p.close_stdin()
@@ -568,13 +573,7 @@ class WrapSuspend(Base):
         while m.get("id") != 6:  # the cancelled requests' answers, which this server sends
             self.assertIn(m.get("id"), (3, 4), m)
             m = p.msg()
-        pid1 = structured(m)["pid"]
-        self.wait_suspended(pid1, log=self.log)
-        p.send(call(7, "handshake"))
-        m = p.msg()
-        self.assertEqual(m.get("id"), 7, m)
-        hs = structured(m)
-        self.assertNotEqual(hs["pid"], pid1)
+        hs = self.fresh_handshake(p, structured(m)["pid"], 7)
         self.assertEqual((hs["level"], hs["subscriptions"]), ("error", ["fixture://c"]))
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
@@ -593,12 +592,7 @@ class WrapSuspend(Base):
         self.assertEqual([m.get("id") for m in batch], [None, 1], batch)
         os.unlink(behave)
         p.send(note("notifications/initialized"))
-        pid1 = self.pid_of(p.send, p.msg, 2)
-        self.wait_suspended(pid1, log=self.log)
-        p.send(call(3, "handshake"))
-        m = p.msg()
-        self.assertEqual(m.get("id"), 3, m)
-        hs = structured(m)
+        hs = self.fresh_handshake(p, self.pid_of(p.send, p.msg, 2), 3)
         self.assertEqual((hs["firstMethod"], hs["initialized"], hs["refusedBeforeInitialize"]),
                          ("initialize", True, 0))
         wait_until(lambda: events(self.log, "resumed"), 5, "resumed logged")
