@@ -185,6 +185,17 @@ static bool keeper_failed;	/* a try failed since the keeper was gone (said once)
  * kills every keeper in a loop does not make mcpmux fork without a pause, and a try that
  * failed (no descriptors, no processes left) is made again.
  */
+/* No keeper runs: the next try in a second (a failure is said once, by the caller). */
+static void
+keeper_retry_later(struct ev_loop *loop)
+{
+	keeper_failed = true;
+	keeper_tried = sys_mono();
+	ev_timer_set(&keeper_again_w, KEEPER_AGAIN_S, 0.);
+	ev_timer_start(loop, &keeper_again_w);
+	ev_unref(loop);
+}
+
 static void
 keeper_try(struct ev_loop *loop)
 {
@@ -206,10 +217,7 @@ keeper_try(struct ev_loop *loop)
 				"mcpmux is killed, what its servers started may survive it): "
 				"tried again every second");
 		}
-		keeper_failed = true;
-		ev_timer_set(&keeper_again_w, KEEPER_AGAIN_S, 0.);
-		ev_timer_start(loop, &keeper_again_w);
-		ev_unref(loop);
+		keeper_retry_later(loop);
 		return;
 	}
 	if (old == 0 && keeper_failed) {
@@ -328,11 +336,7 @@ backend_module_init(struct ev_loop *loop)
 	} else if (keeper_tried_start()) {
 		/* The first keeper could not be started (main() said so): tried again too. */
 		ev_init(&keeper_w, backend_on_keeper);
-		keeper_failed = true;
-		keeper_tried = sys_mono();
-		ev_timer_set(&keeper_again_w, KEEPER_AGAIN_S, 0.);
-		ev_timer_start(loop, &keeper_again_w);
-		ev_unref(loop);
+		keeper_retry_later(loop);
 	}
 	proctree_init(&snapshot);
 	proctree_spare(true);
