@@ -1187,12 +1187,72 @@ idscan_capture(struct jsonrpc_idscan *sc, char c)
 static void
 idscan_value_end(struct jsonrpc_idscan *sc)
 {
+	void (*on_answer)(void *, const struct jsonrpc_idscan *) = sc->on_answer;
+	void *ctx = sc->ctx;
+
 	if (!sc->batch) {
 		sc->ended = true;
-	} else if (!(sc->found && sc->has_answer && !sc->has_method)) {
-		jsonrpc_idscan_init(sc);
-		sc->batch = true;
+		return;
 	}
+	if (sc->found && jsonrpc_idscan_is_answer(sc)) {
+		if (on_answer == NULL) {
+			return; /* the first answer's id is the one sought */
+		}
+		on_answer(ctx, sc);
+	}
+	jsonrpc_idscan_init(sc);
+	sc->batch = true;
+	sc->on_answer = on_answer;
+	sc->ctx = ctx;
+}
+
+/* A character of a depth-1 key, as it decodes. */
+static void
+idscan_key_add(struct jsonrpc_idscan *sc, unsigned c)
+{
+	if (c < 0x80 && sc->key_len < sizeof(sc->key)) {
+		sc->key[sc->key_len++] = (char)c;
+	} else {
+		sc->key_bad = true;
+	}
+}
+
+/* The character after a backslash in a depth-1 key. */
+static void
+idscan_key_escape(struct jsonrpc_idscan *sc, char c)
+{
+	static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+	const char *at = c != '\0' ? strchr(from, c) : NULL;
+
+	if (c == 'u') {
+		sc->key_hex = 4;
+		sc->key_cp = 0;
+	} else if (at != NULL) {
+		idscan_key_add(sc, (unsigned char)to[at - from]);
+	} else {
+		sc->key_bad = true;
+	}
+}
+
+/* A hex digit of a \uXXXX in a depth-1 key; false if c is none (the escape is bad). */
+static bool
+idscan_key_hex(struct jsonrpc_idscan *sc, char c)
+{
+	int v = c >= '0' && c <= '9'   ? c - '0'
+		: c >= 'a' && c <= 'f' ? c - 'a' + 10
+		: c >= 'A' && c <= 'F' ? c - 'A' + 10
+				       : -1;
+
+	if (v < 0) {
+		sc->key_hex = 0;
+		sc->key_bad = true;
+		return false;
+	}
+	sc->key_cp = sc->key_cp * 16 + (unsigned)v;
+	if (--sc->key_hex == 0) {
+		idscan_key_add(sc, sc->key_cp);
+	}
+	return true;
 }
 
 /* A depth-1 key ended: the id's, a method's, or an answer's. */
@@ -1219,9 +1279,10 @@ idscan_key_end(struct jsonrpc_idscan *sc)
 void
 jsonrpc_idscan_feed(struct jsonrpc_idscan *sc, const char *p, size_t len)
 {
-	for (size_t i = 0; i < len && !sc->ended &&
-			   !(sc->batch ? sc->found && sc->has_answer && !sc->has_method
-				       : sc->found && (sc->has_method || sc->has_answer));
+	for (size_t i = 0;
+	     i < len && !sc->ended &&
+	     !(sc->batch ? sc->on_answer == NULL && sc->found && sc->has_answer && !sc->has_method
+			 : sc->found && (sc->has_method || sc->has_answer));
 	     i++) {
 		char c = p[i];
 
@@ -1231,9 +1292,13 @@ jsonrpc_idscan_feed(struct jsonrpc_idscan *sc, const char *p, size_t len)
 			}
 			if (sc->escape) {
 				sc->escape = false;
+				if (sc->is_key) {
+					idscan_key_escape(sc, c);
+				}
+			} else if (sc->is_key && sc->key_hex > 0 && idscan_key_hex(sc, c)) {
+				/* a digit of \uXXXX */
 			} else if (c == '\\') {
 				sc->escape = true;
-				sc->key_bad = true; /* a key sought has no escape */
 			} else if (c == '"') {
 				sc->in_string = false;
 				if (sc->capturing) {
@@ -1244,11 +1309,7 @@ jsonrpc_idscan_feed(struct jsonrpc_idscan *sc, const char *p, size_t len)
 				}
 				sc->is_key = false;
 			} else if (sc->is_key) {
-				if (sc->key_len < sizeof(sc->key)) {
-					sc->key[sc->key_len++] = c;
-				} else {
-					sc->key_bad = true;
-				}
+				idscan_key_add(sc, (unsigned char)c);
 			}
 			continue;
 		}
@@ -1292,6 +1353,7 @@ jsonrpc_idscan_feed(struct jsonrpc_idscan *sc, const char *p, size_t len)
 			} else if (sc->depth == 1 && sc->is_key) {
 				sc->key_len = 0;
 				sc->key_bad = false;
+				sc->key_hex = 0;
 			} else {
 				sc->is_key = false;
 			}

@@ -26,6 +26,7 @@ struct pending {
 	uint32_t count; /* requests in flight with this id */
 	uint32_t key_len;
 	uint32_t batch; /* the batch the first of them came in (session.batch_seq), 0: none */
+	uint32_t lost;	/* of them, answered in a server's line too large (session_big_answer()) */
 	size_t id_len;
 	char data[]; /* key, then id text */
 };
@@ -88,7 +89,7 @@ static void line_ended(struct session *s);
 static void session_on_big_begin(void *ctx, const char *head, size_t len);
 static void session_on_big_more(void *ctx, const char *more, size_t len);
 static void session_on_big_end(void *ctx, size_t total);
-static void answer_batch_error(struct session *s, uint32_t batch, const char *text);
+static void answer_lost(struct session *s, bool batch, const char *text);
 static void session_on_exit(struct backend *b, void *owner);
 static void session_on_done(struct backend *b, void *owner);
 static void session_on_idle(struct ev_loop *loop, ev_timer *w, int revents);
@@ -231,6 +232,7 @@ ids_add(struct pending **table, size_t *n, const char *id, size_t len, double t,
 	p->t = t;
 	p->count = 1;
 	p->batch = batch;
+	p->lost = 0;
 	p->key_len = (uint32_t)klen;
 	p->id_len = len;
 	memcpy(p->data, key_buf, klen);
@@ -1268,6 +1270,33 @@ session_on_line(void *ctx, const char *line, size_t len)
 	s->hooks->deliver(s, line, len, s->owner);
 }
 
+/*
+ * An answer of a server's line too large to forward, as it passes (alone, or each of a
+ * batch's): the request it answers is marked lost, to get an error in its place.
+ */
+static void
+session_big_answer(void *ctx, const struct jsonrpc_idscan *sc)
+{
+	struct session *s = ctx;
+	size_t id_len = 0;
+	const char *id = jsonrpc_idscan_id(sc, &id_len);
+	struct pending *p = NULL, *tmp;
+
+	if (id != NULL) {
+		p = ids_find(s->pending, id, id_len);
+	} else if (sc->overflow) {
+		/* An id too long to be kept whole: the request that wrote it so. */
+		HASH_ITER (hh, s->pending, p, tmp) {
+			if (jsonrpc_idscan_is(sc, pending_id(p), p->id_len)) {
+				break;
+			}
+		}
+	}
+	if (p != NULL && p->lost < p->count) {
+		p->lost++;
+	}
+}
+
 static void
 session_on_big_begin(void *ctx, const char *head, size_t len)
 {
@@ -1287,6 +1316,8 @@ session_on_big_begin(void *ctx, const char *head, size_t len)
 	}
 	jsonrpc_idscan_init(&s->big_id);
 	s->big_id.batch = s->big_batch;
+	s->big_id.on_answer = session_big_answer;
+	s->big_id.ctx = s;
 	jsonrpc_idscan_feed(&s->big_id, head + i, len - i);
 }
 
@@ -1302,8 +1333,6 @@ static void
 session_on_big_end(void *ctx, size_t total)
 {
 	struct session *s = ctx;
-	size_t id_len = 0;
-	const char *id = jsonrpc_idscan_id(&s->big_id, &id_len);
 	char text[160];
 
 	s->last_activity = sys_mono();
@@ -1315,35 +1344,14 @@ session_on_big_end(void *ctx, size_t total)
 		diag_warn("session %s: %s; not forwarded", s->id, text);
 		tlog_oversize(s->id, session_pid(s), TLOG_OUT, total);
 	}
-	struct pending *p = NULL, *tmp;
-
-	if (!jsonrpc_idscan_is_answer(&s->big_id)) {
-		/* A request of the server's (or a notification): its id, if any, is in the
-		 * server's numbering, not the client's, and answers none of the client's. */
-	} else if (id != NULL) {
-		p = ids_find(s->pending, id, id_len);
-	} else if (s->big_id.overflow) {
-		/* An id too long to be kept whole: the request that wrote it so. */
-		HASH_ITER (hh, s->pending, p, tmp) {
-			if (jsonrpc_idscan_is(&s->big_id, pending_id(p), p->id_len)) {
-				break;
-			}
-		}
+	/* An answer still in the scanner: the message alone, or a batch's last, cut short.
+	 * A request of the server's (or a notification) is passed over: its id, if any, is
+	 * in the server's numbering, not the client's, and answers none of the client's. */
+	if (s->big_id.found && jsonrpc_idscan_is_answer(&s->big_id)) {
+		session_big_answer(s, &s->big_id);
 	}
-	if (p != NULL && s->big_batch && p->batch != 0) {
-		/* The answers of a batch: every request of the client's batch that its first
-		 * element answers gets the error, in one array, as a batch is answered; they
-		 * would otherwise wait for the end of the run. */
-		answer_batch_error(s, p->batch, text);
-		busy_sync(s);
-	} else if (p != NULL) {
-		double ms = pending_age_ms(p);
-
-		/* The answer carries the id as the request wrote it (the same value). */
-		answer_error(s, pending_id(p), p->id_len, RPC_SERVER_ERROR, text, ms);
-		(void)pending_remove(s, pending_id(p), p->id_len);
-		busy_sync(s);
-	}
+	answer_lost(s, s->big_batch, text);
+	busy_sync(s);
 }
 
 /* ---- lifecycle ---- */
@@ -2031,23 +2039,40 @@ answer_pending(struct session *s, const char *text)
 	s->n_pending = 0;
 }
 
-/* The requests of one batch still in flight get text: one array of errors. */
+/*
+ * The requests answered in a server's line too large to forward (pending.lost) get text in
+ * its place, at once: those of a batch of the client's, when the line was a batch, one
+ * array of errors for that batch (each of the client's batches that it answered gets its
+ * own); the others, and any answered by a line that was no batch, one error each.  The
+ * requests it did not answer are still in flight.
+ */
 static void
-answer_batch_error(struct session *s, uint32_t batch, const char *text)
+answer_lost(struct session *s, bool batch, const char *text)
 {
 	struct pending *p, *tmp;
-	uint32_t open = 0;
+	uint32_t open = 0; /* the batch whose array msg holds */
 	double ms = 0;
 
 	HASH_ITER (hh, s->pending, p, tmp) {
 		// cppcheck-suppress uninitvar ; uthash iteration, filled by ids_add()
-		if (p->batch != batch) {
+		if (p->lost == 0) {
 			continue;
 		}
-		HASH_DEL(s->pending, p);
-		for (uint32_t k = 0; k < p->count; k++) {
+		uint32_t in = batch ? p->batch : 0;
+
+		p->lost = SYS_MIN(p->lost, p->count); /* (some cancelled since) */
+
+		if (in != open) {
+			array_close(s, &open, ms);
+		}
+		for (uint32_t k = 0; k < p->lost; k++) {
+			if (in == 0) {
+				answer_error(s, pending_id(p), p->id_len, RPC_SERVER_ERROR, text,
+					     pending_age_ms(p));
+				continue;
+			}
 			if (open == 0) {
-				open = batch;
+				open = in;
 				ms = pending_age_ms(p);
 				sbuf_reset(&msg);
 				sbuf_adds(&msg, "[");
@@ -2056,8 +2081,13 @@ answer_batch_error(struct session *s, uint32_t batch, const char *text)
 			}
 			rpcout_error(&msg, pending_id(p), p->id_len, RPC_SERVER_ERROR, text);
 		}
-		s->n_pending -= p->count;
-		pending_release(p);
+		s->n_pending -= p->lost;
+		p->count -= p->lost;
+		p->lost = 0;
+		if (p->count == 0) {
+			HASH_DEL(s->pending, p);
+			pending_release(p);
+		}
 	}
 	array_close(s, &open, ms);
 }

@@ -279,9 +279,11 @@ struct jsonrpc_idscan {
 	bool in_string, escape, is_key;
 	bool want_value; /* the last depth-1 key was "id" */
 	bool capturing;
-	char key[8]; /* the depth-1 key being read, its first bytes */
+	char key[8]; /* the depth-1 key being read, its first bytes, escapes decoded */
 	size_t key_len;
-	bool key_bad; /* longer than key, or with an escape: none of those sought */
+	bool key_bad;	 /* longer than key, or not ASCII: none of those sought */
+	int key_hex;	 /* hex digits of a \uXXXX in the key still to come */
+	unsigned key_cp; /* the code point they make */
 	char id[128];
 	size_t id_len;
 	size_t id_total;  /* the whole id's length, past id[] too */
@@ -292,6 +294,13 @@ struct jsonrpc_idscan {
 	 * first answer; the elements before it (notifications, requests) are passed over. */
 	bool batch;
 	bool has_method, has_answer; /* "method"; "result" or "error" */
+	/*
+	 * Set after init, with batch: called with the scanner as each answer of the batch
+	 * ends, every one of them, not only the first (the scan goes on to the batch's end);
+	 * an answer cut short by the end of what is fed is left in the scanner.
+	 */
+	void (*on_answer)(void *ctx, const struct jsonrpc_idscan *sc);
+	void *ctx;
 };
 
 void jsonrpc_idscan_init(struct jsonrpc_idscan *sc);

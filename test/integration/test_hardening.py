@@ -835,6 +835,135 @@ class RequestIds(Case):
         self.assertEqual(w.read_to_eof(10), b"")
         self.assertEqual(w.wait(10), 0)
 
+    # A server that reads n lines, then writes the lines of its plan and waits for its end:
+    # each line a batch of answers ("batch") or one answer ("one") to the ids given, the
+    # first answer padded past 10,000 bytes when the line is "big"; "subst": pairs of texts
+    # replaced in it (a key written with an escape, say).
+    PLANNED_SERVER = textwrap.dedent("""
+        import json, sys
+        n, plan = int(sys.argv[1]), json.loads(sys.argv[2])
+        for _ in range(n):
+            sys.stdin.readline()
+        for line in plan:
+            out = [{"jsonrpc": "2.0", "id": i, "result": {}} for i in line["ids"]]
+            if line.get("big"):
+                out[0]["result"] = {"pad": "x" * 20000}
+            text = json.dumps(out if line["kind"] == "batch" else out[0])
+            for old, new in line.get("subst", []):
+                text = text.replace(old, new)
+            sys.stdout.write(text + "\\n")
+            sys.stdout.flush()
+        sys.stdin.read()
+        """)
+
+    def planned(self, serve, n, plan):
+        command = [sys.executable, "-c", self.PLANNED_SERVER, str(n), json.dumps(plan)]
+        opts = ["--max-message", "10000"] + FAST
+        return self.serve(opts=opts, command=command) if serve else \
+            self.wrap(opts=opts, command=command)
+
+    def answers(self, p, serve, n):
+        """The next n answers to the client (a batch's each), as (id, code or "ok")."""
+        got = []
+        while len(got) < n:
+            m = p.msg(10)
+            if serve:
+                if "message" not in m:
+                    continue
+                m = m["message"]
+            for a in m if isinstance(m, list) else [m]:
+                if "error" in a:
+                    self.assertIn("too large", a["error"]["message"])
+                got.append((a["id"], a["error"]["code"] if "error" in a else "ok"))
+        return got
+
+    def nothing_more_owed(self, p, serve):
+        p.close_stdin()
+        rest = [json.loads(line) for line in p.read_to_eof(10).splitlines()]
+        if serve:
+            self.assertEqual([e.get("event") for e in rest], ["ended"], rest)
+        else:
+            self.assertEqual(rest, [])
+        self.assertEqual(p.wait(10), 0)
+
+    def send_to(self, p, serve, *msgs):
+        p.send(*({"session": "a", "message": m} for m in msgs) if serve else msgs)
+
+    def check_oversize_batch_of_two_batches(self, serve):
+        p = self.planned(serve, 2, [{"kind": "batch", "ids": [1, 2, 3, 4], "big": True}])
+        self.send_to(p, serve, [req(1, "ping"), req(2, "ping")], [req(3, "ping"), req(4, "ping")])
+        got = []
+        while len(got) < 2:
+            m = p.msg(10)
+            if serve and "message" not in m:
+                continue
+            m = m["message"] if serve else m
+            got.append([(a["id"], a["error"]["code"]) for a in m])
+        self.assertEqual(got, [[(1, -32000), (2, -32000)], [(3, -32000), (4, -32000)]])
+        self.nothing_more_owed(p, serve)
+
+    def test_an_oversize_batch_answering_two_batches_answers_both(self):
+        """A server's batch too large to forward that answers the requests of two batches
+        of the client's: each of the client's batches gets its array of -32000 at once."""
+        self.check_oversize_batch_of_two_batches(False)
+
+    def test_serve_an_oversize_batch_answering_two_batches_answers_both(self):
+        self.check_oversize_batch_of_two_batches(True)
+
+    def check_escaped_keys_of_oversize_answers(self, serve):
+        def esc(key, escaped):
+            return [['"%s"' % key, '"%s"' % escaped]]
+        plan = [{"kind": "one", "ids": [1], "big": True, "subst": esc("result", "\\u0072esult")},
+                {"kind": "one", "ids": [2], "big": True, "subst": esc("result", "\\u0065rror")},
+                {"kind": "batch", "ids": [3, 4], "big": True,
+                 "subst": esc("result", "r\\u0065sult")},
+                {"kind": "one", "ids": [5], "big": True, "subst": esc("id", "\\u0069d")},
+                {"kind": "one", "ids": [6], "big": True, "subst": esc("result", "\\/result")}]
+        p = self.planned(serve, 5, plan)
+        self.send_to(p, serve, req(1, "ping"), req(2, "ping"), [req(3, "ping"), req(4, "ping")],
+                     req(5, "ping"), req(6, "ping"))
+        self.assertEqual(self.answers(p, serve, 5),
+                         [(1, -32000), (2, -32000), (3, -32000), (4, -32000), (5, -32000)])
+        # "\/result" is no key "result": 6 is answered at the end of the run, as for a
+        # notification of the server's
+        p.close_stdin()
+        rest = [json.loads(line) for line in p.read_to_eof(10).splitlines()]
+        msgs = [e["message"] for e in rest if "message" in e] if serve else rest
+        self.assertEqual([(m["id"], m["error"]["code"]) for m in msgs], [(6, -32000)])
+        self.assertEqual(p.wait(10), 0)
+
+    def test_escaped_keys_of_oversize_answers(self):
+        """A server's answer too large to forward whose "result", "error" or "id" is written
+        with an escape (\\u0072esult) is still an answer: its request gets -32000 at once."""
+        self.check_escaped_keys_of_oversize_answers(False)
+
+    def test_serve_escaped_keys_of_oversize_answers(self):
+        self.check_escaped_keys_of_oversize_answers(True)
+
+    def check_split_answers_of_batches(self, serve):
+        plan = [{"kind": "batch", "ids": [2, 3], "big": True},
+                {"kind": "one", "ids": [1]},
+                {"kind": "batch", "ids": [5], "big": True},
+                {"kind": "batch", "ids": [4]},
+                {"kind": "one", "ids": [6]}]
+        p = self.planned(serve, 3, plan)
+        self.send_to(p, serve, [req(1, "ping"), req(2, "ping")], [req(3, "ping"), req(4, "ping")],
+                     [req(5, "ping"), req(6, "ping")])
+        got = self.answers(p, serve, 6)
+        self.assertEqual(sorted(got, key=lambda a: a[0]),
+                         [(1, "ok"), (2, -32000), (3, -32000), (4, "ok"), (5, -32000), (6, "ok")])
+        self.nothing_more_owed(p, serve)
+
+    def test_split_answers_of_batches_are_answered_once(self):
+        """A server that answers the client's batches in pieces (a batch too large to
+        forward that answers some requests of two of them, answers alone or in smaller
+        batches): each request gets one answer, -32000 for those of the line too large,
+        the server's own for the rest."""
+        self.check_split_answers_of_batches(False)
+
+    def test_serve_split_answers_of_batches_are_answered_once(self):
+        self.check_split_answers_of_batches(True)
+
     def test_one_id_twice_in_flight_gets_two_answers(self):
         w = self.wrap(opts=FAST)
         w.send(call(7, "sleep", ms=20000), call(7, "sleep", ms=20000), END)

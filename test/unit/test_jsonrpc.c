@@ -894,6 +894,9 @@ static const struct idscan_case idscan_golden[] = {
 	{ "{'a':'{[','id':1}", "1" },
 	{ "{'a':'\\\\','id':2}", "2" },
 	{ "{'a':{'b':'}'},'id':3}", "3" },
+	{ "{'\\u0069d':4,'result':1}", "4" },
+	{ "{'i\\u0064':'\\u0061','result':1}", "'\\u0061'" },
+	{ "{'\\u0069\\u0064x':4,'result':1}", NULL },
 };
 
 static void
@@ -953,7 +956,14 @@ test_idscan_kind(void **state)
 		{ "{'params':{'method':'m'},'id':1,'result':2}", true, false },
 		{ "{'resul':1,'id':1}", false, false },
 		{ "{'resultx':1,'errors':2,'methods':3,'id':1}", false, false },
-		{ "{'r\\u0065sult':1,'id':1}", false, false },
+		/* Keys written with escapes are the keys they decode to. */
+		{ "{'r\\u0065sult':1,'id':1}", true, false },
+		{ "{'\\u0065rror':1,'id':1}", true, false },
+		{ "{'\\u006D\\u0065thod':'m','result':1,'id':1}", false, true },
+		{ "{'\\/result':1,'id':1}", false, false },
+		{ "{'result\\u0000':1,'id':1}", false, false },
+		{ "{'r\\u00e9sult':1,'id':1}", false, false },
+		{ "{'re\\u00sult':1,'id':1}", false, false },
 		{ "{'a':'method','b':'result','id':1}", false, false },
 		{ "{'a':['result',{'error':1}],'id':1}", false, false },
 		/* A batch's elements fed from its first (past the '['): the scan ends with it. */
@@ -1029,6 +1039,79 @@ test_idscan_batch(void **state)
 			    id_len != strlen(want) || memcmp(id, want, id_len) != 0) {
 				fail_msg("%s (pieces of %zu): id %.*s", in, piece, (int)id_len,
 					 id != NULL ? id : "");
+			}
+		}
+	}
+}
+
+/* A batch's answers with on_answer set: each answer's id, in order, and none else. */
+struct answers_seen {
+	char ids[128];
+	size_t len;
+};
+
+static void
+idscan_seen(void *ctx, const struct jsonrpc_idscan *sc)
+{
+	struct answers_seen *seen = ctx;
+	size_t id_len = 0;
+	const char *id = jsonrpc_idscan_id(sc, &id_len);
+
+	assert_true(jsonrpc_idscan_is_answer(sc));
+	if (id == NULL) {
+		id = "?", id_len = 1;
+	}
+	assert_true(seen->len + id_len + 1 < sizeof(seen->ids));
+	memcpy(seen->ids + seen->len, id, id_len);
+	seen->len += id_len;
+	seen->ids[seen->len++] = ' ';
+	seen->ids[seen->len] = '\0';
+}
+
+static void
+test_idscan_every_answer_of_a_batch(void **state)
+{
+	static const struct {
+		const char *in;
+		const char *ids; /* each answer's, a space after each */
+		bool left;	 /* an answer cut short left in the scanner */
+	} cases[] = {
+		{ "{'id':1,'result':1},{'id':2,'result':{'id':9}},{'id':'c','error':{}}]",
+		  "1 2 'c' ", false },
+		{ "{'id':1,'method':'m'},{'method':'n','params':{'id':3}},{'id':4,'result':1}]",
+		  "4 ", false },
+		{ "7,{'result':[{'id':6}],'id':5},null,{'\\u0069d':8,'r\\u0065sult':0}]", "5 8 ",
+		  false },
+		{ "{'id':null,'result':1},{'result':1},{'id':2,'result':1}]", "? 2 ", false },
+		{ "{'id':1,'result':1},{'id':2,'result':'xxxx", "1 ", true },
+		{ "{'id':1,'method':'m'}]", "", false },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char in[256], want[64];
+		size_t len;
+
+		q(in, sizeof(in), cases[i].in);
+		q(want, sizeof(want), cases[i].ids);
+		len = strlen(in);
+		for (size_t piece = 1; piece <= 17; piece++) {
+			struct jsonrpc_idscan sc;
+			struct answers_seen seen = { .len = 0 };
+
+			seen.ids[0] = '\0';
+			jsonrpc_idscan_init(&sc);
+			sc.batch = true;
+			sc.on_answer = idscan_seen;
+			sc.ctx = &seen;
+			for (size_t at = 0; at < len; at += piece) {
+				jsonrpc_idscan_feed(&sc, in + at,
+						    len - at < piece ? len - at : piece);
+			}
+			if (strcmp(seen.ids, want) != 0 ||
+			    (sc.found && jsonrpc_idscan_is_answer(&sc)) != cases[i].left) {
+				fail_msg("%s (pieces of %zu): answers %s, want %s; one left %d", in,
+					 piece, seen.ids, want,
+					 sc.found && jsonrpc_idscan_is_answer(&sc));
 			}
 		}
 	}
@@ -1493,6 +1576,7 @@ main(void)
 		cmocka_unit_test(test_idscan_every_piece_size),
 		cmocka_unit_test(test_idscan_kind),
 		cmocka_unit_test(test_idscan_batch),
+		cmocka_unit_test(test_idscan_every_answer_of_a_batch),
 		cmocka_unit_test(test_idscan_long_id),
 		cmocka_unit_test(test_bigscan_every_piece_size),
 		cmocka_unit_test(test_bigscan_long_session),
