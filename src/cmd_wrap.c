@@ -47,6 +47,11 @@ struct wrap {
 	size_t drain_left; /* what the client had to read when drain_w was armed */
 	struct jsonrpc_scanner scan;
 	struct jsonrpc_idscan big_id;
+	/* A batch over the bound, as it passes: its answers and requests with an id, each
+	 * a kind ('a', 'r'), the id's length and its text; and how many notifications. */
+	bool big_batch;
+	struct sbuf big_items;
+	size_t big_notes;
 	struct sbuf tmp;
 	struct sbuf kept;      /* a batch less its answers, for a new run */
 	struct session *cur;   /* the run that new messages go to, NULL after an end */
@@ -582,13 +587,45 @@ handle_line(struct wrap *w, const char *line, size_t len)
 	sbuf_reset(&w->kept); /* (its memory given back after a long batch) */
 }
 
+/* An element of a batch of the client's over the bound, as it ends: kept if it has an id. */
+static void
+wrap_big_element(void *ctx, const struct jsonrpc_idscan *sc)
+{
+	struct wrap *w = ctx;
+	size_t id_len = 0;
+	const char *id = jsonrpc_idscan_id(sc, &id_len);
+	char kind = jsonrpc_idscan_is_answer(sc) ? 'a' : 'r';
+
+	if (id == NULL && sc->overflow && kind == 'r') {
+		id = ""; /* an id too long to be kept: answered with id null */
+	} else if (id == NULL) {
+		w->big_notes += sc->has_method && kind == 'r';
+		return;
+	}
+	sbuf_add(&w->big_items, &kind, 1);
+	sbuf_add(&w->big_items, (const char[]){ (char)id_len }, 1);
+	sbuf_add(&w->big_items, id, id_len);
+}
+
 static void
 wrap_on_big_begin(void *ctx, const char *head, size_t len)
 {
 	struct wrap *w = ctx;
+	size_t i = 0;
 
+	while (i < len && (head[i] == ' ' || head[i] == '\t' || head[i] == '\r')) {
+		i++;
+	}
+	/* A batch: its elements are scanned as messages of their own (wrap_big_element()). */
+	w->big_batch = i < len && head[i] == '[';
+	i = w->big_batch ? i + 1 : 0;
+	sbuf_reset(&w->big_items);
+	w->big_notes = 0;
 	jsonrpc_idscan_init(&w->big_id);
-	jsonrpc_idscan_feed(&w->big_id, head, len);
+	w->big_id.batch = w->big_batch;
+	w->big_id.on_element = wrap_big_element;
+	w->big_id.ctx = w;
+	jsonrpc_idscan_feed(&w->big_id, head + i, len - i);
 }
 
 static void
@@ -597,6 +634,67 @@ wrap_on_big_more(void *ctx, const char *more, size_t len)
 	struct wrap *w = ctx;
 
 	jsonrpc_idscan_feed(&w->big_id, more, len);
+}
+
+/*
+ * A batch of the client's over the bound, scanned whole: each of its requests gets
+ * big->code's error with its id, in one array, and the server an error in place of each
+ * of its answers.  False when it held none (or the memory to keep them ran out): it is
+ * answered as one message.
+ */
+static bool
+wrap_big_batch(struct wrap *w, struct rpcout_big *big)
+{
+	const struct sbuf *items = &w->big_items;
+	char text[256];
+	size_t n = 0;
+
+	if (items->failed || (items->len == 0 && w->big_notes == 0)) {
+		if (items->failed) {
+			diag_error("out of memory: the ids of a batch of the client's over "
+				   "--max-message could not be kept");
+		}
+		return false;
+	}
+	big->answer = false;
+	big->notification = false;
+	(void)rpcout_oversize(big, text, sizeof(text));
+	/* The answers first: what goes to the server uses w->tmp too. */
+	for (size_t i = 0; i < items->len; i += 2 + (unsigned char)items->buf[i + 1]) {
+		if (items->buf[i] != 'a') {
+			continue;
+		}
+		big->id = items->buf + i + 2;
+		big->id_len = (unsigned char)items->buf[i + 1];
+
+		struct sbuf b = { 0 };
+
+		/* An answer to the client would read as one to a request of its own. */
+		diag_warn(RPCOUT_BIG_ANSWER, RPCOUT_BIG_ARGS_ID(big), RPCOUT_BIG_ARGS_SIZE(big));
+		rpcout_answer_too_large(&b, big);
+		if (!b.failed) {
+			wrap_on_line(w, b.buf, b.len);
+		}
+		sbuf_release(&b);
+	}
+	sbuf_reset(&w->tmp);
+	for (size_t i = 0; i < items->len; i += 2 + (unsigned char)items->buf[i + 1]) {
+		if (items->buf[i] == 'r') {
+			sbuf_adds(&w->tmp, n++ == 0 ? "[" : ",");
+			size_t id_len = (unsigned char)items->buf[i + 1];
+
+			rpcout_error(&w->tmp, id_len > 0 ? items->buf + i + 2 : NULL, id_len,
+				     RPCOUT_BIG_CODE(big), text);
+		}
+	}
+	if (n > 0) {
+		sbuf_adds(&w->tmp, "]");
+		send_own(w);
+	}
+	if (w->big_notes > 0) {
+		diag_warn(RPCOUT_BIG_NOTIFICATION, RPCOUT_BIG_ARGS_SIZE(big));
+	}
+	return true;
 }
 
 static void
@@ -621,6 +719,21 @@ wrap_on_big_end(void *ctx, size_t total)
 				   .total = total,
 				   .limit = w->opt->max_message,
 				   .no_memory = total <= w->opt->max_message };
+	if (w->big_batch) {
+		/* An element cut short by the line's end, then the batch's. */
+		if (w->big_id.found || w->big_id.has_method) {
+			wrap_big_element(w, &w->big_id);
+		}
+		bool done = wrap_big_batch(w, &big);
+
+		sbuf_reset(&w->big_items); /* (its memory given back after a long batch) */
+		if (done) {
+			return;
+		}
+		big = (struct rpcout_big){ .total = total,
+					   .limit = w->opt->max_message,
+					   .no_memory = total <= w->opt->max_message };
+	}
 	switch (rpcout_oversize(&big, text, sizeof(text))) {
 	case RPCOUT_OVERSIZE_ANSWER:
 		/* An answer to the client would read as one to a request of its own. */
@@ -801,6 +914,7 @@ cmd_wrap(const struct mcpmux_options *o)
 	jsonrpc_release(&w->scan);
 	sbuf_release(&w->tmp);
 	sbuf_release(&w->kept);
+	sbuf_release(&w->big_items);
 	sbuf_release(&w->held);
 	handshake_release(&w->hs);
 	pool_close(w->pool);

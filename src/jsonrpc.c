@@ -1187,22 +1187,21 @@ idscan_capture(struct jsonrpc_idscan *sc, char c)
 static void
 idscan_value_end(struct jsonrpc_idscan *sc)
 {
-	void (*on_answer)(void *, const struct jsonrpc_idscan *) = sc->on_answer;
+	void (*on_element)(void *, const struct jsonrpc_idscan *) = sc->on_element;
 	void *ctx = sc->ctx;
 
 	if (!sc->batch) {
 		sc->ended = true;
 		return;
 	}
-	if (sc->found && jsonrpc_idscan_is_answer(sc)) {
-		if (on_answer == NULL) {
-			return; /* the first answer's id is the one sought */
-		}
-		on_answer(ctx, sc);
+	if (on_element != NULL) {
+		on_element(ctx, sc);
+	} else if (sc->found && jsonrpc_idscan_is_answer(sc)) {
+		return; /* the first answer's id is the one sought */
 	}
 	jsonrpc_idscan_init(sc);
 	sc->batch = true;
-	sc->on_answer = on_answer;
+	sc->on_element = on_element;
 	sc->ctx = ctx;
 }
 
@@ -1281,7 +1280,7 @@ jsonrpc_idscan_feed(struct jsonrpc_idscan *sc, const char *p, size_t len)
 {
 	for (size_t i = 0;
 	     i < len && !sc->ended &&
-	     !(sc->batch ? sc->on_answer == NULL && sc->found && sc->has_answer && !sc->has_method
+	     !(sc->batch ? sc->on_element == NULL && sc->found && sc->has_answer && !sc->has_method
 			 : sc->found && (sc->has_method || sc->has_answer));
 	     i++) {
 		char c = p[i];

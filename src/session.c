@@ -1271,8 +1271,8 @@ session_on_line(void *ctx, const char *line, size_t len)
 }
 
 /*
- * An answer of a server's line too large to forward, as it passes (alone, or each of a
- * batch's): the request it answers is marked lost, to get an error in its place.
+ * A server's line too large to forward, as it passes (alone, or each element of a
+ * batch): the request an answer in it answers is marked lost, to get an error in its place.
  */
 static void
 session_big_answer(void *ctx, const struct jsonrpc_idscan *sc)
@@ -1282,7 +1282,9 @@ session_big_answer(void *ctx, const struct jsonrpc_idscan *sc)
 	const char *id = jsonrpc_idscan_id(sc, &id_len);
 	struct pending *p = NULL, *tmp;
 
-	if (id != NULL) {
+	if (!sc->found || !jsonrpc_idscan_is_answer(sc)) {
+		return; /* a request of the server's, or a notification: in its numbering */
+	} else if (id != NULL) {
 		p = ids_find(s->pending, id, id_len);
 	} else if (sc->overflow) {
 		/* An id too long to be kept whole: the request that wrote it so. */
@@ -1306,8 +1308,8 @@ session_on_big_begin(void *ctx, const char *head, size_t len)
 	while (i < len && (head[i] == ' ' || head[i] == '\t' || head[i] == '\r')) {
 		i++;
 	}
-	/* A batch: its elements are scanned as messages of their own, up to its first
-	 * answer, whose id finds the client's batch it answers (session_on_big_end()). */
+	/* A batch: its elements are scanned as messages of their own, each answer among
+	 * them as it ends (session_big_answer()). */
 	s->big_batch = i < len && head[i] == '[';
 	if (s->big_batch) {
 		i++;
@@ -1316,7 +1318,7 @@ session_on_big_begin(void *ctx, const char *head, size_t len)
 	}
 	jsonrpc_idscan_init(&s->big_id);
 	s->big_id.batch = s->big_batch;
-	s->big_id.on_answer = session_big_answer;
+	s->big_id.on_element = session_big_answer;
 	s->big_id.ctx = s;
 	jsonrpc_idscan_feed(&s->big_id, head + i, len - i);
 }
@@ -1347,9 +1349,7 @@ session_on_big_end(void *ctx, size_t total)
 	/* An answer still in the scanner: the message alone, or a batch's last, cut short.
 	 * A request of the server's (or a notification) is passed over: its id, if any, is
 	 * in the server's numbering, not the client's, and answers none of the client's. */
-	if (s->big_id.found && jsonrpc_idscan_is_answer(&s->big_id)) {
-		session_big_answer(s, &s->big_id);
-	}
+	session_big_answer(s, &s->big_id);
 	answer_lost(s, s->big_batch, text);
 	busy_sync(s);
 }

@@ -295,11 +295,12 @@ struct jsonrpc_idscan {
 	bool batch;
 	bool has_method, has_answer; /* "method"; "result" or "error" */
 	/*
-	 * Set after init, with batch: called with the scanner as each answer of the batch
-	 * ends, every one of them, not only the first (the scan goes on to the batch's end);
-	 * an answer cut short by the end of what is fed is left in the scanner.
+	 * Set after init, with batch: called with the scanner as each element of the batch
+	 * ends (an answer: found and jsonrpc_idscan_is_answer()), every one of them, not only
+	 * up to the first answer (the scan goes on to the batch's end); an element cut short
+	 * by the end of what is fed is left in the scanner.
 	 */
-	void (*on_answer)(void *ctx, const struct jsonrpc_idscan *sc);
+	void (*on_element)(void *ctx, const struct jsonrpc_idscan *sc);
 	void *ctx;
 };
 

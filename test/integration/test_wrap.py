@@ -767,10 +767,14 @@ class Failures(Case):
         self.assertEqual(w.wait(), 0)
 
     def test_a_batch_over_max(self):
-        """A batch over --max-message gets one -32600 with id null: the ids of its requests
-        are not looked for (docs/decisions.md); nothing of it is forwarded."""
+        """A batch over --max-message gets one array with -32600 for each of its requests,
+        by its id, as it passes (docs/decisions.md); nothing of it is forwarded."""
         w = self.wrap("--stderr-chatter", opts=["--max-message", "1000"])
         w.send([call(5, "echo", text="x" * 5000), req(6, "ping")])
+        self.assertEqual([(m["id"], m["error"]["code"]) for m in w.msg()],
+                         [(5, -32600), (6, -32600)])
+        # a batch with no message in it: one -32600 with id null, as before
+        w.write(b"[" + b",".join([b"1"] * 600) + b"]\n")
         self.assert_error(w.msg(), None, -32600)
         w.send(req(7, "ping"))
         self.assertEqual(w.msg(), {"jsonrpc": "2.0", "id": 7, "result": {}})
@@ -895,6 +899,37 @@ class Failures(Case):
         wait_until(lambda: "a notification of the client over --max-message" in w.stderr(), 5,
                    "the warning")
         w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+
+
+    def test_a_batch_over_max_message_is_answered_by_id(self):
+        """A batch of the client's too long to be read: each of its requests gets -32600
+        with its id, in one array, and the server gets an error in place of each answer in
+        it (its tool call says so): none waits for ever; its notifications are dropped."""
+        w = self.wrap(opts=["--max-message", "4096"])
+        w.send(initialize(1))
+        w.msg()
+        w.send(call(2, "ask"))
+        ask = w.msg()
+        self.assertEqual(ask["method"], "sampling/createMessage")
+        w.send([req(3, "ping"),
+                {"jsonrpc": "2.0", "id": ask["id"],
+                 "result": {"role": "assistant", "content": {"type": "text", "text": "x" * 20000}}},
+                note("notifications/progress", {"progressToken": 1, "progress": 1}),
+                req("four", "ping", {"pad": [{"id": 9}]}), req("k" * 300, "ping")])
+        got = [w.msg(10), w.msg(10)]
+        errors = [m for m in got if isinstance(m, list)]
+        self.assertEqual(len(errors), 1, got)
+        self.assertEqual([(e["id"], e["error"]["code"]) for e in errors[0]],
+                         [(3, -32600), ("four", -32600), (None, -32600)])
+        self.assertIn("message too large", errors[0][0]["error"]["message"])
+        tool = [m for m in got if not isinstance(m, list)][0]
+        self.assertEqual(tool.get("id"), 2, tool)
+        self.assertIn("too large for mcpmux", tool["result"]["content"][0]["text"])
+        w.send(req(5, "ping"))
+        self.assertEqual(w.msg(), {"jsonrpc": "2.0", "id": 5, "result": {}})
+        w.close_stdin()
+        self.assertEqual(w.read_to_eof(10), b"")
         self.assertEqual(w.wait(), 0)
 
 
