@@ -395,6 +395,12 @@ backend_owner(void)
 	return owner_env[0] != '\0' ? owner_env + sizeof(PROCTREE_OWNER_ENV) : "";
 }
 
+const char *
+backend_cgroup(void)
+{
+	return inst_cgroup;
+}
+
 void
 backend_module_release(void)
 {

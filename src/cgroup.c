@@ -73,9 +73,15 @@ cgroup2_mount(char *out, size_t len)
 }
 
 int
-cgroup_instance_make(char *out, size_t len, pid_t pid)
+cgroup_mount(char *out, size_t len)
 {
-	char mnt[1024], own[2048], dir[CGROUP_PATH_MAX];
+	return cgroup2_mount(out, len);
+}
+
+int
+cgroup_own(char *out, size_t len)
+{
+	char mnt[1024], own[2048];
 	const char *rel = NULL;
 
 	if (cgroup2_mount(mnt, sizeof(mnt)) == -1 ||
@@ -99,11 +105,21 @@ cgroup_instance_make(char *out, size_t len, pid_t pid)
 		errno = ENOENT;
 		return -1;
 	}
-	int n = snprintf(dir, sizeof(dir), "%s%s", mnt, strcmp(rel, "/") == 0 ? "" : rel);
-	char probe[CGROUP_PATH_MAX + 32];
+	int n = snprintf(out, len, "%s%s", mnt, strcmp(rel, "/") == 0 ? "" : rel);
 
-	if (n < 0 || (size_t)n >= sizeof(dir)) {
+	if (n < 0 || (size_t)n >= len) {
 		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
+}
+
+int
+cgroup_instance_make(char *out, size_t len, pid_t pid)
+{
+	char dir[CGROUP_PATH_MAX], probe[CGROUP_PATH_MAX + 32];
+
+	if (cgroup_own(dir, sizeof(dir)) == -1) {
 		return -1;
 	}
 	/*
@@ -121,8 +137,9 @@ cgroup_instance_make(char *out, size_t len, pid_t pid)
 	 * name gets a suffix: "mcpmux.PID.K".
 	 */
 	for (unsigned k = 1;; k++) {
-		n = k == 1 ? snprintf(out, len, "%s/mcpmux.%d", dir, (int)pid)
-			   : snprintf(out, len, "%s/mcpmux.%d.%u", dir, (int)pid, k);
+		int n = k == 1 ? snprintf(out, len, "%s/mcpmux.%d", dir, (int)pid)
+			       : snprintf(out, len, "%s/mcpmux.%d.%u", dir, (int)pid, k);
+
 		if (n < 0 || (size_t)n >= len || (size_t)n + 32 >= CGROUP_PATH_MAX) {
 			errno = ENAMETOOLONG;
 			return -1;
@@ -386,6 +403,77 @@ cgroup_remove(const char *dir)
 	return remove_at(AT_FDCWD, dir, 0);
 }
 
+int
+cgroup_instance_pid(const char *name, pid_t *pid)
+{
+	char *end;
+	long v;
+
+	if (strncmp(name, "mcpmux.", 7) != 0 || name[7] < '1' || name[7] > '9') {
+		return -1;
+	}
+	errno = 0;
+	v = strtol(name + 7, &end, 10);
+	if (*end == '.' && end[1] >= '1' && end[1] <= '9' && errno == 0) {
+		char *k_end;
+
+		(void)strtoul(end + 1, &k_end, 10);
+		end = *k_end == '\0' && errno == 0 ? k_end : end;
+	}
+	if (*end != '\0' || errno != 0 || v <= 0 || v > INT32_MAX) {
+		return -1;
+	}
+	*pid = (pid_t)v;
+	return 0;
+}
+
+/* fn(ctx, top, pid) for each process of the cgroup name in at and of those below it. */
+static void
+procs_walk(int at, const char *name, const char *top, int depth,
+	   void (*fn)(void *ctx, const char *top, pid_t pid), void *ctx)
+{
+	int dfd = openat(at, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d;
+	struct dirent *de;
+
+	if (dfd == -1) {
+		return;
+	}
+	int fd = openat(dfd, "cgroup.procs", O_RDONLY | O_CLOEXEC);
+	FILE *f = fd >= 0 ? fdopen(fd, "re") : NULL;
+
+	if (f == NULL && fd >= 0) {
+		(void)close(fd);
+	}
+	if (f != NULL) {
+		long pid;
+
+		while (fscanf(f, "%ld", &pid) == 1) {
+			if (pid > 0 && pid <= INT32_MAX) {
+				fn(ctx, top, (pid_t)pid);
+			}
+		}
+		fclose(f);
+	}
+	if (depth >= REMOVE_DEPTH_MAX || (d = fdopendir(dfd)) == NULL) {
+		sys_close(&dfd);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_type == DT_DIR && de->d_name[0] != '.') {
+			procs_walk(dirfd(d), de->d_name, top != NULL ? top : de->d_name, depth + 1,
+				   fn, ctx);
+		}
+	}
+	closedir(d);
+}
+
+void
+cgroup_procs_each(const char *dir, void (*fn)(void *ctx, const char *top, pid_t pid), void *ctx)
+{
+	procs_walk(AT_FDCWD, dir, NULL, 0, fn, ctx);
+}
+
 size_t
 cgroup_sweep_stale(const char *inst)
 {
@@ -405,25 +493,12 @@ cgroup_sweep_stale(const char *inst)
 	}
 	while ((de = readdir(d)) != NULL) {
 		const char *n = de->d_name;
-		char *end;
-
-		if (de->d_type != DT_DIR || strncmp(n, "mcpmux.", 7) != 0 || n[7] < '1' ||
-		    n[7] > '9' || strcmp(n, base + 1) == 0) {
-			continue;
-		}
-		errno = 0;
-		long pid = strtol(n + 7, &end, 10);
+		pid_t pid;
 
 		/* "mcpmux.PID" or "mcpmux.PID.K"; its owner is no process here (ESRCH; EPERM:
 		 * another user's, alive). */
-		if (*end == '.' && end[1] >= '1' && end[1] <= '9' && errno == 0) {
-			char *k_end;
-
-			(void)strtoul(end + 1, &k_end, 10);
-			end = *k_end == '\0' && errno == 0 ? k_end : end;
-		}
-		if (*end != '\0' || errno != 0 || pid <= 0 || pid > INT32_MAX ||
-		    kill((pid_t)pid, 0) == 0 || errno != ESRCH) {
+		if (de->d_type != DT_DIR || strcmp(n, base + 1) == 0 ||
+		    cgroup_instance_pid(n, &pid) == -1 || kill(pid, 0) == 0 || errno != ESRCH) {
 			continue;
 		}
 		(void)snprintf(dir, sizeof(dir), "%s/%s", parent, n);

@@ -287,6 +287,101 @@ json_orphan(struct sbuf *b, const struct survey *p, size_t g)
 	sbuf_adds(b, "}");
 }
 
+/* A session of a dead instance's cgroup: what its processes (p->cgp) add up to. */
+struct cg_group {
+	size_t first; /* its first entry in p->cgp */
+	size_t top;   /* its oldest process, in scan.v */
+	size_t n;
+	unsigned long long rss_kib;
+};
+
+static bool
+cg_same(const struct survey *p, size_t i, size_t j)
+{
+	return p->cgp[i].cg == p->cgp[j].cg && strcmp(p->cgp[i].session, p->cgp[j].session) == 0;
+}
+
+/* Is p->cgp[i] the first of its session, a selected one?  Then its sums, into *o. */
+static bool
+cg_group_at(const struct survey *p, size_t i, struct cg_group *o)
+{
+	const struct procscan *s = &p->scan;
+
+	if (!survey_session_selected(&p->o, p->cgp[i].session)) {
+		return false;
+	}
+	for (size_t j = 0; j < i; j++) {
+		if (cg_same(p, i, j)) {
+			return false;
+		}
+	}
+	memset(o, 0, sizeof(*o));
+	o->first = i;
+	o->top = p->cgp[i].proc;
+	for (size_t j = i; j < p->n_cgp; j++) {
+		if (cg_same(p, i, j)) {
+			size_t k = p->cgp[j].proc;
+
+			o->n++;
+			o->rss_kib += s->v[k].rss_kib;
+			if (s->v[k].start < s->v[o->top].start) {
+				o->top = k;
+			}
+		}
+	}
+	return true;
+}
+
+/* Its owner as shown: the instance's MCPMUX_OWNER, else its cgroup's name. */
+static const char *
+cg_owner(const struct survey *p, size_t i)
+{
+	const struct survey_cgroup *c = &p->cg[p->cgp[i].cg];
+
+	return c->owner[0] != '\0' ? c->owner : strrchr(c->dir, '/') + 1;
+}
+
+static void
+json_cg_orphan(struct sbuf *b, const struct survey *p, const struct cg_group *x)
+{
+	const struct procscan *s = &p->scan;
+	const struct survey_cgproc *c = &p->cgp[x->first];
+	const struct procscan_proc *top = &s->v[x->top];
+	char user[64];
+	bool first = true;
+
+	sbuf_adds(b, "{\"session\":");
+	if (c->session[0] != '\0') {
+		json_str(b, c->session);
+	} else {
+		sbuf_adds(b, "null");
+	}
+	sbuf_adds(b, ",\"owner\":");
+	if (p->cg[c->cg].owner[0] != '\0') {
+		json_str(b, p->cg[c->cg].owner);
+	} else {
+		sbuf_adds(b, "null");
+	}
+	sbuf_adds(b, ",\"cgroup\":");
+	json_str(b, p->cg[c->cg].dir);
+	sbuf_addf(b, ",\"uid\":%u,\"user\":", (unsigned)top->uid);
+	json_str(b, survey_user(top->uid, user, sizeof(user)));
+	sbuf_addf(b, ",\"pid\":%d,\"carriers\":[],\"tree\":%zu,\"pids\":[", (int)top->pid, x->n);
+	for (size_t j = x->first; j < p->n_cgp; j++) {
+		if (cg_same(p, x->first, j)) {
+			sbuf_addf(b, "%s%d", first ? "" : ",", (int)s->v[p->cgp[j].proc].pid);
+			first = false;
+		}
+	}
+	sbuf_adds(b, "],\"state\":");
+	json_str(b, proc_state_name(top->state));
+	sbuf_adds(b, ",\"age_s\":");
+	json_age(b, procscan_age(s, x->top));
+	sbuf_addf(b, ",\"rss_kib\":%llu,\"command\":", x->rss_kib);
+	json_words(b, top, 0);
+	sbuf_adds(b, "}");
+}
+
 static void
 json_container(struct sbuf *b, const struct survey *p, const struct container_info *c)
 {
@@ -335,6 +430,15 @@ ps_json(const struct survey *p)
 		    survey_session_selected(&p->o, s->g[g].session)) {
 			sbuf_adds(&b, first ? "" : ",");
 			json_orphan(&b, p, g);
+			first = false;
+		}
+	}
+	for (size_t i = 0; i < p->n_cgp; i++) {
+		struct cg_group x;
+
+		if (cg_group_at(p, i, &x)) {
+			sbuf_adds(&b, first ? "" : ",");
+			json_cg_orphan(&b, p, &x);
 			first = false;
 		}
 	}
@@ -560,6 +664,30 @@ ps_tables(const struct survey *p)
 
 		survey_table_row(&ot, row);
 	}
+	for (size_t i = 0; i < p->n_cgp; i++) {
+		struct cg_group x;
+
+		if (!cg_group_at(p, i, &x)) {
+			continue;
+		}
+		const struct procscan_proc *top = &s->v[x.top];
+
+		survey_fmt_age(procscan_age(s, x.top), b, sizeof(b));
+		survey_fmt_kib(x.rss_kib, c, sizeof(c));
+		(void)snprintf(d, sizeof(d), "%zu", x.n);
+		(void)snprintf(e, sizeof(e), "%d", (int)top->pid);
+		survey_command(top, 0, cmd, sizeof(cmd));
+		const char *row[] = { p->cgp[i].session[0] ? p->cgp[i].session : "-",
+				      cg_owner(p, i),
+				      survey_user(top->uid, user, sizeof(user)),
+				      e,
+				      d,
+				      b,
+				      c,
+				      cmd };
+
+		survey_table_row(&ot, row);
+	}
 	for (size_t en = 0; en < 2; en++) {
 		for (size_t k = 0; k < p->engines[en].n; k++) {
 			const struct container_info *ci = &p->engines[en].v[k];
@@ -632,7 +760,8 @@ cmd_ps(int argc, char **argv)
 	if (rc != 0) {
 		return rc == 1 ? 0 : EXIT_USAGE;
 	}
-	if (survey_read(&p) == -1 || survey_read_status(&p) == -1) {
+	if (survey_read(&p) == -1 || survey_read_status(&p) == -1 ||
+	    survey_read_cgroups(&p) == -1) {
 		survey_release(&p);
 		return 1;
 	}

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mcpmux/cgroup.h"
 #include "mcpmux/cli.h"
 #include "mcpmux/cmd.h"
 #include "mcpmux/diag.h"
@@ -79,6 +80,31 @@ has_victim(const struct victims *vs, pid_t pid, unsigned long long start)
 	return false;
 }
 
+static int
+push_victim(struct victims *vs, const struct procscan_proc *c, const char *session,
+	    const char *owner)
+{
+	if (vs->n == vs->cap) {
+		size_t cap = vs->cap ? vs->cap * 2 : 16;
+		struct victim *nv = realloc(vs->v, cap * sizeof(*nv));
+
+		if (nv == NULL) {
+			return -1;
+		}
+		vs->v = nv;
+		vs->cap = cap;
+	}
+	struct victim *v = &vs->v[vs->n++];
+
+	memset(v, 0, sizeof(*v));
+	procscan_target_init(&v->t, c->pid, c->start);
+	(void)snprintf(v->session, sizeof(v->session), "%s", session);
+	(void)snprintf(v->owner, sizeof(v->owner), "%s", owner);
+	v->uid = c->uid;
+	survey_command(c, 0, v->command, sizeof(v->command));
+	return 0;
+}
+
 /*
  * Add the carriers of group g (not yet victims) to vs; say so of those on this sweep's
  * own line when warn.  -1 when memory runs out.
@@ -105,24 +131,94 @@ add_victims(struct victims *vs, const struct survey *p, size_t g, bool warn)
 				  survey_printable(c->session, session, sizeof(session)));
 			continue;
 		}
-		if (vs->n == vs->cap) {
-			size_t cap = vs->cap ? vs->cap * 2 : 16;
-			struct victim *nv = realloc(vs->v, cap * sizeof(*nv));
-
-			if (nv == NULL) {
-				return -1;
-			}
-			vs->v = nv;
-			vs->cap = cap;
+		if (push_victim(vs, c, c->session, c->owner) == -1) {
+			return -1;
 		}
-		struct victim *v = &vs->v[vs->n++];
+	}
+	return 0;
+}
 
-		memset(v, 0, sizeof(*v));
-		procscan_target_init(&v->t, c->pid, c->start);
-		(void)snprintf(v->session, sizeof(v->session), "%s", c->session);
-		(void)snprintf(v->owner, sizeof(v->owner), "%s", c->owner);
-		v->uid = c->uid;
-		survey_command(c, 0, v->command, sizeof(v->command));
+/* A selected session of a dead instance's cgroup (its session "" when unknown). */
+struct cgkey {
+	size_t cg;
+	char session[PROCTREE_COOKIE_MAX + 1];
+};
+
+static bool
+cgkey_has(const struct cgkey *keys, size_t n, size_t cg, const char *session)
+{
+	for (size_t k = 0; k < n; k++) {
+		if (keys[k].cg == cg && strcmp(keys[k].session, session) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Add the processes of the selected sessions of the dead instances' cgroups (not yet
+ * victims) to vs, as add_victims() does.  -1 when memory runs out.
+ */
+static int
+add_cg_victims(struct victims *vs, const struct survey *p, const struct cgkey *keys, size_t n,
+	       bool warn)
+{
+	for (size_t i = 0; i < p->n_cgp; i++) {
+		const struct survey_cgproc *x = &p->cgp[i];
+		const struct survey_cgroup *cg = &p->cg[x->cg];
+		const struct procscan_proc *c = &p->scan.v[x->proc];
+		const char *base = strrchr(cg->dir, '/');
+
+		if (c->uid != p->uid || !cgkey_has(keys, n, x->cg, x->session) ||
+		    has_victim(vs, c->pid, c->start)) {
+			continue;
+		}
+		if (c->is_self_line) {
+			if (warn) {
+				diag_warn(
+					"pid %d (in the cgroup %s of an instance that is gone) is an "
+					"ancestor of this sweep: left alone",
+					(int)c->pid, cg->dir);
+			}
+			continue;
+		}
+		if (push_victim(vs, c, x->session, cg->owner[0] != '\0' ? cg->owner : base + 1) ==
+		    -1) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The sessions of the dead instances' cgroups that this sweep ends, into keys.  -1: ENOMEM. */
+static int
+select_cgroups(const struct survey *p, struct cgkey **keys, size_t *n)
+{
+	*keys = calloc(p->n_cgp ? p->n_cgp : 1, sizeof(**keys));
+	*n = 0;
+	if (*keys == NULL) {
+		return -1;
+	}
+	for (size_t i = 0; i < p->n_cgp; i++) {
+		const struct survey_cgproc *x = &p->cgp[i];
+		double age = -1;
+
+		if (cgkey_has(*keys, *n, x->cg, x->session) ||
+		    !survey_session_selected(&p->o, x->session)) {
+			continue;
+		}
+		/* A session's age: its oldest process's, as an orphan group's is its server's. */
+		for (size_t j = i; j < p->n_cgp; j++) {
+			if (p->cgp[j].cg == x->cg && strcmp(p->cgp[j].session, x->session) == 0) {
+				age = SYS_MAX(age, procscan_age(&p->scan, p->cgp[j].proc));
+			}
+		}
+		if (p->o.older_than_s <= 0 || age > p->o.older_than_s) {
+			(*keys)[*n].cg = x->cg;
+			(void)snprintf((*keys)[*n].session, sizeof((*keys)[*n].session), "%s",
+				       x->session);
+			(*n)++;
+		}
 	}
 	return 0;
 }
@@ -173,11 +269,29 @@ wait_victims(struct victims *vs, long long deadline)
 	return left;
 }
 
-/* Re-scan and add the selected groups' carriers that appeared since (forked). */
+/* What a sweep ends: orphan groups by their keys, and sessions of dead cgroups. */
+struct selection {
+	const struct key *keys;
+	size_t n_keys;
+	const struct cgkey *cg;
+	size_t n_cg;
+};
+
+/*
+ * Re-scan and add the selected groups' carriers, and the processes of the selected
+ * sessions of dead cgroups, that appeared since (forked).
+ */
 static int
-rescan(struct survey *p, const struct key *keys, size_t n_keys, struct victims *vs)
+rescan(struct survey *p, const struct selection *sel, struct victims *vs)
 {
+	const struct key *keys = sel->keys;
+	size_t n_keys = sel->n_keys;
+
 	if (procscan_read(&p->scan, SURVEY_PROC_ROOT, p->uid, false, getpid()) == -1) {
+		return -1;
+	}
+	if (survey_cgroup_procs(p) == -1 ||
+	    add_cg_victims(vs, p, sel->cg, sel->n_cg, false) == -1) {
 		return -1;
 	}
 	for (size_t k = 0; k < n_keys; k++) {
@@ -204,7 +318,7 @@ live_victims(const struct victims *vs)
 
 /* The process ladder: SIGTERM + SIGCONT, grace, SIGKILL rounds until gone or deadline. */
 static void
-end_processes(struct survey *p, const struct key *keys, size_t n_keys, struct victims *vs)
+end_processes(struct survey *p, const struct selection *sel, struct victims *vs)
 {
 	for (size_t i = 0; i < vs->n; i++) {
 		signal_victim(&vs->v[i], SIGTERM);
@@ -214,7 +328,7 @@ end_processes(struct survey *p, const struct key *keys, size_t n_keys, struct vi
 
 	/* Anything forked during the grace is found by the re-scan and killed with the rest. */
 	for (;;) {
-		if (rescan(p, keys, n_keys, vs) == -1) {
+		if (rescan(p, sel, vs) == -1) {
 			diag_warn_errno("cannot read the processes again");
 		}
 		if (live_victims(vs) == 0) {
@@ -419,7 +533,8 @@ sweep_report(const struct survey *p, const struct victims *vs, const struct cvic
 		const struct victim *v = &vs->v[i];
 
 		(void)snprintf(pid, sizeof(pid), "%d", (int)v->t.pid);
-		const char *row[] = { pid, v->session, v->owner[0] ? v->owner : "-",
+		const char *row[] = { pid, v->session[0] ? v->session : "-",
+				      v->owner[0] ? v->owner : "-",
 				      p->o.dry_run ? "-" : esc_name[v->esc], v->command };
 
 		survey_table_row(&pt, row);
@@ -503,7 +618,8 @@ cmd_sweep(int argc, char **argv)
 	struct victims vs = { NULL, 0, 0 };
 	struct cvictim *cv = NULL;
 	struct key *keys = NULL;
-	size_t n_keys = 0, ncv = 0;
+	struct cgkey *cgkeys = NULL;
+	size_t n_keys = 0, ncv = 0, n_cgkeys = 0;
 	struct survey p;
 	int rc;
 
@@ -576,14 +692,29 @@ cmd_sweep(int argc, char **argv)
 			}
 		}
 	}
+	/* What is left in the cgroups of instances that are gone (docs/ps.md). */
+	if (rc == 0 &&
+	    (survey_read_cgroups(&p) == -1 || select_cgroups(&p, &cgkeys, &n_cgkeys) == -1 ||
+	     add_cg_victims(&vs, &p, cgkeys, n_cgkeys, true) == -1)) {
+		rc = -1;
+	}
 	if (rc == -1) {
 		diag_error("out of memory");
 		rc = 1;
 	} else {
 		if (!p.o.dry_run) {
-			end_processes(&p, keys, n_keys, &vs);
+			struct selection sel = { keys, n_keys, cgkeys, n_cgkeys };
+
+			end_processes(&p, &sel, &vs);
 			end_containers(&p, cv, ncv);
-			(void)survey_sweep_status(&p.scan); /* housekeeping: not reported */
+			/* The dead instances' cgroups, emptied: what holds a process stays. */
+			for (size_t k = 0; k < p.n_cg; k++) {
+				if (!p.cg[k].live) {
+					(void)cgroup_remove(p.cg[k].dir);
+				}
+			}
+			/* housekeeping: not reported */
+			(void)survey_sweep_status(&p.scan, &p);
 		}
 		rc = sweep_report(&p, &vs, cv, ncv);
 		if (fflush(stdout) == EOF || ferror(stdout)) {
@@ -597,6 +728,7 @@ cmd_sweep(int argc, char **argv)
 	}
 	free(vs.v);
 	free(keys);
+	free(cgkeys);
 	free(cv);
 	survey_release(&p);
 	return rc;

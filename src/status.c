@@ -40,7 +40,20 @@ status_write(void)
 	ev_timer_stop(st.loop, &st.w);
 	st.last_write = sys_mono();
 	sbuf_reset(b);
-	sbuf_addf(b, "{\"mcpmux\":%d,\"mode\":\"%s\"}\n", (int)getpid(), st.mode);
+	sbuf_addf(b, "{\"mcpmux\":%d,\"mode\":\"%s\"", (int)getpid(), st.mode);
+	/*
+	 * Its MCPMUX_OWNER and its cgroup: the file stays when mcpmux and its keeper are
+	 * killed together, and sweep finds there what is left in the cgroup.
+	 */
+	if (backend_owner()[0] != '\0') {
+		sbuf_adds(b, ",\"owner\":");
+		sbuf_add_json_string(b, backend_owner(), strlen(backend_owner()));
+	}
+	if (backend_cgroup()[0] != '\0') {
+		sbuf_adds(b, ",\"cgroup\":");
+		sbuf_add_json_string(b, backend_cgroup(), strlen(backend_cgroup()));
+	}
+	sbuf_adds(b, "}\n");
 	for (const struct session *s = session_first(); s != NULL; s = s->next_live) {
 		pid_t pid = session_pid(s);
 
@@ -59,6 +72,12 @@ status_write(void)
 		sbuf_add_milli(b, s->started);
 		sbuf_adds(b, ",\"last\":");
 		sbuf_add_milli(b, s->last_activity);
+		if (s->backend != NULL && s->backend->cgroup[0] != '\0') {
+			const char *leaf = strrchr(s->backend->cgroup, '/');
+
+			sbuf_adds(b, ",\"leaf\":");
+			sbuf_add_json_string(b, leaf + 1, strlen(leaf + 1));
+		}
 		sbuf_adds(b, ",\"suspends\":");
 		sbuf_add_uint(b, s->n_suspends, 1);
 		sbuf_adds(b, ",\"resumes\":");

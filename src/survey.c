@@ -60,6 +60,14 @@ survey_release(struct survey *p)
 	}
 	free(p->st);
 	free(p->group_st);
+	for (size_t k = 0; k < p->n_cg; k++) {
+		free(p->cg[k].leaf);
+	}
+	free(p->cg);
+	free(p->cgp);
+	p->cg = NULL;
+	p->cgp = NULL;
+	p->n_cg = p->n_cgp = p->cap_cgp = 0;
 	p->st = NULL;
 	p->group_st = NULL;
 	p->n_st = p->cap_st = 0;
@@ -1285,32 +1293,63 @@ status_stale(const struct procscan *s, pid_t pid)
 	       procscan_still(SURVEY_PROC_ROOT, &s->v[i]) == 1;
 }
 
-size_t
-survey_sweep_status(const struct procscan *s)
+/*
+ * The instances directory of mcpmux's runtime directory in this process's environment
+ * (dir: that runtime directory), opened if it is private to uid; NULL with errno.
+ */
+static DIR *
+open_instances(char *dir, size_t cap, uid_t uid)
 {
 	const char *xdg = getenv("XDG_RUNTIME_DIR");
-	char dir[PATH_MAX];
-	uid_t uid = getuid();
-	size_t n = 0;
 	int dfd, ifd;
 	DIR *d;
 
 	if (xdg != NULL && xdg[0] == '/') {
-		(void)snprintf(dir, sizeof(dir), "%s/mcpmux", xdg);
+		(void)snprintf(dir, cap, "%s/mcpmux", xdg);
 	} else {
-		(void)snprintf(dir, sizeof(dir), "/tmp/mcpmux-%u", (unsigned)uid);
+		(void)snprintf(dir, cap, "/tmp/mcpmux-%u", (unsigned)uid);
 	}
 	dfd = open_private_dir(AT_FDCWD, dir, uid);
 	ifd = dfd != -1 ? open_private_dir(dfd, "instances", uid) : -1;
 	sys_close(&dfd);
 	d = ifd != -1 ? fdopendir(ifd) : NULL;
 	if (d == NULL) {
+		int err = errno;
+
+		sys_close(&ifd);
+		errno = err;
+	}
+	return d;
+}
+
+/* Does keep hold a dead instance's cgroup, still there, found through pid's file? */
+static bool
+cgroup_kept(const struct survey *keep, pid_t pid)
+{
+	struct stat st;
+
+	for (size_t i = 0; keep != NULL && i < keep->n_cg; i++) {
+		if (keep->cg[i].file_pid == pid && stat(keep->cg[i].dir, &st) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+size_t
+survey_sweep_status(const struct procscan *s, const struct survey *keep)
+{
+	char dir[PATH_MAX];
+	uid_t uid = getuid();
+	size_t n = 0;
+	DIR *d = open_instances(dir, sizeof(dir), uid);
+
+	if (d == NULL) {
 		if (errno != ENOENT) {
 			diag_warn_errno("cannot look for the status files of instances that are "
 					"gone in %s/instances",
 					dir);
 		}
-		sys_close(&ifd);
 		return 0;
 	}
 	for (const struct dirent *e; (e = readdir(d)) != NULL;) {
@@ -1327,6 +1366,10 @@ survey_sweep_status(const struct procscan *s)
 		 */
 		if (e->d_name[0] < '1' || e->d_name[0] > '9' || *end != '\0' || errno != 0 ||
 		    pid > INT_MAX || !status_stale(s, (pid_t)pid)) {
+			continue;
+		}
+		/* It tells sweep where the processes still in its cgroup are. */
+		if (cgroup_kept(keep, (pid_t)pid)) {
 			continue;
 		}
 		fd = openat(dirfd(d), e->d_name,
@@ -1346,6 +1389,388 @@ survey_sweep_status(const struct procscan *s)
 	}
 	(void)closedir(d);
 	return n;
+}
+
+/* ---- the cgroups of instances that are gone ---- */
+
+/* What a status file says of its instance's cgroup. */
+struct cg_file {
+	char dir[CGROUP_PATH_MAX]; /* "" none */
+	char owner[PROCSCAN_OWNER_MAX + 1];
+	struct survey_cgleaf *leaf;
+	size_t n_leaf, cap_leaf;
+};
+
+/* The cgroup, owner and leaves that the status file buf of instance pid names.  0, -1. */
+static int
+cg_file_parse(const char *buf, size_t len, pid_t pid, struct cg_file *f)
+{
+	bool header = false;
+
+	for (size_t at = 0; at < len;) {
+		const char *l = buf + at, *nl = memchr(l, '\n', len - at);
+
+		if (nl == NULL) {
+			break; /* torn: being written */
+		}
+		yajl_val root = parse_line(l, (size_t)(nl - l));
+
+		at += (size_t)(nl - l) + 1;
+		if (root == NULL) {
+			if (!header) {
+				errno = EINVAL;
+				return -1;
+			}
+			continue;
+		}
+		if (!header) {
+			yajl_val me = member(root, "mcpmux", yajl_t_number);
+			const char *cg = YAJL_GET_STRING(member(root, "cgroup", yajl_t_string));
+			const char *owner = YAJL_GET_STRING(member(root, "owner", yajl_t_string));
+
+			header = me != NULL && YAJL_IS_INTEGER(me) && YAJL_GET_INTEGER(me) == pid;
+			if (header && cg != NULL && strlen(cg) < sizeof(f->dir)) {
+				(void)snprintf(f->dir, sizeof(f->dir), "%s", cg);
+			}
+			if (header && owner != NULL && strlen(owner) < sizeof(f->owner)) {
+				(void)snprintf(f->owner, sizeof(f->owner), "%s", owner);
+			}
+			yajl_tree_free(root);
+			if (!header) {
+				errno = EINVAL;
+				return -1;
+			}
+			continue;
+		}
+		const char *id = YAJL_GET_STRING(member(root, "session", yajl_t_string));
+		const char *leaf = YAJL_GET_STRING(member(root, "leaf", yajl_t_string));
+
+		if (id != NULL && leaf != NULL && strlen(id) <= PROCTREE_COOKIE_MAX &&
+		    strlen(leaf) < sizeof(f->leaf->leaf) && strchr(leaf, '/') == NULL &&
+		    f->n_leaf < SURVEY_STATUS_MAX_SESSIONS) {
+			if (f->n_leaf == f->cap_leaf) {
+				size_t nc = f->cap_leaf ? f->cap_leaf * 2 : 8;
+				struct survey_cgleaf *nv = realloc(f->leaf, nc * sizeof(*nv));
+
+				if (nv == NULL) {
+					yajl_tree_free(root);
+					errno = ENOMEM;
+					return -1;
+				}
+				f->leaf = nv;
+				f->cap_leaf = nc;
+			}
+			struct survey_cgleaf *x = &f->leaf[f->n_leaf++];
+
+			(void)snprintf(x->leaf, sizeof(x->leaf), "%s", leaf);
+			(void)snprintf(x->session, sizeof(x->session), "%s", id);
+		}
+		yajl_tree_free(root);
+	}
+	if (!header) {
+		errno = EINVAL;
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Is dir an instance cgroup of pid's (its name "mcpmux.PID[.K]") below the cgroup2 mount
+ * mnt, with no "." or ".." in its path: what a status file says is taken at its word only
+ * so far.
+ */
+static bool
+cg_path_ok(const char *mnt, const char *dir, pid_t pid)
+{
+	size_t ml = strlen(mnt);
+	const char *base = strrchr(dir, '/');
+	pid_t named;
+
+	if (ml == 0 || strncmp(dir, mnt, ml) != 0 || dir[ml] != '/' || base == NULL ||
+	    cgroup_instance_pid(base + 1, &named) == -1 || named != pid ||
+	    strstr(dir, "/./") != NULL || strstr(dir, "/../") != NULL) {
+		return false;
+	}
+	return true;
+}
+
+/* A directory of uid's (made by one of its instances). */
+static bool
+cg_mine(const char *dir, uid_t uid)
+{
+	struct stat st;
+
+	return lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == uid;
+}
+
+static bool
+cg_listed(char (*v)[CGROUP_PATH_MAX], size_t n, const char *dir)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(v[i], dir) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool
+cg_taken(const struct survey *p, const char *dir)
+{
+	for (size_t i = 0; i < p->n_cg; i++) {
+		if (strcmp(p->cg[i].dir, dir) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Add a dead instance's cgroup (f's leaves taken).  0, or -1 (ENOMEM). */
+static int
+cg_add(struct survey *p, size_t *cap, const char *dir, pid_t pid, pid_t file_pid, struct cg_file *f)
+{
+	if (p->n_cg == *cap) {
+		size_t nc = *cap ? *cap * 2 : 4;
+		struct survey_cgroup *nv = realloc(p->cg, nc * sizeof(*nv));
+
+		if (nv == NULL) {
+			errno = ENOMEM;
+			return -1;
+		}
+		p->cg = nv;
+		*cap = nc;
+	}
+	struct survey_cgroup *c = &p->cg[p->n_cg++];
+
+	memset(c, 0, sizeof(*c));
+	(void)snprintf(c->dir, sizeof(c->dir), "%s", dir);
+	c->pid = pid;
+	c->file_pid = file_pid;
+	if (f != NULL) {
+		(void)snprintf(c->owner, sizeof(c->owner), "%s", f->owner);
+		c->leaf = f->leaf;
+		c->n_leaf = f->n_leaf;
+		f->leaf = NULL;
+		f->n_leaf = f->cap_leaf = 0;
+	}
+	return 0;
+}
+
+/*
+ * The status files in the runtime directory: the cgroups of the dead instances' into
+ * p->cg, those of the live ones' into *live (*n_live).  0, or -1 (ENOMEM).
+ */
+static int
+cg_from_files(struct survey *p, size_t *cap, const char *mnt, char (**live)[CGROUP_PATH_MAX],
+	      size_t *n_live)
+{
+	char dir[PATH_MAX];
+	struct sbuf b = { 0 };
+	size_t cap_live = 0;
+	int rc = 0;
+	DIR *d = open_instances(dir, sizeof(dir), p->uid);
+
+	if (d == NULL) {
+		return 0;
+	}
+	for (const struct dirent *e; rc == 0 && (e = readdir(d)) != NULL;) {
+		struct cg_file f;
+		struct stat st;
+		char *end;
+		long pid;
+		int fd;
+		bool held;
+
+		errno = 0;
+		pid = strtol(e->d_name, &end, 10);
+		if (e->d_name[0] < '1' || e->d_name[0] > '9' || *end != '\0' || errno != 0 ||
+		    pid > INT_MAX) {
+			continue;
+		}
+		fd = openat(dirfd(d), e->d_name,
+			    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+		if (fd == -1) {
+			continue;
+		}
+		if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_uid != p->uid ||
+		    (st.st_mode & 0022) != 0) {
+			sys_close(&fd);
+			continue;
+		}
+		/* Its instance holds it under LOCK_EX while it runs. */
+		held = flock(fd, LOCK_SH | LOCK_NB) == -1;
+		if (held && errno != EWOULDBLOCK) {
+			sys_close(&fd);
+			continue;
+		}
+		memset(&f, 0, sizeof(f));
+		if (pread_all(fd, &b, SURVEY_STATUS_MAX_BYTES) == -1 ||
+		    cg_file_parse(b.buf != NULL ? b.buf : "", b.len, (pid_t)pid, &f) == -1) {
+			rc = errno == ENOMEM ? -1 : 0;
+		} else if (f.dir[0] == '\0' || !cg_path_ok(mnt, f.dir, (pid_t)pid)) {
+			/* no cgroup, or not one of its own */
+		} else if (held) {
+			if (*n_live == cap_live) {
+				size_t nc = cap_live ? cap_live * 2 : 4;
+				char(*nv)[CGROUP_PATH_MAX] = realloc(*live, nc * sizeof(*nv));
+
+				if (nv == NULL) {
+					rc = -1;
+				} else {
+					*live = nv;
+					cap_live = nc;
+				}
+			}
+			if (rc == 0) {
+				(void)snprintf((*live)[(*n_live)++], CGROUP_PATH_MAX, "%s", f.dir);
+			}
+		} else {
+			int err;
+			bool owner_gone =
+				f.owner[0] != '\0'
+					? procscan_owner_state(&p->scan, SURVEY_PROC_ROOT, f.owner,
+							       &err) == PROCSCAN_GONE
+					: status_stale(&p->scan, (pid_t)pid);
+
+			/* A lock that is free, and its owner gone (not a pid reused by it). */
+			if (owner_gone && cg_mine(f.dir, p->uid) && !cg_taken(p, f.dir)) {
+				rc = cg_add(p, cap, f.dir, (pid_t)pid, (pid_t)pid, &f);
+			}
+		}
+		if (!held) {
+			(void)flock(fd, LOCK_UN);
+		}
+		free(f.leaf);
+		sys_close(&fd);
+	}
+	sbuf_release(&b);
+	(void)closedir(d);
+	return rc;
+}
+
+/*
+ * The "mcpmux.PID[.K]" cgroups below this process's own cgroup, where an mcpmux started
+ * from here makes its own, whose PID is gone or is a process the scan found no instance.
+ * 0, or -1 (ENOMEM).
+ */
+static int
+cg_from_own(struct survey *p, size_t *cap, char (*live)[CGROUP_PATH_MAX], size_t n_live)
+{
+	char own[CGROUP_PATH_MAX], dir[CGROUP_PATH_MAX + 256];
+	struct dirent *de;
+	DIR *d;
+	int rc = 0;
+
+	if (cgroup_own(own, sizeof(own)) == -1 || (d = opendir(own)) == NULL) {
+		return 0;
+	}
+	while (rc == 0 && (de = readdir(d)) != NULL) {
+		pid_t pid;
+
+		if (de->d_type != DT_DIR || cgroup_instance_pid(de->d_name, &pid) == -1 ||
+		    (size_t)snprintf(dir, sizeof(dir), "%s/%s", own, de->d_name) >=
+			    CGROUP_PATH_MAX ||
+		    cg_listed(live, n_live, dir) || cg_taken(p, dir) ||
+		    !status_stale(&p->scan, pid) || !cg_mine(dir, p->uid)) {
+			continue;
+		}
+		rc = cg_add(p, cap, dir, pid, 0, NULL);
+	}
+	closedir(d);
+	return rc;
+}
+
+struct cg_walk {
+	struct survey *p;
+	size_t cg;
+	int rc;
+};
+
+static void
+cg_proc(void *ctx, const char *top, pid_t pid)
+{
+	struct cg_walk *w = ctx;
+	struct survey *p = w->p;
+	struct survey_cgroup *c = &p->cg[w->cg];
+	size_t i = procscan_find(&p->scan, pid);
+
+	if (i == SIZE_MAX || w->rc == -1) {
+		return; /* started since the scan: the next one sees it */
+	}
+	const struct procscan_proc *pr = &p->scan.v[i];
+
+	if (pr->group != SIZE_MAX) {
+		/* An orphan's carrier is ended by its cookie; a live one's keeps it all. */
+		c->live = c->live || p->scan.g[pr->group].owner_state != PROCSCAN_GONE;
+		return;
+	}
+	if ((pr->state == 'Z' && pr->thread == 0) || (pr->uid != p->uid && !p->all_users)) {
+		return;
+	}
+	if (p->n_cgp == p->cap_cgp) {
+		size_t nc = p->cap_cgp ? p->cap_cgp * 2 : 16;
+		struct survey_cgproc *nv = realloc(p->cgp, nc * sizeof(*nv));
+
+		if (nv == NULL) {
+			w->rc = -1;
+			return;
+		}
+		p->cgp = nv;
+		p->cap_cgp = nc;
+	}
+	struct survey_cgproc *x = &p->cgp[p->n_cgp++];
+
+	x->cg = w->cg;
+	x->proc = i;
+	x->session[0] = '\0';
+	for (size_t k = 0; top != NULL && k < c->n_leaf; k++) {
+		if (strcmp(c->leaf[k].leaf, top) == 0) {
+			(void)snprintf(x->session, sizeof(x->session), "%s", c->leaf[k].session);
+			break;
+		}
+	}
+}
+
+int
+survey_cgroup_procs(struct survey *p)
+{
+	p->n_cgp = 0;
+	for (size_t k = 0; k < p->n_cg; k++) {
+		struct cg_walk w = { p, k, 0 };
+		size_t from = p->n_cgp;
+
+		if (p->cg[k].live) {
+			continue;
+		}
+		cgroup_procs_each(p->cg[k].dir, cg_proc, &w);
+		if (w.rc == -1) {
+			errno = ENOMEM;
+			return -1;
+		}
+		if (p->cg[k].live) {
+			p->n_cgp = from;
+		}
+	}
+	return 0;
+}
+
+int
+survey_read_cgroups(struct survey *p)
+{
+	char mnt[CGROUP_PATH_MAX];
+	char(*live)[CGROUP_PATH_MAX] = NULL;
+	size_t n_live = 0, cap = 0;
+	int rc = 0;
+
+	if (cgroup_mount(mnt, sizeof(mnt)) == -1) {
+		return 0; /* no cgroup v2 here */
+	}
+	if (cg_from_files(p, &cap, mnt, &live, &n_live) == -1 ||
+	    cg_from_own(p, &cap, live, n_live) == -1 || survey_cgroup_procs(p) == -1) {
+		rc = diag_error("out of memory");
+	}
+	free(live);
+	return rc;
 }
 
 /* ---- options ---- */

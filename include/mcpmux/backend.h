@@ -227,5 +227,7 @@ void backend_signal_groups(int sig);
  * start time could not be read (its servers then carry no MCPMUX_OWNER).
  */
 const char *backend_owner(void);
+/* The instance cgroup (cgroup.h), "" when there is none. */
+const char *backend_cgroup(void);
 
 #endif

@@ -31,6 +31,19 @@
  * cgroup2 mount, not writable, no cgroup.kill (kernels before 5.14).
  */
 int cgroup_instance_make(char *out, size_t len, pid_t pid);
+/* Where cgroup2 is mounted, into out.  0, or -1 (errno). */
+int cgroup_mount(char *out, size_t len);
+/* The caller's own v2 cgroup directory, into out.  0, or -1 (errno). */
+int cgroup_own(char *out, size_t len);
+/* The PID of an instance cgroup's name, "mcpmux.PID" or "mcpmux.PID.K".  0, or -1. */
+int cgroup_instance_pid(const char *name, pid_t *pid);
+/*
+ * fn(ctx, top, pid) for each process that the cgroup.procs of dir and of the cgroups below
+ * it list; top: the name of the cgroup right below dir that it is in (a leaf), NULL when it
+ * is in dir itself.
+ */
+void cgroup_procs_each(const char *dir, void (*fn)(void *ctx, const char *top, pid_t pid),
+		       void *ctx);
 /*
  * A leaf for a server under the instance cgroup: out = inst/s.N, new (the instance
  * cgroup is made again if an empty one was removed meanwhile).  0 or -1 (errno; EEXIST:

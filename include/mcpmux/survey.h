@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "mcpmux/cgroup.h"
 #include "mcpmux/container.h"
 #include "mcpmux/procscan.h"
 #include "mcpmux/rpcout.h"
@@ -75,6 +76,33 @@ struct survey_status {
 	unsigned long long suspends, resumes;
 };
 
+/* A leaf of a dead instance's cgroup and the session its status file said it was. */
+struct survey_cgleaf {
+	char leaf[32]; /* "s.N" */
+	char session[PROCTREE_COOKIE_MAX + 1];
+};
+
+/*
+ * The cgroup of an instance that is gone (cgroup.h), found through its status file or
+ * next to where an mcpmux started from here makes its own.
+ */
+struct survey_cgroup {
+	char dir[CGROUP_PATH_MAX];
+	char owner[PROCSCAN_OWNER_MAX + 1]; /* its MCPMUX_OWNER (status file), "" unknown */
+	pid_t pid;			    /* the PID of its name */
+	pid_t file_pid; /* found through the status file instances/PID, else 0 */
+	bool live;	/* a process in it is a carrier of a session not orphaned: left alone */
+	struct survey_cgleaf *leaf; /* from its status file */
+	size_t n_leaf;
+};
+
+/* A process in a dead instance's cgroup that carries no cookie of an orphan group. */
+struct survey_cgproc {
+	size_t cg;			       /* index in survey.cg */
+	size_t proc;			       /* index in scan.v */
+	char session[PROCTREE_COOKIE_MAX + 1]; /* its leaf's, "" unknown */
+};
+
 struct survey {
 	struct survey_opts o;
 	struct procscan scan;
@@ -87,6 +115,11 @@ struct survey {
 	struct survey_status *st; /* grouped by instance, in each in the file's order */
 	size_t n_st, cap_st;
 	size_t *group_st; /* per scan group: its index in st, SIZE_MAX */
+	/* survey_read_cgroups(): */
+	struct survey_cgroup *cg;
+	size_t n_cg;
+	struct survey_cgproc *cgp; /* by cgroup, then by pid */
+	size_t n_cgp, cap_cgp;
 };
 
 /*
@@ -140,7 +173,21 @@ int survey_status_parse(const char *buf, size_t len, pid_t pid, double now,
  * there and found no instance (still there, with the same start time).  Returns how many
  * were removed.
  */
-size_t survey_sweep_status(const struct procscan *s);
+size_t survey_sweep_status(const struct procscan *s, const struct survey *keep);
+
+/*
+ * The cgroups of this user's instances that are gone (docs/ps.md), into sv->cg, and the
+ * processes left in them (survey_cgroup_procs()).  A cgroup is taken from the status file
+ * that a dead instance left in the runtime directory of this process's environment (its
+ * lock free, its owner gone), or from the "mcpmux.PID[.K]" cgroups below this process's
+ * own cgroup whose PID is gone, or is a process the scan found no instance.  Never one
+ * that a live instance's status file names, one not of this user, or one holding a
+ * carrier of a session that is not an orphan's (marked live).  0, or -1 after an error
+ * message (out of memory).
+ */
+int survey_read_cgroups(struct survey *sv);
+/* The processes in sv->cg's cgroups now, from sv->scan, into sv->cgp.  0, or -1 (ENOMEM). */
+int survey_cgroup_procs(struct survey *sv);
 
 bool survey_session_selected(const struct survey_opts *o, const char *session);
 /* Warn about carriers whose owner could not be read (own_only: this user's); any? */

@@ -5,6 +5,7 @@ eof-grace + term-grace + 1 s, through its keeper; with a cgroup where one can be
 
 import errno
 import fcntl
+import json
 import os
 import re
 import resource
@@ -16,7 +17,7 @@ import termios
 import time
 
 from mcptest import (FIXTURE, MCPMUX, SLOW, Case, alive, call, comm, keeper_of, main, note,
-                     ppid_of, proc_state, req, wait_until)
+                     ppid_of, proc_environ, proc_state, req, wait_until)
 
 GRACES = ["--eof-grace", "300", "--term-grace", "300"]
 BOUND = 0.3 + 0.3 + 1.0
@@ -1230,6 +1231,185 @@ class LeftCgroups(OwnCgroupCase):
                     os.kill(pid, signal.SIGKILL)
                 wait_until(lambda: not alive(pid), 5, "the server to go")
             rmdir_once_empty(frozen)
+
+
+class SweptCgroups(OwnCgroupCase):
+    """mcpmux and its keeper SIGKILLed together: the server dies of its parent-death signal,
+    but a grandchild that cleared its environment lives on in the instance's cgroup, which
+    no cookie finds.  `mcpmux ps` lists it as an orphan, and `mcpmux sweep` ends it with the
+    ladder and removes the emptied cgroups, by the cgroup that the instance's status file
+    names (docs/ps.md).  Every sweep that ends something is limited to the test's own
+    session: the machine is shared."""
+
+    FIXTURE = [FIXTURE, "--clear-env-grandchild", "--ignore-sigterm"]
+
+    def mcpmux(self, *args, cgroup=None):
+        """mcpmux ARGS, run in cgroup when given (made, and removed at cleanup)."""
+        argv = [MCPMUX] + list(args)
+        if cgroup is not None:
+            if not os.path.isdir(cgroup):
+                os.mkdir(cgroup)
+                self.addCleanup(rmdir_once_empty, cgroup)
+            argv = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup] + argv
+        p = subprocess.run(argv, capture_output=True, env=self.env, timeout=60 * SLOW)
+        return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+    def ps_orphans(self):
+        rc, out, err = self.mcpmux("ps", "--json")
+        self.assertEqual(rc, 0, err)
+        return json.loads(out)["orphans"]
+
+    def escaped(self, p):
+        """(session, grandchild, its leaf) of p's server, once the grandchild has cleared
+        its environment; ended at cleanup if it runs.  Skipped where it is in no leaf."""
+        session = session_of(p, 1)
+        gc = int(wait_until(lambda: re.findall(r"grandchild (\d+)", p.stderr()), 5,
+                            "the grandchild")[-1])
+        pids = {gc: stat_of(gc)[1]}
+        with open("/proc/%d/cgroup" % gc) as f:
+            rel = f.read().strip().rsplit("::", 1)[-1]
+        leaf = own_cgroup_root() + rel
+        if re.search(r"/mcpmux\.%d(\.\d+)?/s\.\d+$" % p.pid, rel):
+            self.addCleanup(rmdir_once_empty, os.path.dirname(leaf))
+            self.addCleanup(rmdir_once_empty, leaf)
+        self.addCleanup(end_running, pids)  # first, then its cgroups
+        if not re.search(r"/mcpmux\.%d(\.\d+)?/s\.\d+$" % p.pid, rel):
+            self.skipTest("no cgroup leaf here")
+        wait_until(lambda: proc_environ(gc) == [b""], 5, "the grandchild to clear its "
+                   "environment")
+        return session, gc, pids[gc], leaf
+
+    def kill_with_keeper(self, p):
+        """SIGKILL p and its keeper together: the keeper, stopped first, ends nothing."""
+        keeper = wait_until(lambda: [q for q in self.tagged() if keeper_of(q) == p.pid], 5,
+                            "the keeper")[0]
+        os.kill(keeper, signal.SIGSTOP)
+        p.p.send_signal(signal.SIGKILL)
+        p.wait()
+        os.kill(keeper, signal.SIGKILL)
+        wait_until(lambda: not alive(keeper), 5, "the keeper to be gone")
+
+    def test_sweep_ends_what_is_left_in_a_dead_instances_cgroup(self):
+        p = self.start([MCPMUX] + GRACES + ["--"] + self.FIXTURE)
+        session, gc, start, leaf = self.escaped(p)
+        inst = os.path.dirname(leaf)
+        status = os.path.join(self.env["XDG_RUNTIME_DIR"], "mcpmux", "instances", str(p.pid))
+        self.kill_with_keeper(p)
+        wait_until(lambda: not self.cookie_pids(session), 5, "the server to die with mcpmux")
+        self.assertTrue(runs(gc, start), "the grandchild lives on")
+        self.assertTrue(os.path.exists(status), "the dead instance's status file stays")
+        # ps: an orphan of the dead instance, in its leaf, of its session
+        ours = [o for o in self.ps_orphans() if o.get("cgroup") == inst]
+        self.assertEqual(len(ours), 1, ours)
+        self.assertEqual((ours[0]["session"], ours[0]["pid"], ours[0]["pids"]),
+                         (session, gc, [gc]), ours)
+        self.assertRegex(ours[0]["owner"], r"^%d:\d+$" % p.pid)
+        rc, out, err = self.mcpmux("ps", "--session", session)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"orphans \(their mcpmux is gone\):\n.*\n%s +%d:\d+ +\S+ +%d "
+                         % (re.escape(session), p.pid, gc))
+        # sweep --dry-run: listed, nothing ended, nothing removed
+        rc, out, err = self.mcpmux("sweep", "--dry-run", "--session", session)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"would end:\n.*\n *%d +%s +%d:\d+ +- " %
+                         (gc, re.escape(session), p.pid))
+        self.assertTrue(runs(gc, start), "a dry run ended it")
+        self.assertTrue(os.path.isdir(leaf) and os.path.exists(status))
+        # --older-than: too young to be taken
+        rc, out, err = self.mcpmux("sweep", "--older-than", "1h", "--session", session)
+        self.assertEqual((rc, out), (0, "no orphans to end\n"), err)
+        self.assertTrue(runs(gc, start))
+        self.assertTrue(os.path.exists(status), "the file that names the cgroup stays")
+        # sweep, from another cgroup (the status file names the dead instance's): deaf to
+        # SIGTERM, it takes a SIGKILL after the grace; then the cgroups and the file go
+        elsewhere = os.path.join(self.parent, "sweep-test.%d" % os.getpid())
+        rc, out, err = self.mcpmux("sweep", "--term-grace", "300", "--session", session,
+                                   cgroup=elsewhere)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"\n *%d +%s +%d:\d+ +kill " % (gc, re.escape(session), p.pid))
+        self.assertIn("ended 1 process(es) and 0 container(s)", out)
+        self.assertFalse(runs(gc, start), "the grandchild is ended")
+        self.assertFalse(os.path.exists(leaf), "the leaf is removed")
+        self.assertFalse(os.path.exists(inst), "the instance cgroup is removed")
+        self.assertFalse(os.path.exists(status), "the status file is removed")
+        self.assertEqual([o for o in self.ps_orphans() if o.get("cgroup") == inst], [])
+
+    def test_a_live_instances_cgroup_is_left_alone(self):
+        p = self.start([MCPMUX] + GRACES + ["--"] + self.FIXTURE)
+        session, gc, start, leaf = self.escaped(p)
+        inst = os.path.dirname(leaf)
+        self.assertEqual([o for o in self.ps_orphans() if o.get("cgroup") == inst], [])
+        rc, out, err = self.mcpmux("sweep", "--dry-run")
+        self.assertEqual(rc, 0, err)
+        self.assertNotRegex(out, r"\n *%d " % gc)
+        rc, out, err = self.mcpmux("sweep", "--session", session)
+        self.assertEqual((rc, out), (0, "no orphans to end\n"), err)
+        self.assertTrue(runs(gc, start), "a live instance's process was ended")
+        self.assertTrue(os.path.isdir(leaf), "a live instance's cgroup was removed")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertFalse(runs(gc, start), "mcpmux ends its own at its exit")
+
+    def test_a_cgroup_named_after_a_reused_pid_is_found(self):
+        """Without a status file, an "mcpmux.PID" cgroup below sweep's own is found by its
+        name: dead while PID is a live process that is no mcpmux (a pid reused)."""
+        other = subprocess.Popen(["sleep", "60"], env=self.env)
+        left = subprocess.Popen(["sleep", "60"], env={})
+        inst = os.path.join(self.parent, "mcpmux.%d" % other.pid)
+        made = [inst, inst + "/s.1"]
+        try:
+            os.mkdir(inst)
+            os.mkdir(inst + "/s.1")
+            with open(inst + "/s.1/cgroup.procs", "w") as f:
+                f.write(str(left.pid))
+            ours = [o for o in self.ps_orphans() if o.get("cgroup") == inst]
+            self.assertEqual(len(ours), 1, ours)
+            self.assertEqual((ours[0]["session"], ours[0]["owner"], ours[0]["pids"]),
+                             (None, None, [left.pid]), ours)
+            rc, out, err = self.mcpmux("sweep", "--dry-run")
+            self.assertEqual(rc, 0, err)
+            self.assertRegex(out, r"\n *%d +- +mcpmux\.%d +- " % (left.pid, other.pid))
+            self.assertTrue(alive(left.pid))
+            # with a carrier of a session whose owner lives in it: a live one's, left alone
+            with open("/proc/self/stat", "rb") as f:
+                me = f.read()
+            live_env = {"MCPMUX_SESSION": self.tag + "-live", "MCPMUX_OWNER": "%d:%d" % (
+                os.getpid(), int(me[me.rindex(b")") + 2:].split()[19]))}
+            carrier = subprocess.Popen(["sleep", "60"], env=live_env)
+            try:
+                wait_until(lambda: ("MCPMUX_SESSION=%s-live" % self.tag).encode() in
+                           (proc_environ(carrier.pid) or []), 5, "the carrier to exec")
+                with open(inst + "/s.1/cgroup.procs", "w") as f:
+                    f.write(str(carrier.pid))
+                self.assertEqual([o for o in self.ps_orphans() if o.get("cgroup") == inst], [])
+                rc, out, err = self.mcpmux("sweep", "--dry-run")
+                self.assertEqual(rc, 0, err)
+                self.assertNotRegex(out, r"\n *%d " % left.pid)
+            finally:
+                carrier.kill()
+                carrier.wait()
+            # named after a live mcpmux: that instance's, left alone
+            p = self.start([MCPMUX] + GRACES + ["--", FIXTURE])
+            p.send(req(1, "ping"))
+            self.assertEqual(p.msg()["id"], 1)
+            live = os.path.join(self.parent, "mcpmux.%d.9" % p.pid)
+            made += [live, live + "/s.1"]
+            os.mkdir(live)
+            os.mkdir(live + "/s.1")
+            with open(live + "/s.1/cgroup.procs", "w") as f:
+                f.write(str(left.pid))
+            self.assertEqual([o for o in self.ps_orphans() if o.get("cgroup") == live], [])
+            rc, out, err = self.mcpmux("sweep", "--dry-run")
+            self.assertEqual(rc, 0, err)
+            self.assertNotRegex(out, r"\n *%d " % left.pid)
+            p.close_stdin()
+            self.assertEqual(p.wait(), 0)
+        finally:
+            for q in (other, left):
+                q.kill()
+                q.wait()
+            for d in reversed(made):
+                rmdir_once_empty(d)
 
 
 class NoLeaf(OwnCgroupCase):
