@@ -696,17 +696,21 @@ class KeeperKilled(Case):
         return [q for q in self.tagged() if keeper_of(q) == p.pid]
 
     def replaced(self, p):
-        """Kill p's keeper; the one that takes its place, once it is under way."""
+        """Kill p's keeper; the one that takes its place, once it is under way.
+
+        The new keeper is the pid mcpmux names: its middle process carries the keeper's
+        name too, for the moment before it exits."""
         first = wait_until(lambda: self.keepers(p), 5, "the keeper")
         self.assertEqual(len(first), 1)
         os.kill(first[0], signal.SIGKILL)
-        second = wait_until(lambda: [q for q in self.keepers(p) if q != first[0]], 5,
-                            "another keeper", explain=lambda: "stderr:\n" + p.stderr())
-        self.assertEqual(len(second), 1)
-        said = "the keeper (pid %d) is gone: another (pid %d) takes its place" % (
-            first[0], second[0])
-        wait_until(lambda: said in p.stderr(), 5, said, explain=p.stderr)
-        return second[0]
+        said = re.compile(r"the keeper \(pid %d\) is gone: another \(pid (\d+)\) takes its "
+                          r"place" % first[0])
+        m = wait_until(lambda: said.search(p.stderr()), 5, "another keeper",
+                       explain=lambda: "stderr:\n" + p.stderr())
+        second = int(m.group(1))
+        wait_until(lambda: self.keepers(p) == [second], 5, "the keeper mcpmux named, alone",
+                   explain=lambda: "keepers: %r; stderr:\n%s" % (self.keepers(p), p.stderr()))
+        return second
 
     def check(self, serve):
         p = self.start([MCPMUX] + (["serve"] if serve else []) + GRACES + ["--"] +
