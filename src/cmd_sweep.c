@@ -507,6 +507,25 @@ end_containers(const struct survey *p, struct cvictim *cv, size_t n)
 	}
 }
 
+/* Housekeeping, not reported: mcpmux's id files of the containers ended (keeper.c). */
+static void
+sweep_cidfiles(const struct cvictim *cv, size_t n)
+{
+	const char **ids = calloc(n ? n : 1, sizeof(*ids));
+	size_t k = 0;
+
+	if (ids == NULL) {
+		return; /* left for the next sweep */
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (cv[i].is_gone) {
+			ids[k++] = cv[i].c->id;
+		}
+	}
+	(void)survey_sweep_cidfiles(ids, k);
+	free(ids);
+}
+
 static void
 state_words(char state, char *out, size_t cap)
 {
@@ -715,6 +734,7 @@ cmd_sweep(int argc, char **argv)
 			}
 			/* housekeeping: not reported */
 			(void)survey_sweep_status(&p.scan, &p);
+			sweep_cidfiles(cv, ncv);
 		}
 		rc = sweep_report(&p, &vs, cv, ncv);
 		if (fflush(stdout) == EOF || ferror(stdout)) {

@@ -1294,14 +1294,15 @@ status_stale(const struct procscan *s, pid_t pid)
 }
 
 /*
- * The instances directory of mcpmux's runtime directory in this process's environment
- * (dir: that runtime directory), opened if it is private to uid; NULL with errno.
+ * The subdirectory sub ("instances", "cid") of mcpmux's runtime directory in this process's
+ * environment (dir: that runtime directory), opened if both are private to uid; NULL with
+ * errno.
  */
 static DIR *
-open_instances(char *dir, size_t cap, uid_t uid)
+open_runtime_sub(char *dir, size_t cap, uid_t uid, const char *sub)
 {
 	const char *xdg = getenv("XDG_RUNTIME_DIR");
-	int dfd, ifd;
+	int dfd, sfd;
 	DIR *d;
 
 	if (xdg != NULL && xdg[0] == '/') {
@@ -1310,13 +1311,13 @@ open_instances(char *dir, size_t cap, uid_t uid)
 		(void)snprintf(dir, cap, "/tmp/mcpmux-%u", (unsigned)uid);
 	}
 	dfd = open_private_dir(AT_FDCWD, dir, uid);
-	ifd = dfd != -1 ? open_private_dir(dfd, "instances", uid) : -1;
+	sfd = dfd != -1 ? open_private_dir(dfd, sub, uid) : -1;
 	sys_close(&dfd);
-	d = ifd != -1 ? fdopendir(ifd) : NULL;
+	d = sfd != -1 ? fdopendir(sfd) : NULL;
 	if (d == NULL) {
 		int err = errno;
 
-		sys_close(&ifd);
+		sys_close(&sfd);
 		errno = err;
 	}
 	return d;
@@ -1342,7 +1343,7 @@ survey_sweep_status(const struct procscan *s, const struct survey *keep)
 	char dir[PATH_MAX];
 	uid_t uid = getuid();
 	size_t n = 0;
-	DIR *d = open_instances(dir, sizeof(dir), uid);
+	DIR *d = open_runtime_sub(dir, sizeof(dir), uid, "instances");
 
 	if (d == NULL) {
 		if (errno != ENOENT) {
@@ -1568,7 +1569,7 @@ cg_from_files(struct survey *p, size_t *cap, const char *mnt, char (**live)[CGRO
 	struct sbuf b = { 0 };
 	size_t cap_live = 0;
 	int rc = 0;
-	DIR *d = open_instances(dir, sizeof(dir), p->uid);
+	DIR *d = open_runtime_sub(dir, sizeof(dir), p->uid, "instances");
 
 	if (d == NULL) {
 		return 0;
@@ -1771,6 +1772,80 @@ survey_read_cgroups(struct survey *p)
 	}
 	free(live);
 	return rc;
+}
+
+/* Does the id file fd hold one of the n ids (the engine's id, maybe a newline after it)? */
+static bool
+cidfile_names(int fd, const char *const *ids, size_t n)
+{
+	char buf[CONTAINER_ID_MAX + 2];
+	size_t len = 0;
+	ssize_t r;
+
+	while (len < sizeof(buf) &&
+	       ((r = read(fd, buf + len, sizeof(buf) - len)) > 0 || (r == -1 && errno == EINTR))) {
+		len += r > 0 ? (size_t)r : 0;
+	}
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' ')) {
+		len--;
+	}
+	if (len == 0 || len > CONTAINER_ID_MAX) {
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (strlen(ids[i]) == len && memcmp(ids[i], buf, len) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+size_t
+survey_sweep_cidfiles(const char *const *ids, size_t n)
+{
+	char dir[PATH_MAX];
+	uid_t uid = getuid();
+	size_t removed = 0;
+	DIR *d;
+
+	if (n == 0) {
+		return 0;
+	}
+	if ((d = open_runtime_sub(dir, sizeof(dir), uid, "cid")) == NULL) {
+		if (errno != ENOENT) {
+			diag_warn_errno("cannot look for the id files of the containers ended in "
+					"%s/cid",
+					dir);
+		}
+		return 0;
+	}
+	for (const struct dirent *e; (e = readdir(d)) != NULL;) {
+		size_t len = strlen(e->d_name);
+		struct stat st;
+		int fd;
+
+		/* mcpmux's own: PID.SEQ.cid */
+		if (e->d_name[0] < '1' || e->d_name[0] > '9' || len < 5 ||
+		    strcmp(e->d_name + len - 4, ".cid") != 0) {
+			continue;
+		}
+		fd = openat(dirfd(d), e->d_name,
+			    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+		if (fd == -1) {
+			continue;
+		}
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == uid &&
+		    cidfile_names(fd, ids, n)) {
+			if (unlinkat(dirfd(d), e->d_name, 0) == 0) {
+				removed++;
+			} else if (errno != ENOENT) {
+				diag_warn_errno("cannot remove %s/cid/%s", dir, e->d_name);
+			}
+		}
+		sys_close(&fd);
+	}
+	(void)closedir(d);
+	return removed;
 }
 
 /* ---- options ---- */

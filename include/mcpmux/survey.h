@@ -174,6 +174,13 @@ int survey_status_parse(const char *buf, size_t len, pid_t pid, double now,
  * were removed.
  */
 size_t survey_sweep_status(const struct procscan *s, const struct survey *keep);
+/*
+ * sweep: remove mcpmux's own id files of containers (the runtime directory's cid/, as
+ * survey_sweep_status() reads it) that name one of the n full ids, containers that the
+ * sweep has ended: a file whose mcpmux and keeper were both killed, or whose keeper could
+ * not remove its container, is left there.  Returns how many were removed.
+ */
+size_t survey_sweep_cidfiles(const char *const *ids, size_t n);
 
 /*
  * The cgroups of this user's instances that are gone (docs/ps.md), into sv->cg, and the

@@ -16,7 +16,8 @@ import os
 import shutil
 import signal
 
-from mcptest import Case, FIXTURE, MCPMUX, call, initialize, main, note, req, wait_until
+from mcptest import Case, FIXTURE, MCPMUX, call, initialize, keeper_of, main, note, req, \
+    wait_until
 
 REASON = podman_env.unavailable()
 
@@ -290,6 +291,40 @@ class PodmanTeardown(Podman):
         p.close_stdin()
         self.assertEqual(p.wait(60), 0)
         self.assertEqual(self.pod.containers(), [])
+
+    def test_sweep_ends_a_container_whose_mcpmux_and_keeper_were_killed(self):
+        """mcpmux and its keeper killed together leave the container and mcpmux's id file
+        of it: sweep finds the container by its labels, ends it, and removes that file."""
+        p = self.wrapped()
+        p.send(initialize(1))
+        self.assertEqual(p.msg(60)["id"], 1)
+        cid = self.pod.containers("status=running")
+        self.assertEqual(len(cid), 1)
+        cid = cid[0]
+        cid_dir = os.path.join(self.env["XDG_RUNTIME_DIR"], "mcpmux", "cid")
+        files = os.listdir(cid_dir)
+        self.assertEqual(len(files), 1, files)
+        with open(os.path.join(cid_dir, files[0])) as f:
+            self.assertEqual(f.read().strip(), cid)
+        keepers = wait_until(lambda: [q for q in self.tagged() if keeper_of(q) == p.pid], 10,
+                             "the keeper to start")
+        for k in keepers:  # stopped first, so that it cannot act on mcpmux's death
+            os.kill(k, signal.SIGSTOP)
+        p.p.send_signal(signal.SIGKILL)
+        p.wait()
+        for k in keepers:
+            os.kill(k, signal.SIGKILL)
+        wait_until(lambda: not [q for q in self.tagged() if keeper_of(q) is not None], 10,
+                   "the keeper to be gone")
+        self.assertEqual(self.pod.containers("status=running"), [cid])
+        self.assertEqual(os.listdir(cid_dir), files)
+        session = self.pod.podman("container", "inspect", "--format",
+                                  '{{index .Config.Labels "mcpmux.session"}}', cid).stdout.strip()
+        r = subprocess.run([MCPMUX, "sweep", "-q", "--session", session], capture_output=True,
+                           env=self.env, text=True, timeout=120)
+        self.assertIn(cid[:12], r.stdout, r.stderr)
+        self.assertEqual(self.pod.containers(), [])
+        self.assertEqual(os.listdir(cid_dir), [], "mcpmux's id file of the swept container")
 
     def test_a_refused_run_leaves_the_container_of_its_name_alone(self):
         """Two sessions of one command with --name: the second run is refused (the name
