@@ -356,6 +356,7 @@ struct cvictim {
 	const struct container_info *c;
 	enum escalation esc;
 	bool is_gone, is_running;
+	bool removed; /* by this sweep's rm -f: gone since then is not gone by itself */
 	char error[256];
 };
 
@@ -406,7 +407,7 @@ inspect(struct cvictim *cv)
 		char state[64];
 
 		cv->is_gone = gone;
-		if (gone && cv->esc == ESC_RM) {
+		if (gone && cv->esc == ESC_RM && !cv->removed) {
 			cv->esc = ESC_GONE; /* it went by itself (--rm) */
 		}
 		survey_first_line(r.out.buf != NULL ? r.out.buf : "", r.out.len, state,
@@ -492,6 +493,8 @@ end_containers(const struct survey *p, struct cvictim *cv, size_t n)
 					      cv[i].c->id),
 			    &r, &gone)) {
 			cv[i].esc = ESC_FAILED;
+		} else {
+			cv[i].removed = !gone;
 		}
 		survey_run_release(&r);
 		if (cv[i].esc != ESC_FAILED) {

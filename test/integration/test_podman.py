@@ -326,6 +326,26 @@ class PodmanTeardown(Podman):
         self.assertEqual(self.pod.containers(), [])
         self.assertEqual(os.listdir(cid_dir), [], "mcpmux's id file of the swept container")
 
+    def test_sweep_says_rm_of_a_stopped_container_it_removed(self):
+        """An orphan container that is not running is only removed: its escalation is
+        `rm`, not `gone` (which says it went before sweep did anything)."""
+        dead = subprocess.Popen(["true"])
+        dead.wait()  # a pid that is no process now: the owner is gone
+        session = "sweep-rm-" + self.tag[:12]
+        self.pod.podman("run", "--label", self.pod.label(),
+                        "--label", "mcpmux.owner=%d:1" % dead.pid,
+                        "--label", "mcpmux.session=" + session, self.pod.image,
+                        "/mcp-fixture", timeout=60)  # no -i: EOF, the server exits at once
+        cid = self.pod.containers("status=exited")
+        self.assertEqual(len(cid), 1, self.pod.containers())
+        r = subprocess.run([MCPMUX, "sweep", "-q", "--session", session], capture_output=True,
+                           env=self.env, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rows = [line.split() for line in r.stdout.splitlines() if cid[0][:12] in line]
+        self.assertEqual(len(rows), 1, r.stdout)
+        self.assertEqual(rows[0][4], "rm", r.stdout)
+        self.assertEqual(self.pod.containers(), [])
+
     def test_a_refused_run_leaves_the_container_of_its_name_alone(self):
         """Two sessions of one command with --name: the second run is refused (the name
         is taken), and its teardown must not take the first one's container for its own."""
