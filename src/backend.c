@@ -2044,6 +2044,14 @@ backend_is_ending(const struct backend *b)
 	return b->state >= BACKEND_CLOSING;
 }
 
+static const char *ctr_said(const struct backend_ctr *c);
+
+const char *
+backend_container_left(const struct backend *b)
+{
+	return b->ctr != NULL && !b->ctr->gone ? ctr_said(b->ctr) : NULL;
+}
+
 static void
 backend_on_grace(struct ev_loop *loop, ev_timer *w, int revents)
 {

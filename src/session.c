@@ -1962,9 +1962,20 @@ suspended(struct session *s)
 	log_end(s, "suspended", s->suspend_why);
 	s->last_exit = b->exec_errno != 0 ? backend_exit_code(b) << 8 : b->wstatus;
 	s->last_noexec = b->exec_errno != 0;
-	if (b->escalation == BACKEND_ESC_ABANDONED) {
-		diag_error("session %s: suspended, but %zu of its server's processes would not die",
-			   s->id, b->n_left);
+	const char *ctr = backend_container_left(b);
+
+	if (b->escalation == BACKEND_ESC_ABANDONED && b->n_left > 0) {
+		diag_error("session %s: suspended, but %zu of its server's processes would not "
+			   "die%s%s%s",
+			   s->id, b->n_left, ctr != NULL ? ", nor was its container " : "",
+			   ctr != NULL ? ctr : "", ctr != NULL ? " seen gone" : "");
+	} else if (b->escalation == BACKEND_ESC_ABANDONED && ctr != NULL) {
+		/* Every process is gone: the container is what is left. */
+		diag_error("session %s: suspended, but its container %s was not seen gone (the "
+			   "keeper ends it at mcpmux's exit)",
+			   s->id, ctr);
+	} else if (b->escalation == BACKEND_ESC_ABANDONED) {
+		diag_error("session %s: suspended, but its server's tree was not seen gone", s->id);
 	} else {
 		diag_info("session %s: suspended (its server's tree is gone)", s->id);
 	}

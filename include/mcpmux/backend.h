@@ -198,6 +198,8 @@ void backend_pause(struct backend *b, bool paused);
  */
 void backend_end(struct backend *b, double grace_ms);
 bool backend_is_ending(const struct backend *b);
+/* An abandoned run's container not seen gone, as messages name it; NULL when none. */
+const char *backend_container_left(const struct backend *b);
 /* Milliseconds the teardown took (DONE) or has taken so far. */
 double backend_end_ms(const struct backend *b);
 const char *backend_escalation_name(enum backend_escalation e);

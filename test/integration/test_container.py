@@ -302,6 +302,28 @@ class FakeDocker(FakeDockerCase):
                       "1 s of SIGKILL (abandoned; ", p.stderr())
         self.exit_and_let_the_keeper_end_it(p, slow)
 
+    def test_a_suspend_abandoned_for_its_container_names_the_container(self):
+        """A suspend whose container is not seen gone at --kill-deadline (the engine's kill
+        hangs; every process is gone): the session's line names the container, not "0 of
+        its server's processes"."""
+        slow = os.path.join(self.tmp.name, "slow")
+        open(slow, "w").close()
+        self.env.update(FAKE_DOCKER_SLOW_KILL=slow,
+                        FAKE_DOCKER_ARGS="--ignore-sigterm --ignore-eof")
+        p = self.start([MCPMUX, "serve", "--idle-suspend", "1"] + GRACES +
+                       ["--kill-deadline", "1000", "--", "docker", "run", "-i", "img"])
+        p.send({"session": "c1", "message": initialize(1)})
+        self.assertEqual(p.msg()["event"], "started")
+        self.assertEqual(p.msg()["message"]["id"], 1)
+        wait_until(lambda: "session c1: suspended" in p.stderr(), 15, "the suspend",
+                   explain=p.stderr)
+        self.assertIn("session c1: container fake0123456789abcdef was not seen gone",
+                      p.stderr())
+        self.assertIn("session c1: suspended, but its container fake0123456789abcdef was not "
+                      "seen gone (the keeper ends it at mcpmux's exit)", p.stderr())
+        self.assertNotIn("0 of its server's processes", p.stderr())
+        self.exit_and_let_the_keeper_end_it(p, slow)
+
     def test_an_abandoned_run_names_its_container_by_its_name(self):
         """...and by its --name while the engine has written no id for it (the engine
         still making it, and not answering about that name)."""
