@@ -429,7 +429,11 @@ kill_container(struct cvictim *cv, const char *sig)
 	if (helper(cv, container_kill_argv(survey_engine_prefix(cv->c->engine), 1, sig, cv->c->id),
 		   &r, &gone)) {
 		cv->is_gone = gone;
-		cv->esc = strcmp(sig, "KILL") == 0 ? ESC_KILL : ESC_TERM;
+		if (!gone) {
+			cv->esc = strcmp(sig, "KILL") == 0 ? ESC_KILL : ESC_TERM;
+		} else if (cv->esc == ESC_RM) {
+			cv->esc = ESC_GONE; /* before this sweep signalled it */
+		}
 	}
 	survey_run_release(&r);
 }

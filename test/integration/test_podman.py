@@ -346,6 +346,27 @@ class PodmanTeardown(Podman):
         self.assertEqual(rows[0][4], "rm", r.stdout)
         self.assertEqual(self.pod.containers(), [])
 
+    def test_sweep_says_gone_of_a_container_gone_before_its_first_kill(self):
+        """An orphan container that is gone when sweep's first `kill` reaches it (here
+        removed just before it by the shim) went before it was signalled: `gone`."""
+        dead = subprocess.Popen(["true"])
+        dead.wait()  # a pid that is no process now: the owner is gone
+        session = "sweep-gone-" + self.tag[:12]
+        cid = self.pod.podman("run", "-d", "--label", self.pod.label(),
+                              "--label", "mcpmux.owner=%d:1" % dead.pid,
+                              "--label", "mcpmux.session=" + session, self.pod.image,
+                              "/mcp-fixture", "--ignore-eof", timeout=60).stdout.strip()
+        self.podman_shim('if [ "$1" = container ] && [ "$2" = kill ] && [ "$4" = TERM ]; then\n'
+                         '    "%s" rm -f -t 0 "$5" >/dev/null 2>&1\n'
+                         'fi\n' % shutil.which("podman"))
+        r = subprocess.run([MCPMUX, "sweep", "-q", "--session", session], capture_output=True,
+                           env=self.env, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rows = [line.split() for line in r.stdout.splitlines() if cid[:12] in line]
+        self.assertEqual(len(rows), 1, r.stdout)
+        self.assertEqual(rows[0][4], "gone", r.stdout)
+        self.assertEqual(self.pod.containers(), [])
+
     def test_a_refused_run_leaves_the_container_of_its_name_alone(self):
         """Two sessions of one command with --name: the second run is refused (the name
         is taken), and its teardown must not take the first one's container for its own."""
