@@ -816,13 +816,17 @@ stream_attach(struct hx_stream *st, struct http_req *rq, long long replay_after)
 static void
 stream_detach(struct hx_stream *st)
 {
+	/*
+	 * What the socket took counts as written, up to the last byte: the stream keeps its
+	 * replay window of it, not every event written since the last sweep.
+	 */
+	stream_trim(st);
 	if (st->finishing) {
 		/*
 		 * Its response was still in the connection's queue: not delivered, it is kept
 		 * as undelivered messages are, within the session's --max-queue (a full queue
 		 * pauses the server), not beside it.
 		 */
-		stream_trim(st);
 		if (st->flying != NULL) {
 			for (struct hx_event *ev = st->flying; ev != NULL; ev = ev->next) {
 				st->hs->unsent += ev->len;

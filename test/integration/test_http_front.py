@@ -1492,6 +1492,44 @@ class Resume(HttpCase):
         self.assertIn(g2.status, (200, 409))
         g2.close()
 
+    def test_a_resume_from_before_what_is_kept_gets_the_oldest_kept_with_a_warning(self):
+        """The GET stream keeps the last 64 KiB its socket took: a resume from an event
+        before those (here its priming event, after about 250 KB) is answered from the
+        oldest event kept, every one after it in order, and mcpmux says on stderr that the
+        ones between are no longer kept."""
+        flood = 1000  # notifications/message of about 250 bytes each, for the GET stream
+        self.http("--flood", str(flood))
+        sid = self.session()
+        g = self.get_stream(sid)
+        prime = g.event()
+        self.assertEqual(prime["data"], "")
+        num = prime["id"].split(":")[0]
+        ids = []
+        while len(ids) < flood:
+            m, ev = g.message()
+            if m.get("method") == "notifications/message":
+                ids.append(ev["id"])
+        g.close()
+        g = self.get_stream(sid, last=prime["id"])
+        self.assertEqual(g.status, 200)
+        ev = g.event()
+        if ev["data"] == "":
+            ev = g.event()  # past the new connection's priming event
+        first = int(ev["id"].split(":")[1])
+        self.assertGreater(first, 1, "everything was kept: the bound did not apply")
+        got, kept = [ev["id"]], len(ev["data"])
+        while got[-1] != ids[-1]:
+            m, ev = g.message(5)
+            got.append(ev["id"])
+            kept += len(ev["data"])
+        g.close()
+        # from the oldest kept on, every event after it: the last 64 KiB
+        self.assertEqual(got, ids[ids.index(got[0]):])
+        self.assertLessEqual(kept, 64 << 10)
+        self.assertGreater(kept, (64 << 10) - 2 * len(ev["data"]))
+        self.assertIn("session %s: stream %s resumed after event 0, but events up to %d "
+                      "are no longer kept" % (sid, num, first - 1), self.srv.stderr())
+
     def test_a_last_event_id_names_a_stream_of_this_session_by_its_number(self):
         """Stream numbers are each session's own: a Last-Event-ID copied from another
         session names this session's stream of that number, which it resumes (taking it
