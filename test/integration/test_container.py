@@ -153,8 +153,9 @@ class FakeDocker(FakeDockerCase):
         open(slow, "w").close()
         self.env["FAKE_DOCKER_SLOW_KILL"] = slow
         self.env["FAKE_DOCKER_ARGS"] = "--ignore-sigterm --ignore-eof"
-        p = self.start([MCPMUX, "serve"] + GRACES + ["--kill-deadline", str(kill_deadline),
-                                                     "--", "docker", "run", "-i", "img"])
+        deadline_opt = [] if kill_deadline is None else ["--kill-deadline", str(kill_deadline)]
+        p = self.start([MCPMUX, "serve"] + GRACES + deadline_opt +
+                       ["--", "docker", "run", "-i", "img"])
         p.send({"session": "c1", "message": initialize(1)})
         self.assertEqual(p.msg()["event"], "started")
         self.assertEqual(p.msg()["message"]["id"], 1)
@@ -322,6 +323,17 @@ class FakeDocker(FakeDockerCase):
         self.assertIn("session c1: suspended, but its container fake0123456789abcdef was not "
                       "seen gone (the keeper ends it at mcpmux's exit)", p.stderr())
         self.assertNotIn("0 of its server's processes", p.stderr())
+        self.exit_and_let_the_keeper_end_it(p, slow)
+
+    def test_the_default_kill_deadline_is_5000_ms(self):
+        """Without --kill-deadline, a tree (here a container whose engine does not answer)
+        that SIGKILL has not emptied is given up on after 5000 ms (docs/mcpmux.1)."""
+        slow, p, term_command = self.stubborn_run_with_a_hung_kill(None)
+        t0 = time.monotonic()  # the engine's TERM: SIGKILL and its deadline come after
+        self.assertEqual(self.ended(p, 5 + 10)["escalation"], "abandoned")
+        self.assertGreaterEqual(time.monotonic() - t0, 5.0)
+        self.assertIn("session c1: container fake0123456789abcdef was not seen gone within "
+                      "5 s of SIGKILL (abandoned; ", p.stderr())
         self.exit_and_let_the_keeper_end_it(p, slow)
 
     def test_an_abandoned_run_names_its_container_by_its_name(self):

@@ -183,6 +183,71 @@ class Stall(Case):
         w.wait(10)
         self.assert_no_leftovers()
 
+    def test_with_stall_timeout_0_a_server_that_stops_reading_keeps_its_run(self):
+        """--stall-timeout 0: never.  A server that stops reading its input is not ended,
+        nor are its requests answered with errors, and its client stays held back
+        (backpressure).  Watched for 3 s: three times the 1 s after which --stall-timeout 1
+        ends the same run (test_wrap_stuck_server_is_ended_and_every_request_answered)."""
+        w = self.wrap("--stop-reading-after=2",
+                      opts=["--max-queue", "16K", "--stall-timeout", "0"] + FAST)
+        w.send(initialize(0))
+        self.assertEqual(w.msg()["id"], 0)
+        pid = env_of(w, 1)["pid"]
+        pad = "p" * 4000
+        wr = Writer(w.p.stdin.fileno(), b"".join(encode(call(i, "echo", text=pad))
+                                                 for i in range(2, 82)))
+        wr.start()
+        wait_stalled(wr, "the client to be held back")
+        held = wr.done
+        w.no_output(3)
+        self.assertTrue(alive(pid))
+        self.assertIsNone(w.p.poll())
+        self.assertTrue(wr.is_alive(), "the client was let go")
+        self.assertEqual(wr.done, held)
+        self.assertNotIn("has not read its input", w.stderr())
+        w.p.send_signal(signal.SIGTERM)
+        w.wait(10)
+        wr.join(10)
+        self.assertFalse(wr.is_alive())
+        self.assert_no_leftovers()
+
+    def test_wrap_after_a_stall_the_next_message_starts_a_fresh_run(self):
+        """wrap: a stall ends the run (its requests get errors); the next message starts a
+        fresh run, whose server (a new process, which reads) answers it."""
+        first = os.path.join(self.tmp.name, "first")
+        open(first, "w").close()
+        # the first run's server stops reading after two lines; the next ones read
+        script = 'if rm "$1" 2>/dev/null; then exec "$2" --stop-reading-after=2; fi; exec "$2"'
+        w = self.wrap(opts=["--max-queue", "16K", "--stall-timeout", "1"] + FAST,
+                      command=["sh", "-c", script, "sh", first, FIXTURE])
+        w.send(initialize(0))
+        self.assertEqual(w.msg()["id"], 0)
+        pid = env_of(w, 1)["pid"]
+        n = 40  # 160 KB: more than the server's pipe and mcpmux's queue hold
+        pad = "p" * 4000
+        wr = Writer(w.p.stdin.fileno(), b"".join(encode(call(i, "echo", text=pad))
+                                                 for i in range(2, n + 2)))
+        wr.start()
+        replies = {}
+        while len(replies) < n:
+            m = w.msg(10)
+            self.assertNotIn(m["id"], replies, "two replies for one request")
+            replies[m["id"]] = m
+        wr.join(10)
+        self.assertFalse(wr.is_alive())
+        errors = [m["error"] for m in replies.values() if "error" in m]
+        self.assertTrue(errors, "no request was ended with the stalled run")
+        self.assertTrue(all("stopped reading its input" in e["message"] for e in errors),
+                        errors)
+        self.assertIn("has not read its input for 1 s", w.stderr())
+        wait_until(lambda: not alive(pid), 5, "the stalled run's server to be gone")
+        fresh = env_of(w, n + 2)
+        self.assertNotEqual(fresh["pid"], pid)
+        self.assertTrue(alive(fresh["pid"]))
+        w.close_stdin()
+        self.assertEqual(w.wait(10), 0)
+        self.assert_no_leftovers()
+
     def test_a_client_that_does_not_read_is_not_a_stalled_server(self):
         """serve over stdio: the client sends 500 requests and reads nothing for longer
         than --stall-timeout.  Its server (a slow reader: input waits for it in mcpmux's

@@ -820,8 +820,13 @@ class Refusals(HttpCase):
                                              "Access-Control-Request-Method": "POST"})
         self.assertEqual(r.status, 204)
         self.assertEqual(r.headers["access-control-allow-origin"], "https://app.example")
-        self.assertIn("Mcp-Session-Id", r.headers["access-control-allow-headers"])
-        self.assertIn("DELETE", r.headers["access-control-allow-methods"])
+        self.assertEqual(r.headers["allow"], "GET, POST, DELETE, OPTIONS")
+        self.assertEqual(r.headers["access-control-allow-headers"],
+                         "Content-Type, Accept, Authorization, Mcp-Session-Id, "
+                         "MCP-Protocol-Version, Last-Event-ID")
+        self.assertEqual(r.headers["access-control-allow-methods"],
+                         "GET, POST, DELETE, OPTIONS")
+        self.assertEqual(r.headers["access-control-max-age"], "600")
         r = self.request("OPTIONS", headers={"Origin": "https://other.example"})
         self.assertEqual(r.status, 403)
 
@@ -834,7 +839,7 @@ class Refusals(HttpCase):
         for auth in (None, "Bearer wrong-token!", "Basic czNjcmV0LXRva2Vu", "Bearer s3cret-toke"):
             r = self.post(init_msg(0), headers={"Authorization": auth})
             self.assertEqual(r.status, 401, auth)
-            self.assertTrue(r.headers["www-authenticate"].startswith("Bearer"), r)
+            self.assertEqual(r.headers["www-authenticate"], 'Bearer realm="mcpmux"', r)
         r = self.post(init_msg(0), headers={"Authorization": "bearer s3cret-token"})
         self.assertEqual(r.status, 200)
         self.assertEqual(self.request("GET", path="/metrics").status, 401)
@@ -1006,6 +1011,19 @@ class Refusals(HttpCase):
             "MCP-Protocol-Version": "2099-01-01"}).status, 200)
         self.assertEqual(self.post(tool(3, "env"), sid, {
             "MCP-Protocol-Version": "2099-02-02"}).status, 400)
+
+    def test_the_older_protocol_versions_are_accepted_in_a_newer_session(self):
+        """MCP-Protocol-Version 2024-10-07 and 2024-11-05 are accepted besides the current
+        versions, whatever the session negotiated: a session at 2025-06-18 takes requests
+        that carry either."""
+        self.http()
+        sid = self.session("2025-06-18")
+        for i, version in enumerate(("2024-10-07", "2024-11-05"), 1):
+            r = self.post(tool(i, "echo", text=version), sid, {"MCP-Protocol-Version": version})
+            self.assertEqual(r.status, 200, (version, r))
+            self.assertEqual(r.messages()[-1]["id"], i, version)
+        r = self.post(tool(3, "env"), sid, {"MCP-Protocol-Version": "2024-11-06"})
+        self.assertEqual(r.status, 400, r)
 
     def test_a_unix_socket_listener_is_0600_and_serves(self):
         path = os.path.join(self.tmp.name, "http.sock")
@@ -1606,6 +1624,14 @@ class Sessions(HttpCase):
         cancels = [r for r in recs if r.get("method") == "notifications/cancelled"]
         self.assertEqual(len(cancels), 1, cancels)
         self.assertEqual(cancels[0]["dir"], "in")
+        # the stream forgotten, as a timeout event naming it and its request (the id whole)
+        forgot = [r for r in recs if r.get("event") == "timeout" and "stream" in r]
+        self.assertEqual(len(forgot), 1, recs)
+        self.assertEqual(forgot[0]["session"], sid)
+        self.assertIsInstance(forgot[0]["stream"], int)
+        self.assertEqual(forgot[0]["request"], 2)
+        self.assertRegex(self.srv.stderr(), r"stream %d not resumed for 1 s"
+                         % forgot[0]["stream"])
         ended = [r for r in recs if r.get("event") == "ended"]
         self.assertEqual([e.get("reason") for e in ended], ["idle-timeout"])
 

@@ -60,6 +60,27 @@ class Mux:
 
 
 class Sessions(Case):
+    def test_stats_uptime_is_the_seconds_since_start(self):
+        """mcpmux/stats's uptime_s: a number of seconds since mcpmux started (monotonic),
+        which grows between two calls by the time between them."""
+        t0 = time.monotonic()
+        m = Mux(self.serve(opts=FAST))
+        sent1 = time.monotonic()
+        u1 = m.control(1, "mcpmux/stats")["message"]["result"]["uptime_s"]
+        got1 = time.monotonic()
+        self.assertIsInstance(u1, (int, float))
+        self.assertNotIsInstance(u1, bool)
+        self.assertGreaterEqual(u1, 0)
+        self.assertLessEqual(u1, got1 - t0 + 0.001)  # it started after t0; 3 decimals
+        time.sleep(0.5)  # the known time between the two calls
+        sent2 = time.monotonic()
+        u2 = m.control(2, "mcpmux/stats")["message"]["result"]["uptime_s"]
+        got2 = time.monotonic()
+        self.assertGreaterEqual(u2 - u1, sent2 - got1 - 0.002, (u1, u2))
+        self.assertLessEqual(u2 - u1, got2 - sent1 + 0.002, (u1, u2))
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+
     def test_hundred_concurrent_sessions(self):
         """Each session has its own backend and gets only its own responses."""
         m = Mux(self.serve(opts=FAST))
@@ -724,6 +745,14 @@ class Routing(Case):
             m.p.send(bad)
             e = m.take(lambda e: "error" in e and "session" not in e)
             self.assertEqual(e["error"]["code"], -32600, bad)
+        # A session ID is taken as written: "run-1" written with an escape is malformed
+        # (docs/protocol.md), an error-only envelope, and nothing is started for it.
+        m.p.write(b'{"session":"run-\\u0031","message":{"jsonrpc":"2.0","id":1,'
+                  b'"method":"ping"}}\n')
+        e = m.take(lambda e: "error" in e)
+        self.assertEqual(set(e), {"error"}, e)
+        self.assertEqual(e["error"]["code"], -32600)
+        self.assertIn("invalid session ID", e["error"]["message"])
         stats = m.control(1, "mcpmux/stats")["message"]["result"]
         self.assertEqual(stats["started"], 0)
         m.p.write(b'{"session":"ok","message":{"jsonrpc":"2.0","id":3}}\n')

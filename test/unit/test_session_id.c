@@ -1,5 +1,6 @@
 /*
- * Unit tests for session_id_valid(): 1..128 bytes of [A-Za-z0-9._:@-].
+ * Unit tests for session_id_valid(): 1..128 bytes of [A-Za-z0-9._:@-]; and for
+ * session_replay_deadline(): --stall-timeout, 30 s with 0.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -89,6 +90,22 @@ test_length(void **state)
 	assert_false(session_id_valid(id, 200));
 }
 
+/* The replay's deadline is --stall-timeout, and 30 s with 0 (never, for a stall). */
+static void
+test_the_replay_deadline_is_the_stall_timeout_or_30_s(void **state)
+{
+	struct session_config cfg = { .stall_timeout = 0 };
+
+	(void)state;
+	assert_true(session_replay_deadline(&cfg) == 30.);
+	cfg.stall_timeout = 1;
+	assert_true(session_replay_deadline(&cfg) == 1.);
+	cfg.stall_timeout = 0.5;
+	assert_true(session_replay_deadline(&cfg) == 0.5);
+	cfg.stall_timeout = 120;
+	assert_true(session_replay_deadline(&cfg) == 120.);
+}
+
 int
 main(void)
 {
@@ -97,6 +114,7 @@ main(void)
 		cmocka_unit_test(test_every_byte),
 		cmocka_unit_test(test_rejected),
 		cmocka_unit_test(test_length),
+		cmocka_unit_test(test_the_replay_deadline_is_the_stall_timeout_or_30_s),
 	};
 
 	return cmocka_run_group_tests_name("session_id", tests, NULL, NULL);
