@@ -46,7 +46,8 @@ static const char usage_text[] =
 	"       mcpmux serve [OPTIONS] --http [ADDR:]PORT -- COMMAND [ARG...]\n"
 	"                                                        the same over MCP's\n"
 	"                                                        Streamable HTTP\n"
-	"       mcpmux connect [--session ID] [--keep] PATH      MCP stdio <-> a serve socket\n"
+	"       mcpmux connect [--session ID] [--keep] [--end-method NAME]\n"
+	"                      [--max-message SIZE] PATH         MCP stdio <-> a serve socket\n"
 	"       mcpmux ctl PATH (list | stats | end SESSION)     look at and steer a serve\n"
 	"       mcpmux log (show | stats) [FILE]                 read a traffic log\n"
 	"       mcpmux config (wrap | unwrap) FILE [--in-place]  route a client config's servers\n"
@@ -54,7 +55,7 @@ static const char usage_text[] =
 	"       mcpmux ps [--json]                               running instances, sessions,\n"
 	"                                                        orphans of dead instances\n"
 	"       mcpmux sweep [--dry-run] [--older-than DURATION] end those orphans\n"
-	"       mcpmux demo                                      a run, its end, its teardown\n"
+	"       mcpmux demo [--fixture PATH]                     a run, its end, its teardown\n"
 	"       mcpmux --version | --help\n"
 	"\n"
 	"options of wrap and serve:\n"
@@ -298,8 +299,8 @@ parse_http_path(const char *v)
 	}
 	return 0;
 bad:
-	return diag_error("invalid value '%s' for --http-path (a path such as /mcp: a '/' and "
-			  "up to 255 visible characters, no '?' or '#')",
+	return diag_error("invalid value '%s' for --http-path (a path such as /mcp: 1 to 255 "
+			  "visible characters, the first a '/', no '?' or '#')",
 			  v);
 }
 
@@ -392,7 +393,7 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 			break;
 		case OPT_END_METHOD:
 			if (optarg[0] == '\0' || strlen(optarg) > 255) {
-				rc = diag_error("invalid --end-method '%s' (1 to 255 characters)",
+				rc = diag_error("invalid --end-method '%s' (1 to 255 bytes)",
 						optarg);
 			}
 			o->end_method = optarg;

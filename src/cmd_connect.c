@@ -110,6 +110,8 @@ connect_usage(void)
 	      "                     then leaves it running; another connect can take it over)\n"
 	      "  --end-method NAME  the end-of-run method the server uses (mcpmux/endRun)\n"
 	      "  --max-message SIZE the longest message either way (64M); give it serve's own\n"
+	      "                     when that is larger\n"
+	      "  -q, -v             fewer, or more, of mcpmux's own messages on stderr\n"
 	      "Exit status: the server's, like the wrapped command's (code, or 128+signal).\n",
 	      stdout);
 }
@@ -896,7 +898,7 @@ cmd_connect(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	if (cc.end_method[0] == '\0' || strlen(cc.end_method) > 255) {
-		diag_error("invalid --end-method '%s' (1 to 255 characters)", cc.end_method);
+		diag_error("invalid --end-method '%s' (1 to 255 bytes)", cc.end_method);
 		return EXIT_USAGE;
 	}
 	if (id == NULL) {

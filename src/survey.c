@@ -1885,7 +1885,7 @@ ps_usage(bool sweep)
 		      "  --session PATTERN     only sessions whose ID matches PATTERN (glob)\n"
 		      "  --term-grace MS       after SIGTERM, wait this long before SIGKILL (2000)\n"
 		      "  --kill-deadline MS    after SIGKILL, give up on a process after MS (5000)\n"
-		      "  -q                    no notes about container engines\n"
+		      "  -q, --quiet           no notes about container engines\n"
 		      "Exit status: 0, or 1 when something could not be ended.\n",
 		      stdout);
 	} else {
@@ -1898,7 +1898,7 @@ ps_usage(bool sweep)
 		      "\n"
 		      "  --json                one JSON object (docs/ps.md describes it)\n"
 		      "  --session PATTERN     only sessions whose ID matches PATTERN (glob)\n"
-		      "  -q                    no notes about container engines\n",
+		      "  -q, --quiet           no notes about container engines\n",
 		      stdout);
 	}
 }

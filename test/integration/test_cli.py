@@ -52,6 +52,38 @@ class Cli(Case):
             self.assertEqual((rc, out), (2, ""), args)
             self.assertIn("mcpmux: invalid ", err, args)
 
+    def test_the_bounds_of_sizes_origins_and_the_http_path(self):
+        """The man page's bounds: --max-message at least 64, --max-queue at least 1024,
+        --allow-origin at most 32 times, --http-path 1 to 255 visible characters, the first
+        a '/', without '?' or '#'.  Each bound's last value that is taken goes on to the
+        next check (one that fails, or an exit of `true`)."""
+        for args in (["--max-message", "63", "--", "true"],
+                     ["--max-queue", "1023", "--", "true"],
+                     ["connect", "--max-message", "63", "/nonexistent/s"],
+                     ["serve", "--http", "0"] + ["--allow-origin", "https://a.example"] * 33,
+                     ["serve", "--http", "0", "--http-path", "/" + "p" * 255],
+                     ["serve", "--http", "0", "--http-path", "/mcp?x"],
+                     ["serve", "--http", "0", "--http-path", "/mcp#x"],
+                     ["serve", "--http", "0", "--http-path", "/m p"]):
+            rc, out, err = self.run_mcpmux(*args)
+            self.assertEqual((rc, out), (2, ""), args)
+            self.assertIn("--max-message" if "--max-message" in args else
+                          "--max-queue" if "--max-queue" in args else
+                          "at most 32" if "--allow-origin" in args else "--http-path",
+                          err, args)
+        for args in (["--max-message", "64", "--max-queue", "1024", "--", "true"],):
+            rc, out, err = self.run_mcpmux(*args)
+            self.assertEqual((rc, out, err), (0, "", ""), args)
+        for args, says in (
+                (["connect", "--max-message", "64", "/nonexistent/s"], "/nonexistent/s"),
+                (["serve"] + ["--allow-origin", "https://a.example"] * 32, "add --http"),
+                (["serve", "--http-path", "/" + "p" * 254], "add --http")):
+            rc, out, err = self.run_mcpmux(*(args + ["--", "true"] if args[0] == "serve"
+                                             else args))
+            self.assertNotIn("at most 32", err, args)
+            self.assertNotIn("invalid value", err, args)
+            self.assertIn(says, err, args)
+
     def test_max_sessions_has_a_bound_that_ctl_lists_whole(self):
         """--max-sessions is at most 32768, so that the list of that many sessions and as
         many kept ones not started is a line `mcpmux ctl` takes (64 MiB): more is a usage

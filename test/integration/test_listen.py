@@ -104,6 +104,19 @@ class Listen(ListenHelpers, Case):
         self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers(0)
 
+    def test_connect_takes_quiet_and_verbose(self):
+        """connect -v or --verbose says the session's end as serve reports it; without,
+        and with -q or --quiet, it is not said."""
+        self.listen()
+        for i, flags in enumerate(([], ["-v"], ["--verbose"], ["-q"], ["--quiet"])):
+            c = self.connect(*(flags + ["--session", "s%d" % i]))
+            c.send(initialize(1))
+            self.assertEqual(c.msg()["id"], 1)
+            c.close_stdin()
+            self.assertEqual(c.wait(5), 0, c.stderr())
+            said = "mcpmux: session s%d ended: " % i in c.stderr()
+            self.assertEqual(said, flags in (["-v"], ["--verbose"]), (flags, c.stderr()))
+
     def test_connect_end_method_is_the_end_it_sends_at_eof(self):
         """A serve with --end-method: connect --end-method NAME ends its session with NAME
         on stdin EOF, and exits with the server's status; the tree is gone."""
@@ -136,7 +149,7 @@ class Listen(ListenHelpers, Case):
             r = subprocess.run([MCPMUX, "connect", "--end-method", bad, self.path],
                                capture_output=True, timeout=10 * SLOW)
             self.assertEqual(r.returncode, 2, r.stderr)
-            self.assertIn(b"(1 to 255 characters)", r.stderr)
+            self.assertIn(b"(1 to 255 bytes)", r.stderr)
 
     def test_connect_reads_what_serve_writes_last_before_it_closes(self):
         """connect takes serve's last lines (the "ended" event after the end's answer, the

@@ -1256,16 +1256,23 @@ class EngineCommands(PsCase):
         self.assertIn("the containers of docker could not be listed: its orphans, if any, are "
                       "not ended (permission denied", err)
         self.assertEqual(err.count("containers of docker"), 1, err)
-        rc, out, err = self.mcpmux("sweep", "-q", "--dry-run")
-        self.assertEqual(rc, 1, err)
-        self.assertIn("the containers of docker could not be listed", err)
-        self.assertEqual(err.count("containers of docker"), 1, err)
+        for quiet in ("-q", "--quiet"):  # a failure, not a note: said all the same
+            rc, out, err = self.mcpmux("sweep", quiet, "--dry-run")
+            self.assertEqual(rc, 1, err)
+            self.assertIn("the containers of docker could not be listed", err)
+            self.assertEqual(err.count("containers of docker"), 1, err)
         rc, out, err = self.mcpmux("ps", "--json")
         self.assertEqual(rc, 0, err)
         self.assertIn("cannot list the containers of docker: permission denied", err)
         self.assertEqual(err.count("containers of docker"), 1, err)
         docker = [e for e in json.loads(out)["engines"] if e["engine"] == "docker"]
         self.assertEqual([e["listed"] for e in docker], [False])
+        # -q, or --quiet: no note about the engine, the listing the same
+        for quiet in ("-q", "--quiet"):
+            rc, out, err = self.mcpmux("ps", "--json", quiet)
+            self.assertEqual((rc, err), (0, ""), quiet)
+            docker = [e for e in json.loads(out)["engines"] if e["engine"] == "docker"]
+            self.assertEqual([e["listed"] for e in docker], [False], quiet)
 
     def test_each_engine_that_cannot_list_is_said(self):
         """Both engines fail to list, in the same second: each is said, by ps and by sweep,
