@@ -58,6 +58,7 @@ struct wrap {
 	struct wrap_run *runs; /* every run not yet done */
 	size_t n_live;	       /* runs not yet done */
 	bool shutting_down;    /* no new runs: exit once every run is done */
+	int drain_cut;	       /* a signal came: the client's last bytes are not waited for */
 	int exit_code;
 	uint64_t exit_seq; /* the run whose status exit_code is */
 	int in_fd, out_fd; /* our own descriptions of stdin and stdout (sys_stdio_open) */
@@ -249,6 +250,18 @@ maybe_finish(struct wrap *w)
 {
 	if (!w->shutting_down || w->n_live > 0) {
 		return;
+	}
+	if (w->drain_cut != 0 && conn_queued(&w->client) > 0 && !w->client.out_dead) {
+		/* After a signal, what the client's pipe takes now, not what waits for it to read
+		 * on: a direct server still writing would die of the signal. */
+		conn_write_now(&w->client);
+		if (conn_queued(&w->client) > 0 && !w->client.out_dead) {
+			diag_warn("%s: the client did not read its last %zu bytes: exiting without "
+				  "them",
+				  strsignal(w->drain_cut), conn_queued(&w->client));
+			ev_break(w->loop, EVBREAK_ALL);
+			return;
+		}
 	}
 	if (conn_queued(&w->client) == 0 || w->client.out_dead) {
 		ev_break(w->loop, EVBREAK_ALL);
@@ -764,6 +777,12 @@ wrap_on_signal(struct ev_loop *loop, ev_signal *sw, int revents)
 
 	(void)loop;
 	(void)revents;
+	/*
+	 * The TypeScript SDK's close() ends its stdin, sends SIGTERM 2 s later and SIGKILL 2 s
+	 * after that: the teardown goes on, bounded by its graces, but the client's last bytes
+	 * are not waited for after it (maybe_finish()).
+	 */
+	w->drain_cut = sw->signum;
 	shutdown_all(w, strsignal(sw->signum), "signal");
 }
 

@@ -471,6 +471,12 @@ conn_flush(struct conn *c)
 	}
 }
 
+void
+conn_write_now(struct conn *c)
+{
+	conn_flush(c);
+}
+
 static void
 conn_on_writable(struct ev_loop *loop, ev_io *w, int revents)
 {

@@ -153,6 +153,8 @@ void conn_read(struct conn *c, bool on);
 void conn_hold(struct conn *c, unsigned reason, bool on);
 /* Stop everything; free the buffers and every retired source (all must be retired). */
 void conn_release(struct conn *c);
+/* Write what is queued until everything is written or the output would block. */
+void conn_write_now(struct conn *c);
 
 /*
  * A new source of c whose queue is full at `high` bytes; NULL when out of memory.  key

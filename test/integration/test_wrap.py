@@ -12,9 +12,9 @@ import termios
 import time
 import unittest
 
-from mcptest import (Case, FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, alive, call, deadline, encode, fd_count,
-                     initialize, main, nested, note, proc_report, proc_state, req, rss_anon_kib, vm_hwm_kib,
-                     wait_until)
+from mcptest import (Case, FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, alive, all_pids, call, deadline, encode,
+                     fd_count, initialize, main, nested, note, ppid_of, proc_report, proc_state, req, rss_anon_kib,
+                     vm_hwm_kib, wait_until)
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
 
@@ -1022,6 +1022,58 @@ class BigMessages(Case):
         w.close_stdin()
         self.assertEqual(w.wait(5), 0)
         self.assertIn("the client did not read its last", w.stderr())
+
+    def test_a_signal_while_the_client_reads_its_last_bytes_ends_the_wait(self):
+        """The TypeScript SDK's close(): stdin's end, then SIGTERM 2 s later while it still
+        reads, then SIGKILL.  A signal that comes once the run is over, while the client
+        slowly reads a big result, ends mcpmux at once with the server's status, saying
+        what was not read, as a direct server still writing it would die of the signal;
+        it does not wait for the client to read it all (and be SIGKILLed meanwhile).  A
+        signal that begins the teardown likewise leaves no wait after it."""
+        log = os.path.join(self.tmp.name, "t.jsonl")
+        # A client that reads nothing for --eof-grace is given up: not before the signal.
+        w = self.wrap(opts=["--eof-grace", "5000", "--log", log, "--log-bodies", "100"])
+        w.send(call(1, "huge", bytes=10_000_000))
+        w.close_stdin()
+        fd, got, end = w.p.stdout.fileno(), 0, deadline(30)
+
+        def ended():  # (the 10 MB fit in --max-queue: the server is done without a read)
+            if not os.path.exists(log):
+                return False
+            with open(log) as f:
+                return '"event":"ended"' in f.read()
+        wait_until(ended, 10, "the run's end (the server exits on its EOF)")
+        w.p.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        while w.p.poll() is None and time.monotonic() < end:
+            if select.select([fd], [], [], 0.1)[0]:
+                chunk = os.read(fd, 64 << 10)
+                if not chunk:
+                    break
+                got += len(chunk)
+                time.sleep(0.05)  # a slow reader: about 1.3 MB/s, 8 s for all of it
+        self.assertEqual(w.wait(), 0, "the server's status")
+        self.assertLess(time.monotonic() - signalled, 2 * SLOW,
+                        "mcpmux went on writing after the signal: %d bytes read" % got)
+        self.assertLess(got + len(w.read_to_eof()), 10_000_000, "the client got it all")
+        self.assertIn("Terminated: the client did not read its last", w.stderr())
+        # The signal first, stdin still open: once the teardown is done, no wait either.
+        log = os.path.join(self.tmp.name, "t2.jsonl")
+        w = self.wrap(opts=["--eof-grace", "5000", "--log", log, "--log-bodies", "100"])
+        w.send(call(1, "huge", bytes=10_000_000))
+
+        def answered():
+            if not os.path.exists(log):
+                return False
+            with open(log) as f:
+                return '"kind":"response"' in f.read()
+        wait_until(answered, 10, "the answer, queued for the client")
+        w.p.send_signal(signal.SIGTERM)
+        self.assertEqual(w.wait(2), 0, "the server's status (it exits on its EOF)")
+        self.assertIn("Terminated: the client did not read its last", w.stderr())
+        with open(log) as f:
+            self.assertIn('"reason":"signal"', f.read())
+
 
 F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 PIPE_DEFAULT, PIPE_BIG = 64 << 10, 1 << 20
