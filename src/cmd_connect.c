@@ -42,6 +42,7 @@ struct cconn {
 	size_t max_message; /* --max-message: a line of the client; serve's add its envelope */
 	bool keep;
 	bool ending;	 /* stdin is over; waiting for the session's end */
+	bool signalled;	 /* that end was asked for by a signal, not stdin's EOF */
 	bool done;	 /* the session ended (or, with --keep, stdin is over) */
 	bool ended;	 /* the session's end came: exit_code is its status */
 	bool serve_gone; /* writing to serve failed, or its socket's EOF: nothing can be sent */
@@ -826,12 +827,15 @@ connect_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 
 	(void)revents;
 	if (!cc->ending) {
+		cc->signalled = true;
 		conn_read(&cc->client, false);
 		client_on_eof(&cc->client, cc);
 		return;
 	}
-	/* A second signal: no more waiting for the session's end. */
-	diag_warn("%s again: exiting without waiting for the session's end", strsignal(w->signum));
+	/* A second signal, or one after stdin's EOF (the TypeScript SDK's close() sends
+	 * SIGTERM 2 s after it): no more waiting for the session's end. */
+	diag_warn("%s %s: exiting without waiting for the session's end", strsignal(w->signum),
+		  cc->signalled ? "again" : "after the end of stdin");
 	cc->exit_code = 128 + w->signum;
 	ev_break(loop, EVBREAK_ALL);
 }

@@ -377,8 +377,8 @@ class ListenHardening(ListenHelpers, Case):
 
     def test_connect_never_waits_for_an_end_that_cannot_come(self):
         """connect with nothing on stdin has no session to end; a session of another
-        connection cannot be ended from this one (refused: exit 1); and a second signal
-        ends the wait for an end that takes long."""
+        connection cannot be ended from this one (refused: exit 1); and a second signal,
+        or one after stdin's EOF, ends the wait for an end that takes long."""
         self.path = os.path.join(self.tmp.name, "mux.sock")
         srv = self.serve("--ignore-eof", opts=FAST + ["--eof-grace", "30000", "--listen",
                                                       self.path])
@@ -414,6 +414,21 @@ class ListenHardening(ListenHelpers, Case):
         self.assertEqual(a.wait(5), 128 + signal.SIGTERM)
         self.assertIn("again: exiting without waiting", a.stderr())
         self.assertIn("dup", self.ctl("list")[1], "the session still ends, in serve")
+        # The TypeScript SDK's close(): stdin's end, then SIGTERM 2 s later.  The signal
+        # after the EOF is the first: said as such, not as one "again".
+        d = self.connect("--session", "sdk")
+        d.send(initialize(1))
+        self.assertEqual(d.msg()["id"], 1)
+        d.close_stdin()
+
+        def sdk_ending():
+            return any(s["session"] == "sdk" and s["state"] == "ending"
+                       for s in json.loads(self.ctl("list", as_json=True)[1])["sessions"])
+        wait_until(sdk_ending, 5, "the session's end to begin")
+        d.p.send_signal(signal.SIGTERM)
+        self.assertEqual(d.wait(5), 128 + signal.SIGTERM)
+        self.assertIn("Terminated after the end of stdin: exiting without waiting", d.stderr())
+        self.assertNotIn("again", d.stderr())
         # Not 30 s more: serve is killed, and its keeper ends the server at once.
         srv.kill()
         srv.wait()
