@@ -47,11 +47,20 @@ struct wrap {
 	size_t drain_left; /* what the client had to read when drain_w was armed */
 	struct jsonrpc_scanner scan;
 	struct jsonrpc_idscan big_id;
-	/* A batch over the bound, as it passes: its answers and requests with an id, each
-	 * a kind ('a', 'r'), the id's length and its text; and how many notifications. */
+	/*
+	 * A batch over the bound, as it passes: the ids of its requests, each its length (a
+	 * byte, 0: id null) then its text, at most big_bound() of them (past that, none:
+	 * big_over); how many answers and notifications; its bytes so far; whether the
+	 * server's requests were looked for an answer's id too long to be read (once).
+	 */
 	bool big_batch;
 	struct sbuf big_items;
+	size_t big_requests;
+	bool big_over;
+	size_t big_answers;
 	size_t big_notes;
+	size_t big_fed;
+	bool big_long_sought;
 	struct sbuf tmp;
 	struct sbuf kept;      /* a batch less its answers, for a new run */
 	struct session *cur;   /* the run that new messages go to, NULL after an end */
@@ -600,24 +609,91 @@ handle_line(struct wrap *w, const char *line, size_t len)
 	sbuf_reset(&w->kept); /* (its memory given back after a long batch) */
 }
 
-/* An element of a batch of the client's over the bound, as it ends: kept if it has an id. */
+/*
+ * How many requests of a batch of the client's over --max-message are answered by id: as
+ * many as mcpmux records of a batch within it (docs/decisions.md: its first 1,024
+ * elements, then those of 35 bytes or more), so that the array of their errors is no
+ * longer than such a batch's.
+ */
+static size_t
+big_bound(const struct wrap *w)
+{
+	return 1024 + w->opt->max_message / 35;
+}
+
+/*
+ * An answer in a batch of the client's over the bound, as it ends: the request of the
+ * server's in flight that it answers gets an error in its place at once (one for each
+ * such request: it is done once the error is sent).  Answers to no request in flight,
+ * or for a run that is over, are dropped.
+ */
+static void
+wrap_big_answer(struct wrap *w, const struct jsonrpc_idscan *sc)
+{
+	size_t id_len = 0;
+	bool whole = sc->overflow && !w->big_long_sought;
+	const char *id;
+
+	if (w->cur == NULL || w->held_off < w->held.len) {
+		return;
+	}
+	/* An id too long to be read: the server's requests are looked through, once a line. */
+	w->big_long_sought |= whole;
+	id = session_srv_request(w->cur, sc, whole, &id_len);
+	if (id == NULL) {
+		return;
+	}
+	struct rpcout_big big = { .answer = true,
+				  .id = id,
+				  .id_len = id_len,
+				  .total = w->big_fed,
+				  .limit = w->opt->max_message,
+				  .no_memory = w->big_fed <= w->opt->max_message };
+	struct sbuf b = { 0 };
+
+	/* An answer to the client would read as one to a request of its own. */
+	diag_warn(RPCOUT_BIG_ANSWER, RPCOUT_BIG_ARGS_ID(&big), RPCOUT_BIG_ARGS_SIZE(&big));
+	rpcout_answer_too_large(&b, &big);
+	if (!b.failed) {
+		wrap_on_line(w, b.buf, b.len);
+	}
+	sbuf_release(&b);
+}
+
+/* An element of a batch of the client's over the bound, as it ends. */
 static void
 wrap_big_element(void *ctx, const struct jsonrpc_idscan *sc)
 {
 	struct wrap *w = ctx;
 	size_t id_len = 0;
 	const char *id = jsonrpc_idscan_id(sc, &id_len);
-	char kind = jsonrpc_idscan_is_answer(sc) ? 'a' : 'r';
+	unsigned char len;
 
-	if (id == NULL && sc->overflow && kind == 'r') {
-		id = ""; /* an id too long to be kept: answered with id null */
-	} else if (id == NULL) {
-		w->big_notes += sc->has_method && kind == 'r';
+	if (jsonrpc_idscan_is_answer(sc)) {
+		w->big_answers++;
+		wrap_big_answer(w, sc);
 		return;
 	}
-	sbuf_add(&w->big_items, &kind, 1);
-	sbuf_add(&w->big_items, (const char[]){ (char)id_len }, 1);
-	sbuf_add(&w->big_items, id, id_len);
+	if (!sc->has_id) {
+		/* A notification, or no message at all (1, {}): nothing to answer it with. */
+		w->big_notes += sc->has_method;
+		return;
+	}
+	if (w->big_over) {
+		return;
+	}
+	if (w->big_requests == big_bound(w)) {
+		w->big_over = true; /* one error with id null for them all */
+		sbuf_release(&w->big_items);
+		return;
+	}
+	/* An id too long to be kept, or of no use (null, true, {}): answered with id null. */
+	len = id != NULL ? (unsigned char)id_len : 0;
+	w->big_requests++;
+	sbuf_add(&w->big_items, (const char *)&len, 1);
+	if (len > 0) {
+		sbuf_add(&w->big_items, id, len);
+	}
 }
 
 static void
@@ -633,7 +709,12 @@ wrap_on_big_begin(void *ctx, const char *head, size_t len)
 	w->big_batch = i < len && head[i] == '[';
 	i = w->big_batch ? i + 1 : 0;
 	sbuf_reset(&w->big_items);
+	w->big_requests = 0;
+	w->big_over = false;
+	w->big_answers = 0;
 	w->big_notes = 0;
+	w->big_fed = len;
+	w->big_long_sought = false;
 	jsonrpc_idscan_init(&w->big_id);
 	w->big_id.batch = w->big_batch;
 	w->big_id.on_element = wrap_big_element;
@@ -646,14 +727,15 @@ wrap_on_big_more(void *ctx, const char *more, size_t len)
 {
 	struct wrap *w = ctx;
 
+	w->big_fed += len;
 	jsonrpc_idscan_feed(&w->big_id, more, len);
 }
 
 /*
- * A batch of the client's over the bound, scanned whole: each of its requests gets
- * big->code's error with its id, in one array, and the server an error in place of each
- * of its answers.  False when it held none (or the memory to keep them ran out): it is
- * answered as one message.
+ * A batch of the client's over the bound, scanned whole (its answers got the server
+ * errors as they passed): each of its requests gets big->code's error with its id, in one
+ * array.  False when it held no message, more requests than big_bound(), or the memory
+ * to answer them ran out: it is answered as one message, one error with id null.
  */
 static bool
 wrap_big_batch(struct wrap *w, struct rpcout_big *big)
@@ -662,46 +744,39 @@ wrap_big_batch(struct wrap *w, struct rpcout_big *big)
 	char text[256];
 	size_t n = 0;
 
-	if (items->failed || (items->len == 0 && w->big_notes == 0)) {
-		if (items->failed) {
-			diag_error("out of memory: the ids of a batch of the client's over "
-				   "--max-message could not be kept");
-		}
+	if (w->big_over) {
+		diag_warn("a batch of the client's over --max-message has more than %zu requests: "
+			  "they could not each be answered, one error with id null answers them",
+			  big_bound(w));
+		return false;
+	}
+	if (items->failed) {
+		diag_error("out of memory: the ids of a batch of the client's over --max-message "
+			   "could not be kept: one error with id null answers its requests");
+		return false;
+	}
+	if (w->big_requests == 0 && w->big_answers == 0 && w->big_notes == 0) {
 		return false;
 	}
 	big->answer = false;
 	big->notification = false;
 	(void)rpcout_oversize(big, text, sizeof(text));
-	/* The answers first: what goes to the server uses w->tmp too. */
-	for (size_t i = 0; i < items->len; i += 2 + (unsigned char)items->buf[i + 1]) {
-		if (items->buf[i] != 'a') {
-			continue;
-		}
-		big->id = items->buf + i + 2;
-		big->id_len = (unsigned char)items->buf[i + 1];
-
-		struct sbuf b = { 0 };
-
-		/* An answer to the client would read as one to a request of its own. */
-		diag_warn(RPCOUT_BIG_ANSWER, RPCOUT_BIG_ARGS_ID(big), RPCOUT_BIG_ARGS_SIZE(big));
-		rpcout_answer_too_large(&b, big);
-		if (!b.failed) {
-			wrap_on_line(w, b.buf, b.len);
-		}
-		sbuf_release(&b);
-	}
 	sbuf_reset(&w->tmp);
-	for (size_t i = 0; i < items->len; i += 2 + (unsigned char)items->buf[i + 1]) {
-		if (items->buf[i] == 'r') {
-			sbuf_adds(&w->tmp, n++ == 0 ? "[" : ",");
-			size_t id_len = (unsigned char)items->buf[i + 1];
+	for (size_t i = 0; i < items->len; i += 1 + (unsigned char)items->buf[i]) {
+		size_t id_len = (unsigned char)items->buf[i];
 
-			rpcout_error(&w->tmp, id_len > 0 ? items->buf + i + 2 : NULL, id_len,
-				     RPCOUT_BIG_CODE(big), text);
-		}
+		sbuf_adds(&w->tmp, n++ == 0 ? "[" : ",");
+		rpcout_error(&w->tmp, id_len > 0 ? items->buf + i + 1 : NULL, id_len,
+			     RPCOUT_BIG_CODE(big), text);
 	}
 	if (n > 0) {
 		sbuf_adds(&w->tmp, "]");
+		if (w->tmp.failed) {
+			diag_error("out of memory: the requests of a batch of the client's over "
+				   "--max-message could not each be answered: one error with id "
+				   "null answers them");
+			return false;
+		}
 		send_own(w);
 	}
 	if (w->big_notes > 0) {
@@ -734,7 +809,7 @@ wrap_on_big_end(void *ctx, size_t total)
 				   .no_memory = total <= w->opt->max_message };
 	if (w->big_batch) {
 		/* An element cut short by the line's end, then the batch's. */
-		if (w->big_id.found || w->big_id.has_method) {
+		if (w->big_id.found || w->big_id.has_method || w->big_id.has_id) {
 			wrap_big_element(w, &w->big_id);
 		}
 		bool done = wrap_big_batch(w, &big);
@@ -743,6 +818,8 @@ wrap_on_big_end(void *ctx, size_t total)
 		if (done) {
 			return;
 		}
+		id = NULL; /* (the last element's) */
+		id_len = 0;
 		big = (struct rpcout_big){ .total = total,
 					   .limit = w->opt->max_message,
 					   .no_memory = total <= w->opt->max_message };

@@ -1267,6 +1267,7 @@ idscan_key_end(struct jsonrpc_idscan *sc)
 	}
 	if (n == 2 && memcmp(k, "id", 2) == 0) {
 		sc->want_value = true;
+		sc->has_id = true;
 	} else if (n == 6 && memcmp(k, "method", 6) == 0) {
 		sc->has_method = true;
 	} else if ((n == 6 && memcmp(k, "result", 6) == 0) ||

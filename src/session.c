@@ -764,6 +764,31 @@ srv_asked(void *ctx, const char *id, size_t id_len)
 }
 
 const char *
+session_srv_request(struct session *s, const struct jsonrpc_idscan *sc, bool whole_table,
+		    size_t *len)
+{
+	size_t id_len = 0;
+	const char *id = jsonrpc_idscan_id(sc, &id_len);
+	struct pending *p = NULL, *tmp;
+
+	if (id != NULL) {
+		p = ids_find(s->srv_pending, id, id_len);
+	} else if (sc->overflow && whole_table) {
+		HASH_ITER (hh, s->srv_pending, p, tmp) {
+			// cppcheck-suppress uninitvar ; uthash iteration, filled by ids_add()
+			if (jsonrpc_idscan_is(sc, pending_id(p), p->id_len)) {
+				break;
+			}
+		}
+	}
+	if (p == NULL) {
+		return NULL;
+	}
+	*len = p->id_len;
+	return pending_id(p);
+}
+
+const char *
 session_from_client(struct session *s, const char *line, size_t len,
 		    const struct jsonrpc_scanner *scan)
 {
@@ -1286,8 +1311,11 @@ session_big_answer(void *ctx, const struct jsonrpc_idscan *sc)
 		return; /* a request of the server's, or a notification: in its numbering */
 	} else if (id != NULL) {
 		p = ids_find(s->pending, id, id_len);
-	} else if (sc->overflow) {
-		/* An id too long to be kept whole: the request that wrote it so. */
+	} else if (sc->overflow && !s->big_long_sought) {
+		/* An id too long to be kept whole: the request that wrote it so, looked for
+		 * once a line (the table is scanned whole); another such answer in it leaves
+		 * its request in flight until its run ends. */
+		s->big_long_sought = true;
 		HASH_ITER (hh, s->pending, p, tmp) {
 			if (jsonrpc_idscan_is(sc, pending_id(p), p->id_len)) {
 				break;
@@ -1316,6 +1344,7 @@ session_on_big_begin(void *ctx, const char *head, size_t len)
 	} else {
 		i = 0;
 	}
+	s->big_long_sought = false;
 	jsonrpc_idscan_init(&s->big_id);
 	s->big_id.batch = s->big_batch;
 	s->big_id.on_element = session_big_answer;

@@ -294,6 +294,7 @@ struct jsonrpc_idscan {
 	 * first answer; the elements before it (notifications, requests) are passed over. */
 	bool batch;
 	bool has_method, has_answer; /* "method"; "result" or "error" */
+	bool has_id;		     /* "id", whatever its value (one of no use too) */
 	/*
 	 * Set after init, with batch: called with the scanner as each element of the batch
 	 * ends (an answer: found and jsonrpc_idscan_is_answer()), every one of them, not only

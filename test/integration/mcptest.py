@@ -113,6 +113,14 @@ def ppid_of(pid):
     return int(stat[stat.rindex(b")") + 2:].split()[1])
 
 
+def cpu_seconds(pid):
+    """The CPU time a process used so far (user and system), in seconds."""
+    with open("/proc/%d/stat" % pid, "rb") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(b")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def all_pids():
     return [int(d) for d in os.listdir("/proc") if d.isdigit()]
 

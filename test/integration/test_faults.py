@@ -1998,6 +1998,18 @@ class OutOfMemory(Faults):
         self.assertIn("out of memory", err["message"])
         self.goes_on_and_ends(p)
 
+    def test_a_batch_over_max_message_whose_errors_cannot_be_held_gets_one(self):
+        """No memory for the array of errors that answers each request of a batch of the
+        client's over --max-message (FAULT_MALLOC_MIN: its growth past 32 KiB, the marker
+        in its last request): its requests get one -32600 with id null, and stderr says
+        they could not each be answered; the run goes on."""
+        env = self.oom_env("OOM-A", malloc_min=32768, malloc_only="realloc")
+        p = self.wrap_initialized(env, "--max-message", "4096")
+        p.send([req(k, "ping") for k in range(400)] + [req("OOM-A", "ping")])
+        self.assert_error(p.msg(10), None, -32600)
+        wait_until(lambda: "could not each be answered" in p.stderr(), 5, "the error")
+        self.goes_on_and_ends(p)
+
     def test_a_batch_that_cannot_be_stripped_of_its_answers_is_refused(self):
         """After an end-of-run, wrap takes the answers out of a client's batch (the next
         run's server never sent their requests); no memory for the batch without them

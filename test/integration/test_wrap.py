@@ -932,6 +932,72 @@ class Failures(Case):
         self.assertEqual(w.read_to_eof(10), b"")
         self.assertEqual(w.wait(), 0)
 
+    def test_a_batch_over_max_message_with_too_many_requests_gets_one_error(self):
+        """A batch over --max-message has its requests answered by id up to 1,024 +
+        --max-message/35 of them (what mcpmux records of a batch within the bound): past
+        that, however long it goes on, it is answered with one -32600 with id null, and
+        stderr says its requests could not each be answered (docs/decisions.md)."""
+        w = self.wrap(opts=["--max-message", "4096"])
+        bound = 1024 + 4096 // 35
+        w.send([req(k, "ping") for k in range(bound)])
+        self.assertEqual([(e["id"], e["error"]["code"]) for e in w.msg(10)],
+                         [(k, -32600) for k in range(bound)])
+        w.send([req(k, "ping") for k in range(bound + 1)])
+        self.assert_error(w.msg(10), None, -32600)
+        self.assertIn("has more than %d requests: they could not each be answered" % bound,
+                      w.stderr())
+        # 9 bytes an element: the answer is one error, not 100,000 of them
+        w.write(b"[" + b",".join([b'{"id":1}'] * 100_000) + b"]\n", 30)
+        line = w.line(30)
+        self.assertLess(len(line), 300, line[:300])
+        self.assert_error(json.loads(line), None, -32600)
+        w.send(req(5, "ping"))
+        self.assertEqual(w.msg(), {"jsonrpc": "2.0", "id": 5, "result": {}})
+        w.close_stdin()
+        self.assertEqual(w.read_to_eof(10), b"")
+        self.assertEqual(w.wait(), 0)
+
+    def test_a_batch_over_max_message_gets_the_server_errors_only_for_its_requests(self):
+        """The answers of a batch over --max-message get the server an error for each of
+        its requests in flight that they answer, once, an id longer than 128 bytes too;
+        answers to no request in flight, and repeats, send it nothing.  Its requests with
+        an id of no use (null, true) get -32600 with id null, as they would in a batch
+        within the bound."""
+        long_id = "L" * 200
+        w = self.wrap(opts=["--max-message", "4096"], command=[sys.executable, "-c", """
+import json, sys
+got = []
+for line in sys.stdin:
+    m = json.loads(line)
+    if "method" not in m:
+        got.append([m["id"], m["error"]["code"]])
+    elif m["method"] == "ask":
+        for k in ("s1", %r):
+            print(json.dumps({"jsonrpc": "2.0", "id": k, "method": "sampling/createMessage"}),
+                  flush=True)
+    if "id" in m and "method" in m:
+        print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": got}), flush=True)
+""" % long_id])
+        w.send(req(1, "ask"))
+        self.assertEqual([w.msg()["id"] for _ in range(3)], ["s1", long_id, 1])
+        answer = {"role": "assistant", "content": {"type": "text", "text": "x"}}
+        w.send([{"jsonrpc": "2.0", "id": "s1", "result": answer},
+                req(3, "ping", {"pad": "p" * 5000}),
+                {"jsonrpc": "2.0", "id": "s1", "result": answer},
+                {"jsonrpc": "2.0", "id": "nobody", "result": answer},
+                {"jsonrpc": "2.0", "id": long_id, "result": answer},
+                {"jsonrpc": "2.0", "id": None, "method": "ping"},
+                {"jsonrpc": "2.0", "id": True, "method": "ping"},
+                {"jsonrpc": "2.0", "id": long_id, "result": answer}])
+        self.assertEqual([(e["id"], e["error"]["code"]) for e in w.msg(10)],
+                         [(3, -32600), (None, -32600), (None, -32600)])
+        w.send(req(4, "report"))
+        self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 4,
+                                     "result": [["s1", -32000], [long_id, -32000]]})
+        w.close_stdin()
+        self.assertEqual(w.read_to_eof(10), b"")
+        self.assertEqual(w.wait(), 0)
+
 
 class BigMessages(Case):
     def test_20mb_result_intact(self):
