@@ -54,13 +54,34 @@ enum value_type {
 };
 
 #define ARENA_KEEP ((size_t)64 << 10)
-/* simdjson's buffers are kept for lines up to this long; longer, until jsonrpc_trim(). */
-#define SIMD_KEEP ((size_t)16 << 10)
+/*
+ * simdjson's buffers, and yajl's for a string it decodes, are kept for lines up to this
+ * long; longer, until jsonrpc_trim().
+ */
+#define LINE_KEEP ((size_t)16 << 10)
 
-/* Scanners whose simdjson buffers grew past SIMD_KEEP (linked by next_big). */
+/*
+ * Scanners holding memory grown for a long line (linked by next_big): simdjson's or
+ * yajl's buffers, an arena over ARENA_KEEP, items over JSONRPC_MAX_ITEMS.
+ */
 static struct jsonrpc_scanner *big_head;
 
 static struct jsonrpc_item spare_item; /* batch elements not kept (past JSONRPC_MAX_ITEMS) */
+
+/*
+ * The scanner grew memory for a long line: given back by jsonrpc_trim() once mcpmux has
+ * been idle since the last such line, whether or not another line comes.
+ */
+__attribute__((cold, noinline)) static void
+note_big(struct jsonrpc_scanner *s)
+{
+	sys_big_alloc = true;
+	if (!s->big) {
+		s->big = true;
+		s->next_big = big_head;
+		big_head = s;
+	}
+}
 
 static bool
 key_is(const unsigned char *k, size_t len, const char *name)
@@ -130,6 +151,9 @@ arena_put(struct jsonrpc_scanner *s, const char *p, size_t len, bool as_json_str
 		}
 		s->arena = na;
 		s->arena_cap = cap;
+		if (cap > ARENA_KEEP) {
+			note_big(s);
+		}
 	}
 	str.off = (uint32_t)s->arena_len;
 	if (as_json_string) {
@@ -302,6 +326,7 @@ items_room(struct jsonrpc_scanner *s)
 	}
 	s->items = ni;
 	s->items_cap *= 2;
+	note_big(s);
 	return true;
 }
 
@@ -705,15 +730,8 @@ scan(struct jsonrpc_scanner *s, const char *line, size_t len, enum text_known kn
 		s->simd = jsonsimd_new(JSONRPC_MAX_DEPTH); /* NULL: yajl alone, this time */
 	}
 	if (try_simd && s->simd != NULL) {
-		if (len > SIMD_KEEP) {
-			/* Its buffers grow to this line: given back by jsonrpc_trim() once
-			 * mcpmux has been idle since the last such line. */
-			sys_big_alloc = true;
-			if (!s->simd_big) {
-				s->simd_big = true;
-				s->next_big = big_head;
-				big_head = s;
-			}
+		if (len > LINE_KEEP) {
+			note_big(s); /* its buffers grow to this line */
 		}
 		s->fast = true;
 		enum jsonsimd_result r = jsonsimd_feed(s->simd, line, len, &s->cb, s);
@@ -738,6 +756,9 @@ scan(struct jsonrpc_scanner *s, const char *line, size_t len, enum text_known kn
 	if (known != TEXT_CHECKED && !jsonrpc_text_ok(line, len)) {
 		s->error = "not valid JSON text (a control character, or invalid UTF-8)";
 		return s->kind = JSONRPC_INVALID_JSON;
+	}
+	if (len > LINE_KEEP) {
+		note_big(s); /* the buffer yajl decodes an escaped string into grows to it */
 	}
 	yajl_status st = yajl_parse(s->h, (const unsigned char *)line, len);
 	/* Where the value ended inside this line (SIZE_MAX: at its end, or not at all). */
@@ -776,9 +797,16 @@ jsonrpc_trim(void)
 
 		big_head = s->next_big;
 		s->next_big = NULL;
-		s->simd_big = false;
+		s->big = false;
 		jsonsimd_free(s->simd);
 		s->simd = NULL; /* made again, small, by the next scan */
+		if (s->h != NULL) {
+			yajl_free(s->h); /* likewise */
+			s->h = NULL;
+		}
+		/* The arena and items of the last scan, with its results: never read after the
+		 * callback that scanned (a line that waits is scanned again). */
+		scan_reset(s);
 	}
 }
 

@@ -89,7 +89,7 @@ struct jsonrpc_scanner {
 	const char *params_method;    /* read params only for this method (NULL: for any) */
 	bool yajl_only;		      /* never the simdjson path (tests compare the two) */
 	struct jsonsimd *simd;	      /* the fast path, made at the first scan */
-	bool simd_big;		      /* its buffers grew for a long line (on a list) */
+	bool big;		      /* holds memory grown for a long line (on a list) */
 	struct jsonrpc_scanner *next_big;
 	char *arena;
 	size_t arena_len;
@@ -126,9 +126,12 @@ enum jsonrpc_kind jsonrpc_scan_line(struct jsonrpc_scanner *s, const char *line,
 enum jsonrpc_kind jsonrpc_scan_checked(struct jsonrpc_scanner *s, const char *line, size_t len);
 
 /*
- * Give back the simdjson buffers that grew for long lines (over 16 KiB), of every
- * scanner: called once mcpmux has been idle (a scan sets sys_big_alloc when they grow).
- * The next scan makes them again, small.
+ * Give back the memory that every scanner grew for long lines (over 16 KiB): simdjson's
+ * buffers, yajl's handle (its buffer for a decoded string), an arena over 64 KiB (a long
+ * id, method or string of params) and the items of a long batch.  Called once mcpmux has
+ * been idle (a scan sets sys_big_alloc when they grow), with no scan's results still to
+ * be read: those of the last scan of each such scanner are forgotten.  The next scan
+ * makes them again, small.
  */
 void jsonrpc_trim(void);
 

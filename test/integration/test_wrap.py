@@ -1063,6 +1063,34 @@ class BigMessages(Case):
         self.assertEqual(len(w.line(30)), len(b'{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":""}]}}') + 20_000_000)
         self.assert_memory_back_after_a_ping(w)
 
+    def assert_memory_back_when_idle(self, w, end=True):
+        """Nothing is sent after the big message: the memory it took goes back all the
+        same, kept for no next message (docs/reliability.md)."""
+        wait_until(lambda: rss_anon_kib(w.pid) < 20_000 // 4, 5,
+                   "mcpmux's private memory to fall back under 5 MB, idle")
+        if end:
+            w.close_stdin()
+            self.assertEqual(w.wait(), 0)
+
+    @unittest.skipIf(SANITIZED or WRAPPER, "a sanitizer's or valgrind's allocator")
+    def test_memory_back_when_idle_after_a_huge_id(self):
+        """A request with a 20 MB id and its answer: what each way's scanner copied of the
+        id is given back with no further message, with a traffic log too."""
+        for opts in ([], ["--log", os.path.join(self.tmp.name, "t.log")]):
+            w = self.wrap(opts=opts)
+            w.send(req("x" * 20_000_000, "ping"))
+            self.assertEqual(len(w.line(30)), 20_000_000 + len('{"jsonrpc":"2.0","id":"","result":{}}'))
+            self.assert_memory_back_when_idle(w)
+
+    @unittest.skipIf(SANITIZED or WRAPPER, "a sanitizer's or valgrind's allocator")
+    def test_memory_back_when_idle_after_a_huge_escaped_id(self):
+        """An id of 4 M escaped characters (24 MB of JSON, past simdjson's 2 MiB): the
+        buffer yajl decoded it into is given back too."""
+        w = self.wrap()
+        w.send(req("\u00e9" * 4_000_000, "ping"))
+        self.assertEqual(json.loads(w.line(30))["id"], "\u00e9" * 4_000_000)
+        self.assert_memory_back_when_idle(w)
+
     def test_slow_reader_gets_all_after_the_end(self):
         """The client closes stdin and reads a big result more slowly than eof-grace
         allows for all of it: as long as it reads, it gets every byte (eof-grace bounds

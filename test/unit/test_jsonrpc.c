@@ -328,11 +328,11 @@ test_simd_trim(void **state)
 	memcpy(line, "{\"jsonrpc\":\"2.0\",\"method\":\"m\"}", 30);
 	assert_int_equal(jsonrpc_scan(s, line, 30), JSONRPC_NOTIFICATION);
 	assert_true(s->by_simd);
-	assert_false(s->simd_big); /* a short line: kept */
+	assert_false(s->big); /* a short line: kept */
 
 	jsonrpc_init(&gone);
 	assert_int_equal(jsonrpc_scan(&gone, line, n), JSONRPC_NOTIFICATION);
-	assert_true(gone.simd_big);
+	assert_true(gone.big);
 	jsonrpc_release(&gone);
 	memset(&gone, 0xa5, sizeof(gone)); /* a trim that still saw it would crash */
 
@@ -340,7 +340,7 @@ test_simd_trim(void **state)
 	sys_big_alloc = false;
 	assert_int_equal(jsonrpc_scan(s, line, n), JSONRPC_NOTIFICATION);
 	assert_true(s->by_simd);
-	assert_true(s->simd_big);
+	assert_true(s->big);
 	assert_non_null(s->simd);
 	assert_true(sys_big_alloc);
 	sys_big_alloc = false;
@@ -349,13 +349,13 @@ test_simd_trim(void **state)
 	sys_big_alloc = false;
 	jsonrpc_trim();
 	assert_null(s->simd);
-	assert_false(s->simd_big);
+	assert_false(s->big);
 	jsonrpc_trim(); /* nothing left to do */
 
 	assert_int_equal(jsonrpc_scan(s, line, 30), JSONRPC_NOTIFICATION);
 	assert_true(s->by_simd);
 	assert_non_null(s->simd);
-	assert_false(s->simd_big);
+	assert_false(s->big);
 
 	/* A "\n" (never in a line) is the yajl path's to judge: it refuses it. */
 	line[40] = '\n';
@@ -367,6 +367,47 @@ test_simd_trim(void **state)
 	assert_true(s->by_simd);
 	assert_int_equal(jsonrpc_scan_checked(s, line, 100), JSONRPC_NOTIFICATION);
 	assert_true(s->by_simd);
+	free(line);
+}
+
+/*
+ * The memory of a long line's results, and yajl's for it, is given back by the trim too,
+ * whether or not another line comes: an arena grown for a long id, and the handle that
+ * decoded it (its buffer grows with an escaped string).
+ */
+static void
+test_trim_long_id(void **state)
+{
+	static const char small[] = "{\"jsonrpc\":\"2.0\",\"method\":\"m\",\"id\":1}";
+	struct jsonrpc_scanner *s = *state;
+	size_t n = (3 << 20) + 64, k = 0; /* past simdjson's 2 MiB: yajl's */
+	char *line = malloc(n);
+
+	assert_non_null(line);
+	k += (size_t)sprintf(line, "{\"jsonrpc\":\"2.0\",\"method\":\"m\",\"id\":\"");
+	while (k + 8 < n - 4) {
+		memcpy(line + k, "\\u00e9", 6);
+		k += 6;
+	}
+	memcpy(line + k, "\"}", 2);
+	k += 2;
+	sys_big_alloc = false;
+	assert_int_equal(jsonrpc_scan(s, line, k), JSONRPC_REQUEST);
+	assert_false(s->by_simd);
+	assert_true(s->big);
+	assert_true(sys_big_alloc);
+	assert_non_null(s->h);
+	assert_true(s->arena_cap > (64 << 10));
+	sys_big_alloc = false;
+	jsonrpc_trim();
+	assert_false(s->big);
+	assert_null(s->h);
+	assert_null(s->arena);
+	assert_int_equal(s->arena_cap, 0);
+	/* A short line after: nothing grows, nothing to trim. */
+	assert_int_equal(jsonrpc_scan(s, small, sizeof(small) - 1), JSONRPC_REQUEST);
+	assert_false(s->big);
+	assert_false(sys_big_alloc);
 	free(line);
 }
 
@@ -1551,6 +1592,7 @@ main(void)
 						scanner_teardown),
 		cmocka_unit_test_setup_teardown(test_simd_or_yajl, scanner_setup, scanner_teardown),
 		cmocka_unit_test_setup_teardown(test_simd_trim, scanner_setup, scanner_teardown),
+		cmocka_unit_test_setup_teardown(test_trim_long_id, scanner_setup, scanner_teardown),
 		cmocka_unit_test_setup_teardown(test_raw_nul_in_string, scanner_setup,
 						scanner_teardown),
 		cmocka_unit_test_setup_teardown(test_structured_invalid_utf8, scanner_setup,
