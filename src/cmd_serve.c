@@ -93,17 +93,19 @@ static const struct framer_sink serve_sink = {
 
 /* ---- output ---- */
 
-/* A line of mcpmux's own (an envelope error, a control reply) to a connection. */
+/*
+ * A line of mcpmux's own (an envelope error, a control reply) to a connection; b is
+ * emptied, and a long one (a huge id, a batch's errors) given back now.
+ */
 static void
-send_own(struct sconn *sc, const struct sbuf *b)
+send_own(struct sconn *sc, struct sbuf *b)
 {
 	if (b->failed) {
 		diag_error("out of memory: a message from mcpmux was lost");
-		return;
-	}
-	if (conn_send_line(&sc->c, &sc->c.self, b->buf, b->len) == -1 && errno == ENOMEM) {
+	} else if (conn_send_line(&sc->c, &sc->c.self, b->buf, b->len) == -1 && errno == ENOMEM) {
 		diag_error("out of memory: a message from mcpmux was lost");
 	}
+	sbuf_reset(b);
 }
 
 /* A line for session e, through e's own queue on its connection.  0, or -1 (errno set). */

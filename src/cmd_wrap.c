@@ -195,6 +195,7 @@ send_own(struct wrap *w)
 		tlog_message(id, pid, TLOG_OUT, &w->scan, w->tmp.buf, w->tmp.len, 0);
 	}
 	(void)conn_send_line(&w->client, &w->client.self, w->tmp.buf, w->tmp.len);
+	sbuf_reset(&w->tmp); /* a long one (a huge id, a batch's errors) is given back now */
 }
 
 static void

@@ -104,7 +104,10 @@ send_event(struct hub_entry *e, const char *fields, size_t len)
 	}
 }
 
-/* An answer of mcpmux's own in h->tmp, to session e's owner p or as a reply. */
+/*
+ * An answer of mcpmux's own in h->tmp, to session e's owner p or as a reply; h->tmp is
+ * emptied, and a long one (a huge id, a batch's errors) given back now.
+ */
 static void
 send_own_answer(struct hub *h, struct hub_port *p, struct hub_entry *e)
 {
@@ -112,14 +115,13 @@ send_own_answer(struct hub *h, struct hub_port *p, struct hub_entry *e)
 
 	if (b->failed) {
 		diag_error("out of memory: a message from mcpmux was lost");
-		return;
-	}
-	if (e != NULL && e->owner == p) {
+	} else if (e != NULL && e->owner == p) {
 		hub_log_own(h, e->id, e->s, b->buf, b->len);
 		p->ops->message(p, e, b->buf, b->len);
 	} else {
 		p->ops->reply(p, b->buf, b->len);
 	}
+	sbuf_reset(b);
 }
 
 void

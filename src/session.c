@@ -453,6 +453,7 @@ deliver_own(struct session *s, double ms)
 		tlog_message(s->id, session_pid(s), TLOG_OUT, &out_scan, msg.buf, msg.len, ms);
 	}
 	s->hooks->deliver(s, msg.buf, msg.len, s->owner);
+	sbuf_reset(&msg); /* a long one (a batch's errors) is given back now */
 }
 
 /* Answer a client request with a JSON-RPC error, from mcpmux. */

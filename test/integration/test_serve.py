@@ -12,8 +12,9 @@ import termios
 import time
 import unittest
 
-from mcptest import (FIXTURE, MCPMUX, SLOW, Case, alive, call, deadline, initialize, main, nested,
-                     note, proc_report, req, vm_hwm_kib, wait_until)
+from mcptest import (FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, Case, alive, call, deadline,
+                     initialize, main, nested, note, proc_report, req, rss_anon_kib, vm_hwm_kib,
+                     wait_until)
 
 F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 
@@ -1044,6 +1045,30 @@ class Pipes(Case):
         m.p.close_stdin()
         self.assertEqual(m.p.wait(), 0)
 
+
+class BigMessages(Case):
+    @unittest.skipIf(SANITIZED or WRAPPER, "a sanitizer's or valgrind's allocator")
+    def test_memory_back_when_idle_after_huge_ids(self):
+        """A 20 MB id in a session's request and its answer, then in an end of run for a
+        session that does not exist, then in a request refused by --max-sessions (both
+        answered by mcpmux): each time, with nothing more sent, the memory goes back."""
+        m = Mux(self.serve(opts=FAST + ["--max-sessions", "1"]))
+        big = "x" * 20_000_000
+
+        def idle_and_small():
+            wait_until(lambda: rss_anon_kib(m.p.pid) < 5_000, 5,
+                       "mcpmux's private memory to fall back under 5 MB, idle")
+        m.send("a", req(big, "ping"))
+        self.assertEqual(m.msg("a", 30)["id"], big)
+        idle_and_small()
+        m.send("nope", req(big, "mcpmux/endRun"))
+        self.assertIsNone(m.msg("nope", 30)["result"]["pid"])
+        idle_and_small()
+        m.send("b", req(big, "ping"))
+        self.assertIn("max-sessions", m.msg("b", 30)["error"]["message"])
+        idle_and_small()
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
 
 if __name__ == "__main__":
     main()

@@ -1091,6 +1091,30 @@ class BigMessages(Case):
         self.assertEqual(json.loads(w.line(30))["id"], "\u00e9" * 4_000_000)
         self.assert_memory_back_when_idle(w)
 
+    @unittest.skipIf(SANITIZED or WRAPPER, "a sanitizer's or valgrind's allocator")
+    def test_memory_back_when_idle_after_a_batch_over_the_requests_in_flight(self):
+        """A batch of 200,000 requests, over the 65,536 a session keeps in flight: its
+        elements, and the array of errors mcpmux answers it with, are given back."""
+        w = self.wrap()
+        w.send([req(i, "ping") for i in range(200_000)])
+        answers = json.loads(w.line(30))
+        self.assertEqual(len(answers), 200_000)
+        self.assertIn("too many requests in flight", answers[0]["error"]["message"])
+        self.assert_memory_back_when_idle(w)
+
+    @unittest.skipIf(SANITIZED or WRAPPER, "a sanitizer's or valgrind's allocator")
+    def test_memory_back_when_idle_after_end_of_runs_with_huge_ids(self):
+        """mcpmux's own answers with a 20 MB id: an end of run's (the session's), then one
+        with nothing running (wrap's)."""
+        w = self.wrap(opts=FAST)
+        big = "x" * 20_000_000
+        w.send(req(big, "mcpmux/endRun"))
+        self.assertEqual(json.loads(w.line(30))["id"], big)
+        self.assert_memory_back_when_idle(w, end=False)
+        w.send(req(big, "mcpmux/endRun"))
+        self.assertEqual(json.loads(w.line(30))["result"]["escalation"], "none")
+        self.assert_memory_back_when_idle(w)
+
     def test_slow_reader_gets_all_after_the_end(self):
         """The client closes stdin and reads a big result more slowly than eof-grace
         allows for all of it: as long as it reads, it gets every byte (eof-grace bounds
