@@ -446,13 +446,26 @@ event_newv(struct hx_event *ev, const struct iovec *iov, int n)
 	return ev;
 }
 
+/*
+ * A big event is given back to the system once mcpmux is idle: asked for when it is
+ * freed too, not only when it was made (a finished stream keeps its events for 10 s).
+ */
+static void
+event_free(struct hx_event *ev)
+{
+	if (ev->len > ((size_t)256 << 10)) {
+		sys_big_alloc = true;
+	}
+	free(ev);
+}
+
 static void
 events_free(struct hx_event *ev)
 {
 	while (ev != NULL) {
 		struct hx_event *next = ev->next;
 
-		free(ev);
+		event_free(ev);
 		ev = next;
 	}
 }
@@ -565,7 +578,7 @@ stream_trim(struct hx_stream *st)
 			st->tail = NULL;
 		}
 		st->kept -= ev->len;
-		free(ev);
+		event_free(ev);
 	}
 }
 
@@ -953,7 +966,7 @@ orphans_relieve(struct hx_session *hs, bool json_waits)
 		hs->unsent -= ev->len;
 		bytes += ev->len;
 		n++;
-		free(ev);
+		event_free(ev);
 	}
 	if (hs->orphans == NULL) {
 		hs->orphans_tail = NULL;

@@ -1833,6 +1833,19 @@ class Sessions(HttpCase):
                    "mcpmux's private memory to fall back under 12 MB",
                    lambda: "RssAnon %d KiB" % rss_anon_kib(self.srv.pid))
 
+    @unittest.skipIf(SANITIZED or WRAPPER, "a sanitizer's or valgrind's allocator")
+    def test_memory_given_back_when_a_finished_streams_big_answer_is_let_go(self):
+        """A 20 MB answer on a request's stream is kept for a resume for 10 s after it was
+        written (docs/http.md), then given back with no further request."""
+        self.http()
+        sid = self.session()
+        r = self.post(tool(1, "huge", bytes=20_000_000), sid, seconds=30)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(len(r.messages()[-1]["result"]["content"][0]["text"]), 20_000_000)
+        wait_until(lambda: rss_anon_kib(self.srv.pid) < 5_000, 15,
+                   "mcpmux's private memory to fall back under 5 MB, idle",
+                   lambda: "RssAnon %d KiB" % rss_anon_kib(self.srv.pid))
+
 class FlowControl(HttpCase):
     def test_a_max_sessions_that_leaves_few_connections_is_said(self):
         def low_limit():
