@@ -185,6 +185,7 @@ send_own(struct wrap *w)
 {
 	if (w->tmp.failed) {
 		diag_error("out of memory: a message from mcpmux was lost");
+		sbuf_reset(&w->tmp); /* what it had grown to is given back */
 		return;
 	}
 	if (tlog_enabled) {
@@ -776,6 +777,7 @@ wrap_big_batch(struct wrap *w, struct rpcout_big *big)
 			diag_error("out of memory: the requests of a batch of the client's over "
 				   "--max-message could not each be answered: one error with id "
 				   "null answers them");
+			sbuf_reset(&w->tmp);
 			return false;
 		}
 		send_own(w);

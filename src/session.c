@@ -446,6 +446,7 @@ deliver_own(struct session *s, double ms)
 {
 	if (msg.failed) {
 		diag_error("session %s: out of memory: a message from mcpmux was lost", s->id);
+		sbuf_reset(&msg); /* what it had grown to is given back */
 		return;
 	}
 	if (tlog_enabled) {

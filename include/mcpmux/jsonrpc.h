@@ -13,7 +13,8 @@
  * yajl's events, and by one yajl_parse() call otherwise: the verdict and every result
  * are the same either way (fuzz_jsonrpc compares the two).
  *
- * A scanner is reusable: results stay valid until the next scan or jsonrpc_release().
+ * A scanner is reusable: results stay valid until the next scan, jsonrpc_release(), or
+ * the idle trim (jsonrpc_trim(), from a loop's idle timer: never inside a scan's caller).
  * All strings in a result point into the scanner's arena and are not NUL-terminated.
  */
 #ifndef MCPMUX_JSONRPC_H
