@@ -731,8 +731,13 @@ cmd_sweep(int argc, char **argv)
 		if (!p.o.dry_run) {
 			struct selection sel = { keys, n_keys, cgkeys, n_cgkeys };
 
-			end_processes(&p, &sel, &vs);
+			/*
+			 * Containers first, as the keeper does (docs/decisions.md): a container
+			 * run's processes (its engine command, conmon, which may be in a dead
+			 * instance's cgroup leaf) are not signalled while the engine stops it.
+			 */
 			end_containers(&p, cv, ncv);
+			end_processes(&p, &sel, &vs);
 			/* The dead instances' cgroups, emptied: what holds a process stays. */
 			for (size_t k = 0; k < p.n_cg; k++) {
 				if (!p.cg[k].live) {
