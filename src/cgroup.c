@@ -427,51 +427,74 @@ cgroup_instance_pid(const char *name, pid_t *pid)
 	return 0;
 }
 
-/* fn(ctx, top, pid) for each process of the cgroup name in at and of those below it. */
-static void
+/*
+ * fn(ctx, top, pid) for each process of the cgroup name in at and of those below it.  0, or
+ * -1 with errno when a part of it could not be read (one removed meanwhile is no error).
+ */
+static int
 procs_walk(int at, const char *name, const char *top, int depth,
 	   void (*fn)(void *ctx, const char *top, pid_t pid), void *ctx)
 {
 	int dfd = openat(at, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = 0, err = 0;
 	DIR *d;
-	struct dirent *de;
 
 	if (dfd == -1) {
-		return;
+		return errno == ENOENT ? 0 : -1;
 	}
 	int fd = openat(dfd, "cgroup.procs", O_RDONLY | O_CLOEXEC);
 	FILE *f = fd >= 0 ? fdopen(fd, "re") : NULL;
 
-	if (f == NULL && fd >= 0) {
-		(void)close(fd);
+	if (f == NULL) {
+		err = errno;
+		if (fd >= 0) {
+			(void)close(fd);
+		} else if (err == ENOENT) {
+			err = 0; /* removed meanwhile */
+		}
 	}
 	if (f != NULL) {
 		long pid;
 
+		errno = 0;
 		while (fscanf(f, "%ld", &pid) == 1) {
 			if (pid > 0 && pid <= INT32_MAX) {
 				fn(ctx, top, (pid_t)pid);
 			}
 		}
+		if (ferror(f) && errno != ENODEV) { /* ENODEV: removed meanwhile */
+			err = errno != 0 ? errno : EIO;
+		}
 		fclose(f);
 	}
-	if (depth >= REMOVE_DEPTH_MAX || (d = fdopendir(dfd)) == NULL) {
+	if ((d = fdopendir(dfd)) == NULL) {
+		err = err != 0 ? err : errno;
 		sys_close(&dfd);
-		return;
-	}
-	while ((de = readdir(d)) != NULL) {
-		if (de->d_type == DT_DIR && de->d_name[0] != '.') {
-			procs_walk(dirfd(d), de->d_name, top != NULL ? top : de->d_name, depth + 1,
-				   fn, ctx);
+	} else {
+		for (const struct dirent *de; (de = readdir(d)) != NULL;) {
+			if (de->d_type != DT_DIR || de->d_name[0] == '.') {
+				continue;
+			}
+			if (depth + 1 >= REMOVE_DEPTH_MAX) {
+				err = err != 0 ? err : ELOOP; /* deeper than it looks */
+			} else if (procs_walk(dirfd(d), de->d_name, top != NULL ? top : de->d_name,
+					      depth + 1, fn, ctx) == -1) {
+				err = err != 0 ? err : errno;
+			}
 		}
+		closedir(d);
 	}
-	closedir(d);
+	if (err != 0) {
+		errno = err;
+		rc = -1;
+	}
+	return rc;
 }
 
-void
+int
 cgroup_procs_each(const char *dir, void (*fn)(void *ctx, const char *top, pid_t pid), void *ctx)
 {
-	procs_walk(AT_FDCWD, dir, NULL, 0, fn, ctx);
+	return procs_walk(AT_FDCWD, dir, NULL, 0, fn, ctx);
 }
 
 size_t

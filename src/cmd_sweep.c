@@ -269,6 +269,42 @@ wait_victims(struct victims *vs, long long deadline)
 	return left;
 }
 
+/*
+ * Does this sweep remove dead cgroup k: not live, and each process found in it selected;
+ * one with none, when no --session or --older-than was given, or when --session selects a
+ * session its status file names.
+ */
+static bool
+cgroup_selected(const struct survey *p, size_t k, const struct cgkey *keys, size_t n)
+{
+	const struct survey_cgroup *cg = &p->cg[k];
+	bool any = false;
+
+	if (cg->live) {
+		return false;
+	}
+	for (size_t i = 0; i < p->n_cgp; i++) {
+		if (p->cgp[i].cg == k) {
+			if (!cgkey_has(keys, n, k, p->cgp[i].session)) {
+				return false;
+			}
+			any = true;
+		}
+	}
+	if (any) {
+		return true;
+	}
+	if (p->o.session == NULL) {
+		return p->o.older_than_s <= 0;
+	}
+	for (size_t j = 0; j < cg->n_leaf; j++) {
+		if (survey_session_selected(&p->o, cg->leaf[j].session)) {
+			return p->o.older_than_s <= 0;
+		}
+	}
+	return false;
+}
+
 /* What a sweep ends: orphan groups by their keys, and sessions of dead cgroups. */
 struct selection {
 	const struct key *keys;
@@ -645,6 +681,7 @@ cmd_sweep(int argc, char **argv)
 	struct cvictim *cv = NULL;
 	struct key *keys = NULL;
 	struct cgkey *cgkeys = NULL;
+	bool *rm_cg = NULL;
 	size_t n_keys = 0, ncv = 0, n_cgkeys = 0;
 	struct survey p;
 	int rc;
@@ -724,6 +761,13 @@ cmd_sweep(int argc, char **argv)
 	     add_cg_victims(&vs, &p, cgkeys, n_cgkeys, true) == -1)) {
 		rc = -1;
 	}
+	/* Which of them go once emptied, judged by what was found in them before the ladder. */
+	if (rc == 0 && (rm_cg = calloc(p.n_cg ? p.n_cg : 1, sizeof(*rm_cg))) == NULL) {
+		rc = -1;
+	}
+	for (size_t k = 0; rc == 0 && k < p.n_cg; k++) {
+		rm_cg[k] = cgroup_selected(&p, k, cgkeys, n_cgkeys);
+	}
 	if (rc == -1) {
 		diag_error("out of memory");
 		rc = 1;
@@ -738,9 +782,12 @@ cmd_sweep(int argc, char **argv)
 			 */
 			end_containers(&p, cv, ncv);
 			end_processes(&p, &sel, &vs);
-			/* The dead instances' cgroups, emptied: what holds a process stays. */
+			/*
+			 * The dead instances' cgroups this sweep selected, emptied: what holds a
+			 * process stays.
+			 */
 			for (size_t k = 0; k < p.n_cg; k++) {
-				if (!p.cg[k].live) {
+				if (rm_cg[k] && !p.cg[k].live) {
 					(void)cgroup_remove(p.cg[k].dir);
 				}
 			}
@@ -761,6 +808,7 @@ cmd_sweep(int argc, char **argv)
 	free(vs.v);
 	free(keys);
 	free(cgkeys);
+	free(rm_cg);
 	free(cv);
 	survey_release(&p);
 	return rc;

@@ -296,12 +296,16 @@ read_environ(const char *root, pid_t pid, struct procscan_proc *p)
 	p->session[0] = '\0';
 	p->owner[0] = '\0';
 	p->owner_cut = false;
+	p->env_unread = false;
 	(void)snprintf(path, sizeof(path), "%s/%d/environ", root, (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	rc = fd == -1 ? -1 : proctree_environ_each(fd, environ_entry, &r);
 	p->has_owner = r.got_owner; /* what was read, if not all */
 	if (rc == -1) {
-		return vanished(errno) ? -1 : 0;
+		if (vanished(errno)) {
+			return -1;
+		}
+		p->env_unread = true;
 	}
 	return 0;
 }
@@ -777,6 +781,14 @@ owner_state(const struct procscan *s, const char *proc_root, const char *owner, 
 
 	*unsure = same == -1;
 	return same == 1 ? PROCSCAN_LIVE : PROCSCAN_GONE;
+}
+
+enum procscan_owner
+procscan_owner_judge(const struct procscan *s, const char *proc_root, const char *owner, int *err,
+		     bool *unsure)
+{
+	*unsure = false;
+	return owner_state(s, proc_root, owner, err, unsure);
 }
 
 enum procscan_owner

@@ -1557,13 +1557,49 @@ cg_add(struct survey *p, size_t *cap, const char *dir, pid_t pid, pid_t file_pid
 	return 0;
 }
 
+/* The pids whose status file is held: live instances, whatever their file says yet. */
+struct pidset {
+	pid_t *v;
+	size_t n, cap;
+};
+
+static int
+held_add(struct pidset *h, long pid)
+{
+	if (h->n == h->cap) {
+		size_t nc = h->cap ? h->cap * 2 : 8;
+		pid_t *nv = realloc(h->v, nc * sizeof(*nv));
+
+		if (nv == NULL) {
+			errno = ENOMEM;
+			return -1;
+		}
+		h->v = nv;
+		h->cap = nc;
+	}
+	h->v[h->n++] = (pid_t)pid;
+	return 0;
+}
+
+static bool
+held_has(const struct pidset *h, pid_t pid)
+{
+	for (size_t i = 0; i < h->n; i++) {
+		if (h->v[i] == pid) {
+			return true;
+		}
+	}
+	return false;
+}
+
 /*
  * The status files in the runtime directory: the cgroups of the dead instances' into
- * p->cg, those of the live ones' into *live (*n_live).  0, or -1 (ENOMEM).
+ * p->cg, those of the live ones' into *live (*n_live), and the pids of every file held
+ * (its cgroup named or not yet, or too long to be kept) into held_pids.  0, or -1 (ENOMEM).
  */
 static int
 cg_from_files(struct survey *p, size_t *cap, const char *mnt, char (**live)[CGROUP_PATH_MAX],
-	      size_t *n_live)
+	      size_t *n_live, struct pidset *held_pids)
 {
 	char dir[PATH_MAX];
 	struct sbuf b = { 0 };
@@ -1605,8 +1641,10 @@ cg_from_files(struct survey *p, size_t *cap, const char *mnt, char (**live)[CGRO
 			continue;
 		}
 		memset(&f, 0, sizeof(f));
-		if (pread_all(fd, &b, SURVEY_STATUS_MAX_BYTES) == -1 ||
-		    cg_file_parse(b.buf != NULL ? b.buf : "", b.len, (pid_t)pid, &f) == -1) {
+		if (held && held_add(held_pids, pid) == -1) {
+			rc = -1;
+		} else if (pread_all(fd, &b, SURVEY_STATUS_MAX_BYTES) == -1 ||
+			   cg_file_parse(b.buf != NULL ? b.buf : "", b.len, (pid_t)pid, &f) == -1) {
 			rc = errno == ENOMEM ? -1 : 0;
 		} else if (f.dir[0] == '\0' || !cg_path_ok(mnt, f.dir, (pid_t)pid)) {
 			/* no cgroup, or not one of its own */
@@ -1627,10 +1665,13 @@ cg_from_files(struct survey *p, size_t *cap, const char *mnt, char (**live)[CGRO
 			}
 		} else {
 			int err;
+			bool unsure = false;
+			/* A start time that cannot be compared (unsure) counts as alive. */
 			bool owner_gone =
 				f.owner[0] != '\0'
-					? procscan_owner_state(&p->scan, SURVEY_PROC_ROOT, f.owner,
-							       &err) == PROCSCAN_GONE
+					? procscan_owner_judge(&p->scan, SURVEY_PROC_ROOT, f.owner,
+							       &err, &unsure) == PROCSCAN_GONE &&
+						  !unsure
 					: status_stale(&p->scan, (pid_t)pid);
 
 			/* A lock that is free, and its owner gone (not a pid reused by it). */
@@ -1650,12 +1691,45 @@ cg_from_files(struct survey *p, size_t *cap, const char *mnt, char (**live)[CGRO
 }
 
 /*
+ * Did pid, which the scan saw as no instance, exec since (its comm another now)?  An
+ * instance makes its cgroup after its exec: a cgroup listed after the scan and named after
+ * a process that the scan saw before that exec (a starting mcpmux) is its.  Unreadable:
+ * taken as yes.
+ */
+static bool
+named_execd(const struct procscan *s, pid_t pid)
+{
+	char path[64], comm[sizeof(s->v[0].comm)];
+	size_t i = procscan_find(s, pid);
+	ssize_t n;
+	int fd;
+
+	if (i == SIZE_MAX || pid_gone(pid)) {
+		return false; /* gone: status_stale() said so */
+	}
+	(void)snprintf(path, sizeof(path), SURVEY_PROC_ROOT "/%d/comm", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1) {
+		return errno != ENOENT && errno != ESRCH;
+	}
+	n = read(fd, comm, sizeof(comm) - 1);
+	(void)close(fd);
+	if (n <= 0) {
+		return n == -1 && errno != ESRCH;
+	}
+	comm[n] = '\0';
+	comm[strcspn(comm, "\n")] = '\0';
+	return strcmp(comm, s->v[i].comm) != 0 || strcmp(comm, "mcpmux") == 0;
+}
+
+/*
  * The "mcpmux.PID[.K]" cgroups below this process's own cgroup, where an mcpmux started
  * from here makes its own, whose PID is gone or is a process the scan found no instance.
  * 0, or -1 (ENOMEM).
  */
 static int
-cg_from_own(struct survey *p, size_t *cap, char (*live)[CGROUP_PATH_MAX], size_t n_live)
+cg_from_own(struct survey *p, size_t *cap, char (*live)[CGROUP_PATH_MAX], size_t n_live,
+	    const struct pidset *held_pids)
 {
 	char own[CGROUP_PATH_MAX], dir[CGROUP_PATH_MAX + 256];
 	struct dirent *de;
@@ -1671,8 +1745,9 @@ cg_from_own(struct survey *p, size_t *cap, char (*live)[CGROUP_PATH_MAX], size_t
 		if (de->d_type != DT_DIR || cgroup_instance_pid(de->d_name, &pid) == -1 ||
 		    (size_t)snprintf(dir, sizeof(dir), "%s/%s", own, de->d_name) >=
 			    CGROUP_PATH_MAX ||
-		    cg_listed(live, n_live, dir) || cg_taken(p, dir) ||
-		    !status_stale(&p->scan, pid) || !cg_mine(dir, p->uid)) {
+		    cg_listed(live, n_live, dir) || cg_taken(p, dir) || held_has(held_pids, pid) ||
+		    !status_stale(&p->scan, pid) || named_execd(&p->scan, pid) ||
+		    !cg_mine(dir, p->uid)) {
 			continue;
 		}
 		rc = cg_add(p, cap, dir, pid, 0, NULL);
@@ -1685,7 +1760,21 @@ struct cg_walk {
 	struct survey *p;
 	size_t cg;
 	int rc;
+	bool first;	   /* the first look: a process the scan did not see keeps the cgroup */
+	unsigned ns_depth; /* the scanning process's pid namespace depth */
 };
+
+/* Is v[i] or one of its ancestors a live instance (in any pid namespace seen from here)? */
+static bool
+below_instance(const struct procscan *s, size_t i)
+{
+	for (size_t n = 0; i != SIZE_MAX && n < 4096; n++, i = s->v[i].parent) {
+		if (s->v[i].mode != PROCSCAN_NONE) {
+			return true;
+		}
+	}
+	return false;
+}
 
 static void
 cg_proc(void *ctx, const char *top, pid_t pid)
@@ -1695,14 +1784,32 @@ cg_proc(void *ctx, const char *top, pid_t pid)
 	struct survey_cgroup *c = &p->cg[w->cg];
 	size_t i = procscan_find(&p->scan, pid);
 
-	if (i == SIZE_MAX || w->rc == -1) {
-		return; /* started since the scan: the next one sees it */
+	if (w->rc == -1) {
+		return;
+	}
+	if (i == SIZE_MAX) {
+		/* Started since the scan: unknown at first; later, a fork the next look sees. */
+		c->live = c->live || w->first;
+		return;
 	}
 	const struct procscan_proc *pr = &p->scan.v[i];
 
 	if (pr->group != SIZE_MAX) {
 		/* An orphan's carrier is ended by its cookie; a live one's keeps it all. */
 		c->live = c->live || p->scan.g[pr->group].owner_state != PROCSCAN_GONE;
+		return;
+	}
+	/*
+	 * A live instance's, whatever the cgroup's name says (the PID of the name is in the
+	 * instance's pid namespace, maybe not this one): a process below a live instance, one
+	 * in another pid namespace than this, or one whose environment or state cannot be
+	 * read keeps the whole cgroup.
+	 */
+	bool dead = pr->state == 'Z' && pr->thread == 0;
+
+	if (below_instance(&p->scan, i) || pr->ns_depth != w->ns_depth ||
+	    (!dead && (pr->read_errno != 0 || pr->env_unread || !pr->is_read))) {
+		c->live = true;
 		return;
 	}
 	if ((pr->state == 'Z' && pr->thread == 0) || (pr->uid != p->uid && !p->all_users)) {
@@ -1732,18 +1839,30 @@ cg_proc(void *ctx, const char *top, pid_t pid)
 	}
 }
 
-int
-survey_cgroup_procs(struct survey *p)
+/* survey_cgroup_procs(); first: the look of survey_read_cgroups(). */
+static int
+cgroup_procs(struct survey *p, bool first)
 {
+	size_t self = procscan_find(&p->scan, getpid());
+	unsigned depth = self != SIZE_MAX ? p->scan.v[self].ns_depth : 0;
+
 	p->n_cgp = 0;
 	for (size_t k = 0; k < p->n_cg; k++) {
-		struct cg_walk w = { p, k, 0 };
+		struct cg_walk w = { p, k, 0, first, depth };
 		size_t from = p->n_cgp;
 
 		if (p->cg[k].live) {
 			continue;
 		}
-		cgroup_procs_each(p->cg[k].dir, cg_proc, &w);
+		if (cgroup_procs_each(p->cg[k].dir, cg_proc, &w) == -1) {
+			/* What it holds is not all known: left alone. */
+			if (first) {
+				diag_warn_errno("cannot read all of the cgroup %s of an instance "
+						"that is gone (left alone)",
+						p->cg[k].dir);
+			}
+			p->cg[k].live = true;
+		}
 		if (w.rc == -1) {
 			errno = ENOMEM;
 			return -1;
@@ -1756,21 +1875,29 @@ survey_cgroup_procs(struct survey *p)
 }
 
 int
+survey_cgroup_procs(struct survey *p)
+{
+	return cgroup_procs(p, false);
+}
+
+int
 survey_read_cgroups(struct survey *p)
 {
 	char mnt[CGROUP_PATH_MAX];
 	char(*live)[CGROUP_PATH_MAX] = NULL;
+	struct pidset held = { NULL, 0, 0 };
 	size_t n_live = 0, cap = 0;
 	int rc = 0;
 
 	if (cgroup_mount(mnt, sizeof(mnt)) == -1) {
 		return 0; /* no cgroup v2 here */
 	}
-	if (cg_from_files(p, &cap, mnt, &live, &n_live) == -1 ||
-	    cg_from_own(p, &cap, live, n_live) == -1 || survey_cgroup_procs(p) == -1) {
+	if (cg_from_files(p, &cap, mnt, &live, &n_live, &held) == -1 ||
+	    cg_from_own(p, &cap, live, n_live, &held) == -1 || cgroup_procs(p, true) == -1) {
 		rc = diag_error("out of memory");
 	}
 	free(live);
+	free(held.v);
 	return rc;
 }
 

@@ -40,10 +40,11 @@ int cgroup_instance_pid(const char *name, pid_t *pid);
 /*
  * fn(ctx, top, pid) for each process that the cgroup.procs of dir and of the cgroups below
  * it list; top: the name of the cgroup right below dir that it is in (a leaf), NULL when it
- * is in dir itself.
+ * is in dir itself.  0, or -1 with errno when a part of it could not be read (a cgroup.procs
+ * or a directory; one removed meanwhile is no error).
  */
-void cgroup_procs_each(const char *dir, void (*fn)(void *ctx, const char *top, pid_t pid),
-		       void *ctx);
+int cgroup_procs_each(const char *dir, void (*fn)(void *ctx, const char *top, pid_t pid),
+		      void *ctx);
 /*
  * A leaf for a server under the instance cgroup: out = inst/s.N, new (the instance
  * cgroup is made again if an empty one was removed meanwhile).  0 or -1 (errno; EEXIST:

@@ -78,6 +78,7 @@ struct procscan_proc {
 	char exe[64];	 /* basename of the exe link, "" unreadable */
 	char session[PROCTREE_COOKIE_MAX + 1]; /* MCPMUX_SESSION, "" none */
 	char owner[PROCSCAN_OWNER_MAX + 1];    /* MCPMUX_OWNER, "" none (or too long) */
+	bool env_unread;   /* its environment could not be read (not vanished): unknown */
 	bool has_owner;	   /* MCPMUX_OWNER is there, whether owner could keep it or not */
 	bool owner_cut;	   /* MCPMUX_OWNER is there, too long for owner to keep ("") */
 	pid_t ns_pid;	   /* its pid in its own pid namespace (NSpid's last), as it sees itself */
@@ -178,6 +179,12 @@ int procscan_parse_owner(const char *text, pid_t *pid, unsigned long long *start
  */
 enum procscan_owner procscan_owner_state(const struct procscan *s, const char *proc_root,
 					 const char *owner, int *err);
+/*
+ * procscan_owner_state(), and *unsure when PID is a live process whose start time could
+ * not be compared (read, or in a time namespace of its own): GONE is then not sure.
+ */
+enum procscan_owner procscan_owner_judge(const struct procscan *s, const char *proc_root,
+					 const char *owner, int *err, bool *unsure);
 
 /*
  * An orphan group with this owner, session and uid (another scan's group), or SIZE_MAX.

@@ -13,11 +13,12 @@ import shutil
 import signal
 import struct
 import subprocess
+import tempfile
 import termios
 import time
 
-from mcptest import (FIXTURE, MCPMUX, SLOW, Case, alive, call, comm, keeper_of, main, note,
-                     ppid_of, proc_environ, proc_state, req, wait_until)
+from mcptest import (FIXTURE, MCPMUX, SLOW, Case, alive, all_pids, call, comm, keeper_of, main,
+                     note, ppid_of, proc_environ, proc_state, req, wait_until)
 
 GRACES = ["--eof-grace", "300", "--term-grace", "300"]
 BOUND = 0.3 + 0.3 + 1.0
@@ -1343,7 +1344,7 @@ class SweptCgroups(OwnCgroupCase):
         session, gc, start, leaf = self.escaped(p)
         inst = os.path.dirname(leaf)
         self.assertEqual([o for o in self.ps_orphans() if o.get("cgroup") == inst], [])
-        rc, out, err = self.mcpmux("sweep", "--dry-run")
+        rc, out, err = self.mcpmux("sweep", "--dry-run", "--session", session)
         self.assertEqual(rc, 0, err)
         self.assertNotRegex(out, r"\n *%d " % gc)
         rc, out, err = self.mcpmux("sweep", "--session", session)
@@ -1354,23 +1355,173 @@ class SweptCgroups(OwnCgroupCase):
         self.assertEqual(p.wait(), 0)
         self.assertFalse(runs(gc, start), "mcpmux ends its own at its exit")
 
+    def own_sub(self, name):
+        """A cgroup of this test's own below its cgroup (removed at cleanup): an mcpmux or
+        sweep run in it makes and looks for "mcpmux.PID" cgroups there, where no other run
+        on the machine looks."""
+        sub = os.path.join(self.parent, "%s.%d" % (name, os.getpid()))
+        os.mkdir(sub)
+
+        def remove():
+            # what a killed mcpmux left in it too, deepest first
+            for d in sorted((w[0] for w in os.walk(sub)), key=len, reverse=True):
+                rmdir_once_empty(d)
+        self.addCleanup(remove)
+        return sub
+
+    def test_a_live_instance_in_another_pid_namespace_is_left_alone(self):
+        """The PID of an instance cgroup's name is in the instance's pid namespace: an
+        mcpmux that is PID 1 of a namespace of its own names its cgroup "mcpmux.1", and a
+        server of it without a cookie, in that cgroup, is no orphan to ps or sweep."""
+        if os.geteuid() != 0 or shutil.which("unshare") is None:
+            self.skipTest("needs root and unshare(1) for a pid namespace")
+        sub = self.own_sub("pidns-test")
+        # its status file where ps and sweep do not look: no held file tells them
+        other_run = tempfile.TemporaryDirectory(prefix="mcpmux-run-")
+        self.addCleanup(other_run.cleanup)
+        env = dict(self.env, XDG_RUNTIME_DIR=other_run.name)
+        p = self.start(["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', sub,
+                        "unshare", "-pf", "--kill-child", "--mount-proc", MCPMUX] + GRACES +
+                       ["--", "env", "-i", FIXTURE], env=env)
+        p.send(req(1, "ping"))
+        self.assertEqual(p.msg()["id"], 1)
+        leaf = os.path.join(sub, "mcpmux.1", "s.1")
+        if not os.path.isdir(leaf):
+            self.skipTest("no cgroup leaf here: " + p.stderr())
+        with open(os.path.join(leaf, "cgroup.procs")) as f:
+            server = [int(x) for x in f.read().split()]
+        self.assertEqual(len(server), 1, server)
+        self.assertNotIn(b"MCPMUX_SESSION", b"".join(proc_environ(server[0]) or []))
+        rc, out, err = self.mcpmux("ps", "--json", cgroup=sub)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual([o for o in json.loads(out)["orphans"]
+                          if (o.get("cgroup") or "").startswith(sub + "/")], [])
+        rc, out, err = self.mcpmux("sweep", "--dry-run", cgroup=sub)
+        self.assertNotRegex(out, r"\n *%d " % server[0])
+        self.assertNotIn("mcpmux.1 ", out)
+        self.assertTrue(os.path.isdir(leaf))
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+
+    def gone_pid(self):
+        """The pid of a process that was and is no more (reaped)."""
+        q = subprocess.Popen(["true"], env={})
+        q.wait()
+        return q.pid
+
+    def fake_dead_cgroup(self, sub, procs=()):
+        """sub/mcpmux.G/s.1, G the pid of a process gone, with procs moved into its leaf."""
+        inst = os.path.join(sub, "mcpmux.%d" % self.gone_pid())
+        os.mkdir(inst)
+        os.mkdir(inst + "/s.1")
+        for q in procs:
+            with open(inst + "/s.1/cgroup.procs", "w") as f:
+                f.write(str(q))
+        return inst
+
+    def orphans_in(self, sub):
+        rc, out, err = self.mcpmux("ps", "--json", cgroup=sub)
+        self.assertEqual(rc, 0, err)
+        return [o for o in json.loads(out)["orphans"]
+                if (o.get("cgroup") or "").startswith(sub + "/")]
+
+    def test_a_cookieless_server_below_a_live_instance_keeps_any_cgroup(self):
+        """A process below a live instance keeps the cgroup it is in, whatever its name
+        says: a server that cleared its environment, moved into a cgroup named after a
+        pid gone, with no status file, is no orphan."""
+        sub = self.own_sub("below-test")
+        p = self.start([MCPMUX] + GRACES + ["--", "env", "-i", FIXTURE])
+        p.send(req(1, "ping"))
+        self.assertEqual(p.msg()["id"], 1)
+        server = [q for q in all_pids() if ppid_of(q) == p.pid and keeper_of(q) is None]
+        self.assertEqual(len(server), 1, server)
+        self.assertNotIn(b"MCPMUX_SESSION", b"".join(proc_environ(server[0]) or []))
+        inst = self.fake_dead_cgroup(sub, server)
+        self.assertEqual(self.orphans_in(sub), [])
+        rc, out, err = self.mcpmux("sweep", "--dry-run", cgroup=sub)
+        self.assertNotRegex(out, r"\n *%d " % server[0])
+        self.assertTrue(os.path.isdir(inst))
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+
+    def test_a_cgroup_named_after_a_held_status_file_is_left_alone(self):
+        """An instance makes its cgroup before its status file says so: a cgroup named after
+        the pid of a status file that is held (empty: being written) is a live instance's.
+        Once the file is free, the same cgroup is a dead one's."""
+        sub = self.own_sub("held-test")
+        left = subprocess.Popen(["sleep", "60"], env={})
+        self.addCleanup(left.wait)
+        self.addCleanup(left.kill)
+        inst = self.fake_dead_cgroup(sub, [left.pid])
+        d = self.env["XDG_RUNTIME_DIR"]
+        for name in ("mcpmux", "instances"):  # private, as mcpmux makes them
+            d = os.path.join(d, name)
+            os.makedirs(d, exist_ok=True)
+            os.chmod(d, 0o700)
+        fd = os.open(os.path.join(d, inst.rsplit(".", 1)[-1]), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self.assertEqual(self.orphans_in(sub), [])
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            ours = self.orphans_in(sub)
+            self.assertEqual([o["pids"] for o in ours], [[left.pid]], ours)
+        finally:
+            os.close(fd)
+
+    def test_a_cgroup_not_read_whole_is_left_alone_and_said(self):
+        """A dead cgroup that cannot be read whole (here: deeper than the walk goes) may hold
+        what is not seen: ps says so and lists none of it, and sweep removes none of it."""
+        sub = self.own_sub("deep-test")
+        left = subprocess.Popen(["sleep", "60"], env={})
+        self.addCleanup(left.wait)
+        self.addCleanup(left.kill)
+        inst = self.fake_dead_cgroup(sub)
+        deep = inst + "/s.1" + "/d" * 40
+        os.makedirs(deep)
+        with open(deep + "/cgroup.procs", "w") as f:
+            f.write(str(left.pid))
+        rc, out, err = self.mcpmux("ps", "--json", cgroup=sub)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("cannot read all of the cgroup %s of an instance that is gone" % inst, err)
+        self.assertEqual([o for o in json.loads(out)["orphans"]
+                          if (o.get("cgroup") or "").startswith(sub + "/")], [])
+        rc, out, err = self.mcpmux("sweep", "--session", self.tag + "-none", cgroup=sub)
+        self.assertEqual((rc, out), (0, "no orphans to end\n"), err)
+        self.assertTrue(os.path.isdir(deep) and alive(left.pid))
+
+    def test_a_sweep_for_a_session_removes_no_other_cgroup(self):
+        """sweep --session removes only the dead cgroups whose processes it selected: not an
+        empty one nor one whose process is of no session selected."""
+        sub = self.own_sub("select-test")
+        left = subprocess.Popen(["sleep", "60"], env={})
+        self.addCleanup(left.wait)
+        self.addCleanup(left.kill)
+        empty = self.fake_dead_cgroup(sub)
+        busy = self.fake_dead_cgroup(sub, [left.pid])
+        rc, out, err = self.mcpmux("sweep", "--session", self.tag + "-none", cgroup=sub)
+        self.assertEqual((rc, out), (0, "no orphans to end\n"), err)
+        self.assertTrue(os.path.isdir(empty + "/s.1"), "an empty cgroup not selected was removed")
+        self.assertTrue(os.path.isdir(busy + "/s.1"))
+        self.assertTrue(alive(left.pid))
+
     def test_a_cgroup_named_after_a_reused_pid_is_found(self):
         """Without a status file, an "mcpmux.PID" cgroup below sweep's own is found by its
         name: dead while PID is a live process that is no mcpmux (a pid reused)."""
+        sub = self.own_sub("reused-test")
         other = subprocess.Popen(["sleep", "60"], env=self.env)
         left = subprocess.Popen(["sleep", "60"], env={})
-        inst = os.path.join(self.parent, "mcpmux.%d" % other.pid)
+        inst = os.path.join(sub, "mcpmux.%d" % other.pid)
         made = [inst, inst + "/s.1"]
         try:
             os.mkdir(inst)
             os.mkdir(inst + "/s.1")
             with open(inst + "/s.1/cgroup.procs", "w") as f:
                 f.write(str(left.pid))
-            ours = [o for o in self.ps_orphans() if o.get("cgroup") == inst]
+            ours = [o for o in self.orphans_in(sub) if o.get("cgroup") == inst]
             self.assertEqual(len(ours), 1, ours)
             self.assertEqual((ours[0]["session"], ours[0]["owner"], ours[0]["pids"]),
                              (None, None, [left.pid]), ours)
-            rc, out, err = self.mcpmux("sweep", "--dry-run")
+            rc, out, err = self.mcpmux("sweep", "--dry-run", cgroup=sub)
             self.assertEqual(rc, 0, err)
             self.assertRegex(out, r"\n *%d +- +mcpmux\.%d +- " % (left.pid, other.pid))
             self.assertTrue(alive(left.pid))
@@ -1385,8 +1536,8 @@ class SweptCgroups(OwnCgroupCase):
                            (proc_environ(carrier.pid) or []), 5, "the carrier to exec")
                 with open(inst + "/s.1/cgroup.procs", "w") as f:
                     f.write(str(carrier.pid))
-                self.assertEqual([o for o in self.ps_orphans() if o.get("cgroup") == inst], [])
-                rc, out, err = self.mcpmux("sweep", "--dry-run")
+                self.assertEqual([o for o in self.orphans_in(sub) if o.get("cgroup") == inst], [])
+                rc, out, err = self.mcpmux("sweep", "--dry-run", cgroup=sub)
                 self.assertEqual(rc, 0, err)
                 self.assertNotRegex(out, r"\n *%d " % left.pid)
             finally:
@@ -1396,14 +1547,14 @@ class SweptCgroups(OwnCgroupCase):
             p = self.start([MCPMUX] + GRACES + ["--", FIXTURE])
             p.send(req(1, "ping"))
             self.assertEqual(p.msg()["id"], 1)
-            live = os.path.join(self.parent, "mcpmux.%d.9" % p.pid)
+            live = os.path.join(sub, "mcpmux.%d.9" % p.pid)
             made += [live, live + "/s.1"]
             os.mkdir(live)
             os.mkdir(live + "/s.1")
             with open(live + "/s.1/cgroup.procs", "w") as f:
                 f.write(str(left.pid))
-            self.assertEqual([o for o in self.ps_orphans() if o.get("cgroup") == live], [])
-            rc, out, err = self.mcpmux("sweep", "--dry-run")
+            self.assertEqual([o for o in self.orphans_in(sub) if o.get("cgroup") == live], [])
+            rc, out, err = self.mcpmux("sweep", "--dry-run", cgroup=sub)
             self.assertEqual(rc, 0, err)
             self.assertNotRegex(out, r"\n *%d " % left.pid)
             p.close_stdin()
