@@ -307,26 +307,20 @@ cg_group_at(const struct survey *p, size_t i, struct cg_group *o)
 {
 	const struct procscan *s = &p->scan;
 
-	if (!survey_session_selected(&p->o, p->cgp[i].session)) {
+	/* p->cgp is sorted by cgroup, then session: each session's processes are together. */
+	if (!survey_session_selected(&p->o, p->cgp[i].session) || (i > 0 && cg_same(p, i, i - 1))) {
 		return false;
-	}
-	for (size_t j = 0; j < i; j++) {
-		if (cg_same(p, i, j)) {
-			return false;
-		}
 	}
 	memset(o, 0, sizeof(*o));
 	o->first = i;
 	o->top = p->cgp[i].proc;
-	for (size_t j = i; j < p->n_cgp; j++) {
-		if (cg_same(p, i, j)) {
-			size_t k = p->cgp[j].proc;
+	for (size_t j = i; j < p->n_cgp && cg_same(p, i, j); j++) {
+		size_t k = p->cgp[j].proc;
 
-			o->n++;
-			o->rss_kib += s->v[k].rss_kib;
-			if (s->v[k].start < s->v[o->top].start) {
-				o->top = k;
-			}
+		o->n++;
+		o->rss_kib += s->v[k].rss_kib;
+		if (s->v[k].start < s->v[o->top].start) {
+			o->top = k;
 		}
 	}
 	return true;

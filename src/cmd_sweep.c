@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mcpmux/table.h" /* first: before anything that includes uthash.h */
+
 #include "mcpmux/cgroup.h"
 #include "mcpmux/cli.h"
 #include "mcpmux/cmd.h"
@@ -47,10 +49,35 @@ struct victim {
 	char command[256];
 };
 
+/* A victim's process, to find it among the victims in constant time. */
+struct vseen {
+	struct vkey {
+		pid_t pid;
+		unsigned long long start;
+	} k; /* memset: its padding is hashed too */
+	UT_hash_handle hh;
+};
+
 struct victims {
 	struct victim *v;
 	size_t n, cap;
+	struct vseen *seen; /* uthash: every v[i]'s */
 };
+
+static void
+victims_release(struct victims *vs)
+{
+	struct vseen *e, *tmp;
+
+	HASH_ITER (hh, vs->seen, e, tmp) {
+		HASH_DEL(vs->seen, e);
+		free(e);
+	}
+	for (size_t i = 0; i < vs->n; i++) {
+		procscan_target_release(&vs->v[i].t);
+	}
+	free(vs->v);
+}
 
 /* A selected orphan group's key, to find its carriers again in later scans. */
 struct key {
@@ -72,27 +99,43 @@ group_selected(const struct survey *p, size_t g)
 static bool
 has_victim(const struct victims *vs, pid_t pid, unsigned long long start)
 {
-	for (size_t i = 0; i < vs->n; i++) {
-		if (vs->v[i].t.pid == pid && vs->v[i].t.start == start) {
-			return true;
-		}
-	}
-	return false;
+	struct vkey k;
+	struct vseen *e;
+
+	memset(&k, 0, sizeof(k));
+	k.pid = pid;
+	k.start = start;
+	HASH_FIND(hh, vs->seen, &k, sizeof(k), e);
+	return e != NULL;
 }
 
 static int
 push_victim(struct victims *vs, const struct procscan_proc *c, const char *session,
 	    const char *owner)
 {
+	struct vseen *e = calloc(1, sizeof(*e));
+	bool added;
+
+	if (e == NULL) {
+		return -1;
+	}
 	if (vs->n == vs->cap) {
 		size_t cap = vs->cap ? vs->cap * 2 : 16;
 		struct victim *nv = realloc(vs->v, cap * sizeof(*nv));
 
 		if (nv == NULL) {
+			free(e);
 			return -1;
 		}
 		vs->v = nv;
 		vs->cap = cap;
+	}
+	e->k.pid = c->pid;
+	e->k.start = c->start;
+	TABLE_ADD(hh, vs->seen, &e->k, sizeof(e->k), e, added);
+	if (!added) {
+		free(e);
+		return -1;
 	}
 	struct victim *v = &vs->v[vs->n++];
 
@@ -144,12 +187,24 @@ struct cgkey {
 	char session[PROCTREE_COOKIE_MAX + 1];
 };
 
+/* keys: sorted by cgroup, then session, as survey.cgp is. */
 static bool
 cgkey_has(const struct cgkey *keys, size_t n, size_t cg, const char *session)
 {
-	for (size_t k = 0; k < n; k++) {
-		if (keys[k].cg == cg && strcmp(keys[k].session, session) == 0) {
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int d = keys[mid].cg != cg ? (keys[mid].cg < cg ? -1 : 1)
+					   : strcmp(keys[mid].session, session);
+
+		if (d == 0) {
 			return true;
+		}
+		if (d < 0) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
 		}
 	}
 	return false;
@@ -199,19 +254,19 @@ select_cgroups(const struct survey *p, struct cgkey **keys, size_t *n)
 	if (*keys == NULL) {
 		return -1;
 	}
-	for (size_t i = 0; i < p->n_cgp; i++) {
+	/* p->cgp is sorted by cgroup, then session: each session's processes are together. */
+	for (size_t i = 0, j; i < p->n_cgp; i = j) {
 		const struct survey_cgproc *x = &p->cgp[i];
 		double age = -1;
 
-		if (cgkey_has(*keys, *n, x->cg, x->session) ||
-		    !survey_session_selected(&p->o, x->session)) {
-			continue;
-		}
 		/* A session's age: its oldest process's, as an orphan group's is its server's. */
-		for (size_t j = i; j < p->n_cgp; j++) {
-			if (p->cgp[j].cg == x->cg && strcmp(p->cgp[j].session, x->session) == 0) {
-				age = SYS_MAX(age, procscan_age(&p->scan, p->cgp[j].proc));
-			}
+		for (j = i; j < p->n_cgp && p->cgp[j].cg == x->cg &&
+			    strcmp(p->cgp[j].session, x->session) == 0;
+		     j++) {
+			age = SYS_MAX(age, procscan_age(&p->scan, p->cgp[j].proc));
+		}
+		if (!survey_session_selected(&p->o, x->session)) {
+			continue;
 		}
 		if (p->o.older_than_s <= 0 || age > p->o.older_than_s) {
 			(*keys)[*n].cg = x->cg;
@@ -677,7 +732,7 @@ sweep_report(const struct survey *p, const struct victims *vs, const struct cvic
 int
 cmd_sweep(int argc, char **argv)
 {
-	struct victims vs = { NULL, 0, 0 };
+	struct victims vs = { NULL, 0, 0, NULL };
 	struct cvictim *cv = NULL;
 	struct key *keys = NULL;
 	struct cgkey *cgkeys = NULL;
@@ -802,10 +857,7 @@ cmd_sweep(int argc, char **argv)
 		}
 		rc = rc != 0 || unknown ? 1 : 0;
 	}
-	for (size_t i = 0; i < vs.n; i++) {
-		procscan_target_release(&vs.v[i].t);
-	}
-	free(vs.v);
+	victims_release(&vs);
 	free(keys);
 	free(cgkeys);
 	free(rm_cg);

@@ -1839,6 +1839,19 @@ cg_proc(void *ctx, const char *top, pid_t pid)
 	}
 }
 
+static int
+cgproc_cmp(const void *a, const void *b)
+{
+	const struct survey_cgproc *x = a, *y = b;
+
+	if (x->cg != y->cg) {
+		return x->cg < y->cg ? -1 : 1;
+	}
+	int d = strcmp(x->session, y->session);
+
+	return d != 0 ? d : (x->proc < y->proc ? -1 : x->proc > y->proc);
+}
+
 /* survey_cgroup_procs(); first: the look of survey_read_cgroups(). */
 static int
 cgroup_procs(struct survey *p, bool first)
@@ -1870,6 +1883,9 @@ cgroup_procs(struct survey *p, bool first)
 		if (p->cg[k].live) {
 			p->n_cgp = from;
 		}
+	}
+	if (p->n_cgp > 1) {
+		qsort(p->cgp, p->n_cgp, sizeof(*p->cgp), cgproc_cmp);
 	}
 	return 0;
 }

@@ -118,7 +118,7 @@ struct survey {
 	/* survey_read_cgroups(): */
 	struct survey_cgroup *cg;
 	size_t n_cg;
-	struct survey_cgproc *cgp; /* by cgroup, then by pid */
+	struct survey_cgproc *cgp; /* by cgroup, then session, then pid */
 	size_t n_cgp, cap_cgp;
 };
 
