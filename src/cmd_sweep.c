@@ -5,11 +5,14 @@
  * session, never this command or one of its ancestors, each through a pidfd after a
  * start-time check; containers only when labelled with an owner that is gone.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -324,10 +327,42 @@ wait_victims(struct victims *vs, long long deadline)
 	return left;
 }
 
+/* An empty cgroup made or given a leaf less than this long ago may be a starting instance's. */
+#define CGROUP_YOUNG_S 5
+
+/* Was dir, or a cgroup right below it, made less than CGROUP_YOUNG_S ago (or unknown)? */
+static bool
+cgroup_young(const char *dir)
+{
+	time_t now = time(NULL);
+	struct stat st;
+	DIR *d;
+	bool young = false;
+
+	if (stat(dir, &st) == -1) {
+		return errno != ENOENT;
+	}
+	if (now - st.st_ctime < CGROUP_YOUNG_S) {
+		return true;
+	}
+	if ((d = opendir(dir)) == NULL) {
+		return errno != ENOENT;
+	}
+	for (const struct dirent *e; !young && (e = readdir(d)) != NULL;) {
+		if (e->d_type == DT_DIR && e->d_name[0] != '.') {
+			young = fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1
+					? errno != ENOENT
+					: now - st.st_ctime < CGROUP_YOUNG_S;
+		}
+	}
+	closedir(d);
+	return young;
+}
+
 /*
  * Does this sweep remove dead cgroup k: not live, and each process found in it selected;
- * one with none, when no --session or --older-than was given, or when --session selects a
- * session its status file names.
+ * one with none, made (and its leaves) CGROUP_YOUNG_S ago or more, when no --session or
+ * --older-than was given, or when --session selects a session its status file names.
  */
 static bool
 cgroup_selected(const struct survey *p, size_t k, const struct cgkey *keys, size_t n)
@@ -348,6 +383,10 @@ cgroup_selected(const struct survey *p, size_t k, const struct cgkey *keys, size
 	}
 	if (any) {
 		return true;
+	}
+	/* Found empty: a leaf made a moment ago may be a starting instance's, not yet used. */
+	if (cgroup_young(cg->dir)) {
+		return false;
 	}
 	if (p->o.session == NULL) {
 		return p->o.older_than_s <= 0;

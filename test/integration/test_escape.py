@@ -1468,6 +1468,28 @@ class SweptCgroups(OwnCgroupCase):
         finally:
             os.close(fd)
 
+    def test_an_empty_cgroup_made_a_moment_ago_is_not_removed(self):
+        """A leaf made a moment ago may be a starting instance's, not used yet: sweep does
+        not remove a dead cgroup found empty whose leaves are that young, even one whose
+        status file names a session it selects."""
+        sub = self.own_sub("young-test")
+        inst = self.fake_dead_cgroup(sub)
+        pid = int(inst.rsplit(".", 1)[-1])
+        session = self.tag + "-young"
+        d = self.env["XDG_RUNTIME_DIR"]
+        for name in ("mcpmux", "instances"):
+            d = os.path.join(d, name)
+            os.makedirs(d, exist_ok=True)
+            os.chmod(d, 0o700)
+        fd = os.open(os.path.join(d, str(pid)), os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps({"mcpmux": pid, "mode": "wrap", "owner": "%d:1" % pid,
+                                "cgroup": inst}) + "\n")
+            f.write(json.dumps({"session": session, "leaf": "s.1"}) + "\n")
+        rc, out, err = self.mcpmux("sweep", "--session", session)
+        self.assertEqual((rc, out), (0, "no orphans to end\n"), err)
+        self.assertTrue(os.path.isdir(inst + "/s.1"), "a leaf made a moment ago was removed")
+
     def test_a_cgroup_not_read_whole_is_left_alone_and_said(self):
         """A dead cgroup that cannot be read whole (here: deeper than the walk goes) may hold
         what is not seen: ps says so and lists none of it, and sweep removes none of it."""
