@@ -1154,6 +1154,15 @@ show_record(const struct opts *o, yajl_val rec)
 			   get_num(rec, "ms", &v)) {
 			(void)snprintf(num, sizeof(num), "in %.0f ms", v);
 			text_add(&t, num);
+		} else if (strcmp(event, "undelivered") == 0) {
+			/* reason, N messages, B bytes */
+			double n = 0, bytes = 0;
+
+			(void)get_num(rec, "messages", &n);
+			(void)get_num(rec, "bytes", &bytes);
+			text_show_member(&t, rec, "reason", "");
+			(void)snprintf(num, sizeof(num), ", %.0f messages, %.0f bytes", n, bytes);
+			text_add(&t, num);
 		} else if (strcmp(event, "resume-failed") == 0 ||
 			   strcmp(event, "end-requested") == 0) {
 			text_show_member(&t, rec, "reason", "");

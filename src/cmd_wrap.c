@@ -256,6 +256,64 @@ wrap_deliver(struct session *s, const char *line, size_t len, void *owner)
 
 /* ---- runs ---- */
 
+#define UNDELIVERED_IDS 100 /* the most ids said of what the client did not take */
+
+struct undelivered {
+	struct sbuf log, said; /* the ids, as JSON and for stderr */
+	size_t n_ids;
+};
+
+static void
+undelivered_id(void *ctx, const char *id, size_t len)
+{
+	struct undelivered *u = ctx;
+
+	if (u->n_ids < UNDELIVERED_IDS) {
+		sbuf_adds(&u->log, u->n_ids > 0 ? "," : "");
+		sbuf_add(&u->log, id, len);
+		sbuf_adds(&u->said, u->n_ids > 0 ? ", " : "");
+		sbuf_add(&u->said, id, len);
+	}
+	u->n_ids++;
+}
+
+/*
+ * What is still queued for the client, when mcpmux exits without it: said on stderr (the
+ * messages, their ids, the bytes) and in the traffic log (an `undelivered` event).
+ */
+static void
+say_undelivered(struct wrap *w, const char *why, const char *reason)
+{
+	struct undelivered u;
+	struct sbuf f;
+	bool cut = false;
+	size_t lines;
+
+	memset(&u, 0, sizeof(u));
+	memset(&f, 0, sizeof(f));
+	lines = conn_unsent(&w->client, undelivered_id, &u, &cut);
+	size_t bytes = conn_queued(&w->client);
+
+	diag_warn("%s%sthe client did not read its last %zu bytes (%zu message%s%s%s%s%s): "
+		  "exiting without them",
+		  why != NULL ? why : "", why != NULL ? ": " : "", bytes, lines,
+		  lines == 1 ? "" : "s", cut ? ", one of them cut" : "",
+		  u.n_ids > 0 ? ", ids " : "", u.n_ids > 0 && u.said.buf != NULL ? u.said.buf : "",
+		  u.n_ids > UNDELIVERED_IDS ? ", ..." : "");
+	sbuf_addf(&f, "\"reason\":\"%s\",\"messages\":%zu,\"bytes\":%zu,\"cut\":%s,\"ids\":[",
+		  reason, lines, bytes, cut ? "true" : "false");
+	if (u.log.buf != NULL) {
+		sbuf_add(&f, u.log.buf, u.log.len);
+	}
+	sbuf_adds(&f, "]");
+	if (!f.failed) {
+		tlog_event(NULL, 0, "undelivered", f.buf, f.len);
+	}
+	sbuf_release(&f);
+	sbuf_release(&u.log);
+	sbuf_release(&u.said);
+}
+
 static void
 maybe_finish(struct wrap *w)
 {
@@ -263,13 +321,13 @@ maybe_finish(struct wrap *w)
 		return;
 	}
 	if (w->drain_cut != 0 && conn_queued(&w->client) > 0 && !w->client.out_dead) {
-		/* After a signal, what the client's pipe takes now, not what waits for it to read
-		 * on: a direct server still writing would die of the signal. */
+		/* After a signal, the whole lines the client's pipe takes now, not what waits for
+		 * it to read on (conn_whole_lines() since the signal). */
 		conn_write_now(&w->client);
 		if (conn_queued(&w->client) > 0 && !w->client.out_dead) {
-			diag_warn("%s: the client did not read its last %zu bytes: exiting without "
-				  "them",
-				  strsignal(w->drain_cut), conn_queued(&w->client));
+			say_undelivered(w, strsignal(w->drain_cut), "signal");
+			/* As a direct server still writing its answers would end, of the signal. */
+			w->exit_code = 128 + w->drain_cut;
 			ev_break(w->loop, EVBREAK_ALL);
 			return;
 		}
@@ -300,8 +358,7 @@ wrap_on_drain_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 		ev_timer_start(loop, t);
 		return;
 	}
-	diag_warn("the client did not read its last %zu bytes: exiting without them",
-		  conn_queued(&w->client));
+	say_undelivered(w, NULL, "eof-grace");
 	ev_break(loop, EVBREAK_ALL);
 }
 
@@ -863,6 +920,7 @@ wrap_on_signal(struct ev_loop *loop, ev_signal *sw, int revents)
 	 * are not waited for after it (maybe_finish()).
 	 */
 	w->drain_cut = sw->signum;
+	conn_whole_lines(&w->client);
 	shutdown_all(w, strsignal(sw->signum), "signal");
 }
 

@@ -6,20 +6,24 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "mcpmux/conn.h"
 #include "mcpmux/diag.h"
+#include "mcpmux/jsonrpc.h"
 #include "mcpmux/rpcout.h"
 #include "mcpmux/sys.h"
 
 #define READ_BUDGET    ((size_t)256 << 10)
 #define CONN_PIPE_LONG ((size_t)8 << 10) /* a line this long enlarges the pipe */
 #define CONN_PIPE_BIG  (1 << 20)
+#define CONN_ROOM_POLL 0.02 /* s: conn_whole_lines(), while the next line does not fit */
 
 static void conn_on_readable(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_on_writable(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_on_flush(struct ev_loop *loop, ev_prepare *w, int revents);
+static void conn_on_room(struct ev_loop *loop, ev_timer *t, int revents);
 static void conn_gone(struct conn *c);
 static void source_init(struct conn_source *src, size_t high);
 
@@ -41,6 +45,7 @@ conn_init(struct conn *c, struct ev_loop *loop, int in_fd, int out_fd, size_t ma
 	ev_io_init(&c->out_w, conn_on_writable, out_fd, EV_WRITE);
 	ev_prepare_init(&c->flush_w, conn_on_flush);
 	ev_set_priority(&c->flush_w, EV_MINPRI); /* after every other callback of the turn */
+	ev_timer_init(&c->room_w, conn_on_room, CONN_ROOM_POLL, 0.);
 	c->max_queue = max_queue;
 	c->hold = CONN_HOLD_OWNER;
 }
@@ -317,6 +322,7 @@ conn_dead(struct conn *c)
 
 	c->out_dead = true;
 	ev_io_stop(c->loop, &c->out_w);
+	ev_timer_stop(c->loop, &c->room_w);
 	flush_cancel(c);
 	c->queued -= c->lost_len - c->lost_off;
 	c->lost_len = c->lost_off = 0;
@@ -405,6 +411,7 @@ lost_flush(struct conn *c)
 	if (w > 0) {
 		c->queued -= (size_t)w;
 		c->lost_off += (size_t)w;
+		c->mid_line = c->lost[c->lost_off - 1] != '\n';
 	}
 	if (c->lost_off < c->lost_len) {
 		return 0;
@@ -413,45 +420,109 @@ lost_flush(struct conn *c)
 	return 1;
 }
 
-/* Write turns until everything is written or the fd would block. */
+/*
+ * The room in the client's pipe: its size less what it holds, counted in whole pages (a
+ * pipe takes a write into free pages, and into the last one's rest only for a small write),
+ * less one more.  SIZE_MAX when the output is not a pipe (or either call fails).
+ */
+static size_t
+out_room(const struct conn *c)
+{
+	int size = fcntl(c->out_fd, F_GETPIPE_SZ), held = 0;
+	long page = sysconf(_SC_PAGESIZE);
+
+	if (size <= 0 || ioctl(c->out_fd, FIONREAD, &held) == -1 || held < 0 || page <= 0) {
+		return SIZE_MAX;
+	}
+	size_t used = ((size_t)held / (size_t)page + 2) * (size_t)page;
+
+	return (size_t)size > used ? (size_t)size - used : 0;
+}
+
+/*
+ * Write turns until everything is written or the fd would block.  With c->whole (a pipe),
+ * a line is begun only when the pipe has room for all of it (the rest of a line begun
+ * before goes as ever); when the next one does not fit, room_w looks again later.
+ */
 static void
 conn_flush(struct conn *c)
 {
+	size_t room = c->whole ? out_room(c) : SIZE_MAX;
+	bool no_room = false;
+
 	while (!c->out_dead) {
 		if (c->cur == NULL && c->lost_len > 0) {
+			if (room != SIZE_MAX && !c->mid_line && c->lost_len - c->lost_off > room) {
+				no_room = true;
+				break;
+			}
+			size_t before = c->lost_off;
 			int r = lost_flush(c);
 
 			if (r == -1) {
 				conn_gone(c);
 				return;
 			}
+			if (room != SIZE_MAX) {
+				room -= SYS_MIN(room, c->lost_off - before);
+			}
 			if (r == 0) {
 				break;
 			}
 		}
 		if (c->cur == NULL) {
-			c->cur = ready_pop(c);
-			if (c->cur == NULL) {
+			if (c->ready_head == NULL) {
 				break;
 			}
-			c->cut_left = wbuf_line_cut(&c->cur->q, CONN_QUANTUM);
+			size_t cut = wbuf_line_cut(&c->ready_head->q, SYS_MIN(CONN_QUANTUM, room));
+
+			if (cut > room) {
+				no_room = true;
+				break;
+			}
+			c->cur = ready_pop(c);
+			c->cut_left = cut;
 		}
 		struct conn_source *src = c->cur;
-		ssize_t w = wbuf_write_upto(&src->q, c->out_fd, c->cut_left);
+		size_t upto = c->cut_left;
+
+		if (room != SIZE_MAX) {
+			if (c->mid_line) {
+				upto = wbuf_line_cut(&src->q, 1); /* the rest of a line begun */
+			} else {
+				upto = wbuf_line_cut(&src->q, SYS_MIN(c->cut_left, room));
+				if (upto > room) {
+					no_room = true;
+					break;
+				}
+			}
+		}
+		ssize_t w = wbuf_write_upto(&src->q, c->out_fd, upto);
 
 		if (w == -1) {
 			conn_gone(c);
 			return;
 		}
+		if (w > 0) {
+			char last;
+
+			c->mid_line = wbuf_last(&src->q, &last) && last != '\n';
+		}
 		c->queued -= (size_t)w;
 		c->cut_left -= (size_t)w;
+		if (room != SIZE_MAX) {
+			room -= SYS_MIN(room, (size_t)w);
+		}
 		src->held_left -= SYS_MIN((size_t)w, src->held_left);
 		if (src->then != NULL) {
 			stream_written(c, src, (size_t)w);
 		}
 		check_writable(c, src);
-		if (c->cut_left > 0) {
+		if ((size_t)w < upto) {
 			break; /* EAGAIN (or a short write): the rest when writable */
+		}
+		if (c->cut_left > 0) {
+			continue; /* (whole lines: the rest of the turn) */
 		}
 		c->cur = NULL;
 		if (wbuf_len(&src->q) > 0) {
@@ -461,7 +532,13 @@ conn_flush(struct conn *c)
 		}
 	}
 	output_hold_check(c);
-	if (c->queued > 0 && !c->out_dead) {
+	if (no_room && !c->out_dead) {
+		/* Writable as the pipe is, the next line does not fit: not a busy wait. */
+		ev_io_stop(c->loop, &c->out_w);
+		if (!ev_is_active(&c->room_w)) {
+			ev_timer_start(c->loop, &c->room_w);
+		}
+	} else if (c->queued > 0 && !c->out_dead) {
 		ev_io_start(c->loop, &c->out_w);
 	} else {
 		ev_io_stop(c->loop, &c->out_w);
@@ -475,6 +552,93 @@ void
 conn_write_now(struct conn *c)
 {
 	conn_flush(c);
+}
+
+void
+conn_whole_lines(struct conn *c)
+{
+	c->whole = true;
+}
+
+static void
+conn_on_room(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop;
+	(void)revents;
+	conn_flush(container_of(t, struct conn, room_w));
+}
+
+/* Feeds the queued lines, split at their ends, to an idscan: the ids of what is unsent. */
+struct unsent {
+	struct jsonrpc_idscan sc;
+	bool skip; /* the rest of a line begun: its id was in what is written */
+	size_t lines;
+	void (*on_id)(void *ctx, const char *id, size_t len);
+	void *ctx;
+};
+
+static void
+unsent_feed(void *ctx, const char *p, size_t len)
+{
+	struct unsent *u = ctx;
+
+	while (len > 0) {
+		const char *nl = memchr(p, '\n', len);
+		size_t n = nl != NULL ? (size_t)(nl - p) : len;
+
+		if (!u->skip) {
+			jsonrpc_idscan_feed(&u->sc, p, n);
+		}
+		if (nl == NULL) {
+			return;
+		}
+		size_t id_len = 0;
+		const char *id = u->skip ? NULL : jsonrpc_idscan_id(&u->sc, &id_len);
+
+		if (id != NULL && u->on_id != NULL) {
+			u->on_id(u->ctx, id, id_len);
+		}
+		u->lines++;
+		u->skip = false;
+		jsonrpc_idscan_init(&u->sc);
+		p += n + 1;
+		len -= n + 1;
+	}
+}
+
+static void
+unsent_source(struct unsent *u, const struct conn_source *src)
+{
+	for (; src != NULL; src = src->then) {
+		wbuf_each(&src->q, unsent_feed, u);
+		if (src->then != NULL && src->then->after != src) {
+			break;
+		}
+	}
+}
+
+size_t
+conn_unsent(const struct conn *c, void (*on_id)(void *ctx, const char *id, size_t len), void *ctx,
+	    bool *cut)
+{
+	struct unsent u = { .on_id = on_id, .ctx = ctx };
+
+	jsonrpc_idscan_init(&u.sc);
+	*cut = c->queued > 0 && c->mid_line;
+	u.skip = *cut;
+	if (c->out_dead) {
+		return 0;
+	}
+	if (c->lost_len > c->lost_off) {
+		unsent_feed(&u, c->lost + c->lost_off, c->lost_len - c->lost_off);
+	}
+	if (c->cur != NULL) {
+		unsent_source(&u, c->cur);
+	}
+	for (const struct conn_source *src = c->ready_head; src != NULL; src = src->next) {
+		unsent_source(&u, src);
+	}
+	return u.lines;
 }
 
 static void
@@ -555,7 +719,11 @@ conn_send(struct conn *c, struct conn_source *src, const struct iovec *iov, int 
 		}
 		done = w > 0 ? (size_t)w : 0;
 		if (done == total) {
+			c->mid_line = false;
 			return 0;
+		}
+		if (done > 0) {
+			c->mid_line = true; /* (one line: its only "\n" is its last byte) */
 		}
 	}
 	struct iovec rest[CONN_SEND_IOV_MAX] = { { 0 } };
@@ -711,6 +879,7 @@ conn_release(struct conn *c)
 {
 	ev_io_stop(c->loop, &c->in_w);
 	ev_io_stop(c->loop, &c->out_w);
+	ev_timer_stop(c->loop, &c->room_w);
 	flush_cancel(c);
 	framer_release(&c->inf);
 	free(c->rest);

@@ -412,3 +412,13 @@ wbuf_count(const struct wbuf *q, char byte)
 	}
 	return n;
 }
+
+void
+wbuf_each(const struct wbuf *q, void (*fn)(void *ctx, const char *p, size_t len), void *ctx)
+{
+	for (const struct wchunk *c = q->head; c != NULL; c = c->next) {
+		if (c->len > c->off) {
+			fn(ctx, c->data + c->off, c->len - c->off);
+		}
+	}
+}

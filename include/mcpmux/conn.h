@@ -91,12 +91,14 @@ struct conn_hooks {
 	void (*on_eof)(struct conn *c, void *ctx);
 	/*
 	 * Writing to the client failed (EPIPE, ECONNRESET): output is over.  Never called
-	 * from inside conn_send(): a failure there is told at the end of the loop turn.
+	 * from inside conn_send(): a failure there is told at the end of the loop turn; it
+	 * can be from inside conn_write_now().
 	 */
 	void (*on_gone)(struct conn *c, void *ctx);
 	/* src's queue went from full to below its mark. */
 	void (*on_source_writable)(struct conn *c, struct conn_source *src, void *ctx);
-	/* Everything queued has been written (optional). */
+	/* Everything queued has been written (optional).  Like on_gone, it can be called from
+	 * inside conn_write_now(). */
 	void (*on_drained)(struct conn *c, void *ctx);
 	/*
 	 * Retired src, whose held is set or whose q still has bytes (the output died first:
@@ -113,6 +115,9 @@ struct conn {
 	int in_fd, out_fd;
 	ev_io in_w, out_w;
 	ev_prepare flush_w; /* fed (never started): lines queued in this loop turn go out */
+	ev_timer room_w;    /* conn_whole_lines(): a look again at the pipe's room */
+	bool whole;	    /* conn_whole_lines() */
+	bool mid_line;	    /* the last byte written was not a line's end */
 	bool flush_fed;
 	unsigned int write_turn; /* loop iteration of the last direct write */
 	struct framer inf;
@@ -153,8 +158,26 @@ void conn_read(struct conn *c, bool on);
 void conn_hold(struct conn *c, unsigned reason, bool on);
 /* Stop everything; free the buffers and every retired source (all must be retired). */
 void conn_release(struct conn *c);
-/* Write what is queued until everything is written or the output would block. */
+/*
+ * Write what is queued until everything is written or the output would block (or, after
+ * conn_whole_lines(), until the next line does not fit).  The hooks on_drained and on_gone
+ * can be called from inside it.
+ */
 void conn_write_now(struct conn *c);
+/*
+ * From now on, when the output is a pipe, begin a line only when the pipe has room for all
+ * of it (what its size less what it holds leaves), so that the client is never left with
+ * part of a line mcpmux began after this; the rest of a line begun before goes as ever.
+ * Output of another kind is written as before.
+ */
+void conn_whole_lines(struct conn *c);
+/*
+ * What is queued and not yet written: the number of lines (a line begun counted, *cut then
+ * set), and on_id (may be NULL) called with the id's JSON text of each line not begun that
+ * has one.
+ */
+size_t conn_unsent(const struct conn *c, void (*on_id)(void *ctx, const char *id, size_t len),
+		   void *ctx, bool *cut);
 
 /*
  * A new source of c whose queue is full at `high` bytes; NULL when out of memory.  key

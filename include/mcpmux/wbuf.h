@@ -72,6 +72,8 @@ ssize_t wbuf_write_upto(struct wbuf *q, int fd, size_t max);
 size_t wbuf_line_cut(const struct wbuf *q, size_t quantum);
 /* Copy the first len queued bytes (or fewer, if fewer are queued) to out.  Bytes copied. */
 size_t wbuf_peek(const struct wbuf *q, void *out, size_t len);
+/* Call fn with the queued bytes, in order, a contiguous piece at a time. */
+void wbuf_each(const struct wbuf *q, void (*fn)(void *ctx, const char *p, size_t len), void *ctx);
 /* How many of the queued bytes are `byte` (the lines of a queue of lines: '\n'). */
 size_t wbuf_count(const struct wbuf *q, char byte);
 

@@ -944,6 +944,9 @@ class Reading(Case):
                 escalation="eof", ms=3, reason="idle"),
             rec("16.000000", "sess-h", None, event="ended", exit=None, escalation="none",
                 ms=0),
+            # wrap: what its client did not take when it exited
+            rec("17.000000", None, None, event="undelivered", reason="signal", messages=2,
+                bytes=300, cut=True, ids=[3]),
         ]
         path = os.path.join(self.tmp.name, "s.log")
         with open(path, "w") as f:
@@ -970,6 +973,7 @@ class Reading(Case):
             "10:00:14.012 sess-g      * ended         exit 0, escalation eof, 12 ms",
             "10:00:15.500 sess-h      * suspended     idle, exit 0, escalation eof, 3 ms",
             "10:00:16.000 sess-h      * ended         no server running",
+            "10:00:17.000 -           * undelivered   signal, 2 messages, 300 bytes",
         ])
 
         rc, out, err = self.run_log("stats", path)
@@ -996,12 +1000,12 @@ class Reading(Case):
             "       0  none (no server running)",
         ]))
         self.assertTrue(out.endswith(
-            "\n\n32 records, 7 messages (350 B), 1 errors, 8 sessions, 3 methods, "
+            "\n\n33 records, 7 messages (350 B), 1 errors, 8 sessions, 3 methods, "
             "6 suspends, 1 resumes\n"), out)
         # one session: its own counts
         rc, out, _ = self.run_log("stats", "--session", "sess-d", path)
         self.assertTrue(out.endswith(
-            "\n\n32 records, 0 messages (0 B), 0 errors, 1 sessions, 0 methods, "
+            "\n\n33 records, 0 messages (0 B), 0 errors, 1 sessions, 0 methods, "
             "1 suspends, 0 resumes\n"), out)
 
     def test_stdin_and_colour(self):
