@@ -43,6 +43,7 @@ struct cconn {
 	bool keep;
 	bool ending;	 /* stdin is over; waiting for the session's end */
 	bool signalled;	 /* that end was asked for by a signal, not stdin's EOF */
+	bool out_gone;	 /* that end was asked for as stdout went (client_on_gone()) */
 	bool done;	 /* the session ended (or, with --keep, stdin is over) */
 	bool ended;	 /* the session's end came: exit_code is its status */
 	bool serve_gone; /* writing to serve failed, or its socket's EOF: nothing can be sent */
@@ -497,6 +498,9 @@ client_on_gone(struct conn *c, void *ctx)
 
 	/* What serve sends is dropped now, but its end is still read (not held by stdout). */
 	read_serve(cc, true);
+	if (!cc->ending) {
+		cc->out_gone = true;
+	}
 	client_on_eof(c, ctx);
 }
 
@@ -820,6 +824,55 @@ static const struct conn_hooks server_hooks = {
 	.on_drained = on_drained,
 };
 
+#define UNSENT_IDS 100 /* the most ids said of what the client did not take */
+
+struct unsent_ids {
+	struct sbuf said;
+	size_t n;
+};
+
+static void
+unsent_id(void *ctx, const char *id, size_t len)
+{
+	struct unsent_ids *u = ctx;
+
+	if (u->n < UNSENT_IDS) {
+		sbuf_adds(&u->said, u->n > 0 ? ", " : "");
+		sbuf_add(&u->said, id, len);
+	}
+	u->n++;
+}
+
+/*
+ * Exiting at a signal: the whole lines stdout takes now, and what is left said, as wrap
+ * says it.  (Not from the first signal on: connect still waits for its stdout to drain
+ * then, and a line longer than the pipe would never be begun.)
+ */
+static void
+write_what_fits(struct cconn *cc, int signum)
+{
+	struct unsent_ids u;
+	bool cut = false;
+	size_t lines;
+
+	if (cc->client.out_dead || conn_queued(&cc->client) == 0) {
+		return;
+	}
+	conn_whole_lines(&cc->client);
+	conn_write_now(&cc->client);
+	if (cc->client.out_dead || conn_queued(&cc->client) == 0) {
+		return;
+	}
+	memset(&u, 0, sizeof(u));
+	lines = conn_unsent(&cc->client, unsent_id, &u, &cut);
+	diag_warn("%s: the client did not read its last %zu bytes (%zu message%s%s%s%s%s): "
+		  "exiting without them",
+		  strsignal(signum), conn_queued(&cc->client), lines, lines == 1 ? "" : "s",
+		  cut ? ", one of them cut" : "", u.n > 0 ? ", ids " : "",
+		  u.n > 0 && u.said.buf != NULL ? u.said.buf : "", u.n > UNSENT_IDS ? ", ..." : "");
+	sbuf_release(&u.said);
+}
+
 static void
 connect_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -833,9 +886,12 @@ connect_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 		return;
 	}
 	/* A second signal, or one after stdin's EOF (the TypeScript SDK's close() sends
-	 * SIGTERM 2 s after it): no more waiting for the session's end. */
+	 * SIGTERM 2 s after it) or after stdout went: no more waiting for the session's end. */
 	diag_warn("%s %s: exiting without waiting for the session's end", strsignal(w->signum),
-		  cc->signalled ? "again" : "after the end of stdin");
+		  cc->signalled	 ? "again"
+		  : cc->out_gone ? "after the end of stdout"
+				 : "after the end of stdin");
+	write_what_fits(cc, w->signum);
 	cc->exit_code = 128 + w->signum;
 	ev_break(loop, EVBREAK_ALL);
 }

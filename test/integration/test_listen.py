@@ -429,6 +429,38 @@ class ListenHardening(ListenHelpers, Case):
         self.assertEqual(d.wait(5), 128 + signal.SIGTERM)
         self.assertIn("Terminated after the end of stdin: exiting without waiting", d.stderr())
         self.assertNotIn("again", d.stderr())
+        # Such a signal with answers still queued for a client that does not read them:
+        # what its pipe takes now, whole lines only, and what was left is said.
+        e = self.connect("--session", "big")
+        e.send(initialize(1))
+        self.assertEqual(e.msg()["id"], 1)
+        e.send(call(2, "huge", bytes=3_000_000))
+        e.send(call(3, "echo", text="after"))
+
+        def session(name, pred):
+            return lambda: any(s["session"] == name and pred(s) for s in
+                               json.loads(self.ctl("list", as_json=True)[1])["sessions"])
+
+        def ending(name):
+            return session(name, lambda s: s["state"] == "ending")
+        wait_until(session("big", lambda s: s["out"]["messages"] == 3), 5,
+                   "both answers, sent to connect")
+        e.close_stdin()
+        wait_until(ending("big"), 5, "the session's end to begin")
+        e.p.send_signal(signal.SIGTERM)
+        self.assertEqual(e.wait(5), 128 + signal.SIGTERM)
+        self.assertIn("Terminated: the client did not read its last", e.stderr())
+        self.assertIn("(2 messages, one of them cut, ids 3)", e.stderr())
+        # A signal after stdout went (with stdin open) is said as one after stdout's end.
+        f = self.connect("--session", "gone")
+        f.send(initialize(1))
+        self.assertEqual(f.msg()["id"], 1)
+        f.p.stdout.close()
+        f.send(req(2, "ping"))  # its answer finds stdout gone: the session's end is asked
+        wait_until(ending("gone"), 5, "the session's end to begin")
+        f.p.send_signal(signal.SIGTERM)
+        self.assertEqual(f.wait(5), 128 + signal.SIGTERM)
+        self.assertIn("Terminated after the end of stdout: exiting without waiting", f.stderr())
         # Not 30 s more: serve is killed, and its keeper ends the server at once.
         srv.kill()
         srv.wait()
