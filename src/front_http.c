@@ -1833,6 +1833,7 @@ handle_get(struct front_http *fh, struct http_req *rq, struct hx_session *hs, bo
 				 */
 				struct http_req *old = st->rq;
 
+				stream_trim(st); /* what its socket took, as stream_detach() does */
 				st->rq = NULL;
 				st->finishing = false;
 				http_req_set_data(old, NULL);
@@ -1861,6 +1862,7 @@ handle_get(struct front_http *fh, struct http_req *rq, struct hx_session *hs, bo
 		/* Closed by its client, and the layer has not said so yet: detached now. */
 		struct http_req *old = hs->get->rq;
 
+		stream_trim(hs->get); /* what its socket took, as stream_detach() does */
 		hs->get->rq = NULL;
 		hs->get->since = sys_mono();
 		http_req_set_data(old, NULL);

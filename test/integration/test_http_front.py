@@ -1548,6 +1548,40 @@ class Resume(HttpCase):
         self.assertIn("session %s: stream %s resumed after event 0, but events up to %d "
                       "are no longer kept" % (sid, num, first - 1), self.srv.stderr())
 
+    def test_a_resume_that_takes_an_open_stream_over_gets_the_oldest_kept(self):
+        """The same when the resume takes over a stream whose old connection is still
+        open (as one that died unnoticed is): the stream is trimmed as it is taken over,
+        to the last 64 KiB its socket took, not left with every event since."""
+        flood = 1000
+        self.http("--flood", str(flood))
+        sid = self.session()
+        old = self.get_stream(sid)
+        prime = old.event()
+        num = prime["id"].split(":")[0]
+        ids = []
+        while len(ids) < flood:
+            m, ev = old.message()
+            if m.get("method") == "notifications/message":
+                ids.append(ev["id"])
+        g = self.get_stream(sid, last=prime["id"])  # the old connection still open
+        self.assertEqual(g.status, 200)
+        ev = g.event()
+        if ev["data"] == "":
+            ev = g.event()
+        first = int(ev["id"].split(":")[1])
+        self.assertGreater(first, 1, "everything was kept: the bound did not apply")
+        got, kept = [ev["id"]], len(ev["data"])
+        while got[-1] != ids[-1]:
+            m, ev = g.message(5)
+            got.append(ev["id"])
+            kept += len(ev["data"])
+        g.close()
+        old.close()
+        self.assertEqual(got, ids[ids.index(got[0]):])
+        self.assertLessEqual(kept, 64 << 10)
+        self.assertIn("session %s: stream %s resumed after event 0, but events up to %d "
+                      "are no longer kept" % (sid, num, first - 1), self.srv.stderr())
+
     def test_a_last_event_id_names_a_stream_of_this_session_by_its_number(self):
         """Stream numbers are each session's own: a Last-Event-ID copied from another
         session names this session's stream of that number, which it resumes (taking it
