@@ -60,7 +60,6 @@ struct wrap {
 	size_t big_answers;
 	size_t big_notes;
 	size_t big_fed;
-	bool big_long_sought;
 	struct sbuf tmp;
 	struct sbuf kept;      /* a batch less its answers, for a new run */
 	struct session *cur;   /* the run that new messages go to, NULL after an end */
@@ -681,26 +680,24 @@ big_bound(const struct wrap *w)
 }
 
 /*
- * An answer in a batch of the client's over the bound, as it ends: the request of the
- * server's in flight that it answers gets an error in its place at once (one for each
- * such request: it is done once the error is sent).  Answers to no request in flight,
- * or for a run that is over, are dropped.
+ * An answer of the client's over the bound (alone, or in a batch, as it ends): the request
+ * of the server's in flight that it answers gets an error in its place at once (one for
+ * each such request: it is done once the error is sent).  Answers to no request in flight,
+ * or for a run that is over, are dropped: false.
  */
-static void
+static bool
 wrap_big_answer(struct wrap *w, const struct jsonrpc_idscan *sc)
 {
 	size_t id_len = 0;
-	bool whole = sc->overflow && !w->big_long_sought;
 	const char *id;
 
 	if (w->cur == NULL || w->held_off < w->held.len) {
-		return;
+		return false;
 	}
-	/* An id too long to be read: the server's requests are looked through, once a line. */
-	w->big_long_sought |= whole;
-	id = session_srv_request(w->cur, sc, whole, &id_len);
+	/* (an id too long to be read is found by its length, hash and first bytes) */
+	id = session_srv_request(w->cur, sc, &id_len);
 	if (id == NULL) {
-		return;
+		return false;
 	}
 	struct rpcout_big big = { .answer = true,
 				  .id = id,
@@ -717,6 +714,7 @@ wrap_big_answer(struct wrap *w, const struct jsonrpc_idscan *sc)
 		wrap_on_line(w, b.buf, b.len);
 	}
 	sbuf_release(&b);
+	return true;
 }
 
 /* An element of a batch of the client's over the bound, as it ends. */
@@ -730,7 +728,7 @@ wrap_big_element(void *ctx, const struct jsonrpc_idscan *sc)
 
 	if (jsonrpc_idscan_is_answer(sc)) {
 		w->big_answers++;
-		wrap_big_answer(w, sc);
+		(void)wrap_big_answer(w, sc);
 		return;
 	}
 	if (!sc->has_id) {
@@ -773,7 +771,6 @@ wrap_on_big_begin(void *ctx, const char *head, size_t len)
 	w->big_answers = 0;
 	w->big_notes = 0;
 	w->big_fed = len;
-	w->big_long_sought = false;
 	jsonrpc_idscan_init(&w->big_id);
 	w->big_id.batch = w->big_batch;
 	w->big_id.on_element = wrap_big_element;

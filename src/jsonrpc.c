@@ -1482,18 +1482,24 @@ jsonrpc_idscan_id(const struct jsonrpc_idscan *sc, size_t *len)
 	return sc->id;
 }
 
-bool
-jsonrpc_idscan_is(const struct jsonrpc_idscan *sc, const char *id, size_t len)
+uint64_t
+jsonrpc_id_hash(const char *id, size_t len)
 {
 	uint64_t h = FNV_BASIS;
 
-	if (!sc->found || sc->id_total != len || memcmp(sc->id, id, sc->id_len) != 0) {
-		return false;
-	}
 	for (size_t i = 0; i < len; i++) {
 		h = (h ^ (unsigned char)id[i]) * FNV_PRIME;
 	}
-	return h == sc->id_hash;
+	return h;
+}
+
+bool
+jsonrpc_idscan_is(const struct jsonrpc_idscan *sc, const char *id, size_t len)
+{
+	if (!sc->found || sc->id_total != len || memcmp(sc->id, id, sc->id_len) != 0) {
+		return false;
+	}
+	return jsonrpc_id_hash(id, len) == sc->id_hash;
 }
 
 bool

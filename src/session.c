@@ -47,9 +47,71 @@ pending_id(const struct pending *p)
 static struct pending *spare_head; /* linked through hh.next */
 static size_t n_spare;
 
+/*
+ * An id longer than a scan keeps of it (JSONRPC_IDSCAN_KEPT): an answer in a line too
+ * large to read whole knows it by its length, hash and first bytes only
+ * (jsonrpc_idscan_is()).  Its entry is also in long_ids, by those and the table it is in,
+ * so that each such answer finds its request at once, however many are in flight.  It
+ * follows the entry's data, in the same allocation.
+ */
+struct long_id {
+	UT_hash_handle hh;
+	struct pending *p;
+	bool indexed; /* in long_ids (it could not be, for want of memory) */
+	unsigned char key[sizeof(uintptr_t) + 2 * sizeof(uint64_t) + JSONRPC_IDSCAN_KEPT];
+};
+static struct long_id *long_ids;
+
+#define LONG_ID_ALIGN  _Alignof(struct long_id)
+#define LONG_ID_OFF(n) (((n) + LONG_ID_ALIGN - 1) / LONG_ID_ALIGN * LONG_ID_ALIGN)
+
+static struct long_id *
+pending_long(const struct pending *p)
+{
+	if (p->id_len <= JSONRPC_IDSCAN_KEPT) {
+		return NULL;
+	}
+	return (struct long_id *)(void *)((char *)(uintptr_t)p +
+					  LONG_ID_OFF(sizeof(struct pending) + p->key_len +
+						      p->id_len));
+}
+
+/* The key in long_ids of an id of table with this length, hash and first bytes. */
+static void
+long_id_key(unsigned char *key, struct pending *const *table, uint64_t total, uint64_t hash,
+	    const char *head)
+{
+	uintptr_t owner = (uintptr_t)table;
+
+	memcpy(key, &owner, sizeof(owner));
+	memcpy(key + sizeof(owner), &total, sizeof(total));
+	memcpy(key + sizeof(owner) + sizeof(total), &hash, sizeof(hash));
+	memcpy(key + sizeof(owner) + 2 * sizeof(uint64_t), head, JSONRPC_IDSCAN_KEPT);
+}
+
+/* The request in flight in table that the answer scanned in sc answers, an id too long for sc. */
+static struct pending *
+ids_find_long(struct pending *const *table, const struct jsonrpc_idscan *sc)
+{
+	unsigned char key[sizeof(((struct long_id *)NULL)->key)];
+	struct long_id *l = NULL;
+
+	if (!sc->found || !sc->overflow || long_ids == NULL) {
+		return NULL;
+	}
+	long_id_key(key, table, sc->id_total, sc->id_hash, sc->id);
+	HASH_FIND(hh, long_ids, key, sizeof(key), l);
+	return l != NULL ? l->p : NULL;
+}
+
 static struct pending *
 pending_alloc(size_t data_len)
 {
+	if (data_len > JSONRPC_IDSCAN_KEPT) {
+		/* (its id may be long: room for a struct long_id after it) */
+		return malloc(LONG_ID_OFF(sizeof(struct pending) + data_len) +
+			      sizeof(struct long_id));
+	}
 	if (data_len > PENDING_SMALL) {
 		return malloc(sizeof(struct pending) + data_len);
 	}
@@ -66,6 +128,11 @@ pending_alloc(size_t data_len)
 static void
 pending_release(struct pending *p)
 {
+	struct long_id *l = pending_long(p);
+
+	if (l != NULL && l->indexed) {
+		HASH_DEL(long_ids, l);
+	}
 	if (p->key_len + p->id_len <= PENDING_SMALL && n_spare < PENDING_SPARE) {
 		p->hh.next = spare_head;
 		spare_head = p;
@@ -237,11 +304,22 @@ ids_add(struct pending **table, size_t *n, const char *id, size_t len, double t,
 	p->id_len = len;
 	memcpy(p->data, key_buf, klen);
 	memcpy(p->data + klen, id, len);
+	struct long_id *l = pending_long(p);
+
+	if (l != NULL) {
+		l->p = p;
+		l->indexed = false;
+	}
 	TABLE_ADD(hh, *table, p->data, klen, p, added);
 	id_key_done();
 	if (!added) {
 		pending_release(p); /* the table could not grow */
 		return false;
+	}
+	if (l != NULL) {
+		/* Not indexed (no memory): an answer too large to read whole misses it. */
+		long_id_key(l->key, table, len, jsonrpc_id_hash(id, len), id);
+		TABLE_ADD(hh, long_ids, l->key, sizeof(l->key), l, l->indexed);
 	}
 	(*n)++;
 	return true;
@@ -766,22 +844,16 @@ srv_asked(void *ctx, const char *id, size_t id_len)
 }
 
 const char *
-session_srv_request(struct session *s, const struct jsonrpc_idscan *sc, bool whole_table,
-		    size_t *len)
+session_srv_request(struct session *s, const struct jsonrpc_idscan *sc, size_t *len)
 {
 	size_t id_len = 0;
 	const char *id = jsonrpc_idscan_id(sc, &id_len);
-	struct pending *p = NULL, *tmp;
+	struct pending *p;
 
 	if (id != NULL) {
 		p = ids_find(s->srv_pending, id, id_len);
-	} else if (sc->overflow && whole_table) {
-		HASH_ITER (hh, s->srv_pending, p, tmp) {
-			// cppcheck-suppress uninitvar ; uthash iteration, filled by ids_add()
-			if (jsonrpc_idscan_is(sc, pending_id(p), p->id_len)) {
-				break;
-			}
-		}
+	} else {
+		p = ids_find_long(&s->srv_pending, sc);
 	}
 	if (p == NULL) {
 		return NULL;
@@ -1307,22 +1379,15 @@ session_big_answer(void *ctx, const struct jsonrpc_idscan *sc)
 	struct session *s = ctx;
 	size_t id_len = 0;
 	const char *id = jsonrpc_idscan_id(sc, &id_len);
-	struct pending *p = NULL, *tmp;
+	struct pending *p;
 
 	if (!sc->found || !jsonrpc_idscan_is_answer(sc)) {
 		return; /* a request of the server's, or a notification: in its numbering */
 	} else if (id != NULL) {
 		p = ids_find(s->pending, id, id_len);
-	} else if (sc->overflow && !s->big_long_sought) {
-		/* An id too long to be kept whole: the request that wrote it so, looked for
-		 * once a line (the table is scanned whole); another such answer in it leaves
-		 * its request in flight until its run ends. */
-		s->big_long_sought = true;
-		HASH_ITER (hh, s->pending, p, tmp) {
-			if (jsonrpc_idscan_is(sc, pending_id(p), p->id_len)) {
-				break;
-			}
-		}
+	} else {
+		/* An id too long to be kept whole: the request that wrote it so. */
+		p = ids_find_long(&s->pending, sc);
 	}
 	if (p != NULL && p->lost < p->count) {
 		p->lost++;
@@ -1346,7 +1411,6 @@ session_on_big_begin(void *ctx, const char *head, size_t len)
 	} else {
 		i = 0;
 	}
-	s->big_long_sought = false;
 	jsonrpc_idscan_init(&s->big_id);
 	s->big_id.batch = s->big_batch;
 	s->big_id.on_element = session_big_answer;

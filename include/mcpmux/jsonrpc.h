@@ -278,6 +278,9 @@ const char *jsonrpc_kind_name(enum jsonrpc_kind kind);
  * has a top-level "method" or a "result" or "error" (a request or an answer).  Linear in
  * the bytes fed, constant memory; it stops reading once it knows both.
  */
+/* The bytes of an id that a scan keeps: a longer one is known by its length and hash too. */
+#define JSONRPC_IDSCAN_KEPT 128
+
 struct jsonrpc_idscan {
 	int depth;
 	bool in_string, escape, is_key;
@@ -288,7 +291,7 @@ struct jsonrpc_idscan {
 	bool key_bad;	 /* longer than key, or not ASCII: none of those sought */
 	int key_hex;	 /* hex digits of a \uXXXX in the key still to come */
 	unsigned key_cp; /* the code point they make */
-	char id[128];
+	char id[JSONRPC_IDSCAN_KEPT];
 	size_t id_len;
 	size_t id_total;  /* the whole id's length, past id[] too */
 	uint64_t id_hash; /* FNV-1a of the whole id's text */
@@ -318,6 +321,8 @@ const char *jsonrpc_idscan_id(const struct jsonrpc_idscan *sc, size_t *len);
  * length, first bytes and hash are compared: an id written back in another form is not.)
  */
 bool jsonrpc_idscan_is(const struct jsonrpc_idscan *sc, const char *id, size_t len);
+/* The hash of an id's JSON text that a scan of it gives (jsonrpc_idscan.id_hash). */
+uint64_t jsonrpc_id_hash(const char *id, size_t len);
 /*
  * Whether what was fed is an answer (a "result" or an "error", no "method"): one to a
  * request of the other side, whose id is that side's.

@@ -174,9 +174,8 @@ struct session {
 	double last_activity; /* sys_mono() */
 	double started;
 	struct session_stats stats;
-	struct jsonrpc_idscan big_id; /* over-long server message: its id */
-	bool big_batch;		      /* ... a batch: big_id is its first element's */
-	bool big_long_sought;	      /* ... an answer's id too long for big_id looked for (once) */
+	struct jsonrpc_idscan big_id;	       /* over-long server message: its id */
+	bool big_batch;			       /* ... a batch: big_id is its first element's */
 	struct session *prev_live, *next_live; /* every session of the process (status.h) */
 };
 
@@ -234,10 +233,9 @@ const char *session_from_client(struct session *s, const char *line, size_t len,
 /*
  * The request of the server's in flight that the client's answer scanned in sc answers:
  * its id as the server wrote it (valid until the server's request is done), or NULL.  An
- * id too long for sc is looked for only with whole_table (the table is scanned).
+ * id too long for sc is found by its text as the server wrote it.
  */
-const char *session_srv_request(struct session *s, const struct jsonrpc_idscan *sc,
-				bool whole_table, size_t *len);
+const char *session_srv_request(struct session *s, const struct jsonrpc_idscan *sc, size_t *len);
 /*
  * End the run.  reply_id (JSON text, may be NULL) is answered with the end-of-run result
  * when the teardown is complete; past SESSION_MAX_END_REPLIES such requests (a client that

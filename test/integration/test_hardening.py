@@ -975,6 +975,23 @@ class RequestIds(Case):
     def test_serve_an_oversize_batch_answering_two_batches_answers_both(self):
         self.check_oversize_batch_of_two_batches(True)
 
+    def check_long_ids_of_an_oversize_batch(self, serve):
+        ids = ["k" * 300, "k" * 299 + "j", "m" * 500]
+        p = self.planned(serve, 3, [{"kind": "batch", "ids": ["k" * 299 + "0"] + ids[::-1],
+                                     "big": True}])
+        self.send_to(p, serve, *(req(i, "ping") for i in ids))
+        self.assertEqual(self.answers(p, serve, 3), [(i, -32000) for i in ids])
+        self.nothing_more_owed(p, serve)
+
+    def test_long_ids_of_an_oversize_batch_answer_each_request(self):
+        """A server's batch too large to forward with answers whose ids are longer than 128
+        bytes: each request they answer gets -32000 at once, not only the first's, also
+        after an answer with such an id that answers no request in flight."""
+        self.check_long_ids_of_an_oversize_batch(False)
+
+    def test_serve_long_ids_of_an_oversize_batch_answer_each_request(self):
+        self.check_long_ids_of_an_oversize_batch(True)
+
     def check_escaped_keys_of_oversize_answers(self, serve):
         def esc(key, escaped):
             return [['"%s"' % key, '"%s"' % escaped]]
@@ -1029,11 +1046,12 @@ class RequestIds(Case):
     def test_serve_split_answers_of_batches_are_answered_once(self):
         self.check_split_answers_of_batches(True)
 
-    def test_long_ids_of_an_oversize_batch_are_looked_for_once_a_line(self):
+    def test_long_ids_of_an_oversize_batch_are_found_without_a_scan_of_the_table(self):
         """The answers of a server's batch too large to forward whose ids are longer than
-        128 bytes, many requests in flight: the table of the requests in flight is looked
-        through for the first of them, not for each (20,000 such answers against 60,000
-        requests took mcpmux seconds of CPU); the run goes on."""
+        128 bytes, many requests in flight: each is looked up at once (by its length, hash
+        and first bytes), the table of the requests in flight is not looked through (20,000
+        such answers against 60,000 requests took mcpmux seconds of CPU when it was, for
+        each); the run goes on."""
         n = 60000
         server = textwrap.dedent("""
             import json, sys

@@ -998,6 +998,46 @@ for line in sys.stdin:
         self.assertEqual(w.read_to_eof(10), b"")
         self.assertEqual(w.wait(), 0)
 
+    # A server that asks the client with each id it is given ("ask"), and reports ("report")
+    # the errors it got in place of its requests' answers.
+    ASKER = """
+import json, sys
+got = []
+for line in sys.stdin:
+    m = json.loads(line)
+    if "method" not in m:
+        got.append([m["id"], m["error"]["code"]])
+    elif m["method"] == "ask":
+        for k in m["params"]["ids"]:
+            print(json.dumps({"jsonrpc": "2.0", "id": k, "method": "sampling/createMessage"}),
+                  flush=True)
+    if "id" in m and "method" in m:
+        print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": got}), flush=True)
+"""
+
+    def test_a_batch_over_max_message_gets_the_server_an_error_for_each_long_id(self):
+        """A batch over --max-message with several answers whose ids are longer than 128
+        bytes: each request of the server's in flight that one answers gets an error, not
+        only the first; one to no request in flight before them takes nothing from them."""
+        ids = ["L" * 200 + "1", "L" * 200 + "2", "M" * 300]
+        w = self.wrap(opts=["--max-message", "4096"],
+                      command=[sys.executable, "-c", self.ASKER])
+        w.send(req(1, "ask", {"ids": ids}))
+        self.assertEqual([w.msg()["id"] for _ in range(4)], ids + [1])
+        answer = {"role": "assistant", "content": {"type": "text", "text": "x"}}
+        w.send([{"jsonrpc": "2.0", "id": "L" * 200 + "0", "result": answer},
+                {"jsonrpc": "2.0", "id": ids[1], "result": answer},
+                {"jsonrpc": "2.0", "id": "p" * 5000, "result": answer},
+                {"jsonrpc": "2.0", "id": ids[0], "result": answer},
+                {"jsonrpc": "2.0", "id": ids[2], "result": answer}])
+        w.send(req(2, "report"))
+        self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 2,
+                                     "result": [[ids[1], -32000], [ids[0], -32000],
+                                                [ids[2], -32000]]})
+        w.close_stdin()
+        self.assertEqual(w.read_to_eof(10), b"")
+        self.assertEqual(w.wait(), 0)
+
 
 class BigMessages(Case):
     def test_20mb_result_intact(self):

@@ -1276,6 +1276,10 @@ check_idscan_len(size_t n, bool want_found)
 	/* The whole text is known by its length and hash, past id[] too. */
 	assert_true(jsonrpc_idscan_is(&sc, in + 6, n));
 	assert_false(jsonrpc_idscan_is(&sc, in + 6, n - 1));
+	/* (what an index of the requests in flight by length and hash looks up) */
+	assert_int_equal(sc.id_total, n);
+	assert_true(jsonrpc_id_hash(in + 6, n) == sc.id_hash);
+	assert_false(jsonrpc_id_hash(in + 6, n - 1) == sc.id_hash);
 	in[6 + n - 1] = '\''; /* its closing quote */
 	assert_false(jsonrpc_idscan_is(&sc, in + 6, n));
 	in[6 + n - 1] = '"';
