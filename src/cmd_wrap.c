@@ -858,7 +858,7 @@ wrap_on_big_end(void *ctx, size_t total)
 		tlog_oversize(sid, pid, TLOG_IN, total);
 	}
 	big = (struct rpcout_big){ .answer = jsonrpc_idscan_is_answer(&w->big_id),
-				   .notification = id == NULL && w->big_id.has_method,
+				   .notification = !w->big_id.has_id && w->big_id.has_method,
 				   .id = id,
 				   .id_len = id_len,
 				   .total = total,
@@ -883,16 +883,11 @@ wrap_on_big_end(void *ctx, size_t total)
 	}
 	switch (rpcout_oversize(&big, text, sizeof(text))) {
 	case RPCOUT_OVERSIZE_ANSWER:
-		/* An answer to the client would read as one to a request of its own. */
-		diag_warn(RPCOUT_BIG_ANSWER, RPCOUT_BIG_ARGS_ID(&big), RPCOUT_BIG_ARGS_SIZE(&big));
-		if (id != NULL) {
-			struct sbuf b = { 0 };
-
-			rpcout_answer_too_large(&b, &big);
-			if (!b.failed) {
-				wrap_on_line(w, b.buf, b.len);
-			}
-			sbuf_release(&b);
+		/* The server's request in flight that it answers gets an error in its place
+		 * (wrap_big_answer() says so); another answer is dropped. */
+		if (!wrap_big_answer(w, &w->big_id)) {
+			diag_warn(RPCOUT_BIG_STRAY, RPCOUT_BIG_ARGS_ID(&big),
+				  RPCOUT_BIG_ARGS_SIZE(&big));
 		}
 		break;
 	case RPCOUT_OVERSIZE_NOTIFICATION:

@@ -187,6 +187,9 @@ bool rpcout_dropped(char *text, size_t len, const char *sender, size_t total, si
 #define RPCOUT_BIG_ANSWER                                                   \
 	"the client's answer %.*s to a request of the server is %s (%s%zu " \
 	"bytes): the server gets an error in its place"
+#define RPCOUT_BIG_STRAY                                                                     \
+	"the client's answer %.*s is %s (%s%zu bytes) and answers no request of the server " \
+	"in flight: dropped"
 #define RPCOUT_BIG_NOTIFICATION "a notification of the client %s (%s%zu bytes) was dropped"
 #define RPCOUT_BIG_ARGS_ID(m) \
 	(int)((m)->id_len < 100 ? (m)->id_len : 100), (m)->id != NULL ? (m)->id : ""

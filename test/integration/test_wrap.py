@@ -1038,6 +1038,44 @@ for line in sys.stdin:
         self.assertEqual(w.read_to_eof(10), b"")
         self.assertEqual(w.wait(), 0)
 
+    def test_an_answer_over_max_message_gets_the_server_an_error_only_for_its_request(self):
+        """The client's answer over --max-message, alone: the request of the server's in
+        flight that it answers gets an error, one with an id longer than 128 bytes too; an
+        answer to no request in flight gets the server nothing, and stderr says it was
+        dropped."""
+        long_id = "L" * 200
+        w = self.wrap(opts=["--max-message", "4096"],
+                      command=[sys.executable, "-c", self.ASKER])
+        w.send(req(1, "ask", {"ids": [long_id]}))
+        self.assertEqual([w.msg()["id"] for _ in range(2)], [long_id, 1])
+        answer = {"role": "assistant", "content": {"type": "text", "text": "x" * 5000}}
+        w.send({"jsonrpc": "2.0", "id": "nobody", "result": answer},
+               {"jsonrpc": "2.0", "id": long_id, "result": answer},
+               {"jsonrpc": "2.0", "id": long_id, "result": answer})
+        w.send(req(2, "report"))
+        self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 2,
+                                     "result": [[long_id, -32000]]})
+        wait_until(lambda: "answers no request of the server in flight" in w.stderr(), 5,
+                   "the warning")
+        w.close_stdin()
+        self.assertEqual(w.read_to_eof(10), b"")
+        self.assertEqual(w.wait(), 0)
+
+    def test_a_request_over_max_message_with_a_long_id_gets_an_error(self):
+        """A request over --max-message, alone, whose id is longer than 128 bytes (or of no
+        use: null) is no notification: it gets -32600 with id null."""
+        w = self.wrap(opts=["--max-message", "4096"])
+        for i in ("k" * 300, None):
+            w.send(req(i, "ping", {"pad": "p" * 5000}))
+            m = w.msg(10)
+            self.assertEqual((m["id"], m["error"]["code"]), (None, -32600), m)
+            self.assertIn("message too large", m["error"]["message"])
+        w.send(req(3, "ping"))
+        self.assertEqual(w.msg(), {"jsonrpc": "2.0", "id": 3, "result": {}})
+        w.close_stdin()
+        self.assertEqual(w.read_to_eof(10), b"")
+        self.assertEqual(w.wait(), 0)
+
 
 class BigMessages(Case):
     def test_20mb_result_intact(self):
