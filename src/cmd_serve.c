@@ -524,19 +524,29 @@ none_answer(struct sbuf *b, const char *id, size_t id_len, const char *sid, size
  */
 static void
 oversize(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len,
-	 const struct rpcout_big *big)
+	 const struct rpcout_big *big, const struct jsonrpc_idscan *ids)
 {
 	struct serve *sv = sc->sv;
 	struct sbuf b = { 0 };
+	struct rpcout_big found;
 	char text[256];
 
 	switch (rpcout_oversize(big, text, sizeof(text))) {
 	case RPCOUT_OVERSIZE_ANSWER:
-		diag_warn("session %.*s: " RPCOUT_BIG_ANSWER, (int)sid_len, sid,
-			  RPCOUT_BIG_ARGS_ID(big), RPCOUT_BIG_ARGS_SIZE(big));
+		if (ids != NULL && e != NULL && e->owner == &sc->port && e->s != NULL) {
+			/* The request of the server's in flight it answers (one with an id too
+			 * long to be read found by its length, hash and first bytes), or none. */
+			found = *big;
+			found.id = session_srv_request(e->s, ids, &found.id_len);
+			big = &found;
+		}
 		if (big->id == NULL || e == NULL || e->owner != &sc->port || e->s == NULL) {
+			diag_warn("session %.*s: " RPCOUT_BIG_STRAY, (int)sid_len, sid,
+				  RPCOUT_BIG_ARGS_ID(big), RPCOUT_BIG_ARGS_SIZE(big));
 			return; /* nobody waits for it */
 		}
+		diag_warn("session %.*s: " RPCOUT_BIG_ANSWER, (int)sid_len, sid,
+			  RPCOUT_BIG_ARGS_ID(big), RPCOUT_BIG_ARGS_SIZE(big));
 		rpcout_answer_too_large(&b, big);
 		if (!b.failed && jsonrpc_scan_checked(&sv->scan, b.buf, b.len) == JSONRPC_ERROR) {
 			hub_from_client(e, b.buf, b.len, &sv->scan);
@@ -654,7 +664,7 @@ handle_message(struct sconn *sc, struct hub_entry *e, const struct envelope *env
 			.limit = sv->opt->max_message,
 		};
 
-		oversize(sc, e, env->session, env->session_len, &big);
+		oversize(sc, e, env->session, env->session_len, &big, NULL);
 		return;
 	}
 	if ((kind == JSONRPC_REQUEST || kind == JSONRPC_NOTIFICATION) &&
@@ -979,14 +989,14 @@ serve_on_big_end(void *ctx, size_t total)
 		return;
 	}
 	big = (struct rpcout_big){ .answer = envelope_bigscan_is_answer(&sc->big),
-				   .notification = id == NULL && sc->big.id.has_method,
+				   .notification = !sc->big.id.has_id && sc->big.id.has_method,
 				   .id = id,
 				   .id_len = id_len,
 				   .total = total,
 				   .enveloped = true,
 				   .limit = sv->opt->max_message,
 				   .no_memory = no_memory };
-	oversize(sc, hub_find(&sv->hub, sid, sid_len), sid, sid_len, &big);
+	oversize(sc, hub_find(&sv->hub, sid, sid_len), sid, sid_len, &big, &sc->big.id);
 }
 
 /* ---- connections ---- */

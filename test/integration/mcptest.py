@@ -43,6 +43,24 @@ def deadline(seconds):
     return time.monotonic() + seconds * SLOW
 
 
+# A server of the client's answers: "ask" {"ids": [...]} sends the client a request with
+# each id; every other request is answered with the errors it got so far, as [id, code].
+ASKER = """
+import json, sys
+got = []
+for line in sys.stdin:
+    m = json.loads(line)
+    if "method" not in m:
+        got.append([m["id"], m["error"]["code"]])
+    elif m["method"] == "ask":
+        for k in m["params"]["ids"]:
+            print(json.dumps({"jsonrpc": "2.0", "id": k, "method": "sampling/createMessage"}),
+                  flush=True)
+    if "id" in m and "method" in m:
+        print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": got}), flush=True)
+"""
+
+
 def req(id_, method, params=None):
     m = {"jsonrpc": "2.0", "id": id_, "method": method}
     if params is not None:

@@ -14,7 +14,7 @@ import unittest
 
 from mcptest import (FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, Case, alive, call, deadline,
                      initialize, main, nested, note, proc_report, req, rss_anon_kib, vm_hwm_kib,
-                     wait_until)
+                     wait_until, ASKER)
 
 F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 
@@ -855,6 +855,31 @@ class Routing(Case):
             self.assertEqual(m.msg("s"), {"jsonrpc": "2.0", "id": 3, "result": {}})
         wait_until(lambda: m.p.stderr().count("a notification of the client over --max-message") == 2, 5,
                    "the two warnings")
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+
+    def test_a_message_too_long_to_buffer_with_a_long_id_is_handled_by_it(self):
+        """A message too long to be read whole whose id is longer than 128 bytes: a request
+        gets -32600 with id null (it is no notification); the client's answer gets the
+        server an error for the request of the server's in flight it answers, found by the
+        id's length, hash and first bytes; an answer to no request in flight gets the server
+        nothing, and stderr says it was dropped."""
+        long_id = "L" * 200
+        m = Mux(self.serve(opts=["--max-message", "4096"],
+                           command=[sys.executable, "-c", ASKER]))
+        m.send("s", req("k" * 300, "ping", {"pad": "p" * 8000}))
+        self.assert_error(m.msg("s"), None, -32600)
+        m.send("s", req(1, "ask", {"ids": [long_id]}))
+        self.assertEqual([m.msg("s")["id"] for _ in range(2)], [long_id, 1])
+        answer = {"role": "assistant", "content": {"type": "text", "text": "x" * 8000}}
+        m.send("s", {"jsonrpc": "2.0", "id": "nobody", "result": answer},
+               {"jsonrpc": "2.0", "id": long_id, "result": answer},
+               {"jsonrpc": "2.0", "id": long_id, "result": answer})
+        m.send("s", req(2, "report"))
+        self.assertEqual(m.msg("s"), {"jsonrpc": "2.0", "id": 2,
+                                      "result": [[long_id, -32000]]})
+        wait_until(lambda: "answers no request of the server in flight" in m.p.stderr(), 5,
+                   "the warning")
         m.p.close_stdin()
         self.assertEqual(m.p.wait(), 0)
 

@@ -14,7 +14,7 @@ import unittest
 
 from mcptest import (Case, FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, alive, all_pids, call, deadline, encode,
                      fd_count, initialize, main, nested, note, ppid_of, proc_report, proc_state, req, rss_anon_kib,
-                     vm_hwm_kib, wait_until)
+                     vm_hwm_kib, wait_until, ASKER)
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
 
@@ -1000,20 +1000,6 @@ for line in sys.stdin:
 
     # A server that asks the client with each id it is given ("ask"), and reports ("report")
     # the errors it got in place of its requests' answers.
-    ASKER = """
-import json, sys
-got = []
-for line in sys.stdin:
-    m = json.loads(line)
-    if "method" not in m:
-        got.append([m["id"], m["error"]["code"]])
-    elif m["method"] == "ask":
-        for k in m["params"]["ids"]:
-            print(json.dumps({"jsonrpc": "2.0", "id": k, "method": "sampling/createMessage"}),
-                  flush=True)
-    if "id" in m and "method" in m:
-        print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": got}), flush=True)
-"""
 
     def test_a_batch_over_max_message_gets_the_server_an_error_for_each_long_id(self):
         """A batch over --max-message with several answers whose ids are longer than 128
@@ -1021,7 +1007,7 @@ for line in sys.stdin:
         only the first; one to no request in flight before them takes nothing from them."""
         ids = ["L" * 200 + "1", "L" * 200 + "2", "M" * 300]
         w = self.wrap(opts=["--max-message", "4096"],
-                      command=[sys.executable, "-c", self.ASKER])
+                      command=[sys.executable, "-c", ASKER])
         w.send(req(1, "ask", {"ids": ids}))
         self.assertEqual([w.msg()["id"] for _ in range(4)], ids + [1])
         answer = {"role": "assistant", "content": {"type": "text", "text": "x"}}
@@ -1045,7 +1031,7 @@ for line in sys.stdin:
         dropped."""
         long_id = "L" * 200
         w = self.wrap(opts=["--max-message", "4096"],
-                      command=[sys.executable, "-c", self.ASKER])
+                      command=[sys.executable, "-c", ASKER])
         w.send(req(1, "ask", {"ids": [long_id]}))
         self.assertEqual([w.msg()["id"] for _ in range(2)], [long_id, 1])
         answer = {"role": "assistant", "content": {"type": "text", "text": "x" * 5000}}
