@@ -358,16 +358,38 @@ rmdir_at(int at, const char *name)
 	return at == AT_FDCWD ? rmdir(name) : unlinkat(at, name, AT_REMOVEDIR);
 }
 
-/* Remove the empty cgroup name in the directory at at, and the empty ones below it. */
+/* Which cgroups below the one removed may go: those that known() takes, by inode. */
+struct known {
+	bool (*fn)(void *ctx, ino_t ino);
+	void *ctx;
+};
+
+/* May the cgroup name in the directory at go (its inode known)?  Unknown: no. */
+static bool
+is_known(int at, const char *name, const struct known *k)
+{
+	struct stat st;
+
+	return fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && k->fn(k->ctx, st.st_ino);
+}
+
+/*
+ * Remove the empty cgroup name in the directory at at, and the empty ones below it; with
+ * k, only those below it that k knows.
+ */
 static int
-remove_at(int at, const char *name, int depth)
+remove_at(int at, const char *name, int depth, const struct known *k)
 {
 	/*
 	 * The kernel removes only a cgroup that holds no process and no cgroup (EBUSY
 	 * otherwise): a leaf, the common case, goes in one call.
 	 */
-	if (rmdir_at(at, name) == 0 || errno == ENOENT) {
+	if (k == NULL && (rmdir_at(at, name) == 0 || errno == ENOENT)) {
 		return 0;
+	}
+	if (k != NULL) {
+		/* Its children are looked at first: the rmdir of a leaf is not told from it. */
+		errno = EBUSY;
 	}
 	if (errno != EBUSY || depth >= REMOVE_DEPTH_MAX) {
 		return -1;
@@ -389,8 +411,9 @@ remove_at(int at, const char *name, int depth)
 	 * mcpmux's instance and leaves under one of ours).
 	 */
 	while ((de = readdir(d)) != NULL) {
-		if (de->d_type == DT_DIR && de->d_name[0] != '.') {
-			(void)remove_at(dirfd(d), de->d_name, depth + 1);
+		if (de->d_type == DT_DIR && de->d_name[0] != '.' &&
+		    (k == NULL || is_known(dirfd(d), de->d_name, k))) {
+			(void)remove_at(dirfd(d), de->d_name, depth + 1, k);
 		}
 	}
 	closedir(d);
@@ -400,7 +423,15 @@ remove_at(int at, const char *name, int depth)
 int
 cgroup_remove(const char *dir)
 {
-	return remove_at(AT_FDCWD, dir, 0);
+	return remove_at(AT_FDCWD, dir, 0, NULL);
+}
+
+int
+cgroup_remove_known(const char *dir, bool (*known)(void *ctx, ino_t ino), void *ctx)
+{
+	struct known k = { known, ctx };
+
+	return remove_at(AT_FDCWD, dir, 0, &k);
 }
 
 int
@@ -433,7 +464,8 @@ cgroup_instance_pid(const char *name, pid_t *pid)
  */
 static int
 procs_walk(int at, const char *name, const char *top, int depth,
-	   void (*fn)(void *ctx, const char *top, pid_t pid), void *ctx)
+	   void (*fn)(void *ctx, const char *top, pid_t pid), void (*dirfn)(void *ctx, ino_t ino),
+	   void *ctx)
 {
 	int dfd = openat(at, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	int rc = 0, err = 0;
@@ -441,6 +473,11 @@ procs_walk(int at, const char *name, const char *top, int depth,
 
 	if (dfd == -1) {
 		return errno == ENOENT ? 0 : -1;
+	}
+	struct stat st;
+
+	if (depth > 0 && dirfn != NULL && fstat(dfd, &st) == 0) {
+		dirfn(ctx, st.st_ino);
 	}
 	int fd = openat(dfd, "cgroup.procs", O_RDONLY | O_CLOEXEC);
 	FILE *f = fd >= 0 ? fdopen(fd, "re") : NULL;
@@ -478,7 +515,7 @@ procs_walk(int at, const char *name, const char *top, int depth,
 			if (depth + 1 >= REMOVE_DEPTH_MAX) {
 				err = err != 0 ? err : ELOOP; /* deeper than it looks */
 			} else if (procs_walk(dirfd(d), de->d_name, top != NULL ? top : de->d_name,
-					      depth + 1, fn, ctx) == -1) {
+					      depth + 1, fn, dirfn, ctx) == -1) {
 				err = err != 0 ? err : errno;
 			}
 		}
@@ -492,9 +529,10 @@ procs_walk(int at, const char *name, const char *top, int depth,
 }
 
 int
-cgroup_procs_each(const char *dir, void (*fn)(void *ctx, const char *top, pid_t pid), void *ctx)
+cgroup_procs_each(const char *dir, void (*fn)(void *ctx, const char *top, pid_t pid),
+		  void (*dirfn)(void *ctx, ino_t ino), void *ctx)
 {
-	return procs_walk(AT_FDCWD, dir, NULL, 0, fn, ctx);
+	return procs_walk(AT_FDCWD, dir, NULL, 0, fn, dirfn, ctx);
 }
 
 size_t

@@ -50,6 +50,8 @@ struct victim {
 	char owner[PROCSCAN_OWNER_MAX + 1];
 	uid_t uid;
 	char command[256];
+	size_t cg;   /* of a dead instance's cgroup: its index in survey.cg; else SIZE_MAX */
+	bool spared; /* its cgroup was found a live instance's since: signalled no more */
 };
 
 /* A victim's process, to find it among the victims in constant time. */
@@ -114,7 +116,7 @@ has_victim(const struct victims *vs, pid_t pid, unsigned long long start)
 
 static int
 push_victim(struct victims *vs, const struct procscan_proc *c, const char *session,
-	    const char *owner)
+	    const char *owner, size_t cg)
 {
 	struct vseen *e = calloc(1, sizeof(*e));
 	bool added;
@@ -147,6 +149,7 @@ push_victim(struct victims *vs, const struct procscan_proc *c, const char *sessi
 	(void)snprintf(v->session, sizeof(v->session), "%s", session);
 	(void)snprintf(v->owner, sizeof(v->owner), "%s", owner);
 	v->uid = c->uid;
+	v->cg = cg;
 	survey_command(c, 0, v->command, sizeof(v->command));
 	return 0;
 }
@@ -177,7 +180,7 @@ add_victims(struct victims *vs, const struct survey *p, size_t g, bool warn)
 				  survey_printable(c->session, session, sizeof(session)));
 			continue;
 		}
-		if (push_victim(vs, c, c->session, c->owner) == -1) {
+		if (push_victim(vs, c, c->session, c->owner, SIZE_MAX) == -1) {
 			return -1;
 		}
 	}
@@ -240,8 +243,8 @@ add_cg_victims(struct victims *vs, const struct survey *p, const struct cgkey *k
 			}
 			continue;
 		}
-		if (push_victim(vs, c, x->session, cg->owner[0] != '\0' ? cg->owner : base + 1) ==
-		    -1) {
+		if (push_victim(vs, c, x->session, cg->owner[0] != '\0' ? cg->owner : base + 1,
+				x->cg) == -1) {
 			return -1;
 		}
 	}
@@ -284,7 +287,7 @@ select_cgroups(const struct survey *p, struct cgkey **keys, size_t *n)
 static void
 signal_victim(struct victim *v, int sig)
 {
-	if (v->t.is_gone || v->esc == ESC_FAILED) {
+	if (v->t.is_gone || v->esc == ESC_FAILED || v->spared) {
 		return;
 	}
 	int rc = procscan_signal(SURVEY_PROC_ROOT, &v->t, sig);
@@ -314,13 +317,15 @@ wait_victims(struct victims *vs, long long deadline)
 	}
 	for (size_t i = 0; i < vs->n; i++) {
 		t[i] = vs->v[i].t;
-		if (vs->v[i].esc == ESC_FAILED) {
+		if (vs->v[i].esc == ESC_FAILED || vs->v[i].spared) {
 			t[i].is_gone = true; /* not ours to wait for */
 		}
 	}
 	left = procscan_wait(SURVEY_PROC_ROOT, t, vs->n, deadline);
 	for (size_t i = 0; i < vs->n; i++) {
-		vs->v[i].t.is_gone = vs->v[i].esc == ESC_FAILED ? vs->v[i].t.is_gone : t[i].is_gone;
+		vs->v[i].t.is_gone = vs->v[i].esc == ESC_FAILED || vs->v[i].spared
+					     ? vs->v[i].t.is_gone
+					     : t[i].is_gone;
 		vs->v[i].t.state = t[i].state;
 	}
 	free(t);
@@ -330,33 +335,51 @@ wait_victims(struct victims *vs, long long deadline)
 /* An empty cgroup made or given a leaf less than this long ago may be a starting instance's. */
 #define CGROUP_YOUNG_S 5
 
-/* Was dir, or a cgroup right below it, made less than CGROUP_YOUNG_S ago (or unknown)? */
+/* CGROUP_YOUNG_S, or MCPMUX_SWEEP_YOUNG_S for the tests (docs/testing.md). */
+static long
+young_s(void)
+{
+	const char *e = getenv("MCPMUX_SWEEP_YOUNG_S");
+	char *end;
+	long v;
+
+	if (e == NULL || *e == '\0') {
+		return CGROUP_YOUNG_S;
+	}
+	errno = 0;
+	v = strtol(e, &end, 10);
+	return *end != '\0' || errno != 0 || v < 0 ? CGROUP_YOUNG_S : v;
+}
+
+/* Was dir, or a cgroup right below it, made less than young_s() ago (or unknown)? */
 static bool
 cgroup_young(const char *dir)
 {
 	time_t now = time(NULL);
+	long young = young_s();
 	struct stat st;
 	DIR *d;
-	bool young = false;
 
 	if (stat(dir, &st) == -1) {
 		return errno != ENOENT;
 	}
-	if (now - st.st_ctime < CGROUP_YOUNG_S) {
+	if (now - st.st_ctime < young) {
 		return true;
 	}
 	if ((d = opendir(dir)) == NULL) {
 		return errno != ENOENT;
 	}
-	for (const struct dirent *e; !young && (e = readdir(d)) != NULL;) {
+	bool is_young = false;
+
+	for (const struct dirent *e; !is_young && (e = readdir(d)) != NULL;) {
 		if (e->d_type == DT_DIR && e->d_name[0] != '.') {
-			young = fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1
-					? errno != ENOENT
-					: now - st.st_ctime < CGROUP_YOUNG_S;
+			is_young = fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1
+					   ? errno != ENOENT
+					   : now - st.st_ctime < young;
 		}
 	}
 	closedir(d);
-	return young;
+	return is_young;
 }
 
 /*
@@ -364,39 +387,129 @@ cgroup_young(const char *dir)
  * one with none, made (and its leaves) CGROUP_YOUNG_S ago or more, when no --session or
  * --older-than was given, or when --session selects a session its status file names.
  */
-static bool
+enum cg_removal { CG_KEEP, CG_EMPTIED, CG_EMPTY };
+
+static enum cg_removal
 cgroup_selected(const struct survey *p, size_t k, const struct cgkey *keys, size_t n)
 {
 	const struct survey_cgroup *cg = &p->cg[k];
 	bool any = false;
 
 	if (cg->live) {
-		return false;
+		return CG_KEEP;
 	}
 	for (size_t i = 0; i < p->n_cgp; i++) {
 		if (p->cgp[i].cg == k) {
 			if (!cgkey_has(keys, n, k, p->cgp[i].session)) {
-				return false;
+				return CG_KEEP;
 			}
 			any = true;
 		}
 	}
 	if (any) {
-		return true;
+		return CG_EMPTIED;
 	}
 	/* Found empty: a leaf made a moment ago may be a starting instance's, not yet used. */
-	if (cgroup_young(cg->dir)) {
-		return false;
+	if (cgroup_young(cg->dir) || p->o.older_than_s > 0) {
+		return CG_KEEP;
 	}
 	if (p->o.session == NULL) {
-		return p->o.older_than_s <= 0;
+		return CG_EMPTY;
 	}
 	for (size_t j = 0; j < cg->n_leaf; j++) {
 		if (survey_session_selected(&p->o, cg->leaf[j].session)) {
-			return p->o.older_than_s <= 0;
+			return CG_EMPTY;
 		}
 	}
-	return false;
+	return CG_KEEP;
+}
+
+/*
+ * The victims in a dead cgroup found a live instance's since they were chosen are
+ * signalled no more.
+ */
+static void
+spare_live(const struct survey *p, struct victims *vs)
+{
+	for (size_t i = 0; i < vs->n; i++) {
+		struct victim *v = &vs->v[i];
+
+		if (v->cg != SIZE_MAX && p->cg[v->cg].live && !v->spared) {
+			v->spared = true;
+			if (v->esc != ESC_NONE) {
+				diag_warn(
+					"pid %d was signalled before its cgroup %s was found a live "
+					"instance's: signalled no more",
+					(int)v->t.pid, p->cg[v->cg].dir);
+			}
+		}
+	}
+}
+
+/*
+ * Judge the dead cgroups again from a new scan, right before their processes are first
+ * signalled (the containers' ladder may have taken minutes): those now found live, and
+ * the victims chosen in them, are left alone.
+ */
+static int
+rejudge(struct survey *p, struct victims *vs)
+{
+	if (p->n_cg == 0) {
+		return 0;
+	}
+	if (procscan_read(&p->scan, SURVEY_PROC_ROOT, p->uid, false, getpid()) == -1) {
+		return -1;
+	}
+	for (size_t k = 0; k < p->n_cg; k++) {
+		if (!p->cg[k].live && !survey_cgroup_still_dead(p, k)) {
+			p->cg[k].live = true;
+		}
+	}
+	if (survey_cgroup_procs(p) == -1) {
+		return -1;
+	}
+	spare_live(p, vs);
+	return 0;
+}
+
+struct below {
+	const struct survey *p;
+	size_t k;
+};
+
+static bool
+was_below(void *ctx, ino_t ino)
+{
+	const struct below *b = ctx;
+
+	return survey_cgroup_below(b->p, b->k, ino);
+}
+
+/*
+ * Remove dead cgroup k that cgroup_selected() chose (how), emptied, if it is still a dead
+ * instance's now (judged again; found empty, not young now), and of the cgroups below
+ * it only those there at the first look: one made since may be a starting instance's
+ * leaf.  -1 when it could not be removed for another reason than a process or a cgroup
+ * still in it (said).
+ */
+static int
+remove_cgroup(const struct survey *p, size_t k, enum cg_removal how)
+{
+	const struct survey_cgroup *cg = &p->cg[k];
+
+	if (how == CG_KEEP || cg->live || !survey_cgroup_still_dead(p, k) ||
+	    (how == CG_EMPTY && cgroup_young(cg->dir))) {
+		return 0;
+	}
+	struct below b = { p, k };
+
+	if (cgroup_remove_known(cg->dir, was_below, &b) == -1 && errno != EBUSY &&
+	    errno != ENOENT) {
+		diag_error_errno("cannot remove the cgroup %s of an instance that is gone",
+				 cg->dir);
+		return -1;
+	}
+	return 0;
 }
 
 /* What a sweep ends: orphan groups by their keys, and sessions of dead cgroups. */
@@ -420,8 +533,11 @@ rescan(struct survey *p, const struct selection *sel, struct victims *vs)
 	if (procscan_read(&p->scan, SURVEY_PROC_ROOT, p->uid, false, getpid()) == -1) {
 		return -1;
 	}
-	if (survey_cgroup_procs(p) == -1 ||
-	    add_cg_victims(vs, p, sel->cg, sel->n_cg, false) == -1) {
+	if (survey_cgroup_procs(p) == -1) {
+		return -1;
+	}
+	spare_live(p, vs);
+	if (add_cg_victims(vs, p, sel->cg, sel->n_cg, false) == -1) {
 		return -1;
 	}
 	for (size_t k = 0; k < n_keys; k++) {
@@ -441,7 +557,7 @@ live_victims(const struct victims *vs)
 	size_t n = 0;
 
 	for (size_t i = 0; i < vs->n; i++) {
-		n += !vs->v[i].t.is_gone && vs->v[i].esc != ESC_FAILED;
+		n += !vs->v[i].t.is_gone && vs->v[i].esc != ESC_FAILED && !vs->v[i].spared;
 	}
 	return n;
 }
@@ -450,6 +566,9 @@ live_victims(const struct victims *vs)
 static void
 end_processes(struct survey *p, const struct selection *sel, struct victims *vs)
 {
+	if (rejudge(p, vs) == -1) {
+		diag_warn_errno("cannot read the processes again");
+	}
 	for (size_t i = 0; i < vs->n; i++) {
 		signal_victim(&vs->v[i], SIGTERM);
 	}
@@ -475,7 +594,7 @@ end_processes(struct survey *p, const struct selection *sel, struct victims *vs)
 		(void)wait_victims(vs, SYS_MIN(deadline, now + KILL_ROUND_MS));
 	}
 	for (size_t i = 0; i < vs->n; i++) {
-		if (!vs->v[i].t.is_gone && vs->v[i].esc != ESC_FAILED) {
+		if (!vs->v[i].t.is_gone && vs->v[i].esc != ESC_FAILED && !vs->v[i].spared) {
 			vs->v[i].esc = ESC_ABANDONED;
 		}
 	}
@@ -688,6 +807,9 @@ sweep_report(const struct survey *p, const struct victims *vs, const struct cvic
 	for (size_t i = 0; i < vs->n; i++) {
 		const struct victim *v = &vs->v[i];
 
+		if (v->spared && v->esc == ESC_NONE) {
+			continue; /* a live instance's after all: not ended */
+		}
 		(void)snprintf(pid, sizeof(pid), "%d", (int)v->t.pid);
 		const char *row[] = { pid, v->session[0] ? v->session : "-",
 				      v->owner[0] ? v->owner : "-",
@@ -775,7 +897,7 @@ cmd_sweep(int argc, char **argv)
 	struct cvictim *cv = NULL;
 	struct key *keys = NULL;
 	struct cgkey *cgkeys = NULL;
-	bool *rm_cg = NULL;
+	unsigned char *rm_cg = NULL;
 	size_t n_keys = 0, ncv = 0, n_cgkeys = 0;
 	struct survey p;
 	int rc;
@@ -860,12 +982,14 @@ cmd_sweep(int argc, char **argv)
 		rc = -1;
 	}
 	for (size_t k = 0; rc == 0 && k < p.n_cg; k++) {
-		rm_cg[k] = cgroup_selected(&p, k, cgkeys, n_cgkeys);
+		rm_cg[k] = (unsigned char)cgroup_selected(&p, k, cgkeys, n_cgkeys);
 	}
 	if (rc == -1) {
 		diag_error("out of memory");
 		rc = 1;
 	} else {
+		size_t cg_failed = 0;
+
 		if (!p.o.dry_run) {
 			struct selection sel = { keys, n_keys, cgkeys, n_cgkeys };
 
@@ -881,9 +1005,7 @@ cmd_sweep(int argc, char **argv)
 			 * process stays.
 			 */
 			for (size_t k = 0; k < p.n_cg; k++) {
-				if (rm_cg[k] && !p.cg[k].live) {
-					(void)cgroup_remove(p.cg[k].dir);
-				}
+				cg_failed += remove_cgroup(&p, k, (enum cg_removal)rm_cg[k]) == -1;
 			}
 			/* housekeeping: not reported */
 			(void)survey_sweep_status(&p.scan, &p);
@@ -894,7 +1016,7 @@ cmd_sweep(int argc, char **argv)
 			(void)diag_error_errno("cannot write to stdout");
 			rc = 1;
 		}
-		rc = rc != 0 || unknown ? 1 : 0;
+		rc = rc != 0 || unknown || cg_failed > 0 || p.cg_unread ? 1 : 0;
 	}
 	victims_release(&vs);
 	free(keys);

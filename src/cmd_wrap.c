@@ -1000,10 +1000,14 @@ cmd_wrap(const struct mcpmux_options *o)
 		  &client_hooks, w);
 	jsonrpc_init(&w->scan);
 	w->scan.params_method = o->end_method; /* the only params mcpmux reads */
+	/*
+	 * The status file locked before the instance's cgroup is made (backend_module_init()):
+	 * a sweep takes a cgroup named after a pid whose file is held for a live instance's.
+	 */
+	status_open(loop, "wrap");
 	backend_module_init(loop);
 	(void)errout_start(loop);
 	w->scfg.pool = w->pool = pool_open_for(loop, o);
-	status_open(loop, "wrap");
 	ev_init(&w->drain_w, wrap_on_drain_timeout);
 	watch_signal(w, &w->term_w, SIGTERM);
 	watch_signal(w, &w->int_w, SIGINT);

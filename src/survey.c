@@ -62,6 +62,7 @@ survey_release(struct survey *p)
 	free(p->group_st);
 	for (size_t k = 0; k < p->n_cg; k++) {
 		free(p->cg[k].leaf);
+		free(p->cg[k].below);
 	}
 	free(p->cg);
 	free(p->cgp);
@@ -1723,6 +1724,39 @@ named_execd(const struct procscan *s, pid_t pid)
 }
 
 /*
+ * Is pid a live process that started before the cgroup dir was made (so maybe its maker,
+ * an instance not known as one: renamed, or run under another program)?  A process that
+ * started after it cannot have made it: a pid reused.  The start is compared with the
+ * directory's time with a second's slack toward yes (a kernfs time may look later than the
+ * making, never earlier).  Unknown: yes.
+ */
+static bool
+named_older(pid_t pid, const char *dir)
+{
+	unsigned long long start = 0;
+	struct timespec boot, real;
+	struct stat st;
+	long hz = sysconf(_SC_CLK_TCK);
+
+	if (lstat(dir, &st) == -1) {
+		return errno != ENOENT;
+	}
+	if (proctree_start_time(SURVEY_PROC_ROOT, pid, &start) == -1) {
+		return !pid_gone(pid);
+	}
+	if (hz <= 0 || clock_gettime(CLOCK_BOOTTIME, &boot) == -1 ||
+	    clock_gettime(CLOCK_REALTIME, &real) == -1) {
+		return true;
+	}
+	double now_boot = (double)boot.tv_sec + (double)boot.tv_nsec / 1e9;
+	double started = (double)real.tv_sec + (double)real.tv_nsec / 1e9 -
+			 (now_boot - (double)start / (double)hz);
+	double made = (double)st.st_ctim.tv_sec + (double)st.st_ctim.tv_nsec / 1e9;
+
+	return started <= made + 1.0;
+}
+
+/*
  * The "mcpmux.PID[.K]" cgroups below this process's own cgroup, where an mcpmux started
  * from here makes its own, whose PID is gone or is a process the scan found no instance.
  * 0, or -1 (ENOMEM).
@@ -1747,7 +1781,7 @@ cg_from_own(struct survey *p, size_t *cap, char (*live)[CGROUP_PATH_MAX], size_t
 			    CGROUP_PATH_MAX ||
 		    cg_listed(live, n_live, dir) || cg_taken(p, dir) || held_has(held_pids, pid) ||
 		    !status_stale(&p->scan, pid) || named_execd(&p->scan, pid) ||
-		    !cg_mine(dir, p->uid)) {
+		    (!pid_gone(pid) && named_older(pid, dir)) || !cg_mine(dir, p->uid)) {
 			continue;
 		}
 		rc = cg_add(p, cap, dir, pid, 0, NULL);
@@ -1839,6 +1873,47 @@ cg_proc(void *ctx, const char *top, pid_t pid)
 	}
 }
 
+/* The first look: each cgroup below, by inode, to tell from one made later. */
+static void
+cg_dir(void *ctx, ino_t ino)
+{
+	struct cg_walk *w = ctx;
+	struct survey_cgroup *c = &w->p->cg[w->cg];
+
+	if (!w->first || c->below_failed) {
+		return;
+	}
+	if (c->n_below == c->cap_below) {
+		size_t nc = c->cap_below ? c->cap_below * 2 : 4;
+		ino_t *nv = realloc(c->below, nc * sizeof(*nv));
+
+		if (nv == NULL) {
+			c->below_failed = true; /* then none of them goes */
+			return;
+		}
+		c->below = nv;
+		c->cap_below = nc;
+	}
+	c->below[c->n_below++] = ino;
+}
+
+static int
+ino_cmp(const void *a, const void *b)
+{
+	ino_t x = *(const ino_t *)a, y = *(const ino_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+bool
+survey_cgroup_below(const struct survey *p, size_t k, ino_t ino)
+{
+	const struct survey_cgroup *c = &p->cg[k];
+
+	return !c->below_failed && c->n_below > 0 &&
+	       bsearch(&ino, c->below, c->n_below, sizeof(ino), ino_cmp) != NULL;
+}
+
 static int
 cgproc_cmp(const void *a, const void *b)
 {
@@ -1867,12 +1942,13 @@ cgroup_procs(struct survey *p, bool first)
 		if (p->cg[k].live) {
 			continue;
 		}
-		if (cgroup_procs_each(p->cg[k].dir, cg_proc, &w) == -1) {
+		if (cgroup_procs_each(p->cg[k].dir, cg_proc, cg_dir, &w) == -1) {
 			/* What it holds is not all known: left alone. */
 			if (first) {
 				diag_warn_errno("cannot read all of the cgroup %s of an instance "
 						"that is gone (left alone)",
 						p->cg[k].dir);
+				p->cg_unread = true;
 			}
 			p->cg[k].live = true;
 		}
@@ -1882,6 +1958,9 @@ cgroup_procs(struct survey *p, bool first)
 		}
 		if (p->cg[k].live) {
 			p->n_cgp = from;
+		}
+		if (first && p->cg[k].n_below > 1) {
+			qsort(p->cg[k].below, p->cg[k].n_below, sizeof(ino_t), ino_cmp);
 		}
 	}
 	if (p->n_cgp > 1) {
@@ -1915,6 +1994,46 @@ survey_read_cgroups(struct survey *p)
 	free(live);
 	free(held.v);
 	return rc;
+}
+
+bool
+survey_cgroup_still_dead(const struct survey *p, size_t k)
+{
+	const struct survey_cgroup *cg = &p->cg[k];
+	char dir[PATH_MAX];
+	DIR *d;
+
+	if (cg->live) {
+		return false;
+	}
+	/* A status file of its pid held now: an instance that took the pid, or its maker. */
+	if ((d = open_runtime_sub(dir, sizeof(dir), p->uid, "instances")) != NULL) {
+		char name[32];
+
+		(void)snprintf(name, sizeof(name), "%d", (int)cg->pid);
+		int fd = openat(dirfd(d), name,
+				O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+		bool held = false;
+
+		if (fd != -1) {
+			held = flock(fd, LOCK_SH | LOCK_NB) == -1;
+			held = held && errno == EWOULDBLOCK;
+			if (!held) {
+				(void)flock(fd, LOCK_UN);
+			}
+			sys_close(&fd);
+		}
+		(void)closedir(d);
+		if (held) {
+			return false;
+		}
+	}
+	/* Found by its name: its pid an instance now, or a process older than the cgroup. */
+	if (cg->file_pid == 0 && !pid_gone(cg->pid) &&
+	    (named_execd(&p->scan, cg->pid) || named_older(cg->pid, cg->dir))) {
+		return false;
+	}
+	return true;
 }
 
 /* Does the id file fd hold one of the n ids (the engine's id, maybe a newline after it)? */

@@ -40,11 +40,12 @@ int cgroup_instance_pid(const char *name, pid_t *pid);
 /*
  * fn(ctx, top, pid) for each process that the cgroup.procs of dir and of the cgroups below
  * it list; top: the name of the cgroup right below dir that it is in (a leaf), NULL when it
- * is in dir itself.  0, or -1 with errno when a part of it could not be read (a cgroup.procs
- * or a directory; one removed meanwhile is no error).
+ * is in dir itself.  dirfn (if not NULL): (ctx, its inode) for each cgroup below dir.  0,
+ * or -1 with errno when a part of it could not be read (a cgroup.procs or a directory; one
+ * removed meanwhile is no error).
  */
 int cgroup_procs_each(const char *dir, void (*fn)(void *ctx, const char *top, pid_t pid),
-		      void *ctx);
+		      void (*dirfn)(void *ctx, ino_t ino), void *ctx);
 /*
  * A leaf for a server under the instance cgroup: out = inst/s.N, new (the instance
  * cgroup is made again if an empty one was removed meanwhile).  0 or -1 (errno; EEXIST:
@@ -67,6 +68,11 @@ int cgroup_populated(const char *dir);
  * it, or in a cgroup below it that is not empty).
  */
 int cgroup_remove(const char *dir);
+/*
+ * cgroup_remove(), but a cgroup below dir whose inode known() does not take (one made
+ * after dir was judged: maybe a starting instance's) is neither entered nor removed.
+ */
+int cgroup_remove_known(const char *dir, bool (*known)(void *ctx, ino_t ino), void *ctx);
 /*
  * Remove what instances that are gone left next to inst: the empty "mcpmux.N[.K]" cgroups
  * (and their empty leaves) beside it whose N is no process here, as after an mcpmux and

@@ -94,6 +94,9 @@ struct survey_cgroup {
 	bool live;	/* a process in it is a carrier of a session not orphaned: left alone */
 	struct survey_cgleaf *leaf; /* from its status file */
 	size_t n_leaf;
+	ino_t *below; /* the inodes of the cgroups below it at the first look, sorted */
+	size_t n_below, cap_below;
+	bool below_failed; /* not all of them kept (out of memory) */
 };
 
 /* A process in a dead instance's cgroup that carries no cookie of an orphan group. */
@@ -120,6 +123,7 @@ struct survey {
 	size_t n_cg;
 	struct survey_cgproc *cgp; /* by cgroup, then session, then pid */
 	size_t n_cgp, cap_cgp;
+	bool cg_unread; /* one could not be read whole: left alone, and said */
 };
 
 /*
@@ -195,6 +199,14 @@ size_t survey_sweep_cidfiles(const char *const *ids, size_t n);
 int survey_read_cgroups(struct survey *sv);
 /* The processes in sv->cg's cgroups now, from sv->scan, into sv->cgp.  0, or -1 (ENOMEM). */
 int survey_cgroup_procs(struct survey *sv);
+/* Was the cgroup of inode ino below sv->cg[k] there at the first look? */
+bool survey_cgroup_below(const struct survey *sv, size_t k, ino_t ino);
+/*
+ * Judge dead cgroup k of sv->cg again, from what is there now: false when its status file
+ * is held now, or the PID of its name is a live instance or a process that started before
+ * the cgroup was made (its maker, an mcpmux under another name, or not yet locking).
+ */
+bool survey_cgroup_still_dead(const struct survey *sv, size_t k);
 
 bool survey_session_selected(const struct survey_opts *o, const char *session);
 /* Warn about carriers whose owner could not be read (own_only: this user's); any? */

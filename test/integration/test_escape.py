@@ -9,6 +9,7 @@ import json
 import os
 import re
 import resource
+import select
 import shutil
 import signal
 import struct
@@ -1419,6 +1420,55 @@ class SweptCgroups(OwnCgroupCase):
                 f.write(str(q))
         return inst
 
+    def status_names(self, inst, session):
+        """A status file of the gone pid of inst's name, naming inst and its leaf s.1 of
+        session, as a killed instance leaves it."""
+        pid = int(inst.rsplit(".", 1)[-1])
+        d = self.env["XDG_RUNTIME_DIR"]
+        for name in ("mcpmux", "instances"):
+            d = os.path.join(d, name)
+            os.makedirs(d, exist_ok=True)
+            os.chmod(d, 0o700)
+        fd = os.open(os.path.join(d, str(pid)), os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps({"mcpmux": pid, "mode": "wrap", "owner": "%d:1" % pid,
+                                "cgroup": inst}) + "\n")
+            f.write(json.dumps({"session": session, "leaf": "s.1"}) + "\n")
+
+    def deaf_victim(self):
+        """A cookieless process deaf to SIGTERM that says "term" on each (ended at
+        cleanup), once it is ready."""
+        v = subprocess.Popen(
+            ["python3", "-c", "import signal, sys, time\n"
+             "signal.signal(signal.SIGTERM, lambda *a: print('term', flush=True))\n"
+             "print('ready', flush=True)\nwhile True: time.sleep(60)\n"],
+            env={}, stdout=subprocess.PIPE)
+        self.addCleanup(v.stdout.close)
+        self.addCleanup(v.wait)
+        self.addCleanup(v.kill)
+        self.assertEqual(self.line_of(v), "ready")
+        return v
+
+    def line_of(self, v):
+        """The next line of v's stdout, waited for a bounded time."""
+        r, _, _ = select.select([v.stdout], [], [], 10 * SLOW)
+        self.assertTrue(r, "no line from pid %d" % v.pid)
+        return v.stdout.readline().decode().strip()
+
+    def sweep_in_background(self, *args):
+        """mcpmux sweep ARGS, started (and reaped at cleanup)."""
+        q = subprocess.Popen([MCPMUX, "sweep"] + list(args), env=self.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+        def reap():
+            try:
+                q.communicate(timeout=60 * SLOW)
+            except subprocess.TimeoutExpired:
+                q.kill()
+                q.communicate()
+        self.addCleanup(reap)
+        return q
+
     def orphans_in(self, sub):
         rc, out, err = self.mcpmux("ps", "--json", cgroup=sub)
         self.assertEqual(rc, 0, err)
@@ -1474,21 +1524,73 @@ class SweptCgroups(OwnCgroupCase):
         status file names a session it selects."""
         sub = self.own_sub("young-test")
         inst = self.fake_dead_cgroup(sub)
-        pid = int(inst.rsplit(".", 1)[-1])
         session = self.tag + "-young"
-        d = self.env["XDG_RUNTIME_DIR"]
-        for name in ("mcpmux", "instances"):
-            d = os.path.join(d, name)
-            os.makedirs(d, exist_ok=True)
-            os.chmod(d, 0o700)
-        fd = os.open(os.path.join(d, str(pid)), os.O_WRONLY | os.O_CREAT, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps({"mcpmux": pid, "mode": "wrap", "owner": "%d:1" % pid,
-                                "cgroup": inst}) + "\n")
-            f.write(json.dumps({"session": session, "leaf": "s.1"}) + "\n")
+        self.status_names(inst, session)
         rc, out, err = self.mcpmux("sweep", "--session", session)
         self.assertEqual((rc, out), (0, "no orphans to end\n"), err)
         self.assertTrue(os.path.isdir(inst + "/s.1"), "a leaf made a moment ago was removed")
+
+    def test_an_empty_dead_cgroup_older_than_the_bound_is_removed(self):
+        """A dead cgroup found empty, its leaves older than the bound (MCPMUX_SWEEP_YOUNG_S,
+        here 0), whose status file names a session that --session selects, is removed."""
+        sub = self.own_sub("old-test")
+        inst = self.fake_dead_cgroup(sub)
+        session = self.tag + "-old"
+        self.status_names(inst, session)
+        self.env["MCPMUX_SWEEP_YOUNG_S"] = "0"
+        rc, out, err = self.mcpmux("sweep", "--session", session)
+        self.assertEqual((rc, out), (0, "no orphans to end\n"), err)
+        self.assertFalse(os.path.exists(inst), "an empty dead cgroup was left: " + err)
+
+    def test_a_leaf_made_during_the_ladder_is_not_removed(self):
+        """A leaf made in a dead cgroup after sweep judged it (here: while its process
+        takes the grace) may be a starting instance's: sweep removes the emptied leaf it
+        judged, and neither the new one nor the cgroup that holds it."""
+        sub = self.own_sub("during-test")
+        victim = self.deaf_victim()
+        inst = self.fake_dead_cgroup(sub, [victim.pid])
+        session = self.tag + "-during"
+        self.status_names(inst, session)
+        q = self.sweep_in_background("--session", session, "--term-grace", "1000")
+        self.assertEqual(self.line_of(victim), "term")
+        os.mkdir(inst + "/s.2")
+        out, err = q.communicate(timeout=60 * SLOW)
+        self.assertEqual(q.returncode, 0, err)
+        self.assertRegex(out.decode(), r"\n *%d +%s +\S+ +kill " % (victim.pid,
+                                                                   re.escape(session)))
+        self.assertTrue(os.path.isdir(inst + "/s.2"), "a leaf made during the ladder was "
+                        "removed")
+        self.assertFalse(os.path.exists(inst + "/s.1"), "the emptied leaf was left")
+
+    def test_a_cgroup_found_live_during_the_ladder_spares_its_processes(self):
+        """A dead cgroup found a live instance's after its processes were chosen (here: a
+        live instance's server moved into it during the grace) is left alone: what was
+        chosen in it gets no SIGKILL."""
+        sub = self.own_sub("spare-test")
+        victim = self.deaf_victim()
+        inst = self.fake_dead_cgroup(sub, [victim.pid])
+        session = self.tag + "-spare"
+        self.status_names(inst, session)
+        p = self.start([MCPMUX] + GRACES + ["--", "env", "-i", FIXTURE])
+        p.send(req(1, "ping"))
+        self.assertEqual(p.msg()["id"], 1)
+        server = [r for r in all_pids() if ppid_of(r) == p.pid and keeper_of(r) is None]
+        self.assertEqual(len(server), 1, server)
+        with open("/proc/%d/cgroup" % server[0]) as f:
+            home = own_cgroup_root() + f.read().strip().rsplit("::", 1)[-1]
+        q = self.sweep_in_background("--session", session, "--term-grace", "1000")
+        self.assertEqual(self.line_of(victim), "term")
+        with open(inst + "/s.1/cgroup.procs", "w") as f:
+            f.write(str(server[0]))
+        out, err = q.communicate(timeout=60 * SLOW)
+        self.assertTrue(alive(victim.pid), "a process of a cgroup found live was killed: %s"
+                        % err.decode())
+        self.assertIn("signalled no more", err.decode())
+        self.assertTrue(os.path.isdir(inst + "/s.1"))
+        with open(home + "/cgroup.procs", "w") as f:
+            f.write(str(server[0]))
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
 
     def test_a_cgroup_not_read_whole_is_left_alone_and_said(self):
         """A dead cgroup that cannot be read whole (here: deeper than the walk goes) may hold
@@ -1508,7 +1610,7 @@ class SweptCgroups(OwnCgroupCase):
         self.assertEqual([o for o in json.loads(out)["orphans"]
                           if (o.get("cgroup") or "").startswith(sub + "/")], [])
         rc, out, err = self.mcpmux("sweep", "--session", self.tag + "-none", cgroup=sub)
-        self.assertEqual((rc, out), (0, "no orphans to end\n"), err)
+        self.assertEqual((rc, out), (1, "no orphans to end\n"), err)
         self.assertTrue(os.path.isdir(deep) and alive(left.pid))
 
     def test_a_sweep_for_a_session_removes_no_other_cgroup(self):
@@ -1520,22 +1622,82 @@ class SweptCgroups(OwnCgroupCase):
         self.addCleanup(left.kill)
         empty = self.fake_dead_cgroup(sub)
         busy = self.fake_dead_cgroup(sub, [left.pid])
+        # no young cgroup kept for its age: the selection alone keeps them
+        self.env["MCPMUX_SWEEP_YOUNG_S"] = "0"
         rc, out, err = self.mcpmux("sweep", "--session", self.tag + "-none", cgroup=sub)
         self.assertEqual((rc, out), (0, "no orphans to end\n"), err)
         self.assertTrue(os.path.isdir(empty + "/s.1"), "an empty cgroup not selected was removed")
         self.assertTrue(os.path.isdir(busy + "/s.1"))
         self.assertTrue(alive(left.pid))
 
-    def test_a_cgroup_named_after_a_reused_pid_is_found(self):
-        """Without a status file, an "mcpmux.PID" cgroup below sweep's own is found by its
-        name: dead while PID is a live process that is no mcpmux (a pid reused)."""
-        sub = self.own_sub("reused-test")
+    def reused_pid_cgroup(self, sub):
+        """(sub/mcpmux.PID, the process PID, started more than a second after that cgroup
+        was made: a pid reused), by ns_last_pid; skipped where it cannot be written.  The
+        cgroup is held open, so that its inode, and with it its time, stays."""
+        knob = "/proc/sys/kernel/ns_last_pid"
+        if not os.access(knob, os.W_OK):
+            self.skipTest("needs ns_last_pid to start a process with a pid of our choice")
+        with open("/proc/sys/kernel/pid_max") as f:
+            pid_max = int(f.read())
+        for _ in range(20):
+            with open(knob) as f:
+                target = int(f.read()) + 50
+            while target >= pid_max or target < 1000 or os.path.exists("/proc/%d" % target):
+                target = 1000 if target >= pid_max else target + 1
+            inst = os.path.join(sub, "mcpmux.%d" % target)
+            os.mkdir(inst)
+            fd = os.open(inst, os.O_RDONLY | os.O_DIRECTORY)
+            made = os.fstat(fd).st_ctime
+            # the clock, not an event: a process that started after the cgroup, beyond the
+            # second of slack that sweep gives a process said to be older
+            wait_until(lambda: time.time() > made + 1.2, 5 * SLOW, "a second to pass")
+            with open(knob, "w") as f:
+                f.write(str(target - 1))
+            other = subprocess.Popen(["sleep", "60"], env=self.env)
+            if other.pid == target:
+                self.addCleanup(os.close, fd)
+                return inst, other
+            other.kill()
+            other.wait()
+            os.close(fd)
+            os.rmdir(inst)
+        self.fail("no process got the pid chosen")
+
+    def test_a_cgroup_named_after_an_older_process_is_left_alone(self):
+        """An "mcpmux.PID" cgroup found by its name whose PID is a live process that started
+        before it was made may be its maker, an mcpmux not known as one (renamed, or run
+        under another program, before it locks its status file): left alone."""
+        sub = self.own_sub("older-test")
         other = subprocess.Popen(["sleep", "60"], env=self.env)
         left = subprocess.Popen(["sleep", "60"], env={})
         inst = os.path.join(sub, "mcpmux.%d" % other.pid)
-        made = [inst, inst + "/s.1"]
         try:
             os.mkdir(inst)
+            os.mkdir(inst + "/s.1")
+            with open(inst + "/s.1/cgroup.procs", "w") as f:
+                f.write(str(left.pid))
+            self.assertEqual([o for o in self.orphans_in(sub) if o.get("cgroup") == inst], [])
+            self.env["MCPMUX_SWEEP_YOUNG_S"] = "0"
+            rc, out, err = self.mcpmux("sweep", "--dry-run", cgroup=sub)
+            self.assertEqual(rc, 0, err)
+            self.assertNotRegex(out, r"\n *%d " % left.pid)
+            self.assertTrue(alive(left.pid))
+        finally:
+            for q in (other, left):
+                q.kill()
+                q.wait()
+            for d in (inst + "/s.1", inst):
+                rmdir_once_empty(d)
+
+    def test_a_cgroup_named_after_a_reused_pid_is_found(self):
+        """Without a status file, an "mcpmux.PID" cgroup below sweep's own is found by its
+        name: dead while PID is a live process that is no mcpmux and started after the
+        cgroup was made (a pid reused)."""
+        sub = self.own_sub("reused-test")
+        inst, other = self.reused_pid_cgroup(sub)
+        left = subprocess.Popen(["sleep", "60"], env={})
+        made = [inst, inst + "/s.1"]
+        try:
             os.mkdir(inst + "/s.1")
             with open(inst + "/s.1/cgroup.procs", "w") as f:
                 f.write(str(left.pid))
