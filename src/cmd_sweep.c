@@ -67,6 +67,7 @@ struct victims {
 	struct victim *v;
 	size_t n, cap;
 	struct vseen *seen; /* uthash: every v[i]'s */
+	bool unjudged;	    /* dead cgroups' victims spared: they could not be judged again */
 };
 
 static void
@@ -348,7 +349,18 @@ young_s(void)
 	}
 	errno = 0;
 	v = strtol(e, &end, 10);
-	return *end != '\0' || errno != 0 || v < 0 ? CGROUP_YOUNG_S : v;
+	if (*end != '\0' || errno != 0 || v < 0) {
+		return CGROUP_YOUNG_S;
+	}
+	static bool said;
+
+	if (v < CGROUP_YOUNG_S && !said) {
+		said = true;
+		diag_warn("MCPMUX_SWEEP_YOUNG_S=%ld (a setting for tests): an empty cgroup made "
+			  "more than %ld s ago may be removed, even a starting instance's",
+			  v, v);
+	}
+	return v;
 }
 
 /* Was dir, or a cgroup right below it, made less than young_s() ago (or unknown)? */
@@ -447,9 +459,25 @@ spare_live(const struct survey *p, struct victims *vs)
 }
 
 /*
+ * The victims chosen in dead cgroups, when the cgroups could not be judged again: not
+ * signalled (again) on a judgement that cannot be renewed.
+ */
+static void
+spare_cg_victims(struct victims *vs)
+{
+	for (size_t i = 0; i < vs->n; i++) {
+		if (vs->v[i].cg != SIZE_MAX && !vs->v[i].spared && !vs->v[i].t.is_gone) {
+			vs->v[i].spared = true;
+			vs->unjudged = true;
+		}
+	}
+}
+
+/*
  * Judge the dead cgroups again from a new scan, right before their processes are first
  * signalled (the containers' ladder may have taken minutes): those now found live, and
- * the victims chosen in them, are left alone.
+ * the victims chosen in them, are left alone.  If that cannot be done, no victim of a
+ * dead cgroup is signalled.
  */
 static int
 rejudge(struct survey *p, struct victims *vs)
@@ -458,6 +486,7 @@ rejudge(struct survey *p, struct victims *vs)
 		return 0;
 	}
 	if (procscan_read(&p->scan, SURVEY_PROC_ROOT, p->uid, false, getpid()) == -1) {
+		spare_cg_victims(vs);
 		return -1;
 	}
 	for (size_t k = 0; k < p->n_cg; k++) {
@@ -465,7 +494,9 @@ rejudge(struct survey *p, struct victims *vs)
 			p->cg[k].live = true;
 		}
 	}
+	spare_live(p, vs);
 	if (survey_cgroup_procs(p) == -1) {
+		spare_cg_victims(vs);
 		return -1;
 	}
 	spare_live(p, vs);
@@ -531,9 +562,12 @@ rescan(struct survey *p, const struct selection *sel, struct victims *vs)
 	size_t n_keys = sel->n_keys;
 
 	if (procscan_read(&p->scan, SURVEY_PROC_ROOT, p->uid, false, getpid()) == -1) {
+		spare_cg_victims(vs);
 		return -1;
 	}
 	if (survey_cgroup_procs(p) == -1) {
+		spare_live(p, vs);
+		spare_cg_victims(vs);
 		return -1;
 	}
 	spare_live(p, vs);
@@ -887,13 +921,17 @@ sweep_report(const struct survey *p, const struct victims *vs, const struct cvic
 		diag_error("out of memory");
 		return 1;
 	}
-	return p_failed + c_failed > 0 ? 1 : 0;
+	if (vs->unjudged) {
+		diag_error("the processes of the cgroups of instances that are gone could not be "
+			   "judged again: those not ended yet were left alone");
+	}
+	return p_failed + c_failed > 0 || vs->unjudged ? 1 : 0;
 }
 
 int
 cmd_sweep(int argc, char **argv)
 {
-	struct victims vs = { NULL, 0, 0, NULL };
+	struct victims vs = { NULL, 0, 0, NULL, false };
 	struct cvictim *cv = NULL;
 	struct key *keys = NULL;
 	struct cgkey *cgkeys = NULL;

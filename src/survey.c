@@ -2006,7 +2006,10 @@ survey_cgroup_still_dead(const struct survey *p, size_t k)
 	if (cg->live) {
 		return false;
 	}
-	/* A status file of its pid held now: an instance that took the pid, or its maker. */
+	/*
+	 * A status file of its pid held now: an instance that took the pid, or its maker.
+	 * Only "no such file" says it is not; any other failure to tell keeps the cgroup.
+	 */
 	if ((d = open_runtime_sub(dir, sizeof(dir), p->uid, "instances")) != NULL) {
 		char name[32];
 
@@ -2017,16 +2020,19 @@ survey_cgroup_still_dead(const struct survey *p, size_t k)
 
 		if (fd != -1) {
 			held = flock(fd, LOCK_SH | LOCK_NB) == -1;
-			held = held && errno == EWOULDBLOCK;
 			if (!held) {
 				(void)flock(fd, LOCK_UN);
 			}
 			sys_close(&fd);
+		} else {
+			held = errno != ENOENT;
 		}
 		(void)closedir(d);
 		if (held) {
 			return false;
 		}
+	} else if (errno != ENOENT) {
+		return false;
 	}
 	/* Found by its name: its pid an instance now, or a process older than the cgroup. */
 	if (cg->file_pid == 0 && !pid_gone(cg->pid) &&

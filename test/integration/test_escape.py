@@ -1551,7 +1551,7 @@ class SweptCgroups(OwnCgroupCase):
         inst = self.fake_dead_cgroup(sub, [victim.pid])
         session = self.tag + "-during"
         self.status_names(inst, session)
-        q = self.sweep_in_background("--session", session, "--term-grace", "1000")
+        q = self.sweep_in_background("--session", session, "--term-grace", str(int(3000 * SLOW)))
         self.assertEqual(self.line_of(victim), "term")
         os.mkdir(inst + "/s.2")
         out, err = q.communicate(timeout=60 * SLOW)
@@ -1578,7 +1578,7 @@ class SweptCgroups(OwnCgroupCase):
         self.assertEqual(len(server), 1, server)
         with open("/proc/%d/cgroup" % server[0]) as f:
             home = own_cgroup_root() + f.read().strip().rsplit("::", 1)[-1]
-        q = self.sweep_in_background("--session", session, "--term-grace", "1000")
+        q = self.sweep_in_background("--session", session, "--term-grace", str(int(3000 * SLOW)))
         self.assertEqual(self.line_of(victim), "term")
         with open(inst + "/s.1/cgroup.procs", "w") as f:
             f.write(str(server[0]))
