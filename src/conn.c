@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -399,10 +400,10 @@ check_writable(struct conn *c, struct conn_source *src)
  * write failed (the output is gone).
  */
 static int
-lost_flush(struct conn *c)
+lost_flush(struct conn *c, size_t max)
 {
 	struct iovec iov = { .iov_base = c->lost + c->lost_off,
-			     .iov_len = c->lost_len - c->lost_off };
+			     .iov_len = SYS_MIN(c->lost_len - c->lost_off, max) };
 	ssize_t w = sys_writev(c->out_fd, &iov, 1);
 
 	if (w == -1 && errno != EAGAIN) {
@@ -421,52 +422,69 @@ lost_flush(struct conn *c)
 }
 
 /*
- * The room in the client's pipe: its size less what it holds, counted in whole pages (a
- * pipe takes a write into free pages, and into the last one's rest only for a small write),
- * less one more.  SIZE_MAX when the output is not a pipe (or either call fails).
+ * With c->whole: whether a line of len bytes, not begun, may be begun now, so that it is
+ * written whole (or not at all).  A write of at most PIPE_BUF bytes to a pipe is atomic:
+ * all of it goes, or EAGAIN.  A longer one is begun only into an empty pipe (FIONREAD 0)
+ * no smaller than it: a write there takes whole free pages, one per page of it, and the
+ * pipe has that many.  (A byte count of what a pipe holds does not tell its free pages: a
+ * small write may take a page to itself.)  Another writer to the same pipe can still fill
+ * it between this look and the write.
  */
-static size_t
-out_room(const struct conn *c)
+static bool
+line_fits(const struct conn *c, size_t len)
 {
-	int size = fcntl(c->out_fd, F_GETPIPE_SZ), held = 0;
-	long page = sysconf(_SC_PAGESIZE);
+	int size, held = 0;
 
-	if (size <= 0 || ioctl(c->out_fd, FIONREAD, &held) == -1 || held < 0 || page <= 0) {
-		return SIZE_MAX;
+	if (len <= PIPE_BUF) {
+		return true;
 	}
-	size_t used = ((size_t)held / (size_t)page + 2) * (size_t)page;
+	size = fcntl(c->out_fd, F_GETPIPE_SZ);
+	if (size <= 0 || ioctl(c->out_fd, FIONREAD, &held) == -1) {
+		return false;
+	}
+	return held == 0 && len <= (size_t)size;
+}
 
-	return (size_t)size > used ? (size_t)size - used : 0;
+/* The bytes up to the end of c->lost's next line (its rest, for one begun). */
+static size_t
+lost_line(const struct conn *c)
+{
+	const char *p = c->lost + c->lost_off;
+	const char *nl = memchr(p, '\n', c->lost_len - c->lost_off);
+
+	return nl != NULL ? (size_t)(nl - p) + 1 : c->lost_len - c->lost_off;
 }
 
 /*
  * Write turns until everything is written or the fd would block.  With c->whole (a pipe),
- * a line is begun only when the pipe has room for all of it (the rest of a line begun
- * before goes as ever); when the next one does not fit, room_w looks again later.
+ * one line a write, each begun only when it will be written whole (line_fits()); the rest
+ * of a line begun before goes as ever.  When the next one may not be begun, room_w looks
+ * again later.
  */
 static void
 conn_flush(struct conn *c)
 {
-	size_t room = c->whole ? out_room(c) : SIZE_MAX;
 	bool no_room = false;
 
 	while (!c->out_dead) {
 		if (c->cur == NULL && c->lost_len > 0) {
-			if (room != SIZE_MAX && !c->mid_line && c->lost_len - c->lost_off > room) {
+			size_t max = c->whole ? lost_line(c) : SIZE_MAX;
+
+			if (c->whole && !c->mid_line && !line_fits(c, max)) {
 				no_room = true;
 				break;
 			}
 			size_t before = c->lost_off;
-			int r = lost_flush(c);
+			int r = lost_flush(c, max);
 
 			if (r == -1) {
 				conn_gone(c);
 				return;
 			}
-			if (room != SIZE_MAX) {
-				room -= SYS_MIN(room, c->lost_off - before);
-			}
 			if (r == 0) {
+				if (c->whole && c->lost_off - before == max) {
+					continue; /* one line of it written */
+				}
 				break;
 			}
 		}
@@ -474,27 +492,21 @@ conn_flush(struct conn *c)
 			if (c->ready_head == NULL) {
 				break;
 			}
-			size_t cut = wbuf_line_cut(&c->ready_head->q, SYS_MIN(CONN_QUANTUM, room));
-
-			if (cut > room) {
+			if (c->whole && !line_fits(c, wbuf_line_cut(&c->ready_head->q, 1))) {
 				no_room = true;
 				break;
 			}
 			c->cur = ready_pop(c);
-			c->cut_left = cut;
+			c->cut_left = wbuf_line_cut(&c->cur->q, CONN_QUANTUM);
 		}
 		struct conn_source *src = c->cur;
 		size_t upto = c->cut_left;
 
-		if (room != SIZE_MAX) {
-			if (c->mid_line) {
-				upto = wbuf_line_cut(&src->q, 1); /* the rest of a line begun */
-			} else {
-				upto = wbuf_line_cut(&src->q, SYS_MIN(c->cut_left, room));
-				if (upto > room) {
-					no_room = true;
-					break;
-				}
+		if (c->whole) {
+			upto = wbuf_line_cut(&src->q, 1); /* one line (or the rest of one begun) */
+			if (!c->mid_line && !line_fits(c, upto)) {
+				no_room = true;
+				break;
 			}
 		}
 		ssize_t w = wbuf_write_upto(&src->q, c->out_fd, upto);
@@ -510,15 +522,16 @@ conn_flush(struct conn *c)
 		}
 		c->queued -= (size_t)w;
 		c->cut_left -= (size_t)w;
-		if (room != SIZE_MAX) {
-			room -= SYS_MIN(room, (size_t)w);
-		}
 		src->held_left -= SYS_MIN((size_t)w, src->held_left);
 		if (src->then != NULL) {
 			stream_written(c, src, (size_t)w);
 		}
 		check_writable(c, src);
 		if ((size_t)w < upto) {
+			if (c->whole && w > 0) {
+				continue; /* a short write (iovecs): the rest of the line, while it
+					     goes */
+			}
 			break; /* EAGAIN (or a short write): the rest when writable */
 		}
 		if (c->cut_left > 0) {
@@ -533,12 +546,15 @@ conn_flush(struct conn *c)
 	}
 	output_hold_check(c);
 	if (no_room && !c->out_dead) {
-		/* Writable as the pipe is, the next line does not fit: not a busy wait. */
+		/* Writable as the pipe is, the next line may not be begun: not a busy wait. */
 		ev_io_stop(c->loop, &c->out_w);
 		if (!ev_is_active(&c->room_w)) {
 			ev_timer_start(c->loop, &c->room_w);
 		}
-	} else if (c->queued > 0 && !c->out_dead) {
+		return;
+	}
+	ev_timer_stop(c->loop, &c->room_w);
+	if (c->queued > 0 && !c->out_dead) {
 		ev_io_start(c->loop, &c->out_w);
 	} else {
 		ev_io_stop(c->loop, &c->out_w);
@@ -557,7 +573,8 @@ conn_write_now(struct conn *c)
 void
 conn_whole_lines(struct conn *c)
 {
-	c->whole = true;
+	/* (Not a pipe, F_GETPIPE_SZ fails: a file, a socket, a terminal is written as ever.) */
+	c->whole = fcntl(c->out_fd, F_GETPIPE_SZ) > 0;
 }
 
 static void
@@ -708,7 +725,8 @@ conn_send(struct conn *c, struct conn_source *src, const struct iovec *iov, int 
 	 */
 	unsigned int turn = ev_iteration(c->loop);
 
-	if (c->queued == 0 && (c->write_turn != turn || total >= WBUF_CHUNK)) {
+	if (c->queued == 0 && (c->write_turn != turn || total >= WBUF_CHUNK) &&
+	    (!c->whole || line_fits(c, total))) {
 		c->write_turn = turn;
 		ssize_t w = sys_writev(c->out_fd, iov, n);
 

@@ -165,10 +165,12 @@ void conn_release(struct conn *c);
  */
 void conn_write_now(struct conn *c);
 /*
- * From now on, when the output is a pipe, begin a line only when the pipe has room for all
- * of it (what its size less what it holds leaves), so that the client is never left with
- * part of a line mcpmux began after this; the rest of a line begun before goes as ever.
- * Output of another kind is written as before.
+ * From now on, when the output is a pipe, write one line a write, each begun only when the
+ * pipe will take all of it (at most PIPE_BUF bytes, or a longer one into an empty pipe no
+ * smaller than it), conn_send()'s direct write too, so that the client is never left with
+ * part of a line mcpmux began after this (unless another writer shares the pipe); the rest
+ * of a line begun before goes as ever.  A line longer than the pipe is never begun, and
+ * holds back those after it.  Output of another kind is written as before.
  */
 void conn_whole_lines(struct conn *c);
 /*

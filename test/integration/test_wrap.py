@@ -1305,6 +1305,56 @@ class BigMessages(Case):
                       ", ".join(map(str, range(len(ids) + 1, n + 1)))), w.stderr())
 
 
+    def responses(self, log, n):
+        """A predicate: the traffic log has n responses of the server (or more)."""
+        def logged():
+            if not os.path.exists(log):
+                return False
+            with open(log) as f:
+                return f.read().count('"kind":"response"') >= n
+        return logged
+
+    def assert_left_whole(self, w, log, last_id, left):
+        """After the signal: 128 + it, whole lines only, the ones before left in order, and
+        the ids `left` said undelivered (none of them begun)."""
+        self.assertEqual(w.wait(10), 128 + signal.SIGTERM)
+        got = w.read_to_eof()
+        self.assertTrue(got.endswith(b"\n"), "a line cut: %d bytes" % len(got))
+        ids = [json.loads(line)["id"] for line in got.splitlines()]
+        self.assertEqual(ids[-1], last_id)
+        [u] = self.undelivered(log)
+        self.assertEqual((u["reason"], u["messages"], u["cut"], u["ids"]),
+                         ("signal", len(left), False, left))
+
+    def test_after_a_signal_an_answer_that_does_not_fit_is_not_begun(self):
+        """An answer that comes during the teardown, with nothing queued before it, is begun
+        only when the client's pipe will take all of it, as a queued one: a client that
+        reads nothing gets the answers before it whole, and not the start of this one."""
+        log = os.path.join(self.tmp.name, "t.jsonl")
+        w = self.wrap(opts=["--log", log, "--log-bodies", "none"])
+        w.send(call(1, "huge", bytes=900_000), call(2, "sleep", ms=800),
+               call(3, "huge", bytes=300_000))
+        wait_until(self.responses(log, 1), 10, "the first answer, written")
+        w.p.send_signal(signal.SIGTERM)  # during the sleep: id 3 comes in the teardown
+        self.assert_left_whole(w, log, 2, [3])
+
+    def test_after_a_signal_a_long_answer_waits_for_an_empty_pipe(self):
+        """Small lines each take a page of the pipe (a page a write), so what the pipe holds
+        in bytes does not tell the room left: after a signal, a line longer than PIPE_BUF
+        is begun only into an empty pipe, and is not cut where the pages ran out."""
+        log = os.path.join(self.tmp.name, "t.jsonl")
+        w = self.wrap(opts=["--log", log, "--log-bodies", "none"])
+        n = 230  # 2100-byte answers, one a write: 230 of the 1 MiB pipe's 256 pages
+        msgs = [call(1, "huge", bytes=10_000)]  # (the pipe is enlarged to 1 MiB)
+        for i in range(n):
+            msgs += [call(10 + 2 * i, "echo", text="y" * 2000), call(11 + 2 * i, "sleep", ms=3)]
+        msgs += [call(1000, "sleep", ms=800), call(1001, "huge", bytes=300_000)]
+        w.send(*msgs)
+        wait_until(self.responses(log, 1 + 2 * n), 20, "the small answers, written")
+        w.p.send_signal(signal.SIGTERM)  # during the last sleep: id 1001 in the teardown
+        self.assert_left_whole(w, log, 1000, [1001])
+
+
 F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 PIPE_DEFAULT, PIPE_BIG = 64 << 10, 1 << 20
 

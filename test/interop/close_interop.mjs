@@ -13,7 +13,9 @@
 //   huge answer in flight: a 50 MB answer the client no longer wants when it closes.
 //     mcpmux must exit by itself with 128 + SIGTERM (143), not the server's status (0),
 //     before the SDK's SIGKILL, saying what the client did not read, as the server run
-//     directly dies of the SIGTERM.
+//     directly dies of the SIGTERM.  (The SDK starts its child on socketpairs, node's
+//     child_process on libuv, not pipes: mcpmux's whole lines after a signal, for a
+//     pipe, do not apply, and the answer's start the client got is left cut.)
 //   requests in flight: three calls still running when the client closes; each gets its
 //     -32000 error, mcpmux exits with the server's status (143: SIGTERM after the EOF
 //     grace), before the SDK's SIGKILL.
