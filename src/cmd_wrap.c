@@ -260,6 +260,8 @@ wrap_deliver(struct session *s, const char *line, size_t len, void *owner)
 struct undelivered {
 	struct sbuf log, said; /* the ids, as JSON and for stderr */
 	size_t n_ids;
+	size_t lines, bytes;
+	bool cut;
 };
 
 static void
@@ -276,41 +278,55 @@ undelivered_id(void *ctx, const char *id, size_t len)
 	u->n_ids++;
 }
 
+/* What is still queued for the client, into u (undelivered_release() it). */
+static void
+undelivered_take(struct wrap *w, struct undelivered *u)
+{
+	memset(u, 0, sizeof(*u));
+	u->lines = conn_unsent(&w->client, undelivered_id, u, &u->cut);
+	u->bytes = conn_queued(&w->client);
+}
+
+static void
+undelivered_release(struct undelivered *u)
+{
+	sbuf_release(&u->log);
+	sbuf_release(&u->said);
+}
+
 /*
- * What is still queued for the client, when mcpmux exits without it: said on stderr (the
- * messages, their ids, the bytes) and in the traffic log (an `undelivered` event).
+ * What mcpmux exits without, of what it had for the client (undelivered_take()): said on
+ * stderr (the messages, their ids, the bytes) and in the traffic log (an `undelivered`
+ * event).  gone: the client closed its stdout before it was written, rather than not
+ * reading it.
  */
 static void
-say_undelivered(struct wrap *w, const char *why, const char *reason)
+say_undelivered(struct undelivered *u, const char *why, const char *reason, bool gone)
 {
-	struct undelivered u;
 	struct sbuf f;
-	bool cut = false;
-	size_t lines;
 
-	memset(&u, 0, sizeof(u));
 	memset(&f, 0, sizeof(f));
-	lines = conn_unsent(&w->client, undelivered_id, &u, &cut);
-	size_t bytes = conn_queued(&w->client);
-
-	diag_warn("%s%sthe client did not read its last %zu bytes (%zu message%s%s%s%s%s): "
-		  "exiting without them",
-		  why != NULL ? why : "", why != NULL ? ": " : "", bytes, lines,
-		  lines == 1 ? "" : "s", cut ? ", one of them cut" : "",
-		  u.n_ids > 0 ? ", ids " : "", u.n_ids > 0 && u.said.buf != NULL ? u.said.buf : "",
-		  u.n_ids > UNDELIVERED_IDS ? ", ..." : "");
+	diag_warn("%s%s%s %zu bytes (%zu message%s%s%s%s%s): exiting without them",
+		  why != NULL ? why : "", why != NULL ? ": " : "",
+		  gone ? "the client closed its stdout before its last"
+		       : "the client did not read its last",
+		  u->bytes, u->lines, u->lines == 1 ? "" : "s", u->cut ? ", one of them cut" : "",
+		  u->n_ids > 0 ? ", ids " : "",
+		  u->n_ids > 0 && u->said.buf != NULL ? u->said.buf : "",
+		  u->n_ids > UNDELIVERED_IDS ? ", ..." : "");
 	sbuf_addf(&f, "\"reason\":\"%s\",\"messages\":%zu,\"bytes\":%zu,\"cut\":%s,\"ids\":[",
-		  reason, lines, bytes, cut ? "true" : "false");
-	if (u.log.buf != NULL) {
-		sbuf_add(&f, u.log.buf, u.log.len);
+		  reason, u->lines, u->bytes, u->cut ? "true" : "false");
+	if (u->log.buf != NULL) {
+		sbuf_add(&f, u->log.buf, u->log.len);
 	}
 	sbuf_adds(&f, "]");
+	if (u->n_ids > UNDELIVERED_IDS) {
+		sbuf_addf(&f, ",\"ids_more\":%zu", u->n_ids - UNDELIVERED_IDS);
+	}
 	if (!f.failed) {
 		tlog_event(NULL, 0, "undelivered", f.buf, f.len);
 	}
 	sbuf_release(&f);
-	sbuf_release(&u.log);
-	sbuf_release(&u.said);
 }
 
 static void
@@ -322,14 +338,26 @@ maybe_finish(struct wrap *w)
 	if (w->drain_cut != 0 && conn_queued(&w->client) > 0 && !w->client.out_dead) {
 		/* After a signal, the whole lines the client's pipe takes now, not what waits for
 		 * it to read on (conn_whole_lines() since the signal). */
+		struct undelivered u;
+
+		undelivered_take(w, &u); /* (what the client lost, should it close its end) */
 		conn_write_now(&w->client);
-		if (conn_queued(&w->client) > 0 && !w->client.out_dead) {
-			say_undelivered(w, strsignal(w->drain_cut), "signal");
+		if (w->client.out_dead) {
+			/* Gone before it took them: they are lost as well (EPIPE). */
+			say_undelivered(&u, strsignal(w->drain_cut), "client-gone", true);
+		} else if (conn_queued(&w->client) > 0) {
+			undelivered_release(&u);
+			undelivered_take(w, &u);
+			say_undelivered(&u, strsignal(w->drain_cut), "signal", false);
+		}
+		if (w->client.out_dead || conn_queued(&w->client) > 0) {
+			undelivered_release(&u);
 			/* As a direct server still writing its answers would end, of the signal. */
 			w->exit_code = 128 + w->drain_cut;
 			ev_break(w->loop, EVBREAK_ALL);
 			return;
 		}
+		undelivered_release(&u);
 	}
 	if (conn_queued(&w->client) == 0 || w->client.out_dead) {
 		ev_break(w->loop, EVBREAK_ALL);
@@ -357,7 +385,11 @@ wrap_on_drain_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 		ev_timer_start(loop, t);
 		return;
 	}
-	say_undelivered(w, NULL, "eof-grace");
+	struct undelivered u;
+
+	undelivered_take(w, &u);
+	say_undelivered(&u, NULL, "eof-grace", false);
+	undelivered_release(&u);
 	ev_break(loop, EVBREAK_ALL);
 }
 

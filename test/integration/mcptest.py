@@ -316,11 +316,16 @@ class Proc:
     """A process under test with line-oriented, deadline-bounded pipes."""
 
     def __init__(self, argv, env=None, stdin=True, stdout=True, stderr=None, **popen):
-        """stderr: a file descriptor or file to use instead of a temporary file."""
+        """stderr: a file descriptor or file to use instead of a temporary file; stdout: one
+        (not True or False) to use instead of a pipe."""
         self.argv = argv
         self.err_file = tempfile.TemporaryFile()
+        if stdout is True or stdout is False:
+            out = subprocess.PIPE if stdout else subprocess.DEVNULL
+        else:
+            out, stdout = stdout, False
         self.p = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
+                                  stdout=out,
                                   stderr=self.err_file if stderr is None else stderr, env=env,
                                   bufsize=0, **popen)
         self.pid = self.p.pid

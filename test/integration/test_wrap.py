@@ -6,6 +6,7 @@ import json
 import os
 import select
 import signal
+import socket
 import stat
 import sys
 import termios
@@ -1199,18 +1200,20 @@ class BigMessages(Case):
         self.assertTrue(data.endswith(b"\n"), "%d bytes, cut" % len(data))
         self.assertEqual(len(json.loads(data)["result"]["content"][0]["text"]), 4_000_000)
         # A client that reads nothing at all is given up after eof-grace, with the server's
-        # status (no signal), saying what it did not get, in the traffic log too.
+        # status (no signal), saying what it did not get, in the traffic log too: the ids of
+        # the first 100 messages not begun, and how many more have one.
         log = os.path.join(self.tmp.name, "t.jsonl")
         w = self.wrap(opts=FAST + ["--log", log])
         w.send(call(2, "huge", bytes=4_000_000))
-        w.send(call(3, "echo", text="after"))
+        w.send(*[call(i, "echo", text="after") for i in range(3, 106)])
         w.close_stdin()
         self.assertEqual(w.wait(5), 0)
         self.assertIn("the client did not read its last", w.stderr())
-        self.assertIn("(2 messages, one of them cut, ids 3)", w.stderr())
+        self.assertIn("(104 messages, one of them cut, ids 3, 4, 5, ", w.stderr())
+        self.assertIn(", 101, 102, ...): exiting without them", w.stderr())
         [u] = self.undelivered(log)
-        self.assertEqual((u["reason"], u["messages"], u["cut"], u["ids"]),
-                         ("eof-grace", 2, True, [3]))
+        self.assertEqual((u["reason"], u["messages"], u["cut"], u["ids"], u["ids_more"]),
+                         ("eof-grace", 104, True, list(range(3, 103)), 3))
 
     def undelivered(self, log):
         """The traffic log's `undelivered` records."""
@@ -1353,6 +1356,29 @@ class BigMessages(Case):
         wait_until(self.responses(log, 1 + 2 * n), 20, "the small answers, written")
         w.p.send_signal(signal.SIGTERM)  # during the last sleep: id 1001 in the teardown
         self.assert_left_whole(w, log, 1000, [1001])
+
+
+    def test_a_client_gone_before_the_last_write_after_a_signal_is_said(self):
+        """A client that stopped reading, and closed its end, before mcpmux's last write after
+        a signal (EPIPE there) lost what was queued for it: said as undelivered, reason
+        client-gone, and 128 + the signal.  (A socket, as the TypeScript SDK gives: its
+        shutdown for reading wakes no writer, so the last write is the first to fail.)"""
+        log = os.path.join(self.tmp.name, "t.jsonl")
+        mine, theirs = socket.socketpair()
+        self.addCleanup(mine.close)
+        w = self.start([MCPMUX, "--log", log, "--log-bodies", "none", "--", FIXTURE],
+                       stdout=theirs.fileno())
+        theirs.close()
+        w.send(call(1, "huge", bytes=2_000_000), call(2, "echo", text="after"))
+        wait_until(self.responses(log, 2), 10, "both answers, queued for the client")
+        mine.shutdown(socket.SHUT_RD)
+        w.p.send_signal(signal.SIGTERM)
+        self.assertEqual(w.wait(10), 128 + signal.SIGTERM)
+        self.assertIn("Terminated: the client closed its stdout before its last", w.stderr())
+        self.assertIn("(2 messages, one of them cut, ids 2)", w.stderr())
+        [u] = self.undelivered(log)
+        self.assertEqual((u["reason"], u["messages"], u["cut"], u["ids"]),
+                         ("client-gone", 2, True, [2]))
 
 
 F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
