@@ -803,6 +803,51 @@ text_id(struct text *t, yajl_val rec)
 	}
 }
 
+/* An `undelivered` event: [reason, ]N messages, B bytes[, one cut][, ids 1, "a"[, ... (N more)]] */
+static void
+text_undelivered(struct text *t, yajl_val rec)
+{
+	double n = 0, bytes = 0, more = 0;
+	char num[96];
+	yajl_val cut = get(rec, "cut"), ids = get(rec, "ids");
+
+	(void)get_num(rec, "messages", &n);
+	(void)get_num(rec, "bytes", &bytes);
+	if (get_str(rec, "reason") != NULL) {
+		text_show_member(t, rec, "reason", "");
+		text_add(t, ", ");
+	}
+	(void)snprintf(num, sizeof(num), "%.0f message%s, %.0f bytes", n, n == 1 ? "" : "s", bytes);
+	text_add(t, num);
+	if (YAJL_IS_TRUE(cut)) {
+		text_add(t, ", one cut");
+	}
+	if (!YAJL_IS_ARRAY(ids) || ids->u.array.len == 0) {
+		return;
+	}
+	text_add(t, ", ids ");
+	for (size_t i = 0; i < ids->u.array.len; i++) {
+		yajl_val id = ids->u.array.values[i];
+
+		text_add(t, i > 0 ? ", " : "");
+		const char *str = YAJL_IS_STRING(id) ? YAJL_GET_STRING(id) : NULL;
+
+		if (str != NULL) {
+			text_add(t, "\"");
+			text_show_n(t, str, strlen(str));
+			text_add(t, "\"");
+		} else if (YAJL_IS_NUMBER(id)) {
+			text_show(t, YAJL_GET_NUMBER(id));
+		} else {
+			text_add(t, "?");
+		}
+	}
+	if (get_num(rec, "ids_more", &more) && more > 0) {
+		(void)snprintf(num, sizeof(num), ", ... (%.0f more)", more);
+		text_add(t, num);
+	}
+}
+
 /* Has the record an id (a string, a number or null)? */
 static bool
 has_id(yajl_val id)
@@ -1155,14 +1200,7 @@ show_record(const struct opts *o, yajl_val rec)
 			(void)snprintf(num, sizeof(num), "in %.0f ms", v);
 			text_add(&t, num);
 		} else if (strcmp(event, "undelivered") == 0) {
-			/* reason, N messages, B bytes */
-			double n = 0, bytes = 0;
-
-			(void)get_num(rec, "messages", &n);
-			(void)get_num(rec, "bytes", &bytes);
-			text_show_member(&t, rec, "reason", "");
-			(void)snprintf(num, sizeof(num), ", %.0f messages, %.0f bytes", n, bytes);
-			text_add(&t, num);
+			text_undelivered(&t, rec);
 		} else if (strcmp(event, "resume-failed") == 0 ||
 			   strcmp(event, "end-requested") == 0) {
 			text_show_member(&t, rec, "reason", "");

@@ -947,6 +947,11 @@ class Reading(Case):
             # wrap: what its client did not take when it exited
             rec("17.000000", None, None, event="undelivered", reason="signal", messages=2,
                 bytes=300, cut=True, ids=[3]),
+            # (with no reason, one message; string ids, and more than it lists)
+            rec("18.000000", None, None, event="undelivered", messages=1, bytes=40,
+                cut=False, ids=[]),
+            rec("19.000000", None, None, event="undelivered", reason="client-gone",
+                messages=105, bytes=9000, cut=False, ids=["a\x1b", 7], ids_more=103),
         ]
         path = os.path.join(self.tmp.name, "s.log")
         with open(path, "w") as f:
@@ -973,7 +978,11 @@ class Reading(Case):
             "10:00:14.012 sess-g      * ended         exit 0, escalation eof, 12 ms",
             "10:00:15.500 sess-h      * suspended     idle, exit 0, escalation eof, 3 ms",
             "10:00:16.000 sess-h      * ended         no server running",
-            "10:00:17.000 -           * undelivered   signal, 2 messages, 300 bytes",
+            "10:00:17.000 -           * undelivered   signal, 2 messages, 300 bytes, one cut, "
+            "ids 3",
+            "10:00:18.000 -           * undelivered   1 message, 40 bytes",
+            "10:00:19.000 -           * undelivered   client-gone, 105 messages, 9000 bytes, "
+            "ids \"a\\x1b\", 7, ... (103 more)",
         ])
 
         rc, out, err = self.run_log("stats", path)
@@ -1000,12 +1009,12 @@ class Reading(Case):
             "       0  none (no server running)",
         ]))
         self.assertTrue(out.endswith(
-            "\n\n33 records, 7 messages (350 B), 1 errors, 8 sessions, 3 methods, "
+            "\n\n35 records, 7 messages (350 B), 1 errors, 8 sessions, 3 methods, "
             "6 suspends, 1 resumes\n"), out)
         # one session: its own counts
         rc, out, _ = self.run_log("stats", "--session", "sess-d", path)
         self.assertTrue(out.endswith(
-            "\n\n33 records, 0 messages (0 B), 0 errors, 1 sessions, 0 methods, "
+            "\n\n35 records, 0 messages (0 B), 0 errors, 1 sessions, 0 methods, "
             "1 suspends, 0 resumes\n"), out)
 
     def test_stdin_and_colour(self):
