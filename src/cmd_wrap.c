@@ -1038,7 +1038,7 @@ cmd_wrap(const struct mcpmux_options *o)
 	 */
 	status_open(loop, "wrap");
 	backend_module_init(loop);
-	status_changed(); /* now with the owner and the cgroup, which a sweep reads if we die */
+	status_rewrite(); /* now with the owner and the cgroup, which a sweep reads if we die */
 	(void)errout_start(loop);
 	w->scfg.pool = w->pool = pool_open_for(loop, o);
 	ev_init(&w->drain_w, wrap_on_drain_timeout);

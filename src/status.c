@@ -145,6 +145,16 @@ status_open(struct ev_loop *loop, const char *mode)
 }
 
 void
+status_rewrite(void)
+{
+	if (st.fd < 0) {
+		return;
+	}
+	status_write();
+	st.last_write = 0; /* as after status_open(): the first session's start is not held */
+}
+
+void
 status_changed(void)
 {
 	if (st.fd < 0) {

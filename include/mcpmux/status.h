@@ -29,6 +29,9 @@
 
 /* Start keeping this instance's file (mode: "wrap" or "serve"). */
 void status_open(struct ev_loop *loop, const char *mode);
+/* Written again now (what the instance is has changed: its cgroup made), without holding
+ * back the write of the first session's start. */
+void status_rewrite(void);
 /* A session changed state: written within 50 ms. */
 void status_changed(void);
 /* A session saw traffic at now (sys_mono()): "last" is written within about a second. */
