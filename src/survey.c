@@ -1531,6 +1531,11 @@ cg_taken(const struct survey *p, const char *dir)
 static int
 cg_add(struct survey *p, size_t *cap, const char *dir, pid_t pid, pid_t file_pid, struct cg_file *f)
 {
+	size_t dir_len = strnlen(dir, CGROUP_PATH_MAX);
+
+	if (dir_len == CGROUP_PATH_MAX) {
+		return 0; /* (the callers keep no longer path) */
+	}
 	if (p->n_cg == *cap) {
 		size_t nc = *cap ? *cap * 2 : 4;
 		struct survey_cgroup *nv = realloc(p->cg, nc * sizeof(*nv));
@@ -1545,7 +1550,7 @@ cg_add(struct survey *p, size_t *cap, const char *dir, pid_t pid, pid_t file_pid
 	struct survey_cgroup *c = &p->cg[p->n_cg++];
 
 	memset(c, 0, sizeof(*c));
-	(void)snprintf(c->dir, sizeof(c->dir), "%s", dir);
+	memcpy(c->dir, dir, dir_len + 1);
 	c->pid = pid;
 	c->file_pid = file_pid;
 	if (f != NULL) {
