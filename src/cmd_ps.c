@@ -250,6 +250,23 @@ json_instance(struct sbuf *b, const struct survey *p, size_t i)
 	sbuf_adds(b, "]}");
 }
 
+/*
+ * The end of an orphan's object, after its "state" key: its top process's state, age and
+ * command, and rss_kib.
+ */
+static void
+json_orphan_end(struct sbuf *b, const struct procscan *s, size_t top_i, unsigned long long rss)
+{
+	const struct procscan_proc *top = &s->v[top_i];
+
+	json_str(b, proc_state_name(top->state));
+	sbuf_adds(b, ",\"age_s\":");
+	json_age(b, procscan_age(s, top_i));
+	sbuf_addf(b, ",\"rss_kib\":%llu,\"command\":", rss);
+	json_words(b, top, 0);
+	sbuf_adds(b, "}");
+}
+
 static void
 json_orphan(struct sbuf *b, const struct survey *p, size_t g)
 {
@@ -279,12 +296,7 @@ json_orphan(struct sbuf *b, const struct survey *p, size_t g)
 	sbuf_addf(b, "],\"tree\":%zu,\"pids\":", x->n_tree);
 	json_pids(b, s, g);
 	sbuf_adds(b, ",\"state\":");
-	json_str(b, proc_state_name(top->state));
-	sbuf_adds(b, ",\"age_s\":");
-	json_age(b, procscan_age(s, x->top));
-	sbuf_addf(b, ",\"rss_kib\":%llu,\"command\":", x->rss_kib);
-	json_words(b, top, 0);
-	sbuf_adds(b, "}");
+	json_orphan_end(b, s, x->top, x->rss_kib);
 }
 
 /* A session of a dead instance's cgroup: what its processes (p->cgp) add up to. */
@@ -368,12 +380,7 @@ json_cg_orphan(struct sbuf *b, const struct survey *p, const struct cg_group *x)
 		}
 	}
 	sbuf_adds(b, "],\"state\":");
-	json_str(b, proc_state_name(top->state));
-	sbuf_adds(b, ",\"age_s\":");
-	json_age(b, procscan_age(s, x->top));
-	sbuf_addf(b, ",\"rss_kib\":%llu,\"command\":", x->rss_kib);
-	json_words(b, top, 0);
-	sbuf_adds(b, "}");
+	json_orphan_end(b, s, x->top, x->rss_kib);
 }
 
 static void

@@ -1338,6 +1338,47 @@ cgroup_kept(const struct survey *keep, pid_t pid)
 	return false;
 }
 
+/*
+ * Remove the entry name of d (the runtime directory dir's subdirectory sub) if it is a
+ * regular file of uid's and pred(fd, ctx) holds of it, opened: 1 if it was removed, else 0
+ * (said when it could not be).
+ */
+static size_t
+remove_own_file(DIR *d, const char *dir, const char *sub, const char *name, uid_t uid,
+		bool (*pred)(int fd, void *ctx), void *ctx)
+{
+	struct stat st;
+	size_t removed = 0;
+	int fd = openat(dirfd(d), name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+
+	if (fd == -1) {
+		return 0;
+	}
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == uid && pred(fd, ctx)) {
+		if (unlinkat(dirfd(d), name, 0) == 0) {
+			removed = 1;
+		} else if (errno != ENOENT) {
+			diag_warn_errno("cannot remove %s/%s/%s", dir, sub, name);
+		}
+	}
+	sys_close(&fd);
+	return removed;
+}
+
+struct stale_file {
+	const struct procscan *s;
+	pid_t pid;
+};
+
+/* A status file whose lock is free and whose instance is gone (still, once locked). */
+static bool
+status_file_stale(int fd, void *ctx)
+{
+	const struct stale_file *sf = ctx;
+
+	return flock(fd, LOCK_EX | LOCK_NB) == 0 && status_stale(sf->s, sf->pid);
+}
+
 size_t
 survey_sweep_status(const struct procscan *s, const struct survey *keep)
 {
@@ -1357,8 +1398,6 @@ survey_sweep_status(const struct procscan *s, const struct survey *keep)
 	for (const struct dirent *e; (e = readdir(d)) != NULL;) {
 		char *end;
 		long pid;
-		struct stat st;
-		int fd;
 
 		errno = 0;
 		pid = strtol(e->d_name, &end, 10);
@@ -1374,20 +1413,9 @@ survey_sweep_status(const struct procscan *s, const struct survey *keep)
 		if (cgroup_kept(keep, (pid_t)pid)) {
 			continue;
 		}
-		fd = openat(dirfd(d), e->d_name,
-			    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-		if (fd == -1) {
-			continue;
-		}
-		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == uid &&
-		    flock(fd, LOCK_EX | LOCK_NB) == 0 && status_stale(s, (pid_t)pid)) {
-			if (unlinkat(dirfd(d), e->d_name, 0) == 0) {
-				n++;
-			} else if (errno != ENOENT) {
-				diag_warn_errno("cannot remove %s/instances/%s", dir, e->d_name);
-			}
-		}
-		sys_close(&fd);
+		struct stale_file sf = { s, (pid_t)pid };
+
+		n += remove_own_file(d, dir, "instances", e->d_name, uid, status_file_stale, &sf);
 	}
 	(void)closedir(d);
 	return n;
@@ -2047,10 +2075,18 @@ survey_cgroup_still_dead(const struct survey *p, size_t k)
 	return true;
 }
 
-/* Does the id file fd hold one of the n ids (the engine's id, maybe a newline after it)? */
+struct ended_ids {
+	const char *const *ids;
+	size_t n;
+};
+
+/* Does the id file fd hold one of the ids (the engine's id, maybe a newline after it)? */
 static bool
-cidfile_names(int fd, const char *const *ids, size_t n)
+cidfile_names(int fd, void *ctx)
 {
+	const struct ended_ids *ei = ctx;
+	const char *const *ids = ei->ids;
+	size_t n = ei->n;
 	char buf[CONTAINER_ID_MAX + 2];
 	size_t len = 0;
 	ssize_t r;
@@ -2094,28 +2130,15 @@ survey_sweep_cidfiles(const char *const *ids, size_t n)
 	}
 	for (const struct dirent *e; (e = readdir(d)) != NULL;) {
 		size_t len = strlen(e->d_name);
-		struct stat st;
-		int fd;
 
 		/* mcpmux's own: PID.SEQ.cid */
 		if (e->d_name[0] < '1' || e->d_name[0] > '9' || len < 5 ||
 		    strcmp(e->d_name + len - 4, ".cid") != 0) {
 			continue;
 		}
-		fd = openat(dirfd(d), e->d_name,
-			    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-		if (fd == -1) {
-			continue;
-		}
-		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == uid &&
-		    cidfile_names(fd, ids, n)) {
-			if (unlinkat(dirfd(d), e->d_name, 0) == 0) {
-				removed++;
-			} else if (errno != ENOENT) {
-				diag_warn_errno("cannot remove %s/cid/%s", dir, e->d_name);
-			}
-		}
-		sys_close(&fd);
+		struct ended_ids ei = { ids, n };
+
+		removed += remove_own_file(d, dir, "cid", e->d_name, uid, cidfile_names, &ei);
 	}
 	(void)closedir(d);
 	return removed;

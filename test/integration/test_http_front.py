@@ -1510,6 +1510,28 @@ class Resume(HttpCase):
         self.assertIn(g2.status, (200, 409))
         g2.close()
 
+    def resume_from_the_oldest_kept(self, sid, prime, ids):
+        """Resume the GET stream of sid from its priming event prime, after the events ids:
+        it must start past the first of them (the bound applied) and give every event after
+        the oldest kept, in order, 64 KiB at most.  The number of the first event given,
+        the bytes given, and the length of the last one's data."""
+        g = self.get_stream(sid, last=prime["id"])
+        self.assertEqual(g.status, 200)
+        ev = g.event()
+        if ev["data"] == "":
+            ev = g.event()  # past the new connection's priming event
+        first = int(ev["id"].split(":")[1])
+        self.assertGreater(first, 1, "everything was kept: the bound did not apply")
+        got, kept = [ev["id"]], len(ev["data"])
+        while got[-1] != ids[-1]:
+            m, ev = g.message(5)
+            got.append(ev["id"])
+            kept += len(ev["data"])
+        g.close()
+        self.assertEqual(got, ids[ids.index(got[0]):])
+        self.assertLessEqual(kept, 64 << 10)
+        return first, kept, len(ev["data"])
+
     def test_a_resume_from_before_what_is_kept_gets_the_oldest_kept_with_a_warning(self):
         """The GET stream keeps the last 64 KiB its socket took: a resume from an event
         before those (here its priming event, after about 250 KB) is answered from the
@@ -1528,23 +1550,8 @@ class Resume(HttpCase):
             if m.get("method") == "notifications/message":
                 ids.append(ev["id"])
         g.close()
-        g = self.get_stream(sid, last=prime["id"])
-        self.assertEqual(g.status, 200)
-        ev = g.event()
-        if ev["data"] == "":
-            ev = g.event()  # past the new connection's priming event
-        first = int(ev["id"].split(":")[1])
-        self.assertGreater(first, 1, "everything was kept: the bound did not apply")
-        got, kept = [ev["id"]], len(ev["data"])
-        while got[-1] != ids[-1]:
-            m, ev = g.message(5)
-            got.append(ev["id"])
-            kept += len(ev["data"])
-        g.close()
-        # from the oldest kept on, every event after it: the last 64 KiB
-        self.assertEqual(got, ids[ids.index(got[0]):])
-        self.assertLessEqual(kept, 64 << 10)
-        self.assertGreater(kept, (64 << 10) - 2 * len(ev["data"]))
+        first, kept, last_len = self.resume_from_the_oldest_kept(sid, prime, ids)
+        self.assertGreater(kept, (64 << 10) - 2 * last_len)
         self.assertIn("session %s: stream %s resumed after event 0, but events up to %d "
                       "are no longer kept" % (sid, num, first - 1), self.srv.stderr())
 
@@ -1563,22 +1570,8 @@ class Resume(HttpCase):
             m, ev = old.message()
             if m.get("method") == "notifications/message":
                 ids.append(ev["id"])
-        g = self.get_stream(sid, last=prime["id"])  # the old connection still open
-        self.assertEqual(g.status, 200)
-        ev = g.event()
-        if ev["data"] == "":
-            ev = g.event()
-        first = int(ev["id"].split(":")[1])
-        self.assertGreater(first, 1, "everything was kept: the bound did not apply")
-        got, kept = [ev["id"]], len(ev["data"])
-        while got[-1] != ids[-1]:
-            m, ev = g.message(5)
-            got.append(ev["id"])
-            kept += len(ev["data"])
-        g.close()
+        first, _, _ = self.resume_from_the_oldest_kept(sid, prime, ids)  # the old one open
         old.close()
-        self.assertEqual(got, ids[ids.index(got[0]):])
-        self.assertLessEqual(kept, 64 << 10)
         self.assertIn("session %s: stream %s resumed after event 0, but events up to %d "
                       "are no longer kept" % (sid, num, first - 1), self.srv.stderr())
 

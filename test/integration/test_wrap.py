@@ -965,21 +965,9 @@ class Failures(Case):
         an id of no use (null, true) get -32600 with id null, as they would in a batch
         within the bound."""
         long_id = "L" * 200
-        w = self.wrap(opts=["--max-message", "4096"], command=[sys.executable, "-c", """
-import json, sys
-got = []
-for line in sys.stdin:
-    m = json.loads(line)
-    if "method" not in m:
-        got.append([m["id"], m["error"]["code"]])
-    elif m["method"] == "ask":
-        for k in ("s1", %r):
-            print(json.dumps({"jsonrpc": "2.0", "id": k, "method": "sampling/createMessage"}),
-                  flush=True)
-    if "id" in m and "method" in m:
-        print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": got}), flush=True)
-""" % long_id])
-        w.send(req(1, "ask"))
+        w = self.wrap(opts=["--max-message", "4096"],
+                      command=[sys.executable, "-c", ASKER])
+        w.send(req(1, "ask", {"ids": ["s1", long_id]}))
         self.assertEqual([w.msg()["id"] for _ in range(3)], ["s1", long_id, 1])
         answer = {"role": "assistant", "content": {"type": "text", "text": "x"}}
         w.send([{"jsonrpc": "2.0", "id": "s1", "result": answer},
