@@ -824,25 +824,6 @@ static const struct conn_hooks server_hooks = {
 	.on_drained = on_drained,
 };
 
-#define UNSENT_IDS 100 /* the most ids said of what the client did not take */
-
-struct unsent_ids {
-	struct sbuf said;
-	size_t n;
-};
-
-static void
-unsent_id(void *ctx, const char *id, size_t len)
-{
-	struct unsent_ids *u = ctx;
-
-	if (u->n < UNSENT_IDS) {
-		sbuf_adds(&u->said, u->n > 0 ? ", " : "");
-		sbuf_add(&u->said, id, len);
-	}
-	u->n++;
-}
-
 /*
  * Exiting at a signal: the whole lines stdout takes now, and what is left said, as wrap
  * says it.  (Not from the first signal on: connect still waits for its stdout to drain
@@ -851,7 +832,7 @@ unsent_id(void *ctx, const char *id, size_t len)
 static void
 write_what_fits(struct cconn *cc, int signum)
 {
-	struct unsent_ids u;
+	struct conn_ids u;
 	bool cut = false;
 	size_t lines;
 
@@ -864,13 +845,14 @@ write_what_fits(struct cconn *cc, int signum)
 		return;
 	}
 	memset(&u, 0, sizeof(u));
-	lines = conn_unsent(&cc->client, unsent_id, &u, &cut);
+	lines = conn_unsent(&cc->client, conn_ids_add, &u, &cut);
 	diag_warn("%s: the client did not read its last %zu bytes (%zu message%s%s%s%s%s): "
 		  "exiting without them",
 		  strsignal(signum), conn_queued(&cc->client), lines, lines == 1 ? "" : "s",
 		  cut ? ", one of them cut" : "", u.n > 0 ? ", ids " : "",
-		  u.n > 0 && u.said.buf != NULL ? u.said.buf : "", u.n > UNSENT_IDS ? ", ..." : "");
-	sbuf_release(&u.said);
+		  u.n > 0 && u.said.buf != NULL ? u.said.buf : "",
+		  u.n > CONN_IDS_KEPT ? ", ..." : "");
+	conn_ids_release(&u);
 }
 
 static void

@@ -255,43 +255,25 @@ wrap_deliver(struct session *s, const char *line, size_t len, void *owner)
 
 /* ---- runs ---- */
 
-#define UNDELIVERED_IDS 100 /* the most ids said of what the client did not take */
-
 struct undelivered {
-	struct sbuf log, said; /* the ids, as JSON and for stderr */
-	size_t n_ids;
+	struct conn_ids ids;
 	size_t lines, bytes;
 	bool cut;
 };
-
-static void
-undelivered_id(void *ctx, const char *id, size_t len)
-{
-	struct undelivered *u = ctx;
-
-	if (u->n_ids < UNDELIVERED_IDS) {
-		sbuf_adds(&u->log, u->n_ids > 0 ? "," : "");
-		sbuf_add(&u->log, id, len);
-		sbuf_adds(&u->said, u->n_ids > 0 ? ", " : "");
-		sbuf_add(&u->said, id, len);
-	}
-	u->n_ids++;
-}
 
 /* What is still queued for the client, into u (undelivered_release() it). */
 static void
 undelivered_take(struct wrap *w, struct undelivered *u)
 {
 	memset(u, 0, sizeof(*u));
-	u->lines = conn_unsent(&w->client, undelivered_id, u, &u->cut);
+	u->lines = conn_unsent(&w->client, conn_ids_add, &u->ids, &u->cut);
 	u->bytes = conn_queued(&w->client);
 }
 
 static void
 undelivered_release(struct undelivered *u)
 {
-	sbuf_release(&u->log);
-	sbuf_release(&u->said);
+	conn_ids_release(&u->ids);
 }
 
 /*
@@ -311,17 +293,17 @@ say_undelivered(struct undelivered *u, const char *why, const char *reason, bool
 		  gone ? "the client closed its stdout before its last"
 		       : "the client did not read its last",
 		  u->bytes, u->lines, u->lines == 1 ? "" : "s", u->cut ? ", one of them cut" : "",
-		  u->n_ids > 0 ? ", ids " : "",
-		  u->n_ids > 0 && u->said.buf != NULL ? u->said.buf : "",
-		  u->n_ids > UNDELIVERED_IDS ? ", ..." : "");
+		  u->ids.n > 0 ? ", ids " : "",
+		  u->ids.n > 0 && u->ids.said.buf != NULL ? u->ids.said.buf : "",
+		  u->ids.n > CONN_IDS_KEPT ? ", ..." : "");
 	sbuf_addf(&f, "\"reason\":\"%s\",\"messages\":%zu,\"bytes\":%zu,\"cut\":%s,\"ids\":[",
 		  reason, u->lines, u->bytes, u->cut ? "true" : "false");
-	if (u->log.buf != NULL) {
-		sbuf_add(&f, u->log.buf, u->log.len);
+	if (u->ids.log.buf != NULL) {
+		sbuf_add(&f, u->ids.log.buf, u->ids.log.len);
 	}
 	sbuf_adds(&f, "]");
-	if (u->n_ids > UNDELIVERED_IDS) {
-		sbuf_addf(&f, ",\"ids_more\":%zu", u->n_ids - UNDELIVERED_IDS);
+	if (u->ids.n > CONN_IDS_KEPT) {
+		sbuf_addf(&f, ",\"ids_more\":%zu", u->ids.n - CONN_IDS_KEPT);
 	}
 	if (!f.failed) {
 		tlog_event(NULL, 0, "undelivered", f.buf, f.len);

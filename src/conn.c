@@ -634,6 +634,27 @@ unsent_source(struct unsent *u, const struct conn_source *src)
 	}
 }
 
+void
+conn_ids_add(void *ctx, const char *id, size_t len)
+{
+	struct conn_ids *ids = ctx;
+
+	if (ids->n < CONN_IDS_KEPT) {
+		sbuf_adds(&ids->log, ids->n > 0 ? "," : "");
+		sbuf_add(&ids->log, id, len);
+		sbuf_adds(&ids->said, ids->n > 0 ? ", " : "");
+		sbuf_add(&ids->said, id, len);
+	}
+	ids->n++;
+}
+
+void
+conn_ids_release(struct conn_ids *ids)
+{
+	sbuf_release(&ids->log);
+	sbuf_release(&ids->said);
+}
+
 size_t
 conn_unsent(const struct conn *c, void (*on_id)(void *ctx, const char *id, size_t len), void *ctx,
 	    bool *cut)

@@ -181,6 +181,21 @@ void conn_whole_lines(struct conn *c);
 size_t conn_unsent(const struct conn *c, void (*on_id)(void *ctx, const char *id, size_t len),
 		   void *ctx, bool *cut);
 
+#define CONN_IDS_KEPT 100 /* the most ids kept of what the client did not take */
+
+/*
+ * The ids conn_unsent() gives (conn_ids_add() as its on_id), the first CONN_IDS_KEPT of
+ * them: as JSON array elements (log) and as a list for a person (said); n: how many in
+ * all.  Zeroed to start; conn_ids_release() it.
+ */
+struct conn_ids {
+	struct sbuf log, said;
+	size_t n;
+};
+
+void conn_ids_add(void *ctx, const char *id, size_t len);
+void conn_ids_release(struct conn_ids *ids);
+
 /*
  * A new source of c whose queue is full at `high` bytes; NULL when out of memory.  key
  * (key_len bytes, copied; NULL: none) names the stream it continues: none of its lines is
