@@ -421,10 +421,13 @@ class ListenHardening(ListenHelpers, Case):
         self.assertEqual(d.msg()["id"], 1)
         d.close_stdin()
 
-        def sdk_ending():
-            return any(s["session"] == "sdk" and s["state"] == "ending"
-                       for s in json.loads(self.ctl("list", as_json=True)[1])["sessions"])
-        wait_until(sdk_ending, 5, "the session's end to begin")
+        def session(name, pred):
+            return lambda: any(s["session"] == name and pred(s) for s in
+                               json.loads(self.ctl("list", as_json=True)[1])["sessions"])
+
+        def ending(name):
+            return session(name, lambda s: s["state"] == "ending")
+        wait_until(ending("sdk"), 5, "the session's end to begin")
         d.p.send_signal(signal.SIGTERM)
         self.assertEqual(d.wait(5), 128 + signal.SIGTERM)
         self.assertIn("Terminated after the end of stdin: exiting without waiting", d.stderr())
@@ -436,13 +439,6 @@ class ListenHardening(ListenHelpers, Case):
         self.assertEqual(e.msg()["id"], 1)
         e.send(call(2, "huge", bytes=3_000_000))
         e.send(call(3, "echo", text="after"))
-
-        def session(name, pred):
-            return lambda: any(s["session"] == name and pred(s) for s in
-                               json.loads(self.ctl("list", as_json=True)[1])["sessions"])
-
-        def ending(name):
-            return session(name, lambda s: s["state"] == "ending")
         wait_until(session("big", lambda s: s["out"]["messages"] == 3), 5,
                    "both answers, sent to connect")
         e.close_stdin()
