@@ -4,6 +4,7 @@
  * the input with its edits applied.  New text takes its style from the text around it.
  * Nothing here reads or writes files (cmd_config.c does).
  */
+#include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -84,6 +85,11 @@ struct rewrite {
 	size_t n_edits, cap_edits;
 	struct config_result *r;
 	size_t cap_entries; /* of r->entries */
+	/* wrap --log-dir: the log NAME of each server of loc[] (flat, in the file's order) */
+	const struct json5_node *loc[3];
+	char **log_names;
+	size_t n_log_names;
+	size_t cur; /* the server being rewritten, in the file's order */
 };
 
 /* ---- errors ---- */
@@ -972,31 +978,184 @@ entry_quote(const struct json5_node *e, const struct json5_node *cmd)
 /* ---- wrap and unwrap ---- */
 
 /*
- * The "--log" value of server m: LOG_DIR/<name>.jsonl, <name> cut (it is ASCII) to its
+ * A server's log NAME is its name made safe (config_log_name), cut (it is ASCII) to its
  * first LOG_NAME_MAX characters: a file's name longer than a file system takes (NAME_MAX),
  * mcpmux could not open, and the server would no longer start; one just under it, logrotate
  * could not rename to a rotated copy's name (".1.gz", "-20261206.gz").
  */
 #define LOG_NAME_MAX 200
-static char *
-log_path(const char *dir, const struct json5_member *m)
+/* "-" and 8 hexadecimal digits: what tells apart servers whose names make the same NAME */
+#define LOG_TAG_LEN 9
+
+struct log_name {
+	char *name; /* owned */
+	size_t k;   /* the server's place in the file's order */
+};
+
+/* strcmp() with ASCII letters compared without their case (NAMEs are ASCII). */
+static int
+ascii_casecmp(const char *a, const char *b)
 {
-	char *base = config_log_name(m->key, m->klen);
+	for (;; a++, b++) {
+		int x = *a >= 'A' && *a <= 'Z' ? *a - 'A' + 'a' : (unsigned char)*a;
+		int y = *b >= 'A' && *b <= 'Z' ? *b - 'A' + 'a' : (unsigned char)*b;
+
+		if (x != y || x == 0) {
+			return x - y;
+		}
+	}
+}
+
+/* Order by name, ASCII case ignored (a file system may ignore it), then by place. */
+static int
+log_name_cmp(const void *a, const void *b)
+{
+	const struct log_name *x = a, *y = b;
+	int c = ascii_casecmp(x->name, y->name);
+
+	return c != 0 ? c : x->k < y->k ? -1 : x->k > y->k;
+}
+
+/* FNV-1a, 32 bits: the tag of a server name, the same on every run. */
+static uint32_t
+name_hash(const char *s, size_t len)
+{
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < len; i++) {
+		h = (h ^ (unsigned char)s[i]) * 16777619u;
+	}
+	return h;
+}
+
+/*
+ * Give each of the n servers of v (in the file's order, k) its own log NAME.  Two servers
+ * whose safe names are the same, ASCII case ignored ("a b" and "a_b", "caf\u00e9" and
+ * "caf\u00ea", "GitHub" and "github", names cut to LOG_NAME_MAX, one name in "mcpServers"
+ * and in "servers"), would write one file: the first of them in the file keeps its safe
+ * name, and each other one gets "-" and the FNV-1a hash of its name (8 hexadecimal
+ * digits).  A name that is still another's then (the same name twice in the file) gets
+ * "-2", "-3"... in the file's order.  Each depends on the file's servers alone: a run
+ * again gives the same names.  0, or -1 out of memory.
+ */
+static int
+unique_log_names(struct log_name *v, size_t n, const char *const *key, const size_t *klen)
+{
+	for (int round = 0; round < 2; round++) {
+		qsort(v, n, sizeof(*v), log_name_cmp);
+		for (size_t i = 1, first = 0; i < n; i++) {
+			char *s;
+
+			if (ascii_casecmp(v[i].name, v[first].name) != 0) {
+				first = i;
+				continue;
+			}
+			if (round == 0) {
+				size_t cut = strlen(v[i].name);
+
+				if (cut > LOG_NAME_MAX - LOG_TAG_LEN) {
+					cut = LOG_NAME_MAX - LOG_TAG_LEN;
+				}
+				s = malloc(cut + LOG_TAG_LEN + 1);
+				if (s != NULL) {
+					memcpy(s, v[i].name, cut);
+					snprintf(s + cut, LOG_TAG_LEN + 1, "-%08" PRIx32,
+						 name_hash(key[v[i].k], klen[v[i].k]));
+				}
+			} else {
+				size_t len = strlen(v[i].name);
+
+				s = malloc(len + 24);
+				if (s != NULL) {
+					snprintf(s, len + 24, "%s-%zu", v[i].name, i - first + 1);
+				}
+			}
+			if (s == NULL) {
+				return -1;
+			}
+			/* v[first] keeps its name: the group's others are compared with it */
+			free(v[i].name);
+			v[i].name = s;
+		}
+	}
+	return 0;
+}
+
+/* The log NAMEs of all the servers of the file, for wrap --log-dir (rw->log_names). */
+static int
+log_names(struct rewrite *rw)
+{
+	size_t n = 0, k = 0;
+	struct log_name *v;
+	const char **key;
+	size_t *klen;
+	int rc = 0;
+
+	for (size_t l = 0; l < 3; l++) {
+		n += rw->loc[l] != NULL ? rw->loc[l]->n : 0;
+	}
+	if (n == 0) {
+		return 0;
+	}
+	v = calloc(n, sizeof(*v));
+	key = calloc(n, sizeof(*key));
+	klen = calloc(n, sizeof(*klen));
+	rw->log_names = calloc(n, sizeof(*rw->log_names));
+	if (v == NULL || key == NULL || klen == NULL || rw->log_names == NULL) {
+		rc = -1;
+		goto out;
+	}
+	rw->n_log_names = n;
+	for (size_t l = 0; l < 3; l++) {
+		for (size_t i = 0; rw->loc[l] != NULL && i < rw->loc[l]->n; i++, k++) {
+			const struct json5_member *m = &rw->loc[l]->m[i];
+
+			key[k] = m->key;
+			klen[k] = m->klen;
+			v[k].k = k;
+			v[k].name = config_log_name(m->key, m->klen);
+			if (v[k].name == NULL) {
+				rc = -1;
+				goto out;
+			}
+			if (strlen(v[k].name) > LOG_NAME_MAX) {
+				v[k].name[LOG_NAME_MAX] = '\0';
+			}
+		}
+	}
+	if (unique_log_names(v, n, key, klen) == -1) {
+		rc = -1;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		rw->log_names[v[i].k] = v[i].name;
+		v[i].name = NULL;
+	}
+out:
+	for (size_t i = 0; v != NULL && i < n; i++) {
+		free(v[i].name);
+	}
+	free(v);
+	free(key);
+	free(klen);
+	return rc == 0 ? 0 : nomem(rw);
+}
+
+/* The "--log" value of the server being rewritten: LOG_DIR/NAME.jsonl (log_names()). */
+static char *
+log_path(const struct rewrite *rw, const char *dir)
+{
 	struct sbuf b = { 0 };
 	size_t dlen = strlen(dir);
 
-	if (base == NULL) {
+	if (rw->cur >= rw->n_log_names) {
 		return NULL;
-	}
-	if (strlen(base) > LOG_NAME_MAX) {
-		base[LOG_NAME_MAX] = '\0';
 	}
 	sbuf_adds(&b, dir);
 	if (dlen == 0 || dir[dlen - 1] != '/') {
 		sbuf_adds(&b, "/");
 	}
-	sbuf_addf(&b, "%s.jsonl", base);
-	free(base);
+	sbuf_addf(&b, "%s.jsonl", rw->log_names[rw->cur]);
 	if (b.failed) {
 		sbuf_release(&b);
 		return NULL;
@@ -1006,12 +1165,12 @@ log_path(const char *dir, const struct json5_member *m)
 
 /* The values of the options asked for, by OPT_*; NULL where not.  *log: owned. */
 static int
-wanted(struct rewrite *rw, const struct json5_member *m, const char *val[N_OPTS], char **log)
+wanted(struct rewrite *rw, const char *val[N_OPTS], char **log)
 {
 	const struct config_opts *o = rw->o;
 
 	*log = NULL;
-	if (o->log_dir != NULL && (*log = log_path(o->log_dir, m)) == NULL) {
+	if (o->log_dir != NULL && (*log = log_path(rw, o->log_dir)) == NULL) {
 		return nomem(rw);
 	}
 	val[OPT_LOG] = *log;
@@ -1098,7 +1257,7 @@ wrap_fresh(struct rewrite *rw, const struct json5_member *m, const struct json5_
 	bool replace = false;
 	int rc;
 
-	if (wanted(rw, m, val, &log) == -1) {
+	if (wanted(rw, val, &log) == -1) {
 		return -1;
 	}
 	line_add(&before, cmd->str, cmd->len);
@@ -1202,7 +1361,7 @@ rewrap(struct rewrite *rw, const struct json5_member *m, const struct json5_memb
 	if (k == SIZE_MAX) {
 		return skip(rw, m, "already runs through mcpmux", NULL);
 	}
-	if (wanted(rw, m, val, &log) == -1) {
+	if (wanted(rw, val, &log) == -1) {
 		return -1;
 	}
 	if (rw->o->set_command && !is_string(cmd, rw->o->mcpmux)) {
@@ -1523,6 +1682,7 @@ config_rewrite(enum config_op op, const char *in, size_t len, const struct confi
 	mcp = value_get(root, "mcp");
 	loc[2] = value_get(mcp, "servers");
 	for (size_t i = 0; i < 3; i++) {
+		rw.loc[i] = loc[i];
 		if (loc[i] != NULL && loc[i]->type != JSON5_OBJECT) {
 			rc = fail(&rw, loc[i]->start, "\"%s\" is %s, expected an object of servers",
 				  loc_name[i], type_name(loc[i]->type));
@@ -1536,8 +1696,11 @@ config_rewrite(enum config_op op, const char *in, size_t len, const struct confi
 		goto out;
 	}
 	rw.ref_args = find_ref_args(loc);
+	if (op == CONFIG_WRAP && o->log_dir != NULL && log_names(&rw) == -1) {
+		goto out;
+	}
 	for (size_t l = 0; l < 3; l++) {
-		for (size_t i = 0; loc[l] != NULL && i < loc[l]->n; i++) {
+		for (size_t i = 0; loc[l] != NULL && i < loc[l]->n; i++, rw.cur++) {
 			if (rewrite_entry(&rw, &loc[l]->m[i]) == -1) {
 				goto out;
 			}
@@ -1565,6 +1728,10 @@ out:
 		free(rw.edits[i].text);
 	}
 	free(rw.edits);
+	for (size_t i = 0; i < rw.n_log_names; i++) {
+		free(rw.log_names[i]);
+	}
+	free(rw.log_names);
 	json5_doc_release(&rw.doc);
 	if (rc == -1) {
 		free(r->text);

@@ -19,8 +19,8 @@ import time
 import unittest
 
 import json5read
-from mcptest import (Case, FIXTURE, MCPMUX, SANITIZED, SLOW, call, initialize, main, proc_environ,
-                     wait_until)
+from mcptest import (Case, FIXTURE, MCPMUX, SANITIZED, SLOW, call, initialize, main,
+                     proc_environ, wait_until)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIGS = os.path.join(HERE, "configs")
@@ -216,6 +216,52 @@ class Files(Case):
         logs = [e["args"][1] for e in load(out)["mcpServers"].values()]
         self.assertEqual(logs, [os.path.join(self.tmp.name, n)
                                 for n in ("caf_.jsonl", "___1.jsonl", "_x.jsonl", "_y.jsonl")])
+
+    def test_log_names_are_unique_and_the_same_on_every_run(self):
+        """Servers whose names make the same NAME ("a b" and "a_b", names that differ in
+        characters made '_' or in case, one name in "mcpServers" and in "servers") had one
+        log file between them: the first keeps NAME, each other one gets a tag from its
+        name (and "-2"... for the same name again), and a run again, on the wrapped file or
+        on the original from another directory, gives the same names."""
+        doc = json.dumps({
+            "mcpServers": {"a b": {"command": "a"}, "a_b": {"command": "b"},
+                           "caf\u00e9": {"command": "c"}, "caf\u00ea": {"command": "d"},
+                           "GitHub": {"command": "e"}, "github": {"command": "f"},
+                           "x" * 300: {"command": "g"}, "x" * 250: {"command": "h"},
+                           "solo": {"command": "i"}},
+            "servers": {"a_b": {"command": "j"}, "r": {"url": "https://r.example/mcp"}},
+        }).encode()
+        logs = os.path.join(self.tmp.name, "logs")
+        os.mkdir(logs)
+        out = self.wrap_ok("-", "--log-dir", logs, input=doc)
+        wrapped = load(out)
+        names = {}
+        for where in ("mcpServers", "servers"):
+            for sname, entry in wrapped[where].items():
+                if "args" in entry:
+                    self.assertEqual(entry["args"][0], "--log")
+                    self.assertEqual(os.path.dirname(entry["args"][1]), logs)
+                    names[(where, sname)] = os.path.basename(entry["args"][1])
+        self.assertEqual(len(names), 10)
+        self.assertEqual(len({n.lower() for n in names.values()}), 10, names)
+        # The first of each kept its NAME; the name alone makes the others'.
+        first = {("mcpServers", "a b"): "a_b.jsonl", ("mcpServers", "caf\u00e9"): "caf_.jsonl",
+                 ("mcpServers", "GitHub"): "GitHub.jsonl",
+                 ("mcpServers", "x" * 300): "x" * 200 + ".jsonl",
+                 ("mcpServers", "solo"): "solo.jsonl"}
+        for key, name in first.items():
+            self.assertEqual(names[key], name)
+        for key, name in names.items():
+            self.assertLessEqual(len(name), 210, key)
+            if key not in first:
+                self.assertRegex(name, r"-[0-9a-f]{8}(-2)?\.jsonl$")
+        self.assertEqual(names[("servers", "a_b")],
+                         names[("mcpServers", "a_b")][:-len(".jsonl")] + "-2.jsonl")
+        # Stable: the wrapped file again, and the original from elsewhere, give the same.
+        self.assertEqual(self.wrap_ok("-", "--log-dir", logs, input=out), out)
+        rc, again, err = config("wrap", "-", "--log-dir", "logs", input=doc, cwd=self.tmp.name)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(again, out.replace(logs.encode(), os.path.realpath(logs).encode()))
 
     def test_dry_run(self):
         path = self.copy("claude-code.mcp.json")

@@ -70,6 +70,8 @@ static const char gateway[] =
 	"      notes: { command: \"/opt/notes\" },\n"
 	"      empty: { command: 'e', args: [ ] },\n"
 	"      web: { url: 'https://x/mcp' },\n"
+	"      'dup 1': { command: 'd' }, dup_1: { command: 'd' }, 'dup 1': { command: 'd' },\n"
+	"      'dup 1': { command: 'd' },\n"
 	"    },\n"
 	"  },\n"
 	"}\n";
