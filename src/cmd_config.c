@@ -407,6 +407,48 @@ self_path(void)
 	return strdup(exe);
 }
 
+/*
+ * --mcpmux PATH as a client can use it: a relative path with a '/' ("./bin/mcpmux",
+ * "build/mcpmux") made absolute against the working directory, since a client starts
+ * servers in a directory of its own; cleaned of "." and "dir/.." where that names the same
+ * file (or none is there).  A bare name ("mcpmux") is kept: the client looks it up on its
+ * PATH, as asked.  malloc'd, or NULL after saying why.
+ */
+static char *
+absolute_command(const char *path)
+{
+	struct sbuf b = { 0 };
+	char cwd[PATH_MAX], *clean;
+	struct stat st, cst;
+
+	if (path[0] == '/' || strchr(path, '/') == NULL) {
+		clean = strdup(path);
+		if (clean == NULL) {
+			diag_error("out of memory");
+		}
+		return clean;
+	}
+	if (getcwd(cwd, sizeof(cwd)) == NULL) {
+		diag_error_errno("cannot find the working directory for --mcpmux '%s'", path);
+		return NULL;
+	}
+	sbuf_addf(&b, "%s/%s", cwd, path);
+	clean = b.failed ? NULL : strdup(b.buf);
+	if (clean == NULL) {
+		sbuf_release(&b);
+		diag_error("out of memory");
+		return NULL;
+	}
+	clean_path(clean);
+	if (stat(b.buf, &st) == 0 &&
+	    (stat(clean, &cst) == -1 || cst.st_dev != st.st_dev || cst.st_ino != st.st_ino)) {
+		free(clean); /* "link/.." is not where the text says: keep the path as it is */
+		return b.buf;
+	}
+	sbuf_release(&b);
+	return clean;
+}
+
 /* DIR made absolute against the working directory (a client starts servers elsewhere). */
 static char *
 absolute_dir(const char *dir)
@@ -1147,7 +1189,7 @@ int
 cmd_config(int argc, char **argv)
 {
 	struct config_args a = { 0 };
-	char *self = NULL, *log_dir = NULL;
+	char *self = NULL, *command = NULL, *log_dir = NULL;
 	int rc = parse_args(&a, argc, argv);
 
 	if (rc != 0) {
@@ -1155,11 +1197,13 @@ cmd_config(int argc, char **argv)
 	}
 	if (a.o.mcpmux == NULL) {
 		self = self_path();
-		if (self == NULL) {
-			return 1;
-		}
-		a.o.mcpmux = self;
+	} else {
+		command = absolute_command(a.o.mcpmux);
 	}
+	if (self == NULL && command == NULL) {
+		return 1;
+	}
+	a.o.mcpmux = self != NULL ? self : command;
 	/* (Unwrap only compares it with the commands of the entries.) */
 	if (a.op == CONFIG_WRAP &&
 	    !is_utf8(self != NULL ? "the path of this mcpmux (give one with --mcpmux PATH)"
@@ -1167,6 +1211,7 @@ cmd_config(int argc, char **argv)
 		     a.o.mcpmux)) {
 		rc = self != NULL ? 1 : EXIT_USAGE;
 		free(self);
+		free(command);
 		return rc;
 	}
 	if (a.log_dir != NULL) {
@@ -1175,6 +1220,7 @@ cmd_config(int argc, char **argv)
 		if (rc != 0) {
 			free(log_dir);
 			free(self);
+			free(command);
 			return rc;
 		}
 		a.o.log_dir = log_dir;
@@ -1182,5 +1228,6 @@ cmd_config(int argc, char **argv)
 	rc = run(&a);
 	free(log_dir);
 	free(self);
+	free(command);
 	return rc;
 }

@@ -19,7 +19,7 @@ import time
 import unittest
 
 import json5read
-from mcptest import (Case, FIXTURE, MCPMUX, SANITIZED, SLOW, call, initialize, main,
+from mcptest import (Case, FIXTURE, MCPMUX, SANITIZED, SLOW, call, encode, initialize, main,
                      proc_environ, wait_until)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -262,6 +262,33 @@ class Files(Case):
         rc, again, err = config("wrap", "-", "--log-dir", "logs", input=doc, cwd=self.tmp.name)
         self.assertEqual(rc, 0, err)
         self.assertEqual(again, out.replace(logs.encode(), os.path.realpath(logs).encode()))
+
+    def test_a_relative_mcpmux_path_is_made_absolute(self):
+        """--mcpmux PATH with a '/' that is not absolute is made absolute against the
+        working directory (cleaned of "." and "..") and the wrapped entry starts from any
+        other directory, as a client starts it; a bare name is kept, for the client's PATH
+        to find."""
+        bindir = os.path.join(self.tmp.name, "bin")
+        os.mkdir(bindir)
+        os.symlink(os.path.abspath(MCPMUX), os.path.join(bindir, "mcpmux"))
+        real = os.path.join(os.path.realpath(self.tmp.name), "bin", "mcpmux")
+        doc = json.dumps({"mcpServers": {"fx": {"command": FIXTURE}}}).encode()
+        for given in ("./bin/mcpmux", "bin/mcpmux", "bin/../bin/./mcpmux", "bin//mcpmux"):
+            with self.subTest(given=given):
+                rc, out, err = config("wrap", "-", "--mcpmux", given, input=doc,
+                                      cwd=self.tmp.name)
+                self.assertEqual(rc, 0, err)
+                entry = load(out)["mcpServers"]["fx"]
+                self.assertEqual(entry["command"], real)
+                self.assertEqual(self.unwrap_ok("-", "--mcpmux", given, input=out), doc)
+        # Started elsewhere, as a client starts it: mcpmux runs and the server answers.
+        p = subprocess.run([entry["command"], *GRACE] + entry["args"], cwd="/",
+                           capture_output=True, timeout=30 * SLOW, input=encode(initialize(1)))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("result", json.loads(p.stdout.splitlines()[0]))
+        rc, out, err = config("wrap", "-", "--mcpmux", "mcpmux", input=doc, cwd=self.tmp.name)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(load(out)["mcpServers"]["fx"]["command"], "mcpmux")
 
     def test_dry_run(self):
         path = self.copy("claude-code.mcp.json")
