@@ -1118,6 +1118,14 @@ run(struct config_args *a)
 		rc = 1;
 		goto out;
 	}
+	for (size_t i = 0; i < r.n_entries; i++) {
+		if (r.entries[i].ambiguous) {
+			diag_warn_each("%s: server %s has both a \"command\" and a URL, and a "
+				       "client may take either: left as it is (remove the one it "
+				       "does not use, then wrap)",
+				       name, r.entries[i].name);
+		}
+	}
 	if (a->dry_run) {
 		rc = print_summary(a, &r) == 0 ? 0 : 1;
 		goto out;

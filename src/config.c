@@ -597,6 +597,20 @@ classify(struct rewrite *rw, const struct json5_member *m, const struct json5_me
 	if (cmd != NULL && cmd->type != JSON5_STRING) {
 		rc = fail(rw, cmd->start, "server %s: \"command\" is %s, expected a string",
 			  name.buf, type_name(cmd->type));
+	} else if (rw->op == CONFIG_WRAP && cmd != NULL && url != NULL &&
+		   url->type == JSON5_STRING &&
+		   (type == NULL || type->type != JSON5_STRING || is_string(type, "stdio"))) {
+		/*
+		 * A command and a URL, and no "type" that says which: clients differ on which
+		 * one they take (and one may take the other after an update).  Wrapped, the
+		 * entry would be a stdio server for sure; left alone, it is what its author
+		 * wrote, and the warning says why.  (Unwrap restores such an entry all the
+		 * same: it puts back what was there.)
+		 */
+		rc = skip(rw, m, "ambiguous: both \"command\" and a URL (", url);
+		if (rc == 0) {
+			rw->r->entries[rw->r->n_entries - 1].ambiguous = true;
+		}
 	} else if ((type != NULL && type->type == JSON5_STRING && !is_string(type, "stdio")) ||
 		   cmd == NULL) {
 		if (url != NULL && url->type == JSON5_STRING) {

@@ -96,6 +96,11 @@ struct config_entry {
 	 * it means the same to a client.
 	 */
 	bool inexact;
+	/*
+	 * SKIPPED by wrap: a string "command" and a "url" (or "serverUrl"), and no "type"
+	 * other than "stdio": which one a client takes is not known, so it is left alone.
+	 */
+	bool ambiguous;
 };
 
 struct config_result {

@@ -263,6 +263,48 @@ class Files(Case):
         self.assertEqual(rc, 0, err)
         self.assertEqual(again, out.replace(logs.encode(), os.path.realpath(logs).encode()))
 
+    def test_an_entry_with_a_command_and_a_url_is_left_alone(self):
+        """An entry with a "command" and a "url" (or "serverUrl"), and no "type" that is
+        not "stdio", may be taken as either by a client: wrap leaves it as it is, byte for
+        byte, and says so (on stdout, --dry-run and --in-place alike); unwrap of such an
+        entry that was wrapped before gives it back whole, URL and all."""
+        text = (b'{"mcpServers": {\n'
+                b'  "both": {"command": "npx", "args": ["srv"], "url": "https://h/mcp"},\n'
+                b'  "typed": {"type": "stdio", "command": "npx", "serverUrl": "https://h/m"},\n'
+                b'  "remote": {"type": "http", "command": "npx", "url": "https://h/mcp"},\n'
+                b'  "plain": {"command": "srv"}\n}}\n')
+        path = os.path.join(self.tmp.name, "mcp.json")
+        write(path, text)
+        warning = ("mcpmux: %s: server %s has both a \"command\" and a URL, and a client may "
+                   "take either: left as it is")
+        rc, out, err = config("wrap", path)
+        self.assertEqual(rc, 0, err)
+        for sname in ("both", "typed"):
+            self.assertIn(warning % (path, sname), err)
+        self.assertNotIn("remote", err)
+        srv = load(out)["mcpServers"]
+        for sname in ("both", "typed", "remote"):
+            self.assertEqual(srv[sname], load(text)["mcpServers"][sname])
+        self.assertEqual(srv["plain"]["command"], MCPMUX_PATH)
+        self.assertEqual(out.splitlines()[1:4], text.splitlines()[1:4])
+        rc, out, err = config("wrap", path, "-n")
+        self.assertEqual(rc, 0, err)
+        self.assertIn(warning % (path, "both"), err)
+        self.assertEqual(out.decode().splitlines()[:3], [
+            'skip   both: ambiguous: both "command" and a URL (https://h/mcp)',
+            'skip   typed: ambiguous: both "command" and a URL (https://h/m)',
+            "skip   remote: remote (https://h/mcp)"])
+        rc, out, err = config("wrap", path, "--in-place")
+        self.assertEqual(rc, 0, err)
+        self.assertIn(warning % (path, "typed"), err)
+        self.assertEqual(read(path).splitlines()[1:4], text.splitlines()[1:4])
+        # Wrapped by hand (or by an mcpmux before this one): unwrap restores it.
+        hand = b'{"mcpServers": {"both": {"command": "/x/mcpmux", "args": ["--", "npx"], ' \
+               b'"url": "https://h/mcp"}}}'
+        self.assertEqual(self.unwrap_ok("-", input=hand),
+                         b'{"mcpServers": {"both": {"command": "npx", "args": [], '
+                         b'"url": "https://h/mcp"}}}')
+
     def test_a_relative_mcpmux_path_is_made_absolute(self):
         """--mcpmux PATH with a '/' that is not absolute is made absolute against the
         working directory (cleaned of "." and "..") and the wrapped entry starts from any
