@@ -412,25 +412,35 @@ self_path(void)
  * "build/mcpmux") made absolute against the working directory, since a client starts
  * servers in a directory of its own; cleaned of "." and "dir/.." where that names the same
  * file (or none is there).  A bare name ("mcpmux") is kept: the client looks it up on its
- * PATH, as asked.  malloc'd, or NULL after saying why.
+ * PATH, as asked.  malloc'd, or NULL after saying why.  For unwrap (!need_cwd), a working
+ * directory that is gone leaves PATH as it is, with a warning: entries whose command is
+ * the text given are still recognised.
  */
 static char *
-absolute_command(const char *path)
+absolute_command(const char *path, bool need_cwd)
 {
 	struct sbuf b = { 0 };
 	char cwd[PATH_MAX], *clean;
 	struct stat st, cst;
+	bool keep = path[0] == '/' || strchr(path, '/') == NULL;
 
-	if (path[0] == '/' || strchr(path, '/') == NULL) {
+	if (!keep && getcwd(cwd, sizeof(cwd)) == NULL) {
+		if (need_cwd) {
+			diag_error_errno("cannot find the working directory for --mcpmux '%s'",
+					 path);
+			return NULL;
+		}
+		diag_warn_errno("cannot find the working directory for --mcpmux '%s': only "
+				"commands written as it is are recognised",
+				path);
+		keep = true;
+	}
+	if (keep) {
 		clean = strdup(path);
 		if (clean == NULL) {
 			diag_error("out of memory");
 		}
 		return clean;
-	}
-	if (getcwd(cwd, sizeof(cwd)) == NULL) {
-		diag_error_errno("cannot find the working directory for --mcpmux '%s'", path);
-		return NULL;
 	}
 	sbuf_addf(&b, "%s/%s", cwd, path);
 	clean = b.failed ? NULL : strdup(b.buf);
@@ -1206,7 +1216,9 @@ cmd_config(int argc, char **argv)
 	if (a.o.mcpmux == NULL) {
 		self = self_path();
 	} else {
-		command = absolute_command(a.o.mcpmux);
+		command = absolute_command(a.o.mcpmux, a.op == CONFIG_WRAP);
+		/* An entry wrapped with the same relative PATH before is recognised too. */
+		a.o.mcpmux_given = a.o.mcpmux;
 	}
 	if (self == NULL && command == NULL) {
 		return 1;

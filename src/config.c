@@ -443,11 +443,17 @@ config_literal(struct sbuf *b, const char *s, size_t len, char quote)
 	sbuf_add(b, &quote, 1);
 }
 
-/* Is the command of an entry an mcpmux binary (and not a string with a NUL inside)? */
+/*
+ * Is the command of an entry an mcpmux binary (and not a string with a NUL inside)?  The
+ * --mcpmux PATH given is recognised as it was written (an entry an earlier run wrapped
+ * with the same relative PATH) and as it was made absolute.
+ */
 static bool
-runs_mcpmux(const struct json5_node *cmd, const char *self)
+runs_mcpmux(const struct json5_node *cmd, const struct config_opts *o)
 {
-	return strlen(cmd->str) == cmd->len && config_is_mcpmux(cmd->str, self);
+	return strlen(cmd->str) == cmd->len &&
+	       (config_is_mcpmux(cmd->str, o->mcpmux) ||
+		(o->mcpmux_given != NULL && strcmp(cmd->str, o->mcpmux_given) == 0));
 }
 
 /* A value for a message line: control characters (a terminal's escapes) shown as '?'. */
@@ -1596,12 +1602,12 @@ rewrite_entry(struct rewrite *rw, const struct json5_member *m)
 		return rc;
 	}
 	if (rw->op == CONFIG_WRAP) {
-		if (runs_mcpmux(&cmd_m->val, rw->o->mcpmux)) {
+		if (runs_mcpmux(&cmd_m->val, rw->o)) {
 			return rewrap(rw, m, cmd_m, args_m);
 		}
 		return wrap_fresh(rw, m, cmd_m, args_m);
 	}
-	if (!runs_mcpmux(&cmd_m->val, rw->o->mcpmux)) {
+	if (!runs_mcpmux(&cmd_m->val, rw->o)) {
 		return skip(rw, m, "not wrapped", NULL);
 	}
 	return unwrap_entry(rw, m, cmd_m, args_m);

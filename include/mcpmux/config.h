@@ -63,7 +63,9 @@ enum config_op {
 
 struct config_opts {
 	const char *mcpmux; /* the command of wrapped entries; unwrap also recognises it */
-	bool set_command;   /* wrap: also make `mcpmux` the command of already wrapped entries */
+	/* --mcpmux PATH as given, when mcpmux is it made absolute (or NULL): recognised too */
+	const char *mcpmux_given;
+	bool set_command; /* wrap: also make `mcpmux` the command of already wrapped entries */
 	/* wrap, each NULL when not given: */
 	const char *log_dir;	  /* "--log LOG_DIR/<name>.jsonl" */
 	const char *eof_grace;	  /* "--eof-grace MS" */

@@ -332,6 +332,47 @@ class Files(Case):
         self.assertEqual(rc, 0, err)
         self.assertEqual(load(out)["mcpServers"]["fx"]["command"], "mcpmux")
 
+    def test_an_entry_wrapped_with_a_relative_mcpmux_path_is_recognised(self):
+        """An entry wrapped before with a relative --mcpmux PATH ("command":
+        "bin/mux-wrapper", a name other than mcpmux) is recognised by that PATH as written,
+        as well as made absolute: wrap updates it (its command made absolute) rather than
+        wrapping it again, and unwrap restores it from the directory, from another one,
+        and from one that is gone."""
+        bindir = os.path.join(self.tmp.name, "bin")
+        os.mkdir(bindir)
+        os.symlink(os.path.abspath(MCPMUX), os.path.join(bindir, "mux-wrapper"))
+        real = os.path.join(os.path.realpath(self.tmp.name), "bin", "mux-wrapper")
+        given = ("--mcpmux", "bin/mux-wrapper")
+        plain = json.dumps({"mcpServers": {"fx": {"command": FIXTURE, "args": []}}}).encode()
+        rel = json.dumps({"mcpServers": {"fx": {"command": "bin/mux-wrapper",
+                                                "args": ["--", FIXTURE]}}}).encode()
+        rc, out, err = config("wrap", "-", *given, input=rel, cwd=self.tmp.name)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(load(out)["mcpServers"]["fx"],
+                         {"command": real, "args": ["--", FIXTURE]})
+        rc, again, err = config("unwrap", "-", *given, input=out, cwd=self.tmp.name)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(load(again), load(plain))
+        elsewhere = os.path.join(self.tmp.name, "elsewhere")
+        os.mkdir(elsewhere)
+        for cwd in (self.tmp.name, elsewhere):
+            with self.subTest(cwd=cwd):
+                rc, out, err = config("unwrap", "-", *given, input=rel, cwd=cwd)
+                self.assertEqual(rc, 0, err)
+                self.assertEqual(out, plain)
+        gone = os.path.join(self.tmp.name, "gone")
+        os.mkdir(gone)
+
+        def in_a_directory_that_is_gone():
+            os.chdir(gone)
+            os.rmdir(gone)
+
+        rc, out, err = config("unwrap", "-", *given, input=rel,
+                              preexec_fn=in_a_directory_that_is_gone)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out, plain)
+        self.assertIn("cannot find the working directory for --mcpmux 'bin/mux-wrapper'", err)
+
     def test_dry_run(self):
         path = self.copy("claude-code.mcp.json")
         orig, mtime = read(path), os.stat(path).st_mtime_ns
