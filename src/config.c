@@ -565,16 +565,31 @@ describe(struct rewrite *rw, const struct json5_member *m, enum config_verdict v
 	return 0;
 }
 
+/* A URL, as an entry's "url" or "serverUrl" gives one: a string that is not empty. */
+static bool
+is_url(const struct json5_node *n)
+{
+	return n != NULL && n->type == JSON5_STRING && n->len > 0;
+}
+
+/* Why a server is skipped (classify()). */
+struct skipped {
+	const char *why;
+	const struct json5_node *show; /* a value shown after why, or NULL */
+	bool ambiguous;
+};
+
 /*
  * Look at a server entry.  1: a stdio server, with *cmd and *args (NULL when it has
- * none) set; 0: skipped (recorded); -1: an error.
+ * none) set; 0: skipped, with *sk set; -1: an error.  Nothing is recorded.
  */
 static int
-classify(struct rewrite *rw, const struct json5_member *m, const struct json5_member **cmd_m,
-	 const struct json5_member **args_m)
+look_at(struct rewrite *rw, const struct json5_member *m, const struct json5_member **cmd_m,
+	const struct json5_member **args_m, struct skipped *sk)
 {
 	const struct json5_node *e = &m->val, *cmd, *type, *url, *args;
 	struct sbuf name = { 0 };
+	bool remote_type;
 	int rc;
 
 	config_shell_quote(&name, m->key, m->klen);
@@ -595,43 +610,63 @@ classify(struct rewrite *rw, const struct json5_member *m, const struct json5_me
 	cmd = *cmd_m != NULL ? &(*cmd_m)->val : NULL;
 	args = *args_m != NULL ? &(*args_m)->val : NULL;
 	type = value_get(e, "type");
+	remote_type = type != NULL && type->type == JSON5_STRING && !is_string(type, "stdio");
 	url = value_get(e, "url");
-	if (url == NULL || url->type != JSON5_STRING) {
+	if (!is_url(url)) {
 		url = value_get(e, "serverUrl");
 	}
+	if (!is_url(url)) {
+		url = NULL; /* "url": "" names nothing */
+	}
+	*sk = (struct skipped){ 0 };
 	rc = 1;
 	if (cmd != NULL && cmd->type != JSON5_STRING) {
 		rc = fail(rw, cmd->start, "server %s: \"command\" is %s, expected a string",
 			  name.buf, type_name(cmd->type));
-	} else if (rw->op == CONFIG_WRAP && cmd != NULL && url != NULL &&
-		   url->type == JSON5_STRING &&
-		   (type == NULL || type->type != JSON5_STRING || is_string(type, "stdio"))) {
-		/*
-		 * A command and a URL, and no "type" that says which: clients differ on which
-		 * one they take (and one may take the other after an update).  Wrapped, the
-		 * entry would be a stdio server for sure; left alone, it is what its author
-		 * wrote, and the warning says why.  (Unwrap restores such an entry all the
-		 * same: it puts back what was there.)
-		 */
-		rc = skip(rw, m, "ambiguous: both \"command\" and a URL (", url);
-		if (rc == 0) {
-			rw->r->entries[rw->r->n_entries - 1].ambiguous = true;
-		}
-	} else if ((type != NULL && type->type == JSON5_STRING && !is_string(type, "stdio")) ||
-		   cmd == NULL) {
-		if (url != NULL && url->type == JSON5_STRING) {
-			rc = skip(rw, m, "remote (", url);
-		} else if (type != NULL && type->type == JSON5_STRING &&
-			   !is_string(type, "stdio")) {
-			rc = skip(rw, m, "remote (type ", type);
+	} else if (remote_type || cmd == NULL) {
+		rc = 0;
+		if (url != NULL) {
+			*sk = (struct skipped){ .why = "remote (", .show = url };
+		} else if (remote_type) {
+			*sk = (struct skipped){ .why = "remote (type ", .show = type };
 		} else {
-			rc = skip(rw, m, "no \"command\"", NULL);
+			sk->why = "no \"command\"";
 		}
 	} else if (args != NULL && (args->type != JSON5_ARRAY || !all_strings(args))) {
 		rc = fail(rw, args->start, "server %s: \"args\" must be an array of strings",
 			  name.buf);
+	} else if (rw->op == CONFIG_WRAP && url != NULL && !runs_mcpmux(cmd, rw->o)) {
+		/*
+		 * A command and a URL, and no "type" that says which: clients differ on which
+		 * one they take (and one may take the other after an update).  Wrapped, the
+		 * entry would be a stdio server for sure; left alone, it is what its author
+		 * wrote, and the warning says why.  One that an earlier mcpmux wrapped is
+		 * updated as any wrapped entry is (the user chose then), and unwrap restores
+		 * such an entry all the same: it puts back what was there.
+		 */
+		rc = 0;
+		*sk = (struct skipped){ .why = "ambiguous: both \"command\" and a URL (",
+					.show = url,
+					.ambiguous = true };
 	}
 	sbuf_release(&name);
+	return rc;
+}
+
+/* look_at(), a skipped server recorded. */
+static int
+classify(struct rewrite *rw, const struct json5_member *m, const struct json5_member **cmd_m,
+	 const struct json5_member **args_m)
+{
+	struct skipped sk;
+	int rc = look_at(rw, m, cmd_m, args_m, &sk);
+
+	if (rc == 0) {
+		rc = skip(rw, m, sk.why, sk.show);
+		if (rc == 0) {
+			rw->r->entries[rw->r->n_entries - 1].ambiguous = sk.ambiguous;
+		}
+	}
 	return rc;
 }
 

@@ -99,8 +99,9 @@ struct config_entry {
 	 */
 	bool inexact;
 	/*
-	 * SKIPPED by wrap: a string "command" and a "url" (or "serverUrl"), and no "type"
-	 * other than "stdio": which one a client takes is not known, so it is left alone.
+	 * SKIPPED by wrap: a string "command" that is not mcpmux and a non-empty "url" (or
+	 * "serverUrl"), and no "type" other than "stdio": which one a client takes is not
+	 * known, so it is left alone.
 	 */
 	bool ambiguous;
 };

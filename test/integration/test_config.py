@@ -263,6 +263,30 @@ class Files(Case):
         self.assertEqual(rc, 0, err)
         self.assertEqual(again, out.replace(logs.encode(), os.path.realpath(logs).encode()))
 
+    def test_a_wrapped_entry_with_a_url_is_updated(self):
+        """An entry with a "command" and a "url" that an earlier mcpmux wrapped is updated
+        with the options given, as any wrapped entry is, without a warning."""
+        hand = (b'{"mcpServers": {"both": {"command": "/x/mcpmux", "args": ["--", "npx"], '
+                b'"url": "https://h/mcp"}}}')
+        out = self.wrap_ok("-", "--idle-timeout", "60", input=hand)
+        self.assertEqual(load(out)["mcpServers"]["both"], {
+            "command": "/x/mcpmux", "args": ["--idle-timeout", "60", "--", "npx"],
+            "url": "https://h/mcp"})
+
+
+    def test_bad_args_beside_a_url_are_refused_and_an_empty_url_is_none(self):
+        """"args" that are not strings are refused beside a "url" as anywhere, and
+        "url": "" is no URL: the entry is a stdio server."""
+        rc, out, err = config("wrap", "-", input=b'{"mcpServers": {"s": {"command": "npx", '
+                              b'"args": "srv", "url": "https://h/mcp"}}}')
+        self.assertEqual(rc, 1, err)
+        self.assertEqual(out, b"")
+        self.assertIn('server s: "args" must be an array of strings', err)
+        out = self.wrap_ok("-", input=b'{"mcpServers": {"s": {"command": "npx", "url": ""}}}')
+        self.assertEqual(load(out)["mcpServers"]["s"],
+                         {"args": ["--", "npx"], "command": MCPMUX_PATH, "url": ""})
+
+
     def test_an_entry_with_a_command_and_a_url_is_left_alone(self):
         """An entry with a "command" and a "url" (or "serverUrl"), and no "type" that is
         not "stdio", may be taken as either by a client: wrap leaves it as it is, byte for
