@@ -1042,33 +1042,24 @@ entry_quote(const struct json5_node *e, const struct json5_node *cmd)
 /* "-" and 8 hexadecimal digits: what tells apart servers whose names make the same NAME */
 #define LOG_TAG_LEN 9
 
-struct log_name {
-	char *name; /* owned */
-	size_t k;   /* the server's place in the file's order */
-};
+/* Lower-case ASCII letter of c, or c. */
+static unsigned char
+ascii_lower(char c)
+{
+	return c >= 'A' && c <= 'Z' ? (unsigned char)(c - 'A' + 'a') : (unsigned char)c;
+}
 
 /* strcmp() with ASCII letters compared without their case (NAMEs are ASCII). */
 static int
 ascii_casecmp(const char *a, const char *b)
 {
 	for (;; a++, b++) {
-		int x = *a >= 'A' && *a <= 'Z' ? *a - 'A' + 'a' : (unsigned char)*a;
-		int y = *b >= 'A' && *b <= 'Z' ? *b - 'A' + 'a' : (unsigned char)*b;
+		int x = ascii_lower(*a), y = ascii_lower(*b);
 
 		if (x != y || x == 0) {
 			return x - y;
 		}
 	}
-}
-
-/* Order by name, ASCII case ignored (a file system may ignore it), then by place. */
-static int
-log_name_cmp(const void *a, const void *b)
-{
-	const struct log_name *x = a, *y = b;
-	int c = ascii_casecmp(x->name, y->name);
-
-	return c != 0 ? c : x->k < y->k ? -1 : x->k > y->k;
 }
 
 /* FNV-1a, 32 bits: the tag of a server name, the same on every run. */
@@ -1083,67 +1074,115 @@ name_hash(const char *s, size_t len)
 	return h;
 }
 
-/*
- * Give each of the n servers of v (in the file's order, k) its own log NAME.  Two servers
- * whose safe names are the same, ASCII case ignored ("a b" and "a_b", "caf\u00e9" and
- * "caf\u00ea", "GitHub" and "github", names cut to LOG_NAME_MAX, one name in "mcpServers"
- * and in "servers"), would write one file: the first of them in the file keeps its safe
- * name, and each other one gets "-" and the FNV-1a hash of its name (8 hexadecimal
- * digits).  A name that is still another's then (the same name twice in the file) gets
- * "-2", "-3"... in the file's order.  Each depends on the file's servers alone: a run
- * again gives the same names.  0, or -1 out of memory.
- */
-static int
-unique_log_names(struct log_name *v, size_t n, const char *const *key, const size_t *klen)
+/* The NAMEs given so far, ASCII case ignored: open addressing, never more than half full. */
+struct name_slot {
+	const char *name; /* NULL: free */
+	size_t next;	  /* NAME-TAG: the first N of NAME-TAG-N not yet tried */
+};
+
+struct name_set {
+	struct name_slot *slot;
+	size_t mask;
+};
+
+/* The slot of name: its own, or the free one where it would go. */
+static struct name_slot *
+name_slot(const struct name_set *set, const char *name)
 {
-	for (int round = 0; round < 2; round++) {
-		qsort(v, n, sizeof(*v), log_name_cmp);
-		for (size_t i = 1, first = 0; i < n; i++) {
-			char *s;
+	uint32_t h = 2166136261u;
+	size_t i;
 
-			if (ascii_casecmp(v[i].name, v[first].name) != 0) {
-				first = i;
-				continue;
-			}
-			if (round == 0) {
-				size_t cut = strlen(v[i].name);
-
-				if (cut > LOG_NAME_MAX - LOG_TAG_LEN) {
-					cut = LOG_NAME_MAX - LOG_TAG_LEN;
-				}
-				s = malloc(cut + LOG_TAG_LEN + 1);
-				if (s != NULL) {
-					memcpy(s, v[i].name, cut);
-					snprintf(s + cut, LOG_TAG_LEN + 1, "-%08" PRIx32,
-						 name_hash(key[v[i].k], klen[v[i].k]));
-				}
-			} else {
-				size_t len = strlen(v[i].name);
-
-				s = malloc(len + 24);
-				if (s != NULL) {
-					snprintf(s, len + 24, "%s-%zu", v[i].name, i - first + 1);
-				}
-			}
-			if (s == NULL) {
-				return -1;
-			}
-			/* v[first] keeps its name: the group's others are compared with it */
-			free(v[i].name);
-			v[i].name = s;
+	for (const char *c = name; *c != '\0'; c++) {
+		h = (h ^ ascii_lower(*c)) * 16777619u;
+	}
+	for (i = h & set->mask;; i = (i + 1) & set->mask) {
+		if (set->slot[i].name == NULL || ascii_casecmp(set->slot[i].name, name) == 0) {
+			return &set->slot[i];
 		}
 	}
-	return 0;
 }
 
-/* The log NAMEs of all the servers of the file, for wrap --log-dir (rw->log_names). */
+/*
+ * The log NAME of a server whose safe name (cut to LOG_NAME_MAX) is safe and whose name
+ * is key: the first of NAME, NAME-TAG (TAG: "-" and the FNV-1a hash of its name, NAME cut
+ * to leave room for it), NAME-TAG-2, NAME-TAG-3... that is not in set, ASCII case ignored
+ * (a file system may ignore it); added to set.  safe is taken over.  NULL: out of memory.
+ */
+static char *
+unique_log_name(struct name_set *set, char *safe, const char *key, size_t klen)
+{
+	struct name_slot *sl = name_slot(set, safe), *tag_sl;
+	size_t cut = strlen(safe), len;
+	char *tagged, *s;
+
+	if (sl->name == NULL) {
+		sl->name = safe;
+		return safe;
+	}
+	if (cut > LOG_NAME_MAX - LOG_TAG_LEN) {
+		cut = LOG_NAME_MAX - LOG_TAG_LEN;
+	}
+	tagged = malloc(cut + LOG_TAG_LEN + 1);
+	if (tagged == NULL) {
+		free(safe);
+		return NULL;
+	}
+	memcpy(tagged, safe, cut);
+	snprintf(tagged + cut, LOG_TAG_LEN + 1, "-%08" PRIx32, name_hash(key, klen));
+	free(safe);
+	tag_sl = name_slot(set, tagged);
+	if (tag_sl->name == NULL) {
+		tag_sl->name = tagged;
+		return tagged;
+	}
+	/* The same name again: the next N that no server before took (one may be named so). */
+	len = strlen(tagged) + 24;
+	s = malloc(len);
+	if (s == NULL) {
+		free(tagged);
+		return NULL;
+	}
+	for (size_t n = tag_sl->next > 2 ? tag_sl->next : 2;; n++) {
+		snprintf(s, len, "%s-%zu", tagged, n);
+		sl = name_slot(set, s);
+		if (sl->name == NULL) {
+			sl->name = s;
+			tag_sl->next = n + 1;
+			break;
+		}
+	}
+	free(tagged);
+	return s;
+}
+
+/* Does a server wrap writes a log for (look_at(): a stdio server, or a wrapped one)? */
+static int
+takes_log(struct rewrite *rw, const struct json5_member *m)
+{
+	const struct json5_member *cmd_m, *args_m;
+	struct skipped sk;
+	size_t opt_end;
+	int rc = look_at(rw, m, &cmd_m, &args_m, &sk);
+
+	if (rc == 1 && runs_mcpmux(&cmd_m->val, rw->o)) {
+		rc = args_m != NULL && wrapped_command_index(&args_m->val, &opt_end) != SIZE_MAX;
+	}
+	return rc;
+}
+
+/*
+ * The log NAMEs of the servers of the file that wrap gives a log, for wrap --log-dir
+ * (rw->log_names; NULL for the others: remote and skipped servers take no part).  Each
+ * server, in the order of their places ("mcpServers", "servers", "mcp"."servers", and
+ * in each, the file's), takes its own NAME (unique_log_name()) given the NAMEs of those
+ * before it alone: a run again gives the same names, and a server added after all the
+ * others renames no log.
+ */
 static int
 log_names(struct rewrite *rw)
 {
-	size_t n = 0, k = 0;
-	struct log_name *v;
-	const char **key;
-	size_t *klen;
+	size_t n = 0, k = 0, size = 2;
+	struct name_set set = { 0 };
 	int rc = 0;
 
 	for (size_t l = 0; l < 3; l++) {
@@ -1152,48 +1191,40 @@ log_names(struct rewrite *rw)
 	if (n == 0) {
 		return 0;
 	}
-	v = calloc(n, sizeof(*v));
-	key = calloc(n, sizeof(*key));
-	klen = calloc(n, sizeof(*klen));
+	while (size < 2 * n) {
+		size *= 2;
+	}
+	set.slot = calloc(size, sizeof(*set.slot));
+	set.mask = size - 1;
 	rw->log_names = calloc(n, sizeof(*rw->log_names));
-	if (v == NULL || key == NULL || klen == NULL || rw->log_names == NULL) {
-		rc = -1;
-		goto out;
+	if (set.slot == NULL || rw->log_names == NULL) {
+		free(set.slot);
+		return nomem(rw);
 	}
 	rw->n_log_names = n;
-	for (size_t l = 0; l < 3; l++) {
-		for (size_t i = 0; rw->loc[l] != NULL && i < rw->loc[l]->n; i++, k++) {
+	for (size_t l = 0; l < 3 && rc == 0; l++) {
+		for (size_t i = 0; rw->loc[l] != NULL && i < rw->loc[l]->n && rc == 0; i++, k++) {
 			const struct json5_member *m = &rw->loc[l]->m[i];
+			int takes = takes_log(rw, m);
+			char *safe;
 
-			key[k] = m->key;
-			klen[k] = m->klen;
-			v[k].k = k;
-			v[k].name = config_log_name(m->key, m->klen);
-			if (v[k].name == NULL) {
-				rc = -1;
-				goto out;
+			if (takes != 1) {
+				rc = takes; /* -1: what the rewrite says again, at this server */
+				continue;
 			}
-			if (strlen(v[k].name) > LOG_NAME_MAX) {
-				v[k].name[LOG_NAME_MAX] = '\0';
+			safe = config_log_name(m->key, m->klen);
+			if (safe != NULL && strlen(safe) > LOG_NAME_MAX) {
+				safe[LOG_NAME_MAX] = '\0';
+			}
+			rw->log_names[k] =
+				safe != NULL ? unique_log_name(&set, safe, m->key, m->klen) : NULL;
+			if (rw->log_names[k] == NULL) {
+				rc = nomem(rw);
 			}
 		}
 	}
-	if (unique_log_names(v, n, key, klen) == -1) {
-		rc = -1;
-		goto out;
-	}
-	for (size_t i = 0; i < n; i++) {
-		rw->log_names[v[i].k] = v[i].name;
-		v[i].name = NULL;
-	}
-out:
-	for (size_t i = 0; v != NULL && i < n; i++) {
-		free(v[i].name);
-	}
-	free(v);
-	free(key);
-	free(klen);
-	return rc == 0 ? 0 : nomem(rw);
+	free(set.slot);
+	return rc;
 }
 
 /* The "--log" value of the server being rewritten: LOG_DIR/NAME.jsonl (log_names()). */
@@ -1203,7 +1234,7 @@ log_path(const struct rewrite *rw, const char *dir)
 	struct sbuf b = { 0 };
 	size_t dlen = strlen(dir);
 
-	if (rw->cur >= rw->n_log_names) {
+	if (rw->cur >= rw->n_log_names || rw->log_names[rw->cur] == NULL) {
 		return NULL;
 	}
 	sbuf_adds(&b, dir);

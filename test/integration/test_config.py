@@ -100,6 +100,14 @@ def config(*args, input=None, cwd=None, preexec_fn=None):
     return p.returncode, p.stdout, p.stderr.decode(errors="replace")
 
 
+def fnv1a(name):
+    """The 32-bit FNV-1a hash of a server name (bytes): the tag of its log NAME."""
+    h = 2166136261
+    for c in name:
+        h = ((h ^ c) * 16777619) & 0xFFFFFFFF
+    return h
+
+
 def as_nobody():
     """preexec_fn: run the child as nobody (65534), without supplementary groups."""
     os.setgroups([])
@@ -263,6 +271,62 @@ class Files(Case):
         self.assertEqual(rc, 0, err)
         self.assertEqual(again, out.replace(logs.encode(), os.path.realpath(logs).encode()))
 
+    def test_log_names_take_a_number_no_other_server_has(self):
+        """A server named as a "-2" that the same name a third time would get
+        ("A-E40C292C-2", "a" tagged, case ignored) keeps its name, and the third "a" takes
+        the next number that no server has."""
+        tag = "%08x" % fnv1a(b"a")
+        doc = json.dumps({
+            "mcpServers": {"a": {"command": "x"}, "A-%s-2" % tag.upper(): {"command": "y"}},
+            "servers": {"a": {"command": "z"}},
+            "mcp": {"servers": {"a": {"command": "w"}}},
+        }).encode()
+        out = self.wrap_ok("-", "--log-dir", self.tmp.name, input=doc)
+        wrapped = load(out)
+        names = [os.path.basename(e["args"][1])
+                 for where in (("mcpServers",), ("servers",), ("mcp", "servers"))
+                 for e in servers(wrapped, where).values()]
+        self.assertEqual(names, ["a.jsonl", "A-%s-2.jsonl" % tag.upper(), "a-%s.jsonl" % tag,
+                                 "a-%s-3.jsonl" % tag])
+        self.assertEqual(self.wrap_ok("-", "--log-dir", self.tmp.name, input=out), out)
+
+    def test_log_names_of_servers_that_get_no_log(self):
+        """Remote servers and others wrap leaves alone write no log and take no NAME: a
+        stdio server keeps its own NAME beside a remote one of the same name in a place
+        before it.  The places are taken in their order (mcpServers, servers,
+        mcp.servers), and a server added after all the others renames no log."""
+        first = {"fx": {"url": "https://h/mcp"}, "Amb": {"command": "x", "url": "https://h/m"},
+                 "none": {"env": {}}, "other": {"command": "mcpmux", "args": ["serve"]},
+                 "Dup": {"command": "d"}}
+        doc = {"servers": {"FX": {"command": "a"}, "amb": {"command": "b"},
+                           "None": {"command": "c"}, "Other": {"command": "e"},
+                           "dup": {"command": "f"}},
+               "mcpServers": first}
+
+        def logs(doc):
+            rc, out, err = config("wrap", "-", "--log-dir", self.tmp.name,
+                                  input=json.dumps(doc).encode())
+            self.assertEqual(rc, 0, err)
+            wrapped = load(out)
+            return {(where, sname): os.path.basename(e["args"][1])
+                    for where in ("mcpServers", "servers")
+                    for sname, e in wrapped[where].items()
+                    if e.get("args", [None])[0] == "--log"}
+
+        before = logs(doc)
+        self.assertEqual(before, {
+            ("servers", "FX"): "FX.jsonl", ("servers", "amb"): "amb.jsonl",
+            ("servers", "None"): "None.jsonl", ("servers", "Other"): "Other.jsonl",
+            ("mcpServers", "Dup"): "Dup.jsonl",
+            ("servers", "dup"): "dup-%08x.jsonl" % fnv1a(b"dup")})
+        # Added after the others (in the last place): the others keep theirs.
+        doc["servers"]["fX"] = {"command": "g"}
+        doc["servers"]["new"] = {"command": "h"}
+        after = logs(doc)
+        self.assertEqual({k: after[k] for k in before}, before)
+        self.assertEqual(after[("servers", "fX")], "fX-%08x.jsonl" % fnv1a(b"fX"))
+        self.assertEqual(after[("servers", "new")], "new.jsonl")
+
     def test_a_wrapped_entry_with_a_url_is_updated(self):
         """An entry with a "command" and a "url" that an earlier mcpmux wrapped is updated
         with the options given, as any wrapped entry is, without a warning."""
@@ -272,7 +336,6 @@ class Files(Case):
         self.assertEqual(load(out)["mcpServers"]["both"], {
             "command": "/x/mcpmux", "args": ["--idle-timeout", "60", "--", "npx"],
             "url": "https://h/mcp"})
-
 
     def test_bad_args_beside_a_url_are_refused_and_an_empty_url_is_none(self):
         """"args" that are not strings are refused beside a "url" as anywhere, and
@@ -285,7 +348,6 @@ class Files(Case):
         out = self.wrap_ok("-", input=b'{"mcpServers": {"s": {"command": "npx", "url": ""}}}')
         self.assertEqual(load(out)["mcpServers"]["s"],
                          {"args": ["--", "npx"], "command": MCPMUX_PATH, "url": ""})
-
 
     def test_an_entry_with_a_command_and_a_url_is_left_alone(self):
         """An entry with a "command" and a "url" (or "serverUrl"), and no "type" that is
