@@ -24,18 +24,26 @@ skip_ws(struct cur *c)
 	}
 }
 
-/* At a '"': past the closing quote.  false when the string does not end. */
+/*
+ * At a '"': past the closing quote.  false when the string does not end.  Linear: the
+ * quote searched for last is kept while it is ahead, so that each backslash before it
+ * does not search the rest of the text for a quote again.
+ */
 static bool
 skip_string(struct cur *c)
 {
+	const char *q = NULL;
+
 	c->p++;
 	while (c->p < c->end) {
 		/* The next quote closes the string unless a backslash comes before it. */
-		const char *q = memchr(c->p, '"', (size_t)(c->end - c->p));
 		const char *bs;
 
-		if (q == NULL) {
-			break;
+		if (q == NULL || q < c->p) {
+			q = memchr(c->p, '"', (size_t)(c->end - c->p));
+			if (q == NULL) {
+				break;
+			}
 		}
 		bs = memchr(c->p, '\\', (size_t)(q - c->p));
 		if (bs == NULL) {

@@ -52,6 +52,10 @@ test_found(void **state)
 	assert_true(find("{\"x\":[1,{\"id\":2},\"}\"],\"s\":\"\\\"id\\\":3\",\"id\":{\"k\":[]}}",
 			 "id", NULL, NULL, out, sizeof(out)));
 	assert_string_equal(out, "{\"k\":[]}");
+	/* escaped backslashes and quotes, the string's end right after one */
+	assert_true(find("{\"s\":\"\\\\\",\"t\":\"\\\"\\\\\\\"}\\\\\",\"id\":5}", "id", NULL, NULL,
+			 out, sizeof(out)));
+	assert_string_equal(out, "5");
 	/* of two of one name the last wins, at every step (as yajl and JSON.parse); true,
 	 * false, null */
 	assert_true(find("{\"a\":true,\"a\":false}", "a", NULL, NULL, out, sizeof(out)));
