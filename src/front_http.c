@@ -120,6 +120,7 @@ struct hx_session {
 	size_t unsent;				 /* bytes waiting in streams and orphans */
 	size_t lingering;			 /* bytes kept by done streams */
 	uint32_t n_streams;			 /* stream numbers given out */
+	uint32_t get_num;			 /* the number of its latest GET stream */
 	struct hx_pending *held, *held_tail;	 /* POSTs waiting for the server's input */
 	struct hx_pending *deletes;		 /* DELETEs waiting for the end */
 	struct sbuf result;			 /* the end-of-run result, once known */
@@ -1413,6 +1414,17 @@ request_stream(struct hx_session *hs, const struct jsonrpc_scanner *sc, const ch
 	return st;
 }
 
+/* 204, with the fields of every answer of the session. */
+static void
+respond_no_content(struct hx_session *hs, struct http_req *rq)
+{
+	struct hx_fields fs = { .n = 0 };
+
+	fields_add(&fs, "Mcp-Session-Id", hs->id);
+	fields_cors(&fs, rq);
+	(void)http_respond(rq, 204, fs.f, fs.n, NULL, 0);
+}
+
 /*
  * notifications/cancelled: the request it names gets no answer; its stream ends, and a
  * POST that waits for one JSON body gets 204.
@@ -1436,11 +1448,7 @@ cancel_stream(struct hx_session *hs, const struct jsonrpc_scanner *sc)
 		http_req_set_data(rq, NULL);
 		if (st->is_json) {
 			/* No response will come: no content, with the fields of every answer. */
-			struct hx_fields fs = { .n = 0 };
-
-			fields_add(&fs, "Mcp-Session-Id", hs->id);
-			fields_cors(&fs, rq);
-			(void)http_respond(rq, 204, fs.f, fs.n, NULL, 0);
+			respond_no_content(hs, rq);
 		} else {
 			(void)http_stream_end(rq);
 		}
@@ -1824,6 +1832,15 @@ handle_get(struct front_http *fh, struct http_req *rq, struct hx_session *hs, bo
 					      NULL);
 				return;
 			}
+			if (st->done && seq == st->seq) {
+				/*
+				 * A finished stream the client has whole (its client may not count
+				 * an error as the response): nothing is left.  204 is SSE's "do not
+				 * reconnect"; an empty stream would be resumed again and again.
+				 */
+				respond_no_content(hs, rq);
+				return;
+			}
 			if (st->rq != NULL) {
 				/*
 				 * Still connected as far as mcpmux knows: most likely a connection
@@ -1851,7 +1868,18 @@ handle_get(struct front_http *fh, struct http_req *rq, struct hx_session *hs, bo
 			stream_attach(st, rq, (long long)seq);
 			return;
 		}
-		/* A stream that ended and was forgotten: nothing of it can still come. */
+		if (num <= hs->n_streams && num != hs->get_num) {
+			/*
+			 * A request's stream that ended and was let go (answered and no longer
+			 * kept, cancelled, or answered with one JSON body): nothing of it can still
+			 * come, and the session's GET stream is another stream.  204: the stream is
+			 * over, do not reconnect (SSE), whether or not a GET stream is open.
+			 */
+			respond_no_content(hs, rq);
+			return;
+		}
+		/* A number not given yet, or the latest GET stream's (forgotten): the GET stream.
+		 */
 	}
 	if (hs->get != NULL && hs->get->rq != NULL) {
 		if (!http_req_gone(hs->get->rq)) {
@@ -1868,9 +1896,12 @@ handle_get(struct front_http *fh, struct http_req *rq, struct hx_session *hs, bo
 		http_req_set_data(old, NULL);
 		(void)http_stream_end(old);
 	}
-	if (hs->get == NULL && (hs->get = stream_new(hs, true)) == NULL) {
-		respond_error(fh, rq, 503, RPC_SERVER_ERROR, "out of memory", NULL);
-		return;
+	if (hs->get == NULL) {
+		if ((hs->get = stream_new(hs, true)) == NULL) {
+			respond_error(fh, rq, 503, RPC_SERVER_ERROR, "out of memory", NULL);
+			return;
+		}
+		hs->get_num = hs->get->num;
 	}
 	stream_attach(hs->get, rq, -1);
 }

@@ -1342,6 +1342,62 @@ class Resume(HttpCase):
         self.assertEqual(got, [e["id"] for e in evs[1:]])
         g.close()
 
+    def test_a_resume_of_a_request_stream_that_ended_is_204_beside_the_get_stream(self):
+        """A Last-Event-ID that names a request's stream which ended and is not kept (here
+        a cancelled one; one answered and let go is in the test above) gets 204 No
+        Content, with the session's ID: nothing of it can still come, and 204 is SSE's
+        "do not reconnect".  Not 409 because the
+        session's GET stream is open (the TypeScript SDK resumes a stream that ended
+        without a result, and gave up with an error after three 409s), and not an empty
+        stream either (it would resume that again).  The GET stream is untouched."""
+        self.http()
+        sid = self.session()
+        g = self.get_stream(sid)
+        self.assertEqual(g.event()["data"], "")
+        s = self.open("POST", tool(1, "ask"), {"Mcp-Session-Id": sid})
+        prime = s.event()
+        self.assertEqual(prime["data"], "")
+        ask, _ = s.message()
+        self.assertEqual(ask["method"], "sampling/createMessage")
+        self.assertEqual(self.post({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                                    "params": {"requestId": 1}}, sid).status, 202)
+        self.assertIsNone(s.event(5), "the cancelled request's stream ends")
+        s.close()
+        for last in (prime["id"], "%s:1" % prime["id"].split(":")[0]):
+            r = self.request("GET", headers={"Mcp-Session-Id": sid, "Last-Event-ID": last,
+                                             "Accept": "text/event-stream"})
+            self.assertEqual((r.status, r.body), (204, b""), last)
+            self.assertEqual(r.headers["mcp-session-id"], sid)
+        # the session goes on, its GET stream still connected
+        self.assertEqual(self.call(sid, tool(2, "echo", text="on"))[-1]["id"], 2)
+        self.assertEqual(self.request("GET", headers={
+            "Mcp-Session-Id": sid, "Accept": "text/event-stream"}).status, 409)
+        g.close()
+
+    def test_a_finished_stream_resumed_from_its_last_event_is_204(self):
+        """A finished stream that is still kept, resumed from its last event (a client
+        that counts only a result as the response resumes after an error), has nothing
+        left: 204, not an empty stream; resumed from an earlier event, it replays the rest
+        and ends, as before."""
+        self.http()
+        sid = self.session()
+        g = self.get_stream(sid)
+        self.assertEqual(g.event()["data"], "")
+        r = self.post({"jsonrpc": "2.0", "id": 1, "method": "no/such"}, sid)
+        evs = r.events()
+        self.assertEqual(evs[0]["data"], "")
+        self.assertIn("error", json.loads(evs[-1]["data"]))
+        r = self.request("GET", headers={"Mcp-Session-Id": sid, "Last-Event-ID": evs[-1]["id"],
+                                         "Accept": "text/event-stream"})
+        self.assertEqual((r.status, r.body), (204, b""))
+        g2 = self.get_stream(sid, last=evs[0]["id"])
+        self.assertEqual(g2.status, 200)
+        m, ev = g2.message(5)
+        self.assertEqual((m["id"], ev["id"]), (1, evs[-1]["id"]))
+        self.assertIsNone(g2.event(5), "a resumed request stream ends after its response")
+        g2.close()
+        g.close()
+
     def test_a_finished_stream_larger_than_the_linger_bound_can_be_resumed(self):
         """A response over the 1 MiB that finished streams may keep per session, written
         out whole to the connection's socket: a client whose connection then breaks before
@@ -1358,12 +1414,13 @@ class Resume(HttpCase):
         self.assertEqual(ev["id"], evs[1]["id"])
         self.assertIsNone(g.event(5), "a resumed request stream ends after its response")
         g.close()
-        # the bound still holds for the older ones: a second such answer lets the first go
+        # the bound still holds for the older ones: a second such answer lets the first go,
+        # and a resume of it is told that nothing of it is left
         r = self.post(tool(4, "huge", bytes=3 << 19), sid)
         self.assertEqual(r.messages()[-1]["id"], 4)
-        g = self.get_stream(sid, last=evs[0]["id"])
-        self.assertNotEqual(g.event(5)["id"], evs[0]["id"], "the first stream was kept")
-        g.close()
+        r = self.request("GET", headers={"Mcp-Session-Id": sid, "Accept": "text/event-stream",
+                                         "Last-Event-ID": evs[0]["id"]})
+        self.assertEqual((r.status, r.body), (204, b""), "the first stream was kept")
 
     def test_a_get_stream_resumed_after_a_stall_gets_what_was_still_queued(self):
         """A GET client that stops reading while mcpmux queues more than the stream's
