@@ -552,7 +552,8 @@ stream_sent(struct hx_stream *st, struct hx_event *ev)
 /*
  * Drop the oldest written events beyond what the stream may keep.  Events still in the
  * connection's queue do not count, and stay: a connection that breaks loses them, and a
- * resume gets them again.
+ * resume gets them again.  A request's response stays whatever its size (its client
+ * comes back for it).
  */
 static void
 stream_trim(struct hx_stream *st)
@@ -571,7 +572,7 @@ stream_trim(struct hx_stream *st)
 		}
 	}
 	while (st->kept - st->flying_len > max && st->head != NULL && st->head != st->unsent &&
-	       st->head != st->flying) {
+	       st->head != st->flying && !(st->answered && st->head == st->tail)) {
 		struct hx_event *ev = st->head;
 
 		st->head = ev->next;
@@ -726,6 +727,10 @@ stream_finish(struct hx_stream *st)
 	st->finishing = rq != NULL && http_stream_queued(rq) > 0 && http_stream_want_empty(rq) == 0;
 	if (st->finishing) {
 		return;
+	}
+	if (rq != NULL) {
+		/* All written and taken: held to --max-queue, as while it ran, its answer kept. */
+		stream_trim(st);
 	}
 	st->rq = NULL;
 	if (rq != NULL) {

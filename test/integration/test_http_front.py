@@ -1422,6 +1422,41 @@ class Resume(HttpCase):
                                          "Last-Event-ID": evs[0]["id"]})
         self.assertEqual((r.status, r.body), (204, b""), "the first stream was kept")
 
+    def test_a_finished_stream_is_held_to_max_queue_and_keeps_its_answer(self):
+        """A request's stream that finished keeps for a resume what it kept while it ran:
+        up to --max-queue of the events before its response (the oldest first out, with
+        the warning for a resume from before them), here of 3,000 progress notifications
+        (about 120 KB) written in bursts far larger than 4 KiB; the response itself is
+        kept whatever its size."""
+        self.http(opts=["--max-queue", "4096"])
+        sid = self.session()
+        r = self.post(tool(1, "progress", meta={"progressToken": "p"}, steps=3000), sid)
+        evs = r.events()
+        self.assertEqual(evs[0]["data"], "")
+        self.assertGreater(sum(len(e.get("data", "")) for e in evs), 100_000)
+        g = self.get_stream(sid, last=evs[0]["id"])
+        got = []
+        while True:
+            ev = g.event(5)
+            if ev is None:
+                break
+            if ev.get("data"):
+                got.append(ev)
+        g.close()
+        self.assertEqual(json.loads(got[-1]["data"])["id"], 1)
+        self.assertEqual([e["id"] for e in got], [e["id"] for e in evs[-len(got):]])
+        self.assertLessEqual(sum(len(e["data"]) for e in got[:-1]), 4096)
+        self.assertGreater(len(got), 1)
+        self.assertIn("resumed after event 0, but events up to", self.srv.stderr())
+        # an answer larger than --max-queue: kept whole
+        r = self.post(tool(2, "huge", bytes=20_000), sid)
+        evs = r.events()
+        g = self.get_stream(sid, last=evs[0]["id"])
+        m, _ = g.message(5)
+        self.assertEqual((m["id"], len(m["result"]["content"][0]["text"])), (2, 20_000))
+        self.assertIsNone(g.event(5), "a resumed request stream ends after its response")
+        g.close()
+
     def test_a_get_stream_resumed_after_a_stall_gets_what_was_still_queued(self):
         """A GET client that stops reading while mcpmux queues more than the stream's
         64 KiB replay window, then goes: what it had not received was never written to its
