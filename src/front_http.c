@@ -52,6 +52,7 @@
 #define HX_CONNS_FLOOR	 16 /* whatever the descriptor limit */
 #define HX_VERSION_MAX	 32
 #define HX_SPARE	 512 /* the event kept for an answer lost for want of memory */
+#define HX_GET_NUMS	 4   /* the numbers of a session's latest GET streams, remembered */
 
 /* What the data of an http_req is. */
 enum hx_kind {
@@ -120,7 +121,9 @@ struct hx_session {
 	size_t unsent;				 /* bytes waiting in streams and orphans */
 	size_t lingering;			 /* bytes kept by done streams */
 	uint32_t n_streams;			 /* stream numbers given out */
-	uint32_t get_num;			 /* the number of its latest GET stream */
+	uint32_t get_nums[HX_GET_NUMS];		 /* its latest GET streams' numbers */
+	uint32_t n_gets;			 /* GET streams opened */
+	uint32_t known_from;			 /* a lower one may be a GET stream's */
 	struct hx_pending *held, *held_tail;	 /* POSTs waiting for the server's input */
 	struct hx_pending *deletes;		 /* DELETEs waiting for the end */
 	struct sbuf result;			 /* the end-of-run result, once known */
@@ -1785,6 +1788,37 @@ parse_event_id(const char *v, size_t len, uint32_t *num, unsigned long long *seq
 	return true;
 }
 
+/* The number of a new GET stream, remembered; the oldest remembered one goes. */
+static void
+get_num_add(struct hx_session *hs, uint32_t num)
+{
+	uint32_t *slot = &hs->get_nums[hs->n_gets++ % HX_GET_NUMS];
+
+	if (*slot != 0) {
+		hs->known_from = *slot + 1; /* the oldest, its number the lowest */
+	}
+	*slot = num;
+}
+
+/*
+ * Whether stream number num, which names no stream kept, was a request's: given out, not
+ * a GET stream's, and not below the GET stream numbers remembered (any older one might
+ * have been a GET stream's).
+ */
+static bool
+was_request_stream(const struct hx_session *hs, uint32_t num)
+{
+	if (num > hs->n_streams || num < hs->known_from) {
+		return false;
+	}
+	for (size_t i = 0; i < HX_GET_NUMS; i++) {
+		if (hs->get_nums[i] == num) {
+			return false;
+		}
+	}
+	return true;
+}
+
 static void
 handle_get(struct front_http *fh, struct http_req *rq, struct hx_session *hs, bool has_sid)
 {
@@ -1873,7 +1907,7 @@ handle_get(struct front_http *fh, struct http_req *rq, struct hx_session *hs, bo
 			stream_attach(st, rq, (long long)seq);
 			return;
 		}
-		if (num <= hs->n_streams && num != hs->get_num) {
+		if (was_request_stream(hs, num)) {
 			/*
 			 * A request's stream that ended and was let go (answered and no longer
 			 * kept, cancelled, or answered with one JSON body): nothing of it can still
@@ -1883,7 +1917,10 @@ handle_get(struct front_http *fh, struct http_req *rq, struct hx_session *hs, bo
 			respond_no_content(hs, rq);
 			return;
 		}
-		/* A number not given yet, or the latest GET stream's (forgotten): the GET stream.
+		/*
+		 * A number not given yet, a GET stream's (forgotten), or one too old to tell:
+		 * the GET stream.  A client that lost its GET stream before it had an event of
+		 * the next one still names the old one.
 		 */
 	}
 	if (hs->get != NULL && hs->get->rq != NULL) {
@@ -1906,7 +1943,7 @@ handle_get(struct front_http *fh, struct http_req *rq, struct hx_session *hs, bo
 			respond_error(fh, rq, 503, RPC_SERVER_ERROR, "out of memory", NULL);
 			return;
 		}
-		hs->get_num = hs->get->num;
+		get_num_add(hs, hs->get->num);
 	}
 	stream_attach(hs->get, rq, -1);
 }

@@ -1615,6 +1615,117 @@ class Resume(HttpCase):
         self.assertIn(g2.status, (200, 409))
         g2.close()
 
+    def keep_busy(self, sid):
+        """A call in flight (`ask` waits for its sampling answer), its stream connected:
+        the session does not idle out while a stream of it is forgotten after
+        --idle-timeout."""
+        busy = self.open("POST", tool(900, "ask"), {"Mcp-Session-Id": sid})
+        self.addCleanup(busy.close)
+        self.assertEqual(busy.message()[0]["method"], "sampling/createMessage")
+
+    def reopened_once_forgotten(self, sid, num):
+        """The GET stream opened by a resume naming GET stream num once that stream is
+        forgotten (until then, an event it never sent gets 400 and leaves it as it is)."""
+        def probe():
+            s = self.get_stream(sid, last="%d:999999" % num)
+            if s.status == 400:
+                s.close()
+                return None
+            return s
+        s = wait_until(probe, 10, "GET stream %d to be forgotten" % num)
+        self.addCleanup(s.close)
+        return s
+
+    def test_the_latest_get_streams_number_once_forgotten_opens_the_get_stream(self):
+        """A Last-Event-ID naming the session's latest GET stream, forgotten: a new GET
+        stream (200, its priming event of a new number), as a GET without one; the old
+        number then names a GET stream that is not the latest, and still opens the GET
+        stream: 409 while that one is connected."""
+        self.http(opts=["--idle-timeout", "1"])
+        sid = self.session()
+        self.keep_busy(sid)
+        g = self.get_stream(sid)
+        prime = g.event()
+        self.assertEqual(prime["data"], "")
+        num = int(prime["id"].split(":")[0])
+        g.close()
+        g2 = self.reopened_once_forgotten(sid, num)
+        self.assertEqual(g2.status, 200)
+        ev = g2.event()
+        self.assertEqual(ev["data"], "")
+        self.assertGreater(int(ev["id"].split(":")[0]), num, "a new GET stream")
+        r = self.request("GET", headers={"Mcp-Session-Id": sid, "Last-Event-ID": prime["id"],
+                                         "Accept": "text/event-stream"})
+        self.assertEqual(r.status, 409, r)
+        g2.close()
+
+    def test_an_older_get_streams_number_reopens_the_get_stream(self):
+        """Before 2025-11-25 no priming event: a client whose GET stream was forgotten, and
+        whose next GET stream broke before its first event, still resumes with the old GET
+        stream's event ID, again and again.  Each time it gets the GET stream (200), not
+        204, which would stop it from ever reconnecting it."""
+        self.http("--flood", "3", opts=["--idle-timeout", "1"])
+        sid = self.session("2025-06-18")
+        g = self.get_stream(sid)
+        for _ in range(3):
+            m, ev = g.message()
+            self.assertEqual(m["method"], "notifications/message")
+        last, num = ev["id"], int(ev["id"].split(":")[0])
+        self.keep_busy(sid)
+        g.close()
+        g2 = self.reopened_once_forgotten(sid, num)
+        self.assertEqual(g2.status, 200)
+        g2.close()  # before any event of it: the client still has `last`
+        for _ in range(2):
+            g2 = self.get_stream(sid, last=last)
+            self.addCleanup(g2.close)
+            self.assertEqual((g2.status, g2.headers.get("content-type")),
+                             (200, "text/event-stream"))
+            r = self.request("GET", headers={"Mcp-Session-Id": sid,
+                                             "Accept": "text/event-stream"})
+            self.assertEqual(r.status, 409, "the GET stream is connected")
+            g2.close()
+
+    def cancelled_stream(self, sid, id_):
+        """The number of the stream of a request cancelled at once (it is not kept)."""
+        s = self.open("POST", tool(id_, "ask"), {"Mcp-Session-Id": sid})
+        self.addCleanup(s.close)
+        num = int(s.event()["id"].split(":")[0])
+        self.assertEqual(self.post({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                                    "params": {"requestId": id_}}, sid).status, 202)
+        self.assertIsNone(s.event(5), "the cancelled request's stream ends")
+        return num
+
+    def test_only_a_number_known_as_a_requests_stream_is_204(self):
+        """mcpmux remembers the numbers of a session's last four GET streams: a number
+        between them that is none of them was a request's stream (204); one below them
+        may have been a GET stream's, and opens the GET stream (409 while it is
+        connected), a request's included."""
+        self.http(opts=["--idle-timeout", "1"])
+        sid = self.session()
+        self.keep_busy(sid)
+        old_request = self.cancelled_stream(sid, 1)
+        g = self.get_stream(sid)
+        gets = [int(g.event()["id"].split(":")[0])]
+        g.close()
+        for i in range(4):
+            if i == 2:
+                request = self.cancelled_stream(sid, 2)
+            g = self.reopened_once_forgotten(sid, gets[-1])
+            gets.append(int(g.event()["id"].split(":")[0]))
+            g.close()
+        g = self.get_stream(sid)  # the last one, connected again
+        self.assertEqual(g.event()["data"], "")
+        self.assertLess(old_request, gets[0])
+        self.assertLess(gets[2], request)
+        self.assertLess(request, gets[3])
+        for num, status in [(request, 204), (old_request, 409)] + [(n, 409) for n in gets[:-1]]:
+            r = self.request("GET", headers={"Mcp-Session-Id": sid,
+                                             "Last-Event-ID": "%d:0" % num,
+                                             "Accept": "text/event-stream"})
+            self.assertEqual(r.status, status, (num, gets, r))
+        g.close()
+
     def resume_from_the_oldest_kept(self, sid, prime, ids):
         """Resume the GET stream of sid from its priming event prime, after the events ids:
         it must start past the first of them (the bound applied) and give every event after
