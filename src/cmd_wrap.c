@@ -164,9 +164,12 @@ wrap_on_drained(struct conn *c, void *ctx)
 	maybe_finish(ctx);
 }
 
+static void wrap_on_output_lost(struct conn *c, void *ctx);
+
 static const struct conn_hooks client_hooks = {
 	.on_eof = wrap_on_eof,
 	.on_gone = wrap_on_gone,
+	.on_output_lost = wrap_on_output_lost,
 	.on_source_writable = wrap_on_source_writable,
 	.on_drained = wrap_on_drained,
 };
@@ -311,6 +314,23 @@ say_undelivered(struct undelivered *u, const char *why, const char *reason, bool
 	sbuf_release(&f);
 }
 
+/*
+ * The client closed its stdout before mcpmux wrote what it had queued for it (EPIPE), at
+ * the last write after a signal or at any other time: lost, and said so.
+ */
+static void
+wrap_on_output_lost(struct conn *c, void *ctx)
+{
+	struct wrap *w = ctx;
+	struct undelivered u;
+
+	(void)c;
+	undelivered_take(w, &u);
+	say_undelivered(&u, w->drain_cut != 0 ? strsignal(w->drain_cut) : NULL, "client-gone",
+			true);
+	undelivered_release(&u);
+}
+
 static void
 maybe_finish(struct wrap *w)
 {
@@ -319,27 +339,22 @@ maybe_finish(struct wrap *w)
 	}
 	if (w->drain_cut != 0 && conn_queued(&w->client) > 0 && !w->client.out_dead) {
 		/* After a signal, the whole lines the client's pipe takes now, not what waits for
-		 * it to read on (conn_whole_lines() since the signal). */
-		struct undelivered u;
-
-		undelivered_take(w, &u); /* (what the client lost, should it close its end) */
+		 * it to read on (conn_whole_lines() since the signal).  A client gone before it
+		 * took them (EPIPE) lost them as well: wrap_on_output_lost() says so. */
 		conn_write_now(&w->client);
-		if (w->client.out_dead) {
-			/* Gone before it took them: they are lost as well (EPIPE). */
-			say_undelivered(&u, strsignal(w->drain_cut), "client-gone", true);
-		} else if (conn_queued(&w->client) > 0) {
-			undelivered_release(&u);
-			undelivered_take(w, &u);
+		if (!w->client.out_dead && conn_queued(&w->client) > 0) {
+			struct undelivered u;
+
+			undelivered_take(w, &u); /* what is left unwritten, only */
 			say_undelivered(&u, strsignal(w->drain_cut), "signal", false);
+			undelivered_release(&u);
 		}
 		if (w->client.out_dead || conn_queued(&w->client) > 0) {
-			undelivered_release(&u);
 			/* As a direct server still writing its answers would end, of the signal. */
 			w->exit_code = 128 + w->drain_cut;
 			ev_break(w->loop, EVBREAK_ALL);
 			return;
 		}
-		undelivered_release(&u);
 	}
 	if (conn_queued(&w->client) == 0 || w->client.out_dead) {
 		ev_break(w->loop, EVBREAK_ALL);

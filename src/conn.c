@@ -321,6 +321,9 @@ conn_dead(struct conn *c)
 {
 	struct conn_source *src;
 
+	if (c->queued > 0 && c->hooks->on_output_lost != NULL) {
+		c->hooks->on_output_lost(c, c->ctx); /* before it goes */
+	}
 	c->out_dead = true;
 	ev_io_stop(c->loop, &c->out_w);
 	ev_timer_stop(c->loop, &c->room_w);

@@ -95,6 +95,13 @@ struct conn_hooks {
 	 * can be from inside conn_write_now().
 	 */
 	void (*on_gone)(struct conn *c, void *ctx);
+	/*
+	 * Writing to the client failed, and what is queued for it is about to be dropped
+	 * (optional): conn_unsent() and conn_queued() still tell it.  Called once, before
+	 * on_gone, from inside any conn function that writes (conn_send() too); it must only
+	 * note what was lost.
+	 */
+	void (*on_output_lost)(struct conn *c, void *ctx);
 	/* src's queue went from full to below its mark. */
 	void (*on_source_writable)(struct conn *c, struct conn_source *src, void *ctx);
 	/* Everything queued has been written (optional).  Like on_gone, it can be called from

@@ -1296,6 +1296,13 @@ class BigMessages(Case):
                       ", ".join(map(str, range(len(ids) + 1, n + 1)))), w.stderr())
 
 
+    def log_text(self, log):
+        """The traffic log so far ("" before it is made)."""
+        if not os.path.exists(log):
+            return ""
+        with open(log) as f:
+            return f.read()
+
     def responses(self, log, n):
         """A predicate: the traffic log has n responses of the server (or more)."""
         def logged():
@@ -1367,6 +1374,46 @@ class BigMessages(Case):
         [u] = self.undelivered(log)
         self.assertEqual((u["reason"], u["messages"], u["cut"], u["ids"]),
                          ("client-gone", 2, True, [2]))
+        self.assertIn("its last %d bytes (" % u["bytes"], w.stderr())
+
+    def test_a_client_gone_during_the_teardown_is_said(self):
+        """A client that stopped reading and closes its stdout during the teardown, with
+        no signal, loses what was queued for it: said as undelivered, reason client-gone,
+        on stderr and in the traffic log, and mcpmux exits with the server's status, as
+        when the client does not read it for eof-grace.  Once the run is over and mcpmux
+        waits for the client to read, and while the server is being stopped."""
+        log = os.path.join(self.tmp.name, "t.jsonl")
+        w = self.wrap(opts=["--eof-grace", "60000", "--log", log, "--log-bodies", "none"])
+        w.send(call(1, "huge", bytes=2_000_000), call(2, "echo", text="after"))
+        wait_until(self.responses(log, 2), 10, "both answers, queued for the client")
+        w.close_stdin()
+        wait_until(lambda: '"event":"ended"' in self.log_text(log), 10,
+                   "the run's end (the server exits on its EOF)")
+        w.p.stdout.close()
+        self.assertEqual(w.wait(10), 0, "the server's status")
+        self.assertIn("the client closed its stdout before its last", w.stderr())
+        self.assertIn("(2 messages, one of them cut, ids 2)", w.stderr())
+        [u] = self.undelivered(log)
+        self.assertEqual((u["reason"], u["messages"], u["cut"], u["ids"]),
+                         ("client-gone", 2, True, [2]))
+        self.assertGreater(u["bytes"], 0)
+        # The server deaf to its EOF: the client closes its stdout before it is stopped.
+        log = os.path.join(self.tmp.name, "t2.jsonl")
+        w = self.wrap("--ignore-eof", opts=["--eof-grace", "2000", "--log", log,
+                                            "--log-bodies", "none"])
+        w.send(call(1, "huge", bytes=2_000_000), call(2, "echo", text="after"),
+               call(3, "echo", text="last"))
+        wait_until(self.responses(log, 3), 10, "the answers, queued for the client")
+        w.close_stdin()
+        w.p.stdout.close()
+        wait_until(lambda: "closed its stdout before its last" in w.stderr(), 10,
+                   "the loss, said while the server is stopped")
+        self.assertNotIn('"event":"ended"', self.log_text(log), "said before the run's end")
+        self.assertEqual(w.wait(10), 128 + signal.SIGTERM, "the server's, stopped at eof-grace")
+        self.assertIn("(3 messages, one of them cut, ids 2, 3)", w.stderr())
+        [u] = self.undelivered(log)
+        self.assertEqual((u["reason"], u["messages"], u["cut"], u["ids"]),
+                         ("client-gone", 3, True, [2, 3]))
 
 
 F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
@@ -1455,7 +1502,8 @@ class Backpressure(Case):
     def test_client_that_closes_its_stdout_while_the_server_is_held_back(self):
         """The client stops reading until the server is held back (its output waits in a
         full queue), then closes its stdout: what the server still writes is read and
-        dropped, so it finishes, sees EOF and exits by itself, not after the graces."""
+        dropped, so it finishes, sees EOF and exits by itself, not after the graces.  What
+        was queued for the client is said lost, and mcpmux exits with the server's status."""
         w = self.wrap(opts=["--max-queue", "100000", "--eof-grace", "5000",
                             "--term-grace", "5000"])
         pid = env_of(w, 0)["pid"]
@@ -1474,6 +1522,7 @@ class Backpressure(Case):
         t0 = time.monotonic()
         self.assertEqual(w.wait(4), 0, "the server's own exit at EOF")
         self.assertLess(time.monotonic() - t0, 4 * SLOW)
+        self.assertIn("the client closed its stdout before its last", w.stderr())
         self.assert_no_leftovers(0)
 
 
