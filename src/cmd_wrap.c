@@ -712,7 +712,7 @@ big_bound(const struct wrap *w)
  * An answer of the client's over the bound (alone, or in a batch, as it ends): the request
  * of the server's in flight that it answers gets an error in its place at once (one for
  * each such request: it is done once the error is sent).  Answers to no request in flight,
- * or for a run that is over, are dropped: false.
+ * or for a run that is over, are dropped: false (ended_run_asked() tells which).
  */
 static bool
 wrap_big_answer(struct wrap *w, const struct jsonrpc_idscan *sc)
@@ -744,6 +744,26 @@ wrap_big_answer(struct wrap *w, const struct jsonrpc_idscan *sc)
 	}
 	sbuf_release(&b);
 	return true;
+}
+
+/*
+ * Does an answer of the client's (one over the bound) answer a request in flight of a
+ * server whose run is over (its end requested, or the one before the current run)?  Such
+ * a server is sent nothing more: like an answer within the bound (handle_line()), it is
+ * dropped.  (Lines held behind an ended run's replies are held only while no run is
+ * current: a run they start has asked nothing yet.)
+ */
+static bool
+ended_run_asked(const struct wrap *w, const struct jsonrpc_idscan *sc)
+{
+	for (const struct wrap_run *r = w->runs; r != NULL; r = r->next) {
+		size_t id_len = 0;
+
+		if (r->s != w->cur && session_srv_request(r->s, sc, &id_len) != NULL) {
+			return true;
+		}
+	}
+	return false;
 }
 
 /* An element of a batch of the client's over the bound, as it ends. */
@@ -914,7 +934,14 @@ wrap_on_big_end(void *ctx, size_t total)
 	case RPCOUT_OVERSIZE_ANSWER:
 		/* The server's request in flight that it answers gets an error in its place
 		 * (wrap_big_answer() says so); another answer is dropped. */
-		if (!wrap_big_answer(w, &w->big_id)) {
+		if (wrap_big_answer(w, &w->big_id)) {
+			break;
+		}
+		if (ended_run_asked(w, &w->big_id)) {
+			diag_warn("the client's answer %.*s is %s (%s%zu bytes) and answers a "
+				  "request of a server whose run is over: dropped",
+				  RPCOUT_BIG_ARGS_ID(&big), RPCOUT_BIG_ARGS_SIZE(&big));
+		} else {
 			diag_warn(RPCOUT_BIG_STRAY, RPCOUT_BIG_ARGS_ID(&big),
 				  RPCOUT_BIG_ARGS_SIZE(&big));
 		}

@@ -1036,6 +1036,36 @@ class Failures(Case):
         self.assertEqual(w.read_to_eof(10), b"")
         self.assertEqual(w.wait(), 0)
 
+    def test_an_answer_over_max_message_for_a_run_that_is_over_is_said_so(self):
+        """The client's answer over --max-message that comes after an end of run, behind a
+        line held for the ended run's last reply: the request it answers is that ended
+        run's server's, which is sent nothing more; it is dropped, as an answer within the
+        bound is, and stderr says whose it was (not "no request in flight").  The next
+        run's server gets no error either."""
+        w = self.wrap(opts=["--max-message", "4096"],
+                      command=[sys.executable, "-c", ASKER])
+        w.send(req(1, "ask", {"ids": ["s1"]}))
+        self.assertEqual([w.msg()["id"] for _ in range(2)], ["s1", 1])
+        answer = {"role": "assistant", "content": {"type": "text", "text": "x" * 5000}}
+        # One write, one read: the ping is held while the end of run's reply is owed.
+        w.send(req("e", "mcpmux/endRun"), req(2, "ping"),
+               {"jsonrpc": "2.0", "id": "s1", "result": answer},
+               {"jsonrpc": "2.0", "id": "nobody", "result": answer})
+        self.assertEqual(w.msg(10)["id"], "e")
+        self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 2, "result": []})
+        w.send(req(3, "report"))
+        self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 3, "result": []})
+        wait_until(lambda: w.stderr().count("dropped") >= 2, 5, "the warnings")
+        self.assertRegex(w.stderr(), r'the client\'s answer "s1" is over --max-message '
+                         r"\(\d+ bytes\) and answers a request of a server whose run is over: "
+                         r"dropped")
+        self.assertRegex(w.stderr(), r'the client\'s answer "nobody" is over --max-message '
+                         r"\(\d+ bytes\) and answers no request of the server in flight: "
+                         r"dropped")
+        w.close_stdin()
+        self.assertEqual(w.read_to_eof(10), b"")
+        self.assertEqual(w.wait(), 0)
+
     def test_a_request_over_max_message_with_a_long_id_gets_an_error(self):
         """A request over --max-message, alone, whose id is longer than 128 bytes (or of no
         use: null) is no notification: it gets -32600 with id null."""
