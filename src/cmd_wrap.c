@@ -67,6 +67,7 @@ struct wrap {
 	size_t n_live;	       /* runs not yet done */
 	bool shutting_down;    /* no new runs: exit once every run is done */
 	int drain_cut;	       /* a signal came: the client's last bytes are not waited for */
+	bool cut_lost;	       /* messages were lost to a client gone after that signal */
 	int exit_code;
 	uint64_t exit_seq; /* the run whose status exit_code is */
 	int in_fd, out_fd; /* our own descriptions of stdin and stdout (sys_stdio_open) */
@@ -329,6 +330,9 @@ wrap_on_output_lost(struct conn *c, void *ctx)
 	say_undelivered(&u, w->drain_cut != 0 ? strsignal(w->drain_cut) : NULL, "client-gone",
 			true);
 	undelivered_release(&u);
+	if (w->drain_cut != 0) {
+		w->cut_lost = true;
+	}
 }
 
 static void
@@ -348,13 +352,16 @@ maybe_finish(struct wrap *w)
 			undelivered_take(w, &u); /* what is left unwritten, only */
 			say_undelivered(&u, strsignal(w->drain_cut), "signal", false);
 			undelivered_release(&u);
+			conn_end_output(&w->client); /* said: nothing more written, or said */
+			w->cut_lost = true;
 		}
-		if (w->client.out_dead || conn_queued(&w->client) > 0) {
-			/* As a direct server still writing its answers would end, of the signal. */
-			w->exit_code = 128 + w->drain_cut;
-			ev_break(w->loop, EVBREAK_ALL);
-			return;
-		}
+	}
+	if (w->cut_lost) {
+		/* As a direct server still writing its answers would end, of the signal (the
+		 * client gone after it, at the last write or during the teardown, too). */
+		w->exit_code = 128 + w->drain_cut;
+		ev_break(w->loop, EVBREAK_ALL);
+		return;
 	}
 	if (conn_queued(&w->client) == 0 || w->client.out_dead) {
 		ev_break(w->loop, EVBREAK_ALL);
@@ -375,6 +382,11 @@ wrap_on_drain_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 	struct wrap *w = container_of(t, struct wrap, drain_w);
 
 	(void)revents;
+	if (w->client.out_dead) {
+		/* What was lost is said already (a signal's last write, a client gone). */
+		ev_break(loop, EVBREAK_ALL);
+		return;
+	}
 	if (conn_queued(&w->client) < w->drain_left) {
 		/* It reads, if slowly: eof-grace more from now. */
 		w->drain_left = conn_queued(&w->client);
@@ -387,6 +399,7 @@ wrap_on_drain_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 	undelivered_take(w, &u);
 	say_undelivered(&u, NULL, "eof-grace", false);
 	undelivered_release(&u);
+	conn_end_output(&w->client); /* said: nothing more written, or said */
 	ev_break(loop, EVBREAK_ALL);
 }
 

@@ -317,11 +317,11 @@ flush_cancel(struct conn *c)
 }
 
 static void
-conn_dead(struct conn *c)
+conn_dead(struct conn *c, bool tell)
 {
 	struct conn_source *src;
 
-	if (c->queued > 0 && c->hooks->on_output_lost != NULL) {
+	if (tell && c->queued > 0 && c->hooks->on_output_lost != NULL) {
 		c->hooks->on_output_lost(c, c->ctx); /* before it goes */
 	}
 	c->out_dead = true;
@@ -362,7 +362,7 @@ conn_gone(struct conn *c)
 	if (c->out_dead) {
 		return;
 	}
-	conn_dead(c);
+	conn_dead(c, true);
 	if (c->hooks->on_gone != NULL) {
 		c->hooks->on_gone(c, c->ctx);
 	}
@@ -379,7 +379,7 @@ conn_gone_later(struct conn *c)
 	if (c->out_dead) {
 		return;
 	}
-	conn_dead(c);
+	conn_dead(c, true);
 	c->gone_pending = true;
 	c->flush_fed = true;
 	ev_feed_event(c->loop, &c->flush_w, EV_CUSTOM);
@@ -574,6 +574,14 @@ conn_write_now(struct conn *c)
 }
 
 void
+conn_end_output(struct conn *c)
+{
+	if (!c->out_dead) {
+		conn_dead(c, false); /* (ev_io_stop() clears out_w's pending event too) */
+	}
+}
+
+void
 conn_whole_lines(struct conn *c)
 {
 	/* (Not a pipe, F_GETPIPE_SZ fails: a file, a socket, a terminal is written as ever.) */
@@ -755,6 +763,15 @@ conn_send(struct conn *c, struct conn_source *src, const struct iovec *iov, int 
 		ssize_t w = sys_writev(c->out_fd, iov, n);
 
 		if (w == -1 && errno != EAGAIN) {
+			/*
+			 * The line is lost as a queued one would be: queued first, so that the
+			 * owner hears of it with the rest (on_output_lost, conn_unsent()).
+			 */
+			if (c->hooks->on_output_lost != NULL &&
+			    wbuf_appendv(&src->q, iov, n) == 0) {
+				c->queued += total;
+				ready_push(c, src);
+			}
 			conn_gone_later(c);
 			errno = EPIPE;
 			return -1;

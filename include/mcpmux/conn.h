@@ -181,6 +181,13 @@ void conn_write_now(struct conn *c);
  */
 void conn_whole_lines(struct conn *c);
 /*
+ * The owner has said what is left unwritten and stops here: nothing more is written (the
+ * watchers of the output are stopped, an event of theirs already pending in this loop turn
+ * too), conn_send() fails with EPIPE from now on, and no hook is told of the output again
+ * (on_output_lost, on_gone, on_drained), so that what was said stays what was lost.
+ */
+void conn_end_output(struct conn *c);
+/*
  * What is queued and not yet written: the number of lines (a line begun counted, *cut then
  * set), and on_id (may be NULL) called with the id's JSON text of each line not begun that
  * has one.

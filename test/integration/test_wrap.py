@@ -1463,6 +1463,43 @@ class BigMessages(Case):
         self.assertLess(events.index("undelivered"), events.index("ended"),
                         "said while the server is stopped, before the run's end")
 
+    def test_a_client_gone_after_a_signal_during_the_teardown_exits_with_the_signal(self):
+        """A client that closes its stdout during the teardown that a signal began, with
+        messages queued for it, lost them after the signal: said as undelivered, reason
+        client-gone, once, and mcpmux exits with 128 + the signal, not the server's status."""
+        log = os.path.join(self.tmp.name, "t.jsonl")
+        w = self.wrap("--ignore-eof", opts=["-v", "--eof-grace", "1500", "--term-grace", "300",
+                                            "--log", log, "--log-bodies", "none"])
+        w.send(call(1, "huge", bytes=2_000_000), call(2, "echo", text="after"))
+        wait_until(self.responses(log, 2), 10, "both answers, queued for the client")
+        w.p.send_signal(signal.SIGHUP)
+        wait_until(lambda: "Hangup: ending" in w.stderr(), 10, "the teardown, begun")
+        w.p.stdout.close()
+        self.assertEqual(w.wait(10), 128 + signal.SIGHUP)
+        self.assertIn("Hangup: the client closed its stdout before its last", w.stderr())
+        self.assertIn("(2 messages, one of them cut, ids 2)", w.stderr())
+        self.assertEqual(w.stderr().count("exiting without them"), 1, w.stderr())
+        [u] = self.undelivered(log)
+        self.assertEqual((u["reason"], u["messages"], u["cut"], u["ids"]),
+                         ("client-gone", 2, True, [2]))
+
+    def test_a_direct_write_that_finds_the_client_gone_is_said(self):
+        """A message written at once (nothing queued before it) to a client that closed its
+        stdout is lost as a queued one is: said as undelivered, reason client-gone."""
+        log = os.path.join(self.tmp.name, "t.jsonl")
+        w = self.wrap(opts=["--log", log, "--log-bodies", "none"])
+        w.send(call(1, "echo", text="a"))
+        self.assertEqual(w.msg(10)["id"], 1)
+        w.p.stdout.close()
+        w.send(call(2, "echo", text="b"))
+        self.assertEqual(w.wait(10), 0, "the server's status")
+        self.assertIn("the client closed its stdout before its last", w.stderr())
+        self.assertIn("(1 message, ids 2)", w.stderr())
+        [u] = self.undelivered(log)
+        self.assertEqual((u["reason"], u["messages"], u["cut"], u["ids"]),
+                         ("client-gone", 1, False, [2]))
+        self.assertGreater(u["bytes"], 0)
+
 
 F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 PIPE_DEFAULT, PIPE_BIG = 64 << 10, 1 << 20
