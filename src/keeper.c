@@ -4,14 +4,17 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -21,6 +24,7 @@
 #include "mcpmux/container.h"
 #include "mcpmux/diag.h"
 #include "mcpmux/keeper.h"
+#include "mcpmux/pool.h"
 #include "mcpmux/proctree.h"
 #include "mcpmux/status.h"
 #include "mcpmux/sys.h"
@@ -30,6 +34,7 @@
 #define KEEPER_KILL_S 1.0  /* after SIGKILL, how long it looks */
 
 static int keeper_fd = -1; /* mcpmux's end of the pipe */
+static int slot_sock = -1; /* mcpmux's end of the socket the pool's slot locks go by */
 static int ack_fd = -1;	   /* EOF on it when the keeper has exited */
 static pid_t keeper_pid;   /* its pid, as the middle child told it; 0 unknown */
 
@@ -46,6 +51,9 @@ struct told {
 	char *line, *cidfile, *run;
 };
 static char *told_cg;
+static bool slot_said; /* a slot could not be handed to the keeper: said once */
+static int *slot_v;    /* the slot descriptors told (keeper_slot()), for another keeper */
+static size_t slot_n, slot_cap;
 static struct told *told_v;
 static size_t told_n, told_cap;
 
@@ -286,6 +294,88 @@ keeper_container_gone(const char *cidfile, const char *run)
 	free(line);
 }
 
+/* A record on the slot socket: a slot told (its descriptor comes with it), or gone. */
+struct slot_rec {
+	uint64_t kind; /* 'S' or 'R' */
+	uint64_t dev, ino;
+};
+
+static void
+slot_send(int fd, bool gone)
+{
+	struct stat st;
+	struct slot_rec r = { .kind = gone ? 'R' : 'S' };
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} cm;
+	struct iovec iov = { .iov_base = &r, .iov_len = sizeof(r) };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (slot_sock < 0 || fstat(fd, &st) == -1) {
+		return;
+	}
+	r.dev = (uint64_t)st.st_dev;
+	r.ino = (uint64_t)st.st_ino;
+	if (!gone) {
+		memset(&cm, 0, sizeof(cm));
+		m.msg_control = cm.buf;
+		m.msg_controllen = sizeof(cm.buf);
+		struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+
+		h->cmsg_level = SOL_SOCKET;
+		h->cmsg_type = SCM_RIGHTS;
+		h->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(h), &fd, sizeof(int));
+	}
+	ssize_t n;
+
+	while ((n = sendmsg(slot_sock, &m, MSG_DONTWAIT | MSG_NOSIGNAL)) == -1 && errno == EINTR) {
+	}
+	if (n != (ssize_t)sizeof(r)) {
+		/* A record cut short would garble every later one: nothing more is sent. */
+		if (n >= 0) {
+			errno = EIO;
+		}
+		if (!slot_said) {
+			slot_said = true;
+			diag_warn_errno("cannot hand the keeper a pool slot (if mcpmux is killed, "
+					"its slots may be free before what it left is ended)");
+		}
+		sys_close(&slot_sock);
+	}
+}
+
+void
+keeper_slot(int fd)
+{
+	if (slot_n == slot_cap) {
+		size_t cap = slot_cap != 0 ? slot_cap * 2 : 8;
+		int *nv = realloc(slot_v, cap * sizeof(*nv));
+
+		if (nv == NULL) {
+			slot_send(fd, false); /* not for another keeper, though */
+			return;
+		}
+		slot_v = nv;
+		slot_cap = cap;
+	}
+	slot_v[slot_n++] = fd;
+	slot_send(fd, false);
+}
+
+void
+keeper_slot_gone(int fd)
+{
+	for (size_t i = 0; i < slot_n; i++) {
+		if (slot_v[i] == fd) {
+			slot_v[i] = slot_v[--slot_n];
+			break;
+		}
+	}
+	slot_send(fd, true);
+}
+
 pid_t
 keeper_pid_live(void)
 {
@@ -343,6 +433,9 @@ retell(void)
 			err = errno;
 		}
 	}
+	for (size_t i = 0; i < slot_n; i++) {
+		slot_send(slot_v[i], false);
+	}
 	if ((cg_err == 0 && untold == 0) || keeper_gone()) {
 		return;
 	}
@@ -370,6 +463,7 @@ keeper_restart(void)
 	}
 	sys_close(&keeper_fd);
 	sys_close(&ack_fd);
+	sys_close(&slot_sock);
 	keeper_pid = 0;
 	if (keeper_argv == NULL) {
 		errno = EINVAL;
@@ -390,6 +484,10 @@ keeper_done(void)
 		tell("X\n");
 		sys_close(&keeper_fd);
 	}
+	sys_close(&slot_sock);
+	free(slot_v);
+	slot_v = NULL;
+	slot_n = slot_cap = 0;
 	if (ack_fd >= 0) {
 		/* Gone with us: nothing of this instance is left when mcpmux has exited. */
 		struct pollfd p = { .fd = ack_fd, .events = POLLIN };
@@ -1150,6 +1248,108 @@ end_container(struct ctr *c, const char *owner, double term_grace, double until)
 	return again;
 }
 
+/* In the keeper: the pool slots' descriptors it holds (keeper_slot()). */
+struct held {
+	int fd;
+	uint64_t dev, ino;
+};
+
+struct slots_in {
+	int sock; /* -1 once it ended */
+	struct held *v;
+	size_t n, cap;
+	unsigned char part[sizeof(struct slot_rec)]; /* a record read in part */
+	size_t n_part;
+};
+
+static void
+slots_hold(struct slots_in *si, int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) == -1) {
+		(void)close(fd);
+		return;
+	}
+	if (si->n == si->cap) {
+		size_t cap = si->cap != 0 ? si->cap * 2 : 8;
+		struct held *nv = realloc(si->v, cap * sizeof(*nv));
+
+		if (nv == NULL) {
+			/* Out of memory: held all the same, until the keeper exits. */
+			return;
+		}
+		si->v = nv;
+		si->cap = cap;
+	}
+	si->v[si->n++] = (struct held){ fd, (uint64_t)st.st_dev, (uint64_t)st.st_ino };
+}
+
+/* What waits on the slot socket: descriptors held, those of free slots let go. */
+static void
+slots_read(struct slots_in *si, bool wait)
+{
+	while (si->sock >= 0) {
+		union {
+			struct cmsghdr h;
+			char buf[CMSG_SPACE(64 * sizeof(int))];
+		} cm;
+		unsigned char data[64 * sizeof(struct slot_rec)];
+		struct iovec iov = { .iov_base = data, .iov_len = sizeof(data) };
+		struct msghdr m = { .msg_iov = &iov,
+				    .msg_iovlen = 1,
+				    .msg_control = cm.buf,
+				    .msg_controllen = sizeof(cm.buf) };
+		ssize_t n = recvmsg(si->sock, &m, MSG_CMSG_CLOEXEC | (wait ? 0 : MSG_DONTWAIT));
+
+		if (n == -1 && errno == EINTR) {
+			continue;
+		}
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			return;
+		}
+		for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); n > 0 && h != NULL;
+		     h = CMSG_NXTHDR(&m, h)) {
+			if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS) {
+				size_t k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+				for (size_t i = 0; i < k; i++) {
+					int fd;
+
+					memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof(int));
+					slots_hold(si, fd);
+				}
+			}
+		}
+		if (n <= 0) {
+			sys_close(&si->sock); /* mcpmux is gone, or done */
+			return;
+		}
+		for (ssize_t at = 0; at < n;) {
+			size_t take = SYS_MIN(sizeof(si->part) - si->n_part, (size_t)(n - at));
+
+			memcpy(si->part + si->n_part, data + at, take);
+			si->n_part += take;
+			at += (ssize_t)take;
+			if (si->n_part < sizeof(si->part)) {
+				break;
+			}
+			struct slot_rec r;
+
+			memcpy(&r, si->part, sizeof(r));
+			si->n_part = 0;
+			for (size_t i = 0; r.kind == 'R' && i < si->n; i++) {
+				if (si->v[i].dev == r.dev && si->v[i].ino == r.ino) {
+					(void)close(si->v[i].fd);
+					si->v[i] = si->v[--si->n];
+					break;
+				}
+			}
+		}
+		wait = false;
+	}
+}
+
 /* One line from mcpmux (without its newline).  true for "done" (X). */
 static bool
 keeper_line(char *line, struct ctr **ctrs, size_t *n_ctr, char *cg, size_t cg_size)
@@ -1214,8 +1414,9 @@ keeper_line(char *line, struct ctr **ctrs, size_t *n_ctr, char *cg, size_t cg_si
 }
 
 static _Noreturn void
-keeper_main(int fd, const char *owner, double term_grace)
+keeper_main(int fd, int slot_fd, const char *owner, double term_grace)
 {
+	struct slots_in si = { .sock = slot_fd };
 	struct ctr *ctrs = NULL;
 	size_t n_ctr = 0;
 	char cg[CGROUP_PATH_MAX] = "";
@@ -1241,6 +1442,21 @@ keeper_main(int fd, const char *owner, double term_grace)
 				diag_warn("keeper: out of memory: a line from mcpmux is lost");
 				skip = true; /* up to its end */
 				len = 0;
+			}
+		}
+		if (si.sock >= 0) {
+			/* The slots' descriptors as they come, and mcpmux's lines. */
+			struct pollfd pf[2] = { { .fd = fd, .events = POLLIN },
+						{ .fd = si.sock, .events = POLLIN } };
+
+			if (poll(pf, 2, -1) == -1) {
+				continue; /* EINTR */
+			}
+			if (pf[1].revents != 0) {
+				slots_read(&si, false);
+			}
+			if (pf[0].revents == 0) {
+				continue;
 			}
 		}
 		ssize_t n = read(fd, buf + len, cap - 1 - len);
@@ -1276,6 +1492,15 @@ keeper_main(int fd, const char *owner, double term_grace)
 		free(buf);
 	}
 	(void)close(fd);
+	/* Every slot sent before mcpmux went (its end of the socket is closed by then). */
+	slots_read(&si, false);
+	sys_close(&si.sock);
+	if (!done) {
+		/* Its slots stay taken until what it left is ended (the keeper's exit). */
+		for (size_t i = 0; i < si.n; i++) {
+			pool_fd_going(si.v[i].fd);
+		}
+	}
 	if (done && n_ctr > 0) {
 		/*
 		 * mcpmux exited normally, but left containers it did not see gone (their
@@ -1349,6 +1574,22 @@ keeper_main(int fd, const char *owner, double term_grace)
 		free(ctrs[i].run);
 	}
 	free(ctrs);
+	/* The slots' files whose instance left them (killed, or kept for what it left):
+	 * removed, then their locks go with the exit.  Those freed are gone already. */
+	for (size_t i = 0; i < si.n; i++) {
+		char link[64], path[PATH_MAX];
+
+		(void)snprintf(link, sizeof(link), "/proc/self/fd/%d", si.v[i].fd);
+		ssize_t n = readlink(link, path, sizeof(path) - 1);
+
+		if (n > 0) {
+			path[n] = '\0';
+			if (strstr(path, " (deleted)") == NULL) {
+				(void)unlink(path);
+			}
+		}
+	}
+	free(si.v);
 	_exit(0);
 }
 
@@ -1410,38 +1651,42 @@ close_from(unsigned int lo, unsigned int hi)
 }
 
 /*
- * In the middle child, first of all: only the pipe from mcpmux (in, as fd 3) and the end
- * whose closing tells mcpmux the keeper is gone (ack, as fd 4) are kept, besides stdio.
- * Until then it holds a copy of every descriptor of mcpmux's (its servers' pipes, the
- * status file's lock, the loop's own): a middle process or keeper held there (on a loaded
- * machine) would keep a server's stdin open after mcpmux closed it.  -1 when they cannot
- * be moved.
+ * In the middle child, first of all: only the pipe from mcpmux (in, as fd 3), the end
+ * whose closing tells mcpmux the keeper is gone (ack, as fd 4) and, where there is one,
+ * the socket the pool's slots come by (as fd 5) are kept, besides stdio: keep[0..n-1]
+ * become fds 3.. in that order.  Until then it holds a copy of every descriptor of
+ * mcpmux's (its servers' pipes, the status file's lock, the loop's own): a middle process
+ * or keeper held there (on a loaded machine) would keep a server's stdin open after
+ * mcpmux closed it.  -1 when they cannot be moved.
  */
 static int
-keep_only(int in, int ack)
+keep_only(const int *keep, int n)
 {
-	int lo = SYS_MIN(in, ack), hi = SYS_MAX(in, ack);
+	int moved[3], lo = 3 + n;
 	unsigned int from = 3;
 
-	if (lo >= 3) {
-		if (lo > 3) {
-			close_from(3, (unsigned int)lo - 1);
-		}
-		from = (unsigned int)lo + 1;
+	for (int i = 0; i < n; i++) {
+		lo = SYS_MAX(lo, keep[i] + 1);
 	}
-	if (hi >= (int)from) {
-		if (hi > (int)from) {
-			close_from(from, (unsigned int)hi - 1);
+	/* Above all of them, in ascending order (each the lowest free one from lo). */
+	for (int i = 0; i < n; i++) {
+		if ((moved[i] = fcntl(keep[i], F_DUPFD_CLOEXEC, lo)) == -1) {
+			return -1;
 		}
-		from = (unsigned int)hi + 1;
+	}
+	for (int i = 0; i < n; i++) {
+		if (moved[i] > (int)from) {
+			close_from(from, (unsigned int)moved[i] - 1);
+		}
+		from = (unsigned int)moved[i] + 1;
 	}
 	close_from(from, ~0U);
-	int a = fcntl(in, F_DUPFD_CLOEXEC, 5), b = fcntl(ack, F_DUPFD_CLOEXEC, 5);
-
-	if (a == -1 || b == -1 || dup3(a, 3, O_CLOEXEC) == -1 || dup3(b, 4, O_CLOEXEC) == -1) {
-		return -1;
+	for (int i = 0; i < n; i++) {
+		if (dup3(moved[i], 3 + i, O_CLOEXEC) == -1) {
+			return -1;
+		}
 	}
-	close_from(5, ~0U);
+	close_from(3 + (unsigned int)n, ~0U);
 	return 0;
 }
 
@@ -1483,7 +1728,7 @@ keeper_start(double term_grace, int argc, char **argv)
 static int
 spawn_keeper(double term_grace, int argc, char **argv, double mid_s)
 {
-	int p[2], ack[2];
+	int p[2], ack[2], sp[2] = { -1, -1 };
 	pid_t self = getpid(), mid;
 	unsigned long long start = 0;
 	char owner[64];
@@ -1506,6 +1751,10 @@ spawn_keeper(double term_grace, int argc, char **argv, double mid_s)
 		errno = err;
 		return -1;
 	}
+	/* Without it, the keeper holds no slot of the pool: they are free when mcpmux dies. */
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == -1) {
+		sp[0] = sp[1] = -1;
+	}
 	mid = fork();
 	if (mid == -1) {
 		int err = errno;
@@ -1514,6 +1763,8 @@ spawn_keeper(double term_grace, int argc, char **argv, double mid_s)
 		(void)close(p[1]);
 		(void)close(ack[0]);
 		(void)close(ack[1]);
+		sys_close(&sp[0]);
+		sys_close(&sp[1]);
 		errno = err;
 		return -1;
 	}
@@ -1526,7 +1777,10 @@ spawn_keeper(double term_grace, int argc, char **argv, double mid_s)
 		 */
 		sigfillset(&all);
 		(void)sigprocmask(SIG_SETMASK, &all, NULL);
-		if (keep_only(p[0], ack[1]) == -1) {
+		int keep[3] = { p[0], ack[1], sp[1] };
+		int n_keep = sp[1] >= 0 ? 3 : 2;
+
+		if (keep_only(keep, n_keep) == -1) {
 			_exit(1);
 		}
 		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -1600,9 +1854,10 @@ spawn_keeper(double term_grace, int argc, char **argv, double mid_s)
 		}
 		/*
 		 * fd 3: the pipe from mcpmux; fd 4: the end whose closing tells mcpmux we are
-		 * gone (keep_only()); nothing else but stdio.
+		 * gone (keep_only()); fd 5, where there is one, the slots' socket; nothing else
+		 * but stdio.
 		 */
-		close_from(5, ~0U);
+		close_from(3 + (unsigned int)n_keep, ~0U);
 		struct sigaction sa = { .sa_handler = SIG_DFL };
 
 		for (int sig = 1; sig < NSIG; sig++) {
@@ -1617,10 +1872,11 @@ spawn_keeper(double term_grace, int argc, char **argv, double mid_s)
 
 		sigemptyset(&none);
 		(void)sigprocmask(SIG_SETMASK, &none, NULL);
-		keeper_main(3, owner, term_grace);
+		keeper_main(3, n_keep == 3 ? 5 : -1, owner, term_grace);
 	}
 	(void)close(p[0]);
 	(void)close(ack[1]);
+	sys_close(&sp[1]);
 	int st = 0;
 
 	if (middle_wait(mid, &st, mid_s) == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
@@ -1635,6 +1891,7 @@ spawn_keeper(double term_grace, int argc, char **argv, double mid_s)
 		(void)w;
 		(void)close(p[1]);
 		(void)close(ack[0]);
+		sys_close(&sp[0]);
 		errno = EAGAIN;
 		return -1;
 	}
@@ -1647,5 +1904,7 @@ spawn_keeper(double term_grace, int argc, char **argv, double mid_s)
 		keeper_pid = 0;
 	}
 	(void)sys_set_nonblock(keeper_fd, 1);
+	sys_close(&slot_sock);
+	slot_sock = sp[0];
 	return 0;
 }

@@ -17,6 +17,7 @@
 
 #include "mcpmux/cli.h"
 #include "mcpmux/diag.h"
+#include "mcpmux/keeper.h"
 #include "mcpmux/pool.h"
 #include "mcpmux/sys.h"
 
@@ -154,6 +155,12 @@ census_one(struct pool *p, const char *name, struct census *c, bool sweep)
 	ssize_t n = pread(fd, state, STATE_LEN, 0);
 
 	(void)close(fd);
+	if (pid != (int)p->pid && kill(pid, 0) == -1 && errno == ESRCH) {
+		/* Held by the keeper of an instance that is gone, while it ends what is left: on
+		 * its way (the keeper says "going" as soon as it can, but may not have yet). */
+		c->pending++;
+		return;
+	}
 	state[n > 0 ? n : 0] = '\0';
 	if (sscanf(state, "%7s %llu", word, &ns) != 2 || strcmp(word, "going") == 0) {
 		if (strcmp(word, "going") == 0) {
@@ -246,6 +253,21 @@ ask(struct pool *p, pid_t pid, unsigned long long seq)
 }
 
 static void
+format_state(char *state, const char *word)
+{
+	(void)snprintf(state, STATE_LEN + 1, "%-5.5s %019llu\n", word, mono_ns());
+}
+
+void
+pool_fd_going(int fd)
+{
+	char state[STATE_LEN + 1];
+
+	format_state(state, "going");
+	(void)pwrite(fd, state, STATE_LEN, 0);
+}
+
+static void
 write_state(struct pool_slot *s, const char *word)
 {
 	char state[STATE_LEN + 1];
@@ -253,7 +275,7 @@ write_state(struct pool_slot *s, const char *word)
 	if (s->fd < 0) {
 		return;
 	}
-	(void)snprintf(state, sizeof(state), "%-5.5s %019llu\n", word, mono_ns());
+	format_state(state, word);
 	/* Each server has a file of its own: the pool's states are recorded again when
 	 * every one whose state could not be is recorded again (or gone). */
 	if (pwrite(s->fd, state, STATE_LEN, 0) != STATE_LEN) {
@@ -335,6 +357,8 @@ grant(struct pool_slot *s, bool over, const struct census *c)
 	if (s->fd < 0) {
 		diag_warn_errno("pool %s: cannot count a server in (it starts, uncounted)",
 				p->name);
+	} else {
+		keeper_slot(s->fd); /* the keeper holds it too, should mcpmux be killed */
 	}
 	s->waiting = false;
 	write_state(s, "idle");
@@ -522,6 +546,8 @@ pool_release(struct pool_slot *s)
 	p = s->pool;
 	if (s->fd >= 0) {
 		char name[64];
+
+		keeper_slot_gone(s->fd);
 
 		slot_file(name, sizeof(name), 's', p->pid, s->seq);
 		(void)unlinkat(p->dir_fd, name, 0);

@@ -6,7 +6,8 @@
  * server or a daemonised grandchild, would live on.  So every wrap and serve starts a
  * keeper first: a small process (a fork of mcpmux, named "mcpmux-keeper", in a session
  * of its own so that a hangup or a signal to mcpmux's process group misses it, holding
- * none of mcpmux's descriptors but a pipe) that waits for the pipe to end.  mcpmux writes
+ * none of mcpmux's descriptors but a pipe, and a socket for the pool's slots) that
+ * waits for the pipe to end.  mcpmux writes
  * to it what it cannot find from /proc alone (its cgroup, the containers its servers
  * run), and "done" just before it exits normally.  When the pipe ends without "done",
  * mcpmux is gone, and the keeper ends what carried it: the instance cgroup, if there is
@@ -51,6 +52,14 @@ void keeper_container(char *const *prefix, size_t n, const char *cidfile, const 
  * runs of one command line with a user's --cidfile share the file, not the run).
  */
 void keeper_container_gone(const char *cidfile, const char *run);
+/*
+ * A pool slot's locked file (pool.h): the keeper gets a descriptor of it (the same open
+ * file, so the same lock) over a socket of its own, and holds it; should mcpmux be killed,
+ * the slot stays taken until the keeper has ended what mcpmux left.  keeper_slot_gone():
+ * the slot is free (its file removed), the keeper lets its descriptor go.
+ */
+void keeper_slot(int fd);
+void keeper_slot_gone(int fd);
 /* The keeper's pid while it runs; 0 when it is gone or unknown. */
 pid_t keeper_pid_live(void);
 /* The descriptor that reads EOF once the keeper is gone (-1 when there is none). */

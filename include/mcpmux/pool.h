@@ -19,6 +19,10 @@
  * it starts anyway).  When every server is busy it starts at once, over the cap, marks
  * the pool "over", and the pool shrinks back as soon as one is idle (pool_busy()).
  *
+ * Each slot file's lock is shared with the instance's keeper (keeper_slot()): an instance
+ * killed leaves its slots taken until its keeper has ended what the servers left, and no
+ * longer (the keeper exits then).
+ *
  * A failure of the pool's files (no runtime directory, EMFILE, ENOSPC) never stops a
  * server from starting: the cap is not kept then, and mcpmux says so.
  */
@@ -73,6 +77,8 @@ void pool_busy(struct pool_slot *s, bool busy);
 void pool_going(struct pool_slot *s);
 /* The slot's server is gone (or the wait is given up): the slot is free. */
 void pool_release(struct pool_slot *s);
+/* The keeper's: a slot file whose instance is gone is going (its keeper ends it). */
+void pool_fd_going(int fd);
 
 struct pool_info {
 	const char *name;

@@ -930,7 +930,7 @@ class KeeperHeld(Faults):
 
     def test_a_keeper_started_in_place_of_one_killed_holds_no_pipe_of_a_server(self):
         """Another keeper, held at its start, holds nothing of mcpmux's but its two pipes
-        (its middle process let the rest go first): mcpmux's close of the server's stdin
+        and its socket (its middle process let the rest go first): mcpmux's close of the server's stdin
         is the server's EOF, and the session ends by it."""
         self.check_new_keeper_holds_no_pipe()
 
@@ -952,7 +952,8 @@ class KeeperHeld(Faults):
                                 q != first], 10, "the new keeper held")[0]
         self.addCleanup(continued, k)
         fds = fd_links(k)
-        self.assertEqual(sorted(fds), [0, 1, 2, 3, 4], fds)
+        self.assertEqual(sorted(fds), [0, 1, 2, 3, 4, 5], fds)
+        self.assertTrue(fds[5].startswith("socket:"), fds)  # the pool slots' socket
         self.assertEqual(fds[0], "/dev/null")
         self.assertEqual(fds[2], fd_links(p.pid)[2], "mcpmux's stderr, the same pipe")
         p.close_stdin()

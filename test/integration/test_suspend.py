@@ -1172,6 +1172,42 @@ class Pool(Base):
         self.assertEqual(b.wait(), 0)
         self.assertNotIn("its pool is full", b.stderr())
 
+    def test_a_killed_instances_slot_is_free_once_its_keeper_has_ended_its_server(self):
+        """mcpmux SIGKILLed while its server holds the one slot: the server dies with it
+        (its parent-death signal), but not what it started, here the fixture under a shell,
+        which ignores SIGTERM and EOF.  The keeper still holds that slot while it ends what
+        is left (SIGTERM, then SIGKILL after --term-grace), so another instance's server
+        starts only once the first is gone: never two at once."""
+        opts = ["--eof-grace", "200", "--term-grace", "1500", "--kill-deadline", "3000",
+                "--max-servers", "1", "--pool", "p"]
+        a = self.wrap(opts=opts, command=["sh", "-c", '"$0" --ignore-sigterm --ignore-eof; :',
+                                          FIXTURE])
+        a.send(initialize(1))
+        self.assert_response(a.msg(), 1)
+        pid1 = self.pid_of(a.send, a.msg, 2)
+        a.kill()
+        t0 = time.monotonic()
+        b = self.wrap(opts=opts)
+        b.send(initialize(1))
+        most = 0
+        end = deadline(10)
+        while not select.select([b.p.stdout], [], [], 0.005)[0]:
+            most = max(most, len(self.servers()))
+            self.assertLess(time.monotonic(), end, "b's server did not start")
+        self.assert_response(b.msg(), 1)
+        waited = time.monotonic() - t0
+        print("a killed instance's slot: waited %.2f s" % waited)
+        self.assertFalse(alive(pid1))
+        self.assertEqual(most, 1)
+        self.assertEqual(len(self.servers()), 1)
+        # the keeper's ladder: SIGKILL after --term-grace, well within b's bound (5.7 s)
+        self.assertGreaterEqual(waited, 1.0)
+        self.assertNotIn("came free", b.stderr())
+        b.close_stdin()
+        self.assertEqual(b.wait(), 0)
+        self.assert_no_leftovers()
+        self.assertEqual(self.pool_files(), [])
+
     def test_started_comes_when_the_server_does(self):
         """A session whose pool is full waits for a slot: its "started" event comes when its
         server is spawned, with that server's pid (not before, with none)."""
