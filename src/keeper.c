@@ -364,8 +364,9 @@ keeper_slot(int fd)
 	slot_send(fd, false);
 }
 
-void
-keeper_slot_gone(int fd)
+/* fd is no longer mcpmux's to tell another keeper of. */
+static void
+slot_forget(int fd)
 {
 	for (size_t i = 0; i < slot_n; i++) {
 		if (slot_v[i] == fd) {
@@ -373,7 +374,19 @@ keeper_slot_gone(int fd)
 			break;
 		}
 	}
+}
+
+void
+keeper_slot_gone(int fd)
+{
+	slot_forget(fd);
 	slot_send(fd, true);
+}
+
+void
+keeper_slot_left(int fd)
+{
+	slot_forget(fd); /* the keeper keeps its own */
 }
 
 pid_t

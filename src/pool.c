@@ -32,6 +32,7 @@ struct pool_slot {
 	bool waiting;	 /* pool_want() not yet granted */
 	bool asked;	 /* it asked an idle server to go: a slot is on its way for it */
 	bool unrecorded; /* its last state could not be written: its file says an older one */
+	bool kept;	 /* pool_keep(): taken until mcpmux exits (and its keeper is done) */
 	double t_want;
 	double t_first; /* not tried before (pool_want()'s yield) */
 	struct pool_slot *next;
@@ -303,14 +304,14 @@ answer_asks(struct pool *p)
 
 	for (struct pool_slot *s = p->slots; s != NULL && n < 64; s = s->next) {
 		slot_file(name, sizeof(name), 'a', p->pid, s->seq);
-		if (s->fd >= 0 && unlinkat(p->dir_fd, name, 0) == 0) {
+		if (s->fd >= 0 && !s->kept && unlinkat(p->dir_fd, name, 0) == 0) {
 			asked[n++] = s->seq;
 		}
 	}
 	/* ops->suspend() may change the list: each slot is looked up again. */
 	for (size_t i = 0; i < n; i++) {
 		for (struct pool_slot *s = p->slots; s != NULL; s = s->next) {
-			if (s->seq == asked[i] && s->fd >= 0) {
+			if (s->seq == asked[i] && s->fd >= 0 && !s->kept) {
 				(void)s->ops->suspend(s->ctx); /* going: pool_going() */
 				break;
 			}
@@ -544,7 +545,11 @@ pool_release(struct pool_slot *s)
 		return;
 	}
 	p = s->pool;
-	if (s->fd >= 0) {
+	if (s->fd >= 0 && s->kept) {
+		/* mcpmux exits: its file stays, locked by the keeper until it is done. */
+		keeper_slot_left(s->fd);
+		sys_close(&s->fd);
+	} else if (s->fd >= 0) {
 		char name[64];
 
 		keeper_slot_gone(s->fd);
@@ -566,6 +571,19 @@ pool_release(struct pool_slot *s)
 		}
 	}
 	free(s);
+}
+
+void
+pool_keep(struct pool_slot *s)
+{
+	if (s == NULL || s->fd < 0) {
+		pool_release(s); /* uncounted: nothing to keep */
+		return;
+	}
+	write_state(s, "going");
+	s->kept = true;
+	s->ops = NULL;
+	s->ctx = NULL;
 }
 
 void

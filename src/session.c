@@ -2074,11 +2074,18 @@ suspended(struct session *s)
 	} else {
 		diag_info("session %s: suspended (its server's tree is gone)", s->id);
 	}
+	bool b_abandoned = b->escalation == BACKEND_ESC_ABANDONED;
+
 	backend_free(b);
 	s->backend = NULL;
 	s->server_full = false; /* no server, no queue */
 	input_sync(s);
-	pool_release(s->slot);
+	if (b_abandoned) {
+		/* What it left still runs, until the keeper ends it: its slot stays taken. */
+		pool_keep(s->slot);
+	} else {
+		pool_release(s->slot);
+	}
 	s->slot = NULL;
 	s->state = SESSION_SUSPENDED;
 	s->n_suspends++;

@@ -60,6 +60,8 @@ void keeper_container_gone(const char *cidfile, const char *run);
  */
 void keeper_slot(int fd);
 void keeper_slot_gone(int fd);
+/* mcpmux exits with the slot still taken (pool_keep()): the keeper keeps its descriptor. */
+void keeper_slot_left(int fd);
 /* The keeper's pid while it runs; 0 when it is gone or unknown. */
 pid_t keeper_pid_live(void);
 /* The descriptor that reads EOF once the keeper is gone (-1 when there is none). */

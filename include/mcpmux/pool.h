@@ -77,6 +77,13 @@ void pool_busy(struct pool_slot *s, bool busy);
 void pool_going(struct pool_slot *s);
 /* The slot's server is gone (or the wait is given up): the slot is free. */
 void pool_release(struct pool_slot *s);
+/*
+ * The slot's server was given up on while something of it may still run (an abandoned
+ * suspend, left to the keeper): the slot stays taken, "going", until mcpmux exits, and
+ * then until its keeper has ended what is left (it holds the slot's lock too).  s belongs
+ * to the pool from now on.
+ */
+void pool_keep(struct pool_slot *s);
 /* The keeper's: a slot file whose instance is gone is going (its keeper ends it). */
 void pool_fd_going(int fd);
 
