@@ -22,6 +22,7 @@
 #include "mcpmux/sys.h"
 
 #define STATE_LEN 26 /* "idle  %019llu\n": every state is written whole, at offset 0 */
+#define START_LEN 27 /* "start %020llu\n", at STATE_LEN: the instance's start time, once */
 
 struct pool_slot {
 	struct pool *pool;
@@ -46,6 +47,7 @@ struct pool {
 	size_t max;
 	double wait_s;
 	pid_t pid;
+	unsigned long long start; /* this instance's start time (/proc/PID/stat), 0: unknown */
 	unsigned long long seq;
 	struct pool_slot *slots;
 	bool shrink_wanted;  /* over the cap: a server went idle, ask the least recent one */
@@ -61,7 +63,7 @@ struct census {
 	size_t pending;	  /* asked to suspend, or suspending: a slot will be free */
 	bool have_victim; /* the least recently active idle slot not yet asked */
 	pid_t victim_pid;
-	unsigned long long victim_seq, victim_ns;
+	unsigned long long victim_seq, victim_ns, victim_start;
 };
 
 static unsigned long long
@@ -87,6 +89,40 @@ pool_name_of(char *const *argv, char *out, size_t size)
 		}
 		at += (size_t)n;
 	}
+}
+
+/*
+ * A process's start time (field 22 of /proc/PID/stat, in clock ticks since boot): with its
+ * pid, it names one process for good.  0 when it cannot be read (gone, or no /proc).
+ */
+static unsigned long long
+proc_start(pid_t pid)
+{
+	char path[64], buf[1024];
+	unsigned long long start = 0;
+
+	(void)snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (sys_read_small(path, buf, sizeof(buf)) <= 0) {
+		return 0;
+	}
+	const char *at = strrchr(buf, ')'); /* the name, in parentheses, may hold anything */
+
+	/* Past the name: field 3 (the state) ... field 22 (the start time), 19 spaces on. */
+	for (int field = 2; at != NULL && field < 22; field++) {
+		at = strchr(at + 1, ' ');
+	}
+	if (at == NULL || sscanf(at + 1, "%llu", &start) != 1) {
+		return 0;
+	}
+	return start;
+}
+
+/* Does the slot's file name the live instance pid (its start time, recorded when the slot
+ * was granted, is that process's)?  Only then may it be signalled. */
+static bool
+is_instance(pid_t pid, unsigned long long start)
+{
+	return start != 0 && proc_start(pid) == start;
 }
 
 static void
@@ -131,8 +167,8 @@ static void
 census_one(struct pool *p, const char *name, struct census *c, bool sweep)
 {
 	int pid;
-	unsigned long long seq, ns;
-	char state[STATE_LEN + 1], word[8] = "", ask_name[64];
+	unsigned long long seq, ns, start = 0;
+	char state[STATE_LEN + START_LEN + 1], word[8] = "", ask_name[64];
 
 	if (sscanf(name, "s.%d.%llu", &pid, &seq) != 2) {
 		return;
@@ -153,16 +189,21 @@ census_one(struct pool *p, const char *name, struct census *c, bool sweep)
 		return;
 	}
 	c->live++;
-	ssize_t n = pread(fd, state, STATE_LEN, 0);
+	ssize_t n = pread(fd, state, STATE_LEN + START_LEN, 0);
 
 	(void)close(fd);
-	if (pid != (int)p->pid && kill(pid, 0) == -1 && errno == ESRCH) {
-		/* Held by the keeper of an instance that is gone, while it ends what is left: on
-		 * its way (the keeper says "going" as soon as it can, but may not have yet). */
+	state[n > 0 ? n : 0] = '\0';
+	if (n == STATE_LEN + START_LEN) {
+		(void)sscanf(state + STATE_LEN, "start %llu", &start);
+	}
+	if (pid != (int)p->pid && !is_instance(pid, start)) {
+		/* Held by the keeper of an instance that is gone (its pid free, or another
+		 * process's now), while it ends what is left: on its way (the keeper says
+		 * "going" as soon as it can, but may not have yet).  Or its start time is not
+		 * known: it cannot be asked, as its pid may not be that instance. */
 		c->pending++;
 		return;
 	}
-	state[n > 0 ? n : 0] = '\0';
 	if (sscanf(state, "%7s %llu", word, &ns) != 2 || strcmp(word, "going") == 0) {
 		if (strcmp(word, "going") == 0) {
 			c->pending++;
@@ -179,6 +220,7 @@ census_one(struct pool *p, const char *name, struct census *c, bool sweep)
 		c->victim_pid = pid;
 		c->victim_seq = seq;
 		c->victim_ns = ns;
+		c->victim_start = start;
 	}
 }
 
@@ -198,7 +240,7 @@ census(struct pool *p, struct census *c, bool sweep)
 
 /* ---- asking ---- */
 
-/* Is the slot file still locked by its instance (so pid is alive and is that instance)? */
+/* Is the slot file still locked (by its instance, or by that instance's keeper)? */
 static bool
 held(const struct pool *p, pid_t pid, unsigned long long seq)
 {
@@ -216,7 +258,7 @@ held(const struct pool *p, pid_t pid, unsigned long long seq)
 }
 
 static void
-ask(struct pool *p, pid_t pid, unsigned long long seq)
+ask(struct pool *p, pid_t pid, unsigned long long seq, unsigned long long start)
 {
 	char name[64];
 
@@ -232,10 +274,16 @@ ask(struct pool *p, pid_t pid, unsigned long long seq)
 		ev_timer_start(p->loop, &p->self_w);
 		return;
 	}
-	/* The pidfd first: if the lock is then seen held, the pidfd is that instance. */
+	/*
+	 * The pidfd first: if pid is then still the process that started at the slot's
+	 * recorded start time, the pidfd is that instance (it was alive when the pidfd was
+	 * opened, and a pid is not reused while its process lives).  A held lock alone does
+	 * not tell: a killed instance's keeper holds it, and its pid may be another's now.
+	 */
 	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 
-	if ((pidfd == -1 && errno != ENOSYS) || !held(p, pid, (unsigned long long)seq)) {
+	if ((pidfd == -1 && errno != ENOSYS) || !held(p, pid, (unsigned long long)seq) ||
+	    !is_instance(pid, start)) {
 		/* Gone, or its slot freed since it was seen: no ask is left behind, where it
 		 * would mark a later instance with that pid as asked. */
 		(void)unlinkat(p->dir_fd, name, 0);
@@ -271,15 +319,18 @@ pool_fd_going(int fd)
 static void
 write_state(struct pool_slot *s, const char *word)
 {
-	char state[STATE_LEN + 1];
+	char state[STATE_LEN + START_LEN + 1];
 
 	if (s->fd < 0) {
 		return;
 	}
 	format_state(state, word);
+	/* The instance's start time with it, in the one write: who holds it, for good (an
+	 * ask signals pid only while it is this process). */
+	(void)snprintf(state + STATE_LEN, START_LEN + 1, "start %020llu\n", s->pool->start);
 	/* Each server has a file of its own: the pool's states are recorded again when
 	 * every one whose state could not be is recorded again (or gone). */
-	if (pwrite(s->fd, state, STATE_LEN, 0) != STATE_LEN) {
+	if (pwrite(s->fd, state, STATE_LEN + START_LEN, 0) != STATE_LEN + START_LEN) {
 		if (!s->unrecorded && s->pool->n_unrecorded++ == 0) {
 			diag_warn_errno("pool %s: cannot record a server's state (said once, until "
 					"they are all recorded again)",
@@ -414,7 +465,7 @@ try_grant(struct pool_slot *s)
 		 */
 		ok = false;
 	} else if (c.have_victim) {
-		ask(p, c.victim_pid, c.victim_seq);
+		ask(p, c.victim_pid, c.victim_seq, c.victim_start);
 		s->asked = true;
 		ok = false;
 	} else if (c.pending > 0) {
@@ -439,7 +490,7 @@ shrink(struct pool *p)
 	if (c.live <= p->max) {
 		(void)unlinkat(p->dir_fd, "over", 0);
 	} else if (c.have_victim && c.pending < c.live - p->max) {
-		ask(p, c.victim_pid, c.victim_seq);
+		ask(p, c.victim_pid, c.victim_seq, c.victim_start);
 	}
 	dir_unlock(p);
 	return true;
@@ -666,6 +717,12 @@ pool_open(struct ev_loop *loop, const char *name, size_t max, double wait_s)
 	p->max = max;
 	p->wait_s = wait_s;
 	p->pid = getpid();
+	p->start = proc_start(p->pid);
+	if (p->start == 0) {
+		diag_warn("pool %s: cannot read this process's start time in /proc: its servers "
+			  "cannot be asked for their slots by other instances",
+			  name);
+	}
 	ev_init(&p->tick_w, pool_on_tick);
 	p->tick_w.repeat = POOL_TICK_S;
 	p->tick_w.data = p;

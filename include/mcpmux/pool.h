@@ -8,13 +8,16 @@
  * is removed by whoever sees it, so nothing goes stale.  The file says whether its server
  * is busy (requests in flight either way, a message it is still writing, or a resume under
  * way), idle, and since when ("idle NS", the CLOCK_MONOTONIC nanoseconds of its last
- * answer), or going (being suspended: its slot is on its way).
+ * answer), or going (being suspended: its slot is on its way); after it, in the same
+ * write, the instance's start time ("start TICKS", field 22 of /proc/PID/stat).
  *
  * An instance that wants one more server (pool_want()) takes the directory's lock
  * (never waiting for it: a held lock is tried again on the next tick), counts the live
  * files, and if the pool is full asks the least recently active idle server's instance
  * to suspend it: an "a.PID.SEQ" file, then SIGUSR2 sent through a pidfd opened before
- * the lock was seen held (so the signal cannot reach a recycled pid).  It waits, looking
+ * PID was seen to be the process that started at the file's start time (so the signal
+ * cannot reach a recycled pid: a held lock alone does not tell, as a killed instance's
+ * keeper holds it).  A slot held whose PID is not that process is on its way.  It waits, looking
  * every POOL_TICK_S, until a slot is free (bounded by the wait given to pool_open(); then
  * it starts anyway).  When every server is busy it starts at once, over the cap, marks
  * the pool "over", and the pool shrinks back as soon as one is idle (pool_busy()).

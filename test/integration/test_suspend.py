@@ -18,7 +18,7 @@ import time
 import unittest
 
 from mcptest import (FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, Case, alive, call, comm, deadline,
-                     encode, initialize, main, note, req, rss_anon_kib, wait_until)
+                     encode, initialize, keeper_of, main, note, req, rss_anon_kib, wait_until)
 from test_hardening import Writer, wait_stalled
 from test_serve import Mux
 
@@ -1205,6 +1205,49 @@ class Pool(Base):
         self.assertNotIn("came free", b.stderr())
         b.close_stdin()
         self.assertEqual(b.wait(), 0)
+        self.assert_no_leftovers()
+        self.assertEqual(self.pool_files(), [])
+
+    def test_an_ask_never_signals_a_process_that_took_a_killed_instances_pid(self):
+        """mcpmux SIGKILLed while its keeper has not yet marked its slot going (stopped
+        here, as on a loaded machine), and its pid taken by another process: the slot is
+        held by the keeper, and says idle, but the process with that pid is not the
+        instance that holds it (its start time is not the one the slot records), so it is
+        not sent SIGUSR2.  The slot is on its way; the waiter starts once the keeper is done."""
+        last_pid = "/proc/sys/kernel/ns_last_pid"
+        if not os.access(last_pid, os.W_OK):
+            self.skipTest("cannot choose the next pid (%s)" % last_pid)
+        opts = ["--max-servers", "1", "--pool", "p"]
+        a = self.wrap(opts=FAST + opts)
+        a.send(initialize(1))
+        self.assert_response(a.msg(), 1)
+        keeper = next(q for q in self.tagged() if keeper_of(q) == a.pid)
+        os.kill(keeper, signal.SIGSTOP)
+        try:
+            a.kill()
+            stranger = None
+            for _ in range(50):  # other processes of the machine may take the pid first
+                with open(last_pid, "w") as f:
+                    f.write(str(a.pid - 1))
+                s = self.start(["sleep", "60"])
+                if s.pid == a.pid:
+                    stranger = s
+                    break
+                s.kill()
+            if stranger is None:
+                self.skipTest("the killed instance's pid was not given to a new process")
+            b = self.wrap(opts=FAST + opts + ["-v"])
+            b.send(initialize(1))
+            wait_until(lambda: "its pool is full" in b.stderr(), 10, "b to wait for the slot")
+            self.assertEqual(self.pool_files(), ["s.%d.1" % a.pid])  # no ask left for it
+        finally:
+            os.kill(keeper, signal.SIGCONT)
+        self.assert_response(b.msg(15), 1)
+        self.assertIsNone(stranger.p.poll(), "the process that took the pid was signalled")
+        stranger.kill()
+        b.close_stdin()
+        self.assertEqual(b.wait(), 0)
+        self.assertNotIn("came free", b.stderr())
         self.assert_no_leftovers()
         self.assertEqual(self.pool_files(), [])
 
