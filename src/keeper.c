@@ -1588,7 +1588,8 @@ keeper_main(int fd, int slot_fd, const char *owner, double term_grace)
 	}
 	free(ctrs);
 	/* The slots' files whose instance left them (killed, or kept for what it left):
-	 * removed, then their locks go with the exit.  Those freed are gone already. */
+	 * removed with their asks ("a." for "s."), which would mark a later instance with
+	 * that pid as asked; then their locks go with the exit.  Those freed are gone already. */
 	for (size_t i = 0; i < si.n; i++) {
 		char link[64], path[PATH_MAX];
 
@@ -1598,7 +1599,13 @@ keeper_main(int fd, int slot_fd, const char *owner, double term_grace)
 		if (n > 0) {
 			path[n] = '\0';
 			if (strstr(path, " (deleted)") == NULL) {
+				char *base = strrchr(path, '/');
+
 				(void)unlink(path);
+				if (base != NULL && strncmp(base + 1, "s.", 2) == 0) {
+					base[1] = 'a';
+					(void)unlink(path);
+				}
 			}
 		}
 	}

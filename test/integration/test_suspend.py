@@ -1093,7 +1093,7 @@ class Pool(Base):
     def pool_files(self):
         d = os.path.join(self.tmp.name, "mcpmux", "pools")
         return [f for sub in os.listdir(d) for f in os.listdir(os.path.join(d, sub))
-                if f.startswith("s.")]
+                if f.startswith(("s.", "a."))]
 
     def most_at_once(self, logs):
         """The most servers alive at once, from the traffic logs: each server from its
@@ -1248,6 +1248,28 @@ class Pool(Base):
         b.close_stdin()
         self.assertEqual(b.wait(), 0)
         self.assertNotIn("came free", b.stderr())
+        self.assert_no_leftovers()
+        self.assertEqual(self.pool_files(), [])
+
+    def test_a_killed_instances_ask_goes_with_its_slot(self):
+        """An instance asked for its slot and killed before it answers: its keeper removes
+        the ask with the slot's file, so none is left where it would mark a later
+        instance with that pid as asked."""
+        opts = FAST + ["--max-servers", "1", "--pool", "p"]
+        a = self.wrap(opts=opts)
+        a.send(initialize(1))
+        self.assert_response(a.msg(), 1)
+        os.kill(a.pid, signal.SIGSTOP)  # the ask is not answered
+        b = self.wrap(opts=opts + ["-v"])
+        b.send(initialize(1))
+        wait_until(lambda: "its pool is full" in b.stderr(), 10, "b to wait for the slot")
+        self.assertEqual(sorted(self.pool_files()), ["a.%d.1" % a.pid, "s.%d.1" % a.pid])
+        a.kill()
+        self.assert_response(b.msg(15), 1)
+        wait_until(lambda: self.pool_files() == ["s.%d.1" % b.pid], 10,
+                   "a's slot and its ask to be removed")
+        b.close_stdin()
+        self.assertEqual(b.wait(), 0)
         self.assert_no_leftovers()
         self.assertEqual(self.pool_files(), [])
 
