@@ -2228,7 +2228,12 @@ run_done(struct session *s)
 		deliver_own(s, -1);
 	}
 	log_end(s, "ended", s->end_reason);
-	pool_release(s->slot); /* its server is gone (or never came) */
+	if (s->backend != NULL && s->backend->escalation == BACKEND_ESC_ABANDONED) {
+		/* What it left still runs, until the keeper ends it: its slot stays taken. */
+		pool_keep(s->slot);
+	} else {
+		pool_release(s->slot); /* its server is gone (or never came) */
+	}
 	s->slot = NULL;
 	s->hooks->on_done(s, s->owner);
 }

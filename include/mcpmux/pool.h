@@ -82,8 +82,9 @@ void pool_going(struct pool_slot *s);
 void pool_release(struct pool_slot *s);
 /*
  * The slot's server was given up on while something of it may still run (an abandoned
- * suspend, left to the keeper): the slot stays taken, "going", until mcpmux exits, and
- * then until its keeper has ended what is left (it holds the slot's lock too).  s belongs
+ * suspend or end of run, left to the keeper): the slot stays taken, "going", until mcpmux
+ * exits, and then until its keeper has ended what is left (it holds the slot's lock too).
+ * s belongs
  * to the pool from now on.
  */
 void pool_keep(struct pool_slot *s);

@@ -367,6 +367,44 @@ class FakeDocker(FakeDockerCase):
         self.exit_and_let_the_keeper_end_it(p, slow)
         self.assertEqual(slot_files(), [])
 
+    def test_a_run_end_abandoned_for_its_container_keeps_its_pool_slot(self):
+        """The end of a run abandoned with its container not seen gone (the engine's kill
+        hangs) keeps the session's pool slot taken, as an abandoned suspend does: a pool of
+        one gets no second server until its wait is over, and then one over the cap, said.
+        At mcpmux's exit the keeper ends the container, and the slot's file goes with it."""
+        slow = os.path.join(self.tmp.name, "slow")
+        open(slow, "w").close()
+        self.env.update(FAKE_DOCKER_SLOW_KILL=slow, XDG_RUNTIME_DIR=self.tmp.name,
+                        FAKE_DOCKER_ARGS="--ignore-sigterm --ignore-eof")
+        p = self.start([MCPMUX, "serve", "--max-servers", "1"] + GRACES +
+                       ["--kill-deadline", "1000", "--", "docker", "run", "-i", "img"])
+        p.send({"session": "c1", "message": initialize(1)})
+        self.assertEqual(p.msg()["event"], "started")
+        self.assertEqual(p.msg()["message"]["id"], 1)
+        p.send({"session": "c1", "message": req(2, "mcpmux/endRun")})
+        self.ended(p, 15)
+        pools = os.path.join(self.tmp.name, "mcpmux", "pools")
+
+        def slot_files():
+            return [f for d in os.listdir(pools) for f in os.listdir(os.path.join(pools, d))
+                    if f.startswith(("s.", "a."))]
+        self.assertEqual(len(slot_files()), 1)  # c1's, kept
+        t0 = time.monotonic()
+        p.send({"session": "c2", "message": initialize(3)})
+        while True:
+            m = p.msg(15)
+            if m.get("event") == "started":
+                break
+        self.assertEqual(m["session"], "c2")
+        waited = time.monotonic() - t0
+        print("a slot kept for an abandoned end of run: waited %.2f s" % waited)
+        self.assertGreaterEqual(waited, 2.6)  # (300 + 300 + 1000) ms + 1 s
+        self.assertIn("no server's slot came free in 2.6 s", p.stderr())
+        self.assertEqual(p.msg()["message"]["id"], 3)
+        self.assertEqual(len(slot_files()), 2)
+        self.exit_and_let_the_keeper_end_it(p, slow)
+        self.assertEqual(slot_files(), [])
+
     def test_the_default_kill_deadline_is_5000_ms(self):
         """Without --kill-deadline, a tree (here a container whose engine does not answer)
         that SIGKILL has not emptied is given up on after 5000 ms (docs/mcpmux.1)."""
