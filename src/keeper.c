@@ -51,8 +51,9 @@ struct told {
 	char *line, *cidfile, *run;
 };
 static char *told_cg;
-static bool slot_said; /* a slot could not be handed to the keeper: said once */
-static int *slot_v;    /* the slot descriptors told (keeper_slot()), for another keeper */
+static bool slot_said;	    /* a slot could not be handed to the keeper: said once */
+static int slot_sock_errno; /* why the keeper's slot socket could not be made, or 0 */
+static int *slot_v;	    /* the slot descriptors told (keeper_slot()), for another keeper */
 static size_t slot_n, slot_cap;
 static struct told *told_v;
 static size_t told_n, told_cap;
@@ -312,6 +313,12 @@ slot_send(int fd, bool gone)
 	struct iovec iov = { .iov_base = &r, .iov_len = sizeof(r) };
 	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
 
+	if (slot_sock < 0 && slot_sock_errno != 0 && !gone && !slot_said) {
+		slot_said = true;
+		errno = slot_sock_errno;
+		diag_warn_errno("cannot hand the keeper a pool slot (if mcpmux is killed, its "
+				"slots may be free before what it left is ended)");
+	}
 	if (slot_sock < 0 || fstat(fd, &st) == -1) {
 		return;
 	}
@@ -1273,6 +1280,7 @@ struct slots_in {
 	size_t n, cap;
 	unsigned char part[sizeof(struct slot_rec)]; /* a record read in part */
 	size_t n_part;
+	bool said; /* a slot could not be held: said once */
 };
 
 static void
@@ -1289,7 +1297,14 @@ slots_hold(struct slots_in *si, int fd)
 		struct held *nv = realloc(si->v, cap * sizeof(*nv));
 
 		if (nv == NULL) {
-			/* Out of memory: held all the same, until the keeper exits. */
+			/* Out of memory: not held, rather than held for good untracked. */
+			if (!si->said) {
+				si->said = true;
+				diag_warn(
+					"keeper: out of memory: a pool slot is not held (if mcpmux "
+					"is killed, it may be free before what it left is ended)");
+			}
+			(void)close(fd);
 			return;
 		}
 		si->v = nv;
@@ -1320,6 +1335,14 @@ slots_read(struct slots_in *si, bool wait)
 		}
 		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			return;
+		}
+		if (n > 0 && (m.msg_flags & MSG_CTRUNC) != 0 && !si->said) {
+			/* The kernel dropped descriptors it could not give (EMFILE): those
+			 * slots are not held. */
+			si->said = true;
+			diag_warn("keeper: a pool slot's descriptor did not come (too many open "
+				  "files?): it is not held (if mcpmux is killed, it may be free "
+				  "before what it left is ended)");
 		}
 		for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); n > 0 && h != NULL;
 		     h = CMSG_NXTHDR(&m, h)) {
@@ -1773,7 +1796,10 @@ spawn_keeper(double term_grace, int argc, char **argv, double mid_s)
 	}
 	/* Without it, the keeper holds no slot of the pool: they are free when mcpmux dies. */
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == -1) {
+		slot_sock_errno = errno; /* said when a slot is to be handed (slot_send()) */
 		sp[0] = sp[1] = -1;
+	} else {
+		slot_sock_errno = 0;
 	}
 	mid = fork();
 	if (mid == -1) {

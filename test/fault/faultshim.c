@@ -22,6 +22,7 @@
  *                         (vfork() is not interposed: its child would return through
  *                         the shim's stack frame)
  *   FAULT_PIPE2_FAIL=N,.. the Nth call of pipe2() fails with EMFILE
+ *   FAULT_SOCKETPAIR_FAIL=N,.. the Nth call of socketpair() fails with EMFILE
  *   FAULT_NO_CLOSE_RANGE=1 close_range() fails with ENOSYS, as before Linux 5.9: mcpmux
  *                         then starts its servers with clone(), which the shim sees,
  *                         where it would start them with an inline clone3() that it
@@ -205,7 +206,7 @@ static struct {
 	unsigned eintr, shorts; /* per mille */
 	size_t short_min;
 	unsigned long short_first;
-	struct nth fork, pipe2, accept4, flock, link, fsync_stop;
+	struct nth fork, pipe2, socketpair, accept4, flock, link, fsync_stop;
 	unsigned long flock_ms;			/* FAULT_FLOCK_MS */
 	bool flock_after;			/* FAULT_FLOCK_AFTER */
 	bool no_close_range;			/* FAULT_NO_CLOSE_RANGE */
@@ -232,6 +233,7 @@ static int (*real_posix_spawn)(pid_t *, const char *, const posix_spawn_file_act
 static int (*real_posix_spawnp)(pid_t *, const char *, const posix_spawn_file_actions_t *,
 				const posix_spawnattr_t *, char *const[], char *const[]);
 static int (*real_pipe2)(int[2], int);
+static int (*real_socketpair)(int, int, int, int[2]);
 static int (*real_accept4)(int, __SOCKADDR_ARG, socklen_t *__restrict, int);
 static int (*real_flock)(int, int);
 static int (*real_link)(const char *, const char *);
@@ -354,6 +356,7 @@ resolve(void)
 	*(void **)&real_posix_spawn = next_symbol("posix_spawn");
 	*(void **)&real_posix_spawnp = next_symbol("posix_spawnp");
 	*(void **)&real_pipe2 = next_symbol("pipe2");
+	*(void **)&real_socketpair = next_symbol("socketpair");
 	*(void **)&real_accept4 = next_symbol("accept4");
 	*(void **)&real_flock = next_symbol("flock");
 	*(void **)&real_link = next_symbol("link");
@@ -386,6 +389,7 @@ faultshim_init(void)
 	F.short_first = env_num("FAULT_SHORT_FIRST", 0);
 	env_nth("FAULT_FORK_FAIL", &F.fork);
 	env_nth("FAULT_PIPE2_FAIL", &F.pipe2);
+	env_nth("FAULT_SOCKETPAIR_FAIL", &F.socketpair);
 	env_nth("FAULT_ACCEPT4_FAIL", &F.accept4);
 	env_nth("FAULT_FLOCK_SLOW", &F.flock);
 	env_nth("FAULT_LINK_FAIL", &F.link);
@@ -906,6 +910,17 @@ pipe2(int fds[2], int flags)
 		return -1;
 	}
 	return real_pipe2(fds, flags);
+}
+
+int
+socketpair(int domain, int type, int protocol, int fds[2])
+{
+	resolve();
+	if (F.ready && getpid() == F.owner && nth_fails(&F.socketpair)) {
+		errno = EMFILE;
+		return -1;
+	}
+	return real_socketpair(domain, type, protocol, fds);
 }
 
 static void

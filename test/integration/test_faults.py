@@ -1038,6 +1038,55 @@ class KeeperRestart(Faults):
         self.killed_and_all_gone(p, gc)
 
 
+@needs_shim
+class KeeperSlots(Faults):
+    """The pool slots' descriptors handed to the keeper (docs/lifecycle.md): when they
+    cannot be, mcpmux or its keeper says so, once, and the servers start all the same."""
+
+    OPTS = ["--max-servers", "2", "--pool", "p"] + GRACE
+
+    def setUp(self):
+        super().setUp()
+        self.env["XDG_RUNTIME_DIR"] = self.tmp.name  # a pool of the test's own
+
+    def two_sessions(self, m):
+        for i, s in enumerate(("a", "b")):
+            m.send(s, initialize(i))
+            self.assertEqual(m.msg(s)["id"], i)
+
+    def test_a_socket_for_the_slots_that_cannot_be_made_is_said_once(self):
+        m = Mux(self.mcpmux(["serve"] + self.OPTS + ["--", FIXTURE],
+                            env=self.shim_env(socketpair_fail=1)))
+        self.two_sessions(m)
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+        self.assertEqual(m.p.stderr().count("cannot hand the keeper a pool slot"), 1,
+                         m.p.stderr())
+        self.assertEqual(self.counters(m.p.pid)["failed"], 1)
+        self.assert_no_leftovers()
+
+    def test_a_slot_the_keeper_cannot_take_is_said_once(self):
+        """The keeper out of descriptors (its RLIMIT_NOFILE put to 0 here): the slots' come
+        cut off (MSG_CTRUNC), and it says so once."""
+        m = Mux(self.mcpmux(["serve"] + self.OPTS + ["--", FIXTURE]))
+        self.assertIn("result", m.control(1, "mcpmux/stats")["message"])
+        keeper = wait_until(lambda: [q for q in self.tagged() if keeper_of(q) == m.p.pid], 5,
+                            "the keeper")[0]
+        limit = resource.prlimit(keeper, resource.RLIMIT_NOFILE)
+        resource.prlimit(keeper, resource.RLIMIT_NOFILE, (0, limit[1]))
+        try:
+            self.two_sessions(m)
+            said = "keeper: a pool slot's descriptor did not come"
+            wait_until(lambda: said in m.p.stderr(), 5, "the keeper to say it",
+                       explain=m.p.stderr)
+        finally:
+            resource.prlimit(keeper, resource.RLIMIT_NOFILE, limit)
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+        self.assertEqual(m.p.stderr().count(said), 1, m.p.stderr())
+        self.assert_no_leftovers()
+
+
 class HalfClose(Faults):
     """The client ends its input while answers are still coming: all arrive, then EOF."""
 
