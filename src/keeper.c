@@ -51,9 +51,10 @@ struct told {
 	char *line, *cidfile, *run;
 };
 static char *told_cg;
-static bool slot_said;	    /* a slot could not be handed to the keeper: said once */
-static int slot_sock_errno; /* why the keeper's slot socket could not be made, or 0 */
-static int *slot_v;	    /* the slot descriptors told (keeper_slot()), for another keeper */
+static bool slot_said;		     /* a slot could not be handed to the keeper: said once */
+static int slot_sock_errno;	     /* why the keeper's slot socket could not be made, or 0 */
+static double keeper_deadline = 5.0; /* --kill-deadline (keeper_kill_deadline()) */
+static int *slot_v; /* the slot descriptors told (keeper_slot()), for another keeper */
 static size_t slot_n, slot_cap;
 static struct told *told_v;
 static size_t told_n, told_cap;
@@ -612,6 +613,34 @@ keeper_end_owned(const char *proc_root, const char *owner, double term_grace)
 	}
 	proctree_release(&t);
 	return left;
+}
+
+void
+keeper_kill_deadline(double seconds)
+{
+	keeper_deadline = seconds;
+}
+
+/* Wait while a process carries the owner, for seconds at most; nothing is signalled. */
+static void
+wait_owned(const char *owner, double seconds)
+{
+	struct proctree t;
+
+	proctree_init(&t);
+	for (double until = now_s() + seconds;;) {
+		if (proctree_scan_owned(&t, PROC_ROOT, owner) == 0 && live_count(&t) == 0) {
+			break;
+		}
+		if (now_s() >= until) {
+			diag_warn("keeper: mcpmux %s exited leaving processes that would not die: "
+				  "its pool slots are free, %g s on",
+				  owner, seconds);
+			break;
+		}
+		nap(KEEPER_POLL_S);
+	}
+	proctree_release(&t);
 }
 
 char **
@@ -1537,13 +1566,16 @@ keeper_main(int fd, int slot_fd, const char *owner, double term_grace)
 			pool_fd_going(si.v[i].fd);
 		}
 	}
+	if (done && (n_ctr > 0 || si.n > 0)) {
+		/* mcpmux must not wait for what follows: the end of fd 4 tells it the keeper
+		 * is done with it. */
+		(void)close(4);
+	}
 	if (done && n_ctr > 0) {
 		/*
 		 * mcpmux exited normally, but left containers it did not see gone (their
-		 * teardown was abandoned: the engine was too slow).  mcpmux must not wait for
-		 * this: the end of fd 4 tells it the keeper is done with it.
+		 * teardown was abandoned: the engine was too slow).
 		 */
-		(void)close(4);
 		diag_warn("keeper: mcpmux %s exited leaving %zu container(s) it did not see gone: "
 			  "ending them",
 			  owner, n_ctr);
@@ -1593,6 +1625,14 @@ keeper_main(int fd, int slot_fd, const char *owner, double term_grace)
 				nap(KEEPER_POLL_S);
 			}
 		}
+	}
+	if (done && si.n > 0) {
+		/*
+		 * Slots mcpmux kept at its normal exit: a teardown it abandoned left processes
+		 * that would not die.  They stay taken while those still run, for
+		 * --kill-deadline at most (it already gave up on them once).
+		 */
+		wait_owned(owner, keeper_deadline);
 	}
 	if (cg[0] != '\0') {
 		(void)cgroup_remove(cg);

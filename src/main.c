@@ -134,6 +134,7 @@ main(int argc, char **argv)
 	 * The keeper first (it must not be our descendant): it ends what we started if we are
 	 * killed before we can (docs/lifecycle.md).
 	 */
+	keeper_kill_deadline(opt.kill_deadline_ms / 1000.);
 	if (keeper_start(opt.term_grace_ms / 1000., argc0, argv0) == -1) {
 		diag_warn_errno("cannot start the keeper (if mcpmux is killed, what its servers "
 				"started may survive it): tried again every second");

@@ -33,6 +33,12 @@
  * line in it).  0, or -1 (errno): mcpmux then runs without one, and says so.
  */
 int keeper_start(double term_grace, int argc, char **argv);
+/*
+ * --kill-deadline, in seconds, before keeper_start(): at a normal exit that left pool
+ * slots kept (an abandoned teardown), the keeper holds them while a process of mcpmux's
+ * still runs, for that long at most.
+ */
+void keeper_kill_deadline(double seconds);
 /* The instance cgroup to kill if mcpmux dies. */
 void keeper_cgroup(const char *dir);
 /*

@@ -1086,6 +1086,39 @@ class KeeperSlots(Faults):
         self.assertEqual(m.p.stderr().count(said), 1, m.p.stderr())
         self.assert_no_leftovers()
 
+    def test_a_slot_kept_for_processes_that_would_not_die_is_held_after_a_normal_exit(self):
+        """A run's end abandoned at --kill-deadline (a server mcpmux cannot signal: the
+        shim's EPERM; without a cgroup, whose cgroup.kill does not go through it), then a
+        normal exit: the keeper holds the kept slot while that server still runs (for
+        --kill-deadline at most), and lets it go when it is gone."""
+        slot = os.path.join(self.tmp.name, "mcpmux", "pools")
+        env = self.shim_env(nokill="mcp-fixture")
+        env["MCPMUX_CGROUP"] = "off"
+        deadline_ms = int(4000 * SLOW)
+        p = self.mcpmux(["--max-servers", "1", "--pool", "p", "--eof-grace", "100",
+                         "--term-grace", "100", "--kill-deadline", str(deadline_ms), "--",
+                         FIXTURE, "--ignore-sigterm", "--ignore-eof",
+                         "--daemonize-grandchild"], env=env)
+        p.send(initialize(1))
+        self.assertEqual(p.msg()["id"], 1)
+        # the server dies with mcpmux (its parent-death signal), not its grandchild
+        pid = int(wait_until(lambda: re.findall(r"grandchild (\d+)", p.stderr()), 5,
+                             "the grandchild")[-1])
+        p.send(req(2, "mcpmux/endRun"))
+        self.assertIn(pid, p.msg(deadline_ms / 1000 + 10)["result"]["abandoned"])
+        p.close_stdin()
+        p.wait()
+
+        def slot_files():
+            return [f for d in os.listdir(slot) for f in os.listdir(os.path.join(slot, d))
+                    if f.startswith(("s.", "a."))]
+        try:
+            self.assertTrue(alive(pid))
+            self.assertEqual(len(slot_files()), 1, "the slot was freed while its server runs")
+        finally:
+            os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not slot_files(), 5, "the keeper to let the slot go")
+        self.assert_no_leftovers()
 
 class HalfClose(Faults):
     """The client ends its input while answers are still coming: all arrive, then EOF."""
