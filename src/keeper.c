@@ -340,8 +340,23 @@ slot_send(int fd, bool gone)
 
 	while ((n = sendmsg(slot_sock, &m, MSG_DONTWAIT | MSG_NOSIGNAL)) == -1 && errno == EINTR) {
 	}
+	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS ||
+			errno == ETOOMANYREFS)) {
+		/*
+		 * The keeper is behind (a full socket): this record is not sent, and the
+		 * socket stays for the next ones (a record goes whole or not at all: a
+		 * SOCK_SEQPACKET).  A slot not handed comes free when mcpmux dies; a freed
+		 * one not said is held by the keeper, its file already removed, uncounted.
+		 */
+		if (!slot_said) {
+			slot_said = true;
+			diag_warn_errno("cannot hand the keeper a pool slot (if mcpmux is killed, "
+					"its slots may be free before what it left is ended)");
+		}
+		return;
+	}
 	if (n != (ssize_t)sizeof(r)) {
-		/* A record cut short would garble every later one: nothing more is sent. */
+		/* The keeper is gone (EPIPE), or a failure: nothing more is sent on it. */
 		if (n >= 0) {
 			errno = EIO;
 		}
@@ -1835,7 +1850,7 @@ spawn_keeper(double term_grace, int argc, char **argv, double mid_s)
 		return -1;
 	}
 	/* Without it, the keeper holds no slot of the pool: they are free when mcpmux dies. */
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == -1) {
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == -1) {
 		slot_sock_errno = errno; /* said when a slot is to be handed (slot_send()) */
 		sp[0] = sp[1] = -1;
 	} else {

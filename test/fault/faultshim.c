@@ -23,6 +23,8 @@
  *                         the shim's stack frame)
  *   FAULT_PIPE2_FAIL=N,.. the Nth call of pipe2() fails with EMFILE
  *   FAULT_SOCKETPAIR_FAIL=N,.. the Nth call of socketpair() fails with EMFILE
+ *   FAULT_SENDFD_EAGAIN=N,.. the Nth call of sendmsg() that passes descriptors fails with
+ *                         EAGAIN (a full socket)
  *   FAULT_NO_CLOSE_RANGE=1 close_range() fails with ENOSYS, as before Linux 5.9: mcpmux
  *                         then starts its servers with clone(), which the shim sees,
  *                         where it would start them with an inline clone3() that it
@@ -206,7 +208,7 @@ static struct {
 	unsigned eintr, shorts; /* per mille */
 	size_t short_min;
 	unsigned long short_first;
-	struct nth fork, pipe2, socketpair, accept4, flock, link, fsync_stop;
+	struct nth fork, pipe2, socketpair, sendfd, accept4, flock, link, fsync_stop;
 	unsigned long flock_ms;			/* FAULT_FLOCK_MS */
 	bool flock_after;			/* FAULT_FLOCK_AFTER */
 	bool no_close_range;			/* FAULT_NO_CLOSE_RANGE */
@@ -234,6 +236,7 @@ static int (*real_posix_spawnp)(pid_t *, const char *, const posix_spawn_file_ac
 				const posix_spawnattr_t *, char *const[], char *const[]);
 static int (*real_pipe2)(int[2], int);
 static int (*real_socketpair)(int, int, int, int[2]);
+static ssize_t (*real_sendmsg)(int, const struct msghdr *, int);
 static int (*real_accept4)(int, __SOCKADDR_ARG, socklen_t *__restrict, int);
 static int (*real_flock)(int, int);
 static int (*real_link)(const char *, const char *);
@@ -357,6 +360,7 @@ resolve(void)
 	*(void **)&real_posix_spawnp = next_symbol("posix_spawnp");
 	*(void **)&real_pipe2 = next_symbol("pipe2");
 	*(void **)&real_socketpair = next_symbol("socketpair");
+	*(void **)&real_sendmsg = next_symbol("sendmsg");
 	*(void **)&real_accept4 = next_symbol("accept4");
 	*(void **)&real_flock = next_symbol("flock");
 	*(void **)&real_link = next_symbol("link");
@@ -390,6 +394,7 @@ faultshim_init(void)
 	env_nth("FAULT_FORK_FAIL", &F.fork);
 	env_nth("FAULT_PIPE2_FAIL", &F.pipe2);
 	env_nth("FAULT_SOCKETPAIR_FAIL", &F.socketpair);
+	env_nth("FAULT_SENDFD_EAGAIN", &F.sendfd);
 	env_nth("FAULT_ACCEPT4_FAIL", &F.accept4);
 	env_nth("FAULT_FLOCK_SLOW", &F.flock);
 	env_nth("FAULT_LINK_FAIL", &F.link);
@@ -921,6 +926,17 @@ socketpair(int domain, int type, int protocol, int fds[2])
 		return -1;
 	}
 	return real_socketpair(domain, type, protocol, fds);
+}
+
+ssize_t
+sendmsg(int fd, const struct msghdr *m, int flags)
+{
+	resolve();
+	if (F.ready && getpid() == F.owner && m->msg_controllen > 0 && nth_fails(&F.sendfd)) {
+		errno = EAGAIN;
+		return -1;
+	}
+	return real_sendmsg(fd, m, flags);
 }
 
 static void

@@ -1065,6 +1065,24 @@ class KeeperSlots(Faults):
         self.assertEqual(self.counters(m.p.pid)["failed"], 1)
         self.assert_no_leftovers()
 
+    def test_a_slot_not_handed_to_a_keeper_behind_leaves_the_socket_for_the_next(self):
+        """The slot socket full (the shim's EAGAIN, for the first slot): that slot is not
+        handed, said once, and the next one is: the socket is not given up."""
+        m = Mux(self.mcpmux(["serve"] + self.OPTS + ["--", FIXTURE],
+                            env=self.shim_env(sendfd_eagain=1)))
+        self.two_sessions(m)
+        keeper = wait_until(lambda: [q for q in self.tagged() if keeper_of(q) == m.p.pid], 5,
+                            "the keeper")[0]
+        pools = os.path.join(self.tmp.name, "mcpmux", "pools")
+        held = lambda: [l for l in fd_links(keeper).values() if l.startswith(pools)]
+        wait_until(held, 5, "the keeper to hold b's slot")
+        self.assertEqual(len(held()), 1, held())
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+        self.assertEqual(m.p.stderr().count("cannot hand the keeper a pool slot"), 1,
+                         m.p.stderr())
+        self.assert_no_leftovers()
+
     def test_a_slot_the_keeper_cannot_take_is_said_once(self):
         """The keeper out of descriptors (its RLIMIT_NOFILE put to 0 here): the slots' come
         cut off (MSG_CTRUNC), and it says so once."""
