@@ -375,13 +375,6 @@ backend_module_init(struct ev_loop *loop)
 	} else if (cgroup_instance_make(inst_cgroup, sizeof(inst_cgroup), getpid()) == 0) {
 		keeper_cgroup(inst_cgroup);
 		diag_info("cgroup: %s", inst_cgroup);
-		size_t stale = cgroup_sweep_stale(inst_cgroup);
-
-		if (stale > 0) {
-			diag_info("cgroup: removed %zu empty cgroup(s) of mcpmux instances that "
-				  "are gone",
-				  stale);
-		}
 	} else {
 		inst_cgroup[0] = '\0';
 		diag_info("cgroup: none usable here (%s): the process walk alone finds trees",

@@ -176,8 +176,8 @@ cgroup_leaf_make(const char *inst, unsigned long long n, char *out, size_t len)
 		return 0;
 	}
 	/*
-	 * The instance cgroup is gone: removed while empty by another mcpmux that took it for
-	 * a gone instance's (cgroup_sweep_stale(), across pid namespaces).  Made again: it held
+	 * The instance cgroup is gone: removed while empty (by hand, or by an mcpmux that took
+	 * it for a gone instance's, as an older mcpmux did at its start).  Made again: it held
 	 * no process, so nothing escaped meanwhile, and the keeper knows it by its path.  Made
 	 * again by another instance meanwhile (EEXIST), it is that one's now.
 	 */
@@ -535,36 +535,32 @@ cgroup_procs_each(const char *dir, void (*fn)(void *ctx, const char *top, pid_t 
 	return procs_walk(AT_FDCWD, dir, NULL, 0, fn, dirfn, ctx);
 }
 
-size_t
-cgroup_sweep_stale(const char *inst)
+bool
+cgroup_stale_beside(const char *inst)
 {
-	char parent[CGROUP_PATH_MAX], dir[CGROUP_PATH_MAX + 256];
+	char parent[CGROUP_PATH_MAX];
 	const char *base = strrchr(inst, '/');
-	size_t gone = 0;
+	bool any = false;
 	DIR *d;
 	struct dirent *de;
 
 	if (base == NULL || (size_t)(base - inst) >= sizeof(parent)) {
-		return 0;
+		return false;
 	}
 	memcpy(parent, inst, (size_t)(base - inst));
 	parent[base - inst] = '\0';
 	if ((d = opendir(parent)) == NULL) {
-		return 0;
+		return false;
 	}
-	while ((de = readdir(d)) != NULL) {
-		const char *n = de->d_name;
+	while (!any && (de = readdir(d)) != NULL) {
 		pid_t pid;
 
 		/* "mcpmux.PID" or "mcpmux.PID.K"; its owner is no process here (ESRCH; EPERM:
 		 * another user's, alive). */
-		if (de->d_type != DT_DIR || strcmp(n, base + 1) == 0 ||
-		    cgroup_instance_pid(n, &pid) == -1 || kill(pid, 0) == 0 || errno != ESRCH) {
-			continue;
-		}
-		(void)snprintf(dir, sizeof(dir), "%s/%s", parent, n);
-		gone += cgroup_remove(dir) == 0;
+		any = de->d_type == DT_DIR && strcmp(de->d_name, base + 1) != 0 &&
+		      cgroup_instance_pid(de->d_name, &pid) == 0 && kill(pid, 0) == -1 &&
+		      errno == ESRCH;
 	}
 	closedir(d);
-	return gone;
+	return any;
 }

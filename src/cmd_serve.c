@@ -30,6 +30,7 @@
 #include "mcpmux/listener.h"
 #include "mcpmux/rpcout.h"
 #include "mcpmux/session.h"
+#include "mcpmux/survey.h"
 #include "mcpmux/sys.h"
 #include "mcpmux/tlog.h"
 
@@ -1461,6 +1462,9 @@ cmd_serve(const struct mcpmux_options *o)
 	jsonrpc_init(&sv->scan);
 	sv->scan.params_method = o->end_method; /* the only params mcpmux reads */
 	backend_module_init(loop);
+	if (backend_cgroup()[0] != '\0') {
+		(void)survey_start_sweep(backend_cgroup()); /* what gone instances left beside it */
+	}
 	(void)errout_start(loop);
 	ev_idle_init(&sv->reap_w, serve_on_reap);
 	ev_timer_init(&sv->drain_w, serve_on_drain_timeout, HUB_DRAIN_S, 0.);

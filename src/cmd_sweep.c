@@ -333,67 +333,6 @@ wait_victims(struct victims *vs, long long deadline)
 	return left;
 }
 
-/* An empty cgroup made or given a leaf less than this long ago may be a starting instance's. */
-#define CGROUP_YOUNG_S 5
-
-/* CGROUP_YOUNG_S, or MCPMUX_SWEEP_YOUNG_S for the tests (docs/testing.md). */
-static long
-young_s(void)
-{
-	const char *e = getenv("MCPMUX_SWEEP_YOUNG_S");
-	char *end;
-	long v;
-
-	if (e == NULL || *e == '\0') {
-		return CGROUP_YOUNG_S;
-	}
-	errno = 0;
-	v = strtol(e, &end, 10);
-	if (*end != '\0' || errno != 0 || v < 0) {
-		return CGROUP_YOUNG_S;
-	}
-	static bool said;
-
-	if (v < CGROUP_YOUNG_S && !said) {
-		said = true;
-		diag_warn("MCPMUX_SWEEP_YOUNG_S=%ld (a setting for tests): an empty cgroup made "
-			  "more than %ld s ago may be removed, even a starting instance's",
-			  v, v);
-	}
-	return v;
-}
-
-/* Was dir, or a cgroup right below it, made less than young_s() ago (or unknown)? */
-static bool
-cgroup_young(const char *dir)
-{
-	time_t now = time(NULL);
-	long young = young_s();
-	struct stat st;
-	DIR *d;
-
-	if (stat(dir, &st) == -1) {
-		return errno != ENOENT;
-	}
-	if (now - st.st_ctime < young) {
-		return true;
-	}
-	if ((d = opendir(dir)) == NULL) {
-		return errno != ENOENT;
-	}
-	bool is_young = false;
-
-	for (const struct dirent *e; !is_young && (e = readdir(d)) != NULL;) {
-		if (e->d_type == DT_DIR && e->d_name[0] != '.') {
-			is_young = fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1
-					   ? errno != ENOENT
-					   : now - st.st_ctime < young;
-		}
-	}
-	closedir(d);
-	return is_young;
-}
-
 /*
  * Does this sweep remove dead cgroup k: not live, and each process found in it selected;
  * one with none, made (and its leaves) CGROUP_YOUNG_S ago or more, when no --session or
@@ -422,7 +361,7 @@ cgroup_selected(const struct survey *p, size_t k, const struct cgkey *keys, size
 		return CG_EMPTIED;
 	}
 	/* Found empty: a leaf made a moment ago may be a starting instance's, not yet used. */
-	if (cgroup_young(cg->dir) || p->o.older_than_s > 0) {
+	if (survey_cgroup_young(cg->dir) || p->o.older_than_s > 0) {
 		return CG_KEEP;
 	}
 	if (p->o.session == NULL) {
@@ -503,44 +442,19 @@ rejudge(struct survey *p, struct victims *vs)
 	return 0;
 }
 
-struct below {
-	const struct survey *p;
-	size_t k;
-};
-
-static bool
-was_below(void *ctx, ino_t ino)
-{
-	const struct below *b = ctx;
-
-	return survey_cgroup_below(b->p, b->k, ino);
-}
-
 /*
- * Remove dead cgroup k that cgroup_selected() chose (how), emptied, if it is still a dead
- * instance's now (judged again; found empty, not young now), and of the cgroups below
- * it only those there at the first look: one made since may be a starting instance's
- * leaf.  -1 when it could not be removed for another reason than a process or a cgroup
- * still in it (said).
+ * Remove dead cgroup k that cgroup_selected() chose (how), emptied, by survey_cgroup_remove().
+ * -1 when it could not be removed for another reason than a process or a cgroup still in it
+ * (said).
  */
 static int
 remove_cgroup(const struct survey *p, size_t k, enum cg_removal how)
 {
-	const struct survey_cgroup *cg = &p->cg[k];
-
-	if (how == CG_KEEP || cg->live || !survey_cgroup_still_dead(p, k) ||
-	    (how == CG_EMPTY && cgroup_young(cg->dir))) {
+	if (how == CG_KEEP || survey_cgroup_remove(p, k, how == CG_EMPTY) != -1) {
 		return 0;
 	}
-	struct below b = { p, k };
-
-	if (cgroup_remove_known(cg->dir, was_below, &b) == -1 && errno != EBUSY &&
-	    errno != ENOENT) {
-		diag_error_errno("cannot remove the cgroup %s of an instance that is gone",
-				 cg->dir);
-		return -1;
-	}
-	return 0;
+	diag_error_errno("cannot remove the cgroup %s of an instance that is gone", p->cg[k].dir);
+	return -1;
 }
 
 /* What a sweep ends: orphan groups by their keys, and sessions of dead cgroups. */

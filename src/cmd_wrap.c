@@ -23,6 +23,7 @@
 #include "mcpmux/rpcout.h"
 #include "mcpmux/session.h"
 #include "mcpmux/status.h"
+#include "mcpmux/survey.h"
 #include "mcpmux/sys.h"
 #include "mcpmux/tlog.h"
 #include "mcpmux/wbuf.h"
@@ -1076,6 +1077,9 @@ cmd_wrap(const struct mcpmux_options *o)
 	status_open(loop, "wrap");
 	backend_module_init(loop);
 	status_rewrite(); /* now with the owner and the cgroup, which a sweep reads if we die */
+	if (backend_cgroup()[0] != '\0') {
+		(void)survey_start_sweep(backend_cgroup()); /* what gone instances left beside it */
+	}
 	(void)errout_start(loop);
 	w->scfg.pool = w->pool = pool_open_for(loop, o);
 	ev_init(&w->drain_w, wrap_on_drain_timeout);

@@ -1790,6 +1790,26 @@ named_older(pid_t pid, const char *dir)
 }
 
 /*
+ * Is pid the pid, in a pid namespace below this one, of a live instance (or of a process
+ * there that cannot be read whole, which may be one)?  An instance names its cgroup after
+ * its pid in its own pid namespace: an idle one's is empty, and its pid may be no process
+ * here.
+ */
+static bool
+named_in_pidns(const struct procscan *s, pid_t pid)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		const struct procscan_proc *pr = &s->v[i];
+
+		if (pr->ns_pid == pid && pr->ns_depth > 0 && pr->state != 'Z' && pr->state != 'X' &&
+		    (pr->mode != PROCSCAN_NONE || pr->read_errno != 0 || pr->env_unread)) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
  * The "mcpmux.PID[.K]" cgroups below this process's own cgroup, where an mcpmux started
  * from here makes its own, whose PID is gone or is a process the scan found no instance.
  * 0, or -1 (ENOMEM).
@@ -1814,7 +1834,8 @@ cg_from_own(struct survey *p, size_t *cap, char (*live)[CGROUP_PATH_MAX], size_t
 			    CGROUP_PATH_MAX ||
 		    cg_listed(live, n_live, dir) || cg_taken(p, dir) || held_has(held_pids, pid) ||
 		    !status_stale(&p->scan, pid) || named_execd(&p->scan, pid) ||
-		    (!pid_gone(pid) && named_older(pid, dir)) || !cg_mine(dir, p->uid)) {
+		    (!pid_gone(pid) && named_older(pid, dir)) || named_in_pidns(&p->scan, pid) ||
+		    !cg_mine(dir, p->uid)) {
 			continue;
 		}
 		rc = cg_add(p, cap, dir, pid, 0, NULL);
@@ -2067,12 +2088,151 @@ survey_cgroup_still_dead(const struct survey *p, size_t k)
 	} else if (errno != ENOENT) {
 		return false;
 	}
-	/* Found by its name: its pid an instance now, or a process older than the cgroup. */
-	if (cg->file_pid == 0 && !pid_gone(cg->pid) &&
-	    (named_execd(&p->scan, cg->pid) || named_older(cg->pid, cg->dir))) {
+	/*
+	 * Found by its name: its pid an instance now, or a process older than the cgroup, or
+	 * an instance's of a pid namespace below.
+	 */
+	if (cg->file_pid == 0 && ((!pid_gone(cg->pid) && (named_execd(&p->scan, cg->pid) ||
+							  named_older(cg->pid, cg->dir))) ||
+				  named_in_pidns(&p->scan, cg->pid))) {
 		return false;
 	}
 	return true;
+}
+
+/* An empty cgroup made or given a leaf less than this long ago may be a starting instance's. */
+#define CGROUP_YOUNG_S 5
+
+/* CGROUP_YOUNG_S, or MCPMUX_SWEEP_YOUNG_S for the tests (docs/testing.md). */
+static long
+young_s(void)
+{
+	const char *e = getenv("MCPMUX_SWEEP_YOUNG_S");
+	char *end;
+	long v;
+
+	if (e == NULL || *e == '\0') {
+		return CGROUP_YOUNG_S;
+	}
+	errno = 0;
+	v = strtol(e, &end, 10);
+	if (*end != '\0' || errno != 0 || v < 0) {
+		return CGROUP_YOUNG_S;
+	}
+	static bool said;
+
+	if (v < CGROUP_YOUNG_S && !said) {
+		said = true;
+		diag_warn("MCPMUX_SWEEP_YOUNG_S=%ld (a setting for tests): an empty cgroup made "
+			  "more than %ld s ago may be removed, even a starting instance's",
+			  v, v);
+	}
+	return v;
+}
+
+bool
+survey_cgroup_young(const char *dir)
+{
+	time_t now = time(NULL);
+	long young = young_s();
+	struct stat st;
+	DIR *d;
+
+	if (stat(dir, &st) == -1) {
+		return errno != ENOENT;
+	}
+	if (now - st.st_ctime < young) {
+		return true;
+	}
+	if ((d = opendir(dir)) == NULL) {
+		return errno != ENOENT;
+	}
+	bool is_young = false;
+
+	for (const struct dirent *e; !is_young && (e = readdir(d)) != NULL;) {
+		if (e->d_type == DT_DIR && e->d_name[0] != '.') {
+			is_young = fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1
+					   ? errno != ENOENT
+					   : now - st.st_ctime < young;
+		}
+	}
+	closedir(d);
+	return is_young;
+}
+
+struct below {
+	const struct survey *p;
+	size_t k;
+};
+
+static bool
+was_below(void *ctx, ino_t ino)
+{
+	const struct below *b = ctx;
+
+	return survey_cgroup_below(b->p, b->k, ino);
+}
+
+int
+survey_cgroup_remove(const struct survey *p, size_t k, bool found_empty)
+{
+	const struct survey_cgroup *cg = &p->cg[k];
+
+	if (cg->live || !survey_cgroup_still_dead(p, k) ||
+	    (found_empty && survey_cgroup_young(cg->dir))) {
+		return 0;
+	}
+	struct below b = { p, k };
+
+	if (cgroup_remove_known(cg->dir, was_below, &b) == -1) {
+		return errno == EBUSY || errno == ENOENT ? 0 : -1;
+	}
+	return 1;
+}
+
+size_t
+survey_start_sweep(const char *inst)
+{
+	const char *base = strrchr(inst, '/');
+	struct survey p;
+	size_t gone = 0;
+
+	/* The common case, nothing there that may be a gone instance's: no scan. */
+	if (base == NULL || !cgroup_stale_beside(inst)) {
+		return 0;
+	}
+	size_t at = (size_t)(base - inst) + 1; /* where a name beside inst starts */
+
+	memset(&p, 0, sizeof(p));
+	p.uid = getuid();
+	p.all_users = p.uid == 0;
+	procscan_init(&p.scan);
+	if (procscan_read(&p.scan, SURVEY_PROC_ROOT, p.uid, p.all_users, getpid()) == -1) {
+		diag_warn_errno("cannot read the processes in %s: the cgroups of instances that "
+				"are gone are left",
+				SURVEY_PROC_ROOT);
+	} else if (survey_read_cgroups(&p) == 0) {
+		for (size_t k = 0; k < p.n_cg; k++) {
+			const struct survey_cgroup *cg = &p.cg[k];
+			bool empty = true;
+
+			for (size_t i = 0; empty && i < p.n_cgp; i++) {
+				empty = p.cgp[i].cg != k;
+			}
+			/* Beside inst, found empty, and named after no process here. */
+			if (empty && strncmp(cg->dir, inst, at) == 0 &&
+			    strchr(cg->dir + at, '/') == NULL && strcmp(cg->dir, inst) != 0 &&
+			    pid_gone(cg->pid) && survey_cgroup_remove(&p, k, true) == 1) {
+				gone++;
+			}
+		}
+	}
+	survey_release(&p);
+	if (gone > 0) {
+		diag_info("cgroup: removed %zu empty cgroup(s) of mcpmux instances that are gone",
+			  gone);
+	}
+	return gone;
 }
 
 struct ended_ids {

@@ -74,13 +74,10 @@ int cgroup_remove(const char *dir);
  */
 int cgroup_remove_known(const char *dir, bool (*known)(void *ctx, ino_t ino), void *ctx);
 /*
- * Remove what instances that are gone left next to inst: the empty "mcpmux.N[.K]" cgroups
- * (and their empty leaves) beside it whose N is no process here, as after an mcpmux and
- * its keeper were both SIGKILLed.  A cgroup that still holds a process stays (the kernel
- * refuses, and `mcpmux sweep` ends such orphans by their cookie).  How many went.  (An
- * instance of another pid namespace in the same cgroup looks gone from here: its empty
- * cgroup may go, and cgroup_leaf_make() makes it again.)
+ * Is there beside inst an "mcpmux.N[.K]" cgroup whose N is no process here (a gone
+ * instance's, or one of another pid namespace's): the cheap first look of the clean-up at
+ * a start (survey_start_sweep()), which judges them by sweep's rules.
  */
-size_t cgroup_sweep_stale(const char *inst);
+bool cgroup_stale_beside(const char *inst);
 
 #endif

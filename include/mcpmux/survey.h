@@ -207,6 +207,28 @@ bool survey_cgroup_below(const struct survey *sv, size_t k, ino_t ino);
  * the cgroup was made (its maker, an mcpmux under another name, or not yet locking).
  */
 bool survey_cgroup_still_dead(const struct survey *sv, size_t k);
+/*
+ * Was dir, or a cgroup right below it, made less than 5 s ago (MCPMUX_SWEEP_YOUNG_S for
+ * the tests), or is that unknown?  An empty one may be a starting instance's.
+ */
+bool survey_cgroup_young(const char *dir);
+/*
+ * Remove dead cgroup k of sv->cg if it is still a dead instance's now
+ * (survey_cgroup_still_dead()), and not young when found_empty (its processes were not
+ * ended by the caller), and of the cgroups below it only those there at the first look
+ * (survey_cgroup_below()): one made since may be a starting instance's leaf.  1 removed,
+ * 0 left (judged live or young, or a process or a cgroup still in it), -1 (errno).
+ */
+int survey_cgroup_remove(const struct survey *sv, size_t k, bool found_empty);
+/*
+ * At an instance's start, once its cgroup inst is made: remove the empty cgroups beside
+ * it that instances that are gone left, "mcpmux.N[.K]" whose N is no process here, each
+ * judged by sweep's rules (survey_read_cgroups(), survey_cgroup_remove()): never one that
+ * a held status file, a live instance of a pid namespace below whose pid there is N, or
+ * its age (young) says may be a live instance's.  Processes are never signalled.  How many
+ * went (said with -v).  /proc is scanned only when there is such a cgroup.
+ */
+size_t survey_start_sweep(const char *inst);
 
 bool survey_session_selected(const struct survey_opts *o, const char *session);
 /* Warn about carriers whose owner could not be read (own_only: this user's); any? */

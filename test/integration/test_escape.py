@@ -1081,7 +1081,9 @@ class LeftCgroups(OwnCgroupCase):
             for o in owners:
                 o.kill()
                 o.wait()
-            p = self.start([MCPMUX, "-v"] + GRACES + ["--", FIXTURE])
+            # made a moment ago, they would be kept as maybe a starting instance's
+            p = self.start([MCPMUX, "-v"] + GRACES + ["--", FIXTURE],
+                           env=dict(self.env, MCPMUX_SWEEP_YOUNG_S="0"))
             p.send(req(1, "ping"))
             self.assertEqual(p.msg()["id"], 1)
             if "cgroup: none usable here" in p.stderr():
@@ -1222,7 +1224,8 @@ class LeftCgroups(OwnCgroupCase):
             with open(os.path.join(frozen, "freezer.state"), "w") as f:
                 f.write("THAWED")
             wait_until(lambda: not alive(pid), 5, "the thawed server to die of its SIGKILL")
-            q = self.start([MCPMUX] + GRACES + ["--", FIXTURE])
+            q = self.start([MCPMUX] + GRACES + ["--", FIXTURE],
+                           env=dict(self.env, MCPMUX_SWEEP_YOUNG_S="0"))
             q.send(req(1, "ping"))
             self.assertEqual(q.msg()["id"], 1)
             # (by this mcpmux, or by one of another test that started meanwhile)
@@ -1474,6 +1477,107 @@ class SweptCgroups(OwnCgroupCase):
         self.assertEqual(rc, 0, err)
         return [o for o in json.loads(out)["orphans"]
                 if (o.get("cgroup") or "").startswith(sub + "/")]
+
+    def idle_in_another_pid_namespace(self, sub, env):
+        """An mcpmux started in sub, in a pid namespace of its own where its pid is that of
+        a process gone here (its cgroup's name names no process here), once its first
+        server's run has ended: idle, its instance cgroup empty.  (it, its cgroup)"""
+        if os.geteuid() != 0 or shutil.which("unshare") is None:
+            self.skipTest("needs root and unshare(1) for a pid namespace")
+        pid = self.gone_pid()
+        p = self.start(["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', sub,
+                        "unshare", "-pf", "--kill-child", "--mount-proc", "sh", "-c",
+                        'echo $(($0 - 1)) > /proc/sys/kernel/ns_last_pid && "$@"; exit $?',
+                        str(pid), MCPMUX] + GRACES + ["--", FIXTURE], env=env)
+        inst = os.path.join(sub, "mcpmux.%d" % pid)
+        p.send(call(1, "env"))
+        self.assertIn("result", p.msg())
+        if not os.path.isdir(inst + "/s.1"):
+            self.skipTest("no cgroup leaf here: " + p.stderr())
+        p.send(note("mcpmux/endRun"))
+        wait_until(lambda: not os.path.exists(inst + "/s.1"), 5, "the leaf to be removed")
+        self.assertTrue(os.path.isdir(inst))
+        return p, inst
+
+    def start_in(self, sub, env):
+        """An mcpmux -v started in sub, once it has answered (its start-up done)."""
+        q = self.start(["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', sub, MCPMUX,
+                        "-v"] + GRACES + ["--", FIXTURE], env=env)
+        q.send(req(1, "ping"))
+        self.assertEqual(q.msg()["id"], 1)
+        return q
+
+    def next_server_in(self, p, inst, leaf):
+        """p's next server is born in its instance cgroup's leaf."""
+        p.send(call(2, "env"))
+        self.assertIn("result", p.msg())
+        self.assertTrue(os.path.isdir(os.path.join(inst, leaf)), p.stderr())
+        with open(os.path.join(inst, leaf, "cgroup.procs")) as f:
+            self.assertEqual(len(f.read().split()), 1)
+        self.assertNotIn("cannot make a cgroup leaf", p.stderr())
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertFalse(os.path.exists(inst))
+
+    def test_an_idle_instance_of_another_pid_namespace_keeps_its_cgroup_at_a_start(self):
+        """The empty cgroup of an idle mcpmux of another pid namespace, whose status file is
+        held: an mcpmux that starts beside it leaves it alone, whatever its age (sweep's
+        rules).  Removed by hand, the next server's leaf makes it again."""
+        sub = self.own_sub("idle-ns-test")
+        p, inst = self.idle_in_another_pid_namespace(sub, self.env)
+        q = self.start_in(sub, dict(self.env, MCPMUX_SWEEP_YOUNG_S="0"))
+        self.assertTrue(os.path.isdir(inst), "removed at a start: " + q.stderr())
+        q.close_stdin()
+        self.assertEqual(q.wait(), 0)
+        os.rmdir(inst)
+        self.next_server_in(p, inst, "s.2")
+
+    def test_an_idle_instance_of_another_pid_namespace_is_known_by_its_pid_there(self):
+        """Its status file where the others do not look: the cgroup is still known for an
+        instance's of another pid namespace whose pid there is the name's, by start-up and
+        by sweep."""
+        sub = self.own_sub("idle-ns-test")
+        other_run = tempfile.TemporaryDirectory(prefix="mcpmux-run-")
+        self.addCleanup(other_run.cleanup)
+        p, inst = self.idle_in_another_pid_namespace(
+            sub, dict(self.env, XDG_RUNTIME_DIR=other_run.name))
+        q = self.start_in(sub, dict(self.env, MCPMUX_SWEEP_YOUNG_S="0"))
+        self.assertTrue(os.path.isdir(inst), "removed at a start: " + q.stderr())
+        q.close_stdin()
+        self.assertEqual(q.wait(), 0)
+        # a process put in it is no orphan to ps or sweep: the cgroup is a live instance's
+        os.mkdir(inst + "/s.9")
+        self.addCleanup(rmdir_once_empty, inst + "/s.9")
+        left = subprocess.Popen(["sleep", "60"], env={})
+        self.addCleanup(left.wait)
+        self.addCleanup(left.kill)
+        with open(inst + "/s.9/cgroup.procs", "w") as f:
+            f.write(str(left.pid))
+        self.assertEqual(self.orphans_in(sub), [])
+        rc, out, err = self.mcpmux("sweep", "--dry-run", cgroup=sub)
+        self.assertEqual(rc, 0, err)
+        self.assertNotRegex(out, r"\n *%d " % left.pid)
+        left.kill()
+        left.wait()
+        rmdir_once_empty(inst + "/s.9")
+        self.next_server_in(p, inst, "s.2")
+
+    def test_an_empty_cgroup_made_a_moment_ago_is_kept_at_a_start(self):
+        """An empty cgroup named after a pid that is gone, made a moment ago, may be a
+        starting instance's (of another pid namespace): a start leaves it.  Older than the
+        bound (MCPMUX_SWEEP_YOUNG_S, here 0), it is removed."""
+        sub = self.own_sub("young-start-test")
+        inst = self.fake_dead_cgroup(sub)
+        q = self.start_in(sub, self.env)
+        self.assertTrue(os.path.isdir(inst + "/s.1"), "removed at a start: " + q.stderr())
+        q.close_stdin()
+        self.assertEqual(q.wait(), 0)
+        q = self.start_in(sub, dict(self.env, MCPMUX_SWEEP_YOUNG_S="0"))
+        self.assertFalse(os.path.exists(inst), q.stderr())
+        self.assertIn("cgroup: removed 1 empty cgroup(s) of mcpmux instances that are gone",
+                      q.stderr())
+        q.close_stdin()
+        self.assertEqual(q.wait(), 0)
 
     def test_a_cookieless_server_below_a_live_instance_keeps_any_cgroup(self):
         """A process below a live instance keeps the cgroup it is in, whatever its name
