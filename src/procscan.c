@@ -104,8 +104,8 @@ read_stat(const char *root, pid_t pid, struct procscan_proc *p)
 }
 
 /* An NSpid line's fields ("\t4242\t1"): how many, and the last (its own pid). */
-static void
-parse_nspid(const char *f, struct procscan_proc *p)
+void
+procscan_parse_nspid(const char *f, struct procscan_proc *p)
 {
 	unsigned n = 0;
 	long last = 0;
@@ -162,7 +162,7 @@ read_status(const char *root, pid_t pid, struct procscan_proc *p)
 		} else if (strncmp(line, "VmRSS:", 6) == 0 && sscanf(line + 6, "%llu", &rss) != 1) {
 			rss = 0;
 		} else if (strncmp(line, "NSpid:", 6) == 0) {
-			parse_nspid(line + 6, p);
+			procscan_parse_nspid(line + 6, p);
 		}
 	}
 	int err = ferror(f) ? (errno != 0 ? errno : EIO) : 0;

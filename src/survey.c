@@ -1629,11 +1629,14 @@ held_has(const struct pidset *h, pid_t pid)
 /*
  * The status files in the runtime directory: the cgroups of the dead instances' into
  * p->cg, those of the live ones' into *live (*n_live), and the pids of every file held
- * (its cgroup named or not yet, or too long to be kept) into held_pids.  0, or -1 (ENOMEM).
+ * (its cgroup named or not yet, or too long to be kept) into held_pids.  held_only: the held
+ * files alone (no dead instance's cgroup, and no use of p->scan).  0, or -1 (ENOMEM).
  */
+static bool named_in_pidns(const struct procscan *s, pid_t pid);
+
 static int
 cg_from_files(struct survey *p, size_t *cap, const char *mnt, char (**live)[CGROUP_PATH_MAX],
-	      size_t *n_live, struct pidset *held_pids)
+	      size_t *n_live, struct pidset *held_pids, bool held_only)
 {
 	char dir[PATH_MAX];
 	struct sbuf b = { 0 };
@@ -1697,7 +1700,7 @@ cg_from_files(struct survey *p, size_t *cap, const char *mnt, char (**live)[CGRO
 			if (rc == 0) {
 				(void)snprintf((*live)[(*n_live)++], CGROUP_PATH_MAX, "%s", f.dir);
 			}
-		} else {
+		} else if (!held_only) {
 			int err;
 			bool unsure = false;
 			/* A start time that cannot be compared (unsure) counts as alive. */
@@ -1708,8 +1711,13 @@ cg_from_files(struct survey *p, size_t *cap, const char *mnt, char (**live)[CGRO
 						  !unsure
 					: status_stale(&p->scan, (pid_t)pid);
 
-			/* A lock that is free, and its owner gone (not a pid reused by it). */
-			if (owner_gone && cg_mine(f.dir, p->uid) && !cg_taken(p, f.dir)) {
+			/*
+			 * A lock that is free, and its owner gone (not a pid reused by it), and
+			 * its pid no live instance's of a pid namespace below (whose cgroup it
+			 * would name).
+			 */
+			if (owner_gone && !named_in_pidns(&p->scan, (pid_t)pid) &&
+			    cg_mine(f.dir, p->uid) && !cg_taken(p, f.dir)) {
 				rc = cg_add(p, cap, f.dir, (pid_t)pid, (pid_t)pid, &f);
 			}
 		}
@@ -2041,7 +2049,7 @@ survey_read_cgroups(struct survey *p)
 	if (cgroup_mount(mnt, sizeof(mnt)) == -1) {
 		return 0; /* no cgroup v2 here */
 	}
-	if (cg_from_files(p, &cap, mnt, &live, &n_live, &held) == -1 ||
+	if (cg_from_files(p, &cap, mnt, &live, &n_live, &held, false) == -1 ||
 	    cg_from_own(p, &cap, live, n_live, &held) == -1 || cgroup_procs(p, true) == -1) {
 		rc = diag_error("out of memory");
 	}
@@ -2089,12 +2097,12 @@ survey_cgroup_still_dead(const struct survey *p, size_t k)
 		return false;
 	}
 	/*
-	 * Found by its name: its pid an instance now, or a process older than the cgroup, or
-	 * an instance's of a pid namespace below.
+	 * Its pid an instance's of a pid namespace below (by a status file or by its name);
+	 * found by its name: its pid an instance now, or a process older than the cgroup.
 	 */
-	if (cg->file_pid == 0 && ((!pid_gone(cg->pid) && (named_execd(&p->scan, cg->pid) ||
-							  named_older(cg->pid, cg->dir))) ||
-				  named_in_pidns(&p->scan, cg->pid))) {
+	if (named_in_pidns(&p->scan, cg->pid) ||
+	    (cg->file_pid == 0 && !pid_gone(cg->pid) &&
+	     (named_execd(&p->scan, cg->pid) || named_older(cg->pid, cg->dir)))) {
 		return false;
 	}
 	return true;
@@ -2190,43 +2198,144 @@ survey_cgroup_remove(const struct survey *p, size_t k, bool found_empty)
 	return 1;
 }
 
+/*
+ * Into out, the pids in their own pid namespace of the live processes of the pid namespaces
+ * below this /proc's, from each /proc/PID/status alone: never a process's memory (cmdline,
+ * environ), whose read may wait on the process.  0, or -1 (errno: /proc or a status could
+ * not be read, or ENOMEM).
+ */
+static int
+pids_below(struct pidset *out)
+{
+	DIR *d = opendir(SURVEY_PROC_ROOT);
+	char *line = NULL;
+	size_t cap = 0;
+	int err = 0;
+
+	if (d == NULL) {
+		return -1;
+	}
+	for (const struct dirent *e; err == 0 && (e = readdir(d)) != NULL;) {
+		char path[PATH_MAX];
+		struct procscan_proc pr;
+		char state = '?';
+
+		if (e->d_name[0] < '1' || e->d_name[0] > '9') {
+			continue;
+		}
+		(void)snprintf(path, sizeof(path), SURVEY_PROC_ROOT "/%s/status", e->d_name);
+		FILE *f = fopen(path, "re");
+
+		if (f == NULL) {
+			/* gone, or hidden from this user (hidepid): as sweep's scan */
+			err = errno == ENOENT || errno == ESRCH || errno == EACCES || errno == EPERM
+				      ? 0
+				      : errno;
+			continue;
+		}
+		memset(&pr, 0, sizeof(pr));
+		errno = 0;
+		while (getline(&line, &cap, f) != -1) {
+			if (strncmp(line, "State:", 6) == 0) {
+				state = line[6 + strspn(line + 6, " \t")];
+			} else if (strncmp(line, "NSpid:", 6) == 0) {
+				procscan_parse_nspid(line + 6, &pr);
+			}
+		}
+		if (ferror(f) && errno != ESRCH) {
+			err = errno != 0 ? errno : EIO;
+		}
+		(void)fclose(f);
+		if (err == 0 && pr.ns_depth > 0 && state != 'Z' && state != 'X' &&
+		    held_add(out, pr.ns_pid) == -1) {
+			err = ENOMEM;
+		}
+	}
+	free(line);
+	(void)closedir(d);
+	if (err != 0) {
+		errno = err;
+		return -1;
+	}
+	return 0;
+}
+
 size_t
 survey_start_sweep(const char *inst)
 {
+	char parent[CGROUP_PATH_MAX], mnt[CGROUP_PATH_MAX], dir[CGROUP_PATH_MAX + 256];
+	char(*live)[CGROUP_PATH_MAX] = NULL;
 	const char *base = strrchr(inst, '/');
+	struct pidset held = { NULL, 0, 0 }, below = { NULL, 0, 0 };
+	size_t n_live = 0, cap = 0, gone = 0, n_left = 0;
 	struct survey p;
-	size_t gone = 0;
+	DIR *d;
+	int rc = 0;
 
-	/* The common case, nothing there that may be a gone instance's: no scan. */
-	if (base == NULL || !cgroup_stale_beside(inst)) {
+	/* The common case, nothing there that may be a gone instance's: nothing read. */
+	if (base == NULL || (size_t)(base - inst) >= sizeof(parent) || !cgroup_stale_beside(inst) ||
+	    cgroup_mount(mnt, sizeof(mnt)) == -1) {
 		return 0;
 	}
-	size_t at = (size_t)(base - inst) + 1; /* where a name beside inst starts */
-
+	memcpy(parent, inst, (size_t)(base - inst));
+	parent[base - inst] = '\0';
 	memset(&p, 0, sizeof(p));
 	p.uid = getuid();
-	p.all_users = p.uid == 0;
+	/* No scan of the processes: one in a cgroup keeps it whole (sweep's business). */
 	procscan_init(&p.scan);
-	if (procscan_read(&p.scan, SURVEY_PROC_ROOT, p.uid, p.all_users, getpid()) == -1) {
-		diag_warn_errno("cannot read the processes in %s: the cgroups of instances that "
-				"are gone are left",
-				SURVEY_PROC_ROOT);
-	} else if (survey_read_cgroups(&p) == 0) {
-		for (size_t k = 0; k < p.n_cg; k++) {
-			const struct survey_cgroup *cg = &p.cg[k];
-			bool empty = true;
+	if (cg_from_files(&p, &cap, mnt, &live, &n_live, &held, true) == -1) {
+		rc = -1;
+	} else if ((d = opendir(parent)) != NULL) {
+		for (const struct dirent *de; rc == 0 && (de = readdir(d)) != NULL;) {
+			pid_t pid;
 
-			for (size_t i = 0; empty && i < p.n_cgp; i++) {
-				empty = p.cgp[i].cg != k;
+			/* Beside inst, named after no process here, and no held file's. */
+			if (de->d_type != DT_DIR || strcmp(de->d_name, base + 1) == 0 ||
+			    cgroup_instance_pid(de->d_name, &pid) == -1 ||
+			    (size_t)snprintf(dir, sizeof(dir), "%s/%s", parent, de->d_name) >=
+				    CGROUP_PATH_MAX ||
+			    !pid_gone(pid) || held_has(&held, pid) ||
+			    cg_listed(live, n_live, dir) || cg_taken(&p, dir) ||
+			    !cg_mine(dir, p.uid)) {
+				continue;
 			}
-			/* Beside inst, found empty, and named after no process here. */
-			if (empty && strncmp(cg->dir, inst, at) == 0 &&
-			    strchr(cg->dir + at, '/') == NULL && strcmp(cg->dir, inst) != 0 &&
-			    pid_gone(cg->pid) && survey_cgroup_remove(&p, k, true) == 1) {
-				gone++;
-			}
+			rc = cg_add(&p, &cap, dir, pid, 0, NULL);
+		}
+		closedir(d);
+	}
+	/* The first look: found empty (a process in it keeps it whole), and not young. */
+	if (rc == 0 && p.n_cg > 0) {
+		rc = cgroup_procs(&p, true);
+	}
+	for (size_t k = 0; rc == 0 && k < p.n_cg; k++) {
+		if (!p.cg[k].live && survey_cgroup_young(p.cg[k].dir)) {
+			p.cg[k].live = true;
+		}
+		n_left += !p.cg[k].live;
+	}
+	/* Named after the pid there of a process of a pid namespace below: maybe its. */
+	if (rc == 0 && n_left > 0 && pids_below(&below) == -1) {
+		if (errno == ENOMEM) {
+			rc = -1;
+		} else {
+			diag_warn_errno("cannot read the processes in %s: the cgroups of instances "
+					"that are gone are left",
+					SURVEY_PROC_ROOT);
+			n_left = 0;
 		}
 	}
+	for (size_t k = 0; rc == 0 && n_left > 0 && k < p.n_cg; k++) {
+		if (!p.cg[k].live && pid_gone(p.cg[k].pid) && !held_has(&below, p.cg[k].pid) &&
+		    survey_cgroup_remove(&p, k, true) == 1) {
+			gone++;
+		}
+	}
+	if (rc == -1) {
+		diag_warn("out of memory: the cgroups of instances that are gone are left");
+	}
+	free(live);
+	free(held.v);
+	free(below.v);
 	survey_release(&p);
 	if (gone > 0) {
 		diag_info("cgroup: removed %zu empty cgroup(s) of mcpmux instances that are gone",

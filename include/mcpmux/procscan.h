@@ -139,6 +139,9 @@ int procscan_read(struct procscan *s, const char *proc_root, uid_t uid, bool all
 
 /* Index of pid in the scan, SIZE_MAX when absent. */
 size_t procscan_find(const struct procscan *s, pid_t pid);
+/* An NSpid line's fields after "NSpid:" ("\t4242\t1"): p->ns_pid (the last: its own pid)
+ * and p->ns_depth (how many below this /proc's); both left when there are none. */
+void procscan_parse_nspid(const char *f, struct procscan_proc *p);
 /* Is v[i] a carrier of group g or a descendant of one? */
 bool procscan_in_tree(const struct procscan *s, size_t g, size_t i);
 /*

@@ -223,10 +223,12 @@ int survey_cgroup_remove(const struct survey *sv, size_t k, bool found_empty);
 /*
  * At an instance's start, once its cgroup inst is made: remove the empty cgroups beside
  * it that instances that are gone left, "mcpmux.N[.K]" whose N is no process here, each
- * judged by sweep's rules (survey_read_cgroups(), survey_cgroup_remove()): never one that
- * a held status file, a live instance of a pid namespace below whose pid there is N, or
- * its age (young) says may be a live instance's.  Processes are never signalled.  How many
- * went (said with -v).  /proc is scanned only when there is such a cgroup.
+ * judged by sweep's rules with only what a start needs (survey_cgroup_remove()): never one
+ * that holds a process, that a held status file names or is named after, that is young,
+ * or whose N is the pid there of a live process of a pid namespace below (NSpid).  No
+ * other process's cmdline or environ is read (a read that may wait on it), /proc/PID/status
+ * only when such a cgroup is left to judge, and no cgroup elsewhere.  Processes are never
+ * signalled.  How many went (said with -v).
  */
 size_t survey_start_sweep(const char *inst);
 

@@ -1568,7 +1568,8 @@ class SweptCgroups(OwnCgroupCase):
         bound (MCPMUX_SWEEP_YOUNG_S, here 0), it is removed."""
         sub = self.own_sub("young-start-test")
         inst = self.fake_dead_cgroup(sub)
-        q = self.start_in(sub, self.env)
+        # a bound no test run outlasts: made "a moment ago" however slow the machine
+        q = self.start_in(sub, dict(self.env, MCPMUX_SWEEP_YOUNG_S="3600"))
         self.assertTrue(os.path.isdir(inst + "/s.1"), "removed at a start: " + q.stderr())
         q.close_stdin()
         self.assertEqual(q.wait(), 0)
@@ -1578,6 +1579,114 @@ class SweptCgroups(OwnCgroupCase):
                       q.stderr())
         q.close_stdin()
         self.assertEqual(q.wait(), 0)
+
+    def runtime_instances(self):
+        """This test's runtime directory's "mcpmux/instances" (made, private)."""
+        d = self.env["XDG_RUNTIME_DIR"]
+        for name in ("mcpmux", "instances"):
+            d = os.path.join(d, name)
+            os.makedirs(d, exist_ok=True)
+            os.chmod(d, 0o700)
+        return d
+
+    def test_a_held_status_file_alone_keeps_a_cgroup_at_a_start(self):
+        """A status file of the gone pid of an empty cgroup's name, held (its instance's
+        lock): a start leaves the cgroup, whatever its age.  Its lock free, the next start
+        removes it."""
+        sub = self.own_sub("held-start-test")
+        inst = self.fake_dead_cgroup(sub)
+        pid = int(inst.rsplit(".", 1)[-1])
+        fd = os.open(os.path.join(self.runtime_instances(), str(pid)),
+                     os.O_RDWR | os.O_CREAT, 0o600)
+        self.addCleanup(os.close, fd)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        env = dict(self.env, MCPMUX_SWEEP_YOUNG_S="0")
+        q = self.start_in(sub, env)
+        self.assertTrue(os.path.isdir(inst + "/s.1"), "removed at a start: " + q.stderr())
+        q.close_stdin()
+        self.assertEqual(q.wait(), 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        q = self.start_in(sub, env)
+        self.assertFalse(os.path.exists(inst), q.stderr())
+        q.close_stdin()
+        self.assertEqual(q.wait(), 0)
+
+    def test_a_stale_status_file_does_not_take_an_idle_instance_of_another_pid_namespace(self):
+        """A stale status file (its lock free, its owner gone) of the pid of an idle mcpmux
+        of another pid namespace, naming its cgroup: neither a start nor sweep takes the
+        cgroup, which its pid there keeps."""
+        sub = self.own_sub("stale-ns-test")
+        other_run = tempfile.TemporaryDirectory(prefix="mcpmux-run-")
+        self.addCleanup(other_run.cleanup)
+        p, inst = self.idle_in_another_pid_namespace(
+            sub, dict(self.env, XDG_RUNTIME_DIR=other_run.name))
+        session = self.tag + "-stale"
+        self.status_names(inst, session)
+        self.env["MCPMUX_SWEEP_YOUNG_S"] = "0"
+        q = self.start_in(sub, self.env)
+        self.assertTrue(os.path.isdir(inst), "removed at a start: " + q.stderr())
+        q.close_stdin()
+        self.assertEqual(q.wait(), 0)
+        rc, out, err = self.mcpmux("sweep", "--session", session, cgroup=sub)
+        self.assertEqual(out, "no orphans to end\n", err)
+        self.assertTrue(os.path.isdir(inst), "removed by sweep: " + err)
+        self.next_server_in(p, inst, "s.2")
+
+    def test_a_start_reads_no_other_process_command_line_or_environment(self):
+        """The clean-up at a start, with an orphan's cgroup and an empty one of gone
+        instances beside its own, reads no other process's command line or environment
+        (a read that may wait on the process): only what a start needs."""
+        strace = shutil.which("strace")
+        if strace is None:
+            self.skipTest("needs strace(1)")
+        sub = self.own_sub("start-reads-test")
+        left = subprocess.Popen(["sleep", "60"], env={})
+        self.addCleanup(left.wait)
+        self.addCleanup(left.kill)
+        self.fake_dead_cgroup(sub, [left.pid])
+        empty = self.fake_dead_cgroup(sub)
+        trace = os.path.join(self.env["XDG_RUNTIME_DIR"], "start.trace")
+        r = subprocess.run(["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', sub,
+                            strace, "-qq", "-e", "trace=openat", "-o", trace, MCPMUX, "-v"] +
+                           GRACES + ["--", FIXTURE],
+                           input=(json.dumps(req(1, "ping")) + "\n").encode(),
+                           capture_output=True,
+                           # (LeakSanitizer does not work under ptrace)
+                           env=dict(self.env, MCPMUX_SWEEP_YOUNG_S="0",
+                                    ASAN_OPTIONS=re.sub(r"detect_leaks=1", "detect_leaks=0",
+                                                        os.environ.get("ASAN_OPTIONS", ""))),
+                           timeout=60 * SLOW)
+        err = r.stderr.decode()
+        self.assertEqual(r.returncode, 0, err)
+        with open(trace) as f:
+            opens = f.read()
+        if "openat(" not in opens:
+            self.skipTest("strace traced nothing here: " + err)
+        self.assertFalse(os.path.exists(empty), err)  # the clean-up ran
+        self.assertEqual(re.findall(r'"/proc/\d+/(?:cmdline|environ)"', opens), [])
+
+    def test_a_start_reads_no_cgroup_elsewhere(self):
+        """A stale status file naming a dead cgroup elsewhere that cannot be read whole: a
+        start, whose clean-up looks only beside its own cgroup, neither reads nor speaks
+        of it."""
+        elsewhere = self.own_sub("elsewhere-test")
+        left = subprocess.Popen(["sleep", "60"], env={})
+        self.addCleanup(left.wait)
+        self.addCleanup(left.kill)
+        far = self.fake_dead_cgroup(elsewhere)
+        deep = far + "/s.1" + "/d" * 40
+        os.makedirs(deep)
+        with open(deep + "/cgroup.procs", "w") as f:
+            f.write(str(left.pid))
+        self.status_names(far, self.tag + "-far")
+        sub = self.own_sub("here-test")
+        near = self.fake_dead_cgroup(sub)
+        q = self.start_in(sub, dict(self.env, MCPMUX_SWEEP_YOUNG_S="0"))
+        self.assertFalse(os.path.exists(near), q.stderr())  # the clean-up ran
+        q.close_stdin()
+        self.assertEqual(q.wait(), 0)
+        self.assertNotIn("cannot read all of the cgroup", q.stderr())
+        self.assertTrue(os.path.isdir(deep) and alive(left.pid))
 
     def test_a_cookieless_server_below_a_live_instance_keeps_any_cgroup(self):
         """A process below a live instance keeps the cgroup it is in, whatever its name
