@@ -2215,11 +2215,20 @@ pids_below(struct pidset *out)
 	if (d == NULL) {
 		return -1;
 	}
-	for (const struct dirent *e; err == 0 && (e = readdir(d)) != NULL;) {
+	for (;;) {
 		char path[PATH_MAX];
 		struct procscan_proc pr;
 		char state = '?';
+		const struct dirent *e;
 
+		errno = 0;
+		e = err == 0 ? readdir(d) : NULL;
+		if (e == NULL) {
+			if (err == 0 && errno != 0) {
+				err = errno; /* a listing cut short is no list of every process */
+			}
+			break;
+		}
 		if (e->d_name[0] < '1' || e->d_name[0] > '9') {
 			continue;
 		}
