@@ -2187,6 +2187,7 @@ abandon(struct backend *b, const struct proctree_match *m)
 			b->ctr != NULL && !b->ctr->gone ? ", and container " : "",
 			b->ctr == NULL || b->ctr->gone ? "" : ctr_said(b->ctr));
 	}
+	b->left_partial = snapshot.incomplete || b->n_left >= BACKEND_LEFT_MAX || len == 0;
 	b->escalation = BACKEND_ESC_ABANDONED;
 	if (b->ctr != NULL) {
 		ev_timer_stop(b->loop, &b->ctr->retry_w);

@@ -34,6 +34,9 @@ struct pool_slot {
 	bool asked;	 /* it asked an idle server to go: a slot is on its way for it */
 	bool unrecorded; /* its last state could not be written: its file says an older one */
 	bool kept;	 /* pool_keep(): taken until mcpmux exits (and its keeper is done) */
+	size_t n_left;	 /* kept: the processes it waits for (0: until mcpmux exits) */
+	pid_t *left;
+	unsigned long long *left_start; /* their start times: a pid reused is not theirs */
 	double t_want;
 	double t_first; /* not tried before (pool_want()'s yield) */
 	struct pool_slot *next;
@@ -54,6 +57,7 @@ struct pool {
 	size_t n_unrecorded; /* slots whose state could not be recorded: said when it turns 1 */
 	ev_timer tick_w;
 	ev_timer self_w; /* asks made to this very instance, handled from the loop */
+	ev_timer kept_w; /* kept slots whose processes are listed: are they gone yet? */
 	ev_signal usr2_w;
 };
 
@@ -496,6 +500,62 @@ shrink(struct pool *p)
 	return true;
 }
 
+/* Is any of the processes a kept slot waits for still the one it was? */
+static bool
+kept_alive(const struct pool_slot *s)
+{
+	for (size_t i = 0; i < s->n_left; i++) {
+		if (is_instance(s->left[i], s->left_start[i])) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Kept slots whose listed processes are all gone are let go (pool_keep()): when the pool
+ * needs a slot, and every POOL_KEPT_S meanwhile.  True while some are still waited for.
+ */
+static bool
+kept_check(struct pool *p)
+{
+	bool more = false;
+
+	for (struct pool_slot **pp = &p->slots; *pp != NULL;) {
+		struct pool_slot *s = *pp;
+
+		if (s->kept && s->n_left > 0 && !kept_alive(s)) {
+			diag_info("pool %s: the processes a slot was kept for are gone: it is free",
+				  p->name);
+			s->kept = false;
+			pool_release(s); /* *pp is the next one now */
+			continue;
+		}
+		more = more || (s->kept && s->n_left > 0);
+		pp = &s->next;
+	}
+	return more;
+}
+
+static void
+kept_timer_stop(struct pool *p)
+{
+	if (ev_is_active(&p->kept_w)) {
+		ev_ref(p->loop); /* it was unref'd when started */
+		ev_timer_stop(p->loop, &p->kept_w);
+	}
+}
+
+static void
+pool_on_kept(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	if (!kept_check(w->data)) {
+		kept_timer_stop(w->data);
+	}
+}
+
 static void
 pool_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -503,6 +563,9 @@ pool_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	bool waiting = false;
 
 	(void)revents;
+	if (ev_is_active(&p->kept_w) && !kept_check(p)) {
+		kept_timer_stop(p); /* a slot they kept may be the one waited for */
+	}
 	for (struct pool_slot *s = p->slots; s != NULL; s = s->next) {
 		if (s->waiting) {
 			if (try_grant(s)) {
@@ -548,6 +611,9 @@ pool_want(struct pool *p, const struct pool_slot_ops *ops, void *ctx, bool yield
 	s->waiting = true;
 	s->t_want = sys_mono();
 	s->t_first = yield ? s->t_want + POOL_YIELD_S : 0.;
+	if (ev_is_active(&p->kept_w) && !kept_check(p)) {
+		kept_timer_stop(p); /* a slot they kept may be the one wanted */
+	}
 	/* Last in the list, which the tick goes through from its head: behind others of
 	 * this instance that wait already, their turn first. */
 	struct pool_slot **tail = &p->slots;
@@ -621,11 +687,13 @@ pool_release(struct pool_slot *s)
 			break;
 		}
 	}
+	free(s->left);
+	free(s->left_start);
 	free(s);
 }
 
 void
-pool_keep(struct pool_slot *s)
+pool_keep(struct pool_slot *s, const pid_t *left, size_t n_left)
 {
 	if (s == NULL || s->fd < 0) {
 		pool_release(s); /* uncounted: nothing to keep */
@@ -635,6 +703,29 @@ pool_keep(struct pool_slot *s)
 	s->kept = true;
 	s->ops = NULL;
 	s->ctx = NULL;
+	struct pool *p = s->pool;
+
+	if (n_left == 0 || p->start == 0) {
+		return; /* what is left is not known (or /proc cannot tell): until mcpmux exits */
+	}
+	s->left = calloc(n_left, sizeof(*s->left));
+	s->left_start = calloc(n_left, sizeof(*s->left_start));
+	if (s->left == NULL || s->left_start == NULL) {
+		free(s->left);
+		free(s->left_start);
+		s->left = NULL;
+		s->left_start = NULL;
+		return;
+	}
+	for (size_t i = 0; i < n_left; i++) {
+		s->left[i] = left[i];
+		s->left_start[i] = proc_start(left[i]); /* 0: gone already */
+	}
+	s->n_left = n_left;
+	if (!ev_is_active(&p->kept_w)) {
+		ev_timer_again(p->loop, &p->kept_w);
+		ev_unref(p->loop); /* it must not keep the loop running */
+	}
 }
 
 void
@@ -728,6 +819,9 @@ pool_open(struct ev_loop *loop, const char *name, size_t max, double wait_s)
 	p->tick_w.data = p;
 	ev_timer_init(&p->self_w, pool_on_self, 0., 0.);
 	p->self_w.data = p;
+	ev_init(&p->kept_w, pool_on_kept);
+	p->kept_w.repeat = POOL_KEPT_S;
+	p->kept_w.data = p;
 	ev_signal_init(&p->usr2_w, pool_on_usr2, SIGUSR2);
 	p->usr2_w.data = p;
 	ev_signal_start(loop, &p->usr2_w);
@@ -783,6 +877,7 @@ pool_close(struct pool *p)
 	}
 	ev_timer_stop(p->loop, &p->tick_w);
 	ev_timer_stop(p->loop, &p->self_w);
+	kept_timer_stop(p);
 	/*
 	 * The stop puts SIGUSR2's default action back, which ends the process: an instance
 	 * that saw this slot held a moment ago may still ask, and must not kill an mcpmux

@@ -2048,6 +2048,19 @@ log_end(const struct session *s, const char *event, const char *reason)
 	}
 }
 
+/*
+ * An abandoned server's slot stays taken while what it left runs: until the processes it
+ * listed are gone, or, when that is not all (a container, a list cut short), until mcpmux
+ * exits and its keeper has ended what is left.
+ */
+static void
+keep_slot(struct session *s, const struct backend *b)
+{
+	bool known = !b->left_partial && backend_container_left(b) == NULL;
+
+	pool_keep(s->slot, b->left, known ? b->n_left : 0);
+}
+
 /* The server of a session that stays (SUSPENDING, or a failed replay) is gone. */
 static void
 suspended(struct session *s)
@@ -2076,14 +2089,15 @@ suspended(struct session *s)
 	}
 	bool b_abandoned = b->escalation == BACKEND_ESC_ABANDONED;
 
+	if (b_abandoned) {
+		/* What it left still runs: its slot stays taken while it does (pool_keep()). */
+		keep_slot(s, b);
+	}
 	backend_free(b);
 	s->backend = NULL;
 	s->server_full = false; /* no server, no queue */
 	input_sync(s);
-	if (b_abandoned) {
-		/* What it left still runs, until the keeper ends it: its slot stays taken. */
-		pool_keep(s->slot);
-	} else {
+	if (!b_abandoned) {
 		pool_release(s->slot);
 	}
 	s->slot = NULL;
@@ -2229,8 +2243,8 @@ run_done(struct session *s)
 	}
 	log_end(s, "ended", s->end_reason);
 	if (s->backend != NULL && s->backend->escalation == BACKEND_ESC_ABANDONED) {
-		/* What it left still runs, until the keeper ends it: its slot stays taken. */
-		pool_keep(s->slot);
+		/* What it left still runs: its slot stays taken while it does (pool_keep()). */
+		keep_slot(s, s->backend);
 	} else {
 		pool_release(s->slot); /* its server is gone (or never came) */
 	}

@@ -124,12 +124,13 @@ struct backend {
 	double t_reaped; /* when the child was reaped */
 	double t_end;	 /* teardown start */
 	double t_done;
-	double t_kill;	  /* KILLING since */
-	double t_sigkill; /* the tree's first SIGKILL not spared for its container (0: none yet) */
-	bool kill_spared; /* a SIGKILL of KILLING was held back while the engine stopped it */
-	double in_since;  /* the stall watch's current stretch began (progress, start, resume) */
-	double in_idle;	  /* without progress before in_since: earlier stretches, pauses apart */
-	size_t n_left;	  /* abandoned: pids that would not die */
+	double t_kill;	   /* KILLING since */
+	double t_sigkill;  /* the tree's first SIGKILL not spared for its container (0: none yet) */
+	bool kill_spared;  /* a SIGKILL of KILLING was held back while the engine stopped it */
+	double in_since;   /* the stall watch's current stretch began (progress, start, resume) */
+	double in_idle;	   /* without progress before in_since: earlier stretches, pauses apart */
+	size_t n_left;	   /* abandoned: pids that would not die */
+	bool left_partial; /* abandoned: more than left[] may be left (not all listed or seen) */
 	pid_t left[BACKEND_LEFT_MAX];
 	/* Its spawn, in clock ticks since boot as /proc gives start times (0: unknown). */
 	unsigned long long born;

@@ -34,12 +34,15 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include <ev.h>
 
 #define POOL_TICK_S 0.02
 /* How long a slot wanted by yield (pool_want()) waits before its first try. */
 #define POOL_YIELD_S (5 * POOL_TICK_S)
+/* How often a kept slot's processes are looked at (pool_keep()). */
+#define POOL_KEPT_S 0.5
 
 struct pool;
 struct pool_slot;
@@ -82,12 +85,14 @@ void pool_going(struct pool_slot *s);
 void pool_release(struct pool_slot *s);
 /*
  * The slot's server was given up on while something of it may still run (an abandoned
- * suspend or end of run, left to the keeper): the slot stays taken, "going", until mcpmux
- * exits, and then until its keeper has ended what is left (it holds the slot's lock too).
- * s belongs
- * to the pool from now on.
+ * suspend or end of run, left to the keeper): the slot stays taken, "going".  left: the
+ * processes that would not die (n_left of them, their start times read now): once none
+ * of them is the process it was, the slot is free, looked at every POOL_KEPT_S and when
+ * this instance wants a slot.  n_left 0 (what is left is not known: a container, a list
+ * cut short): until mcpmux exits, and then until its keeper has ended what is left (it
+ * holds the slot's lock too).  s belongs to the pool from now on.
  */
-void pool_keep(struct pool_slot *s);
+void pool_keep(struct pool_slot *s, const pid_t *left, size_t n_left);
 /* The keeper's: a slot file whose instance is gone is going (its keeper ends it). */
 void pool_fd_going(int fd);
 

@@ -1138,6 +1138,40 @@ class KeeperSlots(Faults):
         wait_until(lambda: not slot_files(), 5, "the keeper to let the slot go")
         self.assert_no_leftovers()
 
+    def test_a_slot_kept_for_processes_that_would_not_die_is_free_once_they_are_gone(self):
+        """A run's end abandoned at --kill-deadline keeps its slot while the processes it
+        left run, not until mcpmux exits: once they are gone, the next run takes that
+        slot, without waiting the pool's whole bound or going over the cap."""
+        env = self.shim_env(nokill="mcp-fixture")
+        env["MCPMUX_CGROUP"] = "off"
+        deadline_ms = int(4000 * SLOW)
+        p = self.mcpmux(["--max-servers", "1", "--pool", "p", "--eof-grace", "100",
+                         "--term-grace", "100", "-v", "--kill-deadline", str(deadline_ms), "--",
+                         FIXTURE, "--ignore-sigterm", "--ignore-eof",
+                         "--daemonize-grandchild"], env=env)
+        p.send(initialize(1))
+        self.assertEqual(p.msg()["id"], 1)
+        wait_until(lambda: re.findall(r"grandchild (\d+)", p.stderr()), 5, "the grandchild")
+        p.send(req(2, "mcpmux/endRun"))
+        left = p.msg(deadline_ms / 1000 + 10)["result"]["abandoned"]
+        self.assertEqual(len(left), 2, left)
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not any(alive(q) for q in left), 5, "the abandoned to die")
+        t = time.monotonic()
+        p.send(initialize(3))
+        self.assertEqual(p.msg(deadline_ms / 1000 + 10)["id"], 3)
+        self.assertLess(time.monotonic() - t, deadline_ms / 1000 / 2, p.stderr())
+        self.assertNotIn("none idle", p.stderr())
+        self.assertIn("the processes a slot was kept for are gone", p.stderr())
+        # the new run's server dies with mcpmux (its parent-death signal), not its grandchild
+        pid = int(wait_until(lambda: re.findall(r"grandchild (\d+)", p.stderr())[1:], 5,
+                             "the new grandchild")[-1])
+        os.kill(pid, signal.SIGKILL)
+        p.close_stdin()
+        p.wait()
+        self.assert_no_leftovers()
+
 class HalfClose(Faults):
     """The client ends its input while answers are still coming: all arrive, then EOF."""
 
