@@ -272,10 +272,12 @@ def keeper_of(pid):
     """The mcpmux pid a keeper process is for (docs/lifecycle.md), or None."""
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
-            words = f.read().rstrip(b"\0").split()
+            # the title is one string (retitle()): what follows its NUL is what is left
+            # of the command line it was written over, or of the title being written
+            words = f.read().split(b"\0")[0].split()
     except OSError:
         return None
-    if len(words) == 3 and words[:2] == [b"mcpmux-keeper", b"for"]:
+    if len(words) == 3 and words[:2] == [b"mcpmux-keeper", b"for"] and words[2].isdigit():
         return int(words[2])
     # under valgrind the command line is valgrind's: the name still says keeper
     return -1 if comm(pid) == "mcpmux-keeper" else None
