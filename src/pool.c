@@ -54,6 +54,7 @@ struct pool {
 	unsigned long long seq;
 	struct pool_slot *slots;
 	bool shrink_wanted;  /* over the cap: a server went idle, ask the least recent one */
+	bool pidfd_said;     /* a pidfd could not be opened for an ask: said once */
 	size_t n_unrecorded; /* slots whose state could not be recorded: said when it turns 1 */
 	ev_timer tick_w;
 	ev_timer self_w; /* asks made to this very instance, handled from the loop */
@@ -129,6 +130,20 @@ is_instance(pid_t pid, unsigned long long start)
 	return start != 0 && proc_start(pid) == start;
 }
 
+/*
+ * Is the instance a held slot names alive, to be asked?  By its start time; without /proc
+ * here (this instance's own start time unknown), by the earlier rule: its pid is alive,
+ * which a pid reused by another process would be too (pool_open() says the check is off).
+ */
+static bool
+instance_alive(const struct pool *p, pid_t pid, unsigned long long start)
+{
+	if (p->start == 0) {
+		return kill(pid, 0) == 0 || errno != ESRCH;
+	}
+	return is_instance(pid, start);
+}
+
 static void
 slot_file(char *buf, size_t size, char kind, pid_t pid, unsigned long long seq)
 {
@@ -200,11 +215,12 @@ census_one(struct pool *p, const char *name, struct census *c, bool sweep)
 	if (n == STATE_LEN + START_LEN) {
 		(void)sscanf(state + STATE_LEN, "start %llu", &start);
 	}
-	if (pid != (int)p->pid && !is_instance(pid, start)) {
+	if (pid == (int)p->pid ? p->start != 0 && start != p->start
+			       : !instance_alive(p, pid, start)) {
 		/* Held by the keeper of an instance that is gone (its pid free, or another
-		 * process's now), while it ends what is left: on its way (the keeper says
-		 * "going" as soon as it can, but may not have yet).  Or its start time is not
-		 * known: it cannot be asked, as its pid may not be that instance. */
+		 * process's now: this one's, even), while it ends what is left: on its way (the
+		 * keeper says "going" as soon as it can, but may not have yet).  Or its start
+		 * time is not known: it cannot be asked, as its pid may not be that instance. */
 		c->pending++;
 		return;
 	}
@@ -285,9 +301,18 @@ ask(struct pool *p, pid_t pid, unsigned long long seq, unsigned long long start)
 	 * not tell: a killed instance's keeper holds it, and its pid may be another's now.
 	 */
 	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	int pidfd_errno = pidfd == -1 ? errno : 0;
 
-	if ((pidfd == -1 && errno != ENOSYS) || !held(p, pid, (unsigned long long)seq) ||
-	    !is_instance(pid, start)) {
+	if (pidfd_errno != 0 && pidfd_errno != ESRCH && pidfd_errno != ENOSYS && !p->pidfd_said) {
+		/* Refused (EPERM under a seccomp filter, EMFILE): asked by its pid, as without
+		 * pidfds, the start time checked just before. */
+		p->pidfd_said = true;
+		diag_warn_errno("pool %s: cannot open a pidfd to ask another instance for a "
+				"slot: asking by its pid",
+				p->name);
+	}
+	if (pidfd_errno == ESRCH || !held(p, pid, (unsigned long long)seq) ||
+	    !instance_alive(p, pid, start)) {
 		/* Gone, or its slot freed since it was seen: no ask is left behind, where it
 		 * would mark a later instance with that pid as asked. */
 		(void)unlinkat(p->dir_fd, name, 0);
@@ -403,9 +428,17 @@ grant(struct pool_slot *s, bool over, const struct census *c)
 	struct pool *p = s->pool;
 	char name[64];
 
-	s->seq = ++p->seq;
-	slot_file(name, sizeof(name), 's', p->pid, s->seq);
-	s->fd = openat(p->dir_fd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	/* Past the names taken: a killed instance whose pid this one has may have left
+	 * slots its keeper holds still, by the same names. */
+	for (int tries = 0;; tries++) {
+		s->seq = ++p->seq;
+		slot_file(name, sizeof(name), 's', p->pid, s->seq);
+		s->fd = openat(p->dir_fd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+			       0600);
+		if (s->fd >= 0 || errno != EEXIST || tries == 1000) {
+			break;
+		}
+	}
 	if (s->fd >= 0 && flock(s->fd, LOCK_EX | LOCK_NB) == -1) {
 		sys_close(&s->fd);
 		(void)unlinkat(p->dir_fd, name, 0);
@@ -811,7 +844,9 @@ pool_open(struct ev_loop *loop, const char *name, size_t max, double wait_s)
 	p->start = proc_start(p->pid);
 	if (p->start == 0) {
 		diag_warn("pool %s: cannot read this process's start time in /proc: its servers "
-			  "cannot be asked for their slots by other instances",
+			  "cannot be asked for their slots by other instances, and it asks others "
+			  "by their pids alone (that a pid is not another process's by now is not "
+			  "checked)",
 			  name);
 	}
 	ev_init(&p->tick_w, pool_on_tick);

@@ -1254,6 +1254,90 @@ class Pool(Base):
         self.assert_no_leftovers()
         self.assertEqual(self.pool_files(), [])
 
+    def asked_without(self, prefix, said, leaks_checked=True):
+        """b, started under prefix, asks a for its idle server's slot, and gets it well
+        before its wait's bound (--kill-deadline long here); b says `said`, once."""
+        opts = FAST + ["--max-servers", "1", "--pool", "p", "--kill-deadline",
+                       str(int(30000 * SLOW))]
+        logs = [os.path.join(self.tmp.name, n + ".log") for n in ("a", "b")]
+        a = self.wrap(opts=opts + ["--log", logs[0]])
+        a.send(initialize(1))
+        self.assert_response(a.msg(), 1)
+        a_pid = self.pid_of(a.send, a.msg, 2)
+        self.prefix = prefix
+        try:
+            b = self.wrap(opts=opts + ["--log", logs[1]])
+        finally:
+            self.prefix = []
+        b.send(initialize(1))
+        self.assert_response(b.msg(15), 1)
+        self.assertEqual([(e["reason"], e["pid"]) for e in events(logs[0], "suspended")],
+                         [("pool", a_pid)])
+        self.assertEqual(b.stderr().count(said), 1, b.stderr())
+        self.assertNotIn("came free", b.stderr())
+        for p in (a, b):
+            p.close_stdin()
+            rc = p.wait()
+            if p is a or leaks_checked:
+                # without /proc, LeakSanitizer fails at exit (it reads its options, and
+                # the threads, there): its exit status is not mcpmux's then
+                self.assertEqual(rc, 0, p.stderr())
+        self.assert_no_leftovers()
+
+    def test_an_instance_without_proc_asks_by_pid(self):
+        """An instance that cannot read /proc (a tmpfs over it, in a mount namespace of its
+        own) asks the others by their pids alone, as before start times, and says that
+        the check that a pid is still that instance is off."""
+        if os.geteuid() != 0 or shutil.which("unshare") is None:
+            self.skipTest("needs root and unshare(1) for a /proc of its own")
+        self.asked_without(["unshare", "-m", "sh", "-c",
+                            'mount -t tmpfs none /proc && exec "$@"', "sh"],
+                           "is not checked", leaks_checked=not SANITIZED)
+
+    def test_an_ask_whose_pidfd_is_refused_goes_by_pid(self):
+        """pidfd_open() refused (EPERM, from a seccomp filter): the ask goes by the pid,
+        said once, rather than not at all."""
+        self.asked_without([os.environ["MCPMUX_NOCLONE3"], "--errno", "1", "--nr", "434"],
+                           "cannot open a pidfd to ask another instance")
+
+    def test_an_instance_with_a_killed_instances_pid_does_not_take_its_slots(self):
+        """mcpmux SIGKILLed while its keeper holds its slot (stopped here, as on a loaded
+        machine), and its pid taken by a new mcpmux of the pool: that slot is not the new
+        one's own (its start time is another's): the new instance's own slot is granted
+        under another name, not refused as one that exists."""
+        last_pid = "/proc/sys/kernel/ns_last_pid"
+        if not os.access(last_pid, os.W_OK):
+            self.skipTest("cannot choose the next pid (%s)" % last_pid)
+        opts = FAST + ["--max-servers", "2", "--pool", "p", "-v"]
+        a = self.wrap(opts=opts)
+        a.send(initialize(1))
+        self.assert_response(a.msg(), 1)
+        keeper = next(q for q in self.tagged() if keeper_of(q) == a.pid)
+        os.kill(keeper, signal.SIGSTOP)
+        try:
+            a.kill()
+            b = None
+            for _ in range(50):  # other processes of the machine may take the pid first
+                with open(last_pid, "w") as f:
+                    f.write(str(a.pid - 1))
+                b = self.wrap(opts=opts)
+                if b.pid == a.pid:
+                    break
+                b.kill()
+                b = None
+            if b is None:
+                self.skipTest("the killed instance's pid was not given to a new mcpmux")
+            b.send(initialize(1))
+            self.assert_response(b.msg(10), 1)
+            self.assertEqual(sorted(self.pool_files()), ["s.%d.1" % a.pid, "s.%d.2" % a.pid])
+        finally:
+            os.kill(keeper, signal.SIGCONT)
+        self.assertNotIn("cannot count a server in", b.stderr())
+        wait_until(lambda: self.pool_files() == ["s.%d.2" % a.pid], 10,
+                   "the killed instance's slot to be removed")
+        self.end_all(b)
+        self.assertEqual(self.pool_files(), [])
+
     def test_a_killed_instances_ask_goes_with_its_slot(self):
         """An instance asked for its slot and killed before it answers: its keeper removes
         the ask with the slot's file, so none is left where it would mark a later
