@@ -1104,15 +1104,13 @@ class KeeperSlots(Faults):
         self.assertEqual(m.p.stderr().count(said), 1, m.p.stderr())
         self.assert_no_leftovers()
 
-    def test_a_slot_kept_for_processes_that_would_not_die_is_held_after_a_normal_exit(self):
+    def abandon_then_exit(self, deadline_ms):
         """A run's end abandoned at --kill-deadline (a server mcpmux cannot signal: the
         shim's EPERM; without a cgroup, whose cgroup.kill does not go through it), then a
-        normal exit: the keeper holds the kept slot while that server still runs (for
-        --kill-deadline at most), and lets it go when it is gone."""
+        normal exit: (the grandchild left running, mcpmux's stderr, the slot files)."""
         slot = os.path.join(self.tmp.name, "mcpmux", "pools")
         env = self.shim_env(nokill="mcp-fixture")
         env["MCPMUX_CGROUP"] = "off"
-        deadline_ms = int(4000 * SLOW)
         p = self.mcpmux(["--max-servers", "1", "--pool", "p", "--eof-grace", "100",
                          "--term-grace", "100", "--kill-deadline", str(deadline_ms), "--",
                          FIXTURE, "--ignore-sigterm", "--ignore-eof",
@@ -1122,20 +1120,49 @@ class KeeperSlots(Faults):
         # the server dies with mcpmux (its parent-death signal), not its grandchild
         pid = int(wait_until(lambda: re.findall(r"grandchild (\d+)", p.stderr()), 5,
                              "the grandchild")[-1])
+        self.addCleanup(lambda: alive(pid) and os.kill(pid, signal.SIGKILL))
         p.send(req(2, "mcpmux/endRun"))
         self.assertIn(pid, p.msg(deadline_ms / 1000 + 10)["result"]["abandoned"])
         p.close_stdin()
-        p.wait()
+        p.wait(deadline_ms / 1000 + 10)  # it waits for what was left, --kill-deadline at most
 
         def slot_files():
             return [f for d in os.listdir(slot) for f in os.listdir(os.path.join(slot, d))
                     if f.startswith(("s.", "a."))]
+        return pid, p, slot_files
+
+    def test_a_slot_kept_for_processes_that_would_not_die_is_held_after_a_normal_exit(self):
+        """The keeper holds the kept slot while that server still runs (for --kill-deadline
+        at most), and lets it go when it is gone: well before that deadline."""
+        deadline_ms = int(8000 * SLOW)
+        pid, p, slot_files = self.abandon_then_exit(deadline_ms)
         try:
             self.assertTrue(alive(pid))
             self.assertEqual(len(slot_files()), 1, "the slot was freed while its server runs")
         finally:
             os.kill(pid, signal.SIGKILL)
-        wait_until(lambda: not slot_files(), 5, "the keeper to let the slot go")
+        # a quarter of the deadline, from well after its start: the deadline cannot free it
+        wait_until(lambda: not slot_files(), deadline_ms / 1000 / 4,
+                   "the keeper to let the slot go")
+        wait_until(lambda: not [q for q in self.tagged() if keeper_of(q) == p.pid], 5,
+                   "the keeper to exit")
+        self.assertNotIn("exited leaving processes that would not die", p.stderr())
+        self.assert_no_leftovers()
+
+    def test_a_slot_kept_for_processes_that_would_not_die_is_let_go_at_the_deadline(self):
+        """Those processes still running at --kill-deadline after mcpmux's normal exit: the
+        keeper lets the slot go then, and says so; it sends them nothing."""
+        deadline_ms = int(2000 * SLOW)
+        pid, p, slot_files = self.abandon_then_exit(deadline_ms)
+        t = time.monotonic()
+        self.assertEqual(len(slot_files()), 1, "the slot was freed while its server runs")
+        wait_until(lambda: not slot_files(), deadline_ms / 1000 + 5,
+                   "the keeper to let the slot go")
+        self.assertGreater(time.monotonic() - t, deadline_ms / 1000 / 2)
+        said = "exited leaving processes that would not die: its pool slots are free"
+        wait_until(lambda: said in p.stderr(), 5, "the keeper to say it", explain=p.stderr)
+        self.assertTrue(alive(pid))
+        os.kill(pid, signal.SIGKILL)
         self.assert_no_leftovers()
 
     def test_a_slot_kept_for_processes_that_would_not_die_is_free_once_they_are_gone(self):
