@@ -342,7 +342,11 @@ pool_fd_going(int fd)
 	char state[STATE_LEN + 1];
 
 	format_state(state, "going");
-	(void)pwrite(fd, state, STATE_LEN, 0);
+	if (pwrite(fd, state, STATE_LEN, 0) != (ssize_t)STATE_LEN) {
+		/* the word stays as it was: the lock still holds the slot, and an ask of it
+		   finds its instance gone */
+		return;
+	}
 }
 
 static void
