@@ -98,7 +98,8 @@ pool_name_of(char *const *argv, char *out, size_t size)
 
 /*
  * A process's start time (field 22 of /proc/PID/stat, in clock ticks since boot): with its
- * pid, it names one process for good.  0 when it cannot be read (gone, or no /proc).
+ * pid, it names one process for good.  0 when it cannot be read (gone, or no /proc), with
+ * errno ENOENT or ESRCH only when the process is gone.
  */
 static unsigned long long
 proc_start(pid_t pid)
@@ -108,8 +109,12 @@ proc_start(pid_t pid)
 
 	(void)snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	if (sys_read_small(path, buf, sizeof(buf)) <= 0) {
+		if (errno == 0) {
+			errno = EIO;
+		}
 		return 0;
 	}
+	errno = EIO; /* a line that cannot be read is no sign that the process is gone */
 	const char *at = strrchr(buf, ')'); /* the name, in parentheses, may hold anything */
 
 	/* Past the name: field 3 (the state) ... field 22 (the start time), 19 spaces on. */
@@ -537,12 +542,19 @@ shrink(struct pool *p)
 	return true;
 }
 
-/* Is any of the processes a kept slot waits for still the one it was? */
+/* Is any of the processes a kept slot waits for still the one it was?  One that cannot be
+ * read for another reason than being gone (EMFILE, ENOMEM, hidepid) counts as there. */
 static bool
 kept_alive(const struct pool_slot *s)
 {
 	for (size_t i = 0; i < s->n_left; i++) {
-		if (is_instance(s->left[i], s->left_start[i])) {
+		if (s->left_start[i] == 0) {
+			continue; /* gone already when the slot was kept */
+		}
+		errno = 0;
+		unsigned long long now = proc_start(s->left[i]);
+
+		if (now == s->left_start[i] || (now == 0 && errno != ENOENT && errno != ESRCH)) {
 			return true;
 		}
 	}
@@ -756,7 +768,16 @@ pool_keep(struct pool_slot *s, const pid_t *left, size_t n_left)
 	}
 	for (size_t i = 0; i < n_left; i++) {
 		s->left[i] = left[i];
+		errno = 0;
 		s->left_start[i] = proc_start(left[i]); /* 0: gone already */
+		if (s->left_start[i] == 0 && errno != ENOENT && errno != ESRCH) {
+			/* there, but its start time cannot be read: until mcpmux exits */
+			free(s->left);
+			free(s->left_start);
+			s->left = NULL;
+			s->left_start = NULL;
+			return;
+		}
 	}
 	s->n_left = n_left;
 	if (!ev_is_active(&p->kept_w)) {
