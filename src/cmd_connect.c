@@ -56,6 +56,7 @@ struct cconn {
 	struct sbuf tmp;
 	struct jsonrpc_scanner scan;
 	struct jsonrpc_idscan big_id; /* the id of a client line over the bound, as it passes */
+	struct session_ids srv_ids;   /* the server's requests in flight, as serve passes them */
 	struct envelope_bigscan big;  /* the same of a line of serve's that was not held */
 	int in_fd, out_fd;	      /* our own descriptions of stdin and stdout */
 	bool in_shared, out_shared;
@@ -366,6 +367,7 @@ client_on_line(void *ctx, const char *line, size_t len)
 				 jsonrpc_method_is(&cc->scan, &cc->scan.one, "initialize");
 	}
 	cc->sent = true;
+	session_ids_answered(&cc->srv_ids, &cc->scan);
 	/* What serve answers itself starts no session: not JSON-RPC, an end-of-run. */
 	if (kind != JSONRPC_INVALID_REQUEST &&
 	    !((kind == JSONRPC_REQUEST || kind == JSONRPC_NOTIFICATION) &&
@@ -399,7 +401,7 @@ client_on_big_end(void *ctx, size_t total)
 	struct cconn *cc = ctx;
 	size_t id_len = 0;
 	const char *id = jsonrpc_idscan_id(&cc->big_id, &id_len);
-	struct rpcout_big big;
+	struct rpcout_big big, found;
 	char text[256];
 
 	big = (struct rpcout_big){ .answer = jsonrpc_idscan_is_answer(&cc->big_id),
@@ -411,15 +413,30 @@ client_on_big_end(void *ctx, size_t total)
 				   .no_memory = total <= cc->max_message };
 	switch (rpcout_oversize(&big, text, sizeof(text))) {
 	case RPCOUT_OVERSIZE_ANSWER:
-		/* The server gets an error in its place, the client none. */
-		diag_warn(RPCOUT_BIG_ANSWER, RPCOUT_BIG_ARGS_ID(&big), RPCOUT_BIG_ARGS_SIZE(&big));
-		if (id != NULL && !cc->serve_gone) {
+		/*
+		 * The request of the server's in flight that it answers (one with an id too
+		 * long to be read found by its length, hash and first bytes) gets an error in
+		 * its place, once, and the client none; an answer to no request in flight is
+		 * dropped, as wrap and serve do.
+		 */
+		found = big;
+		found.id = session_ids_find(&cc->srv_ids, &cc->big_id, &found.id_len);
+		if (found.id == NULL) {
+			diag_warn(RPCOUT_BIG_STRAY, RPCOUT_BIG_ARGS_ID(&big),
+				  RPCOUT_BIG_ARGS_SIZE(&big));
+			break;
+		}
+		diag_warn(RPCOUT_BIG_ANSWER, RPCOUT_BIG_ARGS_ID(&found),
+			  RPCOUT_BIG_ARGS_SIZE(&found));
+		if (!cc->serve_gone) {
 			sbuf_reset(&cc->tmp);
-			rpcout_answer_too_large(&cc->tmp, &big);
+			rpcout_answer_too_large(&cc->tmp, &found);
 			if (!cc->tmp.failed) {
 				send_envelope(cc, cc->tmp.buf, cc->tmp.len);
 			}
+			sbuf_reset(&cc->tmp); /* (an id of megabytes is not kept) */
 		}
+		session_ids_remove(&cc->srv_ids, found.id, found.id_len);
 		break;
 	case RPCOUT_OVERSIZE_NOTIFICATION:
 		diag_warn(RPCOUT_BIG_NOTIFICATION, RPCOUT_BIG_ARGS_SIZE(&big));
@@ -652,6 +669,9 @@ server_on_line(void *ctx, const char *line, size_t len)
 		return;
 	}
 	if (env.has_message) {
+		/* The server's requests are in flight until the client answers them. */
+		(void)jsonrpc_scan(&cc->scan, env.message, env.message_len);
+		session_ids_asked(&cc->srv_ids, &cc->scan);
 		if (conn_send_line(&cc->client, &cc->client.self, env.message, env.message_len) ==
 			    -1 &&
 		    errno == ENOMEM) {
@@ -1043,6 +1063,7 @@ cmd_connect(int argc, char **argv)
 	conn_release(&cc.server);
 	sys_close(&cc.fd);
 	sbuf_release(&cc.tmp);
+	session_ids_free(&cc.srv_ids);
 	jsonrpc_release(&cc.scan);
 	errout_stop(sys_mono() + CONNECT_STDERR_GRACE_S);
 	sys_stdio_close(cc.in_fd, STDIN_FILENO, cc.in_shared);

@@ -843,23 +843,79 @@ srv_asked(void *ctx, const char *id, size_t id_len)
 	return ids_find(s->srv_pending, id, id_len) != NULL;
 }
 
-const char *
-session_srv_request(struct session *s, const struct jsonrpc_idscan *sc, size_t *len)
+/* The request in table that the answer scanned in sc answers (an id too long for sc too). */
+static const char *
+ids_answered(struct pending *const *table, const struct jsonrpc_idscan *sc, size_t *len)
 {
 	size_t id_len = 0;
 	const char *id = jsonrpc_idscan_id(sc, &id_len);
 	struct pending *p;
 
 	if (id != NULL) {
-		p = ids_find(s->srv_pending, id, id_len);
+		p = ids_find(*table, id, id_len);
 	} else {
-		p = ids_find_long(&s->srv_pending, sc);
+		p = ids_find_long(table, sc);
 	}
 	if (p == NULL) {
 		return NULL;
 	}
 	*len = p->id_len;
 	return pending_id(p);
+}
+
+const char *
+session_srv_request(struct session *s, const struct jsonrpc_idscan *sc, size_t *len)
+{
+	return ids_answered(&s->srv_pending, sc, len);
+}
+
+void
+session_ids_asked(struct session_ids *t, const struct jsonrpc_scanner *scan)
+{
+	size_t n;
+	const struct jsonrpc_item *items = jsonrpc_items(scan, &n);
+
+	for (size_t i = 0; i < n; i++) {
+		if (items[i].kind == JSONRPC_REQUEST) {
+			/* (one not added, at the bound or out of memory, is not known in flight) */
+			(void)ids_add(&t->table, &t->n, jsonrpc_str(scan, items[i].id),
+				      items[i].id.len, sys_now(), 0);
+		}
+	}
+	note_cancel(&t->table, &t->n, scan);
+}
+
+void
+session_ids_answered(struct session_ids *t, const struct jsonrpc_scanner *scan)
+{
+	size_t n;
+	const struct jsonrpc_item *items = jsonrpc_items(scan, &n);
+
+	for (size_t i = 0; i < n; i++) {
+		if (items[i].kind == JSONRPC_RESPONSE || items[i].kind == JSONRPC_ERROR) {
+			(void)ids_remove(&t->table, &t->n, jsonrpc_str(scan, items[i].id),
+					 items[i].id.len);
+		}
+	}
+}
+
+const char *
+session_ids_find(struct session_ids *t, const struct jsonrpc_idscan *sc, size_t *len)
+{
+	return ids_answered(&t->table, sc, len);
+}
+
+void
+session_ids_remove(struct session_ids *t, const char *id, size_t len)
+{
+	(void)ids_remove(&t->table, &t->n, id, len);
+}
+
+void
+session_ids_free(struct session_ids *t)
+{
+	pending_free_all(&t->table);
+	t->n = 0;
 }
 
 const char *

@@ -236,6 +236,27 @@ const char *session_from_client(struct session *s, const char *line, size_t len,
  * id too long for sc is found by its text as the server wrote it.
  */
 const char *session_srv_request(struct session *s, const struct jsonrpc_idscan *sc, size_t *len);
+
+/*
+ * The requests of one side in flight, for a front end that has no session of its own
+ * (connect: the server's, as serve passes them on), kept as a session keeps them: by JSON
+ * value, at most SESSION_MAX_PENDING, an id longer than a scan keeps found by its length,
+ * hash and first bytes.  Zero-initialised.
+ */
+struct session_ids {
+	struct pending *table;
+	size_t n;
+};
+/* The requests in a message of that side are in flight; those its cancellations name
+ * (its own) are not. */
+void session_ids_asked(struct session_ids *t, const struct jsonrpc_scanner *scan);
+/* The requests that the answers in a message of the other side answer are done. */
+void session_ids_answered(struct session_ids *t, const struct jsonrpc_scanner *scan);
+/* The request in flight that the answer scanned in sc answers: its id as written, or NULL. */
+const char *session_ids_find(struct session_ids *t, const struct jsonrpc_idscan *sc, size_t *len);
+/* One request with this id (JSON text) is done. */
+void session_ids_remove(struct session_ids *t, const char *id, size_t len);
+void session_ids_free(struct session_ids *t);
 /*
  * End the run.  reply_id (JSON text, may be NULL) is answered with the end-of-run result
  * when the teardown is complete; past SESSION_MAX_END_REPLIES such requests (a client that

@@ -8,12 +8,13 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import termios
 import time
 import unittest
 
 from mcptest import (SANITIZED, SLOW, WRAPPER, Case, MCPMUX, Proc, alive, call, encode, initialize,
-                     main, note, req, rss_anon_kib, run_on_a_full_stdout, wait_until)
+                     main, note, req, rss_anon_kib, run_on_a_full_stdout, wait_until, ASKER)
 from test_hardening import Writer, wait_stalled
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
@@ -21,9 +22,10 @@ FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
 
 class ListenHelpers:
-    def listen(self, *fixture_args, opts=()):
+    def listen(self, *fixture_args, opts=(), command=None):
         self.path = os.path.join(self.tmp.name, "mux.sock")
-        p = self.serve(*fixture_args, opts=list(opts) + FAST + ["--listen", self.path])
+        p = self.serve(*fixture_args, opts=list(opts) + FAST + ["--listen", self.path],
+                       command=command)
         wait_until(lambda: os.path.exists(self.path), 5, "the socket")
         return p
 
@@ -1169,6 +1171,32 @@ class ListenHardening(ListenHelpers, Case):
         r = c.msg()
         self.assertEqual(r.get("id"), 2, r)
         self.assertIn("too large for mcpmux", r["result"]["content"][0]["text"])
+        c.close_stdin()
+        self.assertEqual(c.wait(), 0, c.stderr())
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+
+    def test_connect_gives_the_server_an_error_only_for_its_request_in_flight(self):
+        """The client's answer over connect's --max-message, alone: the request of the
+        server's in flight that it answers gets an error, once, one with an id longer
+        than 128 bytes too; an answer to no request in flight gets the server nothing, and
+        stderr says it was dropped."""
+        long_id = "L" * 200
+        srv = self.listen(opts=["--max-message", "4096"], command=[sys.executable, "-c", ASKER])
+        c = self.connect("--max-message", "4096", "--session", "a")
+        c.send(req(1, "ask", {"ids": [long_id, 5]}))
+        self.assertEqual([c.msg()["id"] for _ in range(3)], [long_id, 5, 1])
+        answer = {"role": "assistant", "content": {"type": "text", "text": "x" * 5000}}
+        c.send({"jsonrpc": "2.0", "id": "nobody", "result": answer},
+               {"jsonrpc": "2.0", "id": long_id, "result": answer},
+               {"jsonrpc": "2.0", "id": long_id, "result": answer},
+               {"jsonrpc": "2.0", "id": 5, "result": answer},
+               {"jsonrpc": "2.0", "id": 5, "result": answer})
+        c.send(req(2, "report"))
+        self.assertEqual(c.msg(10), {"jsonrpc": "2.0", "id": 2,
+                                     "result": [[long_id, -32000], [5, -32000]]})
+        wait_until(lambda: "answers no request of the server in flight" in c.stderr(), 5,
+                   "the warning")
         c.close_stdin()
         self.assertEqual(c.wait(), 0, c.stderr())
         srv.p.send_signal(signal.SIGTERM)
