@@ -731,6 +731,7 @@ unseen_answer(struct sconn *sc, struct hub_entry *e, const struct jsonrpc_item *
 		hub_log_own(&sv->hub, e->id, NULL, sv->tmp.buf, sv->tmp.len);
 		port_message(&sc->port, e, sv->tmp.buf, sv->tmp.len);
 	}
+	sbuf_reset(&sv->tmp); /* a long one (a huge id) is given back now */
 }
 
 /* An unseen end told in out, upto bytes of it still queued: back to the hub if the

@@ -608,6 +608,7 @@ hub_on_done(struct session *s, void *owner)
 		}
 		free(w);
 	}
+	sbuf_reset(b); /* a long one (a waiter's huge id) is given back now */
 	session_free(s);
 	e->s = NULL;
 	(void)hub_set_owner(e, NULL);
@@ -825,9 +826,10 @@ reply_result(struct hub *h, struct hub_port *p, const char *id, size_t id_len,
 	sbuf_adds(b, "}");
 	if (b->failed) {
 		diag_error("out of memory: a message from mcpmux was lost");
-		return;
+	} else {
+		p->ops->reply(p, b->buf, b->len);
 	}
-	p->ops->reply(p, b->buf, b->len);
+	sbuf_reset(b); /* a long one (a huge id, mcpmux/list of many) is given back now */
 }
 
 void

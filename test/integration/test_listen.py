@@ -1510,6 +1510,57 @@ class KeptSessionEnds(ListenHelpers, Case):
     def started(self):
         return json.loads(self.ctl("stats", as_json=True)[1])["started"]
 
+    @unittest.skipIf(SANITIZED or WRAPPER, "a sanitizer's or valgrind's allocator")
+    def test_memory_back_when_idle_after_huge_ids_of_serves_own_answers(self):
+        """serve's own answers with a 20 MB id: a control request's (mcpmux/stats), a control
+        end of run's, answered at the session's end, and an end of run's that is the first
+        envelope for a kept session that ended unseen: each time, with nothing more sent,
+        the memory goes back."""
+        srv = self.listen()
+        big = "x" * 20_000_000
+
+        def idle_and_small():
+            wait_until(lambda: rss_anon_kib(srv.pid) < 5_000, 5,
+                       "serve's private memory to fall back under 5 MB, idle")
+
+        def send(c, obj):  # (whole: a write of 20 MB to the socket may be short)
+            c.s.sendall(json.dumps(obj).encode() + b"\n")
+
+        def answer(c, sid, id_):
+            # (read buffered: the raw socket file reads a line a byte at a time)
+            r = readers.setdefault(c, c.s.makefile("rb"))
+            while True:
+                line = r.readline()
+                self.assertTrue(line, "EOF from serve")
+                e = json.loads(line)
+                if e.get("session") == sid and e.get("message", {}).get("id") == id_:
+                    return e["message"]
+
+        readers = {}
+        c = Envelopes(self, self.path)
+        send(c, {"message": req(big, "mcpmux/stats")})
+        self.assertIn("sessions", answer(c, None, big)["result"])
+        idle_and_small()
+        c.send({"session": "a", "message": req(1, "ping")})
+        answer(c, "a", 1)
+        send(c, {"message": req(big, "mcpmux/endRun", {"session": "a"})})
+        self.assertIn("exit", answer(c, None, big)["result"])
+        idle_and_small()
+        pid = self.kept_then_gone("u", lambda pid: self.assertEqual(self.ctl("end", "u")[0], 0))
+        d = Envelopes(self, self.path)
+        send(d, {"session": "u", "message": req(big, "mcpmux/endRun")})
+        r = readers.setdefault(d, d.s.makefile("rb"))
+        ended = json.loads(r.readline())
+        self.assertEqual((ended.get("event"), ended.get("pid"), ended.get("unseen")),
+                         ("ended", pid, True), ended)
+        self.assertIsNone(answer(d, "u", big)["result"]["pid"])
+        idle_and_small()
+        for f in readers.values():
+            f.close()
+        c.close()
+        d.close()
+        self.stop_serve(srv)
+
     def end_new_run(self, srv, c):
         """connect c ends the second run of the test; then serve, and nothing is left."""
         c.close_stdin()
