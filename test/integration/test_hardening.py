@@ -1022,6 +1022,25 @@ class RequestIds(Case):
     def test_serve_escaped_keys_of_oversize_answers(self):
         self.check_escaped_keys_of_oversize_answers(True)
 
+    def check_an_answer_repeated_after_mcpmuxs_error_passes(self, serve):
+        # The server answers 1 over the bound (mcpmux answers it with -32000), then again
+        # within it: the second answer is to no request in flight, and passes as any
+        # valid line does.
+        p = self.planned(serve, 1, [{"kind": "one", "ids": [1], "big": True},
+                                    {"kind": "one", "ids": [1]}])
+        self.send_to(p, serve, req(1, "ping"))
+        self.assertEqual(self.answers(p, serve, 2), [(1, -32000), (1, "ok")])
+        self.nothing_more_owed(p, serve)
+
+    def test_an_answer_repeated_after_mcpmuxs_error_passes(self):
+        """A server's answer to a request that mcpmux has already answered (with -32000 in
+        place of an answer over --max-message) answers no request in flight: mcpmux does
+        not look whether an answer of the server's is owed, and passes it as it came."""
+        self.check_an_answer_repeated_after_mcpmuxs_error_passes(False)
+
+    def test_serve_an_answer_repeated_after_mcpmuxs_error_passes(self):
+        self.check_an_answer_repeated_after_mcpmuxs_error_passes(True)
+
     def check_split_answers_of_batches(self, serve):
         plan = [{"kind": "batch", "ids": [2, 3], "big": True},
                 {"kind": "one", "ids": [1]},
