@@ -534,11 +534,15 @@ oversize(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len,
 
 	switch (rpcout_oversize(big, text, sizeof(text))) {
 	case RPCOUT_OVERSIZE_ANSWER:
-		if (ids != NULL && e != NULL && e->owner == &sc->port && e->s != NULL) {
+		if (e != NULL && e->owner == &sc->port && e->s != NULL) {
 			/* The request of the server's in flight it answers (one with an id too
 			 * long to be read found by its length, hash and first bytes), or none. */
 			found = *big;
-			found.id = session_srv_request(e->s, ids, &found.id_len);
+			found.id = ids != NULL ? session_srv_request(e->s, ids, &found.id_len)
+				   : big->id != NULL
+					   ? session_srv_request_id(e->s, big->id, big->id_len,
+								    &found.id_len)
+					   : NULL;
 			big = &found;
 		}
 		if (big->id == NULL || e == NULL || e->owner != &sc->port || e->s == NULL) {

@@ -869,6 +869,18 @@ session_srv_request(struct session *s, const struct jsonrpc_idscan *sc, size_t *
 	return ids_answered(&s->srv_pending, sc, len);
 }
 
+const char *
+session_srv_request_id(struct session *s, const char *id, size_t id_len, size_t *len)
+{
+	struct pending *p = ids_find(s->srv_pending, id, id_len);
+
+	if (p == NULL) {
+		return NULL;
+	}
+	*len = p->id_len;
+	return pending_id(p);
+}
+
 void
 session_ids_asked(struct session_ids *t, const struct jsonrpc_scanner *scan)
 {

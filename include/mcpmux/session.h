@@ -236,6 +236,8 @@ const char *session_from_client(struct session *s, const char *line, size_t len,
  * id too long for sc is found by its text as the server wrote it.
  */
 const char *session_srv_request(struct session *s, const struct jsonrpc_idscan *sc, size_t *len);
+/* The same for an answer whose id (JSON text) was read whole. */
+const char *session_srv_request_id(struct session *s, const char *id, size_t id_len, size_t *len);
 
 /*
  * The requests of one side in flight, for a front end that has no session of its own

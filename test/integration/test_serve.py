@@ -858,6 +858,26 @@ class Routing(Case):
         m.p.close_stdin()
         self.assertEqual(m.p.wait(), 0)
 
+    def test_an_answer_over_max_message_read_whole_gets_an_error_only_for_its_request(self):
+        """The client's answer over --max-message but read whole (within the envelope's
+        allowance): the request of the server's in flight that it answers gets an error,
+        once; an answer to no request in flight gets the server nothing, and stderr says it
+        was dropped."""
+        m = Mux(self.serve(opts=["--max-message", "4096"],
+                           command=[sys.executable, "-c", ASKER]))
+        m.send("s", req(1, "ask", {"ids": [5]}))
+        self.assertEqual([m.msg("s")["id"] for _ in range(2)], [5, 1])
+        answer = {"role": "assistant", "content": {"type": "text", "text": "x" * 5000}}
+        m.send("s", {"jsonrpc": "2.0", "id": "nobody", "result": answer},
+               {"jsonrpc": "2.0", "id": 5, "result": answer},
+               {"jsonrpc": "2.0", "id": 5, "result": answer})
+        m.send("s", req(2, "report"))
+        self.assertEqual(m.msg("s"), {"jsonrpc": "2.0", "id": 2, "result": [[5, -32000]]})
+        wait_until(lambda: "answers no request of the server in flight" in m.p.stderr(), 5,
+                   "the warning")
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+
     def test_a_message_too_long_to_buffer_with_a_long_id_is_handled_by_it(self):
         """A message too long to be read whole whose id is longer than 128 bytes: a request
         gets -32600 with id null (it is no notification); the client's answer gets the
