@@ -405,7 +405,7 @@ client_on_big_end(void *ctx, size_t total)
 	char text[256];
 
 	big = (struct rpcout_big){ .answer = jsonrpc_idscan_is_answer(&cc->big_id),
-				   .notification = id == NULL && cc->big_id.has_method,
+				   .notification = !cc->big_id.has_id && cc->big_id.has_method,
 				   .id = id,
 				   .id_len = id_len,
 				   .total = total,

@@ -1202,6 +1202,21 @@ class ListenHardening(ListenHelpers, Case):
         srv.p.send_signal(signal.SIGTERM)
         self.assertEqual(srv.wait(), 0)
 
+    def test_connect_answers_a_request_over_its_bound_with_a_long_id(self):
+        """A request over connect's --max-message whose id is longer than 128 bytes, or of
+        no use (null), is no notification: it gets -32600 with id null."""
+        self.listen()
+        c = self.connect("--max-message", "4096", "--session", "a")
+        for i in ("k" * 300, None):
+            c.send(req(i, "ping", {"pad": "p" * 5000}))
+            m = c.msg(10)
+            self.assertEqual((m["id"], m["error"]["code"]), (None, -32600), m)
+            self.assertIn("too large", m["error"]["message"])
+        c.send(req(3, "ping"))
+        self.assertEqual(c.msg(), {"jsonrpc": "2.0", "id": 3, "result": {}})
+        c.close_stdin()
+        self.assertEqual(c.wait(), 0, c.stderr())
+
     def test_connect_answers_a_line_over_its_bound_with_its_id(self):
         """A client line over connect's 64 MiB is not sent: its error carries the id,
         seen after the body as well as before it."""
