@@ -558,7 +558,7 @@ has_id(const struct cconn *cc, const char *id)
 static bool
 is_end_answer(struct cconn *cc, const struct envelope *env)
 {
-	enum jsonrpc_kind kind = jsonrpc_scan(&cc->scan, env->message, env->message_len);
+	enum jsonrpc_kind kind = cc->scan.kind; /* env's message (server_on_line()) */
 
 	if (kind != JSONRPC_RESPONSE && kind != JSONRPC_ERROR) {
 		return false;
@@ -600,7 +600,7 @@ is_end_answer(struct cconn *cc, const struct envelope *env)
 static bool
 is_stats_answer(struct cconn *cc, const struct envelope *env)
 {
-	enum jsonrpc_kind kind = jsonrpc_scan(&cc->scan, env->message, env->message_len);
+	enum jsonrpc_kind kind = cc->scan.kind; /* env's message (server_on_line()) */
 	static const char *const path[] = { "result", "teardown_max_s" };
 	struct jsonspan v;
 	char num[32], *end;
@@ -650,10 +650,18 @@ server_on_line(void *ctx, const char *line, size_t len)
 	if (cc->closing) {
 		return; /* the status is known, and the client's lines are all written */
 	}
-	if (envelope_parse(&env, line, len, NULL) != ENVELOPE_OK) {
+	if (envelope_parse_line(&env, line, len, &cc->scan) != ENVELOPE_OK) {
 		diag_warn("serve sent a line that is not an envelope: %.*s", (int)SYS_MIN(len, 200),
 			  line);
 		return;
+	}
+	if (env.has_message && !env.scanned) {
+		/*
+		 * The usual envelope's message is scanned as the line is read; another
+		 * order of members, or a message that is not JSON, is scanned here: either
+		 * way cc->scan holds the message from now on.
+		 */
+		(void)jsonrpc_scan_checked(&cc->scan, env.message, env.message_len);
 	}
 	if (!env.has_session && env.has_message && cc->ending && is_stats_answer(cc, &env)) {
 		return;
@@ -670,7 +678,6 @@ server_on_line(void *ctx, const char *line, size_t len)
 	}
 	if (env.has_message) {
 		/* The server's requests are in flight until the client answers them. */
-		(void)jsonrpc_scan(&cc->scan, env.message, env.message_len);
 		session_ids_asked(&cc->srv_ids, &cc->scan);
 		if (conn_send_line(&cc->client, &cc->client.self, env.message, env.message_len) ==
 			    -1 &&
