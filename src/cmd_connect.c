@@ -56,9 +56,12 @@ struct cconn {
 	struct sbuf tmp;
 	struct jsonrpc_scanner scan;
 	struct jsonrpc_idscan big_id; /* the id of a client line over the bound, as it passes */
-	struct session_ids srv_ids;   /* the server's requests in flight, as serve passes them */
-	struct envelope_bigscan big;  /* the same of a line of serve's that was not held */
-	int in_fd, out_fd;	      /* our own descriptions of stdin and stdout */
+	bool big_batch;		      /* ... a batch: its elements scanned as they end */
+	size_t big_fed;		      /* ... its bytes so far */
+	size_t big_requests, big_answers, big_notes; /* ... a batch's, so far */
+	struct session_ids srv_ids;  /* the server's requests in flight, as serve passes them */
+	struct envelope_bigscan big; /* the same of a line of serve's that was not held */
+	int in_fd, out_fd;	     /* our own descriptions of stdin and stdout */
 	bool in_shared, out_shared;
 	ev_prepare turn_w; /* arms trim_w when a turn grew a big buffer */
 	ev_timer trim_w;
@@ -377,13 +380,77 @@ client_on_line(void *ctx, const char *line, size_t len)
 	send_envelope(cc, line, len);
 }
 
+/*
+ * An answer of the client's over the bound (alone, or in a batch, as it ends): the request
+ * of the server's in flight that it answers (one with an id too long to be read found by
+ * its length, hash and first bytes) gets an error in its place, once, and the client none;
+ * an answer to no request in flight is dropped, as wrap and serve do.
+ */
+static void
+client_big_answer(struct cconn *cc, const struct jsonrpc_idscan *sc)
+{
+	size_t id_len = 0;
+	const char *id = jsonrpc_idscan_id(sc, &id_len);
+	struct rpcout_big big = { .answer = true,
+				  .id = id,
+				  .id_len = id_len,
+				  .total = cc->big_fed,
+				  .limit = cc->max_message,
+				  .no_memory = cc->big_fed <= cc->max_message };
+	struct rpcout_big found = big;
+
+	found.id = session_ids_find(&cc->srv_ids, sc, &found.id_len);
+	if (found.id == NULL) {
+		diag_warn(RPCOUT_BIG_STRAY, RPCOUT_BIG_ARGS_ID(&big), RPCOUT_BIG_ARGS_SIZE(&big));
+		return;
+	}
+	diag_warn(RPCOUT_BIG_ANSWER, RPCOUT_BIG_ARGS_ID(&found), RPCOUT_BIG_ARGS_SIZE(&found));
+	if (!cc->serve_gone) {
+		sbuf_reset(&cc->tmp);
+		rpcout_answer_too_large(&cc->tmp, &found);
+		if (!cc->tmp.failed) {
+			send_envelope(cc, cc->tmp.buf, cc->tmp.len);
+		}
+		sbuf_reset(&cc->tmp); /* (an id of megabytes is not kept) */
+	}
+	session_ids_remove(&cc->srv_ids, found.id, found.id_len);
+}
+
+/* An element of a batch of the client's over the bound, as it ends. */
+static void
+client_big_element(void *ctx, const struct jsonrpc_idscan *sc)
+{
+	struct cconn *cc = ctx;
+
+	if (jsonrpc_idscan_is_answer(sc)) {
+		cc->big_answers++;
+		client_big_answer(cc, sc);
+	} else if (sc->has_id) {
+		cc->big_requests++;
+	} else {
+		cc->big_notes += sc->has_method; /* (no message at all: 1, {}) */
+	}
+}
+
 static void
 client_on_big_begin(void *ctx, const char *head, size_t len)
 {
 	struct cconn *cc = ctx;
+	size_t i = 0;
 
+	while (i < len && (head[i] == ' ' || head[i] == '\t' || head[i] == '\r')) {
+		i++;
+	}
+	/* A batch: its elements are scanned as messages of their own (client_big_element()). */
+	cc->big_batch = i < len && head[i] == '[';
+	i = cc->big_batch ? i + 1 : 0;
+	cc->big_fed = len;
+	cc->big_requests = cc->big_answers = cc->big_notes = 0;
 	jsonrpc_idscan_init(&cc->big_id);
-	jsonrpc_idscan_feed(&cc->big_id, head, len);
+	cc->big_id.batch = cc->big_batch;
+	cc->big_id.on_element = client_big_element;
+	cc->big_id.ctx = cc;
+	jsonrpc_idscan_feed(&cc->big_id, head + i, len - i);
 }
 
 static void
@@ -391,19 +458,25 @@ client_on_big_more(void *ctx, const char *more, size_t len)
 {
 	struct cconn *cc = ctx;
 
+	cc->big_fed += len;
 	jsonrpc_idscan_feed(&cc->big_id, more, len);
 }
 
-/* A client line over the bound: not sent; answered with its id (if it was seen). */
+/*
+ * A client line over the bound: not sent; answered with its id (if it was seen).  A
+ * batch: each answer in it as it ended (client_big_element()); its requests, if any, get
+ * one error with id null; one of answers and notifications alone gets the client nothing.
+ */
 static void
 client_on_big_end(void *ctx, size_t total)
 {
 	struct cconn *cc = ctx;
 	size_t id_len = 0;
 	const char *id = jsonrpc_idscan_id(&cc->big_id, &id_len);
-	struct rpcout_big big, found;
+	struct rpcout_big big;
 	char text[256];
 
+	cc->big_fed = total;
 	big = (struct rpcout_big){ .answer = jsonrpc_idscan_is_answer(&cc->big_id),
 				   .notification = !cc->big_id.has_id && cc->big_id.has_method,
 				   .id = id,
@@ -411,32 +484,26 @@ client_on_big_end(void *ctx, size_t total)
 				   .total = total,
 				   .limit = cc->max_message,
 				   .no_memory = total <= cc->max_message };
+	if (cc->big_batch) {
+		/* An element cut short by the line's end, then the batch's. */
+		if (cc->big_id.found || cc->big_id.has_method || cc->big_id.has_id) {
+			client_big_element(cc, &cc->big_id);
+		}
+		id = NULL; /* (the last element's) */
+		id_len = 0;
+		big = (struct rpcout_big){ .total = total,
+					   .limit = cc->max_message,
+					   .no_memory = total <= cc->max_message };
+		if (cc->big_notes > 0) {
+			diag_warn(RPCOUT_BIG_NOTIFICATION, RPCOUT_BIG_ARGS_SIZE(&big));
+		}
+		if (cc->big_requests == 0 && (cc->big_answers > 0 || cc->big_notes > 0)) {
+			return;
+		}
+	}
 	switch (rpcout_oversize(&big, text, sizeof(text))) {
 	case RPCOUT_OVERSIZE_ANSWER:
-		/*
-		 * The request of the server's in flight that it answers (one with an id too
-		 * long to be read found by its length, hash and first bytes) gets an error in
-		 * its place, once, and the client none; an answer to no request in flight is
-		 * dropped, as wrap and serve do.
-		 */
-		found = big;
-		found.id = session_ids_find(&cc->srv_ids, &cc->big_id, &found.id_len);
-		if (found.id == NULL) {
-			diag_warn(RPCOUT_BIG_STRAY, RPCOUT_BIG_ARGS_ID(&big),
-				  RPCOUT_BIG_ARGS_SIZE(&big));
-			break;
-		}
-		diag_warn(RPCOUT_BIG_ANSWER, RPCOUT_BIG_ARGS_ID(&found),
-			  RPCOUT_BIG_ARGS_SIZE(&found));
-		if (!cc->serve_gone) {
-			sbuf_reset(&cc->tmp);
-			rpcout_answer_too_large(&cc->tmp, &found);
-			if (!cc->tmp.failed) {
-				send_envelope(cc, cc->tmp.buf, cc->tmp.len);
-			}
-			sbuf_reset(&cc->tmp); /* (an id of megabytes is not kept) */
-		}
-		session_ids_remove(&cc->srv_ids, found.id, found.id_len);
+		client_big_answer(cc, &cc->big_id);
 		break;
 	case RPCOUT_OVERSIZE_NOTIFICATION:
 		diag_warn(RPCOUT_BIG_NOTIFICATION, RPCOUT_BIG_ARGS_SIZE(&big));

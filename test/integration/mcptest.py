@@ -44,7 +44,8 @@ def deadline(seconds):
 
 
 # A server of the client's answers: "ask" {"ids": [...]} sends the client a request with
-# each id; every other request is answered with the errors it got so far, as [id, code].
+# each id, "cancel" {"ids": [...]} a notifications/cancelled for each; every other request
+# is answered with the errors it got so far, as [id, code].
 ASKER = """
 import json, sys
 got = []
@@ -56,6 +57,10 @@ for line in sys.stdin:
         for k in m["params"]["ids"]:
             print(json.dumps({"jsonrpc": "2.0", "id": k, "method": "sampling/createMessage"}),
                   flush=True)
+    elif m["method"] == "cancel":
+        for k in m["params"]["ids"]:
+            print(json.dumps({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                              "params": {"requestId": k}}), flush=True)
     if "id" in m and "method" in m:
         print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": got}), flush=True)
 """

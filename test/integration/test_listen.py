@@ -1202,6 +1202,52 @@ class ListenHardening(ListenHelpers, Case):
         srv.p.send_signal(signal.SIGTERM)
         self.assertEqual(srv.wait(), 0)
 
+    def test_connect_gives_the_server_an_error_for_each_answer_of_a_batch_over_its_bound(self):
+        """A batch of the client's over connect's --max-message: each answer in it to a
+        request of the server's in flight gets the server an error, once, and nothing for
+        one to no request in flight; a batch of answers alone gets the client nothing."""
+        srv = self.listen(opts=["--max-message", "4096"], command=[sys.executable, "-c", ASKER])
+        c = self.connect("--max-message", "4096", "--session", "a")
+        c.send(req(1, "ask", {"ids": [5, 6]}))
+        self.assertEqual([c.msg()["id"] for _ in range(3)], [5, 6, 1])
+        answer = {"role": "assistant", "content": {"type": "text", "text": "x" * 5000}}
+        c.send([{"jsonrpc": "2.0", "id": 5, "result": answer},
+                {"jsonrpc": "2.0", "id": "nobody", "result": answer},
+                {"jsonrpc": "2.0", "id": 6, "result": answer}])
+        c.send([{"jsonrpc": "2.0", "id": 5, "result": answer}])
+        c.send(req(2, "report"))
+        self.assertEqual(c.msg(10), {"jsonrpc": "2.0", "id": 2,
+                                     "result": [[5, -32000], [6, -32000]]})
+        wait_until(lambda: "answers no request of the server in flight" in c.stderr(), 5,
+                   "the warning")
+        c.close_stdin()
+        self.assertEqual(c.wait(), 0, c.stderr())
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+
+    def test_connect_keeps_no_request_the_server_cancelled_in_flight(self):
+        """A request of the server's that it cancelled is no longer in flight: the client's
+        answer to it over connect's --max-message gets the server nothing, and stderr says
+        it was dropped."""
+        srv = self.listen(opts=["--max-message", "4096"], command=[sys.executable, "-c", ASKER])
+        c = self.connect("--max-message", "4096", "--session", "a")
+        c.send(req(1, "ask", {"ids": [5]}))
+        self.assertEqual([c.msg()["id"] for _ in range(2)], [5, 1])
+        c.send(req(2, "cancel", {"ids": [5]}))
+        m = c.msg()
+        self.assertEqual((m["method"], m["params"]["requestId"]), ("notifications/cancelled", 5))
+        self.assertEqual(c.msg()["id"], 2)
+        answer = {"role": "assistant", "content": {"type": "text", "text": "x" * 5000}}
+        c.send({"jsonrpc": "2.0", "id": 5, "result": answer})
+        wait_until(lambda: "answers no request of the server in flight" in c.stderr(), 5,
+                   "the warning")
+        c.send(req(3, "report"))
+        self.assertEqual(c.msg(10), {"jsonrpc": "2.0", "id": 3, "result": []})
+        c.close_stdin()
+        self.assertEqual(c.wait(), 0, c.stderr())
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+
     def test_connect_answers_a_request_over_its_bound_with_a_long_id(self):
         """A request over connect's --max-message whose id is longer than 128 bytes, or of
         no use (null), is no notification: it gets -32600 with id null."""
