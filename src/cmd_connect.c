@@ -744,12 +744,18 @@ server_on_line(void *ctx, const char *line, size_t len)
 		return;
 	}
 	if (env.has_message) {
-		/* The server's requests are in flight until the client answers them. */
-		session_ids_asked(&cc->srv_ids, &cc->scan);
+		/*
+		 * The server's requests are in flight until the client answers them, once
+		 * the client has them: one never delivered (no memory to queue it) is not
+		 * kept, while the cancellations of a lost message still hold.
+		 */
 		if (conn_send_line(&cc->client, &cc->client.self, env.message, env.message_len) ==
 			    -1 &&
 		    errno == ENOMEM) {
+			session_ids_cancelled(&cc->srv_ids, &cc->scan);
 			lost_message(cc, &env);
+		} else {
+			session_ids_asked(&cc->srv_ids, &cc->scan);
 		}
 		if (!cc->client.out_dead && conn_source_full(&cc->client.self)) {
 			read_serve(cc, false); /* stdout is slow: stop reading the socket */

@@ -898,6 +898,12 @@ session_ids_asked(struct session_ids *t, const struct jsonrpc_scanner *scan)
 }
 
 void
+session_ids_cancelled(struct session_ids *t, const struct jsonrpc_scanner *scan)
+{
+	note_cancel(&t->table, &t->n, scan);
+}
+
+void
 session_ids_answered(struct session_ids *t, const struct jsonrpc_scanner *scan)
 {
 	size_t n;

@@ -252,6 +252,8 @@ struct session_ids {
 /* The requests in a message of that side are in flight; those its cancellations name
  * (its own) are not. */
 void session_ids_asked(struct session_ids *t, const struct jsonrpc_scanner *scan);
+/* Only the cancellations of such a message: its requests never reached the other side. */
+void session_ids_cancelled(struct session_ids *t, const struct jsonrpc_scanner *scan);
 /* The requests that the answers in a message of the other side answer are done. */
 void session_ids_answered(struct session_ids *t, const struct jsonrpc_scanner *scan);
 /* The request in flight that the answer scanned in sc answers: its id as written, or NULL. */

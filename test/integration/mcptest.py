@@ -44,7 +44,7 @@ def deadline(seconds):
 
 
 # A server of the client's answers: "ask" {"ids": [...]} sends the client a request with
-# each id, "cancel" {"ids": [...]} a notifications/cancelled for each; every other request
+# each id ({"count": N}: ids 0 to N - 1), "cancel" {"ids": [...]} a notifications/cancelled for each; every other request
 # is answered with the errors it got so far, as [id, code].
 ASKER = """
 import json, sys
@@ -54,7 +54,7 @@ for line in sys.stdin:
     if "method" not in m:
         got.append([m["id"], m["error"]["code"]])
     elif m["method"] == "ask":
-        for k in m["params"]["ids"]:
+        for k in m["params"].get("ids") or range(m["params"]["count"]):
             print(json.dumps({"jsonrpc": "2.0", "id": k, "method": "sampling/createMessage"}),
                   flush=True)
     elif m["method"] == "cancel":

@@ -56,6 +56,7 @@ import select
 import signal
 import socket
 import subprocess
+import sys
 import termios
 import time
 import unittest
@@ -2863,6 +2864,64 @@ class OutOfMemory(Faults):
         self.assertEqual(p.wait(), 0)
         self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
         self.assertNotIn("--max-message", p.stderr())
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers()
+
+    # A server that asks the client: "ask" {"ids": [...]} sends a request with each id;
+    # "huge" {"bytes": N} is answered with a string of N bytes; any other request with the
+    # errors the client gave it so far, as [id, code].
+    HUGE_ASKER = """
+import json, sys
+got = []
+for line in sys.stdin:
+    m = json.loads(line)
+    if "method" not in m:
+        got.append([m["id"], m["error"]["code"]])
+    elif m["method"] == "ask":
+        for k in m["params"]["ids"]:
+            print(json.dumps({"jsonrpc": "2.0", "id": k, "method": "sampling/createMessage"}),
+                  flush=True)
+    if m.get("method") == "huge":
+        print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": "x" * m["params"]["bytes"]}),
+              flush=True)
+    elif "id" in m and "method" in m:
+        print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": got}), flush=True)
+"""
+
+    def test_connect_a_request_of_the_server_lost_for_want_of_memory_is_not_in_flight(self):
+        """connect: a request of the server's that its client's queue had no memory for
+        never reached the client, and is not kept in flight: an answer to it over
+        connect's --max-message is dropped as one to no request in flight, and the server
+        gets no error for it."""
+        path = os.path.join(self.tmp.name, "mux.sock")
+        srv = self.mcpmux(["serve", "--listen", path] + GRACE
+                          + ["--", sys.executable, "-c", self.HUGE_ASKER])
+        wait_until(lambda: os.path.exists(path), 10, "the socket")
+        p = self.mcpmux(["connect", "--session", "s", "--max-message", str(4 << 20), path],
+                        env=self.queue_oom_env("OOM-L"))
+        huge = 3 << 20
+        p.send(req(1, "huge", {"bytes": huge}))
+        out = p.p.stdout.fileno()
+
+        def pipe_full():  # the answer's head written, its rest queued
+            unread = array.array("i", [0])
+            fcntl.ioctl(out, termios.FIONREAD, unread)
+            return unread[0] > 0 and unread[0] >= fcntl.fcntl(out, F_GETPIPE_SZ)
+        wait_until(pipe_full, 10, "the client's pipe to be full")
+        # The marker escaped: only the server's request holds it, as its id.
+        p.write(b'{"jsonrpc":"2.0","id":2,"method":"ask","params":{"ids":["\\u004fOM-L"]}}\n')
+        wait_until(lambda: "a message for the client was lost" in p.stderr(), 10,
+                   "the request to find no memory")
+        self.assertEqual(len(p.msg()["result"]), huge)
+        self.assertEqual(p.msg(), {"jsonrpc": "2.0", "id": 2, "result": []})
+        p.send({"jsonrpc": "2.0", "id": "OOM-L", "result": "y" * (5 << 20)})
+        wait_until(lambda: "answers no request of the server in flight" in p.stderr(), 10,
+                   "the answer to be dropped")
+        p.send(req(3, "report"))
+        self.assertEqual(p.msg(), {"jsonrpc": "2.0", "id": 3, "result": []})
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
         srv.p.send_signal(signal.SIGTERM)
         self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers()

@@ -1248,6 +1248,28 @@ class ListenHardening(ListenHelpers, Case):
         srv.p.send_signal(signal.SIGTERM)
         self.assertEqual(srv.wait(), 0)
 
+    def test_connect_keeps_at_most_65536_requests_of_the_server_in_flight(self):
+        """connect keeps 65,536 requests of the server's in flight: one past them is not
+        known in flight, and the client's answer to it over the bound is dropped, which
+        stderr says; the answer to one kept still gets the server its error."""
+        srv = self.listen(command=[sys.executable, "-c", ASKER])
+        c = self.connect("--max-message", "4096", "--session", "a")
+        c.send(req("ask", "ask", {"count": 65537}))
+        ids = [c.msg(30)["id"] for _ in range(65538)]
+        self.assertEqual(ids, list(range(65537)) + ["ask"])
+        answer = {"role": "assistant", "content": {"type": "text", "text": "x" * 5000}}
+        c.send({"jsonrpc": "2.0", "id": 65536, "result": answer})
+        wait_until(lambda: "answers no request of the server in flight" in c.stderr(), 5,
+                   "the warning")
+        c.send({"jsonrpc": "2.0", "id": 65535, "result": answer})
+        c.send(req("report", "report"))
+        self.assertEqual(c.msg(10), {"jsonrpc": "2.0", "id": "report",
+                                     "result": [[65535, -32000]]})
+        c.close_stdin()
+        self.assertEqual(c.wait(), 0, c.stderr())
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+
     def test_connect_answers_a_request_over_its_bound_with_a_long_id(self):
         """A request over connect's --max-message whose id is longer than 128 bytes, or of
         no use (null), is no notification: it gets -32600 with id null."""
