@@ -907,8 +907,12 @@ void
 session_ids_answered(struct session_ids *t, const struct jsonrpc_scanner *scan)
 {
 	size_t n;
-	const struct jsonrpc_item *items = jsonrpc_items(scan, &n);
+	const struct jsonrpc_item *items;
 
+	if (t->n == 0) {
+		return; /* (most of the time: nothing to look for) */
+	}
+	items = jsonrpc_items(scan, &n);
 	for (size_t i = 0; i < n; i++) {
 		if (items[i].kind == JSONRPC_RESPONSE || items[i].kind == JSONRPC_ERROR) {
 			(void)ids_remove(&t->table, &t->n, jsonrpc_str(scan, items[i].id),
