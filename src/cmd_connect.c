@@ -708,90 +708,6 @@ lost_message(struct cconn *cc, const struct envelope *env)
 	}
 }
 
-static const char *
-skip_ws(const char *p, const char *end)
-{
-	while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) {
-		p++;
-	}
-	return p;
-}
-
-/* Past a string or a number at p, or NULL (another value, or unsure where it ends). */
-static const char *
-skip_scalar(const char *p, const char *end)
-{
-	const char *from = p;
-
-	if (p < end && *p == '"') {
-		/* Its first '"' ends it unless escaped; one after a '\\': unsure. */
-		const char *q = memchr(p + 1, '"', (size_t)(end - p - 1));
-
-		return q != NULL && q[-1] != '\\' ? q + 1 : NULL;
-	}
-	while (p < end && ((*p >= '0' && *p <= '9') || *p == '-' || *p == '+' || *p == '.' ||
-			   *p == 'e' || *p == 'E')) {
-		p++;
-	}
-	return p > from ? p : NULL;
-}
-
-/* Whether p starts with lit (of n bytes); past it, if so. */
-#define EAT_LIT(p, end, lit)                                                                     \
-	((size_t)((end) - (p)) >= sizeof(lit) - 1 && memcmp((p), (lit), sizeof(lit) - 1) == 0 && \
-	 ((p) += sizeof(lit) - 1, true))
-
-/*
- * Whether a message of serve's (JSON text, read by the structural pass) is surely no
- * request and no notification: an object with a member "result" or "error" (written with
- * no escape), which the scanner never takes for either.  Read only up to that member, not
- * through the result (the members before it, "jsonrpc" and "id" mostly, are skipped as
- * plain strings and numbers where they are); false when unsure (a batch, a key with an
- * escape).
- */
-static bool
-surely_answer(const char *p, size_t len)
-{
-	const char *end = p + len, *q;
-
-	/* The compact form most servers write, at once. */
-	if (EAT_LIT(p, end, "{\"jsonrpc\":\"2.0\",\"id\":") && (q = skip_scalar(p, end)) != NULL &&
-	    (EAT_LIT(q, end, ",\"result\":") || EAT_LIT(q, end, ",\"error\":"))) {
-		return true;
-	}
-	p = end - len;
-	p = skip_ws(p, end);
-	if (p == end || *p++ != '{') {
-		return false;
-	}
-	for (;;) {
-		p = skip_ws(p, end);
-		if (EAT_LIT(p, end, "\"result\"") || EAT_LIT(p, end, "\"error\"")) {
-			return true;
-		}
-		if (p == end || *p != '"') {
-			return false;
-		}
-		for (p++; p < end && *p != '"' && *p != '\\'; p++) {
-		}
-		if (p == end || *p++ != '"') {
-			return false;
-		}
-		p = skip_ws(p, end);
-		if (p == end || *p++ != ':') {
-			return false;
-		}
-		p = skip_ws(p, end);
-		if ((q = skip_scalar(p, end)) == NULL && (q = jsonspan_skip(p, end)) == NULL) {
-			return false;
-		}
-		p = skip_ws(q, end);
-		if (p == end || *p++ != ',') {
-			return false;
-		}
-	}
-}
-
 static void
 server_on_line(void *ctx, const char *line, size_t len)
 {
@@ -801,20 +717,17 @@ server_on_line(void *ctx, const char *line, size_t len)
 	if (cc->closing) {
 		return; /* the status is known, and the client's lines are all written */
 	}
-	if (envelope_parse(&env, line, len, NULL) != ENVELOPE_OK) {
+	if (envelope_parse_line(&env, line, len, &cc->scan) != ENVELOPE_OK) {
 		diag_warn("serve sent a line that is not an envelope: %.*s", (int)SYS_MIN(len, 200),
 			  line);
 		return;
 	}
-	/*
-	 * The message scanned into cc->scan for what needs it (the answers to connect's own
-	 * requests at the end, the server's requests and cancellations); an answer at any
-	 * other time, most lines, needs only the structural pass that read the envelope.
-	 */
-	bool scanned =
-		env.has_message && (cc->ending || !surely_answer(env.message, env.message_len));
-
-	if (scanned) {
+	if (env.has_message && !env.scanned) {
+		/*
+		 * The usual envelope's message is scanned as the line is read; another
+		 * order of members, or a message that is not JSON, is scanned here: either
+		 * way cc->scan holds the message from now on.
+		 */
 		(void)jsonrpc_scan_checked(&cc->scan, env.message, env.message_len);
 	}
 	if (!env.has_session && env.has_message && cc->ending && is_stats_answer(cc, &env)) {
@@ -839,11 +752,9 @@ server_on_line(void *ctx, const char *line, size_t len)
 		if (conn_send_line(&cc->client, &cc->client.self, env.message, env.message_len) ==
 			    -1 &&
 		    errno == ENOMEM) {
-			if (scanned) {
-				session_ids_cancelled(&cc->srv_ids, &cc->scan);
-			}
+			session_ids_cancelled(&cc->srv_ids, &cc->scan);
 			lost_message(cc, &env);
-		} else if (scanned) {
+		} else {
 			session_ids_asked(&cc->srv_ids, &cc->scan);
 		}
 		if (!cc->client.out_dead && conn_source_full(&cc->client.self)) {

@@ -44,15 +44,21 @@ def deadline(seconds):
 
 
 # A server of the client's answers: "ask" {"ids": [...]} sends the client a request with
-# each id ({"count": N}: ids 0 to N - 1), "cancel" {"ids": [...]} a notifications/cancelled for each; every other request
-# is answered with the errors it got so far, as [id, code].
+# each id ({"count": N}: ids 0 to N - 1), "cancel" {"ids": [...]} a notifications/cancelled for each,
+# "raw" {"lines": [...]} each line as it is; "texts" is answered with the messages of the
+# errors it got so far, every other request with the errors themselves, as [id, code].
 ASKER = """
 import json, sys
 got = []
+texts = []
 for line in sys.stdin:
     m = json.loads(line)
     if "method" not in m:
         got.append([m["id"], m["error"]["code"]])
+        texts.append(m["error"]["message"])
+    elif m["method"] == "raw":
+        for k in m["params"]["lines"]:
+            print(k, flush=True)
     elif m["method"] == "ask":
         for k in m["params"].get("ids") or range(m["params"]["count"]):
             print(json.dumps({"jsonrpc": "2.0", "id": k, "method": "sampling/createMessage"}),
@@ -62,7 +68,8 @@ for line in sys.stdin:
             print(json.dumps({"jsonrpc": "2.0", "method": "notifications/cancelled",
                               "params": {"requestId": k}}), flush=True)
     if "id" in m and "method" in m:
-        print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": got}), flush=True)
+        print(json.dumps({"jsonrpc": "2.0", "id": m["id"],
+                          "result": texts if m["method"] == "texts" else got}), flush=True)
 """
 
 

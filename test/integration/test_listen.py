@@ -1248,6 +1248,34 @@ class ListenHardening(ListenHelpers, Case):
         srv.p.send_signal(signal.SIGTERM)
         self.assertEqual(srv.wait(), 0)
 
+    def test_connect_keeps_each_request_of_the_server_in_flight_however_written(self):
+        """A request of the server's is known in flight whatever it holds and however it is
+        written: "result" or "error" inside its params or its id, its members in another
+        order or with spaces, an escaped key, beside an answer in a batch: the client's
+        answer to each over connect's --max-message gets the server an error."""
+        srv = self.listen(command=[sys.executable, "-c", ASKER])
+        c = self.connect("--max-message", "4096", "--session", "a")
+        lines = ['{"jsonrpc":"2.0","id":5,"method":"m","params":{"result":1}}',
+                 ' { "id" : 6 , "method":"m", "jsonrpc" : "2.0" } ',
+                 '{"jsonrpc":"2.0","\\u0069d":7,"method":"m"}',
+                 '{"jsonrpc":"2.0","id":"a\\"result\\":1","method":"m"}',
+                 '{"jsonrpc":"2.0","id":"b\\\\","method":"m","params":{"error":{}}}',
+                 '[{"jsonrpc":"2.0","id":99,"result":1},{"jsonrpc":"2.0","id":8,"method":"m"}]']
+        c.send(req(1, "raw", {"lines": lines}))
+        got = [c.msg() for _ in range(len(lines) + 1)]
+        self.assertEqual(got[-1]["id"], 1)
+        ids = [5, 6, 7, 'a"result":1', "b\\", 8]
+        answer = {"role": "assistant", "content": {"type": "text", "text": "x" * 5000}}
+        for i in ids:
+            c.send({"jsonrpc": "2.0", "id": i, "result": answer})
+        c.send(req(2, "report"))
+        self.assertEqual(c.msg(10), {"jsonrpc": "2.0", "id": 2,
+                                     "result": [[i, -32000] for i in ids]})
+        c.close_stdin()
+        self.assertEqual(c.wait(), 0, c.stderr())
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+
     def test_connect_keeps_at_most_65536_requests_of_the_server_in_flight(self):
         """connect keeps 65,536 requests of the server's in flight: one past them is not
         known in flight, and the client's answer to it over the bound is dropped, which
