@@ -58,6 +58,8 @@ struct cconn {
 	struct jsonrpc_idscan big_id; /* the id of a client line over the bound, as it passes */
 	bool big_batch;		      /* ... a batch: its elements scanned as they end */
 	size_t big_fed;		      /* ... its bytes so far */
+	bool big_ended;		      /* ... its end read (client_on_big_end()) */
+	bool big_lead;		      /* ... nothing but whitespace read of it yet */
 	size_t big_requests, big_answers, big_notes; /* ... a batch's, so far */
 	struct session_ids srv_ids;  /* the server's requests in flight, as serve passes them */
 	struct envelope_bigscan big; /* the same of a line of serve's that was not held */
@@ -391,12 +393,20 @@ client_big_answer(struct cconn *cc, const struct jsonrpc_idscan *sc)
 {
 	size_t id_len = 0;
 	const char *id = jsonrpc_idscan_id(sc, &id_len);
+	/*
+	 * Before the line's end, one within the bound is over it unless the framer had no
+	 * memory for it; over it, its size is not known yet.
+	 */
+	bool no_memory = cc->big_fed <= cc->max_message &&
+			 (cc->big_ended || framer_big_no_memory(&cc->client.inf));
+	bool unended = !cc->big_ended && !no_memory;
 	struct rpcout_big big = { .answer = true,
 				  .id = id,
 				  .id_len = id_len,
-				  .total = cc->big_fed,
+				  .total = unended ? cc->max_message : cc->big_fed,
 				  .limit = cc->max_message,
-				  .no_memory = cc->big_fed <= cc->max_message };
+				  .no_memory = no_memory,
+				  .unended = unended };
 	struct rpcout_big found = big;
 
 	found.id = session_ids_find(&cc->srv_ids, sc, &found.id_len);
@@ -432,25 +442,46 @@ client_big_element(void *ctx, const struct jsonrpc_idscan *sc)
 	}
 }
 
+/*
+ * Bytes of a line over the bound to its scan: past its leading whitespace, however long,
+ * whether it is a batch is known at its first other byte.
+ */
+static void
+client_big_feed(struct cconn *cc, const char *p, size_t len)
+{
+	size_t i = 0;
+
+	if (cc->big_lead) {
+		while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r')) {
+			i++;
+		}
+		if (i == len) {
+			return;
+		}
+		/* A batch: its elements are scanned as messages of their own
+		 * (client_big_element()). */
+		cc->big_lead = false;
+		cc->big_batch = p[i] == '[';
+		cc->big_id.batch = cc->big_batch;
+		i += cc->big_batch;
+	}
+	jsonrpc_idscan_feed(&cc->big_id, p + i, len - i);
+}
+
 static void
 client_on_big_begin(void *ctx, const char *head, size_t len)
 {
 	struct cconn *cc = ctx;
-	size_t i = 0;
 
-	while (i < len && (head[i] == ' ' || head[i] == '\t' || head[i] == '\r')) {
-		i++;
-	}
-	/* A batch: its elements are scanned as messages of their own (client_big_element()). */
-	cc->big_batch = i < len && head[i] == '[';
-	i = cc->big_batch ? i + 1 : 0;
 	cc->big_fed = len;
+	cc->big_ended = false;
+	cc->big_lead = true;
+	cc->big_batch = false;
 	cc->big_requests = cc->big_answers = cc->big_notes = 0;
 	jsonrpc_idscan_init(&cc->big_id);
-	cc->big_id.batch = cc->big_batch;
 	cc->big_id.on_element = client_big_element;
 	cc->big_id.ctx = cc;
-	jsonrpc_idscan_feed(&cc->big_id, head + i, len - i);
+	client_big_feed(cc, head, len);
 }
 
 static void
@@ -459,7 +490,7 @@ client_on_big_more(void *ctx, const char *more, size_t len)
 	struct cconn *cc = ctx;
 
 	cc->big_fed += len;
-	jsonrpc_idscan_feed(&cc->big_id, more, len);
+	client_big_feed(cc, more, len);
 }
 
 /*
@@ -477,6 +508,7 @@ client_on_big_end(void *ctx, size_t total)
 	char text[256];
 
 	cc->big_fed = total;
+	cc->big_ended = true;
 	big = (struct rpcout_big){ .answer = jsonrpc_idscan_is_answer(&cc->big_id),
 				   .notification = !cc->big_id.has_id && cc->big_id.has_method,
 				   .id = id,

@@ -69,8 +69,7 @@ framer_append(struct framer *f, const char *p, size_t n)
 
 /* Deliver one complete line (its "\n" already removed). */
 static void
-framer_deliver(const struct framer *f, const char *p, size_t n, const struct framer_sink *sink,
-	       void *ctx)
+framer_deliver(struct framer *f, const char *p, size_t n, const struct framer_sink *sink, void *ctx)
 {
 	if (n > 0 && p[n - 1] == '\r') {
 		n--;
@@ -82,6 +81,7 @@ framer_deliver(const struct framer *f, const char *p, size_t n, const struct fra
 		sink->line(ctx, p, n);
 		return;
 	}
+	f->big_oom = false;
 	sink->big_begin(ctx, p, f->max);
 	sink->big_more(ctx, p + f->max, n - f->max);
 	sink->big_end(ctx, n);
@@ -92,10 +92,11 @@ framer_deliver(const struct framer *f, const char *p, size_t n, const struct fra
  * forget the buffer; from now on bytes pass through to big_more() until the line ends.
  */
 static void
-framer_go_big(struct framer *f, const struct framer_sink *sink, void *ctx)
+framer_go_big(struct framer *f, bool oom, const struct framer_sink *sink, void *ctx)
 {
 	size_t head = SYS_MIN(f->len, f->max);
 
+	f->big_oom = oom;
 	sink->big_begin(ctx, f->buf ? f->buf : "", head);
 	if (f->len > head) {
 		sink->big_more(ctx, f->buf + head, f->len - head);
@@ -139,6 +140,12 @@ framer_feed(struct framer *f, const char *data, size_t len, const struct framer_
 	return framer_feed_part(f, data, len, sink, ctx, NULL);
 }
 
+bool
+framer_big_no_memory(const struct framer *f)
+{
+	return f->big_oom;
+}
+
 void
 framer_stop(struct framer *f, bool on)
 {
@@ -180,9 +187,9 @@ framer_feed_part(struct framer *f, const char *data, size_t len, const struct fr
 				 * max). */
 				rc = -1;
 				fit = 0;
-				framer_go_big(f, sink, ctx);
+				framer_go_big(f, true, sink, ctx);
 			} else if (fit < n) { // cppcheck-suppress knownConditionTrueFalse
-				framer_go_big(f, sink, ctx);
+				framer_go_big(f, false, sink, ctx);
 			} else if (nl != NULL) {
 				framer_deliver(f, f->buf, f->len, sink, ctx);
 				f->len = 0;

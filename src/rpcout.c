@@ -441,9 +441,9 @@ rpcout_answer_too_large(struct sbuf *b, const struct rpcout_big *m)
 			       m->total);
 	} else {
 		(void)snprintf(text, sizeof(text),
-			       "the client's answer was too large for mcpmux (%zu bytes, the limit "
-			       "is %zu: see --max-message)",
-			       m->total, m->limit);
+			       "the client's answer was too large for mcpmux (%s%zu bytes, the "
+			       "limit is %zu: see --max-message)",
+			       RPCOUT_BIG_OF(m), m->total, m->limit);
 	}
 	rpcout_error(b, m->id, m->id_len, RPC_SERVER_ERROR, text);
 }

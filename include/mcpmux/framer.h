@@ -39,6 +39,7 @@ struct framer {
 	size_t big_len; /* bytes of the current over-long line so far */
 	bool is_big;	/* inside an over-long (or unbufferable) line: skipping to "\n" */
 	bool big_cr;	/* a big line's chunk ended in "\r", not yet passed on */
+	bool big_oom;	/* the big line was dropped for want of memory, not for its length */
 	size_t longest; /* the longest line seen so far, whole or in part (framer_longest) */
 	bool stop;	/* framer_stop(): the feed under way stops at the next line's end */
 };
@@ -63,6 +64,12 @@ int framer_feed(struct framer *f, const char *data, size_t len, const struct fra
  */
 int framer_feed_part(struct framer *f, const char *data, size_t len, const struct framer_sink *sink,
 		     void *ctx, size_t *used);
+/*
+ * Whether the big line being handed out (from sink->big_begin() to sink->big_end()) went
+ * big because its buffer had no memory, not because it is over max: until its end is seen
+ * one within max is a line dropped for want of memory, and one that is not over max.
+ */
+bool framer_big_no_memory(const struct framer *f);
 /*
  * Ask the feed under way to stop at the end of the line handed out (on), or not (off).
  * Out of a feed it does nothing: each feed starts without it.

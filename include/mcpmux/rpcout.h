@@ -145,6 +145,8 @@ struct rpcout_big {
 	bool enveloped; /* total counts serve's envelope too */
 	size_t limit;	/* --max-message */
 	bool no_memory; /* within the bound: the framer had no memory to hold it */
+	bool unended;	/* in a batch over the bound not yet read to its end: total is the
+			 * limit, which the batch is over */
 };
 
 /*
@@ -193,9 +195,11 @@ bool rpcout_dropped(char *text, size_t len, const char *sender, size_t total, si
 #define RPCOUT_BIG_NOTIFICATION "a notification of the client %s (%s%zu bytes) was dropped"
 #define RPCOUT_BIG_ARGS_ID(m) \
 	(int)((m)->id_len < 100 ? (m)->id_len : 100), (m)->id != NULL ? (m)->id : ""
+#define RPCOUT_BIG_OF(m) \
+	((m)->enveloped ? "an envelope of " : (m)->unended ? "a batch of more than " : "")
 #define RPCOUT_BIG_ARGS_SIZE(m)                                                      \
 	(m)->no_memory ? "that mcpmux had no memory to hold" : "over --max-message", \
-		(m)->enveloped ? "an envelope of " : "", (m)->total
+		RPCOUT_BIG_OF(m), (m)->total
 
 /* The "exit" value of a wait status: {"code":N} or {"signal":"SIGKILL"}; null if < 0. */
 void rpcout_exit(struct sbuf *b, int wstatus);

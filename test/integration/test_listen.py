@@ -1225,6 +1225,73 @@ class ListenHardening(ListenHelpers, Case):
         srv.p.send_signal(signal.SIGTERM)
         self.assertEqual(srv.wait(), 0)
 
+    def test_connect_says_an_answer_of_a_batch_over_its_bound_is_over_it(self):
+        """An answer that ends within the first --max-message bytes of a batch over connect's
+        bound, and one after them, are over --max-message, not out of memory: the server's
+        errors and stderr say so, the batch's size being more than the bound."""
+        srv = self.listen(command=[sys.executable, "-c", ASKER])
+        c = self.connect("--max-message", "4096", "--session", "a")
+        c.send(req(1, "ask", {"ids": [5, 6]}))
+        self.assertEqual([c.msg()["id"] for _ in range(3)], [5, 6, 1])
+        answer = {"role": "assistant", "content": {"type": "text", "text": "x" * 5000}}
+        c.send([{"jsonrpc": "2.0", "id": 5, "result": {}},
+                {"jsonrpc": "2.0", "id": 6, "result": answer}])
+        c.send(req(2, "texts"))
+        text = ("the client's answer was too large for mcpmux (a batch of more than 4096 bytes, "
+                "the limit is 4096: see --max-message)")
+        self.assertEqual(c.msg(10), {"jsonrpc": "2.0", "id": 2, "result": [text, text]})
+        wait_until(lambda: "the client's answer 6 to a request of the server is over "
+                           "--max-message (a batch of more than 4096 bytes)" in c.stderr(), 5,
+                   "the warning")
+        self.assertIn("the client's answer 5 to a request of the server is over --max-message "
+                      "(a batch of more than 4096 bytes)", c.stderr())
+        self.assertNotIn("memory", c.stderr())
+        c.close_stdin()
+        self.assertEqual(c.wait(), 0, c.stderr())
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+
+    def test_connect_sees_a_batch_after_more_than_its_bound_of_whitespace(self):
+        """A batch over connect's --max-message after more than --max-message bytes of
+        whitespace is a batch: its answer gets the server an error for its request in
+        flight."""
+        srv = self.listen(command=[sys.executable, "-c", ASKER])
+        c = self.connect("--max-message", "4096", "--session", "a")
+        c.send(req(1, "ask", {"ids": [5]}))
+        self.assertEqual([c.msg()["id"] for _ in range(2)], [5, 1])
+        answer = {"role": "assistant", "content": {"type": "text", "text": "x" * 5000}}
+        c.write((" \t" * 2500 + json.dumps([{"jsonrpc": "2.0", "id": 5, "result": answer}])
+                 + "\n").encode())
+        c.send(req(2, "report"))
+        self.assertEqual(c.msg(10), {"jsonrpc": "2.0", "id": 2, "result": [[5, -32000]]})
+        c.close_stdin()
+        self.assertEqual(c.wait(), 0, c.stderr())
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+
+    def test_connect_answers_the_requests_of_a_mixed_batch_over_its_bound_once(self):
+        """A batch over connect's --max-message of a request, an answer and a notification:
+        its request gets one -32600 with id null, its answer gets the server an error for
+        its request in flight, and its notification a warning on stderr."""
+        srv = self.listen(command=[sys.executable, "-c", ASKER])
+        c = self.connect("--max-message", "4096", "--session", "a")
+        c.send(req(1, "ask", {"ids": [5]}))
+        self.assertEqual([c.msg()["id"] for _ in range(2)], [5, 1])
+        answer = {"role": "assistant", "content": {"type": "text", "text": "x" * 5000}}
+        c.send([req(9, "ping"), {"jsonrpc": "2.0", "id": 5, "result": answer},
+                note("notifications/x")])
+        m = c.msg(10)
+        self.assertEqual((m["id"], m["error"]["code"]), (None, -32600), m)
+        self.assertIn("too large", m["error"]["message"])
+        c.send(req(2, "report"))
+        self.assertEqual(c.msg(10), {"jsonrpc": "2.0", "id": 2, "result": [[5, -32000]]})
+        wait_until(lambda: "a notification of the client over --max-message" in c.stderr(), 5,
+                   "the warning")
+        c.close_stdin()
+        self.assertEqual(c.wait(), 0, c.stderr())
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+
     def test_connect_keeps_no_request_the_server_cancelled_in_flight(self):
         """A request of the server's that it cancelled is no longer in flight: the client's
         answer to it over connect's --max-message gets the server nothing, and stderr says
