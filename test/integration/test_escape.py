@@ -1423,6 +1423,19 @@ class SweptCgroups(OwnCgroupCase):
                 f.write(str(q))
         return inst
 
+    def too_deep_dead_cgroup(self, sub):
+        """fake_dead_cgroup(sub) deeper than the walk goes, a live process in its leaf 40
+        levels below s.1: (the cgroup, that leaf, the process)."""
+        left = subprocess.Popen(["sleep", "60"], env={})
+        self.addCleanup(left.wait)
+        self.addCleanup(left.kill)
+        inst = self.fake_dead_cgroup(sub)
+        deep = inst + "/s.1" + "/d" * 40
+        os.makedirs(deep)
+        with open(deep + "/cgroup.procs", "w") as f:
+            f.write(str(left.pid))
+        return inst, deep, left
+
     def status_names(self, inst, session):
         """A status file of the gone pid of inst's name, naming inst and its leaf s.1 of
         session, as a killed instance leaves it."""
@@ -1673,14 +1686,7 @@ class SweptCgroups(OwnCgroupCase):
         start, whose clean-up looks only beside its own cgroup, neither reads nor speaks
         of it."""
         elsewhere = self.own_sub("elsewhere-test")
-        left = subprocess.Popen(["sleep", "60"], env={})
-        self.addCleanup(left.wait)
-        self.addCleanup(left.kill)
-        far = self.fake_dead_cgroup(elsewhere)
-        deep = far + "/s.1" + "/d" * 40
-        os.makedirs(deep)
-        with open(deep + "/cgroup.procs", "w") as f:
-            f.write(str(left.pid))
+        far, deep, left = self.too_deep_dead_cgroup(elsewhere)
         self.status_names(far, self.tag + "-far")
         sub = self.own_sub("here-test")
         near = self.fake_dead_cgroup(sub)
@@ -1812,14 +1818,7 @@ class SweptCgroups(OwnCgroupCase):
         """A dead cgroup that cannot be read whole (here: deeper than the walk goes) may hold
         what is not seen: ps says so and lists none of it, and sweep removes none of it."""
         sub = self.own_sub("deep-test")
-        left = subprocess.Popen(["sleep", "60"], env={})
-        self.addCleanup(left.wait)
-        self.addCleanup(left.kill)
-        inst = self.fake_dead_cgroup(sub)
-        deep = inst + "/s.1" + "/d" * 40
-        os.makedirs(deep)
-        with open(deep + "/cgroup.procs", "w") as f:
-            f.write(str(left.pid))
+        inst, deep, left = self.too_deep_dead_cgroup(sub)
         rc, out, err = self.mcpmux("ps", "--json", cgroup=sub)
         self.assertEqual(rc, 0, err)
         self.assertIn("cannot read all of the cgroup %s of an instance that is gone" % inst, err)

@@ -97,6 +97,19 @@ def normalized(m):
     return m
 
 
+def fill_pipe(p, message):
+    """Sends p message, whose answer is larger than p's stdout pipe, and waits until the
+    pipe is full (p reads nothing): the answer's head written, its rest queued."""
+    p.send(message)
+    out = p.p.stdout.fileno()
+
+    def pipe_full():
+        unread = array.array("i", [0])
+        fcntl.ioctl(out, termios.FIONREAD, unread)
+        return unread[0] > 0 and unread[0] >= fcntl.fcntl(out, F_GETPIPE_SZ)
+    wait_until(pipe_full, 10, "the client's pipe to be full")
+
+
 def assert_serve_fine_sharing_its_table(t, p):
     """serve itself answers, exits 0 at EOF, and said its servers share its table."""
     p.send({"message": req(2, "mcpmux/stats")})
@@ -2645,14 +2658,7 @@ class OutOfMemory(Faults):
         unwrap a message (serve's envelope); failed: the allocations that failed (None: at
         least two, the answer's and its error's)."""
         huge = 3 << 20
-        p.send(put(call(1, "huge", bytes=huge)))
-        out = p.p.stdout.fileno()
-
-        def pipe_full():  # the answer's head written, its rest queued
-            unread = array.array("i", [0])
-            fcntl.ioctl(out, termios.FIONREAD, unread)
-            return unread[0] > 0 and unread[0] >= fcntl.fcntl(out, F_GETPIPE_SZ)
-        wait_until(pipe_full, 10, "the client's pipe to be full")
+        fill_pipe(p, put(call(1, "huge", bytes=huge)))
         p.write(line.encode() + b"\n")
         # Nothing is read before the answer met the fault: a client that reads meanwhile
         # may empty the queue, and the answer then goes out at once, with no new chunk.
@@ -2901,14 +2907,7 @@ for line in sys.stdin:
         p = self.mcpmux(["connect", "--session", "s", "--max-message", str(4 << 20), path],
                         env=self.queue_oom_env("OOM-L"))
         huge = 3 << 20
-        p.send(req(1, "huge", {"bytes": huge}))
-        out = p.p.stdout.fileno()
-
-        def pipe_full():  # the answer's head written, its rest queued
-            unread = array.array("i", [0])
-            fcntl.ioctl(out, termios.FIONREAD, unread)
-            return unread[0] > 0 and unread[0] >= fcntl.fcntl(out, F_GETPIPE_SZ)
-        wait_until(pipe_full, 10, "the client's pipe to be full")
+        fill_pipe(p, req(1, "huge", {"bytes": huge}))
         # The marker escaped: only the server's request holds it, as its id.
         p.write(b'{"jsonrpc":"2.0","id":2,"method":"ask","params":{"ids":["\\u004fOM-L"]}}\n')
         wait_until(lambda: "a message for the client was lost" in p.stderr(), 10,
@@ -2934,14 +2933,7 @@ for line in sys.stdin:
         srv, p = self.connected(self.queue_oom_env("OOM-K", count=self.NO_QUEUE),
                                 opts=["--max-message", str(4 << 20)])
         huge = 3 << 20
-        p.send(call(1, "huge", bytes=huge))
-        out = p.p.stdout.fileno()
-
-        def pipe_full():  # the answer's head written, its rest queued
-            unread = array.array("i", [0])
-            fcntl.ioctl(out, termios.FIONREAD, unread)
-            return unread[0] > 0 and unread[0] >= fcntl.fcntl(out, F_GETPIPE_SZ)
-        wait_until(pipe_full, 10, "the client's pipe to be full")
+        fill_pipe(p, call(1, "huge", bytes=huge))
         p.send(call("OOM-K", "huge", bytes=5 << 20))  # its answer is over --max-message
         wait_until(lambda: "over --max-message" in p.stderr(), 10, "the answer to be dropped")
         m = p.msg()

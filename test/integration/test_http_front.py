@@ -126,6 +126,16 @@ class Stream:
             if ev.get("data"):
                 return json.loads(ev["data"]), ev
 
+    def rest(self, seconds=10):
+        """The events that carry a message until the end of the stream."""
+        got = []
+        while True:
+            ev = self.event(seconds)
+            if ev is None:
+                return got
+            if ev.get("data"):
+                got.append(ev)
+
     def close(self):
         self.conn.close()
 
@@ -1332,14 +1342,7 @@ class Resume(HttpCase):
         evs = [e for e in r.events() if e.get("data")]
         # As if the connection broke after the first progress notification.
         g = self.get_stream(sid, last=evs[0]["id"])
-        got = []
-        while True:
-            ev = g.event(5)
-            if ev is None:
-                break
-            if ev.get("data"):
-                got.append(ev["id"])
-        self.assertEqual(got, [e["id"] for e in evs[1:]])
+        self.assertEqual([e["id"] for e in g.rest(5)], [e["id"] for e in evs[1:]])
         g.close()
 
     def test_a_resume_of_a_request_stream_that_ended_is_204_beside_the_get_stream(self):
@@ -1435,13 +1438,7 @@ class Resume(HttpCase):
         self.assertEqual(evs[0]["data"], "")
         self.assertGreater(sum(len(e.get("data", "")) for e in evs), 100_000)
         g = self.get_stream(sid, last=evs[0]["id"])
-        got = []
-        while True:
-            ev = g.event(5)
-            if ev is None:
-                break
-            if ev.get("data"):
-                got.append(ev)
+        got = g.rest(5)
         g.close()
         self.assertEqual(json.loads(got[-1]["data"])["id"], 1)
         self.assertEqual([e["id"] for e in got], [e["id"] for e in evs[-len(got):]])

@@ -19,6 +19,8 @@ from test_hardening import Writer, wait_stalled
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
 FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+# An answer of the client's over a connect --max-message of 4096.
+OVER = {"role": "assistant", "content": {"type": "text", "text": "x" * 5000}}
 
 
 class ListenHelpers:
@@ -1176,66 +1178,66 @@ class ListenHardening(ListenHelpers, Case):
         srv.p.send_signal(signal.SIGTERM)
         self.assertEqual(srv.wait(), 0)
 
+    def asker(self, ids=None, opts=()):
+        """serve (with opts) running ASKER, and a connect of session a with --max-message
+        4096; with ids, the server has asked the client requests of those ids, in flight."""
+        srv = self.listen(opts=opts, command=[sys.executable, "-c", ASKER])
+        c = self.connect("--max-message", "4096", "--session", "a")
+        if ids is not None:
+            c.send(req(1, "ask", {"ids": ids}))
+            self.assertEqual([c.msg()["id"] for _ in range(len(ids) + 1)], ids + [1])
+        return srv, c
+
+    def assert_report(self, c, errors, rid=2):
+        """ASKER's report: the errors it got for its requests, [id, code] each."""
+        c.send(req(rid, "report"))
+        self.assertEqual(c.msg(10), {"jsonrpc": "2.0", "id": rid, "result": errors})
+
+    def ends_clean(self, srv, c):
+        """EOF ends connect with 0, and SIGTERM serve with 0."""
+        c.close_stdin()
+        self.assertEqual(c.wait(), 0, c.stderr())
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+
     def test_connect_gives_the_server_an_error_only_for_its_request_in_flight(self):
         """The client's answer over connect's --max-message, alone: the request of the
         server's in flight that it answers gets an error, once, one with an id longer
         than 128 bytes too; an answer to no request in flight gets the server nothing, and
         stderr says it was dropped."""
         long_id = "L" * 200
-        srv = self.listen(opts=["--max-message", "4096"], command=[sys.executable, "-c", ASKER])
-        c = self.connect("--max-message", "4096", "--session", "a")
-        c.send(req(1, "ask", {"ids": [long_id, 5]}))
-        self.assertEqual([c.msg()["id"] for _ in range(3)], [long_id, 5, 1])
-        answer = {"role": "assistant", "content": {"type": "text", "text": "x" * 5000}}
-        c.send({"jsonrpc": "2.0", "id": "nobody", "result": answer},
-               {"jsonrpc": "2.0", "id": long_id, "result": answer},
-               {"jsonrpc": "2.0", "id": long_id, "result": answer},
-               {"jsonrpc": "2.0", "id": 5, "result": answer},
-               {"jsonrpc": "2.0", "id": 5, "result": answer})
-        c.send(req(2, "report"))
-        self.assertEqual(c.msg(10), {"jsonrpc": "2.0", "id": 2,
-                                     "result": [[long_id, -32000], [5, -32000]]})
+        srv, c = self.asker([long_id, 5], opts=["--max-message", "4096"])
+        c.send({"jsonrpc": "2.0", "id": "nobody", "result": OVER},
+               {"jsonrpc": "2.0", "id": long_id, "result": OVER},
+               {"jsonrpc": "2.0", "id": long_id, "result": OVER},
+               {"jsonrpc": "2.0", "id": 5, "result": OVER},
+               {"jsonrpc": "2.0", "id": 5, "result": OVER})
+        self.assert_report(c, [[long_id, -32000], [5, -32000]])
         wait_until(lambda: "answers no request of the server in flight" in c.stderr(), 5,
                    "the warning")
-        c.close_stdin()
-        self.assertEqual(c.wait(), 0, c.stderr())
-        srv.p.send_signal(signal.SIGTERM)
-        self.assertEqual(srv.wait(), 0)
+        self.ends_clean(srv, c)
 
     def test_connect_gives_the_server_an_error_for_each_answer_of_a_batch_over_its_bound(self):
         """A batch of the client's over connect's --max-message: each answer in it to a
         request of the server's in flight gets the server an error, once, and nothing for
         one to no request in flight; a batch of answers alone gets the client nothing."""
-        srv = self.listen(opts=["--max-message", "4096"], command=[sys.executable, "-c", ASKER])
-        c = self.connect("--max-message", "4096", "--session", "a")
-        c.send(req(1, "ask", {"ids": [5, 6]}))
-        self.assertEqual([c.msg()["id"] for _ in range(3)], [5, 6, 1])
-        answer = {"role": "assistant", "content": {"type": "text", "text": "x" * 5000}}
-        c.send([{"jsonrpc": "2.0", "id": 5, "result": answer},
-                {"jsonrpc": "2.0", "id": "nobody", "result": answer},
-                {"jsonrpc": "2.0", "id": 6, "result": answer}])
-        c.send([{"jsonrpc": "2.0", "id": 5, "result": answer}])
-        c.send(req(2, "report"))
-        self.assertEqual(c.msg(10), {"jsonrpc": "2.0", "id": 2,
-                                     "result": [[5, -32000], [6, -32000]]})
+        srv, c = self.asker([5, 6], opts=["--max-message", "4096"])
+        c.send([{"jsonrpc": "2.0", "id": 5, "result": OVER},
+                {"jsonrpc": "2.0", "id": "nobody", "result": OVER},
+                {"jsonrpc": "2.0", "id": 6, "result": OVER}])
+        c.send([{"jsonrpc": "2.0", "id": 5, "result": OVER}])
+        self.assert_report(c, [[5, -32000], [6, -32000]])
         wait_until(lambda: "answers no request of the server in flight" in c.stderr(), 5,
                    "the warning")
-        c.close_stdin()
-        self.assertEqual(c.wait(), 0, c.stderr())
-        srv.p.send_signal(signal.SIGTERM)
-        self.assertEqual(srv.wait(), 0)
+        self.ends_clean(srv, c)
 
     def test_connect_says_an_answer_of_a_batch_over_its_bound_is_over_it(self):
         """An answer that ends within the first --max-message bytes of a batch over connect's
         bound, and one after them, are over --max-message, not out of memory: the server's
         errors and stderr say so, the batch's size being more than the bound."""
-        srv = self.listen(command=[sys.executable, "-c", ASKER])
-        c = self.connect("--max-message", "4096", "--session", "a")
-        c.send(req(1, "ask", {"ids": [5, 6]}))
-        self.assertEqual([c.msg()["id"] for _ in range(3)], [5, 6, 1])
-        answer = {"role": "assistant", "content": {"type": "text", "text": "x" * 5000}}
+        srv, c = self.asker([5, 6])
         c.send([{"jsonrpc": "2.0", "id": 5, "result": {}},
-                {"jsonrpc": "2.0", "id": 6, "result": answer}])
+                {"jsonrpc": "2.0", "id": 6, "result": OVER}])
         c.send(req(2, "texts"))
         text = ("the client's answer was too large for mcpmux (a batch of more than 4096 bytes, "
                 "the limit is 4096: see --max-message)")
@@ -1246,82 +1248,54 @@ class ListenHardening(ListenHelpers, Case):
         self.assertIn("the client's answer 5 to a request of the server is over --max-message "
                       "(a batch of more than 4096 bytes)", c.stderr())
         self.assertNotIn("memory", c.stderr())
-        c.close_stdin()
-        self.assertEqual(c.wait(), 0, c.stderr())
-        srv.p.send_signal(signal.SIGTERM)
-        self.assertEqual(srv.wait(), 0)
+        self.ends_clean(srv, c)
 
     def test_connect_sees_a_batch_after_more_than_its_bound_of_whitespace(self):
         """A batch over connect's --max-message after more than --max-message bytes of
         whitespace is a batch: its answer gets the server an error for its request in
         flight."""
-        srv = self.listen(command=[sys.executable, "-c", ASKER])
-        c = self.connect("--max-message", "4096", "--session", "a")
-        c.send(req(1, "ask", {"ids": [5]}))
-        self.assertEqual([c.msg()["id"] for _ in range(2)], [5, 1])
-        answer = {"role": "assistant", "content": {"type": "text", "text": "x" * 5000}}
-        c.write((" \t" * 2500 + json.dumps([{"jsonrpc": "2.0", "id": 5, "result": answer}])
+        srv, c = self.asker([5])
+        c.write((" \t" * 2500 + json.dumps([{"jsonrpc": "2.0", "id": 5, "result": OVER}])
                  + "\n").encode())
-        c.send(req(2, "report"))
-        self.assertEqual(c.msg(10), {"jsonrpc": "2.0", "id": 2, "result": [[5, -32000]]})
-        c.close_stdin()
-        self.assertEqual(c.wait(), 0, c.stderr())
-        srv.p.send_signal(signal.SIGTERM)
-        self.assertEqual(srv.wait(), 0)
+        self.assert_report(c, [[5, -32000]])
+        self.ends_clean(srv, c)
 
     def test_connect_answers_the_requests_of_a_mixed_batch_over_its_bound_once(self):
         """A batch over connect's --max-message of a request, an answer and a notification:
         its request gets one -32600 with id null, its answer gets the server an error for
         its request in flight, and its notification a warning on stderr."""
-        srv = self.listen(command=[sys.executable, "-c", ASKER])
-        c = self.connect("--max-message", "4096", "--session", "a")
-        c.send(req(1, "ask", {"ids": [5]}))
-        self.assertEqual([c.msg()["id"] for _ in range(2)], [5, 1])
-        answer = {"role": "assistant", "content": {"type": "text", "text": "x" * 5000}}
-        c.send([req(9, "ping"), {"jsonrpc": "2.0", "id": 5, "result": answer},
+        srv, c = self.asker([5])
+        c.send([req(9, "ping"), {"jsonrpc": "2.0", "id": 5, "result": OVER},
                 note("notifications/x")])
         m = c.msg(10)
         self.assertEqual((m["id"], m["error"]["code"]), (None, -32600), m)
         self.assertIn("too large", m["error"]["message"])
-        c.send(req(2, "report"))
-        self.assertEqual(c.msg(10), {"jsonrpc": "2.0", "id": 2, "result": [[5, -32000]]})
+        self.assert_report(c, [[5, -32000]])
         wait_until(lambda: "a notification of the client over --max-message" in c.stderr(), 5,
                    "the warning")
-        c.close_stdin()
-        self.assertEqual(c.wait(), 0, c.stderr())
-        srv.p.send_signal(signal.SIGTERM)
-        self.assertEqual(srv.wait(), 0)
+        self.ends_clean(srv, c)
 
     def test_connect_keeps_no_request_the_server_cancelled_in_flight(self):
         """A request of the server's that it cancelled is no longer in flight: the client's
         answer to it over connect's --max-message gets the server nothing, and stderr says
         it was dropped."""
-        srv = self.listen(opts=["--max-message", "4096"], command=[sys.executable, "-c", ASKER])
-        c = self.connect("--max-message", "4096", "--session", "a")
-        c.send(req(1, "ask", {"ids": [5]}))
-        self.assertEqual([c.msg()["id"] for _ in range(2)], [5, 1])
+        srv, c = self.asker([5], opts=["--max-message", "4096"])
         c.send(req(2, "cancel", {"ids": [5]}))
         m = c.msg()
         self.assertEqual((m["method"], m["params"]["requestId"]), ("notifications/cancelled", 5))
         self.assertEqual(c.msg()["id"], 2)
-        answer = {"role": "assistant", "content": {"type": "text", "text": "x" * 5000}}
-        c.send({"jsonrpc": "2.0", "id": 5, "result": answer})
+        c.send({"jsonrpc": "2.0", "id": 5, "result": OVER})
         wait_until(lambda: "answers no request of the server in flight" in c.stderr(), 5,
                    "the warning")
-        c.send(req(3, "report"))
-        self.assertEqual(c.msg(10), {"jsonrpc": "2.0", "id": 3, "result": []})
-        c.close_stdin()
-        self.assertEqual(c.wait(), 0, c.stderr())
-        srv.p.send_signal(signal.SIGTERM)
-        self.assertEqual(srv.wait(), 0)
+        self.assert_report(c, [], rid=3)
+        self.ends_clean(srv, c)
 
     def test_connect_keeps_each_request_of_the_server_in_flight_however_written(self):
         """A request of the server's is known in flight whatever it holds and however it is
         written: "result" or "error" inside its params or its id, its members in another
         order or with spaces, an escaped key, beside an answer in a batch: the client's
         answer to each over connect's --max-message gets the server an error."""
-        srv = self.listen(command=[sys.executable, "-c", ASKER])
-        c = self.connect("--max-message", "4096", "--session", "a")
+        srv, c = self.asker()
         lines = ['{"jsonrpc":"2.0","id":5,"method":"m","params":{"result":1}}',
                  ' { "id" : 6 , "method":"m", "jsonrpc" : "2.0" } ',
                  '{"jsonrpc":"2.0","\\u0069d":7,"method":"m"}',
@@ -1332,38 +1306,27 @@ class ListenHardening(ListenHelpers, Case):
         got = [c.msg() for _ in range(len(lines) + 1)]
         self.assertEqual(got[-1]["id"], 1)
         ids = [5, 6, 7, 'a"result":1', "b\\", 8]
-        answer = {"role": "assistant", "content": {"type": "text", "text": "x" * 5000}}
         for i in ids:
-            c.send({"jsonrpc": "2.0", "id": i, "result": answer})
-        c.send(req(2, "report"))
-        self.assertEqual(c.msg(10), {"jsonrpc": "2.0", "id": 2,
-                                     "result": [[i, -32000] for i in ids]})
-        c.close_stdin()
-        self.assertEqual(c.wait(), 0, c.stderr())
-        srv.p.send_signal(signal.SIGTERM)
-        self.assertEqual(srv.wait(), 0)
+            c.send({"jsonrpc": "2.0", "id": i, "result": OVER})
+        self.assert_report(c, [[i, -32000] for i in ids])
+        self.ends_clean(srv, c)
 
     def test_connect_keeps_at_most_65536_requests_of_the_server_in_flight(self):
         """connect keeps 65,536 requests of the server's in flight: one past them is not
         known in flight, and the client's answer to it over the bound is dropped, which
         stderr says; the answer to one kept still gets the server its error."""
-        srv = self.listen(command=[sys.executable, "-c", ASKER])
-        c = self.connect("--max-message", "4096", "--session", "a")
+        srv, c = self.asker()
         c.send(req("ask", "ask", {"count": 65537}))
         ids = [c.msg(30)["id"] for _ in range(65538)]
         self.assertEqual(ids, list(range(65537)) + ["ask"])
-        answer = {"role": "assistant", "content": {"type": "text", "text": "x" * 5000}}
-        c.send({"jsonrpc": "2.0", "id": 65536, "result": answer})
+        c.send({"jsonrpc": "2.0", "id": 65536, "result": OVER})
         wait_until(lambda: "answers no request of the server in flight" in c.stderr(), 5,
                    "the warning")
-        c.send({"jsonrpc": "2.0", "id": 65535, "result": answer})
+        c.send({"jsonrpc": "2.0", "id": 65535, "result": OVER})
         c.send(req("report", "report"))
         self.assertEqual(c.msg(10), {"jsonrpc": "2.0", "id": "report",
                                      "result": [[65535, -32000]]})
-        c.close_stdin()
-        self.assertEqual(c.wait(), 0, c.stderr())
-        srv.p.send_signal(signal.SIGTERM)
-        self.assertEqual(srv.wait(), 0)
+        self.ends_clean(srv, c)
 
     def test_connect_answers_a_request_over_its_bound_with_a_long_id(self):
         """A request over connect's --max-message whose id is longer than 128 bytes, or of

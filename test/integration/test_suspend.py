@@ -24,6 +24,7 @@ from test_serve import Mux
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
 SUSPEND = ["--idle-suspend", "0.4"]
+LAST_PID = "/proc/sys/kernel/ns_last_pid"
 END = note("mcpmux/endRun")
 
 
@@ -1211,32 +1212,42 @@ class Pool(Base):
         self.assert_no_leftovers()
         self.assertEqual(self.pool_files(), [])
 
+    def keeper_stopped(self, opts):
+        """a, under opts, answers initialize, and its slot's keeper is stopped (SIGSTOP):
+        (a, the keeper's pid).  Skips the test where the next pid cannot be chosen."""
+        if not os.access(LAST_PID, os.W_OK):
+            self.skipTest("cannot choose the next pid (%s)" % LAST_PID)
+        a = self.wrap(opts=opts)
+        a.send(initialize(1))
+        self.assert_response(a.msg(), 1)
+        keeper = next(q for q in self.tagged() if keeper_of(q) == a.pid)
+        os.kill(keeper, signal.SIGSTOP)
+        return a, keeper
+
+    def given_pid(self, pid, start):
+        """What start() starts, once it has pid, pid being chosen as the next one: other
+        processes of the machine may take it first, so at most 50 are started (each
+        other one killed); None if none got it."""
+        for _ in range(50):
+            with open(LAST_PID, "w") as f:
+                f.write(str(pid - 1))
+            p = start()
+            if p.pid == pid:
+                return p
+            p.kill()
+        return None
+
     def test_an_ask_never_signals_a_process_that_took_a_killed_instances_pid(self):
         """mcpmux SIGKILLed while its keeper has not yet marked its slot going (stopped
         here, as on a loaded machine), and its pid taken by another process: the slot is
         held by the keeper, and says idle, but the process with that pid is not the
         instance that holds it (its start time is not the one the slot records), so it is
         not sent SIGUSR2.  The slot is on its way; the waiter starts once the keeper is done."""
-        last_pid = "/proc/sys/kernel/ns_last_pid"
-        if not os.access(last_pid, os.W_OK):
-            self.skipTest("cannot choose the next pid (%s)" % last_pid)
         opts = ["--max-servers", "1", "--pool", "p"]
-        a = self.wrap(opts=FAST + opts)
-        a.send(initialize(1))
-        self.assert_response(a.msg(), 1)
-        keeper = next(q for q in self.tagged() if keeper_of(q) == a.pid)
-        os.kill(keeper, signal.SIGSTOP)
+        a, keeper = self.keeper_stopped(FAST + opts)
         try:
             a.kill()
-            stranger = None
-            for _ in range(50):  # other processes of the machine may take the pid first
-                with open(last_pid, "w") as f:
-                    f.write(str(a.pid - 1))
-                s = self.start(["sleep", "60"])
-                if s.pid == a.pid:
-                    stranger = s
-                    break
-                s.kill()
+            stranger = self.given_pid(a.pid, lambda: self.start(["sleep", "60"]))
             if stranger is None:
                 self.skipTest("the killed instance's pid was not given to a new process")
             b = self.wrap(opts=FAST + opts + ["-v"])
@@ -1305,26 +1316,11 @@ class Pool(Base):
         machine), and its pid taken by a new mcpmux of the pool: that slot is not the new
         one's own (its start time is another's): the new instance's own slot is granted
         under another name, not refused as one that exists."""
-        last_pid = "/proc/sys/kernel/ns_last_pid"
-        if not os.access(last_pid, os.W_OK):
-            self.skipTest("cannot choose the next pid (%s)" % last_pid)
         opts = FAST + ["--max-servers", "2", "--pool", "p", "-v"]
-        a = self.wrap(opts=opts)
-        a.send(initialize(1))
-        self.assert_response(a.msg(), 1)
-        keeper = next(q for q in self.tagged() if keeper_of(q) == a.pid)
-        os.kill(keeper, signal.SIGSTOP)
+        a, keeper = self.keeper_stopped(opts)
         try:
             a.kill()
-            b = None
-            for _ in range(50):  # other processes of the machine may take the pid first
-                with open(last_pid, "w") as f:
-                    f.write(str(a.pid - 1))
-                b = self.wrap(opts=opts)
-                if b.pid == a.pid:
-                    break
-                b.kill()
-                b = None
+            b = self.given_pid(a.pid, lambda: self.wrap(opts=opts))
             if b is None:
                 self.skipTest("the killed instance's pid was not given to a new mcpmux")
             b.send(initialize(1))

@@ -33,7 +33,10 @@ import fs from 'node:fs';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
-import { Endpoint, killTag, mcpmuxHasHttp, parseEndpoint, paths, skip, until, TIMEOUT_MULTIPLIER } from './harness.mjs';
+import {
+  Endpoint, finish, killTag, mcpmuxHasHttp, parseEndpoint, paths, runMain, skip, until,
+  TIMEOUT_MULTIPLIER,
+} from './harness.mjs';
 
 const GLOBAL_TIMEOUT_MS = 60_000 * TIMEOUT_MULTIPLIER; // under ctest's 120 s
 const REQUEST_TIMEOUT_MS = 20_000 * TIMEOUT_MULTIPLIER;
@@ -136,13 +139,7 @@ async function main() {
     if (st.leftovers?.length) report('endpoint stopped clean', `${st.leftovers.length} process(es) outlived it`);
   }
   clearTimeout(timer);
-  if (failed && eut.stderr.trim()) console.log(`# endpoint stderr (last lines): ${eut.stderrTail()}`);
-  console.log(`${passed} passed, ${failed} failed`);
-  process.exit(failed ? 1 : 0);
+  finish(passed, failed, eut);
 }
 
-main().catch((e) => {
-  console.log(`not ok harness: ${e?.stack ?? e}`);
-  console.log('0 passed, 1 failed');
-  process.exit(1);
-});
+runMain(main);

@@ -26,7 +26,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 import {
-  Endpoint, describeEndpoint, killTag, mcpmuxHasHttp, parseEndpoint, paths, skip,
+  Endpoint, describeEndpoint, killTag, mcpmuxHasHttp, parseEndpoint, paths, runMain, skip,
   TIMEOUT_MULTIPLIER,
 } from './harness.mjs';
 
@@ -179,8 +179,4 @@ async function main() {
   process.exit(failed ? 1 : 0);
 }
 
-main().catch((e) => {
-  console.log(`not ok harness: ${e?.stack ?? e}`);
-  console.log('0 passed, 1 failed');
-  process.exit(1);
-});
+runMain(main);

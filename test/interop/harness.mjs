@@ -336,6 +336,24 @@ export function killTag(tag) {
   }
 }
 
+// The end of a run: the endpoint's last lines of stderr if a check failed, the counts,
+// and the exit status (1 if a check failed).
+export function finish(passed, failed, ep) {
+  if (failed && ep.stderr.trim()) console.log(`# endpoint stderr (last lines): ${ep.stderrTail()}`);
+  console.log(`${passed} passed, ${failed} failed`);
+  process.exit(failed ? 1 : 0);
+}
+
+// Runs a script's main(): what it throws is a failed check of the harness, the run's only
+// one.
+export function runMain(main) {
+  main().catch((e) => {
+    console.log(`not ok harness: ${e?.stack ?? e}`);
+    console.log('0 passed, 1 failed');
+    process.exit(1);
+  });
+}
+
 // Median of numbers.
 export function median(xs) {
   const s = [...xs].sort((a, b) => a - b);

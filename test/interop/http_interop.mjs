@@ -37,8 +37,8 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 
 import {
-  Endpoint, describeEndpoint, killTag, mcpmuxHasHttp, parseEndpoint, paths, procsWithEnv, skip,
-  sleep, stillAlive, until,
+  Endpoint, describeEndpoint, finish, killTag, mcpmuxHasHttp, parseEndpoint, paths, procsWithEnv,
+  runMain, skip, sleep, stillAlive, until,
   TIMEOUT_MULTIPLIER,
 } from './harness.mjs';
 
@@ -407,13 +407,7 @@ async function main() {
     if (st.leftovers?.length) report(`${who} stopped clean`, `${st.leftovers.length} process(es) outlived it`);
   }
   clearTimeout(timer);
-  if (failed && eut.stderr.trim()) console.log(`# endpoint stderr (last lines): ${eut.stderrTail()}`);
-  console.log(`${passed} passed, ${failed} failed`);
-  process.exit(failed ? 1 : 0);
+  finish(passed, failed, eut);
 }
 
-main().catch((e) => {
-  console.log(`not ok harness: ${e?.stack ?? e}`);
-  console.log('0 passed, 1 failed');
-  process.exit(1);
-});
+runMain(main);
