@@ -1292,7 +1292,7 @@ class BigMessages(Case):
         not get are said."""
         log = os.path.join(self.tmp.name, "t.jsonl")
         n, size = 20, 300_000
-        w = self.wrap("--ignore-eof", opts=["--eof-grace", "1000", "--term-grace", "300",
+        w = self.wrap("--ignore-eof", opts=["-v", "--eof-grace", "1000", "--term-grace", "300",
                                             "--log", log, "--log-bodies", "none"])
         for i in range(1, n + 1):
             w.send(call(i, "huge", bytes=size))
@@ -1314,8 +1314,11 @@ class BigMessages(Case):
             return held[0]
         # (Full: no free page left; the last ones may be part used.)
         wait_until(lambda: in_pipe() > pipe_size(fd) - (8 << 10), 10, "the client's pipe, full")
-        before = in_pipe()
         w.p.send_signal(signal.SIGTERM)
+        # "After the signal" is after mcpmux has taken it (its watcher runs at its next
+        # loop turn; a write turn begun before goes on while the pipe takes it).
+        wait_until(lambda: "Terminated: ending" in w.stderr(), 10, "the teardown, begun")
+        before = in_pipe()
         # During the teardown (the server ignores its EOF for --eof-grace), the client
         # reads 2.5 MiB and then stops.
         got, end = bytearray(), deadline(10)
