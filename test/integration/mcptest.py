@@ -133,6 +133,16 @@ def alive(pid):
     return s is not None and s not in "ZX"
 
 
+def proc_start(pid):
+    """A process's start time (clock ticks since boot), None when it is not in /proc."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            st = f.read()
+    except OSError:
+        return None
+    return int(st[st.rindex(b")") + 2:].split()[19])
+
+
 def ppid_of(pid):
     """A process's parent, None when it is gone."""
     try:

@@ -61,7 +61,7 @@ import termios
 import time
 import unittest
 
-from mcptest import (FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, Case, alive, call, comm,
+from mcptest import (FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, Case, alive, call, comm, proc_start,
                      deadline, fd_count, fd_links, initialize, keeper_of, main, note, proc_state,
                      req,
                      wait_until)
@@ -72,16 +72,6 @@ SHIM = os.environ.get("MCPMUX_FAULTSHIM") or os.path.join(
 GRACE = ["--eof-grace", "300", "--term-grace", "200"]
 BIG = 1 << 20  # the 1 MiB echo
 F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
-
-
-def proc_start(pid):
-    """A process's start time (clock ticks since boot), None when it is not in /proc."""
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as f:
-            st = f.read()
-    except OSError:
-        return None
-    return int(st[st.rindex(b")") + 2:].split()[19])
 
 
 def shim_missing():
