@@ -171,20 +171,22 @@ cgroup_leaf_make(const char *inst, unsigned long long n, char *out, size_t len)
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	/* A leaf that is there already is not this server's: never joined (EEXIST). */
-	if (mkdir(out, 0755) == 0) {
-		return 0;
-	}
 	/*
-	 * The instance cgroup is gone: removed while empty (by hand, or by an mcpmux that took
-	 * it for a gone instance's, as an older mcpmux did at its start).  Made again: it held
-	 * no process, so nothing escaped meanwhile, and the keeper knows it by its path.  Made
-	 * again by another instance meanwhile (EEXIST), it is that one's now.
+	 * A leaf that is there already is not this server's: never joined (EEXIST).  The
+	 * instance cgroup gone (ENOENT): removed while empty (by hand, or by an mcpmux that
+	 * took it for a gone instance's, as an older mcpmux did at its start).  Made again: it
+	 * held no process, so nothing escaped meanwhile, and the keeper knows it by its path.
+	 * Made again by another instance meanwhile (EEXIST), it is that one's now.  Removed
+	 * again before the leaf was made in it, it is made once more, and no more.
 	 */
-	if (errno != ENOENT || mkdir(inst, 0755) == -1) {
-		return -1;
+	for (int remade = 0;; remade++) {
+		if (mkdir(out, 0755) == 0) {
+			return 0;
+		}
+		if (errno != ENOENT || remade == 2 || mkdir(inst, 0755) == -1) {
+			return -1;
+		}
 	}
-	return mkdir(out, 0755) == -1 ? -1 : 0;
 }
 
 /* Nested mcpmux instances (a server that is an mcpmux) nest their cgroups this deep. */

@@ -48,8 +48,8 @@ int cgroup_procs_each(const char *dir, void (*fn)(void *ctx, const char *top, pi
 		      void (*dirfn)(void *ctx, ino_t ino), void *ctx);
 /*
  * A leaf for a server under the instance cgroup: out = inst/s.N, new (the instance
- * cgroup is made again if an empty one was removed meanwhile).  0 or -1 (errno; EEXIST:
- * the name is another's).
+ * cgroup is made again if an empty one was removed meanwhile, twice at most).  0 or -1 (errno;
+ * EEXIST: the name is another's).
  */
 int cgroup_leaf_make(const char *inst, unsigned long long n, char *out, size_t len);
 /*

@@ -106,6 +106,10 @@
  *                         after mcpmux opened it for clone3()'s CLONE_INTO_CGROUP ("open":
  *                         clone3() then fails with ENOENT), as when another process removes
  *                         it before the server is started in it
+ *   FAULT_INST_GONE=N,..  the Nth mkdir() of an instance cgroup (".../mcpmux.PID[.K]") that
+ *                         succeeds is undone right after (the cgroup removed), as when
+ *                         another process removes it before a server's leaf is made in it:
+ *                         mcpmux's start makes the 1st, a leaf's making it again the next
  *   FAULT_EIO_FILE=NAME   fgets() of a regular file whose name (as /proc/self/fd/N shows
  *   FAULT_EIO_AT=N        it: after a rename, the new one) ends with NAME reads as if its
  *                         bytes from offset N (0) on were on a bad block: a read that
@@ -208,7 +212,7 @@ static struct {
 	unsigned eintr, shorts; /* per mille */
 	size_t short_min;
 	unsigned long short_first;
-	struct nth fork, pipe2, socketpair, sendfd, accept4, flock, link, fsync_stop;
+	struct nth fork, pipe2, socketpair, sendfd, accept4, flock, link, fsync_stop, inst_gone;
 	unsigned long flock_ms;			/* FAULT_FLOCK_MS */
 	bool flock_after;			/* FAULT_FLOCK_AFTER */
 	bool no_close_range;			/* FAULT_NO_CLOSE_RANGE */
@@ -399,6 +403,7 @@ faultshim_init(void)
 	env_nth("FAULT_FLOCK_SLOW", &F.flock);
 	env_nth("FAULT_LINK_FAIL", &F.link);
 	env_nth("FAULT_FSYNC_STOP", &F.fsync_stop);
+	env_nth("FAULT_INST_GONE", &F.inst_gone);
 	F.flock_ms = env_num("FAULT_FLOCK_MS", 1000);
 	F.flock_after = env_num("FAULT_FLOCK_AFTER", 0) != 0;
 	F.no_close_range = env_num("FAULT_NO_CLOSE_RANGE", 0) != 0;
@@ -1364,6 +1369,18 @@ leaf_gone_at(const char *at, const char *path)
 	       is_leaf(path, strlen(path));
 }
 
+/* Is dir an instance cgroup: its last name "mcpmux.PID" or "mcpmux.PID.K"? */
+static bool
+is_instance(const char *dir)
+{
+	const char *last = strrchr(dir, '/');
+
+	if (last == NULL || strncmp(last, "/mcpmux.", 8) != 0 || last[8] < '0' || last[8] > '9') {
+		return false;
+	}
+	return last[8 + strspn(last + 8, "0123456789.")] == '\0';
+}
+
 int
 mkdir(const char *path, mode_t mode)
 {
@@ -1372,6 +1389,10 @@ mkdir(const char *path, mode_t mode)
 
 	if (rc == 0 && leaf_gone_at("mkdir", path)) {
 		F.n_failed++;
+		(void)real_rmdir(path);
+	}
+	if (rc == 0 && F.ready && getpid() == F.owner && is_instance(path) &&
+	    nth_fails(&F.inst_gone)) {
 		(void)real_rmdir(path);
 	}
 	return rc;

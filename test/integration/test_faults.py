@@ -65,6 +65,7 @@ from mcptest import (FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, Case, alive, cal
                      deadline, fd_count, fd_links, initialize, keeper_of, main, note, proc_state,
                      req,
                      wait_until)
+from test_escape import own_cgroup_root, rmdir_once_empty
 from test_serve import Mux
 
 SHIM = os.environ.get("MCPMUX_FAULTSHIM") or os.path.join(
@@ -1500,6 +1501,38 @@ class LeafGone(Faults):
         self.assertRegex(err, r"session [0-9a-f-]+: its server could not join its cgroup "
                          r"leaf: No such file or directory \(it runs without one: the process "
                          r"walk alone finds its tree\)")
+
+    def test_an_instance_cgroup_removed_again_as_it_is_made_again_is_made_once_more(self):
+        """The instance cgroup removed while empty (by hand), then again right after the next
+        server's leaf made it again (FAULT_INST_GONE=2, the start's mkdir being the 1st):
+        made once more, that server is born in its leaf."""
+        p = self.mcpmux(["-v"] + GRACE + ["--", FIXTURE], env=self.shim_env(inst_gone=2))
+        p.send(call(1, "env"))
+        m = p.msg()
+        if "cgroup: none usable here" in p.stderr() or "cgroup: off" in p.stderr():
+            self.skipTest("no cgroup can be made here")
+        with open("/proc/%d/cgroup" % m["result"]["structuredContent"]["pid"]) as f:
+            rel = f.read().strip().rsplit("::", 1)[-1]
+        self.assertRegex(rel, r"/mcpmux\.%d/s\.1$" % p.pid)
+        inst = own_cgroup_root() + os.path.dirname(rel)
+        p.send(note("mcpmux/endRun"))
+        wait_until(lambda: not os.path.exists(os.path.join(inst, "s.1")), 5,
+                   "the first leaf to be removed")
+        rmdir_once_empty(inst)
+        p.send(call(2, "env"))
+        m = p.msg()
+        self.assertIn("result", m, m)
+        pid = m["result"]["structuredContent"]["pid"]
+        with open("/proc/%d/cgroup" % pid) as f:
+            self.assertRegex(f.read().strip().rsplit("::", 1)[-1], r"/mcpmux\.%d/s\.2$" % p.pid,
+                             p.stderr())
+        self.assertNotIn("cannot make a cgroup leaf", p.stderr())
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertFalse(alive(pid))
+        self.assertFalse(os.path.exists(inst))
+        self.assertEqual(self.counters(p.pid)["failed"], 1, "the instance cgroup removed once")
+        self.assert_no_leftovers()
 
 
 @needs_shim
