@@ -539,15 +539,22 @@ class LeafAlone(Case):
         t0 = time.monotonic()  # the bound runs from the kill, not from mcpmux's start
         p.p.send_signal(signal.SIGKILL)
         p.wait()
+        # The keeper's own waits, when nothing dies, come to the grace and 1 s of SIGKILLs
+        # for what carries the owner, then 1 s of cgroup kills: 2.3 s, which a loaded
+        # machine stretches (2.5 s seen with other test runs).  The wait has room for
+        # that, and what matters is asserted first: nothing runs once the keeper is gone.
         wait_until(lambda: not self.cookie_pids(env["session"]) and not self.tagged(),
-                   BOUND + 1, "the server and the keeper to be gone",
+                   10, "the server and the keeper to be gone",
                    explain=lambda: "left: %s; stderr:\n%s" % (
                        ["%d %s %s" % (q, comm(q), proc_state(q)) for q in self.tagged()],
                        p.stderr()))
+        took = time.monotonic() - t0
         self.assertEqual([q for q, st in self.pids.items() if runs(q, st)], [],
                          "still running once the keeper is gone")
-        took = time.monotonic() - t0
-        self.assertLess(took, BOUND * SLOW + 0.5, "took %.2f s" % took)
+        # BOUND, with 2 s of room for a loaded machine (4.5 s at most, whatever the
+        # multiplier).
+        self.assertLess(took, min(BOUND * SLOW + 2, 4.5), "took %.2f s; stderr:\n%s" % (
+            took, p.stderr()))
 
     def test_wrap_keeper_ends_it(self):
         self.check_keeper(False)
