@@ -1723,6 +1723,15 @@ class Resume(HttpCase):
             self.assertEqual(r.status, status, (num, gets, r))
         g.close()
 
+    def message_ids(self, g, n):
+        """The event ids of the next n notifications/message the GET stream g gives."""
+        ids = []
+        while len(ids) < n:
+            m, ev = g.message()
+            if m.get("method") == "notifications/message":
+                ids.append(ev["id"])
+        return ids
+
     def resume_from_the_oldest_kept(self, sid, prime, ids):
         """Resume the GET stream of sid from its priming event prime, after the events ids:
         it must start past the first of them (the bound applied) and give every event after
@@ -1757,11 +1766,7 @@ class Resume(HttpCase):
         prime = g.event()
         self.assertEqual(prime["data"], "")
         num = prime["id"].split(":")[0]
-        ids = []
-        while len(ids) < flood:
-            m, ev = g.message()
-            if m.get("method") == "notifications/message":
-                ids.append(ev["id"])
+        ids = self.message_ids(g, flood)
         g.close()
         first, kept, last_len = self.resume_from_the_oldest_kept(sid, prime, ids)
         self.assertGreater(kept, (64 << 10) - 2 * last_len)
@@ -1778,11 +1783,7 @@ class Resume(HttpCase):
         old = self.get_stream(sid)
         prime = old.event()
         num = prime["id"].split(":")[0]
-        ids = []
-        while len(ids) < flood:
-            m, ev = old.message()
-            if m.get("method") == "notifications/message":
-                ids.append(ev["id"])
+        ids = self.message_ids(old, flood)
         first, _, _ = self.resume_from_the_oldest_kept(sid, prime, ids)  # the old one open
         old.close()
         self.assertIn("session %s: stream %s resumed after event 0, but events up to %d "
