@@ -51,8 +51,8 @@ struct wrap {
 	/*
 	 * A batch over the bound, as it passes: the ids of its requests, each its length (a
 	 * byte, 0: id null) then its text, at most big_bound() of them (past that, none:
-	 * big_over); how many answers and notifications; its bytes so far; whether the
-	 * server's requests were looked for an answer's id too long to be read (once).
+	 * big_over); how many answers and notifications; its bytes so far; whether its end
+	 * was read (wrap_on_big_end()).
 	 */
 	bool big_batch;
 	struct sbuf big_items;
@@ -61,6 +61,7 @@ struct wrap {
 	size_t big_answers;
 	size_t big_notes;
 	size_t big_fed;
+	bool big_ended;
 	struct sbuf tmp;
 	struct sbuf kept;      /* a batch less its answers, for a new run */
 	struct session *cur;   /* the run that new messages go to, NULL after an end */
@@ -723,6 +724,20 @@ big_bound(const struct wrap *w)
 }
 
 /*
+ * The size of the client's line over the bound into m, as far as it was read: whether the
+ * framer went big for want of memory (within the bound), not for its length, is the
+ * framer's to say; in a batch not yet read to its end, it is more than the bound.
+ */
+static void
+big_size(const struct wrap *w, struct rpcout_big *m)
+{
+	m->limit = w->opt->max_message;
+	m->no_memory = w->big_fed <= w->opt->max_message && framer_big_no_memory(&w->client.inf);
+	m->unended = !w->big_ended && !m->no_memory;
+	m->total = m->unended ? w->opt->max_message : w->big_fed;
+}
+
+/*
  * An answer of the client's over the bound (alone, or in a batch, as it ends): the request
  * of the server's in flight that it answers gets an error in its place at once (one for
  * each such request: it is done once the error is sent).  Answers to no request in flight,
@@ -742,13 +757,10 @@ wrap_big_answer(struct wrap *w, const struct jsonrpc_idscan *sc)
 	if (id == NULL) {
 		return false;
 	}
-	struct rpcout_big big = { .answer = true,
-				  .id = id,
-				  .id_len = id_len,
-				  .total = w->big_fed,
-				  .limit = w->opt->max_message,
-				  .no_memory = w->big_fed <= w->opt->max_message };
+	struct rpcout_big big = { .answer = true, .id = id, .id_len = id_len };
 	struct sbuf b = { 0 };
+
+	big_size(w, &big);
 
 	/* An answer to the client would read as one to a request of its own. */
 	diag_warn(RPCOUT_BIG_ANSWER, RPCOUT_BIG_ARGS_ID(&big), RPCOUT_BIG_ARGS_SIZE(&big));
@@ -834,6 +846,7 @@ wrap_on_big_begin(void *ctx, const char *head, size_t len)
 	w->big_answers = 0;
 	w->big_notes = 0;
 	w->big_fed = len;
+	w->big_ended = false;
 	jsonrpc_idscan_init(&w->big_id);
 	w->big_id.batch = w->big_batch;
 	w->big_id.on_element = wrap_big_element;
@@ -920,13 +933,13 @@ wrap_on_big_end(void *ctx, size_t total)
 
 		tlog_oversize(sid, pid, TLOG_IN, total);
 	}
+	w->big_fed = total;
+	w->big_ended = true;
 	big = (struct rpcout_big){ .answer = jsonrpc_idscan_is_answer(&w->big_id),
 				   .notification = !w->big_id.has_id && w->big_id.has_method,
 				   .id = id,
-				   .id_len = id_len,
-				   .total = total,
-				   .limit = w->opt->max_message,
-				   .no_memory = total <= w->opt->max_message };
+				   .id_len = id_len };
+	big_size(w, &big);
 	if (w->big_batch) {
 		/* An element cut short by the line's end, then the batch's. */
 		if (w->big_id.found || w->big_id.has_method || w->big_id.has_id) {
@@ -940,9 +953,8 @@ wrap_on_big_end(void *ctx, size_t total)
 		}
 		id = NULL; /* (the last element's) */
 		id_len = 0;
-		big = (struct rpcout_big){ .total = total,
-					   .limit = w->opt->max_message,
-					   .no_memory = total <= w->opt->max_message };
+		big = (struct rpcout_big){ 0 };
+		big_size(w, &big);
 	}
 	switch (rpcout_oversize(&big, text, sizeof(text))) {
 	case RPCOUT_OVERSIZE_ANSWER:

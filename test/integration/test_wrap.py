@@ -17,6 +17,9 @@ from mcptest import (Case, FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, alive, all
                      fd_count, initialize, main, nested, note, ppid_of, proc_report, proc_start, proc_state, req, rss_anon_kib,
                      vm_hwm_kib, wait_until, ASKER)
 
+# An answer over the 4096 bytes the tests below give --max-message.
+OVER = {"role": "assistant", "content": {"type": "text", "text": "x" * 5000}}
+
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
 
 
@@ -1069,6 +1072,39 @@ class Failures(Case):
         w.close_stdin()
         self.assertEqual(w.read_to_eof(10), b"")
         self.assertEqual(w.wait(), 0)
+
+    def asker(self, ids):
+        """wrap with --max-message 4096 running ASKER, which has asked the client requests of
+        those ids, in flight."""
+        w = self.wrap(opts=["--max-message", "4096"], command=[sys.executable, "-c", ASKER])
+        w.send(req(1, "ask", {"ids": ids}))
+        self.assertEqual([w.msg()["id"] for _ in range(len(ids) + 1)], ids + [1])
+        return w
+
+    def ends_clean(self, w):
+        """EOF ends wrap with 0, after nothing more for the client."""
+        w.close_stdin()
+        self.assertEqual(w.read_to_eof(10), b"")
+        self.assertEqual(w.wait(), 0, w.stderr())
+
+    def test_an_answer_of_a_batch_over_max_message_is_said_to_be_over_it(self):
+        """An answer that ends within the first --max-message bytes of a batch over the
+        bound, and one after them, are over --max-message, not out of memory: the server's
+        errors and stderr say so, the batch's size being more than the bound."""
+        w = self.asker([5, 6])
+        w.send([{"jsonrpc": "2.0", "id": 5, "result": {}},
+                {"jsonrpc": "2.0", "id": 6, "result": OVER}])
+        w.send(req(2, "texts"))
+        text = ("the client's answer was too large for mcpmux (a batch of more than 4096 bytes, "
+                "the limit is 4096: see --max-message)")
+        self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 2, "result": [text, text]})
+        wait_until(lambda: "the client's answer 6 to a request of the server is over "
+                           "--max-message (a batch of more than 4096 bytes)" in w.stderr(), 5,
+                   "the warning")
+        self.assertIn("the client's answer 5 to a request of the server is over --max-message "
+                      "(a batch of more than 4096 bytes)", w.stderr())
+        self.assertNotIn("memory", w.stderr())
+        self.ends_clean(w)
 
     def test_a_request_over_max_message_with_a_long_id_gets_an_error(self):
         """A request over --max-message, alone, whose id is longer than 128 bytes (or of no
