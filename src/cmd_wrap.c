@@ -62,6 +62,7 @@ struct wrap {
 	size_t big_notes;
 	size_t big_fed;
 	bool big_ended;
+	bool big_lead; /* nothing but whitespace read of it yet */
 	struct sbuf tmp;
 	struct sbuf kept;      /* a batch less its answers, for a new run */
 	struct session *cur;   /* the run that new messages go to, NULL after an end */
@@ -828,18 +829,39 @@ wrap_big_element(void *ctx, const struct jsonrpc_idscan *sc)
 	}
 }
 
+/*
+ * Bytes of a line over the bound to its scan: past its leading whitespace, however long,
+ * whether it is a batch is known at its first other byte.
+ */
+static void
+wrap_big_feed(struct wrap *w, const char *p, size_t len)
+{
+	size_t i = 0;
+
+	if (w->big_lead) {
+		while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r')) {
+			i++;
+		}
+		if (i == len) {
+			return;
+		}
+		/* A batch: its elements are scanned as messages of their own
+		 * (wrap_big_element()). */
+		w->big_lead = false;
+		w->big_batch = p[i] == '[';
+		w->big_id.batch = w->big_batch;
+		i += w->big_batch;
+	}
+	jsonrpc_idscan_feed(&w->big_id, p + i, len - i);
+}
+
 static void
 wrap_on_big_begin(void *ctx, const char *head, size_t len)
 {
 	struct wrap *w = ctx;
-	size_t i = 0;
 
-	while (i < len && (head[i] == ' ' || head[i] == '\t' || head[i] == '\r')) {
-		i++;
-	}
-	/* A batch: its elements are scanned as messages of their own (wrap_big_element()). */
-	w->big_batch = i < len && head[i] == '[';
-	i = w->big_batch ? i + 1 : 0;
+	w->big_lead = true;
+	w->big_batch = false;
 	sbuf_reset(&w->big_items);
 	w->big_requests = 0;
 	w->big_over = false;
@@ -848,10 +870,9 @@ wrap_on_big_begin(void *ctx, const char *head, size_t len)
 	w->big_fed = len;
 	w->big_ended = false;
 	jsonrpc_idscan_init(&w->big_id);
-	w->big_id.batch = w->big_batch;
 	w->big_id.on_element = wrap_big_element;
 	w->big_id.ctx = w;
-	jsonrpc_idscan_feed(&w->big_id, head + i, len - i);
+	wrap_big_feed(w, head, len);
 }
 
 static void
@@ -860,7 +881,7 @@ wrap_on_big_more(void *ctx, const char *more, size_t len)
 	struct wrap *w = ctx;
 
 	w->big_fed += len;
-	jsonrpc_idscan_feed(&w->big_id, more, len);
+	wrap_big_feed(w, more, len);
 }
 
 /*

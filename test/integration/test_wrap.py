@@ -1106,6 +1106,16 @@ class Failures(Case):
         self.assertNotIn("memory", w.stderr())
         self.ends_clean(w)
 
+    def test_a_batch_after_more_than_max_message_of_whitespace_is_a_batch(self):
+        """A batch over --max-message after more than --max-message bytes of whitespace is
+        a batch: its answer gets the server an error for its request in flight."""
+        w = self.asker([5])
+        w.write((" \t" * 2500 + json.dumps([{"jsonrpc": "2.0", "id": 5, "result": OVER}])
+                 + "\n").encode())
+        w.send(req(2, "report"))
+        self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 2, "result": [[5, -32000]]})
+        self.ends_clean(w)
+
     def test_a_request_over_max_message_with_a_long_id_gets_an_error(self):
         """A request over --max-message, alone, whose id is longer than 128 bytes (or of no
         use: null) is no notification: it gets -32600 with id null."""
