@@ -739,41 +739,6 @@ big_size(const struct wrap *w, struct rpcout_big *m)
 }
 
 /*
- * An answer of the client's over the bound (alone, or in a batch, as it ends): the request
- * of the server's in flight that it answers gets an error in its place at once (one for
- * each such request: it is done once the error is sent).  Answers to no request in flight,
- * or for a run that is over, are dropped: false (ended_run_asked() tells which).
- */
-static bool
-wrap_big_answer(struct wrap *w, const struct jsonrpc_idscan *sc)
-{
-	size_t id_len = 0;
-	const char *id;
-
-	if (w->cur == NULL || w->held_off < w->held.len) {
-		return false;
-	}
-	/* (an id too long to be read is found by its length, hash and first bytes) */
-	id = session_srv_request(w->cur, sc, &id_len);
-	if (id == NULL) {
-		return false;
-	}
-	struct rpcout_big big = { .answer = true, .id = id, .id_len = id_len };
-	struct sbuf b = { 0 };
-
-	big_size(w, &big);
-
-	/* An answer to the client would read as one to a request of its own. */
-	diag_warn(RPCOUT_BIG_ANSWER, RPCOUT_BIG_ARGS_ID(&big), RPCOUT_BIG_ARGS_SIZE(&big));
-	rpcout_answer_too_large(&b, &big);
-	if (!b.failed) {
-		wrap_on_line(w, b.buf, b.len);
-	}
-	sbuf_release(&b);
-	return true;
-}
-
-/*
  * Does an answer of the client's (one over the bound) answer a request in flight of a
  * server whose run is over (its end requested, or the one before the current run)?  Such
  * a server is sent nothing more: like an answer within the bound (handle_line()), it is
@@ -793,6 +758,48 @@ ended_run_asked(const struct wrap *w, const struct jsonrpc_idscan *sc)
 	return false;
 }
 
+/*
+ * An answer of the client's over the bound (alone, or in a batch, as it ends): the request
+ * of the server's in flight that it answers gets an error in its place at once (one for
+ * each such request: it is done once the error is sent).  Answers to no request in flight,
+ * or for a run that is over, are dropped, with a warning that says which.
+ */
+static void
+wrap_big_answer(struct wrap *w, const struct jsonrpc_idscan *sc)
+{
+	size_t id_len = 0;
+	const char *id = NULL;
+	struct rpcout_big big = { .answer = true };
+	struct sbuf b = { 0 };
+
+	big_size(w, &big);
+	if (w->cur != NULL && w->held_off == w->held.len) {
+		/* (an id too long to be read is found by its length, hash and first bytes) */
+		id = session_srv_request(w->cur, sc, &id_len);
+	}
+	if (id == NULL) {
+		big.id = jsonrpc_idscan_id(sc, &big.id_len);
+		if (ended_run_asked(w, sc)) {
+			diag_warn("the client's answer %.*s is %s (%s%zu bytes) and answers a "
+				  "request of a server whose run is over: dropped",
+				  RPCOUT_BIG_ARGS_ID(&big), RPCOUT_BIG_ARGS_SIZE(&big));
+		} else {
+			diag_warn(RPCOUT_BIG_STRAY, RPCOUT_BIG_ARGS_ID(&big),
+				  RPCOUT_BIG_ARGS_SIZE(&big));
+		}
+		return;
+	}
+	big.id = id;
+	big.id_len = id_len;
+	/* An answer to the client would read as one to a request of its own. */
+	diag_warn(RPCOUT_BIG_ANSWER, RPCOUT_BIG_ARGS_ID(&big), RPCOUT_BIG_ARGS_SIZE(&big));
+	rpcout_answer_too_large(&b, &big);
+	if (!b.failed) {
+		wrap_on_line(w, b.buf, b.len);
+	}
+	sbuf_release(&b);
+}
+
 /* An element of a batch of the client's over the bound, as it ends. */
 static void
 wrap_big_element(void *ctx, const struct jsonrpc_idscan *sc)
@@ -804,7 +811,7 @@ wrap_big_element(void *ctx, const struct jsonrpc_idscan *sc)
 
 	if (jsonrpc_idscan_is_answer(sc)) {
 		w->big_answers++;
-		(void)wrap_big_answer(w, sc);
+		wrap_big_answer(w, sc);
 		return;
 	}
 	if (!sc->has_id) {
@@ -979,19 +986,9 @@ wrap_on_big_end(void *ctx, size_t total)
 	}
 	switch (rpcout_oversize(&big, text, sizeof(text))) {
 	case RPCOUT_OVERSIZE_ANSWER:
-		/* The server's request in flight that it answers gets an error in its place
-		 * (wrap_big_answer() says so); another answer is dropped. */
-		if (wrap_big_answer(w, &w->big_id)) {
-			break;
-		}
-		if (ended_run_asked(w, &w->big_id)) {
-			diag_warn("the client's answer %.*s is %s (%s%zu bytes) and answers a "
-				  "request of a server whose run is over: dropped",
-				  RPCOUT_BIG_ARGS_ID(&big), RPCOUT_BIG_ARGS_SIZE(&big));
-		} else {
-			diag_warn(RPCOUT_BIG_STRAY, RPCOUT_BIG_ARGS_ID(&big),
-				  RPCOUT_BIG_ARGS_SIZE(&big));
-		}
+		/* The server's request in flight that it answers gets an error in its place;
+		 * another answer is dropped (wrap_big_answer() says which). */
+		wrap_big_answer(w, &w->big_id);
 		break;
 	case RPCOUT_OVERSIZE_NOTIFICATION:
 		diag_warn(RPCOUT_BIG_NOTIFICATION, RPCOUT_BIG_ARGS_SIZE(&big));

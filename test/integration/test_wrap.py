@@ -1116,6 +1116,28 @@ class Failures(Case):
         self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 2, "result": [[5, -32000]]})
         self.ends_clean(w)
 
+    def test_an_answer_of_a_batch_over_max_message_to_no_request_is_said_dropped(self):
+        """An answer in a batch over --max-message to no request of the server's in flight,
+        or to one of a server whose run is over (behind a line held for that run's last
+        reply), is dropped with a warning that says which, as one alone is; neither
+        server gets an error."""
+        w = self.asker(["s1"])
+        w.send([{"jsonrpc": "2.0", "id": "nobody", "result": OVER}])
+        wait_until(lambda: "the client's answer \"nobody\" is over --max-message (a batch of "
+                           "more than 4096 bytes) and answers no request of the server in "
+                           "flight: dropped" in w.stderr(), 5, "the warning")
+        # One write, one read: the ping is held while the end of run's reply is owed.
+        w.send(req("e", "mcpmux/endRun"), req(2, "ping"),
+               [{"jsonrpc": "2.0", "id": "s1", "result": OVER}])
+        self.assertEqual(w.msg(10)["id"], "e")
+        self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 2, "result": []})
+        wait_until(lambda: "the client's answer \"s1\" is over --max-message (a batch of more "
+                           "than 4096 bytes) and answers a request of a server whose run is "
+                           "over: dropped" in w.stderr(), 5, "the warning")
+        w.send(req(3, "report"))
+        self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 3, "result": []})
+        self.ends_clean(w)
+
     def test_a_request_over_max_message_with_a_long_id_gets_an_error(self):
         """A request over --max-message, alone, whose id is longer than 128 bytes (or of no
         use: null) is no notification: it gets -32600 with id null."""
