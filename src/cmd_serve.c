@@ -572,8 +572,9 @@ oversize(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len,
 /*
  * A batch of the client over --max-message that was read whole (within the envelope's
  * allowance), not forwarded: as oversize() does for each of its elements, its requests
- * get an error each, by id, in one array; the server gets an error for each answer in
- * it, in its place; its notifications are dropped.
+ * get an error each, by id, in one array; each request of the server's in flight that an
+ * answer in it answers gets an error in its place, once; an answer to no such request is
+ * dropped, as are its notifications.
  */
 static void
 oversize_batch(struct sconn *sc, struct hub_entry *e, const struct envelope *env)
@@ -581,7 +582,7 @@ oversize_batch(struct sconn *sc, struct hub_entry *e, const struct envelope *env
 	struct serve *sv = sc->sv;
 	struct rpcout_big big = { .total = env->message_len, .limit = sv->opt->max_message };
 	bool own = e != NULL && e->owner == &sc->port;
-	struct sbuf answers = { 0 };
+	struct sbuf answers = { 0 }; /* the answers' ids: each its length, then its text */
 	bool notes = false;
 	char text[256];
 	size_t n;
@@ -591,16 +592,12 @@ oversize_batch(struct sconn *sc, struct hub_entry *e, const struct envelope *env
 		if (items[i].kind == JSONRPC_NOTIFICATION) {
 			notes = true;
 		} else if (items[i].kind == JSONRPC_RESPONSE || items[i].kind == JSONRPC_ERROR) {
-			big.id = jsonrpc_str(&sv->scan, items[i].id);
-			big.id_len = items[i].id.len;
-			diag_warn("session %.*s: " RPCOUT_BIG_ANSWER, (int)env->session_len,
-				  env->session, RPCOUT_BIG_ARGS_ID(&big),
-				  RPCOUT_BIG_ARGS_SIZE(&big));
-			if (own && e->s != NULL) {
-				/* One a line: sent once the scan is no longer needed. */
-				rpcout_answer_too_large(&answers, &big);
-				sbuf_add(&answers, "\n", 1);
-			}
+			/* Looked for once the scan is no longer needed: the error for one
+			 * answer is sent before the next is looked for (a repeat finds none). */
+			size_t id_len = items[i].id.len;
+
+			sbuf_add(&answers, (const char *)&id_len, sizeof(id_len));
+			sbuf_add(&answers, jsonrpc_str(&sv->scan, items[i].id), id_len);
 		}
 	}
 	if (notes) {
@@ -621,13 +618,29 @@ oversize_batch(struct sconn *sc, struct hub_entry *e, const struct envelope *env
 			   (int)env->session_len, env->session);
 	}
 	for (size_t off = 0; !answers.failed && off < answers.len;) {
-		const char *line = answers.buf + off;
-		size_t len = (size_t)((const char *)memchr(line, '\n', answers.len - off) - line);
+		struct rpcout_big found;
+		struct sbuf b = { 0 };
 
-		if (e->s != NULL && jsonrpc_scan_checked(&sv->scan, line, len) == JSONRPC_ERROR) {
-			hub_from_client(e, line, len, &sv->scan);
+		memcpy(&big.id_len, answers.buf + off, sizeof(big.id_len));
+		big.id = answers.buf + off + sizeof(big.id_len);
+		off += sizeof(big.id_len) + big.id_len;
+		found = big;
+		found.id = own && e->s != NULL
+				   ? session_srv_request_id(e->s, big.id, big.id_len, &found.id_len)
+				   : NULL;
+		if (found.id == NULL) {
+			diag_warn("session %.*s: " RPCOUT_BIG_STRAY, (int)env->session_len,
+				  env->session, RPCOUT_BIG_ARGS_ID(&big),
+				  RPCOUT_BIG_ARGS_SIZE(&big));
+			continue;
 		}
-		off += len + 1;
+		diag_warn("session %.*s: " RPCOUT_BIG_ANSWER, (int)env->session_len, env->session,
+			  RPCOUT_BIG_ARGS_ID(&found), RPCOUT_BIG_ARGS_SIZE(&found));
+		rpcout_answer_too_large(&b, &found);
+		if (!b.failed && jsonrpc_scan_checked(&sv->scan, b.buf, b.len) == JSONRPC_ERROR) {
+			hub_from_client(e, b.buf, b.len, &sv->scan);
+		}
+		sbuf_release(&b);
 	}
 	sbuf_release(&answers);
 }

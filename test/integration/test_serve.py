@@ -878,6 +878,33 @@ class Routing(Case):
         m.p.close_stdin()
         self.assertEqual(m.p.wait(), 0)
 
+    def test_a_batch_over_max_message_read_whole_gets_errors_only_for_its_requests(self):
+        """A batch of the client's over --max-message but read whole (within the envelope's
+        allowance): each request of the server's in flight that an answer in it answers
+        gets an error, once; an answer to no request in flight, and a repeat, get the
+        server nothing, and stderr says they were dropped; its request gets -32600 by id."""
+        m = Mux(self.serve(opts=["--max-message", "4096"],
+                           command=[sys.executable, "-c", ASKER]))
+        m.send("s", req(1, "ask", {"ids": [5]}))
+        self.assertEqual([m.msg("s")["id"] for _ in range(2)], [5, 1])
+        answer = {"role": "assistant", "content": {"type": "text", "text": "x"}}
+        batch = [{"jsonrpc": "2.0", "id": "nobody", "result": answer},
+                 {"jsonrpc": "2.0", "id": 5, "result": answer},
+                 {"jsonrpc": "2.0", "id": 5, "result": answer},
+                 req(3, "ping", {"p": "y" * 4096})]
+        self.assertLess(len(json.dumps(env("s", batch))), 4096 + 1024)
+        m.send("s", batch)
+        got = m.msg("s")
+        self.assertEqual([(g["id"], g["error"]["code"]) for g in got], [(3, -32600)], got)
+        m.send("s", req(2, "report"))
+        self.assertEqual(m.msg("s"), {"jsonrpc": "2.0", "id": 2, "result": [[5, -32000]]})
+        wait_until(lambda: "answer \"nobody\" is over --max-message" in m.p.stderr()
+                   and "answer 5 is over --max-message" in m.p.stderr(), 5, "the warnings")
+        self.assertIn("answers no request of the server in flight: dropped", m.p.stderr())
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+        self.assertEqual([e for e in m.inbox if "message" in e], [])
+
     def test_a_message_too_long_to_buffer_with_a_long_id_is_handled_by_it(self):
         """A message too long to be read whole whose id is longer than 128 bytes: a request
         gets -32600 with id null (it is no notification); the client's answer gets the
