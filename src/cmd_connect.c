@@ -394,11 +394,10 @@ client_big_answer(struct cconn *cc, const struct jsonrpc_idscan *sc)
 	size_t id_len = 0;
 	const char *id = jsonrpc_idscan_id(sc, &id_len);
 	/*
-	 * Before the line's end, one within the bound is over it unless the framer had no
-	 * memory for it; over it, its size is not known yet.
+	 * One within the bound is over it unless the framer had no memory for it; over it
+	 * before the line's end, its size is not known yet.
 	 */
-	bool no_memory = cc->big_fed <= cc->max_message &&
-			 (cc->big_ended || framer_big_no_memory(&cc->client.inf));
+	bool no_memory = cc->big_fed <= cc->max_message && framer_big_no_memory(&cc->client.inf);
 	bool unended = !cc->big_ended && !no_memory;
 	struct rpcout_big big = { .answer = true,
 				  .id = id,
@@ -507,6 +506,9 @@ client_on_big_end(void *ctx, size_t total)
 	struct rpcout_big big;
 	char text[256];
 
+	/* (the framer had no memory to hold it, within the bound) */
+	bool no_memory = total <= cc->max_message && framer_big_no_memory(&cc->client.inf);
+
 	cc->big_fed = total;
 	cc->big_ended = true;
 	big = (struct rpcout_big){ .answer = jsonrpc_idscan_is_answer(&cc->big_id),
@@ -515,7 +517,7 @@ client_on_big_end(void *ctx, size_t total)
 				   .id_len = id_len,
 				   .total = total,
 				   .limit = cc->max_message,
-				   .no_memory = total <= cc->max_message };
+				   .no_memory = no_memory };
 	if (cc->big_batch) {
 		/* An element cut short by the line's end, then the batch's. */
 		if (cc->big_id.found || cc->big_id.has_method || cc->big_id.has_id) {
@@ -525,7 +527,7 @@ client_on_big_end(void *ctx, size_t total)
 		id_len = 0;
 		big = (struct rpcout_big){ .total = total,
 					   .limit = cc->max_message,
-					   .no_memory = total <= cc->max_message };
+					   .no_memory = no_memory };
 		if (cc->big_notes > 0) {
 			diag_warn(RPCOUT_BIG_NOTIFICATION, RPCOUT_BIG_ARGS_SIZE(&big));
 		}

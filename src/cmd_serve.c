@@ -989,8 +989,9 @@ serve_on_big_end(void *ctx, size_t total)
 	const char *id = envelope_bigscan_id(&sc->big, &id_len);
 	struct rpcout_big big;
 
-	/* Within the bound: the framer had no memory to hold it (framer_feed()). */
-	bool no_memory = total <= sv->opt->max_message + ENVELOPE_OWN_MAX;
+	/* The framer had no memory to hold it, within the bound (framer_feed()). */
+	bool no_memory = total <= sv->opt->max_message + ENVELOPE_OWN_MAX &&
+			 framer_big_no_memory(&sc->c.inf);
 
 	if (sid == NULL || !session_id_valid(sid, sid_len)) {
 		char text[200];

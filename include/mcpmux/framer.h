@@ -50,7 +50,7 @@ void framer_release(struct framer *f);
 /*
  * Feed bytes.  Returns 0, or -1 with errno ENOMEM if a partial line could not be
  * buffered (that line is then dropped up to its end and reported to sink->big_*()
- * as if it had been over-long, so the caller still answers it: a total within max
+ * as if it had been over-long, so the caller still answers it: framer_big_no_memory()
  * tells it that the line was dropped for want of memory).
  */
 int framer_feed(struct framer *f, const char *data, size_t len, const struct framer_sink *sink,
@@ -66,8 +66,10 @@ int framer_feed_part(struct framer *f, const char *data, size_t len, const struc
 		     void *ctx, size_t *used);
 /*
  * Whether the big line being handed out (from sink->big_begin() to sink->big_end()) went
- * big because its buffer had no memory, not because it is over max: until its end is seen
- * one within max is a line dropped for want of memory, and one that is not over max.
+ * big because its buffer had no memory, not because it is over max.  One that did may
+ * still be over max: it is a line within max dropped for want of memory while its bytes
+ * so far (at sink->big_end(), its total) are within max.  One that did not is over max
+ * from its first byte, however few of them were handed out yet.
  */
 bool framer_big_no_memory(const struct framer *f);
 /*
