@@ -50,6 +50,16 @@ struct sconn {
 	struct sconn *next;
 	struct envelope_bigscan big; /* the envelope too long to buffer that is passing */
 	/*
+	 * Its message, a batch, as it passes (serve_big_element()): its elements kept for
+	 * its end, each a kind byte ('q' a request, 'a' an answer read before its session),
+	 * its id's length (a byte, 0: none kept) then its text, at most big_bound() of them
+	 * (past that, none: big_over); how many requests, answers and notifications; its
+	 * bytes so far.
+	 */
+	struct sbuf big_items;
+	size_t big_n, big_requests, big_answers, big_notes, big_fed;
+	bool big_over;
+	/*
 	 * What of its sessions was lost with it (lost_note()), said in one line at its close
 	 * and at its end (lost_say()): the items that fit, and how many did not.
 	 */
@@ -530,6 +540,7 @@ oversize(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len,
 	struct serve *sv = sc->sv;
 	struct sbuf b = { 0 };
 	struct rpcout_big found;
+	const struct rpcout_big *as_read = big;
 	char text[256];
 
 	switch (rpcout_oversize(big, text, sizeof(text))) {
@@ -546,8 +557,9 @@ oversize(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len,
 			big = &found;
 		}
 		if (big->id == NULL || e == NULL || e->owner != &sc->port || e->s == NULL) {
+			/* (said with its id as it was read) */
 			diag_warn("session %.*s: " RPCOUT_BIG_STRAY, (int)sid_len, sid,
-				  RPCOUT_BIG_ARGS_ID(big), RPCOUT_BIG_ARGS_SIZE(big));
+				  RPCOUT_BIG_ARGS_ID(as_read), RPCOUT_BIG_ARGS_SIZE(as_read));
 			return; /* nobody waits for it */
 		}
 		diag_warn("session %.*s: " RPCOUT_BIG_ANSWER, (int)sid_len, sid,
@@ -958,12 +970,99 @@ serve_on_line(void *ctx, const char *line, size_t len)
 	}
 }
 
+/*
+ * The elements of a batch too long to buffer that are kept for its end: as many as wrap
+ * keeps (its big_bound()).
+ */
+static size_t
+big_bound(const struct serve *sv)
+{
+	return 1024 + sv->opt->max_message / 35;
+}
+
+/* The session of the envelope too long to buffer that is passing, if it is known yet. */
+static const char *
+big_session(const struct sconn *sc, size_t *len)
+{
+	const char *sid = envelope_bigscan_session(&sc->big, len);
+
+	return sid != NULL && session_id_valid(sid, *len) ? sid : NULL;
+}
+
+/* An element of a batch too long to buffer kept for its end (serve_on_big_end()). */
+static void
+big_keep(struct sconn *sc, char kind, const struct jsonrpc_idscan *ids)
+{
+	size_t id_len = 0;
+	const char *id = jsonrpc_idscan_id(ids, &id_len);
+	unsigned char len = id != NULL && !ids->overflow ? (unsigned char)id_len : 0;
+
+	if (sc->big_over) {
+		return;
+	}
+	if (sc->big_n == big_bound(sc->sv)) {
+		sc->big_over = true;
+		sbuf_release(&sc->big_items);
+		return;
+	}
+	sc->big_n++;
+	sbuf_add(&sc->big_items, &kind, 1);
+	sbuf_add(&sc->big_items, (const char *)&len, 1);
+	sbuf_add(&sc->big_items, id, len);
+}
+
+/*
+ * An element of a batch too long to buffer, as it ends: an answer, once its session is
+ * known, gets the server's request in flight that it answers an error in its place at
+ * once (oversize()); a request is kept for its error at the batch's end.
+ */
+static void
+serve_big_element(void *ctx, const struct jsonrpc_idscan *ids)
+{
+	struct sconn *sc = ctx;
+	struct serve *sv = sc->sv;
+	size_t sid_len = 0;
+
+	if (jsonrpc_idscan_is_answer(ids)) {
+		const char *sid = big_session(sc, &sid_len);
+
+		sc->big_answers++;
+		if (sid == NULL) {
+			big_keep(sc, 'a', ids);
+			return;
+		}
+		/* Over the bound before the line's end, unless it had no memory within it. */
+		bool no_memory = sc->big_fed <= sv->opt->max_message + ENVELOPE_OWN_MAX &&
+				 framer_big_no_memory(&sc->c.inf);
+		struct rpcout_big big = { .answer = true,
+					  .total = no_memory ? sc->big_fed : sv->opt->max_message,
+					  .limit = sv->opt->max_message,
+					  .no_memory = no_memory,
+					  .unended = !no_memory };
+
+		big.id = jsonrpc_idscan_id(ids, &big.id_len);
+		oversize(sc, hub_find(&sv->hub, sid, sid_len), sid, sid_len, &big, ids);
+	} else if (ids->has_id) {
+		sc->big_requests++;
+		big_keep(sc, 'q', ids);
+	} else {
+		sc->big_notes += ids->has_method; /* (no message at all: 1, {}) */
+	}
+}
+
 static void
 serve_on_big_begin(void *ctx, const char *head, size_t len)
 {
 	struct sconn *sc = ctx;
 
 	envelope_bigscan_init(&sc->big);
+	sc->big.batches = true;
+	sc->big.id.on_element = serve_big_element;
+	sc->big.id.ctx = sc;
+	sbuf_reset(&sc->big_items);
+	sc->big_n = sc->big_requests = sc->big_answers = sc->big_notes = 0;
+	sc->big_over = false;
+	sc->big_fed = len;
 	envelope_bigscan_feed(&sc->big, head, len);
 }
 
@@ -972,7 +1071,106 @@ serve_on_big_more(void *ctx, const char *more, size_t len)
 {
 	struct sconn *sc = ctx;
 
+	sc->big_fed += len;
 	envelope_bigscan_feed(&sc->big, more, len);
+}
+
+/*
+ * A batch too long to buffer in session sid, at its end (its answers read after the
+ * session got the server errors as they passed): its answers read before the session
+ * get them now, its requests each big's error with its id, in one array.  False when
+ * nothing of it could be read, it had more elements than big_bound(), or the memory to
+ * keep them ran out: its requests are answered as one message, one error with id null.
+ */
+static bool
+big_batch(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len,
+	  const struct rpcout_big *big)
+{
+	struct serve *sv = sc->sv;
+	const struct sbuf *items = &sc->big_items;
+	struct sbuf *b = &sv->tmp;
+	char text[256];
+	size_t n = 0;
+
+	/* An element cut short by the line's end. */
+	if (sc->big.batch && (sc->big.id.found || sc->big.id.has_method || sc->big.id.has_id)) {
+		serve_big_element(sc, &sc->big.id);
+	}
+	if (sc->big_over) {
+		diag_warn("session %.*s: a batch of the client's over --max-message has more than "
+			  "%zu elements: they could not each be handled, one error with id null "
+			  "answers its requests",
+			  (int)sid_len, sid, big_bound(sv));
+		return false;
+	}
+	if (items->failed) {
+		diag_error("session %.*s: out of memory: the elements of a batch of the client's "
+			   "over --max-message could not be kept: one error with id null answers "
+			   "its requests",
+			   (int)sid_len, sid);
+		return false;
+	}
+	if (!sc->big.batch || sc->big_requests + sc->big_answers + sc->big_notes == 0) {
+		return false;
+	}
+	for (size_t i = 0; i < items->len; i += 2 + (unsigned char)items->buf[i + 1]) {
+		struct rpcout_big answer = *big;
+
+		answer.answer = true;
+		answer.id_len = (unsigned char)items->buf[i + 1];
+		answer.id = answer.id_len > 0 ? items->buf + i + 2 : NULL;
+		if (items->buf[i] == 'a') {
+			oversize(sc, e, sid, sid_len, &answer, NULL);
+		}
+	}
+	(void)rpcout_oversize(big, text, sizeof(text)); /* a request's error */
+	sbuf_reset(b);
+	for (size_t i = 0; i < items->len; i += 2 + (unsigned char)items->buf[i + 1]) {
+		size_t id_len = (unsigned char)items->buf[i + 1];
+
+		if (items->buf[i] == 'q') {
+			sbuf_adds(b, n++ == 0 ? "[" : ",");
+			rpcout_error(b, id_len > 0 ? items->buf + i + 2 : NULL, id_len,
+				     RPCOUT_BIG_CODE(big), text);
+		}
+	}
+	if (n > 0) {
+		sbuf_adds(b, "]");
+		if (b->failed) {
+			diag_error("session %.*s: out of memory: the requests of a batch of the "
+				   "client's over --max-message could not each be answered: one "
+				   "error with id null answers them",
+				   (int)sid_len, sid);
+			sbuf_reset(b);
+			return false;
+		}
+		if (e != NULL && e->owner == &sc->port) {
+			hub_own_answer(&sv->hub, &sc->port, e, b->buf, b->len);
+			sbuf_reset(b);
+		} else {
+			struct sbuf env = { 0 };
+
+			sbuf_adds(&env, "{\"session\":");
+			sbuf_add_json_string(&env, sid, sid_len);
+			sbuf_adds(&env, ",\"message\":");
+			sbuf_add(&env, b->buf, b->len);
+			sbuf_adds(&env, "}");
+			if (e == NULL && !b->failed) {
+				char id[SESSION_ID_MAX + 1];
+
+				(void)snprintf(id, sizeof(id), "%.*s", (int)sid_len, sid);
+				hub_log_own(&sv->hub, id, NULL, b->buf, b->len);
+			}
+			sbuf_reset(b);
+			send_own(sc, &env);
+			sbuf_release(&env);
+		}
+	}
+	if (sc->big_notes > 0) {
+		diag_warn("session %.*s: " RPCOUT_BIG_NOTIFICATION, (int)sid_len, sid,
+			  RPCOUT_BIG_ARGS_SIZE(big));
+	}
+	return true;
 }
 
 /*
@@ -1008,15 +1206,27 @@ serve_on_big_end(void *ctx, size_t total)
 		send_envelope_error(sc, no_memory ? RPC_SERVER_ERROR : RPC_INVALID_REQUEST, text);
 		return;
 	}
-	big = (struct rpcout_big){ .answer = envelope_bigscan_is_answer(&sc->big),
-				   .notification = !sc->big.id.has_id && sc->big.id.has_method,
-				   .id = id,
-				   .id_len = id_len,
-				   .total = total,
+	struct hub_entry *e = hub_find(&sv->hub, sid, sid_len);
+
+	big = (struct rpcout_big){ .total = total,
 				   .enveloped = true,
 				   .limit = sv->opt->max_message,
 				   .no_memory = no_memory };
-	oversize(sc, hub_find(&sv->hub, sid, sid_len), sid, sid_len, &big, &sc->big.id);
+	if (sc->big.batch) {
+		bool done = big_batch(sc, e, sid, sid_len, &big);
+
+		sbuf_reset(&sc->big_items); /* (its memory given back after a long batch) */
+		if (!done) {
+			/* One error with id null, in its session. */
+			oversize(sc, e, sid, sid_len, &big, NULL);
+		}
+		return;
+	}
+	big.answer = envelope_bigscan_is_answer(&sc->big);
+	big.notification = !sc->big.id.has_id && sc->big.id.has_method;
+	big.id = id;
+	big.id_len = id_len;
+	oversize(sc, e, sid, sid_len, &big, &sc->big.id);
 }
 
 /* ---- connections ---- */
@@ -1083,6 +1293,7 @@ sconn_free(struct sconn *sc)
 	sv->hub.n_ports--;
 	sv->refusing = false; /* room again: the next refusal is said */
 	conn_release(&sc->c);
+	sbuf_release(&sc->big_items);
 	lost_say(sc); /* what its sessions lost since its close */
 	sys_close(&sc->fd);
 	free(sc);

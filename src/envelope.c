@@ -422,9 +422,9 @@ envelope_bigscan_feed(struct envelope_bigscan *b, const char *p, size_t len)
 	/* Until both are known: the session (or that it is unusable), and the message's id
 	 * and kind (or that the message ended without them). */
 	for (size_t i = 0;
-	     i < len &&
-	     !(b->in_session != 0 && b->in_session != 1 && b->message_seen &&
-	       (!b->in_message || (b->id.found && (b->id.has_method || b->id.has_answer))));
+	     i < len && !(b->in_session != 0 && b->in_session != 1 && b->message_seen &&
+			  (!b->in_message ||
+			   (!b->batch && b->id.found && (b->id.has_method || b->id.has_answer))));
 	     i++) {
 		char c = p[i];
 
@@ -474,10 +474,13 @@ envelope_bigscan_feed(struct envelope_bigscan *b, const char *p, size_t len)
 			break;
 		case '{':
 		case '[':
-			if (b->depth == 1 && b->want && b->key == 2 && c == '{' &&
+			if (b->depth == 1 && b->want && b->key == 2 && (c == '{' || b->batches) &&
 			    !b->message_seen) {
 				b->in_message = b->message_seen = true;
-				from = i;
+				/* A batch's elements are fed as messages of their own. */
+				b->batch = c == '[';
+				b->id.batch = b->batch;
+				from = i + b->batch;
 			}
 			b->depth++;
 			b->want = false;
@@ -487,7 +490,7 @@ envelope_bigscan_feed(struct envelope_bigscan *b, const char *p, size_t len)
 		case ']':
 			b->depth--;
 			if (b->in_message && b->depth == 1) {
-				jsonrpc_idscan_feed(&b->id, p + from, i + 1 - from);
+				jsonrpc_idscan_feed(&b->id, p + from, i + !b->batch - from);
 				b->in_message = false;
 			}
 			break;

@@ -133,6 +133,14 @@ hub_error(struct hub *h, struct hub_port *p, struct hub_entry *e, const char *id
 	send_own_answer(h, p, e);
 }
 
+void
+hub_own_answer(struct hub *h, struct hub_port *p, struct hub_entry *e, const char *msg, size_t len)
+{
+	sbuf_reset(&h->tmp);
+	sbuf_add(&h->tmp, msg, len);
+	send_own_answer(h, p, e);
+}
+
 bool
 hub_error_each(struct hub *h, struct hub_port *p, struct hub_entry *e,
 	       const struct jsonrpc_scanner *scan, int code, const char *text)

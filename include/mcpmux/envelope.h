@@ -77,6 +77,9 @@ enum envelope_status envelope_parse_line(struct envelope *e, const char *line, s
  * --max-message and ENVELOPE_OWN_MAX), fed in pieces as it passes: the top-level
  * "session" string (its raw bytes, up to 128 of them, without escapes) and the top-level
  * "id" of the top-level "message" object.  Linear in the bytes fed, constant memory.
+ * With batches set after init (and id.on_element, id.ctx), a "message" array is a batch:
+ * batch is set and each of its elements goes to id.on_element() as it ends, up to the
+ * message's end (an element cut short by the line's end is left in id).
  */
 struct envelope_bigscan {
 	int depth;
@@ -89,6 +92,8 @@ struct envelope_bigscan {
 	char session[128];
 	size_t session_len;
 	bool in_message, message_seen;
+	bool batches; /* set after init: scan a batch's elements */
+	bool batch;   /* the message is an array (with batches) */
 	struct jsonrpc_idscan id;
 };
 

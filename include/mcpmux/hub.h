@@ -214,6 +214,9 @@ void hub_error(struct hub *h, struct hub_port *p, struct hub_entry *e, const cha
  */
 bool hub_error_each(struct hub *h, struct hub_port *p, struct hub_entry *e,
 		    const struct jsonrpc_scanner *scan, int code, const char *text);
+/* An answer of mcpmux's own (msg: JSON text, a batch's errors), as hub_error() sends one. */
+void hub_own_answer(struct hub *h, struct hub_port *p, struct hub_entry *e, const char *msg,
+		    size_t len);
 /* The end-of-run result for a session ID that runs nothing, into b. */
 void hub_none_result(struct sbuf *b, const char *sid, size_t sid_len);
 

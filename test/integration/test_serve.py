@@ -825,9 +825,10 @@ class Routing(Case):
         m.send("s", [note("notifications/x", {"p": "y" * 4096}), note("notifications/y")])
         m.send("s", req(5, "ping"))
         self.assertEqual(m.msg("s"), {"jsonrpc": "2.0", "id": 5, "result": {}})
-        # too long to be read: its ids are not looked for
+        # too long to be read: its ids are seen as it passes
         m.send("s", [req(6, "ping", {"p": "y" * 8192}), req(7, "ping")])
-        self.assert_error(m.msg("s"), None, -32600)
+        self.assertEqual([(g["id"], g["error"]["code"]) for g in m.msg("s")],
+                         [(6, -32600), (7, -32600)])
         m.p.close_stdin()
         self.assertEqual(m.p.wait(), 0)
         self.assertEqual([e for e in m.inbox if "message" in e], [])
@@ -927,6 +928,54 @@ class Routing(Case):
                                       "result": [[long_id, -32000]]})
         wait_until(lambda: "answers no request of the server in flight" in m.p.stderr(), 5,
                    "the warning")
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+
+    def test_a_batch_too_long_to_buffer_is_handled_by_its_elements(self):
+        """A batch of the client's too long to be read whole (over --max-message and the
+        envelope's allowance), scanned as it passes: an answer in it to a request of the
+        server's in flight gets the server an error, once, and the client nothing; an
+        answer to no request in flight is dropped with a warning; its requests get -32600
+        by id, in one array; the same with the session named after the message."""
+        m = Mux(self.serve(opts=["--max-message", "4096"],
+                           command=[sys.executable, "-c", ASKER]))
+        m.send("s", req(1, "ask", {"ids": [5, 6]}))
+        self.assertEqual([m.msg("s")["id"] for _ in range(3)], [5, 6, 1])
+        m.send("s", [{"jsonrpc": "2.0", "id": 5, "result": {"t": "x" * 9000}}])
+        m.send("s", req(2, "report"))
+        self.assertEqual(m.msg("s"), {"jsonrpc": "2.0", "id": 2, "result": [[5, -32000]]})
+        batch = [req(7, "ping", {"p": "y" * 8192}), {"jsonrpc": "2.0", "id": "nobody",
+                                                     "result": {}},
+                 note("notifications/x"), {"jsonrpc": "2.0", "id": 6, "result": {}},
+                 req("eight", "ping")]
+        m.p.write(b'{"message":%s,"session":"s"}\n'
+                  % json.dumps(batch, separators=(",", ":")).encode())
+        got = m.msg("s")
+        self.assertIsInstance(got, list, got)
+        self.assertEqual([(g["id"], g["error"]["code"]) for g in got],
+                         [(7, -32600), ("eight", -32600)], got)
+        self.assertIn("--max-message", got[0]["error"]["message"])
+        m.send("s", req(3, "report"))
+        self.assertEqual(m.msg("s"), {"jsonrpc": "2.0", "id": 3,
+                                      "result": [[5, -32000], [6, -32000]]})
+        wait_until(lambda: "answer \"nobody\" is over --max-message" in m.p.stderr(), 5,
+                   "the warning", lambda: m.p.stderr())
+        self.assertIn("answers no request of the server in flight: dropped", m.p.stderr())
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+        self.assertEqual([e for e in m.inbox if "message" in e], [])
+        self.assertEqual([e for e in m.inbox if "error" in e], [])
+
+    def test_a_batch_too_long_to_buffer_with_nothing_to_read_gets_one_error(self):
+        """A batch too long to be read whole with no element read, or with more than
+        1,024 + --max-message/35 of them: one -32600 with id null, in its session."""
+        m = Mux(self.serve(opts=["--max-message", "4096"], command=["cat"]))
+        m.p.write(b'{"session":"s","message":[%s]}\n' % (b" " * 9000))
+        self.assert_error(m.msg("s"), None, -32600)
+        many = [req(k, "x") for k in range(1024 + 4096 // 35 + 1)]
+        m.send("s", many)
+        self.assert_error(m.msg("s"), None, -32600)
+        wait_until(lambda: "could not each be handled" in m.p.stderr(), 5, "the warning")
         m.p.close_stdin()
         self.assertEqual(m.p.wait(), 0)
 
