@@ -79,7 +79,8 @@ struct wrap {
 	 * Client lines that wait for an ended run's last replies (the -32000 errors of its
 	 * requests in flight, its end-of-run result): a new run's first message must not
 	 * overtake them.  Client input is held meanwhile, so this holds at most what one
-	 * read brought.
+	 * read brought, and the error for a line of it over the bound (hold()).  Each entry
+	 * is a tag byte (HELD_LINE, HELD_OWN: mcpmux's answer to that line), the line, "\n".
 	 */
 	struct sbuf held;
 	size_t held_off;
@@ -103,6 +104,8 @@ static void wrap_on_input_full(struct session *s, void *owner, bool full);
 static void wrap_on_stall(struct session *s, void *owner);
 static void handle_line(struct wrap *w, const char *line, size_t len);
 static void replay_held(struct wrap *w);
+
+enum { HELD_LINE = 'c', HELD_OWN = 'o' };
 
 static const struct framer_sink client_sink = {
 	.line = wrap_on_line,
@@ -565,7 +568,13 @@ replay_held(struct wrap *w)
 		size_t len = (size_t)(nl - p);
 
 		w->held_off += len + 1;
-		handle_line(w, p, len);
+		if (*p == HELD_OWN) {
+			sbuf_reset(&w->tmp);
+			sbuf_add(&w->tmp, p + 1, len - 1);
+			send_own(w);
+		} else {
+			handle_line(w, p + 1, len - 1);
+		}
 	}
 	if (w->held_off >= w->held.len) {
 		sbuf_release(&w->held);
@@ -606,22 +615,53 @@ end_of_run(struct wrap *w, const struct jsonrpc_item *it)
 	w->cur = NULL;
 }
 
+/* Must what comes from the client now wait behind held lines or an ended run's replies? */
+static bool
+must_wait(const struct wrap *w)
+{
+	return w->held_off < w->held.len || must_hold(w);
+}
+
+/* In order behind the ended run's last replies (struct wrap's held). */
+static void
+hold(struct wrap *w, char tag, const char *line, size_t len)
+{
+	sbuf_add(&w->held, &tag, 1);
+	sbuf_add(&w->held, line, len);
+	sbuf_add(&w->held, "\n", 1);
+	if (w->held.failed) {
+		diag_error("out of memory: a message from %s was lost",
+			   tag == HELD_OWN ? "mcpmux" : "the client");
+		sbuf_release(&w->held);
+		w->held_off = 0;
+	}
+	conn_hold(&w->client, CONN_HOLD_ORDER, true);
+}
+
+/*
+ * mcpmux's answer in w->tmp to a client line over the bound: it waits as that line would
+ * have, had it been within the bound (an error written before the ended run's last
+ * replies could be read as one of them, or they as its).
+ */
+static void
+send_own_in_order(struct wrap *w)
+{
+	if (!w->tmp.failed && must_wait(w)) {
+		hold(w, HELD_OWN, w->tmp.buf, w->tmp.len);
+		sbuf_reset(&w->tmp);
+		return;
+	}
+	send_own(w);
+}
+
 static void
 wrap_on_line(void *ctx, const char *line, size_t len)
 {
 	struct wrap *w = ctx;
 
-	if (w->held_off < w->held.len || must_hold(w)) {
-		/* In order behind the ended run's last replies: all lines wait, whatever they are.
-		 */
-		sbuf_add(&w->held, line, len);
-		sbuf_add(&w->held, "\n", 1);
-		if (w->held.failed) {
-			diag_error("out of memory: a message from the client was lost");
-			sbuf_release(&w->held);
-			w->held_off = 0;
-		}
-		conn_hold(&w->client, CONN_HOLD_ORDER, true);
+	if (must_wait(w)) {
+		/* All lines wait, whatever they are. */
+		hold(w, HELD_LINE, line, len);
 		return;
 	}
 	handle_line(w, line, len);
@@ -938,7 +978,7 @@ wrap_big_batch(struct wrap *w, struct rpcout_big *big)
 			sbuf_reset(&w->tmp);
 			return false;
 		}
-		send_own(w);
+		send_own_in_order(w);
 	}
 	if (w->big_notes > 0) {
 		diag_warn(RPCOUT_BIG_NOTIFICATION, RPCOUT_BIG_ARGS_SIZE(big));
@@ -994,7 +1034,9 @@ wrap_on_big_end(void *ctx, size_t total)
 		diag_warn(RPCOUT_BIG_NOTIFICATION, RPCOUT_BIG_ARGS_SIZE(&big));
 		break;
 	case RPCOUT_OVERSIZE_REQUEST:
-		answer_error(w, id, id_len, RPCOUT_BIG_CODE(&big), text);
+		sbuf_reset(&w->tmp);
+		rpcout_error(&w->tmp, id, id_len, RPCOUT_BIG_CODE(&big), text);
+		send_own_in_order(w);
 		break;
 	}
 }

@@ -1138,6 +1138,33 @@ class Failures(Case):
         self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 3, "result": []})
         self.ends_clean(w)
 
+    def test_the_error_for_a_line_over_max_message_comes_after_the_ended_runs_replies(self):
+        """A request, or a batch, over --max-message that comes while an ended run still
+        owes the client replies gets its -32600 after them, as a line within the bound
+        would: a client that restarts its ids at 1 must not take it for the old run's
+        answer, nor the old run's error for the answer to its new request."""
+        big = req(1, "ping", {"pad": "p" * 5000})
+        for held_before in ([], [req(2, "ping")]):
+            with self.subTest(held_before=len(held_before)):
+                w = self.wrap(opts=FAST + ["--max-message", "4096"])
+                w.send(call(1, "sleep", ms=20000), req("e", "mcpmux/endRun"), *held_before,
+                       big, [big])
+                got = [w.msg(10) for _ in range(4 + len(held_before))]
+
+                def key(m):
+                    if isinstance(m, list):
+                        return [key(e) for e in m]
+                    return m["id"], m["error"]["code"] if "error" in m else "result"
+                # the old run's error and end-of-run result first, then the rest, in any order
+                self.assertEqual([key(m) for m in got[:2]], [(1, -32000), ("e", "result")], got)
+                self.assertCountEqual([key(m) for m in got[2:]],
+                                      [(1, -32600), [(1, -32600)]] +
+                                      [(2, "result")] * len(held_before), got)
+                w.close_stdin()
+                self.assertEqual(w.read_to_eof(10), b"")
+                # a line over the bound starts no run: the status is the sleeper's, if last
+                self.assertEqual(w.wait(10), 0 if held_before else 128 + signal.SIGTERM)
+
     def test_a_request_over_max_message_with_a_long_id_gets_an_error(self):
         """A request over --max-message, alone, whose id is longer than 128 bytes (or of no
         use: null) is no notification: it gets -32600 with id null."""
