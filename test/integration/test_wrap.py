@@ -1118,15 +1118,18 @@ class Failures(Case):
 
     def test_an_answer_of_a_batch_over_max_message_to_no_request_is_said_dropped(self):
         """An answer in a batch over --max-message to no request of the server's in flight,
-        or to one of a server whose run is over (behind a line held for that run's last
-        reply), is dropped with a warning that says which, as one alone is; neither
-        server gets an error."""
-        w = self.asker(["s1"])
+        or to one of a server whose run is over (the end of run's reply still owed, or not),
+        is dropped with a warning that says which, as one alone is; neither server gets an
+        error (each says what it got on stderr as its stdin ends)."""
+        told = "\nprint('answers got: %s' % json.dumps(got), file=sys.stderr, flush=True)\n"
+        w = self.wrap(opts=["--max-message", "4096"],
+                      command=[sys.executable, "-c", ASKER + told])
+        w.send(req(1, "ask", {"ids": ["s1"]}))
+        self.assertEqual([w.msg()["id"] for _ in range(2)], ["s1", 1])
         w.send([{"jsonrpc": "2.0", "id": "nobody", "result": OVER}])
         wait_until(lambda: "the client's answer \"nobody\" is over --max-message (a batch of "
                            "more than 4096 bytes) and answers no request of the server in "
                            "flight: dropped" in w.stderr(), 5, "the warning")
-        # One write, one read: the ping is held while the end of run's reply is owed.
         w.send(req("e", "mcpmux/endRun"), req(2, "ping"),
                [{"jsonrpc": "2.0", "id": "s1", "result": OVER}])
         self.assertEqual(w.msg(10)["id"], "e")
@@ -1137,6 +1140,8 @@ class Failures(Case):
         w.send(req(3, "report"))
         self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 3, "result": []})
         self.ends_clean(w)
+        wait_until(lambda: w.stderr().count("answers got: []") == 2, 5, "each server's report")
+        self.assertNotIn("answers got: [[", w.stderr())
 
     def test_the_error_for_a_line_over_max_message_comes_after_the_ended_runs_replies(self):
         """A request, or a batch, over --max-message that comes while an ended run still
