@@ -901,7 +901,14 @@ class Routing(Case):
         self.assertEqual(m.msg("s"), {"jsonrpc": "2.0", "id": 2, "result": [[5, -32000]]})
         wait_until(lambda: "answer \"nobody\" is over --max-message" in m.p.stderr()
                    and "answer 5 is over --max-message" in m.p.stderr(), 5, "the warnings")
-        self.assertIn("answers no request of the server in flight: dropped", m.p.stderr())
+        # the first answer 5 gets the server its error, the repeat and "nobody" are dropped
+        self.assertRegex(m.p.stderr(), r"the client's answer 5 to a request of the server is "
+                         r"over --max-message \(\d+ bytes\): the server gets an error in its "
+                         r"place")
+        for who in ('"nobody"', "5"):
+            self.assertRegex(m.p.stderr(), r"the client's answer %s is over --max-message "
+                             r"\(\d+ bytes\) and answers no request of the server in flight: "
+                             r"dropped" % who)
         m.p.close_stdin()
         self.assertEqual(m.p.wait(), 0)
         self.assertEqual([e for e in m.inbox if "message" in e], [])
