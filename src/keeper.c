@@ -346,7 +346,8 @@ slot_send(int fd, bool gone)
 		 * The keeper is behind (a full socket): this record is not sent, and the
 		 * socket stays for the next ones (a record goes whole or not at all: a
 		 * SOCK_SEQPACKET).  A slot not handed comes free when mcpmux dies; a freed
-		 * one not said is held by the keeper, its file already removed, uncounted.
+		 * one not said is let go when the keeper reads the next record, as its file
+		 * is removed before (slots_unlinked()).
 		 */
 		if (!slot_said) {
 			slot_said = true;
@@ -1357,6 +1358,27 @@ slots_hold(struct slots_in *si, int fd)
 	si->v[si->n++] = (struct held){ fd, (uint64_t)st.st_dev, (uint64_t)st.st_ino };
 }
 
+/*
+ * The held slots whose files are gone are let go, whenever a record comes: mcpmux removes a
+ * freed slot's file before it says so, and a record it could not send (the socket full)
+ * is one of many the keeper has still to read.  A file that is still there is a slot
+ * taken, its record on its way, or its instance gone (killed, or kept for what it left).
+ */
+static void
+slots_unlinked(struct slots_in *si)
+{
+	for (size_t i = 0; i < si->n;) {
+		struct stat st;
+
+		if (fstat(si->v[i].fd, &st) == 0 && st.st_nlink == 0) {
+			(void)close(si->v[i].fd);
+			si->v[i] = si->v[--si->n];
+		} else {
+			i++;
+		}
+	}
+}
+
 /* What waits on the slot socket: descriptors held, those of free slots let go. */
 static void
 slots_read(struct slots_in *si, bool wait)
@@ -1426,6 +1448,7 @@ slots_read(struct slots_in *si, bool wait)
 				}
 			}
 		}
+		slots_unlinked(si);
 		wait = false;
 	}
 }

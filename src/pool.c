@@ -718,12 +718,13 @@ pool_release(struct pool_slot *s)
 	} else if (s->fd >= 0) {
 		char name[64];
 
-		keeper_slot_gone(s->fd);
-
 		slot_file(name, sizeof(name), 's', p->pid, s->seq);
 		(void)unlinkat(p->dir_fd, name, 0);
 		slot_file(name, sizeof(name), 'a', p->pid, s->seq);
 		(void)unlinkat(p->dir_fd, name, 0);
+		/* After the removal: a keeper that this record does not reach lets the slot go
+		 * when the next one does, as its file is gone (keeper_slot_gone()). */
+		keeper_slot_gone(s->fd);
 		sys_close(&s->fd); /* the lock goes with it */
 	}
 	/* Its file, and the state it did not take, are gone: the others' are recorded. */

@@ -62,7 +62,8 @@ void keeper_container_gone(const char *cidfile, const char *run);
  * A pool slot's locked file (pool.h): the keeper gets a descriptor of it (the same open
  * file, so the same lock) over a socket of its own, and holds it; should mcpmux be killed,
  * the slot stays taken until the keeper has ended what mcpmux left.  keeper_slot_gone():
- * the slot is free (its file removed), the keeper lets its descriptor go.
+ * the slot is free (its file removed before), the keeper lets its descriptor go (and,
+ * should this record not go, when the next one comes: the file is gone).
  */
 void keeper_slot(int fd);
 void keeper_slot_gone(int fd);

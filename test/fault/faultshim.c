@@ -25,6 +25,9 @@
  *   FAULT_SOCKETPAIR_FAIL=N,.. the Nth call of socketpair() fails with EMFILE
  *   FAULT_SENDFD_EAGAIN=N,.. the Nth call of sendmsg() that passes descriptors fails with
  *                         EAGAIN (a full socket)
+ *   FAULT_SENDREC_EAGAIN=N,.. the Nth call of sendmsg() on a SOCK_SEQPACKET socket that
+ *                         passes no descriptors (a freed pool slot's record) fails with
+ *                         EAGAIN
  *   FAULT_NO_CLOSE_RANGE=1 close_range() fails with ENOSYS, as before Linux 5.9: mcpmux
  *                         then starts its servers with clone(), which the shim sees,
  *                         where it would start them with an inline clone3() that it
@@ -212,7 +215,8 @@ static struct {
 	unsigned eintr, shorts; /* per mille */
 	size_t short_min;
 	unsigned long short_first;
-	struct nth fork, pipe2, socketpair, sendfd, accept4, flock, link, fsync_stop, inst_gone;
+	struct nth fork, pipe2, socketpair, sendfd, sendrec, accept4, flock, link, fsync_stop,
+		inst_gone;
 	unsigned long flock_ms;			/* FAULT_FLOCK_MS */
 	bool flock_after;			/* FAULT_FLOCK_AFTER */
 	bool no_close_range;			/* FAULT_NO_CLOSE_RANGE */
@@ -399,6 +403,7 @@ faultshim_init(void)
 	env_nth("FAULT_PIPE2_FAIL", &F.pipe2);
 	env_nth("FAULT_SOCKETPAIR_FAIL", &F.socketpair);
 	env_nth("FAULT_SENDFD_EAGAIN", &F.sendfd);
+	env_nth("FAULT_SENDREC_EAGAIN", &F.sendrec);
 	env_nth("FAULT_ACCEPT4_FAIL", &F.accept4);
 	env_nth("FAULT_FLOCK_SLOW", &F.flock);
 	env_nth("FAULT_LINK_FAIL", &F.link);
@@ -933,11 +938,25 @@ socketpair(int domain, int type, int protocol, int fds[2])
 	return real_socketpair(domain, type, protocol, fds);
 }
 
+static bool
+is_seqpacket(int fd)
+{
+	int type = 0;
+	socklen_t len = sizeof(type);
+
+	return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_SEQPACKET;
+}
+
 ssize_t
 sendmsg(int fd, const struct msghdr *m, int flags)
 {
 	resolve();
 	if (F.ready && getpid() == F.owner && m->msg_controllen > 0 && nth_fails(&F.sendfd)) {
+		errno = EAGAIN;
+		return -1;
+	}
+	if (F.ready && getpid() == F.owner && m->msg_controllen == 0 && is_seqpacket(fd) &&
+	    nth_fails(&F.sendrec)) {
 		errno = EAGAIN;
 		return -1;
 	}

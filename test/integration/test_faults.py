@@ -1088,6 +1088,37 @@ class KeeperSlots(Faults):
                          m.p.stderr())
         self.assert_no_leftovers()
 
+    def test_a_freed_slot_not_said_to_a_keeper_behind_is_let_go_at_its_next_record(self):
+        """The socket full when a slot is freed (the shim's EAGAIN, for that record): the
+        keeper, reading the records still queued (here: the next slot's), lets the freed
+        slot's descriptor go, as its file is gone; it does not hold it until it exits."""
+        m = Mux(self.mcpmux(["serve"] + self.OPTS + ["--", FIXTURE],
+                            env=self.shim_env(sendrec_eagain=1)))
+        self.two_sessions(m)
+        keeper = wait_until(lambda: [q for q in self.tagged() if keeper_of(q) == m.p.pid], 5,
+                            "the keeper")[0]
+        pools = os.path.join(self.tmp.name, "mcpmux", "pools")
+        held = lambda: sorted(l for l in fd_links(keeper).values() if l.startswith(pools))
+        wait_until(lambda: len(held()) == 2, 5, "the keeper to hold both slots",
+                   explain=lambda: repr(held()))
+        m.send("a", req(2, "mcpmux/endRun"))
+        self.assertEqual(m.msg("a")["id"], 2)
+        files = lambda: [f for d in os.listdir(pools) for f in os.listdir(os.path.join(pools, d))
+                         if f.startswith("s.")]
+        wait_until(lambda: len(files()) == 1, 5, "a's slot to be freed",
+                   explain=lambda: repr(files()))
+        m.send("c", initialize(3))
+        self.assertEqual(m.msg("c")["id"], 3)
+        wait_until(lambda: len(held()) == 2 and not [l for l in held() if "(deleted)" in l],
+                   5, "the keeper to hold b's and c's slots only",
+                   explain=lambda: repr(held()))
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+        self.assertEqual(m.p.stderr().count("cannot hand the keeper a pool slot"), 1,
+                         m.p.stderr())
+        self.assertEqual(self.counters(m.p.pid)["failed"], 1)
+        self.assert_no_leftovers()
+
     def test_a_slot_the_keeper_cannot_take_is_said_once(self):
         """The keeper out of descriptors (its RLIMIT_NOFILE put to 0 here): the slots' come
         cut off (MSG_CTRUNC), and it says so once."""
