@@ -51,11 +51,10 @@ struct told {
 	char *line, *cidfile, *run;
 };
 static char *told_cg;
-static bool slot_said;		     /* a slot could not be handed to the keeper: said once */
-static int slot_sock_errno;	     /* why the keeper's slot socket could not be made, or 0 */
-static double keeper_deadline = 5.0; /* --kill-deadline (keeper_kill_deadline()) */
-static int *slot_v; /* the slot descriptors told (keeper_slot()), for another keeper */
-static size_t slot_n, slot_cap;
+static bool slot_said;		      /* a slot could not be handed to the keeper: said once */
+static int slot_sock_errno;	      /* why the keeper's slot socket could not be made, or 0 */
+static double keeper_deadline = 5.0;  /* --kill-deadline (keeper_kill_deadline()) */
+static struct keeper_slot *slot_list; /* the slots told (keeper_slot()), for another keeper */
 static struct told *told_v;
 static size_t told_n, told_cap;
 
@@ -371,46 +370,46 @@ slot_send(int fd, bool gone)
 }
 
 void
-keeper_slot(int fd)
+keeper_slot(struct keeper_slot *ks, int fd)
 {
-	if (slot_n == slot_cap) {
-		size_t cap = slot_cap != 0 ? slot_cap * 2 : 8;
-		int *nv = realloc(slot_v, cap * sizeof(*nv));
-
-		if (nv == NULL) {
-			slot_send(fd, false); /* not for another keeper, though */
-			return;
-		}
-		slot_v = nv;
-		slot_cap = cap;
+	/* In a list through the slots themselves: nothing to allocate, so no slot is left out
+	 * of what another keeper is told. */
+	ks->fd = fd;
+	ks->prev = NULL;
+	ks->next = slot_list;
+	if (slot_list != NULL) {
+		slot_list->prev = ks;
 	}
-	slot_v[slot_n++] = fd;
+	slot_list = ks;
 	slot_send(fd, false);
 }
 
-/* fd is no longer mcpmux's to tell another keeper of. */
+/* The slot is no longer mcpmux's to tell another keeper of. */
 static void
-slot_forget(int fd)
+slot_forget(struct keeper_slot *ks)
 {
-	for (size_t i = 0; i < slot_n; i++) {
-		if (slot_v[i] == fd) {
-			slot_v[i] = slot_v[--slot_n];
-			break;
-		}
+	if (ks->prev != NULL) {
+		ks->prev->next = ks->next;
+	} else if (slot_list == ks) {
+		slot_list = ks->next;
 	}
+	if (ks->next != NULL) {
+		ks->next->prev = ks->prev;
+	}
+	ks->prev = ks->next = NULL;
 }
 
 void
-keeper_slot_gone(int fd)
+keeper_slot_gone(struct keeper_slot *ks)
 {
-	slot_forget(fd);
-	slot_send(fd, true);
+	slot_forget(ks);
+	slot_send(ks->fd, true);
 }
 
 void
-keeper_slot_left(int fd)
+keeper_slot_left(struct keeper_slot *ks)
 {
-	slot_forget(fd); /* the keeper keeps its own */
+	slot_forget(ks); /* the keeper keeps its own */
 }
 
 pid_t
@@ -470,8 +469,8 @@ retell(void)
 			err = errno;
 		}
 	}
-	for (size_t i = 0; i < slot_n; i++) {
-		slot_send(slot_v[i], false);
+	for (const struct keeper_slot *ks = slot_list; ks != NULL; ks = ks->next) {
+		slot_send(ks->fd, false);
 	}
 	if ((cg_err == 0 && untold == 0) || keeper_gone()) {
 		return;
@@ -522,9 +521,6 @@ keeper_done(void)
 		sys_close(&keeper_fd);
 	}
 	sys_close(&slot_sock);
-	free(slot_v);
-	slot_v = NULL;
-	slot_n = slot_cap = 0;
 	if (ack_fd >= 0) {
 		/* Gone with us: nothing of this instance is left when mcpmux has exited. */
 		struct pollfd p = { .fd = ack_fd, .events = POLLIN };

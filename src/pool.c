@@ -38,7 +38,8 @@ struct pool_slot {
 	pid_t *left;
 	unsigned long long *left_start; /* their start times: a pid reused is not theirs */
 	double t_want;
-	double t_first; /* not tried before (pool_want()'s yield) */
+	double t_first;	       /* not tried before (pool_want()'s yield) */
+	struct keeper_slot ks; /* handed to the keeper (while fd >= 0) */
 	struct pool_slot *next;
 };
 
@@ -456,7 +457,7 @@ grant(struct pool_slot *s, bool over, const struct census *c)
 		diag_warn_errno("pool %s: cannot count a server in (it starts, uncounted)",
 				p->name);
 	} else {
-		keeper_slot(s->fd); /* the keeper holds it too, should mcpmux be killed */
+		keeper_slot(&s->ks, s->fd); /* the keeper holds it too, should mcpmux be killed */
 	}
 	s->waiting = false;
 	write_state(s, "idle");
@@ -713,7 +714,7 @@ pool_release(struct pool_slot *s)
 	p = s->pool;
 	if (s->fd >= 0 && s->kept) {
 		/* mcpmux exits: its file stays, locked by the keeper until it is done. */
-		keeper_slot_left(s->fd);
+		keeper_slot_left(&s->ks);
 		sys_close(&s->fd);
 	} else if (s->fd >= 0) {
 		char name[64];
@@ -724,7 +725,7 @@ pool_release(struct pool_slot *s)
 		(void)unlinkat(p->dir_fd, name, 0);
 		/* After the removal: a keeper that this record does not reach lets the slot go
 		 * when the next one does, as its file is gone (keeper_slot_gone()). */
-		keeper_slot_gone(s->fd);
+		keeper_slot_gone(&s->ks);
 		sys_close(&s->fd); /* the lock goes with it */
 	}
 	/* Its file, and the state it did not take, are gone: the others' are recorded. */

@@ -65,10 +65,16 @@ void keeper_container_gone(const char *cidfile, const char *run);
  * the slot is free (its file removed before), the keeper lets its descriptor go (and,
  * should this record not go, when the next one comes: the file is gone).
  */
-void keeper_slot(int fd);
-void keeper_slot_gone(int fd);
+/* A slot told, in the slot itself: what a keeper started in place of one gone is told
+ * again (keeper_restart()), without memory to allocate. */
+struct keeper_slot {
+	int fd;
+	struct keeper_slot *prev, *next;
+};
+void keeper_slot(struct keeper_slot *ks, int fd);
+void keeper_slot_gone(struct keeper_slot *ks);
 /* mcpmux exits with the slot still taken (pool_keep()): the keeper keeps its descriptor. */
-void keeper_slot_left(int fd);
+void keeper_slot_left(struct keeper_slot *ks);
 /* The keeper's pid while it runs; 0 when it is gone or unknown. */
 pid_t keeper_pid_live(void);
 /* The descriptor that reads EOF once the keeper is gone (-1 when there is none). */

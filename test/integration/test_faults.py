@@ -1140,6 +1140,34 @@ class KeeperSlots(Faults):
         self.assertEqual(m.p.stderr().count(said), 1, m.p.stderr())
         self.assert_no_leftovers()
 
+    def test_a_slot_granted_without_memory_to_spare_is_handed_to_the_next_keeper(self):
+        """Memory short when the slot is granted (the shim's ENOMEM for the next realloc()
+        of 32 bytes once initialize came in, what a first table of 8 descriptors would
+        take): the slot is handed, and, the keeper killed, to the one started in its
+        place, as the slots to tell again are listed without memory to allocate."""
+        m = initialize(0)
+        m["params"]["clientInfo"]["name"] = "slot-oom"
+        env = self.shim_env(malloc_after="slot-oom", malloc_only="realloc", malloc_min=32,
+                            malloc_max=32)
+        mux = Mux(self.mcpmux(["serve"] + self.OPTS + ["--", FIXTURE], env=env))
+        p = mux.p
+        mux.send("a", m)  # its session, and so its slot, comes with this line
+        self.assertEqual(mux.msg("a")["id"], 0)
+        first = wait_until(lambda: [q for q in self.tagged() if keeper_of(q) == p.pid], 5,
+                           "the keeper")[0]
+        pools = os.path.join(self.tmp.name, "mcpmux", "pools")
+        held = lambda q: [l for l in fd_links(q).values() if l.startswith(pools)]
+        wait_until(lambda: held(first), 5, "the keeper to hold the slot")
+        os.kill(first, signal.SIGKILL)
+        said = "the keeper (pid %d) is gone: another (pid " % first
+        wait_until(lambda: said in p.stderr(), 10, said, explain=p.stderr)
+        wait_until(lambda: [q for q in self.tagged()
+                            if keeper_of(q) == p.pid and q != first and held(q)], 5,
+                   "the new keeper to hold the slot")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assert_no_leftovers()
+
     def abandon_then_exit(self, deadline_ms):
         """A run's end abandoned at --kill-deadline (a server mcpmux cannot signal: the
         shim's EPERM; without a cgroup, whose cgroup.kill does not go through it), then a

@@ -18,7 +18,8 @@ import time
 import unittest
 
 from mcptest import (FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, Case, alive, call, comm, deadline,
-                     encode, initialize, keeper_of, main, note, req, rss_anon_kib, wait_until)
+                     encode, fd_links, initialize, keeper_of, main, note, req, rss_anon_kib,
+                     wait_until)
 from test_hardening import Writer, wait_stalled
 from test_serve import Mux
 
@@ -1189,6 +1190,11 @@ class Pool(Base):
         a.send(initialize(1))
         self.assert_response(a.msg(), 1)
         pid1 = self.pid_of(a.send, a.msg, 2)
+        self.killed_then_another(a, pid1, opts)
+
+    def killed_then_another(self, a, pid1, opts):
+        """a SIGKILLed, its server pid1 leaving what ignores SIGTERM and EOF: another
+        instance's server starts only once the keeper has ended it, never two at once."""
         a.kill()
         t0 = time.monotonic()
         b = self.wrap(opts=opts)
@@ -1211,6 +1217,27 @@ class Pool(Base):
         self.assertEqual(b.wait(), 0)
         self.assert_no_leftovers()
         self.assertEqual(self.pool_files(), [])
+
+    def test_a_keeper_started_in_place_of_one_killed_holds_the_slots(self):
+        """The keeper SIGKILLed: the one mcpmux starts in its place is handed the slot,
+        and holds it, as the first did, when mcpmux is SIGKILLed in turn."""
+        opts = ["--eof-grace", "200", "--term-grace", "1500", "--kill-deadline", "3000",
+                "--max-servers", "1", "--pool", "p"]
+        a = self.wrap(opts=opts, command=["sh", "-c", '"$0" --ignore-sigterm --ignore-eof; :',
+                                          FIXTURE])
+        a.send(initialize(1))
+        self.assert_response(a.msg(), 1)
+        pid1 = self.pid_of(a.send, a.msg, 2)
+        first = wait_until(lambda: [q for q in self.tagged() if keeper_of(q) == a.pid], 5,
+                           "the keeper")[0]
+        os.kill(first, signal.SIGKILL)
+        said = "the keeper (pid %d) is gone: another (pid " % first
+        wait_until(lambda: said in a.stderr(), 10, said, explain=a.stderr)
+        pools = os.path.join(self.tmp.name, "mcpmux", "pools")
+        held = lambda: [l for q in self.tagged() if keeper_of(q) == a.pid and q != first
+                        for l in fd_links(q).values() if l.startswith(pools)]
+        wait_until(held, 5, "the new keeper to hold the slot")
+        self.killed_then_another(a, pid1, opts)
 
     def keeper_stopped(self, opts):
         """a, under opts, answers initialize, and its slot's keeper is stopped (SIGSTOP):
