@@ -1400,6 +1400,41 @@ class Pool(Base):
             m.p.close_stdin()
             self.assertEqual(m.p.wait(10), 0)
 
+    def test_a_stopped_keepers_slot_is_waited_for_its_bound_only(self):
+        """mcpmux SIGKILLed while its keeper is stopped (SIGSTOP): the keeper's lock holds
+        the slot, which nothing can take from it, as a stopped keeper is not told from a
+        slow one, nor what it has still to end from nothing.  A waiter waits its bound,
+        then starts over the cap; the keeper, let go on, frees the slot."""
+        opts = ["--eof-grace", "200", "--term-grace", "200", "--kill-deadline", "600",
+                "--max-servers", "1", "--pool", "p"]
+        a = self.wrap(opts=opts)
+        a.send(initialize(1))
+        self.assert_response(a.msg(), 1)
+        keeper = wait_until(lambda: [q for q in self.tagged() if keeper_of(q) == a.pid], 5,
+                            "the keeper")[0]
+        os.kill(keeper, signal.SIGSTOP)
+        try:
+            a.kill()
+            bound = 2.0  # (200 + 200 + 600) ms + 1 s
+            t0 = time.monotonic()
+            b = self.wrap(opts=opts)
+            b.send(initialize(1))
+            self.assert_response(b.msg(bound + 5), 1)
+            waited = time.monotonic() - t0
+            self.assertEqual(sorted(self.pool_files()),
+                             sorted(["s.%d.1" % a.pid, "s.%d.1" % b.pid]))
+        finally:
+            os.kill(keeper, signal.SIGCONT)
+        print("a stopped keeper's slot: waited %.2f s" % waited)
+        self.assertGreaterEqual(waited, bound)
+        self.assertIn("no server's slot came free in 2 s", b.stderr())
+        wait_until(lambda: self.pool_files() == ["s.%d.1" % b.pid], 10,
+                   "the keeper to free the killed instance's slot")
+        b.close_stdin()
+        self.assertEqual(b.wait(), 0)
+        self.assert_no_leftovers()
+        self.assertEqual(self.pool_files(), [])
+
     def test_a_wait_is_bounded_by_the_idle_servers_teardown(self):
         """An instance that cannot answer the ask (stopped) holds a new server back for no
         longer than its idle server's teardown (--eof-grace + --term-grace +
