@@ -51,8 +51,8 @@ struct told {
 	char *line, *cidfile, *run;
 };
 static char *told_cg;
-static bool slot_said;		      /* a slot could not be handed to the keeper: said once */
-static int slot_sock_errno;	      /* why the keeper's slot socket could not be made, or 0 */
+static bool slot_said;		      /* a taken slot not handed to the keeper: said once */
+static int slot_sock_errno;	      /* why there is no slot socket (not made, given up), or 0 */
 static double keeper_deadline = 5.0;  /* --kill-deadline (keeper_kill_deadline()) */
 static struct keeper_slot *slot_list; /* the slots told (keeper_slot()), for another keeper */
 static struct told *told_v;
@@ -301,6 +301,20 @@ struct slot_rec {
 	uint64_t dev, ino;
 };
 
+/*
+ * A taken slot not handed to the keeper (errno why): said once.  A freed slot's record that
+ * did not go is not: the keeper lets that slot go at its next record all the same.
+ */
+static void
+slot_unhanded(void)
+{
+	if (!slot_said) {
+		slot_said = true;
+		diag_warn_errno("cannot hand the keeper a pool slot (if mcpmux is killed, its "
+				"slots may be free before what it left is ended)");
+	}
+}
+
 static void
 slot_send(int fd, bool gone)
 {
@@ -313,11 +327,9 @@ slot_send(int fd, bool gone)
 	struct iovec iov = { .iov_base = &r, .iov_len = sizeof(r) };
 	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
 
-	if (slot_sock < 0 && slot_sock_errno != 0 && !gone && !slot_said) {
-		slot_said = true;
+	if (slot_sock < 0 && slot_sock_errno != 0 && !gone) {
 		errno = slot_sock_errno;
-		diag_warn_errno("cannot hand the keeper a pool slot (if mcpmux is killed, its "
-				"slots may be free before what it left is ended)");
+		slot_unhanded();
 	}
 	if (slot_sock < 0 || fstat(fd, &st) == -1) {
 		return;
@@ -346,12 +358,10 @@ slot_send(int fd, bool gone)
 		 * socket stays for the next ones (a record goes whole or not at all: a
 		 * SOCK_SEQPACKET).  A slot not handed comes free when mcpmux dies; a freed
 		 * one not said is let go when the keeper reads the next record, as its file
-		 * is removed before (slots_unlinked()).
+		 * is removed before (slots_unlinked()): nothing to say then.
 		 */
-		if (!slot_said) {
-			slot_said = true;
-			diag_warn_errno("cannot hand the keeper a pool slot (if mcpmux is killed, "
-					"its slots may be free before what it left is ended)");
+		if (!gone) {
+			slot_unhanded();
 		}
 		return;
 	}
@@ -360,10 +370,10 @@ slot_send(int fd, bool gone)
 		if (n >= 0) {
 			errno = EIO;
 		}
-		if (!slot_said) {
-			slot_said = true;
-			diag_warn_errno("cannot hand the keeper a pool slot (if mcpmux is killed, "
-					"its slots may be free before what it left is ended)");
+		if (!gone) {
+			slot_unhanded();
+		} else {
+			slot_sock_errno = errno; /* said when the next slot is to be handed */
 		}
 		sys_close(&slot_sock);
 	}

@@ -61,12 +61,13 @@ void keeper_container_gone(const char *cidfile, const char *run);
 /*
  * A pool slot's locked file (pool.h): the keeper gets a descriptor of it (the same open
  * file, so the same lock) over a socket of its own, and holds it; should mcpmux be killed,
- * the slot stays taken until the keeper has ended what mcpmux left.  keeper_slot_gone():
- * the slot is free (its file removed before), the keeper lets its descriptor go (and,
- * should this record not go, when the next one comes: the file is gone).
+ * the slot stays taken until the keeper has ended what mcpmux left.  A slot not handed is
+ * said once on stderr.  keeper_slot_gone(): the slot is free (its file removed before),
+ * the keeper lets its descriptor go (and, should this record not go, when the next one
+ * comes, the file being gone: nothing is said).  struct keeper_slot, in the slot itself,
+ * lists the slots told, so that a keeper started in place of one gone is told them again
+ * (keeper_restart()) without memory to allocate.
  */
-/* A slot told, in the slot itself: what a keeper started in place of one gone is told
- * again (keeper_restart()), without memory to allocate. */
 struct keeper_slot {
 	int fd;
 	struct keeper_slot *prev, *next;
