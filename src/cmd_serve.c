@@ -50,14 +50,16 @@ struct sconn {
 	struct sconn *next;
 	struct envelope_bigscan big; /* the envelope too long to buffer that is passing */
 	/*
-	 * Its message, a batch, as it passes (serve_big_element()): its elements kept for
-	 * its end, each a kind byte ('q' a request, 'a' an answer read before its session),
-	 * its id's length (a byte, 0: none kept) then its text, at most big_bound() of them
-	 * (past that, none: big_over); how many requests, answers and notifications; its
-	 * bytes so far.
+	 * Its message, a batch, as it passes (serve_big_element()): its requests kept for
+	 * its end, each its id's length (a byte, 0: none kept) then its text, at most
+	 * big_bound() of them (past that, none: big_over); its answers read before its
+	 * session, kept the same way in big_early, at most big_bound() of them (past that,
+	 * counted in big_early_lost); how many requests, answers, notifications and elements
+	 * that are no message; its bytes so far.
 	 */
-	struct sbuf big_items;
-	size_t big_n, big_requests, big_answers, big_notes, big_fed;
+	struct sbuf big_items, big_early;
+	size_t big_requests, big_answers, big_notes, big_invalid, big_early_n, big_early_lost,
+		big_fed;
 	bool big_over;
 	/*
 	 * What of its sessions was lost with it (lost_note()), said in one line at its close
@@ -971,8 +973,8 @@ serve_on_line(void *ctx, const char *line, size_t len)
 }
 
 /*
- * The elements of a batch too long to buffer that are kept for its end: as many as wrap
- * keeps (its big_bound()).
+ * The requests of a batch too long to buffer that are kept for its end, and its answers
+ * read before its session: as many of each as wrap keeps requests (its big_bound()).
  */
 static size_t
 big_bound(const struct serve *sv)
@@ -989,26 +991,21 @@ big_session(const struct sconn *sc, size_t *len)
 	return sid != NULL && session_id_valid(sid, *len) ? sid : NULL;
 }
 
-/* An element of a batch too long to buffer kept for its end (serve_on_big_end()). */
+/*
+ * An element of a batch too long to buffer kept in b for its end (serve_on_big_end()): an
+ * id too long to be kept, or of no use (null, true, {}), as none.
+ */
 static void
-big_keep(struct sconn *sc, char kind, const struct jsonrpc_idscan *ids)
+big_keep(struct sbuf *b, const struct jsonrpc_idscan *ids)
 {
 	size_t id_len = 0;
 	const char *id = jsonrpc_idscan_id(ids, &id_len);
 	unsigned char len = id != NULL && !ids->overflow ? (unsigned char)id_len : 0;
 
-	if (sc->big_over) {
-		return;
+	sbuf_add(b, (const char *)&len, 1);
+	if (len > 0) {
+		sbuf_add(b, id, len);
 	}
-	if (sc->big_n == big_bound(sc->sv)) {
-		sc->big_over = true;
-		sbuf_release(&sc->big_items);
-		return;
-	}
-	sc->big_n++;
-	sbuf_add(&sc->big_items, &kind, 1);
-	sbuf_add(&sc->big_items, (const char *)&len, 1);
-	sbuf_add(&sc->big_items, id, len);
 }
 
 /*
@@ -1028,7 +1025,12 @@ serve_big_element(void *ctx, const struct jsonrpc_idscan *ids)
 
 		sc->big_answers++;
 		if (sid == NULL) {
-			big_keep(sc, 'a', ids);
+			if (sc->big_early_n == big_bound(sv)) {
+				sc->big_early_lost++; /* said at its end */
+				return;
+			}
+			sc->big_early_n++;
+			big_keep(&sc->big_early, ids);
 			return;
 		}
 		/* Over the bound before the line's end, unless it had no memory within it. */
@@ -1043,10 +1045,20 @@ serve_big_element(void *ctx, const struct jsonrpc_idscan *ids)
 		big.id = jsonrpc_idscan_id(ids, &big.id_len);
 		oversize(sc, hub_find(&sv->hub, sid, sid_len), sid, sid_len, &big, ids);
 	} else if (ids->has_id) {
+		if (sc->big_over) {
+			return;
+		}
+		if (sc->big_requests == big_bound(sv)) {
+			sc->big_over = true; /* one error with id null for them all */
+			sbuf_release(&sc->big_items);
+			return;
+		}
 		sc->big_requests++;
-		big_keep(sc, 'q', ids);
-	} else {
-		sc->big_notes += ids->has_method; /* (no message at all: 1, {}) */
+		big_keep(&sc->big_items, ids);
+	} else if (ids->has_method) {
+		sc->big_notes++;
+	} else if (ids->begun) {
+		sc->big_invalid++; /* no message at all: 1, {} (not the ',' after an object) */
 	}
 }
 
@@ -1060,7 +1072,9 @@ serve_on_big_begin(void *ctx, const char *head, size_t len)
 	sc->big.id.on_element = serve_big_element;
 	sc->big.id.ctx = sc;
 	sbuf_reset(&sc->big_items);
-	sc->big_n = sc->big_requests = sc->big_answers = sc->big_notes = 0;
+	sbuf_reset(&sc->big_early);
+	sc->big_requests = sc->big_answers = sc->big_notes = sc->big_invalid = 0;
+	sc->big_early_n = sc->big_early_lost = 0;
 	sc->big_over = false;
 	sc->big_fed = len;
 	envelope_bigscan_feed(&sc->big, head, len);
@@ -1076,11 +1090,45 @@ serve_on_big_more(void *ctx, const char *more, size_t len)
 }
 
 /*
+ * The answers of a batch too long to buffer read before its session, at its end: each
+ * gets the server an error for the request in flight it answers (oversize()); those
+ * past big_bound(), or all when the memory to keep them ran out, are said lost.
+ */
+static void
+big_early(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len,
+	  const struct rpcout_big *big)
+{
+	const struct sbuf *items = &sc->big_early;
+	size_t lost = sc->big_early_lost;
+
+	if (items->failed) {
+		lost += sc->big_early_n;
+	} else {
+		for (size_t i = 0; i < items->len; i += 1 + (unsigned char)items->buf[i]) {
+			struct rpcout_big answer = *big;
+
+			answer.answer = true;
+			answer.id_len = (unsigned char)items->buf[i];
+			answer.id = answer.id_len > 0 ? items->buf + i + 1 : NULL;
+			oversize(sc, e, sid, sid_len, &answer, NULL);
+		}
+	}
+	if (lost > 0) {
+		diag_error("session %.*s: %s: %zu answers of a batch of the client's over "
+			   "--max-message, read before its session, could not be kept: the "
+			   "server's requests they answer get no error for them",
+			   (int)sid_len, sid, items->failed ? "out of memory" : "too many answers",
+			   lost);
+	}
+}
+
+/*
  * A batch too long to buffer in session sid, at its end (its answers read after the
  * session got the server errors as they passed): its answers read before the session
- * get them now, its requests each big's error with its id, in one array.  False when
- * nothing of it could be read, it had more elements than big_bound(), or the memory to
- * keep them ran out: its requests are answered as one message, one error with id null.
+ * get them now (big_early()), its requests each big's error with its id, and its
+ * elements that are no message one error with id null, in one array.  False when nothing
+ * of it could be read, it had more requests than big_bound(), or the memory to keep
+ * them ran out: its requests are answered as one message, one error with id null.
  */
 static bool
 big_batch(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len,
@@ -1093,46 +1141,41 @@ big_batch(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len
 	size_t n = 0;
 
 	/* An element cut short by the line's end. */
-	if (sc->big.batch && (sc->big.id.found || sc->big.id.has_method || sc->big.id.has_id)) {
+	if (sc->big.batch && sc->big.id.begun) {
 		serve_big_element(sc, &sc->big.id);
 	}
+	big_early(sc, e, sid, sid_len, big);
 	if (sc->big_over) {
 		diag_warn("session %.*s: a batch of the client's over --max-message has more than "
-			  "%zu elements: they could not each be handled, one error with id null "
-			  "answers its requests",
+			  "%zu requests: they could not each be handled, one error with id null "
+			  "answers them",
 			  (int)sid_len, sid, big_bound(sv));
 		return false;
 	}
 	if (items->failed) {
-		diag_error("session %.*s: out of memory: the elements of a batch of the client's "
-			   "over --max-message could not be kept: one error with id null answers "
-			   "its requests",
+		diag_error("session %.*s: out of memory: the requests of a batch of the client's "
+			   "over --max-message could not be kept: one error with id null "
+			   "answers them",
 			   (int)sid_len, sid);
 		return false;
 	}
-	if (!sc->big.batch || sc->big_requests + sc->big_answers + sc->big_notes == 0) {
+	if (!sc->big.batch ||
+	    sc->big_requests + sc->big_answers + sc->big_notes + sc->big_invalid == 0) {
 		return false;
-	}
-	for (size_t i = 0; i < items->len; i += 2 + (unsigned char)items->buf[i + 1]) {
-		struct rpcout_big answer = *big;
-
-		answer.answer = true;
-		answer.id_len = (unsigned char)items->buf[i + 1];
-		answer.id = answer.id_len > 0 ? items->buf + i + 2 : NULL;
-		if (items->buf[i] == 'a') {
-			oversize(sc, e, sid, sid_len, &answer, NULL);
-		}
 	}
 	(void)rpcout_oversize(big, text, sizeof(text)); /* a request's error */
 	sbuf_reset(b);
-	for (size_t i = 0; i < items->len; i += 2 + (unsigned char)items->buf[i + 1]) {
-		size_t id_len = (unsigned char)items->buf[i + 1];
+	for (size_t i = 0; i < items->len; i += 1 + (unsigned char)items->buf[i]) {
+		size_t id_len = (unsigned char)items->buf[i];
 
-		if (items->buf[i] == 'q') {
-			sbuf_adds(b, n++ == 0 ? "[" : ",");
-			rpcout_error(b, id_len > 0 ? items->buf + i + 2 : NULL, id_len,
-				     RPCOUT_BIG_CODE(big), text);
-		}
+		sbuf_adds(b, n++ == 0 ? "[" : ",");
+		rpcout_error(b, id_len > 0 ? items->buf + i + 1 : NULL, id_len,
+			     RPCOUT_BIG_CODE(big), text);
+	}
+	if (sc->big_invalid > 0) {
+		/* Its elements that are no message, which could not be read: one error. */
+		sbuf_adds(b, n++ == 0 ? "[" : ",");
+		rpcout_error(b, NULL, 0, RPCOUT_BIG_CODE(big), text);
 	}
 	if (n > 0) {
 		sbuf_adds(b, "]");
@@ -1155,7 +1198,7 @@ big_batch(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len
 			sbuf_adds(&env, ",\"message\":");
 			sbuf_add(&env, b->buf, b->len);
 			sbuf_adds(&env, "}");
-			if (e == NULL && !b->failed) {
+			if (e == NULL) {
 				char id[SESSION_ID_MAX + 1];
 
 				(void)snprintf(id, sizeof(id), "%.*s", (int)sid_len, sid);
@@ -1216,6 +1259,7 @@ serve_on_big_end(void *ctx, size_t total)
 		bool done = big_batch(sc, e, sid, sid_len, &big);
 
 		sbuf_reset(&sc->big_items); /* (its memory given back after a long batch) */
+		sbuf_reset(&sc->big_early);
 		if (!done) {
 			/* One error with id null, in its session. */
 			oversize(sc, e, sid, sid_len, &big, NULL);
@@ -1294,6 +1338,7 @@ sconn_free(struct sconn *sc)
 	sv->refusing = false; /* room again: the next refusal is said */
 	conn_release(&sc->c);
 	sbuf_release(&sc->big_items);
+	sbuf_release(&sc->big_early);
 	lost_say(sc); /* what its sessions lost since its close */
 	sys_close(&sc->fd);
 	free(sc);

@@ -1354,6 +1354,7 @@ jsonrpc_idscan_feed(struct jsonrpc_idscan *sc, const char *p, size_t len)
 		switch (c) {
 		case '{':
 		case '[':
+			sc->begun = true;
 			sc->depth++;
 			sc->want_value = false;
 			sc->is_key = sc->depth == 1 && c == '{';
@@ -1374,6 +1375,7 @@ jsonrpc_idscan_feed(struct jsonrpc_idscan *sc, const char *p, size_t len)
 		case ':':
 			break;
 		case '"':
+			sc->begun = true;
 			sc->in_string = true;
 			if (sc->depth == 1 && sc->want_value && !sc->found) {
 				sc->capturing = true;
@@ -1392,6 +1394,7 @@ jsonrpc_idscan_feed(struct jsonrpc_idscan *sc, const char *p, size_t len)
 		case '\n':
 			break;
 		default:
+			sc->begun = true;
 			if (sc->depth == 1 && sc->want_value && !sc->found) {
 				sc->capturing = true;
 				idscan_capture(sc, c);

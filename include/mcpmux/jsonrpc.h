@@ -297,6 +297,7 @@ struct jsonrpc_idscan {
 	uint64_t id_hash; /* FNV-1a of the whole id's text */
 	bool found, overflow;
 	bool ended; /* the value fed is over: what follows is another's */
+	bool begun; /* a value was fed, past whitespace (in a batch: the element's) */
 	/* Set after init: fed a batch's elements (past its '['), the id sought is that of its
 	 * first answer; the elements before it (notifications, requests) are passed over. */
 	bool batch;

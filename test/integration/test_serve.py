@@ -986,6 +986,81 @@ class Routing(Case):
         m.p.close_stdin()
         self.assertEqual(m.p.wait(), 0)
 
+    def test_a_batch_too_long_to_buffer_with_ids_of_no_use_is_answered(self):
+        """A request in a batch too long to be read whole whose id is of no use (null,
+        true, an object) or longer than 128 bytes gets -32600 with id null in the batch's
+        array; an answer with such a long id read before its session is dropped with a
+        warning: serve goes on (none of them had an id to keep)."""
+        big = {"p": "y" * 8192}
+        for id_ in (None, True, {"a": 1}, "x" * 200):
+            with self.subTest(id=str(id_)[:8]):
+                m = Mux(self.serve(opts=["--max-message", "4096"], command=["cat"]))
+                m.send("s", [req(id_, "ping", big)])
+                got = m.msg("s")
+                self.assertEqual([(g["id"], g["error"]["code"]) for g in got],
+                                 [(None, -32600)], got)
+                m.send("s", req(9, "ping"))
+                self.assertEqual(m.msg("s"), req(9, "ping"))
+                m.p.close_stdin()
+                self.assertEqual(m.p.wait(), 0)
+        with self.subTest(id="answer"):
+            m = Mux(self.serve(opts=["--max-message", "4096"], command=["cat"]))
+            m.send("s", req(1, "ping"))
+            self.assertEqual(m.msg("s"), req(1, "ping"))
+            answer = {"jsonrpc": "2.0", "id": "x" * 200, "result": big}
+            m.p.write(b'{"message":[%s],"session":"s"}\n'
+                      % json.dumps(answer, separators=(",", ":")).encode())
+            m.send("s", req(9, "ping"))
+            self.assertEqual(m.msg("s"), req(9, "ping"))
+            wait_until(lambda: "answers no request of the server in flight: dropped"
+                       in m.p.stderr(), 5, "the warning", lambda: m.p.stderr())
+            m.p.close_stdin()
+            self.assertEqual(m.p.wait(), 0)
+
+    def test_a_batch_too_long_to_buffer_keeps_its_answers_apart_from_its_requests(self):
+        """Answers of a batch too long to be read whole, read before its session, are
+        kept apart from its requests, each under 1,024 + --max-message/35: too many
+        requests do not lose them (the server still gets its error), and answers alone
+        never get the client an error; those past their bound are said lost."""
+        bound = 1024 + 4096 // 35
+        m = Mux(self.serve(opts=["--max-message", "4096"],
+                           command=[sys.executable, "-c", ASKER]))
+        m.send("s", req(1, "ask", {"ids": [5]}))
+        self.assertEqual([m.msg("s")["id"] for _ in range(2)], [5, 1])
+        batch = ([{"jsonrpc": "2.0", "id": 5, "result": {}}]
+                 + [req(k, "x") for k in range(bound + 1)])
+        m.p.write(b'{"message":%s,"session":"s"}\n'
+                  % json.dumps(batch, separators=(",", ":")).encode())
+        self.assert_error(m.msg("s"), None, -32600)
+        m.send("s", req(2, "report"))
+        self.assertEqual(m.msg("s"), {"jsonrpc": "2.0", "id": 2, "result": [[5, -32000]]})
+        answers = [{"jsonrpc": "2.0", "id": "n%d" % k, "result": {}}
+                   for k in range(bound + 2)]
+        m.p.write(b'{"message":%s,"session":"s"}\n'
+                  % json.dumps(answers, separators=(",", ":")).encode())
+        m.send("s", req(3, "report"))
+        self.assertEqual(m.msg("s"), {"jsonrpc": "2.0", "id": 3, "result": [[5, -32000]]})
+        wait_until(lambda: "2 answers of a batch" in m.p.stderr(), 5, "the count",
+                   lambda: m.p.stderr()[-2000:])
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+
+    def test_a_batch_too_long_to_buffer_answers_its_elements_that_are_no_message(self):
+        """Elements of a batch too long to be read whole that are no message ({"foo": 1},
+        1) get one -32600 with id null between them, in the batch's array."""
+        m = Mux(self.serve(opts=["--max-message", "4096"], command=["cat"]))
+        m.send("s", [{"foo": "y" * 8192}, 1, note("notifications/x")])
+        got = m.msg("s")
+        self.assertEqual([(g["id"], g["error"]["code"]) for g in got], [(None, -32600)], got)
+        m.send("s", [{"foo": "y" * 8192}, 1, req(3, "ping")])
+        got = m.msg("s")
+        self.assertEqual([(g["id"], g["error"]["code"]) for g in got],
+                         [(3, -32600), (None, -32600)], got)
+        m.send("s", req(9, "ping"))
+        self.assertEqual(m.msg("s"), req(9, "ping"))
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+
     def test_an_envelope_too_long_to_buffer_is_answered_in_its_session(self):
         """An envelope over --max-message and the envelope's own bytes is refused unread,
         in the session it names, with its message's id (seen before or after the body);
