@@ -41,10 +41,20 @@ handshake_release(struct handshake *hs)
 	handshake_init(hs);
 }
 
+/*
+ * b = p, in exactly its size: a record is kept for the session's life, and an sbuf's
+ * first 256 bytes for a few bytes of text, four records a session, were a kilobyte of
+ * every idle session.
+ */
 static void
 set(struct sbuf *b, const char *p, size_t len)
 {
-	sbuf_reset(b);
+	sbuf_release(b);
+	if ((b->buf = malloc(len + 1)) == NULL) {
+		b->failed = true;
+		return;
+	}
+	b->cap = len + 1;
 	sbuf_add(b, p, len);
 }
 
@@ -340,13 +350,13 @@ observe_server(struct handshake *hs, const struct jsonrpc_scanner *scan, const c
 	if (!jsonspan_member(line, len, "result", &result, &rlen)) {
 		return;
 	}
-	sbuf_reset(&hs->proto);
-	sbuf_reset(&hs->caps);
+	sbuf_release(&hs->proto);
+	sbuf_release(&hs->caps);
 	if (jsonspan_member(result, rlen, "protocolVersion", &v, &vlen)) {
-		sbuf_add(&hs->proto, v, vlen);
+		set(&hs->proto, v, vlen);
 	}
 	if (jsonspan_member(result, rlen, "capabilities", &v, &vlen)) {
-		sbuf_add(&hs->caps, v, vlen);
+		set(&hs->caps, v, vlen);
 	}
 	hs->have_result = !hs->proto.failed && !hs->caps.failed;
 }

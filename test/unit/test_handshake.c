@@ -158,6 +158,29 @@ test_records_initialize(void **state)
 	assert_int_equal(f->hs.n_subs, 0);
 }
 
+/*
+ * The records live as long as the session, idle or not: each takes the bytes of its
+ * text, not an sbuf's first 256 (four of them were a kilobyte of every idle session).
+ */
+static void
+test_records_take_their_size(void **state)
+{
+	struct fix *f = *state;
+
+	client(f, INIT);
+	server(f, ANSWER);
+	assert_true(handshake_ready(&f->hs));
+	client(f, "{'jsonrpc':'2.0','id':2,'method':'logging/setLevel','params':{'level':'info'}}");
+	assert_true(f->hs.have_level);
+	const struct sbuf *b[] = { &f->hs.init_params, &f->hs.init_key, &f->hs.proto, &f->hs.caps,
+				   &f->hs.level_params };
+
+	for (size_t i = 0; i < sizeof(b) / sizeof(b[0]); i++) {
+		assert_true(b[i]->len > 0);
+		assert_int_equal(b[i]->cap, b[i]->len + 1);
+	}
+}
+
 static void
 test_initialize_without_params(void **state)
 {
@@ -701,6 +724,7 @@ main(void)
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_records_initialize),
+		T(test_records_take_their_size),
 		T(test_initialize_without_params),
 		T(test_set_level_keeps_the_last),
 		T(test_subscriptions_are_a_set),
