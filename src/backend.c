@@ -1050,6 +1050,14 @@ ctr_prepare(struct backend *b, char *const *argv)
 	return 0;
 }
 
+/* Its cgroup leaf is gone, or no longer its concern: the path is given back. */
+static void
+leaf_forget(struct backend *b)
+{
+	free(b->cgroup);
+	b->cgroup = NULL;
+}
+
 struct backend *
 backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	      const struct framer_sink *sink, const struct backend_hooks *hooks, void *owner)
@@ -1113,23 +1121,32 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	sys_signals_at_start(&args.ignored, &args.mask);
 	args.close_err = args.err_fd < 0 && sys_stdio_closed_at_start(STDERR_FILENO);
 
-	char cg_procs[CGROUP_PATH_MAX + 16];
+	char cg_procs[CGROUP_PATH_MAX + 16], leaf[CGROUP_PATH_MAX];
 
-	if (inst_cgroup[0] == '\0') {
-		b->cgroup[0] = '\0';
-	} else if (cgroup_leaf_make(inst_cgroup, ++leaf_seq, b->cgroup, sizeof(b->cgroup)) == 0) {
-		(void)snprintf(cg_procs, sizeof(cg_procs), "%s/cgroup.procs", b->cgroup);
-		args.cg_procs = cg_procs;
-	} else {
-		/*
-		 * No leaf (cgroup.max.descendants or cgroup.max.depth reached, no memory, a
-		 * leaf of that name there already): the server starts without one, and the
-		 * process walk alone finds its tree.  Said: what it then loses is not small.
-		 */
-		diag_warn("session %s: cannot make a cgroup leaf for its server: %s (it runs "
-			  "without one: the process walk alone finds its tree)",
-			  b->cookie, strerror(errno));
-		b->cgroup[0] = '\0';
+	if (inst_cgroup[0] != '\0') {
+		int made = cgroup_leaf_make(inst_cgroup, ++leaf_seq, leaf, sizeof(leaf));
+
+		if (made == 0 && (b->cgroup = strdup(leaf)) == NULL) {
+			int e = errno;
+
+			(void)cgroup_remove(leaf);
+			errno = e;
+			made = -1;
+		}
+		if (made == 0) {
+			(void)snprintf(cg_procs, sizeof(cg_procs), "%s/cgroup.procs", b->cgroup);
+			args.cg_procs = cg_procs;
+		} else {
+			/*
+			 * No leaf (cgroup.max.descendants or cgroup.max.depth reached, no
+			 * memory, a leaf of that name there already): the server starts
+			 * without one, and the process walk alone finds its tree.  Said: what
+			 * it then loses is not small.
+			 */
+			diag_warn("session %s: cannot make a cgroup leaf for its server: %s (it "
+				  "runs without one: the process walk alone finds its tree)",
+				  b->cookie, strerror(errno));
+		}
 	}
 	args.err_pipe = -1;
 	/* The table is shared through clone3() only: see spawn_clone3(). */
@@ -1152,7 +1169,7 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 			  "without one: the process walk alone finds its tree)",
 			  b->cookie, strerror(errno));
 		(void)cgroup_remove(b->cgroup);
-		b->cgroup[0] = '\0';
+		leaf_forget(b);
 		args.cg_procs = NULL;
 		pid = slots ? spawn_clone3(&args, NULL, stack) : -2;
 	}
@@ -1175,7 +1192,7 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 			  "without one: the process walk alone finds its tree)",
 			  b->cookie, strerror(args.cg_err));
 		(void)cgroup_remove(b->cgroup);
-		b->cgroup[0] = '\0';
+		leaf_forget(b);
 	}
 	(void)setpgid(pid, pid); /* also in the child: whichever runs first */
 	sys_close(&pin[0]);
@@ -1232,8 +1249,9 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	return b;
 fail:
 	err = errno;
-	if (b->cgroup[0] != '\0') {
+	if (b->cgroup != NULL) {
 		(void)cgroup_remove(b->cgroup);
+		leaf_forget(b);
 	}
 	if (told) {
 		keeper_container_gone(b->ctr->cidfile, b->ctr->run_label); /* never started */
@@ -1889,7 +1907,7 @@ signal_tree(struct backend *b, int sig)
 			(void)kill(-b->pid, SIGCONT);
 		}
 	}
-	if (sig == SIGKILL && b->cgroup[0] != '\0' && !ctr_spares(b)) {
+	if (sig == SIGKILL && b->cgroup != NULL && !ctr_spares(b)) {
 		(void)cgroup_kill(b->cgroup); /* exact: whatever left the group and the cookie */
 	}
 	b->pending_signal = sig;
@@ -1908,8 +1926,8 @@ enter_done(struct backend *b)
 	close_stdout(b);
 	read_stderr(b, true);
 	ending_remove(b);
-	if (b->cgroup[0] != '\0' && cgroup_remove(b->cgroup) == 0) {
-		b->cgroup[0] = '\0';
+	if (b->cgroup != NULL && cgroup_remove(b->cgroup) == 0) {
+		leaf_forget(b);
 	}
 	if (b->ctr != NULL) {
 		ev_timer_stop(b->loop, &b->ctr->retry_w);
@@ -2139,9 +2157,29 @@ static void
 abandon(struct backend *b, const struct proctree_match *m)
 {
 	char list[256];
-	size_t len = 0, unknown = 0;
+	size_t len = 0, unknown = 0, want = 0, cap = BACKEND_LEFT_INLINE;
+	bool cut = false; /* no memory for the list beyond left_in */
 
+	/* The list in the backend itself, or allocated when it is longer (rare). */
+	for (size_t i = 0; i < snapshot.n; i++) {
+		want += proctree_unattributed(&snapshot, i, m) ||
+			proctree_is_member(&snapshot, i, m);
+	}
+	if (b->left != b->left_in) {
+		free(b->left);
+	}
 	b->n_left = 0;
+	b->left = b->left_in;
+	if (want > BACKEND_LEFT_INLINE) {
+		pid_t *v = calloc(SYS_MIN(want, BACKEND_LEFT_MAX), sizeof(*v));
+
+		if (v != NULL) {
+			b->left = v;
+			cap = SYS_MIN(want, BACKEND_LEFT_MAX);
+		} else {
+			cut = true;
+		}
+	}
 	for (size_t i = 0; i < snapshot.n; i++) {
 		/*
 		 * Also those it could not tell from its own (an environment it cannot read):
@@ -2153,7 +2191,7 @@ abandon(struct backend *b, const struct proctree_match *m)
 			continue;
 		}
 		unknown += held;
-		if (b->n_left < BACKEND_LEFT_MAX) {
+		if (b->n_left < cap) {
 			b->left[b->n_left++] = snapshot.v[i].pid;
 		}
 		if (len < sizeof(list) - 16) {
@@ -2187,7 +2225,12 @@ abandon(struct backend *b, const struct proctree_match *m)
 			b->ctr != NULL && !b->ctr->gone ? ", and container " : "",
 			b->ctr == NULL || b->ctr->gone ? "" : ctr_said(b->ctr));
 	}
-	b->left_partial = snapshot.incomplete || b->n_left >= BACKEND_LEFT_MAX || len == 0;
+	if (cut) {
+		diag_warn("session %s: out of memory: %zu of the %zu pids it left are listed "
+			  "(its slot, if any, stays taken until mcpmux exits)",
+			  b->cookie, b->n_left, want);
+	}
+	b->left_partial = snapshot.incomplete || b->n_left >= BACKEND_LEFT_MAX || len == 0 || cut;
 	b->escalation = BACKEND_ESC_ABANDONED;
 	if (b->ctr != NULL) {
 		ev_timer_stop(b->loop, &b->ctr->retry_w);
@@ -2287,11 +2330,11 @@ scan_ending(void)
 		 */
 		int populated = 1;
 
-		if (b->cgroup[0] == '\0') {
+		if (b->cgroup == NULL) {
 			populated = 0;
 		} else if (b->reaped && left == 0) {
 			if (cgroup_remove(b->cgroup) == 0) {
-				b->cgroup[0] = '\0';
+				leaf_forget(b);
 				populated = 0;
 			} else {
 				populated = cgroup_populated(b->cgroup);
@@ -3095,6 +3138,10 @@ backend_free(struct backend *b)
 	ctr_free(b->ctr);
 	framer_release(&b->outf);
 	wbuf_release(&b->inq);
+	leaf_forget(b);
+	if (b->left != b->left_in) {
+		free(b->left);
+	}
 	free(b);
 }
 

@@ -1170,8 +1170,17 @@ replay_start(struct session *s)
 			"them",
 			s->id, s->hs->subs_lost, HANDSHAKE_SUBS);
 	}
-	handshake_replay_init(s->hs, &b, s->replay_id, sizeof(s->replay_id));
-	(void)send_replay(s, &b);
+	char id[64];
+
+	handshake_replay_init(s->hs, &b, id, sizeof(id));
+	free(s->replay_id);
+	s->replay_id = strdup(id);
+	if (s->replay_id == NULL) {
+		replay_fail(s, "the restarted server could not be sent the handshake (out of "
+			       "memory)");
+	} else {
+		(void)send_replay(s, &b);
+	}
 	sbuf_release(&b);
 }
 
@@ -1205,7 +1214,8 @@ replay_rest(struct session *s)
 	bool is_request;
 	char id[64];
 
-	s->replay_id[0] = '\0';
+	free(s->replay_id);
+	s->replay_id = NULL;
 	for (size_t k = 0;; k++) {
 		sbuf_reset(&b);
 		if (!handshake_replay_next(s->hs, k, &b, &is_request, id, sizeof(id))) {
@@ -1240,9 +1250,9 @@ replay_fail(struct session *s, const char *why)
 			tlog_event(s->id, session_pid(s), "resume-failed", msg.buf, msg.len);
 		}
 	}
-	(void)snprintf(s->resume_why, sizeof(s->resume_why), "%s", why);
-	held_answer(s, s->resume_why);
-	s->replay_id[0] = '\0';
+	held_answer(s, why);
+	free(s->replay_id);
+	s->replay_id = NULL;
 	s->replay_wait = 0;
 	s->state = SESSION_SUSPENDING;
 	s->suspend_why = "resume-failed";
@@ -1302,7 +1312,7 @@ replay_answer(struct session *s, const char *line, size_t len)
 		/* late, or its run is ending (run_done() answers): dropped */
 		return handshake_is_replay_id(id, it->id.len);
 	}
-	if (s->replay_id[0] != '\0') {
+	if (s->replay_id != NULL) {
 		char why[256];
 		const char *bad;
 
@@ -1328,7 +1338,7 @@ replay_answer(struct session *s, const char *line, size_t len)
 		diag_warn("session %s: the restarted server refused a replayed request: %.*s",
 			  s->id, (int)SYS_MIN(len, 200), line);
 	}
-	if (s->replay_id[0] == '\0' && s->replay_wait > 0 && --s->replay_wait == 0) {
+	if (s->replay_id == NULL && s->replay_wait > 0 && --s->replay_wait == 0) {
 		replay_done(s);
 	}
 	return true;
@@ -1707,6 +1717,7 @@ session_new(struct ev_loop *loop, const char *id, const struct session_config *c
 		int err = errno;
 
 		live_unlink(s);
+		free(s->replay_id);
 		free(s);
 		errno = err;
 		return NULL;
@@ -2420,6 +2431,7 @@ session_free(struct session *s)
 	}
 	free(s->replies);
 	backend_free(s->backend);
+	free(s->replay_id);
 	free(s);
 }
 

@@ -72,7 +72,7 @@ status_write(void)
 		sbuf_add_milli(b, s->started);
 		sbuf_adds(b, ",\"last\":");
 		sbuf_add_milli(b, s->last_activity);
-		if (s->backend != NULL && s->backend->cgroup[0] != '\0') {
+		if (s->backend != NULL && s->backend->cgroup != NULL) {
 			const char *leaf = strrchr(s->backend->cgroup, '/');
 
 			sbuf_adds(b, ",\"leaf\":");

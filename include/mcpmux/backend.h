@@ -62,7 +62,8 @@ enum backend_escalation {
 	BACKEND_ESC_ABANDONED, /* processes that would not die were left behind */
 };
 
-#define BACKEND_LEFT_MAX 64 /* pids of an abandoned tree that are listed */
+#define BACKEND_LEFT_MAX    64 /* pids of an abandoned tree that are listed */
+#define BACKEND_LEFT_INLINE 4  /* ...in the backend itself; more are allocated */
 
 struct backend;
 struct backend_ctr;
@@ -131,7 +132,8 @@ struct backend {
 	double in_idle;	   /* without progress before in_since: earlier stretches, pauses apart */
 	size_t n_left;	   /* abandoned: pids that would not die */
 	bool left_partial; /* abandoned: more than left[] may be left (not all listed or seen) */
-	pid_t left[BACKEND_LEFT_MAX];
+	pid_t *left;	   /* n_left of them: left_in, or allocated; NULL before */
+	pid_t left_in[BACKEND_LEFT_INLINE];
 	/* Its spawn, in clock ticks since boot as /proc gives start times (0: unknown). */
 	unsigned long long born;
 
@@ -156,8 +158,8 @@ struct backend {
 	const struct backend_hooks *hooks;
 	void *owner;
 	char cookie[129];
-	char cgroup[CGROUP_PATH_MAX]; /* its leaf cgroup, "" without one (cgroup.h) */
-	struct backend_ctr *ctr;      /* its container, NULL when it runs none */
+	char *cgroup;		 /* its leaf cgroup (cgroup.h), allocated; NULL without one */
+	struct backend_ctr *ctr; /* its container, NULL when it runs none */
 
 	/* module bookkeeping */
 	struct backend *next_ending, *prev_ending;

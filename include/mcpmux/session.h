@@ -134,13 +134,11 @@ struct session {
 	struct handshake own_hs; /* hs, unless the front end keeps one across sessions */
 	struct sbuf held;	 /* client lines waiting for a server (SUSPENDING, RESUMING) */
 	size_t held_off;
-	bool held_full;		   /* the client is held back for them */
-	char replay_id[64];	   /* the replayed initialize's id, "" once answered */
-	size_t replay_wait;	   /* other replayed requests not yet answered */
-	double t_resume;	   /* when the resume (or the replay) was asked for */
-	bool resuming;		   /* the replay is a resume from SUSPENDED */
-	const char *resume_failed; /* why the last replay failed, for the waiting lines */
-	char resume_why[256];
+	bool held_full;		 /* the client is held back for them */
+	char *replay_id;	 /* the replayed initialize's id, NULL once answered */
+	size_t replay_wait;	 /* other replayed requests not yet answered */
+	double t_resume;	 /* when the resume (or the replay) was asked for */
+	bool resuming;		 /* the replay is a resume from SUSPENDED */
 	int last_exit;		 /* wait status of the last server that ended, -1 none */
 	bool last_noexec;	 /* ... a command that could not be executed (127, 126) */
 	const char *end_reason;	 /* why the run ended: the traffic log's ended.reason */

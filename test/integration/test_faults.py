@@ -1396,6 +1396,25 @@ class Unkillable(Faults):
         p.close_stdin()
         self.assertEqual(p.wait(10), 1)
 
+    def test_wrap_end_of_run_lists_every_abandoned_pid_past_the_first_few(self):
+        """More pids than the backend keeps in itself (4): the list is allocated, whole."""
+        p = self.mcpmux(self.ARGS + ["--", FIXTURE, "--ignore-sigterm", "--ignore-eof"],
+                        env=self.shim_env(nokill="mcp-fixture"))
+        p.send(call(1, "env"))
+        pid = p.msg()["result"]["structuredContent"]["pid"]
+        p.send(call(2, "spawn", count=6))
+        kids = [int(k) for k in p.msg()["result"]["content"][0]["text"].split()]
+        p.send(req(3, "mcpmux/endRun"))
+        r = p.msg(10)["result"]
+        self.assertEqual(r["escalation"], "abandoned")
+        self.assertEqual(sorted(r["abandoned"]), sorted([pid] + kids))
+        for k in [pid] + kids:
+            os.kill(k, signal.SIGKILL)
+        p.close_stdin()
+        self.assertEqual(p.wait(10), 1)
+        for k in [pid] + kids:
+            wait_until(lambda: not alive(k), 5, f"pid {k} to go")
+
     def test_serve_ended_event_lists_abandoned_pids(self):
         s = self.mcpmux(["serve"] + self.ARGS + ["--", FIXTURE, "--ignore-sigterm", "--ignore-eof"],
                         env=self.shim_env(nokill="mcp-fixture"))
