@@ -2216,7 +2216,7 @@ abandon(struct backend *b, const struct proctree_match *m)
 		diag_error(
 			"session %s: %zu process(es) would not die within %g s of SIGKILL: %s%s%s%s%s "
 			"(abandoned; they may be of another user, or in uninterruptible sleep)",
-			b->cookie, b->n_left, b->kill_deadline, len > 0 ? list : "",
+			b->cookie, SYS_MAX(want, b->n_left), b->kill_deadline, len > 0 ? list : "",
 			unknown > 0
 				? " (of which some could not be told apart from the tree: their "
 				  "environment cannot be read; not signalled)"

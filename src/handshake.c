@@ -41,23 +41,6 @@ handshake_release(struct handshake *hs)
 	handshake_init(hs);
 }
 
-/*
- * b = p, in exactly its size: a record is kept for the session's life, and an sbuf's
- * first 256 bytes for a few bytes of text, four records a session, were a kilobyte of
- * every idle session.
- */
-static void
-set(struct sbuf *b, const char *p, size_t len)
-{
-	sbuf_release(b);
-	if ((b->buf = malloc(len + 1)) == NULL) {
-		b->failed = true;
-		return;
-	}
-	b->cap = len + 1;
-	sbuf_add(b, p, len);
-}
-
 /* The params of line (JSON text), "{}" when it has none. */
 static void
 params_of(const char *line, size_t len, const char **p, size_t *plen)
@@ -290,16 +273,16 @@ observe_client(struct handshake *hs, const struct jsonrpc_scanner *scan, const c
 
 		/* A new initialize: a new protocol session, set up again by the client. */
 		params_of(line, len, &p, &plen);
-		set(&hs->init_params, p, plen);
-		set(&hs->init_key, key, klen);
-		hs->have_init = klen > 0 && !hs->init_params.failed;
+		sbuf_set_exact(&hs->init_params, p, plen);
+		sbuf_set_exact(&hs->init_key, key, klen);
+		hs->have_init = klen > 0 && !hs->init_params.failed && !hs->init_key.failed;
 		hs->have_result = false;
 		hs->initialized = false;
 		hs->have_level = false;
 		subs_clear(hs);
 	} else if (jsonrpc_method_is(scan, it, "logging/setLevel")) {
 		params_of(line, len, &p, &plen);
-		set(&hs->level_params, p, plen);
+		sbuf_set_exact(&hs->level_params, p, plen);
 		hs->have_level = !hs->level_params.failed;
 	} else if (jsonrpc_method_is(scan, it, "resources/subscribe")) {
 		params_of(line, len, &p, &plen);
@@ -350,13 +333,16 @@ observe_server(struct handshake *hs, const struct jsonrpc_scanner *scan, const c
 	if (!jsonspan_member(line, len, "result", &result, &rlen)) {
 		return;
 	}
-	sbuf_release(&hs->proto);
-	sbuf_release(&hs->caps);
+	/* A member the answer lacks is not kept from an earlier answer. */
 	if (jsonspan_member(result, rlen, "protocolVersion", &v, &vlen)) {
-		set(&hs->proto, v, vlen);
+		sbuf_set_exact(&hs->proto, v, vlen);
+	} else {
+		sbuf_release(&hs->proto);
 	}
 	if (jsonspan_member(result, rlen, "capabilities", &v, &vlen)) {
-		set(&hs->caps, v, vlen);
+		sbuf_set_exact(&hs->caps, v, vlen);
+	} else {
+		sbuf_release(&hs->caps);
 	}
 	hs->have_result = !hs->proto.failed && !hs->caps.failed;
 }

@@ -55,6 +55,22 @@ sbuf_reset_keep(struct sbuf *b, size_t keep)
 	b->failed = false;
 }
 
+/*
+ * A record kept for a session's life: an sbuf's first 256 bytes for a few bytes of text,
+ * four records a session, were a kilobyte of every idle session.
+ */
+void
+sbuf_set_exact(struct sbuf *b, const char *p, size_t len)
+{
+	sbuf_release(b);
+	if ((b->buf = malloc(len + 1)) == NULL) {
+		b->failed = true;
+		return;
+	}
+	b->cap = len + 1;
+	sbuf_add(b, p, len);
+}
+
 void
 sbuf_release(struct sbuf *b)
 {

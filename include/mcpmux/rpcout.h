@@ -27,6 +27,8 @@ struct sbuf {
 void sbuf_reset(struct sbuf *b);
 /* Empty b, keeping up to keep bytes of its memory (a buffer that is filled again and again). */
 void sbuf_reset_keep(struct sbuf *b, size_t keep);
+/* b = p in exactly its size (failed, and empty, when there is no memory for it). */
+void sbuf_set_exact(struct sbuf *b, const char *p, size_t len);
 void sbuf_release(struct sbuf *b);
 /* Room for more bytes (and a NUL); false if the buffer failed. */
 bool sbuf_grow(struct sbuf *b, size_t more);

@@ -2309,6 +2309,48 @@ class OutOfMemory(Faults):
         self.assertIn("out of memory", err["message"])
         self.goes_on_and_ends(p)
 
+    def test_an_abandoned_list_with_no_memory_keeps_the_first_few_and_counts_all(self):
+        """No memory for the list of more pids than the backend keeps in itself (4): the
+        result lists the first 4, and stderr counts every pid it found, not the 4.  (As
+        Unkillable: the fixture's tree cannot be signalled, and no cgroup.)"""
+        env = self.oom_env("OOM-C", nokill="mcp-fixture", malloc_min=28, malloc_max=28,
+                           malloc_only="calloc")
+        env["MCPMUX_CGROUP"] = "off"
+        p = self.mcpmux(Unkillable.ARGS + ["--", FIXTURE, "--ignore-sigterm", "--ignore-eof"],
+                        env=env)
+        p.send(call(1, "env"))
+        pid = p.msg()["result"]["structuredContent"]["pid"]
+        p.send(call(2, "spawn", count=6))
+        kids = [int(k) for k in p.msg()["result"]["content"][0]["text"].split()]
+        p.send(req("OOM-C", "mcpmux/endRun"))
+        r = p.msg(10)["result"]
+        self.assertEqual(r["escalation"], "abandoned")
+        self.assertEqual(len(r["abandoned"]), 4)
+        self.assertLessEqual(set(r["abandoned"]), set([pid] + kids))
+        for k in [pid] + kids:
+            os.kill(k, signal.SIGKILL)
+        p.close_stdin()
+        self.assertEqual(p.wait(10), 1)
+        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
+        err = p.stderr()
+        self.assertIn("7 process(es) would not die", err)
+        self.assertIn("out of memory: 4 of the 7 pids it left are listed", err)
+        for k in [pid] + kids:
+            wait_until(lambda: not alive(k), 5, f"pid {k} to go")
+
+    def test_a_replay_whose_id_cannot_be_kept_is_refused(self):
+        """No memory to keep the id of the initialize replayed to a fresh server (the
+        strdup of its 17 bytes): the request that started it gets a -32000 error that says
+        out of memory, and the next request gets another fresh server."""
+        env = self.oom_env("OOM-R", malloc_min=18, malloc_max=18, malloc_only="malloc")
+        p = self.wrap_initialized(env)
+        p.send(req(1, "mcpmux/endRun"))
+        self.assert_response(p.msg(10), 1)
+        p.send(req("OOM-R", "ping"))
+        err = self.assert_error(p.msg(10), "OOM-R", -32000)
+        self.assertIn("handshake (out of memory)", err["message"])
+        self.goes_on_and_ends(p)
+
     def test_a_batch_over_max_message_whose_errors_cannot_be_held_gets_one(self):
         """No memory for the array of errors that answers each request of a batch of the
         client's over --max-message (FAULT_MALLOC_MIN: its growth past 32 KiB, the marker

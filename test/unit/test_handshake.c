@@ -22,6 +22,17 @@
 
 #include "quote.h"
 
+/* malloc is wrapped at link time: one of fail_size bytes fails while it is set. */
+void *__real_malloc(size_t size);
+void *__wrap_malloc(size_t size);
+static size_t fail_size;
+
+void *
+__wrap_malloc(size_t size)
+{
+	return fail_size != 0 && size == fail_size ? NULL : __real_malloc(size);
+}
+
 struct fix {
 	struct jsonrpc_scanner scan;
 	struct handshake hs;
@@ -179,6 +190,27 @@ test_records_take_their_size(void **state)
 		assert_true(b[i]->len > 0);
 		assert_int_equal(b[i]->cap, b[i]->len + 1);
 	}
+}
+
+/* No memory for the initialize's id: there is no initialize to replay, params or not. */
+static void
+test_an_initialize_whose_id_cannot_be_kept_is_not_had(void **state)
+{
+	struct fix *f = *state;
+	const char id[] = "\"an-id-of-its-own-length-0123456789\"";
+	char key[JSONRPC_KEY_MAX(sizeof(id))];
+
+	fail_size = jsonrpc_id_key(id, sizeof(id) - 1, key) + 1;
+	client(f,
+	       "{'jsonrpc':'2.0','id':'an-id-of-its-own-length-0123456789','method':'initialize',"
+	       "'params':{'protocolVersion':'2025-06-18','capabilities':{}}}");
+	fail_size = 0;
+	assert_true(f->hs.init_key.failed);
+	assert_false(f->hs.init_params.failed);
+	assert_false(f->hs.have_init);
+	server(f, "{'jsonrpc':'2.0','id':'an-id-of-its-own-length-0123456789','result':"
+		  "{'protocolVersion':'2025-06-18','capabilities':{}}}");
+	assert_false(handshake_ready(&f->hs));
 }
 
 static void
@@ -725,6 +757,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_records_initialize),
 		T(test_records_take_their_size),
+		T(test_an_initialize_whose_id_cannot_be_kept_is_not_had),
 		T(test_initialize_without_params),
 		T(test_set_level_keeps_the_last),
 		T(test_subscriptions_are_a_set),
