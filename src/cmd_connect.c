@@ -55,15 +55,16 @@ struct cconn {
 	int exit_code;
 	struct sbuf tmp;
 	struct jsonrpc_scanner scan;
-	struct jsonrpc_idscan big_id; /* the id of a client line over the bound, as it passes */
-	bool big_batch;		      /* ... a batch: its elements scanned as they end */
-	size_t big_fed;		      /* ... its bytes so far */
-	bool big_ended;		      /* ... its end read (client_on_big_end()) */
-	bool big_lead;		      /* ... nothing but whitespace read of it yet */
-	size_t big_requests, big_answers, big_notes; /* ... a batch's, so far */
-	struct session_ids srv_ids;  /* the server's requests in flight, as serve passes them */
-	struct envelope_bigscan big; /* the same of a line of serve's that was not held */
-	int in_fd, out_fd;	     /* our own descriptions of stdin and stdout */
+	struct jsonrpc_idscan big_id;	/* the id of a client line over the bound, as it passes */
+	bool big_batch;			/* ... a batch: its elements scanned as they end */
+	size_t big_fed;			/* ... its bytes so far */
+	bool big_ended;			/* ... its end read (client_on_big_end()) */
+	bool big_lead;			/* ... nothing but whitespace read of it yet */
+	struct rpcout_bigreqs big_reqs; /* ... a batch's requests, to be answered by id */
+	size_t big_answers, big_notes;	/* ... its answers and notifications so far */
+	struct session_ids srv_ids;	/* the server's requests in flight, as serve passes them */
+	struct envelope_bigscan big;	/* the same of a line of serve's that was not held */
+	int in_fd, out_fd;		/* our own descriptions of stdin and stdout */
 	bool in_shared, out_shared;
 	ev_prepare turn_w; /* arms trim_w when a turn grew a big buffer */
 	ev_timer trim_w;
@@ -435,7 +436,12 @@ client_big_element(void *ctx, const struct jsonrpc_idscan *sc)
 		cc->big_answers++;
 		client_big_answer(cc, sc);
 	} else if (sc->has_id) {
-		cc->big_requests++;
+		size_t id_len = 0;
+		const char *id = jsonrpc_idscan_id(sc, &id_len);
+
+		/* An id too long to be kept, or of no use (null, true, {}): answered with id
+		 * null. */
+		rpcout_bigreqs_add(&cc->big_reqs, id, id_len);
 	} else {
 		cc->big_notes += sc->has_method; /* (no message at all: 1, {}) */
 	}
@@ -467,6 +473,35 @@ client_big_feed(struct cconn *cc, const char *p, size_t len)
 	jsonrpc_idscan_feed(&cc->big_id, p + i, len - i);
 }
 
+/*
+ * The requests of a batch of the client's over the bound, at its end: an error each with
+ * its id, in one array.  False when they are to be answered with one error with id null
+ * (too many of them, or no memory).
+ */
+static bool
+client_big_requests(struct cconn *cc, const struct rpcout_big *big)
+{
+	enum rpcout_bigreqs_end end = rpcout_bigreqs_errors(&cc->tmp, &cc->big_reqs, big);
+
+	sbuf_reset(&cc->big_reqs.ids); /* (its memory given back after a long batch) */
+	switch (end) {
+	case RPCOUT_BIGREQS_TOO_MANY:
+		diag_warn(RPCOUT_BIGREQS_TOO_MANY_TEXT, cc->big_reqs.bound);
+		return false;
+	case RPCOUT_BIGREQS_NO_IDS:
+		diag_error(RPCOUT_BIGREQS_NO_IDS_TEXT);
+		return false;
+	case RPCOUT_BIGREQS_NO_ARRAY:
+		diag_error(RPCOUT_BIGREQS_NO_ARRAY_TEXT);
+		return false;
+	case RPCOUT_BIGREQS_ANSWERED:
+		break;
+	}
+	(void)conn_send_line(&cc->client, &cc->client.self, cc->tmp.buf, cc->tmp.len);
+	sbuf_reset(&cc->tmp); /* (a long array is given back now) */
+	return true;
+}
+
 static void
 client_on_big_begin(void *ctx, const char *head, size_t len)
 {
@@ -476,7 +511,8 @@ client_on_big_begin(void *ctx, const char *head, size_t len)
 	cc->big_ended = false;
 	cc->big_lead = true;
 	cc->big_batch = false;
-	cc->big_requests = cc->big_answers = cc->big_notes = 0;
+	rpcout_bigreqs_begin(&cc->big_reqs, cc->max_message);
+	cc->big_answers = cc->big_notes = 0;
 	jsonrpc_idscan_init(&cc->big_id);
 	cc->big_id.on_element = client_big_element;
 	cc->big_id.ctx = cc;
@@ -495,7 +531,9 @@ client_on_big_more(void *ctx, const char *more, size_t len)
 /*
  * A client line over the bound: not sent; answered with its id (if it was seen).  A
  * batch: each answer in it as it ended (client_big_element()); its requests, if any, get
- * one error with id null; one of answers and notifications alone gets the client nothing.
+ * an error each with its id, in one array, as wrap's do (past rpcout_big_bound() of them,
+ * or with no memory for it, one error with id null); one of answers and notifications
+ * alone gets the client nothing.
  */
 static void
 client_on_big_end(void *ctx, size_t total)
@@ -531,7 +569,10 @@ client_on_big_end(void *ctx, size_t total)
 		if (cc->big_notes > 0) {
 			diag_warn(RPCOUT_BIG_NOTIFICATION, RPCOUT_BIG_ARGS_SIZE(&big));
 		}
-		if (cc->big_requests == 0 && (cc->big_answers > 0 || cc->big_notes > 0)) {
+		if (cc->big_reqs.n == 0 && (cc->big_answers > 0 || cc->big_notes > 0)) {
+			return;
+		}
+		if (cc->big_reqs.n > 0 && client_big_requests(cc, &big)) {
 			return;
 		}
 	}
@@ -1177,6 +1218,7 @@ cmd_connect(int argc, char **argv)
 	conn_release(&cc.server);
 	sys_close(&cc.fd);
 	sbuf_release(&cc.tmp);
+	sbuf_release(&cc.big_reqs.ids);
 	session_ids_free(&cc.srv_ids);
 	jsonrpc_release(&cc.scan);
 	errout_stop(sys_mono() + CONNECT_STDERR_GRACE_S);

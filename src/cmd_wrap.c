@@ -49,15 +49,12 @@ struct wrap {
 	struct jsonrpc_scanner scan;
 	struct jsonrpc_idscan big_id;
 	/*
-	 * A batch over the bound, as it passes: the ids of its requests, each its length (a
-	 * byte, 0: id null) then its text, at most big_bound() of them (past that, none:
-	 * big_over); how many answers and notifications; its bytes so far; whether its end
-	 * was read (wrap_on_big_end()).
+	 * A batch over the bound, as it passes: its requests, to be answered by id; how many
+	 * answers and notifications; its bytes so far; whether its end was read
+	 * (wrap_on_big_end()).
 	 */
 	bool big_batch;
-	struct sbuf big_items;
-	size_t big_requests;
-	bool big_over;
+	struct rpcout_bigreqs big_reqs;
 	size_t big_answers;
 	size_t big_notes;
 	size_t big_fed;
@@ -753,18 +750,6 @@ handle_line(struct wrap *w, const char *line, size_t len)
 }
 
 /*
- * How many requests of a batch of the client's over --max-message are answered by id: as
- * many as mcpmux records of a batch within it (docs/decisions.md: its first 1,024
- * elements, then those of 35 bytes or more), so that the array of their errors is no
- * longer than such a batch's.
- */
-static size_t
-big_bound(const struct wrap *w)
-{
-	return 1024 + w->opt->max_message / 35;
-}
-
-/*
  * The size of the client's line over the bound into m, as far as it was read: whether the
  * framer went big for want of memory (within the bound), not for its length, is the
  * framer's to say; in a batch not yet read to its end, it is more than the bound.
@@ -847,7 +832,6 @@ wrap_big_element(void *ctx, const struct jsonrpc_idscan *sc)
 	struct wrap *w = ctx;
 	size_t id_len = 0;
 	const char *id = jsonrpc_idscan_id(sc, &id_len);
-	unsigned char len;
 
 	if (jsonrpc_idscan_is_answer(sc)) {
 		w->big_answers++;
@@ -859,21 +843,8 @@ wrap_big_element(void *ctx, const struct jsonrpc_idscan *sc)
 		w->big_notes += sc->has_method;
 		return;
 	}
-	if (w->big_over) {
-		return;
-	}
-	if (w->big_requests == big_bound(w)) {
-		w->big_over = true; /* one error with id null for them all */
-		sbuf_release(&w->big_items);
-		return;
-	}
 	/* An id too long to be kept, or of no use (null, true, {}): answered with id null. */
-	len = id != NULL ? (unsigned char)id_len : 0;
-	w->big_requests++;
-	sbuf_add(&w->big_items, (const char *)&len, 1);
-	if (len > 0) {
-		sbuf_add(&w->big_items, id, len);
-	}
+	rpcout_bigreqs_add(&w->big_reqs, id, id_len);
 }
 
 /*
@@ -909,9 +880,7 @@ wrap_on_big_begin(void *ctx, const char *head, size_t len)
 
 	w->big_lead = true;
 	w->big_batch = false;
-	sbuf_reset(&w->big_items);
-	w->big_requests = 0;
-	w->big_over = false;
+	rpcout_bigreqs_begin(&w->big_reqs, w->opt->max_message);
 	w->big_answers = 0;
 	w->big_notes = 0;
 	w->big_fed = len;
@@ -934,50 +903,29 @@ wrap_on_big_more(void *ctx, const char *more, size_t len)
 /*
  * A batch of the client's over the bound, scanned whole (its answers got the server
  * errors as they passed): each of its requests gets big->code's error with its id, in one
- * array.  False when it held no message, more requests than big_bound(), or the memory
- * to answer them ran out: it is answered as one message, one error with id null.
+ * array.  False when it held no message, more requests than rpcout_big_bound(), or the
+ * memory to answer them ran out: it is answered as one message, one error with id null.
  */
 static bool
 wrap_big_batch(struct wrap *w, struct rpcout_big *big)
 {
-	const struct sbuf *items = &w->big_items;
-	char text[256];
-	size_t n = 0;
-
-	if (w->big_over) {
-		diag_warn("a batch of the client's over --max-message has more than %zu requests: "
-			  "they could not each be answered, one error with id null answers them",
-			  big_bound(w));
+	if (w->big_reqs.n == 0 && w->big_answers == 0 && w->big_notes == 0) {
 		return false;
 	}
-	if (items->failed) {
-		diag_error("out of memory: the ids of a batch of the client's over --max-message "
-			   "could not be kept: one error with id null answers its requests");
+	switch (rpcout_bigreqs_errors(&w->tmp, &w->big_reqs, big)) {
+	case RPCOUT_BIGREQS_TOO_MANY:
+		diag_warn(RPCOUT_BIGREQS_TOO_MANY_TEXT, w->big_reqs.bound);
 		return false;
-	}
-	if (w->big_requests == 0 && w->big_answers == 0 && w->big_notes == 0) {
+	case RPCOUT_BIGREQS_NO_IDS:
+		diag_error(RPCOUT_BIGREQS_NO_IDS_TEXT);
 		return false;
+	case RPCOUT_BIGREQS_NO_ARRAY:
+		diag_error(RPCOUT_BIGREQS_NO_ARRAY_TEXT);
+		return false;
+	case RPCOUT_BIGREQS_ANSWERED:
+		break;
 	}
-	big->answer = false;
-	big->notification = false;
-	(void)rpcout_oversize(big, text, sizeof(text));
-	sbuf_reset(&w->tmp);
-	for (size_t i = 0; i < items->len; i += 1 + (unsigned char)items->buf[i]) {
-		size_t id_len = (unsigned char)items->buf[i];
-
-		sbuf_adds(&w->tmp, n++ == 0 ? "[" : ",");
-		rpcout_error(&w->tmp, id_len > 0 ? items->buf + i + 1 : NULL, id_len,
-			     RPCOUT_BIG_CODE(big), text);
-	}
-	if (n > 0) {
-		sbuf_adds(&w->tmp, "]");
-		if (w->tmp.failed) {
-			diag_error("out of memory: the requests of a batch of the client's over "
-				   "--max-message could not each be answered: one error with id "
-				   "null answers them");
-			sbuf_reset(&w->tmp);
-			return false;
-		}
+	if (w->tmp.len > 0) {
 		send_own_in_order(w);
 	}
 	if (w->big_notes > 0) {
@@ -1015,7 +963,7 @@ wrap_on_big_end(void *ctx, size_t total)
 		}
 		bool done = wrap_big_batch(w, &big);
 
-		sbuf_reset(&w->big_items); /* (its memory given back after a long batch) */
+		sbuf_reset(&w->big_reqs.ids); /* (its memory given back after a long batch) */
 		if (done) {
 			return;
 		}
@@ -1213,7 +1161,7 @@ cmd_wrap(const struct mcpmux_options *o)
 	jsonrpc_release(&w->scan);
 	sbuf_release(&w->tmp);
 	sbuf_release(&w->kept);
-	sbuf_release(&w->big_items);
+	sbuf_release(&w->big_reqs.ids);
 	sbuf_release(&w->held);
 	handshake_release(&w->hs);
 	pool_close(w->pool);

@@ -487,6 +487,76 @@ rpcout_oversize(const struct rpcout_big *m, char *text, size_t len)
 	return RPCOUT_OVERSIZE_REQUEST;
 }
 
+size_t
+rpcout_big_bound(size_t limit)
+{
+	return 1024 + limit / 35;
+}
+
+void
+rpcout_bigreqs_begin(struct rpcout_bigreqs *r, size_t limit)
+{
+	sbuf_reset(&r->ids);
+	r->n = 0;
+	r->bound = rpcout_big_bound(limit);
+	r->over = false;
+}
+
+void
+rpcout_bigreqs_add(struct rpcout_bigreqs *r, const char *id, size_t id_len)
+{
+	unsigned char len = id != NULL && id_len <= 255 ? (unsigned char)id_len : 0;
+
+	if (r->over) {
+		return;
+	}
+	if (r->n == r->bound) {
+		r->over = true;
+		sbuf_release(&r->ids);
+		return;
+	}
+	r->n++;
+	sbuf_add(&r->ids, (const char *)&len, 1);
+	if (len > 0) {
+		sbuf_add(&r->ids, id, len);
+	}
+}
+
+enum rpcout_bigreqs_end
+rpcout_bigreqs_errors(struct sbuf *b, const struct rpcout_bigreqs *r, const struct rpcout_big *big)
+{
+	struct rpcout_big m = *big;
+	const struct sbuf *ids = &r->ids;
+	char text[256];
+	size_t n = 0;
+
+	sbuf_reset(b);
+	if (r->over) {
+		return RPCOUT_BIGREQS_TOO_MANY;
+	}
+	if (ids->failed) {
+		return RPCOUT_BIGREQS_NO_IDS;
+	}
+	m.answer = false;
+	m.notification = false;
+	(void)rpcout_oversize(&m, text, sizeof(text));
+	for (size_t i = 0; i < ids->len; i += 1 + (unsigned char)ids->buf[i]) {
+		size_t id_len = (unsigned char)ids->buf[i];
+
+		sbuf_adds(b, n++ == 0 ? "[" : ",");
+		rpcout_error(b, id_len > 0 ? ids->buf + i + 1 : NULL, id_len, RPCOUT_BIG_CODE(&m),
+			     text);
+	}
+	if (n > 0) {
+		sbuf_adds(b, "]");
+		if (b->failed) {
+			sbuf_reset(b);
+			return RPCOUT_BIGREQS_NO_ARRAY;
+		}
+	}
+	return RPCOUT_BIGREQS_ANSWERED;
+}
+
 bool
 rpcout_dropped(char *text, size_t len, const char *sender, size_t total, size_t limit,
 	       size_t envelope)

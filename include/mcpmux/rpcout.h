@@ -176,6 +176,54 @@ enum rpcout_oversize {
 enum rpcout_oversize rpcout_oversize(const struct rpcout_big *m, char *text, size_t len);
 
 /*
+ * The requests of a batch of the client's over --max-message, as it passes (wrap, connect):
+ * each is answered by its id, as many as mcpmux records of a batch within the bound
+ * (rpcout_big_bound(): docs/decisions.md), so that the array of their errors is no longer
+ * than such a batch's.  ids: each id's length (a byte, 0: id null, or one too long to be
+ * kept) then its text; past bound requests, none (over).
+ */
+struct rpcout_bigreqs {
+	struct sbuf ids;
+	size_t n;     /* requests so far */
+	size_t bound; /* rpcout_big_bound() */
+	bool over;    /* more than bound of them: one error with id null answers them all */
+};
+
+/* 1,024 + limit / 35: a batch within limit records its first 1,024 elements, then those of
+ * 35 bytes or more. */
+size_t rpcout_big_bound(size_t limit);
+/* A new batch's (the memory of the last one's ids kept, up to SBUF_KEEP bytes). */
+void rpcout_bigreqs_begin(struct rpcout_bigreqs *r, size_t limit);
+/* A request of it as it ends: id (JSON text, NULL: null or too long) its id. */
+void rpcout_bigreqs_add(struct rpcout_bigreqs *r, const char *id, size_t id_len);
+
+enum rpcout_bigreqs_end {
+	RPCOUT_BIGREQS_ANSWERED, /* b holds one array of their errors, or nothing if none */
+	RPCOUT_BIGREQS_TOO_MANY, /* over: b is empty, one error with id null answers them */
+	RPCOUT_BIGREQS_NO_IDS,	 /* no memory to keep their ids: the same */
+	RPCOUT_BIGREQS_NO_ARRAY, /* no memory for the array: the same */
+};
+
+/*
+ * The batch's end: into b (emptied first), one array with big's error (rpcout_oversize()
+ * of a request, big->answer and big->notification aside) for each of its requests, with
+ * its id, in their order.
+ */
+enum rpcout_bigreqs_end rpcout_bigreqs_errors(struct sbuf *b, const struct rpcout_bigreqs *r,
+					      const struct rpcout_big *big);
+
+/* The diagnostics of the last three, as formats: TOO_MANY takes the bound. */
+#define RPCOUT_BIGREQS_TOO_MANY_TEXT                                                             \
+	"a batch of the client's over --max-message has more than %zu requests: they could not " \
+	"each be answered, one error with id null answers them"
+#define RPCOUT_BIGREQS_NO_IDS_TEXT                                                           \
+	"out of memory: the ids of a batch of the client's over --max-message could not be " \
+	"kept: one error with id null answers its requests"
+#define RPCOUT_BIGREQS_NO_ARRAY_TEXT                                                       \
+	"out of memory: the requests of a batch of the client's over --max-message could " \
+	"not each be answered: one error with id null answers them"
+
+/*
  * A line of a server's (sender: "the server's", "serve's"), total bytes, that was not held
  * as it came in: the error that goes in place of an answer in it, into text[len].  Over
  * limit + envelope it is too large (the limit, --max-message, is said); within them the

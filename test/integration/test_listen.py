@@ -1260,19 +1260,39 @@ class ListenHardening(ListenHelpers, Case):
         self.assert_report(c, [[5, -32000]])
         self.ends_clean(srv, c)
 
-    def test_connect_answers_the_requests_of_a_mixed_batch_over_its_bound_once(self):
-        """A batch over connect's --max-message of a request, an answer and a notification:
-        its request gets one -32600 with id null, its answer gets the server an error for
-        its request in flight, and its notification a warning on stderr."""
+    def test_connect_answers_each_request_of_a_mixed_batch_over_its_bound_by_id(self):
+        """A batch over connect's --max-message of requests, an answer and a notification:
+        its requests get -32600 each with its id (null for one longer than 128 bytes), in
+        one array, as wrap's do; its answer gets the server an error for its request in
+        flight, and its notification a warning on stderr."""
         srv, c = self.asker([5])
         c.send([req(9, "ping"), {"jsonrpc": "2.0", "id": 5, "result": OVER},
-                note("notifications/x")])
+                note("notifications/x"), req("four", "ping", {"pad": [{"id": 7}]}),
+                req("k" * 300, "ping")])
         m = c.msg(10)
-        self.assertEqual((m["id"], m["error"]["code"]), (None, -32600), m)
-        self.assertIn("too large", m["error"]["message"])
+        self.assertEqual([(e["id"], e["error"]["code"]) for e in m],
+                         [(9, -32600), ("four", -32600), (None, -32600)], m)
+        self.assertIn("too large", m[0]["error"]["message"])
         self.assert_report(c, [[5, -32000]])
         wait_until(lambda: "a notification of the client over --max-message" in c.stderr(), 5,
                    "the warning")
+        self.ends_clean(srv, c)
+
+    def test_connect_answers_a_batch_over_its_bound_with_too_many_requests_once(self):
+        """A batch over connect's --max-message has its requests answered by id up to
+        1,024 + --max-message/35 of them, as wrap's: past that, one -32600 with id null,
+        and stderr says its requests could not each be answered."""
+        srv, c = self.asker()
+        bound = 1024 + 4096 // 35
+        c.send([req(k, "ping") for k in range(bound)])
+        self.assertEqual([(e["id"], e["error"]["code"]) for e in c.msg(10)],
+                         [(k, -32600) for k in range(bound)])
+        c.send([req(k, "ping") for k in range(bound + 1)])
+        m = c.msg(10)
+        self.assertEqual((m["id"], m["error"]["code"]), (None, -32600), m)
+        wait_until(lambda: "has more than %d requests: they could not each be answered" % bound
+                   in c.stderr(), 5, "the warning")
+        self.assert_report(c, [])
         self.ends_clean(srv, c)
 
     def test_connect_keeps_no_request_the_server_cancelled_in_flight(self):
