@@ -82,6 +82,11 @@ struct wrap {
 	struct sbuf held;
 	size_t held_off;
 	bool eof_held; /* the client's EOF came behind held lines: acted on after them */
+	/*
+	 * A held line is being handled: written before any run now current started, so its
+	 * answers are an ended run's, even once an earlier held line started a new run.
+	 */
+	bool replaying;
 	/* The client's handshake, for a run whose first message is not initialize. */
 	struct handshake hs;
 	struct pool *pool; /* --max-servers */
@@ -570,7 +575,9 @@ replay_held(struct wrap *w)
 			sbuf_add(&w->tmp, p + 1, len - 1);
 			send_own(w);
 		} else {
+			w->replaying = true;
 			handle_line(w, p + 1, len - 1);
+			w->replaying = false;
 		}
 	}
 	if (w->held_off >= w->held.len) {
@@ -701,7 +708,10 @@ handle_line(struct wrap *w, const char *line, size_t len)
 		answer_each(w, RPC_SERVER_ERROR, "the server's run is ending");
 		return;
 	}
-	if (w->cur == NULL && jsonrpc_answers_only(&w->scan)) {
+	/* (no run current, or a held line: answers for a run that is over) */
+	bool ended = w->cur == NULL || w->replaying;
+
+	if (ended && jsonrpc_answers_only(&w->scan)) {
 		/* Answers to requests of a server whose run is over: nobody waits for them,
 		 * and they are no reason to start another. */
 		log_in(w, line, len, true);
@@ -719,8 +729,8 @@ handle_line(struct wrap *w, const char *line, size_t len)
 
 	/* Those of a batch that holds other messages too: the next run's server never sent
 	 * their requests. */
-	if (w->cur == NULL && !jsonrpc_without_answers(&w->scan, line, len, NULL, NULL, &w->kept,
-						       &w->scan, NULL, &dropped)) {
+	if (ended && !jsonrpc_without_answers(&w->scan, line, len, NULL, NULL, &w->kept, &w->scan,
+					      NULL, &dropped)) {
 		sbuf_reset(&w->kept);
 		(void)jsonrpc_scan(&w->scan, line, len); /* the batch as it came */
 		diag_error("out of memory: a batch of the client's was refused");

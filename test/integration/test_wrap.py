@@ -1170,6 +1170,27 @@ class Failures(Case):
                 # a line over the bound starts no run: the status is the sleeper's, if last
                 self.assertEqual(w.wait(10), 0 if held_before else 128 + signal.SIGTERM)
 
+    def test_an_answer_held_behind_an_ended_run_goes_to_no_new_run(self):
+        """The client's answer (within the bound) to a request of a server whose run it
+        ended, held with a request behind that run's last reply: the request starts the
+        next run, but the answer is that ended run's, dropped with a warning; the next
+        run's server never gets it."""
+        w = self.wrap(command=[sys.executable, "-c", ASKER])
+        w.send(req(1, "ask", {"ids": ["s1"]}))
+        self.assertEqual([w.msg()["id"] for _ in range(2)], ["s1", 1])
+        # One write, one read: the ping is held while the end of run's reply is owed.
+        w.send(req("e", "mcpmux/endRun"), req(2, "ping"),
+               {"jsonrpc": "2.0", "id": "s1", "error": {"code": -1, "message": "no"}})
+        self.assertEqual(w.msg(10)["id"], "e")
+        self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 2, "result": []})
+        w.send(req(3, "report"))
+        self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 3, "result": []})
+        wait_until(lambda: "for a server whose run is over: dropped" in w.stderr(), 5,
+                   "the warning")
+        w.close_stdin()
+        self.assertEqual(w.read_to_eof(10), b"")
+        self.assertEqual(w.wait(), 0)
+
     def test_a_request_over_max_message_with_a_long_id_gets_an_error(self):
         """A request over --max-message, alone, whose id is longer than 128 bytes (or of no
         use: null) is no notification: it gets -32600 with id null."""
