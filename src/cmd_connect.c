@@ -783,6 +783,37 @@ lost_message(struct cconn *cc, const struct envelope *env)
 	}
 }
 
+/*
+ * A request of the server's (alone) that there is no memory to keep in flight: not passed
+ * on, for an answer to it over the bound could not get the server its error; the server
+ * gets a -32000 error in its place at once.  False for a batch, which is passed on.
+ */
+static bool
+unkept_request(struct cconn *cc)
+{
+	const struct jsonrpc_item *it = &cc->scan.one;
+
+	if (cc->scan.kind != JSONRPC_REQUEST) {
+		diag_error(
+			"out of memory: requests of a batch of the server's could not be kept "
+			"in flight: an answer of the client's over --max-message to one gets the "
+			"server no error");
+		return false;
+	}
+	diag_error("out of memory: a request of the server's could not be kept in flight: not "
+		   "passed on, the server gets an error in its place");
+	if (!cc->serve_gone) {
+		sbuf_reset(&cc->tmp);
+		rpcout_error(&cc->tmp, jsonrpc_str(&cc->scan, it->id), it->id.len, RPC_SERVER_ERROR,
+			     "out of memory: mcpmux could not keep the request in flight");
+		if (!cc->tmp.failed) {
+			send_envelope(cc, cc->tmp.buf, cc->tmp.len);
+		}
+		sbuf_reset(&cc->tmp);
+	}
+	return true;
+}
+
 static void
 server_on_line(void *ctx, const char *line, size_t len)
 {
@@ -822,14 +853,26 @@ server_on_line(void *ctx, const char *line, size_t len)
 		/*
 		 * The server's requests are in flight until the client answers them, once
 		 * the client has them: one never delivered (no memory to queue it) is not
-		 * kept, while the cancellations of a lost message still hold.
+		 * kept, while the cancellations of a lost message still hold.  One that
+		 * cannot be kept (no memory) is not passed on: the server gets an error.
 		 */
+		bool kept = session_ids_ask(&cc->srv_ids, &cc->scan);
+
+		if (!kept && unkept_request(cc)) {
+			return;
+		}
 		if (conn_send_line(&cc->client, &cc->client.self, env.message, env.message_len) ==
 			    -1 &&
 		    errno == ENOMEM) {
+			if (kept) {
+				session_ids_unask(&cc->srv_ids, &cc->scan);
+			}
 			session_ids_cancelled(&cc->srv_ids, &cc->scan);
 			lost_message(cc, &env);
+		} else if (kept) {
+			session_ids_cancelled(&cc->srv_ids, &cc->scan);
 		} else {
+			/* (a batch: passed on, its requests kept as far as they can be) */
 			session_ids_asked(&cc->srv_ids, &cc->scan);
 		}
 		if (!cc->client.out_dead && conn_source_full(&cc->client.self)) {

@@ -897,6 +897,46 @@ session_ids_asked(struct session_ids *t, const struct jsonrpc_scanner *scan)
 	note_cancel(&t->table, &t->n, scan);
 }
 
+bool
+session_ids_ask(struct session_ids *t, const struct jsonrpc_scanner *scan)
+{
+	size_t n;
+	const struct jsonrpc_item *items = jsonrpc_items(scan, &n);
+
+	for (size_t i = 0; i < n; i++) {
+		if (items[i].kind != JSONRPC_REQUEST || t->n >= SESSION_MAX_PENDING) {
+			continue; /* (one past the bound is not known in flight) */
+		}
+		if (!ids_add(&t->table, &t->n, jsonrpc_str(scan, items[i].id), items[i].id.len,
+			     sys_now(), 0)) {
+			/* Out of memory: those kept before it are taken back. */
+			for (size_t k = 0; k < i; k++) {
+				if (items[k].kind == JSONRPC_REQUEST) {
+					(void)ids_remove(&t->table, &t->n,
+							 jsonrpc_str(scan, items[k].id),
+							 items[k].id.len);
+				}
+			}
+			return false;
+		}
+	}
+	return true;
+}
+
+void
+session_ids_unask(struct session_ids *t, const struct jsonrpc_scanner *scan)
+{
+	size_t n;
+	const struct jsonrpc_item *items = jsonrpc_items(scan, &n);
+
+	for (size_t i = 0; i < n; i++) {
+		if (items[i].kind == JSONRPC_REQUEST) {
+			(void)ids_remove(&t->table, &t->n, jsonrpc_str(scan, items[i].id),
+					 items[i].id.len);
+		}
+	}
+}
+
 void
 session_ids_cancelled(struct session_ids *t, const struct jsonrpc_scanner *scan)
 {

@@ -61,7 +61,8 @@ import termios
 import time
 import unittest
 
-from mcptest import (FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, Case, alive, call, comm, proc_start,
+from mcptest import (ASKER, FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, Case, alive, call, comm,
+                     proc_start,
                      deadline, fd_count, fd_links, initialize, keeper_of, main, note, proc_state,
                      req,
                      wait_until)
@@ -3096,6 +3097,37 @@ for line in sys.stdin:
                    "the answer to be dropped")
         p.send(req(3, "report"))
         self.assertEqual(p.msg(), {"jsonrpc": "2.0", "id": 3, "result": []})
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers()
+
+    def test_connect_a_request_of_the_server_that_cannot_be_kept_in_flight_is_refused(self):
+        """connect: a request of the server's that there is no memory to keep in flight
+        (the first key of its table: FAULT_MALLOC_ONLY realloc of 256 bytes) is not passed
+        on, for an answer to it over --max-message could not get the server its error: the
+        server gets a -32000 error in its place at once, and stderr says so; connect goes
+        on (docs/decisions.md)."""
+        path = os.path.join(self.tmp.name, "mux.sock")
+        srv = self.mcpmux(["serve", "--listen", path] + GRACE
+                          + ["--", sys.executable, "-c", ASKER])
+        wait_until(lambda: os.path.exists(path), 10, "the socket")
+        env = self.oom_env("OOM-P", malloc_min=256, malloc_max=256, malloc_only="realloc")
+        p = self.mcpmux(["connect", "--session", "s", "--max-message", "4096", path], env=env)
+        # The marker escaped: only the server's request holds it, as its id.
+        p.write(b'{"jsonrpc":"2.0","id":1,"method":"ask","params":{"ids":["\\u004fOM-P"]}}\n')
+        self.assertEqual(p.msg(10), {"jsonrpc": "2.0", "id": 1, "result": []})
+        p.send(req(3, "report"))
+        self.assertEqual(p.msg(10), {"jsonrpc": "2.0", "id": 3, "result": [["OOM-P", -32000]]})
+        self.assertIn("a request of the server's could not be kept in flight: not passed on",
+                      p.stderr())
+        p.send(req(4, "ask", {"ids": ["s4"]}))
+        self.assertEqual([p.msg(10)["id"] for _ in range(2)], ["s4", 4])
+        p.send({"jsonrpc": "2.0", "id": "s4", "result": "y" * 5000})
+        p.send(req(5, "report"))
+        self.assertEqual(p.msg(10), {"jsonrpc": "2.0", "id": 5,
+                                     "result": [["OOM-P", -32000], ["s4", -32000]]})
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
         srv.p.send_signal(signal.SIGTERM)
