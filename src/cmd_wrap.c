@@ -87,6 +87,11 @@ struct wrap {
 	 * answers are an ended run's, even once an earlier held line started a new run.
 	 */
 	bool replaying;
+	/*
+	 * The requests in flight of servers gone whose runs are over (bounded as a run's
+	 * are): an answer to one, not to one of the current run's, is dropped however late.
+	 */
+	struct session_ids ended_asked;
 	/* The client's handshake, for a run whose first message is not initialize. */
 	struct handshake hs;
 	struct pool *pool; /* --max-servers */
@@ -458,6 +463,7 @@ start_run(struct wrap *w)
 		errno = err;
 		return NULL;
 	}
+	session_keep_srv_gone(r->s, &w->ended_asked);
 	r->next = w->runs;
 	w->runs = r;
 	w->n_live++;
@@ -671,6 +677,101 @@ wrap_on_line(void *ctx, const char *line, size_t len)
 	handle_line(w, line, len);
 }
 
+/*
+ * Does the client's answer with this id answer a request of a server whose run is over
+ * (one still ending, or gone: w->ended_asked), and none of the current run's?  However the
+ * client's writes came, it is that run's: the current run's server never asked it.
+ */
+static bool
+ended_run_answer(void *ctx, const char *id, size_t id_len)
+{
+	struct wrap *w = ctx;
+	size_t len;
+
+	if (w->cur == NULL || session_srv_request_id(w->cur, id, id_len, &len) != NULL) {
+		return false;
+	}
+	if (session_ids_has(&w->ended_asked, id, id_len)) {
+		return true;
+	}
+	for (const struct wrap_run *r = w->runs; r != NULL; r = r->next) {
+		if (r->s != w->cur && session_srv_request_id(r->s, id, id_len, &len) != NULL) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Which answers of the client's line in w->scan go on (to the current run's server). */
+static bool
+answer_goes_on(void *ctx, const char *id, size_t id_len)
+{
+	return !ended_run_answer(ctx, id, id_len);
+}
+
+/* Does the line in w->scan hold an answer of the client's for a run that is over? */
+static bool
+holds_ended_run_answer(struct wrap *w)
+{
+	size_t n;
+	const struct jsonrpc_item *items = jsonrpc_items(&w->scan, &n);
+
+	if (w->cur == NULL || (w->ended_asked.n == 0 && w->runs != NULL && w->runs->next == NULL)) {
+		return false; /* (most of the time: one run, none gone with requests in flight) */
+	}
+	for (size_t i = 0; i < n; i++) {
+		if ((items[i].kind == JSONRPC_RESPONSE || items[i].kind == JSONRPC_ERROR) &&
+		    ended_run_answer(w, jsonrpc_str(&w->scan, items[i].id), items[i].id.len)) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * An answer of the client's (alone, or a batch's) for a run that is over, or a batch of
+ * them with other messages, handled: the answers dropped (a warning), the rest of the
+ * batch, and its answers for the current run, passed on.  False when the line holds none.
+ */
+static bool
+drop_ended_run_answers(struct wrap *w, const char *line, size_t len)
+{
+	struct sbuf taken = { 0 };
+	size_t dropped = 0;
+
+	if (!holds_ended_run_answer(w)) {
+		return false;
+	}
+	if (w->scan.kind != JSONRPC_BATCH) {
+		log_in(w, line, len, true);
+		session_ids_answered(&w->ended_asked, &w->scan); /* (it is answered) */
+		diag_warn("an answer of the client for a server whose run is over: dropped");
+		return true;
+	}
+	if (!jsonrpc_without_answers(&w->scan, line, len, answer_goes_on, w, &w->kept, &w->scan,
+				     &taken, &dropped)) {
+		sbuf_reset(&w->kept);
+		sbuf_release(&taken);
+		(void)jsonrpc_scan(&w->scan, line, len); /* the batch as it came */
+		diag_error("out of memory: a batch of the client's was refused");
+		answer_each(w, RPC_SERVER_ERROR, RPCOUT_NO_MEMORY);
+		return true;
+	}
+	diag_warn("%zu answers in a batch for a server whose run is over: dropped (its other "
+		  "messages are kept)",
+		  dropped);
+	if (w->kept.len > 0) {
+		session_from_client(w->cur, w->kept.buf, w->kept.len, &w->scan);
+	}
+	if (taken.len > 0 && w->cur != NULL) {
+		(void)jsonrpc_scan(&w->scan, taken.buf, taken.len);
+		session_from_client(w->cur, taken.buf, taken.len, &w->scan);
+	}
+	sbuf_reset(&w->kept);
+	sbuf_release(&taken);
+	return true;
+}
+
 static void
 handle_line(struct wrap *w, const char *line, size_t len)
 {
@@ -715,6 +816,7 @@ handle_line(struct wrap *w, const char *line, size_t len)
 		/* Answers to requests of a server whose run is over: nobody waits for them,
 		 * and they are no reason to start another. */
 		log_in(w, line, len, true);
+		session_ids_answered(&w->ended_asked, &w->scan);
 		if (kind == JSONRPC_BATCH) {
 			diag_warn("a batch of %zu answers of the client for a server whose run is "
 				  "over: dropped",
@@ -723,6 +825,9 @@ handle_line(struct wrap *w, const char *line, size_t len)
 			diag_warn(
 				"an answer of the client for a server whose run is over: dropped");
 		}
+		return;
+	}
+	if (!ended && drop_ended_run_answers(w, line, len)) {
 		return;
 	}
 	size_t dropped = 0;
@@ -1171,6 +1276,7 @@ cmd_wrap(const struct mcpmux_options *o)
 	jsonrpc_release(&w->scan);
 	sbuf_release(&w->tmp);
 	sbuf_release(&w->kept);
+	session_ids_free(&w->ended_asked);
 	sbuf_release(&w->big_reqs.ids);
 	sbuf_release(&w->held);
 	handshake_release(&w->hs);

@@ -366,6 +366,26 @@ ids_remove(struct pending **table, size_t *n, const char *id, size_t len)
 	return ms;
 }
 
+/* The gone server's requests in flight, to where its owner keeps them (s->srv_gone). */
+static void
+srv_gone(struct session *s)
+{
+	struct pending *p, *tmp;
+
+	if (s->srv_gone == NULL) {
+		return;
+	}
+	HASH_ITER (hh, s->srv_pending, p, tmp) {
+		// cppcheck-suppress uninitvar ; uthash iteration, filled by ids_add()
+		for (uint32_t k = 0; k < p->count; k++) {
+			if (!ids_add(&s->srv_gone->table, &s->srv_gone->n, pending_id(p), p->id_len,
+				     p->t, 0)) {
+				return; /* (at the bound, or out of memory: not known) */
+			}
+		}
+	}
+}
+
 static double
 pending_remove(struct session *s, const char *id, size_t len)
 {
@@ -978,6 +998,18 @@ session_ids_free(struct session_ids *t)
 {
 	pending_free_all(&t->table);
 	t->n = 0;
+}
+
+bool
+session_ids_has(const struct session_ids *t, const char *id, size_t len)
+{
+	return t->n > 0 && ids_find(t->table, id, len) != NULL;
+}
+
+void
+session_keep_srv_gone(struct session *s, struct session_ids *t)
+{
+	s->srv_gone = t;
 }
 
 const char *
@@ -2234,6 +2266,7 @@ suspended(struct session *s)
 	s->n_suspends++;
 	status_changed();
 	/* The gone server's requests: an answer to one will be dropped. */
+	srv_gone(s);
 	pending_free_all(&s->srv_pending);
 	s->n_srv_pending = 0;
 	if (s->hooks->on_suspended != NULL) {
@@ -2464,6 +2497,7 @@ session_free(struct session *s)
 	handshake_release(&s->own_hs);
 	pool_release(s->slot);
 	pending_free_all(&s->pending);
+	srv_gone(s);
 	pending_free_all(&s->srv_pending);
 	sbuf_release(&s->err_line);
 	for (size_t i = 0; i < s->n_replies; i++) {

@@ -151,6 +151,8 @@ struct session {
 	struct pending *pending;     /* uthash: client requests in flight */
 	struct pending *srv_pending; /* uthash: server requests in flight */
 	size_t n_srv_pending;
+	/* Where the server's requests in flight go when its server is gone (NULL: dropped). */
+	struct session_ids *srv_gone;
 	bool server_full;	/* the server's input queue is at its mark */
 	bool input_full;	/* that, or the held lines: the client is held back */
 	struct pool_slot *slot; /* its server's place in the pool (cfg->pool) */
@@ -267,6 +269,13 @@ const char *session_ids_find(struct session_ids *t, const struct jsonrpc_idscan 
 /* One request with this id (JSON text) is done. */
 void session_ids_remove(struct session_ids *t, const char *id, size_t len);
 void session_ids_free(struct session_ids *t);
+/* Is a request with this id (JSON text) in flight in t? */
+bool session_ids_has(const struct session_ids *t, const char *id, size_t len);
+/*
+ * The requests of s's server in flight, once its server is gone (or s freed), are added
+ * to *t (as far as its bound and memory allow), not just dropped; NULL: dropped.
+ */
+void session_keep_srv_gone(struct session *s, struct session_ids *t);
 /*
  * End the run.  reply_id (JSON text, may be NULL) is answered with the end-of-run result
  * when the teardown is complete; past SESSION_MAX_END_REPLIES such requests (a client that
