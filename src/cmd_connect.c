@@ -351,6 +351,21 @@ send_envelope(struct cconn *cc, const char *msg, size_t len)
 	}
 }
 
+/*
+ * A message of connect's own for the client, in cc->tmp: one there was no memory to
+ * write, or to queue, is lost, which stderr says.
+ */
+static void
+send_own(struct cconn *cc)
+{
+	if (cc->tmp.failed ||
+	    (conn_send_line(&cc->client, &cc->client.self, cc->tmp.buf, cc->tmp.len) == -1 &&
+	     errno == ENOMEM)) {
+		diag_error("out of memory: a message from mcpmux for the client was lost");
+	}
+	sbuf_reset(&cc->tmp); /* a long one (a batch's errors) is given back now */
+}
+
 static void
 client_on_line(void *ctx, const char *line, size_t len)
 {
@@ -365,7 +380,7 @@ client_on_line(void *ctx, const char *line, size_t len)
 	if (kind == JSONRPC_INVALID_JSON) {
 		sbuf_reset(&cc->tmp);
 		rpcout_error(&cc->tmp, NULL, 0, RPC_PARSE_ERROR, "Parse error: not valid JSON");
-		(void)conn_send_line(&cc->client, &cc->client.self, cc->tmp.buf, cc->tmp.len);
+		send_own(cc);
 		return;
 	}
 	if (!cc->sent && !cc->keep) {
@@ -497,8 +512,7 @@ client_big_requests(struct cconn *cc, const struct rpcout_big *big)
 	case RPCOUT_BIGREQS_ANSWERED:
 		break;
 	}
-	(void)conn_send_line(&cc->client, &cc->client.self, cc->tmp.buf, cc->tmp.len);
-	sbuf_reset(&cc->tmp); /* (a long array is given back now) */
+	send_own(cc); /* (a long array is given back now) */
 	return true;
 }
 
@@ -586,7 +600,7 @@ client_on_big_end(void *ctx, size_t total)
 	case RPCOUT_OVERSIZE_REQUEST:
 		sbuf_reset(&cc->tmp);
 		rpcout_error(&cc->tmp, id, id_len, RPCOUT_BIG_CODE(&big), text);
-		(void)conn_send_line(&cc->client, &cc->client.self, cc->tmp.buf, cc->tmp.len);
+		send_own(cc);
 		break;
 	}
 }

@@ -3134,6 +3134,43 @@ for line in sys.stdin:
         self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers()
 
+    def connect_oversize_batch(self, **faults):
+        """connect --max-message 4096 (to serve of ASKER), with the faults after the marker
+        OOM-A: a batch over the bound of 1,101 requests, the first with the marker as its
+        id.  The process, once the line after the batch's answer is read (the report of
+        what the server got, nothing): the lines the client got after the batch."""
+        path = os.path.join(self.tmp.name, "mux.sock")
+        srv = self.mcpmux(["serve", "--listen", path] + GRACE
+                          + ["--", sys.executable, "-c", ASKER])
+        self.addCleanup(lambda: (srv.p.send_signal(signal.SIGTERM), srv.wait()))
+        wait_until(lambda: os.path.exists(path), 10, "the socket")
+        p = self.mcpmux(["connect", "--session", "s", "--max-message", "4096", path],
+                        env=self.oom_env("OOM-A", **faults))
+        p.send(req(0, "ping"))
+        self.assertEqual(p.msg(10), {"jsonrpc": "2.0", "id": 0, "result": []})
+        p.send([req("OOM-A", "ping")] + [req(k, "ping") for k in range(1, 1101)])
+        p.send(req("r", "report"))
+        lines = []
+        while True:
+            lines.append(p.line(10))
+            if lines[-1].startswith(b"{") and json.loads(lines[-1]).get("id") == "r":
+                break
+        return p, lines
+
+    def test_connect_an_error_there_is_no_memory_to_write_is_said_lost(self):
+        """connect: a batch of the client's over --max-message whose errors by id there is
+        no memory to write (a big realloc() fails), nor then its one -32600 with id null
+        (the next one fails too): the client gets no empty line in its place, and stderr
+        says the error was lost; connect goes on."""
+        p, lines = self.connect_oversize_batch(malloc_min=65536, malloc_only="realloc",
+                                               malloc_then=1)
+        self.assertEqual(lines[:-1], [])  # (no empty line in the error's place)
+        self.assertIn("could not each be answered", p.stderr())
+        self.assertIn("out of memory: a message from mcpmux for the client was lost",
+                      p.stderr())
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+
     def test_connect_a_line_of_serve_dropped_with_no_memory_left_is_replaced(self):
         """connect: an answer of serve's over connect's --max-message, dropped, while its
         client's queue cannot grow at all (every new chunk fails): the error in its place
