@@ -798,6 +798,24 @@ lost_message(struct cconn *cc, const struct envelope *env)
 }
 
 /*
+ * A batch of the server's passed on whose requests could not all be kept in flight (no
+ * memory), once they are kept as far as memory allows: stderr says how many were not.
+ */
+static void
+batch_unkept(struct cconn *cc)
+{
+	size_t unkept = session_ids_asked(&cc->srv_ids, &cc->scan);
+
+	if (unkept > 0) {
+		diag_error(
+			"out of memory: %zu request%s of a batch of the server's could not be "
+			"kept in flight: an answer of the client's over --max-message to %s gets "
+			"the server no error",
+			unkept, unkept == 1 ? "" : "s", unkept == 1 ? "it" : "one");
+	}
+}
+
+/*
  * A request of the server's (alone) that there is no memory to keep in flight: not passed
  * on, for an answer to it over the bound could not get the server its error; the server
  * gets a -32000 error in its place at once.  False for a batch, which is passed on.
@@ -808,11 +826,7 @@ unkept_request(struct cconn *cc)
 	const struct jsonrpc_item *it = &cc->scan.one;
 
 	if (cc->scan.kind != JSONRPC_REQUEST) {
-		diag_error(
-			"out of memory: requests of a batch of the server's could not be kept "
-			"in flight: an answer of the client's over --max-message to one gets the "
-			"server no error");
-		return false;
+		return false; /* (kept as far as memory allows once passed on: batch_unkept()) */
 	}
 	diag_error("out of memory: a request of the server's could not be kept in flight: not "
 		   "passed on, the server gets an error in its place");
@@ -870,7 +884,8 @@ server_on_line(void *ctx, const char *line, size_t len)
 		 * kept, while the cancellations of a lost message still hold.  One that
 		 * cannot be kept (no memory) is not passed on: the server gets an error.
 		 */
-		bool kept = session_ids_ask(&cc->srv_ids, &cc->scan);
+		size_t n_kept;
+		bool kept = session_ids_ask(&cc->srv_ids, &cc->scan, &n_kept);
 
 		if (!kept && unkept_request(cc)) {
 			return;
@@ -878,16 +893,15 @@ server_on_line(void *ctx, const char *line, size_t len)
 		if (conn_send_line(&cc->client, &cc->client.self, env.message, env.message_len) ==
 			    -1 &&
 		    errno == ENOMEM) {
-			if (kept) {
-				session_ids_unask(&cc->srv_ids, &cc->scan);
-			}
+			/* (only those it kept: another in flight with the same id stays) */
+			session_ids_unask(&cc->srv_ids, &cc->scan, n_kept);
 			session_ids_cancelled(&cc->srv_ids, &cc->scan);
 			lost_message(cc, &env);
 		} else if (kept) {
 			session_ids_cancelled(&cc->srv_ids, &cc->scan);
 		} else {
 			/* (a batch: passed on, its requests kept as far as they can be) */
-			session_ids_asked(&cc->srv_ids, &cc->scan);
+			batch_unkept(cc);
 		}
 		if (!cc->client.out_dead && conn_source_full(&cc->client.self)) {
 			read_serve(cc, false); /* stdout is slow: stop reading the socket */

@@ -901,58 +901,65 @@ session_srv_request_id(struct session *s, const char *id, size_t id_len, size_t 
 	return pending_id(p);
 }
 
-void
+size_t
 session_ids_asked(struct session_ids *t, const struct jsonrpc_scanner *scan)
 {
-	size_t n;
+	size_t n, unkept = 0;
 	const struct jsonrpc_item *items = jsonrpc_items(scan, &n);
 
 	for (size_t i = 0; i < n; i++) {
 		if (items[i].kind == JSONRPC_REQUEST) {
 			/* (one not added, at the bound or out of memory, is not known in flight) */
-			(void)ids_add(&t->table, &t->n, jsonrpc_str(scan, items[i].id),
-				      items[i].id.len, sys_now(), 0);
+			bool full = t->n >= SESSION_MAX_PENDING;
+
+			if (!ids_add(&t->table, &t->n, jsonrpc_str(scan, items[i].id),
+				     items[i].id.len, sys_now(), 0) &&
+			    !full) {
+				unkept++;
+			}
 		}
 	}
 	note_cancel(&t->table, &t->n, scan);
+	return unkept;
 }
 
 bool
-session_ids_ask(struct session_ids *t, const struct jsonrpc_scanner *scan)
+session_ids_ask(struct session_ids *t, const struct jsonrpc_scanner *scan, size_t *n_kept)
 {
 	size_t n;
 	const struct jsonrpc_item *items = jsonrpc_items(scan, &n);
 
+	*n_kept = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (items[i].kind != JSONRPC_REQUEST || t->n >= SESSION_MAX_PENDING) {
-			continue; /* (one past the bound is not known in flight) */
+		if (items[i].kind != JSONRPC_REQUEST) {
+			continue;
+		}
+		if (t->n >= SESSION_MAX_PENDING) {
+			return true; /* (this one and those after it are not known in flight) */
 		}
 		if (!ids_add(&t->table, &t->n, jsonrpc_str(scan, items[i].id), items[i].id.len,
 			     sys_now(), 0)) {
 			/* Out of memory: those kept before it are taken back. */
-			for (size_t k = 0; k < i; k++) {
-				if (items[k].kind == JSONRPC_REQUEST) {
-					(void)ids_remove(&t->table, &t->n,
-							 jsonrpc_str(scan, items[k].id),
-							 items[k].id.len);
-				}
-			}
+			session_ids_unask(t, scan, *n_kept);
+			*n_kept = 0;
 			return false;
 		}
+		(*n_kept)++;
 	}
 	return true;
 }
 
 void
-session_ids_unask(struct session_ids *t, const struct jsonrpc_scanner *scan)
+session_ids_unask(struct session_ids *t, const struct jsonrpc_scanner *scan, size_t n_kept)
 {
 	size_t n;
 	const struct jsonrpc_item *items = jsonrpc_items(scan, &n);
 
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n && n_kept > 0; i++) {
 		if (items[i].kind == JSONRPC_REQUEST) {
 			(void)ids_remove(&t->table, &t->n, jsonrpc_str(scan, items[i].id),
 					 items[i].id.len);
+			n_kept--;
 		}
 	}
 }

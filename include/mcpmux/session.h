@@ -249,17 +249,24 @@ struct session_ids {
 	struct pending *table;
 	size_t n;
 };
-/* The requests in a message of that side are in flight; those its cancellations name
- * (its own) are not. */
-void session_ids_asked(struct session_ids *t, const struct jsonrpc_scanner *scan);
+/*
+ * The requests in a message of that side are in flight; those its cancellations name
+ * (its own) are not.  How many of its requests could not be kept for want of memory (one
+ * past SESSION_MAX_PENDING is not kept, and is not counted).
+ */
+size_t session_ids_asked(struct session_ids *t, const struct jsonrpc_scanner *scan);
 /*
  * The requests in such a message are in flight, before it is passed on: false, with none
  * of them kept, when one could not be for want of memory (one past SESSION_MAX_PENDING is
- * not kept, and is no failure).  Its cancellations are left to session_ids_cancelled().
+ * not kept, and is no failure).  *n_kept: how many were (the message's first requests).
+ * Its cancellations are left to session_ids_cancelled().
  */
-bool session_ids_ask(struct session_ids *t, const struct jsonrpc_scanner *scan);
-/* The requests of such a message that session_ids_ask() kept are not (never passed on). */
-void session_ids_unask(struct session_ids *t, const struct jsonrpc_scanner *scan);
+bool session_ids_ask(struct session_ids *t, const struct jsonrpc_scanner *scan, size_t *n_kept);
+/*
+ * The first n_kept requests of such a message, those session_ids_ask() kept, are not
+ * (never passed on); another request in flight with the same id stays.
+ */
+void session_ids_unask(struct session_ids *t, const struct jsonrpc_scanner *scan, size_t n_kept);
 /* Only the cancellations of such a message: its requests never reached the other side. */
 void session_ids_cancelled(struct session_ids *t, const struct jsonrpc_scanner *scan);
 /* The requests that the answers in a message of the other side answer are done. */

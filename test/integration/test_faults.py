@@ -3171,6 +3171,35 @@ for line in sys.stdin:
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
 
+    def test_connect_a_batch_of_the_server_kept_once_retried_is_said_no_loss(self):
+        """connect: a batch of the server's requests whose first keeping in flight ran out
+        of memory (one realloc() of 256 bytes fails), kept in full once passed on: stderr
+        does not claim any was lost, and the client's answer over --max-message to one
+        gets the server its error."""
+        path = os.path.join(self.tmp.name, "mux.sock")
+        srv = self.mcpmux(["serve", "--listen", path] + GRACE
+                          + ["--", sys.executable, "-c", ASKER])
+        wait_until(lambda: os.path.exists(path), 10, "the socket")
+        env = self.oom_env("OOM-P", malloc_min=256, malloc_max=256, malloc_only="realloc")
+        p = self.mcpmux(["connect", "--session", "s", "--max-message", "4096", path], env=env)
+        batch = json.dumps([req("b1", "x"), req("OOM-P", "x")])
+        # The marker escaped: only the server's batch holds it.
+        p.write(json.dumps(req(1, "raw", {"lines": [batch]})).replace(
+            "OOM-P", "\\u004fOM-P").encode() + b"\n")
+        got = [p.msg(10), p.msg(10)]
+        self.assertIn({"jsonrpc": "2.0", "id": 1, "result": []}, got)
+        self.assertIn([req("b1", "x"), req("OOM-P", "x")], got)
+        p.send({"jsonrpc": "2.0", "id": "OOM-P", "result": "y" * 5000})
+        p.send(req(5, "report"))
+        self.assertEqual(p.msg(10), {"jsonrpc": "2.0", "id": 5, "result": [["OOM-P", -32000]]})
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
+        self.assertNotIn("could not be kept in flight", p.stderr())
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assert_no_leftovers()
+
     def test_connect_a_line_of_serve_dropped_with_no_memory_left_is_replaced(self):
         """connect: an answer of serve's over connect's --max-message, dropped, while its
         client's queue cannot grow at all (every new chunk fails): the error in its place
