@@ -19,10 +19,13 @@
 //           with nothing left after the client's event, and gets 204, not an
 //           empty stream that the SDK would resume again every second.
 //
-// Then a call still works, and onerror reported nothing (but the progress
+// Then a call still works, and onerror reported nothing but the progress
 // server-everything goes on sending for the cancelled call: the SDK reports
-// each as one for an unknown token, as it does in front of any server that
-// ignores a cancellation).
+// each as one for an unknown token.  mcpmux passes them on, as a direct
+// connection does: the same cancellation against server-everything's own
+// Streamable HTTP mode (the SDK's server transport) gets the same report there
+// (its transport keeps the cancelled call's stream open, the server never
+// answering it, and sends the progress on it).
 //
 // usage: node cancel_interop.mjs --mcpmux PATH
 // Output: "ok STEP" / "not ok STEP: why" lines, then "N passed, M failed";
@@ -45,6 +48,7 @@ const RESUME_WITHIN_MS = 10_000 * TIMEOUT_MULTIPLIER;
 
 let passed = 0;
 let failed = 0;
+const UNKNOWN_TOKEN = /progress notification for an unknown token/;
 const report = (name, problem) => {
   if (problem) { failed++; console.log(`not ok ${name}: ${problem}`); } else { passed++; console.log(`ok ${name}`); }
 };
@@ -62,15 +66,18 @@ async function main() {
   if (!mcpmuxHasHttp(spec.mcpmux)) skip(`${spec.mcpmux} has no Streamable HTTP front end`);
 
   const eut = new Endpoint(spec);
+  const ref = new Endpoint({ kind: 'everything-http' }); // the reference, at the end
   const timer = setTimeout(() => {
     report('global timeout', `not finished within ${GLOBAL_TIMEOUT_MS / 1000} s`);
     console.log(`${passed} passed, ${failed} failed`);
     killTag(eut.tag);
+    killTag(ref.tag);
     process.exit(1);
   }, GLOBAL_TIMEOUT_MS);
 
   const requests = []; // {method, lastEventId, status}
   const errors = [];
+  let unknownTokens = 0;
   let client;
   try {
     await eut.start();
@@ -85,10 +92,12 @@ async function main() {
     const transport = new StreamableHTTPClientTransport(new URL(eut.url), { fetch: fetchLogged });
     client = new Client({ name: 'mcpmux-cancel-interop', version: '1.0.0' }, { capabilities: {} });
     // server-everything's long-running operation goes on after a cancellation, and
-    // the SDK reports its progress for a token it no longer knows: the server's doing.
+    // the SDK reports its progress for a token it no longer knows: the server's doing
+    // (the reference below shows it directly).
     client.onerror = (e) => {
       const msg = String(e?.message ?? e);
-      if (!/progress notification for an unknown token/.test(msg)) errors.push(msg);
+      if (UNKNOWN_TOKEN.test(msg)) unknownTokens++;
+      else errors.push(msg);
     };
     const opts = { timeout: REQUEST_TIMEOUT_MS };
     await client.connect(transport, opts);
@@ -130,6 +139,10 @@ async function main() {
       .then((r) => JSON.stringify(r), (e) => `failed: ${e?.message ?? e}`);
     report('a call after them', echo.includes('still here') ? null : echo);
     report('no client errors', errors.length ? errors.join('; ') : null);
+    // One a second comes until the 30 s operation ends: the first within about 1 s.
+    const passedOn = await until(() => unknownTokens > 0, RESUME_WITHIN_MS);
+    report('cancel: the progress sent after the cancellation is passed on, as by a direct connection',
+      passedOn ? null : `no progress for the cancelled call within ${RESUME_WITHIN_MS} ms`);
     await transport.terminateSession();
     await client.close();
   } catch (e) {
@@ -137,6 +150,36 @@ async function main() {
   } finally {
     const st = await eut.stop();
     if (st.leftovers?.length) report('endpoint stopped clean', `${st.leftovers.length} process(es) outlived it`);
+  }
+
+  // The reference: the same cancellation, without mcpmux.
+  try {
+    await ref.start();
+    const transport = new StreamableHTTPClientTransport(new URL(ref.url));
+    client = new Client({ name: 'mcpmux-cancel-interop', version: '1.0.0' }, { capabilities: {} });
+    let refUnknown = 0;
+    client.onerror = (e) => { if (UNKNOWN_TOKEN.test(String(e?.message ?? e))) refUnknown++; };
+    const opts = { timeout: REQUEST_TIMEOUT_MS };
+    await client.connect(transport, opts);
+    const ac = new AbortController();
+    let progressed;
+    const firstProgress = new Promise((resolve) => { progressed = resolve; });
+    const call = client.callTool({ name: 'trigger-long-running-operation', arguments: { duration: 30, steps: 30 } },
+      undefined, { ...opts, signal: ac.signal, onprogress: () => progressed() });
+    const cancelled = call.then(() => 'answered', (e) => (ac.signal.aborted ? 'aborted' : `failed: ${e?.message ?? e}`));
+    await Promise.race([firstProgress, call.catch(() => {})]);
+    ac.abort('enough');
+    const how = await cancelled;
+    const seen = how === 'aborted' && await until(() => refUnknown > 0, RESUME_WITHIN_MS);
+    report('reference: directly, the SDK reports the progress after the cancellation for an unknown token too',
+      seen ? null : how !== 'aborted' ? how : `no such report within ${RESUME_WITHIN_MS} ms`);
+    await transport.terminateSession();
+    await client.close();
+  } catch (e) {
+    report('reference harness', e?.stack ?? String(e));
+  } finally {
+    const st = await ref.stop();
+    if (st.leftovers?.length) report('reference stopped clean', `${st.leftovers.length} process(es) outlived it`);
   }
   clearTimeout(timer);
   finish(passed, failed, eut);
