@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <langinfo.h>
+#include <locale.h>
 #include <math.h>
 #include <poll.h>
 #include <stdint.h>
@@ -19,6 +21,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <wchar.h>
 
 #include <yajl/yajl_parse.h>
 #include <yajl/yajl_tree.h>
@@ -642,14 +645,41 @@ shown_char(const char *s, size_t n, char out[8])
 	return len;
 }
 
+/* Columns are counted in terminal cells (wcwidth()) under a UTF-8 locale, else bytes. */
+static bool utf8_cells;
+
+/* The cells a shown character (shown_char()'s out) takes on a terminal. */
+static int
+shown_width(const char *c)
+{
+	const unsigned char *u = (const unsigned char *)c;
+	size_t len = strlen(c);
+	uint32_t cp;
+	int w;
+
+	if (!utf8_cells || u[0] < 0x80) {
+		return (int)len;
+	}
+	/* one valid UTF-8 character (shown_char() checked it) */
+	cp = len == 2 ? u[0] & 0x1Fu : (len == 3 ? u[0] & 0x0Fu : u[0] & 0x07u);
+	for (size_t i = 1; i < len; i++) {
+		cp = cp << 6 | (u[i] & 0x3Fu);
+	}
+	w = wcwidth((wchar_t)cp);
+	return w >= 0 ? w : 1; /* one the locale does not know: a terminal gives it a cell */
+}
+
 /*
- * A line being put together in a fixed buffer: once something does not fit, the line
- * ends there, and never inside a shown character (UTF-8 or an escape).
+ * A line being put together in a fixed buffer: once something does not fit (in its
+ * bytes, or in its columns when it has a width), the line ends there, and never inside a
+ * shown character (UTF-8 or an escape).
  */
 struct text {
 	char *buf;
 	size_t cap;
 	size_t len;
+	int cols;     /* the cells it takes */
+	int max_cols; /* 0: as many as its bytes allow */
 	bool cut;
 };
 
@@ -658,6 +688,13 @@ text_init(struct text *t, char *buf, size_t cap)
 {
 	*t = (struct text){ .buf = buf, .cap = cap };
 	buf[0] = '\0';
+}
+
+/* The spaces after t up to width cells (none when it takes them all). */
+static int
+text_pad(const struct text *t, int width)
+{
+	return t->cols < width ? width - t->cols : 0;
 }
 
 /* Text of mcpmux's own (ASCII), cut anywhere when it does not fit. */
@@ -673,8 +710,13 @@ text_add(struct text *t, const char *s)
 		n = t->cap - 1 - t->len;
 		t->cut = true;
 	}
+	if (t->max_cols > 0 && t->cols + (int)n > t->max_cols) {
+		n = (size_t)(t->max_cols - t->cols);
+		t->cut = true;
+	}
 	memcpy(t->buf + t->len, s, n);
 	t->len += n;
+	t->cols += (int)n;
 	t->buf[t->len] = '\0';
 }
 
@@ -687,13 +729,15 @@ text_show_n(struct text *t, const char *s, size_t n)
 	while (n > 0 && !t->cut) {
 		size_t used = shown_char(s, n, c);
 		size_t cl = strlen(c);
+		int w = shown_width(c);
 
-		if (t->len + cl >= t->cap) {
+		if (t->len + cl >= t->cap || (t->max_cols > 0 && t->cols + w > t->max_cols)) {
 			t->cut = true;
 			break;
 		}
 		memcpy(t->buf + t->len, c, cl + 1);
 		t->len += cl;
+		t->cols += w;
 		s += used;
 		n -= used;
 	}
@@ -768,7 +812,7 @@ text_show_member(struct text *t, yajl_val rec, const char *key, const char *dflt
 	text_show_n(t, s != NULL ? s : dflt, s != NULL ? n : strlen(dflt));
 }
 
-/* A string of a record (n bytes), shown whole on stdout, then spaces up to width bytes. */
+/* A string of a record (n bytes), shown whole on stdout, then spaces up to width cells. */
 static void
 put_shown(const char *s, size_t n, int width)
 {
@@ -778,7 +822,7 @@ put_shown(const char *s, size_t n, int width)
 	while (n > 0) {
 		size_t used = shown_char(s, n, c);
 
-		w += (int)strlen(c);
+		w += shown_width(c);
 		(void)fputs(c, stdout);
 		s += used;
 		n -= used;
@@ -1145,8 +1189,9 @@ show_record(const struct opts *o, yajl_val rec)
 	const char *session = get_str(rec, "session");
 	const char *dir = get_str(rec, "dir");
 	const char *event = get_str(rec, "event");
-	char when[13] = "", sess[9] = "-", size[32] = "", lat[32] = "";
-	struct text t;
+	/* the session's column is 8 cells: of bytes, as many as 8 characters can take */
+	char when[13] = "", sess[8 * 4 + 1], size[32] = "", lat[32] = "";
+	struct text t, st;
 	double v;
 
 	if (!session_matches(o, session)) {
@@ -1156,9 +1201,12 @@ show_record(const struct opts *o, yajl_val rec)
 		text_init(&t, when, sizeof(when));
 		text_show(&t, ts + 11);
 	}
+	text_init(&st, sess, sizeof(sess));
+	st.max_cols = 8;
 	if (session != NULL) {
-		text_init(&t, sess, sizeof(sess));
-		text_show(&t, session);
+		text_show(&st, session);
+	} else {
+		text_add(&st, "-");
 	}
 	if (event != NULL) {
 		char detail[256], name[64], num[64];
@@ -1210,9 +1258,9 @@ show_record(const struct opts *o, yajl_val rec)
 		}
 		text_init(&t, name, sizeof(name));
 		text_show(&t, event);
-		printf("%s %s%-8s  %s  %s %-13s %s%s\n", when, o->color ? C_DIM : "", sess,
-		       o->color ? C_RESET : "", o->color ? C_EVENT "*" C_RESET : "*", name, detail,
-		       "");
+		printf("%s %s%s%*s  %s  %s %s%*s %s\n", when, o->color ? C_DIM : "", sess,
+		       text_pad(&st, 8), "", o->color ? C_RESET : "",
+		       o->color ? C_EVENT "*" C_RESET : "*", name, text_pad(&t, 13), "", detail);
 		return;
 	}
 	if (dir == NULL) {
@@ -1257,9 +1305,9 @@ show_record(const struct opts *o, yajl_val rec)
 	const char *arrow = in ? "->" : "<-";
 	const char *col = o->color ? (in ? C_IN : C_OUT) : "";
 
-	printf("%s %s%-8s%s  %s%s%s %-40s %10s %10s%s%s%s\n", when, o->color ? C_DIM : "", sess,
-	       o->color ? C_RESET : "", col, arrow, o->color ? C_RESET : "", what, lat, size,
-	       (is_err || invalid) && o->color ? C_RED : "",
+	printf("%s %s%s%*s%s  %s%s%s %s%*s %10s %10s%s%s%s\n", when, o->color ? C_DIM : "", sess,
+	       text_pad(&st, 8), "", o->color ? C_RESET : "", col, arrow, o->color ? C_RESET : "",
+	       what, text_pad(&t, 40), "", lat, size, (is_err || invalid) && o->color ? C_RED : "",
 	       is_err ? "  ERROR" : (invalid ? "  INVALID" : ""),
 	       (is_err || invalid) && o->color ? C_RESET : "");
 	free(method);
@@ -1672,6 +1720,9 @@ cmd_log(int argc, char **argv)
 
 	/* Its output waits for room in a full non-blocking stdout, as config's does. */
 	(void)sys_stdout_waits();
+	/* Columns line up in terminal cells under a UTF-8 locale, as column(1) and ls(1)
+	 * line them up (the character type only: numbers keep their '.'). */
+	utf8_cells = setlocale(LC_CTYPE, "") != NULL && strcmp(nl_langinfo(CODESET), "UTF-8") == 0;
 
 	if (argc < 2) {
 		diag_error("no log command given (show or stats; see mcpmux log --help)");

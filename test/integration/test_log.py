@@ -1421,6 +1421,64 @@ class Reading(Case):
         self.assertIn("\n" + r"s\x1b\u0085" + " " * 26 + "     0.0s", out)
         self.assertIn(r"  crash\r\x1b[2J (SIG\x07)" + "\n", out)
 
+    def test_columns_line_up_in_terminal_cells_under_a_utf8_locale(self):
+        """Under a UTF-8 locale the columns of show and stats are counted in terminal
+        cells, as column(1) and ls(1) count them: an accented letter takes one, a CJK
+        character or an emoji two, a combining accent none; the session's column of 8
+        cells is cut before a character that would end past it, never inside one.  Under
+        LC_ALL=C they are counted in bytes."""
+        recs = [
+            dict(request("\u00e91", "r\u00e9sum\u00e9"), session="r\u00e9sum\u00e9-1"),
+            dict(answer("\u00e91", 1.5), session="r\u00e9sum\u00e9-1"),
+            dict(request("\u4e2d", "\u5de5\u5177/\u8c03\u7528"),
+                 session="\u4e2d\u6587\u4f1a\u8bdd" + "abc"),
+            dict(answer(7, 2.5), session="abcdefg\u4e2d"),
+            dict(request("\U0001f389", "emoji\U0001f600"), session="\U0001f600" * 4 + "x"),
+            dict(request(1, "tools/call"), session="cafe\u0301-01"),
+            {"event": "r\u00e9veil"},
+        ]
+        path = self.write_records("cells.log", recs)
+        env = dict(self.env, LC_ALL="C.UTF-8")
+
+        def cells(text, n, width):
+            """text, which takes n cells, then spaces up to width cells."""
+            return text + " " * (width - n)
+
+        rc, out, err = run_log(env, "show", "--color", "never", path)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out.split("\n"), [
+            "10:00:00.000 r\u00e9sum\u00e9-1  -> %s %10s %10s"
+            % (cells('r\u00e9sum\u00e9 #"\u00e91"', 12, 40), "", "10 B"),
+            "10:00:00.000 r\u00e9sum\u00e9-1  <- %s %10s %10s"
+            % (cells('#"\u00e91" r\u00e9sum\u00e9', 12, 40), "1.5 ms", "10 B"),
+            "10:00:00.000 \u4e2d\u6587\u4f1a\u8bdd  -> %s %10s %10s"
+            % (cells('\u5de5\u5177/\u8c03\u7528 #"\u4e2d"', 15, 40), "", "10 B"),
+            # the CJK character would end past the 8th cell: cut, and a space instead
+            "10:00:00.000 abcdefg   <- %s %10s %10s" % (cells("#7 ", 3, 40), "2.5 ms", "10 B"),
+            "10:00:00.000 %s  -> %s %10s %10s"
+            % ("\U0001f600" * 4, cells('emoji\U0001f600 #"\U0001f389"', 13, 40), "", "10 B"),
+            "10:00:00.000 %s  -> %s %10s %10s"
+            % (cells("cafe\u0301-01", 7, 8), cells("tools/call #1", 13, 40), "", "10 B"),
+            "10:00:00.000 s1          * %s pid 7" % cells("r\u00e9veil", 6, 13),
+            ""])
+        rc, out, err = run_log(env, "stats", path)
+        self.assertEqual(rc, 0, err)
+        rows = out.split("\n")
+        for name, n in (("r\u00e9sum\u00e9", 6), ("\u5de5\u5177/\u8c03\u7528", 9),
+                        ("emoji\U0001f600", 7), ("tools/call", 10)):
+            self.assertTrue(any(r.startswith(cells(name, n, 32) + "        1       0")
+                                for r in rows), (name, out))
+        for name, n in (("r\u00e9sum\u00e9-1", 8), ("\u4e2d\u6587\u4f1a\u8bdd" + "abc", 11),
+                        ("abcdefg\u4e2d", 9), ("\U0001f600" * 4 + "x", 9), ("cafe\u0301-01", 7)):
+            self.assertTrue(any(r.startswith(cells(name, n, 36) + "      0.0s") for r in rows),
+                            (name, out))
+        # LC_ALL=C: bytes, the session's column cut at 8 of them between two characters
+        rc, out, err = run_log(dict(self.env, LC_ALL="C"), "show", "--color", "never", path)
+        self.assertEqual(rc, 0, err)
+        what = 'r\u00e9sum\u00e9 #"\u00e91"'
+        self.assertEqual(out.split("\n")[0], "10:00:00.000 r\u00e9sum\u00e9  -> %s %10s %10s"
+                         % (cells(what, len(what.encode()), 40), "", "10 B"))
+
     def test_a_nul_in_a_text_is_shown_escaped_with_what_follows(self):
         """A NUL in a record's string (\\u0000 in the log) is shown as \\x00, as other C0
         controls are, and the text after it too: a server's stderr line, an end's reason,
