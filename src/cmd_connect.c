@@ -457,8 +457,12 @@ client_big_element(void *ctx, const struct jsonrpc_idscan *sc)
 		/* An id too long to be kept, or of no use (null, true, {}): answered with id
 		 * null. */
 		rpcout_bigreqs_add(&cc->big_reqs, id, id_len);
-	} else {
-		cc->big_notes += sc->has_method; /* (no message at all: 1, {}) */
+	} else if (sc->has_method) {
+		cc->big_notes++;
+	} else if (sc->begun) {
+		/* No message at all (1, {}): one error with id null for them at the end (not the
+		 * ',' after an object). */
+		rpcout_bigreqs_no_message(&cc->big_reqs);
 	}
 }
 
@@ -490,8 +494,8 @@ client_big_feed(struct cconn *cc, const char *p, size_t len)
 
 /*
  * The requests of a batch of the client's over the bound, at its end: an error each with
- * its id, in one array.  False when they are to be answered with one error with id null
- * (too many of them, or no memory).
+ * its id, and one with id null for its elements that are no message, in one array.  False when they
+ * are to be answered with one error with id null (too many of them, or no memory).
  */
 static bool
 client_big_requests(struct cconn *cc, const struct rpcout_big *big)
@@ -545,9 +549,10 @@ client_on_big_more(void *ctx, const char *more, size_t len)
 /*
  * A client line over the bound: not sent; answered with its id (if it was seen).  A
  * batch: each answer in it as it ended (client_big_element()); its requests, if any, get
- * an error each with its id, in one array, as wrap's do (past rpcout_big_bound() of them,
- * or with no memory for it, one error with id null); one of answers and notifications
- * alone gets the client nothing.
+ * an error each with its id, and its elements that are no message one with id null, in
+ * one array, as wrap's and serve's do (past rpcout_big_bound() requests, or with no memory
+ * for it, one error with id null); one of answers and notifications alone gets the client
+ * nothing.
  */
 static void
 client_on_big_end(void *ctx, size_t total)
@@ -572,7 +577,7 @@ client_on_big_end(void *ctx, size_t total)
 				   .no_memory = no_memory };
 	if (cc->big_batch) {
 		/* An element cut short by the line's end, then the batch's. */
-		if (cc->big_id.found || cc->big_id.has_method || cc->big_id.has_id) {
+		if (cc->big_id.begun) {
 			client_big_element(cc, &cc->big_id);
 		}
 		id = NULL; /* (the last element's) */
@@ -583,10 +588,12 @@ client_on_big_end(void *ctx, size_t total)
 		if (cc->big_notes > 0) {
 			diag_warn(RPCOUT_BIG_NOTIFICATION, RPCOUT_BIG_ARGS_SIZE(&big));
 		}
-		if (cc->big_reqs.n == 0 && (cc->big_answers > 0 || cc->big_notes > 0)) {
+		bool errors = cc->big_reqs.n > 0 || cc->big_reqs.no_message > 0;
+
+		if (!errors && (cc->big_answers > 0 || cc->big_notes > 0)) {
 			return;
 		}
-		if (cc->big_reqs.n > 0 && client_big_requests(cc, &big)) {
+		if (errors && client_big_requests(cc, &big)) {
 			return;
 		}
 	}

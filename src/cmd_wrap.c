@@ -954,8 +954,13 @@ wrap_big_element(void *ctx, const struct jsonrpc_idscan *sc)
 		return;
 	}
 	if (!sc->has_id) {
-		/* A notification, or no message at all (1, {}): nothing to answer it with. */
-		w->big_notes += sc->has_method;
+		if (sc->has_method) {
+			w->big_notes++; /* dropped, with a warning at the batch's end */
+		} else if (sc->begun) {
+			/* No message at all (1, {}): one error with id null for them at the end
+			 * (not the ',' after an object). */
+			rpcout_bigreqs_no_message(&w->big_reqs);
+		}
 		return;
 	}
 	/* An id too long to be kept, or of no use (null, true, {}): answered with id null. */
@@ -1017,14 +1022,16 @@ wrap_on_big_more(void *ctx, const char *more, size_t len)
 
 /*
  * A batch of the client's over the bound, scanned whole (its answers got the server
- * errors as they passed): each of its requests gets big->code's error with its id, in one
- * array.  False when it held no message, more requests than rpcout_big_bound(), or the
- * memory to answer them ran out: it is answered as one message, one error with id null.
+ * errors as they passed): each of its requests gets big->code's error with its id, and
+ * its elements that are no message one with id null, in one array.  False when it held no message,
+ * more requests than rpcout_big_bound(), or the memory to answer them ran out: it is answered as
+ * one message, one error with id null.
  */
 static bool
 wrap_big_batch(struct wrap *w, struct rpcout_big *big)
 {
-	if (w->big_reqs.n == 0 && w->big_answers == 0 && w->big_notes == 0) {
+	if (w->big_reqs.n == 0 && w->big_reqs.no_message == 0 && w->big_answers == 0 &&
+	    w->big_notes == 0) {
 		return false;
 	}
 	switch (rpcout_bigreqs_errors(&w->tmp, &w->big_reqs, big)) {
@@ -1073,7 +1080,7 @@ wrap_on_big_end(void *ctx, size_t total)
 	big_size(w, &big);
 	if (w->big_batch) {
 		/* An element cut short by the line's end, then the batch's. */
-		if (w->big_id.found || w->big_id.has_method || w->big_id.has_id) {
+		if (w->big_id.begun) {
 			wrap_big_element(w, &w->big_id);
 		}
 		bool done = wrap_big_batch(w, &big);

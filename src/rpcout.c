@@ -500,6 +500,7 @@ rpcout_bigreqs_begin(struct rpcout_bigreqs *r, size_t limit)
 	r->n = 0;
 	r->bound = rpcout_big_bound(limit);
 	r->over = false;
+	r->no_message = 0;
 }
 
 void
@@ -520,6 +521,12 @@ rpcout_bigreqs_add(struct rpcout_bigreqs *r, const char *id, size_t id_len)
 	if (len > 0) {
 		sbuf_add(&r->ids, id, len);
 	}
+}
+
+void
+rpcout_bigreqs_no_message(struct rpcout_bigreqs *r)
+{
+	r->no_message++;
 }
 
 enum rpcout_bigreqs_end
@@ -546,6 +553,11 @@ rpcout_bigreqs_errors(struct sbuf *b, const struct rpcout_bigreqs *r, const stru
 		sbuf_adds(b, n++ == 0 ? "[" : ",");
 		rpcout_error(b, id_len > 0 ? ids->buf + i + 1 : NULL, id_len, RPCOUT_BIG_CODE(&m),
 			     text);
+	}
+	if (r->no_message > 0) {
+		/* Its elements that are no message, which could not be read: one error. */
+		sbuf_adds(b, n++ == 0 ? "[" : ",");
+		rpcout_error(b, NULL, 0, RPCOUT_BIG_CODE(&m), text);
 	}
 	if (n > 0) {
 		sbuf_adds(b, "]");

@@ -184,9 +184,10 @@ enum rpcout_oversize rpcout_oversize(const struct rpcout_big *m, char *text, siz
  */
 struct rpcout_bigreqs {
 	struct sbuf ids;
-	size_t n;     /* requests so far */
-	size_t bound; /* rpcout_big_bound() */
-	bool over;    /* more than bound of them: one error with id null answers them all */
+	size_t n;	   /* requests so far */
+	size_t bound;	   /* rpcout_big_bound() */
+	bool over;	   /* more than bound of them: one error with id null answers them all */
+	size_t no_message; /* elements that are no JSON-RPC message (1, {"foo":2}) */
 };
 
 /* 1,024 + limit / 35: a batch within limit records its first 1,024 elements, then those of
@@ -196,6 +197,11 @@ size_t rpcout_big_bound(size_t limit);
 void rpcout_bigreqs_begin(struct rpcout_bigreqs *r, size_t limit);
 /* A request of it as it ends: id (JSON text, NULL: null or too long) its id. */
 void rpcout_bigreqs_add(struct rpcout_bigreqs *r, const char *id, size_t id_len);
+/*
+ * An element of it that is no message (1, {"foo":2}: begun, with no "id", "method",
+ * "result" or "error"), as it ends: all of them get one error with id null.
+ */
+void rpcout_bigreqs_no_message(struct rpcout_bigreqs *r);
 
 enum rpcout_bigreqs_end {
 	RPCOUT_BIGREQS_ANSWERED, /* b holds one array of their errors, or nothing if none */
@@ -207,7 +213,8 @@ enum rpcout_bigreqs_end {
 /*
  * The batch's end: into b (emptied first), one array with big's error (rpcout_oversize()
  * of a request, big->answer and big->notification aside) for each of its requests, with
- * its id, in their order.
+ * its id, in their order, then, if it had elements that are no message, one more with id
+ * null for them all (as serve's).
  */
 enum rpcout_bigreqs_end rpcout_bigreqs_errors(struct sbuf *b, const struct rpcout_bigreqs *r,
 					      const struct rpcout_big *big);

@@ -1278,6 +1278,25 @@ class ListenHardening(ListenHelpers, Case):
                    "the warning")
         self.ends_clean(srv, c)
 
+    def test_connect_answers_the_elements_of_a_batch_over_its_bound_that_are_no_message(self):
+        """Elements of a batch over connect's --max-message that are no message
+        ({"foo": 2}, 1, one cut short by the line's end too) get one -32600 with id null,
+        last in the array of the batch's errors, as wrap's and serve's do."""
+        srv, c = self.asker()
+        c.send([{"foo": "y" * 8192}, 1, note("notifications/x")])
+        m = c.msg(10)
+        self.assertEqual([(e["id"], e["error"]["code"]) for e in m], [(None, -32600)], m)
+        c.send([req(1, "x", {"p": "y" * 8192}), 1, {"foo": 2}, req(3, "ping")])
+        m = c.msg(10)
+        self.assertEqual([(e["id"], e["error"]["code"]) for e in m],
+                         [(1, -32600), (3, -32600), (None, -32600)], m)
+        c.write(b'[' + json.dumps(req(4, "x", {"p": "y" * 8192})).encode() + b', 1 ]\n')
+        m = c.msg(10)
+        self.assertEqual([(e["id"], e["error"]["code"]) for e in m],
+                         [(4, -32600), (None, -32600)], m)
+        self.assert_report(c, [])
+        self.ends_clean(srv, c)
+
     def test_connect_answers_a_batch_over_its_bound_with_too_many_requests_once(self):
         """A batch over connect's --max-message has its requests answered by id up to
         1,024 + --max-message/35 of them, as wrap's: past that, one -32600 with id null,

@@ -781,9 +781,11 @@ class Failures(Case):
         w.send([call(5, "echo", text="x" * 5000), req(6, "ping")])
         self.assertEqual([(m["id"], m["error"]["code"]) for m in w.msg()],
                          [(5, -32600), (6, -32600)])
-        # a batch with no message in it: one -32600 with id null, as before
+        # a batch with no message in it: one array of one -32600 with id null, as serve's
         w.write(b"[" + b",".join([b"1"] * 600) + b"]\n")
-        self.assert_error(w.msg(), None, -32600)
+        got = w.msg()
+        self.assertEqual(len(got), 1, got)
+        self.assert_error(got[0], None, -32600)
         w.send(req(7, "ping"))
         self.assertEqual(w.msg(), {"jsonrpc": "2.0", "id": 7, "result": {}})
         w.close_stdin()
@@ -934,6 +936,28 @@ class Failures(Case):
         tool = [m for m in got if not isinstance(m, list)][0]
         self.assertEqual(tool.get("id"), 2, tool)
         self.assertIn("too large for mcpmux", tool["result"]["content"][0]["text"])
+        w.send(req(5, "ping"))
+        self.assertEqual(w.msg(), {"jsonrpc": "2.0", "id": 5, "result": {}})
+        w.close_stdin()
+        self.assertEqual(w.read_to_eof(10), b"")
+        self.assertEqual(w.wait(), 0)
+
+    def test_a_batch_over_max_message_answers_its_elements_that_are_no_message(self):
+        """Elements of a batch over --max-message that are no message ({"foo": 2}, 1, one
+        cut short by the line's end too) get one -32600 with id null, last in the array of
+        the batch's errors, as serve's do."""
+        w = self.wrap(opts=["--max-message", "4096"])
+        w.send([{"foo": "y" * 8192}, 1, note("notifications/x")])
+        got = w.msg(10)
+        self.assertEqual([(g["id"], g["error"]["code"]) for g in got], [(None, -32600)], got)
+        w.send([req(1, "x", {"p": "y" * 8192}), 1, {"foo": 2}, req(3, "ping")])
+        got = w.msg(10)
+        self.assertEqual([(g["id"], g["error"]["code"]) for g in got],
+                         [(1, -32600), (3, -32600), (None, -32600)], got)
+        w.write(b'[' + json.dumps(req(4, "x", {"p": "y" * 8192})).encode() + b', 1 ]\n')
+        got = w.msg(10)
+        self.assertEqual([(g["id"], g["error"]["code"]) for g in got],
+                         [(4, -32600), (None, -32600)], got)
         w.send(req(5, "ping"))
         self.assertEqual(w.msg(), {"jsonrpc": "2.0", "id": 5, "result": {}})
         w.close_stdin()
