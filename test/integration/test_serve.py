@@ -1047,7 +1047,8 @@ class Routing(Case):
 
     def test_a_batch_too_long_to_buffer_answers_its_elements_that_are_no_message(self):
         """Elements of a batch too long to be read whole that are no message ({"foo": 1},
-        1) get one -32600 with id null between them, in the batch's array."""
+        1) get one -32600 with id null for them all, last in the batch's array, after
+        the errors of requests that came after them."""
         m = Mux(self.serve(opts=["--max-message", "4096"], command=["cat"]))
         m.send("s", [{"foo": "y" * 8192}, 1, note("notifications/x")])
         got = m.msg("s")
