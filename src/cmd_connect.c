@@ -407,8 +407,6 @@ client_on_line(void *ctx, const char *line, size_t len)
 static void
 client_big_answer(struct cconn *cc, const struct jsonrpc_idscan *sc)
 {
-	size_t id_len = 0;
-	const char *id = jsonrpc_idscan_id(sc, &id_len);
 	/*
 	 * One within the bound is over it unless the framer had no memory for it; over it
 	 * before the line's end, its size is not known yet.
@@ -416,14 +414,14 @@ client_big_answer(struct cconn *cc, const struct jsonrpc_idscan *sc)
 	bool no_memory = cc->big_fed <= cc->max_message && framer_big_no_memory(&cc->client.inf);
 	bool unended = !cc->big_ended && !no_memory;
 	struct rpcout_big big = { .answer = true,
-				  .id = id,
-				  .id_len = id_len,
 				  .total = unended ? cc->max_message : cc->big_fed,
 				  .limit = cc->max_message,
 				  .no_memory = no_memory,
 				  .unended = unended };
-	struct rpcout_big found = big;
+	struct rpcout_big found;
 
+	rpcout_big_scanned_id(&big, sc);
+	found = big;
 	found.id = session_ids_find(&cc->srv_ids, sc, &found.id_len);
 	if (found.id == NULL) {
 		diag_warn(RPCOUT_BIG_STRAY, RPCOUT_BIG_ARGS_ID(&big), RPCOUT_BIG_ARGS_SIZE(&big));

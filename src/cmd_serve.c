@@ -1042,7 +1042,7 @@ serve_big_element(void *ctx, const struct jsonrpc_idscan *ids)
 					  .no_memory = no_memory,
 					  .unended = !no_memory };
 
-		big.id = jsonrpc_idscan_id(ids, &big.id_len);
+		rpcout_big_scanned_id(&big, ids);
 		oversize(sc, hub_find(&sv->hub, sid, sid_len), sid, sid_len, &big, ids);
 	} else if (ids->has_id) {
 		if (sc->big_over) {
@@ -1270,6 +1270,10 @@ serve_on_big_end(void *ctx, size_t total)
 	big.notification = !sc->big.id.has_id && sc->big.id.has_method;
 	big.id = id;
 	big.id_len = id_len;
+	if (id == NULL && sc->big.id.overflow) {
+		big.id_head = sc->big.id.id; /* (said in part) */
+		big.id_head_len = sc->big.id.id_len;
+	}
 	oversize(sc, e, sid, sid_len, &big, &sc->big.id);
 }
 

@@ -918,9 +918,9 @@ wrap_big_answer(struct wrap *w, const struct jsonrpc_idscan *sc)
 		id = session_srv_request(w->cur, sc, &id_len);
 	}
 	if (id == NULL) {
-		big.id = jsonrpc_idscan_id(sc, &big.id_len);
+		rpcout_big_scanned_id(&big, sc);
 		if (ended_run_asked(w, sc)) {
-			diag_warn("the client's answer %.*s is %s (%s%zu bytes) and answers a "
+			diag_warn("the client's answer %s is %s (%s%zu bytes) and answers a "
 				  "request of a server whose run is over: dropped",
 				  RPCOUT_BIG_ARGS_ID(&big), RPCOUT_BIG_ARGS_SIZE(&big));
 		} else {

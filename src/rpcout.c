@@ -447,6 +447,36 @@ rpcout_lost_answers(struct iovec *iov, char *buf, size_t cap, const char *line, 
 }
 
 void
+rpcout_big_scanned_id(struct rpcout_big *m, const struct jsonrpc_idscan *sc)
+{
+	m->id_len = 0;
+	m->id = jsonrpc_idscan_id(sc, &m->id_len);
+	m->id_head = m->id == NULL && sc->overflow ? sc->id : NULL;
+	m->id_head_len = m->id_head != NULL ? sc->id_len : 0;
+}
+
+const char *
+rpcout_big_id(const struct rpcout_big *m, char *buf, size_t len)
+{
+	const char *p = m->id != NULL ? m->id : m->id_head;
+	size_t n = m->id != NULL ? m->id_len : m->id_head_len;
+	bool cut = m->id == NULL;
+
+	if (p == NULL) {
+		return "null";
+	}
+	if (n > RPCOUT_BIG_ID_SHOWN) {
+		n = RPCOUT_BIG_ID_SHOWN;
+		cut = true;
+	}
+	if (cut) {
+		n -= rpcout_utf8_tail(p, n); /* no character cut in two */
+	}
+	(void)snprintf(buf, len, "%.*s%s", (int)n, p, cut ? "..." : "");
+	return buf;
+}
+
+void
 rpcout_answer_too_large(struct sbuf *b, const struct rpcout_big *m)
 {
 	char text[160];

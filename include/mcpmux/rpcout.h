@@ -143,6 +143,8 @@ struct rpcout_big {
 	bool notification; /* a method without an id */
 	const char *id;	   /* JSON text, NULL if none was seen */
 	size_t id_len;
+	const char *id_head; /* id NULL: the first bytes of one too long to be kept, or NULL */
+	size_t id_head_len;
 	size_t total;	/* its bytes: of the envelope around it when enveloped */
 	bool enveloped; /* total counts serve's envelope too */
 	size_t limit;	/* --max-message */
@@ -150,6 +152,10 @@ struct rpcout_big {
 	bool unended;	/* in a batch over the bound not yet read to its end: total is the
 			 * limit, which the batch is over */
 };
+
+struct jsonrpc_idscan;
+/* m's id (and id_head) as the scan sc read it: jsonrpc_idscan_id(). */
+void rpcout_big_scanned_id(struct rpcout_big *m, const struct jsonrpc_idscan *sc);
 
 /*
  * The error a server gets in place of the client's answer m (m->id: the server's, not NULL)
@@ -243,15 +249,24 @@ bool rpcout_dropped(char *text, size_t len, const char *sender, size_t total, si
  * The warnings, as formats of their own (diag's rate limit goes by format): an answer's
  * takes RPCOUT_BIG_ARGS_ID(m) then RPCOUT_BIG_ARGS_SIZE(m), a notification's the latter.
  */
-#define RPCOUT_BIG_ANSWER                                                   \
-	"the client's answer %.*s to a request of the server is %s (%s%zu " \
+#define RPCOUT_BIG_ANSWER                                                 \
+	"the client's answer %s to a request of the server is %s (%s%zu " \
 	"bytes): the server gets an error in its place"
-#define RPCOUT_BIG_STRAY                                                                     \
-	"the client's answer %.*s is %s (%s%zu bytes) and answers no request of the server " \
+#define RPCOUT_BIG_STRAY                                                                   \
+	"the client's answer %s is %s (%s%zu bytes) and answers no request of the server " \
 	"in flight: dropped"
 #define RPCOUT_BIG_NOTIFICATION "a notification of the client %s (%s%zu bytes) was dropped"
-#define RPCOUT_BIG_ARGS_ID(m) \
-	(int)((m)->id_len < 100 ? (m)->id_len : 100), (m)->id != NULL ? (m)->id : ""
+
+/* Room for rpcout_big_id(): RPCOUT_BIG_ID_SHOWN bytes of an id, "..." and a NUL. */
+#define RPCOUT_BIG_ID_SHOWN 100
+#define RPCOUT_BIG_ID_MAX   (RPCOUT_BIG_ID_SHOWN + 4)
+/*
+ * m's id as stderr says it, into buf[len] (RPCOUT_BIG_ID_MAX): its text, its first bytes
+ * and "..." when longer than RPCOUT_BIG_ID_SHOWN bytes or too long to be kept (id_head),
+ * "null" when it has none (null, none at all, or one of no use).
+ */
+const char *rpcout_big_id(const struct rpcout_big *m, char *buf, size_t len);
+#define RPCOUT_BIG_ARGS_ID(m) rpcout_big_id((m), (char[RPCOUT_BIG_ID_MAX]){ 0 }, RPCOUT_BIG_ID_MAX)
 #define RPCOUT_BIG_OF(m) \
 	((m)->enveloped ? "an envelope of " : (m)->unended ? "a batch of more than " : "")
 #define RPCOUT_BIG_ARGS_SIZE(m)                                                      \

@@ -1167,6 +1167,27 @@ class Failures(Case):
         wait_until(lambda: w.stderr().count("answers got: []") == 2, 5, "each server's report")
         self.assertNotIn("answers got: [[", w.stderr())
 
+    def test_the_warning_for_an_answer_over_max_message_says_a_null_or_long_id(self):
+        """stderr says the id of the client's answer over --max-message as null when it is
+        null, and as its first 100 bytes and "..." when it is longer (one longer than 128
+        bytes, which is not kept whole, too), alone or in a batch."""
+        long_id = "M" * 150
+        w = self.asker([long_id])
+        w.send({"jsonrpc": "2.0", "id": None, "result": OVER})
+        wait_until(lambda: "the client's answer null is over --max-message (" in w.stderr(), 5,
+                   "the warning")
+        w.send([{"jsonrpc": "2.0", "id": "L" * 300, "result": OVER}])
+        wait_until(lambda: "the client's answer \"%s... is over --max-message (a batch of more "
+                           "than 4096 bytes) and answers no request of the server in flight: "
+                           "dropped" % ("L" * 99) in w.stderr(), 5, "the warning")
+        w.send({"jsonrpc": "2.0", "id": long_id, "result": OVER})
+        w.send(req(2, "report"))
+        self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 2, "result": [[long_id, -32000]]})
+        wait_until(lambda: "the client's answer \"%s... to a request of the server is over "
+                           "--max-message (" % ("M" * 99) in w.stderr(), 5, "the warning")
+        self.assertNotIn("answer  ", w.stderr())
+        self.ends_clean(w)
+
     def test_the_error_for_a_line_over_max_message_comes_after_the_ended_runs_replies(self):
         """A request, or a batch, over --max-message that comes while an ended run still
         owes the client replies gets its -32600 after them, as a line within the bound

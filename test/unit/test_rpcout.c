@@ -332,7 +332,7 @@ test_oversize(void **state)
 	assert_false(b.failed);
 	assert_non_null(strstr(b.buf, "out of memory: the client's answer (2000 bytes)"));
 	sbuf_release(&b);
-	/* a long id is cut at 100 bytes in the warning */
+	/* a long id is cut at 100 bytes in the warning, and "..." says so */
 	m = (struct rpcout_big){
 		.answer = true,
 		.id = "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
@@ -346,7 +346,18 @@ test_oversize(void **state)
 		       RPCOUT_BIG_ARGS_SIZE(&m));
 	assert_non_null(strstr(text, "answer \"xxx"));
 	assert_null(strstr(text, "x\" to a request"));
-	assert_non_null(strstr(text, "x to a request"));
+	assert_non_null(strstr(text, "x... to a request"));
+	/* no id (null, or none) is said null, not as an empty id */
+	m = (struct rpcout_big){ .answer = true, .total = 1, .limit = 1 };
+	(void)snprintf(text, sizeof(text), RPCOUT_BIG_STRAY, RPCOUT_BIG_ARGS_ID(&m),
+		       RPCOUT_BIG_ARGS_SIZE(&m));
+	assert_non_null(strstr(text, "the client's answer null is over --max-message"));
+	/* one too long to be kept by its first bytes, cut at no character's middle */
+	m.id_head = "\"ab\xc3\xa9";
+	m.id_head_len = 4;
+	(void)snprintf(text, sizeof(text), RPCOUT_BIG_STRAY, RPCOUT_BIG_ARGS_ID(&m),
+		       RPCOUT_BIG_ARGS_SIZE(&m));
+	assert_non_null(strstr(text, "the client's answer \"ab... is over --max-message"));
 }
 
 static const char *
