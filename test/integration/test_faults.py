@@ -1060,6 +1060,33 @@ class KeeperSlots(Faults):
             m.send(s, initialize(i))
             self.assertEqual(m.msg(s)["id"], i)
 
+    def keeper(self, p):
+        """The keeper of mcpmux p (its pid)."""
+        return wait_until(lambda: [q for q in self.tagged() if keeper_of(q) == p.pid], 5,
+                          "the keeper")[0]
+
+    def held(self, keeper):
+        """What the pool slots' descriptors the keeper holds link to, sorted."""
+        pools = os.path.join(self.tmp.name, "mcpmux", "pools")
+        return sorted(l for l in fd_links(keeper).values() if l.startswith(pools))
+
+    def a_slot_freed(self, m):
+        """Two sessions, their slots held by the keeper, then a's run ended and its slot
+        file gone: the keeper."""
+        self.two_sessions(m)
+        keeper = self.keeper(m.p)
+        held = lambda: self.held(keeper)
+        wait_until(lambda: len(held()) == 2, 5, "the keeper to hold both slots",
+                   explain=lambda: repr(held()))
+        m.send("a", req(2, "mcpmux/endRun"))
+        self.assertEqual(m.msg("a")["id"], 2)
+        pools = os.path.join(self.tmp.name, "mcpmux", "pools")
+        files = lambda: [f for d in os.listdir(pools) for f in os.listdir(os.path.join(pools, d))
+                         if f.startswith("s.")]
+        wait_until(lambda: len(files()) == 1, 5, "a's slot to be freed",
+                   explain=lambda: repr(files()))
+        return keeper
+
     def test_a_socket_for_the_slots_that_cannot_be_made_is_said_once(self):
         m = Mux(self.mcpmux(["serve"] + self.OPTS + ["--", FIXTURE],
                             env=self.shim_env(socketpair_fail=1)))
@@ -1077,10 +1104,8 @@ class KeeperSlots(Faults):
         m = Mux(self.mcpmux(["serve"] + self.OPTS + ["--", FIXTURE],
                             env=self.shim_env(sendfd_eagain=1)))
         self.two_sessions(m)
-        keeper = wait_until(lambda: [q for q in self.tagged() if keeper_of(q) == m.p.pid], 5,
-                            "the keeper")[0]
-        pools = os.path.join(self.tmp.name, "mcpmux", "pools")
-        held = lambda: [l for l in fd_links(keeper).values() if l.startswith(pools)]
+        keeper = self.keeper(m.p)
+        held = lambda: self.held(keeper)
         wait_until(held, 5, "the keeper to hold b's slot")
         self.assertEqual(len(held()), 1, held())
         m.p.close_stdin()
@@ -1095,19 +1120,8 @@ class KeeperSlots(Faults):
         slot's descriptor go, as its file is gone; it does not hold it until it exits."""
         m = Mux(self.mcpmux(["serve"] + self.OPTS + ["--", FIXTURE],
                             env=self.shim_env(sendrec_eagain=1)))
-        self.two_sessions(m)
-        keeper = wait_until(lambda: [q for q in self.tagged() if keeper_of(q) == m.p.pid], 5,
-                            "the keeper")[0]
-        pools = os.path.join(self.tmp.name, "mcpmux", "pools")
-        held = lambda: sorted(l for l in fd_links(keeper).values() if l.startswith(pools))
-        wait_until(lambda: len(held()) == 2, 5, "the keeper to hold both slots",
-                   explain=lambda: repr(held()))
-        m.send("a", req(2, "mcpmux/endRun"))
-        self.assertEqual(m.msg("a")["id"], 2)
-        files = lambda: [f for d in os.listdir(pools) for f in os.listdir(os.path.join(pools, d))
-                         if f.startswith("s.")]
-        wait_until(lambda: len(files()) == 1, 5, "a's slot to be freed",
-                   explain=lambda: repr(files()))
+        keeper = self.a_slot_freed(m)
+        held = lambda: self.held(keeper)
         m.send("c", initialize(3))
         self.assertEqual(m.msg("c")["id"], 3)
         wait_until(lambda: len(held()) == 2 and not [l for l in held() if "(deleted)" in l],
@@ -1125,19 +1139,7 @@ class KeeperSlots(Faults):
         taken slot dropped after it (the third descriptor sent: c's) is said."""
         m = Mux(self.mcpmux(["serve"] + self.OPTS + ["--", FIXTURE],
                             env=self.shim_env(sendrec_eagain=1, sendfd_eagain=3)))
-        self.two_sessions(m)
-        keeper = wait_until(lambda: [q for q in self.tagged() if keeper_of(q) == m.p.pid], 5,
-                            "the keeper")[0]
-        pools = os.path.join(self.tmp.name, "mcpmux", "pools")
-        held = lambda: sorted(l for l in fd_links(keeper).values() if l.startswith(pools))
-        wait_until(lambda: len(held()) == 2, 5, "the keeper to hold both slots",
-                   explain=lambda: repr(held()))
-        m.send("a", req(2, "mcpmux/endRun"))
-        self.assertEqual(m.msg("a")["id"], 2)
-        files = lambda: [f for d in os.listdir(pools) for f in os.listdir(os.path.join(pools, d))
-                         if f.startswith("s.")]
-        wait_until(lambda: len(files()) == 1, 5, "a's slot to be freed",
-                   explain=lambda: repr(files()))
+        self.a_slot_freed(m)
         # Its record goes right after the file, in the same turn of the loop as this
         # answer, which comes after it.
         self.assertIn("result", m.control(9, "mcpmux/stats")["message"])
@@ -1159,8 +1161,7 @@ class KeeperSlots(Faults):
         cut off (MSG_CTRUNC), and it says so once."""
         m = Mux(self.mcpmux(["serve"] + self.OPTS + ["--", FIXTURE]))
         self.assertIn("result", m.control(1, "mcpmux/stats")["message"])
-        keeper = wait_until(lambda: [q for q in self.tagged() if keeper_of(q) == m.p.pid], 5,
-                            "the keeper")[0]
+        keeper = self.keeper(m.p)
         limit = resource.prlimit(keeper, resource.RLIMIT_NOFILE)
         resource.prlimit(keeper, resource.RLIMIT_NOFILE, (0, limit[1]))
         try:
@@ -1188,16 +1189,13 @@ class KeeperSlots(Faults):
         p = mux.p
         mux.send("a", m)  # its session, and so its slot, comes with this line
         self.assertEqual(mux.msg("a")["id"], 0)
-        first = wait_until(lambda: [q for q in self.tagged() if keeper_of(q) == p.pid], 5,
-                           "the keeper")[0]
-        pools = os.path.join(self.tmp.name, "mcpmux", "pools")
-        held = lambda q: [l for l in fd_links(q).values() if l.startswith(pools)]
-        wait_until(lambda: held(first), 5, "the keeper to hold the slot")
+        first = self.keeper(p)
+        wait_until(lambda: self.held(first), 5, "the keeper to hold the slot")
         os.kill(first, signal.SIGKILL)
         said = "the keeper (pid %d) is gone: another (pid " % first
         wait_until(lambda: said in p.stderr(), 10, said, explain=p.stderr)
         wait_until(lambda: [q for q in self.tagged()
-                            if keeper_of(q) == p.pid and q != first and held(q)], 5,
+                            if keeper_of(q) == p.pid and q != first and self.held(q)], 5,
                    "the new keeper to hold the slot")
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
