@@ -628,6 +628,41 @@ class Case(unittest.TestCase):
         self.assertEqual(m["error"]["code"], code, m)
         return m["error"]
 
+    def assert_batch_answers_over_the_bound(self, c):
+        """c, wrap or connect with --max-message 4096, its server (ASKER) having asked 5
+        and 6: the client's answers in one batch over the bound, 5 ending within its first
+        4096 bytes and 6 after them, are over --max-message, not out of memory: the
+        server's errors (its "texts") and stderr say so, the batch being more than that."""
+        over = {"role": "assistant", "content": {"type": "text", "text": "x" * 5000}}
+        c.send([{"jsonrpc": "2.0", "id": 5, "result": {}},
+                {"jsonrpc": "2.0", "id": 6, "result": over}])
+        c.send(req(2, "texts"))
+        text = ("the client's answer was too large for mcpmux (a batch of more than 4096 bytes, "
+                "the limit is 4096: see --max-message)")
+        self.assertEqual(c.msg(10), {"jsonrpc": "2.0", "id": 2, "result": [text, text]})
+        wait_until(lambda: "the client's answer 6 to a request of the server is over "
+                           "--max-message (a batch of more than 4096 bytes)" in c.stderr(), 5,
+                   "the warning")
+        self.assertIn("the client's answer 5 to a request of the server is over --max-message "
+                      "(a batch of more than 4096 bytes)", c.stderr())
+        self.assertNotIn("memory", c.stderr())
+
+    def assert_no_message_elements_answered(self, c):
+        """c, wrap or connect with --max-message 4096: the elements of a batch over the
+        bound that are no message ({"foo": 2}, 1, one cut short by the line's end too) get
+        one -32600 with id null, last in the array of the batch's errors."""
+        def codes(m):
+            return [(e["id"], e["error"]["code"]) for e in m]
+        c.send([{"foo": "y" * 8192}, 1, note("notifications/x")])
+        m = c.msg(10)
+        self.assertEqual(codes(m), [(None, -32600)], m)
+        c.send([req(1, "x", {"p": "y" * 8192}), 1, {"foo": 2}, req(3, "ping")])
+        m = c.msg(10)
+        self.assertEqual(codes(m), [(1, -32600), (3, -32600), (None, -32600)], m)
+        c.write(b'[' + json.dumps(req(4, "x", {"p": "y" * 8192})).encode() + b', 1 ]\n')
+        m = c.msg(10)
+        self.assertEqual(codes(m), [(4, -32600), (None, -32600)], m)
+
 
 def main():
     unittest.main(verbosity=2)

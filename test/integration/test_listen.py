@@ -1236,18 +1236,7 @@ class ListenHardening(ListenHelpers, Case):
         bound, and one after them, are over --max-message, not out of memory: the server's
         errors and stderr say so, the batch's size being more than the bound."""
         srv, c = self.asker([5, 6])
-        c.send([{"jsonrpc": "2.0", "id": 5, "result": {}},
-                {"jsonrpc": "2.0", "id": 6, "result": OVER}])
-        c.send(req(2, "texts"))
-        text = ("the client's answer was too large for mcpmux (a batch of more than 4096 bytes, "
-                "the limit is 4096: see --max-message)")
-        self.assertEqual(c.msg(10), {"jsonrpc": "2.0", "id": 2, "result": [text, text]})
-        wait_until(lambda: "the client's answer 6 to a request of the server is over "
-                           "--max-message (a batch of more than 4096 bytes)" in c.stderr(), 5,
-                   "the warning")
-        self.assertIn("the client's answer 5 to a request of the server is over --max-message "
-                      "(a batch of more than 4096 bytes)", c.stderr())
-        self.assertNotIn("memory", c.stderr())
+        self.assert_batch_answers_over_the_bound(c)
         self.ends_clean(srv, c)
 
     def test_connect_sees_a_batch_after_more_than_its_bound_of_whitespace(self):
@@ -1283,17 +1272,7 @@ class ListenHardening(ListenHelpers, Case):
         ({"foo": 2}, 1, one cut short by the line's end too) get one -32600 with id null,
         last in the array of the batch's errors, as wrap's and serve's do."""
         srv, c = self.asker()
-        c.send([{"foo": "y" * 8192}, 1, note("notifications/x")])
-        m = c.msg(10)
-        self.assertEqual([(e["id"], e["error"]["code"]) for e in m], [(None, -32600)], m)
-        c.send([req(1, "x", {"p": "y" * 8192}), 1, {"foo": 2}, req(3, "ping")])
-        m = c.msg(10)
-        self.assertEqual([(e["id"], e["error"]["code"]) for e in m],
-                         [(1, -32600), (3, -32600), (None, -32600)], m)
-        c.write(b'[' + json.dumps(req(4, "x", {"p": "y" * 8192})).encode() + b', 1 ]\n')
-        m = c.msg(10)
-        self.assertEqual([(e["id"], e["error"]["code"]) for e in m],
-                         [(4, -32600), (None, -32600)], m)
+        self.assert_no_message_elements_answered(c)
         self.assert_report(c, [])
         self.ends_clean(srv, c)
 

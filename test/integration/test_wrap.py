@@ -947,17 +947,7 @@ class Failures(Case):
         cut short by the line's end too) get one -32600 with id null, last in the array of
         the batch's errors, as serve's do."""
         w = self.wrap(opts=["--max-message", "4096"])
-        w.send([{"foo": "y" * 8192}, 1, note("notifications/x")])
-        got = w.msg(10)
-        self.assertEqual([(g["id"], g["error"]["code"]) for g in got], [(None, -32600)], got)
-        w.send([req(1, "x", {"p": "y" * 8192}), 1, {"foo": 2}, req(3, "ping")])
-        got = w.msg(10)
-        self.assertEqual([(g["id"], g["error"]["code"]) for g in got],
-                         [(1, -32600), (3, -32600), (None, -32600)], got)
-        w.write(b'[' + json.dumps(req(4, "x", {"p": "y" * 8192})).encode() + b', 1 ]\n')
-        got = w.msg(10)
-        self.assertEqual([(g["id"], g["error"]["code"]) for g in got],
-                         [(4, -32600), (None, -32600)], got)
+        self.assert_no_message_elements_answered(w)
         w.send(req(5, "ping"))
         self.assertEqual(w.msg(), {"jsonrpc": "2.0", "id": 5, "result": {}})
         w.close_stdin()
@@ -1116,18 +1106,7 @@ class Failures(Case):
         bound, and one after them, are over --max-message, not out of memory: the server's
         errors and stderr say so, the batch's size being more than the bound."""
         w = self.asker([5, 6])
-        w.send([{"jsonrpc": "2.0", "id": 5, "result": {}},
-                {"jsonrpc": "2.0", "id": 6, "result": OVER}])
-        w.send(req(2, "texts"))
-        text = ("the client's answer was too large for mcpmux (a batch of more than 4096 bytes, "
-                "the limit is 4096: see --max-message)")
-        self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 2, "result": [text, text]})
-        wait_until(lambda: "the client's answer 6 to a request of the server is over "
-                           "--max-message (a batch of more than 4096 bytes)" in w.stderr(), 5,
-                   "the warning")
-        self.assertIn("the client's answer 5 to a request of the server is over --max-message "
-                      "(a batch of more than 4096 bytes)", w.stderr())
-        self.assertNotIn("memory", w.stderr())
+        self.assert_batch_answers_over_the_bound(w)
         self.ends_clean(w)
 
     def test_a_batch_after_more_than_max_message_of_whitespace_is_a_batch(self):
