@@ -1194,19 +1194,27 @@ class Failures(Case):
                 # a line over the bound starts no run: the status is the sleeper's, if last
                 self.assertEqual(w.wait(10), 0 if held_before else 128 + signal.SIGTERM)
 
-    def test_an_answer_held_behind_an_ended_run_goes_to_no_new_run(self):
-        """The client's answer (within the bound) to a request of a server whose run it
-        ended, held with a request behind that run's last reply: the request starts the
-        next run, but the answer is that ended run's, dropped with a warning; the next
-        run's server never gets it."""
+    def an_ended_runs_answer_goes_to_no_new_run(self, case):
+        """The client's answer (within the bound) to s1, a request of ASKER's server, whose
+        run it ends, with a ping behind the end of run that starts the next run: written
+        with them ("in one write"), at once after them, or once the ping's answer shows the
+        next run has started (alone, "in a batch"). The answer is the ended run's, dropped
+        with a warning; the next run's server never gets it."""
+        ans = {"jsonrpc": "2.0", "id": "s1", "error": {"code": -1, "message": "no"}}
         w = self.wrap(command=[sys.executable, "-c", ASKER])
         w.send(req(1, "ask", {"ids": ["s1"]}))
         self.assertEqual([w.msg()["id"] for _ in range(2)], ["s1", 1])
-        # One write, one read: the ping is held while the end of run's reply is owed.
-        w.send(req("e", "mcpmux/endRun"), req(2, "ping"),
-               {"jsonrpc": "2.0", "id": "s1", "error": {"code": -1, "message": "no"}})
+        # In one write, one read: the ping is held while the end of run's reply is owed.
+        w.send(req("e", "mcpmux/endRun"), req(2, "ping"), *([ans] if case == "in one write"
+                                                             else []))
+        if case == "at once":
+            w.send(ans)
         self.assertEqual(w.msg(10)["id"], "e")
         self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 2, "result": []})
+        if case == "after the next run started":
+            w.send(ans)
+        if case == "in a batch":
+            w.send([ans])
         w.send(req(3, "report"))
         self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 3, "result": []})
         wait_until(lambda: "for a server whose run is over: dropped" in w.stderr(), 5,
@@ -1215,34 +1223,22 @@ class Failures(Case):
         self.assertEqual(w.read_to_eof(10), b"")
         self.assertEqual(w.wait(), 0)
 
+    def test_an_answer_held_behind_an_ended_run_goes_to_no_new_run(self):
+        """The client's answer (within the bound) to a request of a server whose run it
+        ended, held with a request behind that run's last reply: the request starts the
+        next run, but the answer is that ended run's, dropped with a warning; the next
+        run's server never gets it."""
+        self.an_ended_runs_answer_goes_to_no_new_run("in one write")
+
     def test_an_answer_for_an_ended_run_goes_to_no_new_run_however_written(self):
         """The same answer written apart from the end of run and the request behind it:
         at once (read with them or after them), or once that request's answer shows the
         next run has started (its server gone, the ended run's request is still known):
         the answer is the ended run's, dropped with a warning, however it was read, in a
         batch too."""
-        ans = {"jsonrpc": "2.0", "id": "s1", "error": {"code": -1, "message": "no"}}
         for case in ("at once", "after the next run started", "in a batch"):
             with self.subTest(case=case):
-                w = self.wrap(command=[sys.executable, "-c", ASKER])
-                w.send(req(1, "ask", {"ids": ["s1"]}))
-                self.assertEqual([w.msg()["id"] for _ in range(2)], ["s1", 1])
-                w.send(req("e", "mcpmux/endRun"), req(2, "ping"))
-                if case == "at once":
-                    w.send(ans)
-                self.assertEqual(w.msg(10)["id"], "e")
-                self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 2, "result": []})
-                if case == "after the next run started":
-                    w.send(ans)
-                if case == "in a batch":
-                    w.send([ans])
-                w.send(req(3, "report"))
-                self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 3, "result": []})
-                wait_until(lambda: "for a server whose run is over: dropped" in w.stderr(), 5,
-                           "the warning")
-                w.close_stdin()
-                self.assertEqual(w.read_to_eof(10), b"")
-                self.assertEqual(w.wait(), 0)
+                self.an_ended_runs_answer_goes_to_no_new_run(case)
 
     def test_a_request_over_max_message_with_a_long_id_gets_an_error(self):
         """A request over --max-message, alone, whose id is longer than 128 bytes (or of no
