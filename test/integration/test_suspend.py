@@ -1183,14 +1183,19 @@ class Pool(Base):
         which ignores SIGTERM and EOF.  The keeper still holds that slot while it ends what
         is left (SIGTERM, then SIGKILL after --term-grace), so another instance's server
         starts only once the first is gone: never two at once."""
+        a, pid1, opts = self.holding_the_one_slot()
+        self.killed_then_another(a, pid1, opts)
+
+    def holding_the_one_slot(self):
+        """An instance whose server holds the pool's one slot, having started the fixture
+        under a shell, which ignores SIGTERM and EOF: (it, its server's pid, its options)."""
         opts = ["--eof-grace", "200", "--term-grace", "1500", "--kill-deadline", "3000",
                 "--max-servers", "1", "--pool", "p"]
         a = self.wrap(opts=opts, command=["sh", "-c", '"$0" --ignore-sigterm --ignore-eof; :',
                                           FIXTURE])
         a.send(initialize(1))
         self.assert_response(a.msg(), 1)
-        pid1 = self.pid_of(a.send, a.msg, 2)
-        self.killed_then_another(a, pid1, opts)
+        return a, self.pid_of(a.send, a.msg, 2), opts
 
     def killed_then_another(self, a, pid1, opts):
         """a SIGKILLed, its server pid1 leaving what ignores SIGTERM and EOF: another
@@ -1221,13 +1226,7 @@ class Pool(Base):
     def test_a_keeper_started_in_place_of_one_killed_holds_the_slots(self):
         """The keeper SIGKILLed: the one mcpmux starts in its place is handed the slot,
         and holds it, as the first did, when mcpmux is SIGKILLed in turn."""
-        opts = ["--eof-grace", "200", "--term-grace", "1500", "--kill-deadline", "3000",
-                "--max-servers", "1", "--pool", "p"]
-        a = self.wrap(opts=opts, command=["sh", "-c", '"$0" --ignore-sigterm --ignore-eof; :',
-                                          FIXTURE])
-        a.send(initialize(1))
-        self.assert_response(a.msg(), 1)
-        pid1 = self.pid_of(a.send, a.msg, 2)
+        a, pid1, opts = self.holding_the_one_slot()
         first = wait_until(lambda: [q for q in self.tagged() if keeper_of(q) == a.pid], 5,
                            "the keeper")[0]
         os.kill(first, signal.SIGKILL)
