@@ -53,6 +53,20 @@ const report = (name, problem) => {
   if (problem) { failed++; console.log(`not ok ${name}: ${problem}`); } else { passed++; console.log(`ok ${name}`); }
 };
 
+// A long-running call of server-everything's, aborted once its first progress came:
+// 'aborted', or how it ended otherwise.
+async function cancelLongCall(client, opts) {
+  const ac = new AbortController();
+  let progressed;
+  const firstProgress = new Promise((resolve) => { progressed = resolve; });
+  const call = client.callTool({ name: 'trigger-long-running-operation', arguments: { duration: 30, steps: 30 } },
+    undefined, { ...opts, signal: ac.signal, onprogress: () => progressed() });
+  const cancelled = call.then(() => 'answered', (e) => (ac.signal.aborted ? 'aborted' : `failed: ${e?.message ?? e}`));
+  await Promise.race([firstProgress, call.catch(() => {})]);
+  ac.abort('enough');
+  return cancelled;
+}
+
 async function main() {
   const { spec } = parseEndpoint(process.argv.slice(2));
   if (spec?.kind !== 'mcpmux') {
@@ -113,15 +127,7 @@ async function main() {
 
     // cancel: abort a long-running call once its first progress came.
     let n0 = requests.length;
-    const ac = new AbortController();
-    let progressed;
-    const firstProgress = new Promise((resolve) => { progressed = resolve; });
-    const call = client.callTool({ name: 'trigger-long-running-operation', arguments: { duration: 30, steps: 30 } },
-      undefined, { ...opts, signal: ac.signal, onprogress: () => progressed() });
-    const cancelled = call.then(() => 'answered', (e) => (ac.signal.aborted ? 'aborted' : `failed: ${e?.message ?? e}`));
-    await Promise.race([firstProgress, call.catch(() => {})]);
-    ac.abort('enough');
-    const how = await cancelled;
+    const how = await cancelLongCall(client, opts);
     report('cancel: the call is aborted', how === 'aborted' ? null : how);
     let resume = await resumeAfter(n0);
     report('cancel: the SDK resumes the ended stream, answered 204',
@@ -161,15 +167,7 @@ async function main() {
     client.onerror = (e) => { if (UNKNOWN_TOKEN.test(String(e?.message ?? e))) refUnknown++; };
     const opts = { timeout: REQUEST_TIMEOUT_MS };
     await client.connect(transport, opts);
-    const ac = new AbortController();
-    let progressed;
-    const firstProgress = new Promise((resolve) => { progressed = resolve; });
-    const call = client.callTool({ name: 'trigger-long-running-operation', arguments: { duration: 30, steps: 30 } },
-      undefined, { ...opts, signal: ac.signal, onprogress: () => progressed() });
-    const cancelled = call.then(() => 'answered', (e) => (ac.signal.aborted ? 'aborted' : `failed: ${e?.message ?? e}`));
-    await Promise.race([firstProgress, call.catch(() => {})]);
-    ac.abort('enough');
-    const how = await cancelled;
+    const how = await cancelLongCall(client, opts);
     const seen = how === 'aborted' && await until(() => refUnknown > 0, RESUME_WITHIN_MS);
     report('reference: directly, the SDK reports the progress after the cancellation for an unknown token too',
       seen ? null : how !== 'aborted' ? how : `no such report within ${RESUME_WITHIN_MS} ms`);
