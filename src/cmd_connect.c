@@ -498,21 +498,11 @@ client_big_feed(struct cconn *cc, const char *p, size_t len)
 static bool
 client_big_requests(struct cconn *cc, const struct rpcout_big *big)
 {
-	enum rpcout_bigreqs_end end = rpcout_bigreqs_errors(&cc->tmp, &cc->big_reqs, big);
+	bool answered = rpcout_bigreqs_answer(&cc->tmp, &cc->big_reqs, big);
 
 	sbuf_reset(&cc->big_reqs.ids); /* (its memory given back after a long batch) */
-	switch (end) {
-	case RPCOUT_BIGREQS_TOO_MANY:
-		diag_warn(RPCOUT_BIGREQS_TOO_MANY_TEXT, cc->big_reqs.bound);
+	if (!answered) {
 		return false;
-	case RPCOUT_BIGREQS_NO_IDS:
-		diag_error(RPCOUT_BIGREQS_NO_IDS_TEXT);
-		return false;
-	case RPCOUT_BIGREQS_NO_ARRAY:
-		diag_error(RPCOUT_BIGREQS_NO_ARRAY_TEXT);
-		return false;
-	case RPCOUT_BIGREQS_ANSWERED:
-		break;
 	}
 	send_own(cc); /* (a long array is given back now) */
 	return true;

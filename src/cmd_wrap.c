@@ -1034,18 +1034,8 @@ wrap_big_batch(struct wrap *w, struct rpcout_big *big)
 	    w->big_notes == 0) {
 		return false;
 	}
-	switch (rpcout_bigreqs_errors(&w->tmp, &w->big_reqs, big)) {
-	case RPCOUT_BIGREQS_TOO_MANY:
-		diag_warn(RPCOUT_BIGREQS_TOO_MANY_TEXT, w->big_reqs.bound);
+	if (!rpcout_bigreqs_answer(&w->tmp, &w->big_reqs, big)) {
 		return false;
-	case RPCOUT_BIGREQS_NO_IDS:
-		diag_error(RPCOUT_BIGREQS_NO_IDS_TEXT);
-		return false;
-	case RPCOUT_BIGREQS_NO_ARRAY:
-		diag_error(RPCOUT_BIGREQS_NO_ARRAY_TEXT);
-		return false;
-	case RPCOUT_BIGREQS_ANSWERED:
-		break;
 	}
 	if (w->tmp.len > 0) {
 		send_own_in_order(w);

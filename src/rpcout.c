@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "mcpmux/diag.h"
 #include "mcpmux/jsonrpc.h"
 #include "mcpmux/jsonspan.h"
 #include "mcpmux/rpcout.h"
@@ -597,6 +598,25 @@ rpcout_bigreqs_errors(struct sbuf *b, const struct rpcout_bigreqs *r, const stru
 		}
 	}
 	return RPCOUT_BIGREQS_ANSWERED;
+}
+
+bool
+rpcout_bigreqs_answer(struct sbuf *b, const struct rpcout_bigreqs *r, const struct rpcout_big *big)
+{
+	switch (rpcout_bigreqs_errors(b, r, big)) {
+	case RPCOUT_BIGREQS_TOO_MANY:
+		diag_warn(RPCOUT_BIGREQS_TOO_MANY_TEXT, r->bound);
+		return false;
+	case RPCOUT_BIGREQS_NO_IDS:
+		diag_error(RPCOUT_BIGREQS_NO_IDS_TEXT);
+		return false;
+	case RPCOUT_BIGREQS_NO_ARRAY:
+		diag_error(RPCOUT_BIGREQS_NO_ARRAY_TEXT);
+		return false;
+	case RPCOUT_BIGREQS_ANSWERED:
+		break;
+	}
+	return true;
 }
 
 bool

@@ -225,7 +225,15 @@ enum rpcout_bigreqs_end {
 enum rpcout_bigreqs_end rpcout_bigreqs_errors(struct sbuf *b, const struct rpcout_bigreqs *r,
 					      const struct rpcout_big *big);
 
-/* The diagnostics of the last three, as formats: TOO_MANY takes the bound. */
+/*
+ * rpcout_bigreqs_errors(), and when it does not answer them (TOO_MANY, NO_IDS, NO_ARRAY)
+ * its diagnostic on stderr: true when b holds their array (or nothing), false when they
+ * are to be answered with one error with id null.
+ */
+bool rpcout_bigreqs_answer(struct sbuf *b, const struct rpcout_bigreqs *r,
+			   const struct rpcout_big *big);
+
+/* The diagnostics of TOO_MANY, NO_IDS and NO_ARRAY, as formats: TOO_MANY takes the bound. */
 #define RPCOUT_BIGREQS_TOO_MANY_TEXT                                                             \
 	"a batch of the client's over --max-message has more than %zu requests: they could not " \
 	"each be answered, one error with id null answers them"
