@@ -464,30 +464,12 @@ client_big_element(void *ctx, const struct jsonrpc_idscan *sc)
 	}
 }
 
-/*
- * Bytes of a line over the bound to its scan: past its leading whitespace, however long,
- * whether it is a batch is known at its first other byte.
- */
+/* Bytes of a line over the bound to its scan (a batch's elements: client_big_element()). */
 static void
 client_big_feed(struct cconn *cc, const char *p, size_t len)
 {
-	size_t i = 0;
-
-	if (cc->big_lead) {
-		while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r')) {
-			i++;
-		}
-		if (i == len) {
-			return;
-		}
-		/* A batch: its elements are scanned as messages of their own
-		 * (client_big_element()). */
-		cc->big_lead = false;
-		cc->big_batch = p[i] == '[';
-		cc->big_id.batch = cc->big_batch;
-		i += cc->big_batch;
-	}
-	jsonrpc_idscan_feed(&cc->big_id, p + i, len - i);
+	jsonrpc_idscan_feed_line(&cc->big_id, &cc->big_lead, p, len);
+	cc->big_batch = cc->big_id.batch;
 }
 
 /*

@@ -967,30 +967,12 @@ wrap_big_element(void *ctx, const struct jsonrpc_idscan *sc)
 	rpcout_bigreqs_add(&w->big_reqs, id, id_len);
 }
 
-/*
- * Bytes of a line over the bound to its scan: past its leading whitespace, however long,
- * whether it is a batch is known at its first other byte.
- */
+/* Bytes of a line over the bound to its scan (a batch's elements: wrap_big_element()). */
 static void
 wrap_big_feed(struct wrap *w, const char *p, size_t len)
 {
-	size_t i = 0;
-
-	if (w->big_lead) {
-		while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r')) {
-			i++;
-		}
-		if (i == len) {
-			return;
-		}
-		/* A batch: its elements are scanned as messages of their own
-		 * (wrap_big_element()). */
-		w->big_lead = false;
-		w->big_batch = p[i] == '[';
-		w->big_id.batch = w->big_batch;
-		i += w->big_batch;
-	}
-	jsonrpc_idscan_feed(&w->big_id, p + i, len - i);
+	jsonrpc_idscan_feed_line(&w->big_id, &w->big_lead, p, len);
+	w->big_batch = w->big_id.batch;
 }
 
 static void

@@ -1466,6 +1466,25 @@ json_string(const char *p, size_t len)
 	return true;
 }
 
+void
+jsonrpc_idscan_feed_line(struct jsonrpc_idscan *sc, bool *lead, const char *p, size_t len)
+{
+	size_t i = 0;
+
+	if (*lead) {
+		while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r')) {
+			i++;
+		}
+		if (i == len) {
+			return;
+		}
+		*lead = false;
+		sc->batch = p[i] == '[';
+		i += sc->batch;
+	}
+	jsonrpc_idscan_feed(sc, p + i, len - i);
+}
+
 const char *
 jsonrpc_idscan_id(const struct jsonrpc_idscan *sc, size_t *len)
 {

@@ -315,6 +315,13 @@ struct jsonrpc_idscan {
 
 void jsonrpc_idscan_init(struct jsonrpc_idscan *sc);
 void jsonrpc_idscan_feed(struct jsonrpc_idscan *sc, const char *p, size_t len);
+/*
+ * Bytes of a line over the bound to its scan (wrap's, connect's), *lead while nothing but
+ * whitespace of it has been read: past that whitespace, however long, whether it is a
+ * batch (sc->batch, its '[' passed over: its elements are scanned as messages of their
+ * own, on_element) is known at its first other byte.
+ */
+void jsonrpc_idscan_feed_line(struct jsonrpc_idscan *sc, bool *lead, const char *p, size_t len);
 /* The id's JSON text, or NULL if none was seen (or it was not a string or number). */
 const char *jsonrpc_idscan_id(const struct jsonrpc_idscan *sc, size_t *len);
 /*

@@ -1035,6 +1035,58 @@ test_idscan_kind(void **state)
 	}
 }
 
+/*
+ * A line over the bound fed whole or in pieces, its leading whitespace too: a batch is
+ * known at its first other byte, and its first answer's id found.
+ */
+static void
+test_idscan_feed_line(void **state)
+{
+	static const struct {
+		const char *in;
+		bool batch;
+		const char *id;
+	} cases[] = {
+		{ "  \t\r [{'id':1,'method':'m'},{'id':2,'result':1}]", true, "2" },
+		{ "[{'id':3,'result':1}]", true, "3" },
+		{ " \t{'id':4,'result':[1]}", false, "4" },
+		{ "      ", false, NULL },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char in[256], want[16];
+		size_t len;
+
+		q(in, sizeof(in), cases[i].in);
+		len = strlen(in);
+		for (size_t piece = 1; piece <= len; piece++) {
+			struct jsonrpc_idscan sc;
+			bool lead = true;
+			size_t id_len = 0;
+			const char *id;
+
+			jsonrpc_idscan_init(&sc);
+			for (size_t at = 0; at < len; at += piece) {
+				jsonrpc_idscan_feed_line(&sc, &lead, in + at,
+							 len - at < piece ? len - at : piece);
+			}
+			assert_int_equal(sc.batch, cases[i].batch);
+			assert_int_equal(lead, cases[i].id == NULL);
+			id = jsonrpc_idscan_id(&sc, &id_len);
+			if (cases[i].id == NULL) {
+				assert_null(id);
+				continue;
+			}
+			q(want, sizeof(want), cases[i].id);
+			if (!jsonrpc_idscan_is_answer(&sc) || id == NULL ||
+			    id_len != strlen(want) || memcmp(id, want, id_len) != 0) {
+				fail_msg("%s (pieces of %zu): id %.*s", in, piece, (int)id_len,
+					 id != NULL ? id : "");
+			}
+		}
+	}
+}
+
 /* A batch's elements (batch set): the id of its first answer, the others passed over. */
 static void
 test_idscan_batch(void **state)
@@ -1624,6 +1676,7 @@ main(void)
 		cmocka_unit_test(test_idscan_every_piece_size),
 		cmocka_unit_test(test_idscan_kind),
 		cmocka_unit_test(test_idscan_batch),
+		cmocka_unit_test(test_idscan_feed_line),
 		cmocka_unit_test(test_idscan_every_answer_of_a_batch),
 		cmocka_unit_test(test_idscan_long_id),
 		cmocka_unit_test(test_bigscan_every_piece_size),
