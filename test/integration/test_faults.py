@@ -2259,11 +2259,14 @@ class OutOfMemory(Faults):
         return [q for q in self.tagged() if comm(q) == "mcp-fixture" and alive(q)]
 
     def goes_on_and_ends(self, p, srv=None, absent=None):
-        """After the fault: p's next call is answered, its client's EOF ends it with 0,
-        the fault was hit, `absent` is not on its stderr; serve (srv) ends at SIGTERM with
-        0; nothing is left."""
+        """After the fault: p's next call is answered, then it ends (ends())."""
         p.send(call(2, "echo", text="after"))
         self.assertEqual(p.msg()["result"]["content"][0]["text"], "after")
+        self.ends(p, srv, absent)
+
+    def ends(self, p, srv=None, absent=None):
+        """p's client's EOF ends it with 0, the fault was hit, `absent` is not on its
+        stderr; serve (srv) ends at SIGTERM with 0; nothing is left."""
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
         self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
@@ -2517,10 +2520,7 @@ class OutOfMemory(Faults):
         err = self.assert_error(p.msg(), "OOM-2", -32000)
         self.assertIn("out of memory", err["message"])
         self.assert_response(p.msg(10), 2)
-        p.close_stdin()
-        self.assertEqual(p.wait(), 0)
-        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
-        self.assert_no_leftovers()
+        self.ends(p)
 
     def test_a_line_that_cannot_be_held_starts_no_server(self):
         """A suspended session's line that cannot be held (out of memory) is answered with
@@ -2533,10 +2533,7 @@ class OutOfMemory(Faults):
         p.send(req(2, "mcpmux/endRun"))
         r = self.assert_response(p.msg(10), 2)
         self.assertEqual((r["pid"], r.get("suspended")), (None, True))
-        p.close_stdin()
-        self.assertEqual(p.wait(), 0)
-        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
-        self.assert_no_leftovers()
+        self.ends(p)
 
     def test_a_line_that_cannot_be_held_for_the_replay_starts_none(self):
         """The next run's first message (not initialize) waits for the handshake replay to
@@ -2559,10 +2556,7 @@ class OutOfMemory(Faults):
         p.send(req(3, "mcpmux/endRun"))
         r = self.assert_response(p.msg(10), 3)
         self.assertEqual((r["exit"], r["escalation"]), ({"code": 0}, "eof"))
-        p.close_stdin()
-        self.assertEqual(p.wait(), 0)
-        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
-        self.assert_no_leftovers()
+        self.ends(p)
 
     def test_a_session_that_cannot_be_entered_is_refused_and_serve_goes_on(self):
         """serve: no memory for a new session's entry in the table of sessions (the table's
@@ -2585,10 +2579,7 @@ class OutOfMemory(Faults):
         p.send({"session": "after", "message": initialize(0)})
         self.assertEqual(p.msg()["event"], "started")
         self.assert_response(p.msg()["message"], 0)
-        p.close_stdin()
-        self.assertEqual(p.wait(), 0)
-        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
-        self.assert_no_leftovers()
+        self.ends(p)
 
     def test_a_server_that_cannot_be_entered_by_pid_is_still_reaped_and_ended(self):
         """No memory for a server's entry in the table of servers by pid (the table's first:
@@ -2969,11 +2960,7 @@ class OutOfMemory(Faults):
         self.assertNotIn("too large", err["message"])
         p.send(call(2, "echo", text="after"))
         self.assertEqual(len(p.msg()["result"]["content"][0]["text"]), 200 << 10)
-        p.close_stdin()
-        self.assertEqual(p.wait(), 0)
-        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
-        self.assertNotIn("--max-message", p.stderr())
-        self.assert_no_leftovers()
+        self.ends(p, absent="--max-message")
 
     def test_a_client_line_that_cannot_be_held_is_said_to_be_out_of_memory(self):
         """A client's request longer than one read, whose buffer cannot grow (realloc) as
@@ -3002,11 +2989,7 @@ class OutOfMemory(Faults):
         p.send({"session": "s", "message": call(2, "echo", text="after")})
         m = p.msg()
         self.assertEqual(m["message"]["result"]["content"][0]["text"], "after")
-        p.close_stdin()
-        self.assertEqual(p.wait(), 0)
-        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
-        self.assertNotIn("--max-message", p.stderr())
-        self.assert_no_leftovers()
+        self.ends(p, absent="--max-message")
 
     def connected(self, env, *server_args, opts=()):
         """serve --listen, and connect (with env and opts) to it, initialized: the two
@@ -3042,13 +3025,7 @@ class OutOfMemory(Faults):
         self.assertIn("out of memory", err["message"])
         p.send(call(2, "echo", text="after"))
         self.assertEqual(len(p.msg()["result"]["content"][0]["text"]), 200 << 10)
-        p.close_stdin()
-        self.assertEqual(p.wait(), 0)
-        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
-        self.assertNotIn("--max-message", p.stderr())
-        srv.p.send_signal(signal.SIGTERM)
-        self.assertEqual(srv.wait(), 0)
-        self.assert_no_leftovers()
+        self.ends(p, srv, absent="--max-message")
 
     # A server that asks the client: "ask" {"ids": [...]} sends a request with each id;
     # "huge" {"bytes": N} is answered with a string of N bytes; any other request with the
@@ -3190,13 +3167,7 @@ for line in sys.stdin:
         p.send({"jsonrpc": "2.0", "id": "OOM-P", "result": "y" * 5000})
         p.send(req(5, "report"))
         self.assertEqual(p.msg(10), {"jsonrpc": "2.0", "id": 5, "result": [["OOM-P", -32000]]})
-        p.close_stdin()
-        self.assertEqual(p.wait(), 0)
-        self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
-        self.assertNotIn("could not be kept in flight", p.stderr())
-        srv.p.send_signal(signal.SIGTERM)
-        self.assertEqual(srv.wait(), 0)
-        self.assert_no_leftovers()
+        self.ends(p, srv, absent="could not be kept in flight")
 
     def test_connect_a_line_of_serve_dropped_with_no_memory_left_is_replaced(self):
         """connect: an answer of serve's over connect's --max-message, dropped, while its
