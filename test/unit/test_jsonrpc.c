@@ -1036,6 +1036,32 @@ test_idscan_kind(void **state)
 }
 
 /*
+ * The scan of in (fed in pieces of piece bytes) found an answer whose id is want_q (as
+ * q() quotes it), or no answer when want_q is NULL.
+ */
+static void
+check_idscan_answer(const struct jsonrpc_idscan *sc, const char *in, size_t piece,
+		    const char *want_q)
+{
+	char want[16];
+	size_t id_len = 0;
+	const char *id = jsonrpc_idscan_id(sc, &id_len);
+
+	if (want_q == NULL) {
+		if (jsonrpc_idscan_is_answer(sc)) {
+			fail_msg("%s (pieces of %zu): an answer", in, piece);
+		}
+		return;
+	}
+	q(want, sizeof(want), want_q);
+	if (!jsonrpc_idscan_is_answer(sc) || id == NULL || id_len != strlen(want) ||
+	    memcmp(id, want, id_len) != 0) {
+		fail_msg("%s (pieces of %zu): id %.*s", in, piece, (int)id_len,
+			 id != NULL ? id : "");
+	}
+}
+
+/*
  * A line over the bound fed whole or in pieces, its leading whitespace too: a batch is
  * known at its first other byte, and its first answer's id found.
  */
@@ -1054,7 +1080,7 @@ test_idscan_feed_line(void **state)
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		char in[256], want[16];
+		char in[256];
 		size_t len;
 
 		q(in, sizeof(in), cases[i].in);
@@ -1062,8 +1088,6 @@ test_idscan_feed_line(void **state)
 		for (size_t piece = 1; piece <= len; piece++) {
 			struct jsonrpc_idscan sc;
 			bool lead = true;
-			size_t id_len = 0;
-			const char *id;
 
 			jsonrpc_idscan_init(&sc);
 			for (size_t at = 0; at < len; at += piece) {
@@ -1072,17 +1096,7 @@ test_idscan_feed_line(void **state)
 			}
 			assert_int_equal(sc.batch, cases[i].batch);
 			assert_int_equal(lead, cases[i].id == NULL);
-			id = jsonrpc_idscan_id(&sc, &id_len);
-			if (cases[i].id == NULL) {
-				assert_null(id);
-				continue;
-			}
-			q(want, sizeof(want), cases[i].id);
-			if (!jsonrpc_idscan_is_answer(&sc) || id == NULL ||
-			    id_len != strlen(want) || memcmp(id, want, id_len) != 0) {
-				fail_msg("%s (pieces of %zu): id %.*s", in, piece, (int)id_len,
-					 id != NULL ? id : "");
-			}
+			check_idscan_answer(&sc, in, piece, cases[i].id);
 		}
 	}
 }
@@ -1104,15 +1118,13 @@ test_idscan_batch(void **state)
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		char in[256], want[16];
+		char in[256];
 		size_t len;
 
 		q(in, sizeof(in), cases[i].in);
 		len = strlen(in);
 		for (size_t piece = 1; piece <= 17; piece++) {
 			struct jsonrpc_idscan sc;
-			size_t id_len = 0;
-			const char *id;
 
 			jsonrpc_idscan_init(&sc);
 			sc.batch = true;
@@ -1120,19 +1132,7 @@ test_idscan_batch(void **state)
 				jsonrpc_idscan_feed(&sc, in + at,
 						    len - at < piece ? len - at : piece);
 			}
-			id = jsonrpc_idscan_id(&sc, &id_len);
-			if (cases[i].id == NULL) {
-				if (jsonrpc_idscan_is_answer(&sc)) {
-					fail_msg("%s (pieces of %zu): an answer", in, piece);
-				}
-				continue;
-			}
-			q(want, sizeof(want), cases[i].id);
-			if (!jsonrpc_idscan_is_answer(&sc) || id == NULL ||
-			    id_len != strlen(want) || memcmp(id, want, id_len) != 0) {
-				fail_msg("%s (pieces of %zu): id %.*s", in, piece, (int)id_len,
-					 id != NULL ? id : "");
-			}
+			check_idscan_answer(&sc, in, piece, cases[i].id);
 		}
 	}
 }
