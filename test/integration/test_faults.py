@@ -1060,6 +1060,17 @@ class KeeperSlots(Faults):
             m.send(s, initialize(i))
             self.assertEqual(m.msg(s)["id"], i)
 
+    def ends(self, m, said, failed=None):
+        """m's EOF ends it with 0; stderr says `said` times that a slot could not be handed;
+        the shim's faults were hit `failed` times (when not None); nothing is left."""
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+        self.assertEqual(m.p.stderr().count("cannot hand the keeper a pool slot"), said,
+                         m.p.stderr())
+        if failed is not None:
+            self.assertEqual(self.counters(m.p.pid)["failed"], failed)
+        self.assert_no_leftovers()
+
     def keeper(self, p):
         """The keeper of mcpmux p (its pid)."""
         return wait_until(lambda: [q for q in self.tagged() if keeper_of(q) == p.pid], 5,
@@ -1091,12 +1102,7 @@ class KeeperSlots(Faults):
         m = Mux(self.mcpmux(["serve"] + self.OPTS + ["--", FIXTURE],
                             env=self.shim_env(socketpair_fail=1)))
         self.two_sessions(m)
-        m.p.close_stdin()
-        self.assertEqual(m.p.wait(), 0)
-        self.assertEqual(m.p.stderr().count("cannot hand the keeper a pool slot"), 1,
-                         m.p.stderr())
-        self.assertEqual(self.counters(m.p.pid)["failed"], 1)
-        self.assert_no_leftovers()
+        self.ends(m, 1, 1)
 
     def test_a_slot_not_handed_to_a_keeper_behind_leaves_the_socket_for_the_next(self):
         """The slot socket full (the shim's EAGAIN, for the first slot): that slot is not
@@ -1108,11 +1114,7 @@ class KeeperSlots(Faults):
         held = lambda: self.held(keeper)
         wait_until(held, 5, "the keeper to hold b's slot")
         self.assertEqual(len(held()), 1, held())
-        m.p.close_stdin()
-        self.assertEqual(m.p.wait(), 0)
-        self.assertEqual(m.p.stderr().count("cannot hand the keeper a pool slot"), 1,
-                         m.p.stderr())
-        self.assert_no_leftovers()
+        self.ends(m, 1)
 
     def test_a_freed_slot_not_said_to_a_keeper_behind_is_let_go_at_its_next_record(self):
         """The socket full when a slot is freed (the shim's EAGAIN, for that record): the
@@ -1127,11 +1129,7 @@ class KeeperSlots(Faults):
         wait_until(lambda: len(held()) == 2 and not [l for l in held() if "(deleted)" in l],
                    5, "the keeper to hold b's and c's slots only",
                    explain=lambda: repr(held()))
-        m.p.close_stdin()
-        self.assertEqual(m.p.wait(), 0)
-        self.assertNotIn("cannot hand the keeper a pool slot", m.p.stderr())
-        self.assertEqual(self.counters(m.p.pid)["failed"], 1)
-        self.assert_no_leftovers()
+        self.ends(m, 0, 1)
 
     def test_a_taken_slot_not_handed_is_said_after_a_freed_slots_record_did_not_go(self):
         """A freed slot's record dropped (the shim's EAGAIN: harmless, the keeper lets that
@@ -1149,12 +1147,7 @@ class KeeperSlots(Faults):
         said = "its slots may be free before what it left is ended"
         wait_until(lambda: said in m.p.stderr(), 5, "c's slot not handed to be said",
                    explain=m.p.stderr)
-        m.p.close_stdin()
-        self.assertEqual(m.p.wait(), 0)
-        self.assertEqual(m.p.stderr().count("cannot hand the keeper a pool slot"), 1,
-                         m.p.stderr())
-        self.assertEqual(self.counters(m.p.pid)["failed"], 2)
-        self.assert_no_leftovers()
+        self.ends(m, 1, 2)
 
     def test_a_slot_the_keeper_cannot_take_is_said_once(self):
         """The keeper out of descriptors (its RLIMIT_NOFILE put to 0 here): the slots' come
