@@ -2997,6 +2997,17 @@ class OutOfMemory(Faults):
         p.send(note("notifications/initialized"))
         return srv, p
 
+    def connected_to(self, server, env, max_message=4096):
+        """serve --listen of the Python server (its source), and connect (with env and
+        --max-message) to it: the two processes."""
+        path = os.path.join(self.tmp.name, "mux.sock")
+        srv = self.mcpmux(["serve", "--listen", path] + GRACE
+                          + ["--", sys.executable, "-c", server])
+        wait_until(lambda: os.path.exists(path), 10, "the socket")
+        p = self.mcpmux(["connect", "--session", "s", "--max-message", str(max_message), path],
+                        env=env)
+        return srv, p
+
     def test_connect_a_client_line_that_cannot_be_held_is_said_to_be_out_of_memory(self):
         """connect: the same for its client's request, which is not sent to serve."""
         srv, p = self.connected(self.oom_env("OOM-H", malloc_only="realloc"))
@@ -3046,12 +3057,7 @@ for line in sys.stdin:
         never reached the client, and is not kept in flight: an answer to it over
         connect's --max-message is dropped as one to no request in flight, and the server
         gets no error for it."""
-        path = os.path.join(self.tmp.name, "mux.sock")
-        srv = self.mcpmux(["serve", "--listen", path] + GRACE
-                          + ["--", sys.executable, "-c", self.HUGE_ASKER])
-        wait_until(lambda: os.path.exists(path), 10, "the socket")
-        p = self.mcpmux(["connect", "--session", "s", "--max-message", str(4 << 20), path],
-                        env=self.queue_oom_env("OOM-L"))
+        srv, p = self.connected_to(self.HUGE_ASKER, self.queue_oom_env("OOM-L"), 4 << 20)
         huge = 3 << 20
         fill_pipe(p, req(1, "huge", {"bytes": huge}))
         # The marker escaped: only the server's request holds it, as its id.
@@ -3077,12 +3083,8 @@ for line in sys.stdin:
         on, for an answer to it over --max-message could not get the server its error: the
         server gets a -32000 error in its place at once, and stderr says so; connect goes
         on (docs/decisions.md)."""
-        path = os.path.join(self.tmp.name, "mux.sock")
-        srv = self.mcpmux(["serve", "--listen", path] + GRACE
-                          + ["--", sys.executable, "-c", ASKER])
-        wait_until(lambda: os.path.exists(path), 10, "the socket")
         env = self.oom_env("OOM-P", malloc_min=256, malloc_max=256, malloc_only="realloc")
-        p = self.mcpmux(["connect", "--session", "s", "--max-message", "4096", path], env=env)
+        srv, p = self.connected_to(ASKER, env)
         # The marker escaped: only the server's request holds it, as its id.
         p.write(b'{"jsonrpc":"2.0","id":1,"method":"ask","params":{"ids":["\\u004fOM-P"]}}\n')
         self.assertEqual(p.msg(10), {"jsonrpc": "2.0", "id": 1, "result": []})
@@ -3107,13 +3109,8 @@ for line in sys.stdin:
         OOM-A: a batch over the bound of 1,101 requests, the first with the marker as its
         id.  The process, once the line after the batch's answer is read (the report of
         what the server got, nothing): the lines the client got after the batch."""
-        path = os.path.join(self.tmp.name, "mux.sock")
-        srv = self.mcpmux(["serve", "--listen", path] + GRACE
-                          + ["--", sys.executable, "-c", ASKER])
+        srv, p = self.connected_to(ASKER, self.oom_env("OOM-A", **faults))
         self.addCleanup(lambda: (srv.p.send_signal(signal.SIGTERM), srv.wait()))
-        wait_until(lambda: os.path.exists(path), 10, "the socket")
-        p = self.mcpmux(["connect", "--session", "s", "--max-message", "4096", path],
-                        env=self.oom_env("OOM-A", **faults))
         p.send(req(0, "ping"))
         self.assertEqual(p.msg(10), {"jsonrpc": "2.0", "id": 0, "result": []})
         p.send([req("OOM-A", "ping")] + [req(k, "ping") for k in range(1, 1101)])
@@ -3144,12 +3141,8 @@ for line in sys.stdin:
         of memory (one realloc() of 256 bytes fails), kept in full once passed on: stderr
         does not claim any was lost, and the client's answer over --max-message to one
         gets the server its error."""
-        path = os.path.join(self.tmp.name, "mux.sock")
-        srv = self.mcpmux(["serve", "--listen", path] + GRACE
-                          + ["--", sys.executable, "-c", ASKER])
-        wait_until(lambda: os.path.exists(path), 10, "the socket")
         env = self.oom_env("OOM-P", malloc_min=256, malloc_max=256, malloc_only="realloc")
-        p = self.mcpmux(["connect", "--session", "s", "--max-message", "4096", path], env=env)
+        srv, p = self.connected_to(ASKER, env)
         batch = json.dumps([req("b1", "x"), req("OOM-P", "x")])
         # The marker escaped: only the server's batch holds it.
         p.write(json.dumps(req(1, "raw", {"lines": [batch]})).replace(
