@@ -938,9 +938,7 @@ class Failures(Case):
         self.assertIn("too large for mcpmux", tool["result"]["content"][0]["text"])
         w.send(req(5, "ping"))
         self.assertEqual(w.msg(), {"jsonrpc": "2.0", "id": 5, "result": {}})
-        w.close_stdin()
-        self.assertEqual(w.read_to_eof(10), b"")
-        self.assertEqual(w.wait(), 0)
+        self.ends_clean(w)
 
     def test_a_batch_over_max_message_answers_its_elements_that_are_no_message(self):
         """Elements of a batch over --max-message that are no message ({"foo": 2}, 1, one
@@ -950,9 +948,7 @@ class Failures(Case):
         self.assert_no_message_elements_answered(w)
         w.send(req(5, "ping"))
         self.assertEqual(w.msg(), {"jsonrpc": "2.0", "id": 5, "result": {}})
-        w.close_stdin()
-        self.assertEqual(w.read_to_eof(10), b"")
-        self.assertEqual(w.wait(), 0)
+        self.ends_clean(w)
 
     def test_a_batch_over_max_message_with_too_many_requests_gets_one_error(self):
         """A batch over --max-message has its requests answered by id up to 1,024 +
@@ -975,9 +971,7 @@ class Failures(Case):
         self.assert_error(json.loads(line), None, -32600)
         w.send(req(5, "ping"))
         self.assertEqual(w.msg(), {"jsonrpc": "2.0", "id": 5, "result": {}})
-        w.close_stdin()
-        self.assertEqual(w.read_to_eof(10), b"")
-        self.assertEqual(w.wait(), 0)
+        self.ends_clean(w)
 
     def test_a_batch_over_max_message_gets_the_server_errors_only_for_its_requests(self):
         """The answers of a batch over --max-message get the server an error for each of
@@ -1004,9 +998,7 @@ class Failures(Case):
         w.send(req(4, "report"))
         self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 4,
                                      "result": [["s1", -32000], [long_id, -32000]]})
-        w.close_stdin()
-        self.assertEqual(w.read_to_eof(10), b"")
-        self.assertEqual(w.wait(), 0)
+        self.ends_clean(w)
 
     # A server that asks the client with each id it is given ("ask"), and reports ("report")
     # the errors it got in place of its requests' answers.
@@ -1030,9 +1022,7 @@ class Failures(Case):
         self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 2,
                                      "result": [[ids[1], -32000], [ids[0], -32000],
                                                 [ids[2], -32000]]})
-        w.close_stdin()
-        self.assertEqual(w.read_to_eof(10), b"")
-        self.assertEqual(w.wait(), 0)
+        self.ends_clean(w)
 
     def test_an_answer_over_max_message_gets_the_server_an_error_only_for_its_request(self):
         """The client's answer over --max-message, alone: the request of the server's in
@@ -1053,9 +1043,7 @@ class Failures(Case):
                                      "result": [[long_id, -32000]]})
         wait_until(lambda: "answers no request of the server in flight" in w.stderr(), 5,
                    "the warning")
-        w.close_stdin()
-        self.assertEqual(w.read_to_eof(10), b"")
-        self.assertEqual(w.wait(), 0)
+        self.ends_clean(w)
 
     def test_an_answer_over_max_message_for_a_run_that_is_over_is_said_so(self):
         """The client's answer over --max-message that comes after an end of run, behind a
@@ -1083,9 +1071,7 @@ class Failures(Case):
         self.assertRegex(w.stderr(), r'the client\'s answer "nobody" is over --max-message '
                          r"\(\d+ bytes\) and answers no request of the server in flight: "
                          r"dropped")
-        w.close_stdin()
-        self.assertEqual(w.read_to_eof(10), b"")
-        self.assertEqual(w.wait(), 0)
+        self.ends_clean(w)
 
     def asker(self, ids):
         """wrap with --max-message 4096 running ASKER, which has asked the client requests of
@@ -1219,9 +1205,7 @@ class Failures(Case):
         self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 3, "result": []})
         wait_until(lambda: "for a server whose run is over: dropped" in w.stderr(), 5,
                    "the warning")
-        w.close_stdin()
-        self.assertEqual(w.read_to_eof(10), b"")
-        self.assertEqual(w.wait(), 0)
+        self.ends_clean(w)
 
     def test_an_answer_held_behind_an_ended_run_goes_to_no_new_run(self):
         """The client's answer (within the bound) to a request of a server whose run it
@@ -1251,9 +1235,7 @@ class Failures(Case):
             self.assertIn("message too large", m["error"]["message"])
         w.send(req(3, "ping"))
         self.assertEqual(w.msg(), {"jsonrpc": "2.0", "id": 3, "result": {}})
-        w.close_stdin()
-        self.assertEqual(w.read_to_eof(10), b"")
-        self.assertEqual(w.wait(), 0)
+        self.ends_clean(w)
 
 
 class BigMessages(Case):
