@@ -702,11 +702,40 @@ ended_run_answer(void *ctx, const char *id, size_t id_len)
 	return false;
 }
 
-/* Which answers of the client's line in w->scan go on (to the current run's server). */
+/*
+ * Which answers of the client's line in w->scan go on (to the current run's server); one
+ * that does not answers its request of the gone server's (w->ended_asked), as one alone.
+ */
 static bool
 answer_goes_on(void *ctx, const char *id, size_t id_len)
 {
-	return !ended_run_answer(ctx, id, id_len);
+	struct wrap *w = ctx;
+
+	if (!ended_run_answer(w, id, id_len)) {
+		return true;
+	}
+	session_ids_remove(&w->ended_asked, id, id_len);
+	return false;
+}
+
+/*
+ * The answers taken out of a batch of the client's and dropped (a batch of them, or
+ * empty), into the traffic log as one alone is (the rest is the session's to log, sent);
+ * gone released.
+ */
+static void
+log_gone(struct wrap *w, struct sbuf *gone)
+{
+	if (tlog_enabled && gone->len > 0) {
+		struct jsonrpc_scanner gs = { 0 };
+		pid_t pid;
+		const char *id = cur_id(w, &pid);
+		bool scanned = jsonrpc_scan(&gs, gone->buf, gone->len) == JSONRPC_BATCH;
+
+		tlog_message(id, pid, TLOG_IN, scanned ? &gs : NULL, gone->buf, gone->len, -1);
+		jsonrpc_release(&gs);
+	}
+	sbuf_release(gone);
 }
 
 /* Does the line in w->scan hold an answer of the client's for a run that is over? */
@@ -736,7 +765,7 @@ holds_ended_run_answer(struct wrap *w)
 static bool
 drop_ended_run_answers(struct wrap *w, const char *line, size_t len)
 {
-	struct sbuf taken = { 0 };
+	struct sbuf gone = { 0 };
 	size_t dropped = 0;
 
 	if (!holds_ended_run_answer(w)) {
@@ -748,27 +777,25 @@ drop_ended_run_answers(struct wrap *w, const char *line, size_t len)
 		diag_warn("an answer of the client for a server whose run is over: dropped");
 		return true;
 	}
-	if (!jsonrpc_without_answers(&w->scan, line, len, answer_goes_on, w, &w->kept, &w->scan,
-				     &taken, &dropped)) {
+	if (!jsonrpc_drop_answers(&w->scan, line, len, answer_goes_on, w, &w->kept, &w->scan, &gone,
+				  &dropped)) {
 		sbuf_reset(&w->kept);
-		sbuf_release(&taken);
+		sbuf_release(&gone);
 		(void)jsonrpc_scan(&w->scan, line, len); /* the batch as it came */
 		diag_error("out of memory: a batch of the client's was refused");
+		log_in(w, line, len, true);
 		answer_each(w, RPC_SERVER_ERROR, RPCOUT_NO_MEMORY);
 		return true;
 	}
+	log_gone(w, &gone);
 	diag_warn("%zu answers in a batch for a server whose run is over: dropped (its other "
 		  "messages are kept)",
 		  dropped);
 	if (w->kept.len > 0) {
+		/* One batch, in the client's order: its answers for the current run too. */
 		session_from_client(w->cur, w->kept.buf, w->kept.len, &w->scan);
 	}
-	if (taken.len > 0 && w->cur != NULL) {
-		(void)jsonrpc_scan(&w->scan, taken.buf, taken.len);
-		session_from_client(w->cur, taken.buf, taken.len, &w->scan);
-	}
 	sbuf_reset(&w->kept);
-	sbuf_release(&taken);
 	return true;
 }
 
@@ -831,18 +858,24 @@ handle_line(struct wrap *w, const char *line, size_t len)
 		return;
 	}
 	size_t dropped = 0;
+	struct sbuf gone = { 0 };
 
 	/* Those of a batch that holds other messages too: the next run's server never sent
-	 * their requests. */
-	if (ended && !jsonrpc_without_answers(&w->scan, line, len, NULL, NULL, &w->kept, &w->scan,
-					      NULL, &dropped)) {
+	 * their requests (answered, whoever asked them). */
+	if (ended) {
+		session_ids_answered(&w->ended_asked, &w->scan);
+	}
+	if (ended && !jsonrpc_drop_answers(&w->scan, line, len, NULL, NULL, &w->kept, &w->scan,
+					   &gone, &dropped)) {
 		sbuf_reset(&w->kept);
+		sbuf_release(&gone);
 		(void)jsonrpc_scan(&w->scan, line, len); /* the batch as it came */
 		diag_error("out of memory: a batch of the client's was refused");
 		log_in(w, line, len, true);
 		answer_each(w, RPC_SERVER_ERROR, RPCOUT_NO_MEMORY);
 		return;
 	}
+	log_gone(w, &gone);
 	if (dropped > 0) {
 		diag_warn("%zu answers in a batch for a server whose run is over: dropped (its "
 			  "other messages are kept)",
@@ -886,8 +919,16 @@ big_size(const struct wrap *w, struct rpcout_big *m)
  * current: a run they start has asked nothing yet.)
  */
 static bool
-ended_run_asked(const struct wrap *w, const struct jsonrpc_idscan *sc)
+ended_run_asked(struct wrap *w, const struct jsonrpc_idscan *sc)
 {
+	size_t gone_len = 0;
+	const char *gone = session_ids_find(&w->ended_asked, sc, &gone_len);
+
+	if (gone != NULL) {
+		/* A gone server's (w->ended_asked): answered, it is kept no more. */
+		session_ids_remove(&w->ended_asked, gone, gone_len);
+		return true;
+	}
 	for (const struct wrap_run *r = w->runs; r != NULL; r = r->next) {
 		size_t id_len = 0;
 

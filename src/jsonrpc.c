@@ -1112,19 +1112,26 @@ array_add(struct sbuf *b, size_t *k, const char *el, size_t len)
 	sbuf_add(b, el, len);
 }
 
-bool
-jsonrpc_without_answers(const struct jsonrpc_scanner *s, const char *line, size_t len,
-			bool (*keep)(void *ctx, const char *id, size_t id_len), void *ctx,
-			struct sbuf *out, struct jsonrpc_scanner *out_scan, struct sbuf *taken,
-			size_t *dropped)
+/*
+ * jsonrpc_without_answers(), and with in_place the answers keep() keeps left in *out in
+ * their places (taken unused), those it does not into *gone (when not NULL).
+ */
+static bool
+split_answers(const struct jsonrpc_scanner *s, const char *line, size_t len,
+	      bool (*keep)(void *ctx, const char *id, size_t id_len), void *ctx, struct sbuf *out,
+	      struct jsonrpc_scanner *out_scan, struct sbuf *taken, bool in_place,
+	      struct sbuf *gone, size_t *dropped)
 {
 	const char *p = line, *end = line + len, *el;
-	size_t el_len, n, n_answers = 0, k = 0, t = 0;
+	size_t el_len, n, n_answers = 0, k = 0, t = 0, g = 0;
 	const struct jsonrpc_item *items = jsonrpc_items(s, &n);
 
 	sbuf_reset(out);
 	if (taken != NULL) {
 		sbuf_reset(taken);
+	}
+	if (gone != NULL) {
+		sbuf_reset(gone);
 	}
 	*dropped = 0;
 	if (s->kind != JSONRPC_BATCH) {
@@ -1147,9 +1154,16 @@ jsonrpc_without_answers(const struct jsonrpc_scanner *s, const char *line, size_
 			array_add(out, &k, el, el_len);
 		} else if (keep != NULL && keep(ctx, jsonrpc_str(out_scan, out_scan->one.id),
 						out_scan->one.id.len)) {
-			array_add(taken, &t, el, el_len);
+			if (in_place) {
+				array_add(out, &k, el, el_len);
+			} else {
+				array_add(taken, &t, el, el_len);
+			}
 		} else {
 			(*dropped)++;
+			if (gone != NULL) {
+				array_add(gone, &g, el, el_len);
+			}
 		}
 	}
 	if (t > 0) {
@@ -1158,11 +1172,35 @@ jsonrpc_without_answers(const struct jsonrpc_scanner *s, const char *line, size_
 			return false;
 		}
 	}
+	if (g > 0) {
+		sbuf_add(gone, "]", 1);
+		if (gone->failed) {
+			return false;
+		}
+	}
 	if (k == 0) {
 		return true;
 	}
 	sbuf_add(out, "]", 1);
 	return !out->failed && jsonrpc_scan(out_scan, out->buf, out->len) == JSONRPC_BATCH;
+}
+
+bool
+jsonrpc_without_answers(const struct jsonrpc_scanner *s, const char *line, size_t len,
+			bool (*keep)(void *ctx, const char *id, size_t id_len), void *ctx,
+			struct sbuf *out, struct jsonrpc_scanner *out_scan, struct sbuf *taken,
+			size_t *dropped)
+{
+	return split_answers(s, line, len, keep, ctx, out, out_scan, taken, false, NULL, dropped);
+}
+
+bool
+jsonrpc_drop_answers(const struct jsonrpc_scanner *s, const char *line, size_t len,
+		     bool (*keep)(void *ctx, const char *id, size_t id_len), void *ctx,
+		     struct sbuf *out, struct jsonrpc_scanner *out_scan, struct sbuf *gone,
+		     size_t *dropped)
+{
+	return split_answers(s, line, len, keep, ctx, out, out_scan, NULL, true, gone, dropped);
 }
 
 const char *

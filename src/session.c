@@ -366,15 +366,20 @@ ids_remove(struct pending **table, size_t *n, const char *id, size_t len)
 	return ms;
 }
 
-/* The gone server's requests in flight, to where its owner keeps them (s->srv_gone). */
+/*
+ * The gone server's requests in flight, to where its owner keeps them (s->srv_gone), in
+ * place of those kept there before: only the last server gone with requests in flight has
+ * them kept (bounded as a server's are), each until it is answered.
+ */
 static void
 srv_gone(struct session *s)
 {
 	struct pending *p, *tmp;
 
-	if (s->srv_gone == NULL) {
+	if (s->srv_gone == NULL || s->srv_pending == NULL) {
 		return;
 	}
+	session_ids_free(s->srv_gone);
 	HASH_ITER (hh, s->srv_pending, p, tmp) {
 		// cppcheck-suppress uninitvar ; uthash iteration, filled by ids_add()
 		for (uint32_t k = 0; k < p->count; k++) {

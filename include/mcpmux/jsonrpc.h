@@ -268,6 +268,15 @@ bool jsonrpc_without_answers(const struct jsonrpc_scanner *s, const char *line, 
 			     bool (*keep)(void *ctx, const char *id, size_t id_len), void *ctx,
 			     struct sbuf *out, struct jsonrpc_scanner *out_scan, struct sbuf *taken,
 			     size_t *dropped);
+/*
+ * The same, but the answers keep() says go on stay in *out in their places (the batch's
+ * order kept: *out may hold answers alone); those it does not into *gone (when not NULL),
+ * a batch of them (empty when none), not scanned.
+ */
+bool jsonrpc_drop_answers(const struct jsonrpc_scanner *s, const char *line, size_t len,
+			  bool (*keep)(void *ctx, const char *id, size_t id_len), void *ctx,
+			  struct sbuf *out, struct jsonrpc_scanner *out_scan, struct sbuf *gone,
+			  size_t *dropped);
 
 /* The name used for a kind in the traffic log: "request", "response", ... */
 const char *jsonrpc_kind_name(enum jsonrpc_kind kind);

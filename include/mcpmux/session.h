@@ -279,8 +279,9 @@ void session_ids_free(struct session_ids *t);
 /* Is a request with this id (JSON text) in flight in t? */
 bool session_ids_has(const struct session_ids *t, const char *id, size_t len);
 /*
- * The requests of s's server in flight, once its server is gone (or s freed), are added
- * to *t (as far as its bound and memory allow), not just dropped; NULL: dropped.
+ * The requests of s's server in flight, once its server is gone (or s freed), go to *t
+ * (as far as its bound and memory allow) in place of what *t held, when there are any;
+ * NULL: dropped.
  */
 void session_keep_srv_gone(struct session *s, struct session_ids *t);
 /*

@@ -47,6 +47,34 @@ def grandchild_pid(p):
         return int(line.split()[-1])
 
 
+
+# ASKER that takes batches too: each element in its order, a batch's requests answered
+# in one batch (an answer's [id, code] into what report returns).
+BATCH_ASKER = """
+import json, sys
+got = []
+for line in sys.stdin:
+    m = json.loads(line)
+    out = []
+    for e in (m if isinstance(m, list) else [m]):
+        if "method" not in e:
+            got.append([e["id"], e["error"]["code"]])
+        elif e["method"] == "ask":
+            for k in e["params"]["ids"]:
+                print(json.dumps({"jsonrpc": "2.0", "id": k, "method": "sampling/createMessage"}),
+                      flush=True)
+        if "id" in e and "method" in e:
+            out.append({"jsonrpc": "2.0", "id": e["id"], "result": list(got)})
+    if out:
+        print(json.dumps(out if isinstance(m, list) else out[0]), flush=True)
+"""
+
+
+def ERR(id_):
+    """The client's error answer to the server's request id_."""
+    return {"jsonrpc": "2.0", "id": id_, "error": {"code": -1, "message": "no"}}
+
+
 class Passthrough(Case):
     def test_same_bytes_as_direct(self):
         """The client sees exactly the bytes the server wrote, and vice versa."""
@@ -1223,6 +1251,83 @@ class Failures(Case):
         for case in ("at once", "after the next run started", "in a batch"):
             with self.subTest(case=case):
                 self.an_ended_runs_answer_goes_to_no_new_run(case)
+
+    def ended_twice(self, w):
+        """Run 1's server asks a1 and run 2's s1, neither answered, each run ended (its server
+        gone: the end's reply is sent as its session ends); run 3 is current."""
+        w.send(req(1, "ask", {"ids": ["a1"]}))
+        self.assertEqual([w.msg()["id"] for _ in range(2)], ["a1", 1])
+        w.send(req("e", "mcpmux/endRun"), req(2, "ask", {"ids": ["s1"]}))
+        self.assertEqual(sorted(str(w.msg(10)["id"]) for _ in range(3)), ["2", "e", "s1"])
+        w.send(req("e2", "mcpmux/endRun"), req(3, "ping"))
+        self.assertEqual(sorted(str(w.msg(10)["id"]) for _ in range(2)), ["3", "e2"])
+
+    def test_only_the_last_gone_servers_requests_are_kept(self):
+        """wrap keeps the requests in flight of the last server gone with some, in place of
+        those of a server gone before: an answer to run 2's request is dropped in run 3,
+        one to run 1's (forgotten) goes to run 3's server."""
+        w = self.wrap(command=[sys.executable, "-c", BATCH_ASKER])
+        self.ended_twice(w)
+        w.send(ERR("s1"))
+        wait_until(lambda: "for a server whose run is over: dropped" in w.stderr(), 5,
+                   "the warning")
+        w.send(ERR("a1"), req(4, "report"))
+        self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 4, "result": [["a1", -1]]})
+        self.ends_clean(w)
+
+    def test_an_answer_dropped_from_a_batch_is_answered(self):
+        """An answer to a gone server's request, dropped from a batch of the client's, has
+        answered it, as one alone does: another with its id goes to the current server.
+        The dropped answers are in the traffic log."""
+        log = os.path.join(self.tmp.name, "t.jsonl")
+        for case in ("current run", "no run current"):
+            with self.subTest(case=case):
+                w = self.wrap(opts=["--log", log], command=[sys.executable, "-c", BATCH_ASKER])
+                self.ended_twice(w)
+                if case == "no run current":
+                    w.send(req("e3", "mcpmux/endRun"))
+                    self.assertEqual(w.msg(10)["id"], "e3")
+                w.send([ERR("s1"), note("notifications/x")])
+                wait_until(lambda: "for a server whose run is over: dropped" in w.stderr(), 5,
+                           "the warning")
+                w.send(ERR("s1"), req(4, "report"))
+                self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 4, "result": [["s1", -1]]})
+                self.ends_clean(w)
+                with open(log) as f:
+                    dropped = [r for r in map(json.loads, f) if r.get("dir") == "in"
+                               and r.get("msg") == [ERR("s1")]]
+                self.assertTrue(dropped, "the dropped answer, logged")
+                os.unlink(log)
+
+    def test_a_batch_less_its_ended_runs_answers_keeps_its_order(self):
+        """A batch of an answer for the current run, a request, and an answer for a gone
+        server's: the server gets the first two in one batch, in the client's order."""
+        w = self.wrap(command=[sys.executable, "-c", BATCH_ASKER])
+        self.ended_twice(w)
+        w.send(req(4, "ask", {"ids": ["s2"]}))
+        self.assertEqual([w.msg()["id"] for _ in range(2)], ["s2", 4])
+        w.send([ERR("s2"), req(5, "report"), ERR("s1")])
+        self.assertEqual(w.msg(10), [{"jsonrpc": "2.0", "id": 5, "result": [["s2", -1]]}])
+        wait_until(lambda: "for a server whose run is over: dropped" in w.stderr(), 5,
+                   "the warning")
+        self.ends_clean(w)
+
+    def test_an_answer_over_max_message_for_a_gone_server_is_said_so(self):
+        """The client's answer over --max-message to a request of a server gone with its run:
+        stderr says whose it was, and it has answered it: another with its id goes to the
+        current server."""
+        w = self.wrap(opts=["--max-message", "4096"],
+                      command=[sys.executable, "-c", BATCH_ASKER])
+        self.ended_twice(w)
+        big = {"jsonrpc": "2.0", "id": "s1", "result": {"text": "x" * 5000}}
+        w.send(big)
+        wait_until(lambda: "dropped" in w.stderr(), 5, "the warning")
+        self.assertRegex(w.stderr(), r'the client\'s answer "s1" is over --max-message '
+                         r"\(\d+ bytes\) and answers a request of a server whose run is over: "
+                         r"dropped")
+        w.send(ERR("s1"), req(4, "report"))
+        self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 4, "result": [["s1", -1]]})
+        self.ends_clean(w)
 
     def test_a_request_over_max_message_with_a_long_id_gets_an_error(self):
         """A request over --max-message, alone, whose id is longer than 128 bytes (or of no

@@ -1615,6 +1615,22 @@ test_without_answers(void **state)
 	assert_int_equal(s->kind, JSONRPC_BATCH);
 	assert_int_equal(s->n_elements, 3);
 
+	/* jsonrpc_drop_answers(): the answer keep() takes stays in its place; the dropped one
+	 * goes to a batch of its own. */
+	q(line, sizeof(line), mixed);
+	assert_int_equal(jsonrpc_scan(s, line, strlen(line)), JSONRPC_BATCH);
+	assert_true(jsonrpc_drop_answers(s, line, strlen(line), keep_id, id_x, &out, &other, &taken,
+					 &dropped));
+	assert_int_equal(dropped, 1);
+	assert_string_equal(out.buf,
+			    q(want, sizeof(want),
+			      "[{'jsonrpc':'2.0','id':2,'method':'a'},7,{'jsonrpc':'2.0','id':'x',"
+			      "'error':{'code':1,'message':'m'}},{'jsonrpc':'2.0','method':'n'}]"));
+	assert_int_equal(other.kind, JSONRPC_BATCH);
+	assert_int_equal(other.n_elements, 4);
+	assert_string_equal(taken.buf,
+			    q(want, sizeof(want), "[{'jsonrpc':'2.0','id':1,'result':{}}]"));
+
 	/* Answers only: nothing is left, each one dropped. */
 	q(line, sizeof(line),
 	  "[{'jsonrpc':'2.0','id':1,'result':1},{'jsonrpc':'2.0','id':2,'error':{'code':1,"
