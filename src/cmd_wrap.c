@@ -702,37 +702,69 @@ ended_run_answer(void *ctx, const char *id, size_t id_len)
 	return false;
 }
 
-/*
- * Which answers of the client's line in w->scan go on (to the current run's server); one
- * that does not answers its request of the gone server's (w->ended_asked), as one alone.
- */
+/* Which answers of the client's line in w->scan go on (to the current run's server). */
 static bool
 answer_goes_on(void *ctx, const char *id, size_t id_len)
 {
-	struct wrap *w = ctx;
+	return !ended_run_answer(ctx, id, id_len);
+}
 
-	if (!ended_run_answer(w, id, id_len)) {
-		return true;
+/*
+ * The client's answers in a line (scanned in sc), dropped, are for runs that are over:
+ * the requests they answer are done, those of the gone server's (w->ended_asked) or,
+ * failing that, of a server whose run is over but which still runs (when it exits, it is
+ * gone with none of them in flight).
+ */
+static void
+ended_run_answered(struct wrap *w, const struct jsonrpc_scanner *sc)
+{
+	size_t n;
+	const struct jsonrpc_item *items = jsonrpc_items(sc, &n);
+
+	for (size_t i = 0; i < n; i++) {
+		const char *id = jsonrpc_str(sc, items[i].id);
+		size_t id_len = items[i].id.len;
+
+		if (items[i].kind != JSONRPC_RESPONSE && items[i].kind != JSONRPC_ERROR) {
+			continue;
+		}
+		if (session_ids_has(&w->ended_asked, id, id_len)) {
+			session_ids_remove(&w->ended_asked, id, id_len);
+			continue;
+		}
+		for (const struct wrap_run *r = w->runs; r != NULL; r = r->next) {
+			if (r->s != w->cur && session_srv_answered(r->s, id, id_len)) {
+				break;
+			}
+		}
 	}
-	session_ids_remove(&w->ended_asked, id, id_len);
-	return false;
 }
 
 /*
  * The answers taken out of a batch of the client's and dropped (a batch of them, or
- * empty), into the traffic log as one alone is (the rest is the session's to log, sent);
- * gone released.
+ * empty), once the rest of the batch was made: their requests are done, and they go into
+ * the traffic log as one alone does (the rest is the session's to log, sent); gone
+ * released.
  */
 static void
-log_gone(struct wrap *w, struct sbuf *gone)
+drop_gone(struct wrap *w, struct sbuf *gone)
 {
-	if (tlog_enabled && gone->len > 0) {
+	if (gone->len > 0) {
 		struct jsonrpc_scanner gs = { 0 };
 		pid_t pid;
 		const char *id = cur_id(w, &pid);
 		bool scanned = jsonrpc_scan(&gs, gone->buf, gone->len) == JSONRPC_BATCH;
 
-		tlog_message(id, pid, TLOG_IN, scanned ? &gs : NULL, gone->buf, gone->len, -1);
+		if (scanned) {
+			ended_run_answered(w, &gs);
+		} else {
+			diag_error("out of memory: the requests that a batch's dropped answers "
+				   "answer are still kept in flight");
+		}
+		if (tlog_enabled) {
+			tlog_message(id, pid, TLOG_IN, scanned ? &gs : NULL, gone->buf, gone->len,
+				     -1);
+		}
 		jsonrpc_release(&gs);
 	}
 	sbuf_release(gone);
@@ -773,7 +805,7 @@ drop_ended_run_answers(struct wrap *w, const char *line, size_t len)
 	}
 	if (w->scan.kind != JSONRPC_BATCH) {
 		log_in(w, line, len, true);
-		session_ids_answered(&w->ended_asked, &w->scan); /* (it is answered) */
+		ended_run_answered(w, &w->scan); /* (it is answered) */
 		diag_warn("an answer of the client for a server whose run is over: dropped");
 		return true;
 	}
@@ -787,7 +819,7 @@ drop_ended_run_answers(struct wrap *w, const char *line, size_t len)
 		answer_each(w, RPC_SERVER_ERROR, RPCOUT_NO_MEMORY);
 		return true;
 	}
-	log_gone(w, &gone);
+	drop_gone(w, &gone);
 	diag_warn("%zu answers in a batch for a server whose run is over: dropped (its other "
 		  "messages are kept)",
 		  dropped);
@@ -843,7 +875,7 @@ handle_line(struct wrap *w, const char *line, size_t len)
 		/* Answers to requests of a server whose run is over: nobody waits for them,
 		 * and they are no reason to start another. */
 		log_in(w, line, len, true);
-		session_ids_answered(&w->ended_asked, &w->scan);
+		ended_run_answered(w, &w->scan);
 		if (kind == JSONRPC_BATCH) {
 			diag_warn("a batch of %zu answers of the client for a server whose run is "
 				  "over: dropped",
@@ -861,10 +893,7 @@ handle_line(struct wrap *w, const char *line, size_t len)
 	struct sbuf gone = { 0 };
 
 	/* Those of a batch that holds other messages too: the next run's server never sent
-	 * their requests (answered, whoever asked them). */
-	if (ended) {
-		session_ids_answered(&w->ended_asked, &w->scan);
-	}
+	 * their requests (answered, whoever asked them: drop_gone()). */
 	if (ended && !jsonrpc_drop_answers(&w->scan, line, len, NULL, NULL, &w->kept, &w->scan,
 					   &gone, &dropped)) {
 		sbuf_reset(&w->kept);
@@ -875,7 +904,7 @@ handle_line(struct wrap *w, const char *line, size_t len)
 		answer_each(w, RPC_SERVER_ERROR, RPCOUT_NO_MEMORY);
 		return;
 	}
-	log_gone(w, &gone);
+	drop_gone(w, &gone);
 	if (dropped > 0) {
 		diag_warn("%zu answers in a batch for a server whose run is over: dropped (its "
 			  "other messages are kept)",

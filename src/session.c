@@ -906,6 +906,16 @@ session_srv_request_id(struct session *s, const char *id, size_t id_len, size_t 
 	return pending_id(p);
 }
 
+bool
+session_srv_answered(struct session *s, const char *id, size_t id_len)
+{
+	if (ids_remove(&s->srv_pending, &s->n_srv_pending, id, id_len) < 0) {
+		return false;
+	}
+	busy_sync(s);
+	return true;
+}
+
 size_t
 session_ids_asked(struct session_ids *t, const struct jsonrpc_scanner *scan)
 {

@@ -238,6 +238,11 @@ const char *session_from_client(struct session *s, const char *line, size_t len,
 const char *session_srv_request(struct session *s, const struct jsonrpc_idscan *sc, size_t *len);
 /* The same for an answer whose id (JSON text) was read whole. */
 const char *session_srv_request_id(struct session *s, const char *id, size_t id_len, size_t *len);
+/*
+ * The request of the server's in flight with this id (JSON text) is done: the client's
+ * answer to it was not passed on (its run is over).  False when none is in flight.
+ */
+bool session_srv_answered(struct session *s, const char *id, size_t id_len);
 
 /*
  * The requests of one side in flight, for a front end that has no session of its own

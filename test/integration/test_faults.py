@@ -2378,6 +2378,33 @@ class OutOfMemory(Faults):
         self.assertIn("out of memory: a batch of the client's was refused", p.stderr())
         self.goes_on_and_ends(p)
 
+    def test_a_refused_batch_has_not_answered_a_gone_servers_request(self):
+        """A batch of the client's in a run, with an answer to a request of the server gone
+        with the run before, and no memory for the batch without that answer (its first
+        256 bytes): the batch is refused, and the request is still in flight: the answer
+        sent again is dropped, not passed on to the current server."""
+        env = self.oom_env("OOM-C", malloc_min=256, malloc_max=256, malloc_only="realloc")
+        p = self.wrap_initialized(env)
+        p.send(call(1, "ask"))
+        answer = {"jsonrpc": "2.0", "id": p.msg()["id"], "result": {}}
+        p.send(req("e", "mcpmux/endRun"))
+        self.assertEqual(sorted(str(p.msg(10)["id"]) for _ in range(2)), ["1", "e"])
+        wait_until(lambda: not self.live_servers(), 10, "the ended run's server to be gone")
+        p.send(req(4, "ping"))
+        self.assert_response(p.msg(10), 4)
+        p.send([answer, req("OOM-C", "ping"), note("notifications/x"),
+                call(3, "echo", text="x")])
+        got = p.msg()
+        self.assertEqual([(g["id"], g["error"]["code"], g["error"]["message"]) for g in got],
+                         [("OOM-C", -32000, "out of memory"), (3, -32000, "out of memory")])
+        p.send(answer)
+        wait_until(lambda: "an answer of the client for a server whose run is over: dropped"
+                   in p.stderr(), 5, "the warning")
+        p.send(call(5, "handshake"))
+        m = p.msg()
+        self.assertEqual(m["result"]["structuredContent"]["answersSeen"], 0, m)
+        self.goes_on_and_ends(p)
+
     def suspended_for_a_batch(self, marker, serve, *server_args, again=True):
         """wrap, or serve's session "s" (serve), with --idle-suspend, subscribed to
         fixture://a and at level warning, its server suspended (again: resumed by a
