@@ -1237,6 +1237,10 @@ serve_on_big_end(void *ctx, size_t total)
 	if (sid == NULL || !session_id_valid(sid, sid_len)) {
 		char text[200];
 
+		/* A batch's ids kept as it passed: of no session, given back now. */
+		sbuf_reset(&sc->big_items);
+		sbuf_reset(&sc->big_early);
+
 		if (no_memory) {
 			(void)snprintf(text, sizeof(text),
 				       "out of memory: the envelope (%zu bytes) could not be held",

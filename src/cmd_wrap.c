@@ -960,8 +960,11 @@ ended_run_asked(struct wrap *w, const struct jsonrpc_idscan *sc)
 	}
 	for (const struct wrap_run *r = w->runs; r != NULL; r = r->next) {
 		size_t id_len = 0;
+		const char *id = r->s != w->cur ? session_srv_request(r->s, sc, &id_len) : NULL;
 
-		if (r->s != w->cur && session_srv_request(r->s, sc, &id_len) != NULL) {
+		if (id != NULL) {
+			/* Answered, as one within the bound is (ended_run_answered()). */
+			(void)session_srv_answered(r->s, id, id_len);
 			return true;
 		}
 	}

@@ -1670,6 +1670,22 @@ class KeptSessionEnds(ListenHelpers, Case):
         return json.loads(self.ctl("stats", as_json=True)[1])["started"]
 
     @unittest.skipIf(SANITIZED or WRAPPER, "a sanitizer's or valgrind's allocator")
+    def test_memory_back_when_idle_after_a_long_batch_of_no_session(self):
+        """A batch too long to be read whole, in an envelope with no session, keeps the
+        ids of its requests as it passes (60,000 of 122 bytes at --max-message 2 MiB,
+        about 7 MB; 60,942 at most): the envelope gets its error, and with nothing more sent the memory
+        goes back."""
+        srv = self.listen(opts=["--max-message", str(2 << 20)])
+        c = Envelopes(self, self.path)
+        batch = [req("%0120d" % i, "ping") for i in range(60_000)]
+        c.s.sendall(json.dumps({"message": batch}).encode() + b"\n")
+        e = json.loads(c.s.makefile("rb").readline())
+        self.assertEqual(e["error"]["code"], -32600, e)
+        self.assertIn("envelope too large", e["error"]["message"])
+        wait_until(lambda: rss_anon_kib(srv.pid) < 5_000, 5,
+                   "serve's private memory to fall back under 5 MB, idle")
+
+    @unittest.skipIf(SANITIZED or WRAPPER, "a sanitizer's or valgrind's allocator")
     def test_memory_back_when_idle_after_huge_ids_of_serves_own_answers(self):
         """serve's own answers with a 20 MB id: a control request's (mcpmux/stats), a control
         end of run's, answered at the session's end, and an end of run's that is the first

@@ -1278,7 +1278,8 @@ class Failures(Case):
     def test_an_answer_dropped_for_an_ended_run_still_running_answers_it(self):
         """The client's answer to a request of a server whose run is over but which still
         runs is dropped, and has answered it: once that server exits it is not one gone with
-        requests in flight, and those kept of the server gone before stay kept."""
+        requests in flight, and those kept of the server gone before stay kept.  The same
+        for an answer over --max-message."""
         flag = os.path.join(self.tmp.name, "linger")
         # After its input's EOF, the server stays up while the flag is there.
         lingers = BATCH_ASKER + f"""
@@ -1293,26 +1294,33 @@ while os.path.exists({flag!r}) and time.monotonic() < end:
             with open(log) as f:
                 return sum(1 for r in map(json.loads, f) if r.get("event") == "ended")
 
-        w = self.wrap(opts=["--log", log], command=[sys.executable, "-c", lingers])
-        w.send(req(1, "ask", {"ids": ["a1"]}))
-        self.assertEqual([w.msg()["id"] for _ in range(2)], ["a1", 1])
-        w.send(req("e", "mcpmux/endRun"), req(2, "ask", {"ids": ["s1"]}))
-        self.assertEqual(sorted(str(w.msg(10)["id"]) for _ in range(3)), ["2", "e", "s1"])
-        # Run 1 gone with a1 in flight; run 2's server asked s1 and stays up once ended.
-        with open(flag, "w"):
-            pass
-        w.send(note("mcpmux/endRun"), req(3, "ping"))
-        self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 3, "result": []})
-        w.send(ERR("s1"))
-        wait_until(lambda: "for a server whose run is over: dropped" in w.stderr(), 5,
-                   "the warning")
-        os.unlink(flag)
-        wait_until(lambda: ended() == 2, 10, "run 2's server gone")
-        w.send(ERR("a1"), req(4, "report"))
-        self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 4, "result": []})
-        w.send(ERR("s1"), req(5, "report"))
-        self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 5, "result": [["s1", -1]]})
-        self.ends_clean(w)
+        big = dict(ERR("s1"), error={"code": -1, "message": "no", "data": "x" * 5000})
+        for case, answer in (("within the bound", ERR("s1")), ("over it", big)):
+            with self.subTest(case=case):
+                if os.path.exists(log):
+                    os.unlink(log)
+                w = self.wrap(opts=["--log", log, "--max-message", "4096"],
+                              command=[sys.executable, "-c", lingers])
+                w.send(req(1, "ask", {"ids": ["a1"]}))
+                self.assertEqual([w.msg()["id"] for _ in range(2)], ["a1", 1])
+                w.send(req("e", "mcpmux/endRun"), req(2, "ask", {"ids": ["s1"]}))
+                self.assertEqual(sorted(str(w.msg(10)["id"]) for _ in range(3)),
+                                 ["2", "e", "s1"])
+                # Run 1 gone with a1 in flight; run 2's server asked s1 and stays up once
+                # ended.
+                with open(flag, "w"):
+                    pass
+                w.send(note("mcpmux/endRun"), req(3, "ping"))
+                self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 3, "result": []})
+                w.send(answer)
+                wait_until(lambda: "whose run is over: dropped" in w.stderr(), 5, "the warning")
+                os.unlink(flag)
+                wait_until(lambda: ended() == 2, 10, "run 2's server gone")
+                w.send(ERR("a1"), req(4, "report"))
+                self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 4, "result": []})
+                w.send(ERR("s1"), req(5, "report"))
+                self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 5, "result": [["s1", -1]]})
+                self.ends_clean(w)
 
     def test_an_answer_dropped_from_a_batch_is_answered(self):
         """An answer to a gone server's request, dropped from a batch of the client's, has
