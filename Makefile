@@ -64,6 +64,7 @@ memory: release
 		test_hardening.OutputThrottlesInput.test_memory_given_back_after_a_full_queue_of_small_answers \
 		test_listen.ListenHardening.test_connect_memory_shrinks_back_after_big_messages \
 		test_listen.KeptSessionEnds.test_memory_back_when_idle_after_huge_ids_of_serves_own_answers \
+		test_listen.KeptSessionEnds.test_memory_back_when_idle_after_a_long_batch_of_no_session \
 		test_http_front.Sessions.test_memory_shrinks_back_after_a_pretty_printed_body_and_a_huge_id \
 		test_http_front.Sessions.test_memory_given_back_when_a_finished_streams_big_answer_is_let_go \
 		test_hardening.SlowServer.test_wrap_every_notification_reaches_a_slow_server \
