@@ -770,16 +770,32 @@ drop_gone(struct wrap *w, struct sbuf *gone)
 	sbuf_release(gone);
 }
 
+/*
+ * A batch of the client's that could not be made again without its answers for runs that
+ * are over (out of memory): refused as it came, each of its requests answered.
+ */
+static void
+refuse_unstripped(struct wrap *w, struct sbuf *gone, const char *line, size_t len)
+{
+	sbuf_reset(&w->kept);
+	sbuf_release(gone);
+	(void)jsonrpc_scan(&w->scan, line, len); /* the batch as it came */
+	diag_error("out of memory: a batch of the client's was refused");
+	log_in(w, line, len, true);
+	answer_each(w, RPC_SERVER_ERROR, RPCOUT_NO_MEMORY);
+}
+
 /* Does the line in w->scan hold an answer of the client's for a run that is over? */
 static bool
 holds_ended_run_answer(struct wrap *w)
 {
 	size_t n;
-	const struct jsonrpc_item *items = jsonrpc_items(&w->scan, &n);
+	const struct jsonrpc_item *items;
 
 	if (w->cur == NULL || (w->ended_asked.n == 0 && w->runs != NULL && w->runs->next == NULL)) {
 		return false; /* (most of the time: one run, none gone with requests in flight) */
 	}
+	items = jsonrpc_items(&w->scan, &n);
 	for (size_t i = 0; i < n; i++) {
 		if ((items[i].kind == JSONRPC_RESPONSE || items[i].kind == JSONRPC_ERROR) &&
 		    ended_run_answer(w, jsonrpc_str(&w->scan, items[i].id), items[i].id.len)) {
@@ -811,12 +827,7 @@ drop_ended_run_answers(struct wrap *w, const char *line, size_t len)
 	}
 	if (!jsonrpc_drop_answers(&w->scan, line, len, answer_goes_on, w, &w->kept, &w->scan, &gone,
 				  &dropped)) {
-		sbuf_reset(&w->kept);
-		sbuf_release(&gone);
-		(void)jsonrpc_scan(&w->scan, line, len); /* the batch as it came */
-		diag_error("out of memory: a batch of the client's was refused");
-		log_in(w, line, len, true);
-		answer_each(w, RPC_SERVER_ERROR, RPCOUT_NO_MEMORY);
+		refuse_unstripped(w, &gone, line, len);
 		return true;
 	}
 	drop_gone(w, &gone);
@@ -886,31 +897,27 @@ handle_line(struct wrap *w, const char *line, size_t len)
 		}
 		return;
 	}
-	if (!ended && drop_ended_run_answers(w, line, len)) {
-		return;
-	}
-	size_t dropped = 0;
-	struct sbuf gone = { 0 };
+	if (ended) {
+		size_t dropped = 0;
+		struct sbuf gone = { 0 };
 
-	/* Those of a batch that holds other messages too: the next run's server never sent
-	 * their requests (answered, whoever asked them: drop_gone()). */
-	if (ended && !jsonrpc_drop_answers(&w->scan, line, len, NULL, NULL, &w->kept, &w->scan,
-					   &gone, &dropped)) {
-		sbuf_reset(&w->kept);
-		sbuf_release(&gone);
-		(void)jsonrpc_scan(&w->scan, line, len); /* the batch as it came */
-		diag_error("out of memory: a batch of the client's was refused");
-		log_in(w, line, len, true);
-		answer_each(w, RPC_SERVER_ERROR, RPCOUT_NO_MEMORY);
+		/* Those of a batch that holds other messages too: the next run's server never
+		 * sent their requests (answered, whoever asked them: drop_gone()). */
+		if (!jsonrpc_drop_answers(&w->scan, line, len, NULL, NULL, &w->kept, &w->scan,
+					  &gone, &dropped)) {
+			refuse_unstripped(w, &gone, line, len);
+			return;
+		}
+		drop_gone(w, &gone);
+		if (dropped > 0) {
+			diag_warn("%zu answers in a batch for a server whose run is over: dropped "
+				  "(its other messages are kept)",
+				  dropped);
+			line = w->kept.buf;
+			len = w->kept.len;
+		}
+	} else if (drop_ended_run_answers(w, line, len)) {
 		return;
-	}
-	drop_gone(w, &gone);
-	if (dropped > 0) {
-		diag_warn("%zu answers in a batch for a server whose run is over: dropped (its "
-			  "other messages are kept)",
-			  dropped);
-		line = w->kept.buf;
-		len = w->kept.len;
 	}
 	if (w->cur == NULL && (w->cur = start_run(w)) == NULL) {
 		const char *advice = sys_spawn_advice(errno);
