@@ -940,6 +940,21 @@ static const struct idscan_case idscan_golden[] = {
 	{ "{'\\u0069\\u0064x':4,'result':1}", NULL },
 };
 
+/* in (len bytes) fed to sc in pieces of piece bytes (by lines, lead their state, if set). */
+static void
+idscan_feed_pieces(struct jsonrpc_idscan *sc, bool *lead, const char *in, size_t len, size_t piece)
+{
+	for (size_t at = 0; at < len; at += piece) {
+		size_t n = len - at < piece ? len - at : piece;
+
+		if (lead != NULL) {
+			jsonrpc_idscan_feed_line(sc, lead, in + at, n);
+		} else {
+			jsonrpc_idscan_feed(sc, in + at, n);
+		}
+	}
+}
+
 static void
 check_idscan(const char *in_q, const char *want_q, size_t piece)
 {
@@ -950,9 +965,7 @@ check_idscan(const char *in_q, const char *want_q, size_t piece)
 	q(in, sizeof(in), in_q);
 	len = strlen(in);
 	jsonrpc_idscan_init(&sc);
-	for (size_t at = 0; at < len; at += piece) {
-		jsonrpc_idscan_feed(&sc, in + at, len - at < piece ? len - at : piece);
-	}
+	idscan_feed_pieces(&sc, NULL, in, len, piece);
 	const char *id = jsonrpc_idscan_id(&sc, &id_len);
 
 	if (want_q == NULL) {
@@ -1022,10 +1035,7 @@ test_idscan_kind(void **state)
 			struct jsonrpc_idscan sc;
 
 			jsonrpc_idscan_init(&sc);
-			for (size_t at = 0; at < len; at += piece) {
-				jsonrpc_idscan_feed(&sc, in + at,
-						    len - at < piece ? len - at : piece);
-			}
+			idscan_feed_pieces(&sc, NULL, in, len, piece);
 			if (jsonrpc_idscan_is_answer(&sc) != cases[i].answer ||
 			    sc.has_method != cases[i].method) {
 				fail_msg("%s (pieces of %zu): answer %d method %d", in, piece,
@@ -1090,10 +1100,7 @@ test_idscan_feed_line(void **state)
 			bool lead = true;
 
 			jsonrpc_idscan_init(&sc);
-			for (size_t at = 0; at < len; at += piece) {
-				jsonrpc_idscan_feed_line(&sc, &lead, in + at,
-							 len - at < piece ? len - at : piece);
-			}
+			idscan_feed_pieces(&sc, &lead, in, len, piece);
 			assert_int_equal(sc.batch, cases[i].batch);
 			assert_int_equal(lead, cases[i].id == NULL);
 			check_idscan_answer(&sc, in, piece, cases[i].id);
@@ -1128,10 +1135,7 @@ test_idscan_batch(void **state)
 
 			jsonrpc_idscan_init(&sc);
 			sc.batch = true;
-			for (size_t at = 0; at < len; at += piece) {
-				jsonrpc_idscan_feed(&sc, in + at,
-						    len - at < piece ? len - at : piece);
-			}
+			idscan_feed_pieces(&sc, NULL, in, len, piece);
 			check_idscan_answer(&sc, in, piece, cases[i].id);
 		}
 	}
@@ -1198,10 +1202,7 @@ test_idscan_every_answer_of_a_batch(void **state)
 			sc.batch = true;
 			sc.on_element = idscan_seen;
 			sc.ctx = &seen;
-			for (size_t at = 0; at < len; at += piece) {
-				jsonrpc_idscan_feed(&sc, in + at,
-						    len - at < piece ? len - at : piece);
-			}
+			idscan_feed_pieces(&sc, NULL, in, len, piece);
 			if (strcmp(seen.ids, want) != 0 ||
 			    (sc.found && jsonrpc_idscan_is_answer(&sc)) != cases[i].left) {
 				fail_msg("%s (pieces of %zu): answers %s, want %s; one left %d", in,
@@ -1320,9 +1321,7 @@ check_idscan_len(size_t n, bool want_found)
 	len += n - 2;
 	len += (size_t)snprintf(in + len, sizeof(in) - len, "\",\"result\":\"zzz\"}");
 	jsonrpc_idscan_init(&sc);
-	for (size_t at = 0; at < len; at += 7) { /* in pieces: the id's text spans them */
-		jsonrpc_idscan_feed(&sc, in + at, len - at < 7 ? len - at : 7);
-	}
+	idscan_feed_pieces(&sc, NULL, in, len, 7); /* in pieces: the id's text spans them */
 	const char *id = jsonrpc_idscan_id(&sc, &id_len);
 
 	/* The whole text is known by its length and hash, past id[] too. */
