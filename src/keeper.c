@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <utlist.h>
 
 #include "mcpmux/cgroup.h"
 #include "mcpmux/container.h"
@@ -385,12 +386,7 @@ keeper_slot(struct keeper_slot *ks, int fd)
 	/* In a list through the slots themselves: nothing to allocate, so no slot is left out
 	 * of what another keeper is told. */
 	ks->fd = fd;
-	ks->prev = NULL;
-	ks->next = slot_list;
-	if (slot_list != NULL) {
-		slot_list->prev = ks;
-	}
-	slot_list = ks;
+	DL_PREPEND(slot_list, ks);
 	slot_send(fd, false);
 }
 
@@ -398,15 +394,10 @@ keeper_slot(struct keeper_slot *ks, int fd)
 static void
 slot_forget(struct keeper_slot *ks)
 {
-	if (ks->prev != NULL) {
-		ks->prev->next = ks->next;
-	} else if (slot_list == ks) {
-		slot_list = ks->next;
+	if (ks->prev != NULL) { /* (on the list: utlist's head's prev is its tail) */
+		DL_DELETE(slot_list, ks);
+		ks->prev = ks->next = NULL;
 	}
-	if (ks->next != NULL) {
-		ks->next->prev = ks->prev;
-	}
-	ks->prev = ks->next = NULL;
 }
 
 void
