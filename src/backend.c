@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <utlist.h>
 #include <uuid/uuid.h>
 
 #include "mcpmux/backend.h"
@@ -440,12 +441,7 @@ ending_add(struct backend *b)
 		return;
 	}
 	b->on_ending_list = true;
-	b->prev_ending = NULL;
-	b->next_ending = ending_head;
-	if (ending_head != NULL) {
-		ending_head->prev_ending = b;
-	}
-	ending_head = b;
+	DL_PREPEND2(ending_head, b, prev_ending, next_ending);
 }
 
 static void
@@ -454,14 +450,7 @@ ending_remove(struct backend *b)
 	if (!b->on_ending_list) {
 		return;
 	}
-	if (b->prev_ending != NULL) {
-		b->prev_ending->next_ending = b->next_ending;
-	} else {
-		ending_head = b->next_ending;
-	}
-	if (b->next_ending != NULL) {
-		b->next_ending->prev_ending = b->prev_ending;
-	}
+	DL_DELETE2(ending_head, b, prev_ending, next_ending);
 	b->on_ending_list = false;
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include <utlist.h>
 #include <uuid/uuid.h>
 
 #include "mcpmux/cli.h"
@@ -493,15 +494,10 @@ session_first(void)
 static void
 live_unlink(struct session *s)
 {
-	if (s->prev_live != NULL) {
-		s->prev_live->next_live = s->next_live;
-	} else if (live_head == s) {
-		live_head = s->next_live;
+	if (s->prev_live != NULL) { /* (on the list: utlist's head's prev is its tail) */
+		DL_DELETE2(live_head, s, prev_live, next_live);
+		s->prev_live = s->next_live = NULL;
 	}
-	if (s->next_live != NULL) {
-		s->next_live->prev_live = s->prev_live;
-	}
-	s->prev_live = s->next_live = NULL;
 }
 
 pid_t
@@ -1802,11 +1798,7 @@ session_new(struct ev_loop *loop, const char *id, const struct session_config *c
 	ev_init(&s->done_w, session_on_done_timer);
 	ev_init(&s->replay_w, session_on_replay_timer);
 	/* Listed first: the status file written when the server starts shows it. */
-	s->next_live = live_head;
-	if (live_head != NULL) {
-		live_head->prev_live = s;
-	}
-	live_head = s;
+	DL_PREPEND2(live_head, s, prev_live, next_live);
 	if (start_server(s, false) == -1) {
 		int err = errno;
 
