@@ -51,16 +51,14 @@ struct sconn {
 	struct envelope_bigscan big; /* the envelope too long to buffer that is passing */
 	/*
 	 * Its message, a batch, as it passes (serve_big_element()): its requests kept for
-	 * its end, each its id's length (a byte, 0: none kept) then its text, at most
-	 * big_bound() of them (past that, none: big_over); its answers read before its
-	 * session, kept the same way in big_early, at most big_bound() of them (past that,
-	 * counted in big_early_lost); how many requests, answers, notifications and elements
-	 * that are no message; its bytes so far.
+	 * its end, as wrap's and connect's are (rpcout_bigreqs); its answers read before its
+	 * session, each its id's length (a byte, 0: none kept) then its text, in big_early,
+	 * at most rpcout_big_bound() of them (past that, counted in big_early_lost); how many
+	 * answers and notifications; its bytes so far.
 	 */
-	struct sbuf big_items, big_early;
-	size_t big_requests, big_answers, big_notes, big_invalid, big_early_n, big_early_lost,
-		big_fed;
-	bool big_over;
+	struct rpcout_bigreqs big_reqs;
+	struct sbuf big_early;
+	size_t big_answers, big_notes, big_early_n, big_early_lost, big_fed;
 	/*
 	 * What of its sessions was lost with it (lost_note()), said in one line at its close
 	 * and at its end (lost_say()): the items that fit, and how many did not.
@@ -588,7 +586,11 @@ oversize(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len,
  * allowance), not forwarded: as oversize() does for each of its elements, its requests
  * get an error each, by id, in one array; each request of the server's in flight that an
  * answer in it answers gets an error in its place, once; an answer to no such request is
- * dropped, as are its notifications.
+ * dropped, as are its notifications.  Not rpcout_bigreqs, as a batch too long to be read
+ * whole is: this one was scanned whole, so each element that is no message gets its own
+ * -32600 "not a JSON-RPC 2.0 message" by its id, as in a batch within the bound
+ * (rpcout_error_each()), where rpcout_bigreqs, which never saw them whole, gives them all one
+ * error with id null.
  */
 static void
 oversize_batch(struct sconn *sc, struct hub_entry *e, const struct envelope *env)
@@ -973,13 +975,13 @@ serve_on_line(void *ctx, const char *line, size_t len)
 }
 
 /*
- * The requests of a batch too long to buffer that are kept for its end, and its answers
- * read before its session: as many of each as wrap keeps requests (its big_bound()).
+ * The answers of a batch too long to buffer read before its session: as many as its
+ * requests kept (rpcout_big_bound()).
  */
 static size_t
 big_bound(const struct serve *sv)
 {
-	return 1024 + sv->opt->max_message / 35;
+	return rpcout_big_bound(sv->opt->max_message);
 }
 
 /* The session of the envelope too long to buffer that is passing, if it is known yet. */
@@ -1045,20 +1047,16 @@ serve_big_element(void *ctx, const struct jsonrpc_idscan *ids)
 		rpcout_big_scanned_id(&big, ids);
 		oversize(sc, hub_find(&sv->hub, sid, sid_len), sid, sid_len, &big, ids);
 	} else if (ids->has_id) {
-		if (sc->big_over) {
-			return;
-		}
-		if (sc->big_requests == big_bound(sv)) {
-			sc->big_over = true; /* one error with id null for them all */
-			sbuf_release(&sc->big_items);
-			return;
-		}
-		sc->big_requests++;
-		big_keep(&sc->big_items, ids);
+		size_t id_len = 0;
+		const char *id = jsonrpc_idscan_id(ids, &id_len);
+
+		/* An id too long to be kept, or of no use (null, true, {}): id null. */
+		rpcout_bigreqs_add(&sc->big_reqs, id, id_len);
 	} else if (ids->has_method) {
 		sc->big_notes++;
 	} else if (ids->begun) {
-		sc->big_invalid++; /* no message at all: 1, {} (not the ',' after an object) */
+		/* No message at all: 1, {} (not the ',' after an object). */
+		rpcout_bigreqs_no_message(&sc->big_reqs);
 	}
 }
 
@@ -1066,16 +1064,16 @@ static void
 serve_on_big_begin(void *ctx, const char *head, size_t len)
 {
 	struct sconn *sc = ctx;
+	struct serve *sv = sc->sv;
 
 	envelope_bigscan_init(&sc->big);
 	sc->big.batches = true;
 	sc->big.id.on_element = serve_big_element;
 	sc->big.id.ctx = sc;
-	sbuf_reset(&sc->big_items);
+	rpcout_bigreqs_begin(&sc->big_reqs, sv->opt->max_message);
 	sbuf_reset(&sc->big_early);
-	sc->big_requests = sc->big_answers = sc->big_notes = sc->big_invalid = 0;
+	sc->big_answers = sc->big_notes = 0;
 	sc->big_early_n = sc->big_early_lost = 0;
-	sc->big_over = false;
 	sc->big_fed = len;
 	envelope_bigscan_feed(&sc->big, head, len);
 }
@@ -1135,58 +1133,40 @@ big_batch(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len
 	  const struct rpcout_big *big)
 {
 	struct serve *sv = sc->sv;
-	const struct sbuf *items = &sc->big_items;
+	const struct rpcout_bigreqs *reqs = &sc->big_reqs;
 	struct sbuf *b = &sv->tmp;
-	char text[256];
-	size_t n = 0;
 
 	/* An element cut short by the line's end. */
 	if (sc->big.batch && sc->big.id.begun) {
 		serve_big_element(sc, &sc->big.id);
 	}
 	big_early(sc, e, sid, sid_len, big);
-	if (sc->big_over) {
+	if (reqs->over) {
 		diag_warn("session %.*s: a batch of the client's over --max-message has more than "
 			  "%zu requests: they could not each be handled, one error with id null "
 			  "answers them",
-			  (int)sid_len, sid, big_bound(sv));
+			  (int)sid_len, sid, reqs->bound);
 		return false;
 	}
-	if (items->failed) {
+	if (reqs->ids.failed) {
 		diag_error("session %.*s: out of memory: the requests of a batch of the client's "
 			   "over --max-message could not be kept: one error with id null "
 			   "answers them",
 			   (int)sid_len, sid);
 		return false;
 	}
-	if (!sc->big.batch ||
-	    sc->big_requests + sc->big_answers + sc->big_notes + sc->big_invalid == 0) {
+	if (!sc->big.batch || reqs->n + sc->big_answers + sc->big_notes + reqs->no_message == 0) {
 		return false;
 	}
-	(void)rpcout_oversize(big, text, sizeof(text)); /* a request's error */
-	sbuf_reset(b);
-	for (size_t i = 0; i < items->len; i += 1 + (unsigned char)items->buf[i]) {
-		size_t id_len = (unsigned char)items->buf[i];
-
-		sbuf_adds(b, n++ == 0 ? "[" : ",");
-		rpcout_error(b, id_len > 0 ? items->buf + i + 1 : NULL, id_len,
-			     RPCOUT_BIG_CODE(big), text);
+	/* Wrap's and connect's array (its diagnostics said here, in its session). */
+	if (rpcout_bigreqs_errors(b, reqs, big) != RPCOUT_BIGREQS_ANSWERED) {
+		diag_error("session %.*s: out of memory: the requests of a batch of the "
+			   "client's over --max-message could not each be answered: one "
+			   "error with id null answers them",
+			   (int)sid_len, sid);
+		return false;
 	}
-	if (sc->big_invalid > 0) {
-		/* Its elements that are no message, which could not be read: one error. */
-		sbuf_adds(b, n++ == 0 ? "[" : ",");
-		rpcout_error(b, NULL, 0, RPCOUT_BIG_CODE(big), text);
-	}
-	if (n > 0) {
-		sbuf_adds(b, "]");
-		if (b->failed) {
-			diag_error("session %.*s: out of memory: the requests of a batch of the "
-				   "client's over --max-message could not each be answered: one "
-				   "error with id null answers them",
-				   (int)sid_len, sid);
-			sbuf_reset(b);
-			return false;
-		}
+	if (b->len > 0) {
 		if (e != NULL && e->owner == &sc->port) {
 			hub_own_answer(&sv->hub, &sc->port, e, b->buf, b->len);
 			sbuf_reset(b);
@@ -1238,7 +1218,7 @@ serve_on_big_end(void *ctx, size_t total)
 		char text[200];
 
 		/* A batch's ids kept as it passed: of no session, given back now. */
-		sbuf_reset(&sc->big_items);
+		sbuf_reset(&sc->big_reqs.ids);
 		sbuf_reset(&sc->big_early);
 
 		if (no_memory) {
@@ -1262,7 +1242,7 @@ serve_on_big_end(void *ctx, size_t total)
 	if (sc->big.batch) {
 		bool done = big_batch(sc, e, sid, sid_len, &big);
 
-		sbuf_reset(&sc->big_items); /* (its memory given back after a long batch) */
+		sbuf_reset(&sc->big_reqs.ids); /* (its memory given back after a long batch) */
 		sbuf_reset(&sc->big_early);
 		if (!done) {
 			/* One error with id null, in its session. */
@@ -1345,7 +1325,7 @@ sconn_free(struct sconn *sc)
 	sv->hub.n_ports--;
 	sv->refusing = false; /* room again: the next refusal is said */
 	conn_release(&sc->c);
-	sbuf_release(&sc->big_items);
+	sbuf_release(&sc->big_reqs.ids);
 	sbuf_release(&sc->big_early);
 	lost_say(sc); /* what its sessions lost since its close */
 	sys_close(&sc->fd);
