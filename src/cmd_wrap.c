@@ -632,20 +632,126 @@ must_wait(const struct wrap *w)
 	return w->held_off < w->held.len || must_hold(w);
 }
 
-/* In order behind the ended run's last replies (struct wrap's held). */
+/* A message of mcpmux's own (not in w->tmp) to the client now. */
 static void
-hold(struct wrap *w, char tag, const char *line, size_t len)
+send_own_text(struct wrap *w, const char *p, size_t len)
 {
+	if (tlog_enabled) {
+		pid_t pid;
+		const char *id = cur_id(w, &pid);
+
+		(void)jsonrpc_scan(&w->scan, p, len);
+		tlog_message(id, pid, TLOG_OUT, &w->scan, p, len, 0);
+	}
+	(void)conn_send_line(&w->client, &w->client.self, p, len);
+}
+
+/*
+ * One held entry (tag, line) that the held queue had no memory for, or that was dropped
+ * with it: a line of the client's is not handled, and its requests get a -32000 "out of
+ * memory" error each (one array for a batch's), as a request that cannot be held as it
+ * comes in does; an answer of mcpmux's own goes now, ahead of the ended run's last
+ * replies (there is no memory to keep it behind them).  Counted in lines, requests, own.
+ */
+static void
+held_lost(struct wrap *w, char tag, const char *line, size_t len, size_t *lines, size_t *requests,
+	  size_t *own)
+{
+	struct sbuf b = { 0 };
+	size_t n;
+
+	if (tag == HELD_OWN) {
+		(*own)++;
+		send_own_text(w, line, len);
+		return;
+	}
+	(*lines)++;
+	if (jsonrpc_scan_checked(&w->scan, line, len) == JSONRPC_INVALID_JSON) {
+		return; /* (it would have had a parse error with id null: said lost) */
+	}
+	n = rpcout_error_each(&b, &w->scan, RPC_SERVER_ERROR, RPCOUT_NO_MEMORY, NULL, NULL);
+	if (n > 0 && !b.failed) {
+		*requests += n;
+		send_own_text(w, b.buf, b.len);
+	} else if (n > 0) {
+		diag_error("out of memory: a message from mcpmux was lost");
+	}
+	sbuf_release(&b);
+}
+
+/* Append an entry to the held queue; false, and what was held as it was, with no memory. */
+static bool
+held_add(struct wrap *w, char tag, const char *line, size_t len)
+{
+	size_t start = w->held.len;
+
 	sbuf_add(&w->held, &tag, 1);
 	sbuf_add(&w->held, line, len);
 	sbuf_add(&w->held, "\n", 1);
-	if (w->held.failed) {
-		diag_error("out of memory: a message from %s was lost",
-			   tag == HELD_OWN ? "mcpmux" : "the client");
-		sbuf_release(&w->held);
-		w->held_off = 0;
+	if (!w->held.failed) {
+		return true;
 	}
+	w->held.failed = false; /* (a failed append leaves the bytes before it as they were) */
+	w->held.len = start;
+	if (w->held.buf != NULL) {
+		w->held.buf[start] = '\0';
+	}
+	return false;
+}
+
+/*
+ * In order behind the ended run's last replies (struct wrap's held).  A line of the
+ * client's that there is no memory to hold is not handled: its requests get a -32000 "out
+ * of memory" error each (one array for a batch's), held in its place, as a line that
+ * cannot be held for a server being resumed does; the lines held before it stay.  With no
+ * memory for that either, or for an answer of mcpmux's own, every entry held is let go
+ * (held_lost()), and stderr says how many.
+ */
+static void
+hold(struct wrap *w, char tag, const char *line, size_t len)
+{
+	size_t lines = 0, requests = 0, own = 0;
+
 	conn_hold(&w->client, CONN_HOLD_ORDER, true);
+	if (held_add(w, tag, line, len)) {
+		return;
+	}
+	if (tag == HELD_LINE) {
+		struct sbuf b = { 0 };
+		size_t n = 0;
+		bool held = true;
+
+		if (jsonrpc_scan_checked(&w->scan, line, len) != JSONRPC_INVALID_JSON) {
+			n = rpcout_error_each(&b, &w->scan, RPC_SERVER_ERROR, RPCOUT_NO_MEMORY,
+					      NULL, NULL);
+		}
+		if (n > 0) {
+			held = !b.failed && held_add(w, HELD_OWN, b.buf, b.len);
+		}
+		sbuf_release(&b);
+		if (held) {
+			diag_error("out of memory: a line of the client's could not be held behind "
+				   "an ended run's replies: not handled, its %zu requests get an "
+				   "error each",
+				   n);
+			return;
+		}
+	}
+	for (size_t off = w->held_off; off < w->held.len;) {
+		const char *p = w->held.buf + off;
+		const char *nl = memchr(p, '\n', w->held.len - off);
+		size_t n = (size_t)(nl - p);
+
+		off += n + 1;
+		held_lost(w, *p, p + 1, n - 1, &lines, &requests, &own);
+	}
+	held_lost(w, tag, line, len, &lines, &requests, &own);
+	diag_error("out of memory: %zu lines of the client's held behind an ended run's replies "
+		   "were dropped (their %zu requests get an error each) and %zu answers of "
+		   "mcpmux's own held with them go now",
+		   lines, requests, own);
+	sbuf_release(&w->held);
+	w->held_off = 0;
 }
 
 /*

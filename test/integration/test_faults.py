@@ -2358,6 +2358,31 @@ class OutOfMemory(Faults):
         wait_until(lambda: "could not each be answered" in p.stderr(), 5, "the error")
         self.goes_on_and_ends(p)
 
+    def test_a_line_held_behind_an_ended_run_that_cannot_be_held_is_refused(self):
+        """No memory to hold a request behind an ended run's last replies (the held
+        queue's growth past 4 KiB, for the marked line of 5 KB): it is not handled and gets
+        a -32000 "out of memory" error, in its place after those replies; the lines held
+        before it (a request, a notification) still reach the next run, and the line after
+        it (a request over --max-message) gets its -32600 after that error; stderr says
+        the line could not be held."""
+        env = self.oom_env("OOM-H", malloc_min=4096, malloc_only="realloc")
+        p = self.wrap_initialized(env, "--max-message", "8192")
+        p.send(call(1, "sleep", ms=60000), req("e", "mcpmux/endRun"), req(2, "ping"),
+               note("notifications/x"), req("OOM-H", "ping", {"pad": "p" * 5000}),
+               req("big", "ping", {"pad": "p" * 9000}))
+        got = [p.msg(10) for _ in range(5)]
+        key = [(m["id"], m["error"]["code"] if "error" in m else "result") for m in got]
+        # the ended run's replies first, then the held lines' in their order (the ping's
+        # answer comes from the next run's server, later)
+        self.assertEqual(key[:2], [(1, -32000), ("e", "result")], got)
+        self.assertEqual([k for k in key[2:] if k[0] != 2],
+                         [("OOM-H", -32000), ("big", -32600)], got)
+        self.assertIn((2, "result"), key[2:])
+        self.assertEqual(got[key.index(("OOM-H", -32000))]["error"]["message"], "out of memory")
+        wait_until(lambda: "a line of the client's could not be held behind an ended run's"
+                   in p.stderr(), 5, "the error")
+        self.goes_on_and_ends(p)
+
     def test_a_batch_that_cannot_be_stripped_of_its_answers_is_refused(self):
         """After an end-of-run, wrap takes the answers out of a client's batch (the next
         run's server never sent their requests); no memory for the batch without them
