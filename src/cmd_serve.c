@@ -1158,37 +1158,41 @@ big_batch(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len
 	if (!sc->big.batch || reqs->n + sc->big_answers + sc->big_notes + reqs->no_message == 0) {
 		return false;
 	}
-	/* Wrap's and connect's array (its diagnostics said here, in its session). */
-	if (rpcout_bigreqs_errors(b, reqs, big) != RPCOUT_BIGREQS_ANSWERED) {
+	/*
+	 * Wrap's and connect's array (its diagnostics said here, in its session); for a
+	 * session not of this connection's, built in its envelope, not copied into one.
+	 */
+	bool own = e != NULL && e->owner == &sc->port;
+	size_t head = 0;
+
+	sbuf_reset(b);
+	if (!own) {
+		sbuf_adds(b, "{\"session\":");
+		sbuf_add_json_string(b, sid, sid_len);
+		sbuf_adds(b, ",\"message\":");
+		head = b->len;
+	}
+	if (b->failed || rpcout_bigreqs_append(b, reqs, big) != RPCOUT_BIGREQS_ANSWERED) {
 		diag_error("session %.*s: out of memory: the requests of a batch of the "
 			   "client's over --max-message could not each be answered: one "
 			   "error with id null answers them",
 			   (int)sid_len, sid);
+		sbuf_reset(b);
 		return false;
 	}
-	if (b->len > 0) {
-		if (e != NULL && e->owner == &sc->port) {
-			hub_own_answer(&sv->hub, &sc->port, e, b->buf, b->len);
-			sbuf_reset(b);
-		} else {
-			struct sbuf env = { 0 };
+	if (b->len > head && own) {
+		hub_own_answer(&sv->hub, &sc->port, e, b->buf, b->len);
+	} else if (b->len > head) {
+		if (e == NULL) {
+			char id[SESSION_ID_MAX + 1];
 
-			sbuf_adds(&env, "{\"session\":");
-			sbuf_add_json_string(&env, sid, sid_len);
-			sbuf_adds(&env, ",\"message\":");
-			sbuf_add(&env, b->buf, b->len);
-			sbuf_adds(&env, "}");
-			if (e == NULL) {
-				char id[SESSION_ID_MAX + 1];
-
-				(void)snprintf(id, sizeof(id), "%.*s", (int)sid_len, sid);
-				hub_log_own(&sv->hub, id, NULL, b->buf, b->len);
-			}
-			sbuf_reset(b);
-			send_own(sc, &env);
-			sbuf_release(&env);
+			(void)snprintf(id, sizeof(id), "%.*s", (int)sid_len, sid);
+			hub_log_own(&sv->hub, id, NULL, b->buf + head, b->len - head);
 		}
+		sbuf_adds(b, "}");
+		send_own(sc, b);
 	}
+	sbuf_reset(b);
 	if (sc->big_notes > 0) {
 		diag_warn("session %.*s: " RPCOUT_BIG_NOTIFICATION, (int)sid_len, sid,
 			  RPCOUT_BIG_ARGS_SIZE(big));

@@ -563,12 +563,18 @@ rpcout_bigreqs_no_message(struct rpcout_bigreqs *r)
 enum rpcout_bigreqs_end
 rpcout_bigreqs_errors(struct sbuf *b, const struct rpcout_bigreqs *r, const struct rpcout_big *big)
 {
+	sbuf_reset(b);
+	return rpcout_bigreqs_append(b, r, big);
+}
+
+enum rpcout_bigreqs_end
+rpcout_bigreqs_append(struct sbuf *b, const struct rpcout_bigreqs *r, const struct rpcout_big *big)
+{
 	struct rpcout_big m = *big;
 	const struct sbuf *ids = &r->ids;
 	char text[256];
 	size_t n = 0;
 
-	sbuf_reset(b);
 	if (r->over) {
 		return RPCOUT_BIGREQS_TOO_MANY;
 	}

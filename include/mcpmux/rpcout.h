@@ -184,9 +184,12 @@ enum rpcout_oversize rpcout_oversize(const struct rpcout_big *m, char *text, siz
 /*
  * The requests of a batch of the client's over --max-message, as it passes (wrap, connect):
  * each is answered by its id, as many as mcpmux records of a batch within the bound
- * (rpcout_big_bound(): docs/decisions.md), so that the array of their errors is no longer
- * than such a batch's.  ids: each id's length (a byte, 0: id null, or one too long to be
- * kept) then its text; past bound requests, none (over).
+ * (rpcout_big_bound(): docs/decisions.md).  Their array is not that batch's size: an error
+ * of ~150 bytes for a request of ~40, some 3.7 times --max-message for a batch of small
+ * requests, and queued whole for the client (copied once), so that the peak is ~8 times
+ * --max-message (measured, release build: 521 MB for wrap, 567 MB for serve at 64M; 39
+ * and 42 MB at 4M: docs/reliability.md).  ids: each id's length (a byte, 0: id null, or
+ * one too long to be kept) then its text; past bound requests, none (over).
  */
 struct rpcout_bigreqs {
 	struct sbuf ids;
@@ -223,6 +226,12 @@ enum rpcout_bigreqs_end {
  * null for them all (as serve's).
  */
 enum rpcout_bigreqs_end rpcout_bigreqs_errors(struct sbuf *b, const struct rpcout_bigreqs *r,
+					      const struct rpcout_big *big);
+/*
+ * The same array appended to what b holds (serve's envelope around it: the array is not
+ * copied once more); b as it was when there is none, emptied (failed) on NO_ARRAY.
+ */
+enum rpcout_bigreqs_end rpcout_bigreqs_append(struct sbuf *b, const struct rpcout_bigreqs *r,
 					      const struct rpcout_big *big);
 
 /*

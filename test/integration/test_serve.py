@@ -1274,5 +1274,37 @@ class BigMessages(Case):
         m.p.close_stdin()
         self.assertEqual(m.p.wait(), 0)
 
+    @unittest.skipIf(SANITIZED or WRAPPER, "a sanitizer's or valgrind's allocator")
+    def test_memory_of_the_errors_of_a_batch_too_long_to_buffer(self):
+        """A batch of 4 MiB of small requests (100,000), too long to be read whole with
+        --max-message 4M, in a session of no connection's: the array of their errors
+        (16 MB) is built in its envelope, not copied into one, then once into the
+        connection's queue: serve's peak is no more than a fifth over wrap's for the same
+        batch (docs/reliability.md)."""
+        limit = 4 << 20
+        elems, size = [], 0
+        while size <= limit + 2000:
+            elems.append('{"jsonrpc":"2.0","id":%d,"method":"m"}' % len(elems))
+            size += len(elems[-1]) + 1
+        batch = ("[" + ",".join(elems) + "]").encode()
+
+        w = self.wrap(opts=["--max-message", "4M"])
+        w.write(batch + b"\n", 30)
+        self.assertEqual(len(json.loads(w.line(30))), len(elems))
+        wrap_hwm = vm_hwm_kib(w.pid)
+        w.close_stdin()
+        self.assertEqual(w.wait(10), 0)
+
+        p = self.serve(opts=["--max-message", "4M"])
+        p.write(b'{"session":"s1","message":' + batch + b"}\n", 30)
+        got = json.loads(p.line(30))
+        self.assertEqual((got["session"], len(got["message"])), ("s1", len(elems)))
+        serve_hwm = vm_hwm_kib(p.pid)
+        p.close_stdin()
+        self.assertEqual(p.wait(10), 0)
+        print("peak RSS: wrap %d KiB, serve %d KiB" % (wrap_hwm, serve_hwm))
+        self.assertLess(serve_hwm, wrap_hwm * 1.2)
+        self.assertLess(wrap_hwm, 12 * limit // 1024)
+
 if __name__ == "__main__":
     main()
