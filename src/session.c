@@ -1393,14 +1393,17 @@ replay_answer(struct session *s, const char *line, size_t len)
 {
 	const struct jsonrpc_item *it = &out_scan.one;
 	const char *id = jsonrpc_str(&out_scan, it->id);
+	bool hearing = s->state == SESSION_RESUMING && !s->end_requested;
 
 	if ((out_scan.kind != JSONRPC_RESPONSE && out_scan.kind != JSONRPC_ERROR) ||
+	    (!hearing && !handshake_is_replay_id(id, it->id.len)) ||
 	    ids_find(s->pending, id, it->id.len) != NULL) {
-		return false; /* (a client that used such an id itself gets its answer) */
+		/* (most answers: no replay heard, nor its id; and a client that used such an
+		 * id itself gets its answer) */
+		return false;
 	}
-	if (s->state != SESSION_RESUMING || s->end_requested) {
-		/* late, or its run is ending (run_done() answers): dropped */
-		return handshake_is_replay_id(id, it->id.len);
+	if (!hearing) {
+		return true; /* late, or its run is ending (run_done() answers): dropped */
 	}
 	if (s->replay_id != NULL) {
 		char why[256];
