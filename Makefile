@@ -59,6 +59,7 @@ memory: release
 		test_wrap.BigMessages.test_memory_back_when_idle_after_a_huge_escaped_id \
 		test_wrap.BigMessages.test_memory_back_when_idle_after_a_batch_over_the_requests_in_flight \
 		test_wrap.BigMessages.test_memory_back_when_idle_after_end_of_runs_with_huge_ids \
+		test_wrap.BigMessages.test_memory_back_after_a_gone_servers_many_requests_in_flight \
 		test_serve.BigMessages.test_memory_back_when_idle_after_huge_ids \
 		test_serve.BigMessages.test_memory_of_the_errors_of_a_batch_too_long_to_buffer \
 		test_suspend.HeldLines.test_memory_given_back_when_held_lines_are_refused \

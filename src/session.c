@@ -349,6 +349,22 @@ pending_age_ms(const struct pending *p)
 	return SYS_MAX((sys_now() - p->t) * 1000., 0.);
 }
 
+/*
+ * A table that held many ids (its buckets grew past those of PENDING_MANY of them) is let
+ * go, emptied or freed: the memory its entries took goes back to the system once mcpmux is
+ * idle (sys_big_alloc), as a big message's does, however small the messages that filled it.
+ */
+#define PENDING_MANY 1024
+
+static void
+ids_let_go(const struct pending *table)
+{
+	if (table != NULL &&
+	    (HASH_COUNT(table) >= PENDING_MANY || table->hh.tbl->num_buckets >= PENDING_MANY / 8)) {
+		sys_big_alloc = true;
+	}
+}
+
 /* Forget one request with this id (answered, or cancelled); ms since it was seen, or -1. */
 static double
 ids_remove(struct pending **table, size_t *n, const char *id, size_t len)
@@ -360,6 +376,9 @@ ids_remove(struct pending **table, size_t *n, const char *id, size_t len)
 		ms = pending_age_ms(p);
 		(*n)--;
 		if (--p->count == 0) {
+			if (HASH_COUNT(*table) == 1) {
+				ids_let_go(*table); /* (emptied: its buckets are freed) */
+			}
 			HASH_DEL(*table, p);
 			pending_release(p);
 		}
@@ -434,6 +453,7 @@ pending_free_all(struct pending **table)
 {
 	struct pending *p, *tmp;
 
+	ids_let_go(*table);
 	HASH_ITER (hh, *table, p, tmp) {
 		HASH_DEL(*table, p);
 		pending_release(p);

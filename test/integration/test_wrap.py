@@ -1506,6 +1506,55 @@ class BigMessages(Case):
         self.assertEqual(json.loads(w.line(30))["result"]["escalation"], "none")
         self.assert_memory_back_when_idle(w)
 
+    @unittest.skipIf(SANITIZED or WRAPPER, "a sanitizer's or valgrind's allocator")
+    def test_memory_back_after_a_gone_servers_many_requests_in_flight(self):
+        """A run ends with 50,000 requests of its server's in flight, whose ids wrap keeps
+        for the client's late answers (docs/lifecycle.md): the memory they take goes back
+        once they are let go, in place of those of the next server gone with one in flight,
+        or all answered by the client; a run between them that ends with none in flight
+        keeps them."""
+        ids = ["r%d" % i for i in range(50_000)]
+        w = self.wrap(opts=FAST, command=[sys.executable, "-c", BATCH_ASKER])
+
+        def run_gone_with(n, rid):
+            """The current run's server asks ids[:n] (unanswered), and its run ends: the
+            next run is current."""
+            w.send(req(rid, "ask", {"ids": ids[:n]}))
+            got = [json.loads(w.line(30))["id"] for _ in range(n + 1)]
+            self.assertEqual(got[-1], rid)
+            w.send(req("e%d" % rid, "mcpmux/endRun"), req(rid + 1, "ping"))
+            self.assertEqual(sorted(str(w.msg(10)["id"]) for _ in range(2)),
+                             sorted(["e%d" % rid, str(rid + 1)]))
+
+        run_gone_with(1, 1)
+        wait_until(lambda: rss_anon_kib(w.pid) < 20_000 // 4, 5,
+                   "mcpmux's private memory under 5 MB to begin with")
+        for let_go in ("the next server gone with one in flight", "answered in a batch",
+                       "answered one by one"):
+            with self.subTest(let_go=let_go):
+                run_gone_with(len(ids), 10)
+                self.assertGreater(rss_anon_kib(w.pid), 20_000 // 4,
+                                   "the ids kept take memory")
+                run_gone_with(0, 20)  # gone with none in flight: they stay kept
+                self.assertGreater(rss_anon_kib(w.pid), 20_000 // 4, "the ids still kept")
+                if let_go == "answered in a batch":
+                    w.send([ERR(i) for i in ids])
+                    wait_until(lambda: "50000 answers in a batch for a server whose run is "
+                               "over: dropped" in w.stderr(), 10, "the warning")
+                elif let_go == "answered one by one":
+                    w.write(b"".join(json.dumps(ERR(i)).encode() + b"\n" for i in ids))
+                    w.send(req(25, "ping"))
+                    self.assertEqual(w.msg(30)["id"], 25)
+                else:
+                    run_gone_with(1, 30)
+                wait_until(lambda: rss_anon_kib(w.pid) < 20_000 // 4, 5,
+                           "mcpmux's private memory to fall back under 5 MB, idle")
+        # None of the ids is kept any more: an answer to one goes to the current server.
+        w.send(ERR("r7"), req(40, "report"))
+        self.assertEqual(w.msg(10), {"jsonrpc": "2.0", "id": 40, "result": [["r7", -1]]})
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0, w.stderr())
+
     def test_slow_reader_gets_all_after_the_end(self):
         """The client closes stdin and reads a big result more slowly than eof-grace
         allows for all of it: as long as it reads, it gets every byte (eof-grace bounds
