@@ -1269,7 +1269,10 @@ show_record(const struct opts *o, yajl_val rec)
 	bool in = strcmp(dir, "in") == 0;
 	const char *kind = get_str(rec, "kind");
 	size_t method_len = 0;
-	char *method = record_method(rec, session, in, &method_len);
+	/* The client's answers for a run that is over reached no server: they answer none of
+	 * the session's requests. */
+	bool dropped = YAJL_IS_TRUE(get(rec, "ended_run"));
+	char *method = dropped ? NULL : record_method(rec, session, in, &method_len);
 	char what[512];
 
 	if (o->method != NULL && !method_is(method, method_len, o->method)) {
@@ -1305,11 +1308,12 @@ show_record(const struct opts *o, yajl_val rec)
 	const char *arrow = in ? "->" : "<-";
 	const char *col = o->color ? (in ? C_IN : C_OUT) : "";
 
-	printf("%s %s%s%*s%s  %s%s%s %s%*s %10s %10s%s%s%s\n", when, o->color ? C_DIM : "", sess,
+	printf("%s %s%s%*s%s  %s%s%s %s%*s %10s %10s%s%s%s%s\n", when, o->color ? C_DIM : "", sess,
 	       text_pad(&st, 8), "", o->color ? C_RESET : "", col, arrow, o->color ? C_RESET : "",
-	       what, text_pad(&t, 40), "", lat, size, (is_err || invalid) && o->color ? C_RED : "",
-	       is_err ? "  ERROR" : (invalid ? "  INVALID" : ""),
-	       (is_err || invalid) && o->color ? C_RESET : "");
+	       what, text_pad(&t, 40), "", lat, size,
+	       (is_err || invalid || dropped) && o->color ? C_RED : "",
+	       is_err ? "  ERROR" : (invalid ? "  INVALID" : ""), dropped ? "  DROPPED" : "",
+	       (is_err || invalid || dropped) && o->color ? C_RESET : "");
 	free(method);
 }
 
@@ -1529,7 +1533,7 @@ run_stats(const struct opts *o, struct reader *r)
 	size_t n_methods = 0, n_sessions = 0;
 	struct hist all = { 0 };
 	uint64_t total = 0, total_err = 0, total_bytes = 0, records = 0;
-	uint64_t total_susp = 0, total_resumes = 0;
+	uint64_t total_susp = 0, total_resumes = 0, total_dropped = 0;
 	yajl_val rec;
 	int rc = 0;
 
@@ -1579,7 +1583,8 @@ run_stats(const struct opts *o, struct reader *r)
 		bool in = strcmp(dir, "in") == 0;
 		const char *kind = get_str(rec, "kind");
 		size_t method_len = 0;
-		char *method = record_method(rec, session, in, &method_len);
+		bool dropped = YAJL_IS_TRUE(get(rec, "ended_run"));
+		char *method = dropped ? NULL : record_method(rec, session, in, &method_len);
 		bool is_err = kind != NULL && strcmp(kind, "error") == 0;
 		bool answer = kind != NULL && (strcmp(kind, "response") == 0 || is_err);
 		double bytes = 0, ms;
@@ -1599,7 +1604,13 @@ run_stats(const struct opts *o, struct reader *r)
 		if (s != NULL) {
 			s->msgs++;
 			s->bytes += (uint64_t)bytes;
-			s->errors += is_err;
+			s->errors += is_err && !dropped;
+		}
+		if (dropped) {
+			/* The client's answers for a run that is over: no method's, no error. */
+			total_dropped++;
+			yajl_tree_free(rec);
+			continue;
 		}
 		/* A method's count is its requests and notifications; errors and latency come
 		 * from the answers. */
@@ -1663,10 +1674,14 @@ run_stats(const struct opts *o, struct reader *r)
 
 	human_bytes((double)total_bytes, tb, sizeof(tb));
 	printf("\n%llu records, %llu messages (%s), %llu errors, %zu sessions, %zu methods, "
-	       "%llu suspends, %llu resumes\n",
+	       "%llu suspends, %llu resumes",
 	       (unsigned long long)records, (unsigned long long)total, tb,
 	       (unsigned long long)total_err, n_sessions, n_methods, (unsigned long long)total_susp,
 	       (unsigned long long)total_resumes);
+	if (total_dropped > 0) {
+		printf(", %llu dropped for ended runs", (unsigned long long)total_dropped);
+	}
+	printf("\n");
 out:
 	HASH_ITER (hh, methods, m, tmp) {
 		HASH_DEL(methods, m);

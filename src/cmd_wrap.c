@@ -243,6 +243,16 @@ log_in(struct wrap *w, const char *line, size_t len, bool scanned)
 	tlog_message(id, pid, TLOG_IN, scanned ? &w->scan : NULL, line, len, -1);
 }
 
+/* The client's answers for runs that are over (a line, or a batch of them), dropped. */
+static void
+log_ended_run(struct wrap *w, const char *line, size_t len, const struct jsonrpc_scanner *scan)
+{
+	pid_t pid;
+	const char *id = cur_id(w, &pid);
+
+	tlog_message_ended_run(id, pid, scan, line, len);
+}
+
 static void
 wrap_deliver(struct session *s, const char *line, size_t len, void *owner)
 {
@@ -868,8 +878,7 @@ drop_gone(struct wrap *w, struct sbuf *gone)
 				   "answer are still kept in flight");
 		}
 		if (tlog_enabled) {
-			tlog_message(id, pid, TLOG_IN, scanned ? &gs : NULL, gone->buf, gone->len,
-				     -1);
+			tlog_message_ended_run(id, pid, scanned ? &gs : NULL, gone->buf, gone->len);
 		}
 		jsonrpc_release(&gs);
 	}
@@ -926,7 +935,7 @@ drop_ended_run_answers(struct wrap *w, const char *line, size_t len)
 		return false;
 	}
 	if (w->scan.kind != JSONRPC_BATCH) {
-		log_in(w, line, len, true);
+		log_ended_run(w, line, len, &w->scan);
 		ended_run_answered(w, &w->scan); /* (it is answered) */
 		diag_warn("an answer of the client for a server whose run is over: dropped");
 		return true;
@@ -991,7 +1000,7 @@ handle_line(struct wrap *w, const char *line, size_t len)
 	if (ended && jsonrpc_answers_only(&w->scan)) {
 		/* Answers to requests of a server whose run is over: nobody waits for them,
 		 * and they are no reason to start another. */
-		log_in(w, line, len, true);
+		log_ended_run(w, line, len, &w->scan);
 		ended_run_answered(w, &w->scan);
 		if (kind == JSONRPC_BATCH) {
 			diag_warn("a batch of %zu answers of the client for a server whose run is "

@@ -725,10 +725,11 @@ tlog_answer(struct sbuf *b, const char *id, size_t id_len, double ms)
 	sbuf_add(b, "}", 1);
 }
 
-void
-tlog_message_answers(const char *session, pid_t pid, enum tlog_dir dir,
-		     const struct jsonrpc_scanner *scan, const char *line, size_t len, double ms,
-		     const struct sbuf *answers)
+/* The record of a message; ended_run: the client's, dropped (tlog_message_ended_run()). */
+static void
+message_record(const char *session, pid_t pid, enum tlog_dir dir,
+	       const struct jsonrpc_scanner *scan, const char *line, size_t len, double ms,
+	       const struct sbuf *answers, bool ended_run)
 {
 	enum jsonrpc_kind kind = scan != NULL ? scan->kind : JSONRPC_INVALID_JSON;
 	struct sbuf *b = &L.buf;
@@ -758,11 +759,29 @@ tlog_message_answers(const char *session, pid_t pid, enum tlog_dir dir,
 		sbuf_add(b, answers->buf + 1, answers->len - 1);
 		sbuf_add(b, "]", 1);
 	}
+	if (ended_run) {
+		ADD_LIT(b, ",\"ended_run\":true");
+	}
 	ADD_LIT(b, ",\"bytes\":");
 	sbuf_add_uint(b, len, 1);
 	if (!record_body(line, len, kind != JSONRPC_INVALID_JSON)) {
 		record_end();
 	}
+}
+
+void
+tlog_message_answers(const char *session, pid_t pid, enum tlog_dir dir,
+		     const struct jsonrpc_scanner *scan, const char *line, size_t len, double ms,
+		     const struct sbuf *answers)
+{
+	message_record(session, pid, dir, scan, line, len, ms, answers, false);
+}
+
+void
+tlog_message_ended_run(const char *session, pid_t pid, const struct jsonrpc_scanner *scan,
+		       const char *line, size_t len)
+{
+	message_record(session, pid, TLOG_IN, scan, line, len, -1, NULL, true);
 }
 
 void

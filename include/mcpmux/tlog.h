@@ -62,6 +62,12 @@ void tlog_answer(struct sbuf *b, const char *id, size_t id_len, double ms);
 void tlog_message_answers(const char *session, pid_t pid, enum tlog_dir dir,
 			  const struct jsonrpc_scanner *scan, const char *line, size_t len,
 			  double ms, const struct sbuf *answers);
+/*
+ * The client's answer (or a batch of them) for a server whose run is over, dropped: it
+ * reached no server (`"ended_run":true`).
+ */
+void tlog_message_ended_run(const char *session, pid_t pid, const struct jsonrpc_scanner *scan,
+			    const char *line, size_t len);
 /* An over-long message: only its size is known. */
 void tlog_oversize(const char *session, pid_t pid, enum tlog_dir dir, size_t bytes);
 /* An event; fields are extra members as JSON text ("\"exit\":..."), or NULL. */

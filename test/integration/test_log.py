@@ -10,10 +10,12 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import time
 
 from mcptest import (Case, FIXTURE, MCPMUX, call, initialize, main, note, req,
                      run_on_a_full_stdout, wait_until)
+from test_wrap import BATCH_ASKER, ERR
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LOGS = os.path.join(HERE, "logs")
@@ -853,6 +855,44 @@ class Writing(Case):
         p = self.serve(opts=["--log", "/nonexistent/dir/t.log"])
         self.assertEqual(p.wait(), 1)
         self.assertIn("cannot open the traffic log '/nonexistent/dir/t.log'", p.stderr())
+
+    def test_an_answer_dropped_for_an_ended_run_is_logged_as_dropped(self):
+        """The client's answers for a gone server's requests, dropped (alone, taken out of a
+        batch, or with no run current), are `in` records with "ended_run": true; the
+        answers that reach a server are not; `log show` marks them DROPPED and `log stats`
+        counts them apart, with no method's errors."""
+        log = os.path.join(self.tmp.name, "t.jsonl")
+        w = self.wrap(opts=FAST + ["--log", log], command=[sys.executable, "-c", BATCH_ASKER])
+        w.send(req(1, "ask", {"ids": ["s1", "s2", "s3"]}))
+        self.assertEqual([w.msg()["id"] for _ in range(4)], ["s1", "s2", "s3", 1])
+        w.send(req("e", "mcpmux/endRun"), req(2, "ask", {"ids": ["c1"]}))
+        self.assertEqual(sorted(str(w.msg(10)["id"]) for _ in range(3)), ["2", "c1", "e"])
+        w.send(ERR("s1"))
+        w.send([ERR("s2"), ERR("c1"), req(3, "report")])
+        self.assertEqual(w.msg(10), [{"jsonrpc": "2.0", "id": 3, "result": [["c1", -1]]}])
+        w.send(note("mcpmux/endRun"), ERR("s3"), req(4, "ping"))
+        self.assertEqual(w.msg(10)["id"], 4)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0, w.stderr())
+        with open(log) as f:
+            recs = [r for r in map(json.loads, f) if r.get("dir") == "in"]
+        dropped = [r for r in recs if r.get("ended_run")]
+        self.assertEqual([r["msg"] for r in dropped], [ERR("s1"), [ERR("s2")], ERR("s3")])
+        self.assertEqual([r["kind"] for r in dropped], ["error", "batch", "error"])
+        self.assertTrue(all(r["ended_run"] is True for r in dropped), dropped)
+        self.assertIn([ERR("c1"), req(3, "report")],
+                      [r["msg"] for r in recs if "ended_run" not in r])
+        rc, out, err = run_log(self.env, "show", "--color", "never", log)
+        self.assertEqual(rc, 0, err)
+        marked = [ln for ln in out.splitlines() if "DROPPED" in ln]
+        self.assertEqual(len(marked), 3, out)
+        self.assertIn("#\"s1\"", marked[0])
+        self.assertIn("[batch]", marked[1])
+        rc, out, err = run_log(self.env, "stats", log)
+        self.assertEqual(rc, 0, err)
+        self.assertIn(", 3 dropped for ended runs\n", out)
+        # Nobody got the dropped errors (c1's, in a batch, is no error record).
+        self.assertIn(" 0 errors, ", out)
 
 
 class Reading(Case):
