@@ -900,6 +900,23 @@ refuse_unstripped(struct wrap *w, struct sbuf *gone, const char *line, size_t le
 	answer_each(w, RPC_SERVER_ERROR, RPCOUT_NO_MEMORY);
 }
 
+/*
+ * The client's answer alone (scanned in sc) for a run that is over is dropped: stderr says
+ * so by its id, as it says one over --max-message (rpcout_big_id()).
+ */
+static void
+warn_ended_run_answer(const struct jsonrpc_scanner *sc)
+{
+	struct rpcout_big m = { .answer = true };
+
+	if (sc->one.has_id) {
+		m.id = jsonrpc_str(sc, sc->one.id);
+		m.id_len = sc->one.id.len;
+	}
+	diag_warn("the client's answer %s is for a server whose run is over: dropped",
+		  RPCOUT_BIG_ARGS_ID(&m));
+}
+
 /* Does the line in w->scan hold an answer of the client's for a run that is over? */
 static bool
 holds_ended_run_answer(struct wrap *w)
@@ -937,7 +954,7 @@ drop_ended_run_answers(struct wrap *w, const char *line, size_t len)
 	if (w->scan.kind != JSONRPC_BATCH) {
 		log_ended_run(w, line, len, &w->scan);
 		ended_run_answered(w, &w->scan); /* (it is answered) */
-		diag_warn("an answer of the client for a server whose run is over: dropped");
+		warn_ended_run_answer(&w->scan);
 		return true;
 	}
 	if (!jsonrpc_drop_answers(&w->scan, line, len, answer_goes_on, w, &w->kept, &w->scan, &gone,
@@ -1007,8 +1024,7 @@ handle_line(struct wrap *w, const char *line, size_t len)
 				  "over: dropped",
 				  w->scan.n_items);
 		} else {
-			diag_warn(
-				"an answer of the client for a server whose run is over: dropped");
+			warn_ended_run_answer(&w->scan);
 		}
 		return;
 	}

@@ -1181,6 +1181,30 @@ class Failures(Case):
         self.assertNotIn("answer  ", w.stderr())
         self.ends_clean(w)
 
+    def test_the_warning_for_an_answer_for_an_ended_run_says_its_id(self):
+        """stderr says the id of the client's answer dropped for a run that is over as it
+        says one over --max-message: a number or a string as written, a longer one by its
+        first 100 bytes and "...", null when it is null (with no run current)."""
+        long_l, long_m = "L" * 150, "M" * 150
+        w = self.wrap(opts=FAST + ["--max-message", "4096"],
+                      command=[sys.executable, "-c", BATCH_ASKER])
+        w.send(req(1, "ask", {"ids": [7, "s", long_l, long_m]}))
+        self.assertEqual([w.msg()["id"] for _ in range(5)], [7, "s", long_l, long_m, 1])
+        w.send(req("e", "mcpmux/endRun"), req(2, "ping"))
+        self.assertEqual(sorted(str(w.msg(10)["id"]) for _ in range(2)), ["2", "e"])
+        for id_, shown in ((7, "7"), ("s", '"s"'), (long_l, '"%s...' % ("L" * 99))):
+            w.send(ERR(id_))
+            wait_until(lambda: "the client's answer %s is for a server whose run is over: "
+                       "dropped\n" % shown in w.stderr(), 5, "the warning for %s" % shown)
+        w.send(dict(ERR(long_m), error={"code": -1, "message": "no", "data": "x" * 5000}))
+        wait_until(lambda: "the client's answer \"%s... is over --max-message (" % ("M" * 99)
+                   in w.stderr(), 5, "the warning over --max-message")
+        w.send(note("mcpmux/endRun"), ERR(None))
+        wait_until(lambda: "the client's answer null is for a server whose run is over: "
+                   "dropped\n" in w.stderr(), 5, "the warning for null")
+        self.assertNotIn("an answer of the client", w.stderr())
+        self.ends_clean(w)
+
     def test_the_error_for_a_line_over_max_message_comes_after_the_ended_runs_replies(self):
         """A request, or a batch, over --max-message that comes while an ended run still
         owes the client replies gets its -32600 after them, as a line within the bound
