@@ -930,16 +930,79 @@ exit_of(yajl_val rec, struct text *t)
 
 /* ---- requests waiting for their response: (session, direction, id) -> method ---- */
 
+struct waiting_session;
+
 struct waiting {
 	UT_hash_handle hh;
+	struct waiting *s_prev, *s_next; /* the others of its session */
+	struct waiting_session *ws;
 	char *method;
 	size_t method_len;
 	size_t key_len;
 	char key[];
 };
 
+/* The requests of a session still waiting: its `ended` record lets them all go. */
+struct waiting_session {
+	UT_hash_handle hh;
+	struct waiting *head;
+	size_t len;
+	char id[];
+};
+
 static struct waiting *waiting;
+static struct waiting_session *waiting_sessions;
 static size_t n_waiting;
+static bool waiting_full_said;
+
+/*
+ * At most this many requests wait for their answer (MCPMUX_LOG_WAITING_MAX, for the
+ * tests: docs/testing.md); the answers to those past it are shown without their method and
+ * latency, which stderr says once.
+ */
+#define WAITING_MAX 1000000
+
+static size_t
+waiting_max(void)
+{
+	static size_t max;
+
+	if (max == 0) {
+		const char *e = getenv("MCPMUX_LOG_WAITING_MAX");
+		char *end;
+
+		max = WAITING_MAX;
+		if (e != NULL && *e != '\0') {
+			unsigned long long v;
+
+			errno = 0;
+			v = strtoull(e, &end, 10);
+			if (*end == '\0' && errno == 0 && v > 0 && v < WAITING_MAX) {
+				max = (size_t)v;
+			}
+		}
+	}
+	return max;
+}
+
+static void
+waiting_unlink(struct waiting *w)
+{
+	struct waiting_session *ws = w->ws;
+
+	if (w->s_prev != NULL) {
+		w->s_prev->s_next = w->s_next;
+	} else {
+		ws->head = w->s_next;
+	}
+	if (w->s_next != NULL) {
+		w->s_next->s_prev = w->s_prev;
+	}
+	if (ws->head == NULL) {
+		HASH_DEL(waiting_sessions, ws);
+		free(ws);
+	}
+}
 
 /* The id of a record, to be keyed: JSON text (a number, or a string with escapes that
  * yajl's text does not keep apart), yajl's text of a string, or null. */
@@ -1027,7 +1090,16 @@ waiting_put(const char *session, bool from_client, yajl_val rec, const char *met
 	struct rec_id id;
 	struct waiting *w, *old;
 
-	if (!rec_id(rec, &id) || n_waiting >= 1000000) {
+	if (!rec_id(rec, &id)) {
+		return;
+	}
+	if (n_waiting >= waiting_max()) {
+		if (!waiting_full_said) {
+			waiting_full_said = true;
+			diag_warn("more than %zu requests wait for their answer: the answers to "
+				  "those after them are shown without their method and latency",
+				  waiting_max());
+		}
 		return;
 	}
 	if ((w = malloc(sizeof(*w) + waiting_key_max(sl, &id))) == NULL) {
@@ -1046,15 +1118,69 @@ waiting_put(const char *session, bool from_client, yajl_val rec, const char *met
 	}
 	w->method_len = method_len;
 	bool added;
+	struct waiting_session *ws;
 
+	HASH_FIND(hh, waiting_sessions, session != NULL ? session : "", sl, ws);
+	if (ws == NULL) {
+		if ((ws = malloc(sizeof(*ws) + sl + 1)) == NULL) {
+			no_memory = true;
+			free(w->method);
+			free(w);
+			return;
+		}
+		memcpy(ws->id, session != NULL ? session : "", sl + 1);
+		ws->len = sl;
+		ws->head = NULL;
+		TABLE_ADD(hh, waiting_sessions, ws->id, ws->len, ws, added);
+		if (!added) {
+			no_memory = true;
+			free(ws);
+			free(w->method);
+			free(w);
+			return;
+		}
+	}
 	TABLE_ADD(hh, waiting, w->key, w->key_len, w, added);
 	if (!added) {
 		no_memory = true;
+		if (ws->head == NULL) {
+			HASH_DEL(waiting_sessions, ws);
+			free(ws);
+		}
 		free(w->method);
 		free(w);
 		return;
 	}
+	w->ws = ws;
+	w->s_prev = NULL;
+	w->s_next = ws->head;
+	if (ws->head != NULL) {
+		ws->head->s_prev = w;
+	}
+	ws->head = w;
 	n_waiting++;
+}
+
+/* A session's end (its `ended` record): none of its requests waits any more. */
+static void
+waiting_end(const char *session)
+{
+	size_t sl = session != NULL ? strlen(session) : 0;
+	struct waiting_session *ws;
+
+	HASH_FIND(hh, waiting_sessions, session != NULL ? session : "", sl, ws);
+	if (ws == NULL) {
+		return;
+	}
+	for (struct waiting *w = ws->head, *next; w != NULL; w = next) {
+		next = w->s_next;
+		HASH_DEL(waiting, w);
+		free(w->method);
+		free(w);
+		n_waiting--;
+	}
+	HASH_DEL(waiting_sessions, ws);
+	free(ws);
 }
 
 /*
@@ -1088,6 +1214,7 @@ waiting_take(const char *session, bool request_from_client, yajl_val rec, size_t
 	char *m = w->method;
 
 	*method_len = w->method_len;
+	waiting_unlink(w);
 	HASH_DEL(waiting, w);
 	free(w);
 	n_waiting--;
@@ -1098,11 +1225,16 @@ static void
 waiting_free(void)
 {
 	struct waiting *w, *tmp;
+	struct waiting_session *ws, *wtmp;
 
 	HASH_ITER (hh, waiting, w, tmp) {
 		HASH_DEL(waiting, w);
 		free(w->method);
 		free(w);
+	}
+	HASH_ITER (hh, waiting_sessions, ws, wtmp) {
+		HASH_DEL(waiting_sessions, ws);
+		free(ws);
 	}
 	n_waiting = 0;
 }
@@ -1213,6 +1345,8 @@ show_record(const struct opts *o, yajl_val rec)
 
 		if (strcmp(event, "end-requested") == 0) {
 			note_end_request(rec, session);
+		} else if (strcmp(event, "ended") == 0) {
+			waiting_end(session);
 		}
 		if (o->method != NULL) {
 			return;
@@ -1559,6 +1693,8 @@ run_stats(const struct opts *o, struct reader *r)
 		if (event != NULL) {
 			if (strcmp(event, "end-requested") == 0) {
 				note_end_request(rec, session);
+			} else if (strcmp(event, "ended") == 0) {
+				waiting_end(session);
 			}
 			if (s != NULL) {
 				s->suspended = strcmp(event, "suspended") == 0;

@@ -1797,6 +1797,55 @@ class Reading(Case):
         self.assertIn(b":1: not a traffic log record: skipped", err)
         self.assertNotIn(b"in all", err)
 
+    def test_a_sessions_requests_wait_no_more_once_it_ended(self):
+        """The requests a session left unanswered wait no more once its `ended` record
+        comes: sessions that together left more than the bound of requests waiting
+        (MCPMUX_LOG_WAITING_MAX, for the test, in place of 1,000,000) leave room for a later
+        session's, whose answer still has its method and latency.  Past the bound, stderr
+        says once that later answers are shown without them."""
+        head = '{"ts":"2026-11-24T10:00:00.000100Z","session":"%s","pid":7,'
+        req_line = head + '"dir":"in","kind":"request","id":%d,"method":"%s","bytes":10}\n'
+        ans_line = head + '"dir":"out","kind":"response","id":%d,"ms":2.5,"bytes":10}\n'
+        end_line = head + ('"event":"ended","exit":{"code":0},"escalation":"eof","ms":1,'
+                           '"reason":"end-of-run"}\n')
+        env = dict(self.env, MCPMUX_LOG_WAITING_MAX="100")
+
+        def write(name, sessions, left, ended):
+            """sessions that each leave `left` requests unanswered (then end, if ended),
+            then session "late"'s request 1 and its answer."""
+            path = os.path.join(self.tmp.name, name)
+            with open(path, "w") as f:
+                for s in range(sessions):
+                    f.writelines(req_line % ("s%d" % s, i, "left") for i in range(left))
+                    if ended:
+                        f.write(end_line % ("s%d" % s))
+                f.write(req_line % ("late", 1, "late"))
+                f.write(ans_line % ("late", 1))
+            return path
+
+        full = "more than 100 requests wait for their answer"
+        path = write("ended.log", 10, 50, True)
+        rc, out, err = run_log(env, "stats", path)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"\nlate +1 +0 +2\.50 +2\.50 +2\.50 +2\.50\n")
+        self.assertNotIn(full, err)
+        rc, out, err = run_log(env, "show", "--color", "never", path)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("<- #1 late", out.splitlines()[-1])
+        self.assertNotIn(full, err)
+        # One session past the bound: said once; the late answer is no method's, unless
+        # that session ended before it.
+        for ended in (False, True):
+            with self.subTest(ended=ended):
+                path = write("full.log", 1, 150, ended)
+                rc, out, err = run_log(env, "stats", path)
+                self.assertEqual(rc, 0, err)
+                self.assertEqual(err.count(full), 1, err)
+                if ended:
+                    self.assertRegex(out, r"\nlate +1 +0 +2\.50 ")
+                else:
+                    self.assertRegex(out, r"\nlate +1 +0 +- ")
+
     def test_million_lines_bounded_memory(self):
         path = os.path.join(self.tmp.name, "big.log")
         line = ('{"ts":"2026-11-24T10:00:00.%06dZ","session":"s%d","pid":1,"dir":"%s",'
