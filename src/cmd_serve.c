@@ -1159,11 +1159,15 @@ big_batch(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len
 		return false;
 	}
 	/*
-	 * Wrap's and connect's array (its diagnostics said here, in its session); for a
-	 * session not of this connection's, built in its envelope, not copied into one.
+	 * Wrap's and connect's array (its diagnostics said here, in its session), built in
+	 * place: in its envelope for a session not of this connection's, and passed as it is
+	 * to the session's own queue for one of this connection's, never copied but into the
+	 * queue.  When the queue has no memory for it, the one error with id null goes in its
+	 * place.
 	 */
 	bool own = e != NULL && e->owner == &sc->port;
 	size_t head = 0;
+	int rc = 0;
 
 	sbuf_reset(b);
 	if (!own) {
@@ -1181,16 +1185,40 @@ big_batch(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len
 		return false;
 	}
 	if (b->len > head && own) {
-		hub_own_answer(&sv->hub, &sc->port, e, b->buf, b->len);
+		struct iovec iov[5] = {
+			{ .iov_base = (void *)(uintptr_t) "{\"session\":\"", .iov_len = 12 },
+			{ .iov_base = e->id, .iov_len = e->id_len },
+			{ .iov_base = (void *)(uintptr_t) "\",\"message\":", .iov_len = 12 },
+			{ .iov_base = b->buf, .iov_len = b->len },
+			{ .iov_base = (void *)(uintptr_t) "}\n", .iov_len = 2 },
+		};
+
+		rc = conn_send(&sc->c, e->port_data, iov, 5);
+		if (rc == 0) {
+			hub_log_own(&sv->hub, e->id, e->s, b->buf, b->len);
+		} else if (errno != ENOMEM) {
+			message_lost(sc, e, b->buf, b->len);
+		}
 	} else if (b->len > head) {
-		if (e == NULL) {
+		sbuf_adds(b, "}");
+		rc = b->failed ? -1 : conn_send_line(&sc->c, &sc->c.self, b->buf, b->len);
+		if (b->failed) {
+			errno = ENOMEM;
+		}
+		if (rc == 0 && e == NULL) {
 			char id[SESSION_ID_MAX + 1];
 
 			(void)snprintf(id, sizeof(id), "%.*s", (int)sid_len, sid);
-			hub_log_own(&sv->hub, id, NULL, b->buf + head, b->len - head);
+			hub_log_own(&sv->hub, id, NULL, b->buf + head, b->len - head - 1);
 		}
-		sbuf_adds(b, "}");
-		send_own(sc, b);
+	}
+	sbuf_reset(b);
+	if (rc == -1 && errno == ENOMEM) {
+		diag_error("session %.*s: out of memory: the array of errors for the requests of a "
+			   "batch of the client's over --max-message could not be queued: one "
+			   "error with id null answers them",
+			   (int)sid_len, sid);
+		return false;
 	}
 	sbuf_reset(b);
 	if (sc->big_notes > 0) {
