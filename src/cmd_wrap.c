@@ -657,10 +657,49 @@ send_own_text(struct wrap *w, const char *p, size_t len)
 }
 
 /*
+ * The answer of mcpmux's own that a line of the client's not handled for want of memory
+ * gets in its place, into b (nothing for one that gets none): a -32000 "out of memory"
+ * error for each of its requests (one array for a batch's), a parse error for a line that
+ * is not JSON and an Invalid Request for one that is no message, as they would have had
+ * if held.  Returns what becomes of it, as stderr says it; *requests: the errors for
+ * requests (and elements that are no message) of the last.
+ */
+static const char *
+held_line_error(struct wrap *w, struct sbuf *b, const char *line, size_t len, size_t *requests)
+{
+	enum jsonrpc_kind kind = jsonrpc_scan_checked(&w->scan, line, len);
+	const struct jsonrpc_item *it = &w->scan.one;
+
+	switch (kind) {
+	case JSONRPC_INVALID_JSON:
+		rpcout_error(b, NULL, 0, RPC_PARSE_ERROR, "Parse error: not valid JSON");
+		return "it is not JSON and gets a parse error";
+	case JSONRPC_INVALID_REQUEST:
+		rpcout_error(b, it->has_id ? jsonrpc_str(&w->scan, it->id) : NULL, it->id.len,
+			     RPC_INVALID_REQUEST, RPCOUT_NOT_A_MESSAGE);
+		return "it is no JSON-RPC message and gets an Invalid Request error";
+	case JSONRPC_NOTIFICATION:
+		return "a notification, dropped";
+	case JSONRPC_RESPONSE:
+	case JSONRPC_ERROR:
+		return "an answer, dropped";
+	case JSONRPC_REQUEST:
+	case JSONRPC_BATCH:
+		break;
+	}
+	*requests = rpcout_error_each(b, &w->scan, RPC_SERVER_ERROR, RPCOUT_NO_MEMORY, NULL, NULL);
+	if (*requests == 0) {
+		return "a batch of notifications and answers, dropped";
+	}
+	return kind == JSONRPC_REQUEST ? "its request gets an error"
+				       : "its requests get an error each (one array)";
+}
+
+/*
  * One held entry (tag, line) that the held queue had no memory for, or that was dropped
- * with it: a line of the client's is not handled, and its requests get a -32000 "out of
- * memory" error each (one array for a batch's), as a request that cannot be held as it
- * comes in does; an answer of mcpmux's own goes now, ahead of the ended run's last
+ * with it: a line of the client's is not handled, and gets held_line_error()'s answer now
+ * (its requests a -32000 "out of memory" error each, as a request that cannot be held as
+ * it comes in does); an answer of mcpmux's own goes now, ahead of the ended run's last
  * replies (there is no memory to keep it behind them).  Counted in lines, requests, own.
  */
 static void
@@ -668,7 +707,7 @@ held_lost(struct wrap *w, char tag, const char *line, size_t len, size_t *lines,
 	  size_t *own)
 {
 	struct sbuf b = { 0 };
-	size_t n;
+	size_t n = 0;
 
 	if (tag == HELD_OWN) {
 		(*own)++;
@@ -676,15 +715,12 @@ held_lost(struct wrap *w, char tag, const char *line, size_t len, size_t *lines,
 		return;
 	}
 	(*lines)++;
-	if (jsonrpc_scan_checked(&w->scan, line, len) == JSONRPC_INVALID_JSON) {
-		return; /* (it would have had a parse error with id null: said lost) */
-	}
-	n = rpcout_error_each(&b, &w->scan, RPC_SERVER_ERROR, RPCOUT_NO_MEMORY, NULL, NULL);
-	if (n > 0 && !b.failed) {
+	(void)held_line_error(w, &b, line, len, &n);
+	if (b.failed) {
+		diag_error("out of memory: a message from mcpmux was lost");
+	} else if (b.len > 0) {
 		*requests += n;
 		send_own_text(w, b.buf, b.len);
-	} else if (n > 0) {
-		diag_error("out of memory: a message from mcpmux was lost");
 	}
 	sbuf_release(&b);
 }
@@ -729,21 +765,14 @@ hold(struct wrap *w, char tag, const char *line, size_t len)
 	if (tag == HELD_LINE) {
 		struct sbuf b = { 0 };
 		size_t n = 0;
-		bool held = true;
+		const char *what = held_line_error(w, &b, line, len, &n);
+		bool held = !b.failed && (b.len == 0 || held_add(w, HELD_OWN, b.buf, b.len));
 
-		if (jsonrpc_scan_checked(&w->scan, line, len) != JSONRPC_INVALID_JSON) {
-			n = rpcout_error_each(&b, &w->scan, RPC_SERVER_ERROR, RPCOUT_NO_MEMORY,
-					      NULL, NULL);
-		}
-		if (n > 0) {
-			held = !b.failed && held_add(w, HELD_OWN, b.buf, b.len);
-		}
 		sbuf_release(&b);
 		if (held) {
 			diag_error("out of memory: a line of the client's could not be held behind "
-				   "an ended run's replies: not handled, its %zu requests get an "
-				   "error each",
-				   n);
+				   "an ended run's replies: not handled: %s",
+				   what);
 			return;
 		}
 	}

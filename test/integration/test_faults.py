@@ -2366,7 +2366,8 @@ class OutOfMemory(Faults):
         it (a request over --max-message) gets its -32600 after that error; stderr says
         the line could not be held."""
         env = self.oom_env("OOM-H", malloc_min=4096, malloc_only="realloc")
-        p = self.wrap_initialized(env, "--max-message", "8192")
+        p = self.wrap_initialized(env, "--max-message", "8192",
+                                  server_args=["--stderr-chatter"])
         p.send(call(1, "sleep", ms=60000), req("e", "mcpmux/endRun"), req(2, "ping"),
                note("notifications/x"), req("OOM-H", "ping", {"pad": "p" * 5000}),
                req("big", "ping", {"pad": "p" * 9000}))
@@ -2380,8 +2381,74 @@ class OutOfMemory(Faults):
         self.assertIn((2, "result"), key[2:])
         self.assertEqual(got[key.index(("OOM-H", -32000))]["error"]["message"], "out of memory")
         wait_until(lambda: "a line of the client's could not be held behind an ended run's"
-                   in p.stderr(), 5, "the error")
+                   " replies: not handled: its request gets an error" in p.stderr(), 5,
+                   "the error")
+        # the held notification reached the next run's server (--stderr-chatter)
+        wait_until(lambda: "mcp-fixture: got notifications/x" in p.stderr(), 5,
+                   "the held notification at the next run's server")
         self.goes_on_and_ends(p)
+
+    def test_a_notification_or_non_json_held_behind_an_ended_run_that_cannot_be_held(self):
+        """No memory to hold, behind an ended run's last replies, a notification, or a
+        line that is not JSON (the held queue's growth past 4 KiB, for a line of 5 KB):
+        the notification is dropped, the other line gets the parse error it would have
+        had, held in its place; stderr says which it was (not "0 requests"), and a request
+        held after it still reaches the next run."""
+        notification = json.dumps(note("notifications/x", {"pad": "OOM-N" + "p" * 5000}))
+        for line, said, errors in (
+                (notification, "a notification, dropped", []),
+                ('{"oops OOM-N' + "p" * 5000, "it is not JSON and gets a parse error",
+                 [(None, -32700)])):
+            with self.subTest(said=said):
+                env = self.oom_env("OOM-N", malloc_min=4096, malloc_only="realloc")
+                p = self.wrap_initialized(env, "--max-message", "8192",
+                                          server_args=["--stderr-chatter"])
+                p.send(call(1, "sleep", ms=60000), req("e", "mcpmux/endRun"))
+                p.write(line.encode() + b"\n")
+                p.send(req(3, "ping"))
+                got = [p.msg(10) for _ in range(3 + len(errors))]
+                key = [(m["id"], m["error"]["code"] if "error" in m else "result")
+                       for m in got]
+                self.assertEqual(key, [(1, -32000), ("e", "result")] + errors
+                                 + [(3, "result")], got)
+                wait_until(lambda: "a line of the client's could not be held behind an "
+                           "ended run's replies: not handled: " + said in p.stderr(), 5,
+                           "what became of the line")
+                self.assertNotIn("0 requests", p.stderr())
+                self.assertNotIn("got notifications/x", p.stderr())
+                self.assertNotIn("got invalid JSON", p.stderr())
+                self.goes_on_and_ends(p)
+
+    def test_lines_held_behind_an_ended_run_are_let_go_when_an_error_cannot_be_held(self):
+        """The held queue nearly full (a request and a notification, some 4 KB), then a
+        request that it has no memory to hold, nor its error (the queue's growth past
+        8 KiB, twice): every line held is let go, each request among them gets a -32000
+        "out of memory" error at once (the notification is dropped), and stderr counts
+        them; the run goes on."""
+        env = self.oom_env("OOM-F", malloc_min=8192, malloc_count=2, malloc_only="realloc")
+        p = self.wrap_initialized(env, "--max-message", "8192",
+                                  server_args=["--stderr-chatter"])
+        p.send(call(1, "sleep", ms=60000), req("e", "mcpmux/endRun"))
+        lines = [json.dumps(req(2, "ping"))]
+        pad = 4096 - (len(lines[0]) + 2) - 2 - len(json.dumps(note("notifications/x",
+                                                                   {"pad": ""}))) - 20
+        lines.append(json.dumps(note("notifications/x", {"pad": "p" * pad})))
+        lines.append(json.dumps(req("OOM-F", "ping")))
+        p.write(("\n".join(lines) + "\n").encode())
+        got = [p.msg(10) for _ in range(4)]
+        key = sorted((str(m["id"]), m["error"]["code"] if "error" in m else "result")
+                     for m in got)
+        self.assertEqual(key, [("1", -32000), ("2", -32000), ("OOM-F", -32000),
+                               ("e", "result")], got)
+        for m in got:
+            if m["id"] in (2, "OOM-F"):
+                self.assertEqual(m["error"]["message"], "out of memory")
+        wait_until(lambda: "out of memory: 3 lines of the client's held behind an ended "
+                   "run's replies were dropped (their 2 requests get an error each) and 0 "
+                   "answers of mcpmux's own held with them go now" in p.stderr(), 5,
+                   "the count")
+        self.goes_on_and_ends(p)
+        self.assertNotIn("got notifications/x", p.stderr())
 
     def test_a_batch_that_cannot_be_stripped_of_its_answers_is_refused(self):
         """After an end-of-run, wrap takes the answers out of a client's batch (the next
