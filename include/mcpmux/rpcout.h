@@ -229,7 +229,8 @@ enum rpcout_bigreqs_end rpcout_bigreqs_errors(struct sbuf *b, const struct rpcou
 					      const struct rpcout_big *big);
 /*
  * The same array appended to what b holds (serve's envelope around it: the array is not
- * copied once more); b as it was when there is none, emptied (failed) on NO_ARRAY.
+ * copied once more); b as it was when there is none, emptied on NO_ARRAY (sbuf_reset():
+ * failed is cleared, and memory over SBUF_KEEP given back).
  */
 enum rpcout_bigreqs_end rpcout_bigreqs_append(struct sbuf *b, const struct rpcout_bigreqs *r,
 					      const struct rpcout_big *big);
