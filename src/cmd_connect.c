@@ -520,9 +520,9 @@ client_on_big_more(void *ctx, const char *more, size_t len)
  * A client line over the bound: not sent; answered with its id (if it was seen).  A
  * batch: each answer in it as it ended (client_big_element()); its requests, if any, get
  * an error each with its id, and its elements that are no message one with id null, in
- * one array, as wrap's and serve's do (past rpcout_big_bound() requests, or with no memory
- * for it, one error with id null); one of answers and notifications alone gets the client
- * nothing.
+ * one array, as wrap's and serve's do (when that array would be longer than --max-message:
+ * rpcout_bigreqs, or with no memory for it, one error with id null); one of answers and
+ * notifications alone gets the client nothing.
  */
 static void
 client_on_big_end(void *ctx, size_t total)

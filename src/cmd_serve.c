@@ -975,8 +975,8 @@ serve_on_line(void *ctx, const char *line, size_t len)
 }
 
 /*
- * The answers of a batch too long to buffer read before its session: as many as its
- * requests kept (rpcout_big_bound()).
+ * The answers of a batch too long to buffer read before its session: at most as many as
+ * a batch within --max-message records (rpcout_big_bound()).
  */
 static size_t
 big_bound(const struct serve *sv)
@@ -1125,8 +1125,9 @@ big_early(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len
  * session got the server errors as they passed): its answers read before the session
  * get them now (big_early()), its requests each big's error with its id, and its
  * elements that are no message one error with id null, in one array.  False when nothing
- * of it could be read, it had more requests than big_bound(), or the memory to keep
- * them ran out: its requests are answered as one message, one error with id null.
+ * of it could be read, its requests' array would be longer than --max-message
+ * (rpcout_bigreqs), or the memory to keep them ran out: its requests are answered as
+ * one message, one error with id null.
  */
 static bool
 big_batch(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len,
@@ -1142,10 +1143,8 @@ big_batch(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len
 	}
 	big_early(sc, e, sid, sid_len, big);
 	if (reqs->over) {
-		diag_warn("session %.*s: a batch of the client's over --max-message has more than "
-			  "%zu requests: they could not each be handled, one error with id null "
-			  "answers them",
-			  (int)sid_len, sid, reqs->bound);
+		diag_warn("session %.*s: " RPCOUT_BIGREQS_TOO_MANY_TEXT, (int)sid_len, sid,
+			  reqs->cap);
 		return false;
 	}
 	if (reqs->ids.failed) {

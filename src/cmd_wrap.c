@@ -1246,8 +1246,8 @@ wrap_on_big_more(void *ctx, const char *more, size_t len)
  * A batch of the client's over the bound, scanned whole (its answers got the server
  * errors as they passed): each of its requests gets big->code's error with its id, and
  * its elements that are no message one with id null, in one array.  False when it held no message,
- * more requests than rpcout_big_bound(), or the memory to answer them ran out: it is answered as
- * one message, one error with id null.
+ * too many requests (their array longer than --max-message: rpcout_bigreqs), or the memory to
+ * answer them ran out: it is answered as one message, one error with id null.
  */
 static bool
 wrap_big_batch(struct wrap *w, struct rpcout_big *big)

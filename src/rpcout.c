@@ -524,14 +524,53 @@ rpcout_big_bound(size_t limit)
 	return 1024 + limit / 35;
 }
 
+/*
+ * The bytes an error of rpcout_bigreqs_append() takes in its array but its id's, its ','
+ * (or the ']') too: the most its message can take, the batch's length at its widest.
+ */
+static size_t
+bigreqs_error_len(size_t limit)
+{
+	struct rpcout_big m = { .total = SIZE_MAX, .limit = limit, .enveloped = true };
+	char text[256];
+	size_t len;
+
+	(void)rpcout_oversize(&m, text, sizeof(text));
+	len = strlen(text);
+	m.no_memory = true;
+	(void)rpcout_oversize(&m, text, sizeof(text));
+	len = SYS_MAX(len, strlen(text));
+	return sizeof("{\"jsonrpc\":\"2.0\",\"id\":,\"error\":{\"code\":-32600,\"message\":\"\"}}") -
+	       1 + len + 1;
+}
+
 void
 rpcout_bigreqs_begin(struct rpcout_bigreqs *r, size_t limit)
 {
 	sbuf_reset(&r->ids);
 	r->n = 0;
-	r->bound = rpcout_big_bound(limit);
+	r->cap = SYS_MAX(limit, RPCOUT_BIGREQS_FLOOR);
+	r->error_len = bigreqs_error_len(limit);
+	r->bytes = 1; /* its '[' */
 	r->over = false;
 	r->no_message = 0;
+}
+
+/* One more error in the array, its id id_len bytes (0: null): false, and over, past cap. */
+static bool
+bigreqs_fits(struct rpcout_bigreqs *r, size_t id_len)
+{
+	size_t cost = r->error_len + (id_len > 0 ? id_len : 4);
+
+	if (r->over || r->bytes + cost > r->cap) {
+		if (!r->over) {
+			r->over = true;
+			sbuf_release(&r->ids);
+		}
+		return false;
+	}
+	r->bytes += cost;
+	return true;
 }
 
 void
@@ -539,12 +578,7 @@ rpcout_bigreqs_add(struct rpcout_bigreqs *r, const char *id, size_t id_len)
 {
 	unsigned char len = id != NULL && id_len <= 255 ? (unsigned char)id_len : 0;
 
-	if (r->over) {
-		return;
-	}
-	if (r->n == r->bound) {
-		r->over = true;
-		sbuf_release(&r->ids);
+	if (!bigreqs_fits(r, len)) {
 		return;
 	}
 	r->n++;
@@ -557,7 +591,10 @@ rpcout_bigreqs_add(struct rpcout_bigreqs *r, const char *id, size_t id_len)
 void
 rpcout_bigreqs_no_message(struct rpcout_bigreqs *r)
 {
-	r->no_message++;
+	/* One error with id null for them all. */
+	if (r->no_message++ == 0) {
+		(void)bigreqs_fits(r, 0);
+	}
 }
 
 enum rpcout_bigreqs_end
@@ -611,7 +648,7 @@ rpcout_bigreqs_answer(struct sbuf *b, const struct rpcout_bigreqs *r, const stru
 {
 	switch (rpcout_bigreqs_errors(b, r, big)) {
 	case RPCOUT_BIGREQS_TOO_MANY:
-		diag_warn(RPCOUT_BIGREQS_TOO_MANY_TEXT, r->bound);
+		diag_warn(RPCOUT_BIGREQS_TOO_MANY_TEXT, r->cap);
 		return false;
 	case RPCOUT_BIGREQS_NO_IDS:
 		diag_error(RPCOUT_BIGREQS_NO_IDS_TEXT);

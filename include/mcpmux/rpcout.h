@@ -182,20 +182,25 @@ enum rpcout_oversize {
 enum rpcout_oversize rpcout_oversize(const struct rpcout_big *m, char *text, size_t len);
 
 /*
- * The requests of a batch of the client's over --max-message, as it passes (wrap, connect):
- * each is answered by its id, as many as mcpmux records of a batch within the bound
- * (rpcout_big_bound(): docs/decisions.md).  Their array is not that batch's size: an error
- * of ~150 bytes for a request of ~40, some 3.7 times --max-message for a batch of small
- * requests, and queued whole for the client (copied once), so that the peak is ~8 times
- * --max-message (measured, release build: 521 MB for wrap, 567 MB for serve at 64M; 39
- * and 42 MB at 4M: docs/reliability.md).  ids: each id's length (a byte, 0: id null, or
- * one too long to be kept) then its text; past bound requests, none (over).
+ * The requests of a batch of the client's over --max-message, as it passes (wrap, connect,
+ * serve): each is answered by its id in one array of errors, as long as that array is no
+ * longer than --max-message (RPCOUT_BIGREQS_FLOOR at least): each error, of ~150 bytes
+ * for a request of ~40, is counted as its request ends (its fixed part at its widest and
+ * its id's length), and past that the batch has too many: its ids are let go and one
+ * error with id null answers them all (docs/decisions.md).  So the array is never longer
+ * than the bound, and the peak for such a batch is a small multiple of it (measured,
+ * release build: docs/reliability.md).  ids: each id's length (a byte, 0: id null, or
+ * one too long to be kept) then its text; once over, none.
  */
+#define RPCOUT_BIGREQS_FLOOR ((size_t)64 << 10)
 struct rpcout_bigreqs {
 	struct sbuf ids;
-	size_t n;	   /* requests so far */
-	size_t bound;	   /* rpcout_big_bound() */
-	bool over;	   /* more than bound of them: one error with id null answers them all */
+	size_t n;	   /* requests kept */
+	size_t cap;	   /* the array's bound: --max-message, RPCOUT_BIGREQS_FLOOR at least */
+	size_t error_len;  /* an error's bytes but its id's (its ',' too), at their most */
+	size_t bytes;	   /* the array's bytes so far, at their most */
+	bool over;	   /* its array would be longer than cap: one error with id null
+			    * answers them all */
 	size_t no_message; /* elements that are no JSON-RPC message (1, {"foo":2}) */
 };
 
@@ -214,7 +219,7 @@ void rpcout_bigreqs_no_message(struct rpcout_bigreqs *r);
 
 enum rpcout_bigreqs_end {
 	RPCOUT_BIGREQS_ANSWERED, /* b holds one array of their errors, or nothing if none */
-	RPCOUT_BIGREQS_TOO_MANY, /* over: b is empty, one error with id null answers them */
+	RPCOUT_BIGREQS_TOO_MANY, /* over: b as it was, one error with id null answers them */
 	RPCOUT_BIGREQS_NO_IDS,	 /* no memory to keep their ids: the same */
 	RPCOUT_BIGREQS_NO_ARRAY, /* no memory for the array: the same */
 };
@@ -243,10 +248,11 @@ enum rpcout_bigreqs_end rpcout_bigreqs_append(struct sbuf *b, const struct rpcou
 bool rpcout_bigreqs_answer(struct sbuf *b, const struct rpcout_bigreqs *r,
 			   const struct rpcout_big *big);
 
-/* The diagnostics of TOO_MANY, NO_IDS and NO_ARRAY, as formats: TOO_MANY takes the bound. */
-#define RPCOUT_BIGREQS_TOO_MANY_TEXT                                                             \
-	"a batch of the client's over --max-message has more than %zu requests: they could not " \
-	"each be answered, one error with id null answers them"
+/* The diagnostics of TOO_MANY, NO_IDS and NO_ARRAY, as formats: TOO_MANY takes the cap. */
+#define RPCOUT_BIGREQS_TOO_MANY_TEXT                                                       \
+	"a batch of the client's over --max-message has too many requests to be answered " \
+	"each: their errors would be longer than --max-message (%zu bytes); one error "    \
+	"with id null answers them"
 #define RPCOUT_BIGREQS_NO_IDS_TEXT                                                           \
 	"out of memory: the ids of a batch of the client's over --max-message could not be " \
 	"kept: one error with id null answers its requests"

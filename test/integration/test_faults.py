@@ -2349,11 +2349,12 @@ class OutOfMemory(Faults):
     def test_a_batch_over_max_message_whose_errors_cannot_be_held_gets_one(self):
         """No memory for the array of errors that answers each request of a batch of the
         client's over --max-message (FAULT_MALLOC_MIN: its growth past 32 KiB, the marker
-        in its last request): its requests get one -32600 with id null, and stderr says
-        they could not each be answered; the run goes on."""
+        in its last request; 300 requests, whose array, some 42 KB, is within the 64 KiB
+        it may take): its requests get one -32600 with id null, and stderr says they
+        could not each be answered; the run goes on."""
         env = self.oom_env("OOM-A", malloc_min=32768, malloc_only="realloc")
         p = self.wrap_initialized(env, "--max-message", "4096")
-        p.send([req(k, "ping") for k in range(400)] + [req("OOM-A", "ping")])
+        p.send([req(k, "ping") for k in range(299)] + [req("OOM-A", "ping")])
         self.assert_error(p.msg(10), None, -32600)
         wait_until(lambda: "could not each be answered" in p.stderr(), 5, "the error")
         self.goes_on_and_ends(p)
@@ -3225,14 +3226,14 @@ for line in sys.stdin:
 
     def connect_oversize_batch(self, **faults):
         """connect --max-message 4096 (to serve of ASKER), with the faults after the marker
-        OOM-A: a batch over the bound of 1,101 requests, the first with the marker as its
-        id.  The process, once the line after the batch's answer is read (the report of
+        OOM-A: a batch over the bound of 300 requests (their array of errors, some 42 KB,
+        within the 64 KiB it may take), the first with the marker as its id.  The process, once the line after the batch's answer is read (the report of
         what the server got, nothing): the lines the client got after the batch."""
         srv, p = self.connected_to(ASKER, self.oom_env("OOM-A", **faults))
         self.addCleanup(lambda: (srv.p.send_signal(signal.SIGTERM), srv.wait()))
         p.send(req(0, "ping"))
         self.assertEqual(p.msg(10), {"jsonrpc": "2.0", "id": 0, "result": []})
-        p.send([req("OOM-A", "ping")] + [req(k, "ping") for k in range(1, 1101)])
+        p.send([req("OOM-A", "ping")] + [req(k, "ping") for k in range(1, 300)])
         p.send(req("r", "report"))
         lines = []
         while True:

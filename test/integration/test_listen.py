@@ -1277,18 +1277,19 @@ class ListenHardening(ListenHelpers, Case):
         self.ends_clean(srv, c)
 
     def test_connect_answers_a_batch_over_its_bound_with_too_many_requests_once(self):
-        """A batch over connect's --max-message has its requests answered by id up to
-        1,024 + --max-message/35 of them, as wrap's: past that, one -32600 with id null,
-        and stderr says its requests could not each be answered."""
+        """A batch over connect's --max-message has its requests answered by id as long as
+        the array of their errors is no longer than --max-message (64 KiB at least), as
+        wrap's: past that, one -32600 with id null, and stderr says their errors would be
+        longer than --max-message."""
         srv, c = self.asker()
-        bound = 1024 + 4096 // 35
-        c.send([req(k, "ping") for k in range(bound)])
+        c.send([req(k, "ping") for k in range(300)])
         self.assertEqual([(e["id"], e["error"]["code"]) for e in c.msg(10)],
-                         [(k, -32600) for k in range(bound)])
-        c.send([req(k, "ping") for k in range(bound + 1)])
+                         [(k, -32600) for k in range(300)])
+        # errors of 130 bytes or more: 505 of them are over 64 KiB
+        c.send([req(k, "ping") for k in range(505)])
         m = c.msg(10)
         self.assertEqual((m["id"], m["error"]["code"]), (None, -32600), m)
-        wait_until(lambda: "has more than %d requests: they could not each be answered" % bound
+        wait_until(lambda: "their errors would be longer than --max-message (65536 bytes)"
                    in c.stderr(), 5, "the warning")
         self.assert_report(c, [])
         self.ends_clean(srv, c)

@@ -979,19 +979,44 @@ class Failures(Case):
         self.ends_clean(w)
 
     def test_a_batch_over_max_message_with_too_many_requests_gets_one_error(self):
-        """A batch over --max-message has its requests answered by id up to 1,024 +
-        --max-message/35 of them (what mcpmux records of a batch within the bound): past
-        that, however long it goes on, it is answered with one -32600 with id null, and
-        stderr says its requests could not each be answered (docs/decisions.md)."""
+        """A batch over --max-message has its requests answered by id as long as the array
+        of their errors is no longer than --max-message (64 KiB at least): past that,
+        however long it goes on, it is answered with one -32600 with id null, and stderr
+        says its errors would be longer than --max-message (docs/decisions.md)."""
         w = self.wrap(opts=["--max-message", "4096"])
-        bound = 1024 + 4096 // 35
-        w.send([req(k, "ping") for k in range(bound)])
-        self.assertEqual([(e["id"], e["error"]["code"]) for e in w.msg(10)],
-                         [(k, -32600) for k in range(bound)])
-        w.send([req(k, "ping") for k in range(bound + 1)])
+        w.send([req(k, "ping") for k in range(300)])
+        line = w.line(10)
+        self.assertLessEqual(len(line), 64 << 10)
+        self.assertEqual([(e["id"], e["error"]["code"]) for e in json.loads(line)],
+                         [(k, -32600) for k in range(300)])
+        # errors of 130 bytes or more: 505 of them are over 64 KiB
+        w.send([req(k, "ping") for k in range(505)])
         self.assert_error(w.msg(10), None, -32600)
-        self.assertIn("has more than %d requests: they could not each be answered" % bound,
-                      w.stderr())
+        self.assertIn("has too many requests to be answered each: their errors would be "
+                      "longer than --max-message (65536 bytes)", w.stderr())
+        w.close_stdin()
+        self.assertEqual(w.wait(10), 0)
+
+        # over the floor the bound is --max-message: 1,000 requests of 200 bytes, in a
+        # batch over 128 KiB, get their array (of some 140 KiB) only with --max-message
+        # 192K, not 128K
+        batch = [req(k, "ping", {"p": "p" * 150}) for k in range(1000)]
+        for limit, answered in (("128K", False), ("192K", True)):
+            with self.subTest(limit=limit):
+                w = self.wrap(opts=["--max-message", limit])
+                w.send(batch)
+                line = w.line(10)
+                got = json.loads(line)
+                if answered:
+                    self.assertEqual([e["id"] for e in got], list(range(1000)))
+                    self.assertLessEqual(len(line), 192 << 10)
+                else:
+                    self.assert_error(got, None, -32600)
+                    self.assertIn("their errors would be longer than --max-message (131072 "
+                                  "bytes)", w.stderr())
+                w.close_stdin()
+                self.assertEqual(w.wait(10), 0)
+        w = self.wrap(opts=["--max-message", "4096"])
         # 9 bytes an element: the answer is one error, not 100,000 of them
         w.write(b"[" + b",".join([b'{"id":1}'] * 100_000) + b"]\n", 30)
         line = w.line(30)
