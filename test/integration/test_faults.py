@@ -3041,6 +3041,43 @@ class OutOfMemory(Faults):
         self.assertNotIn("a message for the client was lost", p.stderr())
         self.assert_no_leftovers()
 
+    def test_serve_a_batchs_errors_that_cannot_be_queued_get_one_error(self):
+        """serve --max-message 4M: a batch too long to be read whole (300 requests of 14 KB,
+        the marker in the last), in the connection's own session and in one of no
+        connection's, while the client's pipe is full (fill_pipe()): the queue's new chunk
+        for the array of their errors fails, and the array is not queued; its
+        requests get one -32600 with id null in its place, and stderr says the array
+        could not be queued."""
+        pad = "p" * (14 << 10)
+        for sid in ("s", "s1"):
+            with self.subTest(session=sid):
+                # (the queue's new chunk for the array, of its size: some 50 KB)
+                env = self.oom_env("OOM-Q", malloc_min=32 << 10, malloc_max=64 << 10,
+                                   malloc_only="malloc")
+                p = self.mcpmux(["serve"] + GRACE + ["--max-message", "4M", "--", FIXTURE],
+                                env=env)
+                p.send({"session": "s", "message": initialize(0)})
+                self.assertEqual(p.msg()["event"], "started")
+                self.assert_response(p.msg()["message"], 0)
+                fill_pipe(p, {"session": "s", "message": call(1, "huge", bytes=3 << 20)})
+                batch = ([req(k, "ping", {"p": pad}) for k in range(299)]
+                         + [req("OOM-Q", "ping", {"p": pad})])
+                p.send({"session": sid, "message": batch})
+                wait_until(lambda: "the array of errors for the requests of a batch of the "
+                           "client's over --max-message could not be queued: one error "
+                           "with id null answers them" in p.stderr(), 10, "the array lost")
+                m = p.msg()
+                self.assertEqual((m["session"], m["message"]["id"]), ("s", 1))
+                m = p.msg()
+                self.assertEqual(m["session"], sid)
+                self.assert_error(m["message"], None, -32600)
+                p.send({"session": "s", "message": call(2, "echo", text="after")})
+                m = p.msg()
+                self.assertEqual(m["message"]["result"]["content"][0]["text"], "after")
+                p.close_stdin()
+                self.assertEqual(p.wait(), 0)
+                self.assertEqual(self.counters(p.pid)["failed"], 1)
+
     def test_serve_an_answer_lost_with_no_memory_left_is_replaced_by_an_error(self):
         """serve: the same, the error in the session's envelope."""
         p = self.serve_answer_lost("OOM-E", count=self.NO_QUEUE, failed=None)
