@@ -1025,23 +1025,8 @@ handle_line(struct wrap *w, const char *line, size_t len)
 		end_of_run(w, it);
 		return;
 	}
-	if (w->shutting_down) {
-		/* No run will take it (a line held behind an ended run's replies). */
-		size_t n;
-		const struct jsonrpc_item *items = jsonrpc_items(&w->scan, &n);
-
-		log_in(w, line, len, true);
-		for (size_t i = 0; i < n; i++) {
-			if (items[i].kind != JSONRPC_REQUEST) {
-				diag_warn("mcpmux is ending: dropped a client %s",
-					  jsonrpc_kind_name(items[i].kind));
-			}
-		}
-		answer_each(w, RPC_SERVER_ERROR, "the server's run is ending");
-		return;
-	}
-	/* (no run current, or a held line: answers for a run that is over) */
-	bool ended = w->cur == NULL || w->replaying;
+	/* (no run current, or a held line, or mcpmux ending: answers for a run that is over) */
+	bool ended = w->cur == NULL || w->replaying || w->shutting_down;
 
 	if (ended && jsonrpc_answers_only(&w->scan)) {
 		/* Answers to requests of a server whose run is over: nobody waits for them,
@@ -1077,6 +1062,23 @@ handle_line(struct wrap *w, const char *line, size_t len)
 			len = w->kept.len;
 		}
 	} else if (drop_ended_run_answers(w, line, len)) {
+		return;
+	}
+	if (w->shutting_down) {
+		/* No run will take it (a line held behind an ended run's replies), less its
+		 * answers, dropped above as any for a run that is over. */
+		size_t n;
+		const struct jsonrpc_item *items = jsonrpc_items(&w->scan, &n);
+
+		log_in(w, line, len, true);
+		for (size_t i = 0; i < n; i++) {
+			if (items[i].kind != JSONRPC_REQUEST) {
+				diag_warn("mcpmux is ending: dropped a client %s",
+					  jsonrpc_kind_name(items[i].kind));
+			}
+		}
+		answer_each(w, RPC_SERVER_ERROR, "the server's run is ending");
+		sbuf_reset(&w->kept);
 		return;
 	}
 	if (w->cur == NULL && (w->cur = start_run(w)) == NULL) {

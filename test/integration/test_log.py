@@ -894,6 +894,53 @@ class Writing(Case):
         # Nobody got the dropped errors (c1's, in a batch, is no error record).
         self.assertIn(" 0 errors, ", out)
 
+    def test_an_answer_held_while_mcpmux_ends_is_logged_as_dropped(self):
+        """The client's answers held behind an ended run's replies when a signal ends
+        mcpmux (alone, or in a batch whose request is refused) are dropped as any for a
+        run that is over: "ended_run": true, DROPPED in `log show`, no error in `log
+        stats`."""
+        log = os.path.join(self.tmp.name, "t.jsonl")
+        fifo = os.path.join(self.tmp.name, "go")
+        os.mkfifo(fifo)
+        # "slow" is answered once the test opens the FIFO: the ended run owes its answer
+        # till then, and the client's lines after the end-of-run wait behind it.
+        server = BATCH_ASKER.replace(
+            'elif e["method"] == "ask":',
+            'elif e["method"] == "slow":\n'
+            '            open(sys.argv[1]).read()\n'
+            '        elif e["method"] == "ask":')
+        w = self.wrap(opts=["-v", "--eof-grace", "60000", "--log", log],
+                      command=[sys.executable, "-c", server, fifo])
+        w.send(req(1, "ask", {"ids": ["s1", "s2"]}))
+        self.assertEqual([w.msg()["id"] for _ in range(3)], ["s1", "s2", 1])
+        # One write: read at once, so every line after the end-of-run is held once it is
+        # in the log.
+        w.send(req(2, "slow"), req("e", "mcpmux/endRun"), ERR("s1"),
+               [ERR("s2"), req(3, "ping")])
+        wait_until(lambda: any(r.get("method") == "mcpmux/endRun" for r in records(log)),
+                   10, "the end-of-run in the log")
+        w.p.send_signal(signal.SIGTERM)
+        wait_until(lambda: "Terminated: ending" in w.stderr(), 10, "mcpmux ending")
+        with open(fifo, "w"):
+            pass  # the slow request answered: the ended run is done
+        got = [w.msg(10) for _ in range(3)]
+        self.assertEqual(sorted(str(m["id"]) for m in got if isinstance(m, dict)),
+                         ["2", "e"])
+        self.assertIn([{"jsonrpc": "2.0", "id": 3, "error": {
+            "code": -32000, "message": "the server's run is ending"}}], got)
+        w.wait()
+        self.assertNotIn("dropped a client error", w.stderr())
+        recs = messages(records(log), "in")
+        dropped = [r for r in recs if r.get("ended_run")]
+        self.assertEqual([r["msg"] for r in dropped], [ERR("s1"), [ERR("s2")]])
+        self.assertIn([req(3, "ping")], [r["msg"] for r in recs if "ended_run" not in r])
+        rc, out, err = run_log(self.env, "show", "--color", "never", log)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(len([ln for ln in out.splitlines() if "DROPPED" in ln]), 2, out)
+        rc, out, err = run_log(self.env, "stats", log)
+        self.assertEqual(rc, 0, err)
+        self.assertIn(", 2 dropped for ended runs\n", out)
+
 
 class Reading(Case):
     def run_log(self, *args, stdin=None):
