@@ -969,18 +969,27 @@ waiting_max(void)
 
 	if (max == 0) {
 		const char *e = getenv("MCPMUX_LOG_WAITING_MAX");
-		char *end;
+		size_t v = 0;
+		const char *p = e;
 
 		max = WAITING_MAX;
-		if (e != NULL && *e != '\0') {
-			unsigned long long v;
-
-			errno = 0;
-			v = strtoull(e, &end, 10);
-			if (*end == '\0' && errno == 0 && v > 0 && v < WAITING_MAX) {
-				max = (size_t)v;
-			}
+		if (e == NULL || *e == '\0') {
+			return max;
 		}
+		/* Digits only (no sign, no space), from 1 to the bound. */
+		while (*p >= '0' && *p <= '9' && v <= WAITING_MAX) {
+			v = v * 10 + (size_t)(*p++ - '0');
+		}
+		if (*p != '\0' || v == 0 || v > WAITING_MAX) {
+			diag_warn("MCPMUX_LOG_WAITING_MAX (a setting for tests) is not a number "
+				  "from 1 to %d: ignored",
+				  WAITING_MAX);
+			return max;
+		}
+		max = v;
+		diag_warn("MCPMUX_LOG_WAITING_MAX=%zu (a setting for tests): at most %zu "
+			  "requests wait for their answer, not %d",
+			  v, v, WAITING_MAX);
 	}
 	return max;
 }

@@ -1893,6 +1893,35 @@ class Reading(Case):
                 else:
                     self.assertRegex(out, r"\nlate +1 +0 +- ")
 
+    def test_the_waiting_bound_for_tests_is_said_and_read_strictly(self):
+        """MCPMUX_LOG_WAITING_MAX, a setting for tests, is said on stderr when it lowers
+        the bound; one that is not digits alone from 1 to 1,000,000 (a sign, a space, 0,
+        too large, however large) is said to be ignored, and the bound stays 1,000,000."""
+        head = '{"ts":"2026-11-24T10:00:00.000100Z","session":"s","pid":7,'
+        path = os.path.join(self.tmp.name, "t.log")
+        with open(path, "w") as f:
+            for i in range(10):
+                f.write(head + '"dir":"in","kind":"request","id":%d,"method":"m",'
+                        '"bytes":10}\n' % i)
+            f.write(head + '"dir":"out","kind":"response","id":9,"ms":2.5,"bytes":10}\n')
+        rc, out, err = run_log(dict(self.env, MCPMUX_LOG_WAITING_MAX="5"), "stats", path)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("MCPMUX_LOG_WAITING_MAX=5 (a setting for tests)", err)
+        self.assertIn("more than 5 requests wait for their answer", err)
+        self.assertRegex(out, r"\nm +10 +0 +- ")  # answer 9's request was not kept
+        for bad in (" 5", "5 ", "+5", "-5", "-18446744073709551611", "0", "abc", "5x",
+                    "1000001", "18446744073709551621", "9" * 40):
+            with self.subTest(value=bad):
+                rc, out, err = run_log(dict(self.env, MCPMUX_LOG_WAITING_MAX=bad), "stats",
+                                       path)
+                self.assertEqual(rc, 0, err)
+                self.assertEqual(err, "mcpmux: MCPMUX_LOG_WAITING_MAX (a setting for "
+                                 "tests) is not a number from 1 to 1000000: ignored\n")
+                self.assertRegex(out, r"\nm +10 +0 +2\.50 ")
+        rc, out, err = run_log(self.env, "stats", path)
+        self.assertEqual((rc, err), (0, ""))
+        self.assertRegex(out, r"\nm +10 +0 +2\.50 ")
+
     def test_million_lines_bounded_memory(self):
         path = os.path.join(self.tmp.name, "big.log")
         line = ('{"ts":"2026-11-24T10:00:00.%06dZ","session":"s%d","pid":1,"dir":"%s",'
