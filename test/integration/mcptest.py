@@ -25,6 +25,7 @@ import platform
 import select
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -326,6 +327,52 @@ def rss_anon_kib(pid):
             if line.startswith("RssAnon:"):
                 return int(line.split()[1])
     return 0
+
+
+# argv[2:] run as a child of a fresh interpreter, which writes "EXIT-CODE PEAK-RSS-KIB" to
+# fd argv[1] once the child is gone (run_peak_rss()).
+PEAK_RSS = """
+import os, sys
+fd = int(sys.argv[1])
+os.set_inheritable(fd, False)
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execv(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+os.write(fd, b"%d %d" % (os.waitstatus_to_exitcode(status), usage.ru_maxrss))
+"""
+
+
+class PeakRss:
+    """argv started for its peak RSS (wait4's ru_maxrss), its stdout a pipe (self.stdout).
+    Not as a child of the test process: a child's peak counts the pages that it had of its
+    parent before its exec() (fork() copies their mappings, vfork() shares them), and the
+    test process may have grown large in an earlier test.  A fresh interpreter in between
+    (with no site packages) lends it only its own few MB.  finish(): (exit code, KiB)."""
+
+    def __init__(self, argv, env):
+        r, w = os.pipe()
+        try:
+            self.p = subprocess.Popen([sys.executable, "-S", "-c", PEAK_RSS, str(w)] + argv,
+                                      stdout=subprocess.PIPE, env=env, pass_fds=(w,))
+        finally:
+            os.close(w)
+        self.r = r
+        self.stdout = self.p.stdout
+
+    def finish(self, seconds=60):
+        try:
+            self.p.wait(timeout=seconds * SLOW)
+        finally:
+            self.p.stdout.close()
+        with os.fdopen(self.r, "rb") as f:
+            got = f.read().split()
+        if self.p.returncode != 0 or len(got) != 2:
+            raise AssertionError("the peak RSS was not measured: exit %d" % self.p.returncode)
+        return int(got[0]), int(got[1])
 
 
 def vm_hwm_kib(pid):

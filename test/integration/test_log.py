@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from mcptest import (Case, FIXTURE, MCPMUX, call, initialize, main, note, req,
+from mcptest import (Case, FIXTURE, MCPMUX, PeakRss, call, initialize, main, note, req,
                      run_on_a_full_stdout, wait_until)
 from test_wrap import BATCH_ASKER, ERR
 
@@ -1931,31 +1931,28 @@ class Reading(Case):
                 f.write(line % (i % 1000000, i % 100, "in", "request", i,
                                 '"method":"m%d",' % (i % 7), i))
                 f.write(line % (i % 1000000, i % 100, "out", "response", i, '"ms":1.5,', i))
-        # wait4: the peak RSS of this one child (a sanitizer's quarantine of freed
-        # memory is kept small so that what is measured is mcpmux's own use)
+        # The peak RSS of mcpmux's own process (PeakRss: not of the test process's pages;
+        # a sanitizer's quarantine of freed memory is kept small so that what is measured
+        # is mcpmux's own use)
         env = dict(self.env)
         env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=1"
-        p = subprocess.Popen([MCPMUX, "log", "stats", path], stdout=subprocess.PIPE, env=env)
+        p = PeakRss([MCPMUX, "log", "stats", path], env)
         out = p.stdout.read().decode()
-        _, status, usage = os.wait4(p.pid, 0)
-        p.returncode = os.waitstatus_to_exitcode(status)
-        p.stdout.close()
-        self.assertEqual(p.returncode, 0)
+        code, peak = p.finish()
+        self.assertEqual(code, 0)
         self.assertIn("1000000 messages", out)
         self.assertIn("m6 ", out)
-        print("log stats over 1,000,000 lines: peak RSS %d KiB" % usage.ru_maxrss)
+        print("log stats over 1,000,000 lines: peak RSS %d KiB" % peak)
         bound = 32 * 1024 if not os.environ.get("MCPMUX_TEST_SANITIZED") else 128 * 1024
-        self.assertLess(usage.ru_maxrss, bound)
+        self.assertLess(peak, bound)
         # show, likewise: one line out per record, memory bounded
-        p = subprocess.Popen([MCPMUX, "log", "show", "--color", "never", path],
-                             stdout=subprocess.PIPE, env=env)
+        p = PeakRss([MCPMUX, "log", "show", "--color", "never", path], env)
         lines = sum(1 for _ in p.stdout)
-        _, status, usage = os.wait4(p.pid, 0)
-        p.stdout.close()
-        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        code, peak = p.finish()
+        self.assertEqual(code, 0)
         self.assertEqual(lines, 1_000_000)
-        print("log show over 1,000,000 lines: peak RSS %d KiB" % usage.ru_maxrss)
-        self.assertLess(usage.ru_maxrss, bound)
+        print("log show over 1,000,000 lines: peak RSS %d KiB" % peak)
+        self.assertLess(peak, bound)
 
 
 if __name__ == "__main__":
