@@ -365,6 +365,17 @@ ids_let_go(const struct pending *table)
 	}
 }
 
+/* p out of its table and freed: a table so emptied is let go (its buckets are freed). */
+static void
+ids_drop(struct pending **table, struct pending *p)
+{
+	if (HASH_COUNT(*table) == 1) {
+		ids_let_go(*table);
+	}
+	HASH_DEL(*table, p);
+	pending_release(p);
+}
+
 /* Forget one request with this id (answered, or cancelled); ms since it was seen, or -1. */
 static double
 ids_remove(struct pending **table, size_t *n, const char *id, size_t len)
@@ -376,11 +387,7 @@ ids_remove(struct pending **table, size_t *n, const char *id, size_t len)
 		ms = pending_age_ms(p);
 		(*n)--;
 		if (--p->count == 0) {
-			if (HASH_COUNT(*table) == 1) {
-				ids_let_go(*table); /* (emptied: its buckets are freed) */
-			}
-			HASH_DEL(*table, p);
-			pending_release(p);
+			ids_drop(table, p);
 		}
 	}
 	return ms;
@@ -2338,6 +2345,7 @@ answer_pending(struct session *s, const char *text)
 	uint32_t open = 0; /* the batch whose array msg holds */
 	double ms = 0;
 
+	ids_let_go(s->pending); /* (all of it answered and freed) */
 	HASH_ITER (hh, s->pending, p, tmp) {
 		HASH_DEL(s->pending, p);
 		if (p->batch != open) {
@@ -2411,8 +2419,7 @@ answer_lost(struct session *s, bool batch, const char *text)
 		p->count -= p->lost;
 		p->lost = 0;
 		if (p->count == 0) {
-			HASH_DEL(s->pending, p);
-			pending_release(p);
+			ids_drop(&s->pending, p);
 		}
 	}
 	array_close(s, &open, ms);
