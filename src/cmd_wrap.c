@@ -243,14 +243,69 @@ log_in(struct wrap *w, const char *line, size_t len, bool scanned)
 	tlog_message(id, pid, TLOG_IN, scanned ? &w->scan : NULL, line, len, -1);
 }
 
-/* The client's answers for runs that are over (a line, or a batch of them), dropped. */
+/*
+ * The run over whose server asked the request that the client's answer with this id
+ * answers: its session id, and its server's pid (0 once gone); NULL when not known.
+ */
+static const char *
+ended_asker(struct wrap *w, const char *id, size_t id_len, pid_t *pid)
+{
+	size_t len;
+
+	*pid = 0;
+	if (session_ids_has(&w->ended_asked, id, id_len)) {
+		return w->ended_asked.session[0] != '\0' ? w->ended_asked.session : NULL;
+	}
+	for (const struct wrap_run *r = w->runs; r != NULL; r = r->next) {
+		if (r->s != w->cur && session_srv_request_id(r->s, id, id_len, &len) != NULL) {
+			*pid = session_pid(r->s);
+			return r->s->id;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * The client's answers for runs that are over (a line, or a batch of them, scanned in scan
+ * or not), dropped, before the requests they answer are done: logged under the session of
+ * the run whose server asked them (ended_asker()), or with no session when that is not
+ * known, or when a batch's are of several runs.
+ */
 static void
 log_ended_run(struct wrap *w, const char *line, size_t len, const struct jsonrpc_scanner *scan)
 {
-	pid_t pid;
-	const char *id = cur_id(w, &pid);
+	const char *sid = NULL;
+	pid_t pid = 0;
+	size_t n = 0;
+	const struct jsonrpc_item *items = NULL;
 
-	tlog_message_ended_run(id, pid, scan, line, len);
+	if (!tlog_enabled) {
+		return;
+	}
+	if (scan != NULL) {
+		items = jsonrpc_items(scan, &n);
+	}
+	for (size_t i = 0; i < n; i++) {
+		pid_t p;
+		const char *s;
+
+		if (items[i].kind != JSONRPC_RESPONSE && items[i].kind != JSONRPC_ERROR) {
+			continue;
+		}
+		s = ended_asker(w, jsonrpc_str(scan, items[i].id), items[i].id.len, &p);
+		if (s == NULL) {
+			continue;
+		}
+		if (sid == NULL) {
+			sid = s;
+			pid = p;
+		} else if (strcmp(sid, s) != 0) {
+			sid = NULL; /* (several runs') */
+			pid = 0;
+			break;
+		}
+	}
+	tlog_message_ended_run(sid, pid, scan, line, len);
 }
 
 static void
@@ -896,18 +951,14 @@ drop_gone(struct wrap *w, struct sbuf *gone)
 {
 	if (gone->len > 0) {
 		struct jsonrpc_scanner gs = { 0 };
-		pid_t pid;
-		const char *id = cur_id(w, &pid);
 		bool scanned = jsonrpc_scan(&gs, gone->buf, gone->len) == JSONRPC_BATCH;
 
+		log_ended_run(w, gone->buf, gone->len, scanned ? &gs : NULL);
 		if (scanned) {
 			ended_run_answered(w, &gs);
 		} else {
 			diag_error("out of memory: the requests that a batch's dropped answers "
 				   "answer are still kept in flight");
-		}
-		if (tlog_enabled) {
-			tlog_message_ended_run(id, pid, scanned ? &gs : NULL, gone->buf, gone->len);
 		}
 		jsonrpc_release(&gs);
 	}

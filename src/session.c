@@ -407,6 +407,7 @@ srv_gone(struct session *s)
 		return;
 	}
 	session_ids_free(s->srv_gone);
+	(void)snprintf(s->srv_gone->session, sizeof(s->srv_gone->session), "%s", s->id);
 	HASH_ITER (hh, s->srv_pending, p, tmp) {
 		// cppcheck-suppress uninitvar ; uthash iteration, filled by ids_add()
 		for (uint32_t k = 0; k < p->count; k++) {

@@ -253,6 +253,8 @@ bool session_srv_answered(struct session *s, const char *id, size_t id_len);
 struct session_ids {
 	struct pending *table;
 	size_t n;
+	/* The session whose server's requests they are (session_keep_srv_gone()), or "". */
+	char session[SESSION_ID_MAX + 1];
 };
 /*
  * The requests in a message of that side are in flight; those its cancellations name

@@ -882,6 +882,14 @@ class Writing(Case):
         self.assertTrue(all(r["ended_run"] is True for r in dropped), dropped)
         self.assertIn([ERR("c1"), req(3, "report")],
                       [r["msg"] for r in recs if "ended_run" not in r])
+        # Each under the session of the run whose server asked it (the first run's, over,
+        # whether its server still ran or not), not the current run's, nor none.
+        asker = [r["session"] for r in recs
+                 if r["msg"] == req(1, "ask", {"ids": ["s1", "s2", "s3"]})]
+        self.assertEqual([r["session"] for r in dropped], asker * 3)
+        rc, out, err = run_log(self.env, "show", "--color", "never", "--session", asker[0], log)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(len([ln for ln in out.splitlines() if "DROPPED" in ln]), 3, out)
         rc, out, err = run_log(self.env, "show", "--color", "never", log)
         self.assertEqual(rc, 0, err)
         marked = [ln for ln in out.splitlines() if "DROPPED" in ln]
@@ -933,6 +941,9 @@ class Writing(Case):
         recs = messages(records(log), "in")
         dropped = [r for r in recs if r.get("ended_run")]
         self.assertEqual([r["msg"] for r in dropped], [ERR("s1"), [ERR("s2")]])
+        asker = [r["session"] for r in recs
+                 if r["msg"] == req(1, "ask", {"ids": ["s1", "s2"]})]
+        self.assertEqual([r["session"] for r in dropped], asker * 2)
         self.assertIn([req(3, "ping")], [r["msg"] for r in recs if "ended_run" not in r])
         rc, out, err = run_log(self.env, "show", "--color", "never", log)
         self.assertEqual(rc, 0, err)
