@@ -70,6 +70,7 @@ memory: release
 		test_http_front.Sessions.test_memory_shrinks_back_after_a_pretty_printed_body_and_a_huge_id \
 		test_http_front.Sessions.test_memory_given_back_when_a_finished_streams_big_answer_is_let_go \
 		test_hardening.SlowServer.test_wrap_every_notification_reaches_a_slow_server \
+		test_config.Files.test_hostile_files_take_memory_in_proportion \
 		test_faults.OutOfMemory
 
 # Build as packagers do, each from a clean copy of the tree, and fail on any warning:
