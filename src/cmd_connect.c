@@ -352,18 +352,28 @@ send_envelope(struct cconn *cc, const char *msg, size_t len)
 }
 
 /*
- * A message of connect's own for the client, in cc->tmp: one there was no memory to
- * write, or to queue, is lost, which stderr says.
+ * A message of connect's own for the client, in cc->tmp, emptied after (a long one, a
+ * batch's errors, given back now): 0, or -1 when there was no memory to write it or to
+ * queue it, which the caller says.
  */
+static int
+send_own_or_fail(struct cconn *cc)
+{
+	bool lost = cc->tmp.failed || (conn_send_line(&cc->client, &cc->client.self, cc->tmp.buf,
+						      cc->tmp.len) == -1 &&
+				       errno == ENOMEM);
+
+	sbuf_reset(&cc->tmp);
+	return lost ? -1 : 0;
+}
+
+/* The same, one that is lost said on stderr. */
 static void
 send_own(struct cconn *cc)
 {
-	if (cc->tmp.failed ||
-	    (conn_send_line(&cc->client, &cc->client.self, cc->tmp.buf, cc->tmp.len) == -1 &&
-	     errno == ENOMEM)) {
+	if (send_own_or_fail(cc) == -1) {
 		diag_error("out of memory: a message from mcpmux for the client was lost");
 	}
-	sbuf_reset(&cc->tmp); /* a long one (a batch's errors) is given back now */
 }
 
 static void
@@ -486,7 +496,10 @@ client_big_requests(struct cconn *cc, const struct rpcout_big *big)
 	if (!answered) {
 		return false;
 	}
-	send_own(cc); /* (a long array is given back now) */
+	if (send_own_or_fail(cc) == -1) { /* (a long array is given back now) */
+		diag_error(RPCOUT_BIGREQS_NOT_QUEUED_TEXT);
+		return false;
+	}
 	return true;
 }
 
@@ -577,7 +590,11 @@ client_on_big_end(void *ctx, size_t total)
 	case RPCOUT_OVERSIZE_REQUEST:
 		sbuf_reset(&cc->tmp);
 		rpcout_error(&cc->tmp, id, id_len, RPCOUT_BIG_CODE(&big), text);
-		send_own(cc);
+		if (!cc->big_batch) {
+			send_own(cc);
+		} else if (send_own_or_fail(cc) == -1) {
+			diag_error(RPCOUT_BIGREQS_UNANSWERED_TEXT);
+		}
 		break;
 	}
 }

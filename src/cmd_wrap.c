@@ -196,23 +196,39 @@ cur_id(const struct wrap *w, pid_t *pid)
 	return w->cur != NULL ? w->cur->id : NULL;
 }
 
-static void
-send_own(struct wrap *w)
+/*
+ * mcpmux's message in w->tmp to the client, w->tmp emptied (a long one, a huge id or a
+ * batch's errors, given back now): 0, or -1 when there was no memory to write it or to
+ * queue it, which the caller says.
+ */
+static int
+send_own_or_fail(struct wrap *w)
 {
-	if (w->tmp.failed) {
-		diag_error("out of memory: a message from mcpmux was lost");
-		sbuf_reset(&w->tmp); /* what it had grown to is given back */
-		return;
+	int rc = -1;
+
+	if (!w->tmp.failed) {
+		rc = conn_send_line(&w->client, &w->client.self, w->tmp.buf, w->tmp.len);
+		if (rc == -1 && errno != ENOMEM) {
+			rc = 0; /* (the client is gone: what was lost is said with the rest) */
+		}
 	}
-	if (tlog_enabled) {
+	if (rc == 0 && tlog_enabled) {
 		pid_t pid;
 		const char *id = cur_id(w, &pid);
 
 		(void)jsonrpc_scan(&w->scan, w->tmp.buf, w->tmp.len);
 		tlog_message(id, pid, TLOG_OUT, &w->scan, w->tmp.buf, w->tmp.len, 0);
 	}
-	(void)conn_send_line(&w->client, &w->client.self, w->tmp.buf, w->tmp.len);
-	sbuf_reset(&w->tmp); /* a long one (a huge id, a batch's errors) is given back now */
+	sbuf_reset(&w->tmp);
+	return rc;
+}
+
+static void
+send_own(struct wrap *w)
+{
+	if (send_own_or_fail(w) == -1) {
+		diag_error("out of memory: a message from mcpmux was lost");
+	}
 }
 
 static void
@@ -851,17 +867,17 @@ hold(struct wrap *w, char tag, const char *line, size_t len)
 /*
  * mcpmux's answer in w->tmp to a client line over the bound: it waits as that line would
  * have, had it been within the bound (an error written before the ended run's last
- * replies could be read as one of them, or they as its).
+ * replies could be read as one of them, or they as its).  0, or -1 as send_own_or_fail().
  */
-static void
+static int
 send_own_in_order(struct wrap *w)
 {
 	if (!w->tmp.failed && must_wait(w)) {
 		hold(w, HELD_OWN, w->tmp.buf, w->tmp.len);
 		sbuf_reset(&w->tmp);
-		return;
+		return 0;
 	}
-	send_own(w);
+	return send_own_or_fail(w);
 }
 
 static void
@@ -1312,8 +1328,9 @@ wrap_big_batch(struct wrap *w, struct rpcout_big *big)
 	if (!rpcout_bigreqs_answer(&w->tmp, &w->big_reqs, big)) {
 		return false;
 	}
-	if (w->tmp.len > 0) {
-		send_own_in_order(w);
+	if (w->tmp.len > 0 && send_own_in_order(w) == -1) {
+		diag_error(RPCOUT_BIGREQS_NOT_QUEUED_TEXT);
+		return false;
 	}
 	if (w->big_notes > 0) {
 		diag_warn(RPCOUT_BIG_NOTIFICATION, RPCOUT_BIG_ARGS_SIZE(big));
@@ -1371,7 +1388,11 @@ wrap_on_big_end(void *ctx, size_t total)
 	case RPCOUT_OVERSIZE_REQUEST:
 		sbuf_reset(&w->tmp);
 		rpcout_error(&w->tmp, id, id_len, RPCOUT_BIG_CODE(&big), text);
-		send_own_in_order(w);
+		if (send_own_in_order(w) == -1) {
+			diag_error("%s", w->big_batch
+						 ? RPCOUT_BIGREQS_UNANSWERED_TEXT
+						 : "out of memory: a message from mcpmux was lost");
+		}
 		break;
 	}
 }

@@ -259,6 +259,14 @@ bool rpcout_bigreqs_answer(struct sbuf *b, const struct rpcout_bigreqs *r,
 #define RPCOUT_BIGREQS_NO_ARRAY_TEXT                                                       \
 	"out of memory: the requests of a batch of the client's over --max-message could " \
 	"not each be answered: one error with id null answers them"
+/* Their array built, but the client's queue had no memory for it (wrap, connect). */
+#define RPCOUT_BIGREQS_NOT_QUEUED_TEXT                                                    \
+	"out of memory: the array of errors for the requests of a batch of the client's " \
+	"over --max-message could not be queued: one error with id null answers them"
+/* Nor for that one error with id null. */
+#define RPCOUT_BIGREQS_UNANSWERED_TEXT                                                       \
+	"out of memory: the error with id null for the requests of a batch of the client's " \
+	"over --max-message was lost: they are left unanswered"
 
 /*
  * A line of a server's (sender: "the server's", "serve's"), total bytes, that was not held

@@ -3078,6 +3078,67 @@ class OutOfMemory(Faults):
                 self.assertEqual(p.wait(), 0)
                 self.assertEqual(self.counters(p.pid)["failed"], 1)
 
+    def big_batch_errors_not_queued(self, p, then):
+        """p (wrap or connect, --max-message 4M, initialized, with big_batch_env(then)):
+        while the client's pipe is full (fill_pipe()), a batch over the bound of 300
+        requests of 14 KB, the marker in the last, whose array of errors (some 50 KB) the
+        client's queue has no new chunk for: its requests get one -32600 with id null in
+        its place, and stderr says so; with then, the queue has no chunk for that error
+        either, and stderr says the requests are left unanswered.  The run goes on: a call
+        after it is answered, and EOF ends it with 0."""
+        pad = "p" * (14 << 10)
+        fill_pipe(p, call(1, "huge", bytes=3 << 20))
+        p.send([req(k, "ping", {"p": pad}) for k in range(299)]
+               + [req("OOM-Q", "ping", {"p": pad})])
+        said = ("out of memory: the array of errors for the requests of a batch of the "
+                "client's over --max-message could not be queued: one error with id null "
+                "answers them")
+        wait_until(lambda: said in p.stderr(), 10, "the array lost")
+        p.send(call(2, "echo", text="after"))
+        self.assertEqual(p.msg()["id"], 1)
+        unanswered = ("out of memory: the error with id null for the requests of a batch of "
+                      "the client's over --max-message was lost: they are left unanswered")
+        if then:
+            self.assertIn(unanswered, p.stderr())
+        else:
+            self.assert_error(p.msg(), None, -32600)
+            self.assertNotIn(unanswered, p.stderr())
+        self.assertEqual(p.msg()["result"]["content"][0]["text"], "after")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertEqual(self.counters(p.pid)["failed"], 1 + then)
+
+    def big_batch_env(self, then):
+        """The queue's new chunk for a batch's array of errors fails (of its size: the huge
+        answer's rest filled a chunk of its own, which has no room left); with then, the
+        next one too (the one error's, 16 KiB)."""
+        return self.oom_env("OOM-Q", malloc_min=32 << 10, malloc_max=64 << 10,
+                            malloc_only="malloc", malloc_then=then)
+
+    def test_a_batchs_errors_that_cannot_be_queued_get_one_error(self):
+        """wrap --max-message 4M: the array of errors for a batch over the bound that the
+        client's queue has no memory for gets one -32600 with id null in its place
+        (big_batch_errors_not_queued())."""
+        for then in (0, 1):
+            with self.subTest(then=then):
+                p = self.wrap_initialized(self.big_batch_env(then), "--max-message", "4M")
+                self.big_batch_errors_not_queued(p, then)
+                self.assert_no_leftovers()
+
+    def test_connect_a_batchs_errors_that_cannot_be_queued_get_one_error(self):
+        """connect --max-message 4M: the same."""
+        for then in (0, 1):
+            with self.subTest(then=then):
+                srv, p = self.connected(self.big_batch_env(then),
+                                        opts=("--max-message", "4M"))
+                try:
+                    self.big_batch_errors_not_queued(p, then)
+                finally:  # (the next subtest's serve takes the socket's path)
+                    srv.p.send_signal(signal.SIGTERM)
+                    status = srv.wait()
+                self.assertEqual(status, 0)
+                self.assert_no_leftovers()
+
     def test_serve_an_answer_lost_with_no_memory_left_is_replaced_by_an_error(self):
         """serve: the same, the error in the session's envelope."""
         p = self.serve_answer_lost("OOM-E", count=self.NO_QUEUE, failed=None)
@@ -3283,12 +3344,13 @@ for line in sys.stdin:
         """connect: a batch of the client's over --max-message whose errors by id there is
         no memory to write (a big realloc() fails), nor then its one -32600 with id null
         (the next one fails too): the client gets no empty line in its place, and stderr
-        says the error was lost; connect goes on."""
+        says the error was lost and the requests left unanswered; connect goes on."""
         p, lines = self.connect_oversize_batch(malloc_min=65536, malloc_only="realloc",
                                                malloc_then=1)
         self.assertEqual(lines[:-1], [])  # (no empty line in the error's place)
         self.assertIn("could not each be answered", p.stderr())
-        self.assertIn("out of memory: a message from mcpmux for the client was lost",
+        self.assertIn("out of memory: the error with id null for the requests of a batch of "
+                      "the client's over --max-message was lost: they are left unanswered",
                       p.stderr())
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
