@@ -2390,16 +2390,20 @@ class OutOfMemory(Faults):
         self.goes_on_and_ends(p)
 
     def test_a_notification_or_non_json_held_behind_an_ended_run_that_cannot_be_held(self):
-        """No memory to hold, behind an ended run's last replies, a notification, or a
-        line that is not JSON (the held queue's growth past 4 KiB, for a line of 5 KB):
-        the notification is dropped, the other line gets the parse error it would have
-        had, held in its place; stderr says which it was (not "0 requests"), and a request
-        held after it still reaches the next run."""
+        """No memory to hold, behind an ended run's last replies, a notification, a line
+        that is not JSON, or a JSON line that is no message (the held queue's growth past
+        4 KiB, for a line of 5 KB): the notification is dropped, the other lines get the
+        parse error or the -32600 with id null they would have had, held in their place;
+        stderr says which it was (not "0 requests"), and a request held after it still
+        reaches the next run."""
         notification = json.dumps(note("notifications/x", {"pad": "OOM-N" + "p" * 5000}))
         for line, said, errors in (
                 (notification, "a notification, dropped", []),
                 ('{"oops OOM-N' + "p" * 5000, "it is not JSON and gets a parse error",
-                 [(None, -32700)])):
+                 [(None, -32700)]),
+                (json.dumps({"foo": 2, "pad": "OOM-N" + "p" * 5000}),
+                 "it is no JSON-RPC message and gets an Invalid Request error",
+                 [(None, -32600)])):
             with self.subTest(said=said):
                 env = self.oom_env("OOM-N", malloc_min=4096, malloc_only="realloc")
                 p = self.wrap_initialized(env, "--max-message", "8192",
