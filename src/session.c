@@ -365,12 +365,15 @@ ids_let_go(const struct pending *table)
 	}
 }
 
-/* p out of its table and freed: a table so emptied is let go (its buckets are freed). */
-static void
+/*
+ * p out of its table and freed: a table so emptied is let go (its buckets are freed), as
+ * ids_let_go() says, by its buckets alone (one entry left; uthash never shrinks them).
+ */
+static inline void
 ids_drop(struct pending **table, struct pending *p)
 {
-	if (HASH_COUNT(*table) == 1) {
-		ids_let_go(*table);
+	if (HASH_COUNT(*table) == 1 && (*table)->hh.tbl->num_buckets >= PENDING_MANY / 8) {
+		sys_big_alloc = true;
 	}
 	HASH_DEL(*table, p);
 	pending_release(p);
