@@ -1197,6 +1197,7 @@ big_batch(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len
 			hub_log_own(&sv->hub, e->id, e->s, b->buf, b->len);
 		} else if (errno != ENOMEM) {
 			message_lost(sc, e, b->buf, b->len);
+			errno = EPIPE; /* (lost, said: no error with id null in its place) */
 		}
 	} else if (b->len > head) {
 		sbuf_adds(b, "}");
@@ -1219,7 +1220,6 @@ big_batch(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len
 			   (int)sid_len, sid);
 		return false;
 	}
-	sbuf_reset(b);
 	if (sc->big_notes > 0) {
 		diag_warn("session %.*s: " RPCOUT_BIG_NOTIFICATION, (int)sid_len, sid,
 			  RPCOUT_BIG_ARGS_SIZE(big));
