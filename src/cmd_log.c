@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <utlist.h>
 #include <wchar.h>
 
 #include <yajl/yajl_parse.h>
@@ -999,14 +1000,7 @@ waiting_unlink(struct waiting *w)
 {
 	struct waiting_session *ws = w->ws;
 
-	if (w->s_prev != NULL) {
-		w->s_prev->s_next = w->s_next;
-	} else {
-		ws->head = w->s_next;
-	}
-	if (w->s_next != NULL) {
-		w->s_next->s_prev = w->s_prev;
-	}
+	DL_DELETE2(ws->head, w, s_prev, s_next);
 	if (ws->head == NULL) {
 		HASH_DEL(waiting_sessions, ws);
 		free(ws);
@@ -1161,12 +1155,7 @@ waiting_put(const char *session, bool from_client, yajl_val rec, const char *met
 		return;
 	}
 	w->ws = ws;
-	w->s_prev = NULL;
-	w->s_next = ws->head;
-	if (ws->head != NULL) {
-		ws->head->s_prev = w;
-	}
-	ws->head = w;
+	DL_PREPEND2(ws->head, w, s_prev, s_next);
 	n_waiting++;
 }
 

@@ -353,21 +353,25 @@ class PeakRss:
     test process may have grown large in an earlier test.  A fresh interpreter in between
     (with no site packages) lends it only its own few MB.  finish(): (exit code, KiB)."""
 
-    def __init__(self, argv, env):
+    def __init__(self, argv, env, stdin=None, stdout=subprocess.PIPE, stderr=None):
         r, w = os.pipe()
         try:
             self.p = subprocess.Popen([sys.executable, "-S", "-c", PEAK_RSS, str(w)] + argv,
-                                      stdout=subprocess.PIPE, env=env, pass_fds=(w,))
+                                      stdin=stdin, stdout=stdout, stderr=stderr, env=env,
+                                      pass_fds=(w,))
         finally:
             os.close(w)
         self.r = r
+        self.stdin = self.p.stdin
         self.stdout = self.p.stdout
 
     def finish(self, seconds=60):
         try:
             self.p.wait(timeout=seconds * SLOW)
         finally:
-            self.p.stdout.close()
+            for f in (self.p.stdin, self.p.stdout):
+                if f is not None and not f.closed:
+                    f.close()
         with os.fdopen(self.r, "rb") as f:
             got = f.read().split()
         if self.p.returncode != 0 or len(got) != 2:

@@ -1426,8 +1426,9 @@ class Reading(Case):
                            (["stats"], "stats.golden")):
             with open(os.path.join(self.tmp.name, "out"), "w+b") as out, \
                     open(os.path.join(self.tmp.name, "err"), "w+b") as err:
-                p = subprocess.Popen([MCPMUX, "log"] + args + ["--max-message", "1M"],
-                                     stdin=subprocess.PIPE, stdout=out, stderr=err, env=env)
+                # the peak of mcpmux's own process (PeakRss: not of the test process's pages)
+                p = PeakRss([MCPMUX, "log"] + args + ["--max-message", "1M"], env,
+                            stdin=subprocess.PIPE, stdout=out, stderr=err)
                 try:
                     p.stdin.write(b"".join(lines[:2]))
                     for _ in range(200):
@@ -1436,19 +1437,17 @@ class Reading(Case):
                     p.stdin.close()
                 except BrokenPipeError:
                     pass
-                # the peak of this one child, through wait4
-                _, status, usage = os.wait4(p.pid, 0)
-                p.returncode = os.waitstatus_to_exitcode(status)
+                code, peak = p.finish()
                 out.seek(0)
                 err.seek(0)
                 out, err = out.read().decode(), err.read().decode()
-            self.assertEqual(p.returncode, 0, err[-500:])
+            self.assertEqual(code, 0, err[-500:])
             self.assertEqual(out, self.golden(name), name)
             self.assertIn("(stdin):3: a line longer than any record (%d bytes): skipped"
                           % (7 * (1 << 20) + (128 << 10)), err)
-            print("log %s past a 200 MiB line: peak RSS %d KiB" % (args[0], usage.ru_maxrss))
+            print("log %s past a 200 MiB line: peak RSS %d KiB" % (args[0], peak))
             bound = 32 * 1024 if not os.environ.get("MCPMUX_TEST_SANITIZED") else 128 * 1024
-            self.assertLess(usage.ru_maxrss, bound)
+            self.assertLess(peak, bound)
 
     def test_follow_reads_past_a_line_longer_than_any_record(self):
         """--follow: a line longer than any record, still being written, is read past as
@@ -1809,14 +1808,14 @@ class Reading(Case):
             self.assertIn("after", out)
             if cmd[0] == "show":
                 self.assertEqual(len(out.splitlines()), 4, out)
-        # the peak of one run, through wait4 (communicate() reaps: run it again)
-        p = subprocess.Popen([MCPMUX, "log", "stats", path], stdout=subprocess.DEVNULL, env=env)
-        _, status, usage = os.wait4(p.pid, 0)
-        p.returncode = os.waitstatus_to_exitcode(status)
-        self.assertEqual(p.returncode, 0)
-        print("log stats over an 8 MB body of small values: peak RSS %d KiB" % usage.ru_maxrss)
+        # the peak of one run of mcpmux's own (PeakRss: not of the test process's pages)
+        p = PeakRss([MCPMUX, "log", "stats", path], env)
+        p.stdout.read()
+        code, peak = p.finish()
+        self.assertEqual(code, 0)
+        print("log stats over an 8 MB body of small values: peak RSS %d KiB" % peak)
         bound = 32 * 1024 if not os.environ.get("MCPMUX_TEST_SANITIZED") else 128 * 1024
-        self.assertLess(usage.ru_maxrss, bound)
+        self.assertLess(peak, bound)
 
     def test_a_record_of_many_small_values_elsewhere_is_skipped_without_a_tree(self):
         """Small values in members other than the body and the answers (2,000 members
@@ -1838,14 +1837,13 @@ class Reading(Case):
             f.write(head % (3, "notification", '"method":"after",') + "}\n")
         env = dict(self.env)
         env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=1"
-        p = subprocess.Popen([MCPMUX, "log", "stats", path], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, env=env)
-        _, status, usage = os.wait4(p.pid, 0)
-        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
-        print("log stats over a line of 2,000,000 small values: peak RSS %d KiB"
-              % usage.ru_maxrss)
+        p = PeakRss([MCPMUX, "log", "stats", path], env, stderr=subprocess.DEVNULL)
+        p.stdout.read()
+        code, peak = p.finish()
+        self.assertEqual(code, 0)
+        print("log stats over a line of 2,000,000 small values: peak RSS %d KiB" % peak)
         bound = 32 * 1024 if not os.environ.get("MCPMUX_TEST_SANITIZED") else 128 * 1024
-        self.assertLess(usage.ru_maxrss, bound)
+        self.assertLess(peak, bound)
         p = subprocess.Popen([MCPMUX, "log", "show", "--color", "never", path],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         out, err = p.communicate(timeout=60)
