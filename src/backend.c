@@ -965,6 +965,46 @@ ctr_free(struct backend_ctr *c)
 }
 
 /*
+ * The record of the engine of c's run beside mcpmux's own id file (container.h), for
+ * `mcpmux sweep`: without it, sweep keeps that file for good once mcpmux is gone (said).
+ */
+static void
+ctr_record(const struct backend_ctr *c)
+{
+	char path[PATH_MAX];
+	size_t len = 0;
+	char *text = container_record_text(c->argv, c->run.prefix_len, &len);
+	int fd = -1;
+
+	if (text != NULL && container_record_path(c->cidfile, path, sizeof(path)) == 0) {
+		(void)unlink(path);
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	}
+	if (fd == -1 || sys_write_all(fd, text, len) == -1) {
+		diag_warn_errno("session %s: cannot keep the record of the engine of its container "
+				"beside its id file %s (`mcpmux sweep` keeps that file once mcpmux "
+				"is gone)",
+				c->b->cookie, c->cidfile);
+		if (fd != -1 && container_record_path(c->cidfile, path, sizeof(path)) == 0) {
+			(void)unlink(path);
+		}
+	}
+	sys_close(&fd);
+	free(text);
+}
+
+/* Remove the record beside mcpmux's own id file cidfile. */
+static void
+ctr_record_remove(const char *cidfile)
+{
+	char path[PATH_MAX];
+
+	if (container_record_path(cidfile, path, sizeof(path)) == 0) {
+		(void)unlink(path);
+	}
+}
+
+/*
  * A container run gets labels and a cidfile (container.h): b->ctr, whose run_argv is
  * what runs.  A command that is not one, or one mcpmux leaves alone (said once), runs as
  * it is.  -1 only when memory runs out.
@@ -1034,6 +1074,9 @@ ctr_prepare(struct backend *b, char *const *argv)
 	if (c->run_argv == NULL) {
 		free(c);
 		return -1;
+	}
+	if (c->own_cidfile) {
+		ctr_record(c);
 	}
 	b->ctr = c;
 	return 0;
@@ -1244,6 +1287,9 @@ fail:
 	}
 	if (told) {
 		keeper_container_gone(b->ctr->cidfile, b->ctr->run_label); /* never started */
+	}
+	if (b->ctr != NULL && b->ctr->own_cidfile) {
+		ctr_record_remove(b->ctr->cidfile); /* no container, no id file */
 	}
 	ctr_free(b->ctr);
 	sys_close(&pin[0]);
@@ -1927,6 +1973,7 @@ enter_done(struct backend *b)
 			/* The keeper reads an id file that is not there as an empty one. */
 			if (b->ctr->own_cidfile) {
 				(void)unlink(b->ctr->cidfile);
+				ctr_record_remove(b->ctr->cidfile);
 			}
 		}
 	}

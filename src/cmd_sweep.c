@@ -962,6 +962,8 @@ cmd_sweep(int argc, char **argv)
 			/* housekeeping: not reported */
 			(void)survey_sweep_status(&p.scan, &p);
 			sweep_cidfiles(cv, ncv);
+			/* and those of containers gone without them (removed by hand) */
+			(void)survey_sweep_lost_cidfiles(&p);
 		}
 		rc = sweep_report(&p, &vs, cv, ncv);
 		if (fflush(stdout) == EOF || ferror(stdout)) {

@@ -1158,3 +1158,138 @@ container_gone_output(const char *text, size_t len, const struct container_tail 
 {
 	return container_gone_message(text, len) || container_gone_message(t->buf, t->n);
 }
+
+/* ---- the record of a run's engine ---- */
+
+#define RECORD_MAGIC "mcpmux-engine 1"
+
+const char *const container_record_vars[] = {
+	"DOCKER_HOST",
+	"DOCKER_CONTEXT",
+	"DOCKER_CONFIG",
+	"DOCKER_TLS_VERIFY",
+	"DOCKER_CERT_PATH",
+	"CONTAINER_HOST",
+	"CONTAINER_CONNECTION",
+	"CONTAINER_SSHKEY",
+	"CONTAINERS_CONF",
+	"CONTAINERS_STORAGE_CONF",
+	"HOME",
+	"XDG_CONFIG_HOME",
+	"XDG_DATA_HOME",
+	"XDG_RUNTIME_DIR",
+	NULL,
+};
+
+int
+container_record_path(const char *cidfile, char *out, size_t cap)
+{
+	size_t len = strlen(cidfile);
+
+	if (len < 5 || strcmp(cidfile + len - 4, ".cid") != 0 || len >= cap) {
+		return -1;
+	}
+	memcpy(out, cidfile, len - 4);
+	memcpy(out + len - 4, ".ctx", 5);
+	return 0;
+}
+
+char *
+container_record_text(char *const *prefix, size_t n, size_t *len)
+{
+	char head[64];
+	size_t n_vars = 0, total;
+
+	total = 0;
+	for (size_t i = 0; container_record_vars[i] != NULL; i++) {
+		const char *v = getenv(container_record_vars[i]);
+
+		if (v != NULL) {
+			n_vars++;
+			total += strlen(container_record_vars[i]) + 1 + strlen(v) + 1;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		total += strlen(prefix[i]) + 1;
+	}
+	(void)snprintf(head, sizeof(head), RECORD_MAGIC " %zu %zu", n_vars, n);
+	total += strlen(head) + 1 + 1;
+
+	char *buf = malloc(total), *p = buf;
+
+	if (buf == NULL) {
+		return NULL;
+	}
+	p += sprintf(p, "%s", head) + 1;
+	for (size_t i = 0; container_record_vars[i] != NULL; i++) {
+		const char *v = getenv(container_record_vars[i]);
+
+		if (v != NULL) {
+			p += sprintf(p, "%s=%s", container_record_vars[i], v) + 1;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		p += sprintf(p, "%s", prefix[i]) + 1;
+	}
+	*p++ = '\0';
+	*len = (size_t)(p - buf);
+	return buf;
+}
+
+/* The NUL-terminated string at *pos (before end): its start, *pos moved past; NULL none. */
+static const char *
+record_next(const char **pos, const char *end)
+{
+	const char *s = *pos;
+	const char *nul = s < end ? memchr(s, '\0', (size_t)(end - s)) : NULL;
+
+	if (nul == NULL) {
+		return NULL;
+	}
+	*pos = nul + 1;
+	return s;
+}
+
+/* Is s NAME=VALUE of one of container_record_vars? */
+static bool
+record_var(const char *s)
+{
+	const char *eq = strchr(s, '=');
+
+	return eq != NULL && in_list(s, (size_t)(eq - s), container_record_vars);
+}
+
+char **
+container_record_parse(const char *buf, size_t len, size_t *n_vars, size_t *n_words)
+{
+	const char *pos = buf, *end = buf + len, *head = record_next(&pos, end), *s;
+	size_t nv, nw;
+	char tail;
+	char **v;
+
+	if (head == NULL || sscanf(head, RECORD_MAGIC " %zu %zu%c", &nv, &nw, &tail) != 2 ||
+	    nw == 0 || nv >= len || nw >= len) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if ((v = calloc(nv + nw + 2, sizeof(*v))) == NULL) {
+		return NULL;
+	}
+	for (size_t i = 0; i < nv + nw; i++) {
+		if ((s = record_next(&pos, end)) == NULL || (i < nv && !record_var(s))) {
+			free(v);
+			errno = EINVAL;
+			return NULL;
+		}
+		v[i < nv ? i : i + 1] = (char *)(uintptr_t)s;
+	}
+	/* The empty string that ends it, and nothing after. */
+	if ((s = record_next(&pos, end)) == NULL || s[0] != '\0' || pos != end) {
+		free(v);
+		errno = EINVAL;
+		return NULL;
+	}
+	*n_vars = nv;
+	*n_words = nw;
+	return v;
+}

@@ -1011,6 +1011,18 @@ listed_as_owners(char **prefix, size_t n, const char *cid, const char *owner, do
 	return 0;
 }
 
+/* mcpmux's own id file cidfile goes, and the record of its engine beside it (container.h). */
+static void
+unlink_own(const char *cidfile)
+{
+	char path[PATH_MAX];
+
+	(void)unlink(cidfile);
+	if (container_record_path(cidfile, path, sizeof(path)) == 0) {
+		(void)unlink(path);
+	}
+}
+
 /*
  * End container cid through its engine (prefix[0..n)), its commands bounded to until as
  * well (INFINITY: each to KEEPER_ENGINE_S alone), and say what happened: removed (or
@@ -1046,7 +1058,7 @@ end_by_id(const char *cidfile, bool own, char **prefix, size_t n, const char *ci
 		}
 		if (engine_gone(&r)) {
 			if (cidfile != NULL && own) {
-				(void)unlink(cidfile);
+				unlink_own(cidfile);
 			}
 			return 1;
 		}
@@ -1107,7 +1119,7 @@ end_by_id(const char *cidfile, bool own, char **prefix, size_t n, const char *ci
 	}
 	if (gone) {
 		if (cidfile != NULL && own) {
-			(void)unlink(cidfile);
+			unlink_own(cidfile);
 		}
 		diag_warn("keeper: removed container %.12s (%s: %s)", cid, engine_word(prefix, n),
 			  done);
@@ -1136,9 +1148,15 @@ forget_own(const struct ctr *c)
 {
 	char cid[CONTAINER_ID_MAX + 1];
 
-	if (c->own && read_cid(c, cid, sizeof(cid)) == 0 && unlink(c->cidfile) == -1 &&
-	    errno != ENOENT) {
+	char path[PATH_MAX];
+
+	if (!c->own || read_cid(c, cid, sizeof(cid)) != 0) {
+		return;
+	}
+	if (unlink(c->cidfile) == -1 && errno != ENOENT) {
 		diag_warn_errno("keeper: cannot remove container id file %s", c->cidfile);
+	} else if (container_record_path(c->cidfile, path, sizeof(path)) == 0) {
+		(void)unlink(path); /* the record of its engine, beside it */
 	}
 }
 

@@ -323,6 +323,60 @@ env_without_cookies(void)
 	return env;
 }
 
+/* Is entry NAME=VALUE one of container_record_vars? */
+static bool
+record_var_entry(const char *entry)
+{
+	for (size_t i = 0; container_record_vars[i] != NULL; i++) {
+		size_t len = strlen(container_record_vars[i]);
+
+		if (strncmp(entry, container_record_vars[i], len) == 0 && entry[len] == '=') {
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * env_without_cookies(), and with vars (NULL: as it is) the variables of
+ * container_record_vars as vars has them, set or not.
+ */
+static char **
+env_for(char *const *vars)
+{
+	char **env = env_without_cookies();
+	size_t n = 0, nv = 0;
+
+	if (env == NULL || vars == NULL) {
+		return env;
+	}
+	while (env[n] != NULL) {
+		n++;
+	}
+	while (vars[nv] != NULL) {
+		nv++;
+	}
+	char **out = malloc((n + nv + 1) * sizeof(*out));
+
+	if (out != NULL) {
+		size_t k = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			if (!record_var_entry(env[i])) {
+				out[k++] = env[i];
+			}
+		}
+		for (size_t i = 0; i < nv; i++) {
+			out[k++] = vars[i];
+		}
+		out[k] = NULL;
+	}
+	free(env);
+	return out;
+}
+
+static int run_in(char *const *argv, char *const *vars, int timeout_ms, struct survey_run *r);
+
 /*
  * Run argv with stdin on /dev/null, its stdout and stderr captured (up to
  * SURVEY_ENGINE_OUTPUT_MAX each, cut there), for at most timeout_ms; killed after that.  0 when it
@@ -330,6 +384,13 @@ env_without_cookies(void)
  */
 int
 survey_run(char *const *argv, int timeout_ms, struct survey_run *r)
+{
+	return run_in(argv, NULL, timeout_ms, r);
+}
+
+/* survey_run() with the variables of container_record_vars as vars has them (env_for()). */
+static int
+run_in(char *const *argv, char *const *vars, int timeout_ms, struct survey_run *r)
 {
 	int out[2] = { -1, -1 }, err[2] = { -1, -1 };
 	posix_spawn_file_actions_t fa;
@@ -370,7 +431,7 @@ survey_run(char *const *argv, int timeout_ms, struct survey_run *r)
 		(void)posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF |
 							      POSIX_SPAWN_SETSIGMASK |
 							      POSIX_SPAWN_SETPGROUP);
-		char **envp = env_without_cookies();
+		char **envp = env_for(vars);
 
 		rc = envp == NULL ? ENOMEM : posix_spawnp(&pid, argv[0], &fa, &attr, argv, envp);
 		free(envp);
@@ -2353,6 +2414,18 @@ survey_start_sweep(const char *inst)
 	return gone;
 }
 
+/* Remove the record of the engine beside id file name of d (container.h), if any. */
+static void
+record_remove(DIR *d, const char *name)
+{
+	char rec[NAME_MAX + 1];
+
+	if (container_record_path(name, rec, sizeof(rec)) == 0 &&
+	    unlinkat(dirfd(d), rec, 0) == -1 && errno != ENOENT) {
+		diag_warn_errno("cannot remove %s", rec);
+	}
+}
+
 struct ended_ids {
 	const char *const *ids;
 	size_t n;
@@ -2416,7 +2489,266 @@ survey_sweep_cidfiles(const char *const *ids, size_t n)
 		}
 		struct ended_ids ei = { ids, n };
 
-		removed += remove_own_file(d, dir, "cid", e->d_name, uid, cidfile_names, &ei);
+		if (remove_own_file(d, dir, "cid", e->d_name, uid, cidfile_names, &ei) == 1) {
+			removed++;
+			record_remove(d, e->d_name);
+		}
+	}
+	(void)closedir(d);
+	return removed;
+}
+
+/* The id in id file fd, into id (NUL-terminated): true when it holds one that can be asked about.
+ */
+static bool
+cidfile_id(int fd, char *id, size_t cap)
+{
+	char buf[CONTAINER_ID_MAX + 2];
+	size_t len = 0;
+	ssize_t r;
+
+	while (len < sizeof(buf) &&
+	       ((r = read(fd, buf + len, sizeof(buf) - len)) > 0 || (r == -1 && errno == EINTR))) {
+		len += r > 0 ? (size_t)r : 0;
+	}
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' ')) {
+		len--;
+	}
+	if (len == 0 || len > CONTAINER_ID_MAX || len >= cap) {
+		return false; /* still empty (the engine has not written it), or no id */
+	}
+	for (size_t i = 0; i < len; i++) {
+		char c = buf[i];
+
+		/* An engine's id: never a word an engine would take for an option. */
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))) {
+			return false;
+		}
+	}
+	memcpy(id, buf, len);
+	id[len] = '\0';
+	return true;
+}
+
+/* Does the id file fd still hold id (read again under its descriptor)? */
+static bool
+cidfile_holds(int fd, void *ctx)
+{
+	const char *id = ctx;
+	char now[CONTAINER_ID_MAX + 1];
+
+	return cidfile_id(fd, now, sizeof(now)) && strcmp(now, id) == 0;
+}
+
+/*
+ * The record beside id file name of d (container.h), read into b: 0, or -1 with errno
+ * (ENOENT: there is none; EPERM: not a regular file of uid's; EFBIG: too long).
+ */
+static int
+record_load(DIR *d, const char *name, uid_t uid, struct sbuf *b)
+{
+	char rec[NAME_MAX + 1], buf[16384];
+	struct stat st;
+	ssize_t got;
+	int fd, err = 0;
+
+	if (container_record_path(name, rec, sizeof(rec)) == -1) {
+		errno = ENOENT;
+		return -1;
+	}
+	fd = openat(dirfd(d), rec, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd == -1) {
+		return -1;
+	}
+	if (fstat(fd, &st) == -1) {
+		err = errno;
+	} else if (!S_ISREG(st.st_mode) || st.st_uid != uid) {
+		err = EPERM;
+	}
+	while (err == 0 && (got = read(fd, buf, sizeof(buf))) != 0) {
+		if (got == -1 && errno != EINTR) {
+			err = errno;
+		} else if (got > 0 && b->len + (size_t)got > CONTAINER_RECORD_MAX) {
+			err = EFBIG;
+		} else if (got > 0) {
+			sbuf_add(b, buf, (size_t)got);
+		}
+	}
+	sys_close(&fd);
+	if (err == 0 && b->failed) {
+		err = ENOMEM;
+	}
+	errno = err;
+	return err == 0 ? 0 : -1;
+}
+
+/* The engine of a record and its context, for a message: its words, and its variables. */
+static void
+record_describe(char **v, size_t n_vars, size_t n_words, char *out, size_t cap)
+{
+	static const char *const shown[] = { "DOCKER_HOST", "DOCKER_CONTEXT", "CONTAINER_HOST",
+					     "CONTAINER_CONNECTION", NULL };
+	size_t at = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < n_words && at < cap; i++) {
+		char pr[256];
+
+		at += (size_t)snprintf(out + at, cap - at, "%s%s", i > 0 ? " " : "",
+				       survey_printable(v[n_vars + 1 + i], pr, sizeof(pr)));
+	}
+	for (size_t i = 0; i < n_vars && at < cap; i++) {
+		for (size_t k = 0; shown[k] != NULL; k++) {
+			size_t len = strlen(shown[k]);
+
+			if (strncmp(v[i], shown[k], len) == 0 && v[i][len] == '=') {
+				char pr[256];
+
+				at += (size_t)snprintf(out + at, cap - at, " (%s)",
+						       survey_printable(v[i], pr, sizeof(pr)));
+			}
+		}
+	}
+}
+
+enum lost_answer {
+	LOST_GONE,  /* that engine, in that context, has no such container */
+	LOST_THERE, /* it has */
+	LOST_FAIL,  /* it cannot say: why */
+};
+
+/*
+ * Ask the engine of a record (v: container_record_parse()), in its context, whether
+ * container id is there.
+ */
+static enum lost_answer
+lost_ask(char **v, size_t n_vars, size_t n_words, const char *id, char *why, size_t cap)
+{
+	struct survey_run r;
+	char **argv = container_inspect_argv(v + n_vars + 1, n_words, id);
+	enum lost_answer a;
+
+	if (argv == NULL) {
+		(void)snprintf(why, cap, "out of memory");
+		return LOST_FAIL;
+	}
+	int rc = run_in(argv, v, SURVEY_ENGINE_TIMEOUT_MS, &r);
+
+	free(argv);
+	if (rc == -1) {
+		(void)snprintf(why, cap, "cannot run it: %s", strerror(r.spawn_errno));
+		a = LOST_FAIL;
+	} else if (survey_run_ok(&r)) {
+		a = LOST_THERE;
+	} else if (r.status != -1 && container_gone_output(r.err.buf != NULL ? r.err.buf : "",
+							   r.err.len, &r.err_tail)) {
+		a = LOST_GONE;
+	} else {
+		survey_run_failure(&r, why, cap);
+		a = LOST_FAIL;
+	}
+	survey_run_release(&r);
+	return a;
+}
+
+size_t
+survey_sweep_lost_cidfiles(const struct survey *p)
+{
+	char dir[PATH_MAX];
+	uid_t uid = getuid();
+	size_t removed = 0;
+	DIR *d;
+
+	if ((d = open_runtime_sub(dir, sizeof(dir), uid, "cid")) == NULL) {
+		if (errno != ENOENT) {
+			diag_warn_errno(
+				"cannot look for the id files of containers that are gone in "
+				"%s/cid",
+				dir);
+		}
+		return 0;
+	}
+	for (const struct dirent *e; (e = readdir(d)) != NULL;) {
+		size_t len = strlen(e->d_name);
+		char id[CONTAINER_ID_MAX + 1], why[512], what[1024];
+		struct sbuf rec = { 0 };
+		struct stat st;
+		size_t n_vars = 0, n_words = 0;
+		char **v = NULL, *end;
+		long pid;
+		int fd;
+
+		/* mcpmux's own, PID.SEQ.cid or its record PID.SEQ.ctx, of an instance that is gone
+		 */
+		errno = 0;
+		pid = strtol(e->d_name, &end, 10);
+		if (e->d_name[0] < '1' || e->d_name[0] > '9' || *end != '.' || errno != 0 ||
+		    pid > INT_MAX || len < 5 ||
+		    (strcmp(e->d_name + len - 4, ".cid") != 0 &&
+		     strcmp(e->d_name + len - 4, ".ctx") != 0) ||
+		    !status_stale(&p->scan, (pid_t)pid)) {
+			continue;
+		}
+		if (strcmp(e->d_name + len - 4, ".ctx") == 0) {
+			/* A record whose id file is gone (never written: a run that failed). */
+			char cid[NAME_MAX + 1];
+
+			(void)snprintf(cid, sizeof(cid), "%.*s.cid", (int)(len - 4), e->d_name);
+			if (fstatat(dirfd(d), cid, &st, AT_SYMLINK_NOFOLLOW) == -1 &&
+			    errno == ENOENT &&
+			    fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    S_ISREG(st.st_mode) && st.st_uid == uid) {
+				(void)unlinkat(dirfd(d), e->d_name, 0);
+			}
+			continue;
+		}
+		fd = openat(dirfd(d), e->d_name,
+			    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+		if (fd == -1) {
+			continue;
+		}
+		bool ask = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == uid &&
+			   cidfile_id(fd, id, sizeof(id));
+
+		sys_close(&fd);
+		if (!ask) {
+			continue; /* still empty: its engine may be making it (the keeper's) */
+		}
+		/*
+		 * Only the engine that made it, asked in the context it was made in, can say
+		 * that it is gone (removed by hand): another engine, or the same in another
+		 * context (DOCKER_HOST, --context, --url, --root), does not know of it.
+		 */
+		if (record_load(d, e->d_name, uid, &rec) == -1) {
+			diag_warn(
+				"sweep: keeping %s/cid/%s: no record of the engine of its container "
+				"%.12s (%s)",
+				dir, e->d_name, id,
+				errno == ENOENT ? "made by an older mcpmux, or not written"
+						: strerror(errno));
+		} else if ((v = container_record_parse(rec.buf != NULL ? rec.buf : "", rec.len,
+						       &n_vars, &n_words)) == NULL) {
+			diag_warn(
+				"sweep: keeping %s/cid/%s: the record of the engine of its container "
+				"%.12s cannot be read (%s)",
+				dir, e->d_name, id, strerror(errno));
+		} else {
+			enum lost_answer a = lost_ask(v, n_vars, n_words, id, why, sizeof(why));
+
+			record_describe(v, n_vars, n_words, what, sizeof(what));
+			if (a == LOST_FAIL) {
+				diag_warn(
+					"sweep: keeping %s/cid/%s: %s cannot say whether container "
+					"%.12s is there: %s",
+					dir, e->d_name, what, id, why);
+			} else if (a == LOST_GONE && remove_own_file(d, dir, "cid", e->d_name, uid,
+								     cidfile_holds, id) == 1) {
+				removed++;
+				record_remove(d, e->d_name);
+			}
+		}
+		free(v);
+		sbuf_release(&rec);
 	}
 	(void)closedir(d);
 	return removed;

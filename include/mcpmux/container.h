@@ -219,4 +219,27 @@ void container_tail_add(struct container_tail *t, const char *p, size_t n);
  */
 bool container_gone_output(const char *text, size_t len, const struct container_tail *t);
 
+/*
+ * The record of the engine of a run with mcpmux's own id file, kept beside that file
+ * (PID.SEQ.cid: PID.SEQ.ctx) for `mcpmux sweep`, which may have to ask that engine, in
+ * that context, about the container once mcpmux and its keeper are gone: the words
+ * before `run` (a launcher, the engine, its global options) and the variables of
+ * container_record_vars as they were for the run (set or not).  Strings each ended by a
+ * NUL: "mcpmux-engine 1 NVARS NWORDS", the NVARS variables set (NAME=VALUE), then the
+ * NWORDS words, then an empty one: a record cut short is no record.
+ */
+#define CONTAINER_RECORD_MAX ((size_t)1 << 20) /* bytes of a record read */
+/* The variables that choose an engine's context, NULL-terminated. */
+extern const char *const container_record_vars[];
+/* The record's path beside id file cidfile (its ".cid" as ".ctx"): -1 when not one. */
+int container_record_path(const char *cidfile, char *out, size_t cap);
+/* The record of prefix[0..n) and this process's environment (malloc'd, *len bytes). */
+char *container_record_text(char *const *prefix, size_t n, size_t *len);
+/*
+ * Read a record (buf[0..len)): an array (free() it; its strings point into buf) of the
+ * *n_vars variables set, NULL, then the *n_words words, NULL.  NULL with errno EINVAL
+ * when it is not a whole record (or names another variable), ENOMEM.
+ */
+char **container_record_parse(const char *buf, size_t len, size_t *n_vars, size_t *n_words);
+
 #endif

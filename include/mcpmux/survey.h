@@ -185,6 +185,17 @@ size_t survey_sweep_status(const struct procscan *s, const struct survey *keep);
  * not remove its container, is left there.  Returns how many were removed.
  */
 size_t survey_sweep_cidfiles(const char *const *ids, size_t n);
+/*
+ * sweep: remove mcpmux's own id files of containers (as survey_sweep_cidfiles() reads them)
+ * of instances that are gone (as a stale status file's) whose container is gone without
+ * them (removed by hand): the engine of the record beside the file (container.h), asked
+ * with that record's words and variables, that is in the context the run had, answers
+ * its `container inspect` with "no such container".  Any other answer keeps the file:
+ * the container there, or a failure (the engine missing, not reached, no record), said on
+ * stderr.  A record whose id file is gone goes too.  Returns how many id files were
+ * removed.
+ */
+size_t survey_sweep_lost_cidfiles(const struct survey *sv);
 
 /*
  * The cgroups of this user's instances that are gone (docs/ps.md), into sv->cg, and the

@@ -4,6 +4,7 @@ really does is in test_podman.py."""
 
 import os
 import signal
+import subprocess
 import time
 import unittest
 
@@ -987,6 +988,150 @@ class FakeDockerKeeper(FakeDockerCase):
         self.assertTrue(helpers and all(h.startswith("container ls ") for h in helpers),
                         helpers)
         self.assertNotIn("keeper: removed container", p.stderr())
+        self.assert_no_leftovers()
+
+    def kill_with_keeper(self, p):
+        """mcpmux and its keeper killed together (the keeper stopped first, so that it
+        cannot act on mcpmux's death): what they leave is left to `mcpmux sweep`."""
+        keepers = wait_until(lambda: [q for q in self.tagged() if keeper_of(q) == p.pid], 10,
+                             "the keeper to start")
+        for k in keepers:
+            os.kill(k, signal.SIGSTOP)
+        p.p.send_signal(signal.SIGKILL)
+        p.wait()
+        for k in keepers:
+            os.kill(k, signal.SIGKILL)
+        wait_until(lambda: not [q for q in self.tagged() if keeper_of(q) is not None], 10,
+                   "the keeper to be gone")
+
+    def sweep(self, *args, **env):
+        """`mcpmux sweep` (with args) in the test's runtime directory, with env over the
+        test's (None: unset), its --session one of no session: it ends nothing of other
+        tests."""
+        e = dict(self.env)
+        for k, v in env.items():
+            if v is None:
+                e.pop(k, None)
+            else:
+                e[k] = v
+        r = subprocess.run([MCPMUX, "sweep", "--session", self.tag + "-none"] + list(args),
+                           capture_output=True, env=e, text=True, timeout=60 * SLOW)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r
+
+    def cid_dir(self):
+        return os.path.join(self.env["XDG_RUNTIME_DIR"], "mcpmux", "cid")
+
+    def test_the_record_of_the_engine_goes_with_the_id_file(self):
+        """mcpmux's own id file and the record of the run's engine beside it are there
+        while the run is, and go together: at mcpmux's exit, and by the keeper of a
+        killed mcpmux."""
+        for how in ("exit", "keeper"):
+            with self.subTest(how=how):
+                p = self.initialized_run()
+                files = sorted(os.listdir(self.cid_dir()))
+                self.assertEqual([f.rsplit(".", 1)[1] for f in files], ["cid", "ctx"], files)
+                if how == "exit":
+                    p.close_stdin()
+                    self.assertEqual(p.wait(), 0)
+                else:
+                    self.kill_and_wait_for_keeper(p)
+                self.assertEqual(os.listdir(self.cid_dir()), [], p.stderr())
+                os.unlink(self.log + ".removed")  # the next run's container
+        self.assert_no_leftovers()
+
+    def test_sweep_removes_the_id_file_of_a_container_removed_by_hand(self):
+        """mcpmux and its keeper killed together leave mcpmux's id file of the container,
+        and the record of its engine beside it; the container then removed by hand
+        (`docker rm -f`), sweep asks that engine about it, and removes both once it says
+        there is no such container."""
+        p = self.initialized_run()
+        files = sorted(os.listdir(self.cid_dir()))
+        self.assertEqual([f.rsplit(".", 1)[1] for f in files], ["cid", "ctx"], files)
+        self.kill_with_keeper(p)
+        r = self.sweep()
+        self.assertEqual(sorted(os.listdir(self.cid_dir())), files,
+                         "removed while its container is there")
+        subprocess.run(["docker", "container", "rm", "-f", "fake0123456789abcdef"],
+                       env=self.env, check=True, timeout=10 * SLOW)
+        r = self.sweep()
+        self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
+        self.assertNotIn("keeping", r.stderr)
+        self.assertIn(["container", "inspect", "--format", "{{.State.Status}}",
+                       "fake0123456789abcdef"], self.calls())
+        self.assert_no_leftovers()
+
+    def test_sweep_asks_the_engine_of_another_host_in_that_context(self):
+        """A run whose engine was reached elsewhere (DOCKER_HOST, or --host before `run`)
+        leaves its id file to a sweep without that context, whose engine says there is no
+        such container: sweep asks the engine at that host, where it is still there, and
+        removes the file only once it is gone from there too."""
+        host = "tcp://elsewhere.invalid:2375"
+        for how in ("DOCKER_HOST", "--host"):
+            with self.subTest(how=how):
+                self.env["FAKE_DOCKER_LOG"] = self.log = os.path.join(
+                    self.tmp.name, "docker-%s.log" % how.strip("-"))
+                self.env["FAKE_DOCKER_HOST_ONLY"] = host
+                if how == "DOCKER_HOST":
+                    p = self.initialized_run(DOCKER_HOST=host)
+                    self.env.pop("DOCKER_HOST")
+                else:
+                    self.env["FAKE_DOCKER_ARGS"] = ""
+                    p = self.start([MCPMUX] + GRACES +
+                                   ["--", "docker", "--host", host, "run", "-i", "img"])
+                    p.send(initialize(1))
+                    self.assertEqual(p.msg()["id"], 1)
+                files = sorted(os.listdir(self.cid_dir()))
+                self.assertEqual(len(files), 2, files)
+                self.kill_with_keeper(p)
+                # the engine without that context does not know of it
+                r = subprocess.run(["docker", "container", "inspect", "fake0123456789abcdef"],
+                                   env=self.env, capture_output=True, text=True,
+                                   timeout=10 * SLOW)
+                self.assertIn("No such container", r.stderr)
+                r = self.sweep()
+                self.assertEqual(sorted(os.listdir(self.cid_dir())), files,
+                                 "removed while its container is there: " + r.stderr)
+                self.assertNotIn("keeping", r.stderr)
+                asked = (["--host", host] if how == "--host" else []) + [
+                    "container", "inspect", "--format", "{{.State.Status}}",
+                    "fake0123456789abcdef"]
+                self.assertIn(asked, self.calls())
+                subprocess.run(["docker", "--host", host, "container", "rm", "-f",
+                                "fake0123456789abcdef"], env=self.env, check=True,
+                               timeout=10 * SLOW)
+                r = self.sweep()
+                self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
+                self.assert_no_leftovers()
+
+    def test_sweep_keeps_the_id_file_its_engine_cannot_be_asked_about(self):
+        """The engine of the run not there for sweep, or not answering, keeps mcpmux's id
+        file of a container removed by hand, and sweep says why, once."""
+        p = self.initialized_run()
+        files = sorted(os.listdir(self.cid_dir()))
+        self.kill_with_keeper(p)
+        subprocess.run(["docker", "container", "rm", "-f", "fake0123456789abcdef"],
+                       env=self.env, check=True, timeout=10 * SLOW)
+        down = os.path.join(self.tmp.name, "docker-down")
+        open(down, "w").close()
+        cid = os.path.join(self.cid_dir(), files[0])
+        nowhere = os.path.join(self.tmp.name, "no-engine")  # a PATH without docker
+        os.mkdir(nowhere)
+        for env, why in (({"FAKE_DOCKER_INSPECT_FAIL": down},
+                          "Cannot connect to the Docker daemon"),
+                         ({"PATH": nowhere}, "cannot run it: No such file or directory")):
+            with self.subTest(why=why):
+                r = self.sweep(**env)
+                self.assertEqual(sorted(os.listdir(self.cid_dir())), files, r.stderr)
+                said = [l for l in r.stderr.splitlines() if "keeping" in l]
+                self.assertEqual(len(said), 1, r.stderr)
+                self.assertIn("sweep: keeping %s: docker cannot say whether container "
+                              "fake01234567 is there: %s" % (cid, why), said[0])
+                r = self.sweep("-q", **env)
+                self.assertEqual(sorted(os.listdir(self.cid_dir())), files, r.stderr)
+                self.assertNotIn("keeping", r.stderr)
+        r = self.sweep()
+        self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
         self.assert_no_leftovers()
 
     def test_the_keeper_removes_its_own_empty_id_file_not_a_users(self):

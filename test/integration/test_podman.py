@@ -302,8 +302,8 @@ class PodmanTeardown(Podman):
         self.assertEqual(len(cid), 1)
         cid = cid[0]
         cid_dir = os.path.join(self.env["XDG_RUNTIME_DIR"], "mcpmux", "cid")
-        files = os.listdir(cid_dir)
-        self.assertEqual(len(files), 1, files)
+        files = sorted(os.listdir(cid_dir))  # the id file, and the record of its engine
+        self.assertEqual([f.rsplit(".", 1)[1] for f in files], ["cid", "ctx"], files)
         with open(os.path.join(cid_dir, files[0])) as f:
             self.assertEqual(f.read().strip(), cid)
         keepers = wait_until(lambda: [q for q in self.tagged() if keeper_of(q) == p.pid], 10,
@@ -317,14 +317,15 @@ class PodmanTeardown(Podman):
         wait_until(lambda: not [q for q in self.tagged() if keeper_of(q) is not None], 10,
                    "the keeper to be gone")
         self.assertEqual(self.pod.containers("status=running"), [cid])
-        self.assertEqual(os.listdir(cid_dir), files)
+        self.assertEqual(sorted(os.listdir(cid_dir)), files)
         session = self.pod.podman("container", "inspect", "--format",
                                   '{{index .Config.Labels "mcpmux.session"}}', cid).stdout.strip()
         r = subprocess.run([MCPMUX, "sweep", "-q", "--session", session], capture_output=True,
                            env=self.env, text=True, timeout=120)
         self.assertIn(cid[:12], r.stdout, r.stderr)
         self.assertEqual(self.pod.containers(), [])
-        self.assertEqual(os.listdir(cid_dir), [], "mcpmux's id file of the swept container")
+        self.assertEqual(os.listdir(cid_dir), [],
+                         "mcpmux's id file of the swept container, and its record")
 
     def test_sweep_says_rm_of_a_stopped_container_it_removed(self):
         """An orphan container that is not running is only removed: its escalation is

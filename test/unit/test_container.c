@@ -632,6 +632,68 @@ test_why(void **state)
 	assert_memory_equal(why, "Error: gone", n);
 }
 
+/* The record of a run's engine: its words and context variables, whole or not at all. */
+static void
+test_record(void **state)
+{
+	char *prefix[] = { W("env"), W("A=1"), W("docker"), W("--host"), W("tcp://h:2375"), W("") };
+	char path[64];
+	size_t len = 0, nv = 9, nw = 9;
+	char *text, **v;
+
+	assert_int_equal(container_record_path("/r/cid/12.3.cid", path, sizeof(path)), 0);
+	assert_string_equal(path, "/r/cid/12.3.ctx");
+	assert_int_equal(container_record_path("/r/cid/mine", path, sizeof(path)), -1);
+	assert_int_equal(container_record_path("/r/cid/12.3.cid", path, 10), -1);
+
+	assert_int_equal(setenv("DOCKER_HOST", "tcp://h:1", 1), 0);
+	assert_int_equal(unsetenv("DOCKER_CONTEXT"), 0);
+	text = container_record_text(prefix, 6, &len);
+	assert_non_null(text);
+	v = container_record_parse(text, len, &nv, &nw);
+	assert_non_null(v);
+	assert_int_equal(nw, 6);
+	bool host = false;
+
+	for (size_t i = 0; i < nv; i++) {
+		host |= strcmp(v[i], "DOCKER_HOST=tcp://h:1") == 0;
+		assert_true(strncmp(v[i], "DOCKER_CONTEXT=", 15) != 0);
+	}
+	assert_true(host);
+	assert_null(v[nv]);
+	for (size_t i = 0; i < nw; i++) {
+		assert_string_equal(v[nv + 1 + i], prefix[i]); /* an empty word too */
+	}
+	assert_null(v[nv + 1 + nw]);
+	free(v);
+	/* cut anywhere, or with more after it: no record */
+	for (size_t cut = 0; cut < len; cut++) {
+		errno = 0;
+		assert_null(container_record_parse(text, cut, &nv, &nw));
+		assert_int_equal(errno, EINVAL);
+	}
+	char more[4096];
+
+	assert_true(len + 1 < sizeof(more));
+	memcpy(more, text, len);
+	more[len] = 'x';
+	assert_null(container_record_parse(more, len + 1, &nv, &nw));
+	free(text);
+	/* a variable that is not one of those that choose a context */
+	static const char other[] = "mcpmux-engine 1 1 1\0PATH=/x\0docker\0";
+
+	assert_null(container_record_parse(other, sizeof(other), &nv, &nw));
+	static const char good[] = "mcpmux-engine 1 1 1\0DOCKER_CONTEXT=x\0docker\0";
+
+	v = container_record_parse(good, sizeof(good), &nv, &nw);
+	assert_non_null(v);
+	assert_string_equal(v[0], "DOCKER_CONTEXT=x");
+	assert_string_equal(v[2], "docker");
+	free(v);
+	assert_int_equal(unsetenv("DOCKER_HOST"), 0);
+	(void)state;
+}
+
 int
 main(void)
 {
@@ -641,6 +703,7 @@ main(void)
 		cmocka_unit_test(test_parse_podman), cmocka_unit_test(test_parse_docker),
 		cmocka_unit_test(test_whose_parse),  cmocka_unit_test(test_listed),
 		cmocka_unit_test(test_gone_message), cmocka_unit_test(test_why),
+		cmocka_unit_test(test_record),
 	};
 
 	return cmocka_run_group_tests_name("container", tests, NULL, NULL);
