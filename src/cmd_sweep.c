@@ -551,6 +551,10 @@ end_processes(struct survey *p, const struct selection *sel, struct victims *vs)
 /* A selected container and how its ladder went. */
 struct cvictim {
 	const struct container_info *c;
+	/* The helpers' words before `container`, and context (survey_run_in()): its run's. */
+	char *const *prefix;
+	size_t n_prefix;
+	char *const *vars; /* NULL: as they are */
 	enum escalation esc;
 	bool is_gone, is_running;
 	bool removed; /* by this sweep's rm -f: gone since then is not gone by itself */
@@ -574,7 +578,7 @@ helper(struct cvictim *cv, char **argv, struct survey_run *r, bool *gone)
 		memset(r, 0, sizeof(*r));
 		return false;
 	}
-	int rc = survey_run(argv, SURVEY_ENGINE_TIMEOUT_MS, r);
+	int rc = survey_run_in(argv, cv->vars, SURVEY_ENGINE_TIMEOUT_MS, r);
 
 	free(argv);
 	if (rc == 0 && survey_run_ok(r)) {
@@ -599,8 +603,7 @@ inspect(struct cvictim *cv)
 	if (cv->is_gone) {
 		return;
 	}
-	if (helper(cv, container_inspect_argv(survey_engine_prefix(cv->c->engine), 1, cv->c->id),
-		   &r, &gone)) {
+	if (helper(cv, container_inspect_argv(cv->prefix, cv->n_prefix, cv->c->id), &r, &gone)) {
 		char state[64];
 
 		cv->is_gone = gone;
@@ -623,8 +626,7 @@ kill_container(struct cvictim *cv, const char *sig)
 	if (cv->is_gone || !cv->is_running) {
 		return;
 	}
-	if (helper(cv, container_kill_argv(survey_engine_prefix(cv->c->engine), 1, sig, cv->c->id),
-		   &r, &gone)) {
+	if (helper(cv, container_kill_argv(cv->prefix, cv->n_prefix, sig, cv->c->id), &r, &gone)) {
 		cv->is_gone = gone;
 		if (!gone) {
 			cv->esc = strcmp(sig, "KILL") == 0 ? ESC_KILL : ESC_TERM;
@@ -689,9 +691,7 @@ end_containers(const struct survey *p, struct cvictim *cv, size_t n)
 			cv[i].esc = ESC_ABANDONED;
 			continue;
 		}
-		if (!helper(&cv[i],
-			    container_rm_argv(survey_engine_prefix(cv[i].c->engine), 1,
-					      cv[i].c->id),
+		if (!helper(&cv[i], container_rm_argv(cv[i].prefix, cv[i].n_prefix, cv[i].c->id),
 			    &r, &gone)) {
 			cv[i].esc = ESC_FAILED;
 		} else {
@@ -842,6 +842,35 @@ sweep_report(const struct survey *p, const struct victims *vs, const struct cvic
 	return p_failed + c_failed > 0 || vs->unjudged ? 1 : 0;
 }
 
+/*
+ * Is container c one to end: of the selected sessions, its owner gone, and older than
+ * --older-than?  An owner that cannot be judged is said, and sets *unknown.
+ */
+static bool
+container_selected(const struct survey *p, const struct container_info *c, bool *unknown)
+{
+	double age = survey_container_age(c);
+	int err;
+	enum survey_owner owner = survey_container_owner(p, c, &err);
+
+	if (!survey_session_selected(&p->o, c->session)) {
+		return false;
+	}
+	if (owner == SURVEY_UNKNOWN) {
+		char text[CONTAINER_LABEL_MAX + 1];
+
+		diag_warn("cannot tell whether mcpmux %s, the owner of %s container "
+			  "%.12s, is alive: %s (left alone)",
+			  survey_printable(c->owner, text, sizeof(text)),
+			  container_engine_name(c->engine), c->id,
+			  err != 0 ? strerror(err)
+				   : "it runs in a pid namespace not seen from here");
+		*unknown = true;
+		return false;
+	}
+	return owner == SURVEY_ORPHAN && (p->o.older_than_s <= 0 || age > p->o.older_than_s);
+}
+
 int
 cmd_sweep(int argc, char **argv)
 {
@@ -879,8 +908,13 @@ cmd_sweep(int argc, char **argv)
 			unknown = true;
 		}
 	}
+	/* The containers of gone instances' runs in other contexts (their id files' records). */
+	if (survey_read_recorded(&p) == -1) {
+		survey_release(&p);
+		return 1;
+	}
 	keys = calloc(p.scan.n_groups ? p.scan.n_groups : 1, sizeof(*keys));
-	size_t n_ctr = p.engines[0].n + p.engines[1].n;
+	size_t n_ctr = p.engines[0].n + p.engines[1].n + p.n_rec;
 
 	cv = calloc(n_ctr ? n_ctr : 1, sizeof(*cv));
 	rc = keys == NULL || cv == NULL ? -1 : 0;
@@ -898,29 +932,23 @@ cmd_sweep(int argc, char **argv)
 	for (size_t e = 0; rc == 0 && e < 2; e++) {
 		for (size_t k = 0; k < p.engines[e].n; k++) {
 			const struct container_info *c = &p.engines[e].v[k];
-			double age = survey_container_age(c);
-			int err;
 
-			enum survey_owner owner = survey_container_owner(&p, c, &err);
-
-			if (!survey_session_selected(&p.o, c->session)) {
-				continue;
-			}
-			if (owner == SURVEY_UNKNOWN) {
-				char text[CONTAINER_LABEL_MAX + 1];
-
-				diag_warn(
-					"cannot tell whether mcpmux %s, the owner of %s container "
-					"%.12s, is alive: %s (left alone)",
-					survey_printable(c->owner, text, sizeof(text)),
-					container_engine_name(c->engine), c->id,
-					err != 0 ? strerror(err)
-						 : "it runs in a pid namespace not seen from here");
-				unknown = true;
-			} else if (owner == SURVEY_ORPHAN &&
-				   (p.o.older_than_s <= 0 || age > p.o.older_than_s)) {
+			if (container_selected(&p, c, &unknown)) {
+				cv[ncv].prefix = survey_engine_prefix(c->engine);
+				cv[ncv].n_prefix = 1;
 				cv[ncv++].c = c;
 			}
+		}
+	}
+	/* Those of other contexts, by the records of their runs: the same checks. */
+	for (size_t k = 0; rc == 0 && k < p.n_rec; k++) {
+		const struct survey_recorded *x = &p.rec[k];
+
+		if (container_selected(&p, &x->c, &unknown)) {
+			cv[ncv].prefix = x->v + x->n_vars + 1;
+			cv[ncv].n_prefix = x->n_words;
+			cv[ncv].vars = x->v;
+			cv[ncv++].c = &x->c;
 		}
 	}
 	/* What is left in the cgroups of instances that are gone (docs/ps.md). */

@@ -766,6 +766,27 @@ container_list_argv(char *const *prefix, size_t n, enum container_engine engine)
 	return helper_argv(prefix, n, words, NULL, NULL);
 }
 
+char **
+container_list_one_argv(char *const *prefix, size_t n, enum container_engine engine,
+			const char *run, const char *id)
+{
+	static const char k_run[] = "label=" CONTAINER_LABEL_RUN "=", k_id[] = "id=";
+	const char *words[] = { "ls", "-a", "--no-trunc", NULL };
+	struct argv_block b;
+
+	if (helper_begin(&b, prefix, n, words, 6,
+			 strlen(k_run) + strlen(run) + strlen(k_id) + strlen(id) + 2) == -1) {
+		return NULL;
+	}
+	block_borrow(&b, "--filter");
+	block_copy(&b, k_run, run);
+	block_borrow(&b, "--filter");
+	block_copy(&b, k_id, id);
+	block_borrow(&b, "--format");
+	block_borrow(&b, engine == CONTAINER_PODMAN ? "json" : "{{json .}}");
+	return block_done(&b);
+}
+
 /* The listing of owner's containers, with one more filter KEY VALUE when value is not NULL. */
 static char **
 list_owned_argv(char *const *prefix, size_t n, const char *owner, const char *key,
@@ -961,6 +982,7 @@ fill_podman(struct container_info *c, yajl_val o)
 		copy_member(c->session, sizeof(c->session), labels, CONTAINER_LABEL_SESSION);
 		copy_member(c->boot, sizeof(c->boot), labels, CONTAINER_LABEL_BOOT);
 		copy_member(c->pidns, sizeof(c->pidns), labels, CONTAINER_LABEL_PIDNS);
+		copy_member(c->run, sizeof(c->run), labels, CONTAINER_LABEL_RUN);
 	}
 	c->created = YAJL_IS_INTEGER(created) ? YAJL_GET_INTEGER(created) : -1;
 }
@@ -987,6 +1009,7 @@ fill_docker(struct container_info *c, yajl_val o)
 		docker_label(ltext, CONTAINER_LABEL_SESSION, c->session, sizeof(c->session));
 		docker_label(ltext, CONTAINER_LABEL_BOOT, c->boot, sizeof(c->boot));
 		docker_label(ltext, CONTAINER_LABEL_PIDNS, c->pidns, sizeof(c->pidns));
+		docker_label(ltext, CONTAINER_LABEL_RUN, c->run, sizeof(c->run));
 	}
 	c->created = ctext != NULL ? docker_time(ctext) : -1;
 }
@@ -1161,7 +1184,7 @@ container_gone_output(const char *text, size_t len, const struct container_tail 
 
 /* ---- the record of a run's engine ---- */
 
-#define RECORD_MAGIC "mcpmux-engine 1"
+#define RECORD_MAGIC "mcpmux-engine 2"
 
 const char *const container_record_vars[] = {
 	"DOCKER_HOST",
@@ -1195,7 +1218,7 @@ container_record_path(const char *cidfile, char *out, size_t cap)
 }
 
 char *
-container_record_text(char *const *prefix, size_t n, size_t *len)
+container_record_text(char *const *prefix, size_t n, const char *run, size_t *len)
 {
 	char head[64];
 	size_t n_vars = 0, total;
@@ -1213,7 +1236,7 @@ container_record_text(char *const *prefix, size_t n, size_t *len)
 		total += strlen(prefix[i]) + 1;
 	}
 	(void)snprintf(head, sizeof(head), RECORD_MAGIC " %zu %zu", n_vars, n);
-	total += strlen(head) + 1 + 1;
+	total += strlen(head) + 1 + strlen(run) + 1 + 1;
 
 	char *buf = malloc(total), *p = buf;
 
@@ -1221,6 +1244,7 @@ container_record_text(char *const *prefix, size_t n, size_t *len)
 		return NULL;
 	}
 	p += sprintf(p, "%s", head) + 1;
+	p += sprintf(p, "%s", run) + 1;
 	for (size_t i = 0; container_record_vars[i] != NULL; i++) {
 		const char *v = getenv(container_record_vars[i]);
 
@@ -1260,15 +1284,17 @@ record_var(const char *s)
 }
 
 char **
-container_record_parse(const char *buf, size_t len, size_t *n_vars, size_t *n_words)
+container_record_parse(const char *buf, size_t len, size_t *n_vars, size_t *n_words,
+		       const char **run)
 {
 	const char *pos = buf, *end = buf + len, *head = record_next(&pos, end), *s;
+	const char *label = head != NULL ? record_next(&pos, end) : NULL;
 	size_t nv, nw;
 	char tail;
 	char **v;
 
 	if (head == NULL || sscanf(head, RECORD_MAGIC " %zu %zu%c", &nv, &nw, &tail) != 2 ||
-	    nw == 0 || nv >= len || nw >= len) {
+	    nw == 0 || nv >= len || nw >= len || label == NULL || label[0] == '\0') {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -1291,5 +1317,6 @@ container_record_parse(const char *buf, size_t len, size_t *n_vars, size_t *n_wo
 	}
 	*n_vars = nv;
 	*n_words = nw;
+	*run = label;
 	return v;
 }

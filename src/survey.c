@@ -66,6 +66,13 @@ survey_release(struct survey *p)
 	}
 	free(p->cg);
 	free(p->cgp);
+	for (size_t k = 0; k < p->n_rec; k++) {
+		free(p->rec[k].v);
+		free(p->rec[k].text);
+	}
+	free(p->rec);
+	p->rec = NULL;
+	p->n_rec = 0;
 	p->cg = NULL;
 	p->cgp = NULL;
 	p->n_cg = p->n_cgp = p->cap_cgp = 0;
@@ -375,8 +382,6 @@ env_for(char *const *vars)
 	return out;
 }
 
-static int run_in(char *const *argv, char *const *vars, int timeout_ms, struct survey_run *r);
-
 /*
  * Run argv with stdin on /dev/null, its stdout and stderr captured (up to
  * SURVEY_ENGINE_OUTPUT_MAX each, cut there), for at most timeout_ms; killed after that.  0 when it
@@ -385,12 +390,11 @@ static int run_in(char *const *argv, char *const *vars, int timeout_ms, struct s
 int
 survey_run(char *const *argv, int timeout_ms, struct survey_run *r)
 {
-	return run_in(argv, NULL, timeout_ms, r);
+	return survey_run_in(argv, NULL, timeout_ms, r);
 }
 
-/* survey_run() with the variables of container_record_vars as vars has them (env_for()). */
-static int
-run_in(char *const *argv, char *const *vars, int timeout_ms, struct survey_run *r)
+int
+survey_run_in(char *const *argv, char *const *vars, int timeout_ms, struct survey_run *r)
 {
 	int out[2] = { -1, -1 }, err[2] = { -1, -1 };
 	posix_spawn_file_actions_t fa;
@@ -2632,7 +2636,7 @@ lost_ask(char **v, size_t n_vars, size_t n_words, const char *id, char *why, siz
 		(void)snprintf(why, cap, "out of memory");
 		return LOST_FAIL;
 	}
-	int rc = run_in(argv, v, SURVEY_ENGINE_TIMEOUT_MS, &r);
+	int rc = survey_run_in(argv, v, SURVEY_ENGINE_TIMEOUT_MS, &r);
 
 	free(argv);
 	if (rc == -1) {
@@ -2674,6 +2678,7 @@ survey_sweep_lost_cidfiles(const struct survey *p)
 		struct sbuf rec = { 0 };
 		struct stat st;
 		size_t n_vars = 0, n_words = 0;
+		const char *run = NULL;
 		char **v = NULL, *end;
 		long pid;
 		int fd;
@@ -2727,7 +2732,7 @@ survey_sweep_lost_cidfiles(const struct survey *p)
 				errno == ENOENT ? "made by an older mcpmux, or not written"
 						: strerror(errno));
 		} else if ((v = container_record_parse(rec.buf != NULL ? rec.buf : "", rec.len,
-						       &n_vars, &n_words)) == NULL) {
+						       &n_vars, &n_words, &run)) == NULL) {
 			diag_warn(
 				"sweep: keeping %s/cid/%s: the record of the engine of its container "
 				"%.12s cannot be read (%s)",
@@ -2892,4 +2897,159 @@ survey_parse(struct survey_opts *o, int argc, char **argv, bool sweep)
 				  sub);
 	}
 	return 0;
+}
+
+/* Is id that of a container the engines' own listings have? */
+static bool
+listed_by_engines(const struct survey *p, const char *id)
+{
+	for (size_t e = 0; e < SURVEY_ENGINES; e++) {
+		for (size_t k = 0; k < p->engines[e].n; k++) {
+			if (strcmp(p->engines[e].v[k].id, id) == 0) {
+				return true;
+			}
+		}
+	}
+	return false;
+}
+
+/* Is owner ("PID:STARTTIME") of pid? */
+static bool
+owner_of_pid(const char *owner, long pid)
+{
+	char *end;
+	long o;
+
+	errno = 0;
+	o = strtol(owner, &end, 10);
+	return owner[0] >= '1' && owner[0] <= '9' && errno == 0 && *end == ':' && o == pid;
+}
+
+/*
+ * The container of id file name (id in it, of pid's run) in the context of its run, by
+ * the record beside it: added to p->rec when the engine lists it as that run's.  0, or -1
+ * when out of memory.
+ */
+static int
+recorded_one(struct survey *p, DIR *d, const char *name, uid_t uid, const char *id, long pid)
+{
+	struct sbuf rec = { 0 };
+	struct survey_run r;
+	struct container_info *list = NULL;
+	struct container_run cr;
+	size_t n_vars = 0, n_words = 0, n = 0;
+	const char *run = NULL;
+	char **v = NULL, **argv = NULL, **probe = NULL;
+	int rc = 0;
+
+	if (record_load(d, name, uid, &rec) == -1 ||
+	    (v = container_record_parse(rec.buf != NULL ? rec.buf : "", rec.len, &n_vars, &n_words,
+					&run)) == NULL) {
+		rc = errno == ENOMEM ? -1 : 0;
+		goto out;
+	}
+	/* The engine the words name, as the run's command was read: `run` after them. */
+	if ((probe = calloc(n_words + 3, sizeof(*probe))) == NULL) {
+		rc = -1;
+		goto out;
+	}
+	memcpy(probe, v + n_vars + 1, n_words * sizeof(*probe));
+	probe[n_words] = (char *)(uintptr_t) "run";
+	probe[n_words + 1] = (char *)(uintptr_t) "image";
+	if (container_detect(probe, &cr) != CONTAINER_MANAGED || cr.prefix_len != n_words) {
+		goto out;
+	}
+	if ((argv = container_list_one_argv(v + n_vars + 1, n_words, cr.engine, run, id)) == NULL) {
+		rc = -1;
+		goto out;
+	}
+	if (survey_run_in(argv, v, SURVEY_ENGINE_TIMEOUT_MS, &r) == 0 && survey_run_ok(&r) &&
+	    !r.out_cut &&
+	    container_parse_list(cr.engine, r.out.buf != NULL ? r.out.buf : "", r.out.len, &list,
+				 &n) == -1 &&
+	    errno == ENOMEM) {
+		rc = -1;
+	}
+	survey_run_release(&r);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		const struct container_info *c = &list[i];
+
+		/* That whole id, with the run's own label, of an owner of the file's pid. */
+		if (strcmp(c->id, id) != 0 || strcmp(c->run, run) != 0 ||
+		    !owner_of_pid(c->owner, pid)) {
+			continue;
+		}
+		struct survey_recorded *grown = realloc(p->rec, (p->n_rec + 1) * sizeof(*grown));
+
+		if (grown == NULL) {
+			rc = -1;
+			break;
+		}
+		p->rec = grown;
+		grown[p->n_rec].c = *c;
+		grown[p->n_rec].text = rec.buf;
+		grown[p->n_rec].v = v;
+		grown[p->n_rec].n_vars = n_vars;
+		grown[p->n_rec].n_words = n_words;
+		p->n_rec++;
+		rec.buf = NULL; /* now the entry's */
+		v = NULL;
+		break;
+	}
+out:
+	free(list);
+	free(argv);
+	free(probe);
+	free(v);
+	sbuf_release(&rec);
+	return rc;
+}
+
+int
+survey_read_recorded(struct survey *p)
+{
+	char dir[PATH_MAX];
+	uid_t uid = getuid();
+	int rc = 0;
+	DIR *d;
+
+	if ((d = open_runtime_sub(dir, sizeof(dir), uid, "cid")) == NULL) {
+		return 0; /* survey_sweep_lost_cidfiles() says why */
+	}
+	for (const struct dirent *e; rc == 0 && (e = readdir(d)) != NULL;) {
+		size_t len = strlen(e->d_name);
+		char id[CONTAINER_ID_MAX + 1], *end;
+		struct stat st;
+		long pid;
+		int fd;
+
+		/* mcpmux's own, PID.SEQ.cid, of an instance that is gone */
+		errno = 0;
+		pid = strtol(e->d_name, &end, 10);
+		if (e->d_name[0] < '1' || e->d_name[0] > '9' || *end != '.' || errno != 0 ||
+		    pid > INT_MAX || len < 5 || strcmp(e->d_name + len - 4, ".cid") != 0 ||
+		    !status_stale(&p->scan, (pid_t)pid)) {
+			continue;
+		}
+		fd = openat(dirfd(d), e->d_name,
+			    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+		if (fd == -1) {
+			continue;
+		}
+		bool ask = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == uid &&
+			   cidfile_id(fd, id, sizeof(id));
+
+		sys_close(&fd);
+		for (size_t k = 0; ask && k < p->n_rec; k++) {
+			ask = strcmp(p->rec[k].c.id, id) != 0;
+		}
+		if (ask && !listed_by_engines(p, id)) {
+			rc = recorded_one(p, d, e->d_name, uid, id, pid);
+		}
+	}
+	(void)closedir(d);
+	if (rc == -1) {
+		diag_error("out of memory");
+	}
+	return rc;
 }

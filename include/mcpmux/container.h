@@ -134,6 +134,13 @@ bool container_whose_parse(const char *out, size_t len, struct container_whose *
 size_t container_whose_keep(char *buf, size_t n);
 char **container_list_argv(char *const *prefix, size_t n, enum container_engine engine);
 /*
+ * container_list_argv()'s listing of one container of one run:
+ *   PREFIX container ls -a --no-trunc --filter label=mcpmux.run=RUN --filter id=ID --format F
+ * (the engine matches a prefix of the id: only an entry of the whole id tells).
+ */
+char **container_list_one_argv(char *const *prefix, size_t n, enum container_engine engine,
+			       const char *run, const char *id);
+/*
  * The containers of one run (of every run of the mcpmux, when run is NULL: no run filter):
  *   PREFIX container ls -a --no-trunc --filter label=mcpmux.owner=OWNER
  *          [--filter label=mcpmux.run=RUN] --format mcpmux-listed|{{.ID}}
@@ -180,6 +187,7 @@ struct container_info {
 	char session[CONTAINER_LABEL_MAX + 1];
 	char boot[CONTAINER_LABEL_MAX + 1];
 	char pidns[CONTAINER_LABEL_MAX + 1];
+	char run[CONTAINER_LABEL_MAX + 1];
 	long long created; /* Unix time, seconds; -1 when unknown */
 };
 
@@ -224,22 +232,28 @@ bool container_gone_output(const char *text, size_t len, const struct container_
  * (PID.SEQ.cid: PID.SEQ.ctx) for `mcpmux sweep`, which may have to ask that engine, in
  * that context, about the container once mcpmux and its keeper are gone: the words
  * before `run` (a launcher, the engine, its global options) and the variables of
- * container_record_vars as they were for the run (set or not).  Strings each ended by a
- * NUL: "mcpmux-engine 1 NVARS NWORDS", the NVARS variables set (NAME=VALUE), then the
- * NWORDS words, then an empty one: a record cut short is no record.
+ * container_record_vars as they were for the run (set or not), and the run's own label
+ * (mcpmux.run), which tells its container there from any other.  Strings each ended by a
+ * NUL: "mcpmux-engine 2 NVARS NWORDS", the run's label, the NVARS variables set
+ * (NAME=VALUE), then the NWORDS words, then an empty one: a record cut short is no record.
  */
 #define CONTAINER_RECORD_MAX ((size_t)1 << 20) /* bytes of a record read */
 /* The variables that choose an engine's context, NULL-terminated. */
 extern const char *const container_record_vars[];
 /* The record's path beside id file cidfile (its ".cid" as ".ctx"): -1 when not one. */
 int container_record_path(const char *cidfile, char *out, size_t cap);
-/* The record of prefix[0..n) and this process's environment (malloc'd, *len bytes). */
-char *container_record_text(char *const *prefix, size_t n, size_t *len);
+/*
+ * The record of prefix[0..n), run's label run (a UUID) and this process's environment
+ * (malloc'd, *len bytes).
+ */
+char *container_record_text(char *const *prefix, size_t n, const char *run, size_t *len);
 /*
  * Read a record (buf[0..len)): an array (free() it; its strings point into buf) of the
- * *n_vars variables set, NULL, then the *n_words words, NULL.  NULL with errno EINVAL
- * when it is not a whole record (or names another variable), ENOMEM.
+ * *n_vars variables set, NULL, then the *n_words words, NULL; *run its run's label (into
+ * buf).  NULL with errno EINVAL when it is not a whole record (or names another variable,
+ * or has no run's label), ENOMEM.
  */
-char **container_record_parse(const char *buf, size_t len, size_t *n_vars, size_t *n_words);
+char **container_record_parse(const char *buf, size_t len, size_t *n_vars, size_t *n_words,
+			      const char **run);
 
 #endif

@@ -106,6 +106,14 @@ struct survey_cgproc {
 	char session[PROCTREE_COOKIE_MAX + 1]; /* its leaf's, "" unknown */
 };
 
+/* A container found in the context of its run (survey_read_recorded()). */
+struct survey_recorded {
+	struct container_info c;
+	char *text; /* the record, which v points into */
+	char **v;   /* container_record_parse(): its variables, NULL, its words, NULL */
+	size_t n_vars, n_words;
+};
+
 struct survey {
 	struct survey_opts o;
 	struct procscan scan;
@@ -124,6 +132,9 @@ struct survey {
 	struct survey_cgproc *cgp; /* by cgroup, then session, then pid */
 	size_t n_cgp, cap_cgp;
 	bool cg_unread; /* one could not be read whole: left alone, and said */
+	/* survey_read_recorded(): */
+	struct survey_recorded *rec;
+	size_t n_rec;
 };
 
 /*
@@ -196,6 +207,17 @@ size_t survey_sweep_cidfiles(const char *const *ids, size_t n);
  * removed.
  */
 size_t survey_sweep_lost_cidfiles(const struct survey *sv);
+/*
+ * sweep: the containers of instances that are gone found by mcpmux's own id files (as
+ * survey_sweep_lost_cidfiles() reads them) and the records beside them, in the context of
+ * their runs (sv->rec): the engine of a record, with its words and variables, lists the
+ * id of the file with the run's label (container_list_one_argv()), and the entry of that
+ * whole id with that label and an owner of the file's pid is kept.  An id that the
+ * engines' own listings (sv->engines) have is left to them.  A record that cannot be read
+ * or an engine that cannot answer gives nothing, not said here (survey_sweep_lost_cidfiles()
+ * says it).  0, or -1 when out of memory.
+ */
+int survey_read_recorded(struct survey *sv);
 
 /*
  * The cgroups of this user's instances that are gone (docs/ps.md), into sv->cg, and the
@@ -271,6 +293,11 @@ struct survey_run {
  * started (r->spawn_errno; ENOENT: no such program).  survey_run_release() always.
  */
 int survey_run(char *const *argv, int timeout_ms, struct survey_run *r);
+/*
+ * survey_run() with the variables of container_record_vars as vars (NAME=VALUE,
+ * NULL-terminated) has them, set or not: NULL leaves them as they are.
+ */
+int survey_run_in(char *const *argv, char *const *vars, int timeout_ms, struct survey_run *r);
 void survey_run_release(struct survey_run *r);
 /*
  * Add p[0..len) to b, b->len kept at most max: what does not fit is cut, *cut set, and

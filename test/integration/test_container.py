@@ -1004,17 +1004,18 @@ class FakeDockerKeeper(FakeDockerCase):
         wait_until(lambda: not [q for q in self.tagged() if keeper_of(q) is not None], 10,
                    "the keeper to be gone")
 
-    def sweep(self, *args, **env):
+    def sweep(self, *args, session=None, **env):
         """`mcpmux sweep` (with args) in the test's runtime directory, with env over the
-        test's (None: unset), its --session one of no session: it ends nothing of other
-        tests."""
+        test's (None: unset), its --session session, or one of no session: it ends nothing
+        of other tests."""
         e = dict(self.env)
         for k, v in env.items():
             if v is None:
                 e.pop(k, None)
             else:
                 e[k] = v
-        r = subprocess.run([MCPMUX, "sweep", "--session", self.tag + "-none"] + list(args),
+        r = subprocess.run([MCPMUX, "sweep", "--session", session or self.tag + "-none"] +
+                           list(args),
                            capture_output=True, env=e, text=True, timeout=60 * SLOW)
         self.assertEqual(r.returncode, 0, r.stderr)
         return r
@@ -1103,6 +1104,100 @@ class FakeDockerKeeper(FakeDockerCase):
                 r = self.sweep()
                 self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
                 self.assert_no_leftovers()
+
+    def session_label(self):
+        """The mcpmux.session label of the fake engine's last run."""
+        with open(self.log + ".labels") as f:
+            return [l.split("=", 1)[1] for l in f.read().splitlines()
+                    if l.startswith("mcpmux.session=")][-1]
+
+    def run_elsewhere(self, how, host):
+        """A run whose engine is reached at host (by DOCKER_HOST, or --host before `run`),
+        the only daemon that knows of its container, killed with its keeper: its id file
+        and record left to sweep.  (The run's session.)"""
+        self.env["FAKE_DOCKER_LOG"] = self.log = os.path.join(
+            self.tmp.name, "docker-%s.log" % how.strip("-"))
+        self.env["FAKE_DOCKER_HOST_ONLY"] = host
+        self.env["FAKE_DOCKER_KILL_STOPS"] = "1"
+        if how == "DOCKER_HOST":
+            p = self.initialized_run(DOCKER_HOST=host)
+            self.env.pop("DOCKER_HOST")
+        else:
+            self.env["FAKE_DOCKER_ARGS"] = ""
+            p = self.start([MCPMUX] + GRACES +
+                           ["--", "docker", "--host", host, "run", "-i", "img"])
+            p.send(initialize(1))
+            self.assertEqual(p.msg()["id"], 1)
+        self.assertEqual(len(os.listdir(self.cid_dir())), 2)
+        self.kill_with_keeper(p)
+        return self.session_label()
+
+    def hosts(self):
+        """The fake engine's commands (FAKE_DOCKER_HOST_ONLY): (host reached, words)."""
+        with open(self.log + ".hosts") as f:
+            return [(h, w.split()) for h, w in
+                    (l.split("\t", 1) for l in f.read().splitlines())]
+
+    def test_sweep_ends_a_container_of_another_host_by_the_record_of_its_run(self):
+        """A gone instance's container that only the engine at the run's host knows of
+        (DOCKER_HOST, or --host before `run`) is ended by sweep through that engine, with
+        the record's words and variables, as one its own listing finds: its id file and
+        record go with it."""
+        host = "tcp://elsewhere.invalid:2375"
+        for how in ("DOCKER_HOST", "--host"):
+            with self.subTest(how=how):
+                session = self.run_elsewhere(how, host)
+                r = self.sweep(session=session)
+                self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
+                self.assertIn("fake01234567", r.stdout)
+                self.assertIn("ended 0 process(es) and 1 container(s)", r.stdout)
+                helpers = [(h, w[w.index("container") + 1:]) for h, w in self.hosts()
+                           if "container" in w and w[0] != "run"]
+                ended = [(h, w) for h, w in helpers if w[0] in ("kill", "rm")]
+                self.assertIn((host, ["kill", "--signal", "TERM", "fake0123456789abcdef"]),
+                              ended)
+                self.assertEqual(ended[-1], (host, ["rm", "-f", "fake0123456789abcdef"]))
+                self.assertEqual([h for h, _ in ended], [host] * len(ended), ended)
+                self.assertTrue(os.path.exists(self.log + ".removed"))
+                self.assert_no_leftovers()
+
+    def test_sweep_dry_run_says_it_would_end_a_container_of_another_host(self):
+        """sweep --dry-run lists the container of another host that the record of its
+        run finds, and ends nothing: the container, its id file and record stay."""
+        host = "tcp://elsewhere.invalid:2375"
+        session = self.run_elsewhere("DOCKER_HOST", host)
+        files = sorted(os.listdir(self.cid_dir()))
+        r = self.sweep("--dry-run", session=session)
+        self.assertIn("would end:", r.stdout)
+        self.assertIn("fake01234567", r.stdout)
+        self.assertEqual(sorted(os.listdir(self.cid_dir())), files, r.stderr)
+        self.assertEqual([w for _, w in self.hosts()
+                          if "kill" in w or "rm" in w], [], "ended by a dry run")
+        self.assertFalse(os.path.exists(self.log + ".removed"))
+        r = self.sweep(session=session)
+        self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
+        self.assertTrue(os.path.exists(self.log + ".removed"))
+        self.assert_no_leftovers()
+
+    def test_sweep_ends_a_container_its_listing_finds_once(self):
+        """A container that the engine's own listing finds is ended by that listing, not
+        again by the record of its run."""
+        self.env["FAKE_DOCKER_LS_JSON"] = "1"
+        self.env["FAKE_DOCKER_KILL_STOPS"] = "1"
+        p = self.initialized_run()
+        session = self.session_label()
+        self.kill_with_keeper(p)
+        r = self.sweep(session=session)
+        self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
+        self.assertIn("ended 0 process(es) and 1 container(s)", r.stdout)
+        calls = [c[1:] for c in self.calls() if c[0] == "container"]
+        self.assertEqual([c for c in calls if c[0] == "rm"],
+                         [["rm", "-f", "fake0123456789abcdef"]])
+        self.assertEqual([c for c in calls if c[0] == "kill"],
+                         [["kill", "--signal", "TERM", "fake0123456789abcdef"]])
+        self.assertEqual([c for c in calls if c[0] == "ls" and
+                          any(w.startswith("id=") for w in c)], [], "listed by its record")
+        self.assert_no_leftovers()
 
     def test_sweep_keeps_the_id_file_its_engine_cannot_be_asked_about(self):
         """The engine of the run not there for sweep, or not answering, keeps mcpmux's id

@@ -391,7 +391,7 @@ static const char podman_list[] =
 	"    \"Id\": \"363428eb3af4df650241f868ba74eab50ce1bdb179e06900e786e868b335e5d4\",\n"
 	"    \"Image\": \"localhost/mcpmux-fixture:test\",\n"
 	"    \"Labels\": {\"mcpmux.owner\": \"4242:123456\", \"mcpmux.session\": \"s1\", "
-	"\"mcpmux.boot\": \"b-1\", \"mcpmux.pidns\": \"4026532001\"},\n"
+	"\"mcpmux.boot\": \"b-1\", \"mcpmux.pidns\": \"4026532001\", \"mcpmux.run\": \"r-1\"},\n"
 	"    \"Names\": [\"pexp1\"], \"Pid\": 21206, \"StartedAt\": 1796416118,\n"
 	"    \"State\": \"running\", \"Status\": \"Up\", \"Created\": 1796416118\n  },\n"
 	"  {\"Id\": \"ffff\", \"Names\": [\"other\"], \"Labels\": null, \"State\": \"exited\", "
@@ -421,6 +421,7 @@ test_parse_podman(void **state)
 	assert_string_equal(v[0].session, "s1");
 	assert_string_equal(v[0].boot, "b-1");
 	assert_string_equal(v[0].pidns, "4026532001");
+	assert_string_equal(v[0].run, "r-1");
 	assert_int_equal(v[0].created, 1796416118);
 	assert_string_equal(v[1].id, "eeee");
 	assert_string_equal(v[1].name, "");
@@ -453,7 +454,7 @@ static const char docker_list[] =
 	"mcpmux.session=s1\",\"Names\":\"srv,alias\",\"State\":\"running\"}\n"
 	"\r\n"
 	"{\"CreatedAt\":\"2024-05-01 14:34:56 +0200 CEST\",\"ID\":\"def456\",\"Labels\":"
-	"\"mcpmux.boot=b-2,mcpmux.owner=7:8,mcpmux.pidns=4026532002\",\"Names\":\"x\","
+	"\"mcpmux.boot=b-2,mcpmux.owner=7:8,mcpmux.pidns=4026532002,mcpmux.run=r-2\",\"Names\":\"x\","
 	"\"State\":\"exited\"}\n"
 	"{\"ID\":\"nolabel\",\"Labels\":\"\",\"Names\":\"y\",\"State\":\"exited\"}\n";
 
@@ -562,7 +563,9 @@ test_parse_docker(void **state)
 	assert_string_equal(v[1].owner, "7:8");
 	assert_string_equal(v[1].boot, "b-2");
 	assert_string_equal(v[1].pidns, "4026532002");
+	assert_string_equal(v[1].run, "r-2");
 	assert_string_equal(v[0].pidns, "");
+	assert_string_equal(v[0].run, "");
 	assert_int_equal(v[1].created, 1714566896); /* the same instant, two hours east */
 	free(v);
 
@@ -639,6 +642,7 @@ test_record(void **state)
 	char *prefix[] = { W("env"), W("A=1"), W("docker"), W("--host"), W("tcp://h:2375"), W("") };
 	char path[64];
 	size_t len = 0, nv = 9, nw = 9;
+	const char *run = NULL;
 	char *text, **v;
 
 	assert_int_equal(container_record_path("/r/cid/12.3.cid", path, sizeof(path)), 0);
@@ -648,11 +652,12 @@ test_record(void **state)
 
 	assert_int_equal(setenv("DOCKER_HOST", "tcp://h:1", 1), 0);
 	assert_int_equal(unsetenv("DOCKER_CONTEXT"), 0);
-	text = container_record_text(prefix, 6, &len);
+	text = container_record_text(prefix, 6, "a-run", &len);
 	assert_non_null(text);
-	v = container_record_parse(text, len, &nv, &nw);
+	v = container_record_parse(text, len, &nv, &nw, &run);
 	assert_non_null(v);
 	assert_int_equal(nw, 6);
+	assert_string_equal(run, "a-run");
 	bool host = false;
 
 	for (size_t i = 0; i < nv; i++) {
@@ -669,7 +674,7 @@ test_record(void **state)
 	/* cut anywhere, or with more after it: no record */
 	for (size_t cut = 0; cut < len; cut++) {
 		errno = 0;
-		assert_null(container_record_parse(text, cut, &nv, &nw));
+		assert_null(container_record_parse(text, cut, &nv, &nw, &run));
 		assert_int_equal(errno, EINVAL);
 	}
 	char more[4096];
@@ -677,18 +682,25 @@ test_record(void **state)
 	assert_true(len + 1 < sizeof(more));
 	memcpy(more, text, len);
 	more[len] = 'x';
-	assert_null(container_record_parse(more, len + 1, &nv, &nw));
+	assert_null(container_record_parse(more, len + 1, &nv, &nw, &run));
 	free(text);
 	/* a variable that is not one of those that choose a context */
-	static const char other[] = "mcpmux-engine 1 1 1\0PATH=/x\0docker\0";
+	static const char other[] = "mcpmux-engine 2 1 1\0r\0PATH=/x\0docker\0";
 
-	assert_null(container_record_parse(other, sizeof(other), &nv, &nw));
-	static const char good[] = "mcpmux-engine 1 1 1\0DOCKER_CONTEXT=x\0docker\0";
+	assert_null(container_record_parse(other, sizeof(other), &nv, &nw, &run));
+	/* of the older format, or without the run's label */
+	static const char old[] = "mcpmux-engine 1 1 1\0DOCKER_CONTEXT=x\0docker\0";
+	static const char unlabelled[] = "mcpmux-engine 2 1 1\0\0DOCKER_CONTEXT=x\0docker\0";
 
-	v = container_record_parse(good, sizeof(good), &nv, &nw);
+	assert_null(container_record_parse(old, sizeof(old), &nv, &nw, &run));
+	assert_null(container_record_parse(unlabelled, sizeof(unlabelled), &nv, &nw, &run));
+	static const char good[] = "mcpmux-engine 2 1 1\0r\0DOCKER_CONTEXT=x\0docker\0";
+
+	v = container_record_parse(good, sizeof(good), &nv, &nw, &run);
 	assert_non_null(v);
 	assert_string_equal(v[0], "DOCKER_CONTEXT=x");
 	assert_string_equal(v[2], "docker");
+	assert_string_equal(run, "r");
 	free(v);
 	assert_int_equal(unsetenv("DOCKER_HOST"), 0);
 	(void)state;
