@@ -973,7 +973,7 @@ ctr_record(const struct backend_ctr *c)
 {
 	char path[PATH_MAX];
 	size_t len = 0;
-	char *text = container_record_text(c->argv, c->run.prefix_len, c->run_label, &len);
+	char *text = container_record_text(c->argv, &c->run, c->run_label, &len);
 	int fd = -1;
 
 	if (text != NULL && container_record_path(c->cidfile, path, sizeof(path)) == 0) {

@@ -578,6 +578,17 @@ helper(struct cvictim *cv, char **argv, struct survey_run *r, bool *gone)
 		memset(r, 0, sizeof(*r));
 		return false;
 	}
+	struct container_run cr;
+	const char *not = NULL;
+
+	/* A record's engine: by the path found for its run, checked again as it was read. */
+	if (cv->vars != NULL &&
+	    (not = container_record_engine(cv->prefix, cv->n_prefix, &cr)) != NULL) {
+		(void)snprintf(cv->error, sizeof(cv->error), "its engine is not run: %s", not );
+		free(argv);
+		memset(r, 0, sizeof(*r));
+		return false;
+	}
 	int rc = survey_run_in(argv, cv->vars, SURVEY_ENGINE_TIMEOUT_MS, r);
 
 	free(argv);

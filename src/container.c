@@ -4,12 +4,16 @@
  * engines' listings.  It runs nothing: see container.h for the contract.
  */
 #include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <yajl/yajl_tree.h>
 
@@ -1184,7 +1188,7 @@ container_gone_output(const char *text, size_t len, const struct container_tail 
 
 /* ---- the record of a run's engine ---- */
 
-#define RECORD_MAGIC "mcpmux-engine 2"
+#define RECORD_MAGIC "mcpmux-engine 3"
 
 const char *const container_record_vars[] = {
 	"DOCKER_HOST",
@@ -1201,6 +1205,8 @@ const char *const container_record_vars[] = {
 	"XDG_CONFIG_HOME",
 	"XDG_DATA_HOME",
 	"XDG_RUNTIME_DIR",
+	"PODMAN_CONNECTIONS_CONF",
+	"CONTAINERS_CONF_OVERRIDE",
 	NULL,
 };
 
@@ -1217,13 +1223,316 @@ container_record_path(const char *cidfile, char *out, size_t cap)
 	return 0;
 }
 
-char *
-container_record_text(char *const *prefix, size_t n, const char *run, size_t *len)
-{
-	char head[64];
-	size_t n_vars = 0, total;
+/* ---- the engine a record names, and its context ---- */
 
-	total = 0;
+/*
+ * The absolute path that execvp() runs for word: as it is when it is one, made absolute
+ * against the working directory cwd when it has a '/', else the first regular executable
+ * file of that name in path's directories (NULL: execvp()'s default; an empty entry, or
+ * a relative one, against cwd).  0, or -1 when there is none (or it does not fit).
+ */
+static int
+resolve_word(const char *word, const char *path, const char *cwd, char *out, size_t cap)
+{
+	if (word[0] == '/') {
+		return (size_t)snprintf(out, cap, "%s", word) < cap ? 0 : -1;
+	}
+	if (strchr(word, '/') != NULL) {
+		return cwd != NULL && (size_t)snprintf(out, cap, "%s/%s", cwd, word) < cap ? 0 : -1;
+	}
+	if (word[0] == '\0') {
+		return -1;
+	}
+	if (path == NULL) {
+		path = "/bin:/usr/bin";
+	}
+	for (const char *d = path;;) {
+		const char *colon = strchr(d, ':');
+		size_t dlen = colon != NULL ? (size_t)(colon - d) : strlen(d);
+		struct stat st;
+		int n;
+
+		if (dlen == 0 || d[0] != '/') {
+			n = cwd == NULL ? -1
+					: snprintf(out, cap, "%s/%.*s%s%s", cwd, (int)dlen, d,
+						   dlen > 0 ? "/" : "", word);
+		} else {
+			n = snprintf(out, cap, "%.*s/%s", (int)dlen, d, word);
+		}
+		if (n >= 0 && (size_t)n < cap && stat(out, &st) == 0 && S_ISREG(st.st_mode) &&
+		    access(out, X_OK) == 0) {
+			return 0;
+		}
+		if (colon == NULL) {
+			return -1;
+		}
+		d = colon + 1;
+	}
+}
+
+/* Does env launcher word w (argv[1..engine_at)) take variables away (-i, -u NAME)? */
+static bool
+env_clears(const char *w)
+{
+	return strcmp(w, "-i") == 0 || strcmp(w, "-") == 0 ||
+	       strcmp(w, "--ignore-environment") == 0 || strncmp(w, "-u", 2) == 0 ||
+	       strncmp(w, "--unset", 7) == 0;
+}
+
+/* The value of variable name for the engine, as launcher words[1..at) leave it: NULL unset. */
+static const char *
+launched_var(char *const *words, size_t at, const char *name, bool *cleared)
+{
+	const char *v = NULL;
+	size_t len = strlen(name);
+
+	*cleared = false;
+	for (size_t i = 1; i < at; i++) {
+		if (env_clears(words[i])) {
+			*cleared = true;
+		} else if (strncmp(words[i], name, len) == 0 && words[i][len] == '=') {
+			v = words[i] + len + 1;
+		}
+	}
+	return v;
+}
+
+/* Is one of words[from..to) global option names (a long one or -X), with its value? */
+static bool
+has_option(char *const *words, size_t from, size_t to, const char *const *names)
+{
+	for (size_t i = from; i < to; i++) {
+		const char *w = words[i], *eq = strchr(w, '=');
+		size_t nlen = eq != NULL ? (size_t)(eq - w) : strlen(w);
+		char shortopt[3] = { w[0], w[0] != '\0' ? w[1] : '\0', '\0' };
+
+		if (in_list(w, nlen, names) ||
+		    (w[0] == '-' && w[1] != '-' && w[1] != '\0' && in_list(shortopt, 2, names))) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Is variable name set for the engine of a record (vars; words[0..engine_at): launcher)? */
+static bool
+record_has_var(char *const *vars, size_t n_vars, char *const *words, size_t engine_at,
+	       const char *name)
+{
+	bool cleared;
+	size_t len = strlen(name);
+
+	if (launched_var(words, engine_at, name, &cleared) != NULL) {
+		return true;
+	}
+	for (size_t i = 0; !cleared && i < n_vars; i++) {
+		if (strncmp(vars[i], name, len) == 0 && vars[i][len] == '=') {
+			return true;
+		}
+	}
+	return false;
+}
+
+static const char *const docker_pin_words[] = { "-H", "--host", "-c", "--context", NULL };
+static const char *const podman_pin_words[] = { "--url", "--connection", "-c", NULL };
+static const char *const podman_remote_words[] = { "--remote", "-r", NULL };
+
+const char *
+container_record_unpinned(char *const *vars, size_t n_vars, char *const *words,
+			  const struct container_run *cr)
+{
+	size_t from = cr->engine_at + 1, to = cr->prefix_len;
+
+	if (cr->engine == CONTAINER_DOCKER) {
+		if (has_option(words, from, to, docker_pin_words) ||
+		    record_has_var(vars, n_vars, words, cr->engine_at, "DOCKER_HOST") ||
+		    record_has_var(vars, n_vars, words, cr->engine_at, "DOCKER_CONTEXT")) {
+			return NULL;
+		}
+		return "its context was docker's current one, which the record does not name";
+	}
+	if (has_option(words, from, to, podman_pin_words) ||
+	    record_has_var(vars, n_vars, words, cr->engine_at, "CONTAINER_HOST") ||
+	    record_has_var(vars, n_vars, words, cr->engine_at, "CONTAINER_CONNECTION")) {
+		return NULL;
+	}
+	for (size_t i = from; i < to; i++) {
+		const char *w = words[i], *eq = strchr(w, '=');
+		size_t nlen = eq != NULL ? (size_t)(eq - w) : strlen(w);
+
+		if (in_list(w, nlen, podman_remote_words) &&
+		    (eq == NULL || parse_bool(eq + 1) == 1)) {
+			return "its context was podman's default connection, which the record does "
+			       "not name";
+		}
+	}
+	return NULL; /* local podman */
+}
+
+const char *
+container_record_engine(char *const *words, size_t n_words, struct container_run *cr)
+{
+	char **probe = calloc(n_words + 3, sizeof(*probe));
+	enum container_kind k;
+	struct stat st;
+
+	if (probe == NULL) {
+		return "out of memory";
+	}
+	memcpy(probe, words, n_words * sizeof(*probe));
+	probe[n_words] = (char *)(uintptr_t) "run";
+	probe[n_words + 1] = (char *)(uintptr_t) "image";
+	k = container_detect(probe, cr);
+	free(probe);
+	if (k != CONTAINER_MANAGED || cr->prefix_len != n_words) {
+		return "its words are not those of an engine mcpmux runs";
+	}
+	/* What mcpmux ran, and an env launcher's engine: each by the path found for the run. */
+	const char *run[2] = { words[0], words[cr->engine_at] };
+
+	for (size_t i = 0; i < 2; i++) {
+		if (run[i][0] != '/') {
+			return "it is not named by an absolute path";
+		}
+		if (stat(run[i], &st) == -1) {
+			return errno == ENOENT ? "it is no longer there" : strerror(errno);
+		}
+		if (!S_ISREG(st.st_mode) || access(run[i], X_OK) == -1) {
+			return "it is no longer an executable file";
+		}
+	}
+	return NULL;
+}
+
+/* The currentContext of docker's config.json in directory dir: "default" when none. */
+static char *
+docker_current_context(const char *dir)
+{
+	char path[PATH_MAX], *text = NULL, *out = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/config.json", dir) >= sizeof(path)) {
+		return NULL;
+	}
+	if ((f = fopen(path, "re")) == NULL) {
+		return errno == ENOENT ? strdup("default") : NULL;
+	}
+	text = malloc(CONTAINER_RECORD_MAX + 1);
+	if (text != NULL) {
+		len = fread(text, 1, CONTAINER_RECORD_MAX + 1, f);
+	}
+	if (text != NULL && !ferror(f) && len <= CONTAINER_RECORD_MAX) {
+		char err[128];
+
+		text[len] = '\0';
+		yajl_val v = yajl_tree_parse(text, err, sizeof(err));
+		const char *key[] = { "currentContext", NULL };
+		yajl_val c = YAJL_IS_OBJECT(v) ? yajl_tree_get(v, key, yajl_t_any) : NULL;
+
+		if (YAJL_IS_OBJECT(v) && c == NULL) {
+			out = strdup("default");
+		} else if (YAJL_IS_STRING(c)) {
+			const char *name = YAJL_GET_STRING(c);
+
+			out = strdup(name != NULL && name[0] != '\0' ? name : "default");
+		}
+		yajl_tree_free(v);
+	}
+	free(text);
+	(void)fclose(f);
+	return out;
+}
+
+/*
+ * For docker with no host or context of its words or variables: the context its
+ * configuration chose (docker context use), read as docker reads it, for the record as
+ * DOCKER_CONTEXT; NULL when it cannot be known (a launcher that changes the variables
+ * docker reads it by, a config.json that cannot be read).
+ */
+static char *
+docker_config_context(char *const *words, const struct container_run *cr, const char *cwd)
+{
+	char dir[PATH_MAX];
+	const char *cfg = NULL;
+	bool cleared = false;
+
+	if (cr->engine != CONTAINER_DOCKER ||
+	    container_record_unpinned(NULL, 0, words, cr) == NULL) {
+		return NULL;
+	}
+	for (size_t i = 1; i < cr->engine_at; i++) {
+		if (env_clears(words[i]) || strncmp(words[i], "HOME=", 5) == 0 ||
+		    strncmp(words[i], "DOCKER_CONFIG=", 14) == 0) {
+			cleared = true;
+		}
+	}
+	if (cleared || getenv("DOCKER_HOST") != NULL || getenv("DOCKER_CONTEXT") != NULL) {
+		return NULL;
+	}
+	for (size_t i = cr->engine_at + 1; i < cr->prefix_len; i++) {
+		const char *w = words[i];
+
+		if (strcmp(w, "--config") == 0 && i + 1 < cr->prefix_len) {
+			cfg = words[++i];
+		} else if (strncmp(w, "--config=", 9) == 0) {
+			cfg = w + 9;
+		}
+	}
+	if (cfg == NULL) {
+		cfg = getenv("DOCKER_CONFIG");
+	}
+	if (cfg != NULL && cfg[0] != '\0') {
+		if ((size_t)snprintf(dir, sizeof(dir), "%s%s%s", cfg[0] == '/' ? "" : cwd,
+				     cfg[0] == '/' ? "" : "/", cfg) >= sizeof(dir) ||
+		    (cfg[0] != '/' && cwd[0] == '\0')) {
+			return NULL;
+		}
+	} else {
+		const char *home = getenv("HOME");
+
+		if (home == NULL || home[0] != '/' ||
+		    (size_t)snprintf(dir, sizeof(dir), "%s/.docker", home) >= sizeof(dir)) {
+			return NULL;
+		}
+	}
+	return docker_current_context(dir);
+}
+
+char *
+container_record_text(char *const *prefix, const struct container_run *cr, const char *run,
+		      size_t *len)
+{
+	size_t n = cr->prefix_len, n_vars = 0, total = 0;
+	char head[64], cwd[PATH_MAX], exe[PATH_MAX], engine[PATH_MAX];
+	const char *launcher_path = getenv("PATH");
+	char *config_ctx = NULL;
+	bool cleared = false;
+
+	if (getcwd(cwd, sizeof(cwd)) == NULL) {
+		cwd[0] = '\0';
+	}
+	/* What mcpmux runs, found as execvp() finds it: the run's PATH and directory. */
+	if (resolve_word(prefix[0], getenv("PATH"), cwd[0] != '\0' ? cwd : NULL, exe,
+			 sizeof(exe)) == -1) {
+		(void)snprintf(exe, sizeof(exe), "%s", prefix[0]);
+	}
+	/* An env launcher's engine, found on the PATH it gives it. */
+	engine[0] = '\0';
+	if (cr->engine_at > 0) {
+		const char *p = launched_var(prefix, cr->engine_at, "PATH", &cleared);
+
+		if (p != NULL || !cleared) {
+			launcher_path = p != NULL ? p : launcher_path;
+		} else {
+			launcher_path = NULL;
+		}
+		if (resolve_word(prefix[cr->engine_at], launcher_path, cwd[0] != '\0' ? cwd : NULL,
+				 engine, sizeof(engine)) == -1) {
+			(void)snprintf(engine, sizeof(engine), "%s", prefix[cr->engine_at]);
+		}
+	}
+	config_ctx = docker_config_context(prefix, cr, cwd);
 	for (size_t i = 0; container_record_vars[i] != NULL; i++) {
 		const char *v = getenv(container_record_vars[i]);
 
@@ -1232,8 +1541,12 @@ container_record_text(char *const *prefix, size_t n, const char *run, size_t *le
 			total += strlen(container_record_vars[i]) + 1 + strlen(v) + 1;
 		}
 	}
+	if (config_ctx != NULL) {
+		n_vars++;
+		total += strlen("DOCKER_CONTEXT=") + strlen(config_ctx) + 1;
+	}
 	for (size_t i = 0; i < n; i++) {
-		total += strlen(prefix[i]) + 1;
+		total += strlen(i == 0 ? exe : i == cr->engine_at ? engine : prefix[i]) + 1;
 	}
 	(void)snprintf(head, sizeof(head), RECORD_MAGIC " %zu %zu", n_vars, n);
 	total += strlen(head) + 1 + strlen(run) + 1 + 1;
@@ -1241,6 +1554,7 @@ container_record_text(char *const *prefix, size_t n, const char *run, size_t *le
 	char *buf = malloc(total), *p = buf;
 
 	if (buf == NULL) {
+		free(config_ctx);
 		return NULL;
 	}
 	p += sprintf(p, "%s", head) + 1;
@@ -1252,11 +1566,15 @@ container_record_text(char *const *prefix, size_t n, const char *run, size_t *le
 			p += sprintf(p, "%s=%s", container_record_vars[i], v) + 1;
 		}
 	}
+	if (config_ctx != NULL) {
+		p += sprintf(p, "DOCKER_CONTEXT=%s", config_ctx) + 1;
+	}
 	for (size_t i = 0; i < n; i++) {
-		p += sprintf(p, "%s", prefix[i]) + 1;
+		p += sprintf(p, "%s", i == 0 ? exe : i == cr->engine_at ? engine : prefix[i]) + 1;
 	}
 	*p++ = '\0';
 	*len = (size_t)(p - buf);
+	free(config_ctx);
 	return buf;
 }
 

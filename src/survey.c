@@ -2418,6 +2418,8 @@ survey_start_sweep(const char *inst)
 	return gone;
 }
 
+static bool owner_of_pid(const char *owner, long pid);
+
 /* Remove the record of the engine beside id file name of d (container.h), if any. */
 static void
 record_remove(DIR *d, const char *name)
@@ -2636,7 +2638,7 @@ lost_ask(char **v, size_t n_vars, size_t n_words, const char *id, char *why, siz
 		(void)snprintf(why, cap, "out of memory");
 		return LOST_FAIL;
 	}
-	int rc = survey_run_in(argv, v, SURVEY_ENGINE_TIMEOUT_MS, &r);
+	int rc = survey_run_in(argv, v, SURVEY_RECORD_TIMEOUT_MS, &r);
 
 	free(argv);
 	if (rc == -1) {
@@ -2653,6 +2655,34 @@ lost_ask(char **v, size_t n_vars, size_t n_words, const char *id, char *why, siz
 	}
 	survey_run_release(&r);
 	return a;
+}
+
+/*
+ * Does anything of the instance of pid (gone: status_stale()) still run among this user's
+ * processes: its keeper ("mcpmux-keeper for PID"), or a process that carries its owner
+ * (PID:START, whatever the start: a gone instance's pid is not reused by another mcpmux
+ * while its carriers are there to tell), or one whose owner is too long to read?
+ */
+static bool
+instance_left(const struct procscan *s, long pid)
+{
+	char title[64];
+	int n = snprintf(title, sizeof(title), "mcpmux-keeper for %ld", pid);
+
+	for (size_t i = 0; i < s->n; i++) {
+		const struct procscan_proc *q = &s->v[i];
+
+		if (q->uid != getuid() || q->state == 'Z' || q->state == 'X') {
+			continue; /* another user's, or dead */
+		}
+		if (q->owner_cut || (q->has_owner && owner_of_pid(q->owner, pid)) ||
+		    (strcmp(q->comm, "mcpmux-keeper") == 0 &&
+		     (q->argv == NULL ||
+		      (q->argv_len > (size_t)n && memcmp(q->argv, title, (size_t)n + 1) == 0)))) {
+			return true;
+		}
+	}
+	return false;
 }
 
 size_t
@@ -2678,7 +2708,8 @@ survey_sweep_lost_cidfiles(const struct survey *p)
 		struct sbuf rec = { 0 };
 		struct stat st;
 		size_t n_vars = 0, n_words = 0;
-		const char *run = NULL;
+		const char *run = NULL, *not ;
+		struct container_run cr;
 		char **v = NULL, *end;
 		long pid;
 		int fd;
@@ -2695,11 +2726,16 @@ survey_sweep_lost_cidfiles(const struct survey *p)
 			continue;
 		}
 		if (strcmp(e->d_name + len - 4, ".ctx") == 0) {
-			/* A record whose id file is gone (never written: a run that failed). */
+			/*
+			 * A record whose id file is gone (never written: a run that failed), once
+			 * nothing of its instance runs: its keeper, or an engine's command that
+			 * may write the id file yet (podman writes it once it made the container).
+			 */
 			char cid[NAME_MAX + 1];
 
 			(void)snprintf(cid, sizeof(cid), "%.*s.cid", (int)(len - 4), e->d_name);
-			if (fstatat(dirfd(d), cid, &st, AT_SYMLINK_NOFOLLOW) == -1 &&
+			if (!instance_left(&p->scan, pid) &&
+			    fstatat(dirfd(d), cid, &st, AT_SYMLINK_NOFOLLOW) == -1 &&
 			    errno == ENOENT &&
 			    fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 			    S_ISREG(st.st_mode) && st.st_uid == uid) {
@@ -2737,6 +2773,19 @@ survey_sweep_lost_cidfiles(const struct survey *p)
 				"sweep: keeping %s/cid/%s: the record of the engine of its container "
 				"%.12s cannot be read (%s)",
 				dir, e->d_name, id, strerror(errno));
+		} else if ((not = container_record_engine(v + n_vars + 1, n_words, &cr)) != NULL) {
+			record_describe(v, n_vars, n_words, what, sizeof(what));
+			diag_warn(
+				"sweep: keeping %s/cid/%s: the engine of its container %.12s, %s, "
+				"is not run: %s",
+				dir, e->d_name, id, what, not );
+		} else if ((not = container_record_unpinned(v, n_vars, v + n_vars + 1, &cr)) !=
+			   NULL) {
+			/* Asked now, it would answer for another context than the run's. */
+			record_describe(v, n_vars, n_words, what, sizeof(what));
+			diag_warn("sweep: keeping %s/cid/%s: %s cannot be asked about container "
+				  "%.12s in the context of its run: %s",
+				  dir, e->d_name, what, id, not );
 		} else {
 			enum lost_answer a = lost_ask(v, n_vars, n_words, id, why, sizeof(why));
 
@@ -2939,7 +2988,7 @@ recorded_one(struct survey *p, DIR *d, const char *name, uid_t uid, const char *
 	struct container_run cr;
 	size_t n_vars = 0, n_words = 0, n = 0;
 	const char *run = NULL;
-	char **v = NULL, **argv = NULL, **probe = NULL;
+	char **v = NULL, **argv = NULL;
 	int rc = 0;
 
 	if (record_load(d, name, uid, &rec) == -1 ||
@@ -2948,22 +2997,16 @@ recorded_one(struct survey *p, DIR *d, const char *name, uid_t uid, const char *
 		rc = errno == ENOMEM ? -1 : 0;
 		goto out;
 	}
-	/* The engine the words name, as the run's command was read: `run` after them. */
-	if ((probe = calloc(n_words + 3, sizeof(*probe))) == NULL) {
-		rc = -1;
-		goto out;
-	}
-	memcpy(probe, v + n_vars + 1, n_words * sizeof(*probe));
-	probe[n_words] = (char *)(uintptr_t) "run";
-	probe[n_words + 1] = (char *)(uintptr_t) "image";
-	if (container_detect(probe, &cr) != CONTAINER_MANAGED || cr.prefix_len != n_words) {
+	/* The engine the words name, as the run's command was read, run only by the path
+	 * found for the run (survey_sweep_lost_cidfiles() says why not). */
+	if (container_record_engine(v + n_vars + 1, n_words, &cr) != NULL) {
 		goto out;
 	}
 	if ((argv = container_list_one_argv(v + n_vars + 1, n_words, cr.engine, run, id)) == NULL) {
 		rc = -1;
 		goto out;
 	}
-	if (survey_run_in(argv, v, SURVEY_ENGINE_TIMEOUT_MS, &r) == 0 && survey_run_ok(&r) &&
+	if (survey_run_in(argv, v, SURVEY_RECORD_TIMEOUT_MS, &r) == 0 && survey_run_ok(&r) &&
 	    !r.out_cut &&
 	    container_parse_list(cr.engine, r.out.buf != NULL ? r.out.buf : "", r.out.len, &list,
 				 &n) == -1 &&
@@ -2999,7 +3042,6 @@ recorded_one(struct survey *p, DIR *d, const char *name, uid_t uid, const char *
 out:
 	free(list);
 	free(argv);
-	free(probe);
 	free(v);
 	sbuf_release(&rec);
 	return rc;

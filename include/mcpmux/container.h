@@ -234,7 +234,7 @@ bool container_gone_output(const char *text, size_t len, const struct container_
  * before `run` (a launcher, the engine, its global options) and the variables of
  * container_record_vars as they were for the run (set or not), and the run's own label
  * (mcpmux.run), which tells its container there from any other.  Strings each ended by a
- * NUL: "mcpmux-engine 2 NVARS NWORDS", the run's label, the NVARS variables set
+ * NUL: "mcpmux-engine 3 NVARS NWORDS", the run's label, the NVARS variables set
  * (NAME=VALUE), then the NWORDS words, then an empty one: a record cut short is no record.
  */
 #define CONTAINER_RECORD_MAX ((size_t)1 << 20) /* bytes of a record read */
@@ -243,10 +243,32 @@ extern const char *const container_record_vars[];
 /* The record's path beside id file cidfile (its ".cid" as ".ctx"): -1 when not one. */
 int container_record_path(const char *cidfile, char *out, size_t cap);
 /*
- * The record of prefix[0..n), run's label run (a UUID) and this process's environment
- * (malloc'd, *len bytes).
+ * The record of the words cr->prefix_len of prefix (container_detect()'s of the run), run's
+ * label run (a UUID) and this process's environment (malloc'd, *len bytes).  What mcpmux
+ * runs, prefix[0], is recorded as the absolute path that execvp() finds for it (on PATH,
+ * or against the working directory), and so is an env launcher's engine (on the PATH the
+ * launcher gives it); for docker with no host or context of its words or variables, the
+ * context of its configuration (config.json's currentContext in --config, $DOCKER_CONFIG
+ * or $HOME/.docker: "default" when none) as DOCKER_CONTEXT.
  */
-char *container_record_text(char *const *prefix, size_t n, const char *run, size_t *len);
+char *container_record_text(char *const *prefix, const struct container_run *cr, const char *run,
+			    size_t *len);
+/*
+ * The engine of a record's words[0..n_words) as the run's detection reads them, into *cr:
+ * NULL when it may be run, else why not (a static string): words that detection would not
+ * take for an engine's, what mcpmux ran (or an env launcher's engine) not an absolute path,
+ * or no longer an executable file there.
+ */
+const char *container_record_engine(char *const *words, size_t n_words, struct container_run *cr);
+/*
+ * NULL when the record (vars[0..n_vars), words, cr: container_record_engine()'s) pins the
+ * context of its engine: a host or context of its words (docker -H/--host/-c/--context,
+ * podman --url/--connection), or of its variables (DOCKER_HOST, DOCKER_CONTEXT,
+ * CONTAINER_HOST, CONTAINER_CONNECTION; those an env launcher sets; those of the record
+ * unless the launcher takes variables away), or local podman (no --remote).  Else why not.
+ */
+const char *container_record_unpinned(char *const *vars, size_t n_vars, char *const *words,
+				      const struct container_run *cr);
 /*
  * Read a record (buf[0..len)): an array (free() it; its strings point into buf) of the
  * *n_vars variables set, NULL, then the *n_words words, NULL; *run its run's label (into

@@ -25,7 +25,9 @@
 
 #define SURVEY_PROC_ROOT	 "/proc"
 #define SURVEY_ENGINE_TIMEOUT_MS 30000 /* one engine command (a listing, a kill) */
-#define SURVEY_ENGINES		 2     /* podman, docker */
+/* sweep's question about one id file to the engine of its record (docs/ps.md) */
+#define SURVEY_RECORD_TIMEOUT_MS 10000
+#define SURVEY_ENGINES		 2 /* podman, docker */
 
 /* Bounds on reading one instance's status file (status.h). */
 #define SURVEY_STATUS_MAX_BYTES	   ((size_t)4 << 20) /* more is left unread */

@@ -1200,9 +1200,13 @@ class FakeDockerKeeper(FakeDockerCase):
         self.assert_no_leftovers()
 
     def test_sweep_keeps_the_id_file_its_engine_cannot_be_asked_about(self):
-        """The engine of the run not there for sweep, or not answering, keeps mcpmux's id
-        file of a container removed by hand, and sweep says why, once."""
-        p = self.initialized_run()
+        """The engine of the run no longer there for sweep, or not answering, keeps
+        mcpmux's id file of a container removed by hand, and sweep says why, once (and on
+        every sweep)."""
+        eng = os.path.join(self.tmp.name, "engine")  # the run's engine, found on its PATH
+        os.mkdir(eng)
+        os.symlink(os.path.join(HERE, "bin", "docker"), os.path.join(eng, "docker"))
+        p = self.initialized_run(PATH=eng + ":" + self.env["PATH"])
         files = sorted(os.listdir(self.cid_dir()))
         self.kill_with_keeper(p)
         subprocess.run(["docker", "container", "rm", "-f", "fake0123456789abcdef"],
@@ -1210,23 +1214,157 @@ class FakeDockerKeeper(FakeDockerCase):
         down = os.path.join(self.tmp.name, "docker-down")
         open(down, "w").close()
         cid = os.path.join(self.cid_dir(), files[0])
-        nowhere = os.path.join(self.tmp.name, "no-engine")  # a PATH without docker
-        os.mkdir(nowhere)
+        engine = os.path.join(eng, "docker") + " (DOCKER_CONTEXT=default)"
         for env, why in (({"FAKE_DOCKER_INSPECT_FAIL": down},
-                          "Cannot connect to the Docker daemon"),
-                         ({"PATH": nowhere}, "cannot run it: No such file or directory")):
+                          "%s cannot say whether container fake01234567 is there: "
+                          "Cannot connect to the Docker daemon" % engine),
+                         ({}, "the engine of its container fake01234567, %s, is not run: "
+                          "it is no longer there" % engine)):
             with self.subTest(why=why):
-                r = self.sweep(**env)
-                self.assertEqual(sorted(os.listdir(self.cid_dir())), files, r.stderr)
-                said = [l for l in r.stderr.splitlines() if "keeping" in l]
-                self.assertEqual(len(said), 1, r.stderr)
-                self.assertIn("sweep: keeping %s: docker cannot say whether container "
-                              "fake01234567 is there: %s" % (cid, why), said[0])
+                if not env:
+                    os.rename(os.path.join(eng, "docker"), os.path.join(eng, "moved"))
+                for _ in range(2):
+                    r = self.sweep(**env)
+                    self.assertEqual(sorted(os.listdir(self.cid_dir())), files, r.stderr)
+                    said = [l for l in r.stderr.splitlines() if "keeping" in l]
+                    self.assertEqual(len(said), 1, r.stderr)
+                    self.assertIn("sweep: keeping %s: %s" % (cid, why), said[0])
                 r = self.sweep("-q", **env)
                 self.assertEqual(sorted(os.listdir(self.cid_dir())), files, r.stderr)
                 self.assertNotIn("keeping", r.stderr)
+        os.rename(os.path.join(eng, "moved"), os.path.join(eng, "docker"))
         r = self.sweep()
         self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
+        self.assert_no_leftovers()
+
+    def write_script(self, path, body):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write("#!/bin/sh\n" + body)
+        os.chmod(path, 0o755)
+
+    def test_sweep_runs_the_engine_the_run_ran_not_another_of_its_name(self):
+        """sweep asks the engine the run ran, by the absolute path found for the run: not
+        another program of its name first on sweep's PATH (which says there is no such
+        container), nor, for a run of a relative path (bin/docker), the one at that path
+        from sweep's working directory.  The id file stays while the container is there,
+        and goes once it is gone."""
+        other = os.path.join(self.tmp.name, "other")
+        ran = os.path.join(self.tmp.name, "other-ran")
+        self.write_script(os.path.join(other, "bin", "docker"),
+                          '[ "$2" = ls ] && exit 0\n'  # sweep's own listing: none
+                          'echo "$@" >> %s; echo "Error: No such container: x" >&2; exit 1\n'
+                          % ran)
+        for how in ("PATH", "relative"):
+            with self.subTest(how=how):
+                self.env["FAKE_DOCKER_ARGS"] = ""
+                p = self.start([MCPMUX] + GRACES + ["--", "bin/docker" if how == "relative"
+                                                    else "docker", "run", "-i", "img"],
+                               cwd=HERE)
+                p.send(initialize(1))
+                self.assertEqual(p.msg()["id"], 1)
+                files = sorted(os.listdir(self.cid_dir()))
+                self.assertEqual(len(files), 2, files)
+                self.kill_with_keeper(p)
+                env = dict(self.env, PATH=os.path.join(other, "bin") + ":" + self.env["PATH"])
+                sweep = [MCPMUX, "sweep", "--session", self.tag + "-none"]
+                r = subprocess.run(sweep, capture_output=True, env=env, text=True, cwd=other,
+                                   timeout=60 * SLOW)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertFalse(os.path.exists(ran), "another engine was asked: " + r.stderr)
+                self.assertEqual(sorted(os.listdir(self.cid_dir())), files,
+                                 "removed while its container is there: " + r.stderr)
+                self.assertNotIn("keeping", r.stderr)
+                subprocess.run(["docker", "container", "rm", "-f", "fake0123456789abcdef"],
+                               env=self.env, check=True, timeout=10 * SLOW)
+                r = subprocess.run(sweep, capture_output=True, env=env, text=True, cwd=other,
+                                   timeout=60 * SLOW)
+                self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
+                self.assertFalse(os.path.exists(ran), "another engine was asked: " + r.stderr)
+                os.unlink(self.log + ".removed")  # the next run's container
+                self.assert_no_leftovers()
+
+    def test_sweep_asks_in_the_docker_context_current_for_the_run(self):
+        """A run in the context that docker's configuration made current (docker context
+        use: config.json's currentContext) records it: a sweep after the current context
+        changed asks in the run's, where the container is still there, and removes the id
+        file only once it is gone from there.  A config.json that could not be read for
+        the run leaves the context unknown: the id file is kept, said."""
+        cfg = os.path.join(self.tmp.name, "docker-config")
+        os.mkdir(cfg)
+        conf = os.path.join(cfg, "config.json")
+        self.env["DOCKER_CONFIG"] = cfg
+        self.env["FAKE_DOCKER_HOST_ONLY"] = "context:ctx-a"
+        with open(conf, "w") as f:
+            f.write('{"auths": {}, "currentContext": "ctx-a"}')
+        p = self.initialized_run()
+        files = sorted(os.listdir(self.cid_dir()))
+        with open(os.path.join(self.cid_dir(), files[1]), "rb") as f:
+            self.assertIn(b"\0DOCKER_CONTEXT=ctx-a\0", f.read())
+        self.kill_with_keeper(p)
+        with open(conf, "w") as f:
+            f.write('{"auths": {}, "currentContext": "default"}')  # docker context use default
+        r = subprocess.run(["docker", "container", "inspect", "fake0123456789abcdef"],
+                           env=self.env, capture_output=True, text=True, timeout=10 * SLOW)
+        self.assertIn("No such container", r.stderr)
+        r = self.sweep()
+        self.assertEqual(sorted(os.listdir(self.cid_dir())), files,
+                         "removed while its container is there: " + r.stderr)
+        self.assertNotIn("keeping", r.stderr)
+        subprocess.run(["docker", "--context", "ctx-a", "container", "rm", "-f",
+                        "fake0123456789abcdef"], env=self.env, check=True, timeout=10 * SLOW)
+        r = self.sweep()
+        self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
+        os.unlink(self.log + ".removed")
+        # a config.json docker could not have read either: no context recorded
+        with open(conf, "w") as f:
+            f.write('{"currentContext": ')
+        self.env["FAKE_DOCKER_HOST_ONLY"] = ""
+        p = self.initialized_run()
+        files = sorted(os.listdir(self.cid_dir()))
+        self.kill_with_keeper(p)
+        subprocess.run(["docker", "container", "rm", "-f", "fake0123456789abcdef"],
+                       env=self.env, check=True, timeout=10 * SLOW)
+        r = self.sweep()
+        self.assertEqual(sorted(os.listdir(self.cid_dir())), files, r.stderr)
+        self.assertIn("sweep: keeping %s: %s cannot be asked about container fake01234567 in "
+                      "the context of its run: its context was docker's current one, which the "
+                      "record does not name" % (os.path.join(self.cid_dir(), files[0]),
+                                                os.path.join(HERE, "bin", "docker")), r.stderr)
+        for f in files:
+            os.unlink(os.path.join(self.cid_dir(), f))
+        self.assert_no_leftovers()
+
+    def test_sweep_keeps_a_record_while_its_instance_has_a_process_left(self):
+        """A record whose id file is not there (yet: podman writes it once it made the
+        container) stays while the instance's keeper, or a process carrying its owner,
+        still runs, though mcpmux is gone; it goes once nothing of the instance is left."""
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        os.makedirs(self.cid_dir(), mode=0o700, exist_ok=True)
+        os.chmod(os.path.dirname(self.cid_dir()), 0o700)
+        ctx = os.path.join(self.cid_dir(), "%d.1.ctx" % gone.pid)
+        open(ctx, "w").close()
+        keeper = os.path.join(self.tmp.name, "mcpmux-keeper")
+        os.symlink("/bin/sleep", keeper)
+        for how in ("keeper", "owner"):
+            with self.subTest(how=how):
+                if how == "keeper":
+                    q = subprocess.Popen(["mcpmux-keeper for %d" % gone.pid, "600"],
+                                         executable=keeper, env=self.env)
+                else:
+                    q = subprocess.Popen(["sleep", "600"],
+                                         env=dict(self.env, MCPMUX_OWNER="%d:1" % gone.pid))
+                try:
+                    wait_until(lambda: comm(q.pid) in ("mcpmux-keeper", "sleep"), 10 * SLOW,
+                               "the process to start")
+                    r = self.sweep()
+                    self.assertTrue(os.path.exists(ctx), r.stderr)
+                finally:
+                    q.kill()
+                    q.wait()
+        r = self.sweep()
+        self.assertFalse(os.path.exists(ctx), r.stderr)
         self.assert_no_leftovers()
 
     def test_the_keeper_removes_its_own_empty_id_file_not_a_users(self):

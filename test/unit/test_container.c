@@ -11,9 +11,13 @@
 #include <cmocka.h> /* needs the four headers above */
 
 #include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "mcpmux/container.h"
 
@@ -652,7 +656,10 @@ test_record(void **state)
 
 	assert_int_equal(setenv("DOCKER_HOST", "tcp://h:1", 1), 0);
 	assert_int_equal(unsetenv("DOCKER_CONTEXT"), 0);
-	text = container_record_text(prefix, 6, "a-run", &len);
+	struct container_run cr = { .engine = CONTAINER_DOCKER, .engine_at = 2, .prefix_len = 6 };
+
+	assert_int_equal(setenv("PATH", "/usr/bin:/bin", 1), 0);
+	text = container_record_text(prefix, &cr, "a-run", &len);
 	assert_non_null(text);
 	v = container_record_parse(text, len, &nv, &nw, &run);
 	assert_non_null(v);
@@ -666,7 +673,9 @@ test_record(void **state)
 	}
 	assert_true(host);
 	assert_null(v[nv]);
-	for (size_t i = 0; i < nw; i++) {
+	/* what mcpmux runs, by the path found on PATH */
+	assert_true(strcmp(v[nv + 1], "/usr/bin/env") == 0 || strcmp(v[nv + 1], "/bin/env") == 0);
+	for (size_t i = 1; i < nw; i++) {
 		assert_string_equal(v[nv + 1 + i], prefix[i]); /* an empty word too */
 	}
 	assert_null(v[nv + 1 + nw]);
@@ -685,16 +694,16 @@ test_record(void **state)
 	assert_null(container_record_parse(more, len + 1, &nv, &nw, &run));
 	free(text);
 	/* a variable that is not one of those that choose a context */
-	static const char other[] = "mcpmux-engine 2 1 1\0r\0PATH=/x\0docker\0";
+	static const char other[] = "mcpmux-engine 3 1 1\0r\0PATH=/x\0docker\0";
 
 	assert_null(container_record_parse(other, sizeof(other), &nv, &nw, &run));
 	/* of the older format, or without the run's label */
-	static const char old[] = "mcpmux-engine 1 1 1\0DOCKER_CONTEXT=x\0docker\0";
-	static const char unlabelled[] = "mcpmux-engine 2 1 1\0\0DOCKER_CONTEXT=x\0docker\0";
+	static const char old[] = "mcpmux-engine 2 1 1\0r\0DOCKER_CONTEXT=x\0docker\0";
+	static const char unlabelled[] = "mcpmux-engine 3 1 1\0\0DOCKER_CONTEXT=x\0docker\0";
 
 	assert_null(container_record_parse(old, sizeof(old), &nv, &nw, &run));
 	assert_null(container_record_parse(unlabelled, sizeof(unlabelled), &nv, &nw, &run));
-	static const char good[] = "mcpmux-engine 2 1 1\0r\0DOCKER_CONTEXT=x\0docker\0";
+	static const char good[] = "mcpmux-engine 3 1 1\0r\0DOCKER_CONTEXT=x\0docker\0";
 
 	v = container_record_parse(good, sizeof(good), &nv, &nw, &run);
 	assert_non_null(v);
@@ -703,6 +712,146 @@ test_record(void **state)
 	assert_string_equal(run, "r");
 	free(v);
 	assert_int_equal(unsetenv("DOCKER_HOST"), 0);
+	(void)state;
+}
+
+/* The words of a record of words[0..n) (cr of them), its variables into vars. */
+static char **
+record_of(char **words, const struct container_run *cr, char *buf, size_t *nv, size_t *nw)
+{
+	size_t len = 0;
+	const char *run;
+	char *text = container_record_text(words, cr, "r", &len);
+	char **v;
+
+	assert_non_null(text);
+	assert_true(len < 4096);
+	memcpy(buf, text, len);
+	free(text);
+	v = container_record_parse(buf, len, nv, nw, &run);
+	assert_non_null(v);
+	return v;
+}
+
+/* The engine a record names: by its absolute path; its context, pinned or not. */
+static void
+test_record_engine(void **state)
+{
+	char dir[] = "/tmp/mcpmux-unit-XXXXXX", path[PATH_MAX + 64], cwd[PATH_MAX], buf[4096];
+	char *rel[] = { W("bin/docker") }, *bare[] = { W("docker") };
+	struct container_run cr = { .engine = CONTAINER_DOCKER, .engine_at = 0, .prefix_len = 1 };
+	size_t nv, nw;
+	char **v;
+	FILE *f;
+
+	assert_non_null(mkdtemp(dir));
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	(void)unsetenv("DOCKER_HOST");
+	(void)unsetenv("DOCKER_CONTEXT");
+	(void)unsetenv("DOCKER_CONFIG");
+	assert_int_equal(setenv("HOME", dir, 1), 0);
+	/* a relative path: against the run's working directory */
+	v = record_of(rel, &cr, buf, &nv, &nw);
+	(void)snprintf(path, sizeof(path), "%s/bin/docker", cwd);
+	assert_string_equal(v[nv + 1], path);
+	/* no config.json: docker's default context, recorded */
+	bool dflt = false;
+
+	for (size_t i = 0; i < nv; i++) {
+		dflt |= strcmp(v[i], "DOCKER_CONTEXT=default") == 0;
+	}
+	assert_true(dflt);
+	free(v);
+	/* a bare name: the file found on PATH */
+	(void)snprintf(path, sizeof(path), "%s/bin", dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	assert_int_equal(setenv("PATH", path, 1), 0);
+	(void)snprintf(path, sizeof(path), "%s/bin/docker", dir);
+	assert_non_null(f = fopen(path, "w"));
+	(void)fclose(f);
+	v = record_of(bare, &cr, buf, &nv, &nw);
+	assert_string_equal(v[nv + 1], "docker"); /* not executable: not found */
+	free(v);
+	assert_int_equal(chmod(path, 0700), 0);
+	v = record_of(bare, &cr, buf, &nv, &nw);
+	assert_string_equal(v[nv + 1], path);
+	/* the run's detection, and the file there */
+	struct container_run got;
+
+	assert_null(container_record_engine(v + nv + 1, nw, &got));
+	assert_null(container_record_unpinned(v, nv, v + nv + 1, &got));
+	free(v);
+	char *words[] = { W("docker") };
+
+	assert_string_equal(container_record_engine(words, 1, &got),
+			    "it is not named by an absolute path");
+	words[0] = W("/nonexistent/docker");
+	assert_string_equal(container_record_engine(words, 1, &got), "it is no longer there");
+	words[0] = W("/bin/sh");
+	assert_non_null(container_record_engine(words, 1, &got));
+	words[0] = path;
+	assert_int_equal(chmod(path, 0600), 0);
+	assert_string_equal(container_record_engine(words, 1, &got),
+			    "it is no longer an executable file");
+	/* the current context of config.json */
+	(void)snprintf(path, sizeof(path), "%s/.docker", dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	(void)snprintf(path, sizeof(path), "%s/.docker/config.json", dir);
+	assert_non_null(f = fopen(path, "w"));
+	(void)fputs("{\"auths\": {}, \"currentContext\": \"ctx-a\"}", f);
+	(void)fclose(f);
+	v = record_of(bare, &cr, buf, &nv, &nw);
+	dflt = false;
+	for (size_t i = 0; i < nv; i++) {
+		dflt |= strcmp(v[i], "DOCKER_CONTEXT=ctx-a") == 0;
+	}
+	assert_true(dflt);
+	free(v);
+	/* not when a word names the context; none when it cannot be read */
+	char *ctx[] = { W("docker"), W("--context"), W("b") };
+	struct container_run cr3 = { .engine = CONTAINER_DOCKER, .prefix_len = 3 };
+
+	v = record_of(ctx, &cr3, buf, &nv, &nw);
+	for (size_t i = 0; i < nv; i++) {
+		assert_true(strncmp(v[i], "DOCKER_CONTEXT=", 15) != 0);
+	}
+	assert_null(container_record_unpinned(v, nv, v + nv + 1, &cr3));
+	free(v);
+	assert_non_null(f = fopen(path, "w"));
+	(void)fputs("{\"currentContext\": ", f);
+	(void)fclose(f);
+	v = record_of(bare, &cr, buf, &nv, &nw);
+	for (size_t i = 0; i < nv; i++) {
+		assert_true(strncmp(v[i], "DOCKER_CONTEXT=", 15) != 0);
+	}
+	assert_non_null(container_record_unpinned(v, nv, v + nv + 1, &cr));
+	free(v);
+	assert_int_equal(unlink(path), 0);
+	/* pinned, or not, by words and variables */
+	char *dh[] = { W("DOCKER_HOST=tcp://h:1") };
+	char *envi[] = { W("env"), W("-i"), W("docker") };
+	char *envh[] = { W("env"), W("DOCKER_HOST=x"), W("docker") };
+	char *pod[] = { W("podman"), W("--remote") },
+	     *podc[] = { W("podman"), W("-r"), W("-c"), W("x") };
+	struct container_run ce = { .engine = CONTAINER_DOCKER, .engine_at = 2, .prefix_len = 3 };
+	struct container_run cp1 = { .engine = CONTAINER_PODMAN, .prefix_len = 1 };
+	struct container_run cp2 = { .engine = CONTAINER_PODMAN, .prefix_len = 2 };
+	struct container_run cp4 = { .engine = CONTAINER_PODMAN, .prefix_len = 4 };
+
+	assert_null(container_record_unpinned(dh, 1, bare, &cr));
+	assert_non_null(container_record_unpinned(NULL, 0, bare, &cr));
+	assert_non_null(container_record_unpinned(dh, 1, envi, &ce));
+	assert_null(container_record_unpinned(NULL, 0, envh, &ce));
+	assert_null(container_record_unpinned(NULL, 0, pod, &cp1));
+	assert_non_null(container_record_unpinned(NULL, 0, pod, &cp2));
+	assert_null(container_record_unpinned(NULL, 0, podc, &cp4));
+	(void)snprintf(path, sizeof(path), "%s/.docker", dir);
+	assert_int_equal(rmdir(path), 0);
+	(void)snprintf(path, sizeof(path), "%s/bin/docker", dir);
+	assert_int_equal(unlink(path), 0);
+	(void)snprintf(path, sizeof(path), "%s/bin", dir);
+	assert_int_equal(rmdir(path), 0);
+	assert_int_equal(rmdir(dir), 0);
 	(void)state;
 }
 
@@ -715,7 +864,7 @@ main(void)
 		cmocka_unit_test(test_parse_podman), cmocka_unit_test(test_parse_docker),
 		cmocka_unit_test(test_whose_parse),  cmocka_unit_test(test_listed),
 		cmocka_unit_test(test_gone_message), cmocka_unit_test(test_why),
-		cmocka_unit_test(test_record),
+		cmocka_unit_test(test_record),	     cmocka_unit_test(test_record_engine),
 	};
 
 	return cmocka_run_group_tests_name("container", tests, NULL, NULL);
