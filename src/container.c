@@ -1270,16 +1270,31 @@ resolve_word(const char *word, const char *path, const char *cwd, char *out, siz
 	}
 }
 
-/* Does env launcher word w (argv[1..engine_at)) take variables away (-i, -u NAME)? */
+/*
+ * Does env launcher word words[i] (of words[1..at)) take variable name away: -i (the
+ * whole environment), or -u of that name?  A -u of another name leaves it.
+ */
 static bool
-env_clears(const char *w)
+env_unsets(char *const *words, size_t i, size_t at, const char *name)
 {
-	return strcmp(w, "-i") == 0 || strcmp(w, "-") == 0 ||
-	       strcmp(w, "--ignore-environment") == 0 || strncmp(w, "-u", 2) == 0 ||
-	       strncmp(w, "--unset", 7) == 0;
+	const char *w = words[i];
+
+	if (strcmp(w, "-i") == 0 || strcmp(w, "-") == 0 || strcmp(w, "--ignore-environment") == 0) {
+		return true;
+	}
+	if (strcmp(w, "-u") == 0 || strcmp(w, "--unset") == 0) {
+		return i + 1 < at && strcmp(words[i + 1], name) == 0;
+	}
+	if (strncmp(w, "--unset=", 8) == 0) {
+		return strcmp(w + 8, name) == 0;
+	}
+	return strncmp(w, "-u", 2) == 0 && strcmp(w + 2, name) == 0;
 }
 
-/* The value of variable name for the engine, as launcher words[1..at) leave it: NULL unset. */
+/*
+ * The value of variable name for the engine, as launcher words[1..at) leave it: NULL when
+ * they do not set it; *cleared when they take it away (-i, -u name).
+ */
 static const char *
 launched_var(char *const *words, size_t at, const char *name, bool *cleared)
 {
@@ -1288,10 +1303,13 @@ launched_var(char *const *words, size_t at, const char *name, bool *cleared)
 
 	*cleared = false;
 	for (size_t i = 1; i < at; i++) {
-		if (env_clears(words[i])) {
+		if (env_unsets(words, i, at, name)) {
 			*cleared = true;
 		} else if (strncmp(words[i], name, len) == 0 && words[i][len] == '=') {
 			v = words[i] + len + 1;
+		}
+		if (strcmp(words[i], "-u") == 0 || strcmp(words[i], "--unset") == 0) {
+			i++; /* the name it takes away */
 		}
 	}
 	return v;
@@ -1314,23 +1332,24 @@ has_option(char *const *words, size_t from, size_t to, const char *const *names)
 	return false;
 }
 
-/* Is variable name set for the engine of a record (vars; words[0..engine_at): launcher)? */
-static bool
-record_has_var(char *const *vars, size_t n_vars, char *const *words, size_t engine_at,
-	       const char *name)
+/*
+ * Variable name for the engine of a record (vars; words[0..engine_at): launcher): 1 set to
+ * a value, 0 set but empty, -1 not set.
+ */
+static int
+record_var_is(char *const *vars, size_t n_vars, char *const *words, size_t engine_at,
+	      const char *name)
 {
 	bool cleared;
 	size_t len = strlen(name);
+	const char *v = launched_var(words, engine_at, name, &cleared);
 
-	if (launched_var(words, engine_at, name, &cleared) != NULL) {
-		return true;
-	}
-	for (size_t i = 0; !cleared && i < n_vars; i++) {
+	for (size_t i = 0; v == NULL && !cleared && i < n_vars; i++) {
 		if (strncmp(vars[i], name, len) == 0 && vars[i][len] == '=') {
-			return true;
+			v = vars[i] + len + 1;
 		}
 	}
-	return false;
+	return v == NULL ? -1 : v[0] != '\0';
 }
 
 static const char *const docker_pin_words[] = { "-H", "--host", "-c", "--context", NULL };
@@ -1345,16 +1364,23 @@ container_record_unpinned(char *const *vars, size_t n_vars, char *const *words,
 
 	if (cr->engine == CONTAINER_DOCKER) {
 		if (has_option(words, from, to, docker_pin_words) ||
-		    record_has_var(vars, n_vars, words, cr->engine_at, "DOCKER_HOST") ||
-		    record_has_var(vars, n_vars, words, cr->engine_at, "DOCKER_CONTEXT")) {
+		    record_var_is(vars, n_vars, words, cr->engine_at, "DOCKER_HOST") == 1 ||
+		    record_var_is(vars, n_vars, words, cr->engine_at, "DOCKER_CONTEXT") == 1) {
+			/* docker takes an empty DOCKER_HOST or DOCKER_CONTEXT for none */
 			return NULL;
 		}
 		return "its context was docker's current one, which the record does not name";
 	}
-	if (has_option(words, from, to, podman_pin_words) ||
-	    record_has_var(vars, n_vars, words, cr->engine_at, "CONTAINER_HOST") ||
-	    record_has_var(vars, n_vars, words, cr->engine_at, "CONTAINER_CONNECTION")) {
+	int host = record_var_is(vars, n_vars, words, cr->engine_at, "CONTAINER_HOST"),
+	    conn = record_var_is(vars, n_vars, words, cr->engine_at, "CONTAINER_CONNECTION");
+
+	if (has_option(words, from, to, podman_pin_words) || host == 1 || conn == 1) {
 		return NULL;
+	}
+	if (host == 0 || conn == 0) {
+		/* set but empty: podman may go remote, to no connection the record names */
+		return "its context was podman's default connection, which the record does not "
+		       "name";
 	}
 	for (size_t i = from; i < to; i++) {
 		const char *w = words[i], *eq = strchr(w, '=');
@@ -1444,6 +1470,19 @@ docker_current_context(const char *dir)
 	return out;
 }
 
+/* Is variable name unset or empty for the engine of launcher words[1..at) run here? */
+static bool
+var_unset_for(char *const *words, size_t at, const char *name)
+{
+	bool cleared;
+	const char *v = launched_var(words, at, name, &cleared);
+
+	if (v == NULL && !cleared) {
+		v = getenv(name);
+	}
+	return v == NULL || v[0] == '\0';
+}
+
 /*
  * For docker with no host or context of its words or variables: the context its
  * configuration chose (docker context use), read as docker reads it, for the record as
@@ -1462,12 +1501,16 @@ docker_config_context(char *const *words, const struct container_run *cr, const 
 		return NULL;
 	}
 	for (size_t i = 1; i < cr->engine_at; i++) {
-		if (env_clears(words[i]) || strncmp(words[i], "HOME=", 5) == 0 ||
+		if (env_unsets(words, i, cr->engine_at, "HOME") ||
+		    env_unsets(words, i, cr->engine_at, "DOCKER_CONFIG") ||
+		    strncmp(words[i], "HOME=", 5) == 0 ||
 		    strncmp(words[i], "DOCKER_CONFIG=", 14) == 0) {
 			cleared = true;
 		}
 	}
-	if (cleared || getenv("DOCKER_HOST") != NULL || getenv("DOCKER_CONTEXT") != NULL) {
+	/* The launcher's words were read above; an empty variable is none to docker. */
+	if (cleared || !var_unset_for(words, cr->engine_at, "DOCKER_HOST") ||
+	    !var_unset_for(words, cr->engine_at, "DOCKER_CONTEXT")) {
 		return NULL;
 	}
 	for (size_t i = cr->engine_at + 1; i < cr->prefix_len; i++) {
@@ -1497,6 +1540,13 @@ docker_config_context(char *const *words, const struct container_run *cr, const 
 		}
 	}
 	return docker_current_context(dir);
+}
+
+/* The value of variable name the record keeps: an empty DOCKER_CONTEXT gives way to ctx. */
+static const char *
+record_env(const char *name, const char *ctx)
+{
+	return ctx != NULL && strcmp(name, "DOCKER_CONTEXT") == 0 ? NULL : getenv(name);
 }
 
 char *
@@ -1534,7 +1584,7 @@ container_record_text(char *const *prefix, const struct container_run *cr, const
 	}
 	config_ctx = docker_config_context(prefix, cr, cwd);
 	for (size_t i = 0; container_record_vars[i] != NULL; i++) {
-		const char *v = getenv(container_record_vars[i]);
+		const char *v = record_env(container_record_vars[i], config_ctx);
 
 		if (v != NULL) {
 			n_vars++;
@@ -1560,7 +1610,7 @@ container_record_text(char *const *prefix, const struct container_run *cr, const
 	p += sprintf(p, "%s", head) + 1;
 	p += sprintf(p, "%s", run) + 1;
 	for (size_t i = 0; container_record_vars[i] != NULL; i++) {
-		const char *v = getenv(container_record_vars[i]);
+		const char *v = record_env(container_record_vars[i], config_ctx);
 
 		if (v != NULL) {
 			p += sprintf(p, "%s=%s", container_record_vars[i], v) + 1;

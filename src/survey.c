@@ -2658,10 +2658,30 @@ lost_ask(char **v, size_t n_vars, size_t n_words, const char *id, char *why, siz
 }
 
 /*
- * Does anything of the instance of pid (gone: status_stale()) still run among this user's
- * processes: its keeper ("mcpmux-keeper for PID"), or a process that carries its owner
- * (PID:START, whatever the start: a gone instance's pid is not reused by another mcpmux
- * while its carriers are there to tell), or one whose owner is too long to read?
+ * Might process q be of this user's (a process whose stat or status could not be read:
+ * whose /proc directory is)?
+ */
+static bool
+maybe_users(const struct procscan_proc *q)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	if (q->read_errno == 0) {
+		return q->uid == getuid();
+	}
+	(void)snprintf(path, sizeof(path), "%s/%d", SURVEY_PROC_ROOT, (int)q->pid);
+	return stat(path, &st) == -1 ? errno != ENOENT && errno != ESRCH : st.st_uid == getuid();
+}
+
+/*
+ * Does anything of the instance of pid (gone: status_stale()) still run, or might it, among
+ * this user's processes: its keeper ("mcpmux-keeper for PID", or its start when its
+ * argument area cut the title short), a process that carries its owner (PID:START, whatever
+ * the start: a gone instance's pid is not reused by another mcpmux while its carriers are
+ * there to tell), one whose owner is too long to read, or one that could not be read (its
+ * stat, status or environment)?  Pid 1 is not counted: the first process of the pid
+ * namespace sweep reads is never one an mcpmux started there.
  */
 static bool
 instance_left(const struct procscan *s, long pid)
@@ -2672,14 +2692,27 @@ instance_left(const struct procscan *s, long pid)
 	for (size_t i = 0; i < s->n; i++) {
 		const struct procscan_proc *q = &s->v[i];
 
-		if (q->uid != getuid() || q->state == 'Z' || q->state == 'X') {
-			continue; /* another user's, or dead */
+		if (q->pid == 1 || !maybe_users(q)) {
+			continue; /* init, or another user's */
 		}
-		if (q->owner_cut || (q->has_owner && owner_of_pid(q->owner, pid)) ||
-		    (strcmp(q->comm, "mcpmux-keeper") == 0 &&
-		     (q->argv == NULL ||
-		      (q->argv_len > (size_t)n && memcmp(q->argv, title, (size_t)n + 1) == 0)))) {
+		if (q->read_errno != 0) {
+			return true; /* what it is cannot be known */
+		}
+		if (q->state == 'Z' || q->state == 'X') {
+			continue; /* dead */
+		}
+		if (q->env_unread || q->owner_cut ||
+		    (q->has_owner && owner_of_pid(q->owner, pid))) {
 			return true;
+		}
+		if (strcmp(q->comm, "mcpmux-keeper") == 0) {
+			size_t w = q->argv != NULL ? strnlen(q->argv, q->argv_len) : 0;
+
+			/* the whole title, or its start filling the argument area */
+			if (q->argv == NULL || (w <= (size_t)n && memcmp(q->argv, title, w) == 0 &&
+						(w == (size_t)n || w + 1 >= q->argv_len))) {
+				return true;
+			}
 		}
 	}
 	return false;

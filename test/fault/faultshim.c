@@ -89,6 +89,8 @@
  *   FAULT_FLOCK_SLOW=N,.. the Nth call of flock() sleeps FAULT_FLOCK_MS milliseconds (1000)
  *                         before it locks (with FAULT_FLOCK_AFTER=1: after): a window
  *                         for another process to act
+ *   FAULT_ENVIRON_FAIL=PID  opening /proc/PID/environ fails with EACCES (a process of the
+ *                         user's whose environment cannot be read).
  *   FAULT_PROC_ERRNO=E    opening /proc/PID/task or a file under it fails with errno E (a
  *   FAULT_PROC_MS=T       number), for T milliseconds from the first such open (as with a
  *                         full descriptor table, or hidepid)
@@ -259,6 +261,7 @@ static bool pidfd_stopped;  /* ...and it did */
 static char xattr_fail[64]; /* FAULT_XATTR_FAIL */
 static int (*real_open)(const char *, int, ...);
 static int proc_errno;		  /* FAULT_PROC_ERRNO */
+static char environ_fail[64];	  /* FAULT_ENVIRON_FAIL: /proc/PID/environ */
 static int fsync_dir_errno;	  /* FAULT_FSYNC_DIR */
 static long proc_ms;		  /* FAULT_PROC_MS */
 static struct timespec proc_from; /* the window's start, 0: not yet */
@@ -428,6 +431,10 @@ faultshim_init(void)
 	accept4_errno = (int)env_num("FAULT_ACCEPT4_ERRNO", EMFILE);
 	if (getenv("FAULT_XATTR_FAIL") != NULL) {
 		(void)snprintf(xattr_fail, sizeof(xattr_fail), "%s", getenv("FAULT_XATTR_FAIL"));
+	}
+	if (getenv("FAULT_ENVIRON_FAIL") != NULL) {
+		(void)snprintf(environ_fail, sizeof(environ_fail), "/proc/%s/environ",
+			       getenv("FAULT_ENVIRON_FAIL"));
 	}
 	if (getenv("FAULT_OPEN_STOP") != NULL) {
 		(void)snprintf(open_stop, sizeof(open_stop), "%s", getenv("FAULT_OPEN_STOP"));
@@ -1438,6 +1445,12 @@ shim_open(const char *path, int flags, mode_t mode)
 	resolve();
 	if (proc_fails(path)) {
 		errno = proc_errno;
+		return -1;
+	}
+	if (environ_fail[0] != '\0' && F.ready && getpid() == F.owner &&
+	    strcmp(path, environ_fail) == 0) {
+		F.n_failed++;
+		errno = EACCES;
 		return -1;
 	}
 	size_t len = strlen(path);

@@ -1335,10 +1335,74 @@ class FakeDockerKeeper(FakeDockerCase):
             os.unlink(os.path.join(self.cid_dir(), f))
         self.assert_no_leftovers()
 
+    def test_an_empty_docker_host_or_context_leaves_the_current_context_recorded(self):
+        """docker takes an empty DOCKER_HOST or DOCKER_CONTEXT (of the run's environment, or
+        set by an env launcher) for none, and runs in config.json's currentContext: the
+        record names that context, and a sweep after another context was made current
+        asks in the run's, where the container is still there, and keeps its id file."""
+        cfg = os.path.join(self.tmp.name, "docker-config")
+        os.mkdir(cfg)
+        conf = os.path.join(cfg, "config.json")
+        self.env["DOCKER_CONFIG"] = cfg
+        self.env["FAKE_DOCKER_HOST_ONLY"] = "context:ctx-a"
+        self.env["FAKE_DOCKER_ARGS"] = ""
+        for var, launcher in (("DOCKER_HOST", False), ("DOCKER_CONTEXT", False),
+                              ("DOCKER_HOST", True)):
+            with self.subTest(var=var, launcher=launcher):
+                with open(conf, "w") as f:
+                    f.write('{"auths": {}, "currentContext": "ctx-a"}')
+                env = dict(self.env)
+                if not launcher:
+                    env[var] = ""
+                p = self.start([MCPMUX] + GRACES + ["--"] +
+                               (["env", var + "="] if launcher else []) +
+                               ["docker", "run", "-i", "img"], env=env)
+                p.send(initialize(1))
+                self.assertEqual(p.msg()["id"], 1)
+                files = sorted(os.listdir(self.cid_dir()))
+                with open(os.path.join(self.cid_dir(), files[1]), "rb") as f:
+                    self.assertIn(b"\0DOCKER_CONTEXT=ctx-a\0", f.read())
+                self.kill_with_keeper(p)
+                with open(conf, "w") as f:
+                    f.write('{"auths": {}, "currentContext": "default"}')
+                r = self.sweep()
+                self.assertEqual(sorted(os.listdir(self.cid_dir())), files,
+                                 "removed while its container is there: " + r.stderr)
+                self.assertNotIn("keeping", r.stderr)
+                subprocess.run(["docker", "--context", "ctx-a", "container", "rm", "-f",
+                                "fake0123456789abcdef"], env=self.env, check=True,
+                               timeout=10 * SLOW)
+                r = self.sweep()
+                self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
+                os.unlink(self.log + ".removed")
+        self.assert_no_leftovers()
+
+    def test_an_env_launcher_unsetting_another_variable_keeps_the_runs_path(self):
+        """`env -u NAME docker` finds docker on the run's PATH (only -u PATH or -i take it
+        away): the record names the engine found there, which sweep runs."""
+        self.env["FAKE_DOCKER_ARGS"] = ""
+        p = self.start([MCPMUX] + GRACES + ["--", "env", "-u", "FOO", "docker", "run", "-i",
+                                            "img"])
+        p.send(initialize(1))
+        self.assertEqual(p.msg()["id"], 1)
+        files = sorted(os.listdir(self.cid_dir()))
+        with open(os.path.join(self.cid_dir(), files[1]), "rb") as f:
+            words = f.read().split(b"\0")
+        self.assertIn(os.path.join(HERE, "bin", "docker").encode(), words)
+        self.kill_with_keeper(p)
+        subprocess.run(["docker", "container", "rm", "-f", "fake0123456789abcdef"],
+                       env=self.env, check=True, timeout=10 * SLOW)
+        r = self.sweep()
+        self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
+        self.assertNotIn("keeping", r.stderr)
+        self.assert_no_leftovers()
+
     def test_sweep_keeps_a_record_while_its_instance_has_a_process_left(self):
         """A record whose id file is not there (yet: podman writes it once it made the
         container) stays while the instance's keeper, or a process carrying its owner,
-        still runs, though mcpmux is gone; it goes once nothing of the instance is left."""
+        still runs, though mcpmux is gone, or while a process of the user's whose
+        environment cannot be read (it may carry the owner) runs; it goes once nothing of
+        the instance is left."""
         gone = subprocess.Popen(["true"])
         gone.wait()
         os.makedirs(self.cid_dir(), mode=0o700, exist_ok=True)
@@ -1347,24 +1411,74 @@ class FakeDockerKeeper(FakeDockerCase):
         open(ctx, "w").close()
         keeper = os.path.join(self.tmp.name, "mcpmux-keeper")
         os.symlink("/bin/sleep", keeper)
-        for how in ("keeper", "owner"):
+        shim = os.path.exists(SHIM) and not WRAPPER
+        for how in ("keeper", "owner") + (("unreadable",) if shim else ()):
             with self.subTest(how=how):
+                env = {}
                 if how == "keeper":
                     q = subprocess.Popen(["mcpmux-keeper for %d" % gone.pid, "600"],
                                          executable=keeper, env=self.env)
-                else:
+                elif how == "owner":
                     q = subprocess.Popen(["sleep", "600"],
                                          env=dict(self.env, MCPMUX_OWNER="%d:1" % gone.pid))
+                else:  # a process of the user's whose environment sweep cannot read
+                    q = subprocess.Popen(["sleep", "600"], env=self.env)
+                    env = dict(LD_PRELOAD=SHIM, FAULT_ENVIRON_FAIL=str(q.pid),
+                               ASAN_OPTIONS=":".join(
+                                   x for x in (self.env.get("ASAN_OPTIONS", ""),
+                                               "verify_asan_link_order=0") if x))
                 try:
                     wait_until(lambda: comm(q.pid) in ("mcpmux-keeper", "sleep"), 10 * SLOW,
                                "the process to start")
-                    r = self.sweep()
+                    r = self.sweep(**env)
                     self.assertTrue(os.path.exists(ctx), r.stderr)
                 finally:
                     q.kill()
                     q.wait()
         r = self.sweep()
         self.assertFalse(os.path.exists(ctx), r.stderr)
+        self.assert_no_leftovers()
+
+    @unittest.skipIf(WRAPPER, "under a wrapper")
+    def test_sweep_keeps_a_record_while_a_keeper_whose_title_was_cut_runs(self):
+        """The keeper's title is written over mcpmux's argument area: one too small for
+        "mcpmux-keeper for PID" (a short command line, a pid of five digits or more) cuts
+        it short.  A record whose id file is not there stays while a keeper whose title is
+        the start of its instance's runs; it goes once the keeper is gone."""
+        os.symlink(MCPMUX, os.path.join(self.tmp.name, "m"))
+        self.env["FAKE_DOCKER_ARGS"] = ""
+        argv = ["./m", "--", "docker", "run", "-i", "x"]  # 23 bytes
+        p = self.start(argv, cwd=self.tmp.name)
+        p.send(initialize(1))
+        self.assertEqual(p.msg()["id"], 1)
+        full = b"mcpmux-keeper for %d" % p.pid
+        if len(full) < len(b"\0".join(w.encode() for w in argv)) + 1:
+            p.close_stdin()
+            p.wait()
+            self.skipTest("a pid too short for its keeper's title to be cut")
+        keeper = wait_until(lambda: [q for q in self.tagged() if comm(q) == "mcpmux-keeper"],
+                            10 * SLOW, "the keeper")[0]
+        with open("/proc/%d/cmdline" % keeper, "rb") as f:
+            title = f.read().split(b"\0")[0]
+        self.assertTrue(full.startswith(title) and title != full, title)
+        os.kill(keeper, signal.SIGSTOP)  # it cannot act on mcpmux's death
+        p.p.send_signal(signal.SIGKILL)
+        p.wait()
+        files = sorted(os.listdir(self.cid_dir()))
+        self.assertEqual([f.rsplit(".", 1)[1] for f in files], ["cid", "ctx"], files)
+        os.unlink(os.path.join(self.cid_dir(), files[0]))  # as if not written yet
+        ctx = os.path.join(self.cid_dir(), files[1])
+        try:
+            r = self.sweep()
+            self.assertTrue(os.path.exists(ctx), "removed while its keeper runs: " + r.stderr)
+        finally:
+            os.kill(keeper, signal.SIGKILL)
+        wait_until(lambda: not [q for q in self.tagged() if comm(q) == "mcpmux-keeper"],
+                   10 * SLOW, "the keeper to be gone")
+        r = self.sweep()
+        self.assertFalse(os.path.exists(ctx), r.stderr)
+        subprocess.run(["docker", "container", "rm", "-f", "fake0123456789abcdef"],
+                       env=self.env, check=True, timeout=10 * SLOW)
         self.assert_no_leftovers()
 
     def test_the_keeper_removes_its_own_empty_id_file_not_a_users(self):

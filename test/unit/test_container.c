@@ -845,6 +845,19 @@ test_record_engine(void **state)
 	assert_null(container_record_unpinned(NULL, 0, pod, &cp1));
 	assert_non_null(container_record_unpinned(NULL, 0, pod, &cp2));
 	assert_null(container_record_unpinned(NULL, 0, podc, &cp4));
+	/* set but empty: docker takes it for none; podman may go remote, to no named place */
+	char *dhe[] = { W("DOCKER_HOST=") }, *dce[] = { W("DOCKER_CONTEXT=") },
+	     *che[] = { W("CONTAINER_HOST=") }, *cce[] = { W("CONTAINER_CONNECTION=") };
+	char *envhe[] = { W("env"), W("DOCKER_HOST="), W("docker") };
+	char *envu[] = { W("env"), W("-u"), W("FOO"), W("docker") };
+	struct container_run ceu = { .engine = CONTAINER_DOCKER, .engine_at = 3, .prefix_len = 4 };
+
+	assert_non_null(container_record_unpinned(dhe, 1, bare, &cr));
+	assert_non_null(container_record_unpinned(dce, 1, bare, &cr));
+	assert_non_null(container_record_unpinned(dh, 1, envhe, &ce));
+	assert_null(container_record_unpinned(dh, 1, envu, &ceu));
+	assert_non_null(container_record_unpinned(che, 1, pod, &cp1));
+	assert_non_null(container_record_unpinned(cce, 1, pod, &cp1));
 	(void)snprintf(path, sizeof(path), "%s/.docker", dir);
 	assert_int_equal(rmdir(path), 0);
 	(void)snprintf(path, sizeof(path), "%s/bin/docker", dir);
