@@ -713,10 +713,16 @@ must_wait(const struct wrap *w)
 	return w->held_off < w->held.len || must_hold(w);
 }
 
-/* A message of mcpmux's own (not in w->tmp) to the client now. */
-static void
+/*
+ * A message of mcpmux's own (not in w->tmp) to the client now: 0, or -1 when the client's
+ * queue had no memory for it, which the caller says (as send_own_or_fail()).
+ */
+static int
 send_own_text(struct wrap *w, const char *p, size_t len)
 {
+	if (conn_send_line(&w->client, &w->client.self, p, len) == -1 && errno == ENOMEM) {
+		return -1;
+	}
 	if (tlog_enabled) {
 		pid_t pid;
 		const char *id = cur_id(w, &pid);
@@ -724,7 +730,7 @@ send_own_text(struct wrap *w, const char *p, size_t len)
 		(void)jsonrpc_scan(&w->scan, p, len);
 		tlog_message(id, pid, TLOG_OUT, &w->scan, p, len, 0);
 	}
-	(void)conn_send_line(&w->client, &w->client.self, p, len);
+	return 0;
 }
 
 /*
@@ -782,7 +788,9 @@ held_lost(struct wrap *w, char tag, const char *line, size_t len, size_t *lines,
 
 	if (tag == HELD_OWN) {
 		(*own)++;
-		send_own_text(w, line, len);
+		if (send_own_text(w, line, len) == -1) {
+			diag_error("out of memory: a message from mcpmux was lost");
+		}
 		return;
 	}
 	(*lines)++;
@@ -791,7 +799,12 @@ held_lost(struct wrap *w, char tag, const char *line, size_t len, size_t *lines,
 		diag_error("out of memory: a message from mcpmux was lost");
 	} else if (b.len > 0) {
 		*requests += n;
-		send_own_text(w, b.buf, b.len);
+		if (send_own_text(w, b.buf, b.len) == -1) {
+			diag_error(
+				"out of memory: the error for a line of the client's held behind "
+				"an ended run's replies was lost%s",
+				n > 0 ? ": its requests are left unanswered" : "");
+		}
 	}
 	sbuf_release(&b);
 }

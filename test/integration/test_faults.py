@@ -2455,6 +2455,40 @@ class OutOfMemory(Faults):
         self.goes_on_and_ends(p)
         self.assertNotIn("got notifications/x", p.stderr())
 
+    def test_an_own_answer_held_that_cannot_be_queued_when_let_go_is_said(self):
+        """While the client's pipe is full (fill_pipe()), behind an ended run's replies:
+        the -32600 for a request over --max-message held, a notification (the held queue
+        near 4 KB), then a request that the held queue has no memory for, nor for its error
+        (its growth past 8 KiB, twice): the lines held are let go, the -32600 goes now,
+        and the client's queue has no memory for it (its first chunk, the next allocation
+        of any size): stderr says a message from mcpmux was lost, not only how many answers
+        went; the marked request still gets its error, and the run goes on."""
+        env = self.oom_env("OOM-F", malloc_min=8192, malloc_count=2, malloc_then=1)
+        p = self.wrap_initialized(env, "--max-message", "4M")
+        fill_pipe(p, call(5, "huge", bytes=3 << 20))
+        p.send(call(1, "sleep", ms=60000), req("e", "mcpmux/endRun"))
+        big = json.dumps(req("big", "ping", {"pad": "p" * (4200 << 10)}))
+        own = ('{"jsonrpc":"2.0","id":"big","error":{"code":-32600,"message":"Invalid Request: '
+               'message too large (%d bytes, the limit is 4194304: see --max-message)"}}'
+               % len(big))
+        pad = 4096 - (len(own) + 2) - 2 - len(json.dumps(note("notifications/x",
+                                                              {"pad": ""}))) - 20
+        lines = [big, json.dumps(note("notifications/x", {"pad": "p" * pad})),
+                 json.dumps(req("OOM-F", "ping"))]
+        p.write(("\n".join(lines) + "\n").encode())
+        wait_until(lambda: "answers of mcpmux's own held with them go now" in p.stderr(), 10,
+                   "the held lines let go")
+        self.assertIn("out of memory: 2 lines of the client's held behind an ended run's "
+                      "replies were dropped (their 1 requests get an error each) and 1 "
+                      "answers of mcpmux's own held with them go now", p.stderr())
+        self.assertIn("out of memory: a message from mcpmux was lost", p.stderr())
+        self.assertEqual(p.msg(10)["id"], 5)
+        got = [p.msg(10) for _ in range(3)]
+        key = sorted((str(m["id"]), m["error"]["code"] if "error" in m else "result")
+                     for m in got)
+        self.assertEqual(key, [("1", -32000), ("OOM-F", -32000), ("e", "result")], got)
+        self.goes_on_and_ends(p)
+
     def test_a_batch_that_cannot_be_stripped_of_its_answers_is_refused(self):
         """After an end-of-run, wrap takes the answers out of a client's batch (the next
         run's server never sent their requests); no memory for the batch without them
