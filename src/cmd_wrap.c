@@ -77,7 +77,10 @@ struct wrap {
 	 * requests in flight, its end-of-run result): a new run's first message must not
 	 * overtake them.  Client input is held meanwhile, so this holds at most what one
 	 * read brought, and the error for a line of it over the bound (hold()).  Each entry
-	 * is a tag byte (HELD_LINE, HELD_OWN: mcpmux's answer to that line), the line, "\n".
+	 * is a tag byte (HELD_LINE, HELD_OWN: mcpmux's answer to that line), the line, "\n";
+	 * HELD_OWN_BATCH (an answer to a batch over the bound) has a NUL before its line, and
+	 * before that, for the batch's array of errors, the one error with id null that
+	 * answers the batch when the array cannot be queued (struct held_entry).
 	 */
 	struct sbuf held;
 	size_t held_off;
@@ -112,7 +115,16 @@ static void wrap_on_stall(struct session *s, void *owner);
 static void handle_line(struct wrap *w, const char *line, size_t len);
 static void replay_held(struct wrap *w);
 
-enum { HELD_LINE = 'c', HELD_OWN = 'o' };
+enum { HELD_LINE = 'c', HELD_OWN = 'o', HELD_OWN_BATCH = 'b' };
+
+/* An entry of struct wrap's held: head, for HELD_OWN_BATCH, the error in the array's place. */
+struct held_entry {
+	char tag;
+	const char *head;
+	size_t head_len;
+	const char *line;
+	size_t len;
+};
 
 static const struct framer_sink client_sink = {
 	.line = wrap_on_line,
@@ -644,6 +656,49 @@ must_hold(const struct wrap *w)
 	return w->cur == NULL && ended_run_owes(w);
 }
 
+/* The held entry at off into e: the offset of the next. */
+static size_t
+held_next(const struct wrap *w, size_t off, struct held_entry *e)
+{
+	const char *p = w->held.buf + off;
+	const char *nl = memchr(p, '\n', w->held.len - off);
+	const char *nul = *p == HELD_OWN_BATCH ? memchr(p + 1, '\0', (size_t)(nl - p - 1)) : NULL;
+
+	e->tag = *p;
+	e->head = nul != NULL ? p + 1 : NULL;
+	e->head_len = nul != NULL ? (size_t)(nul - p - 1) : 0;
+	e->line = nul != NULL ? nul + 1 : p + 1;
+	e->len = (size_t)(nl - e->line);
+	return off + (size_t)(nl - p) + 1;
+}
+
+static int send_own_text(struct wrap *w, const char *p, size_t len);
+
+/*
+ * A held answer of mcpmux's own (e: HELD_OWN, HELD_OWN_BATCH) to the client now; one the
+ * client's queue has no memory for is said lost, and a batch's array of errors gets the one
+ * error with id null in its place (as wrap_big_batch()), said so; a batch's requests left
+ * with no answer (that error lost too, or none: the one error itself, or no memory to make
+ * it) are said left unanswered.
+ */
+static void
+send_held_own(struct wrap *w, const struct held_entry *e)
+{
+	if (send_own_text(w, e->line, e->len) == 0) {
+		return;
+	}
+	if (e->head == NULL) {
+		diag_error("out of memory: a message from mcpmux was lost");
+		return;
+	}
+	if (e->len > 0 && e->line[0] == '[') {
+		diag_error(RPCOUT_BIGREQS_NOT_QUEUED_TEXT);
+	}
+	if (e->head_len == 0 || send_own_text(w, e->head, e->head_len) == -1) {
+		diag_error(RPCOUT_BIGREQS_UNANSWERED_TEXT);
+	}
+}
+
 /*
  * The lines held for a new run, now that the ended runs' replies are out (shutting down:
  * their requests get errors, handle_line()).
@@ -652,18 +707,14 @@ static void
 replay_held(struct wrap *w)
 {
 	while (w->held_off < w->held.len && !must_hold(w)) {
-		const char *p = w->held.buf + w->held_off;
-		const char *nl = memchr(p, '\n', w->held.len - w->held_off);
-		size_t len = (size_t)(nl - p);
+		struct held_entry e;
 
-		w->held_off += len + 1;
-		if (*p == HELD_OWN) {
-			sbuf_reset(&w->tmp);
-			sbuf_add(&w->tmp, p + 1, len - 1);
-			send_own(w);
+		w->held_off = held_next(w, w->held_off, &e);
+		if (e.tag != HELD_LINE) {
+			send_held_own(w, &e);
 		} else {
 			w->replaying = true;
-			handle_line(w, p + 1, len - 1);
+			handle_line(w, e.line, e.len);
 			w->replaying = false;
 		}
 	}
@@ -780,21 +831,18 @@ held_line_error(struct wrap *w, struct sbuf *b, const char *line, size_t len, si
  * replies (there is no memory to keep it behind them).  Counted in lines, requests, own.
  */
 static void
-held_lost(struct wrap *w, char tag, const char *line, size_t len, size_t *lines, size_t *requests,
-	  size_t *own)
+held_lost(struct wrap *w, const struct held_entry *e, size_t *lines, size_t *requests, size_t *own)
 {
 	struct sbuf b = { 0 };
 	size_t n = 0;
 
-	if (tag == HELD_OWN) {
+	if (e->tag != HELD_LINE) {
 		(*own)++;
-		if (send_own_text(w, line, len) == -1) {
-			diag_error("out of memory: a message from mcpmux was lost");
-		}
+		send_held_own(w, e);
 		return;
 	}
 	(*lines)++;
-	(void)held_line_error(w, &b, line, len, &n);
+	(void)held_line_error(w, &b, e->line, e->len, &n);
 	if (b.failed) {
 		diag_error("out of memory: a message from mcpmux was lost");
 	} else if (b.len > 0) {
@@ -811,12 +859,16 @@ held_lost(struct wrap *w, char tag, const char *line, size_t len, size_t *lines,
 
 /* Append an entry to the held queue; false, and what was held as it was, with no memory. */
 static bool
-held_add(struct wrap *w, char tag, const char *line, size_t len)
+held_add(struct wrap *w, const struct held_entry *e)
 {
 	size_t start = w->held.len;
 
-	sbuf_add(&w->held, &tag, 1);
-	sbuf_add(&w->held, line, len);
+	sbuf_add(&w->held, &e->tag, 1);
+	if (e->head != NULL) {
+		sbuf_add(&w->held, e->head, e->head_len);
+		sbuf_add(&w->held, "", 1);
+	}
+	sbuf_add(&w->held, e->line, e->len);
 	sbuf_add(&w->held, "\n", 1);
 	if (!w->held.failed) {
 		return true;
@@ -838,19 +890,22 @@ held_add(struct wrap *w, char tag, const char *line, size_t len)
  * (held_lost()), and stderr says how many.
  */
 static void
-hold(struct wrap *w, char tag, const char *line, size_t len)
+hold(struct wrap *w, const struct held_entry *e)
 {
 	size_t lines = 0, requests = 0, own = 0;
 
 	conn_hold(&w->client, CONN_HOLD_ORDER, true);
-	if (held_add(w, tag, line, len)) {
+	if (held_add(w, e)) {
 		return;
 	}
-	if (tag == HELD_LINE) {
+	if (e->tag == HELD_LINE) {
 		struct sbuf b = { 0 };
 		size_t n = 0;
-		const char *what = held_line_error(w, &b, line, len, &n);
-		bool held = !b.failed && (b.len == 0 || held_add(w, HELD_OWN, b.buf, b.len));
+		const char *what = held_line_error(w, &b, e->line, e->len, &n);
+		bool held = !b.failed &&
+			    (b.len == 0 ||
+			     held_add(w, &(struct held_entry){
+						 .tag = HELD_OWN, .line = b.buf, .len = b.len }));
 
 		sbuf_release(&b);
 		if (held) {
@@ -861,14 +916,12 @@ hold(struct wrap *w, char tag, const char *line, size_t len)
 		}
 	}
 	for (size_t off = w->held_off; off < w->held.len;) {
-		const char *p = w->held.buf + off;
-		const char *nl = memchr(p, '\n', w->held.len - off);
-		size_t n = (size_t)(nl - p);
+		struct held_entry lost;
 
-		off += n + 1;
-		held_lost(w, *p, p + 1, n - 1, &lines, &requests, &own);
+		off = held_next(w, off, &lost);
+		held_lost(w, &lost, &lines, &requests, &own);
 	}
-	held_lost(w, tag, line, len, &lines, &requests, &own);
+	held_lost(w, e, &lines, &requests, &own);
 	diag_error("out of memory: %zu lines of the client's held behind an ended run's replies "
 		   "were dropped (their %zu requests get an error each) and %zu answers of "
 		   "mcpmux's own held with them go now",
@@ -880,13 +933,24 @@ hold(struct wrap *w, char tag, const char *line, size_t len)
 /*
  * mcpmux's answer in w->tmp to a client line over the bound: it waits as that line would
  * have, had it been within the bound (an error written before the ended run's last
- * replies could be read as one of them, or they as its).  0, or -1 as send_own_or_fail().
+ * replies could be read as one of them, or they as its).  batch: it answers a batch over
+ * the bound; fallback: for its array of errors, the one error with id null that answers
+ * it if the array cannot be queued when it goes (send_held_own()), or NULL.  0, or -1 as
+ * send_own_or_fail().
  */
 static int
-send_own_in_order(struct wrap *w)
+send_own_in_order(struct wrap *w, bool batch, const struct sbuf *fallback)
 {
 	if (!w->tmp.failed && must_wait(w)) {
-		hold(w, HELD_OWN, w->tmp.buf, w->tmp.len);
+		bool fb = fallback != NULL && !fallback->failed && fallback->len > 0;
+
+		hold(w, &(struct held_entry){ .tag = batch ? HELD_OWN_BATCH : HELD_OWN,
+					      .head = fb      ? fallback->buf
+						      : batch ? ""
+							      : NULL,
+					      .head_len = fb ? fallback->len : 0,
+					      .line = w->tmp.buf,
+					      .len = w->tmp.len });
 		sbuf_reset(&w->tmp);
 		return 0;
 	}
@@ -900,7 +964,7 @@ wrap_on_line(void *ctx, const char *line, size_t len)
 
 	if (must_wait(w)) {
 		/* All lines wait, whatever they are. */
-		hold(w, HELD_LINE, line, len);
+		hold(w, &(struct held_entry){ .tag = HELD_LINE, .line = line, .len = len });
 		return;
 	}
 	handle_line(w, line, len);
@@ -1325,6 +1389,21 @@ wrap_on_big_more(void *ctx, const char *more, size_t len)
 }
 
 /*
+ * The one error with id null that answers a batch over the bound in place of its array of
+ * errors (as wrap_on_big_end() gives it when wrap_big_batch() does not answer it), into b.
+ */
+static void
+big_batch_fallback(const struct wrap *w, struct sbuf *b)
+{
+	struct rpcout_big big = { 0 };
+	char text[256];
+
+	big_size(w, &big);
+	(void)rpcout_oversize(&big, text, sizeof(text));
+	rpcout_error(b, NULL, 0, RPCOUT_BIG_CODE(&big), text);
+}
+
+/*
  * A batch of the client's over the bound, scanned whole (its answers got the server
  * errors as they passed): each of its requests gets big->code's error with its id, and
  * its elements that are no message one with id null, in one array.  False when it held no message,
@@ -1341,9 +1420,19 @@ wrap_big_batch(struct wrap *w, struct rpcout_big *big)
 	if (!rpcout_bigreqs_answer(&w->tmp, &w->big_reqs, big)) {
 		return false;
 	}
-	if (w->tmp.len > 0 && send_own_in_order(w) == -1) {
-		diag_error(RPCOUT_BIGREQS_NOT_QUEUED_TEXT);
-		return false;
+	if (w->tmp.len > 0) {
+		struct sbuf fallback = { 0 };
+		int rc;
+
+		if (must_wait(w)) {
+			big_batch_fallback(w, &fallback);
+		}
+		rc = send_own_in_order(w, true, &fallback);
+		sbuf_release(&fallback);
+		if (rc == -1) {
+			diag_error(RPCOUT_BIGREQS_NOT_QUEUED_TEXT);
+			return false;
+		}
 	}
 	if (w->big_notes > 0) {
 		diag_warn(RPCOUT_BIG_NOTIFICATION, RPCOUT_BIG_ARGS_SIZE(big));
@@ -1401,7 +1490,7 @@ wrap_on_big_end(void *ctx, size_t total)
 	case RPCOUT_OVERSIZE_REQUEST:
 		sbuf_reset(&w->tmp);
 		rpcout_error(&w->tmp, id, id_len, RPCOUT_BIG_CODE(&big), text);
-		if (send_own_in_order(w) == -1) {
+		if (send_own_in_order(w, w->big_batch, NULL) == -1) {
 			diag_error("%s", w->big_batch
 						 ? RPCOUT_BIGREQS_UNANSWERED_TEXT
 						 : "out of memory: a message from mcpmux was lost");

@@ -3163,6 +3163,48 @@ class OutOfMemory(Faults):
                 self.big_batch_errors_not_queued(p, then)
                 self.assert_no_leftovers()
 
+    def test_a_held_batchs_errors_that_cannot_be_queued_get_one_error(self):
+        """wrap --max-message 4M, while the client's pipe is full (fill_pipe()): a batch
+        over the bound right after an end of run whose replies are still to come (a
+        request in flight), its array of errors held behind them; when it goes, the
+        client's queue has no memory for it (its chunk of 36 to 64 KiB): its requests get
+        one -32600 with id null in its place, and stderr says so (not only that a message
+        was lost; its order against those replies, still queued behind the answer that
+        fills the pipe, is not asserted: mcpmux's own queue is written first); with then, the
+        queue has no memory for that error either, and stderr says the requests are left
+        unanswered.  A call after them is answered by the next run."""
+        pad = "p" * (14 << 10)
+        not_queued = ("out of memory: the array of errors for the requests of a batch of "
+                      "the client's over --max-message could not be queued: one error with "
+                      "id null answers them")
+        unanswered = ("out of memory: the error with id null for the requests of a batch of "
+                      "the client's over --max-message was lost: they are left unanswered")
+        for then in (0, 1):
+            with self.subTest(then=then):
+                # (over 36 KiB: not opendir()'s 32 KiB block as the ended run's tree is read)
+                env = self.oom_env("OOM-Q", malloc_min=36 << 10, malloc_max=64 << 10,
+                                   malloc_only="malloc", malloc_then=then)
+                p = self.wrap_initialized(env, "--max-message", "4M")
+                fill_pipe(p, call(5, "huge", bytes=3 << 20))
+                p.send(call(1, "sleep", ms=60000), req("e", "mcpmux/endRun"))
+                p.send([req(k, "ping", {"p": pad}) for k in range(299)]
+                       + [req("OOM-Q", "ping", {"p": pad})])
+                p.send(call(2, "echo", text="after"))
+                wait_until(lambda: not_queued in p.stderr(), 10, "the array lost")
+                self.assertEqual(p.msg(10)["id"], 5)
+                got = [p.msg(10) for _ in range(3 - then)]
+                key = sorted((str(m["id"]), m["error"]["code"] if "error" in m else "result")
+                             for m in got)
+                self.assertEqual(key, sorted([("1", -32000), ("e", "result")]
+                                             + ([] if then else [("None", -32600)])), got)
+                self.assertEqual(p.msg(10)["result"]["content"][0]["text"], "after")
+                self.assertEqual(unanswered in p.stderr(), bool(then))
+                self.assertNotIn("a message from mcpmux was lost", p.stderr())
+                p.close_stdin()
+                self.assertEqual(p.wait(), 0)
+                self.assertEqual(self.counters(p.pid)["failed"], 1 + then)
+                self.assert_no_leftovers()
+
     def test_connect_a_batchs_errors_that_cannot_be_queued_get_one_error(self):
         """connect --max-message 4M: the same."""
         for then in (0, 1):
