@@ -1121,6 +1121,94 @@ big_early(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len
 }
 
 /*
+ * An answer of mcpmux's own to a batch too long to buffer in session sid, begun in b
+ * (emptied first): the envelope's head for a session not of this connection's (none for
+ * one of its own, whose queue gets the envelope around it).  The head's length.
+ */
+static size_t
+big_own_head(const struct sconn *sc, const struct hub_entry *e, const char *sid, size_t sid_len,
+	     struct sbuf *b)
+{
+	sbuf_reset(b);
+	if (e != NULL && e->owner == &sc->port) {
+		return 0;
+	}
+	sbuf_adds(b, "{\"session\":");
+	sbuf_add_json_string(b, sid, sid_len);
+	sbuf_adds(b, ",\"message\":");
+	return b->len;
+}
+
+/*
+ * That answer, the message after head in b, to the client: through the session's own
+ * queue for one of this connection's, never copied but into the queue.  0, or -1 (errno
+ * ENOMEM: no memory to write it or to queue it, which the caller says).
+ */
+static int
+send_big_own(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len, struct sbuf *b,
+	     size_t head)
+{
+	struct serve *sv = sc->sv;
+	int rc;
+
+	if (b->failed) {
+		errno = ENOMEM;
+		return -1;
+	}
+	if (e != NULL && e->owner == &sc->port) {
+		struct iovec iov[5] = {
+			{ .iov_base = (void *)(uintptr_t) "{\"session\":\"", .iov_len = 12 },
+			{ .iov_base = e->id, .iov_len = e->id_len },
+			{ .iov_base = (void *)(uintptr_t) "\",\"message\":", .iov_len = 12 },
+			{ .iov_base = b->buf, .iov_len = b->len },
+			{ .iov_base = (void *)(uintptr_t) "}\n", .iov_len = 2 },
+		};
+
+		rc = conn_send(&sc->c, e->port_data, iov, 5);
+		if (rc == 0) {
+			hub_log_own(&sv->hub, e->id, e->s, b->buf, b->len);
+		} else if (errno != ENOMEM) {
+			message_lost(sc, e, b->buf, b->len);
+			errno = EPIPE; /* (lost, said: no error with id null in its place) */
+		}
+		return rc;
+	}
+	sbuf_adds(b, "}");
+	rc = b->failed ? -1 : conn_send_line(&sc->c, &sc->c.self, b->buf, b->len);
+	if (b->failed) {
+		errno = ENOMEM;
+	}
+	if (rc == 0 && e == NULL) {
+		char id[SESSION_ID_MAX + 1];
+
+		(void)snprintf(id, sizeof(id), "%.*s", (int)sid_len, sid);
+		hub_log_own(&sv->hub, id, NULL, b->buf + head, b->len - head - 1);
+	}
+	return rc;
+}
+
+/*
+ * The one error with id null that answers the requests of a batch too long to buffer in
+ * session sid when big_batch() does not answer them each (big: as read); when the
+ * client's queue has no memory for it either, stderr says they are left unanswered.
+ */
+static void
+big_batch_error(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len,
+		const struct rpcout_big *big)
+{
+	struct sbuf *b = &sc->sv->tmp;
+	size_t head = big_own_head(sc, e, sid, sid_len, b);
+	char text[256];
+
+	(void)rpcout_oversize(big, text, sizeof(text));
+	rpcout_error(b, NULL, 0, RPCOUT_BIG_CODE(big), text);
+	if (send_big_own(sc, e, sid, sid_len, b, head) == -1 && errno == ENOMEM) {
+		diag_error("session %.*s: " RPCOUT_BIGREQS_UNANSWERED_TEXT, (int)sid_len, sid);
+	}
+	sbuf_reset(b);
+}
+
+/*
  * A batch too long to buffer in session sid, at its end (its answers read after the
  * session got the server errors as they passed): its answers read before the session
  * get them now (big_early()), its requests each big's error with its id, and its
@@ -1164,17 +1252,9 @@ big_batch(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len
 	 * queue.  When the queue has no memory for it, the one error with id null goes in its
 	 * place.
 	 */
-	bool own = e != NULL && e->owner == &sc->port;
-	size_t head = 0;
+	size_t head = big_own_head(sc, e, sid, sid_len, b);
 	int rc = 0;
 
-	sbuf_reset(b);
-	if (!own) {
-		sbuf_adds(b, "{\"session\":");
-		sbuf_add_json_string(b, sid, sid_len);
-		sbuf_adds(b, ",\"message\":");
-		head = b->len;
-	}
 	if (b->failed || rpcout_bigreqs_append(b, reqs, big) != RPCOUT_BIGREQS_ANSWERED) {
 		diag_error("session %.*s: out of memory: the requests of a batch of the "
 			   "client's over --max-message could not each be answered: one "
@@ -1183,34 +1263,8 @@ big_batch(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len
 		sbuf_reset(b);
 		return false;
 	}
-	if (b->len > head && own) {
-		struct iovec iov[5] = {
-			{ .iov_base = (void *)(uintptr_t) "{\"session\":\"", .iov_len = 12 },
-			{ .iov_base = e->id, .iov_len = e->id_len },
-			{ .iov_base = (void *)(uintptr_t) "\",\"message\":", .iov_len = 12 },
-			{ .iov_base = b->buf, .iov_len = b->len },
-			{ .iov_base = (void *)(uintptr_t) "}\n", .iov_len = 2 },
-		};
-
-		rc = conn_send(&sc->c, e->port_data, iov, 5);
-		if (rc == 0) {
-			hub_log_own(&sv->hub, e->id, e->s, b->buf, b->len);
-		} else if (errno != ENOMEM) {
-			message_lost(sc, e, b->buf, b->len);
-			errno = EPIPE; /* (lost, said: no error with id null in its place) */
-		}
-	} else if (b->len > head) {
-		sbuf_adds(b, "}");
-		rc = b->failed ? -1 : conn_send_line(&sc->c, &sc->c.self, b->buf, b->len);
-		if (b->failed) {
-			errno = ENOMEM;
-		}
-		if (rc == 0 && e == NULL) {
-			char id[SESSION_ID_MAX + 1];
-
-			(void)snprintf(id, sizeof(id), "%.*s", (int)sid_len, sid);
-			hub_log_own(&sv->hub, id, NULL, b->buf + head, b->len - head - 1);
-		}
+	if (b->len > head) {
+		rc = send_big_own(sc, e, sid, sid_len, b, head);
 	}
 	sbuf_reset(b);
 	if (rc == -1 && errno == ENOMEM) {
@@ -1277,7 +1331,7 @@ serve_on_big_end(void *ctx, size_t total)
 		sbuf_reset(&sc->big_early);
 		if (!done) {
 			/* One error with id null, in its session. */
-			oversize(sc, e, sid, sid_len, &big, NULL);
+			big_batch_error(sc, e, sid, sid_len, &big);
 		}
 		return;
 	}

@@ -3085,36 +3085,45 @@ class OutOfMemory(Faults):
         connection's, while the client's pipe is full (fill_pipe()): the queue's new chunk
         for the array of their errors fails, and the array is not queued; its
         requests get one -32600 with id null in its place, and stderr says the array
-        could not be queued."""
+        could not be queued.  With then, the queue has no memory for that error either
+        (big_batch_env()): stderr says, in the batch's session, that the requests are left
+        unanswered, not only that a message was lost."""
         pad = "p" * (14 << 10)
+        unanswered = ("out of memory: the error with id null for the requests of a batch of "
+                      "the client's over --max-message was lost: they are left unanswered")
         for sid in ("s", "s1"):
-            with self.subTest(session=sid):
-                # (the queue's new chunk for the array, of its size: some 50 KB)
-                env = self.oom_env("OOM-Q", malloc_min=32 << 10, malloc_max=64 << 10,
-                                   malloc_only="malloc")
-                p = self.mcpmux(["serve"] + GRACE + ["--max-message", "4M", "--", FIXTURE],
-                                env=env)
-                p.send({"session": "s", "message": initialize(0)})
-                self.assertEqual(p.msg()["event"], "started")
-                self.assert_response(p.msg()["message"], 0)
-                fill_pipe(p, {"session": "s", "message": call(1, "huge", bytes=3 << 20)})
-                batch = ([req(k, "ping", {"p": pad}) for k in range(299)]
-                         + [req("OOM-Q", "ping", {"p": pad})])
-                p.send({"session": sid, "message": batch})
-                wait_until(lambda: "the array of errors for the requests of a batch of the "
-                           "client's over --max-message could not be queued: one error "
-                           "with id null answers them" in p.stderr(), 10, "the array lost")
-                m = p.msg()
-                self.assertEqual((m["session"], m["message"]["id"]), ("s", 1))
-                m = p.msg()
-                self.assertEqual(m["session"], sid)
-                self.assert_error(m["message"], None, -32600)
-                p.send({"session": "s", "message": call(2, "echo", text="after")})
-                m = p.msg()
-                self.assertEqual(m["message"]["result"]["content"][0]["text"], "after")
-                p.close_stdin()
-                self.assertEqual(p.wait(), 0)
-                self.assertEqual(self.counters(p.pid)["failed"], 1)
+            for then in (0, 1):
+                with self.subTest(session=sid, then=then):
+                    # (the queue's new chunk for the array, of its size: some 50 KB)
+                    p = self.mcpmux(["serve"] + GRACE + ["--max-message", "4M", "--", FIXTURE],
+                                    env=self.big_batch_env(then))
+                    p.send({"session": "s", "message": initialize(0)})
+                    self.assertEqual(p.msg()["event"], "started")
+                    self.assert_response(p.msg()["message"], 0)
+                    fill_pipe(p, {"session": "s", "message": call(1, "huge", bytes=3 << 20)})
+                    batch = ([req(k, "ping", {"p": pad}) for k in range(299)]
+                             + [req("OOM-Q", "ping", {"p": pad})])
+                    p.send({"session": sid, "message": batch})
+                    wait_until(lambda: "the array of errors for the requests of a batch of the "
+                               "client's over --max-message could not be queued: one error "
+                               "with id null answers them" in p.stderr(), 10, "the array lost")
+                    m = p.msg()
+                    self.assertEqual((m["session"], m["message"]["id"]), ("s", 1))
+                    if then:
+                        self.assertIn("session %s: %s" % (sid, unanswered), p.stderr())
+                        self.assertNotIn("a message from mcpmux was lost", p.stderr())
+                        self.assertNotIn("a message for the client was lost", p.stderr())
+                    else:
+                        m = p.msg()
+                        self.assertEqual(m["session"], sid)
+                        self.assert_error(m["message"], None, -32600)
+                        self.assertNotIn(unanswered, p.stderr())
+                    p.send({"session": "s", "message": call(2, "echo", text="after")})
+                    m = p.msg()
+                    self.assertEqual(m["message"]["result"]["content"][0]["text"], "after")
+                    p.close_stdin()
+                    self.assertEqual(p.wait(), 0)
+                    self.assertEqual(self.counters(p.pid)["failed"], 1 + then)
 
     def big_batch_errors_not_queued(self, p, then):
         """p (wrap or connect, --max-message 4M, initialized, with big_batch_env(then)):
