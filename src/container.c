@@ -1315,21 +1315,39 @@ launched_var(char *const *words, size_t at, const char *name, bool *cleared)
 	return v;
 }
 
-/* Is one of words[from..to) global option names (a long one or -X), with its value? */
-static bool
+/*
+ * Is one of words[from..to) global option names (a long one or -X)?  1 with a value that
+ * is not empty (--context=X, --context X, -cX, -c X), 0 with an empty one (which chooses
+ * nothing: docker goes on to its variables and configuration, as with none), -1 none.
+ */
+static int
 has_option(char *const *words, size_t from, size_t to, const char *const *names)
 {
+	int found = -1;
+
 	for (size_t i = from; i < to; i++) {
 		const char *w = words[i], *eq = strchr(w, '=');
 		size_t nlen = eq != NULL ? (size_t)(eq - w) : strlen(w);
 		char shortopt[3] = { w[0], w[0] != '\0' ? w[1] : '\0', '\0' };
+		const char *value;
 
-		if (in_list(w, nlen, names) ||
-		    (w[0] == '-' && w[1] != '-' && w[1] != '\0' && in_list(shortopt, 2, names))) {
-			return true;
+		if (in_list(w, nlen, names)) {
+			value = eq != NULL ? eq + 1 : i + 1 < to ? words[i + 1] : "";
+		} else if (w[0] == '-' && w[1] != '-' && w[1] != '\0' &&
+			   in_list(shortopt, 2, names)) {
+			value = w[2] == '='    ? w + 3
+				: w[2] != '\0' ? w + 2
+				: i + 1 < to   ? words[i + 1]
+					       : "";
+		} else {
+			continue;
 		}
+		if (*value != '\0') {
+			return 1;
+		}
+		found = 0;
 	}
-	return false;
+	return found;
 }
 
 /*
@@ -1363,7 +1381,7 @@ container_record_unpinned(char *const *vars, size_t n_vars, char *const *words,
 	size_t from = cr->engine_at + 1, to = cr->prefix_len;
 
 	if (cr->engine == CONTAINER_DOCKER) {
-		if (has_option(words, from, to, docker_pin_words) ||
+		if (has_option(words, from, to, docker_pin_words) == 1 ||
 		    record_var_is(vars, n_vars, words, cr->engine_at, "DOCKER_HOST") == 1 ||
 		    record_var_is(vars, n_vars, words, cr->engine_at, "DOCKER_CONTEXT") == 1) {
 			/* docker takes an empty DOCKER_HOST or DOCKER_CONTEXT for none */
@@ -1374,10 +1392,12 @@ container_record_unpinned(char *const *vars, size_t n_vars, char *const *words,
 	int host = record_var_is(vars, n_vars, words, cr->engine_at, "CONTAINER_HOST"),
 	    conn = record_var_is(vars, n_vars, words, cr->engine_at, "CONTAINER_CONNECTION");
 
-	if (has_option(words, from, to, podman_pin_words) || host == 1 || conn == 1) {
+	int opt = has_option(words, from, to, podman_pin_words);
+
+	if (opt == 1 || host == 1 || conn == 1) {
 		return NULL;
 	}
-	if (host == 0 || conn == 0) {
+	if (opt == 0 || host == 0 || conn == 0) {
 		/* set but empty: podman may go remote, to no connection the record names */
 		return "its context was podman's default connection, which the record does not "
 		       "name";

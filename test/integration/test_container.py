@@ -1337,7 +1337,8 @@ class FakeDockerKeeper(FakeDockerCase):
 
     def test_an_empty_docker_host_or_context_leaves_the_current_context_recorded(self):
         """docker takes an empty DOCKER_HOST or DOCKER_CONTEXT (of the run's environment, or
-        set by an env launcher) for none, and runs in config.json's currentContext: the
+        set by an env launcher), or an empty -c or --context, for none, and runs in
+        config.json's currentContext: the
         record names that context, and a sweep after another context was made current
         asks in the run's, where the container is still there, and keeps its id file."""
         cfg = os.path.join(self.tmp.name, "docker-config")
@@ -1347,16 +1348,19 @@ class FakeDockerKeeper(FakeDockerCase):
         self.env["FAKE_DOCKER_HOST_ONLY"] = "context:ctx-a"
         self.env["FAKE_DOCKER_ARGS"] = ""
         for var, launcher in (("DOCKER_HOST", False), ("DOCKER_CONTEXT", False),
-                              ("DOCKER_HOST", True)):
+                              ("DOCKER_HOST", True), ("-c", None), ("--context=", None)):
             with self.subTest(var=var, launcher=launcher):
                 with open(conf, "w") as f:
                     f.write('{"auths": {}, "currentContext": "ctx-a"}')
                 env = dict(self.env)
-                if not launcher:
+                if launcher is False:
                     env[var] = ""
+                # an empty option of docker's (-c "", --context=) chooses nothing either
+                opts = ([] if launcher is not None else
+                        [var, ""] if var == "-c" else [var])
                 p = self.start([MCPMUX] + GRACES + ["--"] +
                                (["env", var + "="] if launcher else []) +
-                               ["docker", "run", "-i", "img"], env=env)
+                               ["docker"] + opts + ["run", "-i", "img"], env=env)
                 p.send(initialize(1))
                 self.assertEqual(p.msg()["id"], 1)
                 files = sorted(os.listdir(self.cid_dir()))
