@@ -935,7 +935,9 @@ struct waiting_session;
 
 struct waiting {
 	UT_hash_handle hh;
-	struct waiting *s_prev, *s_next; /* the others of its session */
+	/* the others of its session (utlist's DL_*2(), which cppcheck does not expand) */
+	// cppcheck-suppress unusedStructMember
+	struct waiting *s_prev, *s_next;
 	struct waiting_session *ws;
 	char *method;
 	size_t method_len;
