@@ -1316,9 +1316,9 @@ launched_var(char *const *words, size_t at, const char *name, bool *cleared)
 }
 
 /*
- * Is one of words[from..to) global option names (a long one or -X)?  1 with a value that
- * is not empty (--context=X, --context X, -cX, -c X), 0 with an empty one (which chooses
- * nothing: docker goes on to its variables and configuration, as with none), -1 none.
+ * Is one of words[from..to) global option names (a long one or -X)?  As its last one says
+ * (the engine's flag parser keeps the last): 1 with a value that is not empty
+ * (--context=X, --context X, -cX, -c X), 0 with an empty one, -1 none.
  */
 static int
 has_option(char *const *words, size_t from, size_t to, const char *const *names)
@@ -1329,23 +1329,27 @@ has_option(char *const *words, size_t from, size_t to, const char *const *names)
 		const char *w = words[i], *eq = strchr(w, '=');
 		size_t nlen = eq != NULL ? (size_t)(eq - w) : strlen(w);
 		char shortopt[3] = { w[0], w[0] != '\0' ? w[1] : '\0', '\0' };
-		const char *value;
+		const char *value = "";
 
 		if (in_list(w, nlen, names)) {
-			value = eq != NULL ? eq + 1 : i + 1 < to ? words[i + 1] : "";
+			if (eq != NULL) {
+				value = eq + 1;
+			} else if (i + 1 < to) {
+				value = words[++i];
+			}
 		} else if (w[0] == '-' && w[1] != '-' && w[1] != '\0' &&
 			   in_list(shortopt, 2, names)) {
-			value = w[2] == '='    ? w + 3
-				: w[2] != '\0' ? w + 2
-				: i + 1 < to   ? words[i + 1]
-					       : "";
+			if (w[2] == '=') {
+				value = w + 3;
+			} else if (w[2] != '\0') {
+				value = w + 2;
+			} else if (i + 1 < to) {
+				value = words[++i];
+			}
 		} else {
 			continue;
 		}
-		if (*value != '\0') {
-			return 1;
-		}
-		found = 0;
+		found = *value != '\0';
 	}
 	return found;
 }
@@ -1370,7 +1374,9 @@ record_var_is(char *const *vars, size_t n_vars, char *const *words, size_t engin
 	return v == NULL ? -1 : v[0] != '\0';
 }
 
-static const char *const docker_pin_words[] = { "-H", "--host", "-c", "--context", NULL };
+/* -H "" is the default daemon's socket (a host, so no context); --context "" is none */
+static const char *const docker_host_words[] = { "-H", "--host", NULL };
+static const char *const docker_context_words[] = { "-c", "--context", NULL };
 static const char *const podman_pin_words[] = { "--url", "--connection", "-c", NULL };
 static const char *const podman_remote_words[] = { "--remote", "-r", NULL };
 
@@ -1381,7 +1387,8 @@ container_record_unpinned(char *const *vars, size_t n_vars, char *const *words,
 	size_t from = cr->engine_at + 1, to = cr->prefix_len;
 
 	if (cr->engine == CONTAINER_DOCKER) {
-		if (has_option(words, from, to, docker_pin_words) == 1 ||
+		if (has_option(words, from, to, docker_host_words) != -1 ||
+		    has_option(words, from, to, docker_context_words) == 1 ||
 		    record_var_is(vars, n_vars, words, cr->engine_at, "DOCKER_HOST") == 1 ||
 		    record_var_is(vars, n_vars, words, cr->engine_at, "DOCKER_CONTEXT") == 1) {
 			/* docker takes an empty DOCKER_HOST or DOCKER_CONTEXT for none */

@@ -1062,6 +1062,44 @@ class FakeDockerKeeper(FakeDockerCase):
                        "fake0123456789abcdef"], self.calls())
         self.assert_no_leftovers()
 
+    def test_an_empty_host_option_pins_the_default_daemon(self):
+        """`docker -H ""` reaches the default daemon's socket (a host: no context, docker's
+        current one aside): the record pins it even when config.json cannot be read, and
+        sweep removes the id file once the container is gone from there.  The last of
+        several --context options is the one the engine takes: `--context ctx-b --context
+        ""` chooses none, so the current context is what the record names."""
+        cfg = os.path.join(self.tmp.name, "docker-config")
+        os.mkdir(cfg)
+        os.mkdir(os.path.join(cfg, "config.json"))  # cannot be read as a file
+        self.env["DOCKER_CONFIG"] = cfg
+        self.env["FAKE_DOCKER_ARGS"] = ""
+        p = self.start([MCPMUX] + GRACES + ["--", "docker", "-H", "", "run", "-i", "img"])
+        p.send(initialize(1))
+        self.assertEqual(p.msg()["id"], 1)
+        self.kill_with_keeper(p)
+        subprocess.run(["docker", "container", "rm", "-f", "fake0123456789abcdef"],
+                       env=self.env, check=True, timeout=10 * SLOW)
+        r = self.sweep()
+        self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
+        self.assertNotIn("keeping", r.stderr)
+        os.rmdir(os.path.join(cfg, "config.json"))
+        with open(os.path.join(cfg, "config.json"), "w") as f:
+            f.write('{"auths": {}, "currentContext": "ctx-a"}')
+        self.env["FAKE_DOCKER_HOST_ONLY"] = "context:ctx-a"
+        p = self.start([MCPMUX] + GRACES + ["--", "docker", "--context", "ctx-b", "--context",
+                                           "", "run", "-i", "img"])
+        p.send(initialize(1))
+        self.assertEqual(p.msg()["id"], 1)
+        files = sorted(os.listdir(self.cid_dir()))
+        with open(os.path.join(self.cid_dir(), files[1]), "rb") as f:
+            self.assertIn(b"\0DOCKER_CONTEXT=ctx-a\0", f.read())
+        self.kill_with_keeper(p)
+        subprocess.run(["docker", "--context", "ctx-a", "container", "rm", "-f",
+                        "fake0123456789abcdef"], env=self.env, check=True, timeout=10 * SLOW)
+        r = self.sweep()
+        self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
+        self.assert_no_leftovers()
+
     def test_sweep_asks_the_engine_of_another_host_in_that_context(self):
         """A run whose engine was reached elsewhere (DOCKER_HOST, or --host before `run`)
         leaves its id file to a sweep without that context, whose engine says there is no
