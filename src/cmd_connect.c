@@ -354,17 +354,27 @@ send_envelope(struct cconn *cc, const char *msg, size_t len)
 /*
  * A message of connect's own for the client, in cc->tmp, emptied after (a long one, a
  * batch's errors, given back now): 0, or -1 when there was no memory to write it or to
- * queue it, which the caller says.
+ * queue it, which the caller says.  reserve: the one error with id null in place of a
+ * batch's array of errors, which waits in the memory kept for such errors when the queue
+ * has none (conn_send_error()).
  */
 static int
-send_own_or_fail(struct cconn *cc)
+send_own_tmp(struct cconn *cc, bool reserve)
 {
-	bool lost = cc->tmp.failed || (conn_send_line(&cc->client, &cc->client.self, cc->tmp.buf,
-						      cc->tmp.len) == -1 &&
-				       errno == ENOMEM);
+	struct conn *c = &cc->client;
+	bool lost = cc->tmp.failed ||
+		    ((reserve ? conn_send_error(c, &c->self, cc->tmp.buf, cc->tmp.len)
+			      : conn_send_line(c, &c->self, cc->tmp.buf, cc->tmp.len)) == -1 &&
+		     errno == ENOMEM);
 
 	sbuf_reset(&cc->tmp);
 	return lost ? -1 : 0;
+}
+
+static int
+send_own_or_fail(struct cconn *cc)
+{
+	return send_own_tmp(cc, false);
 }
 
 /* The same, one that is lost said on stderr. */
@@ -592,7 +602,7 @@ client_on_big_end(void *ctx, size_t total)
 		rpcout_error(&cc->tmp, id, id_len, RPCOUT_BIG_CODE(&big), text);
 		if (!cc->big_batch) {
 			send_own(cc);
-		} else if (send_own_or_fail(cc) == -1) {
+		} else if (send_own_tmp(cc, true) == -1) {
 			diag_error(RPCOUT_BIGREQS_UNANSWERED_TEXT);
 		}
 		break;

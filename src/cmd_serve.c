@@ -1141,12 +1141,14 @@ big_own_head(const struct sconn *sc, const struct hub_entry *e, const char *sid,
 
 /*
  * That answer, the message after head in b, to the client: through the session's own
- * queue for one of this connection's, never copied but into the queue.  0, or -1 (errno
- * ENOMEM: no memory to write it or to queue it, which the caller says).
+ * queue for one of this connection's, never copied but into the queue (reserve: the one
+ * error with id null, which waits in the memory kept for such errors when the queue has
+ * none: conn_send_error()).  0, or -1 (errno ENOMEM: no memory to write it or to queue it,
+ * which the caller says).
  */
 static int
 send_big_own(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len, struct sbuf *b,
-	     size_t head)
+	     size_t head, bool reserve)
 {
 	struct serve *sv = sc->sv;
 	int rc;
@@ -1164,7 +1166,8 @@ send_big_own(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_
 			{ .iov_base = (void *)(uintptr_t) "}\n", .iov_len = 2 },
 		};
 
-		rc = conn_send(&sc->c, e->port_data, iov, 5);
+		rc = reserve ? conn_send_error_iov(&sc->c, e->port_data, iov, 5)
+			     : conn_send(&sc->c, e->port_data, iov, 5);
 		if (rc == 0) {
 			hub_log_own(&sv->hub, e->id, e->s, b->buf, b->len);
 		} else if (errno != ENOMEM) {
@@ -1174,7 +1177,9 @@ send_big_own(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_
 		return rc;
 	}
 	sbuf_adds(b, "}");
-	rc = b->failed ? -1 : conn_send_line(&sc->c, &sc->c.self, b->buf, b->len);
+	rc = b->failed ? -1
+	     : reserve ? conn_send_error(&sc->c, &sc->c.self, b->buf, b->len)
+		       : conn_send_line(&sc->c, &sc->c.self, b->buf, b->len);
 	if (b->failed) {
 		errno = ENOMEM;
 	}
@@ -1190,7 +1195,8 @@ send_big_own(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_
 /*
  * The one error with id null that answers the requests of a batch too long to buffer in
  * session sid when big_batch() does not answer them each (big: as read); when the
- * client's queue has no memory for it either, stderr says they are left unanswered.
+ * client's queue has no memory for it either, it waits in the memory kept for such errors
+ * (conn_send_error()), and when that is full too, stderr says they are left unanswered.
  */
 static void
 big_batch_error(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len,
@@ -1202,7 +1208,7 @@ big_batch_error(struct sconn *sc, struct hub_entry *e, const char *sid, size_t s
 
 	(void)rpcout_oversize(big, text, sizeof(text));
 	rpcout_error(b, NULL, 0, RPCOUT_BIG_CODE(big), text);
-	if (send_big_own(sc, e, sid, sid_len, b, head) == -1 && errno == ENOMEM) {
+	if (send_big_own(sc, e, sid, sid_len, b, head, true) == -1 && errno == ENOMEM) {
 		diag_error("session %.*s: " RPCOUT_BIGREQS_UNANSWERED_TEXT, (int)sid_len, sid);
 	}
 	sbuf_reset(b);
@@ -1264,7 +1270,7 @@ big_batch(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len
 		return false;
 	}
 	if (b->len > head) {
-		rc = send_big_own(sc, e, sid, sid_len, b, head);
+		rc = send_big_own(sc, e, sid, sid_len, b, head, false);
 	}
 	sbuf_reset(b);
 	if (rc == -1 && errno == ENOMEM) {

@@ -211,15 +211,18 @@ cur_id(const struct wrap *w, pid_t *pid)
 /*
  * mcpmux's message in w->tmp to the client, w->tmp emptied (a long one, a huge id or a
  * batch's errors, given back now): 0, or -1 when there was no memory to write it or to
- * queue it, which the caller says.
+ * queue it, which the caller says.  reserve: the one error with id null in place of a
+ * batch's array of errors, which waits in the memory kept for such errors when the queue
+ * has none (conn_send_error()).
  */
 static int
-send_own_or_fail(struct wrap *w)
+send_own_tmp(struct wrap *w, bool reserve)
 {
 	int rc = -1;
 
 	if (!w->tmp.failed) {
-		rc = conn_send_line(&w->client, &w->client.self, w->tmp.buf, w->tmp.len);
+		rc = reserve ? conn_send_error(&w->client, &w->client.self, w->tmp.buf, w->tmp.len)
+			     : conn_send_line(&w->client, &w->client.self, w->tmp.buf, w->tmp.len);
 		if (rc == -1 && errno != ENOMEM) {
 			rc = 0; /* (the client is gone: what was lost is said with the rest) */
 		}
@@ -233,6 +236,12 @@ send_own_or_fail(struct wrap *w)
 	}
 	sbuf_reset(&w->tmp);
 	return rc;
+}
+
+static int
+send_own_or_fail(struct wrap *w)
+{
+	return send_own_tmp(w, false);
 }
 
 static void
@@ -672,19 +681,22 @@ held_next(const struct wrap *w, size_t off, struct held_entry *e)
 	return off + (size_t)(nl - p) + 1;
 }
 
-static int send_own_text(struct wrap *w, const char *p, size_t len);
+static int send_own_text(struct wrap *w, const char *p, size_t len, bool reserve);
 
 /*
  * A held answer of mcpmux's own (e: HELD_OWN, HELD_OWN_BATCH) to the client now; one the
  * client's queue has no memory for is said lost, and a batch's array of errors gets the one
- * error with id null in its place (as wrap_big_batch()), said so; a batch's requests left
- * with no answer (that error lost too, or none: the one error itself, or no memory to make
- * it) are said left unanswered.
+ * error with id null in its place (as wrap_big_batch()), said so; that error (or a batch's
+ * one error itself) waits in the memory kept for such errors when the queue has none
+ * (conn_send_error()).  A batch's requests left with no answer (that error lost too, or
+ * none: no memory to make it) are said left unanswered.
  */
 static void
 send_held_own(struct wrap *w, const struct held_entry *e)
 {
-	if (send_own_text(w, e->line, e->len) == 0) {
+	bool one_error = e->head != NULL && (e->len == 0 || e->line[0] != '[');
+
+	if (send_own_text(w, e->line, e->len, one_error) == 0) {
 		return;
 	}
 	if (e->head == NULL) {
@@ -694,7 +706,7 @@ send_held_own(struct wrap *w, const struct held_entry *e)
 	if (e->len > 0 && e->line[0] == '[') {
 		diag_error(RPCOUT_BIGREQS_NOT_QUEUED_TEXT);
 	}
-	if (e->head_len == 0 || send_own_text(w, e->head, e->head_len) == -1) {
+	if (one_error || e->head_len == 0 || send_own_text(w, e->head, e->head_len, true) == -1) {
 		diag_error(RPCOUT_BIGREQS_UNANSWERED_TEXT);
 	}
 }
@@ -766,12 +778,16 @@ must_wait(const struct wrap *w)
 
 /*
  * A message of mcpmux's own (not in w->tmp) to the client now: 0, or -1 when the client's
- * queue had no memory for it, which the caller says (as send_own_or_fail()).
+ * queue had no memory for it, which the caller says (as send_own_or_fail(); reserve: as
+ * send_own_tmp()).
  */
 static int
-send_own_text(struct wrap *w, const char *p, size_t len)
+send_own_text(struct wrap *w, const char *p, size_t len, bool reserve)
 {
-	if (conn_send_line(&w->client, &w->client.self, p, len) == -1 && errno == ENOMEM) {
+	int rc = reserve ? conn_send_error(&w->client, &w->client.self, p, len)
+			 : conn_send_line(&w->client, &w->client.self, p, len);
+
+	if (rc == -1 && errno == ENOMEM) {
 		return -1;
 	}
 	if (tlog_enabled) {
@@ -847,7 +863,7 @@ held_lost(struct wrap *w, const struct held_entry *e, size_t *lines, size_t *req
 		diag_error("out of memory: a message from mcpmux was lost");
 	} else if (b.len > 0) {
 		*requests += n;
-		if (send_own_text(w, b.buf, b.len) == -1) {
+		if (send_own_text(w, b.buf, b.len, false) == -1) {
 			diag_error(
 				"out of memory: the error for a line of the client's held behind "
 				"an ended run's replies was lost%s",
@@ -935,8 +951,9 @@ hold(struct wrap *w, const struct held_entry *e)
  * have, had it been within the bound (an error written before the ended run's last
  * replies could be read as one of them, or they as its).  batch: it answers a batch over
  * the bound; fallback: for its array of errors, the one error with id null that answers
- * it if the array cannot be queued when it goes (send_held_own()), or NULL.  0, or -1 as
- * send_own_or_fail().
+ * it if the array cannot be queued when it goes (send_held_own()), or NULL: a batch's
+ * message with none is that one error itself, which waits in the memory kept for such
+ * errors when the queue has none (send_own_tmp()).  0, or -1 as send_own_or_fail().
  */
 static int
 send_own_in_order(struct wrap *w, bool batch, const struct sbuf *fallback)
@@ -954,7 +971,7 @@ send_own_in_order(struct wrap *w, bool batch, const struct sbuf *fallback)
 		sbuf_reset(&w->tmp);
 		return 0;
 	}
-	return send_own_or_fail(w);
+	return send_own_tmp(w, batch && fallback == NULL);
 }
 
 static void

@@ -996,6 +996,15 @@ lost_keep(struct conn *c, const struct iovec *iov, int n)
 }
 
 int
+conn_send_error_iov(struct conn *c, struct conn_source *src, const struct iovec *iov, int n)
+{
+	if (conn_send(c, src, iov, n) == 0 || (errno == ENOMEM && lost_keep(c, iov, n) == 0)) {
+		return 0;
+	}
+	return -1;
+}
+
+int
 conn_send_error(struct conn *c, struct conn_source *src, const char *line, size_t len)
 {
 	struct iovec iov[2] = {
@@ -1003,10 +1012,7 @@ conn_send_error(struct conn *c, struct conn_source *src, const char *line, size_
 		{ .iov_base = (void *)(uintptr_t) "\n", .iov_len = 1 },
 	};
 
-	if (conn_send(c, src, iov, 2) == 0 || (errno == ENOMEM && lost_keep(c, iov, 2) == 0)) {
-		return 0;
-	}
-	return -1;
+	return conn_send_error_iov(c, src, iov, 2);
 }
 
 bool

@@ -240,6 +240,8 @@ int conn_send_line(struct conn *c, struct conn_source *src, const char *line, si
  * ENOMEM (no room there either) or EPIPE.
  */
 int conn_send_error(struct conn *c, struct conn_source *src, const char *line, size_t len);
+/* The same for a line in pieces, as conn_send() takes them (serve's envelope around it). */
+int conn_send_error_iov(struct conn *c, struct conn_source *src, const struct iovec *iov, int n);
 /*
  * In place of line, an answer (or a batch of them) that could not be queued for want of
  * memory: rpcout_lost_answers()'s -32000 errors for its requests, each after the pieces
