@@ -2717,6 +2717,25 @@ instance_left(const struct procscan *s, long pid)
 	}
 	return false;
 }
+/*
+ * The id in mcpmux's own id file name of directory d, if it is a regular file of uid's
+ * with an id in it (one still empty: its engine may be making it).
+ */
+static bool
+own_cid_id(DIR *d, const char *name, uid_t uid, char *id, size_t size)
+{
+	struct stat st;
+	int fd = openat(dirfd(d), name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	bool got;
+
+	if (fd == -1) {
+		return false;
+	}
+	got = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == uid &&
+	      cidfile_id(fd, id, size);
+	sys_close(&fd);
+	return got;
+}
 
 size_t
 survey_sweep_lost_cidfiles(const struct survey *p)
@@ -2745,7 +2764,6 @@ survey_sweep_lost_cidfiles(const struct survey *p)
 		struct container_run cr;
 		char **v = NULL, *end;
 		long pid;
-		int fd;
 
 		/* mcpmux's own, PID.SEQ.cid or its record PID.SEQ.ctx, of an instance that is gone
 		 */
@@ -2776,15 +2794,8 @@ survey_sweep_lost_cidfiles(const struct survey *p)
 			}
 			continue;
 		}
-		fd = openat(dirfd(d), e->d_name,
-			    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-		if (fd == -1) {
-			continue;
-		}
-		bool ask = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == uid &&
-			   cidfile_id(fd, id, sizeof(id));
+		bool ask = own_cid_id(d, e->d_name, uid, id, sizeof(id));
 
-		sys_close(&fd);
 		if (!ask) {
 			continue; /* still empty: its engine may be making it (the keeper's) */
 		}
@@ -3094,9 +3105,7 @@ survey_read_recorded(struct survey *p)
 	for (const struct dirent *e; rc == 0 && (e = readdir(d)) != NULL;) {
 		size_t len = strlen(e->d_name);
 		char id[CONTAINER_ID_MAX + 1], *end;
-		struct stat st;
 		long pid;
-		int fd;
 
 		/* mcpmux's own, PID.SEQ.cid, of an instance that is gone */
 		errno = 0;
@@ -3106,15 +3115,8 @@ survey_read_recorded(struct survey *p)
 		    !status_stale(&p->scan, (pid_t)pid)) {
 			continue;
 		}
-		fd = openat(dirfd(d), e->d_name,
-			    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-		if (fd == -1) {
-			continue;
-		}
-		bool ask = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == uid &&
-			   cidfile_id(fd, id, sizeof(id));
+		bool ask = own_cid_id(d, e->d_name, uid, id, sizeof(id));
 
-		sys_close(&fd);
 		for (size_t k = 0; ask && k < p->n_rec; k++) {
 			ask = strcmp(p->rec[k].c.id, id) != 0;
 		}
