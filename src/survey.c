@@ -2437,29 +2437,20 @@ struct ended_ids {
 	size_t n;
 };
 
+static bool cidfile_id(int fd, char *id, size_t cap);
+
 /* Does the id file fd hold one of the ids (the engine's id, maybe a newline after it)? */
 static bool
 cidfile_names(int fd, void *ctx)
 {
 	const struct ended_ids *ei = ctx;
-	const char *const *ids = ei->ids;
-	size_t n = ei->n;
-	char buf[CONTAINER_ID_MAX + 2];
-	size_t len = 0;
-	ssize_t r;
+	char id[CONTAINER_ID_MAX + 1];
 
-	while (len < sizeof(buf) &&
-	       ((r = read(fd, buf + len, sizeof(buf) - len)) > 0 || (r == -1 && errno == EINTR))) {
-		len += r > 0 ? (size_t)r : 0;
-	}
-	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' ')) {
-		len--;
-	}
-	if (len == 0 || len > CONTAINER_ID_MAX) {
+	if (!cidfile_id(fd, id, sizeof(id))) {
 		return false;
 	}
-	for (size_t i = 0; i < n; i++) {
-		if (strlen(ids[i]) == len && memcmp(ids[i], buf, len) == 0) {
+	for (size_t i = 0; i < ei->n; i++) {
+		if (strcmp(ei->ids[i], id) == 0) {
 			return true;
 		}
 	}
