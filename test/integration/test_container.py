@@ -1108,21 +1108,8 @@ class FakeDockerKeeper(FakeDockerCase):
         host = "tcp://elsewhere.invalid:2375"
         for how in ("DOCKER_HOST", "--host"):
             with self.subTest(how=how):
-                self.env["FAKE_DOCKER_LOG"] = self.log = os.path.join(
-                    self.tmp.name, "docker-%s.log" % how.strip("-"))
-                self.env["FAKE_DOCKER_HOST_ONLY"] = host
-                if how == "DOCKER_HOST":
-                    p = self.initialized_run(DOCKER_HOST=host)
-                    self.env.pop("DOCKER_HOST")
-                else:
-                    self.env["FAKE_DOCKER_ARGS"] = ""
-                    p = self.start([MCPMUX] + GRACES +
-                                   ["--", "docker", "--host", host, "run", "-i", "img"])
-                    p.send(initialize(1))
-                    self.assertEqual(p.msg()["id"], 1)
+                self.run_elsewhere(how, host)
                 files = sorted(os.listdir(self.cid_dir()))
-                self.assertEqual(len(files), 2, files)
-                self.kill_with_keeper(p)
                 # the engine without that context does not know of it
                 r = subprocess.run(["docker", "container", "inspect", "fake0123456789abcdef"],
                                    env=self.env, capture_output=True, text=True,
