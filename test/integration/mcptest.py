@@ -620,6 +620,20 @@ class Case(unittest.TestCase):
     def tagged(self):
         return pids_with_env(("%s=%s" % (TAG, self.tag)).encode())
 
+    def kill_with_keeper(self, p):
+        """mcpmux and its keeper killed together (the keeper stopped first, so that it
+        cannot act on mcpmux's death): what they leave is left to `mcpmux sweep`."""
+        keepers = wait_until(lambda: [q for q in self.tagged() if keeper_of(q) == p.pid], 10,
+                             "the keeper to start")
+        for k in keepers:
+            os.kill(k, signal.SIGSTOP)
+        p.p.send_signal(signal.SIGKILL)
+        p.wait()
+        for k in keepers:
+            os.kill(k, signal.SIGKILL)
+        wait_until(lambda: not [q for q in self.tagged() if keeper_of(q) is not None], 10,
+                   "the keeper to be gone")
+
     def start(self, argv, **kw):
         if argv and argv[0] == MCPMUX:
             argv = self.prefix + WRAPPER + list(argv)

@@ -990,20 +990,6 @@ class FakeDockerKeeper(FakeDockerCase):
         self.assertNotIn("keeper: removed container", p.stderr())
         self.assert_no_leftovers()
 
-    def kill_with_keeper(self, p):
-        """mcpmux and its keeper killed together (the keeper stopped first, so that it
-        cannot act on mcpmux's death): what they leave is left to `mcpmux sweep`."""
-        keepers = wait_until(lambda: [q for q in self.tagged() if keeper_of(q) == p.pid], 10,
-                             "the keeper to start")
-        for k in keepers:
-            os.kill(k, signal.SIGSTOP)
-        p.p.send_signal(signal.SIGKILL)
-        p.wait()
-        for k in keepers:
-            os.kill(k, signal.SIGKILL)
-        wait_until(lambda: not [q for q in self.tagged() if keeper_of(q) is not None], 10,
-                   "the keeper to be gone")
-
     def sweep(self, *args, session=None, **env):
         """`mcpmux sweep` (with args) in the test's runtime directory, with env over the
         test's (None: unset), its --session session, or one of no session: it ends nothing

@@ -16,7 +16,7 @@ import os
 import shutil
 import signal
 
-from mcptest import Case, FIXTURE, MCPMUX, call, initialize, keeper_of, main, note, req, \
+from mcptest import Case, FIXTURE, MCPMUX, call, initialize, main, note, req, \
     wait_until
 
 REASON = podman_env.unavailable()
@@ -306,16 +306,7 @@ class PodmanTeardown(Podman):
         self.assertEqual([f.rsplit(".", 1)[1] for f in files], ["cid", "ctx"], files)
         with open(os.path.join(cid_dir, files[0])) as f:
             self.assertEqual(f.read().strip(), cid)
-        keepers = wait_until(lambda: [q for q in self.tagged() if keeper_of(q) == p.pid], 10,
-                             "the keeper to start")
-        for k in keepers:  # stopped first, so that it cannot act on mcpmux's death
-            os.kill(k, signal.SIGSTOP)
-        p.p.send_signal(signal.SIGKILL)
-        p.wait()
-        for k in keepers:
-            os.kill(k, signal.SIGKILL)
-        wait_until(lambda: not [q for q in self.tagged() if keeper_of(q) is not None], 10,
-                   "the keeper to be gone")
+        self.kill_with_keeper(p)
         self.assertEqual(self.pod.containers("status=running"), [cid])
         self.assertEqual(sorted(os.listdir(cid_dir)), files)
         session = self.pod.podman("container", "inspect", "--format",
