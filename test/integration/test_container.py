@@ -990,6 +990,14 @@ class FakeDockerKeeper(FakeDockerCase):
         self.assertNotIn("keeper: removed container", p.stderr())
         self.assert_no_leftovers()
 
+    def removed_by_hand_then_swept(self, *context):
+        """The fake engine's container removed by hand (`docker [context] container rm -f`),
+        then `mcpmux sweep`: its result."""
+        subprocess.run(["docker"] + list(context) + ["container", "rm", "-f",
+                                                     "fake0123456789abcdef"],
+                       env=self.env, check=True, timeout=10 * SLOW)
+        return self.sweep()
+
     def sweep(self, *args, session=None, **env):
         """`mcpmux sweep` (with args) in the test's runtime directory, with env over the
         test's (None: unset), its --session session, or one of no session: it ends nothing
@@ -1039,9 +1047,7 @@ class FakeDockerKeeper(FakeDockerCase):
         r = self.sweep()
         self.assertEqual(sorted(os.listdir(self.cid_dir())), files,
                          "removed while its container is there")
-        subprocess.run(["docker", "container", "rm", "-f", "fake0123456789abcdef"],
-                       env=self.env, check=True, timeout=10 * SLOW)
-        r = self.sweep()
+        r = self.removed_by_hand_then_swept()
         self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
         self.assertNotIn("keeping", r.stderr)
         self.assertIn(["container", "inspect", "--format", "{{.State.Status}}",
@@ -1063,9 +1069,7 @@ class FakeDockerKeeper(FakeDockerCase):
         p.send(initialize(1))
         self.assertEqual(p.msg()["id"], 1)
         self.kill_with_keeper(p)
-        subprocess.run(["docker", "container", "rm", "-f", "fake0123456789abcdef"],
-                       env=self.env, check=True, timeout=10 * SLOW)
-        r = self.sweep()
+        r = self.removed_by_hand_then_swept()
         self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
         self.assertNotIn("keeping", r.stderr)
         os.rmdir(os.path.join(cfg, "config.json"))
@@ -1080,9 +1084,7 @@ class FakeDockerKeeper(FakeDockerCase):
         with open(os.path.join(self.cid_dir(), files[1]), "rb") as f:
             self.assertIn(b"\0DOCKER_CONTEXT=ctx-a\0", f.read())
         self.kill_with_keeper(p)
-        subprocess.run(["docker", "--context", "ctx-a", "container", "rm", "-f",
-                        "fake0123456789abcdef"], env=self.env, check=True, timeout=10 * SLOW)
-        r = self.sweep()
+        r = self.removed_by_hand_then_swept("--context", "ctx-a")
         self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
         self.assert_no_leftovers()
 
@@ -1109,10 +1111,7 @@ class FakeDockerKeeper(FakeDockerCase):
                     "container", "inspect", "--format", "{{.State.Status}}",
                     "fake0123456789abcdef"]
                 self.assertIn(asked, self.calls())
-                subprocess.run(["docker", "--host", host, "container", "rm", "-f",
-                                "fake0123456789abcdef"], env=self.env, check=True,
-                               timeout=10 * SLOW)
-                r = self.sweep()
+                r = self.removed_by_hand_then_swept("--host", host)
                 self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
                 self.assert_no_leftovers()
 
@@ -1322,9 +1321,7 @@ class FakeDockerKeeper(FakeDockerCase):
         self.assertEqual(sorted(os.listdir(self.cid_dir())), files,
                          "removed while its container is there: " + r.stderr)
         self.assertNotIn("keeping", r.stderr)
-        subprocess.run(["docker", "--context", "ctx-a", "container", "rm", "-f",
-                        "fake0123456789abcdef"], env=self.env, check=True, timeout=10 * SLOW)
-        r = self.sweep()
+        r = self.removed_by_hand_then_swept("--context", "ctx-a")
         self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
         os.unlink(self.log + ".removed")
         # a config.json docker could not have read either: no context recorded
@@ -1334,9 +1331,7 @@ class FakeDockerKeeper(FakeDockerCase):
         p = self.initialized_run()
         files = sorted(os.listdir(self.cid_dir()))
         self.kill_with_keeper(p)
-        subprocess.run(["docker", "container", "rm", "-f", "fake0123456789abcdef"],
-                       env=self.env, check=True, timeout=10 * SLOW)
-        r = self.sweep()
+        r = self.removed_by_hand_then_swept()
         self.assertEqual(sorted(os.listdir(self.cid_dir())), files, r.stderr)
         self.assertIn("sweep: keeping %s: %s cannot be asked about container fake01234567 in "
                       "the context of its run: its context was docker's current one, which the "
@@ -1384,10 +1379,7 @@ class FakeDockerKeeper(FakeDockerCase):
                 self.assertEqual(sorted(os.listdir(self.cid_dir())), files,
                                  "removed while its container is there: " + r.stderr)
                 self.assertNotIn("keeping", r.stderr)
-                subprocess.run(["docker", "--context", "ctx-a", "container", "rm", "-f",
-                                "fake0123456789abcdef"], env=self.env, check=True,
-                               timeout=10 * SLOW)
-                r = self.sweep()
+                r = self.removed_by_hand_then_swept("--context", "ctx-a")
                 self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
                 os.unlink(self.log + ".removed")
         self.assert_no_leftovers()
@@ -1405,9 +1397,7 @@ class FakeDockerKeeper(FakeDockerCase):
             words = f.read().split(b"\0")
         self.assertIn(os.path.join(HERE, "bin", "docker").encode(), words)
         self.kill_with_keeper(p)
-        subprocess.run(["docker", "container", "rm", "-f", "fake0123456789abcdef"],
-                       env=self.env, check=True, timeout=10 * SLOW)
-        r = self.sweep()
+        r = self.removed_by_hand_then_swept()
         self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
         self.assertNotIn("keeping", r.stderr)
         self.assert_no_leftovers()
