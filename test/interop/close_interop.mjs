@@ -10,12 +10,14 @@
 // Usage: node close_interop.mjs MCPMUX_BINARY MCP_FIXTURE_BINARY
 //
 // Scenarios:
-//   huge answer in flight: a 50 MB answer the client no longer wants when it closes.
-//     mcpmux must exit by itself with 128 + SIGTERM (143), not the server's status (0),
-//     before the SDK's SIGKILL, saying what the client did not read, as the server run
-//     directly dies of the SIGTERM.  (The SDK starts its child on socketpairs, node's
-//     child_process on libuv, not pipes: mcpmux's whole lines after a signal, for a
-//     pipe, do not apply, and the answer's start the client got is left cut.)
+//   huge answer in flight: a 50 MB answer the client no longer reads when it closes
+//     (its stdout paused from the call on; the SDK itself goes on reading while it
+//     closes, and on a fast machine reads all 50 MB before its SIGTERM, which mcpmux then
+//     rightly ends as the server does, with 0).  mcpmux must exit by itself with
+//     128 + SIGTERM (143), not the server's status (0), before the SDK's SIGKILL, saying
+//     what the client did not read, as the server run directly dies of the SIGTERM.
+//     (The SDK starts its child on socketpairs, node's child_process on libuv, not
+//     pipes: mcpmux's whole lines after a signal, for a pipe, do not apply.)
 //   requests in flight: three calls still running when the client closes; each gets its
 //     -32000 error, mcpmux exits with the server's status (143: SIGTERM after the EOF
 //     grace), before the SDK's SIGKILL.
@@ -84,7 +86,7 @@ async function scenario(name, fixtureArgs, before) {
   await client.connect(transport);
   const child = transport._process;
   const exited = new Promise((r) => child.once('exit', (code, signal) => r({ code, signal })));
-  const pending = (await before(client)).map((p) => p.then(() => 'answered', (e) => `${e.code ?? ''} ${e.message}`));
+  const pending = (await before(client, child)).map((p) => p.then(() => 'answered', (e) => `${e.code ?? ''} ${e.message}`));
   const t0 = Date.now();
   await client.close();
   const closeMs = Date.now() - t0;
@@ -118,7 +120,10 @@ async function main() {
   }, GLOBAL_TIMEOUT_MS);
 
   // A 50 MB answer in flight, unread, when the client closes.
-  let r = await scenario('huge answer in flight', [], async (client) => {
+  let r = await scenario('huge answer in flight', [], async (client, child) => {
+    child.stdout.pause(); // the client reads no more: node stops reading the socket
+    // once mcpmux is gone, what it left unread is dropped, as a closed client's would be
+    child.once('exit', () => child.stdout.destroy());
     const p = client.callTool({ name: 'huge', arguments: { bytes: 50_000_000 } });
     await sleep(300); // the answer is on its way
     return [p];
