@@ -211,9 +211,11 @@ cur_id(const struct wrap *w, pid_t *pid)
 /*
  * mcpmux's message in w->tmp to the client, w->tmp emptied (a long one, a huge id or a
  * batch's errors, given back now): 0, or -1 when there was no memory to write it or to
- * queue it, which the caller says.  reserve: the one error with id null in place of a
- * batch's array of errors, which waits in the memory kept for such errors when the queue
- * has none (conn_send_error()).
+ * queue it, which the caller says.  It is written after what the runs have queued so far
+ * (conn_source_behind()): an ended run's last replies are not overtaken by the answer to
+ * a line the client wrote after them, whose id may be one of theirs.  reserve: the one
+ * error with id null in place of a batch's array of errors, which waits in the memory kept
+ * for such errors when the queue has none (conn_send_error()), ahead of them.
  */
 static int
 send_own_tmp(struct wrap *w, bool reserve)
@@ -221,9 +223,14 @@ send_own_tmp(struct wrap *w, bool reserve)
 	int rc = -1;
 
 	if (!w->tmp.failed) {
-		rc = reserve ? conn_send_error(&w->client, &w->client.self, w->tmp.buf, w->tmp.len)
-			     : conn_send_line(&w->client, &w->client.self, w->tmp.buf, w->tmp.len);
-		if (rc == -1 && errno != ENOMEM) {
+		struct conn_source *src = conn_source_behind(&w->client, "", 0);
+
+		rc = reserve ? conn_send_error(&w->client, src, w->tmp.buf, w->tmp.len)
+			     : conn_send_line(&w->client, src, w->tmp.buf, w->tmp.len);
+		int err = errno;
+
+		conn_source_behind_done(&w->client, src);
+		if (rc == -1 && err != ENOMEM) {
 			rc = 0; /* (the client is gone: what was lost is said with the rest) */
 		}
 	}
@@ -784,10 +791,13 @@ must_wait(const struct wrap *w)
 static int
 send_own_text(struct wrap *w, const char *p, size_t len, bool reserve)
 {
-	int rc = reserve ? conn_send_error(&w->client, &w->client.self, p, len)
-			 : conn_send_line(&w->client, &w->client.self, p, len);
+	struct conn_source *src = conn_source_behind(&w->client, "", 0);
+	int rc = reserve ? conn_send_error(&w->client, src, p, len)
+			 : conn_send_line(&w->client, src, p, len);
+	int err = errno;
 
-	if (rc == -1 && errno == ENOMEM) {
+	conn_source_behind_done(&w->client, src);
+	if (rc == -1 && err == ENOMEM) {
 		return -1;
 	}
 	if (tlog_enabled) {

@@ -171,6 +171,29 @@ conn_source_new(struct conn *c, size_t high, const char *key, size_t key_len)
 	return src;
 }
 
+struct conn_source *
+conn_source_behind(struct conn *c, const char *key, size_t key_len)
+{
+	if (c->out_dead || stream_last(c, key, key_len) == NULL) {
+		return &c->self;
+	}
+	struct conn_source *src = conn_source_new(c, c->self.q.high, key, key_len);
+
+	if (src == NULL) {
+		return &c->self;
+	}
+	src->owner = NULL; /* (one taken up again was a gone producer's) */
+	return src;
+}
+
+void
+conn_source_behind_done(struct conn *c, struct conn_source *src)
+{
+	if (src != &c->self) {
+		conn_source_retire(c, src);
+	}
+}
+
 static void source_free(struct conn *c, struct conn_source *src);
 
 /*

@@ -220,6 +220,15 @@ void conn_ids_release(struct conn_ids *ids);
  */
 struct conn_source *conn_source_new(struct conn *c, size_t high, const char *key, size_t key_len);
 /*
+ * The source for a line of the owner's own (as c->self's) that must not be written before
+ * the lines queued so far of stream key (a run's last replies): c->self when none is queued
+ * or waits; else one made for it, or the stream's last, retired, taken up again.  Without
+ * the memory for one, c->self: the line goes, but ahead of them.  Sent on, it is handed
+ * back with conn_source_behind_done().
+ */
+struct conn_source *conn_source_behind(struct conn *c, const char *key, size_t key_len);
+void conn_source_behind_done(struct conn *c, struct conn_source *src);
+/*
  * The producer is done with src: the conn writes its queued lines, in order, and then
  * frees it (at once if it is empty).  on_source_writable is not called for it again.
  */

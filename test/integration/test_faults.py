@@ -2460,10 +2460,11 @@ class OutOfMemory(Faults):
         the -32600 for a request over --max-message held, a notification (the held queue
         near 4 KB), then a request that the held queue has no memory for, nor for its error
         (its growth past 8 KiB, twice): the lines held are let go, the -32600 goes now,
-        and the client's queue has no memory for it (its first chunk, the next allocation
-        of any size): stderr says a message from mcpmux was lost, not only how many answers
-        went; the marked request still gets its error, and the run goes on."""
-        env = self.oom_env("OOM-F", malloc_min=8192, malloc_count=2, malloc_then=1)
+        and the client's queue has no memory for it (the source that would queue it
+        behind those replies, then its first chunk: the next two allocations of any size):
+        stderr says a message from mcpmux was lost, not only how many answers went; the
+        marked request still gets its error, and the run goes on."""
+        env = self.oom_env("OOM-F", malloc_min=8192, malloc_count=2, malloc_then=2)
         p = self.wrap_initialized(env, "--max-message", "4M")
         fill_pipe(p, call(5, "huge", bytes=3 << 20))
         p.send(call(1, "sleep", ms=60000), req("e", "mcpmux/endRun"))
@@ -3170,45 +3171,38 @@ class OutOfMemory(Faults):
     def test_a_held_batchs_errors_that_cannot_be_queued_get_one_error(self):
         """wrap --max-message 4M, while the client's pipe is full (fill_pipe()): a batch
         over the bound right after an end of run whose replies are still to come (a
-        request in flight), its array of errors held behind them; when it goes, the
-        client's queue has no memory for it (its chunk of 36 to 64 KiB): its requests get
-        one -32600 with id null in its place, and stderr says so (not only that a message
-        was lost; its order against those replies, still queued behind the answer that
-        fills the pipe, is not asserted: mcpmux's own queue is written first); with then, the
-        queue has no memory for that error either: it waits in the memory kept for such
-        errors, and goes all the same (the requests are not said to be left unanswered).
-        A call after them is answered by the next run."""
-        pad = "p" * (14 << 10)
+        request in flight), its array of errors held behind them; when it goes, behind
+        those replies (still queued behind the answer that fills the pipe), there is no
+        memory for it (its chunk of 36 to 64 KiB): its requests get one -32600 with id
+        null in its place, after those replies, and stderr says so (not only that a
+        message was lost). A call after them is answered by the next run."""
+        # 370 errors of about 155 bytes: more than 36 KiB past the room left in the chunk
+        # of the replies it goes behind, less than 64 KiB (and more than opendir()'s 32 KiB
+        # block as the ended run's tree is read)
+        pad = "p" * (12 << 10)
         not_queued = ("out of memory: the array of errors for the requests of a batch of "
                       "the client's over --max-message could not be queued: one error with "
                       "id null answers them")
-        unanswered = ("out of memory: the error with id null for the requests of a batch of "
-                      "the client's over --max-message was lost: they are left unanswered")
-        for then in (0, 1):
-            with self.subTest(then=then):
-                # (over 36 KiB: not opendir()'s 32 KiB block as the ended run's tree is read)
-                env = self.oom_env("OOM-Q", malloc_min=36 << 10, malloc_max=64 << 10,
-                                   malloc_only="malloc", malloc_then=then)
-                p = self.wrap_initialized(env, "--max-message", "4M")
-                fill_pipe(p, call(5, "huge", bytes=3 << 20))
-                p.send(call(1, "sleep", ms=60000), req("e", "mcpmux/endRun"))
-                p.send([req(k, "ping", {"p": pad}) for k in range(299)]
-                       + [req("OOM-Q", "ping", {"p": pad})])
-                p.send(call(2, "echo", text="after"))
-                wait_until(lambda: not_queued in p.stderr(), 10, "the array lost")
-                self.assertEqual(p.msg(10)["id"], 5)
-                got = [p.msg(10) for _ in range(3)]
-                key = sorted((str(m["id"]), m["error"]["code"] if "error" in m else "result")
-                             for m in got)
-                self.assertEqual(key, sorted([("1", -32000), ("e", "result"),
-                                              ("None", -32600)]), got)
-                self.assertEqual(p.msg(10)["result"]["content"][0]["text"], "after")
-                self.assertNotIn(unanswered, p.stderr())
-                self.assertNotIn("a message from mcpmux was lost", p.stderr())
-                p.close_stdin()
-                self.assertEqual(p.wait(), 0)
-                self.assertEqual(self.counters(p.pid)["failed"], 1 + then)
-                self.assert_no_leftovers()
+        env = self.oom_env("OOM-Q", malloc_min=36 << 10, malloc_max=64 << 10,
+                           malloc_only="malloc")
+        p = self.wrap_initialized(env, "--max-message", "4M")
+        fill_pipe(p, call(5, "huge", bytes=3 << 20))
+        p.send(call(1, "sleep", ms=60000), req("e", "mcpmux/endRun"))
+        p.send([req(k, "ping", {"p": pad}) for k in range(369)]
+               + [req("OOM-Q", "ping", {"p": pad})])
+        p.send(call(2, "echo", text="after"))
+        wait_until(lambda: not_queued in p.stderr(), 10, "the array lost")
+        self.assertEqual(p.msg(10)["id"], 5)
+        got = [p.msg(10) for _ in range(3)]
+        key = [(m["id"], m["error"]["code"] if "error" in m else "result") for m in got]
+        self.assertEqual(key, [(1, -32000), ("e", "result"), (None, -32600)], got)
+        self.assertEqual(p.msg(10)["result"]["content"][0]["text"], "after")
+        self.assertNotIn("they are left unanswered", p.stderr())
+        self.assertNotIn("a message from mcpmux was lost", p.stderr())
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertEqual(self.counters(p.pid)["failed"], 1)
+        self.assert_no_leftovers()
 
     def test_connect_a_batchs_errors_that_cannot_be_queued_get_one_error(self):
         """connect --max-message 4M: the same."""

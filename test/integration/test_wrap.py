@@ -1257,6 +1257,44 @@ class Failures(Case):
                 # a line over the bound starts no run: the status is the sleeper's, if last
                 self.assertEqual(w.wait(10), 0 if held_before else 128 + signal.SIGTERM)
 
+    def test_the_error_for_a_line_over_max_message_comes_after_unread_replies(self):
+        """The same, for a client that reads nothing meanwhile, so that the ended run's
+        last replies are still queued behind 40 answers when mcpmux answers the line over
+        the bound: held behind that run's replies ("held"), or sent once the run is over
+        ("after the end"). Each -32600 comes after them all the same, as the next run's
+        answers do."""
+        big = req(41, "ping", {"pad": "p" * 5000})
+        for case in ("held", "after the end"):
+            with self.subTest(case=case):
+                log = os.path.join(self.tmp.name, "%s.jsonl" % case.replace(" ", "-"))
+                w = self.wrap("--huge-result=3000",
+                              opts=FAST + ["--max-message", "4096", "--log", log,
+                                           "--log-bodies", "none"])
+                w.send(*[call(i, "echo", text="x") for i in range(1, 41)])
+                w.send(call(41, "sleep", ms=20000), req("e", "mcpmux/endRun"))
+                if case == "held":
+                    w.send(big, [big], req(42, "ping"))
+
+                def ended():
+                    if not os.path.exists(log):
+                        return False
+                    with open(log) as f:
+                        return '"event":"ended"' in f.read()
+                wait_until(ended, 10, "the run's end, its replies queued")
+                if case == "after the end":
+                    w.send(big, [big], req(42, "ping"))
+
+                def key(m):
+                    if isinstance(m, list):
+                        return [key(e) for e in m]
+                    return m["id"], m["error"]["code"] if "error" in m else "result"
+                got = [key(w.msg(10)) for _ in range(45)]
+                self.assertEqual(got[:42], [(i, "result") for i in range(1, 41)] +
+                                 [(41, -32000), ("e", "result")], got)
+                self.assertCountEqual(got[42:], [(41, -32600), [(41, -32600)],
+                                                 (42, "result")], got)
+                self.ends_clean(w)
+
     def an_ended_runs_answer_goes_to_no_new_run(self, case):
         """The client's answer (within the bound) to s1, a request of ASKER's server, whose
         run it ends, with a ping behind the end of run that starts the next run: written
