@@ -833,6 +833,40 @@ class Routing(Case):
         self.assertEqual(m.p.wait(), 0)
         self.assertEqual([e for e in m.inbox if "message" in e], [])
 
+    def test_the_error_for_a_line_over_max_message_comes_after_unread_replies(self):
+        """A session's run ended while its client reads nothing, its last replies queued
+        behind 40 answers: the -32600 for a request of that session over --max-message
+        (whose id is the ended run's request's) comes after them all the same, and so does
+        the next run's answer."""
+        log = os.path.join(self.tmp.name, "t.jsonl")
+        m = Mux(self.serve("--huge-result=3000",
+                           opts=FAST + ["--max-message", "4096", "--log", log,
+                                        "--log-bodies", "none"]))
+        for i in range(1, 41):
+            m.send("s", call(i, "echo", text="x"))
+        m.send("s", call(41, "sleep", ms=20000))
+        m.send("s", req("e", "mcpmux/endRun"))
+
+        def ended():
+            if not os.path.exists(log):
+                return False
+            with open(log) as f:
+                return '"event":"ended"' in f.read()
+        wait_until(ended, 10, "the run's end, its replies queued")
+        m.send("s", req(41, "ping", {"pad": "p" * 4500}))
+        m.send("s", req(42, "ping"))
+        got = []
+        while len(got) < 44:
+            e = m.p.msg(10)
+            if "message" in e:
+                self.assertEqual(e.get("session"), "s", e)
+                msg = e["message"]
+                got.append((msg["id"], msg["error"]["code"] if "error" in msg else "result"))
+        self.assertEqual(got, [(i, "result") for i in range(1, 41)] +
+                         [(41, -32000), ("e", "result"), (41, -32600), (42, "result")], got)
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+
     def test_an_answer_over_max_message_gets_the_server_an_error(self):
         """The client's answer to a request of the server (its id is the server's) over
         --max-message: the server gets an error in its place, the client none; and a
