@@ -998,6 +998,25 @@ class FakeDockerKeeper(FakeDockerCase):
                        env=self.env, check=True, timeout=10 * SLOW)
         return self.sweep()
 
+    def ctx_a_kept_after_a_context_switch(self, p, conf, files):
+        """mcpmux of a run in docker's current context ctx-a (files: its id file and record)
+        killed with its keeper, then `docker context use default` (conf: config.json): a
+        sweep asks in ctx-a, where the container is still there, and keeps the files; once
+        the container is removed from ctx-a by hand, a sweep removes them."""
+        self.kill_with_keeper(p)
+        with open(conf, "w") as f:
+            f.write('{"auths": {}, "currentContext": "default"}')  # docker context use default
+        r = subprocess.run(["docker", "container", "inspect", "fake0123456789abcdef"],
+                           env=self.env, capture_output=True, text=True, timeout=10 * SLOW)
+        self.assertIn("No such container", r.stderr)
+        r = self.sweep()
+        self.assertEqual(sorted(os.listdir(self.cid_dir())), files,
+                         "removed while its container is there: " + r.stderr)
+        self.assertNotIn("keeping", r.stderr)
+        r = self.removed_by_hand_then_swept("--context", "ctx-a")
+        self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
+        os.unlink(self.log + ".removed")
+
     def sweep(self, *args, session=None, **env):
         """`mcpmux sweep` (with args) in the test's runtime directory, with env over the
         test's (None: unset), its --session session, or one of no session: it ends nothing
@@ -1311,19 +1330,7 @@ class FakeDockerKeeper(FakeDockerCase):
         files = sorted(os.listdir(self.cid_dir()))
         with open(os.path.join(self.cid_dir(), files[1]), "rb") as f:
             self.assertIn(b"\0DOCKER_CONTEXT=ctx-a\0", f.read())
-        self.kill_with_keeper(p)
-        with open(conf, "w") as f:
-            f.write('{"auths": {}, "currentContext": "default"}')  # docker context use default
-        r = subprocess.run(["docker", "container", "inspect", "fake0123456789abcdef"],
-                           env=self.env, capture_output=True, text=True, timeout=10 * SLOW)
-        self.assertIn("No such container", r.stderr)
-        r = self.sweep()
-        self.assertEqual(sorted(os.listdir(self.cid_dir())), files,
-                         "removed while its container is there: " + r.stderr)
-        self.assertNotIn("keeping", r.stderr)
-        r = self.removed_by_hand_then_swept("--context", "ctx-a")
-        self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
-        os.unlink(self.log + ".removed")
+        self.ctx_a_kept_after_a_context_switch(p, conf, files)
         # a config.json docker could not have read either: no context recorded
         with open(conf, "w") as f:
             f.write('{"currentContext": ')
@@ -1372,16 +1379,7 @@ class FakeDockerKeeper(FakeDockerCase):
                 files = sorted(os.listdir(self.cid_dir()))
                 with open(os.path.join(self.cid_dir(), files[1]), "rb") as f:
                     self.assertIn(b"\0DOCKER_CONTEXT=ctx-a\0", f.read())
-                self.kill_with_keeper(p)
-                with open(conf, "w") as f:
-                    f.write('{"auths": {}, "currentContext": "default"}')
-                r = self.sweep()
-                self.assertEqual(sorted(os.listdir(self.cid_dir())), files,
-                                 "removed while its container is there: " + r.stderr)
-                self.assertNotIn("keeping", r.stderr)
-                r = self.removed_by_hand_then_swept("--context", "ctx-a")
-                self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
-                os.unlink(self.log + ".removed")
+                self.ctx_a_kept_after_a_context_switch(p, conf, files)
         self.assert_no_leftovers()
 
     def test_an_env_launcher_unsetting_another_variable_keeps_the_runs_path(self):
