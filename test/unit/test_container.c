@@ -833,31 +833,47 @@ test_record_engine(void **state)
 	char *envh[] = { W("env"), W("DOCKER_HOST=x"), W("docker") };
 	char *pod[] = { W("podman"), W("--remote") },
 	     *podc[] = { W("podman"), W("-r"), W("-c"), W("x") };
-	struct container_run ce = { .engine = CONTAINER_DOCKER, .engine_at = 2, .prefix_len = 3 };
-	struct container_run cp1 = { .engine = CONTAINER_PODMAN, .prefix_len = 1 };
-	struct container_run cp2 = { .engine = CONTAINER_PODMAN, .prefix_len = 2 };
-	struct container_run cp4 = { .engine = CONTAINER_PODMAN, .prefix_len = 4 };
-
-	assert_null(container_record_unpinned(dh, 1, bare, &cr));
-	assert_non_null(container_record_unpinned(NULL, 0, bare, &cr));
-	assert_non_null(container_record_unpinned(dh, 1, envi, &ce));
-	assert_null(container_record_unpinned(NULL, 0, envh, &ce));
-	assert_null(container_record_unpinned(NULL, 0, pod, &cp1));
-	assert_non_null(container_record_unpinned(NULL, 0, pod, &cp2));
-	assert_null(container_record_unpinned(NULL, 0, podc, &cp4));
-	/* set but empty: docker takes it for none; podman may go remote, to no named place */
 	char *dhe[] = { W("DOCKER_HOST=") }, *dce[] = { W("DOCKER_CONTEXT=") },
 	     *che[] = { W("CONTAINER_HOST=") }, *cce[] = { W("CONTAINER_CONNECTION=") };
 	char *envhe[] = { W("env"), W("DOCKER_HOST="), W("docker") };
 	char *envu[] = { W("env"), W("-u"), W("FOO"), W("docker") };
+	struct container_run ce = { .engine = CONTAINER_DOCKER, .engine_at = 2, .prefix_len = 3 };
 	struct container_run ceu = { .engine = CONTAINER_DOCKER, .engine_at = 3, .prefix_len = 4 };
+	struct container_run cp1 = { .engine = CONTAINER_PODMAN, .prefix_len = 1 };
+	struct container_run cp2 = { .engine = CONTAINER_PODMAN, .prefix_len = 2 };
+	struct container_run cp4 = { .engine = CONTAINER_PODMAN, .prefix_len = 4 };
+	const struct {
+		char *const *vars;
+		size_t n_vars;
+		char *const *words;
+		const struct container_run *cr;
+		bool pinned;
+	} pins[] = {
+		{ dh, 1, bare, &cr, true },
+		{ NULL, 0, bare, &cr, false },
+		{ dh, 1, envi, &ce, false },
+		{ NULL, 0, envh, &ce, true },
+		{ NULL, 0, pod, &cp1, true },
+		{ NULL, 0, pod, &cp2, false },
+		{ NULL, 0, podc, &cp4, true },
+		/* set but empty: docker takes it for none; podman may go remote, to no named
+		 * place */
+		{ dhe, 1, bare, &cr, false },
+		{ dce, 1, bare, &cr, false },
+		{ dh, 1, envhe, &ce, false },
+		{ dh, 1, envu, &ceu, true },
+		{ che, 1, pod, &cp1, false },
+		{ cce, 1, pod, &cp1, false },
+	};
 
-	assert_non_null(container_record_unpinned(dhe, 1, bare, &cr));
-	assert_non_null(container_record_unpinned(dce, 1, bare, &cr));
-	assert_non_null(container_record_unpinned(dh, 1, envhe, &ce));
-	assert_null(container_record_unpinned(dh, 1, envu, &ceu));
-	assert_non_null(container_record_unpinned(che, 1, pod, &cp1));
-	assert_non_null(container_record_unpinned(cce, 1, pod, &cp1));
+	for (size_t i = 0; i < sizeof(pins) / sizeof(pins[0]); i++) {
+		const char *why = container_record_unpinned(pins[i].vars, pins[i].n_vars,
+							    pins[i].words, pins[i].cr);
+
+		if ((why == NULL) != pins[i].pinned) {
+			fail_msg("pins[%zu]: %s", i, why != NULL ? why : "pinned");
+		}
+	}
 	(void)snprintf(path, sizeof(path), "%s/.docker", dir);
 	assert_int_equal(rmdir(path), 0);
 	(void)snprintf(path, sizeof(path), "%s/bin/docker", dir);
