@@ -1236,6 +1236,11 @@ big_batch(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len
 		serve_big_element(sc, &sc->big.id);
 	}
 	big_early(sc, e, sid, sid_len, big);
+	if (sc->big.batch && sc->big_notes > 0) {
+		/* (said however its requests are answered: their array, or one error) */
+		diag_warn("session %.*s: " RPCOUT_BIG_NOTIFICATION, (int)sid_len, sid,
+			  RPCOUT_BIG_ARGS_SIZE(big));
+	}
 	if (reqs->over) {
 		diag_warn("session %.*s: " RPCOUT_BIGREQS_TOO_MANY_TEXT, (int)sid_len, sid,
 			  reqs->cap);
@@ -1279,10 +1284,6 @@ big_batch(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len
 			   "error with id null answers them",
 			   (int)sid_len, sid);
 		return false;
-	}
-	if (sc->big_notes > 0) {
-		diag_warn("session %.*s: " RPCOUT_BIG_NOTIFICATION, (int)sid_len, sid,
-			  RPCOUT_BIG_ARGS_SIZE(big));
 	}
 	return true;
 }

@@ -1444,6 +1444,10 @@ wrap_big_batch(struct wrap *w, struct rpcout_big *big)
 	    w->big_notes == 0) {
 		return false;
 	}
+	if (w->big_notes > 0) {
+		/* (said however its requests are answered: their array, or one error) */
+		diag_warn(RPCOUT_BIG_NOTIFICATION, RPCOUT_BIG_ARGS_SIZE(big));
+	}
 	if (!rpcout_bigreqs_answer(&w->tmp, &w->big_reqs, big)) {
 		return false;
 	}
@@ -1460,9 +1464,6 @@ wrap_big_batch(struct wrap *w, struct rpcout_big *big)
 			diag_error(RPCOUT_BIGREQS_NOT_QUEUED_TEXT);
 			return false;
 		}
-	}
-	if (w->big_notes > 0) {
-		diag_warn(RPCOUT_BIG_NOTIFICATION, RPCOUT_BIG_ARGS_SIZE(big));
 	}
 	return true;
 }

@@ -3082,13 +3082,14 @@ class OutOfMemory(Faults):
 
     def test_serve_a_batchs_errors_that_cannot_be_queued_get_one_error(self):
         """serve --max-message 4M: a batch too long to be read whole (300 requests of 14 KB,
-        the marker in the last), in the connection's own session and in one of no
-        connection's, while the client's pipe is full (fill_pipe()): the queue's new chunk
-        for the array of their errors fails, and the array is not queued; its
+        the marker in the last, and a notification), in the connection's own session and in
+        one of no connection's, while the client's pipe is full (fill_pipe()): the queue's
+        new chunk for the array of their errors fails, and the array is not queued; its
         requests get one -32600 with id null in its place, and stderr says the array
-        could not be queued.  With then, the queue has no memory for that error either
-        (big_batch_env()): it waits in the memory kept for such errors, and goes all the
-        same (the requests are not said to be left unanswered)."""
+        could not be queued, and that the notification was dropped.  With then, the queue
+        has no memory for that error either (big_batch_env()): it waits in the memory kept
+        for such errors, and goes all the same (the requests are not said to be left
+        unanswered)."""
         pad = "p" * (14 << 10)
         unanswered = ("out of memory: the error with id null for the requests of a batch of "
                       "the client's over --max-message was lost: they are left unanswered")
@@ -3103,11 +3104,13 @@ class OutOfMemory(Faults):
                     self.assert_response(p.msg()["message"], 0)
                     fill_pipe(p, {"session": "s", "message": call(1, "huge", bytes=3 << 20)})
                     batch = ([req(k, "ping", {"p": pad}) for k in range(299)]
-                             + [req("OOM-Q", "ping", {"p": pad})])
+                             + [note("notifications/x"), req("OOM-Q", "ping", {"p": pad})])
                     p.send({"session": sid, "message": batch})
                     wait_until(lambda: "the array of errors for the requests of a batch of the "
                                "client's over --max-message could not be queued: one error "
                                "with id null answers them" in p.stderr(), 10, "the array lost")
+                    self.assertIn("session %s: a notification of the client over "
+                                  "--max-message" % sid, p.stderr())
                     m = p.msg()
                     self.assertEqual((m["session"], m["message"]["id"]), ("s", 1))
                     m = p.msg()
@@ -3126,20 +3129,22 @@ class OutOfMemory(Faults):
     def big_batch_errors_not_queued(self, p, then):
         """p (wrap or connect, --max-message 4M, initialized, with big_batch_env(then)):
         while the client's pipe is full (fill_pipe()), a batch over the bound of 300
-        requests of 14 KB, the marker in the last, whose array of errors (some 50 KB) the
-        client's queue has no new chunk for: its requests get one -32600 with id null in
-        its place, and stderr says so; with then, the queue has no chunk for that error
+        requests of 14 KB, the marker in the last, and a notification, whose array of
+        errors (some 50 KB) the client's queue has no new chunk for: its requests get one
+        -32600 with id null in its place, and stderr says so, and that the notification was
+        dropped; with then, the queue has no chunk for that error
         either: it waits in the memory kept for such errors, and goes all the same (the
         requests are not said to be left unanswered).  The run goes on: a call after it is
         answered, and EOF ends it with 0."""
         pad = "p" * (14 << 10)
         fill_pipe(p, call(1, "huge", bytes=3 << 20))
         p.send([req(k, "ping", {"p": pad}) for k in range(299)]
-               + [req("OOM-Q", "ping", {"p": pad})])
+               + [note("notifications/x"), req("OOM-Q", "ping", {"p": pad})])
         said = ("out of memory: the array of errors for the requests of a batch of the "
                 "client's over --max-message could not be queued: one error with id null "
                 "answers them")
         wait_until(lambda: said in p.stderr(), 10, "the array lost")
+        self.assertIn("a notification of the client over --max-message", p.stderr())
         p.send(call(2, "echo", text="after"))
         self.assertEqual(p.msg()["id"], 1)
         unanswered = ("out of memory: the error with id null for the requests of a batch of "

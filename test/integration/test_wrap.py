@@ -982,7 +982,8 @@ class Failures(Case):
         """A batch over --max-message has its requests answered by id as long as the array
         of their errors is no longer than --max-message (64 KiB at least): past that,
         however long it goes on, it is answered with one -32600 with id null, and stderr
-        says its errors would be longer than --max-message (docs/decisions.md)."""
+        says its errors would be longer than --max-message (docs/decisions.md), and that a
+        notification in it was dropped, as when its requests get their array."""
         w = self.wrap(opts=["--max-message", "4096"])
         w.send([req(k, "ping") for k in range(300)])
         line = w.line(10)
@@ -990,10 +991,11 @@ class Failures(Case):
         self.assertEqual([(e["id"], e["error"]["code"]) for e in json.loads(line)],
                          [(k, -32600) for k in range(300)])
         # errors of 130 bytes or more: 505 of them are over 64 KiB
-        w.send([req(k, "ping") for k in range(505)])
+        w.send([req(k, "ping") for k in range(505)] + [note("notifications/x")])
         self.assert_error(w.msg(10), None, -32600)
         self.assertIn("has too many requests to be answered each: their errors would be "
                       "longer than --max-message (65536 bytes)", w.stderr())
+        self.assertIn("a notification of the client over --max-message", w.stderr())
         w.close_stdin()
         self.assertEqual(w.wait(10), 0)
 
