@@ -507,6 +507,10 @@ client_big_requests(struct cconn *cc, const struct rpcout_big *big)
 		return false;
 	}
 	if (send_own_or_fail(cc) == -1) { /* (a long array is given back now) */
+		if (cc->client.out_dead) {
+			diag_error(RPCOUT_BIGREQS_CUT_TEXT); /* (nothing can follow its head) */
+			return true;
+		}
 		diag_error(RPCOUT_BIGREQS_NOT_QUEUED_TEXT);
 		return false;
 	}

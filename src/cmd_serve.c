@@ -1278,7 +1278,10 @@ big_batch(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_len
 		rc = send_big_own(sc, e, sid, sid_len, b, head, false);
 	}
 	sbuf_reset(b);
-	if (rc == -1 && errno == ENOMEM) {
+	if (rc == -1 && errno == ENOMEM && sc->c.out_dead) {
+		/* (nothing can follow its head) */
+		diag_error("session %.*s: " RPCOUT_BIGREQS_CUT_TEXT, (int)sid_len, sid);
+	} else if (rc == -1 && errno == ENOMEM) {
 		diag_error("session %.*s: out of memory: the array of errors for the requests of a "
 			   "batch of the client's over --max-message could not be queued: one "
 			   "error with id null answers them",

@@ -711,6 +711,10 @@ send_held_own(struct wrap *w, const struct held_entry *e)
 		return;
 	}
 	if (e->len > 0 && e->line[0] == '[') {
+		if (w->client.out_dead) {
+			diag_error(RPCOUT_BIGREQS_CUT_TEXT); /* (nothing can follow its head) */
+			return;
+		}
 		diag_error(RPCOUT_BIGREQS_NOT_QUEUED_TEXT);
 	}
 	if (one_error || e->head_len == 0 || send_own_text(w, e->head, e->head_len, true) == -1) {
@@ -1460,7 +1464,9 @@ wrap_big_batch(struct wrap *w, struct rpcout_big *big)
 		}
 		rc = send_own_in_order(w, true, &fallback);
 		sbuf_release(&fallback);
-		if (rc == -1) {
+		if (rc == -1 && w->client.out_dead) {
+			diag_error(RPCOUT_BIGREQS_CUT_TEXT); /* (nothing can follow its head) */
+		} else if (rc == -1) {
 			diag_error(RPCOUT_BIGREQS_NOT_QUEUED_TEXT);
 			return false;
 		}

@@ -824,8 +824,12 @@ conn_send(struct conn *c, struct conn_source *src, const struct iovec *iov, int 
 	}
 	if (wbuf_appendv(&src->q, rest, k) == -1) {
 		if (done > 0) {
-			/* Half a line is out: the stream is broken beyond repair. */
+			/* Half a line is out: the stream is broken beyond repair (out_dead now,
+			 * which tells the caller of ENOMEM so). */
+			int e = errno;
+
 			conn_gone_later(c);
+			errno = e;
 		}
 		return -1;
 	}

@@ -237,7 +237,9 @@ void conn_source_retire(struct conn *c, struct conn_source *src);
 /*
  * Send one line: the iovecs (at most CONN_SEND_IOV_MAX of them: more is a bug, which
  * aborts) hold the line's bytes, "\n" included.  0, or -1: ENOMEM (nothing queued) or
- * EPIPE (the client is gone; the line is dropped).
+ * EPIPE (the client is gone; the line is dropped).  ENOMEM with c->out_dead set: the
+ * line's head was written and its rest could not be queued; half a line is out, and
+ * the client's output is let go as gone (on_gone later in the turn).
  */
 int conn_send(struct conn *c, struct conn_source *src, const struct iovec *iov, int n);
 /* The common case: line + "\n". */

@@ -263,6 +263,15 @@ bool rpcout_bigreqs_answer(struct sbuf *b, const struct rpcout_bigreqs *r,
 #define RPCOUT_BIGREQS_NOT_QUEUED_TEXT                                                    \
 	"out of memory: the array of errors for the requests of a batch of the client's " \
 	"over --max-message could not be queued: one error with id null answers them"
+/*
+ * Their array written in part (the client's pipe took only its head), and the client's
+ * queue had no memory for its rest: half a line is out, which nothing may follow, so the
+ * client's output is let go as gone (conn_send()) and no error with id null can go.
+ */
+#define RPCOUT_BIGREQS_CUT_TEXT                                                           \
+	"out of memory: the array of errors for the requests of a batch of the client's " \
+	"over --max-message was written only in part, its rest could not be queued: the " \
+	"client's output ends there, and they are left unanswered"
 /* Nor for that one error with id null. */
 #define RPCOUT_BIGREQS_UNANSWERED_TEXT                                                       \
 	"out of memory: the error with id null for the requests of a batch of the client's " \

@@ -3209,6 +3209,75 @@ class OutOfMemory(Faults):
         self.assertEqual(self.counters(p.pid)["failed"], 1)
         self.assert_no_leftovers()
 
+    CUT = ("out of memory: the array of errors for the requests of a batch of the client's "
+           "over --max-message was written only in part, its rest could not be queued: the "
+           "client's output ends there, and they are left unanswered")
+
+    def big_batch_errors_cut(self, p, put=lambda m: m, head=b'[{"jsonrpc":"2.0","id":0,'):
+        """p (wrap, connect or serve, --max-message 4M, initialized, with oom_env("OOM-Q",
+        malloc_min=128K, malloc_max=2M, malloc_only="malloc"); put wraps a message in
+        serve's envelope): a batch over the bound of 8,000 requests of 600 bytes, the marker
+        in the last, whose array of errors (some 1.3 MB) is longer than the client's pipe
+        (1 MiB, or 64 KiB): the pipe takes its head, and the queue has no memory for its
+        rest (some 300 KB, or 1.2 MB).  Half a line is out, which nothing may follow:
+        stderr says the array was written only in part and its requests are left
+        unanswered, not that one error with id null answers them, and the client's output
+        ends there: what it reads after the answers before is the array's head (head), no
+        line's end.  p is reaped (its status returned)."""
+        pad = "p" * 520
+        p.send(put([req(k, "ping", {"p": pad}) for k in range(7999)]
+                   + [req("OOM-Q", "ping", {"p": pad})]))
+        wait_until(lambda: self.CUT in p.stderr(), 10, "the array cut")
+        out = p.read_to_eof(10)
+        self.assertTrue(out.startswith(head), out[:200])
+        self.assertGreaterEqual(len(out), 64 << 10)
+        self.assertNotIn(b"\n", out)
+        self.assertNotIn("one error with id null answers them", p.stderr())
+        self.assertNotIn("a message from mcpmux was lost", p.stderr())
+        status = p.wait()
+        self.assertEqual(self.counters(p.pid)["failed"], 1)
+        return status
+
+    def test_a_batchs_errors_written_in_part_end_the_clients_output(self):
+        """wrap --max-message 4M: an array of errors for a batch over the bound that the
+        client's pipe takes only in part, its rest not queued for want of memory, is said
+        written in part, its requests left unanswered, and the client's output ends there
+        (big_batch_errors_cut()); mcpmux ends as for a client gone, with 0."""
+        env = self.oom_env("OOM-Q", malloc_min=128 << 10, malloc_max=2 << 20,
+                           malloc_only="malloc")
+        p = self.wrap_initialized(env, "--max-message", "4M")
+        self.assertEqual(self.big_batch_errors_cut(p), 0)
+        self.assert_no_leftovers()
+
+    def test_serve_a_batchs_errors_written_in_part_end_the_clients_output(self):
+        """serve --max-message 4M: the same for a batch in a session's envelope (the
+        connection's own session s); serve ends as for a client gone, with 0."""
+        env = self.oom_env("OOM-Q", malloc_min=128 << 10, malloc_max=2 << 20,
+                           malloc_only="malloc")
+        p = self.mcpmux(["serve"] + GRACE + ["--max-message", "4M", "--", FIXTURE], env=env)
+        p.send({"session": "s", "message": initialize(0)})
+        self.assertEqual(p.msg()["event"], "started")
+        self.assert_response(p.msg()["message"], 0)
+        status = self.big_batch_errors_cut(
+            p, put=lambda m: {"session": "s", "message": m},
+            head=b'{"session":"s","message":[{"jsonrpc":"2.0","id":0,')
+        self.assertIn("session s: " + self.CUT, p.stderr())
+        self.assertEqual(status, 0)
+        self.assert_no_leftovers()
+
+    def test_connect_a_batchs_errors_written_in_part_end_the_clients_output(self):
+        """connect --max-message 4M: the same; connect ends as for a client gone, with 0."""
+        env = self.oom_env("OOM-Q", malloc_min=128 << 10, malloc_max=2 << 20,
+                           malloc_only="malloc")
+        srv, p = self.connected(env, opts=("--max-message", "4M"))
+        try:
+            self.assertEqual(self.big_batch_errors_cut(p), 0)
+        finally:
+            srv.p.send_signal(signal.SIGTERM)
+            status = srv.wait()
+        self.assertEqual(status, 0)
+        self.assert_no_leftovers()
+
     def test_connect_a_batchs_errors_that_cannot_be_queued_get_one_error(self):
         """connect --max-message 4M: the same."""
         for then in (0, 1):
