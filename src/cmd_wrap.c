@@ -857,8 +857,10 @@ held_line_error(struct wrap *w, struct sbuf *b, const char *line, size_t len, si
  * One held entry (tag, line) that the held queue had no memory for, or that was dropped
  * with it: a line of the client's is not handled, and gets held_line_error()'s answer now
  * (its requests a -32000 "out of memory" error each, as a request that cannot be held as
- * it comes in does); an answer of mcpmux's own goes now, ahead of the ended run's last
- * replies (there is no memory to keep it behind them).  Counted in lines, requests, own.
+ * it comes in does), which waits in the memory kept for such errors when the client's
+ * queue has none (conn_send_error()); an answer of mcpmux's own goes now, ahead of the
+ * ended run's last replies (there is no memory to keep it behind them).  Counted in
+ * lines, requests, own.
  */
 static void
 held_lost(struct wrap *w, const struct held_entry *e, size_t *lines, size_t *requests, size_t *own)
@@ -877,7 +879,9 @@ held_lost(struct wrap *w, const struct held_entry *e, size_t *lines, size_t *req
 		diag_error("out of memory: a message from mcpmux was lost");
 	} else if (b.len > 0) {
 		*requests += n;
-		if (send_own_text(w, b.buf, b.len, false) == -1) {
+		/* In place of the line's answers: it waits in the memory kept for such errors
+		 * when the queue has none, as the other errors in place of lost answers do. */
+		if (send_own_text(w, b.buf, b.len, true) == -1) {
 			diag_error(
 				"out of memory: the error for a line of the client's held behind "
 				"an ended run's replies was lost%s",

@@ -2490,6 +2490,46 @@ class OutOfMemory(Faults):
         self.assertEqual(key, [("1", -32000), ("OOM-F", -32000), ("e", "result")], got)
         self.goes_on_and_ends(p)
 
+    def test_the_error_of_a_held_line_let_go_waits_in_the_memory_kept_for_errors(self):
+        """While the client's pipe is full (fill_pipe()), and mcpmux's own queue holds a
+        -32600 of 1.5 KB (a first chunk of its size: no room left), behind an ended run's
+        replies: a request and a notification held (some 4 KB), then a request that the
+        held queue has no memory for, nor for its error (its growth past 8 KiB, twice): the
+        lines held are let go, and the client's queue has no new chunk (16 KiB) for the
+        -32000 errors of the two requests either: they wait in the memory kept for such
+        errors and go all the same, not said lost; the run goes on."""
+        env = self.oom_env("OOM-F", malloc_min=8192, malloc_count=4)
+        p = self.wrap_initialized(env, "--max-message", "4M", server_args=["--stderr-chatter"])
+        fill_pipe(p, call(5, "huge", bytes=3 << 20))
+        long_id = "k" * 1500
+        # no message: mcpmux's -32600, queued before the marker is read (the notification
+        # after it reached the server)
+        p.send({"jsonrpc": "2.0", "id": long_id}, note("notifications/y"))
+        wait_until(lambda: "mcp-fixture: got notifications/y" in p.stderr(), 10,
+                   "the line before the notification handled")
+        p.send(call(1, "sleep", ms=60000), req("e", "mcpmux/endRun"))
+        lines = [json.dumps(req(2, "ping"))]
+        pad = 4096 - (len(lines[0]) + 2) - 2 - len(json.dumps(note("notifications/x",
+                                                                   {"pad": ""}))) - 20
+        lines.append(json.dumps(note("notifications/x", {"pad": "p" * pad})))
+        lines.append(json.dumps(req("OOM-F", "ping")))
+        p.write(("\n".join(lines) + "\n").encode())
+        wait_until(lambda: "answers of mcpmux's own held with them go now" in p.stderr(), 10,
+                   "the held lines let go")
+        self.assertIn("out of memory: 3 lines of the client's held behind an ended run's "
+                      "replies were dropped (their 2 requests get an error each) and 0 "
+                      "answers of mcpmux's own held with them go now", p.stderr())
+        self.assertEqual(p.msg(10)["id"], 5)
+        got = [p.msg(10) for _ in range(5)]
+        key = sorted((str(m["id"]), m["error"]["code"] if "error" in m else "result")
+                     for m in got)
+        self.assertEqual(key, sorted([("1", -32000), ("2", -32000), ("OOM-F", -32000),
+                                      ("e", "result"), (long_id, -32600)]), got)
+        self.assertNotIn("the error for a line of the client's held behind an ended run's "
+                         "replies was lost", p.stderr())
+        self.goes_on_and_ends(p)
+        self.assertEqual(self.counters(p.pid)["failed"], 4)
+
     def test_a_batch_that_cannot_be_stripped_of_its_answers_is_refused(self):
         """After an end-of-run, wrap takes the answers out of a client's batch (the next
         run's server never sent their requests); no memory for the batch without them
