@@ -2526,6 +2526,7 @@ out:
 	c->out_any = false;
 	c->out_cut = false;
 	c->tail.n = 0;
+	c->tail.gone = false;
 	ev_io_init(&c->err_w, backend_on_ctr_out, c->err_fd, EV_READ);
 	ev_io_start(c->b->loop, &c->err_w);
 	c->helper_since = sys_mono();

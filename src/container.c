@@ -1134,10 +1134,12 @@ container_parse_list(enum container_engine engine, const char *text, size_t len,
 	return 0;
 }
 
+#define GONE_NEEDLE "no such container"
+
 bool
 container_gone_message(const char *text, size_t len)
 {
-	static const char needle[] = "no such container";
+	static const char needle[] = GONE_NEEDLE;
 	size_t nl = sizeof(needle) - 1;
 
 	for (size_t i = 0; i + nl <= len; i++) {
@@ -1167,9 +1169,19 @@ container_why(const char *text, size_t len, size_t *n)
 void
 container_tail_add(struct container_tail *t, const char *p, size_t n)
 {
-	const size_t cap = sizeof(t->buf);
+	const size_t cap = sizeof(t->buf), span = sizeof(GONE_NEEDLE) - 2;
 	size_t keep;
 
+	if (!t->gone) {
+		/* the words within p, or begun in what came before and ended in p */
+		char seam[2 * (sizeof(GONE_NEEDLE) - 2)];
+		size_t before = t->n < span ? t->n : span, after = n < span ? n : span;
+
+		memcpy(seam, t->buf + t->n - before, before);
+		memcpy(seam + before, p, after);
+		t->gone = container_gone_message(seam, before + after) ||
+			  container_gone_message(p, n);
+	}
 	if (n > cap) {
 		p += n - cap;
 		n = cap;
@@ -1183,7 +1195,7 @@ container_tail_add(struct container_tail *t, const char *p, size_t n)
 bool
 container_gone_output(const char *text, size_t len, const struct container_tail *t)
 {
-	return container_gone_message(text, len) || container_gone_message(t->buf, t->n);
+	return container_gone_message(text, len) || t->gone;
 }
 
 /* ---- the record of a run's engine ---- */

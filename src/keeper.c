@@ -699,7 +699,7 @@ struct engine_res {
 	const char *how; /* without a status: why ("no answer", "cannot fork") */
 	char err[2048];	 /* the start of its stderr (and stdout, when asked for) */
 	size_t n_err;
-	struct container_tail tail; /* the end of it, whatever of the rest was kept */
+	struct container_tail tail; /* the end of it, and whether it said the container is gone */
 	/* keep the marked lines (container_whose_keep, ...), wherever they come; or NULL */
 	size_t (*mark)(char *buf, size_t n);
 	struct listed *listed; /* or the ids of its marked lines go there as they come */
@@ -850,6 +850,7 @@ engine_res_reset(struct engine_res *r, const char *how)
 	r->n_err = 0;
 	r->err[0] = '\0';
 	r->tail.n = 0;
+	r->tail.gone = false;
 }
 
 /* Run an engine command and wait for it, at most `seconds`. */

@@ -214,16 +214,22 @@ bool container_gone_message(const char *text, size_t len);
  */
 const char *container_why(const char *text, size_t len, size_t *n);
 
-/* The end of an engine command's output, kept as it is read: where container_why looks. */
+/*
+ * The end of an engine command's output, kept as it is read: where container_why looks;
+ * and whether container_gone_message() held anywhere in all that was read, however much
+ * came after it (a child the command left behind may flood its stderr long after).
+ */
 struct container_tail {
 	char buf[256];
 	size_t n;
+	bool gone;
 };
 /* Add what was read, p[0..n), to the end kept in t. */
 void container_tail_add(struct container_tail *t, const char *p, size_t n);
 /*
  * container_gone_message() of a failed command's output, by its start (text[0..len)) or
- * its end (t): an engine says its error after any warnings, which may fill the start.
+ * anywhere in what went through t: an engine says its error after any warnings, which may
+ * fill the start, and what follows the error may fill the end.
  */
 bool container_gone_output(const char *text, size_t len, const struct container_tail *t);
 

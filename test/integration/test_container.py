@@ -1643,6 +1643,27 @@ class FakeDockerKeeper(FakeDockerCase):
         # while to give it the CPU (5 s, as for the floods of a run's ladder)
         self.assert_no_leftovers(5, "the floods to end with their pipes")
 
+    def test_keeper_sees_a_container_gone_whose_engine_command_leaves_a_flood_behind(self):
+        """The container removed by hand before mcpmux is killed, and each engine command
+        leaves a child that floods its stderr: the engine's "no such container" comes
+        before far more of the flood than the keeper keeps of a command's output, and the
+        keeper still takes the container for gone (as when it finds it gone after an
+        rm -f cut by its deadline): nothing more is asked or said of it, and mcpmux's own
+        id file goes, with the record beside it."""
+        p = self.initialized_run(FAKE_DOCKER_FLOOD="1")
+        self.assertEqual(len(os.listdir(self.cid_dir())), 2)
+        e = dict(self.env)
+        del e["FAKE_DOCKER_FLOOD"]
+        subprocess.run(["docker", "container", "rm", "-f", "fake0123456789abcdef"], env=e,
+                       check=True, timeout=10 * SLOW)
+        self.kill_and_wait_for_keeper(p)
+        helpers = [" ".join(c) for c in self.calls()[2:]]
+        self.assertEqual(len(helpers), 1, helpers)
+        self.assertTrue(helpers[0].startswith("container inspect --format mcpmux-whose|"))
+        self.assertNotIn("container fake01234567", p.stderr())
+        self.assertEqual(os.listdir(self.cid_dir()), [], p.stderr())
+        self.assert_no_leftovers(5, "the floods to end with their pipes")
+
     def test_keeper_bounds_the_containers_before_the_processes(self):
         """mcpmux killed with two container runs whose engine does not answer kill or rm
         (10 s a command, three a container): the containers, ended first, take 10 s and

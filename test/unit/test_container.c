@@ -637,6 +637,40 @@ test_why(void **state)
 	why = container_why(t.buf, t.n, &n);
 	assert_int_equal(n, strlen("Error: gone"));
 	assert_memory_equal(why, "Error: gone", n);
+	assert_false(t.gone);
+}
+
+/*
+ * The tail says whether "no such container" was read anywhere, across reads of any size,
+ * however much follows it: more than it keeps of the end, as a child the command left
+ * behind writes.
+ */
+static void
+test_tail_gone(void **state)
+{
+	static const char *const pieces[] = { "Error: No su", "ch con", "tainer: x\n" };
+	struct container_tail t = { .n = 0 };
+	char big[1000];
+
+	(void)state;
+	memset(big, 'w', sizeof(big));
+	container_tail_add(&t, big, sizeof(big));
+	for (size_t i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++) {
+		assert_false(t.gone);
+		container_tail_add(&t, pieces[i], strlen(pieces[i]));
+	}
+	assert_true(t.gone);
+	container_tail_add(&t, big, sizeof(big));
+	assert_true(t.gone);
+	assert_false(container_gone_message(t.buf, t.n));
+	assert_true(container_gone_output("", 0, &t));
+	/* nor is it seen where it is not: the words apart */
+	t = (struct container_tail){ .n = 0 };
+	container_tail_add(&t, "no such", 7);
+	container_tail_add(&t, big, 1);
+	container_tail_add(&t, " container", 10);
+	assert_false(t.gone);
+	assert_false(container_gone_output("", 0, &t));
 }
 
 /* The record of a run's engine: its words and context variables, whole or not at all. */
@@ -888,12 +922,13 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_detect_table), cmocka_unit_test(test_detect_details),
-		cmocka_unit_test(test_run_argv),     cmocka_unit_test(test_helpers),
-		cmocka_unit_test(test_parse_podman), cmocka_unit_test(test_parse_docker),
-		cmocka_unit_test(test_whose_parse),  cmocka_unit_test(test_listed),
-		cmocka_unit_test(test_gone_message), cmocka_unit_test(test_why),
-		cmocka_unit_test(test_record),	     cmocka_unit_test(test_record_engine),
+		cmocka_unit_test(test_detect_table),  cmocka_unit_test(test_detect_details),
+		cmocka_unit_test(test_run_argv),      cmocka_unit_test(test_helpers),
+		cmocka_unit_test(test_parse_podman),  cmocka_unit_test(test_parse_docker),
+		cmocka_unit_test(test_whose_parse),   cmocka_unit_test(test_listed),
+		cmocka_unit_test(test_gone_message),  cmocka_unit_test(test_why),
+		cmocka_unit_test(test_tail_gone),     cmocka_unit_test(test_record),
+		cmocka_unit_test(test_record_engine),
 	};
 
 	return cmocka_run_group_tests_name("container", tests, NULL, NULL);
