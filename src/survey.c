@@ -1698,6 +1698,8 @@ held_has(const struct pidset *h, pid_t pid)
  * files alone (no dead instance's cgroup, and no use of p->scan).  0, or -1 (ENOMEM).
  */
 static bool named_in_pidns(const struct procscan *s, pid_t pid);
+static bool named_keeps(const struct procscan *s, pid_t pid, const char *dir,
+			const char *dead_owner);
 
 static int
 cg_from_files(struct survey *p, size_t *cap, const char *mnt, char (**live)[CGROUP_PATH_MAX],
@@ -1779,9 +1781,12 @@ cg_from_files(struct survey *p, size_t *cap, const char *mnt, char (**live)[CGRO
 			/*
 			 * A lock that is free, and its owner gone (not a pid reused by it), and
 			 * its pid no live instance's of a pid namespace below (whose cgroup it
-			 * would name).
+			 * would name), nor, here, that of a live instance of another runtime
+			 * directory (or of a process older than the cgroup) that made the
+			 * cgroup of that name again once the gone instance's was removed.
 			 */
 			if (owner_gone && !named_in_pidns(&p->scan, (pid_t)pid) &&
+			    !named_keeps(&p->scan, (pid_t)pid, f.dir, f.owner) &&
 			    cg_mine(f.dir, p->uid) && !cg_taken(p, f.dir)) {
 				rc = cg_add(p, cap, f.dir, (pid_t)pid, (pid_t)pid, &f);
 			}
@@ -1880,6 +1885,33 @@ named_in_pidns(const struct procscan *s, pid_t pid)
 		}
 	}
 	return false;
+}
+
+/*
+ * Does the live process pid keep the cgroup dir named after it: one that the scan found an
+ * instance, or that exec'd since (named_execd()), or that started before dir was made (its
+ * maker, maybe an mcpmux renamed: named_older())?  dead_owner: the MCPMUX_OWNER of the gone
+ * instance whose status file names dir ("" none): that instance itself, a zombie not
+ * reaped yet, keeps nothing.
+ */
+static bool
+named_keeps(const struct procscan *s, pid_t pid, const char *dir, const char *dead_owner)
+{
+	unsigned long long dead_start, start;
+	pid_t dead_pid;
+
+	if (pid_gone(pid)) {
+		return false;
+	}
+	if (dead_owner[0] != '\0' &&
+	    procscan_parse_owner(dead_owner, &dead_pid, &dead_start) == 0 && dead_pid == pid &&
+	    proctree_start_time(SURVEY_PROC_ROOT, pid, &start) == 0 && start == dead_start) {
+		return false;
+	}
+	size_t i = procscan_find(s, pid);
+
+	return (i != SIZE_MAX && s->v[i].mode != PROCSCAN_NONE) || named_execd(s, pid) ||
+	       named_older(pid, dir);
 }
 
 /*
@@ -2163,11 +2195,11 @@ survey_cgroup_still_dead(const struct survey *p, size_t k)
 	}
 	/*
 	 * Its pid an instance's of a pid namespace below (by a status file or by its name);
-	 * found by its name: its pid an instance now, or a process older than the cgroup.
+	 * or, here, an instance now, or a process older than the cgroup (by its name, or by
+	 * a status file whose instance is gone: not that instance itself, a zombie).
 	 */
 	if (named_in_pidns(&p->scan, cg->pid) ||
-	    (cg->file_pid == 0 && !pid_gone(cg->pid) &&
-	     (named_execd(&p->scan, cg->pid) || named_older(cg->pid, cg->dir)))) {
+	    named_keeps(&p->scan, cg->pid, cg->dir, cg->owner)) {
 		return false;
 	}
 	return true;

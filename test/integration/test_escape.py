@@ -1652,6 +1652,28 @@ class SweptCgroups(OwnCgroupCase):
         self.assertTrue(os.path.isdir(inst), "removed by sweep: " + err)
         self.next_server_in(p, inst, "s.2")
 
+    def test_a_stale_status_file_does_not_take_the_cgroup_of_a_live_instance_with_its_pid(self):
+        """A stale status file (its lock free, its owner gone) of a pid that a live mcpmux
+        of another runtime directory has now, naming the cgroup that mcpmux made (the gone
+        instance's was removed before the pid came round again): sweep leaves that idle
+        instance's cgroup alone, as it would one found by its name."""
+        sub = self.own_sub("stale-pid-test")
+        other_run = tempfile.TemporaryDirectory(prefix="mcpmux-run-")
+        self.addCleanup(other_run.cleanup)
+        p = self.start_in(sub, dict(self.env, XDG_RUNTIME_DIR=other_run.name))
+        inst = os.path.join(sub, "mcpmux.%d" % p.pid)
+        if not os.path.isdir(inst + "/s.1"):
+            self.skipTest("no cgroup leaf here: " + p.stderr())
+        p.send(note("mcpmux/endRun"))
+        wait_until(lambda: not os.path.exists(inst + "/s.1"), 5, "the leaf to be removed")
+        session = self.tag + "-stale"
+        self.status_names(inst, session)
+        self.env["MCPMUX_SWEEP_YOUNG_S"] = "0"
+        rc, out, err = self.mcpmux("sweep", "--session", session, cgroup=sub)
+        self.assertEqual((rc, out), (0, "no orphans to end\n"), err)
+        self.assertTrue(os.path.isdir(inst), "removed by sweep: " + err)
+        self.next_server_in(p, inst, "s.2")
+
     def test_a_start_reads_no_other_process_command_line_or_environment(self):
         """The clean-up at a start, with an orphan's cgroup and an empty one of gone
         instances beside its own, reads no other process's command line or environment
