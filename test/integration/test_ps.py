@@ -751,10 +751,13 @@ class Ladder(PsCase):
         self.assertFalse(alive(orphan.pid))
 
     def test_usage(self):
-        for args in (["sweep", "--older-than", "10x"], ["sweep", "--older-than", "0"],
-                     ["sweep", "--json"], ["ps", "--dry-run"], ["ps", "extra"],
-                     ["sweep", "--term-grace", "-1"], ["sweep", "--session"],
-                     ["ps", "--bogus"]):
+        # sweep's usage errors come after --dry-run: should one of them be taken, the sweep
+        # still ends nothing (unscoped, it would end what other tests left)
+        for args in (["sweep", "--dry-run", "--older-than", "10x"],
+                     ["sweep", "--dry-run", "--older-than", "0"],
+                     ["sweep", "--dry-run", "--json"], ["ps", "--dry-run"], ["ps", "extra"],
+                     ["sweep", "--dry-run", "--term-grace", "-1"],
+                     ["sweep", "--dry-run", "--session"], ["ps", "--bogus"]):
             rc, out, err = self.mcpmux(*args)
             self.assertEqual(rc, 2, (args, out, err))
             self.assertIn("mcpmux: ", err, args)
