@@ -223,13 +223,14 @@ send_own_tmp(struct wrap *w, bool reserve)
 	int rc = -1;
 
 	if (!w->tmp.failed) {
-		struct conn_source *src = conn_source_behind(&w->client, "", 0);
+		bool lent;
+		struct conn_source *src = conn_source_behind(&w->client, "", 0, &lent);
 
 		rc = reserve ? conn_send_error(&w->client, src, w->tmp.buf, w->tmp.len)
 			     : conn_send_line(&w->client, src, w->tmp.buf, w->tmp.len);
 		int err = errno;
 
-		conn_source_behind_done(&w->client, src);
+		conn_source_behind_done(&w->client, src, lent);
 		if (rc == -1 && err != ENOMEM) {
 			rc = 0; /* (the client is gone: what was lost is said with the rest) */
 		}
@@ -795,12 +796,13 @@ must_wait(const struct wrap *w)
 static int
 send_own_text(struct wrap *w, const char *p, size_t len, bool reserve)
 {
-	struct conn_source *src = conn_source_behind(&w->client, "", 0);
+	bool lent;
+	struct conn_source *src = conn_source_behind(&w->client, "", 0, &lent);
 	int rc = reserve ? conn_send_error(&w->client, src, p, len)
 			 : conn_send_line(&w->client, src, p, len);
 	int err = errno;
 
-	conn_source_behind_done(&w->client, src);
+	conn_source_behind_done(&w->client, src, lent);
 	if (rc == -1 && err == ENOMEM) {
 		return -1;
 	}

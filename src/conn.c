@@ -172,10 +172,21 @@ conn_source_new(struct conn *c, size_t high, const char *key, size_t key_len)
 }
 
 struct conn_source *
-conn_source_behind(struct conn *c, const char *key, size_t key_len)
+conn_source_behind(struct conn *c, const char *key, size_t key_len, bool *lent)
 {
-	if (c->out_dead || stream_last(c, key, key_len) == NULL) {
+	struct conn_source *last = c->out_dead ? NULL : stream_last(c, key, key_len);
+
+	*lent = false;
+	if (last == NULL) {
 		return &c->self;
+	}
+	if (!last->retired) {
+		/*
+		 * A live producer's queue, the line after its lines: not a source after it,
+		 * which would wait only for what it has queued now, and which a later source
+		 * of the stream, taking it up, would take for the stream's end.
+		 */
+		return last;
 	}
 	struct conn_source *src = conn_source_new(c, c->self.q.high, key, key_len);
 
@@ -183,13 +194,14 @@ conn_source_behind(struct conn *c, const char *key, size_t key_len)
 		return &c->self;
 	}
 	src->owner = NULL; /* (one taken up again was a gone producer's) */
+	*lent = true;
 	return src;
 }
 
 void
-conn_source_behind_done(struct conn *c, struct conn_source *src)
+conn_source_behind_done(struct conn *c, struct conn_source *src, bool lent)
 {
-	if (src != &c->self) {
+	if (lent) {
 		conn_source_retire(c, src);
 	}
 }

@@ -221,13 +221,15 @@ void conn_ids_release(struct conn_ids *ids);
 struct conn_source *conn_source_new(struct conn *c, size_t high, const char *key, size_t key_len);
 /*
  * The source for a line of the owner's own (as c->self's) that must not be written before
- * the lines queued so far of stream key (a run's last replies): c->self when none is queued
- * or waits; else one made for it, or the stream's last, retired, taken up again.  Without
- * the memory for one, c->self: the line goes, but ahead of them.  Sent on, it is handed
- * back with conn_source_behind_done().
+ * the lines queued so far of stream key (a run's last replies), nor after those a later
+ * source of the stream queues: c->self when none is queued or waits; the stream's last
+ * source, when its producer is live (the line in its queue, after its lines); else that
+ * source, retired, taken up again (*lent: hand it back with conn_source_behind_done() once
+ * the line is sent on it).  Without the memory for one, c->self: the line goes, but ahead
+ * of them.
  */
-struct conn_source *conn_source_behind(struct conn *c, const char *key, size_t key_len);
-void conn_source_behind_done(struct conn *c, struct conn_source *src);
+struct conn_source *conn_source_behind(struct conn *c, const char *key, size_t key_len, bool *lent);
+void conn_source_behind_done(struct conn *c, struct conn_source *src, bool lent);
 /*
  * The producer is done with src: the conn writes its queued lines, in order, and then
  * frees it (at once if it is empty).  on_source_writable is not called for it again.

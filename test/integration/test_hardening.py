@@ -1138,6 +1138,28 @@ class RunOrder(Case):
             os.kill(p, signal.SIGKILL)
         self.leftovers_expected = True
 
+
+    def test_an_own_answer_in_a_run_leaves_the_next_run_behind_the_last_replies(self):
+        """A run with answers queued for a client that reads nothing; a line over
+        --max-message gets its -32600 behind them; the run then ends with a request in
+        flight, and a request with that id starts the next run: its answer comes after
+        the ended run's -32000 for that id and end-of-run result, not once what was
+        queued before the -32600 is written."""
+        log = os.path.join(self.tmp.name, "t.log")
+        w = self.wrap(opts=FAST + ["--max-message", "100000", "--log", log,
+                                   "--log-bodies", "none"])
+        ids = [1] + list(range(4, 34))  # 31 answers of 60 KB: over the client's 1 MiB pipe
+        w.send(*[call(i, "huge", bytes=60000) for i in ids])
+        logged(log, b'"dir":"out","kind":"response","id":33,')
+        w.send(req(50, "ping", {"pad": "p" * 120000}))
+        w.send(call(2, "sleep", ms=20000), req(3, "mcpmux/endRun"), req(2, "ping"))
+        logged(log, b'"dir":"out","kind":"response","id":2,')
+        got = [w.msg(10) for _ in range(35)]
+        keys = [(m["id"], m["error"]["code"] if "error" in m else "result") for m in got]
+        self.assertEqual(keys, [(i, "result") for i in ids] +
+                         [(50, -32600), (2, -32000), (3, "result"), (2, "result")], keys)
+        w.close_stdin()
+        self.assertEqual(w.wait(10), 0)
     def test_next_run_waits_for_the_last_runs_replies(self):
         """A client that restarts its ids after an end-of-run gets the old run's error
         first, then the new run's answer: never the old error as the new answer."""
