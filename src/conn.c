@@ -59,7 +59,7 @@ conn_hold(struct conn *c, unsigned reason, bool on)
 	 * What is queued for the client is full: no line after this one (conn_feed()).  Out
 	 * of a feed it does nothing: framer_feed_part() clears it on entry.
 	 */
-	framer_stop(&c->inf, (c->hold & CONN_HOLD_OUTPUT) != 0);
+	framer_stop(&c->inf, (c->hold & (CONN_HOLD_OUTPUT | CONN_HOLD_GONE)) != 0);
 	if (c->hold == 0 && !c->in_eof && c->in_fd >= 0) {
 		ev_io_start(c->loop, &c->in_w);
 		if (c->rest != NULL) {
@@ -415,6 +415,7 @@ conn_gone_later(struct conn *c)
 		return;
 	}
 	conn_dead(c, true);
+	conn_hold(c, CONN_HOLD_GONE, true); /* (input: no line for an owner not yet told) */
 	c->gone_pending = true;
 	c->flush_fed = true;
 	ev_feed_event(c->loop, &c->flush_w, EV_CUSTOM);
@@ -751,6 +752,7 @@ conn_on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
 	c->flush_fed = false;
 	if (c->gone_pending) {
 		c->gone_pending = false;
+		conn_hold(c, CONN_HOLD_GONE, false); /* (what is read next, after on_gone) */
 		if (c->hooks->on_gone != NULL) {
 			c->hooks->on_gone(c, c->ctx);
 		}
@@ -840,6 +842,10 @@ conn_send(struct conn *c, struct conn_source *src, const struct iovec *iov, int 
 			 * which tells the caller of ENOMEM so). */
 			int e = errno;
 
+			diag_error(
+				"out of memory: a line for the client was cut after %zu of its %zu "
+				"bytes (no memory to queue the rest): the client's output ends there",
+				done, total);
 			conn_gone_later(c);
 			errno = e;
 		}

@@ -24,6 +24,9 @@
  * nothing holds the input, from where it is kept, however often the hold stops it again
  * (many small requests, each with a long answer, would otherwise queue a chunk's worth of
  * answers past max_queue).
+ * The same stop, and hold, when conn_send() finds the client's output gone
+ * (CONN_HOLD_GONE): no line after the one whose answer found it is handed out before the
+ * owner is told (on_gone, later in the turn); then the rest goes to an owner that knows.
  * A held conn leaves the client's bytes in the kernel's buffer: the client is held back
  * as a direct pipe would hold it, and nothing is lost.
  *
@@ -62,6 +65,7 @@
 #define CONN_HOLD_OUTPUT (1u << 1)
 #define CONN_HOLD_SERVER (1u << 2)
 #define CONN_HOLD_ORDER	 (1u << 3)
+#define CONN_HOLD_GONE	 (1u << 4)
 
 struct conn;
 

@@ -3253,6 +3253,25 @@ class OutOfMemory(Faults):
            "over --max-message was written only in part, its rest could not be queued: the "
            "client's output ends there, and they are left unanswered")
 
+    LINE_CUT = (r"out of memory: a line for the client was cut after \d+ of its \d+ bytes "
+                r"\(no memory to queue the rest\): the client's output ends there")
+
+    def test_a_servers_answer_cut_for_want_of_memory_is_said(self):
+        """wrap: a server's answer of 3 MiB, longer than the client's pipe (1 MiB), that
+        the pipe takes in part while the queue has no memory for its rest: stderr says the
+        line was cut and that the client's output ends there (not only that a message was
+        lost); the client reads the answer's head, no line's end, then EOF."""
+        env = self.oom_env("OOM-Q", malloc_min=128 << 10, malloc_max=4 << 20,
+                           malloc_only="malloc")
+        p = self.wrap_initialized(env, "--max-message", "8M")
+        p.send(call("OOM-Q", "huge", bytes=3 << 20))
+        wait_until(lambda: re.search(self.LINE_CUT, p.stderr()), 10, "the line cut said")
+        out = p.read_to_eof(10)
+        self.assertTrue(out.startswith(b'{"jsonrpc":"2.0","id":"OOM-Q",'), out[:200])
+        self.assertNotIn(b"\n", out)
+        self.assertEqual(p.wait(), 0)
+        self.assert_no_leftovers()
+
     def big_batch_errors_cut(self, p, put=lambda m: m, head=b'[{"jsonrpc":"2.0","id":0,'):
         """p (wrap, connect or serve, --max-message 4M, initialized, with oom_env("OOM-Q",
         malloc_min=128K, malloc_max=2M, malloc_only="malloc"); put wraps a message in
@@ -3268,6 +3287,7 @@ class OutOfMemory(Faults):
         p.send(put([req(k, "ping", {"p": pad}) for k in range(7999)]
                    + [req("OOM-Q", "ping", {"p": pad})]))
         wait_until(lambda: self.CUT in p.stderr(), 10, "the array cut")
+        self.assertRegex(p.stderr(), self.LINE_CUT)
         out = p.read_to_eof(10)
         self.assertTrue(out.startswith(head), out[:200])
         self.assertGreaterEqual(len(out), 64 << 10)

@@ -1259,6 +1259,20 @@ class Failures(Case):
                 # a line over the bound starts no run: the status is the sleeper's, if last
                 self.assertEqual(w.wait(10), 0 if held_before else 128 + signal.SIGTERM)
 
+    def test_no_line_after_the_one_that_finds_the_client_gone_reaches_the_server(self):
+        """The client closes its stdout, then writes a line that is not JSON and a call
+        in one write: mcpmux finds the client gone as it writes the parse error, and the
+        call, read in the same chunk, is not forwarded (its answer could go nowhere), as
+        a line read after a watcher finds the client gone is not."""
+        w = self.wrap("--stderr-chatter", opts=FAST)
+        w.send(initialize(1))
+        w.msg()
+        wait_until(lambda: "got initialize" in w.stderr(), 5, "the server's chatter")
+        w.p.stdout.close()
+        w.write(b"not json\n" + json.dumps(call(2, "echo", text="x")).encode() + b"\n")
+        self.assertEqual(w.wait(10), 0, w.stderr())
+        self.assertNotIn("got tools/call", w.stderr())
+
     def test_the_error_for_a_line_over_max_message_comes_after_unread_replies(self):
         """The same, for a client that reads nothing meanwhile, so that the ended run's
         last replies are still queued behind 40 answers when mcpmux answers the line over
