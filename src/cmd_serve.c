@@ -106,14 +106,34 @@ static const struct framer_sink serve_sink = {
 
 /*
  * A line of mcpmux's own (an envelope error, a control reply) to a connection; b is
- * emptied, and a long one (a huge id, a batch's errors) given back now.
+ * emptied, and a long one (a huge id, a batch's errors) given back now.  About session
+ * sid (NULL: none), it goes after what that session's runs left queued on the connection
+ * (conn_source_behind()): an ended run's last replies are not overtaken by the answer to
+ * a line written after them, whose id may be one of theirs.
  */
+static int
+send_own_line(struct sconn *sc, const char *sid, size_t sid_len, const char *line, size_t len,
+	      bool reserve)
+{
+	bool lent = false;
+	struct conn_source *src =
+		sid != NULL ? conn_source_behind(&sc->c, sid, sid_len, &lent) : &sc->c.self;
+	int rc = reserve ? conn_send_error(&sc->c, src, line, len)
+			 : conn_send_line(&sc->c, src, line, len);
+	int err = errno;
+
+	conn_source_behind_done(&sc->c, src, lent);
+	errno = err;
+	return rc;
+}
+
 static void
-send_own(struct sconn *sc, struct sbuf *b)
+send_own(struct sconn *sc, const char *sid, size_t sid_len, struct sbuf *b)
 {
 	if (b->failed) {
 		diag_error("out of memory: a message from mcpmux was lost");
-	} else if (conn_send_line(&sc->c, &sc->c.self, b->buf, b->len) == -1 && errno == ENOMEM) {
+	} else if (send_own_line(sc, sid, sid_len, b->buf, b->len, false) == -1 &&
+		   errno == ENOMEM) {
 		diag_error("out of memory: a message from mcpmux was lost");
 	}
 	sbuf_reset(b);
@@ -395,7 +415,7 @@ send_error_to(struct sconn *sc, const char *sid, size_t sid_len, const char *id,
 		hub_log_own(&sc->sv->hub, sbuf_id, NULL, b->buf + at, b->len - at);
 	}
 	sbuf_adds(b, "}");
-	send_own(sc, b);
+	send_own(sc, sid, sid_len, b);
 	return true;
 }
 
@@ -467,7 +487,7 @@ send_envelope_error(struct sconn *sc, int code, const char *text)
 	sbuf_addf(b, "{\"error\":{\"code\":%d,\"message\":", code);
 	sbuf_add_json_string(b, text, strlen(text));
 	sbuf_adds(b, "}}");
-	send_own(sc, b);
+	send_own(sc, NULL, 0, b);
 }
 
 /* ---- envelopes from a connection ---- */
@@ -712,7 +732,7 @@ handle_message(struct sconn *sc, struct hub_entry *e, const struct envelope *env
 				none_answer(&sv->tmp, id, it->id.len, env->session,
 					    env->session_len);
 				sbuf_adds(&sv->tmp, "}");
-				send_own(sc, &sv->tmp);
+				send_own(sc, env->session, env->session_len, &sv->tmp);
 			}
 			return;
 		}
@@ -1177,9 +1197,7 @@ send_big_own(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_
 		return rc;
 	}
 	sbuf_adds(b, "}");
-	rc = b->failed ? -1
-	     : reserve ? conn_send_error(&sc->c, &sc->c.self, b->buf, b->len)
-		       : conn_send_line(&sc->c, &sc->c.self, b->buf, b->len);
+	rc = b->failed ? -1 : send_own_line(sc, sid, sid_len, b->buf, b->len, reserve);
 	if (b->failed) {
 		errno = ENOMEM;
 	}
