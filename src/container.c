@@ -1588,6 +1588,40 @@ record_env(const char *name, const char *ctx)
 	return ctx != NULL && strcmp(name, "DOCKER_CONTEXT") == 0 ? NULL : getenv(name);
 }
 
+/*
+ * Is prefix[i] an env launcher's word that sets DOCKER_CONTEXT empty (words[1..at), read as
+ * launched_var() reads them)?  With a context ctx recorded, the record has
+ * DOCKER_CONTEXT=ctx in its place: the launcher would otherwise set it empty again for
+ * sweep's commands, which would then run in whatever context is current by then.
+ */
+static bool
+launched_empty_context(char *const *prefix, size_t at, size_t i)
+{
+	for (size_t k = 1; k < at && k <= i; k++) {
+		if (k == i) {
+			return strcmp(prefix[k], "DOCKER_CONTEXT=") == 0;
+		}
+		if (strcmp(prefix[k], "-u") == 0 || strcmp(prefix[k], "--unset") == 0) {
+			k++; /* the name it takes away */
+		}
+	}
+	return false;
+}
+
+/* Word i of the record of prefix: what mcpmux runs (exe), an env launcher's engine, ... */
+static const char *
+record_word(char *const *prefix, const struct container_run *cr, size_t i, const char *exe,
+	    const char *engine, const char *ctx)
+{
+	if (i == 0) {
+		return exe;
+	}
+	if (i == cr->engine_at) {
+		return engine;
+	}
+	return ctx != NULL && launched_empty_context(prefix, cr->engine_at, i) ? NULL : prefix[i];
+}
+
 char *
 container_record_text(char *const *prefix, const struct container_run *cr, const char *run,
 		      size_t *len)
@@ -1635,7 +1669,10 @@ container_record_text(char *const *prefix, const struct container_run *cr, const
 		total += strlen("DOCKER_CONTEXT=") + strlen(config_ctx) + 1;
 	}
 	for (size_t i = 0; i < n; i++) {
-		total += strlen(i == 0 ? exe : i == cr->engine_at ? engine : prefix[i]) + 1;
+		const char *w = record_word(prefix, cr, i, exe, engine, config_ctx);
+
+		total += (w != NULL ? strlen(w) : strlen("DOCKER_CONTEXT=") + strlen(config_ctx)) +
+			 1;
 	}
 	(void)snprintf(head, sizeof(head), RECORD_MAGIC " %zu %zu", n_vars, n);
 	total += strlen(head) + 1 + strlen(run) + 1 + 1;
@@ -1659,7 +1696,13 @@ container_record_text(char *const *prefix, const struct container_run *cr, const
 		p += sprintf(p, "DOCKER_CONTEXT=%s", config_ctx) + 1;
 	}
 	for (size_t i = 0; i < n; i++) {
-		p += sprintf(p, "%s", i == 0 ? exe : i == cr->engine_at ? engine : prefix[i]) + 1;
+		const char *w = record_word(prefix, cr, i, exe, engine, config_ctx);
+
+		if (w != NULL) {
+			p += sprintf(p, "%s", w) + 1;
+		} else {
+			p += sprintf(p, "DOCKER_CONTEXT=%s", config_ctx) + 1;
+		}
 	}
 	*p++ = '\0';
 	*len = (size_t)(p - buf);

@@ -255,7 +255,8 @@ int container_record_path(const char *cidfile, char *out, size_t cap);
  * or against the working directory), and so is an env launcher's engine (on the PATH the
  * launcher gives it); for docker with no host or context of its words or variables, the
  * context of its configuration (config.json's currentContext in --config, $DOCKER_CONFIG
- * or $HOME/.docker: "default" when none) as DOCKER_CONTEXT.
+ * or $HOME/.docker: "default" when none) as DOCKER_CONTEXT, which also takes the place of
+ * an env launcher's word that sets DOCKER_CONTEXT empty (DOCKER_CONTEXT=).
  */
 char *container_record_text(char *const *prefix, const struct container_run *cr, const char *run,
 			    size_t *len);

@@ -1351,9 +1351,10 @@ class FakeDockerKeeper(FakeDockerCase):
     def test_an_empty_docker_host_or_context_leaves_the_current_context_recorded(self):
         """docker takes an empty DOCKER_HOST or DOCKER_CONTEXT (of the run's environment, or
         set by an env launcher), or an empty -c or --context, for none, and runs in
-        config.json's currentContext: the
-        record names that context, and a sweep after another context was made current
-        asks in the run's, where the container is still there, and keeps its id file."""
+        config.json's currentContext: the record names that context (in place of the
+        launcher's empty DOCKER_CONTEXT too, which would set it empty again for sweep), and
+        a sweep after another context was made current asks in the run's, where the
+        container is still there, and keeps its id file."""
         cfg = os.path.join(self.tmp.name, "docker-config")
         os.mkdir(cfg)
         conf = os.path.join(cfg, "config.json")
@@ -1361,7 +1362,8 @@ class FakeDockerKeeper(FakeDockerCase):
         self.env["FAKE_DOCKER_HOST_ONLY"] = "context:ctx-a"
         self.env["FAKE_DOCKER_ARGS"] = ""
         for var, launcher in (("DOCKER_HOST", False), ("DOCKER_CONTEXT", False),
-                              ("DOCKER_HOST", True), ("-c", None), ("--context=", None)):
+                              ("DOCKER_HOST", True), ("DOCKER_CONTEXT", True), ("-c", None),
+                              ("--context=", None)):
             with self.subTest(var=var, launcher=launcher):
                 with open(conf, "w") as f:
                     f.write('{"auths": {}, "currentContext": "ctx-a"}')
@@ -1378,7 +1380,9 @@ class FakeDockerKeeper(FakeDockerCase):
                 self.assertEqual(p.msg()["id"], 1)
                 files = sorted(os.listdir(self.cid_dir()))
                 with open(os.path.join(self.cid_dir(), files[1]), "rb") as f:
-                    self.assertIn(b"\0DOCKER_CONTEXT=ctx-a\0", f.read())
+                    rec = f.read()
+                self.assertIn(b"\0DOCKER_CONTEXT=ctx-a\0", rec)
+                self.assertNotIn(b"\0DOCKER_CONTEXT=\0", rec)
                 self.ctx_a_kept_after_a_context_switch(p, conf, files)
         self.assert_no_leftovers()
 
