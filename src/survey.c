@@ -73,6 +73,12 @@ survey_release(struct survey *p)
 	free(p->rec);
 	p->rec = NULL;
 	p->n_rec = 0;
+	for (size_t k = 0; k < p->n_silent; k++) {
+		free(p->silent[k].key);
+	}
+	free(p->silent);
+	p->silent = NULL;
+	p->n_silent = 0;
 	p->cg = NULL;
 	p->cgp = NULL;
 	p->n_cg = p->n_cgp = p->cap_cgp = 0;
@@ -2640,6 +2646,77 @@ record_describe(char **v, size_t n_vars, size_t n_words, char *out, size_t cap)
 	}
 }
 
+/*
+ * The key of a record's engine (v: container_record_parse()), its variables and words:
+ * malloc'd, *len bytes; NULL when out of memory.
+ */
+static char *
+silent_key(char *const *v, size_t n_vars, size_t n_words, size_t *len)
+{
+	struct sbuf b = { 0 };
+	char head[64];
+
+	/* how many are variables: a launcher's word may look like one */
+	(void)snprintf(head, sizeof(head), "%zu", n_vars);
+	sbuf_add(&b, head, strlen(head) + 1);
+	for (size_t i = 0; i < n_vars + 1 + n_words; i++) {
+		if (i != n_vars) {
+			sbuf_add(&b, v[i], strlen(v[i]) + 1);
+		}
+	}
+	if (b.failed) {
+		sbuf_release(&b);
+		return NULL;
+	}
+	*len = b.len;
+	return b.buf;
+}
+
+/* The engine of a record that did not answer in this sweep, or NULL. */
+static struct survey_silent *
+silent_find(const struct survey *p, char *const *v, size_t n_vars, size_t n_words)
+{
+	size_t len = 0;
+	char *key = silent_key(v, n_vars, n_words, &len);
+	struct survey_silent *found = NULL;
+
+	for (size_t k = 0; key != NULL && found == NULL && k < p->n_silent; k++) {
+		if (p->silent[k].key_len == len && memcmp(p->silent[k].key, key, len) == 0) {
+			found = &p->silent[k];
+		}
+	}
+	free(key);
+	return found;
+}
+
+/*
+ * The engine of a record did not answer, why; first: the id file whose keeping said so,
+ * NULL when not said yet.  Out of memory, it is not kept (and may be asked again).
+ */
+static void
+silent_add(struct survey *p, char *const *v, size_t n_vars, size_t n_words, const char *why,
+	   const char *first)
+{
+	size_t len = 0;
+	char *key = silent_key(v, n_vars, n_words, &len);
+	struct survey_silent *grown =
+		key != NULL ? realloc(p->silent, (p->n_silent + 1) * sizeof(*grown)) : NULL;
+
+	if (grown == NULL) {
+		free(key);
+		return;
+	}
+	p->silent = grown;
+	struct survey_silent *s = &grown[p->n_silent++];
+
+	memset(s, 0, sizeof(*s));
+	s->key = key;
+	s->key_len = len;
+	record_describe((char **)(uintptr_t)v, n_vars, n_words, s->what, sizeof(s->what));
+	(void)snprintf(s->why, sizeof(s->why), "%s", why);
+	(void)snprintf(s->first, sizeof(s->first), "%s", first != NULL ? first : "");
+}
+
 enum lost_answer {
 	LOST_GONE,  /* that engine, in that context, has no such container */
 	LOST_THERE, /* it has */
@@ -2651,12 +2728,14 @@ enum lost_answer {
  * container id is there.
  */
 static enum lost_answer
-lost_ask(char **v, size_t n_vars, size_t n_words, const char *id, char *why, size_t cap)
+lost_ask(char **v, size_t n_vars, size_t n_words, const char *id, char *why, size_t cap,
+	 bool *silent)
 {
 	struct survey_run r;
 	char **argv = container_inspect_argv(v + n_vars + 1, n_words, id);
 	enum lost_answer a;
 
+	*silent = false;
 	if (argv == NULL) {
 		(void)snprintf(why, cap, "out of memory");
 		return LOST_FAIL;
@@ -2664,6 +2743,7 @@ lost_ask(char **v, size_t n_vars, size_t n_words, const char *id, char *why, siz
 	int rc = survey_run_in(argv, v, SURVEY_RECORD_TIMEOUT_MS, &r);
 
 	free(argv);
+	*silent = rc == -1 || r.status == -1;
 	if (rc == -1) {
 		(void)snprintf(why, cap, "cannot run it: %s", strerror(r.spawn_errno));
 		a = LOST_FAIL;
@@ -2761,7 +2841,7 @@ own_cid_id(DIR *d, const char *name, uid_t uid, char *id, size_t size)
 }
 
 size_t
-survey_sweep_lost_cidfiles(const struct survey *p)
+survey_sweep_lost_cidfiles(struct survey *p)
 {
 	char dir[PATH_MAX];
 	uid_t uid = getuid();
@@ -2785,6 +2865,7 @@ survey_sweep_lost_cidfiles(const struct survey *p)
 		size_t n_vars = 0, n_words = 0;
 		const char *run = NULL, *not ;
 		struct container_run cr;
+		struct survey_silent *quiet;
 		char **v = NULL, *end;
 		long pid;
 
@@ -2853,8 +2934,21 @@ survey_sweep_lost_cidfiles(const struct survey *p)
 			diag_warn("sweep: keeping %s/cid/%s: %s cannot be asked about container "
 				  "%.12s in the context of its run: %s",
 				  dir, e->d_name, what, id, not );
+		} else if ((quiet = silent_find(p, v, n_vars, n_words)) != NULL) {
+			/* It did not answer about another record in this sweep: not asked again. */
+			if (quiet->first[0] == '\0') {
+				diag_warn(
+					"sweep: keeping %s/cid/%s: %s cannot say whether container "
+					"%.12s is there: %s",
+					dir, e->d_name, quiet->what, id, quiet->why);
+				(void)snprintf(quiet->first, sizeof(quiet->first), "%s", e->d_name);
+			} else {
+				quiet->kept++;
+			}
 		} else {
-			enum lost_answer a = lost_ask(v, n_vars, n_words, id, why, sizeof(why));
+			bool silent;
+			enum lost_answer a =
+				lost_ask(v, n_vars, n_words, id, why, sizeof(why), &silent);
 
 			record_describe(v, n_vars, n_words, what, sizeof(what));
 			if (a == LOST_FAIL) {
@@ -2862,6 +2956,9 @@ survey_sweep_lost_cidfiles(const struct survey *p)
 					"sweep: keeping %s/cid/%s: %s cannot say whether container "
 					"%.12s is there: %s",
 					dir, e->d_name, what, id, why);
+				if (silent) {
+					silent_add(p, v, n_vars, n_words, why, e->d_name);
+				}
 			} else if (a == LOST_GONE && remove_own_file(d, dir, "cid", e->d_name, uid,
 								     cidfile_holds, id) == 1) {
 				removed++;
@@ -2872,6 +2969,17 @@ survey_sweep_lost_cidfiles(const struct survey *p)
 		sbuf_release(&rec);
 	}
 	(void)closedir(d);
+	/* One line for each engine that left files unasked: its first file was said. */
+	for (size_t k = 0; k < p->n_silent; k++) {
+		const struct survey_silent *q = &p->silent[k];
+
+		if (q->kept > 0) {
+			diag_warn(
+				"sweep: keeping %zu more id file(s) in %s/cid of containers of %s: "
+				"not asked again in this sweep, as it did not answer (said for %s)",
+				q->kept, dir, q->what, q->first);
+		}
+	}
 	return removed;
 }
 
@@ -3066,19 +3174,32 @@ recorded_one(struct survey *p, DIR *d, const char *name, uid_t uid, const char *
 	}
 	/* The engine the words name, as the run's command was read, run only by the path
 	 * found for the run (survey_sweep_lost_cidfiles() says why not). */
-	if (container_record_engine(v + n_vars + 1, n_words, &cr) != NULL) {
-		goto out;
+	if (container_record_engine(v + n_vars + 1, n_words, &cr) != NULL ||
+	    silent_find(p, v, n_vars, n_words) != NULL) {
+		goto out; /* not run, or it did not answer about another record */
 	}
 	if ((argv = container_list_one_argv(v + n_vars + 1, n_words, cr.engine, run, id)) == NULL) {
 		rc = -1;
 		goto out;
 	}
-	if (survey_run_in(argv, v, SURVEY_RECORD_TIMEOUT_MS, &r) == 0 && survey_run_ok(&r) &&
-	    !r.out_cut &&
+	int ran = survey_run_in(argv, v, SURVEY_RECORD_TIMEOUT_MS, &r);
+
+	if (ran == 0 && survey_run_ok(&r) && !r.out_cut &&
 	    container_parse_list(cr.engine, r.out.buf != NULL ? r.out.buf : "", r.out.len, &list,
 				 &n) == -1 &&
 	    errno == ENOMEM) {
 		rc = -1;
+	}
+	if (ran == -1 || r.status == -1) {
+		char why[512];
+
+		if (ran == -1) {
+			(void)snprintf(why, sizeof(why), "cannot run it: %s",
+				       strerror(r.spawn_errno));
+		} else {
+			survey_run_failure(&r, why, sizeof(why));
+		}
+		silent_add(p, v, n_vars, n_words, why, NULL);
 	}
 	survey_run_release(&r);
 	for (size_t i = 0; rc == 0 && i < n; i++) {

@@ -14,6 +14,7 @@
 #ifndef MCPMUX_SURVEY_H
 #define MCPMUX_SURVEY_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -108,6 +109,19 @@ struct survey_cgproc {
 	char session[PROCTREE_COOKIE_MAX + 1]; /* its leaf's, "" unknown */
 };
 
+/*
+ * The engine of a record (its words and variables) that did not answer in this sweep (no
+ * answer within SURVEY_RECORD_TIMEOUT_MS, or it could not be run): not asked again then.
+ */
+struct survey_silent {
+	char *key;		  /* the record's variables and words, each ended by a NUL */
+	size_t key_len;		  /* bytes of key */
+	char what[1024];	  /* the engine and its context, for a message */
+	char why[512];		  /* why it did not answer */
+	char first[NAME_MAX + 1]; /* the id file whose keeping said so, "" not said yet */
+	size_t kept;		  /* id files kept since, not asked */
+};
+
 /* A container found in the context of its run (survey_read_recorded()). */
 struct survey_recorded {
 	struct container_info c;
@@ -137,6 +151,8 @@ struct survey {
 	/* survey_read_recorded(): */
 	struct survey_recorded *rec;
 	size_t n_rec;
+	struct survey_silent *silent; /* engines of records that did not answer */
+	size_t n_silent;
 };
 
 /*
@@ -205,19 +221,23 @@ size_t survey_sweep_cidfiles(const char *const *ids, size_t n);
  * with that record's words and variables, that is in the context the run had, answers
  * its `container inspect` with "no such container".  Any other answer keeps the file:
  * the container there, or a failure (the engine missing, not reached, no record), said on
- * stderr.  A record whose id file is gone goes too.  Returns how many id files were
- * removed.
+ * stderr.  An engine that did not answer for one record (here, or in
+ * survey_read_recorded(): sv->silent) is not asked about the others with the same words
+ * and variables: they are kept, said in one line with their count.  A record whose id
+ * file is gone goes too.  Returns how many id files were removed.
  */
-size_t survey_sweep_lost_cidfiles(const struct survey *sv);
+size_t survey_sweep_lost_cidfiles(struct survey *sv);
 /*
  * sweep: the containers of instances that are gone found by mcpmux's own id files (as
  * survey_sweep_lost_cidfiles() reads them) and the records beside them, in the context of
  * their runs (sv->rec): the engine of a record, with its words and variables, lists the
  * id of the file with the run's label (container_list_one_argv()), and the entry of that
  * whole id with that label and an owner of the file's pid is kept.  An id that the
- * engines' own listings (sv->engines) have is left to them.  A record that cannot be read
- * or an engine that cannot answer gives nothing, not said here (survey_sweep_lost_cidfiles()
- * says it).  0, or -1 when out of memory.
+ * engines' own listings (sv->engines) have is left to them.  An engine that does not
+ * answer (within SURVEY_RECORD_TIMEOUT_MS, or cannot be run) goes into sv->silent, and is
+ * not asked again, for another record with the same words and variables, in this sweep.  A record
+ * that cannot be read or an engine that cannot answer gives nothing, not said here
+ * (survey_sweep_lost_cidfiles() says it).  0, or -1 when out of memory.
  */
 int survey_read_recorded(struct survey *sv);
 

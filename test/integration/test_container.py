@@ -1266,6 +1266,57 @@ class FakeDockerKeeper(FakeDockerCase):
         self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
         self.assert_no_leftovers()
 
+    def test_an_engine_that_does_not_answer_is_not_asked_again_in_a_sweep(self):
+        """Id files of three runs whose engine, in its context (DOCKER_HOST), hangs: sweep
+        lets the first command it asks there go at its time limit, and asks that engine
+        nothing more about the others, with the same words and variables: their files are
+        kept, the first said as any file whose engine cannot say, the others in one line
+        with their count.  A file of another context is still asked, and goes; the next
+        sweep, the engine answering again, asks about each."""
+        hung = "tcp://hung.invalid:2375"
+        for _ in range(3):
+            self.kill_with_keeper(self.initialized_run(DOCKER_HOST=hung))
+        del self.env["DOCKER_HOST"]
+        self.kill_with_keeper(self.initialized_run())
+        files = sorted(os.listdir(self.cid_dir()))
+        self.assertEqual(len(files), 8, files)
+        subprocess.run(["docker", "container", "rm", "-f", "fake0123456789abcdef"],
+                       env=self.env, check=True, timeout=10 * SLOW)
+        slow = os.path.join(self.tmp.name, "slow")
+        open(slow, "w").close()
+        self.env.update(FAKE_DOCKER_SLOW_HOST=hung, FAKE_DOCKER_SLOW_LS=slow,
+                        FAKE_DOCKER_SLOW_INSPECT=slow)
+        t0 = time.monotonic()
+        r = subprocess.run([MCPMUX, "sweep", "--session", self.tag + "-none"],
+                           capture_output=True, env=self.env, text=True, timeout=120 * SLOW)
+        took = time.monotonic() - t0
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # one time limit of 10 s, not one for each file (two commands each: 60 s)
+        self.assertLess(took, 10 + min(8 * SLOW, 9.5), r.stderr)
+        asked = [w for h, w in self.hosts() if h == hung and "container" in w]
+        self.assertEqual(len(asked), 1, asked)
+        self.assertEqual(asked[0][:2], ["container", "ls"])
+        self.assertIn(["container", "inspect", "--format", "{{.State.Status}}",
+                       "fake0123456789abcdef"],
+                      [w for h, w in self.hosts() if h == ""], "the other context not asked")
+        left = sorted(os.listdir(self.cid_dir()))
+        self.assertEqual(len(left), 6, r.stderr)
+        said = [l for l in r.stderr.splitlines() if "keeping" in l]
+        self.assertEqual(len(said), 2, r.stderr)
+        engine = os.path.join(HERE, "bin", "docker") + " (DOCKER_HOST=%s)" % hung
+        first = said[0].split("sweep: keeping ", 1)[1].split(":", 1)[0]
+        self.assertIn(os.path.basename(first), left)
+        self.assertIn("%s cannot say whether container fake01234567 is there: no answer "
+                      "within the time limit" % engine, said[0])
+        self.assertIn("sweep: keeping 2 more id file(s) in %s of containers of %s: not "
+                      "asked again in this sweep, as it did not answer (said for %s)"
+                      % (self.cid_dir(), engine, os.path.basename(first)), said[1])
+        os.unlink(slow)
+        r = self.sweep()
+        self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
+        self.assertNotIn("keeping", r.stderr)
+        self.assert_no_leftovers()
+
     def write_script(self, path, body):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as f:
