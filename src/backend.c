@@ -2525,8 +2525,7 @@ out:
 	c->out[0] = '\0';
 	c->out_any = false;
 	c->out_cut = false;
-	c->tail.n = 0;
-	c->tail.gone = false;
+	container_tail_reset(&c->tail);
 	ev_io_init(&c->err_w, backend_on_ctr_out, c->err_fd, EV_READ);
 	ev_io_start(c->b->loop, &c->err_w);
 	c->helper_since = sys_mono();
@@ -2929,7 +2928,7 @@ ctr_helper_done(struct backend_ctr *c, int st)
 	bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
 
 	memcpy(err, c->out, c->out_n + 1);
-	bool gone = !ok && n > 0 && container_gone_output(err, (size_t)n, &c->tail);
+	bool gone = !ok && n > 0 && container_gone_output(&c->tail);
 	enum ctr_helper what = c->what;
 
 	sys_close(&c->err_fd);

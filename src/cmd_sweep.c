@@ -595,8 +595,7 @@ helper(struct cvictim *cv, char **argv, struct survey_run *r, bool *gone)
 	if (rc == 0 && survey_run_ok(r)) {
 		return true;
 	}
-	if (rc == 0 &&
-	    container_gone_output(r->err.buf != NULL ? r->err.buf : "", r->err.len, &r->err_tail)) {
+	if (rc == 0 && container_gone_output(&r->err_tail)) {
 		*gone = true;
 		return true;
 	}

@@ -1134,12 +1134,10 @@ container_parse_list(enum container_engine engine, const char *text, size_t len,
 	return 0;
 }
 
-#define GONE_NEEDLE "no such container"
-
 bool
 container_gone_message(const char *text, size_t len)
 {
-	static const char needle[] = GONE_NEEDLE;
+	static const char needle[] = CONTAINER_GONE_WORDS;
 	size_t nl = sizeof(needle) - 1;
 
 	for (size_t i = 0; i + nl <= len; i++) {
@@ -1167,20 +1165,75 @@ container_why(const char *text, size_t len, size_t *n)
 }
 
 void
+container_tail_reset(struct container_tail *t)
+{
+	*t = (struct container_tail){ .n = 0 };
+}
+
+/*
+ * The gone verdict, line by line (see struct container_tail): seg[0..n) is more of the
+ * line being read, none of it a newline.
+ */
+static void
+tail_line_add(struct container_tail *t, const char *seg, size_t n)
+{
+	static const char head[] = "Error";
+	const size_t span = sizeof(t->seam);
+	size_t k = 0;
+
+	while (t->kind == 0 && k < n) {
+		if (seg[k] != head[t->head]) {
+			t->kind = -1;
+		} else if (++t->head == sizeof(head) - 1) {
+			t->kind = 1; /* an error line: the last one so far */
+			t->gone = false;
+		}
+		k++;
+	}
+	if (t->kind != 1 || t->has || n == 0) {
+		return;
+	}
+	/* the words within seg, or begun in what came before of the line and ended in seg */
+	char both[2 * sizeof(t->seam)];
+	size_t after = n < span ? n : span;
+
+	memcpy(both, t->seam, t->seam_n);
+	memcpy(both + t->seam_n, seg, after);
+	if (container_gone_message(both, t->seam_n + after) || container_gone_message(seg, n)) {
+		t->has = true;
+		t->gone = true;
+		return;
+	}
+	if (n >= span) {
+		memcpy(t->seam, seg + n - span, span);
+		t->seam_n = (unsigned char)span;
+	} else {
+		size_t keep = span - n < t->seam_n ? span - n : t->seam_n;
+
+		memmove(t->seam, t->seam + t->seam_n - keep, keep);
+		memcpy(t->seam + keep, seg, n);
+		t->seam_n = (unsigned char)(keep + n);
+	}
+}
+
+void
 container_tail_add(struct container_tail *t, const char *p, size_t n)
 {
-	const size_t cap = sizeof(t->buf), span = sizeof(GONE_NEEDLE) - 2;
+	const size_t cap = sizeof(t->buf);
 	size_t keep;
 
-	if (!t->gone) {
-		/* the words within p, or begun in what came before and ended in p */
-		char seam[2 * (sizeof(GONE_NEEDLE) - 2)];
-		size_t before = t->n < span ? t->n : span, after = n < span ? n : span;
+	for (const char *at = p, *end = p + n; at < end;) {
+		const char *nl = memchr(at, '\n', (size_t)(end - at));
 
-		memcpy(seam, t->buf + t->n - before, before);
-		memcpy(seam + before, p, after);
-		t->gone = container_gone_message(seam, before + after) ||
-			  container_gone_message(p, n);
+		tail_line_add(t, at, (size_t)((nl != NULL ? nl : end) - at));
+		if (nl == NULL) {
+			break;
+		}
+		t->head = 0; /* a new line */
+		t->kind = 0;
+		t->has = false;
+		t->seam_n = 0;
+		at = nl + 1;
 	}
 	if (n > cap) {
 		p += n - cap;
@@ -1193,9 +1246,9 @@ container_tail_add(struct container_tail *t, const char *p, size_t n)
 }
 
 bool
-container_gone_output(const char *text, size_t len, const struct container_tail *t)
+container_gone_output(const struct container_tail *t)
 {
-	return container_gone_message(text, len) || t->gone;
+	return t->gone;
 }
 
 /* ---- the record of a run's engine ---- */

@@ -715,8 +715,7 @@ engine_ok(const struct engine_res *r)
 static bool
 engine_gone(const struct engine_res *r)
 {
-	return r->st != -1 && !engine_ok(r) && r->n_err > 0 &&
-	       container_gone_output(r->err, r->n_err, &r->tail);
+	return r->st != -1 && !engine_ok(r) && r->n_err > 0 && container_gone_output(&r->tail);
 }
 
 /*
@@ -849,8 +848,7 @@ engine_res_reset(struct engine_res *r, const char *how)
 	r->how = how;
 	r->n_err = 0;
 	r->err[0] = '\0';
-	r->tail.n = 0;
-	r->tail.gone = false;
+	container_tail_reset(&r->tail);
 }
 
 /* Run an engine command and wait for it, at most `seconds`. */

@@ -2749,8 +2749,7 @@ lost_ask(char **v, size_t n_vars, size_t n_words, const char *id, char *why, siz
 		a = LOST_FAIL;
 	} else if (survey_run_ok(&r)) {
 		a = LOST_THERE;
-	} else if (r.status != -1 && container_gone_output(r.err.buf != NULL ? r.err.buf : "",
-							   r.err.len, &r.err_tail)) {
+	} else if (r.status != -1 && container_gone_output(&r.err_tail)) {
 		a = LOST_GONE;
 	} else {
 		survey_run_failure(&r, why, cap);

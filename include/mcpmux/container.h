@@ -201,9 +201,13 @@ struct container_info {
 int container_parse_list(enum container_engine engine, const char *text, size_t len,
 			 struct container_info **out, size_t *n);
 
+#define CONTAINER_GONE_WORDS "no such container"
+
 /*
- * Does the stderr of a failed inspect, kill or rm say that the container does not
- * exist (any more)?  Other failures (an engine that cannot be reached) are not "gone".
+ * Does text (a line of the stderr of a failed inspect, kill or rm) hold the words an
+ * engine says when the container does not exist (any more), "no such container" in any
+ * case?  Other failures (an engine that cannot be reached) do not.  Which line of a
+ * command's output counts: container_gone_output().
  */
 bool container_gone_message(const char *text, size_t len);
 
@@ -216,22 +220,35 @@ const char *container_why(const char *text, size_t len, size_t *n);
 
 /*
  * The end of an engine command's output, kept as it is read: where container_why looks;
- * and whether container_gone_message() held anywhere in all that was read, however much
- * came after it (a child the command left behind may flood its stderr long after).
+ * and, line by line across reads, whether the engine said the container is gone.
+ *
+ * That is the verdict of the last engine error line read: a line that begins with "Error"
+ * (docker's "Error response from daemon: No such container: ID" and "Error: No such
+ * container: ID", podman's "Error: no container with name or ID ... found: no such
+ * container").  It says gone when it holds container_gone_message()'s words, and a later
+ * error line without them says not gone.  Other lines (warnings such as "WARN[...",
+ * "level=warning", "WARNING:", or whatever a child the command left behind writes,
+ * however much) do not change it, even when they quote those words about something
+ * else; the last line counts as it comes, with or without a newline at its end.  The
+ * state is fixed in size: no allocation, however long the output or its lines.
  */
 struct container_tail {
 	char buf[256];
 	size_t n;
-	bool gone;
+	bool gone; /* the verdict of the last error line so far (the one being read included) */
+	/* the line being read: */
+	unsigned char head;   /* how many of its first bytes were those of "Error" */
+	signed char kind;     /* 0 its start is not known yet, 1 an error line, -1 not one */
+	bool has;	      /* an error line that holds the words */
+	unsigned char seam_n; /* its last bytes (up to the words' length less one) */
+	char seam[sizeof(CONTAINER_GONE_WORDS) - 2];
 };
+/* An empty t, for a command about to run. */
+void container_tail_reset(struct container_tail *t);
 /* Add what was read, p[0..n), to the end kept in t. */
 void container_tail_add(struct container_tail *t, const char *p, size_t n);
-/*
- * container_gone_message() of a failed command's output, by its start (text[0..len)) or
- * anywhere in what went through t: an engine says its error after any warnings, which may
- * fill the start, and what follows the error may fill the end.
- */
-bool container_gone_output(const char *text, size_t len, const struct container_tail *t);
+/* Did a failed command whose output went through t say the container is gone (above)? */
+bool container_gone_output(const struct container_tail *t);
 
 /*
  * The record of the engine of a run with mcpmux's own id file, kept beside that file

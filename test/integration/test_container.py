@@ -683,6 +683,30 @@ class FakeDocker(FakeDockerCase):
         self.assertNotIn("keeper:", p.stderr())
         self.assert_no_leftovers()
 
+    def test_a_warning_that_quotes_no_such_container_does_not_make_the_container_gone(self):
+        """The engine's first answer to mcpmux's inspect of the container's state, at its
+        exit, is an error other than "no such container" (it cannot be reached), after
+        warnings of which one says "no such container" of another container: the
+        container is not taken for gone and left running.  The engine's error is said,
+        mcpmux removes the container (rm -f) and exits with 0; its id file goes with it."""
+        once = os.path.join(self.tmp.name, "unreachable-once")
+        open(once, "w").close()
+        p = self.initialized_run(FAKE_DOCKER_STATUS_UNREACHED=once)
+        p.close_stdin()
+        self.assertEqual(p.wait(15), 0)
+        self.assertFalse(os.path.exists(once))  # the engine failed as the test says
+        err = p.stderr()
+        self.assertIn("the container engine: Cannot connect to the Docker daemon at "
+                      "unix:///var/run/docker.sock. Is the docker daemon running?", err)
+        self.assertTrue(os.path.exists(self.log + ".removed"), err)
+        helpers = [" ".join(c) for c in self.calls()[1:]]
+        self.assertEqual(helpers[-1], "container rm -f fake0123456789abcdef")
+        self.assertEqual(os.listdir(os.path.join(self.env["XDG_RUNTIME_DIR"], "mcpmux",
+                                                 "cid")), [], err)
+        self.wait_for_keeper(p)
+        self.assertNotIn("keeper:", p.stderr())  # nothing left for it
+        self.assert_no_leftovers()
+
     def test_detached_run_is_left_alone(self):
         self.env["FAKE_DOCKER_ARGS"] = ""
         p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-d", "img"])
@@ -1730,6 +1754,26 @@ class FakeDockerKeeper(FakeDockerCase):
         self.assertNotIn("container fake01234567", p.stderr())
         self.assertEqual(os.listdir(self.cid_dir()), [], p.stderr())
         self.assert_no_leftovers(5, "the floods to end with their pipes")
+
+    def test_keeper_does_not_take_a_warning_that_quotes_no_such_container_for_gone(self):
+        """The engine fails the keeper's SIGTERM of the container with "permission denied",
+        after warnings of which one, far from the start and the end of its output, says
+        "no such container" of another container: the container, still running, is not
+        taken for gone (its id file removed, nothing more asked); the keeper goes on to
+        KILL and rm -f, and removes it."""
+        p = self.initialized_run(FAKE_DOCKER_KILL_DENIED="1")
+        self.assertEqual(len(os.listdir(self.cid_dir())), 2)
+        self.kill_and_wait_for_keeper(p)
+        err = p.stderr()
+        self.assertNotIn("it was gone already", err)
+        helpers = [" ".join(c) for c in self.calls()[1:]]
+        self.assertIn("container kill --signal TERM fake0123456789abcdef", helpers)
+        self.assertIn("container kill --signal KILL fake0123456789abcdef", helpers)
+        self.assertEqual(helpers[-1], "container rm -f fake0123456789abcdef")
+        self.assertTrue(os.path.exists(self.log + ".removed"), err)
+        self.assertIn("keeper: removed container fake01234567 (docker: rm -f)", err)
+        self.assertEqual(os.listdir(self.cid_dir()), [], err)
+        self.assert_no_leftovers()
 
     def test_keeper_bounds_the_containers_before_the_processes(self):
         """mcpmux killed with two container runs whose engine does not answer kill or rm

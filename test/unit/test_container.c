@@ -640,37 +640,116 @@ test_why(void **state)
 	assert_false(t.gone);
 }
 
+/* Feed text to a new tail in reads of `step` bytes (all of it at once when 0). */
+static bool
+gone_by(const char *text, size_t step)
+{
+	struct container_tail t;
+	size_t len = strlen(text);
+
+	container_tail_reset(&t);
+	for (size_t at = 0; at < len;) {
+		size_t k = step == 0 || len - at < step ? len - at : step;
+
+		container_tail_add(&t, text + at, k);
+		at += k;
+	}
+	return container_gone_output(&t);
+}
+
 /*
- * The tail says whether "no such container" was read anywhere, across reads of any size,
- * however much follows it: more than it keeps of the end, as a child the command left
- * behind writes.
+ * The tail says the container is gone by the last engine error line (one that begins with
+ * "Error") read, line by line across reads of any size: true when it holds "no such
+ * container", false when a later error line does not; other lines, warnings quoting the
+ * words included, change nothing, however many come after; a last line without a newline
+ * counts.
  */
 static void
 test_tail_gone(void **state)
 {
-	static const char *const pieces[] = { "Error: No su", "ch con", "tainer: x\n" };
-	struct container_tail t = { .n = 0 };
+	static const struct {
+		const char *text;
+		bool gone;
+	} cases[] = {
+		{ "Error: No such container: x\n", true },
+		{ "Error response from daemon: No such container: x\n", true },
+		{ "Error: no container with name or ID \"x\" found: no such container\n", true },
+		{ "Error: inspecting object: no such container x\n", true },
+		{ "Error: No such container: x", true }, /* no newline at the end */
+		{ "WARN[0000] a\nlevel=warning msg=b\nWARNING: c\nError: No such container: x\n",
+		  true },
+		/* warnings after the answer change nothing, whatever they say */
+		{ "Error: No such container: x\nWARN[0000] a flood\nWARN[0000] a flood\n", true },
+		{ "Error: No such container: x\nWARN[0000] container y: no such container\n"
+		  "Errors? no, a warning: permission denied", /* "Errors?" begins with "Error" */
+		  false },
+		/* a warning that quotes the words about another container: not the answer */
+		{ "WARN[0000] cleaning up container 0badc0ffee00: no such container\n"
+		  "Error response from daemon: cannot kill container: x: permission denied\n",
+		  false },
+		{ "WARN[0000] cleaning up container 0badc0ffee00: no such container\n"
+		  "Cannot connect to the Docker daemon. Is the docker daemon running?\n",
+		  false },
+		{ "no such container\n", false },
+		{ " Error: No such container: x\n", false },
+		{ "error: No such container: x\n", false },
+		/* the last error line wins, with or without a newline at its end */
+		{ "Error: No such container: x\nError: permission denied\n", false },
+		{ "Error: No such container: x\nError: permission denied", false },
+		{ "Error: permission denied\nError: No such container: x\n", true },
+		{ "Error: permission denied\nWARN[0000] a\nError: No such container: x", true },
+		{ "Error: denied, no such\n container\n", false },
+		{ "Error\n", false },
+		{ "Erro", false },
+		{ "", false },
+		{ "\n\n", false },
+	};
+	static const size_t steps[] = { 0, 1, 2, 3, 5, 7, 16, 17, 64 };
+	struct container_tail t;
 	char big[1000];
 
 	(void)state;
-	memset(big, 'w', sizeof(big));
-	container_tail_add(&t, big, sizeof(big));
-	for (size_t i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++) {
-		assert_false(t.gone);
-		container_tail_add(&t, pieces[i], strlen(pieces[i]));
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		for (size_t s = 0; s < sizeof(steps) / sizeof(steps[0]); s++) {
+			if (gone_by(cases[i].text, steps[s]) != cases[i].gone) {
+				fail_msg("case %zu, reads of %zu: %s", i, steps[s], cases[i].text);
+			}
+		}
 	}
-	assert_true(t.gone);
+	/* split across reads, long lines: however much comes before and after the words */
+	memset(big, 'w', sizeof(big));
+	container_tail_reset(&t);
+	container_tail_add(&t, "Error: ", 7);
 	container_tail_add(&t, big, sizeof(big));
-	assert_true(t.gone);
-	assert_false(container_gone_message(t.buf, t.n));
-	assert_true(container_gone_output("", 0, &t));
-	/* nor is it seen where it is not: the words apart */
-	t = (struct container_tail){ .n = 0 };
-	container_tail_add(&t, "no such", 7);
+	container_tail_add(&t, " No su", 6);
+	assert_false(container_gone_output(&t));
+	container_tail_add(&t, "ch con", 6);
+	container_tail_add(&t, "tainer", 6);
+	assert_true(container_gone_output(&t));
+	container_tail_add(&t, big, sizeof(big));
+	container_tail_add(&t, "\n", 1);
+	for (int k = 0; k < 100; k++) {
+		static const char flood[] = "WARN[0000] a flood of warnings, on stderr\n";
+
+		container_tail_add(&t, flood, sizeof(flood) - 1);
+	}
+	assert_true(container_gone_output(&t));
+	assert_false(container_gone_message(t.buf, t.n)); /* past what is kept of the end */
+	/* an error line that does not begin a read still counts: after a warning's end */
+	container_tail_add(&t, "WARN[0000] x\nError: permission denied", 37);
+	assert_false(container_gone_output(&t));
+	/* the words apart in a long error line are not the words */
+	container_tail_reset(&t);
+	container_tail_add(&t, "Error: no such", 14);
 	container_tail_add(&t, big, 1);
 	container_tail_add(&t, " container", 10);
-	assert_false(t.gone);
-	assert_false(container_gone_output("", 0, &t));
+	assert_false(container_gone_output(&t));
+	/* a reset tail is not gone */
+	container_tail_add(&t, "\nError: No such container: x\n", 29);
+	assert_true(container_gone_output(&t));
+	container_tail_reset(&t);
+	assert_false(container_gone_output(&t));
+	assert_int_equal(t.n, 0);
 }
 
 /* The record of a run's engine: its words and context variables, whole or not at all. */
