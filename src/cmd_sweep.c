@@ -595,7 +595,8 @@ helper(struct cvictim *cv, char **argv, struct survey_run *r, bool *gone)
 	if (rc == 0 && survey_run_ok(r)) {
 		return true;
 	}
-	if (rc == 0 && container_gone_output(&r->err_tail)) {
+	/* not one killed at its deadline: what it said before is not its answer */
+	if (rc == 0 && r->status != -1 && container_gone_output(&r->err_tail)) {
 		*gone = true;
 		return true;
 	}
