@@ -2647,17 +2647,24 @@ record_describe(char **v, size_t n_vars, size_t n_words, char *out, size_t cap)
 }
 
 /*
- * The key of a record's engine (v: container_record_parse()), its variables and words:
- * malloc'd, *len bytes; NULL when out of memory.
+ * What an engine did not answer: a listing of one id (the first pass) or an inspect (the
+ * second).  Each is kept apart: an engine whose listing hangs (podman's ps on a stuck
+ * container's lock) may still answer an inspect at once.
+ */
+enum silent_kind { SILENT_LIST = 'l', SILENT_INSPECT = 'i' };
+
+/*
+ * The key of a record's engine (v: container_record_parse()), its variables and words, for
+ * a command of kind: malloc'd, *len bytes; NULL when out of memory.
  */
 static char *
-silent_key(char *const *v, size_t n_vars, size_t n_words, size_t *len)
+silent_key(char *const *v, size_t n_vars, size_t n_words, enum silent_kind kind, size_t *len)
 {
 	struct sbuf b = { 0 };
 	char head[64];
 
 	/* how many are variables: a launcher's word may look like one */
-	(void)snprintf(head, sizeof(head), "%zu", n_vars);
+	(void)snprintf(head, sizeof(head), "%c%zu", (char)kind, n_vars);
 	sbuf_add(&b, head, strlen(head) + 1);
 	for (size_t i = 0; i < n_vars + 1 + n_words; i++) {
 		if (i != n_vars) {
@@ -2674,10 +2681,11 @@ silent_key(char *const *v, size_t n_vars, size_t n_words, size_t *len)
 
 /* The engine of a record that did not answer in this sweep, or NULL. */
 static struct survey_silent *
-silent_find(const struct survey *p, char *const *v, size_t n_vars, size_t n_words)
+silent_find(const struct survey *p, char *const *v, size_t n_vars, size_t n_words,
+	    enum silent_kind kind)
 {
 	size_t len = 0;
-	char *key = silent_key(v, n_vars, n_words, &len);
+	char *key = silent_key(v, n_vars, n_words, kind, &len);
 	struct survey_silent *found = NULL;
 
 	for (size_t k = 0; key != NULL && found == NULL && k < p->n_silent; k++) {
@@ -2694,11 +2702,11 @@ silent_find(const struct survey *p, char *const *v, size_t n_vars, size_t n_word
  * NULL when not said yet.  Out of memory, it is not kept (and may be asked again).
  */
 static void
-silent_add(struct survey *p, char *const *v, size_t n_vars, size_t n_words, const char *why,
-	   const char *first)
+silent_add(struct survey *p, char *const *v, size_t n_vars, size_t n_words, enum silent_kind kind,
+	   const char *why, const char *first)
 {
 	size_t len = 0;
-	char *key = silent_key(v, n_vars, n_words, &len);
+	char *key = silent_key(v, n_vars, n_words, kind, &len);
 	struct survey_silent *grown =
 		key != NULL ? realloc(p->silent, (p->n_silent + 1) * sizeof(*grown)) : NULL;
 
@@ -2933,7 +2941,7 @@ survey_sweep_lost_cidfiles(struct survey *p)
 			diag_warn("sweep: keeping %s/cid/%s: %s cannot be asked about container "
 				  "%.12s in the context of its run: %s",
 				  dir, e->d_name, what, id, not );
-		} else if ((quiet = silent_find(p, v, n_vars, n_words)) != NULL) {
+		} else if ((quiet = silent_find(p, v, n_vars, n_words, SILENT_INSPECT)) != NULL) {
 			/* It did not answer about another record in this sweep: not asked again. */
 			if (quiet->first[0] == '\0') {
 				diag_warn(
@@ -2956,7 +2964,8 @@ survey_sweep_lost_cidfiles(struct survey *p)
 					"%.12s is there: %s",
 					dir, e->d_name, what, id, why);
 				if (silent) {
-					silent_add(p, v, n_vars, n_words, why, e->d_name);
+					silent_add(p, v, n_vars, n_words, SILENT_INSPECT, why,
+						   e->d_name);
 				}
 			} else if (a == LOST_GONE && remove_own_file(d, dir, "cid", e->d_name, uid,
 								     cidfile_holds, id) == 1) {
@@ -3174,7 +3183,7 @@ recorded_one(struct survey *p, DIR *d, const char *name, uid_t uid, const char *
 	/* The engine the words name, as the run's command was read, run only by the path
 	 * found for the run (survey_sweep_lost_cidfiles() says why not). */
 	if (container_record_engine(v + n_vars + 1, n_words, &cr) != NULL ||
-	    silent_find(p, v, n_vars, n_words) != NULL) {
+	    silent_find(p, v, n_vars, n_words, SILENT_LIST) != NULL) {
 		goto out; /* not run, or it did not answer about another record */
 	}
 	if ((argv = container_list_one_argv(v + n_vars + 1, n_words, cr.engine, run, id)) == NULL) {
@@ -3198,7 +3207,7 @@ recorded_one(struct survey *p, DIR *d, const char *name, uid_t uid, const char *
 		} else {
 			survey_run_failure(&r, why, sizeof(why));
 		}
-		silent_add(p, v, n_vars, n_words, why, NULL);
+		silent_add(p, v, n_vars, n_words, SILENT_LIST, why, NULL);
 	}
 	survey_run_release(&r);
 	for (size_t i = 0; rc == 0 && i < n; i++) {

@@ -221,9 +221,10 @@ size_t survey_sweep_cidfiles(const char *const *ids, size_t n);
  * with that record's words and variables, that is in the context the run had, answers
  * its `container inspect` with "no such container".  Any other answer keeps the file:
  * the container there, or a failure (the engine missing, not reached, no record), said on
- * stderr.  An engine that did not answer for one record (here, or in
- * survey_read_recorded(): sv->silent) is not asked about the others with the same words
- * and variables: they are kept, said in one line with their count.  A record whose id
+ * stderr.  An engine whose inspect did not answer for one record (sv->silent) is not
+ * asked about the others with the same words and variables: they are kept, said in one
+ * line with their count.  (One whose listing did not answer in survey_read_recorded() is
+ * still asked this: a listing and an inspect are kept apart.)  A record whose id
  * file is gone goes too.  Returns how many id files were removed.
  */
 size_t survey_sweep_lost_cidfiles(struct survey *sv);
@@ -235,7 +236,8 @@ size_t survey_sweep_lost_cidfiles(struct survey *sv);
  * whole id with that label and an owner of the file's pid is kept.  An id that the
  * engines' own listings (sv->engines) have is left to them.  An engine that does not
  * answer (within SURVEY_RECORD_TIMEOUT_MS, or cannot be run) goes into sv->silent, and is
- * not asked again, for another record with the same words and variables, in this sweep.  A record
+ * not asked for another listing, for a record with the same words and variables, in this
+ * sweep.  A record
  * that cannot be read or an engine that cannot answer gives nothing, not said here
  * (survey_sweep_lost_cidfiles() says it).  0, or -1 when out of memory.
  */

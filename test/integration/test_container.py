@@ -1290,13 +1290,11 @@ class FakeDockerKeeper(FakeDockerCase):
         self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
         self.assert_no_leftovers()
 
-    def test_an_engine_that_does_not_answer_is_not_asked_again_in_a_sweep(self):
-        """Id files of three runs whose engine, in its context (DOCKER_HOST), hangs: sweep
-        lets the first command it asks there go at its time limit, and asks that engine
-        nothing more about the others, with the same words and variables: their files are
-        kept, the first said as any file whose engine cannot say, the others in one line
-        with their count.  A file of another context is still asked, and goes; the next
-        sweep, the engine answering again, asks about each."""
+    def hung_engine_sweep(self, slow_vars):
+        """Id files of three runs whose engine, in its context (DOCKER_HOST), hangs on the
+        commands of slow_vars, and of one run of the default context; every container
+        removed by hand; one sweep: (its stderr, seconds taken, the commands that reached
+        the hung host, the id files left)."""
         hung = "tcp://hung.invalid:2375"
         for _ in range(3):
             self.kill_with_keeper(self.initialized_run(DOCKER_HOST=hung))
@@ -1308,25 +1306,36 @@ class FakeDockerKeeper(FakeDockerCase):
                        env=self.env, check=True, timeout=10 * SLOW)
         slow = os.path.join(self.tmp.name, "slow")
         open(slow, "w").close()
-        self.env.update(FAKE_DOCKER_SLOW_HOST=hung, FAKE_DOCKER_SLOW_LS=slow,
-                        FAKE_DOCKER_SLOW_INSPECT=slow)
+        self.env.update(FAKE_DOCKER_SLOW_HOST=hung, **{v: slow for v in slow_vars})
         t0 = time.monotonic()
         r = subprocess.run([MCPMUX, "sweep", "--session", self.tag + "-none"],
                            capture_output=True, env=self.env, text=True, timeout=120 * SLOW)
         took = time.monotonic() - t0
+        os.unlink(slow)
         self.assertEqual(r.returncode, 0, r.stderr)
-        # one time limit of 10 s, not one for each file (two commands each: 60 s)
-        self.assertLess(took, 10 + min(8 * SLOW, 9.5), r.stderr)
-        asked = [w for h, w in self.hosts() if h == hung and "container" in w]
-        self.assertEqual(len(asked), 1, asked)
-        self.assertEqual(asked[0][:2], ["container", "ls"])
         self.assertIn(["container", "inspect", "--format", "{{.State.Status}}",
                        "fake0123456789abcdef"],
                       [w for h, w in self.hosts() if h == ""], "the other context not asked")
-        left = sorted(os.listdir(self.cid_dir()))
-        self.assertEqual(len(left), 6, r.stderr)
-        said = [l for l in r.stderr.splitlines() if "keeping" in l]
-        self.assertEqual(len(said), 2, r.stderr)
+        asked = [w[:2] for h, w in self.hosts() if h == hung and "container" in w]
+        return r.stderr, took, asked, sorted(os.listdir(self.cid_dir()))
+
+    def test_an_engine_that_does_not_answer_is_not_asked_again_in_a_sweep(self):
+        """Id files of three runs whose engine, in its context, hangs (hung_engine_sweep()):
+        sweep lets its listing go at its time limit, and lists nothing more there; then
+        its inspect, and asks that engine nothing more about the others, with the same
+        words and variables: their files are kept, the first said as any file whose engine
+        cannot say, the others in one line with their count.  A file of another context
+        is still asked, and goes; the next sweep, the engine answering again, asks about
+        each."""
+        err, took, asked, left = self.hung_engine_sweep(["FAKE_DOCKER_SLOW_LS",
+                                                         "FAKE_DOCKER_SLOW_INSPECT"])
+        # two time limits of 10 s, not two for each file (60 s)
+        self.assertLess(took, 20 + min(8 * SLOW, 9.5), err)
+        self.assertEqual(asked, [["container", "ls"], ["container", "inspect"]], err)
+        self.assertEqual(len(left), 6, err)
+        said = [l for l in err.splitlines() if "keeping" in l]
+        self.assertEqual(len(said), 2, err)
+        hung = "tcp://hung.invalid:2375"
         engine = os.path.join(HERE, "bin", "docker") + " (DOCKER_HOST=%s)" % hung
         first = said[0].split("sweep: keeping ", 1)[1].split(":", 1)[0]
         self.assertIn(os.path.basename(first), left)
@@ -1335,10 +1344,20 @@ class FakeDockerKeeper(FakeDockerCase):
         self.assertIn("sweep: keeping 2 more id file(s) in %s of containers of %s: not "
                       "asked again in this sweep, as it did not answer (said for %s)"
                       % (self.cid_dir(), engine, os.path.basename(first)), said[1])
-        os.unlink(slow)
         r = self.sweep()
         self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
         self.assertNotIn("keeping", r.stderr)
+        self.assert_no_leftovers()
+
+    def test_an_engine_whose_listing_hangs_is_still_asked_whether_a_container_is_there(self):
+        """The same engine hanging on its listing alone: sweep lists nothing more there
+        after its time limit, but still asks its inspect about each file, which says the
+        container is gone: every id file goes, in one time limit."""
+        err, took, asked, left = self.hung_engine_sweep(["FAKE_DOCKER_SLOW_LS"])
+        self.assertLess(took, 10 + min(8 * SLOW, 9.5), err)
+        self.assertEqual(asked, [["container", "ls"]] + [["container", "inspect"]] * 3, err)
+        self.assertEqual(left, [], err)
+        self.assertNotIn("keeping", err)
         self.assert_no_leftovers()
 
     def write_script(self, path, body):
