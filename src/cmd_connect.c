@@ -796,6 +796,9 @@ lost_message(struct cconn *cc, const struct envelope *env)
 {
 	struct iovec iov[4];
 
+	if (cc->client.out_dead) {
+		return; /* cut for want of memory: said (conn_send()), and nothing goes now */
+	}
 	if (conn_send_lost_answers(&cc->client, &cc->client.self, iov, 0, "\n", env->message,
 				   env->message_len)) {
 		diag_error("out of memory: a server's answer for the client was lost (an error "

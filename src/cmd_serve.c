@@ -117,7 +117,7 @@ send_own_line(struct sconn *sc, const char *sid, size_t sid_len, const char *lin
 {
 	bool lent = false;
 	struct conn_source *src =
-		sid != NULL ? conn_source_behind(&sc->c, sid, sid_len, &lent) : &sc->c.self;
+		sid != NULL ? conn_source_behind(&sc->c, sid, sid_len, NULL, &lent) : &sc->c.self;
 	int rc = reserve ? conn_send_error(&sc->c, src, line, len)
 			 : conn_send_line(&sc->c, src, line, len);
 	int err = errno;
@@ -145,7 +145,8 @@ send_entry_iov(struct sconn *sc, struct hub_entry *e, struct iovec *iov, int n)
 {
 	int rc = conn_send(&sc->c, e->port_data, iov, n);
 
-	if (rc == -1 && errno == ENOMEM) {
+	if (rc == -1 && errno == ENOMEM && !sc->c.out_dead) {
+		/* (cut for want of memory, the output gone: said by conn_send()) */
 		diag_error("session %s: out of memory: a message for the client was lost", e->id);
 		errno = ENOMEM;
 	}
@@ -275,8 +276,8 @@ port_message(struct hub_port *p, struct hub_entry *e, const char *msg, size_t le
 	if (conn_send(&sc->c, e->port_data, iov, 5) == 0) {
 		return;
 	}
-	if (errno != ENOMEM) {
-		message_lost(sc, e, msg, len);
+	if (errno != ENOMEM || sc->c.out_dead) {
+		message_lost(sc, e, msg, len); /* (the output gone, or cut: conn_send() said) */
 		return;
 	}
 	/* An answer (a batch of them): its requests get errors in its place, not a wait for ever.

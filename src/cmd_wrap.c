@@ -200,6 +200,13 @@ static const struct conn_hooks client_hooks = {
 	.on_drained = wrap_on_drained,
 };
 
+/* The current run's queue to the client, or NULL. */
+static struct conn_source *
+cur_out(const struct wrap *w)
+{
+	return w->cur != NULL ? ((struct wrap_run *)w->cur->owner)->out : NULL;
+}
+
 /* The current run's ID and server pid, for the traffic log. */
 static const char *
 cur_id(const struct wrap *w, pid_t *pid)
@@ -224,7 +231,7 @@ send_own_tmp(struct wrap *w, bool reserve)
 
 	if (!w->tmp.failed) {
 		bool lent;
-		struct conn_source *src = conn_source_behind(&w->client, "", 0, &lent);
+		struct conn_source *src = conn_source_behind(&w->client, "", 0, cur_out(w), &lent);
 
 		rc = reserve ? conn_send_error(&w->client, src, w->tmp.buf, w->tmp.len)
 			     : conn_send_line(&w->client, src, w->tmp.buf, w->tmp.len);
@@ -359,9 +366,10 @@ wrap_deliver(struct session *s, const char *line, size_t len, void *owner)
 	struct wrap_run *r = owner;
 	struct wrap *w = r->w;
 
-	if (conn_send_line(&w->client, r->out, line, len) == -1 && errno == ENOMEM) {
+	if (conn_send_line(&w->client, r->out, line, len) == -1 && errno == ENOMEM &&
+	    !w->client.out_dead) {
 		/* An answer (a batch of them): its requests get errors in its place, not a wait
-		 * for ever. */
+		 * for ever.  (Cut for want of memory, the output gone: said by conn_send().) */
 		struct iovec iov[4];
 
 		if (conn_send_lost_answers(&w->client, r->out, iov, 0, "\n", line, len)) {
@@ -797,7 +805,7 @@ static int
 send_own_text(struct wrap *w, const char *p, size_t len, bool reserve)
 {
 	bool lent;
-	struct conn_source *src = conn_source_behind(&w->client, "", 0, &lent);
+	struct conn_source *src = conn_source_behind(&w->client, "", 0, cur_out(w), &lent);
 	int rc = reserve ? conn_send_error(&w->client, src, p, len)
 			 : conn_send_line(&w->client, src, p, len);
 	int err = errno;

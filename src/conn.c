@@ -172,15 +172,19 @@ conn_source_new(struct conn *c, size_t high, const char *key, size_t key_len)
 }
 
 struct conn_source *
-conn_source_behind(struct conn *c, const char *key, size_t key_len, bool *lent)
+conn_source_behind(struct conn *c, const char *key, size_t key_len, struct conn_source *live,
+		   bool *lent)
 {
-	struct conn_source *last = c->out_dead ? NULL : stream_last(c, key, key_len);
-
 	*lent = false;
-	if (last == NULL) {
-		return &c->self;
+	if (c->out_dead) {
+		return &c->self; /* (nothing goes: the send says so) */
 	}
-	if (!last->retired) {
+	if (live != NULL) {
+		return live;
+	}
+	struct conn_source *last = stream_last(c, key, key_len);
+
+	if (last != NULL && !last->retired) {
 		/*
 		 * A live producer's queue, the line after its lines: not a source after it,
 		 * which would wait only for what it has queued now, and which a later source
@@ -188,6 +192,10 @@ conn_source_behind(struct conn *c, const char *key, size_t key_len, bool *lent)
 		 */
 		return last;
 	}
+	/*
+	 * Not c->self, even with nothing queued in the stream: a later source of the stream
+	 * waits for none of c->self's lines, and may be written before a backlog there.
+	 */
 	struct conn_source *src = conn_source_new(c, c->self.q.high, key, key_len);
 
 	if (src == NULL) {
@@ -912,9 +920,11 @@ conn_feed(struct conn *c, const char *p, size_t n)
 			memcpy(c->rest, p + used, n - used);
 			c->rest_len = n - used;
 			c->rest_off = 0;
-		} else {
+		} else if ((c->hold & CONN_HOLD_GONE) == 0) {
 			(void)framer_feed(&c->inf, p + used, n - used, c->sink, c->ctx);
 		}
+		/* (else the client's output is gone, its owner not told yet: nothing read now
+		 * could be answered, and no line may go before it is told: the rest is dropped) */
 	}
 	sys_chunk_lo = sys_chunk_hi = NULL;
 	if (sys_chunk_done != NULL) {

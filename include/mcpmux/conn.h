@@ -224,15 +224,17 @@ void conn_ids_release(struct conn_ids *ids);
  */
 struct conn_source *conn_source_new(struct conn *c, size_t high, const char *key, size_t key_len);
 /*
- * The source for a line of the owner's own (as c->self's) that must not be written before
- * the lines queued so far of stream key (a run's last replies), nor after those a later
- * source of the stream queues: c->self when none is queued or waits; the stream's last
- * source, when its producer is live (the line in its queue, after its lines); else that
- * source, retired, taken up again (*lent: hand it back with conn_source_behind_done() once
- * the line is sent on it).  Without the memory for one, c->self: the line goes, but ahead
- * of them.
+ * The source for a line of the owner's own that must not be written before the lines of
+ * stream key queued so far (a run's last replies), nor after those a later source of the
+ * stream queues (the next run's): live, the stream's newest source when its producer has
+ * one (the line in its queue, after its lines); else the stream's last source that has
+ * lines queued, when its producer is live; else a source of the stream, its last, retired,
+ * taken up again, or a new one (*lent: hand it back with conn_source_behind_done() once
+ * the line is sent on it).  Without the memory for one, c->self: the line goes, but not in
+ * the stream's order.
  */
-struct conn_source *conn_source_behind(struct conn *c, const char *key, size_t key_len, bool *lent);
+struct conn_source *conn_source_behind(struct conn *c, const char *key, size_t key_len,
+				       struct conn_source *live, bool *lent);
 void conn_source_behind_done(struct conn *c, struct conn_source *src, bool lent);
 /*
  * The producer is done with src: the conn writes its queued lines, in order, and then

@@ -3253,6 +3253,26 @@ class OutOfMemory(Faults):
            "over --max-message was written only in part, its rest could not be queued: the "
            "client's output ends there, and they are left unanswered")
 
+    def test_the_rest_of_a_read_with_no_memory_to_keep_waits_for_the_client_gone(self):
+        """The client closes its stdout, then writes a line that is not JSON and a call in
+        one write: mcpmux finds the client gone as it writes the parse error; the rest of
+        the chunk, the call, has no memory to be kept (its own size, FAULT_MALLOC_MIN and
+        MAX): it is dropped, not handed out before mcpmux hears that the client is gone:
+        the server never gets it."""
+        line = json.dumps(call(2, "echo", text="ZQX9" + "a" * 2300)).encode() + b"\n"
+        env = self.oom_env("ZQX9", malloc_min=len(line), malloc_max=len(line),
+                           malloc_only="malloc")
+        p = self.mcpmux(GRACE + ["--", FIXTURE, "--stderr-chatter"], env=env)
+        p.send(initialize(1))
+        p.msg()
+        wait_until(lambda: "got initialize" in p.stderr(), 5, "the server's chatter")
+        p.p.stdout.close()
+        p.write(b"not json\n" + line)
+        self.assertEqual(p.wait(), 0, p.stderr())
+        self.assertNotIn("got tools/call", p.stderr())
+        self.assertEqual(self.counters(p.pid)["failed"], 1, p.stderr())
+        self.assert_no_leftovers()
+
     LINE_CUT = (r"out of memory: a line for the client was cut after \d+ of its \d+ bytes "
                 r"\(no memory to queue the rest\): the client's output ends there")
 

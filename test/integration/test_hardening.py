@@ -1139,6 +1139,29 @@ class RunOrder(Case):
         self.leftovers_expected = True
 
 
+    def test_own_answers_queued_before_an_end_of_run_come_before_the_next_runs(self):
+        """3,000 lines that are not JSON and a request over --max-message written to a run
+        whose client reads nothing: their errors, mcpmux's own, wait behind one another;
+        an end of run and a request reusing that id: the -32600 comes before the end of
+        run's result, and the next run's answer after both."""
+        log = os.path.join(self.tmp.name, "t.log")
+        w = self.wrap(opts=FAST + ["--max-message", "100000", "--log", log,
+                                   "--log-bodies", "none"])
+        w.send(initialize(1))
+        w.msg()
+        w.write(b"not json\n" * 3000)
+        w.send(req(7, "ping", {"pad": "p" * 120000}))
+        w.send(req(9, "mcpmux/endRun"), req(7, "ping"))
+        logged(log, b'"dir":"out","kind":"response","id":7,')
+        keys = []
+        for _ in range(3003):
+            m = w.msg(10)
+            keys.append((m["id"], m["error"]["code"] if "error" in m else "result"))
+        self.assertEqual(keys[:3000], [(None, -32700)] * 3000)
+        self.assertEqual(keys[3000:], [(7, -32600), (9, "result"), (7, "result")])
+        w.close_stdin()
+        self.assertEqual(w.wait(10), 0)
+
     def test_an_own_answer_in_a_run_leaves_the_next_run_behind_the_last_replies(self):
         """A run with answers queued for a client that reads nothing; a line over
         --max-message gets its -32600 behind them; the run then ends with a request in

@@ -12,6 +12,7 @@ import termios
 import time
 import unittest
 
+from test_hardening import logged
 from mcptest import (FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, Case, alive, call, deadline,
                      initialize, main, nested, note, proc_report, req, rss_anon_kib, vm_hwm_kib,
                      wait_until, ASKER)
@@ -835,36 +836,59 @@ class Routing(Case):
 
     def test_the_error_for_a_line_over_max_message_comes_after_unread_replies(self):
         """A session's run ended while its client reads nothing, its last replies queued
-        behind 40 answers: the -32600 for a request of that session over --max-message
-        (whose id is the ended run's request's) comes after them all the same, and so does
-        the next run's answer."""
+        behind 31 answers of 60 KB (over the client's 1 MiB pipe): the -32600 for a request
+        of that session over --max-message (whose id is the ended run's request's) comes
+        after them all the same, and so does the next run's answer."""
         log = os.path.join(self.tmp.name, "t.jsonl")
-        m = Mux(self.serve("--huge-result=3000",
-                           opts=FAST + ["--max-message", "4096", "--log", log,
+        m = Mux(self.serve(opts=FAST + ["--max-message", "100000", "--log", log,
                                         "--log-bodies", "none"]))
-        for i in range(1, 41):
-            m.send("s", call(i, "echo", text="x"))
-        m.send("s", call(41, "sleep", ms=20000))
+        ids = [1] + list(range(4, 34))
+        for i in ids:
+            m.send("s", call(i, "huge", bytes=60000))
+        m.send("s", call(2, "sleep", ms=20000))
         m.send("s", req("e", "mcpmux/endRun"))
-
-        def ended():
-            if not os.path.exists(log):
-                return False
-            with open(log) as f:
-                return '"event":"ended"' in f.read()
-        wait_until(ended, 10, "the run's end, its replies queued")
-        m.send("s", req(41, "ping", {"pad": "p" * 4500}))
-        m.send("s", req(42, "ping"))
+        logged(log, b'"event":"ended"')
+        m.send("s", req(2, "ping", {"pad": "p" * 120000}))
+        m.send("s", req(3, "ping"))
+        logged(log, b'"dir":"out","kind":"response","id":3,')
         got = []
-        while len(got) < 44:
+        while len(got) < len(ids) + 4:
             e = m.p.msg(10)
             if "message" in e:
                 self.assertEqual(e.get("session"), "s", e)
                 msg = e["message"]
                 got.append((msg["id"], msg["error"]["code"] if "error" in msg else "result"))
-        self.assertEqual(got, [(i, "result") for i in range(1, 41)] +
-                         [(41, -32000), ("e", "result"), (41, -32600), (42, "result")], got)
+        self.assertEqual(got, [(i, "result") for i in ids] +
+                         [(2, -32000), ("e", "result"), (2, -32600), (3, "result")], got)
         m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+
+    def test_own_answers_about_a_session_come_before_its_next_runs(self):
+        """Session s ended; 3,000 envelopes that are not JSON (their errors, of no
+        session, wait for a client that reads nothing), then a request of s over
+        --max-message and one reusing its id, which starts s again: the -32600 comes
+        before the new run's answer, however long the errors before it."""
+        log = os.path.join(self.tmp.name, "t.jsonl")
+        m = Mux(self.serve(opts=FAST + ["--max-message", "100000", "--log", log,
+                                        "--log-bodies", "none"]))
+        m.send("s", initialize(1))
+        m.msg("s")
+        m.send("s", req("e", "mcpmux/endRun"))
+        m.take(lambda e: e.get("message", {}).get("id") == "e")
+        m.event("s", "ended")
+        m.p.write(b"not json\n" * 3000)
+        m.send("s", req(7, "ping", {"pad": "p" * 120000}))
+        m.send("s", req(7, "ping"))
+        logged(log, b'"dir":"out","kind":"response","id":7,')
+        got = []
+        while len(got) < 2:
+            e = m.p.msg(10)
+            if e.get("session") == "s" and "message" in e:
+                msg = e["message"]
+                got.append((msg["id"], msg["error"]["code"] if "error" in msg else "result"))
+        self.assertEqual(got, [(7, -32600), (7, "result")])
+        m.p.close_stdin()
+        m.p.read_to_eof(10)
         self.assertEqual(m.p.wait(), 0)
 
     def test_an_answer_over_max_message_gets_the_server_an_error(self):
