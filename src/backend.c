@@ -2928,7 +2928,8 @@ ctr_helper_done(struct backend_ctr *c, int st)
 	bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;
 
 	memcpy(err, c->out, c->out_n + 1);
-	bool gone = !ok && n > 0 && container_gone_output(&c->tail);
+	/* (killed at its deadline, or by any signal: no answer, whatever it said first) */
+	bool gone = !ok && WIFEXITED(st) && n > 0 && container_gone_output(&c->tail);
 	enum ctr_helper what = c->what;
 
 	sys_close(&c->err_fd);

@@ -1177,18 +1177,36 @@ container_tail_reset(struct container_tail *t)
 static void
 tail_line_add(struct container_tail *t, const char *seg, size_t n)
 {
-	static const char head[] = "Error";
+	/* How an engine's error line begins (docker's failures that do not say "Error") */
+	static const char *const heads[] = {
+		"Error",
+		"Cannot connect to the Docker daemon",
+		"permission denied while trying to connect",
+		"error during connect",
+	};
+	enum { N_HEADS = sizeof(heads) / sizeof(heads[0]), ALL_OUT = (1u << N_HEADS) - 1 };
 	const size_t span = sizeof(t->seam);
 	size_t k = 0;
 
+	_Static_assert(N_HEADS <= 8, "container_tail.out has a bit for each head");
 	while (t->kind == 0 && k < n) {
-		if (seg[k] != head[t->head]) {
-			t->kind = -1;
-		} else if (++t->head == sizeof(head) - 1) {
-			t->kind = 1; /* an error line: the last one so far */
-			t->gone = false;
+		for (size_t i = 0; i < N_HEADS; i++) {
+			if ((t->out & (1u << i)) == 0 && heads[i][t->head] != seg[k]) {
+				t->out |= (unsigned char)(1u << i);
+			}
 		}
+		t->head++;
 		k++;
+		if (t->out == ALL_OUT) {
+			t->kind = -1;
+			break;
+		}
+		for (size_t i = 0; i < N_HEADS; i++) {
+			if ((t->out & (1u << i)) == 0 && heads[i][t->head] == '\0') {
+				t->kind = 1; /* an error line: the last one so far */
+				t->gone = false;
+			}
+		}
 	}
 	if (t->kind != 1 || t->has || n == 0) {
 		return;
@@ -1230,6 +1248,7 @@ container_tail_add(struct container_tail *t, const char *p, size_t n)
 			break;
 		}
 		t->head = 0; /* a new line */
+		t->out = 0;
 		t->kind = 0;
 		t->has = false;
 		t->seam_n = 0;

@@ -225,19 +225,26 @@ const char *container_why(const char *text, size_t len, size_t *n);
  * That is the verdict of the last engine error line read: a line that begins with "Error"
  * (docker's "Error response from daemon: No such container: ID" and "Error: No such
  * container: ID", podman's "Error: no container with name or ID ... found: no such
- * container").  It says gone when it holds container_gone_message()'s words, and a later
- * error line without them says not gone.  Other lines (warnings such as "WARN[...",
- * "level=warning", "WARNING:", or whatever a child the command left behind writes,
- * however much) do not change it, even when they quote those words about something
- * else; the last line counts as it comes, with or without a newline at its end.  The
- * state is fixed in size: no allocation, however long the output or its lines.
+ * container"), or with one of docker's failures that do not ("Cannot connect to the
+ * Docker daemon", "permission denied while trying to connect", "error during connect").
+ * It says gone when it holds container_gone_message()'s words, and a later error line
+ * without them says not gone.  Other lines (warnings such as "WARN[...",
+ * "level=warning", "WARNING:") do not change it, even when they quote those words about
+ * something else; the last line counts as it comes, with or without a newline at its
+ * end.  A child the command left behind that writes lines of its own is taken as such
+ * lines are (one that begins with "Error" counts as an error line), and one that writes
+ * more than a pipe takes at once may put the engine's line in the middle of one of its
+ * own, where it is not seen: either way the verdict can only be "not gone", which costs
+ * a KILL and an rm -f that were not needed, never a container left running.  The state
+ * is fixed in size: no allocation, however long the output or its lines.
  */
 struct container_tail {
 	char buf[256];
 	size_t n;
 	bool gone; /* the verdict of the last error line so far (the one being read included) */
 	/* the line being read: */
-	unsigned char head;   /* how many of its first bytes were those of "Error" */
+	unsigned char head;   /* how many of its first bytes were those of an error line's */
+	unsigned char out;    /* the heads of error lines that it does not begin with (bits) */
 	signed char kind;     /* 0 its start is not known yet, 1 an error line, -1 not one */
 	bool has;	      /* an error line that holds the words */
 	unsigned char seam_n; /* its last bytes (up to the words' length less one) */

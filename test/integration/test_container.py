@@ -66,12 +66,12 @@ class FakeDockerCase(Case):
         wait_until(lambda: not self.keepers(), timeout, "the keeper to finish",
                    explain=lambda: p.stderr())
 
-    def initialized_run(self, **env):
-        """wrap in front of the fake engine's container (FAKE_DOCKER_ARGS "" unless env says
-        otherwise), its initialize answered."""
+    def initialized_run(self, options=(), **env):
+        """wrap (with more options) in front of the fake engine's container
+        (FAKE_DOCKER_ARGS "" unless env says otherwise), its initialize answered."""
         self.env["FAKE_DOCKER_ARGS"] = ""
         self.env.update(env)
-        p = self.start([MCPMUX] + GRACES + ["--", "docker", "run", "-i", "img"])
+        p = self.start([MCPMUX] + GRACES + list(options) + ["--", "docker", "run", "-i", "img"])
         p.send(initialize(1))
         self.assertEqual(p.msg()["id"], 1)
         return p
@@ -705,6 +705,27 @@ class FakeDocker(FakeDockerCase):
                                                  "cid")), [], err)
         self.wait_for_keeper(p)
         self.assertNotIn("keeper:", p.stderr())  # nothing left for it
+        self.assert_no_leftovers()
+
+    def test_an_engine_command_killed_at_its_deadline_says_no_container_gone(self):
+        """The engine's inspect of the container's state, at mcpmux's exit, says "No such
+        container" and then hangs: killed at its 30 s, it gave no answer, whatever it said
+        first.  The container is not taken for gone: mcpmux still removes it (rm -f), and
+        its id file goes with it.  (--kill-deadline 70 s: the inspect's own 30 s bound
+        applies.)"""
+        once = os.path.join(self.tmp.name, "gone-then-hang")
+        open(once, "w").close()
+        p = self.initialized_run(["--kill-deadline", "70000"], FAKE_DOCKER_GONE_THEN_HANG=once)
+        p.close_stdin()
+        self.assertEqual(p.wait(60), 0, p.stderr())
+        self.assertFalse(os.path.exists(once))  # the engine hung as the test says
+        err = p.stderr()
+        helpers = [" ".join(c) for c in self.calls()[1:]]
+        self.assertEqual(helpers[-1], "container rm -f fake0123456789abcdef", err)
+        self.assertTrue(os.path.exists(self.log + ".removed"), err)
+        self.assertEqual(os.listdir(os.path.join(self.env["XDG_RUNTIME_DIR"], "mcpmux",
+                                                 "cid")), [], err)
+        self.wait_for_keeper(p)
         self.assert_no_leftovers()
 
     def test_detached_run_is_left_alone(self):

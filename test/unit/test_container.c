@@ -690,6 +690,16 @@ test_tail_gone(void **state)
 		{ "WARN[0000] cleaning up container 0badc0ffee00: no such container\n"
 		  "Cannot connect to the Docker daemon. Is the docker daemon running?\n",
 		  false },
+		/* docker's failures that do not begin with "Error" are error lines too */
+		{ "Error: cleaning up 0badc0ffee00: no such container\n"
+		  "Cannot connect to the Docker daemon at unix:///var/run/docker.sock.\n",
+		  false },
+		{ "Error response from daemon: No such container: x\n"
+		  "permission denied while trying to connect to the Docker daemon socket\n",
+		  false },
+		{ "Error: No such container: x\nerror during connect: Get http://x: EOF", false },
+		{ "Cannot connect to the Docker daemon\nError: No such container: x\n", true },
+		{ "Cannot connect to the Docker\n", false },
 		{ "no such container\n", false },
 		{ " Error: No such container: x\n", false },
 		{ "error: No such container: x\n", false },
