@@ -148,6 +148,7 @@ conn_source_new(struct conn *c, size_t high, const char *key, size_t key_len)
 		 * would chain a source, and its first chunk, for each line of a few bytes).
 		 */
 		last->retired = false;
+		last->seq = ++c->n_keyed; /* (the stream's last now: a later source follows it) */
 		return last;
 	}
 	struct conn_source *src = malloc(sizeof(*src) + (key != NULL ? key_len : 0));
@@ -188,8 +189,10 @@ conn_source_behind(struct conn *c, const char *key, size_t key_len, struct conn_
 		/*
 		 * A live producer's queue, the line after its lines: not a source after it,
 		 * which would wait only for what it has queued now, and which a later source
-		 * of the stream, taking it up, would take for the stream's end.
+		 * of the stream, taking it up, would take for the stream's end.  It becomes
+		 * the stream's last (of several chains, the one a later source follows).
 		 */
+		last->seq = ++c->n_keyed;
 		return last;
 	}
 	/*
@@ -901,7 +904,8 @@ conn_send_line(struct conn *c, struct conn_source *src, const char *line, size_t
  * c->rest_off), which is then used up to where the feed stopped; either is handed out
  * first once nothing holds the input, and c->rest is freed once it is used up.  Without
  * the memory to keep a rest, it is handed out now (at most a chunk's worth of answers
- * past max_queue).
+ * past max_queue), or dropped when the client's output is gone and the owner not told
+ * yet (CONN_HOLD_GONE).
  */
 static void
 conn_feed(struct conn *c, const char *p, size_t n)

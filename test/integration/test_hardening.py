@@ -1162,6 +1162,70 @@ class RunOrder(Case):
         w.close_stdin()
         self.assertEqual(w.wait(10), 0)
 
+    # A server that answers each request with {} and, once its stdin ends, waits for the
+    # file COUNT.goN (N: which server of the run it is, counted in the file COUNT) and then
+    # writes its last notifications: the first server 30 of 100 KB, the second one small.
+    TEARDOWN_WRITER = textwrap.dedent("""
+        import fcntl, json, os, sys, time
+        count = sys.argv[1]
+        fd = os.open(count, os.O_RDWR | os.O_CREAT)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        n = int(os.read(fd, 16) or b"0") + 1
+        os.lseek(fd, 0, 0)
+        os.write(fd, str(n).encode())
+        os.close(fd)
+        out = sys.stdout.buffer
+        for line in sys.stdin.buffer:
+            m = json.loads(line)
+            if "method" in m and "id" in m:
+                out.write(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": {}}).encode()
+                          + b"\\n")
+                out.flush()
+        if n < 3:
+            while not os.path.exists("%s.go%d" % (count, n)):
+                time.sleep(0.01)
+            for i in range(30 if n == 1 else 1):
+                out.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/message",
+                                      "params": {"n": n, "pad": "r" * (100000 if n == 1 else 1)}})
+                          .encode() + b"\\n")
+            out.flush()
+    """)
+
+    def test_an_own_answer_behind_an_older_runs_teardown_leaves_the_next_run_behind_it(self):
+        """Two ended runs still writing as their servers end (--eof-grace): the first, R,
+        writes 3 MB for a client that reads nothing, after the second, A, started (so A
+        does not wait for it); with no run current, the -32600 for a line of id 7 goes
+        behind R's lines, then A writes one more; a request of id 7 starts run B: its
+        answer comes after the -32600, not only after A's lines."""
+        count = os.path.join(self.tmp.name, "count")
+        log = os.path.join(self.tmp.name, "t.log")
+        w = self.wrap(opts=["--eof-grace", "20000", "--term-grace", "300", "--log", log,
+                            "--log-bodies", "none"],
+                      command=[sys.executable, "-c", self.TEARDOWN_WRITER, count])
+        w.send(req(1, "ping"))
+        self.assertEqual(w.msg()["id"], 1)  # run R
+        w.send(END, req(5, "ping"))
+        self.assertEqual(w.msg()["id"], 5)  # R ends, owing nothing; run A
+        w.send(END)  # A ends, owing nothing
+        open(count + ".go1", "w").close()
+        logged(log, b'"kind":"notification"', 30)  # R's 3 MB, queued
+        w.write(b'{"jsonrpc":"2.0","id":7}\n')
+        logged(log, b'"dir":"out","kind":"error","id":7,')
+        open(count + ".go2", "w").close()
+        logged(log, b'"kind":"notification"', 31)  # A's last line, queued
+        w.send(req(7, "ping"))
+        logged(log, b'"dir":"out","kind":"response","id":7,')
+        got = []
+        while len(got) < 33:
+            m = w.msg(10)
+            got.append((m.get("id"), "error" if "error" in m else
+                        "result" if "result" in m else m["params"]["n"]))
+        self.assertEqual([g for g in got if g[0] == 7], [(7, "error"), (7, "result")], got)
+        # (A's line goes among R's: A's queue did not wait for R's lines, made after it)
+        self.assertEqual(sorted(got[:31], key=repr), [(None, 1)] * 30 + [(None, 2)], got)
+        w.close_stdin()
+        self.assertEqual(w.wait(10), 0)
+
     def test_an_own_answer_in_a_run_leaves_the_next_run_behind_the_last_replies(self):
         """A run with answers queued for a client that reads nothing; a line over
         --max-message gets its -32600 behind them; the run then ends with a request in
