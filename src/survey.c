@@ -1896,28 +1896,24 @@ named_in_pidns(const struct procscan *s, pid_t pid)
 /*
  * Does the live process pid keep the cgroup dir named after it: one that the scan found an
  * instance, or that exec'd since (named_execd()), or that started before dir was made (its
- * maker, maybe an mcpmux renamed: named_older())?  dead_owner: the MCPMUX_OWNER of the gone
- * instance whose status file names dir ("" none): that instance itself, a zombie not
- * reaped yet, keeps nothing.
+ * maker, maybe an mcpmux renamed: named_older())?  A zombie keeps nothing: the gone
+ * instance itself, not reaped yet, whatever the start time of its status file's owner
+ * (dead_owner, "" none) says.
  */
 static bool
 named_keeps(const struct procscan *s, pid_t pid, const char *dir, const char *dead_owner)
 {
-	unsigned long long dead_start, start;
-	pid_t dead_pid;
-
+	(void)dead_owner;
 	if (pid_gone(pid)) {
-		return false;
-	}
-	if (dead_owner[0] != '\0' &&
-	    procscan_parse_owner(dead_owner, &dead_pid, &dead_start) == 0 && dead_pid == pid &&
-	    proctree_start_time(SURVEY_PROC_ROOT, pid, &start) == 0 && start == dead_start) {
 		return false;
 	}
 	size_t i = procscan_find(s, pid);
 
-	return (i != SIZE_MAX && s->v[i].mode != PROCSCAN_NONE) || named_execd(s, pid) ||
-	       named_older(pid, dir);
+	if (i != SIZE_MAX && s->v[i].mode != PROCSCAN_NONE) {
+		return true;
+	}
+	return !proctree_exiting(SURVEY_PROC_ROOT, pid) &&
+	       (named_execd(s, pid) || named_older(pid, dir));
 }
 
 /*
@@ -2202,7 +2198,7 @@ survey_cgroup_still_dead(const struct survey *p, size_t k)
 	/*
 	 * Its pid an instance's of a pid namespace below (by a status file or by its name);
 	 * or, here, an instance now, or a process older than the cgroup (by its name, or by
-	 * a status file whose instance is gone: not that instance itself, a zombie).
+	 * a status file whose instance is gone); not a zombie.
 	 */
 	if (named_in_pidns(&p->scan, cg->pid) ||
 	    named_keeps(&p->scan, cg->pid, cg->dir, cg->owner)) {

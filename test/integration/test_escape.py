@@ -1674,6 +1674,79 @@ class SweptCgroups(OwnCgroupCase):
         self.assertTrue(os.path.isdir(inst), "removed by sweep: " + err)
         self.next_server_in(p, inst, "s.2")
 
+    def zombie_instance(self):
+        """An mcpmux started in a cgroup of the test's, below a parent that never reaps it,
+        killed with its keeper: a zombie, its cgroup holding its server's grandchild, which
+        cleared its environment.  (the parent, mcpmux's pid, the session, the grandchild and
+        its start time, the instance cgroup, the status file)"""
+        sub = self.own_sub("zombie-test")
+        code = ("import subprocess, sys, time\n"
+                "p = subprocess.Popen(sys.argv[1:])\n"
+                "print(p.pid, file=sys.stderr, flush=True)\n"
+                "time.sleep(60)\n")
+        parent = self.start(["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', sub,
+                             "python3", "-c", code, MCPMUX] + GRACES + ["--"] + self.FIXTURE)
+        self.addCleanup(parent.wait)
+        self.addCleanup(parent.kill)
+        session = session_of(parent, 1)
+        mux = int(parent.stderr().split()[0])
+        gc = int(wait_until(lambda: re.findall(r"grandchild (\d+)", parent.stderr()), 5,
+                            "the grandchild")[-1])
+        pids = {gc: stat_of(gc)[1]}
+        self.addCleanup(end_running, pids)
+        inst = os.path.join(sub, "mcpmux.%d" % mux)
+        if not os.path.isdir(inst + "/s.1"):
+            self.skipTest("no cgroup leaf here: " + parent.stderr())
+        wait_until(lambda: proc_environ(gc) == [b""], 5, "the grandchild to clear its "
+                   "environment")
+        keeper = wait_until(lambda: [q for q in self.tagged() if keeper_of(q) == mux], 5,
+                            "the keeper")[0]
+        os.kill(keeper, signal.SIGSTOP)
+        os.kill(mux, signal.SIGKILL)
+        os.kill(keeper, signal.SIGKILL)
+        wait_until(lambda: proc_state(mux) == "Z" and not alive(keeper), 5,
+                   "mcpmux to be a zombie and its keeper gone")
+        wait_until(lambda: not self.cookie_pids(session), 5, "the server to die with mcpmux")
+        self.assertTrue(runs(gc, pids[gc]), "the grandchild lives on")
+        status = os.path.join(self.env["XDG_RUNTIME_DIR"], "mcpmux", "instances", str(mux))
+        self.assertTrue(os.path.exists(status))
+        return parent, mux, session, gc, pids[gc], inst, status
+
+    def sweep_past_zombie(self, parent, mux, session, gc, start, inst, status):
+        """sweep ends the grandchild and removes the cgroup and the file, mcpmux a zombie
+        still; its parent is ended then."""
+        self.env["MCPMUX_SWEEP_YOUNG_S"] = "0"
+        rc, out, err = self.mcpmux("sweep", "--session", session)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"\n *%d +%s +%d:\d+ +\S+ " % (gc, re.escape(session), mux))
+        self.assertIn("ended 1 process(es) and 0 container(s)", out)
+        self.assertFalse(runs(gc, start), "the grandchild is ended")
+        self.assertFalse(os.path.exists(inst), "the instance cgroup is removed")
+        self.assertFalse(os.path.exists(status), "the status file is removed")
+        self.assertEqual(proc_state(mux), "Z")
+        parent.kill()
+        parent.wait()
+        wait_until(lambda: proc_state(mux) is None, 5, "mcpmux to be reaped")
+
+    def test_a_zombie_instance_keeps_no_cgroup(self):
+        """A killed mcpmux that its parent has not reaped yet, a zombie still called
+        "mcpmux", with its pid: its status file's cgroup is a gone instance's, and sweep
+        ends what is left in it."""
+        self.sweep_past_zombie(*self.zombie_instance())
+
+    def test_a_zombie_instance_keeps_no_cgroup_whatever_its_files_owner_says(self):
+        """The same, when the status file's owner has another start time than /proc shows
+        (one written in a time namespace): a zombie keeps nothing whatever it is."""
+        z = self.zombie_instance()
+        status = z[-1]
+        with open(status) as f:
+            lines = f.read().splitlines(True)
+        head = json.loads(lines[0])
+        head["owner"] = "%d:1" % z[1]
+        with open(status, "w") as f:
+            f.write(json.dumps(head) + "\n" + "".join(lines[1:]))
+        self.sweep_past_zombie(*z)
+
     def test_a_start_reads_no_other_process_command_line_or_environment(self):
         """The clean-up at a start, with an orphan's cgroup and an empty one of gone
         instances beside its own, reads no other process's command line or environment
