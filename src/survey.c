@@ -66,6 +66,9 @@ survey_release(struct survey *p)
 	}
 	free(p->cg);
 	free(p->cgp);
+	free(p->cg_left);
+	p->cg_left = NULL;
+	p->n_cg_left = p->cap_cg_left = 0;
 	for (size_t k = 0; k < p->n_rec; k++) {
 		free(p->rec[k].v);
 		free(p->rec[k].text);
@@ -1409,6 +1412,20 @@ cgroup_kept(const struct survey *keep, pid_t pid)
 	return false;
 }
 
+/* The cgroup, still there, of pid's file that keep left to the process at pid, or NULL. */
+static const char *
+cgroup_left(const struct survey *keep, pid_t pid)
+{
+	struct stat st;
+
+	for (size_t i = 0; keep != NULL && i < keep->n_cg_left; i++) {
+		if (keep->cg_left[i].pid == pid && stat(keep->cg_left[i].dir, &st) == 0) {
+			return keep->cg_left[i].dir;
+		}
+	}
+	return NULL;
+}
+
 /*
  * Remove the entry name of d (the runtime directory dir's subdirectory sub) if it is a
  * regular file of uid's and pred(fd, ctx) holds of it, opened: 1 if it was removed, else 0
@@ -1482,6 +1499,17 @@ survey_sweep_status(const struct procscan *s, const struct survey *keep)
 		}
 		/* It tells sweep where the processes still in its cgroup are. */
 		if (cgroup_kept(keep, (pid_t)pid)) {
+			continue;
+		}
+		/* The only thing that names a cgroup that the process at pid now may have made. */
+		const char *left = cgroup_left(keep, (pid_t)pid);
+
+		if (left != NULL) {
+			diag_warn(
+				"left the cgroup %s, and the status file of the gone instance %ld "
+				"that names it: pid %ld is now another process, which may have "
+				"made it",
+				left, pid, pid);
 			continue;
 		}
 		struct stale_file sf = { s, (pid_t)pid };
@@ -1704,8 +1732,36 @@ held_has(const struct pidset *h, pid_t pid)
  * files alone (no dead instance's cgroup, and no use of p->scan).  0, or -1 (ENOMEM).
  */
 static bool named_in_pidns(const struct procscan *s, pid_t pid);
-static bool named_keeps(const struct procscan *s, pid_t pid, const char *dir,
-			const char *dead_owner);
+
+enum named_keep {
+	NAMED_NONE,	/* keeps nothing */
+	NAMED_INSTANCE, /* an instance */
+	NAMED_OTHER,	/* another process, which may have made the cgroup */
+};
+
+static enum named_keep named_keeps(const struct procscan *s, pid_t pid, const char *dir,
+				   const char *dead_owner);
+
+/* cg_left_add(): pid's file and the cgroup dir it names, left to the process at pid. */
+static int
+cg_left_add(struct survey *p, pid_t pid, const char *dir)
+{
+	if (p->n_cg_left == p->cap_cg_left) {
+		size_t nc = p->cap_cg_left ? p->cap_cg_left * 2 : 4;
+		struct survey_cgleft *nv = realloc(p->cg_left, nc * sizeof(*nv));
+
+		if (nv == NULL) {
+			errno = ENOMEM;
+			return -1;
+		}
+		p->cg_left = nv;
+		p->cap_cg_left = nc;
+	}
+	p->cg_left[p->n_cg_left].pid = pid;
+	(void)snprintf(p->cg_left[p->n_cg_left].dir, CGROUP_PATH_MAX, "%s", dir);
+	p->n_cg_left++;
+	return 0;
+}
 
 static int
 cg_from_files(struct survey *p, size_t *cap, const char *mnt, char (**live)[CGROUP_PATH_MAX],
@@ -1789,12 +1845,18 @@ cg_from_files(struct survey *p, size_t *cap, const char *mnt, char (**live)[CGRO
 			 * its pid no live instance's of a pid namespace below (whose cgroup it
 			 * would name), nor, here, that of a live instance of another runtime
 			 * directory (or of a process older than the cgroup) that made the
-			 * cgroup of that name again once the gone instance's was removed.
+			 * cgroup of that name again once the gone instance's was removed.  One
+			 * left to a process that is no instance keeps its file (sweep).
 			 */
+			enum named_keep k = NAMED_NONE;
+
 			if (owner_gone && !named_in_pidns(&p->scan, (pid_t)pid) &&
-			    !named_keeps(&p->scan, (pid_t)pid, f.dir, f.owner) &&
+			    (k = named_keeps(&p->scan, (pid_t)pid, f.dir, f.owner)) !=
+				    NAMED_INSTANCE &&
 			    cg_mine(f.dir, p->uid) && !cg_taken(p, f.dir)) {
-				rc = cg_add(p, cap, f.dir, (pid_t)pid, (pid_t)pid, &f);
+				rc = k == NAMED_OTHER
+					     ? cg_left_add(p, (pid_t)pid, f.dir)
+					     : cg_add(p, cap, f.dir, (pid_t)pid, (pid_t)pid, &f);
 			}
 		}
 		if (!held) {
@@ -1895,25 +1957,40 @@ named_in_pidns(const struct procscan *s, pid_t pid)
 
 /*
  * Does the live process pid keep the cgroup dir named after it: one that the scan found an
- * instance, or that exec'd since (named_execd()), or that started before dir was made (its
- * maker, maybe an mcpmux renamed: named_older())?  A zombie keeps nothing: the gone
- * instance itself, not reaped yet, whatever the start time of its status file's owner
- * (dead_owner, "" none) says.
+ * instance (NAMED_INSTANCE), or that exec'd since (named_execd()), or that started before
+ * dir was made (its maker, maybe an mcpmux renamed: named_older())?  A zombie keeps nothing
+ * (the gone instance itself, not reaped yet, whatever its start time says).  dead_owner:
+ * the MCPMUX_OWNER of the gone instance whose status file names dir ("" none): a process
+ * that started no later than that instance had pid at the same time as it, so that
+ * instance was of another pid namespace (below, a container's), and dir its own: such a
+ * process is not taken for its maker.
  */
-static bool
+static enum named_keep
 named_keeps(const struct procscan *s, pid_t pid, const char *dir, const char *dead_owner)
 {
-	(void)dead_owner;
+	unsigned long long dead_start, start;
+	pid_t dead_pid;
+
 	if (pid_gone(pid)) {
-		return false;
+		return NAMED_NONE;
 	}
 	size_t i = procscan_find(s, pid);
 
 	if (i != SIZE_MAX && s->v[i].mode != PROCSCAN_NONE) {
-		return true;
+		return NAMED_INSTANCE;
 	}
-	return !proctree_exiting(SURVEY_PROC_ROOT, pid) &&
-	       (named_execd(s, pid) || named_older(pid, dir));
+	if (proctree_exiting(SURVEY_PROC_ROOT, pid)) {
+		return NAMED_NONE;
+	}
+	if (named_execd(s, pid)) {
+		return NAMED_OTHER;
+	}
+	if (dead_owner[0] != '\0' &&
+	    procscan_parse_owner(dead_owner, &dead_pid, &dead_start) == 0 && dead_pid == pid &&
+	    proctree_start_time(SURVEY_PROC_ROOT, pid, &start) == 0 && start <= dead_start) {
+		return NAMED_NONE;
+	}
+	return named_older(pid, dir) ? NAMED_OTHER : NAMED_NONE;
 }
 
 /*
@@ -2198,10 +2275,11 @@ survey_cgroup_still_dead(const struct survey *p, size_t k)
 	/*
 	 * Its pid an instance's of a pid namespace below (by a status file or by its name);
 	 * or, here, an instance now, or a process older than the cgroup (by its name, or by
-	 * a status file whose instance is gone); not a zombie.
+	 * a status file whose instance is gone: not a zombie, nor a process that had the pid
+	 * while that instance ran).
 	 */
 	if (named_in_pidns(&p->scan, cg->pid) ||
-	    named_keeps(&p->scan, cg->pid, cg->dir, cg->owner)) {
+	    named_keeps(&p->scan, cg->pid, cg->dir, cg->owner) != NAMED_NONE) {
 		return false;
 	}
 	return true;

@@ -102,6 +102,16 @@ struct survey_cgroup {
 	bool below_failed; /* not all of them kept (out of memory) */
 };
 
+/*
+ * A dead instance's status file (found, its lock free and its owner gone) whose cgroup the
+ * live process that has its pid now, no instance, may have made: the cgroup is left, and
+ * so is the file, the only thing that names it, until that process is gone.
+ */
+struct survey_cgleft {
+	pid_t pid; /* the file's */
+	char dir[CGROUP_PATH_MAX];
+};
+
 /* A process in a dead instance's cgroup that carries no cookie of an orphan group. */
 struct survey_cgproc {
 	size_t cg;			       /* index in survey.cg */
@@ -147,7 +157,9 @@ struct survey {
 	size_t n_cg;
 	struct survey_cgproc *cgp; /* by cgroup, then session, then pid */
 	size_t n_cgp, cap_cgp;
-	bool cg_unread; /* one could not be read whole: left alone, and said */
+	bool cg_unread;		       /* one could not be read whole: left alone, and said */
+	struct survey_cgleft *cg_left; /* status files kept for the cgroups they name */
+	size_t n_cg_left, cap_cg_left;
 	/* survey_read_recorded(): */
 	struct survey_recorded *rec;
 	size_t n_rec;
@@ -203,8 +215,10 @@ int survey_status_parse(const char *buf, size_t len, pid_t pid, double now,
  * sweep: remove the status files that this user's instances left behind (killed, so
  * not removed at exit), in the runtime directory of this process's environment: those
  * whose lock is free and whose pid is gone, or held by a process that s, a scan, saw
- * there and found no instance (still there, with the same start time).  Returns how many
- * were removed.
+ * there and found no instance (still there, with the same start time).  A file that
+ * names a cgroup still there that keep holds (keep->cg), or that keep->cg_left has (its
+ * pid another process now, which may have made it), stays: the latter is said.  Returns
+ * how many were removed.
  */
 size_t survey_sweep_status(const struct procscan *s, const struct survey *keep);
 /*

@@ -1674,6 +1674,101 @@ class SweptCgroups(OwnCgroupCase):
         self.assertTrue(os.path.isdir(inst), "removed by sweep: " + err)
         self.next_server_in(p, inst, "s.2")
 
+    def test_a_stale_status_file_of_a_pid_namespace_below_takes_its_cgroup_from_an_older_process(self):
+        """A killed mcpmux of a pid namespace below (a container sharing the runtime
+        directory) leaves its status file of its pid there, N, naming its cgroup mcpmux.N.
+        Here N is an unrelated process that started before that mcpmux, so it had the pid
+        while the mcpmux ran: not the cgroup's maker.  sweep removes the cgroup, and the
+        file."""
+        if os.geteuid() != 0 or shutil.which("unshare") is None:
+            self.skipTest("needs root and unshare(1) for a pid namespace")
+        sub = self.own_sub("ns-older-test")
+        older = subprocess.Popen(["sleep", "60"], env={})
+        self.addCleanup(older.wait)
+        self.addCleanup(older.kill)
+        n = older.pid
+        # the namespace's init stays (sleep) once mcpmux is killed: its end would end all
+        p = self.start(["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', sub,
+                        "unshare", "-pf", "--kill-child", "--mount-proc", "sh", "-c",
+                        'echo $(($0 - 1)) > /proc/sys/kernel/ns_last_pid && "$@"; exec sleep 60',
+                        str(n), MCPMUX] + GRACES + ["--", FIXTURE])
+        inst = os.path.join(sub, "mcpmux.%d" % n)
+        session = session_of(p, 1)
+        if not os.path.isdir(inst + "/s.1"):
+            self.skipTest("no cgroup leaf here: " + p.stderr())
+        status = os.path.join(self.env["XDG_RUNTIME_DIR"], "mcpmux", "instances", str(n))
+        with open(status) as f:
+            self.assertEqual(json.loads(f.readline())["cgroup"], inst)
+
+        def nspid(q):
+            try:
+                with open("/proc/%d/status" % q) as f:
+                    return next((l.split()[1:] for l in f if l.startswith("NSpid:")), [])
+            except OSError:
+                return []
+        mux = [q for q in self.tagged() if comm(q) == "mcpmux" and nspid(q)[-1:] == [str(n)]]
+        keepers = wait_until(lambda: [q for q in self.tagged() if keeper_of(q) == n], 5,
+                             "the keeper")
+        self.assertEqual(len(mux), 1, mux)
+        for k in keepers:
+            os.kill(k, signal.SIGSTOP)
+        os.kill(mux[0], signal.SIGKILL)
+        for k in keepers:
+            os.kill(k, signal.SIGKILL)
+        wait_until(lambda: not alive(mux[0]) and not any(alive(k) for k in keepers), 5,
+                   "mcpmux and its keeper to be gone")
+        wait_until(lambda: not self.cookie_pids(session), 5, "the server to die with mcpmux")
+        self.assertTrue(os.path.isdir(inst + "/s.1") and os.path.exists(status))
+        self.env["MCPMUX_SWEEP_YOUNG_S"] = "0"
+        rc, out, err = self.mcpmux("sweep", "--session", session)
+        self.assertEqual((rc, out), (0, "no orphans to end\n"), err)
+        self.assertFalse(os.path.exists(inst), "the cgroup is left: " + err)
+        self.assertFalse(os.path.exists(status), err)
+        self.assertTrue(alive(n), "the older process was signalled")
+        p.kill()
+        p.wait()
+        # the namespace's init goes with unshare, and the namespace with it
+        wait_until(lambda: not self.tagged(), 5, "the pid namespace to be gone")
+
+    def test_a_status_file_whose_cgroup_a_process_with_its_pid_may_have_made_stays(self):
+        """A stale status file of a pid that a live process, no instance, has now, which
+        started after the gone instance and before the file's cgroup was made (maybe its
+        maker, as for a cgroup found by its name): sweep leaves the cgroup, and the file
+        too, the only thing that names it, and says so.  Once that process is gone, sweep
+        ends what is left in the cgroup and removes it, and the file."""
+        sub = self.own_sub("left-file-test")
+        other = subprocess.Popen(["sleep", "60"], env={})
+        self.addCleanup(other.wait)
+        self.addCleanup(other.kill)
+        left = subprocess.Popen(["sleep", "60"], env={})
+        self.addCleanup(left.wait)
+        self.addCleanup(left.kill)
+        inst = os.path.join(sub, "mcpmux.%d" % other.pid)
+        os.mkdir(inst)
+        os.mkdir(inst + "/s.1")
+        with open(inst + "/s.1/cgroup.procs", "w") as f:
+            f.write(str(left.pid))
+        session = self.tag + "-left"
+        self.status_names(inst, session)  # its owner started at boot: gone
+        status = os.path.join(self.runtime_instances(), str(other.pid))
+        self.env["MCPMUX_SWEEP_YOUNG_S"] = "0"
+        rc, out, err = self.mcpmux("sweep", "--session", session)
+        self.assertEqual((rc, out), (0, "no orphans to end\n"), err)
+        self.assertTrue(alive(left.pid))
+        self.assertTrue(os.path.isdir(inst + "/s.1"))
+        self.assertTrue(os.path.exists(status), "the file that names the cgroup is removed")
+        self.assertIn("left the cgroup %s, and the status file of the gone instance %d that "
+                      "names it: pid %d is now another process, which may have made it"
+                      % (inst, other.pid, other.pid), err)
+        other.kill()
+        other.wait()
+        rc, out, err = self.mcpmux("sweep", "--session", session)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("ended 1 process(es) and 0 container(s)", out)
+        self.assertEqual(left.wait(timeout=10 * SLOW), -signal.SIGTERM)
+        self.assertFalse(os.path.exists(inst), err)
+        self.assertFalse(os.path.exists(status), err)
+
     def zombie_instance(self):
         """An mcpmux started in a cgroup of the test's, below a parent that never reaps it,
         killed with its keeper: a zombie, its cgroup holding its server's grandchild, which
