@@ -116,7 +116,8 @@ class PsCase(Case):
         return json.loads(out)
 
     def ours(self, entries):
-        return [e for e in entries if e.get("session", "").startswith(self.tag)]
+        # (an orphan of no session has "session": null)
+        return [e for e in entries if (e.get("session") or "").startswith(self.tag)]
 
 
 class Machine(PsCase):
@@ -129,9 +130,10 @@ class Machine(PsCase):
         # orphans
         self.o1 = self.spawn(["sh", "-c", "setsid sleep 1000 </dev/null >/dev/null 2>&1 & "
                               "exec sleep 1000"], self.session("o1"), dead)
-        self.o1_pids = wait_until(lambda: sorted(self.carriers(self.session("o1")))
-                                  if len(self.carriers(self.session("o1"))) == 2 else None,
-                                  5, "the setsid grandchild")
+        def o1_pids():
+            pids = sorted(self.carriers(self.session("o1")))  # (read once: it changes)
+            return pids if len(pids) == 2 else None
+        self.o1_pids = wait_until(o1_pids, 5, "the setsid grandchild")
         self.o2 = self.spawn(["sleep", "1000"], self.session("o2"), dead)
         self.legacy = self.spawn(["sleep", "1000"], self.session("legacy"))
         # alive: a carrier whose owner lives, a real serve session, no cookie at all
