@@ -1909,23 +1909,24 @@ named_execd(const struct procscan *s, pid_t pid)
  * directory's time with a second's slack toward yes (a kernfs time may look later than the
  * making, never earlier).  Unknown: yes.
  */
-static bool
-named_older(pid_t pid, const char *dir)
+/*
+ * Did a process that started at start (clock ticks since boot, as /proc reads here) start
+ * no later than dir was made (its ctime, a second's slack)?  -1 when that cannot be told
+ * (dir unreadable but there, a clock), 0 no, 1 yes; dir gone: 0.
+ */
+static int
+started_before_made(unsigned long long start, const char *dir)
 {
-	unsigned long long start = 0;
 	struct timespec boot, real;
 	struct stat st;
 	long hz = sysconf(_SC_CLK_TCK);
 
 	if (lstat(dir, &st) == -1) {
-		return errno != ENOENT;
-	}
-	if (proctree_start_time(SURVEY_PROC_ROOT, pid, &start) == -1) {
-		return !pid_gone(pid);
+		return errno != ENOENT ? -1 : 0;
 	}
 	if (hz <= 0 || clock_gettime(CLOCK_BOOTTIME, &boot) == -1 ||
 	    clock_gettime(CLOCK_REALTIME, &real) == -1) {
-		return true;
+		return -1;
 	}
 	double now_boot = (double)boot.tv_sec + (double)boot.tv_nsec / 1e9;
 	double started = (double)real.tv_sec + (double)real.tv_nsec / 1e9 -
@@ -1933,6 +1934,21 @@ named_older(pid_t pid, const char *dir)
 	double made = (double)st.st_ctim.tv_sec + (double)st.st_ctim.tv_nsec / 1e9;
 
 	return started <= made + 1.0;
+}
+
+static bool
+named_older(pid_t pid, const char *dir)
+{
+	unsigned long long start = 0;
+	struct stat st;
+
+	if (lstat(dir, &st) == -1) {
+		return errno != ENOENT;
+	}
+	if (proctree_start_time(SURVEY_PROC_ROOT, pid, &start) == -1) {
+		return !pid_gone(pid);
+	}
+	return started_before_made(start, dir) != 0;
 }
 
 /*
@@ -1963,7 +1979,9 @@ named_in_pidns(const struct procscan *s, pid_t pid)
  * the MCPMUX_OWNER of the gone instance whose status file names dir ("" none): a process
  * that started no later than that instance had pid at the same time as it, so that
  * instance was of another pid namespace (below, a container's), and dir its own: such a
- * process is not taken for its maker.
+ * process is not taken for its maker.  That start is read in the instance's own clock:
+ * one that says it started after dir was made (which it made after it started) is of
+ * another time namespace, and proves nothing: then named_older() judges, as for none.
  */
 static enum named_keep
 named_keeps(const struct procscan *s, pid_t pid, const char *dir, const char *dead_owner)
@@ -1987,7 +2005,8 @@ named_keeps(const struct procscan *s, pid_t pid, const char *dir, const char *de
 	}
 	if (dead_owner[0] != '\0' &&
 	    procscan_parse_owner(dead_owner, &dead_pid, &dead_start) == 0 && dead_pid == pid &&
-	    proctree_start_time(SURVEY_PROC_ROOT, pid, &start) == 0 && start <= dead_start) {
+	    proctree_start_time(SURVEY_PROC_ROOT, pid, &start) == 0 && start <= dead_start &&
+	    started_before_made(dead_start, dir) == 1) {
 		return NAMED_NONE;
 	}
 	return named_older(pid, dir) ? NAMED_OTHER : NAMED_NONE;

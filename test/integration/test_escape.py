@@ -1443,9 +1443,9 @@ class SweptCgroups(OwnCgroupCase):
             f.write(str(left.pid))
         return inst, deep, left
 
-    def status_names(self, inst, session):
+    def status_names(self, inst, session, start=1):
         """A status file of the gone pid of inst's name, naming inst and its leaf s.1 of
-        session, as a killed instance leaves it."""
+        session, as a killed instance leaves it (its owner's start time: start)."""
         pid = int(inst.rsplit(".", 1)[-1])
         d = self.env["XDG_RUNTIME_DIR"]
         for name in ("mcpmux", "instances"):
@@ -1454,7 +1454,7 @@ class SweptCgroups(OwnCgroupCase):
             os.chmod(d, 0o700)
         fd = os.open(os.path.join(d, str(pid)), os.O_WRONLY | os.O_CREAT, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(json.dumps({"mcpmux": pid, "mode": "wrap", "owner": "%d:1" % pid,
+            f.write(json.dumps({"mcpmux": pid, "mode": "wrap", "owner": "%d:%d" % (pid, start),
                                 "cgroup": inst}) + "\n")
             f.write(json.dumps({"session": session, "leaf": "s.1"}) + "\n")
 
@@ -1519,9 +1519,9 @@ class SweptCgroups(OwnCgroupCase):
         self.assertTrue(os.path.isdir(inst))
         return p, inst
 
-    def start_in(self, sub, env):
+    def start_in(self, sub, env, mcpmux=MCPMUX):
         """An mcpmux -v started in sub, once it has answered (its start-up done)."""
-        q = self.start(["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', sub, MCPMUX,
+        q = self.start(["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', sub, mcpmux,
                         "-v"] + GRACES + ["--", FIXTURE], env=env)
         q.send(req(1, "ping"))
         self.assertEqual(q.msg()["id"], 1)
@@ -1671,6 +1671,32 @@ class SweptCgroups(OwnCgroupCase):
         self.env["MCPMUX_SWEEP_YOUNG_S"] = "0"
         rc, out, err = self.mcpmux("sweep", "--session", session, cgroup=sub)
         self.assertEqual((rc, out), (0, "no orphans to end\n"), err)
+        self.assertTrue(os.path.isdir(inst), "removed by sweep: " + err)
+        self.next_server_in(p, inst, "s.2")
+
+    def test_a_stale_status_file_from_another_clock_does_not_take_a_live_cgroup(self):
+        """The same, the live mcpmux renamed (the scan finds no instance in it: only its
+        age tells it the cgroup's maker), and the stale file's owner of a time namespace
+        whose boottime runs 100,000 s ahead: its start reads later than the live one's,
+        but proves nothing (it reads later than the cgroup it made, too): the cgroup is
+        left alone."""
+        renamed = os.path.join(self.tmp.name, "mcp-proxy")
+        shutil.copy(MCPMUX, renamed)
+        sub = self.own_sub("stale-clock-test")
+        other_run = tempfile.TemporaryDirectory(prefix="mcpmux-run-")
+        self.addCleanup(other_run.cleanup)
+        p = self.start_in(sub, dict(self.env, XDG_RUNTIME_DIR=other_run.name), renamed)
+        inst = os.path.join(sub, "mcpmux.%d" % p.pid)
+        if not os.path.isdir(inst + "/s.1"):
+            self.skipTest("no cgroup leaf here: " + p.stderr())
+        p.send(note("mcpmux/endRun"))
+        wait_until(lambda: not os.path.exists(inst + "/s.1"), 5, "the leaf to be removed")
+        session = self.tag + "-stale"
+        ahead = 100000 * os.sysconf("SC_CLK_TCK")
+        self.status_names(inst, session, stat_of(p.pid)[1] - 500 + ahead)
+        self.env["MCPMUX_SWEEP_YOUNG_S"] = "0"
+        rc, out, err = self.mcpmux("sweep", "--session", session, cgroup=sub)
+        self.assertEqual(rc, 0, err)
         self.assertTrue(os.path.isdir(inst), "removed by sweep: " + err)
         self.next_server_in(p, inst, "s.2")
 
