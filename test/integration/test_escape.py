@@ -1652,27 +1652,37 @@ class SweptCgroups(OwnCgroupCase):
         self.assertTrue(os.path.isdir(inst), "removed by sweep: " + err)
         self.next_server_in(p, inst, "s.2")
 
-    def test_a_stale_status_file_does_not_take_the_cgroup_of_a_live_instance_with_its_pid(self):
-        """A stale status file (its lock free, its owner gone) of a pid that a live mcpmux
-        of another runtime directory has now, naming the cgroup that mcpmux made (the gone
-        instance's was removed before the pid came round again): sweep leaves that idle
-        instance's cgroup alone, as it would one found by its name."""
-        sub = self.own_sub("stale-pid-test")
+    def stale_file_beside_a_live_instance(self, name, mcpmux=MCPMUX, owner_start=None):
+        """A live idle mcpmux (mcpmux) of another runtime directory in its own cgroup below
+        name, and a stale status file (its lock free, its owner gone, of start
+        owner_start(pid), 1 when None) of its pid, naming that cgroup, as a killed instance
+        of that pid would have left it: sweep leaves the cgroup alone, and the instance's
+        next server is born in it."""
+        sub = self.own_sub(name)
         other_run = tempfile.TemporaryDirectory(prefix="mcpmux-run-")
         self.addCleanup(other_run.cleanup)
-        p = self.start_in(sub, dict(self.env, XDG_RUNTIME_DIR=other_run.name))
+        p = self.start_in(sub, dict(self.env, XDG_RUNTIME_DIR=other_run.name), mcpmux)
         inst = os.path.join(sub, "mcpmux.%d" % p.pid)
         if not os.path.isdir(inst + "/s.1"):
             self.skipTest("no cgroup leaf here: " + p.stderr())
         p.send(note("mcpmux/endRun"))
         wait_until(lambda: not os.path.exists(inst + "/s.1"), 5, "the leaf to be removed")
         session = self.tag + "-stale"
-        self.status_names(inst, session)
+        self.status_names(inst, session, owner_start(p.pid) if owner_start else 1)
         self.env["MCPMUX_SWEEP_YOUNG_S"] = "0"
         rc, out, err = self.mcpmux("sweep", "--session", session, cgroup=sub)
-        self.assertEqual((rc, out), (0, "no orphans to end\n"), err)
+        self.assertEqual(rc, 0, err)
         self.assertTrue(os.path.isdir(inst), "removed by sweep: " + err)
         self.next_server_in(p, inst, "s.2")
+        return out
+
+    def test_a_stale_status_file_does_not_take_the_cgroup_of_a_live_instance_with_its_pid(self):
+        """A stale status file (its lock free, its owner gone) of a pid that a live mcpmux
+        of another runtime directory has now, naming the cgroup that mcpmux made (the gone
+        instance's was removed before the pid came round again): sweep leaves that idle
+        instance's cgroup alone, as it would one found by its name."""
+        out = self.stale_file_beside_a_live_instance("stale-pid-test")
+        self.assertEqual(out, "no orphans to end\n")
 
     def test_a_stale_status_file_from_another_clock_does_not_take_a_live_cgroup(self):
         """The same, the live mcpmux renamed (the scan finds no instance in it: only its
@@ -1682,23 +1692,9 @@ class SweptCgroups(OwnCgroupCase):
         left alone."""
         renamed = os.path.join(self.tmp.name, "mcp-proxy")
         shutil.copy(MCPMUX, renamed)
-        sub = self.own_sub("stale-clock-test")
-        other_run = tempfile.TemporaryDirectory(prefix="mcpmux-run-")
-        self.addCleanup(other_run.cleanup)
-        p = self.start_in(sub, dict(self.env, XDG_RUNTIME_DIR=other_run.name), renamed)
-        inst = os.path.join(sub, "mcpmux.%d" % p.pid)
-        if not os.path.isdir(inst + "/s.1"):
-            self.skipTest("no cgroup leaf here: " + p.stderr())
-        p.send(note("mcpmux/endRun"))
-        wait_until(lambda: not os.path.exists(inst + "/s.1"), 5, "the leaf to be removed")
-        session = self.tag + "-stale"
         ahead = 100000 * os.sysconf("SC_CLK_TCK")
-        self.status_names(inst, session, stat_of(p.pid)[1] - 500 + ahead)
-        self.env["MCPMUX_SWEEP_YOUNG_S"] = "0"
-        rc, out, err = self.mcpmux("sweep", "--session", session, cgroup=sub)
-        self.assertEqual(rc, 0, err)
-        self.assertTrue(os.path.isdir(inst), "removed by sweep: " + err)
-        self.next_server_in(p, inst, "s.2")
+        self.stale_file_beside_a_live_instance(
+            "stale-clock-test", renamed, lambda pid: stat_of(pid)[1] - 500 + ahead)
 
     def test_a_stale_status_file_of_a_pid_namespace_below_takes_its_cgroup_from_an_older_process(self):
         """A killed mcpmux of a pid namespace below (a container sharing the runtime

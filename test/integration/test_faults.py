@@ -2424,6 +2424,19 @@ class OutOfMemory(Faults):
                 self.assertNotIn("got invalid JSON", p.stderr())
                 self.goes_on_and_ends(p)
 
+    @staticmethod
+    def hold_three_lines_behind_an_end(p):
+        """p (wrap): a call in flight and an end of run, then in one write a ping, a
+        notification that brings the held queue near 4 KB, and the request marked
+        "OOM-F", all held behind that run's last replies."""
+        p.send(call(1, "sleep", ms=60000), req("e", "mcpmux/endRun"))
+        lines = [json.dumps(req(2, "ping"))]
+        pad = 4096 - (len(lines[0]) + 2) - 2 - len(json.dumps(note("notifications/x",
+                                                                   {"pad": ""}))) - 20
+        lines.append(json.dumps(note("notifications/x", {"pad": "p" * pad})))
+        lines.append(json.dumps(req("OOM-F", "ping")))
+        p.write(("\n".join(lines) + "\n").encode())
+
     def test_lines_held_behind_an_ended_run_are_let_go_when_an_error_cannot_be_held(self):
         """The held queue nearly full (a request and a notification, some 4 KB), then a
         request that it has no memory to hold, nor its error (the queue's growth past
@@ -2433,13 +2446,7 @@ class OutOfMemory(Faults):
         env = self.oom_env("OOM-F", malloc_min=8192, malloc_count=2, malloc_only="realloc")
         p = self.wrap_initialized(env, "--max-message", "8192",
                                   server_args=["--stderr-chatter"])
-        p.send(call(1, "sleep", ms=60000), req("e", "mcpmux/endRun"))
-        lines = [json.dumps(req(2, "ping"))]
-        pad = 4096 - (len(lines[0]) + 2) - 2 - len(json.dumps(note("notifications/x",
-                                                                   {"pad": ""}))) - 20
-        lines.append(json.dumps(note("notifications/x", {"pad": "p" * pad})))
-        lines.append(json.dumps(req("OOM-F", "ping")))
-        p.write(("\n".join(lines) + "\n").encode())
+        self.hold_three_lines_behind_an_end(p)
         got = [p.msg(10) for _ in range(4)]
         key = sorted((str(m["id"]), m["error"]["code"] if "error" in m else "result")
                      for m in got)
@@ -2507,13 +2514,7 @@ class OutOfMemory(Faults):
         p.send({"jsonrpc": "2.0", "id": long_id}, note("notifications/y"))
         wait_until(lambda: "mcp-fixture: got notifications/y" in p.stderr(), 10,
                    "the line before the notification handled")
-        p.send(call(1, "sleep", ms=60000), req("e", "mcpmux/endRun"))
-        lines = [json.dumps(req(2, "ping"))]
-        pad = 4096 - (len(lines[0]) + 2) - 2 - len(json.dumps(note("notifications/x",
-                                                                   {"pad": ""}))) - 20
-        lines.append(json.dumps(note("notifications/x", {"pad": "p" * pad})))
-        lines.append(json.dumps(req("OOM-F", "ping")))
-        p.write(("\n".join(lines) + "\n").encode())
+        self.hold_three_lines_behind_an_end(p)
         wait_until(lambda: "answers of mcpmux's own held with them go now" in p.stderr(), 10,
                    "the held lines let go")
         self.assertIn("out of memory: 3 lines of the client's held behind an ended run's "
