@@ -13,6 +13,7 @@ import termios
 import time
 import unittest
 
+from test_hardening import logged
 from mcptest import (Case, FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, alive, all_pids, call, deadline, encode,
                      fd_count, initialize, main, nested, note, ppid_of, proc_report, proc_start, proc_state, req, rss_anon_kib,
                      vm_hwm_kib, wait_until, ASKER)
@@ -1290,13 +1291,7 @@ class Failures(Case):
                 w.send(call(41, "sleep", ms=20000), req("e", "mcpmux/endRun"))
                 if case == "held":
                     w.send(big, [big], req(42, "ping"))
-
-                def ended():
-                    if not os.path.exists(log):
-                        return False
-                    with open(log) as f:
-                        return '"event":"ended"' in f.read()
-                wait_until(ended, 10, "the run's end, its replies queued")
+                logged(log, b'"event":"ended"')  # the run's end, its replies queued
                 if case == "after the end":
                     w.send(big, [big], req(42, "ping"))
 
@@ -1737,13 +1732,7 @@ class BigMessages(Case):
         log = os.path.join(self.tmp.name, "t2.jsonl")
         w = self.wrap(opts=["--eof-grace", "60000", "--log", log, "--log-bodies", "100"])
         w.send(call(1, "huge", bytes=10_000_000))
-
-        def answered():
-            if not os.path.exists(log):
-                return False
-            with open(log) as f:
-                return '"kind":"response"' in f.read()
-        wait_until(answered, 10, "the answer, queued for the client")
+        logged(log, b'"kind":"response"')  # the answer, queued for the client
         w.p.send_signal(signal.SIGTERM)
         self.assertEqual(w.wait(5), 128 + signal.SIGTERM)
         self.assertIn("Terminated: the client did not read its last", w.stderr())
