@@ -215,40 +215,18 @@ cur_id(const struct wrap *w, pid_t *pid)
 	return w->cur != NULL ? w->cur->id : NULL;
 }
 
+static int send_own_text(struct wrap *w, const char *p, size_t len, bool reserve);
+
 /*
- * mcpmux's message in w->tmp to the client, w->tmp emptied (a long one, a huge id or a
- * batch's errors, given back now): 0, or -1 when there was no memory to write it or to
- * queue it, which the caller says.  It is written after what the runs have queued so far
- * (conn_source_behind()): an ended run's last replies are not overtaken by the answer to
- * a line the client wrote after them, whose id may be one of theirs.  reserve: the one
- * error with id null in place of a batch's array of errors, which waits in the memory kept
- * for such errors when the queue has none (conn_send_error()), ahead of them.
+ * mcpmux's message in w->tmp to the client (send_own_text()), w->tmp emptied (a long one, a
+ * huge id or a batch's errors, given back now): 0, or -1 when there was no memory to build
+ * it, write it or queue it, which the caller says.
  */
 static int
 send_own_tmp(struct wrap *w, bool reserve)
 {
-	int rc = -1;
+	int rc = w->tmp.failed ? -1 : send_own_text(w, w->tmp.buf, w->tmp.len, reserve);
 
-	if (!w->tmp.failed) {
-		bool lent;
-		struct conn_source *src = conn_source_behind(&w->client, "", 0, cur_out(w), &lent);
-
-		rc = reserve ? conn_send_error(&w->client, src, w->tmp.buf, w->tmp.len)
-			     : conn_send_line(&w->client, src, w->tmp.buf, w->tmp.len);
-		int err = errno;
-
-		conn_source_behind_done(&w->client, src, lent);
-		if (rc == -1 && err != ENOMEM) {
-			rc = 0; /* (the client is gone: what was lost is said with the rest) */
-		}
-	}
-	if (rc == 0 && tlog_enabled) {
-		pid_t pid;
-		const char *id = cur_id(w, &pid);
-
-		(void)jsonrpc_scan(&w->scan, w->tmp.buf, w->tmp.len);
-		tlog_message(id, pid, TLOG_OUT, &w->scan, w->tmp.buf, w->tmp.len, 0);
-	}
 	sbuf_reset(&w->tmp);
 	return rc;
 }
@@ -697,8 +675,6 @@ held_next(const struct wrap *w, size_t off, struct held_entry *e)
 	return off + (size_t)(nl - p) + 1;
 }
 
-static int send_own_text(struct wrap *w, const char *p, size_t len, bool reserve);
-
 /*
  * A held answer of mcpmux's own (e: HELD_OWN, HELD_OWN_BATCH) to the client now; one the
  * client's queue has no memory for is said lost, and a batch's array of errors gets the one
@@ -797,9 +773,13 @@ must_wait(const struct wrap *w)
 }
 
 /*
- * A message of mcpmux's own (not in w->tmp) to the client now: 0, or -1 when the client's
- * queue had no memory for it, which the caller says (as send_own_or_fail(); reserve: as
- * send_own_tmp()).
+ * A message of mcpmux's own to the client now: 0 (the client gone too: what was lost is
+ * said with the rest), or -1 when the client's queue had no memory for it, which the
+ * caller says.  It is written after what the runs have queued so far
+ * (conn_source_behind()): an ended run's last replies are not overtaken by the answer to
+ * a line the client wrote after them, whose id may be one of theirs.  reserve: the one
+ * error with id null in place of a batch's array of errors, which waits in the memory kept
+ * for such errors when the queue has none (conn_send_error()), ahead of them.
  */
 static int
 send_own_text(struct wrap *w, const char *p, size_t len, bool reserve)
