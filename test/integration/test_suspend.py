@@ -1167,8 +1167,12 @@ class Pool(Base):
         a.send(initialize(1))
         self.assert_response(a.msg(), 1)
         self.assertEqual(len(self.pool_files()), 1)
+        apid = a.pid
         a.kill()
         wait_until(lambda: not self.servers(), 10, "the killed instance's server to be ended")
+        # its keeper holds the slot until it has ended what is left, then goes
+        wait_until(lambda: not [q for q in self.tagged() if keeper_of(q) == apid], 10,
+                   "the killed instance's keeper to be gone")
         b = self.wrap(opts=FAST + ["--max-servers", "1", "-v"])
         b.send(initialize(1))
         self.assert_response(b.msg(), 1)
