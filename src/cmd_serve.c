@@ -108,31 +108,15 @@ static const struct framer_sink serve_sink = {
  * A line of mcpmux's own (an envelope error, a control reply) to a connection; b is
  * emptied, and a long one (a huge id, a batch's errors) given back now.  About session
  * sid (NULL: none), it goes after what that session's runs left queued on the connection
- * (conn_source_behind()): an ended run's last replies are not overtaken by the answer to
+ * (conn_send_behind()): an ended run's last replies are not overtaken by the answer to
  * a line written after them, whose id may be one of theirs.
  */
-static int
-send_own_line(struct sconn *sc, const char *sid, size_t sid_len, const char *line, size_t len,
-	      bool reserve)
-{
-	bool lent = false;
-	struct conn_source *src =
-		sid != NULL ? conn_source_behind(&sc->c, sid, sid_len, NULL, &lent) : &sc->c.self;
-	int rc = reserve ? conn_send_error(&sc->c, src, line, len)
-			 : conn_send_line(&sc->c, src, line, len);
-	int err = errno;
-
-	conn_source_behind_done(&sc->c, src, lent);
-	errno = err;
-	return rc;
-}
-
 static void
 send_own(struct sconn *sc, const char *sid, size_t sid_len, struct sbuf *b)
 {
 	if (b->failed) {
 		diag_error("out of memory: a message from mcpmux was lost");
-	} else if (send_own_line(sc, sid, sid_len, b->buf, b->len, false) == -1 &&
+	} else if (conn_send_behind(&sc->c, sid, sid_len, NULL, b->buf, b->len, false) == -1 &&
 		   errno == ENOMEM) {
 		diag_error("out of memory: a message from mcpmux was lost");
 	}
@@ -1198,7 +1182,7 @@ send_big_own(struct sconn *sc, struct hub_entry *e, const char *sid, size_t sid_
 		return rc;
 	}
 	sbuf_adds(b, "}");
-	rc = b->failed ? -1 : send_own_line(sc, sid, sid_len, b->buf, b->len, reserve);
+	rc = b->failed ? -1 : conn_send_behind(&sc->c, sid, sid_len, NULL, b->buf, b->len, reserve);
 	if (b->failed) {
 		errno = ENOMEM;
 	}

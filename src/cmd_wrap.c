@@ -776,7 +776,7 @@ must_wait(const struct wrap *w)
  * A message of mcpmux's own to the client now: 0 (the client gone too: what was lost is
  * said with the rest), or -1 when the client's queue had no memory for it, which the
  * caller says.  It is written after what the runs have queued so far
- * (conn_source_behind()): an ended run's last replies are not overtaken by the answer to
+ * (conn_send_behind()): an ended run's last replies are not overtaken by the answer to
  * a line the client wrote after them, whose id may be one of theirs.  reserve: the one
  * error with id null in place of a batch's array of errors, which waits in the memory kept
  * for such errors when the queue has none (conn_send_error()), ahead of them.
@@ -784,14 +784,8 @@ must_wait(const struct wrap *w)
 static int
 send_own_text(struct wrap *w, const char *p, size_t len, bool reserve)
 {
-	bool lent;
-	struct conn_source *src = conn_source_behind(&w->client, "", 0, cur_out(w), &lent);
-	int rc = reserve ? conn_send_error(&w->client, src, p, len)
-			 : conn_send_line(&w->client, src, p, len);
-	int err = errno;
-
-	conn_source_behind_done(&w->client, src, lent);
-	if (rc == -1 && err == ENOMEM) {
+	if (conn_send_behind(&w->client, "", 0, cur_out(w), p, len, reserve) == -1 &&
+	    errno == ENOMEM) {
 		return -1;
 	}
 	if (tlog_enabled) {

@@ -172,9 +172,9 @@ conn_source_new(struct conn *c, size_t high, const char *key, size_t key_len)
 	return src;
 }
 
-struct conn_source *
-conn_source_behind(struct conn *c, const char *key, size_t key_len, struct conn_source *live,
-		   bool *lent)
+/* The source for conn_send_behind()'s line (*lent: retire it once the line is in it). */
+static struct conn_source *
+source_behind(struct conn *c, const char *key, size_t key_len, struct conn_source *live, bool *lent)
 {
 	*lent = false;
 	if (c->out_dead) {
@@ -209,12 +209,21 @@ conn_source_behind(struct conn *c, const char *key, size_t key_len, struct conn_
 	return src;
 }
 
-void
-conn_source_behind_done(struct conn *c, struct conn_source *src, bool lent)
+int
+conn_send_behind(struct conn *c, const char *key, size_t key_len, struct conn_source *live,
+		 const char *line, size_t len, bool reserve)
 {
+	bool lent = false;
+	struct conn_source *src =
+		key != NULL ? source_behind(c, key, key_len, live, &lent) : &c->self;
+	int rc = reserve ? conn_send_error(c, src, line, len) : conn_send_line(c, src, line, len);
+	int err = errno;
+
 	if (lent) {
 		conn_source_retire(c, src);
 	}
+	errno = err;
+	return rc;
 }
 
 static void source_free(struct conn *c, struct conn_source *src);

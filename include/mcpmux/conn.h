@@ -224,18 +224,18 @@ void conn_ids_release(struct conn_ids *ids);
  */
 struct conn_source *conn_source_new(struct conn *c, size_t high, const char *key, size_t key_len);
 /*
- * The source for a line of the owner's own that must not be written before the lines of
- * stream key queued so far (a run's last replies), nor after those a later source of the
- * stream queues (the next run's): live, the stream's newest source when its producer has
- * one (the line in its queue, after its lines); else the stream's last source that has
- * lines queued, when its producer is live; else a source of the stream, its last, retired,
- * taken up again, or a new one (*lent: hand it back with conn_source_behind_done() once
- * the line is sent on it).  Without the memory for one, c->self: the line goes, but not in
- * the stream's order.
+ * A line of the owner's own (an error it answers, a control reply) that must not be
+ * written before the lines of stream key queued so far (a run's last replies), nor after
+ * those a later source of the stream queues (the next run's): it goes in live, the
+ * stream's newest source, when its producer has one (after its lines); else in the
+ * stream's last source that has lines queued, when its producer is live; else in a source
+ * of the stream, its last, retired, taken up again, or a new one, retired once the line is
+ * in it.  key NULL, or no memory for a source: c->self, and the line goes, but not in the
+ * stream's order.  reserve: conn_send_error() (the line may wait in the memory kept for
+ * errors), else conn_send_line(); its result, errno kept.
  */
-struct conn_source *conn_source_behind(struct conn *c, const char *key, size_t key_len,
-				       struct conn_source *live, bool *lent);
-void conn_source_behind_done(struct conn *c, struct conn_source *src, bool lent);
+int conn_send_behind(struct conn *c, const char *key, size_t key_len, struct conn_source *live,
+		     const char *line, size_t len, bool reserve);
 /*
  * The producer is done with src: the conn writes its queued lines, in order, and then
  * frees it (at once if it is empty).  on_source_writable is not called for it again.
