@@ -666,8 +666,10 @@ client_on_eof(struct conn *c, void *ctx)
 	method[rpcout_escape_into(method, cc->end_method, strlen(cc->end_method))] = '\0';
 	(void)snprintf(msg, sizeof(msg),
 		       "{\"jsonrpc\":\"2.0\",\"id\":" END_ID ",\"method\":%s,\"params\":{"
-		       "\"reason\":\"the client closed its input\"}}",
-		       method);
+		       "\"reason\":\"%s\"}}",
+		       method,
+		       cc->client.out_cut ? "connect cut a line for the client (out of memory)"
+					  : "the client closed its input");
 	send_envelope(cc, msg, strlen(msg));
 	(void)conn_send_line(&cc->server, &cc->server.self, stats, sizeof(stats) - 1);
 }
@@ -1291,6 +1293,9 @@ cmd_connect(int argc, char **argv)
 	}
 	ev_timer_stop(loop, &cc.end_w);
 	ev_timer_stop(loop, &cc.close_w);
+	if (cc.client.out_cut) {
+		cc.exit_code = 1; /* connect failed its client, whatever the server's status */
+	}
 	ev_ref(loop);
 	ev_prepare_stop(loop, &cc.turn_w);
 	ev_signal_stop(loop, &term_w);

@@ -86,6 +86,7 @@ struct serve {
 	struct sbuf tmp;
 	int in_fd, out_fd; /* our own descriptions of stdin and stdout (sys_stdio_open) */
 	bool in_shared, out_shared;
+	bool out_cut; /* a line for the client on stdio was cut for want of memory: exit 1 */
 };
 
 static void serve_on_line(void *ctx, const char *line, size_t len);
@@ -1401,8 +1402,9 @@ sconn_close_input(struct sconn *sc)
 	}
 	sc->closed = true;
 	conn_read(&sc->c, false);
-	/* On a socket a kept session waits for another connection; on stdio there is none. */
-	hub_port_closed(&sc->sv->hub, &sc->port, sc->fd >= 0);
+	/* On a socket a kept session waits for another connection; on stdio there is none.
+	 * Output cut for want of memory is mcpmux's failure, not the client's end. */
+	hub_port_closed(&sc->sv->hub, &sc->port, sc->fd >= 0, sc->c.out_cut ? "output-cut" : NULL);
 	lost_say(sc); /* with the queues of its sessions that its output's end dropped */
 	sconn_maybe_free(sc);
 }
@@ -1472,10 +1474,11 @@ sconn_on_eof(struct conn *c, void *ctx)
 	struct sconn *sc = ctx;
 	struct serve *sv = sc->sv;
 
-	(void)c;
 	if (sc->fd < 0) {
-		/* stdio: the client is gone; every session goes, then mcpmux. */
+		/* stdio: the client is gone; every session goes, then mcpmux (which failed its
+		 * client if it cut a line for it). */
 		sv->hub.shutting_down = true;
+		sv->out_cut = sv->out_cut || c->out_cut;
 	}
 	sconn_close_input(sc); /* may free sc */
 	serve_maybe_exit(sv);
@@ -1902,6 +1905,9 @@ cmd_serve(const struct mcpmux_options *o)
 		}
 	}
 	ev_run(loop, 0);
+	if (sv->out_cut) {
+		rc = 1;
+	}
 	front_http_free(sv->http);
 	sv->http = NULL;
 	size_t killed = backend_kill_leftovers(sv->hub.scfg.kill_deadline);

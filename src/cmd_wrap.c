@@ -163,10 +163,14 @@ wrap_on_gone(struct conn *c, void *ctx)
 {
 	struct wrap *w = ctx;
 
-	(void)c;
 	/* Nobody reads what the servers say: no point in pausing them. */
 	for (struct wrap_run *r = w->runs; r != NULL; r = r->next) {
 		session_pause(r->s, false);
+	}
+	if (c->out_cut) {
+		/* mcpmux broke the client's output, not the client: a failure of its own. */
+		shutdown_all(w, "the client's output was cut (out of memory)", "output-cut");
+		return;
 	}
 	shutdown_all(w, "the client closed its stdout", "client-gone");
 }
@@ -434,7 +438,7 @@ wrap_on_output_lost(struct conn *c, void *ctx)
 	struct wrap *w = ctx;
 	struct undelivered u;
 
-	(void)c;
+	(void)c; /* (never a line cut: that is the first write, with nothing queued) */
 	undelivered_take(w, &u);
 	say_undelivered(&u, w->drain_cut != 0 ? strsignal(w->drain_cut) : NULL, "client-gone",
 			true);
@@ -1653,7 +1657,9 @@ cmd_wrap(const struct mcpmux_options *o)
 		ev_run(loop, 0);
 	}
 
-	int code = w->exit_code;
+	/* A line for the client cut for want of memory: mcpmux failed it, whatever the
+	 * server's status. */
+	int code = w->client.out_cut ? 1 : w->exit_code;
 
 	/* Every run is done; anything of ours still alive is an orphan nobody claimed. */
 	size_t killed = backend_kill_leftovers(w->scfg.kill_deadline);

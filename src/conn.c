@@ -866,6 +866,7 @@ conn_send(struct conn *c, struct conn_source *src, const struct iovec *iov, int 
 				"out of memory: a line for the client was cut after %zu of its %zu "
 				"bytes (no memory to queue the rest): the client's output ends there",
 				done, total);
+			c->out_cut = true;
 			conn_gone_later(c);
 			errno = e;
 		}

@@ -921,7 +921,7 @@ hub_control(struct hub *h, struct hub_port *p, const struct jsonrpc_scanner *sca
 /* ---- ports coming and going, and the end ---- */
 
 void
-hub_port_closed(struct hub *h, const struct hub_port *p, bool keep_kept)
+hub_port_closed(struct hub *h, const struct hub_port *p, bool keep_kept, const char *reason)
 {
 	for (struct hub_entry *e = h->table, *next; e != NULL; e = next) {
 		next = e->hh.next;
@@ -932,6 +932,10 @@ hub_port_closed(struct hub *h, const struct hub_port *p, bool keep_kept)
 			(void)hub_set_owner(e, NULL); /* kept: waits for another port */
 		} else if (e->s != NULL) {
 			if (!e->s->end_requested) {
+				/* (the first reason given is kept: hub_end()'s comes after) */
+				if (reason != NULL) {
+					session_set_end_reason(e->s, reason);
+				}
 				hub_end(e, -1, NULL, 0, NULL);
 			}
 		} else {

@@ -146,6 +146,11 @@ struct conn {
 	bool in_eof;
 	bool in_reset; /* its end was ECONNRESET: the peer closed with output of ours unread */
 	bool out_dead;
+	/*
+	 * The output died of a line cut for want of memory (conn_send(): its head written,
+	 * no memory to queue its rest), not of the client: on_gone tells of it all the same.
+	 */
+	bool out_cut;
 	bool gone_pending; /* on_gone is due at flush_w (the output failed in conn_send()) */
 	bool in_big;	   /* the input pipe was enlarged for long messages */
 	char *rest;	   /* the rest of a chunk that CONN_HOLD_OUTPUT stopped, or NULL */

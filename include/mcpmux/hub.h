@@ -227,10 +227,11 @@ void hub_none_result(struct sbuf *b, const char *sid, size_t sid_len);
 void hub_port_writable(struct hub_entry *e);
 /*
  * Port p's input is over.  Its sessions end, except kept ones when `keep_kept`, which
- * wait for another port.  The sessions that end stay p's until they are done (their last
- * output and their `ended` event go to p); ops->detach() says when each one leaves.
+ * wait for another port; reason is why, for the log (a static text; NULL: "client-eof").
+ * The sessions that end stay p's until they are done (their last output and their `ended`
+ * event go to p); ops->detach() says when each one leaves.
  */
-void hub_port_closed(struct hub *h, const struct hub_port *p, bool keep_kept);
+void hub_port_closed(struct hub *h, const struct hub_port *p, bool keep_kept, const char *reason);
 /*
  * Port p is going away (it owns nothing): forget the control requests it is waiting for.
  * A port whose input is over waits, if it can still write, until p->n_waiting is 0: each

@@ -217,8 +217,8 @@ bool session_suspend(struct session *s, const char *why);
 int session_exit_code(const struct session *s);
 /*
  * Why the run ends, for the traffic log's `ended` (a static text: "end-of-run",
- * "client-eof", "idle-timeout", "signal", "stall", "exit", "crash", "delete", ...).  The
- * first reason given is kept.
+ * "client-eof", "client-gone", "output-cut", "idle-timeout", "signal", "stall", "exit",
+ * "crash", "delete", ...).  The first reason given is kept.
  */
 void session_set_end_reason(struct session *s, const char *reason);
 /*

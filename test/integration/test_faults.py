@@ -37,7 +37,9 @@ What each test would catch if mcpmux's handling were removed:
   and ends every session; a client's batch that cannot be stripped of its answers, sent
   on all the same, is lost, its requests unanswered (wrap between runs, a session being
   resumed), or gives a suspended session's fresh server answers to requests it never
-  sent (the release build only: a sanitizer's allocator comes first).
+  sent; a line for the client cut for want of memory ends mcpmux as a client gone would,
+  with a status that says nothing went wrong (the release build only: a sanitizer's
+  allocator comes first).
 - StderrFull: a stderr file whose disk was full once, given up for good, would say
   nothing more for the rest of a long-lived run, even once the disk has room.
 - SharedStderr: a last word written blocking to a shared stderr that nobody reads, its
@@ -3277,20 +3279,31 @@ class OutOfMemory(Faults):
     LINE_CUT = (r"out of memory: a line for the client was cut after \d+ of its \d+ bytes "
                 r"\(no memory to queue the rest\): the client's output ends there")
 
+    def ended_reasons(self, log, event="ended"):
+        """The reasons of the `ended` (or other event's) records of the traffic log at log."""
+        with open(log, "rb") as f:
+            return [r.get("reason") for r in map(json.loads, f.read().splitlines())
+                    if r.get("event") == event]
+
     def test_a_servers_answer_cut_for_want_of_memory_is_said(self):
         """wrap: a server's answer of 3 MiB, longer than the client's pipe (1 MiB), that
         the pipe takes in part while the queue has no memory for its rest: stderr says the
         line was cut and that the client's output ends there (not only that a message was
-        lost); the client reads the answer's head, no line's end, then EOF."""
+        lost); the client reads the answer's head, no line's end, then EOF.  The run ends
+        for that, the log's reason `output-cut` (not `client-gone`: the client is still
+        there), and mcpmux, which failed its client, exits 1 (not the server's 0)."""
         env = self.oom_env("OOM-Q", malloc_min=128 << 10, malloc_max=4 << 20,
                            malloc_only="malloc")
-        p = self.wrap_initialized(env, "--max-message", "8M")
+        log = os.path.join(self.tmp.name, "t.log")
+        p = self.wrap_initialized(env, "--max-message", "8M", "--log", log)
         p.send(call("OOM-Q", "huge", bytes=3 << 20))
         wait_until(lambda: re.search(self.LINE_CUT, p.stderr()), 10, "the line cut said")
         out = p.read_to_eof(10)
         self.assertTrue(out.startswith(b'{"jsonrpc":"2.0","id":"OOM-Q",'), out[:200])
         self.assertNotIn(b"\n", out)
-        self.assertEqual(p.wait(), 0)
+        self.assertEqual(p.wait(), 1, p.stderr())
+        self.assertEqual(self.ended_reasons(log), ["output-cut"])
+        self.assertEqual(self.ended_reasons(log, "undelivered"), [])  # (nothing was queued)
         self.assert_no_leftovers()
 
     def big_batch_errors_cut(self, p, put=lambda m: m, head=b'[{"jsonrpc":"2.0","id":0,'):
@@ -3323,19 +3336,24 @@ class OutOfMemory(Faults):
         """wrap --max-message 4M: an array of errors for a batch over the bound that the
         client's pipe takes only in part, its rest not queued for want of memory, is said
         written in part, its requests left unanswered, and the client's output ends there
-        (big_batch_errors_cut()); mcpmux ends as for a client gone, with 0."""
+        (big_batch_errors_cut()); mcpmux ends its run (reason `output-cut`) and exits 1."""
         env = self.oom_env("OOM-Q", malloc_min=128 << 10, malloc_max=2 << 20,
                            malloc_only="malloc")
-        p = self.wrap_initialized(env, "--max-message", "4M")
-        self.assertEqual(self.big_batch_errors_cut(p), 0)
+        log = os.path.join(self.tmp.name, "t.log")
+        p = self.wrap_initialized(env, "--max-message", "4M", "--log", log)
+        self.assertEqual(self.big_batch_errors_cut(p), 1)
+        self.assertEqual(self.ended_reasons(log), ["output-cut"])
         self.assert_no_leftovers()
 
     def test_serve_a_batchs_errors_written_in_part_end_the_clients_output(self):
         """serve --max-message 4M: the same for a batch in a session's envelope (the
-        connection's own session s); serve ends as for a client gone, with 0."""
+        connection's own session s); serve ends every session (reason `output-cut`) and
+        exits 1."""
         env = self.oom_env("OOM-Q", malloc_min=128 << 10, malloc_max=2 << 20,
                            malloc_only="malloc")
-        p = self.mcpmux(["serve"] + GRACE + ["--max-message", "4M", "--", FIXTURE], env=env)
+        log = os.path.join(self.tmp.name, "t.log")
+        p = self.mcpmux(["serve"] + GRACE + ["--max-message", "4M", "--log", log, "--",
+                                             FIXTURE], env=env)
         p.send({"session": "s", "message": initialize(0)})
         self.assertEqual(p.msg()["event"], "started")
         self.assert_response(p.msg()["message"], 0)
@@ -3343,16 +3361,22 @@ class OutOfMemory(Faults):
             p, put=lambda m: {"session": "s", "message": m},
             head=b'{"session":"s","message":[{"jsonrpc":"2.0","id":0,')
         self.assertIn("session s: " + self.CUT, p.stderr())
-        self.assertEqual(status, 0)
+        self.assertEqual(status, 1)
+        self.assertEqual(self.ended_reasons(log), ["output-cut"])
         self.assert_no_leftovers()
 
     def test_connect_a_batchs_errors_written_in_part_end_the_clients_output(self):
-        """connect --max-message 4M: the same; connect ends as for a client gone, with 0."""
+        """connect --max-message 4M: the same; connect ends its session, the reason it
+        gives serve (the log's `end-requested`) that it cut a line for the client, and
+        exits 1 (not the server's 0)."""
         env = self.oom_env("OOM-Q", malloc_min=128 << 10, malloc_max=2 << 20,
                            malloc_only="malloc")
-        srv, p = self.connected(env, opts=("--max-message", "4M"))
+        log = os.path.join(self.tmp.name, "t.log")
+        srv, p = self.connected(env, opts=("--max-message", "4M"), log=log)
         try:
-            self.assertEqual(self.big_batch_errors_cut(p), 0)
+            self.assertEqual(self.big_batch_errors_cut(p), 1)
+            self.assertEqual(self.ended_reasons(log, "end-requested"),
+                             ["connect cut a line for the client (out of memory)"])
         finally:
             srv.p.send_signal(signal.SIGTERM)
             status = srv.wait()
@@ -3436,11 +3460,12 @@ class OutOfMemory(Faults):
         self.assertEqual(m["message"]["result"]["content"][0]["text"], "after")
         self.ends(p, absent="--max-message")
 
-    def connected(self, env, *server_args, opts=()):
-        """serve --listen, and connect (with env and opts) to it, initialized: the two
-        processes."""
+    def connected(self, env, *server_args, opts=(), log=None):
+        """serve --listen (--log log, when given), and connect (with env and opts) to it,
+        initialized: the two processes."""
         path = os.path.join(self.tmp.name, "mux.sock")
-        srv = self.mcpmux(["serve", "--listen", path] + GRACE + ["--", FIXTURE]
+        srv = self.mcpmux(["serve", "--listen", path] + GRACE
+                          + (["--log", log] if log else []) + ["--", FIXTURE]
                           + list(server_args))
         wait_until(lambda: os.path.exists(path), 10, "the socket")
         p = self.mcpmux(["connect", "--session", "s"] + list(opts) + [path], env=env)
