@@ -2352,14 +2352,49 @@ class OutOfMemory(Faults):
         """No memory for the array of errors that answers each request of a batch of the
         client's over --max-message (FAULT_MALLOC_MIN: its growth past 32 KiB, the marker
         in its last request; 300 requests, whose array, some 42 KB, is within the 64 KiB
-        it may take): its requests get one -32600 with id null, and stderr says they
-        could not each be answered; the run goes on."""
+        it may take, and a notification): its requests get one -32600 with id null, and
+        stderr says they could not each be answered, and that the notification was dropped
+        (as when they get their array); the run goes on."""
         env = self.oom_env("OOM-A", malloc_min=32768, malloc_only="realloc")
         p = self.wrap_initialized(env, "--max-message", "4096")
-        p.send([req(k, "ping") for k in range(299)] + [req("OOM-A", "ping")])
+        p.send([req(k, "ping") for k in range(299)] + [note("notifications/x"),
+                                                       req("OOM-A", "ping")])
         self.assert_error(p.msg(10), None, -32600)
         wait_until(lambda: "could not each be answered" in p.stderr(), 5, "the error")
+        self.assertIn("a notification of the client over --max-message", p.stderr())
         self.goes_on_and_ends(p)
+
+    def test_serve_a_batch_over_max_message_whose_errors_cannot_be_held_gets_one(self):
+        """serve: the same for a batch in a session's envelope (the connection's own session
+        s, and one of no connection's, s1): one -32600 with id null in the session's
+        envelope, and stderr says, of that session, that its requests could not each be
+        answered and that the notification was dropped; the session goes on."""
+        for sid in ("s", "s1"):
+            with self.subTest(session=sid):
+                p = self.mcpmux(["serve"] + GRACE + ["--max-message", "4096", "--", FIXTURE],
+                                env=self.oom_env("OOM-A", malloc_min=32768,
+                                                 malloc_only="realloc"))
+                p.send({"session": "s", "message": initialize(0)})
+                self.assertEqual(p.msg()["event"], "started")
+                self.assert_response(p.msg()["message"], 0)
+                p.send({"session": sid,
+                        "message": [req(k, "ping") for k in range(299)]
+                        + [note("notifications/x"), req("OOM-A", "ping")]})
+                m = p.msg(10)
+                self.assertEqual(m["session"], sid, m)
+                self.assert_error(m["message"], None, -32600)
+                wait_until(lambda: "session %s: out of memory: the requests of a batch of the "
+                           "client's over --max-message could not each be answered" % sid
+                           in p.stderr(), 5, "the error")
+                self.assertIn("session %s: a notification of the client over --max-message"
+                              % sid, p.stderr())
+                p.send({"session": "s", "message": call(2, "echo", text="after")})
+                m = p.msg(10)
+                self.assertEqual(m["message"]["result"]["content"][0]["text"], "after")
+                p.close_stdin()
+                self.assertEqual(p.wait(), 0)
+                self.assertEqual(self.counters(p.pid)["failed"], 1)
+                self.assert_no_leftovers()
 
     def test_a_line_held_behind_an_ended_run_that_cannot_be_held_is_refused(self):
         """No memory to hold a request behind an ended run's last replies (the held
@@ -3223,7 +3258,8 @@ class OutOfMemory(Faults):
         those replies (still queued behind the answer that fills the pipe), there is no
         memory for it (its chunk of 36 to 64 KiB): its requests get one -32600 with id
         null in its place, after those replies, and stderr says so (not only that a
-        message was lost). A call after them is answered by the next run."""
+        message was lost), and that the batch's notification was dropped. A call after
+        them is answered by the next run."""
         # 370 errors of about 155 bytes: more than 36 KiB past the room left in the chunk
         # of the replies it goes behind, less than 64 KiB (and more than opendir()'s 32 KiB
         # block as the ended run's tree is read)
@@ -3237,9 +3273,10 @@ class OutOfMemory(Faults):
         fill_pipe(p, call(5, "huge", bytes=3 << 20))
         p.send(call(1, "sleep", ms=60000), req("e", "mcpmux/endRun"))
         p.send([req(k, "ping", {"p": pad}) for k in range(369)]
-               + [req("OOM-Q", "ping", {"p": pad})])
+               + [note("notifications/x"), req("OOM-Q", "ping", {"p": pad})])
         p.send(call(2, "echo", text="after"))
         wait_until(lambda: not_queued in p.stderr(), 10, "the array lost")
+        self.assertIn("a notification of the client over --max-message", p.stderr())
         self.assertEqual(p.msg(10)["id"], 5)
         got = [p.msg(10) for _ in range(3)]
         key = [(m["id"], m["error"]["code"] if "error" in m else "result") for m in got]
