@@ -3289,6 +3289,54 @@ class OutOfMemory(Faults):
         self.assertEqual(self.counters(p.pid)["failed"], 1)
         self.assert_no_leftovers()
 
+    def test_a_held_batchs_one_error_with_no_memory_waits_in_the_memory_kept_for_errors(self):
+        """The same, but when the array goes there is no memory for its one error either:
+        the ended run's replies (one -32000 for each of 8 requests in flight, and the end's
+        result) leave less room in their 16 KiB chunk than the error takes (the ids' lengths
+        are set to that from a first run's replies), so the error needs a chunk of its own,
+        which fails too (FAULT_MALLOC_THEN).  It waits in the memory kept for such errors
+        and goes at the end of the line being written (the answer that fills the pipe),
+        ahead of those replies (it has no id they could share); its requests are not said
+        to be left unanswered."""
+        # a first run: the length of the lines of a reply for id "c" and of the end's result
+        p = self.wrap_initialized(self.env)
+        p.send(call("c", "sleep", ms=60000), req("e", "mcpmux/endRun"))
+        lines = [p.line(10) for _ in range(2)]
+        self.assertEqual([json.loads(l)["id"] for l in lines], ["c", "e"])
+        one, result = (len(l) + 1 for l in lines)
+        p.close_stdin()
+        self.assertEqual(p.wait(), 128 + signal.SIGTERM)  # (its server's, ended while asleep)
+        # 8 ids: the replies fill their chunk but for 40 bytes (the pid's digits may
+        # differ by one or two), less than the one error's line
+        lens = [1500] * 7
+        lens.append((16 << 10) - 40 - result - sum(one - 1 + n for n in lens) - (one - 1))
+        ids = ["i%d-" % k + "x" * (n - 3) for k, n in enumerate(lens)]
+        pad = "p" * (12 << 10)
+        not_queued = ("out of memory: the array of errors for the requests of a batch of "
+                      "the client's over --max-message could not be queued: one error with "
+                      "id null answers them")
+        env = self.oom_env("OOM-Q", malloc_min=36 << 10, malloc_max=64 << 10,
+                           malloc_only="malloc", malloc_then=1)
+        p = self.wrap_initialized(env, "--max-message", "4M")
+        fill_pipe(p, call(5, "huge", bytes=3 << 20))
+        p.send(*[call(i, "sleep", ms=60000) for i in ids], req("e", "mcpmux/endRun"))
+        p.send([req(k, "ping", {"p": pad}) for k in range(369)]
+               + [req("OOM-Q", "ping", {"p": pad})])
+        p.send(call(2, "echo", text="after"))
+        wait_until(lambda: not_queued in p.stderr(), 10, "the array lost")
+        self.assertEqual(p.msg(10)["id"], 5)
+        got = [p.msg(10) for _ in range(10)]
+        key = [(m["id"], m["error"]["code"] if "error" in m else "result") for m in got]
+        self.assertEqual(key, [(None, -32600)] + [(i, -32000) for i in ids] + [("e", "result")],
+                         got)
+        self.assertEqual(p.msg(10)["result"]["content"][0]["text"], "after")
+        self.assertNotIn("they are left unanswered", p.stderr())
+        self.assertNotIn("a message from mcpmux was lost", p.stderr())
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertEqual(self.counters(p.pid)["failed"], 2)
+        self.assert_no_leftovers()
+
     CUT = ("out of memory: the array of errors for the requests of a batch of the client's "
            "over --max-message was written only in part, its rest could not be queued: the "
            "client's output ends there, and they are left unanswered")
