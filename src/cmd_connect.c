@@ -1293,8 +1293,10 @@ cmd_connect(int argc, char **argv)
 	}
 	ev_timer_stop(loop, &cc.end_w);
 	ev_timer_stop(loop, &cc.close_w);
-	if (cc.client.out_cut) {
-		cc.exit_code = 1; /* connect failed its client, whatever the server's status */
+	if (cc.client.out_cut && !cc.signalled) {
+		/* connect failed its client, whatever the server's status (after a signal,
+		 * the signal's status all the same) */
+		cc.exit_code = 1;
 	}
 	ev_ref(loop);
 	ev_prepare_stop(loop, &cc.turn_w);

@@ -1658,8 +1658,8 @@ cmd_wrap(const struct mcpmux_options *o)
 	}
 
 	/* A line for the client cut for want of memory: mcpmux failed it, whatever the
-	 * server's status. */
-	int code = w->client.out_cut ? 1 : w->exit_code;
+	 * server's status (after a signal, the signal's status all the same). */
+	int code = w->client.out_cut && w->drain_cut == 0 ? 1 : w->exit_code;
 
 	/* Every run is done; anything of ours still alive is an orphan nobody claimed. */
 	size_t killed = backend_kill_leftovers(w->scfg.kill_deadline);
