@@ -876,6 +876,25 @@ stream_detach(struct hx_stream *st)
 	sweep_schedule(st->hs->fh);
 }
 
+/*
+ * The GET stream's connection, closed by its client (or broken) while the layer has not
+ * said so yet (its close is heard at a turn of the loop that has nothing else to do, or
+ * not read at all): detached now, as on_close would.  False when it is still open.
+ */
+static bool
+get_detach_gone(struct hx_session *hs)
+{
+	struct http_req *old = hs->get->rq;
+
+	if (!http_req_gone(old)) {
+		return false;
+	}
+	stream_detach(hs->get);
+	http_req_set_data(old, NULL);
+	(void)http_stream_end(old);
+	return true;
+}
+
 /* ---- where the server's messages go ---- */
 
 /* The oldest running request stream whose id (or progress token) has this JSON text. */
@@ -941,7 +960,11 @@ stream_for_other(struct hx_session *hs)
 	if (n == 1) {
 		return only;
 	}
-	if (hs->get != NULL && hs->get->rq != NULL) {
+	/*
+	 * Connected, as far as mcpmux can tell: one whose client closed it would keep them
+	 * undelivered, where without it they wait for the next stream to open (rule 4).
+	 */
+	if (hs->get != NULL && hs->get->rq != NULL && !get_detach_gone(hs)) {
 		return hs->get;
 	}
 	return oldest;
@@ -1923,20 +1946,10 @@ handle_get(struct front_http *fh, struct http_req *rq, struct hx_session *hs, bo
 		 * the next one still names the old one.
 		 */
 	}
-	if (hs->get != NULL && hs->get->rq != NULL) {
-		if (!http_req_gone(hs->get->rq)) {
-			respond_error(fh, rq, 409, RPC_SERVER_ERROR,
-				      "Conflict: only one GET stream per session", NULL);
-			return;
-		}
-		/* Closed by its client, and the layer has not said so yet: detached now. */
-		struct http_req *old = hs->get->rq;
-
-		stream_trim(hs->get); /* what its socket took, as stream_detach() does */
-		hs->get->rq = NULL;
-		hs->get->since = sys_mono();
-		http_req_set_data(old, NULL);
-		(void)http_stream_end(old);
+	if (hs->get != NULL && hs->get->rq != NULL && !get_detach_gone(hs)) {
+		respond_error(fh, rq, 409, RPC_SERVER_ERROR,
+			      "Conflict: only one GET stream per session", NULL);
+		return;
 	}
 	if (hs->get == NULL) {
 		if ((hs->get = stream_new(hs, true)) == NULL) {

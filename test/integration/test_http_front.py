@@ -1291,6 +1291,35 @@ class Resume(HttpCase):
         self.assertEqual(r.status, 409)
         g.close()
 
+    def test_messages_for_a_get_stream_closed_unheard_wait_for_the_next_stream(self):
+        """A GET stream that its client closed, and whose end mcpmux has not read (it
+        reads no more of that connection: 64 KiB sent ahead of the next request fill what
+        it holds; a close that has to wait for the loop to be idle is the same): the
+        server's messages for it are not written into the closed connection, where a
+        JSON-only client loses them, but wait for the next stream to open (rule 4)."""
+        self.http()
+        r = self.post(init_msg(1), headers={"Accept": "application/json"})
+        sid = r.headers["mcp-session-id"]
+        self.assertEqual(self.post(INITIALIZED, sid).status, 202)
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10 * SLOW)
+        try:
+            s.sendall(("GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream"
+                       "\r\nMcp-Session-Id: %s\r\n\r\n" % sid).encode() + b"x" * (64 << 10))
+            got = b""
+            while b"data:" not in got:  # the priming event
+                data = s.recv(4096)
+                self.assertTrue(data, "the GET stream ended")
+                got += data
+        finally:
+            s.close()
+        r = self.post(tool(2, "progress", meta={"progressToken": "p"}, steps=5), sid,
+                      headers={"Accept": "application/json"})
+        self.assertEqual(r.json()["result"]["content"][0]["text"], "progressed")
+        msgs = self.call(sid, {"jsonrpc": "2.0", "id": 3, "method": "ping"})
+        self.assertEqual([m.get("method") for m in msgs],
+                         ["notifications/progress"] * 5 + ["notifications/message", None])
+        self.assertEqual(msgs[-1]["id"], 3)
+
     def test_a_json_answer_whose_client_went_goes_to_the_get_stream(self):
         self.http()
         sid = self.session()
