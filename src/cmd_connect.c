@@ -44,6 +44,7 @@ struct cconn {
 	bool ending;	 /* stdin is over; waiting for the session's end */
 	bool signalled;	 /* that end was asked for by a signal, not stdin's EOF */
 	bool out_gone;	 /* that end was asked for as stdout went (client_on_gone()) */
+	bool cut_failed; /* a line for the client was cut for want of memory, before a signal */
 	bool done;	 /* the session ended (or, with --keep, stdin is over) */
 	bool ended;	 /* the session's end came: exit_code is its status */
 	bool serve_gone; /* writing to serve failed, or its socket's EOF: nothing can be sent */
@@ -684,6 +685,7 @@ client_on_gone(struct conn *c, void *ctx)
 	if (!cc->ending) {
 		cc->out_gone = true;
 	}
+	cc->cut_failed = c->out_cut && !cc->signalled;
 	client_on_eof(c, ctx);
 }
 
@@ -1293,9 +1295,9 @@ cmd_connect(int argc, char **argv)
 	}
 	ev_timer_stop(loop, &cc.end_w);
 	ev_timer_stop(loop, &cc.close_w);
-	if (cc.client.out_cut && !cc.signalled) {
+	if (cc.cut_failed) {
 		/* connect failed its client, whatever the server's status (after a signal,
-		 * the signal's status all the same) */
+		 * the status a signal gives all the same) */
 		cc.exit_code = 1;
 	}
 	ev_ref(loop);

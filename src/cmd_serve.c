@@ -1478,7 +1478,7 @@ sconn_on_eof(struct conn *c, void *ctx)
 		/* stdio: the client is gone; every session goes, then mcpmux (which failed its
 		 * client if it cut a line for it). */
 		sv->hub.shutting_down = true;
-		sv->out_cut = sv->out_cut || c->out_cut;
+		sv->out_cut = sv->out_cut || (c->out_cut && !sv->signalled);
 	}
 	sconn_close_input(sc); /* may free sc */
 	serve_maybe_exit(sv);

@@ -67,6 +67,7 @@ struct wrap {
 	size_t n_live;	       /* runs not yet done */
 	bool shutting_down;    /* no new runs: exit once every run is done */
 	int drain_cut;	       /* a signal came: the client's last bytes are not waited for */
+	bool cut_failed;       /* a line for the client was cut before any signal: exit 1 */
 	bool cut_lost;	       /* messages were lost to a client gone after that signal */
 	int exit_code;
 	uint64_t exit_seq; /* the run whose status exit_code is */
@@ -168,6 +169,8 @@ wrap_on_gone(struct conn *c, void *ctx)
 		session_pause(r->s, false);
 	}
 	if (c->out_cut) {
+		w->cut_failed = w->drain_cut == 0;
+		w->cut_lost = w->cut_lost || w->drain_cut != 0; /* after a signal: its status */
 		/* mcpmux broke the client's output, not the client: a failure of its own. */
 		shutdown_all(w, "the client's output was cut (out of memory)", "output-cut");
 		return;
@@ -1659,7 +1662,7 @@ cmd_wrap(const struct mcpmux_options *o)
 
 	/* A line for the client cut for want of memory: mcpmux failed it, whatever the
 	 * server's status (after a signal, the signal's status all the same). */
-	int code = w->client.out_cut && w->drain_cut == 0 ? 1 : w->exit_code;
+	int code = w->cut_failed ? 1 : w->exit_code;
 
 	/* Every run is done; anything of ours still alive is an orphan nobody claimed. */
 	size_t killed = backend_kill_leftovers(w->scfg.kill_deadline);

@@ -3391,6 +3391,77 @@ class OutOfMemory(Faults):
         self.assertEqual(self.ended_reasons(log, "undelivered"), [])  # (nothing was queued)
         self.assert_no_leftovers()
 
+    def logged_in(self, log, id_):
+        """Has the traffic log at log a record of the client's message id_ sent on?"""
+        with open(log, "rb") as f:
+            return any(r.get("dir") == "in" and r.get("id") == id_
+                       for r in map(json.loads, f.read().splitlines()))
+
+    def test_a_signal_after_a_cut_leaves_the_status_of_the_cut(self):
+        """wrap: the line cut first, then a SIGINT while the server still runs (it ignores
+        stdin's EOF): mcpmux failed its client before the signal came, and exits 1, not
+        with the status of a server ended by the signal."""
+        env = self.oom_env("OOM-Q", malloc_min=128 << 10, malloc_max=4 << 20,
+                           malloc_only="malloc")
+        log = os.path.join(self.tmp.name, "t.log")
+        p = self.wrap_initialized(env, "--eof-grace", "5000", "--max-message", "8M", "--log",
+                                  log, server_args=["--ignore-eof"])
+        p.send(call("OOM-Q", "huge", bytes=3 << 20))
+        wait_until(lambda: re.search(self.LINE_CUT, p.stderr()), 10, "the line cut said")
+        p.p.send_signal(signal.SIGINT)
+        p.read_to_eof(10)
+        self.assertEqual(p.wait(), 1, p.stderr())
+        self.assertEqual(self.ended_reasons(log), ["output-cut"])
+        self.assert_no_leftovers()
+
+    def test_a_cut_after_a_signal_leaves_the_status_of_the_signal(self):
+        """wrap, its stdout a socket (as node's child_process gives it, where a line is
+        begun after a signal as before it): a SIGTERM, then the server's answer of 3 MiB
+        cut for want of memory.  The end was asked for first: mcpmux exits with the
+        signal's status, as it does for messages left unwritten after a signal (not 1,
+        nor the 0 of a server that finished)."""
+        a, b = socket.socketpair()
+        self.addCleanup(a.close)
+        env = self.oom_env("OOM-Q", malloc_min=128 << 10, malloc_max=4 << 20,
+                           malloc_only="malloc")
+        log = os.path.join(self.tmp.name, "t.log")
+        p = self.mcpmux(GRACE + ["--eof-grace", "5000", "--max-message", "8M", "--log", log,
+                                 "--", FIXTURE, "--slow-reader=1000"], env=env,
+                        stdout=b.fileno())
+        b.close()
+        a.settimeout(10 * SLOW)
+        f = a.makefile("rb")
+        self.addCleanup(f.close)
+        p.send(initialize(0))
+        self.assertEqual(json.loads(f.readline())["id"], 0)
+        p.send(call("OOM-Q", "huge", bytes=3 << 20))
+        # sent on to the server, which reads it 1 s later and answers after the signal
+        wait_until(lambda: self.logged_in(log, "OOM-Q"), 5, "the request sent on")
+        p.p.send_signal(signal.SIGTERM)
+        wait_until(lambda: re.search(self.LINE_CUT, p.stderr()), 10, "the line cut said")
+        self.assertEqual(p.wait(), 128 + signal.SIGTERM, p.stderr())
+        self.assert_no_leftovers()
+
+    def test_serve_a_cut_after_a_signal_leaves_the_status_of_the_signal(self):
+        """serve on stdio: a SIGTERM, then a session's answer of 3 MiB cut for want of
+        memory: serve exits as after a signal (0), not 1."""
+        env = self.oom_env("OOM-Q", malloc_min=128 << 10, malloc_max=4 << 20,
+                           malloc_only="malloc")
+        log = os.path.join(self.tmp.name, "t.log")
+        p = self.mcpmux(["serve"] + GRACE + ["--eof-grace", "5000", "--max-message", "8M",
+                                             "--log", log, "--", FIXTURE,
+                                             "--slow-reader=1000"], env=env)
+        p.send({"session": "s", "message": initialize(0)})
+        self.assertEqual(p.msg(10)["event"], "started")
+        self.assert_response(p.msg(10)["message"], 0)
+        p.send({"session": "s", "message": call("OOM-Q", "huge", bytes=3 << 20)})
+        wait_until(lambda: self.logged_in(log, "OOM-Q"), 5, "the request sent on")
+        p.p.send_signal(signal.SIGTERM)
+        wait_until(lambda: re.search(self.LINE_CUT, p.stderr()), 10, "the line cut said")
+        p.read_to_eof(10)
+        self.assertEqual(p.wait(), 0, p.stderr())
+        self.assert_no_leftovers()
+
     def big_batch_errors_cut(self, p, put=lambda m: m, head=b'[{"jsonrpc":"2.0","id":0,'):
         """p (wrap, connect or serve, --max-message 4M, initialized, with oom_env("OOM-Q",
         malloc_min=128K, malloc_max=2M, malloc_only="malloc"); put wraps a message in
