@@ -21,6 +21,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1958,15 +1959,17 @@ bool
 http_req_gone(const struct http_req *rq)
 {
 	const struct hconn *c = rq->c;
-	char b;
 
 	if (c->dead) {
 		return true;
 	}
-	/* The peer's FIN (or RST) may wait unread behind this turn's other events. */
-	ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	/*
+	 * The peer's FIN (or RST) may wait unread behind this turn's other events, or behind
+	 * bytes the connection reads no more of (held requests): POLLRDHUP sees past them.
+	 */
+	struct pollfd pfd = { .fd = c->fd, .events = POLLRDHUP };
 
-	return n == 0 || (n == -1 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+	return poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
 bool

@@ -19,8 +19,8 @@ import threading
 import time
 import unittest
 
-from mcptest import (Case, FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, alive, comm, deadline,
-                     main, nested, proc_report, rss_anon_kib, wait_until)
+from mcptest import (Case, FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, all_pids, alive, comm,
+                     deadline, main, nested, ppid_of, proc_report, rss_anon_kib, wait_until)
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
 ACCEPT_BOTH = "application/json, text/event-stream"
@@ -1294,7 +1294,8 @@ class Resume(HttpCase):
     def test_messages_for_a_get_stream_closed_unheard_wait_for_the_next_stream(self):
         """A GET stream that its client closed, and whose end mcpmux has not read (it
         reads no more of that connection: 64 KiB sent ahead of the next request fill what
-        it holds; a close that has to wait for the loop to be idle is the same): the
+        it holds, and 4 KiB more wait unread in the socket, ahead of the close; a close
+        that has to wait for the loop to be idle is the same): the
         server's messages for it are not written into the closed connection, where a
         JSON-only client loses them, but wait for the next stream to open (rule 4)."""
         self.http()
@@ -1304,7 +1305,7 @@ class Resume(HttpCase):
         s = socket.create_connection(("127.0.0.1", self.port), timeout=10 * SLOW)
         try:
             s.sendall(("GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream"
-                       "\r\nMcp-Session-Id: %s\r\n\r\n" % sid).encode() + b"x" * (64 << 10))
+                       "\r\nMcp-Session-Id: %s\r\n\r\n" % sid).encode() + b"x" * ((64 << 10) + 4096))
             got = b""
             while b"data:" not in got:  # the priming event
                 data = s.recv(4096)
@@ -2207,8 +2208,30 @@ class FlowControl(HttpCase):
         def logged():
             with open(log) as f:
                 return f.read().count('"notifications/message"')
-        # about 900 of them (290 bytes each) fill the 256 KiB
-        wait_until(lambda: logged() >= 800, 10, "the flood to fill the queue")
+
+        seen = {"n": -1, "since": 0.0}
+
+        def held_back():
+            # About 900 of them (290 bytes each) fill the 256 KiB; then mcpmux reads the
+            # server no more, which stays blocked on its stdout and reads no request
+            # until the queue moves: its write blocked, and no notification logged for
+            # 0.2 s (one read from mcpmux would log a pipe's worth).
+            n, now = logged(), time.monotonic()
+            if n != seen["n"]:
+                seen.update(n=n, since=now)
+                return False
+            servers = [p for p in all_pids() if ppid_of(p) == self.srv.pid]
+            for pid in servers:
+                try:
+                    with open("/proc/%d/wchan" % pid) as f:
+                        if not f.read().endswith("pipe_write"):
+                            seen["since"] = now
+                            return False
+                except OSError:
+                    return False
+            return len(servers) == 1 and n >= 800 and now - seen["since"] >= 0.2 * SLOW
+        wait_until(held_back, 10, "the flood to fill the queue and hold the server back",
+                   lambda: proc_report(self.srv.pid))
         r = self.post(tool(2, "echo", text="through"), sid,
                       headers={"Accept": "application/json"}, seconds=20)
         self.assertEqual(r.json()["result"]["content"][0]["text"], "through")
