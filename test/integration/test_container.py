@@ -1381,6 +1381,34 @@ class FakeDockerKeeper(FakeDockerCase):
         self.assertNotIn("keeping", err)
         self.assert_no_leftovers()
 
+    def test_sweep_keeps_the_id_file_whose_engine_said_gone_and_hung(self):
+        """The engine's inspect of a gone instance's container (removed by hand) says "No
+        such container" and then hangs (FAKE_DOCKER_GONE_THEN_HANG): killed at sweep's time
+        limit for it (10 s), it gave no answer, whatever it said first.  The id file and its
+        record are kept, said as of an engine that did not answer; the next sweep, the
+        engine answering, removes them."""
+        p = self.initialized_run()
+        files = sorted(os.listdir(self.cid_dir()))
+        self.kill_with_keeper(p)
+        subprocess.run(["docker", "container", "rm", "-f", "fake0123456789abcdef"],
+                       env=self.env, check=True, timeout=10 * SLOW)
+        once = os.path.join(self.tmp.name, "gone-then-hang")
+        open(once, "w").close()
+        t0 = time.monotonic()
+        r = self.sweep(FAKE_DOCKER_GONE_THEN_HANG=once)
+        took = time.monotonic() - t0
+        self.assertFalse(os.path.exists(once), r.stderr)  # the engine hung as the test says
+        self.assertGreaterEqual(took, 10, r.stderr)  # not before the time limit
+        self.assertEqual(sorted(os.listdir(self.cid_dir())), files, r.stderr)
+        engine = os.path.join(HERE, "bin", "docker") + " (DOCKER_CONTEXT=default)"
+        self.assertIn("sweep: keeping %s: %s cannot say whether container fake01234567 is "
+                      "there: no answer within the time limit"
+                      % (os.path.join(self.cid_dir(), files[0]), engine), r.stderr)
+        r = self.sweep()
+        self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
+        self.assertNotIn("keeping", r.stderr)
+        self.assert_no_leftovers()
+
     def write_script(self, path, body):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as f:
