@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1581,46 +1582,72 @@ docker_current_context(const char *dir)
 	return out;
 }
 
-/* Is variable name unset or empty for the engine of launcher words[1..at) run here? */
-static bool
-var_unset_for(char *const *words, size_t at, const char *name)
+/*
+ * The value of variable name for the engine of launcher words[1..at) run here: the
+ * launcher's own, none when it takes the variable away (-i, -u name), else this process's.
+ */
+static const char *
+engine_env(char *const *words, size_t at, const char *name)
 {
 	bool cleared;
 	const char *v = launched_var(words, at, name, &cleared);
 
-	if (v == NULL && !cleared) {
-		v = getenv(name);
-	}
+	return v != NULL || cleared ? v : getenv(name);
+}
+
+/* Is variable name unset or empty for the engine of launcher words[1..at) run here? */
+static bool
+var_unset_for(char *const *words, size_t at, const char *name)
+{
+	const char *v = engine_env(words, at, name);
+
 	return v == NULL || v[0] == '\0';
+}
+
+/*
+ * The home directory docker reads its configuration in: $HOME as the engine sees it, or,
+ * unset or empty (env -i), that of the user's passwd entry, as docker takes it.  Into out;
+ * -1 when there is none, or it is not an absolute path.
+ */
+static int
+docker_home(char *const *words, size_t at, char *out, size_t cap)
+{
+	const char *home = engine_env(words, at, "HOME");
+
+	if (home == NULL || home[0] == '\0') {
+		char buf[4096];
+		struct passwd pw, *found = NULL;
+
+		if (getpwuid_r(getuid(), &pw, buf, sizeof(buf), &found) != 0 || found == NULL ||
+		    pw.pw_dir == NULL || pw.pw_dir[0] != '/') {
+			return -1;
+		}
+		return (size_t)snprintf(out, cap, "%s", pw.pw_dir) < cap ? 0 : -1;
+	}
+	if (home[0] != '/') {
+		return -1;
+	}
+	return (size_t)snprintf(out, cap, "%s", home) < cap ? 0 : -1;
 }
 
 /*
  * For docker with no host or context of its words or variables: the context its
  * configuration chose (docker context use), read as docker reads it, for the record as
- * DOCKER_CONTEXT; NULL when it cannot be known (a launcher that changes the variables
- * docker reads it by, a config.json that cannot be read).
+ * DOCKER_CONTEXT; NULL when it cannot be known (a relative HOME, a config.json that
+ * cannot be read).  Each variable is the one docker sees after an env launcher.
  */
 static char *
 docker_config_context(char *const *words, const struct container_run *cr, const char *cwd)
 {
-	char dir[PATH_MAX];
+	char dir[PATH_MAX], home[PATH_MAX];
 	const char *cfg = NULL;
-	bool cleared = false;
 
 	if (cr->engine != CONTAINER_DOCKER ||
 	    container_record_unpinned(NULL, 0, words, cr) == NULL) {
 		return NULL;
 	}
-	for (size_t i = 1; i < cr->engine_at; i++) {
-		if (env_unsets(words, i, cr->engine_at, "HOME") ||
-		    env_unsets(words, i, cr->engine_at, "DOCKER_CONFIG") ||
-		    strncmp(words[i], "HOME=", 5) == 0 ||
-		    strncmp(words[i], "DOCKER_CONFIG=", 14) == 0) {
-			cleared = true;
-		}
-	}
-	/* The launcher's words were read above; an empty variable is none to docker. */
-	if (cleared || !var_unset_for(words, cr->engine_at, "DOCKER_HOST") ||
+	/* As an env launcher leaves them (-i, -u, NAME=); an empty variable is none to docker. */
+	if (!var_unset_for(words, cr->engine_at, "DOCKER_HOST") ||
 	    !var_unset_for(words, cr->engine_at, "DOCKER_CONTEXT")) {
 		return NULL;
 	}
@@ -1634,7 +1661,7 @@ docker_config_context(char *const *words, const struct container_run *cr, const 
 		}
 	}
 	if (cfg == NULL) {
-		cfg = getenv("DOCKER_CONFIG");
+		cfg = engine_env(words, cr->engine_at, "DOCKER_CONFIG");
 	}
 	if (cfg != NULL && cfg[0] != '\0') {
 		if ((size_t)snprintf(dir, sizeof(dir), "%s%s%s", cfg[0] == '/' ? "" : cwd,
@@ -1642,13 +1669,9 @@ docker_config_context(char *const *words, const struct container_run *cr, const 
 		    (cfg[0] != '/' && cwd[0] == '\0')) {
 			return NULL;
 		}
-	} else {
-		const char *home = getenv("HOME");
-
-		if (home == NULL || home[0] != '/' ||
-		    (size_t)snprintf(dir, sizeof(dir), "%s/.docker", home) >= sizeof(dir)) {
-			return NULL;
-		}
+	} else if (docker_home(words, cr->engine_at, home, sizeof(home)) == -1 ||
+		   (size_t)snprintf(dir, sizeof(dir), "%s/.docker", home) >= sizeof(dir)) {
+		return NULL;
 	}
 	return docker_current_context(dir);
 }
@@ -1728,6 +1751,18 @@ container_record_text(char *const *prefix, const struct container_run *cr, const
 		}
 	}
 	config_ctx = docker_config_context(prefix, cr, cwd);
+	/*
+	 * An env launcher that takes DOCKER_CONTEXT away (-i, -u) would take the recorded one
+	 * away from sweep's commands too: DOCKER_CONTEXT= that context goes in the record's
+	 * words just before the engine, after the launcher's options and its own variables.
+	 */
+	bool ctx_word = false, ctx_cleared = false;
+
+	if (config_ctx != NULL && cr->engine_at > 0) {
+		ctx_word = launched_var(prefix, cr->engine_at, "DOCKER_CONTEXT", &ctx_cleared) ==
+				   NULL &&
+			   ctx_cleared;
+	}
 	for (size_t i = 0; container_record_vars[i] != NULL; i++) {
 		const char *v = record_env(container_record_vars[i], config_ctx);
 
@@ -1746,7 +1781,10 @@ container_record_text(char *const *prefix, const struct container_run *cr, const
 		total += (w != NULL ? strlen(w) : strlen("DOCKER_CONTEXT=") + strlen(config_ctx)) +
 			 1;
 	}
-	(void)snprintf(head, sizeof(head), RECORD_MAGIC " %zu %zu", n_vars, n);
+	if (ctx_word) {
+		total += strlen("DOCKER_CONTEXT=") + strlen(config_ctx) + 1;
+	}
+	(void)snprintf(head, sizeof(head), RECORD_MAGIC " %zu %zu", n_vars, n + (ctx_word ? 1 : 0));
 	total += strlen(head) + 1 + strlen(run) + 1 + 1;
 
 	char *buf = malloc(total), *p = buf;
@@ -1770,6 +1808,9 @@ container_record_text(char *const *prefix, const struct container_run *cr, const
 	for (size_t i = 0; i < n; i++) {
 		const char *w = record_word(prefix, cr, i, exe, engine, config_ctx);
 
+		if (ctx_word && i == cr->engine_at) {
+			p += sprintf(p, "DOCKER_CONTEXT=%s", config_ctx) + 1;
+		}
 		if (w != NULL) {
 			p += sprintf(p, "%s", w) + 1;
 		} else {

@@ -277,10 +277,12 @@ int container_record_path(const char *cidfile, char *out, size_t cap);
  * label run (a UUID) and this process's environment (malloc'd, *len bytes).  What mcpmux
  * runs, prefix[0], is recorded as the absolute path that execvp() finds for it (on PATH,
  * or against the working directory), and so is an env launcher's engine (on the PATH the
- * launcher gives it); for docker with no host or context of its words or variables, the
- * context of its configuration (config.json's currentContext in --config, $DOCKER_CONFIG
- * or $HOME/.docker: "default" when none) as DOCKER_CONTEXT, which also takes the place of
- * an env launcher's word that sets DOCKER_CONTEXT empty (DOCKER_CONTEXT=).
+ * launcher gives it); for docker with no host or context of its words or variables (as an
+ * env launcher leaves them), the context of its configuration (config.json's
+ * currentContext in --config, $DOCKER_CONFIG or $HOME/.docker, the passwd entry's home
+ * when HOME is unset or empty: "default" when none) as DOCKER_CONTEXT, which also takes
+ * the place of an env launcher's word that sets DOCKER_CONTEXT empty (DOCKER_CONTEXT=),
+ * and is added as the launcher's last assignment when it takes DOCKER_CONTEXT away.
  */
 char *container_record_text(char *const *prefix, const struct container_run *cr, const char *run,
 			    size_t *len);

@@ -1529,6 +1529,45 @@ class FakeDockerKeeper(FakeDockerCase):
                 self.ctx_a_kept_after_a_context_switch(p, conf, files)
         self.assert_no_leftovers()
 
+    def test_an_env_launcher_taking_the_docker_context_away_leaves_the_current_one_recorded(self):
+        """An env launcher that takes DOCKER_CONTEXT and DOCKER_HOST away from docker (-u
+        NAME, --unset NAME, --unset=NAME, -uNAME, -i, -), both set for the run to another
+        context and host: docker runs in config.json's currentContext (ctx-a, the only
+        daemon that knows of the container), and the record names it, also as a word of
+        the launcher's before the engine (the launcher would otherwise take it away again
+        from sweep's commands).  A sweep after another context was made current asks in
+        ctx-a, where the container is still there, and keeps the id file without a word;
+        once it is removed there by hand, a sweep removes the file."""
+        cfg = os.path.join(self.tmp.name, "docker-config")
+        os.mkdir(cfg)
+        conf = os.path.join(cfg, "config.json")
+        self.env.update(DOCKER_CONFIG=cfg, FAKE_DOCKER_HOST_ONLY="context:ctx-a",
+                        FAKE_DOCKER_ARGS="")
+        # -i takes all away: what the fake and the test need is given again
+        kept = ["%s=%s" % (k, v) for k, v in sorted(self.env.items())
+                if k not in ("HOME", "DOCKER_HOST", "DOCKER_CONTEXT") and
+                k.replace("_", "a").isalnum() and not k[0].isdigit()]
+        for launcher in (["-u", "DOCKER_CONTEXT", "-u", "DOCKER_HOST"],
+                         ["--unset", "DOCKER_HOST", "--unset=DOCKER_CONTEXT"],
+                         ["-uDOCKER_CONTEXT", "-uDOCKER_HOST", "--"],
+                         ["-i"] + kept, ["-"] + kept):
+            with self.subTest(launcher=launcher[:4]):
+                with open(conf, "w") as f:
+                    f.write('{"auths": {}, "currentContext": "ctx-a"}')
+                env = dict(self.env, DOCKER_CONTEXT="ctx-b",
+                           DOCKER_HOST="tcp://elsewhere.invalid:2375")
+                p = self.start([MCPMUX] + GRACES + ["--", "env"] + launcher +
+                               ["docker", "run", "-i", "img"], env=env)
+                p.send(initialize(1))
+                self.assertEqual(p.msg()["id"], 1)
+                files = sorted(os.listdir(self.cid_dir()))
+                with open(os.path.join(self.cid_dir(), files[1]), "rb") as f:
+                    rec = f.read()
+                self.assertIn(b"\0DOCKER_CONTEXT=ctx-a\0", rec)
+                self.assertNotIn(b"ctx-b", rec)
+                self.ctx_a_kept_after_a_context_switch(p, conf, files)
+        self.assert_no_leftovers()
+
     def test_an_env_launcher_unsetting_another_variable_keeps_the_runs_path(self):
         """`env -u NAME docker` finds docker on the run's PATH (only -u PATH or -i take it
         away): the record names the engine found there, which sweep runs."""

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1007,6 +1008,175 @@ test_record_engine(void **state)
 	(void)state;
 }
 
+/*
+ * The record of launcher words w (NULL-terminated, the engine last) read back: its
+ * variables and words, and the run's detection of them; fails unless the engine is found.
+ */
+static char **
+launched_record(char **w, char *buf, size_t *nv, size_t *nw, struct container_run *got)
+{
+	char *argv[16];
+	size_t n = 0;
+	struct container_run cr;
+	char **v;
+
+	while (w[n] != NULL) {
+		argv[n] = w[n];
+		n++;
+	}
+	argv[n] = W("run");
+	argv[n + 1] = W("img");
+	argv[n + 2] = NULL;
+	assert_int_equal(container_detect(argv, &cr), CONTAINER_MANAGED);
+	assert_int_equal(cr.prefix_len, n);
+	v = record_of(w, &cr, buf, nv, nw);
+	assert_null(container_record_engine(v + *nv + 1, *nw, got));
+	return v;
+}
+
+/* The value of variable name among the record's variables v[0..nv), or NULL. */
+static const char *
+record_value(char **v, size_t nv, const char *name)
+{
+	size_t len = strlen(name);
+
+	for (size_t i = 0; i < nv; i++) {
+		if (strncmp(v[i], name, len) == 0 && v[i][len] == '=') {
+			return v[i] + len + 1;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * An env launcher that takes DOCKER_CONTEXT or DOCKER_HOST away (-u NAME, --unset NAME,
+ * --unset=NAME, -uNAME, -i, --ignore-environment, -): the record names the context docker
+ * then reads from its configuration, in its variables and, when the launcher takes
+ * DOCKER_CONTEXT away, in a word of the launcher's just before the engine (the launcher
+ * would take it away from sweep's commands again); the record pins it.
+ */
+static void
+test_record_env_unset(void **state)
+{
+	char dir[] = "/tmp/mcpmux-unit-XXXXXX", path[PATH_MAX + 64], buf[4096];
+	char home[PATH_MAX + 8], pathw[PATH_MAX + 8], cfgw[PATH_MAX + 24], docker[PATH_MAX + 16];
+	struct container_run got;
+	size_t nv, nw;
+	char **v;
+	FILE *f;
+
+	assert_non_null(mkdtemp(dir));
+	(void)snprintf(path, sizeof(path), "%s/bin", dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	(void)snprintf(docker, sizeof(docker), "%s/bin/docker", dir);
+	assert_non_null(f = fopen(docker, "w"));
+	(void)fclose(f);
+	assert_int_equal(chmod(docker, 0700), 0);
+	(void)snprintf(path, sizeof(path), "%s/.docker", dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	(void)snprintf(path, sizeof(path), "%s/.docker/config.json", dir);
+	assert_non_null(f = fopen(path, "w"));
+	(void)fputs("{\"auths\": {}, \"currentContext\": \"ctx-a\"}", f);
+	(void)fclose(f);
+	(void)snprintf(home, sizeof(home), "HOME=%s", dir);
+	(void)snprintf(pathw, sizeof(pathw), "PATH=%s/bin", dir);
+	(void)snprintf(cfgw, sizeof(cfgw), "DOCKER_CONFIG=%s/.docker", dir);
+	assert_int_equal(setenv("HOME", dir, 1), 0);
+	(void)snprintf(path, sizeof(path), "%s/bin:/usr/bin:/bin", dir);
+	assert_int_equal(setenv("PATH", path, 1), 0);
+	(void)unsetenv("DOCKER_CONFIG");
+	/* both set for the run: each launcher takes both away */
+	assert_int_equal(setenv("DOCKER_HOST", "tcp://h:1", 1), 0);
+	assert_int_equal(setenv("DOCKER_CONTEXT", "ctx-b", 1), 0);
+	char *both[][8] = {
+		{ W("env"), W("-u"), W("DOCKER_CONTEXT"), W("-u"), W("DOCKER_HOST"), W("docker") },
+		{ W("env"), W("--unset=DOCKER_CONTEXT"), W("--unset"), W("DOCKER_HOST"),
+		  W("docker") },
+		{ W("env"), W("-uDOCKER_HOST"), W("-uDOCKER_CONTEXT"), W("--"), W("docker") },
+		{ W("env"), W("-i"), home, pathw, W("docker") },
+		{ W("env"), W("--ignore-environment"), cfgw, pathw, W("docker") },
+		{ W("env"), W("-"), pathw, home, W("docker") },
+		/* the launcher's own empty one after -u: set empty, in place */
+		{ W("env"), W("-u"), W("DOCKER_CONTEXT"), W("-u"), W("DOCKER_HOST"),
+		  W("DOCKER_CONTEXT="), W("docker") },
+	};
+
+	for (size_t i = 0; i < sizeof(both) / sizeof(both[0]); i++) {
+		size_t n = 0, found = 0;
+
+		while (both[i][n] != NULL) {
+			n++;
+		}
+		v = launched_record(both[i], buf, &nv, &nw, &got);
+		assert_string_equal(record_value(v, nv, "DOCKER_CONTEXT"), "ctx-a");
+		assert_string_equal(v[nv + nw], docker);
+		assert_string_equal(v[nv + nw - 1], "DOCKER_CONTEXT=ctx-a");
+		for (size_t k = 0; k < nw; k++) {
+			found += strncmp(v[nv + 1 + k], "DOCKER_CONTEXT=", 15) == 0;
+		}
+		if (found != 1 || nw != n + (i == 6 ? 0 : 1)) {
+			fail_msg("both[%zu]: %zu words, %zu of DOCKER_CONTEXT=", i, nw, found);
+		}
+		assert_null(container_record_unpinned(v, nv, v + nv + 1, &got));
+		free(v);
+	}
+	/* one taken away, the other set: the other pins, nothing is added */
+	char *ctx_only[] = { W("env"), W("-u"), W("DOCKER_CONTEXT"), W("docker"), NULL };
+	char *host_only[] = { W("env"), W("-uDOCKER_HOST"), W("docker"), NULL };
+
+	v = launched_record(ctx_only, buf, &nv, &nw, &got);
+	assert_int_equal(nw, 4);
+	assert_string_equal(record_value(v, nv, "DOCKER_HOST"), "tcp://h:1");
+	assert_null(container_record_unpinned(v, nv, v + nv + 1, &got));
+	free(v);
+	v = launched_record(host_only, buf, &nv, &nw, &got);
+	assert_int_equal(nw, 3);
+	assert_string_equal(record_value(v, nv, "DOCKER_CONTEXT"), "ctx-b");
+	assert_null(container_record_unpinned(v, nv, v + nv + 1, &got));
+	free(v);
+	/* DOCKER_HOST taken away, DOCKER_CONTEXT not set: the configuration's, a variable */
+	assert_int_equal(unsetenv("DOCKER_CONTEXT"), 0);
+	v = launched_record(host_only, buf, &nv, &nw, &got);
+	assert_int_equal(nw, 3);
+	assert_string_equal(record_value(v, nv, "DOCKER_CONTEXT"), "ctx-a");
+	assert_null(container_record_unpinned(v, nv, v + nv + 1, &got));
+	free(v);
+	/* HOME taken away, or empty: docker reads the home directory of the passwd entry */
+	struct passwd *pw = getpwuid(getuid());
+	char *no_home[] = { W("env"),	      W("-u"),	   W("HOME"), W("-u"),
+			    W("DOCKER_HOST"), W("docker"), NULL };
+	char *empty_home[] = { W("env"), W("-uDOCKER_HOST"), W("HOME="), W("docker"), NULL };
+
+	assert_non_null(pw);
+	(void)snprintf(path, sizeof(path), "%s/.docker/config.json", pw->pw_dir);
+	if (access(path, F_OK) == -1 && errno == ENOENT) {
+		v = launched_record(no_home, buf, &nv, &nw, &got);
+		assert_string_equal(record_value(v, nv, "DOCKER_CONTEXT"), "default");
+		assert_null(container_record_unpinned(v, nv, v + nv + 1, &got));
+		free(v);
+		v = launched_record(empty_home, buf, &nv, &nw, &got);
+		assert_string_equal(record_value(v, nv, "DOCKER_CONTEXT"), "default");
+		free(v);
+	}
+	/* a relative HOME: not known, nothing recorded, not pinned */
+	char *rel_home[] = { W("env"), W("-uDOCKER_HOST"), W("HOME=rel"), W("docker"), NULL };
+
+	v = launched_record(rel_home, buf, &nv, &nw, &got);
+	assert_null(record_value(v, nv, "DOCKER_CONTEXT"));
+	assert_non_null(container_record_unpinned(v, nv, v + nv + 1, &got));
+	free(v);
+	assert_int_equal(unsetenv("DOCKER_HOST"), 0);
+	(void)snprintf(path, sizeof(path), "%s/.docker/config.json", dir);
+	assert_int_equal(unlink(path), 0);
+	(void)snprintf(path, sizeof(path), "%s/.docker", dir);
+	assert_int_equal(rmdir(path), 0);
+	assert_int_equal(unlink(docker), 0);
+	(void)snprintf(path, sizeof(path), "%s/bin", dir);
+	assert_int_equal(rmdir(path), 0);
+	assert_int_equal(rmdir(dir), 0);
+	(void)state;
+}
+
 int
 main(void)
 {
@@ -1017,7 +1187,7 @@ main(void)
 		cmocka_unit_test(test_whose_parse),   cmocka_unit_test(test_listed),
 		cmocka_unit_test(test_gone_message),  cmocka_unit_test(test_why),
 		cmocka_unit_test(test_tail_gone),     cmocka_unit_test(test_record),
-		cmocka_unit_test(test_record_engine),
+		cmocka_unit_test(test_record_engine), cmocka_unit_test(test_record_env_unset),
 	};
 
 	return cmocka_run_group_tests_name("container", tests, NULL, NULL);
