@@ -41,64 +41,124 @@ in_list(const char *word, size_t len, const char *const *list)
 	return false;
 }
 
-/* NAME=value with a shell-style NAME: an assignment of env(1). */
+/* What an env(1) launcher's words do (env_read()). */
+struct env_launch {
+	size_t sets; /* words[sets..cmd): its assignments (NAME=VALUE) */
+	size_t cmd;  /* the command's index (its end when there is none) */
+	bool clears; /* -i, --ignore-environment or - */
+	bool unsets; /* a -u of the name asked about */
+};
+
+/* A name env(1) can take away: unsetenv() fails on an empty one, or one with '='. */
 static bool
-is_assignment(const char *w)
+env_name_ok(const char *s)
+{
+	return s[0] != '\0' && strchr(s, '=') == NULL;
+}
+
+/*
+ * Is w long option opt of env(1), or an abbreviation of it of at least min bytes (as
+ * getopt_long takes one that no other of env's options begins with)?  *value: what
+ * follows its '=', NULL when none.
+ */
+static bool
+env_long(const char *w, const char *opt, size_t min, const char **value)
 {
 	const char *eq = strchr(w, '=');
+	size_t len = eq != NULL ? (size_t)(eq - w) : strlen(w);
 
-	if (eq == NULL || eq == w || (w[0] >= '0' && w[0] <= '9')) {
-		return false;
-	}
-	for (const char *p = w; p < eq; p++) {
-		bool ok = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
-			  (*p >= '0' && *p <= '9') || *p == '_';
+	*value = eq != NULL ? eq + 1 : NULL;
+	return len >= min && len <= strlen(opt) && strncmp(w, opt, len) == 0;
+}
 
-		if (!ok) {
+/*
+ * Read the words argv[1..n) of an env(1) launcher (argv[0]; n SIZE_MAX: up to argv's NULL)
+ * as GNU env reads them: options up to the first word that is not one ("--" ends them
+ * too), a "-" after them (as -i), then assignments (every word with a '='), then the
+ * command.  The options read are -i, --ignore-environment, -u NAME, -uNAME, --unset NAME,
+ * --unset=NAME (and -i and -u together in one word, and the long ones shortened as far as
+ * they are env's alone: --ignore-e, --u); *e says what they do, its unsets for variable
+ * name (NULL: none).  false when a word is another option (-C and -S change what the rest
+ * means, -0 fails with a command, -v, --ignore shared with --ignore-signal, ...) or one
+ * that makes env fail (a name -u cannot take away): such a launcher is not read.
+ */
+static bool
+env_read(char *const *argv, size_t n, const char *name, struct env_launch *e)
+{
+	size_t i = 1;
+
+	memset(e, 0, sizeof(*e));
+	while (i < n && argv[i] != NULL) {
+		const char *w = argv[i], *val = NULL;
+
+		if (strcmp(w, "--") == 0) {
+			i++;
+			break;
+		}
+		if (w[0] != '-' || w[1] == '\0') {
+			break; /* the first word that is no option ends them */
+		}
+		if (w[1] == '-') {
+			if (env_long(w, "--ignore-environment", strlen("--ignore-e"), &val) &&
+			    val == NULL) {
+				e->clears = true;
+				i++;
+				continue;
+			}
+			if (!env_long(w, "--unset", strlen("--u"), &val)) {
+				return false;
+			}
+		} else {
+			/* a cluster of short options: -i, then perhaps -u with its name */
+			const char *c = w + 1;
+
+			while (*c == 'i') {
+				e->clears = true;
+				c++;
+			}
+			if (*c == '\0') {
+				i++;
+				continue;
+			}
+			if (*c != 'u') {
+				return false;
+			}
+			val = c[1] != '\0' ? c + 1 : NULL;
+		}
+		if (val == NULL) {
+			if (i + 1 >= n || argv[i + 1] == NULL) {
+				return false;
+			}
+			val = argv[++i];
+		}
+		if (!env_name_ok(val)) {
 			return false;
 		}
+		e->unsets = e->unsets || (name != NULL && strcmp(val, name) == 0);
+		i++;
 	}
+	if (i < n && argv[i] != NULL && strcmp(argv[i], "-") == 0) {
+		e->clears = true;
+		i++;
+	}
+	e->sets = i;
+	while (i < n && argv[i] != NULL && strchr(argv[i], '=') != NULL) {
+		i++;
+	}
+	e->cmd = i;
 	return true;
 }
 
 /*
- * Skip an env(1) launcher: `env [-i] [-u NAME] [--unset=NAME] [NAME=value...] [--]`.
- * Returns the index of the command after it, or 0 when argv[0] is no env we read (an
- * option such as -S or -C changes what the rest means: such a command is left alone).
+ * Skip an env(1) launcher (env_read()).  Returns the index of the command after it, or 0
+ * when there is none, or argv[0] is no env we read: such a command is left alone.
  */
 static size_t
 skip_env(char *const *argv)
 {
-	size_t i = 1;
-	bool options = true;
+	struct env_launch e;
 
-	while (argv[i] != NULL) {
-		const char *w = argv[i];
-
-		if (options && strcmp(w, "--") == 0) {
-			options = false;
-			i++;
-		} else if (options && (strcmp(w, "-i") == 0 || strcmp(w, "-") == 0 ||
-				       strcmp(w, "--ignore-environment") == 0)) {
-			i++;
-		} else if (options && (strcmp(w, "-u") == 0 || strcmp(w, "--unset") == 0)) {
-			if (argv[i + 1] == NULL) {
-				return 0;
-			}
-			i += 2;
-		} else if (options &&
-			   (strncmp(w, "--unset=", 8) == 0 || (strncmp(w, "-u", 2) == 0 && w[2]))) {
-			i++;
-		} else if (options && w[0] == '-') {
-			return 0;
-		} else if (is_assignment(w)) {
-			options = false;
-			i++;
-		} else {
-			return i;
-		}
-	}
-	return 0;
+	return env_read(argv, SIZE_MAX, NULL, &e) && argv[e.cmd] != NULL ? e.cmd : 0;
 }
 
 /* Global options of each engine: those that take a value, and flags. */
@@ -1356,45 +1416,29 @@ resolve_word(const char *word, const char *path, const char *cwd, char *out, siz
 }
 
 /*
- * Does env launcher word words[i] (of words[1..at)) take variable name away: -i (the
- * whole environment), or -u of that name?  A -u of another name leaves it.
- */
-static bool
-env_unsets(char *const *words, size_t i, size_t at, const char *name)
-{
-	const char *w = words[i];
-
-	if (strcmp(w, "-i") == 0 || strcmp(w, "-") == 0 || strcmp(w, "--ignore-environment") == 0) {
-		return true;
-	}
-	if (strcmp(w, "-u") == 0 || strcmp(w, "--unset") == 0) {
-		return i + 1 < at && strcmp(words[i + 1], name) == 0;
-	}
-	if (strncmp(w, "--unset=", 8) == 0) {
-		return strcmp(w + 8, name) == 0;
-	}
-	return strncmp(w, "-u", 2) == 0 && strcmp(w + 2, name) == 0;
-}
-
-/*
  * The value of variable name for the engine, as launcher words[1..at) leave it: NULL when
- * they do not set it; *cleared when they take it away (-i, -u name).
+ * they do not set it; *cleared when they take it away (-i, -u name; and words that are not
+ * read, which are not those of a launcher detection takes).
  */
 static const char *
 launched_var(char *const *words, size_t at, const char *name, bool *cleared)
 {
+	struct env_launch e;
 	const char *v = NULL;
 	size_t len = strlen(name);
 
-	*cleared = false;
-	for (size_t i = 1; i < at; i++) {
-		if (env_unsets(words, i, at, name)) {
-			*cleared = true;
-		} else if (strncmp(words[i], name, len) == 0 && words[i][len] == '=') {
+	if (at == 0) {
+		*cleared = false; /* no launcher */
+		return NULL;
+	}
+	if (!env_read(words, at, name, &e) || e.cmd != at) {
+		*cleared = true;
+		return NULL;
+	}
+	*cleared = e.clears || e.unsets;
+	for (size_t i = e.sets; i < at; i++) {
+		if (strncmp(words[i], name, len) == 0 && words[i][len] == '=') {
 			v = words[i] + len + 1;
-		}
-		if (strcmp(words[i], "-u") == 0 || strcmp(words[i], "--unset") == 0) {
-			i++; /* the name it takes away */
 		}
 	}
 	return v;
@@ -1692,15 +1736,10 @@ record_env(const char *name, const char *ctx)
 static bool
 launched_empty_context(char *const *prefix, size_t at, size_t i)
 {
-	for (size_t k = 1; k < at && k <= i; k++) {
-		if (k == i) {
-			return strcmp(prefix[k], "DOCKER_CONTEXT=") == 0;
-		}
-		if (strcmp(prefix[k], "-u") == 0 || strcmp(prefix[k], "--unset") == 0) {
-			k++; /* the name it takes away */
-		}
-	}
-	return false;
+	struct env_launch e;
+
+	return at > 0 && env_read(prefix, at, NULL, &e) && i >= e.sets && i < e.cmd &&
+	       strcmp(prefix[i], "DOCKER_CONTEXT=") == 0;
 }
 
 /* Word i of the record of prefix: what mcpmux runs (exe), an env launcher's engine, ... */

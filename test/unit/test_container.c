@@ -130,6 +130,31 @@ test_detect_table(void **state)
 		  CONTAINER_DOCKER, 8, 8, 10 },
 		{ "env DOCKER_HOST=tcp://h docker -H tcp://h run -i img", CONTAINER_MANAGED,
 		  CONTAINER_DOCKER, 5, 5, 7 },
+		/* env's words as GNU env reads them: "-" (-i) ends its options, after "--" too;
+		 * every word with '=' is an assignment; -i and -u in one word; long ones
+		 * shortened to what is theirs alone */
+		{ "env - docker run -i img", CONTAINER_MANAGED, CONTAINER_DOCKER, 3, 3, 5 },
+		{ "env -- - A=1 docker run -i img", CONTAINER_MANAGED, CONTAINER_DOCKER, 5, 5, 7 },
+		{ "env -u X - docker run -i img", CONTAINER_MANAGED, CONTAINER_DOCKER, 5, 5, 7 },
+		{ "env - -u X docker run -i img", CONTAINER_PLAIN, 0, 0, 0, 0 },
+		{ "env 1A=x a-b=y docker run -i img", CONTAINER_MANAGED, CONTAINER_DOCKER, 4, 4,
+		  6 },
+		{ "env -iu X docker run -i img", CONTAINER_MANAGED, CONTAINER_DOCKER, 4, 4, 6 },
+		{ "env -iiuX docker run -i img", CONTAINER_MANAGED, CONTAINER_DOCKER, 3, 3, 5 },
+		{ "env --u=X --unset Y --ignore-e docker run -i img", CONTAINER_MANAGED,
+		  CONTAINER_DOCKER, 6, 6, 8 },
+		{ "env -- --unset=X docker run -i img", CONTAINER_MANAGED, CONTAINER_DOCKER, 4, 4,
+		  6 },
+		/* options not read, or that make env fail: left alone */
+		{ "env --ignore docker run -i img", CONTAINER_PLAIN, 0, 0, 0, 0 },
+		{ "env --ignore-environment=1 docker run -i img", CONTAINER_PLAIN, 0, 0, 0, 0 },
+		{ "env -0 docker run -i img", CONTAINER_PLAIN, 0, 0, 0, 0 },
+		{ "env -v docker run -i img", CONTAINER_PLAIN, 0, 0, 0, 0 },
+		{ "env -iC /tmp docker run -i img", CONTAINER_PLAIN, 0, 0, 0, 0 },
+		{ "env -u A=B docker run -i img", CONTAINER_PLAIN, 0, 0, 0, 0 },
+		{ "env --unset= docker run -i img", CONTAINER_PLAIN, 0, 0, 0, 0 },
+		{ "env -ui docker", CONTAINER_PLAIN, 0, 0, 0, 0 },
+		{ "env -u", CONTAINER_PLAIN, 0, 0, 0, 0 },
 		/* container runs mcpmux leaves alone */
 		{ "docker run -d img", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 1, 1, 0 },
 		{ "docker run --detach img", CONTAINER_UNMANAGED, CONTAINER_DOCKER, 1, 1, 0 },
@@ -1120,6 +1145,21 @@ test_record_env_unset(void **state)
 		assert_null(container_record_unpinned(v, nv, v + nv + 1, &got));
 		free(v);
 	}
+	/* -u shortened, and with -i in one word */
+	char *short_u[] = { W("env"),	 W("--u"), W("DOCKER_CONTEXT"), W("--uns=DOCKER_HOST"),
+			    W("docker"), NULL };
+	char *cluster[] = { W("env"), W("-iuDOCKER_HOST"), home, pathw, W("docker"), NULL };
+
+	v = launched_record(short_u, buf, &nv, &nw, &got);
+	assert_int_equal(nw, 6);
+	assert_string_equal(v[nv + 5], "DOCKER_CONTEXT=ctx-a");
+	assert_null(container_record_unpinned(v, nv, v + nv + 1, &got));
+	free(v);
+	v = launched_record(cluster, buf, &nv, &nw, &got);
+	assert_int_equal(nw, 6);
+	assert_string_equal(v[nv + 5], "DOCKER_CONTEXT=ctx-a");
+	assert_null(container_record_unpinned(v, nv, v + nv + 1, &got));
+	free(v);
 	/* one taken away, the other set: the other pins, nothing is added */
 	char *ctx_only[] = { W("env"), W("-u"), W("DOCKER_CONTEXT"), W("docker"), NULL };
 	char *host_only[] = { W("env"), W("-uDOCKER_HOST"), W("docker"), NULL };
@@ -1131,6 +1171,17 @@ test_record_env_unset(void **state)
 	free(v);
 	v = launched_record(host_only, buf, &nv, &nw, &got);
 	assert_int_equal(nw, 3);
+	assert_string_equal(record_value(v, nv, "DOCKER_CONTEXT"), "ctx-b");
+	assert_null(container_record_unpinned(v, nv, v + nv + 1, &got));
+	free(v);
+	/* after "--", --unset=DOCKER_CONTEXT is an assignment (of a variable "--unset"):
+	 * DOCKER_CONTEXT is the run's, and the configuration is not read */
+	char *not_unset[] = { W("env"),	   W("-uDOCKER_HOST"),
+			      W("--"),	   W("--unset=DOCKER_CONTEXT"),
+			      W("docker"), NULL };
+
+	v = launched_record(not_unset, buf, &nv, &nw, &got);
+	assert_int_equal(nw, 5);
 	assert_string_equal(record_value(v, nv, "DOCKER_CONTEXT"), "ctx-b");
 	assert_null(container_record_unpinned(v, nv, v + nv + 1, &got));
 	free(v);
