@@ -998,11 +998,15 @@ cmd_sweep(int argc, char **argv)
 			for (size_t k = 0; k < p.n_cg; k++) {
 				cg_failed += remove_cgroup(&p, k, (enum cg_removal)rm_cg[k]) == -1;
 			}
-			/* housekeeping: not reported */
-			(void)survey_sweep_status(&p.scan, &p);
+			/* housekeeping: not reported (what it leaves is said) */
+			(void)survey_sweep_status(&p.scan, &p, false);
 			sweep_cidfiles(cv, ncv);
 			/* and those of containers gone without them (removed by hand) */
 			(void)survey_sweep_lost_cidfiles(&p);
+		}
+		if (p.o.dry_run) {
+			/* it removes nothing, and says what it would leave, as a sweep would */
+			(void)survey_sweep_status(&p.scan, &p, true);
 		}
 		rc = sweep_report(&p, &vs, cv, ncv);
 		if (fflush(stdout) == EOF || ferror(stdout)) {

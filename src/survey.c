@@ -1468,7 +1468,7 @@ status_file_stale(int fd, void *ctx)
 }
 
 size_t
-survey_sweep_status(const struct procscan *s, const struct survey *keep)
+survey_sweep_status(const struct procscan *s, const struct survey *keep, bool dry_run)
 {
 	char dir[PATH_MAX];
 	uid_t uid = getuid();
@@ -1510,6 +1510,9 @@ survey_sweep_status(const struct procscan *s, const struct survey *keep)
 				"that names it: pid %ld is now another process, which may have "
 				"made it",
 				left, pid, pid);
+			continue;
+		}
+		if (dry_run) {
 			continue;
 		}
 		struct stale_file sf = { s, (pid_t)pid };

@@ -218,9 +218,10 @@ int survey_status_parse(const char *buf, size_t len, pid_t pid, double now,
  * there and found no instance (still there, with the same start time).  A file that
  * names a cgroup still there that keep holds (keep->cg), or that keep->cg_left has (its
  * pid another process now, which may have made it), stays: the latter is said.  Returns
- * how many were removed.
+ * how many were removed.  With dry_run (sweep --dry-run), nothing is removed, and what a
+ * sweep would say is said.
  */
-size_t survey_sweep_status(const struct procscan *s, const struct survey *keep);
+size_t survey_sweep_status(const struct procscan *s, const struct survey *keep, bool dry_run);
 /*
  * sweep: remove mcpmux's own id files of containers (the runtime directory's cid/, as
  * survey_sweep_status() reads it) that name one of the n full ids, containers that the

@@ -1757,7 +1757,9 @@ class SweptCgroups(OwnCgroupCase):
         started after the gone instance and before the file's cgroup was made (maybe its
         maker, as for a cgroup found by its name): sweep leaves the cgroup, and the file
         too, the only thing that names it, and says so.  Once that process is gone, sweep
-        ends what is left in the cgroup and removes it, and the file."""
+        ends what is left in the cgroup and removes it, and the file.  A dry run says the
+        same first, and removes nothing; ps, a look at what runs, says nothing of it and
+        does not list the process left in the cgroup."""
         sub = self.own_sub("left-file-test")
         other = subprocess.Popen(["sleep", "60"], env={})
         self.addCleanup(other.wait)
@@ -1774,14 +1776,23 @@ class SweptCgroups(OwnCgroupCase):
         self.status_names(inst, session)  # its owner started at boot: gone
         status = os.path.join(self.runtime_instances(), str(other.pid))
         self.env["MCPMUX_SWEEP_YOUNG_S"] = "0"
-        rc, out, err = self.mcpmux("sweep", "--session", session)
-        self.assertEqual((rc, out), (0, "no orphans to end\n"), err)
-        self.assertTrue(alive(left.pid))
-        self.assertTrue(os.path.isdir(inst + "/s.1"))
-        self.assertTrue(os.path.exists(status), "the file that names the cgroup is removed")
-        self.assertIn("left the cgroup %s, and the status file of the gone instance %d that "
-                      "names it: pid %d is now another process, which may have made it"
-                      % (inst, other.pid, other.pid), err)
+        said = ("left the cgroup %s, and the status file of the gone instance %d that "
+                "names it: pid %d is now another process, which may have made it"
+                % (inst, other.pid, other.pid))
+        rc, out, err = self.mcpmux("ps")
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn(said, err)
+        self.assertNotIn(str(left.pid), out)
+        for args in (["--dry-run"], []):
+            with self.subTest(args=args):
+                rc, out, err = self.mcpmux("sweep", "--session", session, *args)
+                self.assertEqual((rc, out), (0, "no orphans to end\n"), err)
+                self.assertTrue(alive(left.pid))
+                self.assertTrue(os.path.isdir(inst + "/s.1"))
+                self.assertTrue(os.path.exists(status),
+                                "the file that names the cgroup is removed")
+                self.assertEqual([l for l in err.splitlines() if "left the cgroup" in l],
+                                 ["mcpmux: " + said], err)
         other.kill()
         other.wait()
         rc, out, err = self.mcpmux("sweep", "--session", session)
