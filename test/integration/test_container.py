@@ -1273,6 +1273,32 @@ class FakeDockerKeeper(FakeDockerCase):
                           any(w.startswith("id=") for w in c)], [], "listed by its record")
         self.assert_no_leftovers()
 
+    def test_sweep_does_not_take_a_container_for_gone_when_its_inspect_said_so_and_hung(self):
+        """A gone instance's container that sweep ends: the engine's first inspect of its
+        state after `kill --signal TERM` says "No such container" and then hangs
+        (FAKE_DOCKER_GONE_THEN_HANG): killed at sweep's 30 s for an engine command, it gave
+        no answer, and the container is not taken for gone.  The next inspect says it has
+        exited; sweep removes it (rm -f), and its id file and record go with it."""
+        self.env["FAKE_DOCKER_LS_JSON"] = "1"
+        self.env["FAKE_DOCKER_KILL_STOPS"] = "1"
+        p = self.initialized_run()
+        session = self.session_label()
+        self.kill_with_keeper(p)
+        once = os.path.join(self.tmp.name, "gone-then-hang")
+        open(once, "w").close()
+        t0 = time.monotonic()
+        r = self.sweep(session=session, FAKE_DOCKER_GONE_THEN_HANG=once)
+        took = time.monotonic() - t0
+        self.assertFalse(os.path.exists(once), r.stderr)  # the engine hung as the test says
+        self.assertGreaterEqual(took, 30, r.stderr)  # not before the time limit
+        self.assertIn("ended 0 process(es) and 1 container(s)", r.stdout)
+        calls = [c[1:] for c in self.calls() if c[0] == "container"]
+        self.assertEqual([c for c in calls if c[0] == "rm"],
+                         [["rm", "-f", "fake0123456789abcdef"]], r.stderr)
+        self.assertTrue(os.path.exists(self.log + ".removed"), r.stderr)
+        self.assertEqual(os.listdir(self.cid_dir()), [], r.stderr)
+        self.assert_no_leftovers()
+
     def test_sweep_keeps_the_id_file_its_engine_cannot_be_asked_about(self):
         """The engine of the run no longer there for sweep, or not answering, keeps
         mcpmux's id file of a container removed by hand, and sweep says why, once (and on
