@@ -79,8 +79,9 @@ env_long(const char *w, const char *opt, size_t min, const char **value)
  * --unset=NAME (and -i and -u together in one word, and the long ones shortened as far as
  * they are env's alone: --ignore-e, --u); *e says what they do, its unsets for variable
  * name (NULL: none).  false when a word is another option (-C and -S change what the rest
- * means, -0 fails with a command, -v, --ignore shared with --ignore-signal, ...) or one
- * that makes env fail (a name -u cannot take away): such a launcher is not read.
+ * means, -0 fails with a command, -v, --ignore shared with --ignore-signal, ...) or a
+ * name -u cannot take away (env fails on it, or ignores it after -i): such a launcher is
+ * not read.
  */
 static bool
 env_read(char *const *argv, size_t n, const char *name, struct env_launch *e)
