@@ -1821,6 +1821,12 @@ backend_on_err_room(struct errout_waiter *w)
 static void
 arm_grace(struct backend *b, double seconds)
 {
+	/*
+	 * From now, not from the start of this turn: a long turn (many sessions ending at once
+	 * on a loaded machine) would otherwise take its length off the grace, and a server
+	 * that ends within its grace be signalled, and said to have been.
+	 */
+	ev_now_update(b->loop);
 	ev_timer_stop(b->loop, &b->grace_w);
 	ev_timer_set(&b->grace_w, seconds, 0.);
 	ev_timer_start(b->loop, &b->grace_w);

@@ -66,7 +66,7 @@ import unittest
 from mcptest import (ASKER, FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, Case, alive, call, comm,
                      proc_start,
                      deadline, fd_count, fd_links, initialize, keeper_of, main, note, proc_state,
-                     req,
+                     encode, req,
                      wait_until)
 from test_escape import own_cgroup_root, rmdir_once_empty
 from test_serve import Mux
@@ -1708,6 +1708,32 @@ class PoolGrant(Faults):
         self.assertEqual(s.p.wait(), 0)
         self.assertEqual(self.counters(a.pid)["failed"], 1)
         self.assert_clean_stderr(a)
+        self.assert_no_leftovers()
+
+    def test_a_grace_counts_from_its_start_not_from_a_long_turns(self):
+        """serve: in one read, a session's first message, whose server's start takes 1.5 s
+        (its pool slot's lock is slow), then another session's end of run.  The second
+        server's --eof-grace (1 s) counts from the end of run, not from the start of that
+        long turn: the server, which exits at once on stdin's EOF, ends with escalation
+        eof, not signalled at the next turn as if its grace had run out."""
+        from test_serve import Mux
+        opts = ["--max-servers", "4", "--pool", "p", "--eof-grace", "1000",
+                "--term-grace", "1000"]
+        # flock() 1: the instance's own file; 2 and 3: the pool's directory and the first
+        # server's slot file; 4 and 5: the second's, made in the long turn
+        m = Mux(self.mcpmux(["serve"] + opts + ["--", FIXTURE],
+                            env=self.shim_env(flock_slow=5, flock_ms=1500)))
+        m.send("a", initialize(1))
+        self.assertEqual(m.msg("a")["id"], 1)
+        m.p.write(b"".join(encode({"session": s, "message": msg}) for s, msg in
+                           (("b", initialize(1)), ("a", req(2, "mcpmux/endRun")))))
+        r = m.msg("a", 15)
+        self.assertEqual(r["id"], 2)
+        self.assertEqual(r["result"]["escalation"], "eof", r)
+        self.assertEqual(m.msg("b", 15)["id"], 1)
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+        self.assertEqual(self.counters(m.p.pid)["failed"], 1)  # the slow lock came
         self.assert_no_leftovers()
 
     def test_a_state_that_cannot_be_recorded_is_said_once(self):
