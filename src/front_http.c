@@ -1908,7 +1908,10 @@ handle_get(struct front_http *fh, struct http_req *rq, struct hx_session *hs, bo
 				 * Still connected as far as mcpmux knows: most likely a connection
 				 * that died unnoticed (a client that slept: nothing tells a server
 				 * of a half-open connection but a write that fails minutes later).
-				 * The resume takes the stream over, and the old answer ends.
+				 * The resume takes the stream over, and the old answer ends.  One
+				 * that still queues bytes its client did not take is closed: the
+				 * resume writes them again, and each resume of a stream whose
+				 * client reads nothing would hold another copy of them.
 				 */
 				struct http_req *old = st->rq;
 
@@ -1916,7 +1919,11 @@ handle_get(struct front_http *fh, struct http_req *rq, struct hx_session *hs, bo
 				st->rq = NULL;
 				st->finishing = false;
 				http_req_set_data(old, NULL);
-				(void)http_stream_end(old);
+				if (http_stream_queued(old) > 0) {
+					http_req_abort(old);
+				} else {
+					(void)http_stream_end(old);
+				}
 				diag_info("session %s: stream %u resumed on a new connection while "
 					  "its old one was open: that one is ended",
 					  hs->id, (unsigned)num);

@@ -1955,6 +1955,12 @@ http_stream_end(struct http_req *rq)
 	return 0;
 }
 
+void
+http_req_abort(struct http_req *rq)
+{
+	conn_kill(rq->c);
+}
+
 bool
 http_req_gone(const struct http_req *rq)
 {

@@ -234,6 +234,11 @@ int http_stream_send(struct http_req *rq, const void *p, size_t len);
 int http_stream_sendv(struct http_req *rq, const struct iovec *iov, int n);
 /* The last chunk; 0: the exchange is over (queued bytes are still written). */
 int http_stream_end(struct http_req *rq);
+/*
+ * Close the exchange's connection at once, its queued bytes dropped: on_close() follows
+ * at the next turn of the loop, as for a connection that broke.
+ */
+void http_req_abort(struct http_req *rq);
 /* The stream's queue is at or over max_queue: hold back until on_writable(). */
 bool http_stream_full(const struct http_req *rq);
 /* Unsent bytes of this request's connection. */

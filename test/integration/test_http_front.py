@@ -1819,6 +1819,35 @@ class Resume(HttpCase):
         self.assertIn("session %s: stream %s resumed after event 0, but events up to %d "
                       "are no longer kept" % (sid, num, first - 1), self.srv.stderr())
 
+    def test_resumes_of_a_stream_whose_client_reads_nothing_hold_one_copy(self):
+        """A resume takes over a stream whose old connection still queues bytes its client
+        did not take: that connection is closed, its bytes dropped (the resume writes them
+        again).  Resume after resume of a 4 MiB answer from clients that read nothing
+        leaves mcpmux queueing one copy of it, not one per resume; the last resume still
+        gets the answer whole."""
+        self.http(opts=["--metrics"])
+        sid = self.session()
+        r = self.post(tool(1, "huge", bytes=4 << 20), sid)
+        prime = r.events()[0]
+        self.assertEqual(prime["data"], "")
+        queued = []
+        for _ in range(8):
+            s = self.slow_socket()
+            s.sendall(("GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream"
+                       "\r\nMcp-Session-Id: %s\r\nLast-Event-ID: %s\r\n\r\n" %
+                       (sid, prime["id"])).encode())
+            self.assertTrue(s.recv(100).startswith(b"HTTP/1.1 200 "))
+            queued.append(wait_until(
+                lambda: self.metrics()["mcpmux_http_queued_bytes"] or None, 10,
+                "the answer to be queued"))
+        self.assertGreater(queued[0], 256 << 10, "the socket took the answer whole")
+        self.assertLess(queued[-1], 2 * queued[0], queued)
+        g = self.get_stream(sid, last=prime["id"])
+        m, _ = g.message(10)
+        self.assertEqual((m["id"], len(m["result"]["content"][0]["text"])), (1, 4 << 20))
+        self.assertIsNone(g.event(5), "a resumed request stream ends after its response")
+        g.close()
+
     def test_a_last_event_id_names_a_stream_of_this_session_by_its_number(self):
         """Stream numbers are each session's own: a Last-Event-ID copied from another
         session names this session's stream of that number, which it resumes (taking it
