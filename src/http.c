@@ -1331,6 +1331,26 @@ reject_now(int fd)
 	sys_close(&fd);
 }
 
+/*
+ * A client that vanished without a word (its machine slept, its network went) leaves a
+ * connection that nothing but a write would find dead, and an exchange that writes
+ * nothing (a request waiting for its answer) holds it, and what waits on it, for ever.
+ * TCP keep-alive asks the peer after write_timeout of silence, three times, a third of it
+ * apart: one that does not answer has the connection fail (ETIMEDOUT), as a write to it
+ * would.  Set up or not (the connection serves all the same), nothing else can be done.
+ */
+static void
+conn_keepalive(int fd, double timeout)
+{
+	int one = 1, cnt = 3, idle = (int)SYS_MIN(SYS_MAX(timeout, 1.), 32767.),
+	    intvl = SYS_MAX(idle / 3, 1);
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
 static void
 conn_adopt(struct http_server *s, int fd, const struct sockaddr *sa, socklen_t sa_len)
 {
@@ -1379,6 +1399,7 @@ conn_adopt(struct http_server *s, int fd, const struct sockaddr *sa, socklen_t s
 
 		/* Responses leave whole: Nagle would only delay the last segment. */
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		conn_keepalive(fd, s->lim.write_timeout);
 	}
 	c->next = s->conns;
 	if (s->conns != NULL) {

@@ -47,6 +47,78 @@ def read_text(path):
         return f.read()
 
 
+# Run in a network namespace of its own (unshare -n), as root: mcpmux serve --http with
+# the arguments after the first two (mcpmux, fixture), a session whose client accepts only
+# JSON, and a call that never ends on a connection whose client then vanishes without a
+# word: every packet to its port is dropped (iptables), as for a client whose machine
+# slept.  Prints how long the session lived on after, and mcpmux's stderr, as JSON.
+VANISHER = r"""
+import json, re, socket, subprocess, sys, threading, time
+mux, fixture, opts, wait = sys.argv[1], sys.argv[2], sys.argv[3:-1], float(sys.argv[-1])
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+p = subprocess.Popen([mux, "serve", "--http", "127.0.0.1:0", "--metrics"] + opts +
+                     ["--", fixture], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+err = []
+port = None
+while port is None:
+    line = p.stderr.readline().decode()
+    err.append(line)
+    if not line:
+        sys.exit("".join(err))
+    m = re.search(r"on port (\d+)", line)
+    port = int(m.group(1)) if m else None
+threading.Thread(target=lambda: [err.append(l.decode()) for l in p.stderr], daemon=True).start()
+
+
+def send(s, head, body=b""):
+    s.sendall(head.replace("\n", "\r\n").encode() + body)
+
+
+def answer(s):
+    got = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            return got.decode()
+        got += d
+
+
+def post(body, sid=None, close=True):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    b = json.dumps(body).encode()
+    send(s, "POST /mcp HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/json\n"
+            "Accept: application/json\n%sContent-Length: %d\nConnection: %s\n\n" %
+            ("Mcp-Session-Id: %s\n" % sid if sid else "", len(b),
+             "close" if close else "keep-alive"), b)
+    return answer(s) if close else s
+
+
+def sessions():
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    send(s, "GET /metrics HTTP/1.1\nHost: 127.0.0.1\nConnection: close\n\n")
+    return int(re.search(r"\nmcpmux_http_sessions (\d+)", answer(s)).group(1))
+
+
+sid = re.search(r"Mcp-Session-Id: (\S+)", post({
+    "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "v", "version": "1"}}})).group(1)
+post({"jsonrpc": "2.0", "method": "notifications/initialized"}, sid)
+c = post({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+          "params": {"name": "sleep", "arguments": {"ms": 600000}}}, sid, close=False)
+# Sent: mcpmux has it whatever becomes of the packets to the client.
+subprocess.run(["iptables", "-A", "INPUT", "-p", "tcp", "--dport", str(c.getsockname()[1]),
+                "-j", "DROP"], check=True)
+t0 = time.monotonic()
+while sessions() > 0 and time.monotonic() - t0 < wait:
+    time.sleep(0.2)
+lived = time.monotonic() - t0 if sessions() == 0 else None
+p.terminate()
+p.wait(20)
+print(json.dumps({"lived": lived, "stderr": "".join(err)}))
+"""
+
+
 class Resp:
     def __init__(self, status, headers, body):
         self.status = status
@@ -1895,6 +1967,29 @@ class Sessions(HttpCase):
         """The same for a client that accepts only JSON: its request cannot be resumed (its
         answer would go to the GET stream), and it is cancelled when forgotten."""
         self.vanish_during_a_call(json_only=True)
+
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("unshare") and
+                         shutil.which("iptables") and shutil.which("ip"),
+                         "root, unshare, ip and iptables (a network namespace)")
+    def test_a_client_that_vanishes_without_a_word_during_a_call_does_not_hold_it(self):
+        """A client whose machine sleeps (or whose network goes) during a call answered
+        with one JSON body sends no FIN: nothing is written on its connection while the
+        call runs, and nothing but TCP keep-alive finds it dead.  Its packets dropped, the
+        connection fails after --stall-timeout of silence and three probes a third of it
+        apart (here 2 s, 1 s), and the call is forgotten and cancelled as for a client
+        that closed it: --idle-timeout ends the session, where it lived as long as the
+        call."""
+        out = os.path.join(self.tmp.name, "out")
+        with open(out, "wb") as f:
+            p = self.start(["unshare", "-n", sys.executable, "-c", VANISHER, MCPMUX, FIXTURE]
+                           + FAST + ["--stall-timeout", "2", "--idle-timeout", "2", "30"],
+                           stdout=f)
+        p.p.wait(90 * SLOW)
+        res = json.loads(read_text(out).strip().splitlines()[-1])
+        self.assertIsNotNone(res["lived"], res["stderr"])
+        self.assertLess(res["lived"], 20, res["stderr"])
+        self.assertRegex(res["stderr"], r"stream \d+ not resumed for 2 s: forgotten; its "
+                                        r"request is cancelled")
 
     def vanish_during_a_call(self, json_only):
         log = os.path.join(self.tmp.name, "log")
