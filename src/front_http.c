@@ -1579,16 +1579,13 @@ post_forward(struct front_http *fh, struct hx_session *hs, struct http_req *rq, 
 static int
 post_accepts(const struct http_req *rq)
 {
-	size_t n;
-	const char *v = http_req_header(rq, "Accept", &n);
+	const struct http_request *r = http_req_request(rq);
+	int q = httpmsg_accept_fields_q(r->headers, r->n_headers, "text/event-stream");
 
-	if (v == NULL) {
-		return 1;
+	if (q != 0) {
+		return 1; /* accepted, or no Accept at all */
 	}
-	if (httpmsg_accept_q(v, n, "text/event-stream") > 0) {
-		return 1;
-	}
-	return httpmsg_accept_q(v, n, "application/json") > 0 ? 0 : -1;
+	return httpmsg_accept_fields_q(r->headers, r->n_headers, "application/json") > 0 ? 0 : -1;
 }
 
 /* Scan the body of a POST into fh->scan; false after answering a bad one. */
@@ -1845,11 +1842,11 @@ was_request_stream(const struct hx_session *hs, uint32_t num)
 static void
 handle_get(struct front_http *fh, struct http_req *rq, struct hx_session *hs, bool has_sid)
 {
+	const struct http_request *r = http_req_request(rq);
 	size_t n;
-	const char *accept = http_req_header(rq, "Accept", &n);
 	const char *last;
 
-	if (accept != NULL && httpmsg_accept_q(accept, n, "text/event-stream") == 0) {
+	if (httpmsg_accept_fields_q(r->headers, r->n_headers, "text/event-stream") == 0) {
 		respond_error(fh, rq, 406, RPC_SERVER_ERROR,
 			      "Not Acceptable: the GET stream is text/event-stream", NULL);
 		return;

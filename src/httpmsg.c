@@ -496,14 +496,14 @@ params_q(const char *p, size_t len)
 	return q;
 }
 
-int
-httpmsg_accept_q(const char *v, size_t len, const char *type)
+/* Fold the ranges of one Accept value into the best match so far (rank, then its q). */
+static void
+accept_scan(const char *v, size_t len, const char *type, int *best_rank, int *best_q)
 {
 	const char *slash = strchr(type, '/');
 	size_t tlen = slash != NULL ? (size_t)(slash - type) : strlen(type);
 	const char *p = v, *end = v + len, *e;
 	size_t elen;
-	int best_rank = 0, best_q = 0;
 
 	while (list_next(&p, end, &e, &elen)) {
 		const char *semi = memchr(e, ';', elen);
@@ -527,12 +527,35 @@ httpmsg_accept_q(const char *v, size_t len, const char *type)
 		if (semi != NULL) {
 			q = params_q(semi + 1, (size_t)(e + elen - semi - 1));
 		}
-		if (rank > best_rank) {
-			best_rank = rank;
-			best_q = q;
+		if (rank > *best_rank) {
+			*best_rank = rank;
+			*best_q = q;
 		}
 	}
+}
+
+int
+httpmsg_accept_q(const char *v, size_t len, const char *type)
+{
+	int best_rank = 0, best_q = 0;
+
+	accept_scan(v, len, type, &best_rank, &best_q);
 	return best_q;
+}
+
+int
+httpmsg_accept_fields_q(const struct http_header *h, size_t n, const char *type)
+{
+	int best_rank = 0, best_q = 0;
+	bool any = false;
+
+	for (size_t i = 0; i < n; i++) {
+		if (httpmsg_name_eq(h[i].name, h[i].name_len, "Accept")) {
+			any = true;
+			accept_scan(h[i].value, h[i].value_len, type, &best_rank, &best_q);
+		}
+	}
+	return any ? best_q : -1;
 }
 
 bool

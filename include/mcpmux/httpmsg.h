@@ -106,6 +106,11 @@ size_t httpmsg_sse_break(const char *data, size_t len);
  * everything; that is the caller's decision, not this function's.
  */
 int httpmsg_accept_q(const char *v, size_t len, const char *type);
+/*
+ * The same over every Accept field of a head: a list field may come as several field
+ * lines, which mean their values joined by commas (RFC 9110, 5.3).  -1 when there is none.
+ */
+int httpmsg_accept_fields_q(const struct http_header *h, size_t n, const char *type);
 
 /*
  * Whether an Authorization value is "Bearer <token>" (scheme in any case) with exactly

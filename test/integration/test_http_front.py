@@ -889,6 +889,44 @@ class Refusals(HttpCase):
         # ... and the server is fine after all of it
         self.assertEqual(self.call(sid, tool(2, "echo", text="ok"))[0]["id"], 2)
 
+    def test_accept_on_several_field_lines_is_one_list(self):
+        """Accept is a list: on two field lines (as Go's Header.Add writes it) it means
+        the two values joined (RFC 9110, 5.3), not the first alone.  A GET whose second
+        line accepts SSE gets its stream, not 406; a POST whose second line accepts JSON
+        gets it, not 406; one whose two lines accept both gets SSE, as one line would."""
+        self.http()
+        sid = self.session()
+
+        def raw(method, lines, body=b""):
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=10 * SLOW)
+            self.addCleanup(s.close)
+            head = ("%s /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nMcp-Session-Id: %s\r\n%s"
+                    "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" %
+                    (method, sid, "".join("Accept: %s\r\n" % v for v in lines), len(body)))
+            s.sendall(head.encode() + body)
+            got = b""
+            while b"\r\n\r\n" not in got:
+                d = s.recv(4096)
+                self.assertTrue(d, got)
+                got += d
+            return got.split(b"\r\n\r\n")[0].decode().lower()
+
+        def call(id_):
+            return json.dumps(tool(id_, "echo", text="x")).encode()
+
+        head = raw("GET", ["application/json", "text/event-stream"])
+        self.assertTrue(head.startswith("http/1.1 200 "), head)
+        self.assertIn("content-type: text/event-stream", head)
+        head = raw("POST", ["text/html", "application/json"], call(1))
+        self.assertTrue(head.startswith("http/1.1 200 "), head)
+        self.assertIn("content-type: application/json", head)
+        head = raw("POST", ["application/json", "text/event-stream"], call(2))
+        self.assertTrue(head.startswith("http/1.1 200 "), head)
+        self.assertIn("content-type: text/event-stream", head)
+        # and the most specific range still rules, whichever line it is on
+        head = raw("GET", ["*/*", "text/event-stream;q=0"])
+        self.assertTrue(head.startswith("http/1.1 406 "), head)
+
     def test_host_origin_and_preflight(self):
         self.http(opts=["--allow-origin", "https://app.example"])
         r = self.post(init_msg(0), headers={"Host": "evil.example.com:80"})

@@ -231,6 +231,31 @@ test_accept(void **state)
 }
 
 static void
+test_accept_fields(void **state)
+{
+	static const char sse[] = "text/event-stream", json[] = "application/json";
+	/* Two field lines are one list: the second's ranges count as the first's. */
+	const struct http_header two[] = {
+		{ S("Accept"), S("application/json") },
+		{ S("Host"), S("localhost") },
+		{ S("accept"), S("text/event-stream;q=0.5") },
+	};
+	const struct http_header specific[] = {
+		{ S("Accept"), S("*/*") },
+		{ S("Accept"), S("text/event-stream;q=0") },
+	};
+
+	(void)state;
+	assert_int_equal(httpmsg_accept_fields_q(two, 3, sse), 500);
+	assert_int_equal(httpmsg_accept_fields_q(two, 3, json), 1000);
+	assert_int_equal(httpmsg_accept_fields_q(two, 2, sse), 0);
+	assert_int_equal(httpmsg_accept_fields_q(two + 1, 1, sse), -1); /* none: the caller's */
+	/* The most specific range wins, whichever line it is on. */
+	assert_int_equal(httpmsg_accept_fields_q(specific, 2, sse), 0);
+	assert_int_equal(httpmsg_accept_fields_q(specific, 2, json), 1000);
+}
+
+static void
 test_bearer(void **state)
 {
 	static const char tok[] = "s3cr3t-token";
@@ -353,6 +378,7 @@ main(void)
 		cmocka_unit_test(test_chunk_heads),
 		cmocka_unit_test(test_sse),
 		cmocka_unit_test(test_accept),
+		cmocka_unit_test(test_accept_fields),
 		cmocka_unit_test(test_bearer),
 		cmocka_unit_test(test_origins),
 		cmocka_unit_test(test_sockaddrs),
