@@ -46,7 +46,11 @@ class Server:
         kw = {}
         if pass_fd is not None:
             def activate():
-                os.dup2(pass_fd, 3)
+                # dup2() onto itself (the socket already fd 3) would leave it close-on-exec.
+                if pass_fd == 3:
+                    os.set_inheritable(3, True)
+                else:
+                    os.dup2(pass_fd, 3)
                 os.environ["LISTEN_PID"] = str(os.getpid())
                 os.environ["LISTEN_FDS"] = "1"
             # close_fds would close fd 3 after preexec_fn; every other descriptor of
