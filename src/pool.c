@@ -493,7 +493,12 @@ try_grant(struct pool_slot *s)
 		if (sys_mono() - s->t_want < p->wait_s) {
 			return false;
 		}
-		grant(s, false, NULL); /* the lock is stuck: start, uncounted as it were */
+		/* The lock is stuck (its holder stopped while it looked): start, uncounted as it
+		 * were, and say why the start waited. */
+		diag_warn("pool %s: its directory stayed locked by another process for %g s: the "
+			  "server starts without a count of the pool (it may be over the cap)",
+			  p->name, p->wait_s);
+		grant(s, false, NULL);
 		return true;
 	}
 	census(p, &c, true);

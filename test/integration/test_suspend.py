@@ -4,6 +4,7 @@ Each test drives mcpmux against the fixture server and asserts what the client g
 ids, errors), which server processes exist, and what the traffic log says."""
 
 import ctypes
+import fcntl
 import json
 import os
 import random
@@ -1468,6 +1469,37 @@ class Pool(Base):
         for p in (a, b):
             p.close_stdin()
             self.assertEqual(p.wait(), 0)
+        self.assert_no_leftovers()
+        self.assertEqual(self.pool_files(), [])
+
+    def test_a_directory_locked_for_the_whole_wait_is_said(self):
+        """The pool's directory locked by another process for longer than the wait's bound
+        (an instance stopped while it looked): the server starts at the bound, and mcpmux
+        says why its start waited."""
+        opts = FAST + ["--kill-deadline", "600", "--max-servers", "1", "--pool", "locked"]
+        bound = 2.2  # (300 + 300 + 600) ms + 1 s
+        a = self.wrap(opts=opts)  # makes the pool's directory
+        a.close_stdin()
+        self.assertEqual(a.wait(), 0)
+        d = os.path.join(self.tmp.name, "mcpmux", "pools")
+        (sub,) = os.listdir(d)
+        fd = os.open(os.path.join(d, sub), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            t0 = time.monotonic()
+            b = self.wrap(opts=opts)
+            b.send(initialize(1))
+            self.assert_response(b.msg(bound + 5), 1)
+            waited = time.monotonic() - t0
+        finally:
+            os.close(fd)
+        print("a directory locked for good: waited %.2f s" % waited)
+        self.assertGreaterEqual(waited, bound)
+        b.close_stdin()
+        self.assertEqual(b.wait(), 0)
+        self.assertIn("mcpmux: pool locked: its directory stayed locked by another process "
+                      "for 2.2 s: the server starts without a count of the pool (it may be "
+                      "over the cap)", b.stderr())
         self.assert_no_leftovers()
         self.assertEqual(self.pool_files(), [])
 
