@@ -153,6 +153,26 @@ handshake_module_release(void)
 	jsonrpc_release(&el_scan);
 }
 
+/*
+ * The key of an item's id (jsonrpc_id_key()): in buf, JSONRPC_KEY_MAX(64) bytes, or for a
+ * longer id in memory of its own, *heap (the caller frees it).  0 when it has none, or
+ * there is no memory for it.
+ */
+static size_t
+id_key_of(const struct jsonrpc_scanner *scan, const struct jsonrpc_item *it, char *buf, char **heap)
+{
+	const char *id = jsonrpc_str(scan, it->id);
+
+	*heap = NULL;
+	if (it->id.len <= 64) {
+		return jsonrpc_id_key(id, it->id.len, buf);
+	}
+	if ((*heap = malloc(JSONRPC_KEY_MAX(it->id.len))) == NULL) {
+		return 0;
+	}
+	return jsonrpc_id_key(id, it->id.len, *heap);
+}
+
 static bool
 is_setup_method(const struct jsonrpc_scanner *scan, const struct jsonrpc_item *it)
 {
@@ -266,15 +286,14 @@ observe_client(struct handshake *hs, const struct jsonrpc_scanner *scan, const c
 		return;
 	}
 	if (jsonrpc_method_is(scan, it, "initialize")) {
-		char key[JSONRPC_KEY_MAX(64)];
-		size_t klen = it->id.len <= 64
-				      ? jsonrpc_id_key(jsonrpc_str(scan, it->id), it->id.len, key)
-				      : 0;
+		char buf[JSONRPC_KEY_MAX(64)], *heap = NULL;
+		size_t klen = id_key_of(scan, it, buf, &heap);
 
 		/* A new initialize: a new protocol session, set up again by the client. */
 		params_of(line, len, &p, &plen);
 		sbuf_set_exact(&hs->init_params, p, plen);
-		sbuf_set_exact(&hs->init_key, key, klen);
+		sbuf_set_exact(&hs->init_key, heap != NULL ? heap : buf, klen);
+		free(heap);
 		hs->have_init = klen > 0 && !hs->init_params.failed && !hs->init_key.failed;
 		hs->have_result = false;
 		hs->initialized = false;
@@ -311,17 +330,20 @@ static void
 observe_server(struct handshake *hs, const struct jsonrpc_scanner *scan, const char *line,
 	       size_t len)
 {
-	char key[JSONRPC_KEY_MAX(64)];
+	char buf[JSONRPC_KEY_MAX(64)], *heap = NULL;
 	const char *result, *v;
 	size_t rlen, vlen, klen;
 
 	if (!hs->have_init || hs->have_result ||
-	    (scan->kind != JSONRPC_RESPONSE && scan->kind != JSONRPC_ERROR) ||
-	    scan->one.id.len > 64) {
+	    (scan->kind != JSONRPC_RESPONSE && scan->kind != JSONRPC_ERROR)) {
 		return;
 	}
-	klen = jsonrpc_id_key(jsonrpc_str(scan, scan->one.id), scan->one.id.len, key);
-	if (klen != hs->init_key.len || memcmp(key, hs->init_key.buf, klen) != 0) {
+	klen = id_key_of(scan, &scan->one, buf, &heap);
+	bool same = klen == hs->init_key.len &&
+		    memcmp(heap != NULL ? heap : buf, hs->init_key.buf, klen) == 0;
+
+	free(heap);
+	if (!same) {
 		return;
 	}
 	if (scan->kind == JSONRPC_ERROR) {

@@ -275,6 +275,25 @@ class WrapSuspend(Base):
         ended = events(self.log, "ended")
         self.assertEqual([e["reason"] for e in ended], ["client-eof"])
 
+    def test_an_initialize_under_a_long_id_is_replayed(self):
+        """The client's initialize under a string id of 200 bytes (and its answer under it)
+        is recorded as one under a short id is: the fresh server hears it, and the
+        client's call is not refused as sent before initialize."""
+        p = self.start_wrap()
+        long_id = "initialize-" + "x" * 200
+        p.send(initialize(long_id))
+        self.assert_response(p.msg(), long_id)
+        p.send(note("notifications/initialized"))
+        pid1 = self.pid_of(p.send, p.msg, 2)
+        hs = self.fresh_handshake(p, pid1, 3)
+        self.assertTrue(hs["initializeSeen"])
+        self.assertTrue(hs["initialized"])
+        self.assertEqual(hs["firstMethod"], "initialize")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assert_no_leftovers()
+        self.assertEqual(len(events(self.log, "resumed")), 1)
+
     def test_the_server_is_suspended_again_and_again(self):
         p = self.start_wrap()
         self.setup_session(p.send, p.msg)
