@@ -647,12 +647,16 @@ wrap_on_stall(struct session *s, void *owner) // cppcheck-suppress constParamete
 	}
 }
 
-/* Does a run that ended still owe the client replies (its requests, its end result)? */
+/*
+ * Does a run that ended still owe the client replies (its requests, those held for a
+ * server to come, its end result)?
+ */
 static bool
 ended_run_owes(const struct wrap *w)
 {
 	for (const struct wrap_run *r = w->runs; r != NULL; r = r->next) {
-		if (r->s != w->cur && (r->s->n_pending > 0 || r->s->n_replies > 0)) {
+		if (r->s != w->cur &&
+		    (r->s->n_pending > 0 || r->s->n_replies > 0 || session_holds_lines(r->s))) {
 			return true;
 		}
 	}

@@ -1976,6 +1976,12 @@ session_is_idle(const struct session *s)
 }
 
 bool
+session_holds_lines(const struct session *s)
+{
+	return s->held_off < s->held.len;
+}
+
+bool
 session_suspend(struct session *s, const char *why)
 {
 	if (!session_is_idle(s) || still_writing(s)) {

@@ -209,6 +209,12 @@ pid_t session_pid(const struct session *s);
  */
 bool session_is_idle(const struct session *s);
 /*
+ * Does it hold client lines for a server to come (suspending, suspended, waiting for its
+ * pool, resuming)?  Their requests are answered by it: by the fresh server, or with
+ * errors when its run ends first.
+ */
+bool session_holds_lines(const struct session *s);
+/*
  * Suspend an idle session now (why: a static text for the log, "idle", "pool").  False
  * when it is not idle (session_is_idle()).
  */

@@ -294,6 +294,27 @@ class WrapSuspend(Base):
         self.assert_no_leftovers()
         self.assertEqual(len(events(self.log, "resumed")), 1)
 
+    def test_a_held_requests_error_comes_before_the_next_runs_answers(self):
+        """A request held while the server is being suspended, then an end-of-run sent as
+        a notification (no result owed) and a request of the next run under the same id:
+        the ended run's error for the held one comes first, then the next run's answer,
+        as for a request in flight when a run ends (a client that restarts its ids at 1
+        takes the first answer under an id for its new request)."""
+        # --ignore-eof: the suspend's teardown waits the eof grace, long enough to be seen
+        p = self.wrap("--ignore-eof", opts=["--eof-grace", "1500", "--term-grace", "300",
+                                            "-v", "--log", self.log] + SUSPEND)
+        p.send(initialize(1))
+        self.assert_response(p.msg(), 1)
+        p.send(note("notifications/initialized"))
+        wait_until(lambda: "teardown begins" in p.stderr(), 5, "the suspend to begin")
+        p.send(call(2, "echo", text="held"), END, call(2, "echo", text="next run"))
+        err = self.assert_error(p.msg(10), 2, -32000)
+        self.assertIn("the run ended before the server was restarted", err["message"])
+        self.assertEqual(p.msg(10)["result"]["content"][0]["text"], "next run")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 143)  # the next run's server ignores its EOF: SIGTERM
+        self.assert_no_leftovers()
+
     def test_the_server_is_suspended_again_and_again(self):
         p = self.start_wrap()
         self.setup_session(p.send, p.msg)
