@@ -203,6 +203,7 @@ sync_pause(struct hub_entry *e)
 	if (e->s == NULL) {
 		return;
 	}
+	session_detach(e->s, e->owner == NULL);
 	if (e->owner != NULL) {
 		session_pause(e->s, e->owner->ops->full(e->owner, e));
 	} else {

@@ -1855,8 +1855,10 @@ session_on_idle(struct ev_loop *loop, ev_timer *w, int revents)
 	struct session *s = container_of(w, struct session, idle_w);
 	double now = sys_mono(), due = s->last_activity + s->cfg->idle_timeout;
 	/* A held request is in flight too; a replay alone is not (a fresh server that never
-	 * answers it would keep the session for ever). */
-	bool busy = s->n_pending > 0 || held_request(s);
+	 * answers it would keep the session for ever).  Neither is while no client holds the
+	 * session: nobody waits for their answers, which wait unread (a kept session's
+	 * connection gone with a request in flight kept its server for ever). */
+	bool busy = !s->detached && (s->n_pending > 0 || held_request(s));
 
 	(void)revents;
 	if (busy || due > now) {
@@ -2128,6 +2130,12 @@ session_pause(struct session *s, bool paused)
 	if (s->backend != NULL) {
 		backend_pause(s->backend, paused);
 	}
+}
+
+void
+session_detach(struct session *s, bool detached)
+{
+	s->detached = detached;
 }
 
 /* "exit code N" or "killed by SIGNAME" for a wait status. */

@@ -162,6 +162,7 @@ struct session {
 	uint32_t batch_seq;   /* batches forwarded (their requests' tag in pending) */
 	bool end_requested;   /* by the client (end-of-run) or the front end */
 	bool paused;	      /* the client is not reading: server stdout paused */
+	bool detached;	      /* no client holds it (session_detach()) */
 	struct sbuf *replies; /* end-of-run request ids awaiting the result */
 	size_t n_replies;
 	ev_timer idle_w;
@@ -308,6 +309,12 @@ void session_end(struct session *s, double grace_ms, const char *reply_id, size_
 void session_log_end_request(const struct session *s, const struct jsonrpc_scanner *scan);
 /* Stop or resume reading the server's output (the client's queue is full). */
 void session_pause(struct session *s, bool paused);
+/*
+ * No client holds the session now (a kept session between connections; false: one does
+ * again).  Nobody waits for the answers of its requests in flight or held, whose answers
+ * wait unread: they do not hold --idle-timeout off.
+ */
+void session_detach(struct session *s, bool detached);
 /* The end-of-run result object, {"session":...,"escalation":...}, into b. */
 void session_result(const struct session *s, struct sbuf *b);
 /* The same without "session" and braces: "pid":N,"exit":...,"escalation":"...","ms":N */

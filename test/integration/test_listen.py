@@ -1746,6 +1746,28 @@ class KeptSessionEnds(ListenHelpers, Case):
         self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers(0)
 
+    def test_the_idle_timeout_ends_a_kept_session_left_with_a_request_in_flight(self):
+        """A kept session whose connection went while a call was in flight: its answer
+        waits unread in the server's pipe, and nobody waits for it, so the call does not
+        hold the idle timeout off: the session ends, and the next connection that names it
+        is told."""
+        srv = self.listen(opts=["--idle-timeout", "1"])
+        a = Envelopes(self, self.path)
+        a.send({"session": "f", "keep": True}, {"session": "f", "message": call(1, "env")})
+        got = [a.next() for _ in range(3)]
+        self.assertEqual([g.get("event") for g in got], ["kept", "started", None], got)
+        pid = got[2]["message"]["result"]["structuredContent"]["pid"]
+        a.send({"session": "f", "message": call(2, "sleep", ms=200)})
+        a.close()
+        wait_until(lambda: not alive(pid), 10, "the idle timeout to end the kept session")
+        b = Envelopes(self, self.path)
+        b.send({"session": "f", "keep": True})
+        ended = b.next()
+        self.assertEqual((ended.get("event"), ended.get("pid"), ended.get("unseen")),
+                         ("ended", pid, True), ended)
+        b.close()
+        self.stop_serve(srv)
+
     def test_connect_to_a_kept_session_whose_server_died_exits_with_its_status(self):
         srv = self.listen()
         self.kept_then_gone("k", lambda pid: os.kill(pid, signal.SIGKILL))
