@@ -1336,25 +1336,19 @@ reject_now(int fd)
  * connection that nothing but a write would find dead, and an exchange that writes
  * nothing (a request waiting for its answer) holds it, and what waits on it, for ever.
  * TCP keep-alive asks the peer after write_timeout of silence, three times, a third of it
- * apart; bytes written (a stream's) that the peer has not acknowledged for write_timeout
- * end it too (TCP_USER_TIMEOUT: not the system's retransmissions, some 15 minutes).  A
- * peer that answers neither has the connection fail (ETIMEDOUT).  A client that is there
- * but reads nothing still acknowledges the probes of its full window: write_timeout
- * closes its connection as before.  Set up or not (the connection serves all the same),
- * nothing else can be done.
+ * apart: one that does not answer has the connection fail (ETIMEDOUT), as a write to it
+ * would.  Set up or not (the connection serves all the same), nothing else can be done.
  */
 static void
 conn_keepalive(int fd, double timeout)
 {
 	int one = 1, cnt = 3, idle = (int)SYS_MIN(SYS_MAX(timeout, 1.), 32767.),
 	    intvl = SYS_MAX(idle / 3, 1);
-	unsigned int ms = (unsigned int)SYS_MIN(SYS_MAX(timeout, 1.), 3600.) * 1000U;
 
 	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
 }
 
 static void
