@@ -1342,8 +1342,9 @@ reject_now(int fd)
 static void
 conn_keepalive(int fd, double timeout)
 {
-	int one = 1, cnt = 3, idle = (int)SYS_MIN(SYS_MAX(timeout, 1.), 32767.),
-	    intvl = SYS_MAX(idle / 3, 1);
+	double t = SYS_MIN(SYS_MAX(timeout, 1.), 32767.);
+	int one = 1, cnt = 3, idle = (int)t + (t > (int)t), /* whole seconds, not fewer */
+		intvl = SYS_MAX(idle / 3, 1);
 
 	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
