@@ -2105,6 +2105,34 @@ backend_container_left(const struct backend *b)
 	return b->ctr != NULL && !b->ctr->gone ? ctr_said(b->ctr) : NULL;
 }
 
+static void child_exited(struct backend *b, int wstatus);
+
+/*
+ * The server exited, though no turn has reaped it yet (a grace that ran out in the turn
+ * that armed it, made long by other work after it, or one that runs before the turn hears
+ * of SIGCHLD): reaped here (child_exited()), or, reaped already by libev and not yet said
+ * (its watcher comes later in this turn), left to that.  True in both cases: the grace
+ * signals nothing yet, and a server that ended within its grace is not said to have
+ * needed it.
+ */
+static bool
+exited_unheard(struct backend *b)
+{
+	int st;
+	pid_t r;
+
+	if (b->reaped || b->pid <= 0) {
+		return false;
+	}
+	while ((r = waitpid(b->pid, &st, WNOHANG)) == -1 && errno == EINTR) {
+	}
+	if (r == b->pid) {
+		child_exited(b, st);
+		return true;
+	}
+	return r == -1 && errno == ECHILD;
+}
+
 static void
 backend_on_grace(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -2112,6 +2140,21 @@ backend_on_grace(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
+	if ((b->state == BACKEND_CLOSING || b->state == BACKEND_TERMINATING) && !b->grace_waited &&
+	    (b->reaped ? !b->reap_scanned : exited_unheard(b))) {
+		/*
+		 * Exited, and its end not yet taken in (reaped, but its tree not yet scanned
+		 * since): what is left of its tree, if anything, is found at the next turn's
+		 * scan, and signalled at the next grace.
+		 */
+		b->grace_waited = true;
+		if (!ev_is_active(&b->grace_w)) {
+			arm_grace(b, KILL_RESCAN_S); /* time for its stdout's end to be read */
+		}
+		scan_wanted = true;
+		return;
+	}
+	b->grace_waited = false;
 	switch (b->state) {
 	case BACKEND_CLOSING:
 		close_stdin(b);
@@ -2332,6 +2375,7 @@ scan_ending(void)
 		size_t left = proctree_left(&snapshot, &m);
 
 		next = b->next_ending;
+		b->reap_scanned = b->reaped;
 		if (b->exited_by_itself && b->reaped && b->escalation == BACKEND_ESC_NONE &&
 		    n > 0) {
 			/* Leftovers of a server that exited: SIGTERM them now. */

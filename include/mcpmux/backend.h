@@ -114,6 +114,8 @@ struct backend {
 	bool out_eof;
 	bool claim_orphans;
 	bool exited_by_itself; /* the teardown began with the server's own exit */
+	bool grace_waited;     /* a grace found it exited, its end not taken in: waited once */
+	bool reap_scanned;     /* reaped, and its tree scanned since */
 	int pending_signal;    /* for the rest of the tree, at the next batched scan */
 	bool stalled;	       /* ended because it read nothing for stall-timeout */
 	bool in_full;	       /* the stdin queue is at its mark (as last told the owner) */

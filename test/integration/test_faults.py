@@ -1710,12 +1710,11 @@ class PoolGrant(Faults):
         self.assert_clean_stderr(a)
         self.assert_no_leftovers()
 
-    def test_a_grace_counts_from_its_start_not_from_a_long_turns(self):
-        """serve: in one read, a session's first message, whose server's start takes 1.5 s
-        (its pool slot's lock is slow), then another session's end of run.  The second
-        server's --eof-grace (1 s) counts from the end of run, not from the start of that
-        long turn: the server, which exits at once on stdin's EOF, ends with escalation
-        eof, not signalled at the next turn as if its grace had run out."""
+    def end_in_a_long_turn(self, lines):
+        """serve, a pool's slot lock slow (1.5 s) at the second server's start: session a
+        initialized, then lines (a's end of run and b's first message) in one read, one
+        turn; a's --eof-grace is 1 s, and its server exits at once on stdin's EOF: the
+        end of run's result, which says a's escalation."""
         from test_serve import Mux
         opts = ["--max-servers", "4", "--pool", "p", "--eof-grace", "1000",
                 "--term-grace", "1000"]
@@ -1725,16 +1724,32 @@ class PoolGrant(Faults):
                             env=self.shim_env(flock_slow=5, flock_ms=1500)))
         m.send("a", initialize(1))
         self.assertEqual(m.msg("a")["id"], 1)
-        m.p.write(b"".join(encode({"session": s, "message": msg}) for s, msg in
-                           (("b", initialize(1)), ("a", req(2, "mcpmux/endRun")))))
+        m.p.write(b"".join(encode({"session": s, "message": msg}) for s, msg in lines))
         r = m.msg("a", 15)
         self.assertEqual(r["id"], 2)
-        self.assertEqual(r["result"]["escalation"], "eof", r)
         self.assertEqual(m.msg("b", 15)["id"], 1)
         m.p.close_stdin()
         self.assertEqual(m.p.wait(), 0)
         self.assertEqual(self.counters(m.p.pid)["failed"], 1)  # the slow lock came
         self.assert_no_leftovers()
+        return r["result"]
+
+    def test_a_grace_counts_from_its_start_not_from_a_long_turns(self):
+        """b's first message, whose server's start makes the turn long, then a's end of
+        run: a's grace counts from the end of run, not from the start of that turn, and
+        a's server ends with escalation eof, not signalled at the next turn as if its
+        grace had run out."""
+        r = self.end_in_a_long_turn((("b", initialize(1)), ("a", req(2, "mcpmux/endRun"))))
+        self.assertEqual(r["escalation"], "eof", r)
+
+    def test_a_grace_that_runs_out_in_a_long_turn_finds_the_server_exited(self):
+        """a's end of run, then b's first message, whose server's start makes the turn
+        long: a's grace runs out in that turn, while a's server has exited at its EOF
+        and is not reaped yet.  The grace finds it exited and signals nothing: escalation
+        eof, not term."""
+        r = self.end_in_a_long_turn((("a", req(2, "mcpmux/endRun")), ("b", initialize(1))))
+        self.assertEqual(r["escalation"], "eof", r)
+        self.assertEqual(r["exit"], {"code": 0}, r)
 
     def test_a_state_that_cannot_be_recorded_is_said_once(self):
         """A full file system under the pool (ENOSPC on the slot file's state, its first 5
