@@ -1861,6 +1861,9 @@ session_on_idle(struct ev_loop *loop, ev_timer *w, int revents)
 	bool busy = !s->detached && (s->n_pending > 0 || held_request(s));
 
 	(void)revents;
+	if (s->detached && s->n_pending + held_request(s) > 0) {
+		due = SYS_MAX(due, s->detached_since + s->cfg->idle_timeout);
+	}
 	if (busy || due > now) {
 		/* Busy, or traffic since the timer was set: look again later (ev.pod strategy 3).
 		 */
@@ -2135,6 +2138,11 @@ session_pause(struct session *s, bool paused)
 void
 session_detach(struct session *s, bool detached)
 {
+	if (detached && !s->detached) {
+		/* Its idle time counts from now: a client away for a moment during a long call
+		 * has not been idle for the call's length. */
+		s->detached_since = sys_mono();
+	}
 	s->detached = detached;
 }
 

@@ -159,11 +159,12 @@ struct session {
 	bool busy;		/* as last told to the pool */
 	struct sbuf err_line;	/* the server's stderr line being assembled (traffic log) */
 	size_t n_pending;
-	uint32_t batch_seq;   /* batches forwarded (their requests' tag in pending) */
-	bool end_requested;   /* by the client (end-of-run) or the front end */
-	bool paused;	      /* the client is not reading: server stdout paused */
-	bool detached;	      /* no client holds it (session_detach()) */
-	struct sbuf *replies; /* end-of-run request ids awaiting the result */
+	uint32_t batch_seq;    /* batches forwarded (their requests' tag in pending) */
+	bool end_requested;    /* by the client (end-of-run) or the front end */
+	bool paused;	       /* the client is not reading: server stdout paused */
+	bool detached;	       /* no client holds it (session_detach()) */
+	double detached_since; /* when it became so (sys_mono()) */
+	struct sbuf *replies;  /* end-of-run request ids awaiting the result */
 	size_t n_replies;
 	ev_timer idle_w;
 	ev_timer suspend_w;

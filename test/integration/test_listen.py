@@ -1768,6 +1768,30 @@ class KeptSessionEnds(ListenHelpers, Case):
         b.close()
         self.stop_serve(srv)
 
+    def test_a_kept_session_away_for_a_moment_during_a_long_call_keeps_its_answer(self):
+        """The same session's client away for a moment (0.5 s, under --idle-timeout) during
+        a call longer than the idle timeout: it was not idle for the call's length, only
+        since it went; it comes back to the call's answer, not to the session's end."""
+        srv = self.listen(opts=["--idle-timeout", "2"])
+        a = Envelopes(self, self.path)
+        a.send({"session": "f", "keep": True}, {"session": "f", "message": call(1, "env")})
+        got = [a.next() for _ in range(3)]
+        self.assertEqual([g.get("event") for g in got], ["kept", "started", None], got)
+        pid = got[2]["message"]["result"]["structuredContent"]["pid"]
+        t0 = time.monotonic()
+        a.send({"session": "f", "message": call(2, "sleep", ms=6000)})
+        time.sleep(3.5 - (time.monotonic() - t0))  # busy past the idle timeout
+        a.close()
+        time.sleep(0.5)  # away for a moment
+        b = Envelopes(self, self.path)
+        b.send({"session": "f", "keep": True})
+        self.assertEqual(b.next().get("event"), "kept")
+        m = b.next()  # (10 s at most)
+        self.assertEqual(m.get("message", {}).get("id"), 2, m)
+        self.assertTrue(alive(pid))
+        b.close()
+        self.stop_serve(srv)
+
     def test_connect_to_a_kept_session_whose_server_died_exits_with_its_status(self):
         srv = self.listen()
         self.kept_then_gone("k", lambda pid: os.kill(pid, signal.SIGKILL))
