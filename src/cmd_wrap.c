@@ -656,7 +656,7 @@ ended_run_owes(const struct wrap *w)
 {
 	for (const struct wrap_run *r = w->runs; r != NULL; r = r->next) {
 		if (r->s != w->cur &&
-		    (r->s->n_pending > 0 || r->s->n_replies > 0 || session_holds_lines(r->s))) {
+		    (r->s->n_pending > 0 || r->s->n_replies > 0 || session_holds_requests(r->s))) {
 			return true;
 		}
 	}

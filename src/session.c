@@ -1981,9 +1981,9 @@ session_is_idle(const struct session *s)
 }
 
 bool
-session_holds_lines(const struct session *s)
+session_holds_requests(const struct session *s)
 {
-	return s->held_off < s->held.len;
+	return s->held_off < s->held.len && held_request(s);
 }
 
 bool

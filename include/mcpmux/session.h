@@ -211,11 +211,11 @@ pid_t session_pid(const struct session *s);
  */
 bool session_is_idle(const struct session *s);
 /*
- * Does it hold client lines for a server to come (suspending, suspended, waiting for its
- * pool, resuming)?  Their requests are answered by it: by the fresh server, or with
- * errors when its run ends first.
+ * Does it hold requests of the client's for a server to come (suspending, suspended,
+ * waiting for its pool, resuming)?  They are answered by it: by the fresh server, or with
+ * errors when its run ends first.  Held notifications alone owe the client nothing.
  */
-bool session_holds_lines(const struct session *s);
+bool session_holds_requests(const struct session *s);
 /*
  * Suspend an idle session now (why: a static text for the log, "idle", "pool").  False
  * when it is not idle (session_is_idle()).

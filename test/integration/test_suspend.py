@@ -294,6 +294,23 @@ class WrapSuspend(Base):
         self.assert_no_leftovers()
         self.assertEqual(len(events(self.log, "resumed")), 1)
 
+    def test_held_notifications_alone_do_not_hold_the_next_run_back(self):
+        """An end of run while the suspend's teardown goes on (its server ignores EOF,
+        3 s of --eof-grace) holding only a notification: the ended run owes the client
+        nothing, and the next run answers at once, not after the teardown."""
+        p = self.wrap("--ignore-eof", opts=["--eof-grace", "3000", "--term-grace", "300",
+                                            "-v", "--log", self.log] + SUSPEND)
+        p.send(initialize(1))
+        self.assert_response(p.msg(), 1)
+        p.send(note("notifications/initialized"))
+        wait_until(lambda: "teardown begins" in p.stderr(), 5, "the suspend to begin")
+        t0 = time.monotonic()
+        p.send(note("notifications/roots/list_changed"), END, initialize(7))
+        self.assert_response(p.msg(10), 7)
+        self.assertLess(time.monotonic() - t0, 2.0, "the next run waited for the teardown")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 128 + signal.SIGTERM)  # its server too ignores EOF
+
     def test_a_held_requests_error_comes_before_the_next_runs_answers(self):
         """A request held while the server is being suspended, then an end-of-run sent as
         a notification (no result owed) and a request of the next run under the same id:
