@@ -39,6 +39,7 @@ struct pool_slot {
 	unsigned long long *left_start; /* their start times: a pid reused is not theirs */
 	double t_want;
 	double t_first;	       /* not tried before (pool_want()'s yield) */
+	double t_locked_out;   /* since when the directory's lock failed it, 0 when it did not */
 	struct keeper_slot ks; /* handed to the keeper (while fd >= 0) */
 	struct pool_slot *next;
 };
@@ -490,8 +491,13 @@ try_grant(struct pool_slot *s)
 		return false; /* a slot it gave up goes to whoever waited for it first */
 	}
 	if (!dir_lock(p)) {
-		if (sys_mono() - s->t_want < p->wait_s) {
-			return false;
+		double now = sys_mono();
+
+		if (s->t_locked_out == 0) {
+			s->t_locked_out = now;
+		}
+		if (now - s->t_want < p->wait_s || now - s->t_locked_out < p->wait_s) {
+			return false; /* (a lock held a moment at the bound: the next try's) */
 		}
 		/* The lock is stuck (its holder stopped while it looked): start, uncounted as it
 		 * were, and say why the start waited. */
@@ -501,6 +507,7 @@ try_grant(struct pool_slot *s)
 		grant(s, false, NULL);
 		return true;
 	}
+	s->t_locked_out = 0;
 	census(p, &c, true);
 	bool ok = true;
 
