@@ -1710,47 +1710,6 @@ class PoolGrant(Faults):
         self.assert_clean_stderr(a)
         self.assert_no_leftovers()
 
-    def end_in_a_long_turn(self, lines):
-        """serve, a pool's slot lock slow (1.5 s) at the second server's start: session a
-        initialized, then lines (a's end of run and b's first message) in one read, one
-        turn; a's --eof-grace is 1 s, and its server exits at once on stdin's EOF: the
-        end of run's result, which says a's escalation."""
-        from test_serve import Mux
-        opts = ["--max-servers", "4", "--pool", "p", "--eof-grace", "1000",
-                "--term-grace", "1000"]
-        # flock() 1: the instance's own file; 2 and 3: the pool's directory and the first
-        # server's slot file; 4 and 5: the second's, made in the long turn
-        m = Mux(self.mcpmux(["serve"] + opts + ["--", FIXTURE],
-                            env=self.shim_env(flock_slow=5, flock_ms=1500)))
-        m.send("a", initialize(1))
-        self.assertEqual(m.msg("a")["id"], 1)
-        m.p.write(b"".join(encode({"session": s, "message": msg}) for s, msg in lines))
-        r = m.msg("a", 15)
-        self.assertEqual(r["id"], 2)
-        self.assertEqual(m.msg("b", 15)["id"], 1)
-        m.p.close_stdin()
-        self.assertEqual(m.p.wait(), 0)
-        self.assertEqual(self.counters(m.p.pid)["failed"], 1)  # the slow lock came
-        self.assert_no_leftovers()
-        return r["result"]
-
-    def test_a_grace_counts_from_its_start_not_from_a_long_turns(self):
-        """b's first message, whose server's start makes the turn long, then a's end of
-        run: a's grace counts from the end of run, not from the start of that turn, and
-        a's server ends with escalation eof, not signalled at the next turn as if its
-        grace had run out."""
-        r = self.end_in_a_long_turn((("b", initialize(1)), ("a", req(2, "mcpmux/endRun"))))
-        self.assertEqual(r["escalation"], "eof", r)
-
-    def test_a_grace_that_runs_out_in_a_long_turn_finds_the_server_exited(self):
-        """a's end of run, then b's first message, whose server's start makes the turn
-        long: a's grace runs out in that turn, while a's server has exited at its EOF
-        and is not reaped yet.  The grace finds it exited and signals nothing: escalation
-        eof, not term."""
-        r = self.end_in_a_long_turn((("a", req(2, "mcpmux/endRun")), ("b", initialize(1))))
-        self.assertEqual(r["escalation"], "eof", r)
-        self.assertEqual(r["exit"], {"code": 0}, r)
-
     def test_a_state_that_cannot_be_recorded_is_said_once(self):
         """A full file system under the pool (ENOSPC on the slot file's state, its first 5
         writes: the grant's and four busy/idle changes): one warning, not one a change;
@@ -1897,6 +1856,60 @@ class PoolGrant(Faults):
         self.assertEqual(left, [])
         self.assert_no_leftovers()
 
+
+
+
+@needs_shim
+class LongTurn(Faults):
+    """A loop turn made long by other work (mcpmux stopped in it, as a slow start of
+    another server or many sessions ending at once on a loaded machine make it): a
+    teardown's grace is not shortened by it, nor does it signal a server that exited."""
+
+    def end_in_a_long_turn(self, lines):
+        """serve (-v), session a initialized, then lines (a's end of run and b's first
+        message) in one read, one turn, made long where b's server starts: mcpmux stops
+        at the open of b's cgroup leaf (FAULT_OPEN_STOP), and goes on once a's server, if
+        its stdin was closed before, has exited, and a's --eof-grace (1 s) is past.  a's
+        server exits at once on stdin's EOF.  The end of run's result, which says a's
+        escalation."""
+        from test_serve import Mux
+        m = Mux(self.mcpmux(["serve", "-v", "--eof-grace", "1000", "--term-grace", "1000",
+                             "--", FIXTURE], env=self.shim_env(open_stop="/s.2")))
+        m.send("a", call(1, "env"))
+        apid = m.msg("a")["result"]["structuredContent"]["pid"]
+        if "cgroup: none usable here" in m.p.stderr() or "cgroup: off" in m.p.stderr():
+            self.skipTest("no cgroup leaf is made here")
+        m.p.write(b"".join(encode({"session": s, "message": msg}) for s, msg in lines))
+        wait_until(lambda: proc_state(m.p.pid) == "T", 10, "mcpmux stopped at b's leaf")
+        t0 = time.monotonic()
+        if lines[0][0] == "a":
+            wait_until(lambda: proc_state(apid) == "Z", 10, "a's server to exit")
+        time.sleep(max(0, 1.5 - (time.monotonic() - t0)))  # the long turn: past a's grace
+        os.kill(m.p.pid, signal.SIGCONT)
+        r = m.msg("a", 15)
+        self.assertEqual(r["id"], 2)
+        self.assertEqual(m.msg("b", 15)["id"], 1)
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+        self.assert_no_leftovers()
+        return r["result"]
+
+    def test_a_grace_counts_from_its_start_not_from_a_long_turns(self):
+        """b's first message, whose server's start makes the turn long, then a's end of
+        run: a's grace counts from the end of run, not from the start of that turn, and
+        a's server ends with escalation eof, not signalled at the next turn as if its
+        grace had run out."""
+        r = self.end_in_a_long_turn((("b", initialize(1)), ("a", req(2, "mcpmux/endRun"))))
+        self.assertEqual(r["escalation"], "eof", r)
+
+    def test_a_grace_that_runs_out_in_a_long_turn_finds_the_server_exited(self):
+        """a's end of run, then b's first message, whose server's start makes the turn
+        long: a's grace runs out in that turn, while a's server has exited at its EOF
+        and is not reaped yet.  The grace finds it exited and signals nothing: escalation
+        eof, not term."""
+        r = self.end_in_a_long_turn((("a", req(2, "mcpmux/endRun")), ("b", initialize(1))))
+        self.assertEqual(r["escalation"], "eof", r)
+        self.assertEqual(r["exit"], {"code": 0}, r)
 
 
 @needs_shim
