@@ -1043,6 +1043,18 @@ class FakeDockerKeeper(FakeDockerCase):
                        env=self.env, check=True, timeout=10 * SLOW)
         return self.sweep()
 
+    def ctx_a_recorded_and_kept(self, p, conf, absent):
+        """p (a wrap of docker run, its config conf) started its container: the record
+        names context ctx-a and holds no absent; then as ctx_a_kept_after_a_context_switch."""
+        p.send(initialize(1))
+        self.assertEqual(p.msg()["id"], 1)
+        files = sorted(os.listdir(self.cid_dir()))
+        with open(os.path.join(self.cid_dir(), files[1]), "rb") as f:
+            rec = f.read()
+        self.assertIn(b"\0DOCKER_CONTEXT=ctx-a\0", rec)
+        self.assertNotIn(absent, rec)
+        self.ctx_a_kept_after_a_context_switch(p, conf, files)
+
     def ctx_a_kept_after_a_context_switch(self, p, conf, files):
         """mcpmux of a run in docker's current context ctx-a (files: its id file and record)
         killed with its keeper, then `docker context use default` (conf: config.json): a
@@ -1545,14 +1557,7 @@ class FakeDockerKeeper(FakeDockerCase):
                 p = self.start([MCPMUX] + GRACES + ["--"] +
                                (["env", var + "="] if launcher else []) +
                                ["docker"] + opts + ["run", "-i", "img"], env=env)
-                p.send(initialize(1))
-                self.assertEqual(p.msg()["id"], 1)
-                files = sorted(os.listdir(self.cid_dir()))
-                with open(os.path.join(self.cid_dir(), files[1]), "rb") as f:
-                    rec = f.read()
-                self.assertIn(b"\0DOCKER_CONTEXT=ctx-a\0", rec)
-                self.assertNotIn(b"\0DOCKER_CONTEXT=\0", rec)
-                self.ctx_a_kept_after_a_context_switch(p, conf, files)
+                self.ctx_a_recorded_and_kept(p, conf, b"\0DOCKER_CONTEXT=\0")
         self.assert_no_leftovers()
 
     def test_an_env_launcher_taking_the_docker_context_away_leaves_the_current_one_recorded(self):
@@ -1584,14 +1589,7 @@ class FakeDockerKeeper(FakeDockerCase):
                            DOCKER_HOST="tcp://elsewhere.invalid:2375")
                 p = self.start([MCPMUX] + GRACES + ["--", "env"] + launcher +
                                ["docker", "run", "-i", "img"], env=env)
-                p.send(initialize(1))
-                self.assertEqual(p.msg()["id"], 1)
-                files = sorted(os.listdir(self.cid_dir()))
-                with open(os.path.join(self.cid_dir(), files[1]), "rb") as f:
-                    rec = f.read()
-                self.assertIn(b"\0DOCKER_CONTEXT=ctx-a\0", rec)
-                self.assertNotIn(b"ctx-b", rec)
-                self.ctx_a_kept_after_a_context_switch(p, conf, files)
+                self.ctx_a_recorded_and_kept(p, conf, b"ctx-b")
         self.assert_no_leftovers()
 
     def test_an_env_launcher_unsetting_another_variable_keeps_the_runs_path(self):

@@ -294,16 +294,22 @@ class WrapSuspend(Base):
         self.assert_no_leftovers()
         self.assertEqual(len(events(self.log, "resumed")), 1)
 
-    def test_held_notifications_alone_do_not_hold_the_next_run_back(self):
-        """An end of run while the suspend's teardown goes on (its server ignores EOF,
-        3 s of --eof-grace) holding only a notification: the ended run owes the client
-        nothing, and the next run answers at once, not after the teardown."""
-        p = self.wrap("--ignore-eof", opts=["--eof-grace", "3000", "--term-grace", "300",
-                                            "-v", "--log", self.log] + SUSPEND)
+    def wrap_suspending(self, eof_grace_ms):
+        """wrap, initialized, its idle server's suspend begun: a teardown that waits
+        --eof-grace (eof_grace_ms), long enough to be seen, since the server ignores EOF."""
+        p = self.wrap("--ignore-eof", opts=["--eof-grace", str(eof_grace_ms), "--term-grace",
+                                            "300", "-v", "--log", self.log] + SUSPEND)
         p.send(initialize(1))
         self.assert_response(p.msg(), 1)
         p.send(note("notifications/initialized"))
         wait_until(lambda: "teardown begins" in p.stderr(), 5, "the suspend to begin")
+        return p
+
+    def test_held_notifications_alone_do_not_hold_the_next_run_back(self):
+        """An end of run while the suspend's teardown goes on (its server ignores EOF,
+        3 s of --eof-grace) holding only a notification: the ended run owes the client
+        nothing, and the next run answers at once, not after the teardown."""
+        p = self.wrap_suspending(3000)
         t0 = time.monotonic()
         p.send(note("notifications/roots/list_changed"), END, initialize(7))
         self.assert_response(p.msg(10), 7)
@@ -317,13 +323,7 @@ class WrapSuspend(Base):
         the ended run's error for the held one comes first, then the next run's answer,
         as for a request in flight when a run ends (a client that restarts its ids at 1
         takes the first answer under an id for its new request)."""
-        # --ignore-eof: the suspend's teardown waits the eof grace, long enough to be seen
-        p = self.wrap("--ignore-eof", opts=["--eof-grace", "1500", "--term-grace", "300",
-                                            "-v", "--log", self.log] + SUSPEND)
-        p.send(initialize(1))
-        self.assert_response(p.msg(), 1)
-        p.send(note("notifications/initialized"))
-        wait_until(lambda: "teardown begins" in p.stderr(), 5, "the suspend to begin")
+        p = self.wrap_suspending(1500)
         p.send(call(2, "echo", text="held"), END, call(2, "echo", text="next run"))
         err = self.assert_error(p.msg(10), 2, -32000)
         self.assertIn("the run ended before the server was restarted", err["message"])
