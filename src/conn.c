@@ -27,6 +27,8 @@ static void conn_on_flush(struct ev_loop *loop, ev_prepare *w, int revents);
 static void conn_on_room(struct ev_loop *loop, ev_timer *t, int revents);
 static void conn_gone(struct conn *c);
 static void source_init(struct conn_source *src, size_t high);
+static void wake_unlink(struct conn *c, struct conn_source *src);
+static void wake_held(struct conn *c);
 
 void
 conn_init(struct conn *c, struct ev_loop *loop, int in_fd, int out_fd, size_t max_message,
@@ -43,6 +45,7 @@ conn_init(struct conn *c, struct ev_loop *loop, int in_fd, int out_fd, size_t ma
 	framer_init(&c->inf, max_message);
 	source_init(&c->self, max_queue);
 	ev_io_init(&c->in_w, conn_on_readable, in_fd, EV_READ);
+	ev_set_priority(&c->in_w, 1); /* (conn.h: read as soon as a hold ends) */
 	ev_io_init(&c->out_w, conn_on_writable, out_fd, EV_WRITE);
 	ev_prepare_init(&c->flush_w, conn_on_flush);
 	ev_set_priority(&c->flush_w, EV_MINPRI); /* after every other callback of the turn */
@@ -280,6 +283,7 @@ source_free(struct conn *c, struct conn_source *src)
 	while (src != NULL) {
 		struct conn_source *then = src->then, *next = NULL;
 
+		wake_unlink(c, src);
 		if (src->after != NULL) {
 			src->after->then = NULL;
 		}
@@ -340,6 +344,7 @@ conn_source_retire(struct conn *c, struct conn_source *src)
 		return;
 	}
 	src->retired = true;
+	wake_unlink(c, src); /* (its producer is told nothing more) */
 	if (c->out_dead && src != c->cur) {
 		/* Nobody will write it: unlink and free now. */
 		struct conn_source **pp = &c->ready_head, *prev = NULL;
@@ -408,6 +413,7 @@ conn_dead(struct conn *c, bool tell)
 		src = next;
 	}
 	output_hold_check(c);
+	wake_held(c); /* (only takes them off: nothing more is written) */
 }
 
 /* The client's output failed, found by a watcher of ours: the owner is told now. */
@@ -441,13 +447,62 @@ conn_gone_later(struct conn *c)
 	ev_feed_event(c->loop, &c->flush_w, EV_CUSTOM);
 }
 
-/* A source's queue shrank: tell its producer when it is no longer full. */
+/*
+ * A source's queue shrank: tell its producer when it is no longer full, or, while what is
+ * queued holds the input, once that hold ends (wake_due: conn.h).
+ */
 static void
 check_writable(struct conn *c, struct conn_source *src)
 {
-	if (src->was_full && !wbuf_full(&src->q) && !src->retired) {
+	if (src->was_full && !wbuf_full(&src->q) && !src->retired && !src->wake_due) {
+		if (c->hold & CONN_HOLD_OUTPUT) {
+			src->wake_due = true;
+			src->wake_next = c->wake;
+			c->wake = src;
+			return;
+		}
 		src->was_full = false;
 		if (c->hooks->on_source_writable != NULL) {
+			c->hooks->on_source_writable(c, src, c->ctx);
+		}
+	}
+}
+
+/* Take src out of the sources told once the output hold ends. */
+static void
+wake_unlink(struct conn *c, struct conn_source *src)
+{
+	if (!src->wake_due) {
+		return;
+	}
+	for (struct conn_source **pp = &c->wake; *pp != NULL; pp = &(*pp)->wake_next) {
+		if (*pp == src) {
+			*pp = src->wake_next;
+			break;
+		}
+	}
+	src->wake_due = false;
+	src->wake_next = NULL;
+}
+
+/*
+ * The output hold is over (or the output dead): the producers whose sources came below
+ * their marks under it are told now (not when dead: nothing will be written of theirs).
+ */
+static void
+wake_held(struct conn *c)
+{
+	while (c->wake != NULL && !(c->hold & CONN_HOLD_OUTPUT)) {
+		struct conn_source *src = c->wake;
+
+		c->wake = src->wake_next;
+		src->wake_due = false;
+		src->wake_next = NULL;
+		if (c->out_dead) {
+			continue;
+		}
+		src->was_full = wbuf_full(&src->q);
+		if (!src->was_full && c->hooks->on_source_writable != NULL) {
 			c->hooks->on_source_writable(c, src, c->ctx);
 		}
 	}
@@ -604,6 +659,7 @@ conn_flush(struct conn *c)
 		}
 	}
 	output_hold_check(c);
+	wake_held(c);
 	if (no_room && !c->out_dead) {
 		/* Writable as the pipe is, the next line may not be begun: not a busy wait. */
 		ev_io_stop(c->loop, &c->out_w);

@@ -12,7 +12,13 @@
  * queued when it was made (not what an earlier one, still in use, queues later).
  * A line is written at once when nothing is queued; only what the kernel refuses is
  * queued.  A source whose queue reaches its mark is "full": its producer should pause
- * until hooks->on_source_writable().
+ * until hooks->on_source_writable().  That comes when the queue is below its mark again,
+ * or, while what is queued over all sources holds the input (CONN_HOLD_OUTPUT, below),
+ * once that hold ends: a producer faster than the client would otherwise fill again what
+ * the client frees, the hold would never end, and the input (another session's messages)
+ * would never be read.  Until then conn_source_full() stays true.  The input's watcher
+ * comes before the others of its loop turn (a higher priority), so that the input is read
+ * as soon as a hold ends, before a producer told in the same turn queues more.
  *
  * Input is read only while nothing holds it.  Each reason to hold is a bit: the owner's
  * (conn_read()), a server whose input queue is full (the front end's, CONN_HOLD_SERVER),
@@ -74,6 +80,12 @@ struct conn_source {
 	struct conn_source *next; /* in the ready list */
 	bool ready;
 	bool was_full;
+	/*
+	 * Below its mark again while what is queued over all sources holds the input
+	 * (CONN_HOLD_OUTPUT): its producer is told only once that hold ends (in c->wake).
+	 */
+	bool wake_due;
+	struct conn_source *wake_next;
 	bool retired;	  /* its producer is gone: freed by the conn once written */
 	void *owner;	  /* the producer's, for on_source_writable */
 	void *held;	  /* the producer's, for on_source_freed (NULL: not told) */
@@ -137,12 +149,13 @@ struct conn {
 	void *ctx;
 	struct conn_source self; /* mcpmux's own lines to this client */
 	struct conn_source *ready_head, *ready_tail;
-	struct conn_source *cur; /* the source whose turn is being written */
-	size_t cut_left;	 /* bytes left in cur's turn (it ends on a line end) */
-	size_t queued;		 /* bytes queued over all sources */
-	size_t max_queue;	 /* CONN_HOLD_OUTPUT at this many queued bytes */
-	unsigned hold;		 /* CONN_HOLD_* bits: input is read only when 0 */
-	uint64_t n_keyed;	 /* sources made with a key */
+	struct conn_source *cur;  /* the source whose turn is being written */
+	struct conn_source *wake; /* sources with wake_due, linked by wake_next */
+	size_t cut_left;	  /* bytes left in cur's turn (it ends on a line end) */
+	size_t queued;		  /* bytes queued over all sources */
+	size_t max_queue;	  /* CONN_HOLD_OUTPUT at this many queued bytes */
+	unsigned hold;		  /* CONN_HOLD_* bits: input is read only when 0 */
+	uint64_t n_keyed;	  /* sources made with a key */
 	bool in_eof;
 	bool in_reset; /* its end was ECONNRESET: the peer closed with output of ours unread */
 	bool out_dead;
@@ -280,7 +293,7 @@ bool conn_send_lost_answers(struct conn *c, struct conn_source *src, struct iove
 static inline bool
 conn_source_full(const struct conn_source *src)
 {
-	return wbuf_full(&src->q);
+	return wbuf_full(&src->q) || src->wake_due;
 }
 
 static inline size_t

@@ -456,6 +456,36 @@ class Proc:
         self.buf += chunk
         return True
 
+    def skip_slowly(self, start, most, seconds=10):
+        """Skip whole lines of stdout until one that begins with start, reading 4 KiB a
+        millisecond at most (a client slower than a flooding server); that line is the next
+        one line() gives.  The number of bytes skipped; AssertionError once more than most
+        are, or on timeout or EOF."""
+        end, skipped = deadline(seconds), 0
+        fd = self.p.stdout.fileno()
+        while True:
+            while True:  # the whole lines read so far
+                i = self.buf.find(b"\n", self.pos)
+                if i < 0:
+                    break
+                if self.buf.startswith(start, self.pos):
+                    return skipped
+                skipped += i + 1 - self.pos
+                self.pos = i + 1
+            self.buf, self.pos = self.buf[self.pos:], 0
+            if skipped > most:
+                raise AssertionError("%d bytes of other lines before one that begins with "
+                                     "%r" % (skipped, start))
+            if self.eof or time.monotonic() >= end:
+                raise AssertionError("no line that begins with %r (%s)" % (
+                    start, "EOF" if self.eof else "timeout"))
+            r, _, _ = select.select([fd], [], [], max(0, end - time.monotonic()))
+            if r:
+                chunk = os.read(fd, 4096)
+                self.eof = not chunk
+                self.buf += chunk
+            time.sleep(0.001)  # (the pace of a slow client, not a wait for an event)
+
     def line(self, seconds=10):
         """The next line of stdout (without "\\n"); AssertionError on timeout or EOF."""
         end = deadline(seconds)

@@ -1221,6 +1221,32 @@ class Flood(Case):
         self.assert_no_leftovers(0)
 
 
+    def test_a_flood_the_client_reads_slower_than_it_comes_does_not_hold_another_back(self):
+        """A session whose server writes faster than the client reads keeps what mcpmux
+        queues for the client full, and so the client's input held: the other sessions'
+        messages are read all the same, each once the client has read about half of
+        --max-queue, not once the flood stops (it never does here)."""
+        max_queue = 64 << 10
+        m = Mux(self.serve("--flood=0", opts=FAST + ["--max-queue", str(max_queue)]))
+        m.send("rt", req(1, "ping"))
+        m.msg("rt")
+        m.send("flood", initialize(1))  # the flood starts after initialize
+        m.take(lambda e: e.get("session") == "flood" and "message" in e
+               and e["message"].get("method") == "notifications/message")
+        for i in range(10):
+            m.send("rt", req(100 + i, "ping"))
+            # What the client may read first, fairly: what was queued when the ping came
+            # (--max-queue) less the half whose reading frees the input, the pipe's 64 KiB,
+            # a turn of the flood's queue, and what its server wrote in the meantime.
+            skipped = m.p.skip_slowly(b'{"session":"rt",', 8 * max_queue)
+            self.assertEqual(json.loads(m.p.line())["message"]["id"], 100 + i)
+            print("round trip %d: %d bytes of the flood first" % (i, skipped))
+        m.p.close_stdin()
+        m.p.read_to_eof(20)
+        self.assertEqual(m.p.wait(10), 0)
+        self.assert_no_leftovers(0)
+
+
 class SameId(Case):
     def test_an_id_used_again_after_its_run_ended(self):
         """An ID whose run ended (in-band, by control, or by the server's exit) starts a

@@ -2041,6 +2041,25 @@ class Backpressure(Case):
         # 200,000 x 200 B = 40 MB went through a 1 MB queue
         self.assertLess(hwm, 64 * 1024, "mcpmux's peak RSS %d KiB" % hwm)
 
+    def test_a_server_that_writes_faster_than_the_client_reads_still_gets_its_input(self):
+        """A server that floods faster than the client reads keeps what mcpmux queues for
+        the client full, and so the client's input held: the client's requests are read
+        all the same, each once it has read about half of --max-queue, not once the flood
+        stops (it never does here)."""
+        max_queue = 64 << 10
+        w = self.wrap("--flood=0", opts=["--max-queue", str(max_queue)])
+        w.send(initialize(1))
+        self.assertEqual(w.msg()["id"], 1)
+        for i in range(10):
+            w.send(req(100 + i, "ping"))
+            skipped = w.skip_slowly(b'{"jsonrpc":"2.0","id":%d,' % (100 + i), 8 * max_queue)
+            self.assertIn("result", json.loads(w.line()))
+            print("round trip %d: %d bytes of the flood first" % (i, skipped))
+        w.close_stdin()
+        w.read_to_eof(20)
+        self.assertEqual(w.wait(10), 0)
+        self.assert_no_leftovers(0)
+
     def test_client_that_closes_its_stdout_while_the_server_is_held_back(self):
         """The client stops reading until the server is held back (its output waits in a
         full queue), then closes its stdout: what the server still writes is read and
