@@ -1948,7 +1948,9 @@ session_on_write_timer(struct ev_loop *loop, ev_timer *w, int revents)
 
 /*
  * --idle-suspend: that long with no traffic either way and nothing in flight (either
- * way), the server's tree is ended with the usual ladder; the session stays.
+ * way), the server's tree is ended with the usual ladder; the session stays.  A kept
+ * session that no connection holds with a call in flight is not idle: its answer, made or
+ * to come, is for the client that comes back (--idle-timeout bounds its wait).
  */
 static void
 session_on_suspend_timer(struct ev_loop *loop, ev_timer *w, int revents)

@@ -1792,6 +1792,45 @@ class KeptSessionEnds(ListenHelpers, Case):
         b.close()
         self.stop_serve(srv)
 
+    def test_idle_suspend_keeps_the_server_of_a_kept_session_left_with_a_call_in_flight(self):
+        """A kept session whose connection went while a call was in flight, away for many
+        --idle-suspend periods (through the call and past its end, its answer waiting in
+        the server's pipe): a suspend would end the server mid-call, or its answer unread,
+        and the client coming back gets that answer from the same server.  Once it has it,
+        nothing in flight, the session is suspended as any idle one."""
+        log = os.path.join(self.tmp.name, "traffic.log")
+        srv = self.listen(opts=["--idle-suspend", "0.3", "--idle-timeout", "30", "--log", log])
+        a = Envelopes(self, self.path)
+        a.send({"session": "f", "keep": True}, {"session": "f", "message": call(1, "env")})
+        got = [a.next() for _ in range(3)]
+        self.assertEqual([g.get("event") for g in got], ["kept", "started", None], got)
+        pid = got[2]["message"]["result"]["structuredContent"]["pid"]
+        a.send({"session": "f", "message": call(2, "sleep", ms=1000)})
+        a.close()
+        # Away through the call and 1 s past its end: ten periods of --idle-suspend.
+        time.sleep(2.0)
+        self.assertTrue(alive(pid))
+        self.assertEqual(self.events(log, "suspended"), [])
+        b = Envelopes(self, self.path)
+        b.send({"session": "f", "keep": True})
+        self.assertEqual(b.next().get("event"), "kept")
+        m = b.next()
+        self.assertEqual(m.get("message", {}).get("id"), 2, m)
+        self.assertIn("result", m["message"], m)
+        suspended = b.next()  # (10 s at most)
+        self.assertEqual((suspended.get("event"), suspended.get("reason")),
+                         ("suspended", "idle"), suspended)
+        self.assertFalse(alive(pid))
+        self.assertEqual([e.get("pid") for e in self.events(log, "suspended")], [pid])
+        b.close()
+        self.stop_serve(srv)
+
+    @staticmethod
+    def events(path, name):
+        with open(path) as f:
+            records = [json.loads(line) for line in f if line.strip()]
+        return [r for r in records if r.get("event") == name]
+
     def test_connect_to_a_kept_session_whose_server_died_exits_with_its_status(self):
         srv = self.listen()
         self.kept_then_gone("k", lambda pid: os.kill(pid, signal.SIGKILL))
