@@ -662,8 +662,11 @@ pool_want(struct pool *p, const struct pool_slot_ops *ops, void *ctx, bool yield
 {
 	struct pool_slot *s = calloc(1, sizeof(*s));
 
-	*granted = true;
+	*granted = s != NULL;
 	if (s == NULL) {
+		/* The server is not started: one started without its slot would go uncounted,
+		 * over the cap maybe, in silence.  The caller refuses the start (errno). */
+		errno = ENOMEM;
 		return NULL;
 	}
 	s->pool = p;

@@ -1742,6 +1742,9 @@ start_server(struct session *s, bool yield)
 		bool granted;
 
 		s->slot = pool_want(s->cfg->pool, &slot_ops, s, yield, &granted);
+		if (s->slot == NULL) {
+			return -1; /* out of memory (ENOMEM): refused, not started uncounted */
+		}
 		if (!granted) {
 			if (yield) {
 				diag_info(

@@ -72,8 +72,8 @@ void pool_name_of(char *const *argv, char *out, size_t size);
  * A slot for one more server.  *granted is true when it may start now; else
  * ops->granted() comes later, from the loop.  yield: a slot was just given up by the
  * wanter (a suspend), maybe for another instance's waiter, which looks every POOL_TICK_S:
- * this one is not tried before POOL_YIELD_S.  NULL only when out of memory (start
- * anyway: the cap is not kept for it).
+ * this one is not tried before POOL_YIELD_S.  NULL only when out of memory (errno
+ * ENOMEM, *granted false): the server must not start, as it would go uncounted.
  */
 struct pool_slot *pool_want(struct pool *p, const struct pool_slot_ops *ops, void *ctx, bool yield,
 			    bool *granted);

@@ -38,7 +38,8 @@ What each test would catch if mcpmux's handling were removed:
   on all the same, is lost, its requests unanswered (wrap between runs, a session being
   resumed), or gives a suspended session's fresh server answers to requests it never
   sent; a line for the client cut for want of memory ends mcpmux as a client gone would,
-  with a status that says nothing went wrong (the release build only: a sanitizer's
+  with a status that says nothing went wrong; a server whose pool slot cannot be had
+  starts uncounted, in silence (the release build only: a sanitizer's
   allocator comes first).
 - StderrFull: a stderr file whose disk was full once, given up for good, would say
   nothing more for the rest of a long-lived run, even once the disk has room.
@@ -2883,6 +2884,38 @@ class OutOfMemory(Faults):
         self.assertGreaterEqual(self.counters(p.pid)["failed"], 1)
         self.assertRegex(p.stderr(), r"out of memory: server \d+ is not in the table of "
                          r"servers by pid \(it is found in a list instead\)")
+        self.assert_no_leftovers()
+
+    def test_a_server_whose_pool_slot_cannot_be_had_is_not_started(self):
+        """No memory for a server's pool slot (--max-servers: its calloc() of 120 bytes,
+        FAULT_MALLOC_MIN/MAX) when a suspended session's request comes: the server is not
+        started, where it started uncounted (over the cap, maybe) in silence.  The request
+        gets an error that says why, stderr says it once, and the next request starts a
+        server that holds the pool's one slot."""
+        self.env["XDG_RUNTIME_DIR"] = self.tmp.name  # a pool of the test's own
+        env = self.oom_env("OOM-P", malloc_min=120, malloc_max=120, malloc_only="calloc")
+        p = self.wrap_initialized(env, "--idle-suspend", "0.3", "--max-servers", "1",
+                                  "--pool", "p")
+        pools = os.path.join(self.tmp.name, "mcpmux", "pools")
+
+        def slots():
+            return [f for sub in os.listdir(pools) for f in os.listdir(os.path.join(pools, sub))
+                    if f.startswith("s.")]
+        wait_until(lambda: not self.live_servers() and not slots(), 10,
+                   "the idle server to be suspended, its slot free")
+        p.send(req("OOM-P", "ping"))
+        err = self.assert_error(p.msg(), "OOM-P", -32000)
+        self.assertIn("Cannot allocate memory", err["message"])
+        self.assertEqual((self.live_servers(), slots()), ([], []))
+        p.send(call(2, "echo", text="after"))
+        self.assertEqual(p.msg()["result"]["content"][0]["text"], "after")
+        self.assertEqual(len(self.live_servers()), 1)
+        self.assertEqual(len(slots()), 1, "the server holds its slot")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assertEqual(self.counters(p.pid)["failed"], 1)
+        self.assertEqual(p.stderr().count("could not be restarted: Cannot allocate memory"), 1,
+                         p.stderr())
         self.assert_no_leftovers()
 
     def test_a_line_said_with_no_memory_left_reaches_stderr(self):
