@@ -472,9 +472,6 @@ grant(struct pool_slot *s, bool over, const struct census *c)
 		if (fd >= 0) {
 			(void)close(fd);
 		}
-		diag_warn("pool %s: %zu of %zu servers live, none idle: one more starts (the "
-			  "pool shrinks back as soon as one is idle)",
-			  p->name, c->live, p->max);
 	} else if (c->live + 1 <= p->max) {
 		(void)unlinkat(p->dir_fd, "over", 0);
 	}
@@ -514,8 +511,12 @@ try_grant(struct pool_slot *s)
 	if (c.live < p->max) {
 		grant(s, false, &c);
 	} else if (sys_mono() - s->t_want >= p->wait_s) {
-		diag_warn("pool %s: no server's slot came free in %g s", p->name, p->wait_s);
+		/* Not "none idle": the one asked may be idle still (its instance stopped), or
+		 * going (a slow teardown). */
 		grant(s, true, &c);
+		diag_warn("pool %s: no server's slot came free in %g s: one more starts, %zu of "
+			  "%zu live (the pool shrinks back as soon as one is idle)",
+			  p->name, p->wait_s, c.live, p->max);
 	} else if (s->asked && c.pending > 0) {
 		/*
 		 * The server it asked is still going: not another one too (two servers would
@@ -531,6 +532,9 @@ try_grant(struct pool_slot *s)
 		ok = false; /* a slot is on its way */
 	} else {
 		grant(s, true, &c); /* every server is busy */
+		diag_warn("pool %s: %zu of %zu servers live, none idle: one more starts (the "
+			  "pool shrinks back as soon as one is idle)",
+			  p->name, c.live, p->max);
 	}
 	dir_unlock(p);
 	return ok;
