@@ -89,6 +89,10 @@
  *   FAULT_FLOCK_SLOW=N,.. the Nth call of flock() sleeps FAULT_FLOCK_MS milliseconds (1000)
  *                         before it locks (with FAULT_FLOCK_AFTER=1: after): a window
  *                         for another process to act
+ *   FAULT_FLOCK_BUSY_STOP=1 the first flock() of a directory that fails with EWOULDBLOCK
+ *                         (another process holds its lock) stops the process (SIGSTOP)
+ *                         before it returns: a test sees the moment the process found the
+ *                         lock held, and can let it go before the process goes on
  *   FAULT_ENVIRON_FAIL=PID  opening /proc/PID/environ fails with EACCES (a process of the
  *                         user's whose environment cannot be read).
  *   FAULT_PROC_ERRNO=E    opening /proc/PID/task or a file under it fails with errno E (a
@@ -221,6 +225,7 @@ static struct {
 		inst_gone;
 	unsigned long flock_ms;			/* FAULT_FLOCK_MS */
 	bool flock_after;			/* FAULT_FLOCK_AFTER */
+	bool flock_busy_stop;			/* FAULT_FLOCK_BUSY_STOP, false once it stopped */
 	bool no_close_range;			/* FAULT_NO_CLOSE_RANGE */
 	bool no_close_range_children;		/* FAULT_NO_CLOSE_RANGE=2 */
 	bool stdio_shared;			/* FAULT_STDIO_SHARED */
@@ -414,6 +419,7 @@ faultshim_init(void)
 	env_nth("FAULT_INST_GONE", &F.inst_gone);
 	F.flock_ms = env_num("FAULT_FLOCK_MS", 1000);
 	F.flock_after = env_num("FAULT_FLOCK_AFTER", 0) != 0;
+	F.flock_busy_stop = env_num("FAULT_FLOCK_BUSY_STOP", 0) != 0;
 	F.no_close_range = env_num("FAULT_NO_CLOSE_RANGE", 0) != 0;
 	F.no_close_range_children = env_num("FAULT_NO_CLOSE_RANGE", 0) == 2;
 	F.stdio_shared = env_num("FAULT_STDIO_SHARED", 0) != 0;
@@ -992,6 +998,14 @@ flock(int fd, int op)
 
 	if (slow && F.flock_after) {
 		flock_sleep();
+	}
+	struct stat st;
+
+	if (rc == -1 && err == EWOULDBLOCK && F.flock_busy_stop && F.ready && getpid() == F.owner &&
+	    fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+		F.flock_busy_stop = false;
+		F.n_failed++;
+		(void)raise(SIGSTOP);
 	}
 	errno = err;
 	return rc;

@@ -30,7 +30,8 @@ What each test would catch if mcpmux's handling were removed:
 - PoolGrant: a slot file that another instance is granting, seen by `ctl stats` before
   it is locked, must not be taken for a dead instance's and removed (its server would
   then go uncounted, and one more would start over the cap); an ask for a slot freed
-  after it was seen must not leave its file behind.
+  after it was seen must not leave its file behind; a directory lock held a moment as a
+  wait's bound comes, taken for a stuck one, starts the server uncounted.
 - OutOfMemory: a request that cannot be tracked, forwarded anyway, gets no error if its
   server dies; a held line dropped for want of memory, or an HTTP answer, leaves its
   request unanswered; a table entry that cannot be added (uthash's default) exits mcpmux
@@ -1832,6 +1833,73 @@ class PoolGrant(Faults):
         self.assertEqual(err.count("cannot record"), 1, err)
         self.assertEqual(err.count(again + "\n"), 1, err)
         self.assert_clean_stderr(s.p)
+        self.assert_no_leftovers()
+
+    def test_a_directory_locked_a_moment_at_the_bound_is_tried_again(self):
+        """b waits for a's slot (a stopped: it cannot answer the ask).  Just as b's wait
+        reaches its bound, another process holds the pool's directory locked for a moment
+        (b stopped before its bound, the lock taken, b let go on past it: it finds the lock
+        held, and stops there, FAULT_FLOCK_BUSY_STOP, until the lock is let go).  That is
+        no stuck lock: b tries again, and starts counted, over the cap, as at any bound,
+        not uncounted with a word of a directory that stayed locked."""
+        opts = ["--max-servers", "1", "--pool", "p", "--kill-deadline", "2000"] + GRACE
+        bound = 3.5  # (300 + 200 + 2000) ms + 1 s
+        a = self.mcpmux(opts + ["--", FIXTURE])
+        a.send(initialize(1))
+        self.assertEqual(a.msg()["id"], 1)
+        os.kill(a.pid, signal.SIGSTOP)
+        try:
+            b = self.mcpmux(opts + ["-v", "--", FIXTURE], env=self.shim_env(flock_busy_stop=1))
+            wait_until(lambda: "its pool is full" in b.stderr(), 10, "b to wait for a slot")
+            t_want = time.monotonic()  # b's wait began before this
+            d = os.path.join(self.tmp.name, "mcpmux", "pools")
+            (sub,) = os.listdir(d)
+            fd = os.open(os.path.join(d, sub), os.O_RDONLY | os.O_DIRECTORY)
+            self.addCleanup(os.close, fd)
+
+            def stop_b():
+                os.kill(b.pid, signal.SIGSTOP)
+                self.assertTrue(os.WIFSTOPPED(os.waitpid(b.pid, os.WUNTRACED)[1]))
+            stop_b()
+            while True:  # (b stopped while it held the lock: let it go on a moment)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    os.kill(b.pid, signal.SIGCONT)
+                    stop_b()
+            self.assertNotIn("came free", b.stderr(), "b reached its bound too soon")
+            # b's bound passes while it is stopped (its clock goes on)
+            time.sleep(max(0, t_want + bound + 0.1 - time.monotonic()))
+            os.kill(b.pid, signal.SIGCONT)
+            until = deadline(10)
+            while True:  # b at its bound, stopped where it found the lock held
+                pid, status = os.waitpid(b.pid, os.WUNTRACED | os.WNOHANG)
+                if pid == b.pid:
+                    break
+                self.assertLess(time.monotonic(), until, "b never found the directory locked")
+                time.sleep(0.01)
+            self.assertTrue(os.WIFSTOPPED(status))
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.kill(b.pid, signal.SIGCONT)
+            b.send(initialize(1))
+            self.assertEqual(b.msg(10)["id"], 1)
+            self.assertEqual(sorted(self.slot_files()),
+                             sorted(["s.%d.1" % a.pid, "s.%d.1" % b.pid]))
+        finally:
+            os.kill(a.pid, signal.SIGCONT)
+        err = b.stderr()
+        self.assertNotIn("stayed locked", err)
+        self.assertIn("pool p: no server's slot came free in 3.5 s: one more starts, 1 of 1 "
+                      "live", err)
+        # a, going on, answers the ask: the pool is back to one server
+        wait_until(lambda: self.slot_files() == ["s.%d.1" % b.pid], 10,
+                   "a's server to give its slot up")
+        for p in (a, b):
+            p.close_stdin()
+            self.assertEqual(p.wait(), 0)
+        self.assertEqual(self.counters(b.pid)["failed"], 1)
+        self.assert_clean_stderr(b)
         self.assert_no_leftovers()
 
     def test_an_ask_for_a_slot_freed_meanwhile_leaves_no_file(self):
