@@ -1861,10 +1861,11 @@ session_on_idle(struct ev_loop *loop, ev_timer *w, int revents)
 	 * answers it would keep the session for ever).  Neither is while no client holds the
 	 * session: nobody waits for their answers, which wait unread (a kept session's
 	 * connection gone with a request in flight kept its server for ever). */
-	bool busy = !s->detached && (s->n_pending > 0 || held_request(s));
+	bool in_flight = s->n_pending > 0 || held_request(s);
+	bool busy = !s->detached && in_flight;
 
 	(void)revents;
-	if (s->detached && s->n_pending + held_request(s) > 0) {
+	if (s->detached && in_flight) {
 		due = SYS_MAX(due, s->detached_since + s->cfg->idle_timeout);
 	}
 	if (busy || due > now) {
