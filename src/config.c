@@ -1278,17 +1278,31 @@ plain_colon(const struct rewrite *rw, size_t key_end, size_t val_start)
 	return c < val_start && rw->text[c] == ':' && white(rw, c + 1, val_start);
 }
 
+/* How many members of the entry e are named `key`. */
+static size_t
+count_members(const struct json5_node *e, const char *key)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < e->n; i++) {
+		n += key_is(e->m[i].key, e->m[i].klen, key);
+	}
+	return n;
+}
+
 /*
  * Is args_m where wrap puts an "args" it adds: just before "command", with no comment
- * around its colon or its comma?  Unwrap removes such an "args" when it is left empty.
+ * around its colon or its comma, and the entry's only "args"?  Unwrap removes such an
+ * "args" when it is left empty.  (Where another "args" comes before it, that one would
+ * be read once this one is gone: a client takes the last of a key.)
  */
 static bool
-removable_args(const struct rewrite *rw, const struct json5_member *args_m,
-	       const struct json5_member *cmd_m)
+removable_args(const struct rewrite *rw, const struct json5_node *e,
+	       const struct json5_member *args_m, const struct json5_member *cmd_m)
 {
 	return args_m->index + 1 == cmd_m->index && args_m->comma != JSON5_NONE &&
 	       plain_colon(rw, args_m->key_end, args_m->val.start) &&
-	       white(rw, args_m->val.end, args_m->comma);
+	       white(rw, args_m->val.end, args_m->comma) && count_members(e, "args") == 1;
 }
 
 /* The text of "args": [...], to go just before the "command" member cmd_m of entry e. */
@@ -1387,7 +1401,7 @@ wrap_fresh(struct rewrite *rw, const struct json5_member *m, const struct json5_
 	}
 	/* What unwrap cannot tell apart: see config_entry.inexact. */
 	if (rc == 0 && args != NULL && args->n == 0 && white(rw, args->start + 1, args->end - 1) &&
-	    (args->end - args->start > 2 || removable_args(rw, args_m, cmd_m))) {
+	    (args->end - args->start > 2 || removable_args(rw, e, args_m, cmd_m))) {
 		rw->r->entries[rw->r->n_entries - 1].inexact = true;
 	}
 	sbuf_release(&before);
@@ -1642,7 +1656,7 @@ unwrap_entry(struct rewrite *rw, const struct json5_member *m, const struct json
 	 * An "args" that wrap added sits just before "command": it goes, unless a comment
 	 * sits in it or around its colon or comma.
 	 */
-	if (empty && removable_args(rw, args_m, cmd_m)) {
+	if (empty && removable_args(rw, &m->val, args_m, cmd_m)) {
 		return edit_remove(rw, args_m->key_start,
 				   json5_skip(rw->text, rw->len, args_m->comma + 1, false));
 	}

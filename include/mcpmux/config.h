@@ -24,9 +24,9 @@
  * New text follows the entry's style: its quotes, the layout of its "args" (one line or
  * one item a line, the items' indentation), the file's line ends, and trailing commas
  * where the file uses them.  An entry without "args" gets one, inserted just before
- * "command"; unwrap removes an "args" that sits just before "command" and is left empty,
- * and keeps every other "args" where it is.  Remote servers ("url", "serverUrl", or a
- * "type" other than "stdio") are never touched.
+ * "command"; unwrap removes an "args" that sits just before "command" and is left empty
+ * (when it is the entry's only "args"), and keeps every other "args" where it is.
+ * Remote servers ("url", "serverUrl", or a "type" other than "stdio") are never touched.
  *
  * Wrap leaves alone an entry whose command is an mcpmux binary, except for what the call
  * sets explicitly: each option of config_opts that is set is written into a wrapped

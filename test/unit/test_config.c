@@ -743,6 +743,14 @@ test_inexact(void **state)
 		  false },
 		{ "{\"servers\":{\"s\":{\"args\":[/* none */],\"command\":\"x\"}}}", NULL, false },
 		{ "{servers:{s:{args:[\n// none\n],command:'x'}}}", NULL, false },
+		/*
+		 * Two "args": a client reads the last, the empty one.  Unwrap keeps it: gone,
+		 * it would leave the first one to be read.
+		 */
+		{ "{\"servers\":{\"s\":{\"args\":[\"a\"],\"args\":[],\"command\":\"x\"}}}", NULL,
+		  false },
+		{ "{\"servers\":{\"s\":{\"args\":[\"a\"],\"args\":[ ],\"command\":\"x\"}}}",
+		  "{\"servers\":{\"s\":{\"args\":[\"a\"],\"args\":[],\"command\":\"x\"}}}", true },
 	};
 
 	(void)state;
