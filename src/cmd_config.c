@@ -813,7 +813,9 @@ new_unnamed(const char *dir, const char *name, int src, const struct stat *st, c
  * bak (FILE.bak) with the original bytes, owner, attributes and mode, unless it exists.
  * Whole or not at all: made unnamed and linked to its name (new_unnamed()); where that
  * cannot be, written to a temporary file beside it, synced, then linked to its name.
- * Either link fails if the name is taken.  1 made, 0 kept, -1.
+ * Either link fails if the name is taken.  A name already taken is seen first: no copy is
+ * written (on a full disk it could not be) and nothing is said of the owner or attributes
+ * of a backup that is not made.  1 made, 0 kept, -1.
  */
 static int
 write_backup(const char *bak, int src, const struct stat *st, const char *text, size_t len)
@@ -826,7 +828,12 @@ write_backup(const char *bak, int src, const struct stat *st, const char *text, 
 	if (dir == NULL) {
 		return diag_error("out of memory");
 	}
-	made = new_unnamed(dir, bak, src, st, bak, true, text, len);
+	if (lstat(bak, &old) == 0) {
+		made = -1; /* taken: see below (the links would fail with EEXIST) */
+		errno = EEXIST;
+	} else {
+		made = new_unnamed(dir, bak, src, st, bak, true, text, len);
+	}
 	if (made == -2) {
 		temp_name(&tmp, dir, bak, "", "XXXXXX", 0);
 	}

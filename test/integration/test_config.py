@@ -782,7 +782,8 @@ class Files(Case):
 
     def test_in_place_says_an_owner_it_cannot_keep(self):
         """A user who may not give the files the original's group is told so for the
-        backup and for the file itself, not only for the first of them."""
+        backup and for the file itself, not only for the first of them; of a backup not
+        made (an older one is kept), nothing is said."""
         if os.geteuid() != 0:
             self.skipTest("root prepares the files of another user")
         os.chmod(self.tmp.name, 0o755)
@@ -797,6 +798,13 @@ class Files(Case):
         self.assertEqual(rc, 0, err)
         self.assertIn("cannot give %s the owner 65534:0" % path, err)
         self.assertIn("cannot give the backup %s.bak the owner 65534:0" % path, err)
+        # Again, with the backup there: it is kept, and nothing is said of its owner.
+        os.chown(path, 65534, 0)
+        rc, _, err = config("unwrap", "--in-place", path, preexec_fn=as_nobody)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("cannot give %s the owner 65534:0" % path, err)
+        self.assertNotIn("the backup", err)
+        self.assertIn("backup in %s.bak (an older one, kept)" % path, err)
 
     def test_broken_files(self):
         """A message naming the file, line and column, exit 1, the file untouched, no backup."""
