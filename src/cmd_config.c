@@ -1073,6 +1073,20 @@ print_summary(const struct config_args *a, const struct config_result *r)
 	return rc;
 }
 
+/*
+ * Is stdout the file st is (`mcpmux config wrap FILE > FILE`, or >>)?  The result written
+ * there would follow the text (>>, 1<>) or replace a file the shell has already emptied
+ * (>): either way the client's config is ruined.
+ */
+static bool
+is_stdout(const struct stat *st)
+{
+	struct stat out;
+
+	return fstat(STDOUT_FILENO, &out) == 0 && S_ISREG(out.st_mode) && S_ISREG(st->st_mode) &&
+	       out.st_dev == st->st_dev && out.st_ino == st->st_ino;
+}
+
 static int
 run(struct config_args *a)
 {
@@ -1101,6 +1115,13 @@ run(struct config_args *a)
 		diag_error_errno("%s: cannot stat", name);
 	} else if (S_ISDIR(st.st_mode)) {
 		diag_error("%s: is a directory, not a config file", name);
+	} else if (!a->in_place && is_stdout(&st)) {
+		diag_error("%s: is also the standard output, where the result would go: nothing "
+			   "written%s (use --in-place to rewrite a file)",
+			   name,
+			   st.st_size == 0 ? "; it is empty, as a shell's '>' leaves it before "
+					     "mcpmux runs"
+					   : "");
 	} else if (a->in_place && !S_ISREG(st.st_mode)) {
 		diag_error("%s: not a regular file: cannot replace it --in-place", name);
 	} else if (a->in_place && st.st_nlink > 1) {

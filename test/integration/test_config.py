@@ -1082,6 +1082,46 @@ class Files(Case):
                 raise
             return None
 
+    def test_output_to_the_file_itself_is_refused(self):
+        """`config wrap FILE >> FILE` (or `- < FILE >> FILE`, --dry-run alike) writes
+        nothing: the result after the text was a second document, a file no client reads.
+        After `> FILE` the shell has emptied it: mcpmux says so."""
+        path = self.copy("cursor-mcp.json")
+        text = read(path)
+        for args in (["wrap", path], ["wrap", "--dry-run", path], ["unwrap", path],
+                     ["wrap", "-"]):
+            with self.subTest(args=args):
+                with open(path, "ab") as out, open(path, "rb") as inp:
+                    p = subprocess.run([MCPMUX, "config"] + args, stdin=inp, stdout=out,
+                                       stderr=subprocess.PIPE, timeout=30 * SLOW)
+                err = p.stderr.decode()
+                self.assertEqual(p.returncode, 1, err)
+                self.assertIn("is also the standard output, where the result would go: "
+                              "nothing written (use --in-place", err)
+                self.assertEqual(read(path), text)
+        with open(path, "wb") as out:
+            p = subprocess.run([MCPMUX, "config", "wrap", path], stdout=out,
+                               stderr=subprocess.PIPE, timeout=30 * SLOW)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("%s: is also the standard output, where the result would go: nothing "
+                      "written; it is empty, as a shell's '>' leaves it before mcpmux runs"
+                      % path, p.stderr.decode())
+        self.assertEqual(read(path), b"")
+        # Another file, or the file --in-place with stdout on it, is written as ever.
+        write(path, text)
+        other = os.path.join(self.tmp.name, "out.json")
+        with open(other, "wb") as out:
+            p = subprocess.run([MCPMUX, "config", "wrap", path], stdout=out,
+                               stderr=subprocess.PIPE, timeout=30 * SLOW)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn(b"mcpmux", read(other))
+        with open(path, "ab") as out:
+            p = subprocess.run([MCPMUX, "config", "wrap", "--in-place", path], stdout=out,
+                               stderr=subprocess.PIPE, timeout=30 * SLOW)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(read(path), read(other))
+        self.assertEqual(read(path + ".bak"), text)
+
     def test_in_place_refuses_what_is_not_a_file(self):
         """--in-place on a FIFO (here with no writer) or a device is refused at once,
         where the FIFO's open waited for a writer for ever; without --in-place a FIFO
