@@ -291,6 +291,18 @@ def comm(pid):
         return None
 
 
+def sig_blocked(pid):
+    """The mask of signals pid blocks (None when it is gone)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for l in f:
+                if l.startswith("SigBlk:"):
+                    return int(l.split()[1], 16)
+    except OSError:
+        pass
+    return None
+
+
 def keeper_of(pid):
     """The mcpmux pid a keeper process is for (docs/lifecycle.md), or None."""
     try:
@@ -301,6 +313,12 @@ def keeper_of(pid):
     except OSError:
         return None
     if len(words) == 3 and words[:2] == [b"mcpmux-keeper", b"for"] and words[2].isdigit():
+        # The middle child that forks the keeper has its title too, and every signal blocked
+        # until it exits; so has the keeper until it is under way, when it unblocks them
+        # all.  A middle child taken for the keeper (a loaded machine holds it a while) had
+        # the keeper's limits set on it, and the keeper's never.
+        if sig_blocked(pid) != 0:
+            return None
         return int(words[2])
     # under valgrind the command line is valgrind's: the name still says keeper
     return -1 if comm(pid) == "mcpmux-keeper" else None
