@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -45,7 +46,9 @@
 #define HTTP_BODY_FIRST ((size_t)64 << 10) /* first allocation of a body with a length */
 #define HEAD_STACK	1024 /* response heads up to this size are built on the stack */
 #define SSE_KEEPALIVE	": keepalive\n\n"
-#define SEND_IOV_MAX	18 /* a chunk's head, 16 pieces and its end */
+#define SEND_IOV_MAX	18  /* a chunk's head, 16 pieces and its end */
+#define HUP_CHECK	1.0 /* s between checks that a half-closed client is still there */
+#define PROBE_100	"HTTP/1.1 100 Continue\r\n\r\n"
 
 enum conn_state {
 	CS_IDLE,     /* waiting for a request (keep-alive, or just accepted) */
@@ -69,6 +72,7 @@ enum timer_why {
 	TW_WRITE,
 	TW_KEEPALIVE,
 	TW_LINGER,
+	TW_HUP,
 };
 
 /* Where a header field lies in the head storage, while the head is being read. */
@@ -109,7 +113,7 @@ struct hconn {
 	ev_io io_w;
 	ev_timer timer_w;
 	ev_tstamp timer_at;
-	ev_tstamp t_idle, t_head, t_body, t_write, t_out, t_shut;
+	ev_tstamp t_idle, t_head, t_body, t_write, t_out, t_shut, t_hup;
 	http_parser p;
 	enum conn_state state;
 	struct http_req *rq;
@@ -124,7 +128,8 @@ struct hconn {
 	bool pending;
 	bool in_dispatch;
 	bool close_after;
-	bool shut; /* our side is shut down: lingering */
+	bool shut;   /* our side is shut down: lingering */
+	bool rd_eof; /* the client shut its side: nothing more is read; close after */
 	bool is_reject;
 	bool is_loopback;
 	socklen_t peer_len;
@@ -996,6 +1001,87 @@ hold_room(const struct hconn *c)
 	return HTTP_HOLD_MAX - (c->hold_len - c->hold_off);
 }
 
+/* The socket says its peer is gone (a reset, a failure), not only that it ended its side. */
+static bool
+conn_hup(const struct hconn *c)
+{
+	struct pollfd pfd = { .fd = c->fd, .events = 0 };
+
+	return poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLHUP | POLLERR)) != 0;
+}
+
+/*
+ * The client ended its side (an EOF, read or not yet) while an exchange is open: RFC 9112
+ * lets a client half-close after its request and wait for the answer.  The exchange is
+ * kept when it may be (below), and the connection closes after its answer.  A FIN does
+ * not say whether the client shut only its sending side or closed its socket: a few
+ * bytes the answer allows (an SSE comment, or an interim 100 before a response has
+ * begun) tell, since a closed socket answers them with a reset (on loopback before the
+ * write returns; over a network a round trip later), and the HUP_CHECK polls find a reset
+ * that comes later, or the failure of TCP keep-alive.  Not kept: a GET (a GET stream has
+ * no request body whose end a half-close marks: it is gone, and its messages wait for a
+ * resume rather than go into a connection that may be closed), an exchange with bytes
+ * after its request (pipelined requests: dropped as before), one that cannot be probed
+ * (an HTTP/1.0 request before its answer began: no 1xx may be sent to it; a stream other
+ * than SSE), and one whose probe finds the client gone.  Whether it is kept; if not, the
+ * caller takes the client as gone.
+ */
+static bool
+conn_keep_half_closed(struct hconn *c)
+{
+	struct http_req *rq = c->rq;
+	int unread = 0;
+
+	if (c->rd_eof) {
+		return !c->dead;
+	}
+	if (c->dead || c->state != CS_EXCHANGE || rq == NULL || rq->state == RQ_READING ||
+	    rq->r.method == HTTP_REQ_GET || (c->hold != NULL && c->hold_off < c->hold_len) ||
+	    ioctl(c->fd, FIONREAD, &unread) == -1 || unread > 0) {
+		return false;
+	}
+	if (rq->state == RQ_HANDLER) {
+		if (rq->r.version < 11 ||
+		    conn_write_raw(c, PROBE_100, sizeof(PROBE_100) - 1) == -1) {
+			return false;
+		}
+	} else if (!rq->is_sse ||
+		   http_stream_send(rq, SSE_KEEPALIVE, sizeof(SSE_KEEPALIVE) - 1) == -1) {
+		return false;
+	}
+	if (c->dead || conn_hup(c)) {
+		return false;
+	}
+	c->rd_eof = true;
+	c->close_after = true;
+	c->t_hup = ev_now(c->s->loop);
+	if (!c->in_dispatch) {
+		conn_update(c);
+	}
+	return true;
+}
+
+/*
+ * An EOF read: whether the connection still has something to do (an exchange kept, or
+ * an answer still being written); if not, the client is gone.
+ */
+static bool
+conn_read_eof(struct hconn *c)
+{
+	if (c->state == CS_EXCHANGE) {
+		return conn_keep_half_closed(c);
+	}
+	if ((c->state == CS_IDLE || (c->state == CS_CLOSING && !c->shut)) &&
+	    wbuf_len(&c->out) > 0 && (c->hold == NULL || c->hold_off == c->hold_len)) {
+		/* An answer is still being written: it is, then the connection closes. */
+		c->rd_eof = true;
+		c->close_after = true;
+		c->state = CS_CLOSING;
+		return true;
+	}
+	return false;
+}
+
 /* Read while closing: what the client still sends is read and dropped. */
 static void
 conn_read_discard(struct hconn *c)
@@ -1013,6 +1099,9 @@ conn_read_discard(struct hconn *c)
 			continue;
 		}
 		if (n == -1 && errno == EAGAIN) {
+			return;
+		}
+		if (n == 0 && conn_read_eof(c)) {
 			return;
 		}
 		conn_kill(c); /* EOF or an error: done */
@@ -1043,6 +1132,9 @@ conn_read(struct hconn *c)
 		}
 		ssize_t n = sys_read(c->fd, sys_scratch, want);
 
+		if (n == 0 && conn_read_eof(c)) {
+			return; /* a half-closed client waits for its answer */
+		}
 		if (n == 0 || (n == -1 && errno != EAGAIN)) {
 			/* The client is gone, or has closed its side: nothing more to do. */
 			conn_kill(c);
@@ -1115,6 +1207,9 @@ conn_deadline(const struct hconn *c, enum timer_why *why)
 		    wbuf_len(&c->out) == 0) {
 			deadline_min(&d, why, c->t_out, lim->sse_keepalive, TW_KEEPALIVE);
 		}
+		if (c->rd_eof) {
+			deadline_min(&d, why, c->t_hup, HUP_CHECK, TW_HUP);
+		}
 		break;
 	case CS_CLOSING:
 		if (c->shut) {
@@ -1164,11 +1259,15 @@ conn_update(struct hconn *c)
 		(void)shutdown(c->fd, SHUT_WR);
 		c->shut = true;
 		c->t_shut = ev_now(loop);
+		if (c->rd_eof) {
+			conn_kill(c); /* both sides ended: nothing to linger for */
+			return;
+		}
 	}
 	int ev = 0;
 
-	if (c->state == CS_CLOSING || (can_parse(c) && c->hold == NULL) ||
-	    (!can_parse(c) && hold_room(c) > 0 && c->state == CS_EXCHANGE)) {
+	if (!c->rd_eof && (c->state == CS_CLOSING || (can_parse(c) && c->hold == NULL) ||
+			   (!can_parse(c) && hold_room(c) > 0 && c->state == CS_EXCHANGE))) {
 		ev |= EV_READ;
 	}
 	if (wbuf_len(&c->out) > 0) {
@@ -1230,6 +1329,13 @@ conn_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	case TW_WRITE:
 		s->st.timeouts++;
 		conn_kill(c);
+		break;
+	case TW_HUP:
+		if (conn_hup(c)) {
+			conn_kill(c); /* the half-closed client is gone */
+		} else {
+			c->t_hup = ev_now(loop);
+		}
 		break;
 	case TW_LINGER:
 	case TW_NONE:
@@ -1984,9 +2090,9 @@ http_req_abort(struct http_req *rq)
 }
 
 bool
-http_req_gone(const struct http_req *rq)
+http_req_gone(struct http_req *rq)
 {
-	const struct hconn *c = rq->c;
+	struct hconn *c = rq->c;
 
 	if (c->dead) {
 		return true;
@@ -1994,10 +2100,18 @@ http_req_gone(const struct http_req *rq)
 	/*
 	 * The peer's FIN (or RST) may wait unread behind this turn's other events, or behind
 	 * bytes the connection reads no more of (held requests): POLLRDHUP sees past them.
+	 * A FIN alone is a client that may only have half-closed: conn_keep_half_closed()
+	 * tells.
 	 */
 	struct pollfd pfd = { .fd = c->fd, .events = POLLRDHUP };
 
-	return poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+	if (poll(&pfd, 1, 0) != 1) {
+		return false;
+	}
+	if ((pfd.revents & (POLLHUP | POLLERR)) != 0) {
+		return true;
+	}
+	return (pfd.revents & POLLRDHUP) != 0 && !conn_keep_half_closed(c);
 }
 
 bool

@@ -41,9 +41,14 @@
  *   called for it.  Everything it points to (method, target, headers, body, peer) lives
  *   exactly as long.  After on_close() returns, the request must not be used.
  * - on_close() means the exchange ended without the handler: the client closed the
- *   connection or reset it (EOF while an exchange is open counts: HTTP clients do not
- *   half-close), a write failed, a write stalled past write_timeout, or the server is
- *   being freed.  It is the handler's cue that what it has not sent will not arrive.
+ *   connection or reset it, a write failed, a write stalled past write_timeout, or the
+ *   server is being freed.  It is the handler's cue that what it has not sent will not
+ *   arrive.  An EOF while an exchange is open counts, except for a client that only
+ *   half-closed after its request (RFC 9112): when the request is not a GET, nothing
+ *   follows it, and a probe the answer allows finds the client there (an interim
+ *   "100 Continue" to an HTTP/1.1 request not answered yet, or an SSE comment), the
+ *   exchange goes on and the connection closes after its answer; a reset that comes
+ *   later (polled each second) ends it as a close does.
  * - Callbacks come from the event loop, never from inside an http_* call: a write error
  *   inside http_stream_send() makes it return -1 (EPIPE), and on_close() follows from the
  *   loop.  A callback may call any http_* function on its request, and answer it at
@@ -271,7 +276,9 @@ int http_sse_message(struct http_req *rq, const char *id, const char *data, size
 /*
  * The exchange's connection is gone, or its peer closed it (seen without reading:
  * pipelined bytes are left where they are), though on_close has not been called yet.
+ * A peer that ended its side only is gone unless the exchange is kept as half-closed
+ * (above; the probe is written then).
  */
-bool http_req_gone(const struct http_req *rq);
+bool http_req_gone(struct http_req *rq);
 
 #endif

@@ -621,6 +621,41 @@ class Vanishing(Base):
         self.srv.wait_stats(lambda st: st["closed_jobs"] == 1 and st["jobs"] == 0,
                             what="on_close")
 
+    def test_a_post_whose_client_closes_before_the_answer(self):
+        """A FIN after a POST may be a half-close: the layer's probe (an interim 100),
+        which a closed socket answers with a reset, tells it is not, and on_close comes."""
+        with self.srv.connect() as s:
+            s.sendall(post(b"/hold", b"x"))
+            self.srv.wait_stats(lambda st: st["jobs"] == 1, what="the request")
+        self.srv.wait_stats(lambda st: st["closed_jobs"] == 1 and st["jobs"] == 0,
+                            what="on_close")
+
+    def test_a_post_whose_client_half_closes_is_answered_then_closed(self):
+        """A client that shuts its sending side after a complete request (RFC 9112) gets
+        an interim 100 (the probe), its answer with Connection: close, then the close; a
+        GET whose client does so is gone (on_close), as are the bytes of a request cut
+        short."""
+        with self.srv.connect() as s:
+            s.sendall(post(b"/slow?300", b"x"))
+            s.shutdown(socket.SHUT_WR)
+            rd = Reader(s)
+            self.assertEqual(read_head(rd), (100, {}))
+            status, h, body = read_response(s, rd)
+            self.assertEqual((status, h.get("connection"), body), (200, "close", b"slow\n"))
+            self.assertTrue(closed(s))
+        with self.srv.connect() as s:
+            s.sendall(get(b"/hold"))
+            self.srv.wait_stats(lambda st: st["jobs"] == 1, what="the GET")
+            s.shutdown(socket.SHUT_WR)
+            self.srv.wait_stats(lambda st: st["closed_jobs"] == 1 and st["jobs"] == 0,
+                                what="on_close")
+            self.assertTrue(closed(s))
+        with self.srv.connect() as s:
+            s.sendall(post(b"/echo", b"x")[:-1])
+            s.shutdown(socket.SHUT_WR)
+            s.settimeout(10)
+            self.assertEqual(s.recv(100), b"", "no answer")
+
     def test_server_shutdown_closes_open_exchanges(self):
         s = self.srv.connect()
         s.sendall(get(b"/hold"))

@@ -833,6 +833,127 @@ class Transport(HttpCase):
         wait_until(lambda: not [p for p in self.tagged() if comm(p) == "mcp-fixture"], 5,
                    "the server to be gone")
 
+def read_to_eof(s, seconds=10):
+    """Every byte until the peer closes (bounded)."""
+    s.settimeout(seconds * SLOW)
+    got = b""
+    while True:
+        data = s.recv(65536)
+        if not data:
+            return got
+        got += data
+
+
+def dechunk(body):
+    out = b""
+    while True:
+        size, _, rest = body.partition(b"\r\n")
+        n = int(size.split(b";")[0], 16)
+        if n == 0:
+            return out
+        out += rest[:n]
+        body = rest[n + 2:]
+
+
+class HalfClose(HttpCase):
+    """A client that shuts its sending side right after a complete request (RFC 9112
+    allows it; nc -N does it) is answered, and its connection closed after the answer."""
+
+    def half_closed_post(self, sid, msg, accept):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10 * SLOW)
+        self.addCleanup(s.close)
+        body = json.dumps(msg).encode()
+        s.sendall(b"POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                  b"Accept: %s\r\nMcp-Session-Id: %s\r\nContent-Length: %d\r\n\r\n%s" %
+                  (accept.encode(), sid.encode(), len(body), body))
+        s.shutdown(socket.SHUT_WR)
+        return read_to_eof(s)
+
+    def test_a_json_answer_after_a_half_close(self):
+        """The answer (a call of 300 ms: the EOF is read while it runs) comes after an
+        interim 100, which a client that closed its socket would have answered with a
+        reset; then the connection closes.  The session goes on."""
+        self.http()
+        sid = self.session()
+        pid = self.call(sid, tool(1, "env"))[-1]["result"]["structuredContent"]["pid"]
+        raw = self.half_closed_post(sid, tool(2, "sleep", ms=300), "application/json")
+        interim, _, rest = raw.partition(b"\r\n\r\n")
+        self.assertEqual(interim, b"HTTP/1.1 100 Continue", raw)
+        head, _, body = rest.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        self.assertEqual(lines[0], "HTTP/1.1 200 OK", raw)
+        self.assertIn("Connection: close", lines)
+        self.assertIn("Mcp-Session-Id: %s" % sid, lines)
+        m = json.loads(body)
+        self.assertEqual((m["id"], m["result"]["content"][0]["text"]), (2, "slept"))
+        self.assertTrue(alive(pid))
+        msgs = self.call(sid, {"jsonrpc": "2.0", "id": 3, "method": "ping"})
+        self.assertEqual(msgs[-1], {"jsonrpc": "2.0", "id": 3, "result": {}})
+
+    def test_an_sse_answer_after_a_half_close(self):
+        """Likewise for a stream: its progress and its response, then its end and the
+        connection's."""
+        self.http()
+        sid = self.session()
+        raw = self.half_closed_post(sid, tool(2, "progress", meta={"progressToken": "p"},
+                                              steps=3), ACCEPT_BOTH)
+        head, _, body = raw.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        self.assertEqual(lines[0], "HTTP/1.1 200 OK", raw)
+        self.assertIn("Content-Type: text/event-stream", lines)
+        self.assertIn("Transfer-Encoding: chunked", lines)
+        self.assertTrue(body.endswith(b"\r\n0\r\n\r\n"), raw)
+        msgs = [json.loads(e["data"]) for e in parse_sse(dechunk(body)) if e.get("data")]
+        self.assertEqual([m.get("method") for m in msgs],
+                         ["notifications/progress"] * 3 + ["notifications/message", None])
+        self.assertEqual(msgs[-1]["result"]["content"][0]["text"], "progressed")
+        msgs = self.call(sid, {"jsonrpc": "2.0", "id": 3, "method": "ping"})
+        self.assertEqual(msgs[-1], {"jsonrpc": "2.0", "id": 3, "result": {}})
+
+    def test_an_incomplete_request_then_a_half_close_is_dropped(self):
+        """A body shorter than its Content-Length, then the EOF: nothing more can come,
+        and no answer is given; nothing reaches the server."""
+        log = os.path.join(self.tmp.name, "log")
+        self.http(opts=["--log", log])
+        sid = self.session()
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10 * SLOW)
+        self.addCleanup(s.close)
+        s.sendall(b"POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                  b"Accept: application/json\r\nMcp-Session-Id: %s\r\nContent-Length: 100\r\n"
+                  b"\r\n{\"jsonrpc\":\"2.0\"," % sid.encode())
+        s.shutdown(socket.SHUT_WR)
+        self.assertEqual(read_to_eof(s), b"")
+        msgs = self.call(sid, {"jsonrpc": "2.0", "id": 3, "method": "ping"})
+        self.assertEqual(msgs[-1], {"jsonrpc": "2.0", "id": 3, "result": {}})
+        ins = [json.loads(l) for l in read_text(log).splitlines()]
+        self.assertEqual([r.get("method") or r.get("id") for r in ins if r.get("dir") == "in"],
+                         ["initialize", "notifications/initialized", "ping"])
+
+    def test_a_get_stream_whose_client_half_closes_is_gone(self):
+        """A GET has no body whose end a half-close marks, and a FIN alone does not say
+        whether the client can still read: its stream ends, and the messages for it wait
+        for the next stream, as for a client that closed it."""
+        self.http()
+        r = self.post(init_msg(1), headers={"Accept": "application/json"})
+        sid = r.headers["mcp-session-id"]
+        self.assertEqual(self.post(INITIALIZED, sid).status, 202)
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10 * SLOW)
+        self.addCleanup(s.close)
+        self.raw_get(s, sid)
+        got = b""
+        while b"data:" not in got:  # the priming event
+            data = s.recv(4096)
+            self.assertTrue(data, "the GET stream ended")
+            got += data
+        s.shutdown(socket.SHUT_WR)
+        self.assertNotIn(b"progress", read_to_eof(s))
+        r = self.post(tool(2, "progress", meta={"progressToken": "p"}, steps=5), sid,
+                      headers={"Accept": "application/json"})
+        self.assertEqual(r.json()["result"]["content"][0]["text"], "progressed")
+        msgs = self.call(sid, {"jsonrpc": "2.0", "id": 3, "method": "ping"})
+        self.assertEqual([m.get("method") for m in msgs],
+                         ["notifications/progress"] * 5 + ["notifications/message", None])
+
 
 class Refusals(HttpCase):
     def test_status_codes(self):
