@@ -1588,6 +1588,26 @@ post_accepts(const struct http_req *rq)
 	return httpmsg_accept_fields_q(r->headers, r->n_headers, "application/json") > 0 ? 0 : -1;
 }
 
+/*
+ * Whether the body has no content coding: every Content-Encoding (on any number of field
+ * lines, one list) names identity.  mcpmux decodes none (RFC 9110, 8.4: 415).
+ */
+static bool
+post_not_encoded(const struct http_req *rq)
+{
+	const struct http_request *r = http_req_request(rq);
+
+	for (size_t i = 0; i < r->n_headers; i++) {
+		const struct http_header *h = &r->headers[i];
+
+		if (httpmsg_name_eq(h->name, h->name_len, "Content-Encoding") &&
+		    !httpmsg_list_only(h->value, h->value_len, "identity")) {
+			return false;
+		}
+	}
+	return true;
+}
+
 /* Scan the body of a POST into fh->scan; false after answering a bad one. */
 static bool
 post_scan(struct front_http *fh, struct http_req *rq)
@@ -1735,6 +1755,15 @@ handle_post(struct front_http *fh, struct http_req *rq, struct hx_session *hs, b
 	if (ct == NULL || !ctype_is_json(ct, n)) {
 		respond_error(fh, rq, 415, RPC_SERVER_ERROR,
 			      "Unsupported Media Type: the body must be application/json", NULL);
+		return;
+	}
+	if (!post_not_encoded(rq)) {
+		struct hx_fields ae = { .n = 0 };
+
+		fields_add(&ae, "Accept-Encoding", "identity");
+		respond_error(fh, rq, 415, RPC_SERVER_ERROR,
+			      "Unsupported Media Type: the body must not have a content coding",
+			      &ae);
 		return;
 	}
 	accepts = post_accepts(rq);

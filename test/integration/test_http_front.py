@@ -1063,6 +1063,38 @@ class Refusals(HttpCase):
         head = raw("GET", ["*/*", "text/event-stream;q=0"])
         self.assertTrue(head.startswith("http/1.1 406 "), head)
 
+    def test_a_content_coding_is_415_and_identity_is_accepted(self):
+        """A body with a content coding (gzip here) is refused with 415 and
+        Accept-Encoding: identity (RFC 9110, 8.4 and 15.5.16), not read as JSON (it was a
+        400 -32700), on one field line or on several (a list); nothing reaches the server.
+        Content-Encoding: identity is no coding at all."""
+        import gzip
+        log = os.path.join(self.tmp.name, "log")
+        self.http(opts=["--log", log])
+        sid = self.session()
+        call = json.dumps(tool(1, "echo", text="x")).encode()
+        for enc in ("gzip", "identity, gzip", "GZIP"):
+            r = self.post(gzip.compress(call), sid, headers={
+                "Content-Encoding": enc, "Content-Type": "application/json",
+                "Accept": ACCEPT_BOTH})
+            self.assertEqual(r.status, 415, (enc, r))
+            self.assertEqual(r.headers["accept-encoding"], "identity")
+            self.assertEqual(r.json()["error"]["code"], -32000)
+            self.assertIsNone(r.json()["id"])
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10 * SLOW)
+        self.addCleanup(s.close)
+        s.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nMcp-Session-Id: %s\r\n"
+                  b"Content-Type: application/json\r\nContent-Encoding: identity\r\n"
+                  b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" %
+                  (sid.encode(), len(call), call))
+        self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 415 "))
+        r = self.post(tool(2, "echo", text="y"), sid, headers={"Content-Encoding": "identity",
+                                                               "Accept": "application/json"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["result"]["content"][0]["text"], "y")
+        calls = [json.loads(l) for l in read_text(log).splitlines()]
+        self.assertEqual([c["id"] for c in calls if c.get("method") == "tools/call"], [2])
+
     def test_host_origin_and_preflight(self):
         self.http(opts=["--allow-origin", "https://app.example"])
         r = self.post(init_msg(0), headers={"Host": "evil.example.com:80"})
