@@ -120,6 +120,7 @@ struct hx_session {
 	struct hx_event *orphans, *orphans_tail; /* messages no stream could take yet */
 	size_t unsent;				 /* bytes waiting in streams and orphans */
 	size_t lingering;			 /* bytes kept by done streams */
+	size_t replay;				 /* bytes kept by running request streams */
 	uint32_t n_streams;			 /* stream numbers given out */
 	uint32_t get_nums[HX_GET_NUMS];		 /* its latest GET streams' numbers */
 	uint32_t n_gets;			 /* GET streams opened */
@@ -496,6 +497,13 @@ stream_new(struct hx_session *hs, bool is_get)
 	return st;
 }
 
+/* Bytes of a running request stream's written events that its socket took (for a replay). */
+static size_t
+replay_of(const struct hx_stream *st)
+{
+	return st->is_get || st->done ? 0 : st->kept - st->flying_len;
+}
+
 /* Unlink and free a stream (it carries no exchange). */
 static void
 stream_free(struct hx_stream *st)
@@ -525,6 +533,7 @@ stream_free(struct hx_stream *st)
 	if (st->done) {
 		hs->lingering -= st->kept;
 	}
+	hs->replay -= replay_of(st);
 	if (st->rq != NULL) {
 		http_req_set_data(st->rq, NULL);
 	}
@@ -545,11 +554,36 @@ event_id(char *out, size_t len, const struct hx_stream *st, uint64_t seq)
 static void
 stream_sent(struct hx_stream *st, struct hx_event *ev)
 {
+	size_t before = replay_of(st);
+
 	ev->end = http_stream_sent(st->rq) + http_stream_queued(st->rq);
 	if (st->flying == NULL) {
 		st->flying = ev;
 	}
 	st->flying_len += ev->len;
+	st->hs->replay = st->hs->replay - before + replay_of(st);
+}
+
+/*
+ * Drop the stream's oldest event if it may go: written and taken by the socket, and not
+ * its response.  Whether one went.
+ */
+static bool
+stream_drop_oldest(struct hx_stream *st)
+{
+	struct hx_event *ev = st->head;
+
+	if (ev == NULL || ev == st->unsent || ev == st->flying ||
+	    (st->answered && ev == st->tail)) {
+		return false;
+	}
+	st->head = ev->next;
+	if (st->head == NULL) {
+		st->tail = NULL;
+	}
+	st->kept -= ev->len;
+	event_free(ev);
+	return true;
 }
 
 /*
@@ -561,7 +595,9 @@ stream_sent(struct hx_stream *st, struct hx_event *ev)
 static void
 stream_trim(struct hx_stream *st)
 {
-	size_t max = st->is_get ? HX_GET_REPLAY : st->hs->fh->opt->max_queue;
+	struct hx_session *hs = st->hs;
+	size_t max = st->is_get ? HX_GET_REPLAY : hs->fh->opt->max_queue;
+	size_t before = replay_of(st);
 
 	if (st->rq != NULL) {
 		uint64_t sent = http_stream_sent(st->rq);
@@ -574,16 +610,25 @@ stream_trim(struct hx_stream *st)
 			st->flying = NULL;
 		}
 	}
-	while (st->kept - st->flying_len > max && st->head != NULL && st->head != st->unsent &&
-	       st->head != st->flying && !(st->answered && st->head == st->tail)) {
-		struct hx_event *ev = st->head;
+	while (st->kept - st->flying_len > max && stream_drop_oldest(st)) {
+	}
+	hs->replay = hs->replay - before + replay_of(st);
+	/*
+	 * The session's running request streams share one --max-queue of replay: a client
+	 * that opens stream after stream of a server that writes much for each would
+	 * otherwise hold --max-queue for every one.  The oldest streams' oldest events go
+	 * first; what was not delivered, and responses, stay.
+	 */
+	for (struct hx_stream *o = hs->streams; o != NULL && hs->replay > hs->fh->opt->max_queue;
+	     o = o->next) {
+		while (replay_of(o) > 0 && hs->replay > hs->fh->opt->max_queue) {
+			size_t len = o->head != NULL ? o->head->len : 0;
 
-		st->head = ev->next;
-		if (st->head == NULL) {
-			st->tail = NULL;
+			if (!stream_drop_oldest(o)) {
+				break;
+			}
+			hs->replay -= len;
 		}
-		st->kept -= ev->len;
-		event_free(ev);
 	}
 }
 
@@ -655,9 +700,12 @@ stream_flush(struct hx_stream *st)
 		if (http_sse_message(st->rq, id, ev->data, ev->len) == -1) {
 			return; /* the connection broke: on_close detaches the stream */
 		}
+		size_t before = replay_of(st);
+
 		st->unsent = ev->next;
 		hs->unsent -= ev->len;
 		st->kept += ev->len;
+		hs->replay = hs->replay - before + replay_of(st);
 		stream_sent(st, ev);
 	}
 	stream_trim(st);
@@ -744,6 +792,7 @@ stream_finish(struct hx_stream *st)
 		stream_free(st);
 		return;
 	}
+	hs->replay -= replay_of(st);
 	st->done = true;
 	st->since = sys_mono();
 	hs->lingering += st->kept;
@@ -781,8 +830,10 @@ stream_attach(struct hx_stream *st, struct http_req *rq, long long replay_after)
 		return;
 	}
 	/* A new connection: what was in flight on the old one is replayed, or lost to it. */
+	hs->replay -= replay_of(st);
 	st->flying = NULL;
 	st->flying_len = 0;
+	hs->replay += replay_of(st);
 	fields_add(&fs, "Mcp-Session-Id", hs->id);
 	fields_cors(&fs, rq);
 	if (http_sse_begin(rq, fs.f, fs.n) == -1) {
@@ -827,6 +878,7 @@ stream_attach(struct hx_stream *st, struct http_req *rq, long long replay_after)
 		/* A finished stream, resumed: everything after the client's event is out. */
 		hs->lingering -= st->kept;
 		st->done = false;
+		hs->replay += replay_of(st);
 		stream_finish(st);
 		return;
 	}
@@ -1954,11 +2006,14 @@ handle_get(struct front_http *fh, struct http_req *rq, struct hx_session *hs, bo
 					  "its old one was open: that one is ended",
 					  hs->id, (unsigned)num);
 			}
-			if (st->head != NULL && st->head->seq > seq + 1) {
+			/* The first event kept (none kept: every one it numbered went). */
+			uint64_t first = st->head != NULL ? st->head->seq : st->seq + 1;
+
+			if (first > seq + 1) {
 				diag_warn("session %s: stream %u resumed after event %llu, but "
 					  "events up to %llu are no longer kept",
 					  hs->id, (unsigned)num, seq,
-					  (unsigned long long)st->head->seq - 1);
+					  (unsigned long long)first - 1);
 			}
 			stream_attach(st, rq, (long long)seq);
 			return;

@@ -2469,6 +2469,26 @@ class Sessions(HttpCase):
                    "mcpmux's private memory to fall back under 5 MB, idle",
                    lambda: "RssAnon %d KiB" % rss_anon_kib(self.srv.pid))
 
+# A stdio server whose calls run for ever: each tools/call sends {k} progress
+# notifications of about 1 KB for its progressToken at once, and is never answered.
+TALKER = r"""
+import json, sys
+pad = "x" * 900
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("method") == "initialize":
+        print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": {
+            "protocolVersion": "2025-11-25", "capabilities": {"tools": {}},
+            "serverInfo": {"name": "talker", "version": "1"}}}), flush=True)
+    elif m.get("method") == "tools/call":
+        tok = m["params"]["_meta"]["progressToken"]
+        for i in range(m["params"]["arguments"]["k"]):
+            print(json.dumps({"jsonrpc": "2.0", "method": "notifications/progress", "params": {
+                "progressToken": tok, "progress": i, "message": pad}}))
+        sys.stdout.flush()
+"""
+
+
 class FlowControl(HttpCase):
     def test_a_max_sessions_that_leaves_few_connections_is_said(self):
         def low_limit():
@@ -2545,6 +2565,43 @@ class FlowControl(HttpCase):
         r.read()
         held.close()
         self.assertGreater(time.monotonic() - t0, 1.5)
+
+    def test_running_request_streams_share_one_max_queue_of_replay(self):
+        """What running request streams wrote and keep for a resume is bounded by
+        --max-queue for the session's running streams together, the oldest streams'
+        oldest events first out, not by --max-queue for each: a client that opened
+        stream after stream of calls that write much and never end, reading each, made
+        mcpmux hold --max-queue for every one (40 such streams held 700 MB with the
+        default 16 MiB).  Here six streams of about 100 KB each, with --max-queue 64K:
+        the first stream keeps none of its events, the last about 64 of its 100; resumes
+        from before what is kept are said."""
+        self.http(opts=["--max-queue", "64K"], command=[sys.executable, "-c", TALKER])
+        sid = self.session()
+        nums = []
+        for i in range(6):
+            s = self.open("POST", tool(i + 1, "t", meta={"progressToken": i}, k=100),
+                          {"Mcp-Session-Id": sid})
+            self.assertEqual(s.status, 200)
+            prime = s.event()
+            self.assertEqual((prime["data"], prime["id"].split(":")[1]), ("", "0"))
+            nums.append(prime["id"].split(":")[0])
+            for j in range(100):
+                self.assertEqual(s.message()[0]["params"]["progress"], j)
+            s.close()
+
+        def resume(num):
+            g = self.get_stream(sid, last=num + ":0")
+            self.addCleanup(g.close)
+            self.assertEqual(g.status, 200)
+            m = wait_until(lambda: re.search(r"stream %s resumed after event 0, but events up "
+                                             r"to (\d+) are no longer kept" % num,
+                                             self.srv.stderr()), 5, "the warning",
+                           lambda: self.srv.stderr())
+            return int(m.group(1))
+        self.assertEqual(resume(nums[0]), 100)
+        gone = resume(nums[-1])
+        self.assertGreater(gone, 20)
+        self.assertLess(gone, 50)
 
     def test_a_json_only_client_is_not_held_by_messages_it_cannot_take(self):
         """A client that accepts only JSON and opens no GET stream, and a server that sends
