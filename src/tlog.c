@@ -188,6 +188,14 @@ open_file(void)
 			(void)close(rw);
 		}
 	}
+	if (fd == -1 && errno == ENXIO && stat(L.path, &st) == 0 &&
+	    fstat(STDERR_FILENO, &err_st) == 0 && st.st_dev == err_st.st_dev &&
+	    st.st_ino == err_st.st_ino) {
+		/* /dev/stderr while stderr is a socket (a systemd service's journal), which no
+		 * open() takes: the same as --log -, through errout. */
+		L.fd = STDERR_FILENO;
+		return 0;
+	}
 	if (fd == -1 || fstat(fd, &st) == -1) {
 		if (fd != -1) {
 			int err = errno;

@@ -8,6 +8,7 @@ import resource
 import select
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -692,6 +693,33 @@ class Writing(Case):
         self.assertIn("another half", server)
         self.assertEqual(server.count("the rest"), 1, w.stderr())
         self.assertFalse([line for line in lines if '{"ts"' in line[1:]], w.stderr())
+
+    def test_dev_stderr_is_stderr_also_when_it_is_a_socket(self):
+        """--log /dev/stderr is --log -, also when stderr is a socket (a systemd service's,
+        to its journal), which open() refuses: mcpmux starts, and the records are on its
+        stderr."""
+        mine, theirs = socket.socketpair()
+        try:
+            w = self.start([MCPMUX, "--log", "/dev/stderr"] + FAST + ["--", FIXTURE],
+                           stderr=theirs.fileno())
+            theirs.close()
+            w.send(req(1, "ping"))
+            self.assertEqual(w.msg()["id"], 1)
+            w.close_stdin()
+            self.assertEqual(w.wait(), 0)
+            mine.settimeout(10)
+            got = b""
+            chunk = mine.recv(1 << 16)
+            while chunk:
+                got += chunk
+                chunk = mine.recv(1 << 16)
+        finally:
+            theirs.close()
+            mine.close()
+        recs = [json.loads(line) for line in got.splitlines() if line.startswith(b'{"ts"')]
+        self.assertEqual([(r.get("dir"), r.get("id")) for r in recs if "dir" in r],
+                         [("in", 1), ("out", 1)], got)
+        self.assertNotIn(b"cannot open", got)
 
     def test_a_log_past_the_file_size_limit_does_not_stop_traffic(self):
         """A log that reaches RLIMIT_FSIZE (ulimit -f) is a log that cannot be written
