@@ -260,6 +260,20 @@ piece_len(const char *p, size_t size)
 	return at + 1 < size && nl[1] == '\0' ? at + 1 : at - 1;
 }
 
+/* Wait until f, a non-blocking input that had nothing to read, has more (or its end). */
+static int
+input_waits(FILE *f)
+{
+	struct pollfd p = { .fd = fileno(f), .events = POLLIN };
+
+	while (poll(&p, 1, -1) == -1) {
+		if (errno != EINTR) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /*
  * One whole line of f into r->line: its length; 0 when there is none yet (the end of the
  * file, or a line still being written, which is left unread with --follow, and r->cut
@@ -302,7 +316,22 @@ whole_line(struct reader *r, FILE *f, bool *skip)
 
 		memset(at, '\n', size);
 		errno = 0;
-		if (fgets(at, (int)size, f) == NULL) {
+		const char *got_p = fgets(at, (int)size, f);
+
+		if (ferror(f) && errno == EAGAIN) {
+			/* A non-blocking input (a stdin whose open file another process made so)
+			 * that had nothing more yet: waited on, as a blocking read waits. */
+			clearerr(f);
+			if (input_waits(f) == -1) {
+				diag_error_errno("%s: read error", r->name);
+				r->failed = true;
+				return -1;
+			}
+			if (got_p == NULL) {
+				continue;
+			}
+		}
+		if (got_p == NULL) {
 			break;
 		}
 		size_t got = piece_len(at, size);

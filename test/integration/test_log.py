@@ -14,8 +14,8 @@ import subprocess
 import sys
 import time
 
-from mcptest import (Case, FIXTURE, MCPMUX, PeakRss, call, initialize, main, note, req,
-                     run_on_a_full_stdout, wait_until)
+from mcptest import (Case, FIXTURE, MCPMUX, WRAPPER, PeakRss, call, initialize, main, note,
+                     proc_report, req, run_on_a_full_stdout, wait_until)
 from test_wrap import BATCH_ASKER, ERR
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -1367,6 +1367,56 @@ class Reading(Case):
             rc, out, err = run_on_a_full_stdout([MCPMUX, "log"] + args + [fixed], self.env)
             self.assertEqual(rc, 0, err)
             self.assertNotIn("cannot write", err)
+            self.assertEqual(out.decode(), self.golden(name), name)
+
+    def test_a_non_blocking_stdin_is_waited_on(self):
+        """A non-blocking stdin (a pipe whose reading end another process made so) that
+        has nothing yet is waited on, as a blocking one is, where stdio failed on EAGAIN
+        ("read error"): show and stats read the whole log, sent in two parts, the first
+        ending in the middle of a line."""
+        with open(os.path.join(LOGS, "fixed.log"), "rb") as f:
+            data = f.read()
+        half = data.index(b"\n", len(data) // 2) - 5
+        for args, name in ((["show", "--color", "never"], "show.golden"),
+                           (["stats"], "stats.golden")):
+            r, w = os.pipe()
+            try:
+                os.set_blocking(r, False)
+                os.write(w, data[:half])
+                p = subprocess.Popen(WRAPPER + [MCPMUX, "log"] + args + ["-"], stdin=r,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=self.env)
+                os.close(r)
+                r = -1
+                try:
+                    def waiting_or_gone():
+                        if p.poll() is not None:
+                            return True
+                        try:
+                            with open("/proc/%d/syscall" % p.pid) as f:
+                                call = f.read().split()
+                        except OSError:
+                            return True
+                        # x86-64 poll (7) of one descriptor, with a timeout of -1
+                        return call[:1] == ["7"] and call[2:4] in (
+                            ["0x1", "0xffffffff"], ["0x1", "0xffffffffffffffff"])
+                    wait_until(waiting_or_gone, 10, "log %s to wait for its stdin" % args[0],
+                               lambda: proc_report(p.pid))
+                    if p.poll() is None:
+                        os.write(w, data[half:])
+                    os.close(w)
+                    w = -1
+                    out, err = p.communicate(timeout=30)
+                finally:
+                    if p.poll() is None:
+                        p.kill()
+                        p.wait()
+            finally:
+                for fd in (r, w):
+                    if fd != -1:
+                        os.close(fd)
+            self.assertEqual(p.returncode, 0, err)
+            self.assertNotIn(b"read error", err)
             self.assertEqual(out.decode(), self.golden(name), name)
 
     def test_follow_on_a_pipe_ends_with_it(self):
