@@ -69,6 +69,7 @@ static struct {
 	 * TLOG_STREAM_MAX), and records past that are dropped whole and counted.
 	 */
 	bool stream;
+	bool stream_written; /* a record was given to it (the FIFO's bytes at exit are said) */
 	struct wbuf pending;
 	ev_io pending_w;
 	unsigned long long dropped; /* records past the bound (a slow reader), since said */
@@ -323,6 +324,7 @@ tlog_on_pending(struct ev_loop *loop, ev_io *w, int revents)
 static void
 stream_write(void)
 {
+	L.stream_written = true;
 	if (L.fd < 0) {
 		L.lost += count_lines(L.buf.buf, L.buf.len);
 		return;
@@ -525,6 +527,16 @@ tlog_open(struct ev_loop *loop, const char *path, size_t bodies)
 	return 0;
 }
 
+bool
+tlog_is_file_of(int fd)
+{
+	struct stat st, fd_st;
+
+	return tlog_enabled && L.path != NULL && L.fd > STDERR_FILENO && fstat(L.fd, &st) == 0 &&
+	       !S_ISCHR(st.st_mode) && fstat(fd, &fd_st) == 0 && st.st_dev == fd_st.st_dev &&
+	       st.st_ino == fd_st.st_ino;
+}
+
 void
 tlog_close(void)
 {
@@ -559,7 +571,7 @@ tlog_close(void)
 		struct stat st;
 
 		/* A FIFO mcpmux itself holds open for reading: lost with it if no one reads. */
-		if (fstat(L.fd, &st) == 0 && S_ISFIFO(st.st_mode) &&
+		if (L.stream_written && fstat(L.fd, &st) == 0 && S_ISFIFO(st.st_mode) &&
 		    ioctl(L.fd, FIONREAD, &in_pipe) == 0 && in_pipe > 0) {
 			diag_warn(
 				"traffic log %s: %d bytes of records still in the FIFO at exit (lost "
@@ -567,6 +579,7 @@ tlog_close(void)
 				L.path, in_pipe);
 		}
 		L.dropped = L.lost = 0;
+		L.stream_written = false;
 	}
 	close_file();
 	sbuf_release(&L.buf);

@@ -40,6 +40,11 @@ extern bool tlog_enabled;
  * of bytes of each body to keep.  0, or -1 after saying why on stderr.
  */
 int tlog_open(struct ev_loop *loop, const char *path, size_t bodies);
+/*
+ * Is the log, opened by its path, the file (a pipe, a socket, a regular file; not a
+ * terminal or another device) that fd is?  Wrap's stdin and stdout are the client's.
+ */
+bool tlog_is_file_of(int fd);
 /* Write what is buffered and close (at exit). */
 void tlog_close(void);
 /* Write what is buffered now. */

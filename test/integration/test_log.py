@@ -721,6 +721,27 @@ class Writing(Case):
                          [("in", 1), ("out", 1)], got)
         self.assertNotIn(b"cannot open", got)
 
+    def test_a_log_on_the_clients_stdin_or_stdout_is_refused(self):
+        """Wrap's stdin and stdout are the client's: a log there (--log /dev/stdout, a typo
+        for /dev/stderr) put records among the client's messages, or had mcpmux read them
+        back as the client's.  Refused as a log that cannot be opened is: exit 1, nothing
+        written to the client, no server started."""
+        for path in ("/dev/stdout", "/dev/stdin"):
+            w = self.wrap(opts=FAST + ["--log", path])
+            w.close_stdin()
+            self.assertEqual(w.wait(5), 1, w.stderr())
+            self.assertIn("the traffic log '%s' is mcpmux's stdin or stdout" % path,
+                          w.stderr())
+            self.assertEqual(w.p.stdout.read(), b"")
+            self.assertNotIn("bytes of records still in the FIFO", w.stderr())
+        out = os.path.join(self.tmp.name, "out")
+        with open(out, "wb") as f:
+            p = subprocess.run(WRAPPER + [MCPMUX, "--log", out] + FAST + ["--", FIXTURE],
+                               stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.PIPE,
+                               timeout=20, env=self.env)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertEqual(os.path.getsize(out), 0)
+
     def test_a_log_past_the_file_size_limit_does_not_stop_traffic(self):
         """A log that reaches RLIMIT_FSIZE (ulimit -f) is a log that cannot be written
         (EFBIG), not the end of mcpmux (SIGXFSZ): every request is answered, said once."""
