@@ -74,6 +74,7 @@ static struct {
 	ev_io pending_w;
 	unsigned long long dropped; /* records past the bound (a slow reader), since said */
 	unsigned long long lost;    /* records a failed write took, since said */
+	bool no_memory_said;	    /* records were dropped for want of memory (drop_failed()) */
 	ev_prepare flush_w;
 	ev_signal reopen_w;
 	time_t ts_sec; /* the second that ts_head holds */
@@ -456,10 +457,36 @@ reopen_retry(void)
 	}
 }
 
+/*
+ * Memory ran out for a record (its buffer failed, and took nothing more): what was
+ * built of it is dropped, and the records after it this turn with it (they were not
+ * kept), said once until records are kept again.  Written, the cut record would have
+ * taken the next one's line.
+ */
+static void
+drop_failed(void)
+{
+	const char *nl = L.buf.len > 0 ? memrchr(L.buf.buf, '\n', L.buf.len) : NULL;
+
+	L.buf.len = nl != NULL ? (size_t)(nl - L.buf.buf) + 1 : 0;
+	if (!L.no_memory_said) {
+		diag_warn("traffic log %s: out of memory for a record: it is dropped, and the "
+			  "records after it in the same turn",
+			  L.path != NULL ? L.path : "(stderr)");
+		L.no_memory_said = true;
+	}
+}
+
 void
 tlog_flush(void)
 {
+	if (L.buf.failed) {
+		drop_failed();
+	} else if (L.buf.len > 0) {
+		L.no_memory_said = false;
+	}
 	if (L.buf.len == 0) {
+		sbuf_reset_keep(&L.buf, TLOG_KEEP); /* a failed one takes records again */
 		return;
 	}
 	reopen_retry();

@@ -2471,6 +2471,29 @@ class OutOfMemory(Faults):
         self.assertIn("handshake (out of memory)", err["message"])
         self.goes_on_and_ends(p)
 
+    def test_a_log_record_memory_ran_out_for_is_dropped_whole(self):
+        """No memory to build a record of the traffic log (FAULT_MALLOC_MIN: the growth of
+        its buffer past 1 MiB for the escaped text of a line of 300,000 control bytes, the
+        marker at its end): that record, and the record of its error answer after it in
+        the same turn, are dropped, and stderr says so; every record of a later turn is
+        whole.  The head of the cut record was written, and took the line of the next
+        one (the request after it), in silence."""
+        log = os.path.join(self.tmp.name, "t.log")
+        env = self.oom_env("OOM-L", malloc_min=1 << 20, malloc_only="realloc")
+        p = self.wrap_initialized(env, "--log", log)
+        p.write(b"\x01" * 300000 + b"OOM-L\n")
+        self.assert_error(p.msg(10), None, -32700)
+        p.send(req(2, "ping"))
+        self.assert_response(p.msg(), 2)
+        self.goes_on_and_ends(p)
+        with open(log, "rb") as f:
+            recs = [json.loads(line) for line in f]
+        self.assertEqual([(r["dir"], r.get("id")) for r in recs if "dir" in r and
+                          r.get("method") != "notifications/initialized"],
+                         [("in", 0), ("out", 0), ("in", 2), ("out", 2),
+                          ("in", 2), ("out", 2)])
+        self.assertEqual(p.stderr().count("out of memory for a record"), 1, p.stderr())
+
     def test_a_batch_over_max_message_whose_errors_cannot_be_held_gets_one(self):
         """No memory for the array of errors that answers each request of a batch of the
         client's over --max-message (FAULT_MALLOC_MIN: its growth past 32 KiB, the marker
