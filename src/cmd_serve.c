@@ -1899,6 +1899,15 @@ cmd_serve(const struct mcpmux_options *o)
 			rc = 1;
 			goto out;
 		}
+		if (tlog_is_file_of(sv->in_fd) || tlog_is_file_of(sv->out_fd)) {
+			/* The envelopes' stdin and stdout: as in wrap mode. */
+			(void)diag_error(
+				"the traffic log '%s' is mcpmux's stdin or stdout, which "
+				"are the client's (use another file, or --log - for stderr)",
+				o->log_path);
+			rc = 1;
+			goto out;
+		}
 		if (sconn_new(sv, sv->in_fd, sv->out_fd, -1) == NULL) {
 			rc = diag_error("cannot start: out of memory") + 2;
 			goto out;

@@ -722,12 +722,14 @@ class Writing(Case):
         self.assertNotIn(b"cannot open", got)
 
     def test_a_log_on_the_clients_stdin_or_stdout_is_refused(self):
-        """Wrap's stdin and stdout are the client's: a log there (--log /dev/stdout, a typo
-        for /dev/stderr) put records among the client's messages, or had mcpmux read them
+        """Wrap's stdin and stdout are the client's, and so are those of serve without
+        --listen or --http (its envelopes): a log there (--log /dev/stdout, a typo for
+        /dev/stderr) put records among the client's messages, or had mcpmux read them
         back as the client's.  Refused as a log that cannot be opened is: exit 1, nothing
         written to the client, no server started."""
-        for path in ("/dev/stdout", "/dev/stdin"):
-            w = self.wrap(opts=FAST + ["--log", path])
+        for path, serve in (("/dev/stdout", False), ("/dev/stdin", False),
+                            ("/dev/stdout", True)):
+            w = (self.serve if serve else self.wrap)(opts=FAST + ["--log", path])
             w.close_stdin()
             self.assertEqual(w.wait(5), 1, w.stderr())
             self.assertIn("the traffic log '%s' is mcpmux's stdin or stdout" % path,
