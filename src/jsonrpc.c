@@ -277,6 +277,7 @@ params_value(struct jsonrpc_scanner *s, enum value_type t, const unsigned char *
 		memcpy(num, p, len);
 		num[len] = '\0';
 		s->params.grace_ms = strtod(num, NULL);
+		s->params.grace_ms_text = arena_put(s, (const char *)p, len, false);
 		s->params.has_grace_ms = true;
 	} else if (key == PKEY_SESSION && t == V_STRING) {
 		s->params.session = arena_put(s, (const char *)p, len, false);

@@ -2095,8 +2095,12 @@ session_log_end_request(const struct session *s, const struct jsonrpc_scanner *s
 		sbuf_add_json_string(f, jsonrpc_str(scan, scan->params.reason),
 				     scan->params.reason.len);
 	}
-	if (scan->params.has_grace_ms) {
-		sbuf_addf(f, ",\"graceMs\":%g", scan->params.grace_ms);
+	if (scan->params.has_grace_ms && scan->params.grace_ms_text.len > 0) {
+		/* As written: %g of a number past a double's range was "inf", which is no
+		 * JSON, and of others a rounded value (1234567 as 1.23457e+06). */
+		sbuf_adds(f, ",\"graceMs\":");
+		sbuf_add(f, jsonrpc_str(scan, scan->params.grace_ms_text),
+			 scan->params.grace_ms_text.len);
 	}
 	if (!f->failed) {
 		tlog_event(s->id, session_pid(s), "end-requested", f->buf, f->len);

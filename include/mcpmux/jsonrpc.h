@@ -71,6 +71,7 @@ struct jsonrpc_params {
 	struct jsonrpc_str request_id; /* canonical JSON text, like an id */
 	bool has_grace_ms;
 	double grace_ms;
+	struct jsonrpc_str grace_ms_text; /* its JSON text, as written */
 	bool has_session;
 	struct jsonrpc_str session;
 	bool has_reason;

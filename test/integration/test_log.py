@@ -744,6 +744,28 @@ class Writing(Case):
         self.assertEqual(p.returncode, 1, p.stderr)
         self.assertEqual(os.path.getsize(out), 0)
 
+    def test_an_end_requests_grace_is_logged_as_written(self):
+        """The end-of-run's params.graceMs is logged as the client wrote it: one past a
+        double's range was written "inf", which made the record no JSON (`log show` and
+        jq skipped it), and others rounded (1234567 as 1.23457e+06)."""
+        log = os.path.join(self.tmp.name, "t.log")
+        for grace in (b"1e999", b"1234567"):
+            w = self.wrap(opts=FAST + ["--log", log])
+            w.write(b'{"jsonrpc":"2.0","id":9,"method":"mcpmux/endRun","params":{"graceMs":'
+                    + grace + b'}}\n')
+            self.assertEqual(w.msg(10)["id"], 9)
+            w.close_stdin()
+            self.assertEqual(w.wait(), 0)
+        with open(log, "rb") as f:
+            lines = [line for line in f if b'"end-requested"' in line]
+        self.assertEqual([re.search(rb'"graceMs":([^,}]*)', line).group(1) for line in lines],
+                         [b"1e999", b"1234567"], lines)
+        for line in lines:
+            json.loads(line)
+        rc, out, err = run_log(self.env, "show", "--color", "never", log)
+        self.assertEqual((rc, err), (0, ""))
+        self.assertEqual(out.count("end-requested"), 2, out)
+
     def test_a_log_past_the_file_size_limit_does_not_stop_traffic(self):
         """A log that reaches RLIMIT_FSIZE (ulimit -f) is a log that cannot be written
         (EFBIG), not the end of mcpmux (SIGXFSZ): every request is answered, said once."""
