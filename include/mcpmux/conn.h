@@ -18,7 +18,8 @@
  * the client frees, the hold would never end, and the input (another session's messages)
  * would never be read.  Until then conn_source_full() stays true.  The input's watcher
  * comes before the others of its loop turn (a higher priority), so that the input is read
- * as soon as a hold ends, before a producer told in the same turn queues more.
+ * as soon as a hold ends, before a producer told in the same turn queues more.  (A source
+ * that never filled is not held by the hold: its producer may go on queueing.)
  *
  * Input is read only while nothing holds it.  Each reason to hold is a bit: the owner's
  * (conn_read()), a server whose input queue is full (the front end's, CONN_HOLD_SERVER),

@@ -487,13 +487,15 @@ class Proc:
                 if i < 0:
                     break
                 if self.buf.startswith(start, self.pos):
-                    return skipped
+                    break
                 skipped += i + 1 - self.pos
                 self.pos = i + 1
-            self.buf, self.pos = self.buf[self.pos:], 0
             if skipped > most:
                 raise AssertionError("%d bytes of other lines before one that begins with "
                                      "%r" % (skipped, start))
+            if i >= 0:
+                return skipped
+            self.buf, self.pos = self.buf[self.pos:], 0
             if self.eof or time.monotonic() >= end:
                 raise AssertionError("no line that begins with %r (%s)" % (
                     start, "EOF" if self.eof else "timeout"))
