@@ -303,8 +303,9 @@ def sig_blocked(pid):
     return None
 
 
-def keeper_of(pid):
-    """The mcpmux pid a keeper process is for (docs/lifecycle.md), or None."""
+def keeper_of(pid, under_way=True):
+    """The mcpmux pid a keeper process is for (docs/lifecycle.md), or None; with under_way
+    False, also for a keeper not yet under way and for the middle process that forks it."""
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
             # the title is one string (retitle()): what follows its NUL is what is left
@@ -317,7 +318,7 @@ def keeper_of(pid):
         # until it exits; so has the keeper until it is under way, when it unblocks them
         # all.  A middle child taken for the keeper (a loaded machine holds it a while) had
         # the keeper's limits set on it, and the keeper's never.
-        if sig_blocked(pid) != 0:
+        if under_way and sig_blocked(pid) != 0:
             return None
         return int(words[2])
     # under valgrind the command line is valgrind's: the name still says keeper

@@ -933,7 +933,7 @@ class KeeperHeld(Faults):
         ours = [i["pid"] for i in json.loads(ps.stdout)["instances"]
                 if i["pid"] in self.tagged()]
         self.assertEqual(ours, [p.pid], "instances of the test")
-        self.assertEqual(keeper_of(held[0]), p.pid)
+        self.assertEqual(keeper_of(held[0], under_way=False), p.pid)
         os.kill(held[0], signal.SIGCONT)
         p.close_stdin()
         self.assertEqual(p.wait(), 0)
