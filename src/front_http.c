@@ -614,14 +614,25 @@ stream_trim(struct hx_stream *st)
 	}
 	hs->replay = hs->replay - before + replay_of(st);
 	/*
-	 * The session's running request streams share one --max-queue of replay: a client
-	 * that opens stream after stream of a server that writes much for each would
-	 * otherwise hold --max-queue for every one.  The oldest streams' oldest events go
-	 * first; what was not delivered, and responses, stay.
+	 * The running request streams that their clients let go share one --max-queue of
+	 * replay: a client that opens stream after stream of a server that writes much for
+	 * each, and lets each go, would otherwise hold --max-queue for every one.  The
+	 * oldest streams' oldest events go first; what was not delivered, and responses,
+	 * stay.  A stream still connected keeps its own window whole: what its socket took
+	 * may still wait unread in the kernel's buffers, for a resume if the connection
+	 * breaks (and connected streams are bounded by the connections).
 	 */
-	for (struct hx_stream *o = hs->streams; o != NULL && hs->replay > hs->fh->opt->max_queue;
+	size_t bound = hs->fh->opt->max_queue, connected = 0;
+
+	if (hs->replay <= bound) {
+		return;
+	}
+	for (const struct hx_stream *o = hs->streams; o != NULL; o = o->next) {
+		connected += o->rq != NULL ? replay_of(o) : 0;
+	}
+	for (struct hx_stream *o = hs->streams; o != NULL && hs->replay - connected > bound;
 	     o = o->next) {
-		while (replay_of(o) > 0 && hs->replay > hs->fh->opt->max_queue) {
+		while (o->rq == NULL && replay_of(o) > 0 && hs->replay - connected > bound) {
 			size_t len = o->head != NULL ? o->head->len : 0;
 
 			if (!stream_drop_oldest(o)) {

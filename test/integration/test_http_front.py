@@ -2603,6 +2603,35 @@ class FlowControl(HttpCase):
         self.assertGreater(gone, 20)
         self.assertLess(gone, 50)
 
+    def test_a_connected_streams_events_are_kept_whatever_other_streams_write(self):
+        """The bound above is on streams that their clients let go: one still connected keeps
+        its own window whole, since what its socket took may wait unread in the kernel's
+        buffers.  Here stream A's 30 events go into its socket unread, stream B then writes
+        100 events that its client reads, with --max-queue 64K; A's connection breaks, and a
+        resume of A from its first event gets all 30, with no word of events lost."""
+        self.http(opts=["--max-queue", "64K"], command=[sys.executable, "-c", TALKER])
+        sid = self.session()
+        a = self.open("POST", tool(1, "t", meta={"progressToken": "a"}, k=30),
+                      {"Mcp-Session-Id": sid})
+        self.assertEqual(a.status, 200)
+        num = a.event()["id"].split(":")[0]
+        b = self.open("POST", tool(2, "t", meta={"progressToken": "b"}, k=100),
+                      {"Mcp-Session-Id": sid})
+        b.event()
+        for j in range(100):
+            self.assertEqual(b.message()[0]["params"]["progress"], j)
+        b.close()
+        a.close()  # its client read none of the 30
+        g = self.get_stream(sid, last=num + ":0")
+        self.addCleanup(g.close)
+        self.assertEqual(g.status, 200)
+        got = []
+        while len(got) < 30:
+            m = g.message()
+            got.append(m[0]["params"]["progress"])
+        self.assertEqual(got, list(range(30)))
+        self.assertNotIn("no longer kept", self.srv.stderr())
+
     def test_a_json_only_client_is_not_held_by_messages_it_cannot_take(self):
         """A client that accepts only JSON and opens no GET stream, and a server that sends
         notifications: they have no stream to go to, and at --max-queue they pause the
