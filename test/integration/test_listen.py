@@ -1759,7 +1759,11 @@ class KeptSessionEnds(ListenHelpers, Case):
         pid = got[2]["message"]["result"]["structuredContent"]["pid"]
         a.send({"session": "f", "message": call(2, "sleep", ms=200)})
         a.close()
-        wait_until(lambda: not alive(pid), 10, "the idle timeout to end the kept session")
+
+        def ended():  # its server gone, and its teardown done (not a session still ending)
+            listed = json.loads(self.ctl("list", as_json=True)[1])["sessions"]
+            return not alive(pid) and not any(s["session"] == "f" for s in listed)
+        wait_until(ended, 10, "the idle timeout to end the kept session")
         b = Envelopes(self, self.path)
         b.send({"session": "f", "keep": True})
         ended = b.next()
