@@ -477,12 +477,13 @@ drop_failed(void)
 	}
 }
 
-void
-tlog_flush(void)
+/* tlog_flush() with something to write, or a failed buffer. */
+__attribute__((noinline)) static void
+flush_some(void)
 {
 	if (L.buf.failed) {
 		drop_failed();
-	} else if (L.buf.len > 0) {
+	} else {
 		L.no_memory_said = false;
 	}
 	if (L.buf.len == 0) {
@@ -501,6 +502,18 @@ tlog_flush(void)
 		file_write(&v, 1);
 	}
 	sbuf_reset_keep(&L.buf, TLOG_KEEP);
+}
+
+void
+tlog_flush(void)
+{
+	/*
+	 * Called every loop turn, logged or not: an empty buffer returns before anything
+	 * else (flush_some() kept apart, so that this costs no stack frame either).
+	 */
+	if (L.buf.len > 0 || L.buf.failed) {
+		flush_some();
+	}
 }
 
 static void
