@@ -1850,7 +1850,9 @@ cmd_serve(const struct mcpmux_options *o)
 		ev_signal_start(loop, &sv->hup_w);
 	}
 	sys_signals_release(); /* one held since the start is acted on now */
-	if (o->log_path != NULL && tlog_open(loop, o->log_path, o->log_bodies) == -1) {
+	/* On stdin and stdout, the envelopes are the client's: a log there is refused. */
+	if (o->log_path != NULL && tlog_open(loop, o->log_path, o->log_bodies,
+					     o->listen == NULL && o->n_http == 0) == -1) {
 		rc = 1;
 		goto out;
 	}
@@ -1896,15 +1898,6 @@ cmd_serve(const struct mcpmux_options *o)
 		sv->out_fd = sys_stdio_open(STDOUT_FILENO, &sv->out_shared);
 		if (sv->in_fd == -1 || sv->out_fd == -1) {
 			(void)diag_error_errno("cannot use stdin and stdout");
-			rc = 1;
-			goto out;
-		}
-		if (tlog_is_file_of(sv->in_fd) || tlog_is_file_of(sv->out_fd)) {
-			/* The envelopes' stdin and stdout: as in wrap mode. */
-			(void)diag_error(
-				"the traffic log '%s' is mcpmux's stdin or stdout, which "
-				"are the client's (use another file, or --log - for stderr)",
-				o->log_path);
 			rc = 1;
 			goto out;
 		}

@@ -1653,14 +1653,9 @@ cmd_wrap(const struct mcpmux_options *o)
 	sys_signals_release(); /* one held since the start is acted on now */
 
 	/* Wrap mode starts its server at launch. */
-	if (o->log_path != NULL && tlog_open(loop, o->log_path, o->log_bodies) == -1) {
-		w->exit_code = 1;
-	} else if (tlog_is_file_of(w->in_fd) || tlog_is_file_of(w->out_fd)) {
-		/* Records among the client's messages (a typo for /dev/stderr), or read back
-		 * as the client's: refused, as a log that cannot be opened is. */
-		diag_error("the traffic log '%s' is mcpmux's stdin or stdout, which are the "
-			   "client's (use another file, or --log - for stderr)",
-			   o->log_path);
+	if (o->log_path != NULL && tlog_open(loop, o->log_path, o->log_bodies, true) == -1) {
+		/* Also a log that would mix with the client's stdin or stdout (--log
+		 * /dev/stdout, a typo for /dev/stderr): refused. */
 		w->exit_code = 1;
 	} else if ((w->cur = start_run(w)) == NULL) {
 		diag_error("cannot start '%s': %s%s", o->command[0], strerror(errno),

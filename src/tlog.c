@@ -3,12 +3,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/kcmp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -207,9 +209,12 @@ open_file(void)
 		}
 		return -1;
 	}
-	if (!S_ISREG(st.st_mode) && fstat(STDERR_FILENO, &err_st) == 0 &&
-	    st.st_dev == err_st.st_dev && st.st_ino == err_st.st_ino) {
-		/* /dev/stderr and the like: the same as --log -, through errout. */
+	if (fstat(STDERR_FILENO, &err_st) == 0 && st.st_dev == err_st.st_dev &&
+	    st.st_ino == err_st.st_ino) {
+		/* /dev/stderr and the like, or the file stderr goes to (`2>>FILE`): the same
+		 * as --log -, through errout, whatever the file's type.  Written through a
+		 * description of its own, a regular file's records would overwrite what stderr
+		 * wrote, or be overwritten, unless both appended. */
 		(void)close(fd);
 		L.fd = STDERR_FILENO;
 		return 0;
@@ -539,17 +544,100 @@ tlog_on_usr1(struct ev_loop *loop, ev_signal *w, int revents)
 	reopen();
 }
 
+/* Is fd the file that st describes? */
+static bool
+is_file_of(int fd, const struct stat *st)
+{
+	struct stat fd_st;
+
+	return fstat(fd, &fd_st) == 0 && fd_st.st_dev == st->st_dev && fd_st.st_ino == st->st_ino;
+}
+
+/* Do fd and other write through one open file description (one offset)? */
+static bool
+one_description(int fd, int other)
+{
+	return syscall(SYS_kcmp, (long)getpid(), (long)getpid(), (long)KCMP_FILE, (long)fd,
+		       (long)other) == 0;
+}
+
+/*
+ * The log, opened by its path (st, written through fd; -1: a socket, which could not be
+ * opened), and mcpmux's stdin and stdout, which are the client's: refused, said, when
+ * records would be read back as the client's (stdin), go out among its messages (stdout,
+ * not a regular file), or overwrite what goes to stdout or be overwritten (the same
+ * regular file through two descriptions, one of them not appending: two offsets).  A
+ * terminal or another character device is never refused (--log /dev/tty).
+ */
+static bool
+refuse_clients(const char *path, const struct stat *st, int fd)
+{
+	int out_fl, log_fl;
+
+	if (S_ISCHR(st->st_mode)) {
+		return false;
+	}
+	if (is_file_of(STDIN_FILENO, st)) {
+		diag_error("the traffic log '%s' is mcpmux's stdin, the client's: mcpmux would "
+			   "read its records back as the client's messages (use another file, or "
+			   "--log - for stderr)",
+			   path);
+		return true;
+	}
+	if (!is_file_of(STDOUT_FILENO, st)) {
+		return false;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		diag_error("the traffic log '%s' is mcpmux's stdout, the client's: its records "
+			   "would be among the client's messages (use another file, or --log - "
+			   "for stderr)",
+			   path);
+		return true;
+	}
+	out_fl = fcntl(STDOUT_FILENO, F_GETFL);
+	log_fl = fcntl(fd, F_GETFL);
+	if (out_fl != -1 && log_fl != -1 && (out_fl & log_fl & O_APPEND) != 0) {
+		return false; /* each write goes at the end, whole */
+	}
+	if (fd != -1 && one_description(fd, STDOUT_FILENO)) {
+		return false; /* one offset (`>FILE 2>&1` with the log on stderr) */
+	}
+	diag_error("the traffic log '%s' is the file mcpmux's stdout writes to, and the two "
+		   "are not both opened for appending: they would write over each other "
+		   "(append to it with >>, or use another file)",
+		   path);
+	return true;
+}
+
 int
-tlog_open(struct ev_loop *loop, const char *path, size_t bodies)
+tlog_open(struct ev_loop *loop, const char *path, size_t bodies, bool client_stdio)
 {
 	L.loop = loop;
 	L.path = strcmp(path, "-") == 0 ? NULL : path;
 	L.bodies = bodies;
 	wbuf_init(&L.pending, TLOG_STREAM_MAX);
 	if (open_file() == -1) {
+		struct stat st;
+		int err = errno;
+
+		/* A socket, which no open() takes (ENXIO): when it is the client's, that is
+		 * what is said. */
+		if (client_stdio && err == ENXIO && stat(path, &st) == 0 &&
+		    refuse_clients(path, &st, -1)) {
+			return -1;
+		}
+		errno = err;
 		return diag_error_errno("cannot open the traffic log '%s' (check the directory "
 					"exists and is writable, or use --log -)",
 					path);
+	}
+	if (client_stdio && L.path != NULL) {
+		struct stat st;
+
+		if (fstat(L.fd, &st) == 0 && refuse_clients(path, &st, L.fd)) {
+			close_file();
+			return -1;
+		}
 	}
 	ev_io_init(&L.pending_w, tlog_on_pending, L.fd, EV_WRITE);
 	ev_prepare_init(&L.flush_w, tlog_on_prepare);
@@ -565,16 +653,6 @@ tlog_open(struct ev_loop *loop, const char *path, size_t bodies)
 	L.head.turn = 0;
 	tlog_enabled = true;
 	return 0;
-}
-
-bool
-tlog_is_file_of(int fd)
-{
-	struct stat st, fd_st;
-
-	return tlog_enabled && L.path != NULL && L.fd > STDERR_FILENO && fstat(L.fd, &st) == 0 &&
-	       !S_ISCHR(st.st_mode) && fstat(fd, &fd_st) == 0 && st.st_dev == fd_st.st_dev &&
-	       st.st_ino == fd_st.st_ino;
 }
 
 void

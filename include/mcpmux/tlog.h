@@ -37,14 +37,15 @@ extern bool tlog_enabled;
 
 /*
  * Open the log: path "-" is stderr.  bodies: TLOG_BODIES_FULL, 0 (none), or the number
- * of bytes of each body to keep.  0, or -1 after saying why on stderr.
+ * of bytes of each body to keep.  client_stdio: mcpmux's stdin and stdout are the
+ * client's (wrap, serve on stdio), and a log given by a path that would mix with them is
+ * refused: its stdin (a pipe, a socket, a regular file; records read back as the
+ * client's), its stdout when that is not a regular file (records among the client's
+ * messages), or the regular file stdout writes to unless both append or share one
+ * offset; never a terminal or another character device.  0, or -1 after saying why on
+ * stderr.
  */
-int tlog_open(struct ev_loop *loop, const char *path, size_t bodies);
-/*
- * Is the log, opened by its path, the file (a pipe, a socket, a regular file; not a
- * terminal or another device) that fd is?  Wrap's stdin and stdout are the client's.
- */
-bool tlog_is_file_of(int fd);
+int tlog_open(struct ev_loop *loop, const char *path, size_t bodies, bool client_stdio);
 /* Write what is buffered and close (at exit). */
 void tlog_close(void);
 /* Write what is buffered now. */

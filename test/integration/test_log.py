@@ -21,6 +21,7 @@ from test_wrap import BATCH_ASKER, ERR
 HERE = os.path.dirname(os.path.abspath(__file__))
 LOGS = os.path.join(HERE, "logs")
 FAST = ["--eof-grace", "200", "--term-grace", "200"]
+PING_LINE = b'{"jsonrpc":"2.0","id":1,"method":"ping"}\n'
 
 
 def records(path):
@@ -721,19 +722,37 @@ class Writing(Case):
                          [("in", 1), ("out", 1)], got)
         self.assertNotIn(b"cannot open", got)
 
+    def run_mux(self, argv, **kw):
+        """mcpmux argv, its stdin one ping (or what kw says): its exit code."""
+        if "stdin" not in kw:
+            kw["input"] = PING_LINE
+        return subprocess.run(WRAPPER + [MCPMUX] + argv, timeout=20, env=self.env,
+                              **kw).returncode
+
+    def assert_one_transcript(self, path):
+        """path holds the ping's records and its answer, each on a whole line of its own."""
+        with open(path, "rb") as f:
+            text = f.read()
+        lines = [json.loads(line) for line in text.splitlines()]
+        self.assertIn({"jsonrpc": "2.0", "id": 1, "result": {}}, lines, text)
+        self.assertEqual([(r.get("dir"), r.get("id")) for r in lines if "ts" in r],
+                         [(None, None), ("in", 1), ("out", 1), (None, None)], text)
+
     def test_a_log_on_the_clients_stdin_or_stdout_is_refused(self):
         """Wrap's stdin and stdout are the client's, and so are those of serve without
         --listen or --http (its envelopes): a log there (--log /dev/stdout, a typo for
         /dev/stderr) put records among the client's messages, or had mcpmux read them
         back as the client's.  Refused as a log that cannot be opened is: exit 1, nothing
         written to the client, no server started."""
+        said = {"/dev/stdout": "the traffic log '/dev/stdout' is mcpmux's stdout, the "
+                "client's: its records would be among the client's messages",
+                "/dev/stdin": "the traffic log '/dev/stdin' is mcpmux's stdin, the client's"}
         for path, serve in (("/dev/stdout", False), ("/dev/stdin", False),
                             ("/dev/stdout", True)):
             w = (self.serve if serve else self.wrap)(opts=FAST + ["--log", path])
             w.close_stdin()
             self.assertEqual(w.wait(5), 1, w.stderr())
-            self.assertIn("the traffic log '%s' is mcpmux's stdin or stdout" % path,
-                          w.stderr())
+            self.assertIn(said[path], w.stderr())
             self.assertEqual(w.p.stdout.read(), b"")
             self.assertNotIn("bytes of records still in the FIFO", w.stderr())
         out = os.path.join(self.tmp.name, "out")
@@ -742,7 +761,120 @@ class Writing(Case):
                                stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.PIPE,
                                timeout=20, env=self.env)
         self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn(b"the traffic log '%s' is the file mcpmux's stdout writes to, and the "
+                      b"two are not both opened for appending" % out.encode(), p.stderr)
         self.assertEqual(os.path.getsize(out), 0)
+        # Stdout and stderr two descriptions of one file, neither appending: two offsets.
+        with open(out, "wb") as f, open(out, "wb") as g:
+            rc = self.run_mux(["--log", out] + FAST + ["--", FIXTURE], stdout=f, stderr=g)
+        self.assertEqual(rc, 1)
+        with open(out, "rb") as f:
+            self.assertTrue(f.read().startswith(b"mcpmux: the traffic log '%s' is the file "
+                                                b"mcpmux's stdout" % out.encode()))
+
+    def test_a_log_on_the_clients_stdout_through_stderr_is_refused(self):
+        """A log that is mcpmux's stderr is written there, as --log - is; when stderr is
+        the client's stdout too (`2>&1 | cat`, or one socket), the records went out among
+        the client's messages all the same: refused, in wrap and in serve on stdio."""
+        msg = (b"the traffic log '/dev/stdout' is mcpmux's stdout, the client's: its "
+               b"records would be among the client's messages")
+        for serve in (False, True):
+            argv = (["serve"] if serve else []) + ["--log", "/dev/stdout"] + FAST
+            p = subprocess.run(WRAPPER + [MCPMUX] + argv + ["--", FIXTURE],
+                               input=PING_LINE, timeout=20,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env)
+            self.assertEqual(p.returncode, 1, p.stdout)
+            self.assertIn(msg, p.stdout)
+            self.assertNotIn(b'"ts"', p.stdout)
+            self.assertNotIn(b'"result"', p.stdout)
+            mine, theirs = socket.socketpair()
+            try:
+                rc = self.run_mux(argv + ["--", FIXTURE], stdout=theirs.fileno(),
+                                  stderr=theirs.fileno())
+                theirs.close()
+                mine.settimeout(10)
+                got = b"".join(iter(lambda: mine.recv(1 << 16), b""))
+            finally:
+                theirs.close()
+                mine.close()
+            self.assertEqual(rc, 1, got)
+            self.assertIn(msg, got)
+            self.assertNotIn(b'"ts"', got)
+
+    def test_a_log_on_a_socket_that_is_the_clients_is_refused_as_such(self):
+        """Stdin and stdout a socketpair (as node and libuv spawn a server): --log
+        /dev/stdout or /dev/stdin cannot be opened (no open() takes a socket), and mcpmux
+        says it is the client's, not that it could not be opened."""
+        for path, said in (("/dev/stdout", b"is mcpmux's stdout, the client's"),
+                           ("/dev/stdin", b"is mcpmux's stdin, the client's")):
+            in_mine, in_theirs = socket.socketpair()
+            out_mine, out_theirs = socket.socketpair()
+            try:
+                in_mine.sendall(PING_LINE)
+                in_mine.shutdown(socket.SHUT_WR)
+                p = subprocess.run(WRAPPER + [MCPMUX, "--log", path] + FAST + ["--", FIXTURE],
+                                   stdin=in_theirs.fileno(), stdout=out_theirs.fileno(),
+                                   stderr=subprocess.PIPE, timeout=20, env=self.env)
+                out_theirs.close()
+                out_mine.settimeout(10)
+                got = b"".join(iter(lambda: out_mine.recv(1 << 16), b""))
+            finally:
+                for s in (in_mine, in_theirs, out_mine, out_theirs):
+                    s.close()
+            self.assertEqual(p.returncode, 1, p.stderr)
+            self.assertIn(b"mcpmux: the traffic log '%s' %s" % (path.encode(), said), p.stderr)
+            self.assertNotIn(b"cannot open", p.stderr)
+            self.assertEqual(got, b"")
+
+    def test_a_log_on_stderr_or_an_appended_stdout_is_kept_whole(self):
+        """A log that is the file stderr goes to is --log -, whatever its type
+        (/dev/stderr with `>>FILE 2>&1` was refused as the client's stdout); a log that is
+        the file stdout goes to is taken when their writes cannot overwrite each other:
+        both append (`--log FILE >>FILE`), or they share one offset (`--log FILE >FILE
+        2>&1`, the log then on stderr).  FILE holds every record and the answer, each a
+        whole line."""
+        out = os.path.join(self.tmp.name, "out")
+        argv = FAST + ["--", FIXTURE]
+        for log, out_mode, err in (("/dev/stderr", "ab", "stdout"), (out, "ab", "pipe"),
+                                   (out, "wb", "stdout"), (out, "ab", "ab")):
+            if os.path.exists(out):
+                os.unlink(out)
+            with open(out, out_mode) as f:
+                if err == "ab":
+                    with open(out, "ab") as g:
+                        rc = self.run_mux(["--log", log] + argv, stdout=f, stderr=g)
+                else:
+                    rc = self.run_mux(["--log", log] + argv, stdout=f,
+                                      stderr=(subprocess.STDOUT if err == "stdout"
+                                              else subprocess.PIPE))
+            self.assertEqual(rc, 0, (log, out_mode, err))
+            self.assertTrue(os.path.getsize(out) > 0, (log, out_mode, err))
+            self.assert_one_transcript(out)
+
+    def test_a_log_on_the_terminal_the_client_uses_is_written(self):
+        """A terminal is never refused (an interactive --log /dev/tty): stdout and the log
+        one pseudo-terminal, the records and the answer are on it."""
+        master, slave = os.openpty()
+        try:
+            tty = os.ttyname(slave)
+            p = self.start([MCPMUX, "--log", tty] + FAST + ["--", FIXTURE], stdout=slave)
+            os.close(slave)
+            slave = -1
+            p.send(req(1, "ping"))
+            got = b""
+            deadline = time.monotonic() + 10
+            while b'"dir":"out"' not in got and time.monotonic() < deadline:
+                if select.select([master], [], [], 0.5)[0]:
+                    got += os.read(master, 1 << 16)
+            p.close_stdin()
+            self.assertEqual(p.wait(), 0, p.stderr())
+        finally:
+            if slave != -1:
+                os.close(slave)
+            os.close(master)
+        self.assertIn(b'"result":{}', got)
+        self.assertIn(b'"dir":"in"', got)
+        self.assertIn(b'"dir":"out"', got)
 
     def test_an_end_requests_grace_is_logged_as_written(self):
         """The end-of-run's params.graceMs is logged as the client wrote it: one past a

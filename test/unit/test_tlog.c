@@ -86,7 +86,7 @@ write_and_read(const struct rec *recs, size_t n, struct got *got)
 	assert_non_null(loop);
 	assert_int_equal(tmpdir_make(dir, sizeof(dir), "tlog"), 0);
 	(void)snprintf(path, sizeof(path), "%s/traffic.jsonl", dir);
-	if (tlog_open(loop, path, 0) == -1) {
+	if (tlog_open(loop, path, 0, false) == -1) {
 		tmpdir_remove(dir);
 		ev_loop_destroy(loop);
 		return -1;
