@@ -271,14 +271,16 @@ params_value(struct jsonrpc_scanner *s, enum value_type t, const unsigned char *
 		}
 		return;
 	}
-	if (key == PKEY_GRACE_MS && t == V_NUMBER && len < 32) {
-		char num[32];
+	if (key == PKEY_GRACE_MS && t == V_NUMBER) {
+		/* Its text as written, whatever its length, and after it a NUL for strtod. */
+		struct jsonrpc_str text = arena_put(s, (const char *)p, len, false);
 
-		memcpy(num, p, len);
-		num[len] = '\0';
-		s->params.grace_ms = strtod(num, NULL);
-		s->params.grace_ms_text = arena_put(s, (const char *)p, len, false);
-		s->params.has_grace_ms = true;
+		(void)arena_put(s, "", 1, false);
+		if (!s->arena_failed) {
+			s->params.grace_ms = strtod(s->arena + text.off, NULL);
+			s->params.grace_ms_text = text;
+			s->params.has_grace_ms = true;
+		}
 	} else if (key == PKEY_SESSION && t == V_STRING) {
 		s->params.session = arena_put(s, (const char *)p, len, false);
 		s->params.has_session = true;

@@ -898,6 +898,26 @@ class Writing(Case):
         self.assertEqual((rc, err), (0, ""))
         self.assertEqual(out.count("end-requested"), 2, out)
 
+    def test_a_long_end_request_grace_is_used_and_logged_as_written(self):
+        """A graceMs of 32 characters or more was neither used nor logged: here a server
+        that ignores EOF and SIGTERM, under graces of a minute, ends at once with a grace
+        of 0 written in 34 characters, and the record has the text as written."""
+        log = os.path.join(self.tmp.name, "t.log")
+        grace = b"0." + b"0" * 31 + b"1"
+        w = self.wrap("--ignore-eof", "--ignore-sigterm",
+                      opts=["--eof-grace", "60000", "--term-grace", "60000", "--log", log])
+        w.write(b'{"jsonrpc":"2.0","id":9,"method":"mcpmux/endRun","params":{"graceMs":'
+                + grace + b'}}\n')
+        m = w.msg(10)
+        self.assertEqual(m["id"], 9)
+        self.assertLess(m["result"]["ms"], 10000, m)
+        w.close_stdin()
+        w.wait()
+        with open(log, "rb") as f:
+            lines = [line for line in f if b'"end-requested"' in line]
+        self.assertEqual([json.loads(line).get("graceMs") for line in lines], [1e-32], lines)
+        self.assertIn(b'"graceMs":' + grace + b"}", lines[0])
+
     def test_a_log_past_the_file_size_limit_does_not_stop_traffic(self):
         """A log that reaches RLIMIT_FSIZE (ulimit -f) is a log that cannot be written
         (EFBIG), not the end of mcpmux (SIGXFSZ): every request is answered, said once."""
