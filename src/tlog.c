@@ -464,8 +464,10 @@ reopen_retry(void)
 
 /*
  * Memory ran out for a record (its buffer failed, and took nothing more): what was
- * built of it is dropped, and the records after it this turn with it (they were not
- * kept), said once until records are kept again.  Written, the cut record would have
+ * built of it is dropped, and with it the records after it that the failed buffer did
+ * not take: the rest of the turn, but none when it held TLOG_FLUSH_AT as the record
+ * ended (record_end() writes it then, and the turn's next records are kept).  Said once
+ * until records are kept again.  Written, the cut record would have
  * taken the next one's line.
  */
 static void
@@ -475,8 +477,8 @@ drop_failed(void)
 
 	L.buf.len = nl != NULL ? (size_t)(nl - L.buf.buf) + 1 : 0;
 	if (!L.no_memory_said) {
-		diag_warn("traffic log %s: out of memory for a record: it is dropped, and the "
-			  "records after it in the same turn",
+		diag_warn("traffic log %s: out of memory for a record: it is dropped, and "
+			  "records after it in the same turn may be",
 			  L.path != NULL ? L.path : "(stderr)");
 		L.no_memory_said = true;
 	}
