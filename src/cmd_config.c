@@ -1074,9 +1074,10 @@ print_summary(const struct config_args *a, const struct config_result *r)
 }
 
 /*
- * Is stdout the file st is (`mcpmux config wrap FILE > FILE`, or >>)?  The result written
- * there would follow the text (>>, 1<>) or replace a file the shell has already emptied
- * (>): either way the client's config is ruined.
+ * Is stdout the file st is (`mcpmux config wrap FILE > FILE`, or >>)?  What is written
+ * there would follow the text (>>), overwrite it from its start and leave the rest of a
+ * longer text behind it (1<>), or replace a file the shell has already emptied (>):
+ * either way the client's config is ruined.
  */
 static bool
 is_stdout(const struct stat *st)
@@ -1085,6 +1086,34 @@ is_stdout(const struct stat *st)
 
 	return fstat(STDOUT_FILENO, &out) == 0 && S_ISREG(out.st_mode) && S_ISREG(st->st_mode) &&
 	       out.st_dev == st->st_dev && out.st_ino == st->st_ino;
+}
+
+/*
+ * Refuse a stdout that is FILE (is_stdout()), saying why on stderr, unless stderr is FILE
+ * too (`>> FILE 2>&1`): the message would then go into the file, and the exit status
+ * alone says that nothing was done.
+ */
+static void
+refuse_stdout(const struct config_args *a, const char *name, bool from_stdin, const struct stat *st)
+{
+	struct stat err;
+	int fl = fcntl(STDOUT_FILENO, F_GETFL);
+
+	if (fstat(STDERR_FILENO, &err) == 0 && err.st_dev == st->st_dev &&
+	    err.st_ino == st->st_ino) {
+		return;
+	}
+	/*
+	 * An empty file may have been emptied by the shell's '>' (stdout then not O_APPEND),
+	 * or been empty before: only what is known is said.
+	 */
+	diag_error("%s: is also the standard output, where %s would go: nothing written%s%s%s",
+		   name, a->dry_run ? "the lines of --dry-run" : "the result",
+		   st->st_size == 0 ? "; it is empty" : "",
+		   st->st_size == 0 && fl != -1 && !(fl & O_APPEND)
+			   ? " (a shell's '>' empties the file before mcpmux runs)"
+			   : "",
+		   a->in_place || from_stdin ? "" : " (use --in-place to rewrite a file)");
 }
 
 static int
@@ -1115,13 +1144,9 @@ run(struct config_args *a)
 		diag_error_errno("%s: cannot stat", name);
 	} else if (S_ISDIR(st.st_mode)) {
 		diag_error("%s: is a directory, not a config file", name);
-	} else if (!a->in_place && is_stdout(&st)) {
-		diag_error("%s: is also the standard output, where the result would go: nothing "
-			   "written%s (use --in-place to rewrite a file)",
-			   name,
-			   st.st_size == 0 ? "; it is empty, as a shell's '>' leaves it before "
-					     "mcpmux runs"
-					   : "");
+	} else if ((!a->in_place || a->dry_run) && is_stdout(&st)) {
+		/* (--dry-run writes its lines to stdout, with --in-place too.) */
+		refuse_stdout(a, name, from_stdin, &st);
 	} else if (a->in_place && !S_ISREG(st.st_mode)) {
 		diag_error("%s: not a regular file: cannot replace it --in-place", name);
 	} else if (a->in_place && st.st_nlink > 1) {

@@ -1083,29 +1083,52 @@ class Files(Case):
             return None
 
     def test_output_to_the_file_itself_is_refused(self):
-        """`config wrap FILE >> FILE` (or `- < FILE >> FILE`, --dry-run alike) writes
-        nothing: the result after the text was a second document, a file no client reads.
-        After `> FILE` the shell has emptied it: mcpmux says so."""
+        """`config wrap FILE >> FILE` (or `- < FILE >> FILE`, --dry-run alike, with
+        --in-place too) writes nothing: the result after the text was a second document, a
+        file no client reads.  After `> FILE` the shell has emptied it: mcpmux says so.
+        With stderr on FILE too (`2>&1`), nothing is said there: exit 1 alone."""
         path = self.copy("cursor-mcp.json")
         text = read(path)
-        for args in (["wrap", path], ["wrap", "--dry-run", path], ["unwrap", path],
-                     ["wrap", "-"]):
+        for args, what, hint in (
+                (["wrap", path], "the result", True),
+                (["wrap", "--dry-run", path], "the lines of --dry-run", True),
+                (["wrap", "--in-place", "--dry-run", path], "the lines of --dry-run", False),
+                (["unwrap", "--dry-run", "--in-place", path], "the lines of --dry-run", False),
+                (["unwrap", path], "the result", True),
+                (["wrap", "-"], "the result", False)):
             with self.subTest(args=args):
+                write(path, text)
                 with open(path, "ab") as out, open(path, "rb") as inp:
                     p = subprocess.run([MCPMUX, "config"] + args, stdin=inp, stdout=out,
                                        stderr=subprocess.PIPE, timeout=30 * SLOW)
                 err = p.stderr.decode()
                 self.assertEqual(p.returncode, 1, err)
-                self.assertIn("is also the standard output, where the result would go: "
-                              "nothing written (use --in-place", err)
+                self.assertIn("is also the standard output, where %s would go: nothing "
+                              "written" % what, err)
+                self.assertEqual("(use --in-place to rewrite a file)" in err, hint, err)
+                self.assertEqual(read(path), text)
+                # stderr on the file too: not a byte more in it.
+                with open(path, "ab") as out, open(path, "rb") as inp:
+                    p = subprocess.run([MCPMUX, "config"] + args, stdin=inp, stdout=out,
+                                       stderr=subprocess.STDOUT, timeout=30 * SLOW)
+                self.assertEqual(p.returncode, 1)
                 self.assertEqual(read(path), text)
         with open(path, "wb") as out:
             p = subprocess.run([MCPMUX, "config", "wrap", path], stdout=out,
                                stderr=subprocess.PIPE, timeout=30 * SLOW)
         self.assertEqual(p.returncode, 1, p.stderr)
         self.assertIn("%s: is also the standard output, where the result would go: nothing "
-                      "written; it is empty, as a shell's '>' leaves it before mcpmux runs"
-                      % path, p.stderr.decode())
+                      "written; it is empty (a shell's '>' empties the file before mcpmux "
+                      "runs) (use --in-place to rewrite a file)\n" % path, p.stderr.decode())
+        self.assertEqual(read(path), b"")
+        # A file that was empty already, and >>: no word of a '>'.
+        with open(path, "ab") as out:
+            p = subprocess.run([MCPMUX, "config", "wrap", path], stdout=out,
+                               stderr=subprocess.PIPE, timeout=30 * SLOW)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("%s: is also the standard output, where the result would go: nothing "
+                      "written; it is empty (use --in-place to rewrite a file)\n" % path,
+                      p.stderr.decode())
         self.assertEqual(read(path), b"")
         # Another file, or the file --in-place with stdout on it, is written as ever.
         write(path, text)
