@@ -63,6 +63,9 @@
  *                         given up does not help)
  *   FAULT_LINK_FAIL=N,..  the Nth call of link() or linkat() (counted together) fails with
  *                         EPERM (a file system without hard links, such as vfat)
+ *   FAULT_LSTAT_ENOENT=SUFFIX lstat() of a path that ends with SUFFIX fails with ENOENT,
+ *                         whatever is there: a file that another process makes right
+ *                         after the process looked for it
  *   FAULT_FSYNC_STOP=N,.. the Nth call of fsync() stops the process (SIGSTOP) before it
  *                         syncs: a test sees it stopped in the middle of writing a file
  *   FAULT_FSYNC_DIR=E     fsync() of a directory fails with errno E (a number), syncing
@@ -257,13 +260,15 @@ static int (*real_flock)(int, int);
 static int (*real_link)(const char *, const char *);
 static int (*real_linkat)(int, const char *, int, const char *, int);
 static int (*real_fsync)(int);
+static int (*real_lstat)(const char *, struct stat *);
 static int (*real_fsetxattr)(int, const char *, const void *, size_t, int);
 static int (*real_kill)(pid_t, int);
 static long (*real_syscall)(long, ...);
-static char nokill[32];	    /* FAULT_NOKILL */
-static char pidfd_stop[32]; /* FAULT_PIDFD_STOP */
-static bool pidfd_stopped;  /* ...and it did */
-static char xattr_fail[64]; /* FAULT_XATTR_FAIL */
+static char nokill[32];	      /* FAULT_NOKILL */
+static char pidfd_stop[32];   /* FAULT_PIDFD_STOP */
+static bool pidfd_stopped;    /* ...and it did */
+static char xattr_fail[64];   /* FAULT_XATTR_FAIL */
+static char lstat_enoent[64]; /* FAULT_LSTAT_ENOENT */
 static int (*real_open)(const char *, int, ...);
 static int proc_errno;		  /* FAULT_PROC_ERRNO */
 static char environ_fail[64];	  /* FAULT_ENVIRON_FAIL: /proc/PID/environ */
@@ -382,6 +387,7 @@ resolve(void)
 	*(void **)&real_link = next_symbol("link");
 	*(void **)&real_linkat = next_symbol("linkat");
 	*(void **)&real_fsync = next_symbol("fsync");
+	*(void **)&real_lstat = next_symbol("lstat");
 	*(void **)&real_fsetxattr = next_symbol("fsetxattr");
 	*(void **)&real_kill = next_symbol("kill");
 	*(void **)&real_syscall = next_symbol("syscall");
@@ -441,6 +447,10 @@ faultshim_init(void)
 	if (getenv("FAULT_ENVIRON_FAIL") != NULL) {
 		(void)snprintf(environ_fail, sizeof(environ_fail), "/proc/%s/environ",
 			       getenv("FAULT_ENVIRON_FAIL"));
+	}
+	if (getenv("FAULT_LSTAT_ENOENT") != NULL) {
+		(void)snprintf(lstat_enoent, sizeof(lstat_enoent), "%s",
+			       getenv("FAULT_LSTAT_ENOENT"));
 	}
 	if (getenv("FAULT_OPEN_STOP") != NULL) {
 		(void)snprintf(open_stop, sizeof(open_stop), "%s", getenv("FAULT_OPEN_STOP"));
@@ -1031,6 +1041,21 @@ linkat(int from_dir, const char *from, int to_dir, const char *to, int flags)
 		return -1;
 	}
 	return real_linkat(from_dir, from, to_dir, to, flags);
+}
+
+int
+lstat(const char *path, struct stat *st)
+{
+	size_t k = strlen(lstat_enoent), len = strlen(path);
+
+	resolve();
+	if (k > 0 && F.ready && getpid() == F.owner && len >= k &&
+	    strcmp(path + len - k, lstat_enoent) == 0) {
+		F.n_failed++;
+		errno = ENOENT;
+		return -1;
+	}
+	return real_lstat(path, st);
 }
 
 int

@@ -1986,7 +1986,9 @@ class ConfigFiles(Faults):
     def test_a_backup_is_made_where_the_file_system_has_no_hard_links(self):
         """The backup is linked into place so that it never replaces a FILE.bak; where
         link() is refused (vfat, some FUSE file systems), it is renamed into place without
-        replacing one (renameat2 RENAME_NOREPLACE), and an existing one is still kept."""
+        replacing one (renameat2 RENAME_NOREPLACE), and an existing one is still kept:
+        here one that mcpmux did not see when it looked for it (lstat() says ENOENT, as when
+        another process makes it right after), so that the rename is what keeps it."""
         path = os.path.join(self.tmp.name, "mcp.json")
         text = b'{"mcpServers":{"a":{"command":"srv","args":["x"]}}}\n'
         with open(path, "wb") as f:
@@ -2002,11 +2004,17 @@ class ConfigFiles(Faults):
             self.assertIn(b"mcpmux", f.read())
         self.assertEqual([n for n in os.listdir(self.tmp.name) if "mcpmux-" in n], [])
         # Again, on the wrapped file: the older backup is kept as it is.
+        env = self.shim_env(link_fail="1,2,3,4", lstat_enoent="/mcp.json.bak")
         p = self.mcpmux(["config", "unwrap", "--in-place", path], env=env)
         self.assertEqual(p.wait(), 0, p.stderr())
         self.assertIn("(an older one, kept)", p.stderr())
         with open(path + ".bak", "rb") as f:
             self.assertEqual(f.read(), text)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), text)
+        self.assertEqual([n for n in os.listdir(self.tmp.name) if "mcpmux-" in n], [])
+        # The lstat(), the backup's two links and the new file's unnamed one failed.
+        self.assertEqual(self.counters(p.pid)["failed"], 4)
 
     def test_a_directory_that_cannot_be_synced_is_said(self):
         """The new file is renamed into place, then its directory synced: where that sync
