@@ -1011,6 +1011,34 @@ conn_hup(const struct hconn *c)
 }
 
 /*
+ * Whether what the client sent that is not read yet is only line ends, which are then read
+ * and dropped: RFC 9112, 2.2 has empty lines before a request ignored, and a body piped
+ * from echo or a heredoc ends with one.  Anything else starts a pipelined request.
+ */
+static bool
+conn_unread_line_ends(struct hconn *c)
+{
+	char buf[64];
+	int unread = 0;
+
+	if (ioctl(c->fd, FIONREAD, &unread) == -1) {
+		return false;
+	}
+	if (unread == 0) {
+		return true;
+	}
+	if ((size_t)unread > sizeof(buf)) {
+		return false;
+	}
+	ssize_t n = sys_read(c->fd, buf, (size_t)unread);
+
+	if (n > 0) {
+		c->s->st.bytes_in += (size_t)n;
+	}
+	return n == unread && only_line_ends(buf, (size_t)n);
+}
+
+/*
  * The client ended its side (an EOF, read or not yet) while an exchange is open: RFC 9112
  * lets a client half-close after its request and wait for the answer.  The exchange is
  * kept when it may be (below), and the connection closes after its answer.  A FIN does
@@ -1018,26 +1046,29 @@ conn_hup(const struct hconn *c)
  * bytes the answer allows (an SSE comment, or an interim 100 before a response has
  * begun) tell, since a closed socket answers them with a reset (on loopback before the
  * write returns; over a network a round trip later), and the HUP_CHECK polls find a reset
- * that comes later, or the failure of TCP keep-alive.  Not kept: a GET (a GET stream has
+ * that comes later, or the failure of TCP keep-alive: a client that closes after the probe
+ * sends nothing, so while no answer has begun each poll writes another 100 first (on a
+ * stream, the keep-alive comments draw the reset).  Not kept: a GET (a GET stream has
  * no request body whose end a half-close marks: it is gone, and its messages wait for a
  * resume rather than go into a connection that may be closed), an exchange with bytes
- * after its request (pipelined requests: dropped as before), one that cannot be probed
- * (an HTTP/1.0 request before its answer began: no 1xx may be sent to it; a stream other
- * than SSE), and one whose probe finds the client gone.  Whether it is kept; if not, the
- * caller takes the client as gone.
+ * after its request other than line ends (pipelined requests: dropped as before), one
+ * that cannot be probed (an HTTP/1.0 request before its answer began: no 1xx may be sent
+ * to it; a stream other than SSE), and one whose probe finds the client gone.  Whether
+ * it is kept; if not, the caller takes the client as gone.
  */
 static bool
 conn_keep_half_closed(struct hconn *c)
 {
 	struct http_req *rq = c->rq;
-	int unread = 0;
 
 	if (c->rd_eof) {
 		return !c->dead;
 	}
 	if (c->dead || c->state != CS_EXCHANGE || rq == NULL || rq->state == RQ_READING ||
-	    rq->r.method == HTTP_REQ_GET || (c->hold != NULL && c->hold_off < c->hold_len) ||
-	    ioctl(c->fd, FIONREAD, &unread) == -1 || unread > 0) {
+	    rq->r.method == HTTP_REQ_GET ||
+	    (c->hold != NULL &&
+	     !only_line_ends(c->hold + c->hold_off, c->hold_len - c->hold_off)) ||
+	    !conn_unread_line_ends(c)) {
 		return false;
 	}
 	if (rq->state == RQ_HANDLER) {
@@ -1331,10 +1362,20 @@ conn_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 		conn_kill(c);
 		break;
 	case TW_HUP:
-		if (conn_hup(c)) {
+		/*
+		 * A client that closes its socket after the probe sends nothing more: only a
+		 * write draws its reset.  While the answer has not begun, another interim 100
+		 * is written (RFC 9110 allows any number before the final response); on a
+		 * stream, the keep-alive comments do it.
+		 */
+		c->t_hup = ev_now(loop);
+		if (!conn_hup(c) && c->rq != NULL && c->rq->state == RQ_HANDLER &&
+		    wbuf_len(&c->out) == 0 &&
+		    conn_write_raw(c, PROBE_100, sizeof(PROBE_100) - 1) == -1) {
+			break; /* the write failed: the connection is gone */
+		}
+		if (!c->dead && conn_hup(c)) {
 			conn_kill(c); /* the half-closed client is gone */
-		} else {
-			c->t_hup = ev_now(loop);
 		}
 		break;
 	case TW_LINGER:

@@ -44,11 +44,14 @@
  *   connection or reset it, a write failed, a write stalled past write_timeout, or the
  *   server is being freed.  It is the handler's cue that what it has not sent will not
  *   arrive.  An EOF while an exchange is open counts, except for a client that only
- *   half-closed after its request (RFC 9112): when the request is not a GET, nothing
- *   follows it, and a probe the answer allows finds the client there (an interim
- *   "100 Continue" to an HTTP/1.1 request not answered yet, or an SSE comment), the
- *   exchange goes on and the connection closes after its answer; a reset that comes
- *   later (polled each second) ends it as a close does.
+ *   half-closed after its request (RFC 9112): when the request is not a GET, nothing but
+ *   line ends follows it, and a probe the answer allows finds the client there (an
+ *   interim "100 Continue" to an HTTP/1.1 request not answered yet, or an SSE comment),
+ *   the exchange goes on and the connection closes after its answer.  A reset that comes
+ *   later ends it as a close does: it is looked for each second, and while no response
+ *   has begun each look writes another interim 100 first, since a client that closes
+ *   after the probe sends nothing that draws one; on an SSE stream the keep-alive
+ *   comments draw it.
  * - Callbacks come from the event loop, never from inside an http_* call: a write error
  *   inside http_stream_send() makes it return -1 (EPIPE), and on_close() follows from the
  *   loop.  A callback may call any http_* function on its request, and answer it at

@@ -4,6 +4,7 @@ their end, metrics, socket activation.  Every wait has a deadline; every process
 reaped (the harness's Case)."""
 
 import http.client
+import itertools
 import json
 import os
 import re
@@ -909,6 +910,75 @@ class HalfClose(HttpCase):
         self.assertEqual(msgs[-1]["result"]["content"][0]["text"], "progressed")
         msgs = self.call(sid, {"jsonrpc": "2.0", "id": 3, "method": "ping"})
         self.assertEqual(msgs[-1], {"jsonrpc": "2.0", "id": 3, "result": {}})
+
+    def test_a_call_longer_than_a_second_after_a_half_close(self):
+        """While the call runs, an interim 100 is written again each second (RFC 9110
+        allows any number before the answer): a client still there reads them, then its
+        answer."""
+        self.http()
+        sid = self.session()
+        raw = self.half_closed_post(sid, tool(2, "sleep", ms=2500), "application/json")
+        parts = raw.split(b"\r\n\r\n")
+        interims = list(itertools.takewhile(lambda p: p == b"HTTP/1.1 100 Continue", parts))
+        self.assertGreaterEqual(len(interims), 2, raw)
+        lines = parts[len(interims)].decode().split("\r\n")
+        self.assertEqual(lines[0], "HTTP/1.1 200 OK", raw)
+        self.assertIn("Connection: close", lines)
+        m = json.loads(b"\r\n\r\n".join(parts[len(interims) + 1:]))
+        self.assertEqual((m["id"], m["result"]["content"][0]["text"]), (2, "slept"))
+
+    def test_a_line_break_after_the_body_then_a_half_close(self):
+        """What echo or a heredoc piped to nc -N sends: the body, a line break, then the
+        EOF.  An empty line is no pipelined request (RFC 9112, 2.2): the call is answered
+        after the interim 100, and the connection closes."""
+        self.http()
+        sid = self.session()
+        for id_, tail in ((2, b"\n"), (3, b"\r\n")):
+            with self.subTest(tail=tail):
+                s = socket.create_connection(("127.0.0.1", self.port), timeout=10 * SLOW)
+                self.addCleanup(s.close)
+                body = json.dumps(tool(id_, "sleep", ms=300)).encode()
+                s.sendall(b"POST /mcp HTTP/1.1\r\nHost: localhost\r\n"
+                          b"Content-Type: application/json\r\nAccept: application/json\r\n"
+                          b"Mcp-Session-Id: %s\r\nContent-Length: %d\r\n\r\n%s%s" %
+                          (sid.encode(), len(body), body, tail))
+                s.shutdown(socket.SHUT_WR)
+                raw = read_to_eof(s)
+                interim, _, rest = raw.partition(b"\r\n\r\n")
+                self.assertEqual(interim, b"HTTP/1.1 100 Continue", raw)
+                head, _, body = rest.partition(b"\r\n\r\n")
+                lines = head.decode().split("\r\n")
+                self.assertEqual(lines[0], "HTTP/1.1 200 OK", raw)
+                self.assertIn("Connection: close", lines)
+                m = json.loads(body)
+                self.assertEqual((m["id"], m["result"]["content"][0]["text"]), (id_, "slept"))
+
+    def test_a_json_call_whose_client_closes_after_the_probe_goes_to_the_get_stream(self):
+        """A client that half-closes, reads the interim 100, then closes its socket sends
+        nothing more: the 100 written again each second while the call runs draws its
+        reset, and the answer goes to the GET stream (rule 3), not into the closed
+        connection."""
+        self.http()
+        sid = self.session()
+        g = self.get_stream(sid)
+        self.assertEqual(g.event()["data"], "")
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10 * SLOW)
+        self.addCleanup(s.close)
+        body = json.dumps(tool(4, "sleep", ms=3000)).encode()
+        s.sendall(b"POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                  b"Accept: application/json\r\nMcp-Session-Id: %s\r\nContent-Length: %d\r\n"
+                  b"\r\n%s" % (sid.encode(), len(body), body))
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        while b"\r\n\r\n" not in got:
+            data = s.recv(4096)
+            self.assertTrue(data, "closed before the interim 100")
+            got += data
+        self.assertEqual(got, b"HTTP/1.1 100 Continue\r\n\r\n")
+        s.close()
+        m, _ = g.message()
+        self.assertEqual((m["id"], m["result"]["content"][0]["text"]), (4, "slept"))
+        g.close()
 
     def test_an_incomplete_request_then_a_half_close_is_dropped(self):
         """A body shorter than its Content-Length, then the EOF: nothing more can come,
