@@ -3,14 +3,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/kcmp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -539,8 +537,9 @@ tlog_on_usr1(struct ev_loop *loop, ev_signal *w, int revents)
 	(void)w;
 	(void)revents;
 	tlog_flush();
-	if (L.stream) {
-		return; /* not a file that logrotate renames: nothing to reopen */
+	if (L.stream || L.fd == STDERR_FILENO) {
+		/* Not a file that logrotate renames, or stderr (as --log -): nothing to reopen. */
+		return;
 	}
 	close_file();
 	reopen();
@@ -555,26 +554,20 @@ is_file_of(int fd, const struct stat *st)
 	return fstat(fd, &fd_st) == 0 && fd_st.st_dev == st->st_dev && fd_st.st_ino == st->st_ino;
 }
 
-/* Do fd and other write through one open file description (one offset)? */
-static bool
-one_description(int fd, int other)
-{
-	return syscall(SYS_kcmp, (long)getpid(), (long)getpid(), (long)KCMP_FILE, (long)fd,
-		       (long)other) == 0;
-}
-
 /*
- * The log, opened by its path (st, written through fd; -1: a socket, which could not be
- * opened), and mcpmux's stdin and stdout, which are the client's: refused, said, when
- * records would be read back as the client's (stdin), go out among its messages (stdout,
- * not a regular file), or overwrite what goes to stdout or be overwritten (the same
- * regular file through two descriptions, one of them not appending: two offsets).  A
- * terminal or another character device is never refused (--log /dev/tty).
+ * The log, opened by its path through a description of mcpmux's own (st; appending), or
+ * a socket, which could not be opened, and mcpmux's stdin and stdout, which are the
+ * client's: refused, said, when records would be read back as the client's (stdin), go
+ * out among its messages (stdout, not a regular file), or overwrite what goes to stdout
+ * or be overwritten (the same regular file, stdout not appending: two offsets).  A
+ * terminal or another character device is never refused (--log /dev/tty).  (A log that
+ * is stderr's file is written through stderr, as --log -, and never comes here: where
+ * stderr goes is the caller's choice.)
  */
 static bool
-refuse_clients(const char *path, const struct stat *st, int fd)
+refuse_clients(const char *path, const struct stat *st)
 {
-	int out_fl, log_fl;
+	int out_fl;
 
 	if (S_ISCHR(st->st_mode)) {
 		return false;
@@ -597,12 +590,8 @@ refuse_clients(const char *path, const struct stat *st, int fd)
 		return true;
 	}
 	out_fl = fcntl(STDOUT_FILENO, F_GETFL);
-	log_fl = fcntl(fd, F_GETFL);
-	if (out_fl != -1 && log_fl != -1 && (out_fl & log_fl & O_APPEND) != 0) {
-		return false; /* each write goes at the end, whole */
-	}
-	if (fd != -1 && one_description(fd, STDOUT_FILENO)) {
-		return false; /* one offset (`>FILE 2>&1` with the log on stderr) */
+	if (out_fl != -1 && (out_fl & O_APPEND) != 0) {
+		return false; /* each write of both goes at the end, whole */
 	}
 	diag_error("the traffic log '%s' is the file mcpmux's stdout writes to, and the two "
 		   "are not both opened for appending: they would write over each other "
@@ -625,7 +614,7 @@ tlog_open(struct ev_loop *loop, const char *path, size_t bodies, bool client_std
 		/* A socket, which no open() takes (ENXIO): when it is the client's, that is
 		 * what is said. */
 		if (client_stdio && err == ENXIO && stat(path, &st) == 0 &&
-		    refuse_clients(path, &st, -1)) {
+		    refuse_clients(path, &st)) {
 			return -1;
 		}
 		errno = err;
@@ -633,10 +622,10 @@ tlog_open(struct ev_loop *loop, const char *path, size_t bodies, bool client_std
 					"exists and is writable, or use --log -)",
 					path);
 	}
-	if (client_stdio && L.path != NULL) {
+	if (client_stdio && L.path != NULL && L.fd != STDERR_FILENO) {
 		struct stat st;
 
-		if (fstat(L.fd, &st) == 0 && refuse_clients(path, &st, L.fd)) {
+		if (fstat(L.fd, &st) == 0 && refuse_clients(path, &st)) {
 			close_file();
 			return -1;
 		}
