@@ -1030,8 +1030,12 @@ conn_unread_line_ends(struct hconn *c)
 	if ((size_t)unread > sizeof(buf)) {
 		return false;
 	}
-	ssize_t n = sys_read(c->fd, buf, (size_t)unread);
+	ssize_t n = recv(c->fd, buf, (size_t)unread, MSG_PEEK);
 
+	if (n != unread || !only_line_ends(buf, (size_t)n)) {
+		return false; /* left unread: the EOF takes them for a pipelined request */
+	}
+	n = sys_read(c->fd, buf, (size_t)unread);
 	if (n > 0) {
 		c->s->st.bytes_in += (size_t)n;
 	}
@@ -1062,7 +1066,11 @@ conn_keep_half_closed(struct hconn *c)
 	struct http_req *rq = c->rq;
 
 	if (c->rd_eof) {
-		return !c->dead;
+		/* a client that closed since the last look: on loopback the reset comes now */
+		if (!c->dead && rq != NULL && rq->state == RQ_HANDLER && wbuf_len(&c->out) == 0) {
+			(void)conn_write_raw(c, PROBE_100, sizeof(PROBE_100) - 1);
+		}
+		return !c->dead && !conn_hup(c);
 	}
 	if (c->dead || c->state != CS_EXCHANGE || rq == NULL || rq->state == RQ_READING ||
 	    rq->r.method == HTTP_REQ_GET ||

@@ -870,6 +870,16 @@ class HalfClose(HttpCase):
         s.shutdown(socket.SHUT_WR)
         return read_to_eof(s)
 
+    @staticmethod
+    def after_interims(raw):
+        """raw less the interim 100s before its answer (one at least: the probe; more as
+        the answer is waited for, and once more when the answer comes): (their number,
+        the rest)."""
+        n, probe = 0, b"HTTP/1.1 100 Continue\r\n\r\n"
+        while raw.startswith(probe):
+            n, raw = n + 1, raw[len(probe):]
+        return n, raw
+
     def test_a_json_answer_after_a_half_close(self):
         """The answer (a call of 300 ms: the EOF is read while it runs) comes after an
         interim 100, which a client that closed its socket would have answered with a
@@ -878,8 +888,8 @@ class HalfClose(HttpCase):
         sid = self.session()
         pid = self.call(sid, tool(1, "env"))[-1]["result"]["structuredContent"]["pid"]
         raw = self.half_closed_post(sid, tool(2, "sleep", ms=300), "application/json")
-        interim, _, rest = raw.partition(b"\r\n\r\n")
-        self.assertEqual(interim, b"HTTP/1.1 100 Continue", raw)
+        n, rest = self.after_interims(raw)
+        self.assertGreaterEqual(n, 1, raw)
         head, _, body = rest.partition(b"\r\n\r\n")
         lines = head.decode().split("\r\n")
         self.assertEqual(lines[0], "HTTP/1.1 200 OK", raw)
@@ -944,8 +954,8 @@ class HalfClose(HttpCase):
                           (sid.encode(), len(body), body, tail))
                 s.shutdown(socket.SHUT_WR)
                 raw = read_to_eof(s)
-                interim, _, rest = raw.partition(b"\r\n\r\n")
-                self.assertEqual(interim, b"HTTP/1.1 100 Continue", raw)
+                n, rest = self.after_interims(raw)
+                self.assertGreaterEqual(n, 1, raw)
                 head, _, body = rest.partition(b"\r\n\r\n")
                 lines = head.decode().split("\r\n")
                 self.assertEqual(lines[0], "HTTP/1.1 200 OK", raw)
@@ -970,11 +980,12 @@ class HalfClose(HttpCase):
                   b"\r\n%s" % (sid.encode(), len(body), body))
         s.shutdown(socket.SHUT_WR)
         got = b""
-        while b"\r\n\r\n" not in got:
+        while not got.endswith(b"\r\n\r\n"):
             data = s.recv(4096)
             self.assertTrue(data, "closed before the interim 100")
             got += data
-        self.assertEqual(got, b"HTTP/1.1 100 Continue\r\n\r\n")
+        n, rest = self.after_interims(got)  # (more than one on a slow machine)
+        self.assertEqual((rest, n >= 1), (b"", True), got)
         s.close()
         m, _ = g.message()
         self.assertEqual((m["id"], m["result"]["content"][0]["text"]), (4, "slept"))
