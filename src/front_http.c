@@ -906,22 +906,21 @@ stream_detach(struct hx_stream *st)
 	 * replay window of it, not every event written since the last sweep.
 	 */
 	stream_trim(st);
-	if (!st->is_get && st->flying != NULL) {
+	if (st->finishing) {
 		/*
-		 * A request's events still in the connection's queue (its response among them,
-		 * or not yet) were not delivered: they are kept as undelivered messages are,
-		 * within the session's --max-queue (a full queue pauses the server), not beside
-		 * it.  Kept beside it, a client that opened stream after stream of calls that
-		 * write much, read none and let each go, made mcpmux hold a connection's queue
-		 * for every one.
+		 * Its response was still in the connection's queue: not delivered, it is kept
+		 * as undelivered messages are, within the session's --max-queue (a full queue
+		 * pauses the server), not beside it.
 		 */
-		for (struct hx_event *ev = st->flying; ev != st->unsent; ev = ev->next) {
-			st->hs->unsent += ev->len;
+		if (st->flying != NULL) {
+			for (struct hx_event *ev = st->flying; ev != NULL; ev = ev->next) {
+				st->hs->unsent += ev->len;
+			}
+			st->kept -= st->flying_len;
+			st->unsent = st->flying;
+			st->flying = NULL;
+			st->flying_len = 0;
 		}
-		st->kept -= st->flying_len;
-		st->unsent = st->flying;
-		st->flying = NULL;
-		st->flying_len = 0;
 	}
 	st->rq = NULL;
 	st->finishing = false;
