@@ -991,6 +991,32 @@ class HalfClose(HttpCase):
         self.assertEqual((m["id"], m["result"]["content"][0]["text"]), (4, "slept"))
         g.close()
 
+    def test_a_json_call_whose_client_closes_between_two_probes_goes_to_the_get_stream(self):
+        """The same client closing after the second interim 100, less than a second before
+        the answer, when no other 100 of the wait comes: the 100 written as the answer
+        comes draws the reset, and the answer goes to the GET stream."""
+        self.http()
+        sid = self.session()
+        g = self.get_stream(sid)
+        self.assertEqual(g.event()["data"], "")
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10 * SLOW)
+        self.addCleanup(s.close)
+        body = json.dumps(tool(5, "sleep", ms=1500)).encode()
+        s.sendall(b"POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                  b"Accept: application/json\r\nMcp-Session-Id: %s\r\nContent-Length: %d\r\n"
+                  b"\r\n%s" % (sid.encode(), len(body), body))
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        while self.after_interims(got) != (2, b""):
+            data = s.recv(4096)
+            self.assertTrue(data, "closed before two interim 100s")
+            got += data
+            self.assertLessEqual(self.after_interims(got)[0], 2, got)
+        s.close()  # about 1 s in: the answer comes about 0.5 s later
+        m, _ = g.message()
+        self.assertEqual((m["id"], m["result"]["content"][0]["text"]), (5, "slept"))
+        g.close()
+
     def test_an_incomplete_request_then_a_half_close_is_dropped(self):
         """A body shorter than its Content-Length, then the EOF: nothing more can come,
         and no answer is given; nothing reaches the server."""
