@@ -189,6 +189,20 @@ def wait_until(pred, seconds, what, explain=None):
         time.sleep(0.005)
 
 
+def polling_one_or_gone(p):
+    """Whether the subprocess p waits in poll() on one descriptor with no deadline (the
+    x86-64 number of poll(), 7, read from /proc), or has exited."""
+    if p.poll() is not None:
+        return True
+    try:
+        with open("/proc/%d/syscall" % p.pid) as f:
+            call = f.read().split()
+    except OSError:
+        return True
+    return call[:1] == ["7"] and call[2:4] in (["0x1", "0xffffffff"],
+                                               ["0x1", "0xffffffffffffffff"])
+
+
 def run_on_a_full_stdout(argv, env, seconds=30):
     """argv run with its stdout a pipe that is full before it starts and non-blocking (a
     flag of the description, which a reader that set it shares): (exit code, what it
@@ -212,18 +226,7 @@ def run_on_a_full_stdout(argv, env, seconds=30):
         os.close(w)
         w = -1
 
-        def waiting_or_gone():
-            if p.poll() is not None:
-                return True
-            try:
-                with open("/proc/%d/syscall" % p.pid) as f:
-                    call = f.read().split()
-            except OSError:
-                return True
-            # x86-64 poll (7) of one descriptor, with a timeout of -1
-            return call[:1] == ["7"] and call[2:4] in (["0x1", "0xffffffff"],
-                                                       ["0x1", "0xffffffffffffffff"])
-        wait_until(waiting_or_gone, seconds, "%s to wait for room in stdout" % argv[1:],
+        wait_until(lambda: polling_one_or_gone(p), seconds, "%s to wait for room in stdout" % argv[1:],
                    lambda: proc_report(p.pid))
         err = p.stderr.fileno()
         got, ended = {r: b"", err: b""}, set()

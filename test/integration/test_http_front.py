@@ -963,59 +963,46 @@ class HalfClose(HttpCase):
                 m = json.loads(body)
                 self.assertEqual((m["id"], m["result"]["content"][0]["text"]), (id_, "slept"))
 
-    def test_a_json_call_whose_client_closes_after_the_probe_goes_to_the_get_stream(self):
-        """A client that half-closes, reads the interim 100, then closes its socket sends
-        nothing more: the 100 written again each second while the call runs draws its
-        reset, and the answer goes to the GET stream (rule 3), not into the closed
-        connection."""
+    def closed_after_probes(self, id_, ms, probes):
+        """A JSON call of ms milliseconds, its client half-closed, reads interim 100s until
+        probes(n) holds of their number n, then closes its socket: the answer goes to the
+        GET stream (rule 3), not into the closed connection."""
         self.http()
         sid = self.session()
         g = self.get_stream(sid)
         self.assertEqual(g.event()["data"], "")
         s = socket.create_connection(("127.0.0.1", self.port), timeout=10 * SLOW)
         self.addCleanup(s.close)
-        body = json.dumps(tool(4, "sleep", ms=3000)).encode()
+        body = json.dumps(tool(id_, "sleep", ms=ms)).encode()
         s.sendall(b"POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                   b"Accept: application/json\r\nMcp-Session-Id: %s\r\nContent-Length: %d\r\n"
                   b"\r\n%s" % (sid.encode(), len(body), body))
         s.shutdown(socket.SHUT_WR)
         got = b""
-        while not got.endswith(b"\r\n\r\n"):
+        while True:
+            n, rest = self.after_interims(got)
+            if rest == b"" and probes(n):
+                break
+            self.assertTrue(n < 8 and b"HTTP/1.1 100 Continue\r\n\r\n".startswith(rest), got)
             data = s.recv(4096)
-            self.assertTrue(data, "closed before the interim 100")
+            self.assertTrue(data, "closed before the interim 100s")
             got += data
-        n, rest = self.after_interims(got)  # (more than one on a slow machine)
-        self.assertEqual((rest, n >= 1), (b"", True), got)
         s.close()
         m, _ = g.message()
-        self.assertEqual((m["id"], m["result"]["content"][0]["text"]), (4, "slept"))
+        self.assertEqual((m["id"], m["result"]["content"][0]["text"]), (id_, "slept"))
         g.close()
+
+    def test_a_json_call_whose_client_closes_after_the_probe_goes_to_the_get_stream(self):
+        """A client that half-closes, reads the interim 100 (one or more on a slow
+        machine), then closes its socket sends nothing more: the 100 written again each
+        second while the call runs draws its reset."""
+        self.closed_after_probes(4, 3000, lambda n: n >= 1)
 
     def test_a_json_call_whose_client_closes_between_two_probes_goes_to_the_get_stream(self):
         """The same client closing after the second interim 100, less than a second before
         the answer, when no other 100 of the wait comes: the 100 written as the answer
-        comes draws the reset, and the answer goes to the GET stream."""
-        self.http()
-        sid = self.session()
-        g = self.get_stream(sid)
-        self.assertEqual(g.event()["data"], "")
-        s = socket.create_connection(("127.0.0.1", self.port), timeout=10 * SLOW)
-        self.addCleanup(s.close)
-        body = json.dumps(tool(5, "sleep", ms=1500)).encode()
-        s.sendall(b"POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
-                  b"Accept: application/json\r\nMcp-Session-Id: %s\r\nContent-Length: %d\r\n"
-                  b"\r\n%s" % (sid.encode(), len(body), body))
-        s.shutdown(socket.SHUT_WR)
-        got = b""
-        while self.after_interims(got) != (2, b""):
-            data = s.recv(4096)
-            self.assertTrue(data, "closed before two interim 100s")
-            got += data
-            self.assertLessEqual(self.after_interims(got)[0], 2, got)
-        s.close()  # about 1 s in: the answer comes about 0.5 s later
-        m, _ = g.message()
-        self.assertEqual((m["id"], m["result"]["content"][0]["text"]), (5, "slept"))
-        g.close()
+        comes draws the reset."""
+        self.closed_after_probes(5, 1500, lambda n: n == 2)
 
     def test_an_incomplete_request_then_a_half_close_is_dropped(self):
         """A body shorter than its Content-Length, then the EOF: nothing more can come,

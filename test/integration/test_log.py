@@ -15,7 +15,7 @@ import sys
 import time
 
 from mcptest import (Case, FIXTURE, MCPMUX, WRAPPER, PeakRss, call, initialize, main, note,
-                     proc_report, req, run_on_a_full_stdout, wait_until)
+                     polling_one_or_gone, proc_report, req, run_on_a_full_stdout, wait_until)
 from test_wrap import BATCH_ASKER, ERR
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -1584,18 +1584,7 @@ class Reading(Case):
                 os.close(r)
                 r = -1
                 try:
-                    def waiting_or_gone():
-                        if p.poll() is not None:
-                            return True
-                        try:
-                            with open("/proc/%d/syscall" % p.pid) as f:
-                                call = f.read().split()
-                        except OSError:
-                            return True
-                        # x86-64 poll (7) of one descriptor, with a timeout of -1
-                        return call[:1] == ["7"] and call[2:4] in (
-                            ["0x1", "0xffffffff"], ["0x1", "0xffffffffffffffff"])
-                    wait_until(waiting_or_gone, 10, "log %s to wait for its stdin" % args[0],
+                    wait_until(lambda: polling_one_or_gone(p), 10, "log %s to wait for its stdin" % args[0],
                                lambda: proc_report(p.pid))
                     if p.poll() is None:
                         os.write(w, data[half:])
