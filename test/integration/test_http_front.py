@@ -4,7 +4,6 @@ their end, metrics, socket activation.  Every wait has a deadline; every process
 reaped (the harness's Case)."""
 
 import http.client
-import itertools
 import json
 import os
 import re
@@ -860,15 +859,28 @@ class HalfClose(HttpCase):
     """A client that shuts its sending side right after a complete request (RFC 9112
     allows it; nc -N does it) is answered, and its connection closed after the answer."""
 
-    def half_closed_post(self, sid, msg, accept):
+    def half_closed_post(self, sid, msg, accept, tail=b""):
         s = socket.create_connection(("127.0.0.1", self.port), timeout=10 * SLOW)
         self.addCleanup(s.close)
         body = json.dumps(msg).encode()
         s.sendall(b"POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
-                  b"Accept: %s\r\nMcp-Session-Id: %s\r\nContent-Length: %d\r\n\r\n%s" %
-                  (accept.encode(), sid.encode(), len(body), body))
+                  b"Accept: %s\r\nMcp-Session-Id: %s\r\nContent-Length: %d\r\n\r\n%s%s" %
+                  (accept.encode(), sid.encode(), len(body), body, tail))
         s.shutdown(socket.SHUT_WR)
         return read_to_eof(s)
+
+    def assert_slept_then_closed(self, raw, id_, interims=1):
+        """raw: at least `interims` interim 100s, then a 200 with Connection: close whose
+        JSON body answers the sleep call id_.  Its header lines."""
+        n, rest = self.after_interims(raw)
+        self.assertGreaterEqual(n, interims, raw)
+        head, _, body = rest.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        self.assertEqual(lines[0], "HTTP/1.1 200 OK", raw)
+        self.assertIn("Connection: close", lines)
+        m = json.loads(body)
+        self.assertEqual((m["id"], m["result"]["content"][0]["text"]), (id_, "slept"))
+        return lines
 
     @staticmethod
     def after_interims(raw):
@@ -888,15 +900,8 @@ class HalfClose(HttpCase):
         sid = self.session()
         pid = self.call(sid, tool(1, "env"))[-1]["result"]["structuredContent"]["pid"]
         raw = self.half_closed_post(sid, tool(2, "sleep", ms=300), "application/json")
-        n, rest = self.after_interims(raw)
-        self.assertGreaterEqual(n, 1, raw)
-        head, _, body = rest.partition(b"\r\n\r\n")
-        lines = head.decode().split("\r\n")
-        self.assertEqual(lines[0], "HTTP/1.1 200 OK", raw)
-        self.assertIn("Connection: close", lines)
+        lines = self.assert_slept_then_closed(raw, 2)
         self.assertIn("Mcp-Session-Id: %s" % sid, lines)
-        m = json.loads(body)
-        self.assertEqual((m["id"], m["result"]["content"][0]["text"]), (2, "slept"))
         self.assertTrue(alive(pid))
         msgs = self.call(sid, {"jsonrpc": "2.0", "id": 3, "method": "ping"})
         self.assertEqual(msgs[-1], {"jsonrpc": "2.0", "id": 3, "result": {}})
@@ -928,14 +933,7 @@ class HalfClose(HttpCase):
         self.http()
         sid = self.session()
         raw = self.half_closed_post(sid, tool(2, "sleep", ms=2500), "application/json")
-        parts = raw.split(b"\r\n\r\n")
-        interims = list(itertools.takewhile(lambda p: p == b"HTTP/1.1 100 Continue", parts))
-        self.assertGreaterEqual(len(interims), 2, raw)
-        lines = parts[len(interims)].decode().split("\r\n")
-        self.assertEqual(lines[0], "HTTP/1.1 200 OK", raw)
-        self.assertIn("Connection: close", lines)
-        m = json.loads(b"\r\n\r\n".join(parts[len(interims) + 1:]))
-        self.assertEqual((m["id"], m["result"]["content"][0]["text"]), (2, "slept"))
+        self.assert_slept_then_closed(raw, 2, interims=2)
 
     def test_a_line_break_after_the_body_then_a_half_close(self):
         """What echo or a heredoc piped to nc -N sends: the body, a line break, then the
@@ -945,23 +943,9 @@ class HalfClose(HttpCase):
         sid = self.session()
         for id_, tail in ((2, b"\n"), (3, b"\r\n")):
             with self.subTest(tail=tail):
-                s = socket.create_connection(("127.0.0.1", self.port), timeout=10 * SLOW)
-                self.addCleanup(s.close)
-                body = json.dumps(tool(id_, "sleep", ms=300)).encode()
-                s.sendall(b"POST /mcp HTTP/1.1\r\nHost: localhost\r\n"
-                          b"Content-Type: application/json\r\nAccept: application/json\r\n"
-                          b"Mcp-Session-Id: %s\r\nContent-Length: %d\r\n\r\n%s%s" %
-                          (sid.encode(), len(body), body, tail))
-                s.shutdown(socket.SHUT_WR)
-                raw = read_to_eof(s)
-                n, rest = self.after_interims(raw)
-                self.assertGreaterEqual(n, 1, raw)
-                head, _, body = rest.partition(b"\r\n\r\n")
-                lines = head.decode().split("\r\n")
-                self.assertEqual(lines[0], "HTTP/1.1 200 OK", raw)
-                self.assertIn("Connection: close", lines)
-                m = json.loads(body)
-                self.assertEqual((m["id"], m["result"]["content"][0]["text"]), (id_, "slept"))
+                raw = self.half_closed_post(sid, tool(id_, "sleep", ms=300),
+                                            "application/json", tail)
+                self.assert_slept_then_closed(raw, id_)
 
     def closed_after_probes(self, id_, ms, probes):
         """A JSON call of ms milliseconds, its client half-closed, reads interim 100s until
