@@ -228,6 +228,18 @@ class Stream:
 
 
 class HttpCase(Case):
+    def assert_progress_waits_for_the_next_stream(self, sid):
+        """A call's progress whose JSON client takes none of it, with no GET stream to go
+        to: its 5 notifications (and the server's message) wait, and come with the next
+        call's answer, before it."""
+        r = self.post(tool(2, "progress", meta={"progressToken": "p"}, steps=5), sid,
+                      headers={"Accept": "application/json"})
+        self.assertEqual(r.json()["result"]["content"][0]["text"], "progressed")
+        msgs = self.call(sid, {"jsonrpc": "2.0", "id": 3, "method": "ping"})
+        self.assertEqual([m.get("method") for m in msgs],
+                         ["notifications/progress"] * 5 + ["notifications/message", None])
+        return msgs
+
     def http(self, *fixture_args, opts=(), command=None, addr="127.0.0.1:0", fast=True,
              **popen):
         """mcpmux serve --http ADDR [opts] -- fixture; self.port is its port."""
@@ -1025,12 +1037,7 @@ class HalfClose(HttpCase):
             got += data
         s.shutdown(socket.SHUT_WR)
         self.assertNotIn(b"progress", read_to_eof(s))
-        r = self.post(tool(2, "progress", meta={"progressToken": "p"}, steps=5), sid,
-                      headers={"Accept": "application/json"})
-        self.assertEqual(r.json()["result"]["content"][0]["text"], "progressed")
-        msgs = self.call(sid, {"jsonrpc": "2.0", "id": 3, "method": "ping"})
-        self.assertEqual([m.get("method") for m in msgs],
-                         ["notifications/progress"] * 5 + ["notifications/message", None])
+        self.assert_progress_waits_for_the_next_stream(sid)
 
 
 class Refusals(HttpCase):
@@ -1669,12 +1676,7 @@ class Resume(HttpCase):
                 got += data
         finally:
             s.close()
-        r = self.post(tool(2, "progress", meta={"progressToken": "p"}, steps=5), sid,
-                      headers={"Accept": "application/json"})
-        self.assertEqual(r.json()["result"]["content"][0]["text"], "progressed")
-        msgs = self.call(sid, {"jsonrpc": "2.0", "id": 3, "method": "ping"})
-        self.assertEqual([m.get("method") for m in msgs],
-                         ["notifications/progress"] * 5 + ["notifications/message", None])
+        msgs = self.assert_progress_waits_for_the_next_stream(sid)
         self.assertEqual(msgs[-1]["id"], 3)
 
     def test_a_json_answer_whose_client_went_goes_to_the_get_stream(self):
