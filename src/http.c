@@ -1051,8 +1051,9 @@ conn_unread_line_ends(struct hconn *c)
  * begun) tell, since a closed socket answers them with a reset (on loopback before the
  * write returns; over a network a round trip later), and the HUP_CHECK polls find a reset
  * that comes later, or the failure of TCP keep-alive: a client that closes after the probe
- * sends nothing, so while no answer has begun each poll writes another 100 first (on a
- * stream, the keep-alive comments draw the reset).  Not kept: a GET (a GET stream has
+ * sends nothing, so while no answer has begun each poll writes another 100 first, and so
+ * does the look when the answer comes (on a stream, the keep-alive comments draw the
+ * reset).  Not kept: a GET (a GET stream has
  * no request body whose end a half-close marks: it is gone, and its messages wait for a
  * resume rather than go into a connection that may be closed), an exchange with bytes
  * after its request other than line ends (pipelined requests: dropped as before), one

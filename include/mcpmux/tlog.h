@@ -41,9 +41,9 @@ extern bool tlog_enabled;
  * client's (wrap, serve on stdio), and a log given by a path that would mix with them is
  * refused: its stdin (a pipe, a socket, a regular file; records read back as the
  * client's), its stdout when that is not a regular file (records among the client's
- * messages), or the regular file stdout writes to unless both append or share one
- * offset; never a terminal or another character device.  0, or -1 after saying why on
- * stderr.
+ * messages), or the regular file stdout writes to when stdout does not append; never a
+ * terminal or another character device, and never a log that is stderr's file (written
+ * through stderr, as --log -).  0, or -1 after saying why on stderr.
  */
 int tlog_open(struct ev_loop *loop, const char *path, size_t bodies, bool client_stdio);
 /* Write what is buffered and close (at exit). */
