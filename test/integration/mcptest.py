@@ -306,9 +306,10 @@ def sig_blocked(pid):
     return None
 
 
-def keeper_of(pid, under_way=True):
-    """The mcpmux pid a keeper process is for (docs/lifecycle.md), or None; with under_way
-    False, also for a keeper not yet under way and for the middle process that forks it."""
+def keeper_of(pid, under_way=False):
+    """The mcpmux pid a keeper process is for (docs/lifecycle.md), or None: a keeper, one
+    not yet under way, or the middle process that forks it, which has its title too; with
+    under_way, only a keeper under way (one a test can act on)."""
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
             # the title is one string (retitle()): what follows its NUL is what is left
@@ -317,10 +318,8 @@ def keeper_of(pid, under_way=True):
     except OSError:
         return None
     if len(words) == 3 and words[:2] == [b"mcpmux-keeper", b"for"] and words[2].isdigit():
-        # The middle child that forks the keeper has its title too, and every signal blocked
-        # until it exits; so has the keeper until it is under way, when it unblocks them
-        # all.  A middle child taken for the keeper (a loaded machine holds it a while) had
-        # the keeper's limits set on it, and the keeper's never.
+        # The middle process has every signal blocked until it exits; so has the keeper
+        # until it is under way, when it unblocks them all.
         if under_way and sig_blocked(pid) != 0:
             return None
         return int(words[2])
