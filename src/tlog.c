@@ -157,10 +157,19 @@ ends_a_line(const struct stat *st)
 	return last == '\n';
 }
 
+/* Is fd the file that st describes? */
+static bool
+is_file_of(int fd, const struct stat *st)
+{
+	struct stat fd_st;
+
+	return fstat(fd, &fd_st) == 0 && fd_st.st_dev == st->st_dev && fd_st.st_ino == st->st_ino;
+}
+
 static int
 open_file(void)
 {
-	struct stat st, err_st, rw_st;
+	struct stat st, rw_st;
 	int flags = O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
 
 	L.stream = false;
@@ -191,8 +200,7 @@ open_file(void)
 		}
 	}
 	if (fd == -1 && errno == ENXIO && stat(L.path, &st) == 0 &&
-	    fstat(STDERR_FILENO, &err_st) == 0 && st.st_dev == err_st.st_dev &&
-	    st.st_ino == err_st.st_ino) {
+	    is_file_of(STDERR_FILENO, &st)) {
 		/* /dev/stderr while stderr is a socket (a systemd service's journal), which no
 		 * open() takes: the same as --log -, through errout. */
 		L.fd = STDERR_FILENO;
@@ -207,8 +215,7 @@ open_file(void)
 		}
 		return -1;
 	}
-	if (fstat(STDERR_FILENO, &err_st) == 0 && st.st_dev == err_st.st_dev &&
-	    st.st_ino == err_st.st_ino) {
+	if (is_file_of(STDERR_FILENO, &st)) {
 		/* /dev/stderr and the like, or the file stderr goes to (`2>>FILE`): the same
 		 * as --log -, through errout, whatever the file's type.  Written through a
 		 * description of its own, a regular file's records would overwrite what stderr
@@ -543,15 +550,6 @@ tlog_on_usr1(struct ev_loop *loop, ev_signal *w, int revents)
 	}
 	close_file();
 	reopen();
-}
-
-/* Is fd the file that st describes? */
-static bool
-is_file_of(int fd, const struct stat *st)
-{
-	struct stat fd_st;
-
-	return fstat(fd, &fd_st) == 0 && fd_st.st_dev == st->st_dev && fd_st.st_ino == st->st_ino;
 }
 
 /*

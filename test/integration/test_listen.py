@@ -1746,19 +1746,25 @@ class KeptSessionEnds(ListenHelpers, Case):
         self.assertEqual(srv.wait(), 0)
         self.assert_no_leftovers(0)
 
-    def test_the_idle_timeout_ends_a_kept_session_left_with_a_request_in_flight(self):
-        """A kept session whose connection went while a call was in flight: its answer
-        waits unread in the server's pipe, and nobody waits for it, so the call does not
-        hold the idle timeout off: the session ends, and the next connection that names it
-        is told."""
-        srv = self.listen(opts=["--idle-timeout", "1"])
+    def kept_and_left_in_a_call(self, opts, ms):
+        """serve --listen with opts; a kept session "f" whose connection goes while a sleep
+        call of ms milliseconds runs: (serve, the server's pid)."""
+        srv = self.listen(opts=opts)
         a = Envelopes(self, self.path)
         a.send({"session": "f", "keep": True}, {"session": "f", "message": call(1, "env")})
         got = [a.next() for _ in range(3)]
         self.assertEqual([g.get("event") for g in got], ["kept", "started", None], got)
         pid = got[2]["message"]["result"]["structuredContent"]["pid"]
-        a.send({"session": "f", "message": call(2, "sleep", ms=200)})
+        a.send({"session": "f", "message": call(2, "sleep", ms=ms)})
         a.close()
+        return srv, pid
+
+    def test_the_idle_timeout_ends_a_kept_session_left_with_a_request_in_flight(self):
+        """A kept session whose connection went while a call was in flight: its answer
+        waits unread in the server's pipe, and nobody waits for it, so the call does not
+        hold the idle timeout off: the session ends, and the next connection that names it
+        is told."""
+        srv, pid = self.kept_and_left_in_a_call(["--idle-timeout", "1"], 200)
 
         def ended():  # its server gone, and its teardown done (not a session still ending)
             listed = json.loads(self.ctl("list", as_json=True)[1])["sessions"]
@@ -1803,14 +1809,8 @@ class KeptSessionEnds(ListenHelpers, Case):
         and the client coming back gets that answer from the same server.  Once it has it,
         nothing in flight, the session is suspended as any idle one."""
         log = os.path.join(self.tmp.name, "traffic.log")
-        srv = self.listen(opts=["--idle-suspend", "0.3", "--idle-timeout", "30", "--log", log])
-        a = Envelopes(self, self.path)
-        a.send({"session": "f", "keep": True}, {"session": "f", "message": call(1, "env")})
-        got = [a.next() for _ in range(3)]
-        self.assertEqual([g.get("event") for g in got], ["kept", "started", None], got)
-        pid = got[2]["message"]["result"]["structuredContent"]["pid"]
-        a.send({"session": "f", "message": call(2, "sleep", ms=1000)})
-        a.close()
+        srv, pid = self.kept_and_left_in_a_call(
+            ["--idle-suspend", "0.3", "--idle-timeout", "30", "--log", log], 1000)
         # Away through the call and 1 s past its end: ten periods of --idle-suspend.
         time.sleep(2.0)
         self.assertTrue(alive(pid))
