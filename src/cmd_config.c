@@ -1082,10 +1082,7 @@ print_summary(const struct config_args *a, const struct config_result *r)
 static bool
 is_stdout(const struct stat *st)
 {
-	struct stat out;
-
-	return fstat(STDOUT_FILENO, &out) == 0 && S_ISREG(out.st_mode) && S_ISREG(st->st_mode) &&
-	       out.st_dev == st->st_dev && out.st_ino == st->st_ino;
+	return S_ISREG(st->st_mode) && sys_fd_is_file(STDOUT_FILENO, st);
 }
 
 /*
@@ -1096,11 +1093,9 @@ is_stdout(const struct stat *st)
 static void
 refuse_stdout(const struct config_args *a, const char *name, bool from_stdin, const struct stat *st)
 {
-	struct stat err;
 	int fl = fcntl(STDOUT_FILENO, F_GETFL);
 
-	if (fstat(STDERR_FILENO, &err) == 0 && err.st_dev == st->st_dev &&
-	    err.st_ino == st->st_ino) {
+	if (sys_fd_is_file(STDERR_FILENO, st)) {
 		return;
 	}
 	/*

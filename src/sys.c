@@ -211,6 +211,14 @@ sys_close(int *fd)
 	}
 }
 
+bool
+sys_fd_is_file(int fd, const struct stat *st)
+{
+	struct stat fd_st;
+
+	return fstat(fd, &fd_st) == 0 && fd_st.st_dev == st->st_dev && fd_st.st_ino == st->st_ino;
+}
+
 static bool stdio_closed[3]; /* at the start, before sys_sanitize_stdio() */
 
 int

@@ -142,34 +142,23 @@ static const struct {
 static bool
 ends_a_line(const struct stat *st)
 {
-	struct stat rd_st;
 	char last = '\n';
 	int fd = open(L.path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 
 	if (fd == -1) {
 		return true;
 	}
-	if (fstat(fd, &rd_st) == 0 && rd_st.st_dev == st->st_dev && rd_st.st_ino == st->st_ino &&
-	    pread(fd, &last, 1, st->st_size - 1) != 1) {
+	if (sys_fd_is_file(fd, st) && pread(fd, &last, 1, st->st_size - 1) != 1) {
 		last = '\n';
 	}
 	(void)close(fd);
 	return last == '\n';
 }
 
-/* Is fd the file that st describes? */
-static bool
-is_file_of(int fd, const struct stat *st)
-{
-	struct stat fd_st;
-
-	return fstat(fd, &fd_st) == 0 && fd_st.st_dev == st->st_dev && fd_st.st_ino == st->st_ino;
-}
-
 static int
 open_file(void)
 {
-	struct stat st, rw_st;
+	struct stat st;
 	int flags = O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
 
 	L.stream = false;
@@ -191,8 +180,7 @@ open_file(void)
 	} else if (fd != -1 && fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode)) {
 		int rw = open(L.path, (flags & ~(O_WRONLY | O_CREAT)) | O_RDWR);
 
-		if (rw != -1 && fstat(rw, &rw_st) == 0 && rw_st.st_dev == st.st_dev &&
-		    rw_st.st_ino == st.st_ino) {
+		if (rw != -1 && sys_fd_is_file(rw, &st)) {
 			(void)close(fd);
 			fd = rw;
 		} else if (rw != -1) {
@@ -200,7 +188,7 @@ open_file(void)
 		}
 	}
 	if (fd == -1 && errno == ENXIO && stat(L.path, &st) == 0 &&
-	    is_file_of(STDERR_FILENO, &st)) {
+	    sys_fd_is_file(STDERR_FILENO, &st)) {
 		/* /dev/stderr while stderr is a socket (a systemd service's journal), which no
 		 * open() takes: the same as --log -, through errout. */
 		L.fd = STDERR_FILENO;
@@ -215,7 +203,7 @@ open_file(void)
 		}
 		return -1;
 	}
-	if (is_file_of(STDERR_FILENO, &st)) {
+	if (sys_fd_is_file(STDERR_FILENO, &st)) {
 		/* /dev/stderr and the like, or the file stderr goes to (`2>>FILE`): the same
 		 * as --log -, through errout, whatever the file's type.  Written through a
 		 * description of its own, a regular file's records would overwrite what stderr
@@ -570,14 +558,14 @@ refuse_clients(const char *path, const struct stat *st)
 	if (S_ISCHR(st->st_mode)) {
 		return false;
 	}
-	if (is_file_of(STDIN_FILENO, st)) {
+	if (sys_fd_is_file(STDIN_FILENO, st)) {
 		diag_error("the traffic log '%s' is mcpmux's stdin, the client's: mcpmux would "
 			   "read its records back as the client's messages (use another file, or "
 			   "--log - for stderr)",
 			   path);
 		return true;
 	}
-	if (!is_file_of(STDOUT_FILENO, st)) {
+	if (!sys_fd_is_file(STDOUT_FILENO, st)) {
 		return false;
 	}
 	if (!S_ISREG(st->st_mode)) {

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -71,6 +72,11 @@ ssize_t sys_read_small_fd(int fd, char *buf, size_t cap);
  * and keeps errno: a failure path may close before it reports.
  */
 void sys_close(int *fd);
+/*
+ * Is fd open on the file that st describes (the same device and inode)?  False when fstat()
+ * of fd fails (a closed fd is no file).
+ */
+bool sys_fd_is_file(int fd, const struct stat *st);
 /*
  * Make fds 0, 1 and 2 valid (open /dev/null where one is closed): mcpmux's own files must
  * not take those numbers.  sys_stdio_closed_at_start() says which were closed, for a
