@@ -515,7 +515,7 @@ on_headers_complete(http_parser *p)
 			return -1;
 		}
 		if (p->http_minor >= 1 && (chunked || (has_len && p->content_length > 0)) &&
-		    conn_write_raw(c, "HTTP/1.1 100 Continue\r\n\r\n", 25) == -1) {
+		    conn_write_raw(c, PROBE_100, sizeof(PROBE_100) - 1) == -1) {
 			return -1;
 		}
 	}
@@ -1011,6 +1011,23 @@ conn_hup(const struct hconn *c)
 }
 
 /*
+ * Another interim 100 to a half-closed client while its answer has not begun (the
+ * handler has the request and nothing is queued): a client that closed after the probe
+ * sends nothing, and only a write draws its reset.  0 when none is due or it was written;
+ * -1 when the write failed (the connection is gone).
+ */
+static int
+conn_probe_again(struct hconn *c)
+{
+	const struct http_req *rq = c->rq;
+
+	if (rq == NULL || rq->state != RQ_HANDLER || wbuf_len(&c->out) != 0) {
+		return 0;
+	}
+	return conn_write_raw(c, PROBE_100, sizeof(PROBE_100) - 1);
+}
+
+/*
  * Whether what the client sent that is not read yet is only line ends, which are then read
  * and dropped: RFC 9112, 2.2 has empty lines before a request ignored, and a body piped
  * from echo or a heredoc ends with one.  Anything else starts a pipelined request.
@@ -1068,8 +1085,8 @@ conn_keep_half_closed(struct hconn *c)
 
 	if (c->rd_eof) {
 		/* a client that closed since the last look: on loopback the reset comes now */
-		if (!c->dead && rq != NULL && rq->state == RQ_HANDLER && wbuf_len(&c->out) == 0) {
-			(void)conn_write_raw(c, PROBE_100, sizeof(PROBE_100) - 1);
+		if (!c->dead) {
+			(void)conn_probe_again(c);
 		}
 		return !c->dead && !conn_hup(c);
 	}
@@ -1378,9 +1395,7 @@ conn_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 		 * stream, the keep-alive comments do it.
 		 */
 		c->t_hup = ev_now(loop);
-		if (!conn_hup(c) && c->rq != NULL && c->rq->state == RQ_HANDLER &&
-		    wbuf_len(&c->out) == 0 &&
-		    conn_write_raw(c, PROBE_100, sizeof(PROBE_100) - 1) == -1) {
+		if (!conn_hup(c) && conn_probe_again(c) == -1) {
 			break; /* the write failed: the connection is gone */
 		}
 		if (!c->dead && conn_hup(c)) {
