@@ -263,6 +263,45 @@ is_self(const char *path, const struct stat *self)
 	       st.st_ino == self->st_ino;
 }
 
+/*
+ * The files that are mcpmux, for entries that name one by another path than the one
+ * written now (a symlink to it, a versioned name): this binary, and the file --mcpmux PATH
+ * names (made absolute).
+ */
+struct mcpmux_files {
+	struct stat st[2];
+	size_t n;
+};
+
+static void
+mcpmux_file_add(struct mcpmux_files *f, const char *path)
+{
+	struct stat st;
+
+	if (f->n < sizeof(f->st) / sizeof(f->st[0]) && stat(path, &st) == 0 &&
+	    S_ISREG(st.st_mode)) {
+		f->st[f->n++] = st;
+	}
+}
+
+/* config_opts.is_mcpmux_file(): is command one of the files of ctx (a mcpmux_files)? */
+static bool
+is_mcpmux_file(const char *command, void *ctx)
+{
+	const struct mcpmux_files *f = ctx;
+	struct stat st;
+
+	if (f->n == 0 || stat(command, &st) == -1 || !S_ISREG(st.st_mode)) {
+		return false;
+	}
+	for (size_t i = 0; i < f->n; i++) {
+		if (st.st_dev == f->st[i].st_dev && st.st_ino == f->st[i].st_ino) {
+			return true;
+		}
+	}
+	return false;
+}
+
 /* argv[0] of this process (main() keeps it to itself): malloc'd, or NULL. */
 static char *
 argv0(void)
@@ -1255,6 +1294,7 @@ int
 cmd_config(int argc, char **argv)
 {
 	struct config_args a = { 0 };
+	struct mcpmux_files files = { 0 };
 	char *self = NULL, *command = NULL, *log_dir = NULL;
 	int rc = parse_args(&a, argc, argv);
 
@@ -1272,6 +1312,12 @@ cmd_config(int argc, char **argv)
 		return 1;
 	}
 	a.o.mcpmux = self != NULL ? self : command;
+	mcpmux_file_add(&files, "/proc/self/exe");
+	if (command != NULL && command[0] == '/') {
+		mcpmux_file_add(&files, command);
+	}
+	a.o.is_mcpmux_file = is_mcpmux_file;
+	a.o.ctx = &files;
 	/* (Unwrap only compares it with the commands of the entries.) */
 	if (a.op == CONFIG_WRAP &&
 	    !is_utf8(self != NULL ? "the path of this mcpmux (give one with --mcpmux PATH)"

@@ -446,14 +446,17 @@ config_literal(struct sbuf *b, const char *s, size_t len, char quote)
 /*
  * Is the command of an entry an mcpmux binary (and not a string with a NUL inside)?  The
  * --mcpmux PATH given is recognised as it was written (an entry an earlier run wrapped
- * with the same relative PATH) and as it was made absolute.
+ * with the same relative PATH) and as it was made absolute; an absolute command, also
+ * when it is the mcpmux file by another path (o->is_mcpmux_file).
  */
 static bool
 runs_mcpmux(const struct json5_node *cmd, const struct config_opts *o)
 {
 	return strlen(cmd->str) == cmd->len &&
 	       (config_is_mcpmux(cmd->str, o->mcpmux) ||
-		(o->mcpmux_given != NULL && strcmp(cmd->str, o->mcpmux_given) == 0));
+		(o->mcpmux_given != NULL && strcmp(cmd->str, o->mcpmux_given) == 0) ||
+		(o->is_mcpmux_file != NULL && cmd->str[0] == '/' &&
+		 o->is_mcpmux_file(cmd->str, o->ctx)));
 }
 
 /* A value for a message line: control characters (a terminal's escapes) shown as '?'. */

@@ -65,6 +65,13 @@ struct config_opts {
 	const char *mcpmux; /* the command of wrapped entries; unwrap also recognises it */
 	/* --mcpmux PATH as given, when mcpmux is it made absolute (or NULL): recognised too */
 	const char *mcpmux_given;
+	/*
+	 * Or NULL: is this absolute command the mcpmux file by another path (a symlink, a
+	 * versioned name)?  Such an entry is wrapped too.  (The caller looks at the file
+	 * system; this module does not.)
+	 */
+	bool (*is_mcpmux_file)(const char *command, void *ctx);
+	void *ctx;
 	bool set_command; /* wrap: also make `mcpmux` the command of already wrapped entries */
 	/* wrap, each NULL when not given: */
 	const char *log_dir;	  /* "--log LOG_DIR/<name>.jsonl" */

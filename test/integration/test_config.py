@@ -459,6 +459,54 @@ class Files(Case):
         self.assertEqual(out, plain)
         self.assertIn("cannot find the working directory for --mcpmux 'bin/mux-wrapper'", err)
 
+    def test_an_entry_whose_command_is_mcpmux_by_another_name_is_recognised(self):
+        """An entry whose command is the file --mcpmux PATH names, or the mcpmux running,
+        by another path (a symlink, a versioned name, a name other than mcpmux) is wrapped
+        already: wrap updates it rather than wrapping it twice, and unwrap restores it,
+        with or without --mcpmux.  An absolute command that is another file is wrapped."""
+        bindir = os.path.join(self.tmp.name, "bin")
+        os.mkdir(bindir)
+        versioned = os.path.join(bindir, "mcpmux-1.2")
+        mux = os.path.join(bindir, "mux")
+        other = os.path.join(bindir, "mux-other")
+        os.symlink(MCPMUX_REAL, versioned)
+        os.symlink(versioned, mux)
+        shutil.copy(FIXTURE, other)
+        plain = {"mcpServers": {"fx": {"command": FIXTURE, "args": ["-x"]}}}
+        plain_text = json.dumps(plain).encode()
+
+        def wrapped(command, inner=FIXTURE):
+            return {"mcpServers": {"fx": {"command": command, "args": ["--", inner, "-x"]}}}
+
+        rc, by_mux, err = config("wrap", "-", "--mcpmux", mux, input=plain_text)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(load(by_mux), wrapped(mux))
+        for given in (mux, versioned, MCPMUX_PATH):
+            with self.subTest(wrap_again_with=given):
+                rc, out, err = config("wrap", "-", "--mcpmux", given, input=by_mux)
+                self.assertEqual(rc, 0, err)
+                self.assertEqual(load(out), wrapped(given))
+            with self.subTest(unwrap_with=given):
+                rc, out, err = config("unwrap", "-", "--mcpmux", given, input=by_mux)
+                self.assertEqual(rc, 0, err)
+                self.assertEqual(load(out), plain)
+        # Without --mcpmux: the running mcpmux is the file the entry names.
+        rc, out, err = config("wrap", "-", input=by_mux)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out, by_mux)
+        rc, out, err = config("wrap", "-", "--dry-run", input=by_mux)
+        self.assertEqual((rc, out), (0, b"skip   fx: already runs through mcpmux\n"), err)
+        rc, out, err = config("unwrap", "-", input=by_mux)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(load(out), plain)
+        # Another file is a server, whatever its name.
+        by_other = json.dumps(wrapped(other)).encode()
+        rc, out, err = config("wrap", "-", "--mcpmux", mux, input=by_other)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(load(out)["mcpServers"]["fx"]["args"], ["--", other, "--", FIXTURE, "-x"])
+        rc, out, err = config("unwrap", "-", input=by_other)
+        self.assertEqual((rc, out), (0, by_other), err)
+
     def test_dry_run(self):
         path = self.copy("claude-code.mcp.json")
         orig, mtime = read(path), os.stat(path).st_mtime_ns

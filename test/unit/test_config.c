@@ -947,6 +947,49 @@ test_rewrap(void **state)
 		&plain, "{servers: {s: {command: 'x', args: []}}}");
 }
 
+/* config_opts.is_mcpmux_file() of test_mcpmux_file(): "/opt/mux" is mcpmux; asks counted. */
+static bool
+opt_mux_is_mcpmux(const char *command, void *ctx)
+{
+	assert_true(command[0] == '/');
+	(*(int *)ctx)++;
+	return strcmp(command, "/opt/mux") == 0;
+}
+
+/*
+ * An absolute command that the caller says is the mcpmux file (another path to it) is
+ * wrapped already: wrap leaves it, unwrap restores it.  A relative one is not asked about.
+ */
+static void
+test_mcpmux_file(void **state)
+{
+	int asked = 0;
+	const struct config_opts o = { .mcpmux = MCPMUX,
+				       .is_mcpmux_file = opt_mux_is_mcpmux,
+				       .ctx = &asked };
+	static const char wrapped[] = "{servers: {a: {command: '/opt/mux', args: ['--', 'x']}, "
+				      "b: {command: 'mux', args: ['--', 'y']}}}";
+	struct config_result r;
+
+	(void)state;
+	ok(CONFIG_WRAP, wrapped, &o, &r);
+	assert_int_equal(r.n_changed, 1);
+	assert_int_equal(r.entries[0].verdict, CONFIG_SKIPPED);
+	assert_string_equal(r.entries[0].why, "already runs through mcpmux");
+	assert_int_equal(r.entries[1].verdict, CONFIG_CHANGED);
+	assert_string_equal(r.text, "{servers: {a: {command: '/opt/mux', args: ['--', 'x']}, "
+				    "b: {command: '" MCPMUX "', args: ['--', 'mux', '--', 'y']}}}");
+	config_result_release(&r);
+	assert_int_not_equal(asked, 0);
+	asked = 0;
+	expect_text(CONFIG_UNWRAP, wrapped, &o,
+		    "{servers: {a: {command: 'x', args: []}, b: {command: 'mux', args: ['--', "
+		    "'y']}}}");
+	assert_int_not_equal(asked, 0);
+	/* Without it, "/opt/mux" is a server like any other. */
+	expect_text(CONFIG_UNWRAP, wrapped, &plain, wrapped);
+}
+
 /* Each entry's span in the input and the output; nothing else moves. */
 static void
 test_entry_spans(void **state)
@@ -1154,6 +1197,7 @@ main(void)
 		cmocka_unit_test(test_unwrap_keeps_comments),
 		cmocka_unit_test(test_all_options),
 		cmocka_unit_test(test_rewrap),
+		cmocka_unit_test(test_mcpmux_file),
 		cmocka_unit_test(test_entry_spans),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_helpers),
