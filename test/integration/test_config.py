@@ -463,7 +463,8 @@ class Files(Case):
         """An entry whose command is the file --mcpmux PATH names, or the mcpmux running,
         by another path (a symlink, a versioned name, a name other than mcpmux) is wrapped
         already: wrap updates it rather than wrapping it twice, and unwrap restores it,
-        with or without --mcpmux.  An absolute command that is another file is wrapped."""
+        with or without --mcpmux.  An absolute command that is another file is wrapped;
+        a copy of mcpmux is known by the file --mcpmux PATH names."""
         bindir = os.path.join(self.tmp.name, "bin")
         os.mkdir(bindir)
         versioned = os.path.join(bindir, "mcpmux-1.2")
@@ -506,6 +507,21 @@ class Files(Case):
         self.assertEqual(load(out)["mcpServers"]["fx"]["args"], ["--", other, "--", FIXTURE, "-x"])
         rc, out, err = config("unwrap", "-", input=by_other)
         self.assertEqual((rc, out), (0, by_other), err)
+        # A copy of mcpmux (another file than the one running) is known through --mcpmux
+        # PATH alone: by a symlink to it, the entry naming the copy itself.
+        copydir = os.path.join(self.tmp.name, "copy")
+        os.mkdir(copydir)
+        copy = os.path.join(copydir, "mcpmux-1.2")
+        copy_mux = os.path.join(copydir, "mux")
+        shutil.copy(MCPMUX_REAL, copy)
+        os.symlink(copy, copy_mux)
+        by_copy = json.dumps(wrapped(copy)).encode()
+        rc, out, err = config("wrap", "-", "--mcpmux", copy_mux, input=by_copy)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(load(out), wrapped(copy_mux))
+        rc, out, err = config("unwrap", "-", "--mcpmux", copy_mux, input=by_copy)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(load(out), plain)
 
     def test_dry_run(self):
         path = self.copy("claude-code.mcp.json")
