@@ -11,12 +11,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <link.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
@@ -253,6 +255,37 @@ parse_args(struct config_args *a, int argc, char **argv)
 	return 0;
 }
 
+/* dl_iterate_phdr() callback: does the first object, the program, ask for a loader? */
+static int
+has_interp(struct dl_phdr_info *info, size_t size, void *data)
+{
+	(void)size;
+	for (ElfW(Half) i = 0; i < info->dlpi_phnum; i++) {
+		if (info->dlpi_phdr[i].p_type == PT_INTERP) {
+			*(bool *)data = true;
+		}
+	}
+	return 1;
+}
+
+/*
+ * Is /proc/self/exe this mcpmux?  Not when it was run by naming the dynamic loader
+ * ("/lib64/ld-linux-x86-64.so.2 mcpmux ..."): the kernel ran the loader, which loaded
+ * mcpmux itself.  Then the kernel gave no loader's address (AT_BASE is 0), as it does for
+ * a program that asks for no loader (a static one) alone.
+ */
+static bool
+exe_is_mcpmux(void)
+{
+	bool interp = false;
+
+	if (getauxval(AT_BASE) != 0) {
+		return true;
+	}
+	(void)dl_iterate_phdr(has_interp, &interp);
+	return !interp;
+}
+
 /* Is path the very file self is (device and inode)? */
 static bool
 is_self(const char *path, const struct stat *self)
@@ -409,6 +442,12 @@ self_path(void)
 		return NULL;
 	}
 	exe[n] = '\0';
+	if (!exe_is_mcpmux()) {
+		diag_error("cannot find the path of this mcpmux binary: it runs through %s "
+			   "(give it with --mcpmux PATH)",
+			   exe);
+		return NULL;
+	}
 	if (stat(exe, &self) == -1 && stat("/proc/self/exe", &self) == -1) {
 		return strdup(exe);
 	}
@@ -1312,7 +1351,10 @@ cmd_config(int argc, char **argv)
 		return 1;
 	}
 	a.o.mcpmux = self != NULL ? self : command;
-	mcpmux_file_add(&files, "/proc/self/exe");
+	/* (Through the dynamic loader, that is the loader.) */
+	if (exe_is_mcpmux()) {
+		mcpmux_file_add(&files, "/proc/self/exe");
+	}
 	if (command != NULL && command[0] == '/') {
 		mcpmux_file_add(&files, command);
 	}

@@ -100,6 +100,22 @@ def config(*args, input=None, cwd=None, preexec_fn=None):
     return p.returncode, p.stdout, p.stderr.decode(errors="replace")
 
 
+def interpreter(path):
+    """The dynamic loader a 64-bit little-endian ELF file asks for (PT_INTERP), or None."""
+    with open(path, "rb") as f:
+        elf = f.read()
+    if elf[:6] != b"\x7fELF\x02\x01":
+        return None
+    phoff, = struct.unpack_from("<Q", elf, 32)
+    phentsize, phnum = struct.unpack_from("<HH", elf, 54)
+    for i in range(phnum):
+        p_type, _, p_offset, _, _, p_filesz = struct.unpack_from(
+            "<IIQQQQ", elf, phoff + i * phentsize)
+        if p_type == 3:
+            return elf[p_offset:p_offset + p_filesz].rstrip(b"\0").decode()
+    return None
+
+
 def fnv1a(name):
     """The 32-bit FNV-1a hash of a server name (bytes): the tag of its log NAME."""
     h = 2166136261
@@ -522,6 +538,33 @@ class Files(Case):
         rc, out, err = config("unwrap", "-", "--mcpmux", copy_mux, input=by_copy)
         self.assertEqual(rc, 0, err)
         self.assertEqual(load(out), plain)
+
+    def test_run_through_the_dynamic_loader(self):
+        """Run as "ld.so mcpmux config ...", the running program is the loader: an entry
+        whose command is the loader is a server to wrap, not an mcpmux to unwrap, and
+        without --mcpmux there is no path of mcpmux to write: it says so and fails."""
+        loader = interpreter(MCPMUX_REAL)
+        if loader is None:
+            self.skipTest("mcpmux asks for no dynamic loader")
+        entry = {"mcpServers": {"l": {"command": loader, "args": ["--", FIXTURE, "-x"]}}}
+        text = json.dumps(entry).encode()
+
+        def run(*args):
+            p = subprocess.run([loader, MCPMUX, "config"] + list(args), input=text,
+                               capture_output=True, timeout=30 * SLOW)
+            return p.returncode, p.stdout, p.stderr.decode()
+
+        rc, out, err = run("unwrap", "-", "--mcpmux", MCPMUX_PATH)
+        self.assertEqual((rc, out), (0, text), err)
+        rc, out, err = run("wrap", "-", "--mcpmux", MCPMUX_PATH)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(load(out), {"mcpServers": {"l": {
+            "command": MCPMUX_PATH, "args": ["--", loader, "--", FIXTURE, "-x"]}}})
+        for op in ("wrap", "unwrap"):
+            with self.subTest(op=op):
+                rc, out, err = run(op, "-")
+                self.assertEqual((rc, out), (1, b""), err)
+                self.assertIn("give it with --mcpmux PATH", err)
 
     def test_dry_run(self):
         path = self.copy("claude-code.mcp.json")
