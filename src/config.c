@@ -55,6 +55,9 @@ static const char *const value_opts[] = {
 static const char *const flag_opts[] = { "-q", "-v", "--quiet", "--verbose" };
 static const char *const subcommands[] = { "serve", "connect", "ctl", "log", "config", "demo" };
 
+/* How many wraps, one inside another, one unwrap takes away. */
+#define MAX_UNWRAP_DEPTH 8
+
 /* Items of "args" that a rewrite writes: 2 per option, "--" and the command. */
 #define MAX_NEW_ITEMS (2 * N_OPTS + 2)
 
@@ -257,14 +260,15 @@ in_list(const char *s, size_t len, const char *const *list, size_t n)
 #define IN_LIST(s, len, list) in_list(s, len, list, sizeof(list) / sizeof(list[0]))
 
 /*
- * The index in a wrapped entry's args of the server's command: mcpmux's wrap options,
- * then "--" (or nothing, as getopt allows), then the command; *opt_end is where the
- * options end (the "--", or the command).  SIZE_MAX when the args are not that.
+ * The index in a wrapped entry's args, from item `from` on, of the server's command:
+ * mcpmux's wrap options, then "--" (or nothing, as getopt allows), then the command;
+ * *opt_end is where the options end (the "--", or the command).  SIZE_MAX when the args
+ * are not that.
  */
 static size_t
-wrapped_command_index(const struct json5_node *args, size_t *opt_end)
+wrapped_command_from(const struct json5_node *args, size_t from, size_t *opt_end)
 {
-	for (size_t i = 0; i < args->n; i++) {
+	for (size_t i = from; i < args->n; i++) {
 		const char *a = args->m[i].val.str;
 		size_t len = args->m[i].val.len, name;
 
@@ -276,7 +280,7 @@ wrapped_command_index(const struct json5_node *args, size_t *opt_end)
 			return i + 1 < args->n ? i + 1 : SIZE_MAX;
 		}
 		if (a[0] != '-' || len == 1) {
-			if (i == 0 && IN_LIST(a, len, subcommands)) {
+			if (i == from && IN_LIST(a, len, subcommands)) {
 				return SIZE_MAX;
 			}
 			return i;
@@ -293,6 +297,12 @@ wrapped_command_index(const struct json5_node *args, size_t *opt_end)
 		}
 	}
 	return SIZE_MAX;
+}
+
+static size_t
+wrapped_command_index(const struct json5_node *args, size_t *opt_end)
+{
+	return wrapped_command_from(args, 0, opt_end);
 }
 
 bool
@@ -1624,6 +1634,19 @@ unwrap_entry(struct rewrite *rw, const struct json5_member *m, const struct json
 
 	if (k == SIZE_MAX) {
 		return skip(rw, m, "runs mcpmux, but not as a wrapped server", NULL);
+	}
+	/*
+	 * An entry wrapped twice (by a version that did not know mcpmux by another name): the
+	 * command restored is mcpmux wrapping the server, which goes back instead.
+	 */
+	for (size_t depth = 1; depth < MAX_UNWRAP_DEPTH && runs_mcpmux(&args->m[k].val, rw->o);
+	     depth++) {
+		size_t inner = wrapped_command_from(args, k + 1, &opt_end);
+
+		if (inner == SIZE_MAX) {
+			break;
+		}
+		k = inner;
 	}
 	line_add(&before, cmd->str, cmd->len);
 	line_add_items(&before, args, 0, SIZE_MAX);

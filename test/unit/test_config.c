@@ -990,6 +990,46 @@ test_mcpmux_file(void **state)
 	expect_text(CONFIG_UNWRAP, wrapped, &plain, wrapped);
 }
 
+/* An entry wrapped twice (mcpmux by another name wrapped again) is unwrapped at once. */
+static void
+test_unwrap_twice_wrapped(void **state)
+{
+	int asked = 0;
+	const struct config_opts o = { .mcpmux = MCPMUX,
+				       .is_mcpmux_file = opt_mux_is_mcpmux,
+				       .ctx = &asked };
+	char deep[512] = "{servers: {a: {command: 'mcpmux', args: ['--', ";
+
+	(void)state;
+	expect_text(CONFIG_UNWRAP,
+		    "{servers: {a: {command: '" MCPMUX "', args: ['--', '/opt/mux', '--', "
+		    "'server', '-x']}}}",
+		    &o, "{servers: {a: {command: 'server', args: ['-x']}}}");
+	/* Options of either wrap go; one named mcpmux wraps the other. */
+	expect_text(CONFIG_UNWRAP,
+		    "{servers: {a: {command: '/opt/mux', args: ['--log', '/l', '/usr/bin/mcpmux', "
+		    "'-v', '--', 'server']}}}",
+		    &o, "{servers: {a: {command: 'server', args: []}}}");
+	/* An mcpmux that runs no server (a subcommand) is what was wrapped: it stays. */
+	expect_text(CONFIG_UNWRAP,
+		    "{servers: {a: {command: '" MCPMUX "', args: ['--', '/usr/bin/mcpmux', "
+		    "'connect', 'srv']}}}",
+		    &plain,
+		    "{servers: {a: {command: '/usr/bin/mcpmux', args: ['connect', 'srv']}}}");
+	/* Without is_mcpmux_file, "/opt/mux" is the server. */
+	expect_text(CONFIG_UNWRAP,
+		    "{servers: {a: {command: '" MCPMUX "', args: ['--', '/opt/mux', '--', "
+		    "'server']}}}",
+		    &plain, "{servers: {a: {command: '/opt/mux', args: ['--', 'server']}}}");
+	/* Eight wraps at most go in one unwrap. */
+	for (int i = 0; i < 8; i++) {
+		strcat(deep, "'mcpmux', '--', ");
+	}
+	strcat(deep, "'server']}}}");
+	expect_text(CONFIG_UNWRAP, deep, &plain,
+		    "{servers: {a: {command: 'mcpmux', args: ['--', 'server']}}}");
+}
+
 /* Each entry's span in the input and the output; nothing else moves. */
 static void
 test_entry_spans(void **state)
@@ -1198,6 +1238,7 @@ main(void)
 		cmocka_unit_test(test_all_options),
 		cmocka_unit_test(test_rewrap),
 		cmocka_unit_test(test_mcpmux_file),
+		cmocka_unit_test(test_unwrap_twice_wrapped),
 		cmocka_unit_test(test_entry_spans),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_helpers),
