@@ -53,7 +53,9 @@ static const char *const value_opts[] = {
 	"--pool",	 "--stall-timeout", "--kill-deadline",
 };
 static const char *const flag_opts[] = { "-q", "-v", "--quiet", "--verbose" };
-static const char *const subcommands[] = { "serve", "connect", "ctl", "log", "config", "demo" };
+/* Every subcommand main() runs: "mcpmux ps" is no server wrapped. */
+static const char *const subcommands[] = { "serve",  "connect", "ctl", "log",
+					   "config", "demo",	"ps",  "sweep" };
 
 /* How many wraps, one inside another, one unwrap takes away. */
 #define MAX_UNWRAP_DEPTH 8

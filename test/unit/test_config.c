@@ -425,6 +425,13 @@ test_unwrap_forms(void **state)
 		  "{\"command\":\"x\",\"args\":[]}" },
 		{ "[\"connect\",\"/run/s\"]", NULL },
 		{ "[\"serve\",\"--\",\"x\"]", NULL },
+		/* Every other subcommand of main.c too. */
+		{ "[\"ps\",\"--json\"]", NULL },
+		{ "[\"sweep\",\"--session\",\"s\"]", NULL },
+		{ "[\"ctl\",\"/run/s\",\"status\"]", NULL },
+		{ "[\"log\",\"/l\"]", NULL },
+		{ "[\"config\",\"wrap\",\"f\"]", NULL },
+		{ "[\"demo\"]", NULL },
 		{ "[\"--unknown\",\"--\",\"x\"]", NULL },
 		{ "[\"--version\"]", NULL },
 		{ "[\"--\"]", NULL },
