@@ -57,9 +57,6 @@ static const char *const flag_opts[] = { "-q", "-v", "--quiet", "--verbose" };
 static const char *const subcommands[] = { "serve",  "connect", "ctl", "log",
 					   "config", "demo",	"ps",  "sweep" };
 
-/* How many wraps, one inside another, one unwrap takes away. */
-#define MAX_UNWRAP_DEPTH 8
-
 /* Items of "args" that a rewrite writes: 2 per option, "--" and the command. */
 #define MAX_NEW_ITEMS (2 * N_OPTS + 2)
 
@@ -1639,10 +1636,10 @@ unwrap_entry(struct rewrite *rw, const struct json5_member *m, const struct json
 	}
 	/*
 	 * An entry wrapped twice (by a version that did not know mcpmux by another name): the
-	 * command restored is mcpmux wrapping the server, which goes back instead.
+	 * command restored is mcpmux wrapping the server, which goes back instead, however
+	 * deep (each look starts past the last: it ends with the items).
 	 */
-	for (size_t depth = 1; depth < MAX_UNWRAP_DEPTH && runs_mcpmux(&args->m[k].val, rw->o);
-	     depth++) {
+	while (runs_mcpmux(&args->m[k].val, rw->o)) {
 		size_t inner = wrapped_command_from(args, k + 1, &opt_end);
 
 		if (inner == SIZE_MAX) {

@@ -1028,13 +1028,19 @@ test_unwrap_twice_wrapped(void **state)
 		    "{servers: {a: {command: '" MCPMUX "', args: ['--', '/opt/mux', '--', "
 		    "'server']}}}",
 		    &plain, "{servers: {a: {command: '/opt/mux', args: ['--', 'server']}}}");
-	/* Eight wraps at most go in one unwrap. */
-	for (int i = 0; i < 8; i++) {
+	/* A wrap of it updates the outer wrap alone: the inner one stays. */
+	expect_text(CONFIG_WRAP,
+		    "{servers: {a: {command: '" MCPMUX "', args: ['--', '/usr/bin/mcpmux', '-q', "
+		    "'--', 'server']}}}",
+		    &plain,
+		    "{servers: {a: {command: '" MCPMUX "', args: ['--', '/usr/bin/mcpmux', '-q', "
+		    "'--', 'server']}}}");
+	/* However many wraps: all of them go in one unwrap. */
+	for (int i = 0; i < 9; i++) {
 		strcat(deep, "'mcpmux', '--', ");
 	}
 	strcat(deep, "'server']}}}");
-	expect_text(CONFIG_UNWRAP, deep, &plain,
-		    "{servers: {a: {command: 'mcpmux', args: ['--', 'server']}}}");
+	expect_text(CONFIG_UNWRAP, deep, &plain, "{servers: {a: {command: 'server', args: []}}}");
 }
 
 /* Each entry's span in the input and the output; nothing else moves. */
