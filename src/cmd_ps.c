@@ -602,11 +602,10 @@ ps_tables(const struct survey *p)
 		survey_fmt_kib(pr->rss_kib, c, sizeof(c));
 		(void)snprintf(d, sizeof(d), "%zu", count_sessions(p, i));
 		if (pr->parent != SIZE_MAX) {
-			char line[128];
+			char line[44]; /* 40 bytes, or fewer and "..." */
 
 			survey_command(&s->v[pr->parent], 0, line, sizeof(line));
-			(void)snprintf(client, sizeof(client), "%d %.40s%s", (int)pr->ppid, line,
-				       strlen(line) > 40 ? "..." : "");
+			(void)snprintf(client, sizeof(client), "%d %s", (int)pr->ppid, line);
 		} else {
 			(void)snprintf(client, sizeof(client), "%d", (int)pr->ppid);
 		}

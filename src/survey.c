@@ -109,27 +109,89 @@ survey_first_line(const char *text, size_t len, char *out, size_t cap)
 	out[k] = '\0';
 }
 
-/* A byte as a table or a message shows it: a control byte as '?'. */
-static char
-printable_byte(char c)
+/*
+ * The first character of s (len bytes, len > 0) as a table or a message shows it: its
+ * bytes when it is UTF-8 and no control character, else "?" (a control character, C0,
+ * DEL or C1, U+0080 to U+009F, which a terminal may take for the start of an escape
+ * sequence; a byte that is not UTF-8).  *n: the bytes of s it takes; the bytes shown,
+ * never more than *n.
+ */
+static size_t
+printable_char(const char *s, size_t len, size_t *n)
 {
-	return (unsigned char)c < 0x20 || c == 0x7f ? '?' : c;
+	const unsigned char *u = (const unsigned char *)s;
+
+	*n = 1;
+	if (u[0] < 0x20 || u[0] == 0x7f) {
+		return 0;
+	}
+	if (u[0] < 0x80) {
+		return 1;
+	}
+	size_t k = rpcout_utf8_len(u, len);
+
+	if (k == 0) {
+		return 0;
+	}
+	*n = k;
+	return u[0] == 0xc2 && u[1] < 0xa0 ? 0 : k; /* C1 */
 }
 
-/* Words [from, n) of a command line joined by spaces, control bytes as '?'. */
+/*
+ * Copy s into out[*k..cap - 1) as printable_char() shows it, a character whole or not at
+ * all.  false when s did not fit.
+ */
+static bool
+printable_add(const char *s, char *out, size_t *k, size_t cap)
+{
+	size_t len = strlen(s);
+
+	while (len > 0) {
+		size_t n, shown = printable_char(s, len, &n);
+
+		if (*k + SYS_MAX(shown, (size_t)1) >= cap) {
+			return false;
+		}
+		if (shown == 0) {
+			out[(*k)++] = '?';
+		} else {
+			memmove(out + *k, s, shown);
+			*k += shown;
+		}
+		s += n;
+		len -= n;
+	}
+	return true;
+}
+
+/*
+ * Words [from, n) of a command line joined by spaces, as printable_add() shows them.  What
+ * does not fit, or more words (cut: there were some after n), ends in "...", so that a
+ * cut line is not taken for the whole.
+ */
 static void
-join_words(const char *const *w, size_t from, size_t n, char *out, size_t cap)
+join_words(const char *const *w, size_t from, size_t n, bool cut, char *out, size_t cap)
 {
 	size_t k = 0;
+	bool full = false;
 
-	out[0] = '\0';
-	for (size_t i = from; i < n && k + 1 < cap; i++) {
-		if (i > from) {
+	for (size_t i = from; i < n && !full; i++) {
+		if (i > from && k + 1 < cap) {
 			out[k++] = ' ';
+		} else if (i > from) {
+			full = true;
+			break;
 		}
-		for (const char *c = w[i]; *c != '\0' && k + 1 < cap; c++) {
-			out[k++] = printable_byte(*c);
+		full = !printable_add(w[i], out, &k, cap);
+	}
+	if ((cut || full) && cap > 4) {
+		/* Back to the start of a character with room for the "...". */
+		k = SYS_MIN(k, cap - 4);
+		while (k > 0 && ((unsigned char)out[k] & 0xc0) == 0x80) {
+			k--;
 		}
+		memcpy(out + k, "...", 3);
+		k += 3;
 	}
 	out[k] = '\0';
 }
@@ -137,7 +199,7 @@ join_words(const char *const *w, size_t from, size_t n, char *out, size_t cap)
 const char *
 survey_printable(const char *s, char *out, size_t cap)
 {
-	join_words(&s, 0, 1, out, cap);
+	join_words(&s, 0, 1, false, out, cap);
 	return out;
 }
 
@@ -146,11 +208,11 @@ void
 survey_command(const struct procscan_proc *pr, size_t from, char *out, size_t cap)
 {
 	const char *w[64];
-	size_t n = SYS_MIN(procscan_words(pr, w, 64), (size_t)64);
+	size_t all = procscan_words(pr, w, 64), n = SYS_MIN(all, (size_t)64);
 
 	/* cppcheck-suppress knownConditionTrueFalse ; it takes procscan_words() to return 0 */
 	if (from < n) {
-		join_words(w, from, n, out, cap);
+		join_words(w, from, n, all > n, out, cap);
 	} else {
 		(void)snprintf(out, cap, "[%s]", pr->comm); /* no command line: a kernel thread */
 	}
@@ -221,9 +283,15 @@ survey_table_row(struct survey_table *t, const char *const *cols)
 	for (size_t c = 0; c < t->ncol; c++) {
 		char *cell = strdup(cols[c] != NULL ? cols[c] : "-");
 
-		/* Control bytes as '?': a cell may be any process's session ID or owner. */
-		for (char *k = cell; k != NULL && *k != '\0'; k++) {
-			*k = printable_byte(*k);
+		/*
+		 * Control characters and bytes that are not UTF-8 as '?' (in place: what is shown
+		 * is never longer): a cell may be any process's session ID or owner.
+		 */
+		if (cell != NULL) {
+			size_t k = 0;
+
+			(void)printable_add(cell, cell, &k, strlen(cell) + 1);
+			cell[k] = '\0';
 		}
 		t->cells[t->nrows * t->ncol + c] = cell;
 		t->failed = t->failed || cell == NULL;

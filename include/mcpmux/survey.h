@@ -354,11 +354,15 @@ char **survey_engine_prefix(enum container_engine e);
 /* The first line of text (not NUL-terminated), control characters as spaces. */
 void survey_first_line(const char *text, size_t len, char *out, size_t cap);
 /*
- * s for a terminal (a table, stderr): control bytes as '?', as in a command line.  A
- * session ID or an owner is any process's environment, a label any container's.
+ * s for a terminal (a table, stderr): control characters (C0, DEL, C1) and bytes that are
+ * not UTF-8 as '?', as in a command line; ended by "..." when cut to cap.  A session ID or
+ * an owner is any process's environment, a label any container's.
  */
 const char *survey_printable(const char *s, char *out, size_t cap);
-/* Words [from...] of a process's command line, or "[comm]" when it has none. */
+/*
+ * Words [from...] of a process's command line as survey_printable() shows them, ended by
+ * "..." when cut (to cap, or at 64 words), or "[comm]" when it has none.
+ */
 void survey_command(const struct procscan_proc *pr, size_t from, char *out, size_t cap);
 /* 42s, 5m03s, 2h05m, 3d04h; "-" when negative (unknown). */
 void survey_fmt_age(double s, char *out, size_t cap);

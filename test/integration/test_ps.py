@@ -597,6 +597,33 @@ class Ladder(PsCase):
         self.assertEqual(p.wait(), -signal.SIGTERM)
         self.assertTrue(alive(q.pid))
 
+    def test_c1_controls_and_bytes_not_utf8_are_not_printed(self):
+        """A C1 control written in UTF-8 (U+009B, that a terminal may take for CSI, the
+        start of an escape sequence) and bytes that are not UTF-8, in a session ID or a
+        command line, are shown as '?' by the tables, other UTF-8 as it is; a command line
+        cut to fit (at 64 words here) ends in '...', not as if it were whole."""
+        sess = self.session("c1\u009b2J")
+        dead = self.dead_owner()
+        words = ["\u009b31mred", "\udcfe\udcc3x", "caf\u00e9"] + ["w%d" % i for i in range(80)]
+        p = self.spawn(["sh", "-c", "sleep 1000; :"] + words, sess, dead)
+        r = subprocess.run([MCPMUX, "ps", "-q", "--session", self.tag + "-*"],
+                           capture_output=True, env=self.env, timeout=60 * SLOW)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = r.stdout.decode()  # strict: every byte of it UTF-8
+        self.assertIsNone(re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", out), ascii(out))
+        row = [line for line in out.splitlines() if line.startswith(self.tag)]
+        self.assertEqual(len(row), 1, out)
+        self.assertRegex(row[0], r"^%s\s+%s\s+\S+\s+%d\s" % (re.escape(self.session("c1?2J")),
+                                                               dead, p.pid))
+        self.assertTrue(row[0].endswith(" sh -c sleep 1000; : ?31mred ??x caf\u00e9 "
+                                        + " ".join("w%d" % i for i in range(58)) + "..."),
+                        ascii(row[0]))
+        # --json has the words, escaped, and what was not UTF-8 as U+FFFD
+        j = self.ps_json("--session", self.tag + "-*")
+        self.assertEqual([o["command"] for o in self.ours(j["orphans"])],
+                         [["sh", "-c", "sleep 1000; :", "\u009b31mred", "\ufffd\ufffdx"]
+                          + words[2:]])
+
     def test_an_owner_that_does_not_parse_is_unknown(self):
         """MCPMUX_OWNER that is not PID:START (a newer mcpmux's format?, or one longer than
         64 bytes) names no owner that can be judged: under a live instance the carrier is
