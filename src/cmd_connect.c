@@ -1213,16 +1213,8 @@ cmd_connect(int argc, char **argv)
 		(void)snprintf(cc.id, sizeof(cc.id), "%s", id);
 	}
 	cc.id_len = strlen(cc.id);
-	cc.fd = listener_connect(argv[optind], LISTENER_CONNECT_S);
-	if (cc.fd == -1 && errno == ETIMEDOUT) {
-		diag_error("cannot connect to '%s': its serve accepts no connection (none was "
-			   "taken within %g s: is it stopped or stuck?)",
-			   argv[optind], LISTENER_CONNECT_S);
-		return 1;
-	}
+	cc.fd = listener_connect_said(argv[optind]);
 	if (cc.fd == -1) {
-		diag_error_errno("cannot connect to '%s' (is `mcpmux serve --listen %s` running?)",
-				 argv[optind], argv[optind]);
 		return 1;
 	}
 	long peer;

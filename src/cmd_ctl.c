@@ -61,16 +61,9 @@ static int
 ctl_open(struct ctl *c, const char *path, const struct sbuf *req)
 {
 	c->path = path;
-	c->fd = listener_connect(path, LISTENER_CONNECT_S);
-	if (c->fd == -1 && errno == ETIMEDOUT) {
-		return diag_error("cannot connect to '%s': its serve accepts no connection (none "
-				  "was taken within %g s: is it stopped or stuck?)",
-				  path, LISTENER_CONNECT_S);
-	}
+	c->fd = listener_connect_said(path);
 	if (c->fd == -1) {
-		return diag_error_errno("cannot connect to '%s' (is `mcpmux serve --listen %s` "
-					"running?)",
-					path, path);
+		return -1;
 	}
 	(void)sys_set_nonblock(c->fd, 0);
 	if (req->failed || sys_write_all(c->fd, req->buf, req->len) == -1) {

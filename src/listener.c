@@ -85,6 +85,10 @@ listener_connect(const char *path, double timeout_s)
 	int pause_ms = 1;
 	int fd;
 
+	if (path[0] == '\0') {
+		errno = ENOENT; /* not the abstract socket of a name of NULs */
+		return -1;
+	}
 	if (make_addr(&sa, path) == -1) {
 		return -1;
 	}
@@ -98,6 +102,15 @@ listener_connect(const char *path, double timeout_s)
 		}
 		if (errno == EINTR) {
 			continue;
+		}
+		if (errno == ECONNREFUSED) {
+			struct stat st;
+
+			/* Linux refuses a connect to a file that is not a socket alike. */
+			sys_close(&fd);
+			errno = stat(path, &st) == 0 && !S_ISSOCK(st.st_mode) ? ENOTSOCK
+									      : ECONNREFUSED;
+			return -1;
 		}
 		if (errno == EINPROGRESS || errno == EALREADY) {
 			/* Under way (not for a Unix socket on Linux, but elsewhere). */
@@ -122,6 +135,28 @@ listener_connect(const char *path, double timeout_s)
 		(void)poll(NULL, 0, SYS_MIN(pause_ms, (int)(left * 1000) + 1));
 		pause_ms = SYS_MIN(pause_ms * 2, LISTENER_CONNECT_PACE_MS);
 	}
+}
+
+int
+listener_connect_said(const char *path)
+{
+	int fd = listener_connect(path, LISTENER_CONNECT_S);
+
+	if (fd >= 0) {
+		return fd;
+	}
+	if (errno == ETIMEDOUT) {
+		return diag_error("cannot connect to '%s': its serve accepts no connection (none "
+				  "was taken within %g s: is it stopped or stuck?)",
+				  path, LISTENER_CONNECT_S);
+	}
+	if (errno == ENOTSOCK) {
+		return diag_error("cannot connect to '%s': it is not a socket (give the PATH of "
+				  "`mcpmux serve --listen PATH`)",
+				  path);
+	}
+	return diag_error_errno("cannot connect to '%s' (is `mcpmux serve --listen %s` running?)",
+				path, path);
 }
 
 bool

@@ -57,9 +57,12 @@ void listener_close(struct listener *l);
 /*
  * Connect to a serve socket, waiting timeout_s at most while its backlog is full (0: one
  * attempt).  A non-blocking fd, or -1 with errno: ETIMEDOUT when the backlog stayed full
- * (someone listens, and does not accept), ECONNREFUSED when nobody listens, ...
+ * (someone listens, and does not accept), ECONNREFUSED when nobody listens, ENOTSOCK
+ * when path is a file that is not a socket, ENOENT when it is empty, ...
  */
 int listener_connect(const char *path, double timeout_s);
+/* listener_connect() for LISTENER_CONNECT_S; -1 said on stderr (as ctl and connect say it). */
+int listener_connect_said(const char *path);
 /*
  * Is the peer of a connected socket the same user as this process?  With uid_out (may be
  * NULL) set to the peer's uid, or -1 when it cannot be told.

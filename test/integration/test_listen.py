@@ -762,6 +762,27 @@ class ListenHardening(ListenHelpers, Case):
         self.assertEqual(json.loads(p.read_to_eof()), {"sessions": 7})
         self.assertEqual(p.wait(5), 0, p.stderr())
 
+    def test_ctl_and_connect_say_what_is_not_a_socket(self):
+        """A PATH that is a file or a directory, not a socket, is said to be one (Linux
+        refuses such a connect as if nobody listened: "Connection refused" sent the user
+        looking for a serve that is not running); an empty PATH is no file at all."""
+        os.makedirs(os.path.join(self.tmp.name, "dir"))
+        path = os.path.join(self.tmp.name, "file")
+        with open(path, "w"):
+            pass
+        for where in (path, os.path.join(self.tmp.name, "dir")):
+            for argv in (["ctl", where, "list"], ["connect", "--session", "s", where]):
+                p = self.start([MCPMUX] + argv, stdout=False)
+                self.assertEqual(p.wait(10), 1, argv)
+                self.assertEqual(p.stderr(), "mcpmux: cannot connect to '%s': it is not a "
+                                 "socket (give the PATH of `mcpmux serve --listen PATH`)\n"
+                                 % where, argv)
+        for argv in (["ctl", "", "list"], ["connect", "--session", "s", ""]):
+            p = self.start([MCPMUX] + argv, stdout=False, env=dict(self.env, LC_ALL="C"))
+            self.assertEqual(p.wait(10), 1, argv)
+            self.assertIn("mcpmux: cannot connect to '': No such file or directory",
+                          p.stderr(), argv)
+
     def test_ctl_ends_a_session_whose_id_starts_with_a_dash(self):
         """A session ID may start with '-': after --, ctl takes it as the session to end
         (before, it was an unknown option, and such a kept session could not be ended)."""
