@@ -174,6 +174,20 @@ num(yajl_val v, const char *a, const char *b)
 	return n != NULL ? YAJL_GET_DOUBLE(n) : 0;
 }
 
+/* Member a of v with that many decimals and unit after it, or "-" when v has no such number. */
+static void
+fmt_num(yajl_val v, const char *a, int decimals, const char *unit, char *out, size_t cap)
+{
+	const char *path[] = { a, NULL };
+	yajl_val n = yajl_tree_get(v, path, yajl_t_number);
+
+	if (n != NULL) {
+		(void)snprintf(out, cap, "%.*f%s", decimals, YAJL_GET_DOUBLE(n), unit);
+	} else {
+		(void)snprintf(out, cap, "-");
+	}
+}
+
 static const char *
 str(yajl_val v, const char *a)
 {
@@ -202,12 +216,14 @@ print_list(yajl_val result)
 	       "MSGS IN", "MSGS OUT", "FLAGS");
 	for (size_t i = 0; i < n; i++) {
 		yajl_val s = arr->u.array.values[i];
-		const char *pidp[] = { "pid", NULL };
-		yajl_val pid = yajl_tree_get(s, pidp, yajl_t_number);
+		char pid[32], age[32], idle[32];
 
-		printf("%-36s %8lld %-8s %8.1fs %8.1fs %9.0f %9.0f %s%s\n", str(s, "session"),
-		       pid != NULL ? YAJL_GET_INTEGER(pid) : 0LL, str(s, "state"),
-		       num(s, "age_s", NULL), num(s, "idle_s", NULL), num(s, "in", "messages"),
+		/* What serve does not give (a session not started has no pid, no age) is "-". */
+		fmt_num(s, "pid", 0, "", pid, sizeof(pid));
+		fmt_num(s, "age_s", 1, "s", age, sizeof(age));
+		fmt_num(s, "idle_s", 1, "s", idle, sizeof(idle));
+		printf("%-36s %8s %-8s %9s %9s %9.0f %9.0f %s%s\n", str(s, "session"), pid,
+		       str(s, "state"), age, idle, num(s, "in", "messages"),
 		       num(s, "out", "messages"), flag(s, "kept") ? "kept " : "",
 		       flag(s, "connected") ? "connected" : "detached");
 	}

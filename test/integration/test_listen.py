@@ -783,6 +783,25 @@ class ListenHardening(ListenHelpers, Case):
             self.assertIn("mcpmux: cannot connect to '': No such file or directory",
                           p.stderr(), argv)
 
+    def test_ctl_list_shows_what_serve_does_not_give_as_a_dash(self):
+        """A kept session with no message yet has no server and no age: its PID, AGE and
+        IDLE are '-' in ctl list (they were 0, a pid that is no process's)."""
+        srv = self.listen()
+        c = self.connect("--keep", "--session", "k")
+        wait_until(lambda: "\nk " in self.ctl("list")[1], 10, "the kept session")
+        rc, out = self.ctl("list")
+        self.assertEqual(rc, 0, out)
+        self.assertRegex(out, r"(?m)^k\s+-\s+not started\s+-\s+-\s+0\s+0\s+kept connected$")
+        c.send(call(1, "env"))
+        pid = c.msg()["result"]["structuredContent"]["pid"]
+        rc, out = self.ctl("list")
+        self.assertRegex(out, r"(?m)^k\s+%d\s+running\s+\d+\.\ds\s+\d+\.\ds\s" % pid)
+        c.close_stdin()
+        self.assertEqual(c.wait(), 0)
+        self.assertEqual(self.ctl("end", "k")[0], 0)
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+
     def test_ctl_ends_a_session_whose_id_starts_with_a_dash(self):
         """A session ID may start with '-': after --, ctl takes it as the session to end
         (before, it was an unknown option, and such a kept session could not be ended)."""
