@@ -689,6 +689,34 @@ client_on_gone(struct conn *c, void *ctx)
 	client_on_eof(c, ctx);
 }
 
+/*
+ * What is queued for stdout and will not be written, said on stderr after what (its bytes,
+ * messages and ids), as wrap says it.
+ */
+static void
+say_unsent(struct conn *c, const char *what)
+{
+	struct conn_ids u;
+	bool cut = false;
+	size_t lines;
+
+	memset(&u, 0, sizeof(u));
+	lines = conn_unsent(c, conn_ids_add, &u, &cut);
+	diag_warn("%s its last %zu bytes (%zu message%s%s%s%s%s): exiting without them", what,
+		  conn_queued(c), lines, lines == 1 ? "" : "s", cut ? ", one of them cut" : "",
+		  u.n > 0 ? ", ids " : "", u.n > 0 && u.said.buf != NULL ? u.said.buf : "",
+		  u.n > CONN_IDS_KEPT ? ", ..." : "");
+	conn_ids_release(&u);
+}
+
+/* stdout failed (EPIPE) with lines for it left: lost, and said so. */
+static void
+client_on_output_lost(struct conn *c, void *ctx)
+{
+	(void)ctx;
+	say_unsent(c, "the client closed its stdout before");
+}
+
 static void
 client_on_writable(struct conn *c, struct conn_source *src, void *ctx)
 {
@@ -702,6 +730,7 @@ client_on_writable(struct conn *c, struct conn_source *src, void *ctx)
 static const struct conn_hooks client_hooks = {
 	.on_eof = client_on_eof,
 	.on_gone = client_on_gone,
+	.on_output_lost = client_on_output_lost,
 	.on_source_writable = client_on_writable,
 	.on_drained = on_drained,
 };
@@ -1093,9 +1122,7 @@ static const struct conn_hooks server_hooks = {
 static void
 write_what_fits(struct cconn *cc, int signum)
 {
-	struct conn_ids u;
-	bool cut = false;
-	size_t lines;
+	char what[128];
 
 	if (cc->client.out_dead || conn_queued(&cc->client) == 0) {
 		return;
@@ -1105,15 +1132,8 @@ write_what_fits(struct cconn *cc, int signum)
 	if (cc->client.out_dead || conn_queued(&cc->client) == 0) {
 		return;
 	}
-	memset(&u, 0, sizeof(u));
-	lines = conn_unsent(&cc->client, conn_ids_add, &u, &cut);
-	diag_warn("%s: the client did not read its last %zu bytes (%zu message%s%s%s%s%s): "
-		  "exiting without them",
-		  strsignal(signum), conn_queued(&cc->client), lines, lines == 1 ? "" : "s",
-		  cut ? ", one of them cut" : "", u.n > 0 ? ", ids " : "",
-		  u.n > 0 && u.said.buf != NULL ? u.said.buf : "",
-		  u.n > CONN_IDS_KEPT ? ", ..." : "");
-	conn_ids_release(&u);
+	(void)snprintf(what, sizeof(what), "%s: the client did not read", strsignal(signum));
+	say_unsent(&cc->client, what);
 }
 
 static void

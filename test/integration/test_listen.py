@@ -762,6 +762,28 @@ class ListenHardening(ListenHelpers, Case):
         self.assertEqual(json.loads(p.read_to_eof()), {"sessions": 7})
         self.assertEqual(p.wait(5), 0, p.stderr())
 
+    def test_connect_says_what_its_stdout_lost(self):
+        """Answers that connect cannot write, its stdout closed by the client (EPIPE) or
+        full (/dev/full), are said on stderr as wrap says them (connect said nothing, and
+        they were lost unseen); connect exits with its server's status all the same."""
+        srv = self.listen()
+        r, w = os.pipe()
+        os.close(r)
+        full = open("/dev/full", "wb")
+        for n, out in enumerate((w, full)):
+            p = subprocess.run([MCPMUX, "connect", "--session", "lost%d" % n, self.path],
+                               input=encode(initialize(1)) + encode(req(2, "ping")),
+                               stdout=out, stderr=subprocess.PIPE, timeout=30 * SLOW,
+                               env=self.env)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertRegex(p.stderr.decode(), r"the client closed its stdout before its "
+                             r"last \d+ bytes \(\d messages?, ids 1(, 2)?\): exiting without "
+                             r"them\n")
+        os.close(w)
+        full.close()
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+
     def test_ctl_and_connect_say_what_is_not_a_socket(self):
         """A PATH that is a file or a directory, not a socket, is said to be one (Linux
         refuses such a connect as if nobody listened: "Connection refused" sent the user
