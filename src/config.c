@@ -577,7 +577,10 @@ describe(struct rewrite *rw, const struct json5_member *m, enum config_verdict v
 	return 0;
 }
 
-/* A URL, as an entry's "url" or "serverUrl" gives one: a string that is not empty. */
+/*
+ * A URL, as an entry's "url", "serverUrl" (Windsurf) or "httpUrl" (Gemini CLI's
+ * Streamable HTTP servers) gives one: a string that is not empty.
+ */
 static bool
 is_url(const struct json5_node *n)
 {
@@ -626,6 +629,9 @@ look_at(struct rewrite *rw, const struct json5_member *m, const struct json5_mem
 	url = value_get(e, "url");
 	if (!is_url(url)) {
 		url = value_get(e, "serverUrl");
+	}
+	if (!is_url(url)) {
+		url = value_get(e, "httpUrl");
 	}
 	if (!is_url(url)) {
 		url = NULL; /* "url": "" names nothing */

@@ -368,6 +368,33 @@ test_idempotent(void **state)
 	config_result_release(&r);
 }
 
+/* Each client's name for a remote server's URL: the entry is skipped, or ambiguous. */
+static void
+test_remote_url_names(void **state)
+{
+	static const char *const names[] = { "url", "serverUrl", "httpUrl" };
+	struct config_result r;
+	char in[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(in, sizeof(in), "{\"mcpServers\":{\"g\":{\"%s\":\"https://h/mcp\"}}}",
+			 names[i]);
+		ok(CONFIG_WRAP, in, &plain, &r);
+		assert_int_equal(r.n_changed, 0);
+		assert_string_equal(r.entries[0].why, "remote (https://h/mcp)");
+		config_result_release(&r);
+		snprintf(in, sizeof(in),
+			 "{\"mcpServers\":{\"g\":{\"command\":\"npx\",\"%s\":\"https://h/mcp\"}}}",
+			 names[i]);
+		ok(CONFIG_WRAP, in, &plain, &r);
+		assert_int_equal(r.n_changed, 0);
+		assert_true(r.entries[0].ambiguous);
+		assert_string_equal(r.text, in);
+		config_result_release(&r);
+	}
+}
+
 static void
 test_skipped_left_verbatim(void **state)
 {
@@ -1236,6 +1263,7 @@ main(void)
 		cmocka_unit_test(test_empty_args_kept),
 		cmocka_unit_test(test_empty_args_before_command),
 		cmocka_unit_test(test_idempotent),
+		cmocka_unit_test(test_remote_url_names),
 		cmocka_unit_test(test_skipped_left_verbatim),
 		cmocka_unit_test(test_unwrap_forms),
 		cmocka_unit_test(test_log_dir),
