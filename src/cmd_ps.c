@@ -17,8 +17,6 @@
 #include "mcpmux/survey.h"
 #include "mcpmux/sys.h"
 
-#define JSON_WORDS_MAX 512 /* words of a command line in --json */
-
 static const char *
 mode_name(enum procscan_mode m)
 {
@@ -33,18 +31,32 @@ json_str(struct sbuf *b, const char *s)
 	sbuf_add_json_string(b, s, strlen(s));
 }
 
+/* The words of pr's command line from word from on, all that was read (PROCSCAN_ARGV_MAX). */
 static void
 json_words(struct sbuf *b, const struct procscan_proc *pr, size_t from)
 {
-	const char *w[JSON_WORDS_MAX];
-	size_t n = SYS_MIN(procscan_words(pr, w, JSON_WORDS_MAX), (size_t)JSON_WORDS_MAX);
+	size_t at = 0, k = 0;
 
 	sbuf_adds(b, "[");
-	for (size_t i = from; i < n; i++) {
-		sbuf_adds(b, i > from ? "," : "");
-		json_str(b, w[i]);
+	while (pr->argv != NULL && at < pr->argv_len) {
+		const char *w = pr->argv + at;
+		size_t len = strnlen(w, pr->argv_len - at);
+
+		if (k >= from) {
+			sbuf_adds(b, k > from ? "," : "");
+			sbuf_add_json_string(b, w, len);
+		}
+		k++;
+		at += len + 1;
 	}
 	sbuf_adds(b, "]");
+}
+
+/* ,"name":true when pr's command line was longer than what was read, false, or null. */
+static void
+json_cut(struct sbuf *b, const char *name, const struct procscan_proc *pr)
+{
+	sbuf_addf(b, ",\"%s\":%s", name, pr == NULL ? "null" : pr->argv_cut ? "true" : "false");
 }
 
 static void
@@ -165,6 +177,7 @@ json_session(struct sbuf *b, const struct survey *p, size_t i, size_t g,
 	} else {
 		sbuf_adds(b, "null");
 	}
+	json_cut(b, "command_cut", top != NULL ? top : in->cmd_at != SIZE_MAX ? in : NULL);
 	sbuf_adds(b, ",\"containers\":[");
 	bool first = true;
 
@@ -205,6 +218,7 @@ json_instance(struct sbuf *b, const struct survey *p, size_t i)
 	json_age(b, procscan_age(s, i));
 	sbuf_addf(b, ",\"rss_kib\":%llu,\"argv\":", pr->rss_kib);
 	json_words(b, pr, 0);
+	json_cut(b, "argv_cut", pr);
 	sbuf_adds(b, ",\"command\":");
 	if (pr->cmd_at != SIZE_MAX) {
 		json_words(b, pr, pr->cmd_at);
@@ -220,8 +234,10 @@ json_instance(struct sbuf *b, const struct survey *p, size_t i)
 	sbuf_addf(b, ",\"client\":{\"pid\":%d,\"argv\":", (int)pr->ppid);
 	if (pr->parent != SIZE_MAX && s->v[pr->parent].argv != NULL) {
 		json_words(b, &s->v[pr->parent], 0);
+		json_cut(b, "argv_cut", &s->v[pr->parent]);
 	} else {
 		sbuf_adds(b, "null");
+		json_cut(b, "argv_cut", NULL);
 	}
 	sbuf_adds(b, ",\"comm\":");
 	if (pr->parent != SIZE_MAX) {
@@ -264,6 +280,7 @@ json_orphan_end(struct sbuf *b, const struct procscan *s, size_t top_i, unsigned
 	json_age(b, procscan_age(s, top_i));
 	sbuf_addf(b, ",\"rss_kib\":%llu,\"command\":", rss);
 	json_words(b, top, 0);
+	json_cut(b, "command_cut", top);
 	sbuf_adds(b, "}");
 }
 

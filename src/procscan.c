@@ -178,30 +178,76 @@ read_status(const char *root, pid_t pid, struct procscan_proc *p)
 	return 0;
 }
 
-/* /proc/PID/cmdline, cut at PROCSCAN_ARGV_MAX.  0 (argv may stay NULL), or -1 (errno). */
+/*
+ * /proc/PID/cmdline, its first PROCSCAN_ARGV_MAX bytes (argv_cut when there are more),
+ * into a buffer that grows from a page as the command line needs: most are short.
+ * 0 (argv may stay NULL), or -1 (errno).
+ */
 static int
 read_cmdline(const char *root, pid_t pid, struct procscan_proc *p)
 {
-	char path[PATH_MAX + 32], buf[PROCSCAN_ARGV_MAX + 1];
+	char path[PATH_MAX + 32];
 	(void)snprintf(path, sizeof(path), "%s/%d/cmdline", root, (int)pid);
-	ssize_t got = sys_read_small(path, buf, sizeof(buf));
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	size_t len = 0, cap = 4096;
+	char *buf;
 
-	if (got == -1) {
+	if (fd == -1) {
 		return vanished(errno) ? -1 : 0;
 	}
-	size_t len = (size_t)got;
+	buf = malloc(cap + 1);
+	if (buf == NULL) {
+		sys_close(&fd);
+		return -1;
+	}
+	for (;;) { /* reads one byte past the bound, to know whether there is more */
+		if (len == cap) {
+			if (cap > PROCSCAN_ARGV_MAX) {
+				break;
+			}
+			size_t ncap = SYS_MIN(cap * 2, (size_t)PROCSCAN_ARGV_MAX + 1);
+			char *nbuf = realloc(buf, ncap + 1);
 
+			if (nbuf == NULL) {
+				free(buf);
+				sys_close(&fd);
+				return -1;
+			}
+			buf = nbuf;
+			cap = ncap;
+		}
+		ssize_t n = sys_read(fd, buf + len, cap - len);
+
+		if (n == -1) {
+			int err = errno;
+
+			free(buf);
+			sys_close(&fd);
+			return vanished(err) ? -1 : 0;
+		}
+		if (n == 0) {
+			break;
+		}
+		len += (size_t)n;
+	}
+	sys_close(&fd);
+	if (len > PROCSCAN_ARGV_MAX) {
+		len = PROCSCAN_ARGV_MAX;
+		p->argv_cut = true;
+	}
 	if (len == 0) {
+		free(buf);
 		return 0;
 	}
 	if (buf[len - 1] != '\0') {
 		buf[len++] = '\0'; /* cut, or a process that rewrote its arguments */
 	}
-	p->argv = malloc(len);
-	if (p->argv == NULL) {
-		return -1;
+	if (len < cap) {
+		char *fit = realloc(buf, len); /* keep what it holds, not the page it grew by */
+
+		buf = fit != NULL ? fit : buf;
 	}
-	memcpy(p->argv, buf, len);
+	p->argv = buf;
 	p->argv_len = len;
 	return 0;
 }

@@ -45,7 +45,7 @@
 
 #define PROCSCAN_OWNER_ENV "MCPMUX_OWNER"
 #define PROCSCAN_OWNER_MAX 64
-#define PROCSCAN_ARGV_MAX  4096 /* bytes of a command line kept */
+#define PROCSCAN_ARGV_MAX  (128 * 1024) /* bytes of a command line kept (a longer one: argv_cut) */
 #define PROCSCAN_BOOT_MAX  64
 
 enum procscan_mode {
@@ -75,6 +75,7 @@ struct procscan_proc {
 	bool is_read;	 /* argv, exe and environment were read (the user asked for) */
 	char *argv;	 /* command line, NUL-separated words; NULL when none */
 	size_t argv_len; /* bytes, each word's NUL included */
+	bool argv_cut;	 /* /proc gave more than PROCSCAN_ARGV_MAX bytes: argv is their start */
 	char exe[64];	 /* basename of the exe link, "" unreadable */
 	char session[PROCTREE_COOKIE_MAX + 1]; /* MCPMUX_SESSION, "" none */
 	char owner[PROCSCAN_OWNER_MAX + 1];    /* MCPMUX_OWNER, "" none (or too long) */

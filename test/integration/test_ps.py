@@ -1150,6 +1150,47 @@ class Status(PsCase):
         finally:
             os.close(fd)
 
+    def test_a_long_command_line_is_whole_in_json_or_said_cut(self):
+        """--json gives a command line whole up to 128 KiB, however many words (here
+        about 9 KiB in 1500 words, past the 4096 bytes and 512 words it once stopped at),
+        with "argv_cut" (an instance's, its client's) and "command_cut" (a session's, an
+        orphan's) false; a longer one is its first 128 KiB, the flag true."""
+        cap = 128 * 1024
+        script = "cat >/dev/null; :"  # the server ends at mcpmux's EOF
+        longer = ["w%04d" % i for i in range(1500)]
+        longest = ["%02d" % i + "x" * 4000 for i in range(40)]  # 160 KiB
+        wraps = {}
+        for name, words in (("longer", longer), ("longest", longest)):
+            cmd = ["sh", "-c", script, "sh"] + words
+            w = self.wrap(command=cmd)
+            self.server_of(w.pid)
+            wraps[name] = (w, [MCPMUX, "--"] + cmd)
+        dead = self.dead_owner()
+        orphan_cmd = ["sh", "-c", "sleep 1000; :", "sh"] + longer
+        orphan = self.spawn(orphan_cmd, self.session("long"), dead)
+
+        def start_of(words):  # the words of the first `cap` bytes of a command line
+            raw = b"".join(x.encode() + b"\0" for x in words)[:cap].rstrip(b"\0")
+            return [x.decode() for x in raw.split(b"\0")]
+
+        j = self.ps_json()
+        w, argv = wraps["longer"]
+        i = self.instance(j, w.pid)
+        self.assertEqual((i["argv"], i["argv_cut"]), (argv, False))
+        self.assertEqual(i["command"], argv[2:])
+        self.assertIs(i["client"]["argv_cut"], False)
+        [s] = i["sessions"]
+        self.assertEqual((s["command"], s["command_cut"]), (argv[2:], False))
+        w, argv = wraps["longest"]
+        i = self.instance(j, w.pid)
+        self.assertEqual((i["argv"], i["argv_cut"]), (start_of(argv), True))
+        self.assertEqual(i["command"], start_of(argv)[2:])
+        [s] = i["sessions"]
+        self.assertEqual((s["command"], s["command_cut"]), (start_of(argv[2:]), True))
+        self.assertNotEqual(s["command"], argv[2:])
+        self.assertEqual([(o["pid"], o["command"], o["command_cut"])
+                          for o in self.ours(j["orphans"])], [(orphan.pid, orphan_cmd, False)])
+
     def test_without_a_runtime_directory_the_status_file_is_under_tmp(self):
         """No XDG_RUNTIME_DIR: the status file is /tmp/mcpmux-UID/instances/PID, held
         locked while the instance runs, read by ps from there, and removed at exit."""
