@@ -18,6 +18,7 @@
 #include "mcpmux/listener.h"
 #include "mcpmux/rpcout.h"
 #include "mcpmux/session.h"
+#include "mcpmux/survey.h"
 #include "mcpmux/sys.h"
 
 /*
@@ -205,29 +206,48 @@ flag(yajl_val v, const char *a)
 	return YAJL_IS_TRUE(yajl_tree_get(v, path, yajl_t_true));
 }
 
-static void
+/*
+ * The sessions as a table whose columns are as wide as their widest cell, as ps's are: a
+ * session ID may have 128 bytes, a state ("not started") more than its header.  0, or 1
+ * when memory ran out (said).
+ */
+static int
 print_list(yajl_val result)
 {
+	static const char *const head[] = { "SESSION", "PID",	  "STATE",    "AGE",
+					    "IDLE",    "MSGS IN", "MSGS OUT", "FLAGS" };
 	const char *path[] = { "sessions", NULL };
 	yajl_val arr = yajl_tree_get(result, path, yajl_t_array);
 	size_t n = YAJL_IS_ARRAY(arr) ? arr->u.array.len : 0;
+	struct survey_table t = { 8, head, "lrlrrrrl", NULL, 0, 0, false };
 
-	printf("%-36s %8s %-8s %9s %9s %9s %9s %s\n", "SESSION", "PID", "STATE", "AGE", "IDLE",
-	       "MSGS IN", "MSGS OUT", "FLAGS");
 	for (size_t i = 0; i < n; i++) {
 		yajl_val s = arr->u.array.values[i];
-		char pid[32], age[32], idle[32];
+		char pid[32], age[32], idle[32], in[32], out[32], flags[32];
 
 		/* What serve does not give (a session not started has no pid, no age) is "-". */
 		fmt_num(s, "pid", 0, "", pid, sizeof(pid));
 		fmt_num(s, "age_s", 1, "s", age, sizeof(age));
 		fmt_num(s, "idle_s", 1, "s", idle, sizeof(idle));
-		printf("%-36s %8s %-8s %9s %9s %9.0f %9.0f %s%s\n", str(s, "session"), pid,
-		       str(s, "state"), age, idle, num(s, "in", "messages"),
-		       num(s, "out", "messages"), flag(s, "kept") ? "kept " : "",
-		       flag(s, "connected") ? "connected" : "detached");
+		(void)snprintf(in, sizeof(in), "%.0f", num(s, "in", "messages"));
+		(void)snprintf(out, sizeof(out), "%.0f", num(s, "out", "messages"));
+		(void)snprintf(flags, sizeof(flags), "%s%s", flag(s, "kept") ? "kept " : "",
+			       flag(s, "connected") ? "connected" : "detached");
+		const char *row[] = {
+			str(s, "session"), pid, str(s, "state"), age, idle, in, out, flags
+		};
+
+		survey_table_row(&t, row);
 	}
+	if (t.failed) {
+		survey_table_release(&t);
+		diag_error("out of memory: the list of %zu sessions cannot be shown", n);
+		return 1;
+	}
+	survey_table_print(&t);
+	survey_table_release(&t);
 	printf("%zu session(s)\n", n);
+	return 0;
 }
 
 static void
@@ -366,7 +386,7 @@ cmd_ctl(int argc, char **argv)
 	} else if (n == 3) {
 		print_end(result);
 	} else if (strcmp(args[1], "list") == 0) {
-		print_list(result);
+		rc = print_list(result);
 	} else {
 		print_stats(result);
 	}

@@ -824,6 +824,52 @@ class ListenHardening(ListenHelpers, Case):
         srv.p.send_signal(signal.SIGTERM)
         self.assertEqual(srv.wait(), 0)
 
+    def test_ctl_list_columns_line_up_with_a_long_id_and_a_session_not_started(self):
+        """Each column of ctl list is as wide as its widest cell: with a session ID of 128
+        bytes (the most) and a state of "not started", every cell of every row starts
+        (left-aligned) or ends (right-aligned) under its header, and the IDs are whole
+        (the SESSION column was 36 wide and STATE 8, and such rows were shifted)."""
+        long_id = "long-" + "a" * 122 + "z"
+        self.assertEqual(len(long_id), 128)
+        srv = self.listen()
+        k = self.connect("--keep", "--session", "k")
+        c = self.connect("--session", long_id)
+        c.send(call(1, "env"))
+        pid = c.msg()["result"]["structuredContent"]["pid"]
+        wait_until(lambda: "\nk " in self.ctl("list")[1], 10, "the kept session")
+        rc, out = self.ctl("list")
+        self.assertEqual(rc, 0, out)
+        lines = out.splitlines()
+        self.assertEqual((len(lines), lines[-1]), (4, "2 session(s)"), out)
+        head = lines[0]
+        rows = {r.split(" ", 1)[0]: r for r in lines[1:3]}
+        self.assertEqual(set(rows), {"k", long_id}, out)
+        cols = [("SESSION", "l"), ("PID", "r"), ("STATE", "l"), ("AGE", "r"), ("IDLE", "r"),
+                ("MSGS IN", "r"), ("MSGS OUT", "r"), ("FLAGS", "l")]
+        want = {"k": ["k", "-", "not started", "-", "-", "0", "0", "kept connected"],
+                long_id: [long_id, str(pid), "running", None, None, None, None, "connected"]}
+        for name, row in rows.items():
+            for (title, align), cell in zip(cols, want[name]):
+                at = head.index(title)
+                if align == "l":
+                    self.assertTrue(at == 0 or row[at - 1] == " ", (title, out))
+                    if cell is not None:
+                        self.assertEqual(row[at:at + len(cell)], cell, (title, out))
+                else:
+                    end = at + len(title)
+                    self.assertTrue(row[end - 1] != " " and row[end] == " ", (title, out))
+                    if cell is not None:
+                        self.assertEqual(row[end - len(cell) - 1:end], " " + cell,
+                                         (title, out))
+            self.assertTrue(row.endswith(want[name][-1]), out)
+        c.close_stdin()
+        self.assertEqual(c.wait(), 0)
+        k.close_stdin()
+        self.assertEqual(k.wait(), 0)
+        self.assertEqual(self.ctl("end", "k")[0], 0)
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+
     def test_ctl_ends_a_session_whose_id_starts_with_a_dash(self):
         """A session ID may start with '-': after --, ctl takes it as the session to end
         (before, it was an unknown option, and such a kept session could not be ended)."""
