@@ -185,10 +185,15 @@ join_words(const char *const *w, size_t from, size_t n, bool cut, char *out, siz
 		full = !printable_add(w[i], out, &k, cap);
 	}
 	if ((cut || full) && cap > 4) {
-		/* Back to the start of a character with room for the "...". */
-		k = SYS_MIN(k, cap - 4);
-		while (k > 0 && ((unsigned char)out[k] & 0xc0) == 0x80) {
-			k--;
+		/*
+		 * Back to the start of a character with room for the "...", when what is
+		 * written leaves none (out[k] past what it wrote is not looked at).
+		 */
+		if (k > cap - 4) {
+			k = cap - 4;
+			while (k > 0 && ((unsigned char)out[k] & 0xc0) == 0x80) {
+				k--;
+			}
 		}
 		memcpy(out + k, "...", 3);
 		k += 3;

@@ -2,7 +2,8 @@
  * Unit tests for survey's reading of the instances' status files (status.h): the parser
  * (header, torn and malformed lines, repeats, the caps) and the loader on a temporary
  * runtime directory (no file, a file whose lock is free, a held one, a symlink, a FIFO,
- * files and directories others could write, a file bigger than the cap).
+ * files and directories others could write, a file bigger than the cap), and a command
+ * line cut for a table.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -412,6 +413,56 @@ test_load_cap(void **state)
 }
 
 /* An engine's output past the bound is cut there: nothing after it, not even what fits. */
+/*
+ * A cut command line ends in "..." after its last whole character, whatever the buffer
+ * held before (a table's row buffer holds the last row's text).
+ */
+static void
+test_command_cut(void **state)
+{
+	char line[1024], out[512], small[12];
+	size_t len = 0;
+	struct procscan_proc pr = { .argv = line };
+
+	(void)state;
+	for (int i = 0; i < 63; i++) {
+		memcpy(line + len, "a", 2);
+		len += 2;
+	}
+	memcpy(line + len, "x\xc3\xa9", 4); /* the 64th word, "x" and U+00E9 */
+	len += 4;
+	memcpy(line + len, "b", 2); /* a 65th: more words than are shown */
+	len += 2;
+	pr.argv_len = len;
+	for (int fill = 0; fill < 2; fill++) {
+		memset(out, fill ? 0x80 : 0, sizeof(out));
+		survey_command(&pr, 0, out, sizeof(out));
+		assert_int_equal(strlen(out), 63 * 2 + 3 + 3);
+		assert_string_equal(out + strlen(out) - 6, "x\xc3\xa9...");
+		/* No room for all: cut back to a character's start, with its "..." */
+		memset(small, fill ? 0x80 : 0, sizeof(small));
+		memcpy(line, "abcdef\xc3\xa9", 9);
+		pr.argv_len = 9;
+		survey_command(&pr, 0, small, sizeof(small));
+		assert_string_equal(small, "abcdef\xc3\xa9");
+		memcpy(line, "abcdefg\xc3\xa9xyz", 13); /* "..." where the U+00E9 ends */
+		pr.argv_len = 13;
+		survey_command(&pr, 0, small, sizeof(small));
+		assert_string_equal(small, "abcdefg...");
+		memset(line, 0, sizeof(line));
+		len = 0;
+		for (int i = 0; i < 63; i++) {
+			memcpy(line + len, "a", 2);
+			len += 2;
+		}
+		memcpy(line + len, "x\xc3\xa9", 4);
+		len += 4;
+		memcpy(line + len, "b", 2);
+		len += 2;
+		pr.argv_len = len;
+	}
+}
+
 static void
 test_output_cut(void **state)
 {
@@ -474,6 +525,7 @@ main(void)
 		cmocka_unit_test(test_parse_repeats_and_cap),
 		cmocka_unit_test_setup_teardown(test_load, dir_setup, dir_teardown),
 		cmocka_unit_test_setup_teardown(test_load_cap, dir_setup, dir_teardown),
+		cmocka_unit_test(test_command_cut),
 		cmocka_unit_test(test_output_cut),
 		cmocka_unit_test(test_run_cut),
 	};
