@@ -179,9 +179,12 @@ read_status(const char *root, pid_t pid, struct procscan_proc *p)
 }
 
 /*
- * /proc/PID/cmdline, its first PROCSCAN_ARGV_MAX bytes (argv_cut when there are more),
- * into a buffer that grows from a page as the command line needs: most are short.
- * 0 (argv may stay NULL), or -1 (errno).
+ * /proc/PID/cmdline, its first PROCSCAN_ARGV_MAX bytes (argv_cut when there are more;
+ * a line of PROCSCAN_ARGV_MAX bytes and its final NUL is whole), into a page: most are
+ * short.  A line that fills it is read again from its start, whole, into a buffer of the
+ * bound in one read (the kernel copies what is asked in one call, where a read of the
+ * rest could come after the process exited or rewrote its arguments, and join two
+ * lines).  The buffer then shrinks to the line.  0 (argv may stay NULL), or -1 (errno).
  */
 static int
 read_cmdline(const char *root, pid_t pid, struct procscan_proc *p)
@@ -190,6 +193,7 @@ read_cmdline(const char *root, pid_t pid, struct procscan_proc *p)
 	(void)snprintf(path, sizeof(path), "%s/%d/cmdline", root, (int)pid);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	size_t len = 0, cap = 4096;
+	const size_t most = (size_t)PROCSCAN_ARGV_MAX + 2; /* one byte past a whole line */
 	char *buf;
 
 	if (fd == -1) {
@@ -200,13 +204,12 @@ read_cmdline(const char *root, pid_t pid, struct procscan_proc *p)
 		sys_close(&fd);
 		return -1;
 	}
-	for (;;) { /* reads one byte past the bound, to know whether there is more */
+	for (;;) {
 		if (len == cap) {
-			if (cap > PROCSCAN_ARGV_MAX) {
+			if (cap == most) {
 				break;
 			}
-			size_t ncap = SYS_MIN(cap * 2, (size_t)PROCSCAN_ARGV_MAX + 1);
-			char *nbuf = realloc(buf, ncap + 1);
+			char *nbuf = realloc(buf, most + 1);
 
 			if (nbuf == NULL) {
 				free(buf);
@@ -214,7 +217,10 @@ read_cmdline(const char *root, pid_t pid, struct procscan_proc *p)
 				return -1;
 			}
 			buf = nbuf;
-			cap = ncap;
+			cap = most;
+			if (lseek(fd, 0, SEEK_SET) == 0) {
+				len = 0; /* (else the rest, read on from where it is) */
+			}
 		}
 		ssize_t n = sys_read(fd, buf + len, cap - len);
 
@@ -231,7 +237,7 @@ read_cmdline(const char *root, pid_t pid, struct procscan_proc *p)
 		len += (size_t)n;
 	}
 	sys_close(&fd);
-	if (len > PROCSCAN_ARGV_MAX) {
+	if (len == most) {
 		len = PROCSCAN_ARGV_MAX;
 		p->argv_cut = true;
 	}
