@@ -1228,11 +1228,12 @@ class Pool(Base):
         c = self.wrap(opts=FAST + ["--max-servers", "2", "--pool", "p", "-v"])
         c.send(initialize(1))
         self.assert_response(c.msg(), 1)  # at once: nobody idle to wait for
-        self.assertEqual(len(self.servers()), 3)
-        for p in (a, b):
-            self.assert_response(p.msg(), 2)
-        # once one is idle, the pool is back to two
+        # A third server ran (it answered) while the two were busy; idle at once and over
+        # the cap, it is the one asked to go.  (Not counted here: it goes within some
+        # 20 ms, and an ending ASan fixture's tracer child counts as one more.)
         wait_until(lambda: len(self.servers()) == 2, 10, "the pool to shrink back to 2")
+        for p in (a, b):
+            self.assert_response(p.msg(), 2)  # their calls ran to the end
         for p in (a, b, c):
             p.close_stdin()
             self.assertEqual(p.wait(), 0)
