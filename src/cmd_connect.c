@@ -709,12 +709,19 @@ say_unsent(struct conn *c, const char *what)
 	conn_ids_release(&u);
 }
 
-/* stdout failed (EPIPE) with lines for it left: lost, and said so. */
+/*
+ * Writing to stdout failed with lines for it left (the client closed it: EPIPE; or
+ * ENOSPC, EIO, ...): lost, and said so, with the cause.
+ */
 static void
 client_on_output_lost(struct conn *c, void *ctx)
 {
+	char what[192];
+	char lost[160];
+
 	(void)ctx;
-	say_unsent(c, "the client closed its stdout before");
+	(void)snprintf(what, sizeof(what), "%s before", conn_stdout_lost(c, lost, sizeof(lost)));
+	say_unsent(c, what);
 }
 
 static void

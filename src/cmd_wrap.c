@@ -175,7 +175,9 @@ wrap_on_gone(struct conn *c, void *ctx)
 		shutdown_all(w, "the client's output was cut (out of memory)", "output-cut");
 		return;
 	}
-	shutdown_all(w, "the client closed its stdout", "client-gone");
+	char why[160];
+
+	shutdown_all(w, conn_stdout_lost(c, why, sizeof(why)), "client-gone");
 }
 
 static void
@@ -399,20 +401,20 @@ undelivered_release(struct undelivered *u)
 /*
  * What mcpmux exits without, of what it had for the client (undelivered_take()): said on
  * stderr (the messages, their ids, the bytes) and in the traffic log (an `undelivered`
- * event).  gone: the client closed its stdout before it was written, rather than not
- * reading it.
+ * event).  lost: why writing it failed (conn_stdout_lost()), or NULL: the client did not
+ * read it.
  */
 static void
-say_undelivered(struct undelivered *u, const char *why, const char *reason, bool gone)
+say_undelivered(struct undelivered *u, const char *why, const char *reason, const char *lost)
 {
 	struct sbuf f;
 
 	memset(&f, 0, sizeof(f));
-	diag_warn("%s%s%s %zu bytes (%zu message%s%s%s%s%s): exiting without them",
+	diag_warn("%s%s%s%s %zu bytes (%zu message%s%s%s%s%s): exiting without them",
 		  why != NULL ? why : "", why != NULL ? ": " : "",
-		  gone ? "the client closed its stdout before its last"
-		       : "the client did not read its last",
-		  u->bytes, u->lines, u->lines == 1 ? "" : "s", u->cut ? ", one of them cut" : "",
+		  lost != NULL ? lost : "the client did not read its last",
+		  lost != NULL ? " before its last" : "", u->bytes, u->lines,
+		  u->lines == 1 ? "" : "s", u->cut ? ", one of them cut" : "",
 		  u->ids.n > 0 ? ", ids " : "",
 		  u->ids.n > 0 && u->ids.said.buf != NULL ? u->ids.said.buf : "",
 		  u->ids.n > CONN_IDS_KEPT ? ", ..." : "");
@@ -432,19 +434,21 @@ say_undelivered(struct undelivered *u, const char *why, const char *reason, bool
 }
 
 /*
- * The client closed its stdout before mcpmux wrote what it had queued for it (EPIPE), at
- * the last write after a signal or at any other time: lost, and said so.
+ * Writing to the client failed before mcpmux wrote what it had queued for it (it closed its
+ * stdout: EPIPE; or ENOSPC, EIO, ...), at the last write after a signal or at any other
+ * time: lost, and said so, with the cause.
  */
 static void
 wrap_on_output_lost(struct conn *c, void *ctx)
 {
 	struct wrap *w = ctx;
 	struct undelivered u;
+	char lost[160];
 
-	(void)c; /* (never a line cut: that is the first write, with nothing queued) */
+	/* (never a line cut: that is the first write, with nothing queued) */
 	undelivered_take(w, &u);
 	say_undelivered(&u, w->drain_cut != 0 ? strsignal(w->drain_cut) : NULL, "client-gone",
-			true);
+			conn_stdout_lost(c, lost, sizeof(lost)));
 	undelivered_release(&u);
 	if (w->drain_cut != 0) {
 		w->cut_lost = true;
@@ -466,7 +470,7 @@ maybe_finish(struct wrap *w)
 			struct undelivered u;
 
 			undelivered_take(w, &u); /* what is left unwritten, only */
-			say_undelivered(&u, strsignal(w->drain_cut), "signal", false);
+			say_undelivered(&u, strsignal(w->drain_cut), "signal", NULL);
 			undelivered_release(&u);
 			conn_end_output(&w->client); /* said: nothing more written, or said */
 			w->cut_lost = true;
@@ -513,7 +517,7 @@ wrap_on_drain_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 	struct undelivered u;
 
 	undelivered_take(w, &u);
-	say_undelivered(&u, NULL, "eof-grace", false);
+	say_undelivered(&u, NULL, "eof-grace", NULL);
 	undelivered_release(&u);
 	conn_end_output(&w->client); /* said: nothing more written, or said */
 	ev_break(loop, EVBREAK_ALL);

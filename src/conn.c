@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -25,7 +26,7 @@ static void conn_on_readable(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_on_writable(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_on_flush(struct ev_loop *loop, ev_prepare *w, int revents);
 static void conn_on_room(struct ev_loop *loop, ev_timer *t, int revents);
-static void conn_gone(struct conn *c);
+static void conn_gone(struct conn *c, int err);
 static void source_init(struct conn_source *src, size_t high);
 static void wake_unlink(struct conn *c, struct conn_source *src);
 static void wake_held(struct conn *c);
@@ -416,13 +417,17 @@ conn_dead(struct conn *c, bool tell)
 	wake_held(c); /* (only takes them off: nothing more is written) */
 }
 
-/* The client's output failed, found by a watcher of ours: the owner is told now. */
+/*
+ * The client's output failed (err: the write's errno, 0 when no write failed), found by a
+ * watcher of ours: the owner is told now.
+ */
 static void
-conn_gone(struct conn *c)
+conn_gone(struct conn *c, int err)
 {
 	if (c->out_dead) {
 		return;
 	}
+	c->out_errno = err; /* (before on_output_lost, which may say it) */
 	conn_dead(c, true);
 	if (c->hooks->on_gone != NULL) {
 		c->hooks->on_gone(c, c->ctx);
@@ -435,11 +440,12 @@ conn_gone(struct conn *c)
  * delivery, holding what on_gone would free.
  */
 static void
-conn_gone_later(struct conn *c)
+conn_gone_later(struct conn *c, int err)
 {
 	if (c->out_dead) {
 		return;
 	}
+	c->out_errno = err;
 	conn_dead(c, true);
 	conn_hold(c, CONN_HOLD_GONE, true); /* (input: no line for an owner not yet told) */
 	c->gone_pending = true;
@@ -592,7 +598,7 @@ conn_flush(struct conn *c)
 			int r = lost_flush(c, max);
 
 			if (r == -1) {
-				conn_gone(c);
+				conn_gone(c, errno);
 				return;
 			}
 			if (r == 0) {
@@ -626,7 +632,7 @@ conn_flush(struct conn *c)
 		ssize_t w = wbuf_write_upto(&src->q, c->out_fd, upto);
 
 		if (w == -1) {
-			conn_gone(c);
+			conn_gone(c, errno);
 			return;
 		}
 		if (w > 0) {
@@ -778,6 +784,19 @@ conn_ids_release(struct conn_ids *ids)
 	sbuf_release(&ids->said);
 }
 
+const char *
+conn_stdout_lost(const struct conn *c, char *buf, size_t size)
+{
+	if (c->out_errno == EPIPE || c->out_errno == ECONNRESET) {
+		(void)snprintf(buf, size, "the client closed its stdout");
+	} else if (c->out_errno != 0) {
+		(void)snprintf(buf, size, "writing to stdout failed (%s)", strerror(c->out_errno));
+	} else {
+		(void)snprintf(buf, size, "writing to stdout failed");
+	}
+	return buf;
+}
+
 size_t
 conn_unsent(const struct conn *c, void (*on_id)(void *ctx, const char *id, size_t len), void *ctx,
 	    bool *cut)
@@ -876,6 +895,8 @@ conn_send(struct conn *c, struct conn_source *src, const struct iovec *iov, int 
 		ssize_t w = sys_writev(c->out_fd, iov, n);
 
 		if (w == -1 && errno != EAGAIN) {
+			int err = errno;
+
 			/*
 			 * The line is lost as a queued one would be: queued first, so that the
 			 * owner hears of it with the rest (on_output_lost, conn_unsent()).
@@ -885,7 +906,7 @@ conn_send(struct conn *c, struct conn_source *src, const struct iovec *iov, int 
 				c->queued += total;
 				ready_push(c, src);
 			}
-			conn_gone_later(c);
+			conn_gone_later(c, err);
 			errno = EPIPE;
 			return -1;
 		}
@@ -923,7 +944,7 @@ conn_send(struct conn *c, struct conn_source *src, const struct iovec *iov, int 
 				"bytes (no memory to queue the rest): the client's output ends there",
 				done, total);
 			c->out_cut = true;
-			conn_gone_later(c);
+			conn_gone_later(c, 0);
 			errno = e;
 		}
 		return -1;

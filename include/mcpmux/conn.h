@@ -160,6 +160,8 @@ struct conn {
 	bool in_eof;
 	bool in_reset; /* its end was ECONNRESET: the peer closed with output of ours unread */
 	bool out_dead;
+	/* The errno of the write that killed the output (EPIPE, ENOSPC, ...); 0: none did. */
+	int out_errno;
 	/*
 	 * The output died of a line cut for want of memory (conn_send(): its head written,
 	 * no memory to queue its rest), not of the client: on_gone tells of it all the same.
@@ -217,6 +219,13 @@ void conn_end_output(struct conn *c);
  */
 size_t conn_unsent(const struct conn *c, void (*on_id)(void *ctx, const char *id, size_t len),
 		   void *ctx, bool *cut);
+
+/*
+ * Why the output died, as wrap and connect say it of their stdout (buf: size bytes, which
+ * it returns): "the client closed its stdout" when a write found the reader gone (EPIPE,
+ * ECONNRESET), else "writing to stdout failed (<strerror>)".
+ */
+const char *conn_stdout_lost(const struct conn *c, char *buf, size_t size);
 
 #define CONN_IDS_KEPT 100 /* the most ids kept of what the client did not take */
 

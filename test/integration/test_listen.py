@@ -3,6 +3,7 @@
 import fcntl
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -765,20 +766,25 @@ class ListenHardening(ListenHelpers, Case):
     def test_connect_says_what_its_stdout_lost(self):
         """Answers that connect cannot write, its stdout closed by the client (EPIPE) or
         full (/dev/full), are said on stderr as wrap says them (connect said nothing, and
-        they were lost unseen); connect exits with its server's status all the same."""
+        they were lost unseen), with the cause: a full disk is not a client gone.  connect
+        exits with its server's status all the same."""
         srv = self.listen()
         r, w = os.pipe()
         os.close(r)
         full = open("/dev/full", "wb")
-        for n, out in enumerate((w, full)):
+        for n, (out, why) in enumerate(((w, "the client closed its stdout"),
+                                        (full, "writing to stdout failed (No space left on "
+                                         "device)"))):
             p = subprocess.run([MCPMUX, "connect", "--session", "lost%d" % n, self.path],
                                input=encode(initialize(1)) + encode(req(2, "ping")),
                                stdout=out, stderr=subprocess.PIPE, timeout=30 * SLOW,
                                env=self.env)
             self.assertEqual(p.returncode, 0, p.stderr)
-            self.assertRegex(p.stderr.decode(), r"the client closed its stdout before its "
-                             r"last \d+ bytes \(\d messages?, ids 1(, 2)?\): exiting without "
-                             r"them\n")
+            self.assertRegex(p.stderr.decode(), r"(?m)^mcpmux: %s before its last \d+ bytes "
+                             r"\(\d messages?, ids 1(, 2)?\): exiting without them\n"
+                             % re.escape(why))
+            if out is full:
+                self.assertNotIn("closed its stdout", p.stderr.decode())
         os.close(w)
         full.close()
         srv.p.send_signal(signal.SIGTERM)

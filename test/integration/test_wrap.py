@@ -8,6 +8,7 @@ import select
 import signal
 import socket
 import stat
+import subprocess
 import sys
 import termios
 import time
@@ -1956,6 +1957,26 @@ class BigMessages(Case):
         self.assertEqual((u["reason"], u["messages"], u["cut"], u["ids"]),
                          ("client-gone", 1, False, [2]))
         self.assertGreater(u["bytes"], 0)
+
+    def test_a_stdout_that_fails_otherwise_is_said_with_its_error(self):
+        """A write to the client's stdout that fails for another cause than a client gone
+        (a full disk: /dev/full) is said with that cause, not as "the client closed its
+        stdout"; mcpmux exits with the server's status, and the traffic log says them lost
+        (reason client-gone: the client cannot have them)."""
+        log = os.path.join(self.tmp.name, "t.jsonl")
+        with open("/dev/full", "wb") as full:
+            p = subprocess.run([MCPMUX, "--log", log, "--log-bodies", "none", "--", FIXTURE],
+                               input=encode(initialize(1)) + encode(req(2, "ping")),
+                               stdout=full, stderr=subprocess.PIPE, timeout=30 * SLOW,
+                               env=self.env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertRegex(p.stderr.decode(), r"(?m)^mcpmux: writing to stdout failed \(No "
+                         r"space left on device\) before its last \d+ bytes \(\d messages?, "
+                         r"ids 1(, 2)?\): exiting without them\n")
+        self.assertNotIn("closed its stdout", p.stderr.decode())
+        [u] = self.undelivered(log)
+        self.assertEqual(u["reason"], "client-gone")
+        self.assertEqual(u["ids"][0], 1)
 
 
 F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
