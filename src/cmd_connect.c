@@ -45,6 +45,7 @@ struct cconn {
 	bool signalled;	 /* that end was asked for by a signal, not stdin's EOF */
 	bool out_gone;	 /* that end was asked for as stdout went (client_on_gone()) */
 	bool cut_failed; /* a line for the client was cut for want of memory, before a signal */
+	int cut_sig;	 /* the signal of write_what_fits(): a lost write is said after it */
 	bool done;	 /* the session ended (or, with --keep, stdin is over) */
 	bool ended;	 /* the session's end came: exit_code is its status */
 	bool serve_gone; /* writing to serve failed, or its socket's EOF: nothing can be sent */
@@ -716,11 +717,14 @@ say_unsent(struct conn *c, const char *what)
 static void
 client_on_output_lost(struct conn *c, void *ctx)
 {
-	char what[192];
+	struct cconn *cc = ctx;
+	char what[256];
 	char lost[160];
 
-	(void)ctx;
-	(void)snprintf(what, sizeof(what), "%s before", conn_stdout_lost(c, lost, sizeof(lost)));
+	/* At a signal's last write (write_what_fits()), after that signal, as wrap says it. */
+	(void)snprintf(what, sizeof(what), "%s%s%s before",
+		       cc->cut_sig != 0 ? strsignal(cc->cut_sig) : "", cc->cut_sig != 0 ? ": " : "",
+		       conn_stdout_lost(c, lost, sizeof(lost)));
 	say_unsent(c, what);
 }
 
@@ -1135,6 +1139,7 @@ write_what_fits(struct cconn *cc, int signum)
 		return;
 	}
 	conn_whole_lines(&cc->client);
+	cc->cut_sig = signum; /* (a write that fails now is said after it) */
 	conn_write_now(&cc->client);
 	if (cc->client.out_dead || conn_queued(&cc->client) == 0) {
 		return;

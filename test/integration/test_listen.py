@@ -790,6 +790,41 @@ class ListenHardening(ListenHelpers, Case):
         srv.p.send_signal(signal.SIGTERM)
         self.assertEqual(srv.wait(), 0)
 
+    def test_connect_says_a_stdout_closed_at_its_last_write_after_the_signal(self):
+        """A client that stopped reading, and closed its end, before connect's last write at
+        a signal (EPIPE there) lost what was queued for it: said after the signal, as wrap
+        says it.  (A socket: its shutdown for reading wakes no writer, so the last write is
+        the first to fail.)"""
+        srv = self.listen()
+        mine, theirs = socket.socketpair()
+        self.addCleanup(mine.close)
+        p = self.start([MCPMUX, "connect", "--session", "big", self.path],
+                       stdout=theirs.fileno())
+        theirs.close()
+        p.send(initialize(1))
+        mine.settimeout(10 * SLOW)
+        self.assertEqual(json.loads(mine.makefile("rb").readline())["id"], 1)
+        p.send(call(2, "huge", bytes=3_000_000))
+        p.send(call(3, "echo", text="after"))
+
+        def session(pred):
+            return lambda: any(s["session"] == "big" and pred(s) for s in
+                               json.loads(self.ctl("list", as_json=True)[1])["sessions"])
+        wait_until(session(lambda s: s["out"]["messages"] == 3), 5,
+                   "both answers, sent to connect")
+        p.close_stdin()
+        # (the fixture exits at its EOF: the session may be over, and gone, already)
+        wait_until(lambda: not session(lambda s: s["state"] == "running")(), 5,
+                   "the session's end to begin")
+        mine.shutdown(socket.SHUT_RD)
+        p.p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(10), 128 + signal.SIGTERM)
+        self.assertRegex(p.stderr(), r"(?m)^mcpmux: Terminated: the client closed its stdout "
+                         r"before its last \d+ bytes \(2 messages, one of them cut, ids 3\): "
+                         r"exiting without them\n")
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+
     def test_ctl_and_connect_say_what_is_not_a_socket(self):
         """A PATH that is a file or a directory, not a socket, is said to be one (Linux
         refuses such a connect as if nobody listened: "Connection refused" sent the user
