@@ -1154,13 +1154,18 @@ class Status(PsCase):
         """--json gives a command line whole up to 128 KiB, however many words (here
         about 9 KiB in 1500 words, past the 4096 bytes and 512 words it once stopped at),
         with "argv_cut" (an instance's, its client's) and "command_cut" (a session's, an
-        orphan's) false; a longer one is its first 128 KiB, the flag true."""
+        orphan's) false; a longer one is its first 128 KiB, the flag true.  At the bound:
+        128 KiB and the final NUL is whole, a byte more is cut."""
         cap = 128 * 1024
         script = "cat >/dev/null; :"  # the server ends at mcpmux's EOF
         longer = ["w%04d" % i for i in range(1500)]
         longest = ["%02d" % i + "x" * 4000 for i in range(40)]  # 160 KiB
+        fixed = sum(len(x.encode()) + 1 for x in [MCPMUX, "--", "sh", "-c", script, "sh"])
+        exact = ["y" * (cap - fixed)]  # the wrap's line: 128 KiB and its final NUL
+        over = ["y" * (cap - fixed + 1)]
         wraps = {}
-        for name, words in (("longer", longer), ("longest", longest)):
+        for name, words in (("longer", longer), ("longest", longest), ("exact", exact),
+                            ("over", over)):
             cmd = ["sh", "-c", script, "sh"] + words
             w = self.wrap(command=cmd)
             self.server_of(w.pid)
@@ -1190,6 +1195,14 @@ class Status(PsCase):
         self.assertNotEqual(s["command"], argv[2:])
         self.assertEqual([(o["pid"], o["command"], o["command_cut"])
                           for o in self.ours(j["orphans"])], [(orphan.pid, orphan_cmd, False)])
+        w, argv = wraps["exact"]
+        self.assertEqual(sum(len(x.encode()) + 1 for x in argv), cap + 1)
+        i = self.instance(j, w.pid)
+        self.assertEqual((i["argv"], i["argv_cut"]), (argv, False))
+        w, argv = wraps["over"]
+        i = self.instance(j, w.pid)
+        self.assertEqual((i["argv"], i["argv_cut"]), (start_of(argv), True))
+        self.assertEqual(len(i["argv"][-1]), len(argv[-1]) - 1)  # its last byte and NUL go
 
     def test_without_a_runtime_directory_the_status_file_is_under_tmp(self):
         """No XDG_RUNTIME_DIR: the status file is /tmp/mcpmux-UID/instances/PID, held
