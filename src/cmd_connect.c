@@ -45,7 +45,9 @@ struct cconn {
 	bool signalled;	 /* that end was asked for by a signal, not stdin's EOF */
 	bool out_gone;	 /* that end was asked for as stdout went (client_on_gone()) */
 	bool cut_failed; /* a line for the client was cut for want of memory, before a signal */
-	int cut_sig;	 /* the signal of write_what_fits(): a lost write is said after it */
+	int cut_sig;	 /* the signal that ended the wait (write_what_fits()) or asked for the
+			  * end: a stdout lost after it is said after it */
+	bool sig_lost;	 /* and stdout lost lines after it: connect exits 128 + that signal */
 	bool done;	 /* the session ended (or, with --keep, stdin is over) */
 	bool ended;	 /* the session's end came: exit_code is its status */
 	bool serve_gone; /* writing to serve failed, or its socket's EOF: nothing can be sent */
@@ -721,7 +723,9 @@ client_on_output_lost(struct conn *c, void *ctx)
 	char what[256];
 	char lost[160];
 
-	/* At a signal's last write (write_what_fits()), after that signal, as wrap says it. */
+	/* After a signal (while the end it asked for is waited for, or at its last write in
+	 * write_what_fits()), after that signal, and with its status, as wrap says it. */
+	cc->sig_lost = cc->cut_sig != 0;
 	(void)snprintf(what, sizeof(what), "%s%s%s before",
 		       cc->cut_sig != 0 ? strsignal(cc->cut_sig) : "", cc->cut_sig != 0 ? ": " : "",
 		       conn_stdout_lost(c, lost, sizeof(lost)));
@@ -1156,6 +1160,7 @@ connect_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	(void)revents;
 	if (!cc->ending) {
 		cc->signalled = true;
+		cc->cut_sig = w->signum; /* (a stdout lost from now on is said after it) */
 		conn_read(&cc->client, false);
 		client_on_eof(&cc->client, cc);
 		return;
@@ -1166,6 +1171,7 @@ connect_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 		  cc->signalled	 ? "again"
 		  : cc->out_gone ? "after the end of stdout"
 				 : "after the end of stdin");
+	cc->sig_lost = false; /* (this signal's status, also after a loss at the first) */
 	write_what_fits(cc, w->signum);
 	cc->exit_code = 128 + w->signum;
 	ev_break(loop, EVBREAK_ALL);
@@ -1319,6 +1325,11 @@ cmd_connect(int argc, char **argv)
 	}
 	ev_timer_stop(loop, &cc.end_w);
 	ev_timer_stop(loop, &cc.close_w);
+	if (cc.sig_lost) {
+		/* Lines for the client lost after a signal: the status of that signal, as wrap
+		 * exits then, not the session's. */
+		cc.exit_code = 128 + cc.cut_sig;
+	}
 	if (cc.cut_failed) {
 		/* connect failed its client, whatever the server's status (after a signal,
 		 * the status a signal gives all the same) */

@@ -825,6 +825,39 @@ class ListenHardening(ListenHelpers, Case):
         srv.p.send_signal(signal.SIGTERM)
         self.assertEqual(srv.wait(), 0)
 
+    def test_connect_says_a_stdout_closed_after_its_first_signal_with_the_signal(self):
+        """A client that closes its stdout while connect waits for the end that its first
+        signal asked for, with messages left for it, lost them after the signal: said with
+        the signal's name, and connect exits 128 + the signal, as wrap does, not with the
+        session's status."""
+        srv = self.listen()
+        r, w = os.pipe()
+        p = self.start([MCPMUX, "connect", "--session", "big", self.path], stdout=w)
+        os.close(w)
+        out = os.fdopen(r, "rb")
+        self.addCleanup(out.close)
+        p.send(initialize(1))
+        self.assertEqual(json.loads(out.readline())["id"], 1)
+        p.send(call(2, "huge", bytes=3_000_000))
+        p.send(call(3, "echo", text="after"))
+
+        def session(pred):
+            return lambda: any(s["session"] == "big" and pred(s) for s in
+                               json.loads(self.ctl("list", as_json=True)[1])["sessions"])
+        wait_until(session(lambda s: s["out"]["messages"] == 3), 5,
+                   "both answers, sent to connect")
+        p.p.send_signal(signal.SIGTERM)
+        # (the end that the signal asks for: the session may be over, and gone, already)
+        wait_until(lambda: not session(lambda s: s["state"] == "running")(), 5,
+                   "the session's end to begin")
+        out.close()
+        self.assertEqual(p.wait(10), 128 + signal.SIGTERM, p.stderr())
+        self.assertRegex(p.stderr(), r"(?m)^mcpmux: Terminated: the client closed its stdout "
+                         r"before its last \d+ bytes \(2 messages, one of them cut, ids 3\): "
+                         r"exiting without them\n")
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+
     def test_ctl_and_connect_say_what_is_not_a_socket(self):
         """A PATH that is a file or a directory, not a socket, is said to be one (Linux
         refuses such a connect as if nobody listened: "Connection refused" sent the user
