@@ -48,6 +48,7 @@ struct cconn {
 	int cut_sig;	 /* the signal that ended the wait (write_what_fits()) or asked for the
 			  * end: a stdout lost after it is said after it */
 	bool sig_lost;	 /* and stdout lost lines after it: connect exits 128 + that signal */
+	bool failed;	 /* exit_code is connect's own failure (1), which no status replaces */
 	bool done;	 /* the session ended (or, with --keep, stdin is over) */
 	bool ended;	 /* the session's end came: exit_code is its status */
 	bool serve_gone; /* writing to serve failed, or its socket's EOF: nothing can be sent */
@@ -296,6 +297,7 @@ connect_on_end_wait(struct ev_loop *loop, ev_timer *w, int revents)
 		return; /* only stdout is left: written at the client's own pace */
 	}
 	cc->exit_code = 1;
+	cc->failed = true;
 	ev_break(loop, EVBREAK_ALL);
 }
 
@@ -796,6 +798,7 @@ is_end_answer(struct cconn *cc, const struct envelope *env)
 		diag_info("session %s ended: %.*s", cc->id, (int)env->message_len, env->message);
 	} else {
 		cc->exit_code = 1;
+		cc->failed = true;
 		diag_error("the session's end was refused: %.*s",
 			   (int)SYS_MIN(env->message_len, 300), env->message);
 	}
@@ -1089,9 +1092,11 @@ server_on_eof(struct conn *c, void *ctx)
 	if (!cc->ended && !cc->done) {
 		diag_error("the serve socket closed before the session ended");
 		cc->exit_code = 1;
+		cc->failed = true;
 	} else if (!cc->ended && conn_queued(&cc->server) > 0) {
 		diag_error("the serve socket closed before connect's last lines were sent");
 		cc->exit_code = 1;
+		cc->failed = true;
 	}
 	diag_info("the serve socket closed; %zu bytes for stdout are left to write",
 		  cc->client.out_dead ? 0 : conn_queued(&cc->client));
@@ -1325,9 +1330,9 @@ cmd_connect(int argc, char **argv)
 	}
 	ev_timer_stop(loop, &cc.end_w);
 	ev_timer_stop(loop, &cc.close_w);
-	if (cc.sig_lost) {
+	if (cc.sig_lost && !cc.failed) {
 		/* Lines for the client lost after a signal: the status of that signal, as wrap
-		 * exits then, not the session's. */
+		 * exits then, not the session's (connect's own failure stays 1). */
 		cc.exit_code = 128 + cc.cut_sig;
 	}
 	if (cc.cut_failed) {

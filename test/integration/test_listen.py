@@ -858,6 +858,37 @@ class ListenHardening(ListenHelpers, Case):
         srv.p.send_signal(signal.SIGTERM)
         self.assertEqual(srv.wait(), 0)
 
+    def test_connect_own_failure_after_its_first_signal_stays_1(self):
+        """As above, but serve goes (SIGKILL, stopped first so that it cannot end the
+        session) before the client closes its stdout: connect's own failure, "the serve
+        socket closed before the session ended", exits 1, which the signal's status does
+        not replace."""
+        srv = self.listen()
+        r, w = os.pipe()
+        p = self.start([MCPMUX, "connect", "--session", "big", self.path], stdout=w)
+        os.close(w)
+        out = os.fdopen(r, "rb")
+        self.addCleanup(out.close)
+        p.send(initialize(1))
+        self.assertEqual(json.loads(out.readline())["id"], 1)
+        p.send(call(2, "huge", bytes=3_000_000))
+        p.send(call(3, "echo", text="after"))
+        wait_until(lambda: any(s["session"] == "big" and s["out"]["messages"] == 3 for s in
+                               json.loads(self.ctl("list", as_json=True)[1])["sessions"]),
+                   5, "both answers, sent to connect")
+        srv.p.send_signal(signal.SIGSTOP)
+        p.p.send_signal(signal.SIGTERM)
+        srv.p.send_signal(signal.SIGKILL)
+        srv.wait()
+        wait_until(lambda: "the serve socket closed before the session ended" in p.stderr(),
+                   10, "connect to find serve gone")
+        out.close()
+        self.assertEqual(p.wait(10), 1, p.stderr())
+        self.assertRegex(p.stderr(), r"(?m)^mcpmux: Terminated: the client closed its stdout "
+                         r"before its last \d+ bytes \(2 messages, one of them cut, ids 3\): "
+                         r"exiting without them\n")
+        self.assert_no_leftovers(10, "serve's server, ended by its keeper")
+
     def test_ctl_and_connect_say_what_is_not_a_socket(self):
         """A PATH that is a file or a directory, not a socket, is said to be one (Linux
         refuses such a connect as if nobody listened: "Connection refused" sent the user
