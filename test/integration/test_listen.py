@@ -825,11 +825,11 @@ class ListenHardening(ListenHelpers, Case):
         srv.p.send_signal(signal.SIGTERM)
         self.assertEqual(srv.wait(), 0)
 
-    def test_connect_says_a_stdout_closed_after_its_first_signal_with_the_signal(self):
-        """A client that closes its stdout while connect waits for the end that its first
-        signal asked for, with messages left for it, lost them after the signal: said with
-        the signal's name, and connect exits 128 + the signal, as wrap does, not with the
-        session's status."""
+    def connect_with_answers_unread(self):
+        """serve --listen, and connect to session "big" on a pipe that its test reads
+        only the initialize answer of: a 3 MB answer and a small one are passed on to
+        connect, unread.  (serve, connect, the pipe's read end, session(pred): a wait for
+        the session as ctl list shows it.)"""
         srv = self.listen()
         r, w = os.pipe()
         p = self.start([MCPMUX, "connect", "--session", "big", self.path], stdout=w)
@@ -846,15 +846,26 @@ class ListenHardening(ListenHelpers, Case):
                                json.loads(self.ctl("list", as_json=True)[1])["sessions"])
         wait_until(session(lambda s: s["out"]["messages"] == 3), 5,
                    "both answers, sent to connect")
+        return srv, p, out, session
+
+    def assert_lost_after_sigterm(self, p):
+        self.assertRegex(p.stderr(), r"(?m)^mcpmux: Terminated: the client closed its stdout "
+                         r"before its last \d+ bytes \(2 messages, one of them cut, ids 3\): "
+                         r"exiting without them\n")
+
+    def test_connect_says_a_stdout_closed_after_its_first_signal_with_the_signal(self):
+        """A client that closes its stdout while connect waits for the end that its first
+        signal asked for, with messages left for it, lost them after the signal: said with
+        the signal's name, and connect exits 128 + the signal, as wrap does, not with the
+        session's status."""
+        srv, p, out, session = self.connect_with_answers_unread()
         p.p.send_signal(signal.SIGTERM)
         # (the end that the signal asks for: the session may be over, and gone, already)
         wait_until(lambda: not session(lambda s: s["state"] == "running")(), 5,
                    "the session's end to begin")
         out.close()
         self.assertEqual(p.wait(10), 128 + signal.SIGTERM, p.stderr())
-        self.assertRegex(p.stderr(), r"(?m)^mcpmux: Terminated: the client closed its stdout "
-                         r"before its last \d+ bytes \(2 messages, one of them cut, ids 3\): "
-                         r"exiting without them\n")
+        self.assert_lost_after_sigterm(p)
         srv.p.send_signal(signal.SIGTERM)
         self.assertEqual(srv.wait(), 0)
 
@@ -863,19 +874,7 @@ class ListenHardening(ListenHelpers, Case):
         session) before the client closes its stdout: connect's own failure, "the serve
         socket closed before the session ended", exits 1, which the signal's status does
         not replace."""
-        srv = self.listen()
-        r, w = os.pipe()
-        p = self.start([MCPMUX, "connect", "--session", "big", self.path], stdout=w)
-        os.close(w)
-        out = os.fdopen(r, "rb")
-        self.addCleanup(out.close)
-        p.send(initialize(1))
-        self.assertEqual(json.loads(out.readline())["id"], 1)
-        p.send(call(2, "huge", bytes=3_000_000))
-        p.send(call(3, "echo", text="after"))
-        wait_until(lambda: any(s["session"] == "big" and s["out"]["messages"] == 3 for s in
-                               json.loads(self.ctl("list", as_json=True)[1])["sessions"]),
-                   5, "both answers, sent to connect")
+        srv, p, out, _ = self.connect_with_answers_unread()
         srv.p.send_signal(signal.SIGSTOP)
         p.p.send_signal(signal.SIGTERM)
         srv.p.send_signal(signal.SIGKILL)
@@ -884,9 +883,7 @@ class ListenHardening(ListenHelpers, Case):
                    10, "connect to find serve gone")
         out.close()
         self.assertEqual(p.wait(10), 1, p.stderr())
-        self.assertRegex(p.stderr(), r"(?m)^mcpmux: Terminated: the client closed its stdout "
-                         r"before its last \d+ bytes \(2 messages, one of them cut, ids 3\): "
-                         r"exiting without them\n")
+        self.assert_lost_after_sigterm(p)
         self.assert_no_leftovers(10, "serve's server, ended by its keeper")
 
     def test_ctl_and_connect_say_what_is_not_a_socket(self):
