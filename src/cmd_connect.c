@@ -1172,10 +1172,17 @@ connect_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	}
 	/* A second signal, or one after stdin's EOF (the TypeScript SDK's close() sends
 	 * SIGTERM 2 s after it) or after stdout went: no more waiting for the session's end. */
-	diag_warn("%s %s: exiting without waiting for the session's end", strsignal(w->signum),
-		  cc->signalled	 ? "again"
-		  : cc->out_gone ? "after the end of stdout"
-				 : "after the end of stdin");
+	if (cc->signalled || cc->out_gone) {
+		diag_warn("%s %s: exiting without waiting for the session's end",
+			  strsignal(w->signum),
+			  cc->signalled ? "again" : "after the end of stdout");
+	} else {
+		/* The client's own close: as quiet as wrap, or the server run directly (-v says
+		 * it); what is lost by it is said all the same (write_what_fits()). */
+		diag_info(
+			"%s after the end of stdin: exiting without waiting for the session's end",
+			strsignal(w->signum));
+	}
 	cc->sig_lost = false; /* (this signal's status, also after a loss at the first) */
 	write_what_fits(cc, w->signum);
 	cc->exit_code = 128 + w->signum;

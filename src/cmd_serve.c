@@ -231,6 +231,15 @@ message_lost(struct sconn *sc, const struct hub_entry *e, const char *msg, size_
 	jsonrpc_idscan_init(&ids);
 	jsonrpc_idscan_feed(&ids, msg, len);
 	id = jsonrpc_idscan_id(&ids, &id_len);
+	if (id != NULL && jsonrpc_idscan_is_answer(&ids) && e->s != NULL &&
+	    session_is_end_reply(e->s, id, id_len)) {
+		/*
+		 * The end-of-run result for a connection that went while its run ended (connect,
+		 * signalled after its stdin's end, as the TypeScript SDK's close() does): nobody
+		 * waits for it, and the run ends all the same.
+		 */
+		return;
+	}
 	if (id != NULL && jsonrpc_idscan_is_answer(&ids)) {
 		id_len = SYS_MIN(id_len, 64);
 		lost_note(sc, "session %s: the answer to request %.*s", e->id,

@@ -2257,6 +2257,17 @@ session_end_fields(const struct session *s, struct sbuf *b)
 	}
 }
 
+bool
+session_is_end_reply(const struct session *s, const char *id, size_t id_len)
+{
+	for (size_t i = 0; i < s->n_replies; i++) {
+		if (s->replies[i].len == id_len && memcmp(s->replies[i].buf, id, id_len) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
 void
 session_result(const struct session *s, struct sbuf *b)
 {

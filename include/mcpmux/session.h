@@ -306,6 +306,8 @@ void session_keep_srv_gone(struct session *s, struct session_ids *t);
  * periods.
  */
 void session_end(struct session *s, double grace_ms, const char *reply_id, size_t reply_id_len);
+/* Whether id (JSON text) is one that session_end() answers with the end-of-run result. */
+bool session_is_end_reply(const struct session *s, const char *id, size_t id_len);
 /* Record an end-of-run message (scanned by scan) in the traffic log. */
 void session_log_end_request(const struct session *s, const struct jsonrpc_scanner *scan);
 /* Stop or resume reading the server's output (the client's queue is full). */
