@@ -822,7 +822,11 @@ list_containers(struct survey *p)
 			en->listed = true;
 		}
 		survey_run_release(&r);
-		if (!en->listed && (en->down || !p->o.sweep)) {
+		/*
+		 * An engine whose daemon is not there (a docker CLI with Docker stopped) has no
+		 * container running: nothing to say at every ps (--json keeps its error).
+		 */
+		if (!en->listed && !en->down && !p->o.sweep) {
 			diag_warn("cannot list the containers of %s: %s (they are left out)",
 				  container_engine_name(en->kind), en->error);
 		}
