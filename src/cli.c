@@ -199,8 +199,9 @@ cli_option_error(int c, char **argv, const struct option *longopts, const char *
 	return diag_error("unknown option '-%c' (see %s --help)", optopt, cmd);
 }
 
-int
-cli_parse_size(const char *opt, const char *s, size_t min, size_t *out)
+/* A size in bytes (bytes) or a count, in decimal with an optional K, M or G suffix. */
+static int
+parse_amount(const char *opt, const char *s, size_t min, size_t *out, bool bytes)
 {
 	char *end;
 	unsigned long long v;
@@ -246,9 +247,19 @@ cli_parse_size(const char *opt, const char *s, size_t min, size_t *out)
 	*out = (size_t)v;
 	return 0;
 bad:
+	if (!bytes) {
+		return diag_error("invalid value '%s' for %s (expected a whole number >= %zu)", s,
+				  opt, min);
+	}
 	return diag_error("invalid value '%s' for %s (expected a number of bytes >= %zu, such as "
 			  "65536 or 64M)",
 			  s, opt, min);
+}
+
+int
+cli_parse_size(const char *opt, const char *s, size_t min, size_t *out)
+{
+	return parse_amount(opt, s, min, out, true);
 }
 
 static int
@@ -408,7 +419,7 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 			if (!serve) {
 				goto not_here;
 			}
-			rc = cli_parse_size("--max-sessions", optarg, 1, &o->max_sessions);
+			rc = parse_amount("--max-sessions", optarg, 1, &o->max_sessions, false);
 			if (rc == 0 && o->max_sessions > CLI_MAX_SESSIONS_MAX) {
 				rc = diag_error(
 					"--max-sessions %s is over %d, the most mcpmux serves "
@@ -424,7 +435,7 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 			rc = parse_number("--idle-suspend", optarg, "seconds", &o->idle_suspend_s);
 			break;
 		case OPT_MAX_SERVERS:
-			rc = cli_parse_size("--max-servers", optarg, 0, &o->max_servers);
+			rc = parse_amount("--max-servers", optarg, 0, &o->max_servers, false);
 			break;
 		case OPT_POOL:
 			if (optarg[0] == '\0' || strlen(optarg) > 64 ||

@@ -84,6 +84,18 @@ class Cli(Case):
             self.assertNotIn("invalid value", err, args)
             self.assertIn(says, err, args)
 
+    def test_a_count_out_of_its_bounds_is_said_as_a_count(self):
+        """--max-sessions and --max-servers are counts, not sizes: their usage error does
+        not ask for a number of bytes."""
+        for args, says in (
+                (["serve", "--max-sessions", "0", "--", "true"], "'0' for --max-sessions"),
+                (["serve", "--max-sessions", "many", "--", "true"], "'many' for --max-sessions"),
+                (["--max-servers", "-1", "--", "true"], "'-1' for --max-servers")):
+            rc, out, err = self.run_mcpmux(*args)
+            self.assertEqual((rc, out), (2, ""), args)
+            self.assertEqual(err, "mcpmux: invalid value %s (expected a whole number >= %d)\n"
+                             % (says, 1 if "--max-sessions" in args else 0), args)
+
     def test_max_sessions_has_a_bound_that_ctl_lists_whole(self):
         """--max-sessions is at most 32768, so that the list of that many sessions and as
         many kept ones not started is a line `mcpmux ctl` takes (64 MiB): more is a usage
