@@ -70,6 +70,7 @@ struct reader {
 	bool gone;   /* --follow: the reader of the output went (| head): nothing more to do */
 	unsigned long lineno;
 	unsigned long bad;
+	unsigned long good; /* records read */
 };
 
 /* An allocation failed: what the records say was not all kept (log stats fails). */
@@ -563,6 +564,7 @@ next_record(struct reader *r)
 			rec_odd = odd_escapes(rec_line, body_at) ||
 				  odd_escapes(rec_line + body_at + body_len,
 					      rec_len - body_at - body_len);
+			r->good++;
 			return v;
 		}
 		yajl_tree_free(v);
@@ -2013,7 +2015,12 @@ cmd_log(int argc, char **argv)
 	if (r.failed) {
 		rc = 1;
 	}
-	if (r.bad > 1) {
+	if (r.bad > 0 && r.good == 0 && !r.failed && !o.follow) {
+		/* Not an empty log (no traffic yet): the wrong file, given by mistake. */
+		diag_error("%s is not a traffic log: none of its %lu lines is a record", r.name,
+			   r.bad);
+		rc = 1;
+	} else if (r.bad > 1) {
 		diag_warn("%s: %lu lines in all were not traffic log records (skipped)", r.name,
 			  r.bad);
 	}

@@ -1611,6 +1611,26 @@ class Reading(Case):
         self.assertEqual(rc, 0)
         self.assertEqual(out, self.golden("show.golden"))
 
+    def test_a_file_that_is_not_a_log_fails(self):
+        """log show and log stats of a file given by mistake (a config, /etc/passwd), none
+        of whose lines is a record: exit 1, said so; an empty log (no traffic yet) is no
+        mistake, and one with a bad line among its records still shows them (exit 0)."""
+        path = os.path.join(self.tmp.name, "claude.json")
+        with open(path, "w") as f:
+            f.write('{\n  "mcpServers": {}\n}\n')
+        for cmd in ("show", "stats"):
+            rc, out, err = self.run_log(cmd, path)
+            self.assertEqual(rc, 1, (cmd, err))
+            self.assertEqual(err.splitlines()[-1], "mcpmux: %s is not a traffic log: none of "
+                             "its 3 lines is a record" % path, (cmd, err))
+            rc, out, err = self.run_log(cmd, os.devnull)
+            self.assertEqual((rc, err), (0, ""), cmd)
+        with open(os.path.join(LOGS, "fixed.log"), "rb") as f:
+            data = f.read()
+        rc, out, err = self.run_log("show", "--color", "never", "-", stdin=b"not json\n" + data)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out, self.golden("show.golden"))
+
     def test_a_line_nested_deeper_than_any_record_is_skipped(self):
         """Not a record mcpmux could write (it refuses messages nested deeper than 512):
         skipped like any bad line, without a parse as deep as the line."""
