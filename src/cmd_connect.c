@@ -1178,7 +1178,8 @@ connect_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 			  cc->signalled ? "again" : "after the end of stdout");
 	} else {
 		/* The client's own close: as quiet as wrap, or the server run directly (-v says
-		 * it); what is lost by it is said all the same (write_what_fits()). */
+		 * it); what its stdout does not take is said all the same (write_what_fits()),
+		 * and the answers still to come by serve. */
 		diag_info(
 			"%s after the end of stdin: exiting without waiting for the session's end",
 			strsignal(w->signum));

@@ -752,20 +752,35 @@ static bool
 engine_down(const struct survey_run *r)
 {
 	static const char *const keys[] = { "unix://", "dial unix ", "tcp://", "dial tcp " };
-	const char *text = r->err.buf != NULL ? r->err.buf : "";
+	size_t n;
 
 	if (r->status == -1) {
 		return false;
 	}
+	/*
+	 * Its error line only, the one said (survey_run_failure()): a warning before it may
+	 * name a socket that is not there (podman's "dial unix /run/user/UID/bus" without a
+	 * user session) while the listing failed for another reason.
+	 */
+	const char *text =
+		r->err_cut ? container_why(r->err_tail.buf, r->err_tail.n, &n)
+			   : container_why(r->err.buf != NULL ? r->err.buf : "", r->err.len, &n);
+	const char *nl = memchr(text, '\n', n);
+	size_t text_len = nl != NULL ? (size_t)(nl - text) : n;
+
 	for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
-		const char *at = memmem(text, r->err.len, keys[k], strlen(keys[k]));
+		const char *at = memmem(text, text_len, keys[k], strlen(keys[k]));
 		size_t len;
 
 		if (at == NULL) {
 			continue;
 		}
 		at += strlen(keys[k]);
-		len = strcspn(at, k < 2 ? " \t\r\n\"'" : " \t\r\n\"'/");
+		/* (bounded by the line: the tail kept of a long stderr need not end in a NUL) */
+		const char *stop = k < 2 ? " \t\r\n\"'" : " \t\r\n\"'/";
+
+		for (len = 0; at + len < text + text_len && strchr(stop, at[len]) == NULL; len++) {
+		}
 		while (len > 0 &&
 		       (at[len - 1] == '.' || at[len - 1] == ',' || at[len - 1] == ':')) {
 			len--;

@@ -419,8 +419,8 @@ class ListenHardening(ListenHelpers, Case):
         self.assertEqual(a.wait(5), 128 + signal.SIGTERM)
         self.assertIn("again: exiting without waiting", a.stderr())
         self.assertIn("dup", self.ctl("list")[1], "the session still ends, in serve")
-        # The TypeScript SDK's close(): stdin's end, then SIGTERM 2 s later.  The signal
-        # after the EOF is the first: said as such, not as one "again".
+        # The TypeScript SDK's close(): stdin's end, then SIGTERM 2 s later: connect exits
+        # at once, and says nothing of it (the client's own close).
         d = self.connect("--session", "sdk")
         d.send(initialize(1))
         self.assertEqual(d.msg()["id"], 1)

@@ -1375,6 +1375,25 @@ class EngineCommands(PsCase):
             self.assertIn("the containers of %s could not be listed: its orphans, if any, are "
                           "not ended (%s cannot list)" % (engine, why), err)
 
+    def test_a_warning_that_names_a_missing_socket_is_not_a_daemon_gone(self):
+        """podman without a user session warns of its bus socket, missing ("dial unix
+        /run/user/UID/bus: ... no such file or directory"), before the error of a listing
+        that failed for another reason: the engine is not taken for one without its
+        daemon (which has no container, and is not said): ps says its error, and sweep
+        fails, its orphans unknown."""
+        bus = os.path.join(self.tmp.name, "no-such-dir", "bus")
+        self.engines_on_path(
+            "echo 'WARN[0000] Failed to add pause process to systemd sandbox cgroup: dial "
+            "unix %s: connect: no such file or directory' >&2; echo 'Error: database "
+            "configuration mismatch' >&2; exit 125" % bus)
+        rc, out, err = self.mcpmux("ps")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("cannot list the containers of podman: Error: database configuration "
+                      "mismatch", err)
+        rc, out, err = self.mcpmux("sweep", "--dry-run")
+        self.assertEqual(rc, 1, err)
+        self.assertIn("the containers of podman could not be listed", err)
+
     def test_a_listing_that_warns_past_what_is_kept_says_its_error(self):
         """An engine whose listing warns more than the 16 MiB of its stderr that is kept
         before it fails: what is said is its error, its last line, not a warning."""
