@@ -132,6 +132,13 @@ struct hconn {
 	bool rd_eof; /* the client shut its side: nothing more is read; close after */
 	bool is_reject;
 	bool is_loopback;
+	/*
+	 * The bytes being parsed (for the parser's callbacks), and whether those parsed before
+	 * them end in a line end and white space: where a value piece starts after a line end,
+	 * the line is a fold.
+	 */
+	const char *feed;
+	bool fed_line_end;
 	socklen_t peer_len;
 	union {
 		struct sockaddr sa;
@@ -383,6 +390,19 @@ on_header_field(http_parser *p, const char *at, size_t len)
 	return head_add(rq, max, at, len, 431);
 }
 
+/*
+ * Whether the bytes before p, back over white space, end a line: p is then in a line that
+ * starts with white space after a field, an obs-fold.
+ */
+static bool
+after_line_end(const struct hconn *c, const char *p)
+{
+	while (p > c->feed && (p[-1] == ' ' || p[-1] == '\t')) {
+		p--;
+	}
+	return p > c->feed ? p[-1] == '\n' : c->fed_line_end;
+}
+
 static int
 on_header_value(http_parser *p, const char *at, size_t len)
 {
@@ -392,6 +412,15 @@ on_header_value(http_parser *p, const char *at, size_t len)
 
 	if (c->state == CS_BODY) {
 		return 0; /* a trailer's */
+	}
+	/*
+	 * RFC 9112, 5.2: a value continued on a line that starts with white space (obs-fold)
+	 * is refused, as a proxy in front may read it otherwise.  The parser takes it as more
+	 * of the value ("Transfer-Encoding:\r\n chunked" as chunked).
+	 */
+	if (len > 0 && after_line_end(c, at)) {
+		rq->err = 400;
+		return -1;
 	}
 	if (!rq->in_value) {
 		struct field_off *f = &rq->offs[rq->n_offs - 1];
@@ -898,8 +927,13 @@ conn_feed(struct hconn *c, const char *data, size_t len)
 		c->state = CS_HEAD;
 		c->t_head = ev_now(c->s->loop);
 	}
+	c->feed = data;
 	size_t k = http_parser_execute(&c->p, &parser_settings, data, len);
 	enum http_errno e = HTTP_PARSER_ERRNO(&c->p);
+
+	if (k > 0) {
+		c->fed_line_end = after_line_end(c, data + k);
+	}
 
 	if (e == HPE_PAUSED) {
 		http_parser_pause(&c->p, 0);

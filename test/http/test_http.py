@@ -205,6 +205,24 @@ def get(path, extra=b"", version=b"1.1"):
     return b"GET " + path + b" HTTP/" + version + b"\r\nHost: t\r\n" + extra + b"\r\n"
 
 
+def wait_taken(s, seconds=10):
+    """Wait until the server has read every byte sent on s (its socket's receive queue,
+    in /proc/net/tcp, is empty): what is sent next comes in a read of its own."""
+    def hexaddr(addr):
+        return "%08X:%04X" % (int.from_bytes(socket.inet_aton(addr[0]), "little"), addr[1])
+    local, remote = hexaddr(s.getpeername()), hexaddr(s.getsockname())
+    dl = deadline(seconds)
+    while True:
+        with open("/proc/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                col = line.split()
+                if col[1] == local and col[2] == remote and col[4].endswith(":00000000"):
+                    return
+        if time.monotonic() > dl:
+            raise AssertionError("the server did not read what was sent")
+        time.sleep(0.01)
+
+
 def post(path, body, extra=b""):
     return (b"POST " + path + b" HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n" % len(body)
             + extra + b"\r\n" + body)
@@ -364,6 +382,14 @@ class Malformed(Base):
         (b"GET / HTTP/1.1\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: t\r\nHost: u\r\n\r\n", 400),
         (b"GET / HTTP/1.0\r\nHost: t\r\nhost: t\r\n\r\n", 400),
+        # RFC 9112, 5.2: a field value folded onto a line of its own (obs-fold) is refused
+        (b"GET / HTTP/1.1\r\nHost: t\r\nX: a\r\n b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: t\r\nX: a\r\n\tb\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: t\r\nX:\r\n b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\nHost: t\nX: a\n  b\n\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding:\r\n chunked\r\n\r\n"
+         b"3\r\nabc\r\n0\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length:\r\n 3\r\n\r\nabc", 400),
     ]
 
     def test_http_1_0_needs_no_host(self):
@@ -381,6 +407,50 @@ class Malformed(Base):
                 self.assertTrue(closed(s))
         st = self.srv.stats()
         self.assertEqual((st["requests"] - 1, st["errors"]), (0, len(self.cases)))
+
+    def test_a_fold_is_refused_however_the_head_is_cut(self):
+        """An obs-fold is a 400 wherever the reads cut the head: between the line end and
+        the fold's white space, inside that white space, after it; of a value and of an
+        empty one.  A value cut by the reads, white space and all, is one value."""
+        head = b"GET /info HTTP/1.1\r\nHost: t\r\n"
+        folds = [(head + b"X: a", b"\r\n b\r\n\r\n"), (head + b"X: a\r", b"\n b\r\n\r\n"),
+                 (head + b"X: a\r\n", b" b\r\n\r\n"), (head + b"X: a\n", b"\t b\n\n"),
+                 (head + b"X: a\r\n ", b" b\r\n\r\n"), (head + b"X: a\r\n\t", b"b\r\n\r\n"),
+                 (head + b"X:\r\n", b" b\r\n\r\n"), (head + b"X:\r\n  ", b"b\r\n\r\n"),
+                 (head + b"X: \r\n", b" b\r\n\r\n")]
+        for first, rest in folds:
+            with self.subTest(first=first, rest=rest), self.srv.connect() as s:
+                s.sendall(first)
+                wait_taken(s)
+                s.sendall(rest)
+                status, h, _ = read_response(s)
+                self.assertEqual((status, h.get("connection")), (400, "close"))
+                self.assertTrue(closed(s))
+        for first in (b"X: a", b"X: a ", b"X: a \t", b"X: ", b"X:"):
+            with self.subTest(first=first), self.srv.connect() as s:
+                s.sendall(head + first)
+                wait_taken(s)
+                s.sendall(b" b\r\n\r\n")
+                self.assertEqual(read_response(s)[0], 200)
+
+    def test_an_empty_field_value_is_no_fold(self):
+        """An empty value ("X:", "X:   ", curl -H 'X;'), RFC 9110 allows it, before another
+        field or the head's end, whole or cut by the reads after its line end: 200 (the
+        parser hands it over as an empty piece at the next line's start)."""
+        head = b"GET /info HTTP/1.1\r\nHost: t\r\n"
+        for first, rest in ((head + b"X:\r\n", b"Y: z\r\n\r\n"), (head + b"X:\r\n", b"\r\n"),
+                            (head + b"X:   \r\n", b"Y: z\r\n\r\n"),
+                            (head + b"X:\r", b"\nY: z\r\n\r\n"),
+                            (b"GET /info HTTP/1.1\nHost: t\nX:\n", b"Y: z\n\n"),
+                            (b"GET /info HTTP/1.0\r\nHost:\r\n", b"\r\n")):
+            with self.subTest(first=first, rest=rest), self.srv.connect() as s:
+                s.sendall(first + rest)
+                self.assertEqual(read_response(s)[0], 200)
+            with self.subTest(first=first, rest=rest, cut=True), self.srv.connect() as s:
+                s.sendall(first)
+                wait_taken(s)
+                s.sendall(rest)
+                self.assertEqual(read_response(s)[0], 200)
 
     def test_an_error_after_good_requests_answers_those_first(self):
         with self.srv.connect() as s:
