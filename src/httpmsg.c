@@ -410,7 +410,7 @@ sse_emit(struct sse_out *o, const struct httpmsg_sse *ev)
 	sse_field(o, "event: ", ev->event);
 	sse_field(o, "id: ", ev->id);
 	if (ev->retry_ms >= 0) {
-		char num[24];
+		char num[32]; /* "retry: " and a long's 20 characters at most */
 		int n = snprintf(num, sizeof(num), "retry: %ld\n", ev->retry_ms);
 
 		sse_put(o, num, (size_t)n);

@@ -187,6 +187,9 @@ test_sse(void **state)
 	expect_sse(&(struct httpmsg_sse){ .comment = "keepalive", .retry_ms = -1 },
 		   ": keepalive\n\n");
 	expect_sse(&(struct httpmsg_sse){ .retry_ms = 0 }, "retry: 0\n\n");
+	/* Any retry a long holds is written whole. */
+	expect_sse(&(struct httpmsg_sse){ .retry_ms = 9223372036854775807L },
+		   "retry: 9223372036854775807\n\n");
 	expect_sse(
 		&(struct httpmsg_sse){
 			.event = "message", .retry_ms = -1, .has_data = true, S("a\r\nb\rc\nd") },
