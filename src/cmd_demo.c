@@ -35,6 +35,30 @@
 
 #define DEMO_TIMEOUT_MS 10000
 
+/* A signal that ends the demo (Ctrl-C): it waits for its mcpmux first, then dies of it. */
+static volatile sig_atomic_t demo_signal;
+
+static void
+demo_on_signal(int sig)
+{
+	demo_signal = sig;
+}
+
+/* Catch the signals that end a program from a terminal, unless they are ignored. */
+static void
+demo_catch_signals(void)
+{
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+	struct sigaction sa = { .sa_handler = demo_on_signal }, old;
+
+	(void)sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN) {
+			(void)sigaction(sigs[i], &sa, NULL); /* no SA_RESTART: poll() returns */
+		}
+	}
+}
+
 struct demo {
 	pid_t pid;
 	int to, from;
@@ -85,8 +109,18 @@ demo_expect(struct demo *d, const char *want)
 			continue;
 		}
 		struct pollfd pfd = { .fd = d->from, .events = POLLIN };
+		int ready = demo_signal != 0 ? -1 : poll(&pfd, 1, DEMO_TIMEOUT_MS);
 
-		if (poll(&pfd, 1, DEMO_TIMEOUT_MS) <= 0) {
+		if (demo_signal != 0) {
+			return -1;
+		}
+		if (ready == -1 && errno == EINTR) {
+			continue;
+		}
+		if (ready == -1) {
+			return diag_error_errno("demo: cannot wait for mcpmux's answer");
+		}
+		if (ready == 0) {
 			return diag_error("demo: no answer containing '%s' within %d ms", want,
 					  DEMO_TIMEOUT_MS);
 		}
@@ -250,6 +284,7 @@ cmd_demo(int argc, char **argv)
 	       "--daemonize-grandchild\n\n",
 	       fixture);
 	fflush(stdout);
+	demo_catch_signals();
 	d.pid = fork();
 	if (d.pid == 0) {
 		const char *args[] = { "mcpmux",
@@ -316,11 +351,26 @@ cmd_demo(int argc, char **argv)
 	printf("\nprocesses still carrying MCPMUX_SESSION=%s: %d\n", session, left);
 	rc = left == 0 ? 0 : 1;
 out:
+	/*
+	 * Interrupted too: mcpmux's stdin closed ends the session (a Ctrl-C reached mcpmux
+	 * as well), and the demo waits until mcpmux has ended the server's tree, so that
+	 * nothing of it runs once the demo is gone.
+	 */
 	sys_close(&d.to);
 	while (waitpid(d.pid, &status, 0) == -1 && errno == EINTR) {
 	}
 	sys_close(&d.from);
+	int sig = demo_signal;
+
 	printf("mcpmux exited with status %d\n%s\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-	       rc == 0 ? "demo: OK, nothing was leaked" : "demo: FAILED");
+	       sig != 0	 ? "demo: interrupted"
+	       : rc == 0 ? "demo: OK, nothing was leaked"
+			 : "demo: FAILED");
+	if (sig != 0) {
+		/* Dies of the signal, as an interrupted program does (the shell sees 128 + it). */
+		fflush(stdout);
+		(void)signal(sig, SIG_DFL);
+		(void)raise(sig);
+	}
 	return rc;
 }

@@ -12,9 +12,10 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
 
-from mcptest import MCPMUX, SLOW, Case, main
+from mcptest import MCPMUX, SLOW, Case, alive, keeper_of, main, ppid_of
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.normpath(os.path.join(HERE, "..", ".."))
@@ -244,6 +245,50 @@ class Demo(Case):
         build_mcpmux = os.path.join(BUILD, "mcpmux")
         p, out, err = self.run_demo(build_mcpmux, cwd="/")
         self.assert_demo_ok(p, out, err, os.path.join(BUILD, "fixtures", "mcp-fixture"))
+
+    def test_an_interrupted_demo_exits_once_its_mcpmux_has_ended_the_server(self):
+        """Ctrl-C (SIGINT to the demo's process group) while its session runs: the demo
+        exits by SIGINT, as an interrupted program does, and only once its mcpmux has ended
+        the server's tree, so that nothing of the demo runs when the shell's prompt comes
+        back (it used to die at once and leave its mcpmux to end the server after it)."""
+        import select
+        import signal
+        p = subprocess.Popen([os.path.join(BUILD, "mcpmux"), "demo"], cwd=self.tmp.name,
+                             env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, start_new_session=True)
+
+        def reap():
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+            p.communicate(timeout=30 * SLOW)
+        self.addCleanup(reap)
+        got = {p.stdout.fileno(): b"", p.stderr.fileno(): b""}
+        end = time.monotonic() + 30 * SLOW
+        # As soon as the initialize answer is out: the session runs, well before the
+        # demo's end of run
+        while (not re.search(rb'"id":1[,}]', got[p.stdout.fileno()]) or
+               b"grandchild" not in got[p.stderr.fileno()]):
+            ready = select.select(list(got), [], [], max(0, end - time.monotonic()))[0]
+            self.assertTrue(ready, "the demo's session did not start: %r" % got)
+            for fd in ready:
+                data = os.read(fd, 65536)
+                self.assertTrue(data, "the demo ended early: %r" % got)
+                got[fd] += data
+        # its mcpmux, the server and its grandchild (and not mcpmux's keeper, which goes
+        # after mcpmux, whether the demo is there or not)
+        tree = [q for q in self.tagged() if keeper_of(q) is None]
+        grandchild = int(re.search(rb"grandchild (\d+)", got[p.stderr.fileno()]).group(1))
+        self.assertEqual(len([q for q in tree if ppid_of(q) == p.pid]), 1, tree)
+        self.assertIn(grandchild, tree)
+        self.assertGreaterEqual(len(tree), 3, tree)
+        os.killpg(p.pid, signal.SIGINT)
+        # what is left at the demo's exit, before its output's end, which mcpmux and its
+        # keeper hold too
+        self.assertEqual(p.wait(30 * SLOW), -signal.SIGINT)
+        left = [q for q in tree if alive(q)]
+        out, err = p.communicate(timeout=30 * SLOW)
+        self.assertEqual(left, [], "left when the demo exited")
+        self.assertIn(b"demo: interrupted", out)
 
 
 if __name__ == "__main__":
