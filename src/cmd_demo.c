@@ -8,7 +8,6 @@
  * MCPMUX_HELPER_DIR (e.g. ../libexec/mcpmux, set by the build from the install layout);
  * in a build tree, in fixtures/ beside the binary.  --fixture PATH overrides both.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -140,43 +139,6 @@ demo_consume(struct demo *d, int n)
 
 	memmove(d->buf, d->buf + used, d->len - used);
 	d->len -= used;
-}
-
-/* Processes anywhere on the system whose environment carries MCPMUX_SESSION=id. */
-static int
-count_cookie(const char *id)
-{
-	char want[PROCTREE_COOKIE_MAX + 32], path[300], env[1 << 15];
-	int n = 0;
-	DIR *d = opendir("/proc");
-	struct dirent *de;
-
-	(void)snprintf(want, sizeof(want), "%s=%s", PROCTREE_COOKIE_ENV, id);
-	while (d != NULL && (de = readdir(d)) != NULL) {
-		if (de->d_name[0] < '1' || de->d_name[0] > '9') {
-			continue;
-		}
-		(void)snprintf(path, sizeof(path), "/proc/%s/environ", de->d_name);
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-		if (fd == -1) {
-			continue;
-		}
-		ssize_t r = sys_read(fd, env, sizeof(env) - 1);
-
-		sys_close(&fd);
-		for (ssize_t i = 0; r > 0 && i < r; i += (ssize_t)strlen(env + i) + 1) {
-			env[r] = '\0';
-			if (strcmp(env + i, want) == 0) {
-				n++;
-				break;
-			}
-		}
-	}
-	if (d != NULL) {
-		closedir(d);
-	}
-	return n;
 }
 
 /*
@@ -346,7 +308,12 @@ cmd_demo(int argc, char **argv)
 			       (int)SYS_MIN(k, sizeof(session) - 1), sp);
 	}
 	demo_consume(&d, n);
-	int left = session[0] ? count_cookie(session) : -1;
+	/* As mcpmux's teardown and ps read them: the whole environment, however long. */
+	int left = session[0] ? proctree_count_cookie("/proc", session) : -1;
+
+	if (session[0] && left == -1) {
+		diag_warn_errno("demo: cannot list /proc");
+	}
 
 	printf("\nprocesses still carrying MCPMUX_SESSION=%s: %d\n", session, left);
 	rc = left == 0 ? 0 : 1;

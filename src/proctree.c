@@ -448,6 +448,37 @@ read_env(const char *proc_root, pid_t pid, struct env_ids *w, const char *self_o
 	return 0;
 }
 
+int
+proctree_count_cookie(const char *proc_root, const char *cookie)
+{
+	DIR *d = opendir(proc_root);
+	struct dirent *de;
+	int n = 0;
+
+	if (d == NULL) {
+		return -1;
+	}
+	errno = 0;
+	while (cookie[0] != '\0' && (de = readdir(d)) != NULL) {
+		char *end;
+		long pid = strtol(de->d_name, &end, 10);
+		struct env_ids w;
+
+		/* A process whose environment cannot be read (another user's) is left out. */
+		if (de->d_name[0] >= '1' && de->d_name[0] <= '9' && *end == '\0' &&
+		    pid <= INT_MAX && read_env(proc_root, (pid_t)pid, &w, NULL) == 0 &&
+		    strcmp(w.cookie, cookie) == 0) {
+			n++;
+		}
+		errno = 0;
+	}
+	int err = errno;
+
+	(void)closedir(d);
+	errno = err;
+	return err != 0 ? -1 : n;
+}
+
 /* Keep an MCPMUX_OUTER value with the snapshot: 1 + its offset, or 0 (ENOMEM). */
 static size_t
 str_keep(struct proctree *t, const char *s)

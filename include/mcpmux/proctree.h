@@ -221,6 +221,12 @@ unsigned long long proctree_now_ticks(void);
  */
 int proctree_environ_each(int fd, bool (*fn)(const char *e, size_t len, void *ctx), void *ctx);
 /*
+ * How many processes under proc_root carry MCPMUX_SESSION=cookie, read as a walk reads it
+ * (the first such entry of the whole environment, however long).  -1 (errno) when
+ * proc_root cannot be listed.
+ */
+int proctree_count_cookie(const char *proc_root, const char *cookie);
+/*
  * Is process pid on its way out: a zombie, or past the start of exit (PF_EXITING, set
  * before the kernel closes its files), and no thread of it runs on?  False when it cannot
  * be read.

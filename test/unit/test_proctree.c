@@ -1076,6 +1076,89 @@ test_fake_unreadable_environ(void **state)
 	assert_int_equal(proctree_left(t, &newer), 1);
 }
 
+/*
+ * The processes that carry a session's cookie (`mcpmux demo`'s count of what is left): the
+ * first MCPMUX_SESSION of each environment, however long it is.  The demo read the first
+ * 32 KiB only, and counted none behind a long environment.
+ */
+static void
+test_fake_count_cookie(void **state)
+{
+	struct fake_root *r = *state;
+	const struct fake_proc procs[] = {
+		{ 10, 1, 1, 'S', "long", "demo-id", 100 * 1024, { NULL }, { NULL } },
+		{ 11, 1, 1, 'S', "short", "demo-id", 0, { NULL }, { NULL } },
+		{ 12, 1, 1, 'S', "at-32k", "demo-id", 32 * 1024 - 8, { NULL }, { NULL } },
+		{ 13, 1, 1, 'S', "other", "other-id", 100 * 1024, { NULL }, { NULL } },
+		{ 14, 1, 1, 'S', "none", NULL, 100 * 1024, { NULL }, { NULL } },
+	};
+
+	for (size_t i = 0; i < sizeof(procs) / sizeof(procs[0]); i++) {
+		add_proc(r->dir, &procs[i]);
+	}
+	/* pid 15: the cookie second, after another MCPMUX_SESSION (getenv() takes the first) */
+	mkdir_at("%s/15", r->dir);
+	write_file_at("MCPMUX_SESSION=x\0MCPMUX_SESSION=demo-id\0", 40, "%s/15/environ", r->dir);
+	mkdir_at("%s/self", r->dir);
+	assert_int_equal(proctree_count_cookie(r->dir, "demo-id"), 3);
+	assert_int_equal(proctree_count_cookie(r->dir, "other-id"), 1);
+	assert_int_equal(proctree_count_cookie(r->dir, "x"), 1);
+	assert_int_equal(proctree_count_cookie(r->dir, "nobody"), 0);
+	assert_int_equal(proctree_count_cookie(r->dir, ""), 0);
+}
+
+/* The same of a real process: a sleep whose cookie comes last, after 100 KiB of others. */
+static void
+test_count_cookie_of_a_long_environment(void **state)
+{
+	char cookie[64], *env[1100], *pad;
+	int ready[2];
+	size_t n = 0;
+	pid_t pid;
+
+	(void)state;
+	(void)snprintf(cookie, sizeof(cookie), "%s=count-test-%d", PROCTREE_COOKIE_ENV,
+		       (int)getpid());
+	pad = malloc(1024 * 100);
+	assert_non_null(pad);
+	for (; n < 1024; n++) {
+		char *e = pad + n * 100;
+
+		(void)snprintf(e, 100, "PAD%04zu=%090d", n, 0);
+		env[n] = e;
+	}
+	env[n++] = cookie;
+	env[n] = NULL;
+	/* Its exec closes ready's write end: its environ is sleep's once the read sees EOF. */
+	assert_int_equal(pipe2(ready, O_CLOEXEC), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char a0[] = "sleep", a1[] = "60";
+		char *argv[] = { a0, a1, NULL };
+
+		execve("/bin/sleep", argv, env);
+		_exit(127);
+	}
+	free(pad);
+	(void)close(ready[1]);
+	char c;
+	ssize_t r;
+
+	while ((r = read(ready[0], &c, 1)) == -1 && errno == EINTR) {
+	}
+	(void)close(ready[0]);
+	int left = proctree_count_cookie("/proc", cookie + strlen(PROCTREE_COOKIE_ENV) + 1);
+
+	(void)kill(pid, SIGKILL);
+	int status;
+
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_int_equal(r, 0);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(left, 1);
+}
+
 static int
 remove_children_file(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -1492,6 +1575,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_fake_unreadable_environ, root_setup,
 						root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_walk_all, root_setup, root_teardown),
+		cmocka_unit_test_setup_teardown(test_fake_count_cookie, root_setup, root_teardown),
+		cmocka_unit_test(test_count_cookie_of_a_long_environment),
 		cmocka_unit_test_setup_teardown(test_fake_exiting, root_setup, root_teardown),
 		cmocka_unit_test_setup_teardown(test_fake_exec_window_keeps_ids, root_setup,
 						root_teardown),
