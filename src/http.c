@@ -416,7 +416,10 @@ on_header_value(http_parser *p, const char *at, size_t len)
 	/*
 	 * RFC 9112, 5.2: a value continued on a line that starts with white space (obs-fold)
 	 * is refused, as a proxy in front may read it otherwise.  The parser takes it as more
-	 * of the value ("Transfer-Encoding:\r\n chunked" as chunked).
+	 * of the value ("Transfer-Encoding:\r\n chunked" as chunked).  An empty value comes
+	 * as an empty piece at the next line's start: not a fold.  (A fold of white space
+	 * alone after an empty value, "X:\r\n \r\n", is taken: its value is empty however it
+	 * is read.)
 	 */
 	if (len > 0 && after_line_end(c, at)) {
 		rq->err = 400;
