@@ -1570,3 +1570,118 @@ jsonrpc_idscan_is_answer(const struct jsonrpc_idscan *sc)
 {
 	return sc->has_answer && !sc->has_method;
 }
+
+/* ---- the id of an answer refused ---- */
+
+static const char *
+answer_ws(const char *p, const char *end)
+{
+	while (p < end &&
+	       (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n' || *p == '\v' || *p == '\f')) {
+		p++;
+	}
+	return p;
+}
+
+/*
+ * Does the JSON string p (valid: json_string()) hold an escape of a UTF-16 surrogate that
+ * is not one of a pair?  The scan's text of such an id is yajl's ("?" in its place).
+ */
+static bool
+lone_surrogate(const char *p, size_t len)
+{
+	for (size_t i = 1; i + 1 < len; i++) {
+		if (p[i] != '\\') {
+			continue;
+		}
+		if (p[++i] != 'u') {
+			continue;
+		}
+		int cp = hex4(p + i + 1);
+
+		i += 4;
+		if (cp >= 0xdc00 && cp < 0xe000) {
+			return true;
+		}
+		if (cp >= 0xd800 && cp < 0xdc00) {
+			int lo = i + 6 < len && p[i + 1] == '\\' && p[i + 2] == 'u'
+					 ? hex4(p + i + 3)
+					 : -1;
+
+			if (lo < 0xdc00 || lo >= 0xe000) {
+				return true;
+			}
+			i += 6;
+		}
+	}
+	return false;
+}
+
+const char *
+jsonrpc_answer_id(const char *text, size_t len, size_t *id_len)
+{
+	const char *p = answer_ws(text, text + len), *end = text + len;
+	const char *id = NULL, *id_end = NULL;
+	bool answer = false, method = false;
+
+	if (p >= end || *p != '{') {
+		return NULL;
+	}
+	for (p++;;) {
+		/* A member: its key, a string, decoded to be compared ("\u0069d" is "id"). */
+		p = answer_ws(p, end);
+		if (p >= end || *p != '"') {
+			return NULL; /* '}' of an empty object, or not JSON */
+		}
+		const char *k = p;
+
+		if ((p = jsonspan_skip(p, end)) == NULL) {
+			return NULL;
+		}
+		char key[64];
+		size_t klen = (size_t)(p - k);
+		size_t n =
+			klen <= sizeof(key) ? jsonrpc_string_text(k, klen, key, false) : SIZE_MAX;
+
+		p = answer_ws(p, end);
+		if (p >= end || *p != ':') {
+			return NULL;
+		}
+		const char *v = answer_ws(p + 1, end);
+
+		if ((p = jsonspan_skip(v, end)) == NULL) {
+			return NULL;
+		}
+		if (n == 2 && memcmp(key, "id", 2) == 0) {
+			id = v; /* the last of them, as the scanner takes it */
+			id_end = p;
+		} else if (n == 6 && memcmp(key, "method", 6) == 0) {
+			method = true;
+		} else if ((n == 6 && memcmp(key, "result", 6) == 0) ||
+			   (n == 5 && memcmp(key, "error", 5) == 0)) {
+			answer = true;
+		}
+		p = answer_ws(p, end);
+		if (p < end && *p == '}') {
+			break;
+		}
+		if (p >= end || *p != ',') {
+			return NULL;
+		}
+		p++;
+	}
+	if (id == NULL || !answer || method) {
+		return NULL;
+	}
+	size_t n = (size_t)(id_end - id);
+
+	/* An id a request may have: a valid JSON string or number (not null, true, ...). */
+	if (!jsonrpc_text_ok(id, n) || !(*id == '"' ? json_string(id, n) : json_number(id, n))) {
+		return NULL;
+	}
+	if (*id == '"' && lone_surrogate(id, n)) {
+		return NULL; /* (its value, as the scan takes it, is not known) */
+	}
+	*id_len = n;
+	return id;
+}

@@ -1505,6 +1505,55 @@ replay_batch(struct session *s, const char *line, size_t len)
 	return true;
 }
 
+/* The request in flight that the answer in text answers, if any, is marked lost. */
+static bool
+refused_answer(struct session *s, const char *text, size_t len)
+{
+	size_t id_len;
+	const char *id = jsonrpc_answer_id(text, len, &id_len);
+	struct pending *p = id != NULL ? ids_find(s->pending, id, id_len) : NULL;
+
+	if (p == NULL || p->lost >= p->count) {
+		return false;
+	}
+	p->lost++;
+	return true;
+}
+
+/*
+ * A server's line refused as not JSON (invalid UTF-8, a NUL, too deep, ...): the
+ * client's requests in flight that it answers (its id, or each answer's of a batch, as
+ * jsonrpc_answer_id() finds them) get an error in its place at once, as those of a line
+ * too large do (answer_lost()): they would wait for ever.  A line that holds no such id,
+ * or the id of no request in flight, changes nothing.
+ */
+static void
+refused_answers(struct session *s, const char *line, size_t len)
+{
+	const char *p = line, *end = line + len, *el;
+	size_t el_len;
+	bool batch, lost = false;
+	char text[160];
+
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\r')) {
+		p++;
+	}
+	batch = p < end && *p == '[';
+	if (!batch) {
+		lost = refused_answer(s, line, len);
+	}
+	while (batch && jsonspan_element(&p, end, &el, &el_len)) {
+		lost |= refused_answer(s, el, el_len);
+	}
+	if (!lost) {
+		return;
+	}
+	(void)snprintf(text, sizeof(text), "the server's answer could not be forwarded: %s",
+		       out_scan.error != NULL ? out_scan.error : "not valid JSON");
+	answer_lost(s, batch, text);
+	busy_sync(s);
+}
+
 static void
 session_on_line(void *ctx, const char *line, size_t len)
 {
@@ -1528,6 +1577,9 @@ session_on_line(void *ctx, const char *line, size_t len)
 		diag_warn("session %s: server wrote a line that is not JSON-RPC (not forwarded): "
 			  "%.*s",
 			  s->id, (int)SYS_MIN(len, 300), line);
+		if (kind == JSONRPC_INVALID_JSON) {
+			refused_answers(s, line, len);
+		}
 		return;
 	}
 	double ms = -1;

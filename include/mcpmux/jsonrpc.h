@@ -279,6 +279,18 @@ bool jsonrpc_drop_answers(const struct jsonrpc_scanner *s, const char *line, siz
 			  struct sbuf *out, struct jsonrpc_scanner *out_scan, struct sbuf *gone,
 			  size_t *dropped);
 
+/*
+ * The id of the answer a text holds that the scan refused (invalid UTF-8, a NUL, nested
+ * too deeply, ...), so that the request it answers can be answered all the same: found
+ * by a structural pass (jsonspan's) that trusts nothing else of the text.  The text must
+ * be an object whose members are whole up to its closing brace (what follows it is not
+ * read), with a "result" or an "error" and no "method" among them (keys compared by the
+ * characters their escapes stand for), and an "id" (the last, as the scan takes it) that
+ * is a valid JSON string or number.  Its JSON text, in the text, and its length in
+ * *id_len; NULL when there is none.  Pure: no allocation, no state.
+ */
+const char *jsonrpc_answer_id(const char *text, size_t len, size_t *id_len);
+
 /* The name used for a kind in the traffic log: "request", "response", ... */
 const char *jsonrpc_kind_name(enum jsonrpc_kind kind);
 

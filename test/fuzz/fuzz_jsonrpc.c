@@ -26,6 +26,12 @@
  * it returns is written by mcpmux, unchecked, into an error response as the "id": it must
  * be one valid JSON string or number, and for a valid object with one top-level "id" it
  * must be that id.
+
+ *
+ * jsonrpc_answer_id() reads only the line, and what it finds is in it and goes into an
+ * error response likewise: one valid JSON string or number.  Of a line the scan takes for
+ * an answer with an id that is not null it finds that id (by its key), or nothing for an
+ * id with a lone surrogate escape; of a request or a notification nothing.
  */
 #include <math.h>
 
@@ -817,6 +823,78 @@ check_idscan(const char *line, size_t len, uint64_t seed)
 	free(copy);
 }
 
+/* ---- the id of an answer refused ---- */
+
+/* Does the line hold an escape of a UTF-16 surrogate (\uD800 to \uDFFF)? */
+static bool
+surrogate_escape(const char *line, size_t len)
+{
+	for (size_t i = 0; i + 3 < len; i++) {
+		char c = line[i + 3];
+
+		if (line[i] == '\\' && line[i + 1] == 'u' && (line[i + 2] | 0x20) == 'd' &&
+		    (c == '8' || c == '9' || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f'))) {
+			return true;
+		}
+	}
+	return false;
+}
+
+static void
+check_answer_id(const char *line, size_t len)
+{
+	char *copy = malloc(len > 0 ? len : 1); /* nothing past the line may be read (ASan) */
+	size_t id_len = 0;
+
+	FUZZ_CHECK(copy != NULL, "out of memory");
+	if (len > 0) {
+		memcpy(copy, line, len);
+	}
+	const char *id = jsonrpc_answer_id(copy, len, &id_len);
+	struct jsonrpc_scanner s;
+
+	if (id != NULL) {
+		FUZZ_CHECK(id >= copy && id_len > 0 && id_len <= len &&
+				   (size_t)(id - copy) <= len - id_len,
+			   "answer id outside the line");
+		FUZZ_CHECK(id[0] == '"' || id[0] == '-' || (id[0] >= '0' && id[0] <= '9'),
+			   "answer id %.*s is neither a string nor a number", (int)id_len, id);
+		FUZZ_CHECK(fuzz_yajl_valid(id, id_len) &&
+				   fuzz_utf8_strict((const unsigned char *)id, id_len),
+			   "answer id %.*s is not valid JSON", (int)id_len, id);
+	}
+	jsonrpc_init(&s);
+	enum jsonrpc_kind kind = jsonrpc_scan(&s, copy, len);
+
+	if (kind == JSONRPC_REQUEST || kind == JSONRPC_NOTIFICATION) {
+		FUZZ_CHECK(id == NULL, "answer id %.*s in a %s", (int)id_len, id,
+			   jsonrpc_kind_name(kind));
+	} else if ((kind == JSONRPC_RESPONSE || kind == JSONRPC_ERROR) && s.one.has_id &&
+		   !(s.one.id.len == 4 && memcmp(jsonrpc_str(&s, s.one.id), "null", 4) == 0)) {
+		if (id == NULL) {
+			/* Only of an id with a lone surrogate escape, whose text is yajl's. */
+			FUZZ_CHECK(surrogate_escape(line, len), "the answer's id is not found");
+			jsonrpc_release(&s);
+			free(copy);
+			return;
+		}
+		char *a = malloc(JSONRPC_KEY_MAX(id_len)),
+		     *b = malloc(JSONRPC_KEY_MAX(s.one.id.len));
+
+		FUZZ_CHECK(a != NULL && b != NULL, "out of memory");
+		size_t na = jsonrpc_id_key(id, id_len, a);
+		size_t nb = jsonrpc_id_key(jsonrpc_str(&s, s.one.id), s.one.id.len, b);
+
+		FUZZ_CHECK(na > 0 && na == nb && memcmp(a, b, na) == 0,
+			   "answer id %.*s, the scan's %.*s", (int)id_len, id, (int)s.one.id.len,
+			   jsonrpc_str(&s, s.one.id));
+		free(a);
+		free(b);
+	}
+	jsonrpc_release(&s);
+	free(copy);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -847,5 +925,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_without_answers(line, size);
 
 	check_idscan(line, size, seed);
+	check_answer_id(line, size);
 	return 0;
 }

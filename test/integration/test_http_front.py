@@ -1148,6 +1148,27 @@ class Refusals(HttpCase):
         head = raw("GET", ["*/*", "text/event-stream;q=0"])
         self.assertTrue(head.startswith("http/1.1 406 "), head)
 
+    def test_a_server_answer_that_is_not_json_answers_its_request(self):
+        """The server answers a call with a line that is not JSON (invalid UTF-8): the call
+        is answered on its stream with mcpmux's -32000 error in its place, at once; the
+        session's next call works."""
+        self.http()
+        sid = self.session()
+        msgs = self.call(sid, tool(2, "bad", how="utf8"))
+        self.assertEqual(len(msgs), 1, msgs)
+        self.assertEqual(msgs[0]["id"], 2)
+        self.assertEqual(msgs[0]["error"]["code"], -32000)
+        self.assertIn("could not be forwarded", msgs[0]["error"]["message"])
+        r = self.post(tool(3, "bad", how="deep"), sid,
+                      headers={"Accept": "application/json"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["error"]["code"], -32000)
+        self.assertIn("nested too deeply", r.json()["error"]["message"])
+        self.assertEqual(self.call(sid, {"jsonrpc": "2.0", "id": 4, "method": "ping"}),
+                         [{"jsonrpc": "2.0", "id": 4, "result": {}}])
+        self.assertIn("not JSON-RPC (not forwarded)", self.srv.stderr())
+        self.stop()
+
     def test_a_content_coding_is_415_and_identity_is_accepted(self):
         """A body with a content coding (gzip here) is refused with 415 and
         Accept-Encoding: identity (RFC 9110, 8.4 and 15.5.16), not read as JSON (it was a

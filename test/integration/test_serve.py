@@ -731,6 +731,33 @@ class Routing(Case):
         m.p.close_stdin()
         self.assertEqual(m.p.wait(), 0)
 
+    def test_a_server_answer_that_is_not_json_answers_its_request(self):
+        """A session's server answers with a line that is not JSON (invalid UTF-8, nested
+        600 deep): the request it answers gets one -32000 error at once, in its session
+        alone, and the line is not forwarded but said on stderr; that session's later
+        calls, and another session's, still work."""
+        m = Mux(self.serve(opts=FAST))
+        for s in ("a", "b"):
+            m.send(s, initialize(1))
+            m.msg(s)
+        m.send("a", call(2, "bad", how="utf8"))
+        err = self.assert_error(m.msg("a"), 2, -32000)
+        self.assertIn("could not be forwarded", err["message"])
+        self.assertIn("invalid UTF-8", err["message"])
+        m.send("a", call("x\\y", "bad", how="deep"))
+        err = self.assert_error(m.msg("a"), "x\\y", -32000)
+        self.assertIn("nested too deeply", err["message"])
+        self.assertIn("not JSON-RPC (not forwarded)", m.p.stderr())
+        m.send("b", req(2, "ping"))
+        self.assertEqual(m.msg("b"), {"jsonrpc": "2.0", "id": 2, "result": {}})
+        m.send("a", req(3, "ping"))
+        self.assertEqual(m.msg("a"), {"jsonrpc": "2.0", "id": 3, "result": {}})
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+        for s in ("a", "b"):
+            m.event(s, "ended")
+        self.assertEqual([e for e in m.inbox if "message" in e], [])
+
     def test_batch(self):
         m = Mux(self.serve(command=["cat"]))
         batch = [req(1, "x"), req(2, "y")]

@@ -769,7 +769,8 @@ class Failures(Case):
         """JSON is nested at most 512 deep, every array and object counted, the message's
         own included (JSONRPC_MAX_DEPTH): a client's message 512 deep is forwarded, one
         513 deep gets -32700 and is not; a server's line 513 deep is not JSON to mcpmux
-        either: it goes to stderr, not to the client, as any line that is not JSON."""
+        either: it goes to stderr, not to the client, as any line that is not JSON, and
+        the request it answers gets -32000 in its place."""
         w = self.wrap()
         w.write(nested(1, 512) + b"\n")
         self.assertEqual(w.msg(), {"jsonrpc": "2.0", "id": 1, "result": {}})
@@ -787,10 +788,73 @@ class Failures(Case):
             d, depth = d[0], depth + 1
         self.assertEqual(depth, 511)  # and the empty array: 512
         w.send(req(513, "x"))
-        wait_until(lambda: "not JSON-RPC (not forwarded)" in w.stderr(), 10,
-                   "the server's line to be kept off the client")
+        # its answer is not forwarded: the request gets an error in its place, at once
+        err = self.assert_error(w.msg(), 513, -32000)
+        self.assertIn("nested too deeply", err["message"])
+        self.assertIn("not JSON-RPC (not forwarded)", w.stderr())
         w.close_stdin()
-        self.assert_error(w.msg(), 513, -32000)  # the server exited before answering
+        self.assertEqual(w.wait(), 0)
+        self.assertEqual(w.read_to_eof(), b"")
+
+    def test_a_server_answer_that_is_not_json_answers_its_request(self):
+        """A server's answer that is not JSON (invalid UTF-8, a NUL, nested 600 deep; alone
+        or in a batch) is not forwarded and goes to stderr and the traffic log, as any line
+        that is not JSON; the request it answers, found by its id, gets one -32000 error in
+        its place at once, naming why, logged as mcpmux's own answer.  Its id is matched by
+        value: a string id with escapes, an id the server writes back in another form (all
+        escaped; a number as JavaScript prints it).  Later calls still work."""
+        log = os.path.join(self.tmp.name, "t.jsonl")
+        w = self.wrap(opts=FAST + ["--log", log])
+        why = {"utf8": "invalid UTF-8", "nul": "a control character",
+               "deep": "nested too deeply", "batch": "invalid UTF-8"}
+        ids = [3, 4, 5, 6, 's"\u00e9\\']
+        for id_, how in zip(ids, ("utf8", "nul", "deep", "batch", "utf8")):
+            w.send(call(id_, "bad", how=how))
+            err = self.assert_error(w.msg(), id_, -32000)
+            self.assertTrue(err["message"].startswith(
+                "the server's answer could not be forwarded: "), err)
+            self.assertIn(why[how], err["message"])
+        w.send(req(9, "ping"))
+        self.assertEqual(w.msg(), {"jsonrpc": "2.0", "id": 9, "result": {}})
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        self.assertEqual(w.read_to_eof(), b"")
+        self.assertIn("server wrote a line that is not JSON-RPC (not forwarded): "
+                      '{"jsonrpc":"2.0","id":3,"result"', w.stderr())
+        with open(log) as f:
+            out = [(r.get("kind"), r.get("id")) for r in map(json.loads, f)
+                   if r.get("dir") == "out"]
+        self.assertEqual(out, [x for i in ids for x in (("invalid", None), ("error", i))] +
+                         [("response", 9)])
+
+        for style, id_ in (("escaped", "ab"), ("js", 7.0)):
+            w = self.wrap("--id-style=" + style, opts=FAST)
+            w.send(call(id_, "bad", how="utf8"))
+            self.assert_error(w.msg(), id_, -32000)
+            w.send(req(9, "ping"))
+            self.assertEqual(w.msg(), {"jsonrpc": "2.0", "id": 9, "result": {}})
+            w.close_stdin()
+            self.assertEqual(w.wait(), 0)
+            self.assertEqual(w.read_to_eof(), b"")
+
+    def test_a_bad_server_line_that_answers_no_request_changes_nothing(self):
+        """A server's line that is not JSON and answers no request in flight is dropped
+        with its warning and nothing more: one with no id; a request of the server's own
+        under the id of a client's request in flight (its real answer follows); an answer
+        to a request answered already.  No request gets an error for them: the one that
+        no answer came for waits, here until the run's end."""
+        w = self.wrap(opts=FAST)
+        w.send(call(3, "bad", how="noid"))
+        w.send(call(4, "bad", how="request"))
+        self.assertEqual(self.assert_response(w.msg(), 4)["content"][0]["text"], "right")
+        w.send(call(5, "bad", how="after"))
+        self.assertEqual(self.assert_response(w.msg(), 5)["content"][0]["text"], "right")
+        w.send(req(6, "ping"))
+        self.assertEqual(w.msg(), {"jsonrpc": "2.0", "id": 6, "result": {}})
+        self.assertIn("not JSON-RPC (not forwarded)", w.stderr())
+        w.close_stdin()
+        err = self.assert_error(w.msg(), 3, -32000)  # the server exited before answering
+        self.assertNotIn("could not be forwarded", err["message"])
         self.assertEqual(w.wait(), 0)
         self.assertEqual(w.read_to_eof(), b"")
 

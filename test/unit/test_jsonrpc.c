@@ -1046,6 +1046,98 @@ test_idscan_kind(void **state)
 }
 
 /*
+ * jsonrpc_answer_id(): the id of an answer in a text the scan refuses, by its structure
+ * alone; none of a request, of a notification, of an id that is no valid id, of an
+ * object cut short.  '~' in a case stands for a NUL.
+ */
+static void
+test_answer_id(void **state)
+{
+	static const struct {
+		const char *in;
+		const char *id; /* as q() quotes it; NULL: none */
+	} cases[] = {
+		{ "{'jsonrpc':'2.0','id':3,'result':{'text':'caf\xe9'}}", "3" },
+		{ "  {'jsonrpc':'2.0','id':3,'result':{'text':'a~b'}}", "3" },
+		{ "{'jsonrpc':'2.0','id':-1.5e3,'error':{'code':1,'message':'\xc0\xaf'}}",
+		  "-1.5e3" },
+		{ "{'jsonrpc':'2.0','result':[[[[[[[[[[]]]]]]]]]],'id':'a\\'b\\u0063'}",
+		  "'a\\'b\\u0063'" },
+		/* Keys are compared by what their escapes stand for; the last id wins. */
+		{ "{'\\u0069d':7,'r\\u0065sult':1}", "7" },
+		{ "{'id':1,'result':1,'id':2}", "2" },
+		{ "{'id':1,'result':1,'id':true}", NULL },
+		/* What follows the object is not read. */
+		{ "{'id':4,'result':1} \xff garbage", "4" },
+		/* No answer: a request, a notification, an answer that says no id. */
+		{ "{'jsonrpc':'2.0','id':5,'method':'x','params':{'t':'\xe9'}}", NULL },
+		{ "{'jsonrpc':'2.0','id':5,'method':'x','result':1}", NULL },
+		{ "{'jsonrpc':'2.0','id':5,'\\u006dethod':'x','result':1}", NULL },
+		{ "{'jsonrpc':'2.0','method':'x','params':{'id':1,'result':'\xe9'}}", NULL },
+		{ "{'jsonrpc':'2.0','result':'\xe9'}", NULL },
+		{ "{'jsonrpc':'2.0','id':5}", NULL },
+		{ "{'params':{'id':1},'result':1}", NULL },
+		/* An id that is no request's: null, true, an object, not a number, bad text. */
+		{ "{'id':null,'error':{}}", NULL },
+		{ "{'id':true,'result':1}", NULL },
+		{ "{'id':{'a':1},'result':1}", NULL },
+		{ "{'id':[1],'result':1}", NULL },
+		{ "{'id':01,'result':1}", NULL },
+		{ "{'id':1x,'result':1}", NULL },
+		{ "{'id':'\xe9','result':1}", NULL },
+		{ "{'id':'a~','result':1}", NULL },
+		{ "{'id':'\\x','result':1}", NULL },
+		/* A lone surrogate escape: the scan's text of it is not its own (yajl's '?'). */
+		{ "{'id':'\\ud800','result':1}", NULL },
+		{ "{'id':'a\\udc00','result':1}", NULL },
+		{ "{'id':'\\ud800\\u0041','result':1}", NULL },
+		{ "{'id':'\\ud83d\\ude00\\n','result':1}", "'\\ud83d\\ude00\\n'" },
+		/* Not an object, or one cut short or broken before its end. */
+		{ "[{'id':1,'result':1}]", NULL },
+		{ "'id'", NULL },
+		{ "{'id':3,'result':{'text':'abc", NULL },
+		{ "{'id':3,'result':1", NULL },
+		{ "{'id':3,'result':1,}", NULL },
+		{ "{'id' 3,'result':1}", NULL },
+		{ "{'id':3 'result':1}", NULL },
+		{ "{'id':3,'result':]}", NULL },
+		{ "{'id':3,~'result':1}", NULL },
+		{ "{}", NULL },
+		{ "", NULL },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char in[256], want[64];
+		size_t len, id_len = 0;
+
+		q(in, sizeof(in), cases[i].in);
+		len = strlen(in);
+		for (char *t = strchr(in, '~'); t != NULL; t = strchr(t + 1, '~')) {
+			*t = '\0';
+		}
+		/* From a copy of its own length: nothing past it is read (ASan). */
+		char *copy = malloc(len > 0 ? len : 1);
+
+		assert_non_null(copy);
+		memcpy(copy, in, len);
+		const char *id = jsonrpc_answer_id(copy, len, &id_len);
+
+		if (cases[i].id == NULL) {
+			if (id != NULL) {
+				fail_msg("case %zu: unexpected id %.*s", i, (int)id_len, id);
+			}
+		} else {
+			q(want, sizeof(want), cases[i].id);
+			if (id == NULL || id_len != strlen(want) || memcmp(id, want, id_len) != 0) {
+				fail_msg("case %zu: id %.*s, want %s", i, id ? (int)id_len : 6,
+					 id ? id : "(none)", want);
+			}
+		}
+		free(copy);
+	}
+}
+
+/*
  * The scan of in (fed in pieces of piece bytes) found an answer whose id is want_q (as
  * q() quotes it), or no answer when want_q is NULL.
  */
@@ -1688,6 +1780,7 @@ main(void)
 		cmocka_unit_test(test_kind_name),
 		cmocka_unit_test_setup_teardown(test_release_unused, scanner_setup,
 						scanner_teardown),
+		cmocka_unit_test(test_answer_id),
 		cmocka_unit_test(test_idscan_every_piece_size),
 		cmocka_unit_test(test_idscan_kind),
 		cmocka_unit_test(test_idscan_batch),
