@@ -1573,16 +1573,6 @@ jsonrpc_idscan_is_answer(const struct jsonrpc_idscan *sc)
 
 /* ---- the id of an answer refused ---- */
 
-static const char *
-answer_ws(const char *p, const char *end)
-{
-	while (p < end &&
-	       (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n' || *p == '\v' || *p == '\f')) {
-		p++;
-	}
-	return p;
-}
-
 /*
  * Does the JSON string p (valid: json_string()) hold an escape of a UTF-16 surrogate that
  * is not one of a pair?  The scan's text of such an id is yajl's ("?" in its place).
@@ -1620,7 +1610,7 @@ lone_surrogate(const char *p, size_t len)
 const char *
 jsonrpc_answer_id(const char *text, size_t len, size_t *id_len)
 {
-	const char *p = answer_ws(text, text + len), *end = text + len;
+	const char *p = jsonspan_ws(text, text + len), *end = text + len;
 	const char *id = NULL, *id_end = NULL;
 	bool answer = false, method = false;
 
@@ -1629,7 +1619,7 @@ jsonrpc_answer_id(const char *text, size_t len, size_t *id_len)
 	}
 	for (p++;;) {
 		/* A member: its key, a string, decoded to be compared ("\u0069d" is "id"). */
-		p = answer_ws(p, end);
+		p = jsonspan_ws(p, end);
 		if (p >= end || *p != '"') {
 			return NULL; /* '}' of an empty object, or not JSON */
 		}
@@ -1643,11 +1633,11 @@ jsonrpc_answer_id(const char *text, size_t len, size_t *id_len)
 		size_t n =
 			klen <= sizeof(key) ? jsonrpc_string_text(k, klen, key, false) : SIZE_MAX;
 
-		p = answer_ws(p, end);
+		p = jsonspan_ws(p, end);
 		if (p >= end || *p != ':') {
 			return NULL;
 		}
-		const char *v = answer_ws(p + 1, end);
+		const char *v = jsonspan_ws(p + 1, end);
 
 		if ((p = jsonspan_skip(v, end)) == NULL) {
 			return NULL;
@@ -1661,7 +1651,7 @@ jsonrpc_answer_id(const char *text, size_t len, size_t *id_len)
 			   (n == 5 && memcmp(key, "error", 5) == 0)) {
 			answer = true;
 		}
-		p = answer_ws(p, end);
+		p = jsonspan_ws(p, end);
 		if (p < end && *p == '}') {
 			break;
 		}

@@ -117,6 +117,15 @@ skip_value(struct cur *c)
 }
 
 const char *
+jsonspan_ws(const char *p, const char *end)
+{
+	struct cur c = { p, end };
+
+	skip_ws(&c);
+	return c.p;
+}
+
+const char *
 jsonspan_skip(const char *p, const char *end)
 {
 	struct cur c = { p, end };

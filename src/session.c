@@ -1535,9 +1535,7 @@ refused_answers(struct session *s, const char *line, size_t len)
 	bool batch, lost = false;
 	char text[160];
 
-	while (p < end && (*p == ' ' || *p == '\t' || *p == '\r')) {
-		p++;
-	}
+	p = jsonspan_ws(p, end);
 	batch = p < end && *p == '[';
 	if (!batch) {
 		lost = refused_answer(s, line, len);

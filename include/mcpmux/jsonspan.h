@@ -37,6 +37,12 @@ bool jsonspan_find(const char *p, size_t len, const char *const *path, size_t n,
 bool jsonspan_member(const char *json, size_t len, const char *key, const char **val, size_t *vlen);
 
 /*
+ * Past the white space at p (JSON's four, and \v and \f, as yajl takes them): the first
+ * byte that is not, or end.
+ */
+const char *jsonspan_ws(const char *p, const char *end);
+
+/*
  * Past the one value at p (after any white space), by the same structural pass: where it
  * ends, or NULL when it does not end before `end` or is not a value's start.
  */

@@ -837,6 +837,17 @@ class Failures(Case):
             self.assertEqual(w.wait(), 0)
             self.assertEqual(w.read_to_eof(), b"")
 
+    def test_a_bad_batch_after_a_form_feed_answers_its_request(self):
+        """A server's batch that is not JSON, after white space yajl takes (a form feed):
+        its answer's request gets -32000 at once all the same."""
+        w = self.wrap(opts=FAST)
+        w.send(call(3, "bad", how="ff-batch"))
+        err = self.assert_error(w.msg(), 3, -32000)
+        self.assertIn("invalid UTF-8", err["message"])
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+        self.assertEqual(w.read_to_eof(), b"")
+
     def test_a_bad_server_line_that_answers_no_request_changes_nothing(self):
         """A server's line that is not JSON and answers no request in flight is dropped
         with its warning and nothing more: one with no id; a request of the server's own
