@@ -1522,10 +1522,10 @@ refused_answer(struct session *s, const char *text, size_t len)
 
 /*
  * A server's line refused as not JSON (invalid UTF-8, a NUL, too deep, ...): the
- * client's requests in flight that it answers (its id, or each answer's of a batch, as
- * jsonrpc_answer_id() finds them) get an error in its place at once, as those of a line
- * too large do (answer_lost()): they would wait for ever.  A line that holds no such id,
- * or the id of no request in flight, changes nothing.
+ * client's requests in flight that it answers (its id, each answer's of a batch, or
+ * each's of objects one after the other on the line, as jsonrpc_answer_id() finds them) get an
+ * error in its place at once, as those of a line too large do (answer_lost()): they would wait for
+ * ever.  A line that holds no such id, or the id of no request in flight, changes nothing.
  */
 static void
 refused_answers(struct session *s, const char *line, size_t len)
@@ -1537,11 +1537,15 @@ refused_answers(struct session *s, const char *line, size_t len)
 
 	p = jsonspan_ws(p, end);
 	batch = p < end && *p == '[';
-	if (!batch) {
-		lost = refused_answer(s, line, len);
-	}
 	while (batch && jsonspan_element(&p, end, &el, &el_len)) {
 		lost |= refused_answer(s, el, el_len);
+	}
+	/* An object, or several one after the other ("{...} {...}", not JSON): each's. */
+	while (!batch && p < end && *p == '{') {
+		const char *next = jsonspan_skip(p, end);
+
+		lost |= refused_answer(s, p, (size_t)((next != NULL ? next : end) - p));
+		p = next != NULL ? jsonspan_ws(next, end) : end;
 	}
 	if (!lost) {
 		return;

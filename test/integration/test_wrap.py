@@ -848,6 +848,23 @@ class Failures(Case):
         self.assertEqual(w.wait(), 0)
         self.assertEqual(w.read_to_eof(), b"")
 
+    def test_two_answers_on_one_line_each_answer_their_request(self):
+        """A server's line of two answers one after the other (not JSON: more than one
+        value): each answer's request gets -32000 at once, the second's too."""
+        w = self.wrap(opts=FAST)
+        w.send(call(5, "bad", how="two", other=6), req(6, "ping"))
+        got = {}
+        for _ in range(2):
+            m = w.msg()
+            got[m.get("id")] = m
+        self.assertEqual(sorted(got), [5, 6], got)
+        for id_, m in got.items():
+            err = self.assert_error(m, id_, -32000)
+            self.assertTrue(err["message"].startswith(
+                "the server's answer could not be forwarded: "), err)
+        w.close_stdin()
+        self.assertEqual(w.wait(), 0)
+
     def test_a_bad_server_line_that_answers_no_request_changes_nothing(self):
         """A server's line that is not JSON and answers no request in flight is dropped
         with its warning and nothing more: one with no id; a request of the server's own
