@@ -1505,19 +1505,60 @@ replay_batch(struct session *s, const char *line, size_t len)
 	return true;
 }
 
-/* The request in flight that the answer in text answers, if any, is marked lost. */
+/*
+ * The request in flight that the answer in text answers, if any, is marked lost.  One
+ * under an id of no request in flight, from a server that hears the replay, is the
+ * replay's (as replay_answer() takes it): counted in *replay.
+ */
 static bool
-refused_answer(struct session *s, const char *text, size_t len)
+refused_answer(struct session *s, const char *text, size_t len, size_t *replay)
 {
 	size_t id_len;
 	const char *id = jsonrpc_answer_id(text, len, &id_len);
 	struct pending *p = id != NULL ? ids_find(s->pending, id, id_len) : NULL;
 
+	if (id != NULL && p == NULL && s->state == SESSION_RESUMING && !s->end_requested) {
+		(*replay)++;
+		return false;
+	}
 	if (p == NULL || p->lost >= p->count) {
 		return false;
 	}
 	p->lost++;
 	return true;
+}
+
+/*
+ * n answers that are not JSON from a server that hears the replay: one to the replayed
+ * initialize fails the replay at once (it would wait for its deadline, then say the
+ * server did not answer); one to a later replayed request counts as answered, as an
+ * error to it does (replay_answer()).
+ */
+static void
+refused_replay(struct session *s, size_t n)
+{
+	const char *fault = out_scan.error != NULL ? out_scan.error : "not valid JSON";
+
+	if (s->state != SESSION_RESUMING || s->end_requested) {
+		return;
+	}
+	if (s->replay_id != NULL) {
+		char why[256];
+
+		(void)snprintf(why, sizeof(why),
+			       "the restarted server's answer to the replay is not valid JSON: %s",
+			       fault);
+		replay_fail(s, why);
+		return;
+	}
+	diag_warn("session %s: the restarted server's answer to a replayed request is not "
+		  "valid JSON: %s",
+		  s->id, fault);
+	for (; n > 0 && s->replay_wait > 0; n--) {
+		if (--s->replay_wait == 0) {
+			replay_done(s);
+		}
+	}
 }
 
 /*
@@ -1531,29 +1572,32 @@ static void
 refused_answers(struct session *s, const char *line, size_t len)
 {
 	const char *p = line, *end = line + len, *el;
-	size_t el_len;
+	size_t el_len, replay = 0;
 	bool batch, lost = false;
-	char text[160];
 
 	p = jsonspan_ws(p, end);
 	batch = p < end && *p == '[';
 	while (batch && jsonspan_element(&p, end, &el, &el_len)) {
-		lost |= refused_answer(s, el, el_len);
+		lost |= refused_answer(s, el, el_len, &replay);
 	}
 	/* An object, or several one after the other ("{...} {...}", not JSON): each's. */
 	while (!batch && p < end && *p == '{') {
 		const char *next = jsonspan_skip(p, end);
 
-		lost |= refused_answer(s, p, (size_t)((next != NULL ? next : end) - p));
+		lost |= refused_answer(s, p, (size_t)((next != NULL ? next : end) - p), &replay);
 		p = next != NULL ? jsonspan_ws(next, end) : end;
 	}
-	if (!lost) {
-		return;
+	if (lost) {
+		char text[160];
+
+		(void)snprintf(text, sizeof(text), "the server's answer could not be forwarded: %s",
+			       out_scan.error != NULL ? out_scan.error : "not valid JSON");
+		answer_lost(s, batch, text);
+		busy_sync(s);
 	}
-	(void)snprintf(text, sizeof(text), "the server's answer could not be forwarded: %s",
-		       out_scan.error != NULL ? out_scan.error : "not valid JSON");
-	answer_lost(s, batch, text);
-	busy_sync(s);
+	if (replay > 0) {
+		refused_replay(s, replay);
+	}
 }
 
 static void

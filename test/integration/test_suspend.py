@@ -981,6 +981,59 @@ class SlowReplay(Base):
         self.assertEqual(p.wait(), 0)
         self.assert_no_leftovers()
 
+    def test_a_replay_answered_with_a_line_that_is_not_json_fails_at_once(self):
+        """A fresh server that answers the replayed initialize with a line that is not JSON
+        (invalid UTF-8): the replay fails at once, not at its deadline, and the held
+        requests get -32000 that says why; the next message tries again."""
+        behave = os.path.join(self.tmp.name, "behave")
+        log = os.path.join(self.tmp.name, "t.log")
+        p = self.wrap(opts=FAST + SUSPEND + ["--stall-timeout", "30", "--log", log],
+                      command=[FIXTURE, "--behave-file=" + behave])
+        self.setup_session(p.send, p.msg)
+        self.wait_suspended(self.pid_of(p.send, p.msg, 6), log=log)
+        with open(behave, "w") as f:
+            f.write("init-bad\n")
+        t0 = time.monotonic()
+        p.send(call(7, "echo", text="held"), call(8, "echo", text="held too"))
+        for id_ in (7, 8):
+            err = self.assert_error(p.msg(10), id_, -32000)
+            self.assertEqual(err["message"],
+                             "the restarted server's answer to the replay is not valid "
+                             "JSON: not valid JSON text (a control character, or invalid "
+                             "UTF-8)")
+        self.assertLess(time.monotonic() - t0, 5 * SLOW)
+        failed = wait_until(lambda: events(log, "resume-failed"), 5, "resume-failed logged")
+        self.assertIn("answer to the replay is not valid JSON", failed[0]["reason"])
+        wait_until(lambda: not self.servers(), 5, "the failed server to be gone")
+        os.unlink(behave)
+        p.send(call(9, "echo", text="again"))
+        self.assertEqual(p.msg(10)["result"]["content"][0]["text"], "again")
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assert_no_leftovers()
+
+    def test_a_replayed_subscription_answered_with_a_line_that_is_not_json(self):
+        """A fresh server that answers a replayed resources/subscribe with a line that is
+        not JSON: it answered, as an error would: the replay ends at once, not at its
+        deadline, and the held request reaches it and is answered."""
+        behave = os.path.join(self.tmp.name, "behave")
+        log = os.path.join(self.tmp.name, "t.log")
+        p = self.wrap(opts=FAST + SUSPEND + ["--stall-timeout", "30", "--log", log],
+                      command=[FIXTURE, "--behave-file=" + behave])
+        self.setup_session(p.send, p.msg)
+        self.wait_suspended(self.pid_of(p.send, p.msg, 6), log=log)
+        with open(behave, "w") as f:
+            f.write("subscribe-bad\n")
+        t0 = time.monotonic()
+        p.send(call(7, "echo", text="held"))
+        self.assertEqual(p.msg(10)["result"]["content"][0]["text"], "held")
+        self.assertLess(time.monotonic() - t0, 5 * SLOW)
+        wait_until(lambda: events(log, "resumed"), 5, "resumed logged")
+        self.assertEqual(events(log, "resume-failed"), [])
+        p.close_stdin()
+        self.assertEqual(p.wait(), 0)
+        self.assert_no_leftovers()
+
     def test_an_end_of_run_during_the_replay_ends_the_run(self):
         """An end-of-run while the fresh server replays the handshake: the replay's late
         answer neither resumes the session nor fails the resume; the held request gets the
