@@ -40,6 +40,7 @@
 #include "fuzz.h"
 
 #include "mcpmux/jsonrpc.h"
+#include "mcpmux/jsonspan.h"
 #include "mcpmux/rpcout.h"
 
 /* ---- the tree oracle ---- */
@@ -825,19 +826,69 @@ check_idscan(const char *line, size_t len, uint64_t seed)
 
 /* ---- the id of an answer refused ---- */
 
-/* Does the line hold an escape of a UTF-16 surrogate (\uD800 to \uDFFF)? */
-static bool
-surrogate_escape(const char *line, size_t len)
+/*
+ * The text of the line's last top-level "id" member (keys compared by the characters
+ * their escapes stand for, as the scan compares them), member by member; NULL when the
+ * line is not an object read so to its closing brace.
+ */
+static const char *
+raw_id(const char *line, size_t len, size_t *n)
 {
-	for (size_t i = 0; i + 3 < len; i++) {
-		char c = line[i + 3];
+	const char *p = jsonspan_ws(line, line + len), *end = line + len, *id = NULL;
 
-		if (line[i] == '\\' && line[i + 1] == 'u' && (line[i + 2] | 0x20) == 'd' &&
-		    (c == '8' || c == '9' || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f'))) {
-			return true;
-		}
+	if (p >= end || *p != '{') {
+		return NULL;
 	}
-	return false;
+	for (p++;;) {
+		const char *k = jsonspan_ws(p, end), *v;
+		char key[64];
+		size_t kn;
+
+		if (k >= end || *k != '"' || (p = jsonspan_skip(k, end)) == NULL) {
+			return NULL;
+		}
+		kn = (size_t)(p - k) <= sizeof(key)
+			     ? jsonrpc_string_text(k, (size_t)(p - k), key, false)
+			     : SIZE_MAX;
+		p = jsonspan_ws(p, end);
+		if (p >= end || *p != ':') {
+			return NULL;
+		}
+		v = jsonspan_ws(p + 1, end);
+		if ((p = jsonspan_skip(v, end)) == NULL) {
+			return NULL;
+		}
+		if (kn == 2 && memcmp(key, "id", 2) == 0) {
+			id = v;
+			*n = (size_t)(p - v);
+		}
+		p = jsonspan_ws(p, end);
+		if (p < end && *p == ',') {
+			p++;
+			continue;
+		}
+		return p < end && *p == '}' ? id : NULL;
+	}
+}
+
+/*
+ * Does the JSON string p hold a surrogate escape that is not one of a pair?  Its
+ * characters then differ as such an escape is taken (U+FFFD, or its 3-byte form).
+ */
+static bool
+lone_surrogate_id(const char *p, size_t len)
+{
+	char *a = malloc(len), *b = malloc(len);
+	size_t na, nb;
+	bool lone;
+
+	FUZZ_CHECK(a != NULL && b != NULL, "out of memory");
+	na = jsonrpc_string_text(p, len, a, true);
+	nb = jsonrpc_string_text(p, len, b, false);
+	lone = na != SIZE_MAX && (na != nb || memcmp(a, b, na) != 0);
+	free(a);
+	free(b);
+	return lone;
 }
 
 static void
@@ -873,7 +924,11 @@ check_answer_id(const char *line, size_t len)
 		   !(s.one.id.len == 4 && memcmp(jsonrpc_str(&s, s.one.id), "null", 4) == 0)) {
 		if (id == NULL) {
 			/* Only of an id with a lone surrogate escape, whose text is yajl's. */
-			FUZZ_CHECK(surrogate_escape(line, len), "the answer's id is not found");
+			size_t rn = 0;
+			const char *raw = raw_id(line, len, &rn);
+
+			FUZZ_CHECK(raw != NULL && *raw == '"' && lone_surrogate_id(raw, rn),
+				   "the answer's id is not found");
 			jsonrpc_release(&s);
 			free(copy);
 			return;
