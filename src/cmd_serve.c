@@ -86,7 +86,8 @@ struct serve {
 	struct sbuf tmp;
 	int in_fd, out_fd; /* our own descriptions of stdin and stdout (sys_stdio_open) */
 	bool in_shared, out_shared;
-	bool out_cut; /* a line for the client on stdio was cut for want of memory: exit 1 */
+	bool out_cut;	 /* a line for the client on stdio was cut for want of memory: exit 1 */
+	bool told_plain; /* a plain JSON-RPC line was said on stderr (once a run) */
 };
 
 static void serve_on_line(void *ctx, const char *line, size_t len);
@@ -483,6 +484,45 @@ send_envelope_error(struct sconn *sc, int code, const char *text)
 	sbuf_add_json_string(b, text, strlen(text));
 	sbuf_adds(b, "}}");
 	send_own(sc, NULL, 0, b);
+}
+
+#define PLAIN_MCP_ERROR                                                                     \
+	"mcpmux serve speaks envelopes ({\"session\":ID,\"message\":...}), not plain MCP: " \
+	"to wrap one server for a client, use `mcpmux -- COMMAND` (or `mcpmux connect` to " \
+	"reach a serve)"
+
+/*
+ * A line that is a plain JSON-RPC message ("jsonrpc":"2.0" at its top level, no session
+ * nor message): a client of MCP itself, given serve by mistake.  A request is answered
+ * with a JSON-RPC error by its id, which such a client reads (it would ignore an
+ * envelope's error and wait for its timeout); stderr says it, once.  False for any other
+ * line, which is answered as an envelope too broken to name a session.
+ */
+static bool
+plain_jsonrpc(struct sconn *sc, const char *line, size_t len)
+{
+	struct serve *sv = sc->sv;
+	enum jsonrpc_kind kind = jsonrpc_scan_checked(&sv->scan, line, len);
+	const struct jsonrpc_item *it = &sv->scan.one;
+
+	if (kind != JSONRPC_REQUEST && kind != JSONRPC_NOTIFICATION && kind != JSONRPC_RESPONSE &&
+	    kind != JSONRPC_ERROR) {
+		return false;
+	}
+	if (!sv->told_plain) {
+		sv->told_plain = true;
+		diag_warn("a client sent plain MCP (a JSON-RPC message), not an envelope: "
+			  "`mcpmux serve` speaks envelopes; to wrap one server for a client, use "
+			  "`mcpmux -- COMMAND` (or `mcpmux connect` to reach a serve)");
+	}
+	if (kind != JSONRPC_REQUEST) {
+		return false;
+	}
+	sbuf_reset(&sv->tmp);
+	rpcout_error(&sv->tmp, jsonrpc_str(&sv->scan, it->id), it->id.len, RPC_INVALID_REQUEST,
+		     PLAIN_MCP_ERROR);
+	send_own(sc, NULL, 0, &sv->tmp);
+	return true;
 }
 
 /* ---- envelopes from a connection ---- */
@@ -924,6 +964,9 @@ serve_on_line(void *ctx, const char *line, size_t len)
 	}
 	if (!env.has_session) {
 		if (!env.has_message) {
+			if (plain_jsonrpc(sc, line, len)) {
+				return;
+			}
 			send_envelope_error(
 				sc, RPC_INVALID_REQUEST,
 				"an envelope needs \"session\" and \"message\" (or "

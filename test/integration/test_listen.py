@@ -17,6 +17,7 @@ import unittest
 from mcptest import (SANITIZED, SLOW, WRAPPER, Case, MCPMUX, Proc, alive, call, encode, initialize,
                      main, note, req, rss_anon_kib, run_on_a_full_stdout, wait_until, ASKER)
 from test_hardening import Writer, wait_stalled
+from test_serve import PLAIN_MCP, PLAIN_MCP_SAID
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
 FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
@@ -1848,6 +1849,22 @@ class Envelopes:
     def close(self):
         self.f.close()
         self.s.close()
+
+
+class PlainClients(ListenHelpers, Case):
+    def test_a_plain_jsonrpc_request_on_a_connection_is_answered_by_its_id(self):
+        """A connection that speaks plain MCP gets a JSON-RPC error for its request, by
+        its id, as serve's stdio does (docs/protocol.md); stderr says it once."""
+        srv = self.listen()
+        for id_ in (1, 2):
+            c = Envelopes(self, self.path)
+            c.send(initialize(id_))
+            self.assertEqual(c.next(), {"jsonrpc": "2.0", "id": id_, "error": {
+                "code": -32600, "message": PLAIN_MCP}})
+            c.close()
+        srv.p.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.wait(), 0)
+        self.assertEqual(srv.stderr().count(PLAIN_MCP_SAID), 1, srv.stderr())
 
 
 class ForeignSessions(ListenHelpers, Case):

@@ -20,6 +20,13 @@ from mcptest import (FIXTURE, MCPMUX, SANITIZED, SLOW, WRAPPER, Case, alive, cal
 F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 
 FAST = ["--eof-grace", "300", "--term-grace", "300"]
+# What serve answers a plain JSON-RPC request with, and says once on stderr.
+PLAIN_MCP = ('mcpmux serve speaks envelopes ({"session":ID,"message":...}), not plain MCP: '
+             'to wrap one server for a client, use `mcpmux -- COMMAND` (or `mcpmux connect` '
+             'to reach a serve)')
+PLAIN_MCP_SAID = ("mcpmux: a client sent plain MCP (a JSON-RPC message), not an "
+                  "envelope: `mcpmux serve` speaks envelopes; to wrap one server for a "
+                  "client, use `mcpmux -- COMMAND` (or `mcpmux connect` to reach a serve)\n")
 
 
 def env(session, message):
@@ -795,6 +802,27 @@ class Routing(Case):
         self.assertEqual(err["error"]["code"], -32600)
         m.p.close_stdin()
         self.assertEqual(m.p.wait(), 0)
+
+    def test_a_plain_jsonrpc_request_is_answered_by_its_id(self):
+        """serve given to an MCP client by mistake (docs/protocol.md): a line that is a
+        plain JSON-RPC message gets, for a request, a JSON-RPC error with its id, which the
+        client reads at once; stderr says once what serve speaks.  A plain notification is
+        answered as before, and envelopes are served as ever."""
+        m = Mux(self.serve())
+        m.p.send(initialize(1))
+        self.assertEqual(m.p.msg(), {"jsonrpc": "2.0", "id": 1, "error": {
+            "code": -32600, "message": PLAIN_MCP}})
+        m.p.send(req("two", "tools/list"))
+        self.assertEqual(m.p.msg()["id"], "two")
+        m.p.send(note("notifications/initialized"))
+        e = m.p.msg()
+        self.assertEqual(set(e), {"error"}, e)
+        self.assertEqual(e["error"]["code"], -32600)
+        m.send("a", initialize(3))
+        self.assertEqual(m.msg("a")["id"], 3)
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+        self.assertEqual(m.p.stderr().count(PLAIN_MCP_SAID), 1, m.p.stderr())
 
     def test_a_message_nested_512_deep_passes_and_513_is_refused(self):
         """The nesting bound (docs/reliability.md) is the message's: its envelope is not
