@@ -443,6 +443,38 @@ follow_wait(struct reader *r)
 }
 
 /*
+ * The log FILE, opened; with --follow, a FILE that does not exist yet (nor, maybe, its
+ * directory) is waited for, as tail -F does, looked for as often as follow_wait() looks:
+ * said once, and again when it appears.  NULL: said, or *gone (the reader of the output
+ * went while it was waited for: nothing more to do, as follow_wait() sees it).
+ */
+static FILE *
+open_log(const struct opts *o, bool *gone)
+{
+	struct timespec ts = { 0, FOLLOW_POLL_NS };
+	FILE *f = fopen(o->file, "re");
+
+	if (f == NULL && errno == ENOENT && o->follow) {
+		diag_warn("the log '%s' does not exist yet: waiting for it to appear (--follow)",
+			  o->file);
+		do {
+			(void)nanosleep(&ts, NULL);
+			if (output_gone()) {
+				*gone = true;
+				return NULL;
+			}
+		} while ((f = fopen(o->file, "re")) == NULL && errno == ENOENT);
+		if (f != NULL) {
+			diag_warn("the log '%s' has appeared: following it", o->file);
+		}
+	}
+	if (f == NULL) {
+		diag_error_errno("cannot open the log '%s'", o->file);
+	}
+	return f;
+}
+
+/*
  * The line of the record next_record() returned last (valid until its next call), for the
  * strings that yajl's tree does not have as they are: it keeps C strings, and "\u0000"
  * ends one; a surrogate escape that is not one of a pair is a '?' there, or joined with
@@ -1979,9 +2011,8 @@ cmd_log(int argc, char **argv)
 	if (strcmp(o.file, "-") == 0) {
 		r.f = stdin;
 		r.name = "(stdin)";
-	} else if ((r.f = fopen(o.file, "re")) == NULL) {
-		diag_error_errno("cannot open the log '%s'", o.file);
-		return 1;
+	} else if ((r.f = open_log(&o, &r.gone)) == NULL) {
+		return r.gone ? 0 : 1;
 	}
 	struct stat st;
 

@@ -1541,6 +1541,37 @@ class Reading(Case):
         self.assertEqual(p.returncode, 1)
         self.assertIn("cannot write the output: No space left on device", p.stderr.decode())
 
+    def test_follow_waits_for_a_log_that_does_not_exist_yet(self):
+        """--follow on a FILE not there yet waits for it, as tail -F does (start following,
+        then start the client), its directory missing too: said once, then its records
+        are shown once it appears.  Without --follow, a missing file is an error."""
+        for name in ("f.log", os.path.join("later", "f.log")):
+            path = os.path.join(self.tmp.name, name)
+            rc, out, err = self.run_log("show", path)
+            self.assertEqual((rc, out), (1, ""), name)
+            self.assertEqual(err, "mcpmux: cannot open the log '%s': No such file or "
+                             "directory\n" % path)
+            reader, until = self.follow(path)
+            waiting = ("mcpmux: the log '%s' does not exist yet: waiting for it to appear "
+                       "(--follow)\n" % path)
+            wait_until(lambda: reader.stderr() == waiting, 5, "the reader to say it waits")
+            self.assertIsNone(reader.p.poll())
+            ready = self.write_records("ready.log", [request(1, "ping"), request(2, "ping")])
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.rename(ready, path)
+            until("ping #2")
+            self.assertEqual(reader.stderr(), waiting + "mcpmux: the log '%s' has appeared: "
+                             "following it\n" % path)
+            self.assertIsNone(reader.p.poll())
+            reader.kill()
+        # The reader of its output gone while it waits (| head): the wait ends, exit 0.
+        path = os.path.join(self.tmp.name, "never.log")
+        reader, _ = self.follow(path)
+        wait_until(lambda: "waiting for it to appear" in reader.stderr(), 5,
+                   "the reader to say it waits")
+        reader.p.stdout.close()
+        self.assertEqual(reader.wait(5), 0, reader.stderr())
+
     def test_follow_ends_when_its_reader_goes_while_the_log_is_idle(self):
         """show --follow | head: the reader of its output gone while the log gets nothing
         more, --follow ends (exit 0, nothing said), as tail -f does, instead of waiting
