@@ -597,7 +597,8 @@ wrap_on_exit(struct session *s, void *owner)
 static void
 wrap_on_idle(struct session *s, void *owner)
 {
-	(void)s;
+	/* The client's tools go with the run: said at the default verbosity (-q: not). */
+	diag_warn("idle for %g s: ending the run (--idle-timeout)", s->cfg->idle_timeout);
 	shutdown_all(((struct wrap_run *)owner)->w, "idle timeout", "idle-timeout");
 }
 

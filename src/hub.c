@@ -18,6 +18,7 @@ static void hub_on_deliver(struct session *s, const char *line, size_t len, void
 static void hub_on_exit(struct session *s, void *owner);
 static void hub_on_input_full(struct session *s, void *owner, bool full);
 static void hub_on_done(struct session *s, void *owner);
+static void hub_on_idle(struct session *s, void *owner);
 static void hub_on_suspended(struct session *s, void *owner);
 static void hub_on_resumed(struct session *s, void *owner, double ms);
 static void hub_on_started(struct session *s, void *owner);
@@ -26,7 +27,7 @@ static void send_started(struct hub_entry *e);
 static const struct session_hooks hub_hooks = {
 	.deliver = hub_on_deliver,
 	.on_exit = hub_on_exit,
-	.on_idle = hub_on_exit,
+	.on_idle = hub_on_idle,
 	.on_input_full = hub_on_input_full,
 	.on_suspended = hub_on_suspended,
 	.on_resumed = hub_on_resumed,
@@ -323,6 +324,16 @@ hub_on_exit(struct session *s, void *owner)
 	(void)s;
 	e->exited = true;
 	sync_pause(e);
+}
+
+/* A session ended by --idle-timeout: said at the default verbosity (-q silences it), its
+ * repeats within a second summed up in one line. */
+static void
+hub_on_idle(struct session *s, void *owner)
+{
+	diag_warn("session %s: idle for %g s: ending it (--idle-timeout)", s->id,
+		  s->cfg->idle_timeout);
+	hub_on_exit(s, owner);
 }
 
 static enum hub_exit_kind

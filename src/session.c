@@ -1973,7 +1973,10 @@ session_on_idle(struct ev_loop *loop, ev_timer *w, int revents)
 		ev_timer_start(loop, w);
 		return;
 	}
-	diag_info("session %s: idle for %g s: ending it", s->id, s->cfg->idle_timeout);
+	if (s->hooks->on_idle == NULL) {
+		/* (one there says it: wrap's and serve's at the default verbosity) */
+		diag_info("session %s: idle for %g s: ending it", s->id, s->cfg->idle_timeout);
+	}
 	if (tlog_enabled) {
 		char f[64];
 		int n = snprintf(f, sizeof(f), "\"idle_s\":%g", s->cfg->idle_timeout);

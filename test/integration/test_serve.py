@@ -327,6 +327,21 @@ class Sessions(Case):
         self.assertEqual(m.p.wait(), 0)
         self.assert_no_leftovers(0)
 
+    def test_an_idle_timeout_is_said(self):
+        """A session ended by --idle-timeout is said on stderr at the default verbosity,
+        once, naming it; -q silences it."""
+        for quiet in (False, True):
+            m = Mux(self.serve(opts=FAST + ["--idle-timeout", "0.5"]
+                               + (["-q"] if quiet else [])))
+            m.send("s-1", req(1, "ping"))
+            m.msg("s-1")
+            self.assertEqual(m.event("s-1", "ended")["exit"], {"code": 0})
+            m.p.close_stdin()
+            self.assertEqual(m.p.wait(), 0)
+            said = "mcpmux: session s-1: idle for 0.5 s: ending it (--idle-timeout)\n"
+            self.assertEqual(m.p.stderr().count(said), 0 if quiet else 1, m.p.stderr())
+        self.assert_no_leftovers(0)
+
     def test_eof_ends_everything(self):
         m = Mux(self.serve("--daemonize-grandchild", "--ignore-sigterm", opts=FAST))
         for s in ("a", "b", "c"):

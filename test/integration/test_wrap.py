@@ -669,6 +669,20 @@ class Teardown(Case):
         self.assertFalse(alive(e["pid"]))
         self.assert_no_leftovers(0)
 
+    def test_an_idle_timeout_is_said(self):
+        """--idle-timeout ends the run and with it the client's tools: said on stderr at
+        the default verbosity, once; -q silences it."""
+        for quiet in (False, True):
+            w = self.wrap(opts=["--idle-timeout", "0.5"] + FAST + (["-q"] if quiet else []))
+            w.send(initialize(1))
+            self.assertEqual(w.msg()["id"], 1)
+            self.assertEqual(w.read_to_eof(10), b"")
+            self.assertEqual(w.wait(), 0)
+            said = "mcpmux: idle for 0.5 s: ending the run (--idle-timeout)\n"
+            self.assertEqual(w.stderr().count(said), 0 if quiet else 1, w.stderr())
+            if quiet:
+                self.assertEqual(w.stderr(), "")
+
     def test_idle_timer_waits_for_requests_in_flight(self):
         w = self.wrap(opts=FAST + ["--idle-timeout", "1"])
         w.send(call(1, "sleep", ms=1500))
