@@ -1775,6 +1775,78 @@ find_ref_args(const struct json5_node *const loc[3])
 	return NULL;
 }
 
+static bool
+toml_key_char(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       c == '_' || c == '-';
+}
+
+/*
+ * Does a text that is neither JSON nor JSON5 look like TOML (Codex's config.toml)?  Its
+ * first line that is neither blank nor a '#' comment is a table header, "[a.b]" or
+ * "[[a]]", or "key = value" (a bare or dotted key).  *at: that line's start.
+ */
+static bool
+looks_toml(const char *p, size_t len, size_t *at)
+{
+	size_t i = 0;
+
+	if (len >= 3 && memcmp(p, "\xef\xbb\xbf", 3) == 0) {
+		i = 3; /* a UTF-8 BOM */
+	}
+	for (;;) {
+		while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n')) {
+			i++;
+		}
+		if (i == len) {
+			return false;
+		}
+		if (p[i] != '#') {
+			break;
+		}
+		while (i < len && p[i] != '\n') {
+			i++;
+		}
+	}
+	*at = i;
+	if (p[i] == '[') {
+		/* "[" "[" ? key ("." key)* "]" "]"?, and nothing but a comment after it. */
+		size_t j = i + 1, keys = 0;
+
+		if (j < len && p[j] == '[') {
+			j++;
+		}
+		while (j < len && (toml_key_char(p[j]) || p[j] == '.' || p[j] == ' ')) {
+			keys += p[j] != '.' && p[j] != ' ';
+			j++;
+		}
+		if (keys == 0 || j == len || p[j] != ']') {
+			return false;
+		}
+		j++;
+		if (j < len && p[j] == ']') {
+			j++;
+		}
+		while (j < len && (p[j] == ' ' || p[j] == '\t' || p[j] == '\r')) {
+			j++;
+		}
+		return j == len || p[j] == '\n' || p[j] == '#';
+	}
+	size_t j = i;
+
+	while (j < len && (toml_key_char(p[j]) || p[j] == '.')) {
+		j++;
+	}
+	if (j == i) {
+		return false;
+	}
+	while (j < len && (p[j] == ' ' || p[j] == '\t')) {
+		j++;
+	}
+	return j < len && p[j] == '=';
+}
+
 int
 config_rewrite(enum config_op op, const char *in, size_t len, const struct config_opts *o,
 	       struct config_result *r)
@@ -1793,6 +1865,15 @@ config_rewrite(enum config_op op, const char *in, size_t len, const struct confi
 			return nomem(&rw);
 		}
 		r->syntax = true;
+		size_t at;
+
+		if (looks_toml(in, len, &at)) {
+			return fail(
+				&rw, at,
+				"a TOML file: TOML configs (Codex's) are not supported; mcpmux "
+				"rewrites the JSON and JSON5 configs of Claude Desktop, Claude Code, "
+				"Cursor, Windsurf, VS Code and OpenClaw (docs/configs.md)");
+		}
 		return fail(&rw, err.off, "neither JSON nor JSON5: %s", err.msg);
 	}
 	if (kept > CONFIG_MAX_KEPT) {

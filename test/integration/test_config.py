@@ -131,6 +131,11 @@ def as_nobody():
     os.setuid(65534)
 
 
+TOML = ("a TOML file: TOML configs (Codex's) are not supported; mcpmux rewrites the JSON "
+        "and JSON5 configs of Claude Desktop, Claude Code, Cursor, Windsurf, VS Code and "
+        "OpenClaw (docs/configs.md)")
+
+
 class Files(Case):
     def copy(self, name, mode=0o644, src=CONFIGS):
         path = os.path.join(self.tmp.name, name)
@@ -925,6 +930,9 @@ class Files(Case):
             ("command-not-string.json", ":4:18: server fs: \"command\" is an array, expected a "
              "string"),
             ("no-servers.json", ": no MCP servers found"),
+            # TOML (Codex's config.toml), its first line a key or a table header: said so.
+            ("codex-config.toml", ":2:1: " + TOML),
+            ("codex-table.toml", ":3:1: " + TOML),
         ]
         for name, what in cases:
             for op in ("wrap", "unwrap"):
