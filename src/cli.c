@@ -199,9 +199,9 @@ cli_option_error(int c, char **argv, const struct option *longopts, const char *
 	return diag_error("unknown option '-%c' (see %s --help)", optopt, cmd);
 }
 
-/* A size in bytes (bytes) or a count, in decimal with an optional K, M or G suffix. */
-static int
-parse_amount(const char *opt, const char *s, size_t min, size_t *out, bool bytes)
+/* A size: bytes, or with K, M or G (KiB, MiB, GiB), between min and SIZE_MAX / 2. */
+static bool
+parse_size(const char *s, size_t min, size_t *out)
 {
 	char *end;
 	unsigned long long v;
@@ -245,21 +245,31 @@ parse_amount(const char *opt, const char *s, size_t min, size_t *out, bool bytes
 		goto bad;
 	}
 	*out = (size_t)v;
-	return 0;
+	return true;
 bad:
-	if (!bytes) {
-		return diag_error("invalid value '%s' for %s (expected a whole number >= %zu)", s,
-				  opt, min);
+	return false;
+}
+
+int
+cli_parse_size(const char *opt, const char *s, size_t min, size_t *out)
+{
+	if (parse_size(s, min, out)) {
+		return 0;
 	}
 	return diag_error("invalid value '%s' for %s (expected a number of bytes >= %zu, such as "
 			  "65536 or 64M)",
 			  s, opt, min);
 }
 
-int
-cli_parse_size(const char *opt, const char *s, size_t min, size_t *out)
+/* A count (--max-sessions, --max-servers), read as a size is. */
+static int
+parse_count(const char *opt, const char *s, size_t min, size_t *out)
 {
-	return parse_amount(opt, s, min, out, true);
+	if (parse_size(s, min, out)) {
+		return 0;
+	}
+	return diag_error("invalid value '%s' for %s (expected a whole number >= %zu)", s, opt,
+			  min);
 }
 
 static int
@@ -419,7 +429,7 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 			if (!serve) {
 				goto not_here;
 			}
-			rc = parse_amount("--max-sessions", optarg, 1, &o->max_sessions, false);
+			rc = parse_count("--max-sessions", optarg, 1, &o->max_sessions);
 			if (rc == 0 && o->max_sessions > CLI_MAX_SESSIONS_MAX) {
 				rc = diag_error(
 					"--max-sessions %s is over %d, the most mcpmux serves "
@@ -435,7 +445,7 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 			rc = parse_number("--idle-suspend", optarg, "seconds", &o->idle_suspend_s);
 			break;
 		case OPT_MAX_SERVERS:
-			rc = parse_amount("--max-servers", optarg, 0, &o->max_servers, false);
+			rc = parse_count("--max-servers", optarg, 0, &o->max_servers);
 			break;
 		case OPT_POOL:
 			if (optarg[0] == '\0' || strlen(optarg) > 64 ||
@@ -506,9 +516,12 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 				o->log_bodies = TLOG_BODIES_FULL;
 			} else if (strcmp(optarg, "none") == 0) {
 				o->log_bodies = 0;
-			} else {
-				rc = cli_parse_size("--log-bodies (full, none, or a size)", optarg,
-						    1, &o->log_bodies);
+			} else if (!parse_size(optarg, 1, &o->log_bodies)) {
+				rc = diag_error(
+					"invalid value '%s' for --log-bodies (expected full, "
+					"none, or a number of bytes >= 1, such as 65536 or "
+					"64M)",
+					optarg);
 			}
 			break;
 		case 'h':

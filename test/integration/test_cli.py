@@ -96,6 +96,16 @@ class Cli(Case):
             self.assertEqual(err, "mcpmux: invalid value %s (expected a whole number >= %d)\n"
                              % (says, 1 if "--max-sessions" in args else 0), args)
 
+    def test_log_bodies_says_what_it_takes(self):
+        """--log-bodies takes full, none or a size: a value it does not take is said so,
+        in one parenthetical, where the size's own message contradicted it."""
+        for value in ("some", "0", "12x"):
+            rc, out, err = self.run_mcpmux("--log-bodies", value, "--", "true")
+            self.assertEqual((rc, out), (2, ""), value)
+            self.assertEqual(err, "mcpmux: invalid value '%s' for --log-bodies (expected full, "
+                             "none, or a number of bytes >= 1, such as 65536 or 64M)\n"
+                             % value)
+
     def test_max_sessions_has_a_bound_that_ctl_lists_whole(self):
         """--max-sessions is at most 32768, so that the list of that many sessions and as
         many kept ones not started is a line `mcpmux ctl` takes (64 MiB): more is a usage
