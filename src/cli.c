@@ -272,6 +272,77 @@ parse_count(const char *opt, const char *s, size_t min, size_t *out)
 			  min);
 }
 
+/* The edit distance of a and b (each at most 31 bytes), a swap of neighbours as one. */
+static size_t
+edit_distance(const char *a, size_t na, const char *b, size_t nb)
+{
+	size_t d[32][32];
+
+	for (size_t i = 0; i <= na; i++) {
+		d[i][0] = i;
+	}
+	for (size_t j = 0; j <= nb; j++) {
+		d[0][j] = j;
+	}
+	for (size_t i = 1; i <= na; i++) {
+		for (size_t j = 1; j <= nb; j++) {
+			size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+			size_t v = SYS_MIN(d[i - 1][j] + 1, d[i][j - 1] + 1);
+
+			v = SYS_MIN(v, d[i - 1][j - 1] + cost);
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+				v = SYS_MIN(v, d[i - 2][j - 2] + 1);
+			}
+			d[i][j] = v;
+		}
+	}
+	return d[na][nb];
+}
+
+const char *
+cli_did_you_mean(const char *word)
+{
+	static const struct {
+		const char *name, *hint;
+	} cmds[] = {
+		{ "serve", " (did you mean `mcpmux serve`?)" },
+		{ "connect", " (did you mean `mcpmux connect`?)" },
+		{ "config", " (did you mean `mcpmux config`?)" },
+		{ "sweep", " (did you mean `mcpmux sweep`?)" },
+		{ "demo", " (did you mean `mcpmux demo`?)" },
+		{ "ctl", " (did you mean `mcpmux ctl`?)" },
+		{ "log", " (did you mean `mcpmux log`?)" },
+		{ "ps", " (did you mean `mcpmux ps`?)" },
+		/* the commands of those, said with theirs */
+		{ "stats", " (did you mean `mcpmux log stats` or `mcpmux ctl PATH stats`?)" },
+		{ "show", " (did you mean `mcpmux log show`?)" },
+		{ "list", " (did you mean `mcpmux ctl PATH list`?)" },
+		{ "unwrap", " (did you mean `mcpmux config unwrap`?)" },
+		{ "wrap", " (did you mean `mcpmux config wrap`?)" },
+	};
+	size_t n = strlen(word), best = 3;
+	const char *hint = "";
+
+	if (n == 0 || n > 31 || strchr(word, '/') != NULL) {
+		return "";
+	}
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		size_t len = strlen(cmds[i].name);
+		size_t most = len >= 5 ? 2 : 1;
+		size_t d;
+
+		if (word[0] != cmds[i].name[0]) {
+			continue;
+		}
+		d = edit_distance(word, n, cmds[i].name, len);
+		if (d <= most && d < best) {
+			best = d;
+			hint = cmds[i].hint;
+		}
+	}
+	return hint;
+}
+
 static int
 parse_number(const char *opt, const char *s, const char *unit, double *out)
 {

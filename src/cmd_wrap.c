@@ -12,6 +12,7 @@
 
 #include <ev.h>
 
+#include "mcpmux/cli.h"
 #include "mcpmux/cmd.h"
 #include "mcpmux/conn.h"
 #include "mcpmux/diag.h"
@@ -584,9 +585,11 @@ wrap_on_exit(struct session *s, void *owner)
 	const struct backend *b = s->backend;
 
 	if (b->exec_errno != 0) {
-		diag_error("cannot run '%s': %s (%s)", w->opt->command[0], strerror(b->exec_errno),
+		diag_error("cannot run '%s': %s (%s)%s", w->opt->command[0],
+			   strerror(b->exec_errno),
 			   b->exec_errno == ENOENT ? "check the command name and PATH"
-						   : "check that it is an executable file");
+						   : "check that it is an executable file",
+			   b->exec_errno == ENOENT ? cli_did_you_mean(w->opt->command[0]) : "");
 	}
 	if (!s->end_requested) {
 		/* The server exited by itself: like tini, mcpmux goes with it. */

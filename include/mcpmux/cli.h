@@ -70,6 +70,14 @@ void cli_usage(void);
  * suffix, at least min, into *out; 0, or -1 (said on stderr).
  */
 int cli_parse_size(const char *opt, const char *s, size_t min, size_t *out);
+/*
+ * A COMMAND that does not exist (ENOENT) whose word is close to one of mcpmux's own
+ * commands, a likely slip (`mcpmux sever -- x`): " (did you mean `mcpmux serve`?)", else "".
+ * Close: no '/' in it, the same first letter, and an edit distance (a swap of two
+ * neighbours counted as one) of at most 2 to a name of 5 letters or more, at most 1 to a
+ * shorter one (so that "npx" or "uv" missing is not taken for `mcpmux ps`).
+ */
+const char *cli_did_you_mean(const char *word);
 
 struct option;
 /*

@@ -106,6 +106,30 @@ class Cli(Case):
                              "none, or a number of bytes >= 1, such as 65536 or 64M)\n"
                              % value)
 
+    def test_a_misspelt_subcommand_is_hinted_at(self):
+        """A COMMAND that does not exist and is a slip of a subcommand's name (no '/', the
+        same first letter, within 2 edits of a name of 5 letters or more, 1 of a shorter
+        one) gets "(did you mean `mcpmux NAME`?)" after the reason it cannot run; another
+        missing command (npx, uv, go, a path) gets none."""
+        env = dict(self.env, PATH=self.tmp.name)
+        for word, hint in (("sever", "`mcpmux serve`"), ("srve", "`mcpmux serve`"),
+                           ("conect", "`mcpmux connect`"), ("sweeep", "`mcpmux sweep`"),
+                           ("pss", "`mcpmux ps`"),
+                           ("stats", "`mcpmux log stats` or `mcpmux ctl PATH stats`"),
+                           ("wrap", "`mcpmux config wrap`"),
+                           ("npx", None), ("uv", None), ("go", None), ("node", None),
+                           ("./sever", None), ("/usr/bin/sever", None)):
+            p = subprocess.run([MCPMUX, word, "--", "x"], capture_output=True, timeout=30,
+                               stdin=subprocess.DEVNULL, env=env)
+            err = p.stderr.decode()
+            self.assertEqual((p.returncode, p.stdout), (127, b""), (word, err))
+            self.assertTrue(err.startswith("mcpmux: cannot run '%s': " % word), err)
+            self.assertEqual(len(err.splitlines()), 1, err)
+            if hint is None:
+                self.assertNotIn("did you mean", err)
+            else:
+                self.assertTrue(err.endswith(" (did you mean %s?)\n" % hint), err)
+
     def test_max_sessions_has_a_bound_that_ctl_lists_whole(self):
         """--max-sessions is at most 32768, so that the list of that many sessions and as
         many kept ones not started is a line `mcpmux ctl` takes (64 MiB): more is a usage
