@@ -309,7 +309,6 @@ cli_did_you_mean(const char *word)
 		{ "connect", " (did you mean `mcpmux connect`?)" },
 		{ "config", " (did you mean `mcpmux config`?)" },
 		{ "sweep", " (did you mean `mcpmux sweep`?)" },
-		{ "demo", " (did you mean `mcpmux demo`?)" },
 		{ "ctl", " (did you mean `mcpmux ctl`?)" },
 		{ "log", " (did you mean `mcpmux log`?)" },
 		{ "ps", " (did you mean `mcpmux ps`?)" },
@@ -630,6 +629,8 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 				  serve ? "serve [OPTIONS] [--listen PATH] " : "[OPTIONS] ");
 	}
 	o->command = argv + optind;
+	/* Not after -- or an option: where a misspelt subcommand would be. */
+	o->command_first = o->command[0] != NULL && optind == 1;
 	return 0;
 not_here:
 	/* After "--opt VALUE", optind is past the value: name the option, not the value. */

@@ -589,7 +589,9 @@ wrap_on_exit(struct session *s, void *owner)
 			   strerror(b->exec_errno),
 			   b->exec_errno == ENOENT ? "check the command name and PATH"
 						   : "check that it is an executable file",
-			   b->exec_errno == ENOENT ? cli_did_you_mean(w->opt->command[0]) : "");
+			   b->exec_errno == ENOENT && w->opt->command_first
+				   ? cli_did_you_mean(w->opt->command[0])
+				   : "");
 	}
 	if (!s->end_requested) {
 		/* The server exited by itself: like tini, mcpmux goes with it. */

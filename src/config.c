@@ -1870,9 +1870,10 @@ config_rewrite(enum config_op op, const char *in, size_t len, const struct confi
 		if (looks_toml(in, len, &at)) {
 			return fail(
 				&rw, at,
-				"a TOML file: TOML configs (Codex's) are not supported; mcpmux "
-				"rewrites the JSON and JSON5 configs of Claude Desktop, Claude Code, "
-				"Cursor, Windsurf, VS Code and OpenClaw (docs/configs.md)");
+				"neither JSON nor JSON5, and it looks like TOML: TOML configs (Codex's) are "
+				"not supported; mcpmux rewrites the JSON and JSON5 configs of Claude "
+				"Desktop, Claude Code, Cursor, Windsurf, VS Code and OpenClaw "
+				"(docs/configs.md)");
 		}
 		return fail(&rw, err.off, "neither JSON nor JSON5: %s", err.msg);
 	}

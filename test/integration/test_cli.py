@@ -109,8 +109,9 @@ class Cli(Case):
     def test_a_misspelt_subcommand_is_hinted_at(self):
         """A COMMAND that does not exist and is a slip of a subcommand's name (no '/', the
         same first letter, within 2 edits of a name of 5 letters or more, 1 of a shorter
-        one) gets "(did you mean `mcpmux NAME`?)" after the reason it cannot run; another
-        missing command (npx, uv, go, a path) gets none."""
+        one), in a subcommand's place (first, with no -- or option before it), gets "(did you
+        mean `mcpmux NAME`?)" after the reason it cannot run; another missing command (npx,
+        uv, go, a path), or one after -- or an option, gets none."""
         env = dict(self.env, PATH=self.tmp.name)
         for word, hint in (("sever", "`mcpmux serve`"), ("srve", "`mcpmux serve`"),
                            ("conect", "`mcpmux connect`"), ("sweeep", "`mcpmux sweep`"),
@@ -129,6 +130,13 @@ class Cli(Case):
                 self.assertNotIn("did you mean", err)
             else:
                 self.assertTrue(err.endswith(" (did you mean %s?)\n" % hint), err)
+        # after -- or an option, COMMAND is a server's, whatever it is called: deno, py
+        for argv in (["--", "sever"], ["--", "deno"], ["-q", "sever"], ["--", "py", "x"]):
+            p = subprocess.run([MCPMUX] + argv, capture_output=True, timeout=30,
+                               stdin=subprocess.DEVNULL, env=env)
+            err = p.stderr.decode()
+            self.assertEqual(p.returncode, 127, (argv, err))
+            self.assertNotIn("did you mean", err, argv)
 
     def test_max_sessions_has_a_bound_that_ctl_lists_whole(self):
         """--max-sessions is at most 32768, so that the list of that many sessions and as

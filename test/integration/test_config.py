@@ -131,9 +131,9 @@ def as_nobody():
     os.setuid(65534)
 
 
-TOML = ("a TOML file: TOML configs (Codex's) are not supported; mcpmux rewrites the JSON "
-        "and JSON5 configs of Claude Desktop, Claude Code, Cursor, Windsurf, VS Code and "
-        "OpenClaw (docs/configs.md)")
+TOML = ("neither JSON nor JSON5, and it looks like TOML: TOML configs (Codex's) are not "
+        "supported; mcpmux rewrites the JSON and JSON5 configs of Claude Desktop, Claude "
+        "Code, Cursor, Windsurf, VS Code and OpenClaw (docs/configs.md)")
 
 
 class Files(Case):
