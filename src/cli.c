@@ -630,7 +630,7 @@ cli_parse(struct mcpmux_options *o, int argc, char **argv, bool serve)
 	}
 	o->command = argv + optind;
 	/* Not after -- or an option: where a misspelt subcommand would be. */
-	o->command_first = o->command[0] != NULL && optind == 1;
+	o->command_first = !serve && o->command[0] != NULL && optind == 1;
 	return 0;
 not_here:
 	/* After "--opt VALUE", optind is past the value: name the option, not the value. */

@@ -38,7 +38,7 @@ struct mcpmux_options {
 	const char *log_path; /* --log, or MCPMUX_LOG; NULL for none */
 	size_t log_bodies;    /* TLOG_BODIES_FULL, 0 (none), or bytes kept of each body */
 	char **command;	      /* NULL-terminated; points into argv */
-	bool command_first;   /* COMMAND was argv[1], where a subcommand goes */
+	bool command_first;   /* wrap: COMMAND was argv[1], where a subcommand goes */
 };
 
 void cli_defaults(struct mcpmux_options *o);
