@@ -29,6 +29,7 @@
 #include "mcpmux/clone3.h"
 #include "mcpmux/container.h"
 #include "mcpmux/diag.h"
+#include "mcpmux/execwhy.h"
 #include "mcpmux/jsonrpc.h"
 #include "mcpmux/keeper.h"
 #include "mcpmux/procscan.h"
@@ -1234,6 +1235,9 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	b->loop = loop;
 	b->state = BACKEND_RUNNING;
 	b->exec_errno = args.err;
+	if (b->exec_errno != 0) {
+		b->exec_why = execwhy_text(cfg->argv[0], b->exec_errno); /* NULL: said plainer */
+	}
 	b->pid = pid;
 	b->pgid = pid;
 	b->wstatus = -1;
@@ -1277,7 +1281,13 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 		ctr_head = c;
 		ev_init(&c->retry_w, backend_on_ctr_retry);
 	}
-	diag_info("started '%s' as pid %d (session %s)", cfg->argv[0], (int)pid, b->cookie);
+	if (b->exec_errno != 0) {
+		/* The pid is that of a child that never ran the command, and has exited. */
+		diag_info("session %s: its process (pid %d) could not execute '%s': %s", b->cookie,
+			  (int)pid, cfg->argv[0], strerror(b->exec_errno));
+	} else {
+		diag_info("started '%s' as pid %d (session %s)", cfg->argv[0], (int)pid, b->cookie);
+	}
 	return b;
 fail:
 	err = errno;
@@ -2076,8 +2086,14 @@ backend_end(struct backend *b, double grace_ms)
 		b->term_grace = SYS_MIN(b->term_grace, grace_ms / 1000.);
 	}
 	begin_teardown(b, BACKEND_CLOSING);
-	b->escalation = BACKEND_ESC_EOF;
-	diag_info("session %s: teardown begins (closing the server's stdin)", b->cookie);
+	if (b->exec_errno != 0) {
+		/* It never ran, and has exited (to be reaped): its own end, not an EOF. */
+		b->exited_by_itself = true;
+		b->escalation = BACKEND_ESC_NONE;
+	} else {
+		b->escalation = BACKEND_ESC_EOF;
+		diag_info("session %s: teardown begins (closing the server's stdin)", b->cookie);
+	}
 	ev_timer_stop(b->loop, &b->stall_w); /* eof-grace bounds the rest */
 	if (span_keep(b) == -1) {
 		diag_error("session %s: out of memory: lines for the server were lost", b->cookie);
@@ -3229,7 +3245,18 @@ backend_free(struct backend *b)
 	if (b->left != b->left_in) {
 		free(b->left);
 	}
+	free(b->exec_why);
 	free(b);
+}
+
+const char *
+backend_exec_text(const struct backend *b, char *buf, size_t len)
+{
+	if (b->exec_why != NULL) {
+		return b->exec_why;
+	}
+	(void)snprintf(buf, len, "cannot run the server's command: %s", strerror(b->exec_errno));
+	return buf;
 }
 
 /* A process the exit has sent its SIGKILL (its pid and start time). */

@@ -582,17 +582,7 @@ static void
 wrap_on_exit(struct session *s, void *owner)
 {
 	struct wrap *w = ((struct wrap_run *)owner)->w;
-	const struct backend *b = s->backend;
-
-	if (b->exec_errno != 0) {
-		diag_error("cannot run '%s': %s (%s)%s", w->opt->command[0],
-			   strerror(b->exec_errno),
-			   b->exec_errno == ENOENT ? "check the command name and PATH"
-						   : "check that it is an executable file",
-			   b->exec_errno == ENOENT && w->opt->command_first
-				   ? cli_did_you_mean(w->opt->command[0])
-				   : "");
-	}
+	/* (a command that cannot be executed was said at its spawn: session.c) */
 	if (!s->end_requested) {
 		/* The server exited by itself: like tini, mcpmux goes with it. */
 		shutdown_all(w, "the server exited", NULL);

@@ -258,6 +258,13 @@ diag_error(const char *fmt, ...)
 }
 
 int
+diag_error_each(const char *fmt, ...)
+{
+	DIAG_BODY(0, false);
+	return -1;
+}
+
+int
 diag_error_errno(const char *fmt, ...)
 {
 	int errnum = errno;

@@ -1362,7 +1362,9 @@ static void
 replay_fail(struct session *s, const char *why)
 {
 	ev_timer_stop(s->loop, &s->replay_w);
-	diag_warn("session %s: %s", s->id, why);
+	if (s->backend == NULL || s->backend->exec_errno == 0) {
+		diag_warn("session %s: %s", s->id, why);
+	} /* else said at the spawn, once until it changes (exec_say()) */
 	if (tlog_enabled) {
 		sbuf_reset(&msg);
 		sbuf_adds(&msg, "\"reason\":");
@@ -1761,6 +1763,28 @@ session_on_big_end(void *ctx, size_t total)
 
 /* ---- lifecycle ---- */
 
+/*
+ * A server command that cannot be executed is said on stderr, in every mode: the first
+ * time, then again only when what is said changes (another error, another interpreter
+ * missing) or after a server that did start.  A client that tries again and again (each
+ * try a session of its own in serve) does not repeat it.
+ */
+static char exec_said[1024]; /* the last one said, "" after a start */
+
+static void
+exec_say(const struct backend *b)
+{
+	char buf[160];
+	const char *text = backend_exec_text(b, buf, sizeof(buf));
+
+	if (b->exec_errno == 0) {
+		exec_said[0] = '\0';
+	} else if (strncmp(text, exec_said, sizeof(exec_said) - 1) != 0) {
+		diag_error_each("%s", text); /* (each a change: not summed up) */
+		(void)snprintf(exec_said, sizeof(exec_said), "%s", text);
+	}
+}
+
 /* Start a server for s now.  0, or -1 with errno set. */
 static int
 spawn_now(struct session *s)
@@ -1799,6 +1823,7 @@ spawn_now(struct session *s)
 		backend_pause(s->backend, true);
 	}
 	tlog_event(s->id, s->backend->pid, "started", NULL, 0);
+	exec_say(s->backend);
 	arm_suspend(s, s->cfg->idle_suspend);
 	status_changed();
 	return 0;
@@ -2279,11 +2304,13 @@ session_on_exit(struct backend *b, void *owner)
 	struct session *s = owner;
 
 	if (s->state == SESSION_RESUMING && !s->end_requested) {
-		char why[256];
+		char why[1024];
 
 		if (b->exec_errno != 0) {
+			char buf[160];
+
 			(void)snprintf(why, sizeof(why), "the server could not be restarted: %s",
-				       strerror(b->exec_errno));
+				       backend_exec_text(b, buf, sizeof(buf)));
 		} else {
 			char text[48];
 
@@ -2317,8 +2344,10 @@ exit_text(const struct backend *b, char *buf, size_t len)
 	} else if (b->escalation == BACKEND_ESC_ABANDONED && !b->reaped) {
 		(void)snprintf(buf, len, "the server could not be ended (it would not die)");
 	} else if (b->exec_errno != 0) {
+		char text[160];
+
 		(void)snprintf(buf, len, "server could not be started: %s",
-			       strerror(b->exec_errno));
+			       backend_exec_text(b, text, sizeof(text)));
 	} else if (b->wstatus >= 0) {
 		char st[48];
 
@@ -2577,7 +2606,7 @@ answer_lost(struct session *s, bool batch, const char *text)
 static void
 run_done(struct session *s)
 {
-	char text[160];
+	char text[1024]; /* (a command that cannot be executed is named in it) */
 
 	if (s->backend != NULL) {
 		exit_text(s->backend, text, sizeof(text));
@@ -2620,7 +2649,9 @@ session_on_done(struct backend *b, void *owner)
 		return;
 	}
 	if (b->exec_errno != 0) {
-		session_set_end_reason(s, "exec-failed");
+		/* Known at the spawn, before anything else could end the run (a client's EOF
+		 * read in the same turn as the message that started it): why it ended. */
+		s->end_reason = "exec-failed";
 	} else if (b->stalled) {
 		session_set_end_reason(s, "stall");
 	} else if (b->exited_by_itself) {

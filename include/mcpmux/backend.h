@@ -109,6 +109,7 @@ struct backend {
 	pid_t pgid;	/* its process group for the teardown: pid; 0 once another holds pid */
 	int wstatus;	/* wait status once reaped, -1 before */
 	int exec_errno; /* errno of a failed exec, 0 otherwise */
+	char *exec_why; /* what is said of it: "cannot run 'X': ..." (NULL: no memory) */
 	bool reaped;
 	bool tree_empty; /* as of the last scan after the child was reaped */
 	bool out_eof;
@@ -212,6 +213,12 @@ const char *backend_escalation_name(enum backend_escalation e);
 void backend_free(struct backend *b);
 /* Exit status as a shell reports it: code, or 128 + signal; 127/126 for exec failure. */
 int backend_exit_code(const struct backend *b);
+/*
+ * A failed exec said as "cannot run 'X': why (advice)": the interpreter of a file that
+ * exists (its "#!" line's, or an ELF file's loader) named when it is what is missing.
+ * buf holds a plainer text when there was no memory for it.
+ */
+const char *backend_exec_text(const struct backend *b, char *buf, size_t len);
 /*
  * At exit, once every backend is done: SIGKILL whatever descendant of mcpmux is still
  * alive (an orphan no tree claimed), through the same verified path as every signal, and

@@ -48,7 +48,9 @@ enum diag_level diag_get_level(void);
 
 /* Print an error; returns -1 so that `return diag_error(...)` reads naturally. */
 int diag_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Same, with ": strerror(errno)" appended. */
+/* An error never summed up with the repeats of its call site: its caller bounds them. */
+int diag_error_each(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Same as diag_error(), with ": strerror(errno)" appended. */
 int diag_error_errno(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void diag_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void diag_warn_errno(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -2992,8 +2992,9 @@ class Metrics(HttpCase):
         wait_until(lambda: exits("zero") == 1, 10, "the idle server to be suspended")
         os.chmod(copy, 0o644)
         msgs = self.call(sid, tool(1, "echo", text="x"))
-        self.assertIn("could not be restarted: Permission denied",
-                      msgs[-1]["error"]["message"])
+        self.assertEqual(msgs[-1]["error"]["message"], "the server could not be restarted: "
+                         "cannot run '%s': Permission denied (check that it is an executable "
+                         "file)" % copy)
         wait_until(lambda: exits("noexec") + exits("nonzero") == 1, 10,
                    "the failed server to be counted")
         self.assertEqual((exits("noexec"), exits("nonzero")), (1, 0))

@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import time
+import unittest
 
 from mcptest import (Case, FIXTURE, MCPMUX, WRAPPER, PeakRss, call, initialize, main, note,
                      polling_one_or_gone, proc_report, req, run_on_a_full_stdout, wait_until)
@@ -613,6 +614,81 @@ class Writing(Case):
         self.assertEqual(ended(sid)["reason"], "delete")
         p.p.send_signal(signal.SIGTERM)
         self.assertEqual(p.wait(), 0)
+
+    @unittest.skipIf(WRAPPER, "valgrind: the exec's errno does not reach mcpmux")
+    def test_an_exec_failure_is_logged_as_such_in_every_mode(self):
+        """A command that cannot be executed ends its run with the reason `exec-failed` and
+        the escalation `none` in wrap and in serve on stdio, --listen and --http, also when
+        the client's EOF comes with the message that started the server (read in the same
+        turn: it was logged as client-eof); the client's error and stderr name it."""
+        log = os.path.join(self.tmp.name, "t.log")
+        cmd = os.path.join(self.tmp.name, "no-such-server")
+        said = ("cannot run '%s': No such file or directory (check the command name and "
+                "PATH)" % cmd)
+
+        seen = []
+
+        def ended(session=None):  # the next run's end
+            recs = wait_until(lambda: [r for r in records(log)
+                                       if r.get("event") == "ended"][len(seen):],
+                              10, "the end of %s" % session)
+            self.assertEqual(len(recs), 1, recs)
+            self.assertIn(session, (None, recs[0]["session"]))
+            seen.append(recs[0])
+            return (recs[0]["reason"], recs[0]["escalation"], recs[0]["exit"])
+        noexec = ("exec-failed", "none", {"code": 127})
+
+        w = self.start([MCPMUX, "--log", log] + FAST + ["--", cmd], stdin=False)
+        self.assertEqual(w.wait(), 127)
+        self.assertEqual(w.stderr(), "mcpmux: %s\n" % said)
+        self.assertEqual(ended(), noexec)
+
+        p = self.serve(command=[cmd], opts=FAST + ["--log", log])
+        p.send({"session": "s", "message": req(1, "ping")})
+        p.close_stdin()  # (read with the message, as a rule)
+        self.assertEqual(p.wait(), 0)
+        self.assertEqual(ended("s"), noexec)
+        m = p.msg()
+        while "message" not in m:  # (the `started` event first)
+            m = p.msg()
+        self.assertEqual(m["message"]["error"]["message"], "server could not be started: " + said)
+        self.assertEqual(p.stderr(), "mcpmux: %s\n" % said)
+
+        path = os.path.join(self.tmp.name, "mux.sock")
+        p = self.serve(command=[cmd], opts=FAST + ["--log", log, "--listen", path])
+        wait_until(lambda: os.path.exists(path), 5, "the socket")
+        s = socket.socket(socket.AF_UNIX)
+        self.addCleanup(s.close)
+        s.settimeout(10)
+        s.connect(path)
+        s.sendall(json.dumps({"session": "l", "message": req(1, "ping")}).encode() + b"\n")
+        s.shutdown(socket.SHUT_WR)
+        f = s.makefile("rb")
+        self.addCleanup(f.close)
+        m = json.loads(f.readline())
+        while "message" not in m:  # (the `started` event first)
+            m = json.loads(f.readline())
+        self.assertEqual(m["message"]["error"]["message"], "server could not be started: " + said)
+        self.assertEqual(ended("l"), noexec)
+        p.p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(), 0)
+        self.assertIn("mcpmux: %s\n" % said, p.stderr())
+
+        p = self.serve(command=[cmd], opts=FAST + ["--log", log, "--http", "127.0.0.1:0"])
+        port = int(wait_until(lambda: re.search(r"on port (\d+)", p.stderr()), 10,
+                              "the HTTP port").group(1))
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        self.addCleanup(c.close)
+        for _ in range(2):  # a client that tries again: said on stderr once
+            c.request("POST", "/mcp", body=json.dumps(initialize(0)), headers={
+                "Content-Type": "application/json", "Accept": "application/json"})
+            r = c.getresponse()
+            self.assertEqual(json.loads(r.read())["error"]["message"],
+                             "server could not be started: " + said)
+            self.assertEqual(ended(), noexec)
+        p.p.send_signal(signal.SIGTERM)
+        self.assertEqual(p.wait(), 0)
+        self.assertEqual(p.stderr().count("mcpmux: %s\n" % said), 1, p.stderr())
 
     def test_a_stalled_run_is_logged(self):
         """A server that stops reading its input: a `stalled` event with `stall_s`, then its

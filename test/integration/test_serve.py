@@ -1226,20 +1226,84 @@ class Routing(Case):
         self.assertEqual(m.p.wait(), 0)
 
     def test_missing_command_is_an_error_for_the_session(self):
-        m = Mux(self.serve(command=["/nonexistent/server"]))
+        """A command that cannot be executed is named in each client's error, and said on
+        serve's stderr once, as wrap says it, not once a session; -v does not say that a
+        child whose exec failed was started as the server."""
+        m = Mux(self.serve(command=["/nonexistent/server"], opts=["-v"]))
+        said = ("cannot run '/nonexistent/server': No such file or directory (check the "
+                "command name and PATH)")
         m.send("a", req(1, "ping"))
         err = m.msg("a")
         self.assertEqual(err["id"], 1)
-        self.assertEqual(err["error"]["code"], -32000)
+        self.assertEqual(err["error"], {"code": -32000,
+                                        "message": "server could not be started: " + said})
+        started = m.event("a", "started")
         ended = m.event("a", "ended")
         self.assertEqual(ended["exit"], {"code": 127})
         # It exited by itself before it could read anything: it did not close its input.
         self.assertEqual(ended["escalation"], "none")
         self.assertNotIn("closed its input", m.p.stderr())
         m.send("b", req(1, "ping"))
-        m.msg("b")
+        self.assertEqual(m.msg("b")["error"]["message"], "server could not be started: " + said)
         m.p.close_stdin()
         self.assertEqual(m.p.wait(), 0)
+        if not WRAPPER:  # (valgrind: the exec's errno does not reach mcpmux, test_wrap)
+            err = m.p.stderr()
+            self.assertEqual(err.count("mcpmux: " + said + "\n"), 1, err)
+            self.assertIn("mcpmux: session a: its process (pid %d) could not execute "
+                          "'/nonexistent/server': No such file or directory\nmcpmux: %s\n"
+                          % (started["pid"], said), err)
+            self.assertNotIn("started '/nonexistent/server'", err)
+            self.assertNotIn("teardown begins", err)
+
+    @unittest.skipIf(WRAPPER, "valgrind: the exec's errno does not reach mcpmux")
+    def test_a_command_that_cannot_run_is_said_again_only_when_that_changes(self):
+        """serve says that its command cannot be executed the first time, then again only
+        when what it says changes (another error, an interpreter missing) or after a server
+        that started: clients that try again do not flood its stderr."""
+        cmd = os.path.join(self.tmp.name, "server")
+        m = Mux(self.serve(command=[cmd]))
+        missing = ("cannot run '%s': No such file or directory (check the command name and "
+                   "PATH)" % cmd)
+        interp = ("cannot run '%s': its interpreter '/nonexistent/interp' was not found "
+                  "(check its #! line)" % cmd)
+        denied = ("cannot run '%s': Permission denied (check that it is an executable file)"
+                  % cmd)
+
+        def script(text, mode):
+            with open(cmd, "w") as f:
+                f.write(text)
+            os.chmod(cmd, mode)
+
+        def ask(session, said):
+            m.send(session, req(1, "ping"))
+            if said is None:
+                self.assertEqual(m.msg(session), {"jsonrpc": "2.0", "id": 1, "result": {}})
+            else:
+                self.assertEqual(m.msg(session)["error"],
+                                 {"code": -32000, "message": "server could not be started: "
+                                  + said})
+            self.assertEqual(m.event(session, "ended")["exit"]["code"],
+                             {missing: 127, interp: 127, denied: 126}.get(said, 0))
+        ask("a", missing)
+        ask("b", missing)
+        script("#!/nonexistent/interp -x\n", 0o755)
+        ask("c", interp)
+        ask("d", interp)
+        os.chmod(cmd, 0o644)
+        ask("e", denied)
+        ask("f", denied)
+        script("#!/bin/sh\nread line\necho '{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}'\n",
+               0o755)
+        ask("g", None)
+        os.unlink(cmd)
+        ask("h", missing)
+        ask("i", missing)
+        m.p.close_stdin()
+        self.assertEqual(m.p.wait(), 0)
+        lines = [l for l in m.p.stderr().splitlines() if "cannot run" in l]
+        self.maxDiff = None
+        self.assertEqual(lines, ["mcpmux: " + t for t in (missing, interp, denied, missing)])
 
 
 class Flood(Case):

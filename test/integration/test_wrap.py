@@ -8,6 +8,7 @@ import select
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import termios
@@ -758,6 +759,57 @@ class Failures(Case):
         self.assertEqual(w.wait(), 2)
         w = self.start([MCPMUX])
         self.assertEqual(w.wait(), 2)
+
+    @unittest.skipIf(WRAPPER, "valgrind: the exec's errno does not reach mcpmux")
+    def test_a_missing_interpreter_is_named(self):
+        """A file that exists but whose interpreter does not (exec's ENOENT) is not said to
+        be missing: its #! line's interpreter is named (found in PATH too), as is an ELF
+        file's dynamic loader; the exit status stays 127, as a shell gives."""
+        script = os.path.join(self.tmp.name, "server.sh")
+        with open(script, "w") as f:
+            f.write("#!/nonexistent/interp -x\n")
+        os.chmod(script, 0o755)
+        w = self.start([MCPMUX, "--", script])
+        self.assertEqual(w.wait(), 127)
+        self.assertEqual(w.stderr(), "mcpmux: cannot run '%s': its interpreter "
+                         "'/nonexistent/interp' was not found (check its #! line)\n" % script)
+        env = dict(self.env, PATH=self.tmp.name + ":" + os.environ.get("PATH", ""))
+        w = self.start([MCPMUX, "--", "server.sh"], env=env)
+        self.assertEqual(w.wait(), 127)
+        self.assertEqual(w.stderr(), "mcpmux: cannot run 'server.sh': its interpreter "
+                         "'/nonexistent/interp' was not found (check its #! line)\n")
+        # An ELF file whose loader (PT_INTERP) is not there.
+        elf = os.path.join(self.tmp.name, "server.elf")
+        with open(FIXTURE, "rb") as f:
+            data = bytearray(f.read())
+        self.assertEqual(data[:5], b"\x7fELF\x02")  # 64-bit
+        phoff, = struct.unpack_from("<Q", data, 0x20)
+        phsize, phnum = struct.unpack_from("<HH", data, 0x36)
+        for i in range(phnum):
+            kind, = struct.unpack_from("<I", data, phoff + i * phsize)
+            if kind == 3:  # PT_INTERP
+                off, = struct.unpack_from("<Q", data, phoff + i * phsize + 8)
+                size, = struct.unpack_from("<Q", data, phoff + i * phsize + 32)
+                loader = b"/nonexistent/ld.so"
+                self.assertLess(len(loader), size)
+                data[off:off + size] = loader + b"\0" * (size - len(loader))
+                break
+        else:
+            self.skipTest("the fixture has no dynamic loader")
+        with open(elf, "wb") as f:
+            f.write(data)
+        os.chmod(elf, 0o755)
+        w = self.start([MCPMUX, "--", elf])
+        self.assertEqual(w.wait(), 127)
+        self.assertEqual(w.stderr(), "mcpmux: cannot run '%s': its interpreter "
+                         "'/nonexistent/ld.so' was not found (check that it was built for "
+                         "this system)\n" % elf)
+        # A file that is not there is still said to be so.
+        w = self.start([MCPMUX, "--", os.path.join(self.tmp.name, "none")])
+        self.assertEqual(w.wait(), 127)
+        self.assertEqual(w.stderr(), "mcpmux: cannot run '%s': No such file or directory "
+                         "(check the command name and PATH)\n"
+                         % os.path.join(self.tmp.name, "none"))
 
     def test_bad_lines_answered_and_not_forwarded(self):
         w = self.wrap("--stderr-chatter")
