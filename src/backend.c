@@ -483,6 +483,7 @@ struct spawn_args {
 	int err_pipe;		/* the child's mm is a copy (clone3): err goes here too, or -1 */
 	int fd_top;		/* the table is shared (CLONE_FILES): the child keeps fds below */
 	volatile int err;	/* the child's errno when it could not exec */
+	volatile bool prep;	/* err is of its own set-up, before the exec was tried */
 	volatile int cg_err;	/* its errno when it could not join its leaf (cg_procs) */
 };
 
@@ -664,13 +665,20 @@ fd_slots_clear(void)
 	}
 }
 
-/* The child could not exec: tell mcpmux why, and exit. */
+/*
+ * The child could not exec: tell mcpmux why, and whether it failed before the exec
+ * (prep: its own set-up, not the command), and exit.  Through the pipe, a set-up
+ * failure's errno is sent negated.
+ */
 __attribute__((no_sanitize_address, noreturn)) static void
-child_fail(struct spawn_args *a, int err, int code)
+child_fail(struct spawn_args *a, int err, int code, bool prep)
 {
+	int sent = prep ? -err : err;
+
 	a->err = err;
+	a->prep = prep;
 	if (a->err_pipe >= 0) {
-		ssize_t w = write(a->err_pipe, &err, sizeof(err));
+		ssize_t w = write(a->err_pipe, &sent, sizeof(sent));
 
 		(void)w; /* nothing to do about it: the exit status still says 126 or 127 */
 	}
@@ -683,11 +691,12 @@ child_main(void *arg)
 {
 	struct spawn_args *a = arg;
 	struct sigaction sa;
+	bool prep = false;
 	int err;
 
 	/* A table of its own, before anything opens or closes a descriptor: fd_slots_init(). */
 	if (a->fd_top > 0 && close_range((unsigned int)a->fd_top, ~0U, CLOSE_RANGE_UNSHARE) == -1) {
-		child_fail(a, errno, 126);
+		child_fail(a, errno, 126, true);
 	}
 	/*
 	 * A stop signal sent to mcpmux's group (^Z) since the clone is pending here, blocked:
@@ -712,7 +721,7 @@ child_main(void *arg)
 	}
 	/* A SIGKILLed mcpmux takes its direct child with it. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != a->parent) {
-		child_fail(a, EAGAIN, 1);
+		child_fail(a, EAGAIN, 1, true);
 	}
 	/* Into its own cgroup leaf, before anything it starts can escape it. */
 	if (a->cg_procs != NULL) {
@@ -735,6 +744,7 @@ child_main(void *arg)
 	if (dup2(a->in_fd, STDIN_FILENO) == -1 || dup2(a->out_fd, STDOUT_FILENO) == -1 ||
 	    (a->err_fd >= 0 && dup2(a->err_fd, STDERR_FILENO) == -1)) {
 		err = errno;
+		prep = true;
 	} else {
 		/* The /dev/null mcpmux put there for itself (sys_sanitize_stdio()) is not the
 		 * server's: a direct run would have no fd 2. */
@@ -748,7 +758,7 @@ child_main(void *arg)
 		err = errno;
 	}
 	err = err != 0 ? err : ENOEXEC;
-	child_fail(a, err, err == ENOENT ? 127 : 126);
+	child_fail(a, err, !prep && err == ENOENT ? 127 : 126, prep);
 }
 
 static bool no_clone3; /* clone3() was refused once: not again */
@@ -886,7 +896,11 @@ spawn_clone3(struct spawn_args *a, const char *leaf, char *stack)
 		n = read(ep[0], &child_err, sizeof(child_err));
 	} while (n == -1 && errno == EINTR);
 	(void)close(ep[0]);
-	a->err = n == (ssize_t)sizeof(child_err) ? child_err : 0;
+	if (n != (ssize_t)sizeof(child_err)) {
+		child_err = 0;
+	}
+	a->prep = child_err < 0;
+	a->err = child_err < 0 ? -child_err : child_err;
 	return pid;
 }
 
@@ -1235,7 +1249,15 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 	b->loop = loop;
 	b->state = BACKEND_RUNNING;
 	b->exec_errno = args.err;
-	if (b->exec_errno != 0) {
+	b->exec_prep = args.err != 0 && args.prep;
+	if (b->exec_prep) {
+		/* Not the command's fault: the child failed before it could try it. */
+		char text[160];
+
+		(void)snprintf(text, sizeof(text), "could not prepare the server's process: %s",
+			       strerror(b->exec_errno));
+		b->exec_why = strdup(text); /* NULL: said the same way (backend_exec_text()) */
+	} else if (b->exec_errno != 0) {
 		b->exec_why = execwhy_text(cfg->argv[0], b->exec_errno); /* NULL: said plainer */
 	}
 	b->pid = pid;
@@ -1281,7 +1303,11 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 		ctr_head = c;
 		ev_init(&c->retry_w, backend_on_ctr_retry);
 	}
-	if (b->exec_errno != 0) {
+	if (b->exec_prep) {
+		diag_info("session %s: its process (pid %d) could not be prepared to execute "
+			  "'%s': %s",
+			  b->cookie, (int)pid, cfg->argv[0], strerror(b->exec_errno));
+	} else if (b->exec_errno != 0) {
 		/* The pid is that of a child that never ran the command, and has exited. */
 		diag_info("session %s: its process (pid %d) could not execute '%s': %s", b->cookie,
 			  (int)pid, cfg->argv[0], strerror(b->exec_errno));
@@ -3209,7 +3235,7 @@ int
 backend_exit_code(const struct backend *b)
 {
 	if (b->exec_errno != 0) {
-		return b->exec_errno == ENOENT ? 127 : 126;
+		return !b->exec_prep && b->exec_errno == ENOENT ? 127 : 126;
 	}
 	if (b->wstatus < 0) {
 		return 1;
@@ -3255,7 +3281,10 @@ backend_exec_text(const struct backend *b, char *buf, size_t len)
 	if (b->exec_why != NULL) {
 		return b->exec_why;
 	}
-	(void)snprintf(buf, len, "cannot run the server's command: %s", strerror(b->exec_errno));
+	(void)snprintf(buf, len, "%s: %s",
+		       b->exec_prep ? "could not prepare the server's process"
+				    : "cannot run the server's command",
+		       strerror(b->exec_errno));
 	return buf;
 }
 

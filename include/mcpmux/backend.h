@@ -110,6 +110,7 @@ struct backend {
 	int wstatus;	/* wait status once reaped, -1 before */
 	int exec_errno; /* errno of a failed exec, 0 otherwise */
 	char *exec_why; /* what is said of it: "cannot run 'X': ..." (NULL: no memory) */
+	bool exec_prep; /* exec_errno is of the child's set-up, before the exec was tried */
 	bool reaped;
 	bool tree_empty; /* as of the last scan after the child was reaped */
 	bool out_eof;

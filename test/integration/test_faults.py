@@ -774,10 +774,20 @@ class ChildUnshareFails(Faults):
             self.assertEqual((started["session"], started["event"]), (s, "started"))
             self.assertEqual(e["session"], s)
             self.assert_error(e["message"], 1, -32000)
-            self.assertIn("Cannot allocate memory", e["message"]["error"]["message"])
+            # mcpmux's own failure before the exec: the command is not blamed
+            self.assertIn("server could not be started: could not prepare the server's "
+                          "process: Cannot allocate memory", e["message"]["error"]["message"])
+            self.assertNotIn("cannot run", e["message"]["error"]["message"])
             self.assertEqual((ended["event"], ended["exit"]), ("ended", {"code": 126}))
             self.assertEqual(sorted(fd_links(p.pid).values()), before)
         assert_serve_fine_sharing_its_table(self, p)
+        err = p.stderr()
+        self.assertEqual(err.count("could not prepare the server's process: Cannot allocate "
+                                   "memory\n"), 1, err)
+        self.assertIn("its process (pid %d) could not be prepared to execute '%s'" %
+                      (started["pid"], FIXTURE), err)
+        self.assertNotIn("cannot run", err)
+        self.assertNotIn("check that it is", err)
         self.assert_clean_stderr(p)
         self.assert_no_leftovers()
 
