@@ -123,9 +123,9 @@ elf_interp(int fd, const unsigned char *head, size_t n, char *name, size_t len)
 
 /*
  * The interpreter of path, a file that exists but that exec says ENOENT of: the first
- * word of its "#!" line (*script set), or an ELF file's dynamic loader.  -1 when it
- * names none (or cannot be read).  The file is opened without waiting (a FIFO put there
- * since) and read only when it is a regular file.
+ * word of its "#!" line (*script set), or an ELF file's dynamic loader, in name as the
+ * file has it.  -1 when it names none (or cannot be read).  The file is opened without
+ * waiting (a FIFO put there since) and read only when it is a regular file.
  */
 static int
 exec_interp(const char *path, char *name, size_t len, bool *script)
@@ -136,6 +136,7 @@ exec_interp(const char *path, char *name, size_t len, bool *script)
 	ssize_t n;
 	int rc = -1;
 
+	*script = false;
 	if (fd == -1) {
 		return -1;
 	}
@@ -158,22 +159,87 @@ exec_interp(const char *path, char *name, size_t len, bool *script)
 		}
 	}
 	(void)close(fd);
-	/* A control byte of the file is not passed on to a terminal (or a client). */
-	for (char *c = name; rc == 0 && *c != '\0'; c++) {
+	return rc;
+}
+
+/* name as it is said: no control byte of the file passed on to a terminal (or a client). */
+static void
+interp_shown(const char *name, char *out, size_t len)
+{
+	size_t n = SYS_MIN(strlen(name), len - 1);
+
+	memcpy(out, name, n);
+	out[n] = '\0';
+	for (char *c = out; *c != '\0'; c++) {
 		if ((unsigned char)*c < 0x20 || *c == 0x7f) {
 			*c = '?';
 		}
 	}
-	return rc;
+}
+
+#define EXEC_DEPTH 4 /* interpreters of interpreters followed, as deep as the kernel goes */
+
+/*
+ * What is said of path, a file that exists but that exec says ENOENT of, after
+ * "cannot run 'X': " in text: the interpreter that is missing at the end of its chain
+ * (its interpreter's interpreter, ...), or the last one found that could not be run.
+ */
+static void
+interp_chain(const char *path, int err, char *text, size_t len)
+{
+	char names[EXEC_DEPTH][EXEC_NAME_MAX], shown[EXEC_NAME_MAX];
+	bool script = false, missing = false;
+	struct stat st;
+	int k = 0;
+	size_t at = 0;
+
+	for (const char *cur = path;; cur = names[k++]) {
+		if (exec_interp(cur, names[k], sizeof(names[k]), &script) == -1) {
+			break; /* cur (names[k - 1]) names none: why it failed is not known */
+		}
+		if (stat(names[k], &st) == -1 && errno == ENOENT) {
+			missing = true;
+			break;
+		}
+		if (k + 1 == EXEC_DEPTH) {
+			k++;
+			break;
+		}
+	}
+	if (k == 0 && !missing) {
+		(void)snprintf(text, len,
+			       "its interpreter was not found (the file is there, but exec says: "
+			       "%s)",
+			       strerror(err));
+		return;
+	}
+	/* names[0 .. k - 1] exist; names[k] is missing when missing is set */
+	int last = missing ? k : k - 1;
+
+	for (int i = 0; i < last && at < len; i++) {
+		interp_shown(names[i], shown, sizeof(shown));
+		at += (size_t)snprintf(text + at, len - at,
+				       "its interpreter '%s' cannot run: ", shown);
+	}
+	if (at >= len) {
+		return;
+	}
+	interp_shown(names[last], shown, sizeof(shown));
+	if (!missing) {
+		(void)snprintf(text + at, len - at, "its interpreter '%s' could not be run", shown);
+	} else {
+		(void)snprintf(
+			text + at, len - at, "its interpreter '%s' was not found (%s)", shown,
+			script ? "check its #! line" : "check that it was built for this system");
+	}
 }
 
 char *
 execwhy_text(const char *argv0, int err)
 {
-	char path[PATH_MAX], name[EXEC_NAME_MAX];
-	char text[3 * EXEC_NAME_MAX];
+	char path[PATH_MAX];
+	char text[(EXEC_DEPTH + 2) * EXEC_NAME_MAX];
 	int w = EXEC_NAME_MAX; /* of argv0 */
-	bool script = false;
 
 	if (err != ENOENT) {
 		(void)snprintf(text, sizeof(text),
@@ -183,17 +249,10 @@ execwhy_text(const char *argv0, int err)
 		(void)snprintf(text, sizeof(text),
 			       "cannot run '%.*s': %s (check the command name and PATH)", w, argv0,
 			       strerror(err));
-	} else if (exec_interp(path, name, sizeof(name), &script) == -1) {
-		(void)snprintf(text, sizeof(text),
-			       "cannot run '%.*s': its interpreter was not found (the file is "
-			       "there, but exec says: %s)",
-			       w, argv0, strerror(err));
 	} else {
-		(void)snprintf(text, sizeof(text),
-			       "cannot run '%.*s': its interpreter '%s' was not found (%s)", w,
-			       argv0, name,
-			       script ? "check its #! line"
-				      : "check that it was built for this system");
+		int n = snprintf(text, sizeof(text), "cannot run '%.*s': ", w, argv0);
+
+		interp_chain(path, err, text + n, sizeof(text) - (size_t)n);
 	}
 	return strdup(text);
 }

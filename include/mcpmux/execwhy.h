@@ -5,7 +5,8 @@
  * What is said of argv0 that exec refused with err, as "cannot run 'X': why (advice)"
  * (malloc'd; NULL for want of memory).  ENOENT of a file that is there (argv0 itself when
  * it has a '/', else the first of that name in PATH) is said of its interpreter: the
- * first word of its "#!" line, or an ELF file's dynamic loader, named when it can be read.
+ * first word of its "#!" line, or an ELF file's dynamic loader, named when it can be read;
+ * one that is there is followed to its own interpreter (up to 4 deep, as the kernel goes).
  */
 char *execwhy_text(const char *argv0, int err);
 

@@ -804,12 +804,40 @@ class Failures(Case):
         self.assertEqual(w.stderr(), "mcpmux: cannot run '%s': its interpreter "
                          "'/nonexistent/ld.so' was not found (check that it was built for "
                          "this system)\n" % elf)
+        # A #! line naming that ELF file: what is missing is the file's loader, not it.
+        outer = os.path.join(self.tmp.name, "outer-elf.sh")
+        with open(outer, "w") as f:
+            f.write("#!%s\n" % elf)
+        os.chmod(outer, 0o755)
+        w = self.start([MCPMUX, "--", outer])
+        self.assertEqual(w.wait(), 127)
+        self.assertEqual(w.stderr(), "mcpmux: cannot run '%s': its interpreter '%s' cannot "
+                         "run: its interpreter '/nonexistent/ld.so' was not found (check "
+                         "that it was built for this system)\n" % (outer, elf))
         # A file that is not there is still said to be so.
         w = self.start([MCPMUX, "--", os.path.join(self.tmp.name, "none")])
         self.assertEqual(w.wait(), 127)
         self.assertEqual(w.stderr(), "mcpmux: cannot run '%s': No such file or directory "
                          "(check the command name and PATH)\n"
                          % os.path.join(self.tmp.name, "none"))
+
+    @unittest.skipIf(WRAPPER, "valgrind: the exec's errno does not reach mcpmux")
+    def test_a_missing_interpreter_of_an_interpreter_is_named(self):
+        """A #! line naming a script that is there but whose own interpreter is not: the
+        one missing at the end of the chain is named, not the script."""
+        inner = os.path.join(self.tmp.name, "inner.sh")
+        outer = os.path.join(self.tmp.name, "outer.sh")
+        with open(inner, "w") as f:
+            f.write("#!/nonexistent/interp\n")
+        with open(outer, "w") as f:
+            f.write("#!%s -x\n" % inner)
+        os.chmod(inner, 0o755)
+        os.chmod(outer, 0o755)
+        w = self.start([MCPMUX, "--", outer])
+        self.assertEqual(w.wait(), 127)
+        self.assertEqual(w.stderr(), "mcpmux: cannot run '%s': its interpreter '%s' cannot "
+                         "run: its interpreter '/nonexistent/interp' was not found (check "
+                         "its #! line)\n" % (outer, inner))
 
     def test_bad_lines_answered_and_not_forwarded(self):
         w = self.wrap("--stderr-chatter")
