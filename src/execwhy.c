@@ -123,12 +123,13 @@ elf_interp(int fd, const unsigned char *head, size_t n, char *name, size_t len)
 
 /*
  * The interpreter of path, a file that exists but that exec says ENOENT of: the first
- * word of its "#!" line (*script set), or an ELF file's dynamic loader, in name as the
- * file has it.  -1 when it names none (or cannot be read).  The file is opened without
+ * word of its "#!" line (*script set; *crlf when that line ends with a carriage
+ * return, then part of the word), or an ELF file's dynamic loader, in name as the file
+ * has it.  -1 when it names none (or cannot be read).  The file is opened without
  * waiting (a FIFO put there since) and read only when it is a regular file.
  */
 static int
-exec_interp(const char *path, char *name, size_t len, bool *script)
+exec_interp(const char *path, char *name, size_t len, bool *script, bool *crlf)
 {
 	unsigned char head[256];
 	struct stat st;
@@ -137,6 +138,7 @@ exec_interp(const char *path, char *name, size_t len, bool *script)
 	int rc = -1;
 
 	*script = false;
+	*crlf = false;
 	if (fd == -1) {
 		return -1;
 	}
@@ -152,6 +154,7 @@ exec_interp(const char *path, char *name, size_t len, bool *script)
 			if (wl > 0 && wl < len) {
 				memcpy(name, w, wl);
 				name[wl] = '\0';
+				*crlf = name[wl - 1] == '\r';
 				rc = 0;
 			}
 		} else if (n >= SELFMAG && memcmp(head, ELFMAG, SELFMAG) == 0) {
@@ -162,12 +165,14 @@ exec_interp(const char *path, char *name, size_t len, bool *script)
 	return rc;
 }
 
-/* name as it is said: no control byte of the file passed on to a terminal (or a client). */
+/* name as it is said: without the carriage return of a DOS line (crlf), and no control
+ * byte of the file passed on to a terminal (or a client). */
 static void
-interp_shown(const char *name, char *out, size_t len)
+interp_shown(const char *name, bool crlf, char *out, size_t len)
 {
-	size_t n = SYS_MIN(strlen(name), len - 1);
+	size_t n = strlen(name) - (crlf ? 1 : 0);
 
+	n = SYS_MIN(n, len - 1);
 	memcpy(out, name, n);
 	out[n] = '\0';
 	for (char *c = out; *c != '\0'; c++) {
@@ -188,13 +193,13 @@ static void
 interp_chain(const char *path, int err, char *text, size_t len)
 {
 	char names[EXEC_DEPTH][EXEC_NAME_MAX], shown[EXEC_NAME_MAX];
-	bool script = false, missing = false;
+	bool script = false, crlf = false, missing = false;
 	struct stat st;
 	int k = 0;
 	size_t at = 0;
 
 	for (const char *cur = path;; cur = names[k++]) {
-		if (exec_interp(cur, names[k], sizeof(names[k]), &script) == -1) {
+		if (exec_interp(cur, names[k], sizeof(names[k]), &script, &crlf) == -1) {
 			break; /* cur (names[k - 1]) names none: why it failed is not known */
 		}
 		if (stat(names[k], &st) == -1 && errno == ENOENT) {
@@ -217,20 +222,23 @@ interp_chain(const char *path, int err, char *text, size_t len)
 	int last = missing ? k : k - 1;
 
 	for (int i = 0; i < last && at < len; i++) {
-		interp_shown(names[i], shown, sizeof(shown));
+		interp_shown(names[i], false, shown, sizeof(shown));
 		at += (size_t)snprintf(text + at, len - at,
 				       "its interpreter '%s' cannot run: ", shown);
 	}
 	if (at >= len) {
 		return;
 	}
-	interp_shown(names[last], shown, sizeof(shown));
+	interp_shown(names[last], missing && crlf, shown, sizeof(shown));
 	if (!missing) {
 		(void)snprintf(text + at, len - at, "its interpreter '%s' could not be run", shown);
 	} else {
-		(void)snprintf(
-			text + at, len - at, "its interpreter '%s' was not found (%s)", shown,
-			script ? "check its #! line" : "check that it was built for this system");
+		(void)snprintf(text + at, len - at, "its interpreter '%s' was not found (%s)",
+			       shown,
+			       !script ? "check that it was built for this system"
+			       : crlf  ? "its #! line ends with a carriage return: DOS line "
+					 "endings?"
+				       : "check its #! line");
 	}
 }
 

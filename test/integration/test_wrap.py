@@ -839,6 +839,21 @@ class Failures(Case):
                          "run: its interpreter '/nonexistent/interp' was not found (check "
                          "its #! line)\n" % (outer, inner))
 
+    @unittest.skipIf(WRAPPER, "valgrind: the exec's errno does not reach mcpmux")
+    def test_a_dos_line_ending_of_the_interpreter_is_said(self):
+        """A #! line that ends with a carriage return (a script saved with DOS line
+        endings) names an interpreter that is not there, '/bin/sh\\r': it is said so, and
+        the carriage return is not shown as part of the name."""
+        script = os.path.join(self.tmp.name, "dos.sh")
+        with open(script, "wb") as f:
+            f.write(b"#!/bin/sh\r\necho hi\r\n")
+        os.chmod(script, 0o755)
+        w = self.start([MCPMUX, "--", script])
+        self.assertEqual(w.wait(), 127)
+        self.assertEqual(w.stderr(), "mcpmux: cannot run '%s': its interpreter '/bin/sh' was "
+                         "not found (its #! line ends with a carriage return: DOS line "
+                         "endings?)\n" % script)
+
     def test_bad_lines_answered_and_not_forwarded(self):
         w = self.wrap("--stderr-chatter")
         w.write(b"this is not json\n")
