@@ -1243,7 +1243,10 @@ resume_start(struct session *s, bool yield)
 		return;
 	}
 	if (s->state == SESSION_RUNNING) {
-		diag_info("session %s: resuming (pid %d)", s->id, (int)s->backend->pid);
+		/* (a child whose exec failed was said as such at its spawn: backend.c) */
+		if (s->backend->exec_errno == 0) {
+			diag_info("session %s: resuming (pid %d)", s->id, (int)s->backend->pid);
+		}
 		held_flush(s);
 	}
 }
@@ -1914,7 +1917,10 @@ slot_granted(struct pool_slot *slot, void *ctx)
 		held_answer(s, why);
 		return;
 	}
-	diag_info("session %s: its pool has room: started (pid %d)", s->id, (int)s->backend->pid);
+	if (s->backend->exec_errno == 0) { /* (else said at its spawn: backend.c) */
+		diag_info("session %s: its pool has room: started (pid %d)", s->id,
+			  (int)s->backend->pid);
+	}
 	if (!s->resuming && s->hooks->on_started != NULL) {
 		s->hooks->on_started(s, s->owner);
 	}

@@ -752,11 +752,11 @@ class ResumeFailures(Base):
     """A fresh server that cannot take the session over: the waiting requests get errors that
     say why, the event is logged, and the next message tries again."""
 
-    def fail_then_recover(self, mode, expect, fixture=None):
+    def fail_then_recover(self, mode, expect, fixture=None, opts=()):
         log = os.path.join(self.tmp.name, "t.log")
         behave = os.path.join(self.tmp.name, "behave")
         cmd = [fixture or FIXTURE, "--behave-file=" + behave]
-        p = self.wrap(opts=FAST + SUSPEND + ["--log", log], command=cmd)
+        p = self.wrap(opts=FAST + SUSPEND + ["--log", log] + list(opts), command=cmd)
         self.setup_session(p.send, p.msg)
         pid1 = self.pid_of(p.send, p.msg, 6)
         self.wait_suspended(pid1, log=log)
@@ -796,9 +796,13 @@ class ResumeFailures(Base):
         os.chmod(copy, 0o755)
         said = "cannot run '%s': Permission denied (check that it is an executable file)" % copy
         p = self.fail_then_recover(None, "the server could not be restarted: " + said,
-                                   fixture=copy)
+                                   fixture=copy, opts=["-v"])
         if not WRAPPER:  # (valgrind: the exec's errno does not reach mcpmux)
-            self.assertEqual(p.stderr().count(said), 1, p.stderr())
+            err = p.stderr()
+            self.assertEqual(err.count(said), 1, err)
+            # -v: the failed child is not said to be resuming; the one that recovers is
+            self.assertEqual(err.count("could not execute '%s'" % copy), 1, err)
+            self.assertEqual(err.count(": resuming (pid "), 1, err)
 
     def test_initialize_errors(self):
         self.fail_then_recover("init-error", "refused initialize: initialize refused")
