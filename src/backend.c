@@ -1258,7 +1258,8 @@ backend_spawn(struct ev_loop *loop, const struct backend_config *cfg,
 			       strerror(b->exec_errno));
 		b->exec_why = strdup(text); /* NULL: said the same way (backend_exec_text()) */
 	} else if (b->exec_errno != 0) {
-		b->exec_why = execwhy_text(cfg->argv[0], b->exec_errno); /* NULL: said plainer */
+		b->exec_why = execwhy_text(cfg->argv[0], b->exec_errno,
+					   cfg->not_found_hint); /* NULL: said plainer */
 	}
 	b->pid = pid;
 	b->pgid = pid;

@@ -243,7 +243,7 @@ interp_chain(const char *path, int err, char *text, size_t len)
 }
 
 char *
-execwhy_text(const char *argv0, int err)
+execwhy_text(const char *argv0, int err, const char *not_found_hint)
 {
 	char path[PATH_MAX];
 	char text[(EXEC_DEPTH + 2) * EXEC_NAME_MAX];
@@ -255,8 +255,8 @@ execwhy_text(const char *argv0, int err)
 			       argv0, strerror(err));
 	} else if (exec_file(argv0, path, sizeof(path)) == -1) {
 		(void)snprintf(text, sizeof(text),
-			       "cannot run '%.*s': %s (check the command name and PATH)", w, argv0,
-			       strerror(err));
+			       "cannot run '%.*s': %s (check the command name and PATH)%s", w,
+			       argv0, strerror(err), not_found_hint != NULL ? not_found_hint : "");
 	} else {
 		int n = snprintf(text, sizeof(text), "cannot run '%.*s': ", w, argv0);
 

@@ -196,6 +196,8 @@ session_config_init(struct session_config *c, const struct mcpmux_options *o)
 {
 	*c = (struct session_config){
 		.argv = o->command,
+		/* wrap's COMMAND where a subcommand goes: a slip of one's name? */
+		.not_found_hint = o->command_first ? cli_did_you_mean(o->command[0]) : "",
 		.eof_grace = o->eof_grace_ms / 1000.,
 		.term_grace = o->term_grace_ms / 1000.,
 		.idle_timeout = o->idle_timeout_s,
@@ -1795,6 +1797,7 @@ spawn_now(struct session *s)
 	const struct session_config *cfg = s->cfg;
 	struct backend_config bc = {
 		.argv = cfg->argv,
+		.not_found_hint = cfg->not_found_hint,
 		.cookie = s->id,
 		.eof_grace = cfg->eof_grace,
 		.term_grace = cfg->term_grace,

@@ -85,12 +85,13 @@ struct backend_hooks {
 };
 
 struct backend_config {
-	char *const *argv;    /* the command; argv[0] is looked up in PATH */
-	const char *cookie;   /* MCPMUX_SESSION for the tree */
-	double eof_grace;     /* seconds */
-	double term_grace;    /* seconds */
-	size_t max_message;   /* framer bound for the server's stdout */
-	size_t max_queue;     /* stdin queue mark */
+	char *const *argv;	    /* the command; argv[0] is looked up in PATH */
+	const char *not_found_hint; /* after what is said of an argv[0] not found (NULL: none) */
+	const char *cookie;	    /* MCPMUX_SESSION for the tree */
+	double eof_grace;	    /* seconds */
+	double term_grace;	    /* seconds */
+	size_t max_message;	    /* framer bound for the server's stdout */
+	size_t max_queue;	    /* stdin queue mark */
 	double stall_timeout; /* seconds without progress on stdin before the end (0: never) */
 	double kill_deadline; /* seconds of KILLING before an unkillable tree is abandoned */
 	bool claim_orphans;   /* cookie-less orphans of mcpmux count as this tree's */

@@ -90,10 +90,11 @@ struct session_hooks {
 
 struct session_config {
 	char *const *argv;
-	double eof_grace;    /* seconds */
-	double term_grace;   /* seconds */
-	double idle_timeout; /* seconds, 0 for none */
-	double idle_suspend; /* seconds, 0 for none */
+	const char *not_found_hint; /* after what is said of an argv[0] not found */
+	double eof_grace;	    /* seconds */
+	double term_grace;	    /* seconds */
+	double idle_timeout;	    /* seconds, 0 for none */
+	double idle_suspend;	    /* seconds, 0 for none */
 	double stall_timeout;
 	double kill_deadline;
 	size_t max_message;
