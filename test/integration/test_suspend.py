@@ -910,14 +910,8 @@ class SlowReplay(Base):
         """--idle-timeout during a replay: a held request is in flight (the session stays
         until it is answered, past the timeout), but a replay alone is not: a session
         woken by a notification whose fresh server never answers initialize ends."""
-        behave = os.path.join(self.tmp.name, "behave")
-        log = os.path.join(self.tmp.name, "t.log")
-        p = self.wrap(opts=FAST + SUSPEND + ["--idle-timeout", "2", "--log", log],
-                      command=[FIXTURE, "--behave-file=" + behave])
-        self.setup_session(p.send, p.msg)
-        self.wait_suspended(self.pid_of(p.send, p.msg, 6), log=log)
-        with open(behave, "w") as f:
-            f.write("slow-init=3000\n")  # past the idle timeout
+        p, log, behave = self.suspended_to_resume_with(
+            "slow-init=3000", opts=("--idle-timeout", "2"))  # past the idle timeout
         p.send(call(7, "echo", text="held"))
         self.assertEqual(p.msg(10)["result"]["content"][0]["text"], "held")
         self.wait_suspended(self.pid_of(p.send, p.msg, 8), log=log, n=2)
@@ -982,6 +976,11 @@ class SlowReplay(Base):
         failed = wait_until(lambda: events(log, "resume-failed"), 5, "resume-failed logged")
         self.assertIn("did not answer the handshake replay", failed[0]["reason"])
         self.assertIsNone(p.p.poll())
+        self.assert_the_next_message_starts_a_good_server(p, behave)
+
+    def assert_the_next_message_starts_a_good_server(self, p, behave):
+        """The fresh server behaving again (behave removed), the next call is answered; the
+        run then ends with nothing left."""
         os.unlink(behave)
         p.send(call(9, "echo", text="again"))
         self.assertEqual(p.msg(10)["result"]["content"][0]["text"], "again")
@@ -989,18 +988,25 @@ class SlowReplay(Base):
         self.assertEqual(p.wait(), 0)
         self.assert_no_leftovers()
 
-    def test_a_replay_answered_with_a_line_that_is_not_json_fails_at_once(self):
-        """A fresh server that answers the replayed initialize with a line that is not JSON
-        (invalid UTF-8): the replay fails at once, not at its deadline, and the held
-        requests get -32000 that says why; the next message tries again."""
+    def suspended_to_resume_with(self, behaviour, opts=("--stall-timeout", "30")):
+        """A wrapped session (with opts: by default a replay deadline of 30 s) suspended,
+        whose fresh server will behave so (its --behave-file): (the wrap, its log, the
+        behave file)."""
         behave = os.path.join(self.tmp.name, "behave")
         log = os.path.join(self.tmp.name, "t.log")
-        p = self.wrap(opts=FAST + SUSPEND + ["--stall-timeout", "30", "--log", log],
+        p = self.wrap(opts=FAST + SUSPEND + list(opts) + ["--log", log],
                       command=[FIXTURE, "--behave-file=" + behave])
         self.setup_session(p.send, p.msg)
         self.wait_suspended(self.pid_of(p.send, p.msg, 6), log=log)
         with open(behave, "w") as f:
-            f.write("init-bad\n")
+            f.write(behaviour + "\n")
+        return p, log, behave
+
+    def test_a_replay_answered_with_a_line_that_is_not_json_fails_at_once(self):
+        """A fresh server that answers the replayed initialize with a line that is not JSON
+        (invalid UTF-8): the replay fails at once, not at its deadline, and the held
+        requests get -32000 that says why; the next message tries again."""
+        p, log, behave = self.suspended_to_resume_with("init-bad")
         t0 = time.monotonic()
         p.send(call(7, "echo", text="held"), call(8, "echo", text="held too"))
         for id_ in (7, 8):
@@ -1013,25 +1019,13 @@ class SlowReplay(Base):
         failed = wait_until(lambda: events(log, "resume-failed"), 5, "resume-failed logged")
         self.assertIn("answer to the replay is not valid JSON", failed[0]["reason"])
         wait_until(lambda: not self.servers(), 5, "the failed server to be gone")
-        os.unlink(behave)
-        p.send(call(9, "echo", text="again"))
-        self.assertEqual(p.msg(10)["result"]["content"][0]["text"], "again")
-        p.close_stdin()
-        self.assertEqual(p.wait(), 0)
-        self.assert_no_leftovers()
+        self.assert_the_next_message_starts_a_good_server(p, behave)
 
     def test_a_replayed_subscription_answered_with_a_line_that_is_not_json(self):
         """A fresh server that answers a replayed resources/subscribe with a line that is
         not JSON: it answered, as an error would: the replay ends at once, not at its
         deadline, and the held request reaches it and is answered."""
-        behave = os.path.join(self.tmp.name, "behave")
-        log = os.path.join(self.tmp.name, "t.log")
-        p = self.wrap(opts=FAST + SUSPEND + ["--stall-timeout", "30", "--log", log],
-                      command=[FIXTURE, "--behave-file=" + behave])
-        self.setup_session(p.send, p.msg)
-        self.wait_suspended(self.pid_of(p.send, p.msg, 6), log=log)
-        with open(behave, "w") as f:
-            f.write("subscribe-bad\n")
+        p, log, _ = self.suspended_to_resume_with("subscribe-bad")
         t0 = time.monotonic()
         p.send(call(7, "echo", text="held"))
         self.assertEqual(p.msg(10)["result"]["content"][0]["text"], "held")

@@ -760,6 +760,12 @@ class Failures(Case):
         w = self.start([MCPMUX])
         self.assertEqual(w.wait(), 2)
 
+    def assert_cannot_run(self, command, why, env=None):
+        """mcpmux -- COMMAND exits 127 and says only "cannot run 'COMMAND': WHY"."""
+        w = self.start([MCPMUX, "--", command], **({"env": env} if env else {}))
+        self.assertEqual(w.wait(), 127)
+        self.assertEqual(w.stderr(), "mcpmux: cannot run '%s': %s\n" % (command, why))
+
     @unittest.skipIf(WRAPPER, "valgrind: the exec's errno does not reach mcpmux")
     def test_a_missing_interpreter_is_named(self):
         """A file that exists but whose interpreter does not (exec's ENOENT) is not said to
@@ -769,15 +775,11 @@ class Failures(Case):
         with open(script, "w") as f:
             f.write("#!/nonexistent/interp -x\n")
         os.chmod(script, 0o755)
-        w = self.start([MCPMUX, "--", script])
-        self.assertEqual(w.wait(), 127)
-        self.assertEqual(w.stderr(), "mcpmux: cannot run '%s': its interpreter "
-                         "'/nonexistent/interp' was not found (check its #! line)\n" % script)
+        self.assert_cannot_run(script, "its interpreter '/nonexistent/interp' was not found "
+                               "(check its #! line)")
         env = dict(self.env, PATH=self.tmp.name + ":" + os.environ.get("PATH", ""))
-        w = self.start([MCPMUX, "--", "server.sh"], env=env)
-        self.assertEqual(w.wait(), 127)
-        self.assertEqual(w.stderr(), "mcpmux: cannot run 'server.sh': its interpreter "
-                         "'/nonexistent/interp' was not found (check its #! line)\n")
+        self.assert_cannot_run("server.sh", "its interpreter '/nonexistent/interp' was not "
+                               "found (check its #! line)", env=env)
         # An ELF file whose loader (PT_INTERP) is not there.
         elf = os.path.join(self.tmp.name, "server.elf")
         with open(FIXTURE, "rb") as f:
@@ -799,27 +801,19 @@ class Failures(Case):
         with open(elf, "wb") as f:
             f.write(data)
         os.chmod(elf, 0o755)
-        w = self.start([MCPMUX, "--", elf])
-        self.assertEqual(w.wait(), 127)
-        self.assertEqual(w.stderr(), "mcpmux: cannot run '%s': its interpreter "
-                         "'/nonexistent/ld.so' was not found (check that it was built for "
-                         "this system)\n" % elf)
+        self.assert_cannot_run(elf, "its interpreter '/nonexistent/ld.so' was not found "
+                               "(check that it was built for this system)")
         # A #! line naming that ELF file: what is missing is the file's loader, not it.
         outer = os.path.join(self.tmp.name, "outer-elf.sh")
         with open(outer, "w") as f:
             f.write("#!%s\n" % elf)
         os.chmod(outer, 0o755)
-        w = self.start([MCPMUX, "--", outer])
-        self.assertEqual(w.wait(), 127)
-        self.assertEqual(w.stderr(), "mcpmux: cannot run '%s': its interpreter '%s' cannot "
-                         "run: its interpreter '/nonexistent/ld.so' was not found (check "
-                         "that it was built for this system)\n" % (outer, elf))
+        self.assert_cannot_run(outer, "its interpreter '%s' cannot run: its interpreter "
+                               "'/nonexistent/ld.so' was not found (check that it was built "
+                               "for this system)" % elf)
         # A file that is not there is still said to be so.
-        w = self.start([MCPMUX, "--", os.path.join(self.tmp.name, "none")])
-        self.assertEqual(w.wait(), 127)
-        self.assertEqual(w.stderr(), "mcpmux: cannot run '%s': No such file or directory "
-                         "(check the command name and PATH)\n"
-                         % os.path.join(self.tmp.name, "none"))
+        self.assert_cannot_run(os.path.join(self.tmp.name, "none"), "No such file or "
+                               "directory (check the command name and PATH)")
 
     @unittest.skipIf(WRAPPER, "valgrind: the exec's errno does not reach mcpmux")
     def test_a_missing_interpreter_of_an_interpreter_is_named(self):
@@ -833,11 +827,9 @@ class Failures(Case):
             f.write("#!%s -x\n" % inner)
         os.chmod(inner, 0o755)
         os.chmod(outer, 0o755)
-        w = self.start([MCPMUX, "--", outer])
-        self.assertEqual(w.wait(), 127)
-        self.assertEqual(w.stderr(), "mcpmux: cannot run '%s': its interpreter '%s' cannot "
-                         "run: its interpreter '/nonexistent/interp' was not found (check "
-                         "its #! line)\n" % (outer, inner))
+        self.assert_cannot_run(outer, "its interpreter '%s' cannot run: its interpreter "
+                               "'/nonexistent/interp' was not found (check its #! line)"
+                               % inner)
 
     @unittest.skipIf(WRAPPER, "valgrind: the exec's errno does not reach mcpmux")
     def test_a_dos_line_ending_of_the_interpreter_is_said(self):
@@ -848,11 +840,8 @@ class Failures(Case):
         with open(script, "wb") as f:
             f.write(b"#!/bin/sh\r\necho hi\r\n")
         os.chmod(script, 0o755)
-        w = self.start([MCPMUX, "--", script])
-        self.assertEqual(w.wait(), 127)
-        self.assertEqual(w.stderr(), "mcpmux: cannot run '%s': its interpreter '/bin/sh' was "
-                         "not found (its #! line ends with a carriage return: DOS line "
-                         "endings?)\n" % script)
+        self.assert_cannot_run(script, "its interpreter '/bin/sh' was not found (its #! line "
+                               "ends with a carriage return: DOS line endings?)")
 
     def test_bad_lines_answered_and_not_forwarded(self):
         w = self.wrap("--stderr-chatter")
