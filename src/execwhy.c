@@ -182,12 +182,12 @@ interp_shown(const char *name, bool crlf, char *out, size_t len)
 	}
 }
 
-#define EXEC_DEPTH 4 /* interpreters of interpreters followed, as deep as the kernel goes */
+#define EXEC_DEPTH 6 /* interpreters of interpreters followed: as deep as Linux goes (5.8 on) */
 
 /*
  * What is said of path, a file that exists but that exec says ENOENT of, after
  * "cannot run 'X': " in text: the interpreter that is missing at the end of its chain
- * (its interpreter's interpreter, ...), or the last one found that could not be run.
+ * (its interpreter's interpreter, ...), or, when none is found missing, the first.
  */
 static void
 interp_chain(const char *path, int err, char *text, size_t len)
@@ -218,10 +218,14 @@ interp_chain(const char *path, int err, char *text, size_t len)
 			       strerror(err));
 		return;
 	}
-	/* names[0 .. k - 1] exist; names[k] is missing when missing is set */
-	int last = missing ? k : k - 1;
-
-	for (int i = 0; i < last && at < len; i++) {
+	if (!missing) {
+		/* None found missing (gone since, or deeper than followed): the first is said. */
+		interp_shown(names[0], false, shown, sizeof(shown));
+		(void)snprintf(text, len, "its interpreter '%s' could not be run", shown);
+		return;
+	}
+	/* names[0 .. k - 1] exist; names[k] is missing */
+	for (int i = 0; i < k && at < len; i++) {
 		interp_shown(names[i], false, shown, sizeof(shown));
 		at += (size_t)snprintf(text + at, len - at,
 				       "its interpreter '%s' cannot run: ", shown);
@@ -229,17 +233,11 @@ interp_chain(const char *path, int err, char *text, size_t len)
 	if (at >= len) {
 		return;
 	}
-	interp_shown(names[last], missing && crlf, shown, sizeof(shown));
-	if (!missing) {
-		(void)snprintf(text + at, len - at, "its interpreter '%s' could not be run", shown);
-	} else {
-		(void)snprintf(text + at, len - at, "its interpreter '%s' was not found (%s)",
-			       shown,
-			       !script ? "check that it was built for this system"
-			       : crlf  ? "its #! line ends with a carriage return: DOS line "
-					 "endings?"
-				       : "check its #! line");
-	}
+	interp_shown(names[k], crlf, shown, sizeof(shown));
+	(void)snprintf(text + at, len - at, "its interpreter '%s' was not found (%s)", shown,
+		       !script ? "check that it was built for this system"
+		       : crlf  ? "its #! line ends with a carriage return: DOS line endings?"
+			       : "check its #! line");
 }
 
 char *

@@ -830,6 +830,21 @@ class Failures(Case):
         self.assert_cannot_run(outer, "its interpreter '%s' cannot run: its interpreter "
                                "'/nonexistent/interp' was not found (check its #! line)"
                                % inner)
+        # Five deep (Linux follows six interpreters since 5.8, and says ELOOP past them)
+        chain = [os.path.join(self.tmp.name, "c%d" % i) for i in range(5)]
+        for i, path in enumerate(chain):
+            with open(path, "w") as f:
+                f.write("#!%s\n" % (chain[i + 1] if i + 1 < len(chain) else
+                                    "/nonexistent/interp"))
+            os.chmod(path, 0o755)
+        w = self.start([MCPMUX, "--", chain[0]])
+        rc = w.wait()
+        if "Too many levels" not in w.stderr():  # (a kernel before 5.8: four deep)
+            self.assertEqual(rc, 127)
+            self.assertEqual(w.stderr(), "mcpmux: cannot run '%s': %sits interpreter "
+                             "'/nonexistent/interp' was not found (check its #! line)\n"
+                             % (chain[0], "".join("its interpreter '%s' cannot run: " % c
+                                                  for c in chain[1:])))
 
     @unittest.skipIf(WRAPPER, "valgrind: the exec's errno does not reach mcpmux")
     def test_a_dos_line_ending_of_the_interpreter_is_said(self):
